@@ -1,1 +1,86 @@
-//! placeholder
+//! The configuration language: Platform.sh, Upsun, Magento Cloud, Slipway and Procfile layouts
+//! read from an abstract [`ConfigSource`] into one normalized [`Topology`], with positioned
+//! [`Diagnostic`]s (`FILE:LINE:COL: error: MESSAGE (at KEY.PATH)`).
+//!
+//! ```no_run
+//! let src = slipway_config::DirSource::new(std::path::Path::new("."));
+//! match slipway_config::load(&src) {
+//!     Ok(loaded) => println!("{} apps", loaded.topology.applications.len()),
+//!     Err(problems) => eprintln!("{problems}"),
+//! }
+//! ```
+
+mod checks;
+mod convert;
+mod diag;
+mod files;
+mod formats;
+mod include;
+mod keypath;
+mod model;
+mod procfile;
+pub mod schemas;
+mod shape;
+mod source;
+mod suggest;
+mod tables;
+mod yaml;
+
+pub use diag::{Diagnostic, Diagnostics, Severity};
+pub use files::MAX_FILE_SIZE;
+pub use model::{Application, Format, Hooks, Route, RouteKind, Service, Topology, Web};
+pub use source::{ConfigSource, DirEntry, DirSource};
+
+use serde::{Deserialize, Serialize};
+
+/// A configuration that loaded without errors.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Loaded {
+    /// The normalized apps, services and routes.
+    pub topology: Topology,
+    /// Problems that do not stop a deploy (e.g. keys Slipway does not act on yet).
+    pub warnings: Vec<Diagnostic>,
+    /// Which layout the configuration was read from.
+    pub format: Format,
+}
+
+/// Which configuration layout the tree uses (first match wins, spec section 4); Err when none.
+pub fn detect(source: &dyn ConfigSource) -> Result<Format, Diagnostics> {
+    match formats::detect(source) {
+        Ok(Some(f)) => Ok(f),
+        Ok(None) => Err(Diagnostics(vec![Diagnostic::error(
+            "",
+            0,
+            0,
+            "",
+            "no configuration found: add .slipway/config.yaml, .upsun/config.yaml, .platform.app.yaml, .magento.app.yaml or a Procfile",
+        )])),
+        Err(d) => Err(Diagnostics(vec![d])),
+    }
+}
+
+/// Load and validate. Ok carries the topology and warnings; Err carries every problem found (errors and warnings).
+pub fn load(source: &dyn ConfigSource) -> Result<Loaded, Diagnostics> {
+    let format = detect(source)?;
+    load_as(source, format)
+}
+
+/// Load the configuration of one given layout, ignoring detection (e.g. to check the `.platform/`
+/// files of a repository that also holds a `.upsun/config.yaml`).
+pub fn load_as(source: &dyn ConfigSource, format: Format) -> Result<Loaded, Diagnostics> {
+    let mut diags = Vec::new();
+    let topology = match format {
+        Format::Slipway => formats::load_single_file(source, ".slipway/config.yaml", &mut diags),
+        Format::Upsun => formats::load_single_file(source, ".upsun/config.yaml", &mut diags),
+        Format::PlatformSh => formats::load_platform(source, ".platform", ".platform.app.yaml", &mut diags),
+        Format::MagentoCloud => formats::load_platform(source, ".magento", ".magento.app.yaml", &mut diags),
+        Format::Procfile => procfile::load(source, &mut diags),
+    };
+    // Stable order: by file, then position; the same problem is reported once.
+    diags.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    diags.dedup();
+    if diags.iter().any(Diagnostic::is_error) {
+        return Err(Diagnostics(diags));
+    }
+    Ok(Loaded { topology, warnings: diags, format })
+}

@@ -1,1 +1,302 @@
-//! placeholder
+//! The deploy pipeline of Slipway, and the [`Platform`] that holds what it works on.
+//!
+//! A push flows through the phases in this order, one module each:
+//!
+//! | phase | module | what it does |
+//! |---|---|---|
+//! | validate | [`validate`] | reads the config from the pushed commit, checks it |
+//! | diff | [`diff`] | compares the topology with the live release |
+//! | build | [`build`] | builds the apps whose build key changed (runc container) |
+//! | slug | [`slug`] | packs a build into the archive (or reuses a slug) |
+//! | provision | [`provision`] | starts the new release's containers beside the old ones |
+//! | deploy hook | [`hooks`] | runs `hooks.deploy` in the new containers |
+//! | health | [`health`] | waits until every app answers HTTP on `$PORT` |
+//! | switch routes | [`switch`] | moves the branch ref (compare-and-swap), then the routes |
+//! | post_deploy | [`hooks`] | runs `hooks.post_deploy` |
+//! | retire | [`retire`] | drains and stops the old release |
+//!
+//! [`pipeline`] strings them together; [`push`] receives a push and runs the
+//! pipeline for each branch; [`restore`] brings environments back at start.
+//!
+//! Invariants kept here: a failed or interrupted deploy never touches the
+//! running cluster or its routes; a branch ref moves only when its deploy
+//! succeeded; service data is never lost by a deploy.
+
+pub mod build;
+pub mod diff;
+pub mod environment;
+pub mod health;
+pub mod hooks;
+pub mod output;
+pub mod pipeline;
+pub mod provision;
+pub mod push;
+pub mod restore;
+pub mod retire;
+pub mod slug;
+pub mod switch;
+pub mod validate;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use slipway_router::Router;
+use slipway_runtime::Runtime;
+use slipway_slug::Archive;
+use slipway_state::{State, User};
+
+pub use push::PushPipeline;
+
+/// Errors opening the platform or running a deploy step outside a push.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// The state database failed.
+    #[error(transparent)]
+    State(#[from] slipway_state::StateError),
+    /// The slug archive failed.
+    #[error(transparent)]
+    Slug(#[from] slipway_slug::SlugError),
+    /// The container runtime failed.
+    #[error(transparent)]
+    Runtime(#[from] slipway_runtime::RuntimeError),
+    /// A git repository failed.
+    #[error(transparent)]
+    Git(#[from] slipway_git::GitError),
+    /// A file system operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Anything else, with its context.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Settings of a platform, from the command line.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The data dir; everything lives below it.
+    pub data_dir: PathBuf,
+    /// The domain environments are served under (`ENV.PROJECT.DOMAIN`).
+    pub domain: String,
+    /// The HTTP port users reach the router on (for the URLs shown).
+    pub http_port: u16,
+    /// The OCI runtime CLI.
+    pub runtime: PathBuf,
+    /// How long an app may take to answer on `$PORT` after start.
+    pub health_timeout: Duration,
+    /// How long a build may take.
+    pub build_timeout: Duration,
+    /// How long a deploy hook may take.
+    pub hook_timeout: Duration,
+    /// How long requests on a retired release may take to finish.
+    pub drain_timeout: Duration,
+    /// zstd level of slugs.
+    pub slug_level: i32,
+}
+
+impl Settings {
+    /// Defaults for a data dir.
+    pub fn new(data_dir: PathBuf) -> Settings {
+        Settings {
+            data_dir,
+            domain: "localhost".into(),
+            http_port: 8080,
+            runtime: PathBuf::from("runc"),
+            health_timeout: Duration::from_secs(30),
+            build_timeout: Duration::from_secs(3600),
+            hook_timeout: Duration::from_secs(600),
+            drain_timeout: Duration::from_secs(30),
+            slug_level: 3,
+        }
+    }
+}
+
+/// Where things live under the data dir.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    /// The data dir at `root`.
+    pub fn new(root: PathBuf) -> DataDir {
+        DataDir { root }
+    }
+    /// The data dir itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// The state database.
+    pub fn state_db(&self) -> PathBuf {
+        self.root.join("state.db")
+    }
+    /// The SSH host key.
+    pub fn host_key(&self) -> PathBuf {
+        self.root.join("ssh_host_ed25519_key")
+    }
+    /// The bare git repository of a project.
+    pub fn repo(&self, project: &str) -> PathBuf {
+        self.root.join("git").join(format!("{project}.git"))
+    }
+    /// The slug archive (an OCI image layout).
+    pub fn archive(&self) -> PathBuf {
+        self.root.join("archive")
+    }
+    /// Slugs unpacked once each, read-only, by digest.
+    pub fn unpacked_slugs(&self) -> PathBuf {
+        self.root.join("slugs")
+    }
+    /// Build folders of builds in progress.
+    pub fn builds(&self) -> PathBuf {
+        self.root.join("builds")
+    }
+    /// The output of an app's containers.
+    pub fn app_log(&self, project: &str, env: &str, app: &str) -> PathBuf {
+        self.root
+            .join("logs")
+            .join(project)
+            .join(env)
+            .join(format!("{app}.log"))
+    }
+}
+
+/// Everything a deploy works on: state, archive, runtime, router.
+pub struct Platform {
+    settings: Settings,
+    data: DataDir,
+    state: State,
+    archive: Archive,
+    runtime: Runtime,
+    router: Arc<Router>,
+    /// One lock per environment ("project/env"): deploys of one environment run one at a time.
+    env_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// A short tag of the data dir, in network namespace names.
+    instance: String,
+}
+
+impl Platform {
+    /// Open the data dir (creating what is missing) and the router's table.
+    pub fn open(mut settings: Settings, router: Arc<Router>) -> Result<Arc<Platform>, DeployError> {
+        // Container mounts and runtime state need absolute paths.
+        std::fs::create_dir_all(&settings.data_dir).map_err(|source| DeployError::Io {
+            what: format!("creating {}", settings.data_dir.display()),
+            source,
+        })?;
+        settings.data_dir = settings
+            .data_dir
+            .canonicalize()
+            .map_err(|source| DeployError::Io {
+                what: format!("resolving {}", settings.data_dir.display()),
+                source,
+            })?;
+        let data = DataDir::new(settings.data_dir.clone());
+        for dir in [
+            data.root().to_path_buf(),
+            data.root().join("git"),
+            data.unpacked_slugs(),
+            data.builds(),
+            data.root().join("logs"),
+        ] {
+            std::fs::create_dir_all(&dir).map_err(|source| DeployError::Io {
+                what: format!("creating {}", dir.display()),
+                source,
+            })?;
+        }
+        let state = State::open(&data.state_db())?;
+        let archive = Archive::open(&data.archive())?;
+        let runtime = Runtime::new(&settings.runtime, data.root())?;
+        let instance = environment::instance_tag(data.root());
+        Ok(Arc::new(Platform {
+            settings,
+            data,
+            state,
+            archive,
+            runtime,
+            router,
+            env_locks: Mutex::new(HashMap::new()),
+            instance,
+        }))
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+    /// The data dir layout.
+    pub fn data(&self) -> &DataDir {
+        &self.data
+    }
+    /// The state database.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+    /// The slug archive.
+    pub fn archive(&self) -> &Archive {
+        &self.archive
+    }
+    /// The container runtime.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+    /// The HTTP router.
+    pub fn router(&self) -> &Arc<Router> {
+        &self.router
+    }
+
+    /// The bare repository of a project.
+    pub fn repo_path(&self, project: &str) -> PathBuf {
+        self.data.repo(project)
+    }
+
+    /// Create a project (state and bare repository); `owner` becomes its admin.
+    pub fn create_project(&self, project: &str, owner: &str) -> Result<(), DeployError> {
+        slipway_git::init_bare(&self.repo_path(project))?;
+        self.state.create_project(project, owner)?;
+        Ok(())
+    }
+
+    /// The host name of an environment: `ENV.PROJECT.DOMAIN`.
+    pub fn env_host(&self, project: &str, env: &str) -> String {
+        format!("{env}.{project}.{}", self.settings.domain)
+    }
+
+    /// The URL users open for an environment.
+    pub fn env_url(&self, project: &str, env: &str) -> String {
+        let host = self.env_host(project, env);
+        if self.settings.http_port == 80 {
+            format!("http://{host}/")
+        } else {
+            format!("http://{host}:{}/", self.settings.http_port)
+        }
+    }
+
+    /// The handler for one push to `project` by `user`.
+    pub fn push_handler(self: &Arc<Self>, project: &str, user: &User) -> PushPipeline {
+        PushPipeline::new(self.clone(), project.to_string(), user.clone())
+    }
+
+    /// Limits applied to received packs.
+    pub fn receive_limits(&self) -> slipway_git::receive::Limits {
+        slipway_git::receive::Limits::default()
+    }
+
+    /// The lock serializing deploys of one environment.
+    pub fn env_lock(&self, project: &str, env: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.env_locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks
+            .entry(format!("{project}/{env}"))
+            .or_default()
+            .clone()
+    }
+
+    /// The tag of this data dir used in network namespace names.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+}

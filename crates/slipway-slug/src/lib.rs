@@ -1,1 +1,32 @@
-//! placeholder
+//! Slugs and the slug archive.
+//!
+//! A *slug* is an app's built folder packed as a deterministic tar (see [`pack`] for the
+//! exact format: entries under `app/`, sorted, fixed mtime, uid/gid 0, normalized modes,
+//! symlinks kept), compressed with zstd, and named by the sha256 of the compressed bytes.
+//! It is an OCI layer of media type [`SLUG_MEDIA_TYPE`].
+//!
+//! The *archive* ([`Archive`]) is a standard OCI image layout (`oci-layout`, `index.json`,
+//! `blobs/sha256/<hex>`): each release is an image (config + manifest + the one slug layer)
+//! tagged in index.json with `org.opencontainers.image.ref.name`, so skopeo and umoci can
+//! read it (`skopeo inspect oci:ARCHIVE:TAG`, `umoci unpack --image ARCHIVE:TAG BUNDLE`
+//! gives `BUNDLE/rootfs/app/...`).
+
+mod archive;
+mod digest;
+mod error;
+mod image;
+mod maint;
+pub mod pack;
+mod tag;
+mod unpack;
+
+pub use archive::{Archive, TagEntry};
+pub use digest::Digest;
+pub use error::SlugError;
+pub use image::{ReleaseImage, SLUG_MEDIA_TYPE, WORKING_DIR};
+pub use maint::{GcReport, VerifyProblem};
+pub use pack::{pack_dir, SlugInfo, DEFAULT_LEVEL, LAYER_ROOT, SLUG_MTIME};
+pub use tag::{validate_tag, MAX_TAG_LEN};
+
+#[cfg(test)]
+mod determinism_tests;

@@ -1,1 +1,212 @@
-//! placeholder
+//! The SSH endpoint of Slipway: the only door users knock on besides HTTP.
+//!
+//! - Authentication is by public key only; keys are looked up in the state
+//!   database, unknown keys are refused at the SSH layer.
+//! - `git-upload-pack` (clone, fetch) runs the `git upload-pack` binary on the
+//!   project's repository; `git-receive-pack` (push) is received natively by
+//!   [`slipway_git::receive`] and handed to the deploy pipeline.
+//! - Anything else is an admin command ([`admin`]).
+
+mod admin;
+pub mod command;
+mod git_service;
+mod session;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::keys::{Algorithm, HashAlg, PrivateKey, PublicKey};
+use slipway_deploy::Platform;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+pub use session::ConnectionError;
+
+/// Errors of the SSH endpoint's setup.
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    /// Reading or writing the host key file failed.
+    #[error("host key {path}: {source}")]
+    HostKeyIo {
+        /// The key file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The host key file is not a valid OpenSSH private key.
+    #[error("host key {path}: {message}")]
+    HostKey {
+        /// The key file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A public key line is not acceptable.
+    #[error("{0}")]
+    PublicKey(String),
+}
+
+/// Load the ed25519 host key at `path`, creating it on first start.
+/// Returns the key and whether it was created.
+pub fn load_or_create_host_key(path: &Path) -> Result<(PrivateKey, bool), SshError> {
+    let shown = path.display().to_string();
+    if path.exists() {
+        let text = std::fs::read_to_string(path).map_err(|source| SshError::HostKeyIo {
+            path: shown.clone(),
+            source,
+        })?;
+        let key = PrivateKey::from_openssh(text.as_bytes()).map_err(|e| SshError::HostKey {
+            path: shown,
+            message: e.to_string(),
+        })?;
+        return Ok((key, false));
+    }
+    let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).map_err(|e| {
+        SshError::HostKey {
+            path: shown.clone(),
+            message: e.to_string(),
+        }
+    })?;
+    let text = key
+        .to_openssh(russh::keys::ssh_key::LineEnding::LF)
+        .map_err(|e| SshError::HostKey {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?;
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(text.as_bytes()).map(|_| f))
+            .map_err(|source| SshError::HostKeyIo {
+                path: shown.clone(),
+                source,
+            })?;
+        f.sync_all().map_err(|source| SshError::HostKeyIo {
+            path: shown.clone(),
+            source,
+        })?;
+        let _ = f.flush();
+    }
+    std::fs::rename(&tmp, path).map_err(|source| SshError::HostKeyIo {
+        path: shown,
+        source,
+    })?;
+    Ok((key, true))
+}
+
+/// The SHA256 fingerprint of a host key, as `ssh` prints it.
+pub fn fingerprint(key: &PrivateKey) -> String {
+    key.public_key().fingerprint(HashAlg::Sha256).to_string()
+}
+
+/// The form a public key is stored in: `TYPE BASE64`, without comment.
+pub fn normalize_key(key: &PublicKey) -> Result<String, SshError> {
+    let mut k = key.clone();
+    k.set_comment("");
+    k.to_openssh()
+        .map(|s| s.trim().to_string())
+        .map_err(|e| SshError::PublicKey(e.to_string()))
+}
+
+/// Parse an OpenSSH public key line (`ssh-ed25519 AAAA... comment`) as users
+/// give it to `slipway user add`; ed25519, ecdsa and rsa >= 2048 bits are accepted.
+pub fn parse_public_key_line(line: &str) -> Result<String, SshError> {
+    let line = line.trim();
+    if line.is_empty() {
+        return Err(SshError::PublicKey("the key file is empty".into()));
+    }
+    if line.contains("PRIVATE KEY") {
+        return Err(SshError::PublicKey(
+            "this is a private key: give the .pub file".into(),
+        ));
+    }
+    let key = PublicKey::from_openssh(line).map_err(|e| {
+        SshError::PublicKey(format!("not an OpenSSH public key line ({e})"))
+    })?;
+    match key.algorithm() {
+        Algorithm::Ed25519 | Algorithm::Ecdsa { .. } => {}
+        Algorithm::Rsa { .. } => {
+            let bits = key
+                .key_data()
+                .rsa()
+                .map(|r| r.n().as_positive_bytes().map(|b| b.len() * 8).unwrap_or(0))
+                .unwrap_or(0);
+            if bits < 2048 {
+                return Err(SshError::PublicKey(format!(
+                    "RSA keys need at least 2048 bits, this one has {bits}"
+                )));
+            }
+        }
+        other => {
+            return Err(SshError::PublicKey(format!(
+                "key type {other} is not accepted: use ed25519, ecdsa or rsa (>= 2048 bits)"
+            )))
+        }
+    }
+    normalize_key(&key)
+}
+
+/// Write text to a channel stream, ignoring a client that went away.
+pub(crate) async fn say<W: AsyncWrite + Unpin>(w: &mut W, text: &str) {
+    let _ = w.write_all(text.as_bytes()).await;
+    let _ = w.flush().await;
+}
+
+struct Server {
+    platform: Arc<Platform>,
+}
+
+impl russh::server::Server for Server {
+    type Handler = session::Connection;
+    fn new_client(&mut self, peer: Option<std::net::SocketAddr>) -> session::Connection {
+        session::Connection {
+            platform: self.platform.clone(),
+            peer,
+            user: None,
+            channels: HashMap::new(),
+            git_protocol: HashMap::new(),
+        }
+    }
+}
+
+/// Serve SSH on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    host_key: PrivateKey,
+    platform: Arc<Platform>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let config = russh::server::Config {
+        keys: vec![host_key],
+        methods: russh::MethodSet::from(&[russh::MethodKind::PublicKey][..]),
+        auth_rejection_time: Duration::from_millis(300),
+        auth_rejection_time_initial: Some(Duration::from_millis(0)),
+        inactivity_timeout: Some(Duration::from_secs(3600)),
+        keepalive_interval: Some(Duration::from_secs(30)),
+        window_size: 16 * 1024 * 1024,
+        maximum_packet_size: 65535,
+        channel_buffer_size: 256,
+        nodelay: true,
+        ..Default::default()
+    };
+    use russh::server::Server as _;
+    let mut server = Server { platform };
+    let running = server.run_on_socket(Arc::new(config), &listener);
+    let handle = running.handle();
+    tokio::select! {
+        r = running => r,
+        _ = shutdown => {
+            handle.shutdown("server shutting down".into());
+            Ok(())
+        }
+    }
+}

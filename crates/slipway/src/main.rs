@@ -1,1 +1,469 @@
-fn main() {}
+//! `slipway`: the one binary. `slipway serve` runs the whole server (SSH and
+//! HTTP router) in one process; the other subcommands are operator commands
+//! working on the data dir (spec sections 1, 2 and 7).
+//!
+//! Exit codes: 0 ok, 1 a user error, 2 bad usage, 3 an internal failure.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+/// Slipway: a self-hosted platform-as-a-service driven by `git push` and `ssh`.
+#[derive(Parser)]
+#[command(name = "slipway", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Args, Clone)]
+struct DataDirArg {
+    /// Where everything lives: repositories, slug archive, state database, logs.
+    #[arg(long, env = "SLIPWAY_DATA_DIR", default_value = "./slipway-data", global = true)]
+    data_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the server: SSH (git, admin commands) and the HTTP router.
+    Serve(ServeArgs),
+    /// Manage users and their keys (works whether or not the server runs).
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Check configuration files.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Pack slugs.
+    #[command(subcommand)]
+    Slug(SlugCmd),
+    /// Inspect and maintain the slug archive.
+    #[command(subcommand)]
+    Archive(ArchiveCmd),
+    /// Stop every container and network namespace of this data dir; all data stays.
+    Down(DataDirArg),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    data: DataDirArg,
+    /// SSH address.
+    #[arg(long, env = "SLIPWAY_SSH_LISTEN", default_value = "127.0.0.1:2222")]
+    ssh_listen: String,
+    /// HTTP address of the router.
+    #[arg(long, env = "SLIPWAY_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+    http_listen: String,
+    /// Environments answer at ENV.PROJECT.DOMAIN.
+    #[arg(long, env = "SLIPWAY_DOMAIN", default_value = "localhost")]
+    domain: String,
+    /// The OCI runtime CLI (runc, crun, youki).
+    #[arg(long, env = "SLIPWAY_RUNTIME", default_value = "runc")]
+    runtime: PathBuf,
+    /// Seconds an app may take to answer on $PORT after it starts.
+    #[arg(long, env = "SLIPWAY_HEALTH_TIMEOUT", default_value_t = 30)]
+    health_timeout: u64,
+    /// Seconds requests on a retired release may take to finish.
+    #[arg(long, env = "SLIPWAY_DRAIN_TIMEOUT", default_value_t = 30)]
+    drain_timeout: u64,
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Add a user with a public key, or add a key to a user.
+    Add {
+        /// User name.
+        name: String,
+        /// An OpenSSH public key file (`-` for standard input).
+        #[arg(long)]
+        key: PathBuf,
+        /// Make the user a server admin (admin of every project, may create projects).
+        #[arg(long)]
+        admin: bool,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// List users.
+    Ls(DataDirArg),
+    /// Remove a user and its keys.
+    Rm {
+        /// User name.
+        name: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Validate the configuration of a working tree.
+    Check {
+        /// The working tree (default: the current directory).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Print the normalized topology as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SlugCmd {
+    /// Pack a folder into a slug exactly as a build does; prints its digest.
+    Pack {
+        /// The folder.
+        dir: PathBuf,
+        /// The slug file to write.
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// zstd level.
+        #[arg(long, default_value_t = 3)]
+        level: i32,
+    },
+}
+
+#[derive(Subcommand)]
+enum ArchiveCmd {
+    /// List the release images in the archive.
+    Ls(DataDirArg),
+    /// Re-check the digest of every blob.
+    Verify(DataDirArg),
+    /// Drop what no kept release needs.
+    Gc {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Releases kept per environment (besides the live one).
+        #[arg(long, default_value_t = 10)]
+        keep: usize,
+    },
+}
+
+/// An error with the exit code it maps to.
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+fn user_error(e: impl Into<anyhow::Error>) -> Failure {
+    Failure { code: 1, error: e.into() }
+}
+fn internal(e: impl Into<anyhow::Error>) -> Failure {
+    Failure { code: 3, error: e.into() }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SLIPWAY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("slipway: {:#}", f.error);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<u8, Failure> {
+    match cli.command {
+        Cmd::Serve(args) => {
+            let rt = tokio::runtime::Runtime::new().map_err(internal)?;
+            rt.block_on(serve(args))
+        }
+        Cmd::User(cmd) => user(cmd),
+        Cmd::Config(ConfigCmd::Check { dir, json }) => config_check(&dir, json),
+        Cmd::Slug(SlugCmd::Pack { dir, output, level }) => slug_pack(&dir, &output, level),
+        Cmd::Archive(cmd) => archive(cmd),
+        Cmd::Down(data) => {
+            let rt = tokio::runtime::Runtime::new().map_err(internal)?;
+            rt.block_on(async {
+                let platform = open_platform(slipway_deploy::Settings::new(data.data_dir))?;
+                let n = slipway_deploy::restore::down(&platform)
+                    .await
+                    .map_err(internal)?;
+                println!("stopped {n} container(s); all data stays; `slipway serve` brings the environments back");
+                Ok(0)
+            })
+        }
+    }
+}
+
+fn open_platform(settings: slipway_deploy::Settings) -> Result<Arc<slipway_deploy::Platform>, Failure> {
+    let router = slipway_router::Router::new(slipway_router::RouterConfig {
+        drain_timeout: settings.drain_timeout,
+        ..Default::default()
+    });
+    slipway_deploy::Platform::open(settings, router)
+        .context("opening the data dir")
+        .map_err(internal)
+}
+
+async fn serve(args: ServeArgs) -> Result<u8, Failure> {
+    let mut settings = slipway_deploy::Settings::new(args.data.data_dir.clone());
+    settings.domain = args.domain.clone();
+    settings.runtime = args.runtime.clone();
+    settings.health_timeout = std::time::Duration::from_secs(args.health_timeout);
+    settings.drain_timeout = std::time::Duration::from_secs(args.drain_timeout);
+    let http_addr: std::net::SocketAddr = args
+        .http_listen
+        .parse()
+        .with_context(|| format!("--http-listen {}: not an address like 127.0.0.1:8080", args.http_listen))
+        .map_err(|e| Failure { code: 2, error: e })?;
+    settings.http_port = http_addr.port();
+    if which(&settings.runtime).is_none() {
+        return Err(user_error(anyhow::anyhow!(
+            "the OCI runtime '{}' was not found: install runc (apt-get install runc) or pass --runtime PATH",
+            settings.runtime.display()
+        )));
+    }
+    let platform = open_platform(settings)?;
+    let (host_key, created) = slipway_ssh::load_or_create_host_key(&platform.data().host_key())
+        .map_err(internal)?;
+    let fp = slipway_ssh::fingerprint(&host_key);
+    if created {
+        println!("created host key {} ({fp})", platform.data().host_key().display());
+    }
+    let ssh = tokio::net::TcpListener::bind(&args.ssh_listen)
+        .await
+        .with_context(|| format!("listening for SSH on {}", args.ssh_listen))
+        .map_err(user_error)?;
+    let http = tokio::net::TcpListener::bind(http_addr)
+        .await
+        .with_context(|| format!("listening for HTTP on {http_addr}"))
+        .map_err(user_error)?;
+    println!(
+        "slipway serving: ssh {} (host key {fp}), http {}, data dir {}",
+        ssh.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        http.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        platform.data().root().display()
+    );
+    let _ = std::io::stdout().flush();
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let router = platform.router().clone();
+    let http_task = tokio::spawn({
+        let s = stopped(stop_rx.clone());
+        async move { router.serve(http, s).await }
+    });
+    let restore = tokio::spawn({
+        let p = platform.clone();
+        async move {
+            if let Err(e) = slipway_deploy::restore::restore(&p).await {
+                tracing::error!("bringing environments back: {e}");
+            }
+        }
+    });
+    let ssh_task = tokio::spawn(slipway_ssh::serve(ssh, host_key, platform.clone(), stopped(stop_rx.clone())));
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(internal)?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: stopping"),
+    }
+    let _ = stop_tx.send(true);
+    restore.abort();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), ssh_task).await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), http_task).await;
+    println!("slipway stopped; containers keep running and are adopted at the next start");
+    Ok(0)
+}
+
+fn which(p: &Path) -> Option<PathBuf> {
+    if p.components().count() > 1 {
+        return p.exists().then(|| p.to_path_buf());
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(p))
+            .find(|c| c.is_file())
+    })
+}
+
+fn open_state(data_dir: &Path) -> Result<slipway_state::State, Failure> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))
+        .map_err(internal)?;
+    slipway_state::State::open(&data_dir.join("state.db")).map_err(internal)
+}
+
+fn user(cmd: UserCmd) -> Result<u8, Failure> {
+    match cmd {
+        UserCmd::Add { name, key, admin, data } => {
+            if !slipway_ssh::command::is_dns_label(&name) && !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+                return Err(user_error(anyhow::anyhow!(
+                    "user name '{name}' may hold only letters, digits, '.', '_' and '-'"
+                )));
+            }
+            let text = if key == Path::new("-") {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(user_error)?;
+                s
+            } else {
+                std::fs::read_to_string(&key)
+                    .with_context(|| format!("reading the key file {}", key.display()))
+                    .map_err(user_error)?
+            };
+            let line = text
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with('#'))
+                .unwrap_or("");
+            let normalized = slipway_ssh::parse_public_key_line(line)
+                .with_context(|| format!("{}", key.display()))
+                .map_err(user_error)?;
+            let state = open_state(&data.data_dir)?;
+            state
+                .add_user_key(&name, &normalized, admin)
+                .map_err(user_error)?;
+            println!(
+                "user {name} added{} with key {}",
+                if admin { " as server admin" } else { "" },
+                normalized.split_whitespace().next().unwrap_or("")
+            );
+            Ok(0)
+        }
+        UserCmd::Ls(data) => {
+            let state = open_state(&data.data_dir)?;
+            for (u, keys) in state.users().map_err(internal)? {
+                println!("{}\t{}\t{keys} key(s)", u.name, if u.admin { "admin" } else { "user" });
+            }
+            Ok(0)
+        }
+        UserCmd::Rm { name, data } => {
+            let state = open_state(&data.data_dir)?;
+            state.remove_user(&name).map_err(user_error)?;
+            println!("user {name} removed");
+            Ok(0)
+        }
+    }
+}
+
+fn config_check(dir: &Path, json: bool) -> Result<u8, Failure> {
+    if !dir.is_dir() {
+        return Err(user_error(anyhow::anyhow!("{} is not a folder", dir.display())));
+    }
+    let source = slipway_config::DirSource::new(dir);
+    match slipway_config::load(&source) {
+        Ok(loaded) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&loaded.topology).map_err(internal)?
+                );
+            }
+            for w in &loaded.warnings {
+                eprintln!("{w}");
+            }
+            if !json {
+                println!(
+                    "ok: {:?} config, {} app(s), {} service(s), {} route(s)",
+                    loaded.format,
+                    loaded.topology.applications.len(),
+                    loaded.topology.services.len(),
+                    loaded.topology.routes.len()
+                );
+            }
+            Ok(0)
+        }
+        Err(diags) => {
+            for d in &diags.0 {
+                eprintln!("{d}");
+            }
+            Ok(1)
+        }
+    }
+}
+
+fn slug_pack(dir: &Path, output: &Path, level: i32) -> Result<u8, Failure> {
+    if !dir.is_dir() {
+        return Err(user_error(anyhow::anyhow!("{} is not a folder", dir.display())));
+    }
+    let parent = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(parent)
+        .with_context(|| format!("creating a file in {}", parent.display()))
+        .map_err(user_error)?;
+    let info = slipway_slug::pack_dir(dir, std::io::BufWriter::new(tmp.as_file()), level)
+        .map_err(user_error)?;
+    tmp.as_file().sync_all().map_err(internal)?;
+    tmp.persist(output)
+        .with_context(|| format!("writing {}", output.display()))
+        .map_err(user_error)?;
+    println!("{}", info.digest);
+    Ok(0)
+}
+
+fn archive(cmd: ArchiveCmd) -> Result<u8, Failure> {
+    let data_dir = match &cmd {
+        ArchiveCmd::Ls(d) | ArchiveCmd::Verify(d) => d.data_dir.clone(),
+        ArchiveCmd::Gc { data, .. } => data.data_dir.clone(),
+    };
+    let dir = slipway_deploy::DataDir::new(data_dir);
+    let archive = slipway_slug::Archive::open(&dir.archive()).map_err(internal)?;
+    match cmd {
+        ArchiveCmd::Ls(_) => {
+            for t in archive.list().map_err(internal)? {
+                println!("{}\t{}", t.tag, t.manifest);
+            }
+            Ok(0)
+        }
+        ArchiveCmd::Verify(_) => {
+            let problems = archive.verify().map_err(internal)?;
+            for p in &problems {
+                println!("{p}");
+            }
+            if problems.is_empty() {
+                println!("ok: every blob matches its digest");
+                Ok(0)
+            } else {
+                Ok(1)
+            }
+        }
+        ArchiveCmd::Gc { keep, .. } => {
+            let state = open_state(dir.root())?;
+            let mut kept = std::collections::HashSet::new();
+            for env in state.environments(None).map_err(internal)? {
+                for (i, r) in state
+                    .releases(&env.project, &env.name)
+                    .map_err(internal)?
+                    .into_iter()
+                    .enumerate()
+                {
+                    if i < keep || Some(r.id) == env.current_release {
+                        kept.insert(format!("{}.{}.r{}.", r.project, r.environment, r.number));
+                    }
+                }
+            }
+            let report = archive
+                .gc(&|tag: &str| kept.iter().any(|k| tag.starts_with(k.as_str())))
+                .map_err(internal)?;
+            println!(
+                "gc: dropped {} release tag(s), {} blob(s), freed {} bytes",
+                report.tags_removed.len(),
+                report.blobs_removed,
+                report.bytes_freed
+            );
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Checks across files: unique names, routes and relationships that point at something, source roots that exist.
+
+use crate::convert::{AppRecord, RouteRecord, ServiceRecord};
+use crate::diag::Diagnostic;
+use crate::files::dir_exists;
+use crate::model::{Route, RouteKind, Topology};
+use crate::source::ConfigSource;
+use crate::suggest::closest;
+use std::collections::HashMap;
+
+/// Where the parts of a configuration live, for messages.
+pub(crate) struct Files<'a> {
+    /// The file apps are declared in (or the first app file), for "no app" errors.
+    pub apps: &'a str,
+    /// The file services are declared in.
+    pub services: &'a str,
+    /// The file routes are declared in.
+    pub routes: &'a str,
+}
+
+/// Whether an app name is acceptable: lowercase letters, digits, `-` and `_`, starting with a letter or digit.
+pub(crate) fn valid_app_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && name.len() <= 63
+}
+
+/// The endpoint a relationship without one uses, by service kind.
+fn default_endpoint(service_type: &str) -> &str {
+    match service_type {
+        "mariadb" | "mysql" | "oracle-mysql" => "mysql",
+        "postgresql" => "postgresql",
+        "redis" | "redis-persistent" | "valkey" | "valkey-persistent" => "redis",
+        "solr" => "solr",
+        other => other,
+    }
+}
+
+/// Run the cross-file checks and assemble the topology.
+pub(crate) fn finish(
+    src: &dyn ConfigSource,
+    files: Files<'_>,
+    mut apps: Vec<AppRecord>,
+    services: Vec<ServiceRecord>,
+    routes: Option<Vec<RouteRecord>>,
+    diags: &mut Vec<Diagnostic>,
+) -> Topology {
+    if apps.is_empty() && !diags.iter().any(Diagnostic::is_error) {
+        diags.push(Diagnostic::error(files.apps, 0, 0, "", "no application is defined"));
+    }
+    // Unique, well-formed names.
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, rec) in apps.iter().enumerate() {
+        let name = &rec.app.name;
+        let p = &rec.name_pos;
+        let kp = rec.path.with("name").render();
+        if !valid_app_name(name) {
+            diags.push(Diagnostic::error(&p.file, p.line, p.col, &kp, format!("app name `{name}` must be lowercase letters, digits, `-` or `_`")));
+        }
+        if let Some(&first) = seen.get(name) {
+            let f = &apps[first].name_pos;
+            diags.push(Diagnostic::error(&p.file, p.line, p.col, &kp, format!("app name `{name}` is already used at {}:{}", f.file, f.line)));
+        } else {
+            seen.insert(name.clone(), i);
+        }
+    }
+    // Source roots exist in the tree.
+    for rec in &apps {
+        let Some(pos) = &rec.source_root_pos else { continue };
+        match dir_exists(src, &rec.app.source_root) {
+            Ok(true) => {}
+            Ok(false) => diags.push(Diagnostic::error(
+                &pos.file,
+                pos.line,
+                pos.col,
+                &rec.path.with("source").with("root").render(),
+                format!("source root `{}` is not a folder of the repository", rec.app.source_root),
+            )),
+            Err(d) => diags.push(d),
+        }
+    }
+    // Relationships name a service or an app.
+    let app_names: Vec<String> = apps.iter().map(|a| a.app.name.clone()).collect();
+    for rec in &mut apps {
+        for (rel, pos, target) in &rec.relationships {
+            let (svc, endpoint) = match target {
+                None => (rel.clone(), None),
+                Some(t) => match t.split_once(':') {
+                    Some((s, e)) if !e.is_empty() => (s.to_string(), Some(e.to_string())),
+                    Some((s, _)) => (s.to_string(), None),
+                    None => (t.clone(), None),
+                },
+            };
+            let kp = rec.path.with("relationships").with(rel).render();
+            let endpoint = if let Some(s) = services.iter().find(|s| s.service.name == svc) {
+                endpoint.unwrap_or_else(|| default_endpoint(&s.service.r#type).to_string())
+            } else if app_names.contains(&svc) {
+                endpoint.unwrap_or_else(|| "http".to_string())
+            } else {
+                let names = services.iter().map(|s| s.service.name.as_str()).chain(app_names.iter().map(String::as_str));
+                let hint = match closest(&svc, names) {
+                    Some(s) => format!("; did you mean `{s}`?"),
+                    None => format!("; define it in {}", files.services),
+                };
+                diags.push(Diagnostic::error(&pos.file, pos.line, pos.col, &kp, format!("relationship `{rel}` names `{svc}`, which is no service or app{hint}")));
+                continue;
+            };
+            rec.app.relationships.insert(rel.clone(), format!("{svc}:{endpoint}"));
+        }
+    }
+    // Routes.
+    let routes = match routes.filter(|r| !r.is_empty()) {
+        Some(routes) => check_routes(routes, &app_names, files.routes, diags),
+        None => {
+            if apps.len() > 1 {
+                let p = &apps[1].name_pos;
+                diags.push(Diagnostic::error(
+                    &p.file,
+                    p.line,
+                    p.col,
+                    "",
+                    format!("{} applications ({}) but no routes: add {} to say which app answers which URL", apps.len(), app_names.join(", "), files.routes),
+                ));
+                Vec::new()
+            } else if let Some(only) = apps.first() {
+                vec![Route { url: "http://{default}/".into(), kind: RouteKind::Upstream { app: only.app.name.clone(), endpoint: "http".into() }, primary: true, id: None }]
+            } else {
+                Vec::new()
+            }
+        }
+    };
+    Topology { applications: apps.into_iter().map(|a| a.app).collect(), services: services.into_iter().map(|s| s.service).collect(), routes }
+}
+
+fn check_routes(mut routes: Vec<RouteRecord>, app_names: &[String], file: &str, diags: &mut Vec<Diagnostic>) -> Vec<Route> {
+    for r in &routes {
+        if let RouteKind::Upstream { app, .. } = &r.route.kind {
+            if !app_names.contains(app) {
+                let hint = match closest(app, app_names.iter().map(String::as_str)) {
+                    Some(s) => format!("; did you mean `{s}`?"),
+                    None => format!(" (apps: {})", app_names.join(", ")),
+                };
+                diags.push(r.path.with("upstream").error(&r.pos, format!("route upstream `{app}` is no application{hint}")));
+            }
+        }
+    }
+    let primaries: Vec<usize> = routes.iter().enumerate().filter(|(_, r)| r.route.primary).map(|(i, _)| i).collect();
+    if primaries.len() > 1 {
+        for &i in &primaries[1..] {
+            let r = &routes[i];
+            diags.push(r.path.with("primary").error(&r.pos, format!("only one route may be primary; `{}` is already", routes[primaries[0]].route.url)));
+        }
+    }
+    if primaries.is_empty() {
+        let first = routes.iter().position(|r| matches!(r.route.kind, RouteKind::Upstream { .. }) && !r.explicit_primary).or(if routes.is_empty() { None } else { Some(0) });
+        if let Some(i) = first {
+            routes[i].route.primary = true;
+        }
+    }
+    let _ = file;
+    routes.into_iter().map(|r| r.route).collect()
+}

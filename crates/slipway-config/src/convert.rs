@@ -1,0 +1,212 @@
+//! From validated YAML nodes to topology values. Shape errors were already reported by
+//! [`crate::shape::check`]; here values of the wrong shape are skipped silently.
+
+use crate::diag::Diagnostic;
+use crate::files::normalize;
+use crate::keypath::KeyPath;
+use crate::model::{Application, Hooks, Route, RouteKind, Service, Web};
+use crate::yaml::{Kind, Node, Pos};
+use std::collections::BTreeMap;
+
+/// An application plus where its parts were written, for the semantic checks.
+#[derive(Debug)]
+pub(crate) struct AppRecord {
+    pub app: Application,
+    /// Where the name was written (the `name:` value or the key under `applications:`).
+    pub name_pos: Pos,
+    /// Key path of the app's root in its file ("" for a `.platform.app.yaml`).
+    pub path: KeyPath,
+    /// Relationship name -> (position, target as written; None for a null relationship).
+    pub relationships: Vec<(String, Pos, Option<String>)>,
+    /// Where `source.root` was written, if it was.
+    pub source_root_pos: Option<Pos>,
+}
+
+/// A route plus its position.
+#[derive(Debug)]
+pub(crate) struct RouteRecord {
+    pub route: Route,
+    pub pos: Pos,
+    pub path: KeyPath,
+    /// Whether `primary` was written.
+    pub explicit_primary: bool,
+}
+
+/// A service as read.
+#[derive(Debug)]
+pub(crate) struct ServiceRecord {
+    pub service: Service,
+}
+
+fn str_at<'a>(node: &'a Node, keys: &[&str]) -> Option<&'a str> {
+    let mut n = node;
+    for k in keys {
+        n = n.get(k)?;
+    }
+    n.as_str()
+}
+
+fn json_map(node: Option<&Node>) -> BTreeMap<String, serde_json::Value> {
+    node.map(|n| n.entries().iter().map(|e| (e.key.clone(), e.value.to_json())).collect()).unwrap_or_default()
+}
+
+/// Build an app from its (validated) node. `default_root` is the folder of its `.platform.app.yaml`, or "".
+pub(crate) fn application(node: &Node, name: String, name_pos: Pos, default_root: &str, path: KeyPath, diags: &mut Vec<Diagnostic>) -> AppRecord {
+    let mut app = Application { name, r#type: str_at(node, &["type"]).map(str::to_string), ..Default::default() };
+    let mut source_root_pos = None;
+    app.source_root = default_root.to_string();
+    if let Some(root) = node.get("source").and_then(|s| s.get("root")) {
+        if let Some(r) = root.as_str() {
+            source_root_pos = Some(root.pos.clone());
+            match normalize("", r) {
+                Some(r) => app.source_root = r,
+                None => diags.push(path.with("source").with("root").error(&root.pos, format!("`{r}` leaves the repository"))),
+            }
+        }
+    }
+    app.build_flavor = str_at(node, &["build", "flavor"]).map(str::to_string);
+    app.dependencies = json_map(node.get("dependencies"));
+    app.hooks = Hooks {
+        build: str_at(node, &["hooks", "build"]).map(str::to_string),
+        deploy: str_at(node, &["hooks", "deploy"]).map(str::to_string),
+        post_deploy: str_at(node, &["hooks", "post_deploy"]).map(str::to_string),
+    };
+    app.web = Web { start: str_at(node, &["web", "commands", "start"]).map(str::to_string), locations: json_map(node.get("web").and_then(|w| w.get("locations"))) };
+    if let Some(up) = node.get("web").and_then(|w| w.get("upstream")) {
+        for (key, want) in [("socket_family", "tcp"), ("protocol", "http")] {
+            if let Some(v) = up.get(key) {
+                if let Some(s) = v.as_str().filter(|s| *s != want) {
+                    let p = path.with("web").with("upstream").with(key);
+                    diags.push(p.warning(&v.pos, format!("Slipway only supports `{key}: {want}`; `{s}` is ignored and the app must listen on $PORT")));
+                }
+            }
+        }
+    }
+    if let Some(vars) = node.get("variables") {
+        for e in vars.entries() {
+            if let Kind::Map(_) = e.value.kind {
+                app.variables.insert(e.key.clone(), json_map(Some(&e.value)));
+            }
+        }
+    }
+    app.mounts = json_map(node.get("mounts"));
+    app.disk = match node.get("disk").map(|d| &d.kind) {
+        Some(Kind::Int(i)) if *i >= 0 => Some(*i as u64),
+        _ => None,
+    };
+    let mut rels = Vec::new();
+    if let Some(r) = node.get("relationships") {
+        for e in r.entries() {
+            let target = match &e.value.kind {
+                Kind::Str(s) => Some(s.clone()),
+                Kind::Null => None,
+                Kind::Map(_) => {
+                    let svc = e.value.get("service").and_then(Node::as_str).unwrap_or(&e.key);
+                    match e.value.get("endpoint").and_then(Node::as_str) {
+                        Some(ep) => Some(format!("{svc}:{ep}")),
+                        None => Some(svc.to_string()),
+                    }
+                }
+                _ => continue,
+            };
+            rels.push((e.key.clone(), e.key_pos.clone(), target));
+        }
+    }
+    app.workers = json_map(node.get("workers"));
+    app.crons = json_map(node.get("crons"));
+    AppRecord { app, name_pos, path, relationships: rels, source_root_pos }
+}
+
+/// Build the services of a `services` mapping.
+pub(crate) fn services(node: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>) -> Vec<ServiceRecord> {
+    let mut out = Vec::new();
+    for e in node.entries() {
+        let p = path.with(&e.key);
+        if !matches!(e.value.kind, Kind::Map(_)) {
+            continue;
+        }
+        let Some(tnode) = e.value.get("type") else {
+            diags.push(p.error(&e.key_pos, format!("service `{}` has no `type` (e.g. `type: mariadb:10.6`)", e.key)));
+            continue;
+        };
+        let Some(t) = tnode.as_str() else { continue };
+        let (kind, version) = match t.split_once(':') {
+            Some((k, v)) if !k.is_empty() && !v.is_empty() => (k.to_string(), v.to_string()),
+            _ => {
+                diags.push(p.with("type").error(&tnode.pos, format!("service type `{t}` must be NAME:VERSION, e.g. `mariadb:10.6`")));
+                continue;
+            }
+        };
+        let disk = match e.value.get("disk").map(|d| &d.kind) {
+            Some(Kind::Int(i)) if *i >= 0 => Some(*i as u64),
+            _ => None,
+        };
+        let configuration = e.value.get("configuration").map(Node::to_json).unwrap_or(serde_json::Value::Null);
+        out.push(ServiceRecord { service: Service { name: e.key.clone(), r#type: kind, version, disk, configuration } });
+    }
+    out
+}
+
+/// Build the routes of a `routes` mapping.
+pub(crate) fn routes(node: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>) -> Vec<RouteRecord> {
+    let mut out = Vec::new();
+    for e in node.entries() {
+        let p = path.with(&e.key);
+        let url = e.key.clone();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            diags.push(p.error(&e.key_pos, format!("route `{url}` must start with http:// or https:// (e.g. `https://{{default}}/`)")));
+            continue;
+        }
+        if !matches!(e.value.kind, Kind::Map(_)) {
+            continue;
+        }
+        let v = &e.value;
+        let ty = match str_at(v, &["type"]) {
+            Some(t) => t,
+            None if v.get("to").is_some() => "redirect",
+            None => "upstream",
+        };
+        let kind = match ty {
+            "upstream" => match v.get("upstream") {
+                Some(up) => match up.as_str() {
+                    Some(s) => {
+                        let (app, ep) = s.split_once(':').unwrap_or((s, "http"));
+                        if app.is_empty() {
+                            diags.push(p.with("upstream").error(&up.pos, "`upstream` must be `APP:http`"));
+                            continue;
+                        }
+                        RouteKind::Upstream { app: app.to_string(), endpoint: if ep.is_empty() { "http".into() } else { ep.to_string() } }
+                    }
+                    None => continue,
+                },
+                None => {
+                    diags.push(p.error(&e.key_pos, "an upstream route needs `upstream: APP:http`"));
+                    continue;
+                }
+            },
+            "redirect" => match v.get("to") {
+                Some(to) => match to.as_str() {
+                    Some(s) => RouteKind::Redirect { to: s.to_string(), code: 301 },
+                    None => continue,
+                },
+                None => {
+                    diags.push(p.error(&e.key_pos, "a redirect route needs `to: URL`"));
+                    continue;
+                }
+            },
+            other => {
+                let pos = v.get("type").map(|t| t.pos.clone()).unwrap_or_else(|| e.key_pos.clone());
+                diags.push(p.with("type").error(&pos, format!("route type `{other}` is not `upstream` or `redirect`")));
+                continue;
+            }
+        };
+        let primary = matches!(v.get("primary").map(|n| &n.kind), Some(Kind::Bool(true)));
+        out.push(RouteRecord {
+            route: Route { url, kind, primary, id: str_at(v, &["id"]).map(str::to_string) },
+            pos: e.key_pos.clone(),
+            path: p,
+            explicit_primary: v.get("primary").is_some(),
+        });
+    }
+    out
+}

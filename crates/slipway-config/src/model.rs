@@ -1,0 +1,166 @@
+//! The normalized topology every configuration format is read into.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Which configuration layout a repository uses.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// `.slipway/config.yaml`.
+    Slipway,
+    /// `.upsun/config.yaml`.
+    Upsun,
+    /// `.platform.app.yaml` files and/or `.platform/applications.yaml`, with `.platform/{services,routes}.yaml`.
+    PlatformSh,
+    /// `.magento.app.yaml` with `.magento/{services,routes}.yaml`.
+    MagentoCloud,
+    /// A bare `Procfile`.
+    Procfile,
+}
+
+impl Format {
+    /// Every format, in detection priority order.
+    pub const ALL: [Format; 5] = [Format::Slipway, Format::Upsun, Format::PlatformSh, Format::MagentoCloud, Format::Procfile];
+}
+
+/// Every app, service and route of one environment.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct Topology {
+    /// The applications, in configuration order.
+    pub applications: Vec<Application>,
+    /// The services (databases, caches, ...), in configuration order.
+    pub services: Vec<Service>,
+    /// The HTTP routes, in configuration order.
+    pub routes: Vec<Route>,
+}
+
+impl Topology {
+    /// The application of that name.
+    pub fn application(&self, name: &str) -> Option<&Application> {
+        self.applications.iter().find(|a| a.name == name)
+    }
+
+    /// The service of that name.
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+/// One application: code built into a slug and run as containers.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct Application {
+    /// Unique name within the project.
+    pub name: String,
+    /// Runtime and version, e.g. `python:3.11`; None for a bare Procfile (or an Upsun `stack`-only app).
+    pub r#type: Option<String>,
+    /// Folder holding the app's code: "" = repository root; slash-separated, no leading/trailing slash.
+    pub source_root: String,
+    /// `build.flavor` (e.g. `composer`, `none`).
+    pub build_flavor: Option<String>,
+    /// Global packages by language: `dependencies.python3.poetry: "*"`.
+    pub dependencies: BTreeMap<String, serde_json::Value>,
+    /// Build, deploy and post-deploy hook scripts.
+    pub hooks: Hooks,
+    /// How the app serves HTTP.
+    pub web: Web,
+    /// Variables by prefix ("env", "php", ...) then name.
+    pub variables: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+    /// Writable mounts by path, as written in the configuration.
+    pub mounts: BTreeMap<String, serde_json::Value>,
+    /// Persistent disk in MB.
+    pub disk: Option<u64>,
+    /// Relationship name -> `service:endpoint`.
+    pub relationships: BTreeMap<String, String>,
+    /// Background workers by name, as written.
+    pub workers: BTreeMap<String, serde_json::Value>,
+    /// Cron jobs by name, as written.
+    pub crons: BTreeMap<String, serde_json::Value>,
+}
+
+impl Application {
+    /// `variables.env` as strings (numbers and booleans rendered as YAML would, null as "").
+    pub fn env_vars(&self) -> BTreeMap<String, String> {
+        let Some(env) = self.variables.get("env") else { return BTreeMap::new() };
+        env.iter().map(|(k, v)| (k.clone(), render_scalar(v))).collect()
+    }
+}
+
+/// A JSON value as a shell-friendly string: strings raw, scalars as YAML writes them, structures as JSON.
+fn render_scalar(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::Bool(b) => b.to_string(),
+        serde_json::Value::Number(n) => n.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// The hook scripts of an app (shell scripts run with `sh -e`... by the deploy layer).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct Hooks {
+    /// Runs while building the slug, without services.
+    pub build: Option<String>,
+    /// Runs once per deploy, with services, before the app takes traffic.
+    pub deploy: Option<String>,
+    /// Runs after the routes switched to the new release.
+    pub post_deploy: Option<String>,
+}
+
+/// How an app serves HTTP.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct Web {
+    /// `web.commands.start`: the command that starts the server listening on `$PORT`.
+    pub start: Option<String>,
+    /// `web.locations`: per-path static file and passthru rules, as written.
+    pub locations: BTreeMap<String, serde_json::Value>,
+}
+
+/// A managed service (database, cache, search engine, ...).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Service {
+    /// Unique name, used on the left of `service:endpoint` in relationships.
+    pub name: String,
+    /// Service kind, e.g. `mysql` (from `type: mysql:10.4`).
+    pub r#type: String,
+    /// Version, e.g. `10.4`.
+    pub version: String,
+    /// Persistent disk in MB.
+    pub disk: Option<u64>,
+    /// The `configuration` mapping as written (Null when absent).
+    pub configuration: serde_json::Value,
+}
+
+/// One HTTP route.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Route {
+    /// URL pattern, e.g. `https://{default}/` or `https://www.{default}/`.
+    pub url: String,
+    /// Where the route goes.
+    pub kind: RouteKind,
+    /// The primary route (exactly one per topology).
+    pub primary: bool,
+    /// `id`, for apps that look routes up by id.
+    pub id: Option<String>,
+}
+
+/// Where a route goes.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum RouteKind {
+    /// To an application's endpoint (`upstream: app:http`).
+    Upstream {
+        /// The application's name.
+        app: String,
+        /// The endpoint, normally `http`.
+        endpoint: String,
+    },
+    /// A redirect to another URL pattern.
+    Redirect {
+        /// Target URL pattern.
+        to: String,
+        /// HTTP status code.
+        code: u16,
+    },
+}

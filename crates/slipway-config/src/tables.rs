@@ -1,0 +1,195 @@
+//! What every configuration file accepts: the key tables behind validation and the JSON Schemas.
+
+use crate::shape::{acted, ignored, Shape};
+
+const STR_OR_NULL: Shape = Shape::OneOf(&[Shape::Str, Shape::Null]);
+
+/// `web.commands`.
+const WEB_COMMANDS: Shape = Shape::Obj(&[
+    acted("start", STR_OR_NULL, "Command that starts the app's server; it must listen on $PORT (TCP on 127.0.0.1)."),
+    ignored("pre_start", Shape::Str, "Command run before `start` in the container."),
+    ignored("post_start", Shape::Str, "Command run after `start` once the app answers."),
+]);
+
+/// `web.upstream`.
+const WEB_UPSTREAM: Shape = Shape::Obj(&[
+    acted("socket_family", Shape::Str, "How the app listens: `tcp` (on $PORT, what Slipway does) or `unix` (a socket)."),
+    acted("protocol", Shape::Str, "Protocol spoken on the socket: `http` (what Slipway does) or `fastcgi`."),
+]);
+
+/// One entry of `web.locations`.
+const LOCATION: Shape = Shape::Obj(&[
+    acted("root", STR_OR_NULL, "Folder (relative to the app's source root) served for this path."),
+    acted("passthru", Shape::OneOf(&[Shape::Bool, Shape::Str]), "Forward requests that match no static file to the app (true) or to this URL path."),
+    acted("index", Shape::OneOf(&[Shape::Seq(&Shape::Str, "An index file name."), Shape::Null]), "Files tried for a directory request."),
+    acted("expires", Shape::OneOf(&[Shape::Str, Shape::Scalar]), "Cache lifetime of static files (e.g. `1h`, `-1`)."),
+    acted("scripts", Shape::Bool, "Whether scripts (PHP) may run under this path."),
+    acted("allow", Shape::Bool, "Whether static files not matched by a rule are served."),
+    acted("headers", Shape::Map(&Shape::Str, "A header value."), "Extra response headers for static files."),
+    acted("rules", Shape::Map(&Shape::Any, "Overrides (allow, expires, passthru, scripts, headers) for paths matching this regular expression."), "Per-regular-expression overrides."),
+    ignored("request_buffering", Shape::Any, "Request body buffering settings."),
+]);
+
+/// `web`.
+const WEB: Shape = Shape::Obj(&[
+    acted("commands", WEB_COMMANDS, "Commands that run the web server."),
+    acted("locations", Shape::Map(&LOCATION, "Rules for requests under this URL path."), "Static files and passthru rules by URL path prefix."),
+    acted("upstream", WEB_UPSTREAM, "How the router talks to the app (Slipway supports tcp + http)."),
+    ignored("move_to_root", Shape::Bool, "Legacy: move the document root."),
+    ignored("document_root", Shape::Str, "Legacy form of `locations./.root`."),
+    ignored("passthru", Shape::Any, "Legacy form of `locations./.passthru`."),
+    ignored("index_files", Shape::Any, "Legacy form of `locations./.index`."),
+    ignored("whitelist", Shape::Any, "Legacy list of allowed static file patterns."),
+    ignored("blacklist", Shape::Any, "Legacy list of refused static file patterns."),
+    ignored("expires", Shape::Any, "Legacy form of `locations./.expires`."),
+]);
+
+/// `hooks`.
+const HOOKS: Shape = Shape::Obj(&[
+    acted("build", STR_OR_NULL, "Shell script run while building the slug (no services available)."),
+    acted("deploy", STR_OR_NULL, "Shell script run once per deploy, with services, before the app takes traffic."),
+    acted("post_deploy", STR_OR_NULL, "Shell script run after the routes switched to the new release."),
+]);
+
+/// `build`.
+const BUILD: Shape = Shape::Obj(&[
+    acted("flavor", STR_OR_NULL, "Default build steps for the runtime (`composer`, `none`, ...)."),
+    ignored("caches", Shape::Any, "Build caches."),
+]);
+
+/// `source`.
+const SOURCE: Shape = Shape::Obj(&[
+    acted("root", STR_OR_NULL, "Folder holding the app's code, relative to the repository root."),
+    ignored("operations", Shape::Any, "Source operations (commands that update the code)."),
+]);
+
+/// One mount: `{source, source_path}` or the legacy `"shared:files/x"` string.
+const MOUNT: Shape = Shape::OneOf(&[
+    Shape::Obj(&[
+        acted("source", Shape::Str, "Where the data lives: `local`, `storage`, `service`, `tmp`, `instance`."),
+        acted("source_path", Shape::Str, "Sub-folder of the source backing this mount."),
+        acted("service", Shape::Str, "Network storage service name (with `source: service`)."),
+    ]),
+    Shape::Str,
+]);
+
+/// One relationship: `service:endpoint`, `{service, endpoint}`, or null (a service of the same name).
+const RELATIONSHIP: Shape = Shape::OneOf(&[
+    Shape::Str,
+    Shape::Null,
+    Shape::Obj(&[
+        acted("service", Shape::Str, "The service (or app) name."),
+        acted("endpoint", Shape::Str, "The endpoint of that service."),
+    ]),
+]);
+
+const RELATIONSHIPS: Shape = Shape::Map(&RELATIONSHIP, "`service:endpoint` of a service (or app) this app talks to.");
+const VARIABLES: Shape = Shape::Map(&Shape::Map(&Shape::Any, "A variable's value."), "Variables with this prefix (`env` become environment variables).");
+const MOUNTS: Shape = Shape::Map(&MOUNT, "A writable mount at this path (relative to the app root).");
+const COMMANDS: Shape = Shape::Obj(&[
+    acted("start", Shape::Str, "Command to run."),
+    acted("stop", Shape::Str, "Command run to stop it gracefully."),
+]);
+
+/// One worker.
+const WORKER: Shape = Shape::Obj(&[
+    acted("commands", COMMANDS, "Commands that run the worker."),
+    acted("mounts", MOUNTS, "Mounts of the worker (default: the app's)."),
+    acted("relationships", RELATIONSHIPS, "Relationships of the worker (default: the app's)."),
+    acted("variables", VARIABLES, "Extra variables of the worker."),
+    acted("disk", Shape::Uint, "Persistent disk in MB."),
+    ignored("size", Shape::Str, "Container size."),
+    ignored("access", Shape::Any, "Who may SSH into the worker."),
+    ignored("timezone", Shape::Str, "Time zone of the worker."),
+    ignored("resources", Shape::Any, "CPU/memory sizing."),
+    ignored("container_profile", Shape::Str, "Upsun CPU/memory profile."),
+]);
+
+/// One cron job.
+const CRON: Shape = Shape::Obj(&[
+    acted("spec", Shape::Str, "Schedule in crontab syntax (`*/5 * * * *`)."),
+    acted("cmd", Shape::Str, "Command to run (legacy form of `commands.start`)."),
+    acted("commands", COMMANDS, "Commands of the job."),
+    ignored("shutdown_timeout", Shape::Uint, "Seconds to wait for the job to stop."),
+    ignored("timeout", Shape::Uint, "Maximum run time in seconds."),
+]);
+
+macro_rules! app_fields {
+    ($($extra:expr),* $(,)?) => {
+        &[
+            $($extra,)*
+            acted("type", Shape::Str, "Runtime and version, e.g. `python:3.11`, `php:8.3`, `nodejs:20`."),
+            acted("source", SOURCE, "Where the app's code is."),
+            acted("build", BUILD, "How the app is built."),
+            acted("dependencies", Shape::Map(&Shape::Map(&Shape::Any, "Version constraint of this package."), "Global packages for this language (`php`, `python3`, `nodejs`, ...)."), "Global packages installed before the build hook."),
+            acted("hooks", HOOKS, "Scripts run at build and deploy time."),
+            acted("web", WEB, "How the app serves HTTP."),
+            acted("variables", VARIABLES, "Variables by prefix (`env`, `php`, ...)."),
+            acted("mounts", MOUNTS, "Writable folders (everything else is read-only at run time)."),
+            acted("disk", Shape::Uint, "Persistent disk in MB for `local` mounts."),
+            acted("relationships", RELATIONSHIPS, "Services (and apps) this app talks to; exposed in PLATFORM_RELATIONSHIPS."),
+            acted("workers", Shape::Map(&WORKER, "A background process of the app."), "Background processes run from the same slug."),
+            acted("crons", Shape::Map(&CRON, "A scheduled job."), "Scheduled jobs."),
+            ignored("stack", Shape::Any, "Upsun composable image packages."),
+            ignored("runtime", Shape::Any, "Runtime settings (PHP extensions, sizing hints, ...)."),
+            ignored("timezone", Shape::Str, "Time zone of crons."),
+            ignored("access", Shape::Any, "Who may SSH into the app."),
+            ignored("firewall", Shape::Any, "Outbound firewall rules."),
+            ignored("additional_hosts", Shape::Any, "Extra /etc/hosts entries."),
+            ignored("resources", Shape::Any, "CPU/memory sizing."),
+            ignored("size", Shape::Str, "Container size."),
+            ignored("container_profile", Shape::Str, "Upsun CPU/memory profile."),
+            ignored("preflight", Shape::Any, "Pre-deploy configuration checks."),
+            ignored("operations", Shape::Any, "Runtime operations (commands run on demand)."),
+            ignored("tasks", Shape::Any, "Scheduled tasks."),
+        ]
+    };
+}
+
+/// A Platform.sh / Magento Cloud app (`.platform.app.yaml`, an item of `.platform/applications.yaml`).
+pub(crate) const APP: Shape = Shape::Obj(app_fields!(acted("name", Shape::Str, "The app's unique name (used in routes and relationships).")));
+
+/// An Upsun / Slipway app (a value under `applications:`, named by its key).
+pub(crate) const UPSUN_APP: Shape = Shape::Obj(app_fields!());
+
+/// `.platform/applications.yaml`: a list of apps, or a mapping of apps by name.
+pub(crate) const APPLICATIONS: Shape = Shape::OneOf(&[Shape::Seq(&APP, "One application (with `name`)."), Shape::Map(&APP, "An application named by its key.")]);
+
+/// One service.
+pub(crate) const SERVICE: Shape = Shape::Obj(&[
+    acted("type", Shape::Str, "Service kind and version, e.g. `mariadb:10.6`, `redis:7.0`."),
+    acted("disk", Shape::Uint, "Persistent disk in MB."),
+    acted("configuration", Shape::Any, "Service-specific settings (schemas, endpoints, properties, ...), passed through."),
+    ignored("relationships", RELATIONSHIPS, "Relationships of the service (e.g. varnish to an app)."),
+    ignored("size", Shape::Str, "Container size."),
+    ignored("resources", Shape::Any, "CPU/memory sizing."),
+    ignored("container_profile", Shape::Str, "Upsun CPU/memory profile."),
+]);
+
+/// `services.yaml`.
+pub(crate) const SERVICES: Shape = Shape::Map(&SERVICE, "A service, named by its key.");
+
+/// One route.
+pub(crate) const ROUTE: Shape = Shape::Obj(&[
+    acted("type", Shape::Str, "`upstream` (to an app) or `redirect`."),
+    acted("upstream", Shape::Str, "`app:endpoint` (endpoint `http`) for `type: upstream`."),
+    acted("to", Shape::Str, "Target URL pattern for `type: redirect`."),
+    acted("id", Shape::Str, "Identifier to look the route up by."),
+    acted("primary", Shape::Bool, "Whether this is the primary route (the environment's URL)."),
+    ignored("cache", Shape::Any, "HTTP cache settings."),
+    ignored("ssi", Shape::Any, "Server-side includes."),
+    ignored("redirects", Shape::Any, "Partial redirects by path."),
+    ignored("tls", Shape::Any, "TLS settings (HSTS, client certificates)."),
+    ignored("attributes", Shape::Any, "Free-form attributes passed to the app."),
+]);
+
+/// `routes.yaml`.
+pub(crate) const ROUTES: Shape = Shape::Map(&ROUTE, "A route, keyed by its URL pattern (`https://{default}/`).");
+
+/// `.upsun/config.yaml` and `.slipway/config.yaml`.
+pub(crate) const UPSUN_CONFIG: Shape = Shape::Obj(&[
+    acted("applications", Shape::Map(&UPSUN_APP, "An application, named by its key."), "The applications."),
+    acted("services", SERVICES, "The services."),
+    acted("routes", ROUTES, "The routes (default: `http://{default}/` to the only app)."),
+]);
+

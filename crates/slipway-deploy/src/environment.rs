@@ -1,0 +1,266 @@
+//! What an environment is made of: its name (from the branch), its network
+//! namespace, its releases' containers and ports, and what each app sees in
+//! its environment variables (spec section 4).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use slipway_config::{Application, RouteKind, Topology};
+
+/// The environment name of a branch: the branch itself when it is a DNS
+/// label, else a mapped one (lowercase, other characters to '-', trimmed,
+/// at most 63 characters, and a short hash when anything was changed so two
+/// branches never map to one name). Returns (name, was_mapped).
+pub fn env_name_of_branch(branch: &str) -> (String, bool) {
+    if is_dns_label(branch) {
+        return (branch.to_string(), false);
+    }
+    let mut s: String = branch
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    while s.contains("--") {
+        s = s.replace("--", "-");
+    }
+    let s = s.trim_matches('-');
+    let hash = hex::encode(&Sha256::digest(branch.as_bytes())[..3]);
+    let mut base: String = s.chars().take(63 - 7).collect();
+    while base.ends_with('-') {
+        base.pop();
+    }
+    let name = if base.is_empty() {
+        format!("env-{hash}")
+    } else {
+        format!("{base}-{hash}")
+    };
+    (name, true)
+}
+
+/// Whether `s` is a DNS label.
+pub fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+/// A short tag of a data dir, so network namespaces of two data dirs never collide.
+pub fn instance_tag(data_dir: &Path) -> String {
+    let canon = data_dir
+        .canonicalize()
+        .unwrap_or_else(|_| data_dir.to_path_buf());
+    hex::encode(&Sha256::digest(canon.as_os_str().as_encoded_bytes())[..3])
+}
+
+/// The network namespace name of an environment.
+pub fn netns_name(instance: &str, project: &str, env: &str) -> String {
+    // Short and unique: names are files under /run/netns.
+    let h = hex::encode(&Sha256::digest(format!("{project}/{env}").as_bytes())[..5]);
+    format!("slipway-{instance}-{h}")
+}
+
+/// The prefix of every network namespace of a data dir.
+pub fn netns_prefix(instance: &str) -> String {
+    format!("slipway-{instance}-")
+}
+
+/// The container id of one app of one release.
+pub fn container_id(project: &str, env: &str, app: &str, release: i64) -> String {
+    format!("{project}.{env}.{app}.r{release}")
+}
+
+/// The port an app of a release listens on inside the environment's network
+/// namespace. Consecutive releases never share a port, so old and new run side by side.
+pub fn port_for(release_number: i64, app_index: usize) -> u16 {
+    let slot = (release_number.rem_euclid(2000) as u32) * 16 + (app_index as u32 % 16);
+    (10000 + slot % 32000) as u16
+}
+
+/// One app of a release, as stored in the release's spec.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppInstance {
+    /// App name.
+    pub name: String,
+    /// The slug running at /app.
+    pub slug: String,
+    /// The release image (OCI manifest digest) in the archive.
+    pub manifest: Option<String>,
+    /// The container id.
+    pub container: String,
+    /// `$PORT`.
+    pub port: u16,
+    /// The start command.
+    pub start: String,
+    /// The environment variables the container sees.
+    pub env: BTreeMap<String, String>,
+    /// The git tree id of the app's source.
+    pub tree: String,
+    /// The build key its slug was built under.
+    pub build_key: String,
+}
+
+/// The spec of a release: its apps and how they are reached.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct ReleaseSpec {
+    /// The apps.
+    pub apps: Vec<AppInstance>,
+    /// The environment's network namespace name.
+    pub netns: String,
+    /// Host names routed to this release.
+    pub hosts: Vec<String>,
+    /// The app those hosts go to.
+    pub routed_app: Option<String>,
+}
+
+impl ReleaseSpec {
+    /// Read a spec back from the state database.
+    pub fn from_json(v: &serde_json::Value) -> Option<ReleaseSpec> {
+        serde_json::from_value(v.clone()).ok()
+    }
+    /// The spec as JSON for the state database.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Which app `http://{default}/` goes to: the upstream of the route whose URL
+/// is the default host, else the only app.
+pub fn routed_app(topology: &Topology) -> Option<String> {
+    for route in &topology.routes {
+        if let RouteKind::Upstream { app, .. } = &route.kind {
+            let u = route.url.as_str();
+            let after_scheme = u.split_once("://").map(|(_, r)| r).unwrap_or(u);
+            if after_scheme.starts_with("{default}") {
+                return Some(app.clone());
+            }
+        }
+    }
+    for route in &topology.routes {
+        if let RouteKind::Upstream { app, .. } = &route.kind {
+            return Some(app.clone());
+        }
+    }
+    topology.applications.first().map(|a| a.name.clone())
+}
+
+/// What an app's container sees (spec section 4).
+pub struct EnvContext<'a> {
+    /// Project name.
+    pub project: &'a str,
+    /// Environment name.
+    pub env: &'a str,
+    /// Branch name.
+    pub branch: &'a str,
+    /// The app's source tree id.
+    pub tree_id: &'a str,
+    /// `$PORT`.
+    pub port: u16,
+    /// The environment's URL.
+    pub url: &'a str,
+    /// The whole topology (for routes).
+    pub topology: &'a Topology,
+}
+
+/// The environment variables of an app's container.
+pub fn app_env(app: &Application, cx: &EnvContext<'_>) -> BTreeMap<String, String> {
+    let b64 = |v: &serde_json::Value| {
+        base64::engine::general_purpose::STANDARD.encode(v.to_string().as_bytes())
+    };
+    let relationships = serde_json::json!({});
+    let mut routes = serde_json::Map::new();
+    for r in &cx.topology.routes {
+        let url = r.url.replace("{default}", &cx.url.trim_start_matches("http://").trim_end_matches('/').to_string());
+        let v = match &r.kind {
+            RouteKind::Upstream { app, .. } => serde_json::json!({
+                "type": "upstream", "upstream": app, "original_url": r.url,
+                "primary": r.primary, "id": r.id,
+            }),
+            RouteKind::Redirect { to, .. } => serde_json::json!({
+                "type": "redirect", "to": to, "original_url": r.url,
+                "primary": r.primary, "id": r.id,
+            }),
+        };
+        routes.insert(url, v);
+    }
+    if routes.is_empty() {
+        routes.insert(
+            cx.url.to_string(),
+            serde_json::json!({"type": "upstream", "upstream": app.name, "original_url": "http://{default}/", "primary": true}),
+        );
+    }
+    let routes = serde_json::Value::Object(routes);
+    let mut env = BTreeMap::new();
+    // Variables of the config first, so that the platform's own cannot be overridden.
+    for (k, v) in app.env_vars() {
+        env.insert(k, v);
+    }
+    let fixed = [
+        ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()),
+        ("HOME", "/app".to_string()),
+        ("LANG", "C.UTF-8".to_string()),
+        ("PORT", cx.port.to_string()),
+        ("SLIPWAY_APPLICATION", app.name.clone()),
+        ("SLIPWAY_ENVIRONMENT", cx.env.to_string()),
+        ("SLIPWAY_BRANCH", cx.branch.to_string()),
+        ("SLIPWAY_PROJECT", cx.project.to_string()),
+        ("SLIPWAY_TREE_ID", cx.tree_id.to_string()),
+        ("SLIPWAY_RELATIONSHIPS", b64(&relationships)),
+        ("SLIPWAY_ROUTES", b64(&routes)),
+        ("SLIPWAY_URL", cx.url.to_string()),
+        ("PLATFORM_APPLICATION_NAME", app.name.clone()),
+        ("PLATFORM_APP_DIR", "/app".to_string()),
+        ("PLATFORM_BRANCH", cx.branch.to_string()),
+        ("PLATFORM_ENVIRONMENT", cx.env.to_string()),
+        ("PLATFORM_ENVIRONMENT_TYPE", if cx.env == "main" || cx.env == "master" { "production" } else { "development" }.to_string()),
+        ("PLATFORM_PROJECT", cx.project.to_string()),
+        ("PLATFORM_TREE_ID", cx.tree_id.to_string()),
+        ("PLATFORM_RELATIONSHIPS", b64(&relationships)),
+        ("PLATFORM_ROUTES", b64(&routes)),
+        ("PLATFORM_DIR", "/app".to_string()),
+    ];
+    for (k, v) in fixed {
+        env.insert(k.to_string(), v);
+    }
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branch_names_map_to_dns_labels() {
+        assert_eq!(env_name_of_branch("main"), ("main".into(), false));
+        let (n, mapped) = env_name_of_branch("feature/Login_Page");
+        assert!(mapped);
+        assert!(n.starts_with("feature-login-page-"), "{n}");
+        assert!(is_dns_label(&n));
+        let (a, _) = env_name_of_branch("a/b");
+        let (b, _) = env_name_of_branch("a_b");
+        assert_ne!(a, b, "two branches never share an environment");
+        let (long, _) = env_name_of_branch(&"X".repeat(300));
+        assert!(is_dns_label(&long), "{long}");
+        let (sym, _) = env_name_of_branch("___");
+        assert!(is_dns_label(&sym), "{sym}");
+    }
+
+    #[test]
+    fn consecutive_releases_use_other_ports() {
+        assert_ne!(port_for(1, 0), port_for(2, 0));
+        assert_ne!(port_for(1, 0), port_for(1, 1));
+        assert!(port_for(i64::MAX, 15) >= 10000);
+    }
+}

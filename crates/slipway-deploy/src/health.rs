@@ -1,0 +1,97 @@
+//! Phase **health**: every app of the new release must answer HTTP on its
+//! `$PORT` within the health timeout. An app whose process exits fails the
+//! check at once (not after the timeout), with the end of its output.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use slipway_runtime::Status;
+
+use crate::environment::{AppInstance, ReleaseSpec};
+use crate::output::Output;
+use crate::pipeline::PhaseError;
+use crate::provision::netns_path;
+use crate::Platform;
+
+/// The last `n` lines of a file.
+pub fn tail(path: &std::path::Path, n: usize) -> String {
+    let Ok(bytes) = std::fs::read(path) else {
+        return String::new();
+    };
+    let start = bytes.len().saturating_sub(64 * 1024);
+    let text = String::from_utf8_lossy(&bytes[start..]);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Wait until `app` answers; Err(reason) if it exits or the timeout passes.
+pub async fn wait_app(
+    platform: &Platform,
+    spec: &ReleaseSpec,
+    app: &AppInstance,
+    timeout: Duration,
+    log: &std::path::Path,
+) -> Result<u16, String> {
+    let deadline = Instant::now() + timeout;
+    let ns = netns_path(&spec.netns);
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match platform.runtime().state(&app.container).await {
+            Ok(Some(s)) if s.status == Status::Stopped => {
+                let t = tail(log, 10);
+                return Err(format!(
+                    "app {} exited at start{}",
+                    app.name,
+                    if t.is_empty() { String::new() } else { format!("; its last output:\n{t}") }
+                ));
+            }
+            Ok(None) => return Err(format!("app {}: its container is gone", app.name)),
+            Ok(Some(_)) => {}
+            Err(e) => return Err(format!("app {}: {e}", app.name)),
+        }
+        if let Ok(status) =
+            slipway_router::probe_http(Some(&ns), app.port, Duration::from_secs(2)).await
+        {
+            return Ok(status);
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "app {} did not answer HTTP on $PORT ({}) within {}s",
+                app.name,
+                app.port,
+                timeout.as_secs()
+            ));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// Check every app of the release.
+pub async fn run(
+    platform: &Arc<Platform>,
+    project: &str,
+    env: &str,
+    spec: &ReleaseSpec,
+    out: &Output,
+) -> Result<(), PhaseError> {
+    for app in &spec.apps {
+        let t = Instant::now();
+        let log = platform.data().app_log(project, env, &app.name);
+        let status = wait_app(platform, spec, app, platform.settings().health_timeout, &log)
+            .await
+            .map_err(|m| {
+                // The first line goes into the rejection; the whole text into the log.
+                for l in m.lines().skip(1) {
+                    out.app_line(&app.name, l);
+                }
+                PhaseError::new("health check", m.lines().next().unwrap_or_default().to_string())
+            })?;
+        out.phase_done(
+            &format!("health check {}", app.name),
+            &format!("HTTP {status} on port {}", app.port),
+            t,
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! What a deploy tells the user: each line goes live to the pusher's terminal
+//! (as `remote:` lines) and into the activity log in the state database, so
+//! `activity log ID` replays exactly what the pusher saw.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use slipway_git::receive::Progress;
+
+use crate::Platform;
+
+/// The output of one activity.
+#[derive(Clone)]
+pub struct Output {
+    platform: Arc<Platform>,
+    activity: i64,
+    progress: Option<Progress>,
+}
+
+impl Output {
+    /// Output of activity `activity`, live to `progress` if a client listens.
+    pub fn new(platform: Arc<Platform>, activity: i64, progress: Option<Progress>) -> Output {
+        Output {
+            platform,
+            activity,
+            progress,
+        }
+    }
+
+    /// The activity id.
+    pub fn activity(&self) -> i64 {
+        self.activity
+    }
+
+    /// One line of text (no trailing newline needed).
+    pub fn line(&self, text: &str) {
+        for l in text.lines() {
+            if let Some(p) = &self.progress {
+                p.line(l);
+            }
+            if let Err(e) = self.platform.state().append_log(self.activity, &format!("{l}\n")) {
+                tracing::warn!("activity log: {e}");
+            }
+        }
+    }
+
+    /// A phase headline: `-----> PHASE: TEXT`.
+    pub fn phase(&self, phase: &str, text: &str) {
+        self.line(&format!("-----> {phase}: {text}"));
+    }
+
+    /// A phase headline with the time since `since`.
+    pub fn phase_done(&self, phase: &str, text: &str, since: Instant) {
+        self.line(&format!(
+            "-----> {phase}: {text} [{}]",
+            format_duration(since.elapsed())
+        ));
+    }
+
+    /// A line of an app's own output (build, hooks), indented and prefixed with the app.
+    pub fn app_line(&self, app: &str, text: &str) {
+        self.line(&format!("       {app} | {text}"));
+    }
+}
+
+/// `0.42s`, `12.3s`, `2m05s`.
+pub fn format_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 10.0 {
+        format!("{s:.2}s")
+    } else if s < 60.0 {
+        format!("{s:.1}s")
+    } else {
+        format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
+    }
+}
+
+/// `12 KB`, `3.4 MB`.
+pub fn format_size(bytes: u64) -> String {
+    const K: f64 = 1000.0;
+    let b = bytes as f64;
+    if b < K {
+        format!("{bytes} B")
+    } else if b < K * K {
+        format!("{:.1} KB", b / K)
+    } else if b < K * K * K {
+        format!("{:.1} MB", b / K / K)
+    } else {
+        format!("{:.2} GB", b / K / K / K)
+    }
+}

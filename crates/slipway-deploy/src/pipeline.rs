@@ -1,0 +1,178 @@
+//! The deploy pipeline: one environment to one commit, phase after phase.
+//!
+//! validate -> diff -> build (+ slug) -> provision -> deploy hook -> health
+//! -> switch routes -> post_deploy -> retire. Until the switch, nothing of the
+//! running cluster or its routes is touched; a failure on the way removes
+//! every container the attempt started and leaves the branch where it was.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use slipway_git::{ObjectId, Repo};
+use tracing::{info, info_span, Instrument};
+
+use crate::environment::ReleaseSpec;
+use crate::output::{format_duration, Output};
+use crate::{build, diff, health, hooks, provision, retire, switch, validate, Platform};
+
+/// Why a deploy failed: the phase and a one-line reason. Shown to the pusher
+/// as `! [remote rejected] BRANCH -> BRANCH (<phase> failed: <reason>)`.
+#[derive(Debug, Clone)]
+pub struct PhaseError {
+    /// The phase that failed.
+    pub phase: &'static str,
+    /// Why.
+    pub reason: String,
+}
+
+impl PhaseError {
+    /// A failure of `phase`.
+    pub fn new(phase: &'static str, reason: impl Into<String>) -> PhaseError {
+        PhaseError {
+            phase,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for PhaseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} failed: {}", self.phase, self.reason)
+    }
+}
+
+/// What to deploy where.
+#[derive(Debug, Clone)]
+pub struct DeployTarget {
+    /// Project name.
+    pub project: String,
+    /// Environment name.
+    pub env: String,
+    /// Branch name.
+    pub branch: String,
+    /// Full ref name (`refs/heads/BRANCH`).
+    pub refname: String,
+    /// Where the branch pointed when the push started (null id: new branch).
+    pub old: ObjectId,
+    /// The commit to deploy.
+    pub new: ObjectId,
+}
+
+/// Deploy `target.new` to the environment. The caller holds the environment's lock.
+pub async fn deploy(
+    platform: &Arc<Platform>,
+    repo: &Repo,
+    target: &DeployTarget,
+    out: &Output,
+) -> Result<i64, PhaseError> {
+    let span = info_span!("deploy", project = %target.project, env = %target.env, commit = %target.new);
+    deploy_inner(platform, repo, target, out).instrument(span).await
+}
+
+async fn deploy_inner(
+    platform: &Arc<Platform>,
+    repo: &Repo,
+    target: &DeployTarget,
+    out: &Output,
+) -> Result<i64, PhaseError> {
+    let t0 = Instant::now();
+    let state = platform.state();
+    let internal = |e: slipway_state::StateError| PhaseError::new("deploy", e.to_string());
+
+    // validate
+    let loaded = validate::run(repo, target.new, out)?;
+    let topology = &loaded.topology;
+
+    // diff
+    let env = state
+        .ensure_environment(&target.project, &target.env, &target.branch)
+        .map_err(internal)?;
+    let live = match env.current_release {
+        Some(id) => state.release(id).map_err(internal)?,
+        None => None,
+    };
+    let live_topology = live
+        .as_ref()
+        .and_then(|r| serde_json::from_value::<slipway_config::Topology>(r.topology.clone()).ok());
+    diff::run(topology, live_topology.as_ref(), out);
+
+    // build (+ slug), each app
+    let mut built = Vec::new();
+    for app in &topology.applications {
+        built.push(build::run(platform, repo, target.new, app, out).await?);
+    }
+
+    // provision
+    let topo_json = serde_json::to_value(topology).unwrap_or_default();
+    let release = state
+        .create_release(
+            &target.project,
+            &target.env,
+            &target.new.to_string(),
+            &serde_json::json!({}),
+            &topo_json,
+        )
+        .map_err(internal)?;
+    let netns = provision::ensure_netns(platform, target)?;
+    let mut spec = provision::plan(platform, target, &release, &built, topology, netns);
+    // Recorded before anything starts, so an interrupted deploy can be cleaned up.
+    state
+        .set_release_spec(release.id, &spec.to_json())
+        .map_err(internal)?;
+    if live.is_none() {
+        platform
+            .router()
+            .set_deploying(&switch::env_key(&target.project, &target.env), spec.hosts.clone());
+    }
+
+    let result = async {
+        provision::run(platform, target, &release, &mut spec, &built, out).await?;
+        let _ = state.set_release_spec(release.id, &spec.to_json());
+        hooks::deploy(platform, &spec, topology, out).await?;
+        health::run(platform, &target.project, &target.env, &spec, out).await?;
+        switch::run(platform, repo, target, &release, &spec, out)
+    }
+    .await;
+
+    let old_route = match result {
+        Ok(old_route) => old_route,
+        Err(e) => {
+            out.line(&format!("-----> {e}"));
+            out.line("       cleaning up: the running release was not touched");
+            provision::remove_release(platform, &spec).await;
+            let _ = state.set_release_status(release.id, "failed");
+            if live.is_none() {
+                platform
+                    .router()
+                    .remove(&switch::env_key(&target.project, &target.env));
+            }
+            return Err(e);
+        }
+    };
+
+    // post_deploy
+    hooks::post_deploy(platform, &spec, topology, out).await;
+
+    // retire
+    match live.as_ref().and_then(|r| ReleaseSpec::from_json(&r.spec)) {
+        Some(old) => {
+            out.phase(
+                "retire",
+                &format!(
+                    "release {} stops once its in-flight requests are done",
+                    live.as_ref().map(|r| r.number).unwrap_or_default()
+                ),
+            );
+            retire::spawn(platform.clone(), old, old_route);
+        }
+        None => out.phase("retire", "nothing to retire"),
+    }
+    info!(release = release.number, "live");
+    out.line(&format!(
+        "-----> live: {} (release {}, {})",
+        platform.env_url(&target.project, &target.env),
+        release.number,
+        format_duration(t0.elapsed())
+    ));
+    Ok(release.number)
+}

@@ -1,0 +1,186 @@
+//! Phase **provision**: start the new release's containers beside the running
+//! ones, in the environment's network namespace, each app on its own `$PORT`.
+//! The slug is unpacked once (cached by digest, digest checked) and mounted
+//! read-only at `/app`; the root is read-only; `/tmp` is a private tmpfs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use slipway_config::Topology;
+use slipway_runtime::ContainerSpec;
+use slipway_slug::ReleaseImage;
+use slipway_state::Release;
+
+use crate::build::BuiltApp;
+use crate::environment::{self, AppInstance, EnvContext, ReleaseSpec};
+use crate::output::Output;
+use crate::pipeline::{DeployTarget, PhaseError};
+use crate::Platform;
+
+/// The path of a network namespace made by `ip netns`.
+pub fn netns_path(name: &str) -> PathBuf {
+    Path::new("/run/netns").join(name)
+}
+
+/// Make sure the environment's network namespace exists.
+pub fn ensure_netns(platform: &Platform, target: &DeployTarget) -> Result<String, PhaseError> {
+    let name = environment::netns_name(platform.instance(), &target.project, &target.env);
+    slipway_runtime::netns::ensure(&name)
+        .map_err(|e| PhaseError::new("provision", format!("network namespace {name}: {e}")))?;
+    Ok(name)
+}
+
+/// Work out the release's spec (apps, ports, env, containers) without starting anything.
+pub fn plan(
+    platform: &Platform,
+    target: &DeployTarget,
+    release: &Release,
+    built: &[BuiltApp],
+    topology: &Topology,
+    netns: String,
+) -> ReleaseSpec {
+    let url = platform.env_url(&target.project, &target.env);
+    let mut apps = Vec::new();
+    for (i, app) in topology.applications.iter().enumerate() {
+        let Some(b) = built.iter().find(|b| b.name == app.name) else {
+            continue;
+        };
+        let port = environment::port_for(release.number, i);
+        let cx = EnvContext {
+            project: &target.project,
+            env: &target.env,
+            branch: &target.branch,
+            tree_id: &b.tree,
+            port,
+            url: &url,
+            topology,
+        };
+        apps.push(AppInstance {
+            name: app.name.clone(),
+            slug: b.slug.digest.to_string(),
+            manifest: None,
+            container: environment::container_id(&target.project, &target.env, &app.name, release.number),
+            port,
+            start: app.web.start.clone().unwrap_or_default(),
+            env: environment::app_env(app, &cx),
+            tree: b.tree.clone(),
+            build_key: b.build_key.clone(),
+        });
+    }
+    ReleaseSpec {
+        apps,
+        netns,
+        hosts: vec![platform.env_host(&target.project, &target.env)],
+        routed_app: environment::routed_app(topology),
+    }
+}
+
+/// The container spec of an app instance whose slug is unpacked at `app_dir`.
+pub fn container_spec(spec: &ReleaseSpec, app: &AppInstance, app_dir: PathBuf) -> ContainerSpec {
+    let mut annotations = BTreeMap::new();
+    annotations.insert("dev.slipway.app".to_string(), app.name.clone());
+    annotations.insert("dev.slipway.slug".to_string(), app.slug.clone());
+    ContainerSpec {
+        id: app.container.clone(),
+        args: vec!["/bin/sh".into(), "-c".into(), app.start.clone()],
+        env: app.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        cwd: "/app".into(),
+        app_dir,
+        app_writable: false,
+        mounts: vec![],
+        netns: Some(netns_path(&spec.netns)),
+        hostname: app.name.clone(),
+        annotations,
+    }
+}
+
+/// Unpack the slug of `app` (once per digest) and start its container.
+pub async fn start_app(
+    platform: &Arc<Platform>,
+    project: &str,
+    env: &str,
+    spec: &ReleaseSpec,
+    app: &AppInstance,
+) -> Result<(), PhaseError> {
+    let fail = |m: String| PhaseError::new("provision", m);
+    let digest = slipway_slug::Digest::parse(&app.slug).map_err(|e| fail(e.to_string()))?;
+    let p = platform.clone();
+    let dir = tokio::task::spawn_blocking(move || {
+        p.archive().unpack_slug(&digest, &p.data().unpacked_slugs())
+    })
+    .await
+    .map_err(|e| fail(e.to_string()))?
+    .map_err(|e| fail(format!("slug of {}: {e}", app.name)))?;
+    let log = platform.data().app_log(project, env, &app.name);
+    if let Some(parent) = log.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| fail(format!("{}: {e}", parent.display())))?;
+    }
+    // A container of that id left by an interrupted attempt is not ours to keep.
+    let _ = platform.runtime().remove(&app.container, Duration::from_secs(2)).await;
+    platform
+        .runtime()
+        .start(&container_spec(spec, app, dir), &log)
+        .await
+        .map_err(|e| fail(format!("starting {}: {e}", app.name)))
+}
+
+/// Start every app of the release; writes the release image of each app into the archive.
+pub async fn run(
+    platform: &Arc<Platform>,
+    target: &DeployTarget,
+    release: &Release,
+    spec: &mut ReleaseSpec,
+    built: &[BuiltApp],
+    out: &Output,
+) -> Result<(), PhaseError> {
+    for i in 0..spec.apps.len() {
+        let t = Instant::now();
+        let app = &spec.apps[i];
+        if let Some(b) = built.iter().find(|b| b.name == app.name) {
+            let mut labels = BTreeMap::new();
+            labels.insert("dev.slipway.project".into(), target.project.clone());
+            labels.insert("dev.slipway.environment".into(), target.env.clone());
+            labels.insert("dev.slipway.app".into(), app.name.clone());
+            labels.insert("dev.slipway.release".into(), release.number.to_string());
+            labels.insert("dev.slipway.tree-id".into(), app.tree.clone());
+            labels.insert("dev.slipway.build-key".into(), app.build_key.clone());
+            labels.insert("dev.slipway.commit".into(), target.new.to_string());
+            let image = ReleaseImage {
+                tag: format!("{}.{}.r{}.{}", target.project, target.env, release.number, app.name),
+                slug: b.slug.clone(),
+                cmd: vec!["/bin/sh".into(), "-c".into(), app.start.clone()],
+                env: app.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+                labels,
+            };
+            let p = platform.clone();
+            let manifest = tokio::task::spawn_blocking(move || p.archive().put_release(&image))
+                .await
+                .map_err(|e| PhaseError::new("provision", e.to_string()))?
+                .map_err(|e| PhaseError::new("provision", format!("release image: {e}")))?;
+            spec.apps[i].manifest = Some(manifest.to_string());
+        }
+        let app = &spec.apps[i];
+        start_app(platform, &target.project, &target.env, spec, app).await?;
+        out.phase_done(
+            &format!("provision {}", app.name),
+            &format!("container {} on port {}", app.container, app.port),
+            t,
+        );
+    }
+    Ok(())
+}
+
+/// Stop and remove every container of a release (a failed attempt, or a retired release).
+pub async fn remove_release(platform: &Platform, spec: &ReleaseSpec) {
+    for app in &spec.apps {
+        if let Err(e) = platform
+            .runtime()
+            .remove(&app.container, Duration::from_secs(10))
+            .await
+        {
+            tracing::warn!(container = %app.container, "removing container: {e}");
+        }
+    }
+}

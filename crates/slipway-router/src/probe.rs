@@ -1,0 +1,78 @@
+//! A one-shot HTTP health probe of a release.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper::header::{self, HeaderValue};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+
+use crate::netns;
+
+/// Why a probe got no HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// No TCP connection to the port.
+    #[error("cannot connect to 127.0.0.1:{port}: {source}")]
+    Connect {
+        /// The probed port.
+        port: u16,
+        /// The connect error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The connection opened but no valid HTTP response came.
+    #[error("no valid HTTP response from 127.0.0.1:{port}: {source}")]
+    Http {
+        /// The probed port.
+        port: u16,
+        /// The HTTP error.
+        #[source]
+        source: hyper::Error,
+    },
+    /// Nothing came within the timeout.
+    #[error("no response from 127.0.0.1:{port} within {timeout:?}")]
+    Timeout {
+        /// The probed port.
+        port: u16,
+        /// The timeout that passed.
+        timeout: Duration,
+    },
+}
+
+/// Connect to `127.0.0.1:port` in `netns` and send `GET /` (HTTP/1.1, `Host: localhost`);
+/// return the response status. The whole probe is bounded by `timeout`.
+pub async fn probe_http(
+    netns: Option<&Path>,
+    port: u16,
+    timeout: Duration,
+) -> Result<u16, ProbeError> {
+    match tokio::time::timeout(timeout, probe(netns, port)).await {
+        Ok(result) => result,
+        Err(_) => Err(ProbeError::Timeout { port, timeout }),
+    }
+}
+
+async fn probe(netns: Option<&Path>, port: u16) -> Result<u16, ProbeError> {
+    let stream = netns::connect(netns, port)
+        .await
+        .map_err(|source| ProbeError::Connect { port, source })?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|source| ProbeError::Http { port, source })?;
+    let connection = tokio::spawn(conn);
+    let mut req = Request::new(Empty::<Bytes>::new());
+    let headers = req.headers_mut();
+    headers.insert(header::HOST, HeaderValue::from_static("localhost"));
+    headers.insert(
+        header::USER_AGENT,
+        HeaderValue::from_static("slipway-health-check"),
+    );
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    let result = sender.send_request(req).await;
+    connection.abort();
+    let resp = result.map_err(|source| ProbeError::Http { port, source })?;
+    Ok(resp.status().as_u16())
+}

@@ -1,0 +1,328 @@
+//! Writing an OCI bundle for a [`ContainerSpec`]: the rootfs folder (empty, with mount points)
+//! and `config.json` describing Slipway's host stack.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{
+    get_default_maskedpaths, get_default_mounts, get_default_readonly_paths, Capability,
+    LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder, LinuxNamespaceBuilder,
+    LinuxNamespaceType, LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder,
+    PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+};
+
+use crate::error::RuntimeError;
+use crate::spec::{destination_parts, ContainerSpec};
+
+/// Host folders that merged-usr systems have as symlinks into `/usr`.
+const LIB_DIRS: &[&str] = &["bin", "sbin", "lib", "lib64", "lib32", "libx32"];
+/// `PATH` when the spec sets none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Where one container's files live.
+pub(crate) struct BundlePaths {
+    /// The bundle folder (holds `config.json`).
+    pub bundle: PathBuf,
+    /// The container's (empty) root file system folder.
+    pub rootfs: PathBuf,
+}
+
+impl BundlePaths {
+    /// Removes the bundle and rootfs folders (missing is fine).
+    pub fn remove(&self) -> Result<(), RuntimeError> {
+        for dir in [&self.bundle, &self.rootfs] {
+            match std::fs::remove_dir_all(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(RuntimeError::io(format!("removing {}", dir.display()), e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How a host top-level folder like `/lib64` appears in the container.
+enum HostDir {
+    /// A symlink with this target: recreate it in the rootfs.
+    Symlink(PathBuf),
+    /// A real folder: bind-mount it read-only.
+    Dir,
+}
+
+fn host_dir(name: &str) -> Option<HostDir> {
+    let path = Path::new("/").join(name);
+    let meta = std::fs::symlink_metadata(&path).ok()?;
+    if meta.file_type().is_symlink() {
+        std::fs::read_link(&path).ok().map(HostDir::Symlink)
+    } else if meta.is_dir() {
+        Some(HostDir::Dir)
+    } else {
+        None
+    }
+}
+
+fn mkdirs(path: &Path) -> Result<(), RuntimeError> {
+    std::fs::create_dir_all(path)
+        .map_err(|e| RuntimeError::io(format!("creating {}", path.display()), e))
+}
+
+/// Creates a mount point at `target` for `source` (an empty file for a file source, else a folder).
+fn mount_point(target: &Path, source: &Path) -> Result<(), RuntimeError> {
+    if std::fs::symlink_metadata(target).is_ok() {
+        return Ok(());
+    }
+    if source.is_dir() {
+        return mkdirs(target);
+    }
+    if let Some(parent) = target.parent() {
+        mkdirs(parent)?;
+    }
+    std::fs::File::create(target)
+        .map(drop)
+        .map_err(|e| RuntimeError::io(format!("creating {}", target.display()), e))
+}
+
+fn bind(dest: &str, source: &Path, writable: bool) -> Result<Mount, RuntimeError> {
+    let mut options = vec![
+        "rbind".to_string(),
+        "nosuid".to_string(),
+        "nodev".to_string(),
+    ];
+    if !writable {
+        // `rro` makes sub-mounts read-only too (kernel >= 5.12).
+        options.push("ro".to_string());
+        options.push("rro".to_string());
+    }
+    MountBuilder::default()
+        .destination(dest)
+        .typ("bind")
+        .source(source)
+        .options(options)
+        .build()
+        .map_err(oci_err)
+}
+
+/// The open-files limit for containers: this process's hard limit (raising it needs privileges
+/// the runtime may lack), capped at 1048576.
+fn nofile_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes into the struct we pass.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
+    if ok {
+        lim.rlim_max.min(1 << 20)
+    } else {
+        1024
+    }
+}
+
+fn oci_err(e: oci_spec::OciSpecError) -> RuntimeError {
+    RuntimeError::Parse {
+        command: "building config.json".into(),
+        message: e.to_string(),
+    }
+}
+
+/// Creates the rootfs folder (mount points, merged-usr symlinks) and writes `config.json`.
+pub(crate) fn write_bundle(
+    spec: &ContainerSpec,
+    paths: &BundlePaths,
+    cgroups_path: &str,
+) -> Result<(), RuntimeError> {
+    paths.remove()?;
+    mkdirs(&paths.bundle)?;
+    mkdirs(&paths.rootfs)?;
+    for d in ["usr", "etc", "proc", "dev", "sys", "tmp", "app"] {
+        mkdirs(&paths.rootfs.join(d))?;
+    }
+
+    let mut mounts = get_default_mounts();
+    mounts.push(bind("/usr", Path::new("/usr"), false)?);
+    mounts.push(bind("/etc", Path::new("/etc"), false)?);
+    for name in LIB_DIRS {
+        match host_dir(name) {
+            Some(HostDir::Symlink(target)) => {
+                let link = paths.rootfs.join(name);
+                std::os::unix::fs::symlink(&target, &link).map_err(|e| {
+                    RuntimeError::io(format!("creating symlink {}", link.display()), e)
+                })?;
+            }
+            Some(HostDir::Dir) => {
+                mkdirs(&paths.rootfs.join(name))?;
+                let host = Path::new("/").join(name);
+                mounts.push(bind(&format!("/{name}"), &host, false)?);
+            }
+            None => {}
+        }
+    }
+    mounts.push(
+        MountBuilder::default()
+            .destination("/tmp")
+            .typ("tmpfs")
+            .source("tmpfs")
+            .options(vec![
+                "nosuid".to_string(),
+                "nodev".to_string(),
+                "mode=1777".to_string(),
+            ])
+            .build()
+            .map_err(oci_err)?,
+    );
+    mounts.push(bind("/app", &spec.app_dir, spec.app_writable)?);
+
+    // Declared mounts, parents before children.
+    let mut declared: Vec<_> = spec
+        .mounts
+        .iter()
+        .filter_map(|m| destination_parts(&m.destination).map(|p| (p, m)))
+        .collect();
+    declared.sort_by_key(|(parts, _)| parts.len());
+    for (parts, m) in &declared {
+        let rel: PathBuf = parts.iter().collect();
+        match parts[0].as_str() {
+            // Inside /app: the mount point has to exist in the app folder itself.
+            "app" => mount_point(
+                &spec.app_dir.join(parts[1..].iter().collect::<PathBuf>()),
+                &m.source,
+            )?,
+            // Inside /tmp (a tmpfs): the runtime creates it.
+            "tmp" => {}
+            _ => {
+                // Not below another declared mount: create it in the rootfs.
+                let below_other = declared
+                    .iter()
+                    .any(|(p, _)| p.len() < parts.len() && parts.starts_with(p));
+                if !below_other {
+                    mount_point(&paths.rootfs.join(&rel), &m.source)?;
+                }
+            }
+        }
+        mounts.push(bind(
+            &format!("/{}", parts.join("/")),
+            &m.source,
+            m.writable,
+        )?);
+    }
+
+    let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if !spec.env.iter().any(|(k, _)| k == "PATH") {
+        env.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    if !spec.env.iter().any(|(k, _)| k == "HOME") {
+        env.push("HOME=/tmp".to_string());
+    }
+
+    let caps: oci_spec::runtime::Capabilities = [
+        Capability::AuditWrite,
+        Capability::Kill,
+        Capability::NetBindService,
+    ]
+    .into_iter()
+    .collect();
+    let process = ProcessBuilder::default()
+        .terminal(false)
+        .user(
+            UserBuilder::default()
+                .uid(0u32)
+                .gid(0u32)
+                .build()
+                .map_err(oci_err)?,
+        )
+        .args(spec.args.clone())
+        .env(env)
+        .cwd(spec.cwd.as_str())
+        .no_new_privileges(true)
+        .capabilities(
+            LinuxCapabilitiesBuilder::default()
+                .bounding(caps.clone())
+                .effective(caps.clone())
+                .permitted(caps.clone())
+                .ambient(caps)
+                .build()
+                .map_err(oci_err)?,
+        )
+        .rlimits(vec![PosixRlimitBuilder::default()
+            .typ(PosixRlimitType::RlimitNofile)
+            .soft(nofile_limit())
+            .hard(nofile_limit())
+            .build()
+            .map_err(oci_err)?])
+        .build()
+        .map_err(oci_err)?;
+
+    let mut namespaces = Vec::new();
+    for typ in [
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Mount,
+    ] {
+        namespaces.push(
+            LinuxNamespaceBuilder::default()
+                .typ(typ)
+                .build()
+                .map_err(oci_err)?,
+        );
+    }
+    if let Some(ns) = &spec.netns {
+        namespaces.push(
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::Network)
+                .path(ns.clone())
+                .build()
+                .map_err(oci_err)?,
+        );
+    }
+    let linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .masked_paths(get_default_maskedpaths())
+        .readonly_paths(get_default_readonly_paths())
+        .cgroups_path(PathBuf::from(cgroups_path))
+        .resources(
+            LinuxResourcesBuilder::default()
+                .devices(vec![LinuxDeviceCgroupBuilder::default()
+                    .allow(false)
+                    .access("rwm")
+                    .build()
+                    .map_err(oci_err)?])
+                .build()
+                .map_err(oci_err)?,
+        )
+        .build()
+        .map_err(oci_err)?;
+
+    let hostname = if spec.hostname.is_empty() {
+        "slipway"
+    } else {
+        spec.hostname.as_str()
+    };
+    let config: Spec = SpecBuilder::default()
+        .version("1.0.2-dev")
+        .root(
+            RootBuilder::default()
+                .path(paths.rootfs.clone())
+                .readonly(true)
+                .build()
+                .map_err(oci_err)?,
+        )
+        .mounts(mounts)
+        .process(process)
+        .hostname(hostname)
+        .annotations(
+            spec.annotations
+                .clone()
+                .into_iter()
+                .collect::<std::collections::HashMap<_, _>>(),
+        )
+        .linux(linux)
+        .build()
+        .map_err(oci_err)?;
+    let json = serde_json::to_vec_pretty(&config).map_err(|e| RuntimeError::Parse {
+        command: "writing config.json".into(),
+        message: e.to_string(),
+    })?;
+    let file = paths.bundle.join("config.json");
+    std::fs::write(&file, json)
+        .map_err(|e| RuntimeError::io(format!("writing {}", file.display()), e))
+}

@@ -1,0 +1,498 @@
+//! [`Runtime`]: containers under an OCI runtime CLI whose state root is inside Slipway's data dir.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+use crate::bundle::{write_bundle, BundlePaths};
+use crate::cli::{message, messages, resolve_runtime, short_hash};
+use crate::error::RuntimeError;
+use crate::output::stream_lines;
+use crate::spec::{validate_id, ContainerSpec};
+use crate::state::{parse_list, parse_state, ContainerState, Status};
+
+/// How long `runc run -d` may take to create and start a container.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long to wait for the runtime CLI to exit after its container was killed.
+const AFTER_KILL_WAIT: Duration = Duration::from_secs(10);
+/// How often to poll a stopping container's state.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Runs containers with an OCI runtime CLI (runc, crun, youki...), keeping the runtime's state,
+/// the bundles and the root file systems under `DATA_DIR/runtime/`.
+#[derive(Debug)]
+pub struct Runtime {
+    runtime: PathBuf,
+    state_root: PathBuf,
+    bundles: PathBuf,
+    rootfs: PathBuf,
+    scratch: PathBuf,
+    cgroup_parent: String,
+    counter: AtomicU64,
+}
+
+fn mkdirs(path: &Path) -> Result<(), RuntimeError> {
+    std::fs::create_dir_all(path)
+        .map_err(|e| RuntimeError::io(format!("creating {}", path.display()), e))
+}
+
+fn exit_code(status: ExitStatus) -> i32 {
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+fn not_exist(msg: &str) -> bool {
+    msg.contains("does not exist") || msg.contains("not found") || msg.contains("No such file")
+}
+
+/// Deletes a container synchronously if dropped while armed (a cancelled `run`/`start`).
+struct Guard<'a> {
+    runtime: &'a Runtime,
+    id: String,
+    armed: bool,
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        tracing::warn!(container = %self.id, "cancelled: deleting container");
+        let _ = std::process::Command::new(&self.runtime.runtime)
+            .arg("--root")
+            .arg(&self.runtime.state_root)
+            .args(["delete", "--force", &self.id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.runtime.paths(&self.id).remove();
+    }
+}
+
+impl Runtime {
+    /// `runtime` = path or name of the OCI runtime CLI; `data_dir` = Slipway's data dir
+    /// (uses `data_dir/runtime/{state,bundles,rootfs}`).
+    pub fn new(runtime: &Path, data_dir: &Path) -> Result<Runtime, RuntimeError> {
+        let runtime = resolve_runtime(runtime)?;
+        let base = data_dir.join("runtime");
+        mkdirs(&base)?;
+        let base = base
+            .canonicalize()
+            .map_err(|e| RuntimeError::io(format!("resolving {}", base.display()), e))?;
+        let rt = Runtime {
+            runtime,
+            state_root: base.join("state"),
+            bundles: base.join("bundles"),
+            rootfs: base.join("rootfs"),
+            scratch: base.join("tmp"),
+            cgroup_parent: format!(
+                "slipway-{}",
+                short_hash(base.as_os_str().as_encoded_bytes())
+            ),
+            counter: AtomicU64::new(0),
+        };
+        for dir in [&rt.state_root, &rt.bundles, &rt.rootfs, &rt.scratch] {
+            mkdirs(dir)?;
+        }
+        Ok(rt)
+    }
+
+    /// The runtime's state root (`DATA_DIR/runtime/state`).
+    pub fn state_root(&self) -> &Path {
+        &self.state_root
+    }
+
+    fn paths(&self, id: &str) -> BundlePaths {
+        BundlePaths {
+            bundle: self.bundles.join(id),
+            rootfs: self.rootfs.join(id),
+        }
+    }
+
+    /// `RUNTIME --root STATE` with JSON logging.
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.runtime);
+        cmd.arg("--root")
+            .arg(&self.state_root)
+            .args(["--log-format", "json"]);
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    /// A fresh scratch file path for a `--log` or `--pid-file`.
+    fn scratch_file(&self, id: &str, what: &str) -> PathBuf {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        self.scratch
+            .join(format!("{id}.{what}.{}.{n}", std::process::id()))
+    }
+
+    fn describe(&self, args: &[&str]) -> String {
+        let name = self
+            .runtime
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        format!("{name} {}", args.join(" "))
+    }
+
+    /// Runs the runtime with `args`, capturing stdout; `Err(message)` when it fails.
+    async fn capture(&self, args: &[&str]) -> Result<Result<Vec<u8>, String>, RuntimeError> {
+        let out = self
+            .command()
+            .args(args)
+            .kill_on_drop(true)
+            .output()
+            .await
+            .map_err(|e| RuntimeError::io(format!("running {}", self.runtime.display()), e))?;
+        if out.status.success() {
+            Ok(Ok(out.stdout))
+        } else {
+            Ok(Err(message(&out.stderr, out.status)))
+        }
+    }
+
+    /// Error-level messages of a `--log` file (which is removed).
+    fn take_log(path: &Path) -> Vec<String> {
+        let text = std::fs::read(path).unwrap_or_default();
+        let _ = std::fs::remove_file(path);
+        messages(&text, true)
+    }
+
+    fn spawn(&self, cmd: &mut Command) -> Result<Child, RuntimeError> {
+        cmd.spawn()
+            .map_err(|e| RuntimeError::io(format!("running {}", self.runtime.display()), e))
+    }
+
+    async fn ensure_new(&self, spec: &ContainerSpec) -> Result<(), RuntimeError> {
+        spec.validate()?;
+        if self.state(&spec.id).await?.is_some() {
+            return Err(RuntimeError::AlreadyExists(spec.id.clone()));
+        }
+        let paths = self.paths(&spec.id);
+        let written = write_bundle(
+            spec,
+            &paths,
+            &format!("/{}-{}", self.cgroup_parent, spec.id),
+        );
+        if written.is_err() {
+            let _ = paths.remove();
+        }
+        written
+    }
+
+    /// Run to completion in the foreground (builds): stdout and stderr streamed line by line to
+    /// `on_line` as they come (merged, in order as far as possible); bundle and container removed
+    /// afterwards in every case. `timeout`: kill after it ([`RuntimeError::Timeout`]).
+    /// Returns the exit code (128 + signal number when killed by a signal).
+    pub async fn run(
+        &self,
+        spec: &ContainerSpec,
+        timeout: Duration,
+        on_line: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<i32, RuntimeError> {
+        self.ensure_new(spec).await?;
+        let id = spec.id.as_str();
+        let mut guard = Guard {
+            runtime: self,
+            id: id.to_string(),
+            armed: true,
+        };
+        let log = self.scratch_file(id, "run-log");
+        let paths = self.paths(id);
+        let mut cmd = self.command();
+        cmd.arg("--log")
+            .arg(&log)
+            .arg("run")
+            .arg("--bundle")
+            .arg(&paths.bundle)
+            .arg(id)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        tracing::info!(container = id, args = ?spec.args, "running container");
+        let result = match self.spawn(&mut cmd) {
+            Ok(child) => self.wait_streaming(child, id, timeout, on_line, None).await,
+            Err(e) => Err(e),
+        };
+        let errors = Self::take_log(&log);
+        let cleanup = self.destroy(id).await;
+        guard.armed = false;
+        let code = result?;
+        if code != 0 && !errors.is_empty() {
+            return Err(RuntimeError::Runtime {
+                command: self.describe(&["run", id]),
+                message: errors.join("; "),
+            });
+        }
+        cleanup?;
+        tracing::info!(container = id, code, "container exited");
+        Ok(code)
+    }
+
+    /// Streams the child's output until it exits; on timeout kills the container (or, for
+    /// `exec`, the process whose host pid is in `pid_file`) and returns `Timeout`.
+    async fn wait_streaming(
+        &self,
+        mut child: Child,
+        id: &str,
+        timeout: Duration,
+        on_line: &mut (dyn FnMut(&str) + Send),
+        pid_file: Option<&Path>,
+    ) -> Result<i32, RuntimeError> {
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let waited = tokio::time::timeout(timeout, async {
+            if let (Some(out), Some(err)) = (stdout, stderr) {
+                stream_lines(out, err, on_line).await;
+            }
+            child.wait().await
+        })
+        .await;
+        match waited {
+            Ok(status) => {
+                let status = status.map_err(|e| RuntimeError::io("waiting for the runtime", e))?;
+                Ok(exit_code(status))
+            }
+            Err(_) => {
+                tracing::warn!(container = id, ?timeout, "timed out: killing");
+                match pid_file {
+                    Some(pid_file) => {
+                        let pid = std::fs::read_to_string(pid_file)
+                            .ok()
+                            .and_then(|s| s.trim().parse::<i32>().ok());
+                        if let Some(pid) = pid.filter(|p| *p > 0) {
+                            let _ = nix::sys::signal::kill(
+                                nix::unistd::Pid::from_raw(pid),
+                                nix::sys::signal::Signal::SIGKILL,
+                            );
+                        }
+                    }
+                    None => {
+                        let _ = self.capture(&["kill", id, "KILL"]).await;
+                        let _ = self.delete_force(id).await;
+                    }
+                }
+                if tokio::time::timeout(AFTER_KILL_WAIT, child.wait())
+                    .await
+                    .is_err()
+                {
+                    let _ = child.start_kill();
+                }
+                Err(RuntimeError::Timeout(timeout))
+            }
+        }
+    }
+
+    /// Start detached (apps): `runc run -d`; the container's stdout/stderr are appended to
+    /// `log_file`. Returns once the container process runs; the container outlives this process.
+    pub async fn start(&self, spec: &ContainerSpec, log_file: &Path) -> Result<(), RuntimeError> {
+        self.ensure_new(spec).await?;
+        let id = spec.id.as_str();
+        let mut guard = Guard {
+            runtime: self,
+            id: id.to_string(),
+            armed: true,
+        };
+        let result = self.start_inner(spec, log_file).await;
+        if result.is_err() {
+            let _ = self.destroy(id).await;
+        }
+        guard.armed = false;
+        result
+    }
+
+    async fn start_inner(&self, spec: &ContainerSpec, log_file: &Path) -> Result<(), RuntimeError> {
+        let id = spec.id.as_str();
+        if let Some(parent) = log_file.parent().filter(|p| !p.as_os_str().is_empty()) {
+            mkdirs(parent)?;
+        }
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_file)
+            .map_err(|e| RuntimeError::io(format!("opening {}", log_file.display()), e))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| RuntimeError::io(format!("opening {}", log_file.display()), e))?;
+        let log = self.scratch_file(id, "start-log");
+        let mut cmd = self.command();
+        cmd.arg("--log")
+            .arg(&log)
+            .args(["run", "--detach", "--bundle"])
+            .arg(self.paths(id).bundle)
+            .arg(id)
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .process_group(0)
+            .kill_on_drop(true);
+        tracing::info!(container = id, args = ?spec.args, "starting container");
+        let mut child = self.spawn(&mut cmd)?;
+        let status = match tokio::time::timeout(START_TIMEOUT, child.wait()).await {
+            Ok(status) => status.map_err(|e| RuntimeError::io("waiting for the runtime", e))?,
+            Err(_) => {
+                let _ = child.start_kill();
+                let _ = std::fs::remove_file(&log);
+                return Err(RuntimeError::Timeout(START_TIMEOUT));
+            }
+        };
+        let errors = Self::take_log(&log);
+        if !status.success() {
+            let message = if errors.is_empty() {
+                format!("exited with {status}")
+            } else {
+                errors.join("; ")
+            };
+            return Err(RuntimeError::Runtime {
+                command: self.describe(&["run", "--detach", id]),
+                message,
+            });
+        }
+        Ok(())
+    }
+
+    /// The state of one container (`None` if unknown to the runtime).
+    pub async fn state(&self, id: &str) -> Result<Option<ContainerState>, RuntimeError> {
+        validate_id(id)?;
+        match self.capture(&["state", id]).await? {
+            Ok(json) => parse_state(&self.describe(&["state", id]), &json).map(Some),
+            Err(msg) if not_exist(&msg) || !self.state_root.join(id).exists() => Ok(None),
+            Err(message) => Err(RuntimeError::Runtime {
+                command: self.describe(&["state", id]),
+                message,
+            }),
+        }
+    }
+
+    /// Every container under this state root (for adoption after a restart, and `slipway down`).
+    pub async fn list(&self) -> Result<Vec<ContainerState>, RuntimeError> {
+        let args = ["list", "--format", "json"];
+        match self.capture(&args).await? {
+            Ok(json) => parse_list(&self.describe(&args), &json),
+            Err(message) => Err(RuntimeError::Runtime {
+                command: self.describe(&args),
+                message,
+            }),
+        }
+    }
+
+    /// Run a command inside a running container (deploy hooks): output streamed to `on_line`;
+    /// `env` is added to the container's environment; an empty `cwd` keeps the container's.
+    /// Returns the exit code. On timeout the command is killed ([`RuntimeError::Timeout`]).
+    pub async fn exec(
+        &self,
+        id: &str,
+        args: &[String],
+        env: &[(String, String)],
+        cwd: &str,
+        timeout: Duration,
+        on_line: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<i32, RuntimeError> {
+        validate_id(id)?;
+        let bad = |reason: &str| RuntimeError::InvalidSpec {
+            id: id.to_string(),
+            reason: reason.to_string(),
+        };
+        if args.is_empty()
+            || args[0].is_empty()
+            || args[0].starts_with('-')
+            || args.iter().any(|a| a.contains('\0'))
+        {
+            return Err(bad(
+                "exec needs a command (not starting with '-', no NUL bytes)",
+            ));
+        }
+        if env
+            .iter()
+            .any(|(k, v)| k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0'))
+        {
+            return Err(bad("invalid environment variable for exec"));
+        }
+        if !cwd.is_empty() && !cwd.starts_with('/') {
+            return Err(bad("exec working directory must be absolute"));
+        }
+        let log = self.scratch_file(id, "exec-log");
+        let pid_file = self.scratch_file(id, "exec-pid");
+        let mut cmd = self.command();
+        cmd.arg("--log").arg(&log).arg("exec");
+        if !cwd.is_empty() {
+            cmd.args(["--cwd", cwd]);
+        }
+        for (k, v) in env {
+            cmd.arg("--env").arg(format!("{k}={v}"));
+        }
+        cmd.arg("--pid-file")
+            .arg(&pid_file)
+            .arg(id)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        tracing::info!(container = id, ?args, "exec");
+        let child = self.spawn(&mut cmd)?;
+        let result = self
+            .wait_streaming(child, id, timeout, on_line, Some(&pid_file))
+            .await;
+        let _ = std::fs::remove_file(&pid_file);
+        let errors = Self::take_log(&log);
+        let code = result?;
+        if code != 0 && !errors.is_empty() {
+            return Err(RuntimeError::Runtime {
+                command: self.describe(&["exec", id]),
+                message: errors.join("; "),
+            });
+        }
+        Ok(code)
+    }
+
+    /// Stop (SIGTERM to every process, wait up to `grace`, then SIGKILL) and delete the container
+    /// and its bundle. Ok if it does not exist.
+    pub async fn remove(&self, id: &str, grace: Duration) -> Result<(), RuntimeError> {
+        validate_id(id)?;
+        if let Some(state) = self.state(id).await? {
+            tracing::info!(container = id, status = ?state.status, "removing container");
+            if state.status == Status::Running {
+                if self.capture(&["kill", "--all", id, "TERM"]).await?.is_err() {
+                    let _ = self.capture(&["kill", id, "TERM"]).await?;
+                }
+                let deadline = tokio::time::Instant::now() + grace;
+                while tokio::time::Instant::now() < deadline {
+                    match self.state(id).await? {
+                        Some(s) if s.status == Status::Running => tokio::time::sleep(POLL).await,
+                        _ => break,
+                    }
+                }
+            }
+            if let Some(s) = self.state(id).await? {
+                if s.status != Status::Stopped {
+                    let _ = self.capture(&["kill", id, "KILL"]).await?;
+                }
+            }
+        }
+        self.destroy(id).await
+    }
+
+    /// `delete --force` (missing is fine), then removes the bundle and rootfs folders.
+    async fn destroy(&self, id: &str) -> Result<(), RuntimeError> {
+        self.delete_force(id).await?;
+        self.paths(id).remove()
+    }
+
+    async fn delete_force(&self, id: &str) -> Result<(), RuntimeError> {
+        match self.capture(&["delete", "--force", id]).await? {
+            Ok(_) => Ok(()),
+            Err(msg) if not_exist(&msg) || !self.state_root.join(id).exists() => Ok(()),
+            Err(message) => Err(RuntimeError::Runtime {
+                command: self.describe(&["delete", "--force", id]),
+                message,
+            }),
+        }
+    }
+}

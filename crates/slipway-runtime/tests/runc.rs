@@ -1,0 +1,585 @@
+//! Real containers under the real runc (needs root). These never skip when `CI=true`.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use slipway_runtime::{netns, BindMount, ContainerSpec, Runtime, RuntimeError, Status};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A unique name for this test process.
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Whether the root-only tests can run; with `CI=true` they must (a missing runc or root fails).
+fn can_run() -> bool {
+    let ok = // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() } == 0 && Path::new("/usr/sbin/runc").exists();
+    if !ok && std::env::var("CI").as_deref() != Ok("true") {
+        eprintln!("skipping: needs root and runc");
+        return false;
+    }
+    true
+}
+
+struct Fixture {
+    _data: tempfile::TempDir,
+    data_dir: PathBuf,
+    app: tempfile::TempDir,
+    rt: Runtime,
+}
+
+fn fixture() -> Fixture {
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_path_buf();
+    let app = tempfile::tempdir().unwrap();
+    std::fs::write(app.path().join("hello.txt"), "hello from app\n").unwrap();
+    let rt = Runtime::new(Path::new("runc"), &data_dir).unwrap();
+    Fixture {
+        _data: data,
+        data_dir,
+        app,
+        rt,
+    }
+}
+
+fn spec(f: &Fixture, args: &[&str]) -> ContainerSpec {
+    ContainerSpec {
+        id: unique("t"),
+        args: args.iter().map(|s| s.to_string()).collect(),
+        env: vec![],
+        cwd: "/app".into(),
+        app_dir: f.app.path().to_path_buf(),
+        app_writable: false,
+        mounts: vec![],
+        netns: None,
+        hostname: "testbox".into(),
+        annotations: BTreeMap::new(),
+    }
+}
+
+async fn run_lines(rt: &Runtime, spec: &ContainerSpec) -> (Result<i32, RuntimeError>, Vec<String>) {
+    let mut lines = Vec::new();
+    let r = rt
+        .run(spec, Duration::from_secs(60), &mut |l: &str| {
+            lines.push(l.to_string())
+        })
+        .await;
+    (r, lines)
+}
+
+fn sh(script: &str) -> Vec<&str> {
+    vec!["/bin/sh", "-c", script]
+}
+
+/// Removes the netns when dropped.
+struct NetnsGuard(String);
+impl Drop for NetnsGuard {
+    fn drop(&mut self) {
+        let _ = netns::delete(&self.0);
+    }
+}
+
+/// The deploy crate spawns these futures on a multi-threaded runtime.
+#[allow(dead_code)]
+fn futures_are_send(rt: &Runtime, s: &ContainerSpec, cb: &mut (dyn FnMut(&str) + Send)) {
+    fn send<T: Send>(_: T) {}
+    send(rt.run(s, Duration::ZERO, cb));
+    send(rt.start(s, Path::new("x")));
+    send(rt.state("x"));
+    send(rt.list());
+    send(rt.remove("x", Duration::ZERO));
+}
+
+#[tokio::test]
+async fn run_streams_output_and_returns_exit_code() {
+    if !can_run() {
+        return;
+    }
+    let f = fixture();
+    let s = spec(&f, &sh("echo hi; echo err >&2; echo two; exit 3"));
+    let (r, lines) = run_lines(&f.rt, &s).await;
+    assert_eq!(r.unwrap(), 3, "{lines:?}");
+    for want in ["hi", "err", "two"] {
+        assert!(lines.iter().any(|l| l == want), "missing {want}: {lines:?}");
+    }
+    let hi = lines.iter().position(|l| l == "hi").unwrap();
+    let two = lines.iter().position(|l| l == "two").unwrap();
+    assert!(hi < two);
+    // Removed afterwards.
+    assert_eq!(f.rt.state(&s.id).await.unwrap(), None);
+    assert!(!f.data_dir.join("runtime/bundles").join(&s.id).exists());
+    assert!(!f.data_dir.join("runtime/rootfs").join(&s.id).exists());
+    // A clean exit.
+    let (r, _) = run_lines(&f.rt, &spec(&f, &["/bin/true"])).await;
+    assert_eq!(r.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn file_system_rules_env_and_cwd() {
+    if !can_run() {
+        return;
+    }
+    let f = fixture();
+    let rw = tempfile::tempdir().unwrap();
+    let ro = tempfile::tempdir().unwrap();
+    std::fs::write(ro.path().join("r.txt"), "ro data\n").unwrap();
+    let script = "touch /x && echo ROOT-RW; touch /usr/x && echo USR-RW; touch /etc/x && echo ETC-RW; \
+                  touch /app/new && echo APP-RW; touch /tmp/z && echo TMP-RW; \
+                  echo data > /data/w.txt && echo DATA-RW; touch /ro/x && echo RO-RW; cat /ro/r.txt; \
+                  echo s > /app/storage/s.txt && echo STORAGE-RW; \
+                  cat /app/hello.txt; echo FOO=$FOO; pwd; hostname; id -u; ls /bin/sh >/dev/null && echo BIN-OK; \
+                  test -d /proc/self && echo PROC-OK; test -c /dev/null && echo DEV-OK; \
+                  touch /sys/x 2>/dev/null || echo SYS-RO";
+    let mut s = spec(&f, &sh(script));
+    s.env = vec![("FOO".into(), "bar baz".into())];
+    s.cwd = "/tmp".into();
+    s.mounts = vec![
+        BindMount {
+            source: rw.path().into(),
+            destination: "/data".into(),
+            writable: true,
+        },
+        BindMount {
+            source: ro.path().into(),
+            destination: "/ro".into(),
+            writable: false,
+        },
+        BindMount {
+            source: rw.path().into(),
+            destination: "/app/storage".into(),
+            writable: true,
+        },
+    ];
+    let (r, lines) = run_lines(&f.rt, &s).await;
+    assert_eq!(r.unwrap(), 0, "{lines:?}");
+    let has = |w: &str| lines.iter().any(|l| l == w);
+    for absent in ["ROOT-RW", "USR-RW", "ETC-RW", "APP-RW", "RO-RW"] {
+        assert!(!has(absent), "{absent} should have failed: {lines:?}");
+    }
+    for present in [
+        "TMP-RW",
+        "DATA-RW",
+        "STORAGE-RW",
+        "ro data",
+        "hello from app",
+        "FOO=bar baz",
+        "/tmp",
+        "testbox",
+        "0",
+        "BIN-OK",
+        "PROC-OK",
+        "DEV-OK",
+        "SYS-RO",
+    ] {
+        assert!(has(present), "missing {present}: {lines:?}");
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("Read-only file system")),
+        "{lines:?}"
+    );
+    assert!(!f.app.path().join("new").exists());
+    assert_eq!(
+        std::fs::read_to_string(rw.path().join("w.txt")).unwrap(),
+        "data\n"
+    );
+    assert!(!ro.path().join("x").exists());
+    assert!(
+        rw.path().join("s.txt").exists(),
+        "mount below a read-only /app"
+    );
+
+    // Build mode: /app writable, and the default cwd /app.
+    let mut b = spec(
+        &f,
+        &sh("touch /app/built && echo APP-RW; pwd; touch /tmp/t && echo TMP-RW"),
+    );
+    b.app_writable = true;
+    let (r, lines) = run_lines(&f.rt, &b).await;
+    assert_eq!(r.unwrap(), 0, "{lines:?}");
+    assert!(lines.iter().any(|l| l == "APP-RW"), "{lines:?}");
+    assert!(lines.iter().any(|l| l == "/app"), "{lines:?}");
+    assert!(f.app.path().join("built").exists());
+    // /tmp is private: the earlier container's file is not there.
+    let (r, lines) = run_lines(&f.rt, &spec(&f, &sh("ls /tmp | wc -l"))).await;
+    assert_eq!(r.unwrap(), 0);
+    assert_eq!(lines, vec!["0"]);
+}
+
+#[tokio::test]
+async fn runtime_errors_surface() {
+    if !can_run() {
+        return;
+    }
+    let f = fixture();
+    let s = spec(&f, &["/no/such/binary"]);
+    let (r, _lines) = run_lines(&f.rt, &s).await;
+    match r {
+        Err(RuntimeError::Runtime { message, .. }) => {
+            assert!(message.contains("/no/such/binary"), "{message}")
+        }
+        other => panic!("expected a runtime error, got {other:?}"),
+    }
+    assert_eq!(f.rt.state(&s.id).await.unwrap(), None);
+
+    let s = spec(&f, &["/no/such/binary"]);
+    let log = f.data_dir.join("logs/bad.log");
+    match f.rt.start(&s, &log).await {
+        Err(RuntimeError::Runtime { message, .. }) => {
+            assert!(message.contains("/no/such/binary"), "{message}")
+        }
+        other => panic!("expected a runtime error, got {other:?}"),
+    }
+    assert_eq!(f.rt.state(&s.id).await.unwrap(), None);
+    assert!(!f.data_dir.join("runtime/bundles").join(&s.id).exists());
+}
+
+#[tokio::test]
+async fn invalid_inputs_are_refused() {
+    if !can_run() {
+        return;
+    }
+    let f = fixture();
+    let log = f.data_dir.join("x.log");
+    let bad_spec =
+        |s: &ContainerSpec| matches!(s.validate(), Err(RuntimeError::InvalidSpec { .. }));
+    let mut s = spec(&f, &["/bin/true"]);
+    s.id = "../evil".into();
+    assert!(matches!(
+        f.rt.start(&s, &log).await,
+        Err(RuntimeError::InvalidId(_))
+    ));
+    assert!(matches!(
+        f.rt.state("a/b").await,
+        Err(RuntimeError::InvalidId(_))
+    ));
+    assert!(matches!(
+        f.rt.remove("", Duration::ZERO).await,
+        Err(RuntimeError::InvalidId(_))
+    ));
+    for dest in [
+        "/etc/passwd",
+        "relative",
+        "/",
+        "/app",
+        "/tmp",
+        "/a/../etc",
+        "/usr/lib/x",
+        "/proc/1",
+    ] {
+        let mut s = spec(&f, &["/bin/true"]);
+        s.mounts = vec![BindMount {
+            source: f.app.path().into(),
+            destination: dest.into(),
+            writable: true,
+        }];
+        assert!(bad_spec(&s), "{dest} accepted");
+    }
+    let mut s = spec(&f, &["/bin/true"]);
+    s.mounts = vec![BindMount {
+        source: "/no/such/source".into(),
+        destination: "/data".into(),
+        writable: false,
+    }];
+    assert!(bad_spec(&s));
+    let mut s = spec(&f, &["/bin/true"]);
+    s.app_dir = "/no/such/app".into();
+    assert!(matches!(
+        run_lines(&f.rt, &s).await.0,
+        Err(RuntimeError::InvalidSpec { .. })
+    ));
+    let mut s = spec(&f, &["/bin/true"]);
+    s.netns = Some("/run/netns/no-such-netns-slipway".into());
+    assert!(bad_spec(&s));
+    let mut s = spec(&f, &["/bin/true"]);
+    s.env = vec![("A=B".into(), "x".into())];
+    assert!(bad_spec(&s));
+    let mut s = spec(&f, &["/bin/true"]);
+    s.hostname = "bad host!".into();
+    assert!(bad_spec(&s));
+    let mut s = spec(&f, &["/bin/true"]);
+    s.cwd = "app".into();
+    assert!(bad_spec(&s));
+    let s = spec(&f, &[]);
+    assert!(bad_spec(&s));
+    assert!(matches!(
+        Runtime::new(Path::new("/no/such/runc"), &f.data_dir),
+        Err(RuntimeError::RuntimeNotFound(_))
+    ));
+    for name in ["", "a/b", "../x", "-x", "a b"] {
+        assert!(
+            matches!(netns::ensure(name), Err(RuntimeError::InvalidNetnsName(_))),
+            "{name}"
+        );
+        assert!(netns::delete(name).is_err());
+    }
+    // exec in a container that does not exist: the runtime's message.
+    let mut sink = |_: &str| {};
+    match f
+        .rt
+        .exec(
+            "no-such-container-x",
+            &["true".into()],
+            &[],
+            "",
+            Duration::from_secs(10),
+            &mut sink,
+        )
+        .await
+    {
+        Err(RuntimeError::Runtime { message, .. }) => {
+            assert!(message.contains("does not exist"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(f
+        .rt
+        .exec("x", &[], &[], "", Duration::from_secs(1), &mut sink)
+        .await
+        .is_err());
+}
+
+/// Connects to `127.0.0.1:port` from inside the network namespace at `ns` and sends a GET.
+fn http_get_in_netns(ns: &Path, port: u16) -> std::io::Result<String> {
+    let ns = ns.to_path_buf();
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&ns)?;
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(std::io::Error::from)?;
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.write_all(b"GET /hello.txt HTTP/1.0\r\nHost: x\r\n\r\n")?;
+        let mut out = String::new();
+        stream.read_to_string(&mut out)?;
+        Ok(out)
+    })
+    .join()
+    .unwrap_or_else(|_| Err(std::io::Error::other("thread panicked")))
+}
+
+#[tokio::test]
+async fn detached_app_in_netns_state_list_exec_remove() {
+    if !can_run() {
+        return;
+    }
+    let f = fixture();
+    let name = unique("slwt");
+    let _guard = NetnsGuard(name.clone());
+    let ns = netns::ensure(&name).unwrap();
+    assert_eq!(netns::ensure(&name).unwrap(), ns, "idempotent");
+    assert!(netns::list("slwt-").unwrap().contains(&name));
+
+    let port: u16 = 20000 + (std::process::id() % 20000) as u16;
+    let mut s = spec(
+        &f,
+        &sh("python3 -m http.server $PORT --bind 127.0.0.1 & wait"),
+    );
+    s.env = vec![
+        ("PORT".into(), port.to_string()),
+        ("PYTHONUNBUFFERED".into(), "1".into()),
+    ];
+    s.netns = Some(ns.clone());
+    s.annotations.insert("slipway.app".into(), "web".into());
+    let log = f.data_dir.join("logs/web.log");
+    f.rt.start(&s, &log).await.unwrap();
+    assert!(matches!(
+        f.rt.start(&s, &log).await,
+        Err(RuntimeError::AlreadyExists(_))
+    ));
+
+    let st = f.rt.state(&s.id).await.unwrap().expect("known");
+    assert_eq!(st.status, Status::Running);
+    assert!(st.pid.is_some_and(|p| p > 0));
+    assert_eq!(
+        st.annotations.get("slipway.app").map(String::as_str),
+        Some("web")
+    );
+    let listed = f.rt.list().await.unwrap();
+    let me = listed.iter().find(|c| c.id == s.id).expect("listed");
+    assert_eq!(
+        me.annotations.get("slipway.app").map(String::as_str),
+        Some("web")
+    );
+
+    // Reachable inside the netns.
+    let started = Instant::now();
+    let response = loop {
+        match tokio::task::spawn_blocking({
+            let ns = ns.clone();
+            move || http_get_in_netns(&ns, port)
+        })
+        .await
+        .unwrap()
+        {
+            Ok(r) => break r,
+            Err(e) if started.elapsed() < Duration::from_secs(15) => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!(
+                "no answer in the netns: {e}; log: {:?}",
+                std::fs::read_to_string(&log)
+            ),
+        }
+    };
+    assert!(response.starts_with("HTTP/1.0 200"), "{response}");
+    assert!(response.contains("hello from app"), "{response}");
+    // ...and not on the host's loopback.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+
+    // exec: output, exit code, env, cwd.
+    let mut lines = Vec::new();
+    let code =
+        f.rt.exec(
+            &s.id,
+            &[
+                "/bin/sh".into(),
+                "-c".into(),
+                "echo out; echo E=$EXTRA >&2; pwd; exit 7".into(),
+            ],
+            &[("EXTRA".into(), "yes".into())],
+            "/tmp",
+            Duration::from_secs(30),
+            &mut |l: &str| lines.push(l.to_string()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 7);
+    for want in ["out", "E=yes", "/tmp"] {
+        assert!(lines.iter().any(|l| l == want), "missing {want}: {lines:?}");
+    }
+    // exec sees the container's env (PORT) and keeps the container's cwd when empty.
+    let mut lines = Vec::new();
+    let code =
+        f.rt.exec(
+            &s.id,
+            &["/bin/sh".into(), "-c".into(), "echo P=$PORT; pwd".into()],
+            &[],
+            "",
+            Duration::from_secs(30),
+            &mut |l: &str| lines.push(l.to_string()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 0);
+    assert_eq!(lines, vec![format!("P={port}"), "/app".to_string()]);
+    // exec timeout.
+    let t0 = Instant::now();
+    let r =
+        f.rt.exec(
+            &s.id,
+            &["sleep".into(), "100".into()],
+            &[],
+            "",
+            Duration::from_secs(1),
+            &mut |_: &str| {},
+        )
+        .await;
+    assert!(matches!(r, Err(RuntimeError::Timeout(_))), "{r:?}");
+    assert!(t0.elapsed() < Duration::from_secs(15));
+    assert_eq!(
+        f.rt.state(&s.id).await.unwrap().unwrap().status,
+        Status::Running
+    );
+
+    // The app's output went to the log file.
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("GET /hello.txt"), "{text}");
+
+    // A second server with another data dir sees none of it.
+    let other = fixture();
+    assert!(other.rt.list().await.unwrap().iter().all(|c| c.id != s.id));
+    assert_eq!(other.rt.state(&s.id).await.unwrap(), None);
+    other
+        .rt
+        .remove(&s.id, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        f.rt.state(&s.id).await.unwrap().unwrap().status,
+        Status::Running
+    );
+
+    let t0 = Instant::now();
+    f.rt.remove(&s.id, Duration::from_secs(10)).await.unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(8),
+        "SIGTERM reaches python (not PID 1) through `kill --all`"
+    );
+    assert_eq!(f.rt.state(&s.id).await.unwrap(), None);
+    assert!(f.rt.list().await.unwrap().iter().all(|c| c.id != s.id));
+    assert!(!f.data_dir.join("runtime/bundles").join(&s.id).exists());
+    f.rt.remove(&s.id, Duration::from_secs(1)).await.unwrap();
+
+    netns::delete(&name).unwrap();
+    netns::delete(&name).unwrap();
+    assert!(!netns::list("slwt-").unwrap().contains(&name));
+}
+
+#[tokio::test]
+async fn exiting_app_reports_stopped_and_stubborn_app_is_killed() {
+    if !can_run() {
+        return;
+    }
+    let f = fixture();
+    let log = f.data_dir.join("logs/crash.log");
+    let s = spec(&f, &sh("echo crashing; exit 1"));
+    f.rt.start(&s, &log).await.unwrap();
+    let t0 = Instant::now();
+    loop {
+        let st =
+            f.rt.state(&s.id)
+                .await
+                .unwrap()
+                .expect("still known until removed");
+        if st.status == Status::Stopped {
+            assert_eq!(st.pid, None);
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "not stopped: {st:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(std::fs::read_to_string(&log).unwrap().contains("crashing"));
+    f.rt.remove(&s.id, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(f.rt.state(&s.id).await.unwrap(), None);
+
+    // Ignores SIGTERM: killed after the grace period.
+    let s = spec(&f, &sh("trap '' TERM; while true; do sleep 0.1; done"));
+    f.rt.start(&s, &log).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t0 = Instant::now();
+    f.rt.remove(&s.id, Duration::from_millis(500))
+        .await
+        .unwrap();
+    assert!(
+        t0.elapsed() >= Duration::from_millis(400),
+        "grace not honoured"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(8));
+    assert_eq!(f.rt.state(&s.id).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn timeout_kills_the_container() {
+    if !can_run() {
+        return;
+    }
+    let f = fixture();
+    let s = spec(&f, &["sleep", "100"]);
+    let t0 = Instant::now();
+    let r =
+        f.rt.run(&s, Duration::from_secs(1), &mut |_: &str| {})
+            .await;
+    assert!(matches!(r, Err(RuntimeError::Timeout(_))), "{r:?}");
+    assert!(t0.elapsed() < Duration::from_secs(15));
+    assert_eq!(f.rt.state(&s.id).await.unwrap(), None);
+    assert!(!f.data_dir.join("runtime/bundles").join(&s.id).exists());
+}

@@ -1,0 +1,167 @@
+//! Admin commands over SSH (spec section 6). Each prints text, or JSON with `--json`.
+
+use std::sync::Arc;
+
+use slipway_deploy::Platform;
+use slipway_state::{Role, User};
+use tokio::io::AsyncWrite;
+
+use crate::say;
+
+const HELP: &str = "\
+Slipway: push with git, look around with ssh.
+
+  git remote add slipway ssh://git@HOST:PORT/PROJECT.git
+  git push slipway main          deploy branch main as environment main
+
+Commands (ssh -p PORT git@HOST COMMAND, each takes --json):
+  projects                        projects you can see
+  envs PROJECT                    environments of a project
+  releases PROJECT ENV            releases of an environment, newest first
+  activity PROJECT [ENV]          pushes and deploys
+  activity log ID                 the whole log of one activity
+  help                            this text
+";
+
+/// Run an admin command; returns the exit status.
+pub(crate) async fn run<W, E>(
+    platform: &Arc<Platform>,
+    user: &User,
+    words: &[String],
+    out: &mut W,
+    err: &mut E,
+) -> i32
+where
+    W: AsyncWrite + Unpin + Send,
+    E: AsyncWrite + Unpin + Send,
+{
+    let json = words.iter().any(|w| w == "--json");
+    let args: Vec<&str> = words
+        .iter()
+        .map(String::as_str)
+        .filter(|w| *w != "--json")
+        .collect();
+    let state = platform.state();
+    let visible = |project: &str| -> bool {
+        state.project_exists(project).unwrap_or(false)
+            && state.role(project, user).ok().flatten().is_some()
+    };
+    let not_found = |p: &str| format!("slipway: project '{p}' not found (or you have no access to it)\n");
+    let result: Result<String, (i32, String)> = match args.as_slice() {
+        [] | ["help"] => {
+            let projects: Vec<String> = state
+                .projects()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|p| visible(p))
+                .collect();
+            let mut s = HELP.to_string();
+            s.push_str("\nYour projects:");
+            if projects.is_empty() {
+                s.push_str(" none yet (push to create one)");
+            }
+            for p in &projects {
+                s.push_str("\n  ");
+                s.push_str(p);
+            }
+            s.push('\n');
+            Ok(s)
+        }
+        ["projects"] => {
+            let projects: Vec<String> = state
+                .projects()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|p| visible(p))
+                .collect();
+            if json {
+                Ok(serde_json::to_string_pretty(&projects).unwrap_or_default() + "\n")
+            } else {
+                Ok(projects.iter().map(|p| format!("{p}\n")).collect())
+            }
+        }
+        ["envs", project] if visible(project) => match state.environments(Some(project)) {
+            Ok(envs) if json => Ok(serde_json::to_string_pretty(&envs).unwrap_or_default() + "\n"),
+            Ok(envs) => Ok(envs
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{}\t{}\thttp://{}/\n",
+                        e.name,
+                        e.current_release
+                            .and_then(|id| state.release(id).ok().flatten())
+                            .map(|r| format!("release {} ({})", r.number, &r.commit[..r.commit.len().min(12)]))
+                            .unwrap_or_else(|| "no release".into()),
+                        platform.env_host(project, &e.name)
+                    )
+                })
+                .collect()),
+            Err(e) => Err((3, format!("slipway: {e}\n"))),
+        },
+        ["releases", project, env] if visible(project) => match state.releases(project, env) {
+            Ok(rs) if json => Ok(serde_json::to_string_pretty(&rs).unwrap_or_default() + "\n"),
+            Ok(rs) => Ok(rs
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{}\t{}\t{}\n",
+                        r.number,
+                        r.status,
+                        &r.commit[..r.commit.len().min(12)]
+                    )
+                })
+                .collect()),
+            Err(e) => Err((3, format!("slipway: {e}\n"))),
+        },
+        ["activity", "log", id] => match id.parse::<i64>().ok().and_then(|id| state.activity(id).ok().flatten()) {
+            Some((a, log)) if visible(&a.project) => {
+                if json {
+                    Ok(serde_json::to_string_pretty(&serde_json::json!({"activity": a, "log": log}))
+                        .unwrap_or_default()
+                        + "\n")
+                } else {
+                    Ok(log)
+                }
+            }
+            _ => Err((1, format!("slipway: activity {id} not found\n"))),
+        },
+        ["activity", project] | ["activity", project, _] if visible(project) => {
+            let env = args.get(2).copied();
+            match state.activities(project, env, 50) {
+                Ok(list) if json => Ok(serde_json::to_string_pretty(&list).unwrap_or_default() + "\n"),
+                Ok(list) => Ok(list
+                    .iter()
+                    .map(|a| {
+                        format!(
+                            "{}\t{}\t{}\t{}\t{}\n",
+                            a.id,
+                            a.kind,
+                            a.environment.as_deref().unwrap_or("-"),
+                            a.status,
+                            a.summary
+                        )
+                    })
+                    .collect()),
+                Err(e) => Err((3, format!("slipway: {e}\n"))),
+            }
+        }
+        ["envs", p] | ["releases", p, _] | ["activity", p] | ["activity", p, _] => {
+            Err((1, not_found(p)))
+        }
+        [cmd, ..] => Err((
+            2,
+            format!("slipway: unknown command '{cmd}' or wrong arguments; `ssh git@HOST help` lists the commands\n"),
+        )),
+    };
+    let _ = Role::Viewer; // roles are checked through `visible` for read-only commands
+    match result {
+        Ok(text) => {
+            say(out, &text).await;
+            0
+        }
+        Err((code, msg)) => {
+            say(err, &msg).await;
+            code
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The two git services: fetch/clone served by the `git upload-pack` binary
+//! (as Gitea and Soft Serve do), push received natively by slipway-git and
+//! handed to the deploy pipeline.
+
+use std::process::Stdio;
+
+use slipway_deploy::Platform;
+use slipway_state::{Role, User};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::command::GitService;
+use crate::say;
+
+/// The message for a project that does not exist or that the user may not see:
+/// the same in both cases, so that its existence does not leak.
+fn not_found(project: &str) -> String {
+    format!(
+        "slipway: repository '{project}.git' not found (or you have no access to it)\n"
+    )
+}
+
+/// Run one git service on the channel; returns the exit status for the client.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run<R, W, E>(
+    platform: &std::sync::Arc<Platform>,
+    user: &User,
+    service: GitService,
+    project: &str,
+    git_protocol: Option<&str>,
+    stdin: R,
+    stdout: &mut W,
+    stderr: &mut E,
+) -> i32
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+    E: AsyncWrite + Unpin + Send,
+{
+    let state = platform.state();
+    let exists = match state.project_exists(project) {
+        Ok(e) => e,
+        Err(e) => {
+            warn!("state database: {e}");
+            say(stderr, "slipway: internal error, see the server log\n").await;
+            return 3;
+        }
+    };
+    let role = if exists {
+        state.role(project, user).ok().flatten()
+    } else {
+        None
+    };
+    match service {
+        GitService::UploadPack => {
+            if role.is_none() {
+                say(stderr, &not_found(project)).await;
+                return 1;
+            }
+            upload_pack(platform, project, git_protocol, stdin, stdout, stderr).await
+        }
+        GitService::ReceivePack => {
+            if !exists {
+                if !user.admin {
+                    say(stderr, &not_found(project)).await;
+                    return 1;
+                }
+                if let Err(e) = platform.create_project(project, &user.name) {
+                    warn!("creating project {project}: {e:#}");
+                    say(stderr, &format!("slipway: could not create project {project}: {e}\n")).await;
+                    return 3;
+                }
+                info!(project, user = %user.name, "project created by first push");
+            } else {
+                match role {
+                    None => {
+                        say(stderr, &not_found(project)).await;
+                        return 1;
+                    }
+                    Some(Role::Viewer) => {
+                        say(
+                            stderr,
+                            &format!(
+                                "slipway: permission denied: {} is a viewer of project {project} and may not push (ask an admin for the contributor role)\n",
+                                user.name
+                            ),
+                        )
+                        .await;
+                        return 1;
+                    }
+                    Some(_) => {}
+                }
+            }
+            receive_pack(platform, user, project, stdin, stdout, stderr).await
+        }
+    }
+}
+
+async fn upload_pack<R, W, E>(
+    platform: &Platform,
+    project: &str,
+    git_protocol: Option<&str>,
+    mut stdin: R,
+    stdout: &mut W,
+    stderr: &mut E,
+) -> i32
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+    E: AsyncWrite + Unpin + Send,
+{
+    let path = platform.repo_path(project);
+    let mut cmd = tokio::process::Command::new("git");
+    cmd.arg("upload-pack")
+        .arg("--strict")
+        .arg("--timeout=600")
+        .arg(&path)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &path)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(p) = git_protocol {
+        cmd.env("GIT_PROTOCOL", p);
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            warn!("spawning git upload-pack: {e}");
+            say(stderr, "slipway: could not start git upload-pack on the server\n").await;
+            return 3;
+        }
+    };
+    let (Some(mut cin), Some(mut cout), Some(mut cerr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return 3;
+    };
+    let feed = async {
+        let _ = tokio::io::copy(&mut stdin, &mut cin).await;
+        let _ = cin.shutdown().await;
+        drop(cin);
+        // Keep this future pending: the child decides when the conversation ends.
+        std::future::pending::<()>().await
+    };
+    let out = async {
+        let a = tokio::io::copy(&mut cout, stdout);
+        let b = tokio::io::copy(&mut cerr, stderr);
+        let _ = tokio::join!(a, b);
+        child.wait().await
+    };
+    let status = tokio::select! {
+        s = out => s,
+        _ = feed => unreachable_pending(),
+    };
+    match status {
+        Ok(s) => s.code().unwrap_or(3),
+        Err(e) => {
+            warn!("waiting for git upload-pack: {e}");
+            3
+        }
+    }
+}
+
+fn unreachable_pending() -> std::io::Result<std::process::ExitStatus> {
+    Err(std::io::Error::other("input ended"))
+}
+
+async fn receive_pack<R, W, E>(
+    platform: &std::sync::Arc<Platform>,
+    user: &User,
+    project: &str,
+    stdin: R,
+    stdout: &mut W,
+    stderr: &mut E,
+) -> i32
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+    E: AsyncWrite + Unpin + Send,
+{
+    let repo = match slipway_git::Repo::open(&platform.repo_path(project)) {
+        Ok(r) => r,
+        Err(e) => {
+            warn!("opening repository of {project}: {e}");
+            say(stderr, "slipway: could not open the repository on the server\n").await;
+            return 3;
+        }
+    };
+    let handler = platform.push_handler(project, user);
+    let span = info_span!("push", project, user = %user.name);
+    let limits = platform.receive_limits();
+    match slipway_git::receive::serve(&repo, stdin, &mut *stdout, &handler, &limits)
+        .instrument(span)
+        .await
+    {
+        Ok(_) => 0,
+        Err(e) => {
+            info!(project, "push ended with an error: {e}");
+            let _ = stdout.flush().await;
+            say(stderr, &format!("slipway: push failed: {e}\n")).await;
+            1
+        }
+    }
+}

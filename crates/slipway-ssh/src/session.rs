@@ -1,0 +1,191 @@
+//! One SSH connection: authentication, then one task per exec'd channel.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use russh::server::{Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId};
+use slipway_deploy::Platform;
+use slipway_state::User;
+use tracing::{info, warn};
+
+use crate::{admin, git_service, normalize_key};
+
+/// Per-connection state.
+pub(crate) struct Connection {
+    pub(crate) platform: Arc<Platform>,
+    pub(crate) peer: Option<std::net::SocketAddr>,
+    /// Set once a key was accepted.
+    pub(crate) user: Option<User>,
+    /// Channels opened but not yet given a command.
+    pub(crate) channels: HashMap<ChannelId, Channel<Msg>>,
+    /// `GIT_PROTOCOL` sent by the client (the only env request honoured).
+    pub(crate) git_protocol: HashMap<ChannelId, String>,
+}
+
+/// Errors of a connection (logged, never shown to the client).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// The SSH layer failed.
+    #[error(transparent)]
+    Ssh(#[from] russh::Error),
+}
+
+impl russh::server::Handler for Connection {
+    type Error = ConnectionError;
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: russh::server::PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        // Spare the signature round trip for keys we will not accept anyway.
+        let known = normalize_key(offer.public_key)
+            .ok()
+            .and_then(|k| self.platform.state().user_by_key(&k).ok().flatten())
+            .is_some();
+        if known {
+            Ok(Auth::Accept)
+        } else {
+            info!(ssh_user = user, peer = ?self.peer, "unknown key offered");
+            Ok(Auth::reject())
+        }
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        ssh_user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        let Ok(k) = normalize_key(key.public_key) else {
+            return Ok(Auth::reject());
+        };
+        match self.platform.state().user_by_key(&k) {
+            Ok(Some(user)) => {
+                info!(ssh_user, user = %user.name, peer = ?self.peer, "authenticated");
+                self.user = Some(user);
+                Ok(Auth::Accept)
+            }
+            Ok(None) => Ok(Auth::reject()),
+            Err(e) => {
+                warn!("state database during authentication: {e}");
+                Ok(Auth::reject())
+            }
+        }
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.channels.len() >= 10 {
+            // Dropping the handle rejects the channel.
+            return Ok(());
+        }
+        self.channels.insert(channel.id(), channel);
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        value: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if name == "GIT_PROTOCOL" && value.len() < 256 && value.chars().all(|c| c.is_ascii_graphic()) {
+            self.git_protocol.insert(channel, value.to_string());
+            session.channel_success(channel)?;
+        } else {
+            session.channel_failure(channel)?;
+        }
+        Ok(())
+    }
+
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // `ssh git@HOST` with no command: a short help.
+        self.start(channel, b"", session).await
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.start(channel, data, session).await
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.channels.remove(&channel);
+        self.git_protocol.remove(&channel);
+        Ok(())
+    }
+}
+
+impl Connection {
+    /// Hand the channel to a task running the requested command.
+    async fn start(
+        &mut self,
+        id: ChannelId,
+        command: &[u8],
+        session: &mut Session,
+    ) -> Result<(), ConnectionError> {
+        let (Some(channel), Some(user)) = (self.channels.remove(&id), self.user.clone()) else {
+            session.channel_failure(id)?;
+            return Ok(());
+        };
+        session.channel_success(id)?;
+        let platform = self.platform.clone();
+        let git_protocol = self.git_protocol.remove(&id);
+        let command = command.to_vec();
+        tokio::spawn(async move {
+            let (mut read, write) = channel.split();
+            let mut stdout = write.make_writer();
+            let mut stderr = write.make_writer_ext(Some(1));
+            let code = match crate::command::parse(&command) {
+                Err(e) => {
+                    crate::say(&mut stderr, &format!("slipway: {e}\n")).await;
+                    1
+                }
+                Ok(crate::command::Command::Git { service, project }) => {
+                    let stdin = read.make_reader();
+                    git_service::run(
+                        &platform,
+                        &user,
+                        service,
+                        &project,
+                        git_protocol.as_deref(),
+                        stdin,
+                        &mut stdout,
+                        &mut stderr,
+                    )
+                    .await
+                }
+                Ok(crate::command::Command::Admin(words)) => {
+                    admin::run(&platform, &user, &words, &mut stdout, &mut stderr).await
+                }
+            };
+            use tokio::io::AsyncWriteExt;
+            let _ = stdout.flush().await;
+            let _ = stderr.flush().await;
+            drop(stdout);
+            drop(stderr);
+            let _ = write.exit_status(code as u32).await;
+            let _ = write.eof().await;
+            let _ = write.close().await;
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,75 @@
+//! The database schema and its migrations, applied in order at open.
+
+use rusqlite::Connection;
+
+/// Each entry moves the schema one version up. Never edit a shipped entry: add one.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE users (
+    name  TEXT PRIMARY KEY,
+    admin INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE keys (
+    key  TEXT PRIMARY KEY,            -- 'ssh-ed25519 AAAA...' without comment
+    user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE
+);
+CREATE TABLE projects (
+    name       TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE access (
+    project TEXT NOT NULL REFERENCES projects(name) ON DELETE CASCADE,
+    user    TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    role    TEXT NOT NULL CHECK (role IN ('viewer', 'contributor', 'admin')),
+    PRIMARY KEY (project, user)
+);
+CREATE TABLE environments (
+    project         TEXT NOT NULL REFERENCES projects(name) ON DELETE CASCADE,
+    name            TEXT NOT NULL,
+    branch          TEXT NOT NULL,
+    current_release INTEGER,
+    PRIMARY KEY (project, name)
+);
+CREATE TABLE releases (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    project     TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    number      INTEGER NOT NULL,
+    commit_id   TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    spec        TEXT NOT NULL,
+    topology    TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    UNIQUE (project, environment, number),
+    FOREIGN KEY (project, environment) REFERENCES environments(project, name) ON DELETE CASCADE
+);
+CREATE TABLE builds (
+    build_key  TEXT PRIMARY KEY,
+    slug       TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE activity (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    project     TEXT NOT NULL,
+    environment TEXT,
+    kind        TEXT NOT NULL,
+    user        TEXT,
+    status      TEXT NOT NULL,
+    summary     TEXT NOT NULL,
+    log         TEXT NOT NULL,
+    started_at  INTEGER NOT NULL,
+    finished_at INTEGER
+);
+CREATE INDEX activity_by_project ON activity(project, environment, id);
+"#];
+
+/// Bring the schema to the newest version (tracked in `PRAGMA user_version`).
+pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,76 @@
+use super::*;
+
+fn open() -> (tempfile::TempDir, State) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let st = State::open(&dir.path().join("state.db")).expect("open");
+    (dir, st)
+}
+
+#[test]
+fn users_keys_and_roles() {
+    let (_d, st) = open();
+    st.add_user_key("ann", "ssh-ed25519 AAAA1", true).unwrap();
+    st.add_user_key("bob", "ssh-ed25519 AAAA2", false).unwrap();
+    // A key belongs to one user only.
+    assert!(matches!(
+        st.add_user_key("bob", "ssh-ed25519 AAAA1", false),
+        Err(StateError::Conflict(_))
+    ));
+    let ann = st.user_by_key("ssh-ed25519 AAAA1").unwrap().unwrap();
+    let bob = st.user_by_key("ssh-ed25519 AAAA2").unwrap().unwrap();
+    assert!(ann.admin && !bob.admin);
+    assert!(st.user_by_key("ssh-ed25519 nope").unwrap().is_none());
+
+    st.create_project("demo", "bob").unwrap();
+    assert_eq!(st.role("demo", &bob).unwrap(), Some(Role::Admin));
+    assert_eq!(st.role("demo", &ann).unwrap(), Some(Role::Admin), "server admin");
+    st.add_user_key("cid", "ssh-ed25519 AAAA3", false).unwrap();
+    let cid = st.user("cid").unwrap().unwrap();
+    assert_eq!(st.role("demo", &cid).unwrap(), None);
+    st.grant("demo", "cid", Role::Viewer).unwrap();
+    assert_eq!(st.role("demo", &cid).unwrap(), Some(Role::Viewer));
+    st.revoke("demo", "cid").unwrap();
+    assert_eq!(st.role("demo", &cid).unwrap(), None);
+    st.remove_user("cid").unwrap();
+    assert!(st.user_by_key("ssh-ed25519 AAAA3").unwrap().is_none());
+}
+
+#[test]
+fn releases_go_live_one_at_a_time() {
+    let (_d, st) = open();
+    st.add_user_key("ann", "k", true).unwrap();
+    st.create_project("demo", "ann").unwrap();
+    st.ensure_environment("demo", "main", "main").unwrap();
+    let v = serde_json::json!({});
+    let r1 = st.create_release("demo", "main", "aaa", &v, &v).unwrap();
+    let r2 = st.create_release("demo", "main", "bbb", &v, &v).unwrap();
+    assert_eq!((r1.number, r2.number), (1, 2));
+    st.make_live(&r1).unwrap();
+    st.make_live(&r2).unwrap();
+    let env = st.environment("demo", "main").unwrap().unwrap();
+    assert_eq!(env.current_release, Some(r2.id));
+    assert_eq!(st.release(r1.id).unwrap().unwrap().status, "retired");
+    assert_eq!(st.live_releases().unwrap().len(), 1);
+    assert_eq!(st.releases("demo", "main").unwrap()[0].number, 2);
+}
+
+#[test]
+fn activity_log_and_interrupted() {
+    let (_d, st) = open();
+    let id = st.start_activity("demo", Some("main"), "push", Some("ann"), "push main").unwrap();
+    st.append_log(id, "line 1\n").unwrap();
+    st.append_log(id, "line 2\n").unwrap();
+    assert_eq!(st.abort_running_activities().unwrap(), 1);
+    let (a, log) = st.activity(id).unwrap().unwrap();
+    assert_eq!(log, "line 1\nline 2\n");
+    assert_eq!(a.status, "failure");
+}
+
+#[test]
+fn reopen_keeps_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("state.db");
+    State::open(&p).unwrap().add_user_key("ann", "k", true).unwrap();
+    let st = State::open(&p).unwrap();
+    assert!(st.user("ann").unwrap().is_some());
+}
