@@ -1,1 +1,372 @@
-//! test support
+//! Support for the end-to-end tests: a real `slipway serve` in a temporary
+//! data dir on free loopback ports, a user with a fresh ed25519 key, and the
+//! real `git` and `ssh` clients pointed at it.
+//!
+//! Needs: root (runc, network namespaces), `runc`, `git`, `ssh`, `ssh-keygen`,
+//! `python3` (the demo app), `ip` (iproute2). `.ci/install-deps` installs them.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The `slipway` binary, built once per test run.
+pub fn slipway_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "slipway"])
+            .current_dir(&root)
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "cargo build -p slipway failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        target.join("debug").join("slipway")
+    })
+    .clone()
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding a free port")
+}
+
+/// Run a command, returning its output; panics if it cannot start.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+}
+
+/// stdout+stderr of an output as text.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A running Slipway server with its own data dir, ports and user key.
+pub struct Server {
+    /// The temporary folder holding everything.
+    pub dir: tempfile::TempDir,
+    /// The data dir.
+    pub data: PathBuf,
+    /// SSH port.
+    pub ssh_port: u16,
+    /// HTTP port.
+    pub http_port: u16,
+    /// The admin user's private key.
+    pub key: PathBuf,
+    /// Extra environment for `slipway serve`.
+    pub env: Vec<(String, String)>,
+    child: Option<Child>,
+    /// What the server printed on stdout and stderr.
+    pub log: PathBuf,
+}
+
+impl Server {
+    /// A server with an admin user `me`, started.
+    pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// A server with extra environment variables for `slipway serve`.
+    pub fn start_with(env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::Builder::new()
+            .prefix("slipway-e2e-")
+            .tempdir()
+            .expect("tempdir");
+        let data = dir.path().join("data");
+        let key = new_key(dir.path(), "me");
+        let o = run(Command::new(slipway_bin())
+            .args(["user", "add", "me", "--admin", "--key"])
+            .arg(key.with_extension("pub"))
+            .arg("--data-dir")
+            .arg(&data));
+        assert!(o.status.success(), "user add: {}", text(&o));
+        let mut s = Server {
+            log: dir.path().join("serve.log"),
+            dir,
+            data,
+            ssh_port: free_port(),
+            http_port: free_port(),
+            key,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            child: None,
+        };
+        s.serve();
+        s
+    }
+
+    /// Start `slipway serve` (again) and wait until it listens.
+    pub fn serve(&mut self) {
+        assert!(self.child.is_none(), "already serving");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let mut cmd = Command::new(slipway_bin());
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(&self.data)
+            .arg("--ssh-listen")
+            .arg(format!("127.0.0.1:{}", self.ssh_port))
+            .arg("--http-listen")
+            .arg(format!("127.0.0.1:{}", self.http_port))
+            .env("SLIPWAY_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawning slipway serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log_path = self.log.clone();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            let mut log = std::fs::OpenOptions::new().append(true).open(log_path).ok();
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(f) = log.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
+                if !sent && line.contains("slipway serving") {
+                    let _ = tx.send(());
+                    sent = true;
+                }
+            }
+        });
+        self.child = Some(child);
+        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            panic!("slipway serve did not start; its log:\n{}", self.server_log());
+        }
+    }
+
+    /// Stop the server with SIGTERM and wait for it; returns its exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        unsafe {
+            libc_kill(child.id() as i32, 15);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                return st.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("slipway serve did not stop within 30s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The server's log so far.
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `slipway ARGS --data-dir DATA`.
+    pub fn slipway(&self, args: &[&str]) -> Output {
+        run(Command::new(slipway_bin())
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.data))
+    }
+
+    /// The SSH command git should use for `key`.
+    pub fn ssh_command(&self, key: &Path) -> String {
+        format!(
+            "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+            key.display()
+        )
+    }
+
+    /// The git remote URL of a project.
+    pub fn remote(&self, project: &str) -> String {
+        format!("ssh://git@127.0.0.1:{}/{project}.git", self.ssh_port)
+    }
+
+    /// Run git in `dir` as the admin user.
+    pub fn git(&self, dir: &Path, args: &[&str]) -> Output {
+        self.git_as(&self.key, dir, args)
+    }
+
+    /// Run git in `dir` with `key`.
+    pub fn git_as(&self, key: &Path, dir: &Path, args: &[&str]) -> Output {
+        run(Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_SSH_COMMAND", self.ssh_command(key))
+            .env("GIT_TERMINAL_PROMPT", "0"))
+    }
+
+    /// `ssh -p PORT git@127.0.0.1 COMMAND` with `key`.
+    pub fn ssh(&self, key: &Path, user: &str, command: &str) -> Output {
+        let mut cmd = Command::new("ssh");
+        for a in self.ssh_command(key).split_whitespace().skip(1) {
+            cmd.arg(a);
+        }
+        run(cmd
+            .arg("-p")
+            .arg(self.ssh_port.to_string())
+            .arg(format!("{user}@127.0.0.1"))
+            .arg(command))
+    }
+
+    /// GET `path` with `Host: host` through the router; (status, body).
+    pub fn get(&self, host: &str, path: &str) -> Option<(u16, String)> {
+        http_get(self.http_port, host, path)
+    }
+
+    /// The containers of this data dir, as `runc list` shows them: (id, status).
+    pub fn containers(&self) -> Vec<(String, String)> {
+        let o = run(Command::new("runc")
+            .arg("--root")
+            .arg(self.data.join("runtime").join("state"))
+            .args(["list", "-q"]));
+        let ids: Vec<String> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        ids.into_iter()
+            .map(|id| {
+                let o = run(Command::new("runc")
+                    .arg("--root")
+                    .arg(self.data.join("runtime").join("state"))
+                    .args(["state", &id]));
+                let st = String::from_utf8_lossy(&o.stdout);
+                let status = st
+                    .split("\"status\": \"")
+                    .nth(1)
+                    .and_then(|s| s.split('"').next())
+                    .unwrap_or("?")
+                    .to_string();
+                (id, status)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+        // Leave no container or network namespace behind.
+        let _ = self.slipway(&["down"]);
+    }
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// A new ed25519 key pair `dir/NAME` (+ `.pub`).
+pub fn new_key(dir: &Path, name: &str) -> PathBuf {
+    let key = dir.join(name);
+    let o = run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&key));
+    assert!(o.status.success(), "ssh-keygen: {}", text(&o));
+    key
+}
+
+/// A minimal HTTP/1.1 GET over a fresh connection; None if the connection failed.
+pub fn http_get(port: u16, host: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: slipway-e2e\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
+}
+
+/// A git working tree of the demo app of the end-to-end issue.
+pub struct App {
+    /// The folder (inside the server's temp dir or its own).
+    pub dir: PathBuf,
+}
+
+impl App {
+    /// Create the demo app in `parent/name`, committed on `main` with VERSION=1.
+    pub fn demo(parent: &Path, name: &str) -> App {
+        let dir = parent.join(name);
+        std::fs::create_dir_all(&dir).expect("app dir");
+        let app = App { dir };
+        app.write(
+            ".platform.app.yaml",
+            "name: hello\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    echo \"built-$(cat VERSION)\" > build.txt\nweb:\n  commands:\n    start: python3 server.py     # listens on $PORT\n",
+        );
+        app.write("server.py", DEMO_SERVER);
+        app.write("VERSION", "1\n");
+        app.git_ok(&["init", "-q", "-b", "main"]);
+        app.commit("v1");
+        app
+    }
+
+    /// Write a file (creating folders).
+    pub fn write(&self, path: &str, content: &str) {
+        let p = self.dir.join(path);
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).expect("mkdir");
+        }
+        std::fs::write(p, content).expect("write");
+    }
+
+    /// Run a local git command that must succeed.
+    pub fn git_ok(&self, args: &[&str]) -> String {
+        let o = run(Command::new("git").args(args).current_dir(&self.dir));
+        assert!(o.status.success(), "git {args:?}: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    /// Commit everything; returns the commit id.
+    pub fn commit(&self, message: &str) -> String {
+        self.git_ok(&["add", "-A"]);
+        self.git_ok(&[
+            "-c",
+            "user.name=Test",
+            "-c",
+            "user.email=test@example.com",
+            "commit",
+            "-q",
+            "-m",
+            message,
+        ]);
+        self.git_ok(&["rev-parse", "HEAD"])
+    }
+}
+
+/// The demo app: answers with the content of build.txt (made by the build hook).
+pub const DEMO_SERVER: &str = r#"import http.server, os
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = open("build.txt").read().encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;

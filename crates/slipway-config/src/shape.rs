@@ -124,10 +124,8 @@ pub(crate) fn check(node: &Node, shape: &Shape, path: &mut KeyPath, out: &mut Ve
                 }
             }
             // Otherwise report against the variant of the same container kind, for precise errors.
-            let same_kind = options.iter().find(|o| match (o, &node.kind) {
-                (Shape::Obj(_) | Shape::Map(..), Kind::Map(_)) => true,
-                (Shape::Seq(..), Kind::Seq(_)) => true,
-                _ => false,
+            let same_kind = options.iter().find(|o| {
+                matches!((o, &node.kind), (Shape::Obj(_) | Shape::Map(..), Kind::Map(_)) | (Shape::Seq(..), Kind::Seq(_)))
             });
             match same_kind {
                 Some(opt) => check(node, opt, path, out),

@@ -6,7 +6,7 @@ pub(crate) fn closest<'a>(input: &str, known: impl Iterator<Item = &'a str>) -> 
     let mut best: Option<(usize, &str)> = None;
     for k in known {
         let d = strsim::damerau_levenshtein(&lower, &k.to_ascii_lowercase());
-        let limit = (k.chars().count().max(input.chars().count()) / 3).max(1).min(3);
+        let limit = (k.chars().count().max(input.chars().count()) / 3).clamp(1, 3);
         if d <= limit && best.is_none_or(|(bd, _)| d < bd) {
             best = Some((d, k));
         }

@@ -53,7 +53,7 @@ fn every_corpus_config_loads() {
         if src.read_file(".upsun/config.yaml").unwrap().is_some() {
             formats.push(Format::Upsun);
         }
-        if src.list_dir(".platform").unwrap().len() > 0 || src.read_file(".platform.app.yaml").unwrap().is_some() {
+        if !src.list_dir(".platform").unwrap().is_empty() || src.read_file(".platform.app.yaml").unwrap().is_some() {
             formats.push(Format::PlatformSh);
         }
         if src.read_file(".magento.app.yaml").unwrap().is_some() {

@@ -30,7 +30,7 @@ fn check_descriptions(v: &Value, at: &str, missing: &mut Vec<String>) {
         Value::Object(m) => {
             if let Some(Value::Object(props)) = m.get("properties") {
                 for (k, p) in props {
-                    if !p.get("description").is_some_and(|d| d.as_str().is_some_and(|s| !s.is_empty())) {
+                    if p.get("description").is_none_or(|d| d.as_str().is_none_or(str::is_empty)) {
                         missing.push(format!("{at}.{k}"));
                     }
                 }

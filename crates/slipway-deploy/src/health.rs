@@ -10,17 +10,22 @@ use slipway_runtime::Status;
 use crate::environment::{AppInstance, ReleaseSpec};
 use crate::output::Output;
 use crate::pipeline::PhaseError;
-use crate::provision::netns_path;
+use crate::provision::{netns_path, START_MARKER};
 use crate::Platform;
 
-/// The last `n` lines of a file.
+/// The last `n` lines an app's container wrote since it was started (after
+/// the last start marker of its log).
 pub fn tail(path: &std::path::Path, n: usize) -> String {
     let Ok(bytes) = std::fs::read(path) else {
         return String::new();
     };
     let start = bytes.len().saturating_sub(64 * 1024);
     let text = String::from_utf8_lossy(&bytes[start..]);
-    let lines: Vec<&str> = text.lines().collect();
+    let since = text
+        .rfind(START_MARKER)
+        .map(|i| text[i..].split_once('\n').map(|(_, r)| r).unwrap_or(""))
+        .unwrap_or(&text);
+    let lines: Vec<&str> = since.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
@@ -38,12 +43,12 @@ pub async fn wait_app(
     loop {
         match platform.runtime().state(&app.container).await {
             Ok(Some(s)) if s.status == Status::Stopped => {
-                let t = tail(log, 10);
-                return Err(format!(
-                    "app {} exited at start{}",
-                    app.name,
-                    if t.is_empty() { String::new() } else { format!("; its last output:\n{t}") }
-                ));
+                let t = tail(log, 20);
+                return Err(if t.is_empty() {
+                    format!("app {} exited at start, printing nothing", app.name)
+                } else {
+                    format!("app {} exited at start (its output is above)\n{t}", app.name)
+                });
             }
             Ok(None) => return Err(format!("app {}: its container is gone", app.name)),
             Ok(Some(_)) => {}
@@ -81,7 +86,7 @@ pub async fn run(
         let status = wait_app(platform, spec, app, platform.settings().health_timeout, &log)
             .await
             .map_err(|m| {
-                // The first line goes into the rejection; the whole text into the log.
+                // The app's output goes to the pusher; the first line is the reason.
                 for l in m.lines().skip(1) {
                     out.app_line(&app.name, l);
                 }

@@ -139,7 +139,7 @@ async fn deploy_inner(
         Err(e) => {
             out.line(&format!("-----> {e}"));
             out.line("       cleaning up: the running release was not touched");
-            provision::remove_release(platform, &spec).await;
+            provision::remove_release(platform, &spec, std::time::Duration::from_secs(1)).await;
             let _ = state.set_release_status(release.id, "failed");
             if live.is_none() {
                 platform

@@ -19,6 +19,10 @@ use crate::output::Output;
 use crate::pipeline::{DeployTarget, PhaseError};
 use crate::Platform;
 
+/// The line written to an app's log before each container start; the health
+/// check shows only what came after it.
+pub const START_MARKER: &str = "----- slipway: starting container ";
+
 /// The path of a network namespace made by `ip netns`.
 pub fn netns_path(name: &str) -> PathBuf {
     Path::new("/run/netns").join(name)
@@ -117,6 +121,15 @@ pub async fn start_app(
     if let Some(parent) = log.parent() {
         std::fs::create_dir_all(parent).map_err(|e| fail(format!("{}: {e}", parent.display())))?;
     }
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|e| fail(format!("{}: {e}", log.display())))?;
+        let _ = writeln!(f, "{}{}", START_MARKER, app.container);
+    }
     // A container of that id left by an interrupted attempt is not ours to keep.
     let _ = platform.runtime().remove(&app.container, Duration::from_secs(2)).await;
     platform
@@ -173,11 +186,11 @@ pub async fn run(
 }
 
 /// Stop and remove every container of a release (a failed attempt, or a retired release).
-pub async fn remove_release(platform: &Platform, spec: &ReleaseSpec) {
+pub async fn remove_release(platform: &Platform, spec: &ReleaseSpec, grace: Duration) {
     for app in &spec.apps {
         if let Err(e) = platform
             .runtime()
-            .remove(&app.container, Duration::from_secs(10))
+            .remove(&app.container, grace)
             .await
         {
             tracing::warn!(container = %app.container, "removing container: {e}");

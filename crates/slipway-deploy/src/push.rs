@@ -139,7 +139,7 @@ impl PushPipeline {
             if let Some(r) = e.current_release.and_then(|id| state.release(id).ok().flatten()) {
                 self.platform.router().remove(&switch::env_key(&self.project, env));
                 if let Some(spec) = ReleaseSpec::from_json(&r.spec) {
-                    provision::remove_release(&self.platform, &spec).await;
+                    provision::remove_release(&self.platform, &spec, std::time::Duration::from_secs(3)).await;
                 }
                 let _ = state.set_release_status(r.id, "retired");
             }

@@ -24,7 +24,7 @@ pub async fn restore(platform: &Arc<Platform>) -> Result<(), DeployError> {
     }
     for r in state.pending_releases()? {
         if let Some(spec) = ReleaseSpec::from_json(&r.spec) {
-            provision::remove_release(platform, &spec).await;
+            provision::remove_release(platform, &spec, std::time::Duration::from_secs(1)).await;
         }
         state.set_release_status(r.id, "failed")?;
     }

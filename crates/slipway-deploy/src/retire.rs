@@ -21,6 +21,6 @@ pub fn spawn(platform: Arc<Platform>, old: ReleaseSpec, route: Option<Arc<Route>
                 );
             }
         }
-        crate::provision::remove_release(&platform, &old).await;
+        crate::provision::remove_release(&platform, &old, std::time::Duration::from_secs(3)).await;
     });
 }

@@ -5,6 +5,8 @@
 //! The runtime's state root is `DATA_DIR/runtime/state`, so servers with different data dirs
 //! never see each other's containers.
 
+#![warn(missing_docs)]
+
 mod bundle;
 mod cli;
 mod error;

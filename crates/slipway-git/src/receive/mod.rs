@@ -646,7 +646,7 @@ mod tests {
         let plain = report("unpack ok", &updates, &[Err("nope".into())], false);
         assert_eq!(plain, b"000eunpack ok\n001cng refs/heads/main nope\n0000");
         let banded = report("unpack ok", &updates, &[Ok(())], true);
-        assert!(banded.starts_with(b"0031\x01000eunpack ok\n0017ok refs/heads/main\n0000"));
+        assert!(banded.starts_with(b"002e\x01000eunpack ok\n0017ok refs/heads/main\n0000"));
         assert!(banded.ends_with(b"0000"));
     }
 }

@@ -1,0 +1,237 @@
+//! Loading real files from temporary working trees: each format, the error rules, and the API shapes.
+
+use slipway_config::{detect, load, ConfigSource, DirSource, Format, RouteKind, Severity, Topology};
+use std::path::Path;
+
+fn tree(files: &[(&str, &[u8])]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, content) in files {
+        let p = dir.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+    dir
+}
+
+fn errors_of(dir: &Path) -> Vec<String> {
+    match load(&DirSource::new(dir)) {
+        Ok(l) => panic!("expected errors, got {:?}", l.topology),
+        Err(d) => d.0.iter().filter(|d| d.severity == Severity::Error).map(|d| d.to_string()).collect(),
+    }
+}
+
+#[test]
+fn platform_app_at_root_with_services_and_routes() {
+    let d = tree(&[
+        (
+            ".platform.app.yaml",
+            b"name: app\ntype: 'python:3.12'\nsource:\n  root: src\nbuild: {flavor: none}\ndependencies:\n  python3: {poetry: '*'}\nhooks:\n  build: |\n    pip install -r requirements.txt\n  deploy: ./migrate\n  post_deploy: echo done\nweb:\n  commands: {start: 'gunicorn -b 127.0.0.1:$PORT app:app'}\n  locations:\n    /static: {root: static, allow: true}\nvariables:\n  env: {DEBUG: false, WORKERS: 4, RATIO: 1.5, NAME: demo, EMPTY: ~}\n  php: {memory_limit: 256M}\nmounts:\n  uploads: {source: local, source_path: uploads}\ndisk: 512\nrelationships:\n  database: 'db:postgresql'\n  cache:\n  search: {service: es, endpoint: elasticsearch}\nworkers:\n  queue: {commands: {start: ./worker}}\ncrons:\n  nightly: {spec: '0 3 * * *', commands: {start: ./nightly}}\n",
+        ),
+        ("src/app.py", b"print(1)\n"),
+        (".platform/services.yaml", b"db:\n  type: postgresql:16\n  disk: 1024\n  configuration: {extensions: [pg_trgm]}\ncache:\n  type: redis:7.0\nes:\n  type: elasticsearch:8.5\n"),
+        (".platform/routes.yaml", b"'https://{default}/':\n  type: upstream\n  upstream: 'app:http'\n  id: main\n'https://www.{default}/':\n  type: redirect\n  to: 'https://{default}/'\n"),
+    ]);
+    let l = load(&DirSource::new(d.path())).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(l.format, Format::PlatformSh);
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    let t = &l.topology;
+    let a = &t.applications[0];
+    assert_eq!(a.name, "app");
+    assert_eq!(a.r#type.as_deref(), Some("python:3.12"));
+    assert_eq!(a.source_root, "src");
+    assert_eq!(a.build_flavor.as_deref(), Some("none"));
+    assert_eq!(a.dependencies["python3"], serde_json::json!({"poetry": "*"}));
+    assert_eq!(a.hooks.build.as_deref(), Some("pip install -r requirements.txt\n"));
+    assert_eq!(a.hooks.deploy.as_deref(), Some("./migrate"));
+    assert_eq!(a.hooks.post_deploy.as_deref(), Some("echo done"));
+    assert_eq!(a.web.start.as_deref(), Some("gunicorn -b 127.0.0.1:$PORT app:app"));
+    assert_eq!(a.web.locations["/static"], serde_json::json!({"root": "static", "allow": true}));
+    assert_eq!(a.disk, Some(512));
+    assert_eq!(a.mounts["uploads"]["source"], "local");
+    assert_eq!(a.relationships["database"], "db:postgresql");
+    assert_eq!(a.relationships["cache"], "cache:redis", "null relationship = same-name service, default endpoint");
+    assert_eq!(a.relationships["search"], "es:elasticsearch");
+    assert_eq!(a.workers["queue"]["commands"]["start"], "./worker");
+    assert_eq!(a.crons["nightly"]["spec"], "0 3 * * *");
+    assert_eq!(a.variables["php"]["memory_limit"], "256M");
+    let env = a.env_vars();
+    assert_eq!(env["DEBUG"], "false");
+    assert_eq!(env["WORKERS"], "4");
+    assert_eq!(env["RATIO"], "1.5");
+    assert_eq!(env["NAME"], "demo");
+    assert_eq!(env["EMPTY"], "");
+    let db = t.service("db").unwrap();
+    assert_eq!((db.r#type.as_str(), db.version.as_str(), db.disk), ("postgresql", "16", Some(1024)));
+    assert_eq!(db.configuration["extensions"][0], "pg_trgm");
+    assert_eq!(t.services.len(), 3);
+    assert_eq!(t.routes.len(), 2);
+    assert_eq!(t.routes[0].kind, RouteKind::Upstream { app: "app".into(), endpoint: "http".into() });
+    assert!(t.routes[0].primary && !t.routes[1].primary);
+    assert_eq!(t.routes[0].id.as_deref(), Some("main"));
+    assert_eq!(t.routes[1].kind, RouteKind::Redirect { to: "https://{default}/".into(), code: 301 });
+    // The topology round-trips through JSON (stored in SQLite, printed by `config check --json`).
+    let json = serde_json::to_string(t).unwrap();
+    let back: Topology = serde_json::from_str(&json).unwrap();
+    assert_eq!(&back, t);
+}
+
+#[test]
+fn upsun_and_slipway_single_file_and_priority() {
+    let upsun = b"applications:\n  front:\n    type: nodejs:20\n    source: {root: front}\n    web: {commands: {start: npm start}}\n  api:\n    type: python:3.12\n    source: {root: api}\n    relationships: {db: 'db:mysql'}\nservices:\n  db: {type: 'mariadb:10.6'}\nroutes:\n  'https://{default}/': {type: upstream, upstream: 'front:http'}\n  'https://api.{default}/': {type: upstream, upstream: 'api:http', primary: true}\n";
+    let d = tree(&[(".upsun/config.yaml", upsun), ("front/package.json", b"{}"), ("api/main.py", b""), ("Procfile", b"web: x\n")]);
+    let l = load(&DirSource::new(d.path())).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(l.format, Format::Upsun);
+    let t = &l.topology;
+    assert_eq!(t.applications.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["front", "api"]);
+    assert_eq!(t.applications[0].source_root, "front");
+    assert_eq!(t.services[0].r#type, "mariadb");
+    assert!(!t.routes[0].primary && t.routes[1].primary, "explicit primary wins");
+
+    // .slipway/config.yaml takes precedence over everything.
+    let d2 = tree(&[(".slipway/config.yaml", b"applications:\n  app:\n    type: ruby:3.3\n"), (".upsun/config.yaml", upsun)]);
+    let l = load(&DirSource::new(d2.path())).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(l.format, Format::Slipway);
+    assert_eq!(l.topology.applications.len(), 1);
+    assert_eq!(l.topology.routes[0].url, "http://{default}/", "default route to the only app");
+    assert!(l.topology.routes[0].primary);
+}
+
+#[test]
+fn procfile_alone() {
+    let d = tree(&[("Procfile", b"# comment\nweb: gunicorn app:app --bind 127.0.0.1:$PORT\nrelease: python manage.py migrate\nworker: celery -A app worker\n")]);
+    let l = load(&DirSource::new(d.path())).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(l.format, Format::Procfile);
+    let a = &l.topology.applications[0];
+    assert_eq!(a.name, "app");
+    assert_eq!(a.r#type, None);
+    assert_eq!(a.source_root, "");
+    assert_eq!(a.web.start.as_deref(), Some("gunicorn app:app --bind 127.0.0.1:$PORT"));
+    assert_eq!(a.hooks.deploy.as_deref(), Some("python manage.py migrate"));
+    assert_eq!(a.workers["worker"]["commands"]["start"], "celery -A app worker");
+    assert_eq!(l.topology.routes.len(), 1);
+
+    let d = tree(&[("Procfile", b"release: ./migrate\n")]);
+    assert_eq!(errors_of(d.path()), ["Procfile:1:1: error: the Procfile has no `web:` line; add `web: COMMAND` that listens on $PORT (at web)"]);
+}
+
+#[test]
+fn nothing_to_load() {
+    let d = tree(&[("README.md", b"hi")]);
+    let e = detect(&DirSource::new(d.path())).unwrap_err();
+    assert!(e.to_string().starts_with("error: no configuration found"), "{e}");
+    assert!(load(&DirSource::new(d.path())).is_err());
+}
+
+#[test]
+fn broken_yaml_in_each_priority_format_is_positioned() {
+    for path in [".platform.app.yaml", ".upsun/config.yaml", ".slipway/config.yaml"] {
+        let d = tree(&[(path, b"applications:\n  app:\n    type: \"python:3.12\n    hooks: {}\n")]);
+        let errs = errors_of(d.path());
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].starts_with(&format!("{path}:")), "{errs:?}");
+        assert!(errs[0].contains("error: invalid YAML"), "{errs:?}");
+        // file:line:col with line >= 3 (the unterminated quote starts on line 3)
+        let line: usize = errs[0].split(':').nth(1).unwrap().parse().unwrap();
+        assert!(line >= 3, "{errs:?}");
+    }
+}
+
+#[test]
+fn huge_and_non_utf8_files_are_refused() {
+    let mut big = b"name: app\ntype: php:8.3\n#".to_vec();
+    big.resize(slipway_config::MAX_FILE_SIZE + 10, b'x');
+    let d = tree(&[(".platform.app.yaml", &big)]);
+    let errs = errors_of(d.path());
+    assert!(errs[0].contains("at most 1 MiB"), "{errs:?}");
+
+    let d = tree(&[(".platform.app.yaml", b"name: app\ntype: php:8.3\nvariables:\n  env:\n    X: caf\xe9\n")]);
+    assert_eq!(errors_of(d.path()), [".platform.app.yaml:5:11: error: the file is not valid UTF-8; save it as UTF-8"]);
+}
+
+#[test]
+fn warnings_do_not_fail_and_errors_carry_warnings_too() {
+    let d = tree(&[(".platform.app.yaml", b"name: app\ntype: php:8.3\nruntime: {extensions: [redis]}\naccess: {ssh: admin}\n")]);
+    let l = load(&DirSource::new(d.path())).unwrap();
+    let w: Vec<String> = l.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(w[0].starts_with(".platform.app.yaml:3:1: warning: `runtime`"), "{w:?}");
+    assert!(w[0].ends_with("(at runtime)"), "{w:?}");
+
+    let d = tree(&[(".platform.app.yaml", b"name: app\ntype: php:8.3\nruntime: {}\ndisk: -1\n")]);
+    let all = load(&DirSource::new(d.path())).unwrap_err();
+    assert!(all.has_errors());
+    assert_eq!(all.0.len(), 2, "{all}");
+    assert_eq!(all.0[0].severity, Severity::Warning);
+    assert_eq!(all.to_string().lines().count(), 2);
+}
+
+#[test]
+fn includes_are_read_relative_to_the_including_file() {
+    let d = tree(&[
+        ("api/.platform.app.yaml", b"name: api\ntype: php:8.3\nhooks:\n  deploy: !include\n    type: string\n    path: scripts/deploy.sh\n"),
+        ("api/scripts/deploy.sh", b"#!/bin/sh\necho deploy\n"),
+        (".platform/applications.yaml", b"- !include web.app.yaml\n"),
+        (".platform/web.app.yaml", b"name: web\ntype: nodejs:20\nsource: {root: web}\n"),
+        ("web/index.js", b""),
+        (".platform/routes.yaml", b"'https://{default}/': {type: upstream, upstream: 'web:http'}\n'https://api.{default}/': {type: upstream, upstream: 'api:http'}\n"),
+        (".platform/services.yaml", b"solr:\n  type: solr:9.1\n  configuration:\n    conf_dir: !archive \"solr-conf\"\n"),
+    ]);
+    let l = load(&DirSource::new(d.path())).unwrap_or_else(|e| panic!("{e}"));
+    let t = &l.topology;
+    assert_eq!(t.application("api").unwrap().hooks.deploy.as_deref(), Some("#!/bin/sh\necho deploy\n"));
+    assert_eq!(t.application("api").unwrap().source_root, "api");
+    assert_eq!(t.application("web").unwrap().source_root, "web");
+    assert_eq!(t.services[0].configuration["conf_dir"], "solr-conf");
+}
+
+/// A source that is not a disk: the loader only goes through the trait.
+struct MemSource(Vec<(&'static str, &'static str)>);
+
+impl ConfigSource for MemSource {
+    fn read_file(&self, path: &str) -> std::io::Result<Option<Vec<u8>>> {
+        Ok(self.0.iter().find(|(p, _)| *p == path).map(|(_, c)| c.as_bytes().to_vec()))
+    }
+    fn list_dir(&self, path: &str) -> std::io::Result<Vec<slipway_config::DirEntry>> {
+        let prefix = if path.is_empty() { String::new() } else { format!("{path}/") };
+        let mut out: Vec<slipway_config::DirEntry> = Vec::new();
+        for (p, _) in &self.0 {
+            if let Some(rest) = p.strip_prefix(&prefix) {
+                let (name, is_dir) = match rest.split_once('/') {
+                    Some((d, _)) => (d, true),
+                    None => (rest, false),
+                };
+                if !out.iter().any(|e| e.name == name) {
+                    out.push(slipway_config::DirEntry { name: name.to_string(), is_dir });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[test]
+fn loads_from_any_config_source() {
+    let src = MemSource(vec![
+        ("shop/.platform.app.yaml", "name: shop\ntype: php:8.3\n"),
+        ("blog/.platform.app.yaml", "name: blog\ntype: php:8.3\n"),
+        (".platform/routes.yaml", "'https://{default}/': {upstream: 'shop:http'}\n'https://blog.{default}/': {upstream: 'blog'}\n"),
+    ]);
+    let l = load(&src).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<_> = l.topology.applications.iter().map(|a| (a.name.as_str(), a.source_root.as_str())).collect();
+    assert_eq!(names, [("blog", "blog"), ("shop", "shop")]);
+    assert_eq!(l.topology.routes[1].kind, RouteKind::Upstream { app: "blog".into(), endpoint: "http".into() });
+}
+
+#[test]
+fn dir_source_contract() {
+    let d = tree(&[("a/b.txt", b"x")]);
+    let s = DirSource::new(d.path());
+    assert_eq!(s.read_file("a/b.txt").unwrap(), Some(b"x".to_vec()));
+    assert_eq!(s.read_file("a").unwrap(), None, "a directory reads as missing");
+    assert_eq!(s.read_file("nope").unwrap(), None);
+    assert_eq!(s.read_file("../etc/passwd").unwrap(), None, "no escaping the root");
+    let root = s.list_dir("").unwrap();
+    assert_eq!(root, [slipway_config::DirEntry { name: "a".into(), is_dir: true }]);
+    assert!(s.list_dir("missing").unwrap().is_empty());
+    assert!(s.list_dir("a/b.txt").unwrap().is_empty());
+}
