@@ -1,1 +1,286 @@
+//! The acceptance scenario of the end-to-end issue, driven exactly as a user
+//! does: `slipway user add`, `slipway serve`, `git push` over OpenSSH, HTTP
+//! requests through the router, `git clone`, stop and restart, `slipway down`.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use slipway_e2e::{text, App, Server};
+
+const HOST: &str = "main.demo.localhost";
+
+fn push(server: &Server, app: &App) -> (bool, String) {
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    (o.status.success(), text(&o))
+}
+
+fn remote_main(server: &Server, app: &App) -> String {
+    let o = server.git(&app.dir, &["ls-remote", &server.remote("demo"), "refs/heads/main"]);
+    assert!(o.status.success(), "ls-remote: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+fn body(server: &Server) -> String {
+    match server.get(HOST, "/") {
+        Some((200, b)) => b,
+        other => panic!("GET http://{HOST}/ gave {other:?}\n{}", server.server_log()),
+    }
+}
+
+/// Only the containers of the live release run; nothing of failed attempts is left.
+fn assert_only_live_containers(server: &Server, release: u32) {
+    // Retiring the previous release happens in the background after its requests drained.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let cs = server.containers();
+        let ok = cs.len() == 1 && cs[0].0 == format!("demo.main.hello.r{release}") && cs[0].1 == "running";
+        if ok {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!("expected only demo.main.hello.r{release} running, found {cs:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn push_builds_runs_serves_and_clones() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "first push failed:\n{out}\n{}", server.server_log());
+    // Every phase shows, live, with its time, and the URL last.
+    for phase in [
+        "remote: -----> validate:",
+        "remote: -----> diff:",
+        "remote: -----> build hello: built sha256:",
+        "remote: -----> provision hello:",
+        "remote: -----> health check hello: HTTP 200",
+        "remote: -----> switch routes: main.demo.localhost -> release 1",
+        "remote: -----> retire:",
+    ] {
+        assert!(out.contains(phase), "push output lacks {phase:?}:\n{out}");
+    }
+    let url = format!("remote: -----> live: http://main.demo.localhost:{}/", server.http_port);
+    assert!(out.contains(&url), "push output lacks the URL:\n{out}");
+    let phases: Vec<usize> = ["validate:", "diff:", "build hello", "provision hello", "health check", "switch routes", "live:"]
+        .iter()
+        .map(|p| out.find(p).unwrap_or(usize::MAX))
+        .collect();
+    assert!(phases.windows(2).all(|w| w[0] < w[1]), "phases out of order:\n{out}");
+    assert!(out.contains("* [new branch]      main -> main"), "{out}");
+
+    assert_eq!(body(&server), "built-1\n");
+    let head = app.git_ok(&["rev-parse", "HEAD"]);
+    assert_eq!(remote_main(&server, &app), head);
+
+    // An unknown host gets a plain 404 naming no internals.
+    let (status, b) = server.get("nope.demo.localhost", "/").expect("router answers");
+    assert_eq!(status, 404);
+    assert!(!b.contains("10.") && !b.contains("netns"), "{b}");
+
+    // Clone gets the deployed commit.
+    let clone = server.dir.path().join("clone");
+    let o = server.git(server.dir.path(), &["clone", "-q", &server.remote("demo"), clone.to_str().unwrap_or("clone")]);
+    assert!(o.status.success(), "clone: {}", text(&o));
+    let cloned = slipway_e2e::run(std::process::Command::new("git").args(["rev-parse", "HEAD"]).current_dir(&clone));
+    assert_eq!(String::from_utf8_lossy(&cloned.stdout).trim(), head);
+
+    // The same tree pushed again (a new commit, same app tree) reuses the slug: no build runs.
+    app.git_ok(&["-c", "user.name=T", "-c", "user.email=t@e", "commit", "-q", "--allow-empty", "-m", "empty"]);
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "{out}");
+    assert!(out.contains("build hello: reused sha256:"), "{out}");
+    assert!(!out.contains("running hooks.build"), "{out}");
+    assert_eq!(body(&server), "built-1\n");
+
+    // The activity log replays what the pusher saw.
+    let o = server.ssh(&server.key, "git", "activity demo main");
+    assert!(o.status.success(), "{}", text(&o));
+    let first_id = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .last()
+        .and_then(|l| l.split('\t').next().map(str::to_string))
+        .unwrap_or_default();
+    let o = server.ssh(&server.key, "git", &format!("activity log {first_id}"));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("-----> health check hello: HTTP 200"), "{}", text(&o));
+}
+
+#[test]
+fn second_push_switches_without_losing_a_request() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "{out}");
+
+    // Hammer the router while the second release deploys and takes over.
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let seen_new = Arc::new(AtomicUsize::new(0));
+    let total = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (stop, failures, seen_new, total) = (stop.clone(), failures.clone(), seen_new.clone(), total.clone());
+        let port = server.http_port;
+        clients.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match slipway_e2e::http_get(port, HOST, "/") {
+                    Some((200, b)) if b == "built-1\n" => {}
+                    Some((200, b)) if b == "built-2\n" => {
+                        seen_new.fetch_add(1, Ordering::Relaxed);
+                    }
+                    other => failures.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{other:?}")),
+                }
+                total.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    app.write("VERSION", "2\n");
+    app.commit("v2");
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "{out}");
+    // Keep going until the old release is retired.
+    assert_only_live_containers(&server, 2);
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        let _ = c.join();
+    }
+    let failures = failures.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert!(failures.is_empty(), "{} of {} requests failed: {:?}", failures.len(), total.load(Ordering::Relaxed), &failures[..failures.len().min(5)]);
+    assert!(seen_new.load(Ordering::Relaxed) > 0, "the new release never answered");
+    assert!(total.load(Ordering::Relaxed) > 20, "too few requests to say anything");
+    assert_eq!(body(&server), "built-2\n");
+}
+
+#[test]
+fn failed_pushes_leave_the_old_release_serving() {
+    let server = Server::start_with(&[("SLIPWAY_HEALTH_TIMEOUT", "4")]);
+    let app = App::demo(server.dir.path(), "app");
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "{out}");
+    let good = app.git_ok(&["rev-parse", "HEAD"]);
+
+    let check_untouched = |out: &str, what: &str| {
+        assert!(out.contains("error: failed to push some refs"), "{what}: {out}");
+        assert_eq!(remote_main(&server, &app), good, "{what}: the branch moved");
+        assert_eq!(body(&server), "built-1\n", "{what}: the old release stopped answering");
+        assert_only_live_containers(&server, 1);
+    };
+
+    // 1. The build hook fails.
+    let yaml = std::fs::read_to_string(app.dir.join(".platform.app.yaml")).unwrap_or_default();
+    app.write(".platform.app.yaml", &yaml.replace("set -e\n", "set -e\n    echo compiling; exit 7\n"));
+    app.commit("build fails");
+    let (ok, out) = push(&server, &app);
+    assert!(!ok);
+    assert!(out.contains("! [remote rejected] main -> main (build failed: hooks.build of hello exited with status 7)"), "{out}");
+    assert!(out.contains("hello | compiling"), "build output streams: {out}");
+    check_untouched(&out, "build failure");
+    app.git_ok(&["reset", "-q", "--hard", &good]);
+
+    // 2. The app exits at once: fails fast, not after the health timeout.
+    app.write("server.py", "import sys\nprint('no DATABASE_URL, giving up')\nsys.exit(3)\n");
+    app.commit("exits at start");
+    let t = Instant::now();
+    let (ok, out) = push(&server, &app);
+    assert!(!ok);
+    assert!(t.elapsed() < Duration::from_secs(4), "an app that exits at once must fail before the health timeout");
+    assert!(out.contains("! [remote rejected] main -> main (health check failed: app hello exited at start"), "{out}");
+    assert!(out.contains("no DATABASE_URL, giving up"), "the app's output is shown: {out}");
+    check_untouched(&out, "exit at start");
+    app.git_ok(&["reset", "-q", "--hard", &good]);
+
+    // 3. The app runs but never answers on $PORT.
+    app.write("server.py", "import time\ntime.sleep(3600)\n");
+    app.commit("never listens");
+    let (ok, out) = push(&server, &app);
+    assert!(!ok);
+    assert!(out.contains("(health check failed: app hello did not answer HTTP on $PORT"), "{out}");
+    check_untouched(&out, "never answers");
+    app.git_ok(&["reset", "-q", "--hard", &good]);
+
+    // 4. Broken YAML is refused before any build, naming the file, line and column.
+    app.write(".platform.app.yaml", "name: hello\ntype: python:3.11\nweb:\n  commands:\n    start: python3 server.py\n   bad: [\n");
+    app.commit("broken yaml");
+    let (ok, out) = push(&server, &app);
+    assert!(!ok);
+    assert!(out.contains("(validate failed: .platform.app.yaml:"), "{out}");
+    let pos = out.split("(validate failed: .platform.app.yaml:").nth(1).unwrap_or("");
+    let mut nums = pos.split(':').take(2).map(|n| n.parse::<u32>().is_ok());
+    assert!(nums.next() == Some(true) && nums.next() == Some(true), "line and column: {out}");
+    assert!(!out.contains("-----> build"), "nothing is built: {out}");
+    check_untouched(&out, "broken yaml");
+    app.git_ok(&["reset", "-q", "--hard", &good]);
+
+    // And a good push still works afterwards.
+    app.write("VERSION", "3\n");
+    app.commit("v3");
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "{out}");
+    assert_eq!(body(&server), "built-3\n");
+}
+
+#[test]
+fn restart_adopts_and_down_then_serve_brings_back() {
+    let mut server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "{out}");
+    assert_eq!(body(&server), "built-1\n");
+    let before = server.containers();
+
+    // SIGTERM: the server exits 0, containers keep running, the next start adopts them.
+    assert_eq!(server.stop(), Some(0), "{}", server.server_log());
+    assert_eq!(server.containers(), before, "containers keep running while the server is stopped");
+    server.serve();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.get(HOST, "/").map(|(s, _)| s) != Some(200) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(body(&server), "built-1\n");
+    assert_eq!(server.containers(), before, "the same container was adopted, not restarted");
+
+    // `slipway down` stops every container of the data dir; the next serve brings them back.
+    server.stop();
+    let o = server.slipway(&["down"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(server.containers().is_empty(), "{:?}", server.containers());
+    server.serve();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.get(HOST, "/").map(|(s, _)| s) != Some(200) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(body(&server), "built-1\n");
+    assert_eq!(server.containers().len(), 1);
+}
+
+#[test]
+fn ssh_refuses_unknown_keys_and_other_commands() {
+    let server = Server::start();
+    let stranger = slipway_e2e::new_key(server.dir.path(), "stranger");
+    let o = server.ssh(&stranger, "git", "help");
+    assert_eq!(o.status.code(), Some(255), "unknown key must be refused at authentication: {}", text(&o));
+    assert!(text(&o).contains("Permission denied"), "{}", text(&o));
+
+    let o = server.ssh(&server.key, "git", "help");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("git push"), "{}", text(&o));
+
+    for bad in ["git-upload-pack '../etc.git'", "git-upload-pack '--help'", "git-receive-pack '/Demo.git'", "rm -rf /"] {
+        let o = server.ssh(&server.key, "git", bad);
+        assert!(!o.status.success(), "{bad} was accepted: {}", text(&o));
+        assert!(text(&o).contains("slipway:"), "{bad}: no clear message: {}", text(&o));
+    }
+    // A missing project looks the same as one the user may not see.
+    let o = server.ssh(&server.key, "git", "git-upload-pack '/nothing.git'");
+    assert!(text(&o).contains("repository 'nothing.git' not found"), "{}", text(&o));
+}

@@ -21,7 +21,12 @@ struct Handler {
 }
 
 impl PushHandler for Handler {
-    async fn handle(&self, repo: &Repo, push: &Push, progress: Progress) -> Vec<Result<(), String>> {
+    async fn handle(
+        &self,
+        repo: &Repo,
+        push: &Push,
+        progress: Progress,
+    ) -> Vec<Result<(), String>> {
         for option in &push.options {
             progress.line(&format!("option {option}"));
         }
@@ -37,7 +42,12 @@ impl PushHandler for Handler {
             }
             progress.line(&format!("deploying {}", update.refname));
             let result = repo
-                .update_ref(&update.refname, update.old_target(), update.new_target(), "push")
+                .update_ref(
+                    &update.refname,
+                    update.old_target(),
+                    update.new_target(),
+                    "push",
+                )
                 .map_err(|e| e.to_string());
             out.push(result);
         }
@@ -52,7 +62,10 @@ async fn main() -> std::process::ExitCode {
         eprintln!("usage: receive_stdio [--reject=REASON] [--max-pack=BYTES] REPO");
         return std::process::ExitCode::from(2);
     };
-    let mut handler = Handler { reject: None, sleep: Duration::ZERO };
+    let mut handler = Handler {
+        reject: None,
+        sleep: Duration::ZERO,
+    };
     let mut limits = Limits::default();
     for arg in args {
         if let Some(reason) = arg.strip_prefix("--reject=") {
@@ -61,7 +74,10 @@ async fn main() -> std::process::ExitCode {
             limits.max_pack_bytes = n;
         } else if let Some(n) = arg.strip_prefix("--sleep-ms=").and_then(|n| n.parse().ok()) {
             handler.sleep = Duration::from_millis(n);
-        } else if let Some(n) = arg.strip_prefix("--keepalive-ms=").and_then(|n| n.parse().ok()) {
+        } else if let Some(n) = arg
+            .strip_prefix("--keepalive-ms=")
+            .and_then(|n| n.parse().ok())
+        {
             limits.keepalive = Duration::from_millis(n);
         } else {
             eprintln!("unknown option {arg}");
@@ -76,7 +92,15 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    match receive::serve(&repo, tokio::io::stdin(), tokio::io::stdout(), &handler, &limits).await {
+    match receive::serve(
+        &repo,
+        tokio::io::stdin(),
+        tokio::io::stdout(),
+        &handler,
+        &limits,
+    )
+    .await
+    {
         Ok(_) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("receive_stdio: {e}");

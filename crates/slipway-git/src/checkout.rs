@@ -15,8 +15,15 @@ use crate::GitError;
 /// One thing to write, relative to the destination.
 enum Item {
     Dir(BString),
-    File { path: BString, id: ObjectId, executable: bool },
-    Link { path: BString, id: ObjectId },
+    File {
+        path: BString,
+        id: ObjectId,
+        executable: bool,
+    },
+    Link {
+        path: BString,
+        id: ObjectId,
+    },
 }
 
 /// Whether a single tree entry name must never be written to disk.
@@ -30,7 +37,11 @@ pub(crate) fn is_hostile_name(name: &BStr) -> bool {
 }
 
 /// Checks every entry of `tree` first (so a hostile tree writes nothing), then writes it to `dest`.
-pub(crate) fn checkout(repo: &gix::Repository, tree: ObjectId, dest: &Path) -> Result<(), GitError> {
+pub(crate) fn checkout(
+    repo: &gix::Repository,
+    tree: ObjectId,
+    dest: &Path,
+) -> Result<(), GitError> {
     let items = collect(repo, tree)?;
     std::fs::create_dir_all(dest).map_err(GitError::io("cannot create", dest))?;
     for item in items {
@@ -40,7 +51,8 @@ pub(crate) fn checkout(repo: &gix::Repository, tree: ObjectId, dest: &Path) -> R
                 match std::fs::create_dir(&target) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        let meta = std::fs::symlink_metadata(&target).map_err(GitError::io("cannot stat", &target))?;
+                        let meta = std::fs::symlink_metadata(&target)
+                            .map_err(GitError::io("cannot stat", &target))?;
                         if !meta.is_dir() {
                             return Err(GitError::CheckoutConflict { path: target });
                         }
@@ -48,7 +60,11 @@ pub(crate) fn checkout(repo: &gix::Repository, tree: ObjectId, dest: &Path) -> R
                     Err(e) => return Err(GitError::io("cannot create", target)(e)),
                 }
             }
-            Item::File { path, id, executable } => {
+            Item::File {
+                path,
+                id,
+                executable,
+            } => {
                 let target = join(dest, path.as_ref());
                 let data = blob(repo, id)?;
                 let mode = if executable { 0o755 } else { 0o644 };
@@ -59,12 +75,15 @@ pub(crate) fn checkout(repo: &gix::Repository, tree: ObjectId, dest: &Path) -> R
                     .open(&target)
                     .map_err(|e| {
                         if e.kind() == std::io::ErrorKind::AlreadyExists {
-                            GitError::CheckoutConflict { path: target.clone() }
+                            GitError::CheckoutConflict {
+                                path: target.clone(),
+                            }
                         } else {
                             GitError::io("cannot create", &target)(e)
                         }
                     })?;
-                file.write_all(&data).map_err(GitError::io("cannot write", &target))?;
+                file.write_all(&data)
+                    .map_err(GitError::io("cannot write", &target))?;
                 // The umask may have removed bits: set the mode explicitly.
                 file.set_permissions(std::fs::Permissions::from_mode(mode))
                     .map_err(GitError::io("cannot chmod", &target))?;
@@ -74,7 +93,9 @@ pub(crate) fn checkout(repo: &gix::Repository, tree: ObjectId, dest: &Path) -> R
                 let data = blob(repo, id)?;
                 std::os::unix::fs::symlink(OsStr::from_bytes(&data), &target).map_err(|e| {
                     if e.kind() == std::io::ErrorKind::AlreadyExists {
-                        GitError::CheckoutConflict { path: target.clone() }
+                        GitError::CheckoutConflict {
+                            path: target.clone(),
+                        }
                     } else {
                         GitError::io("cannot create symlink", &target)(e)
                     }
@@ -90,9 +111,15 @@ fn join(dest: &Path, rel: &BStr) -> PathBuf {
 }
 
 fn blob(repo: &gix::Repository, id: ObjectId) -> Result<Vec<u8>, GitError> {
-    let object = repo.find_object(id).map_err(|_| GitError::MissingObject { id, expected: "blob" })?;
+    let object = repo.find_object(id).map_err(|_| GitError::MissingObject {
+        id,
+        expected: "blob",
+    })?;
     if object.kind != gix::object::Kind::Blob {
-        return Err(GitError::MissingObject { id, expected: "blob" });
+        return Err(GitError::MissingObject {
+            id,
+            expected: "blob",
+        });
     }
     Ok(object.detach().data)
 }
@@ -102,8 +129,13 @@ fn collect(repo: &gix::Repository, tree: ObjectId) -> Result<Vec<Item>, GitError
     let mut items = Vec::new();
     let mut stack: Vec<(BString, ObjectId)> = vec![(BString::default(), tree)];
     while let Some((prefix, id)) = stack.pop() {
-        let tree = repo.find_tree(id).map_err(|_| GitError::MissingObject { id, expected: "tree" })?;
-        let decoded = tree.decode().map_err(GitError::gix(format!("cannot decode tree {id}")))?;
+        let tree = repo.find_tree(id).map_err(|_| GitError::MissingObject {
+            id,
+            expected: "tree",
+        })?;
+        let decoded = tree
+            .decode()
+            .map_err(GitError::gix(format!("cannot decode tree {id}")))?;
         let mut subtrees = Vec::new();
         for entry in &decoded.entries {
             let mut path = prefix.clone();
@@ -112,7 +144,9 @@ fn collect(repo: &gix::Repository, tree: ObjectId) -> Result<Vec<Item>, GitError
             }
             path.push_str(entry.filename);
             if is_hostile_name(entry.filename) {
-                return Err(GitError::HostileEntry { path: path.to_str_lossy().into_owned() });
+                return Err(GitError::HostileEntry {
+                    path: path.to_str_lossy().into_owned(),
+                });
             }
             let id = entry.oid.to_owned();
             match entry.mode.kind() {
@@ -120,8 +154,16 @@ fn collect(repo: &gix::Repository, tree: ObjectId) -> Result<Vec<Item>, GitError
                     items.push(Item::Dir(path.clone()));
                     subtrees.push((path, id));
                 }
-                EntryKind::Blob => items.push(Item::File { path, id, executable: false }),
-                EntryKind::BlobExecutable => items.push(Item::File { path, id, executable: true }),
+                EntryKind::Blob => items.push(Item::File {
+                    path,
+                    id,
+                    executable: false,
+                }),
+                EntryKind::BlobExecutable => items.push(Item::File {
+                    path,
+                    id,
+                    executable: true,
+                }),
                 EntryKind::Link => items.push(Item::Link { path, id }),
                 EntryKind::Commit => {}
             }
@@ -143,7 +185,10 @@ mod tests {
             assert!(is_hostile_name(BStr::new(bad)), "{bad:?} must be refused");
         }
         for good in ["a", ".gitignore", "...", "git", "..a", ".github"] {
-            assert!(!is_hostile_name(BStr::new(good)), "{good:?} must be accepted");
+            assert!(
+                !is_hostile_name(BStr::new(good)),
+                "{good:?} must be accepted"
+            );
         }
     }
 }

@@ -82,8 +82,15 @@ impl GitError {
     }
 
     /// Wraps an io error with a context and a path.
-    pub(crate) fn io(context: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> GitError {
+    pub(crate) fn io(
+        context: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> GitError {
         let path = path.into();
-        move |source| GitError::Io { context, path, source }
+        move |source| GitError::Io {
+            context,
+            path,
+            source,
+        }
     }
 }

@@ -30,9 +30,14 @@ impl std::fmt::Debug for Repo {
 impl Repo {
     /// Opens the repository at `path` (its git dir), ignoring global and system git configuration.
     pub fn open(path: &Path) -> Result<Repo, GitError> {
-        let inner = gix::ThreadSafeRepository::open_opts(path, gix::open::Options::isolated())
-            .map_err(GitError::gix(format!("cannot open repository {}", path.display())))?;
-        Ok(Repo { inner, path: path.to_path_buf() })
+        let inner =
+            gix::ThreadSafeRepository::open_opts(path, gix::open::Options::isolated()).map_err(
+                GitError::gix(format!("cannot open repository {}", path.display())),
+            )?;
+        Ok(Repo {
+            inner,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The path the repository was opened at.
@@ -59,23 +64,35 @@ impl Repo {
             };
             match reference.target() {
                 gix::refs::TargetRef::Object(id) => return Ok(Some(id.to_owned())),
-                gix::refs::TargetRef::Symbolic(next) => name = next.as_bstr().to_str_lossy().into_owned(),
+                gix::refs::TargetRef::Symbolic(next) => {
+                    name = next.as_bstr().to_str_lossy().into_owned()
+                }
             }
         }
-        Err(GitError::InvalidRefName { name, reason: "symbolic reference chain too deep".into() })
+        Err(GitError::InvalidRefName {
+            name,
+            reason: "symbolic reference chain too deep".into(),
+        })
     }
 
     /// All refs pointing directly at an object (full name, target), sorted by name.
     /// Symbolic refs are left out.
     pub fn refs(&self) -> Result<Vec<(String, ObjectId)>, GitError> {
         let repo = self.gix();
-        let platform = repo.references().map_err(GitError::gix("cannot list references"))?;
-        let iter = platform.all().map_err(GitError::gix("cannot list references"))?;
+        let platform = repo
+            .references()
+            .map_err(GitError::gix("cannot list references"))?;
+        let iter = platform
+            .all()
+            .map_err(GitError::gix("cannot list references"))?;
         let mut out = Vec::new();
         for reference in iter {
             let reference = reference.map_err(GitError::gix("cannot read a reference"))?;
             if let gix::refs::TargetRef::Object(id) = reference.target() {
-                out.push((reference.name().as_bstr().to_str_lossy().into_owned(), id.to_owned()));
+                out.push((
+                    reference.name().as_bstr().to_str_lossy().into_owned(),
+                    id.to_owned(),
+                ));
             }
         }
         out.sort();
@@ -91,7 +108,10 @@ impl Repo {
         if path.is_empty() {
             return Ok(Some(root));
         }
-        let tree = repo.find_tree(root).map_err(|_| GitError::MissingObject { id: root, expected: "tree" })?;
+        let tree = repo.find_tree(root).map_err(|_| GitError::MissingObject {
+            id: root,
+            expected: "tree",
+        })?;
         let entry = tree
             .lookup_entry_by_path(path)
             .map_err(GitError::gix(format!("cannot look up {path} in {commit}")))?;
@@ -128,9 +148,16 @@ impl Repo {
             reason: e.to_string(),
         })?;
         if !name.starts_with("refs/") {
-            return Err(GitError::InvalidRefName { name: name.to_string(), reason: "not under refs/".into() });
+            return Err(GitError::InvalidRefName {
+                name: name.to_string(),
+                reason: "not under refs/".into(),
+            });
         }
-        let conflict = |actual| GitError::RefConflict { name: name.to_string(), expected, actual };
+        let conflict = |actual| GitError::RefConflict {
+            name: name.to_string(),
+            expected,
+            actual,
+        };
         let actual = self.ref_target(name)?;
         if actual != expected {
             return Err(conflict(actual));
@@ -150,9 +177,16 @@ impl Repo {
                 new: Target::Object(new),
             },
             None if expected.is_none() => return Ok(()),
-            None => Change::Delete { expected: previous, log: RefLog::AndReference },
+            None => Change::Delete {
+                expected: previous,
+                log: RefLog::AndReference,
+            },
         };
-        let edit = RefEdit { change, name: full_name, deref: false };
+        let edit = RefEdit {
+            change,
+            name: full_name,
+            deref: false,
+        };
         let signature = gix::actor::Signature {
             name: REFLOG_NAME.into(),
             email: REFLOG_EMAIL.into(),
@@ -167,7 +201,9 @@ impl Repo {
                 if now != expected {
                     Err(conflict(now))
                 } else {
-                    Err(GitError::gix(format!("cannot update reference {name}"))(err))
+                    Err(GitError::gix(format!("cannot update reference {name}"))(
+                        err,
+                    ))
                 }
             }
         }
@@ -176,19 +212,36 @@ impl Repo {
     /// One line describing `commit` for display: `<summary> (<author name>)`.
     pub fn commit_summary(&self, commit: ObjectId) -> Result<String, GitError> {
         let repo = self.gix();
-        let c = repo.find_commit(commit).map_err(|_| GitError::MissingObject { id: commit, expected: "commit" })?;
+        let c = repo
+            .find_commit(commit)
+            .map_err(|_| GitError::MissingObject {
+                id: commit,
+                expected: "commit",
+            })?;
         let summary = c
             .message()
             .map(|m| m.summary().to_str_lossy().into_owned())
             .unwrap_or_default();
-        let author = c.author().map(|a| a.name.to_str_lossy().trim().to_string()).unwrap_or_default();
-        Ok(if author.is_empty() { summary } else { format!("{summary} ({author})") })
+        let author = c
+            .author()
+            .map(|a| a.name.to_str_lossy().trim().to_string())
+            .unwrap_or_default();
+        Ok(if author.is_empty() {
+            summary
+        } else {
+            format!("{summary} ({author})")
+        })
     }
 }
 
 /// The root tree id of `commit`.
 fn commit_tree(repo: &gix::Repository, commit: ObjectId) -> Result<ObjectId, GitError> {
-    let c = repo.find_commit(commit).map_err(|_| GitError::MissingObject { id: commit, expected: "commit" })?;
+    let c = repo
+        .find_commit(commit)
+        .map_err(|_| GitError::MissingObject {
+            id: commit,
+            expected: "commit",
+        })?;
     c.tree_id()
         .map(|id| id.detach())
         .map_err(GitError::gix(format!("cannot decode commit {commit}")))

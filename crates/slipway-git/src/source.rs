@@ -43,10 +43,16 @@ impl CommitSource {
     }
 
     /// The entries (name, kind, id) of tree `id`.
-    fn entries(repo: &gix::Repository, id: ObjectId) -> io::Result<Vec<(Vec<u8>, EntryKind, ObjectId)>> {
-        let tree = repo
-            .find_tree(id)
-            .map_err(|_| io::Error::other(GitError::MissingObject { id, expected: "tree" }))?;
+    fn entries(
+        repo: &gix::Repository,
+        id: ObjectId,
+    ) -> io::Result<Vec<(Vec<u8>, EntryKind, ObjectId)>> {
+        let tree = repo.find_tree(id).map_err(|_| {
+            io::Error::other(GitError::MissingObject {
+                id,
+                expected: "tree",
+            })
+        })?;
         let decoded = tree
             .decode()
             .map_err(|e| io::Error::other(GitError::gix(format!("cannot decode tree {id}"))(e)))?;
@@ -58,9 +64,12 @@ impl CommitSource {
     }
 
     fn blob(repo: &gix::Repository, id: ObjectId) -> io::Result<Vec<u8>> {
-        let object = repo
-            .find_object(id)
-            .map_err(|_| io::Error::other(GitError::MissingObject { id, expected: "blob" }))?;
+        let object = repo.find_object(id).map_err(|_| {
+            io::Error::other(GitError::MissingObject {
+                id,
+                expected: "blob",
+            })
+        })?;
         Ok(object.detach().data)
     }
 
@@ -82,7 +91,9 @@ impl CommitSource {
                 }
                 _ => {}
             }
-            let Some(current) = dirs.last().copied() else { return Ok(None) };
+            let Some(current) = dirs.last().copied() else {
+                return Ok(None);
+            };
             let entries = Self::entries(repo, current)?;
             let Some((_, kind, id)) = entries.into_iter().find(|(name, _, _)| *name == part) else {
                 return Ok(None);
@@ -132,7 +143,9 @@ impl ConfigSource for CommitSource {
         };
         let mut out = Vec::new();
         for (name, kind, _) in Self::entries(&repo, tree)? {
-            let Ok(name) = String::from_utf8(name) else { continue };
+            let Ok(name) = String::from_utf8(name) else {
+                continue;
+            };
             let is_dir = match kind {
                 EntryKind::Tree => true,
                 EntryKind::Blob | EntryKind::BlobExecutable => false,

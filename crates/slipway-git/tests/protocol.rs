@@ -23,13 +23,21 @@ struct Accept {
 }
 
 impl PushHandler for Accept {
-    async fn handle(&self, repo: &Repo, push: &Push, progress: Progress) -> Vec<Result<(), String>> {
+    async fn handle(
+        &self,
+        repo: &Repo,
+        push: &Push,
+        progress: Progress,
+    ) -> Vec<Result<(), String>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         progress.line("handler started");
         tokio::time::sleep(self.delay).await;
         push.updates
             .iter()
-            .map(|u| repo.update_ref(&u.refname, u.old_target(), u.new_target(), "test").map_err(|e| e.to_string()))
+            .map(|u| {
+                repo.update_ref(&u.refname, u.old_target(), u.new_target(), "test")
+                    .map_err(|e| e.to_string())
+            })
             .collect()
     }
 }
@@ -42,7 +50,12 @@ fn pkt(s: &str) -> Vec<u8> {
 
 /// Runs `serve` against `request` (sent, then the write side closed) and returns the result and
 /// every byte the server wrote.
-async fn converse(repo: &Repo, request: Vec<u8>, handler: &Accept, limits: &Limits) -> (Result<Summary, ReceiveError>, Vec<u8>) {
+async fn converse(
+    repo: &Repo,
+    request: Vec<u8>,
+    handler: &Accept,
+    limits: &Limits,
+) -> (Result<Summary, ReceiveError>, Vec<u8>) {
     let (client, server) = tokio::io::duplex(8 * 1024 * 1024);
     let (server_read, server_write) = tokio::io::split(server);
     let (mut client_read, mut client_write) = tokio::io::split(client);
@@ -67,7 +80,8 @@ fn demux(output: &[u8]) -> (Vec<u8>, Vec<u8>, usize) {
     let mut advertised = false;
     let (mut band1, mut band2, mut keepalives) = (Vec::new(), Vec::new(), 0);
     while pos + 4 <= output.len() {
-        let len = usize::from_str_radix(std::str::from_utf8(&output[pos..pos + 4]).unwrap(), 16).unwrap();
+        let len =
+            usize::from_str_radix(std::str::from_utf8(&output[pos..pos + 4]).unwrap(), 16).unwrap();
         if len == 0 {
             pos += 4;
             advertised = true;
@@ -88,7 +102,12 @@ fn demux(output: &[u8]) -> (Vec<u8>, Vec<u8>, usize) {
     (band1, band2, keepalives)
 }
 
-fn setup() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf, Repo) {
+fn setup() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    Repo,
+) {
     let dir = tempfile::tempdir().unwrap();
     let work = work_repo(dir.path());
     let server = dir.path().join("server.git");
@@ -120,7 +139,10 @@ async fn truncated_pack_leaves_nothing() {
     let (band1, _, _) = demux(&output);
     let report = String::from_utf8_lossy(&band1);
     assert!(report.contains("unpack the pack is truncated"), "{report}");
-    assert!(report.contains("ng refs/heads/main unpacker error"), "{report}");
+    assert!(
+        report.contains("ng refs/heads/main unpacker error"),
+        "{report}"
+    );
     assert_eq!(object_files(&server), Vec::<String>::new());
     assert_eq!(repo.ref_target("refs/heads/main").unwrap(), None);
     assert_eq!(handler.calls.load(Ordering::SeqCst), 0);
@@ -159,25 +181,41 @@ async fn missing_objects_are_refused() {
     let (_dir, work, server, repo) = setup();
     let head = git(&work, &["rev-parse", "HEAD"]);
     // A complete, valid pack holding only the commit: its tree is missing.
-    let pack = git_stdin(&work, &["pack-objects", "--stdout"], format!("{head}\n").as_bytes());
+    let pack = git_stdin(
+        &work,
+        &["pack-objects", "--stdout"],
+        format!("{head}\n").as_bytes(),
+    );
     let mut req = create_main(&work, "report-status side-band-64k");
     req.extend_from_slice(&pack);
     let handler = Accept::default();
     let (result, output) = converse(&repo, req, &handler, &Limits::default()).await;
     let summary = result.unwrap();
-    assert_eq!(summary.updates[0].1, Err("missing necessary objects".to_string()));
+    assert_eq!(
+        summary.updates[0].1,
+        Err("missing necessary objects".to_string())
+    );
     let (band1, _, _) = demux(&output);
     let report = String::from_utf8_lossy(&band1);
     assert!(report.contains("unpack ok"), "{report}");
-    assert!(report.contains("ng refs/heads/main missing necessary objects"), "{report}");
+    assert!(
+        report.contains("ng refs/heads/main missing necessary objects"),
+        "{report}"
+    );
     assert_eq!(repo.ref_target("refs/heads/main").unwrap(), None);
     assert_eq!(handler.calls.load(Ordering::SeqCst), 0);
     // A commit that is not in the pack at all.
-    let mut req = pkt(&format!("{ZERO} {} refs/heads/other\0report-status\n", "1".repeat(40)));
+    let mut req = pkt(&format!(
+        "{ZERO} {} refs/heads/other\0report-status\n",
+        "1".repeat(40)
+    ));
     req.extend_from_slice(b"0000");
     req.extend_from_slice(&git_stdin(&work, &["pack-objects", "--stdout"], b""));
     let (result, _) = converse(&repo, req, &handler, &Limits::default()).await;
-    assert_eq!(result.unwrap().updates[0].1, Err("missing necessary objects".to_string()));
+    assert_eq!(
+        result.unwrap().updates[0].1,
+        Err("missing necessary objects".to_string())
+    );
     let _ = server;
 }
 
@@ -188,8 +226,14 @@ async fn progress_keepalive_and_report_in_side_band() {
     req.extend_from_slice(&pkt("deploy=fast\n"));
     req.extend_from_slice(b"0000");
     req.extend_from_slice(&full_pack(&work));
-    let handler = Accept { delay: Duration::from_millis(300), ..Accept::default() };
-    let limits = Limits { keepalive: Duration::from_millis(20), ..Limits::default() };
+    let handler = Accept {
+        delay: Duration::from_millis(300),
+        ..Accept::default()
+    };
+    let limits = Limits {
+        keepalive: Duration::from_millis(20),
+        ..Limits::default()
+    };
     let (result, output) = converse(&repo, req, &handler, &limits).await;
     let summary = result.unwrap();
     assert_eq!(summary.options, ["deploy=fast"]);
@@ -198,12 +242,22 @@ async fn progress_keepalive_and_report_in_side_band() {
     let (band1, band2, keepalives) = demux(&output);
     assert_eq!(String::from_utf8_lossy(&band2), "handler started\n");
     assert!(keepalives >= 3, "only {keepalives} keepalives");
-    assert_eq!(String::from_utf8_lossy(&band1), "000eunpack ok\n0017ok refs/heads/main\n0000");
+    assert_eq!(
+        String::from_utf8_lossy(&band1),
+        "000eunpack ok\n0017ok refs/heads/main\n0000"
+    );
     assert!(output.ends_with(b"0000"));
     let head = git(&work, &["rev-parse", "HEAD"]);
-    assert_eq!(repo.ref_target("refs/heads/main").unwrap(), Some(ObjectId::from_hex(head.as_bytes()).unwrap()));
+    assert_eq!(
+        repo.ref_target("refs/heads/main").unwrap(),
+        Some(ObjectId::from_hex(head.as_bytes()).unwrap())
+    );
     let out = git_output(&server, &["fsck", "--full"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test]
@@ -216,38 +270,135 @@ async fn stale_old_value_is_refused() {
     req.extend_from_slice(&full_pack(&work));
     let (result, _) = converse(&repo, req, &Accept::default(), &Limits::default()).await;
     let summary = result.unwrap();
-    assert!(summary.updates[0].1.as_ref().unwrap_err().starts_with("stale info"));
+    assert!(summary.updates[0]
+        .1
+        .as_ref()
+        .unwrap_err()
+        .starts_with("stale info"));
 }
 
 #[tokio::test]
 async fn nothing_to_push_and_bad_input() {
     let (_dir, _work, _server, repo) = setup();
     // A flush right away: nothing to push.
-    let (result, output) = converse(&repo, b"0000".to_vec(), &Accept::default(), &Limits::default()).await;
+    let (result, output) = converse(
+        &repo,
+        b"0000".to_vec(),
+        &Accept::default(),
+        &Limits::default(),
+    )
+    .await;
     assert!(result.unwrap().updates.is_empty());
     let adv = String::from_utf8_lossy(&output);
-    assert!(adv.contains(&format!("{ZERO} capabilities^{{}}\0report-status")), "{adv}");
-    assert!(adv.contains("side-band-64k") && adv.contains("push-options") && adv.contains("agent=slipway/"));
+    assert!(
+        adv.contains(&format!("{ZERO} capabilities^{{}}\0report-status")),
+        "{adv}"
+    );
+    assert!(
+        adv.contains("side-band-64k")
+            && adv.contains("push-options")
+            && adv.contains("agent=slipway/")
+    );
     // Closing the connection right away is also fine.
     let (result, _) = converse(&repo, Vec::new(), &Accept::default(), &Limits::default()).await;
     assert!(result.unwrap().updates.is_empty());
     // Not pkt-lines.
-    let (result, _) = converse(&repo, b"GET / HTTP/1.1\r\n".to_vec(), &Accept::default(), &Limits::default()).await;
+    let (result, _) = converse(
+        &repo,
+        b"GET / HTTP/1.1\r\n".to_vec(),
+        &Accept::default(),
+        &Limits::default(),
+    )
+    .await;
     assert!(matches!(result, Err(ReceiveError::Pkt(_))), "{result:?}");
     // A malformed command.
-    let (result, _) = converse(&repo, [pkt("hello world\n"), b"0000".to_vec()].concat(), &Accept::default(), &Limits::default()).await;
-    assert!(matches!(result, Err(ReceiveError::Protocol(_))), "{result:?}");
+    let (result, _) = converse(
+        &repo,
+        [pkt("hello world\n"), b"0000".to_vec()].concat(),
+        &Accept::default(),
+        &Limits::default(),
+    )
+    .await;
+    assert!(
+        matches!(result, Err(ReceiveError::Protocol(_))),
+        "{result:?}"
+    );
     // Too many commands.
-    let limits = Limits { max_refs: 2, ..Limits::default() };
+    let limits = Limits {
+        max_refs: 2,
+        ..Limits::default()
+    };
     let mut req = Vec::new();
     for i in 0..3 {
         req.extend(pkt(&format!("{ZERO} {} refs/heads/b{i}\n", "1".repeat(40))));
     }
     req.extend_from_slice(b"0000");
     let (result, _) = converse(&repo, req, &Accept::default(), &limits).await;
-    assert!(matches!(result, Err(ReceiveError::TooManyRefs(2))), "{result:?}");
+    assert!(
+        matches!(result, Err(ReceiveError::TooManyRefs(2))),
+        "{result:?}"
+    );
     // A command list cut in the middle of a packet.
-    let (result, _) = converse(&repo, b"00a0abc".to_vec(), &Accept::default(), &Limits::default()).await;
+    let (result, _) = converse(
+        &repo,
+        b"00a0abc".to_vec(),
+        &Accept::default(),
+        &Limits::default(),
+    )
+    .await;
     assert!(matches!(result, Err(ReceiveError::Pkt(_))), "{result:?}");
     assert!(repo.refs().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn thin_pack_is_completed_from_existing_objects() {
+    let (_dir, work, server, repo) = setup();
+    // A big file, so that the next change is sent as a delta against it.
+    let big: String = (0..2000)
+        .map(|i| format!("line {i} of a file that is long enough to delta\n"))
+        .collect();
+    std::fs::write(work.join("big.txt"), &big).unwrap();
+    git(&work, &["add", "big.txt"]);
+    git(&work, &["commit", "-q", "-m", "big"]);
+    let base = git(&work, &["rev-parse", "HEAD"]);
+    let mut req = create_main(&work, "report-status");
+    req.extend_from_slice(&full_pack(&work));
+    assert!(converse(&repo, req, &Accept::default(), &Limits::default())
+        .await
+        .0
+        .unwrap()
+        .updates[0]
+        .1
+        .is_ok());
+
+    std::fs::write(work.join("big.txt"), format!("{big}one more line\n")).unwrap();
+    git(&work, &["commit", "-q", "-a", "-m", "bigger"]);
+    let tip = git(&work, &["rev-parse", "HEAD"]);
+    let thin = git_stdin(
+        &work,
+        &["pack-objects", "--thin", "--stdout", "--revs"],
+        format!("{tip}\n^{base}\n").as_bytes(),
+    );
+    let sent_objects = u32::from_be_bytes([thin[8], thin[9], thin[10], thin[11]]);
+    let mut req = pkt(&format!("{base} {tip} refs/heads/main\0report-status\n"));
+    req.extend_from_slice(b"0000");
+    req.extend_from_slice(&thin);
+    let (result, _) = converse(&repo, req, &Accept::default(), &Limits::default()).await;
+    let summary = result.unwrap();
+    assert!(summary.updates[0].1.is_ok(), "{summary:?}");
+    let stored = summary.pack.unwrap().objects;
+    assert!(
+        stored > sent_objects,
+        "the thin pack ({sent_objects} objects) was completed with its bases ({stored})"
+    );
+    assert_eq!(
+        repo.ref_target("refs/heads/main").unwrap(),
+        Some(ObjectId::from_hex(tip.as_bytes()).unwrap())
+    );
+    let out = git_output(&server, &["fsck", "--full", "--strict"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -10,11 +10,16 @@ pub const MISSING: &str = "missing necessary objects";
 
 /// Commits of the refs that existed before the push (tags peeled). Everything reachable from
 /// them is known to be complete, so walks stop there.
-pub fn complete_tips(repo: &gix::Repository, targets: impl IntoIterator<Item = ObjectId>) -> Vec<ObjectId> {
+pub fn complete_tips(
+    repo: &gix::Repository,
+    targets: impl IntoIterator<Item = ObjectId>,
+) -> Vec<ObjectId> {
     let mut out = Vec::new();
     for mut id in targets {
         for _ in 0..10 {
-            let Ok(object) = repo.find_object(id) else { break };
+            let Ok(object) = repo.find_object(id) else {
+                break;
+            };
             match object.kind {
                 gix::object::Kind::Commit => {
                     out.push(id);
@@ -42,7 +47,10 @@ pub fn check(
     complete: &[ObjectId],
     seen: &mut HashSet<ObjectId>,
 ) -> Result<(), String> {
-    let mut checked = Checked { done: seen, new: HashSet::new() };
+    let mut checked = Checked {
+        done: seen,
+        new: HashSet::new(),
+    };
     check_inner(repo, tip, complete, &mut checked)?;
     let new = checked.new;
     seen.extend(new);
@@ -74,7 +82,11 @@ fn check_inner(
         let object = repo.find_object(id).map_err(|_| MISSING.to_string())?;
         match object.kind {
             gix::object::Kind::Tag => {
-                id = object.into_tag().target_id().map_err(|_| MISSING.to_string())?.detach();
+                id = object
+                    .into_tag()
+                    .target_id()
+                    .map_err(|_| MISSING.to_string())?
+                    .detach();
             }
             gix::object::Kind::Blob => return Ok(()),
             gix::object::Kind::Tree => return check_tree(repo, id, seen),
@@ -110,7 +122,11 @@ fn check_commits(
     Ok(())
 }
 
-fn check_tree(repo: &gix::Repository, root: ObjectId, seen: &mut Checked<'_>) -> Result<(), String> {
+fn check_tree(
+    repo: &gix::Repository,
+    root: ObjectId,
+    seen: &mut Checked<'_>,
+) -> Result<(), String> {
     let mut stack = vec![root];
     while let Some(id) = stack.pop() {
         if !seen.insert(id) {

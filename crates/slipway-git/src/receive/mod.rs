@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
 use crate::Repo;
-pub use pack::PackStats;
+pub use pack::{PackError, PackStats};
 use pktline::{Packet, PktError};
 
 /// The agent string advertised to clients.
@@ -274,34 +274,62 @@ where
     H: PushHandler,
 {
     let mut input = tokio::io::BufReader::with_capacity(64 * 1024, input);
-    let mut conn = Conn { output, side_band: false, broken: false };
+    let mut conn = Conn {
+        output,
+        side_band: false,
+        broken: false,
+    };
 
     // 1. Ref advertisement.
     let refs = repo.refs()?;
     let advertisement = advertisement(&refs);
-    pktline::send(&mut conn.output, &advertisement).await.map_err(ReceiveError::Write)?;
+    pktline::send(&mut conn.output, &advertisement)
+        .await
+        .map_err(ReceiveError::Write)?;
 
     // 2. Commands.
     let (updates, caps) = read_commands(&mut input, limits.max_refs).await?;
     if updates.is_empty() {
         tracing::debug!("client had nothing to push");
-        return Ok(Summary { reported: true, ..Summary::default() });
+        return Ok(Summary {
+            reported: true,
+            ..Summary::default()
+        });
     }
     conn.side_band = caps.side_band;
-    let options = if caps.push_options { read_options(&mut input, limits.max_refs).await? } else { Vec::new() };
+    let options = if caps.push_options {
+        read_options(&mut input, limits.max_refs).await?
+    } else {
+        Vec::new()
+    };
     tracing::info!(repo = %repo.path().display(), updates = updates.len(), "push received");
 
     // 3. Pack.
     let mut stats = None;
     if updates.iter().any(|u| !u.is_delete()) {
-        match pack::receive(repo, &mut input, limits.max_pack_bytes, limits.max_object_bytes).await {
+        match pack::receive(
+            repo,
+            &mut input,
+            limits.max_pack_bytes,
+            limits.max_object_bytes,
+        )
+        .await
+        {
             Ok(s) => stats = Some(s),
             Err(err) => {
                 tracing::warn!(repo = %repo.path().display(), "pack refused: {err}");
                 if caps.report_status {
                     let reason = pack::one_line(&err.to_string());
-                    let results: Vec<_> = updates.iter().map(|_| Err("unpacker error".to_string())).collect();
-                    let report = report(&format!("unpack {reason}"), &updates, &results, conn.side_band);
+                    let results: Vec<_> = updates
+                        .iter()
+                        .map(|_| Err("unpacker error".to_string()))
+                        .collect();
+                    let report = report(
+                        &format!("unpack {reason}"),
+                        &updates,
+                        &results,
+                        conn.side_band,
+                    );
                     conn.write(&report).await;
                 }
                 return Err(err.into());
@@ -332,7 +360,9 @@ where
     if !to_check.is_empty() {
         let check_repo = repo.clone();
         let existing: Vec<ObjectId> = refs.iter().map(|(_, id)| *id).collect();
-        let task = tokio::task::spawn_blocking(move || check_connectivity(&check_repo, &existing, &to_check));
+        let task = tokio::task::spawn_blocking(move || {
+            check_connectivity(&check_repo, &existing, &to_check)
+        });
         let (_tx, mut rx) = mpsc::unbounded_channel();
         let checked = drive(task, &mut conn, &mut rx, limits.keepalive).await;
         let checked = checked.map_err(|e| ReceiveError::Task(e.to_string()))?;
@@ -349,7 +379,9 @@ where
     }
 
     // 5. The handler decides the rest.
-    let accepted: Vec<usize> = (0..updates.len()).filter(|i| results[*i].is_none()).collect();
+    let accepted: Vec<usize> = (0..updates.len())
+        .filter(|i| results[*i].is_none())
+        .collect();
     if !accepted.is_empty() {
         let push = Push {
             updates: accepted.iter().map(|i| updates[*i].clone()).collect(),
@@ -357,11 +389,23 @@ where
             atomic: caps.atomic,
         };
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let progress = Progress { tx: caps.side_band.then_some(tx) };
-        let decided = drive(handler.handle(repo, &push, progress), &mut conn, &mut rx, limits.keepalive).await;
+        let progress = Progress {
+            tx: caps.side_band.then_some(tx),
+        };
+        let decided = drive(
+            handler.handle(repo, &push, progress),
+            &mut conn,
+            &mut rx,
+            limits.keepalive,
+        )
+        .await;
         let mut decided = decided.into_iter();
         for i in accepted {
-            results[i] = Some(decided.next().unwrap_or_else(|| Err("internal error: no result for this ref".into())));
+            results[i] = Some(
+                decided
+                    .next()
+                    .unwrap_or_else(|| Err("internal error: no result for this ref".into())),
+            );
         }
     }
 
@@ -430,13 +474,23 @@ fn advertisement(refs: &[(String, ObjectId)]) -> Vec<u8> {
     let caps = capabilities();
     let mut out = Vec::new();
     let mut first = true;
-    for (name, id) in refs.iter().filter(|(n, _)| n.starts_with("refs/heads/") || n.starts_with("refs/tags/")) {
-        let line = if first { format!("{id} {name}\0{caps}\n") } else { format!("{id} {name}\n") };
+    for (name, id) in refs
+        .iter()
+        .filter(|(n, _)| n.starts_with("refs/heads/") || n.starts_with("refs/tags/"))
+    {
+        let line = if first {
+            format!("{id} {name}\0{caps}\n")
+        } else {
+            format!("{id} {name}\n")
+        };
         first = false;
         pktline::encode(line.as_bytes(), &mut out);
     }
     if first {
-        let line = format!("{} capabilities^{{}}\0{caps}\n", ObjectId::null(gix::hash::Kind::Sha1));
+        let line = format!(
+            "{} capabilities^{{}}\0{caps}\n",
+            ObjectId::null(gix::hash::Kind::Sha1)
+        );
         pktline::encode(line.as_bytes(), &mut out);
     }
     out.extend_from_slice(pktline::FLUSH);
@@ -455,7 +509,9 @@ async fn read_commands<R: AsyncRead + Unpin>(
         let data = match pktline::read_packet(input).await {
             Ok(Packet::Flush) => break,
             Err(PktError::Eof) if updates.is_empty() && caps.is_none() => break,
-            Ok(Packet::Delim) => return Err(ReceiveError::Protocol("unexpected delim packet".into())),
+            Ok(Packet::Delim) => {
+                return Err(ReceiveError::Protocol("unexpected delim packet".into()))
+            }
             Ok(Packet::Data(data)) => data,
             Err(e) => return Err(e.into()),
         };
@@ -470,12 +526,15 @@ async fn read_commands<R: AsyncRead + Unpin>(
             }
             caps = Some(ClientCaps::parse(&String::from_utf8_lossy(cap_text))?);
         }
-        let line = std::str::from_utf8(line).map_err(|_| ReceiveError::Protocol("command is not UTF-8".into()))?;
+        let line = std::str::from_utf8(line)
+            .map_err(|_| ReceiveError::Protocol("command is not UTF-8".into()))?;
         if line.starts_with("shallow ") {
             continue;
         }
         if line.starts_with("push-cert") {
-            return Err(ReceiveError::Protocol("signed pushes are not supported".into()));
+            return Err(ReceiveError::Protocol(
+                "signed pushes are not supported".into(),
+            ));
         }
         updates.push(parse_command(line)?);
         if updates.len() > max_refs {
@@ -498,7 +557,11 @@ fn parse_command(line: &str) -> Result<RefUpdate, ReceiveError> {
         }
         ObjectId::from_hex(hex.as_bytes()).map_err(|_| bad())
     };
-    let update = RefUpdate { refname: refname.to_string(), old: parse(old)?, new: parse(new)? };
+    let update = RefUpdate {
+        refname: refname.to_string(),
+        old: parse(old)?,
+        new: parse(new)?,
+    };
     if update.refname.is_empty() {
         return Err(bad());
     }
@@ -506,7 +569,10 @@ fn parse_command(line: &str) -> Result<RefUpdate, ReceiveError> {
 }
 
 /// Reads push options up to the flush.
-async fn read_options<R: AsyncRead + Unpin>(input: &mut R, max: usize) -> Result<Vec<String>, ReceiveError> {
+async fn read_options<R: AsyncRead + Unpin>(
+    input: &mut R,
+    max: usize,
+) -> Result<Vec<String>, ReceiveError> {
     let mut options = Vec::new();
     loop {
         match pktline::read_packet(input).await? {
@@ -572,7 +638,12 @@ fn check_connectivity(
 
 /// The report-status block (`unpack ...`, `ok`/`ng` per ref, flush), wrapped in band 1 with
 /// side-band and followed by a flush.
-fn report(unpack: &str, updates: &[RefUpdate], results: &[Result<(), String>], side_band: bool) -> Vec<u8> {
+fn report(
+    unpack: &str,
+    updates: &[RefUpdate],
+    results: &[Result<(), String>],
+    side_band: bool,
+) -> Vec<u8> {
     let mut block = Vec::new();
     pktline::encode(format!("{unpack}\n").as_bytes(), &mut block);
     for (update, result) in updates.iter().zip(results) {
@@ -620,10 +691,20 @@ mod tests {
 
     #[test]
     fn commands() {
-        let ok = parse_command(&format!("{} {} refs/heads/main", "0".repeat(40), "a".repeat(40))).unwrap();
+        let ok = parse_command(&format!(
+            "{} {} refs/heads/main",
+            "0".repeat(40),
+            "a".repeat(40)
+        ))
+        .unwrap();
         assert!(ok.is_create() && !ok.is_delete());
         assert_eq!(ok.branch(), Some("main"));
-        for bad in ["", "x y z", &format!("{} {}", "0".repeat(40), "a".repeat(40)), &format!("{} {} ", "0".repeat(40), "g".repeat(40))] {
+        for bad in [
+            "",
+            "x y z",
+            &format!("{} {}", "0".repeat(40), "a".repeat(40)),
+            &format!("{} {} ", "0".repeat(40), "g".repeat(40)),
+        ] {
             assert!(parse_command(bad).is_err(), "{bad:?}");
         }
     }
@@ -632,7 +713,10 @@ mod tests {
     fn empty_advertisement() {
         let adv = advertisement(&[]);
         let text = String::from_utf8_lossy(&adv);
-        assert!(text.starts_with(&format!("{:04x}0000000000000000000000000000000000000000 capabilities^{{}}\0", adv.len() - 4)));
+        assert!(text.starts_with(&format!(
+            "{:04x}0000000000000000000000000000000000000000 capabilities^{{}}\0",
+            adv.len() - 4
+        )));
         assert!(text.ends_with("\n0000"));
     }
 

@@ -84,11 +84,20 @@ pub async fn receive<R: AsyncRead + Unpin>(
     let interrupt = Arc::new(AtomicBool::new(false));
     let _interrupt_guard = InterruptOnDrop(interrupt.clone());
     let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
-    let consumed = Arc::new(AtomicU64::new(0));
     let task = {
         let repo = repo.clone();
         let interrupt = interrupt.clone();
-        tokio::task::spawn_blocking(move || store_pack(&repo, ChannelReader { rx, current: Bytes::new() }, &interrupt, max_object_bytes))
+        tokio::task::spawn_blocking(move || {
+            store_pack(
+                &repo,
+                ChannelReader {
+                    rx,
+                    current: Bytes::new(),
+                },
+                &interrupt,
+                max_object_bytes,
+            )
+        })
     };
     tokio::pin!(task);
 
@@ -124,15 +133,19 @@ pub async fn receive<R: AsyncRead + Unpin>(
             },
         }
     };
-    consumed.store(total, Ordering::Relaxed);
     match result {
-        Ok(Ok(objects)) => Ok(PackStats { objects, bytes: total }),
+        Ok(Ok(objects)) => Ok(PackStats {
+            objects,
+            bytes: total,
+        }),
         Ok(Err(message)) => Err(match stop {
             // The indexer failed because the input ended or was cut: report the cause.
             Some(cause) => cause,
             None => PackError::Invalid(message),
         }),
-        Err(join) => Err(PackError::Invalid(format!("the pack indexer failed: {join}"))),
+        Err(join) => Err(PackError::Invalid(format!(
+            "the pack indexer failed: {join}"
+        ))),
     }
 }
 
@@ -157,17 +170,27 @@ fn quarantine_path(objects: &Path) -> PathBuf {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    objects.join(format!("incoming-slipway-{}-{nanos}-{n}", std::process::id()))
+    objects.join(format!(
+        "incoming-slipway-{}-{nanos}-{n}",
+        std::process::id()
+    ))
 }
 
 /// Indexes the pack from `input` into a quarantine directory, then moves the `.pack` and `.idx`
 /// into `objects/pack`. Returns the number of objects. Runs on a blocking thread.
-fn store_pack(repo: &Repo, input: ChannelReader, interrupt: &AtomicBool, max_object_bytes: usize) -> Result<u32, String> {
+fn store_pack(
+    repo: &Repo,
+    input: ChannelReader,
+    interrupt: &AtomicBool,
+    max_object_bytes: usize,
+) -> Result<u32, String> {
     let objects_dir = repo.path().join("objects");
     let pack_dir = objects_dir.join("pack");
     let quarantine = Quarantine(quarantine_path(&objects_dir));
-    std::fs::create_dir_all(&quarantine.0).map_err(|e| format!("cannot create {}: {e}", quarantine.0.display()))?;
-    std::fs::create_dir_all(&pack_dir).map_err(|e| format!("cannot create {}: {e}", pack_dir.display()))?;
+    std::fs::create_dir_all(&quarantine.0)
+        .map_err(|e| format!("cannot create {}: {e}", quarantine.0.display()))?;
+    std::fs::create_dir_all(&pack_dir)
+        .map_err(|e| format!("cannot create {}: {e}", pack_dir.display()))?;
 
     let gix_repo = repo.gix();
     let mut reader = std::io::BufReader::with_capacity(CHUNK, input);
@@ -188,7 +211,6 @@ fn store_pack(repo: &Repo, input: ChannelReader, interrupt: &AtomicBool, max_obj
         options,
     )
     .map_err(|e| one_line(&format!("{e:#}")))?;
-    // Drain nothing more: the protocol sends nothing after the pack.
     let objects = outcome.index.num_objects;
     if let (Some(data), Some(index)) = (outcome.data_path, outcome.index_path) {
         install(&data, &pack_dir)?;
@@ -221,7 +243,10 @@ fn sync_dir(dir: &Path) {
 
 /// Makes an error message fit on one report-status line.
 pub fn one_line(text: &str) -> String {
-    let mut s: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let mut s: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     if s.len() > 400 {
         let mut cut = 400;
         while !s.is_char_boundary(cut) {

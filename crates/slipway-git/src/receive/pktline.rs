@@ -48,7 +48,11 @@ pub fn parse_len(header: &[u8; 4]) -> Result<usize, PktError> {
             b'0'..=b'9' => b - b'0',
             b'a'..=b'f' => b - b'a' + 10,
             b'A'..=b'F' => b - b'A' + 10,
-            _ => return Err(PktError::BadLength(String::from_utf8_lossy(header).into_owned())),
+            _ => {
+                return Err(PktError::BadLength(
+                    String::from_utf8_lossy(header).into_owned(),
+                ))
+            }
         };
         len = len * 16 + usize::from(digit);
     }
@@ -62,7 +66,11 @@ pub async fn read_packet<R: AsyncRead + Unpin>(input: &mut R) -> Result<Packet, 
     while filled < 4 {
         let n = input.read(&mut header[filled..]).await?;
         if n == 0 {
-            return Err(if filled == 0 { PktError::Eof } else { PktError::Truncated });
+            return Err(if filled == 0 {
+                PktError::Eof
+            } else {
+                PktError::Truncated
+            });
         }
         filled += n;
     }
@@ -140,21 +148,31 @@ mod tests {
         // Empty data packet.
         assert_eq!(read_all(b"0004").await, vec![Ok(Packet::Data(Vec::new()))]);
         // Upper-case hex is accepted.
-        assert_eq!(read_all(b"000Aabcdef").await, vec![Ok(Packet::Data(b"abcdef".to_vec()))]);
+        assert_eq!(
+            read_all(b"000Aabcdef").await,
+            vec![Ok(Packet::Data(b"abcdef".to_vec()))]
+        );
     }
 
     #[tokio::test]
     async fn rejects_bad_hex() {
         for bad in [&b"00g4abcd"[..], b"zzzz", b"-001", b" 004"] {
             let got = read_all(bad).await;
-            assert!(matches!(got.last(), Some(Err(e)) if e.contains("bad pkt-line length")), "{bad:?}: {got:?}");
+            assert!(
+                matches!(got.last(), Some(Err(e)) if e.contains("bad pkt-line length")),
+                "{bad:?}: {got:?}"
+            );
         }
     }
 
     #[tokio::test]
     async fn rejects_reserved_and_too_long() {
-        assert!(matches!(read_all(b"0002").await.last(), Some(Err(e)) if e.contains("invalid pkt-line length 2")));
-        assert!(matches!(read_all(b"0003").await.last(), Some(Err(e)) if e.contains("invalid pkt-line length 3")));
+        assert!(
+            matches!(read_all(b"0002").await.last(), Some(Err(e)) if e.contains("invalid pkt-line length 2"))
+        );
+        assert!(
+            matches!(read_all(b"0003").await.last(), Some(Err(e)) if e.contains("invalid pkt-line length 3"))
+        );
         // 0xfff1 = 65521 > 65520.
         assert!(matches!(read_all(b"fff1").await.last(), Some(Err(e)) if e.contains("65521")));
         assert!(matches!(read_all(b"ffff").await.last(), Some(Err(e)) if e.contains("65535")));
@@ -162,9 +180,18 @@ mod tests {
 
     #[tokio::test]
     async fn rejects_truncated() {
-        assert_eq!(read_all(b"00").await, vec![Err("truncated pkt-line".to_string())]);
-        assert_eq!(read_all(b"000ahel").await, vec![Err("truncated pkt-line".to_string())]);
-        assert_eq!(read_all(b"0009hello000").await.last(), Some(&Err("truncated pkt-line".to_string())));
+        assert_eq!(
+            read_all(b"00").await,
+            vec![Err("truncated pkt-line".to_string())]
+        );
+        assert_eq!(
+            read_all(b"000ahel").await,
+            vec![Err("truncated pkt-line".to_string())]
+        );
+        assert_eq!(
+            read_all(b"0009hello000").await.last(),
+            Some(&Err("truncated pkt-line".to_string()))
+        );
     }
 
     #[tokio::test]

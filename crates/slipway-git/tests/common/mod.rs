@@ -44,9 +44,18 @@ pub fn git_stdin(dir: &Path, args: &[&str], stdin: &[u8]) -> Vec<u8> {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("git runs");
-    child.stdin.take().expect("stdin").write_all(stdin).expect("write stdin");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin)
+        .expect("write stdin");
     let out = child.wait_with_output().expect("git finishes");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
@@ -62,7 +71,11 @@ pub fn work_repo(dir: &Path) -> PathBuf {
     std::fs::set_permissions(work.join("run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::os::unix::fs::symlink("a.txt", work.join("link")).unwrap();
     std::fs::create_dir_all(work.join("app")).unwrap();
-    std::fs::write(work.join("app/.platform.app.yaml"), "name: app\ntype: python:3.12\n").unwrap();
+    std::fs::write(
+        work.join("app/.platform.app.yaml"),
+        "name: app\ntype: python:3.12\n",
+    )
+    .unwrap();
     std::os::unix::fs::symlink("app", work.join("cfg")).unwrap();
     git(&work, &["add", "-A"]);
     git(&work, &["commit", "-q", "-m", "first commit"]);
