@@ -75,6 +75,28 @@ impl PushPipeline {
                 lock.lock().await
             }
         };
+        // The branch may have moved while this push waited for the lock.
+        let current = repo.ref_target(&update.refname).map_err(|e| e.to_string())?;
+        let expected = (!update.is_create()).then_some(update.old);
+        let mut update = update.clone();
+        if current != expected {
+            match current {
+                Some(now) if !update.is_delete() && descends_from(repo, update.new, now) => {
+                    progress.line(&format!(
+                        "-----> {branch} moved to {} while this push waited; {} builds on it, deploying",
+                        short(&now.to_string()),
+                        short(&update.new.to_string())
+                    ));
+                    update.old = now;
+                }
+                _ => {
+                    return Err(format!(
+                        "{branch} changed while this push waited (fetch first, then push again)"
+                    ))
+                }
+            }
+        }
+        let update = &update;
         if update.is_delete() {
             return self.delete_branch(repo, update, &env).await;
         }
@@ -147,6 +169,12 @@ impl PushPipeline {
         repo.update_ref(&update.refname, Some(update.old), None, "slipway: branch deleted")
             .map_err(|e| e.to_string())
     }
+}
+
+/// Whether `commit` has `ancestor` in its history (a fast-forward from it).
+fn descends_from(repo: &Repo, commit: slipway_git::ObjectId, ancestor: slipway_git::ObjectId) -> bool {
+    let g = repo.gix();
+    matches!(g.merge_base(commit, ancestor), Ok(Some(base)) if base.detach() == ancestor)
 }
 
 fn short(id: &str) -> &str {
