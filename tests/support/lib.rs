@@ -370,3 +370,117 @@ class H(http.server.BaseHTTPRequestHandler):
         pass
 http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
 "#;
+
+/// The stored bare repository of `project`.
+pub fn repo_dir(server: &Server, project: &str) -> PathBuf {
+    server.data.join("git").join(format!("{project}.git"))
+}
+
+impl Server {
+    /// `ssh -p PORT USER@127.0.0.1 COMMAND` with `key`, feeding `input` on stdin.
+    pub fn ssh_with_input(&self, key: &Path, user: &str, command: &str, input: &[u8]) -> Output {
+        let mut cmd = Command::new("ssh");
+        for a in self.ssh_command(key).split_whitespace().skip(1) {
+            cmd.arg(a);
+        }
+        cmd.arg("-p")
+            .arg(self.ssh_port.to_string())
+            .arg(format!("{user}@127.0.0.1"))
+            .arg(command)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+        if let Some(mut stdin) = child.stdin.take() {
+            let input = input.to_vec();
+            std::thread::spawn(move || {
+                let _ = stdin.write_all(&input);
+            });
+        }
+        child.wait_with_output().expect("waiting for ssh")
+    }
+
+    /// Speaks the push protocol by hand: `git-receive-pack` on `project` with `key`, reads the
+    /// ref advertisement, sends `commands` (each `OLD NEW REF`; capabilities are added to the
+    /// first), a flush, then `pack` as it is (may be empty, truncated or corrupt).
+    /// Returns ssh's output (stdout holds the server's pkt-lines, stderr its messages).
+    pub fn raw_receive_pack(&self, key: &Path, project: &str, commands: &[String], pack: &[u8]) -> Output {
+        let mut cmd = Command::new("ssh");
+        for a in self.ssh_command(key).split_whitespace().skip(1) {
+            cmd.arg(a);
+        }
+        cmd.arg("-p")
+            .arg(self.ssh_port.to_string())
+            .arg("git@127.0.0.1")
+            .arg(format!("git-receive-pack '/{project}.git'"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+        let mut stdout = child.stdout.take().expect("stdout");
+        // Read the advertisement up to its flush.
+        let mut advert = Vec::new();
+        loop {
+            let mut len = [0u8; 4];
+            if stdout.read_exact(&mut len).is_err() {
+                break;
+            }
+            let n = usize::from_str_radix(std::str::from_utf8(&len).unwrap_or("0000"), 16).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            let mut data = vec![0u8; n.saturating_sub(4)];
+            if stdout.read_exact(&mut data).is_err() {
+                break;
+            }
+            advert.extend_from_slice(&data);
+        }
+        let mut input = Vec::new();
+        for (i, c) in commands.iter().enumerate() {
+            let line = if i == 0 {
+                format!("{c}\0report-status side-band-64k agent=slipway-e2e\n")
+            } else {
+                format!("{c}\n")
+            };
+            input.extend_from_slice(format!("{:04x}", line.len() + 4).as_bytes());
+            input.extend_from_slice(line.as_bytes());
+        }
+        input.extend_from_slice(b"0000");
+        input.extend_from_slice(pack);
+        let mut stdin = child.stdin.take().expect("stdin");
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+            // Dropping stdin closes it: the server sees the end of the stream.
+        });
+        let mut rest = Vec::new();
+        let _ = stdout.read_to_end(&mut rest);
+        let _ = writer.join();
+        let mut out = child.wait_with_output().expect("waiting for ssh");
+        out.stdout = rest;
+        out
+    }
+}
+
+/// `git pack-objects --stdout` of exactly the objects `ids` (no walk) from the repository `dir`.
+pub fn pack_of(dir: &Path, ids: &[&str]) -> Vec<u8> {
+    let mut child = Command::new("git")
+        .args(["pack-objects", "--stdout", "-q"])
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("git pack-objects");
+    let list: String = ids.iter().map(|i| format!("{i}\n")).collect();
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(list.as_bytes()).expect("writing ids");
+    }
+    let o = child.wait_with_output().expect("git pack-objects");
+    assert!(o.status.success(), "git pack-objects failed");
+    o.stdout
+}
+
+/// `git fsck --full` of a repository must pass.
+pub fn assert_fsck(repo: &Path) {
+    let o = run(Command::new("git").args(["fsck", "--full", "--no-dangling"]).current_dir(repo));
+    assert!(o.status.success(), "git fsck --full in {}: {}", repo.display(), text(&o));
+}

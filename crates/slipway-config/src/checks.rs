@@ -28,13 +28,7 @@ pub(crate) fn valid_app_name(name: &str) -> bool {
 
 /// The endpoint a relationship without one uses, by service kind.
 fn default_endpoint(service_type: &str) -> &str {
-    match service_type {
-        "mariadb" | "mysql" | "oracle-mysql" => "mysql",
-        "postgresql" => "postgresql",
-        "redis" | "redis-persistent" | "valkey" | "valkey-persistent" => "redis",
-        "solr" => "solr",
-        other => other,
-    }
+    crate::catalog::service_kind(service_type).map(|k| k.endpoint).unwrap_or(service_type)
 }
 
 /// Run the cross-file checks and assemble the topology.
@@ -94,7 +88,39 @@ pub(crate) fn finish(
             };
             let kp = rec.path.with("relationships").with(rel).render();
             let endpoint = if let Some(s) = services.iter().find(|s| s.service.name == svc) {
-                endpoint.unwrap_or_else(|| default_endpoint(&s.service.r#type).to_string())
+                let kind = crate::catalog::service_kind(&s.service.r#type);
+                if kind.is_some_and(|k| !k.relatable) {
+                    diags.push(Diagnostic::error(
+                        &pos.file,
+                        pos.line,
+                        pos.col,
+                        &kp,
+                        format!("relationship `{rel}` names `{svc}`, a {} service, which apps use through a mount (`source: service`), not a relationship", s.service.r#type),
+                    ));
+                    continue;
+                }
+                match (endpoint, kind) {
+                    (Some(ep), Some(k)) => {
+                        let known = crate::catalog::endpoints(k, &s.service.configuration);
+                        if !known.contains(&ep) {
+                            let hint = match closest(&ep, known.iter().map(String::as_str)) {
+                                Some(c) => format!("did you mean `{svc}:{c}`?"),
+                                None => format!("its endpoints: {}", known.join(", ")),
+                            };
+                            diags.push(Diagnostic::error(
+                                &pos.file,
+                                pos.line,
+                                pos.col,
+                                &kp,
+                                format!("relationship `{rel}` names endpoint `{ep}` of `{svc}` ({}), which has no such endpoint; {hint}", s.service.r#type),
+                            ));
+                            continue;
+                        }
+                        ep
+                    }
+                    (Some(ep), None) => ep,
+                    (None, _) => default_endpoint(&s.service.r#type).to_string(),
+                }
             } else if app_names.contains(&svc) {
                 endpoint.unwrap_or_else(|| "http".to_string())
             } else {
@@ -107,6 +133,29 @@ pub(crate) fn finish(
                 continue;
             };
             rec.app.relationships.insert(rel.clone(), format!("{svc}:{endpoint}"));
+        }
+    }
+    // Network storage mounts name a network-storage service.
+    for rec in &apps {
+        for (mount, pos, name) in &rec.service_mounts {
+            let kp = rec.path.with("mounts").with(mount).with("service").render();
+            match services.iter().find(|s| &s.service.name == name) {
+                Some(s) if s.service.r#type == "network-storage" => {}
+                Some(s) => diags.push(Diagnostic::error(
+                    &pos.file,
+                    pos.line,
+                    pos.col,
+                    &kp,
+                    format!("mount `{mount}` uses service `{name}`, a {} service; `source: service` needs a network-storage service", s.service.r#type),
+                )),
+                None => {
+                    let hint = match closest(name, services.iter().map(|s| s.service.name.as_str())) {
+                        Some(c) => format!("; did you mean `{c}`?"),
+                        None => format!("; define a network-storage service in {}", files.services),
+                    };
+                    diags.push(Diagnostic::error(&pos.file, pos.line, pos.col, &kp, format!("mount `{mount}` uses service `{name}`, which is not defined{hint}")));
+                }
+            }
         }
     }
     // Routes.
@@ -124,7 +173,7 @@ pub(crate) fn finish(
                 ));
                 Vec::new()
             } else if let Some(only) = apps.first() {
-                vec![Route { url: "http://{default}/".into(), kind: RouteKind::Upstream { app: only.app.name.clone(), endpoint: "http".into() }, primary: true, id: None }]
+                vec![Route { url: "http://{default}/".into(), kind: RouteKind::Upstream { app: only.app.name.clone(), endpoint: "http".into() }, primary: true, id: None, attributes: Default::default() }]
             } else {
                 Vec::new()
             }

@@ -20,6 +20,8 @@ pub(crate) struct AppRecord {
     pub relationships: Vec<(String, Pos, Option<String>)>,
     /// Where `source.root` was written, if it was.
     pub source_root_pos: Option<Pos>,
+    /// Mounts of `source: service`: (mount path, position of `service`, service name).
+    pub service_mounts: Vec<(String, Pos, String)>,
 }
 
 /// A route plus its position.
@@ -90,6 +92,30 @@ pub(crate) fn application(node: &Node, name: String, name_pos: Pos, default_root
         }
     }
     app.mounts = json_map(node.get("mounts"));
+    let mut mounts = Vec::new();
+    if let Some(m) = node.get("mounts") {
+        for e in m.entries() {
+            check_mount(e, &path.with("mounts").with(&e.key), diags);
+            if let Some(svc) = e.value.get("service").filter(|_| e.value.get("source").and_then(Node::as_str) == Some("service")) {
+                if let Some(name) = svc.as_str() {
+                    mounts.push((e.key.clone(), svc.pos.clone(), name.to_string()));
+                }
+            }
+        }
+    }
+    if let Some(c) = node.get("crons") {
+        for e in c.entries() {
+            if let Some(spec) = e.value.get("spec") {
+                if let Some(text) = spec.as_str() {
+                    if let Err(why) = crate::cron::check(text) {
+                        diags.push(path.with("crons").with(&e.key).with("spec").error(&spec.pos, why));
+                    }
+                }
+            } else if matches!(e.value.kind, Kind::Map(_)) {
+                diags.push(path.with("crons").with(&e.key).error(&e.key_pos, format!("cron `{}` has no `spec` (e.g. `spec: '*/5 * * * *'`)", e.key)));
+            }
+        }
+    }
     app.disk = match node.get("disk").map(|d| &d.kind) {
         Some(Kind::Int(i)) if *i >= 0 => Some(*i as u64),
         _ => None,
@@ -114,7 +140,35 @@ pub(crate) fn application(node: &Node, name: String, name_pos: Pos, default_root
     }
     app.workers = json_map(node.get("workers"));
     app.crons = json_map(node.get("crons"));
-    AppRecord { app, name_pos, path, relationships: rels, source_root_pos }
+    AppRecord { app, name_pos, path, relationships: rels, source_root_pos, service_mounts: mounts }
+}
+
+/// Mount sources Platform.sh and Upsun know.
+const MOUNT_SOURCES: &[&str] = &["local", "storage", "service", "tmp", "instance"];
+
+/// A mount's path stays inside the app (relative to its root; a leading `/` means that root too),
+/// and its source is a known one.
+fn check_mount(e: &crate::yaml::Entry, path: &KeyPath, diags: &mut Vec<Diagnostic>) {
+    let key = e.key.as_str();
+    match normalize("", key.trim_start_matches('/')) {
+        None => diags.push(path.error(&e.key_pos, format!("mount path `{key}` leaves the app; mount paths are relative to the app's root"))),
+        Some(p) if p.is_empty() => diags.push(path.error(&e.key_pos, format!("mount path `{key}` would cover the whole app; name a folder inside it"))),
+        Some(_) => {}
+    }
+    if let Some(src) = e.value.get("source") {
+        if let Some(s) = src.as_str().filter(|s| !MOUNT_SOURCES.contains(s)) {
+            let hint = match crate::suggest::closest(s, MOUNT_SOURCES.iter().copied()) {
+                Some(c) => format!("did you mean `{c}`?"),
+                None => format!("expected one of: {}", MOUNT_SOURCES.join(", ")),
+            };
+            diags.push(path.with("source").error(&src.pos, format!("unknown mount source `{s}`; {hint}")));
+        }
+    }
+    if let Some(legacy) = e.value.as_str() {
+        if !legacy.starts_with("shared:files") {
+            diags.push(path.error(&e.value.pos, format!("mount `{legacy}` must be `shared:files/FOLDER` or a mapping like `{{source: local, source_path: FOLDER}}`")));
+        }
+    }
 }
 
 /// Build the services of a `services` mapping.
@@ -137,6 +191,7 @@ pub(crate) fn services(node: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>)
                 continue;
             }
         };
+        check_catalog(&kind, &version, &p.with("type"), &tnode.pos, diags);
         let disk = match e.value.get("disk").map(|d| &d.kind) {
             Some(Kind::Int(i)) if *i >= 0 => Some(*i as u64),
             _ => None,
@@ -145,6 +200,23 @@ pub(crate) fn services(node: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>)
         out.push(ServiceRecord { service: Service { name: e.key.clone(), r#type: kind, version, disk, configuration } });
     }
     out
+}
+
+/// A service type and version are in the catalog (spec: the supported service types).
+fn check_catalog(kind: &str, version: &str, path: &KeyPath, pos: &Pos, diags: &mut Vec<Diagnostic>) {
+    match crate::catalog::service_kind(kind) {
+        None => {
+            let hint = match crate::suggest::closest(kind, crate::catalog::SERVICES.iter().map(|k| k.name)) {
+                Some(c) => format!("; did you mean `{c}`?"),
+                None => format!(" (known: {})", crate::catalog::SERVICES.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")),
+            };
+            diags.push(path.error(pos, format!("unknown service type `{kind}`{hint}")));
+        }
+        Some(k) if !k.versions.contains(&version) => {
+            diags.push(path.error(pos, format!("{kind} version `{version}` is not supported; use one of: {}", k.versions.join(", "))));
+        }
+        Some(_) => {}
+    }
 }
 
 /// Build the routes of a `routes` mapping.
@@ -202,7 +274,7 @@ pub(crate) fn routes(node: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>) -
         };
         let primary = matches!(v.get("primary").map(|n| &n.kind), Some(Kind::Bool(true)));
         out.push(RouteRecord {
-            route: Route { url, kind, primary, id: str_at(v, &["id"]).map(str::to_string) },
+            route: Route { url, kind, primary, id: str_at(v, &["id"]).map(str::to_string), attributes: json_map(v.get("attributes")) },
             pos: e.key_pos.clone(),
             path: p,
             explicit_primary: v.get("primary").is_some(),

@@ -10,6 +10,7 @@ use crate::model::{Format, Topology};
 use crate::shape::{check, Shape};
 use crate::source::ConfigSource;
 use crate::tables;
+use crate::validate::{self, FileKind};
 use crate::yaml::{self, Kind, Node};
 
 /// Read, parse and resolve includes in one YAML file. None when missing or broken (reported).
@@ -24,7 +25,7 @@ pub(crate) fn read_yaml(src: &dyn ConfigSource, path: &str, diags: &mut Vec<Diag
     };
     match yaml::parse(path, &text, diags) {
         Ok(mut node) => {
-            include::resolve(&mut node, src, parent(path), 0, diags);
+            include::resolve(&mut node, src, parent(path), 0, &mut include::Budget::new(), diags);
             Some(node)
         }
         Err(d) => {
@@ -68,14 +69,15 @@ fn container_matches(shape: &Shape, kind: &Kind) -> bool {
     }
 }
 
-/// One Platform.sh-style app definition (a `.platform.app.yaml` or an `applications.yaml` item).
-fn platform_app(node: &Node, default_root: &str, path: KeyPath, diags: &mut Vec<Diagnostic>) -> Option<AppRecord> {
+/// The structural checks of one Platform.sh-style app definition (a `.platform.app.yaml` or an `applications.yaml` item).
+fn platform_app_structure(node: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>) {
     check(node, &tables::APP, &mut path.clone(), diags);
-    let has_name = require(node, "name", "app", &path, diags);
-    require(node, "type", "python:3.12", &path, diags);
-    if !has_name {
-        return None;
-    }
+    require(node, "name", "app", path, diags);
+    require(node, "type", "python:3.12", path, diags);
+}
+
+/// The app of a structurally checked Platform.sh-style definition (None without a name).
+fn platform_app(node: &Node, default_root: &str, path: KeyPath, diags: &mut Vec<Diagnostic>) -> Option<AppRecord> {
     let name_node = node.get("name")?;
     let name = name_node.as_str()?.to_string();
     Some(convert::application(node, name, name_node.pos.clone(), default_root, path, diags))
@@ -85,15 +87,25 @@ fn platform_app(node: &Node, default_root: &str, path: KeyPath, diags: &mut Vec<
 fn services_and_routes(src: &dyn ConfigSource, dir: &str, diags: &mut Vec<Diagnostic>) -> (Vec<ServiceRecord>, Option<Vec<RouteRecord>>) {
     let mut services = Vec::new();
     if let Some(node) = read_yaml(src, &format!("{dir}/services.yaml"), diags) {
-        if root_is(&node, &tables::SERVICES, "services.yaml", diags) {
-            check(&node, &tables::SERVICES, &mut KeyPath::new(), diags);
+        let mut structural = Vec::new();
+        let ok = root_is(&node, &tables::SERVICES, "services.yaml", &mut structural);
+        if ok {
+            check(&node, &tables::SERVICES, &mut KeyPath::new(), &mut structural);
+        }
+        validate::merge(FileKind::Services, &node, structural, diags);
+        if ok {
             services = convert::services(&node, &KeyPath::new(), diags);
         }
     }
     let mut routes = None;
     if let Some(node) = read_yaml(src, &format!("{dir}/routes.yaml"), diags) {
-        if root_is(&node, &tables::ROUTES, "routes.yaml", diags) {
-            check(&node, &tables::ROUTES, &mut KeyPath::new(), diags);
+        let mut structural = Vec::new();
+        let ok = root_is(&node, &tables::ROUTES, "routes.yaml", &mut structural);
+        if ok {
+            check(&node, &tables::ROUTES, &mut KeyPath::new(), &mut structural);
+        }
+        validate::merge(FileKind::Routes, &node, structural, diags);
+        if ok {
             routes = Some(convert::routes(&node, &KeyPath::new(), diags));
         }
     }
@@ -116,44 +128,71 @@ pub(crate) fn load_platform(src: &dyn ConfigSource, dir: &str, app_file: &str, d
             diags.push(Diagnostic::error(f, 1, 1, "", "the file is empty; an app needs at least `name` and `type`"));
             continue;
         }
-        if !root_is(&node, &tables::APP, app_file, diags) {
-            continue;
+        let mut structural = Vec::new();
+        let ok = root_is(&node, &tables::APP, app_file, &mut structural);
+        if ok {
+            platform_app_structure(&node, &KeyPath::new(), &mut structural);
         }
-        apps.extend(platform_app(&node, parent(f), KeyPath::new(), diags));
+        validate::merge(FileKind::App, &node, structural, diags);
+        if ok {
+            apps.extend(platform_app(&node, parent(f), KeyPath::new(), diags));
+        }
     }
     let apps_yaml = format!("{dir}/applications.yaml");
     if let Some(node) = read_yaml(src, &apps_yaml, diags) {
-        if root_is(&node, &tables::APPLICATIONS, "applications.yaml", diags) {
+        let mut structural = Vec::new();
+        if root_is(&node, &tables::APPLICATIONS, "applications.yaml", &mut structural) {
             match &node.kind {
                 Kind::Seq(items) => {
                     for (i, item) in items.iter().enumerate() {
                         let mut p = KeyPath::new();
                         p.push_index(i);
                         if !matches!(item.kind, Kind::Map(_)) {
-                            diags.push(p.error(&item.pos, format!("an application must be a mapping, found {}", item.type_name())));
+                            structural.push(p.error(&item.pos, format!("an application must be a mapping, found {}", item.type_name())));
                             continue;
                         }
-                        apps.extend(platform_app(item, "", p, diags));
+                        platform_app_structure(item, &p, &mut structural);
                     }
                 }
                 Kind::Map(entries) => {
                     for e in entries {
                         let p = KeyPath::of(&[&e.key]);
                         if !matches!(e.value.kind, Kind::Map(_)) {
-                            diags.push(p.error(&e.key_pos, format!("app `{}` must be a mapping, found {}", e.key, e.value.type_name())));
+                            structural.push(p.error(&e.key_pos, format!("app `{}` must be a mapping, found {}", e.key, e.value.type_name())));
                             continue;
                         }
-                        check(&e.value, &tables::APP, &mut p.clone(), diags);
-                        require(&e.value, "type", "python:3.12", &p, diags);
-                        if let Some(n) = e.value.get("name").and_then(Node::as_str).filter(|n| *n != e.key) {
-                            let pos = &e.value.get("name").map(|n| n.pos.clone()).unwrap_or_else(|| e.key_pos.clone());
-                            diags.push(p.with("name").error(pos, format!("`name: {n}` differs from the app's key `{}`; drop `name` or make them equal", e.key)));
-                        }
-                        apps.push(convert::application(&e.value, e.key.clone(), e.key_pos.clone(), "", p, diags));
+                        check(&e.value, &tables::APP, &mut p.clone(), &mut structural);
+                        require(&e.value, "type", "python:3.12", &p, &mut structural);
                     }
                 }
                 _ => {}
             }
+        }
+        validate::merge(FileKind::Applications, &node, structural, diags);
+        match &node.kind {
+            Kind::Seq(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let mut p = KeyPath::new();
+                    p.push_index(i);
+                    if matches!(item.kind, Kind::Map(_)) {
+                        apps.extend(platform_app(item, "", p, diags));
+                    }
+                }
+            }
+            Kind::Map(entries) => {
+                for e in entries {
+                    let p = KeyPath::of(&[&e.key]);
+                    if !matches!(e.value.kind, Kind::Map(_)) {
+                        continue;
+                    }
+                    if let Some(n) = e.value.get("name").and_then(Node::as_str).filter(|n| *n != e.key) {
+                        let pos = &e.value.get("name").map(|n| n.pos.clone()).unwrap_or_else(|| e.key_pos.clone());
+                        diags.push(p.with("name").error(pos, format!("`name: {n}` differs from the app's key `{}`; drop `name` or make them equal", e.key)));
+                    }
+                    apps.push(convert::application(&e.value, e.key.clone(), e.key_pos.clone(), "", p, diags));
+                }
+            }
+            _ => {}
         }
     }
     let (services, routes) = services_and_routes(src, dir, diags);
@@ -170,30 +209,41 @@ pub(crate) fn load_single_file(src: &dyn ConfigSource, file: &str, diags: &mut V
     if let Some(root) = read_yaml(src, file, diags) {
         if root.is_null() {
             diags.push(Diagnostic::error(file, 1, 1, "", "the file is empty; it needs `applications` (and optionally `services` and `routes`)"));
-        } else if root_is(&root, &tables::UPSUN_CONFIG, file, diags) {
-            check(&root, &tables::UPSUN_CONFIG, &mut KeyPath::new(), diags);
-            if let Some(a) = root.get("applications") {
-                for e in a.entries() {
-                    let path = KeyPath::of(&["applications", &e.key]);
-                    if !matches!(e.value.kind, Kind::Map(_)) {
-                        if e.value.is_null() {
-                            diags.push(path.error(&e.key_pos, format!("app `{}` is empty; it needs at least `type`", e.key)));
+        } else {
+            let mut structural = Vec::new();
+            let ok = root_is(&root, &tables::UPSUN_CONFIG, file, &mut structural);
+            if ok {
+                check(&root, &tables::UPSUN_CONFIG, &mut KeyPath::new(), &mut structural);
+                match root.get("applications") {
+                    Some(a) => {
+                        for e in a.entries() {
+                            let path = KeyPath::of(&["applications", &e.key]);
+                            if e.value.is_null() {
+                                structural.push(path.error(&e.key_pos, format!("app `{}` is empty; it needs at least `type`", e.key)));
+                            } else if matches!(e.value.kind, Kind::Map(_)) && e.value.get("stack").is_none() {
+                                require(&e.value, "type", "python:3.12", &path, &mut structural);
+                            }
                         }
-                        continue;
                     }
-                    if e.value.get("stack").is_none() {
-                        require(&e.value, "type", "python:3.12", &path, diags);
-                    }
-                    apps.push(convert::application(&e.value, e.key.clone(), e.key_pos.clone(), "", path, diags));
+                    None => structural.push(Diagnostic::error(file, root.pos.line, root.pos.col, "applications", "missing required key `applications`")),
                 }
-            } else {
-                diags.push(Diagnostic::error(file, root.pos.line, root.pos.col, "applications", "missing required key `applications`"));
             }
-            if let Some(s) = root.get("services") {
-                services = convert::services(s, &KeyPath::of(&["services"]), diags);
-            }
-            if let Some(r) = root.get("routes") {
-                routes = Some(convert::routes(r, &KeyPath::of(&["routes"]), diags));
+            validate::merge(FileKind::SingleFile, &root, structural, diags);
+            if ok {
+                if let Some(a) = root.get("applications") {
+                    for e in a.entries() {
+                        if matches!(e.value.kind, Kind::Map(_)) {
+                            let path = KeyPath::of(&["applications", &e.key]);
+                            apps.push(convert::application(&e.value, e.key.clone(), e.key_pos.clone(), "", path, diags));
+                        }
+                    }
+                }
+                if let Some(s) = root.get("services") {
+                    services = convert::services(s, &KeyPath::of(&["services"]), diags);
+                }
+                if let Some(r) = root.get("routes") {
+                    routes = Some(convert::routes(r, &KeyPath::of(&["routes"]), diags));
+                }
             }
         }
     }

@@ -8,11 +8,40 @@ use crate::yaml::{self, Kind, Node};
 /// How deeply YAML includes may nest.
 const MAX_DEPTH: usize = 8;
 
+/// How many bytes the includes of one configuration file may read in all.
+pub(crate) const MAX_INCLUDED_BYTES: usize = 4 * 1024 * 1024;
+
+/// What the includes of one file may still read.
+pub(crate) struct Budget {
+    bytes_left: usize,
+    reported: bool,
+}
+
+impl Budget {
+    /// A fresh budget of [`MAX_INCLUDED_BYTES`].
+    pub fn new() -> Self {
+        Budget { bytes_left: MAX_INCLUDED_BYTES, reported: false }
+    }
+
+    /// Take `n` bytes; false (reported once) when the budget is spent.
+    fn take(&mut self, n: usize, pos: &crate::yaml::Pos, diags: &mut Vec<Diagnostic>) -> bool {
+        if n <= self.bytes_left {
+            self.bytes_left -= n;
+            return true;
+        }
+        if !self.reported {
+            self.reported = true;
+            diags.push(Diagnostic::error(&pos.file, pos.line, pos.col, "", format!("`!include`s of this file read more than {} MiB in all", MAX_INCLUDED_BYTES / (1024 * 1024))));
+        }
+        false
+    }
+}
+
 /// Replace tagged nodes below `node` by what they stand for. `base` is the folder of the including file.
-pub(crate) fn resolve(node: &mut Node, src: &dyn ConfigSource, base: &str, depth: usize, diags: &mut Vec<Diagnostic>) {
+pub(crate) fn resolve(node: &mut Node, src: &dyn ConfigSource, base: &str, depth: usize, budget: &mut Budget, diags: &mut Vec<Diagnostic>) {
     match &mut node.kind {
-        Kind::Seq(items) => items.iter_mut().for_each(|n| resolve(n, src, base, depth, diags)),
-        Kind::Map(entries) => entries.iter_mut().for_each(|e| resolve(&mut e.value, src, base, depth, diags)),
+        Kind::Seq(items) => items.iter_mut().for_each(|n| resolve(n, src, base, depth, budget, diags)),
+        Kind::Map(entries) => entries.iter_mut().for_each(|e| resolve(&mut e.value, src, base, depth, budget, diags)),
         _ => {}
     }
     let Some(tag) = node.tag.take() else { return };
@@ -51,6 +80,7 @@ pub(crate) fn resolve(node: &mut Node, src: &dyn ConfigSource, base: &str, depth
             match kind.as_str() {
                 "archive" => node.kind = Kind::Str(full),
                 "string" | "binary" | "yaml" => match read_text(src, &full) {
+                    Ok(Some(text)) if !budget.take(text.len(), &pos, diags) => node.kind = Kind::Null,
                     Ok(Some(text)) if kind == "yaml" => {
                         if depth >= MAX_DEPTH {
                             diags.push(err(format!("`!include` nests deeper than {MAX_DEPTH} files")));
@@ -59,7 +89,7 @@ pub(crate) fn resolve(node: &mut Node, src: &dyn ConfigSource, base: &str, depth
                         }
                         match yaml::parse(&full, &text, diags) {
                             Ok(mut inner) => {
-                                resolve(&mut inner, src, crate::files::parent(&full), depth + 1, diags);
+                                resolve(&mut inner, src, crate::files::parent(&full), depth + 1, budget, diags);
                                 *node = inner;
                             }
                             Err(d) => {

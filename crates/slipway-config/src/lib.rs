@@ -1,6 +1,19 @@
 //! The configuration language: Platform.sh, Upsun, Magento Cloud, Slipway and Procfile layouts
 //! read from an abstract [`ConfigSource`] into one normalized [`Topology`], with positioned
-//! [`Diagnostic`]s (`FILE:LINE:COL: error: MESSAGE (at KEY.PATH)`).
+//! [`Diagnostic`]s (`FILE:LINE:COL: error: MESSAGE (at KEY.PATH)`), every problem of a tree at once.
+//!
+//! How a file is checked:
+//! 1. read (at most 1 MiB, UTF-8) and parsed keeping positions; duplicate keys, tabs, several
+//!    documents, nesting deeper than 64 and aliases expanding past 100 000 values are errors;
+//! 2. validated against its JSON Schema in `config-schemas/` (the `jsonschema` crate) and by the
+//!    hand-written structural checks generated from the same tables (did-you-mean, warnings for
+//!    keys Slipway does not act on yet), each problem reported once;
+//! 3. semantic checks the schemas cannot express: names unique, relationships and mounts name an
+//!    existing service and endpoint, routes an existing app, `source.root` exists, mount paths
+//!    stay in the app, service `type:version` in the [`catalog`], cron specs parse ([`cron`]).
+//!
+//! Beside loading: [`diff()`] (the infrastructure diff of a push, with data-losing changes
+//! refused) and [`platform_env`] (`PLATFORM_ROUTES`, `PLATFORM_RELATIONSHIPS` in Platform.sh's shapes).
 //!
 //! ```no_run
 //! let src = slipway_config::DirSource::new(std::path::Path::new("."));
@@ -10,26 +23,34 @@
 //! }
 //! ```
 
+pub mod catalog;
 mod checks;
 mod convert;
+pub mod cron;
 mod diag;
+pub mod diff;
 mod files;
 mod formats;
+#[doc(hidden)]
+pub mod fuzzing;
 mod include;
 mod keypath;
 mod model;
+pub mod platform_env;
 mod procfile;
 pub mod schemas;
 mod shape;
 mod source;
 mod suggest;
 mod tables;
+mod validate;
 mod yaml;
 
 pub use diag::{Diagnostic, Diagnostics, Severity};
+pub use diff::{diff, DiffOptions, Refusal, TopologyDiff};
 pub use files::MAX_FILE_SIZE;
 pub use model::{Application, Format, Hooks, Route, RouteKind, Service, Topology, Web};
-pub use source::{ConfigSource, DirEntry, DirSource};
+pub use source::{ConfigSource, DirEntry, DirSource, MemSource};
 
 use serde::{Deserialize, Serialize};
 

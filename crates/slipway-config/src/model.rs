@@ -143,6 +143,9 @@ pub struct Route {
     pub primary: bool,
     /// `id`, for apps that look routes up by id.
     pub id: Option<String>,
+    /// `attributes`: free-form values passed to the app in `PLATFORM_ROUTES`.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, serde_json::Value>,
 }
 
 /// Where a route goes.

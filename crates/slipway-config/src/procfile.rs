@@ -64,7 +64,7 @@ pub(crate) fn load(src: &dyn ConfigSource, diags: &mut Vec<Diagnostic>) -> Topol
         diags.push(Diagnostic::error(PROCFILE, 1, 1, "web", "the Procfile has no `web:` line; add `web: COMMAND` that listens on $PORT"));
     }
     let pos = Pos { file: Arc::from(PROCFILE), line: 1, col: 1 };
-    let rec = AppRecord { app, name_pos: pos, path: KeyPath::new(), relationships: Vec::new(), source_root_pos: None };
+    let rec = AppRecord { app, name_pos: pos, path: KeyPath::new(), relationships: Vec::new(), source_root_pos: None, service_mounts: Vec::new() };
     finish(src, Files { apps: PROCFILE, services: PROCFILE, routes: PROCFILE }, vec![rec], Vec::new(), None, diags)
 }
 

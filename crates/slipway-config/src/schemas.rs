@@ -40,9 +40,15 @@ pub fn all() -> Vec<(&'static str, Value)> {
                 }
             }
             if file == "applications.schema.json" {
-                if let Value::Object(d) = &mut doc {
-                    if let Some(Value::Object(items)) = d.get_mut("items") {
-                        items.insert("required".into(), json!(["name", "type"]));
+                // A list item names itself; an item of the mapping form is named by its key.
+                if let Some(Value::Array(alts)) = doc.get_mut("anyOf") {
+                    for alt in alts.iter_mut() {
+                        if let Some(Value::Object(items)) = alt.get_mut("items") {
+                            items.insert("required".into(), json!(["name", "type"]));
+                        }
+                        if let Some(Value::Object(items)) = alt.get_mut("additionalProperties") {
+                            items.insert("required".into(), json!(["type"]));
+                        }
                     }
                 }
             }

@@ -17,6 +17,8 @@ pub(crate) enum Shape {
     Str,
     /// A non-negative integer.
     Uint,
+    /// A positive integer (sizes).
+    PosInt,
     /// A boolean.
     Bool,
     /// A string, number or boolean.
@@ -65,11 +67,11 @@ pub(crate) const fn ignored(name: &'static str, shape: Shape, desc: &'static str
 pub(crate) fn check(node: &Node, shape: &Shape, path: &mut KeyPath, out: &mut Vec<Diagnostic>) {
     match shape {
         Shape::Any => {}
-        Shape::Str | Shape::Uint | Shape::Bool | Shape::Scalar | Shape::Null => {
+        Shape::Str | Shape::Uint | Shape::PosInt | Shape::Bool | Shape::Scalar | Shape::Null => {
             if !scalar_matches(node, shape) {
                 let found = match node.kind {
-                    Kind::Int(i) if i < 0 => "a negative integer",
-                    _ => node.type_name(),
+                    Kind::Int(i) if matches!(shape, Shape::Uint | Shape::PosInt) => i.to_string(),
+                    _ => node.type_name().to_string(),
                 };
                 out.push(path.error(&node.pos, format!("expected {}, found {found}", describe(shape))));
             }
@@ -139,6 +141,7 @@ fn scalar_matches(node: &Node, shape: &Shape) -> bool {
     match (shape, &node.kind) {
         (Shape::Str, Kind::Str(_)) => true,
         (Shape::Uint, Kind::Int(i)) => *i >= 0,
+        (Shape::PosInt, Kind::Int(i)) => *i >= 1,
         (Shape::Bool, Kind::Bool(_)) => true,
         (Shape::Null, Kind::Null) => true,
         (Shape::Scalar, Kind::Str(_) | Kind::Int(_) | Kind::Float(_) | Kind::Bool(_)) => true,
@@ -152,6 +155,7 @@ pub(crate) fn describe(shape: &Shape) -> String {
         Shape::Any => "any value".into(),
         Shape::Str => "a string".into(),
         Shape::Uint => "a non-negative integer".into(),
+        Shape::PosInt => "a positive integer".into(),
         Shape::Bool => "a boolean (true or false)".into(),
         Shape::Scalar => "a string, number or boolean".into(),
         Shape::Null => "null".into(),
@@ -188,6 +192,7 @@ pub(crate) fn to_schema(shape: &Shape) -> Value {
         Shape::Any => json!({}),
         Shape::Str => json!({"type": "string"}),
         Shape::Uint => json!({"type": "integer", "minimum": 0}),
+        Shape::PosInt => json!({"type": "integer", "minimum": 1}),
         Shape::Bool => json!({"type": "boolean"}),
         Shape::Scalar => json!({"type": ["string", "number", "boolean"]}),
         Shape::Null => json!({"type": "null"}),

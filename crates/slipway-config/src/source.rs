@@ -80,3 +80,66 @@ impl ConfigSource for DirSource {
 fn is_missing(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
 }
+
+/// Files held in memory (tests, fuzzing, or a tree already read from elsewhere).
+#[derive(Clone, Debug, Default)]
+pub struct MemSource {
+    files: std::collections::BTreeMap<String, Vec<u8>>,
+}
+
+impl MemSource {
+    /// An empty tree.
+    pub fn new() -> Self {
+        MemSource::default()
+    }
+
+    /// Add (or replace) a file at a slash-separated path; its folders exist implicitly.
+    pub fn insert(&mut self, path: &str, content: impl Into<Vec<u8>>) {
+        let clean: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+        self.files.insert(clean.join("/"), content.into());
+    }
+}
+
+impl ConfigSource for MemSource {
+    fn read_file(&self, path: &str) -> io::Result<Option<Vec<u8>>> {
+        Ok(self.files.get(path.trim_matches('/')).cloned())
+    }
+
+    fn list_dir(&self, path: &str) -> io::Result<Vec<DirEntry>> {
+        let dir = path.trim_matches('/');
+        let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+        let mut out: Vec<DirEntry> = Vec::new();
+        for p in self.files.keys() {
+            let Some(rest) = p.strip_prefix(&prefix) else { continue };
+            let (name, is_dir) = match rest.split_once('/') {
+                Some((first, _)) => (first, true),
+                None => (rest, false),
+            };
+            if name.is_empty() || out.iter().any(|e| e.name == name) {
+                continue;
+            }
+            out.push(DirEntry { name: name.to_string(), is_dir });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mem_source_lists_files_and_implicit_folders() {
+        let mut m = MemSource::new();
+        m.insert(".platform/routes.yaml", "a");
+        m.insert("api/.platform.app.yaml", "b");
+        m.insert("Procfile", "c");
+        assert_eq!(m.read_file("Procfile").unwrap().as_deref(), Some(&b"c"[..]));
+        assert_eq!(m.read_file("missing").unwrap(), None);
+        let root: Vec<(String, bool)> = m.list_dir("").unwrap().into_iter().map(|e| (e.name, e.is_dir)).collect();
+        assert_eq!(root, vec![(".platform".into(), true), ("Procfile".into(), false), ("api".into(), true)]);
+        assert_eq!(m.list_dir("api").unwrap(), vec![DirEntry { name: ".platform.app.yaml".into(), is_dir: false }]);
+        assert!(m.list_dir("nope").unwrap().is_empty());
+    }
+}

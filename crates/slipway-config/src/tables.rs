@@ -97,7 +97,7 @@ const WORKER: Shape = Shape::Obj(&[
     acted("mounts", MOUNTS, "Mounts of the worker (default: the app's)."),
     acted("relationships", RELATIONSHIPS, "Relationships of the worker (default: the app's)."),
     acted("variables", VARIABLES, "Extra variables of the worker."),
-    acted("disk", Shape::Uint, "Persistent disk in MB."),
+    acted("disk", Shape::PosInt, "Persistent disk in MB."),
     ignored("size", Shape::Str, "Container size."),
     ignored("access", Shape::Any, "Who may SSH into the worker."),
     ignored("timezone", Shape::Str, "Time zone of the worker."),
@@ -126,7 +126,7 @@ macro_rules! app_fields {
             acted("web", WEB, "How the app serves HTTP."),
             acted("variables", VARIABLES, "Variables by prefix (`env`, `php`, ...)."),
             acted("mounts", MOUNTS, "Writable folders (everything else is read-only at run time)."),
-            acted("disk", Shape::Uint, "Persistent disk in MB for `local` mounts."),
+            acted("disk", Shape::PosInt, "Persistent disk in MB for `local` mounts."),
             acted("relationships", RELATIONSHIPS, "Services (and apps) this app talks to; exposed in PLATFORM_RELATIONSHIPS."),
             acted("workers", Shape::Map(&WORKER, "A background process of the app."), "Background processes run from the same slug."),
             acted("crons", Shape::Map(&CRON, "A scheduled job."), "Scheduled jobs."),
@@ -158,7 +158,7 @@ pub(crate) const APPLICATIONS: Shape = Shape::OneOf(&[Shape::Seq(&APP, "One appl
 /// One service.
 pub(crate) const SERVICE: Shape = Shape::Obj(&[
     acted("type", Shape::Str, "Service kind and version, e.g. `mariadb:10.6`, `redis:7.0`."),
-    acted("disk", Shape::Uint, "Persistent disk in MB."),
+    acted("disk", Shape::PosInt, "Persistent disk in MB."),
     acted("configuration", Shape::Any, "Service-specific settings (schemas, endpoints, properties, ...), passed through."),
     ignored("relationships", RELATIONSHIPS, "Relationships of the service (e.g. varnish to an app)."),
     ignored("size", Shape::Str, "Container size."),
@@ -180,7 +180,7 @@ pub(crate) const ROUTE: Shape = Shape::Obj(&[
     ignored("ssi", Shape::Any, "Server-side includes."),
     ignored("redirects", Shape::Any, "Partial redirects by path."),
     ignored("tls", Shape::Any, "TLS settings (HSTS, client certificates)."),
-    ignored("attributes", Shape::Any, "Free-form attributes passed to the app."),
+    acted("attributes", Shape::Map(&Shape::Scalar, "An attribute's value."), "Free-form attributes passed to the app in PLATFORM_ROUTES."),
 ]);
 
 /// `routes.yaml`.

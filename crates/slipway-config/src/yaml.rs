@@ -117,19 +117,28 @@ impl Node {
     }
 }
 
-/// A frame of the tree being built.
+/// How deeply mappings and lists may nest.
+pub(crate) const MAX_DEPTH: usize = 64;
+/// How many values aliases may expand to in one file (an "alias bomb" is refused quickly).
+pub(crate) const MAX_ALIAS_NODES: usize = 100_000;
+
+/// A frame of the tree being built; `size` counts the values below it.
 enum Frame {
-    Seq { items: Vec<Node>, pos: Pos, anchor: usize, tag: Option<String> },
-    Map { entries: Vec<Entry>, pending_key: Option<(String, Pos)>, pos: Pos, anchor: usize, tag: Option<String> },
+    Seq { items: Vec<Node>, pos: Pos, anchor: usize, tag: Option<String>, size: usize },
+    Map { entries: Vec<Entry>, pending_key: Option<(String, Pos)>, pos: Pos, anchor: usize, tag: Option<String>, size: usize },
 }
 
 /// Parse one YAML file. Problems that do not stop parsing (duplicate keys) go to `diags`;
-/// a syntax error is returned as `Err`.
+/// a syntax error (or input refused as hostile) is returned as `Err`.
 pub(crate) fn parse(file: &str, text: &str, diags: &mut Vec<Diagnostic>) -> Result<Node, Diagnostic> {
     let file: Arc<str> = Arc::from(file);
     let pos_of = |span: &Span| Pos { file: file.clone(), line: span.start.line(), col: span.start.col() + 1 };
+    let err = |pos: &Pos, msg: String| Diagnostic::error(&file, pos.line, pos.col, "", msg);
     let mut stack: Vec<Frame> = Vec::new();
-    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    // Anchored values with their sizes.
+    let mut anchors: HashMap<usize, (Node, usize)> = HashMap::new();
+    // Values copied through anchors and aliases so far.
+    let mut copied = 0usize;
     let mut root: Option<Node> = None;
     let mut docs = 0usize;
     let mut parser = Parser::new_from_str(text);
@@ -139,57 +148,75 @@ pub(crate) fn parse(file: &str, text: &str, diags: &mut Vec<Diagnostic>) -> Resu
             Some(Ok(ev)) => ev,
             Some(Err(e)) => {
                 let m = e.marker();
-                return Err(Diagnostic::error(&file, m.line().max(1), m.col() + 1, "", format!("invalid YAML: {}", e.info())));
+                let line = m.line().max(1);
+                return Err(Diagnostic::error(&file, line, m.col() + 1, "", syntax_message(text, line, e.info())));
             }
         };
         let pos = pos_of(&span);
-        let done: Option<(Node, usize)> = match event {
+        let done: Option<(Node, usize, usize)> = match event {
             Event::StreamStart | Event::StreamEnd | Event::Nothing | Event::DocumentEnd => None,
             Event::DocumentStart(_) => {
                 docs += 1;
                 if docs > 1 {
-                    diags.push(Diagnostic::warning(&file, pos.line, pos.col, "", "only the first YAML document of a file is read; the rest is ignored"));
-                    break;
+                    return Err(err(
+                        &pos,
+                        "the file holds more than one YAML document (a `---` line starts another); a config file holds exactly one".into(),
+                    ));
                 }
                 None
             }
             Event::Alias(id) => match anchors.get(&id) {
-                Some(n) => {
+                Some((n, size)) => {
+                    copied += size;
+                    if copied > MAX_ALIAS_NODES {
+                        return Err(err(&pos, alias_bomb_message()));
+                    }
                     let mut n = n.clone();
                     n.pos = pos.clone();
-                    Some((n, 0))
+                    Some((n, 0, *size))
                 }
-                None => return Err(Diagnostic::error(&file, pos.line, pos.col, "", "invalid YAML: alias to an unknown anchor")),
+                None => return Err(err(&pos, "invalid YAML: alias to an unknown anchor".into())),
             },
             Event::Scalar(value, style, anchor, tag) => {
                 let tag_str = tag.as_ref().map(|t| t.to_string());
                 let core = tag.as_ref().filter(|t| t.is_yaml_core_schema()).map(|t| t.suffix.clone());
                 let kind = resolve_scalar(&value, style, core.as_deref());
                 let custom = tag_str.filter(|_| core.is_none());
-                Some((Node { kind, pos, tag: custom }, anchor))
+                Some((Node { kind, pos, tag: custom }, anchor, 1))
             }
             Event::SequenceStart(anchor, tag) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(err(&pos, format!("the YAML nests deeper than {MAX_DEPTH} levels")));
+                }
                 let tag = tag.filter(|t| !t.is_yaml_core_schema()).map(|t| t.to_string());
-                stack.push(Frame::Seq { items: Vec::new(), pos, anchor, tag });
+                stack.push(Frame::Seq { items: Vec::new(), pos, anchor, tag, size: 1 });
                 None
             }
             Event::MappingStart(anchor, tag) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(err(&pos, format!("the YAML nests deeper than {MAX_DEPTH} levels")));
+                }
                 let tag = tag.filter(|t| !t.is_yaml_core_schema()).map(|t| t.to_string());
-                stack.push(Frame::Map { entries: Vec::new(), pending_key: None, pos, anchor, tag });
+                stack.push(Frame::Map { entries: Vec::new(), pending_key: None, pos, anchor, tag, size: 1 });
                 None
             }
             Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq { items, pos, anchor, tag }) => Some((Node { kind: Kind::Seq(items), pos, tag }, anchor)),
-                _ => return Err(Diagnostic::error(&file, pos.line, pos.col, "", "invalid YAML: unbalanced sequence")),
+                Some(Frame::Seq { items, pos, anchor, tag, size }) => Some((Node { kind: Kind::Seq(items), pos, tag }, anchor, size)),
+                _ => return Err(err(&pos, "invalid YAML: unbalanced sequence".into())),
             },
             Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map { entries, pos, anchor, tag, .. }) => Some((Node { kind: Kind::Map(entries), pos, tag }, anchor)),
-                _ => return Err(Diagnostic::error(&file, pos.line, pos.col, "", "invalid YAML: unbalanced mapping")),
+                Some(Frame::Map { entries, pos, anchor, tag, size, .. }) => Some((Node { kind: Kind::Map(entries), pos, tag }, anchor, size)),
+                _ => return Err(err(&pos, "invalid YAML: unbalanced mapping".into())),
             },
         };
-        let Some((node, anchor)) = done else { continue };
+        let Some((node, anchor, size)) = done else { continue };
         if anchor > 0 {
-            anchors.insert(anchor, node.clone());
+            // Keeping a copy costs as much as an alias would.
+            copied += size;
+            if copied > MAX_ALIAS_NODES {
+                return Err(err(&node.pos, alias_bomb_message()));
+            }
+            anchors.insert(anchor, (node.clone(), size));
         }
         match stack.last_mut() {
             None => {
@@ -197,43 +224,63 @@ pub(crate) fn parse(file: &str, text: &str, diags: &mut Vec<Diagnostic>) -> Resu
                     root = Some(node);
                 }
             }
-            Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map { entries, pending_key, .. }) => match pending_key.take() {
-                None => {
-                    let key = match &node.kind {
-                        Kind::Str(s) => s.clone(),
-                        Kind::Null => String::new(),
-                        Kind::Bool(b) => b.to_string(),
-                        Kind::Int(i) => i.to_string(),
-                        Kind::Float(f) => f.to_string(),
-                        Kind::Seq(_) | Kind::Map(_) => {
-                            diags.push(Diagnostic::error(&file, node.pos.line, node.pos.col, "", "a mapping key must be a plain value, not a list or mapping"));
-                            String::new()
+            Some(Frame::Seq { items, size: parent, .. }) => {
+                *parent += size;
+                items.push(node);
+            }
+            Some(Frame::Map { entries, pending_key, size: parent, .. }) => {
+                *parent += size;
+                match pending_key.take() {
+                    None => {
+                        let key = match &node.kind {
+                            Kind::Str(s) => s.clone(),
+                            Kind::Null => String::new(),
+                            Kind::Bool(b) => b.to_string(),
+                            Kind::Int(i) => i.to_string(),
+                            Kind::Float(f) => f.to_string(),
+                            Kind::Seq(_) | Kind::Map(_) => {
+                                diags.push(Diagnostic::error(&file, node.pos.line, node.pos.col, "", "a mapping key must be a plain value, not a list or mapping"));
+                                String::new()
+                            }
+                        };
+                        *pending_key = Some((key, node.pos));
+                    }
+                    Some((key, key_pos)) => {
+                        if key == "<<" && node.tag.is_none() {
+                            merge_into(entries, node, diags);
+                        } else if let Some(prev) = entries.iter().position(|e| e.key == key) {
+                            let first = entries[prev].key_pos.line;
+                            diags.push(Diagnostic::error(
+                                &file,
+                                key_pos.line,
+                                key_pos.col,
+                                "",
+                                format!("duplicate key `{key}`: first defined on line {first}, again on line {}", key_pos.line),
+                            ));
+                            entries[prev] = Entry { key, key_pos, value: node };
+                        } else {
+                            entries.push(Entry { key, key_pos, value: node });
                         }
-                    };
-                    *pending_key = Some((key, node.pos));
-                }
-                Some((key, key_pos)) => {
-                    if key == "<<" && node.tag.is_none() {
-                        merge_into(entries, node, diags);
-                    } else if let Some(prev) = entries.iter().position(|e| e.key == key) {
-                        let first = entries[prev].key_pos.line;
-                        diags.push(Diagnostic::error(
-                            &file,
-                            key_pos.line,
-                            key_pos.col,
-                            "",
-                            format!("duplicate key `{key}`: first defined on line {first}, again on line {}", key_pos.line),
-                        ));
-                        entries[prev] = Entry { key, key_pos, value: node };
-                    } else {
-                        entries.push(Entry { key, key_pos, value: node });
                     }
                 }
-            },
+            }
         }
     }
     Ok(root.unwrap_or_else(|| Node::null(Pos { file, line: 1, col: 1 })))
+}
+
+fn alias_bomb_message() -> String {
+    format!("YAML anchors and aliases expand to more than {MAX_ALIAS_NODES} values; write the repeated parts out or use fewer aliases")
+}
+
+/// The message of a syntax error, with a clearer text when a tab is at fault.
+fn syntax_message(text: &str, line: usize, info: &str) -> String {
+    let line_text = text.lines().nth(line.saturating_sub(1)).unwrap_or("");
+    let indent: String = line_text.chars().take_while(|c| c.is_whitespace()).collect();
+    if indent.contains('\t') || info.contains("tab") {
+        return "tabs are not allowed to indent YAML; indent with spaces".into();
+    }
+    format!("invalid YAML: {info}")
 }
 
 /// YAML merge key (`<<: *base`): entries not already present are added.

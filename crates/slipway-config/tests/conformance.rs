@@ -77,7 +77,12 @@ fn every_corpus_config_loads() {
                             assert!(t.application(app).is_some(), "{name}: route to unknown app {app}");
                         }
                     }
+                    for s in &t.services {
+                        let kind = slipway_config::catalog::service_kind(&s.r#type);
+                        assert!(kind.is_some_and(|k| k.versions.contains(&s.version.as_str())), "{name}: service {} {}:{} not in the catalog", s.name, s.r#type, s.version);
+                    }
                     for a in &t.applications {
+                        assert!(a.r#type.as_deref().is_some_and(|t| t.contains(':')) || f == Format::Upsun, "{name}: app {} has no type:version", a.name);
                         for target in a.relationships.values() {
                             let (svc, ep) = target.split_once(':').unwrap();
                             assert!(!ep.is_empty(), "{name}: empty endpoint");
@@ -90,4 +95,60 @@ fn every_corpus_config_loads() {
     }
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n\n"));
     assert!(checked >= 70, "only {checked} configurations checked");
+}
+
+/// A one-line-per-item summary of a topology.
+fn summary(t: &slipway_config::Topology) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in &t.applications {
+        out.push(format!("app {} {} root={:?} rels={:?}", a.name, a.r#type.as_deref().unwrap_or("-"), a.source_root, a.relationships));
+    }
+    for s in &t.services {
+        out.push(format!("service {} {}:{} disk={:?}", s.name, s.r#type, s.version, s.disk));
+    }
+    for r in &t.routes {
+        let to = match &r.kind {
+            RouteKind::Upstream { app, endpoint } => format!("{app}:{endpoint}"),
+            RouteKind::Redirect { to, code } => format!("redirect {code} {to}"),
+        };
+        out.push(format!("route {} -> {to}{}{}", r.url, if r.primary { " primary" } else { "" }, r.id.as_ref().map(|i| format!(" id={i}")).unwrap_or_default()));
+    }
+    out
+}
+
+/// Spot checks of whole topologies against what the corpus files say (read by hand).
+#[test]
+fn corpus_topologies_are_right() {
+    let Some(root) = corpus() else {
+        eprintln!("conformance corpus not present; skipped");
+        return;
+    };
+    let load_dir = |name: &str| load(&DirSource::new(&root.join(name))).unwrap_or_else(|e| panic!("{name}: {e}")).topology;
+    assert_eq!(
+        summary(&load_dir("platformsh-templates__django4")),
+        vec![
+            "app app python:3.10 root=\"\" rels={\"database\": \"db:postgresql\"}",
+            "service db postgresql:16 disk=Some(1024)",
+            "route https://{default}/ -> app:http primary",
+            "route https://www.{default}/ -> redirect 301 https://{default}/",
+        ]
+    );
+    let t = load_dir("platformsh-templates__bigfoot-multiapp@multiapp-upsun");
+    let names: Vec<&str> = t.applications.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["api", "admin", "gatsby", "mercure"]);
+    assert_eq!(t.application("api").unwrap().source_root, "api");
+    assert_eq!(t.application("mercure").unwrap().source_root, "mercure/.config");
+    assert_eq!(t.application("api").unwrap().relationships["database"], "database:postgresql");
+    let s = summary(&t);
+    assert!(s.contains(&"service database postgresql:15 disk=None".to_string()) || s.iter().any(|l| l.starts_with("service database postgresql:15")), "{s:#?}");
+    let routes: Vec<&String> = s.iter().filter(|l| l.starts_with("route")).collect();
+    assert_eq!(
+        routes,
+        vec![
+            "route https://{default} -> api:http primary id=api",
+            "route https://{default}/admin -> admin:http id=admin",
+            "route https://{default}/site -> gatsby:http",
+            "route https://mercure.{default} -> mercure:http",
+        ]
+    );
 }

@@ -1,83 +1,79 @@
 //! Phase **diff**: the topology of the pushed commit against the one live in
-//! the environment, shown as a short readable diff.
+//! the environment, shown as a short readable diff. Changes that would lose
+//! data (see [`slipway_config::diff`]) fail the push as `diff failed: <reason>`.
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
-use slipway_config::Topology;
+use slipway_config::{DiffOptions, Topology, TopologyDiff};
 
 use crate::output::Output;
+use crate::pipeline::PhaseError;
+
+/// The differences against the live topology (None: a new environment, all additions).
+pub fn compare(new: &Topology, live: Option<&Topology>, allow_service_upgrade: bool) -> TopologyDiff {
+    let empty = Topology::default();
+    slipway_config::diff(live.unwrap_or(&empty), new, &DiffOptions { allow_service_upgrade })
+}
 
 /// The differences, one line each (empty: nothing changed).
 pub fn changes(new: &Topology, live: Option<&Topology>) -> Vec<String> {
-    let Some(live) = live else {
-        return vec![format!(
-            "new environment: app{} {} added",
-            if new.applications.len() == 1 { "" } else { "s" },
-            new.applications
-                .iter()
-                .map(|a| a.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )];
-    };
-    let mut lines = Vec::new();
-    let old: BTreeMap<&str, serde_json::Value> = live
-        .applications
-        .iter()
-        .map(|a| (a.name.as_str(), serde_json::to_value(a).unwrap_or_default()))
-        .collect();
-    let new_apps: BTreeMap<&str, serde_json::Value> = new
-        .applications
-        .iter()
-        .map(|a| (a.name.as_str(), serde_json::to_value(a).unwrap_or_default()))
-        .collect();
-    for (name, v) in &new_apps {
-        match old.get(name) {
-            None => lines.push(format!("app {name} added")),
-            Some(o) if o != v => {
-                let keys = changed_keys(o, v);
-                lines.push(format!("app {name} changed: {}", keys.join(", ")));
-            }
-            Some(_) => {}
-        }
-    }
-    for name in old.keys() {
-        if !new_apps.contains_key(name) {
-            lines.push(format!("app {name} removed"));
-        }
-    }
-    if serde_json::to_value(&new.routes).ok() != serde_json::to_value(&live.routes).ok() {
-        lines.push("routes changed".into());
-    }
-    if serde_json::to_value(&new.services).ok() != serde_json::to_value(&live.services).ok() {
-        lines.push("services changed".into());
-    }
-    lines
+    compare(new, live, false).lines
 }
 
-fn changed_keys(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
-    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
-        return vec!["(everything)".into()];
-    };
-    let mut keys: Vec<String> = a
-        .keys()
-        .chain(b.keys())
-        .filter(|k| a.get(*k) != b.get(*k))
-        .cloned()
-        .collect();
-    keys.sort();
-    keys.dedup();
-    keys
-}
-
-/// Print the diff.
-pub fn run(new: &Topology, live: Option<&Topology>, out: &Output) {
+/// Print the diff; Err when a change would lose data (the first refusal is the reason).
+pub fn run(new: &Topology, live: Option<&Topology>, allow_service_upgrade: bool, out: &Output) -> Result<(), PhaseError> {
     let t = Instant::now();
-    let lines = changes(new, live);
-    if lines.is_empty() {
-        out.phase_done("diff", "no infrastructure change", t);
-    } else {
-        out.phase_done("diff", &lines.join("; "), t);
+    let d = compare(new, live, allow_service_upgrade);
+    let headline = match (live, d.lines.len()) {
+        (None, _) => "new environment".to_string(),
+        (Some(_), 0) => "no infrastructure change".to_string(),
+        (Some(_), 1) => "1 change".to_string(),
+        (Some(_), n) => format!("{n} changes"),
+    };
+    out.phase_done("diff", &headline, t);
+    for line in &d.lines {
+        out.line(&format!("       {line}"));
+    }
+    for r in &d.refusals {
+        out.line(&format!("       refused: {}", r.reason));
+        out.line(&format!("       to proceed: {}", r.how_to_proceed));
+    }
+    match d.refusals.first() {
+        Some(r) => Err(PhaseError::new("diff", r.to_string())),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slipway_config::{Application, Service};
+
+    fn topo(version: &str) -> Topology {
+        Topology {
+            applications: vec![Application { name: "app".into(), ..Default::default() }],
+            services: vec![Service {
+                name: "db".into(),
+                r#type: "postgresql".into(),
+                version: version.into(),
+                disk: Some(1024),
+                configuration: serde_json::Value::Null,
+            }],
+            routes: vec![],
+        }
+    }
+
+    #[test]
+    fn new_environment_and_unchanged_topology() {
+        assert_eq!(changes(&topo("15"), None), vec!["app app added", "service db added (postgresql:15)"]);
+        assert!(changes(&topo("15"), Some(&topo("15"))).is_empty());
+    }
+
+    #[test]
+    fn major_upgrade_needs_the_push_option() {
+        let refused = compare(&topo("16"), Some(&topo("15")), false);
+        assert_eq!(refused.refusals.len(), 1);
+        assert!(refused.refusals[0].to_string().contains("-o allow-service-upgrade"));
+        assert!(compare(&topo("16"), Some(&topo("15")), true).refusals.is_empty());
     }
 }

@@ -174,34 +174,27 @@ pub struct EnvContext<'a> {
     pub topology: &'a Topology,
 }
 
-/// The environment variables of an app's container.
+/// The environment variables of an app's container. `PLATFORM_RELATIONSHIPS`,
+/// `PLATFORM_ROUTES` and `PLATFORM_VARIABLES` are base64 JSON in Platform.sh's shapes
+/// (see [`slipway_config::platform_env`]); `SLIPWAY_RELATIONSHIPS` and `SLIPWAY_ROUTES` are the same.
 pub fn app_env(app: &Application, cx: &EnvContext<'_>) -> BTreeMap<String, String> {
+    use slipway_config::platform_env;
     let b64 = |v: &serde_json::Value| {
         base64::engine::general_purpose::STANDARD.encode(v.to_string().as_bytes())
     };
-    let relationships = serde_json::json!({});
-    let mut routes = serde_json::Map::new();
-    for r in &cx.topology.routes {
-        let url = r.url.replace("{default}", &cx.url.trim_start_matches("http://").trim_end_matches('/').to_string());
-        let v = match &r.kind {
-            RouteKind::Upstream { app, .. } => serde_json::json!({
-                "type": "upstream", "upstream": app, "original_url": r.url,
-                "primary": r.primary, "id": r.id,
-            }),
-            RouteKind::Redirect { to, .. } => serde_json::json!({
-                "type": "redirect", "to": to, "original_url": r.url,
-                "primary": r.primary, "id": r.id,
-            }),
-        };
-        routes.insert(url, v);
+    let relationships = platform_env::relationships_json(cx.topology, app);
+    let base = platform_env::UrlBase::from_url(cx.url).unwrap_or_else(|| platform_env::UrlBase {
+        scheme: "http".into(),
+        host: cx.url.trim_start_matches("http://").trim_end_matches('/').to_string(),
+        port: None,
+    });
+    let mut routes = platform_env::routes_json(cx.topology, &base);
+    if routes.as_object().is_none_or(|m| m.is_empty()) {
+        routes = serde_json::json!({
+            cx.url: {"type": "upstream", "upstream": app.name, "original_url": "http://{default}/", "primary": true, "id": null, "attributes": {}},
+        });
     }
-    if routes.is_empty() {
-        routes.insert(
-            cx.url.to_string(),
-            serde_json::json!({"type": "upstream", "upstream": app.name, "original_url": "http://{default}/", "primary": true}),
-        );
-    }
-    let routes = serde_json::Value::Object(routes);
+    let variables = platform_env::variables_json(app);
     let mut env = BTreeMap::new();
     // Variables of the config first, so that the platform's own cannot be overridden.
     for (k, v) in app.env_vars() {
@@ -229,6 +222,7 @@ pub fn app_env(app: &Application, cx: &EnvContext<'_>) -> BTreeMap<String, Strin
         ("PLATFORM_TREE_ID", cx.tree_id.to_string()),
         ("PLATFORM_RELATIONSHIPS", b64(&relationships)),
         ("PLATFORM_ROUTES", b64(&routes)),
+        ("PLATFORM_VARIABLES", b64(&variables)),
         ("PLATFORM_DIR", "/app".to_string()),
     ];
     for (k, v) in fixed {
@@ -255,6 +249,58 @@ mod tests {
         assert!(is_dns_label(&long), "{long}");
         let (sym, _) = env_name_of_branch("___");
         assert!(is_dns_label(&sym), "{sym}");
+    }
+
+    #[test]
+    fn app_env_has_platform_shaped_routes_and_relationships() {
+        let mut app = Application { name: "app".into(), ..Default::default() };
+        app.relationships.insert("database".into(), "db:postgresql".into());
+        app.variables.entry("env".into()).or_default().insert("MODE".into(), serde_json::json!("x"));
+        let topology = Topology {
+            applications: vec![app.clone()],
+            services: vec![slipway_config::Service {
+                name: "db".into(),
+                r#type: "postgresql".into(),
+                version: "16".into(),
+                disk: Some(1024),
+                configuration: serde_json::Value::Null,
+            }],
+            routes: vec![slipway_config::Route {
+                url: "https://{default}/".into(),
+                kind: RouteKind::Upstream { app: "app".into(), endpoint: "http".into() },
+                primary: true,
+                id: None,
+                attributes: Default::default(),
+            }],
+        };
+        let cx = EnvContext {
+            project: "demo",
+            env: "main",
+            branch: "main",
+            tree_id: "abc",
+            port: 10001,
+            url: "http://main.demo.localhost:8080/",
+            topology: &topology,
+        };
+        let env = app_env(&app, &cx);
+        let decode = |k: &str| -> serde_json::Value {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(&env[k]).unwrap();
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        let routes = decode("PLATFORM_ROUTES");
+        let r = &routes["http://main.demo.localhost:8080/"];
+        assert_eq!(r["upstream"], "app");
+        assert_eq!(r["primary"], true);
+        assert_eq!(r["original_url"], "https://{default}/");
+        let rels = decode("PLATFORM_RELATIONSHIPS");
+        assert_eq!(rels["database"][0]["host"], "database.internal");
+        assert_eq!(rels["database"][0]["scheme"], "pgsql");
+        assert_eq!(rels["database"][0]["port"], 5432);
+        assert_eq!(decode("SLIPWAY_RELATIONSHIPS"), rels);
+        assert_eq!(decode("PLATFORM_VARIABLES")["env:MODE"], "x");
+        assert_eq!(env["MODE"], "x");
+        assert_eq!(env["PORT"], "10001");
+        assert_eq!(env["PLATFORM_APPLICATION_NAME"], "app");
     }
 
     #[test]

@@ -98,6 +98,8 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// zstd level of slugs.
     pub slug_level: i32,
+    /// Largest compressed slug a build may produce (bytes).
+    pub slug_max_size: u64,
 }
 
 impl Settings {
@@ -113,6 +115,7 @@ impl Settings {
             hook_timeout: Duration::from_secs(600),
             drain_timeout: Duration::from_secs(30),
             slug_level: 3,
+            slug_max_size: slipway_slug::DEFAULT_MAX_SIZE,
         }
     }
 }
@@ -155,6 +158,10 @@ impl DataDir {
     /// Build folders of builds in progress.
     pub fn builds(&self) -> PathBuf {
         self.root.join("builds")
+    }
+    /// The persistent build cache of an app in an environment (kept between builds).
+    pub fn build_cache(&self, project: &str, env: &str, app: &str) -> PathBuf {
+        self.root.join("cache").join(project).join(env).join(app)
     }
     /// The output of an app's containers.
     pub fn app_log(&self, project: &str, env: &str, app: &str) -> PathBuf {
@@ -281,9 +288,9 @@ impl Platform {
         PushPipeline::new(self.clone(), project.to_string(), user.clone())
     }
 
-    /// Limits applied to received packs.
+    /// Limits applied to received packs (defaults, or the `SLIPWAY_MAX_*` environment variables).
     pub fn receive_limits(&self) -> slipway_git::receive::Limits {
-        slipway_git::receive::Limits::default()
+        slipway_git::receive::Limits::from_env()
     }
 
     /// The lock serializing deploys of one environment.

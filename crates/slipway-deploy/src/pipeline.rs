@@ -94,13 +94,12 @@ async fn deploy_inner(
     let live_topology = live
         .as_ref()
         .and_then(|r| serde_json::from_value::<slipway_config::Topology>(r.topology.clone()).ok());
-    diff::run(topology, live_topology.as_ref(), out);
+    // TODO(lead): push option `-o allow-service-upgrade`.
+    let allow_service_upgrade = false;
+    diff::run(topology, live_topology.as_ref(), allow_service_upgrade, out)?;
 
-    // build (+ slug), each app
-    let mut built = Vec::new();
-    for app in &topology.applications {
-        built.push(build::run(platform, repo, target.new, app, out).await?);
-    }
+    // build (+ slug): the changed apps, in parallel
+    let built = build::run_all(platform, repo, target, &topology.applications, out).await?;
 
     // provision
     let topo_json = serde_json::to_value(topology).unwrap_or_default();
@@ -120,9 +119,7 @@ async fn deploy_inner(
         .set_release_spec(release.id, &spec.to_json())
         .map_err(internal)?;
     if live.is_none() {
-        platform
-            .router()
-            .set_deploying(&switch::env_key(&target.project, &target.env), spec.hosts.clone());
+        switch::mark_deploying(platform, &target.project, &target.env, topology);
     }
 
     let result = async {

@@ -156,15 +156,20 @@ pub async fn run(
             labels.insert("dev.slipway.project".into(), target.project.clone());
             labels.insert("dev.slipway.environment".into(), target.env.clone());
             labels.insert("dev.slipway.app".into(), app.name.clone());
-            labels.insert("dev.slipway.release".into(), release.number.to_string());
             labels.insert("dev.slipway.tree-id".into(), app.tree.clone());
             labels.insert("dev.slipway.build-key".into(), app.build_key.clone());
-            labels.insert("dev.slipway.commit".into(), target.new.to_string());
+            // Nothing per release (number, commit, the port it runs on) goes into the image:
+            // the tag names the release, so a push that changes no app writes no new blob.
             let image = ReleaseImage {
                 tag: format!("{}.{}.r{}.{}", target.project, target.env, release.number, app.name),
                 slug: b.slug.clone(),
                 cmd: vec!["/bin/sh".into(), "-c".into(), app.start.clone()],
-                env: app.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+                env: app
+                    .env
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != "PORT")
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect(),
                 labels,
             };
             let p = platform.clone();

@@ -121,6 +121,9 @@ impl PushPipeline {
             short(&update.new.to_string()),
             self.project
         ));
+        if !push.options.is_empty() {
+            out.line(&format!("-----> push options: {}", push.options.join(", ")));
+        }
         let target = DeployTarget {
             project: self.project.clone(),
             env: env.clone(),

@@ -48,7 +48,7 @@ pub async fn restore(platform: &Arc<Platform>) -> Result<(), DeployError> {
         };
         let p = platform.clone();
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = bring_up(&p, &r.project, &r.environment, &spec).await {
+            if let Err(e) = bring_up(&p, &r, &spec).await {
                 warn!(project = %r.project, env = %r.environment, "could not bring release {} back: {e}", r.number);
             }
         }));
@@ -59,7 +59,8 @@ pub async fn restore(platform: &Arc<Platform>) -> Result<(), DeployError> {
     Ok(())
 }
 
-async fn bring_up(platform: &Arc<Platform>, project: &str, env: &str, spec: &ReleaseSpec) -> Result<(), String> {
+async fn bring_up(platform: &Arc<Platform>, release: &slipway_state::Release, spec: &ReleaseSpec) -> Result<(), String> {
+    let (project, env) = (release.project.as_str(), release.environment.as_str());
     slipway_runtime::netns::ensure(&spec.netns).map_err(|e| e.to_string())?;
     let mut adopted = true;
     for app in &spec.apps {
@@ -80,7 +81,7 @@ async fn bring_up(platform: &Arc<Platform>, project: &str, env: &str, spec: &Rel
             health::wait_app(platform, spec, app, platform.settings().health_timeout, &log).await?;
         }
     }
-    switch::route(platform, project, env, spec);
+    switch::route(platform, release, spec);
     info!(project, env, adopted, "environment up");
     Ok(())
 }

@@ -1,26 +1,52 @@
 //! Phase **retire**: the old release keeps its containers until its in-flight
 //! requests finished (or the drain timeout passed), then they stop. Runs in
 //! the background so the push ends as soon as the new release is live.
+//!
+//! Its kept-alive upstream connections were closed by the switch (each after
+//! its current request). Upgraded connections (WebSockets) stay open until the
+//! drain timeout ends; then the router closes them in order, and the
+//! containers stop.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use slipway_router::Route;
+use slipway_router::LiveRelease;
 
 use crate::environment::ReleaseSpec;
 use crate::Platform;
 
-/// Retire `old` (the spec of the release that was live) after draining `route`.
-pub fn spawn(platform: Arc<Platform>, old: ReleaseSpec, route: Option<Arc<Route>>) {
+/// How long closed upgraded connections may take to end before the containers stop.
+const UPGRADE_CLOSE_GRACE: Duration = Duration::from_secs(3);
+
+/// Retire `old` (the spec of the release that was live) after draining `release`.
+pub fn spawn(platform: Arc<Platform>, old: ReleaseSpec, release: Option<Arc<LiveRelease>>) {
     tokio::spawn(async move {
-        if let Some(route) = route {
-            let timeout = platform.settings().drain_timeout;
-            if !route.drained(timeout).await {
-                tracing::warn!(
-                    release = %route.upstream().release,
-                    "drain timeout: {} request(s) still in flight", route.in_flight()
-                );
-            }
+        if let Some(release) = release {
+            drain(&release, platform.settings().drain_timeout).await;
         }
-        crate::provision::remove_release(&platform, &old, std::time::Duration::from_secs(3)).await;
+        crate::provision::remove_release(&platform, &old, Duration::from_secs(3)).await;
     });
+}
+
+/// Wait for `release`'s in-flight requests to finish, at most `timeout`; then close its
+/// upgraded connections. Returns whether everything ended in time.
+pub async fn drain(release: &LiveRelease, timeout: Duration) -> bool {
+    if release.drained(timeout).await {
+        return true;
+    }
+    tracing::info!(
+        release = release.name(),
+        in_flight = release.in_flight(),
+        "drain timeout: closing what is left"
+    );
+    release.close_upgrades();
+    let done = release.drained(UPGRADE_CLOSE_GRACE).await;
+    if !done {
+        tracing::warn!(
+            release = release.name(),
+            "drain timeout: {} request(s) still in flight",
+            release.in_flight()
+        );
+    }
+    done
 }

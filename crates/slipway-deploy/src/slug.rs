@@ -1,12 +1,19 @@
 //! Phase **slug**: pack a built app folder into the archive as a
 //! content-addressed, deterministic tar+zstd OCI layer (written atomically),
 //! and remember its build key so the same build is never run twice.
+//!
+//! A slug over `Settings::slug_max_size` (compressed) fails the build with its
+//! size and its biggest entries. A failed or cancelled pack (the deploy was
+//! dropped) leaves nothing in the archive: the blob appears only once complete.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
-use slipway_slug::SlugInfo;
+use slipway_slug::{PackOptions, SlugInfo};
+
+use crate::build::CancelOnDrop;
 
 use crate::output::{format_size, Output};
 use crate::pipeline::PhaseError;
@@ -22,11 +29,23 @@ pub async fn run(
     started: Instant,
 ) -> Result<SlugInfo, PhaseError> {
     let p = platform.clone();
-    let level = platform.settings().slug_level;
-    let info = tokio::task::spawn_blocking(move || p.archive().put_slug_from_dir(&build_dir, level))
+    let cancel = Arc::new(AtomicBool::new(false));
+    // Dropping this future (a cancelled deploy) stops the packing thread.
+    let _cancel_on_drop = CancelOnDrop(cancel.clone());
+    let options = PackOptions {
+        level: platform.settings().slug_level,
+        max_size: Some(platform.settings().slug_max_size),
+        cancel: Some(cancel),
+    };
+    let info = tokio::task::spawn_blocking(move || p.archive().put_slug(&build_dir, &options))
         .await
         .map_err(|e| PhaseError::new("build", format!("packing the slug of {app}: {e}")))?
-        .map_err(|e| PhaseError::new("build", format!("packing the slug of {app}: {e}")))?;
+        .map_err(|e| match e {
+            slipway_slug::SlugError::TooBig { .. } => {
+                PhaseError::new("build", format!("{app}: {e}"))
+            }
+            e => PhaseError::new("build", format!("packing the slug of {app}: {e}")),
+        })?;
     platform
         .state()
         .record_build(build_key, &crate::build::encode_slug(&info))

@@ -2,13 +2,33 @@
 //! still points where the push said), then swap the route table so new
 //! requests go to the new release, then record it as live. The ref moves
 //! first so that what the branch says is what is live; if the ref moved
-//! under us, nothing is switched.
+//! under us, nothing is switched. New requests of the environment are held
+//! (bounded) while this happens.
+//!
+//! The routes of an environment come from the topology's routes (spec section 4):
+//!
+//! - `{default}` and `{all}` are the environment's host `ENV.PROJECT.DOMAIN` (Slipway
+//!   has one domain, so `{all}` is `{default}`); `https://www.{default}/` is
+//!   `www.ENV.PROJECT.DOMAIN`.
+//! - An explicit host (`https://www.example.com/`) is routed as written in the
+//!   production environment (`main`, or `master`) only. Elsewhere it becomes
+//!   `www.example.com.ENV.PROJECT.DOMAIN`, as Platform.sh does, so that a branch never
+//!   takes production's domain.
+//! - The router serves plain HTTP: an `https://` route is served on `http://`. When
+//!   both `http://` and `https://` routes exist for one host and path, the `https://`
+//!   one wins (the usual `http -> https` redirect would loop); a redirect to itself is
+//!   dropped.
+//! - A route path is a prefix (`/api` takes `/api` and `/api/...`); the longest wins.
+//! - A redirect (`type: redirect`, `to`, code 301 unless configured) keeps the rest of
+//!   the path and the query. A target host that the environment serves gets `http://`
+//!   and the router's port; other targets are used as written.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use slipway_config::{RouteKind, Topology};
 use slipway_git::Repo;
-use slipway_router::{Route, Upstream};
+use slipway_router::{EnvRoutes, LiveRelease, RouteAction, RouteRule, Upstream};
 use slipway_state::Release;
 
 use crate::environment::ReleaseSpec;
@@ -22,30 +42,216 @@ pub fn env_key(project: &str, env: &str) -> String {
     format!("{project}/{env}")
 }
 
-/// The upstream of a release: its routed app.
-pub fn upstream(spec: &ReleaseSpec) -> Option<Upstream> {
-    let app = spec
+/// Whether explicit hosts of route URLs apply to `env` as written.
+pub fn is_production(env: &str) -> bool {
+    env == "main" || env == "master"
+}
+
+/// The parts of a route URL pattern: scheme, host pattern, path (starting with `/`).
+fn split_url(url: &str) -> Option<(&str, &str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    // A port in a pattern means nothing to the router: it listens where it listens.
+    let host = match host.rfind(':') {
+        Some(i) if !host.ends_with('}') => &host[..i],
+        _ => host,
+    };
+    (!host.is_empty()).then_some((scheme, host, path))
+}
+
+/// How route URL patterns resolve for one environment.
+struct Resolver<'a> {
+    default_host: String,
+    production: bool,
+    platform: &'a Platform,
+}
+
+impl Resolver<'_> {
+    /// The host a host pattern stands for in this environment.
+    fn host(&self, pattern: &str) -> String {
+        let pattern = pattern.to_ascii_lowercase();
+        if pattern.contains("{default}") || pattern.contains("{all}") {
+            pattern
+                .replace("{default}", &self.default_host)
+                .replace("{all}", &self.default_host)
+        } else if self.production {
+            pattern
+        } else {
+            format!("{pattern}.{}", self.default_host)
+        }
+    }
+
+    /// The absolute URL a redirect target pattern stands for; `served` are the hosts
+    /// this environment serves.
+    fn target(&self, to: &str, served: &[String]) -> String {
+        let Some((scheme, host, path)) = split_url(to) else {
+            // A relative target (`/elsewhere`) is used as written.
+            return to.to_string();
+        };
+        let placeholder = host.contains('{');
+        let resolved = self.host(host);
+        if placeholder || served.contains(&resolved) {
+            let port = self.platform.settings().http_port;
+            if port == 80 {
+                format!("http://{resolved}{path}")
+            } else {
+                format!("http://{resolved}:{port}{path}")
+            }
+        } else {
+            format!("{scheme}://{host}{path}")
+        }
+    }
+}
+
+/// The routes of an environment running the release `spec`, from its topology.
+/// Without a topology (or without routes), every path of `ENV.PROJECT.DOMAIN` goes to
+/// the release's routed app.
+pub fn env_routes(
+    platform: &Platform,
+    project: &str,
+    env: &str,
+    release_name: &str,
+    spec: &ReleaseSpec,
+    topology: Option<&Topology>,
+) -> EnvRoutes {
+    let upstreams: Vec<(String, Upstream)> = spec
         .apps
         .iter()
-        .find(|a| Some(&a.name) == spec.routed_app.as_ref())
-        .or_else(|| spec.apps.first())?;
-    Some(Upstream {
-        release: app.container.clone(),
-        netns: Some(netns_path(&spec.netns)),
-        port: app.port,
-    })
+        .map(|app| {
+            (
+                app.name.clone(),
+                Upstream {
+                    release: app.container.clone(),
+                    netns: Some(netns_path(&spec.netns)),
+                    port: app.port,
+                },
+            )
+        })
+        .collect();
+    let resolver = Resolver {
+        default_host: platform.env_host(project, env),
+        production: is_production(env),
+        platform,
+    };
+    let routes = topology.map(|t| t.routes.as_slice()).unwrap_or_default();
+    // https:// routes first: for one host and path, they win over http:// ones.
+    let mut ordered: Vec<&slipway_config::Route> = routes.iter().collect();
+    ordered.sort_by_key(|r| !r.url.starts_with("https://"));
+    let parsed: Vec<(String, String, &RouteKind)> = ordered
+        .iter()
+        .filter_map(|r| {
+            let (_, host, path) = split_url(&r.url)?;
+            Some((resolver.host(host), path.to_string(), &r.kind))
+        })
+        .collect();
+    let served: Vec<String> = parsed.iter().map(|(h, _, _)| h.clone()).collect();
+    let mut rules = Vec::new();
+    for (host, path, kind) in parsed {
+        let action = match kind {
+            RouteKind::Upstream { app, .. } => {
+                if !upstreams.iter().any(|(name, _)| name == app) {
+                    tracing::warn!(project, env, app = %app, "route to an app the release does not have: skipped");
+                    continue;
+                }
+                RouteAction::Upstream(app.clone())
+            }
+            RouteKind::Redirect { to, code } => {
+                let to = resolver.target(to, &served);
+                let own = format!("{host}{path}");
+                let same = split_url(&to)
+                    .is_some_and(|(_, h, p)| format!("{}{p}", h.to_ascii_lowercase()) == own);
+                if same {
+                    tracing::info!(project, env, host = %host, "a redirect to itself is not routed (the router serves http only)");
+                    continue;
+                }
+                RouteAction::Redirect { to, code: *code }
+            }
+        };
+        rules.push(RouteRule { host, path, action });
+    }
+    if rules.is_empty() {
+        let routed = spec
+            .apps
+            .iter()
+            .find(|a| Some(&a.name) == spec.routed_app.as_ref())
+            .or_else(|| spec.apps.first());
+        if let Some(app) = routed {
+            rules.push(RouteRule {
+                host: resolver.default_host.clone(),
+                path: "/".into(),
+                action: RouteAction::Upstream(app.name.clone()),
+            });
+        }
+    }
+    EnvRoutes {
+        release: release_name.to_string(),
+        upstreams,
+        rules,
+    }
+}
+
+/// The hosts of an environment's routes, for the "being deployed" answer of a first deploy.
+pub fn hosts(platform: &Platform, project: &str, env: &str, topology: &Topology) -> Vec<String> {
+    let resolver = Resolver {
+        default_host: platform.env_host(project, env),
+        production: is_production(env),
+        platform,
+    };
+    let mut hosts: Vec<String> = Vec::new();
+    for route in &topology.routes {
+        if let Some((_, host, _)) = split_url(&route.url) {
+            let host = resolver.host(host);
+            if !hosts.contains(&host) {
+                hosts.push(host);
+            }
+        }
+    }
+    if hosts.is_empty() {
+        hosts.push(resolver.default_host);
+    }
+    hosts
+}
+
+/// Mark the hosts of an environment deployed for the first time: 503 until it is live.
+pub fn mark_deploying(platform: &Platform, project: &str, env: &str, topology: &Topology) {
+    platform
+        .router()
+        .set_deploying(&env_key(project, env), hosts(platform, project, env, topology));
+}
+
+/// The topology a release was deployed with.
+fn topology_of(release: &Release) -> Option<Topology> {
+    serde_json::from_value(release.topology.clone()).ok()
 }
 
 /// Point the routes of an environment at a release (no ref involved: restore, rollback).
-pub fn route(platform: &Platform, project: &str, env: &str, spec: &ReleaseSpec) -> Option<Arc<Route>> {
-    let up = upstream(spec)?;
-    platform
+/// Returns the previously live release, to drain and retire.
+pub fn route(platform: &Platform, release: &Release, spec: &ReleaseSpec) -> Option<Arc<LiveRelease>> {
+    let routes = env_routes(
+        platform,
+        &release.project,
+        &release.environment,
+        &format!("release {}", release.number),
+        spec,
+        topology_of(release).as_ref(),
+    );
+    match platform
         .router()
-        .switch(&env_key(project, env), spec.hosts.clone(), up)
+        .switch(&env_key(&release.project, &release.environment), routes)
+    {
+        Ok(old) => old,
+        Err(e) => {
+            tracing::error!(project = %release.project, env = %release.environment, "routing release {}: {e}", release.number);
+            None
+        }
+    }
 }
 
 /// Move the ref, switch the routes, record the release as live.
-/// Returns the route of the previous release, to drain.
+/// Returns the previously live release, to drain.
 pub fn run(
     platform: &Arc<Platform>,
     repo: &Repo,
@@ -53,8 +259,22 @@ pub fn run(
     release: &Release,
     spec: &ReleaseSpec,
     out: &Output,
-) -> Result<Option<Arc<Route>>, PhaseError> {
+) -> Result<Option<Arc<LiveRelease>>, PhaseError> {
     let t = Instant::now();
+    let routes = env_routes(
+        platform,
+        &target.project,
+        &target.env,
+        &format!("release {}", release.number),
+        spec,
+        topology_of(release).as_ref(),
+    );
+    routes
+        .validate()
+        .map_err(|e| PhaseError::new("switch routes", e.to_string()))?;
+    let key = env_key(&target.project, &target.env);
+    // New requests wait while the ref and the routes move (bounded by the router).
+    let hold = platform.router().hold(&key);
     let expected = if target.old.is_null() { None } else { Some(target.old) };
     repo.update_ref(
         &target.refname,
@@ -68,15 +288,35 @@ pub fn run(
             format!("{} changed while deploying ({e}): fetch first, then push again", target.refname),
         )
     })?;
-    let old = route(platform, &target.project, &target.env, spec);
+    let hosts = routes.hosts();
+    let old = platform
+        .router()
+        .switch(&key, routes)
+        .map_err(|e| PhaseError::new("switch routes", e.to_string()))?;
     if let Err(e) = platform.state().make_live(release) {
         // The ref and the routes are switched; the state catches up at the next start.
         tracing::error!("recording release {} as live: {e}", release.number);
     }
+    drop(hold);
     out.phase_done(
         "switch routes",
-        &format!("{} -> release {}", spec.hosts.join(", "), release.number),
+        &format!("{} -> release {}", hosts.join(", "), release.number),
         t,
     );
     Ok(old)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_route_urls() {
+        assert_eq!(split_url("https://{default}/"), Some(("https", "{default}", "/")));
+        assert_eq!(split_url("http://www.{default}/api/v1"), Some(("http", "www.{default}", "/api/v1")));
+        assert_eq!(split_url("https://example.com"), Some(("https", "example.com", "/")));
+        assert_eq!(split_url("https://example.com:8443/x"), Some(("https", "example.com", "/x")));
+        assert_eq!(split_url("https:///x"), None);
+        assert_eq!(split_url("/relative"), None);
+    }
 }

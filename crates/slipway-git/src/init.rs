@@ -11,11 +11,18 @@ use crate::GitError;
 /// - `receive.advertisePushOptions`, `receive.denyDeleteCurrent=false`: consistent behaviour
 ///   if the stock `git receive-pack` is ever pointed at the repository.
 /// - `gc.autoDetach=false`: an automatic gc never races a push in the background.
-const CONFIG: &[(&str, &str)] = &[
+/// - `uploadpack.allowFilter`, `uploadpack.allowReachableSHA1InWant`: partial clones
+///   (`--filter=blob:none`) and their lazy fetches of missing blobs.
+/// - `receive.fsckObjects`, `transfer.fsckObjects`: the stock git tools check objects too.
+pub const CONFIG: &[(&str, &str)] = &[
     ("core.logAllRefUpdates", "true"),
     ("receive.advertisePushOptions", "true"),
     ("receive.denyDeleteCurrent", "false"),
     ("gc.autoDetach", "false"),
+    ("uploadpack.allowFilter", "true"),
+    ("uploadpack.allowReachableSHA1InWant", "true"),
+    ("receive.fsckObjects", "true"),
+    ("transfer.fsckObjects", "true"),
 ];
 
 /// Creates a bare repository at `path` if missing (idempotent): `HEAD` points at

@@ -14,6 +14,6 @@ mod source;
 
 pub use error::GitError;
 pub use gix::ObjectId;
-pub use init::init_bare;
+pub use init::{init_bare, CONFIG as REPO_CONFIG};
 pub use repo::Repo;
 pub use source::CommitSource;

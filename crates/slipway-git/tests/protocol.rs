@@ -402,3 +402,66 @@ async fn thin_pack_is_completed_from_existing_objects() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Writes `data` as an object of `kind` without checks (like a hostile client can).
+fn literally(work: &Path, kind: &str, data: &[u8]) -> String {
+    let out = git_stdin(work, &["hash-object", "-t", kind, "--literally", "-w", "--stdin"], data);
+    String::from_utf8(out).unwrap().trim().to_string()
+}
+
+#[tokio::test]
+async fn malformed_objects_are_refused_before_anything_is_stored() {
+    let (_dir, work, server, repo) = setup();
+    let readme = git(&work, &["rev-parse", "HEAD:a.txt"]);
+    let mut raw_tree = b"100644 .git\0".to_vec();
+    raw_tree.extend((0..40).step_by(2).map(|i| u8::from_str_radix(&readme[i..i + 2], 16).unwrap()));
+    let tree = literally(&work, "tree", &raw_tree);
+    let commit = literally(
+        &work,
+        "commit",
+        format!("tree {tree}\nauthor A <a@b> 1 +0000\ncommitter C <c@d> 1 +0000\n\nx\n").as_bytes(),
+    );
+    let pack = git_stdin(&work, &["pack-objects", "--stdout", "--revs"], format!("{commit}\n").as_bytes());
+    let mut req = pkt(&format!("{ZERO} {commit} refs/heads/main\0report-status side-band-64k\n"));
+    req.extend_from_slice(b"0000");
+    req.extend_from_slice(&pack);
+    let handler = Accept::default();
+    let (result, output) = converse(&repo, req, &handler, &Limits::default()).await;
+    assert!(matches!(result, Err(ReceiveError::Pack(_))), "{result:?}");
+    let (band1, _, _) = demux(&output);
+    let report = String::from_utf8_lossy(&band1);
+    assert!(report.contains(&format!("unpack object {tree}: hasDotgit")), "{report}");
+    assert!(report.contains("ng refs/heads/main unpacker error"), "{report}");
+    assert_eq!(object_files(&server), Vec::<String>::new(), "nothing stored");
+    assert_eq!(handler.calls.load(Ordering::SeqCst), 0);
+
+    // The same history without the bad tree goes in, and no quarantine is left.
+    let pack = full_pack(&work);
+    let mut req = create_main(&work, "report-status");
+    req.extend_from_slice(&pack);
+    let (result, _) = converse(&repo, req, &handler, &Limits::default()).await;
+    assert!(result.is_ok(), "{result:?}");
+    let leftovers: Vec<_> = std::fs::read_dir(server.join("objects"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("incoming"))
+        .collect();
+    assert!(leftovers.is_empty());
+    assert!(!object_files(&server).is_empty());
+}
+
+#[tokio::test]
+async fn objects_beyond_the_size_limit_are_refused() {
+    let (_dir, work, server, repo) = setup();
+    let pack = full_pack(&work);
+    let mut req = create_main(&work, "report-status");
+    req.extend_from_slice(&pack);
+    let limits = Limits {
+        max_object_bytes: 4,
+        ..Limits::default()
+    };
+    let (result, output) = converse(&repo, req, &Accept::default(), &limits).await;
+    assert!(matches!(result, Err(ReceiveError::Pack(receive::PackError::ObjectTooLarge(4)))), "{result:?}");
+    assert!(String::from_utf8_lossy(&output).contains("expands beyond the limit of 4 bytes"));
+    assert_eq!(object_files(&server), Vec::<String>::new());
+}

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-/// Timeouts of the router.
+/// Timeouts and limits of the router.
 #[derive(Clone, Debug)]
 pub struct RouterConfig {
     /// How long to wait for a TCP connection to an upstream (default 5 s); then 502.
@@ -10,9 +10,34 @@ pub struct RouterConfig {
     /// How long to wait for the upstream's response headers once the request was sent
     /// (default 60 s; `None`: wait forever); then 504. Bodies are never time-limited.
     pub request_timeout: Option<Duration>,
+    /// How long a client may take to send a request's headers, and how long a client's
+    /// kept-alive connection may stay idle before the router closes it (default 60 s).
+    pub client_idle_timeout: Duration,
+    /// While an environment's routes are being switched, how long a new request for it
+    /// may be held before it goes on with the routes as they are (default 5 s).
+    pub hold_timeout: Duration,
     /// After `serve`'s shutdown future resolved: how long in-flight requests may take to
     /// finish before their connections are dropped (default 30 s).
     pub drain_timeout: Duration,
+    /// Idle kept-alive connections kept per upstream (default 256).
+    pub pool_max_idle: usize,
+    /// An upstream connection idle longer than this is not reused (default 1 s: below the
+    /// keep-alive timeout of common app servers, e.g. gunicorn's 2 s and Node's 5 s, so
+    /// that the app does not close it just as the router reuses it).
+    pub pool_idle_timeout: Duration,
+    /// Worker threads serving clients, each with its own single-threaded runtime and its
+    /// own share of every connection pool, so that a request and its upstream connection
+    /// stay on one thread (default `None`: one per CPU).
+    pub workers: Option<usize>,
+}
+
+impl RouterConfig {
+    /// The number of worker threads `serve` runs.
+    pub fn worker_count(&self) -> usize {
+        self.workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .clamp(1, 256)
+    }
 }
 
 impl Default for RouterConfig {
@@ -20,7 +45,12 @@ impl Default for RouterConfig {
         RouterConfig {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Some(Duration::from_secs(60)),
+            client_idle_timeout: Duration::from_secs(60),
+            hold_timeout: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(30),
+            pool_max_idle: 256,
+            pool_idle_timeout: Duration::from_secs(1),
+            workers: None,
         }
     }
 }

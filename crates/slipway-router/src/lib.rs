@@ -1,30 +1,41 @@
-//! The Slipway HTTP router: a reverse proxy from the `Host` header to an environment and
-//! on to that environment's live release, an app listening on `127.0.0.1:PORT` inside the
-//! environment's network namespace.
+//! The Slipway HTTP router: a reverse proxy from the `Host` header and the path to an
+//! environment's rule, and on to one app of the environment's live release, listening on
+//! `127.0.0.1:PORT` inside the environment's network namespace.
 //!
+//! - Routes of an environment ([`EnvRoutes`]): rules host + path prefix -> app or
+//!   redirect; the longest matching prefix of a host wins.
 //! - The route table is one immutable value swapped atomically ([`Router::switch`]);
 //!   reading it takes no lock.
-//! - Switching loses no request: requests in flight on the old release finish there (each
-//!   [`Route`] counts them until the response body is sent; [`Route::drained`] waits for
-//!   zero), new requests go to the new release.
-//! - Clients speak HTTP/1.1 (keep-alive) or h2c; upstreams are spoken to in HTTP/1.1, one
-//!   connection per request. HTTP/1.1 upgrades (WebSocket) are passed through.
+//! - Switching loses no request: requests in flight on the old release finish there (a
+//!   [`LiveRelease`] counts them until the response body is sent; [`LiveRelease::drained`]
+//!   waits for zero), new requests go to the new release. [`Router::hold`] holds new
+//!   requests of an environment (bounded) while a switch must look atomic.
+//! - Upstream connections are HTTP/1.1, kept alive in a pool per app of each release;
+//!   a retired release's connections close after their current request. Sockets into a
+//!   network namespace are made by one kept thread per namespace (no per-request cost).
+//! - Clients speak HTTP/1.1 (keep-alive) or h2c; HTTP/1.1 upgrades (WebSocket) are passed
+//!   through and closed by [`LiveRelease::close_upgrades`] at the drain timeout.
 //! - Router answers: unknown host 404, first deploy in progress 503 + `Retry-After: 5`,
 //!   upstream unreachable 502, upstream headers too slow 504; short plain text.
 
 mod body;
 mod config;
+mod gate;
 mod headers;
 mod netns;
+mod pool;
 mod probe;
 mod proxy;
-mod route;
+mod release;
 mod router;
+mod routes;
 mod server;
 mod table;
 
 pub use config::RouterConfig;
+pub use gate::Hold;
 pub use netns::{connect, forget_netns, netns_threads};
 pub use probe::{probe_http, ProbeError};
-pub use route::{Route, Upstream};
+pub use release::LiveRelease;
 pub use router::Router;
+pub use routes::{EnvRoutes, RouteAction, RouteError, RouteRule, Upstream};

@@ -1,25 +1,35 @@
-//! Handling one client request: pick the route, forward to the upstream, stream back.
+//! Handling one client request: pick the rule, answer a redirect or forward to the
+//! upstream over a pooled connection, stream the answer back.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
+use hyper::http::request::Parts;
 use hyper::http::uri::PathAndQuery;
-use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::body::{full, GuardedBody, ProxyBody};
+use crate::gate::Gate;
 use crate::headers::{
     add_forwarded, ensure_request_id, strip_hop_by_hop, wants_upgrade, X_REQUEST_ID,
 };
-use crate::netns;
-use crate::route::InFlightGuard;
+use crate::pool::{Pool, ReqBody, Sender};
+use crate::release::{InFlightGuard, LiveRelease};
 use crate::router::Router;
-use crate::table::Target;
+use crate::table::{redirect_location, Action, HostTarget};
 
-/// How often route selection retries when a switch happens while it picks a route.
+/// How often route selection retries when a switch happens while it picks a release.
 const MAX_ROUTE_RETRIES: usize = 16;
+/// How many times a request is sent again after its upstream connection failed in a way
+/// that proves the request was not processed.
+const MAX_SEND_RETRIES: usize = 3;
+/// How long a closed upgraded connection waits for the client's end of stream.
+const LINGER: Duration = Duration::from_secs(2);
 
 /// Answer one client request.
 pub(crate) async fn handle(
@@ -32,11 +42,7 @@ pub(crate) async fn handle(
         Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
         None => req.headers().get(header::HOST).cloned(),
     };
-    let Some(host) = host_value
-        .as_ref()
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-    else {
+    let Some(host) = host_value.as_ref().and_then(|v| v.to_str().ok()) else {
         return page(
             StatusCode::BAD_REQUEST,
             "400 Bad Request: the request names no host.\n",
@@ -45,8 +51,15 @@ pub(crate) async fn handle(
     };
     let request_id = ensure_request_id(req.headers_mut());
 
-    let guard = match pick_route(router, &host) {
-        Picked::Live(guard) => guard,
+    match pick(router, host, req.uri()).await {
+        Picked::Live(guard, pool) => {
+            forward(router, client, req, host_value, request_id, guard, pool).await
+        }
+        Picked::Redirect(location, code) => {
+            let mut resp = page(code, "Moved.\n", Some(&request_id));
+            resp.headers_mut().insert(header::LOCATION, location);
+            resp
+        }
         Picked::Deploying => {
             let mut resp = page(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -55,50 +68,90 @@ pub(crate) async fn handle(
             );
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            return resp;
+            resp
         }
         Picked::Unknown => {
             tracing::debug!(host = %host, "no route for host");
-            return page(
+            page(
                 StatusCode::NOT_FOUND,
                 "404 Not Found: nothing is deployed at this address.\n",
                 Some(&request_id),
-            );
-        }
-    };
-    forward(router, client, req, host_value, request_id, guard).await
-}
-
-enum Picked {
-    Live(InFlightGuard),
-    Deploying,
-    Unknown,
-}
-
-/// Find the host's target and, for a live route, count the request in on it.
-///
-/// The count is taken before a second look at the table: if that look still shows the same
-/// route, any switch away from it happens later, so whoever waits for the old route to
-/// drain sees this request.
-fn pick_route(router: &Router, host: &str) -> Picked {
-    let mut attempt = 0;
-    loop {
-        let table = router.table.load();
-        let route = match table.lookup(host) {
-            None => return Picked::Unknown,
-            Some(Target::Deploying) => return Picked::Deploying,
-            Some(Target::Live(route)) => route,
-        };
-        let guard = route.enter();
-        attempt += 1;
-        let still = matches!(router.table.load().lookup(host), Some(Target::Live(now)) if Arc::ptr_eq(now, route));
-        if still || attempt >= MAX_ROUTE_RETRIES {
-            return Picked::Live(guard);
+            )
         }
     }
 }
 
-/// Send the request to the guard's upstream and stream its answer back.
+enum Picked {
+    Live(InFlightGuard, Arc<Pool>),
+    Redirect(HeaderValue, StatusCode),
+    Deploying,
+    Unknown,
+}
+
+enum Step {
+    Done(Picked),
+    Wait(Arc<Gate>),
+    Retry,
+}
+
+/// Find the rule for the request and, for an upstream, count the request in on its
+/// release. Waits (bounded) while the environment's routes are held.
+async fn pick(router: &Router, host: &str, uri: &Uri) -> Picked {
+    let mut may_wait = true;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match step(router, host, uri, may_wait, attempt >= MAX_ROUTE_RETRIES) {
+            Step::Done(picked) => return picked,
+            Step::Wait(gate) => {
+                may_wait = false;
+                if !gate.wait_open(router.config.hold_timeout).await {
+                    tracing::warn!(host, "routes held longer than the hold timeout; going on");
+                }
+            }
+            Step::Retry => {}
+        }
+    }
+}
+
+fn step(router: &Router, host: &str, uri: &Uri, may_wait: bool, last: bool) -> Step {
+    let table = router.table.load();
+    let Some(entry) = table.lookup(host) else {
+        return Step::Done(Picked::Unknown);
+    };
+    if may_wait && entry.gate.is_closed() {
+        return Step::Wait(Arc::clone(&entry.gate));
+    }
+    let release = match &entry.target {
+        HostTarget::Deploying => return Step::Done(Picked::Deploying),
+        HostTarget::Live { release, .. } => release,
+    };
+    let path = uri.path();
+    let Some(rule) = entry.rule_for(path) else {
+        return Step::Done(Picked::Unknown);
+    };
+    match &rule.action {
+        Action::Redirect { to, code } => match redirect_location(to, &rule.prefix, path, uri.query()) {
+            Some(location) => Step::Done(Picked::Redirect(location, *code)),
+            None => Step::Done(Picked::Unknown),
+        },
+        Action::Upstream(index) => {
+            let Some(pool) = release.pool(*index) else {
+                return Step::Done(Picked::Unknown);
+            };
+            // Counted in before the retired flag is read: a switch that retires the release
+            // after this point sees the request in `drained`; one that retired it before
+            // is seen here, and the table is read again.
+            let guard = release.enter();
+            if release.is_retired() && !last {
+                return Step::Retry;
+            }
+            Step::Done(Picked::Live(guard, Arc::clone(pool)))
+        }
+    }
+}
+
+/// Send the request to the pool's upstream and stream its answer back.
 async fn forward(
     router: &Router,
     client: SocketAddr,
@@ -106,8 +159,8 @@ async fn forward(
     host_value: Option<HeaderValue>,
     request_id: HeaderValue,
     guard: InFlightGuard,
+    pool: Arc<Pool>,
 ) -> Response<ProxyBody> {
-    let upstream = guard.route().upstream().clone();
     let upgrade = (req.version() == Version::HTTP_11 && wants_upgrade(req.headers()))
         .then(|| req.headers().get(header::UPGRADE).cloned())
         .flatten();
@@ -128,94 +181,48 @@ async fn forward(
             parts.headers.insert(header::HOST, host.clone());
         }
     }
-    parts.uri = origin_form(&parts.uri);
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        parts.uri = origin_form(&parts.uri);
+    }
     parts.version = Version::HTTP_11;
-    let method = parts.method.clone();
-    let path = parts.uri.clone();
 
-    let config = &router.config;
-    let stream = match tokio::time::timeout(
-        config.connect_timeout,
-        netns::connect(upstream.netns.as_deref(), upstream.port),
-    )
-    .await
-    {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(err)) => {
-            tracing::warn!(release = %upstream.release, port = upstream.port, error = %err, request_id = ?request_id, "upstream connect failed");
-            return bad_gateway(&request_id);
-        }
-        Err(_) => {
-            tracing::warn!(release = %upstream.release, port = upstream.port, request_id = ?request_id, "upstream connect timed out");
-            return bad_gateway(&request_id);
-        }
-    };
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
-    {
+    let sent = send(router, &pool, parts, body, client_upgrade.is_some()).await;
+    let (mut resp, sender) = match sent {
         Ok(pair) => pair,
-        Err(err) => {
-            tracing::warn!(release = %upstream.release, error = %err, "upstream handshake failed");
-            return bad_gateway(&request_id);
-        }
-    };
-    // Until the response headers arrived, giving up on the request (timeout, or the client
-    // went away and hyper dropped this future) also closes the upstream connection.
-    let connection = AbortOnDrop(Some(tokio::spawn(async move {
-        if let Err(err) = conn.with_upgrades().await {
-            tracing::debug!(error = %err, "upstream connection ended with an error");
-        }
-    })));
-
-    let sent = sender.send_request(Request::from_parts(parts, body));
-    let result = match config.request_timeout {
-        Some(limit) => match tokio::time::timeout(limit, sent).await {
-            Ok(result) => result,
-            Err(_) => {
-                tracing::warn!(release = %upstream.release, %method, %path, request_id = ?request_id, "upstream response timed out");
-                return page(
+        Err(failure) => {
+            let upstream = pool.upstream();
+            tracing::warn!(release = %upstream.release, port = upstream.port, error = %failure, request_id = ?request_id, "upstream request failed");
+            return match failure {
+                SendFailure::Timeout => page(
                     StatusCode::GATEWAY_TIMEOUT,
                     "504 Gateway Timeout: the application did not answer in time.\n",
                     Some(&request_id),
-                );
-            }
-        },
-        None => sent.await,
-    };
-    let mut resp = match result {
-        Ok(resp) => resp,
-        Err(err) => {
-            tracing::warn!(release = %upstream.release, %method, %path, error = %err, request_id = ?request_id, "upstream request failed");
-            return bad_gateway(&request_id);
+                ),
+                _ => bad_gateway(&request_id),
+            };
         }
     };
-    // From here on the connection lives as long as the response body (or upgrade) needs it.
-    connection.disarm();
-    tracing::debug!(release = %upstream.release, %method, %path, status = resp.status().as_u16(), "proxied");
 
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client_upgrade) = client_upgrade {
-            let upstream_upgrade = hyper::upgrade::on(&mut resp);
-            tokio::spawn(async move {
-                // The upgraded stream stays counted in flight on its route.
-                let _guard = guard;
-                match tokio::try_join!(client_upgrade, upstream_upgrade) {
-                    Ok((client_io, upstream_io)) => {
-                        let mut client_io = TokioIo::new(client_io);
-                        let mut upstream_io = TokioIo::new(upstream_io);
-                        if let Err(err) =
-                            tokio::io::copy_bidirectional(&mut client_io, &mut upstream_io).await
-                        {
-                            tracing::debug!(error = %err, "upgraded connection ended with an error");
-                        }
-                    }
-                    Err(err) => tracing::debug!(error = %err, "upgrade failed"),
+        let Some(client_upgrade) = client_upgrade else {
+            // The client asked for no upgrade: an upstream 101 is a protocol error.
+            return bad_gateway(&request_id);
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        tokio::spawn(async move {
+            // The upgraded connection stays counted in flight on its release.
+            let release = Arc::clone(guard.release());
+            let _guard = guard;
+            let _sender = sender;
+            match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                Ok((client_io, upstream_io)) => {
+                    tunnel(&release, TokioIo::new(client_io), TokioIo::new(upstream_io)).await;
                 }
-            });
-            let (parts, _) = resp.into_parts();
-            return Response::from_parts(parts, full(""));
-        }
-        // The client asked for no upgrade: an upstream 101 is a protocol error.
-        return bad_gateway(&request_id);
+                Err(err) => tracing::debug!(error = %err, "upgrade failed"),
+            }
+        });
+        let (parts, _) = resp.into_parts();
+        return Response::from_parts(parts, full(""));
     }
 
     let (mut parts, body) = resp.into_parts();
@@ -223,23 +230,126 @@ async fn forward(
     if !parts.headers.contains_key(&X_REQUEST_ID) {
         parts.headers.insert(&X_REQUEST_ID, request_id);
     }
-    Response::from_parts(parts, GuardedBody::boxed(body, guard))
+    let conn = if client_upgrade.is_none() {
+        Some((pool, sender))
+    } else {
+        None
+    };
+    Response::from_parts(parts, GuardedBody::boxed(body, guard, conn))
 }
 
-/// Aborts the task when dropped, unless disarmed.
-struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+/// Why a request got no response from its upstream.
+#[derive(Debug, thiserror::Error)]
+enum SendFailure {
+    #[error(transparent)]
+    Connect(#[from] crate::pool::ConnectError),
+    #[error("{0}")]
+    Http(hyper::Error),
+    #[error("no response headers within the request timeout")]
+    Timeout,
+}
 
-impl AbortOnDrop {
-    fn disarm(mut self) {
-        self.0 = None;
+/// Send a request over a pooled (or new) connection. A request that provably did not
+/// reach the upstream (the connection failed before it was written) is sent again on
+/// another connection; so is a bodiless GET/HEAD/OPTIONS whose reused connection failed
+/// before any response byte (the app closed it as it was reused).
+async fn send(
+    router: &Router,
+    pool: &Arc<Pool>,
+    parts: Parts,
+    body: Incoming,
+    upgrade: bool,
+) -> Result<(Response<Incoming>, Sender), SendFailure> {
+    let config = &router.config;
+    let mut req = Request::from_parts(parts, ReqBody::Stream(body));
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let last = attempt >= MAX_SEND_RETRIES;
+        let pooled = if upgrade { None } else { pool.checkout() };
+        let reused = pooled.is_some();
+        let mut sender = match pooled {
+            Some(sender) => sender,
+            None => pool.connect(config.connect_timeout, upgrade).await?,
+        };
+        let again = (reused && !last && repeatable(&req)).then(|| copy_head(&req));
+        let sent = sender.try_send_request(req);
+        let result = match config.request_timeout {
+            Some(limit) => tokio::time::timeout(limit, sent)
+                .await
+                .map_err(|_| SendFailure::Timeout)?,
+            None => sent.await,
+        };
+        match result {
+            Ok(resp) => return Ok((resp, sender)),
+            Err(mut err) => {
+                if let (Some(unsent), false) = (err.take_message(), last) {
+                    tracing::debug!(error = %err.error(), "upstream connection failed before the request was sent; again");
+                    req = unsent;
+                    continue;
+                }
+                match again {
+                    Some(head) => {
+                        tracing::debug!(error = %err.error(), "reused upstream connection failed; sending the bodiless request again");
+                        req = head;
+                    }
+                    None => return Err(SendFailure::Http(err.into_error())),
+                }
+            }
+        }
     }
 }
 
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        if let Some(task) = self.0.take() {
-            task.abort();
+/// Whether a request may be sent twice: safe method and no body.
+fn repeatable(req: &Request<ReqBody>) -> bool {
+    matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        && hyper::body::Body::is_end_stream(req.body())
+}
+
+/// A copy of a bodiless request.
+fn copy_head(req: &Request<ReqBody>) -> Request<ReqBody> {
+    let mut copy = Request::new(ReqBody::Empty);
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    copy
+}
+
+/// Copy bytes both ways until either side ends, or until the release closes its upgrades;
+/// then end both sides in order (a FIN, not a reset).
+async fn tunnel<C, U>(release: &LiveRelease, mut client: C, mut upstream: U)
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let closing = {
+        let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+        tokio::select! {
+            result = copy => {
+                if let Err(err) = result {
+                    tracing::debug!(error = %err, "upgraded connection ended with an error");
+                }
+                false
+            }
+            () = release.upgrades_closing() => true,
         }
+    };
+    if closing {
+        tracing::debug!(release = release.name(), "closing an upgraded connection at the drain timeout");
+        let _ = upstream.shutdown().await;
+        let _ = client.shutdown().await;
+        // Read what the client still sends until it closes too: unread data would turn
+        // the close into a reset.
+        let _ = tokio::time::timeout(LINGER, async {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = client.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
     }
 }
 
@@ -253,16 +363,17 @@ fn origin_form(uri: &Uri) -> Uri {
 }
 
 /// HTTP/2 clients may split `Cookie` into several fields; HTTP/1.1 wants one.
-fn join_cookies(headers: &mut hyper::HeaderMap) {
-    let cookies: Vec<&[u8]> = headers
+fn join_cookies(headers: &mut HeaderMap) {
+    let mut cookies = headers.get_all(header::COOKIE).iter();
+    if cookies.next().is_none() || cookies.next().is_none() {
+        return;
+    }
+    let joined: Vec<&[u8]> = headers
         .get_all(header::COOKIE)
         .iter()
         .map(|v| v.as_bytes())
         .collect();
-    if cookies.len() < 2 {
-        return;
-    }
-    let joined = cookies.join(&b"; "[..]);
+    let joined = joined.join(&b"; "[..]);
     if let Ok(value) = HeaderValue::from_bytes(&joined) {
         headers.insert(header::COOKIE, value);
     }

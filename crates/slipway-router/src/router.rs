@@ -1,21 +1,24 @@
 //! The router: the swappable route table and the operations on it.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 
 use crate::config::RouterConfig;
-use crate::route::{Route, Upstream};
-use crate::table::{RouteTable, Target};
+use crate::gate::{Gate, Hold};
+use crate::release::LiveRelease;
+use crate::routes::{EnvRoutes, RouteError};
+use crate::table::RouteTable;
 
-/// The HTTP router: Host header -> environment -> the environment's live release.
+/// The HTTP router: Host header and path -> environment -> the environment's live release.
 ///
 /// The route table is one immutable value swapped atomically; requests read it without
 /// taking a lock. Changes are serialized among themselves by a mutex.
 pub struct Router {
     pub(crate) config: RouterConfig,
     pub(crate) table: ArcSwap<RouteTable>,
-    writer: Mutex<()>,
+    writer: Mutex<HashMap<String, Arc<Gate>>>,
 }
 
 impl Router {
@@ -24,7 +27,7 @@ impl Router {
         Arc::new(Router {
             config,
             table: ArcSwap::from_pointee(RouteTable::default()),
-            writer: Mutex::new(()),
+            writer: Mutex::new(HashMap::new()),
         })
     }
 
@@ -33,74 +36,102 @@ impl Router {
         &self.config
     }
 
-    /// Atomically route `hosts` (host names; port, case and a trailing dot are ignored) of
-    /// environment `env` (e.g. `"demo/main"`) to `upstream`. The environment's previous
-    /// hosts that are not in `hosts` stop routing; a host that belonged to another
-    /// environment moves to this one.
+    /// Hold new requests for environment `env` until the returned value is dropped (or
+    /// the router's `hold_timeout` passed for a request). Use it around a switch that
+    /// must look atomic from outside, e.g. moving a branch ref and then the routes.
+    pub fn hold(&self, env: &str) -> Hold {
+        let mut gates = self.lock_writer();
+        gate_of(&mut gates, env).hold()
+    }
+
+    /// Atomically route environment `env` (e.g. `"demo/main"`) as `routes` says. The
+    /// environment's previous hosts that are not in `routes` stop routing; a host that
+    /// belonged to another environment moves to this one.
     ///
-    /// Returns the previously routed route of that environment, to drain and then stop.
-    /// Returns `None` when there was none, or when it was the very same `upstream` (then
-    /// only the hosts changed and nothing must be stopped).
-    pub fn switch(&self, env: &str, hosts: Vec<String>, upstream: Upstream) -> Option<Arc<Route>> {
-        let _writer = self.lock_writer();
+    /// Returns the previously live release of the environment, to drain and then stop: it
+    /// gets no new request from now on, and its idle upstream connections are closed
+    /// (busy ones after their current request). Returns `None` when there was none, or
+    /// when it had the very same upstreams (then only the rules changed, and the release
+    /// keeps its connections).
+    pub fn switch(&self, env: &str, routes: EnvRoutes) -> Result<Option<Arc<LiveRelease>>, RouteError> {
+        routes.validate()?;
+        let mut gates = self.lock_writer();
+        let gate = gate_of(&mut gates, env);
         let table = self.table.load_full();
-        if table.is_live(env, &upstream) {
-            let same = table.route_of(env).cloned()?;
+        let previous = table.release_of(env).cloned();
+        if let Some(same) = previous.as_ref().filter(|p| p.same_upstreams(&routes.upstreams)) {
             self.table
-                .store(Arc::new(table.with_env(env, hosts, Target::Live(same))));
-            tracing::info!(env, release = %upstream.release, "routes updated, same release");
-            return None;
+                .store(Arc::new(table.with_live(env, &gate, same, &routes)));
+            tracing::info!(env, release = %routes.release, "routes updated, same release");
+            return Ok(None);
         }
-        let previous = table.route_of(env).cloned();
         tracing::info!(
             env,
-            release = %upstream.release,
-            port = upstream.port,
-            previous = previous.as_ref().map(|r| r.upstream().release.as_str()).unwrap_or("-"),
+            release = %routes.release,
+            previous = previous.as_ref().map(|r| r.name()).unwrap_or("-"),
+            hosts = ?routes.hosts(),
             "switching routes"
         );
-        let route = Route::new(upstream);
+        let release = LiveRelease::new(routes.release.clone(), &routes.upstreams, &self.config);
         self.table
-            .store(Arc::new(table.with_env(env, hosts, Target::Live(route))));
-        previous
+            .store(Arc::new(table.with_live(env, &gate, &release, &routes)));
+        // After the store: a request that counted itself in on the old release before this
+        // point is seen by `drained`; one that does it later sees the flag and re-reads
+        // the table.
+        if let Some(old) = &previous {
+            old.retire();
+        }
+        Ok(previous)
     }
 
     /// Mark `hosts` of environment `env`, being deployed for the first time: they answer
     /// 503 with `Retry-After` until [`Router::switch`]. An environment that already has a
     /// live release is left unchanged (it keeps serving during its redeploy).
     pub fn set_deploying(&self, env: &str, hosts: Vec<String>) {
-        let _writer = self.lock_writer();
+        let mut gates = self.lock_writer();
+        let gate = gate_of(&mut gates, env);
         let table = self.table.load_full();
-        if table.route_of(env).is_some() {
+        if table.release_of(env).is_some() {
             tracing::debug!(env, "set_deploying ignored: environment is live");
             return;
         }
         self.table
-            .store(Arc::new(table.with_env(env, hosts, Target::Deploying)));
+            .store(Arc::new(table.with_deploying(env, &gate, &hosts)));
     }
 
-    /// Remove an environment's routes, live or deploying. Returns its live route, if any,
-    /// to drain and then stop.
-    pub fn remove(&self, env: &str) -> Option<Arc<Route>> {
-        let _writer = self.lock_writer();
+    /// Remove an environment's routes, live or deploying. Returns its live release, if
+    /// any, to drain and then stop.
+    pub fn remove(&self, env: &str) -> Option<Arc<LiveRelease>> {
+        let mut gates = self.lock_writer();
         let table = self.table.load_full();
-        let previous = table.route_of(env).cloned();
+        let previous = table.release_of(env).cloned();
         self.table.store(Arc::new(table.without_env(env)));
+        if let Some(old) = &previous {
+            old.retire();
+        }
+        // A hold still alive keeps its gate; later holds get a fresh one.
+        gates.remove(env);
         previous
     }
 
-    /// The upstream currently routed for `env`.
-    pub fn current(&self, env: &str) -> Option<Upstream> {
-        self.table
-            .load()
-            .route_of(env)
-            .map(|r| r.upstream().clone())
+    /// The release currently live for `env`.
+    pub fn current(&self, env: &str) -> Option<Arc<LiveRelease>> {
+        self.table.load().release_of(env).cloned()
     }
 
-    fn lock_writer(&self) -> MutexGuard<'_, ()> {
-        // The guarded data is `()`: a poisoned lock holds nothing inconsistent.
+    /// The hosts `env` currently owns (normalized, sorted).
+    pub fn hosts(&self, env: &str) -> Vec<String> {
+        self.table.load().hosts_of(env)
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, HashMap<String, Arc<Gate>>> {
+        // A panic while holding the lock cannot leave the map inconsistent.
         self.writer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+fn gate_of(gates: &mut HashMap<String, Arc<Gate>>, env: &str) -> Arc<Gate> {
+    Arc::clone(gates.entry(env.to_string()).or_default())
 }

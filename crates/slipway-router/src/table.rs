@@ -1,73 +1,219 @@
-//! The immutable route table: host name -> target, environment -> its hosts and route.
+//! The immutable route table: host name -> (environment, rules by path prefix), and
+//! environment -> its hosts and live release.
 //!
 //! A table is never changed in place: the router builds a modified copy and swaps it in.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::route::{Route, Upstream};
+use hyper::header::HeaderValue;
+use hyper::StatusCode;
 
-/// What a host name currently leads to.
-#[derive(Clone, Debug)]
-pub(crate) enum Target {
-    /// The environment's live release.
-    Live(Arc<Route>),
+use crate::gate::Gate;
+use crate::release::LiveRelease;
+use crate::routes::{EnvRoutes, RouteAction};
+
+/// What a rule does with a matching request.
+#[derive(Debug)]
+pub(crate) enum Action {
+    /// Proxy to the release's pool at this index.
+    Upstream(usize),
+    /// Redirect to `to` + the rest of the path + the query.
+    Redirect {
+        /// The target URL.
+        to: String,
+        /// The status.
+        code: StatusCode,
+    },
+}
+
+/// One path prefix of a host.
+#[derive(Debug)]
+pub(crate) struct Rule {
+    pub(crate) prefix: Box<str>,
+    pub(crate) action: Action,
+}
+
+/// What a host leads to.
+#[derive(Debug)]
+pub(crate) enum HostTarget {
     /// The environment is being deployed for the first time: 503 + Retry-After.
     Deploying,
+    /// The live release, with the host's rules, longest prefix first.
+    Live {
+        release: Arc<LiveRelease>,
+        rules: Box<[Rule]>,
+    },
+}
+
+/// One host's entry.
+#[derive(Debug)]
+pub(crate) struct HostEntry {
+    /// Closed while the environment's routes are being switched.
+    pub(crate) gate: Arc<Gate>,
+    pub(crate) target: HostTarget,
+}
+
+impl HostEntry {
+    /// The rule for `path` (longest matching prefix), if any.
+    pub(crate) fn rule_for(&self, path: &str) -> Option<&Rule> {
+        match &self.target {
+            HostTarget::Deploying => None,
+            HostTarget::Live { rules, .. } => rules.iter().find(|r| path_matches(&r.prefix, path)),
+        }
+    }
+}
+
+/// Whether `path` is under `prefix`: `/api` matches `/api` and `/api/x`, not `/apiary`.
+pub(crate) fn path_matches(prefix: &str, path: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    let Some(rest) = path.strip_prefix(prefix) else {
+        return false;
+    };
+    prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/')
 }
 
 /// One environment's entry.
 #[derive(Clone, Debug)]
 struct EnvEntry {
     hosts: Vec<String>,
-    target: Target,
+    release: Option<Arc<LiveRelease>>,
 }
 
 /// A snapshot of all routes.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct RouteTable {
-    hosts: HashMap<String, Target>,
+    hosts: HashMap<String, Arc<HostEntry>>,
     envs: HashMap<String, EnvEntry>,
 }
 
 impl RouteTable {
-    /// The target of a host name as sent by a client (port and case are ignored).
-    pub(crate) fn lookup(&self, host: &str) -> Option<&Target> {
-        self.hosts.get(normalize_host(host).as_str())
-    }
-
-    /// The live route of an environment.
-    pub(crate) fn route_of(&self, env: &str) -> Option<&Arc<Route>> {
-        match self.envs.get(env).map(|e| &e.target) {
-            Some(Target::Live(route)) => Some(route),
-            _ => None,
+    /// The entry of a host name as sent by a client (port, case and a trailing dot are
+    /// ignored). Allocates only for hosts that need lowercasing.
+    pub(crate) fn lookup(&self, host: &str) -> Option<&Arc<HostEntry>> {
+        let bare = strip_port(host.trim()).trim_end_matches('.');
+        if bare.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.hosts.get(bare.to_ascii_lowercase().as_str())
+        } else {
+            self.hosts.get(bare)
         }
     }
 
-    /// A copy of this table where `env` owns `hosts` and leads to `target`.
-    /// A host owned by another environment moves to `env` (the other keeps its other hosts).
-    pub(crate) fn with_env(&self, env: &str, hosts: Vec<String>, target: Target) -> RouteTable {
+    /// The live release of an environment.
+    pub(crate) fn release_of(&self, env: &str) -> Option<&Arc<LiveRelease>> {
+        self.envs.get(env).and_then(|e| e.release.as_ref())
+    }
+
+    /// The hosts currently owned by `env`.
+    pub(crate) fn hosts_of(&self, env: &str) -> Vec<String> {
+        self.envs
+            .get(env)
+            .map(|e| e.hosts.clone())
+            .unwrap_or_default()
+    }
+
+    /// A copy where `env`'s hosts are those of `routes`, leading to `release`.
+    /// `routes` must have been validated against `release`.
+    pub(crate) fn with_live(
+        &self,
+        env: &str,
+        gate: &Arc<Gate>,
+        release: &Arc<LiveRelease>,
+        routes: &EnvRoutes,
+    ) -> RouteTable {
+        let mut by_host: Vec<(String, Vec<Rule>)> = Vec::new();
+        for rule in &routes.rules {
+            let host = normalize_host(&rule.host);
+            let action = match &rule.action {
+                RouteAction::Upstream(app) => match release.index_of(app) {
+                    Some(i) => Action::Upstream(i),
+                    None => continue,
+                },
+                RouteAction::Redirect { to, code } => Action::Redirect {
+                    to: to.clone(),
+                    code: StatusCode::from_u16(*code).unwrap_or(StatusCode::MOVED_PERMANENTLY),
+                },
+            };
+            let slot = match by_host.iter().position(|(h, _)| *h == host) {
+                Some(i) => i,
+                None => {
+                    by_host.push((host, Vec::new()));
+                    by_host.len() - 1
+                }
+            };
+            let rules = &mut by_host[slot].1;
+            if !rules.iter().any(|r| *r.prefix == *rule.path) {
+                rules.push(Rule {
+                    prefix: rule.path.clone().into_boxed_str(),
+                    action,
+                });
+            }
+        }
+        let entries = by_host
+            .into_iter()
+            .map(|(host, mut rules)| {
+                // Longest prefix first; a stable sort keeps the given order otherwise.
+                rules.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+                let entry = HostEntry {
+                    gate: Arc::clone(gate),
+                    target: HostTarget::Live {
+                        release: Arc::clone(release),
+                        rules: rules.into_boxed_slice(),
+                    },
+                };
+                (host, entry)
+            })
+            .collect();
+        self.with_entries(env, entries, Some(Arc::clone(release)))
+    }
+
+    /// A copy where `env`'s `hosts` answer 503 (first deploy in progress).
+    pub(crate) fn with_deploying(&self, env: &str, gate: &Arc<Gate>, hosts: &[String]) -> RouteTable {
+        let entries = hosts
+            .iter()
+            .map(|h| normalize_host(h))
+            .filter(|h| !h.is_empty())
+            .map(|h| {
+                let entry = HostEntry {
+                    gate: Arc::clone(gate),
+                    target: HostTarget::Deploying,
+                };
+                (h, entry)
+            })
+            .collect();
+        self.with_entries(env, entries, None)
+    }
+
+    fn with_entries(
+        &self,
+        env: &str,
+        entries: Vec<(String, HostEntry)>,
+        release: Option<Arc<LiveRelease>>,
+    ) -> RouteTable {
         let mut next = self.without_env(env);
-        let mut hosts: Vec<String> = hosts.iter().map(|h| normalize_host(h)).collect();
-        hosts.retain(|h| !h.is_empty());
-        hosts.sort();
-        hosts.dedup();
-        for host in &hosts {
+        let mut hosts = Vec::new();
+        for (host, entry) in entries {
+            if hosts.contains(&host) {
+                continue;
+            }
             let owner = next
                 .envs
                 .iter()
-                .find(|(_, e)| e.hosts.contains(host))
+                .find(|(_, e)| e.hosts.contains(&host))
                 .map(|(name, _)| name.clone());
             if let Some(owner) = owner {
                 tracing::warn!(host = %host, from = %owner, to = %env, "host moves to another environment");
-                if let Some(entry) = next.envs.get_mut(&owner) {
-                    entry.hosts.retain(|h| h != host);
+                if let Some(e) = next.envs.get_mut(&owner) {
+                    e.hosts.retain(|h| *h != host);
                 }
             }
-            next.hosts.insert(host.clone(), target.clone());
+            next.hosts.insert(host.clone(), Arc::new(entry));
+            hosts.push(host);
         }
-        next.envs
-            .insert(env.to_string(), EnvEntry { hosts, target });
+        hosts.sort();
+        next.envs.insert(env.to_string(), EnvEntry { hosts, release });
         next
     }
 
@@ -81,27 +227,11 @@ impl RouteTable {
         }
         next
     }
-
-    /// The hosts currently owned by `env`.
-    #[cfg(test)]
-    pub(crate) fn hosts_of(&self, env: &str) -> Vec<String> {
-        self.envs
-            .get(env)
-            .map(|e| e.hosts.clone())
-            .unwrap_or_default()
-    }
-
-    /// Whether `upstream` equals the live upstream of `env`.
-    pub(crate) fn is_live(&self, env: &str, upstream: &Upstream) -> bool {
-        self.route_of(env).is_some_and(|r| r.upstream() == upstream)
-    }
 }
 
-/// Lowercase host name without port and without a trailing dot.
-/// `Example.COM:8080` -> `example.com`; `[::1]:80` -> `[::1]`.
-pub(crate) fn normalize_host(host: &str) -> String {
-    let host = host.trim();
-    let without_port = if host.starts_with('[') {
+/// `host` without a `:port` suffix (IPv6 literals keep their brackets).
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
         match host.find(']') {
             Some(end) => &host[..=end],
             None => host,
@@ -111,13 +241,46 @@ pub(crate) fn normalize_host(host: &str) -> String {
             Some(colon) => &host[..colon],
             None => host,
         }
-    };
-    without_port.trim_end_matches('.').to_ascii_lowercase()
+    }
+}
+
+/// Lowercase host name without port and without a trailing dot.
+/// `Example.COM:8080` -> `example.com`; `[::1]:80` -> `[::1]`.
+pub(crate) fn normalize_host(host: &str) -> String {
+    strip_port(host.trim())
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
+}
+
+/// The `Location` of a redirect: `to`, then what follows the rule's `prefix` in `path`,
+/// then `?query`.
+pub(crate) fn redirect_location(
+    to: &str,
+    prefix: &str,
+    path: &str,
+    query: Option<&str>,
+) -> Option<HeaderValue> {
+    let rest = path.strip_prefix(prefix).unwrap_or("");
+    let mut location = String::with_capacity(to.len() + rest.len() + 2);
+    if rest.is_empty() {
+        location.push_str(to);
+    } else {
+        location.push_str(to.trim_end_matches('/'));
+        location.push('/');
+        location.push_str(rest.trim_start_matches('/'));
+    }
+    if let Some(q) = query {
+        location.push('?');
+        location.push_str(q);
+    }
+    HeaderValue::from_str(&location).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::RouterConfig;
+    use crate::routes::{RouteRule, Upstream};
 
     fn up(release: &str, port: u16) -> Upstream {
         Upstream {
@@ -127,16 +290,20 @@ mod tests {
         }
     }
 
+    fn live(t: &RouteTable, host: &str) -> Option<(Arc<LiveRelease>, Vec<String>)> {
+        match &t.lookup(host)?.target {
+            HostTarget::Live { release, rules } => Some((
+                Arc::clone(release),
+                rules.iter().map(|r| r.prefix.to_string()).collect(),
+            )),
+            HostTarget::Deploying => None,
+        }
+    }
+
     #[test]
     fn normalizes_hosts() {
-        assert_eq!(
-            normalize_host("Main.Demo.LOCALHOST:8080"),
-            "main.demo.localhost"
-        );
-        assert_eq!(
-            normalize_host("main.demo.localhost."),
-            "main.demo.localhost"
-        );
+        assert_eq!(normalize_host("Main.Demo.LOCALHOST:8080"), "main.demo.localhost");
+        assert_eq!(normalize_host("main.demo.localhost."), "main.demo.localhost");
         assert_eq!(normalize_host("[::1]:8080"), "[::1]");
         assert_eq!(normalize_host("[::1"), "[::1");
         assert_eq!(normalize_host(""), "");
@@ -144,31 +311,75 @@ mod tests {
     }
 
     #[test]
-    fn switching_replaces_hosts_and_moves_shared_ones() {
-        let t = RouteTable::default();
-        let t = t.with_env(
-            "demo/main",
-            vec!["A.example".into(), "b.example:80".into(), "".into()],
-            Target::Live(Route::new(up("r1", 1))),
+    fn prefixes_match_whole_segments() {
+        assert!(path_matches("/", "/anything"));
+        assert!(path_matches("/api", "/api"));
+        assert!(path_matches("/api", "/api/v1"));
+        assert!(!path_matches("/api", "/apiary"));
+        assert!(!path_matches("/api", "/"));
+        assert!(path_matches("/api/", "/api/v1"));
+        assert!(!path_matches("/api/", "/api"));
+    }
+
+    #[test]
+    fn redirect_keeps_the_rest_of_the_path_and_the_query() {
+        let loc = |to, prefix, path, q| {
+            redirect_location(to, prefix, path, q)
+                .map(|v| v.to_str().unwrap_or("").to_string())
+                .unwrap_or_default()
+        };
+        assert_eq!(loc("http://www.x/", "/", "/", None), "http://www.x/");
+        assert_eq!(loc("http://www.x/", "/", "/a/b", Some("q=1")), "http://www.x/a/b?q=1");
+        assert_eq!(loc("http://x/new", "/old", "/old", None), "http://x/new");
+        assert_eq!(loc("http://x/new", "/old", "/old/", None), "http://x/new/");
+        assert_eq!(loc("http://x/new/", "/old", "/old/a", None), "http://x/new/a");
+        assert_eq!(loc("http://x/new", "/old/", "/old/a", None), "http://x/new/a");
+        assert!(redirect_location("http://x/", "/", "/\u{7f}", None).is_none());
+    }
+
+    #[test]
+    fn longest_prefix_first_and_hosts_move_between_envs() {
+        let config = RouterConfig::default();
+        let gate = Arc::new(Gate::default());
+        let r1 = LiveRelease::new(
+            "r1".into(),
+            &[("web".into(), up("r1", 1)), ("api".into(), up("r1", 2))],
+            &config,
         );
+        let rule = |host: &str, path: &str, app: &str| RouteRule {
+            host: host.into(),
+            path: path.into(),
+            action: RouteAction::Upstream(app.into()),
+        };
+        let routes = EnvRoutes {
+            release: "r1".into(),
+            upstreams: vec![],
+            rules: vec![
+                rule("A.example", "/", "web"),
+                rule("a.example:80", "/api", "api"),
+                rule("a.example", "/api", "web"),
+                rule("b.example", "/", "web"),
+            ],
+        };
+        let t = RouteTable::default().with_live("demo/main", &gate, &r1, &routes);
         assert_eq!(t.hosts_of("demo/main"), vec!["a.example", "b.example"]);
-        assert!(
-            matches!(t.lookup("a.EXAMPLE:1234"), Some(Target::Live(r)) if r.upstream().port == 1)
-        );
-        // Hosts dropped from an environment stop routing.
-        let t = t.with_env(
-            "demo/main",
-            vec!["a.example".into()],
-            Target::Live(Route::new(up("r2", 2))),
-        );
-        assert!(t.lookup("b.example").is_none());
-        // A host claimed by another env moves there.
-        let t = t.with_env("demo/dev", vec!["a.example".into()], Target::Deploying);
-        assert!(matches!(t.lookup("a.example"), Some(Target::Deploying)));
-        assert!(t.hosts_of("demo/main").is_empty());
-        assert!(t.route_of("demo/main").is_some());
+        let (rel, prefixes) = live(&t, "a.EXAMPLE:1234").expect("a routed");
+        assert!(Arc::ptr_eq(&rel, &r1));
+        assert_eq!(prefixes, vec!["/api", "/"], "longest first, first duplicate wins");
+        let entry = t.lookup("a.example").expect("entry");
+        assert!(matches!(entry.rule_for("/api/x").map(|r| &r.action), Some(Action::Upstream(1))));
+        assert!(matches!(entry.rule_for("/apiary").map(|r| &r.action), Some(Action::Upstream(0))));
+
+        // A host claimed by another env moves there; removing that env frees it.
+        let t = t.with_deploying("demo/dev", &gate, &["b.example".into()]);
+        assert!(matches!(t.lookup("b.example").map(|e| &e.target), Some(HostTarget::Deploying)));
+        assert_eq!(t.hosts_of("demo/main"), vec!["a.example"]);
+        assert!(t.release_of("demo/main").is_some());
+        assert!(t.release_of("demo/dev").is_none());
         let t = t.without_env("demo/dev");
+        assert!(t.lookup("b.example").is_none());
+        assert!(t.lookup("a.example").is_some());
+        let t = t.without_env("demo/main");
         assert!(t.lookup("a.example").is_none());
-        assert!(t.route_of("demo/dev").is_none());
     }
 }

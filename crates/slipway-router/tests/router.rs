@@ -10,7 +10,7 @@ use bytes::Bytes;
 use common::*;
 use http_body_util::BodyExt;
 use hyper::{Request, StatusCode};
-use slipway_router::{probe_http, ProbeError, RouterConfig};
+use slipway_router::{probe_http, EnvRoutes, ProbeError, RouterConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn header_lines(body: &str) -> Vec<(String, String)> {
@@ -36,21 +36,15 @@ async fn routes_by_host_and_adds_forwarding_headers() {
     let r = start_router(RouterConfig::default()).await;
     assert!(r
         .router
-        .switch(
-            "demo/main",
-            vec!["main.demo.localhost".into(), "WWW.Example.com".into()],
-            up("r-a", a.port)
-        )
+        .switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into(), "WWW.Example.com".into()], up("r-a", a.port)))
+        .unwrap()
         .is_none());
     assert!(r
         .router
-        .switch(
-            "demo/dev",
-            vec!["dev.demo.localhost".into()],
-            up("r-b", b.port)
-        )
+        .switch("demo/dev", EnvRoutes::single(vec!["dev.demo.localhost".into()], up("r-b", b.port)))
+        .unwrap()
         .is_none());
-    assert_eq!(r.router.current("demo/main").map(|u| u.port), Some(a.port));
+    assert_eq!(r.router.current("demo/main").map(|u| u.upstreams()[0].port), Some(a.port));
     assert!(r.router.current("demo/nope").is_none());
 
     let mut c = client(r.addr).await;
@@ -136,11 +130,8 @@ async fn routes_by_host_and_adds_forwarding_headers() {
 async fn unknown_host_is_404_and_missing_host_is_400() {
     let a = upstream("upstream-a").await;
     let r = start_router(RouterConfig::default()).await;
-    r.router.switch(
-        "demo/main",
-        vec!["main.demo.localhost".into()],
-        up("r-a", a.port),
-    );
+    r.router.switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)))
+        .unwrap();
     let answer = get_once(r.addr, "other.demo.localhost", "/").await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND);
     assert!(answer.body.starts_with("404 Not Found"), "{}", answer.body);
@@ -194,11 +185,8 @@ async fn deploying_is_503_until_switch() {
 
     assert!(r
         .router
-        .switch(
-            "demo/main",
-            vec!["main.demo.localhost".into()],
-            up("r-a", a.port)
-        )
+        .switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)))
+        .unwrap()
         .is_none());
     assert_eq!(
         get_once(r.addr, "main.demo.localhost", "/").await.body,
@@ -224,7 +212,7 @@ async fn deploying_is_503_until_switch() {
 
     // remove() of a live environment returns its route.
     let removed = r.router.remove("demo/main").expect("live route");
-    assert_eq!(removed.upstream().port, a.port);
+    assert_eq!(removed.upstreams()[0].port, a.port);
     assert_eq!(
         get_once(r.addr, "main.demo.localhost", "/").await.status,
         StatusCode::NOT_FOUND
@@ -238,11 +226,8 @@ async fn upstream_down_is_502_and_switch_back_recovers() {
     let a = upstream("upstream-a").await;
     let r = start_router(RouterConfig::default()).await;
     let dead = closed_port();
-    r.router.switch(
-        "demo/main",
-        vec!["main.demo.localhost".into()],
-        up("r-dead", dead),
-    );
+    r.router.switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-dead", dead)))
+        .unwrap();
     let mut c = client(r.addr).await;
     let answer = get(&mut c, "main.demo.localhost", "/").await;
     assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
@@ -251,13 +236,10 @@ async fn upstream_down_is_502_and_switch_back_recovers() {
     // Same client connection keeps working after a 502.
     let old = r
         .router
-        .switch(
-            "demo/main",
-            vec!["main.demo.localhost".into()],
-            up("r-a", a.port),
-        )
+        .switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)))
+        .unwrap()
         .unwrap();
-    assert_eq!(old.upstream().port, dead);
+    assert_eq!(old.upstreams()[0].port, dead);
     assert_eq!(old.in_flight(), 0);
     assert!(old.drained(Duration::from_millis(1)).await);
     assert_eq!(
@@ -267,11 +249,8 @@ async fn upstream_down_is_502_and_switch_back_recovers() {
     // Switching to the same upstream again returns nothing to drain.
     assert!(r
         .router
-        .switch(
-            "demo/main",
-            vec!["main.demo.localhost".into(), "alias.localhost".into()],
-            up("r-a", a.port)
-        )
+        .switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into(), "alias.localhost".into()], up("r-a", a.port)))
+        .unwrap()
         .is_none());
     assert_eq!(get(&mut c, "alias.localhost", "/").await.body, "upstream-a");
     r.stop().await.unwrap();
@@ -288,11 +267,8 @@ async fn upstream_closing_without_answer_is_502() {
         }
     });
     let r = start_router(RouterConfig::default()).await;
-    r.router.switch(
-        "demo/main",
-        vec!["main.demo.localhost".into()],
-        up("r-rude", port),
-    );
+    r.router.switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-rude", port)))
+        .unwrap();
     let answer = get_once(r.addr, "main.demo.localhost", "/").await;
     assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
     r.stop().await.unwrap();
@@ -307,11 +283,8 @@ async fn slow_upstream_headers_are_504_after_request_timeout() {
     };
     let r = start_router(config).await;
     let route_env = "demo/main";
-    r.router.switch(
-        route_env,
-        vec!["main.demo.localhost".into()],
-        up("r-a", a.port),
-    );
+    r.router.switch(route_env, EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)))
+        .unwrap();
     let answer = within(5, get_once(r.addr, "main.demo.localhost", "/slow")).await;
     assert_eq!(answer.status, StatusCode::GATEWAY_TIMEOUT);
     // The timed-out request no longer counts in flight.
@@ -325,11 +298,8 @@ async fn slow_upstream_headers_are_504_after_request_timeout() {
 async fn bodies_stream_both_ways() {
     let a = upstream("upstream-a").await;
     let r = start_router(RouterConfig::default()).await;
-    r.router.switch(
-        "demo/main",
-        vec!["main.demo.localhost".into()],
-        up("r-a", a.port),
-    );
+    r.router.switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)))
+        .unwrap();
     let mut c = client(r.addr).await;
 
     // Request body: 8 MiB in chunks, echoed back.
@@ -362,11 +332,8 @@ async fn bodies_stream_both_ways() {
     // the request stays in flight until the body is complete.
     let route = r
         .router
-        .switch(
-            "demo/main",
-            vec!["main.demo.localhost".into()],
-            up("r-a2", a.port),
-        )
+        .switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a2", a.port)))
+        .unwrap()
         .unwrap();
     assert!(route.drained(Duration::from_secs(2)).await);
     let req = Request::get("/drip")
@@ -385,7 +352,7 @@ async fn bodies_stream_both_ways() {
         .unwrap();
     assert_eq!(&first[..], b"first;");
     let live = r.router.remove("demo/main").unwrap();
-    assert_eq!(live.upstream().release, "r-a2");
+    assert_eq!(live.name(), "r-a2");
     assert_eq!(
         live.in_flight(),
         1,
@@ -407,7 +374,8 @@ async fn switch_under_load_loses_no_request() {
     let r = start_router(RouterConfig::default()).await;
     let env = "demo/main";
     let hosts = || vec!["main.demo.localhost".to_string()];
-    r.router.switch(env, hosts(), up("r-a", a.port));
+    r.router.switch(env, EnvRoutes::single(hosts(), up("r-a", a.port)))
+        .unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
     let ok = Arc::new(AtomicUsize::new(0));
@@ -448,9 +416,10 @@ async fn switch_under_load_loses_no_request() {
         };
         let old = r
             .router
-            .switch(env, hosts(), up(release, port))
+            .switch(env, EnvRoutes::single(hosts(), up(release, port)))
+        .unwrap()
             .expect("an old route every time");
-        assert_ne!(old.upstream().port, port);
+        assert_ne!(old.upstreams()[0].port, port);
         drains.push(tokio::spawn(async move {
             old.drained(Duration::from_secs(10)).await
         }));
@@ -488,11 +457,8 @@ async fn slow_request_finishes_on_old_release_after_switch() {
     let a = upstream("upstream-a").await;
     let b = upstream("upstream-b").await;
     let r = start_router(RouterConfig::default()).await;
-    r.router.switch(
-        "demo/main",
-        vec!["main.demo.localhost".into()],
-        up("r-a", a.port),
-    );
+    r.router.switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)))
+        .unwrap();
 
     let addr = r.addr;
     let slow = tokio::spawn(async move { get_once(addr, "main.demo.localhost", "/slow").await });
@@ -500,13 +466,10 @@ async fn slow_request_finishes_on_old_release_after_switch() {
 
     let old = r
         .router
-        .switch(
-            "demo/main",
-            vec!["main.demo.localhost".into()],
-            up("r-b", b.port),
-        )
+        .switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-b", b.port)))
+        .unwrap()
         .unwrap();
-    assert_eq!(old.upstream().release, "r-a");
+    assert_eq!(old.name(), "r-a");
     assert_eq!(old.in_flight(), 1);
     // New requests go to the new release while the old one still works.
     assert_eq!(
@@ -540,11 +503,8 @@ async fn slow_request_finishes_on_old_release_after_switch() {
 async fn h2c_clients_are_served() {
     let a = upstream("upstream-a").await;
     let r = start_router(RouterConfig::default()).await;
-    r.router.switch(
-        "demo/main",
-        vec!["main.demo.localhost".into()],
-        up("r-a", a.port),
-    );
+    r.router.switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)))
+        .unwrap();
     let stream = tokio::net::TcpStream::connect(r.addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http2::handshake::<_, _, TestBody>(
         hyper_util::rt::TokioExecutor::new(),
@@ -586,11 +546,8 @@ async fn h2c_clients_are_served() {
 async fn upgrade_is_passed_through() {
     let a = upstream("upstream-a").await;
     let r = start_router(RouterConfig::default()).await;
-    r.router.switch(
-        "demo/main",
-        vec!["main.demo.localhost".into()],
-        up("r-a", a.port),
-    );
+    r.router.switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)))
+        .unwrap();
     let mut raw = tokio::net::TcpStream::connect(r.addr).await.unwrap();
     raw.write_all(b"GET /ws HTTP/1.1\r\nHost: main.demo.localhost\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n").await.unwrap();
     let mut buf = vec![0u8; 4096];
@@ -612,7 +569,7 @@ async fn upgrade_is_passed_through() {
     within(5, raw.read_exact(&mut echoed)).await.unwrap();
     assert_eq!(&echoed, b"ping through the router");
     let route = r.router.current("demo/main").unwrap();
-    assert_eq!(route.port, a.port);
+    assert_eq!(route.upstreams()[0].port, a.port);
     drop(raw);
     r.stop().await.unwrap();
 }
@@ -621,11 +578,8 @@ async fn upgrade_is_passed_through() {
 async fn shutdown_lets_in_flight_requests_finish() {
     let a = upstream("upstream-a").await;
     let mut r = start_router(RouterConfig::default()).await;
-    r.router.switch(
-        "demo/main",
-        vec!["main.demo.localhost".into()],
-        up("r-a", a.port),
-    );
+    r.router.switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)))
+        .unwrap();
     let addr = r.addr;
     // An idle keep-alive connection must not hold the shutdown up.
     let mut idle = client(addr).await;
@@ -659,11 +613,8 @@ async fn shutdown_gives_up_after_drain_timeout() {
         ..RouterConfig::default()
     };
     let mut r = start_router(config).await;
-    r.router.switch(
-        "demo/main",
-        vec!["main.demo.localhost".into()],
-        up("r-a", a.port),
-    );
+    r.router.switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)))
+        .unwrap();
     let addr = r.addr;
     let slow = tokio::spawn(async move {
         let mut c = client(addr).await;
@@ -727,11 +678,8 @@ async fn probe_reports_status_or_error() {
 async fn client_going_away_ends_the_in_flight_request() {
     let a = upstream("upstream-a").await;
     let r = start_router(RouterConfig::default()).await;
-    r.router.switch(
-        "demo/main",
-        vec!["main.demo.localhost".into()],
-        up("r-a", a.port),
-    );
+    r.router.switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)))
+        .unwrap();
     let addr = r.addr;
 
     // Waiting for headers.
@@ -746,11 +694,8 @@ async fn client_going_away_ends_the_in_flight_request() {
     );
 
     // Reading the body.
-    r.router.switch(
-        "demo/main",
-        vec!["main.demo.localhost".into()],
-        up("r-a", a.port),
-    );
+    r.router.switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)))
+        .unwrap();
     let mut c = client(addr).await;
     let req = Request::get("/drip")
         .header("host", "main.demo.localhost")

@@ -6,7 +6,7 @@
 //! so concurrent writers (threads or processes) never lose each other's tags.
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ use crate::error::{IoContext, SlugError};
 use crate::image::{
     canonical_json, image_config, image_manifest, tag_of, tagged_manifest, ReleaseImage,
 };
-use crate::pack::{pack_dir, SlugInfo};
+use crate::pack::{pack_dir_with, PackOptions, SlugInfo};
 use crate::tag::validate_tag;
 use crate::unpack::unpack_tar;
 
@@ -124,13 +124,14 @@ impl Archive {
     /// `blobs/sha256/<hex>`). If that blob already exists the temp file is dropped: nothing
     /// new is written.
     pub fn put_slug_from_dir(&self, dir: &Path, level: i32) -> Result<SlugInfo, SlugError> {
+        self.put_slug(dir, &PackOptions::level(level))
+    }
+
+    /// [`Archive::put_slug_from_dir`] with a size limit and a cancel flag: a slug over the
+    /// limit ([`SlugError::TooBig`]) or a cancelled pack leaves nothing in the archive.
+    pub fn put_slug(&self, dir: &Path, options: &PackOptions) -> Result<SlugInfo, SlugError> {
         let tmp = self.temp_file()?;
-        let info = {
-            let mut w = BufWriter::new(tmp.as_file());
-            let info = pack_dir(dir, &mut w, level)?;
-            w.flush().ctx(tmp.path())?;
-            info
-        };
+        let info = pack_dir_with(dir, tmp.as_file(), options)?;
         let dest = self.blob_path(&info.digest);
         if dest.exists() {
             tracing::debug!(digest = %info.digest, "slug already in the archive");

@@ -1,7 +1,7 @@
 //! zstd's multithreaded output must not depend on the number of worker threads, or the
 //! same app would get different digests on machines with different core counts.
 
-use crate::pack::pack_dir_with_workers;
+use crate::pack::{pack_dir_with_workers, PackOptions};
 
 #[test]
 fn output_is_independent_of_worker_count() {
@@ -23,7 +23,7 @@ fn output_is_independent_of_worker_count() {
     let mut outputs = Vec::new();
     for workers in [1, 2, 4] {
         let mut out = Vec::new();
-        let info = pack_dir_with_workers(dir.path(), &mut out, 3, workers).unwrap();
+        let info = pack_dir_with_workers(dir.path(), &mut out, &PackOptions::level(3), workers).unwrap();
         outputs.push((workers, info, out));
     }
     let (_, first_info, first) = &outputs[0];

@@ -4,6 +4,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::digest::Digest;
+use crate::pack::human_size;
 
 /// Everything that can go wrong while packing, storing or unpacking slugs.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +79,40 @@ pub enum SlugError {
     /// No release with this tag is in the archive.
     #[error("no release tagged {0:?} in the archive")]
     UnknownTag(String),
+    /// The slug is bigger (compressed) than the limit.
+    #[error(
+        "the slug is {} compressed ({} of files), over the limit of {}; biggest in it: {}; \
+         biggest files: {}. Leave build leftovers out of the app folder (keep them in the \
+         build cache, $PLATFORM_CACHE_DIR) or raise the limit",
+        human_size(*size), human_size(*uncompressed), human_size(*limit),
+        list(biggest), list(biggest_files)
+    )]
+    TooBig {
+        /// Compressed size in bytes.
+        size: u64,
+        /// The limit in bytes.
+        limit: u64,
+        /// Total size of the files (uncompressed).
+        uncompressed: u64,
+        /// The biggest top-level entries (folders end with `/`) with their total file size.
+        biggest: Vec<(String, u64)>,
+        /// The biggest files with their size.
+        biggest_files: Vec<(String, u64)>,
+    },
+    /// Packing was cancelled.
+    #[error("packing the slug was cancelled")]
+    Cancelled,
+}
+
+fn list(items: &[(String, u64)]) -> String {
+    if items.is_empty() {
+        return "nothing".into();
+    }
+    items
+        .iter()
+        .map(|(p, n)| format!("{p} ({})", human_size(*n)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Attach a path to an `io::Result`.

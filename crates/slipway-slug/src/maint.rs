@@ -76,9 +76,30 @@ pub struct GcReport {
     pub blobs_removed: usize,
     /// Bytes freed (deleted blobs plus stale temp files).
     pub bytes_freed: u64,
+    /// Unreferenced blobs kept because they are younger than the grace period (a build or
+    /// a release being written right now).
+    pub young_blobs_kept: usize,
 }
 
 impl Archive {
+    /// Every blob the given index entries refer to (manifests, their configs and layers);
+    /// unreadable manifests are skipped.
+    fn referenced_by(&self, entries: &[oci_spec::image::Descriptor]) -> HashSet<Digest> {
+        let mut out = HashSet::new();
+        for desc in entries {
+            let Ok(m) = self.descriptor_digest(desc.digest()) else { continue };
+            if let Ok(manifest) = self.read_manifest(&m) {
+                for child in std::iter::once(manifest.config()).chain(manifest.layers()) {
+                    if let Ok(c) = self.descriptor_digest(child.digest()) {
+                        out.insert(c);
+                    }
+                }
+            }
+            out.insert(m);
+        }
+        out
+    }
+
     /// Re-check every blob's digest, and that every blob referenced by index.json or by a
     /// manifest exists. Returns the problems found (empty: all good). Only I/O failures on
     /// the archive itself are errors.
@@ -174,7 +195,24 @@ impl Archive {
     /// Do not run it between `put_slug_from_dir` and the `put_release` that tags that slug:
     /// the slug is unreferenced in that window.
     pub fn gc(&self, keep: &dyn Fn(&str) -> bool) -> Result<GcReport, SlugError> {
+        self.gc_with(keep, Duration::ZERO)
+    }
+
+    /// [`Archive::gc`], except that a blob no tag referred to even before this gc (a slug
+    /// just built whose release is not written yet, or a config or manifest being written)
+    /// is kept while it is younger than `grace`. Blobs of dropped tags go at once. Safe to
+    /// run while deploys run, given a grace longer than a build's packing and provisioning.
+    pub fn gc_with(
+        &self,
+        keep: &dyn Fn(&str) -> bool,
+        grace: Duration,
+    ) -> Result<GcReport, SlugError> {
         let _lock = self.lock()?;
+        let referenced_before = if grace.is_zero() {
+            HashSet::new()
+        } else {
+            self.referenced_by(self.read_index()?.manifests())
+        };
         let mut report = GcReport::default();
         let mut index = self.read_index()?;
         let (kept, dropped): (Vec<_>, Vec<_>) = index
@@ -219,7 +257,19 @@ impl Archive {
                 continue;
             }
             let path = entry.path();
-            let size = entry.metadata().ctx(&path)?.len();
+            let meta = entry.metadata().ctx(&path)?;
+            let size = meta.len();
+            if !grace.is_zero() && !referenced_before.contains(&d) {
+                let young = meta
+                    .modified()
+                    .ok()
+                    .and_then(|m| SystemTime::now().duration_since(m).ok())
+                    .is_none_or(|age| age < grace);
+                if young {
+                    report.young_blobs_kept += 1;
+                    continue;
+                }
+            }
             fs::remove_file(&path).ctx(&path)?;
             report.blobs_removed += 1;
             report.bytes_freed += size;

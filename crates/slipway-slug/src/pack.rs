@@ -15,12 +15,17 @@
 //! - zstd with the checksum flag, multithreaded (zstd's output does not depend on the
 //!   number of worker threads; a test checks it).
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
 use crate::digest::{Digest, HashWriter};
 use crate::error::{IoContext, SlugError};
@@ -32,8 +37,17 @@ pub const LAYER_ROOT: &str = "app";
 pub const SLUG_MTIME: u64 = 315_532_800;
 /// The default zstd level.
 pub const DEFAULT_LEVEL: i32 = 3;
+/// The default largest compressed slug a build may produce: 2 GiB.
+pub const DEFAULT_MAX_SIZE: u64 = 2 << 30;
 /// Most zstd worker threads used for one slug.
 const MAX_WORKERS: u32 = 8;
+/// Size of the chunks of tar stream handed from the reading thread to the hashing and
+/// compressing threads.
+const CHUNK: usize = 1 << 20;
+/// Chunks in flight between two threads of the pipeline.
+const QUEUE: usize = 4;
+/// How many of the biggest entries a [`SlugError::TooBig`] names.
+const BIGGEST_SHOWN: usize = 5;
 
 /// A packed slug: digest and size of the compressed layer, and `diff_id` (sha256 of the uncompressed tar).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -46,13 +60,56 @@ pub struct SlugInfo {
     pub diff_id: Digest,
 }
 
+/// How to pack: zstd level, size limit, cancellation.
+#[derive(Debug, Clone)]
+pub struct PackOptions {
+    /// zstd level (1 to 22; [`DEFAULT_LEVEL`] is 3).
+    pub level: i32,
+    /// Largest compressed size accepted; bigger fails with [`SlugError::TooBig`] (which says
+    /// how big the slug is and what is biggest in it). `None`: no limit.
+    pub max_size: Option<u64>,
+    /// Set it to stop packing as soon as possible ([`SlugError::Cancelled`]).
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+impl PackOptions {
+    /// Level `level`, no limit, not cancellable.
+    pub fn level(level: i32) -> PackOptions {
+        PackOptions {
+            level,
+            max_size: None,
+            cancel: None,
+        }
+    }
+}
+
+impl Default for PackOptions {
+    fn default() -> PackOptions {
+        PackOptions::level(DEFAULT_LEVEL)
+    }
+}
+
 /// Pack `dir` into `out` deterministically: same content, same bytes (see the module docs).
 /// `level` is the zstd level ([`DEFAULT_LEVEL`] is 3).
-pub fn pack_dir(dir: &Path, out: impl Write, level: i32) -> Result<SlugInfo, SlugError> {
-    let workers = std::thread::available_parallelism()
+pub fn pack_dir(dir: &Path, out: impl Write + Send, level: i32) -> Result<SlugInfo, SlugError> {
+    pack_dir_with(dir, out, &PackOptions::level(level))
+}
+
+/// [`pack_dir`] with a size limit and a cancel flag. When the slug is over the limit, what
+/// was written to `out` is garbage (the compression goes on without writing, to tell the
+/// exact size): the caller drops it.
+pub fn pack_dir_with(
+    dir: &Path,
+    out: impl Write + Send,
+    options: &PackOptions,
+) -> Result<SlugInfo, SlugError> {
+    pack_dir_with_workers(dir, out, options, default_workers())
+}
+
+fn default_workers() -> u32 {
+    std::thread::available_parallelism()
         .map(|n| (n.get() as u32).min(MAX_WORKERS))
-        .unwrap_or(1);
-    pack_dir_with_workers(dir, out, level, workers)
+        .unwrap_or(1)
 }
 
 /// One thing found in the folder to pack.
@@ -62,13 +119,27 @@ enum Source {
     Symlink(PathBuf),
 }
 
-/// [`pack_dir`] with an explicit number of zstd worker threads (0 = single-threaded mode).
+/// A chunk of the tar stream: `data[..len]`. Buffers go round: reader -> hasher ->
+/// compressor -> back to the reader, so the steady state allocates nothing.
+struct Chunk {
+    data: Vec<u8>,
+    len: usize,
+}
+
+/// [`pack_dir_with`] with an explicit number of zstd worker threads (0 = single-threaded mode).
+///
+/// Three threads form a pipeline: this one walks the folder and writes the tar stream in
+/// 1 MiB chunks (file contents read straight into the chunk), a second one hashes the tar
+/// (`diff_id`), a third one feeds zstd (whose own workers compress in parallel) and hashes
+/// and writes the compressed bytes. The bytes do not depend on this: same tar stream, same
+/// zstd parameters, same output.
 pub(crate) fn pack_dir_with_workers(
     dir: &Path,
-    out: impl Write,
-    level: i32,
+    out: impl Write + Send,
+    options: &PackOptions,
     workers: u32,
 ) -> Result<SlugInfo, SlugError> {
+    let level = options.level;
     check_level(level)?;
     let meta = fs::metadata(dir).ctx(dir)?;
     if !meta.is_dir() {
@@ -79,46 +150,313 @@ pub(crate) fn pack_dir_with_workers(
     }
     let mut entries = Vec::new();
     walk(dir, Path::new(""), &mut entries)?;
+    let cancelled = || {
+        options
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+    };
 
-    let compressed = HashWriter::new(BufWriter::with_capacity(256 * 1024, out));
-    let mut enc = zstd::stream::write::Encoder::new(compressed, level).ctx(dir)?;
-    enc.include_checksum(true).ctx(dir)?;
-    enc.multithread(workers).ctx(dir)?;
-    let mut tar = tar::Builder::new(HashWriter::new(enc));
+    let (to_hash, hash_rx) = sync_channel::<Chunk>(QUEUE);
+    let (to_zstd, zstd_rx) = sync_channel::<Chunk>(QUEUE);
+    let (recycle, pool) = channel::<Chunk>();
+    let max_size = options.max_size;
 
-    append_dir(&mut tar, Path::new(LAYER_ROOT)).ctx(dir)?;
-    for (rel, src) in &entries {
-        let full = dir.join(rel);
-        let in_layer = Path::new(LAYER_ROOT).join(rel);
-        match src {
-            Source::Dir => append_dir(&mut tar, &in_layer).ctx(&full)?,
-            Source::Symlink(target) => {
-                let mut h = header(tar::EntryType::Symlink, 0o777, 0);
-                tar.append_link(&mut h, &in_layer, target).ctx(&full)?;
+    std::thread::scope(|s| {
+        let hasher = s.spawn(move || hash_stage(hash_rx, to_zstd));
+        let compressor = s.spawn(move || compress_stage(zstd_rx, recycle, out, level, workers, max_size));
+
+        let produced = (|| -> Result<(), SlugError> {
+            let mut sink = ChunkSink {
+                chunk: None,
+                next: to_hash,
+                pool,
+            };
+            let mut tar = tar::Builder::new(&mut sink);
+            append_dir(&mut tar, Path::new(LAYER_ROOT)).ctx(dir)?;
+            for (rel, src) in &entries {
+                if cancelled() {
+                    return Err(SlugError::Cancelled);
+                }
+                let full = dir.join(rel);
+                let in_layer = Path::new(LAYER_ROOT).join(rel);
+                match src {
+                    Source::Dir => append_dir(&mut tar, &in_layer).ctx(&full)?,
+                    Source::Symlink(target) => {
+                        let mut h = header(tar::EntryType::Symlink, 0o777, 0);
+                        tar.append_link(&mut h, &in_layer, target).ctx(&full)?;
+                    }
+                    Source::File { exec, size } => {
+                        let mode = if *exec { 0o755 } else { 0o644 };
+                        let mut h = header(tar::EntryType::Regular, mode, *size);
+                        let mut file = File::open(&full).ctx(&full)?;
+                        // The header (and a long-name record if needed) through the builder,
+                        // then the content straight into the chunks, then the padding.
+                        tar.append_data(&mut h, &in_layer, io::empty()).ctx(&full)?;
+                        tar.get_mut().copy_file(&mut file, *size).ctx(&full)?;
+                    }
+                }
             }
-            Source::File { exec, size } => {
-                let mode = if *exec { 0o755 } else { 0o644 };
-                let mut h = header(tar::EntryType::Regular, mode, *size);
-                let file = File::open(&full).ctx(&full)?;
-                let reader = ExactReader {
-                    inner: file.take(*size),
-                    left: *size,
-                };
-                tar.append_data(&mut h, &in_layer, reader).ctx(&full)?;
+            tar.into_inner().ctx(dir)?;
+            sink.finish().ctx(dir)
+        })();
+        // On failure the senders are gone: the other stages stop; their errors (a full disk,
+        // say) explain a broken pipe here better than the pipe does.
+        let diff_id = hasher.join();
+        let compressed = compressor.join();
+        let (diff_id, compressed) = match (diff_id, compressed) {
+            (Ok(d), Ok(c)) => (d, c),
+            _ => {
+                return Err(SlugError::Io {
+                    path: dir.to_path_buf(),
+                    source: io::Error::other("a slug packing thread panicked"),
+                })
             }
+        };
+        let compressed = match (produced, compressed) {
+            (Err(SlugError::Io { source, .. }), Err(e)) if source.kind() == io::ErrorKind::BrokenPipe => {
+                return Err(e.into_slug_error(dir))
+            }
+            (Err(e), _) => return Err(e),
+            (Ok(()), Err(e)) => return Err(e.into_slug_error(dir)),
+            (Ok(()), Ok(c)) => c,
+        };
+        let diff_id = diff_id.ok_or_else(|| SlugError::Io {
+            path: dir.to_path_buf(),
+            source: io::Error::other("the tar hashing stage stopped early"),
+        })?;
+        if let Some(limit) = max_size.filter(|l| compressed.size > *l) {
+            return Err(too_big(compressed.size, limit, &entries));
+        }
+        tracing::debug!(dir = %dir.display(), digest = %compressed.digest, size = compressed.size, "packed slug");
+        Ok(SlugInfo {
+            digest: compressed.digest,
+            size: compressed.size,
+            diff_id,
+        })
+    })
+}
+
+/// Hash the tar stream, pass the chunks on. `None` if the next stage stopped early.
+fn hash_stage(rx: Receiver<Chunk>, next: SyncSender<Chunk>) -> Option<Digest> {
+    let mut h = Sha256::new();
+    for chunk in rx {
+        h.update(&chunk.data[..chunk.len]);
+        if next.send(chunk).is_err() {
+            return None;
         }
     }
-    let tar_hash = tar.into_inner().ctx(dir)?;
-    let (enc, diff_id, _) = tar_hash.finish();
-    let compressed = enc.finish().ctx(dir)?;
-    let (mut out, digest, size) = compressed.finish();
-    out.flush().ctx(dir)?;
-    tracing::debug!(dir = %dir.display(), %digest, size, "packed slug");
-    Ok(SlugInfo {
-        digest,
+    Some(Digest::from_hasher(h))
+}
+
+/// What the compressing stage made.
+struct Compressed {
+    digest: Digest,
+    size: u64,
+}
+
+/// A failure of the compressing stage, with the file it was writing when it has one.
+struct StageError(io::Error);
+
+impl StageError {
+    fn into_slug_error(self, dir: &Path) -> SlugError {
+        SlugError::Io {
+            path: dir.to_path_buf(),
+            source: self.0,
+        }
+    }
+}
+
+fn compress_stage(
+    rx: Receiver<Chunk>,
+    recycle: Sender<Chunk>,
+    out: impl Write,
+    level: i32,
+    workers: u32,
+    max_size: Option<u64>,
+) -> Result<Compressed, StageError> {
+    let limited = LimitWriter {
+        inner: BufWriter::with_capacity(256 * 1024, out),
+        limit: max_size.unwrap_or(u64::MAX),
+        written: 0,
+    };
+    let mut enc = zstd::stream::write::Encoder::new(HashWriter::new(limited), level).map_err(StageError)?;
+    enc.include_checksum(true).map_err(StageError)?;
+    enc.multithread(workers).map_err(StageError)?;
+    for chunk in rx {
+        enc.write_all(&chunk.data[..chunk.len]).map_err(StageError)?;
+        let _ = recycle.send(chunk);
+    }
+    let hashed = enc.finish().map_err(StageError)?;
+    let (mut limited, digest, size) = hashed.finish();
+    limited.flush().map_err(StageError)?;
+    Ok(Compressed { digest, size })
+}
+
+/// Passes bytes on until `limit` is crossed, then only counts them (so an oversized slug's
+/// exact size is known without writing it all).
+struct LimitWriter<W: Write> {
+    inner: W,
+    limit: u64,
+    written: u64,
+}
+
+impl<W: Write> Write for LimitWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.written.saturating_add(buf.len() as u64) <= self.limit {
+            let n = self.inner.write(buf)?;
+            self.written += n as u64;
+            return Ok(n);
+        }
+        self.written = self.written.saturating_add(buf.len() as u64);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        if self.written <= self.limit {
+            self.inner.flush()
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The tar stream's writer: fills 1 MiB chunks and hands them to the hashing stage.
+struct ChunkSink {
+    chunk: Option<Chunk>,
+    next: SyncSender<Chunk>,
+    pool: Receiver<Chunk>,
+}
+
+impl ChunkSink {
+    /// The chunk being filled (a recycled one if any came back, else a new one).
+    fn current(&mut self) -> &mut Chunk {
+        let pool = &self.pool;
+        self.chunk.get_or_insert_with(|| match pool.try_recv() {
+            Ok(mut c) => {
+                c.len = 0;
+                c
+            }
+            Err(_) => Chunk {
+                data: vec![0; CHUNK],
+                len: 0,
+            },
+        })
+    }
+
+    fn send_full(&mut self) -> io::Result<()> {
+        if self.chunk.as_ref().is_some_and(|c| c.len == CHUNK) {
+            self.send()?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        if let Some(c) = self.chunk.take() {
+            if c.len > 0 {
+                self.next
+                    .send(c)
+                    .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "slug compression stopped"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Exactly `size` bytes of `file` then the tar padding. A file that shrinks while being
+    /// packed is an error (its header already promised the size).
+    fn copy_file(&mut self, file: &mut File, size: u64) -> io::Result<()> {
+        let mut left = size;
+        while left > 0 {
+            self.send_full()?;
+            let c = self.current();
+            let room = (CHUNK - c.len).min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = match file.read(&mut c.data[c.len..c.len + room]) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "file shrank while being packed",
+                    ))
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            c.len += n;
+            left -= n as u64;
+        }
+        let pad = (512 - (size % 512)) % 512;
+        self.write_all(&[0u8; 512][..pad as usize])
+    }
+
+    /// Send what is left.
+    fn finish(mut self) -> io::Result<()> {
+        self.send()
+    }
+}
+
+impl Write for ChunkSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        self.send_full()?;
+        let c = self.current();
+        let n = (CHUNK - c.len).min(buf.len());
+        c.data[c.len..c.len + n].copy_from_slice(&buf[..n]);
+        c.len += n;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The error for a slug over the limit: its size, and the biggest top-level entries and files.
+fn too_big(size: u64, limit: u64, entries: &[(PathBuf, Source)]) -> SlugError {
+    let mut top: HashMap<PathBuf, (u64, bool)> = HashMap::new();
+    let mut files: Vec<(String, u64)> = Vec::new();
+    let mut total = 0u64;
+    for (rel, src) in entries {
+        let first = rel.components().next().map(|c| PathBuf::from(c.as_os_str()));
+        let Some(first) = first else { continue };
+        let is_dir_entry = rel.components().count() > 1 || matches!(src, Source::Dir);
+        let e = top.entry(first).or_insert((0, false));
+        e.1 |= is_dir_entry;
+        if let Source::File { size, .. } = src {
+            e.0 += size;
+            total += size;
+            files.push((rel.display().to_string(), *size));
+        }
+    }
+    let mut top: Vec<(String, u64)> = top
+        .into_iter()
+        .map(|(p, (n, dir))| (format!("{}{}", p.display(), if dir { "/" } else { "" }), n))
+        .collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    top.truncate(BIGGEST_SHOWN);
+    files.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    files.truncate(BIGGEST_SHOWN);
+    SlugError::TooBig {
         size,
-        diff_id,
-    })
+        limit,
+        uncompressed: total,
+        biggest: top,
+        biggest_files: files,
+    }
+}
+
+/// `1.50 GiB`, `12.0 MiB`, `800 B`.
+pub(crate) fn human_size(bytes: u64) -> String {
+    const K: f64 = 1024.0;
+    let b = bytes as f64;
+    if b < K {
+        format!("{bytes} B")
+    } else if b < K * K {
+        format!("{:.1} KiB", b / K)
+    } else if b < K * K * K {
+        format!("{:.1} MiB", b / K / K)
+    } else {
+        format!("{:.2} GiB", b / K / K / K)
+    }
 }
 
 /// Accept the levels 1 to zstd's maximum (22).
@@ -219,30 +557,6 @@ pub(crate) fn check_symlink_target(link: &Path, target: &Path) -> Result<(), Str
         }
     }
     Ok(())
-}
-
-/// Yields exactly `left` bytes or fails: a file that shrinks while being packed must not
-/// produce a corrupt tar (the header already promised its size).
-struct ExactReader<R> {
-    inner: R,
-    left: u64,
-}
-
-impl<R: Read> Read for ExactReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.left == 0 {
-            return Ok(0);
-        }
-        let n = self.inner.read(buf)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "file shrank while being packed",
-            ));
-        }
-        self.left -= n as u64;
-        Ok(n)
-    }
 }
 
 #[cfg(test)]

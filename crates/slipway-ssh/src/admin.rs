@@ -4,9 +4,15 @@ use std::sync::Arc;
 
 use slipway_deploy::Platform;
 use slipway_state::{Role, User};
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::say;
+
+mod access;
+mod users;
+
+/// A refusal or failure of an admin command: (exit status, message for stderr).
+type Refusal = (i32, String);
 
 const HELP: &str = "\
 Slipway: push with git, look around with ssh.
@@ -20,18 +26,26 @@ Commands (ssh -p PORT git@HOST COMMAND, each takes --json):
   releases PROJECT ENV            releases of an environment, newest first
   activity PROJECT [ENV]          pushes and deploys
   activity log ID                 the whole log of one activity
+  access ls PROJECT               who has which role (project admins)
+  access grant PROJECT USER ROLE  ROLE: viewer, contributor or admin (project admins)
+  access revoke PROJECT USER      (project admins)
+  user ls                         users and their keys (server admins)
+  user add NAME [--admin] < KEY   add a user, or a key to a user (server admins)
+  user rm NAME                    remove a user and its keys (server admins)
   help                            this text
 ";
 
 /// Run an admin command; returns the exit status.
-pub(crate) async fn run<W, E>(
+pub(crate) async fn run<R, W, E>(
     platform: &Arc<Platform>,
     user: &User,
     words: &[String],
+    stdin: R,
     out: &mut W,
     err: &mut E,
 ) -> i32
 where
+    R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
     E: AsyncWrite + Unpin + Send,
 {
@@ -145,6 +159,8 @@ where
                 Err(e) => Err((3, format!("slipway: {e}\n"))),
             }
         }
+        ["user", ..] => users::run(platform, user, &args[1..], json, stdin).await,
+        ["access", ..] => access::run(platform, user, &args[1..], json),
         ["envs", p] | ["releases", p, _] | ["activity", p] | ["activity", p, _] => {
             Err((1, not_found(p)))
         }

@@ -111,6 +111,12 @@ where
 {
     let path = platform.repo_path(project);
     let mut cmd = tokio::process::Command::new("git");
+    // The repository's own config has these since init; repositories made before get them here.
+    for (key, value) in slipway_git::REPO_CONFIG {
+        if key.starts_with("uploadpack.") {
+            cmd.arg("-c").arg(format!("{key}={value}"));
+        }
+    }
     cmd.arg("upload-pack")
         .arg("--strict")
         .arg("--timeout=600")
@@ -147,7 +153,10 @@ where
         std::future::pending::<()>().await
     };
     let out = async {
-        let a = tokio::io::copy(&mut cout, stdout);
+        // Big reads from the pipe: each becomes SSH packets of the client's maximum size
+        // (tokio::io::copy's 8 KiB buffer would make four times as many).
+        let mut cout = tokio::io::BufReader::with_capacity(256 * 1024, &mut cout);
+        let a = tokio::io::copy_buf(&mut cout, stdout);
         let b = tokio::io::copy(&mut cerr, stderr);
         let _ = tokio::join!(a, b);
         child.wait().await

@@ -10,6 +10,7 @@
 mod admin;
 pub mod command;
 mod git_service;
+pub mod limits;
 mod session;
 
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ use slipway_deploy::Platform;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+pub use limits::SshLimits;
 pub use session::ConnectionError;
 
 /// Errors of the SSH endpoint's setup.
@@ -163,6 +165,8 @@ pub(crate) async fn say<W: AsyncWrite + Unpin>(w: &mut W, text: &str) {
 
 struct Server {
     platform: Arc<Platform>,
+    limits: SshLimits,
+    sessions: limits::SessionCounter,
 }
 
 impl russh::server::Server for Server {
@@ -171,6 +175,10 @@ impl russh::server::Server for Server {
         session::Connection {
             platform: self.platform.clone(),
             peer,
+            limits: self.limits.clone(),
+            sessions: self.sessions.clone(),
+            slot: None,
+            over_limit: false,
             user: None,
             channels: HashMap::new(),
             git_protocol: HashMap::new(),
@@ -178,11 +186,58 @@ impl russh::server::Server for Server {
     }
 }
 
-/// Serve SSH on `listener` until `shutdown` resolves.
+/// Whether the CPU has AES and carry-less multiplication instructions (AES-GCM in hardware).
+fn has_aes_hardware() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("aes") && std::arch::is_aarch64_feature_detected!("pmull")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
+
+/// The algorithms offered. The client picks the first of its own list that the server offers,
+/// and OpenSSH lists chacha20-poly1305 first: with AES in hardware only AES-GCM is offered, so
+/// that clients use it (much faster than chacha20 there); otherwise chacha20 comes first.
+fn preferred_algorithms() -> russh::Preferred {
+    use russh::cipher::{AES_128_GCM, AES_256_GCM, CHACHA20_POLY1305};
+    static HARDWARE: &[russh::cipher::Name] = &[AES_128_GCM, AES_256_GCM];
+    static SOFTWARE: &[russh::cipher::Name] = &[CHACHA20_POLY1305, AES_128_GCM, AES_256_GCM];
+    let cipher = match std::env::var("SLIPWAY_SSH_CIPHERS").ok().as_deref() {
+        Some("chacha20") => SOFTWARE,
+        Some("aes-gcm") => HARDWARE,
+        _ if has_aes_hardware() => HARDWARE,
+        _ => SOFTWARE,
+    };
+    russh::Preferred {
+        cipher: std::borrow::Cow::Borrowed(cipher),
+        ..russh::Preferred::default()
+    }
+}
+
+/// Serve SSH on `listener` until `shutdown` resolves, with the limits of
+/// [`SshLimits::from_env`].
 pub async fn serve(
     listener: TcpListener,
     host_key: PrivateKey,
     platform: Arc<Platform>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    serve_with(listener, host_key, platform, SshLimits::from_env(), shutdown).await
+}
+
+/// Serve SSH on `listener` with `limits` until `shutdown` resolves.
+pub async fn serve_with(
+    listener: TcpListener,
+    host_key: PrivateKey,
+    platform: Arc<Platform>,
+    limits: SshLimits,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let config = russh::server::Config {
@@ -190,16 +245,24 @@ pub async fn serve(
         methods: russh::MethodSet::from(&[russh::MethodKind::PublicKey][..]),
         auth_rejection_time: Duration::from_millis(300),
         auth_rejection_time_initial: Some(Duration::from_millis(0)),
-        inactivity_timeout: Some(Duration::from_secs(3600)),
-        keepalive_interval: Some(Duration::from_secs(30)),
+        // Server keepalives would count as traffic and keep idle connections open forever:
+        // the idle timeout alone ends idle and dead connections. Long deploys send progress
+        // or git keepalives every few seconds, which is traffic.
+        inactivity_timeout: Some(limits.idle_timeout),
+        keepalive_interval: None,
         window_size: 16 * 1024 * 1024,
         maximum_packet_size: 65535,
         channel_buffer_size: 256,
         nodelay: true,
+        preferred: preferred_algorithms(),
         ..Default::default()
     };
     use russh::server::Server as _;
-    let mut server = Server { platform };
+    let mut server = Server {
+        platform,
+        limits,
+        sessions: limits::SessionCounter::default(),
+    };
     let running = server.run_on_socket(Arc::new(config), &listener);
     let handle = running.handle();
     tokio::select! {

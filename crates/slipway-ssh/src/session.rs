@@ -15,6 +15,14 @@ use crate::{admin, git_service, normalize_key};
 pub(crate) struct Connection {
     pub(crate) platform: Arc<Platform>,
     pub(crate) peer: Option<std::net::SocketAddr>,
+    /// The endpoint's limits.
+    pub(crate) limits: crate::SshLimits,
+    /// Open connections per key.
+    pub(crate) sessions: crate::limits::SessionCounter,
+    /// This connection's place in the count of its key (released on drop).
+    pub(crate) slot: Option<crate::limits::SessionSlot>,
+    /// The key had too many connections open: every command is refused with a message.
+    pub(crate) over_limit: bool,
     /// Set once a key was accepted.
     pub(crate) user: Option<User>,
     /// Channels opened but not yet given a command.
@@ -63,6 +71,13 @@ impl russh::server::Handler for Connection {
         match self.platform.state().user_by_key(&k) {
             Ok(Some(user)) => {
                 info!(ssh_user, user = %user.name, peer = ?self.peer, "authenticated");
+                if self.slot.is_none() {
+                    self.slot = self.sessions.acquire(&k, self.limits.max_sessions_per_key);
+                    self.over_limit = self.slot.is_none();
+                    if self.over_limit {
+                        warn!(user = %user.name, limit = self.limits.max_sessions_per_key, "too many sessions for one key");
+                    }
+                }
                 self.user = Some(user);
                 Ok(Auth::Accept)
             }
@@ -149,12 +164,22 @@ impl Connection {
         session.channel_success(id)?;
         let platform = self.platform.clone();
         let git_protocol = self.git_protocol.remove(&id);
+        let over_limit = self.over_limit.then_some(self.limits.max_sessions_per_key);
         let command = command.to_vec();
         tokio::spawn(async move {
             let (mut read, write) = channel.split();
             let mut stdout = write.make_writer();
             let mut stderr = write.make_writer_ext(Some(1));
             let code = match crate::command::parse(&command) {
+                _ if over_limit.is_some() => {
+                    let limit = over_limit.unwrap_or_default();
+                    crate::say(
+                        &mut stderr,
+                        &format!("slipway: too many open sessions for this key (limit {limit}); close some and try again\n"),
+                    )
+                    .await;
+                    1
+                }
                 Err(e) => {
                     crate::say(&mut stderr, &format!("slipway: {e}\n")).await;
                     1
@@ -174,7 +199,8 @@ impl Connection {
                     .await
                 }
                 Ok(crate::command::Command::Admin(words)) => {
-                    admin::run(&platform, &user, &words, &mut stdout, &mut stderr).await
+                    let stdin = read.make_reader();
+                    admin::run(&platform, &user, &words, stdin, &mut stdout, &mut stderr).await
                 }
             };
             use tokio::io::AsyncWriteExt;

@@ -69,6 +69,37 @@ struct ServeArgs {
     /// Seconds requests on a retired release may take to finish.
     #[arg(long, env = "SLIPWAY_DRAIN_TIMEOUT", default_value_t = 30)]
     drain_timeout: u64,
+    /// Seconds a build (hooks.build) may take before it is killed.
+    #[arg(long, env = "SLIPWAY_BUILD_TIMEOUT", default_value_t = 3600)]
+    build_timeout: u64,
+    /// Largest compressed slug a build may produce: bytes, or with a K, M or G suffix (KiB, MiB, GiB).
+    #[arg(long, env = "SLIPWAY_SLUG_MAX_SIZE", default_value = "2G", value_parser = parse_size)]
+    slug_max_size: u64,
+    /// zstd level of slugs (1 to 22).
+    #[arg(long, env = "SLIPWAY_SLUG_LEVEL", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
+    slug_level: i32,
+}
+
+/// `1234`, `500K`, `20M`, `2G` (binary units).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                _ => return Err(format!("{s:?}: use bytes, or a K, M or G suffix")),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{s:?}: use a positive number of bytes, or with a K, M or G suffix"))
 }
 
 #[derive(Subcommand)]
@@ -135,7 +166,8 @@ enum ArchiveCmd {
     Gc {
         #[command(flatten)]
         data: DataDirArg,
-        /// Releases kept per environment (besides the live one).
+        /// Releases kept per environment: the newest ones that went live (rollback targets),
+        /// besides the live one, a deploy in progress, and any release still running.
         #[arg(long, default_value_t = 10)]
         keep: usize,
     },
@@ -218,6 +250,9 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     settings.runtime = args.runtime.clone();
     settings.health_timeout = std::time::Duration::from_secs(args.health_timeout);
     settings.drain_timeout = std::time::Duration::from_secs(args.drain_timeout);
+    settings.build_timeout = std::time::Duration::from_secs(args.build_timeout.max(1));
+    settings.slug_max_size = args.slug_max_size;
+    settings.slug_level = args.slug_level;
     let http_addr: std::net::SocketAddr = args
         .http_listen
         .parse()
@@ -439,31 +474,134 @@ fn archive(cmd: ArchiveCmd) -> Result<u8, Failure> {
                 Ok(1)
             }
         }
-        ArchiveCmd::Gc { keep, .. } => {
-            let state = open_state(dir.root())?;
-            let mut kept = std::collections::HashSet::new();
-            for env in state.environments(None).map_err(internal)? {
-                for (i, r) in state
-                    .releases(&env.project, &env.name)
-                    .map_err(internal)?
-                    .into_iter()
-                    .enumerate()
-                {
-                    if i < keep || Some(r.id) == env.current_release {
-                        kept.insert(format!("{}.{}.r{}.", r.project, r.environment, r.number));
-                    }
-                }
+        ArchiveCmd::Gc { keep, .. } => archive_gc(&dir, &archive, keep),
+    }
+}
+
+/// Unreferenced blobs younger than this are kept by `archive gc`: a build or a deploy
+/// running now may not have tagged its slug yet.
+const GC_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// `slipway archive gc`: per environment keep the `keep` newest releases that went live
+/// (rollback targets), the live one, a deploy in progress and every release with a
+/// container still running; drop the other release tags, every blob no kept release needs,
+/// and the unpacked slug folders whose slug is gone and that no container uses. Reports
+/// what it freed.
+fn archive_gc(
+    dir: &slipway_deploy::DataDir,
+    archive: &slipway_slug::Archive,
+    keep: usize,
+) -> Result<u8, Failure> {
+    use std::collections::HashSet;
+    let state = open_state(dir.root())?;
+    let (running_containers, running_slugs) = running(dir)?;
+    let mut kept = HashSet::new();
+    for env in state.environments(None).map_err(internal)? {
+        let mut went_live = 0;
+        for r in state.releases(&env.project, &env.name).map_err(internal)? {
+            let spec = slipway_deploy::environment::ReleaseSpec::from_json(&r.spec);
+            let runs = spec
+                .as_ref()
+                .is_some_and(|s| s.apps.iter().any(|a| running_containers.contains(&a.container)));
+            let rollback = matches!(r.status.as_str(), "live" | "retired") && went_live < keep;
+            if matches!(r.status.as_str(), "live" | "retired") {
+                went_live += 1;
             }
-            let report = archive
-                .gc(&|tag: &str| kept.iter().any(|k| tag.starts_with(k.as_str())))
-                .map_err(internal)?;
-            println!(
-                "gc: dropped {} release tag(s), {} blob(s), freed {} bytes",
-                report.tags_removed.len(),
-                report.blobs_removed,
-                report.bytes_freed
-            );
-            Ok(0)
+            if rollback || runs || r.status == "pending" || Some(r.id) == env.current_release {
+                kept.insert(format!("{}.{}.r{}.", r.project, r.environment, r.number));
+            }
         }
     }
+    let report = archive
+        .gc_with(&|tag: &str| kept.iter().any(|k| tag.starts_with(k.as_str())), GC_GRACE)
+        .map_err(internal)?;
+    for t in &report.tags_removed {
+        println!("dropped {t}");
+    }
+
+    // Unpacked slugs: a folder per digest; drop those whose blob is gone, unless in use.
+    let mut unpacked_removed = 0usize;
+    let mut unpacked_bytes = 0u64;
+    let unpacked = dir.unpacked_slugs();
+    if let Ok(entries) = std::fs::read_dir(&unpacked) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let Ok(digest) = slipway_slug::Digest::parse(&format!("sha256:{name}")) else {
+                continue; // a temp folder of an unpack in progress, or not ours
+            };
+            if archive.has_blob(&digest) || running_slugs.contains(digest.as_str()) {
+                continue;
+            }
+            let path = entry.path();
+            let size = dir_size(&path);
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => {
+                    unpacked_removed += 1;
+                    unpacked_bytes += size;
+                }
+                Err(e) => eprintln!("slipway: could not remove {}: {e}", path.display()),
+            }
+        }
+    }
+    println!(
+        "gc: dropped {} release tag(s), kept {}; removed {} blob(s) ({}) and {} unpacked slug folder(s) ({}); \
+         freed {} in all{}",
+        report.tags_removed.len(),
+        archive.list().map_err(internal)?.len(),
+        report.blobs_removed,
+        slipway_deploy::output::format_size(report.bytes_freed),
+        unpacked_removed,
+        slipway_deploy::output::format_size(unpacked_bytes),
+        slipway_deploy::output::format_size(report.bytes_freed + unpacked_bytes),
+        if report.young_blobs_kept > 0 {
+            format!(
+                "; kept {} unreferenced blob(s) younger than an hour (a deploy may be writing them)",
+                report.young_blobs_kept
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(0)
+}
+
+/// Ids of the running containers of this data dir, and the slugs they use.
+fn running(
+    dir: &slipway_deploy::DataDir,
+) -> Result<(std::collections::HashSet<String>, std::collections::HashSet<String>), Failure> {
+    let mut ids = std::collections::HashSet::new();
+    let mut slugs = std::collections::HashSet::new();
+    if !dir.root().join("runtime").is_dir() {
+        return Ok((ids, slugs));
+    }
+    let runtime = match slipway_runtime::Runtime::new(Path::new("runc"), dir.root()) {
+        Ok(r) => r,
+        // Without the runtime no container of ours can run.
+        Err(_) => return Ok((ids, slugs)),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(internal)?;
+    let list = rt.block_on(runtime.list()).map_err(internal)?;
+    for c in list {
+        if c.status != slipway_runtime::Status::Stopped {
+            if let Some(s) = c.annotations.get("dev.slipway.slug") {
+                slugs.insert(s.clone());
+            }
+            ids.insert(c.id);
+        }
+    }
+    Ok((ids, slugs))
+}
+
+/// Bytes of the regular files below `path` (symlinks not followed).
+fn dir_size(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else { return 0 };
+    if !meta.is_dir() {
+        return if meta.is_file() { meta.len() } else { 0 };
+    }
+    std::fs::read_dir(path)
+        .map(|rd| rd.flatten().map(|e| dir_size(&e.path())).sum())
+        .unwrap_or(0)
 }

@@ -1,10 +1,14 @@
 //! A native server side of `git-receive-pack` (the push protocol, v0/v1).
 //!
 //! [`serve`] runs the whole conversation: ref advertisement, commands, push options, pack
-//! (stored with thin-pack completion), connectivity check, the [`PushHandler`], and
-//! report-status. See git's `gitprotocol-pack` and `gitprotocol-common` documentation.
+//! (indexed while it streams in, into a quarantine object directory, thin packs completed from
+//! the existing objects), object checks ([`fsck`], git's `receive.fsckObjects`), connectivity
+//! check, installation of the pack, the [`PushHandler`], and report-status. A pack that fails
+//! any check never reaches the repository. See git's `gitprotocol-pack` and
+//! `gitprotocol-common` documentation.
 
 mod connectivity;
+pub mod fsck;
 mod pack;
 pub mod pktline;
 
@@ -17,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
 use crate::Repo;
-pub use pack::{PackError, PackStats};
+pub use pack::{PackError, PackStats, StoredPack};
 use pktline::{Packet, PktError};
 
 /// The agent string advertised to clients.
@@ -126,17 +130,24 @@ pub trait PushHandler: Send + Sync {
     ) -> impl Future<Output = Vec<Result<(), String>>> + Send;
 }
 
-/// Limits of one push.
+/// Limits of one push. Defaults, and the environment variables [`Limits::from_env`] reads:
+///
+/// | limit | default | variable |
+/// |---|---|---|
+/// | pack size | 2 GiB | `SLIPWAY_MAX_PACK_BYTES` |
+/// | object size (after inflating and applying deltas: bounds delta and zlib bombs) | 256 MiB | `SLIPWAY_MAX_OBJECT_BYTES` |
+/// | ref updates (and push options) per push | 1000 | `SLIPWAY_MAX_REFS_PER_PUSH` |
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Largest pack accepted, in bytes (default 2 GiB).
+    /// Largest pack accepted, in bytes.
     pub max_pack_bytes: u64,
-    /// Most ref update commands (and most push options) in one push (default 1000).
+    /// Most ref update commands (and most push options) in one push.
     pub max_refs: usize,
     /// A keepalive goes to the client when nothing was sent for this long while the
     /// connectivity check or the handler run (default 5 s).
     pub keepalive: Duration,
-    /// Largest single object (or delta) the pack indexer allocates, in bytes (default 1 GiB).
+    /// Largest single object (or delta result, or delta base) the pack indexer allocates, in
+    /// bytes. A pack holding a bigger one is refused.
     pub max_object_bytes: usize,
 }
 
@@ -146,7 +157,37 @@ impl Default for Limits {
             max_pack_bytes: 2 * 1024 * 1024 * 1024,
             max_refs: 1000,
             keepalive: Duration::from_secs(5),
-            max_object_bytes: 1024 * 1024 * 1024,
+            max_object_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// The defaults, overridden by the `SLIPWAY_MAX_*` environment variables (see the table
+    /// above) where they are set to a positive integer. Invalid values are ignored with a warning.
+    pub fn from_env() -> Limits {
+        let mut limits = Limits::default();
+        if let Some(v) = env_number("SLIPWAY_MAX_PACK_BYTES") {
+            limits.max_pack_bytes = v;
+        }
+        if let Some(v) = env_number("SLIPWAY_MAX_OBJECT_BYTES") {
+            limits.max_object_bytes = usize::try_from(v).unwrap_or(usize::MAX);
+        }
+        if let Some(v) = env_number("SLIPWAY_MAX_REFS_PER_PUSH") {
+            limits.max_refs = usize::try_from(v).unwrap_or(usize::MAX);
+        }
+        limits
+    }
+}
+
+/// A positive integer from the environment variable `name`; `None` when unset or invalid.
+pub fn env_number(name: &str) -> Option<u64> {
+    let value = std::env::var(name).ok()?;
+    match value.trim().parse::<u64>() {
+        Ok(v) if v > 0 => Some(v),
+        _ => {
+            tracing::warn!("ignoring {name}={value:?}: expected a positive integer");
+            None
         }
     }
 }
@@ -304,8 +345,8 @@ where
     };
     tracing::info!(repo = %repo.path().display(), updates = updates.len(), "push received");
 
-    // 3. Pack.
-    let mut stats = None;
+    // 3. Pack, into a quarantine.
+    let mut stored = None;
     if updates.iter().any(|u| !u.is_delete()) {
         match pack::receive(
             repo,
@@ -315,29 +356,18 @@ where
         )
         .await
         {
-            Ok(s) => stats = Some(s),
+            Ok(s) => stored = Some(s),
             Err(err) => {
                 tracing::warn!(repo = %repo.path().display(), "pack refused: {err}");
-                if caps.report_status {
-                    let reason = pack::one_line(&err.to_string());
-                    let results: Vec<_> = updates
-                        .iter()
-                        .map(|_| Err("unpacker error".to_string()))
-                        .collect();
-                    let report = report(
-                        &format!("unpack {reason}"),
-                        &updates,
-                        &results,
-                        conn.side_band,
-                    );
-                    conn.write(&report).await;
-                }
+                refuse_pack(&mut conn, &caps, &updates, &err).await;
                 return Err(err.into());
             }
         }
     }
+    let stats = stored.as_ref().map(|s| s.stats);
 
-    // 4. Checks: names, duplicates, stale old values, connectivity.
+    // 4. Checks: names, duplicates, stale old values; then (on a blocking thread, against the
+    //    quarantine) the objects themselves and connectivity.
     let mut results: Vec<Option<Result<(), String>>> = vec![None; updates.len()];
     let mut seen_names = HashSet::new();
     let current: std::collections::HashMap<&str, ObjectId> =
@@ -357,19 +387,38 @@ where
         .filter(|(i, u)| results[*i].is_none() && !u.is_delete())
         .map(|(i, u)| (i, u.new, u.branch().is_some()))
         .collect();
-    if !to_check.is_empty() {
+    if let Some(pack) = stored {
         let check_repo = repo.clone();
         let existing: Vec<ObjectId> = refs.iter().map(|(_, id)| *id).collect();
         let task = tokio::task::spawn_blocking(move || {
-            check_connectivity(&check_repo, &existing, &to_check)
+            let outcome = verify(&check_repo, &pack, &existing, &to_check);
+            (pack, outcome)
         });
         let (_tx, mut rx) = mpsc::unbounded_channel();
-        let checked = drive(task, &mut conn, &mut rx, limits.keepalive).await;
-        let checked = checked.map_err(|e| ReceiveError::Task(e.to_string()))?;
+        let joined = drive(task, &mut conn, &mut rx, limits.keepalive).await;
+        let (pack, checked) = joined.map_err(|e| ReceiveError::Task(e.to_string()))?;
+        let checked = match checked {
+            Ok(checked) => checked,
+            Err(err) => {
+                tracing::warn!(repo = %repo.path().display(), "pack refused: {err}");
+                refuse_pack(&mut conn, &caps, &updates, &err).await;
+                return Err(err.into());
+            }
+        };
         for (i, res) in checked {
             if let Err(reason) = res {
                 results[i] = Some(Err(reason));
             }
+        }
+        let atomic_failed = caps.atomic && results.iter().any(|r| matches!(r, Some(Err(_))));
+        if results.iter().any(Option::is_none) && !atomic_failed {
+            let install_repo = repo.clone();
+            tokio::task::spawn_blocking(move || pack.install(&install_repo))
+                .await
+                .map_err(|e| ReceiveError::Task(e.to_string()))?
+                .map_err(|e| {
+                    ReceiveError::Pack(PackError::Invalid(format!("cannot store the pack: {e}")))
+                })?;
         }
     }
     if caps.atomic && results.iter().any(|r| matches!(r, Some(Err(_)))) {
@@ -610,15 +659,55 @@ fn check_refname(name: &str) -> Result<(), String> {
     Err("only refs/heads/* and refs/tags/* can be pushed".into())
 }
 
+/// Refuses the pack: every update gets `ng ... unpacker error` after `unpack <reason>`.
+async fn refuse_pack<W: AsyncWrite + Unpin>(
+    conn: &mut Conn<W>,
+    caps: &ClientCaps,
+    updates: &[RefUpdate],
+    err: &PackError,
+) {
+    if caps.report_status {
+        let reason = pack::one_line(&err.to_string());
+        let results: Vec<_> = updates
+            .iter()
+            .map(|_| Err("unpacker error".to_string()))
+            .collect();
+        let report = report(
+            &format!("unpack {reason}"),
+            updates,
+            &results,
+            conn.side_band,
+        );
+        conn.write(&report).await;
+    }
+}
+
+/// The result of each checked update: (index in the push, accepted or the reason).
+type Checked = Vec<(usize, Result<(), String>)>;
+
+/// Checks the quarantined pack: every object ([`fsck::check_pack`], failing the whole pack),
+/// then connectivity of each update ([`check_connectivity`]).
+fn verify(
+    repo: &Repo,
+    pack: &StoredPack,
+    existing: &[ObjectId],
+    tips: &[(usize, ObjectId, bool)],
+) -> Result<Checked, PackError> {
+    let quarantined = pack.repo(repo).map_err(PackError::Invalid)?;
+    if let Some(index) = pack.index_path() {
+        fsck::check_pack(&quarantined, index).map_err(|e| PackError::Invalid(e.to_string()))?;
+    }
+    Ok(check_connectivity(&quarantined, existing, tips))
+}
+
 /// Checks each (index, new tip, is a branch): branches must point at commits, and everything
 /// reachable must exist.
 fn check_connectivity(
-    repo: &Repo,
+    repo: &gix::Repository,
     existing: &[ObjectId],
     tips: &[(usize, ObjectId, bool)],
 ) -> Vec<(usize, Result<(), String>)> {
-    let repo = repo.gix();
-    let complete = connectivity::complete_tips(&repo, existing.iter().copied());
+    let complete = connectivity::complete_tips(repo, existing.iter().copied());
     let mut seen = HashSet::new();
     tips.iter()
         .map(|(i, tip, is_branch)| {
@@ -631,7 +720,7 @@ fn check_connectivity(
                     Err(_) => return (*i, Err(connectivity::MISSING.to_string())),
                 }
             }
-            (*i, connectivity::check(&repo, *tip, &complete, &mut seen))
+            (*i, connectivity::check(repo, *tip, &complete, &mut seen))
         })
         .collect()
 }

@@ -38,6 +38,10 @@ pub enum PackError {
     /// The pack is larger than allowed.
     #[error("the pack exceeds the limit of {0} bytes")]
     TooLarge(u64),
+    /// An object of the pack (or a delta base or result) is larger than allowed: a big file or
+    /// a delta or zlib bomb.
+    #[error("an object of the pack expands beyond the limit of {0} bytes")]
+    ObjectTooLarge(usize),
     /// The pack is invalid (corrupt data, missing delta bases, ...) or could not be stored.
     #[error("{0}")]
     Invalid(String),
@@ -73,14 +77,67 @@ impl Read for ChannelReader {
     }
 }
 
-/// Reads the pack from `input` and stores it in `repo` (thin packs completed from the existing
-/// objects). Nothing is left in the repository unless the whole pack was valid.
+/// A pack indexed into a quarantine object directory (`objects/incoming-slipway-*`, with the
+/// repository's objects as its alternate), not yet part of the repository.
+///
+/// [`StoredPack::repo`] sees the quarantined objects and the repository's; [`StoredPack::install`]
+/// moves the pack into `objects/pack`. Dropping it without installing removes the quarantine.
+pub struct StoredPack {
+    quarantine: Quarantine,
+    data: Option<PathBuf>,
+    index: Option<PathBuf>,
+    /// What the pack contained.
+    pub stats: PackStats,
+}
+
+impl std::fmt::Debug for StoredPack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredPack")
+            .field("quarantine", &self.quarantine.0)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl StoredPack {
+    /// The pack index, if the pack held any object.
+    pub fn index_path(&self) -> Option<&Path> {
+        self.index.as_deref()
+    }
+
+    /// A handle on `repo` whose object database is the quarantine (with the repository's objects
+    /// as alternate): sees the received objects before they are installed.
+    pub fn repo(&self, repo: &Repo) -> Result<gix::Repository, String> {
+        let mut handle = repo.gix();
+        let odb = gix::odb::at(&self.quarantine.0, gix::hash::Kind::Sha1)
+            .map_err(|e| format!("cannot open the quarantine: {e}"))?;
+        handle.objects = odb.into();
+        Ok(handle)
+    }
+
+    /// Moves the pack into the repository's `objects/pack` (the quarantine is then removed).
+    pub fn install(self, repo: &Repo) -> Result<(), String> {
+        let pack_dir = repo.path().join("objects").join("pack");
+        std::fs::create_dir_all(&pack_dir)
+            .map_err(|e| format!("cannot create {}: {e}", pack_dir.display()))?;
+        if let (Some(data), Some(index)) = (&self.data, &self.index) {
+            // The pack before its index: a reader finding the index always finds the pack.
+            install(data, &pack_dir)?;
+            install(index, &pack_dir)?;
+            sync_dir(&pack_dir);
+        }
+        Ok(())
+    }
+}
+
+/// Reads the pack from `input` and indexes it into a quarantine (thin packs completed from the
+/// existing objects). Nothing is in the repository until [`StoredPack::install`].
 pub async fn receive<R: AsyncRead + Unpin>(
     repo: &Repo,
     input: &mut R,
     max_bytes: u64,
     max_object_bytes: usize,
-) -> Result<PackStats, PackError> {
+) -> Result<StoredPack, PackError> {
     let interrupt = Arc::new(AtomicBool::new(false));
     let _interrupt_guard = InterruptOnDrop(interrupt.clone());
     let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
@@ -105,20 +162,24 @@ pub async fn receive<R: AsyncRead + Unpin>(
     let mut buf = vec![0u8; CHUNK];
     let mut total: u64 = 0;
     let mut stop: Option<PackError> = None;
+    let mut eof = false;
     let result = loop {
         tokio::select! {
             biased;
             joined = &mut task => break joined,
             read = input.read(&mut buf), if tx.is_some() => match read {
                 Ok(0) => {
+                    // The end of the input: fine after a complete pack (a client may close its
+                    // side right after it); the indexer tells whether the pack was complete.
                     tx = None;
-                    stop = Some(PackError::Truncated);
+                    eof = true;
                 }
                 Ok(n) => {
                     total += n as u64;
                     if total > max_bytes {
+                        // Ending the indexer's input stops it (interrupting it while it reads
+                        // makes gix panic).
                         tx = None;
-                        interrupt.store(true, Ordering::Relaxed);
                         stop = Some(PackError::TooLarge(max_bytes));
                     } else if let Some(sender) = &tx {
                         // Fails only when the indexer is done; its result follows.
@@ -127,26 +188,50 @@ pub async fn receive<R: AsyncRead + Unpin>(
                 }
                 Err(e) => {
                     tx = None;
-                    interrupt.store(true, Ordering::Relaxed);
                     stop = Some(PackError::Read(e));
                 }
             },
         }
     };
     match result {
-        Ok(Ok(objects)) => Ok(PackStats {
-            objects,
-            bytes: total,
-        }),
+        Ok(Ok(mut stored)) => {
+            stored.stats.bytes = total;
+            Ok(stored)
+        }
         Ok(Err(message)) => Err(match stop {
-            // The indexer failed because the input ended or was cut: report the cause.
+            // The indexer failed because the input was cut or too large: report the cause.
             Some(cause) => cause,
-            None => PackError::Invalid(message),
+            None if eof && looks_truncated(&message) => PackError::Truncated,
+            None if message.contains("AllocationLimit") || message.contains("too large to fit in memory") => {
+                PackError::ObjectTooLarge(max_object_bytes)
+            }
+            None => PackError::Invalid(readable(&message)),
         }),
-        Err(join) => Err(PackError::Invalid(format!(
-            "the pack indexer failed: {join}"
-        ))),
+        Err(join) => Err(match stop {
+            Some(cause) => cause,
+            None => PackError::Invalid(format!("the pack indexer failed: {join}")),
+        }),
     }
+}
+
+/// Whether an indexer error means its input ended early.
+fn looks_truncated(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("fill whole buffer")
+        || m.contains("end of file")
+        || m.contains("unexpectedeof")
+        || m.contains("pack is incomplete")
+}
+
+/// The readable part of a gix error rendered as `Message { message: "...", class: ... }`.
+fn readable(text: &str) -> String {
+    if let Some(start) = text.find("message: \"") {
+        let rest = &text[start + "message: \"".len()..];
+        if let Some(end) = rest.find("\", class") {
+            return rest[..end].replace("\\\"", "\"");
+        }
+    }
+    text.to_string()
 }
 
 /// A directory removed (with its contents) when dropped.
@@ -176,21 +261,26 @@ fn quarantine_path(objects: &Path) -> PathBuf {
     ))
 }
 
-/// Indexes the pack from `input` into a quarantine directory, then moves the `.pack` and `.idx`
-/// into `objects/pack`. Returns the number of objects. Runs on a blocking thread.
+/// Indexes the pack from `input` into a new quarantine directory. Runs on a blocking thread.
 fn store_pack(
     repo: &Repo,
     input: ChannelReader,
     interrupt: &AtomicBool,
     max_object_bytes: usize,
-) -> Result<u32, String> {
+) -> Result<StoredPack, String> {
     let objects_dir = repo.path().join("objects");
-    let pack_dir = objects_dir.join("pack");
     let quarantine = Quarantine(quarantine_path(&objects_dir));
-    std::fs::create_dir_all(&quarantine.0)
-        .map_err(|e| format!("cannot create {}: {e}", quarantine.0.display()))?;
-    std::fs::create_dir_all(&pack_dir)
-        .map_err(|e| format!("cannot create {}: {e}", pack_dir.display()))?;
+    let q_pack = quarantine.0.join("pack");
+    let q_info = quarantine.0.join("info");
+    for dir in [&q_pack, &q_info] {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let objects_abs = objects_dir
+        .canonicalize()
+        .map_err(|e| format!("cannot resolve {}: {e}", objects_dir.display()))?;
+    let alternates = q_info.join("alternates");
+    std::fs::write(&alternates, format!("{}\n", objects_abs.display()))
+        .map_err(|e| format!("cannot write {}: {e}", alternates.display()))?;
 
     let gix_repo = repo.gix();
     let mut reader = std::io::BufReader::with_capacity(CHUNK, input);
@@ -203,7 +293,7 @@ fn store_pack(
     };
     let outcome = gix::odb::pack::Bundle::write_to_directory(
         &mut reader,
-        Some(&quarantine.0),
+        Some(&q_pack),
         &mut gix::progress::Discard,
         interrupt,
         Some(gix_repo.objects.clone()),
@@ -211,13 +301,18 @@ fn store_pack(
         options,
     )
     .map_err(|e| one_line(&format!("{e:#}")))?;
-    let objects = outcome.index.num_objects;
-    if let (Some(data), Some(index)) = (outcome.data_path, outcome.index_path) {
-        install(&data, &pack_dir)?;
-        install(&index, &pack_dir)?;
-        sync_dir(&pack_dir);
+    if let Some(keep) = &outcome.keep_path {
+        let _ = std::fs::remove_file(keep);
     }
-    Ok(objects)
+    Ok(StoredPack {
+        quarantine,
+        data: outcome.data_path,
+        index: outcome.index_path,
+        stats: PackStats {
+            objects: outcome.index.num_objects,
+            bytes: 0,
+        },
+    })
 }
 
 /// Moves a finished pack file into `pack_dir` (after syncing it), unless it is already there.

@@ -58,6 +58,10 @@ pub struct UpstreamState {
     pub name: String,
     /// Requests received.
     pub hits: AtomicUsize,
+    /// Connections accepted.
+    pub connections: AtomicUsize,
+    /// Connections that ended.
+    pub closed: AtomicUsize,
     /// Notified when a `/slow` or `/drip` request arrived.
     pub started: Notify,
     /// `/slow` and `/drip` wait for this before finishing.
@@ -74,6 +78,12 @@ pub struct TestUpstream {
 impl TestUpstream {
     pub fn hits(&self) -> usize {
         self.state.hits.load(Ordering::SeqCst)
+    }
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+    pub fn closed(&self) -> usize {
+        self.state.closed.load(Ordering::SeqCst)
     }
 }
 
@@ -113,7 +123,9 @@ pub fn upstream_on(name: &str, listener: TcpListener) -> TestUpstream {
                 accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
             };
             let st = Arc::clone(&st);
+            st.connections.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
+                let st2 = Arc::clone(&st);
                 let service = hyper::service::service_fn(move |req| {
                     let st = Arc::clone(&st);
                     async move { Ok::<_, Infallible>(upstream_handle(st, req).await) }
@@ -122,6 +134,7 @@ pub fn upstream_on(name: &str, listener: TcpListener) -> TestUpstream {
                     .serve_connection(TokioIo::new(stream), service)
                     .with_upgrades()
                     .await;
+                st2.closed.fetch_add(1, Ordering::SeqCst);
             });
         }
     });

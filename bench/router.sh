@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# Benchmark: Slipway's HTTP router against nginx as a reverse proxy.
+#
+# One fast upstream (nginx serving a small static file, keep-alive) on loopback. In
+# front of it, on other ports: Slipway's router (the `router_bench` example of
+# crates/slipway-router: the same code and runtime as `slipway serve`, one worker
+# thread per CPU) and nginx (proxy_pass, upstream keepalive, one worker per CPU, the
+# same forwarding headers and request id Slipway adds). wrk (keep-alive GETs) runs
+# against Slipway and nginx alternately, A B A B, with 1 and with 64 connections, and
+# against the upstream directly as the ceiling. Prints the median requests/s and p99
+# of each and the ratios slipway/nginx. Target: requests/s ratio >= 1.0 and p99 ratio
+# <= 1.0 with 1 and with 64 connections.
+#
+# Usage: bench/router.sh [ROUNDS] [SECONDS]
+#   ROUNDS   alternating pairs per connection count (default 5)
+#   SECONDS  duration of each wrk run (default 10)
+# Needs: nginx, wrk (apt-get install -y nginx wrk), cargo. Not run in CI; it never
+# asserts timings.
+set -euo pipefail
+
+ROUNDS=${1:-5}
+SECS=${2:-10}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+for t in nginx wrk python3; do
+    command -v "$t" >/dev/null || { echo "needs $t (apt-get install -y nginx wrk)" >&2; exit 2; }
+done
+echo "building the router (cargo build --release -p slipway-router --example router_bench)" >&2
+(cd "$ROOT" && cargo build -q --release -p slipway-router --example router_bench)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$TARGET/release/examples/router_bench
+
+WORK=$(mktemp -d /tmp/slipway-bench-router.XXXXXX)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+UP=$(free_port); NGX=$(free_port); SLW=$(free_port)
+HOST=bench.localhost
+NPROC=$(nproc)
+
+mkdir -p "$WORK/www" "$WORK/up" "$WORK/proxy"
+python3 -c 'import sys; sys.stdout.write(("<p>slipway router benchmark</p>\n" * 20))' > "$WORK/www/index.html"
+
+cat > "$WORK/up/nginx.conf" <<EOF
+user root;
+worker_processes 1;
+pid $WORK/up/nginx.pid;
+error_log $WORK/up/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 100000000;
+    keepalive_timeout 300s;
+    client_body_temp_path $WORK/up/tmp;
+    proxy_temp_path $WORK/up/tmp;
+    fastcgi_temp_path $WORK/up/tmp;
+    uwsgi_temp_path $WORK/up/tmp;
+    scgi_temp_path $WORK/up/tmp;
+    server {
+        listen 127.0.0.1:$UP;
+        location / { root $WORK/www; }
+    }
+}
+EOF
+
+cat > "$WORK/proxy/nginx.conf" <<EOF
+user root;
+worker_processes $NPROC;
+pid $WORK/proxy/nginx.pid;
+error_log $WORK/proxy/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 100000000;
+    keepalive_timeout 300s;
+    client_body_temp_path $WORK/proxy/tmp;
+    proxy_temp_path $WORK/proxy/tmp;
+    fastcgi_temp_path $WORK/proxy/tmp;
+    uwsgi_temp_path $WORK/proxy/tmp;
+    scgi_temp_path $WORK/proxy/tmp;
+    upstream app {
+        server 127.0.0.1:$UP;
+        keepalive 256;
+        keepalive_requests 100000000;
+    }
+    server {
+        listen 127.0.0.1:$NGX;
+        server_name $HOST;
+        location / {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$http_host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$http_host;
+            proxy_set_header X-Request-Id \$request_id;
+            add_header X-Request-Id \$request_id;
+        }
+    }
+}
+EOF
+
+nginx -p "$WORK/up" -c "$WORK/up/nginx.conf" -g 'daemon off;' &
+PIDS+=($!)
+nginx -p "$WORK/proxy" -c "$WORK/proxy/nginx.conf" -g 'daemon off;' &
+PIDS+=($!)
+"$BIN" "127.0.0.1:$SLW" "$HOST" "$UP" > "$WORK/slipway.log" 2>&1 &
+PIDS+=($!)
+
+wait_port() {
+    for _ in $(seq 100); do
+        if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),1)" 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "nothing listens on port $1" >&2; exit 1
+}
+wait_port "$UP"; wait_port "$NGX"; wait_port "$SLW"
+
+# Same answer through both proxies.
+for p in "$UP" "$NGX" "$SLW"; do
+    code=$(python3 - "$p" "$HOST" <<'PY'
+import http.client, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=5)
+c.request("GET", "/", headers={"Host": sys.argv[2]})
+r = c.getresponse(); b = r.read()
+print(r.status, len(b))
+PY
+)
+    [ "${code%% *}" = 200 ] || { echo "port $p answered $code" >&2; exit 1; }
+done
+
+# wrk output -> "requests/s p99_ms"
+run_wrk() { # PORT CONNECTIONS
+    local threads=1
+    [ "$2" -gt 1 ] && threads=$NPROC
+    wrk -t"$threads" -c"$2" -d"${SECS}s" --latency -H "Host: $HOST" "http://127.0.0.1:$1/" 2>&1 |
+        awk '
+            /Requests\/sec:/ { rps = $2 }
+            /^ +99%/ {
+                v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
+                if (u == "us") v = v / 1000; else if (u == "s") v = v * 1000; else if (u == "m") v = v * 60000
+                p99 = v
+            }
+            /Non-2xx|Socket errors/ { err = err " " $0 }
+            END { printf "%s %s%s\n", rps, p99, (err ? " ERR" err : "") }'
+}
+
+median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+echo "machine: $(nproc) CPU(s), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "date: $(date -u)"
+echo "$(nginx -v 2>&1), $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2); ${ROUNDS} rounds of ${SECS}s per target and connection count"
+printf '%-6s %-10s %14s %10s\n' conns target "requests/s" "p99 ms"
+for conns in 1 64; do
+    : > "$WORK/slipway.$conns"; : > "$WORK/nginx.$conns"; : > "$WORK/direct.$conns"
+    run_wrk "$UP" "$conns" > /dev/null   # warm-up
+    for r in $(seq "$ROUNDS"); do
+        if [ $((r % 2)) -eq 1 ]; then order="slipway nginx"; else order="nginx slipway"; fi
+        for who in $order; do
+            port=$SLW; [ "$who" = nginx ] && port=$NGX
+            out=$(run_wrk "$port" "$conns")
+            echo "$out" >> "$WORK/$who.$conns"
+            case "$out" in *ERR*) echo "  $who c=$conns round $r: $out" >&2 ;; esac
+        done
+        run_wrk "$UP" "$conns" >> "$WORK/direct.$conns"
+    done
+    for who in slipway nginx direct; do
+        rps=$(cut -d' ' -f1 "$WORK/$who.$conns" | median)
+        p99=$(cut -d' ' -f2 "$WORK/$who.$conns" | median)
+        printf '%-6s %-10s %14.0f %10.3f\n' "$conns" "$who" "$rps" "$p99"
+        eval "${who}_rps_$conns=$rps; ${who}_p99_$conns=$p99"
+    done
+done
+echo
+echo "ratios slipway/nginx (target: requests/s >= 1.00, p99 <= 1.00); slipway/direct as the share of the ceiling"
+for conns in 1 64; do
+    eval "s=\$slipway_rps_$conns; n=\$nginx_rps_$conns; d=\$direct_rps_$conns; sp=\$slipway_p99_$conns; np=\$nginx_p99_$conns"
+    awk -v c="$conns" -v s="$s" -v n="$n" -v d="$d" -v sp="$sp" -v np="$np" \
+        'BEGIN { printf "c=%-3s requests/s %.2f   p99 %.2f   of ceiling %.2f\n", c, s / n, sp / np, s / d }'
+done

@@ -1,0 +1,391 @@
+//! The infrastructure diff of a push: the topology of the pushed commit against the one deployed
+//! in the environment, as short readable lines, plus the changes that would lose data and are
+//! therefore refused (each with its reason and how to proceed).
+//!
+//! Refused:
+//! - removing a service that holds data (or changing its type to another kind);
+//! - a service version downgrade;
+//! - a major-version change of a service that holds data, unless
+//!   [`DiffOptions::allow_service_upgrade`] (`git push -o allow-service-upgrade`);
+//! - shrinking a disk (of a service, or of an app whose mounts live on it). Slipway cannot yet
+//!   measure how much of a disk is used, so every shrink is refused rather than only those below
+//!   the used size.
+
+use crate::catalog::{self, compare_versions, major};
+use crate::model::{Application, Route, RouteKind, Service, Topology};
+use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
+use std::fmt;
+
+/// What the pusher allowed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiffOptions {
+    /// `-o allow-service-upgrade`: major-version upgrades of services are allowed.
+    pub allow_service_upgrade: bool,
+}
+
+/// A change refused because it would lose data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// What would be lost and why.
+    pub reason: String,
+    /// What to do instead.
+    pub how_to_proceed: String,
+}
+
+/// `REASON; HOW TO PROCEED`.
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}; {}", self.reason, self.how_to_proceed)
+    }
+}
+
+/// The differences between two topologies.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopologyDiff {
+    /// One readable line per change, apps first, then services, then routes.
+    pub lines: Vec<String>,
+    /// Changes that would lose data (empty: the push may go on).
+    pub refusals: Vec<Refusal>,
+}
+
+impl TopologyDiff {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+}
+
+/// Compare the deployed topology `old` with the pushed `new`.
+pub fn diff(old: &Topology, new: &Topology, options: &DiffOptions) -> TopologyDiff {
+    let mut d = TopologyDiff::default();
+    apps(old, new, &mut d);
+    services(old, new, options, &mut d);
+    routes(old, new, &mut d);
+    d
+}
+
+fn apps(old: &Topology, new: &Topology, d: &mut TopologyDiff) {
+    for a in &new.applications {
+        match old.application(&a.name) {
+            None => d.lines.push(format!("app {} added", a.name)),
+            Some(o) => {
+                let keys = changed_app_keys(o, a);
+                if !keys.is_empty() {
+                    d.lines.push(format!("app {} changed: {}", a.name, keys.join(", ")));
+                }
+                if let Some(r) = disk_shrink("app", &a.name, o.disk, a.disk) {
+                    d.refusals.push(r);
+                }
+            }
+        }
+    }
+    for o in &old.applications {
+        if new.application(&o.name).is_none() {
+            d.lines.push(format!("app {} removed", o.name));
+        }
+    }
+}
+
+/// The configuration keys of an app that differ (disk with its sizes).
+fn changed_app_keys(o: &Application, a: &Application) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut check = |name: &str, changed: bool| {
+        if changed {
+            keys.push(name.to_string());
+        }
+    };
+    check("type", o.r#type != a.r#type);
+    check("source.root", o.source_root != a.source_root);
+    check("build.flavor", o.build_flavor != a.build_flavor);
+    check("dependencies", o.dependencies != a.dependencies);
+    check("hooks.build", o.hooks.build != a.hooks.build);
+    check("hooks.deploy", o.hooks.deploy != a.hooks.deploy);
+    check("hooks.post_deploy", o.hooks.post_deploy != a.hooks.post_deploy);
+    check("web.commands.start", o.web.start != a.web.start);
+    check("web.locations", o.web.locations != a.web.locations);
+    check("variables", o.variables != a.variables);
+    check("mounts", o.mounts != a.mounts);
+    check("relationships", o.relationships != a.relationships);
+    check("workers", o.workers != a.workers);
+    check("crons", o.crons != a.crons);
+    if o.disk != a.disk {
+        keys.push(format!("disk ({} -> {})", mb(o.disk), mb(a.disk)));
+    }
+    keys
+}
+
+fn mb(disk: Option<u64>) -> String {
+    match disk {
+        Some(n) => format!("{n} MB"),
+        None => "default".into(),
+    }
+}
+
+/// A refusal when a disk gets smaller (or loses its size).
+fn disk_shrink(what: &str, name: &str, old: Option<u64>, new: Option<u64>) -> Option<Refusal> {
+    let old_mb = old?;
+    if new.is_some_and(|n| n >= old_mb) {
+        return None;
+    }
+    Some(Refusal {
+        reason: format!(
+            "shrinking the disk of {what} `{name}` from {old_mb} MB to {} could lose data: Slipway cannot check yet how much of it is used",
+            mb(new)
+        ),
+        how_to_proceed: format!("keep `disk: {old_mb}` (or more) for {what} `{name}`"),
+    })
+}
+
+fn holds_data(s: &Service) -> bool {
+    catalog::service_kind(&s.r#type).is_none_or(|k| k.holds_data)
+}
+
+fn services(old: &Topology, new: &Topology, options: &DiffOptions, d: &mut TopologyDiff) {
+    for s in &new.services {
+        let Some(o) = old.service(&s.name) else {
+            d.lines.push(format!("service {} added ({}:{})", s.name, s.r#type, s.version));
+            continue;
+        };
+        if !catalog::same_family(&o.r#type, &s.r#type) {
+            d.lines.push(format!("service {} replaced: {}:{} -> {}:{}", s.name, o.r#type, o.version, s.r#type, s.version));
+            if holds_data(o) {
+                d.refusals.push(Refusal {
+                    reason: format!("changing service `{}` from {} to {} would delete its data", s.name, o.r#type, s.r#type),
+                    how_to_proceed: format!("keep `{}` as {}:{} and add the new service under another name", s.name, o.r#type, o.version),
+                });
+            }
+        } else {
+            version_change(o, s, options, d);
+        }
+        if o.disk != s.disk {
+            d.lines.push(format!("service {} disk resized: {} -> {}", s.name, mb(o.disk), mb(s.disk)));
+            if holds_data(o) {
+                if let Some(r) = disk_shrink("service", &s.name, o.disk, s.disk) {
+                    d.refusals.push(r);
+                }
+            }
+        }
+        if o.configuration != s.configuration {
+            d.lines.push(format!("service {} configuration changed", s.name));
+        }
+    }
+    for o in &old.services {
+        if new.service(&o.name).is_some() {
+            continue;
+        }
+        d.lines.push(format!("service {} removed ({}:{})", o.name, o.r#type, o.version));
+        if holds_data(o) {
+            d.refusals.push(Refusal {
+                reason: format!("removing service `{}` ({}:{}) would delete its data", o.name, o.r#type, o.version),
+                how_to_proceed: format!("keep `{}` in the services (a push never deletes a service's data); drop only the relationships to it", o.name),
+            });
+        }
+    }
+}
+
+/// A version change of a service of the same kind.
+fn version_change(o: &Service, s: &Service, options: &DiffOptions, d: &mut TopologyDiff) {
+    let kind_note = if o.r#type == s.r#type { String::new() } else { format!(" ({} -> {})", o.r#type, s.r#type) };
+    match compare_versions(&s.version, &o.version) {
+        Ordering::Equal => {
+            if !kind_note.is_empty() {
+                d.lines.push(format!("service {} type changed{kind_note}", s.name));
+            }
+        }
+        Ordering::Less => {
+            d.lines.push(format!("service {} downgraded: {} {} -> {}{kind_note}", s.name, s.r#type, o.version, s.version));
+            if holds_data(o) {
+                d.refusals.push(Refusal {
+                    reason: format!(
+                        "downgrading service `{}` from {} {} to {} is refused: an older version may not read its data",
+                        s.name, o.r#type, o.version, s.version
+                    ),
+                    how_to_proceed: format!("keep `type: {}:{}` (or a newer version)", o.r#type, o.version),
+                });
+            }
+        }
+        Ordering::Greater => {
+            let is_major = major(&o.version) != major(&s.version);
+            let what = if is_major { "major upgrade" } else { "upgraded" };
+            d.lines.push(format!("service {} {what}: {} {} -> {}{kind_note}", s.name, s.r#type, o.version, s.version));
+            if is_major && holds_data(o) && !options.allow_service_upgrade {
+                d.refusals.push(Refusal {
+                    reason: format!(
+                        "upgrading service `{}` from {} {} to {} changes the major version, which converts its data for good",
+                        s.name, o.r#type, o.version, s.version
+                    ),
+                    how_to_proceed: "back up its data, then push again with `git push -o allow-service-upgrade`".into(),
+                });
+            }
+        }
+    }
+}
+
+/// Where a route goes, in words.
+fn target(r: &Route) -> String {
+    match &r.kind {
+        RouteKind::Upstream { app, endpoint } => format!("upstream {app}:{endpoint}"),
+        RouteKind::Redirect { to, code } => format!("redirect {code} to {to}"),
+    }
+}
+
+fn routes(old: &Topology, new: &Topology, d: &mut TopologyDiff) {
+    for r in &new.routes {
+        match old.routes.iter().find(|o| o.url == r.url) {
+            None => d.lines.push(format!("route {} added ({})", r.url, target(r))),
+            Some(o) => {
+                let mut what = Vec::new();
+                if target(o) != target(r) {
+                    what.push(format!("{} -> {}", target(o), target(r)));
+                }
+                if o.primary != r.primary {
+                    what.push(if r.primary { "now primary".to_string() } else { "no longer primary".to_string() });
+                }
+                if o.id != r.id {
+                    what.push(format!("id {} -> {}", o.id.as_deref().unwrap_or("none"), r.id.as_deref().unwrap_or("none")));
+                }
+                if o.attributes != r.attributes {
+                    what.push("attributes".into());
+                }
+                if !what.is_empty() {
+                    d.lines.push(format!("route {} changed: {}", r.url, what.join(", ")));
+                }
+            }
+        }
+    }
+    for o in &old.routes {
+        if !new.routes.iter().any(|r| r.url == o.url) {
+            d.lines.push(format!("route {} removed", o.url));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Hooks;
+
+    fn svc(name: &str, ty: &str, version: &str, disk: Option<u64>) -> Service {
+        Service { name: name.into(), r#type: ty.into(), version: version.into(), disk, configuration: serde_json::Value::Null }
+    }
+
+    fn app(name: &str) -> Application {
+        Application { name: name.into(), r#type: Some("python:3.12".into()), ..Default::default() }
+    }
+
+    fn route(url: &str, app: &str, primary: bool) -> Route {
+        Route { url: url.into(), kind: RouteKind::Upstream { app: app.into(), endpoint: "http".into() }, primary, id: None, attributes: Default::default() }
+    }
+
+    fn topo(apps: Vec<Application>, services: Vec<Service>, routes: Vec<Route>) -> Topology {
+        Topology { applications: apps, services, routes }
+    }
+
+    const NO: DiffOptions = DiffOptions { allow_service_upgrade: false };
+    const YES: DiffOptions = DiffOptions { allow_service_upgrade: true };
+
+    #[test]
+    fn nothing_changed_is_empty() {
+        let t = topo(vec![app("a")], vec![svc("db", "mariadb", "10.6", Some(1024))], vec![route("https://{default}/", "a", true)]);
+        let d = diff(&t, &t, &NO);
+        assert!(d.is_empty() && d.refusals.is_empty(), "{d:?}");
+    }
+
+    #[test]
+    fn readable_lines_for_every_kind_of_change() {
+        let old = topo(
+            vec![app("web"), Application { disk: Some(512), ..app("gone") }],
+            vec![svc("db", "mariadb", "10.4", Some(1024)), svc("cache", "redis", "6.0", None), svc("mc", "memcached", "1.6", None)],
+            vec![route("https://{default}/", "web", true), route("https://old.{default}/", "web", false)],
+        );
+        let mut web = app("web");
+        web.hooks = Hooks { build: Some("make".into()), ..Default::default() };
+        web.web.start = Some("./serve".into());
+        web.disk = Some(2048);
+        let new = topo(
+            vec![web, app("api")],
+            vec![svc("db", "mariadb", "10.6", Some(4096)), svc("cache", "redis", "7.2", None), svc("search", "opensearch", "2", Some(512))],
+            vec![route("https://{default}/", "api", true), route("https://{default}/api", "api", false)],
+        );
+        let d = diff(&old, &new, &NO);
+        assert_eq!(
+            d.lines,
+            vec![
+                "app web changed: hooks.build, web.commands.start, disk (default -> 2048 MB)",
+                "app api added",
+                "app gone removed",
+                "service db upgraded: mariadb 10.4 -> 10.6",
+                "service db disk resized: 1024 MB -> 4096 MB",
+                "service cache major upgrade: redis 6.0 -> 7.2",
+                "service search added (opensearch:2)",
+                "service mc removed (memcached:1.6)",
+                "route https://{default}/ changed: upstream web:http -> upstream api:http",
+                "route https://{default}/api added (upstream api:http)",
+                "route https://old.{default}/ removed",
+            ]
+        );
+        // Minor upgrades, a volatile cache's major upgrade, growing disks, dropping memcached: all fine.
+        assert!(d.refusals.is_empty(), "{:?}", d.refusals);
+    }
+
+    #[test]
+    fn data_losing_changes_are_refused_with_a_way_forward() {
+        let old = topo(
+            vec![Application { disk: Some(2048), ..app("a") }],
+            vec![
+                svc("db", "postgresql", "15", Some(2048)),
+                svc("mysql", "mariadb", "10.11", Some(1024)),
+                svc("files", "network-storage", "2.0", Some(1024)),
+                svc("kv", "redis-persistent", "7.2", Some(512)),
+                svc("q", "rabbitmq", "3.13", Some(512)),
+            ],
+            vec![],
+        );
+        let new = topo(
+            vec![Application { disk: Some(1024), ..app("a") }],
+            vec![
+                svc("db", "postgresql", "16", Some(2048)),
+                svc("mysql", "mariadb", "10.6", Some(512)),
+                svc("kv", "postgresql", "16", Some(512)),
+                svc("q", "rabbitmq", "3.13", None),
+            ],
+            vec![],
+        );
+        let d = diff(&old, &new, &NO);
+        let reasons: Vec<String> = d.refusals.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            reasons,
+            vec![
+                "shrinking the disk of app `a` from 2048 MB to 1024 MB could lose data: Slipway cannot check yet how much of it is used; keep `disk: 2048` (or more) for app `a`",
+                "upgrading service `db` from postgresql 15 to 16 changes the major version, which converts its data for good; back up its data, then push again with `git push -o allow-service-upgrade`",
+                "downgrading service `mysql` from mariadb 10.11 to 10.6 is refused: an older version may not read its data; keep `type: mariadb:10.11` (or a newer version)",
+                "shrinking the disk of service `mysql` from 1024 MB to 512 MB could lose data: Slipway cannot check yet how much of it is used; keep `disk: 1024` (or more) for service `mysql`",
+                "changing service `kv` from redis-persistent to postgresql would delete its data; keep `kv` as redis-persistent:7.2 and add the new service under another name",
+                "shrinking the disk of service `q` from 512 MB to default could lose data: Slipway cannot check yet how much of it is used; keep `disk: 512` (or more) for service `q`",
+                "removing service `files` (network-storage:2.0) would delete its data; keep `files` in the services (a push never deletes a service's data); drop only the relationships to it",
+            ]
+        );
+        // The push option lifts only the major-upgrade refusal.
+        let allowed = diff(&old, &new, &YES);
+        assert_eq!(allowed.refusals.len(), reasons.len() - 1);
+        assert!(!allowed.refusals.iter().any(|r| r.reason.contains("major version")));
+    }
+
+    #[test]
+    fn mysql_and_mariadb_are_one_family() {
+        let old = topo(vec![], vec![svc("db", "mysql", "10.6", Some(1024))], vec![]);
+        let new = topo(vec![], vec![svc("db", "mariadb", "10.6", Some(1024))], vec![]);
+        let d = diff(&old, &new, &NO);
+        assert_eq!(d.lines, vec!["service db type changed (mysql -> mariadb)"]);
+        assert!(d.refusals.is_empty());
+    }
+
+    #[test]
+    fn a_new_environment_is_all_additions() {
+        let new = topo(vec![app("a")], vec![svc("db", "mariadb", "10.6", Some(1024))], vec![route("https://{default}/", "a", true)]);
+        let d = diff(&Topology::default(), &new, &NO);
+        assert_eq!(d.lines, vec!["app a added", "service db added (mariadb:10.6)", "route https://{default}/ added (upstream a:http)"]);
+        assert!(d.refusals.is_empty());
+    }
+}

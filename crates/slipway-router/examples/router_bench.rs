@@ -1,0 +1,58 @@
+//! The router alone, for bench/router.sh: every path of one host to one upstream on the
+//! host's loopback, served with the same code and runtime kind as `slipway serve`.
+//!
+//! Usage: `router_bench LISTEN_ADDR HOST UPSTREAM_PORT`
+
+use std::process::ExitCode;
+
+use slipway_router::{EnvRoutes, Router, RouterConfig, Upstream};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [listen, host, port] = args.as_slice() else {
+        eprintln!("usage: router_bench LISTEN_ADDR HOST UPSTREAM_PORT");
+        return ExitCode::from(2);
+    };
+    let Ok(port) = port.parse::<u16>() else {
+        eprintln!("UPSTREAM_PORT: not a port: {port}");
+        return ExitCode::from(2);
+    };
+    // Like `slipway serve`: a multi-threaded runtime with one worker per CPU.
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    rt.block_on(async move {
+        let router = Router::new(RouterConfig::default());
+        let upstream = Upstream {
+            release: "bench".into(),
+            netns: None,
+            port,
+        };
+        if let Err(e) = router.switch("bench/main", EnvRoutes::single(vec![host.clone()], upstream)) {
+            eprintln!("routes: {e}");
+            return ExitCode::from(1);
+        }
+        let listener = match tokio::net::TcpListener::bind(listen.as_str()).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("listen {listen}: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        println!("router_bench listening on {listen}");
+        let stop = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        match router.serve(listener, stop).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("serve: {e}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
