@@ -321,3 +321,35 @@ fn a_push_during_a_deploy_waits_then_deploys() {
     assert_eq!(body(&server), "built-3\n");
     assert_only_live_containers(&server, 3);
 }
+
+#[test]
+fn the_infrastructure_diff_refuses_data_losing_changes() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    app.write(".platform/services.yaml", "db:\n  type: mariadb:10.4\n  disk: 512\n");
+    app.commit("with a database");
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "{out}");
+    let good = app.git_ok(&["rev-parse", "HEAD"]);
+
+    // A major upgrade needs the explicit push option.
+    app.write(".platform/services.yaml", "db:\n  type: mariadb:11.4\n  disk: 512\n");
+    app.commit("upgrade db");
+    let (ok, out) = push(&server, &app);
+    assert!(!ok, "{out}");
+    assert!(out.contains("(diff failed:"), "{out}");
+    assert!(out.contains("allow-service-upgrade"), "the refusal says how to proceed: {out}");
+    assert!(!out.contains("-----> build"), "nothing is built: {out}");
+    assert_eq!(remote_main(&server, &app), good);
+    let o = server.git(&app.dir, &["push", "-o", "allow-service-upgrade", &server.remote("demo"), "main"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("db"), "the diff shows the service change: {}", text(&o));
+
+    // Removing a service that holds data is refused.
+    std::fs::remove_file(app.dir.join(".platform/services.yaml")).expect("rm");
+    app.commit("drop db");
+    let (ok, out) = push(&server, &app);
+    assert!(!ok, "{out}");
+    assert!(out.contains("(diff failed:"), "{out}");
+    assert_eq!(body(&server), "built-1\n");
+}

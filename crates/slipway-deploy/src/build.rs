@@ -76,7 +76,8 @@ pub(crate) fn encode_slug(s: &SlugInfo) -> String {
     serde_json::json!({"digest": s.digest.as_str(), "size": s.size, "diff_id": s.diff_id.as_str()}).to_string()
 }
 
-fn decode_slug(s: &str) -> Option<SlugInfo> {
+/// Read back what [`encode_slug`] stored.
+pub(crate) fn decode_slug(s: &str) -> Option<SlugInfo> {
     let v: serde_json::Value = serde_json::from_str(s).ok()?;
     Some(SlugInfo {
         digest: Digest::parse(v.get("digest")?.as_str()?).ok()?,

@@ -15,7 +15,8 @@
 //! | post_deploy | [`hooks`] | runs `hooks.post_deploy` |
 //! | retire | [`retire`] | drains and stops the old release |
 //!
-//! [`pipeline`] strings them together; [`push`] receives a push and runs the
+//! [`pipeline`] strings them together ([`operations`] reuses its tail for rollback
+//! and redeploy); [`push`] receives a push and runs the
 //! pipeline for each branch; [`restore`] brings environments back at start.
 //!
 //! Invariants kept here: a failed or interrupted deploy never touches the
@@ -26,6 +27,7 @@ pub mod build;
 pub mod diff;
 pub mod environment;
 pub mod health;
+pub mod operations;
 pub mod hooks;
 pub mod output;
 pub mod pipeline;

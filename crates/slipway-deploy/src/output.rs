@@ -9,21 +9,30 @@ use slipway_git::receive::Progress;
 
 use crate::Platform;
 
+/// Where live lines go besides the activity log.
+pub type Sink = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// The output of one activity.
 #[derive(Clone)]
 pub struct Output {
     platform: Arc<Platform>,
     activity: i64,
-    progress: Option<Progress>,
+    sink: Option<Sink>,
 }
 
 impl Output {
     /// Output of activity `activity`, live to `progress` if a client listens.
     pub fn new(platform: Arc<Platform>, activity: i64, progress: Option<Progress>) -> Output {
+        let sink = progress.map(|p| Arc::new(move |l: &str| p.line(l)) as Sink);
+        Output::with_sink(platform, activity, sink)
+    }
+
+    /// Output of activity `activity`, live to any sink (an SSH channel for admin commands).
+    pub fn with_sink(platform: Arc<Platform>, activity: i64, sink: Option<Sink>) -> Output {
         Output {
             platform,
             activity,
-            progress,
+            sink,
         }
     }
 
@@ -35,8 +44,8 @@ impl Output {
     /// One line of text (no trailing newline needed).
     pub fn line(&self, text: &str) {
         for l in text.lines() {
-            if let Some(p) = &self.progress {
-                p.line(l);
+            if let Some(sink) = &self.sink {
+                sink(l);
             }
             if let Err(e) = self.platform.state().append_log(self.activity, &format!("{l}\n")) {
                 tracing::warn!("activity log: {e}");

@@ -56,6 +56,17 @@ pub struct DeployTarget {
     pub old: ObjectId,
     /// The commit to deploy.
     pub new: ObjectId,
+    /// Push options (`git push -o KEY[=VALUE]`), e.g. `allow-service-upgrade`.
+    pub options: Vec<String>,
+}
+
+impl DeployTarget {
+    /// Whether the push carried option `name` (`-o name` or `-o name=true`).
+    pub fn has_option(&self, name: &str) -> bool {
+        self.options
+            .iter()
+            .any(|o| o == name || o.strip_prefix(name).and_then(|r| r.strip_prefix('=')) == Some("true"))
+    }
 }
 
 /// Deploy `target.new` to the environment. The caller holds the environment's lock.
@@ -94,12 +105,31 @@ async fn deploy_inner(
     let live_topology = live
         .as_ref()
         .and_then(|r| serde_json::from_value::<slipway_config::Topology>(r.topology.clone()).ok());
-    // TODO(lead): push option `-o allow-service-upgrade`.
-    let allow_service_upgrade = false;
+    let allow_service_upgrade = target.has_option("allow-service-upgrade");
     diff::run(topology, live_topology.as_ref(), allow_service_upgrade, out)?;
 
     // build (+ slug): the changed apps, in parallel
     let built = build::run_all(platform, repo, target, &topology.applications, out).await?;
+
+    activate(platform, repo, target, topology, &built, live.as_ref(), out, t0).await
+}
+
+/// From built apps to a live release: provision -> deploy hook -> health ->
+/// switch routes -> post_deploy -> retire. Shared by pushes, rollbacks and
+/// redeploys. `live` is the release live now, if any.
+#[allow(clippy::too_many_arguments)]
+pub async fn activate(
+    platform: &Arc<Platform>,
+    repo: &Repo,
+    target: &DeployTarget,
+    topology: &slipway_config::Topology,
+    built: &[build::BuiltApp],
+    live: Option<&slipway_state::Release>,
+    out: &Output,
+    t0: Instant,
+) -> Result<i64, PhaseError> {
+    let state = platform.state();
+    let internal = |e: slipway_state::StateError| PhaseError::new("deploy", e.to_string());
 
     // provision
     let topo_json = serde_json::to_value(topology).unwrap_or_default();
@@ -113,7 +143,7 @@ async fn deploy_inner(
         )
         .map_err(internal)?;
     let netns = provision::ensure_netns(platform, target)?;
-    let mut spec = provision::plan(platform, target, &release, &built, topology, netns);
+    let mut spec = provision::plan(platform, target, &release, built, topology, netns);
     // Recorded before anything starts, so an interrupted deploy can be cleaned up.
     state
         .set_release_spec(release.id, &spec.to_json())
@@ -123,7 +153,7 @@ async fn deploy_inner(
     }
 
     let result = async {
-        provision::run(platform, target, &release, &mut spec, &built, out).await?;
+        provision::run(platform, target, &release, &mut spec, built, out).await?;
         let _ = state.set_release_spec(release.id, &spec.to_json());
         hooks::deploy(platform, &spec, topology, out).await?;
         health::run(platform, &target.project, &target.env, &spec, out).await?;
@@ -151,13 +181,13 @@ async fn deploy_inner(
     hooks::post_deploy(platform, &spec, topology, out).await;
 
     // retire
-    match live.as_ref().and_then(|r| ReleaseSpec::from_json(&r.spec)) {
+    match live.and_then(|r| ReleaseSpec::from_json(&r.spec)) {
         Some(old) => {
             out.phase(
                 "retire",
                 &format!(
                     "release {} stops once its in-flight requests are done",
-                    live.as_ref().map(|r| r.number).unwrap_or_default()
+                    live.map(|r| r.number).unwrap_or_default()
                 ),
             );
             retire::spawn(platform.clone(), old, old_route);

@@ -61,6 +61,17 @@ pub fn plan(
             url: &url,
             topology,
         };
+        let mut env = environment::app_env(app, &cx);
+        // Variables set with `var set` win over the config's, never over the platform's own.
+        for (k, v) in platform
+            .state()
+            .variables(&target.project, &target.env)
+            .unwrap_or_default()
+        {
+            if !env.contains_key(&k) || !environment::is_reserved_variable(&k) {
+                env.insert(k, v);
+            }
+        }
         apps.push(AppInstance {
             name: app.name.clone(),
             slug: b.slug.digest.to_string(),
@@ -68,7 +79,7 @@ pub fn plan(
             container: environment::container_id(&target.project, &target.env, &app.name, release.number),
             port,
             start: app.web.start.clone().unwrap_or_default(),
-            env: environment::app_env(app, &cx),
+            env,
             tree: b.tree.clone(),
             build_key: b.build_key.clone(),
         });

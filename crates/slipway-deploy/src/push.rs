@@ -131,6 +131,7 @@ impl PushPipeline {
             refname: update.refname.clone(),
             old: update.old,
             new: update.new,
+            options: push.options.clone(),
         };
         match pipeline::deploy(&self.platform, repo, &target, &out).await {
             Ok(number) => {

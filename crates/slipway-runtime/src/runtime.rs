@@ -125,6 +125,33 @@ impl Runtime {
         cmd
     }
 
+    /// The `runc exec` command line for an interactive session inside a running
+    /// container (`ssh ENV.PROJECT@HOST`): the caller attaches stdio (a pty when
+    /// `tty`), spawns and waits. `args` run with `env` added in `cwd`.
+    pub fn exec_command(
+        &self,
+        id: &str,
+        args: &[String],
+        env: &[(String, String)],
+        cwd: &str,
+        tty: bool,
+    ) -> Result<Command, RuntimeError> {
+        validate_id(id)?;
+        let mut cmd = Command::new(&self.runtime);
+        cmd.arg("--root").arg(&self.state_root).arg("exec");
+        if tty {
+            cmd.arg("--tty");
+        }
+        if !cwd.is_empty() {
+            cmd.args(["--cwd", cwd]);
+        }
+        for (k, v) in env {
+            cmd.arg("--env").arg(format!("{k}={v}"));
+        }
+        cmd.arg(id).args(args);
+        Ok(cmd)
+    }
+
     /// A fresh scratch file path for a `--log` or `--pid-file`.
     fn scratch_file(&self, id: &str, what: &str) -> PathBuf {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);

@@ -26,6 +26,12 @@ Commands (ssh -p PORT git@HOST COMMAND, each takes --json):
   releases PROJECT ENV            releases of an environment, newest first
   activity PROJECT [ENV]          pushes and deploys
   activity log ID                 the whole log of one activity
+  rollback PROJECT ENV [RELEASE]  back to the previous (or the given) release, in a second
+  redeploy PROJECT ENV            the live release again, in fresh containers
+  var ls PROJECT ENV              variables of an environment
+  var set PROJECT ENV KEY=VALUE   set one (redeploys a live environment)
+  var unset PROJECT ENV KEY       remove one (redeploys a live environment)
+  logs PROJECT ENV [APP] [-f]     what the app prints (-f: keep following)
   access ls PROJECT               who has which role (project admins)
   access grant PROJECT USER ROLE  ROLE: viewer, contributor or admin (project admins)
   access revoke PROJECT USER      (project admins)
@@ -33,6 +39,9 @@ Commands (ssh -p PORT git@HOST COMMAND, each takes --json):
   user add NAME [--admin] < KEY   add a user, or a key to a user (server admins)
   user rm NAME                    remove a user and its keys (server admins)
   help                            this text
+
+Shells: ssh -t -p PORT ENV.PROJECT@HOST (APP.ENV.PROJECT@HOST picks one app of several);
+with a command, ssh -p PORT ENV.PROJECT@HOST 'ls /app' runs it and returns its status.
 ";
 
 /// Run an admin command; returns the exit status.
@@ -55,6 +64,9 @@ where
         .map(String::as_str)
         .filter(|w| *w != "--json")
         .collect();
+    if let Some(code) = crate::ops::run(platform, user, &args, json, out, err).await {
+        return code;
+    }
     let state = platform.state();
     let visible = |project: &str| -> bool {
         state.project_exists(project).unwrap_or(false)

@@ -10,8 +10,10 @@
 mod admin;
 pub mod command;
 mod git_service;
+mod ops;
 pub mod limits;
 mod session;
+pub mod shell;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -182,6 +184,9 @@ impl russh::server::Server for Server {
             user: None,
             channels: HashMap::new(),
             git_protocol: HashMap::new(),
+            login: String::new(),
+            ptys: HashMap::new(),
+            resizes: HashMap::new(),
         }
     }
 }

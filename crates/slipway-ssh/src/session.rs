@@ -29,6 +29,12 @@ pub(crate) struct Connection {
     pub(crate) channels: HashMap<ChannelId, Channel<Msg>>,
     /// `GIT_PROTOCOL` sent by the client (the only env request honoured).
     pub(crate) git_protocol: HashMap<ChannelId, String>,
+    /// The login name: `git`, or `[APP.]ENV.PROJECT` for a shell in a container.
+    pub(crate) login: String,
+    /// Terminals requested per channel.
+    pub(crate) ptys: HashMap<ChannelId, crate::shell::PtyRequest>,
+    /// Window size changes, to the running shell of a channel.
+    pub(crate) resizes: HashMap<ChannelId, tokio::sync::watch::Sender<(u16, u16)>>,
 }
 
 /// Errors of a connection (logged, never shown to the client).
@@ -79,6 +85,7 @@ impl russh::server::Handler for Connection {
                     }
                 }
                 self.user = Some(user);
+                self.login = ssh_user.to_string();
                 Ok(Auth::Accept)
             }
             Ok(None) => Ok(Auth::reject()),
@@ -125,8 +132,12 @@ impl russh::server::Handler for Connection {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        // `ssh git@HOST` with no command: a short help.
-        self.start(channel, b"", session).await
+        if self.login == "git" {
+            // `ssh git@HOST` with no command: a short help.
+            self.start(channel, b"", session).await
+        } else {
+            self.start_shell(channel, None, session).await
+        }
     }
 
     async fn exec_request(
@@ -135,7 +146,46 @@ impl russh::server::Handler for Connection {
         data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.start(channel, data, session).await
+        if self.login == "git" {
+            self.start(channel, data, session).await
+        } else {
+            let command = String::from_utf8_lossy(data).to_string();
+            self.start_shell(channel, Some(command), session).await
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        term: &str,
+        cols: u32,
+        rows: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let term: String = term.chars().filter(|c| c.is_ascii_graphic()).take(64).collect();
+        let size = (cols.clamp(1, 1000) as u16, rows.clamp(1, 1000) as u16);
+        self.ptys.insert(channel, crate::shell::PtyRequest { term, size });
+        session.channel_success(channel)?;
+        Ok(())
+    }
+
+    async fn window_change_request(
+        &mut self,
+        channel: ChannelId,
+        cols: u32,
+        rows: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some(tx) = self.resizes.get(&channel) {
+            let _ = tx.send((cols.clamp(1, 1000) as u16, rows.clamp(1, 1000) as u16));
+        }
+        Ok(())
     }
 
     async fn channel_close(
@@ -145,11 +195,64 @@ impl russh::server::Handler for Connection {
     ) -> Result<(), Self::Error> {
         self.channels.remove(&channel);
         self.git_protocol.remove(&channel);
+        self.ptys.remove(&channel);
+        self.resizes.remove(&channel);
         Ok(())
     }
 }
 
 impl Connection {
+    /// A shell (or one command) inside a running container: login `[APP.]ENV.PROJECT`.
+    async fn start_shell(
+        &mut self,
+        id: ChannelId,
+        command: Option<String>,
+        session: &mut Session,
+    ) -> Result<(), ConnectionError> {
+        let (Some(channel), Some(user)) = (self.channels.remove(&id), self.user.clone()) else {
+            session.channel_failure(id)?;
+            return Ok(());
+        };
+        session.channel_success(id)?;
+        let platform = self.platform.clone();
+        let target = crate::shell::ShellTarget::parse(&self.login);
+        let login = self.login.clone();
+        let pty = self.ptys.remove(&id);
+        let resize = pty.as_ref().map(|p| {
+            let (tx, rx) = tokio::sync::watch::channel(p.size);
+            self.resizes.insert(id, tx);
+            rx
+        });
+        tokio::spawn(async move {
+            let (mut read, write) = channel.split();
+            let mut stdout = write.make_writer();
+            let mut stderr = write.make_writer_ext(Some(1));
+            let code = match target {
+                None => {
+                    crate::say(
+                        &mut stderr,
+                        &format!("slipway: '{login}' is no login here: use git@HOST for git and commands, ENV.PROJECT@HOST (or APP.ENV.PROJECT@HOST) for a shell in a container\n"),
+                    )
+                    .await;
+                    1
+                }
+                Some(t) => {
+                    let stdin = read.make_reader();
+                    crate::shell::run(&platform, &user, &t, command, pty, resize, stdin, &mut stdout, &mut stderr).await
+                }
+            };
+            use tokio::io::AsyncWriteExt;
+            let _ = stdout.flush().await;
+            let _ = stderr.flush().await;
+            drop(stdout);
+            drop(stderr);
+            let _ = write.exit_status(code as u32).await;
+            let _ = write.eof().await;
+            let _ = write.close().await;
+        });
+        Ok(())
+    }
+
     /// Hand the channel to a task running the requested command.
     async fn start(
         &mut self,

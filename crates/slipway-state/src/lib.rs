@@ -552,6 +552,36 @@ impl State {
         Ok(())
     }
 
+    // ------------------------------------------------------------ variables
+
+    /// Set an environment variable of an environment (seen by its apps from the next deploy on).
+    pub fn set_variable(&self, project: &str, env: &str, name: &str, value: &str) -> Result<()> {
+        self.db().execute(
+            "INSERT INTO variables(project, environment, name, value) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(project, environment, name) DO UPDATE SET value = excluded.value",
+            params![project, env, name, value],
+        )?;
+        Ok(())
+    }
+
+    /// Remove a variable; false if it was not set.
+    pub fn unset_variable(&self, project: &str, env: &str, name: &str) -> Result<bool> {
+        Ok(self.db().execute(
+            "DELETE FROM variables WHERE project = ?1 AND environment = ?2 AND name = ?3",
+            params![project, env, name],
+        )? > 0)
+    }
+
+    /// The variables of an environment, by name.
+    pub fn variables(&self, project: &str, env: &str) -> Result<Vec<(String, String)>> {
+        let db = self.db();
+        let mut st = db.prepare(
+            "SELECT name, value FROM variables WHERE project = ?1 AND environment = ?2 ORDER BY name",
+        )?;
+        let rows = st.query_map(params![project, env], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     // ------------------------------------------------------------- activity
 
     /// Start an activity; returns its id.

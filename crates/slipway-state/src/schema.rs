@@ -60,6 +60,14 @@ CREATE TABLE activity (
     finished_at INTEGER
 );
 CREATE INDEX activity_by_project ON activity(project, environment, id);
+"#, r#"
+CREATE TABLE variables (
+    project     TEXT NOT NULL REFERENCES projects(name) ON DELETE CASCADE,
+    environment TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    value       TEXT NOT NULL,
+    PRIMARY KEY (project, environment, name)
+);
 "#];
 
 /// Bring the schema to the newest version (tracked in `PRAGMA user_version`).

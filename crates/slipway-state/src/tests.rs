@@ -74,3 +74,17 @@ fn reopen_keeps_state() {
     let st = State::open(&p).unwrap();
     assert!(st.user("ann").unwrap().is_some());
 }
+
+#[test]
+fn variables_per_environment() {
+    let (_d, st) = open();
+    st.add_user_key("ann", "k", true).unwrap();
+    st.create_project("demo", "ann").unwrap();
+    st.set_variable("demo", "main", "A", "1").unwrap();
+    st.set_variable("demo", "main", "A", "2").unwrap();
+    st.set_variable("demo", "dev", "B", "x").unwrap();
+    assert_eq!(st.variables("demo", "main").unwrap(), vec![("A".to_string(), "2".to_string())]);
+    assert!(st.unset_variable("demo", "main", "A").unwrap());
+    assert!(!st.unset_variable("demo", "main", "A").unwrap());
+    assert!(st.variables("demo", "main").unwrap().is_empty());
+}

@@ -1,0 +1,167 @@
+//! Operations on an environment outside a push: **rollback** to an earlier
+//! release and **redeploy** of the live one. Both reuse the slugs of an
+//! existing release (nothing is built) and go through the same tail of the
+//! pipeline as a push ([`pipeline::activate`]): new containers beside the old
+//! ones, deploy hook, health, then the branch ref and the routes switch.
+//! A rollback moves the branch back to the release's commit, so the branch
+//! still says what is live.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use slipway_git::{ObjectId, Repo};
+use slipway_state::Release;
+
+use crate::build::{decode_slug, BuiltApp};
+use crate::environment::ReleaseSpec;
+use crate::output::{Output, Sink};
+use crate::pipeline::{self, DeployTarget, PhaseError};
+use crate::Platform;
+
+/// Which operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// Back to an earlier release (the previous live one by default).
+    Rollback(Option<i64>),
+    /// The live release again, in fresh containers (e.g. after variables changed).
+    Redeploy,
+}
+
+impl Operation {
+    fn kind(self) -> &'static str {
+        match self {
+            Operation::Rollback(_) => "rollback",
+            Operation::Redeploy => "redeploy",
+        }
+    }
+}
+
+/// Run `op` on environment `env` of `project`, streaming its output to `sink`.
+/// Returns the number of the new live release, or a message for the user.
+pub async fn run(
+    platform: &Arc<Platform>,
+    project: &str,
+    env: &str,
+    op: Operation,
+    user: &str,
+    sink: Option<Sink>,
+) -> Result<i64, String> {
+    let state = platform.state();
+    let lock = platform.env_lock(project, env);
+    let _guard = match lock.try_lock() {
+        Ok(g) => g,
+        Err(_) => {
+            if let Some(s) = &sink {
+                s(&format!("-----> waiting: another deploy of {env} is running"));
+            }
+            lock.lock().await
+        }
+    };
+    let environment = state
+        .environment(project, env)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("environment '{env}' of project '{project}' not found"))?;
+    let current = environment
+        .current_release
+        .and_then(|id| state.release(id).ok().flatten())
+        .ok_or_else(|| format!("environment '{env}' has no live release"))?;
+    let source = match op {
+        Operation::Redeploy => current.clone(),
+        Operation::Rollback(Some(n)) => state
+            .release_by_number(project, env, n)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("release {n} of {env} not found (`releases {project} {env}` lists them)"))?,
+        Operation::Rollback(None) => state
+            .releases(project, env)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .find(|r| r.number < current.number && r.status == "retired")
+            .ok_or_else(|| format!("{env} has no earlier release to roll back to"))?,
+    };
+    if matches!(op, Operation::Rollback(_)) && source.id == current.id {
+        return Err(format!("release {} is already live", source.number));
+    }
+    if source.status == "failed" || source.status == "pending" {
+        return Err(format!(
+            "release {} never went live ({}); only releases that were live can be rolled back to",
+            source.number, source.status
+        ));
+    }
+    let summary = match op {
+        Operation::Rollback(_) => format!("rollback of {env} to release {}", source.number),
+        Operation::Redeploy => format!("redeploy of {env} (release {})", source.number),
+    };
+    let activity = state
+        .start_activity(project, Some(env), op.kind(), Some(user), &summary)
+        .map_err(|e| e.to_string())?;
+    let out = Output::with_sink(platform.clone(), activity, sink);
+    out.line(&format!("-----> {summary} (activity {activity})"));
+    let result = activate_release(platform, project, &environment.branch, env, &source, &current, &out).await;
+    match &result {
+        Ok(n) => {
+            let _ = state.finish_activity(activity, "success", &format!("{summary}: release {n} live"));
+        }
+        Err(e) => {
+            let _ = state.finish_activity(activity, "failure", &e.to_string());
+        }
+    }
+    result.map_err(|e| e.to_string())
+}
+
+async fn activate_release(
+    platform: &Arc<Platform>,
+    project: &str,
+    branch: &str,
+    env: &str,
+    source: &Release,
+    current: &Release,
+    out: &Output,
+) -> Result<i64, PhaseError> {
+    let t0 = Instant::now();
+    let fail = |m: String| PhaseError::new("deploy", m);
+    let topology: slipway_config::Topology = serde_json::from_value(source.topology.clone())
+        .map_err(|e| fail(format!("release {} has no readable topology: {e}", source.number)))?;
+    let spec = ReleaseSpec::from_json(&source.spec)
+        .ok_or_else(|| fail(format!("release {} has no readable spec", source.number)))?;
+    let mut built = Vec::new();
+    for app in &spec.apps {
+        let slug = platform
+            .state()
+            .slug_for_build(&app.build_key)
+            .ok()
+            .flatten()
+            .and_then(|s| decode_slug(&s))
+            .filter(|s| s.digest.as_str() == app.slug && platform.archive().has_blob(&s.digest))
+            .ok_or_else(|| {
+                fail(format!(
+                    "the slug of {} in release {} is no longer in the archive",
+                    app.name, source.number
+                ))
+            })?;
+        out.phase(&format!("build {}", app.name), &format!("reused {}", slug.digest));
+        built.push(BuiltApp {
+            name: app.name.clone(),
+            slug,
+            tree: app.tree.clone(),
+            build_key: app.build_key.clone(),
+            reused: true,
+        });
+    }
+    let repo = Repo::open(&platform.repo_path(project)).map_err(|e| fail(e.to_string()))?;
+    let refname = format!("refs/heads/{branch}");
+    let parse = |hex: &str| ObjectId::from_hex(hex.as_bytes()).map_err(|e| fail(format!("commit {hex}: {e}")));
+    let old = match repo.ref_target(&refname).map_err(|e| fail(e.to_string()))? {
+        Some(id) => id,
+        None => parse(&current.commit)?,
+    };
+    let target = DeployTarget {
+        project: project.to_string(),
+        env: env.to_string(),
+        branch: branch.to_string(),
+        refname,
+        old,
+        new: parse(&source.commit)?,
+        options: Vec::new(),
+    };
+    pipeline::activate(platform, &repo, &target, &topology, &built, Some(current), out, t0).await
+}

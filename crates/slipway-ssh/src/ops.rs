@@ -1,0 +1,269 @@
+//! Admin commands that act on an environment (spec section 6): `rollback`,
+//! `redeploy`, `var set|unset|ls`, `logs`. Output of deploys streams live.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use slipway_deploy::operations::{self, Operation};
+use slipway_deploy::push::PROTECTED;
+use slipway_deploy::Platform;
+use slipway_state::{Role, User};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
+
+use crate::say;
+
+/// What the user may do on `project`/`env`; Err is the message.
+fn check(platform: &Platform, user: &User, project: &str, env: &str, need: Role) -> Result<(), String> {
+    let state = platform.state();
+    let role = state
+        .project_exists(project)
+        .ok()
+        .filter(|e| *e)
+        .and_then(|_| state.role(project, user).ok().flatten())
+        .ok_or_else(|| format!("project '{project}' not found (or you have no access to it)"))?;
+    let need = if need == Role::Contributor && PROTECTED.contains(&env) {
+        Role::Admin
+    } else {
+        need
+    };
+    if role < need {
+        return Err(format!(
+            "permission denied: this needs the {} role on {project}{}; you are {}",
+            need.as_str(),
+            if PROTECTED.contains(&env) && need == Role::Admin { format!(" ({env} is protected)") } else { String::new() },
+            role.as_str()
+        ));
+    }
+    if state.environment(project, env).ok().flatten().is_none() {
+        return Err(format!("environment '{env}' of project '{project}' not found"));
+    }
+    Ok(())
+}
+
+/// A variable name users may set.
+fn valid_name(k: &str) -> bool {
+    let mut chars = k.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && k.len() <= 128
+}
+
+/// Run a deploy operation, streaming its lines to `out`.
+async fn operate<W: AsyncWrite + Unpin + Send>(
+    platform: &Arc<Platform>,
+    user: &User,
+    project: &str,
+    env: &str,
+    op: Operation,
+    out: &mut W,
+) -> Result<i64, String> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let sink: slipway_deploy::output::Sink = Arc::new(move |l: &str| {
+        let _ = tx.send(format!("{l}\n"));
+    });
+    let task = operations::run(platform, project, env, op, &user.name, Some(sink));
+    tokio::pin!(task);
+    loop {
+        tokio::select! {
+            r = &mut task => {
+                while let Ok(l) = rx.try_recv() {
+                    let _ = out.write_all(l.as_bytes()).await;
+                }
+                let _ = out.flush().await;
+                return r;
+            }
+            Some(l) = rx.recv() => {
+                let _ = out.write_all(l.as_bytes()).await;
+                let _ = out.flush().await;
+            }
+        }
+    }
+}
+
+/// Run `args` if it is one of these commands; None otherwise.
+pub(crate) async fn run<W, E>(
+    platform: &Arc<Platform>,
+    user: &User,
+    args: &[&str],
+    json: bool,
+    out: &mut W,
+    err: &mut E,
+) -> Option<i32>
+where
+    W: AsyncWrite + Unpin + Send,
+    E: AsyncWrite + Unpin + Send,
+{
+    let fail = |m: String| (1, format!("slipway: {m}\n"));
+    let result: Result<String, (i32, String)> = match args {
+        ["rollback", project, env] | ["rollback", project, env, _] => {
+            let to = match args.get(3).map(|n| n.parse::<i64>()) {
+                None => None,
+                Some(Ok(n)) => Some(n),
+                Some(Err(_)) => return Some(usage(err, "rollback PROJECT ENV [RELEASE-NUMBER]").await),
+            };
+            match check(platform, user, project, env, Role::Admin) {
+                Err(m) => Err(fail(m)),
+                Ok(()) => operate(platform, user, project, env, Operation::Rollback(to), out)
+                    .await
+                    .map(|n| if json { format!("{{\"release\": {n}}}\n") } else { String::new() })
+                    .map_err(fail),
+            }
+        }
+        ["redeploy", project, env] => match check(platform, user, project, env, Role::Contributor) {
+            Err(m) => Err(fail(m)),
+            Ok(()) => operate(platform, user, project, env, Operation::Redeploy, out)
+                .await
+                .map(|n| if json { format!("{{\"release\": {n}}}\n") } else { String::new() })
+                .map_err(fail),
+        },
+        ["var", "ls", project, env] => match check(platform, user, project, env, Role::Viewer) {
+            Err(m) => Err(fail(m)),
+            Ok(()) => {
+                let vars = platform.state().variables(project, env).unwrap_or_default();
+                Ok(if json {
+                    let m: serde_json::Map<String, serde_json::Value> =
+                        vars.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
+                    format!("{}\n", serde_json::Value::Object(m))
+                } else {
+                    vars.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+                })
+            }
+        },
+        ["var", verb @ ("set" | "unset"), project, env, kv] => {
+            match check(platform, user, project, env, Role::Contributor) {
+                Err(m) => Err(fail(m)),
+                Ok(()) => {
+                    let (key, value) = match (*verb, kv.split_once('=')) {
+                        ("set", Some((k, v))) => (k, Some(v)),
+                        ("set", None) => return Some(usage(err, "var set PROJECT ENV KEY=VALUE").await),
+                        (_, _) => (*kv, None),
+                    };
+                    if !valid_name(key) || slipway_deploy::environment::is_reserved_variable(key) {
+                        Err(fail(format!(
+                            "'{key}' cannot be set: names are letters, digits and '_', and PORT, PATH, HOME, SLIPWAY_* and PLATFORM_* belong to the platform"
+                        )))
+                    } else {
+                        let state = platform.state();
+                        let changed = match value {
+                            Some(v) => state.set_variable(project, env, key, v).map(|_| true),
+                            None => state.unset_variable(project, env, key),
+                        };
+                        match changed {
+                            Err(e) => Err((3, format!("slipway: {e}\n"))),
+                            Ok(false) => Err(fail(format!("{key} is not set on {env}"))),
+                            Ok(true) => {
+                                let live = state
+                                    .environment(project, env)
+                                    .ok()
+                                    .flatten()
+                                    .and_then(|e| e.current_release)
+                                    .is_some();
+                                say(out, &format!("{key} {} on {env}\n", if value.is_some() { "set" } else { "unset" })).await;
+                                if live {
+                                    operate(platform, user, project, env, Operation::Redeploy, out)
+                                        .await
+                                        .map(|_| String::new())
+                                        .map_err(fail)
+                                } else {
+                                    Ok("it applies from the next deploy\n".into())
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        ["logs", project, env, rest @ ..] => {
+            let follow = rest.contains(&"-f");
+            let app: Vec<&&str> = rest.iter().filter(|a| **a != "-f").collect();
+            if app.len() > 1 {
+                return Some(usage(err, "logs PROJECT ENV [APP] [-f]").await);
+            }
+            match check(platform, user, project, env, Role::Viewer) {
+                Err(m) => Err(fail(m)),
+                Ok(()) => match app_of(platform, project, env, app.first().map(|a| **a)) {
+                    Err(m) => Err(fail(m)),
+                    Ok(name) => {
+                        let path = platform.data().app_log(project, env, &name);
+                        logs(&path, follow, out).await;
+                        Ok(String::new())
+                    }
+                },
+            }
+        }
+        _ => return None,
+    };
+    Some(match result {
+        Ok(text) => {
+            say(out, &text).await;
+            0
+        }
+        Err((code, msg)) => {
+            say(err, &msg).await;
+            code
+        }
+    })
+}
+
+async fn usage<E: AsyncWrite + Unpin>(err: &mut E, form: &str) -> i32 {
+    say(err, &format!("slipway: usage: {form}\n")).await;
+    2
+}
+
+/// The app whose logs to show: the named one, or the only one of the live release.
+fn app_of(platform: &Platform, project: &str, env: &str, app: Option<&str>) -> Result<String, String> {
+    let state = platform.state();
+    let release = state
+        .environment(project, env)
+        .ok()
+        .flatten()
+        .and_then(|e| e.current_release)
+        .and_then(|id| state.release(id).ok().flatten())
+        .ok_or_else(|| format!("{env} has no live release yet"))?;
+    let spec = slipway_deploy::environment::ReleaseSpec::from_json(&release.spec)
+        .ok_or_else(|| "the live release has no readable spec".to_string())?;
+    let names: Vec<String> = spec.apps.iter().map(|a| a.name.clone()).collect();
+    match app {
+        Some(a) if names.iter().any(|n| n == a) => Ok(a.to_string()),
+        Some(a) => Err(format!("no app '{a}' in {env}: its apps are {}", names.join(", "))),
+        None if names.len() == 1 => Ok(names[0].clone()),
+        None => Err(format!("{env} runs several apps ({}): name one", names.join(", "))),
+    }
+}
+
+/// The last part of a log (and, with `follow`, what comes after, until the client goes away).
+async fn logs<W: AsyncWrite + Unpin>(path: &std::path::Path, follow: bool, out: &mut W) {
+    const TAIL: u64 = 64 * 1024;
+    let Ok(mut f) = tokio::fs::File::open(path).await else {
+        say(out, "").await;
+        return;
+    };
+    let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(TAIL);
+    let _ = f.seek(std::io::SeekFrom::Start(start)).await;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut first = start > 0;
+    loop {
+        match f.read(&mut buf).await {
+            Ok(0) | Err(_) => {
+                if !follow {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Ok(n) => {
+                let mut chunk = &buf[..n];
+                if first {
+                    // Start at a line boundary.
+                    first = false;
+                    if let Some(i) = chunk.iter().position(|b| *b == b'\n') {
+                        chunk = &chunk[i + 1..];
+                    }
+                }
+                if out.write_all(chunk).await.is_err() || out.flush().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! Shells into running containers: `ssh -t -p 2222 ENV.PROJECT@HOST` (spec
+//! section 6), `APP.ENV.PROJECT@HOST` to pick one app of several, with an
+//! optional command whose exit status is returned.
+//!
+//! With a pty request, `runc exec --tty` runs as the session leader of a
+//! pseudo-terminal we own: window changes resize it (runc passes the size on),
+//! and Ctrl-C reaches the container's foreground process through the terminal.
+//! Without one, stdin, stdout and stderr are plain pipes.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::Stdio;
+use std::sync::Arc;
+
+use slipway_deploy::environment::ReleaseSpec;
+use slipway_deploy::Platform;
+use slipway_state::{Role, User};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+use crate::say;
+
+/// A terminal the client asked for.
+#[derive(Debug, Clone)]
+pub struct PtyRequest {
+    /// `TERM`.
+    pub term: String,
+    /// Columns and rows.
+    pub size: (u16, u16),
+}
+
+/// Which container a login name points at: `[APP.]ENV.PROJECT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShellTarget {
+    /// The app, when several run.
+    pub app: Option<String>,
+    /// Environment name.
+    pub env: String,
+    /// Project name.
+    pub project: String,
+}
+
+impl ShellTarget {
+    /// Parse an SSH login name; None if it is not of that form.
+    pub fn parse(login: &str) -> Option<ShellTarget> {
+        let parts: Vec<&str> = login.split('.').collect();
+        let label = |s: &str| crate::command::is_dns_label(s);
+        match parts.as_slice() {
+            [env, project] if label(env) && label(project) => Some(ShellTarget {
+                app: None,
+                env: env.to_string(),
+                project: project.to_string(),
+            }),
+            [app, env, project] if label(env) && label(project) && valid_app(app) => Some(ShellTarget {
+                app: Some(app.to_string()),
+                env: env.to_string(),
+                project: project.to_string(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+fn valid_app(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_')
+}
+
+/// Find the container and check access; Err is the message for the user.
+fn resolve(platform: &Platform, user: &User, t: &ShellTarget) -> Result<(String, Vec<(String, String)>), String> {
+    let state = platform.state();
+    let not_found = || {
+        format!(
+            "slipway: environment '{}' of project '{}' not found (or you have no access to it)",
+            t.env, t.project
+        )
+    };
+    let role = state
+        .project_exists(&t.project)
+        .ok()
+        .filter(|e| *e)
+        .and_then(|_| state.role(&t.project, user).ok().flatten())
+        .ok_or_else(not_found)?;
+    if role == Role::Viewer {
+        return Err(format!(
+            "slipway: permission denied: viewers of {} cannot open shells (ask an admin for the contributor role)",
+            t.project
+        ));
+    }
+    if slipway_deploy::push::PROTECTED.contains(&t.env.as_str()) && role != Role::Admin {
+        return Err(format!(
+            "slipway: permission denied: {} is a protected environment: only project admins may open shells there",
+            t.env
+        ));
+    }
+    let env = state.environment(&t.project, &t.env).ok().flatten().ok_or_else(not_found)?;
+    let release = env
+        .current_release
+        .and_then(|id| state.release(id).ok().flatten())
+        .ok_or_else(|| format!("slipway: environment '{}' has no running release yet: push first", t.env))?;
+    let spec = ReleaseSpec::from_json(&release.spec)
+        .ok_or_else(|| "slipway: the live release has no readable spec".to_string())?;
+    let names: Vec<&str> = spec.apps.iter().map(|a| a.name.as_str()).collect();
+    let app = match &t.app {
+        Some(name) => spec.apps.iter().find(|a| &a.name == name).ok_or_else(|| {
+            format!("slipway: no app '{name}' in {}: its apps are {}", t.env, names.join(", "))
+        })?,
+        None if spec.apps.len() == 1 => &spec.apps[0],
+        None => {
+            return Err(format!(
+                "slipway: {} runs several apps ({}): pick one with ssh APP.{}.{}@HOST",
+                t.env,
+                names.join(", "),
+                t.env,
+                t.project
+            ))
+        }
+    };
+    let env: Vec<(String, String)> = app.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    Ok((app.container.clone(), env))
+}
+
+/// Run a shell or `command` in the target's container over the channel; returns the exit status.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run<R, W, E>(
+    platform: &Arc<Platform>,
+    user: &User,
+    target: &ShellTarget,
+    command: Option<String>,
+    pty: Option<PtyRequest>,
+    resize: Option<watch::Receiver<(u16, u16)>>,
+    mut stdin: R,
+    stdout: &mut W,
+    stderr: &mut E,
+) -> i32
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+    E: AsyncWrite + Unpin + Send,
+{
+    let (container, mut env) = match resolve(platform, user, target) {
+        Ok(x) => x,
+        Err(msg) => {
+            say(stderr, &format!("{msg}\n")).await;
+            return 1;
+        }
+    };
+    let args: Vec<String> = match &command {
+        Some(c) => vec!["/bin/sh".into(), "-c".into(), c.clone()],
+        None => vec!["/bin/sh".into(), "-l".into()],
+    };
+    if let Some(p) = &pty {
+        env.push(("TERM".into(), p.term.clone()));
+    }
+    let mut cmd = match platform
+        .runtime()
+        .exec_command(&container, &args, &env, "/app", pty.is_some())
+    {
+        Ok(c) => c,
+        Err(e) => {
+            say(stderr, &format!("slipway: {e}\n")).await;
+            return 3;
+        }
+    };
+    cmd.kill_on_drop(true);
+    tracing::info!(container = %container, tty = pty.is_some(), "shell");
+    match pty {
+        Some(p) => with_pty(cmd, p, resize, stdin, stdout, stderr).await,
+        None => {
+            cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+            let mut child = match cmd.spawn() {
+                Ok(c) => c,
+                Err(e) => {
+                    say(stderr, &format!("slipway: cannot start the runtime: {e}\n")).await;
+                    return 3;
+                }
+            };
+            let (Some(mut cin), Some(mut cout), Some(mut cerr)) =
+                (child.stdin.take(), child.stdout.take(), child.stderr.take())
+            else {
+                return 3;
+            };
+            let feed = async {
+                let _ = tokio::io::copy(&mut stdin, &mut cin).await;
+                let _ = cin.shutdown().await;
+                drop(cin);
+                std::future::pending::<()>().await
+            };
+            let out = async {
+                let _ = tokio::join!(tokio::io::copy(&mut cout, stdout), tokio::io::copy(&mut cerr, stderr));
+                child.wait().await
+            };
+            let status = tokio::select! {
+                s = out => s,
+                _ = feed => Err(std::io::Error::other("unreachable")),
+            };
+            status.ok().and_then(|s| s.code()).unwrap_or(255)
+        }
+    }
+}
+
+fn set_size(fd: &OwnedFd, (cols, rows): (u16, u16)) {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a winsize from a valid pointer; fd is an open pty.
+    unsafe {
+        libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+    }
+}
+
+async fn with_pty<R, W, E>(
+    mut cmd: tokio::process::Command,
+    pty: PtyRequest,
+    resize: Option<watch::Receiver<(u16, u16)>>,
+    mut stdin: R,
+    stdout: &mut W,
+    stderr: &mut E,
+) -> i32
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+    E: AsyncWrite + Unpin + Send,
+{
+    let pair = match nix::pty::openpty(None, None) {
+        Ok(p) => p,
+        Err(e) => {
+            say(stderr, &format!("slipway: cannot allocate a terminal: {e}\n")).await;
+            return 3;
+        }
+    };
+    set_size(&pair.master, pty.size);
+    let slave = pair.slave;
+    let (Ok(s_in), Ok(s_out), Ok(s_err)) = (slave.try_clone(), slave.try_clone(), slave.try_clone()) else {
+        return 3;
+    };
+    cmd.stdin(Stdio::from(s_in))
+        .stdout(Stdio::from(s_out))
+        .stderr(Stdio::from(s_err));
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            say(stderr, &format!("slipway: cannot start the runtime: {e}\n")).await;
+            return 3;
+        }
+    };
+    // The command still holds the slave's fds; the master sees EIO (end) only
+    // once no process of ours keeps the terminal open.
+    drop(cmd);
+    drop(slave);
+    let master = pair.master;
+    let (Ok(reader), Ok(writer)) = (master.try_clone(), master.try_clone()) else {
+        return 3;
+    };
+    let mut reader = tokio::fs::File::from_std(std::fs::File::from(reader));
+    let mut writer = tokio::fs::File::from_std(std::fs::File::from(writer));
+    let feed = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match stdin.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if writer.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    let _ = writer.flush().await;
+                }
+            }
+        }
+        std::future::pending::<()>().await
+    };
+    let resizes = async {
+        if let Some(mut rx) = resize {
+            while rx.changed().await.is_ok() {
+                let size = *rx.borrow();
+                set_size(&master, size);
+            }
+        }
+        std::future::pending::<()>().await
+    };
+    let out = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            // EIO once every process holding the terminal is gone.
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if stdout.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    let _ = stdout.flush().await;
+                }
+            }
+        }
+        child.wait().await
+    };
+    let status = tokio::select! {
+        s = out => s,
+        _ = feed => Err(std::io::Error::other("unreachable")),
+        _ = resizes => Err(std::io::Error::other("unreachable")),
+    };
+    status.ok().and_then(|s| s.code()).unwrap_or(255)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_names() {
+        assert_eq!(
+            ShellTarget::parse("main.demo"),
+            Some(ShellTarget { app: None, env: "main".into(), project: "demo".into() })
+        );
+        assert_eq!(
+            ShellTarget::parse("web.main.demo").and_then(|t| t.app),
+            Some("web".to_string())
+        );
+        for bad in ["git", "demo", "a.b.c.d", "Main.demo", "main..demo", ".main.demo", "x/y.main.demo", ""] {
+            assert_eq!(ShellTarget::parse(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Operations on a running environment over SSH (spec section 6): rollback,
+//! redeploy, variables, logs, and shells into the running container.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use slipway_e2e::{text, App, Server};
+
+const HOST: &str = "main.demo.localhost";
+
+fn push(server: &Server, app: &App) -> String {
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    assert!(o.status.success(), "push: {}", text(&o));
+    text(&o)
+}
+
+fn body(server: &Server) -> String {
+    server.get(HOST, "/").map(|(_, b)| b).unwrap_or_default()
+}
+
+fn admin(server: &Server, command: &str) -> std::process::Output {
+    server.ssh(&server.key, "git", command)
+}
+
+fn remote_main(server: &Server, app: &App) -> String {
+    let o = server.git(&app.dir, &["ls-remote", &server.remote("demo"), "refs/heads/main"]);
+    String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap_or("").to_string()
+}
+
+#[test]
+fn rollback_and_redeploy_reuse_slugs_and_move_the_branch() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    push(&server, &app);
+    let v1 = app.git_ok(&["rev-parse", "HEAD"]);
+    app.write("VERSION", "2\n");
+    let v2 = app.commit("v2");
+    push(&server, &app);
+    assert_eq!(body(&server), "built-2\n");
+
+    // Back to the previous release: no build, the branch says what is live.
+    let o = admin(&server, "rollback demo main");
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("rollback of main to release 1"), "{out}");
+    assert!(out.contains("reused sha256:"), "{out}");
+    assert!(!out.contains("running hooks.build"), "{out}");
+    assert!(out.contains("-----> live:"), "{out}");
+    assert_eq!(body(&server), "built-1\n");
+    assert_eq!(remote_main(&server, &app), v1);
+
+    // Forward again to a named release.
+    let o = admin(&server, "rollback demo main 2");
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(body(&server), "built-2\n");
+    assert_eq!(remote_main(&server, &app), v2);
+
+    // Bad requests change nothing.
+    for (cmd, msg) in [
+        ("rollback demo main 99", "release 99 of main not found"),
+        ("rollback demo nope", "environment 'nope' of project 'demo' not found"),
+        ("rollback other main", "project 'other' not found"),
+        ("rollback demo main x", "usage: rollback"),
+    ] {
+        let o = admin(&server, cmd);
+        assert!(!o.status.success(), "{cmd}");
+        assert!(text(&o).contains(msg), "{cmd}: {}", text(&o));
+    }
+    assert_eq!(body(&server), "built-2\n");
+
+    // Redeploy: a new release of the same slug.
+    let o = admin(&server, "redeploy demo main");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("release 5"), "{}", text(&o));
+    assert_eq!(body(&server), "built-2\n");
+    let o = admin(&server, "releases demo main");
+    let listing = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(listing.lines().next().unwrap_or("").starts_with("5\tlive"), "{listing}");
+
+    // The next push builds on the branch as it is now.
+    app.write("VERSION", "3\n");
+    app.commit("v3");
+    push(&server, &app);
+    assert_eq!(body(&server), "built-3\n");
+}
+
+#[test]
+fn variables_shells_and_logs() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    push(&server, &app);
+
+    // A command in the container: its output and exit status come back.
+    let o = server.ssh(&server.key, "main.demo", "ls /app; echo $SLIPWAY_ENVIRONMENT $PLATFORM_APPLICATION_NAME; exit 7");
+    assert_eq!(o.status.code(), Some(7), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(out.contains("server.py") && out.contains("build.txt"), "{out}");
+    assert!(out.contains("main hello"), "{out}");
+    // /app and the root are read-only; /tmp is writable.
+    let o = server.ssh(&server.key, "main.demo", "touch /app/x || echo app-ro; touch /x || echo root-ro; touch /tmp/x && echo tmp-rw");
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(out.contains("app-ro") && out.contains("root-ro") && out.contains("tmp-rw"), "{}", text(&o));
+    // Another app name or environment: a clear refusal.
+    let o = server.ssh(&server.key, "web.main.demo", "true");
+    assert!(text(&o).contains("no app 'web' in main"), "{}", text(&o));
+    let o = server.ssh(&server.key, "dev.demo", "true");
+    assert!(text(&o).contains("environment 'dev' of project 'demo' not found"), "{}", text(&o));
+
+    // A real terminal: `ssh -tt` allocates one; the shell sees a pty and exits with its status.
+    let mut cmd = Command::new("ssh");
+    for a in server.ssh_command(&server.key).split_whitespace().skip(1) {
+        cmd.arg(a);
+    }
+    let mut child = cmd
+        .args(["-tt", "-p", &server.ssh_port.to_string(), "main.demo@127.0.0.1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ssh");
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(b"tty; exit 5\n");
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+    let o = child.wait_with_output().expect("ssh output");
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("/dev/pts/"), "{}", text(&o));
+
+    // Variables: set one, the environment redeploys, the app sees it.
+    let o = admin(&server, "var set demo main GREETING=hello-there");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("redeploy of main"), "{}", text(&o));
+    let o = server.ssh(&server.key, "main.demo", "echo $GREETING");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "hello-there");
+    let o = admin(&server, "var ls demo main");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "GREETING=hello-there");
+    let o = admin(&server, "var set demo main PORT=1");
+    assert!(!o.status.success() && text(&o).contains("belong to the platform"), "{}", text(&o));
+    let o = admin(&server, "var unset demo main GREETING");
+    assert!(o.status.success(), "{}", text(&o));
+    let o = server.ssh(&server.key, "main.demo", "echo \"[$GREETING]\"");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "[]");
+
+    // Logs: what the app printed.
+    let o = admin(&server, "logs demo main");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("hello listening on"), "{}", text(&o));
+}
