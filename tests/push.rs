@@ -353,3 +353,39 @@ fn the_infrastructure_diff_refuses_data_losing_changes() {
     assert!(out.contains("(diff failed:"), "{out}");
     assert_eq!(body(&server), "built-1\n");
 }
+
+#[test]
+fn an_atomic_push_deploys_every_branch_or_none() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "{out}");
+    let v1 = app.git_ok(&["rev-parse", "HEAD"]);
+
+    // main gets a good v2; dev gets a commit whose build fails.
+    app.write("VERSION", "2\n");
+    app.commit("v2");
+    app.git_ok(&["checkout", "-q", "-b", "dev"]);
+    let yaml = std::fs::read_to_string(app.dir.join(".platform.app.yaml")).unwrap_or_default();
+    app.write(".platform.app.yaml", &yaml.replace("set -e\n", "set -e\n    exit 9\n"));
+    app.commit("dev breaks the build");
+    let o = server.git(&app.dir, &["push", "--atomic", &server.remote("demo"), "main", "dev"]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("dev -> dev (build failed: hooks.build of hello exited with status 9)"), "{out}");
+    assert!(out.contains("main -> main (atomic push refused: refs/heads/dev failed)"), "{out}");
+    assert_eq!(remote_main(&server, &app), v1, "main did not move");
+    assert_eq!(body(&server), "built-1\n", "main still serves v1");
+    let o = server.git(&app.dir, &["ls-remote", &server.remote("demo"), "refs/heads/dev"]);
+    assert!(String::from_utf8_lossy(&o.stdout).trim().is_empty(), "dev was not created");
+    assert_only_live_containers(&server, 1);
+
+    // Fixed: both go live together.
+    app.write(".platform.app.yaml", &yaml);
+    app.write("VERSION", "dev\n");
+    app.commit("dev fixed");
+    let o = server.git(&app.dir, &["push", "--atomic", &server.remote("demo"), "main", "dev"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(body(&server), "built-2\n");
+    assert_eq!(server.get("dev.demo.localhost", "/").map(|(_, b)| b), Some("built-dev\n".to_string()));
+}

@@ -69,6 +69,20 @@ impl DeployTarget {
     }
 }
 
+/// A release started beside the live one and healthy, not yet switched to.
+pub struct Staged {
+    /// The new release (status `pending`).
+    pub release: slipway_state::Release,
+    /// Its containers and ports.
+    pub spec: ReleaseSpec,
+    /// Its topology.
+    pub topology: slipway_config::Topology,
+    /// The release live now, if any.
+    pub live: Option<slipway_state::Release>,
+    /// When the deploy started.
+    pub t0: Instant,
+}
+
 /// Deploy `target.new` to the environment. The caller holds the environment's lock.
 pub async fn deploy(
     platform: &Arc<Platform>,
@@ -76,23 +90,35 @@ pub async fn deploy(
     target: &DeployTarget,
     out: &Output,
 ) -> Result<i64, PhaseError> {
-    let span = info_span!("deploy", project = %target.project, env = %target.env, commit = %target.new);
-    deploy_inner(platform, repo, target, out).instrument(span).await
+    let staged = stage_push(platform, repo, target, out).await?;
+    commit(platform, repo, target, staged, out).await
 }
 
-async fn deploy_inner(
+/// validate -> diff -> build -> stage: everything of a push's deploy up to
+/// the switch. The caller holds the environment's lock.
+pub async fn stage_push(
     platform: &Arc<Platform>,
     repo: &Repo,
     target: &DeployTarget,
     out: &Output,
-) -> Result<i64, PhaseError> {
+) -> Result<Staged, PhaseError> {
+    let span = info_span!("deploy", project = %target.project, env = %target.env, commit = %target.new);
+    stage_push_inner(platform, repo, target, out).instrument(span).await
+}
+
+async fn stage_push_inner(
+    platform: &Arc<Platform>,
+    repo: &Repo,
+    target: &DeployTarget,
+    out: &Output,
+) -> Result<Staged, PhaseError> {
     let t0 = Instant::now();
     let state = platform.state();
     let internal = |e: slipway_state::StateError| PhaseError::new("deploy", e.to_string());
 
     // validate
     let loaded = validate::run(repo, target.new, out)?;
-    let topology = &loaded.topology;
+    let topology = loaded.topology;
 
     // diff
     let env = state
@@ -106,17 +132,16 @@ async fn deploy_inner(
         .as_ref()
         .and_then(|r| serde_json::from_value::<slipway_config::Topology>(r.topology.clone()).ok());
     let allow_service_upgrade = target.has_option("allow-service-upgrade");
-    diff::run(topology, live_topology.as_ref(), allow_service_upgrade, out)?;
+    diff::run(&topology, live_topology.as_ref(), allow_service_upgrade, out)?;
 
     // build (+ slug): the changed apps, in parallel
     let built = build::run_all(platform, repo, target, &topology.applications, out).await?;
 
-    activate(platform, repo, target, topology, &built, live.as_ref(), out, t0).await
+    stage(platform, target, topology, &built, live, out, t0).await
 }
 
-/// From built apps to a live release: provision -> deploy hook -> health ->
-/// switch routes -> post_deploy -> retire. Shared by pushes, rollbacks and
-/// redeploys. `live` is the release live now, if any.
+/// From built apps to a live release: [`stage`] then [`commit`]. Shared by
+/// rollbacks and redeploys. `live` is the release live now, if any.
 #[allow(clippy::too_many_arguments)]
 pub async fn activate(
     platform: &Arc<Platform>,
@@ -128,11 +153,28 @@ pub async fn activate(
     out: &Output,
     t0: Instant,
 ) -> Result<i64, PhaseError> {
+    let staged = stage(platform, target, topology.clone(), built, live.cloned(), out, t0).await?;
+    commit(platform, repo, target, staged, out).await
+}
+
+/// provision -> deploy hook -> health: the new release runs beside the live
+/// one and answers, and nothing of the live one was touched. On failure the
+/// attempt's containers are removed.
+#[allow(clippy::too_many_arguments)]
+pub async fn stage(
+    platform: &Arc<Platform>,
+    target: &DeployTarget,
+    topology: slipway_config::Topology,
+    built: &[build::BuiltApp],
+    live: Option<slipway_state::Release>,
+    out: &Output,
+    t0: Instant,
+) -> Result<Staged, PhaseError> {
     let state = platform.state();
     let internal = |e: slipway_state::StateError| PhaseError::new("deploy", e.to_string());
 
     // provision
-    let topo_json = serde_json::to_value(topology).unwrap_or_default();
+    let topo_json = serde_json::to_value(&topology).unwrap_or_default();
     let release = state
         .create_release(
             &target.project,
@@ -143,51 +185,86 @@ pub async fn activate(
         )
         .map_err(internal)?;
     let netns = provision::ensure_netns(platform, target)?;
-    let mut spec = provision::plan(platform, target, &release, built, topology, netns);
+    let mut spec = provision::plan(platform, target, &release, built, &topology, netns);
     // Recorded before anything starts, so an interrupted deploy can be cleaned up.
     state
         .set_release_spec(release.id, &spec.to_json())
         .map_err(internal)?;
     if live.is_none() {
-        switch::mark_deploying(platform, &target.project, &target.env, topology);
+        switch::mark_deploying(platform, &target.project, &target.env, &topology);
     }
 
     let result = async {
         provision::run(platform, target, &release, &mut spec, built, out).await?;
         let _ = state.set_release_spec(release.id, &spec.to_json());
-        hooks::deploy(platform, &spec, topology, out).await?;
-        health::run(platform, &target.project, &target.env, &spec, out).await?;
-        switch::run(platform, repo, target, &release, &spec, out)
+        hooks::deploy(platform, &spec, &topology, out).await?;
+        health::run(platform, &target.project, &target.env, &spec, out).await
     }
     .await;
-
-    let old_route = match result {
-        Ok(old_route) => old_route,
+    let staged = Staged {
+        release,
+        spec,
+        topology,
+        live,
+        t0,
+    };
+    match result {
+        Ok(()) => Ok(staged),
         Err(e) => {
-            out.line(&format!("-----> {e}"));
-            out.line("       cleaning up: the running release was not touched");
-            provision::remove_release(platform, &spec, std::time::Duration::from_secs(1)).await;
-            let _ = state.set_release_status(release.id, "failed");
-            if live.is_none() {
-                platform
-                    .router()
-                    .remove(&switch::env_key(&target.project, &target.env));
-            }
+            abort(platform, target, &staged, out, &e).await;
+            Err(e)
+        }
+    }
+}
+
+/// Drop a staged release that will not go live: its containers go, it is
+/// marked failed, and the live release is left exactly as it was.
+pub async fn abort(platform: &Arc<Platform>, target: &DeployTarget, staged: &Staged, out: &Output, why: &PhaseError) {
+    out.line(&format!("-----> {why}"));
+    out.line("       cleaning up: the running release was not touched");
+    provision::remove_release(platform, &staged.spec, std::time::Duration::from_secs(1)).await;
+    let _ = platform.state().set_release_status(staged.release.id, "failed");
+    if staged.live.is_none() {
+        platform
+            .router()
+            .remove(&switch::env_key(&target.project, &target.env));
+    }
+}
+
+/// switch routes -> post_deploy -> retire: the staged release goes live.
+pub async fn commit(
+    platform: &Arc<Platform>,
+    repo: &Repo,
+    target: &DeployTarget,
+    staged: Staged,
+    out: &Output,
+) -> Result<i64, PhaseError> {
+    let old_route = match switch::run(platform, repo, target, &staged.release, &staged.spec, out) {
+        Ok(r) => r,
+        Err(e) => {
+            abort(platform, target, &staged, out, &e).await;
             return Err(e);
         }
     };
+    let Staged {
+        release,
+        spec,
+        topology,
+        live,
+        t0,
+    } = staged;
 
     // post_deploy
-    hooks::post_deploy(platform, &spec, topology, out).await;
+    hooks::post_deploy(platform, &spec, &topology, out).await;
 
     // retire
-    match live.and_then(|r| ReleaseSpec::from_json(&r.spec)) {
+    match live.as_ref().and_then(|r| ReleaseSpec::from_json(&r.spec)) {
         Some(old) => {
             out.phase(
                 "retire",
                 &format!(
                     "release {} stops once its in-flight requests are done",
-                    live.map(|r| r.number).unwrap_or_default()
+                    live.as_ref().map(|r| r.number).unwrap_or_default()
                 ),
             );
             retire::spawn(platform.clone(), old, old_route);

@@ -1,16 +1,22 @@
 //! A push, as the deploy side sees it: for each ref the client updates,
 //! decide, deploy, and move the ref only when its deploy succeeded.
+//!
+//! Refs are handled one after the other, each on its own. With
+//! `git push --atomic`, every branch is first staged (built, started beside
+//! its live release, healthy) while all their environments are locked; only
+//! when every one of them is ready do they all switch, else none does.
 
 use std::sync::Arc;
 
 use slipway_git::receive::{Progress, Push, PushHandler, RefUpdate};
 use slipway_git::Repo;
 use slipway_state::{Role, User};
+use tokio::sync::OwnedMutexGuard;
 use tracing::info;
 
 use crate::environment::{env_name_of_branch, ReleaseSpec};
 use crate::output::Output;
-use crate::pipeline::{self, DeployTarget};
+use crate::pipeline::{self, DeployTarget, PhaseError, Staged};
 use crate::{provision, switch, Platform};
 
 /// Environments only project admins may push to.
@@ -23,6 +29,33 @@ pub struct PushPipeline {
     user: User,
 }
 
+/// What one ref update asks for, once checked.
+#[derive(Debug, Clone)]
+enum Plan {
+    /// A tag: stored, never deployed.
+    Tag(RefUpdate),
+    /// A deleted branch: its environment stops serving.
+    Delete { update: RefUpdate, env: String, branch: String },
+    /// A branch to deploy.
+    Deploy { update: RefUpdate, env: String, branch: String },
+}
+
+impl Plan {
+    fn env(&self) -> Option<&str> {
+        match self {
+            Plan::Tag(_) => None,
+            Plan::Delete { env, .. } | Plan::Deploy { env, .. } => Some(env),
+        }
+    }
+}
+
+/// A deploy under way: its activity, output and target.
+struct Attempt {
+    activity: i64,
+    out: Output,
+    target: DeployTarget,
+}
+
 impl PushPipeline {
     /// The handler for a push by `user` to `project`.
     pub fn new(platform: Arc<Platform>, project: String, user: User) -> PushPipeline {
@@ -33,23 +66,15 @@ impl PushPipeline {
         }
     }
 
-    fn role(&self) -> Option<Role> {
-        self.platform.state().role(&self.project, &self.user).ok().flatten()
-    }
-
-    async fn one(&self, repo: &Repo, update: &RefUpdate, push: &Push, progress: &Progress) -> Result<(), String> {
-        let role = self.role();
+    /// Permission, ref kind and environment of one update.
+    fn plan(&self, update: &RefUpdate, progress: &Progress) -> Result<Plan, String> {
+        let role = self.platform.state().role(&self.project, &self.user).ok().flatten();
         if role.is_none() || role == Some(Role::Viewer) {
             return Err("permission denied: you may not push to this project".into());
         }
         let Some(branch) = update.branch().map(str::to_string) else {
             if update.refname.starts_with("refs/tags/") {
-                // Tags are stored, never deployed.
-                let expected = (!update.is_create()).then_some(update.old);
-                let new = (!update.is_delete()).then_some(update.new);
-                return repo
-                    .update_ref(&update.refname, expected, new, "slipway: push tag")
-                    .map_err(|e| format!("{e}"));
+                return Ok(Plan::Tag(update.clone()));
             }
             return Err("only branches and tags can be pushed".into());
         };
@@ -64,18 +89,30 @@ impl PushPipeline {
                 "{env} is a protected environment: only project admins may push to it"
             ));
         }
+        Ok(if update.is_delete() {
+            Plan::Delete { update: update.clone(), env, branch }
+        } else {
+            Plan::Deploy { update: update.clone(), env, branch }
+        })
+    }
 
-        let lock = self.platform.env_lock(&self.project, &env);
-        let _guard = match lock.try_lock() {
+    /// The environment's lock; says so when another deploy holds it.
+    async fn lock(&self, env: &str, progress: &Progress) -> OwnedMutexGuard<()> {
+        let lock = self.platform.env_lock(&self.project, env);
+        match lock.clone().try_lock_owned() {
             Ok(g) => g,
             Err(_) => {
                 progress.line(&format!(
                     "-----> waiting: another deploy of {env} is running; this one starts when it is done"
                 ));
-                lock.lock().await
+                lock.lock_owned().await
             }
-        };
-        // The branch may have moved while this push waited for the lock.
+        }
+    }
+
+    /// The branch may have moved while this push waited for the lock: go on
+    /// only if the pushed commit builds on where it is now.
+    fn reconcile(repo: &Repo, update: &RefUpdate, branch: &str, progress: &Progress) -> Result<RefUpdate, String> {
         let current = repo.ref_target(&update.refname).map_err(|e| e.to_string())?;
         let expected = (!update.is_create()).then_some(update.old);
         let mut update = update.clone();
@@ -96,23 +133,20 @@ impl PushPipeline {
                 }
             }
         }
-        let update = &update;
-        if update.is_delete() {
-            return self.delete_branch(repo, update, &env).await;
-        }
-        let state = self.platform.state();
-        let options = if push.options.is_empty() {
-            String::new()
-        } else {
-            format!(" (options: {})", push.options.join(", "))
-        };
-        let activity = state
+        Ok(update)
+    }
+
+    /// Start the activity and output of a deploy.
+    fn begin(&self, update: &RefUpdate, env: &str, branch: &str, push: &Push, progress: &Progress) -> Result<Attempt, String> {
+        let activity = self
+            .platform
+            .state()
             .start_activity(
                 &self.project,
-                Some(&env),
+                Some(env),
                 "push",
                 Some(&self.user.name),
-                &format!("push {} to {branch}{options}", short(&update.new.to_string())),
+                &format!("push {} to {branch}", short(&update.new.to_string())),
             )
             .map_err(|e| e.to_string())?;
         let out = Output::new(self.platform.clone(), activity, Some(progress.clone()));
@@ -124,37 +158,139 @@ impl PushPipeline {
         if !push.options.is_empty() {
             out.line(&format!("-----> push options: {}", push.options.join(", ")));
         }
-        let target = DeployTarget {
-            project: self.project.clone(),
-            env: env.clone(),
-            branch: branch.clone(),
-            refname: update.refname.clone(),
-            old: update.old,
-            new: update.new,
-            options: push.options.clone(),
-        };
-        match pipeline::deploy(&self.platform, repo, &target, &out).await {
+        Ok(Attempt {
+            activity,
+            out,
+            target: DeployTarget {
+                project: self.project.clone(),
+                env: env.to_string(),
+                branch: branch.to_string(),
+                refname: update.refname.clone(),
+                old: update.old,
+                new: update.new,
+                options: push.options.clone(),
+            },
+        })
+    }
+
+    /// Record how a deploy ended; the error becomes the one-line `ng` reason.
+    fn finish(&self, attempt: &Attempt, result: Result<i64, PhaseError>) -> Result<(), String> {
+        let state = self.platform.state();
+        let t = &attempt.target;
+        match result {
             Ok(number) => {
                 let _ = state.finish_activity(
-                    activity,
+                    attempt.activity,
                     "success",
-                    &format!("release {number} of {env} live ({})", short(&update.new.to_string())),
+                    &format!("release {number} of {} live ({})", t.env, short(&t.new.to_string())),
                 );
                 Ok(())
             }
             Err(e) => {
-                let _ = state.finish_activity(activity, "failure", &e.to_string());
-                let mut reason = e.to_string().replace('\n', " ");
-                if reason.len() > 300 {
-                    let mut cut = 300;
-                    while !reason.is_char_boundary(cut) {
-                        cut -= 1;
-                    }
-                    reason.truncate(cut);
-                    reason.push_str("...");
-                }
-                Err(reason)
+                let _ = state.finish_activity(attempt.activity, "failure", &e.to_string());
+                Err(one_line(&e.to_string()))
             }
+        }
+    }
+
+    /// One update on its own.
+    async fn one(&self, repo: &Repo, update: &RefUpdate, push: &Push, progress: &Progress) -> Result<(), String> {
+        match self.plan(update, progress)? {
+            Plan::Tag(u) => store_tag(repo, &u),
+            Plan::Delete { update, env, branch } => {
+                let _guard = self.lock(&env, progress).await;
+                let update = Self::reconcile(repo, &update, &branch, progress)?;
+                self.delete_branch(repo, &update, &env).await
+            }
+            Plan::Deploy { update, env, branch } => {
+                let _guard = self.lock(&env, progress).await;
+                let update = Self::reconcile(repo, &update, &branch, progress)?;
+                let attempt = self.begin(&update, &env, &branch, push, progress)?;
+                let result = pipeline::deploy(&self.platform, repo, &attempt.target, &attempt.out).await;
+                self.finish(&attempt, result)
+            }
+        }
+    }
+
+    /// `git push --atomic`: all refs or none.
+    async fn atomic(&self, repo: &Repo, push: &Push, progress: &Progress) -> Vec<Result<(), String>> {
+        let n = push.updates.len();
+        let refused = |i: usize, why: &str| -> Vec<Result<(), String>> {
+            (0..n)
+                .map(|j| {
+                    Err(if i == j {
+                        why.to_string()
+                    } else {
+                        format!("atomic push refused: {} failed", push.updates[i].refname)
+                    })
+                })
+                .collect()
+        };
+        let mut plans = Vec::with_capacity(n);
+        for (i, u) in push.updates.iter().enumerate() {
+            match self.plan(u, progress) {
+                Ok(p) => plans.push(p),
+                Err(e) => return refused(i, &e),
+            }
+        }
+        // Every environment of the push, locked in one order (no deadlock with another atomic push).
+        let mut envs: Vec<&str> = plans.iter().filter_map(Plan::env).collect();
+        envs.sort_unstable();
+        envs.dedup();
+        let mut _guards = Vec::with_capacity(envs.len());
+        for env in envs {
+            _guards.push(self.lock(env, progress).await);
+        }
+        for (i, p) in plans.iter_mut().enumerate() {
+            if let Plan::Delete { update, branch, .. } | Plan::Deploy { update, branch, .. } = p {
+                match Self::reconcile(repo, update, branch, progress) {
+                    Ok(u) => *update = u,
+                    Err(e) => return refused(i, &e),
+                }
+            }
+        }
+        // Stage every deploy; the first failure aborts them all.
+        let mut staged: Vec<(usize, Attempt, Staged)> = Vec::new();
+        for (i, p) in plans.iter().enumerate() {
+            let Plan::Deploy { update, env, branch } = p else { continue };
+            let attempt = match self.begin(update, env, branch, push, progress) {
+                Ok(a) => a,
+                Err(e) => {
+                    self.abort_all(staged, &format!("atomic push: {} failed", update.refname)).await;
+                    return refused(i, &e);
+                }
+            };
+            match pipeline::stage_push(&self.platform, repo, &attempt.target, &attempt.out).await {
+                Ok(s) => staged.push((i, attempt, s)),
+                Err(e) => {
+                    let why = self.finish(&attempt, Err(e)).err().unwrap_or_default();
+                    self.abort_all(staged, &format!("atomic push: {} failed", update.refname)).await;
+                    return refused(i, &why);
+                }
+            }
+        }
+        // Everything is ready: switch them all, then the deletes and tags.
+        let mut results: Vec<Result<(), String>> = (0..n).map(|_| Ok(())).collect();
+        for (i, attempt, s) in staged {
+            let r = pipeline::commit(&self.platform, repo, &attempt.target, s, &attempt.out).await;
+            results[i] = self.finish(&attempt, r);
+        }
+        for (i, p) in plans.iter().enumerate() {
+            match p {
+                Plan::Delete { update, env, .. } => results[i] = self.delete_branch(repo, update, env).await,
+                Plan::Tag(u) => results[i] = store_tag(repo, u),
+                Plan::Deploy { .. } => {}
+            }
+        }
+        results
+    }
+
+    /// Drop every staged release of an atomic push that will not go live.
+    async fn abort_all(&self, staged: Vec<(usize, Attempt, Staged)>, why: &str) {
+        for (_, attempt, s) in staged {
+            let e = PhaseError::new("deploy", why.to_string());
+            pipeline::abort(&self.platform, &attempt.target, &s, &attempt.out, &e).await;
+            let _ = self.finish(&attempt, Err(e));
         }
     }
 
@@ -175,6 +311,28 @@ impl PushPipeline {
     }
 }
 
+/// Tags are stored, never deployed.
+fn store_tag(repo: &Repo, u: &RefUpdate) -> Result<(), String> {
+    let expected = (!u.is_create()).then_some(u.old);
+    let new = (!u.is_delete()).then_some(u.new);
+    repo.update_ref(&u.refname, expected, new, "slipway: push tag")
+        .map_err(|e| format!("{e}"))
+}
+
+/// A reason fit for one `ng` line.
+fn one_line(s: &str) -> String {
+    let mut reason = s.replace('\n', " ");
+    if reason.len() > 300 {
+        let mut cut = 300;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+        reason.push_str("...");
+    }
+    reason
+}
+
 /// Whether `commit` has `ancestor` in its history (a fast-forward from it).
 fn descends_from(repo: &Repo, commit: slipway_git::ObjectId, ancestor: slipway_git::ObjectId) -> bool {
     let g = repo.gix();
@@ -188,9 +346,14 @@ fn short(id: &str) -> &str {
 impl PushHandler for PushPipeline {
     async fn handle(&self, repo: &Repo, push: &Push, progress: Progress) -> Vec<Result<(), String>> {
         // The SSH layer opened the push's span; every line below belongs to it.
+        for update in &push.updates {
+            info!(refname = %update.refname, new = %update.new, atomic = push.atomic, "ref update");
+        }
+        if push.atomic && push.updates.len() > 1 {
+            return self.atomic(repo, push, &progress).await;
+        }
         let mut results = Vec::with_capacity(push.updates.len());
         for update in &push.updates {
-            info!(refname = %update.refname, new = %update.new, "ref update");
             results.push(self.one(repo, update, push, &progress).await);
         }
         results
