@@ -389,3 +389,30 @@ fn an_atomic_push_deploys_every_branch_or_none() {
     assert_eq!(body(&server), "built-2\n");
     assert_eq!(server.get("dev.demo.localhost", "/").map(|(_, b)| b), Some("built-dev\n".to_string()));
 }
+
+#[test]
+fn deleting_a_branch_stops_its_environment_for_good() {
+    let mut server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    app.git_ok(&["checkout", "-q", "-b", "dev"]);
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "dev"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(server.get("dev.demo.localhost", "/").map(|(s, _)| s), Some(200));
+
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), ":dev"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("[deleted]"), "{}", text(&o));
+    assert_eq!(server.get("dev.demo.localhost", "/").map(|(s, _)| s), Some(404));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !server.containers().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(server.containers().is_empty(), "{:?}", server.containers());
+
+    // A restart does not bring it back.
+    server.stop();
+    server.serve();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(server.get("dev.demo.localhost", "/").map(|(s, _)| s), Some(404));
+    assert!(server.containers().is_empty(), "{:?}", server.containers());
+}

@@ -17,7 +17,7 @@ use tracing::info;
 use crate::environment::{env_name_of_branch, ReleaseSpec};
 use crate::output::Output;
 use crate::pipeline::{self, DeployTarget, PhaseError, Staged};
-use crate::{provision, switch, Platform};
+use crate::{retire, switch, Platform};
 
 /// Environments only project admins may push to.
 pub const PROTECTED: &[&str] = &["main"];
@@ -299,12 +299,13 @@ impl PushPipeline {
         let state = self.platform.state();
         if let Ok(Some(e)) = state.environment(&self.project, env) {
             if let Some(r) = e.current_release.and_then(|id| state.release(id).ok().flatten()) {
-                self.platform.router().remove(&switch::env_key(&self.project, env));
+                // Requests in flight finish before the containers stop, as for any retired release.
+                let routed = self.platform.router().remove(&switch::env_key(&self.project, env));
                 if let Some(spec) = ReleaseSpec::from_json(&r.spec) {
-                    provision::remove_release(&self.platform, &spec, std::time::Duration::from_secs(3)).await;
+                    retire::spawn(self.platform.clone(), spec, routed);
                 }
-                let _ = state.set_release_status(r.id, "retired");
             }
+            let _ = state.deactivate_environment(&self.project, env);
         }
         repo.update_ref(&update.refname, Some(update.old), None, "slipway: branch deleted")
             .map_err(|e| e.to_string())

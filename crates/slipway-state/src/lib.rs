@@ -463,6 +463,23 @@ impl State {
         Ok(())
     }
 
+    /// An environment stops serving (its branch was deleted): no release is
+    /// live, so nothing brings it back at the next start. Releases stay.
+    pub fn deactivate_environment(&self, project: &str, env: &str) -> Result<()> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        tx.execute(
+            "UPDATE releases SET status = 'retired' WHERE project = ?1 AND environment = ?2 AND status = 'live'",
+            params![project, env],
+        )?;
+        tx.execute(
+            "UPDATE environments SET current_release = NULL WHERE project = ?1 AND name = ?2",
+            params![project, env],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// One release by id.
     pub fn release(&self, id: i64) -> Result<Option<Release>> {
         Ok(self

@@ -51,6 +51,10 @@ fn releases_go_live_one_at_a_time() {
     assert_eq!(env.current_release, Some(r2.id));
     assert_eq!(st.release(r1.id).unwrap().unwrap().status, "retired");
     assert_eq!(st.live_releases().unwrap().len(), 1);
+    st.deactivate_environment("demo", "main").unwrap();
+    assert!(st.live_releases().unwrap().is_empty());
+    assert_eq!(st.environment("demo", "main").unwrap().unwrap().current_release, None);
+    st.make_live(&r2).unwrap();
     assert_eq!(st.releases("demo", "main").unwrap()[0].number, 2);
 }
 
