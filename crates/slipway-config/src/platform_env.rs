@@ -31,6 +31,11 @@ pub struct UrlBase {
     pub host: String,
     /// The port, when not the scheme's default.
     pub port: Option<u16>,
+    /// Whether this is the production environment, where explicit hosts
+    /// (`https://www.example.com/`) are used as written; elsewhere they become
+    /// `HOST.ENV-HOST` (`www.example.com.dev.demo.localhost`), as on Platform.sh
+    /// and as the router serves them.
+    pub production: bool,
 }
 
 impl UrlBase {
@@ -46,7 +51,12 @@ impl UrlBase {
             return None;
         }
         let default_port = if scheme == "https" { 443 } else { 80 };
-        Some(UrlBase { scheme: scheme.to_string(), host: host.to_string(), port: port.filter(|p| *p != default_port) })
+        Some(UrlBase {
+            scheme: scheme.to_string(),
+            host: host.to_string(),
+            port: port.filter(|p| *p != default_port),
+            production: true,
+        })
     }
 }
 
@@ -58,10 +68,14 @@ pub fn expand_url(pattern: &str, base: &UrlBase) -> String {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    if !host.contains("{default}") && !host.contains("{all}") {
+    let host = if host.contains("{default}") || host.contains("{all}") {
+        host.replace("{default}", &base.host).replace("{all}", &base.host)
+    } else if base.production {
         return pattern.to_string();
-    }
-    let host = host.replace("{default}", &base.host).replace("{all}", &base.host);
+    } else {
+        let bare = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+        format!("{bare}.{}", base.host)
+    };
     // A port written in the pattern is dropped: the environment has one port.
     let host = host.split(':').next().unwrap_or(&host).to_string();
     match base.port {
@@ -234,7 +248,13 @@ mod tests {
 
     #[test]
     fn url_base_and_expansion() {
-        assert_eq!(base(), UrlBase { scheme: "http".into(), host: "main.demo.localhost".into(), port: Some(8080) });
+        assert_eq!(
+            base(),
+            UrlBase { scheme: "http".into(), host: "main.demo.localhost".into(), port: Some(8080), production: true }
+        );
+        let dev = UrlBase { host: "dev.demo.localhost".into(), production: false, ..base() };
+        assert_eq!(expand_url("https://www.example.com/blog", &dev), "http://www.example.com.dev.demo.localhost:8080/blog");
+        assert_eq!(expand_url("https://www.example.com/blog", &base()), "https://www.example.com/blog");
         assert_eq!(UrlBase::from_url("http://x.y/").unwrap().port, None);
         assert_eq!(UrlBase::from_url("http://x.y:80/").unwrap().port, None);
         assert_eq!(UrlBase::from_url("nonsense"), None);

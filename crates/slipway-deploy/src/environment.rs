@@ -193,11 +193,14 @@ pub fn app_env(app: &Application, cx: &EnvContext<'_>) -> BTreeMap<String, Strin
         base64::engine::general_purpose::STANDARD.encode(v.to_string().as_bytes())
     };
     let relationships = platform_env::relationships_json(cx.topology, app);
-    let base = platform_env::UrlBase::from_url(cx.url).unwrap_or_else(|| platform_env::UrlBase {
+    let mut base = platform_env::UrlBase::from_url(cx.url).unwrap_or_else(|| platform_env::UrlBase {
         scheme: "http".into(),
         host: cx.url.trim_start_matches("http://").trim_end_matches('/').to_string(),
         port: None,
+        production: true,
     });
+    // Explicit hosts mean the same here as to the router.
+    base.production = crate::switch::is_production(cx.env);
     let mut routes = platform_env::routes_json(cx.topology, &base);
     if routes.as_object().is_none_or(|m| m.is_empty()) {
         routes = serde_json::json!({
