@@ -24,6 +24,19 @@ impl Format {
     pub const ALL: [Format; 5] = [Format::Slipway, Format::Upsun, Format::PlatformSh, Format::MagentoCloud, Format::Procfile];
 }
 
+impl std::fmt::Display for Format {
+    /// The layout's name as its users know it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Format::Slipway => "Slipway (.slipway/config.yaml)",
+            Format::Upsun => "Upsun (.upsun/config.yaml)",
+            Format::PlatformSh => "Platform.sh",
+            Format::MagentoCloud => "Magento Cloud",
+            Format::Procfile => "Procfile",
+        })
+    }
+}
+
 /// Every app, service and route of one environment.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct Topology {

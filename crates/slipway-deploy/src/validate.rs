@@ -55,7 +55,7 @@ pub fn run(repo: &Repo, commit: ObjectId, out: &Output) -> Result<Loaded, PhaseE
     out.phase_done(
         "validate",
         &format!(
-            "{:?} config, {} app{} ({})",
+            "{} config, {} app{} ({})",
             loaded.format,
             names.len(),
             if names.len() == 1 { "" } else { "s" },

@@ -409,7 +409,7 @@ fn config_check(dir: &Path, json: bool) -> Result<u8, Failure> {
             }
             if !json {
                 println!(
-                    "ok: {:?} config, {} app(s), {} service(s), {} route(s)",
+                    "ok: {} config, {} app(s), {} service(s), {} route(s)",
                     loaded.format,
                     loaded.topology.applications.len(),
                     loaded.topology.services.len(),
