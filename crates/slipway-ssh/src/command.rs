@@ -44,16 +44,7 @@ pub enum CommandError {
 /// The longest command line we look at.
 const MAX_COMMAND: usize = 4096;
 
-/// Whether `s` is a DNS label: `[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?`.
-pub fn is_dns_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
-}
+pub use slipway_deploy::environment::is_dns_label;
 
 /// Parse an exec request's command line.
 pub fn parse(raw: &[u8]) -> Result<Command, CommandError> {

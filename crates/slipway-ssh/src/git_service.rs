@@ -100,7 +100,7 @@ async fn upload_pack<R, W, E>(
     platform: &Platform,
     project: &str,
     git_protocol: Option<&str>,
-    mut stdin: R,
+    stdin: R,
     stdout: &mut W,
     stderr: &mut E,
 ) -> i32
@@ -132,7 +132,7 @@ where
     if let Some(p) = git_protocol {
         cmd.env("GIT_PROTOCOL", p);
     }
-    let mut child = match cmd.spawn() {
+    let child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
             warn!("spawning git upload-pack: {e}");
@@ -140,42 +140,7 @@ where
             return 3;
         }
     };
-    let (Some(mut cin), Some(mut cout), Some(mut cerr)) =
-        (child.stdin.take(), child.stdout.take(), child.stderr.take())
-    else {
-        return 3;
-    };
-    let feed = async {
-        let _ = tokio::io::copy(&mut stdin, &mut cin).await;
-        let _ = cin.shutdown().await;
-        drop(cin);
-        // Keep this future pending: the child decides when the conversation ends.
-        std::future::pending::<()>().await
-    };
-    let out = async {
-        // Big reads from the pipe: each becomes SSH packets of the client's maximum size
-        // (tokio::io::copy's 8 KiB buffer would make four times as many).
-        let mut cout = tokio::io::BufReader::with_capacity(256 * 1024, &mut cout);
-        let a = tokio::io::copy_buf(&mut cout, stdout);
-        let b = tokio::io::copy(&mut cerr, stderr);
-        let _ = tokio::join!(a, b);
-        child.wait().await
-    };
-    let status = tokio::select! {
-        s = out => s,
-        _ = feed => unreachable_pending(),
-    };
-    match status {
-        Ok(s) => s.code().unwrap_or(3),
-        Err(e) => {
-            warn!("waiting for git upload-pack: {e}");
-            3
-        }
-    }
-}
-
-fn unreachable_pending() -> std::io::Result<std::process::ExitStatus> {
-    Err(std::io::Error::other("input ended"))
+    crate::pipe::run_piped(child, stdin, stdout, stderr).await
 }
 
 async fn receive_pack<R, W, E>(

@@ -11,6 +11,7 @@ mod admin;
 pub mod command;
 mod git_service;
 mod ops;
+mod pipe;
 pub mod limits;
 mod session;
 pub mod shell;

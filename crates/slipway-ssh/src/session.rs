@@ -241,14 +241,7 @@ impl Connection {
                     crate::shell::run(&platform, &user, &t, command, pty, resize, stdin, &mut stdout, &mut stderr).await
                 }
             };
-            use tokio::io::AsyncWriteExt;
-            let _ = stdout.flush().await;
-            let _ = stderr.flush().await;
-            drop(stdout);
-            drop(stderr);
-            let _ = write.exit_status(code as u32).await;
-            let _ = write.eof().await;
-            let _ = write.close().await;
+            close_channel(&write, stdout, stderr, code).await;
         });
         Ok(())
     }
@@ -306,15 +299,25 @@ impl Connection {
                     admin::run(&platform, &user, &words, stdin, &mut stdout, &mut stderr).await
                 }
             };
-            use tokio::io::AsyncWriteExt;
-            let _ = stdout.flush().await;
-            let _ = stderr.flush().await;
-            drop(stdout);
-            drop(stderr);
-            let _ = write.exit_status(code as u32).await;
-            let _ = write.eof().await;
-            let _ = write.close().await;
+            close_channel(&write, stdout, stderr, code).await;
         });
         Ok(())
     }
+}
+
+/// End a channel the way SSH clients expect: the output flushed, then the
+/// exit status, EOF and close.
+async fn close_channel<W, E>(write: &russh::ChannelWriteHalf<Msg>, mut stdout: W, mut stderr: E, code: i32)
+where
+    W: tokio::io::AsyncWrite + Unpin,
+    E: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncWriteExt;
+    let _ = stdout.flush().await;
+    let _ = stderr.flush().await;
+    drop(stdout);
+    drop(stderr);
+    let _ = write.exit_status(code as u32).await;
+    let _ = write.eof().await;
+    let _ = write.close().await;
 }

@@ -130,7 +130,7 @@ pub(crate) async fn run<R, W, E>(
     command: Option<String>,
     pty: Option<PtyRequest>,
     resize: Option<watch::Receiver<(u16, u16)>>,
-    mut stdin: R,
+    stdin: R,
     stdout: &mut W,
     stderr: &mut E,
 ) -> i32
@@ -169,33 +169,14 @@ where
         Some(p) => with_pty(cmd, p, resize, stdin, stdout, stderr).await,
         None => {
             cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-            let mut child = match cmd.spawn() {
+            let child = match cmd.spawn() {
                 Ok(c) => c,
                 Err(e) => {
                     say(stderr, &format!("slipway: cannot start the runtime: {e}\n")).await;
                     return 3;
                 }
             };
-            let (Some(mut cin), Some(mut cout), Some(mut cerr)) =
-                (child.stdin.take(), child.stdout.take(), child.stderr.take())
-            else {
-                return 3;
-            };
-            let feed = async {
-                let _ = tokio::io::copy(&mut stdin, &mut cin).await;
-                let _ = cin.shutdown().await;
-                drop(cin);
-                std::future::pending::<()>().await
-            };
-            let out = async {
-                let _ = tokio::join!(tokio::io::copy(&mut cout, stdout), tokio::io::copy(&mut cerr, stderr));
-                child.wait().await
-            };
-            let status = tokio::select! {
-                s = out => s,
-                _ = feed => Err(std::io::Error::other("unreachable")),
-            };
-            status.ok().and_then(|s| s.code()).unwrap_or(255)
+            crate::pipe::run_piped(child, stdin, stdout, stderr).await
         }
     }
 }
