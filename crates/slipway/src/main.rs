@@ -440,7 +440,9 @@ fn slug_pack(dir: &Path, output: &Path, level: i32) -> Result<u8, Failure> {
         .map_err(user_error)?;
     let info = slipway_slug::pack_dir(dir, std::io::BufWriter::new(tmp.as_file()), level)
         .map_err(user_error)?;
-    tmp.as_file().sync_all().map_err(internal)?;
+    // Written whole, then renamed into place (no half-written FILE). No fsync:
+    // like tar or cp, this writes a file for the user; the archive's own
+    // writes are the ones that fsync.
     tmp.persist(output)
         .with_context(|| format!("writing {}", output.display()))
         .map_err(user_error)?;
