@@ -119,8 +119,6 @@ pub struct ReleaseSpec {
     pub apps: Vec<AppInstance>,
     /// The environment's network namespace name.
     pub netns: String,
-    /// Host names routed to this release.
-    pub hosts: Vec<String>,
     /// The app those hosts go to.
     pub routed_app: Option<String>,
 }

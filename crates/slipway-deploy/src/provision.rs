@@ -87,7 +87,6 @@ pub fn plan(
     ReleaseSpec {
         apps,
         netns,
-        hosts: vec![platform.env_host(&target.project, &target.env)],
         routed_app: environment::routed_app(topology),
     }
 }
