@@ -14,7 +14,7 @@ use std::sync::Arc;
 use slipway_deploy::environment::ReleaseSpec;
 use slipway_deploy::Platform;
 use slipway_state::{Role, User};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 use crate::say;
@@ -251,19 +251,10 @@ where
     };
     let mut reader = tokio::fs::File::from_std(std::fs::File::from(reader));
     let mut writer = tokio::fs::File::from_std(std::fs::File::from(writer));
+    // tokio::io::copy flushes whenever its reader has nothing more yet, so
+    // keystrokes and output reach the other side at once.
     let feed = async {
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            match stdin.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if writer.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                    let _ = writer.flush().await;
-                }
-            }
-        }
+        let _ = tokio::io::copy(&mut stdin, &mut writer).await;
         std::future::pending::<()>().await
     };
     let resizes = async {
@@ -276,19 +267,8 @@ where
         std::future::pending::<()>().await
     };
     let out = async {
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            // EIO once every process holding the terminal is gone.
-            match reader.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if stdout.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                    let _ = stdout.flush().await;
-                }
-            }
-        }
+        // Ends with EIO once every process holding the terminal is gone.
+        let _ = tokio::io::copy(&mut reader, stdout).await;
         child.wait().await
     };
     let status = tokio::select! {
