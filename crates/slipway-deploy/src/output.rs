@@ -83,18 +83,3 @@ pub fn format_duration(d: std::time::Duration) -> String {
         format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
     }
 }
-
-/// `12 KB`, `3.4 MB`.
-pub fn format_size(bytes: u64) -> String {
-    const K: f64 = 1000.0;
-    let b = bytes as f64;
-    if b < K {
-        format!("{bytes} B")
-    } else if b < K * K {
-        format!("{:.1} KB", b / K)
-    } else if b < K * K * K {
-        format!("{:.1} MB", b / K / K)
-    } else {
-        format!("{:.2} GB", b / K / K / K)
-    }
-}

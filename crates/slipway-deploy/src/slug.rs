@@ -15,7 +15,9 @@ use slipway_slug::{PackOptions, SlugInfo};
 
 use crate::build::CancelOnDrop;
 
-use crate::output::{format_size, Output};
+use slipway_slug::human_size;
+
+use crate::output::Output;
 use crate::pipeline::PhaseError;
 use crate::Platform;
 
@@ -52,7 +54,7 @@ pub async fn run(
         .map_err(|e| PhaseError::new("build", e.to_string()))?;
     out.phase_done(
         &format!("build {app}"),
-        &format!("built {} ({})", info.digest, format_size(info.size)),
+        &format!("built {} ({})", info.digest, human_size(info.size)),
         started,
     );
     Ok(info)

@@ -444,8 +444,8 @@ fn too_big(size: u64, limit: u64, entries: &[(PathBuf, Source)]) -> SlugError {
     }
 }
 
-/// `1.50 GiB`, `12.0 MiB`, `800 B`.
-pub(crate) fn human_size(bytes: u64) -> String {
+/// A size as people read it: `1.50 GiB`, `12.0 MiB`, `800 B`.
+pub fn human_size(bytes: u64) -> String {
     const K: f64 = 1024.0;
     let b = bytes as f64;
     if b < K {

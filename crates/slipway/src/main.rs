@@ -551,10 +551,10 @@ fn archive_gc(
         report.tags_removed.len(),
         archive.list().map_err(internal)?.len(),
         report.blobs_removed,
-        slipway_deploy::output::format_size(report.bytes_freed),
+        slipway_slug::human_size(report.bytes_freed),
         unpacked_removed,
-        slipway_deploy::output::format_size(unpacked_bytes),
-        slipway_deploy::output::format_size(report.bytes_freed + unpacked_bytes),
+        slipway_slug::human_size(unpacked_bytes),
+        slipway_slug::human_size(report.bytes_freed + unpacked_bytes),
         if report.young_blobs_kept > 0 {
             format!(
                 "; kept {} unreferenced blob(s) younger than an hour (a deploy may be writing them)",
