@@ -74,9 +74,6 @@ pub enum DeployError {
         /// The cause.
         source: std::io::Error,
     },
-    /// Anything else, with its context.
-    #[error("{0}")]
-    Other(String),
 }
 
 /// Settings of a platform, from the command line.

@@ -46,6 +46,11 @@ pub fn plan(
     netns: String,
 ) -> ReleaseSpec {
     let url = platform.env_url(&target.project, &target.env);
+    // Variables set with `var set`: read once for every app.
+    let variables = platform
+        .state()
+        .variables(&target.project, &target.env)
+        .unwrap_or_default();
     let mut apps = Vec::new();
     for (i, app) in topology.applications.iter().enumerate() {
         let Some(b) = built.iter().find(|b| b.name == app.name) else {
@@ -62,14 +67,10 @@ pub fn plan(
             topology,
         };
         let mut env = environment::app_env(app, &cx);
-        // Variables set with `var set` win over the config's, never over the platform's own.
-        for (k, v) in platform
-            .state()
-            .variables(&target.project, &target.env)
-            .unwrap_or_default()
-        {
-            if !env.contains_key(&k) || !environment::is_reserved_variable(&k) {
-                env.insert(k, v);
+        // They win over the config's variables, never over the platform's own.
+        for (k, v) in &variables {
+            if !environment::is_reserved_variable(k) {
+                env.insert(k.clone(), v.clone());
             }
         }
         apps.push(AppInstance {
