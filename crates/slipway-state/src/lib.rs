@@ -622,7 +622,7 @@ impl State {
     /// Append text to an activity's log.
     pub fn append_log(&self, id: i64, text: &str) -> Result<()> {
         self.db().execute(
-            "UPDATE activity SET log = log || ?2 WHERE id = ?1",
+            "INSERT INTO activity_lines(activity, text) VALUES (?1, ?2)",
             params![id, text],
         )?;
         Ok(())
@@ -659,14 +659,23 @@ impl State {
 
     /// One activity and its whole log.
     pub fn activity(&self, id: i64) -> Result<Option<(Activity, String)>> {
-        Ok(self
-            .db()
+        let db = self.db();
+        // `log` holds what databases from before the activity_lines table recorded.
+        let Some((activity, mut log)) = db
             .query_row(
                 &format!("SELECT {ACTIVITY_COLS}, log FROM activity WHERE id = ?1"),
                 [id],
                 |r| Ok((activity_row(r)?, r.get::<_, String>(9)?)),
             )
-            .optional()?)
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        let mut st = db.prepare("SELECT text FROM activity_lines WHERE activity = ?1 ORDER BY seq")?;
+        for text in st.query_map([id], |r| r.get::<_, String>(0))? {
+            log.push_str(&text?);
+        }
+        Ok(Some((activity, log)))
     }
 }
 

@@ -68,6 +68,14 @@ CREATE TABLE variables (
     value       TEXT NOT NULL,
     PRIMARY KEY (project, environment, name)
 );
+"#, r#"
+-- Activity logs grow by one row per line: appending no longer rewrites the whole log.
+CREATE TABLE activity_lines (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    activity INTEGER NOT NULL REFERENCES activity(id) ON DELETE CASCADE,
+    text     TEXT NOT NULL
+);
+CREATE INDEX activity_lines_by_activity ON activity_lines(activity, seq);
 "#];
 
 /// Bring the schema to the newest version (tracked in `PRAGMA user_version`).

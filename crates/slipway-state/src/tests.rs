@@ -92,3 +92,15 @@ fn variables_per_environment() {
     assert!(!st.unset_variable("demo", "main", "A").unwrap());
     assert!(st.variables("demo", "main").unwrap().is_empty());
 }
+
+#[test]
+fn activity_logs_of_older_databases_read_back_whole() {
+    let (_d, st) = open();
+    let id = st.start_activity("demo", None, "push", None, "push").unwrap();
+    // What a database from before the activity_lines table holds.
+    st.db().execute("UPDATE activity SET log = 'old 1\nold 2\n' WHERE id = ?1", [id]).unwrap();
+    st.append_log(id, "new 3\n").unwrap();
+    let (_, log) = st.activity(id).unwrap().unwrap();
+    assert_eq!(log, "old 1\nold 2\nnew 3\n");
+    assert!(st.activity(id + 1).unwrap().is_none());
+}
