@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::say;
 
 mod access;
-mod users;
+pub(crate) mod users;
 
 /// A refusal or failure of an admin command: (exit status, message for stderr).
 type Refusal = (i32, String);

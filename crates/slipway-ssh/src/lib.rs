@@ -7,7 +7,7 @@
 //!   [`slipway_git::receive`] and handed to the deploy pipeline.
 //! - Anything else is an admin command ([`admin`]).
 
-mod admin;
+pub(crate) mod admin;
 pub mod command;
 mod git_service;
 mod ops;
@@ -26,6 +26,7 @@ use slipway_deploy::Platform;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+pub use admin::users::valid_user_name;
 pub use limits::SshLimits;
 pub use session::ConnectionError;
 

@@ -342,9 +342,10 @@ fn open_state(data_dir: &Path) -> Result<slipway_state::State, Failure> {
 fn user(cmd: UserCmd) -> Result<u8, Failure> {
     match cmd {
         UserCmd::Add { name, key, admin, data } => {
-            if !slipway_ssh::command::is_dns_label(&name) && !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+            // The same rule as `user add` over SSH.
+            if !slipway_ssh::valid_user_name(&name) {
                 return Err(user_error(anyhow::anyhow!(
-                    "user name '{name}' may hold only letters, digits, '.', '_' and '-'"
+                    "user name '{name}' may hold only letters, digits, '.', '_' and '-' (1 to 64, not starting with '-' or '.')"
                 )));
             }
             let text = if key == Path::new("-") {

@@ -16,7 +16,7 @@ const MAX_NAME: usize = 64;
 
 /// Whether `name` is acceptable as a user name: 1..=64 of letters, digits, `.`, `_`, `-`,
 /// not starting with `-` or `.`.
-pub(crate) fn valid_user_name(name: &str) -> bool {
+pub fn valid_user_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAME
         && name
