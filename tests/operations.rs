@@ -126,6 +126,22 @@ fn variables_shells_and_logs() {
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("/dev/pts/"), "{}", text(&o));
 
+    // Shells need the contributor role, and admin on a protected environment.
+    let bob = slipway_e2e::new_key(server.dir.path(), "bob");
+    let o = server.slipway(&["user", "add", "bob", "--key", bob.with_extension("pub").to_str().unwrap_or("")]);
+    assert!(o.status.success(), "{}", text(&o));
+    for (role, refusal) in [
+        ("viewer", "needs the admin role on demo (main is protected); you are viewer"),
+        ("contributor", "needs the admin role on demo (main is protected); you are contributor"),
+    ] {
+        let o = admin(&server, &format!("access grant demo bob {role}"));
+        assert!(o.status.success(), "{}", text(&o));
+        let o = server.ssh(&bob, "main.demo", "echo inside");
+        assert!(!o.status.success(), "{role}: {}", text(&o));
+        assert!(text(&o).contains(refusal), "{role}: {}", text(&o));
+        assert!(!String::from_utf8_lossy(&o.stdout).contains("inside"));
+    }
+
     // Variables: set one, the environment redeploys, the app sees it.
     let o = admin(&server, "var set demo main GREETING=hello-there");
     assert!(o.status.success(), "{}", text(&o));

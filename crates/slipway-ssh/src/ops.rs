@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use slipway_deploy::environment::{AppInstance, ReleaseSpec};
 use slipway_deploy::operations::{self, Operation};
 use slipway_deploy::push::PROTECTED;
 use slipway_deploy::Platform;
@@ -12,8 +13,9 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
 
 use crate::say;
 
-/// What the user may do on `project`/`env`; Err is the message.
-fn check(platform: &Platform, user: &User, project: &str, env: &str, need: Role) -> Result<(), String> {
+/// Whether `user` holds `need` on `project` (admin in a protected environment
+/// when `need` is contributor) and `env` exists; Err is the message.
+pub(crate) fn check(platform: &Platform, user: &User, project: &str, env: &str, need: Role) -> Result<(), String> {
     let state = platform.state();
     let role = state
         .project_exists(project)
@@ -181,10 +183,10 @@ where
             }
             match check(platform, user, project, env, Role::Viewer) {
                 Err(m) => Err(fail(m)),
-                Ok(()) => match app_of(platform, project, env, app.first().map(|a| **a)) {
+                Ok(()) => match live_app(platform, project, env, app.first().map(|a| **a), "name one") {
                     Err(m) => Err(fail(m)),
-                    Ok(name) => {
-                        let path = platform.data().app_log(project, env, &name);
+                    Ok(app) => {
+                        let path = platform.data().app_log(project, env, &app.name);
                         logs(&path, follow, out).await;
                         Ok(String::new())
                     }
@@ -210,8 +212,15 @@ async fn usage<E: AsyncWrite + Unpin>(err: &mut E, form: &str) -> i32 {
     2
 }
 
-/// The app whose logs to show: the named one, or the only one of the live release.
-fn app_of(platform: &Platform, project: &str, env: &str, app: Option<&str>) -> Result<String, String> {
+/// The named app of the live release of `env`, or its only app; `how_to_pick`
+/// ends the message when there are several.
+pub(crate) fn live_app(
+    platform: &Platform,
+    project: &str,
+    env: &str,
+    app: Option<&str>,
+    how_to_pick: &str,
+) -> Result<AppInstance, String> {
     let state = platform.state();
     let release = state
         .environment(project, env)
@@ -219,16 +228,19 @@ fn app_of(platform: &Platform, project: &str, env: &str, app: Option<&str>) -> R
         .flatten()
         .and_then(|e| e.current_release)
         .and_then(|id| state.release(id).ok().flatten())
-        .ok_or_else(|| format!("{env} has no live release yet"))?;
-    let spec = slipway_deploy::environment::ReleaseSpec::from_json(&release.spec)
+        .ok_or_else(|| format!("{env} has no live release yet: push first"))?;
+    let spec = ReleaseSpec::from_json(&release.spec)
         .ok_or_else(|| "the live release has no readable spec".to_string())?;
-    let names: Vec<String> = spec.apps.iter().map(|a| a.name.clone()).collect();
-    match app {
-        Some(a) if names.iter().any(|n| n == a) => Ok(a.to_string()),
-        Some(a) => Err(format!("no app '{a}' in {env}: its apps are {}", names.join(", "))),
-        None if names.len() == 1 => Ok(names[0].clone()),
-        None => Err(format!("{env} runs several apps ({}): name one", names.join(", "))),
-    }
+    let names: Vec<&str> = spec.apps.iter().map(|a| a.name.as_str()).collect();
+    let names = names.join(", ");
+    let found = match app {
+        Some(a) => spec.apps.iter().find(|x| x.name == a),
+        None if spec.apps.len() == 1 => spec.apps.first(),
+        None => return Err(format!("{env} runs several apps ({names}): {how_to_pick}")),
+    };
+    found
+        .cloned()
+        .ok_or_else(|| format!("no app '{}' in {env}: its apps are {names}", app.unwrap_or_default()))
 }
 
 /// The last part of a log (and, with `follow`, what comes after, until the client goes away).

@@ -11,7 +11,6 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::Stdio;
 use std::sync::Arc;
 
-use slipway_deploy::environment::ReleaseSpec;
 use slipway_deploy::Platform;
 use slipway_state::{Role, User};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -67,58 +66,14 @@ fn valid_app(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_')
 }
 
-/// Find the container and check access; Err is the message for the user.
+/// Find the container and check access (contributors; admins in protected
+/// environments); Err is the message for the user.
 fn resolve(platform: &Platform, user: &User, t: &ShellTarget) -> Result<(String, Vec<(String, String)>), String> {
-    let state = platform.state();
-    let not_found = || {
-        format!(
-            "slipway: environment '{}' of project '{}' not found (or you have no access to it)",
-            t.env, t.project
-        )
-    };
-    let role = state
-        .project_exists(&t.project)
-        .ok()
-        .filter(|e| *e)
-        .and_then(|_| state.role(&t.project, user).ok().flatten())
-        .ok_or_else(not_found)?;
-    if role == Role::Viewer {
-        return Err(format!(
-            "slipway: permission denied: viewers of {} cannot open shells (ask an admin for the contributor role)",
-            t.project
-        ));
-    }
-    if slipway_deploy::push::PROTECTED.contains(&t.env.as_str()) && role != Role::Admin {
-        return Err(format!(
-            "slipway: permission denied: {} is a protected environment: only project admins may open shells there",
-            t.env
-        ));
-    }
-    let env = state.environment(&t.project, &t.env).ok().flatten().ok_or_else(not_found)?;
-    let release = env
-        .current_release
-        .and_then(|id| state.release(id).ok().flatten())
-        .ok_or_else(|| format!("slipway: environment '{}' has no running release yet: push first", t.env))?;
-    let spec = ReleaseSpec::from_json(&release.spec)
-        .ok_or_else(|| "slipway: the live release has no readable spec".to_string())?;
-    let names: Vec<&str> = spec.apps.iter().map(|a| a.name.as_str()).collect();
-    let app = match &t.app {
-        Some(name) => spec.apps.iter().find(|a| &a.name == name).ok_or_else(|| {
-            format!("slipway: no app '{name}' in {}: its apps are {}", t.env, names.join(", "))
-        })?,
-        None if spec.apps.len() == 1 => &spec.apps[0],
-        None => {
-            return Err(format!(
-                "slipway: {} runs several apps ({}): pick one with ssh APP.{}.{}@HOST",
-                t.env,
-                names.join(", "),
-                t.env,
-                t.project
-            ))
-        }
-    };
-    let env: Vec<(String, String)> = app.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    Ok((app.container.clone(), env))
+    crate::ops::check(platform, user, &t.project, &t.env, Role::Contributor).map_err(|m| format!("slipway: {m}"))?;
+    let how = format!("pick one with ssh APP.{}.{}@HOST", t.env, t.project);
+    let app = crate::ops::live_app(platform, &t.project, &t.env, t.app.as_deref(), &how)
+        .map_err(|m| format!("slipway: {m}"))?;
+    Ok((app.container, app.env.into_iter().collect()))
 }
 
 /// Run a shell or `command` in the target's container over the channel; returns the exit status.
