@@ -292,13 +292,27 @@ impl Platform {
         slipway_git::receive::Limits::from_env()
     }
 
-    /// The lock serializing deploys of one environment.
-    pub fn env_lock(&self, project: &str, env: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.env_locks.lock().unwrap_or_else(|e| e.into_inner());
-        locks
-            .entry(format!("{project}/{env}"))
-            .or_default()
-            .clone()
+    /// Take the lock serializing deploys of one environment. When another
+    /// deploy holds it, `say` tells the user this one waits.
+    pub async fn lock_env(
+        &self,
+        project: &str,
+        env: &str,
+        say: impl FnOnce(&str),
+    ) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.env_locks.lock().unwrap_or_else(|e| e.into_inner());
+            locks.entry(format!("{project}/{env}")).or_default().clone()
+        };
+        match lock.clone().try_lock_owned() {
+            Ok(guard) => guard,
+            Err(_) => {
+                say(&format!(
+                    "-----> waiting: another deploy of {env} is running; this one starts when it is done"
+                ));
+                lock.lock_owned().await
+            }
+        }
     }
 
     /// The tag of this data dir used in network namespace names.

@@ -47,16 +47,13 @@ pub async fn run(
     sink: Option<Sink>,
 ) -> Result<i64, String> {
     let state = platform.state();
-    let lock = platform.env_lock(project, env);
-    let _guard = match lock.try_lock() {
-        Ok(g) => g,
-        Err(_) => {
+    let _guard = platform
+        .lock_env(project, env, |l| {
             if let Some(s) = &sink {
-                s(&format!("-----> waiting: another deploy of {env} is running"));
+                s(l);
             }
-            lock.lock().await
-        }
-    };
+        })
+        .await;
     let environment = state
         .environment(project, env)
         .map_err(|e| e.to_string())?

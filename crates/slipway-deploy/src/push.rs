@@ -98,16 +98,7 @@ impl PushPipeline {
 
     /// The environment's lock; says so when another deploy holds it.
     async fn lock(&self, env: &str, progress: &Progress) -> OwnedMutexGuard<()> {
-        let lock = self.platform.env_lock(&self.project, env);
-        match lock.clone().try_lock_owned() {
-            Ok(g) => g,
-            Err(_) => {
-                progress.line(&format!(
-                    "-----> waiting: another deploy of {env} is running; this one starts when it is done"
-                ));
-                lock.lock_owned().await
-            }
-        }
+        self.platform.lock_env(&self.project, env, |l| progress.line(l)).await
     }
 
     /// The branch may have moved while this push waited for the lock: go on
