@@ -7,6 +7,10 @@ use std::process::ExitCode;
 
 use slipway_router::{EnvRoutes, Router, RouterConfig, Upstream};
 
+// The same allocator as the `slipway` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [listen, host, port] = args.as_slice() else {

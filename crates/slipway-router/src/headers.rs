@@ -13,33 +13,56 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
 /// Headers that apply to one connection only (RFC 9110 7.6.1, plus the usual legacy ones).
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// Static names: removing them costs a hash lookup each, no parsing.
+static HOP_BY_HOP: [&HeaderName; 9] = [
+    &header::CONNECTION,
+    &PROXY_CONNECTION,
+    &KEEP_ALIVE,
+    &header::PROXY_AUTHENTICATE,
+    &header::PROXY_AUTHORIZATION,
+    &header::TE,
+    &header::TRAILER,
+    &header::TRANSFER_ENCODING,
+    &header::UPGRADE,
 ];
 
 /// Remove hop-by-hop headers, including every header named in `Connection`.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+    // One pass over the names (comparing standard names is an integer compare) finds
+    // whether there is anything to remove; most messages carry only `Connection`, if that.
+    let mut found = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| *h == name) {
+            found |= 1 << i;
+        }
     }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
+    if found == 0 {
+        return;
+    }
+    // HOP_BY_HOP[0] is `Connection`.
+    if found & 1 != 0 {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            // The usual tokens name no header of their own (or one removed below anyway).
+            .filter(|t| !["keep-alive", "close", "upgrade"].iter().any(|k| t.eq_ignore_ascii_case(k)))
+            .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if found & (1 << i) != 0 {
+            headers.remove(*name);
+        }
     }
 }
 
@@ -54,22 +77,29 @@ pub(crate) fn wants_upgrade(headers: &HeaderMap) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
-/// Add the forwarding headers: append the client to `X-Forwarded-For`, set
-/// `X-Forwarded-Proto: http` and `X-Forwarded-Host` (the host the client asked for).
-pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, host: Option<&HeaderValue>) {
-    let client = client.to_canonical().to_string();
-    let previous: Vec<&str> = headers
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    let value = if previous.is_empty() {
-        client
+/// The client address as `X-Forwarded-For` writes it (IPv4-mapped IPv6 as IPv4). Computed
+/// once per client connection.
+pub(crate) fn client_value(client: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&client.to_canonical().to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+/// Add the forwarding headers: append the client (see [`client_value`]) to
+/// `X-Forwarded-For`, set `X-Forwarded-Proto: http` and `X-Forwarded-Host` (the host the
+/// client asked for).
+pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: &HeaderValue, host: Option<&HeaderValue>) {
+    if !headers.contains_key(&X_FORWARDED_FOR) {
+        headers.insert(&X_FORWARDED_FOR, client.clone());
     } else {
-        format!("{}, {client}", previous.join(", "))
-    };
-    if let Ok(value) = HeaderValue::from_str(&value) {
-        headers.insert(&X_FORWARDED_FOR, value);
+        let mut value = Vec::new();
+        for v in headers.get_all(&X_FORWARDED_FOR) {
+            value.extend_from_slice(v.as_bytes());
+            value.extend_from_slice(b", ");
+        }
+        value.extend_from_slice(client.as_bytes());
+        if let Ok(value) = HeaderValue::from_bytes(&value) {
+            headers.insert(&X_FORWARDED_FOR, value);
+        }
     }
     headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     match host {
@@ -119,9 +149,15 @@ pub(crate) fn new_request_id() -> HeaderValue {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let hi = splitmix64(seed ^ n);
     let lo = splitmix64(hi ^ n.rotate_left(32));
-    let text = format!("{hi:016x}{lo:016x}");
-    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    let mut text = [0u8; 32];
+    for (i, byte) in hi.to_be_bytes().into_iter().chain(lo.to_be_bytes()).enumerate() {
+        text[2 * i] = HEX[usize::from(byte >> 4)];
+        text[2 * i + 1] = HEX[usize::from(byte & 0xf)];
+    }
+    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn splitmix64(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -171,11 +207,13 @@ mod tests {
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         h.insert("x-forwarded-host", HeaderValue::from_static("spoofed"));
         let host = HeaderValue::from_static("main.demo.localhost:8080");
-        add_forwarded(&mut h, "::ffff:127.0.0.1".parse().unwrap(), Some(&host));
+        let client = client_value("::ffff:127.0.0.1".parse().unwrap());
+        assert_eq!(client, "127.0.0.1");
+        add_forwarded(&mut h, &client, Some(&host));
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "main.demo.localhost:8080");
-        add_forwarded(&mut h, "127.0.0.1".parse().unwrap(), None);
+        add_forwarded(&mut h, &client, None);
         assert!(!h.contains_key("x-forwarded-host"));
     }
 
@@ -187,6 +225,7 @@ mod tests {
         h.insert("x-request-id", HeaderValue::from_static("has space"));
         let id = ensure_request_id(&mut h);
         assert_eq!(id.len(), 32);
+        assert!(id.as_bytes().iter().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "{id:?}");
         assert_eq!(h["x-request-id"], id);
         let mut seen = std::collections::HashSet::new();
         for _ in 0..1000 {

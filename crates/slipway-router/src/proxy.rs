@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::body::{full, GuardedBody, ProxyBody};
 use crate::gate::Gate;
 use crate::headers::{
-    add_forwarded, ensure_request_id, strip_hop_by_hop, wants_upgrade, X_REQUEST_ID,
+    add_forwarded, client_value, ensure_request_id, strip_hop_by_hop, wants_upgrade, X_REQUEST_ID,
 };
 use crate::pool::{Pool, ReqBody, Sender};
 use crate::release::{InFlightGuard, LiveRelease};
@@ -31,10 +31,25 @@ const MAX_SEND_RETRIES: usize = 3;
 /// How long a closed upgraded connection waits for the client's end of stream.
 const LINGER: Duration = Duration::from_secs(2);
 
+/// The client connection a request came on.
+pub(crate) struct Client {
+    /// The client's address as `X-Forwarded-For` gives it (formatted once per connection).
+    pub(crate) forwarded_for: HeaderValue,
+}
+
+impl Client {
+    /// The client connected from `addr`.
+    pub(crate) fn new(addr: SocketAddr) -> Client {
+        Client {
+            forwarded_for: client_value(addr.ip()),
+        }
+    }
+}
+
 /// Answer one client request.
 pub(crate) async fn handle(
     router: &Router,
-    client: SocketAddr,
+    client: &Client,
     mut req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     // Absolute-form targets and HTTP/2 carry the host in the URI; it wins over `Host`.
@@ -154,7 +169,7 @@ fn step(router: &Router, host: &str, uri: &Uri, may_wait: bool, last: bool) -> S
 /// Send the request to the pool's upstream and stream its answer back.
 async fn forward(
     router: &Router,
-    client: SocketAddr,
+    client: &Client,
     mut req: Request<Incoming>,
     host_value: Option<HeaderValue>,
     request_id: HeaderValue,
@@ -175,7 +190,7 @@ async fn forward(
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
     join_cookies(&mut parts.headers);
-    add_forwarded(&mut parts.headers, client.ip(), host_value.as_ref());
+    add_forwarded(&mut parts.headers, &client.forwarded_for, host_value.as_ref());
     if !parts.headers.contains_key(header::HOST) {
         if let Some(host) = &host_value {
             parts.headers.insert(header::HOST, host.clone());

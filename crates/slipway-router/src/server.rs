@@ -136,9 +136,11 @@ impl Router {
                     let builder = builder.clone();
                     let mut stop = stop_rx.clone();
                     connections.spawn(async move {
+                        let client = Arc::new(proxy::Client::new(peer));
                         let service = service_fn(move |req| {
                             let router = Arc::clone(&router);
-                            async move { Ok::<_, Infallible>(proxy::handle(&router, peer, req).await) }
+                            let client = Arc::clone(&client);
+                            async move { Ok::<_, Infallible>(proxy::handle(&router, &client, req).await) }
                         });
                         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                         tokio::pin!(conn);
