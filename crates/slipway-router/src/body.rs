@@ -1,20 +1,24 @@
 //! Response body types: streamed upstream bodies that hold their release's in-flight
-//! guard and give their connection back to the pool at the end, and the router's own
-//! short pages.
+//! guard (the router's own client gives its connection back to the pool at the end:
+//! [`crate::upstream::LeanBody`]), and the router's own short pages.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
-use crate::pool::{Pool, Sender};
 use crate::release::InFlightGuard;
+use crate::upstream::LeanBody;
+
+/// The error of a [`ProxyBody`]: hyper's, or the lean client's I/O error.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The body the router answers with: an upstream's, streamed, or a page of its own.
 pub(crate) enum ProxyBody {
-    /// An upstream response body.
+    /// An upstream response body read by the router's client.
+    Lean(LeanBody),
+    /// The body of an answer to an upgrade request that was not upgraded (hyper's client).
     Upstream(GuardedBody),
     /// A complete in-memory body (taken when sent).
     Page(Option<Bytes>),
@@ -22,14 +26,15 @@ pub(crate) enum ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            ProxyBody::Upstream(body) => Pin::new(body).poll_frame(cx),
+            ProxyBody::Upstream(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            ProxyBody::Lean(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
             ProxyBody::Page(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
     }
@@ -37,6 +42,7 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ProxyBody::Upstream(body) => body.is_end_stream(),
+            ProxyBody::Lean(body) => body.is_end_stream(),
             ProxyBody::Page(data) => data.is_none(),
         }
     }
@@ -44,33 +50,30 @@ impl Body for ProxyBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ProxyBody::Upstream(body) => body.size_hint(),
-            ProxyBody::Page(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            ProxyBody::Lean(body) => body.size_hint(),
+            ProxyBody::Page(data) => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
         }
     }
 }
 
-/// An upstream response body, streamed as it arrives. The request stays counted in flight
-/// on its release until this body is dropped, which hyper does once it has written the
-/// last frame to the client (or the client went away). If the body was read to its end,
-/// the upstream connection goes back to its pool.
+/// An upstream response body read by hyper's client (the answer to an upgrade request
+/// that was not upgraded), streamed as it arrives. The request stays counted in flight on
+/// its release until this body is dropped, which hyper does once it has written the last
+/// frame to the client (or the client went away).
 pub(crate) struct GuardedBody {
     inner: Incoming,
     ended: bool,
-    conn: Option<(Arc<Pool>, Sender)>,
     _guard: InFlightGuard,
 }
 
 impl GuardedBody {
-    /// Wrap `inner`, holding `guard` for the body's lifetime; `conn` is checked in at the end.
-    pub(crate) fn boxed(
-        inner: Incoming,
-        guard: InFlightGuard,
-        conn: Option<(Arc<Pool>, Sender)>,
-    ) -> ProxyBody {
+    /// Wrap `inner`, holding `guard` for the body's lifetime.
+    pub(crate) fn boxed(inner: Incoming, guard: InFlightGuard) -> ProxyBody {
         ProxyBody::Upstream(GuardedBody {
             inner,
             ended: false,
-            conn,
             _guard: guard,
         })
     }
@@ -97,16 +100,6 @@ impl Body for GuardedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
-    }
-}
-
-impl Drop for GuardedBody {
-    fn drop(&mut self) {
-        if let Some((pool, sender)) = self.conn.take() {
-            if self.ended || self.inner.is_end_stream() {
-                pool.checkin(sender);
-            }
-        }
     }
 }
 

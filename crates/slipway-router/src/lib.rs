@@ -31,6 +31,7 @@ mod router;
 mod routes;
 mod server;
 mod table;
+mod upstream;
 
 pub use config::RouterConfig;
 pub use gate::Hold;

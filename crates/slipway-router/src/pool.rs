@@ -4,60 +4,26 @@
 //! were idle longer than the pool's idle timeout (shorter than the usual keep-alive
 //! timeouts of app servers, so the app rarely closes one just as it is reused). A retired
 //! pool keeps no connection: each is closed once its current request is done.
+//!
+//! The pooled connections are those of the router's own client ([`crate::upstream`]).
+//! A protocol upgrade gets a connection of its own, through hyper's client
+//! ([`Pool::connect_upgrade`]), which is never pooled.
 
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 
 use crate::netns;
 use crate::routes::Upstream;
+use crate::upstream::Conn;
 
-/// The body of a request sent upstream: the client's, streamed, or none.
-pub(crate) enum ReqBody {
-    /// The client's request body, streamed as it arrives.
-    Stream(Incoming),
-    /// No body (a retried bodiless request).
-    Empty,
-}
-
-impl Body for ReqBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            ReqBody::Stream(body) => Pin::new(body).poll_frame(cx),
-            ReqBody::Empty => Poll::Ready(None),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            ReqBody::Stream(body) => body.is_end_stream(),
-            ReqBody::Empty => true,
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            ReqBody::Stream(body) => body.size_hint(),
-            ReqBody::Empty => SizeHint::with_exact(0),
-        }
-    }
-}
-
-/// The sending half of an upstream connection.
-pub(crate) type Sender = SendRequest<ReqBody>;
+/// The sending half of an upstream connection opened for a protocol upgrade.
+pub(crate) type UpgradeSender = SendRequest<Incoming>;
 
 /// Why no connection to an upstream could be made.
 #[derive(Debug, thiserror::Error)]
@@ -73,8 +39,9 @@ pub(crate) enum ConnectError {
     Http(#[from] hyper::Error),
 }
 
+/// An idle connection and since when it is idle.
 struct Idle {
-    sender: Sender,
+    conn: Conn,
     since: Instant,
 }
 
@@ -108,7 +75,9 @@ impl Pool {
     ) -> Arc<Pool> {
         Arc::new(Pool {
             upstream,
-            slots: (0..workers.max(1)).map(|_| Mutex::new(Vec::new())).collect(),
+            slots: (0..workers.max(1))
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
             max_idle,
             idle_timeout,
             retired: AtomicBool::new(false),
@@ -126,84 +95,68 @@ impl Pool {
     }
 
     /// A kept-alive connection ready for a request, if one is idle.
-    pub(crate) fn checkout(&self) -> Option<Sender> {
+    pub(crate) fn checkout(&self) -> Option<Conn> {
         let now = Instant::now();
         let mut idle = self.lock();
-        while let Some(conn) = idle.pop() {
-            if conn.sender.is_closed() || !conn.sender.is_ready() {
-                continue;
-            }
-            if now.duration_since(conn.since) >= self.idle_timeout {
+        while let Some(entry) = idle.pop() {
+            if now.duration_since(entry.since) >= self.idle_timeout {
                 // The most recently used connection is too old: all others are older.
                 idle.clear();
                 return None;
             }
-            return Some(conn.sender);
+            if entry.conn.is_reusable() {
+                return Some(entry.conn);
+            }
         }
         None
     }
 
-    /// Give back a connection whose response was completely read. It joins the pool once
-    /// it is ready for the next request (unless the pool is retired or full).
-    pub(crate) fn checkin(self: &Arc<Self>, mut sender: Sender) {
-        if self.retired.load(Ordering::Acquire) || sender.is_closed() {
-            return;
-        }
-        if sender.is_ready() {
-            self.put(sender);
-            return;
-        }
-        // The connection task has not yet noticed that the response ended: wait for it,
-        // briefly, off the request's path.
-        let pool = Arc::clone(self);
-        tokio::spawn(async move {
-            if let Ok(Ok(())) =
-                tokio::time::timeout(Duration::from_secs(5), sender.ready()).await
-            {
-                pool.put(sender);
-            }
-        });
-    }
-
-    fn put(&self, sender: Sender) {
+    /// Give back a connection whose response was read to its end (unless the pool is
+    /// retired; when full, the coldest connection is closed).
+    pub(crate) fn checkin(&self, conn: Conn) {
         let mut idle = self.lock();
         if self.retired.load(Ordering::Acquire) {
             return;
         }
         if idle.len() >= self.max_idle {
-            // Drop the coldest one.
             idle.remove(0);
         }
         idle.push(Idle {
-            sender,
+            conn,
             since: Instant::now(),
         });
     }
 
-    /// Open a new connection (not pooled until [`Pool::checkin`]). With `upgrades`, the
-    /// connection can be taken over by a protocol upgrade (and is never pooled).
-    pub(crate) async fn connect(&self, timeout: Duration, upgrades: bool) -> Result<Sender, ConnectError> {
+    /// Open a new connection (pooled once given back with [`Pool::checkin`]).
+    pub(crate) async fn connect(&self, timeout: Duration) -> Result<Conn, ConnectError> {
+        Ok(Conn::new(self.dial(timeout).await?))
+    }
+
+    /// Open a connection for a request that asks for a protocol upgrade: hyper's client,
+    /// which hands over the connection on `101 Switching Protocols`. Never pooled.
+    pub(crate) async fn connect_upgrade(
+        &self,
+        timeout: Duration,
+    ) -> Result<UpgradeSender, ConnectError> {
+        let stream = self.dial(timeout).await?;
+        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            if let Err(err) = conn.with_upgrades().await {
+                tracing::debug!(error = %err, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// TCP connect to the upstream (inside its network namespace, if it has one).
+    async fn dial(&self, timeout: Duration) -> Result<TcpStream, ConnectError> {
         let stream = tokio::time::timeout(
             timeout,
             netns::connect(self.upstream.netns.as_deref(), self.upstream.port),
         )
         .await
         .map_err(|_| ConnectError::Timeout)??;
-        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
-        if upgrades {
-            tokio::spawn(async move {
-                if let Err(err) = conn.with_upgrades().await {
-                    tracing::debug!(error = %err, "upstream connection ended with an error");
-                }
-            });
-        } else {
-            tokio::spawn(async move {
-                if let Err(err) = conn.await {
-                    tracing::debug!(error = %err, "upstream connection ended with an error");
-                }
-            });
-        }
-        Ok(sender)
+        Ok(stream)
     }
 
     /// Keep no connection from now on; close the idle ones.

@@ -18,10 +18,11 @@ use crate::gate::Gate;
 use crate::headers::{
     add_forwarded, client_value, ensure_request_id, strip_hop_by_hop, wants_upgrade, X_REQUEST_ID,
 };
-use crate::pool::{Pool, ReqBody, Sender};
+use crate::pool::Pool;
 use crate::release::{InFlightGuard, LiveRelease};
 use crate::router::Router;
 use crate::table::{redirect_location, Action, HostTarget};
+use crate::upstream::{LeanBody, UpstreamError};
 
 /// How often route selection retries when a switch happens while it picks a release.
 const MAX_ROUTE_RETRIES: usize = 16;
@@ -146,10 +147,12 @@ fn step(router: &Router, host: &str, uri: &Uri, may_wait: bool, last: bool) -> S
         return Step::Done(Picked::Unknown);
     };
     match &rule.action {
-        Action::Redirect { to, code } => match redirect_location(to, &rule.prefix, path, uri.query()) {
-            Some(location) => Step::Done(Picked::Redirect(location, *code)),
-            None => Step::Done(Picked::Unknown),
-        },
+        Action::Redirect { to, code } => {
+            match redirect_location(to, &rule.prefix, path, uri.query()) {
+                Some(location) => Step::Done(Picked::Redirect(location, *code)),
+                None => Step::Done(Picked::Unknown),
+            }
+        }
         Action::Upstream(index) => {
             let Some(pool) = release.pool(*index) else {
                 return Step::Done(Picked::Unknown);
@@ -190,7 +193,11 @@ async fn forward(
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
     join_cookies(&mut parts.headers);
-    add_forwarded(&mut parts.headers, &client.forwarded_for, host_value.as_ref());
+    add_forwarded(
+        &mut parts.headers,
+        &client.forwarded_for,
+        host_value.as_ref(),
+    );
     if !parts.headers.contains_key(header::HOST) {
         if let Some(host) = &host_value {
             parts.headers.insert(header::HOST, host.clone());
@@ -201,28 +208,140 @@ async fn forward(
     }
     parts.version = Version::HTTP_11;
 
-    let sent = send(router, &pool, parts, body, client_upgrade.is_some()).await;
-    let (mut resp, sender) = match sent {
-        Ok(pair) => pair,
-        Err(failure) => {
-            let upstream = pool.upstream();
-            tracing::warn!(release = %upstream.release, port = upstream.port, error = %failure, request_id = ?request_id, "upstream request failed");
-            return match failure {
-                SendFailure::Timeout => page(
+    match client_upgrade {
+        None => send(router, pool, parts, body, request_id, guard).await,
+        Some(client_upgrade) => {
+            send_upgrade(router, pool, parts, body, request_id, guard, client_upgrade).await
+        }
+    }
+}
+
+/// Send a request with the router's client ([`crate::upstream`]) over a pooled connection
+/// and stream the answer back. A request whose head could not be written is sent again on
+/// another connection; so is a bodiless GET/HEAD/OPTIONS whose reused connection closed
+/// before any response byte (the app closed it as it was reused).
+async fn send(
+    router: &Router,
+    pool: Arc<Pool>,
+    parts: Parts,
+    body: Incoming,
+    request_id: HeaderValue,
+    guard: InFlightGuard,
+) -> Response<ProxyBody> {
+    let config = &router.config;
+    let mut body = (!hyper::body::Body::is_end_stream(&body)).then_some(body);
+    let repeatable =
+        body.is_none() && matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let last = attempt >= MAX_SEND_RETRIES;
+        let pooled = pool.checkout();
+        let reused = pooled.is_some();
+        let mut conn = match pooled {
+            Some(conn) => conn,
+            None => match pool.connect(config.connect_timeout).await {
+                Ok(conn) => conn,
+                Err(err) => return upstream_failed(&pool, &err, &request_id),
+            },
+        };
+        let result = {
+            let exchange = conn.exchange(&parts, &mut body);
+            match config.request_timeout {
+                Some(limit) => match tokio::time::timeout(limit, exchange).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        upstream_failed(
+                            &pool,
+                            &"no response headers within the request timeout",
+                            &request_id,
+                        );
+                        return page(
+                            StatusCode::GATEWAY_TIMEOUT,
+                            "504 Gateway Timeout: the application did not answer in time.\n",
+                            Some(&request_id),
+                        );
+                    }
+                },
+                None => exchange.await,
+            }
+        };
+        let head = match result {
+            Ok(head) => head,
+            Err(failure) => {
+                let closed = matches!(failure.error, UpstreamError::ClosedBeforeResponse);
+                if !last && (!failure.sent || (reused && closed && repeatable)) {
+                    tracing::debug!(error = %failure.error, "upstream connection failed before a response; again");
+                    continue;
+                }
+                if let UpstreamError::ClientBody(err) = &failure.error {
+                    tracing::debug!(error = %err, request_id = ?request_id, "the client's request body ended early");
+                    return bad_gateway(&request_id);
+                }
+                return upstream_failed(&pool, &failure.error, &request_id);
+            }
+        };
+        let (mut resp_parts, ()) = head.response.into_parts();
+        strip_hop_by_hop(&mut resp_parts.headers);
+        if !resp_parts.headers.contains_key(&X_REQUEST_ID) {
+            resp_parts.headers.insert(&X_REQUEST_ID, request_id);
+        }
+        let body = LeanBody::new(conn, head.framing, head.keep_alive, pool, guard);
+        return Response::from_parts(resp_parts, ProxyBody::Lean(body));
+    }
+}
+
+/// Log a failed upstream request; the answer is a 502.
+fn upstream_failed(
+    pool: &Pool,
+    error: &dyn std::fmt::Display,
+    request_id: &HeaderValue,
+) -> Response<ProxyBody> {
+    let upstream = pool.upstream();
+    tracing::warn!(release = %upstream.release, port = upstream.port, error = %error, request_id = ?request_id, "upstream request failed");
+    bad_gateway(request_id)
+}
+
+/// Send a request that asks for a protocol upgrade over a connection of its own (hyper's
+/// client) and, on `101 Switching Protocols`, join the two upgraded connections.
+async fn send_upgrade(
+    router: &Router,
+    pool: Arc<Pool>,
+    parts: Parts,
+    body: Incoming,
+    request_id: HeaderValue,
+    guard: InFlightGuard,
+    client_upgrade: hyper::upgrade::OnUpgrade,
+) -> Response<ProxyBody> {
+    let config = &router.config;
+    let mut sender = match pool.connect_upgrade(config.connect_timeout).await {
+        Ok(sender) => sender,
+        Err(err) => return upstream_failed(&pool, &err, &request_id),
+    };
+    let sent = sender.send_request(Request::from_parts(parts, body));
+    let result = match config.request_timeout {
+        Some(limit) => match tokio::time::timeout(limit, sent).await {
+            Ok(result) => result,
+            Err(_) => {
+                upstream_failed(
+                    &pool,
+                    &"no response headers within the request timeout",
+                    &request_id,
+                );
+                return page(
                     StatusCode::GATEWAY_TIMEOUT,
                     "504 Gateway Timeout: the application did not answer in time.\n",
                     Some(&request_id),
-                ),
-                _ => bad_gateway(&request_id),
-            };
-        }
+                );
+            }
+        },
+        None => sent.await,
     };
-
+    let mut resp = match result {
+        Ok(resp) => resp,
+        Err(err) => return upstream_failed(&pool, &err, &request_id),
+    };
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let Some(client_upgrade) = client_upgrade else {
-            // The client asked for no upgrade: an upstream 101 is a protocol error.
-            return bad_gateway(&request_id);
-        };
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
         tokio::spawn(async move {
             // The upgraded connection stays counted in flight on its release.
@@ -239,96 +358,13 @@ async fn forward(
         let (parts, _) = resp.into_parts();
         return Response::from_parts(parts, full(""));
     }
-
+    // Not upgraded: an ordinary answer, on a connection that is not kept.
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     if !parts.headers.contains_key(&X_REQUEST_ID) {
         parts.headers.insert(&X_REQUEST_ID, request_id);
     }
-    let conn = if client_upgrade.is_none() {
-        Some((pool, sender))
-    } else {
-        None
-    };
-    Response::from_parts(parts, GuardedBody::boxed(body, guard, conn))
-}
-
-/// Why a request got no response from its upstream.
-#[derive(Debug, thiserror::Error)]
-enum SendFailure {
-    #[error(transparent)]
-    Connect(#[from] crate::pool::ConnectError),
-    #[error("{0}")]
-    Http(hyper::Error),
-    #[error("no response headers within the request timeout")]
-    Timeout,
-}
-
-/// Send a request over a pooled (or new) connection. A request that provably did not
-/// reach the upstream (the connection failed before it was written) is sent again on
-/// another connection; so is a bodiless GET/HEAD/OPTIONS whose reused connection failed
-/// before any response byte (the app closed it as it was reused).
-async fn send(
-    router: &Router,
-    pool: &Arc<Pool>,
-    parts: Parts,
-    body: Incoming,
-    upgrade: bool,
-) -> Result<(Response<Incoming>, Sender), SendFailure> {
-    let config = &router.config;
-    let mut req = Request::from_parts(parts, ReqBody::Stream(body));
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let last = attempt >= MAX_SEND_RETRIES;
-        let pooled = if upgrade { None } else { pool.checkout() };
-        let reused = pooled.is_some();
-        let mut sender = match pooled {
-            Some(sender) => sender,
-            None => pool.connect(config.connect_timeout, upgrade).await?,
-        };
-        let again = (reused && !last && repeatable(&req)).then(|| copy_head(&req));
-        let sent = sender.try_send_request(req);
-        let result = match config.request_timeout {
-            Some(limit) => tokio::time::timeout(limit, sent)
-                .await
-                .map_err(|_| SendFailure::Timeout)?,
-            None => sent.await,
-        };
-        match result {
-            Ok(resp) => return Ok((resp, sender)),
-            Err(mut err) => {
-                if let (Some(unsent), false) = (err.take_message(), last) {
-                    tracing::debug!(error = %err.error(), "upstream connection failed before the request was sent; again");
-                    req = unsent;
-                    continue;
-                }
-                match again {
-                    Some(head) => {
-                        tracing::debug!(error = %err.error(), "reused upstream connection failed; sending the bodiless request again");
-                        req = head;
-                    }
-                    None => return Err(SendFailure::Http(err.into_error())),
-                }
-            }
-        }
-    }
-}
-
-/// Whether a request may be sent twice: safe method and no body.
-fn repeatable(req: &Request<ReqBody>) -> bool {
-    matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
-        && hyper::body::Body::is_end_stream(req.body())
-}
-
-/// A copy of a bodiless request.
-fn copy_head(req: &Request<ReqBody>) -> Request<ReqBody> {
-    let mut copy = Request::new(ReqBody::Empty);
-    *copy.method_mut() = req.method().clone();
-    *copy.uri_mut() = req.uri().clone();
-    *copy.version_mut() = req.version();
-    *copy.headers_mut() = req.headers().clone();
-    copy
+    Response::from_parts(parts, GuardedBody::boxed(body, guard))
 }
 
 /// Copy bytes both ways until either side ends, or until the release closes its upgrades;
@@ -351,7 +387,10 @@ where
         }
     };
     if closing {
-        tracing::debug!(release = release.name(), "closing an upgraded connection at the drain timeout");
+        tracing::debug!(
+            release = release.name(),
+            "closing an upgraded connection at the drain timeout"
+        );
         let _ = upstream.shutdown().await;
         let _ = client.shutdown().await;
         // Read what the client still sends until it closes too: unread data would turn

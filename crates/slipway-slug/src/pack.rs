@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
@@ -115,6 +115,7 @@ fn default_workers() -> u32 {
 /// One thing found in the folder to pack.
 enum Source {
     Dir,
+    /// A regular file; `exec` and `size` are filled in when it is opened to be packed.
     File { exec: bool, size: u64 },
     Symlink(PathBuf),
 }
@@ -174,7 +175,8 @@ pub(crate) fn pack_dir_with_workers(
             };
             let mut tar = tar::Builder::new(&mut sink);
             append_dir(&mut tar, Path::new(LAYER_ROOT)).ctx(dir)?;
-            for (rel, src) in &entries {
+            for (rel, src) in entries.iter_mut() {
+                let rel: &Path = rel;
                 if cancelled() {
                     return Err(SlugError::Cancelled);
                 }
@@ -184,12 +186,27 @@ pub(crate) fn pack_dir_with_workers(
                     Source::Dir => append_dir(&mut tar, &in_layer).ctx(&full)?,
                     Source::Symlink(target) => {
                         let mut h = header(tar::EntryType::Symlink, 0o777, 0);
-                        tar.append_link(&mut h, &in_layer, target).ctx(&full)?;
+                        tar.append_link(&mut h, &in_layer, &*target).ctx(&full)?;
                     }
                     Source::File { exec, size } => {
+                        // The walk read no metadata (the directory entry's type is enough
+                        // there): the open file says its size and mode, one fstat instead of
+                        // a path lookup. No symlink is followed if the file was swapped.
+                        let mut file = fs::OpenOptions::new()
+                            .read(true)
+                            .custom_flags(libc::O_NOFOLLOW)
+                            .open(&full)
+                            .ctx(&full)?;
+                        let meta = file.metadata().ctx(&full)?;
+                        if !meta.is_file() {
+                            return Err(SlugError::Unsupported {
+                                path: full,
+                                reason: "changed from a regular file while being packed".into(),
+                            });
+                        }
+                        (*exec, *size) = (meta.permissions().mode() & 0o111 != 0, meta.len());
                         let mode = if *exec { 0o755 } else { 0o644 };
                         let mut h = header(tar::EntryType::Regular, mode, *size);
-                        let mut file = File::open(&full).ctx(&full)?;
                         // The header (and a long-name record if needed) through the builder,
                         // then the content straight into the chunks, then the padding.
                         tar.append_data(&mut h, &in_layer, io::empty()).ctx(&full)?;
@@ -489,29 +506,24 @@ fn append_dir<W: Write>(tar: &mut tar::Builder<W>, path: &Path) -> io::Result<()
 /// yields exactly the component-wise path order.
 fn walk(root: &Path, rel: &Path, out: &mut Vec<(PathBuf, Source)>) -> Result<(), SlugError> {
     let here = root.join(rel);
-    let mut names = Vec::new();
+    let mut children = Vec::new();
     for entry in fs::read_dir(&here).ctx(&here)? {
-        names.push(entry.ctx(&here)?.file_name());
+        let entry = entry.ctx(&here)?;
+        // The type comes with the directory entry (d_type): no stat per file here.
+        let ft = entry.file_type().ctx(&entry.path())?;
+        children.push((entry.file_name(), ft));
     }
-    names.sort();
-    for name in names {
+    children.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, ft) in children {
         let rel = rel.join(&name);
-        let full = root.join(&rel);
-        let meta = fs::symlink_metadata(&full).ctx(&full)?;
-        let ft = meta.file_type();
         if ft.is_dir() {
             out.push((rel.clone(), Source::Dir));
             walk(root, &rel, out)?;
         } else if ft.is_file() {
-            let exec = meta.permissions().mode() & 0o111 != 0;
-            out.push((
-                rel,
-                Source::File {
-                    exec,
-                    size: meta.len(),
-                },
-            ));
+            // Mode and size are read from the open file when it is packed.
+            out.push((rel, Source::File { exec: false, size: 0 }));
         } else if ft.is_symlink() {
+            let full = root.join(&rel);
             let target = fs::read_link(&full).ctx(&full)?;
             check_symlink_target(&rel, &target).map_err(|reason| SlugError::Unsupported {
                 path: full.clone(),
@@ -520,7 +532,7 @@ fn walk(root: &Path, rel: &Path, out: &mut Vec<(PathBuf, Source)>) -> Result<(),
             out.push((rel, Source::Symlink(target)));
         } else {
             return Err(SlugError::Unsupported {
-                path: full,
+                path: root.join(&rel),
                 reason: "only regular files, directories and symlinks can go into a slug \
                          (this is a fifo, socket or device node): remove it from the build output"
                     .into(),

@@ -1,0 +1,751 @@
+//! The upstream HTTP/1.1 client: sends a request to an app over a pooled connection and
+//! reads its answer, within the client request's own task.
+//!
+//! hyper's client runs each upstream connection as a task of its own and passes every
+//! request and response through channels between that task and the request's. Here the
+//! request's task writes the head (and streams the body), reads the answer's head, and the
+//! response body reads the socket as the client takes it: no extra task, no channel, no
+//! cross-task wake-up. Only protocol upgrades (WebSocket) still go through hyper's client,
+//! which hands over the upgraded connection ([`crate::pool::Pool::connect_upgrade`]).
+//!
+//! What it implements of RFC 9112: the request head written in one `write`; a request
+//! body sent as it arrives, with its `Content-Length` or else chunked, while the answer
+//! is awaited (an app may answer before reading the whole body; then the connection is
+//! not kept); the response
+//! head parsed with httparse (at most [`MAX_HEAD`] bytes, [`MAX_HEADERS`] fields); interim
+//! 1xx responses skipped; the body framed by the request method and status (HEAD, 1xx,
+//! 204, 304: none), `Transfer-Encoding: chunked` (decoded; trailers dropped), another
+//! transfer coding or neither header (until the upstream closes), or `Content-Length`
+//! (several equal values allowed, different ones refused). A connection is kept only if
+//! its response said so (HTTP/1.1 without `Connection: close`, or HTTP/1.0 with
+//! `keep-alive`) and its body was read to the end.
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::http::request::Parts;
+use hyper::http::response;
+use hyper::{Method, Response, StatusCode, Version};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::pool::Pool;
+use crate::release::InFlightGuard;
+
+/// Largest response head accepted.
+pub(crate) const MAX_HEAD: usize = 64 * 1024;
+/// Most header fields in a response head.
+pub(crate) const MAX_HEADERS: usize = 128;
+/// Longest chunk-size line (with extensions) or trailer line accepted.
+const MAX_LINE: usize = 8 * 1024;
+/// Bytes read from the socket at once.
+const READ_SIZE: usize = 16 * 1024;
+
+/// Why a bodiless request got no usable response head.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UpstreamError {
+    /// The connection ended before any byte of a response: a kept-alive connection the
+    /// app closed just as it was reused (the request was most likely not processed).
+    #[error("the connection closed before any response byte")]
+    ClosedBeforeResponse,
+    /// Reading or writing the socket failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// Reading the client's request body failed.
+    #[error("reading the client's request body: {0}")]
+    ClientBody(hyper::Error),
+    /// The upstream's answer is not valid HTTP/1.1.
+    #[error("invalid response from the application: {0}")]
+    Protocol(&'static str),
+}
+
+/// One kept-alive connection to an upstream, with what was read past the last response.
+pub(crate) struct Conn {
+    io: TcpStream,
+    buf: BytesMut,
+    head: Vec<u8>,
+    /// The request body still being sent.
+    upload: Option<Upload>,
+    /// Whether sending a request body failed (the connection is out of step).
+    upload_failed: bool,
+}
+
+impl Conn {
+    /// A fresh connection.
+    pub(crate) fn new(io: TcpStream) -> Conn {
+        let _ = io.set_nodelay(true);
+        Conn {
+            io,
+            buf: BytesMut::new(),
+            head: Vec::new(),
+            upload: None,
+            upload_failed: false,
+        }
+    }
+
+    /// Whether an idle connection can take a request: nothing arrived on it since its
+    /// last response (an end of stream, or stray bytes, make it unusable). Asks the
+    /// reactor's readiness only; no system call unless the socket looks readable.
+    pub(crate) fn is_reusable(&self) -> bool {
+        if !self.buf.is_empty() || !self.upload_done() {
+            return false;
+        }
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match self.io.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+
+    /// Send the request (`parts` in origin form) and read the answer's head; interim 1xx
+    /// responses are skipped. `body`, the client's request body if it has one, is taken
+    /// once the head is written (so a request whose head could not be written can be sent
+    /// again with it), and sent as it arrives while the answer is awaited, and then while
+    /// the answer's body is read ([`LeanBody`]): an app may answer before it read the whole
+    /// request, or stream its answer while it reads (an echo).
+    pub(crate) async fn exchange(
+        &mut self,
+        parts: &Parts,
+        body: &mut Option<Incoming>,
+    ) -> Result<Head, Failure> {
+        let chunked = body.is_some() && !parts.headers.contains_key(header::CONTENT_LENGTH);
+        write_head(&mut self.head, parts, chunked);
+        if let Err(err) = self.io.write_all(&self.head).await {
+            return Err(Failure {
+                sent: false,
+                error: UpstreamError::Io(err),
+            });
+        }
+        self.upload = body.take().map(|body| Upload {
+            body,
+            chunked,
+            pending: VecDeque::new(),
+            read_all: false,
+        });
+        let mut received_any = false;
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(Err(UploadError::Client(err))) = self.poll_upload(cx) {
+                return Poll::Ready(Err(Failure::sent(UpstreamError::ClientBody(err))));
+            }
+            poll_head(
+                &mut self.io,
+                &mut self.buf,
+                &parts.method,
+                &mut received_any,
+                cx,
+            )
+            .map_err(Failure::sent)
+        })
+        .await
+    }
+
+    /// Send what there is of the request body: `Ready(Ok)` once it was all sent (or there
+    /// is none). An error stops the upload for good and leaves the connection unusable.
+    fn poll_upload(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), UploadError>> {
+        let Conn {
+            io,
+            upload,
+            upload_failed,
+            ..
+        } = self;
+        let Some(up) = upload.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        loop {
+            while let Some(front) = up.pending.front_mut() {
+                match Pin::new(&mut *io).poll_write(cx, front) {
+                    Poll::Ready(Ok(n)) if n > 0 => {
+                        front.advance(n);
+                        if front.is_empty() {
+                            up.pending.pop_front();
+                        }
+                    }
+                    Poll::Ready(Ok(_)) => {
+                        *upload = None;
+                        *upload_failed = true;
+                        tracing::debug!("writing a request body upstream wrote nothing");
+                        return Poll::Ready(Err(UploadError::Upstream));
+                    }
+                    Poll::Ready(Err(err)) => {
+                        tracing::debug!(error = %err, "writing a request body upstream failed");
+                        *upload = None;
+                        *upload_failed = true;
+                        return Poll::Ready(Err(UploadError::Upstream));
+                    }
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            if up.read_all {
+                *upload = None;
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(Pin::new(&mut up.body).poll_frame(cx)) {
+                None => {
+                    up.read_all = true;
+                    if up.chunked {
+                        up.pending.push_back(Bytes::from_static(b"0\r\n\r\n"));
+                    }
+                }
+                Some(Err(err)) => {
+                    *upload = None;
+                    *upload_failed = true;
+                    return Poll::Ready(Err(UploadError::Client(err)));
+                }
+                Some(Ok(frame)) => {
+                    // Trailers are not forwarded.
+                    if let Ok(data) = frame.into_data() {
+                        if !data.is_empty() {
+                            if up.chunked {
+                                up.pending
+                                    .push_back(Bytes::from(format!("{:x}\r\n", data.len())));
+                                up.pending.push_back(data);
+                                up.pending.push_back(Bytes::from_static(b"\r\n"));
+                            } else {
+                                up.pending.push_back(data);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the request body, if any, was sent whole.
+    fn upload_done(&self) -> bool {
+        self.upload.is_none() && !self.upload_failed
+    }
+
+    /// Read more from the socket into the buffer; `Ok(0)` at end of stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        poll_fill(&mut self.io, &mut self.buf, cx)
+    }
+}
+
+/// A request body on its way to the app.
+struct Upload {
+    body: Incoming,
+    chunked: bool,
+    /// Bytes read from the client, not yet written.
+    pending: VecDeque<Bytes>,
+    /// Whether the client's body ended (what is left is in `pending`).
+    read_all: bool,
+}
+
+/// Why sending a request body stopped.
+enum UploadError {
+    /// Reading the client's body failed (the client went away, or sent a broken body).
+    Client(hyper::Error),
+    /// Writing to the app failed (logged where it happened).
+    Upstream,
+}
+
+/// Why a request got no usable answer, and whether it may have reached the app.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    /// Whether the request head was written (the app may have processed the request).
+    pub(crate) sent: bool,
+    /// What went wrong.
+    pub(crate) error: UpstreamError,
+}
+
+impl Failure {
+    fn sent(error: UpstreamError) -> Failure {
+        Failure { sent: true, error }
+    }
+}
+
+/// Serialize the request head into `head`.
+fn write_head(head: &mut Vec<u8>, parts: &Parts, chunked: bool) {
+    head.clear();
+    head.extend_from_slice(parts.method.as_str().as_bytes());
+    head.push(b' ');
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    head.extend_from_slice(target.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &parts.headers {
+        if name == header::EXPECT {
+            // The router answered the client's expectation itself (hyper sends
+            // `100 Continue` when the body is first read) and sends the body right away.
+            continue;
+        }
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    if chunked {
+        head.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+}
+
+/// Read the response head to the request whose method is `method` from `io` (after what
+/// `buf` already holds): the response (without body) and how its body is framed.
+/// `received_any` remembers across calls whether any byte of an answer came.
+fn poll_head<R: AsyncRead + Unpin>(
+    io: &mut R,
+    buf: &mut BytesMut,
+    method: &Method,
+    received_any: &mut bool,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Head, UpstreamError>> {
+    loop {
+        match parse_head(buf, method)? {
+            Some(Some(head)) => return Poll::Ready(Ok(head)),
+            // An interim response was consumed: read the next head.
+            Some(None) => {
+                *received_any = true;
+                continue;
+            }
+            None => {}
+        }
+        if buf.len() >= MAX_HEAD {
+            return Poll::Ready(Err(UpstreamError::Protocol("response head too large")));
+        }
+        let n = ready!(poll_fill(io, buf, cx))?;
+        if n == 0 {
+            return Poll::Ready(Err(if buf.is_empty() && !*received_any {
+                UpstreamError::ClosedBeforeResponse
+            } else {
+                UpstreamError::Protocol("connection closed in the middle of the response head")
+            }));
+        }
+        *received_any = true;
+    }
+}
+
+/// Read more from `io` into `buf`; `Ok(0)` at end of stream.
+fn poll_fill<R: AsyncRead + Unpin>(
+    io: &mut R,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(READ_SIZE);
+    }
+    tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
+}
+
+/// Parse a head from `buf`: `None` if incomplete, `Some(None)` for a skipped 1xx.
+#[allow(clippy::type_complexity)]
+fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Option<Head>>, UpstreamError> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut fields);
+    let len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(UpstreamError::Protocol("too many header fields"))
+        }
+        Err(_) => return Err(UpstreamError::Protocol("malformed response head")),
+    };
+    let code = parsed.code.unwrap_or(0);
+    let status =
+        StatusCode::from_u16(code).map_err(|_| UpstreamError::Protocol("invalid status code"))?;
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        return Err(UpstreamError::Protocol(
+            "101 Switching Protocols to a request without Upgrade",
+        ));
+    }
+    if status.is_informational() {
+        buf.advance(len);
+        return Ok(Some(None));
+    }
+    let http10 = parsed.version == Some(0);
+    let mut builder = response::Builder::new()
+        .status(status)
+        .version(Version::HTTP_11);
+    let headers = builder
+        .headers_mut()
+        .ok_or(UpstreamError::Protocol("invalid response"))?;
+    headers.reserve(parsed.headers.len());
+    let mut keep_alive = !http10;
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut other_coding = false;
+    for field in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(field.name.as_bytes())
+            .map_err(|_| UpstreamError::Protocol("invalid header name"))?;
+        let value = HeaderValue::from_bytes(field.value)
+            .map_err(|_| UpstreamError::Protocol("invalid header value"))?;
+        if name == header::CONNECTION {
+            for token in value.to_str().unwrap_or("").split(',').map(str::trim) {
+                if token.eq_ignore_ascii_case("close") {
+                    keep_alive = false;
+                } else if token.eq_ignore_ascii_case("keep-alive") && http10 {
+                    keep_alive = true;
+                }
+            }
+        } else if name == header::TRANSFER_ENCODING {
+            // The last coding decides; anything after `chunked` means read to close.
+            let last = value
+                .to_str()
+                .unwrap_or("")
+                .rsplit(',')
+                .next()
+                .unwrap_or("")
+                .trim();
+            chunked = last.eq_ignore_ascii_case("chunked");
+            other_coding = !chunked;
+        } else if name == header::CONTENT_LENGTH {
+            for part in value.to_str().unwrap_or("").split(',').map(str::trim) {
+                let n: u64 = part
+                    .parse()
+                    .map_err(|_| UpstreamError::Protocol("invalid Content-Length"))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(UpstreamError::Protocol("conflicting Content-Length values"));
+                }
+                length = Some(n);
+            }
+        }
+        headers.append(name, value);
+    }
+    let framing = if *method == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        Framing::Length(0)
+    } else if chunked {
+        Framing::Chunked(Chunk::Size)
+    } else if other_coding {
+        Framing::UntilClose
+    } else if let Some(n) = length {
+        Framing::Length(n)
+    } else {
+        Framing::UntilClose
+    };
+    if chunked || other_coding {
+        // Transfer-Encoding wins over Content-Length (RFC 9112 6.3); the length the
+        // client sees is whatever the router sends.
+        headers.remove(header::CONTENT_LENGTH);
+    }
+    if matches!(framing, Framing::UntilClose) {
+        keep_alive = false;
+    }
+    let response = builder
+        .body(())
+        .map_err(|_| UpstreamError::Protocol("invalid response"))?;
+    buf.advance(len);
+    Ok(Some(Some(Head {
+        response,
+        framing,
+        keep_alive,
+    })))
+}
+
+/// A response head read from an upstream.
+pub(crate) struct Head {
+    /// Status and headers (hop-by-hop ones still in).
+    pub(crate) response: Response<()>,
+    /// How the body is delimited.
+    pub(crate) framing: Framing,
+    /// Whether the connection may carry another request once the body was read.
+    pub(crate) keep_alive: bool,
+}
+
+/// How a response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// This many bytes are left.
+    Length(u64),
+    /// Chunked transfer coding, in this state.
+    Chunked(Chunk),
+    /// Everything until the upstream closes the connection.
+    UntilClose,
+}
+
+/// Where a chunked body's decoder is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Chunk {
+    /// Expecting a chunk-size line.
+    Size,
+    /// In a chunk's data, with this many bytes left.
+    Data(u64),
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// After the last chunk: trailer lines until an empty one.
+    Trailers,
+}
+
+/// A response body read from its connection as the client takes it. The connection goes
+/// back to its pool once the body was read to its end (if the response allowed keeping
+/// it); the request stays counted in flight on its release until the body is dropped.
+pub(crate) struct LeanBody {
+    conn: Option<Conn>,
+    framing: Framing,
+    done: bool,
+    keep_alive: bool,
+    pool: Arc<Pool>,
+    _guard: InFlightGuard,
+}
+
+impl LeanBody {
+    /// The body of the response whose head was `head`, read from `conn`.
+    pub(crate) fn new(
+        conn: Conn,
+        head_framing: Framing,
+        keep_alive: bool,
+        pool: Arc<Pool>,
+        guard: InFlightGuard,
+    ) -> LeanBody {
+        let keep_alive =
+            keep_alive && !(head_framing == Framing::Length(0) && !conn.buf.is_empty());
+        let mut body = LeanBody {
+            conn: Some(conn),
+            framing: head_framing,
+            done: false,
+            keep_alive,
+            pool,
+            _guard: guard,
+        };
+        if body.framing == Framing::Length(0) {
+            body.finish();
+        }
+        body
+    }
+
+    /// The body was read to its end: give the connection back.
+    fn finish(&mut self) {
+        self.done = true;
+        if let Some(conn) = self.conn.take() {
+            // A request body not sent whole leaves the connection out of step.
+            if self.keep_alive && conn.upload_done() {
+                self.pool.checkin(conn);
+            }
+        }
+    }
+
+    /// The next piece of the body from the buffer: `Ok(Some(data))`, or `Ok(None)` when
+    /// more must be read first or the body ended (then `done` is set).
+    fn decode(&mut self) -> Result<Option<Bytes>, &'static str> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(None);
+        };
+        let (data, end) = decode(&mut self.framing, &mut conn.buf)?;
+        if end {
+            if !conn.buf.is_empty() {
+                // Bytes past the response: the connection is out of step; don't keep it.
+                self.keep_alive = false;
+            }
+            self.finish();
+        }
+        Ok(data)
+    }
+}
+
+/// Decode the next piece of a body framed by `framing` from `buf`: the data, if any, and
+/// whether the body ended.
+fn decode(
+    framing: &mut Framing,
+    buf: &mut BytesMut,
+) -> Result<(Option<Bytes>, bool), &'static str> {
+    loop {
+        match framing {
+            Framing::Length(left) => {
+                if buf.is_empty() {
+                    return Ok((None, *left == 0));
+                }
+                let n = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
+                *left -= n as u64;
+                return Ok((Some(buf.split_to(n).freeze()), *left == 0));
+            }
+            Framing::UntilClose => {
+                if buf.is_empty() {
+                    return Ok((None, false));
+                }
+                return Ok((Some(buf.split().freeze()), false));
+            }
+            Framing::Chunked(state) => match *state {
+                Chunk::Size => {
+                    let Some(line) = take_line(buf)? else {
+                        return Ok((None, false));
+                    };
+                    let size = chunk_size(&line)?;
+                    *state = if size == 0 {
+                        Chunk::Trailers
+                    } else {
+                        Chunk::Data(size)
+                    };
+                }
+                Chunk::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok((None, false));
+                    }
+                    let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                    let left = left - n as u64;
+                    *state = if left == 0 {
+                        Chunk::DataEnd
+                    } else {
+                        Chunk::Data(left)
+                    };
+                    return Ok((Some(buf.split_to(n).freeze()), false));
+                }
+                Chunk::DataEnd => {
+                    if buf.len() < 2 {
+                        return Ok((None, false));
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Err("chunk data not followed by CRLF");
+                    }
+                    buf.advance(2);
+                    *state = Chunk::Size;
+                }
+                Chunk::Trailers => {
+                    let Some(line) = take_line(buf)? else {
+                        return Ok((None, false));
+                    };
+                    if line.is_empty() {
+                        return Ok((None, true));
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// Take one CRLF-terminated line (without the CRLF) off the buffer, if it is all there.
+fn take_line(buf: &mut BytesMut) -> Result<Option<Bytes>, &'static str> {
+    match buf.windows(2).position(|w| w == b"\r\n") {
+        Some(end) if end > MAX_LINE => Err("chunk line too long"),
+        Some(end) => {
+            let line = buf.split_to(end).freeze();
+            buf.advance(2);
+            Ok(Some(line))
+        }
+        None if buf.len() > MAX_LINE => Err("chunk line too long"),
+        None => Ok(None),
+    }
+}
+
+/// The size of a chunk-size line (hex digits, then optional extensions after `;`).
+fn chunk_size(line: &[u8]) -> Result<u64, &'static str> {
+    let digits = line
+        .iter()
+        .position(|b| *b == b';')
+        .map_or(line, |semi| &line[..semi]);
+    let digits = digits.trim_ascii();
+    if digits.is_empty() || digits.len() > 15 {
+        return Err("invalid chunk size");
+    }
+    let mut size = 0u64;
+    for d in digits {
+        let v = (*d as char).to_digit(16).ok_or("invalid chunk size")?;
+        size = size * 16 + u64::from(v);
+    }
+    Ok(size)
+}
+
+impl Body for LeanBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = &mut *self;
+        if let Some(conn) = this.conn.as_mut() {
+            // The request body goes on while the answer streams (an app may echo it).
+            if let Poll::Ready(Err(UploadError::Client(err))) = conn.poll_upload(cx) {
+                this.conn = None;
+                this.done = true;
+                return Poll::Ready(Some(Err(io::Error::other(err))));
+            }
+        }
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match this.decode() {
+                Ok(Some(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                Ok(None) if this.done => return Poll::Ready(None),
+                Ok(None) => {}
+                Err(what) => {
+                    this.conn = None;
+                    this.done = true;
+                    return Poll::Ready(Some(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        what,
+                    ))));
+                }
+            }
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match ready!(conn.poll_fill(cx)) {
+                Ok(0) => {
+                    this.conn = None;
+                    this.done = true;
+                    if this.framing == Framing::UntilClose {
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the application closed the connection in the middle of the body",
+                    ))));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    this.conn = None;
+                    this.done = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            Framing::Length(n) if !self.done => SizeHint::with_exact(n),
+            _ if self.done => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_sizes() {
+        assert_eq!(chunk_size(b"1a"), Ok(26));
+        assert_eq!(chunk_size(b"0"), Ok(0));
+        assert_eq!(chunk_size(b"A;name=value"), Ok(10));
+        assert_eq!(chunk_size(b"10 ; x"), Ok(16));
+        assert!(chunk_size(b"").is_err());
+        assert!(chunk_size(b"xyz").is_err());
+        assert!(chunk_size(b"-1").is_err());
+        assert!(
+            chunk_size(b"1234567890abcdef0").is_err(),
+            "overflow must be refused"
+        );
+    }
+
+    #[test]
+    fn lines() {
+        let mut buf = BytesMut::from(&b"abc\r\ndef"[..]);
+        assert_eq!(
+            take_line(&mut buf).ok().flatten().as_deref(),
+            Some(&b"abc"[..])
+        );
+        assert_eq!(take_line(&mut buf), Ok(None));
+        assert_eq!(&buf[..], b"def");
+        let mut long = BytesMut::from(vec![b'a'; MAX_LINE + 1].as_slice());
+        assert!(take_line(&mut long).is_err());
+    }
+}

@@ -1,0 +1,268 @@
+//! The router's upstream HTTP/1.1 client against a scripted app on a raw TCP socket: body
+//! framings, interim responses, answers split into single bytes, early answers, broken
+//! answers, and which connections are kept.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use hyper::{Request, StatusCode};
+use slipway_router::{EnvRoutes, RouterConfig};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+/// A request as the scripted app received it.
+#[derive(Debug, Clone)]
+struct Received {
+    connection: usize,
+    head: String,
+    body: Vec<u8>,
+}
+
+/// The scripted app: for each request, reads the head and the body (Content-Length or
+/// chunked, decoded), records them, and writes `answer(path)` (raw bytes; `None`: close
+/// without answering). With `slow`, every answer is written one byte at a time.
+struct Script {
+    port: u16,
+    received: Arc<Mutex<Vec<Received>>>,
+    connections: Arc<AtomicUsize>,
+}
+
+async fn script(answer: fn(&str) -> Option<Vec<u8>>, slow: bool) -> Script {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let connections = Arc::new(AtomicUsize::new(0));
+    let (rec, conns) = (Arc::clone(&received), Arc::clone(&connections));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let connection = conns.fetch_add(1, Ordering::SeqCst) + 1;
+            let rec = Arc::clone(&rec);
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(stream);
+                loop {
+                    let mut head = String::new();
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push_str(&line);
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let lower = head.to_ascii_lowercase();
+                    let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+                    let mut body = Vec::new();
+                    // `/early` answers before reading the body.
+                    if path != "/early" {
+                        if lower.contains("transfer-encoding: chunked") {
+                            loop {
+                                let mut size = String::new();
+                                reader.read_line(&mut size).await.unwrap();
+                                let n = usize::from_str_radix(size.trim(), 16).unwrap();
+                                let mut chunk = vec![0u8; n + 2];
+                                reader.read_exact(&mut chunk).await.unwrap();
+                                if n == 0 {
+                                    break;
+                                }
+                                body.extend_from_slice(&chunk[..n]);
+                            }
+                        } else if let Some(i) = lower.find("content-length: ") {
+                            let n: usize = lower[i + 16..].split("\r\n").next().unwrap().parse().unwrap();
+                            body = vec![0u8; n];
+                            reader.read_exact(&mut body).await.unwrap();
+                        }
+                    }
+                    rec.lock().unwrap().push(Received {
+                        connection,
+                        head: head.clone(),
+                        body,
+                    });
+                    let Some(out) = answer(&path) else { return };
+                    let w = reader.get_mut();
+                    if slow {
+                        for b in out {
+                            if w.write_all(&[b]).await.is_err() {
+                                return;
+                            }
+                            w.flush().await.unwrap();
+                            tokio::time::sleep(Duration::from_micros(200)).await;
+                        }
+                    } else if w.write_all(&out).await.is_err() {
+                        return;
+                    }
+                    if ["/until-close", "/early", "/close", "/short"].contains(&path.as_str()) {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Script {
+        port,
+        received,
+        connections,
+    }
+}
+
+fn answers(path: &str) -> Option<Vec<u8>> {
+    let text: &str = match path {
+        "/length" => "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-App: length\r\n\r\nhello",
+        "/chunked" => {
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n\
+             5;ext=1\r\nhello\r\n1 \r\n,\r\nA\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n"
+        }
+        "/interim" => {
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n\
+             HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        }
+        "/no-content" => "HTTP/1.1 204 No Content\r\n\r\n",
+        "/not-modified" => "HTTP/1.1 304 Not Modified\r\nContent-Length: 50\r\n\r\n",
+        "/until-close" => "HTTP/1.0 200 OK\r\n\r\nall of it until the end",
+        "/close" => "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbye",
+        "/conflict" => "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        "/garbage" => "HTTP/1.1 2OO OK\r\n\r\n",
+        "/bad-chunk" => "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nxx\r\n0\r\n\r\n",
+        "/short" => "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
+        "/early" => "HTTP/1.1 413 Content Too Large\r\nContent-Length: 4\r\n\r\nbig!",
+        "/echo-length" => return Some(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()),
+        "/head" => "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n",
+        _ => return None,
+    };
+    Some(text.as_bytes().to_vec())
+}
+
+async fn router_to(port: u16) -> TestRouter {
+    let r = start_router(RouterConfig {
+        workers: Some(1),
+        ..RouterConfig::default()
+    })
+    .await;
+    r.router
+        .switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r", port)))
+        .unwrap();
+    r
+}
+
+const HOST: &str = "main.demo.localhost";
+
+#[tokio::test]
+async fn body_framings_and_interim_answers_even_one_byte_at_a_time() {
+    for slow in [false, true] {
+        let app = script(answers, slow).await;
+        let r = router_to(app.port).await;
+        let mut c = client(r.addr).await;
+        let a = within(10, get(&mut c, HOST, "/length")).await;
+        assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, "hello"));
+        assert_eq!(a.headers.get("x-app").map(|v| v.to_str().unwrap()), Some("length"));
+        let a = within(10, get(&mut c, HOST, "/chunked")).await;
+        assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, "hello,0123456789"), "slow: {slow}");
+        let a = within(10, get(&mut c, HOST, "/interim")).await;
+        assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, "ok"));
+        let a = within(10, get(&mut c, HOST, "/no-content")).await;
+        assert_eq!((a.status, a.body.as_str()), (StatusCode::NO_CONTENT, ""));
+        let a = within(10, get(&mut c, HOST, "/not-modified")).await;
+        assert_eq!((a.status, a.body.as_str()), (StatusCode::NOT_MODIFIED, ""));
+        let head = Request::head("/head").header("host", HOST).body(empty()).unwrap();
+        let a = within(10, request(&mut c, head)).await.unwrap();
+        assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, ""));
+        assert_eq!(a.headers["content-length"], "10", "HEAD keeps the length of the GET");
+        // Every answer above left the connection in step: one upstream connection.
+        assert_eq!(app.connections.load(Ordering::SeqCst), 1, "slow: {slow}");
+
+        // Read until close: all of it, and the connection is not reused.
+        let a = within(10, get(&mut c, HOST, "/until-close")).await;
+        assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, "all of it until the end"));
+        let a = within(10, get(&mut c, HOST, "/length")).await;
+        assert_eq!(a.body, "hello");
+        assert_eq!(app.connections.load(Ordering::SeqCst), 2);
+        // `Connection: close` is not reused either.
+        let a = within(10, get(&mut c, HOST, "/close")).await;
+        assert_eq!(a.body, "bye");
+        let a = within(10, get(&mut c, HOST, "/length")).await;
+        assert_eq!(a.body, "hello");
+        assert_eq!(app.connections.load(Ordering::SeqCst), 3);
+        let received = app.received.lock().unwrap().clone();
+        let first = &received[0].head;
+        assert!(first.starts_with("GET /length HTTP/1.1\r\n"), "{first}");
+        assert!(first.contains("x-forwarded-for: 127.0.0.1\r\n"), "{first}");
+        assert!(!first.to_ascii_lowercase().contains("transfer-encoding"), "{first}");
+        r.stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn broken_answers_are_502_and_their_connections_dropped() {
+    let app = script(answers, false).await;
+    let r = router_to(app.port).await;
+    for path in ["/conflict", "/garbage", "/nothing"] {
+        let a = within(10, get_once(r.addr, HOST, path)).await;
+        assert_eq!(a.status, StatusCode::BAD_GATEWAY, "{path}: {}", a.body);
+        assert!(a.body.starts_with("502 Bad Gateway"), "{path}: {}", a.body);
+    }
+    // A body that breaks after the head went out: the client's answer is cut short, not
+    // completed with anything else.
+    for path in ["/bad-chunk", "/short"] {
+        let mut c = client(r.addr).await;
+        let req = Request::get(path).header("host", HOST).body(empty()).unwrap();
+        let result = within(10, request(&mut c, req)).await;
+        assert!(result.is_err(), "{path}: a broken body must not look complete");
+    }
+    let a = within(10, get_once(r.addr, HOST, "/length")).await;
+    assert_eq!(a.body, "hello");
+    let live = r.router.current("demo/main").unwrap();
+    assert_eq!(live.idle_connections(), 1, "only the good connection is kept");
+    r.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn request_bodies_with_a_length_or_chunked_and_early_answers() {
+    let app = script(answers, false).await;
+    let r = router_to(app.port).await;
+    let mut c = client(r.addr).await;
+
+    // A body of known length is sent as is.
+    let req = Request::post("/echo-length").header("host", HOST).body(full("twelve bytes")).unwrap();
+    let a = within(10, request(&mut c, req)).await.unwrap();
+    assert_eq!(a.body, "ok");
+    // A body of unknown length (streamed by the client) goes chunked.
+    let (tx, body) = channel_body();
+    let req = Request::post("/echo-length").header("host", HOST).body(body).unwrap();
+    let feeder = tokio::spawn(async move {
+        for part in ["one,", "two,", "three"] {
+            tx.send(bytes::Bytes::from(part)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let a = within(10, request(&mut c, req)).await.unwrap();
+    feeder.await.unwrap();
+    assert_eq!(a.body, "ok");
+    {
+        let received = app.received.lock().unwrap();
+        assert_eq!(received[0].body, b"twelve bytes");
+        assert!(received[0].head.contains("content-length: 12\r\n"), "{}", received[0].head);
+        assert_eq!(received[1].body, b"one,two,three");
+        assert!(received[1].head.contains("transfer-encoding: chunked\r\n"), "{}", received[1].head);
+        assert_eq!(received[1].connection, 1, "both on one kept connection");
+    }
+
+    // The app answers 413 without reading a large body: the client gets the 413, and the
+    // connection, out of step, is not reused.
+    let req = Request::post("/early")
+        .header("host", HOST)
+        .body(full(vec![b'x'; 4 << 20]))
+        .unwrap();
+    let mut c2 = client(r.addr).await;
+    let a = within(10, request(&mut c2, req)).await.unwrap();
+    assert_eq!((a.status, a.body.as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "big!"));
+    let a = within(10, get_once(r.addr, HOST, "/length")).await;
+    assert_eq!(a.body, "hello");
+    let last = app.received.lock().unwrap().last().unwrap().connection;
+    assert_ne!(last, 1, "the connection of the early answer was not reused");
+    r.stop().await.unwrap();
+}
