@@ -3,7 +3,9 @@
 //! real `git` and `ssh` clients pointed at it.
 //!
 //! Needs: root (runc, network namespaces), `runc`, `git`, `ssh`, `ssh-keygen`,
-//! `python3` (the demo app), `ip` (iproute2). `.ci/install-deps` installs them.
+//! `python3` (the demo app), `ip` (iproute2), `pip3`, `node` and `npm` (the build
+//! tests: `dependencies` and the nodejs flavor, served from loopback only).
+//! `scripts/install-deps` installs them.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
