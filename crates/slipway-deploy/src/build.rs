@@ -331,7 +331,9 @@ impl BuildContext<'_> {
         let spec = build_spec(id, self.app, self.tree, &script, self.dir, self.cache, extra_env);
         let found_missing: Arc<Mutex<Option<String>>> = Arc::default();
         let (o, name, fm) = (self.out.clone(), self.app.name.clone(), found_missing.clone());
-        let mut on_line = move |l: &str| match l.strip_prefix(MISSING_TOOL) {
+        // Only Slipway's steps have the preamble; the build hook's output is passed on as is.
+        let preamble = step.is_some();
+        let mut on_line = move |l: &str| match l.strip_prefix(MISSING_TOOL).filter(|_| preamble) {
             Some(tool) => {
                 if let Ok(mut m) = fm.lock() {
                     *m = Some(tool.trim().to_string());
