@@ -1,7 +1,7 @@
 //! `dependencies`: global packages an app lists per language, installed before its build
 //! flavor and `hooks.build` into [`GLOBAL_DIR`] inside the build container, as Platform.sh does.
 //! The folder is part of the slug, so the packages ship with the app; [`PATH`] and the
-//! language's variables ([`env`]) are the same in the build container and at run time
+//! language's variables ([`env()`]) are the same in the build container and at run time
 //! (containers, deploy hooks, shells), so the packages' commands work in both.
 //!
 //! | language | installed with | commands in |
