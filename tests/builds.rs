@@ -345,3 +345,262 @@ fn a_timed_out_or_oversized_build_leaves_nothing_behind() {
     );
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
+
+/// The package document of the loopback registry's `slipway-hello-js` 1.0.0.
+const HELLO_JS: &[(&str, &str)] = &[
+    ("package.json", "{\"name\": \"slipway-hello-js\", \"version\": \"1.0.0\", \"bin\": {\"slipway-hello-js\": \"index.js\"}}"),
+    ("index.js", "#!/usr/bin/env node\nconsole.log('hello from npm');\n"),
+];
+
+fn hello_registry() -> slipway_e2e::NpmRegistry {
+    slipway_e2e::NpmRegistry::start(&[slipway_e2e::NpmPackage { name: "slipway-hello-js", version: "1.0.0", files: HELLO_JS }])
+}
+
+/// Answers each GET with where the two global commands are and what they print, run now.
+const GLOBALS_SERVER: &str = r#"import http.server, os, shutil, subprocess
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        lines = []
+        for cmd in ["slipway-hello", "slipway-hello-js"]:
+            out = subprocess.run([cmd], capture_output=True, text=True).stdout.strip()
+            lines.append(f"{shutil.which(cmd)}: {out}")
+        body = ("\n".join(lines) + "\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+#[test]
+fn dependencies_are_installed_into_the_slug_and_work_in_the_build_and_at_run_time() {
+    let server = Server::start();
+    let registry = hello_registry();
+    let app = App::demo(server.dir.path(), "app");
+    // A wheel made here, committed with the app: pip installs it without any index.
+    slipway_e2e::write_wheel(
+        &app.dir.join("wheels"),
+        "slipwayhello",
+        "1.0",
+        &[("__init__.py", "def main():\n    print('hello from a wheel')\n")],
+        &["slipway-hello = slipwayhello:main"],
+    );
+    app.write("server.py", GLOBALS_SERVER);
+    app.write(
+        ".platform.app.yaml",
+        &format!(
+            "name: hello\ntype: python:3.11\ndependencies:\n  python3:\n    slipwayhello: '1.0'\n  nodejs:\n    slipway-hello-js: '^1'\nvariables:\n  env:\n    PIP_NO_INDEX: '1'\n    PIP_FIND_LINKS: /app/wheels\n    NPM_CONFIG_REGISTRY: '{}'\nhooks:\n  build: |\n    set -e\n    echo \"PATH=$PATH\"\n    slipway-hello\n    slipway-hello-js\nweb:\n  commands:\n    start: python3 server.py\n",
+            registry.url
+        ),
+    );
+    app.commit("global dependencies");
+    let (ok, out) = push(&server, &app, "main");
+    assert!(ok, "{out}\n{}", server.server_log());
+    // Each language installs in its own step, before the build hook, output prefixed.
+    let nodejs = line_of(&out, "build hello: installing dependencies (nodejs: slipway-hello-js@^1)");
+    let python = line_of(&out, "build hello: installing dependencies (python3: slipwayhello==1.0)");
+    let hook = line_of(&out, "build hello: running hooks.build");
+    assert!(nodejs < hook && python < hook, "{out}");
+    assert!(out.contains("hello | Successfully installed slipwayhello-1.0"), "{out}");
+    assert!(out.contains("hello | added 1 package"), "{out}");
+    // The build hook finds them on PATH.
+    assert!(out.contains("hello | PATH=/app/.global/bin:/app/.global/vendor/bin:"), "{out}");
+    assert!(out.contains("hello | hello from a wheel") && out.contains("hello | hello from npm"), "{out}");
+    // So do the app's containers: the commands come from /app/.global in the slug.
+    assert_eq!(
+        body(&server, "main.demo.localhost"),
+        "/app/.global/bin/slipway-hello: hello from a wheel\n/app/.global/bin/slipway-hello-js: hello from npm\n"
+    );
+    // And shells into the app.
+    let o = server.ssh(&server.key, "main.demo", "slipway-hello && echo $PYTHONUSERBASE");
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "hello from a wheel\n/app/.global\n");
+    // Package managers' downloads went to the build cache, not into the slug.
+    let slug_hex = out.split("built sha256:").nth(1).and_then(|s| s.get(..64)).expect("slug digest");
+    let slug = server.data.join("slugs").join(slug_hex);
+    assert!(slug.join(".global/bin/slipway-hello").is_file(), "the slug has no .global");
+    for cache in [".npm", ".cache"] {
+        assert!(!slug.join(cache).exists(), "{cache} is in the slug");
+    }
+}
+
+#[test]
+fn a_missing_tool_or_a_failed_install_fails_the_build_and_leaves_nothing() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    let nothing = |what: &str| {
+        let blobs = entries(&server.data.join("archive/blobs/sha256"));
+        assert!(blobs.is_empty(), "{what}: blobs left: {blobs:?}");
+        let builds = entries(&server.data.join("builds"));
+        assert!(builds.is_empty(), "{what}: build folders left: {builds:?}");
+        assert!(server.containers().is_empty(), "{what}: containers left: {:?}", server.containers());
+    };
+
+    // php dependencies, and no composer on this host stack.
+    let has_composer = Command::new("sh").args(["-c", "command -v composer"]).output();
+    assert!(!has_composer.is_ok_and(|o| o.status.success()), "this test needs a host stack without composer");
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\ndependencies:\n  php:\n    composer/composer: '^2'\nhooks:\n  build: echo never\nweb:\n  commands:\n    start: python3 server.py\n",
+    );
+    app.commit("php dependencies");
+    let (ok, out) = push(&server, &app, "main");
+    assert!(!ok, "{out}");
+    assert!(out.contains("installing dependencies (php: composer/composer:^2)"), "{out}");
+    assert!(
+        out.contains("build failed: app hello: dependencies.php needs `composer`, which is not on the host stack"),
+        "{out}"
+    );
+    assert!(out.contains("! [remote rejected] main -> main (build failed: app hello: dependencies.php"), "{out}");
+    assert!(!out.contains("hello | never"), "the build hook ran: {out}");
+    assert!(!out.contains("@@slipway"), "{out}");
+    nothing("after a missing tool");
+
+    // An install that fails (no such package, no index): like a failing hook.
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\ndependencies:\n  python3:\n    no-such-package-anywhere: '*'\nvariables:\n  env:\n    PIP_NO_INDEX: '1'\nhooks:\n  build: echo never\nweb:\n  commands:\n    start: python3 server.py\n",
+    );
+    app.commit("a package that is nowhere");
+    let (ok, out) = push(&server, &app, "main");
+    assert!(!ok, "{out}");
+    assert!(out.contains("hello | ERROR: "), "pip's own message is shown: {out}");
+    assert!(
+        out.contains("build failed: installing the python3 dependencies of hello exited with status 1"),
+        "{out}"
+    );
+    assert!(!out.contains("hello | never"), "{out}");
+    nothing("after a failed install");
+
+    // A php app with composer.json gets the composer flavor, which needs composer too.
+    app.write("composer.json", "{}\n");
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: php:8.3\nhooks:\n  build: echo never\nweb:\n  commands:\n    start: python3 server.py\n",
+    );
+    app.commit("php app");
+    let (ok, out) = push(&server, &app, "main");
+    assert!(!ok, "{out}");
+    assert!(out.contains("build hello: running build flavor composer (composer install)"), "{out}");
+    assert!(
+        out.contains("build failed: app hello: build flavor composer needs `composer`, which is not on the host stack; install it on the server's host stack, or set `build.flavor: none`"),
+        "{out}"
+    );
+    nothing("after the composer flavor");
+
+    // With `build.flavor: none` the same app builds and deploys.
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: php:8.3\nbuild:\n  flavor: none\nhooks:\n  build: echo built-php > build.txt\nweb:\n  commands:\n    start: python3 server.py\n",
+    );
+    app.commit("no flavor");
+    let (ok, out) = push(&server, &app, "main");
+    assert!(ok, "{out}\n{}", server.server_log());
+    assert!(!out.contains("build flavor"), "{out}");
+    assert_eq!(body(&server, "main.demo.localhost"), "built-php\n");
+}
+
+#[test]
+fn the_nodejs_default_flavor_runs_npm_install_unless_none() {
+    let server = Server::start();
+    let registry = hello_registry();
+    let app = App::demo(server.dir.path(), "app");
+    app.write(
+        "package.json",
+        "{\"name\": \"site\", \"version\": \"1.0.0\", \"private\": true, \"dependencies\": {\"slipway-hello-js\": \"^1\"}}\n",
+    );
+    let config = |flavor: &str| {
+        format!(
+            "name: hello\ntype: nodejs:20\n{flavor}variables:\n  env:\n    NPM_CONFIG_REGISTRY: '{}'\nhooks:\n  build: |\n    set -e\n    if [ -d node_modules ]; then node_modules/.bin/slipway-hello-js > build.txt; else echo no-node-modules > build.txt; fi\nweb:\n  commands:\n    start: python3 server.py\n",
+            registry.url
+        )
+    };
+    app.write(".platform.app.yaml", &config(""));
+    app.commit("nodejs app");
+    let (ok, out) = push(&server, &app, "main");
+    assert!(ok, "{out}\n{}", server.server_log());
+    let flavor = line_of(&out, "build hello: running build flavor default (npm prune && npm install)");
+    assert!(flavor < line_of(&out, "build hello: running hooks.build"), "{out}");
+    assert!(out.contains("hello | added 1 package"), "{out}");
+    assert_eq!(body(&server, "main.demo.localhost"), "hello from npm\n");
+
+    app.write(".platform.app.yaml", &config("build:\n  flavor: none\n"));
+    app.commit("no flavor");
+    let (ok, out) = push(&server, &app, "main");
+    assert!(ok, "{out}\n{}", server.server_log());
+    assert!(!out.contains("build flavor"), "{out}");
+    assert_eq!(body(&server, "main.demo.localhost"), "no-node-modules\n");
+}
+
+#[test]
+fn build_caches_come_back_while_the_watched_files_stay_the_same() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    // The build keeps the first `made-by` it finds in the cached folder and serves it.
+    let config = |allow_stale: bool| {
+        format!(
+            "name: hello\ntype: python:3.11\nbuild:\n  caches:\n    deps:\n      directory: cached/deps\n      watch: [requirements.txt]\n      allow_stale: {allow_stale}\nhooks:\n  build: |\n    set -e\n    if [ -f cached/deps/made-by ]; then echo \"found $(cat cached/deps/made-by)\"; else echo fresh; mkdir -p cached/deps; echo \"build-$(cat VERSION)\" > cached/deps/made-by; fi\n    cp cached/deps/made-by build.txt\nweb:\n  commands:\n    start: python3 server.py\n"
+        )
+    };
+    app.write(".platform.app.yaml", &config(false));
+    app.write("requirements.txt", "flask==3.0\n");
+    app.commit("v1 with a cache");
+    let (ok, out) = push(&server, &app, "main");
+    assert!(ok, "{out}\n{}", server.server_log());
+    assert!(out.contains("build hello: build cache deps: nothing saved yet for these watched files"), "{out}");
+    assert!(out.contains("hello | fresh"), "{out}");
+    let saved = line_of(&out, "build hello: saved build cache deps (cached/deps, ");
+    assert!(saved > line_of(&out, "build hello: built sha256:"), "saved before the slug was built:\n{out}");
+    assert_eq!(body(&server, "main.demo.localhost"), "build-1\n");
+
+    // Another change, same watched file: the second build finds what the first one left.
+    app.write("VERSION", "2\n");
+    app.commit("v2");
+    let (ok, out) = push(&server, &app, "main");
+    assert!(ok, "{out}");
+    let restored = line_of(&out, "build hello: restored build cache deps (cached/deps)");
+    assert!(restored < line_of(&out, "build hello: running hooks.build"), "{out}");
+    assert!(out.contains("hello | found build-1"), "{out}");
+    assert_eq!(body(&server, "main.demo.localhost"), "build-1\n");
+
+    // The watched file changes: the build starts without the cache.
+    app.write("VERSION", "3\n");
+    app.write("requirements.txt", "flask==3.1\n");
+    app.commit("v3, new requirements");
+    let (ok, out) = push(&server, &app, "main");
+    assert!(ok, "{out}");
+    assert!(!out.contains("restored build cache"), "{out}");
+    assert!(out.contains("hello | fresh"), "{out}");
+    assert_eq!(body(&server, "main.demo.localhost"), "build-3\n");
+
+    // Unless stale content is allowed: then the newest saved folder comes back.
+    app.write(".platform.app.yaml", &config(true));
+    app.write("VERSION", "4\n");
+    app.write("requirements.txt", "flask==3.2\n");
+    app.commit("v4, stale allowed");
+    let (ok, out) = push(&server, &app, "main");
+    assert!(ok, "{out}");
+    assert!(out.contains("build hello: restored build cache deps (cached/deps; stale: the watched files changed)"), "{out}");
+    assert!(out.contains("hello | found build-3"), "{out}");
+    assert_eq!(body(&server, "main.demo.localhost"), "build-3\n");
+
+    // Kept per project, environment, app and name; at most a few entries.
+    let store = server.data.join("build-caches/demo/main/hello/deps");
+    let kept = entries(&store);
+    assert!(!kept.is_empty() && kept.len() <= 3, "{kept:?}");
+    assert!(kept.iter().all(|n| !n.starts_with('.')), "temporary folders left: {kept:?}");
+
+    // A directory outside the app is refused before anything builds.
+    app.write(".platform.app.yaml", &config(false).replace("cached/deps", "../elsewhere"));
+    app.commit("bad cache");
+    let (ok, out) = push(&server, &app, "main");
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(".platform.app.yaml:6:18: error: build cache directory `../elsewhere` must stay inside the app (no `..`) (at build.caches.deps.directory)"),
+        "{out}"
+    );
+    assert!(!out.contains("running hooks.build"), "{out}");
+}

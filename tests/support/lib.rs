@@ -3,7 +3,9 @@
 //! real `git` and `ssh` clients pointed at it.
 //!
 //! Needs: root (runc, network namespaces), `runc`, `git`, `ssh`, `ssh-keygen`,
-//! `python3` (the demo app), `ip` (iproute2). `.ci/install-deps` installs them.
+//! `python3` (the demo app), `ip` (iproute2), `pip3`, `node` and `npm` (the build
+//! tests: `dependencies` and the nodejs flavor, served from loopback only).
+//! `scripts/install-deps` installs them.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -485,3 +487,160 @@ pub fn assert_fsck(repo: &Path) {
     let o = run(Command::new("git").args(["fsck", "--full", "--no-dangling"]).current_dir(repo));
     assert!(o.status.success(), "git fsck --full in {}: {}", repo.display(), text(&o));
 }
+
+/// A wheel `dir/NAME-VERSION-py3-none-any.whl` (made with python3's zipfile): the package
+/// `NAME` holding `files` (path inside the package, content), and `console_scripts` lines
+/// (`command = module:function`).
+pub fn write_wheel(dir: &Path, name: &str, version: &str, files: &[(&str, &str)], console_scripts: &[&str]) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("wheel folder");
+    let files = files.iter().map(|(p, c)| format!("[{p:?}, {c:?}]")).collect::<Vec<_>>().join(", ");
+    let scripts = console_scripts.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
+    let dir_text = dir.display().to_string();
+    let spec = format!(
+        "{{\"dir\": {dir_text:?}, \"name\": {name:?}, \"version\": {version:?}, \"files\": [{files}], \"scripts\": [{scripts}]}}"
+    );
+    let mut child = Command::new("python3")
+        .args(["-c", WHEEL_PY])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child.stdin.take().expect("stdin").write_all(spec.as_bytes()).expect("writing the wheel spec");
+    let o = child.wait_with_output().expect("python3");
+    assert!(o.status.success(), "making the wheel: {}", text(&o));
+    PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())
+}
+
+const WHEEL_PY: &str = r#"
+import base64, hashlib, json, os, sys, zipfile
+spec = json.load(sys.stdin)
+name, version = spec["name"], spec["version"]
+info = f"{name}-{version}.dist-info"
+files = [(f"{name}/{p}", c) for p, c in spec["files"]]
+files.append((f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"))
+files.append((f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: slipway-e2e\nRoot-Is-Purelib: true\nTag: py3-none-any\n"))
+files.append((f"{info}/entry_points.txt", "[console_scripts]\n" + "".join(s + "\n" for s in spec["scripts"])))
+path = os.path.join(spec["dir"], f"{name}-{version}-py3-none-any.whl")
+record = []
+with zipfile.ZipFile(path, "w") as z:
+    for p, c in files:
+        data = c.encode()
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{p},sha256={digest},{len(data)}")
+        z.writestr(p, data)
+    record.append(f"{info}/RECORD,,")
+    z.writestr(f"{info}/RECORD", "\n".join(record) + "\n")
+print(path)
+"#;
+
+/// A tiny npm registry on 127.0.0.1 (python3's http.server): serves the package documents
+/// and tarballs of the packages it was given. Stopped when dropped.
+pub struct NpmRegistry {
+    /// Its URL, `http://127.0.0.1:PORT/`.
+    pub url: String,
+    child: Child,
+}
+
+/// One package version for [`NpmRegistry`]: its name, version and files (`package.json` among them).
+pub struct NpmPackage<'a> {
+    /// Package name (unscoped).
+    pub name: &'a str,
+    /// Version.
+    pub version: &'a str,
+    /// Files of the package (path inside it, content); `bin` files are made executable by npm.
+    pub files: &'a [(&'a str, &'a str)],
+}
+
+impl NpmRegistry {
+    /// Start serving `packages`.
+    pub fn start(packages: &[NpmPackage<'_>]) -> NpmRegistry {
+        let spec = format!(
+            "[{}]",
+            packages
+                .iter()
+                .map(|p| format!(
+                    "{{\"name\": {:?}, \"version\": {:?}, \"files\": [{}]}}",
+                    p.name,
+                    p.version,
+                    p.files.iter().map(|(f, c)| format!("[{f:?}, {c:?}]")).collect::<Vec<_>>().join(", ")
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut child = Command::new("python3")
+            .args(["-c", REGISTRY_PY, &spec])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3");
+        let mut first = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        let mut reader = BufReader::new(stdout);
+        reader.read_line(&mut first).expect("reading the registry's port");
+        let port: u16 = first.trim().parse().unwrap_or_else(|_| panic!("registry said {first:?}"));
+        // Keep draining its output so it never blocks.
+        std::thread::spawn(move || for _ in reader.lines() {});
+        NpmRegistry { url: format!("http://127.0.0.1:{port}/"), child }
+    }
+}
+
+impl Drop for NpmRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const REGISTRY_PY: &str = r#"
+import base64, hashlib, http.server, io, json, sys, tarfile
+packages = json.loads(sys.argv[1])
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+port = server.server_address[1]
+docs, tarballs = {}, {}
+for p in packages:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        for path, content in p["files"]:
+            data = content.encode()
+            info = tarfile.TarInfo("package/" + path)
+            info.size = len(data)
+            info.mode = 0o644
+            t.addfile(info, io.BytesIO(data))
+    tgz = buf.getvalue()
+    name, version = p["name"], p["version"]
+    tar_path = f"/{name}/-/{name}-{version}.tgz"
+    tarballs[tar_path] = tgz
+    manifest = dict(json.loads(dict(p["files"])["package.json"]))
+    manifest["dist"] = {
+        "tarball": f"http://127.0.0.1:{port}{tar_path}",
+        "shasum": hashlib.sha1(tgz).hexdigest(),
+        "integrity": "sha512-" + base64.b64encode(hashlib.sha512(tgz).digest()).decode(),
+    }
+    doc = docs.setdefault(f"/{name}", {"name": name, "versions": {}, "dist-tags": {}})
+    doc["versions"][version] = manifest
+    doc["dist-tags"]["latest"] = version
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        path = self.path.split("?")[0]
+        if path in docs:
+            body, kind = json.dumps(docs[path]).encode(), "application/json"
+        elif path in tarballs:
+            body, kind = tarballs[path], "application/octet-stream"
+        else:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+server.RequestHandlerClass = H
+print(port, flush=True)
+server.serve_forever()
+"#;

@@ -4,7 +4,7 @@
 use crate::diag::Diagnostic;
 use crate::files::normalize;
 use crate::keypath::KeyPath;
-use crate::model::{Application, Hooks, Route, RouteKind, Service, Web};
+use crate::model::{Application, BuildCache, Hooks, Route, RouteKind, Service, Web, BUILD_FLAVORS};
 use crate::yaml::{Kind, Node, Pos};
 use std::collections::BTreeMap;
 
@@ -67,7 +67,22 @@ pub(crate) fn application(node: &Node, name: String, name_pos: Pos, default_root
         }
     }
     app.build_flavor = str_at(node, &["build", "flavor"]).map(str::to_string);
+    if let (Some(flavor), Some(f)) = (app.build_flavor.as_deref(), node.get("build").and_then(|b| b.get("flavor"))) {
+        if !BUILD_FLAVORS.contains(&flavor) {
+            let hint = match crate::suggest::closest(flavor, BUILD_FLAVORS.iter().copied()) {
+                Some(c) => format!("did you mean `{c}`?"),
+                None => format!("use one of: {}", BUILD_FLAVORS.join(", ")),
+            };
+            diags.push(path.with("build").with("flavor").error(&f.pos, format!("unknown build flavor `{flavor}`; {hint}")));
+        }
+    }
+    if let Some(caches) = node.get("build").and_then(|b| b.get("caches")) {
+        app.build_caches = build_caches(caches, &path.with("build").with("caches"), diags);
+    }
     app.dependencies = json_map(node.get("dependencies"));
+    if let Some(deps) = node.get("dependencies") {
+        check_dependencies(deps, &path.with("dependencies"), diags);
+    }
     app.hooks = Hooks {
         build: str_at(node, &["hooks", "build"]).map(str::to_string),
         deploy: str_at(node, &["hooks", "deploy"]).map(str::to_string),
@@ -141,6 +156,107 @@ pub(crate) fn application(node: &Node, name: String, name_pos: Pos, default_root
     app.workers = json_map(node.get("workers"));
     app.crons = json_map(node.get("crons"));
     AppRecord { app, name_pos, path, relationships: rels, source_root_pos, service_mounts: mounts }
+}
+
+/// Whether a build cache name is usable as a folder name: `[A-Za-z0-9][A-Za-z0-9_.-]*`, at most 64 bytes.
+fn valid_cache_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric()) && name.len() <= 64 && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// A path inside the app, written relative to its root: normalized (no `.`, empty segments or
+/// trailing slash), or why it is refused (absolute, `..`, control characters, the root itself).
+pub(crate) fn app_relative(path: &str) -> Result<String, String> {
+    if path.chars().any(char::is_control) {
+        return Err(format!("`{}` contains control characters", path.escape_debug()));
+    }
+    if path.starts_with('/') {
+        return Err(format!("`{path}` must be relative to the app's root (no leading `/`)"));
+    }
+    if path.split('/').any(|p| p == "..") {
+        return Err(format!("`{path}` must stay inside the app (no `..`)"));
+    }
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    if parts.is_empty() {
+        return Err(format!("`{path}` is the app's root itself; name something inside it"));
+    }
+    Ok(parts.join("/"))
+}
+
+/// `build.caches`: every cache has a usable name and a `directory` inside the app; `watch` files too.
+fn build_caches(node: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>) -> BTreeMap<String, BuildCache> {
+    let mut out = BTreeMap::new();
+    for e in node.entries() {
+        let p = path.with(&e.key);
+        if !valid_cache_name(&e.key) {
+            diags.push(p.error(&e.key_pos, format!("build cache name `{}` must be letters, digits, `-`, `_` or `.` (starting with a letter or digit, at most 64)", e.key)));
+            continue;
+        }
+        if !matches!(e.value.kind, Kind::Map(_) | Kind::Null) {
+            continue; // a shape error already
+        }
+        let mut cache = BuildCache::default();
+        // Every problem of the cache is reported; a cache with one is left out.
+        let mut ok = true;
+        match e.value.get("directory") {
+            None => {
+                diags.push(p.error(&e.key_pos, format!("build cache `{}` has no `directory` (e.g. `directory: node_modules`)", e.key)));
+                ok = false;
+            }
+            Some(d) => match d.as_str().map(app_relative) {
+                Some(Ok(dir)) => cache.directory = dir,
+                Some(Err(why)) => {
+                    diags.push(p.with("directory").error(&d.pos, format!("build cache directory {why}")));
+                    ok = false;
+                }
+                None => ok = false,
+            },
+        }
+        if let Some(w) = e.value.get("watch") {
+            if let Kind::Seq(items) = &w.kind {
+                for (i, item) in items.iter().enumerate() {
+                    let Some(file) = item.as_str() else { continue };
+                    match app_relative(file) {
+                        Ok(f) => cache.watch.push(f),
+                        Err(why) => {
+                            let mut ip = p.with("watch");
+                            ip.push_index(i);
+                            diags.push(ip.error(&item.pos, format!("watched file {why}")));
+                            ok = false;
+                        }
+                    }
+                }
+            }
+        }
+        cache.allow_stale = matches!(e.value.get("allow_stale").map(|n| &n.kind), Some(Kind::Bool(true)));
+        cache.share_between_apps = matches!(e.value.get("share_between_apps").map(|n| &n.kind), Some(Kind::Bool(true)));
+        if ok {
+            out.insert(e.key.clone(), cache);
+        }
+    }
+    out
+}
+
+/// `dependencies`: package names a package manager cannot take for an option.
+fn check_dependencies(node: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>) {
+    for lang in node.entries() {
+        for pkg in lang.value.entries() {
+            let name = pkg.key.as_str();
+            let why = if name.starts_with('-') {
+                Some("starts with `-`")
+            } else if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                Some("contains white space")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                diags.push(path.with(&lang.key).with(name).error(&pkg.key_pos, format!("package name `{}` {why}", name.escape_debug())));
+            }
+            if let Some(v) = pkg.value.as_str().filter(|v| v.chars().any(char::is_control)) {
+                diags.push(path.with(&lang.key).with(name).error(&pkg.value.pos, format!("version `{}` contains control characters", v.escape_debug())));
+            }
+        }
+    }
 }
 
 /// Mount sources Platform.sh and Upsun know.

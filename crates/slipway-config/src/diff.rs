@@ -98,6 +98,7 @@ fn changed_app_keys(o: &Application, a: &Application) -> Vec<String> {
     check("type", o.r#type != a.r#type);
     check("source.root", o.source_root != a.source_root);
     check("build.flavor", o.build_flavor != a.build_flavor);
+    check("build.caches", o.build_caches != a.build_caches);
     check("dependencies", o.dependencies != a.dependencies);
     check("hooks.build", o.hooks.build != a.hooks.build);
     check("hooks.deploy", o.hooks.deploy != a.hooks.deploy);

@@ -3,6 +3,12 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// The languages of `dependencies` (the keys under it), each with its package manager.
+pub const DEPENDENCY_LANGUAGES: &[&str] = &["php", "python", "python2", "python3", "nodejs", "ruby"];
+
+/// The values of `build.flavor`.
+pub const BUILD_FLAVORS: &[&str] = &["default", "composer", "none"];
+
 /// Which configuration layout a repository uses.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
@@ -69,8 +75,11 @@ pub struct Application {
     pub r#type: Option<String>,
     /// Folder holding the app's code: "" = repository root; slash-separated, no leading/trailing slash.
     pub source_root: String,
-    /// `build.flavor` (e.g. `composer`, `none`).
+    /// `build.flavor`: `default` (or absent: the type's default steps), `composer` or `none`.
     pub build_flavor: Option<String>,
+    /// `build.caches`: folders kept between builds, by cache name.
+    #[serde(default)]
+    pub build_caches: BTreeMap<String, BuildCache>,
     /// Global packages by language: `dependencies.python3.poetry: "*"`.
     pub dependencies: BTreeMap<String, serde_json::Value>,
     /// Build, deploy and post-deploy hook scripts.
@@ -108,6 +117,23 @@ fn render_scalar(v: &serde_json::Value) -> String {
         serde_json::Value::Number(n) => n.to_string(),
         other => other.to_string(),
     }
+}
+
+/// One entry of `build.caches`: a folder of the app restored before its build and saved after it,
+/// under a key made of the watched files' content.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct BuildCache {
+    /// The folder, relative to the app's root, normalized (slash-separated, no `.`, `..`, leading or trailing slash).
+    pub directory: String,
+    /// Files (relative to the app's root, normalized like `directory`) whose content keys the cache.
+    #[serde(default)]
+    pub watch: Vec<String>,
+    /// Restore the newest saved content even when the watched files changed.
+    #[serde(default)]
+    pub allow_stale: bool,
+    /// One cache per project and name for every app naming it, instead of one per app and environment.
+    #[serde(default)]
+    pub share_between_apps: bool,
 }
 
 /// The hook scripts of an app (shell scripts run with `sh -e`... by the deploy layer).

@@ -51,10 +51,43 @@ const HOOKS: Shape = Shape::Obj(&[
     acted("post_deploy", STR_OR_NULL, "Shell script run after the routes switched to the new release."),
 ]);
 
+/// One entry of `build.caches`.
+const BUILD_CACHE: Shape = Shape::Obj(&[
+    acted("directory", Shape::Str, "Folder of the app (relative to its root, inside it, no `..`) restored before the build steps and saved after a successful build."),
+    acted(
+        "watch",
+        Shape::Seq(&Shape::Str, "A file, relative to the app's root."),
+        "Files whose content (with the cache's name and directory) keys the cache: when one changes, the build starts without the saved folder (unless `allow_stale`).",
+    ),
+    acted("allow_stale", Shape::Bool, "Restore the newest saved folder even when the watched files changed (default false)."),
+    acted("share_between_apps", Shape::Bool, "One cache per project and name, shared by every app naming it, instead of one per app and environment (default false)."),
+]);
+
 /// `build`.
 const BUILD: Shape = Shape::Obj(&[
-    acted("flavor", STR_OR_NULL, "Default build steps for the runtime (`composer`, `none`, ...)."),
-    ignored("caches", Shape::Any, "Build caches."),
+    acted(
+        "flavor",
+        STR_OR_NULL,
+        "Default build steps, run after `dependencies` and before `hooks.build`: `default` (or absent) runs the type's steps (php: as `composer`; nodejs: `npm prune && npm install` when package.json exists; others: none), `composer` runs `composer install` when composer.json exists, `none` runs nothing.",
+    ),
+    acted(
+        "caches",
+        Shape::Map(&BUILD_CACHE, "A build cache, by name (letters, digits, `-`, `_`, `.`)."),
+        "Folders kept between builds (like `node_modules`), restored before the build steps when the watched files did not change. They only speed builds up: they are not part of the build key.",
+    ),
+]);
+
+/// Packages of one language in `dependencies`.
+const PACKAGES: Shape = Shape::Map(&Shape::Str, "Version constraint of this package: `*` for any version, else in the package manager's syntax.");
+
+/// `dependencies`.
+const DEPENDENCIES: Shape = Shape::Obj(&[
+    acted("php", PACKAGES, "Composer packages: `composer global require NAME:VERSION` with COMPOSER_HOME=/app/.global (commands in /app/.global/vendor/bin)."),
+    acted("python", PACKAGES, "pip packages: `pip install --user` with PYTHONUSERBASE=/app/.global; a bare version means `==VERSION`."),
+    acted("python2", PACKAGES, "pip2 packages: `pip2 install --user` with PYTHONUSERBASE=/app/.global; a bare version means `==VERSION`."),
+    acted("python3", PACKAGES, "pip3 packages: `pip3 install --user` with PYTHONUSERBASE=/app/.global; a bare version means `==VERSION`."),
+    acted("nodejs", PACKAGES, "npm packages: `npm install -g --prefix /app/.global NAME@VERSION`."),
+    acted("ruby", PACKAGES, "Gems: `gem install --install-dir /app/.global --bindir /app/.global/bin NAME -v VERSION` (GEM_HOME, GEM_PATH)."),
 ]);
 
 /// `source`.
@@ -121,7 +154,11 @@ macro_rules! app_fields {
             acted("type", Shape::Str, "Runtime and version, e.g. `python:3.11`, `php:8.3`, `nodejs:20`."),
             acted("source", SOURCE, "Where the app's code is."),
             acted("build", BUILD, "How the app is built."),
-            acted("dependencies", Shape::Map(&Shape::Map(&Shape::Any, "Version constraint of this package."), "Global packages for this language (`php`, `python3`, `nodejs`, ...)."), "Global packages installed before the build hook."),
+            acted(
+                "dependencies",
+                DEPENDENCIES,
+                "Global packages by language, installed into /app/.global before the build flavor and `hooks.build`; they are part of the slug and their commands are on PATH in the build and at run time.",
+            ),
             acted("hooks", HOOKS, "Scripts run at build and deploy time."),
             acted("web", WEB, "How the app serves HTTP."),
             acted("variables", VARIABLES, "Variables by prefix (`env`, `php`, ...)."),

@@ -25,7 +25,7 @@ fn platform_app_at_root_with_services_and_routes() {
     let d = tree(&[
         (
             ".platform.app.yaml",
-            b"name: app\ntype: 'python:3.12'\nsource:\n  root: src\nbuild: {flavor: none}\ndependencies:\n  python3: {poetry: '*'}\nhooks:\n  build: |\n    pip install -r requirements.txt\n  deploy: ./migrate\n  post_deploy: echo done\nweb:\n  commands: {start: 'gunicorn -b 127.0.0.1:$PORT app:app'}\n  locations:\n    /static: {root: static, allow: true}\nvariables:\n  env: {DEBUG: false, WORKERS: 4, RATIO: 1.5, NAME: demo, EMPTY: ~}\n  php: {memory_limit: 256M}\nmounts:\n  uploads: {source: local, source_path: uploads}\ndisk: 512\nrelationships:\n  database: 'db:postgresql'\n  cache:\n  search: {service: es, endpoint: elasticsearch}\nworkers:\n  queue: {commands: {start: ./worker}}\ncrons:\n  nightly: {spec: '0 3 * * *', commands: {start: ./nightly}}\n",
+            b"name: app\ntype: 'python:3.12'\nsource:\n  root: src\nbuild:\n  flavor: none\n  caches:\n    npm: {directory: ./node_modules/, watch: [package.json, ./locks//npm.lock], allow_stale: true}\n    shared: {directory: .cache/pip, share_between_apps: true}\ndependencies:\n  python3: {poetry: '*'}\nhooks:\n  build: |\n    pip install -r requirements.txt\n  deploy: ./migrate\n  post_deploy: echo done\nweb:\n  commands: {start: 'gunicorn -b 127.0.0.1:$PORT app:app'}\n  locations:\n    /static: {root: static, allow: true}\nvariables:\n  env: {DEBUG: false, WORKERS: 4, RATIO: 1.5, NAME: demo, EMPTY: ~}\n  php: {memory_limit: 256M}\nmounts:\n  uploads: {source: local, source_path: uploads}\ndisk: 512\nrelationships:\n  database: 'db:postgresql'\n  cache:\n  search: {service: es, endpoint: elasticsearch}\nworkers:\n  queue: {commands: {start: ./worker}}\ncrons:\n  nightly: {spec: '0 3 * * *', commands: {start: ./nightly}}\n",
         ),
         ("src/app.py", b"print(1)\n"),
         (".platform/services.yaml", b"db:\n  type: postgresql:16\n  disk: 1024\n  configuration: {extensions: [pg_trgm]}\ncache:\n  type: redis:7.0\nes:\n  type: elasticsearch:8.5\n"),
@@ -41,6 +41,13 @@ fn platform_app_at_root_with_services_and_routes() {
     assert_eq!(a.source_root, "src");
     assert_eq!(a.build_flavor.as_deref(), Some("none"));
     assert_eq!(a.dependencies["python3"], serde_json::json!({"poetry": "*"}));
+    let npm = &a.build_caches["npm"];
+    assert_eq!(npm.directory, "node_modules", "normalized");
+    assert_eq!(npm.watch, vec!["package.json", "locks/npm.lock"]);
+    assert!(npm.allow_stale && !npm.share_between_apps);
+    let shared = &a.build_caches["shared"];
+    assert_eq!((shared.directory.as_str(), shared.watch.len()), (".cache/pip", 0));
+    assert!(!shared.allow_stale && shared.share_between_apps);
     assert_eq!(a.hooks.build.as_deref(), Some("pip install -r requirements.txt\n"));
     assert_eq!(a.hooks.deploy.as_deref(), Some("./migrate"));
     assert_eq!(a.hooks.post_deploy.as_deref(), Some("echo done"));

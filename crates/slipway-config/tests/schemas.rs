@@ -85,4 +85,18 @@ fn app_schema_names_the_keys_slipway_acts_on() {
     assert_eq!(v["required"], serde_json::json!(["name", "type"]));
     assert_eq!(v["additionalProperties"], false);
     assert!(props["hooks"]["properties"].get("post_deploy").is_some());
+    // Build steps: flavor and caches are acted on; dependencies name their languages.
+    let build = &props["build"]["properties"];
+    for k in ["flavor", "caches"] {
+        assert!(build[k].is_object() && build[k].get("x-slipway-support").is_none(), "build.{k}");
+    }
+    let cache = &build["caches"]["additionalProperties"]["properties"];
+    for k in ["directory", "watch", "allow_stale", "share_between_apps"] {
+        assert!(cache[k].get("x-slipway-support").is_none(), "build.caches.*.{k}");
+    }
+    let deps = &props["dependencies"];
+    assert_eq!(deps["additionalProperties"], false, "an unknown language is refused");
+    for k in ["php", "python", "python2", "python3", "nodejs", "ruby"] {
+        assert_eq!(deps["properties"][k]["additionalProperties"]["type"], "string", "dependencies.{k}");
+    }
 }

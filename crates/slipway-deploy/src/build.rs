@@ -4,21 +4,39 @@
 //! build-relevant config (name, type, build flavor, dependencies, build hook, the
 //! variables the build sees), the stack it builds on and the slug format. Same
 //! key: the slug is reused and no build runs. Otherwise the tree is checked out
-//! of the pushed commit into a build folder and `hooks.build` runs in a runc
+//! of the pushed commit into a build folder, and these steps run, each in a runc
 //! container whose root is the host stack, with the build folder writable at
-//! `/app`; its output streams live to the pusher, each line prefixed with the app.
+//! `/app`; their output streams live to the pusher, each line prefixed with the app:
+//!
+//! 1. `build.caches` are restored ([`caches`]);
+//! 2. `dependencies` are installed into `/app/.global` ([`dependencies`]);
+//! 3. the build flavor's default steps run ([`flavor`]: `composer install` for php,
+//!    `npm install` for nodejs, unless `build.flavor: none`);
+//! 4. `hooks.build` runs;
+//! 5. the folder is packed into a slug ([`crate::slug`]), then `build.caches` are saved.
+//!
+//! A step whose command is missing from the host stack fails the build with a message
+//! naming the app, what needs it and the command; a step that exits non-zero fails it like
+//! a failing hook does.
 //!
 //! The apps to build are built in parallel, at most as many at once as the host
 //! has cores ([`run_all`]). Each app of each environment has a persistent build
 //! cache folder, mounted at [`CACHE_MOUNT`] (`$PLATFORM_CACHE_DIR`) and kept
-//! between builds; it is not part of the build key. A build that outlives
-//! `Settings::build_timeout` is killed; a failed, timed out or cancelled build
-//! leaves nothing in the archive (see [`crate::slug`]).
+//! between builds; Slipway's own steps keep the package managers' downloads there.
+//! Neither it nor `build.caches` is part of the build key: caches only make builds
+//! faster, a build must give the same app without them. A build (all its steps) that
+//! outlives `Settings::build_timeout` is killed; a failed, timed out or cancelled build
+//! leaves nothing in the archive (see [`crate::slug`]) and no build folder.
+
+pub mod caches;
+pub mod dependencies;
+pub mod flavor;
 
 use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
 use slipway_config::Application;
@@ -238,6 +256,118 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// A command Slipway runs in the build container before `hooks.build` (dependencies, flavor).
+pub(crate) struct Step {
+    /// Suffix of the container id (`deps-python3`, `flavor`).
+    pub id: String,
+    /// The phase line printed when it starts.
+    pub headline: String,
+    /// What it is, in failure messages: `installing the python3 dependencies of web`.
+    pub what: String,
+    /// Commands that must exist in the build container.
+    pub tools: Vec<&'static str>,
+    /// What needs those commands, in the missing-command message: `dependencies.python3`.
+    pub needer: String,
+    /// What the user can do when a command is missing.
+    pub remedy: String,
+    /// The shell script.
+    pub script: String,
+}
+
+/// Printed by a step's preamble (and kept from the pusher) when a command it needs is missing.
+const MISSING_TOOL: &str = "@@slipway-missing-tool@@ ";
+
+/// `s` as one shell word.
+pub(crate) fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+impl Step {
+    /// The script with its preamble: stop at the first error, and say which needed command is missing.
+    fn full_script(&self) -> String {
+        let mut script = String::from("set -e\n");
+        for tool in &self.tools {
+            script.push_str(&format!(
+                "command -v {t} >/dev/null 2>&1 || {{ echo {m}; exit 127; }}\n",
+                t = sh_quote(tool),
+                m = sh_quote(&format!("{MISSING_TOOL}{tool}")),
+            ));
+        }
+        script.push_str(&self.script);
+        script.push('\n');
+        script
+    }
+}
+
+/// Everything a build's containers share.
+struct BuildContext<'a> {
+    platform: &'a Arc<Platform>,
+    app: &'a Application,
+    tree: ObjectId,
+    dir: &'a Path,
+    cache: &'a Path,
+    out: &'a Output,
+    phase: &'a str,
+    /// When the build started (its timeout covers every step).
+    started: Instant,
+}
+
+impl BuildContext<'_> {
+    fn fail(&self, msg: String) -> PhaseError {
+        self.out.phase(self.phase, &format!("failed: {msg}"));
+        PhaseError::new("build", msg)
+    }
+
+    /// Run `script` in a build container; `what` names it in messages. A command missing
+    /// for `step` (printed by [`Step::full_script`]'s preamble) is reported as such.
+    async fn run(
+        &self,
+        id: String,
+        script: String,
+        extra_env: Vec<(String, String)>,
+        what: &str,
+        step: Option<&Step>,
+    ) -> Result<(), PhaseError> {
+        let spec = build_spec(id, self.app, self.tree, &script, self.dir, self.cache, extra_env);
+        let found_missing: Arc<Mutex<Option<String>>> = Arc::default();
+        let (o, name, fm) = (self.out.clone(), self.app.name.clone(), found_missing.clone());
+        // Only Slipway's steps have the preamble; the build hook's output is passed on as is.
+        let preamble = step.is_some();
+        let mut on_line = move |l: &str| match l.strip_prefix(MISSING_TOOL).filter(|_| preamble) {
+            Some(tool) => {
+                if let Ok(mut m) = fm.lock() {
+                    *m = Some(tool.trim().to_string());
+                }
+            }
+            None => o.app_line(&name, l),
+        };
+        let timeout = self.platform.settings().build_timeout;
+        let left = timeout.saturating_sub(self.started.elapsed()).max(Duration::from_millis(1));
+        let code = match self.platform.runtime().run(&spec, left, &mut on_line).await {
+            Ok(code) => code,
+            Err(RuntimeError::Timeout(_)) => {
+                return Err(self.fail(format!(
+                    "{what} did not finish within the build timeout ({}) and was killed; \
+                     make the build faster or raise the timeout (slipway serve --build-timeout SECONDS)",
+                    format_duration(timeout)
+                )))
+            }
+            Err(e) => return Err(self.fail(format!("{what}: {e}"))),
+        };
+        let tool = found_missing.lock().ok().and_then(|m| m.clone());
+        if let (Some(tool), Some(step)) = (tool, step) {
+            return Err(self.fail(format!(
+                "app {}: {} needs `{tool}`, which is not on the host stack; {}",
+                self.app.name, step.needer, step.remedy
+            )));
+        }
+        if code != 0 {
+            return Err(self.fail(format!("{what} exited with status {code}")));
+        }
+        Ok(())
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn build_one(
     platform: &Arc<Platform>,
@@ -268,38 +398,43 @@ async fn build_one(
         .map_err(|e| fail(format!("checking out {}: {e}", app.name)))?
         .map_err(|e| fail(format!("checking out {}: {e}", app.name)))?;
 
-    if let Some(hook) = app.hooks.build.as_deref().filter(|h| !h.trim().is_empty()) {
+    let mut steps = dependencies::steps(app).map_err(fail)?;
+    steps.extend(flavor::steps(app, &dir).map_err(fail)?);
+    let hook = app.hooks.build.as_deref().filter(|h| !h.trim().is_empty());
+
+    let planned = restore_caches(platform, project, env, app, &dir, out, &phase).await;
+
+    if !steps.is_empty() || hook.is_some() {
         let cache = platform.data().build_cache(project, env, &app.name);
         std::fs::create_dir_all(&cache)
             .map_err(|e| fail(format!("creating the build cache {}: {e}", cache.display())))?;
-        out.phase(&phase, "running hooks.build");
-        let spec = build_spec(out.activity(), app, tree, hook, &dir, &cache);
-        let o = out.clone();
-        let name = app.name.clone();
-        let mut on_line = move |l: &str| o.app_line(&name, l);
-        let timeout = platform.settings().build_timeout;
-        let code = match platform.runtime().run(&spec, timeout, &mut on_line).await {
-            Ok(code) => code,
-            Err(RuntimeError::Timeout(_)) => {
-                return Err(fail(format!(
-                    "hooks.build of {} did not finish within the build timeout ({}) and was killed; \
-                     make the build faster or raise the timeout (slipway serve --build-timeout SECONDS)",
-                    app.name,
-                    format_duration(timeout)
-                )))
-            }
-            Err(e) => return Err(fail(format!("hooks.build of {}: {e}", app.name))),
+        let cx = BuildContext {
+            platform,
+            app,
+            tree,
+            dir: &dir,
+            cache: &cache,
+            out,
+            phase: &phase,
+            started: t,
         };
-        if code != 0 {
-            return Err(fail(format!(
-                "hooks.build of {} exited with status {code}",
-                app.name
-            )));
+        for step in &steps {
+            out.phase(&phase, &step.headline);
+            let id = format!("build.{}.{}.{}", out.activity(), app.name, step.id);
+            cx.run(id, step.full_script(), dependencies::step_env(), &step.what, Some(step))
+                .await?;
+        }
+        if let Some(hook) = hook {
+            out.phase(&phase, "running hooks.build");
+            let id = format!("build.{}.{}", out.activity(), app.name);
+            let what = format!("hooks.build of {}", app.name);
+            cx.run(id, hook.to_string(), Vec::new(), &what, None).await?;
         }
     }
     let slug = crate::slug::run(platform, &app.name, dir.clone(), key, out, t)
         .await
         .inspect_err(|e| out.phase(&phase, &format!("failed: {}", e.reason)))?;
+    save_caches(planned, &dir, out, &phase).await;
     Ok(BuiltApp {
         name: app.name.clone(),
         slug,
@@ -309,33 +444,140 @@ async fn build_one(
     })
 }
 
-/// The build container: host stack, the build folder writable at `/app`, the cache at
-/// [`CACHE_MOUNT`], host network (to fetch dependencies).
+/// Work out the keys of the app's `build.caches` and restore them into `dir`. A cache that
+/// cannot be restored is reported and skipped: caches only speed builds up.
+async fn restore_caches(
+    platform: &Arc<Platform>,
+    project: &str,
+    env: &str,
+    app: &Application,
+    dir: &Path,
+    out: &Output,
+    phase: &str,
+) -> Vec<caches::Planned> {
+    if app.build_caches.is_empty() {
+        return Vec::new();
+    }
+    let (data, project, env, app2, dir2) = (
+        platform.data().clone(),
+        project.to_string(),
+        env.to_string(),
+        app.clone(),
+        dir.to_path_buf(),
+    );
+    let done = tokio::task::spawn_blocking(move || {
+        caches::plan(&data, &project, &env, &app2, &dir2)
+            .into_iter()
+            .map(|p| {
+                let scratch = dir2.with_file_name(format!(
+                    "{}.restore-{}",
+                    dir2.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+                    p.name
+                ));
+                let r = caches::restore(&p, &dir2, &scratch);
+                (p, r)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await;
+    let done = match done {
+        Ok(d) => d,
+        Err(e) => {
+            out.phase(phase, &format!("build caches not restored: {e}"));
+            return Vec::new();
+        }
+    };
+    let mut planned = Vec::new();
+    for (p, r) in done {
+        let (name, d) = (&p.name, &p.cache.directory);
+        let line = match r {
+            Ok(caches::Restored::Fresh) => format!("restored build cache {name} ({d})"),
+            Ok(caches::Restored::Stale) => {
+                format!("restored build cache {name} ({d}; stale: the watched files changed)")
+            }
+            Ok(caches::Restored::Nothing) => format!("build cache {name}: nothing saved yet for these watched files"),
+            Ok(caches::Restored::InTree) => {
+                format!("build cache {name} not restored: {d} is already in the source tree")
+            }
+            Err(e) => format!("build cache {name} not restored: {e}"),
+        };
+        out.phase(phase, &line);
+        planned.push(p);
+    }
+    planned
+}
+
+/// Save the app's `build.caches` from `dir` after a successful build; problems are reported, never fatal.
+async fn save_caches(planned: Vec<caches::Planned>, dir: &Path, out: &Output, phase: &str) {
+    if planned.is_empty() {
+        return;
+    }
+    let dir = dir.to_path_buf();
+    let done = tokio::task::spawn_blocking(move || {
+        planned
+            .into_iter()
+            .map(|p| {
+                let r = caches::save(&p, &dir);
+                (p, r)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await;
+    let Ok(done) = done else {
+        out.phase(phase, "build caches not saved: the saving task failed");
+        return;
+    };
+    for (p, r) in done {
+        let (name, d) = (&p.name, &p.cache.directory);
+        out.phase(
+            phase,
+            &match r {
+                Ok(caches::Saved::Saved(size)) => {
+                    format!("saved build cache {name} ({d}, {})", slipway_slug::human_size(size))
+                }
+                Ok(caches::Saved::NoDirectory) => format!("build cache {name}: the build made no {d}; nothing saved"),
+                Err(e) => format!("build cache {name} not saved: {e}"),
+            },
+        );
+    }
+}
+
+/// A build container: host stack, the build folder writable at `/app`, the cache at
+/// [`CACHE_MOUNT`], host network (to fetch dependencies). Its variables, later ones
+/// winning: `extra_env` (Slipway's step defaults), those of the app's dependencies
+/// ([`dependencies::env`]), the app's `variables.env`, then the platform's own.
+#[allow(clippy::too_many_arguments)]
 fn build_spec(
-    activity: i64,
+    id: String,
     app: &Application,
     tree: ObjectId,
-    hook: &str,
+    script: &str,
     dir: &Path,
     cache: &Path,
+    extra_env: Vec<(String, String)>,
 ) -> ContainerSpec {
-    let mut env: Vec<(String, String)> = app.env_vars().into_iter().collect();
-    env.extend([
-        ("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
-        ("HOME".into(), "/app".into()),
-        ("LANG".into(), "C.UTF-8".into()),
-        ("SLIPWAY_APPLICATION".into(), app.name.clone()),
-        ("PLATFORM_APPLICATION_NAME".into(), app.name.clone()),
-        ("PLATFORM_APP_DIR".into(), "/app".into()),
-        ("PLATFORM_TREE_ID".into(), tree.to_string()),
-        ("SLIPWAY_TREE_ID".into(), tree.to_string()),
-        ("PLATFORM_CACHE_DIR".into(), CACHE_MOUNT.into()),
-        ("SLIPWAY_CACHE_DIR".into(), CACHE_MOUNT.into()),
-    ]);
+    let mut env: BTreeMap<String, String> = extra_env.into_iter().collect();
+    env.extend(dependencies::env(app));
+    env.extend(app.env_vars());
+    env.extend(
+        [
+            ("PATH", dependencies::PATH.to_string()),
+            ("HOME", "/app".into()),
+            ("LANG", "C.UTF-8".into()),
+            ("SLIPWAY_APPLICATION", app.name.clone()),
+            ("PLATFORM_APPLICATION_NAME", app.name.clone()),
+            ("PLATFORM_APP_DIR", "/app".into()),
+            ("PLATFORM_TREE_ID", tree.to_string()),
+            ("SLIPWAY_TREE_ID", tree.to_string()),
+            ("PLATFORM_CACHE_DIR", CACHE_MOUNT.into()),
+            ("SLIPWAY_CACHE_DIR", CACHE_MOUNT.into()),
+        ]
+        .map(|(k, v)| (k.to_string(), v)),
+    );
     ContainerSpec {
-        id: format!("build.{activity}.{}", app.name),
-        args: vec!["/bin/sh".into(), "-c".into(), hook.to_string()],
-        env,
+        id,
+        args: vec!["/bin/sh".into(), "-c".into(), script.to_string()],
+        env: env.into_iter().collect(),
         cwd: "/app".into(),
         app_dir: dir.to_path_buf(),
         app_writable: true,
@@ -375,10 +617,15 @@ mod tests {
         assert!(base.starts_with("sha256:") && base.len() == 71, "{base}");
         assert_eq!(build_key(&app(), &tree("a")), base, "not stable");
 
-        // What the build does not see: the start command, mounts, relationships.
+        // What the build does not see: the start command, mounts, relationships; and the
+        // build caches, which only make it faster.
         let mut a = app();
         a.web.start = Some("gunicorn app".into());
         a.relationships.insert("db".into(), "db:postgresql".into());
+        a.build_caches.insert(
+            "deps".into(),
+            slipway_config::BuildCache { directory: "node_modules".into(), ..Default::default() },
+        );
         assert_eq!(build_key(&a, &tree("a")), base);
 
         // What it sees: each one changes the key.
@@ -410,6 +657,59 @@ mod tests {
         }
         let unique: std::collections::HashSet<_> = changed.iter().collect();
         assert_eq!(unique.len(), changed.len());
+    }
+
+    #[test]
+    fn build_containers_see_dependencies_variables_and_the_platform_wins() {
+        let mut a = app();
+        a.dependencies.insert("python3".into(), serde_json::json!({"pipenv": "*"}));
+        let vars = a.variables.entry("env".into()).or_default();
+        vars.insert("PIP_NO_INDEX".into(), serde_json::json!("1"));
+        vars.insert("PATH".into(), serde_json::json!("/nowhere"));
+        vars.insert("PIP_CACHE_DIR".into(), serde_json::json!("/mine"));
+        let spec = build_spec(
+            "build.1.web.deps-python3".into(),
+            &a,
+            tree("a"),
+            "true",
+            Path::new("/b"),
+            Path::new("/c"),
+            dependencies::step_env(),
+        );
+        let env: BTreeMap<_, _> = spec.env.iter().cloned().collect();
+        assert_eq!(env.len(), spec.env.len(), "a variable twice");
+        assert_eq!(env["PATH"], dependencies::PATH, "the platform's PATH wins");
+        assert_eq!(env["PYTHONUSERBASE"], "/app/.global");
+        assert_eq!(env["PIP_NO_INDEX"], "1", "variables.env reaches the build");
+        assert_eq!(env["PIP_CACHE_DIR"], "/mine", "the app's variables win over step defaults");
+        assert_eq!(env["PIP_BREAK_SYSTEM_PACKAGES"], "1");
+        assert_eq!(spec.netns, None, "builds use the host network");
+        assert_eq!(spec.args, vec!["/bin/sh", "-c", "true"]);
+    }
+
+    #[test]
+    fn steps_say_which_command_is_missing() {
+        let step = Step {
+            id: "deps-php".into(),
+            headline: String::new(),
+            what: String::new(),
+            tools: vec!["composer"],
+            needer: String::new(),
+            remedy: String::new(),
+            script: "composer global require 'a/b:^2'".into(),
+        };
+        let script = step.full_script();
+        assert!(script.starts_with("set -e\ncommand -v 'composer' >/dev/null 2>&1 || { echo '@@slipway-missing-tool@@ composer'; exit 127; }\n"), "{script}");
+        assert!(script.ends_with("composer global require 'a/b:^2'\n"));
+        // Run it for real in a shell without composer: the marker names it.
+        let o = std::process::Command::new("/bin/sh")
+            .args(["-c", &script])
+            .env("PATH", "/nonexistent")
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(127));
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), format!("{MISSING_TOOL}composer").trim());
+        assert_eq!(sh_quote("it's"), r#"'it'\''s'"#);
     }
 
     #[test]

@@ -206,13 +206,14 @@ pub fn app_env(app: &Application, cx: &EnvContext<'_>) -> BTreeMap<String, Strin
         });
     }
     let variables = platform_env::variables_json(app);
-    let mut env = BTreeMap::new();
-    // Variables of the config first, so that the platform's own cannot be overridden.
+    // What the app's global packages need (as in its build), then the variables of the
+    // config, then the platform's own, which cannot be overridden.
+    let mut env: BTreeMap<String, String> = crate::build::dependencies::env(app).into_iter().collect();
     for (k, v) in app.env_vars() {
         env.insert(k, v);
     }
     let fixed = [
-        ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()),
+        ("PATH", crate::build::dependencies::PATH.to_string()),
         ("HOME", "/app".to_string()),
         ("LANG", "C.UTF-8".to_string()),
         ("PORT", cx.port.to_string()),
@@ -312,6 +313,12 @@ mod tests {
         assert_eq!(env["MODE"], "x");
         assert_eq!(env["PORT"], "10001");
         assert_eq!(env["PLATFORM_APPLICATION_NAME"], "app");
+        // Global packages' commands are on PATH; no language variables without dependencies.
+        assert!(env["PATH"].starts_with("/app/.global/bin:"), "{}", env["PATH"]);
+        assert!(!env.contains_key("PYTHONUSERBASE"));
+        let mut with_deps = app.clone();
+        with_deps.dependencies.insert("python3".into(), serde_json::json!({"pipenv": "*"}));
+        assert_eq!(app_env(&with_deps, &cx)["PYTHONUSERBASE"], "/app/.global");
     }
 
     #[test]

@@ -162,6 +162,17 @@ impl DataDir {
     pub fn build_cache(&self, project: &str, env: &str, app: &str) -> PathBuf {
         self.root.join("cache").join(project).join(env).join(app)
     }
+    /// Where the entries of one build cache (`build.caches.NAME`) of an app are kept: per
+    /// project, environment and app, or per project only when `shared` (`share_between_apps`).
+    pub fn build_caches(&self, project: &str, env: &str, app: &str, name: &str, shared: bool) -> PathBuf {
+        let project = self.root.join("build-caches").join(project);
+        if shared {
+            // Environment names are DNS labels: `_shared` is never one.
+            project.join("_shared").join(name)
+        } else {
+            project.join(env).join(app).join(name)
+        }
+    }
     /// The output of an app's containers.
     pub fn app_log(&self, project: &str, env: &str, app: &str) -> PathBuf {
         self.root

@@ -1,0 +1,436 @@
+//! `build.caches`: folders of an app (like `node_modules`) kept between builds, as
+//! Platform.sh's build caches.
+//!
+//! Each cache is stored per project, environment, app and name (per project and name with
+//! `share_between_apps`) under `DATA/build-caches/` ([`crate::DataDir::build_caches`]), as
+//! entries `NANOS-KEY`: immutable folders, the newest [`KEEP`] kept. Its key hashes the
+//! cache's name, its directory and the content of its watched files in the checked-out tree.
+//!
+//! - Before the build steps ([`restore`]), the newest entry of the same key is copied into
+//!   the app's directory; with `allow_stale` the newest entry of any key. Nothing is restored
+//!   over a directory the source tree already has, or through a symbolic link.
+//! - After a successful build ([`save`]), the directory is copied into a temporary folder
+//!   that is then renamed into place, so a reader never sees half an entry.
+//!
+//! A cache only speeds builds up: it is not part of the build key, and a cache that cannot
+//! be restored or saved is reported and skipped, never failing the build.
+
+use std::io::Read as _;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest as _, Sha256};
+use slipway_config::{Application, BuildCache};
+
+use crate::DataDir;
+
+/// How many entries of one cache are kept (the newest).
+pub const KEEP: usize = 3;
+
+/// Temporary folders of a save older than this are leftovers of an interrupted one.
+const STALE_TEMP: Duration = Duration::from_secs(24 * 3600);
+
+/// Why a cache could not be restored or saved.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// The directory (or a folder above it) is a symbolic link or not a folder.
+    #[error("{0} is not a plain folder of the app (a symbolic link or a file is in the way)")]
+    NotAFolder(String),
+    /// A file system operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> CacheError {
+    let what = what.into();
+    move |source| CacheError::Io { what, source }
+}
+
+/// One cache of a build: where it is stored and the key of this build's tree.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// The cache's name.
+    pub name: String,
+    /// As configured.
+    pub cache: BuildCache,
+    /// Where its entries are stored.
+    pub store: PathBuf,
+    /// The key of this build (hex sha256).
+    pub key: String,
+}
+
+/// What [`restore`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Restored {
+    /// The entry of this key was restored.
+    Fresh,
+    /// An entry of another key was restored (`allow_stale`).
+    Stale,
+    /// Nothing saved yet (for this key, without `allow_stale`).
+    Nothing,
+    /// The directory is already in the source tree: left as it is.
+    InTree,
+}
+
+/// What [`save`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Saved {
+    /// Saved, with the size of the files in bytes.
+    Saved(u64),
+    /// The build left no such directory.
+    NoDirectory,
+}
+
+/// The caches of `app` built in `build_dir`, with their keys.
+pub fn plan(data: &DataDir, project: &str, env: &str, app: &Application, build_dir: &Path) -> Vec<Planned> {
+    app.build_caches
+        .iter()
+        .map(|(name, cache)| Planned {
+            name: name.clone(),
+            cache: cache.clone(),
+            store: data.build_caches(project, env, &app.name, name, cache.share_between_apps),
+            key: key(name, cache, build_dir),
+        })
+        .collect()
+}
+
+/// The key of a cache for the tree in `build_dir`: its name, directory and the content of
+/// each watched file (a missing one, a folder or a link count as such, never followed).
+pub fn key(name: &str, cache: &BuildCache, build_dir: &Path) -> String {
+    let watched: Vec<serde_json::Value> = cache
+        .watch
+        .iter()
+        .map(|file| serde_json::json!([file, watched_content(build_dir, file)]))
+        .collect();
+    let doc = serde_json::json!({"name": name, "directory": cache.directory, "watch": watched});
+    hex::encode(Sha256::digest(doc.to_string().as_bytes()))
+}
+
+/// What a watched file contributes to the key.
+fn watched_content(build_dir: &Path, file: &str) -> String {
+    let Ok(path) = inside(build_dir, file) else { return "unreachable".into() };
+    match std::fs::symlink_metadata(&path) {
+        Err(_) => "missing".into(),
+        Ok(m) if m.file_type().is_symlink() => match std::fs::read_link(&path) {
+            Ok(t) => format!("link:{}", t.display()),
+            Err(_) => "link".into(),
+        },
+        Ok(m) if m.is_file() => match hash_file(&path) {
+            Ok(h) => format!("sha256:{h}"),
+            Err(e) => format!("unreadable:{}", e.kind()),
+        },
+        Ok(_) => "not a file".into(),
+    }
+}
+
+fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// `root/rel` for a normalized relative path, if no folder on the way is a symbolic link
+/// or a file (the last component may be anything, or missing).
+fn inside(root: &Path, rel: &str) -> Result<PathBuf, CacheError> {
+    let rel = Path::new(rel);
+    let mut path = root.to_path_buf();
+    let parts: Vec<Component<'_>> = rel.components().collect();
+    for (i, c) in parts.iter().enumerate() {
+        let Component::Normal(part) = c else {
+            return Err(CacheError::NotAFolder(rel.display().to_string()));
+        };
+        path.push(part);
+        if i + 1 < parts.len() {
+            match std::fs::symlink_metadata(&path) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => return Err(CacheError::NotAFolder(rel.display().to_string())),
+                Err(_) => {} // missing: nothing below it exists either
+            }
+        }
+    }
+    Ok(path)
+}
+
+/// Entries of a cache, oldest first (`NANOS-KEY`, names sort by time).
+fn entries(store: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(store)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| !n.starts_with('.') && n.split_once('-').is_some_and(|(t, k)| t.len() == 20 && k.len() == 64))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Restore the cache into its directory of `build_dir`, through the temporary folder
+/// `scratch` (on the same file system, removed in every case).
+pub fn restore(p: &Planned, build_dir: &Path, scratch: &Path) -> Result<Restored, CacheError> {
+    let all = entries(&p.store);
+    let fresh = all.iter().rev().find(|n| n.ends_with(&p.key));
+    let (entry, how) = match (fresh, all.last()) {
+        (Some(e), _) => (e, Restored::Fresh),
+        (None, Some(e)) if p.cache.allow_stale => (e, Restored::Stale),
+        _ => return Ok(Restored::Nothing),
+    };
+    let target = inside(build_dir, &p.cache.directory)?;
+    match std::fs::symlink_metadata(&target) {
+        Err(_) => {}
+        Ok(m) if m.is_dir() => {
+            let empty = std::fs::read_dir(&target).map_err(io(format!("reading {}", p.cache.directory)))?.next().is_none();
+            if !empty {
+                return Ok(Restored::InTree);
+            }
+            std::fs::remove_dir(&target).map_err(io(format!("removing the empty {}", p.cache.directory)))?;
+        }
+        Ok(_) => return Err(CacheError::NotAFolder(p.cache.directory.clone())),
+    }
+    let _cleanup = RemoveOnDrop(scratch.to_path_buf());
+    let _ = std::fs::remove_dir_all(scratch);
+    copy_tree(&p.store.join(entry), scratch)?;
+    // The build folder is gone when the build was cancelled meanwhile: never make it again.
+    if !build_dir.is_dir() {
+        return Err(CacheError::NotAFolder(build_dir.display().to_string()));
+    }
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent).map_err(io(format!("creating the folder of {}", p.cache.directory)))?;
+    }
+    std::fs::rename(scratch, &target).map_err(io(format!("moving the restored {} into place", p.cache.directory)))?;
+    Ok(how)
+}
+
+/// Save the cache's directory of `build_dir` as a new entry, and drop all but the newest [`KEEP`].
+pub fn save(p: &Planned, build_dir: &Path) -> Result<Saved, CacheError> {
+    let source = inside(build_dir, &p.cache.directory)?;
+    match std::fs::symlink_metadata(&source) {
+        Err(_) => return Ok(Saved::NoDirectory),
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(CacheError::NotAFolder(p.cache.directory.clone())),
+    }
+    std::fs::create_dir_all(&p.store).map_err(io(format!("creating {}", p.store.display())))?;
+    remove_stale_temps(&p.store);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let temp = p.store.join(format!(".tmp-{nanos}-{}", std::process::id()));
+    let cleanup = RemoveOnDrop(temp.clone());
+    let size = copy_tree(&source, &temp)?;
+    let entry = p.store.join(format!("{nanos:020}-{}", p.key));
+    std::fs::rename(&temp, &entry).map_err(io(format!("moving the saved cache into {}", entry.display())))?;
+    drop(cleanup);
+    let all = entries(&p.store);
+    for old in all.iter().take(all.len().saturating_sub(KEEP)) {
+        let _ = std::fs::remove_dir_all(p.store.join(old));
+    }
+    Ok(Saved::Saved(size))
+}
+
+/// Temporary folders of saves interrupted long ago.
+fn remove_stale_temps(store: &Path) {
+    let Ok(rd) = std::fs::read_dir(store) else { return };
+    for e in rd.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_TEMP);
+        if old && e.file_name().to_string_lossy().starts_with(".tmp-") {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// Removes a folder when dropped (if it still exists).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Copy the folder `from` to `to` (which must not exist): folders, files with their
+/// permissions, symbolic links as links (never followed); other kinds are skipped.
+/// Returns the bytes of the files copied.
+pub fn copy_tree(from: &Path, to: &Path) -> Result<u64, CacheError> {
+    let mut size = 0;
+    let mut stack = vec![(from.to_path_buf(), to.to_path_buf())];
+    let mut dirs = Vec::new();
+    while let Some((src, dst)) = stack.pop() {
+        std::fs::create_dir(&dst).map_err(io(format!("creating {}", dst.display())))?;
+        let perms = std::fs::symlink_metadata(&src).map_err(io(format!("reading {}", src.display())))?.permissions();
+        dirs.push((dst.clone(), perms));
+        for e in std::fs::read_dir(&src).map_err(io(format!("reading {}", src.display())))? {
+            let e = e.map_err(io(format!("reading {}", src.display())))?;
+            let (s, d) = (e.path(), dst.join(e.file_name()));
+            let ft = e.file_type().map_err(io(format!("reading {}", s.display())))?;
+            if ft.is_dir() {
+                stack.push((s, d));
+            } else if ft.is_symlink() {
+                let target = std::fs::read_link(&s).map_err(io(format!("reading {}", s.display())))?;
+                std::os::unix::fs::symlink(target, &d).map_err(io(format!("creating {}", d.display())))?;
+            } else if ft.is_file() {
+                size += std::fs::copy(&s, &d).map_err(io(format!("copying {}", s.display())))?;
+            }
+        }
+    }
+    // Folder permissions last: a read-only folder could not have been filled.
+    for (d, perms) in dirs.into_iter().rev() {
+        std::fs::set_permissions(&d, perms).map_err(io(format!("setting the permissions of {}", d.display())))?;
+    }
+    Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    fn cache(directory: &str, watch: &[&str], allow_stale: bool) -> BuildCache {
+        BuildCache {
+            directory: directory.into(),
+            watch: watch.iter().map(|s| s.to_string()).collect(),
+            allow_stale,
+            share_between_apps: false,
+        }
+    }
+
+    fn planned(store: &Path, c: BuildCache, build: &Path) -> Planned {
+        Planned { name: "deps".into(), key: key("deps", &c, build), cache: c, store: store.to_path_buf() }
+    }
+
+    #[test]
+    fn keys_follow_the_watched_files_name_and_directory() {
+        let t = tempfile::tempdir().unwrap();
+        let c = cache("node_modules", &["package.json", "missing.lock"], false);
+        std::fs::write(t.path().join("package.json"), "{}").unwrap();
+        let k = key("deps", &c, t.path());
+        assert_eq!(k.len(), 64);
+        assert_eq!(key("deps", &c, t.path()), k, "stable");
+        assert_ne!(key("other", &c, t.path()), k);
+        assert_ne!(key("deps", &cache("vendor", &["package.json", "missing.lock"], false), t.path()), k);
+        std::fs::write(t.path().join("unwatched"), "x").unwrap();
+        assert_eq!(key("deps", &c, t.path()), k, "an unwatched file changed the key");
+        std::fs::write(t.path().join("package.json"), "{\"a\":1}").unwrap();
+        assert_ne!(key("deps", &c, t.path()), k);
+        // A link is never followed: its target's content does not matter.
+        std::os::unix::fs::symlink("/etc/hostname", t.path().join("missing.lock")).unwrap();
+        assert_eq!(watched_content(t.path(), "missing.lock"), "link:/etc/hostname");
+    }
+
+    #[test]
+    fn save_then_restore_round_trips_and_keeps_the_newest() {
+        let t = tempfile::tempdir().unwrap();
+        let store = t.path().join("store");
+        let b1 = t.path().join("b1");
+        std::fs::create_dir_all(b1.join("deps/sub")).unwrap();
+        std::fs::write(b1.join("deps/sub/file.txt"), "cached").unwrap();
+        std::fs::write(b1.join("deps/run.sh"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(b1.join("deps/run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::symlink("sub/file.txt", b1.join("deps/link")).unwrap();
+        let p = planned(&store, cache("deps", &["lock"], false), &b1);
+        assert_eq!(save(&p, &b1).unwrap(), Saved::Saved(16));
+
+        // Same watched files: restored, with modes and links.
+        let b2 = t.path().join("b2");
+        std::fs::create_dir_all(&b2).unwrap();
+        let p2 = planned(&store, cache("deps", &["lock"], false), &b2);
+        assert_eq!(p2.key, p.key);
+        assert_eq!(restore(&p2, &b2, &t.path().join("scratch")).unwrap(), Restored::Fresh);
+        assert_eq!(std::fs::read_to_string(b2.join("deps/sub/file.txt")).unwrap(), "cached");
+        assert_eq!(std::fs::metadata(b2.join("deps/run.sh")).unwrap().permissions().mode() & 0o777, 0o755);
+        assert_eq!(std::fs::read_link(b2.join("deps/link")).unwrap(), Path::new("sub/file.txt"));
+        assert!(!t.path().join("scratch").exists());
+
+        // A watched file changed: nothing, unless stale content is allowed.
+        let b3 = t.path().join("b3");
+        std::fs::create_dir_all(&b3).unwrap();
+        std::fs::write(b3.join("lock"), "v2").unwrap();
+        let p3 = planned(&store, cache("deps", &["lock"], false), &b3);
+        assert_ne!(p3.key, p.key);
+        assert_eq!(restore(&p3, &b3, &t.path().join("scratch")).unwrap(), Restored::Nothing);
+        assert!(!b3.join("deps").exists());
+        let p3 = planned(&store, cache("deps", &["lock"], true), &b3);
+        assert_eq!(restore(&p3, &b3, &t.path().join("scratch")).unwrap(), Restored::Stale);
+        assert!(b3.join("deps/sub/file.txt").is_file());
+
+        // The source tree's own folder is never overwritten.
+        let b4 = t.path().join("b4");
+        std::fs::create_dir_all(b4.join("deps")).unwrap();
+        std::fs::write(b4.join("deps/mine"), "x").unwrap();
+        assert_eq!(restore(&p2, &b4, &t.path().join("scratch")).unwrap(), Restored::InTree);
+        assert!(!b4.join("deps/sub").exists());
+
+        // Only the newest KEEP entries stay.
+        for _ in 0..KEEP + 2 {
+            save(&p, &b1).unwrap();
+        }
+        assert_eq!(entries(&store).len(), KEEP);
+        assert!(std::fs::read_dir(&store).unwrap().flatten().all(|e| !e.file_name().to_string_lossy().starts_with(".tmp")));
+        // No directory after the build: nothing saved.
+        let p5 = planned(&store, cache("nothing", &[], false), &b1);
+        assert_eq!(save(&p5, &b1).unwrap(), Saved::NoDirectory);
+    }
+
+    #[test]
+    fn caches_are_per_app_and_environment_unless_shared() {
+        let data = DataDir::new(PathBuf::from("/data"));
+        let mut app = Application { name: "web".into(), ..Default::default() };
+        app.build_caches.insert("own".into(), cache("node_modules", &[], false));
+        let mut shared = cache("vendor", &[], false);
+        shared.share_between_apps = true;
+        app.build_caches.insert("common".into(), shared);
+        let b = Path::new("/nonexistent");
+        let stores: Vec<PathBuf> = plan(&data, "demo", "main", &app, b).into_iter().map(|p| p.store).collect();
+        assert_eq!(
+            stores,
+            vec![PathBuf::from("/data/build-caches/demo/_shared/common"), PathBuf::from("/data/build-caches/demo/main/web/own")]
+        );
+        let mut api = app.clone();
+        api.name = "api".into();
+        let other: Vec<PathBuf> = plan(&data, "demo", "staging", &api, b).into_iter().map(|p| p.store).collect();
+        assert_eq!(other[0], stores[0], "a shared cache is one for every app and environment of the project");
+        assert_eq!(other[1], PathBuf::from("/data/build-caches/demo/staging/api/own"));
+    }
+
+    #[test]
+    fn links_on_the_way_are_never_followed() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = t.path().join("outside");
+        std::fs::create_dir_all(outside.join("x")).unwrap();
+        let b = t.path().join("b");
+        std::fs::create_dir_all(&b).unwrap();
+        std::os::unix::fs::symlink(&outside, b.join("deps")).unwrap();
+        std::os::unix::fs::symlink(&outside, b.join("up")).unwrap();
+        let store = t.path().join("store");
+        // Saving a linked folder would copy what it points to: refused.
+        let p = planned(&store, cache("deps", &[], false), &b);
+        assert!(matches!(save(&p, &b), Err(CacheError::NotAFolder(_))));
+        let p = planned(&store, cache("up/x", &[], false), &b);
+        assert!(matches!(save(&p, &b), Err(CacheError::NotAFolder(_))));
+        // Restoring through a link would write outside the app: refused.
+        let src = t.path().join("src");
+        std::fs::create_dir_all(src.join("x/y")).unwrap();
+        let good = planned(&store, cache("x", &[], false), &src);
+        save(&good, &src).unwrap();
+        let mut via_link = good.clone();
+        via_link.cache.directory = "up/x".into();
+        via_link.key = good.key.clone();
+        assert!(matches!(restore(&via_link, &b, &t.path().join("scratch")), Err(CacheError::NotAFolder(_))));
+        assert!(!outside.join("x/y").exists());
+    }
+}
