@@ -10,8 +10,10 @@ pub struct RouterConfig {
     /// How long to wait for the upstream's response headers once the request was sent
     /// (default 60 s; `None`: wait forever); then 504. Bodies are never time-limited.
     pub request_timeout: Option<Duration>,
-    /// How long a client may take to send a request's headers, and how long a client's
-    /// kept-alive connection may stay idle before the router closes it (default 60 s).
+    /// How long a client connection may go with no request open and none started before
+    /// the router closes it (default 60 s; checked every quarter of it, so the close comes
+    /// between 1 and 1.25 times this): a kept-alive connection left idle, or a client too
+    /// slow to send its headers. A request in progress keeps its connection, however long.
     pub client_idle_timeout: Duration,
     /// While an environment's routes are being switched, how long a new request for it
     /// may be held before it goes on with the routes as they are (default 5 s).

@@ -281,8 +281,8 @@ async fn send(
                 return upstream_failed(&pool, &failure.error, &request_id);
             }
         };
+        // The answer's hop-by-hop headers were dropped as its head was parsed.
         let (mut resp_parts, ()) = head.response.into_parts();
-        strip_hop_by_hop(&mut resp_parts.headers);
         if !resp_parts.headers.contains_key(&X_REQUEST_ID) {
             resp_parts.headers.insert(&X_REQUEST_ID, request_id);
         }

@@ -8,8 +8,14 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -18,6 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
+use crate::body::{BoxError, ProxyBody};
 use crate::pool::set_worker;
 use crate::proxy;
 use crate::router::Router;
@@ -109,11 +116,10 @@ impl Router {
         mut stop_rx: watch::Receiver<bool>,
     ) {
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.config.client_idle_timeout)
-            .keep_alive(true);
+        // No per-request header timer (it costs a timer per request): each connection's
+        // watchdog closes it when it had no request open nor started for the idle timeout,
+        // which also ends a client that is too slow to send its headers.
+        builder.http1().timer(TokioTimer::new()).keep_alive(true);
         builder.http2().timer(TokioTimer::new());
         let mut connections = JoinSet::new();
         loop {
@@ -135,20 +141,44 @@ impl Router {
                     let router = Arc::clone(&self);
                     let builder = builder.clone();
                     let mut stop = stop_rx.clone();
+                    let idle_timeout = self.config.client_idle_timeout;
                     connections.spawn(async move {
                         let client = Arc::new(proxy::Client::new(peer));
+                        let activity = Arc::new(Activity::default());
+                        let requests = Arc::clone(&activity);
                         let service = service_fn(move |req| {
                             let router = Arc::clone(&router);
                             let client = Arc::clone(&client);
-                            async move { Ok::<_, Infallible>(proxy::handle(&router, &client, req).await) }
+                            let open = OpenRequest::new(&requests);
+                            async move {
+                                let resp = proxy::handle(&router, &client, req).await;
+                                Ok::<_, Infallible>(resp.map(|body| TrackedBody { body, _open: open }))
+                            }
                         });
                         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                         tokio::pin!(conn);
+                        // The connection's task wakes for every read and write; what ends it
+                        // otherwise (a stop, idleness) is looked at only when it woke.
+                        let activity_seen = Arc::clone(&activity);
+                        let end = OnWake::new(async move {
+                            tokio::select! {
+                                () = stopped(&mut stop) => End::Stop,
+                                () = watchdog(&activity_seen, idle_timeout) => End::Idle,
+                            }
+                        });
+                        tokio::pin!(end);
                         let result = tokio::select! {
+                            biased;
                             result = conn.as_mut() => result,
-                            () = stopped(&mut stop) => {
+                            why = &mut end => {
                                 conn.as_mut().graceful_shutdown();
-                                conn.await
+                                match why {
+                                    End::Stop => conn.await,
+                                    End::Idle => {
+                                        tracing::debug!(%peer, "closing an idle client connection");
+                                        tokio::time::timeout(CLOSE_GRACE, conn).await.unwrap_or(Ok(()))
+                                    }
+                                }
                             }
                         };
                         if let Err(err) = result {
@@ -176,6 +206,148 @@ impl Router {
                 "drain timeout passed; dropping connections"
             );
             connections.shutdown().await;
+        }
+    }
+}
+
+/// Why a client connection is ended by the router.
+enum End {
+    /// The router stops.
+    Stop,
+    /// The connection was idle for the idle timeout.
+    Idle,
+}
+
+/// A future polled only after it woke itself (and on the first poll): cheap to keep in a
+/// `select!` whose other branch wakes the task all the time.
+struct OnWake<F> {
+    fut: Pin<Box<F>>,
+    flag: Arc<WakeFlag>,
+    waker: Waker,
+}
+
+/// Set when an [`OnWake`] future woke; passes the wake-up on to the task.
+struct WakeFlag {
+    woken: AtomicBool,
+    task: Mutex<Option<Waker>>,
+}
+
+impl Wake for WakeFlag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(task) = task.as_ref() {
+            task.wake_by_ref();
+        }
+    }
+}
+
+impl<F: Future> OnWake<F> {
+    fn new(fut: F) -> OnWake<F> {
+        let flag = Arc::new(WakeFlag {
+            woken: AtomicBool::new(true),
+            task: Mutex::new(None),
+        });
+        OnWake {
+            fut: Box::pin(fut),
+            waker: Waker::from(Arc::clone(&flag)),
+            flag,
+        }
+    }
+}
+
+impl<F: Future> Future for OnWake<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        {
+            let mut task = self.flag.task.lock().unwrap_or_else(|p| p.into_inner());
+            if !task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
+                *task = Some(cx.waker().clone());
+            }
+        }
+        if !self.flag.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        let this = &mut *self;
+        this.fut.as_mut().poll(&mut Context::from_waker(&this.waker))
+    }
+}
+
+/// How long a connection closed for idleness may take to end on its own before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// The requests of one client connection.
+#[derive(Default)]
+struct Activity {
+    /// How many started (their headers were read).
+    started: AtomicU64,
+    /// How many are not finished (their answer's body was not sent whole yet).
+    open: AtomicU64,
+}
+
+/// One open request of a connection; finished when dropped (with its answer's body).
+struct OpenRequest(Arc<Activity>);
+
+impl OpenRequest {
+    fn new(activity: &Arc<Activity>) -> OpenRequest {
+        activity.started.fetch_add(1, Ordering::Relaxed);
+        activity.open.fetch_add(1, Ordering::Relaxed);
+        OpenRequest(Arc::clone(activity))
+    }
+}
+
+impl Drop for OpenRequest {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// An answer's body that keeps its request open until it is dropped.
+struct TrackedBody {
+    body: ProxyBody,
+    _open: OpenRequest,
+}
+
+impl Body for TrackedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Resolves once the connection had no request open and none started for `idle` (checked
+/// every quarter of it: so between `idle` and 1.25 x `idle`). That covers a kept-alive
+/// connection nobody uses and a client too slow to send its headers, with one timer per
+/// connection instead of one per request.
+async fn watchdog(activity: &Activity, idle: Duration) {
+    let period = (idle / 4).max(Duration::from_millis(10));
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = activity.started.load(Ordering::Relaxed);
+    let mut quiet_since = tokio::time::Instant::now();
+    loop {
+        let now = ticks.tick().await;
+        let started = activity.started.load(Ordering::Relaxed);
+        if started != seen || activity.open.load(Ordering::Relaxed) > 0 {
+            seen = started;
+            quiet_since = now;
+        } else if now.duration_since(quiet_since) >= idle {
+            return;
         }
     }
 }

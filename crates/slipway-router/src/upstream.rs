@@ -35,6 +35,7 @@ use hyper::{Method, Response, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::headers::is_hop_by_hop;
 use crate::pool::Pool;
 use crate::release::InFlightGuard;
 
@@ -373,6 +374,7 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Option<Head>
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut other_coding = false;
+    let mut named: Vec<HeaderName> = Vec::new();
     for field in parsed.headers.iter() {
         let name = HeaderName::from_bytes(field.name.as_bytes())
             .map_err(|_| UpstreamError::Protocol("invalid header name"))?;
@@ -382,8 +384,10 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Option<Head>
             for token in value.to_str().unwrap_or("").split(',').map(str::trim) {
                 if token.eq_ignore_ascii_case("close") {
                     keep_alive = false;
-                } else if token.eq_ignore_ascii_case("keep-alive") && http10 {
-                    keep_alive = true;
+                } else if token.eq_ignore_ascii_case("keep-alive") {
+                    keep_alive |= http10;
+                } else if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                    named.push(name);
                 }
             }
         } else if name == header::TRANSFER_ENCODING {
@@ -408,7 +412,13 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Option<Head>
                 length = Some(n);
             }
         }
-        headers.append(name, value);
+        // Hop-by-hop headers stop here.
+        if !is_hop_by_hop(&name) {
+            headers.append(name, value);
+        }
+    }
+    for name in named {
+        headers.remove(name);
     }
     let framing = if *method == Method::HEAD
         || status == StatusCode::NO_CONTENT
@@ -445,7 +455,7 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Option<Head>
 
 /// A response head read from an upstream.
 pub(crate) struct Head {
-    /// Status and headers (hop-by-hop ones still in).
+    /// Status and headers, without the hop-by-hop ones (nor those `Connection` named).
     pub(crate) response: Response<()>,
     /// How the body is delimited.
     pub(crate) framing: Framing,

@@ -713,3 +713,53 @@ async fn client_going_away_ends_the_in_flight_request() {
     );
     r.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn idle_and_too_slow_clients_are_closed_but_slow_answers_are_not() {
+    let a = upstream("upstream-a").await;
+    let r = start_router(RouterConfig {
+        client_idle_timeout: Duration::from_millis(800),
+        ..RouterConfig::default()
+    })
+    .await;
+    r.router
+        .switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)))
+        .unwrap();
+    // Until the router closes the connection: how long, and what it answered.
+    async fn until_closed(s: &mut tokio::net::TcpStream) -> (Duration, String) {
+        let t = std::time::Instant::now();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match within(10, s.read(&mut buf)).await {
+                Ok(0) | Err(_) => return (t.elapsed(), String::from_utf8_lossy(&got).into_owned()),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    // Headers that never end.
+    let mut slow = tokio::net::TcpStream::connect(r.addr).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: main.demo.localhost\r\nX-Slow: 1").await.unwrap();
+    let (took, answered) = until_closed(&mut slow).await;
+    assert!(took >= Duration::from_millis(700) && took < Duration::from_secs(4), "closed after {took:?}");
+    assert!(!answered.contains("200"), "{answered}");
+
+    // A kept-alive connection left idle after one request.
+    let mut idle = tokio::net::TcpStream::connect(r.addr).await.unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: main.demo.localhost\r\n\r\n").await.unwrap();
+    let (took, answered) = until_closed(&mut idle).await;
+    assert!(answered.starts_with("HTTP/1.1 200 OK"), "{answered}");
+    assert!(answered.ends_with("upstream-a"), "{answered}");
+    assert!(took >= Duration::from_millis(700) && took < Duration::from_secs(4), "closed after {took:?}");
+
+    // An answer that takes longer than the idle timeout is waited for.
+    let addr = r.addr;
+    let pending = tokio::spawn(async move { get_once(addr, "main.demo.localhost", "/slow").await });
+    within(5, a.state.started.notified()).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    a.state.release.notify_one();
+    let answer = within(5, pending).await.unwrap();
+    assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, "upstream-a"));
+    r.stop().await.unwrap();
+}
