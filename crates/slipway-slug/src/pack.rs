@@ -46,6 +46,8 @@ const MAX_WORKERS: u32 = 8;
 const CHUNK: usize = 1 << 20;
 /// Chunks in flight between two threads of the pipeline.
 const QUEUE: usize = 4;
+/// Entries found by the walk and not yet packed, at most.
+const WALK_QUEUE: usize = 4096;
 /// How many of the biggest entries a [`SlugError::TooBig`] names.
 const BIGGEST_SHOWN: usize = 5;
 
@@ -149,8 +151,8 @@ pub(crate) fn pack_dir_with_workers(
             reason: "not a directory".into(),
         });
     }
-    let mut entries = Vec::new();
-    walk(dir, Path::new(""), &mut entries)?;
+    // What was packed, for the message of a slug over the limit.
+    let mut entries: Vec<(PathBuf, Source)> = Vec::new();
     let cancelled = || {
         options
             .cancel
@@ -164,6 +166,10 @@ pub(crate) fn pack_dir_with_workers(
     let max_size = options.max_size;
 
     std::thread::scope(|s| {
+        // The walk runs beside the packing: the first file is packed while the folder is
+        // still being listed. Entries arrive in layer order.
+        let (found, to_pack) = sync_channel::<(PathBuf, Source)>(WALK_QUEUE);
+        let walker = s.spawn(move || walk(dir, Path::new(""), &mut |entry| found.send(entry).is_ok()));
         let hasher = s.spawn(move || hash_stage(hash_rx, to_zstd));
         let compressor = s.spawn(move || compress_stage(zstd_rx, recycle, out, level, workers, max_size));
 
@@ -175,14 +181,14 @@ pub(crate) fn pack_dir_with_workers(
             };
             let mut tar = tar::Builder::new(&mut sink);
             append_dir(&mut tar, Path::new(LAYER_ROOT)).ctx(dir)?;
-            for (rel, src) in entries.iter_mut() {
-                let rel: &Path = rel;
+            for (rel, mut src) in to_pack {
+                let rel: &Path = &rel;
                 if cancelled() {
                     return Err(SlugError::Cancelled);
                 }
                 let full = dir.join(rel);
                 let in_layer = Path::new(LAYER_ROOT).join(rel);
-                match src {
+                match &mut src {
                     Source::Dir => append_dir(&mut tar, &in_layer).ctx(&full)?,
                     Source::Symlink(target) => {
                         let mut h = header(tar::EntryType::Symlink, 0o777, 0);
@@ -212,6 +218,17 @@ pub(crate) fn pack_dir_with_workers(
                         tar.append_data(&mut h, &in_layer, io::empty()).ctx(&full)?;
                         tar.get_mut().copy_file(&mut file, *size).ctx(&full)?;
                     }
+                }
+                entries.push((rel.to_path_buf(), src));
+            }
+            // The walk ended: completely, or with an error that is the packing's.
+            match walker.join() {
+                Ok(walked) => walked?,
+                Err(_) => {
+                    return Err(SlugError::Io {
+                        path: dir.to_path_buf(),
+                        source: io::Error::other("the slug walking thread panicked"),
+                    })
                 }
             }
             tar.into_inner().ctx(dir)?;
@@ -504,7 +521,10 @@ fn append_dir<W: Write>(tar: &mut tar::Builder<W>, path: &Path) -> io::Result<()
 
 /// Collect everything under `root/rel`, sorted: a depth-first walk over sorted names
 /// yields exactly the component-wise path order.
-fn walk(root: &Path, rel: &Path, out: &mut Vec<(PathBuf, Source)>) -> Result<(), SlugError> {
+/// List `root/rel` recursively in layer order (each folder's names sorted, a folder before
+/// its content), handing each entry to `found`; stops early (without error) when `found`
+/// returns false.
+fn walk(root: &Path, rel: &Path, found: &mut dyn FnMut((PathBuf, Source)) -> bool) -> Result<(), SlugError> {
     let here = root.join(rel);
     let mut children = Vec::new();
     for entry in fs::read_dir(&here).ctx(&here)? {
@@ -517,11 +537,15 @@ fn walk(root: &Path, rel: &Path, out: &mut Vec<(PathBuf, Source)>) -> Result<(),
     for (name, ft) in children {
         let rel = rel.join(&name);
         if ft.is_dir() {
-            out.push((rel.clone(), Source::Dir));
-            walk(root, &rel, out)?;
+            if !found((rel.clone(), Source::Dir)) {
+                return Ok(());
+            }
+            walk(root, &rel, found)?;
         } else if ft.is_file() {
             // Mode and size are read from the open file when it is packed.
-            out.push((rel, Source::File { exec: false, size: 0 }));
+            if !found((rel, Source::File { exec: false, size: 0 })) {
+                return Ok(());
+            }
         } else if ft.is_symlink() {
             let full = root.join(&rel);
             let target = fs::read_link(&full).ctx(&full)?;
@@ -529,7 +553,9 @@ fn walk(root: &Path, rel: &Path, out: &mut Vec<(PathBuf, Source)>) -> Result<(),
                 path: full.clone(),
                 reason,
             })?;
-            out.push((rel, Source::Symlink(target)));
+            if !found((rel, Source::Symlink(target))) {
+                return Ok(());
+            }
         } else {
             return Err(SlugError::Unsupported {
                 path: root.join(&rel),
