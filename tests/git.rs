@@ -477,7 +477,7 @@ fn sha1(data: &[u8]) -> Vec<u8> {
 }
 
 /// Replaces the trailing checksum of a pack with a correct one.
-fn fix_checksum(pack: &mut Vec<u8>) {
+fn fix_checksum(pack: &mut [u8]) {
     let n = pack.len() - 20;
     let sum = sha1(&pack[..n]);
     pack[n..].copy_from_slice(&sum);

@@ -32,7 +32,7 @@ static HOP_BY_HOP: [&HeaderName; 9] = [
 
 /// Whether `name` is one of the hop-by-hop headers every message loses.
 pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.iter().any(|h| *h == name)
+    HOP_BY_HOP.contains(&name)
 }
 
 /// Remove hop-by-hop headers, including every header named in `Connection`.

@@ -509,7 +509,7 @@ impl LeanBody {
         guard: InFlightGuard,
     ) -> LeanBody {
         let keep_alive =
-            keep_alive && !(head_framing == Framing::Length(0) && !conn.buf.is_empty());
+            keep_alive && (head_framing != Framing::Length(0) || conn.buf.is_empty());
         let mut body = LeanBody {
             conn: Some(conn),
             framing: head_framing,
