@@ -39,9 +39,10 @@ pub(crate) enum ConnectError {
     Http(#[from] hyper::Error),
 }
 
-/// An idle connection and since when it is idle.
+/// An idle connection and since when it is idle. Connections are boxed: they move between
+/// the pool, the request and the response body, a pointer instead of a few hundred bytes.
 struct Idle {
-    conn: Conn,
+    conn: Box<Conn>,
     since: Instant,
 }
 
@@ -95,7 +96,7 @@ impl Pool {
     }
 
     /// A kept-alive connection ready for a request, if one is idle.
-    pub(crate) fn checkout(&self) -> Option<Conn> {
+    pub(crate) fn checkout(&self) -> Option<Box<Conn>> {
         let now = Instant::now();
         let mut idle = self.lock();
         while let Some(entry) = idle.pop() {
@@ -113,7 +114,7 @@ impl Pool {
 
     /// Give back a connection whose response was read to its end (unless the pool is
     /// retired; when full, the coldest connection is closed).
-    pub(crate) fn checkin(&self, conn: Conn) {
+    pub(crate) fn checkin(&self, conn: Box<Conn>) {
         let mut idle = self.lock();
         if self.retired.load(Ordering::Acquire) {
             return;
@@ -128,8 +129,8 @@ impl Pool {
     }
 
     /// Open a new connection (pooled once given back with [`Pool::checkin`]).
-    pub(crate) async fn connect(&self, timeout: Duration) -> Result<Conn, ConnectError> {
-        Ok(Conn::new(self.dial(timeout).await?))
+    pub(crate) async fn connect(&self, timeout: Duration) -> Result<Box<Conn>, ConnectError> {
+        Ok(Box::new(Conn::new(self.dial(timeout).await?)))
     }
 
     /// Open a connection for a request that asks for a protocol upgrade: hyper's client,

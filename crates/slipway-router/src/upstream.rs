@@ -491,7 +491,7 @@ pub(crate) enum Chunk {
 /// back to its pool once the body was read to its end (if the response allowed keeping
 /// it); the request stays counted in flight on its release until the body is dropped.
 pub(crate) struct LeanBody {
-    conn: Option<Conn>,
+    conn: Option<Box<Conn>>,
     framing: Framing,
     done: bool,
     keep_alive: bool,
@@ -502,7 +502,7 @@ pub(crate) struct LeanBody {
 impl LeanBody {
     /// The body of the response whose head was `head`, read from `conn`.
     pub(crate) fn new(
-        conn: Conn,
+        conn: Box<Conn>,
         head_framing: Framing,
         keep_alive: bool,
         pool: Arc<Pool>,
