@@ -19,7 +19,7 @@ use hyper::body::{Body, Frame, SizeHint};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::{http1, http2};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
@@ -115,12 +115,13 @@ impl Router {
         mut queue: mpsc::UnboundedReceiver<Accepted>,
         mut stop_rx: watch::Receiver<bool>,
     ) {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
         // No per-request header timer (it costs a timer per request): each connection's
         // watchdog closes it when it had no request open nor started for the idle timeout,
         // which also ends a client that is too slow to send its headers.
-        builder.http1().timer(TokioTimer::new()).keep_alive(true);
-        builder.http2().timer(TokioTimer::new());
+        let mut h1_builder = http1::Builder::new();
+        h1_builder.timer(TokioTimer::new()).keep_alive(true);
+        let mut h2_builder = http2::Builder::new(TokioExecutor::new());
+        h2_builder.timer(TokioTimer::new());
         let mut connections = JoinSet::new();
         loop {
             tokio::select! {
@@ -139,7 +140,7 @@ impl Router {
                     };
                     let _ = stream.set_nodelay(true);
                     let router = Arc::clone(&self);
-                    let builder = builder.clone();
+                    let (h1_builder, h2_builder) = (h1_builder.clone(), h2_builder.clone());
                     let mut stop = stop_rx.clone();
                     let idle_timeout = self.config.client_idle_timeout;
                     connections.spawn(async move {
@@ -155,8 +156,6 @@ impl Router {
                                 Ok::<_, Infallible>(resp.map(|body| TrackedBody { body, _open: open }))
                             }
                         });
-                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        tokio::pin!(conn);
                         // The connection's task wakes for every read and write; what ends it
                         // otherwise (a stop, idleness) is looked at only when it woke.
                         let activity_seen = Arc::clone(&activity);
@@ -167,19 +166,43 @@ impl Router {
                             }
                         });
                         tokio::pin!(end);
-                        let result = tokio::select! {
-                            biased;
-                            result = conn.as_mut() => result,
-                            why = &mut end => {
-                                conn.as_mut().graceful_shutdown();
-                                match why {
-                                    End::Stop => conn.await,
-                                    End::Idle => {
-                                        tracing::debug!(%peer, "closing an idle client connection");
-                                        tokio::time::timeout(CLOSE_GRACE, conn).await.unwrap_or(Ok(()))
+                        // HTTP/2 (h2c, prior knowledge) or HTTP/1.1: the first bytes say.
+                        let h2 = tokio::select! {
+                            detected = speaks_h2(&stream) => match detected {
+                                Ok(h2) => h2,
+                                Err(err) => {
+                                    tracing::debug!(%peer, error = %err, "client connection failed before a request");
+                                    return;
+                                }
+                            },
+                            _ = &mut end => return,
+                        };
+                        // Serve until the connection ends, or `end` says to close it.
+                        macro_rules! drive {
+                            ($conn:expr) => {{
+                                let conn = $conn;
+                                tokio::pin!(conn);
+                                tokio::select! {
+                                    biased;
+                                    result = conn.as_mut() => result,
+                                    why = &mut end => {
+                                        conn.as_mut().graceful_shutdown();
+                                        match why {
+                                            End::Stop => conn.await,
+                                            End::Idle => {
+                                                tracing::debug!(%peer, "closing an idle client connection");
+                                                tokio::time::timeout(CLOSE_GRACE, conn).await.unwrap_or(Ok(()))
+                                            }
+                                        }
                                     }
                                 }
-                            }
+                            }};
+                        }
+                        let io = TokioIo::new(stream);
+                        let result = if h2 {
+                            drive!(h2_builder.serve_connection(io, service))
+                        } else {
+                            drive!(h1_builder.serve_connection(io, service).with_upgrades())
                         };
                         if let Err(err) = result {
                             tracing::debug!(%peer, error = %err, "client connection ended with an error");
@@ -275,6 +298,27 @@ impl<F: Future> Future for OnWake<F> {
         }
         let this = &mut *self;
         this.fut.as_mut().poll(&mut Context::from_waker(&this.waker))
+    }
+}
+
+/// The HTTP/2 connection preface (RFC 9113 3.4): a client that starts with it speaks h2c.
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether the client starts with the HTTP/2 preface; looks without reading (`peek`), so
+/// the chosen protocol's server reads the bytes again. Any other first byte (every HTTP/1
+/// method but `PRI`) answers at once; a client that sent only part of the preface is
+/// looked at again shortly (the connection's watchdog bounds the wait).
+async fn speaks_h2(stream: &tokio::net::TcpStream) -> std::io::Result<bool> {
+    let mut start = [0u8; H2_PREFACE.len()];
+    loop {
+        let n = stream.peek(&mut start).await?;
+        if n == 0 || start[..n] != H2_PREFACE[..n] {
+            return Ok(false);
+        }
+        if n == H2_PREFACE.len() {
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
