@@ -245,26 +245,9 @@ async fn send(
                 Err(err) => return upstream_failed(&pool, &err, &request_id),
             },
         };
-        let result = {
-            let exchange = conn.exchange(&parts, &mut body);
-            match config.request_timeout {
-                Some(limit) => match tokio::time::timeout(limit, exchange).await {
-                    Ok(result) => result,
-                    Err(_) => {
-                        upstream_failed(
-                            &pool,
-                            &"no response headers within the request timeout",
-                            &request_id,
-                        );
-                        return page(
-                            StatusCode::GATEWAY_TIMEOUT,
-                            "504 Gateway Timeout: the application did not answer in time.\n",
-                            Some(&request_id),
-                        );
-                    }
-                },
-                None => exchange.await,
-            }
+        let exchange = conn.exchange(&parts, &mut body);
+        let Some(result) = within_request_timeout(config.request_timeout, exchange).await else {
+            return gateway_timeout(&pool, &request_id);
         };
         let head = match result {
             Ok(head) => head,
@@ -289,6 +272,29 @@ async fn send(
         let body = LeanBody::new(conn, head.framing, head.keep_alive, pool, guard);
         return Response::from_parts(resp_parts, ProxyBody::Lean(body));
     }
+}
+
+/// `fut` within the request timeout, if there is one: `None` when the time ran out.
+async fn within_request_timeout<F: std::future::Future>(
+    limit: Option<Duration>,
+    fut: F,
+) -> Option<F::Output> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, fut).await.ok(),
+        None => Some(fut.await),
+    }
+}
+
+/// Log an upstream that sent no response headers within the request timeout; the answer
+/// is a 504.
+fn gateway_timeout(pool: &Pool, request_id: &HeaderValue) -> Response<ProxyBody> {
+    let upstream = pool.upstream();
+    tracing::warn!(release = %upstream.release, port = upstream.port, request_id = ?request_id, "upstream sent no response headers within the request timeout");
+    page(
+        StatusCode::GATEWAY_TIMEOUT,
+        "504 Gateway Timeout: the application did not answer in time.\n",
+        Some(request_id),
+    )
 }
 
 /// Log a failed upstream request; the answer is a 502.
@@ -319,23 +325,8 @@ async fn send_upgrade(
         Err(err) => return upstream_failed(&pool, &err, &request_id),
     };
     let sent = sender.send_request(Request::from_parts(parts, body));
-    let result = match config.request_timeout {
-        Some(limit) => match tokio::time::timeout(limit, sent).await {
-            Ok(result) => result,
-            Err(_) => {
-                upstream_failed(
-                    &pool,
-                    &"no response headers within the request timeout",
-                    &request_id,
-                );
-                return page(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "504 Gateway Timeout: the application did not answer in time.\n",
-                    Some(&request_id),
-                );
-            }
-        },
-        None => sent.await,
+    let Some(result) = within_request_timeout(config.request_timeout, sent).await else {
+        return gateway_timeout(&pool, &request_id);
     };
     let mut resp = match result {
         Ok(resp) => resp,
