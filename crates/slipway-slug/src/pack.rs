@@ -186,8 +186,8 @@ pub(crate) fn pack_dir_with_workers(
             };
             let mut tar = tar::Builder::new(&mut sink);
             append_dir(&mut tar, Path::new(LAYER_ROOT)).ctx(dir)?;
-            for (rel, mut src) in to_pack {
-                let rel: &Path = &rel;
+            for (found, mut src) in to_pack {
+                let rel: &Path = &found;
                 if cancelled() {
                     return Err(SlugError::Cancelled);
                 }
@@ -224,7 +224,7 @@ pub(crate) fn pack_dir_with_workers(
                         tar.get_mut().copy_file(&mut file, *size).ctx(&full)?;
                     }
                 }
-                entries.push((rel.to_path_buf(), src));
+                entries.push((found, src));
             }
             // The walk ended: completely, or with an error that is the packing's.
             match walker.join() {
