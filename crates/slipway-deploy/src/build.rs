@@ -557,18 +557,9 @@ fn build_spec(
     extra_env: Vec<(String, String)>,
 ) -> ContainerSpec {
     let mut env: BTreeMap<String, String> = extra_env.into_iter().collect();
-    env.extend(dependencies::env(app));
-    env.extend(app.env_vars());
+    env.extend(crate::environment::container_env(app, &tree.to_string()));
     env.extend(
         [
-            ("PATH", dependencies::PATH.to_string()),
-            ("HOME", "/app".into()),
-            ("LANG", "C.UTF-8".into()),
-            ("SLIPWAY_APPLICATION", app.name.clone()),
-            ("PLATFORM_APPLICATION_NAME", app.name.clone()),
-            ("PLATFORM_APP_DIR", "/app".into()),
-            ("PLATFORM_TREE_ID", tree.to_string()),
-            ("SLIPWAY_TREE_ID", tree.to_string()),
             ("PLATFORM_CACHE_DIR", CACHE_MOUNT.into()),
             ("SLIPWAY_CACHE_DIR", CACHE_MOUNT.into()),
         ]

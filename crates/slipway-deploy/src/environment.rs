@@ -182,7 +182,8 @@ pub struct EnvContext<'a> {
     pub topology: &'a Topology,
 }
 
-/// The environment variables of an app's container. `PLATFORM_RELATIONSHIPS`,
+/// The environment variables of an app's container: [`container_env`]'s, then the
+/// environment's (port, names, URL, routes, relationships). `PLATFORM_RELATIONSHIPS`,
 /// `PLATFORM_ROUTES` and `PLATFORM_VARIABLES` are base64 JSON in Platform.sh's shapes
 /// (see [`slipway_config::platform_env`]); `SLIPWAY_RELATIONSHIPS` and `SLIPWAY_ROUTES` are the same.
 pub fn app_env(app: &Application, cx: &EnvContext<'_>) -> BTreeMap<String, String> {
@@ -206,32 +207,19 @@ pub fn app_env(app: &Application, cx: &EnvContext<'_>) -> BTreeMap<String, Strin
         });
     }
     let variables = platform_env::variables_json(app);
-    // What the app's global packages need (as in its build), then the variables of the
-    // config, then the platform's own, which cannot be overridden.
-    let mut env: BTreeMap<String, String> = crate::build::dependencies::env(app).into_iter().collect();
-    for (k, v) in app.env_vars() {
-        env.insert(k, v);
-    }
+    let mut env = container_env(app, cx.tree_id);
     let fixed = [
-        ("PATH", crate::build::dependencies::PATH.to_string()),
-        ("HOME", "/app".to_string()),
-        ("LANG", "C.UTF-8".to_string()),
         ("PORT", cx.port.to_string()),
-        ("SLIPWAY_APPLICATION", app.name.clone()),
         ("SLIPWAY_ENVIRONMENT", cx.env.to_string()),
         ("SLIPWAY_BRANCH", cx.branch.to_string()),
         ("SLIPWAY_PROJECT", cx.project.to_string()),
-        ("SLIPWAY_TREE_ID", cx.tree_id.to_string()),
         ("SLIPWAY_RELATIONSHIPS", b64(&relationships)),
         ("SLIPWAY_ROUTES", b64(&routes)),
         ("SLIPWAY_URL", cx.url.to_string()),
-        ("PLATFORM_APPLICATION_NAME", app.name.clone()),
-        ("PLATFORM_APP_DIR", "/app".to_string()),
         ("PLATFORM_BRANCH", cx.branch.to_string()),
         ("PLATFORM_ENVIRONMENT", cx.env.to_string()),
-        ("PLATFORM_ENVIRONMENT_TYPE", if cx.env == "main" || cx.env == "master" { "production" } else { "development" }.to_string()),
+        ("PLATFORM_ENVIRONMENT_TYPE", if crate::switch::is_production(cx.env) { "production" } else { "development" }.to_string()),
         ("PLATFORM_PROJECT", cx.project.to_string()),
-        ("PLATFORM_TREE_ID", cx.tree_id.to_string()),
         ("PLATFORM_RELATIONSHIPS", b64(&relationships)),
         ("PLATFORM_ROUTES", b64(&routes)),
         ("PLATFORM_VARIABLES", b64(&variables)),
@@ -240,6 +228,30 @@ pub fn app_env(app: &Application, cx: &EnvContext<'_>) -> BTreeMap<String, Strin
     for (k, v) in fixed {
         env.insert(k.to_string(), v);
     }
+    env
+}
+
+/// The variables every container of `app` sees, build and run alike, later ones winning:
+/// what the app's global packages need ([`crate::build::dependencies::env`]), the app's
+/// `variables.env`, then the platform's own (`PATH` with the global packages first,
+/// `HOME`, `LANG`, the app's name and folder, the source tree id), which the config
+/// cannot override.
+pub(crate) fn container_env(app: &Application, tree_id: &str) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = crate::build::dependencies::env(app).into_iter().collect();
+    env.extend(app.env_vars());
+    env.extend(
+        [
+            ("PATH", crate::build::dependencies::PATH.to_string()),
+            ("HOME", "/app".to_string()),
+            ("LANG", "C.UTF-8".to_string()),
+            ("SLIPWAY_APPLICATION", app.name.clone()),
+            ("PLATFORM_APPLICATION_NAME", app.name.clone()),
+            ("PLATFORM_APP_DIR", "/app".to_string()),
+            ("SLIPWAY_TREE_ID", tree_id.to_string()),
+            ("PLATFORM_TREE_ID", tree_id.to_string()),
+        ]
+        .map(|(k, v)| (k.to_string(), v)),
+    );
     env
 }
 
