@@ -451,8 +451,8 @@ impl Archive {
     }
 }
 
-/// Hash a file's content in a streaming way.
-pub(crate) fn hash_file(path: &Path) -> io::Result<(Digest, u64)> {
+/// The digest and size of a file's content, read in a streaming way.
+pub fn hash_file(path: &Path) -> io::Result<(Digest, u64)> {
     let f = File::open(path)?;
     HashReader::new(io::BufReader::with_capacity(256 * 1024, f).take(u64::MAX)).drain()
 }

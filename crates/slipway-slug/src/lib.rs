@@ -27,7 +27,7 @@ pub mod pack;
 mod tag;
 mod unpack;
 
-pub use archive::{Archive, TagEntry};
+pub use archive::{hash_file, Archive, TagEntry};
 pub use digest::Digest;
 pub use error::SlugError;
 pub use image::{ReleaseImage, SLUG_MEDIA_TYPE, WORKING_DIR};

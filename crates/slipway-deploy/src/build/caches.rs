@@ -15,7 +15,6 @@
 //! A cache only speeds builds up: it is not part of the build key, and a cache that cannot
 //! be restored or saved is reported and skipped, never failing the build.
 
-use std::io::Read as _;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -120,26 +119,12 @@ fn watched_content(build_dir: &Path, file: &str) -> String {
             Ok(t) => format!("link:{}", t.display()),
             Err(_) => "link".into(),
         },
-        Ok(m) if m.is_file() => match hash_file(&path) {
-            Ok(h) => format!("sha256:{h}"),
+        Ok(m) if m.is_file() => match slipway_slug::hash_file(&path) {
+            Ok((digest, _)) => digest.to_string(),
             Err(e) => format!("unreadable:{}", e.kind()),
         },
         Ok(_) => "not a file".into(),
     }
-}
-
-fn hash_file(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
 }
 
 /// `root/rel` for a normalized relative path, if no folder on the way is a symbolic link
