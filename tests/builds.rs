@@ -604,3 +604,67 @@ fn build_caches_come_back_while_the_watched_files_stay_the_same() {
     );
     assert!(!out.contains("running hooks.build"), "{out}");
 }
+
+/// `slipway slug pack DIR -o FILE`: FILE is the layer whose digest is printed, readable
+/// by the zstd tool; an old FILE is replaced whole; bad arguments change nothing.
+#[test]
+fn slug_pack_writes_the_printed_digest_and_replaces_an_old_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().expect("tempdir");
+    let src = d.path().join("app");
+    std::fs::create_dir_all(src.join("lib")).expect("mkdir");
+    std::fs::write(src.join("server.py"), "print('hi')\n").expect("write");
+    // Over 1 MiB of tar: more than one zstd frame.
+    let big: String = (0..120_000).map(|i| format!("line {i}\n")).collect();
+    std::fs::write(src.join("lib/big.txt"), &big).expect("write");
+    let out = d.path().join("app.slug");
+    std::fs::write(&out, "an older slug").expect("write");
+
+    let pack = |dir: &Path, file: &Path| {
+        slipway_e2e::run(
+            Command::new(slipway_e2e::slipway_bin())
+                .args(["slug", "pack"])
+                .arg(dir)
+                .arg("-o")
+                .arg(file),
+        )
+    };
+    let o = pack(&src, &out);
+    assert!(o.status.success(), "{}", text(&o));
+    let printed = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let bytes = std::fs::read(&out).expect("slug");
+    let sum = text(&slipway_e2e::run(Command::new("sha256sum").arg(&out)));
+    assert_eq!(printed, format!("sha256:{}", sum.split_whitespace().next().unwrap_or("")));
+    let mode = std::fs::metadata(&out).expect("slug").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644);
+    let tar = Command::new("zstd").arg("-dc").arg(&out).output().expect("zstd");
+    assert!(tar.status.success(), "zstd -d: {}", text(&tar));
+    let listed = slipway_e2e::run(Command::new("sh").arg("-c").arg(format!(
+        "zstd -dc {} | tar -tvf -",
+        out.display()
+    )));
+    let listing = text(&listed);
+    assert!(listing.contains("app/lib/big.txt"), "{listing}");
+    assert!(listing.contains(&big.len().to_string()), "{listing}");
+
+    // Same folder again: same bytes, and no temporary file left beside it.
+    let o = pack(&src, &out);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(std::fs::read(&out).expect("slug") == bytes, "packing twice gave other bytes");
+    let names: Vec<String> = std::fs::read_dir(d.path())
+        .expect("ls")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+
+    // A folder as FILE, or no such DIR: an error naming it, nothing changed.
+    let o = pack(&src, &src.join("lib"));
+    assert!(!o.status.success());
+    assert!(text(&o).contains("lib"), "{}", text(&o));
+    assert!(src.join("lib/big.txt").is_file());
+    let o = pack(&d.path().join("nope"), &out);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("nope"), "{}", text(&o));
+    assert!(std::fs::read(&out).expect("slug") == bytes);
+}

@@ -51,8 +51,9 @@ use crate::Platform;
 /// Where the app's persistent build cache is mounted in the build container.
 pub const CACHE_MOUNT: &str = "/cache";
 
-/// Version of the slug layout; part of every build key.
-pub const SLUG_FORMAT: u32 = 1;
+/// Version of the slug layout; part of every build key. 2: zstd as one frame per MiB of
+/// tar (1 was one multithreaded frame with a checksum).
+pub const SLUG_FORMAT: u32 = 2;
 /// The stack apps build and run on: the host's /usr, /lib*, /bin, /sbin, /etc.
 pub const STACK: &str = "host";
 

@@ -1,12 +1,13 @@
-//! zstd's multithreaded output must not depend on the number of worker threads, or the
-//! same app would get different digests on machines with different core counts.
+//! The compressed layer must not depend on the number of worker threads, or the same app
+//! would get different digests on machines with different core counts; and its frames
+//! (one per MiB of tar) must read back as one stream.
 
 use crate::pack::{pack_dir_with_workers, PackOptions};
 
 #[test]
 fn output_is_independent_of_worker_count() {
     let dir = tempfile::tempdir().unwrap();
-    // ~24 MiB of compressible pseudo-random text: several zstd jobs at level 3.
+    // ~24 MiB of compressible pseudo-random text: several zstd frames at level 3.
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
     let words = [
         "alpha ", "beta ", "gamma ", "delta ", "slug ", "layer ", "\n",
@@ -31,4 +32,31 @@ fn output_is_independent_of_worker_count() {
         assert_eq!(info, first_info, "{workers} workers");
         assert!(out == first, "{workers} workers gave different bytes");
     }
+
+    // Several frames, each with its content size and no checksum.
+    let mut frames = 0;
+    let mut rest = &first[..];
+    while !rest.is_empty() {
+        let size = zstd::zstd_safe::find_frame_compressed_size(rest).unwrap();
+        assert_eq!(rest[..4], [0x28, 0xb5, 0x2f, 0xfd], "frame {frames}: zstd magic");
+        let descriptor = rest[4];
+        assert_eq!(descriptor & 0x04, 0, "frame {frames}: no checksum flag");
+        assert!(
+            matches!(zstd::zstd_safe::get_frame_content_size(rest), Ok(Some(n)) if n > 0),
+            "frame {frames}: content size"
+        );
+        rest = &rest[size..];
+        frames += 1;
+    }
+    assert!(frames >= 24, "{frames} frames for 24 MiB of tar");
+
+    // The zstd crate (what unpacking uses) and the zstd tool both read all the frames: the
+    // tar they give back is the one diff_id names.
+    let tar = zstd::stream::decode_all(&first[..]).unwrap();
+    assert_eq!(crate::Digest::of_bytes(&tar), first_info.diff_id);
+    let file = dir.path().join("layer.tar.zst");
+    std::fs::write(&file, first).unwrap();
+    let out = std::process::Command::new("zstd").arg("-dc").arg(&file).output().unwrap();
+    assert!(out.status.success(), "zstd -d: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout == tar, "zstd -d gave another tar");
 }

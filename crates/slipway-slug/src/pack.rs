@@ -12,17 +12,22 @@
 //!   name a path inside the container, e.g. `cache -> /tmp/cache`); relative targets that
 //!   climb out of the app folder are refused (they would point into the build host's tree);
 //! - hard-linked files are stored as separate regular files; fifos, sockets and devices are refused;
-//! - zstd with the checksum flag, multithreaded in 1 MiB jobs without overlap (zstd's
-//!   output does not depend on the number of worker threads; a test checks it).
+//! - zstd as a series of independent frames, one per MiB of tar stream (RFC 8878 allows
+//!   any number of frames; zstd, skopeo and containerd read them as one stream, as
+//!   `pzstd` and zstd:chunked layers rely on). Frames compress in parallel, and their
+//!   bytes do not depend on the number of threads (a test checks it). Each frame states
+//!   its content size and carries no XXH64 checksum: the layer's sha256 digest is checked
+//!   on every read and `diff_id` covers the tar, so it would check the same bytes a third
+//!   time.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -40,19 +45,17 @@ pub const SLUG_MTIME: u64 = 315_532_800;
 pub const DEFAULT_LEVEL: i32 = 3;
 /// The default largest compressed slug a build may produce: 2 GiB.
 pub const DEFAULT_MAX_SIZE: u64 = 2 << 30;
-/// Bytes of tar stream per zstd job (its minimum is 512 KiB).
-const JOB_SIZE: u32 = 1 << 20;
-/// zstd's `overlapLog` value meaning "no overlap" between jobs.
-const NO_OVERLAP: u32 = 1;
-/// Most zstd worker threads used for one slug.
+/// Most compressing threads used for one slug.
 const MAX_WORKERS: u32 = 8;
 /// Size of the chunks of tar stream handed from the reading thread to the hashing and
-/// compressing threads.
+/// compressing threads: each becomes one zstd frame, so this is part of the slug format.
 const CHUNK: usize = 1 << 20;
 /// Chunks in flight between two threads of the pipeline.
 const QUEUE: usize = 4;
-/// Entries found by the walk and not yet packed, at most.
-const WALK_QUEUE: usize = 4096;
+/// Batches of entries found by the walk and not yet packed, at most.
+const WALK_QUEUE: usize = 16;
+/// Entries per batch from the walk.
+const WALK_BATCH: usize = 256;
 /// How many of the biggest entries a [`SlugError::TooBig`] names.
 const BIGGEST_SHOWN: usize = 5;
 
@@ -134,13 +137,14 @@ struct Chunk {
     len: usize,
 }
 
-/// [`pack_dir_with`] with an explicit number of zstd worker threads (0 = single-threaded mode).
+/// [`pack_dir_with`] with an explicit number of compressing threads (at least one).
 ///
-/// Three threads form a pipeline: this one walks the folder and writes the tar stream in
-/// 1 MiB chunks (file contents read straight into the chunk), a second one hashes the tar
-/// (`diff_id`), a third one feeds zstd (whose own workers compress in parallel) and hashes
-/// and writes the compressed bytes. The bytes do not depend on this: same tar stream, same
-/// zstd parameters, same output.
+/// A pipeline of threads: this one writes the tar stream in 1 MiB chunks (file contents
+/// read straight into the chunk) as a walking thread lists the folder; a hashing thread
+/// hashes the tar (`diff_id`) and numbers the chunks; `workers` threads compress one chunk
+/// each into a zstd frame; a writing thread puts the frames back in order, hashes them (the
+/// layer digest) and writes them. Buffers go round, so the steady state allocates nothing.
+/// The bytes do not depend on `workers`.
 pub(crate) fn pack_dir_with_workers(
     dir: &Path,
     out: impl Write + Send,
@@ -166,17 +170,41 @@ pub(crate) fn pack_dir_with_workers(
     };
 
     let (to_hash, hash_rx) = sync_channel::<Chunk>(QUEUE);
-    let (to_zstd, zstd_rx) = sync_channel::<Chunk>(QUEUE);
+    let (to_zstd, zstd_rx) = sync_channel::<(u64, Chunk)>(QUEUE);
+    // Owned by the workers only: when the last one stops, the hashing stage's sends fail.
+    let jobs = Arc::new(Mutex::new(zstd_rx));
+    let (done, written) = sync_channel::<io::Result<Frame>>(QUEUE);
+    let frames: FramePool = Mutex::new(Vec::new());
     let (recycle, pool) = channel::<Chunk>();
     let max_size = options.max_size;
 
     std::thread::scope(|s| {
         // The walk runs beside the packing: the first file is packed while the folder is
         // still being listed. Entries arrive in layer order.
-        let (found, to_pack) = sync_channel::<(PathBuf, Source)>(WALK_QUEUE);
-        let walker = s.spawn(move || walk(dir, Path::new(""), &mut |entry| found.send(entry).is_ok()));
+        // Entries travel in batches: one per entry would wake this thread (and the walker,
+        // once the queue is full) for every file, two futex calls each.
+        let (found, to_pack) = sync_channel::<Vec<(PathBuf, Source)>>(WALK_QUEUE);
+        let walker = s.spawn(move || {
+            let mut batch = Vec::with_capacity(WALK_BATCH);
+            walk(dir, Path::new(""), &mut |entry| {
+                batch.push(entry);
+                batch.len() < WALK_BATCH || found.send(std::mem::replace(&mut batch, Vec::with_capacity(WALK_BATCH))).is_ok()
+            })?;
+            if !batch.is_empty() {
+                let _ = found.send(batch);
+            }
+            Ok(())
+        });
         let hasher = s.spawn(move || hash_stage(hash_rx, to_zstd));
-        let compressor = s.spawn(move || compress_stage(zstd_rx, recycle, out, level, workers, max_size));
+        let frames = &frames;
+        let compressors: Vec<_> = (0..workers.max(1))
+            .map(|_| {
+                let (jobs, done, recycle) = (jobs.clone(), done.clone(), recycle.clone());
+                s.spawn(move || compress_worker(&jobs, done, recycle, frames, level))
+            })
+            .collect();
+        drop((jobs, done, recycle));
+        let writer = s.spawn(move || write_stage(written, frames, out, max_size));
 
         let produced = (|| -> Result<(), SlugError> {
             let mut sink = ChunkSink {
@@ -186,7 +214,7 @@ pub(crate) fn pack_dir_with_workers(
             };
             let mut tar = tar::Builder::new(&mut sink);
             append_dir(&mut tar, Path::new(LAYER_ROOT)).ctx(dir)?;
-            for (found, mut src) in to_pack {
+            for (found, mut src) in to_pack.into_iter().flatten() {
                 let rel: &Path = &found;
                 if cancelled() {
                     return Err(SlugError::Cancelled);
@@ -242,9 +270,10 @@ pub(crate) fn pack_dir_with_workers(
         // On failure the senders are gone: the other stages stop; their errors (a full disk,
         // say) explain a broken pipe here better than the pipe does.
         let diff_id = hasher.join();
-        let compressed = compressor.join();
+        let workers_ok = compressors.into_iter().all(|w| w.join().is_ok());
+        let compressed = writer.join();
         let (diff_id, compressed) = match (diff_id, compressed) {
-            (Ok(d), Ok(c)) => (d, c),
+            (Ok(d), Ok(c)) if workers_ok => (d, c),
             _ => {
                 return Err(SlugError::Io {
                     path: dir.to_path_buf(),
@@ -276,16 +305,71 @@ pub(crate) fn pack_dir_with_workers(
     })
 }
 
-/// Hash the tar stream, pass the chunks on. `None` if the next stage stopped early.
-fn hash_stage(rx: Receiver<Chunk>, next: SyncSender<Chunk>) -> Option<Digest> {
+/// Hash the tar stream, number the chunks and hand them to the compressing workers. `None`
+/// if the workers stopped early.
+fn hash_stage(rx: Receiver<Chunk>, next: SyncSender<(u64, Chunk)>) -> Option<Digest> {
     let mut h = Sha256::new();
-    for chunk in rx {
+    for (seq, chunk) in (0u64..).zip(rx) {
         h.update(&chunk.data[..chunk.len]);
-        if next.send(chunk).is_err() {
+        if next.send((seq, chunk)).is_err() {
             return None;
         }
     }
     Some(Digest::from_hasher(h))
+}
+
+/// One chunk of tar stream compressed: a complete zstd frame, and where it goes in the layer.
+struct Frame {
+    seq: u64,
+    bytes: Vec<u8>,
+}
+
+/// Compressed-frame buffers going round between the workers and the writer.
+type FramePool = Mutex<Vec<Vec<u8>>>;
+
+/// A compressing worker: takes numbered chunks, compresses each into a frame of its own,
+/// gives the chunk back to the reader and the frame to the writer.
+fn compress_worker(
+    jobs: &Mutex<Receiver<(u64, Chunk)>>,
+    done: SyncSender<io::Result<Frame>>,
+    recycle: Sender<Chunk>,
+    frames: &FramePool,
+    level: i32,
+) {
+    let mut zstd = match frame_compressor(level) {
+        Ok(z) => z,
+        Err(e) => {
+            let _ = done.send(Err(e));
+            return;
+        }
+    };
+    loop {
+        // The lock is held only while waiting for the next chunk, not while compressing.
+        let job = match jobs.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok((seq, chunk)) = job else { return };
+        let mut bytes = frames.lock().ok().and_then(|mut p| p.pop()).unwrap_or_default();
+        bytes.clear();
+        bytes.reserve(zstd::zstd_safe::compress_bound(chunk.len));
+        let frame = zstd
+            .compress_to_buffer(&chunk.data[..chunk.len], &mut bytes)
+            .map(|_| Frame { seq, bytes });
+        let _ = recycle.send(chunk);
+        let failed = frame.is_err();
+        if done.send(frame).is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// The zstd context of one worker: `level`, no frame checksum (see the module docs).
+fn frame_compressor(level: i32) -> io::Result<zstd::bulk::Compressor<'static>> {
+    let mut z = zstd::bulk::Compressor::new(level)?;
+    z.set_parameter(CParameter::ChecksumFlag(false))?;
+    z.set_parameter(CParameter::ContentSizeFlag(true))?;
+    Ok(z)
 }
 
 /// What the compressing stage made.
@@ -306,12 +390,12 @@ impl StageError {
     }
 }
 
-fn compress_stage(
-    rx: Receiver<Chunk>,
-    recycle: Sender<Chunk>,
+/// Write the frames in layer order (workers finish out of order), hashing them: the
+/// layer's digest and size.
+fn write_stage(
+    rx: Receiver<io::Result<Frame>>,
+    frames: &FramePool,
     out: impl Write,
-    level: i32,
-    workers: u32,
     max_size: Option<u64>,
 ) -> Result<Compressed, StageError> {
     let limited = LimitWriter {
@@ -319,21 +403,25 @@ fn compress_stage(
         limit: max_size.unwrap_or(u64::MAX),
         written: 0,
     };
-    let mut enc = zstd::stream::write::Encoder::new(HashWriter::new(limited), level).map_err(StageError)?;
-    enc.include_checksum(true).map_err(StageError)?;
-    enc.multithread(workers).map_err(StageError)?;
-    // Small jobs compressed each on its own: the workers start after 1 MiB instead of 8,
-    // the last job (compressed while the other cores idle) is short, and no job re-reads
-    // the previous one's tail. Measured on bench/slug.sh: ~8 % less CPU than zstd's
-    // defaults for level 3 (8 MiB jobs, 256 KiB overlap), 0.4 % bigger. The bytes still do
-    // not depend on the number of workers.
-    enc.set_parameter(CParameter::JobSize(JOB_SIZE)).map_err(StageError)?;
-    enc.set_parameter(CParameter::OverlapSizeLog(NO_OVERLAP)).map_err(StageError)?;
-    for chunk in rx {
-        enc.write_all(&chunk.data[..chunk.len]).map_err(StageError)?;
-        let _ = recycle.send(chunk);
+    let mut hashed = HashWriter::new(limited);
+    let mut next = 0u64;
+    let mut early: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    for frame in rx {
+        let frame = frame.map_err(StageError)?;
+        early.insert(frame.seq, frame.bytes);
+        while let Some(bytes) = early.remove(&next) {
+            hashed.write_all(&bytes).map_err(StageError)?;
+            if let Ok(mut pool) = frames.lock() {
+                pool.push(bytes);
+            }
+            next += 1;
+        }
     }
-    let hashed = enc.finish().map_err(StageError)?;
+    if !early.is_empty() {
+        return Err(StageError(io::Error::other(format!(
+            "slug frame {next} never came from the compressing threads"
+        ))));
+    }
     let (mut limited, digest, size) = hashed.finish();
     limited.flush().map_err(StageError)?;
     Ok(Compressed { digest, size })

@@ -32,6 +32,8 @@ fn archive_with_release(dir: &Path) -> Archive {
     let src = dir.join("src");
     fs::create_dir(&src).unwrap();
     make_app(&src);
+    // Bigger than a zstd frame of the layer (1 MiB of tar): the tools must read them all.
+    fs::write(src.join("big.txt"), big_content()).unwrap();
     let a = Archive::open(&dir.join("archive")).unwrap();
     let slug = a.put_slug_from_dir(&src, 3).unwrap();
     let mut labels = BTreeMap::new();
@@ -105,8 +107,20 @@ fn skopeo_inspects_a_release() {
 const UMOCI_NO_ZSTD: &str =
     "blob is not correct mediatype: application/vnd.oci.image.layer.v1.tar+zstd";
 
+/// ~3.5 MiB of text that compresses but does not repeat exactly.
+fn big_content() -> Vec<u8> {
+    let mut data = Vec::with_capacity(3_700_000);
+    let mut n: u64 = 1;
+    while data.len() < 3_600_000 {
+        n = n.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        data.extend_from_slice(format!("line {} of the big file: {:x}\n", data.len(), n >> 40).as_bytes());
+    }
+    data
+}
+
 fn check_bundle(bundle: &Path) {
     let app = bundle.join("rootfs/app");
+    assert!(fs::read(app.join("big.txt")).unwrap() == big_content(), "big.txt differs");
     assert_eq!(
         fs::read(app.join("server.py")).unwrap(),
         b"print('hello')\n"

@@ -448,7 +448,25 @@ fn slug_pack(dir: &Path, output: &Path, level: i32) -> Result<u8, Failure> {
         .map_err(user_error)?;
     // Written whole, then renamed into place (no half-written FILE). No fsync:
     // like tar or cp, this writes a file for the user; the archive's own
-    // writes are the ones that fsync.
+    // writes are the ones that fsync. An existing FILE is removed first, as
+    // `zstd -f` does: renaming over it would make ext4 write the new file out
+    // before the rename returns (its auto_da_alloc rule for replace-by-rename),
+    // tens of milliseconds for a big slug. A crash in between leaves no FILE,
+    // never a half-written one.
+    use std::os::unix::fs::PermissionsExt as _;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .with_context(|| format!("writing {}", output.display()))
+        .map_err(user_error)?;
+    match std::fs::remove_file(output) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(user_error(
+                anyhow::Error::new(e).context(format!("replacing {}", output.display())),
+            ))
+        }
+    }
     tmp.persist(output)
         .with_context(|| format!("writing {}", output.display()))
         .map_err(user_error)?;
