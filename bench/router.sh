@@ -108,6 +108,9 @@ http {
 }
 EOF
 
+# Not daemonized: a daemon calls setsid(), and with the kernel's scheduler autogroups
+# (sched_autogroup_enabled) a session of its own gets a CPU share of its own. Here
+# wrk, both nginx and the router share this script's session, so the CPU is shared fairly.
 nginx -p "$WORK/up" -c "$WORK/up/nginx.conf" -g 'daemon off;' &
 PIDS+=($!)
 nginx -p "$WORK/proxy" -c "$WORK/proxy/nginx.conf" -g 'daemon off;' &

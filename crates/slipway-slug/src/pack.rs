@@ -188,7 +188,11 @@ pub(crate) fn pack_dir_with_workers(
             let mut batch = Vec::with_capacity(WALK_BATCH);
             walk(dir, Path::new(""), &mut |entry| {
                 batch.push(entry);
-                batch.len() < WALK_BATCH || found.send(std::mem::replace(&mut batch, Vec::with_capacity(WALK_BATCH))).is_ok()
+                if batch.len() < WALK_BATCH {
+                    return true;
+                }
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(WALK_BATCH));
+                found.send(full).is_ok()
             })?;
             if !batch.is_empty() {
                 let _ = found.send(batch);
@@ -270,7 +274,11 @@ pub(crate) fn pack_dir_with_workers(
         // On failure the senders are gone: the other stages stop; their errors (a full disk,
         // say) explain a broken pipe here better than the pipe does.
         let diff_id = hasher.join();
-        let workers_ok = compressors.into_iter().all(|w| w.join().is_ok());
+        // Every worker joined (a panicked one left unjoined would panic the scope).
+        let workers_ok = compressors
+            .into_iter()
+            .map(|w| w.join().is_ok())
+            .fold(true, |all, ok| all & ok);
         let compressed = writer.join();
         let (diff_id, compressed) = match (diff_id, compressed) {
             (Ok(d), Ok(c)) if workers_ok => (d, c),
