@@ -49,6 +49,19 @@ fn archive_with_release(dir: &Path) -> Archive {
     a
 }
 
+/// The runtime's own unpacking reads every frame of the layer too.
+#[test]
+fn unpack_slug_reads_a_layer_of_several_frames() {
+    let d = tempfile::tempdir().unwrap();
+    let a = archive_with_release(d.path());
+    let release = a.get_release("demo.main.r3.hello").unwrap();
+    let cache = d.path().join("slugs");
+    fs::create_dir(&cache).unwrap();
+    let app = a.unpack_slug(&release.slug.digest, &cache).unwrap();
+    assert!(fs::read(app.join("big.txt")).unwrap() == big_content(), "big.txt differs");
+    assert_eq!(fs::read(app.join("server.py")).unwrap(), b"print('hello')\n");
+}
+
 #[test]
 fn skopeo_inspects_a_release() {
     if !tool("skopeo") {
