@@ -30,9 +30,10 @@ static HOP_BY_HOP: [&HeaderName; 9] = [
     &header::UPGRADE,
 ];
 
-/// Whether `name` is one of the hop-by-hop headers every message loses.
-pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(&name)
+/// Whether the field name `name` (any case) is one of the hop-by-hop headers every
+/// message loses.
+pub(crate) fn is_hop_by_hop_name(name: &str) -> bool {
+    HOP_BY_HOP.iter().any(|h| h.as_str().eq_ignore_ascii_case(name))
 }
 
 /// Remove hop-by-hop headers, including every header named in `Connection`.
@@ -120,16 +121,25 @@ pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: &HeaderValue, host:
 /// The request's `X-Request-Id` if it is a sane one (1..=200 visible ASCII characters),
 /// otherwise a new id; the header is set to the returned value.
 pub(crate) fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
-    let existing = headers.get(&X_REQUEST_ID).filter(|v| {
-        let b = v.as_bytes();
-        !b.is_empty() && b.len() <= 200 && b.iter().all(|c| c.is_ascii_graphic())
-    });
+    let existing = headers.get(&X_REQUEST_ID).filter(|v| is_sane_request_id(v.as_bytes()));
     let id = match existing {
         Some(v) => v.clone(),
         None => new_request_id(),
     };
     headers.insert(&X_REQUEST_ID, id.clone());
     id
+}
+
+/// A client's `X-Request-Id` value, if it is a sane one (see [`ensure_request_id`]).
+pub(crate) fn sane_request_id(value: &[u8]) -> Option<HeaderValue> {
+    is_sane_request_id(value)
+        .then(|| HeaderValue::from_bytes(value).ok())
+        .flatten()
+}
+
+/// 1..=200 visible ASCII characters.
+fn is_sane_request_id(value: &[u8]) -> bool {
+    !value.is_empty() && value.len() <= 200 && value.iter().all(|c| c.is_ascii_graphic())
 }
 
 /// A new 32-hex-digit request id, unique within the process and unlikely to repeat across

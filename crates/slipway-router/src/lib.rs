@@ -13,14 +13,18 @@
 //! - Upstream connections are HTTP/1.1, kept alive in a pool per app of each release;
 //!   a retired release's connections close after their current request. Sockets into a
 //!   network namespace are made by one kept thread per namespace (no per-request cost).
-//! - Clients speak HTTP/1.1 (keep-alive) or h2c; HTTP/1.1 upgrades (WebSocket) are passed
-//!   through and closed by [`LiveRelease::close_upgrades`] at the drain timeout.
+//! - Clients speak HTTP/1.1 (keep-alive, pipelining) or h2c; HTTP/1.1 upgrades (WebSocket)
+//!   are passed through and closed by [`LiveRelease::close_upgrades`] at the drain timeout.
+//!   The common request (GET or HEAD without a body) is served by the router's own
+//!   HTTP/1.1 path, which passes heads through as bytes; the first other request of a
+//!   connection hands it to hyper.
 //! - Router answers: unknown host 404, first deploy in progress 503 + `Retry-After: 5`,
 //!   upstream unreachable 502, upstream headers too slow 504; short plain text.
 
 mod body;
 mod config;
 mod gate;
+mod h1;
 mod headers;
 mod netns;
 mod pool;

@@ -28,7 +28,7 @@ use crate::upstream::{LeanBody, UpstreamError};
 const MAX_ROUTE_RETRIES: usize = 16;
 /// How many times a request is sent again after its upstream connection failed in a way
 /// that proves the request was not processed.
-const MAX_SEND_RETRIES: usize = 3;
+pub(crate) const MAX_SEND_RETRIES: usize = 3;
 /// How long a closed upgraded connection waits for the client's end of stream.
 const LINGER: Duration = Duration::from_secs(2);
 
@@ -67,41 +67,60 @@ pub(crate) async fn handle(
     };
     let request_id = ensure_request_id(req.headers_mut());
 
-    match pick(router, host, req.uri()).await {
+    match pick(router, host, req.uri().path(), req.uri().query()).await {
         Picked::Live(guard, pool) => {
             forward(router, client, req, host_value, request_id, guard, pool).await
         }
-        Picked::Redirect(location, code) => {
-            let mut resp = page(code, "Moved.\n", Some(&request_id));
+        Picked::Answer(answer) => router_answer(answer, host, &request_id),
+    }
+}
+
+/// Where a request goes.
+pub(crate) enum Picked {
+    /// To an app of a live release (counted in flight there), over this pool.
+    Live(InFlightGuard, Arc<Pool>),
+    /// Nowhere: the router answers itself.
+    Answer(RouterAnswer),
+}
+
+/// A request the router answers itself.
+pub(crate) enum RouterAnswer {
+    Redirect(HeaderValue, StatusCode),
+    Deploying,
+    Unknown,
+}
+
+/// The router's own answer (a short page) to a request for `host`.
+pub(crate) fn router_answer(
+    answer: RouterAnswer,
+    host: &str,
+    request_id: &HeaderValue,
+) -> Response<ProxyBody> {
+    match answer {
+        RouterAnswer::Redirect(location, code) => {
+            let mut resp = page(code, "Moved.\n", Some(request_id));
             resp.headers_mut().insert(header::LOCATION, location);
             resp
         }
-        Picked::Deploying => {
+        RouterAnswer::Deploying => {
             let mut resp = page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "503 Service Unavailable: this site is being deployed. Retry in a few seconds.\n",
-                Some(&request_id),
+                Some(request_id),
             );
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             resp
         }
-        Picked::Unknown => {
+        RouterAnswer::Unknown => {
             tracing::debug!(host = %host, "no route for host");
             page(
                 StatusCode::NOT_FOUND,
                 "404 Not Found: nothing is deployed at this address.\n",
-                Some(&request_id),
+                Some(request_id),
             )
         }
     }
-}
-
-enum Picked {
-    Live(InFlightGuard, Arc<Pool>),
-    Redirect(HeaderValue, StatusCode),
-    Deploying,
-    Unknown,
 }
 
 enum Step {
@@ -110,14 +129,15 @@ enum Step {
     Retry,
 }
 
-/// Find the rule for the request and, for an upstream, count the request in on its
-/// release. Waits (bounded) while the environment's routes are held.
-async fn pick(router: &Router, host: &str, uri: &Uri) -> Picked {
+/// Find the rule for a request of `path` (and `query`) on `host` and, for an upstream,
+/// count the request in on its release. Waits (bounded) while the environment's routes
+/// are held.
+pub(crate) async fn pick(router: &Router, host: &str, path: &str, query: Option<&str>) -> Picked {
     let mut may_wait = true;
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match step(router, host, uri, may_wait, attempt >= MAX_ROUTE_RETRIES) {
+        match step(router, host, path, query, may_wait, attempt >= MAX_ROUTE_RETRIES) {
             Step::Done(picked) => return picked,
             Step::Wait(gate) => {
                 may_wait = false;
@@ -130,32 +150,30 @@ async fn pick(router: &Router, host: &str, uri: &Uri) -> Picked {
     }
 }
 
-fn step(router: &Router, host: &str, uri: &Uri, may_wait: bool, last: bool) -> Step {
+fn step(router: &Router, host: &str, path: &str, query: Option<&str>, may_wait: bool, last: bool) -> Step {
+    let unknown = Step::Done(Picked::Answer(RouterAnswer::Unknown));
     let table = router.table.load();
     let Some(entry) = table.lookup(host) else {
-        return Step::Done(Picked::Unknown);
+        return unknown;
     };
     if may_wait && entry.gate.is_closed() {
         return Step::Wait(Arc::clone(&entry.gate));
     }
     let release = match &entry.target {
-        HostTarget::Deploying => return Step::Done(Picked::Deploying),
+        HostTarget::Deploying => return Step::Done(Picked::Answer(RouterAnswer::Deploying)),
         HostTarget::Live { release, .. } => release,
     };
-    let path = uri.path();
     let Some(rule) = entry.rule_for(path) else {
-        return Step::Done(Picked::Unknown);
+        return unknown;
     };
     match &rule.action {
-        Action::Redirect { to, code } => {
-            match redirect_location(to, &rule.prefix, path, uri.query()) {
-                Some(location) => Step::Done(Picked::Redirect(location, *code)),
-                None => Step::Done(Picked::Unknown),
-            }
-        }
+        Action::Redirect { to, code } => match redirect_location(to, &rule.prefix, path, query) {
+            Some(location) => Step::Done(Picked::Answer(RouterAnswer::Redirect(location, *code))),
+            None => unknown,
+        },
         Action::Upstream(index) => {
             let Some(pool) = release.pool(*index) else {
-                return Step::Done(Picked::Unknown);
+                return unknown;
             };
             // Counted in before the retired flag is read: a switch that retires the release
             // after this point sees the request in `drained`; one that retired it before
@@ -275,7 +293,7 @@ async fn send(
 }
 
 /// `fut` within the request timeout, if there is one: `None` when the time ran out.
-async fn within_request_timeout<F: std::future::Future>(
+pub(crate) async fn within_request_timeout<F: std::future::Future>(
     limit: Option<Duration>,
     fut: F,
 ) -> Option<F::Output> {
@@ -287,7 +305,7 @@ async fn within_request_timeout<F: std::future::Future>(
 
 /// Log an upstream that sent no response headers within the request timeout; the answer
 /// is a 504.
-fn gateway_timeout(pool: &Pool, request_id: &HeaderValue) -> Response<ProxyBody> {
+pub(crate) fn gateway_timeout(pool: &Pool, request_id: &HeaderValue) -> Response<ProxyBody> {
     let upstream = pool.upstream();
     tracing::warn!(release = %upstream.release, port = upstream.port, request_id = ?request_id, "upstream sent no response headers within the request timeout");
     page(
@@ -298,7 +316,7 @@ fn gateway_timeout(pool: &Pool, request_id: &HeaderValue) -> Response<ProxyBody>
 }
 
 /// Log a failed upstream request; the answer is a 502.
-fn upstream_failed(
+pub(crate) fn upstream_failed(
     pool: &Pool,
     error: &dyn std::fmt::Display,
     request_id: &HeaderValue,

@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::body::{BoxError, ProxyBody};
+use crate::h1;
 use crate::pool::set_worker;
 use crate::proxy;
 use crate::router::Router;
@@ -147,6 +148,7 @@ impl Router {
                         let client = Arc::new(proxy::Client::new(peer));
                         let activity = Arc::new(Activity::default());
                         let requests = Arc::clone(&activity);
+                        let (raw_router, raw_client) = (Arc::clone(&router), Arc::clone(&client));
                         let service = service_fn(move |req| {
                             let router = Arc::clone(&router);
                             let client = Arc::clone(&client);
@@ -198,11 +200,19 @@ impl Router {
                                 }
                             }};
                         }
-                        let io = TokioIo::new(stream);
                         let result = if h2 {
-                            drive!(h2_builder.serve_connection(io, service))
+                            drive!(h2_builder.serve_connection(TokioIo::new(stream), service))
                         } else {
-                            drive!(h1_builder.serve_connection(io, service).with_upgrades())
+                            // The common requests are served by the router's own HTTP/1.1
+                            // path; the first other one hands the connection to hyper.
+                            let mut stream = stream;
+                            match h1::serve(&raw_router, &raw_client, &mut stream, &activity, end.as_mut()).await {
+                                h1::Served::Closed => return,
+                                h1::Served::Handover(read) => {
+                                    let io = TokioIo::new(Rewind { read, io: stream });
+                                    drive!(h1_builder.serve_connection(io, service).with_upgrades())
+                                }
+                            }
                         };
                         if let Err(err) = result {
                             tracing::debug!(%peer, error = %err, "client connection ended with an error");
@@ -322,12 +332,60 @@ async fn speaks_h2(stream: &tokio::net::TcpStream) -> std::io::Result<bool> {
     }
 }
 
+/// A client connection with bytes already read from it in front: what the router's own
+/// HTTP/1.1 path read before it handed the connection to hyper.
+struct Rewind {
+    read: Bytes,
+    io: tokio::net::TcpStream,
+}
+
+impl tokio::io::AsyncRead for Rewind {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if !self.read.is_empty() {
+            let n = self.read.len().min(buf.remaining());
+            buf.put_slice(&self.read.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Rewind {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
 /// How long a connection closed for idleness may take to end on its own before it is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// The requests of one client connection.
 #[derive(Default)]
-struct Activity {
+pub(crate) struct Activity {
     /// How many started (their headers were read).
     started: AtomicU64,
     /// How many are not finished (their answer's body was not sent whole yet).
@@ -335,10 +393,11 @@ struct Activity {
 }
 
 /// One open request of a connection; finished when dropped (with its answer's body).
-struct OpenRequest(Arc<Activity>);
+pub(crate) struct OpenRequest(Arc<Activity>);
 
 impl OpenRequest {
-    fn new(activity: &Arc<Activity>) -> OpenRequest {
+    /// A request of the connection whose requests `activity` counts started.
+    pub(crate) fn new(activity: &Arc<Activity>) -> OpenRequest {
         activity.started.fetch_add(1, Ordering::Relaxed);
         activity.open.fetch_add(1, Ordering::Relaxed);
         OpenRequest(Arc::clone(activity))

@@ -35,7 +35,7 @@ use hyper::{Method, Response, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::headers::is_hop_by_hop;
+use crate::headers::is_hop_by_hop_name;
 use crate::pool::Pool;
 use crate::release::InFlightGuard;
 
@@ -138,13 +138,34 @@ impl Conn {
             if let Poll::Ready(Err(UploadError::Client(err))) = self.poll_upload(cx) {
                 return Poll::Ready(Err(Failure::sent(UpstreamError::ClientBody(err))));
             }
-            poll_head(
-                &mut self.io,
-                &mut self.buf,
-                &parts.method,
-                &mut received_any,
-                cx,
-            )
+            poll_head(&mut self.io, &mut self.buf, &mut received_any, cx, |buf| {
+                parse_head(buf, &parts.method)
+            })
+            .map_err(Failure::sent)
+        })
+        .await
+    }
+
+    /// Send a bodiless request whose head `request` is already serialized (origin form,
+    /// the router's forwarding headers included), and read the answer's head into
+    /// `answer`, written for the client (see [`parse_head_raw`]).
+    pub(crate) async fn exchange_raw(
+        &mut self,
+        request: &[u8],
+        method: &Method,
+        answer: &mut Vec<u8>,
+    ) -> Result<RawHead, Failure> {
+        if let Err(err) = self.io.write_all(request).await {
+            return Err(Failure {
+                sent: false,
+                error: UpstreamError::Io(err),
+            });
+        }
+        let mut received_any = false;
+        std::future::poll_fn(|cx| {
+            poll_head(&mut self.io, &mut self.buf, &mut received_any, cx, |buf| {
+                parse_head_raw(buf, method, answer)
+            })
             .map_err(Failure::sent)
         })
         .await
@@ -291,17 +312,17 @@ fn write_head(head: &mut Vec<u8>, parts: &Parts, chunked: bool) {
 }
 
 /// Read the response head to the request whose method is `method` from `io` (after what
-/// `buf` already holds): the response (without body) and how its body is framed.
+/// `buf` already holds), with `parse` (which consumes interim 1xx heads itself).
 /// `received_any` remembers across calls whether any byte of an answer came.
-fn poll_head<R: AsyncRead + Unpin>(
+fn poll_head<R: AsyncRead + Unpin, T>(
     io: &mut R,
     buf: &mut BytesMut,
-    method: &Method,
     received_any: &mut bool,
     cx: &mut Context<'_>,
-) -> Poll<Result<Head, UpstreamError>> {
+    mut parse: impl FnMut(&mut BytesMut) -> Result<Option<Option<T>>, UpstreamError>,
+) -> Poll<Result<T, UpstreamError>> {
     loop {
-        match parse_head(buf, method)? {
+        match parse(buf)? {
             Some(Some(head)) => return Poll::Ready(Ok(head)),
             // An interim response was consumed: read the next head.
             Some(None) => {
@@ -337,9 +358,105 @@ fn poll_fill<R: AsyncRead + Unpin>(
     tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
 }
 
-/// Parse a head from `buf`: `None` if incomplete, `Some(None)` for a skipped 1xx.
+/// What an answer's head says about its body and its connection.
+struct Framed<'h> {
+    framing: Framing,
+    keep_alive: bool,
+    /// The header names `Connection` lists: hop-by-hop for this answer.
+    named: Vec<&'h str>,
+    /// Whether a transfer coding overrides `Content-Length` (RFC 9112 6.3): the length the
+    /// client sees is whatever the router sends.
+    drop_length: bool,
+}
+
+impl Framed<'_> {
+    /// Whether the answer's field `name` goes on to the client.
+    fn passes(&self, name: &str) -> bool {
+        let dropped = is_hop_by_hop_name(name)
+            || (self.drop_length && name.eq_ignore_ascii_case("content-length"))
+            || self.named.iter().any(|n| n.eq_ignore_ascii_case(name));
+        !dropped
+    }
+}
+
+/// The framing of the answer to a `method` request with `status` and `fields`.
+fn framed<'h>(
+    http10: bool,
+    method: &Method,
+    status: StatusCode,
+    fields: &[httparse::Header<'h>],
+) -> Result<Framed<'h>, UpstreamError> {
+    let mut keep_alive = !http10;
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut other_coding = false;
+    let mut named = Vec::new();
+    for field in fields {
+        let name = field.name;
+        if name.eq_ignore_ascii_case("connection") {
+            let value = std::str::from_utf8(field.value).unwrap_or("");
+            for token in value.split(',').map(str::trim) {
+                if token.eq_ignore_ascii_case("close") {
+                    keep_alive = false;
+                } else if token.eq_ignore_ascii_case("keep-alive") {
+                    keep_alive |= http10;
+                } else if !token.is_empty() {
+                    named.push(token);
+                }
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            // The last coding decides; anything after `chunked` means read to close.
+            let value = std::str::from_utf8(field.value).unwrap_or("");
+            let last = value.rsplit(',').next().unwrap_or("").trim();
+            chunked = last.eq_ignore_ascii_case("chunked");
+            other_coding = !chunked;
+        } else if name.eq_ignore_ascii_case("content-length") {
+            let value = std::str::from_utf8(field.value).unwrap_or("");
+            for part in value.split(',').map(str::trim) {
+                let n: u64 = part
+                    .parse()
+                    .map_err(|_| UpstreamError::Protocol("invalid Content-Length"))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(UpstreamError::Protocol("conflicting Content-Length values"));
+                }
+                length = Some(n);
+            }
+        }
+    }
+    let framing = if *method == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        Framing::Length(0)
+    } else if chunked {
+        Framing::Chunked(Chunk::Size)
+    } else if other_coding {
+        Framing::UntilClose
+    } else if let Some(n) = length {
+        Framing::Length(n)
+    } else {
+        Framing::UntilClose
+    };
+    if matches!(framing, Framing::UntilClose) {
+        keep_alive = false;
+    }
+    Ok(Framed {
+        framing,
+        keep_alive,
+        named,
+        drop_length: chunked || other_coding,
+    })
+}
+
+/// Parse an answer head from `buf` and hand its status and fields to `emit`: `None` if the
+/// head is incomplete, `Some(None)` for an interim 1xx answer (consumed), else what `emit`
+/// made, the framing and whether the connection may be kept. The head is consumed.
 #[allow(clippy::type_complexity)]
-fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Option<Head>>, UpstreamError> {
+fn parse_answer<T>(
+    buf: &mut BytesMut,
+    method: &Method,
+    emit: impl FnOnce(StatusCode, &[httparse::Header<'_>], &Framed<'_>) -> Result<T, UpstreamError>,
+) -> Result<Option<Option<(T, Framing, bool)>>, UpstreamError> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Response::new(&mut fields);
     let len = match parsed.parse(buf) {
@@ -362,95 +479,93 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Option<Head>
         buf.advance(len);
         return Ok(Some(None));
     }
-    let http10 = parsed.version == Some(0);
-    let mut builder = response::Builder::new()
-        .status(status)
-        .version(Version::HTTP_11);
-    let headers = builder
-        .headers_mut()
-        .ok_or(UpstreamError::Protocol("invalid response"))?;
-    headers.reserve(parsed.headers.len());
-    let mut keep_alive = !http10;
-    let mut length: Option<u64> = None;
-    let mut chunked = false;
-    let mut other_coding = false;
-    let mut named: Vec<HeaderName> = Vec::new();
-    for field in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(field.name.as_bytes())
-            .map_err(|_| UpstreamError::Protocol("invalid header name"))?;
-        let value = HeaderValue::from_bytes(field.value)
-            .map_err(|_| UpstreamError::Protocol("invalid header value"))?;
-        if name == header::CONNECTION {
-            for token in value.to_str().unwrap_or("").split(',').map(str::trim) {
-                if token.eq_ignore_ascii_case("close") {
-                    keep_alive = false;
-                } else if token.eq_ignore_ascii_case("keep-alive") {
-                    keep_alive |= http10;
-                } else if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-                    named.push(name);
-                }
-            }
-        } else if name == header::TRANSFER_ENCODING {
-            // The last coding decides; anything after `chunked` means read to close.
-            let last = value
-                .to_str()
-                .unwrap_or("")
-                .rsplit(',')
-                .next()
-                .unwrap_or("")
-                .trim();
-            chunked = last.eq_ignore_ascii_case("chunked");
-            other_coding = !chunked;
-        } else if name == header::CONTENT_LENGTH {
-            for part in value.to_str().unwrap_or("").split(',').map(str::trim) {
-                let n: u64 = part
-                    .parse()
-                    .map_err(|_| UpstreamError::Protocol("invalid Content-Length"))?;
-                if length.is_some_and(|l| l != n) {
-                    return Err(UpstreamError::Protocol("conflicting Content-Length values"));
-                }
-                length = Some(n);
-            }
-        }
+    let framed = framed(parsed.version == Some(0), method, status, parsed.headers)?;
+    let made = emit(status, parsed.headers, &framed)?;
+    let (framing, keep_alive) = (framed.framing, framed.keep_alive);
+    buf.advance(len);
+    Ok(Some(Some((made, framing, keep_alive))))
+}
+
+/// Parse a head from `buf` into a [`Head`] (an `http::Response`): `None` if incomplete,
+/// `Some(None)` for a skipped 1xx.
+#[allow(clippy::type_complexity)]
+fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Option<Head>>, UpstreamError> {
+    let parsed = parse_answer(buf, method, |status, fields, framed| {
+        let mut builder = response::Builder::new()
+            .status(status)
+            .version(Version::HTTP_11);
+        let headers = builder
+            .headers_mut()
+            .ok_or(UpstreamError::Protocol("invalid response"))?;
+        headers.reserve(fields.len());
         // Hop-by-hop headers stop here.
-        if !is_hop_by_hop(&name) {
+        for field in fields.iter().filter(|f| framed.passes(f.name)) {
+            let name = HeaderName::from_bytes(field.name.as_bytes())
+                .map_err(|_| UpstreamError::Protocol("invalid header name"))?;
+            let value = HeaderValue::from_bytes(field.value)
+                .map_err(|_| UpstreamError::Protocol("invalid header value"))?;
             headers.append(name, value);
         }
-    }
-    for name in named {
-        headers.remove(name);
-    }
-    let framing = if *method == Method::HEAD
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
-        Framing::Length(0)
-    } else if chunked {
-        Framing::Chunked(Chunk::Size)
-    } else if other_coding {
-        Framing::UntilClose
-    } else if let Some(n) = length {
-        Framing::Length(n)
-    } else {
-        Framing::UntilClose
-    };
-    if chunked || other_coding {
-        // Transfer-Encoding wins over Content-Length (RFC 9112 6.3); the length the
-        // client sees is whatever the router sends.
-        headers.remove(header::CONTENT_LENGTH);
-    }
-    if matches!(framing, Framing::UntilClose) {
-        keep_alive = false;
-    }
-    let response = builder
-        .body(())
-        .map_err(|_| UpstreamError::Protocol("invalid response"))?;
-    buf.advance(len);
-    Ok(Some(Some(Head {
-        response,
-        framing,
-        keep_alive,
-    })))
+        builder
+            .body(())
+            .map_err(|_| UpstreamError::Protocol("invalid response"))
+    })?;
+    Ok(parsed.map(|answer| {
+        answer.map(|(response, framing, keep_alive)| Head {
+            response,
+            framing,
+            keep_alive,
+        })
+    }))
+}
+
+/// What [`Conn::exchange_raw`] found in the answer's head (the head itself was written out).
+pub(crate) struct RawHead {
+    /// How the body is delimited.
+    pub(crate) framing: Framing,
+    /// Whether the connection may carry another request once the body was read.
+    pub(crate) keep_alive: bool,
+    /// Whether the answer has its own `X-Request-Id`.
+    pub(crate) has_request_id: bool,
+    /// Whether the answer has a `Date`.
+    pub(crate) has_date: bool,
+}
+
+/// Parse a head from `buf` and write it for the client into `out`: the status line
+/// (HTTP/1.1, the status's canonical reason, as hyper writes it) and every field that is
+/// not hop-by-hop, as the app sent it; no final empty line.
+#[allow(clippy::type_complexity)]
+fn parse_head_raw(
+    buf: &mut BytesMut,
+    method: &Method,
+    out: &mut Vec<u8>,
+) -> Result<Option<Option<RawHead>>, UpstreamError> {
+    let parsed = parse_answer(buf, method, |status, fields, framed| {
+        out.clear();
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+        out.extend_from_slice(b"\r\n");
+        let (mut has_request_id, mut has_date) = (false, false);
+        for field in fields.iter().filter(|f| framed.passes(f.name)) {
+            has_request_id |= field.name.eq_ignore_ascii_case("x-request-id");
+            has_date |= field.name.eq_ignore_ascii_case("date");
+            out.extend_from_slice(field.name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(field.value);
+            out.extend_from_slice(b"\r\n");
+        }
+        Ok((has_request_id, has_date))
+    })?;
+    Ok(parsed.map(|answer| {
+        answer.map(|((has_request_id, has_date), framing, keep_alive)| RawHead {
+            framing,
+            keep_alive,
+            has_request_id,
+            has_date,
+        })
+    }))
 }
 
 /// A response head read from an upstream.

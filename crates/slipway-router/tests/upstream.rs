@@ -266,3 +266,117 @@ async fn request_bodies_with_a_length_or_chunked_and_early_answers() {
     assert_ne!(last, 1, "the connection of the early answer was not reused");
     r.stop().await.unwrap();
 }
+
+/// One answer read off a raw client connection: the head and the body (Content-Length or
+/// chunked, decoded). `None` at end of stream before a head.
+async fn read_answer<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Option<(String, String)> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).await.ok()? == 0 {
+            return None;
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let lower = head.to_ascii_lowercase();
+    let mut body = Vec::new();
+    if lower.contains("transfer-encoding: chunked") {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size).await.ok()?;
+            let n = usize::from_str_radix(size.trim(), 16).ok()?;
+            let mut chunk = vec![0u8; n + 2];
+            r.read_exact(&mut chunk).await.ok()?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else if let Some(i) = lower.find("content-length: ") {
+        let n: usize = lower[i + 16..].split("\r\n").next()?.parse().ok()?;
+        body = vec![0u8; n];
+        r.read_exact(&mut body).await.ok()?;
+    }
+    Some((head, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// The router's own HTTP/1.1 path (GET and HEAD without a body) and its handover to hyper
+/// in the middle of a connection, as a raw client sees them.
+#[tokio::test]
+async fn raw_clients_pipelining_handover_close_and_odd_heads() {
+    let app = script(answers, false).await;
+    let r = router_to(app.port).await;
+
+    // Two GETs in one write (pipelined), then a POST (hyper's from here on), then a GET.
+    let mut c = BufReader::new(tokio::net::TcpStream::connect(r.addr).await.unwrap());
+    let two = format!(
+        "GET /length HTTP/1.1\r\nHost: {HOST}\r\nX-Forwarded-For: 10.1.2.3\r\nX-Forwarded-Host: spoofed\r\nX-Request-Id: mine-1\r\n\r\n\
+         GET /chunked HTTP/1.1\r\nHost: {HOST}\r\n\r\n"
+    );
+    c.get_mut().write_all(two.as_bytes()).await.unwrap();
+    let (head, body) = within(10, read_answer(&mut c)).await.unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert_eq!(body, "hello");
+    assert!(head.contains("X-App: length\r\n"), "{head}");
+    assert!(head.contains("x-request-id: mine-1\r\n"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("\r\ndate: "), "the router adds a date: {head}");
+    let (head, body) = within(10, read_answer(&mut c)).await.unwrap();
+    assert_eq!(body, "hello,0123456789", "{head}");
+    assert!(head.contains("transfer-encoding: chunked\r\n"), "{head}");
+    assert!(head.contains("x-request-id: "), "{head}");
+    let post = format!("POST /echo-length HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 12\r\n\r\ntwelve bytes");
+    c.get_mut().write_all(post.as_bytes()).await.unwrap();
+    let (_, body) = within(10, read_answer(&mut c)).await.unwrap();
+    assert_eq!(body, "ok");
+    let get = format!("GET /length HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+    c.get_mut().write_all(get.as_bytes()).await.unwrap();
+    let (_, body) = within(10, read_answer(&mut c)).await.unwrap();
+    assert_eq!(body, "hello");
+    {
+        let received = app.received.lock().unwrap();
+        let first = &received[0].head;
+        assert!(first.contains("x-forwarded-for: 10.1.2.3, 127.0.0.1\r\n"), "{first}");
+        assert!(first.contains("x-forwarded-host: main.demo.localhost\r\n"), "{first}");
+        assert!(!first.contains("spoofed"), "{first}");
+        assert!(first.contains("x-request-id: mine-1\r\n"), "{first}");
+        assert_eq!(received[2].body, b"twelve bytes");
+    }
+
+    // A head one byte at a time.
+    let mut c = BufReader::new(tokio::net::TcpStream::connect(r.addr).await.unwrap());
+    for b in get.as_bytes() {
+        c.get_mut().write_all(&[*b]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let (_, body) = within(10, read_answer(&mut c)).await.unwrap();
+    assert_eq!(body, "hello");
+
+    // `Connection: close`: said in the answer, then the router closes.
+    let close = format!("GET /length HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n");
+    c.get_mut().write_all(close.as_bytes()).await.unwrap();
+    let (head, body) = within(10, read_answer(&mut c)).await.unwrap();
+    assert_eq!(body, "hello");
+    assert!(head.contains("connection: close\r\n"), "{head}");
+    assert!(within(10, read_answer(&mut c)).await.is_none(), "closed after the answer");
+
+    // A head bigger than the router's own path takes, HTTP/1.0, an unknown host: still
+    // answered (by hyper, by hyper, and by the router's own 404 page).
+    let big = format!("GET /length HTTP/1.1\r\nHost: {HOST}\r\nX-Big: {}\r\n\r\n", "b".repeat(20_000));
+    let old = format!("GET /length HTTP/1.0\r\nHost: {HOST}\r\n\r\n");
+    let unknown = "GET / HTTP/1.1\r\nHost: nowhere.localhost\r\n\r\n".to_string();
+    for (request, status, expected) in [
+        (big, "200", "hello"),
+        (old, "200", "hello"),
+        (unknown, "404", "404 Not Found: nothing is deployed at this address.\n"),
+    ] {
+        let mut c = BufReader::new(tokio::net::TcpStream::connect(r.addr).await.unwrap());
+        c.get_mut().write_all(request.as_bytes()).await.unwrap();
+        let (head, body) = within(10, read_answer(&mut c)).await.unwrap();
+        assert!(head.starts_with(&format!("HTTP/1.1 {status} ")) || head.starts_with(&format!("HTTP/1.0 {status} ")), "{head}");
+        assert_eq!(body, expected, "{head}");
+    }
+    r.stop().await.unwrap();
+}

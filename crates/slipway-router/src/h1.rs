@@ -1,0 +1,543 @@
+//! The router's own HTTP/1.1 serving of the common request: a `GET` or `HEAD` without a
+//! body. Its head is parsed in place and written on to the app as bytes, and the app's
+//! answer head is written back as bytes, hop-by-hop fields filtered out. hyper would parse
+//! each head into a `HeaderMap` and write it out again, on both sides; that was a good
+//! part of the router's own CPU time per request.
+//!
+//! Anything else hands the connection to hyper for the rest of its life, with the bytes
+//! already read in front ([`Served::Handover`]): a request with a body, `Expect`,
+//! `Upgrade` (WebSocket, h2c), `Connection` options other than `close` and `keep-alive`,
+//! HTTP/1.0, an absolute-form target, several `Host`, `Cookie` or `X-Forwarded-For`
+//! fields, more than [`MAX_FIELDS`] fields, a head over [`MAX_HEAD`] bytes, or anything
+//! malformed (hyper answers it with its 400 or 431). Both paths pick the route, hold
+//! requests during a switch, count them in flight on their release, forward the same
+//! headers and answer with the same pages.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::io;
+use std::ops::Range;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, Bytes, BytesMut};
+use hyper::body::Body;
+use hyper::header::HeaderValue;
+use hyper::{Method, Response};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::ReadHalf;
+use tokio::net::TcpStream;
+
+use crate::body::ProxyBody;
+use crate::headers::{is_hop_by_hop_name, new_request_id, sane_request_id};
+use crate::pool::Pool;
+use crate::proxy::{
+    gateway_timeout, pick, router_answer, upstream_failed, within_request_timeout, Client, Picked,
+    MAX_SEND_RETRIES,
+};
+use crate::release::InFlightGuard;
+use crate::router::Router;
+use crate::server::{Activity, OpenRequest};
+use crate::upstream::{Framing, LeanBody, UpstreamError};
+
+/// Largest request head served here; a bigger one goes to hyper (which answers 431 past
+/// its own limit).
+const MAX_HEAD: usize = 16 * 1024;
+/// Most fields in a request head served here.
+const MAX_FIELDS: usize = 64;
+/// Answer bytes gathered before they are written (beyond it, body data is written as is).
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// How serving a client connection here ended.
+pub(crate) enum Served {
+    /// The connection is done: closed by the client, by `Connection: close`, by an error,
+    /// or by the router (stop, idleness) between requests.
+    Closed,
+    /// A request this path does not serve: hyper serves the connection from here on,
+    /// reading these bytes first.
+    Handover(Bytes),
+}
+
+/// Serve HTTP/1.1 requests of `stream` until the connection ends, `end` resolves between
+/// two requests, or a request needs hyper.
+pub(crate) async fn serve<E: Future>(
+    router: &Router,
+    client: &Client,
+    stream: &mut TcpStream,
+    activity: &Arc<Activity>,
+    mut end: Pin<&mut E>,
+) -> Served {
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut upstream_head = Vec::with_capacity(1024);
+    let mut out = Vec::with_capacity(4096);
+    loop {
+        let request = loop {
+            if !buf.is_empty() {
+                match parse_request(&buf, client, &mut upstream_head) {
+                    Parsed::Simple(request) => break request,
+                    Parsed::Partial if buf.len() < MAX_HEAD => {}
+                    Parsed::Partial | Parsed::Other => return Served::Handover(buf.freeze()),
+                }
+            }
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(4096);
+            }
+            tokio::select! {
+                biased;
+                _ = end.as_mut() => return Served::Closed,
+                read = stream.read_buf(&mut buf) => match read {
+                    Ok(0) | Err(_) => return Served::Closed,
+                    Ok(_) => {}
+                },
+            }
+        };
+        let open = OpenRequest::new(activity);
+        let text = |r: &Range<usize>| std::str::from_utf8(&buf[r.clone()]).unwrap_or("");
+        let host = text(&request.host);
+        let (mut reader, mut writer) = stream.split();
+        let answer = async {
+            match pick(router, host, text(&request.path), request.query.as_ref().map(text)).await {
+                Picked::Live(guard, pool) => {
+                    let exchange = Exchange {
+                        router,
+                        pool,
+                        guard,
+                        method: request.method,
+                        request_id: &request.id,
+                        close: request.close,
+                    };
+                    exchange.run(&upstream_head, &mut writer, &mut out).await
+                }
+                Picked::Answer(answer) => {
+                    let page = router_answer(answer, host, &request.id);
+                    write_page(&mut writer, page, request.close, &mut out).await
+                }
+            }
+        };
+        // A client that goes away ends its request (and frees its place on the release)
+        // at once, wherever the request is: held, waiting for the app, or in its body.
+        let answered = tokio::select! {
+            biased;
+            answered = answer => answered,
+            () = client_gone(&mut reader) => Err(io::ErrorKind::ConnectionAborted.into()),
+        };
+        drop(open);
+        if answered.is_err() {
+            return Served::Closed;
+        }
+        buf.advance(request.len);
+        if request.close {
+            let _ = stream.shutdown().await;
+            return Served::Closed;
+        }
+    }
+}
+
+/// A request head served here.
+struct Request {
+    /// Length of the head in the buffer.
+    len: usize,
+    method: Method,
+    /// Where the `Host` value, the path and the query are in the buffer.
+    host: Range<usize>,
+    path: Range<usize>,
+    query: Option<Range<usize>>,
+    /// The client's `X-Request-Id` if sane, else a new one.
+    id: HeaderValue,
+    /// Whether the client asked to close the connection after this request.
+    close: bool,
+}
+
+enum Parsed {
+    Simple(Request),
+    /// More bytes are needed.
+    Partial,
+    /// Not a request served here (or not a valid one): hyper's.
+    Other,
+}
+
+/// Parse the request head at the start of `buf`; for a request served here, write the head
+/// the app gets into `upstream`: the same fields without hop-by-hop ones, then
+/// `X-Forwarded-For` (the client's list with this client appended), `X-Forwarded-Proto`,
+/// `X-Forwarded-Host` and `X-Request-Id`, as the hyper path sends them.
+fn parse_request(buf: &[u8], client: &Client, upstream: &mut Vec<u8>) -> Parsed {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+    let mut req = httparse::Request::new(&mut fields);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Other,
+    };
+    let method = match req.method {
+        Some("GET") => Method::GET,
+        Some("HEAD") => Method::HEAD,
+        _ => return Parsed::Other,
+    };
+    let (Some(1), Some(target)) = (req.version, req.path) else {
+        return Parsed::Other;
+    };
+    if !target.starts_with('/') {
+        return Parsed::Other;
+    }
+    let at = |s: &str| {
+        let start = s.as_ptr() as usize - buf.as_ptr() as usize;
+        start..start + s.len()
+    };
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (at(path), Some(at(query))),
+        None => (at(target), None),
+    };
+
+    upstream.clear();
+    upstream.extend_from_slice(method.as_str().as_bytes());
+    upstream.push(b' ');
+    upstream.extend_from_slice(target.as_bytes());
+    upstream.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut host: Option<&[u8]> = None;
+    let mut forwarded_for: Option<&[u8]> = None;
+    let mut id = None;
+    let mut cookies = 0;
+    let mut close = false;
+    for field in req.headers.iter() {
+        let name = field.name;
+        let is = |n: &str| name.eq_ignore_ascii_case(n);
+        if is("host") {
+            if host.replace(field.value).is_some() {
+                return Parsed::Other;
+            }
+        } else if is("content-length") || is("transfer-encoding") || is("expect") || is("upgrade") {
+            return Parsed::Other;
+        } else if is("connection") {
+            for token in std::str::from_utf8(field.value).unwrap_or("?").split(',').map(str::trim) {
+                if token.eq_ignore_ascii_case("close") {
+                    close = true;
+                } else if !token.eq_ignore_ascii_case("keep-alive") && !token.is_empty() {
+                    // It names hop-by-hop fields (or it is not valid): hyper's job.
+                    return Parsed::Other;
+                }
+            }
+            continue;
+        } else if is("cookie") {
+            cookies += 1;
+            if cookies > 1 {
+                return Parsed::Other;
+            }
+        } else if is("x-forwarded-for") {
+            if forwarded_for.replace(field.value).is_some() {
+                return Parsed::Other;
+            }
+            continue;
+        } else if is("x-request-id") {
+            id = sane_request_id(field.value);
+            continue;
+        } else if is("x-forwarded-proto") || is("x-forwarded-host") || is_hop_by_hop_name(name) {
+            continue;
+        }
+        upstream.extend_from_slice(name.as_bytes());
+        upstream.extend_from_slice(b": ");
+        upstream.extend_from_slice(field.value);
+        upstream.extend_from_slice(b"\r\n");
+    }
+    // Visible ASCII only, as the hyper path requires of a host.
+    let Some(host) = host.filter(|h| !h.is_empty() && h.iter().all(|c| c.is_ascii_graphic())) else {
+        return Parsed::Other;
+    };
+    let id = id.unwrap_or_else(new_request_id);
+    upstream.extend_from_slice(b"x-forwarded-for: ");
+    if let Some(list) = forwarded_for {
+        upstream.extend_from_slice(list);
+        upstream.extend_from_slice(b", ");
+    }
+    upstream.extend_from_slice(client.forwarded_for.as_bytes());
+    upstream.extend_from_slice(b"\r\nx-forwarded-proto: http\r\nx-forwarded-host: ");
+    upstream.extend_from_slice(host);
+    upstream.extend_from_slice(b"\r\nx-request-id: ");
+    upstream.extend_from_slice(id.as_bytes());
+    upstream.extend_from_slice(b"\r\n\r\n");
+    let host = at(std::str::from_utf8(host).unwrap_or(""));
+    Parsed::Simple(Request {
+        len,
+        method,
+        host,
+        path,
+        query,
+        id,
+        close,
+    })
+}
+
+/// One request on its way to an app of a live release.
+struct Exchange<'a> {
+    router: &'a Router,
+    pool: Arc<Pool>,
+    guard: InFlightGuard,
+    method: Method,
+    request_id: &'a HeaderValue,
+    close: bool,
+}
+
+impl Exchange<'_> {
+    /// Send `request` (the head for the app) over a pooled connection and write the answer
+    /// to the client. A request whose head could not be written, or whose reused
+    /// connection closed before any answer byte (the app closed it as it was reused), is
+    /// sent again on another connection, as the hyper path does. `Err`: the client
+    /// connection cannot go on (it went away, or the app's body broke off midway).
+    async fn run<W: AsyncWrite + Unpin>(self, request: &[u8], stream: &mut W, out: &mut Vec<u8>) -> io::Result<()> {
+        let Exchange {
+            router,
+            pool,
+            guard,
+            method,
+            request_id,
+            close,
+        } = self;
+        let config = &router.config;
+        let mut attempt = 0;
+        let (conn, head) = loop {
+            attempt += 1;
+            let last = attempt >= MAX_SEND_RETRIES;
+            let pooled = pool.checkout();
+            let reused = pooled.is_some();
+            let mut conn = match pooled {
+                Some(conn) => conn,
+                None => match pool.connect(config.connect_timeout).await {
+                    Ok(conn) => conn,
+                    Err(err) => {
+                        let page = upstream_failed(&pool, &err, request_id);
+                        return write_page(stream, page, close, out).await;
+                    }
+                },
+            };
+            let exchange = conn.exchange_raw(request, &method, out);
+            let Some(result) = within_request_timeout(config.request_timeout, exchange).await else {
+                return write_page(stream, gateway_timeout(&pool, request_id), close, out).await;
+            };
+            match result {
+                Ok(head) => break (conn, head),
+                Err(failure) => {
+                    let closed = matches!(failure.error, UpstreamError::ClosedBeforeResponse);
+                    if !last && (!failure.sent || (reused && closed)) {
+                        tracing::debug!(error = %failure.error, "upstream connection failed before a response; again");
+                        continue;
+                    }
+                    let page = upstream_failed(&pool, &failure.error, request_id);
+                    return write_page(stream, page, close, out).await;
+                }
+            }
+        };
+        // `out` holds the status line and the app's fields.
+        if !head.has_request_id {
+            out.extend_from_slice(b"x-request-id: ");
+            out.extend_from_slice(request_id.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        if !head.has_date {
+            put_date(out);
+        }
+        // A body of unknown length (chunked from the app, or until it closes) goes to the
+        // client chunked.
+        let chunked = matches!(head.framing, Framing::Chunked(_) | Framing::UntilClose);
+        if chunked {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
+        if close {
+            out.extend_from_slice(b"connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        // The body gives the connection back to the pool at its end; the request stays
+        // counted in flight on its release until the body was written.
+        let mut body = LeanBody::new(conn, head.framing, head.keep_alive, pool, guard);
+        let sent = send_body(&mut body, chunked, stream, out).await;
+        drop(body);
+        sent
+    }
+}
+
+/// Write `out` and then the body to the client, chunked if `chunked`. What the body has
+/// at once goes out in one write with what is gathered; before waiting for more, what is
+/// gathered is written, so a slow stream is not held back.
+async fn send_body<W: AsyncWrite + Unpin>(
+    body: &mut LeanBody,
+    chunked: bool,
+    stream: &mut W,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    loop {
+        let next = match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await {
+            Poll::Ready(next) => next,
+            Poll::Pending => {
+                stream.write_all(out).await?;
+                out.clear();
+                std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await
+            }
+        };
+        let data = match next {
+            None => break,
+            Some(Err(err)) => {
+                // The client has a head (and maybe part of the body): closing the
+                // connection is the only way left to say the answer is incomplete.
+                tracing::debug!(error = %err, "an app's answer broke off midway");
+                return Err(io::Error::other(err));
+            }
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) if !data.is_empty() => data,
+                _ => continue,
+            },
+        };
+        if chunked {
+            out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        }
+        if out.len() + data.len() > WRITE_BATCH {
+            stream.write_all(out).await?;
+            out.clear();
+            stream.write_all(&data).await?;
+        } else {
+            out.extend_from_slice(&data);
+        }
+        if chunked {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    if chunked {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    stream.write_all(out).await?;
+    out.clear();
+    Ok(())
+}
+
+/// Write one of the router's own pages (whole, with its length and the date).
+async fn write_page<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    page: Response<ProxyBody>,
+    close: bool,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    let (parts, body) = page.into_parts();
+    let text = match body {
+        ProxyBody::Page(text) => text.unwrap_or_default(),
+        _ => Bytes::new(),
+    };
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(parts.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("content-length: {}\r\n", text.len()).as_bytes());
+    put_date(out);
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&text);
+    stream.write_all(out).await?;
+    out.clear();
+    Ok(())
+}
+
+/// Resolves when the client closed its side or the connection broke. Bytes sent ahead (a
+/// pipelined request) are left for later, and then this never resolves.
+async fn client_gone(reader: &mut ReadHalf<'_>) {
+    let mut probe = [0u8; 1];
+    match reader.peek(&mut probe).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
+    }
+}
+
+/// Append a `date` field with the current time (formatted once a second per thread).
+fn put_date(out: &mut Vec<u8>) {
+    thread_local! {
+        static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = SystemTime::now();
+    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with_borrow_mut(|(at, text)| {
+        if *at != second {
+            *at = second;
+            *text = httpdate::fmt_http_date(now);
+        }
+        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(text.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> Client {
+        Client::new("127.0.0.1:5000".parse().unwrap())
+    }
+
+    fn parse(head: &str) -> (Parsed, String) {
+        let mut up = Vec::new();
+        let parsed = parse_request(head.as_bytes(), &client(), &mut up);
+        (parsed, String::from_utf8(up).unwrap())
+    }
+
+    #[test]
+    fn a_simple_get_is_forwarded_with_the_router_headers() {
+        let head = "GET /a/b?x=1 HTTP/1.1\r\nHost: main.demo.localhost\r\nAccept: */*\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: spoofed\r\nX-Request-Id: abc-123\r\n\r\nGET /next";
+        let (parsed, up) = parse(head);
+        let Parsed::Simple(r) = parsed else { panic!("not simple") };
+        assert_eq!(&head[r.host.clone()], "main.demo.localhost");
+        assert_eq!(&head[r.path.clone()], "/a/b");
+        assert_eq!(r.query.map(|q| &head[q]), Some("x=1"));
+        assert_eq!(r.len, head.len() - "GET /next".len());
+        assert_eq!(r.id, "abc-123");
+        assert!(!r.close);
+        assert_eq!(
+            up,
+            "GET /a/b?x=1 HTTP/1.1\r\nHost: main.demo.localhost\r\nAccept: */*\r\n\
+             x-forwarded-for: 10.0.0.1, 127.0.0.1\r\nx-forwarded-proto: http\r\n\
+             x-forwarded-host: main.demo.localhost\r\nx-request-id: abc-123\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_new_request_id_and_close() {
+        let (parsed, up) = parse("HEAD / HTTP/1.1\r\nhost: h\r\nconnection: Close\r\nx-request-id: has space\r\n\r\n");
+        let Parsed::Simple(r) = parsed else { panic!("not simple") };
+        assert!(r.close);
+        assert_eq!(r.method, Method::HEAD);
+        assert_eq!(r.id.len(), 32);
+        assert!(up.starts_with("HEAD / HTTP/1.1\r\nhost: h\r\nx-forwarded-for: 127.0.0.1\r\n"), "{up}");
+    }
+
+    #[test]
+    fn everything_else_is_hypers() {
+        for head in [
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nx",
+            "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: h\r\nConnection: x-secret\r\nX-Secret: 1\r\n\r\n",
+            "GET / HTTP/1.0\r\nHost: h\r\n\r\n",
+            "GET http://h/ HTTP/1.1\r\nHost: h\r\n\r\n",
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: h\r\nHost: i\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: h\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: a\r\nX-Forwarded-For: b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: h\u{e9}\r\n\r\n",
+            "GET / HTTP/1.1\r\nBad Header: h\r\n\r\n",
+            "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
+        ] {
+            assert!(matches!(parse(head).0, Parsed::Other), "{head:?}");
+        }
+        let many: String = (0..MAX_FIELDS + 1).map(|i| format!("X-{i}: 1\r\n")).collect();
+        assert!(matches!(parse(&format!("GET / HTTP/1.1\r\nHost: h\r\n{many}\r\n")).0, Parsed::Other));
+        assert!(matches!(parse("GET / HTTP/1.1\r\nHost: h\r\n").0, Parsed::Partial));
+    }
+}
