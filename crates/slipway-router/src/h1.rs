@@ -298,17 +298,12 @@ impl Exchange<'_> {
         let (conn, head) = loop {
             attempt += 1;
             let last = attempt >= MAX_SEND_RETRIES;
-            let pooled = pool.checkout();
-            let reused = pooled.is_some();
-            let mut conn = match pooled {
-                Some(conn) => conn,
-                None => match pool.connect(config.connect_timeout).await {
-                    Ok(conn) => conn,
-                    Err(err) => {
-                        let page = upstream_failed(&pool, &err, request_id);
-                        return write_page(stream, page, close, out).await;
-                    }
-                },
+            let (mut conn, reused) = match pool.checkout_or_connect(config.connect_timeout).await {
+                Ok(got) => got,
+                Err(err) => {
+                    let page = upstream_failed(&pool, &err, request_id);
+                    return write_page(stream, page, close, out).await;
+                }
             };
             let exchange = conn.exchange_raw(request, &method, out);
             let Some(result) = within_request_timeout(config.request_timeout, exchange).await else {

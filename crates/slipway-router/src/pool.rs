@@ -133,6 +133,17 @@ impl Pool {
         Ok(Box::new(Conn::new(self.dial(timeout).await?)))
     }
 
+    /// An idle connection if there is one, else a new one; and whether it was reused.
+    pub(crate) async fn checkout_or_connect(
+        &self,
+        timeout: Duration,
+    ) -> Result<(Box<Conn>, bool), ConnectError> {
+        match self.checkout() {
+            Some(conn) => Ok((conn, true)),
+            None => Ok((self.connect(timeout).await?, false)),
+        }
+    }
+
     /// Open a connection for a request that asks for a protocol upgrade: hyper's client,
     /// which hands over the connection on `101 Switching Protocols`. Never pooled.
     pub(crate) async fn connect_upgrade(

@@ -254,14 +254,9 @@ async fn send(
     loop {
         attempt += 1;
         let last = attempt >= MAX_SEND_RETRIES;
-        let pooled = pool.checkout();
-        let reused = pooled.is_some();
-        let mut conn = match pooled {
-            Some(conn) => conn,
-            None => match pool.connect(config.connect_timeout).await {
-                Ok(conn) => conn,
-                Err(err) => return upstream_failed(&pool, &err, &request_id),
-            },
+        let (mut conn, reused) = match pool.checkout_or_connect(config.connect_timeout).await {
+            Ok(got) => got,
+            Err(err) => return upstream_failed(&pool, &err, &request_id),
         };
         let exchange = conn.exchange(&parts, &mut body);
         let Some(result) = within_request_timeout(config.request_timeout, exchange).await else {
