@@ -8,6 +8,11 @@
 //! cross-task wake-up. Only protocol upgrades (WebSocket) still go through hyper's client,
 //! which hands over the upgraded connection ([`crate::pool::Pool::connect_upgrade`]).
 //!
+//! Two ways in: [`Conn::exchange`] takes a request as `http` parts (hyper's side of the
+//! router) and gives the answer as an `http::Response`; [`Conn::exchange_raw`] takes a head
+//! already in bytes and writes the answer's head as bytes (the router's own HTTP/1.1 path,
+//! `crate::h1`). One parser reads both ([`parse_answer`]).
+//!
 //! What it implements of RFC 9112: the request head written in one `write`; a request
 //! body sent as it arrives, with its `Content-Length` or else chunked, while the answer
 //! is awaited (an app may answer before reading the whole body; then the connection is
