@@ -31,7 +31,7 @@ use tokio::net::tcp::ReadHalf;
 use tokio::net::TcpStream;
 
 use crate::body::ProxyBody;
-use crate::headers::{is_hop_by_hop_name, new_request_id, sane_request_id};
+use crate::headers::{is_hop_by_hop_name, new_request_id, put_field, put_status_line, sane_request_id};
 use crate::pool::Pool;
 use crate::proxy::{
     gateway_timeout, pick, router_answer, upstream_failed, within_request_timeout, Client, Picked,
@@ -235,10 +235,7 @@ fn parse_request(buf: &[u8], client: &Client, upstream: &mut Vec<u8>) -> Parsed 
         } else if is("x-forwarded-proto") || is("x-forwarded-host") || is_hop_by_hop_name(name) {
             continue;
         }
-        upstream.extend_from_slice(name.as_bytes());
-        upstream.extend_from_slice(b": ");
-        upstream.extend_from_slice(field.value);
-        upstream.extend_from_slice(b"\r\n");
+        put_field(upstream, name.as_bytes(), field.value);
     }
     // Visible ASCII only, as the hyper path requires of a host.
     let Some(host) = host.filter(|h| !h.is_empty() && h.iter().all(|c| c.is_ascii_graphic())) else {
@@ -324,9 +321,7 @@ impl Exchange<'_> {
         };
         // `out` holds the status line and the app's fields.
         if !head.has_request_id {
-            out.extend_from_slice(b"x-request-id: ");
-            out.extend_from_slice(request_id.as_bytes());
-            out.extend_from_slice(b"\r\n");
+            put_field(out, b"x-request-id", request_id.as_bytes());
         }
         if !head.has_date {
             put_date(out);
@@ -416,18 +411,11 @@ async fn write_page<W: AsyncWrite + Unpin>(
         _ => Bytes::new(),
     };
     out.clear();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(parts.status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
+    put_status_line(out, parts.status);
     for (name, value) in &parts.headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        put_field(out, name.as_str().as_bytes(), value.as_bytes());
     }
-    out.extend_from_slice(format!("content-length: {}\r\n", text.len()).as_bytes());
+    put_field(out, b"content-length", text.len().to_string().as_bytes());
     put_date(out);
     if close {
         out.extend_from_slice(b"connection: close\r\n");
@@ -461,9 +449,7 @@ fn put_date(out: &mut Vec<u8>) {
             *at = second;
             *text = httpdate::fmt_http_date(now);
         }
-        out.extend_from_slice(b"date: ");
-        out.extend_from_slice(text.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        put_field(out, b"date", text.as_bytes());
     });
 }
 

@@ -40,7 +40,7 @@ use hyper::{Method, Response, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::headers::is_hop_by_hop_name;
+use crate::headers::{is_hop_by_hop_name, put_field, put_status_line};
 use crate::pool::Pool;
 use crate::release::InFlightGuard;
 
@@ -305,10 +305,7 @@ fn write_head(head: &mut Vec<u8>, parts: &Parts, chunked: bool) {
             // `100 Continue` when the body is first read) and sends the body right away.
             continue;
         }
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
+        put_field(head, name.as_str().as_bytes(), value.as_bytes());
     }
     if chunked {
         head.extend_from_slice(b"transfer-encoding: chunked\r\n");
@@ -547,19 +544,12 @@ fn parse_head_raw(
 ) -> Result<Option<Option<RawHead>>, UpstreamError> {
     let parsed = parse_answer(buf, method, |status, fields, framed| {
         out.clear();
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(status.as_str().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-        out.extend_from_slice(b"\r\n");
+        put_status_line(out, status);
         let (mut has_request_id, mut has_date) = (false, false);
         for field in fields.iter().filter(|f| framed.passes(f.name)) {
             has_request_id |= field.name.eq_ignore_ascii_case("x-request-id");
             has_date |= field.name.eq_ignore_ascii_case("date");
-            out.extend_from_slice(field.name.as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(field.value);
-            out.extend_from_slice(b"\r\n");
+            put_field(out, field.name.as_bytes(), field.value);
         }
         Ok((has_request_id, has_date))
     })?;
