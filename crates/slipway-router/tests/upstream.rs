@@ -44,40 +44,14 @@ async fn script(answer: fn(&str) -> Option<Vec<u8>>, slow: bool) -> Script {
             tokio::spawn(async move {
                 let mut reader = BufReader::new(stream);
                 loop {
-                    let mut head = String::new();
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        head.push_str(&line);
-                        if line == "\r\n" {
-                            break;
-                        }
-                    }
-                    let lower = head.to_ascii_lowercase();
+                    let Some(head) = read_head(&mut reader).await else { return };
                     let path = head.split(' ').nth(1).unwrap_or("/").to_string();
-                    let mut body = Vec::new();
                     // `/early` answers before reading the body.
-                    if path != "/early" {
-                        if lower.contains("transfer-encoding: chunked") {
-                            loop {
-                                let mut size = String::new();
-                                reader.read_line(&mut size).await.unwrap();
-                                let n = usize::from_str_radix(size.trim(), 16).unwrap();
-                                let mut chunk = vec![0u8; n + 2];
-                                reader.read_exact(&mut chunk).await.unwrap();
-                                if n == 0 {
-                                    break;
-                                }
-                                body.extend_from_slice(&chunk[..n]);
-                            }
-                        } else if let Some(i) = lower.find("content-length: ") {
-                            let n: usize = lower[i + 16..].split("\r\n").next().unwrap().parse().unwrap();
-                            body = vec![0u8; n];
-                            reader.read_exact(&mut body).await.unwrap();
-                        }
-                    }
+                    let body = if path == "/early" {
+                        Vec::new()
+                    } else {
+                        read_body(&mut reader, &head).await.expect("a request body")
+                    };
                     rec.lock().unwrap().push(Received {
                         connection,
                         head: head.clone(),
@@ -267,9 +241,8 @@ async fn request_bodies_with_a_length_or_chunked_and_early_answers() {
     r.stop().await.unwrap();
 }
 
-/// One answer read off a raw client connection: the head and the body (Content-Length or
-/// chunked, decoded). `None` at end of stream before a head.
-async fn read_answer<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Option<(String, String)> {
+/// A message head (up to its empty line) from `r`; `None` at end of stream before it ends.
+async fn read_head<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Option<String> {
     let mut head = String::new();
     loop {
         let mut line = String::new();
@@ -278,9 +251,13 @@ async fn read_answer<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Option<(S
         }
         head.push_str(&line);
         if line == "\r\n" {
-            break;
+            return Some(head);
         }
     }
+}
+
+/// The body after `head` (Content-Length or chunked, decoded; none without either).
+async fn read_body<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R, head: &str) -> Option<Vec<u8>> {
     let lower = head.to_ascii_lowercase();
     let mut body = Vec::new();
     if lower.contains("transfer-encoding: chunked") {
@@ -300,6 +277,14 @@ async fn read_answer<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Option<(S
         body = vec![0u8; n];
         r.read_exact(&mut body).await.ok()?;
     }
+    Some(body)
+}
+
+/// One answer read off a raw client connection: the head and the body as text. `None` at
+/// end of stream before a head.
+async fn read_answer<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Option<(String, String)> {
+    let head = read_head(r).await?;
+    let body = read_body(r, &head).await?;
     Some((head, String::from_utf8_lossy(&body).into_owned()))
 }
 
