@@ -3,17 +3,20 @@
 #
 # One fast upstream (nginx serving a small static file, keep-alive) on loopback. In
 # front of it, on other ports: Slipway's router (the `router_bench` example of
-# crates/slipway-router: the same code and runtime as `slipway serve`, one worker
-# thread per CPU) and nginx (proxy_pass, upstream keepalive, one worker per CPU, the
-# same forwarding headers and request id Slipway adds). wrk (keep-alive GETs) runs
-# against Slipway and nginx alternately, A B A B, with 1 and with 64 connections, and
-# against the upstream directly as the ceiling. Prints the median requests/s and p99
-# of each and the ratios slipway/nginx. Target: requests/s ratio >= 1.0 and p99 ratio
-# <= 1.0 with 1 and with 64 connections.
+# crates/slipway-router: the same code, runtime and default worker count as `slipway
+# serve`, one worker thread per two CPUs) and two nginx proxies (proxy_pass, upstream
+# keepalive, the same forwarding headers and request id Slipway adds): `nginx` with
+# Debian's `worker_processes auto` (one per CPU), and `nginx-same` with as many workers as
+# the router has. wrk (keep-alive GETs) runs against the three in turn, the order rotating
+# every round, with 1 and with 64 connections, and against the upstream directly as the
+# ceiling. Prints the median requests/s and p99 of each and the ratios of Slipway to
+# each nginx. Target: requests/s ratio >= 1.0 and p99 ratio <= 1.0 with 1 and with 64
+# connections.
 #
 # Usage: bench/router.sh [ROUNDS] [SECONDS]
-#   ROUNDS   alternating pairs per connection count (default 5)
+#   ROUNDS   rounds per connection count (default 5)
 #   SECONDS  duration of each wrk run (default 10)
+# SLIPWAY_ROUTER_WORKERS=N runs the router (and nginx-same) with N workers.
 # Needs: nginx, wrk (apt-get install -y nginx wrk), cargo. Not run in CI; it never
 # asserts timings.
 set -euo pipefail
@@ -41,11 +44,14 @@ trap cleanup EXIT
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
-UP=$(free_port); NGX=$(free_port); SLW=$(free_port)
+UP=$(free_port); NGX=$(free_port); NGS=$(free_port); SLW=$(free_port)
 HOST=bench.localhost
 NPROC=$(nproc)
+# The router's default: one worker per two CPUs (RouterConfig::worker_count).
+WORKERS=${SLIPWAY_ROUTER_WORKERS:-$(( (NPROC + 1) / 2 ))}
+export SLIPWAY_ROUTER_WORKERS=$WORKERS
 
-mkdir -p "$WORK/www" "$WORK/up" "$WORK/proxy"
+mkdir -p "$WORK/www" "$WORK/up"
 python3 -c 'import sys; sys.stdout.write(("<p>slipway router benchmark</p>\n" * 20))' > "$WORK/www/index.html"
 
 cat > "$WORK/up/nginx.conf" <<EOF
@@ -70,28 +76,30 @@ http {
 }
 EOF
 
-cat > "$WORK/proxy/nginx.conf" <<EOF
+proxy_conf() { # DIR WORKERS PORT
+    mkdir -p "$1"
+    cat > "$1/nginx.conf" <<EOF
 user root;
-worker_processes $NPROC;
-pid $WORK/proxy/nginx.pid;
-error_log $WORK/proxy/error.log warn;
+worker_processes $2;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
 events { worker_connections 4096; }
 http {
     access_log off;
     keepalive_requests 100000000;
     keepalive_timeout 300s;
-    client_body_temp_path $WORK/proxy/tmp;
-    proxy_temp_path $WORK/proxy/tmp;
-    fastcgi_temp_path $WORK/proxy/tmp;
-    uwsgi_temp_path $WORK/proxy/tmp;
-    scgi_temp_path $WORK/proxy/tmp;
+    client_body_temp_path $1/tmp;
+    proxy_temp_path $1/tmp;
+    fastcgi_temp_path $1/tmp;
+    uwsgi_temp_path $1/tmp;
+    scgi_temp_path $1/tmp;
     upstream app {
         server 127.0.0.1:$UP;
         keepalive 256;
         keepalive_requests 100000000;
     }
     server {
-        listen 127.0.0.1:$NGX;
+        listen 127.0.0.1:$3;
         server_name $HOST;
         location / {
             proxy_pass http://app;
@@ -107,14 +115,19 @@ http {
     }
 }
 EOF
+}
 
 # Not daemonized: a daemon calls setsid(), and with the kernel's scheduler autogroups
 # (sched_autogroup_enabled) a session of its own gets a CPU share of its own. Here
 # wrk, both nginx and the router share this script's session, so the CPU is shared fairly.
 nginx -p "$WORK/up" -c "$WORK/up/nginx.conf" -g 'daemon off;' &
 PIDS+=($!)
-nginx -p "$WORK/proxy" -c "$WORK/proxy/nginx.conf" -g 'daemon off;' &
-PIDS+=($!)
+proxy_conf "$WORK/proxy" "$NPROC" "$NGX"
+proxy_conf "$WORK/proxy-same" "$WORKERS" "$NGS"
+for d in proxy proxy-same; do
+    nginx -p "$WORK/$d" -c "$WORK/$d/nginx.conf" -g 'daemon off;' &
+    PIDS+=($!)
+done
 "$BIN" "127.0.0.1:$SLW" "$HOST" "$UP" > "$WORK/slipway.log" 2>&1 &
 PIDS+=($!)
 
@@ -125,10 +138,10 @@ wait_port() {
     done
     echo "nothing listens on port $1" >&2; exit 1
 }
-wait_port "$UP"; wait_port "$NGX"; wait_port "$SLW"
+wait_port "$UP"; wait_port "$NGX"; wait_port "$NGS"; wait_port "$SLW"
 
 # Same answer through both proxies.
-for p in "$UP" "$NGX" "$SLW"; do
+for p in "$UP" "$NGX" "$NGS" "$SLW"; do
     code=$(python3 - "$p" "$HOST" <<'PY'
 import http.client, sys
 c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=5)
@@ -161,31 +174,34 @@ median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]
 echo "machine: $(nproc) CPU(s), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo "date: $(date -u)"
 echo "$(nginx -v 2>&1), $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2); ${ROUNDS} rounds of ${SECS}s per target and connection count"
+echo "workers: slipway $WORKERS, nginx $NPROC (auto), nginx-same $WORKERS"
 printf '%-6s %-10s %14s %10s\n' conns target "requests/s" "p99 ms"
+ORDERS=("slipway nginx nginx-same" "nginx nginx-same slipway" "nginx-same slipway nginx")
 for conns in 1 64; do
-    : > "$WORK/slipway.$conns"; : > "$WORK/nginx.$conns"; : > "$WORK/direct.$conns"
+    for who in slipway nginx nginx-same direct; do : > "$WORK/$who.$conns"; done
     run_wrk "$UP" "$conns" > /dev/null   # warm-up
     for r in $(seq "$ROUNDS"); do
-        if [ $((r % 2)) -eq 1 ]; then order="slipway nginx"; else order="nginx slipway"; fi
-        for who in $order; do
-            port=$SLW; [ "$who" = nginx ] && port=$NGX
+        for who in ${ORDERS[$(( (r - 1) % 3 ))]}; do
+            case $who in slipway) port=$SLW ;; nginx) port=$NGX ;; nginx-same) port=$NGS ;; esac
             out=$(run_wrk "$port" "$conns")
             echo "$out" >> "$WORK/$who.$conns"
             case "$out" in *ERR*) echo "  $who c=$conns round $r: $out" >&2 ;; esac
         done
         run_wrk "$UP" "$conns" >> "$WORK/direct.$conns"
     done
-    for who in slipway nginx direct; do
+    for who in slipway nginx nginx-same direct; do
         rps=$(cut -d' ' -f1 "$WORK/$who.$conns" | median)
         p99=$(cut -d' ' -f2 "$WORK/$who.$conns" | median)
         printf '%-6s %-10s %14.0f %10.3f\n' "$conns" "$who" "$rps" "$p99"
-        eval "${who}_rps_$conns=$rps; ${who}_p99_$conns=$p99"
+        v=${who//-/_}
+        eval "${v}_rps_$conns=$rps; ${v}_p99_$conns=$p99"
     done
 done
 echo
-echo "ratios slipway/nginx (target: requests/s >= 1.00, p99 <= 1.00); slipway/direct as the share of the ceiling"
+echo "ratios slipway/nginx and slipway/nginx-same (target: requests/s >= 1.00, p99 <= 1.00); slipway/direct as the share of the ceiling"
 for conns in 1 64; do
-    eval "s=\$slipway_rps_$conns; n=\$nginx_rps_$conns; d=\$direct_rps_$conns; sp=\$slipway_p99_$conns; np=\$nginx_p99_$conns"
-    awk -v c="$conns" -v s="$s" -v n="$n" -v d="$d" -v sp="$sp" -v np="$np" \
-        'BEGIN { printf "c=%-3s requests/s %.2f   p99 %.2f   of ceiling %.2f\n", c, s / n, sp / np, s / d }'
+    eval "s=\$slipway_rps_$conns; n=\$nginx_rps_$conns; m=\$nginx_same_rps_$conns; d=\$direct_rps_$conns"
+    eval "sp=\$slipway_p99_$conns; np=\$nginx_p99_$conns; mp=\$nginx_same_p99_$conns"
+    awk -v c="$conns" -v s="$s" -v n="$n" -v m="$m" -v d="$d" -v sp="$sp" -v np="$np" -v mp="$mp" \
+        'BEGIN { printf "c=%-3s vs nginx: requests/s %.2f  p99 %.2f   vs nginx-same: requests/s %.2f  p99 %.2f   of ceiling %.2f\n", c, s / n, sp / np, s / m, sp / mp, s / d }'
 done

@@ -391,7 +391,17 @@ fn ws_loop(port: u16, stop: &AtomicBool, tally: &Tally) {
 #[test]
 fn twenty_deploys_under_load_lose_nothing() {
     let t0 = Instant::now();
-    let server = Server::start_with(&[("SLIPWAY_DRAIN_TIMEOUT", "3")]);
+    // Two router workers (the default is one per two CPUs): requests of one client
+    // connection stay on one worker, with that worker's own upstream connections.
+    let server = Server::start_with(&[
+        ("SLIPWAY_DRAIN_TIMEOUT", "3"),
+        ("SLIPWAY_ROUTER_WORKERS", "2"),
+    ]);
+    assert!(
+        server.server_log().contains("(2 router workers)"),
+        "SLIPWAY_ROUTER_WORKERS=2 not taken:\n{}",
+        server.server_log()
+    );
     let app = load_app(&server);
     let (ok, out) = push(&server, &app, "main");
     assert!(ok, "first push failed:\n{out}\n{}", server.server_log());
@@ -464,6 +474,42 @@ fn twenty_deploys_under_load_lose_nothing() {
         tally.ws_closed_by_server.load(Ordering::Relaxed),
         t0.elapsed()
     );
+}
+
+#[test]
+fn serve_refuses_a_bad_router_worker_count() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    for bad in ["0", "257", "two", "-1"] {
+        let o = slipway_e2e::run(
+            std::process::Command::new(slipway_e2e::slipway_bin())
+                .args([
+                    "serve",
+                    "--http-listen",
+                    "127.0.0.1:0",
+                    "--ssh-listen",
+                    "127.0.0.1:0",
+                    "--data-dir",
+                ])
+                .arg(&data)
+                .arg(format!("--router-workers={bad}")),
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "--router-workers={bad}: {}",
+            text(&o)
+        );
+        assert!(
+            err.contains("--router-workers"),
+            "--router-workers={bad}: {err}"
+        );
+        assert!(
+            !data.exists(),
+            "--router-workers={bad} created the data dir"
+        );
+    }
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! The router alone, for bench/router.sh: every path of one host to one upstream on the
 //! host's loopback, served with the same code and runtime kind as `slipway serve`.
 //!
-//! Usage: `router_bench LISTEN_ADDR HOST UPSTREAM_PORT`
+//! Usage: `router_bench LISTEN_ADDR HOST UPSTREAM_PORT`; `SLIPWAY_ROUTER_WORKERS=N` sets the
+//! number of worker threads (default: as `slipway serve`, one per two CPUs).
 
 use std::process::ExitCode;
 
@@ -21,7 +22,8 @@ fn main() -> ExitCode {
         eprintln!("UPSTREAM_PORT: not a port: {port}");
         return ExitCode::from(2);
     };
-    // Like `slipway serve`: a multi-threaded runtime with one worker per CPU.
+    // Like `slipway serve`: connections are accepted on a multi-threaded runtime; `serve`
+    // starts the router's own worker threads.
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -30,7 +32,18 @@ fn main() -> ExitCode {
         }
     };
     rt.block_on(async move {
-        let router = Router::new(RouterConfig::default());
+        let mut config = RouterConfig::default();
+        if let Ok(workers) = std::env::var("SLIPWAY_ROUTER_WORKERS") {
+            match workers.parse::<usize>() {
+                Ok(n) if (1..=256).contains(&n) => config.workers = Some(n),
+                _ => {
+                    eprintln!("SLIPWAY_ROUTER_WORKERS: not a number from 1 to 256: {workers}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        let workers = config.worker_count();
+        let router = Router::new(config);
         let upstream = Upstream {
             release: "bench".into(),
             netns: None,
@@ -47,7 +60,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        println!("router_bench listening on {listen}");
+        println!("router_bench listening on {listen} with {workers} worker(s)");
         let stop = async {
             let _ = tokio::signal::ctrl_c().await;
         };

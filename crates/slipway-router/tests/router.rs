@@ -371,7 +371,12 @@ async fn bodies_stream_both_ways() {
 async fn switch_under_load_loses_no_request() {
     let a = upstream("upstream-a").await;
     let b = upstream("upstream-b").await;
-    let r = start_router(RouterConfig::default()).await;
+    // Several workers, each with its own share of every pool, whatever the CPU count.
+    let r = start_router(RouterConfig {
+        workers: Some(3),
+        ..RouterConfig::default()
+    })
+    .await;
     let env = "demo/main";
     let hosts = || vec!["main.demo.localhost".to_string()];
     r.router.switch(env, EnvRoutes::single(hosts(), up("r-a", a.port)))

@@ -83,6 +83,10 @@ struct ServeArgs {
     /// zstd level of slugs (1 to 22).
     #[arg(long, env = "SLIPWAY_SLUG_LEVEL", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
     slug_level: i32,
+    /// Worker threads of the HTTP router (1 to 256; default: one per two CPUs, leaving
+    /// the other CPUs to the apps).
+    #[arg(long, env = "SLIPWAY_ROUTER_WORKERS", value_parser = clap::value_parser!(u16).range(1..=256))]
+    router_workers: Option<u16>,
 }
 
 /// `1234`, `500K`, `20M`, `2G` (binary units).
@@ -228,7 +232,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Cmd::Down(data) => {
             let rt = tokio::runtime::Runtime::new().map_err(internal)?;
             rt.block_on(async {
-                let platform = open_platform(slipway_deploy::Settings::new(data.data_dir))?;
+                let platform = open_platform(slipway_deploy::Settings::new(data.data_dir), None)?;
                 let n = slipway_deploy::restore::down(&platform)
                     .await
                     .map_err(internal)?;
@@ -239,9 +243,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     }
 }
 
-fn open_platform(settings: slipway_deploy::Settings) -> Result<Arc<slipway_deploy::Platform>, Failure> {
+fn open_platform(settings: slipway_deploy::Settings, router_workers: Option<u16>) -> Result<Arc<slipway_deploy::Platform>, Failure> {
     let router = slipway_router::Router::new(slipway_router::RouterConfig {
         drain_timeout: settings.drain_timeout,
+        workers: router_workers.map(usize::from),
         ..Default::default()
     });
     slipway_deploy::Platform::open(settings, router)
@@ -270,9 +275,9 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
             settings.runtime.display()
         )));
     }
-    let platform = open_platform(settings)?;
-    let (host_key, created) = slipway_ssh::load_or_create_host_key(&platform.data().host_key())
-        .map_err(internal)?;
+    let platform = open_platform(settings, args.router_workers)?;
+    let (host_key, created) =
+        slipway_ssh::load_or_create_host_key(&platform.data().host_key()).map_err(internal)?;
     let fp = slipway_ssh::fingerprint(&host_key);
     if created {
         println!("created host key {} ({fp})", platform.data().host_key().display());
@@ -285,10 +290,12 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         .await
         .with_context(|| format!("listening for HTTP on {http_addr}"))
         .map_err(user_error)?;
+    let workers = platform.router().config().worker_count();
     println!(
-        "slipway serving: ssh {} (host key {fp}), http {}, data dir {}",
+        "slipway serving: ssh {} (host key {fp}), http {} ({workers} router worker{}), data dir {}",
         ssh.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         http.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        if workers == 1 { "" } else { "s" },
         platform.data().root().display()
     );
     let _ = std::io::stdout().flush();
