@@ -41,9 +41,10 @@ impl RouterConfig {
     /// Not one per CPU, as a dedicated proxy would run: the router always shares its host
     /// with the apps it routes to, and it is a small part of a request's work (about 13 µs
     /// of CPU, kernel included). A worker per CPU competes with the apps for every CPU
-    /// and sleeps and wakes more often, each with fewer events; on the 2-CPU benchmark
-    /// machine one worker served 14 % more requests per second than two, with a 25 % lower
-    /// p99 (docs/BENCHMARKS.md). One worker serves about 70,000 requests per second.
+    /// and sleeps and wakes more often, each time with fewer events. On the 2-CPU benchmark
+    /// machine one worker served about 8 % more requests per second than two, with a 20 %
+    /// lower p99 (docs/BENCHMARKS.md). At ~13 µs per request, one worker with a CPU to
+    /// itself could serve about 75,000 requests per second.
     pub fn worker_count(&self) -> usize {
         self.workers
             .unwrap_or_else(|| default_workers(std::thread::available_parallelism().map_or(1, |n| n.get())))
