@@ -47,9 +47,6 @@ free_port() {
 UP=$(free_port); NGX=$(free_port); NGS=$(free_port); SLW=$(free_port)
 HOST=bench.localhost
 NPROC=$(nproc)
-# The router's default: one worker per two CPUs (RouterConfig::worker_count).
-WORKERS=${SLIPWAY_ROUTER_WORKERS:-$(( (NPROC + 1) / 2 ))}
-export SLIPWAY_ROUTER_WORKERS=$WORKERS
 
 mkdir -p "$WORK/www" "$WORK/up"
 python3 -c 'import sys; sys.stdout.write(("<p>slipway router benchmark</p>\n" * 20))' > "$WORK/www/index.html"
@@ -122,12 +119,6 @@ EOF
 # wrk, both nginx and the router share this script's session, so the CPU is shared fairly.
 nginx -p "$WORK/up" -c "$WORK/up/nginx.conf" -g 'daemon off;' &
 PIDS+=($!)
-proxy_conf "$WORK/proxy" "$NPROC" "$NGX"
-proxy_conf "$WORK/proxy-same" "$WORKERS" "$NGS"
-for d in proxy proxy-same; do
-    nginx -p "$WORK/$d" -c "$WORK/$d/nginx.conf" -g 'daemon off;' &
-    PIDS+=($!)
-done
 "$BIN" "127.0.0.1:$SLW" "$HOST" "$UP" > "$WORK/slipway.log" 2>&1 &
 PIDS+=($!)
 
@@ -136,9 +127,26 @@ wait_port() {
         if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),1)" 2>/dev/null; then return 0; fi
         sleep 0.1
     done
-    echo "nothing listens on port $1" >&2; exit 1
+    echo "nothing listens on port $1" >&2; return 1
 }
-wait_port "$UP"; wait_port "$NGX"; wait_port "$NGS"; wait_port "$SLW"
+wait_port "$UP" || exit 1
+wait_port "$SLW" || { cat "$WORK/slipway.log" >&2; exit 1; }
+# The router says how many workers it runs (its default, or SLIPWAY_ROUTER_WORKERS).
+WORKERS=
+for _ in $(seq 50); do
+    WORKERS=$(sed -n 's/.* with \([0-9][0-9]*\) worker.*/\1/p' "$WORK/slipway.log")
+    [ -n "$WORKERS" ] && break
+    sleep 0.1
+done
+[ -n "$WORKERS" ] || { echo "the router did not say its worker count:" >&2; cat "$WORK/slipway.log" >&2; exit 1; }
+proxy_conf "$WORK/proxy" "$NPROC" "$NGX"
+proxy_conf "$WORK/proxy-same" "$WORKERS" "$NGS"
+for d in proxy proxy-same; do
+    nginx -p "$WORK/$d" -c "$WORK/$d/nginx.conf" -g 'daemon off;' &
+    PIDS+=($!)
+done
+wait_port "$NGX" || exit 1
+wait_port "$NGS" || exit 1
 
 # Same answer through both proxies.
 for p in "$UP" "$NGX" "$NGS" "$SLW"; do

@@ -276,8 +276,8 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         )));
     }
     let platform = open_platform(settings, args.router_workers)?;
-    let (host_key, created) =
-        slipway_ssh::load_or_create_host_key(&platform.data().host_key()).map_err(internal)?;
+    let (host_key, created) = slipway_ssh::load_or_create_host_key(&platform.data().host_key())
+        .map_err(internal)?;
     let fp = slipway_ssh::fingerprint(&host_key);
     if created {
         println!("created host key {} ({fp})", platform.data().host_key().display());
