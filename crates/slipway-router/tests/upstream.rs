@@ -288,6 +288,12 @@ async fn read_answer<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Option<(S
     Some((head, String::from_utf8_lossy(&body).into_owned()))
 }
 
+/// Send `request` on a raw client connection and read its answer (within 10 s).
+async fn ask(c: &mut BufReader<tokio::net::TcpStream>, request: &str) -> (String, String) {
+    c.get_mut().write_all(request.as_bytes()).await.unwrap();
+    within(10, read_answer(c)).await.unwrap()
+}
+
 /// The router's own HTTP/1.1 path (GET and HEAD without a body) and its handover to hyper
 /// in the middle of a connection, as a raw client sees them.
 #[tokio::test]
@@ -313,12 +319,10 @@ async fn raw_clients_pipelining_handover_close_and_odd_heads() {
     assert!(head.contains("transfer-encoding: chunked\r\n"), "{head}");
     assert!(head.contains("x-request-id: "), "{head}");
     let post = format!("POST /echo-length HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 12\r\n\r\ntwelve bytes");
-    c.get_mut().write_all(post.as_bytes()).await.unwrap();
-    let (_, body) = within(10, read_answer(&mut c)).await.unwrap();
+    let (_, body) = ask(&mut c, &post).await;
     assert_eq!(body, "ok");
     let get = format!("GET /length HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
-    c.get_mut().write_all(get.as_bytes()).await.unwrap();
-    let (_, body) = within(10, read_answer(&mut c)).await.unwrap();
+    let (_, body) = ask(&mut c, &get).await;
     assert_eq!(body, "hello");
     {
         let received = app.received.lock().unwrap();
@@ -341,8 +345,7 @@ async fn raw_clients_pipelining_handover_close_and_odd_heads() {
 
     // `Connection: close`: said in the answer, then the router closes.
     let close = format!("GET /length HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n");
-    c.get_mut().write_all(close.as_bytes()).await.unwrap();
-    let (head, body) = within(10, read_answer(&mut c)).await.unwrap();
+    let (head, body) = ask(&mut c, &close).await;
     assert_eq!(body, "hello");
     assert!(head.contains("connection: close\r\n"), "{head}");
     assert!(within(10, read_answer(&mut c)).await.is_none(), "closed after the answer");
@@ -358,8 +361,7 @@ async fn raw_clients_pipelining_handover_close_and_odd_heads() {
         (unknown, "404", "404 Not Found: nothing is deployed at this address.\n"),
     ] {
         let mut c = BufReader::new(tokio::net::TcpStream::connect(r.addr).await.unwrap());
-        c.get_mut().write_all(request.as_bytes()).await.unwrap();
-        let (head, body) = within(10, read_answer(&mut c)).await.unwrap();
+        let (head, body) = ask(&mut c, &request).await;
         assert!(head.starts_with(&format!("HTTP/1.1 {status} ")) || head.starts_with(&format!("HTTP/1.0 {status} ")), "{head}");
         assert_eq!(body, expected, "{head}");
     }
