@@ -89,14 +89,23 @@ fn only_changed_apps_build_in_parallel_and_an_unchanged_push_adds_no_blob() {
 
     let (ok, out) = push(&server, &app, "main");
     assert!(ok, "first push failed:\n{out}\n{}", server.server_log());
-    assert!(out.contains("build: building ") && out.contains(" in parallel (at most "), "{out}");
+    assert!(
+        out.contains("build: building ") && out.contains(" in parallel (at most "),
+        "{out}"
+    );
     assert!(out.contains("build web: built sha256:"), "{out}");
     assert!(out.contains("build api: built sha256:"), "{out}");
     // Both builds stream at once, each line prefixed with its app: both start before either ends.
     let starts = [line_of(&out, "web | start"), line_of(&out, "api | start")];
     let ends = [line_of(&out, "web | end"), line_of(&out, "api | end")];
-    assert!(starts.iter().max() < ends.iter().min(), "builds did not overlap:\n{out}");
-    assert!(out.contains("web | cache runs 1") && out.contains("api | cache runs 1"), "{out}");
+    assert!(
+        starts.iter().max() < ends.iter().min(),
+        "builds did not overlap:\n{out}"
+    );
+    assert!(
+        out.contains("web | cache runs 1") && out.contains("api | cache runs 1"),
+        "{out}"
+    );
     assert_eq!(body(&server, "main.demo.localhost"), "web-1\n");
 
     // Only api changes: only api builds; its build cache survived the previous build.
@@ -106,8 +115,14 @@ fn only_changed_apps_build_in_parallel_and_an_unchanged_push_adds_no_blob() {
     assert!(ok, "{out}");
     assert!(out.contains("build web: reused sha256:"), "{out}");
     assert!(out.contains("build api: built sha256:"), "{out}");
-    assert!(!out.contains("web | "), "web built although it did not change:\n{out}");
-    assert!(out.contains("api | cache runs 2"), "the build cache was not kept:\n{out}");
+    assert!(
+        !out.contains("web | "),
+        "web built although it did not change:\n{out}"
+    );
+    assert!(
+        out.contains("api | cache runs 2"),
+        "the build cache was not kept:\n{out}"
+    );
     assert!(!out.contains("in parallel"), "{out}");
     assert_eq!(body(&server, "main.demo.localhost"), "web-1\n");
 
@@ -115,14 +130,34 @@ fn only_changed_apps_build_in_parallel_and_an_unchanged_push_adds_no_blob() {
     // blobs; index.json only gains the new release's tags.
     let files_before = archive_files(&server);
     let tags_before = tags(&server);
-    app.git_ok(&["-c", "user.name=T", "-c", "user.email=t@e", "commit", "-q", "--allow-empty", "-m", "nothing"]);
+    app.git_ok(&[
+        "-c",
+        "user.name=T",
+        "-c",
+        "user.email=t@e",
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "nothing",
+    ]);
     let (ok, out) = push(&server, &app, "main");
     assert!(ok, "{out}");
-    assert!(out.contains("build web: reused sha256:") && out.contains("build api: reused sha256:"), "{out}");
+    assert!(
+        out.contains("build web: reused sha256:") && out.contains("build api: reused sha256:"),
+        "{out}"
+    );
     assert!(!out.contains("running hooks.build"), "{out}");
-    assert_eq!(archive_files(&server), files_before, "the archive's blobs changed");
+    assert_eq!(
+        archive_files(&server),
+        files_before,
+        "the archive's blobs changed"
+    );
     let mut expected = tags_before.clone();
-    expected.extend(["demo.main.r3.api".to_string(), "demo.main.r3.web".to_string()]);
+    expected.extend([
+        "demo.main.r3.api".to_string(),
+        "demo.main.r3.web".to_string(),
+    ]);
     expected.sort();
     assert_eq!(tags(&server), expected);
     assert_eq!(body(&server, "main.demo.localhost"), "web-1\n");
@@ -142,7 +177,10 @@ fn promotion_reuses_the_slug_and_tools_read_the_archive() {
     assert!(out.contains("build hello: reused sha256:"), "{out}");
     assert!(!out.contains("running hooks.build"), "{out}");
     assert_eq!(body(&server, "staging.demo.localhost"), "built-1\n");
-    assert_eq!(tags(&server), vec!["demo.main.r1.hello", "demo.staging.r1.hello"]);
+    assert_eq!(
+        tags(&server),
+        vec!["demo.main.r1.hello", "demo.staging.r1.hello"]
+    );
 
     // skopeo reads a release made by a real push: labels, command, one zstd layer.
     let archive = server.data.join("archive");
@@ -159,12 +197,18 @@ fn promotion_reuses_the_slug_and_tools_read_the_archive() {
         "python3 server.py",
         "PLATFORM_BRANCH=staging",
     ] {
-        assert!(config.contains(needle), "image config lacks {needle}:\n{config}");
+        assert!(
+            config.contains(needle),
+            "image config lacks {needle}:\n{config}"
+        );
     }
     let o = slipway_e2e::run(Command::new("skopeo").args(["inspect", "--raw", &reference]));
     assert!(o.status.success(), "skopeo inspect --raw: {}", text(&o));
     let manifest = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(manifest.contains("application/vnd.oci.image.layer.v1.tar+zstd"), "{manifest}");
+    assert!(
+        manifest.contains("application/vnd.oci.image.layer.v1.tar+zstd"),
+        "{manifest}"
+    );
 
     // umoci unpacks it into the very files the runtime runs (the built app). Debian's umoci
     // 0.4.7 cannot read zstd layers (support came in umoci 0.5.0): then the same image goes
@@ -177,7 +221,11 @@ fn promotion_reuses_the_slug_and_tools_read_the_archive() {
         .to_string();
     let bundle = server.dir.path().join("bundle");
     let image = format!("{}:demo.staging.r1.hello", archive.display());
-    let o = slipway_e2e::run(Command::new("umoci").args(["unpack", "--image", &image]).arg(&bundle));
+    let o = slipway_e2e::run(
+        Command::new("umoci")
+            .args(["unpack", "--image", &image])
+            .arg(&bundle),
+    );
     if !o.status.success() {
         assert!(text(&o).contains("tar+zstd"), "umoci unpack: {}", text(&o));
         let gz = server.dir.path().join("gz");
@@ -195,14 +243,21 @@ fn promotion_reuses_the_slug_and_tools_read_the_archive() {
         assert!(o.status.success(), "umoci unpack: {}", text(&o));
     }
     let built = server.data.join("slugs").join(&slug_hex);
-    assert!(built.join("build.txt").is_file(), "the unpacked slug lacks the build output");
+    assert!(
+        built.join("build.txt").is_file(),
+        "the unpacked slug lacks the build output"
+    );
     let o = slipway_e2e::run(
         Command::new("diff")
             .args(["-r", "--no-dereference"])
             .arg(bundle.join("rootfs/app"))
             .arg(&built),
     );
-    assert!(o.status.success(), "umoci's files differ from the built app: {}", text(&o));
+    assert!(
+        o.status.success(),
+        "umoci's files differ from the built app: {}",
+        text(&o)
+    );
 
     // verify: all good, then a single flipped byte in the slug is found.
     let o = server.slipway(&["archive", "verify"]);
@@ -215,7 +270,11 @@ fn promotion_reuses_the_slug_and_tools_read_the_archive() {
     std::fs::write(&blob, &bytes).expect("flip");
     let o = server.slipway(&["archive", "verify"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains(&format!("blob sha256:{slug} is corrupt")), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("blob sha256:{slug} is corrupt")),
+        "{}",
+        text(&o)
+    );
     bytes[mid] ^= 0x01;
     std::fs::write(&blob, &bytes).expect("flip back");
     let o = server.slipway(&["archive", "verify"]);
@@ -245,12 +304,19 @@ fn gc_keeps_the_newest_releases_and_what_runs() {
     assert_eq!(body(&server, "main.demo.localhost"), "built-3\n");
     let blobs = server.data.join("archive/blobs/sha256");
     assert!(slugs.iter().all(|s| blobs.join(s).is_file()));
-    assert!(server.data.join("slugs").join(&slugs[0]).is_dir(), "r1's slug was unpacked");
+    assert!(
+        server.data.join("slugs").join(&slugs[0]).is_dir(),
+        "r1's slug was unpacked"
+    );
 
     // Wait until the retired releases' containers are gone (they drain in the background).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while server.containers().len() > 1 {
-        assert!(std::time::Instant::now() < deadline, "{:?}", server.containers());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            server.containers()
+        );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 
@@ -264,12 +330,21 @@ fn gc_keeps_the_newest_releases_and_what_runs() {
     assert!(report.contains("dropped demo.main.r1.hello"), "{report}");
     assert!(report.contains("freed"), "{report}");
     let t = tags(&server);
-    assert!(t.contains(&"demo.main.r3.hello".to_string()), "the live release was dropped: {t:?}");
+    assert!(
+        t.contains(&"demo.main.r3.hello".to_string()),
+        "the live release was dropped: {t:?}"
+    );
     assert!(!t.contains(&"demo.main.r1.hello".to_string()), "{t:?}");
     assert!(!blobs.join(&slugs[0]).exists(), "r1's slug is still there");
     assert!(blobs.join(&slugs[2]).is_file(), "the live slug is gone");
-    assert!(!server.data.join("slugs").join(&slugs[0]).exists(), "r1's unpacked slug is still there");
-    assert!(server.data.join("slugs").join(&slugs[2]).is_dir(), "the live unpacked slug is gone");
+    assert!(
+        !server.data.join("slugs").join(&slugs[0]).exists(),
+        "r1's unpacked slug is still there"
+    );
+    assert!(
+        server.data.join("slugs").join(&slugs[2]).is_dir(),
+        "the live unpacked slug is gone"
+    );
     let o = server.slipway(&["archive", "verify"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(body(&server, "main.demo.localhost"), "built-3\n");
@@ -279,20 +354,30 @@ fn gc_keeps_the_newest_releases_and_what_runs() {
     app.commit("back to v1");
     let (ok, out) = push(&server, &app, "main");
     assert!(ok, "{out}");
-    assert!(out.contains(&format!("build hello: built sha256:{}", slugs[0])), "{out}");
+    assert!(
+        out.contains(&format!("build hello: built sha256:{}", slugs[0])),
+        "{out}"
+    );
     assert_eq!(body(&server, "main.demo.localhost"), "built-1\n");
 }
 
 /// Entries of a folder (none if it does not exist).
 fn entries(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
-        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 #[test]
 fn a_timed_out_or_oversized_build_leaves_nothing_behind() {
-    let server = Server::start_with(&[("SLIPWAY_BUILD_TIMEOUT", "3"), ("SLIPWAY_SLUG_MAX_SIZE", "64K")]);
+    let server = Server::start_with(&[
+        ("SLIPWAY_BUILD_TIMEOUT", "3"),
+        ("SLIPWAY_SLUG_MAX_SIZE", "64K"),
+    ]);
     let app = App::demo(server.dir.path(), "app");
 
     // A build that hangs is killed at the timeout.
@@ -304,22 +389,34 @@ fn a_timed_out_or_oversized_build_leaves_nothing_behind() {
     let started = std::time::Instant::now();
     let (ok, out) = push(&server, &app, "main");
     assert!(!ok, "{out}");
-    assert!(started.elapsed() < std::time::Duration::from_secs(40), "the timeout did not kill the build");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(40),
+        "the timeout did not kill the build"
+    );
     assert!(out.contains("hello | started"), "{out}");
     assert!(
-        out.contains("build failed: hooks.build of hello did not finish within the build timeout (3.00s)"),
+        out.contains(
+            "build failed: hooks.build of hello did not finish within the build timeout (3.00s)"
+        ),
         "{out}"
     );
     assert!(out.contains("! [remote rejected] main -> main"), "{out}");
     let nothing = |what: &str| {
         let blobs = entries(&server.data.join("archive/blobs/sha256"));
         assert!(blobs.is_empty(), "{what}: blobs left: {blobs:?}");
-        let dots: Vec<_> = entries(&server.data.join("archive")).into_iter().filter(|n| n.starts_with('.')).collect();
+        let dots: Vec<_> = entries(&server.data.join("archive"))
+            .into_iter()
+            .filter(|n| n.starts_with('.'))
+            .collect();
         assert!(dots.is_empty(), "{what}: temp files left: {dots:?}");
         let builds = entries(&server.data.join("builds"));
         assert!(builds.is_empty(), "{what}: build folders left: {builds:?}");
         assert!(tags(&server).is_empty(), "{what}: tags");
-        assert!(server.containers().is_empty(), "{what}: containers left: {:?}", server.containers());
+        assert!(
+            server.containers().is_empty(),
+            "{what}: containers left: {:?}",
+            server.containers()
+        );
     };
     nothing("after the timeout");
 
@@ -332,9 +429,15 @@ fn a_timed_out_or_oversized_build_leaves_nothing_behind() {
     let (ok, out) = push(&server, &app, "main");
     assert!(!ok, "{out}");
     assert!(out.contains("over the limit of 64.0 KiB"), "{out}");
-    assert!(out.contains("biggest in it: assets/ (293.0 KiB), small.bin (97.7 KiB)"), "{out}");
+    assert!(
+        out.contains("biggest in it: assets/ (293.0 KiB), small.bin (97.7 KiB)"),
+        "{out}"
+    );
     assert!(out.contains("assets/video.bin (293.0 KiB)"), "{out}");
-    assert!(out.contains("! [remote rejected] main -> main (build failed:"), "{out}");
+    assert!(
+        out.contains("! [remote rejected] main -> main (build failed:"),
+        "{out}"
+    );
     nothing("after the oversized slug");
 
     // A bad setting is refused at start.
@@ -353,7 +456,11 @@ const HELLO_JS: &[(&str, &str)] = &[
 ];
 
 fn hello_registry() -> slipway_e2e::NpmRegistry {
-    slipway_e2e::NpmRegistry::start(&[slipway_e2e::NpmPackage { name: "slipway-hello-js", version: "1.0.0", files: HELLO_JS }])
+    slipway_e2e::NpmRegistry::start(&[slipway_e2e::NpmPackage {
+        name: "slipway-hello-js",
+        version: "1.0.0",
+        files: HELLO_JS,
+    }])
 }
 
 /// Answers each GET with where the two global commands are and what they print, run now.
@@ -385,7 +492,10 @@ fn dependencies_are_installed_into_the_slug_and_work_in_the_build_and_at_run_tim
         &app.dir.join("wheels"),
         "slipwayhello",
         "1.0",
-        &[("__init__.py", "def main():\n    print('hello from a wheel')\n")],
+        &[(
+            "__init__.py",
+            "def main():\n    print('hello from a wheel')\n",
+        )],
         &["slipway-hello = slipwayhello:main"],
     );
     app.write("server.py", GLOBALS_SERVER);
@@ -400,28 +510,57 @@ fn dependencies_are_installed_into_the_slug_and_work_in_the_build_and_at_run_tim
     let (ok, out) = push(&server, &app, "main");
     assert!(ok, "{out}\n{}", server.server_log());
     // Each language installs in its own step, before the build hook, output prefixed.
-    let nodejs = line_of(&out, "build hello: installing dependencies (nodejs: slipway-hello-js@^1)");
-    let python = line_of(&out, "build hello: installing dependencies (python3: slipwayhello==1.0)");
+    let nodejs = line_of(
+        &out,
+        "build hello: installing dependencies (nodejs: slipway-hello-js@^1)",
+    );
+    let python = line_of(
+        &out,
+        "build hello: installing dependencies (python3: slipwayhello==1.0)",
+    );
     let hook = line_of(&out, "build hello: running hooks.build");
     assert!(nodejs < hook && python < hook, "{out}");
-    assert!(out.contains("hello | Successfully installed slipwayhello-1.0"), "{out}");
+    assert!(
+        out.contains("hello | Successfully installed slipwayhello-1.0"),
+        "{out}"
+    );
     assert!(out.contains("hello | added 1 package"), "{out}");
     // The build hook finds them on PATH.
-    assert!(out.contains("hello | PATH=/app/.global/bin:/app/.global/vendor/bin:"), "{out}");
-    assert!(out.contains("hello | hello from a wheel") && out.contains("hello | hello from npm"), "{out}");
+    assert!(
+        out.contains("hello | PATH=/app/.global/bin:/app/.global/vendor/bin:"),
+        "{out}"
+    );
+    assert!(
+        out.contains("hello | hello from a wheel") && out.contains("hello | hello from npm"),
+        "{out}"
+    );
     // So do the app's containers: the commands come from /app/.global in the slug.
     assert_eq!(
         body(&server, "main.demo.localhost"),
         "/app/.global/bin/slipway-hello: hello from a wheel\n/app/.global/bin/slipway-hello-js: hello from npm\n"
     );
     // And shells into the app.
-    let o = server.ssh(&server.key, "main.demo", "slipway-hello && echo $PYTHONUSERBASE");
+    let o = server.ssh(
+        &server.key,
+        "main.demo",
+        "slipway-hello && echo $PYTHONUSERBASE",
+    );
     assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "hello from a wheel\n/app/.global\n");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "hello from a wheel\n/app/.global\n"
+    );
     // Package managers' downloads went to the build cache, not into the slug.
-    let slug_hex = out.split("built sha256:").nth(1).and_then(|s| s.get(..64)).expect("slug digest");
+    let slug_hex = out
+        .split("built sha256:")
+        .nth(1)
+        .and_then(|s| s.get(..64))
+        .expect("slug digest");
     let slug = server.data.join("slugs").join(slug_hex);
-    assert!(slug.join(".global/bin/slipway-hello").is_file(), "the slug has no .global");
+    assert!(
+        slug.join(".global/bin/slipway-hello").is_file(),
+        "the slug has no .global"
+    );
     for cache in [".npm", ".cache"] {
         assert!(!slug.join(cache).exists(), "{cache} is in the slug");
     }
@@ -436,12 +575,21 @@ fn a_missing_tool_or_a_failed_install_fails_the_build_and_leaves_nothing() {
         assert!(blobs.is_empty(), "{what}: blobs left: {blobs:?}");
         let builds = entries(&server.data.join("builds"));
         assert!(builds.is_empty(), "{what}: build folders left: {builds:?}");
-        assert!(server.containers().is_empty(), "{what}: containers left: {:?}", server.containers());
+        assert!(
+            server.containers().is_empty(),
+            "{what}: containers left: {:?}",
+            server.containers()
+        );
     };
 
     // php dependencies, and no composer on this host stack.
-    let has_composer = Command::new("sh").args(["-c", "command -v composer"]).output();
-    assert!(!has_composer.is_ok_and(|o| o.status.success()), "this test needs a host stack without composer");
+    let has_composer = Command::new("sh")
+        .args(["-c", "command -v composer"])
+        .output();
+    assert!(
+        !has_composer.is_ok_and(|o| o.status.success()),
+        "this test needs a host stack without composer"
+    );
     app.write(
         ".platform.app.yaml",
         "name: hello\ntype: python:3.11\ndependencies:\n  php:\n    composer/composer: '^2'\nhooks:\n  build: echo never\nweb:\n  commands:\n    start: python3 server.py\n",
@@ -449,12 +597,18 @@ fn a_missing_tool_or_a_failed_install_fails_the_build_and_leaves_nothing() {
     app.commit("php dependencies");
     let (ok, out) = push(&server, &app, "main");
     assert!(!ok, "{out}");
-    assert!(out.contains("installing dependencies (php: composer/composer:^2)"), "{out}");
+    assert!(
+        out.contains("installing dependencies (php: composer/composer:^2)"),
+        "{out}"
+    );
     assert!(
         out.contains("build failed: app hello: dependencies.php needs `composer`, which is not on the host stack"),
         "{out}"
     );
-    assert!(out.contains("! [remote rejected] main -> main (build failed: app hello: dependencies.php"), "{out}");
+    assert!(
+        out.contains("! [remote rejected] main -> main (build failed: app hello: dependencies.php"),
+        "{out}"
+    );
     assert!(!out.contains("hello | never"), "the build hook ran: {out}");
     assert!(!out.contains("@@slipway"), "{out}");
     nothing("after a missing tool");
@@ -467,9 +621,14 @@ fn a_missing_tool_or_a_failed_install_fails_the_build_and_leaves_nothing() {
     app.commit("a package that is nowhere");
     let (ok, out) = push(&server, &app, "main");
     assert!(!ok, "{out}");
-    assert!(out.contains("hello | ERROR: "), "pip's own message is shown: {out}");
     assert!(
-        out.contains("build failed: installing the python3 dependencies of hello exited with status 1"),
+        out.contains("hello | ERROR: "),
+        "pip's own message is shown: {out}"
+    );
+    assert!(
+        out.contains(
+            "build failed: installing the python3 dependencies of hello exited with status 1"
+        ),
         "{out}"
     );
     assert!(!out.contains("hello | never"), "{out}");
@@ -484,7 +643,10 @@ fn a_missing_tool_or_a_failed_install_fails_the_build_and_leaves_nothing() {
     app.commit("php app");
     let (ok, out) = push(&server, &app, "main");
     assert!(!ok, "{out}");
-    assert!(out.contains("build hello: running build flavor composer (composer install)"), "{out}");
+    assert!(
+        out.contains("build hello: running build flavor composer (composer install)"),
+        "{out}"
+    );
     assert!(
         out.contains("build failed: app hello: build flavor composer needs `composer`, which is not on the host stack; install it on the server's host stack, or set `build.flavor: none`"),
         "{out}"
@@ -522,8 +684,14 @@ fn the_nodejs_default_flavor_runs_npm_install_unless_none() {
     app.commit("nodejs app");
     let (ok, out) = push(&server, &app, "main");
     assert!(ok, "{out}\n{}", server.server_log());
-    let flavor = line_of(&out, "build hello: running build flavor default (npm prune && npm install)");
-    assert!(flavor < line_of(&out, "build hello: running hooks.build"), "{out}");
+    let flavor = line_of(
+        &out,
+        "build hello: running build flavor default (npm prune && npm install)",
+    );
+    assert!(
+        flavor < line_of(&out, "build hello: running hooks.build"),
+        "{out}"
+    );
     assert!(out.contains("hello | added 1 package"), "{out}");
     assert_eq!(body(&server, "main.demo.localhost"), "hello from npm\n");
 
@@ -550,10 +718,16 @@ fn build_caches_come_back_while_the_watched_files_stay_the_same() {
     app.commit("v1 with a cache");
     let (ok, out) = push(&server, &app, "main");
     assert!(ok, "{out}\n{}", server.server_log());
-    assert!(out.contains("build hello: build cache deps: nothing saved yet for these watched files"), "{out}");
+    assert!(
+        out.contains("build hello: build cache deps: nothing saved yet for these watched files"),
+        "{out}"
+    );
     assert!(out.contains("hello | fresh"), "{out}");
     let saved = line_of(&out, "build hello: saved build cache deps (cached/deps, ");
-    assert!(saved > line_of(&out, "build hello: built sha256:"), "saved before the slug was built:\n{out}");
+    assert!(
+        saved > line_of(&out, "build hello: built sha256:"),
+        "saved before the slug was built:\n{out}"
+    );
     assert_eq!(body(&server, "main.demo.localhost"), "build-1\n");
 
     // Another change, same watched file: the second build finds what the first one left.
@@ -562,7 +736,10 @@ fn build_caches_come_back_while_the_watched_files_stay_the_same() {
     let (ok, out) = push(&server, &app, "main");
     assert!(ok, "{out}");
     let restored = line_of(&out, "build hello: restored build cache deps (cached/deps)");
-    assert!(restored < line_of(&out, "build hello: running hooks.build"), "{out}");
+    assert!(
+        restored < line_of(&out, "build hello: running hooks.build"),
+        "{out}"
+    );
     assert!(out.contains("hello | found build-1"), "{out}");
     assert_eq!(body(&server, "main.demo.localhost"), "build-1\n");
 
@@ -591,10 +768,16 @@ fn build_caches_come_back_while_the_watched_files_stay_the_same() {
     let store = server.data.join("build-caches/demo/main/hello/deps");
     let kept = entries(&store);
     assert!(!kept.is_empty() && kept.len() <= 3, "{kept:?}");
-    assert!(kept.iter().all(|n| !n.starts_with('.')), "temporary folders left: {kept:?}");
+    assert!(
+        kept.iter().all(|n| !n.starts_with('.')),
+        "temporary folders left: {kept:?}"
+    );
 
     // A directory outside the app is refused before anything builds.
-    app.write(".platform.app.yaml", &config(false).replace("cached/deps", "../elsewhere"));
+    app.write(
+        ".platform.app.yaml",
+        &config(false).replace("cached/deps", "../elsewhere"),
+    );
     app.commit("bad cache");
     let (ok, out) = push(&server, &app, "main");
     assert!(!ok, "{out}");
@@ -634,15 +817,23 @@ fn slug_pack_writes_the_printed_digest_and_replaces_an_old_file() {
     let printed = String::from_utf8_lossy(&o.stdout).trim().to_string();
     let bytes = std::fs::read(&out).expect("slug");
     let sum = text(&slipway_e2e::run(Command::new("sha256sum").arg(&out)));
-    assert_eq!(printed, format!("sha256:{}", sum.split_whitespace().next().unwrap_or("")));
+    assert_eq!(
+        printed,
+        format!("sha256:{}", sum.split_whitespace().next().unwrap_or(""))
+    );
     let mode = std::fs::metadata(&out).expect("slug").permissions().mode() & 0o777;
     assert_eq!(mode, 0o644);
-    let tar = Command::new("zstd").arg("-dc").arg(&out).output().expect("zstd");
+    let tar = Command::new("zstd")
+        .arg("-dc")
+        .arg(&out)
+        .output()
+        .expect("zstd");
     assert!(tar.status.success(), "zstd -d: {}", text(&tar));
-    let listed = slipway_e2e::run(Command::new("sh").arg("-c").arg(format!(
-        "zstd -dc {} | tar -tvf -",
-        out.display()
-    )));
+    let listed = slipway_e2e::run(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("zstd -dc {} | tar -tvf -", out.display())),
+    );
     let listing = text(&listed);
     assert!(listing.contains("app/lib/big.txt"), "{listing}");
     assert!(listing.contains(&big.len().to_string()), "{listing}");
@@ -650,7 +841,10 @@ fn slug_pack_writes_the_printed_digest_and_replaces_an_old_file() {
     // Same folder again: same bytes, and no temporary file left beside it.
     let o = pack(&src, &out);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(std::fs::read(&out).expect("slug") == bytes, "packing twice gave other bytes");
+    assert!(
+        std::fs::read(&out).expect("slug") == bytes,
+        "packing twice gave other bytes"
+    );
     let names: Vec<String> = std::fs::read_dir(d.path())
         .expect("ls")
         .flatten()

@@ -23,8 +23,15 @@ fn admin(server: &Server, command: &str) -> std::process::Output {
 }
 
 fn remote_main(server: &Server, app: &App) -> String {
-    let o = server.git(&app.dir, &["ls-remote", &server.remote("demo"), "refs/heads/main"]);
-    String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap_or("").to_string()
+    let o = server.git(
+        &app.dir,
+        &["ls-remote", &server.remote("demo"), "refs/heads/main"],
+    );
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
 }
 
 #[test]
@@ -58,7 +65,10 @@ fn rollback_and_redeploy_reuse_slugs_and_move_the_branch() {
     // Bad requests change nothing.
     for (cmd, msg) in [
         ("rollback demo main 99", "release 99 of main not found"),
-        ("rollback demo nope", "environment 'nope' of project 'demo' not found"),
+        (
+            "rollback demo nope",
+            "environment 'nope' of project 'demo' not found",
+        ),
         ("rollback other main", "project 'other' not found"),
         ("rollback demo main x", "usage: rollback"),
     ] {
@@ -75,7 +85,10 @@ fn rollback_and_redeploy_reuse_slugs_and_move_the_branch() {
     assert_eq!(body(&server), "built-2\n");
     let o = admin(&server, "releases demo main");
     let listing = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(listing.lines().next().unwrap_or("").starts_with("5\tlive"), "{listing}");
+    assert!(
+        listing.lines().next().unwrap_or("").starts_with("5\tlive"),
+        "{listing}"
+    );
 
     // The next push builds on the branch as it is now.
     app.write("VERSION", "3\n");
@@ -91,20 +104,39 @@ fn variables_shells_and_logs() {
     push(&server, &app);
 
     // A command in the container: its output and exit status come back.
-    let o = server.ssh(&server.key, "main.demo", "ls /app; echo $SLIPWAY_ENVIRONMENT $PLATFORM_APPLICATION_NAME; exit 7");
+    let o = server.ssh(
+        &server.key,
+        "main.demo",
+        "ls /app; echo $SLIPWAY_ENVIRONMENT $PLATFORM_APPLICATION_NAME; exit 7",
+    );
     assert_eq!(o.status.code(), Some(7), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(out.contains("server.py") && out.contains("build.txt"), "{out}");
+    assert!(
+        out.contains("server.py") && out.contains("build.txt"),
+        "{out}"
+    );
     assert!(out.contains("main hello"), "{out}");
     // /app and the root are read-only; /tmp is writable.
-    let o = server.ssh(&server.key, "main.demo", "touch /app/x || echo app-ro; touch /x || echo root-ro; touch /tmp/x && echo tmp-rw");
+    let o = server.ssh(
+        &server.key,
+        "main.demo",
+        "touch /app/x || echo app-ro; touch /x || echo root-ro; touch /tmp/x && echo tmp-rw",
+    );
     let out = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(out.contains("app-ro") && out.contains("root-ro") && out.contains("tmp-rw"), "{}", text(&o));
+    assert!(
+        out.contains("app-ro") && out.contains("root-ro") && out.contains("tmp-rw"),
+        "{}",
+        text(&o)
+    );
     // Another app name or environment: a clear refusal.
     let o = server.ssh(&server.key, "web.main.demo", "true");
     assert!(text(&o).contains("no app 'web' in main"), "{}", text(&o));
     let o = server.ssh(&server.key, "dev.demo", "true");
-    assert!(text(&o).contains("environment 'dev' of project 'demo' not found"), "{}", text(&o));
+    assert!(
+        text(&o).contains("environment 'dev' of project 'demo' not found"),
+        "{}",
+        text(&o)
+    );
 
     // A real terminal: `ssh -tt` allocates one; the shell sees a pty and exits with its status.
     let mut cmd = Command::new("ssh");
@@ -112,7 +144,12 @@ fn variables_shells_and_logs() {
         cmd.arg(a);
     }
     let mut child = cmd
-        .args(["-tt", "-p", &server.ssh_port.to_string(), "main.demo@127.0.0.1"])
+        .args([
+            "-tt",
+            "-p",
+            &server.ssh_port.to_string(),
+            "main.demo@127.0.0.1",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -124,15 +161,31 @@ fn variables_shells_and_logs() {
     }
     let o = child.wait_with_output().expect("ssh output");
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("/dev/pts/"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("/dev/pts/"),
+        "{}",
+        text(&o)
+    );
 
     // Shells need the contributor role, and admin on a protected environment.
     let bob = slipway_e2e::new_key(server.dir.path(), "bob");
-    let o = server.slipway(&["user", "add", "bob", "--key", bob.with_extension("pub").to_str().unwrap_or("")]);
+    let o = server.slipway(&[
+        "user",
+        "add",
+        "bob",
+        "--key",
+        bob.with_extension("pub").to_str().unwrap_or(""),
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     for (role, refusal) in [
-        ("viewer", "needs the admin role on demo (main is protected); you are viewer"),
-        ("contributor", "needs the admin role on demo (main is protected); you are contributor"),
+        (
+            "viewer",
+            "needs the admin role on demo (main is protected); you are viewer",
+        ),
+        (
+            "contributor",
+            "needs the admin role on demo (main is protected); you are contributor",
+        ),
     ] {
         let o = admin(&server, &format!("access grant demo bob {role}"));
         assert!(o.status.success(), "{}", text(&o));
@@ -149,9 +202,16 @@ fn variables_shells_and_logs() {
     let o = server.ssh(&server.key, "main.demo", "echo $GREETING");
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "hello-there");
     let o = admin(&server, "var ls demo main");
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "GREETING=hello-there");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "GREETING=hello-there"
+    );
     let o = admin(&server, "var set demo main PORT=1");
-    assert!(!o.status.success() && text(&o).contains("belong to the platform"), "{}", text(&o));
+    assert!(
+        !o.status.success() && text(&o).contains("belong to the platform"),
+        "{}",
+        text(&o)
+    );
     let o = admin(&server, "var unset demo main GREETING");
     assert!(o.status.success(), "{}", text(&o));
     let o = server.ssh(&server.key, "main.demo", "echo \"[$GREETING]\"");
@@ -160,5 +220,9 @@ fn variables_shells_and_logs() {
     // Logs: what the app printed.
     let o = admin(&server, "logs demo main");
     assert!(o.status.success(), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("hello listening on"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("hello listening on"),
+        "{}",
+        text(&o)
+    );
 }

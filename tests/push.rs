@@ -16,7 +16,10 @@ fn push(server: &Server, app: &App) -> (bool, String) {
 }
 
 fn remote_main(server: &Server, app: &App) -> String {
-    let o = server.git(&app.dir, &["ls-remote", &server.remote("demo"), "refs/heads/main"]);
+    let o = server.git(
+        &app.dir,
+        &["ls-remote", &server.remote("demo"), "refs/heads/main"],
+    );
     assert!(o.status.success(), "ls-remote: {}", text(&o));
     String::from_utf8_lossy(&o.stdout)
         .split_whitespace()
@@ -38,7 +41,9 @@ fn assert_only_live_containers(server: &Server, release: u32) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let cs = server.containers();
-        let ok = cs.len() == 1 && cs[0].0 == format!("demo.main.hello.r{release}") && cs[0].1 == "running";
+        let ok = cs.len() == 1
+            && cs[0].0 == format!("demo.main.hello.r{release}")
+            && cs[0].1 == "running";
         if ok {
             return;
         }
@@ -68,13 +73,27 @@ fn push_builds_runs_serves_and_clones() {
     ] {
         assert!(out.contains(phase), "push output lacks {phase:?}:\n{out}");
     }
-    let url = format!("remote: -----> live: http://main.demo.localhost:{}/", server.http_port);
+    let url = format!(
+        "remote: -----> live: http://main.demo.localhost:{}/",
+        server.http_port
+    );
     assert!(out.contains(&url), "push output lacks the URL:\n{out}");
-    let phases: Vec<usize> = ["validate:", "diff:", "build hello", "provision hello", "health check", "switch routes", "live:"]
-        .iter()
-        .map(|p| out.find(p).unwrap_or(usize::MAX))
-        .collect();
-    assert!(phases.windows(2).all(|w| w[0] < w[1]), "phases out of order:\n{out}");
+    let phases: Vec<usize> = [
+        "validate:",
+        "diff:",
+        "build hello",
+        "provision hello",
+        "health check",
+        "switch routes",
+        "live:",
+    ]
+    .iter()
+    .map(|p| out.find(p).unwrap_or(usize::MAX))
+    .collect();
+    assert!(
+        phases.windows(2).all(|w| w[0] < w[1]),
+        "phases out of order:\n{out}"
+    );
     assert!(out.contains("* [new branch]      main -> main"), "{out}");
 
     assert_eq!(body(&server), "built-1\n");
@@ -82,19 +101,43 @@ fn push_builds_runs_serves_and_clones() {
     assert_eq!(remote_main(&server, &app), head);
 
     // An unknown host gets a plain 404 naming no internals.
-    let (status, b) = server.get("nope.demo.localhost", "/").expect("router answers");
+    let (status, b) = server
+        .get("nope.demo.localhost", "/")
+        .expect("router answers");
     assert_eq!(status, 404);
     assert!(!b.contains("10.") && !b.contains("netns"), "{b}");
 
     // Clone gets the deployed commit.
     let clone = server.dir.path().join("clone");
-    let o = server.git(server.dir.path(), &["clone", "-q", &server.remote("demo"), clone.to_str().unwrap_or("clone")]);
+    let o = server.git(
+        server.dir.path(),
+        &[
+            "clone",
+            "-q",
+            &server.remote("demo"),
+            clone.to_str().unwrap_or("clone"),
+        ],
+    );
     assert!(o.status.success(), "clone: {}", text(&o));
-    let cloned = slipway_e2e::run(std::process::Command::new("git").args(["rev-parse", "HEAD"]).current_dir(&clone));
+    let cloned = slipway_e2e::run(
+        std::process::Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(&clone),
+    );
     assert_eq!(String::from_utf8_lossy(&cloned.stdout).trim(), head);
 
     // The same tree pushed again (a new commit, same app tree) reuses the slug: no build runs.
-    app.git_ok(&["-c", "user.name=T", "-c", "user.email=t@e", "commit", "-q", "--allow-empty", "-m", "empty"]);
+    app.git_ok(&[
+        "-c",
+        "user.name=T",
+        "-c",
+        "user.email=t@e",
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "empty",
+    ]);
     let (ok, out) = push(&server, &app);
     assert!(ok, "{out}");
     assert!(out.contains("build hello: reused sha256:"), "{out}");
@@ -110,7 +153,11 @@ fn push_builds_runs_serves_and_clones() {
         .and_then(|l| l.split('\t').next().map(str::to_string))
         .unwrap_or_default();
     let o = server.ssh(&server.key, "git", &format!("activity log {first_id}"));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("-----> health check hello: HTTP 200"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("-----> health check hello: HTTP 200"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -127,7 +174,12 @@ fn second_push_switches_without_losing_a_request() {
     let total = Arc::new(AtomicUsize::new(0));
     let mut clients = Vec::new();
     for _ in 0..4 {
-        let (stop, failures, seen_new, total) = (stop.clone(), failures.clone(), seen_new.clone(), total.clone());
+        let (stop, failures, seen_new, total) = (
+            stop.clone(),
+            failures.clone(),
+            seen_new.clone(),
+            total.clone(),
+        );
         let port = server.http_port;
         clients.push(std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
@@ -136,7 +188,10 @@ fn second_push_switches_without_losing_a_request() {
                     Some((200, b)) if b == "built-2\n" => {
                         seen_new.fetch_add(1, Ordering::Relaxed);
                     }
-                    other => failures.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{other:?}")),
+                    other => failures
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(format!("{other:?}")),
                 }
                 total.fetch_add(1, Ordering::Relaxed);
             }
@@ -155,9 +210,21 @@ fn second_push_switches_without_losing_a_request() {
         let _ = c.join();
     }
     let failures = failures.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    assert!(failures.is_empty(), "{} of {} requests failed: {:?}", failures.len(), total.load(Ordering::Relaxed), &failures[..failures.len().min(5)]);
-    assert!(seen_new.load(Ordering::Relaxed) > 0, "the new release never answered");
-    assert!(total.load(Ordering::Relaxed) > 20, "too few requests to say anything");
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failures.len(),
+        total.load(Ordering::Relaxed),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(
+        seen_new.load(Ordering::Relaxed) > 0,
+        "the new release never answered"
+    );
+    assert!(
+        total.load(Ordering::Relaxed) > 20,
+        "too few requests to say anything"
+    );
     assert_eq!(body(&server), "built-2\n");
 }
 
@@ -170,32 +237,56 @@ fn failed_pushes_leave_the_old_release_serving() {
     let good = app.git_ok(&["rev-parse", "HEAD"]);
 
     let check_untouched = |out: &str, what: &str| {
-        assert!(out.contains("error: failed to push some refs"), "{what}: {out}");
+        assert!(
+            out.contains("error: failed to push some refs"),
+            "{what}: {out}"
+        );
         assert_eq!(remote_main(&server, &app), good, "{what}: the branch moved");
-        assert_eq!(body(&server), "built-1\n", "{what}: the old release stopped answering");
+        assert_eq!(
+            body(&server),
+            "built-1\n",
+            "{what}: the old release stopped answering"
+        );
         assert_only_live_containers(&server, 1);
     };
 
     // 1. The build hook fails.
     let yaml = std::fs::read_to_string(app.dir.join(".platform.app.yaml")).unwrap_or_default();
-    app.write(".platform.app.yaml", &yaml.replace("set -e\n", "set -e\n    echo compiling; exit 7\n"));
+    app.write(
+        ".platform.app.yaml",
+        &yaml.replace("set -e\n", "set -e\n    echo compiling; exit 7\n"),
+    );
     app.commit("build fails");
     let (ok, out) = push(&server, &app);
     assert!(!ok);
     assert!(out.contains("! [remote rejected] main -> main (build failed: hooks.build of hello exited with status 7)"), "{out}");
-    assert!(out.contains("hello | compiling"), "build output streams: {out}");
+    assert!(
+        out.contains("hello | compiling"),
+        "build output streams: {out}"
+    );
     check_untouched(&out, "build failure");
     app.git_ok(&["reset", "-q", "--hard", &good]);
 
     // 2. The app exits at once: fails fast, not after the health timeout.
-    app.write("server.py", "import sys\nprint('no DATABASE_URL, giving up')\nsys.exit(3)\n");
+    app.write(
+        "server.py",
+        "import sys\nprint('no DATABASE_URL, giving up')\nsys.exit(3)\n",
+    );
     app.commit("exits at start");
     let (ok, out) = push(&server, &app);
     assert!(!ok);
     // Detected as an exit (fail fast), not as a health timeout.
-    assert!(out.contains("! [remote rejected] main -> main (health check failed: app hello exited at start"), "{out}");
+    assert!(
+        out.contains(
+            "! [remote rejected] main -> main (health check failed: app hello exited at start"
+        ),
+        "{out}"
+    );
     assert!(!out.contains("did not answer"), "{out}");
-    assert!(out.contains("no DATABASE_URL, giving up"), "the app's output is shown: {out}");
+    assert!(
+        out.contains("no DATABASE_URL, giving up"),
+        "the app's output is shown: {out}"
+    );
     check_untouched(&out, "exit at start");
     app.git_ok(&["reset", "-q", "--hard", &good]);
 
@@ -204,7 +295,10 @@ fn failed_pushes_leave_the_old_release_serving() {
     app.commit("never listens");
     let (ok, out) = push(&server, &app);
     assert!(!ok);
-    assert!(out.contains("(health check failed: app hello did not answer HTTP on $PORT"), "{out}");
+    assert!(
+        out.contains("(health check failed: app hello did not answer HTTP on $PORT"),
+        "{out}"
+    );
     check_untouched(&out, "never answers");
     app.git_ok(&["reset", "-q", "--hard", &good]);
 
@@ -213,10 +307,19 @@ fn failed_pushes_leave_the_old_release_serving() {
     app.commit("broken yaml");
     let (ok, out) = push(&server, &app);
     assert!(!ok);
-    assert!(out.contains("(validate failed: .platform.app.yaml:"), "{out}");
-    let pos = out.split("(validate failed: .platform.app.yaml:").nth(1).unwrap_or("");
+    assert!(
+        out.contains("(validate failed: .platform.app.yaml:"),
+        "{out}"
+    );
+    let pos = out
+        .split("(validate failed: .platform.app.yaml:")
+        .nth(1)
+        .unwrap_or("");
     let mut nums = pos.split(':').take(2).map(|n| n.parse::<u32>().is_ok());
-    assert!(nums.next() == Some(true) && nums.next() == Some(true), "line and column: {out}");
+    assert!(
+        nums.next() == Some(true) && nums.next() == Some(true),
+        "line and column: {out}"
+    );
     assert!(!out.contains("-----> build"), "nothing is built: {out}");
     check_untouched(&out, "broken yaml");
     app.git_ok(&["reset", "-q", "--hard", &good]);
@@ -240,14 +343,22 @@ fn restart_adopts_and_down_then_serve_brings_back() {
 
     // SIGTERM: the server exits 0, containers keep running, the next start adopts them.
     assert_eq!(server.stop(), Some(0), "{}", server.server_log());
-    assert_eq!(server.containers(), before, "containers keep running while the server is stopped");
+    assert_eq!(
+        server.containers(),
+        before,
+        "containers keep running while the server is stopped"
+    );
     server.serve();
     let deadline = Instant::now() + Duration::from_secs(30);
     while server.get(HOST, "/").map(|(s, _)| s) != Some(200) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(body(&server), "built-1\n");
-    assert_eq!(server.containers(), before, "the same container was adopted, not restarted");
+    assert_eq!(
+        server.containers(),
+        before,
+        "the same container was adopted, not restarted"
+    );
 
     // `slipway down` stops every container of the data dir; the next serve brings them back.
     server.stop();
@@ -268,21 +379,43 @@ fn ssh_refuses_unknown_keys_and_other_commands() {
     let server = Server::start();
     let stranger = slipway_e2e::new_key(server.dir.path(), "stranger");
     let o = server.ssh(&stranger, "git", "help");
-    assert_eq!(o.status.code(), Some(255), "unknown key must be refused at authentication: {}", text(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(255),
+        "unknown key must be refused at authentication: {}",
+        text(&o)
+    );
     assert!(text(&o).contains("Permission denied"), "{}", text(&o));
 
     let o = server.ssh(&server.key, "git", "help");
     assert!(o.status.success(), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("git push"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("git push"),
+        "{}",
+        text(&o)
+    );
 
-    for bad in ["git-upload-pack '../etc.git'", "git-upload-pack '--help'", "git-receive-pack '/Demo.git'", "rm -rf /"] {
+    for bad in [
+        "git-upload-pack '../etc.git'",
+        "git-upload-pack '--help'",
+        "git-receive-pack '/Demo.git'",
+        "rm -rf /",
+    ] {
         let o = server.ssh(&server.key, "git", bad);
         assert!(!o.status.success(), "{bad} was accepted: {}", text(&o));
-        assert!(text(&o).contains("slipway:"), "{bad}: no clear message: {}", text(&o));
+        assert!(
+            text(&o).contains("slipway:"),
+            "{bad}: no clear message: {}",
+            text(&o)
+        );
     }
     // A missing project looks the same as one the user may not see.
     let o = server.ssh(&server.key, "git", "git-upload-pack '/nothing.git'");
-    assert!(text(&o).contains("repository 'nothing.git' not found"), "{}", text(&o));
+    assert!(
+        text(&o).contains("repository 'nothing.git' not found"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -294,7 +427,10 @@ fn a_push_during_a_deploy_waits_then_deploys() {
 
     // v2 builds slowly; v3 (on top of v2) is pushed while v2 deploys.
     let yaml = std::fs::read_to_string(app.dir.join(".platform.app.yaml")).unwrap_or_default();
-    app.write(".platform.app.yaml", &yaml.replace("set -e\n", "set -e\n    sleep 3\n"));
+    app.write(
+        ".platform.app.yaml",
+        &yaml.replace("set -e\n", "set -e\n    sleep 3\n"),
+    );
     app.write("VERSION", "2\n");
     app.commit("v2, slow build");
     let remote = server.remote("demo");
@@ -315,7 +451,10 @@ fn a_push_during_a_deploy_waits_then_deploys() {
     let first = first.join().expect("first push thread");
     assert!(first.status.success(), "first push: {}", text(&first));
     assert!(ok, "second push: {second}");
-    assert!(second.contains("another deploy of main is running"), "the second push says it waits: {second}");
+    assert!(
+        second.contains("another deploy of main is running"),
+        "the second push says it waits: {second}"
+    );
     assert!(second.contains("builds on it, deploying"), "{second}");
     assert_eq!(remote_main(&server, &app), v3);
     assert_eq!(body(&server), "built-3\n");
@@ -326,24 +465,46 @@ fn a_push_during_a_deploy_waits_then_deploys() {
 fn the_infrastructure_diff_refuses_data_losing_changes() {
     let server = Server::start();
     let app = App::demo(server.dir.path(), "app");
-    app.write(".platform/services.yaml", "db:\n  type: mariadb:10.4\n  disk: 512\n");
+    app.write(
+        ".platform/services.yaml",
+        "db:\n  type: mariadb:10.4\n  disk: 512\n",
+    );
     app.commit("with a database");
     let (ok, out) = push(&server, &app);
     assert!(ok, "{out}");
     let good = app.git_ok(&["rev-parse", "HEAD"]);
 
     // A major upgrade needs the explicit push option.
-    app.write(".platform/services.yaml", "db:\n  type: mariadb:11.4\n  disk: 512\n");
+    app.write(
+        ".platform/services.yaml",
+        "db:\n  type: mariadb:11.4\n  disk: 512\n",
+    );
     app.commit("upgrade db");
     let (ok, out) = push(&server, &app);
     assert!(!ok, "{out}");
     assert!(out.contains("(diff failed:"), "{out}");
-    assert!(out.contains("allow-service-upgrade"), "the refusal says how to proceed: {out}");
+    assert!(
+        out.contains("allow-service-upgrade"),
+        "the refusal says how to proceed: {out}"
+    );
     assert!(!out.contains("-----> build"), "nothing is built: {out}");
     assert_eq!(remote_main(&server, &app), good);
-    let o = server.git(&app.dir, &["push", "-o", "allow-service-upgrade", &server.remote("demo"), "main"]);
+    let o = server.git(
+        &app.dir,
+        &[
+            "push",
+            "-o",
+            "allow-service-upgrade",
+            &server.remote("demo"),
+            "main",
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("db"), "the diff shows the service change: {}", text(&o));
+    assert!(
+        text(&o).contains("db"),
+        "the diff shows the service change: {}",
+        text(&o)
+    );
 
     // Removing a service that holds data is refused.
     std::fs::remove_file(app.dir.join(".platform/services.yaml")).expect("rm");
@@ -367,27 +528,51 @@ fn an_atomic_push_deploys_every_branch_or_none() {
     app.commit("v2");
     app.git_ok(&["checkout", "-q", "-b", "dev"]);
     let yaml = std::fs::read_to_string(app.dir.join(".platform.app.yaml")).unwrap_or_default();
-    app.write(".platform.app.yaml", &yaml.replace("set -e\n", "set -e\n    exit 9\n"));
+    app.write(
+        ".platform.app.yaml",
+        &yaml.replace("set -e\n", "set -e\n    exit 9\n"),
+    );
     app.commit("dev breaks the build");
-    let o = server.git(&app.dir, &["push", "--atomic", &server.remote("demo"), "main", "dev"]);
+    let o = server.git(
+        &app.dir,
+        &["push", "--atomic", &server.remote("demo"), "main", "dev"],
+    );
     let out = text(&o);
     assert!(!o.status.success(), "{out}");
-    assert!(out.contains("dev -> dev (build failed: hooks.build of hello exited with status 9)"), "{out}");
-    assert!(out.contains("main -> main (atomic push refused: refs/heads/dev failed)"), "{out}");
+    assert!(
+        out.contains("dev -> dev (build failed: hooks.build of hello exited with status 9)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("main -> main (atomic push refused: refs/heads/dev failed)"),
+        "{out}"
+    );
     assert_eq!(remote_main(&server, &app), v1, "main did not move");
     assert_eq!(body(&server), "built-1\n", "main still serves v1");
-    let o = server.git(&app.dir, &["ls-remote", &server.remote("demo"), "refs/heads/dev"]);
-    assert!(String::from_utf8_lossy(&o.stdout).trim().is_empty(), "dev was not created");
+    let o = server.git(
+        &app.dir,
+        &["ls-remote", &server.remote("demo"), "refs/heads/dev"],
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).trim().is_empty(),
+        "dev was not created"
+    );
     assert_only_live_containers(&server, 1);
 
     // Fixed: both go live together.
     app.write(".platform.app.yaml", &yaml);
     app.write("VERSION", "dev\n");
     app.commit("dev fixed");
-    let o = server.git(&app.dir, &["push", "--atomic", &server.remote("demo"), "main", "dev"]);
+    let o = server.git(
+        &app.dir,
+        &["push", "--atomic", &server.remote("demo"), "main", "dev"],
+    );
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(body(&server), "built-2\n");
-    assert_eq!(server.get("dev.demo.localhost", "/").map(|(_, b)| b), Some("built-dev\n".to_string()));
+    assert_eq!(
+        server.get("dev.demo.localhost", "/").map(|(_, b)| b),
+        Some("built-dev\n".to_string())
+    );
 }
 
 #[test]
@@ -397,12 +582,18 @@ fn deleting_a_branch_stops_its_environment_for_good() {
     app.git_ok(&["checkout", "-q", "-b", "dev"]);
     let o = server.git(&app.dir, &["push", &server.remote("demo"), "dev"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(server.get("dev.demo.localhost", "/").map(|(s, _)| s), Some(200));
+    assert_eq!(
+        server.get("dev.demo.localhost", "/").map(|(s, _)| s),
+        Some(200)
+    );
 
     let o = server.git(&app.dir, &["push", &server.remote("demo"), ":dev"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("[deleted]"), "{}", text(&o));
-    assert_eq!(server.get("dev.demo.localhost", "/").map(|(s, _)| s), Some(404));
+    assert_eq!(
+        server.get("dev.demo.localhost", "/").map(|(s, _)| s),
+        Some(404)
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while !server.containers().is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
@@ -413,6 +604,9 @@ fn deleting_a_branch_stops_its_environment_for_good() {
     server.stop();
     server.serve();
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(server.get("dev.demo.localhost", "/").map(|(s, _)| s), Some(404));
+    assert_eq!(
+        server.get("dev.demo.localhost", "/").map(|(s, _)| s),
+        Some(404)
+    );
     assert!(server.containers().is_empty(), "{:?}", server.containers());
 }

@@ -106,7 +106,15 @@ fn load_app(server: &Server) -> App {
 }
 
 fn push(server: &Server, app: &App, branch: &str) -> (bool, String) {
-    let o = server.git(&app.dir, &["push", "-f", &server.remote("demo"), &format!("HEAD:{branch}")]);
+    let o = server.git(
+        &app.dir,
+        &[
+            "push",
+            "-f",
+            &server.remote("demo"),
+            &format!("HEAD:{branch}"),
+        ],
+    );
     (o.status.success(), text(&o))
 }
 
@@ -141,8 +149,16 @@ impl Client {
         })
     }
 
-    fn request(&mut self, method: &str, host: &str, path: &str, body: &[u8]) -> std::io::Result<Answer> {
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: slipway-e2e\r\n").into_bytes();
+    fn request(
+        &mut self,
+        method: &str,
+        host: &str,
+        path: &str,
+        body: &[u8],
+    ) -> std::io::Result<Answer> {
+        let mut req =
+            format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: slipway-e2e\r\n")
+                .into_bytes();
         if method == "POST" {
             req.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
         }
@@ -151,7 +167,10 @@ impl Client {
         self.reader.get_mut().write_all(&req)?;
         let mut line = String::new();
         if self.reader.read_line(&mut line)? == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed before the status line"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "closed before the status line",
+            ));
         }
         let status = line
             .split_whitespace()
@@ -162,7 +181,10 @@ impl Client {
         loop {
             line.clear();
             if self.reader.read_line(&mut line)? == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed in the headers"));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "closed in the headers",
+                ));
             }
             let l = line.trim_end();
             if l.is_empty() {
@@ -198,7 +220,10 @@ fn page_release(body: &[u8]) -> Result<u32, String> {
         .and_then(|n| n.parse().ok())
         .ok_or_else(|| format!("unexpected page start {:?}", &text[..text.len().min(40)]))?;
     if units.len() < 100 || units.iter().any(|u| *u != first) || !text.ends_with('|') {
-        return Err(format!("a page mixing releases or cut short ({} bytes)", body.len()));
+        return Err(format!(
+            "a page mixing releases or cut short ({} bytes)",
+            body.len()
+        ));
     }
     Ok(n)
 }
@@ -221,12 +246,17 @@ impl Ws {
         while !head.ends_with(b"\r\n\r\n") {
             let mut b = [0u8; 1];
             if stream.read(&mut b)? == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed in the handshake"));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "closed in the handshake",
+                ));
             }
             head.push(b[0]);
         }
         let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
-        if !head.starts_with("http/1.1 101") || !head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=") {
+        if !head.starts_with("http/1.1 101")
+            || !head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=")
+        {
             return Err(std::io::Error::other(format!("bad handshake: {head}")));
         }
         Ok(Ws { stream })
@@ -280,17 +310,27 @@ struct Tally {
 
 impl Tally {
     fn fail(&self, what: String) {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner()).push(what);
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(what);
     }
     fn saw(&self, release: u32) {
         self.ok.fetch_add(1, Ordering::Relaxed);
-        self.releases.lock().unwrap_or_else(|e| e.into_inner()).insert(release);
+        self.releases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(release);
     }
 }
 
 fn release_prefix(data: &[u8]) -> Option<(u32, &[u8])> {
     let colon = data.iter().position(|b| *b == b':')?;
-    let n = std::str::from_utf8(&data[..colon]).ok()?.strip_prefix("release-")?.parse().ok()?;
+    let n = std::str::from_utf8(&data[..colon])
+        .ok()?
+        .strip_prefix("release-")?
+        .parse()
+        .ok()?;
     Some((n, &data[colon + 1..]))
 }
 
@@ -304,7 +344,11 @@ fn get_loop(port: u16, path: &str, stop: &AtomicBool, tally: &Tally) {
                 Ok(n) => tally.saw(n),
                 Err(e) => tally.fail(format!("GET: {e}")),
             },
-            Ok(a) => tally.fail(format!("GET: status {} {:?}", a.status, String::from_utf8_lossy(&a.body))),
+            Ok(a) => tally.fail(format!(
+                "GET: status {} {:?}",
+                a.status,
+                String::from_utf8_lossy(&a.body)
+            )),
             Err(e) => {
                 // A reset or a close of a kept-alive connection is a failure; go on with a new one.
                 tally.fail(format!("GET: connection error {e} ({:?})", e.kind()));
@@ -323,15 +367,24 @@ fn post_loop(port: u16, seed: usize, stop: &AtomicBool, tally: &Tally) {
     };
     let mut i = seed;
     while !stop.load(Ordering::Relaxed) {
-        i = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        i = i
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let len = 1 + (i >> 33) % 64_000;
         let body: Vec<u8> = (0..len).map(|k| b'a' + ((k + i) % 26) as u8).collect();
         match c.request("POST", HOST, "/echo", &body) {
             Ok(a) if a.status == 200 => match release_prefix(&a.body) {
                 Some((n, echoed)) if echoed == body.as_slice() => tally.saw(n),
-                _ => tally.fail(format!("POST: the body came back altered ({} of {len} bytes)", a.body.len())),
+                _ => tally.fail(format!(
+                    "POST: the body came back altered ({} of {len} bytes)",
+                    a.body.len()
+                )),
             },
-            Ok(a) => tally.fail(format!("POST: status {} {:?}", a.status, String::from_utf8_lossy(&a.body))),
+            Ok(a) => tally.fail(format!(
+                "POST: status {} {:?}",
+                a.status,
+                String::from_utf8_lossy(&a.body)
+            )),
             Err(e) => {
                 tally.fail(format!("POST: connection error {e} ({:?})", e.kind()));
                 match Client::connect(port) {
@@ -366,12 +419,17 @@ fn ws_loop(port: u16, stop: &AtomicBool, tally: &Tally) {
             }
             match ws.recv() {
                 Ok(Some((1, data))) => match release_prefix(&data) {
-                    Some((n, echoed)) if echoed == msg.as_bytes() && release.is_none_or(|r| r == n) => {
+                    Some((n, echoed))
+                        if echoed == msg.as_bytes() && release.is_none_or(|r| r == n) =>
+                    {
                         release = Some(n);
                         tally.ws_messages.fetch_add(1, Ordering::Relaxed);
                         tally.saw(n);
                     }
-                    _ => tally.fail(format!("WebSocket: unexpected echo {:?}", String::from_utf8_lossy(&data))),
+                    _ => tally.fail(format!(
+                        "WebSocket: unexpected echo {:?}",
+                        String::from_utf8_lossy(&data)
+                    )),
                 },
                 Ok(Some((op, _))) => tally.fail(format!("WebSocket: unexpected frame opcode {op}")),
                 Ok(None) => {
@@ -439,7 +497,11 @@ fn twenty_deploys_under_load_lose_nothing() {
             assert!(!ok, "deploy {deploy} should have failed:\n{out}");
             assert!(out.contains("build failed"), "{out}");
         } else {
-            assert!(ok, "deploy {deploy} failed:\n{out}\n{}", server.server_log());
+            assert!(
+                ok,
+                "deploy {deploy} failed:\n{out}\n{}",
+                server.server_log()
+            );
         }
     }
     // Let the last retirements (drain timeout 3 s) happen under load too.
@@ -449,7 +511,11 @@ fn twenty_deploys_under_load_lose_nothing() {
         t.join().expect("load thread");
     }
 
-    let failures = tally.failures.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let failures = tally
+        .failures
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let ok = tally.ok.load(Ordering::Relaxed);
     assert!(
         failures.is_empty(),
@@ -458,16 +524,37 @@ fn twenty_deploys_under_load_lose_nothing() {
         ok + failures.len(),
         &failures[..failures.len().min(10)]
     );
-    let seen = tally.releases.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    assert!(seen.is_subset(&live), "responses from releases {:?} that never went live", seen.difference(&live).collect::<Vec<_>>());
+    let seen = tally
+        .releases
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    assert!(
+        seen.is_subset(&live),
+        "responses from releases {:?} that never went live",
+        seen.difference(&live).collect::<Vec<_>>()
+    );
     assert!(seen.is_disjoint(&failed));
-    assert!(seen.len() >= live.len() / 2, "too few releases answered: {seen:?} of {live:?}");
-    assert!(seen.contains(&21), "the last release never answered: {seen:?}");
+    assert!(
+        seen.len() >= live.len() / 2,
+        "too few releases answered: {seen:?} of {live:?}"
+    );
+    assert!(
+        seen.contains(&21),
+        "the last release never answered: {seen:?}"
+    );
     assert!(ok > 1000, "only {ok} requests ran");
-    assert!(tally.ws_messages.load(Ordering::Relaxed) > 100, "the WebSocket barely ran");
+    assert!(
+        tally.ws_messages.load(Ordering::Relaxed) > 100,
+        "the WebSocket barely ran"
+    );
     // Closed only at drain timeouts of retired releases.
     assert!(tally.ws_closed_by_server.load(Ordering::Relaxed) <= live.len());
-    assert!(t0.elapsed() < Duration::from_secs(180), "took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(180),
+        "took {:?}",
+        t0.elapsed()
+    );
     eprintln!(
         "{ok} requests, {} WebSocket messages, {} WebSocket closes at drain timeouts, releases seen {seen:?}, {:?}",
         tally.ws_messages.load(Ordering::Relaxed),
@@ -541,23 +628,40 @@ fn routes_come_from_the_config() {
     app.commit("routes");
     let (ok, out) = push(&server, &app, "main");
     assert!(ok, "{out}\n{}", server.server_log());
-    assert!(out.contains("switch routes: main.demo.localhost, www.main.demo.localhost, api.example.com"), "{out}");
+    assert!(
+        out.contains(
+            "switch routes: main.demo.localhost, www.main.demo.localhost, api.example.com"
+        ),
+        "{out}"
+    );
     let port = server.http_port;
     let mut c = Client::connect(port).expect("connect");
 
     // https://{default}/ is served on http; the http -> https redirect does not loop.
     let a = c.request("GET", HOST, "/", b"").expect("GET");
     assert_eq!((a.status, page_release(&a.body)), (200, Ok(1)));
-    let a = c.request("GET", &format!("www.{HOST}:{port}"), "/some/page?x=1", b"").expect("GET www");
+    let a = c
+        .request("GET", &format!("www.{HOST}:{port}"), "/some/page?x=1", b"")
+        .expect("GET www");
     assert_eq!(a.status, 301);
-    assert_eq!(a.header("location"), Some(format!("http://{HOST}:{port}/some/page?x=1").as_str()));
+    assert_eq!(
+        a.header("location"),
+        Some(format!("http://{HOST}:{port}/some/page?x=1").as_str())
+    );
     let a = c.request("GET", HOST, "/old/thing", b"").expect("GET old");
     assert_eq!(a.status, 301);
-    assert_eq!(a.header("location"), Some(format!("http://{HOST}:{port}/new/thing").as_str()));
-    let a = c.request("GET", "elsewhere.main.demo.localhost", "/x", b"").expect("GET elsewhere");
+    assert_eq!(
+        a.header("location"),
+        Some(format!("http://{HOST}:{port}/new/thing").as_str())
+    );
+    let a = c
+        .request("GET", "elsewhere.main.demo.localhost", "/x", b"")
+        .expect("GET elsewhere");
     assert_eq!(a.header("location"), Some("https://example.org/x"));
     // An explicit domain is production's.
-    let a = c.request("GET", "api.example.com", "/", b"").expect("GET api");
+    let a = c
+        .request("GET", "api.example.com", "/", b"")
+        .expect("GET api");
     assert_eq!((a.status, page_release(&a.body)), (200, Ok(1)));
 
     // A branch gets generated hosts; the explicit domain stays with production.
@@ -565,15 +669,26 @@ fn routes_come_from_the_config() {
     app.commit("v2 on dev");
     let (ok, out) = push(&server, &app, "dev");
     assert!(ok, "{out}\n{}", server.server_log());
-    let a = c.request("GET", "api.example.com.dev.demo.localhost", "/", b"").expect("GET dev api");
+    let a = c
+        .request("GET", "api.example.com.dev.demo.localhost", "/", b"")
+        .expect("GET dev api");
     assert_eq!((a.status, page_release(&a.body)), (200, Ok(2)), "dev's app");
-    let a = c.request("GET", "dev.demo.localhost", "/", b"").expect("GET dev");
+    let a = c
+        .request("GET", "dev.demo.localhost", "/", b"")
+        .expect("GET dev");
     assert_eq!(a.status, 200);
     assert!(String::from_utf8_lossy(&a.body).starts_with("release-2|"));
-    let a = c.request("GET", "api.example.com", "/", b"").expect("GET api");
-    assert!(String::from_utf8_lossy(&a.body).starts_with("release-1|"), "production keeps its domain");
+    let a = c
+        .request("GET", "api.example.com", "/", b"")
+        .expect("GET api");
+    assert!(
+        String::from_utf8_lossy(&a.body).starts_with("release-1|"),
+        "production keeps its domain"
+    );
     // Unknown hosts: a short 404 naming nothing internal.
-    let a = c.request("GET", "nope.example.com", "/", b"").expect("GET nope");
+    let a = c
+        .request("GET", "nope.example.com", "/", b"")
+        .expect("GET nope");
     assert_eq!(a.status, 404);
     assert!(!String::from_utf8_lossy(&a.body).contains("127.0.0.1"));
 }

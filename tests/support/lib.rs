@@ -102,7 +102,10 @@ impl Server {
             ssh_port: free_port(),
             http_port: free_port(),
             key,
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: None,
         };
         s.serve();
@@ -151,7 +154,10 @@ impl Server {
         });
         self.child = Some(child);
         if rx.recv_timeout(Duration::from_secs(60)).is_err() {
-            panic!("slipway serve did not start; its log:\n{}", self.server_log());
+            panic!(
+                "slipway serve did not start; its log:\n{}",
+                self.server_log()
+            );
         }
     }
 
@@ -393,7 +399,9 @@ impl Server {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
         if let Some(mut stdin) = child.stdin.take() {
             let input = input.to_vec();
             std::thread::spawn(move || {
@@ -407,7 +415,13 @@ impl Server {
     /// ref advertisement, sends `commands` (each `OLD NEW REF`; capabilities are added to the
     /// first), a flush, then `pack` as it is (may be empty, truncated or corrupt).
     /// Returns ssh's output (stdout holds the server's pkt-lines, stderr its messages).
-    pub fn raw_receive_pack(&self, key: &Path, project: &str, commands: &[String], pack: &[u8]) -> Output {
+    pub fn raw_receive_pack(
+        &self,
+        key: &Path,
+        project: &str,
+        commands: &[String],
+        pack: &[u8],
+    ) -> Output {
         let mut cmd = Command::new("ssh");
         for a in self.ssh_command(key).split_whitespace().skip(1) {
             cmd.arg(a);
@@ -419,7 +433,9 @@ impl Server {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
         let mut stdout = child.stdout.take().expect("stdout");
         // Read the advertisement up to its flush.
         let mut advert = Vec::new();
@@ -428,7 +444,8 @@ impl Server {
             if stdout.read_exact(&mut len).is_err() {
                 break;
             }
-            let n = usize::from_str_radix(std::str::from_utf8(&len).unwrap_or("0000"), 16).unwrap_or(0);
+            let n =
+                usize::from_str_radix(std::str::from_utf8(&len).unwrap_or("0000"), 16).unwrap_or(0);
             if n == 0 {
                 break;
             }
@@ -484,17 +501,38 @@ pub fn pack_of(dir: &Path, ids: &[&str]) -> Vec<u8> {
 
 /// `git fsck --full` of a repository must pass.
 pub fn assert_fsck(repo: &Path) {
-    let o = run(Command::new("git").args(["fsck", "--full", "--no-dangling"]).current_dir(repo));
-    assert!(o.status.success(), "git fsck --full in {}: {}", repo.display(), text(&o));
+    let o = run(Command::new("git")
+        .args(["fsck", "--full", "--no-dangling"])
+        .current_dir(repo));
+    assert!(
+        o.status.success(),
+        "git fsck --full in {}: {}",
+        repo.display(),
+        text(&o)
+    );
 }
 
 /// A wheel `dir/NAME-VERSION-py3-none-any.whl` (made with python3's zipfile): the package
 /// `NAME` holding `files` (path inside the package, content), and `console_scripts` lines
 /// (`command = module:function`).
-pub fn write_wheel(dir: &Path, name: &str, version: &str, files: &[(&str, &str)], console_scripts: &[&str]) -> PathBuf {
+pub fn write_wheel(
+    dir: &Path,
+    name: &str,
+    version: &str,
+    files: &[(&str, &str)],
+    console_scripts: &[&str],
+) -> PathBuf {
     std::fs::create_dir_all(dir).expect("wheel folder");
-    let files = files.iter().map(|(p, c)| format!("[{p:?}, {c:?}]")).collect::<Vec<_>>().join(", ");
-    let scripts = console_scripts.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
+    let files = files
+        .iter()
+        .map(|(p, c)| format!("[{p:?}, {c:?}]"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let scripts = console_scripts
+        .iter()
+        .map(|s| format!("{s:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let dir_text = dir.display().to_string();
     let spec = format!(
         "{{\"dir\": {dir_text:?}, \"name\": {name:?}, \"version\": {version:?}, \"files\": [{files}], \"scripts\": [{scripts}]}}"
@@ -506,7 +544,12 @@ pub fn write_wheel(dir: &Path, name: &str, version: &str, files: &[(&str, &str)]
         .stderr(Stdio::piped())
         .spawn()
         .expect("python3");
-    child.stdin.take().expect("stdin").write_all(spec.as_bytes()).expect("writing the wheel spec");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(spec.as_bytes())
+        .expect("writing the wheel spec");
     let o = child.wait_with_output().expect("python3");
     assert!(o.status.success(), "making the wheel: {}", text(&o));
     PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())
@@ -563,7 +606,11 @@ impl NpmRegistry {
                     "{{\"name\": {:?}, \"version\": {:?}, \"files\": [{}]}}",
                     p.name,
                     p.version,
-                    p.files.iter().map(|(f, c)| format!("[{f:?}, {c:?}]")).collect::<Vec<_>>().join(", ")
+                    p.files
+                        .iter()
+                        .map(|(f, c)| format!("[{f:?}, {c:?}]"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
                 .collect::<Vec<_>>()
                 .join(", ")
@@ -578,11 +625,19 @@ impl NpmRegistry {
         let mut first = String::new();
         let stdout = child.stdout.take().expect("stdout");
         let mut reader = BufReader::new(stdout);
-        reader.read_line(&mut first).expect("reading the registry's port");
-        let port: u16 = first.trim().parse().unwrap_or_else(|_| panic!("registry said {first:?}"));
+        reader
+            .read_line(&mut first)
+            .expect("reading the registry's port");
+        let port: u16 = first
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("registry said {first:?}"));
         // Keep draining its output so it never blocks.
         std::thread::spawn(move || for _ in reader.lines() {});
-        NpmRegistry { url: format!("http://127.0.0.1:{port}/"), child }
+        NpmRegistry {
+            url: format!("http://127.0.0.1:{port}/"),
+            child,
+        }
     }
 }
 

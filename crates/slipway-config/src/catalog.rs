@@ -31,13 +31,25 @@ pub struct ServiceKind {
     pub relatable: bool,
 }
 
-const MARIADB_VERSIONS: &[&str] = &["10.0", "10.1", "10.2", "10.3", "10.4", "10.5", "10.6", "10.11", "11.0", "11.2", "11.4", "11.8"];
-const REDIS_VERSIONS: &[&str] = &["2.8", "3.0", "3.2", "4.0", "5.0", "6.0", "6.2", "7.0", "7.2"];
+const MARIADB_VERSIONS: &[&str] = &[
+    "10.0", "10.1", "10.2", "10.3", "10.4", "10.5", "10.6", "10.11", "11.0", "11.2", "11.4", "11.8",
+];
+const REDIS_VERSIONS: &[&str] = &[
+    "2.8", "3.0", "3.2", "4.0", "5.0", "6.0", "6.2", "7.0", "7.2",
+];
 const VALKEY_VERSIONS: &[&str] = &["7.2", "8.0", "8.1"];
-const ES_VERSIONS: &[&str] =
-    &["0.90", "1.4", "1.7", "2.4", "5.2", "5.4", "6.5", "6.8", "7.2", "7.5", "7.6", "7.7", "7.9", "7.10", "7.17", "8.5", "8.8", "8.15"];
+const ES_VERSIONS: &[&str] = &[
+    "0.90", "1.4", "1.7", "2.4", "5.2", "5.4", "6.5", "6.8", "7.2", "7.5", "7.6", "7.7", "7.9",
+    "7.10", "7.17", "8.5", "8.8", "8.15",
+];
 
-const fn kind(name: &'static str, versions: &'static [&'static str], endpoint: &'static str, scheme: &'static str, port: u16) -> ServiceKind {
+const fn kind(
+    name: &'static str,
+    versions: &'static [&'static str],
+    endpoint: &'static str,
+    scheme: &'static str,
+    port: u16,
+) -> ServiceKind {
     ServiceKind {
         name,
         versions,
@@ -65,7 +77,10 @@ const fn mysql_like(name: &'static str, versions: &'static [&'static str]) -> Se
 }
 
 const fn volatile(k: ServiceKind) -> ServiceKind {
-    ServiceKind { holds_data: false, ..k }
+    ServiceKind {
+        holds_data: false,
+        ..k
+    }
 }
 
 /// Every service kind, by name.
@@ -78,22 +93,69 @@ pub const SERVICES: &[ServiceKind] = &[
         username: Some("main"),
         password: Some("main"),
         path: Some("main"),
-        ..kind("postgresql", &["9.3", "9.5", "9.6", "10", "11", "12", "13", "14", "15", "16", "17"], "postgresql", "pgsql", 5432)
+        ..kind(
+            "postgresql",
+            &[
+                "9.3", "9.5", "9.6", "10", "11", "12", "13", "14", "15", "16", "17",
+            ],
+            "postgresql",
+            "pgsql",
+            5432,
+        )
     },
-    volatile(ServiceKind { extra_endpoints: &["redis-replica"], ..kind("redis", REDIS_VERSIONS, "redis", "redis", 6379) }),
-    ServiceKind { extra_endpoints: &["redis-replica"], ..kind("redis-persistent", REDIS_VERSIONS, "redis", "redis", 6379) },
-    volatile(ServiceKind { extra_endpoints: &["valkey-replica"], ..kind("valkey", VALKEY_VERSIONS, "valkey", "redis", 6379) }),
-    ServiceKind { extra_endpoints: &["valkey-replica"], ..kind("valkey-persistent", VALKEY_VERSIONS, "valkey", "redis", 6379) },
-    volatile(kind("memcached", &["1.4", "1.5", "1.6"], "memcached", "memcached", 11211)),
+    volatile(ServiceKind {
+        extra_endpoints: &["redis-replica"],
+        ..kind("redis", REDIS_VERSIONS, "redis", "redis", 6379)
+    }),
+    ServiceKind {
+        extra_endpoints: &["redis-replica"],
+        ..kind("redis-persistent", REDIS_VERSIONS, "redis", "redis", 6379)
+    },
+    volatile(ServiceKind {
+        extra_endpoints: &["valkey-replica"],
+        ..kind("valkey", VALKEY_VERSIONS, "valkey", "redis", 6379)
+    }),
+    ServiceKind {
+        extra_endpoints: &["valkey-replica"],
+        ..kind(
+            "valkey-persistent",
+            VALKEY_VERSIONS,
+            "valkey",
+            "redis",
+            6379,
+        )
+    },
+    volatile(kind(
+        "memcached",
+        &["1.4", "1.5", "1.6"],
+        "memcached",
+        "memcached",
+        11211,
+    )),
     kind("elasticsearch", ES_VERSIONS, "elasticsearch", "http", 9200),
-    kind("elasticsearch-enterprise", ES_VERSIONS, "elasticsearch", "http", 9200),
-    kind("opensearch", &["1", "1.1", "1.2", "2", "2.5", "3"], "opensearch", "http", 9200),
+    kind(
+        "elasticsearch-enterprise",
+        ES_VERSIONS,
+        "elasticsearch",
+        "http",
+        9200,
+    ),
+    kind(
+        "opensearch",
+        &["1", "1.1", "1.2", "2", "2.5", "3"],
+        "opensearch",
+        "http",
+        9200,
+    ),
     ServiceKind {
         configurable_endpoints: true,
         path: Some("solr/collection1"),
         ..kind(
             "solr",
-            &["3.6", "4.10", "6.3", "6.6", "7.6", "7.7", "8.0", "8.4", "8.6", "8.11", "9.1", "9.2", "9.4", "9.6", "9.9"],
+            &[
+                "3.6", "4.10", "6.3", "6.6", "7.6", "7.7", "8.0", "8.4", "8.6", "8.11", "9.1",
+                "9.2", "9.4", "9.6", "9.9",
+            ],
             "solr",
             "solr",
             8080,
@@ -105,7 +167,9 @@ pub const SERVICES: &[ServiceKind] = &[
         password: Some("guest"),
         ..kind(
             "rabbitmq",
-            &["3.5", "3.6", "3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "4.0", "4.1"],
+            &[
+                "3.5", "3.6", "3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "4.0", "4.1",
+            ],
             "rabbitmq",
             "amqp",
             5672,
@@ -115,30 +179,93 @@ pub const SERVICES: &[ServiceKind] = &[
         username: Some("main"),
         password: Some("main"),
         path: Some("main"),
-        ..kind("mongodb", &["3.0", "3.2", "3.4", "3.6", "4.0", "4.2", "4.4", "5.0", "6.0", "7.0"], "mongodb", "mongodb", 27017)
+        ..kind(
+            "mongodb",
+            &[
+                "3.0", "3.2", "3.4", "3.6", "4.0", "4.2", "4.4", "5.0", "6.0", "7.0",
+            ],
+            "mongodb",
+            "mongodb",
+            27017,
+        )
     },
     ServiceKind {
         username: Some("main"),
         password: Some("main"),
         path: Some("main"),
-        ..kind("mongodb-enterprise", &["4.0", "4.2", "4.4", "5.0", "6.0", "7.0"], "mongodb", "mongodb", 27017)
+        ..kind(
+            "mongodb-enterprise",
+            &["4.0", "4.2", "4.4", "5.0", "6.0", "7.0"],
+            "mongodb",
+            "mongodb",
+            27017,
+        )
     },
-    kind("influxdb", &["1.2", "1.3", "1.7", "1.8", "2.2", "2.3", "2.7"], "influxdb", "http", 8086),
+    kind(
+        "influxdb",
+        &["1.2", "1.3", "1.7", "1.8", "2.2", "2.3", "2.7"],
+        "influxdb",
+        "http",
+        8086,
+    ),
     kind(
         "kafka",
-        &["2.1", "2.2", "2.3", "2.4", "2.5", "2.6", "2.7", "3.0", "3.1", "3.2", "3.4", "3.6", "3.7"],
+        &[
+            "2.1", "2.2", "2.3", "2.4", "2.5", "2.6", "2.7", "3.0", "3.1", "3.2", "3.4", "3.6",
+            "3.7",
+        ],
         "kafka",
         "kafka",
         9092,
     ),
-    ServiceKind { relatable: false, ..kind("network-storage", &["1.0", "2.0"], "network-storage", "nfs", 2049) },
-    volatile(kind("chrome-headless", &["73", "80", "81", "83", "84", "86", "90", "91", "95", "113", "120"], "http", "http", 9222)),
+    ServiceKind {
+        relatable: false,
+        ..kind(
+            "network-storage",
+            &["1.0", "2.0"],
+            "network-storage",
+            "nfs",
+            2049,
+        )
+    },
+    volatile(kind(
+        "chrome-headless",
+        &[
+            "73", "80", "81", "83", "84", "86", "90", "91", "95", "113", "120",
+        ],
+        "http",
+        "http",
+        9222,
+    )),
     ServiceKind {
         extra_endpoints: &["http-admin"],
-        ..volatile(kind("varnish", &["5.1", "5.2", "6.0", "6.3", "6.4", "7.1", "7.2", "7.3", "7.6"], "http", "http", 8080))
+        ..volatile(kind(
+            "varnish",
+            &[
+                "5.1", "5.2", "6.0", "6.3", "6.4", "7.1", "7.2", "7.3", "7.6",
+            ],
+            "http",
+            "http",
+            8080,
+        ))
     },
-    ServiceKind { configurable_endpoints: true, ..kind("vault-kms", &["1.6", "1.8", "1.11", "1.12"], "manage_keys", "http", 8200) },
-    kind("clickhouse", &["23", "24", "25"], "clickhouse", "http", 8123),
+    ServiceKind {
+        configurable_endpoints: true,
+        ..kind(
+            "vault-kms",
+            &["1.6", "1.8", "1.11", "1.12"],
+            "manage_keys",
+            "http",
+            8200,
+        )
+    },
+    kind(
+        "clickhouse",
+        &["23", "24", "25"],
+        "clickhouse",
+        "http",
+        8123,
+    ),
     volatile(kind("gotenberg", &["8"], "http", "http", 3000)),
 ];
 
@@ -149,13 +276,15 @@ pub fn service_kind(name: &str) -> Option<&'static ServiceKind> {
 
 /// Whether two service kinds store data the same way (`mysql` is a name of `mariadb`).
 pub fn same_family(a: &str, b: &str) -> bool {
-    let family = |n: &str| match n {
-        "mysql" => "mariadb",
-        "redis-persistent" => "redis",
-        "valkey-persistent" => "valkey",
-        other => other,
-    }
-    .to_string();
+    let family = |n: &str| {
+        match n {
+            "mysql" => "mariadb",
+            "redis-persistent" => "redis",
+            "valkey-persistent" => "valkey",
+            other => other,
+        }
+        .to_string()
+    };
     a == b || family(a) == family(b)
 }
 
@@ -164,11 +293,17 @@ pub fn endpoints(kind: &ServiceKind, configuration: &serde_json::Value) -> Vec<S
     let mut out = vec![kind.endpoint.to_string()];
     out.extend(kind.extra_endpoints.iter().map(|e| e.to_string()));
     if kind.configurable_endpoints {
-        if let Some(map) = configuration.get("endpoints").and_then(serde_json::Value::as_object) {
+        if let Some(map) = configuration
+            .get("endpoints")
+            .and_then(serde_json::Value::as_object)
+        {
             out.extend(map.keys().cloned());
         }
         // Solr cores are endpoints too in old configurations.
-        if let Some(map) = configuration.get("cores").and_then(serde_json::Value::as_object) {
+        if let Some(map) = configuration
+            .get("cores")
+            .and_then(serde_json::Value::as_object)
+        {
             out.extend(map.keys().cloned());
         }
     }
@@ -216,7 +351,12 @@ mod tests {
             let mut sorted = k.versions.to_vec();
             sorted.sort_by(|a, b| compare_versions(a, b));
             assert_eq!(sorted, k.versions, "{} versions are oldest first", k.name);
-            assert_eq!(SERVICES.iter().filter(|o| o.name == k.name).count(), 1, "{} listed once", k.name);
+            assert_eq!(
+                SERVICES.iter().filter(|o| o.name == k.name).count(),
+                1,
+                "{} listed once",
+                k.name
+            );
         }
         assert!(service_kind("mariadb").unwrap().holds_data);
         assert!(!service_kind("redis").unwrap().holds_data);
@@ -229,6 +369,9 @@ mod tests {
         let k = service_kind("mariadb").unwrap();
         let conf = serde_json::json!({"schemas": ["main", "legacy"], "endpoints": {"admin": {}, "reporter": {}}});
         assert_eq!(endpoints(k, &conf), vec!["admin", "mysql", "reporter"]);
-        assert_eq!(endpoints(service_kind("redis").unwrap(), &serde_json::Value::Null), vec!["redis", "redis-replica"]);
+        assert_eq!(
+            endpoints(service_kind("redis").unwrap(), &serde_json::Value::Null),
+            vec!["redis", "redis-replica"]
+        );
     }
 }

@@ -28,7 +28,9 @@ pub(crate) fn valid_app_name(name: &str) -> bool {
 
 /// The endpoint a relationship without one uses, by service kind.
 fn default_endpoint(service_type: &str) -> &str {
-    crate::catalog::service_kind(service_type).map(|k| k.endpoint).unwrap_or(service_type)
+    crate::catalog::service_kind(service_type)
+        .map(|k| k.endpoint)
+        .unwrap_or(service_type)
 }
 
 /// Run the cross-file checks and assemble the topology.
@@ -41,7 +43,13 @@ pub(crate) fn finish(
     diags: &mut Vec<Diagnostic>,
 ) -> Topology {
     if apps.is_empty() && !diags.iter().any(Diagnostic::is_error) {
-        diags.push(Diagnostic::error(files.apps, 0, 0, "", "no application is defined"));
+        diags.push(Diagnostic::error(
+            files.apps,
+            0,
+            0,
+            "",
+            "no application is defined",
+        ));
     }
     // Unique, well-formed names.
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -50,18 +58,32 @@ pub(crate) fn finish(
         let p = &rec.name_pos;
         let kp = rec.path.with("name").render();
         if !valid_app_name(name) {
-            diags.push(Diagnostic::error(&p.file, p.line, p.col, &kp, format!("app name `{name}` must be lowercase letters, digits, `-` or `_`")));
+            diags.push(Diagnostic::error(
+                &p.file,
+                p.line,
+                p.col,
+                &kp,
+                format!("app name `{name}` must be lowercase letters, digits, `-` or `_`"),
+            ));
         }
         if let Some(&first) = seen.get(name) {
             let f = &apps[first].name_pos;
-            diags.push(Diagnostic::error(&p.file, p.line, p.col, &kp, format!("app name `{name}` is already used at {}:{}", f.file, f.line)));
+            diags.push(Diagnostic::error(
+                &p.file,
+                p.line,
+                p.col,
+                &kp,
+                format!("app name `{name}` is already used at {}:{}", f.file, f.line),
+            ));
         } else {
             seen.insert(name.clone(), i);
         }
     }
     // Source roots exist in the tree.
     for rec in &apps {
-        let Some(pos) = &rec.source_root_pos else { continue };
+        let Some(pos) = &rec.source_root_pos else {
+            continue;
+        };
         match dir_exists(src, &rec.app.source_root) {
             Ok(true) => {}
             Ok(false) => diags.push(Diagnostic::error(
@@ -69,7 +91,10 @@ pub(crate) fn finish(
                 pos.line,
                 pos.col,
                 &rec.path.with("source").with("root").render(),
-                format!("source root `{}` is not a folder of the repository", rec.app.source_root),
+                format!(
+                    "source root `{}` is not a folder of the repository",
+                    rec.app.source_root
+                ),
             )),
             Err(d) => diags.push(d),
         }
@@ -124,15 +149,26 @@ pub(crate) fn finish(
             } else if app_names.contains(&svc) {
                 endpoint.unwrap_or_else(|| "http".to_string())
             } else {
-                let names = services.iter().map(|s| s.service.name.as_str()).chain(app_names.iter().map(String::as_str));
+                let names = services
+                    .iter()
+                    .map(|s| s.service.name.as_str())
+                    .chain(app_names.iter().map(String::as_str));
                 let hint = match closest(&svc, names) {
                     Some(s) => format!("; did you mean `{s}`?"),
                     None => format!("; define it in {}", files.services),
                 };
-                diags.push(Diagnostic::error(&pos.file, pos.line, pos.col, &kp, format!("relationship `{rel}` names `{svc}`, which is no service or app{hint}")));
+                diags.push(Diagnostic::error(
+                    &pos.file,
+                    pos.line,
+                    pos.col,
+                    &kp,
+                    format!("relationship `{rel}` names `{svc}`, which is no service or app{hint}"),
+                ));
                 continue;
             };
-            rec.app.relationships.insert(rel.clone(), format!("{svc}:{endpoint}"));
+            rec.app
+                .relationships
+                .insert(rel.clone(), format!("{svc}:{endpoint}"));
         }
     }
     // Network storage mounts name a network-storage service.
@@ -173,16 +209,34 @@ pub(crate) fn finish(
                 ));
                 Vec::new()
             } else if let Some(only) = apps.first() {
-                vec![Route { url: "http://{default}/".into(), kind: RouteKind::Upstream { app: only.app.name.clone(), endpoint: "http".into() }, primary: true, id: None, attributes: Default::default() }]
+                vec![Route {
+                    url: "http://{default}/".into(),
+                    kind: RouteKind::Upstream {
+                        app: only.app.name.clone(),
+                        endpoint: "http".into(),
+                    },
+                    primary: true,
+                    id: None,
+                    attributes: Default::default(),
+                }]
             } else {
                 Vec::new()
             }
         }
     };
-    Topology { applications: apps.into_iter().map(|a| a.app).collect(), services: services.into_iter().map(|s| s.service).collect(), routes }
+    Topology {
+        applications: apps.into_iter().map(|a| a.app).collect(),
+        services: services.into_iter().map(|s| s.service).collect(),
+        routes,
+    }
 }
 
-fn check_routes(mut routes: Vec<RouteRecord>, app_names: &[String], file: &str, diags: &mut Vec<Diagnostic>) -> Vec<Route> {
+fn check_routes(
+    mut routes: Vec<RouteRecord>,
+    app_names: &[String],
+    file: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<Route> {
     for r in &routes {
         if let RouteKind::Upstream { app, .. } = &r.route.kind {
             if !app_names.contains(app) {
@@ -190,19 +244,36 @@ fn check_routes(mut routes: Vec<RouteRecord>, app_names: &[String], file: &str, 
                     Some(s) => format!("; did you mean `{s}`?"),
                     None => format!(" (apps: {})", app_names.join(", ")),
                 };
-                diags.push(r.path.with("upstream").error(&r.pos, format!("route upstream `{app}` is no application{hint}")));
+                diags.push(r.path.with("upstream").error(
+                    &r.pos,
+                    format!("route upstream `{app}` is no application{hint}"),
+                ));
             }
         }
     }
-    let primaries: Vec<usize> = routes.iter().enumerate().filter(|(_, r)| r.route.primary).map(|(i, _)| i).collect();
+    let primaries: Vec<usize> = routes
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.route.primary)
+        .map(|(i, _)| i)
+        .collect();
     if primaries.len() > 1 {
         for &i in &primaries[1..] {
             let r = &routes[i];
-            diags.push(r.path.with("primary").error(&r.pos, format!("only one route may be primary; `{}` is already", routes[primaries[0]].route.url)));
+            diags.push(r.path.with("primary").error(
+                &r.pos,
+                format!(
+                    "only one route may be primary; `{}` is already",
+                    routes[primaries[0]].route.url
+                ),
+            ));
         }
     }
     if primaries.is_empty() {
-        let first = routes.iter().position(|r| matches!(r.route.kind, RouteKind::Upstream { .. }) && !r.explicit_primary).or(if routes.is_empty() { None } else { Some(0) });
+        let first = routes
+            .iter()
+            .position(|r| matches!(r.route.kind, RouteKind::Upstream { .. }) && !r.explicit_primary)
+            .or(if routes.is_empty() { None } else { Some(0) });
         if let Some(i) = first {
             routes[i].route.primary = true;
         }

@@ -49,12 +49,29 @@ fn str_at<'a>(node: &'a Node, keys: &[&str]) -> Option<&'a str> {
 }
 
 fn json_map(node: Option<&Node>) -> BTreeMap<String, serde_json::Value> {
-    node.map(|n| n.entries().iter().map(|e| (e.key.clone(), e.value.to_json())).collect()).unwrap_or_default()
+    node.map(|n| {
+        n.entries()
+            .iter()
+            .map(|e| (e.key.clone(), e.value.to_json()))
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 /// Build an app from its (validated) node. `default_root` is the folder of its `.platform.app.yaml`, or "".
-pub(crate) fn application(node: &Node, name: String, name_pos: Pos, default_root: &str, path: KeyPath, diags: &mut Vec<Diagnostic>) -> AppRecord {
-    let mut app = Application { name, r#type: str_at(node, &["type"]).map(str::to_string), ..Default::default() };
+pub(crate) fn application(
+    node: &Node,
+    name: String,
+    name_pos: Pos,
+    default_root: &str,
+    path: KeyPath,
+    diags: &mut Vec<Diagnostic>,
+) -> AppRecord {
+    let mut app = Application {
+        name,
+        r#type: str_at(node, &["type"]).map(str::to_string),
+        ..Default::default()
+    };
     let mut source_root_pos = None;
     app.source_root = default_root.to_string();
     if let Some(root) = node.get("source").and_then(|s| s.get("root")) {
@@ -62,18 +79,29 @@ pub(crate) fn application(node: &Node, name: String, name_pos: Pos, default_root
             source_root_pos = Some(root.pos.clone());
             match normalize("", r) {
                 Some(r) => app.source_root = r,
-                None => diags.push(path.with("source").with("root").error(&root.pos, format!("`{r}` leaves the repository"))),
+                None => diags.push(
+                    path.with("source")
+                        .with("root")
+                        .error(&root.pos, format!("`{r}` leaves the repository")),
+                ),
             }
         }
     }
     app.build_flavor = str_at(node, &["build", "flavor"]).map(str::to_string);
-    if let (Some(flavor), Some(f)) = (app.build_flavor.as_deref(), node.get("build").and_then(|b| b.get("flavor"))) {
+    if let (Some(flavor), Some(f)) = (
+        app.build_flavor.as_deref(),
+        node.get("build").and_then(|b| b.get("flavor")),
+    ) {
         if !BUILD_FLAVORS.contains(&flavor) {
             let hint = match crate::suggest::closest(flavor, BUILD_FLAVORS.iter().copied()) {
                 Some(c) => format!("did you mean `{c}`?"),
                 None => format!("use one of: {}", BUILD_FLAVORS.join(", ")),
             };
-            diags.push(path.with("build").with("flavor").error(&f.pos, format!("unknown build flavor `{flavor}`; {hint}")));
+            diags.push(
+                path.with("build")
+                    .with("flavor")
+                    .error(&f.pos, format!("unknown build flavor `{flavor}`; {hint}")),
+            );
         }
     }
     if let Some(caches) = node.get("build").and_then(|b| b.get("caches")) {
@@ -88,7 +116,10 @@ pub(crate) fn application(node: &Node, name: String, name_pos: Pos, default_root
         deploy: str_at(node, &["hooks", "deploy"]).map(str::to_string),
         post_deploy: str_at(node, &["hooks", "post_deploy"]).map(str::to_string),
     };
-    app.web = Web { start: str_at(node, &["web", "commands", "start"]).map(str::to_string), locations: json_map(node.get("web").and_then(|w| w.get("locations"))) };
+    app.web = Web {
+        start: str_at(node, &["web", "commands", "start"]).map(str::to_string),
+        locations: json_map(node.get("web").and_then(|w| w.get("locations"))),
+    };
     if let Some(up) = node.get("web").and_then(|w| w.get("upstream")) {
         for (key, want) in [("socket_family", "tcp"), ("protocol", "http")] {
             if let Some(v) = up.get(key) {
@@ -102,7 +133,8 @@ pub(crate) fn application(node: &Node, name: String, name_pos: Pos, default_root
     if let Some(vars) = node.get("variables") {
         for e in vars.entries() {
             if let Kind::Map(_) = e.value.kind {
-                app.variables.insert(e.key.clone(), json_map(Some(&e.value)));
+                app.variables
+                    .insert(e.key.clone(), json_map(Some(&e.value)));
             }
         }
     }
@@ -111,7 +143,11 @@ pub(crate) fn application(node: &Node, name: String, name_pos: Pos, default_root
     if let Some(m) = node.get("mounts") {
         for e in m.entries() {
             check_mount(e, &path.with("mounts").with(&e.key), diags);
-            if let Some(svc) = e.value.get("service").filter(|_| e.value.get("source").and_then(Node::as_str) == Some("service")) {
+            if let Some(svc) = e
+                .value
+                .get("service")
+                .filter(|_| e.value.get("source").and_then(Node::as_str) == Some("service"))
+            {
                 if let Some(name) = svc.as_str() {
                     mounts.push((e.key.clone(), svc.pos.clone(), name.to_string()));
                 }
@@ -123,11 +159,22 @@ pub(crate) fn application(node: &Node, name: String, name_pos: Pos, default_root
             if let Some(spec) = e.value.get("spec") {
                 if let Some(text) = spec.as_str() {
                     if let Err(why) = crate::cron::check(text) {
-                        diags.push(path.with("crons").with(&e.key).with("spec").error(&spec.pos, why));
+                        diags.push(
+                            path.with("crons")
+                                .with(&e.key)
+                                .with("spec")
+                                .error(&spec.pos, why),
+                        );
                     }
                 }
             } else if matches!(e.value.kind, Kind::Map(_)) {
-                diags.push(path.with("crons").with(&e.key).error(&e.key_pos, format!("cron `{}` has no `spec` (e.g. `spec: '*/5 * * * *'`)", e.key)));
+                diags.push(path.with("crons").with(&e.key).error(
+                    &e.key_pos,
+                    format!(
+                        "cron `{}` has no `spec` (e.g. `spec: '*/5 * * * *'`)",
+                        e.key
+                    ),
+                ));
             }
         }
     }
@@ -142,7 +189,11 @@ pub(crate) fn application(node: &Node, name: String, name_pos: Pos, default_root
                 Kind::Str(s) => Some(s.clone()),
                 Kind::Null => None,
                 Kind::Map(_) => {
-                    let svc = e.value.get("service").and_then(Node::as_str).unwrap_or(&e.key);
+                    let svc = e
+                        .value
+                        .get("service")
+                        .and_then(Node::as_str)
+                        .unwrap_or(&e.key);
                     match e.value.get("endpoint").and_then(Node::as_str) {
                         Some(ep) => Some(format!("{svc}:{ep}")),
                         None => Some(svc.to_string()),
@@ -155,36 +206,59 @@ pub(crate) fn application(node: &Node, name: String, name_pos: Pos, default_root
     }
     app.workers = json_map(node.get("workers"));
     app.crons = json_map(node.get("crons"));
-    AppRecord { app, name_pos, path, relationships: rels, source_root_pos, service_mounts: mounts }
+    AppRecord {
+        app,
+        name_pos,
+        path,
+        relationships: rels,
+        source_root_pos,
+        service_mounts: mounts,
+    }
 }
 
 /// Whether a build cache name is usable as a folder name: `[A-Za-z0-9][A-Za-z0-9_.-]*`, at most 64 bytes.
 fn valid_cache_name(name: &str) -> bool {
     let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric()) && name.len() <= 64 && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && name.len() <= 64
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// A path inside the app, written relative to its root: normalized (no `.`, empty segments or
 /// trailing slash), or why it is refused (absolute, `..`, control characters, the root itself).
 pub(crate) fn app_relative(path: &str) -> Result<String, String> {
     if path.chars().any(char::is_control) {
-        return Err(format!("`{}` contains control characters", path.escape_debug()));
+        return Err(format!(
+            "`{}` contains control characters",
+            path.escape_debug()
+        ));
     }
     if path.starts_with('/') {
-        return Err(format!("`{path}` must be relative to the app's root (no leading `/`)"));
+        return Err(format!(
+            "`{path}` must be relative to the app's root (no leading `/`)"
+        ));
     }
     if path.split('/').any(|p| p == "..") {
         return Err(format!("`{path}` must stay inside the app (no `..`)"));
     }
-    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
     if parts.is_empty() {
-        return Err(format!("`{path}` is the app's root itself; name something inside it"));
+        return Err(format!(
+            "`{path}` is the app's root itself; name something inside it"
+        ));
     }
     Ok(parts.join("/"))
 }
 
 /// `build.caches`: every cache has a usable name and a `directory` inside the app; `watch` files too.
-fn build_caches(node: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>) -> BTreeMap<String, BuildCache> {
+fn build_caches(
+    node: &Node,
+    path: &KeyPath,
+    diags: &mut Vec<Diagnostic>,
+) -> BTreeMap<String, BuildCache> {
     let mut out = BTreeMap::new();
     for e in node.entries() {
         let p = path.with(&e.key);
@@ -200,13 +274,22 @@ fn build_caches(node: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>) -> BTr
         let mut ok = true;
         match e.value.get("directory") {
             None => {
-                diags.push(p.error(&e.key_pos, format!("build cache `{}` has no `directory` (e.g. `directory: node_modules`)", e.key)));
+                diags.push(p.error(
+                    &e.key_pos,
+                    format!(
+                        "build cache `{}` has no `directory` (e.g. `directory: node_modules`)",
+                        e.key
+                    ),
+                ));
                 ok = false;
             }
             Some(d) => match d.as_str().map(app_relative) {
                 Some(Ok(dir)) => cache.directory = dir,
                 Some(Err(why)) => {
-                    diags.push(p.with("directory").error(&d.pos, format!("build cache directory {why}")));
+                    diags.push(
+                        p.with("directory")
+                            .error(&d.pos, format!("build cache directory {why}")),
+                    );
                     ok = false;
                 }
                 None => ok = false,
@@ -228,8 +311,14 @@ fn build_caches(node: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>) -> BTr
                 }
             }
         }
-        cache.allow_stale = matches!(e.value.get("allow_stale").map(|n| &n.kind), Some(Kind::Bool(true)));
-        cache.share_between_apps = matches!(e.value.get("share_between_apps").map(|n| &n.kind), Some(Kind::Bool(true)));
+        cache.allow_stale = matches!(
+            e.value.get("allow_stale").map(|n| &n.kind),
+            Some(Kind::Bool(true))
+        );
+        cache.share_between_apps = matches!(
+            e.value.get("share_between_apps").map(|n| &n.kind),
+            Some(Kind::Bool(true))
+        );
         if ok {
             out.insert(e.key.clone(), cache);
         }
@@ -250,10 +339,20 @@ fn check_dependencies(node: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>) 
                 None
             };
             if let Some(why) = why {
-                diags.push(path.with(&lang.key).with(name).error(&pkg.key_pos, format!("package name `{}` {why}", name.escape_debug())));
+                diags.push(path.with(&lang.key).with(name).error(
+                    &pkg.key_pos,
+                    format!("package name `{}` {why}", name.escape_debug()),
+                ));
             }
-            if let Some(v) = pkg.value.as_str().filter(|v| v.chars().any(char::is_control)) {
-                diags.push(path.with(&lang.key).with(name).error(&pkg.value.pos, format!("version `{}` contains control characters", v.escape_debug())));
+            if let Some(v) = pkg
+                .value
+                .as_str()
+                .filter(|v| v.chars().any(char::is_control))
+            {
+                diags.push(path.with(&lang.key).with(name).error(
+                    &pkg.value.pos,
+                    format!("version `{}` contains control characters", v.escape_debug()),
+                ));
             }
         }
     }
@@ -267,8 +366,16 @@ const MOUNT_SOURCES: &[&str] = &["local", "storage", "service", "tmp", "instance
 fn check_mount(e: &crate::yaml::Entry, path: &KeyPath, diags: &mut Vec<Diagnostic>) {
     let key = e.key.as_str();
     match normalize("", key.trim_start_matches('/')) {
-        None => diags.push(path.error(&e.key_pos, format!("mount path `{key}` leaves the app; mount paths are relative to the app's root"))),
-        Some(p) if p.is_empty() => diags.push(path.error(&e.key_pos, format!("mount path `{key}` would cover the whole app; name a folder inside it"))),
+        None => diags.push(path.error(
+            &e.key_pos,
+            format!(
+                "mount path `{key}` leaves the app; mount paths are relative to the app's root"
+            ),
+        )),
+        Some(p) if p.is_empty() => diags.push(path.error(
+            &e.key_pos,
+            format!("mount path `{key}` would cover the whole app; name a folder inside it"),
+        )),
         Some(_) => {}
     }
     if let Some(src) = e.value.get("source") {
@@ -277,7 +384,10 @@ fn check_mount(e: &crate::yaml::Entry, path: &KeyPath, diags: &mut Vec<Diagnosti
                 Some(c) => format!("did you mean `{c}`?"),
                 None => format!("expected one of: {}", MOUNT_SOURCES.join(", ")),
             };
-            diags.push(path.with("source").error(&src.pos, format!("unknown mount source `{s}`; {hint}")));
+            diags.push(
+                path.with("source")
+                    .error(&src.pos, format!("unknown mount source `{s}`; {hint}")),
+            );
         }
     }
     if let Some(legacy) = e.value.as_str() {
@@ -288,7 +398,11 @@ fn check_mount(e: &crate::yaml::Entry, path: &KeyPath, diags: &mut Vec<Diagnosti
 }
 
 /// Build the services of a `services` mapping.
-pub(crate) fn services(node: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>) -> Vec<ServiceRecord> {
+pub(crate) fn services(
+    node: &Node,
+    path: &KeyPath,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<ServiceRecord> {
     let mut out = Vec::new();
     for e in node.entries() {
         let p = path.with(&e.key);
@@ -296,14 +410,23 @@ pub(crate) fn services(node: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>)
             continue;
         }
         let Some(tnode) = e.value.get("type") else {
-            diags.push(p.error(&e.key_pos, format!("service `{}` has no `type` (e.g. `type: mariadb:10.6`)", e.key)));
+            diags.push(p.error(
+                &e.key_pos,
+                format!(
+                    "service `{}` has no `type` (e.g. `type: mariadb:10.6`)",
+                    e.key
+                ),
+            ));
             continue;
         };
         let Some(t) = tnode.as_str() else { continue };
         let (kind, version) = match t.split_once(':') {
             Some((k, v)) if !k.is_empty() && !v.is_empty() => (k.to_string(), v.to_string()),
             _ => {
-                diags.push(p.with("type").error(&tnode.pos, format!("service type `{t}` must be NAME:VERSION, e.g. `mariadb:10.6`")));
+                diags.push(p.with("type").error(
+                    &tnode.pos,
+                    format!("service type `{t}` must be NAME:VERSION, e.g. `mariadb:10.6`"),
+                ));
                 continue;
             }
         };
@@ -312,24 +435,58 @@ pub(crate) fn services(node: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>)
             Some(Kind::Int(i)) if *i >= 0 => Some(*i as u64),
             _ => None,
         };
-        let configuration = e.value.get("configuration").map(Node::to_json).unwrap_or(serde_json::Value::Null);
-        out.push(ServiceRecord { service: Service { name: e.key.clone(), r#type: kind, version, disk, configuration } });
+        let configuration = e
+            .value
+            .get("configuration")
+            .map(Node::to_json)
+            .unwrap_or(serde_json::Value::Null);
+        out.push(ServiceRecord {
+            service: Service {
+                name: e.key.clone(),
+                r#type: kind,
+                version,
+                disk,
+                configuration,
+            },
+        });
     }
     out
 }
 
 /// A service type and version are in the catalog (spec: the supported service types).
-fn check_catalog(kind: &str, version: &str, path: &KeyPath, pos: &Pos, diags: &mut Vec<Diagnostic>) {
+fn check_catalog(
+    kind: &str,
+    version: &str,
+    path: &KeyPath,
+    pos: &Pos,
+    diags: &mut Vec<Diagnostic>,
+) {
     match crate::catalog::service_kind(kind) {
         None => {
-            let hint = match crate::suggest::closest(kind, crate::catalog::SERVICES.iter().map(|k| k.name)) {
+            let hint = match crate::suggest::closest(
+                kind,
+                crate::catalog::SERVICES.iter().map(|k| k.name),
+            ) {
                 Some(c) => format!("; did you mean `{c}`?"),
-                None => format!(" (known: {})", crate::catalog::SERVICES.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")),
+                None => format!(
+                    " (known: {})",
+                    crate::catalog::SERVICES
+                        .iter()
+                        .map(|k| k.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             };
             diags.push(path.error(pos, format!("unknown service type `{kind}`{hint}")));
         }
         Some(k) if !k.versions.contains(&version) => {
-            diags.push(path.error(pos, format!("{kind} version `{version}` is not supported; use one of: {}", k.versions.join(", "))));
+            diags.push(path.error(
+                pos,
+                format!(
+                    "{kind} version `{version}` is not supported; use one of: {}",
+                    k.versions.join(", ")
+                ),
+            ));
         }
         Some(_) => {}
     }
@@ -360,10 +517,20 @@ pub(crate) fn routes(node: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>) -
                     Some(s) => {
                         let (app, ep) = s.split_once(':').unwrap_or((s, "http"));
                         if app.is_empty() {
-                            diags.push(p.with("upstream").error(&up.pos, "`upstream` must be `APP:http`"));
+                            diags.push(
+                                p.with("upstream")
+                                    .error(&up.pos, "`upstream` must be `APP:http`"),
+                            );
                             continue;
                         }
-                        RouteKind::Upstream { app: app.to_string(), endpoint: if ep.is_empty() { "http".into() } else { ep.to_string() } }
+                        RouteKind::Upstream {
+                            app: app.to_string(),
+                            endpoint: if ep.is_empty() {
+                                "http".into()
+                            } else {
+                                ep.to_string()
+                            },
+                        }
                     }
                     None => continue,
                 },
@@ -374,7 +541,10 @@ pub(crate) fn routes(node: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>) -
             },
             "redirect" => match v.get("to") {
                 Some(to) => match to.as_str() {
-                    Some(s) => RouteKind::Redirect { to: s.to_string(), code: 301 },
+                    Some(s) => RouteKind::Redirect {
+                        to: s.to_string(),
+                        code: 301,
+                    },
                     None => continue,
                 },
                 None => {
@@ -383,14 +553,26 @@ pub(crate) fn routes(node: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>) -
                 }
             },
             other => {
-                let pos = v.get("type").map(|t| t.pos.clone()).unwrap_or_else(|| e.key_pos.clone());
-                diags.push(p.with("type").error(&pos, format!("route type `{other}` is not `upstream` or `redirect`")));
+                let pos = v
+                    .get("type")
+                    .map(|t| t.pos.clone())
+                    .unwrap_or_else(|| e.key_pos.clone());
+                diags.push(p.with("type").error(
+                    &pos,
+                    format!("route type `{other}` is not `upstream` or `redirect`"),
+                ));
                 continue;
             }
         };
         let primary = matches!(v.get("primary").map(|n| &n.kind), Some(Kind::Bool(true)));
         out.push(RouteRecord {
-            route: Route { url, kind, primary, id: str_at(v, &["id"]).map(str::to_string), attributes: json_map(v.get("attributes")) },
+            route: Route {
+                url,
+                kind,
+                primary,
+                id: str_at(v, &["id"]).map(str::to_string),
+                attributes: json_map(v.get("attributes")),
+            },
             pos: e.key_pos.clone(),
             path: p,
             explicit_primary: v.get("primary").is_some(),

@@ -10,14 +10,49 @@ struct Field {
 }
 
 const FIELDS: [Field; 5] = [
-    Field { name: "minute", min: 0, max: 59, names: &[] },
-    Field { name: "hour", min: 0, max: 23, names: &[] },
-    Field { name: "day of month", min: 1, max: 31, names: &[] },
-    Field { name: "month", min: 1, max: 12, names: &["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"] },
-    Field { name: "day of week", min: 0, max: 7, names: &["sun", "mon", "tue", "wed", "thu", "fri", "sat"] },
+    Field {
+        name: "minute",
+        min: 0,
+        max: 59,
+        names: &[],
+    },
+    Field {
+        name: "hour",
+        min: 0,
+        max: 23,
+        names: &[],
+    },
+    Field {
+        name: "day of month",
+        min: 1,
+        max: 31,
+        names: &[],
+    },
+    Field {
+        name: "month",
+        min: 1,
+        max: 12,
+        names: &[
+            "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+        ],
+    },
+    Field {
+        name: "day of week",
+        min: 0,
+        max: 7,
+        names: &["sun", "mon", "tue", "wed", "thu", "fri", "sat"],
+    },
 ];
 
-const MACROS: &[&str] = &["@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"];
+const MACROS: &[&str] = &[
+    "@yearly",
+    "@annually",
+    "@monthly",
+    "@weekly",
+    "@daily",
+    "@midnight",
+    "@hourly",
+];
 
 /// Check a schedule; Err says what is wrong in words.
 pub fn check(spec: &str) -> Result<(), String> {
@@ -26,7 +61,10 @@ pub fn check(spec: &str) -> Result<(), String> {
         return if MACROS.contains(&spec.to_ascii_lowercase().as_str()) {
             Ok(())
         } else {
-            Err(format!("unknown schedule `{spec}` (use five fields, or one of {})", MACROS.join(", ")))
+            Err(format!(
+                "unknown schedule `{spec}` (use five fields, or one of {})",
+                MACROS.join(", ")
+            ))
         };
     }
     let parts: Vec<&str> = spec.split_whitespace().collect();
@@ -35,7 +73,8 @@ pub fn check(spec: &str) -> Result<(), String> {
     }
     for (part, field) in parts.iter().zip(FIELDS.iter()) {
         for item in part.split(',') {
-            check_item(item, field).map_err(|e| format!("schedule `{spec}`: {} `{item}` {e}", field.name))?;
+            check_item(item, field)
+                .map_err(|e| format!("schedule `{spec}`: {} `{item}` {e}", field.name))?;
         }
     }
     Ok(())
@@ -87,7 +126,14 @@ fn value(s: &str, f: &Field) -> Result<u32, String> {
     match s.parse::<u32>() {
         Ok(n) if (f.min..=f.max).contains(&n) => Ok(n),
         Ok(_) => Err(format!("is out of range ({} to {})", f.min, f.max)),
-        Err(_) => Err(format!("is not a number{}", if f.names.is_empty() { String::new() } else { format!(" or one of {}", f.names.join(", ")) })),
+        Err(_) => Err(format!(
+            "is not a number{}",
+            if f.names.is_empty() {
+                String::new()
+            } else {
+                format!(" or one of {}", f.names.join(", "))
+            }
+        )),
     }
 }
 

@@ -32,7 +32,13 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     /// An error at a position.
-    pub fn error(file: &str, line: usize, column: usize, key_path: &str, message: impl Into<String>) -> Self {
+    pub fn error(
+        file: &str,
+        line: usize,
+        column: usize,
+        key_path: &str,
+        message: impl Into<String>,
+    ) -> Self {
         Diagnostic {
             file: file.to_string(),
             line,
@@ -44,8 +50,17 @@ impl Diagnostic {
     }
 
     /// A warning at a position.
-    pub fn warning(file: &str, line: usize, column: usize, key_path: &str, message: impl Into<String>) -> Self {
-        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(file, line, column, key_path, message) }
+    pub fn warning(
+        file: &str,
+        line: usize,
+        column: usize,
+        key_path: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(file, line, column, key_path, message)
+        }
     }
 
     /// Whether this is an error.

@@ -72,7 +72,8 @@ fn apps(old: &Topology, new: &Topology, d: &mut TopologyDiff) {
             Some(o) => {
                 let keys = changed_app_keys(o, a);
                 if !keys.is_empty() {
-                    d.lines.push(format!("app {} changed: {}", a.name, keys.join(", ")));
+                    d.lines
+                        .push(format!("app {} changed: {}", a.name, keys.join(", ")));
                 }
                 if let Some(r) = disk_shrink("app", &a.name, o.disk, a.disk) {
                     d.refusals.push(r);
@@ -102,7 +103,10 @@ fn changed_app_keys(o: &Application, a: &Application) -> Vec<String> {
     check("dependencies", o.dependencies != a.dependencies);
     check("hooks.build", o.hooks.build != a.hooks.build);
     check("hooks.deploy", o.hooks.deploy != a.hooks.deploy);
-    check("hooks.post_deploy", o.hooks.post_deploy != a.hooks.post_deploy);
+    check(
+        "hooks.post_deploy",
+        o.hooks.post_deploy != a.hooks.post_deploy,
+    );
     check("web.commands.start", o.web.start != a.web.start);
     check("web.locations", o.web.locations != a.web.locations);
     check("variables", o.variables != a.variables);
@@ -145,22 +149,39 @@ fn holds_data(s: &Service) -> bool {
 fn services(old: &Topology, new: &Topology, options: &DiffOptions, d: &mut TopologyDiff) {
     for s in &new.services {
         let Some(o) = old.service(&s.name) else {
-            d.lines.push(format!("service {} added ({}:{})", s.name, s.r#type, s.version));
+            d.lines.push(format!(
+                "service {} added ({}:{})",
+                s.name, s.r#type, s.version
+            ));
             continue;
         };
         if !catalog::same_family(&o.r#type, &s.r#type) {
-            d.lines.push(format!("service {} replaced: {}:{} -> {}:{}", s.name, o.r#type, o.version, s.r#type, s.version));
+            d.lines.push(format!(
+                "service {} replaced: {}:{} -> {}:{}",
+                s.name, o.r#type, o.version, s.r#type, s.version
+            ));
             if holds_data(o) {
                 d.refusals.push(Refusal {
-                    reason: format!("changing service `{}` from {} to {} would delete its data", s.name, o.r#type, s.r#type),
-                    how_to_proceed: format!("keep `{}` as {}:{} and add the new service under another name", s.name, o.r#type, o.version),
+                    reason: format!(
+                        "changing service `{}` from {} to {} would delete its data",
+                        s.name, o.r#type, s.r#type
+                    ),
+                    how_to_proceed: format!(
+                        "keep `{}` as {}:{} and add the new service under another name",
+                        s.name, o.r#type, o.version
+                    ),
                 });
             }
         } else {
             version_change(o, s, options, d);
         }
         if o.disk != s.disk {
-            d.lines.push(format!("service {} disk resized: {} -> {}", s.name, mb(o.disk), mb(s.disk)));
+            d.lines.push(format!(
+                "service {} disk resized: {} -> {}",
+                s.name,
+                mb(o.disk),
+                mb(s.disk)
+            ));
             if holds_data(o) {
                 if let Some(r) = disk_shrink("service", &s.name, o.disk, s.disk) {
                     d.refusals.push(r);
@@ -168,14 +189,18 @@ fn services(old: &Topology, new: &Topology, options: &DiffOptions, d: &mut Topol
             }
         }
         if o.configuration != s.configuration {
-            d.lines.push(format!("service {} configuration changed", s.name));
+            d.lines
+                .push(format!("service {} configuration changed", s.name));
         }
     }
     for o in &old.services {
         if new.service(&o.name).is_some() {
             continue;
         }
-        d.lines.push(format!("service {} removed ({}:{})", o.name, o.r#type, o.version));
+        d.lines.push(format!(
+            "service {} removed ({}:{})",
+            o.name, o.r#type, o.version
+        ));
         if holds_data(o) {
             d.refusals.push(Refusal {
                 reason: format!("removing service `{}` ({}:{}) would delete its data", o.name, o.r#type, o.version),
@@ -187,15 +212,23 @@ fn services(old: &Topology, new: &Topology, options: &DiffOptions, d: &mut Topol
 
 /// A version change of a service of the same kind.
 fn version_change(o: &Service, s: &Service, options: &DiffOptions, d: &mut TopologyDiff) {
-    let kind_note = if o.r#type == s.r#type { String::new() } else { format!(" ({} -> {})", o.r#type, s.r#type) };
+    let kind_note = if o.r#type == s.r#type {
+        String::new()
+    } else {
+        format!(" ({} -> {})", o.r#type, s.r#type)
+    };
     match compare_versions(&s.version, &o.version) {
         Ordering::Equal => {
             if !kind_note.is_empty() {
-                d.lines.push(format!("service {} type changed{kind_note}", s.name));
+                d.lines
+                    .push(format!("service {} type changed{kind_note}", s.name));
             }
         }
         Ordering::Less => {
-            d.lines.push(format!("service {} downgraded: {} {} -> {}{kind_note}", s.name, s.r#type, o.version, s.version));
+            d.lines.push(format!(
+                "service {} downgraded: {} {} -> {}{kind_note}",
+                s.name, s.r#type, o.version, s.version
+            ));
             if holds_data(o) {
                 d.refusals.push(Refusal {
                     reason: format!(
@@ -208,8 +241,15 @@ fn version_change(o: &Service, s: &Service, options: &DiffOptions, d: &mut Topol
         }
         Ordering::Greater => {
             let is_major = major(&o.version) != major(&s.version);
-            let what = if is_major { "major upgrade" } else { "upgraded" };
-            d.lines.push(format!("service {} {what}: {} {} -> {}{kind_note}", s.name, s.r#type, o.version, s.version));
+            let what = if is_major {
+                "major upgrade"
+            } else {
+                "upgraded"
+            };
+            d.lines.push(format!(
+                "service {} {what}: {} {} -> {}{kind_note}",
+                s.name, s.r#type, o.version, s.version
+            ));
             if is_major && holds_data(o) && !options.allow_service_upgrade {
                 d.refusals.push(Refusal {
                     reason: format!(
@@ -234,23 +274,34 @@ fn target(r: &Route) -> String {
 fn routes(old: &Topology, new: &Topology, d: &mut TopologyDiff) {
     for r in &new.routes {
         match old.routes.iter().find(|o| o.url == r.url) {
-            None => d.lines.push(format!("route {} added ({})", r.url, target(r))),
+            None => d
+                .lines
+                .push(format!("route {} added ({})", r.url, target(r))),
             Some(o) => {
                 let mut what = Vec::new();
                 if target(o) != target(r) {
                     what.push(format!("{} -> {}", target(o), target(r)));
                 }
                 if o.primary != r.primary {
-                    what.push(if r.primary { "now primary".to_string() } else { "no longer primary".to_string() });
+                    what.push(if r.primary {
+                        "now primary".to_string()
+                    } else {
+                        "no longer primary".to_string()
+                    });
                 }
                 if o.id != r.id {
-                    what.push(format!("id {} -> {}", o.id.as_deref().unwrap_or("none"), r.id.as_deref().unwrap_or("none")));
+                    what.push(format!(
+                        "id {} -> {}",
+                        o.id.as_deref().unwrap_or("none"),
+                        r.id.as_deref().unwrap_or("none")
+                    ));
                 }
                 if o.attributes != r.attributes {
                     what.push("attributes".into());
                 }
                 if !what.is_empty() {
-                    d.lines.push(format!("route {} changed: {}", r.url, what.join(", ")));
+                    d.lines
+                        .push(format!("route {} changed: {}", r.url, what.join(", ")));
                 }
             }
         }
@@ -268,27 +319,58 @@ mod tests {
     use crate::model::Hooks;
 
     fn svc(name: &str, ty: &str, version: &str, disk: Option<u64>) -> Service {
-        Service { name: name.into(), r#type: ty.into(), version: version.into(), disk, configuration: serde_json::Value::Null }
+        Service {
+            name: name.into(),
+            r#type: ty.into(),
+            version: version.into(),
+            disk,
+            configuration: serde_json::Value::Null,
+        }
     }
 
     fn app(name: &str) -> Application {
-        Application { name: name.into(), r#type: Some("python:3.12".into()), ..Default::default() }
+        Application {
+            name: name.into(),
+            r#type: Some("python:3.12".into()),
+            ..Default::default()
+        }
     }
 
     fn route(url: &str, app: &str, primary: bool) -> Route {
-        Route { url: url.into(), kind: RouteKind::Upstream { app: app.into(), endpoint: "http".into() }, primary, id: None, attributes: Default::default() }
+        Route {
+            url: url.into(),
+            kind: RouteKind::Upstream {
+                app: app.into(),
+                endpoint: "http".into(),
+            },
+            primary,
+            id: None,
+            attributes: Default::default(),
+        }
     }
 
     fn topo(apps: Vec<Application>, services: Vec<Service>, routes: Vec<Route>) -> Topology {
-        Topology { applications: apps, services, routes }
+        Topology {
+            applications: apps,
+            services,
+            routes,
+        }
     }
 
-    const NO: DiffOptions = DiffOptions { allow_service_upgrade: false };
-    const YES: DiffOptions = DiffOptions { allow_service_upgrade: true };
+    const NO: DiffOptions = DiffOptions {
+        allow_service_upgrade: false,
+    };
+    const YES: DiffOptions = DiffOptions {
+        allow_service_upgrade: true,
+    };
 
     #[test]
     fn nothing_changed_is_empty() {
-        let t = topo(vec![app("a")], vec![svc("db", "mariadb", "10.6", Some(1024))], vec![route("https://{default}/", "a", true)]);
+        let t = topo(
+            vec![app("a")],
+            vec![svc("db", "mariadb", "10.6", Some(1024))],
+            vec![route("https://{default}/", "a", true)],
+        );
         let d = diff(&t, &t, &NO);
         assert!(d.is_empty() && d.refusals.is_empty(), "{d:?}");
     }
@@ -296,18 +378,41 @@ mod tests {
     #[test]
     fn readable_lines_for_every_kind_of_change() {
         let old = topo(
-            vec![app("web"), Application { disk: Some(512), ..app("gone") }],
-            vec![svc("db", "mariadb", "10.4", Some(1024)), svc("cache", "redis", "6.0", None), svc("mc", "memcached", "1.6", None)],
-            vec![route("https://{default}/", "web", true), route("https://old.{default}/", "web", false)],
+            vec![
+                app("web"),
+                Application {
+                    disk: Some(512),
+                    ..app("gone")
+                },
+            ],
+            vec![
+                svc("db", "mariadb", "10.4", Some(1024)),
+                svc("cache", "redis", "6.0", None),
+                svc("mc", "memcached", "1.6", None),
+            ],
+            vec![
+                route("https://{default}/", "web", true),
+                route("https://old.{default}/", "web", false),
+            ],
         );
         let mut web = app("web");
-        web.hooks = Hooks { build: Some("make".into()), ..Default::default() };
+        web.hooks = Hooks {
+            build: Some("make".into()),
+            ..Default::default()
+        };
         web.web.start = Some("./serve".into());
         web.disk = Some(2048);
         let new = topo(
             vec![web, app("api")],
-            vec![svc("db", "mariadb", "10.6", Some(4096)), svc("cache", "redis", "7.2", None), svc("search", "opensearch", "2", Some(512))],
-            vec![route("https://{default}/", "api", true), route("https://{default}/api", "api", false)],
+            vec![
+                svc("db", "mariadb", "10.6", Some(4096)),
+                svc("cache", "redis", "7.2", None),
+                svc("search", "opensearch", "2", Some(512)),
+            ],
+            vec![
+                route("https://{default}/", "api", true),
+                route("https://{default}/api", "api", false),
+            ],
         );
         let d = diff(&old, &new, &NO);
         assert_eq!(
@@ -333,7 +438,10 @@ mod tests {
     #[test]
     fn data_losing_changes_are_refused_with_a_way_forward() {
         let old = topo(
-            vec![Application { disk: Some(2048), ..app("a") }],
+            vec![Application {
+                disk: Some(2048),
+                ..app("a")
+            }],
             vec![
                 svc("db", "postgresql", "15", Some(2048)),
                 svc("mysql", "mariadb", "10.11", Some(1024)),
@@ -344,7 +452,10 @@ mod tests {
             vec![],
         );
         let new = topo(
-            vec![Application { disk: Some(1024), ..app("a") }],
+            vec![Application {
+                disk: Some(1024),
+                ..app("a")
+            }],
             vec![
                 svc("db", "postgresql", "16", Some(2048)),
                 svc("mysql", "mariadb", "10.6", Some(512)),
@@ -370,13 +481,20 @@ mod tests {
         // The push option lifts only the major-upgrade refusal.
         let allowed = diff(&old, &new, &YES);
         assert_eq!(allowed.refusals.len(), reasons.len() - 1);
-        assert!(!allowed.refusals.iter().any(|r| r.reason.contains("major version")));
+        assert!(!allowed
+            .refusals
+            .iter()
+            .any(|r| r.reason.contains("major version")));
     }
 
     #[test]
     fn mysql_and_mariadb_are_one_family() {
         let old = topo(vec![], vec![svc("db", "mysql", "10.6", Some(1024))], vec![]);
-        let new = topo(vec![], vec![svc("db", "mariadb", "10.6", Some(1024))], vec![]);
+        let new = topo(
+            vec![],
+            vec![svc("db", "mariadb", "10.6", Some(1024))],
+            vec![],
+        );
         let d = diff(&old, &new, &NO);
         assert_eq!(d.lines, vec!["service db type changed (mysql -> mariadb)"]);
         assert!(d.refusals.is_empty());
@@ -384,9 +502,20 @@ mod tests {
 
     #[test]
     fn a_new_environment_is_all_additions() {
-        let new = topo(vec![app("a")], vec![svc("db", "mariadb", "10.6", Some(1024))], vec![route("https://{default}/", "a", true)]);
+        let new = topo(
+            vec![app("a")],
+            vec![svc("db", "mariadb", "10.6", Some(1024))],
+            vec![route("https://{default}/", "a", true)],
+        );
         let d = diff(&Topology::default(), &new, &NO);
-        assert_eq!(d.lines, vec!["app a added", "service db added (mariadb:10.6)", "route https://{default}/ added (upstream a:http)"]);
+        assert_eq!(
+            d.lines,
+            vec![
+                "app a added",
+                "service db added (mariadb:10.6)",
+                "route https://{default}/ added (upstream a:http)"
+            ]
+        );
         assert!(d.refusals.is_empty());
     }
 }

@@ -7,7 +7,15 @@ use crate::source::ConfigSource;
 pub const MAX_FILE_SIZE: usize = 1024 * 1024;
 
 /// Folders never searched for app files.
-const SKIP_DIRS: &[&str] = &[".git", "node_modules", "vendor", ".platform", ".upsun", ".magento", ".slipway"];
+const SKIP_DIRS: &[&str] = &[
+    ".git",
+    "node_modules",
+    "vendor",
+    ".platform",
+    ".upsun",
+    ".magento",
+    ".slipway",
+];
 /// How deep app files are searched for.
 const MAX_DEPTH: usize = 6;
 /// How many folders are looked at, at most.
@@ -18,10 +26,27 @@ pub(crate) fn read_text(src: &dyn ConfigSource, path: &str) -> Result<Option<Str
     let bytes = match src.read_file(path) {
         Ok(Some(b)) => b,
         Ok(None) => return Ok(None),
-        Err(e) => return Err(Diagnostic::error(path, 0, 0, "", format!("cannot read the file: {e}"))),
+        Err(e) => {
+            return Err(Diagnostic::error(
+                path,
+                0,
+                0,
+                "",
+                format!("cannot read the file: {e}"),
+            ))
+        }
     };
     if bytes.len() > MAX_FILE_SIZE {
-        return Err(Diagnostic::error(path, 0, 0, "", format!("the file is {} bytes; config files may be at most 1 MiB", bytes.len())));
+        return Err(Diagnostic::error(
+            path,
+            0,
+            0,
+            "",
+            format!(
+                "the file is {} bytes; config files may be at most 1 MiB",
+                bytes.len()
+            ),
+        ));
     }
     match String::from_utf8(bytes) {
         Ok(mut s) => {
@@ -34,8 +59,19 @@ pub(crate) fn read_text(src: &dyn ConfigSource, path: &str) -> Result<Option<Str
             let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
             let text = String::from_utf8_lossy(valid);
             let line = text.matches('\n').count() + 1;
-            let col = text.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
-            Err(Diagnostic::error(path, line, col, "", "the file is not valid UTF-8; save it as UTF-8"))
+            let col = text
+                .rsplit('\n')
+                .next()
+                .map(|l| l.chars().count())
+                .unwrap_or(0)
+                + 1;
+            Err(Diagnostic::error(
+                path,
+                line,
+                col,
+                "",
+                "the file is not valid UTF-8; save it as UTF-8",
+            ))
         }
     }
 }
@@ -45,7 +81,9 @@ pub(crate) fn dir_exists(src: &dyn ConfigSource, path: &str) -> Result<bool, Dia
     if path.is_empty() {
         return Ok(true);
     }
-    src.list_dir(path).map(|e| !e.is_empty()).map_err(|e| Diagnostic::error(path, 0, 0, "", format!("cannot list the folder: {e}")))
+    src.list_dir(path)
+        .map(|e| !e.is_empty())
+        .map_err(|e| Diagnostic::error(path, 0, 0, "", format!("cannot list the folder: {e}")))
 }
 
 /// Join a directory and a name with a slash.
@@ -65,7 +103,11 @@ pub(crate) fn parent(path: &str) -> &str {
 /// Normalize a user-written relative path: strip `./`, duplicate and trailing slashes; refuse `..` above the root.
 /// A leading slash means the repository root; otherwise the path is relative to `base`.
 pub(crate) fn normalize(base: &str, path: &str) -> Option<String> {
-    let mut parts: Vec<&str> = if path.starts_with('/') { Vec::new() } else { base.split('/').filter(|p| !p.is_empty()).collect() };
+    let mut parts: Vec<&str> = if path.starts_with('/') {
+        Vec::new()
+    } else {
+        base.split('/').filter(|p| !p.is_empty()).collect()
+    };
     for p in path.split('/') {
         match p {
             "" | "." => {}
@@ -88,7 +130,9 @@ pub(crate) fn find_files(src: &dyn ConfigSource, name: &str) -> Result<Vec<Strin
         if visited > MAX_DIRS {
             break;
         }
-        let entries = src.list_dir(&dir).map_err(|e| Diagnostic::error(&dir, 0, 0, "", format!("cannot list the folder: {e}")))?;
+        let entries = src.list_dir(&dir).map_err(|e| {
+            Diagnostic::error(&dir, 0, 0, "", format!("cannot list the folder: {e}"))
+        })?;
         for e in entries {
             if e.is_dir {
                 if depth < MAX_DEPTH && !SKIP_DIRS.contains(&e.name.as_str()) {
@@ -109,7 +153,10 @@ mod tests {
 
     #[test]
     fn normalize_paths() {
-        assert_eq!(normalize("api", "scripts/x.sh").as_deref(), Some("api/scripts/x.sh"));
+        assert_eq!(
+            normalize("api", "scripts/x.sh").as_deref(),
+            Some("api/scripts/x.sh")
+        );
         assert_eq!(normalize("api", "../x.sh").as_deref(), Some("x.sh"));
         assert_eq!(normalize("", "../x.sh"), None);
         assert_eq!(normalize("a", "/b/./c/").as_deref(), Some("b/c"));

@@ -14,7 +14,11 @@ use crate::validate::{self, FileKind};
 use crate::yaml::{self, Kind, Node};
 
 /// Read, parse and resolve includes in one YAML file. None when missing or broken (reported).
-pub(crate) fn read_yaml(src: &dyn ConfigSource, path: &str, diags: &mut Vec<Diagnostic>) -> Option<Node> {
+pub(crate) fn read_yaml(
+    src: &dyn ConfigSource,
+    path: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Node> {
     let text = match read_text(src, path) {
         Ok(Some(t)) => t,
         Ok(None) => return None,
@@ -25,7 +29,14 @@ pub(crate) fn read_yaml(src: &dyn ConfigSource, path: &str, diags: &mut Vec<Diag
     };
     match yaml::parse(path, &text, diags) {
         Ok(mut node) => {
-            include::resolve(&mut node, src, parent(path), 0, &mut include::Budget::new(), diags);
+            include::resolve(
+                &mut node,
+                src,
+                parent(path),
+                0,
+                &mut include::Budget::new(),
+                diags,
+            );
             Some(node)
         }
         Err(d) => {
@@ -36,12 +47,21 @@ pub(crate) fn read_yaml(src: &dyn ConfigSource, path: &str, diags: &mut Vec<Diag
 }
 
 /// Report a missing required key of the mapping `node`.
-fn require(node: &Node, key: &str, example: &str, path: &KeyPath, diags: &mut Vec<Diagnostic>) -> bool {
+fn require(
+    node: &Node,
+    key: &str,
+    example: &str,
+    path: &KeyPath,
+    diags: &mut Vec<Diagnostic>,
+) -> bool {
     if node.get(key).is_some_and(|v| !v.is_null()) {
         return true;
     }
     if matches!(node.kind, Kind::Map(_)) {
-        diags.push(path.with(key).error(&node.pos, format!("missing required key `{key}` (e.g. `{key}: {example}`)")));
+        diags.push(path.with(key).error(
+            &node.pos,
+            format!("missing required key `{key}` (e.g. `{key}: {example}`)"),
+        ));
     }
     false
 }
@@ -54,7 +74,17 @@ fn root_is(node: &Node, shape: &Shape, what: &str, diags: &mut Vec<Diagnostic>) 
     let ok = container_matches(shape, &node.kind);
     if !ok {
         let p = &node.pos;
-        diags.push(Diagnostic::error(&p.file, p.line, p.col, "", format!("{what} must be {}, found {}", crate::shape::describe(shape), node.type_name())));
+        diags.push(Diagnostic::error(
+            &p.file,
+            p.line,
+            p.col,
+            "",
+            format!(
+                "{what} must be {}, found {}",
+                crate::shape::describe(shape),
+                node.type_name()
+            ),
+        ));
     }
     ok
 }
@@ -77,20 +107,41 @@ fn platform_app_structure(node: &Node, path: &KeyPath, diags: &mut Vec<Diagnosti
 }
 
 /// The app of a structurally checked Platform.sh-style definition (None without a name).
-fn platform_app(node: &Node, default_root: &str, path: KeyPath, diags: &mut Vec<Diagnostic>) -> Option<AppRecord> {
+fn platform_app(
+    node: &Node,
+    default_root: &str,
+    path: KeyPath,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<AppRecord> {
     let name_node = node.get("name")?;
     let name = name_node.as_str()?.to_string();
-    Some(convert::application(node, name, name_node.pos.clone(), default_root, path, diags))
+    Some(convert::application(
+        node,
+        name,
+        name_node.pos.clone(),
+        default_root,
+        path,
+        diags,
+    ))
 }
 
 /// Services and routes files of the Platform.sh / Magento layouts.
-fn services_and_routes(src: &dyn ConfigSource, dir: &str, diags: &mut Vec<Diagnostic>) -> (Vec<ServiceRecord>, Option<Vec<RouteRecord>>) {
+fn services_and_routes(
+    src: &dyn ConfigSource,
+    dir: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> (Vec<ServiceRecord>, Option<Vec<RouteRecord>>) {
     let mut services = Vec::new();
     if let Some(node) = read_yaml(src, &format!("{dir}/services.yaml"), diags) {
         let mut structural = Vec::new();
         let ok = root_is(&node, &tables::SERVICES, "services.yaml", &mut structural);
         if ok {
-            check(&node, &tables::SERVICES, &mut KeyPath::new(), &mut structural);
+            check(
+                &node,
+                &tables::SERVICES,
+                &mut KeyPath::new(),
+                &mut structural,
+            );
         }
         validate::merge(FileKind::Services, &node, structural, diags);
         if ok {
@@ -113,7 +164,12 @@ fn services_and_routes(src: &dyn ConfigSource, dir: &str, diags: &mut Vec<Diagno
 }
 
 /// Platform.sh (`dir` = ".platform", `app_file` = ".platform.app.yaml") or Magento Cloud.
-pub(crate) fn load_platform(src: &dyn ConfigSource, dir: &str, app_file: &str, diags: &mut Vec<Diagnostic>) -> Topology {
+pub(crate) fn load_platform(
+    src: &dyn ConfigSource,
+    dir: &str,
+    app_file: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Topology {
     let mut apps = Vec::new();
     let app_files = match find_files(src, app_file) {
         Ok(f) => f,
@@ -123,9 +179,17 @@ pub(crate) fn load_platform(src: &dyn ConfigSource, dir: &str, app_file: &str, d
         }
     };
     for f in &app_files {
-        let Some(node) = read_yaml(src, f, diags) else { continue };
+        let Some(node) = read_yaml(src, f, diags) else {
+            continue;
+        };
         if node.is_null() {
-            diags.push(Diagnostic::error(f, 1, 1, "", "the file is empty; an app needs at least `name` and `type`"));
+            diags.push(Diagnostic::error(
+                f,
+                1,
+                1,
+                "",
+                "the file is empty; an app needs at least `name` and `type`",
+            ));
             continue;
         }
         let mut structural = Vec::new();
@@ -141,14 +205,25 @@ pub(crate) fn load_platform(src: &dyn ConfigSource, dir: &str, app_file: &str, d
     let apps_yaml = format!("{dir}/applications.yaml");
     if let Some(node) = read_yaml(src, &apps_yaml, diags) {
         let mut structural = Vec::new();
-        if root_is(&node, &tables::APPLICATIONS, "applications.yaml", &mut structural) {
+        if root_is(
+            &node,
+            &tables::APPLICATIONS,
+            "applications.yaml",
+            &mut structural,
+        ) {
             match &node.kind {
                 Kind::Seq(items) => {
                     for (i, item) in items.iter().enumerate() {
                         let mut p = KeyPath::new();
                         p.push_index(i);
                         if !matches!(item.kind, Kind::Map(_)) {
-                            structural.push(p.error(&item.pos, format!("an application must be a mapping, found {}", item.type_name())));
+                            structural.push(p.error(
+                                &item.pos,
+                                format!(
+                                    "an application must be a mapping, found {}",
+                                    item.type_name()
+                                ),
+                            ));
                             continue;
                         }
                         platform_app_structure(item, &p, &mut structural);
@@ -158,7 +233,14 @@ pub(crate) fn load_platform(src: &dyn ConfigSource, dir: &str, app_file: &str, d
                     for e in entries {
                         let p = KeyPath::of(&[&e.key]);
                         if !matches!(e.value.kind, Kind::Map(_)) {
-                            structural.push(p.error(&e.key_pos, format!("app `{}` must be a mapping, found {}", e.key, e.value.type_name())));
+                            structural.push(p.error(
+                                &e.key_pos,
+                                format!(
+                                    "app `{}` must be a mapping, found {}",
+                                    e.key,
+                                    e.value.type_name()
+                                ),
+                            ));
                             continue;
                         }
                         check(&e.value, &tables::APP, &mut p.clone(), &mut structural);
@@ -185,11 +267,27 @@ pub(crate) fn load_platform(src: &dyn ConfigSource, dir: &str, app_file: &str, d
                     if !matches!(e.value.kind, Kind::Map(_)) {
                         continue;
                     }
-                    if let Some(n) = e.value.get("name").and_then(Node::as_str).filter(|n| *n != e.key) {
-                        let pos = &e.value.get("name").map(|n| n.pos.clone()).unwrap_or_else(|| e.key_pos.clone());
+                    if let Some(n) = e
+                        .value
+                        .get("name")
+                        .and_then(Node::as_str)
+                        .filter(|n| *n != e.key)
+                    {
+                        let pos = &e
+                            .value
+                            .get("name")
+                            .map(|n| n.pos.clone())
+                            .unwrap_or_else(|| e.key_pos.clone());
                         diags.push(p.with("name").error(pos, format!("`name: {n}` differs from the app's key `{}`; drop `name` or make them equal", e.key)));
                     }
-                    apps.push(convert::application(&e.value, e.key.clone(), e.key_pos.clone(), "", p, diags));
+                    apps.push(convert::application(
+                        &e.value,
+                        e.key.clone(),
+                        e.key_pos.clone(),
+                        "",
+                        p,
+                        diags,
+                    ));
                 }
             }
             _ => {}
@@ -197,12 +295,20 @@ pub(crate) fn load_platform(src: &dyn ConfigSource, dir: &str, app_file: &str, d
     }
     let (services, routes) = services_and_routes(src, dir, diags);
     let apps_file = app_files.first().cloned().unwrap_or(apps_yaml);
-    let files = Files { apps: &apps_file, services: &format!("{dir}/services.yaml"), routes: &format!("{dir}/routes.yaml") };
+    let files = Files {
+        apps: &apps_file,
+        services: &format!("{dir}/services.yaml"),
+        routes: &format!("{dir}/routes.yaml"),
+    };
     finish(src, files, apps, services, routes, diags)
 }
 
 /// `.upsun/config.yaml` or `.slipway/config.yaml`.
-pub(crate) fn load_single_file(src: &dyn ConfigSource, file: &str, diags: &mut Vec<Diagnostic>) -> Topology {
+pub(crate) fn load_single_file(
+    src: &dyn ConfigSource,
+    file: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Topology {
     let mut apps = Vec::new();
     let mut services = Vec::new();
     let mut routes = None;
@@ -213,19 +319,35 @@ pub(crate) fn load_single_file(src: &dyn ConfigSource, file: &str, diags: &mut V
             let mut structural = Vec::new();
             let ok = root_is(&root, &tables::UPSUN_CONFIG, file, &mut structural);
             if ok {
-                check(&root, &tables::UPSUN_CONFIG, &mut KeyPath::new(), &mut structural);
+                check(
+                    &root,
+                    &tables::UPSUN_CONFIG,
+                    &mut KeyPath::new(),
+                    &mut structural,
+                );
                 match root.get("applications") {
                     Some(a) => {
                         for e in a.entries() {
                             let path = KeyPath::of(&["applications", &e.key]);
                             if e.value.is_null() {
-                                structural.push(path.error(&e.key_pos, format!("app `{}` is empty; it needs at least `type`", e.key)));
-                            } else if matches!(e.value.kind, Kind::Map(_)) && e.value.get("stack").is_none() {
+                                structural.push(path.error(
+                                    &e.key_pos,
+                                    format!("app `{}` is empty; it needs at least `type`", e.key),
+                                ));
+                            } else if matches!(e.value.kind, Kind::Map(_))
+                                && e.value.get("stack").is_none()
+                            {
                                 require(&e.value, "type", "python:3.12", &path, &mut structural);
                             }
                         }
                     }
-                    None => structural.push(Diagnostic::error(file, root.pos.line, root.pos.col, "applications", "missing required key `applications`")),
+                    None => structural.push(Diagnostic::error(
+                        file,
+                        root.pos.line,
+                        root.pos.col,
+                        "applications",
+                        "missing required key `applications`",
+                    )),
                 }
             }
             validate::merge(FileKind::SingleFile, &root, structural, diags);
@@ -234,7 +356,14 @@ pub(crate) fn load_single_file(src: &dyn ConfigSource, file: &str, diags: &mut V
                     for e in a.entries() {
                         if matches!(e.value.kind, Kind::Map(_)) {
                             let path = KeyPath::of(&["applications", &e.key]);
-                            apps.push(convert::application(&e.value, e.key.clone(), e.key_pos.clone(), "", path, diags));
+                            apps.push(convert::application(
+                                &e.value,
+                                e.key.clone(),
+                                e.key_pos.clone(),
+                                "",
+                                path,
+                                diags,
+                            ));
                         }
                     }
                 }
@@ -247,14 +376,20 @@ pub(crate) fn load_single_file(src: &dyn ConfigSource, file: &str, diags: &mut V
             }
         }
     }
-    let files = Files { apps: file, services: file, routes: file };
+    let files = Files {
+        apps: file,
+        services: file,
+        routes: file,
+    };
     finish(src, files, apps, services, routes, diags)
 }
 
 /// Which format a tree uses (first match wins); None when there is no configuration at all.
 pub(crate) fn detect(src: &dyn ConfigSource) -> Result<Option<Format>, Diagnostic> {
     let exists = |p: &str| -> Result<bool, Diagnostic> {
-        src.read_file(p).map(|b| b.is_some()).map_err(|e| Diagnostic::error(p, 0, 0, "", format!("cannot read the file: {e}")))
+        src.read_file(p)
+            .map(|b| b.is_some())
+            .map_err(|e| Diagnostic::error(p, 0, 0, "", format!("cannot read the file: {e}")))
     };
     if exists(".slipway/config.yaml")? {
         return Ok(Some(Format::Slipway));
@@ -262,7 +397,10 @@ pub(crate) fn detect(src: &dyn ConfigSource) -> Result<Option<Format>, Diagnosti
     if exists(".upsun/config.yaml")? {
         return Ok(Some(Format::Upsun));
     }
-    if exists(".platform.app.yaml")? || exists(".platform/applications.yaml")? || !find_files(src, ".platform.app.yaml")?.is_empty() {
+    if exists(".platform.app.yaml")?
+        || exists(".platform/applications.yaml")?
+        || !find_files(src, ".platform.app.yaml")?.is_empty()
+    {
         return Ok(Some(Format::PlatformSh));
     }
     if exists(".magento.app.yaml")? || !find_files(src, ".magento.app.yaml")?.is_empty() {

@@ -47,7 +47,14 @@ pub fn exercise(data: &[u8]) {
     let empty = Topology::default();
     let base = crate::platform_env::UrlBase::from_url("http://main.demo.localhost:8080/");
     for t in &loaded {
-        for opts in [crate::DiffOptions { allow_service_upgrade: false }, crate::DiffOptions { allow_service_upgrade: true }] {
+        for opts in [
+            crate::DiffOptions {
+                allow_service_upgrade: false,
+            },
+            crate::DiffOptions {
+                allow_service_upgrade: true,
+            },
+        ] {
             let _ = crate::diff(&empty, t, &opts);
             let _ = crate::diff(t, &empty, &opts);
             for other in &loaded {

@@ -55,7 +55,10 @@ impl KeyPath {
                     if !s.is_empty() {
                         s.push('.');
                     }
-                    if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                    if !k.is_empty()
+                        && k.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                    {
                         s.push_str(k);
                     } else {
                         s.push_str(&serde_json::Value::String(k.clone()).to_string());

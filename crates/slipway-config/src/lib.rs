@@ -49,7 +49,10 @@ mod yaml;
 pub use diag::{Diagnostic, Diagnostics, Severity};
 pub use diff::{diff, DiffOptions, Refusal, TopologyDiff};
 pub use files::MAX_FILE_SIZE;
-pub use model::{Application, BuildCache, Format, Hooks, Route, RouteKind, Service, Topology, Web, BUILD_FLAVORS, DEPENDENCY_LANGUAGES};
+pub use model::{
+    Application, BuildCache, Format, Hooks, Route, RouteKind, Service, Topology, Web,
+    BUILD_FLAVORS, DEPENDENCY_LANGUAGES,
+};
 pub use source::{ConfigSource, DirEntry, DirSource, MemSource};
 
 use serde::{Deserialize, Serialize};
@@ -93,8 +96,12 @@ pub fn load_as(source: &dyn ConfigSource, format: Format) -> Result<Loaded, Diag
     let topology = match format {
         Format::Slipway => formats::load_single_file(source, ".slipway/config.yaml", &mut diags),
         Format::Upsun => formats::load_single_file(source, ".upsun/config.yaml", &mut diags),
-        Format::PlatformSh => formats::load_platform(source, ".platform", ".platform.app.yaml", &mut diags),
-        Format::MagentoCloud => formats::load_platform(source, ".magento", ".magento.app.yaml", &mut diags),
+        Format::PlatformSh => {
+            formats::load_platform(source, ".platform", ".platform.app.yaml", &mut diags)
+        }
+        Format::MagentoCloud => {
+            formats::load_platform(source, ".magento", ".magento.app.yaml", &mut diags)
+        }
         Format::Procfile => procfile::load(source, &mut diags),
     };
     // Stable order: by file, then position; the same problem is reported once.
@@ -103,5 +110,9 @@ pub fn load_as(source: &dyn ConfigSource, format: Format) -> Result<Loaded, Diag
     if diags.iter().any(Diagnostic::is_error) {
         return Err(Diagnostics(diags));
     }
-    Ok(Loaded { topology, warnings: diags, format })
+    Ok(Loaded {
+        topology,
+        warnings: diags,
+        format,
+    })
 }

@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The languages of `dependencies` (the keys under it), each with its package manager.
-pub const DEPENDENCY_LANGUAGES: &[&str] = &["php", "python", "python2", "python3", "nodejs", "ruby"];
+pub const DEPENDENCY_LANGUAGES: &[&str] =
+    &["php", "python", "python2", "python3", "nodejs", "ruby"];
 
 /// The values of `build.flavor`.
 pub const BUILD_FLAVORS: &[&str] = &["default", "composer", "none"];
@@ -27,7 +28,13 @@ pub enum Format {
 
 impl Format {
     /// Every format, in detection priority order.
-    pub const ALL: [Format; 5] = [Format::Slipway, Format::Upsun, Format::PlatformSh, Format::MagentoCloud, Format::Procfile];
+    pub const ALL: [Format; 5] = [
+        Format::Slipway,
+        Format::Upsun,
+        Format::PlatformSh,
+        Format::MagentoCloud,
+        Format::Procfile,
+    ];
 }
 
 impl std::fmt::Display for Format {
@@ -103,8 +110,12 @@ pub struct Application {
 impl Application {
     /// `variables.env` as strings (numbers and booleans rendered as YAML would, null as "").
     pub fn env_vars(&self) -> BTreeMap<String, String> {
-        let Some(env) = self.variables.get("env") else { return BTreeMap::new() };
-        env.iter().map(|(k, v)| (k.clone(), render_scalar(v))).collect()
+        let Some(env) = self.variables.get("env") else {
+            return BTreeMap::new();
+        };
+        env.iter()
+            .map(|(k, v)| (k.clone(), render_scalar(v)))
+            .collect()
     }
 }
 

@@ -63,13 +63,16 @@ impl UrlBase {
 /// Expand a route URL pattern: `{default}` and `{all}` become the environment's host, with the
 /// scheme and port it is served on. URLs naming a literal host are kept as written.
 pub fn expand_url(pattern: &str, base: &UrlBase) -> String {
-    let Some((_, rest)) = pattern.split_once("://") else { return pattern.to_string() };
+    let Some((_, rest)) = pattern.split_once("://") else {
+        return pattern.to_string();
+    };
     let (host, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
     let host = if host.contains("{default}") || host.contains("{all}") {
-        host.replace("{default}", &base.host).replace("{all}", &base.host)
+        host.replace("{default}", &base.host)
+            .replace("{all}", &base.host)
     } else if base.production {
         return pattern.to_string();
     } else {
@@ -98,7 +101,8 @@ pub fn routes_json(topology: &Topology, base: &UrlBase) -> Value {
         }
         match kept.iter_mut().find(|(u, _)| *u == url) {
             Some(slot) => {
-                let replace = matches!(r.kind, RouteKind::Upstream { .. }) && !matches!(slot.1.kind, RouteKind::Upstream { .. });
+                let replace = matches!(r.kind, RouteKind::Upstream { .. })
+                    && !matches!(slot.1.kind, RouteKind::Upstream { .. });
                 if replace {
                     slot.1 = r;
                 }
@@ -106,7 +110,11 @@ pub fn routes_json(topology: &Topology, base: &UrlBase) -> Value {
             None => kept.push((url, r)),
         }
     }
-    let primary_url = topology.routes.iter().find(|r| r.primary).map(|r| expand_url(&r.url, base));
+    let primary_url = topology
+        .routes
+        .iter()
+        .find(|r| r.primary)
+        .map(|r| expand_url(&r.url, base));
     for (url, r) in kept {
         let mut v = json!({
             "primary": primary_url.as_deref() == Some(url.as_str()),
@@ -145,12 +153,19 @@ pub fn relationships_json(topology: &Topology, app: &Application) -> Value {
         let host = format!("{rel}.internal");
         let entry = if let Some(s) = topology.service(svc) {
             let kind = catalog::service_kind(&s.r#type);
-            let ep = if endpoint.is_empty() { kind.map(|k| k.endpoint).unwrap_or("") } else { endpoint };
+            let ep = if endpoint.is_empty() {
+                kind.map(|k| k.endpoint).unwrap_or("")
+            } else {
+                endpoint
+            };
             let custom = s.configuration.get("endpoints").and_then(|e| e.get(ep));
             let scheme = kind.map(|k| k.scheme).unwrap_or("tcp");
             let port = kind.map(|k| k.port).unwrap_or(0);
-            let (mut username, password, mut path) =
-                (kind.and_then(|k| k.username).map(str::to_string), kind.and_then(|k| k.password).map(str::to_string), kind.and_then(|k| k.path).map(str::to_string));
+            let (mut username, password, mut path) = (
+                kind.and_then(|k| k.username).map(str::to_string),
+                kind.and_then(|k| k.password).map(str::to_string),
+                kind.and_then(|k| k.path).map(str::to_string),
+            );
             if let Some(c) = custom {
                 // A configured endpoint of a database: its own user (named after it) and schema.
                 if matches!(scheme, "mysql" | "pgsql") {
@@ -163,11 +178,41 @@ pub fn relationships_json(topology: &Topology, app: &Application) -> Value {
                     path = Some(format!("solr/{core}"));
                 }
             }
-            let query = if matches!(scheme, "mysql" | "pgsql") { json!({"is_master": true}) } else { json!({}) };
-            describe(&host, scheme, port, username, password, path, query, svc, ep, &format!("{}:{}", s.r#type, s.version))
+            let query = if matches!(scheme, "mysql" | "pgsql") {
+                json!({"is_master": true})
+            } else {
+                json!({})
+            };
+            describe(
+                &host,
+                scheme,
+                port,
+                username,
+                password,
+                path,
+                query,
+                svc,
+                ep,
+                &format!("{}:{}", s.r#type, s.version),
+            )
         } else if let Some(other) = topology.application(svc) {
-            let ep = if endpoint.is_empty() { "http" } else { endpoint };
-            describe(&host, "http", 80, None, None, None, json!({}), &other.name, ep, other.r#type.as_deref().unwrap_or(""))
+            let ep = if endpoint.is_empty() {
+                "http"
+            } else {
+                endpoint
+            };
+            describe(
+                &host,
+                "http",
+                80,
+                None,
+                None,
+                None,
+                json!({}),
+                &other.name,
+                ep,
+                other.r#type.as_deref().unwrap_or(""),
+            )
         } else {
             continue;
         };
@@ -239,29 +284,65 @@ mod tests {
     }
 
     fn route(url: &str, kind: RouteKind, primary: bool) -> Route {
-        Route { url: url.into(), kind, primary, id: None, attributes: Default::default() }
+        Route {
+            url: url.into(),
+            kind,
+            primary,
+            id: None,
+            attributes: Default::default(),
+        }
     }
 
     fn up(app: &str) -> RouteKind {
-        RouteKind::Upstream { app: app.into(), endpoint: "http".into() }
+        RouteKind::Upstream {
+            app: app.into(),
+            endpoint: "http".into(),
+        }
     }
 
     #[test]
     fn url_base_and_expansion() {
         assert_eq!(
             base(),
-            UrlBase { scheme: "http".into(), host: "main.demo.localhost".into(), port: Some(8080), production: true }
+            UrlBase {
+                scheme: "http".into(),
+                host: "main.demo.localhost".into(),
+                port: Some(8080),
+                production: true
+            }
         );
-        let dev = UrlBase { host: "dev.demo.localhost".into(), production: false, ..base() };
-        assert_eq!(expand_url("https://www.example.com/blog", &dev), "http://www.example.com.dev.demo.localhost:8080/blog");
-        assert_eq!(expand_url("https://www.example.com/blog", &base()), "https://www.example.com/blog");
+        let dev = UrlBase {
+            host: "dev.demo.localhost".into(),
+            production: false,
+            ..base()
+        };
+        assert_eq!(
+            expand_url("https://www.example.com/blog", &dev),
+            "http://www.example.com.dev.demo.localhost:8080/blog"
+        );
+        assert_eq!(
+            expand_url("https://www.example.com/blog", &base()),
+            "https://www.example.com/blog"
+        );
         assert_eq!(UrlBase::from_url("http://x.y/").unwrap().port, None);
         assert_eq!(UrlBase::from_url("http://x.y:80/").unwrap().port, None);
         assert_eq!(UrlBase::from_url("nonsense"), None);
-        assert_eq!(expand_url("https://{default}/", &base()), "http://main.demo.localhost:8080/");
-        assert_eq!(expand_url("https://www.{default}/api", &base()), "http://www.main.demo.localhost:8080/api");
-        assert_eq!(expand_url("https://{all}", &base()), "http://main.demo.localhost:8080/");
-        assert_eq!(expand_url("https://example.com/", &base()), "https://example.com/");
+        assert_eq!(
+            expand_url("https://{default}/", &base()),
+            "http://main.demo.localhost:8080/"
+        );
+        assert_eq!(
+            expand_url("https://www.{default}/api", &base()),
+            "http://www.main.demo.localhost:8080/api"
+        );
+        assert_eq!(
+            expand_url("https://{all}", &base()),
+            "http://main.demo.localhost:8080/"
+        );
+        assert_eq!(
+            expand_url("https://example.com/", &base()),
+            "https://example.com/"
+        );
     }
 
     #[test]
@@ -274,8 +355,22 @@ mod tests {
             services: vec![],
             routes: vec![
                 main,
-                route("http://{default}/", RouteKind::Redirect { to: "https://{default}/".into(), code: 301 }, false),
-                route("https://www.{default}/", RouteKind::Redirect { to: "https://{default}/".into(), code: 301 }, false),
+                route(
+                    "http://{default}/",
+                    RouteKind::Redirect {
+                        to: "https://{default}/".into(),
+                        code: 301,
+                    },
+                    false,
+                ),
+                route(
+                    "https://www.{default}/",
+                    RouteKind::Redirect {
+                        to: "https://{default}/".into(),
+                        code: 301,
+                    },
+                    false,
+                ),
                 route("https://{default}/api", up("api"), false),
             ],
         };
@@ -299,15 +394,43 @@ mod tests {
 
     #[test]
     fn relationships_in_platform_shape() {
-        let mut app = Application { name: "app".into(), ..Default::default() };
-        for (rel, target) in [("database", "db:mysql"), ("admin", "db:admin"), ("pg", "pg:postgresql"), ("cache", "cache:redis"), ("api", "api:http"), ("ghost", "nope:x")] {
+        let mut app = Application {
+            name: "app".into(),
+            ..Default::default()
+        };
+        for (rel, target) in [
+            ("database", "db:mysql"),
+            ("admin", "db:admin"),
+            ("pg", "pg:postgresql"),
+            ("cache", "cache:redis"),
+            ("api", "api:http"),
+            ("ghost", "nope:x"),
+        ] {
             app.relationships.insert(rel.into(), target.into());
         }
-        let svc = |name: &str, ty: &str, version: &str, conf: Value| Service { name: name.into(), r#type: ty.into(), version: version.into(), disk: None, configuration: conf };
+        let svc = |name: &str, ty: &str, version: &str, conf: Value| Service {
+            name: name.into(),
+            r#type: ty.into(),
+            version: version.into(),
+            disk: None,
+            configuration: conf,
+        };
         let t = Topology {
-            applications: vec![app.clone(), Application { name: "api".into(), r#type: Some("nodejs:20".into()), ..Default::default() }],
+            applications: vec![
+                app.clone(),
+                Application {
+                    name: "api".into(),
+                    r#type: Some("nodejs:20".into()),
+                    ..Default::default()
+                },
+            ],
             services: vec![
-                svc("db", "mariadb", "10.6", json!({"schemas": ["main", "stats"], "endpoints": {"admin": {"default_schema": "stats"}}})),
+                svc(
+                    "db",
+                    "mariadb",
+                    "10.6",
+                    json!({"schemas": ["main", "stats"], "endpoints": {"admin": {"default_schema": "stats"}}}),
+                ),
                 svc("pg", "postgresql", "16", Value::Null),
                 svc("cache", "redis", "7.2", Value::Null),
             ],
@@ -339,8 +462,17 @@ mod tests {
     #[test]
     fn variables_by_prefix() {
         let mut app = Application::default();
-        app.variables.entry("env".into()).or_default().insert("DEBUG".into(), json!(false));
-        app.variables.entry("php".into()).or_default().insert("memory_limit".into(), json!("256M"));
-        assert_eq!(variables_json(&app), json!({"env:DEBUG": false, "php:memory_limit": "256M"}));
+        app.variables
+            .entry("env".into())
+            .or_default()
+            .insert("DEBUG".into(), json!(false));
+        app.variables
+            .entry("php".into())
+            .or_default()
+            .insert("memory_limit".into(), json!("256M"));
+        assert_eq!(
+            variables_json(&app),
+            json!({"env:DEBUG": false, "php:memory_limit": "256M"})
+        );
     }
 }

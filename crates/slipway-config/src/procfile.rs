@@ -22,7 +22,10 @@ pub(crate) fn load(src: &dyn ConfigSource, diags: &mut Vec<Diagnostic>) -> Topol
             String::new()
         }
     };
-    let mut app = Application { name: "app".into(), ..Default::default() };
+    let mut app = Application {
+        name: "app".into(),
+        ..Default::default()
+    };
     let mut seen: Vec<(String, usize)> = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line_no = i + 1;
@@ -33,22 +36,50 @@ pub(crate) fn load(src: &dyn ConfigSource, diags: &mut Vec<Diagnostic>) -> Topol
         }
         let indent = line.len() - trimmed.len();
         let Some((name, cmd)) = trimmed.split_once(':') else {
-            diags.push(Diagnostic::error(PROCFILE, line_no, indent + 1, "", "expected `TYPE: COMMAND` (e.g. `web: gunicorn app:app`)"));
+            diags.push(Diagnostic::error(
+                PROCFILE,
+                line_no,
+                indent + 1,
+                "",
+                "expected `TYPE: COMMAND` (e.g. `web: gunicorn app:app`)",
+            ));
             continue;
         };
         let name = name.trim();
         let cmd = cmd.trim();
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-            diags.push(Diagnostic::error(PROCFILE, line_no, indent + 1, "", format!("process type `{name}` may only hold letters, digits, `-` and `_`")));
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            diags.push(Diagnostic::error(
+                PROCFILE,
+                line_no,
+                indent + 1,
+                "",
+                format!("process type `{name}` may only hold letters, digits, `-` and `_`"),
+            ));
             continue;
         }
         let col = indent + 1;
         if cmd.is_empty() {
-            diags.push(Diagnostic::error(PROCFILE, line_no, col, name, format!("process type `{name}` has no command")));
+            diags.push(Diagnostic::error(
+                PROCFILE,
+                line_no,
+                col,
+                name,
+                format!("process type `{name}` has no command"),
+            ));
             continue;
         }
         if let Some((_, first)) = seen.iter().find(|(n, _)| n == name) {
-            diags.push(Diagnostic::error(PROCFILE, line_no, col, name, format!("process type `{name}` is already defined on line {first}")));
+            diags.push(Diagnostic::error(
+                PROCFILE,
+                line_no,
+                col,
+                name,
+                format!("process type `{name}` is already defined on line {first}"),
+            ));
             continue;
         }
         seen.push((name.to_string(), line_no));
@@ -56,16 +87,47 @@ pub(crate) fn load(src: &dyn ConfigSource, diags: &mut Vec<Diagnostic>) -> Topol
             "web" => app.web.start = Some(cmd.to_string()),
             "release" => app.hooks.deploy = Some(cmd.to_string()),
             other => {
-                app.workers.insert(other.to_string(), serde_json::json!({"commands": {"start": cmd}}));
+                app.workers.insert(
+                    other.to_string(),
+                    serde_json::json!({"commands": {"start": cmd}}),
+                );
             }
         }
     }
     if app.web.start.is_none() && !diags.iter().any(Diagnostic::is_error) {
-        diags.push(Diagnostic::error(PROCFILE, 1, 1, "web", "the Procfile has no `web:` line; add `web: COMMAND` that listens on $PORT"));
+        diags.push(Diagnostic::error(
+            PROCFILE,
+            1,
+            1,
+            "web",
+            "the Procfile has no `web:` line; add `web: COMMAND` that listens on $PORT",
+        ));
     }
-    let pos = Pos { file: Arc::from(PROCFILE), line: 1, col: 1 };
-    let rec = AppRecord { app, name_pos: pos, path: KeyPath::new(), relationships: Vec::new(), source_root_pos: None, service_mounts: Vec::new() };
-    finish(src, Files { apps: PROCFILE, services: PROCFILE, routes: PROCFILE }, vec![rec], Vec::new(), None, diags)
+    let pos = Pos {
+        file: Arc::from(PROCFILE),
+        line: 1,
+        col: 1,
+    };
+    let rec = AppRecord {
+        app,
+        name_pos: pos,
+        path: KeyPath::new(),
+        relationships: Vec::new(),
+        source_root_pos: None,
+        service_mounts: Vec::new(),
+    };
+    finish(
+        src,
+        Files {
+            apps: PROCFILE,
+            services: PROCFILE,
+            routes: PROCFILE,
+        },
+        vec![rec],
+        Vec::new(),
+        None,
+        diags,
+    )
 }
 
 use crate::source::ConfigSource;

@@ -9,7 +9,13 @@ use serde_json::{json, Value};
 const ID_BASE: &str = "https://slipway.dev/config-schemas/";
 
 /// (file name, title, description, shape, required keys at the root).
-fn kinds() -> Vec<(&'static str, &'static str, &'static str, Shape, &'static [&'static str])> {
+fn kinds() -> Vec<(
+    &'static str,
+    &'static str,
+    &'static str,
+    Shape,
+    &'static [&'static str],
+)> {
     vec![
         ("app.schema.json", "Slipway application", "One application: a `.platform.app.yaml` (or `.magento.app.yaml`) file.", tables::APP, &["name", "type"]),
         ("applications.schema.json", "Slipway applications list", "`.platform/applications.yaml`: a list of applications.", tables::APPLICATIONS, &[]),

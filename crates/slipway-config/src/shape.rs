@@ -55,12 +55,22 @@ pub(crate) struct Field {
 
 /// A key Slipway acts on.
 pub(crate) const fn acted(name: &'static str, shape: Shape, desc: &'static str) -> Field {
-    Field { name, shape, support: Support::Acted, desc }
+    Field {
+        name,
+        shape,
+        support: Support::Acted,
+        desc,
+    }
 }
 
 /// A key accepted with a warning.
 pub(crate) const fn ignored(name: &'static str, shape: Shape, desc: &'static str) -> Field {
-    Field { name, shape, support: Support::Ignored, desc }
+    Field {
+        name,
+        shape,
+        support: Support::Ignored,
+        desc,
+    }
 }
 
 /// Validate `node` against `shape`, appending errors and warnings.
@@ -73,7 +83,10 @@ pub(crate) fn check(node: &Node, shape: &Shape, path: &mut KeyPath, out: &mut Ve
                     Kind::Int(i) if matches!(shape, Shape::Uint | Shape::PosInt) => i.to_string(),
                     _ => node.type_name().to_string(),
                 };
-                out.push(path.error(&node.pos, format!("expected {}, found {found}", describe(shape))));
+                out.push(path.error(
+                    &node.pos,
+                    format!("expected {}, found {found}", describe(shape)),
+                ));
             }
         }
         Shape::Obj(fields) => match &node.kind {
@@ -92,7 +105,10 @@ pub(crate) fn check(node: &Node, shape: &Shape, path: &mut KeyPath, out: &mut Ve
                     path.pop();
                 }
             }
-            _ => out.push(path.error(&node.pos, format!("expected a mapping, found {}", node.type_name()))),
+            _ => out.push(path.error(
+                &node.pos,
+                format!("expected a mapping, found {}", node.type_name()),
+            )),
         },
         Shape::Map(inner, _) => match &node.kind {
             Kind::Null => {}
@@ -103,7 +119,10 @@ pub(crate) fn check(node: &Node, shape: &Shape, path: &mut KeyPath, out: &mut Ve
                     path.pop();
                 }
             }
-            _ => out.push(path.error(&node.pos, format!("expected a mapping, found {}", node.type_name()))),
+            _ => out.push(path.error(
+                &node.pos,
+                format!("expected a mapping, found {}", node.type_name()),
+            )),
         },
         Shape::Seq(inner, _) => match &node.kind {
             Kind::Seq(items) => {
@@ -113,7 +132,10 @@ pub(crate) fn check(node: &Node, shape: &Shape, path: &mut KeyPath, out: &mut Ve
                     path.pop();
                 }
             }
-            _ => out.push(path.error(&node.pos, format!("expected a list, found {}", node.type_name()))),
+            _ => out.push(path.error(
+                &node.pos,
+                format!("expected a list, found {}", node.type_name()),
+            )),
         },
         Shape::OneOf(options) => {
             // A variant that accepts the node cleanly wins.
@@ -127,11 +149,17 @@ pub(crate) fn check(node: &Node, shape: &Shape, path: &mut KeyPath, out: &mut Ve
             }
             // Otherwise report against the variant of the same container kind, for precise errors.
             let same_kind = options.iter().find(|o| {
-                matches!((o, &node.kind), (Shape::Obj(_) | Shape::Map(..), Kind::Map(_)) | (Shape::Seq(..), Kind::Seq(_)))
+                matches!(
+                    (o, &node.kind),
+                    (Shape::Obj(_) | Shape::Map(..), Kind::Map(_)) | (Shape::Seq(..), Kind::Seq(_))
+                )
             });
             match same_kind {
                 Some(opt) => check(node, opt, path, out),
-                None => out.push(path.error(&node.pos, format!("expected {}, found {}", describe(shape), node.type_name()))),
+                None => out.push(path.error(
+                    &node.pos,
+                    format!("expected {}, found {}", describe(shape), node.type_name()),
+                )),
             }
         }
     }
@@ -182,7 +210,10 @@ pub(crate) fn unknown_key_message<'a>(key: &str, known: impl Iterator<Item = &'a
     let known: Vec<&str> = known.collect();
     match crate::suggest::closest(key, known.iter().copied()) {
         Some(s) => format!("unknown key `{key}`; did you mean `{s}`?"),
-        None => format!("unknown key `{key}` (expected one of: {})", known.join(", ")),
+        None => format!(
+            "unknown key `{key}` (expected one of: {})",
+            known.join(", ")
+        ),
     }
 }
 
@@ -203,8 +234,12 @@ pub(crate) fn to_schema(shape: &Shape) -> Value {
             }
             json!({"type": ["object", "null"], "properties": props, "additionalProperties": false})
         }
-        Shape::Map(inner, desc) => json!({"type": ["object", "null"], "additionalProperties": with_desc(to_schema(inner), desc)}),
-        Shape::Seq(inner, desc) => json!({"type": "array", "items": with_desc(to_schema(inner), desc)}),
+        Shape::Map(inner, desc) => {
+            json!({"type": ["object", "null"], "additionalProperties": with_desc(to_schema(inner), desc)})
+        }
+        Shape::Seq(inner, desc) => {
+            json!({"type": "array", "items": with_desc(to_schema(inner), desc)})
+        }
         Shape::OneOf(opts) => json!({"anyOf": opts.iter().map(to_schema).collect::<Vec<_>>()}),
     }
 }
@@ -214,7 +249,13 @@ pub(crate) fn field_schema(f: &Field) -> Value {
     match f.support {
         Support::Acted => with_desc(to_schema(&f.shape), f.desc),
         Support::Ignored => {
-            let mut v = with_desc(to_schema(&f.shape), &format!("{} Slipway accepts this key but does not act on it yet (a warning).", f.desc));
+            let mut v = with_desc(
+                to_schema(&f.shape),
+                &format!(
+                    "{} Slipway accepts this key but does not act on it yet (a warning).",
+                    f.desc
+                ),
+            );
             if let Value::Object(m) = &mut v {
                 m.insert("x-slipway-support".into(), json!("ignored"));
             }

@@ -29,7 +29,9 @@ pub struct DirSource {
 impl DirSource {
     /// A source reading files below `root`.
     pub fn new(root: &Path) -> Self {
-        DirSource { root: root.to_path_buf() }
+        DirSource {
+            root: root.to_path_buf(),
+        }
     }
 
     /// The disk path of a repository-relative path, refusing anything that could leave the root.
@@ -48,7 +50,9 @@ impl DirSource {
 
 impl ConfigSource for DirSource {
     fn read_file(&self, path: &str) -> io::Result<Option<Vec<u8>>> {
-        let Some(p) = self.resolve(path) else { return Ok(None) };
+        let Some(p) = self.resolve(path) else {
+            return Ok(None);
+        };
         match std::fs::metadata(&p) {
             Ok(m) if m.is_file() => std::fs::read(&p).map(Some),
             Ok(_) => Ok(None),
@@ -58,7 +62,9 @@ impl ConfigSource for DirSource {
     }
 
     fn list_dir(&self, path: &str) -> io::Result<Vec<DirEntry>> {
-        let Some(p) = self.resolve(path) else { return Ok(Vec::new()) };
+        let Some(p) = self.resolve(path) else {
+            return Ok(Vec::new());
+        };
         let rd = match std::fs::read_dir(&p) {
             Ok(rd) => rd,
             Err(e) if is_missing(&e) => return Ok(Vec::new()),
@@ -67,9 +73,13 @@ impl ConfigSource for DirSource {
         let mut out = Vec::new();
         for entry in rd {
             let entry = entry?;
-            let Ok(name) = entry.file_name().into_string() else { continue };
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
             // Follow symlinks the way a checkout would present them to a reader.
-            let is_dir = std::fs::metadata(entry.path()).map(|m| m.is_dir()).unwrap_or(false);
+            let is_dir = std::fs::metadata(entry.path())
+                .map(|m| m.is_dir())
+                .unwrap_or(false);
             out.push(DirEntry { name, is_dir });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -78,7 +88,10 @@ impl ConfigSource for DirSource {
 }
 
 fn is_missing(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
 }
 
 /// Files held in memory (tests, fuzzing, or a tree already read from elsewhere).
@@ -95,7 +108,10 @@ impl MemSource {
 
     /// Add (or replace) a file at a slash-separated path; its folders exist implicitly.
     pub fn insert(&mut self, path: &str, content: impl Into<Vec<u8>>) {
-        let clean: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+        let clean: Vec<&str> = path
+            .split('/')
+            .filter(|p| !p.is_empty() && *p != ".")
+            .collect();
         self.files.insert(clean.join("/"), content.into());
     }
 }
@@ -107,10 +123,16 @@ impl ConfigSource for MemSource {
 
     fn list_dir(&self, path: &str) -> io::Result<Vec<DirEntry>> {
         let dir = path.trim_matches('/');
-        let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
         let mut out: Vec<DirEntry> = Vec::new();
         for p in self.files.keys() {
-            let Some(rest) = p.strip_prefix(&prefix) else { continue };
+            let Some(rest) = p.strip_prefix(&prefix) else {
+                continue;
+            };
             let (name, is_dir) = match rest.split_once('/') {
                 Some((first, _)) => (first, true),
                 None => (rest, false),
@@ -118,7 +140,10 @@ impl ConfigSource for MemSource {
             if name.is_empty() || out.iter().any(|e| e.name == name) {
                 continue;
             }
-            out.push(DirEntry { name: name.to_string(), is_dir });
+            out.push(DirEntry {
+                name: name.to_string(),
+                is_dir,
+            });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
@@ -137,9 +162,27 @@ mod tests {
         m.insert("Procfile", "c");
         assert_eq!(m.read_file("Procfile").unwrap().as_deref(), Some(&b"c"[..]));
         assert_eq!(m.read_file("missing").unwrap(), None);
-        let root: Vec<(String, bool)> = m.list_dir("").unwrap().into_iter().map(|e| (e.name, e.is_dir)).collect();
-        assert_eq!(root, vec![(".platform".into(), true), ("Procfile".into(), false), ("api".into(), true)]);
-        assert_eq!(m.list_dir("api").unwrap(), vec![DirEntry { name: ".platform.app.yaml".into(), is_dir: false }]);
+        let root: Vec<(String, bool)> = m
+            .list_dir("")
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name, e.is_dir))
+            .collect();
+        assert_eq!(
+            root,
+            vec![
+                (".platform".into(), true),
+                ("Procfile".into(), false),
+                ("api".into(), true)
+            ]
+        );
+        assert_eq!(
+            m.list_dir("api").unwrap(),
+            vec![DirEntry {
+                name: ".platform.app.yaml".into(),
+                is_dir: false
+            }]
+        );
         assert!(m.list_dir("nope").unwrap().is_empty());
     }
 }

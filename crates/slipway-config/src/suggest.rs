@@ -23,7 +23,10 @@ mod tests {
         let keys = ["deploy", "build", "post_deploy"];
         assert_eq!(closest("deplyo", keys.iter().copied()), Some("deploy"));
         assert_eq!(closest("biuld", keys.iter().copied()), Some("build"));
-        assert_eq!(closest("postdeploy", keys.iter().copied()), Some("post_deploy"));
+        assert_eq!(
+            closest("postdeploy", keys.iter().copied()),
+            Some("post_deploy")
+        );
         assert_eq!(closest("zzzzzz", keys.iter().copied()), None);
     }
 }

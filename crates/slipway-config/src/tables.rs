@@ -6,15 +6,35 @@ const STR_OR_NULL: Shape = Shape::OneOf(&[Shape::Str, Shape::Null]);
 
 /// `web.commands`.
 const WEB_COMMANDS: Shape = Shape::Obj(&[
-    acted("start", STR_OR_NULL, "Command that starts the app's server; it must listen on $PORT (TCP on 127.0.0.1)."),
-    ignored("pre_start", Shape::Str, "Command run before `start` in the container."),
-    ignored("post_start", Shape::Str, "Command run after `start` once the app answers."),
+    acted(
+        "start",
+        STR_OR_NULL,
+        "Command that starts the app's server; it must listen on $PORT (TCP on 127.0.0.1).",
+    ),
+    ignored(
+        "pre_start",
+        Shape::Str,
+        "Command run before `start` in the container.",
+    ),
+    ignored(
+        "post_start",
+        Shape::Str,
+        "Command run after `start` once the app answers.",
+    ),
 ]);
 
 /// `web.upstream`.
 const WEB_UPSTREAM: Shape = Shape::Obj(&[
-    acted("socket_family", Shape::Str, "How the app listens: `tcp` (on $PORT, what Slipway does) or `unix` (a socket)."),
-    acted("protocol", Shape::Str, "Protocol spoken on the socket: `http` (what Slipway does) or `fastcgi`."),
+    acted(
+        "socket_family",
+        Shape::Str,
+        "How the app listens: `tcp` (on $PORT, what Slipway does) or `unix` (a socket).",
+    ),
+    acted(
+        "protocol",
+        Shape::Str,
+        "Protocol spoken on the socket: `http` (what Slipway does) or `fastcgi`.",
+    ),
 ]);
 
 /// One entry of `web.locations`.
@@ -32,23 +52,75 @@ const LOCATION: Shape = Shape::Obj(&[
 
 /// `web`.
 const WEB: Shape = Shape::Obj(&[
-    acted("commands", WEB_COMMANDS, "Commands that run the web server."),
-    acted("locations", Shape::Map(&LOCATION, "Rules for requests under this URL path."), "Static files and passthru rules by URL path prefix."),
-    acted("upstream", WEB_UPSTREAM, "How the router talks to the app (Slipway supports tcp + http)."),
-    ignored("move_to_root", Shape::Bool, "Legacy: move the document root."),
-    ignored("document_root", Shape::Str, "Legacy form of `locations./.root`."),
-    ignored("passthru", Shape::Any, "Legacy form of `locations./.passthru`."),
-    ignored("index_files", Shape::Any, "Legacy form of `locations./.index`."),
-    ignored("whitelist", Shape::Any, "Legacy list of allowed static file patterns."),
-    ignored("blacklist", Shape::Any, "Legacy list of refused static file patterns."),
-    ignored("expires", Shape::Any, "Legacy form of `locations./.expires`."),
+    acted(
+        "commands",
+        WEB_COMMANDS,
+        "Commands that run the web server.",
+    ),
+    acted(
+        "locations",
+        Shape::Map(&LOCATION, "Rules for requests under this URL path."),
+        "Static files and passthru rules by URL path prefix.",
+    ),
+    acted(
+        "upstream",
+        WEB_UPSTREAM,
+        "How the router talks to the app (Slipway supports tcp + http).",
+    ),
+    ignored(
+        "move_to_root",
+        Shape::Bool,
+        "Legacy: move the document root.",
+    ),
+    ignored(
+        "document_root",
+        Shape::Str,
+        "Legacy form of `locations./.root`.",
+    ),
+    ignored(
+        "passthru",
+        Shape::Any,
+        "Legacy form of `locations./.passthru`.",
+    ),
+    ignored(
+        "index_files",
+        Shape::Any,
+        "Legacy form of `locations./.index`.",
+    ),
+    ignored(
+        "whitelist",
+        Shape::Any,
+        "Legacy list of allowed static file patterns.",
+    ),
+    ignored(
+        "blacklist",
+        Shape::Any,
+        "Legacy list of refused static file patterns.",
+    ),
+    ignored(
+        "expires",
+        Shape::Any,
+        "Legacy form of `locations./.expires`.",
+    ),
 ]);
 
 /// `hooks`.
 const HOOKS: Shape = Shape::Obj(&[
-    acted("build", STR_OR_NULL, "Shell script run while building the slug (no services available)."),
-    acted("deploy", STR_OR_NULL, "Shell script run once per deploy, with services, before the app takes traffic."),
-    acted("post_deploy", STR_OR_NULL, "Shell script run after the routes switched to the new release."),
+    acted(
+        "build",
+        STR_OR_NULL,
+        "Shell script run while building the slug (no services available).",
+    ),
+    acted(
+        "deploy",
+        STR_OR_NULL,
+        "Shell script run once per deploy, with services, before the app takes traffic.",
+    ),
+    acted(
+        "post_deploy",
+        STR_OR_NULL,
+        "Shell script run after the routes switched to the new release.",
+    ),
 ]);
 
 /// One entry of `build.caches`.
@@ -92,16 +164,36 @@ const DEPENDENCIES: Shape = Shape::Obj(&[
 
 /// `source`.
 const SOURCE: Shape = Shape::Obj(&[
-    acted("root", STR_OR_NULL, "Folder holding the app's code, relative to the repository root."),
-    ignored("operations", Shape::Any, "Source operations (commands that update the code)."),
+    acted(
+        "root",
+        STR_OR_NULL,
+        "Folder holding the app's code, relative to the repository root.",
+    ),
+    ignored(
+        "operations",
+        Shape::Any,
+        "Source operations (commands that update the code).",
+    ),
 ]);
 
 /// One mount: `{source, source_path}` or the legacy `"shared:files/x"` string.
 const MOUNT: Shape = Shape::OneOf(&[
     Shape::Obj(&[
-        acted("source", Shape::Str, "Where the data lives: `local`, `storage`, `service`, `tmp`, `instance`."),
-        acted("source_path", Shape::Str, "Sub-folder of the source backing this mount."),
-        acted("service", Shape::Str, "Network storage service name (with `source: service`)."),
+        acted(
+            "source",
+            Shape::Str,
+            "Where the data lives: `local`, `storage`, `service`, `tmp`, `instance`.",
+        ),
+        acted(
+            "source_path",
+            Shape::Str,
+            "Sub-folder of the source backing this mount.",
+        ),
+        acted(
+            "service",
+            Shape::Str,
+            "Network storage service name (with `source: service`).",
+        ),
     ]),
     Shape::Str,
 ]);
@@ -116,9 +208,18 @@ const RELATIONSHIP: Shape = Shape::OneOf(&[
     ]),
 ]);
 
-const RELATIONSHIPS: Shape = Shape::Map(&RELATIONSHIP, "`service:endpoint` of a service (or app) this app talks to.");
-const VARIABLES: Shape = Shape::Map(&Shape::Map(&Shape::Any, "A variable's value."), "Variables with this prefix (`env` become environment variables).");
-const MOUNTS: Shape = Shape::Map(&MOUNT, "A writable mount at this path (relative to the app root).");
+const RELATIONSHIPS: Shape = Shape::Map(
+    &RELATIONSHIP,
+    "`service:endpoint` of a service (or app) this app talks to.",
+);
+const VARIABLES: Shape = Shape::Map(
+    &Shape::Map(&Shape::Any, "A variable's value."),
+    "Variables with this prefix (`env` become environment variables).",
+);
+const MOUNTS: Shape = Shape::Map(
+    &MOUNT,
+    "A writable mount at this path (relative to the app root).",
+);
 const COMMANDS: Shape = Shape::Obj(&[
     acted("start", Shape::Str, "Command to run."),
     acted("stop", Shape::Str, "Command run to stop it gracefully."),
@@ -127,8 +228,16 @@ const COMMANDS: Shape = Shape::Obj(&[
 /// One worker.
 const WORKER: Shape = Shape::Obj(&[
     acted("commands", COMMANDS, "Commands that run the worker."),
-    acted("mounts", MOUNTS, "Mounts of the worker (default: the app's)."),
-    acted("relationships", RELATIONSHIPS, "Relationships of the worker (default: the app's)."),
+    acted(
+        "mounts",
+        MOUNTS,
+        "Mounts of the worker (default: the app's).",
+    ),
+    acted(
+        "relationships",
+        RELATIONSHIPS,
+        "Relationships of the worker (default: the app's).",
+    ),
     acted("variables", VARIABLES, "Extra variables of the worker."),
     acted("disk", Shape::PosInt, "Persistent disk in MB."),
     ignored("size", Shape::Str, "Container size."),
@@ -140,10 +249,22 @@ const WORKER: Shape = Shape::Obj(&[
 
 /// One cron job.
 const CRON: Shape = Shape::Obj(&[
-    acted("spec", Shape::Str, "Schedule in crontab syntax (`*/5 * * * *`)."),
-    acted("cmd", Shape::Str, "Command to run (legacy form of `commands.start`)."),
+    acted(
+        "spec",
+        Shape::Str,
+        "Schedule in crontab syntax (`*/5 * * * *`).",
+    ),
+    acted(
+        "cmd",
+        Shape::Str,
+        "Command to run (legacy form of `commands.start`).",
+    ),
     acted("commands", COMMANDS, "Commands of the job."),
-    ignored("shutdown_timeout", Shape::Uint, "Seconds to wait for the job to stop."),
+    ignored(
+        "shutdown_timeout",
+        Shape::Uint,
+        "Seconds to wait for the job to stop.",
+    ),
     ignored("timeout", Shape::Uint, "Maximum run time in seconds."),
 ]);
 
@@ -184,20 +305,39 @@ macro_rules! app_fields {
 }
 
 /// A Platform.sh / Magento Cloud app (`.platform.app.yaml`, an item of `.platform/applications.yaml`).
-pub(crate) const APP: Shape = Shape::Obj(app_fields!(acted("name", Shape::Str, "The app's unique name (used in routes and relationships).")));
+pub(crate) const APP: Shape = Shape::Obj(app_fields!(acted(
+    "name",
+    Shape::Str,
+    "The app's unique name (used in routes and relationships)."
+)));
 
 /// An Upsun / Slipway app (a value under `applications:`, named by its key).
 pub(crate) const UPSUN_APP: Shape = Shape::Obj(app_fields!());
 
 /// `.platform/applications.yaml`: a list of apps, or a mapping of apps by name.
-pub(crate) const APPLICATIONS: Shape = Shape::OneOf(&[Shape::Seq(&APP, "One application (with `name`)."), Shape::Map(&APP, "An application named by its key.")]);
+pub(crate) const APPLICATIONS: Shape = Shape::OneOf(&[
+    Shape::Seq(&APP, "One application (with `name`)."),
+    Shape::Map(&APP, "An application named by its key."),
+]);
 
 /// One service.
 pub(crate) const SERVICE: Shape = Shape::Obj(&[
-    acted("type", Shape::Str, "Service kind and version, e.g. `mariadb:10.6`, `redis:7.0`."),
+    acted(
+        "type",
+        Shape::Str,
+        "Service kind and version, e.g. `mariadb:10.6`, `redis:7.0`.",
+    ),
     acted("disk", Shape::PosInt, "Persistent disk in MB."),
-    acted("configuration", Shape::Any, "Service-specific settings (schemas, endpoints, properties, ...), passed through."),
-    ignored("relationships", RELATIONSHIPS, "Relationships of the service (e.g. varnish to an app)."),
+    acted(
+        "configuration",
+        Shape::Any,
+        "Service-specific settings (schemas, endpoints, properties, ...), passed through.",
+    ),
+    ignored(
+        "relationships",
+        RELATIONSHIPS,
+        "Relationships of the service (e.g. varnish to an app).",
+    ),
     ignored("size", Shape::Str, "Container size."),
     ignored("resources", Shape::Any, "CPU/memory sizing."),
     ignored("container_profile", Shape::Str, "Upsun CPU/memory profile."),
@@ -209,24 +349,50 @@ pub(crate) const SERVICES: Shape = Shape::Map(&SERVICE, "A service, named by its
 /// One route.
 pub(crate) const ROUTE: Shape = Shape::Obj(&[
     acted("type", Shape::Str, "`upstream` (to an app) or `redirect`."),
-    acted("upstream", Shape::Str, "`app:endpoint` (endpoint `http`) for `type: upstream`."),
+    acted(
+        "upstream",
+        Shape::Str,
+        "`app:endpoint` (endpoint `http`) for `type: upstream`.",
+    ),
     acted("to", Shape::Str, "Target URL pattern for `type: redirect`."),
     acted("id", Shape::Str, "Identifier to look the route up by."),
-    acted("primary", Shape::Bool, "Whether this is the primary route (the environment's URL)."),
+    acted(
+        "primary",
+        Shape::Bool,
+        "Whether this is the primary route (the environment's URL).",
+    ),
     ignored("cache", Shape::Any, "HTTP cache settings."),
     ignored("ssi", Shape::Any, "Server-side includes."),
     ignored("redirects", Shape::Any, "Partial redirects by path."),
-    ignored("tls", Shape::Any, "TLS settings (HSTS, client certificates)."),
-    acted("attributes", Shape::Map(&Shape::Scalar, "An attribute's value."), "Free-form attributes passed to the app in PLATFORM_ROUTES."),
+    ignored(
+        "tls",
+        Shape::Any,
+        "TLS settings (HSTS, client certificates).",
+    ),
+    acted(
+        "attributes",
+        Shape::Map(&Shape::Scalar, "An attribute's value."),
+        "Free-form attributes passed to the app in PLATFORM_ROUTES.",
+    ),
 ]);
 
 /// `routes.yaml`.
-pub(crate) const ROUTES: Shape = Shape::Map(&ROUTE, "A route, keyed by its URL pattern (`https://{default}/`).");
+pub(crate) const ROUTES: Shape = Shape::Map(
+    &ROUTE,
+    "A route, keyed by its URL pattern (`https://{default}/`).",
+);
 
 /// `.upsun/config.yaml` and `.slipway/config.yaml`.
 pub(crate) const UPSUN_CONFIG: Shape = Shape::Obj(&[
-    acted("applications", Shape::Map(&UPSUN_APP, "An application, named by its key."), "The applications."),
+    acted(
+        "applications",
+        Shape::Map(&UPSUN_APP, "An application, named by its key."),
+        "The applications.",
+    ),
     acted("services", SERVICES, "The services."),
-    acted("routes", ROUTES, "The routes (default: `http://{default}/` to the only app)."),
+    acted(
+        "routes",
+        ROUTES,
+        "The routes (default: `http://{default}/` to the only app).",
+    ),
 ]);
-

@@ -32,11 +32,31 @@ pub(crate) enum FileKind {
 
 /// The schema files, as stored in the repository's `config-schemas/`.
 const SOURCES: [(FileKind, &str, &str); 5] = [
-    (FileKind::App, "app.schema.json", include_str!("../../../config-schemas/app.schema.json")),
-    (FileKind::Applications, "applications.schema.json", include_str!("../../../config-schemas/applications.schema.json")),
-    (FileKind::Services, "services.schema.json", include_str!("../../../config-schemas/services.schema.json")),
-    (FileKind::Routes, "routes.schema.json", include_str!("../../../config-schemas/routes.schema.json")),
-    (FileKind::SingleFile, "upsun-config.schema.json", include_str!("../../../config-schemas/upsun-config.schema.json")),
+    (
+        FileKind::App,
+        "app.schema.json",
+        include_str!("../../../config-schemas/app.schema.json"),
+    ),
+    (
+        FileKind::Applications,
+        "applications.schema.json",
+        include_str!("../../../config-schemas/applications.schema.json"),
+    ),
+    (
+        FileKind::Services,
+        "services.schema.json",
+        include_str!("../../../config-schemas/services.schema.json"),
+    ),
+    (
+        FileKind::Routes,
+        "routes.schema.json",
+        include_str!("../../../config-schemas/routes.schema.json"),
+    ),
+    (
+        FileKind::SingleFile,
+        "upsun-config.schema.json",
+        include_str!("../../../config-schemas/upsun-config.schema.json"),
+    ),
 ];
 
 /// A compiled schema and its document (to look keywords up by schema path).
@@ -53,12 +73,17 @@ fn compiled() -> &'static Result<Vec<Compiled>, String> {
         SOURCES
             .iter()
             .map(|(kind, file, text)| {
-                let doc: Value = serde_json::from_str(text).map_err(|e| format!("config-schemas/{file} is not JSON: {e}"))?;
+                let doc: Value = serde_json::from_str(text)
+                    .map_err(|e| format!("config-schemas/{file} is not JSON: {e}"))?;
                 let validator = jsonschema::options()
                     .with_draft(jsonschema::Draft::Draft202012)
                     .build(&doc)
                     .map_err(|e| format!("config-schemas/{file} is no valid schema: {e}"))?;
-                Ok(Compiled { kind: *kind, doc, validator })
+                Ok(Compiled {
+                    kind: *kind,
+                    doc,
+                    validator,
+                })
             })
             .collect()
     })
@@ -79,31 +104,49 @@ pub(crate) fn problems(kind: FileKind, root: &Node) -> Vec<Problem> {
     let schemas = match compiled() {
         Ok(s) => s,
         Err(e) => {
-            return vec![Problem { diag: Diagnostic::error(&root.pos.file, 0, 0, "", format!("internal error: {e}")), subtree: true }];
+            return vec![Problem {
+                diag: Diagnostic::error(&root.pos.file, 0, 0, "", format!("internal error: {e}")),
+                subtree: true,
+            }];
         }
     };
-    let Some(c) = schemas.iter().find(|c| c.kind == kind) else { return Vec::new() };
+    let Some(c) = schemas.iter().find(|c| c.kind == kind) else {
+        return Vec::new();
+    };
     let instance = root.to_json();
     let mut out = Vec::new();
     for err in c.validator.iter_errors(&instance) {
         convert(&err, &c.doc, root, &mut out);
     }
-    out.sort_by(|a, b| (&a.diag.file, a.diag.line, a.diag.column).cmp(&(&b.diag.file, b.diag.line, b.diag.column)));
+    out.sort_by(|a, b| {
+        (&a.diag.file, a.diag.line, a.diag.column).cmp(&(&b.diag.file, b.diag.line, b.diag.column))
+    });
     out
 }
 
 /// Run the hand-written structural checks' results and the schema's against each other: the
 /// structural diagnostics all go to `diags`, plus the schema problems no structural error explains.
-pub(crate) fn merge(kind: FileKind, root: &Node, structural: Vec<Diagnostic>, diags: &mut Vec<Diagnostic>) {
+pub(crate) fn merge(
+    kind: FileKind,
+    root: &Node,
+    structural: Vec<Diagnostic>,
+    diags: &mut Vec<Diagnostic>,
+) {
     let schema = problems(kind, root);
-    let extra: Vec<Diagnostic> = schema.into_iter().filter(|p| !covered(p, &structural)).map(|p| p.diag).collect();
+    let extra: Vec<Diagnostic> = schema
+        .into_iter()
+        .filter(|p| !covered(p, &structural))
+        .map(|p| p.diag)
+        .collect();
     diags.extend(structural);
     diags.extend(extra);
 }
 
 /// Whether a hand-written error already reports this schema problem.
 fn covered(p: &Problem, hand: &[Diagnostic]) -> bool {
-    hand.iter().filter(|h| h.is_error()).any(|h| h.key_path == p.diag.key_path || (p.subtree && is_below(&h.key_path, &p.diag.key_path)))
+    hand.iter().filter(|h| h.is_error()).any(|h| {
+        h.key_path == p.diag.key_path || (p.subtree && is_below(&h.key_path, &p.diag.key_path))
+    })
 }
 
 /// Whether rendered key path `inner` is strictly below `outer`.
@@ -111,7 +154,9 @@ fn is_below(inner: &str, outer: &str) -> bool {
     if outer.is_empty() {
         return !inner.is_empty();
     }
-    inner.len() > outer.len() && inner.starts_with(outer) && matches!(inner.as_bytes()[outer.len()], b'.' | b'[')
+    inner.len() > outer.len()
+        && inner.starts_with(outer)
+        && matches!(inner.as_bytes()[outer.len()], b'.' | b'[')
 }
 
 /// The node at an instance location, the position of the key that led to it, and its key path.
@@ -157,7 +202,10 @@ fn parent_schema<'a>(doc: &'a Value, loc: &Location) -> Option<&'a Value> {
 /// Turn one schema error into problems.
 fn convert(err: &ValidationError<'_>, doc: &Value, root: &Node, out: &mut Vec<Problem>) {
     let (node, _key_pos, path) = locate(root, err.instance_path());
-    let at = |p: &KeyPath, pos: &Pos, msg: String, subtree: bool| Problem { diag: p.error(pos, msg), subtree };
+    let at = |p: &KeyPath, pos: &Pos, msg: String, subtree: bool| Problem {
+        diag: p.error(pos, msg),
+        subtree,
+    };
     match err.kind() {
         ValidationErrorKind::AdditionalProperties { unexpected } => {
             let known: Vec<String> = parent_schema(doc, err.schema_path())
@@ -167,24 +215,52 @@ fn convert(err: &ValidationError<'_>, doc: &Value, root: &Node, out: &mut Vec<Pr
                 .unwrap_or_default();
             for key in unexpected {
                 let p = path.with(key);
-                let pos = node.entry(key).map(|e| e.key_pos.clone()).unwrap_or_else(|| node.pos.clone());
-                out.push(at(&p, &pos, crate::shape::unknown_key_message(key, known.iter().map(String::as_str)), false));
+                let pos = node
+                    .entry(key)
+                    .map(|e| e.key_pos.clone())
+                    .unwrap_or_else(|| node.pos.clone());
+                out.push(at(
+                    &p,
+                    &pos,
+                    crate::shape::unknown_key_message(key, known.iter().map(String::as_str)),
+                    false,
+                ));
             }
         }
         ValidationErrorKind::Required { property } => {
-            let name = property.as_str().map(str::to_string).unwrap_or_else(|| property.to_string());
-            out.push(at(&path.with(&name), &node.pos, format!("missing required key `{name}`"), false));
+            let name = property
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| property.to_string());
+            out.push(at(
+                &path.with(&name),
+                &node.pos,
+                format!("missing required key `{name}`"),
+                false,
+            ));
         }
         ValidationErrorKind::Type { .. } => {
-            let want = schema_at(doc, err.schema_path()).map(describe_types).unwrap_or_else(|| "another type".into());
-            out.push(at(&path, &node.pos, format!("expected {want}, found {}", node.type_name()), false));
+            let want = schema_at(doc, err.schema_path())
+                .map(describe_types)
+                .unwrap_or_else(|| "another type".into());
+            out.push(at(
+                &path,
+                &node.pos,
+                format!("expected {want}, found {}", node.type_name()),
+                false,
+            ));
         }
         ValidationErrorKind::Minimum { limit } => {
             let want = match parent_schema(doc, err.schema_path()).map(describe_schema) {
                 Some(d) if d.ends_with("integer") && d != "an integer" => d,
                 _ => format!("at least {limit}"),
             };
-            out.push(at(&path, &node.pos, format!("expected {want}, found {}", found(node)), false));
+            out.push(at(
+                &path,
+                &node.pos,
+                format!("expected {want}, found {}", found(node)),
+                false,
+            ));
         }
         ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } => {
             let alts = schema_at(doc, err.schema_path()).and_then(Value::as_array);
@@ -200,15 +276,25 @@ fn convert(err: &ValidationError<'_>, doc: &Value, root: &Node, out: &mut Vec<Pr
                     Some(Value::Array(v)) => v.iter().any(|x| x == t),
                     _ => false,
                 });
-                if let Some(errors) = same_kind.and_then(|i| context.get(i)).filter(|e| !e.is_empty()) {
+                if let Some(errors) = same_kind
+                    .and_then(|i| context.get(i))
+                    .filter(|e| !e.is_empty())
+                {
                     for e in errors {
                         convert(e, doc, root, out);
                     }
                     return;
                 }
             }
-            let want = alts.map(|alts| join_or(alts.iter().map(describe_schema).collect())).unwrap_or_else(|| "another value".into());
-            out.push(at(&path, &node.pos, format!("expected {want}, found {}", node.type_name()), true));
+            let want = alts
+                .map(|alts| join_or(alts.iter().map(describe_schema).collect()))
+                .unwrap_or_else(|| "another value".into());
+            out.push(at(
+                &path,
+                &node.pos,
+                format!("expected {want}, found {}", node.type_name()),
+                true,
+            ));
         }
         _ => out.push(at(&path, &node.pos, err.to_string(), true)),
     }
@@ -292,7 +378,10 @@ mod tests {
     }
 
     fn lines(kind: FileKind, text: &str) -> Vec<String> {
-        problems(kind, &parse(text)).into_iter().map(|p| p.diag.to_string()).collect()
+        problems(kind, &parse(text))
+            .into_iter()
+            .map(|p| p.diag.to_string())
+            .collect()
     }
 
     #[test]
@@ -322,27 +411,46 @@ mod tests {
 
     #[test]
     fn required_keys_and_wrong_roots() {
-        assert_eq!(lines(FileKind::App, "name: app\n"), vec![".platform.app.yaml:1:1: error: missing required key `type` (at type)"]);
-        assert_eq!(lines(FileKind::Services, "- a\n"), vec![".platform.app.yaml:1:1: error: expected a mapping, found a list"]);
+        assert_eq!(
+            lines(FileKind::App, "name: app\n"),
+            vec![".platform.app.yaml:1:1: error: missing required key `type` (at type)"]
+        );
+        assert_eq!(
+            lines(FileKind::Services, "- a\n"),
+            vec![".platform.app.yaml:1:1: error: expected a mapping, found a list"]
+        );
         assert_eq!(
             lines(FileKind::Applications, "- name: a\n  type: x\n- type: y\n"),
             vec![".platform.app.yaml:3:3: error: missing required key `name` (at [1].name)"]
         );
-        assert!(lines(FileKind::SingleFile, "applications:\n  app:\n    type: python:3.12\n").is_empty());
+        assert!(lines(
+            FileKind::SingleFile,
+            "applications:\n  app:\n    type: python:3.12\n"
+        )
+        .is_empty());
     }
 
     #[test]
     fn merge_reports_each_problem_once() {
         let root = parse("name: app\ntype: 5\nsize: 3\n");
-        let structural = vec![Diagnostic::error(".platform.app.yaml", 2, 7, "type", "expected a string, found a number")];
+        let structural = vec![Diagnostic::error(
+            ".platform.app.yaml",
+            2,
+            7,
+            "type",
+            "expected a string, found a number",
+        )];
         let mut out = Vec::new();
         merge(FileKind::App, &root, structural, &mut out);
         let got: Vec<String> = out.iter().map(|d| d.to_string()).collect();
         // `type` once (the hand-written message); `size` only the schema knows is wrong.
-        assert_eq!(got, vec![
-            ".platform.app.yaml:2:7: error: expected a string, found a number (at type)",
-            ".platform.app.yaml:3:7: error: expected a string, found an integer (at size)",
-        ]);
+        assert_eq!(
+            got,
+            vec![
+                ".platform.app.yaml:2:7: error: expected a string, found a number (at type)",
+                ".platform.app.yaml:3:7: error: expected a string, found an integer (at size)",
+            ]
+        );
     }
 
     #[test]

@@ -52,7 +52,11 @@ pub(crate) enum Kind {
 impl Node {
     /// A null node at a position.
     pub fn null(pos: Pos) -> Node {
-        Node { kind: Kind::Null, pos, tag: None }
+        Node {
+            kind: Kind::Null,
+            pos,
+            tag: None,
+        }
     }
 
     /// Entry of a mapping by key.
@@ -109,10 +113,17 @@ impl Node {
             Kind::Null => Value::Null,
             Kind::Bool(b) => Value::Bool(*b),
             Kind::Int(i) => Value::from(*i),
-            Kind::Float(f) => serde_json::Number::from_f64(*f).map(Value::Number).unwrap_or_else(|| Value::String(f.to_string())),
+            Kind::Float(f) => serde_json::Number::from_f64(*f)
+                .map(Value::Number)
+                .unwrap_or_else(|| Value::String(f.to_string())),
             Kind::Str(s) => Value::String(s.clone()),
             Kind::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
-            Kind::Map(entries) => Value::Object(entries.iter().map(|e| (e.key.clone(), e.value.to_json())).collect()),
+            Kind::Map(entries) => Value::Object(
+                entries
+                    .iter()
+                    .map(|e| (e.key.clone(), e.value.to_json()))
+                    .collect(),
+            ),
         }
     }
 }
@@ -124,15 +135,36 @@ pub(crate) const MAX_ALIAS_NODES: usize = 100_000;
 
 /// A frame of the tree being built; `size` counts the values below it.
 enum Frame {
-    Seq { items: Vec<Node>, pos: Pos, anchor: usize, tag: Option<String>, size: usize },
-    Map { entries: Vec<Entry>, pending_key: Option<(String, Pos)>, pos: Pos, anchor: usize, tag: Option<String>, size: usize },
+    Seq {
+        items: Vec<Node>,
+        pos: Pos,
+        anchor: usize,
+        tag: Option<String>,
+        size: usize,
+    },
+    Map {
+        entries: Vec<Entry>,
+        pending_key: Option<(String, Pos)>,
+        pos: Pos,
+        anchor: usize,
+        tag: Option<String>,
+        size: usize,
+    },
 }
 
 /// Parse one YAML file. Problems that do not stop parsing (duplicate keys) go to `diags`;
 /// a syntax error (or input refused as hostile) is returned as `Err`.
-pub(crate) fn parse(file: &str, text: &str, diags: &mut Vec<Diagnostic>) -> Result<Node, Diagnostic> {
+pub(crate) fn parse(
+    file: &str,
+    text: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Node, Diagnostic> {
     let file: Arc<str> = Arc::from(file);
-    let pos_of = |span: &Span| Pos { file: file.clone(), line: span.start.line(), col: span.start.col() + 1 };
+    let pos_of = |span: &Span| Pos {
+        file: file.clone(),
+        line: span.start.line(),
+        col: span.start.col() + 1,
+    };
     let err = |pos: &Pos, msg: String| Diagnostic::error(&file, pos.line, pos.col, "", msg);
     let mut stack: Vec<Frame> = Vec::new();
     // Anchored values with their sizes.
@@ -149,7 +181,13 @@ pub(crate) fn parse(file: &str, text: &str, diags: &mut Vec<Diagnostic>) -> Resu
             Some(Err(e)) => {
                 let m = e.marker();
                 let line = m.line().max(1);
-                return Err(Diagnostic::error(&file, line, m.col() + 1, "", syntax_message(text, line, e.info())));
+                return Err(Diagnostic::error(
+                    &file,
+                    line,
+                    m.col() + 1,
+                    "",
+                    syntax_message(text, line, e.info()),
+                ));
             }
         };
         let pos = pos_of(&span);
@@ -179,37 +217,102 @@ pub(crate) fn parse(file: &str, text: &str, diags: &mut Vec<Diagnostic>) -> Resu
             },
             Event::Scalar(value, style, anchor, tag) => {
                 let tag_str = tag.as_ref().map(|t| t.to_string());
-                let core = tag.as_ref().filter(|t| t.is_yaml_core_schema()).map(|t| t.suffix.clone());
+                let core = tag
+                    .as_ref()
+                    .filter(|t| t.is_yaml_core_schema())
+                    .map(|t| t.suffix.clone());
                 let kind = resolve_scalar(&value, style, core.as_deref());
                 let custom = tag_str.filter(|_| core.is_none());
-                Some((Node { kind, pos, tag: custom }, anchor, 1))
+                Some((
+                    Node {
+                        kind,
+                        pos,
+                        tag: custom,
+                    },
+                    anchor,
+                    1,
+                ))
             }
             Event::SequenceStart(anchor, tag) => {
                 if stack.len() >= MAX_DEPTH {
-                    return Err(err(&pos, format!("the YAML nests deeper than {MAX_DEPTH} levels")));
+                    return Err(err(
+                        &pos,
+                        format!("the YAML nests deeper than {MAX_DEPTH} levels"),
+                    ));
                 }
-                let tag = tag.filter(|t| !t.is_yaml_core_schema()).map(|t| t.to_string());
-                stack.push(Frame::Seq { items: Vec::new(), pos, anchor, tag, size: 1 });
+                let tag = tag
+                    .filter(|t| !t.is_yaml_core_schema())
+                    .map(|t| t.to_string());
+                stack.push(Frame::Seq {
+                    items: Vec::new(),
+                    pos,
+                    anchor,
+                    tag,
+                    size: 1,
+                });
                 None
             }
             Event::MappingStart(anchor, tag) => {
                 if stack.len() >= MAX_DEPTH {
-                    return Err(err(&pos, format!("the YAML nests deeper than {MAX_DEPTH} levels")));
+                    return Err(err(
+                        &pos,
+                        format!("the YAML nests deeper than {MAX_DEPTH} levels"),
+                    ));
                 }
-                let tag = tag.filter(|t| !t.is_yaml_core_schema()).map(|t| t.to_string());
-                stack.push(Frame::Map { entries: Vec::new(), pending_key: None, pos, anchor, tag, size: 1 });
+                let tag = tag
+                    .filter(|t| !t.is_yaml_core_schema())
+                    .map(|t| t.to_string());
+                stack.push(Frame::Map {
+                    entries: Vec::new(),
+                    pending_key: None,
+                    pos,
+                    anchor,
+                    tag,
+                    size: 1,
+                });
                 None
             }
             Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq { items, pos, anchor, tag, size }) => Some((Node { kind: Kind::Seq(items), pos, tag }, anchor, size)),
+                Some(Frame::Seq {
+                    items,
+                    pos,
+                    anchor,
+                    tag,
+                    size,
+                }) => Some((
+                    Node {
+                        kind: Kind::Seq(items),
+                        pos,
+                        tag,
+                    },
+                    anchor,
+                    size,
+                )),
                 _ => return Err(err(&pos, "invalid YAML: unbalanced sequence".into())),
             },
             Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map { entries, pos, anchor, tag, size, .. }) => Some((Node { kind: Kind::Map(entries), pos, tag }, anchor, size)),
+                Some(Frame::Map {
+                    entries,
+                    pos,
+                    anchor,
+                    tag,
+                    size,
+                    ..
+                }) => Some((
+                    Node {
+                        kind: Kind::Map(entries),
+                        pos,
+                        tag,
+                    },
+                    anchor,
+                    size,
+                )),
                 _ => return Err(err(&pos, "invalid YAML: unbalanced mapping".into())),
             },
         };
-        let Some((node, anchor, size)) = done else { continue };
+        let Some((node, anchor, size)) = done else {
+            continue;
+        };
         if anchor > 0 {
             // Keeping a copy costs as much as an alias would.
             copied += size;
@@ -224,11 +327,20 @@ pub(crate) fn parse(file: &str, text: &str, diags: &mut Vec<Diagnostic>) -> Resu
                     root = Some(node);
                 }
             }
-            Some(Frame::Seq { items, size: parent, .. }) => {
+            Some(Frame::Seq {
+                items,
+                size: parent,
+                ..
+            }) => {
                 *parent += size;
                 items.push(node);
             }
-            Some(Frame::Map { entries, pending_key, size: parent, .. }) => {
+            Some(Frame::Map {
+                entries,
+                pending_key,
+                size: parent,
+                ..
+            }) => {
                 *parent += size;
                 match pending_key.take() {
                     None => {
@@ -239,7 +351,13 @@ pub(crate) fn parse(file: &str, text: &str, diags: &mut Vec<Diagnostic>) -> Resu
                             Kind::Int(i) => i.to_string(),
                             Kind::Float(f) => f.to_string(),
                             Kind::Seq(_) | Kind::Map(_) => {
-                                diags.push(Diagnostic::error(&file, node.pos.line, node.pos.col, "", "a mapping key must be a plain value, not a list or mapping"));
+                                diags.push(Diagnostic::error(
+                                    &file,
+                                    node.pos.line,
+                                    node.pos.col,
+                                    "",
+                                    "a mapping key must be a plain value, not a list or mapping",
+                                ));
                                 String::new()
                             }
                         };
@@ -257,16 +375,30 @@ pub(crate) fn parse(file: &str, text: &str, diags: &mut Vec<Diagnostic>) -> Resu
                                 "",
                                 format!("duplicate key `{key}`: first defined on line {first}, again on line {}", key_pos.line),
                             ));
-                            entries[prev] = Entry { key, key_pos, value: node };
+                            entries[prev] = Entry {
+                                key,
+                                key_pos,
+                                value: node,
+                            };
                         } else {
-                            entries.push(Entry { key, key_pos, value: node });
+                            entries.push(Entry {
+                                key,
+                                key_pos,
+                                value: node,
+                            });
                         }
                     }
                 }
             }
         }
     }
-    Ok(root.unwrap_or_else(|| Node::null(Pos { file, line: 1, col: 1 })))
+    Ok(root.unwrap_or_else(|| {
+        Node::null(Pos {
+            file,
+            line: 1,
+            col: 1,
+        })
+    }))
 }
 
 fn alias_bomb_message() -> String {
@@ -276,7 +408,10 @@ fn alias_bomb_message() -> String {
 /// The message of a syntax error, with a clearer text when a tab is at fault.
 fn syntax_message(text: &str, line: usize, info: &str) -> String {
     let line_text = text.lines().nth(line.saturating_sub(1)).unwrap_or("");
-    let indent: String = line_text.chars().take_while(|c| c.is_whitespace()).collect();
+    let indent: String = line_text
+        .chars()
+        .take_while(|c| c.is_whitespace())
+        .collect();
     if indent.contains('\t') || info.contains("tab") {
         return "tabs are not allowed to indent YAML; indent with spaces".into();
     }
@@ -295,7 +430,13 @@ fn merge_into(entries: &mut Vec<Entry>, node: Node, diags: &mut Vec<Diagnostic>)
             })
             .collect(),
         _ => {
-            diags.push(Diagnostic::error(&node.pos.file, node.pos.line, node.pos.col, "", "`<<` (merge key) needs a mapping or a list of mappings"));
+            diags.push(Diagnostic::error(
+                &node.pos.file,
+                node.pos.line,
+                node.pos.col,
+                "",
+                "`<<` (merge key) needs a mapping or a list of mappings",
+            ));
             return;
         }
     };
@@ -322,7 +463,9 @@ fn resolve_scalar(v: &str, style: ScalarStyle, core_tag: Option<&str>) -> Kind {
         "" | "~" | "null" | "Null" | "NULL" => return Kind::Null,
         "true" | "True" | "TRUE" => return Kind::Bool(true),
         "false" | "False" | "FALSE" => return Kind::Bool(false),
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Kind::Float(f64::INFINITY),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Kind::Float(f64::INFINITY)
+        }
         "-.inf" | "-.Inf" | "-.INF" => return Kind::Float(f64::NEG_INFINITY),
         ".nan" | ".NaN" | ".NAN" => return Kind::Float(f64::NAN),
         _ => {}
@@ -362,7 +505,11 @@ fn is_core_float(s: &str) -> bool {
         None => (s, None),
     };
     let mant_ok = match mant.split_once('.') {
-        Some((a, b)) => (!a.is_empty() || !b.is_empty()) && a.bytes().all(|c| c.is_ascii_digit()) && b.bytes().all(|c| c.is_ascii_digit()),
+        Some((a, b)) => {
+            (!a.is_empty() || !b.is_empty())
+                && a.bytes().all(|c| c.is_ascii_digit())
+                && b.bytes().all(|c| c.is_ascii_digit())
+        }
         None => !mant.is_empty() && mant.bytes().all(|c| c.is_ascii_digit()),
     };
     let exp_ok = match exp {
@@ -388,7 +535,10 @@ mod tests {
     fn scalars_resolve_per_core_schema() {
         let (n, _) = p("a: 1\nb: 1.5\nc: true\nd: ~\ne: '1'\nf: 1.2.3\ng: 0x1F\nh: yes\n");
         let j = n.unwrap().to_json();
-        assert_eq!(j, serde_json::json!({"a":1,"b":1.5,"c":true,"d":null,"e":"1","f":"1.2.3","g":31,"h":"yes"}));
+        assert_eq!(
+            j,
+            serde_json::json!({"a":1,"b":1.5,"c":true,"d":null,"e":"1","f":"1.2.3","g":31,"h":"yes"})
+        );
     }
 
     #[test]

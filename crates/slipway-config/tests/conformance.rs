@@ -23,7 +23,12 @@ fn config_root(snapshot: &Path) -> PathBuf {
         if depth == 0 {
             return None;
         }
-        let mut subs: Vec<PathBuf> = std::fs::read_dir(dir).ok()?.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect();
+        let mut subs: Vec<PathBuf> = std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
         subs.sort();
         subs.into_iter().find_map(|p| find(&p, depth - 1))
     }
@@ -31,7 +36,12 @@ fn config_root(snapshot: &Path) -> PathBuf {
 }
 
 fn snapshots(root: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(root).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
     v.sort();
     v
 }
@@ -53,7 +63,9 @@ fn every_corpus_config_loads() {
         if src.read_file(".upsun/config.yaml").unwrap().is_some() {
             formats.push(Format::Upsun);
         }
-        if !src.list_dir(".platform").unwrap().is_empty() || src.read_file(".platform.app.yaml").unwrap().is_some() {
+        if !src.list_dir(".platform").unwrap().is_empty()
+            || src.read_file(".platform.app.yaml").unwrap().is_some()
+        {
             formats.push(Format::PlatformSh);
         }
         if src.read_file(".magento.app.yaml").unwrap().is_some() {
@@ -71,29 +83,55 @@ fn every_corpus_config_loads() {
                     let t = &l.topology;
                     assert!(!t.applications.is_empty(), "{name}: no apps");
                     assert!(!t.routes.is_empty(), "{name}: no routes");
-                    assert_eq!(t.routes.iter().filter(|r| r.primary).count(), 1, "{name}: exactly one primary route");
+                    assert_eq!(
+                        t.routes.iter().filter(|r| r.primary).count(),
+                        1,
+                        "{name}: exactly one primary route"
+                    );
                     for r in &t.routes {
                         if let RouteKind::Upstream { app, .. } = &r.kind {
-                            assert!(t.application(app).is_some(), "{name}: route to unknown app {app}");
+                            assert!(
+                                t.application(app).is_some(),
+                                "{name}: route to unknown app {app}"
+                            );
                         }
                     }
                     for s in &t.services {
                         let kind = slipway_config::catalog::service_kind(&s.r#type);
-                        assert!(kind.is_some_and(|k| k.versions.contains(&s.version.as_str())), "{name}: service {} {}:{} not in the catalog", s.name, s.r#type, s.version);
+                        assert!(
+                            kind.is_some_and(|k| k.versions.contains(&s.version.as_str())),
+                            "{name}: service {} {}:{} not in the catalog",
+                            s.name,
+                            s.r#type,
+                            s.version
+                        );
                     }
                     for a in &t.applications {
-                        assert!(a.r#type.as_deref().is_some_and(|t| t.contains(':')) || f == Format::Upsun, "{name}: app {} has no type:version", a.name);
+                        assert!(
+                            a.r#type.as_deref().is_some_and(|t| t.contains(':'))
+                                || f == Format::Upsun,
+                            "{name}: app {} has no type:version",
+                            a.name
+                        );
                         for target in a.relationships.values() {
                             let (svc, ep) = target.split_once(':').unwrap();
                             assert!(!ep.is_empty(), "{name}: empty endpoint");
-                            assert!(t.service(svc).is_some() || t.application(svc).is_some(), "{name}: relationship to unknown {svc}");
+                            assert!(
+                                t.service(svc).is_some() || t.application(svc).is_some(),
+                                "{name}: relationship to unknown {svc}"
+                            );
                         }
                     }
                 }
             }
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
     assert!(checked >= 70, "only {checked} configurations checked");
 }
 
@@ -101,17 +139,33 @@ fn every_corpus_config_loads() {
 fn summary(t: &slipway_config::Topology) -> Vec<String> {
     let mut out = Vec::new();
     for a in &t.applications {
-        out.push(format!("app {} {} root={:?} rels={:?}", a.name, a.r#type.as_deref().unwrap_or("-"), a.source_root, a.relationships));
+        out.push(format!(
+            "app {} {} root={:?} rels={:?}",
+            a.name,
+            a.r#type.as_deref().unwrap_or("-"),
+            a.source_root,
+            a.relationships
+        ));
     }
     for s in &t.services {
-        out.push(format!("service {} {}:{} disk={:?}", s.name, s.r#type, s.version, s.disk));
+        out.push(format!(
+            "service {} {}:{} disk={:?}",
+            s.name, s.r#type, s.version, s.disk
+        ));
     }
     for r in &t.routes {
         let to = match &r.kind {
             RouteKind::Upstream { app, endpoint } => format!("{app}:{endpoint}"),
             RouteKind::Redirect { to, code } => format!("redirect {code} {to}"),
         };
-        out.push(format!("route {} -> {to}{}{}", r.url, if r.primary { " primary" } else { "" }, r.id.as_ref().map(|i| format!(" id={i}")).unwrap_or_default()));
+        out.push(format!(
+            "route {} -> {to}{}{}",
+            r.url,
+            if r.primary { " primary" } else { "" },
+            r.id.as_ref()
+                .map(|i| format!(" id={i}"))
+                .unwrap_or_default()
+        ));
     }
     out
 }
@@ -123,7 +177,11 @@ fn corpus_topologies_are_right() {
         eprintln!("conformance corpus not present; skipped");
         return;
     };
-    let load_dir = |name: &str| load(&DirSource::new(&root.join(name))).unwrap_or_else(|e| panic!("{name}: {e}")).topology;
+    let load_dir = |name: &str| {
+        load(&DirSource::new(&root.join(name)))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .topology
+    };
     assert_eq!(
         summary(&load_dir("platformsh-templates__django4")),
         vec![
@@ -137,10 +195,21 @@ fn corpus_topologies_are_right() {
     let names: Vec<&str> = t.applications.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, ["api", "admin", "gatsby", "mercure"]);
     assert_eq!(t.application("api").unwrap().source_root, "api");
-    assert_eq!(t.application("mercure").unwrap().source_root, "mercure/.config");
-    assert_eq!(t.application("api").unwrap().relationships["database"], "database:postgresql");
+    assert_eq!(
+        t.application("mercure").unwrap().source_root,
+        "mercure/.config"
+    );
+    assert_eq!(
+        t.application("api").unwrap().relationships["database"],
+        "database:postgresql"
+    );
     let s = summary(&t);
-    assert!(s.contains(&"service database postgresql:15 disk=None".to_string()) || s.iter().any(|l| l.starts_with("service database postgresql:15")), "{s:#?}");
+    assert!(
+        s.contains(&"service database postgresql:15 disk=None".to_string())
+            || s.iter()
+                .any(|l| l.starts_with("service database postgresql:15")),
+        "{s:#?}"
+    );
     let routes: Vec<&String> = s.iter().filter(|l| l.starts_with("route")).collect();
     assert_eq!(
         routes,

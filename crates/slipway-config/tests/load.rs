@@ -1,6 +1,8 @@
 //! Loading real files from temporary working trees: each format, the error rules, and the API shapes.
 
-use slipway_config::{detect, load, ConfigSource, DirSource, Format, RouteKind, Severity, Topology};
+use slipway_config::{
+    detect, load, ConfigSource, DirSource, Format, RouteKind, Severity, Topology,
+};
 use std::path::Path;
 
 fn tree(files: &[(&str, &[u8])]) -> tempfile::TempDir {
@@ -16,7 +18,12 @@ fn tree(files: &[(&str, &[u8])]) -> tempfile::TempDir {
 fn errors_of(dir: &Path) -> Vec<String> {
     match load(&DirSource::new(dir)) {
         Ok(l) => panic!("expected errors, got {:?}", l.topology),
-        Err(d) => d.0.iter().filter(|d| d.severity == Severity::Error).map(|d| d.to_string()).collect(),
+        Err(d) => {
+            d.0.iter()
+                .filter(|d| d.severity == Severity::Error)
+                .map(|d| d.to_string())
+                .collect()
+        }
     }
 }
 
@@ -40,23 +47,41 @@ fn platform_app_at_root_with_services_and_routes() {
     assert_eq!(a.r#type.as_deref(), Some("python:3.12"));
     assert_eq!(a.source_root, "src");
     assert_eq!(a.build_flavor.as_deref(), Some("none"));
-    assert_eq!(a.dependencies["python3"], serde_json::json!({"poetry": "*"}));
+    assert_eq!(
+        a.dependencies["python3"],
+        serde_json::json!({"poetry": "*"})
+    );
     let npm = &a.build_caches["npm"];
     assert_eq!(npm.directory, "node_modules", "normalized");
     assert_eq!(npm.watch, vec!["package.json", "locks/npm.lock"]);
     assert!(npm.allow_stale && !npm.share_between_apps);
     let shared = &a.build_caches["shared"];
-    assert_eq!((shared.directory.as_str(), shared.watch.len()), (".cache/pip", 0));
+    assert_eq!(
+        (shared.directory.as_str(), shared.watch.len()),
+        (".cache/pip", 0)
+    );
     assert!(!shared.allow_stale && shared.share_between_apps);
-    assert_eq!(a.hooks.build.as_deref(), Some("pip install -r requirements.txt\n"));
+    assert_eq!(
+        a.hooks.build.as_deref(),
+        Some("pip install -r requirements.txt\n")
+    );
     assert_eq!(a.hooks.deploy.as_deref(), Some("./migrate"));
     assert_eq!(a.hooks.post_deploy.as_deref(), Some("echo done"));
-    assert_eq!(a.web.start.as_deref(), Some("gunicorn -b 127.0.0.1:$PORT app:app"));
-    assert_eq!(a.web.locations["/static"], serde_json::json!({"root": "static", "allow": true}));
+    assert_eq!(
+        a.web.start.as_deref(),
+        Some("gunicorn -b 127.0.0.1:$PORT app:app")
+    );
+    assert_eq!(
+        a.web.locations["/static"],
+        serde_json::json!({"root": "static", "allow": true})
+    );
     assert_eq!(a.disk, Some(512));
     assert_eq!(a.mounts["uploads"]["source"], "local");
     assert_eq!(a.relationships["database"], "db:postgresql");
-    assert_eq!(a.relationships["cache"], "cache:redis", "null relationship = same-name service, default endpoint");
+    assert_eq!(
+        a.relationships["cache"], "cache:redis",
+        "null relationship = same-name service, default endpoint"
+    );
     assert_eq!(a.relationships["search"], "es:elasticsearch");
     assert_eq!(a.workers["queue"]["commands"]["start"], "./worker");
     assert_eq!(a.crons["nightly"]["spec"], "0 3 * * *");
@@ -68,14 +93,29 @@ fn platform_app_at_root_with_services_and_routes() {
     assert_eq!(env["NAME"], "demo");
     assert_eq!(env["EMPTY"], "");
     let db = t.service("db").unwrap();
-    assert_eq!((db.r#type.as_str(), db.version.as_str(), db.disk), ("postgresql", "16", Some(1024)));
+    assert_eq!(
+        (db.r#type.as_str(), db.version.as_str(), db.disk),
+        ("postgresql", "16", Some(1024))
+    );
     assert_eq!(db.configuration["extensions"][0], "pg_trgm");
     assert_eq!(t.services.len(), 3);
     assert_eq!(t.routes.len(), 2);
-    assert_eq!(t.routes[0].kind, RouteKind::Upstream { app: "app".into(), endpoint: "http".into() });
+    assert_eq!(
+        t.routes[0].kind,
+        RouteKind::Upstream {
+            app: "app".into(),
+            endpoint: "http".into()
+        }
+    );
     assert!(t.routes[0].primary && !t.routes[1].primary);
     assert_eq!(t.routes[0].id.as_deref(), Some("main"));
-    assert_eq!(t.routes[1].kind, RouteKind::Redirect { to: "https://{default}/".into(), code: 301 });
+    assert_eq!(
+        t.routes[1].kind,
+        RouteKind::Redirect {
+            to: "https://{default}/".into(),
+            code: 301
+        }
+    );
     // The topology round-trips through JSON (stored in SQLite, printed by `config check --json`).
     let json = serde_json::to_string(t).unwrap();
     let back: Topology = serde_json::from_str(&json).unwrap();
@@ -85,21 +125,44 @@ fn platform_app_at_root_with_services_and_routes() {
 #[test]
 fn upsun_and_slipway_single_file_and_priority() {
     let upsun = b"applications:\n  front:\n    type: nodejs:20\n    source: {root: front}\n    web: {commands: {start: npm start}}\n  api:\n    type: python:3.12\n    source: {root: api}\n    relationships: {db: 'db:mysql'}\nservices:\n  db: {type: 'mariadb:10.6'}\nroutes:\n  'https://{default}/': {type: upstream, upstream: 'front:http'}\n  'https://api.{default}/': {type: upstream, upstream: 'api:http', primary: true}\n";
-    let d = tree(&[(".upsun/config.yaml", upsun), ("front/package.json", b"{}"), ("api/main.py", b""), ("Procfile", b"web: x\n")]);
+    let d = tree(&[
+        (".upsun/config.yaml", upsun),
+        ("front/package.json", b"{}"),
+        ("api/main.py", b""),
+        ("Procfile", b"web: x\n"),
+    ]);
     let l = load(&DirSource::new(d.path())).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(l.format, Format::Upsun);
     let t = &l.topology;
-    assert_eq!(t.applications.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["front", "api"]);
+    assert_eq!(
+        t.applications
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect::<Vec<_>>(),
+        ["front", "api"]
+    );
     assert_eq!(t.applications[0].source_root, "front");
     assert_eq!(t.services[0].r#type, "mariadb");
-    assert!(!t.routes[0].primary && t.routes[1].primary, "explicit primary wins");
+    assert!(
+        !t.routes[0].primary && t.routes[1].primary,
+        "explicit primary wins"
+    );
 
     // .slipway/config.yaml takes precedence over everything.
-    let d2 = tree(&[(".slipway/config.yaml", b"applications:\n  app:\n    type: ruby:3.3\n"), (".upsun/config.yaml", upsun)]);
+    let d2 = tree(&[
+        (
+            ".slipway/config.yaml",
+            b"applications:\n  app:\n    type: ruby:3.3\n",
+        ),
+        (".upsun/config.yaml", upsun),
+    ]);
     let l = load(&DirSource::new(d2.path())).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(l.format, Format::Slipway);
     assert_eq!(l.topology.applications.len(), 1);
-    assert_eq!(l.topology.routes[0].url, "http://{default}/", "default route to the only app");
+    assert_eq!(
+        l.topology.routes[0].url, "http://{default}/",
+        "default route to the only app"
+    );
     assert!(l.topology.routes[0].primary);
 }
 
@@ -112,9 +175,15 @@ fn procfile_alone() {
     assert_eq!(a.name, "app");
     assert_eq!(a.r#type, None);
     assert_eq!(a.source_root, "");
-    assert_eq!(a.web.start.as_deref(), Some("gunicorn app:app --bind 127.0.0.1:$PORT"));
+    assert_eq!(
+        a.web.start.as_deref(),
+        Some("gunicorn app:app --bind 127.0.0.1:$PORT")
+    );
     assert_eq!(a.hooks.deploy.as_deref(), Some("python manage.py migrate"));
-    assert_eq!(a.workers["worker"]["commands"]["start"], "celery -A app worker");
+    assert_eq!(
+        a.workers["worker"]["commands"]["start"],
+        "celery -A app worker"
+    );
     assert_eq!(l.topology.routes.len(), 1);
 
     let d = tree(&[("Procfile", b"release: ./migrate\n")]);
@@ -125,14 +194,24 @@ fn procfile_alone() {
 fn nothing_to_load() {
     let d = tree(&[("README.md", b"hi")]);
     let e = detect(&DirSource::new(d.path())).unwrap_err();
-    assert!(e.to_string().starts_with("error: no configuration found"), "{e}");
+    assert!(
+        e.to_string().starts_with("error: no configuration found"),
+        "{e}"
+    );
     assert!(load(&DirSource::new(d.path())).is_err());
 }
 
 #[test]
 fn broken_yaml_in_each_priority_format_is_positioned() {
-    for path in [".platform.app.yaml", ".upsun/config.yaml", ".slipway/config.yaml"] {
-        let d = tree(&[(path, b"applications:\n  app:\n    type: \"python:3.12\n    hooks: {}\n")]);
+    for path in [
+        ".platform.app.yaml",
+        ".upsun/config.yaml",
+        ".slipway/config.yaml",
+    ] {
+        let d = tree(&[(
+            path,
+            b"applications:\n  app:\n    type: \"python:3.12\n    hooks: {}\n",
+        )]);
         let errs = errors_of(d.path());
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(errs[0].starts_with(&format!("{path}:")), "{errs:?}");
@@ -151,20 +230,35 @@ fn huge_and_non_utf8_files_are_refused() {
     let errs = errors_of(d.path());
     assert!(errs[0].contains("at most 1 MiB"), "{errs:?}");
 
-    let d = tree(&[(".platform.app.yaml", b"name: app\ntype: php:8.3\nvariables:\n  env:\n    X: caf\xe9\n")]);
-    assert_eq!(errors_of(d.path()), [".platform.app.yaml:5:11: error: the file is not valid UTF-8; save it as UTF-8"]);
+    let d = tree(&[(
+        ".platform.app.yaml",
+        b"name: app\ntype: php:8.3\nvariables:\n  env:\n    X: caf\xe9\n",
+    )]);
+    assert_eq!(
+        errors_of(d.path()),
+        [".platform.app.yaml:5:11: error: the file is not valid UTF-8; save it as UTF-8"]
+    );
 }
 
 #[test]
 fn warnings_do_not_fail_and_errors_carry_warnings_too() {
-    let d = tree(&[(".platform.app.yaml", b"name: app\ntype: php:8.3\nruntime: {extensions: [redis]}\naccess: {ssh: admin}\n")]);
+    let d = tree(&[(
+        ".platform.app.yaml",
+        b"name: app\ntype: php:8.3\nruntime: {extensions: [redis]}\naccess: {ssh: admin}\n",
+    )]);
     let l = load(&DirSource::new(d.path())).unwrap();
     let w: Vec<String> = l.warnings.iter().map(|w| w.to_string()).collect();
     assert_eq!(w.len(), 2, "{w:?}");
-    assert!(w[0].starts_with(".platform.app.yaml:3:1: warning: `runtime`"), "{w:?}");
+    assert!(
+        w[0].starts_with(".platform.app.yaml:3:1: warning: `runtime`"),
+        "{w:?}"
+    );
     assert!(w[0].ends_with("(at runtime)"), "{w:?}");
 
-    let d = tree(&[(".platform.app.yaml", b"name: app\ntype: php:8.3\nruntime: {}\ndisk: -1\n")]);
+    let d = tree(&[(
+        ".platform.app.yaml",
+        b"name: app\ntype: php:8.3\nruntime: {}\ndisk: -1\n",
+    )]);
     let all = load(&DirSource::new(d.path())).unwrap_err();
     assert!(all.has_errors());
     assert_eq!(all.0.len(), 2, "{all}");
@@ -185,7 +279,10 @@ fn includes_are_read_relative_to_the_including_file() {
     ]);
     let l = load(&DirSource::new(d.path())).unwrap_or_else(|e| panic!("{e}"));
     let t = &l.topology;
-    assert_eq!(t.application("api").unwrap().hooks.deploy.as_deref(), Some("#!/bin/sh\necho deploy\n"));
+    assert_eq!(
+        t.application("api").unwrap().hooks.deploy.as_deref(),
+        Some("#!/bin/sh\necho deploy\n")
+    );
     assert_eq!(t.application("api").unwrap().source_root, "api");
     assert_eq!(t.application("web").unwrap().source_root, "web");
     assert_eq!(t.services[0].configuration["conf_dir"], "solr-conf");
@@ -196,10 +293,18 @@ struct MemSource(Vec<(&'static str, &'static str)>);
 
 impl ConfigSource for MemSource {
     fn read_file(&self, path: &str) -> std::io::Result<Option<Vec<u8>>> {
-        Ok(self.0.iter().find(|(p, _)| *p == path).map(|(_, c)| c.as_bytes().to_vec()))
+        Ok(self
+            .0
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map(|(_, c)| c.as_bytes().to_vec()))
     }
     fn list_dir(&self, path: &str) -> std::io::Result<Vec<slipway_config::DirEntry>> {
-        let prefix = if path.is_empty() { String::new() } else { format!("{path}/") };
+        let prefix = if path.is_empty() {
+            String::new()
+        } else {
+            format!("{path}/")
+        };
         let mut out: Vec<slipway_config::DirEntry> = Vec::new();
         for (p, _) in &self.0 {
             if let Some(rest) = p.strip_prefix(&prefix) {
@@ -208,7 +313,10 @@ impl ConfigSource for MemSource {
                     None => (rest, false),
                 };
                 if !out.iter().any(|e| e.name == name) {
-                    out.push(slipway_config::DirEntry { name: name.to_string(), is_dir });
+                    out.push(slipway_config::DirEntry {
+                        name: name.to_string(),
+                        is_dir,
+                    });
                 }
             }
         }
@@ -224,9 +332,20 @@ fn loads_from_any_config_source() {
         (".platform/routes.yaml", "'https://{default}/': {upstream: 'shop:http'}\n'https://blog.{default}/': {upstream: 'blog'}\n"),
     ]);
     let l = load(&src).unwrap_or_else(|e| panic!("{e}"));
-    let names: Vec<_> = l.topology.applications.iter().map(|a| (a.name.as_str(), a.source_root.as_str())).collect();
+    let names: Vec<_> = l
+        .topology
+        .applications
+        .iter()
+        .map(|a| (a.name.as_str(), a.source_root.as_str()))
+        .collect();
     assert_eq!(names, [("blog", "blog"), ("shop", "shop")]);
-    assert_eq!(l.topology.routes[1].kind, RouteKind::Upstream { app: "blog".into(), endpoint: "http".into() });
+    assert_eq!(
+        l.topology.routes[1].kind,
+        RouteKind::Upstream {
+            app: "blog".into(),
+            endpoint: "http".into()
+        }
+    );
 }
 
 #[test]
@@ -234,11 +353,25 @@ fn dir_source_contract() {
     let d = tree(&[("a/b.txt", b"x")]);
     let s = DirSource::new(d.path());
     assert_eq!(s.read_file("a/b.txt").unwrap(), Some(b"x".to_vec()));
-    assert_eq!(s.read_file("a").unwrap(), None, "a directory reads as missing");
+    assert_eq!(
+        s.read_file("a").unwrap(),
+        None,
+        "a directory reads as missing"
+    );
     assert_eq!(s.read_file("nope").unwrap(), None);
-    assert_eq!(s.read_file("../etc/passwd").unwrap(), None, "no escaping the root");
+    assert_eq!(
+        s.read_file("../etc/passwd").unwrap(),
+        None,
+        "no escaping the root"
+    );
     let root = s.list_dir("").unwrap();
-    assert_eq!(root, [slipway_config::DirEntry { name: "a".into(), is_dir: true }]);
+    assert_eq!(
+        root,
+        [slipway_config::DirEntry {
+            name: "a".into(),
+            is_dir: true
+        }]
+    );
     assert!(s.list_dir("missing").unwrap().is_empty());
     assert!(s.list_dir("a/b.txt").unwrap().is_empty());
 }

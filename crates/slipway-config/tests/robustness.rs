@@ -21,8 +21,34 @@ impl Rng {
 }
 
 const TOKENS: &[&str] = &[
-    "&a ", "*a", "\t", "---\n", "!include ", "!archive ", "[", "]", "{", "}", ":", "- ", "\n  ", "<<: *a\n", "'", "\"", "|\n", "?", "~", "\u{feff}", "\u{0}",
-    "\u{ff}", "type: mariadb:10.6\n", "relationships:\n  db: 'db:mysql'\n", "spec: '61 * * *'\n", "disk: 0\n", "../../", "{default}",
+    "&a ",
+    "*a",
+    "\t",
+    "---\n",
+    "!include ",
+    "!archive ",
+    "[",
+    "]",
+    "{",
+    "}",
+    ":",
+    "- ",
+    "\n  ",
+    "<<: *a\n",
+    "'",
+    "\"",
+    "|\n",
+    "?",
+    "~",
+    "\u{feff}",
+    "\u{0}",
+    "\u{ff}",
+    "type: mariadb:10.6\n",
+    "relationships:\n  db: 'db:mysql'\n",
+    "spec: '61 * * *'\n",
+    "disk: 0\n",
+    "../../",
+    "{default}",
 ];
 
 fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
@@ -49,10 +75,22 @@ fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
 
 /// Seeds: every fixture tree, as fuzz inputs (path index byte + content, NUL-separated).
 fn seeds() -> Vec<Vec<u8>> {
-    let paths = [".platform.app.yaml", ".platform/services.yaml", ".platform/routes.yaml", ".platform/applications.yaml", ".upsun/config.yaml", ".slipway/config.yaml", "Procfile"];
+    let paths = [
+        ".platform.app.yaml",
+        ".platform/services.yaml",
+        ".platform/routes.yaml",
+        ".platform/applications.yaml",
+        ".upsun/config.yaml",
+        ".slipway/config.yaml",
+        "Procfile",
+    ];
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let mut out = Vec::new();
-    let mut dirs: Vec<_> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
     dirs.sort();
     for d in dirs {
         let mut input = Vec::new();
@@ -80,7 +118,11 @@ fn mutated_fixtures_never_panic() {
         let seed = &seeds[round % seeds.len()];
         let input = mutate(&mut rng, seed);
         let outcome = std::panic::catch_unwind(|| fuzzing::exercise(&input));
-        assert!(outcome.is_ok(), "panic on input {:?}", String::from_utf8_lossy(&input));
+        assert!(
+            outcome.is_ok(),
+            "panic on input {:?}",
+            String::from_utf8_lossy(&input)
+        );
     }
 }
 
@@ -112,13 +154,21 @@ fn hostile_shapes_end_in_a_bound_error() {
     }
     assert!(errors(&[(".platform.app.yaml", &deep)]).contains("nests deeper than 64 levels"));
     // An include that includes itself.
-    let e = errors(&[(".platform.app.yaml", "name: app\ntype: 'python:3.12'\nvariables: !include inc.yaml\n"), ("inc.yaml", "env: !include inc.yaml\n")]);
+    let e = errors(&[
+        (
+            ".platform.app.yaml",
+            "name: app\ntype: 'python:3.12'\nvariables: !include inc.yaml\n",
+        ),
+        ("inc.yaml", "env: !include inc.yaml\n"),
+    ]);
     assert!(e.contains("nests deeper than 8 files"), "{e}");
     // Includes that together read more than the budget.
     let big = format!("x: '{}'\n", "y".repeat(900 * 1024));
     let mut app = String::from("name: app\ntype: 'python:3.12'\nvariables:\n  env:\n");
     for i in 0..8 {
-        app.push_str(&format!("    v{i}: !include {{type: string, path: big.yaml}}\n"));
+        app.push_str(&format!(
+            "    v{i}: !include {{type: string, path: big.yaml}}\n"
+        ));
     }
     let e = errors(&[(".platform.app.yaml", &app), ("big.yaml", &big)]);
     assert!(e.contains("read more than 4 MiB in all"), "{e}");

@@ -19,7 +19,8 @@ fn schema_files_match_the_validation_tables() {
             std::fs::write(&path, &want).unwrap();
             continue;
         }
-        let have = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let have =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(have == want, "{file} is out of date: run SLIPWAY_BLESS=1 cargo test -p slipway-config --test schemas");
     }
 }
@@ -30,7 +31,9 @@ fn check_descriptions(v: &Value, at: &str, missing: &mut Vec<String>) {
         Value::Object(m) => {
             if let Some(Value::Object(props)) = m.get("properties") {
                 for (k, p) in props {
-                    if p.get("description").is_none_or(|d| d.as_str().is_none_or(str::is_empty)) {
+                    if p.get("description")
+                        .is_none_or(|d| d.as_str().is_none_or(str::is_empty))
+                    {
                         missing.push(format!("{at}.{k}"));
                     }
                 }
@@ -44,7 +47,9 @@ fn check_descriptions(v: &Value, at: &str, missing: &mut Vec<String>) {
                 check_descriptions(child, &format!("{at}/{k}"), missing);
             }
         }
-        Value::Array(items) => items.iter().for_each(|i| check_descriptions(i, at, missing)),
+        Value::Array(items) => items
+            .iter()
+            .for_each(|i| check_descriptions(i, at, missing)),
         _ => {}
     }
 }
@@ -59,12 +64,22 @@ fn every_schema_file_is_valid_json_with_descriptions() {
         }
         count += 1;
         let text = std::fs::read_to_string(&path).unwrap();
-        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(v["$schema"], "https://json-schema.org/draft/2020-12/schema", "{}", path.display());
+        let v: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(
+            v["$schema"],
+            "https://json-schema.org/draft/2020-12/schema",
+            "{}",
+            path.display()
+        );
         assert!(v["description"].is_string(), "{}", path.display());
         let mut missing = Vec::new();
         check_descriptions(&v, "", &mut missing);
-        assert!(missing.is_empty(), "{}: keys without description: {missing:?}", path.display());
+        assert!(
+            missing.is_empty(),
+            "{}: keys without description: {missing:?}",
+            path.display()
+        );
     }
     assert!(count >= 4, "expected the schema files, found {count}");
 }
@@ -75,11 +90,36 @@ fn app_schema_names_the_keys_slipway_acts_on() {
     let v: Value = serde_json::from_str(&text).unwrap();
     let props = v["properties"].as_object().unwrap();
     // Spec section 4: the keys Slipway acts on.
-    for k in ["name", "type", "source", "build", "dependencies", "hooks", "web", "mounts", "disk", "relationships", "variables", "workers", "crons"] {
+    for k in [
+        "name",
+        "type",
+        "source",
+        "build",
+        "dependencies",
+        "hooks",
+        "web",
+        "mounts",
+        "disk",
+        "relationships",
+        "variables",
+        "workers",
+        "crons",
+    ] {
         assert!(props.contains_key(k), "missing {k}");
-        assert!(props[k].get("x-slipway-support").is_none(), "{k} must not be marked ignored");
+        assert!(
+            props[k].get("x-slipway-support").is_none(),
+            "{k} must not be marked ignored"
+        );
     }
-    for k in ["runtime", "timezone", "access", "firewall", "additional_hosts", "resources", "size"] {
+    for k in [
+        "runtime",
+        "timezone",
+        "access",
+        "firewall",
+        "additional_hosts",
+        "resources",
+        "size",
+    ] {
         assert_eq!(props[k]["x-slipway-support"], "ignored", "{k}");
     }
     assert_eq!(v["required"], serde_json::json!(["name", "type"]));
@@ -88,15 +128,27 @@ fn app_schema_names_the_keys_slipway_acts_on() {
     // Build steps: flavor and caches are acted on; dependencies name their languages.
     let build = &props["build"]["properties"];
     for k in ["flavor", "caches"] {
-        assert!(build[k].is_object() && build[k].get("x-slipway-support").is_none(), "build.{k}");
+        assert!(
+            build[k].is_object() && build[k].get("x-slipway-support").is_none(),
+            "build.{k}"
+        );
     }
     let cache = &build["caches"]["additionalProperties"]["properties"];
     for k in ["directory", "watch", "allow_stale", "share_between_apps"] {
-        assert!(cache[k].get("x-slipway-support").is_none(), "build.caches.*.{k}");
+        assert!(
+            cache[k].get("x-slipway-support").is_none(),
+            "build.caches.*.{k}"
+        );
     }
     let deps = &props["dependencies"];
-    assert_eq!(deps["additionalProperties"], false, "an unknown language is refused");
+    assert_eq!(
+        deps["additionalProperties"], false,
+        "an unknown language is refused"
+    );
     for k in ["php", "python", "python2", "python3", "nodejs", "ruby"] {
-        assert_eq!(deps["properties"][k]["additionalProperties"]["type"], "string", "dependencies.{k}");
+        assert_eq!(
+            deps["properties"][k]["additionalProperties"]["type"], "string",
+            "dependencies.{k}"
+        );
     }
 }

@@ -8,7 +8,11 @@ use std::path::PathBuf;
 fn render(dir: &std::path::Path) -> String {
     match load(&DirSource::new(dir)) {
         Ok(l) => {
-            let mut s = format!("ok: {:?}, {} apps\n", l.format, l.topology.applications.len());
+            let mut s = format!(
+                "ok: {:?}, {} apps\n",
+                l.format,
+                l.topology.applications.len()
+            );
             for w in &l.warnings {
                 s += &format!("{w}\n");
             }
@@ -22,7 +26,11 @@ fn render(dir: &std::path::Path) -> String {
 fn broken_fixtures_give_the_expected_diagnostics() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let bless = std::env::var_os("SLIPWAY_BLESS").is_some();
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
     dirs.sort();
     assert!(dirs.len() >= 10, "fixtures missing");
     let mut mismatches = Vec::new();
@@ -35,7 +43,10 @@ fn broken_fixtures_give_the_expected_diagnostics() {
         }
         let want = std::fs::read_to_string(&expected_path).unwrap_or_default();
         if got != want {
-            mismatches.push(format!("== {}\n-- expected:\n{want}-- got:\n{got}", dir.display()));
+            mismatches.push(format!(
+                "== {}\n-- expected:\n{want}-- got:\n{got}",
+                dir.display()
+            ));
         }
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));

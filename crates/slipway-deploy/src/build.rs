@@ -32,8 +32,8 @@ pub mod caches;
 pub mod dependencies;
 pub mod flavor;
 
-use std::path::{Path, PathBuf};
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -87,12 +87,16 @@ pub fn build_key(app: &Application, tree: &ObjectId) -> String {
         "build_hook": app.hooks.build,
         "variables": app.variables,
     });
-    format!("sha256:{}", hex::encode(Sha256::digest(relevant.to_string().as_bytes())))
+    format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(relevant.to_string().as_bytes()))
+    )
 }
 
 /// How a slug is remembered under its build key.
 pub(crate) fn encode_slug(s: &SlugInfo) -> String {
-    serde_json::json!({"digest": s.digest.as_str(), "size": s.size, "diff_id": s.diff_id.as_str()}).to_string()
+    serde_json::json!({"digest": s.digest.as_str(), "size": s.size, "diff_id": s.diff_id.as_str()})
+        .to_string()
 }
 
 /// Read back what [`encode_slug`] stored.
@@ -112,7 +116,12 @@ enum Plan {
 }
 
 /// Work out an app's build key and whether its slug can be reused.
-fn plan(platform: &Platform, repo: &Repo, commit: ObjectId, app: &Application) -> Result<Plan, PhaseError> {
+fn plan(
+    platform: &Platform,
+    repo: &Repo,
+    commit: ObjectId,
+    app: &Application,
+) -> Result<Plan, PhaseError> {
     let fail = |msg: String| PhaseError::new("build", msg);
     let tree = repo
         .tree_at(commit, &app.source_root)
@@ -125,7 +134,10 @@ fn plan(platform: &Platform, repo: &Repo, commit: ObjectId, app: &Application) -
         })?;
     let key = build_key(app, &tree);
     let state = platform.state();
-    if let Some(prev) = state.slug_for_build(&key).map_err(|e| fail(e.to_string()))? {
+    if let Some(prev) = state
+        .slug_for_build(&key)
+        .map_err(|e| fail(e.to_string()))?
+    {
         match decode_slug(&prev) {
             Some(slug) if platform.archive().has_blob(&slug.digest) => {
                 return Ok(Plan::Reuse(BuiltApp {
@@ -168,14 +180,21 @@ pub async fn run_all(
     for (i, app) in apps.iter().enumerate() {
         match plan(platform, repo, target.new, app)? {
             Plan::Reuse(b) => {
-                out.phase_done(&format!("build {}", app.name), &format!("reused {}", b.slug.digest), t);
+                out.phase_done(
+                    &format!("build {}", app.name),
+                    &format!("reused {}", b.slug.digest),
+                    t,
+                );
                 done[i] = Some(b);
             }
             Plan::Build { tree, key } => to_build.push((i, tree, key)),
         }
     }
     if to_build.len() > 1 {
-        let names: Vec<&str> = to_build.iter().map(|(i, ..)| apps[*i].name.as_str()).collect();
+        let names: Vec<&str> = to_build
+            .iter()
+            .map(|(i, ..)| apps[*i].name.as_str())
+            .collect();
         out.phase(
             "build",
             &format!(
@@ -214,7 +233,10 @@ pub async fn run_all(
             Err(e) => {
                 set.abort_all();
                 while set.join_next().await.is_some() {}
-                return Err(PhaseError::new("build", format!("a build task failed: {e}")));
+                return Err(PhaseError::new(
+                    "build",
+                    format!("a build task failed: {e}"),
+                ));
             }
         }
     }
@@ -329,9 +351,15 @@ impl BuildContext<'_> {
         what: &str,
         step: Option<&Step>,
     ) -> Result<(), PhaseError> {
-        let spec = build_spec(id, self.app, self.tree, &script, self.dir, self.cache, extra_env);
+        let spec = build_spec(
+            id, self.app, self.tree, &script, self.dir, self.cache, extra_env,
+        );
         let found_missing: Arc<Mutex<Option<String>>> = Arc::default();
-        let (o, name, fm) = (self.out.clone(), self.app.name.clone(), found_missing.clone());
+        let (o, name, fm) = (
+            self.out.clone(),
+            self.app.name.clone(),
+            found_missing.clone(),
+        );
         // Only Slipway's steps have the preamble; the build hook's output is passed on as is.
         let preamble = step.is_some();
         let mut on_line = move |l: &str| match l.strip_prefix(MISSING_TOOL).filter(|_| preamble) {
@@ -343,7 +371,9 @@ impl BuildContext<'_> {
             None => o.app_line(&name, l),
         };
         let timeout = self.platform.settings().build_timeout;
-        let left = timeout.saturating_sub(self.started.elapsed()).max(Duration::from_millis(1));
+        let left = timeout
+            .saturating_sub(self.started.elapsed())
+            .max(Duration::from_millis(1));
         let code = match self.platform.runtime().run(&spec, left, &mut on_line).await {
             Ok(code) => code,
             Err(RuntimeError::Timeout(_)) => {
@@ -422,14 +452,21 @@ async fn build_one(
         for step in &steps {
             out.phase(&phase, &step.headline);
             let id = format!("build.{}.{}.{}", out.activity(), app.name, step.id);
-            cx.run(id, step.full_script(), dependencies::step_env(), &step.what, Some(step))
-                .await?;
+            cx.run(
+                id,
+                step.full_script(),
+                dependencies::step_env(),
+                &step.what,
+                Some(step),
+            )
+            .await?;
         }
         if let Some(hook) = hook {
             out.phase(&phase, "running hooks.build");
             let id = format!("build.{}.{}", out.activity(), app.name);
             let what = format!("hooks.build of {}", app.name);
-            cx.run(id, hook.to_string(), Vec::new(), &what, None).await?;
+            cx.run(id, hook.to_string(), Vec::new(), &what, None)
+                .await?;
         }
     }
     let slug = crate::slug::run(platform, &app.name, dir.clone(), key, out, t)
@@ -472,7 +509,9 @@ async fn restore_caches(
             .map(|p| {
                 let scratch = dir2.with_file_name(format!(
                     "{}.restore-{}",
-                    dir2.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+                    dir2.file_name()
+                        .map(|n| n.to_string_lossy().to_string())
+                        .unwrap_or_default(),
                     p.name
                 ));
                 let r = caches::restore(&p, &dir2, &scratch);
@@ -496,7 +535,9 @@ async fn restore_caches(
             Ok(caches::Restored::Stale) => {
                 format!("restored build cache {name} ({d}; stale: the watched files changed)")
             }
-            Ok(caches::Restored::Nothing) => format!("build cache {name}: nothing saved yet for these watched files"),
+            Ok(caches::Restored::Nothing) => {
+                format!("build cache {name}: nothing saved yet for these watched files")
+            }
             Ok(caches::Restored::InTree) => {
                 format!("build cache {name} not restored: {d} is already in the source tree")
             }
@@ -534,9 +575,14 @@ async fn save_caches(planned: Vec<caches::Planned>, dir: &Path, out: &Output, ph
             phase,
             &match r {
                 Ok(caches::Saved::Saved(size)) => {
-                    format!("saved build cache {name} ({d}, {})", slipway_slug::human_size(size))
+                    format!(
+                        "saved build cache {name} ({d}, {})",
+                        slipway_slug::human_size(size)
+                    )
                 }
-                Ok(caches::Saved::NoDirectory) => format!("build cache {name}: the build made no {d}; nothing saved"),
+                Ok(caches::Saved::NoDirectory) => {
+                    format!("build cache {name}: the build made no {d}; nothing saved")
+                }
                 Err(e) => format!("build cache {name} not saved: {e}"),
             },
         );
@@ -616,7 +662,10 @@ mod tests {
         a.relationships.insert("db".into(), "db:postgresql".into());
         a.build_caches.insert(
             "deps".into(),
-            slipway_config::BuildCache { directory: "node_modules".into(), ..Default::default() },
+            slipway_config::BuildCache {
+                directory: "node_modules".into(),
+                ..Default::default()
+            },
         );
         assert_eq!(build_key(&a, &tree("a")), base);
 
@@ -636,7 +685,8 @@ mod tests {
         a.build_flavor = Some("none".into());
         changed.push(build_key(&a, &tree("a")));
         let mut a = app();
-        a.dependencies.insert("python3".into(), serde_json::json!({"poetry": "*"}));
+        a.dependencies
+            .insert("python3".into(), serde_json::json!({"poetry": "*"}));
         changed.push(build_key(&a, &tree("a")));
         let mut a = app();
         a.variables
@@ -654,7 +704,8 @@ mod tests {
     #[test]
     fn build_containers_see_dependencies_variables_and_the_platform_wins() {
         let mut a = app();
-        a.dependencies.insert("python3".into(), serde_json::json!({"pipenv": "*"}));
+        a.dependencies
+            .insert("python3".into(), serde_json::json!({"pipenv": "*"}));
         let vars = a.variables.entry("env".into()).or_default();
         vars.insert("PIP_NO_INDEX".into(), serde_json::json!("1"));
         vars.insert("PATH".into(), serde_json::json!("/nowhere"));
@@ -673,7 +724,10 @@ mod tests {
         assert_eq!(env["PATH"], dependencies::PATH, "the platform's PATH wins");
         assert_eq!(env["PYTHONUSERBASE"], "/app/.global");
         assert_eq!(env["PIP_NO_INDEX"], "1", "variables.env reaches the build");
-        assert_eq!(env["PIP_CACHE_DIR"], "/mine", "the app's variables win over step defaults");
+        assert_eq!(
+            env["PIP_CACHE_DIR"], "/mine",
+            "the app's variables win over step defaults"
+        );
         assert_eq!(env["PIP_BREAK_SYSTEM_PACKAGES"], "1");
         assert_eq!(spec.netns, None, "builds use the host network");
         assert_eq!(spec.args, vec!["/bin/sh", "-c", "true"]);
@@ -700,7 +754,10 @@ mod tests {
             .output()
             .unwrap();
         assert_eq!(o.status.code(), Some(127));
-        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), format!("{MISSING_TOOL}composer").trim());
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            format!("{MISSING_TOOL}composer").trim()
+        );
         assert_eq!(sh_quote("it's"), r#"'it'\''s'"#);
     }
 
@@ -712,7 +769,12 @@ mod tests {
             diff_id: Digest::of_bytes(b"tar"),
         };
         assert_eq!(decode_slug(&encode_slug(&s)), Some(s));
-        for bad in ["", "{}", "not json", r#"{"digest":"sha256:xyz","size":1,"diff_id":"sha256:xyz"}"#] {
+        for bad in [
+            "",
+            "{}",
+            "not json",
+            r#"{"digest":"sha256:xyz","size":1,"diff_id":"sha256:xyz"}"#,
+        ] {
             assert_eq!(decode_slug(bad), None, "{bad}");
         }
     }

@@ -10,9 +10,19 @@ use crate::output::Output;
 use crate::pipeline::PhaseError;
 
 /// The differences against the live topology (None: a new environment, all additions).
-pub fn compare(new: &Topology, live: Option<&Topology>, allow_service_upgrade: bool) -> TopologyDiff {
+pub fn compare(
+    new: &Topology,
+    live: Option<&Topology>,
+    allow_service_upgrade: bool,
+) -> TopologyDiff {
     let empty = Topology::default();
-    slipway_config::diff(live.unwrap_or(&empty), new, &DiffOptions { allow_service_upgrade })
+    slipway_config::diff(
+        live.unwrap_or(&empty),
+        new,
+        &DiffOptions {
+            allow_service_upgrade,
+        },
+    )
 }
 
 /// The differences, one line each (empty: nothing changed).
@@ -21,7 +31,12 @@ pub fn changes(new: &Topology, live: Option<&Topology>) -> Vec<String> {
 }
 
 /// Print the diff; Err when a change would lose data (the first refusal is the reason).
-pub fn run(new: &Topology, live: Option<&Topology>, allow_service_upgrade: bool, out: &Output) -> Result<(), PhaseError> {
+pub fn run(
+    new: &Topology,
+    live: Option<&Topology>,
+    allow_service_upgrade: bool,
+    out: &Output,
+) -> Result<(), PhaseError> {
     let t = Instant::now();
     let d = compare(new, live, allow_service_upgrade);
     let headline = match (live, d.lines.len()) {
@@ -51,7 +66,10 @@ mod tests {
 
     fn topo(version: &str) -> Topology {
         Topology {
-            applications: vec![Application { name: "app".into(), ..Default::default() }],
+            applications: vec![Application {
+                name: "app".into(),
+                ..Default::default()
+            }],
             services: vec![Service {
                 name: "db".into(),
                 r#type: "postgresql".into(),
@@ -65,7 +83,10 @@ mod tests {
 
     #[test]
     fn new_environment_and_unchanged_topology() {
-        assert_eq!(changes(&topo("15"), None), vec!["app app added", "service db added (postgresql:15)"]);
+        assert_eq!(
+            changes(&topo("15"), None),
+            vec!["app app added", "service db added (postgresql:15)"]
+        );
         assert!(changes(&topo("15"), Some(&topo("15"))).is_empty());
     }
 
@@ -73,7 +94,11 @@ mod tests {
     fn major_upgrade_needs_the_push_option() {
         let refused = compare(&topo("16"), Some(&topo("15")), false);
         assert_eq!(refused.refusals.len(), 1);
-        assert!(refused.refusals[0].to_string().contains("-o allow-service-upgrade"));
-        assert!(compare(&topo("16"), Some(&topo("15")), true).refusals.is_empty());
+        assert!(refused.refusals[0]
+            .to_string()
+            .contains("-o allow-service-upgrade"));
+        assert!(compare(&topo("16"), Some(&topo("15")), true)
+            .refusals
+            .is_empty());
     }
 }

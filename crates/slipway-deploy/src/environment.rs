@@ -192,12 +192,17 @@ pub fn app_env(app: &Application, cx: &EnvContext<'_>) -> BTreeMap<String, Strin
         base64::engine::general_purpose::STANDARD.encode(v.to_string().as_bytes())
     };
     let relationships = platform_env::relationships_json(cx.topology, app);
-    let mut base = platform_env::UrlBase::from_url(cx.url).unwrap_or_else(|| platform_env::UrlBase {
-        scheme: "http".into(),
-        host: cx.url.trim_start_matches("http://").trim_end_matches('/').to_string(),
-        port: None,
-        production: true,
-    });
+    let mut base =
+        platform_env::UrlBase::from_url(cx.url).unwrap_or_else(|| platform_env::UrlBase {
+            scheme: "http".into(),
+            host: cx
+                .url
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_string(),
+            port: None,
+            production: true,
+        });
     // Explicit hosts mean the same here as to the router.
     base.production = crate::switch::is_production(cx.env);
     let mut routes = platform_env::routes_json(cx.topology, &base);
@@ -218,7 +223,15 @@ pub fn app_env(app: &Application, cx: &EnvContext<'_>) -> BTreeMap<String, Strin
         ("SLIPWAY_URL", cx.url.to_string()),
         ("PLATFORM_BRANCH", cx.branch.to_string()),
         ("PLATFORM_ENVIRONMENT", cx.env.to_string()),
-        ("PLATFORM_ENVIRONMENT_TYPE", if crate::switch::is_production(cx.env) { "production" } else { "development" }.to_string()),
+        (
+            "PLATFORM_ENVIRONMENT_TYPE",
+            if crate::switch::is_production(cx.env) {
+                "production"
+            } else {
+                "development"
+            }
+            .to_string(),
+        ),
         ("PLATFORM_PROJECT", cx.project.to_string()),
         ("PLATFORM_RELATIONSHIPS", b64(&relationships)),
         ("PLATFORM_ROUTES", b64(&routes)),
@@ -237,7 +250,8 @@ pub fn app_env(app: &Application, cx: &EnvContext<'_>) -> BTreeMap<String, Strin
 /// `HOME`, `LANG`, the app's name and folder, the source tree id), which the config
 /// cannot override.
 pub(crate) fn container_env(app: &Application, tree_id: &str) -> BTreeMap<String, String> {
-    let mut env: BTreeMap<String, String> = crate::build::dependencies::env(app).into_iter().collect();
+    let mut env: BTreeMap<String, String> =
+        crate::build::dependencies::env(app).into_iter().collect();
     env.extend(app.env_vars());
     env.extend(
         [
@@ -277,9 +291,16 @@ mod tests {
 
     #[test]
     fn app_env_has_platform_shaped_routes_and_relationships() {
-        let mut app = Application { name: "app".into(), ..Default::default() };
-        app.relationships.insert("database".into(), "db:postgresql".into());
-        app.variables.entry("env".into()).or_default().insert("MODE".into(), serde_json::json!("x"));
+        let mut app = Application {
+            name: "app".into(),
+            ..Default::default()
+        };
+        app.relationships
+            .insert("database".into(), "db:postgresql".into());
+        app.variables
+            .entry("env".into())
+            .or_default()
+            .insert("MODE".into(), serde_json::json!("x"));
         let topology = Topology {
             applications: vec![app.clone()],
             services: vec![slipway_config::Service {
@@ -291,7 +312,10 @@ mod tests {
             }],
             routes: vec![slipway_config::Route {
                 url: "https://{default}/".into(),
-                kind: RouteKind::Upstream { app: "app".into(), endpoint: "http".into() },
+                kind: RouteKind::Upstream {
+                    app: "app".into(),
+                    endpoint: "http".into(),
+                },
                 primary: true,
                 id: None,
                 attributes: Default::default(),
@@ -308,7 +332,9 @@ mod tests {
         };
         let env = app_env(&app, &cx);
         let decode = |k: &str| -> serde_json::Value {
-            let bytes = base64::engine::general_purpose::STANDARD.decode(&env[k]).unwrap();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(&env[k])
+                .unwrap();
             serde_json::from_slice(&bytes).unwrap()
         };
         let routes = decode("PLATFORM_ROUTES");
@@ -326,10 +352,16 @@ mod tests {
         assert_eq!(env["PORT"], "10001");
         assert_eq!(env["PLATFORM_APPLICATION_NAME"], "app");
         // Global packages' commands are on PATH; no language variables without dependencies.
-        assert!(env["PATH"].starts_with("/app/.global/bin:"), "{}", env["PATH"]);
+        assert!(
+            env["PATH"].starts_with("/app/.global/bin:"),
+            "{}",
+            env["PATH"]
+        );
         assert!(!env.contains_key("PYTHONUSERBASE"));
         let mut with_deps = app.clone();
-        with_deps.dependencies.insert("python3".into(), serde_json::json!({"pipenv": "*"}));
+        with_deps
+            .dependencies
+            .insert("python3".into(), serde_json::json!({"pipenv": "*"}));
         assert_eq!(app_env(&with_deps, &cx)["PYTHONUSERBASE"], "/app/.global");
     }
 

@@ -47,7 +47,10 @@ pub async fn wait_app(
                 return Err(if t.is_empty() {
                     format!("app {} exited at start, printing nothing", app.name)
                 } else {
-                    format!("app {} exited at start (its output is above)\n{t}", app.name)
+                    format!(
+                        "app {} exited at start (its output is above)\n{t}",
+                        app.name
+                    )
                 });
             }
             Ok(None) => return Err(format!("app {}: its container is gone", app.name)),
@@ -83,15 +86,24 @@ pub async fn run(
     for app in &spec.apps {
         let t = Instant::now();
         let log = platform.data().app_log(project, env, &app.name);
-        let status = wait_app(platform, spec, app, platform.settings().health_timeout, &log)
-            .await
-            .map_err(|m| {
-                // The app's output goes to the pusher; the first line is the reason.
-                for l in m.lines().skip(1) {
-                    out.app_line(&app.name, l);
-                }
-                PhaseError::new("health check", m.lines().next().unwrap_or_default().to_string())
-            })?;
+        let status = wait_app(
+            platform,
+            spec,
+            app,
+            platform.settings().health_timeout,
+            &log,
+        )
+        .await
+        .map_err(|m| {
+            // The app's output goes to the pusher; the first line is the reason.
+            for l in m.lines().skip(1) {
+                out.app_line(&app.name, l);
+            }
+            PhaseError::new(
+                "health check",
+                m.lines().next().unwrap_or_default().to_string(),
+            )
+        })?;
         out.phase_done(
             &format!("health check {}", app.name),
             &format!("HTTP {status} on port {}", app.port),

@@ -23,7 +23,11 @@ async fn exec_hook(
     let o = out.clone();
     let name = app.name.clone();
     let mut on_line = move |l: &str| o.app_line(&name, l);
-    let env: Vec<(String, String)> = app.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let env: Vec<(String, String)> = app
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let code = platform
         .runtime()
         .exec(
@@ -45,7 +49,11 @@ async fn exec_hook(
 
 fn hook_of<'a>(topology: &'a Topology, app: &str, post: bool) -> Option<&'a str> {
     let a = topology.applications.iter().find(|a| a.name == app)?;
-    let h = if post { &a.hooks.post_deploy } else { &a.hooks.deploy };
+    let h = if post {
+        &a.hooks.post_deploy
+    } else {
+        &a.hooks.deploy
+    };
     h.as_deref().filter(|s| !s.trim().is_empty())
 }
 
@@ -71,7 +79,12 @@ pub async fn deploy(
 }
 
 /// Run `hooks.post_deploy` of every app that has one; failures are warnings.
-pub async fn post_deploy(platform: &Arc<Platform>, spec: &ReleaseSpec, topology: &Topology, out: &Output) {
+pub async fn post_deploy(
+    platform: &Arc<Platform>,
+    spec: &ReleaseSpec,
+    topology: &Topology,
+    out: &Output,
+) {
     for app in &spec.apps {
         if let Some(script) = hook_of(topology, &app.name, true) {
             let t = Instant::now();
@@ -79,7 +92,9 @@ pub async fn post_deploy(platform: &Arc<Platform>, spec: &ReleaseSpec, topology:
             out.phase(&phase, "running hooks.post_deploy");
             match exec_hook(platform, app, script, "hooks.post_deploy", out).await {
                 Ok(()) => out.phase_done(&phase, "done", t),
-                Err(m) => out.phase_done(&phase, &format!("warning: {m} (the release stays live)"), t),
+                Err(m) => {
+                    out.phase_done(&phase, &format!("warning: {m} (the release stays live)"), t)
+                }
             }
         }
     }

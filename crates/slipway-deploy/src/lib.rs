@@ -27,8 +27,8 @@ pub mod build;
 pub mod diff;
 pub mod environment;
 pub mod health;
-pub mod operations;
 pub mod hooks;
+pub mod operations;
 pub mod output;
 pub mod pipeline;
 pub mod provision;
@@ -164,7 +164,14 @@ impl DataDir {
     }
     /// Where the entries of one build cache (`build.caches.NAME`) of an app are kept: per
     /// project, environment and app, or per project only when `shared` (`share_between_apps`).
-    pub fn build_caches(&self, project: &str, env: &str, app: &str, name: &str, shared: bool) -> PathBuf {
+    pub fn build_caches(
+        &self,
+        project: &str,
+        env: &str,
+        app: &str,
+        name: &str,
+        shared: bool,
+    ) -> PathBuf {
         let project = self.root.join("build-caches").join(project);
         if shared {
             // Environment names are DNS labels: `_shared` is never one.

@@ -67,7 +67,9 @@ pub async fn run(
         Operation::Rollback(Some(n)) => state
             .release_by_number(project, env, n)
             .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("release {n} of {env} not found (`releases {project} {env}` lists them)"))?,
+            .ok_or_else(|| {
+                format!("release {n} of {env} not found (`releases {project} {env}` lists them)")
+            })?,
         Operation::Rollback(None) => state
             .releases(project, env)
             .map_err(|e| e.to_string())?
@@ -93,10 +95,20 @@ pub async fn run(
         .map_err(|e| e.to_string())?;
     let out = Output::with_sink(platform.clone(), activity, sink);
     out.line(&format!("-----> {summary} (activity {activity})"));
-    let result = activate_release(platform, project, &environment.branch, env, &source, &current, &out).await;
+    let result = activate_release(
+        platform,
+        project,
+        &environment.branch,
+        env,
+        &source,
+        &current,
+        &out,
+    )
+    .await;
     match &result {
         Ok(n) => {
-            let _ = state.finish_activity(activity, "success", &format!("{summary}: release {n} live"));
+            let _ =
+                state.finish_activity(activity, "success", &format!("{summary}: release {n} live"));
         }
         Err(e) => {
             let _ = state.finish_activity(activity, "failure", &e.to_string());
@@ -117,7 +129,12 @@ async fn activate_release(
     let t0 = Instant::now();
     let fail = |m: String| PhaseError::new("deploy", m);
     let topology: slipway_config::Topology = serde_json::from_value(source.topology.clone())
-        .map_err(|e| fail(format!("release {} has no readable topology: {e}", source.number)))?;
+        .map_err(|e| {
+            fail(format!(
+                "release {} has no readable topology: {e}",
+                source.number
+            ))
+        })?;
     let spec = ReleaseSpec::from_json(&source.spec)
         .ok_or_else(|| fail(format!("release {} has no readable spec", source.number)))?;
     let mut built = Vec::new();
@@ -135,7 +152,10 @@ async fn activate_release(
                     app.name, source.number
                 ))
             })?;
-        out.phase(&format!("build {}", app.name), &format!("reused {}", slug.digest));
+        out.phase(
+            &format!("build {}", app.name),
+            &format!("reused {}", slug.digest),
+        );
         built.push(BuiltApp {
             name: app.name.clone(),
             slug,
@@ -146,7 +166,9 @@ async fn activate_release(
     }
     let repo = Repo::open(&platform.repo_path(project)).map_err(|e| fail(e.to_string()))?;
     let refname = format!("refs/heads/{branch}");
-    let parse = |hex: &str| ObjectId::from_hex(hex.as_bytes()).map_err(|e| fail(format!("commit {hex}: {e}")));
+    let parse = |hex: &str| {
+        ObjectId::from_hex(hex.as_bytes()).map_err(|e| fail(format!("commit {hex}: {e}")))
+    };
     let old = match repo.ref_target(&refname).map_err(|e| fail(e.to_string()))? {
         Some(id) => id,
         None => parse(&current.commit)?,
@@ -160,5 +182,15 @@ async fn activate_release(
         new: parse(&source.commit)?,
         options: Vec::new(),
     };
-    pipeline::activate(platform, &repo, &target, &topology, &built, Some(current), out, t0).await
+    pipeline::activate(
+        platform,
+        &repo,
+        &target,
+        &topology,
+        &built,
+        Some(current),
+        out,
+        t0,
+    )
+    .await
 }

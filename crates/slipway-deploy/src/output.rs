@@ -47,7 +47,11 @@ impl Output {
             if let Some(sink) = &self.sink {
                 sink(l);
             }
-            if let Err(e) = self.platform.state().append_log(self.activity, &format!("{l}\n")) {
+            if let Err(e) = self
+                .platform
+                .state()
+                .append_log(self.activity, &format!("{l}\n"))
+            {
                 tracing::warn!("activity log: {e}");
             }
         }

@@ -63,9 +63,9 @@ pub struct DeployTarget {
 impl DeployTarget {
     /// Whether the push carried option `name` (`-o name` or `-o name=true`).
     pub fn has_option(&self, name: &str) -> bool {
-        self.options
-            .iter()
-            .any(|o| o == name || o.strip_prefix(name).and_then(|r| r.strip_prefix('=')) == Some("true"))
+        self.options.iter().any(|o| {
+            o == name || o.strip_prefix(name).and_then(|r| r.strip_prefix('=')) == Some("true")
+        })
     }
 }
 
@@ -102,8 +102,11 @@ pub async fn stage_push(
     target: &DeployTarget,
     out: &Output,
 ) -> Result<Staged, PhaseError> {
-    let span = info_span!("deploy", project = %target.project, env = %target.env, commit = %target.new);
-    stage_push_inner(platform, repo, target, out).instrument(span).await
+    let span =
+        info_span!("deploy", project = %target.project, env = %target.env, commit = %target.new);
+    stage_push_inner(platform, repo, target, out)
+        .instrument(span)
+        .await
 }
 
 async fn stage_push_inner(
@@ -132,7 +135,12 @@ async fn stage_push_inner(
         .as_ref()
         .and_then(|r| serde_json::from_value::<slipway_config::Topology>(r.topology.clone()).ok());
     let allow_service_upgrade = target.has_option("allow-service-upgrade");
-    diff::run(&topology, live_topology.as_ref(), allow_service_upgrade, out)?;
+    diff::run(
+        &topology,
+        live_topology.as_ref(),
+        allow_service_upgrade,
+        out,
+    )?;
 
     // build (+ slug): the changed apps, in parallel
     let built = build::run_all(platform, repo, target, &topology.applications, out).await?;
@@ -153,7 +161,16 @@ pub async fn activate(
     out: &Output,
     t0: Instant,
 ) -> Result<i64, PhaseError> {
-    let staged = stage(platform, target, topology.clone(), built, live.cloned(), out, t0).await?;
+    let staged = stage(
+        platform,
+        target,
+        topology.clone(),
+        built,
+        live.cloned(),
+        out,
+        t0,
+    )
+    .await?;
     commit(platform, repo, target, staged, out).await
 }
 
@@ -219,11 +236,19 @@ pub async fn stage(
 
 /// Drop a staged release that will not go live: its containers go, it is
 /// marked failed, and the live release is left exactly as it was.
-pub async fn abort(platform: &Arc<Platform>, target: &DeployTarget, staged: &Staged, out: &Output, why: &PhaseError) {
+pub async fn abort(
+    platform: &Arc<Platform>,
+    target: &DeployTarget,
+    staged: &Staged,
+    out: &Output,
+    why: &PhaseError,
+) {
     out.line(&format!("-----> {why}"));
     out.line("       cleaning up: the running release was not touched");
     provision::remove_release(platform, &staged.spec, std::time::Duration::from_secs(1)).await;
-    let _ = platform.state().set_release_status(staged.release.id, "failed");
+    let _ = platform
+        .state()
+        .set_release_status(staged.release.id, "failed");
     if staged.live.is_none() {
         platform
             .router()

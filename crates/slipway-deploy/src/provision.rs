@@ -77,7 +77,12 @@ pub fn plan(
             name: app.name.clone(),
             slug: b.slug.digest.to_string(),
             manifest: None,
-            container: environment::container_id(&target.project, &target.env, &app.name, release.number),
+            container: environment::container_id(
+                &target.project,
+                &target.env,
+                &app.name,
+                release.number,
+            ),
             port,
             start: app.web.start.clone().unwrap_or_default(),
             env,
@@ -100,7 +105,11 @@ pub fn container_spec(spec: &ReleaseSpec, app: &AppInstance, app_dir: PathBuf) -
     ContainerSpec {
         id: app.container.clone(),
         args: vec!["/bin/sh".into(), "-c".into(), app.start.clone()],
-        env: app.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        env: app
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         cwd: "/app".into(),
         app_dir,
         app_writable: false,
@@ -142,7 +151,10 @@ pub async fn start_app(
         let _ = writeln!(f, "{}{}", START_MARKER, app.container);
     }
     // A container of that id left by an interrupted attempt is not ours to keep.
-    let _ = platform.runtime().remove(&app.container, Duration::from_secs(2)).await;
+    let _ = platform
+        .runtime()
+        .remove(&app.container, Duration::from_secs(2))
+        .await;
     platform
         .runtime()
         .start(&container_spec(spec, app, dir), &log)
@@ -172,7 +184,10 @@ pub async fn run(
             // Nothing per release (number, commit, the port it runs on) goes into the image:
             // the tag names the release, so a push that changes no app writes no new blob.
             let image = ReleaseImage {
-                tag: format!("{}.{}.r{}.{}", target.project, target.env, release.number, app.name),
+                tag: format!(
+                    "{}.{}.r{}.{}",
+                    target.project, target.env, release.number, app.name
+                ),
                 slug: b.slug.clone(),
                 cmd: vec!["/bin/sh".into(), "-c".into(), app.start.clone()],
                 env: app
@@ -204,11 +219,7 @@ pub async fn run(
 /// Stop and remove every container of a release (a failed attempt, or a retired release).
 pub async fn remove_release(platform: &Platform, spec: &ReleaseSpec, grace: Duration) {
     for app in &spec.apps {
-        if let Err(e) = platform
-            .runtime()
-            .remove(&app.container, grace)
-            .await
-        {
+        if let Err(e) = platform.runtime().remove(&app.container, grace).await {
             tracing::warn!(container = %app.container, "removing container: {e}");
         }
     }

@@ -35,9 +35,17 @@ enum Plan {
     /// A tag: stored, never deployed.
     Tag(RefUpdate),
     /// A deleted branch: its environment stops serving.
-    Delete { update: RefUpdate, env: String, branch: String },
+    Delete {
+        update: RefUpdate,
+        env: String,
+        branch: String,
+    },
     /// A branch to deploy.
-    Deploy { update: RefUpdate, env: String, branch: String },
+    Deploy {
+        update: RefUpdate,
+        env: String,
+        branch: String,
+    },
 }
 
 impl Plan {
@@ -68,7 +76,12 @@ impl PushPipeline {
 
     /// Permission, ref kind and environment of one update.
     fn plan(&self, update: &RefUpdate, progress: &Progress) -> Result<Plan, String> {
-        let role = self.platform.state().role(&self.project, &self.user).ok().flatten();
+        let role = self
+            .platform
+            .state()
+            .role(&self.project, &self.user)
+            .ok()
+            .flatten();
         if role.is_none() || role == Some(Role::Viewer) {
             return Err("permission denied: you may not push to this project".into());
         }
@@ -90,21 +103,38 @@ impl PushPipeline {
             ));
         }
         Ok(if update.is_delete() {
-            Plan::Delete { update: update.clone(), env, branch }
+            Plan::Delete {
+                update: update.clone(),
+                env,
+                branch,
+            }
         } else {
-            Plan::Deploy { update: update.clone(), env, branch }
+            Plan::Deploy {
+                update: update.clone(),
+                env,
+                branch,
+            }
         })
     }
 
     /// The environment's lock; says so when another deploy holds it.
     async fn lock(&self, env: &str, progress: &Progress) -> OwnedMutexGuard<()> {
-        self.platform.lock_env(&self.project, env, |l| progress.line(l)).await
+        self.platform
+            .lock_env(&self.project, env, |l| progress.line(l))
+            .await
     }
 
     /// The branch may have moved while this push waited for the lock: go on
     /// only if the pushed commit builds on where it is now.
-    fn reconcile(repo: &Repo, update: &RefUpdate, branch: &str, progress: &Progress) -> Result<RefUpdate, String> {
-        let current = repo.ref_target(&update.refname).map_err(|e| e.to_string())?;
+    fn reconcile(
+        repo: &Repo,
+        update: &RefUpdate,
+        branch: &str,
+        progress: &Progress,
+    ) -> Result<RefUpdate, String> {
+        let current = repo
+            .ref_target(&update.refname)
+            .map_err(|e| e.to_string())?;
         let expected = (!update.is_create()).then_some(update.old);
         let mut update = update.clone();
         if current != expected {
@@ -128,7 +158,14 @@ impl PushPipeline {
     }
 
     /// Start the activity and output of a deploy.
-    fn begin(&self, update: &RefUpdate, env: &str, branch: &str, push: &Push, progress: &Progress) -> Result<Attempt, String> {
+    fn begin(
+        &self,
+        update: &RefUpdate,
+        env: &str,
+        branch: &str,
+        push: &Push,
+        progress: &Progress,
+    ) -> Result<Attempt, String> {
         let activity = self
             .platform
             .state()
@@ -173,7 +210,11 @@ impl PushPipeline {
                 let _ = state.finish_activity(
                     attempt.activity,
                     "success",
-                    &format!("release {number} of {} live ({})", t.env, short(&t.new.to_string())),
+                    &format!(
+                        "release {number} of {} live ({})",
+                        t.env,
+                        short(&t.new.to_string())
+                    ),
                 );
                 Ok(())
             }
@@ -185,26 +226,46 @@ impl PushPipeline {
     }
 
     /// One update on its own.
-    async fn one(&self, repo: &Repo, update: &RefUpdate, push: &Push, progress: &Progress) -> Result<(), String> {
+    async fn one(
+        &self,
+        repo: &Repo,
+        update: &RefUpdate,
+        push: &Push,
+        progress: &Progress,
+    ) -> Result<(), String> {
         match self.plan(update, progress)? {
             Plan::Tag(u) => store_tag(repo, &u),
-            Plan::Delete { update, env, branch } => {
+            Plan::Delete {
+                update,
+                env,
+                branch,
+            } => {
                 let _guard = self.lock(&env, progress).await;
                 let update = Self::reconcile(repo, &update, &branch, progress)?;
                 self.delete_branch(repo, &update, &env).await
             }
-            Plan::Deploy { update, env, branch } => {
+            Plan::Deploy {
+                update,
+                env,
+                branch,
+            } => {
                 let _guard = self.lock(&env, progress).await;
                 let update = Self::reconcile(repo, &update, &branch, progress)?;
                 let attempt = self.begin(&update, &env, &branch, push, progress)?;
-                let result = pipeline::deploy(&self.platform, repo, &attempt.target, &attempt.out).await;
+                let result =
+                    pipeline::deploy(&self.platform, repo, &attempt.target, &attempt.out).await;
                 self.finish(&attempt, result)
             }
         }
     }
 
     /// `git push --atomic`: all refs or none.
-    async fn atomic(&self, repo: &Repo, push: &Push, progress: &Progress) -> Vec<Result<(), String>> {
+    async fn atomic(
+        &self,
+        repo: &Repo,
+        push: &Push,
+        progress: &Progress,
+    ) -> Vec<Result<(), String>> {
         let n = push.updates.len();
         let refused = |i: usize, why: &str| -> Vec<Result<(), String>> {
             (0..n)
@@ -243,11 +304,19 @@ impl PushPipeline {
         // Stage every deploy; the first failure aborts them all.
         let mut staged: Vec<(usize, Attempt, Staged)> = Vec::new();
         for (i, p) in plans.iter().enumerate() {
-            let Plan::Deploy { update, env, branch } = p else { continue };
+            let Plan::Deploy {
+                update,
+                env,
+                branch,
+            } = p
+            else {
+                continue;
+            };
             let attempt = match self.begin(update, env, branch, push, progress) {
                 Ok(a) => a,
                 Err(e) => {
-                    self.abort_all(staged, &format!("atomic push: {} failed", update.refname)).await;
+                    self.abort_all(staged, &format!("atomic push: {} failed", update.refname))
+                        .await;
                     return refused(i, &e);
                 }
             };
@@ -255,7 +324,8 @@ impl PushPipeline {
                 Ok(s) => staged.push((i, attempt, s)),
                 Err(e) => {
                     let why = self.finish(&attempt, Err(e)).err().unwrap_or_default();
-                    self.abort_all(staged, &format!("atomic push: {} failed", update.refname)).await;
+                    self.abort_all(staged, &format!("atomic push: {} failed", update.refname))
+                        .await;
                     return refused(i, &why);
                 }
             }
@@ -268,7 +338,9 @@ impl PushPipeline {
         }
         for (i, p) in plans.iter().enumerate() {
             match p {
-                Plan::Delete { update, env, .. } => results[i] = self.delete_branch(repo, update, env).await,
+                Plan::Delete { update, env, .. } => {
+                    results[i] = self.delete_branch(repo, update, env).await
+                }
                 Plan::Tag(u) => results[i] = store_tag(repo, u),
                 Plan::Deploy { .. } => {}
             }
@@ -286,20 +358,36 @@ impl PushPipeline {
     }
 
     /// A deleted branch: its environment stops serving (data and releases stay).
-    async fn delete_branch(&self, repo: &Repo, update: &RefUpdate, env: &str) -> Result<(), String> {
+    async fn delete_branch(
+        &self,
+        repo: &Repo,
+        update: &RefUpdate,
+        env: &str,
+    ) -> Result<(), String> {
         let state = self.platform.state();
         if let Ok(Some(e)) = state.environment(&self.project, env) {
-            if let Some(r) = e.current_release.and_then(|id| state.release(id).ok().flatten()) {
+            if let Some(r) = e
+                .current_release
+                .and_then(|id| state.release(id).ok().flatten())
+            {
                 // Requests in flight finish before the containers stop, as for any retired release.
-                let routed = self.platform.router().remove(&switch::env_key(&self.project, env));
+                let routed = self
+                    .platform
+                    .router()
+                    .remove(&switch::env_key(&self.project, env));
                 if let Some(spec) = ReleaseSpec::from_json(&r.spec) {
                     retire::spawn(self.platform.clone(), spec, routed);
                 }
             }
             let _ = state.deactivate_environment(&self.project, env);
         }
-        repo.update_ref(&update.refname, Some(update.old), None, "slipway: branch deleted")
-            .map_err(|e| e.to_string())
+        repo.update_ref(
+            &update.refname,
+            Some(update.old),
+            None,
+            "slipway: branch deleted",
+        )
+        .map_err(|e| e.to_string())
     }
 }
 
@@ -326,7 +414,11 @@ fn one_line(s: &str) -> String {
 }
 
 /// Whether `commit` has `ancestor` in its history (a fast-forward from it).
-fn descends_from(repo: &Repo, commit: slipway_git::ObjectId, ancestor: slipway_git::ObjectId) -> bool {
+fn descends_from(
+    repo: &Repo,
+    commit: slipway_git::ObjectId,
+    ancestor: slipway_git::ObjectId,
+) -> bool {
     let g = repo.gix();
     matches!(g.merge_base(commit, ancestor), Ok(Some(base)) if base.detach() == ancestor)
 }
@@ -336,7 +428,12 @@ fn short(id: &str) -> &str {
 }
 
 impl PushHandler for PushPipeline {
-    async fn handle(&self, repo: &Repo, push: &Push, progress: Progress) -> Vec<Result<(), String>> {
+    async fn handle(
+        &self,
+        repo: &Repo,
+        push: &Push,
+        progress: Progress,
+    ) -> Vec<Result<(), String>> {
         // The SSH layer opened the push's span; every line below belongs to it.
         for update in &push.updates {
             info!(refname = %update.refname, new = %update.new, atomic = push.atomic, "ref update");

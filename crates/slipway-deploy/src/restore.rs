@@ -37,7 +37,10 @@ pub async fn restore(platform: &Arc<Platform>) -> Result<(), DeployError> {
     for c in platform.runtime().list().await? {
         if !keep.contains(&c.id) {
             info!(container = %c.id, "removing a container no live release needs");
-            let _ = platform.runtime().remove(&c.id, Duration::from_secs(5)).await;
+            let _ = platform
+                .runtime()
+                .remove(&c.id, Duration::from_secs(5))
+                .await;
         }
     }
     let mut tasks = Vec::new();
@@ -59,7 +62,11 @@ pub async fn restore(platform: &Arc<Platform>) -> Result<(), DeployError> {
     Ok(())
 }
 
-async fn bring_up(platform: &Arc<Platform>, release: &slipway_state::Release, spec: &ReleaseSpec) -> Result<(), String> {
+async fn bring_up(
+    platform: &Arc<Platform>,
+    release: &slipway_state::Release,
+    spec: &ReleaseSpec,
+) -> Result<(), String> {
     let (project, env) = (release.project.as_str(), release.environment.as_str());
     slipway_runtime::netns::ensure(&spec.netns).map_err(|e| e.to_string())?;
     let mut adopted = true;
@@ -78,7 +85,14 @@ async fn bring_up(platform: &Arc<Platform>, release: &slipway_state::Release, sp
     if !adopted {
         for app in &spec.apps {
             let log = platform.data().app_log(project, env, &app.name);
-            health::wait_app(platform, spec, app, platform.settings().health_timeout, &log).await?;
+            health::wait_app(
+                platform,
+                spec,
+                app,
+                platform.settings().health_timeout,
+                &log,
+            )
+            .await?;
         }
     }
     switch::route(platform, release, spec);
@@ -91,7 +105,10 @@ pub async fn down(platform: &Platform) -> Result<usize, DeployError> {
     let containers = platform.runtime().list().await?;
     let n = containers.len();
     for c in containers {
-        platform.runtime().remove(&c.id, Duration::from_secs(10)).await?;
+        platform
+            .runtime()
+            .remove(&c.id, Duration::from_secs(10))
+            .await?;
     }
     for ns in slipway_runtime::netns::list(&netns_prefix(platform.instance()))? {
         slipway_runtime::netns::delete(&ns)?;

@@ -217,9 +217,10 @@ pub fn hosts(platform: &Platform, project: &str, env: &str, topology: &Topology)
 
 /// Mark the hosts of an environment deployed for the first time: 503 until it is live.
 pub fn mark_deploying(platform: &Platform, project: &str, env: &str, topology: &Topology) {
-    platform
-        .router()
-        .set_deploying(&env_key(project, env), hosts(platform, project, env, topology));
+    platform.router().set_deploying(
+        &env_key(project, env),
+        hosts(platform, project, env, topology),
+    );
 }
 
 /// The topology a release was deployed with.
@@ -229,7 +230,11 @@ fn topology_of(release: &Release) -> Option<Topology> {
 
 /// Point the routes of an environment at a release (no ref involved: restore, rollback).
 /// Returns the previously live release, to drain and retire.
-pub fn route(platform: &Platform, release: &Release, spec: &ReleaseSpec) -> Option<Arc<LiveRelease>> {
+pub fn route(
+    platform: &Platform,
+    release: &Release,
+    spec: &ReleaseSpec,
+) -> Option<Arc<LiveRelease>> {
     let routes = env_routes(
         platform,
         &release.project,
@@ -275,7 +280,11 @@ pub fn run(
     let key = env_key(&target.project, &target.env);
     // New requests wait while the ref and the routes move (bounded by the router).
     let hold = platform.router().hold(&key);
-    let expected = if target.old.is_null() { None } else { Some(target.old) };
+    let expected = if target.old.is_null() {
+        None
+    } else {
+        Some(target.old)
+    };
     repo.update_ref(
         &target.refname,
         expected,
@@ -285,7 +294,10 @@ pub fn run(
     .map_err(|e| {
         PhaseError::new(
             "switch routes",
-            format!("{} changed while deploying ({e}): fetch first, then push again", target.refname),
+            format!(
+                "{} changed while deploying ({e}): fetch first, then push again",
+                target.refname
+            ),
         )
     })?;
     let hosts = routes.hosts();
@@ -312,10 +324,22 @@ mod tests {
 
     #[test]
     fn splits_route_urls() {
-        assert_eq!(split_url("https://{default}/"), Some(("https", "{default}", "/")));
-        assert_eq!(split_url("http://www.{default}/api/v1"), Some(("http", "www.{default}", "/api/v1")));
-        assert_eq!(split_url("https://example.com"), Some(("https", "example.com", "/")));
-        assert_eq!(split_url("https://example.com:8443/x"), Some(("https", "example.com", "/x")));
+        assert_eq!(
+            split_url("https://{default}/"),
+            Some(("https", "{default}", "/"))
+        );
+        assert_eq!(
+            split_url("http://www.{default}/api/v1"),
+            Some(("http", "www.{default}", "/api/v1"))
+        );
+        assert_eq!(
+            split_url("https://example.com"),
+            Some(("https", "example.com", "/"))
+        );
+        assert_eq!(
+            split_url("https://example.com:8443/x"),
+            Some(("https", "example.com", "/x"))
+        );
         assert_eq!(split_url("https:///x"), None);
         assert_eq!(split_url("/relative"), None);
     }

@@ -36,7 +36,14 @@ pub fn run(repo: &Repo, commit: ObjectId, out: &Output) -> Result<Loaded, PhaseE
         out.line(&format!("       {w}"));
     }
     for app in &loaded.topology.applications {
-        if app.web.start.as_deref().map(str::trim).unwrap_or("").is_empty() {
+        if app
+            .web
+            .start
+            .as_deref()
+            .map(str::trim)
+            .unwrap_or("")
+            .is_empty()
+        {
             return Err(PhaseError::new(
                 "validate",
                 format!(

@@ -405,7 +405,11 @@ async fn thin_pack_is_completed_from_existing_objects() {
 
 /// Writes `data` as an object of `kind` without checks (like a hostile client can).
 fn literally(work: &Path, kind: &str, data: &[u8]) -> String {
-    let out = git_stdin(work, &["hash-object", "-t", kind, "--literally", "-w", "--stdin"], data);
+    let out = git_stdin(
+        work,
+        &["hash-object", "-t", kind, "--literally", "-w", "--stdin"],
+        data,
+    );
     String::from_utf8(out).unwrap().trim().to_string()
 }
 
@@ -414,15 +418,25 @@ async fn malformed_objects_are_refused_before_anything_is_stored() {
     let (_dir, work, server, repo) = setup();
     let readme = git(&work, &["rev-parse", "HEAD:a.txt"]);
     let mut raw_tree = b"100644 .git\0".to_vec();
-    raw_tree.extend((0..40).step_by(2).map(|i| u8::from_str_radix(&readme[i..i + 2], 16).unwrap()));
+    raw_tree.extend(
+        (0..40)
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&readme[i..i + 2], 16).unwrap()),
+    );
     let tree = literally(&work, "tree", &raw_tree);
     let commit = literally(
         &work,
         "commit",
         format!("tree {tree}\nauthor A <a@b> 1 +0000\ncommitter C <c@d> 1 +0000\n\nx\n").as_bytes(),
     );
-    let pack = git_stdin(&work, &["pack-objects", "--stdout", "--revs"], format!("{commit}\n").as_bytes());
-    let mut req = pkt(&format!("{ZERO} {commit} refs/heads/main\0report-status side-band-64k\n"));
+    let pack = git_stdin(
+        &work,
+        &["pack-objects", "--stdout", "--revs"],
+        format!("{commit}\n").as_bytes(),
+    );
+    let mut req = pkt(&format!(
+        "{ZERO} {commit} refs/heads/main\0report-status side-band-64k\n"
+    ));
     req.extend_from_slice(b"0000");
     req.extend_from_slice(&pack);
     let handler = Accept::default();
@@ -430,9 +444,19 @@ async fn malformed_objects_are_refused_before_anything_is_stored() {
     assert!(matches!(result, Err(ReceiveError::Pack(_))), "{result:?}");
     let (band1, _, _) = demux(&output);
     let report = String::from_utf8_lossy(&band1);
-    assert!(report.contains(&format!("unpack object {tree}: hasDotgit")), "{report}");
-    assert!(report.contains("ng refs/heads/main unpacker error"), "{report}");
-    assert_eq!(object_files(&server), Vec::<String>::new(), "nothing stored");
+    assert!(
+        report.contains(&format!("unpack object {tree}: hasDotgit")),
+        "{report}"
+    );
+    assert!(
+        report.contains("ng refs/heads/main unpacker error"),
+        "{report}"
+    );
+    assert_eq!(
+        object_files(&server),
+        Vec::<String>::new(),
+        "nothing stored"
+    );
     assert_eq!(handler.calls.load(Ordering::SeqCst), 0);
 
     // The same history without the bad tree goes in, and no quarantine is left.
@@ -461,7 +485,13 @@ async fn objects_beyond_the_size_limit_are_refused() {
         ..Limits::default()
     };
     let (result, output) = converse(&repo, req, &Accept::default(), &limits).await;
-    assert!(matches!(result, Err(ReceiveError::Pack(receive::PackError::ObjectTooLarge(4)))), "{result:?}");
+    assert!(
+        matches!(
+            result,
+            Err(ReceiveError::Pack(receive::PackError::ObjectTooLarge(4)))
+        ),
+        "{result:?}"
+    );
     assert!(String::from_utf8_lossy(&output).contains("expands beyond the limit of 4 bytes"));
     assert_eq!(object_files(&server), Vec::<String>::new());
 }

@@ -49,7 +49,10 @@ fn main() -> ExitCode {
             netns: None,
             port,
         };
-        if let Err(e) = router.switch("bench/main", EnvRoutes::single(vec![host.clone()], upstream)) {
+        if let Err(e) = router.switch(
+            "bench/main",
+            EnvRoutes::single(vec![host.clone()], upstream),
+        ) {
             eprintln!("routes: {e}");
             return ExitCode::from(1);
         }

@@ -47,7 +47,9 @@ impl RouterConfig {
     /// itself could serve about 75,000 requests per second.
     pub fn worker_count(&self) -> usize {
         self.workers
-            .unwrap_or_else(|| default_workers(std::thread::available_parallelism().map_or(1, |n| n.get())))
+            .unwrap_or_else(|| {
+                default_workers(std::thread::available_parallelism().map_or(1, |n| n.get()))
+            })
             .clamp(1, 256)
     }
 }
@@ -82,9 +84,15 @@ mod tests {
         assert_eq!(default_workers(2), 1);
         assert_eq!(default_workers(3), 2);
         assert_eq!(default_workers(16), 8);
-        let set = RouterConfig { workers: Some(3), ..RouterConfig::default() };
+        let set = RouterConfig {
+            workers: Some(3),
+            ..RouterConfig::default()
+        };
         assert_eq!(set.worker_count(), 3);
-        let zero = RouterConfig { workers: Some(0), ..RouterConfig::default() };
+        let zero = RouterConfig {
+            workers: Some(0),
+            ..RouterConfig::default()
+        };
         assert_eq!(zero.worker_count(), 1);
     }
 }

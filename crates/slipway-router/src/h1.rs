@@ -31,7 +31,9 @@ use tokio::net::tcp::ReadHalf;
 use tokio::net::TcpStream;
 
 use crate::body::ProxyBody;
-use crate::headers::{is_hop_by_hop_name, new_request_id, put_field, put_status_line, sane_request_id};
+use crate::headers::{
+    is_hop_by_hop_name, new_request_id, put_field, put_status_line, sane_request_id,
+};
 use crate::pool::Pool;
 use crate::proxy::{
     gateway_timeout, pick, router_answer, upstream_failed, within_request_timeout, Client, Picked,
@@ -98,7 +100,14 @@ pub(crate) async fn serve<E: Future>(
         let host = text(&request.host);
         let (mut reader, mut writer) = stream.split();
         let answer = async {
-            match pick(router, host, text(&request.path), request.query.as_ref().map(text)).await {
+            match pick(
+                router,
+                host,
+                text(&request.path),
+                request.query.as_ref().map(text),
+            )
+            .await
+            {
                 Picked::Live(guard, pool) => {
                     let exchange = Exchange {
                         router,
@@ -210,7 +219,11 @@ fn parse_request(buf: &[u8], client: &Client, upstream: &mut Vec<u8>) -> Parsed 
         } else if is("content-length") || is("transfer-encoding") || is("expect") || is("upgrade") {
             return Parsed::Other;
         } else if is("connection") {
-            for token in std::str::from_utf8(field.value).unwrap_or("?").split(',').map(str::trim) {
+            for token in std::str::from_utf8(field.value)
+                .unwrap_or("?")
+                .split(',')
+                .map(str::trim)
+            {
                 if token.eq_ignore_ascii_case("close") {
                     close = true;
                 } else if !token.eq_ignore_ascii_case("keep-alive") && !token.is_empty() {
@@ -238,7 +251,8 @@ fn parse_request(buf: &[u8], client: &Client, upstream: &mut Vec<u8>) -> Parsed 
         put_field(upstream, name.as_bytes(), field.value);
     }
     // Visible ASCII only, as the hyper path requires of a host.
-    let Some(host) = host.filter(|h| !h.is_empty() && h.iter().all(|c| c.is_ascii_graphic())) else {
+    let Some(host) = host.filter(|h| !h.is_empty() && h.iter().all(|c| c.is_ascii_graphic()))
+    else {
         return Parsed::Other;
     };
     let id = id.unwrap_or_else(new_request_id);
@@ -281,7 +295,12 @@ impl Exchange<'_> {
     /// connection closed before any answer byte (the app closed it as it was reused), is
     /// sent again on another connection, as the hyper path does. `Err`: the client
     /// connection cannot go on (it went away, or the app's body broke off midway).
-    async fn run<W: AsyncWrite + Unpin>(self, request: &[u8], stream: &mut W, out: &mut Vec<u8>) -> io::Result<()> {
+    async fn run<W: AsyncWrite + Unpin>(
+        self,
+        request: &[u8],
+        stream: &mut W,
+        out: &mut Vec<u8>,
+    ) -> io::Result<()> {
         let Exchange {
             router,
             pool,
@@ -303,7 +322,8 @@ impl Exchange<'_> {
                 }
             };
             let exchange = conn.exchange_raw(request, &method, out);
-            let Some(result) = within_request_timeout(config.request_timeout, exchange).await else {
+            let Some(result) = within_request_timeout(config.request_timeout, exchange).await
+            else {
                 return write_page(stream, gateway_timeout(&pool, request_id), close, out).await;
             };
             match result {
@@ -355,7 +375,9 @@ async fn send_body<W: AsyncWrite + Unpin>(
     out: &mut Vec<u8>,
 ) -> io::Result<()> {
     loop {
-        let next = match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await {
+        let next = match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx)))
+            .await
+        {
             Poll::Ready(next) => next,
             Poll::Pending => {
                 stream.write_all(out).await?;
@@ -471,7 +493,9 @@ mod tests {
     fn a_simple_get_is_forwarded_with_the_router_headers() {
         let head = "GET /a/b?x=1 HTTP/1.1\r\nHost: main.demo.localhost\r\nAccept: */*\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: spoofed\r\nX-Request-Id: abc-123\r\n\r\nGET /next";
         let (parsed, up) = parse(head);
-        let Parsed::Simple(r) = parsed else { panic!("not simple") };
+        let Parsed::Simple(r) = parsed else {
+            panic!("not simple")
+        };
         assert_eq!(&head[r.host.clone()], "main.demo.localhost");
         assert_eq!(&head[r.path.clone()], "/a/b");
         assert_eq!(r.query.map(|q| &head[q]), Some("x=1"));
@@ -488,12 +512,19 @@ mod tests {
 
     #[test]
     fn a_new_request_id_and_close() {
-        let (parsed, up) = parse("HEAD / HTTP/1.1\r\nhost: h\r\nconnection: Close\r\nx-request-id: has space\r\n\r\n");
-        let Parsed::Simple(r) = parsed else { panic!("not simple") };
+        let (parsed, up) = parse(
+            "HEAD / HTTP/1.1\r\nhost: h\r\nconnection: Close\r\nx-request-id: has space\r\n\r\n",
+        );
+        let Parsed::Simple(r) = parsed else {
+            panic!("not simple")
+        };
         assert!(r.close);
         assert_eq!(r.method, Method::HEAD);
         assert_eq!(r.id.len(), 32);
-        assert!(up.starts_with("HEAD / HTTP/1.1\r\nhost: h\r\nx-forwarded-for: 127.0.0.1\r\n"), "{up}");
+        assert!(
+            up.starts_with("HEAD / HTTP/1.1\r\nhost: h\r\nx-forwarded-for: 127.0.0.1\r\n"),
+            "{up}"
+        );
     }
 
     #[test]
@@ -517,8 +548,16 @@ mod tests {
         ] {
             assert!(matches!(parse(head).0, Parsed::Other), "{head:?}");
         }
-        let many: String = (0..MAX_FIELDS + 1).map(|i| format!("X-{i}: 1\r\n")).collect();
-        assert!(matches!(parse(&format!("GET / HTTP/1.1\r\nHost: h\r\n{many}\r\n")).0, Parsed::Other));
-        assert!(matches!(parse("GET / HTTP/1.1\r\nHost: h\r\n").0, Parsed::Partial));
+        let many: String = (0..MAX_FIELDS + 1)
+            .map(|i| format!("X-{i}: 1\r\n"))
+            .collect();
+        assert!(matches!(
+            parse(&format!("GET / HTTP/1.1\r\nHost: h\r\n{many}\r\n")).0,
+            Parsed::Other
+        ));
+        assert!(matches!(
+            parse("GET / HTTP/1.1\r\nHost: h\r\n").0,
+            Parsed::Partial
+        ));
     }
 }

@@ -33,7 +33,9 @@ static HOP_BY_HOP: [&HeaderName; 9] = [
 /// Whether the field name `name` (any case) is one of the hop-by-hop headers every
 /// message loses.
 pub(crate) fn is_hop_by_hop_name(name: &str) -> bool {
-    HOP_BY_HOP.iter().any(|h| h.as_str().eq_ignore_ascii_case(name))
+    HOP_BY_HOP
+        .iter()
+        .any(|h| h.as_str().eq_ignore_ascii_case(name))
 }
 
 /// Remove hop-by-hop headers, including every header named in `Connection`.
@@ -58,7 +60,11 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
             .flat_map(|v| v.split(','))
             .map(str::trim)
             // The usual tokens name no header of their own (or one removed below anyway).
-            .filter(|t| !["keep-alive", "close", "upgrade"].iter().any(|k| t.eq_ignore_ascii_case(k)))
+            .filter(|t| {
+                !["keep-alive", "close", "upgrade"]
+                    .iter()
+                    .any(|k| t.eq_ignore_ascii_case(k))
+            })
             .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
             .collect();
         for name in named {
@@ -111,7 +117,11 @@ pub(crate) fn client_value(client: IpAddr) -> HeaderValue {
 /// Add the forwarding headers: append the client (see [`client_value`]) to
 /// `X-Forwarded-For`, set `X-Forwarded-Proto: http` and `X-Forwarded-Host` (the host the
 /// client asked for).
-pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: &HeaderValue, host: Option<&HeaderValue>) {
+pub(crate) fn add_forwarded(
+    headers: &mut HeaderMap,
+    client: &HeaderValue,
+    host: Option<&HeaderValue>,
+) {
     if !headers.contains_key(&X_FORWARDED_FOR) {
         headers.insert(&X_FORWARDED_FOR, client.clone());
     } else {
@@ -139,7 +149,9 @@ pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: &HeaderValue, host:
 /// The request's `X-Request-Id` if it is a sane one (1..=200 visible ASCII characters),
 /// otherwise a new id; the header is set to the returned value.
 pub(crate) fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
-    let existing = headers.get(&X_REQUEST_ID).filter(|v| is_sane_request_id(v.as_bytes()));
+    let existing = headers
+        .get(&X_REQUEST_ID)
+        .filter(|v| is_sane_request_id(v.as_bytes()));
     let id = match existing {
         Some(v) => v.clone(),
         None => new_request_id(),
@@ -183,7 +195,12 @@ pub(crate) fn new_request_id() -> HeaderValue {
     let hi = splitmix64(seed ^ n);
     let lo = splitmix64(hi ^ n.rotate_left(32));
     let mut text = [0u8; 32];
-    for (i, byte) in hi.to_be_bytes().into_iter().chain(lo.to_be_bytes()).enumerate() {
+    for (i, byte) in hi
+        .to_be_bytes()
+        .into_iter()
+        .chain(lo.to_be_bytes())
+        .enumerate()
+    {
         text[2 * i] = HEX[usize::from(byte >> 4)];
         text[2 * i + 1] = HEX[usize::from(byte & 0xf)];
     }
@@ -258,7 +275,12 @@ mod tests {
         h.insert("x-request-id", HeaderValue::from_static("has space"));
         let id = ensure_request_id(&mut h);
         assert_eq!(id.len(), 32);
-        assert!(id.as_bytes().iter().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "{id:?}");
+        assert!(
+            id.as_bytes()
+                .iter()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+            "{id:?}"
+        );
         assert_eq!(h["x-request-id"], id);
         let mut seen = std::collections::HashSet::new();
         for _ in 0..1000 {

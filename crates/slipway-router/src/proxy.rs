@@ -137,7 +137,14 @@ pub(crate) async fn pick(router: &Router, host: &str, path: &str, query: Option<
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match step(router, host, path, query, may_wait, attempt >= MAX_ROUTE_RETRIES) {
+        match step(
+            router,
+            host,
+            path,
+            query,
+            may_wait,
+            attempt >= MAX_ROUTE_RETRIES,
+        ) {
             Step::Done(picked) => return picked,
             Step::Wait(gate) => {
                 may_wait = false;
@@ -150,7 +157,14 @@ pub(crate) async fn pick(router: &Router, host: &str, path: &str, query: Option<
     }
 }
 
-fn step(router: &Router, host: &str, path: &str, query: Option<&str>, may_wait: bool, last: bool) -> Step {
+fn step(
+    router: &Router,
+    host: &str,
+    path: &str,
+    query: Option<&str>,
+    may_wait: bool,
+    last: bool,
+) -> Step {
     let unknown = Step::Done(Picked::Answer(RouterAnswer::Unknown));
     let table = router.table.load();
     let Some(entry) = table.lookup(host) else {

@@ -75,7 +75,10 @@ impl LiveRelease {
 
     /// The release's upstreams, in the order they were given.
     pub fn upstreams(&self) -> Vec<Upstream> {
-        self.pools.iter().map(|(_, p)| p.upstream().clone()).collect()
+        self.pools
+            .iter()
+            .map(|(_, p)| p.upstream().clone())
+            .collect()
     }
 
     /// The upstream of app `app`.

@@ -53,13 +53,20 @@ impl Router {
     /// (busy ones after their current request). Returns `None` when there was none, or
     /// when it had the very same upstreams (then only the rules changed, and the release
     /// keeps its connections).
-    pub fn switch(&self, env: &str, routes: EnvRoutes) -> Result<Option<Arc<LiveRelease>>, RouteError> {
+    pub fn switch(
+        &self,
+        env: &str,
+        routes: EnvRoutes,
+    ) -> Result<Option<Arc<LiveRelease>>, RouteError> {
         routes.validate()?;
         let mut gates = self.lock_writer();
         let gate = gate_of(&mut gates, env);
         let table = self.table.load_full();
         let previous = table.release_of(env).cloned();
-        if let Some(same) = previous.as_ref().filter(|p| p.same_upstreams(&routes.upstreams)) {
+        if let Some(same) = previous
+            .as_ref()
+            .filter(|p| p.same_upstreams(&routes.upstreams))
+        {
             self.table
                 .store(Arc::new(table.with_live(env, &gate, same, &routes)));
             tracing::info!(env, release = %routes.release, "routes updated, same release");

@@ -164,7 +164,10 @@ mod tests {
             to: "http://x/\n".into(),
             code: 302,
         };
-        assert!(matches!(r.validate(), Err(RouteError::BadRedirectTarget(_))));
+        assert!(matches!(
+            r.validate(),
+            Err(RouteError::BadRedirectTarget(_))
+        ));
         r.rules[0].action = RouteAction::Redirect {
             to: "http://x/".into(),
             code: 302,

@@ -170,7 +170,12 @@ impl RouteTable {
     }
 
     /// A copy where `env`'s `hosts` answer 503 (first deploy in progress).
-    pub(crate) fn with_deploying(&self, env: &str, gate: &Arc<Gate>, hosts: &[String]) -> RouteTable {
+    pub(crate) fn with_deploying(
+        &self,
+        env: &str,
+        gate: &Arc<Gate>,
+        hosts: &[String],
+    ) -> RouteTable {
         let entries = hosts
             .iter()
             .map(|h| normalize_host(h))
@@ -213,7 +218,8 @@ impl RouteTable {
             hosts.push(host);
         }
         hosts.sort();
-        next.envs.insert(env.to_string(), EnvEntry { hosts, release });
+        next.envs
+            .insert(env.to_string(), EnvEntry { hosts, release });
         next
     }
 
@@ -302,8 +308,14 @@ mod tests {
 
     #[test]
     fn normalizes_hosts() {
-        assert_eq!(normalize_host("Main.Demo.LOCALHOST:8080"), "main.demo.localhost");
-        assert_eq!(normalize_host("main.demo.localhost."), "main.demo.localhost");
+        assert_eq!(
+            normalize_host("Main.Demo.LOCALHOST:8080"),
+            "main.demo.localhost"
+        );
+        assert_eq!(
+            normalize_host("main.demo.localhost."),
+            "main.demo.localhost"
+        );
         assert_eq!(normalize_host("[::1]:8080"), "[::1]");
         assert_eq!(normalize_host("[::1"), "[::1");
         assert_eq!(normalize_host(""), "");
@@ -329,11 +341,20 @@ mod tests {
                 .unwrap_or_default()
         };
         assert_eq!(loc("http://www.x/", "/", "/", None), "http://www.x/");
-        assert_eq!(loc("http://www.x/", "/", "/a/b", Some("q=1")), "http://www.x/a/b?q=1");
+        assert_eq!(
+            loc("http://www.x/", "/", "/a/b", Some("q=1")),
+            "http://www.x/a/b?q=1"
+        );
         assert_eq!(loc("http://x/new", "/old", "/old", None), "http://x/new");
         assert_eq!(loc("http://x/new", "/old", "/old/", None), "http://x/new/");
-        assert_eq!(loc("http://x/new/", "/old", "/old/a", None), "http://x/new/a");
-        assert_eq!(loc("http://x/new", "/old/", "/old/a", None), "http://x/new/a");
+        assert_eq!(
+            loc("http://x/new/", "/old", "/old/a", None),
+            "http://x/new/a"
+        );
+        assert_eq!(
+            loc("http://x/new", "/old/", "/old/a", None),
+            "http://x/new/a"
+        );
         assert!(redirect_location("http://x/", "/", "/\u{7f}", None).is_none());
     }
 
@@ -365,14 +386,27 @@ mod tests {
         assert_eq!(t.hosts_of("demo/main"), vec!["a.example", "b.example"]);
         let (rel, prefixes) = live(&t, "a.EXAMPLE:1234").expect("a routed");
         assert!(Arc::ptr_eq(&rel, &r1));
-        assert_eq!(prefixes, vec!["/api", "/"], "longest first, first duplicate wins");
+        assert_eq!(
+            prefixes,
+            vec!["/api", "/"],
+            "longest first, first duplicate wins"
+        );
         let entry = t.lookup("a.example").expect("entry");
-        assert!(matches!(entry.rule_for("/api/x").map(|r| &r.action), Some(Action::Upstream(1))));
-        assert!(matches!(entry.rule_for("/apiary").map(|r| &r.action), Some(Action::Upstream(0))));
+        assert!(matches!(
+            entry.rule_for("/api/x").map(|r| &r.action),
+            Some(Action::Upstream(1))
+        ));
+        assert!(matches!(
+            entry.rule_for("/apiary").map(|r| &r.action),
+            Some(Action::Upstream(0))
+        ));
 
         // A host claimed by another env moves there; removing that env frees it.
         let t = t.with_deploying("demo/dev", &gate, &["b.example".into()]);
-        assert!(matches!(t.lookup("b.example").map(|e| &e.target), Some(HostTarget::Deploying)));
+        assert!(matches!(
+            t.lookup("b.example").map(|e| &e.target),
+            Some(HostTarget::Deploying)
+        ));
         assert_eq!(t.hosts_of("demo/main"), vec!["a.example"]);
         assert!(t.release_of("demo/main").is_some());
         assert!(t.release_of("demo/dev").is_none());

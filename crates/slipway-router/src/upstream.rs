@@ -554,12 +554,14 @@ fn parse_head_raw(
         Ok((has_request_id, has_date))
     })?;
     Ok(parsed.map(|answer| {
-        answer.map(|((has_request_id, has_date), framing, keep_alive)| RawHead {
-            framing,
-            keep_alive,
-            has_request_id,
-            has_date,
-        })
+        answer.map(
+            |((has_request_id, has_date), framing, keep_alive)| RawHead {
+                framing,
+                keep_alive,
+                has_request_id,
+                has_date,
+            },
+        )
     }))
 }
 
@@ -618,8 +620,7 @@ impl LeanBody {
         pool: Arc<Pool>,
         guard: InFlightGuard,
     ) -> LeanBody {
-        let keep_alive =
-            keep_alive && (head_framing != Framing::Length(0) || conn.buf.is_empty());
+        let keep_alive = keep_alive && (head_framing != Framing::Length(0) || conn.buf.is_empty());
         let mut body = LeanBody {
             conn: Some(conn),
             framing: head_framing,

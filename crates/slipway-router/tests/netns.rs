@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use common::*;
 use hyper::StatusCode;
-use slipway_router::{connect, forget_netns, netns_threads, probe_http, EnvRoutes, RouterConfig, Upstream};
+use slipway_router::{
+    connect, forget_netns, netns_threads, probe_http, EnvRoutes, RouterConfig, Upstream,
+};
 
 /// A network namespace created with `ip netns add`, deleted on drop.
 struct NetNs {
@@ -99,7 +101,10 @@ async fn proxies_into_a_network_namespace() {
         port: inner.port,
     };
     r.router
-        .switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], target))
+        .switch(
+            "demo/main",
+            EnvRoutes::single(vec!["main.demo.localhost".into()], target),
+        )
         .unwrap();
     let mut c = client(r.addr).await;
     for _ in 0..20 {
@@ -117,7 +122,10 @@ async fn proxies_into_a_network_namespace() {
         port: closed_port(),
     };
     r.router
-        .switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], dead))
+        .switch(
+            "demo/main",
+            EnvRoutes::single(vec!["main.demo.localhost".into()], dead),
+        )
         .unwrap();
     assert_eq!(
         get(&mut c, "main.demo.localhost", "/").await.status,
@@ -143,7 +151,10 @@ async fn proxies_into_a_network_namespace() {
         port: again.port,
     };
     r.router
-        .switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], target))
+        .switch(
+            "demo/main",
+            EnvRoutes::single(vec!["main.demo.localhost".into()], target),
+        )
         .unwrap();
     let answer = get(&mut c, "main.demo.localhost", "/").await;
     assert_eq!(answer.body, "in-new-netns");
@@ -183,7 +194,10 @@ async fn bad_namespace_paths_fail_cleanly() {
         port: 80,
     };
     r.router
-        .switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], target))
+        .switch(
+            "demo/main",
+            EnvRoutes::single(vec!["main.demo.localhost".into()], target),
+        )
         .unwrap();
     assert_eq!(
         get_once(r.addr, "main.demo.localhost", "/").await.status,

@@ -36,15 +36,27 @@ async fn routes_by_host_and_adds_forwarding_headers() {
     let r = start_router(RouterConfig::default()).await;
     assert!(r
         .router
-        .switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into(), "WWW.Example.com".into()], up("r-a", a.port)))
+        .switch(
+            "demo/main",
+            EnvRoutes::single(
+                vec!["main.demo.localhost".into(), "WWW.Example.com".into()],
+                up("r-a", a.port)
+            )
+        )
         .unwrap()
         .is_none());
     assert!(r
         .router
-        .switch("demo/dev", EnvRoutes::single(vec!["dev.demo.localhost".into()], up("r-b", b.port)))
+        .switch(
+            "demo/dev",
+            EnvRoutes::single(vec!["dev.demo.localhost".into()], up("r-b", b.port))
+        )
         .unwrap()
         .is_none());
-    assert_eq!(r.router.current("demo/main").map(|u| u.upstreams()[0].port), Some(a.port));
+    assert_eq!(
+        r.router.current("demo/main").map(|u| u.upstreams()[0].port),
+        Some(a.port)
+    );
     assert!(r.router.current("demo/nope").is_none());
 
     let mut c = client(r.addr).await;
@@ -130,7 +142,11 @@ async fn routes_by_host_and_adds_forwarding_headers() {
 async fn unknown_host_is_404_and_missing_host_is_400() {
     let a = upstream("upstream-a").await;
     let r = start_router(RouterConfig::default()).await;
-    r.router.switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)))
+    r.router
+        .switch(
+            "demo/main",
+            EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)),
+        )
         .unwrap();
     let answer = get_once(r.addr, "other.demo.localhost", "/").await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND);
@@ -185,7 +201,10 @@ async fn deploying_is_503_until_switch() {
 
     assert!(r
         .router
-        .switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)))
+        .switch(
+            "demo/main",
+            EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port))
+        )
         .unwrap()
         .is_none());
     assert_eq!(
@@ -226,7 +245,11 @@ async fn upstream_down_is_502_and_switch_back_recovers() {
     let a = upstream("upstream-a").await;
     let r = start_router(RouterConfig::default()).await;
     let dead = closed_port();
-    r.router.switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-dead", dead)))
+    r.router
+        .switch(
+            "demo/main",
+            EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-dead", dead)),
+        )
         .unwrap();
     let mut c = client(r.addr).await;
     let answer = get(&mut c, "main.demo.localhost", "/").await;
@@ -236,7 +259,10 @@ async fn upstream_down_is_502_and_switch_back_recovers() {
     // Same client connection keeps working after a 502.
     let old = r
         .router
-        .switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)))
+        .switch(
+            "demo/main",
+            EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)),
+        )
         .unwrap()
         .unwrap();
     assert_eq!(old.upstreams()[0].port, dead);
@@ -249,7 +275,13 @@ async fn upstream_down_is_502_and_switch_back_recovers() {
     // Switching to the same upstream again returns nothing to drain.
     assert!(r
         .router
-        .switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into(), "alias.localhost".into()], up("r-a", a.port)))
+        .switch(
+            "demo/main",
+            EnvRoutes::single(
+                vec!["main.demo.localhost".into(), "alias.localhost".into()],
+                up("r-a", a.port)
+            )
+        )
         .unwrap()
         .is_none());
     assert_eq!(get(&mut c, "alias.localhost", "/").await.body, "upstream-a");
@@ -267,7 +299,11 @@ async fn upstream_closing_without_answer_is_502() {
         }
     });
     let r = start_router(RouterConfig::default()).await;
-    r.router.switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-rude", port)))
+    r.router
+        .switch(
+            "demo/main",
+            EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-rude", port)),
+        )
         .unwrap();
     let answer = get_once(r.addr, "main.demo.localhost", "/").await;
     assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
@@ -283,7 +319,11 @@ async fn slow_upstream_headers_are_504_after_request_timeout() {
     };
     let r = start_router(config).await;
     let route_env = "demo/main";
-    r.router.switch(route_env, EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)))
+    r.router
+        .switch(
+            route_env,
+            EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)),
+        )
         .unwrap();
     let answer = within(5, get_once(r.addr, "main.demo.localhost", "/slow")).await;
     assert_eq!(answer.status, StatusCode::GATEWAY_TIMEOUT);
@@ -298,7 +338,11 @@ async fn slow_upstream_headers_are_504_after_request_timeout() {
 async fn bodies_stream_both_ways() {
     let a = upstream("upstream-a").await;
     let r = start_router(RouterConfig::default()).await;
-    r.router.switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)))
+    r.router
+        .switch(
+            "demo/main",
+            EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)),
+        )
         .unwrap();
     let mut c = client(r.addr).await;
 
@@ -332,7 +376,10 @@ async fn bodies_stream_both_ways() {
     // the request stays in flight until the body is complete.
     let route = r
         .router
-        .switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a2", a.port)))
+        .switch(
+            "demo/main",
+            EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a2", a.port)),
+        )
         .unwrap()
         .unwrap();
     assert!(route.drained(Duration::from_secs(2)).await);
@@ -379,7 +426,8 @@ async fn switch_under_load_loses_no_request() {
     .await;
     let env = "demo/main";
     let hosts = || vec!["main.demo.localhost".to_string()];
-    r.router.switch(env, EnvRoutes::single(hosts(), up("r-a", a.port)))
+    r.router
+        .switch(env, EnvRoutes::single(hosts(), up("r-a", a.port)))
         .unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -422,7 +470,7 @@ async fn switch_under_load_loses_no_request() {
         let old = r
             .router
             .switch(env, EnvRoutes::single(hosts(), up(release, port)))
-        .unwrap()
+            .unwrap()
             .expect("an old route every time");
         assert_ne!(old.upstreams()[0].port, port);
         drains.push(tokio::spawn(async move {
@@ -462,7 +510,11 @@ async fn slow_request_finishes_on_old_release_after_switch() {
     let a = upstream("upstream-a").await;
     let b = upstream("upstream-b").await;
     let r = start_router(RouterConfig::default()).await;
-    r.router.switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)))
+    r.router
+        .switch(
+            "demo/main",
+            EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)),
+        )
         .unwrap();
 
     let addr = r.addr;
@@ -471,7 +523,10 @@ async fn slow_request_finishes_on_old_release_after_switch() {
 
     let old = r
         .router
-        .switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-b", b.port)))
+        .switch(
+            "demo/main",
+            EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-b", b.port)),
+        )
         .unwrap()
         .unwrap();
     assert_eq!(old.name(), "r-a");
@@ -508,7 +563,11 @@ async fn slow_request_finishes_on_old_release_after_switch() {
 async fn h2c_clients_are_served() {
     let a = upstream("upstream-a").await;
     let r = start_router(RouterConfig::default()).await;
-    r.router.switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)))
+    r.router
+        .switch(
+            "demo/main",
+            EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)),
+        )
         .unwrap();
     let stream = tokio::net::TcpStream::connect(r.addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http2::handshake::<_, _, TestBody>(
@@ -551,7 +610,11 @@ async fn h2c_clients_are_served() {
 async fn upgrade_is_passed_through() {
     let a = upstream("upstream-a").await;
     let r = start_router(RouterConfig::default()).await;
-    r.router.switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)))
+    r.router
+        .switch(
+            "demo/main",
+            EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)),
+        )
         .unwrap();
     let mut raw = tokio::net::TcpStream::connect(r.addr).await.unwrap();
     raw.write_all(b"GET /ws HTTP/1.1\r\nHost: main.demo.localhost\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n").await.unwrap();
@@ -583,7 +646,11 @@ async fn upgrade_is_passed_through() {
 async fn shutdown_lets_in_flight_requests_finish() {
     let a = upstream("upstream-a").await;
     let mut r = start_router(RouterConfig::default()).await;
-    r.router.switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)))
+    r.router
+        .switch(
+            "demo/main",
+            EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)),
+        )
         .unwrap();
     let addr = r.addr;
     // An idle keep-alive connection must not hold the shutdown up.
@@ -618,7 +685,11 @@ async fn shutdown_gives_up_after_drain_timeout() {
         ..RouterConfig::default()
     };
     let mut r = start_router(config).await;
-    r.router.switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)))
+    r.router
+        .switch(
+            "demo/main",
+            EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)),
+        )
         .unwrap();
     let addr = r.addr;
     let slow = tokio::spawn(async move {
@@ -683,7 +754,11 @@ async fn probe_reports_status_or_error() {
 async fn client_going_away_ends_the_in_flight_request() {
     let a = upstream("upstream-a").await;
     let r = start_router(RouterConfig::default()).await;
-    r.router.switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)))
+    r.router
+        .switch(
+            "demo/main",
+            EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)),
+        )
         .unwrap();
     let addr = r.addr;
 
@@ -699,7 +774,11 @@ async fn client_going_away_ends_the_in_flight_request() {
     );
 
     // Reading the body.
-    r.router.switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)))
+    r.router
+        .switch(
+            "demo/main",
+            EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)),
+        )
         .unwrap();
     let mut c = client(addr).await;
     let req = Request::get("/drip")
@@ -728,7 +807,10 @@ async fn idle_and_too_slow_clients_are_closed_but_slow_answers_are_not() {
     })
     .await;
     r.router
-        .switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)))
+        .switch(
+            "demo/main",
+            EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)),
+        )
         .unwrap();
     // Until the router closes the connection: how long, and what it answered.
     async fn until_closed(s: &mut tokio::net::TcpStream) -> (Duration, String) {
@@ -745,18 +827,28 @@ async fn idle_and_too_slow_clients_are_closed_but_slow_answers_are_not() {
 
     // Headers that never end.
     let mut slow = tokio::net::TcpStream::connect(r.addr).await.unwrap();
-    slow.write_all(b"GET / HTTP/1.1\r\nHost: main.demo.localhost\r\nX-Slow: 1").await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: main.demo.localhost\r\nX-Slow: 1")
+        .await
+        .unwrap();
     let (took, answered) = until_closed(&mut slow).await;
-    assert!(took >= Duration::from_millis(700) && took < Duration::from_secs(4), "closed after {took:?}");
+    assert!(
+        took >= Duration::from_millis(700) && took < Duration::from_secs(4),
+        "closed after {took:?}"
+    );
     assert!(!answered.contains("200"), "{answered}");
 
     // A kept-alive connection left idle after one request.
     let mut idle = tokio::net::TcpStream::connect(r.addr).await.unwrap();
-    idle.write_all(b"GET / HTTP/1.1\r\nHost: main.demo.localhost\r\n\r\n").await.unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: main.demo.localhost\r\n\r\n")
+        .await
+        .unwrap();
     let (took, answered) = until_closed(&mut idle).await;
     assert!(answered.starts_with("HTTP/1.1 200 OK"), "{answered}");
     assert!(answered.ends_with("upstream-a"), "{answered}");
-    assert!(took >= Duration::from_millis(700) && took < Duration::from_secs(4), "closed after {took:?}");
+    assert!(
+        took >= Duration::from_millis(700) && took < Duration::from_secs(4),
+        "closed after {took:?}"
+    );
 
     // An answer that takes longer than the idle timeout is waited for.
     let addr = r.addr;
@@ -765,6 +857,9 @@ async fn idle_and_too_slow_clients_are_closed_but_slow_answers_are_not() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     a.state.release.notify_one();
     let answer = within(5, pending).await.unwrap();
-    assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, "upstream-a"));
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (StatusCode::OK, "upstream-a")
+    );
     r.stop().await.unwrap();
 }

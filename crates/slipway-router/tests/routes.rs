@@ -29,37 +29,71 @@ async fn paths_hosts_and_redirects() {
     let r = start_router(RouterConfig::default()).await;
     let routes = EnvRoutes {
         release: "r1".into(),
-        upstreams: vec![("web".into(), up("r1-web", web.port)), ("api".into(), up("r1-api", api.port))],
+        upstreams: vec![
+            ("web".into(), up("r1-web", web.port)),
+            ("api".into(), up("r1-api", api.port)),
+        ],
         rules: vec![
             rule("main.demo.localhost", "/", to_app("web")),
             rule("main.demo.localhost", "/api", to_app("api")),
-            rule("main.demo.localhost", "/api/legacy", RouteAction::Redirect { to: "http://main.demo.localhost/api/v2".into(), code: 308 }),
-            rule("www.main.demo.localhost", "/", RouteAction::Redirect { to: "http://main.demo.localhost:8080/".into(), code: 301 }),
+            rule(
+                "main.demo.localhost",
+                "/api/legacy",
+                RouteAction::Redirect {
+                    to: "http://main.demo.localhost/api/v2".into(),
+                    code: 308,
+                },
+            ),
+            rule(
+                "www.main.demo.localhost",
+                "/",
+                RouteAction::Redirect {
+                    to: "http://main.demo.localhost:8080/".into(),
+                    code: 301,
+                },
+            ),
             rule("api.main.demo.localhost", "/v1", to_app("api")),
         ],
     };
     assert!(r.router.switch("demo/main", routes).unwrap().is_none());
     assert_eq!(
         r.router.hosts("demo/main"),
-        vec!["api.main.demo.localhost", "main.demo.localhost", "www.main.demo.localhost"]
+        vec![
+            "api.main.demo.localhost",
+            "main.demo.localhost",
+            "www.main.demo.localhost"
+        ]
     );
     let mut c = client(r.addr).await;
     let h = "main.demo.localhost";
     assert_eq!(get(&mut c, h, "/").await.body, "web");
-    assert_eq!(get(&mut c, h, "/apiary").await.body, "web", "prefixes match whole segments");
+    assert_eq!(
+        get(&mut c, h, "/apiary").await.body,
+        "web",
+        "prefixes match whole segments"
+    );
     assert_eq!(get(&mut c, h, "/api").await.body, "api");
     assert_eq!(get(&mut c, h, "/api/x?y=1").await.body, "api");
 
     let moved = get(&mut c, h, "/api/legacy/users/7?full=1").await;
     assert_eq!(moved.status, StatusCode::PERMANENT_REDIRECT);
-    assert_eq!(moved.headers["location"], "http://main.demo.localhost/api/v2/users/7?full=1");
+    assert_eq!(
+        moved.headers["location"],
+        "http://main.demo.localhost/api/v2/users/7?full=1"
+    );
     let moved = get(&mut c, "WWW.main.demo.localhost:8080", "/a/b?c=d").await;
     assert_eq!(moved.status, StatusCode::MOVED_PERMANENTLY);
-    assert_eq!(moved.headers["location"], "http://main.demo.localhost:8080/a/b?c=d");
+    assert_eq!(
+        moved.headers["location"],
+        "http://main.demo.localhost:8080/a/b?c=d"
+    );
     assert!(moved.headers.contains_key("x-request-id"));
 
     // A host with no rule for the path: 404.
-    assert_eq!(get(&mut c, "api.main.demo.localhost", "/v1/x").await.body, "api");
+    assert_eq!(
+        get(&mut c, "api.main.demo.localhost", "/v1/x").await.body,
+        "api"
+    );
     let nothing = get(&mut c, "api.main.demo.localhost", "/").await;
     assert_eq!(nothing.status, StatusCode::NOT_FOUND);
     assert!(!nothing.body.contains("api") && !nothing.body.contains(&api.port.to_string()));
@@ -70,7 +104,10 @@ async fn paths_hosts_and_redirects() {
         upstreams: vec![("web".into(), up("r2-web", web.port))],
         rules: vec![rule(h, "/", to_app("nope"))],
     };
-    assert_eq!(r.router.switch("demo/main", bad).unwrap_err(), RouteError::UnknownApp("nope".into()));
+    assert_eq!(
+        r.router.switch("demo/main", bad).unwrap_err(),
+        RouteError::UnknownApp("nope".into())
+    );
     assert_eq!(get(&mut c, h, "/api").await.body, "api");
     r.stop().await.unwrap();
 }
@@ -86,12 +123,21 @@ async fn upstream_connections_are_pooled_and_retired_with_their_release() {
     };
     let r = start_router(config).await;
     let hosts = || vec!["main.demo.localhost".to_string()];
-    r.router.switch("demo/main", EnvRoutes::single(hosts(), up("r-a", a.port))).unwrap();
+    r.router
+        .switch("demo/main", EnvRoutes::single(hosts(), up("r-a", a.port)))
+        .unwrap();
     // Many clients, one after the other, each on its own connection: one upstream connection.
     for _ in 0..50 {
-        assert_eq!(get_once(r.addr, "main.demo.localhost", "/").await.body, "upstream-a");
+        assert_eq!(
+            get_once(r.addr, "main.demo.localhost", "/").await.body,
+            "upstream-a"
+        );
     }
-    assert_eq!(a.connections(), 1, "the upstream connection is kept and reused");
+    assert_eq!(
+        a.connections(),
+        1,
+        "the upstream connection is kept and reused"
+    );
     // POST bodies go over the pooled connection too.
     let mut c = client(r.addr).await;
     for i in 0..20 {
@@ -99,7 +145,10 @@ async fn upstream_connections_are_pooled_and_retired_with_their_release() {
             .header("host", "main.demo.localhost")
             .body(full(format!("body-{i}")))
             .unwrap();
-        assert_eq!(request(&mut c, req).await.unwrap().body, format!("body-{i}"));
+        assert_eq!(
+            request(&mut c, req).await.unwrap().body,
+            format!("body-{i}")
+        );
     }
     assert_eq!(a.connections(), 1);
     let live = r.router.current("demo/main").unwrap();
@@ -112,23 +161,41 @@ async fn upstream_connections_are_pooled_and_retired_with_their_release() {
         tasks.push(tokio::spawn(async move {
             let mut c = client(addr).await;
             for _ in 0..20 {
-                assert_eq!(get(&mut c, "main.demo.localhost", "/").await.status, StatusCode::OK);
+                assert_eq!(
+                    get(&mut c, "main.demo.localhost", "/").await.status,
+                    StatusCode::OK
+                );
             }
         }));
     }
     for t in tasks {
         within(10, t).await.unwrap();
     }
-    assert!(a.connections() <= 9, "{} connections for 8 clients", a.connections());
+    assert!(
+        a.connections() <= 9,
+        "{} connections for 8 clients",
+        a.connections()
+    );
 
     // A slow request is in flight on `a` when the routes switch to `b`.
     let addr = r.addr;
     let slow = tokio::spawn(async move { get_once(addr, "main.demo.localhost", "/slow").await });
     within(5, a.state.started.notified()).await;
-    let old = r.router.switch("demo/main", EnvRoutes::single(hosts(), up("r-b", b.port))).unwrap().unwrap();
+    let old = r
+        .router
+        .switch("demo/main", EnvRoutes::single(hosts(), up("r-b", b.port)))
+        .unwrap()
+        .unwrap();
     assert!(old.is_retired());
-    assert_eq!(old.idle_connections(), 0, "idle connections of the old release close at once");
-    assert_eq!(get_once(r.addr, "main.demo.localhost", "/").await.body, "upstream-b");
+    assert_eq!(
+        old.idle_connections(),
+        0,
+        "idle connections of the old release close at once"
+    );
+    assert_eq!(
+        get_once(r.addr, "main.demo.localhost", "/").await.body,
+        "upstream-b"
+    );
     a.state.release.notify_one();
     assert_eq!(within(5, slow).await.unwrap().body, "upstream-a");
     assert!(old.drained(Duration::from_secs(5)).await);
@@ -137,13 +204,24 @@ async fn upstream_connections_are_pooled_and_retired_with_their_release() {
     while a.closed() < a.connections() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(a.closed(), a.connections(), "connections to the old release stay open");
+    assert_eq!(
+        a.closed(),
+        a.connections(),
+        "connections to the old release stay open"
+    );
     assert_eq!(old.idle_connections(), 0);
 
     // Re-applying the same upstreams keeps the release and its connections.
     let before = b.connections();
-    assert!(r.router.switch("demo/main", EnvRoutes::single(hosts(), up("r-b", b.port))).unwrap().is_none());
-    assert_eq!(get_once(r.addr, "main.demo.localhost", "/").await.body, "upstream-b");
+    assert!(r
+        .router
+        .switch("demo/main", EnvRoutes::single(hosts(), up("r-b", b.port)))
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        get_once(r.addr, "main.demo.localhost", "/").await.body,
+        "upstream-b"
+    );
     assert_eq!(b.connections(), before);
     r.stop().await.unwrap();
 }
@@ -158,28 +236,49 @@ async fn held_requests_wait_for_the_switch_and_are_bounded() {
     };
     let r = start_router(config).await;
     let hosts = || vec!["main.demo.localhost".to_string()];
-    r.router.switch("demo/main", EnvRoutes::single(hosts(), up("r-a", a.port))).unwrap();
-    r.router.switch("demo/other", EnvRoutes::single(vec!["other.localhost".into()], up("r-o", a.port))).unwrap();
+    r.router
+        .switch("demo/main", EnvRoutes::single(hosts(), up("r-a", a.port)))
+        .unwrap();
+    r.router
+        .switch(
+            "demo/other",
+            EnvRoutes::single(vec!["other.localhost".into()], up("r-o", a.port)),
+        )
+        .unwrap();
 
     let hold = r.router.hold("demo/main");
     let addr = r.addr;
     let held = tokio::spawn(async move { get_once(addr, "main.demo.localhost", "/").await });
     // Other environments are not held.
-    assert_eq!(within(2, get_once(r.addr, "other.localhost", "/")).await.body, "upstream-a");
+    assert_eq!(
+        within(2, get_once(r.addr, "other.localhost", "/"))
+            .await
+            .body,
+        "upstream-a"
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!held.is_finished(), "a held request was answered");
-    r.router.switch("demo/main", EnvRoutes::single(hosts(), up("r-b", b.port))).unwrap();
+    r.router
+        .switch("demo/main", EnvRoutes::single(hosts(), up("r-b", b.port)))
+        .unwrap();
     drop(hold);
     let answer = within(5, held).await.unwrap();
     assert_eq!(answer.status, StatusCode::OK);
-    assert_eq!(answer.body, "upstream-b", "the held request goes to the new release");
+    assert_eq!(
+        answer.body, "upstream-b",
+        "the held request goes to the new release"
+    );
 
     // A hold that is never released delays requests by the hold timeout, no more.
     let _forever = r.router.hold("demo/main");
     let t = Instant::now();
     let answer = within(5, get_once(r.addr, "main.demo.localhost", "/")).await;
     assert_eq!(answer.body, "upstream-b");
-    assert!(t.elapsed() >= Duration::from_millis(650), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(650),
+        "{:?}",
+        t.elapsed()
+    );
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     r.stop().await.unwrap();
 }
@@ -190,7 +289,9 @@ async fn upgrades_close_in_order_at_the_drain_timeout() {
     let b = upstream("upstream-b").await;
     let r = start_router(RouterConfig::default()).await;
     let hosts = || vec!["main.demo.localhost".to_string()];
-    r.router.switch("demo/main", EnvRoutes::single(hosts(), up("r-a", a.port))).unwrap();
+    r.router
+        .switch("demo/main", EnvRoutes::single(hosts(), up("r-a", a.port)))
+        .unwrap();
     let mut raw = tokio::net::TcpStream::connect(r.addr).await.unwrap();
     raw.write_all(b"GET /ws HTTP/1.1\r\nHost: main.demo.localhost\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
         .await
@@ -203,7 +304,11 @@ async fn upgrades_close_in_order_at_the_drain_timeout() {
         line.clear();
         within(5, reader.read_line(&mut line)).await.unwrap();
     }
-    let old = r.router.switch("demo/main", EnvRoutes::single(hosts(), up("r-b", b.port))).unwrap().unwrap();
+    let old = r
+        .router
+        .switch("demo/main", EnvRoutes::single(hosts(), up("r-b", b.port)))
+        .unwrap()
+        .unwrap();
     // The upgraded connection keeps working on the old release after the switch...
     reader.get_mut().write_all(b"still here").await.unwrap();
     let mut echoed = [0u8; 10];
@@ -214,7 +319,9 @@ async fn upgrades_close_in_order_at_the_drain_timeout() {
     // ...until the drain timeout: then it ends with an end of stream, not a reset.
     old.close_upgrades();
     let mut rest = Vec::new();
-    let n = within(5, reader.read_to_end(&mut rest)).await.expect("an orderly end, not a reset");
+    let n = within(5, reader.read_to_end(&mut rest))
+        .await
+        .expect("an orderly end, not a reset");
     assert_eq!(n, 0);
     assert!(old.drained(Duration::from_secs(5)).await);
     r.stop().await.unwrap();
@@ -222,7 +329,8 @@ async fn upgrades_close_in_order_at_the_drain_timeout() {
 
 /// An upstream that answers the first request of each connection (keep-alive) and closes
 /// the connection without answering when a second request arrives.
-async fn one_request_per_connection_upstream() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+async fn one_request_per_connection_upstream(
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -269,13 +377,19 @@ async fn only_requests_that_are_safe_to_repeat_are_sent_again() {
     let (port, answered) = one_request_per_connection_upstream().await;
     let r = start_router(RouterConfig::default()).await;
     r.router
-        .switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r", port)))
+        .switch(
+            "demo/main",
+            EnvRoutes::single(vec!["main.demo.localhost".into()], up("r", port)),
+        )
         .unwrap();
     let mut c = client(r.addr).await;
     // Each GET after the first lands on a reused connection the app closes: sent again.
     for _ in 0..5 {
         let answer = get(&mut c, "main.demo.localhost", "/").await;
-        assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, "ok"));
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (StatusCode::OK, "ok")
+        );
     }
     // A POST whose body may have been processed is not sent twice: 502.
     let req = Request::post("/")

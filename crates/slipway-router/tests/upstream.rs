@@ -44,7 +44,9 @@ async fn script(answer: fn(&str) -> Option<Vec<u8>>, slow: bool) -> Script {
             tokio::spawn(async move {
                 let mut reader = BufReader::new(stream);
                 loop {
-                    let Some(head) = read_head(&mut reader).await else { return };
+                    let Some(head) = read_head(&mut reader).await else {
+                        return;
+                    };
                     let path = head.split(' ').nth(1).unwrap_or("/").to_string();
                     // `/early` answers before reading the body.
                     let body = if path == "/early" {
@@ -101,7 +103,9 @@ fn answers(path: &str) -> Option<Vec<u8>> {
         "/close" => "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbye",
         "/conflict" => "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
         "/garbage" => "HTTP/1.1 2OO OK\r\n\r\n",
-        "/bad-chunk" => "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nxx\r\n0\r\n\r\n",
+        "/bad-chunk" => {
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nxx\r\n0\r\n\r\n"
+        }
         "/short" => "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
         "/early" => "HTTP/1.1 413 Content Too Large\r\nContent-Length: 4\r\n\r\nbig!",
         "/echo-length" => return Some(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()),
@@ -118,7 +122,10 @@ async fn router_to(port: u16) -> TestRouter {
     })
     .await;
     r.router
-        .switch("demo/main", EnvRoutes::single(vec!["main.demo.localhost".into()], up("r", port)))
+        .switch(
+            "demo/main",
+            EnvRoutes::single(vec!["main.demo.localhost".into()], up("r", port)),
+        )
         .unwrap();
     r
 }
@@ -133,25 +140,41 @@ async fn body_framings_and_interim_answers_even_one_byte_at_a_time() {
         let mut c = client(r.addr).await;
         let a = within(10, get(&mut c, HOST, "/length")).await;
         assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, "hello"));
-        assert_eq!(a.headers.get("x-app").map(|v| v.to_str().unwrap()), Some("length"));
+        assert_eq!(
+            a.headers.get("x-app").map(|v| v.to_str().unwrap()),
+            Some("length")
+        );
         let a = within(10, get(&mut c, HOST, "/chunked")).await;
-        assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, "hello,0123456789"), "slow: {slow}");
+        assert_eq!(
+            (a.status, a.body.as_str()),
+            (StatusCode::OK, "hello,0123456789"),
+            "slow: {slow}"
+        );
         let a = within(10, get(&mut c, HOST, "/interim")).await;
         assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, "ok"));
         let a = within(10, get(&mut c, HOST, "/no-content")).await;
         assert_eq!((a.status, a.body.as_str()), (StatusCode::NO_CONTENT, ""));
         let a = within(10, get(&mut c, HOST, "/not-modified")).await;
         assert_eq!((a.status, a.body.as_str()), (StatusCode::NOT_MODIFIED, ""));
-        let head = Request::head("/head").header("host", HOST).body(empty()).unwrap();
+        let head = Request::head("/head")
+            .header("host", HOST)
+            .body(empty())
+            .unwrap();
         let a = within(10, request(&mut c, head)).await.unwrap();
         assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, ""));
-        assert_eq!(a.headers["content-length"], "10", "HEAD keeps the length of the GET");
+        assert_eq!(
+            a.headers["content-length"], "10",
+            "HEAD keeps the length of the GET"
+        );
         // Every answer above left the connection in step: one upstream connection.
         assert_eq!(app.connections.load(Ordering::SeqCst), 1, "slow: {slow}");
 
         // Read until close: all of it, and the connection is not reused.
         let a = within(10, get(&mut c, HOST, "/until-close")).await;
-        assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, "all of it until the end"));
+        assert_eq!(
+            (a.status, a.body.as_str()),
+            (StatusCode::OK, "all of it until the end")
+        );
         let a = within(10, get(&mut c, HOST, "/length")).await;
         assert_eq!(a.body, "hello");
         assert_eq!(app.connections.load(Ordering::SeqCst), 2);
@@ -165,7 +188,10 @@ async fn body_framings_and_interim_answers_even_one_byte_at_a_time() {
         let first = &received[0].head;
         assert!(first.starts_with("GET /length HTTP/1.1\r\n"), "{first}");
         assert!(first.contains("x-forwarded-for: 127.0.0.1\r\n"), "{first}");
-        assert!(!first.to_ascii_lowercase().contains("transfer-encoding"), "{first}");
+        assert!(
+            !first.to_ascii_lowercase().contains("transfer-encoding"),
+            "{first}"
+        );
         r.stop().await.unwrap();
     }
 }
@@ -183,14 +209,24 @@ async fn broken_answers_are_502_and_their_connections_dropped() {
     // completed with anything else.
     for path in ["/bad-chunk", "/short"] {
         let mut c = client(r.addr).await;
-        let req = Request::get(path).header("host", HOST).body(empty()).unwrap();
+        let req = Request::get(path)
+            .header("host", HOST)
+            .body(empty())
+            .unwrap();
         let result = within(10, request(&mut c, req)).await;
-        assert!(result.is_err(), "{path}: a broken body must not look complete");
+        assert!(
+            result.is_err(),
+            "{path}: a broken body must not look complete"
+        );
     }
     let a = within(10, get_once(r.addr, HOST, "/length")).await;
     assert_eq!(a.body, "hello");
     let live = r.router.current("demo/main").unwrap();
-    assert_eq!(live.idle_connections(), 1, "only the good connection is kept");
+    assert_eq!(
+        live.idle_connections(),
+        1,
+        "only the good connection is kept"
+    );
     r.stop().await.unwrap();
 }
 
@@ -201,12 +237,18 @@ async fn request_bodies_with_a_length_or_chunked_and_early_answers() {
     let mut c = client(r.addr).await;
 
     // A body of known length is sent as is.
-    let req = Request::post("/echo-length").header("host", HOST).body(full("twelve bytes")).unwrap();
+    let req = Request::post("/echo-length")
+        .header("host", HOST)
+        .body(full("twelve bytes"))
+        .unwrap();
     let a = within(10, request(&mut c, req)).await.unwrap();
     assert_eq!(a.body, "ok");
     // A body of unknown length (streamed by the client) goes chunked.
     let (tx, body) = channel_body();
-    let req = Request::post("/echo-length").header("host", HOST).body(body).unwrap();
+    let req = Request::post("/echo-length")
+        .header("host", HOST)
+        .body(body)
+        .unwrap();
     let feeder = tokio::spawn(async move {
         for part in ["one,", "two,", "three"] {
             tx.send(bytes::Bytes::from(part)).await.unwrap();
@@ -219,9 +261,17 @@ async fn request_bodies_with_a_length_or_chunked_and_early_answers() {
     {
         let received = app.received.lock().unwrap();
         assert_eq!(received[0].body, b"twelve bytes");
-        assert!(received[0].head.contains("content-length: 12\r\n"), "{}", received[0].head);
+        assert!(
+            received[0].head.contains("content-length: 12\r\n"),
+            "{}",
+            received[0].head
+        );
         assert_eq!(received[1].body, b"one,two,three");
-        assert!(received[1].head.contains("transfer-encoding: chunked\r\n"), "{}", received[1].head);
+        assert!(
+            received[1].head.contains("transfer-encoding: chunked\r\n"),
+            "{}",
+            received[1].head
+        );
         assert_eq!(received[1].connection, 1, "both on one kept connection");
     }
 
@@ -233,7 +283,10 @@ async fn request_bodies_with_a_length_or_chunked_and_early_answers() {
         .unwrap();
     let mut c2 = client(r.addr).await;
     let a = within(10, request(&mut c2, req)).await.unwrap();
-    assert_eq!((a.status, a.body.as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "big!"));
+    assert_eq!(
+        (a.status, a.body.as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "big!")
+    );
     let a = within(10, get_once(r.addr, HOST, "/length")).await;
     assert_eq!(a.body, "hello");
     let last = app.received.lock().unwrap().last().unwrap().connection;
@@ -313,12 +366,17 @@ async fn raw_clients_pipelining_handover_close_and_odd_heads() {
     assert_eq!(body, "hello");
     assert!(head.contains("X-App: length\r\n"), "{head}");
     assert!(head.contains("x-request-id: mine-1\r\n"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("\r\ndate: "), "the router adds a date: {head}");
+    assert!(
+        head.to_ascii_lowercase().contains("\r\ndate: "),
+        "the router adds a date: {head}"
+    );
     let (head, body) = within(10, read_answer(&mut c)).await.unwrap();
     assert_eq!(body, "hello,0123456789", "{head}");
     assert!(head.contains("transfer-encoding: chunked\r\n"), "{head}");
     assert!(head.contains("x-request-id: "), "{head}");
-    let post = format!("POST /echo-length HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 12\r\n\r\ntwelve bytes");
+    let post = format!(
+        "POST /echo-length HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 12\r\n\r\ntwelve bytes"
+    );
     let (_, body) = ask(&mut c, &post).await;
     assert_eq!(body, "ok");
     let get = format!("GET /length HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
@@ -327,8 +385,14 @@ async fn raw_clients_pipelining_handover_close_and_odd_heads() {
     {
         let received = app.received.lock().unwrap();
         let first = &received[0].head;
-        assert!(first.contains("x-forwarded-for: 10.1.2.3, 127.0.0.1\r\n"), "{first}");
-        assert!(first.contains("x-forwarded-host: main.demo.localhost\r\n"), "{first}");
+        assert!(
+            first.contains("x-forwarded-for: 10.1.2.3, 127.0.0.1\r\n"),
+            "{first}"
+        );
+        assert!(
+            first.contains("x-forwarded-host: main.demo.localhost\r\n"),
+            "{first}"
+        );
         assert!(!first.contains("spoofed"), "{first}");
         assert!(first.contains("x-request-id: mine-1\r\n"), "{first}");
         assert_eq!(received[2].body, b"twelve bytes");
@@ -348,21 +412,35 @@ async fn raw_clients_pipelining_handover_close_and_odd_heads() {
     let (head, body) = ask(&mut c, &close).await;
     assert_eq!(body, "hello");
     assert!(head.contains("connection: close\r\n"), "{head}");
-    assert!(within(10, read_answer(&mut c)).await.is_none(), "closed after the answer");
+    assert!(
+        within(10, read_answer(&mut c)).await.is_none(),
+        "closed after the answer"
+    );
 
     // A head bigger than the router's own path takes, HTTP/1.0, an unknown host: still
     // answered (by hyper, by hyper, and by the router's own 404 page).
-    let big = format!("GET /length HTTP/1.1\r\nHost: {HOST}\r\nX-Big: {}\r\n\r\n", "b".repeat(20_000));
+    let big = format!(
+        "GET /length HTTP/1.1\r\nHost: {HOST}\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(20_000)
+    );
     let old = format!("GET /length HTTP/1.0\r\nHost: {HOST}\r\n\r\n");
     let unknown = "GET / HTTP/1.1\r\nHost: nowhere.localhost\r\n\r\n".to_string();
     for (request, status, expected) in [
         (big, "200", "hello"),
         (old, "200", "hello"),
-        (unknown, "404", "404 Not Found: nothing is deployed at this address.\n"),
+        (
+            unknown,
+            "404",
+            "404 Not Found: nothing is deployed at this address.\n",
+        ),
     ] {
         let mut c = BufReader::new(tokio::net::TcpStream::connect(r.addr).await.unwrap());
         let (head, body) = ask(&mut c, &request).await;
-        assert!(head.starts_with(&format!("HTTP/1.1 {status} ")) || head.starts_with(&format!("HTTP/1.0 {status} ")), "{head}");
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status} "))
+                || head.starts_with(&format!("HTTP/1.0 {status} ")),
+            "{head}"
+        );
         assert_eq!(body, expected, "{head}");
     }
     r.stop().await.unwrap();

@@ -7,7 +7,10 @@ fn main() {
         eprintln!("usage: pack DIR OUT [LEVEL]");
         std::process::exit(2);
     };
-    let level = args.next().and_then(|l| l.parse().ok()).unwrap_or(slipway_slug::DEFAULT_LEVEL);
+    let level = args
+        .next()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(slipway_slug::DEFAULT_LEVEL);
     let file = match std::fs::File::create(&out) {
         Ok(f) => f,
         Err(e) => {

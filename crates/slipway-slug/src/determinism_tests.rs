@@ -24,7 +24,8 @@ fn output_is_independent_of_worker_count() {
     let mut outputs = Vec::new();
     for workers in [1, 2, 4] {
         let mut out = Vec::new();
-        let info = pack_dir_with_workers(dir.path(), &mut out, &PackOptions::level(3), workers).unwrap();
+        let info =
+            pack_dir_with_workers(dir.path(), &mut out, &PackOptions::level(3), workers).unwrap();
         outputs.push((workers, info, out));
     }
     let (_, first_info, first) = &outputs[0];
@@ -38,7 +39,11 @@ fn output_is_independent_of_worker_count() {
     let mut rest = &first[..];
     while !rest.is_empty() {
         let size = zstd::zstd_safe::find_frame_compressed_size(rest).unwrap();
-        assert_eq!(rest[..4], [0x28, 0xb5, 0x2f, 0xfd], "frame {frames}: zstd magic");
+        assert_eq!(
+            rest[..4],
+            [0x28, 0xb5, 0x2f, 0xfd],
+            "frame {frames}: zstd magic"
+        );
         let descriptor = rest[4];
         assert_eq!(descriptor & 0x04, 0, "frame {frames}: no checksum flag");
         assert!(
@@ -56,7 +61,15 @@ fn output_is_independent_of_worker_count() {
     assert_eq!(crate::Digest::of_bytes(&tar), first_info.diff_id);
     let file = dir.path().join("layer.tar.zst");
     std::fs::write(&file, first).unwrap();
-    let out = std::process::Command::new("zstd").arg("-dc").arg(&file).output().unwrap();
-    assert!(out.status.success(), "zstd -d: {}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new("zstd")
+        .arg("-dc")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "zstd -d: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.stdout == tar, "zstd -d gave another tar");
 }

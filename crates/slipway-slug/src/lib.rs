@@ -33,8 +33,8 @@ pub use error::SlugError;
 pub use image::{ReleaseImage, SLUG_MEDIA_TYPE, WORKING_DIR};
 pub use maint::{GcReport, VerifyProblem};
 pub use pack::{
-    human_size, pack_dir, pack_dir_with, PackOptions, SlugInfo, DEFAULT_LEVEL, DEFAULT_MAX_SIZE, LAYER_ROOT,
-    SLUG_MTIME,
+    human_size, pack_dir, pack_dir_with, PackOptions, SlugInfo, DEFAULT_LEVEL, DEFAULT_MAX_SIZE,
+    LAYER_ROOT, SLUG_MTIME,
 };
 pub use tag::{validate_tag, MAX_TAG_LEN};
 

@@ -87,7 +87,9 @@ impl Archive {
     fn referenced_by(&self, entries: &[oci_spec::image::Descriptor]) -> HashSet<Digest> {
         let mut out = HashSet::new();
         for desc in entries {
-            let Ok(m) = self.descriptor_digest(desc.digest()) else { continue };
+            let Ok(m) = self.descriptor_digest(desc.digest()) else {
+                continue;
+            };
             if let Ok(manifest) = self.read_manifest(&m) {
                 for child in std::iter::once(manifest.config()).chain(manifest.layers()) {
                     if let Ok(c) = self.descriptor_digest(child.digest()) {

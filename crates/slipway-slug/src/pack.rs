@@ -126,7 +126,10 @@ fn default_workers() -> u32 {
 enum Source {
     Dir,
     /// A regular file; `exec` and `size` are filled in when it is opened to be packed.
-    File { exec: bool, size: u64 },
+    File {
+        exec: bool,
+        size: u64,
+    },
     Symlink(PathBuf),
 }
 
@@ -290,7 +293,9 @@ pub(crate) fn pack_dir_with_workers(
             }
         };
         let compressed = match (produced, compressed) {
-            (Err(SlugError::Io { source, .. }), Err(e)) if source.kind() == io::ErrorKind::BrokenPipe => {
+            (Err(SlugError::Io { source, .. }), Err(e))
+                if source.kind() == io::ErrorKind::BrokenPipe =>
+            {
                 return Err(e.into_slug_error(dir))
             }
             (Err(e), _) => return Err(e),
@@ -358,7 +363,11 @@ fn compress_worker(
             Err(_) => return,
         };
         let Ok((seq, chunk)) = job else { return };
-        let mut bytes = frames.lock().ok().and_then(|mut p| p.pop()).unwrap_or_default();
+        let mut bytes = frames
+            .lock()
+            .ok()
+            .and_then(|mut p| p.pop())
+            .unwrap_or_default();
         bytes.clear();
         bytes.reserve(zstd::zstd_safe::compress_bound(chunk.len));
         let frame = zstd
@@ -495,9 +504,9 @@ impl ChunkSink {
     fn send(&mut self) -> io::Result<()> {
         if let Some(c) = self.chunk.take() {
             if c.len > 0 {
-                self.next
-                    .send(c)
-                    .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "slug compression stopped"))?;
+                self.next.send(c).map_err(|_| {
+                    io::Error::new(io::ErrorKind::BrokenPipe, "slug compression stopped")
+                })?;
             }
         }
         Ok(())
@@ -558,7 +567,10 @@ fn too_big(size: u64, limit: u64, entries: &[(PathBuf, Source)]) -> SlugError {
     let mut files: Vec<(String, u64)> = Vec::new();
     let mut total = 0u64;
     for (rel, src) in entries {
-        let first = rel.components().next().map(|c| PathBuf::from(c.as_os_str()));
+        let first = rel
+            .components()
+            .next()
+            .map(|c| PathBuf::from(c.as_os_str()));
         let Some(first) = first else { continue };
         let is_dir_entry = rel.components().count() > 1 || matches!(src, Source::Dir);
         let e = top.entry(first).or_insert((0, false));
@@ -632,7 +644,11 @@ fn append_dir<W: Write>(tar: &mut tar::Builder<W>, path: &Path) -> io::Result<()
 /// List `root/rel` recursively in layer order (each folder's names sorted, a folder before
 /// its content), handing each entry to `found`; stops early (without error) when `found`
 /// returns false.
-fn walk(root: &Path, rel: &Path, found: &mut dyn FnMut((PathBuf, Source)) -> bool) -> Result<(), SlugError> {
+fn walk(
+    root: &Path,
+    rel: &Path,
+    found: &mut dyn FnMut((PathBuf, Source)) -> bool,
+) -> Result<(), SlugError> {
     let here = root.join(rel);
     let mut children = Vec::new();
     for entry in fs::read_dir(&here).ctx(&here)? {
@@ -651,7 +667,13 @@ fn walk(root: &Path, rel: &Path, found: &mut dyn FnMut((PathBuf, Source)) -> boo
             walk(root, &rel, found)?;
         } else if ft.is_file() {
             // Mode and size are read from the open file when it is packed.
-            if !found((rel, Source::File { exec: false, size: 0 })) {
+            if !found((
+                rel,
+                Source::File {
+                    exec: false,
+                    size: 0,
+                },
+            )) {
                 return Ok(());
             }
         } else if ft.is_symlink() {

@@ -49,7 +49,11 @@ fn a_slug_over_the_limit_says_how_big_and_what_is_biggest() {
     big_app(src.path());
     let mut exact = Vec::new();
     let info = pack_dir(src.path(), &mut exact, 3).unwrap();
-    assert!(info.size > 4_000_000, "random data does not compress: {}", info.size);
+    assert!(
+        info.size > 4_000_000,
+        "random data does not compress: {}",
+        info.size
+    );
 
     let d = tempfile::tempdir().unwrap();
     let a = Archive::open(d.path()).unwrap();
@@ -70,7 +74,10 @@ fn a_slug_over_the_limit_says_how_big_and_what_is_biggest() {
             assert_eq!(*limit, 1_000_000);
             assert_eq!(biggest[0], ("vendor/".to_string(), 3_000_000));
             assert_eq!(biggest[1], ("data.bin".to_string(), 1_000_000));
-            assert_eq!(biggest_files[0], ("vendor/lib/blob.bin".to_string(), 3_000_000));
+            assert_eq!(
+                biggest_files[0],
+                ("vendor/lib/blob.bin".to_string(), 3_000_000)
+            );
         }
         other => panic!("expected TooBig, got {other:?}"),
     }
@@ -101,7 +108,10 @@ fn a_cancelled_pack_leaves_nothing() {
         cancel: Some(cancel),
         ..PackOptions::level(3)
     };
-    assert!(matches!(a.put_slug(src.path(), &opts), Err(SlugError::Cancelled)));
+    assert!(matches!(
+        a.put_slug(src.path(), &opts),
+        Err(SlugError::Cancelled)
+    ));
     archive_is_clean(&a);
 }
 
@@ -171,8 +181,14 @@ fn gc_with_grace_keeps_young_orphans_but_frees_dropped_releases() {
         .unwrap();
     assert_eq!(report.tags_removed, vec!["p.e.r2.app"]);
     assert!(a.has_blob(&kept.digest));
-    assert!(!a.has_blob(&dropped.digest), "a dropped release's slug goes at once");
-    assert!(a.has_blob(&young_orphan.digest), "a slug being deployed stays");
+    assert!(
+        !a.has_blob(&dropped.digest),
+        "a dropped release's slug goes at once"
+    );
+    assert!(
+        a.has_blob(&young_orphan.digest),
+        "a slug being deployed stays"
+    );
     assert!(!a.has_blob(&old_orphan.digest), "an old orphan goes");
     assert_eq!(report.young_blobs_kept, 1, "{report:?}");
     assert_eq!(a.verify().unwrap(), vec![]);

@@ -58,8 +58,14 @@ fn unpack_slug_reads_a_layer_of_several_frames() {
     let cache = d.path().join("slugs");
     fs::create_dir(&cache).unwrap();
     let app = a.unpack_slug(&release.slug.digest, &cache).unwrap();
-    assert!(fs::read(app.join("big.txt")).unwrap() == big_content(), "big.txt differs");
-    assert_eq!(fs::read(app.join("server.py")).unwrap(), b"print('hello')\n");
+    assert!(
+        fs::read(app.join("big.txt")).unwrap() == big_content(),
+        "big.txt differs"
+    );
+    assert_eq!(
+        fs::read(app.join("server.py")).unwrap(),
+        b"print('hello')\n"
+    );
 }
 
 #[test]
@@ -125,15 +131,22 @@ fn big_content() -> Vec<u8> {
     let mut data = Vec::with_capacity(3_700_000);
     let mut n: u64 = 1;
     while data.len() < 3_600_000 {
-        n = n.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        data.extend_from_slice(format!("line {} of the big file: {:x}\n", data.len(), n >> 40).as_bytes());
+        n = n
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        data.extend_from_slice(
+            format!("line {} of the big file: {:x}\n", data.len(), n >> 40).as_bytes(),
+        );
     }
     data
 }
 
 fn check_bundle(bundle: &Path) {
     let app = bundle.join("rootfs/app");
-    assert!(fs::read(app.join("big.txt")).unwrap() == big_content(), "big.txt differs");
+    assert!(
+        fs::read(app.join("big.txt")).unwrap() == big_content(),
+        "big.txt differs"
+    );
     assert_eq!(
         fs::read(app.join("server.py")).unwrap(),
         b"print('hello')\n"

@@ -72,7 +72,8 @@ where
         state.project_exists(project).unwrap_or(false)
             && state.role(project, user).ok().flatten().is_some()
     };
-    let not_found = |p: &str| format!("slipway: project '{p}' not found (or you have no access to it)\n");
+    let not_found =
+        |p: &str| format!("slipway: project '{p}' not found (or you have no access to it)\n");
     let result: Result<String, (i32, String)> = match args.as_slice() {
         [] | ["help"] => {
             let projects: Vec<String> = state

@@ -81,7 +81,9 @@ pub fn parse(raw: &[u8]) -> Result<Command, CommandError> {
 fn unquote(s: &str) -> Result<String, CommandError> {
     if !s.starts_with('\'') {
         if s.is_empty() || s.contains(char::is_whitespace) || s.contains(['\'', '"', '\\']) {
-            return Err(CommandError::Malformed("expected one quoted repository path"));
+            return Err(CommandError::Malformed(
+                "expected one quoted repository path",
+            ));
         }
         return Ok(s.to_string());
     }
@@ -89,10 +91,14 @@ fn unquote(s: &str) -> Result<String, CommandError> {
     let mut rest = s;
     loop {
         let Some(body) = rest.strip_prefix('\'') else {
-            return Err(CommandError::Malformed("bad quoting of the repository path"));
+            return Err(CommandError::Malformed(
+                "bad quoting of the repository path",
+            ));
         };
         let Some(end) = body.find('\'') else {
-            return Err(CommandError::Malformed("unterminated quote in the repository path"));
+            return Err(CommandError::Malformed(
+                "unterminated quote in the repository path",
+            ));
         };
         out.push_str(&body[..end]);
         rest = &body[end + 1..];
@@ -103,7 +109,9 @@ fn unquote(s: &str) -> Result<String, CommandError> {
             out.push('\'');
             rest = r;
         } else {
-            return Err(CommandError::Malformed("trailing text after the repository path"));
+            return Err(CommandError::Malformed(
+                "trailing text after the repository path",
+            ));
         }
     }
 }
@@ -135,10 +143,22 @@ mod tests {
     #[test]
     fn git_services() {
         use GitService::*;
-        assert_eq!(parse(b"git-receive-pack '/demo.git'").unwrap(), git(ReceivePack, "demo"));
-        assert_eq!(parse(b"git-upload-pack 'demo.git'").unwrap(), git(UploadPack, "demo"));
-        assert_eq!(parse(b"git upload-pack '/my-app'").unwrap(), git(UploadPack, "my-app"));
-        assert_eq!(parse(b"git-upload-pack demo.git").unwrap(), git(UploadPack, "demo"));
+        assert_eq!(
+            parse(b"git-receive-pack '/demo.git'").unwrap(),
+            git(ReceivePack, "demo")
+        );
+        assert_eq!(
+            parse(b"git-upload-pack 'demo.git'").unwrap(),
+            git(UploadPack, "demo")
+        );
+        assert_eq!(
+            parse(b"git upload-pack '/my-app'").unwrap(),
+            git(UploadPack, "my-app")
+        );
+        assert_eq!(
+            parse(b"git-upload-pack demo.git").unwrap(),
+            git(UploadPack, "demo")
+        );
     }
 
     #[test]
@@ -157,10 +177,17 @@ mod tests {
             b"git-upload-pack ''",
             b"git-upload-pack '/demo\0.git'",
         ] {
-            assert!(parse(bad).is_err(), "{:?} was accepted", String::from_utf8_lossy(bad));
+            assert!(
+                parse(bad).is_err(),
+                "{:?} was accepted",
+                String::from_utf8_lossy(bad)
+            );
         }
         let long = format!("git-upload-pack '/{}.git'", "a".repeat(64));
-        assert!(matches!(parse(long.as_bytes()), Err(CommandError::BadRepository(_))));
+        assert!(matches!(
+            parse(long.as_bytes()),
+            Err(CommandError::BadRepository(_))
+        ));
         assert!(matches!(parse(&[0xff, 0xfe]), Err(CommandError::NotText)));
     }
 

@@ -15,9 +15,7 @@ use crate::say;
 /// The message for a project that does not exist or that the user may not see:
 /// the same in both cases, so that its existence does not leak.
 fn not_found(project: &str) -> String {
-    format!(
-        "slipway: repository '{project}.git' not found (or you have no access to it)\n"
-    )
+    format!("slipway: repository '{project}.git' not found (or you have no access to it)\n")
 }
 
 /// Run one git service on the channel; returns the exit status for the client.
@@ -67,7 +65,11 @@ where
                 }
                 if let Err(e) = platform.create_project(project, &user.name) {
                     warn!("creating project {project}: {e:#}");
-                    say(stderr, &format!("slipway: could not create project {project}: {e}\n")).await;
+                    say(
+                        stderr,
+                        &format!("slipway: could not create project {project}: {e}\n"),
+                    )
+                    .await;
                     return 3;
                 }
                 info!(project, user = %user.name, "project created by first push");
@@ -136,7 +138,11 @@ where
         Ok(c) => c,
         Err(e) => {
             warn!("spawning git upload-pack: {e}");
-            say(stderr, "slipway: could not start git upload-pack on the server\n").await;
+            say(
+                stderr,
+                "slipway: could not start git upload-pack on the server\n",
+            )
+            .await;
             return 3;
         }
     };
@@ -160,7 +166,11 @@ where
         Ok(r) => r,
         Err(e) => {
             warn!("opening repository of {project}: {e}");
-            say(stderr, "slipway: could not open the repository on the server\n").await;
+            say(
+                stderr,
+                "slipway: could not open the repository on the server\n",
+            )
+            .await;
             return 3;
         }
     };

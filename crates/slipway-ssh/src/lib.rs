@@ -10,9 +10,9 @@
 pub(crate) mod admin;
 pub mod command;
 mod git_service;
+pub mod limits;
 mod ops;
 mod pipe;
-pub mod limits;
 mod session;
 pub mod shell;
 
@@ -135,9 +135,8 @@ pub fn parse_public_key_line(line: &str) -> Result<String, SshError> {
             "this is a private key: give the .pub file".into(),
         ));
     }
-    let key = PublicKey::from_openssh(line).map_err(|e| {
-        SshError::PublicKey(format!("not an OpenSSH public key line ({e})"))
-    })?;
+    let key = PublicKey::from_openssh(line)
+        .map_err(|e| SshError::PublicKey(format!("not an OpenSSH public key line ({e})")))?;
     match key.algorithm() {
         Algorithm::Ed25519 | Algorithm::Ecdsa { .. } => {}
         Algorithm::Rsa { .. } => {
@@ -197,11 +196,13 @@ impl russh::server::Server for Server {
 fn has_aes_hardware() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq")
+        std::arch::is_x86_feature_detected!("aes")
+            && std::arch::is_x86_feature_detected!("pclmulqdq")
     }
     #[cfg(target_arch = "aarch64")]
     {
-        std::arch::is_aarch64_feature_detected!("aes") && std::arch::is_aarch64_feature_detected!("pmull")
+        std::arch::is_aarch64_feature_detected!("aes")
+            && std::arch::is_aarch64_feature_detected!("pmull")
     }
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
@@ -236,7 +237,14 @@ pub async fn serve(
     platform: Arc<Platform>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    serve_with(listener, host_key, platform, SshLimits::from_env(), shutdown).await
+    serve_with(
+        listener,
+        host_key,
+        platform,
+        SshLimits::from_env(),
+        shutdown,
+    )
+    .await
 }
 
 /// Serve SSH on `listener` with `limits` until `shutdown` resolves.

@@ -15,7 +15,13 @@ use crate::say;
 
 /// Whether `user` holds `need` on `project` (admin in a protected environment
 /// when `need` is contributor) and `env` exists; Err is the message.
-pub(crate) fn check(platform: &Platform, user: &User, project: &str, env: &str, need: Role) -> Result<(), String> {
+pub(crate) fn check(
+    platform: &Platform,
+    user: &User,
+    project: &str,
+    env: &str,
+    need: Role,
+) -> Result<(), String> {
     let state = platform.state();
     let role = state
         .project_exists(project)
@@ -32,12 +38,18 @@ pub(crate) fn check(platform: &Platform, user: &User, project: &str, env: &str, 
         return Err(format!(
             "permission denied: this needs the {} role on {project}{}; you are {}",
             need.as_str(),
-            if PROTECTED.contains(&env) && need == Role::Admin { format!(" ({env} is protected)") } else { String::new() },
+            if PROTECTED.contains(&env) && need == Role::Admin {
+                format!(" ({env} is protected)")
+            } else {
+                String::new()
+            },
             role.as_str()
         ));
     }
     if state.environment(project, env).ok().flatten().is_none() {
-        return Err(format!("environment '{env}' of project '{project}' not found"));
+        return Err(format!(
+            "environment '{env}' of project '{project}' not found"
+        ));
     }
     Ok(())
 }
@@ -101,30 +113,48 @@ where
             let to = match args.get(3).map(|n| n.parse::<i64>()) {
                 None => None,
                 Some(Ok(n)) => Some(n),
-                Some(Err(_)) => return Some(usage(err, "rollback PROJECT ENV [RELEASE-NUMBER]").await),
+                Some(Err(_)) => {
+                    return Some(usage(err, "rollback PROJECT ENV [RELEASE-NUMBER]").await)
+                }
             };
             match check(platform, user, project, env, Role::Admin) {
                 Err(m) => Err(fail(m)),
                 Ok(()) => operate(platform, user, project, env, Operation::Rollback(to), out)
                     .await
-                    .map(|n| if json { format!("{{\"release\": {n}}}\n") } else { String::new() })
+                    .map(|n| {
+                        if json {
+                            format!("{{\"release\": {n}}}\n")
+                        } else {
+                            String::new()
+                        }
+                    })
                     .map_err(fail),
             }
         }
-        ["redeploy", project, env] => match check(platform, user, project, env, Role::Contributor) {
-            Err(m) => Err(fail(m)),
-            Ok(()) => operate(platform, user, project, env, Operation::Redeploy, out)
-                .await
-                .map(|n| if json { format!("{{\"release\": {n}}}\n") } else { String::new() })
-                .map_err(fail),
-        },
+        ["redeploy", project, env] => {
+            match check(platform, user, project, env, Role::Contributor) {
+                Err(m) => Err(fail(m)),
+                Ok(()) => operate(platform, user, project, env, Operation::Redeploy, out)
+                    .await
+                    .map(|n| {
+                        if json {
+                            format!("{{\"release\": {n}}}\n")
+                        } else {
+                            String::new()
+                        }
+                    })
+                    .map_err(fail),
+            }
+        }
         ["var", "ls", project, env] => match check(platform, user, project, env, Role::Viewer) {
             Err(m) => Err(fail(m)),
             Ok(()) => {
                 let vars = platform.state().variables(project, env).unwrap_or_default();
                 Ok(if json {
-                    let m: serde_json::Map<String, serde_json::Value> =
-                        vars.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
+                    let m: serde_json::Map<String, serde_json::Value> = vars
+                        .into_iter()
+                        .map(|(k, v)| (k, serde_json::Value::String(v)))
+                        .collect();
                     format!("{}\n", serde_json::Value::Object(m))
                 } else {
                     vars.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
@@ -137,7 +167,9 @@ where
                 Ok(()) => {
                     let (key, value) = match (*verb, kv.split_once('=')) {
                         ("set", Some((k, v))) => (k, Some(v)),
-                        ("set", None) => return Some(usage(err, "var set PROJECT ENV KEY=VALUE").await),
+                        ("set", None) => {
+                            return Some(usage(err, "var set PROJECT ENV KEY=VALUE").await)
+                        }
                         (_, _) => (*kv, None),
                     };
                     if !valid_name(key) || slipway_deploy::environment::is_reserved_variable(key) {
@@ -160,7 +192,14 @@ where
                                     .flatten()
                                     .and_then(|e| e.current_release)
                                     .is_some();
-                                say(out, &format!("{key} {} on {env}\n", if value.is_some() { "set" } else { "unset" })).await;
+                                say(
+                                    out,
+                                    &format!(
+                                        "{key} {} on {env}\n",
+                                        if value.is_some() { "set" } else { "unset" }
+                                    ),
+                                )
+                                .await;
                                 if live {
                                     operate(platform, user, project, env, Operation::Redeploy, out)
                                         .await
@@ -183,14 +222,16 @@ where
             }
             match check(platform, user, project, env, Role::Viewer) {
                 Err(m) => Err(fail(m)),
-                Ok(()) => match live_app(platform, project, env, app.first().map(|a| **a), "name one") {
-                    Err(m) => Err(fail(m)),
-                    Ok(app) => {
-                        let path = platform.data().app_log(project, env, &app.name);
-                        logs(&path, follow, out).await;
-                        Ok(String::new())
+                Ok(()) => {
+                    match live_app(platform, project, env, app.first().map(|a| **a), "name one") {
+                        Err(m) => Err(fail(m)),
+                        Ok(app) => {
+                            let path = platform.data().app_log(project, env, &app.name);
+                            logs(&path, follow, out).await;
+                            Ok(String::new())
+                        }
                     }
-                },
+                }
             }
         }
         _ => return None,
@@ -238,9 +279,12 @@ pub(crate) fn live_app(
         None if spec.apps.len() == 1 => spec.apps.first(),
         None => return Err(format!("{env} runs several apps ({names}): {how_to_pick}")),
     };
-    found
-        .cloned()
-        .ok_or_else(|| format!("no app '{}' in {env}: its apps are {names}", app.unwrap_or_default()))
+    found.cloned().ok_or_else(|| {
+        format!(
+            "no app '{}' in {env}: its apps are {names}",
+            app.unwrap_or_default()
+        )
+    })
 }
 
 /// The last part of a log (and, with `follow`, what comes after, until the client goes away).

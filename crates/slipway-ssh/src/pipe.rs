@@ -7,7 +7,12 @@ use tokio::process::Child;
 /// Pump a child spawned with piped stdio until it exits; returns its exit
 /// status (255 when it died by a signal or its status is unknown). The child,
 /// not the client's end of input, decides when the conversation is over.
-pub(crate) async fn run_piped<R, W, E>(mut child: Child, mut stdin: R, stdout: &mut W, stderr: &mut E) -> i32
+pub(crate) async fn run_piped<R, W, E>(
+    mut child: Child,
+    mut stdin: R,
+    stdout: &mut W,
+    stderr: &mut E,
+) -> i32
 where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
@@ -28,7 +33,10 @@ where
         // Big reads from the pipe: each becomes SSH packets of the client's maximum size
         // (tokio::io::copy's 8 KiB buffer would make four times as many).
         let mut cout = tokio::io::BufReader::with_capacity(256 * 1024, &mut cout);
-        let _ = tokio::join!(tokio::io::copy_buf(&mut cout, stdout), tokio::io::copy(&mut cerr, stderr));
+        let _ = tokio::join!(
+            tokio::io::copy_buf(&mut cout, stdout),
+            tokio::io::copy(&mut cerr, stderr)
+        );
         child.wait().await
     };
     let status = tokio::select! {

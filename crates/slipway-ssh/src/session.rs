@@ -118,7 +118,10 @@ impl russh::server::Handler for Connection {
         value: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if name == "GIT_PROTOCOL" && value.len() < 256 && value.chars().all(|c| c.is_ascii_graphic()) {
+        if name == "GIT_PROTOCOL"
+            && value.len() < 256
+            && value.chars().all(|c| c.is_ascii_graphic())
+        {
             self.git_protocol.insert(channel, value.to_string());
             session.channel_success(channel)?;
         } else {
@@ -166,9 +169,14 @@ impl russh::server::Handler for Connection {
         _modes: &[(russh::Pty, u32)],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let term: String = term.chars().filter(|c| c.is_ascii_graphic()).take(64).collect();
+        let term: String = term
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(64)
+            .collect();
         let size = (cols.clamp(1, 1000) as u16, rows.clamp(1, 1000) as u16);
-        self.ptys.insert(channel, crate::shell::PtyRequest { term, size });
+        self.ptys
+            .insert(channel, crate::shell::PtyRequest { term, size });
         session.channel_success(channel)?;
         Ok(())
     }
@@ -238,7 +246,18 @@ impl Connection {
                 }
                 Some(t) => {
                     let stdin = read.make_reader();
-                    crate::shell::run(&platform, &user, &t, command, pty, resize, stdin, &mut stdout, &mut stderr).await
+                    crate::shell::run(
+                        &platform,
+                        &user,
+                        &t,
+                        command,
+                        pty,
+                        resize,
+                        stdin,
+                        &mut stdout,
+                        &mut stderr,
+                    )
+                    .await
                 }
             };
             close_channel(&write, stdout, stderr, code).await;
@@ -307,8 +326,12 @@ impl Connection {
 
 /// End a channel the way SSH clients expect: the output flushed, then the
 /// exit status, EOF and close.
-async fn close_channel<W, E>(write: &russh::ChannelWriteHalf<Msg>, mut stdout: W, mut stderr: E, code: i32)
-where
+async fn close_channel<W, E>(
+    write: &russh::ChannelWriteHalf<Msg>,
+    mut stdout: W,
+    mut stderr: E,
+    code: i32,
+) where
     W: tokio::io::AsyncWrite + Unpin,
     E: tokio::io::AsyncWrite + Unpin,
 {

@@ -49,11 +49,13 @@ impl ShellTarget {
                 env: env.to_string(),
                 project: project.to_string(),
             }),
-            [app, env, project] if label(env) && label(project) && valid_app(app) => Some(ShellTarget {
-                app: Some(app.to_string()),
-                env: env.to_string(),
-                project: project.to_string(),
-            }),
+            [app, env, project] if label(env) && label(project) && valid_app(app) => {
+                Some(ShellTarget {
+                    app: Some(app.to_string()),
+                    env: env.to_string(),
+                    project: project.to_string(),
+                })
+            }
             _ => None,
         }
     }
@@ -68,8 +70,13 @@ fn valid_app(s: &str) -> bool {
 
 /// Find the container and check access (contributors; admins in protected
 /// environments); Err is the message for the user.
-fn resolve(platform: &Platform, user: &User, t: &ShellTarget) -> Result<(String, Vec<(String, String)>), String> {
-    crate::ops::check(platform, user, &t.project, &t.env, Role::Contributor).map_err(|m| format!("slipway: {m}"))?;
+fn resolve(
+    platform: &Platform,
+    user: &User,
+    t: &ShellTarget,
+) -> Result<(String, Vec<(String, String)>), String> {
+    crate::ops::check(platform, user, &t.project, &t.env, Role::Contributor)
+        .map_err(|m| format!("slipway: {m}"))?;
     let how = format!("pick one with ssh APP.{}.{}@HOST", t.env, t.project);
     let app = crate::ops::live_app(platform, &t.project, &t.env, t.app.as_deref(), &how)
         .map_err(|m| format!("slipway: {m}"))?;
@@ -108,22 +115,25 @@ where
     if let Some(p) = &pty {
         env.push(("TERM".into(), p.term.clone()));
     }
-    let mut cmd = match platform
-        .runtime()
-        .exec_command(&container, &args, &env, "/app", pty.is_some())
-    {
-        Ok(c) => c,
-        Err(e) => {
-            say(stderr, &format!("slipway: {e}\n")).await;
-            return 3;
-        }
-    };
+    let mut cmd =
+        match platform
+            .runtime()
+            .exec_command(&container, &args, &env, "/app", pty.is_some())
+        {
+            Ok(c) => c,
+            Err(e) => {
+                say(stderr, &format!("slipway: {e}\n")).await;
+                return 3;
+            }
+        };
     cmd.kill_on_drop(true);
     tracing::info!(container = %container, tty = pty.is_some(), "shell");
     match pty {
         Some(p) => with_pty(cmd, p, resize, stdin, stdout, stderr).await,
         None => {
-            cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+            cmd.stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
             let child = match cmd.spawn() {
                 Ok(c) => c,
                 Err(e) => {
@@ -165,13 +175,19 @@ where
     let pair = match nix::pty::openpty(None, None) {
         Ok(p) => p,
         Err(e) => {
-            say(stderr, &format!("slipway: cannot allocate a terminal: {e}\n")).await;
+            say(
+                stderr,
+                &format!("slipway: cannot allocate a terminal: {e}\n"),
+            )
+            .await;
             return 3;
         }
     };
     set_size(&pair.master, pty.size);
     let slave = pair.slave;
-    let (Ok(s_in), Ok(s_out), Ok(s_err)) = (slave.try_clone(), slave.try_clone(), slave.try_clone()) else {
+    let (Ok(s_in), Ok(s_out), Ok(s_err)) =
+        (slave.try_clone(), slave.try_clone(), slave.try_clone())
+    else {
         return 3;
     };
     cmd.stdin(Stdio::from(s_in))
@@ -242,13 +258,26 @@ mod tests {
     fn login_names() {
         assert_eq!(
             ShellTarget::parse("main.demo"),
-            Some(ShellTarget { app: None, env: "main".into(), project: "demo".into() })
+            Some(ShellTarget {
+                app: None,
+                env: "main".into(),
+                project: "demo".into()
+            })
         );
         assert_eq!(
             ShellTarget::parse("web.main.demo").and_then(|t| t.app),
             Some("web".to_string())
         );
-        for bad in ["git", "demo", "a.b.c.d", "Main.demo", "main..demo", ".main.demo", "x/y.main.demo", ""] {
+        for bad in [
+            "git",
+            "demo",
+            "a.b.c.d",
+            "Main.demo",
+            "main..demo",
+            ".main.demo",
+            "x/y.main.demo",
+            "",
+        ] {
             assert_eq!(ShellTarget::parse(bad), None, "{bad}");
         }
     }

@@ -201,7 +201,9 @@ impl State {
 
     /// Remove a user, its keys and its access grants.
     pub fn remove_user(&self, name: &str) -> Result<()> {
-        let n = self.db().execute("DELETE FROM users WHERE name = ?1", [name])?;
+        let n = self
+            .db()
+            .execute("DELETE FROM users WHERE name = ?1", [name])?;
         if n == 0 {
             return Err(StateError::NotFound(format!("user {name}")));
         }
@@ -352,7 +354,12 @@ impl State {
     // --------------------------------------------------------- environments
 
     /// Create the environment if missing; returns it.
-    pub fn ensure_environment(&self, project: &str, name: &str, branch: &str) -> Result<Environment> {
+    pub fn ensure_environment(
+        &self,
+        project: &str,
+        name: &str,
+        branch: &str,
+    ) -> Result<Environment> {
         self.db().execute(
             "INSERT OR IGNORE INTO environments(project, name, branch) VALUES (?1, ?2, ?3)",
             params![project, name, branch],
@@ -493,7 +500,12 @@ impl State {
     }
 
     /// One release by its number within an environment.
-    pub fn release_by_number(&self, project: &str, env: &str, number: i64) -> Result<Option<Release>> {
+    pub fn release_by_number(
+        &self,
+        project: &str,
+        env: &str,
+        number: i64,
+    ) -> Result<Option<Release>> {
         Ok(self
             .db()
             .query_row(
@@ -647,7 +659,12 @@ impl State {
     }
 
     /// Activities of a project (optionally one environment), newest first.
-    pub fn activities(&self, project: &str, env: Option<&str>, limit: usize) -> Result<Vec<Activity>> {
+    pub fn activities(
+        &self,
+        project: &str,
+        env: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Activity>> {
         let db = self.db();
         let mut st = db.prepare(&format!(
             "SELECT {ACTIVITY_COLS} FROM activity WHERE project = ?1 AND (?2 IS NULL OR environment = ?2)
@@ -671,7 +688,8 @@ impl State {
         else {
             return Ok(None);
         };
-        let mut st = db.prepare("SELECT text FROM activity_lines WHERE activity = ?1 ORDER BY seq")?;
+        let mut st =
+            db.prepare("SELECT text FROM activity_lines WHERE activity = ?1 ORDER BY seq")?;
         for text in st.query_map([id], |r| r.get::<_, String>(0))? {
             log.push_str(&text?);
         }

@@ -3,7 +3,8 @@
 use rusqlite::Connection;
 
 /// Each entry moves the schema one version up. Never edit a shipped entry: add one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users (
     name  TEXT PRIMARY KEY,
     admin INTEGER NOT NULL DEFAULT 0
@@ -60,7 +61,8 @@ CREATE TABLE activity (
     finished_at INTEGER
 );
 CREATE INDEX activity_by_project ON activity(project, environment, id);
-"#, r#"
+"#,
+    r#"
 CREATE TABLE variables (
     project     TEXT NOT NULL REFERENCES projects(name) ON DELETE CASCADE,
     environment TEXT NOT NULL,
@@ -68,7 +70,8 @@ CREATE TABLE variables (
     value       TEXT NOT NULL,
     PRIMARY KEY (project, environment, name)
 );
-"#, r#"
+"#,
+    r#"
 -- Activity logs grow by one row per line: appending no longer rewrites the whole log.
 CREATE TABLE activity_lines (
     seq      INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -76,7 +79,8 @@ CREATE TABLE activity_lines (
     text     TEXT NOT NULL
 );
 CREATE INDEX activity_lines_by_activity ON activity_lines(activity, seq);
-"#];
+"#,
+];
 
 /// Bring the schema to the newest version (tracked in `PRAGMA user_version`).
 pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {

@@ -23,7 +23,11 @@ fn users_keys_and_roles() {
 
     st.create_project("demo", "bob").unwrap();
     assert_eq!(st.role("demo", &bob).unwrap(), Some(Role::Admin));
-    assert_eq!(st.role("demo", &ann).unwrap(), Some(Role::Admin), "server admin");
+    assert_eq!(
+        st.role("demo", &ann).unwrap(),
+        Some(Role::Admin),
+        "server admin"
+    );
     st.add_user_key("cid", "ssh-ed25519 AAAA3", false).unwrap();
     let cid = st.user("cid").unwrap().unwrap();
     assert_eq!(st.role("demo", &cid).unwrap(), None);
@@ -53,7 +57,13 @@ fn releases_go_live_one_at_a_time() {
     assert_eq!(st.live_releases().unwrap().len(), 1);
     st.deactivate_environment("demo", "main").unwrap();
     assert!(st.live_releases().unwrap().is_empty());
-    assert_eq!(st.environment("demo", "main").unwrap().unwrap().current_release, None);
+    assert_eq!(
+        st.environment("demo", "main")
+            .unwrap()
+            .unwrap()
+            .current_release,
+        None
+    );
     st.make_live(&r2).unwrap();
     assert_eq!(st.releases("demo", "main").unwrap()[0].number, 2);
 }
@@ -61,7 +71,9 @@ fn releases_go_live_one_at_a_time() {
 #[test]
 fn activity_log_and_interrupted() {
     let (_d, st) = open();
-    let id = st.start_activity("demo", Some("main"), "push", Some("ann"), "push main").unwrap();
+    let id = st
+        .start_activity("demo", Some("main"), "push", Some("ann"), "push main")
+        .unwrap();
     st.append_log(id, "line 1\n").unwrap();
     st.append_log(id, "line 2\n").unwrap();
     assert_eq!(st.abort_running_activities().unwrap(), 1);
@@ -74,7 +86,10 @@ fn activity_log_and_interrupted() {
 fn reopen_keeps_state() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("state.db");
-    State::open(&p).unwrap().add_user_key("ann", "k", true).unwrap();
+    State::open(&p)
+        .unwrap()
+        .add_user_key("ann", "k", true)
+        .unwrap();
     let st = State::open(&p).unwrap();
     assert!(st.user("ann").unwrap().is_some());
 }
@@ -87,7 +102,10 @@ fn variables_per_environment() {
     st.set_variable("demo", "main", "A", "1").unwrap();
     st.set_variable("demo", "main", "A", "2").unwrap();
     st.set_variable("demo", "dev", "B", "x").unwrap();
-    assert_eq!(st.variables("demo", "main").unwrap(), vec![("A".to_string(), "2".to_string())]);
+    assert_eq!(
+        st.variables("demo", "main").unwrap(),
+        vec![("A".to_string(), "2".to_string())]
+    );
     assert!(st.unset_variable("demo", "main", "A").unwrap());
     assert!(!st.unset_variable("demo", "main", "A").unwrap());
     assert!(st.variables("demo", "main").unwrap().is_empty());
@@ -96,9 +114,16 @@ fn variables_per_environment() {
 #[test]
 fn activity_logs_of_older_databases_read_back_whole() {
     let (_d, st) = open();
-    let id = st.start_activity("demo", None, "push", None, "push").unwrap();
+    let id = st
+        .start_activity("demo", None, "push", None, "push")
+        .unwrap();
     // What a database from before the activity_lines table holds.
-    st.db().execute("UPDATE activity SET log = 'old 1\nold 2\n' WHERE id = ?1", [id]).unwrap();
+    st.db()
+        .execute(
+            "UPDATE activity SET log = 'old 1\nold 2\n' WHERE id = ?1",
+            [id],
+        )
+        .unwrap();
     st.append_log(id, "new 3\n").unwrap();
     let (_, log) = st.activity(id).unwrap().unwrap();
     assert_eq!(log, "old 1\nold 2\nnew 3\n");

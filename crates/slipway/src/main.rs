@@ -28,7 +28,12 @@ struct Cli {
 #[derive(Args, Clone)]
 struct DataDirArg {
     /// Where everything lives: repositories, slug archive, state database, logs.
-    #[arg(long, env = "SLIPWAY_DATA_DIR", default_value = "./slipway-data", global = true)]
+    #[arg(
+        long,
+        env = "SLIPWAY_DATA_DIR",
+        default_value = "./slipway-data",
+        global = true
+    )]
     data_dir: PathBuf,
 }
 
@@ -189,10 +194,16 @@ struct Failure {
 }
 
 fn user_error(e: impl Into<anyhow::Error>) -> Failure {
-    Failure { code: 1, error: e.into() }
+    Failure {
+        code: 1,
+        error: e.into(),
+    }
 }
 fn internal(e: impl Into<anyhow::Error>) -> Failure {
-    Failure { code: 3, error: e.into() }
+    Failure {
+        code: 3,
+        error: e.into(),
+    }
 }
 
 fn main() -> ExitCode {
@@ -200,7 +211,11 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     tracing_subscriber::fmt()
@@ -243,7 +258,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     }
 }
 
-fn open_platform(settings: slipway_deploy::Settings, router_workers: Option<u16>) -> Result<Arc<slipway_deploy::Platform>, Failure> {
+fn open_platform(
+    settings: slipway_deploy::Settings,
+    router_workers: Option<u16>,
+) -> Result<Arc<slipway_deploy::Platform>, Failure> {
     let router = slipway_router::Router::new(slipway_router::RouterConfig {
         drain_timeout: settings.drain_timeout,
         workers: router_workers.map(usize::from),
@@ -266,7 +284,12 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     let http_addr: std::net::SocketAddr = args
         .http_listen
         .parse()
-        .with_context(|| format!("--http-listen {}: not an address like 127.0.0.1:8080", args.http_listen))
+        .with_context(|| {
+            format!(
+                "--http-listen {}: not an address like 127.0.0.1:8080",
+                args.http_listen
+            )
+        })
         .map_err(|e| Failure { code: 2, error: e })?;
     settings.http_port = http_addr.port();
     if which(&settings.runtime).is_none() {
@@ -276,11 +299,14 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         )));
     }
     let platform = open_platform(settings, args.router_workers)?;
-    let (host_key, created) = slipway_ssh::load_or_create_host_key(&platform.data().host_key())
-        .map_err(internal)?;
+    let (host_key, created) =
+        slipway_ssh::load_or_create_host_key(&platform.data().host_key()).map_err(internal)?;
     let fp = slipway_ssh::fingerprint(&host_key);
     if created {
-        println!("created host key {} ({fp})", platform.data().host_key().display());
+        println!(
+            "created host key {} ({fp})",
+            platform.data().host_key().display()
+        );
     }
     let ssh = tokio::net::TcpListener::bind(&args.ssh_listen)
         .await
@@ -317,7 +343,12 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
             }
         }
     });
-    let ssh_task = tokio::spawn(slipway_ssh::serve(ssh, host_key, platform.clone(), stopped(stop_rx.clone())));
+    let ssh_task = tokio::spawn(slipway_ssh::serve(
+        ssh,
+        host_key,
+        platform.clone(),
+        stopped(stop_rx.clone()),
+    ));
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(internal)?;
@@ -353,7 +384,12 @@ fn open_state(data_dir: &Path) -> Result<slipway_state::State, Failure> {
 
 fn user(cmd: UserCmd) -> Result<u8, Failure> {
     match cmd {
-        UserCmd::Add { name, key, admin, data } => {
+        UserCmd::Add {
+            name,
+            key,
+            admin,
+            data,
+        } => {
             // The same rule as `user add` over SSH.
             if !slipway_ssh::valid_user_name(&name) {
                 return Err(user_error(anyhow::anyhow!(
@@ -391,7 +427,11 @@ fn user(cmd: UserCmd) -> Result<u8, Failure> {
         UserCmd::Ls(data) => {
             let state = open_state(&data.data_dir)?;
             for (u, keys) in state.users().map_err(internal)? {
-                println!("{}\t{}\t{keys} key(s)", u.name, if u.admin { "admin" } else { "user" });
+                println!(
+                    "{}\t{}\t{keys} key(s)",
+                    u.name,
+                    if u.admin { "admin" } else { "user" }
+                );
             }
             Ok(0)
         }
@@ -406,7 +446,10 @@ fn user(cmd: UserCmd) -> Result<u8, Failure> {
 
 fn config_check(dir: &Path, json: bool) -> Result<u8, Failure> {
     if !dir.is_dir() {
-        return Err(user_error(anyhow::anyhow!("{} is not a folder", dir.display())));
+        return Err(user_error(anyhow::anyhow!(
+            "{} is not a folder",
+            dir.display()
+        )));
     }
     let source = slipway_config::DirSource::new(dir);
     match slipway_config::load(&source) {
@@ -442,7 +485,10 @@ fn config_check(dir: &Path, json: bool) -> Result<u8, Failure> {
 
 fn slug_pack(dir: &Path, output: &Path, level: i32) -> Result<u8, Failure> {
     if !dir.is_dir() {
-        return Err(user_error(anyhow::anyhow!("{} is not a folder", dir.display())));
+        return Err(user_error(anyhow::anyhow!(
+            "{} is not a folder",
+            dir.display()
+        )));
     }
     let parent = output
         .parent()
@@ -533,9 +579,11 @@ fn archive_gc(
         let mut went_live = 0;
         for r in state.releases(&env.project, &env.name).map_err(internal)? {
             let spec = slipway_deploy::environment::ReleaseSpec::from_json(&r.spec);
-            let runs = spec
-                .as_ref()
-                .is_some_and(|s| s.apps.iter().any(|a| running_containers.contains(&a.container)));
+            let runs = spec.as_ref().is_some_and(|s| {
+                s.apps
+                    .iter()
+                    .any(|a| running_containers.contains(&a.container))
+            });
             let rollback = matches!(r.status.as_str(), "live" | "retired") && went_live < keep;
             if matches!(r.status.as_str(), "live" | "retired") {
                 went_live += 1;
@@ -546,7 +594,10 @@ fn archive_gc(
         }
     }
     let report = archive
-        .gc_with(&|tag: &str| kept.iter().any(|k| tag.starts_with(k.as_str())), GC_GRACE)
+        .gc_with(
+            &|tag: &str| kept.iter().any(|k| tag.starts_with(k.as_str())),
+            GC_GRACE,
+        )
         .map_err(internal)?;
     for t in &report.tags_removed {
         println!("dropped {t}");
@@ -601,7 +652,13 @@ fn archive_gc(
 /// Ids of the running containers of this data dir, and the slugs they use.
 fn running(
     dir: &slipway_deploy::DataDir,
-) -> Result<(std::collections::HashSet<String>, std::collections::HashSet<String>), Failure> {
+) -> Result<
+    (
+        std::collections::HashSet<String>,
+        std::collections::HashSet<String>,
+    ),
+    Failure,
+> {
     let mut ids = std::collections::HashSet::new();
     let mut slugs = std::collections::HashSet::new();
     if !dir.root().join("runtime").is_dir() {
@@ -630,7 +687,9 @@ fn running(
 
 /// Bytes of the regular files below `path` (symlinks not followed).
 fn dir_size(path: &Path) -> u64 {
-    let Ok(meta) = std::fs::symlink_metadata(path) else { return 0 };
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
     if !meta.is_dir() {
         return if meta.is_file() { meta.len() } else { 0 };
     }

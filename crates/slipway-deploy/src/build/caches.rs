@@ -86,7 +86,13 @@ pub enum Saved {
 }
 
 /// The caches of `app` built in `build_dir`, with their keys.
-pub fn plan(data: &DataDir, project: &str, env: &str, app: &Application, build_dir: &Path) -> Vec<Planned> {
+pub fn plan(
+    data: &DataDir,
+    project: &str,
+    env: &str,
+    app: &Application,
+    build_dir: &Path,
+) -> Vec<Planned> {
     app.build_caches
         .iter()
         .map(|(name, cache)| Planned {
@@ -112,7 +118,9 @@ pub fn key(name: &str, cache: &BuildCache, build_dir: &Path) -> String {
 
 /// What a watched file contributes to the key.
 fn watched_content(build_dir: &Path, file: &str) -> String {
-    let Ok(path) = inside(build_dir, file) else { return "unreachable".into() };
+    let Ok(path) = inside(build_dir, file) else {
+        return "unreachable".into();
+    };
     match std::fs::symlink_metadata(&path) {
         Err(_) => "missing".into(),
         Ok(m) if m.file_type().is_symlink() => match std::fs::read_link(&path) {
@@ -155,7 +163,11 @@ fn entries(store: &Path) -> Vec<String> {
         .map(|rd| {
             rd.flatten()
                 .filter_map(|e| e.file_name().into_string().ok())
-                .filter(|n| !n.starts_with('.') && n.split_once('-').is_some_and(|(t, k)| t.len() == 20 && k.len() == 64))
+                .filter(|n| {
+                    !n.starts_with('.')
+                        && n.split_once('-')
+                            .is_some_and(|(t, k)| t.len() == 20 && k.len() == 64)
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -177,11 +189,15 @@ pub fn restore(p: &Planned, build_dir: &Path, scratch: &Path) -> Result<Restored
     match std::fs::symlink_metadata(&target) {
         Err(_) => {}
         Ok(m) if m.is_dir() => {
-            let empty = std::fs::read_dir(&target).map_err(io(format!("reading {}", p.cache.directory)))?.next().is_none();
+            let empty = std::fs::read_dir(&target)
+                .map_err(io(format!("reading {}", p.cache.directory)))?
+                .next()
+                .is_none();
             if !empty {
                 return Ok(Restored::InTree);
             }
-            std::fs::remove_dir(&target).map_err(io(format!("removing the empty {}", p.cache.directory)))?;
+            std::fs::remove_dir(&target)
+                .map_err(io(format!("removing the empty {}", p.cache.directory)))?;
         }
         Ok(_) => return Err(CacheError::NotAFolder(p.cache.directory.clone())),
     }
@@ -193,9 +209,13 @@ pub fn restore(p: &Planned, build_dir: &Path, scratch: &Path) -> Result<Restored
         return Err(CacheError::NotAFolder(build_dir.display().to_string()));
     }
     if let Some(parent) = target.parent() {
-        std::fs::create_dir_all(parent).map_err(io(format!("creating the folder of {}", p.cache.directory)))?;
+        std::fs::create_dir_all(parent)
+            .map_err(io(format!("creating the folder of {}", p.cache.directory)))?;
     }
-    std::fs::rename(scratch, &target).map_err(io(format!("moving the restored {} into place", p.cache.directory)))?;
+    std::fs::rename(scratch, &target).map_err(io(format!(
+        "moving the restored {} into place",
+        p.cache.directory
+    )))?;
     Ok(how)
 }
 
@@ -209,12 +229,18 @@ pub fn save(p: &Planned, build_dir: &Path) -> Result<Saved, CacheError> {
     }
     std::fs::create_dir_all(&p.store).map_err(io(format!("creating {}", p.store.display())))?;
     remove_stale_temps(&p.store);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     let temp = p.store.join(format!(".tmp-{nanos}-{}", std::process::id()));
     let cleanup = RemoveOnDrop(temp.clone());
     let size = copy_tree(&source, &temp)?;
     let entry = p.store.join(format!("{nanos:020}-{}", p.key));
-    std::fs::rename(&temp, &entry).map_err(io(format!("moving the saved cache into {}", entry.display())))?;
+    std::fs::rename(&temp, &entry).map_err(io(format!(
+        "moving the saved cache into {}",
+        entry.display()
+    )))?;
     drop(cleanup);
     let all = entries(&p.store);
     for old in all.iter().take(all.len().saturating_sub(KEEP)) {
@@ -225,7 +251,9 @@ pub fn save(p: &Planned, build_dir: &Path) -> Result<Saved, CacheError> {
 
 /// Temporary folders of saves interrupted long ago.
 fn remove_stale_temps(store: &Path) {
-    let Ok(rd) = std::fs::read_dir(store) else { return };
+    let Ok(rd) = std::fs::read_dir(store) else {
+        return;
+    };
     for e in rd.flatten() {
         let old = e
             .metadata()
@@ -257,17 +285,23 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<u64, CacheError> {
     let mut dirs = Vec::new();
     while let Some((src, dst)) = stack.pop() {
         std::fs::create_dir(&dst).map_err(io(format!("creating {}", dst.display())))?;
-        let perms = std::fs::symlink_metadata(&src).map_err(io(format!("reading {}", src.display())))?.permissions();
+        let perms = std::fs::symlink_metadata(&src)
+            .map_err(io(format!("reading {}", src.display())))?
+            .permissions();
         dirs.push((dst.clone(), perms));
         for e in std::fs::read_dir(&src).map_err(io(format!("reading {}", src.display())))? {
             let e = e.map_err(io(format!("reading {}", src.display())))?;
             let (s, d) = (e.path(), dst.join(e.file_name()));
-            let ft = e.file_type().map_err(io(format!("reading {}", s.display())))?;
+            let ft = e
+                .file_type()
+                .map_err(io(format!("reading {}", s.display())))?;
             if ft.is_dir() {
                 stack.push((s, d));
             } else if ft.is_symlink() {
-                let target = std::fs::read_link(&s).map_err(io(format!("reading {}", s.display())))?;
-                std::os::unix::fs::symlink(target, &d).map_err(io(format!("creating {}", d.display())))?;
+                let target =
+                    std::fs::read_link(&s).map_err(io(format!("reading {}", s.display())))?;
+                std::os::unix::fs::symlink(target, &d)
+                    .map_err(io(format!("creating {}", d.display())))?;
             } else if ft.is_file() {
                 size += std::fs::copy(&s, &d).map_err(io(format!("copying {}", s.display())))?;
             }
@@ -275,7 +309,8 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<u64, CacheError> {
     }
     // Folder permissions last: a read-only folder could not have been filled.
     for (d, perms) in dirs.into_iter().rev() {
-        std::fs::set_permissions(&d, perms).map_err(io(format!("setting the permissions of {}", d.display())))?;
+        std::fs::set_permissions(&d, perms)
+            .map_err(io(format!("setting the permissions of {}", d.display())))?;
     }
     Ok(size)
 }
@@ -295,7 +330,12 @@ mod tests {
     }
 
     fn planned(store: &Path, c: BuildCache, build: &Path) -> Planned {
-        Planned { name: "deps".into(), key: key("deps", &c, build), cache: c, store: store.to_path_buf() }
+        Planned {
+            name: "deps".into(),
+            key: key("deps", &c, build),
+            cache: c,
+            store: store.to_path_buf(),
+        }
     }
 
     #[test]
@@ -307,14 +347,28 @@ mod tests {
         assert_eq!(k.len(), 64);
         assert_eq!(key("deps", &c, t.path()), k, "stable");
         assert_ne!(key("other", &c, t.path()), k);
-        assert_ne!(key("deps", &cache("vendor", &["package.json", "missing.lock"], false), t.path()), k);
+        assert_ne!(
+            key(
+                "deps",
+                &cache("vendor", &["package.json", "missing.lock"], false),
+                t.path()
+            ),
+            k
+        );
         std::fs::write(t.path().join("unwatched"), "x").unwrap();
-        assert_eq!(key("deps", &c, t.path()), k, "an unwatched file changed the key");
+        assert_eq!(
+            key("deps", &c, t.path()),
+            k,
+            "an unwatched file changed the key"
+        );
         std::fs::write(t.path().join("package.json"), "{\"a\":1}").unwrap();
         assert_ne!(key("deps", &c, t.path()), k);
         // A link is never followed: its target's content does not matter.
         std::os::unix::fs::symlink("/etc/hostname", t.path().join("missing.lock")).unwrap();
-        assert_eq!(watched_content(t.path(), "missing.lock"), "link:/etc/hostname");
+        assert_eq!(
+            watched_content(t.path(), "missing.lock"),
+            "link:/etc/hostname"
+        );
     }
 
     #[test]
@@ -325,7 +379,11 @@ mod tests {
         std::fs::create_dir_all(b1.join("deps/sub")).unwrap();
         std::fs::write(b1.join("deps/sub/file.txt"), "cached").unwrap();
         std::fs::write(b1.join("deps/run.sh"), "#!/bin/sh\n").unwrap();
-        std::fs::set_permissions(b1.join("deps/run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(
+            b1.join("deps/run.sh"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
         std::os::unix::fs::symlink("sub/file.txt", b1.join("deps/link")).unwrap();
         let p = planned(&store, cache("deps", &["lock"], false), &b1);
         assert_eq!(save(&p, &b1).unwrap(), Saved::Saved(16));
@@ -335,10 +393,26 @@ mod tests {
         std::fs::create_dir_all(&b2).unwrap();
         let p2 = planned(&store, cache("deps", &["lock"], false), &b2);
         assert_eq!(p2.key, p.key);
-        assert_eq!(restore(&p2, &b2, &t.path().join("scratch")).unwrap(), Restored::Fresh);
-        assert_eq!(std::fs::read_to_string(b2.join("deps/sub/file.txt")).unwrap(), "cached");
-        assert_eq!(std::fs::metadata(b2.join("deps/run.sh")).unwrap().permissions().mode() & 0o777, 0o755);
-        assert_eq!(std::fs::read_link(b2.join("deps/link")).unwrap(), Path::new("sub/file.txt"));
+        assert_eq!(
+            restore(&p2, &b2, &t.path().join("scratch")).unwrap(),
+            Restored::Fresh
+        );
+        assert_eq!(
+            std::fs::read_to_string(b2.join("deps/sub/file.txt")).unwrap(),
+            "cached"
+        );
+        assert_eq!(
+            std::fs::metadata(b2.join("deps/run.sh"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o755
+        );
+        assert_eq!(
+            std::fs::read_link(b2.join("deps/link")).unwrap(),
+            Path::new("sub/file.txt")
+        );
         assert!(!t.path().join("scratch").exists());
 
         // A watched file changed: nothing, unless stale content is allowed.
@@ -347,17 +421,26 @@ mod tests {
         std::fs::write(b3.join("lock"), "v2").unwrap();
         let p3 = planned(&store, cache("deps", &["lock"], false), &b3);
         assert_ne!(p3.key, p.key);
-        assert_eq!(restore(&p3, &b3, &t.path().join("scratch")).unwrap(), Restored::Nothing);
+        assert_eq!(
+            restore(&p3, &b3, &t.path().join("scratch")).unwrap(),
+            Restored::Nothing
+        );
         assert!(!b3.join("deps").exists());
         let p3 = planned(&store, cache("deps", &["lock"], true), &b3);
-        assert_eq!(restore(&p3, &b3, &t.path().join("scratch")).unwrap(), Restored::Stale);
+        assert_eq!(
+            restore(&p3, &b3, &t.path().join("scratch")).unwrap(),
+            Restored::Stale
+        );
         assert!(b3.join("deps/sub/file.txt").is_file());
 
         // The source tree's own folder is never overwritten.
         let b4 = t.path().join("b4");
         std::fs::create_dir_all(b4.join("deps")).unwrap();
         std::fs::write(b4.join("deps/mine"), "x").unwrap();
-        assert_eq!(restore(&p2, &b4, &t.path().join("scratch")).unwrap(), Restored::InTree);
+        assert_eq!(
+            restore(&p2, &b4, &t.path().join("scratch")).unwrap(),
+            Restored::InTree
+        );
         assert!(!b4.join("deps/sub").exists());
 
         // Only the newest KEEP entries stay.
@@ -365,7 +448,10 @@ mod tests {
             save(&p, &b1).unwrap();
         }
         assert_eq!(entries(&store).len(), KEEP);
-        assert!(std::fs::read_dir(&store).unwrap().flatten().all(|e| !e.file_name().to_string_lossy().starts_with(".tmp")));
+        assert!(std::fs::read_dir(&store)
+            .unwrap()
+            .flatten()
+            .all(|e| !e.file_name().to_string_lossy().starts_with(".tmp")));
         // No directory after the build: nothing saved.
         let p5 = planned(&store, cache("nothing", &[], false), &b1);
         assert_eq!(save(&p5, &b1).unwrap(), Saved::NoDirectory);
@@ -374,22 +460,41 @@ mod tests {
     #[test]
     fn caches_are_per_app_and_environment_unless_shared() {
         let data = DataDir::new(PathBuf::from("/data"));
-        let mut app = Application { name: "web".into(), ..Default::default() };
-        app.build_caches.insert("own".into(), cache("node_modules", &[], false));
+        let mut app = Application {
+            name: "web".into(),
+            ..Default::default()
+        };
+        app.build_caches
+            .insert("own".into(), cache("node_modules", &[], false));
         let mut shared = cache("vendor", &[], false);
         shared.share_between_apps = true;
         app.build_caches.insert("common".into(), shared);
         let b = Path::new("/nonexistent");
-        let stores: Vec<PathBuf> = plan(&data, "demo", "main", &app, b).into_iter().map(|p| p.store).collect();
+        let stores: Vec<PathBuf> = plan(&data, "demo", "main", &app, b)
+            .into_iter()
+            .map(|p| p.store)
+            .collect();
         assert_eq!(
             stores,
-            vec![PathBuf::from("/data/build-caches/demo/_shared/common"), PathBuf::from("/data/build-caches/demo/main/web/own")]
+            vec![
+                PathBuf::from("/data/build-caches/demo/_shared/common"),
+                PathBuf::from("/data/build-caches/demo/main/web/own")
+            ]
         );
         let mut api = app.clone();
         api.name = "api".into();
-        let other: Vec<PathBuf> = plan(&data, "demo", "staging", &api, b).into_iter().map(|p| p.store).collect();
-        assert_eq!(other[0], stores[0], "a shared cache is one for every app and environment of the project");
-        assert_eq!(other[1], PathBuf::from("/data/build-caches/demo/staging/api/own"));
+        let other: Vec<PathBuf> = plan(&data, "demo", "staging", &api, b)
+            .into_iter()
+            .map(|p| p.store)
+            .collect();
+        assert_eq!(
+            other[0], stores[0],
+            "a shared cache is one for every app and environment of the project"
+        );
+        assert_eq!(
+            other[1],
+            PathBuf::from("/data/build-caches/demo/staging/api/own")
+        );
     }
 
     #[test]
@@ -415,7 +520,10 @@ mod tests {
         let mut via_link = good.clone();
         via_link.cache.directory = "up/x".into();
         via_link.key = good.key.clone();
-        assert!(matches!(restore(&via_link, &b, &t.path().join("scratch")), Err(CacheError::NotAFolder(_))));
+        assert!(matches!(
+            restore(&via_link, &b, &t.path().join("scratch")),
+            Err(CacheError::NotAFolder(_))
+        ));
         assert!(!outside.join("x/y").exists());
     }
 }

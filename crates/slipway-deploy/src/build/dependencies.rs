@@ -42,8 +42,14 @@ fn installer(language: &str) -> Option<Installer> {
         tool,
         show: pip_requirement,
         command: |tool, packages| {
-            let specs: Vec<String> = packages.iter().map(|(n, v)| sh_quote(&pip_requirement(n, v))).collect();
-            format!("{tool} install --user --no-warn-script-location --disable-pip-version-check {}", specs.join(" "))
+            let specs: Vec<String> = packages
+                .iter()
+                .map(|(n, v)| sh_quote(&pip_requirement(n, v)))
+                .collect();
+            format!(
+                "{tool} install --user --no-warn-script-location --disable-pip-version-check {}",
+                specs.join(" ")
+            )
         },
     };
     Some(match language {
@@ -54,7 +60,10 @@ fn installer(language: &str) -> Option<Installer> {
             tool: "npm",
             show: |n, v| format!("{n}@{v}"),
             command: |_, packages| {
-                let specs: Vec<String> = packages.iter().map(|(n, v)| sh_quote(&format!("{n}@{v}"))).collect();
+                let specs: Vec<String> = packages
+                    .iter()
+                    .map(|(n, v)| sh_quote(&format!("{n}@{v}")))
+                    .collect();
                 format!("npm install -g --prefix {GLOBAL_DIR} {}", specs.join(" "))
             },
         },
@@ -62,13 +71,25 @@ fn installer(language: &str) -> Option<Installer> {
             tool: "composer",
             show: |n, v| format!("{n}:{v}"),
             command: |_, packages| {
-                let specs: Vec<String> = packages.iter().map(|(n, v)| sh_quote(&format!("{n}:{v}"))).collect();
-                format!("composer global require --no-interaction --no-progress --no-ansi {}", specs.join(" "))
+                let specs: Vec<String> = packages
+                    .iter()
+                    .map(|(n, v)| sh_quote(&format!("{n}:{v}")))
+                    .collect();
+                format!(
+                    "composer global require --no-interaction --no-progress --no-ansi {}",
+                    specs.join(" ")
+                )
             },
         },
         "ruby" => Installer {
             tool: "gem",
-            show: |n, v| if v == "*" { n.to_string() } else { format!("{n} -v {v}") },
+            show: |n, v| {
+                if v == "*" {
+                    n.to_string()
+                } else {
+                    format!("{n} -v {v}")
+                }
+            },
             // gem takes one version per command: one command per gem.
             command: |_, packages| {
                 packages
@@ -111,7 +132,11 @@ fn version_text(v: &serde_json::Value) -> String {
 /// `PYTHONUSERBASE` for pip packages, `GEM_HOME`/`GEM_PATH` for gems, `COMPOSER_HOME` for
 /// Composer packages. Apps without such dependencies get none of them.
 pub fn env(app: &Application) -> Vec<(String, String)> {
-    let has = |langs: &[&str]| langs.iter().any(|l| app.dependencies.get(*l).is_some_and(has_packages));
+    let has = |langs: &[&str]| {
+        langs
+            .iter()
+            .any(|l| app.dependencies.get(*l).is_some_and(has_packages))
+    };
     let mut env = Vec::new();
     if has(&["python", "python2", "python3"]) {
         env.push(("PYTHONUSERBASE".into(), GLOBAL_DIR.into()));
@@ -167,7 +192,10 @@ pub(crate) fn steps(app: &Application) -> Result<Vec<Step>, String> {
         let mut list = Vec::new();
         for (name, version) in packages {
             if name.is_empty() || name.starts_with('-') {
-                return Err(format!("app {}: dependencies.{language}: package name `{name}` is not valid", app.name));
+                return Err(format!(
+                    "app {}: dependencies.{language}: package name `{name}` is not valid",
+                    app.name
+                ));
             }
             list.push((name.as_str(), version_text(version)));
         }
@@ -178,7 +206,9 @@ pub(crate) fn steps(app: &Application) -> Result<Vec<Step>, String> {
             what: format!("installing the {language} dependencies of {}", app.name),
             tools: vec![inst.tool],
             needer: format!("dependencies.{language}"),
-            remedy: format!("install it on the server's host stack, or remove dependencies.{language}"),
+            remedy: format!(
+                "install it on the server's host stack, or remove dependencies.{language}"
+            ),
             script: (inst.command)(inst.tool, &list),
         });
     }
@@ -190,14 +220,20 @@ mod tests {
     use super::*;
 
     fn app_with(language: &str, packages: serde_json::Value) -> Application {
-        let mut a = Application { name: "web".into(), ..Default::default() };
+        let mut a = Application {
+            name: "web".into(),
+            ..Default::default()
+        };
         a.dependencies.insert(language.into(), packages);
         a
     }
 
     #[test]
     fn pip_requirements_follow_platform_sh() {
-        assert_eq!(pip_requirement("pipenv", "2018.10.13"), "pipenv==2018.10.13");
+        assert_eq!(
+            pip_requirement("pipenv", "2018.10.13"),
+            "pipenv==2018.10.13"
+        );
         assert_eq!(pip_requirement("poetry", "*"), "poetry");
         assert_eq!(pip_requirement("poetry", ">=1.2,<2"), "poetry>=1.2,<2");
         assert_eq!(pip_requirement("x", "~=2.0"), "x~=2.0");
@@ -207,17 +243,30 @@ mod tests {
 
     #[test]
     fn each_language_gets_its_installer() {
-        let steps = steps(&app_with("python3", serde_json::json!({"pipenv": "2018.10.13", "poetry": "*"}))).unwrap();
+        let steps = steps(&app_with(
+            "python3",
+            serde_json::json!({"pipenv": "2018.10.13", "poetry": "*"}),
+        ))
+        .unwrap();
         assert_eq!(steps.len(), 1);
-        assert_eq!(steps[0].headline, "installing dependencies (python3: pipenv==2018.10.13, poetry)");
+        assert_eq!(
+            steps[0].headline,
+            "installing dependencies (python3: pipenv==2018.10.13, poetry)"
+        );
         assert_eq!(
             steps[0].script,
             "pip3 install --user --no-warn-script-location --disable-pip-version-check 'pipenv==2018.10.13' 'poetry'"
         );
         assert_eq!(steps[0].tools, vec!["pip3"]);
 
-        let s = &steps_of("nodejs", serde_json::json!({"yarn": "1.22.17", "@scope/tool": "^2", "pm2": "*"}))[0];
-        assert_eq!(s.script, "npm install -g --prefix /app/.global '@scope/tool@^2' 'pm2@*' 'yarn@1.22.17'");
+        let s = &steps_of(
+            "nodejs",
+            serde_json::json!({"yarn": "1.22.17", "@scope/tool": "^2", "pm2": "*"}),
+        )[0];
+        assert_eq!(
+            s.script,
+            "npm install -g --prefix /app/.global '@scope/tool@^2' 'pm2@*' 'yarn@1.22.17'"
+        );
         assert_eq!(s.tools, vec!["npm"]);
 
         let s = &steps_of("php", serde_json::json!({"composer/composer": "^2"}))[0];
@@ -230,10 +279,19 @@ mod tests {
             "gem install --no-document --install-dir /app/.global --bindir /app/.global/bin 'rake' && \
              gem install --no-document --install-dir /app/.global --bindir /app/.global/bin 'sass' -v '3.4.7'"
         );
-        assert_eq!(s.headline, "installing dependencies (ruby: rake, sass -v 3.4.7)");
+        assert_eq!(
+            s.headline,
+            "installing dependencies (ruby: rake, sass -v 3.4.7)"
+        );
 
-        assert_eq!(steps_of("python2", serde_json::json!({"x": "*"}))[0].tools, vec!["pip2"]);
-        assert_eq!(steps_of("python", serde_json::json!({"x": "*"}))[0].tools, vec!["pip"]);
+        assert_eq!(
+            steps_of("python2", serde_json::json!({"x": "*"}))[0].tools,
+            vec!["pip2"]
+        );
+        assert_eq!(
+            steps_of("python", serde_json::json!({"x": "*"}))[0].tools,
+            vec!["pip"]
+        );
         for language in slipway_config::DEPENDENCY_LANGUAGES {
             assert!(installer(language).is_some(), "{language}");
         }
@@ -246,24 +304,43 @@ mod tests {
     #[test]
     fn names_and_versions_are_quoted_for_the_shell() {
         let s = &steps_of("python3", serde_json::json!({"it's": "1; rm -rf /"}))[0];
-        assert!(s.script.ends_with(r#"'it'\''s==1; rm -rf /'"#), "{}", s.script);
+        assert!(
+            s.script.ends_with(r#"'it'\''s==1; rm -rf /'"#),
+            "{}",
+            s.script
+        );
     }
 
     #[test]
     fn unknown_languages_and_option_like_names_are_refused() {
-        let e = steps(&app_with("cobol", serde_json::json!({"x": "*"}))).err().unwrap_or_default();
-        assert!(e.contains("app web: dependencies.cobol") && e.contains("python3"), "{e}");
-        let e = steps(&app_with("python3", serde_json::json!({"--index-url=http://evil": "*"}))).err().unwrap_or_default();
+        let e = steps(&app_with("cobol", serde_json::json!({"x": "*"})))
+            .err()
+            .unwrap_or_default();
+        assert!(
+            e.contains("app web: dependencies.cobol") && e.contains("python3"),
+            "{e}"
+        );
+        let e = steps(&app_with(
+            "python3",
+            serde_json::json!({"--index-url=http://evil": "*"}),
+        ))
+        .err()
+        .unwrap_or_default();
         assert!(e.contains("not valid"), "{e}");
         // No packages: nothing to do, whatever the language.
-        assert!(steps(&app_with("cobol", serde_json::json!({}))).unwrap().is_empty());
+        assert!(steps(&app_with("cobol", serde_json::json!({})))
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
     fn variables_only_for_the_languages_used() {
         assert!(env(&Application::default()).is_empty());
         let e = env(&app_with("python3", serde_json::json!({"x": "*"})));
-        assert_eq!(e, vec![("PYTHONUSERBASE".to_string(), "/app/.global".to_string())]);
+        assert_eq!(
+            e,
+            vec![("PYTHONUSERBASE".to_string(), "/app/.global".to_string())]
+        );
         let e = env(&app_with("ruby", serde_json::json!({"x": "*"})));
         assert!(e.contains(&("GEM_HOME".to_string(), "/app/.global".to_string())));
         assert!(PATH.starts_with("/app/.global/bin:/app/.global/vendor/bin:"));

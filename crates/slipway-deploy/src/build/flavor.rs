@@ -83,7 +83,11 @@ mod tests {
     }
 
     fn scripts(app: &Application, dir: &Path) -> Vec<String> {
-        steps(app, dir).unwrap_or_else(|e| panic!("{e}")).into_iter().map(|s| s.script).collect()
+        steps(app, dir)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .map(|s| s.script)
+            .collect()
     }
 
     #[test]
@@ -97,17 +101,34 @@ mod tests {
         for t in ["nodejs:20", "php:8.3", "python:3.11"] {
             assert!(scripts(&app(t, None), empty.path()).is_empty(), "{t}");
         }
-        assert_eq!(scripts(&app("nodejs:20", None), both.path()), vec![NPM_INSTALL]);
-        assert_eq!(scripts(&app("nodejs:20", Some("default")), both.path()), vec![NPM_INSTALL]);
-        assert_eq!(scripts(&app("php:8.3", None), both.path()), vec![COMPOSER_INSTALL]);
-        assert_eq!(scripts(&app("nodejs:20", Some("composer")), both.path()), vec![COMPOSER_INSTALL]);
+        assert_eq!(
+            scripts(&app("nodejs:20", None), both.path()),
+            vec![NPM_INSTALL]
+        );
+        assert_eq!(
+            scripts(&app("nodejs:20", Some("default")), both.path()),
+            vec![NPM_INSTALL]
+        );
+        assert_eq!(
+            scripts(&app("php:8.3", None), both.path()),
+            vec![COMPOSER_INSTALL]
+        );
+        assert_eq!(
+            scripts(&app("nodejs:20", Some("composer")), both.path()),
+            vec![COMPOSER_INSTALL]
+        );
         assert!(scripts(&app("python:3.11", None), both.path()).is_empty());
         assert!(scripts(&app("nodejs:20", Some("none")), both.path()).is_empty());
         assert!(scripts(&app("php:8.3", Some("none")), both.path()).is_empty());
-        let no_type = Application { name: "web".into(), ..Default::default() };
+        let no_type = Application {
+            name: "web".into(),
+            ..Default::default()
+        };
         assert!(scripts(&no_type, both.path()).is_empty());
 
-        let e = steps(&app("php:8.3", Some("drupal")), both.path()).err().unwrap_or_default();
+        let e = steps(&app("php:8.3", Some("drupal")), both.path())
+            .err()
+            .unwrap_or_default();
         assert!(e.contains("unknown build flavor `drupal`"), "{e}");
         let s = &steps(&app("php:8.3", None), both.path()).unwrap()[0];
         assert_eq!(s.tools, vec!["composer"]);

@@ -202,7 +202,9 @@ pub async fn receive<R: AsyncRead + Unpin>(
             // The indexer failed because the input was cut or too large: report the cause.
             Some(cause) => cause,
             None if eof && looks_truncated(&message) => PackError::Truncated,
-            None if message.contains("AllocationLimit") || message.contains("too large to fit in memory") => {
+            None if message.contains("AllocationLimit")
+                || message.contains("too large to fit in memory") =>
+            {
                 PackError::ObjectTooLarge(max_object_bytes)
             }
             None => PackError::Invalid(readable(&message)),
@@ -273,7 +275,8 @@ fn store_pack(
     let q_pack = quarantine.0.join("pack");
     let q_info = quarantine.0.join("info");
     for dir in [&q_pack, &q_info] {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     let objects_abs = objects_dir
         .canonicalize()
