@@ -72,6 +72,9 @@ pub(crate) fn application(
         r#type: str_at(node, &["type"]).map(str::to_string),
         ..Default::default()
     };
+    if let Some(tnode) = node.get("type") {
+        check_stack(tnode, &path.with("type"), diags);
+    }
     let mut source_root_pos = None;
     app.source_root = default_root.to_string();
     if let Some(root) = node.get("source").and_then(|s| s.get("root")) {
@@ -451,6 +454,24 @@ pub(crate) fn services(
         });
     }
     out
+}
+
+/// An app's `type: LANGUAGE:VERSION` names a stack the server has (spec section 8): an
+/// exact version, or a substitute with a warning naming both; else an error with the
+/// versions there are and a did-you-mean. Upsun's `composable` images are not stacks.
+fn check_stack(tnode: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>) {
+    let Some(t) = tnode.as_str() else { return };
+    if t.starts_with("composable:") {
+        return;
+    }
+    match slipway_stack::resolve_type(t) {
+        Ok(r) => {
+            if let Some(w) = r.warning() {
+                diags.push(path.warning(&tnode.pos, w));
+            }
+        }
+        Err(e) => diags.push(path.error(&tnode.pos, e.to_string())),
+    }
 }
 
 /// A service type and version are in the catalog (spec: the supported service types).
