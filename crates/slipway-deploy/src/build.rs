@@ -613,6 +613,7 @@ fn build_spec(
         .map(|(k, v)| (k.to_string(), v)),
     );
     ContainerSpec {
+        root: slipway_runtime::RootFs::Host,
         id,
         args: vec!["/bin/sh".into(), "-c".into(), script.to_string()],
         env: env.into_iter().collect(),

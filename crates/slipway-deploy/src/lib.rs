@@ -154,6 +154,10 @@ impl DataDir {
     pub fn unpacked_slugs(&self) -> PathBuf {
         self.root.join("slugs")
     }
+    /// Stacks unpacked once each, read-only, by layer digest (`stacks/HEX/`).
+    pub fn stacks(&self) -> PathBuf {
+        self.root.join("stacks")
+    }
     /// Build folders of builds in progress.
     pub fn builds(&self) -> PathBuf {
         self.root.join("builds")

@@ -103,6 +103,7 @@ pub fn container_spec(spec: &ReleaseSpec, app: &AppInstance, app_dir: PathBuf) -
     annotations.insert("dev.slipway.app".to_string(), app.name.clone());
     annotations.insert("dev.slipway.slug".to_string(), app.slug.clone());
     ContainerSpec {
+        root: slipway_runtime::RootFs::Host,
         id: app.container.clone(),
         args: vec!["/bin/sh".into(), "-c".into(), app.start.clone()],
         env: app

@@ -11,7 +11,7 @@ use oci_spec::runtime::{
 };
 
 use crate::error::RuntimeError;
-use crate::spec::{destination_parts, ContainerSpec};
+use crate::spec::{destination_parts, ContainerSpec, RootFs};
 
 /// Host folders that merged-usr systems have as symlinks into `/usr`.
 const LIB_DIRS: &[&str] = &["bin", "sbin", "lib", "lib64", "lib32", "libx32"];
@@ -138,9 +138,18 @@ pub(crate) fn write_bundle(
     }
 
     let mut mounts = get_default_mounts();
-    mounts.push(bind("/usr", Path::new("/usr"), false)?);
-    mounts.push(bind("/etc", Path::new("/etc"), false)?);
-    for name in LIB_DIRS {
+    // A stack is the root itself (read-only, shared); the host stack is bound into an
+    // empty per-container root.
+    let stack_root = match &spec.root {
+        RootFs::Stack(dir) => Some(dir.as_path()),
+        RootFs::Host => None,
+    };
+    let root_path = stack_root.unwrap_or(&paths.rootfs).to_path_buf();
+    if stack_root.is_none() {
+        mounts.push(bind("/usr", Path::new("/usr"), false)?);
+        mounts.push(bind("/etc", Path::new("/etc"), false)?);
+    }
+    for name in LIB_DIRS.iter().filter(|_| stack_root.is_none()) {
         match host_dir(name) {
             Some(HostDir::Symlink(target)) => {
                 let link = paths.rootfs.join(name);
@@ -193,7 +202,16 @@ pub(crate) fn write_bundle(
                 let below_other = declared
                     .iter()
                     .any(|(p, _)| p.len() < parts.len() && parts.starts_with(p));
-                if !below_other {
+                if below_other {
+                } else if let Some(stack) = stack_root {
+                    // Never write into a shared stack: its mount points are made at build.
+                    if std::fs::symlink_metadata(stack.join(&rel)).is_err() {
+                        return Err(RuntimeError::InvalidSpec {
+                            id: spec.id.clone(),
+                            reason: format!("mount point /{} is not in the stack", rel.display()),
+                        });
+                    }
+                } else {
                     mount_point(&paths.rootfs.join(&rel), &m.source)?;
                 }
             }
@@ -301,7 +319,7 @@ pub(crate) fn write_bundle(
         .version("1.0.2-dev")
         .root(
             RootBuilder::default()
-                .path(paths.rootfs.clone())
+                .path(root_path)
                 .readonly(true)
                 .build()
                 .map_err(oci_err)?,

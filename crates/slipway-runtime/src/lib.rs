@@ -18,5 +18,5 @@ mod state;
 
 pub use error::RuntimeError;
 pub use runtime::Runtime;
-pub use spec::{validate_id, BindMount, ContainerSpec};
+pub use spec::{validate_id, BindMount, ContainerSpec, RootFs};
 pub use state::{ContainerState, Status};

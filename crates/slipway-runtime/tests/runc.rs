@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use slipway_runtime::{netns, BindMount, ContainerSpec, Runtime, RuntimeError, Status};
+use slipway_runtime::{netns, BindMount, ContainerSpec, RootFs, Runtime, RuntimeError, Status};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -53,6 +53,7 @@ fn fixture() -> Fixture {
 
 fn spec(f: &Fixture, args: &[&str]) -> ContainerSpec {
     ContainerSpec {
+        root: RootFs::Host,
         id: unique("t"),
         args: args.iter().map(|s| s.to_string()).collect(),
         env: vec![],

@@ -421,7 +421,7 @@ impl Archive {
         }
     }
 
-    fn temp_file(&self) -> Result<tempfile::NamedTempFile, SlugError> {
+    pub(crate) fn temp_file(&self) -> Result<tempfile::NamedTempFile, SlugError> {
         tempfile::Builder::new()
             .prefix(TMP_PREFIX)
             .tempfile_in(&self.root)
@@ -429,7 +429,11 @@ impl Archive {
     }
 
     /// fsync `tmp`, make it 0644, rename it to `dest`, fsync `dest`'s folder.
-    fn persist(&self, tmp: tempfile::NamedTempFile, dest: &Path) -> Result<(), SlugError> {
+    pub(crate) fn persist(
+        &self,
+        tmp: tempfile::NamedTempFile,
+        dest: &Path,
+    ) -> Result<(), SlugError> {
         tmp.as_file().sync_all().ctx(tmp.path())?;
         tmp.as_file()
             .set_permissions(fs::Permissions::from_mode(0o644))

@@ -22,6 +22,7 @@ mod archive;
 mod digest;
 mod error;
 mod image;
+mod layers;
 mod maint;
 pub mod pack;
 mod tag;

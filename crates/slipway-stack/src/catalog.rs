@@ -139,6 +139,18 @@ impl Stack {
         format!("stack-{}-{}", self.language, self.version)
     }
 
+    /// A short hash of everything that makes up the stack (suite, packages, pinned
+    /// tarballs, the build's fixed date): it changes whenever the stack would build
+    /// differently, so caches of built stacks can be keyed by it.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest as _;
+        let text = format!(
+            "{self:?} {BASE_PACKAGES:?} {}",
+            crate::build::SOURCE_DATE_EPOCH
+        );
+        hex::encode(&sha2::Sha256::digest(text.as_bytes())[..6])
+    }
+
     /// Where its packages come from, for `stack ls`: `bookworm` or `bookworm + npm registry`.
     pub fn source(&self) -> String {
         match self.node_from_npm {

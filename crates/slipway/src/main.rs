@@ -55,6 +55,63 @@ enum Cmd {
     Archive(ArchiveCmd),
     /// Stop every container and network namespace of this data dir; all data stays.
     Down(DataDirArg),
+    /// List and build stacks: the root file systems apps run on (`type: LANGUAGE:VERSION`).
+    #[command(subcommand)]
+    Stack(StackCmd),
+}
+
+#[derive(Subcommand)]
+enum StackCmd {
+    /// Every stack this server can provide, and which are built, with their sizes.
+    Ls(DataDirArg),
+    /// Build a stack from Debian packages (ahead of the first push that needs it).
+    Build {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// The stack, as an app's `type:` names it, e.g. `python:3.11`.
+        stack: String,
+        /// Build it again even if it is built.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        sources: StackSources,
+    },
+}
+
+#[derive(Args)]
+struct StackSources {
+    /// The Debian mirror stacks are made from.
+    #[arg(
+        long,
+        env = "SLIPWAY_DEBIAN_MIRROR",
+        default_value = "http://deb.debian.org/debian"
+    )]
+    debian_mirror: String,
+    /// The Debian security mirror (`none`: no security updates, e.g. with a local mirror).
+    #[arg(
+        long,
+        env = "SLIPWAY_DEBIAN_SECURITY_MIRROR",
+        default_value = "http://deb.debian.org/debian-security"
+    )]
+    debian_security_mirror: String,
+    /// The npm registry, for Node.js majors Debian lacks.
+    #[arg(
+        long,
+        env = "SLIPWAY_NPM_REGISTRY",
+        default_value = "https://registry.npmjs.org"
+    )]
+    npm_registry: String,
+}
+
+impl StackSources {
+    fn options(&self) -> slipway_stack::BuildOptions {
+        slipway_stack::BuildOptions {
+            mirror: self.debian_mirror.clone(),
+            security_mirror: (self.debian_security_mirror != "none")
+                .then(|| self.debian_security_mirror.clone()),
+            npm_registry: self.npm_registry.clone(),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -244,6 +301,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Cmd::Config(ConfigCmd::Check { dir, json }) => config_check(&dir, json),
         Cmd::Slug(SlugCmd::Pack { dir, output, level }) => slug_pack(&dir, &output, level),
         Cmd::Archive(cmd) => archive(cmd),
+        Cmd::Stack(cmd) => stack(cmd),
         Cmd::Down(data) => {
             let rt = tokio::runtime::Runtime::new().map_err(internal)?;
             rt.block_on(async {
@@ -527,6 +585,68 @@ fn slug_pack(dir: &Path, output: &Path, level: i32) -> Result<u8, Failure> {
     Ok(0)
 }
 
+fn stack_store(data_dir: &Path) -> Result<slipway_stack::StackStore, Failure> {
+    let dir = slipway_deploy::DataDir::new(data_dir.to_path_buf());
+    let archive = slipway_slug::Archive::open(&dir.archive()).map_err(internal)?;
+    Ok(slipway_stack::StackStore::new(archive, &dir.stacks()))
+}
+
+/// `slipway stack ls|build`.
+fn stack(cmd: StackCmd) -> Result<u8, Failure> {
+    match cmd {
+        StackCmd::Ls(data) => {
+            let store = stack_store(&data.data_dir)?;
+            println!("STACK\tSOURCE\tBUILT\tARCHIVE\tUNPACKED");
+            for (stack, built) in store.list().map_err(internal)? {
+                let (state, archive, unpacked) = match &built {
+                    Some(b) => (
+                        "built".to_string(),
+                        slipway_slug::human_size(b.archive_size()),
+                        store
+                            .unpacked_size(b)
+                            .map(slipway_slug::human_size)
+                            .unwrap_or_else(|| "-".into()),
+                    ),
+                    None => ("-".to_string(), "-".into(), "-".into()),
+                };
+                println!(
+                    "{stack}\t{}\t{state}\t{archive}\t{unpacked}",
+                    stack.source()
+                );
+            }
+            Ok(0)
+        }
+        StackCmd::Build {
+            data,
+            stack,
+            force,
+            sources,
+        } => {
+            let resolved = slipway_stack::resolve_type(&stack).map_err(user_error)?;
+            if let Some(w) = resolved.warning() {
+                eprintln!("warning: {w}");
+            }
+            let store = stack_store(&data.data_dir)?;
+            let options = sources.options();
+            let mut progress = |line: &str| eprintln!("{}: {line}", resolved.stack);
+            let (built, root) = if force {
+                store.build(resolved.stack, &options, &mut progress)
+            } else {
+                store.ensure(resolved.stack, &options, &mut progress)
+            }
+            .map_err(internal)?;
+            println!(
+                "{}\t{}\t{}\t{}",
+                resolved.stack,
+                built.layers[0].digest,
+                slipway_slug::human_size(built.archive_size()),
+                root.display()
+            );
+            Ok(0)
+        }
+    }
+}
+
 fn archive(cmd: ArchiveCmd) -> Result<u8, Failure> {
     let data_dir = match &cmd {
         ArchiveCmd::Ls(d) | ArchiveCmd::Verify(d) => d.data_dir.clone(),
@@ -595,7 +715,9 @@ fn archive_gc(
     }
     let report = archive
         .gc_with(
-            &|tag: &str| kept.iter().any(|k| tag.starts_with(k.as_str())),
+            &|tag: &str| {
+                tag.starts_with("stack-") || kept.iter().any(|k| tag.starts_with(k.as_str()))
+            },
             GC_GRACE,
         )
         .map_err(internal)?;

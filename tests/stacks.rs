@@ -1,0 +1,136 @@
+//! Stacks through the `slipway` binary: `stack build` and `stack ls` on real stacks
+//! (built once into the shared cache, see `cached_stack`), type/version refusals with their
+//! position and a did-you-mean in `config check`, and a build from an unreachable mirror
+//! failing clearly and leaving nothing behind.
+
+use std::path::Path;
+use std::process::Command;
+
+use slipway_e2e::{cached_stack, run, slipway_bin, text};
+
+fn slipway(args: &[&str], data_dir: &Path) -> std::process::Output {
+    run(Command::new(slipway_bin())
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir))
+}
+
+#[test]
+fn stack_ls_shows_what_is_available_and_what_is_built() {
+    let data = cached_stack("python:3.11");
+    let out = slipway(&["stack", "ls"], &data);
+    assert!(out.status.success(), "{}", text(&out));
+    let ls = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = |stack: &str| {
+        ls.lines()
+            .find(|l| l.starts_with(&format!("{stack}\t")))
+            .unwrap_or_else(|| panic!("no {stack} in {ls}"))
+            .split('\t')
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let py = line("python:3.11");
+    assert_eq!(py[1..3], ["bookworm", "built"], "{ls}");
+    assert!(
+        py[3].ends_with("MiB") && py[4].ends_with("MiB"),
+        "sizes: {ls}"
+    );
+    assert_eq!(line("php:8.4")[1..3], ["trixie", "-"], "{ls}");
+    assert!(
+        line("nodejs:22")[1].starts_with("bookworm + npm registry (node 22."),
+        "{ls}"
+    );
+    // A second build of a built stack reuses it.
+    let out = slipway(&["stack", "build", "python:3.11"], &data);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !text(&out).contains("mmdebstrap"),
+        "rebuilt: {}",
+        text(&out)
+    );
+}
+
+#[test]
+fn unknown_types_and_versions_are_refused_with_a_did_you_mean() {
+    let data = tempfile::tempdir().unwrap();
+    let out = slipway(&["stack", "build", "pyhton:3.11"], data.path());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("did you mean `python`?"),
+        "{}",
+        text(&out)
+    );
+    let out = slipway(&["stack", "build", "php:7.4"], data.path());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("(did you mean `php:8.2`?); available: 8.2, 8.4"),
+        "{}",
+        text(&out)
+    );
+
+    // config check: the same refusals at FILE:LINE:COL, and the substitution as a warning.
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tree.path().join(".upsun")).unwrap();
+    std::fs::write(
+        tree.path().join(".upsun/config.yaml"),
+        "applications:\n  web:\n    type: 'php:7.4'\n  api:\n    type: golang:1.21\n",
+    )
+    .unwrap();
+    let out = run(Command::new(slipway_bin())
+        .args(["config", "check"])
+        .arg(tree.path()));
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains(".upsun/config.yaml:3:11: error: php:7.4 is not available: no php 7.x at or above 7.4 (did you mean `php:8.2`?); available: 8.2, 8.4 (at applications.web.type)"),
+        "{t}"
+    );
+    assert!(
+        t.contains(".upsun/config.yaml:5:11: warning: golang:1.21 is not available on this server; using golang:1.24, the nearest newer golang 1.x (at applications.api.type)"),
+        "{t}"
+    );
+    // Nothing was made for a refused stack.
+    assert!(!data.path().join("stacks").exists());
+}
+
+#[test]
+fn a_build_from_an_unreachable_mirror_fails_clearly_and_leaves_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let out = slipway(
+        &[
+            "stack",
+            "build",
+            "python:3.13",
+            "--debian-mirror",
+            "http://127.0.0.1:1/",
+            "--debian-security-mirror",
+            "none",
+        ],
+        data.path(),
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{t}");
+    assert!(
+        t.contains("building stack python:3.13: mmdebstrap failed: "),
+        "{t}"
+    );
+    assert!(t.contains("127.0.0.1:1"), "{t}");
+    let left: Vec<_> = std::fs::read_dir(data.path().join("stacks"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| !n.ends_with(".lock"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let blobs = std::fs::read_dir(data.path().join("archive/blobs/sha256"))
+        .unwrap()
+        .count();
+    assert_eq!(blobs, 0);
+    // And `stack ls` says it is not built.
+    let out = slipway(&["stack", "ls"], data.path());
+    assert!(
+        text(&out).contains("python:3.13\ttrixie\t-\t"),
+        "{}",
+        text(&out)
+    );
+}
