@@ -1,12 +1,13 @@
 //! Stacks through the `slipway` binary: `stack build` and `stack ls` on real stacks
 //! (built once into the shared cache, see `cached_stack`), type/version refusals with their
-//! position and a did-you-mean in `config check`, and a build from an unreachable mirror
-//! failing clearly and leaving nothing behind.
+//! position and a did-you-mean in `config check`, a build from an unreachable mirror
+//! failing clearly and leaving nothing behind, and a push whose app builds and runs on its
+//! stack (`slipway serve --stacks`) seeing nothing of the host.
 
 use std::path::Path;
 use std::process::Command;
 
-use slipway_e2e::{cached_stack, run, slipway_bin, text};
+use slipway_e2e::{cached_stack, run, slipway_bin, text, App, Server};
 
 fn slipway(args: &[&str], data_dir: &Path) -> std::process::Output {
     run(Command::new(slipway_bin())
@@ -133,4 +134,74 @@ fn a_build_from_an_unreachable_mirror_fails_clearly_and_leaves_nothing() {
         "{}",
         text(&out)
     );
+}
+
+/// A host file no container may see.
+struct HostMarker(std::path::PathBuf);
+impl Drop for HostMarker {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn an_app_builds_and_runs_on_its_stack() {
+    let stacks = cached_stack("python:3.11");
+    let stacks_dir = stacks.to_string_lossy().to_string();
+    let server = Server::start_with(&[
+        ("SLIPWAY_STACKS", "true"),
+        ("SLIPWAY_STACKS_DIR", &stacks_dir),
+    ]);
+    let marker = HostMarker(format!("/etc/slipway-e2e-marker-{}", std::process::id()).into());
+    std::fs::write(&marker.0, "host only\n").unwrap();
+    let app = App::demo(server.dir.path(), "app");
+    // The build hook runs on the stack too: it records what it sees.
+    app.write(
+        ".platform.app.yaml",
+        &format!(
+            "name: hello\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    echo \"built-$(cat VERSION)\" > build.txt\n    python3 --version > build-python.txt\n    if [ -e {m} ]; then echo visible > build-marker.txt; else echo absent > build-marker.txt; fi\nweb:\n  commands:\n    start: python3 server.py\n",
+            m = marker.0.display()
+        ),
+    );
+    app.commit("on its stack");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    assert!(
+        o.status.success(),
+        "push failed:\n{out}\n{}",
+        server.server_log()
+    );
+    assert!(
+        out.contains("remote: -----> stack python:3.11: ready (sha256:"),
+        "{out}"
+    );
+    assert_eq!(
+        server
+            .get("main.demo.localhost", "/")
+            .map(|(c, b)| (c, b.trim().to_string())),
+        Some((200, "built-1".to_string()))
+    );
+    // The running app: the stack's Python, the build's view, none of the host.
+    let o = server.ssh(
+        &server.key,
+        "main.demo",
+        &format!(
+            "cat /app/build-python.txt /app/build-marker.txt; python3 --version; \
+             for f in {} /root/.cargo /work /var/tmp/slipway-test-stacks; do \
+               if [ -e \"$f\" ]; then echo \"visible: $f\"; fi; done; \
+             grep VERSION_CODENAME /etc/os-release",
+            marker.0.display()
+        ),
+    );
+    let t = text(&o);
+    eprintln!("push:\n{out}\nin the container:\n{t}");
+    let lines: Vec<&str> = t.lines().collect();
+    assert!(lines.len() >= 4, "{t}");
+    assert!(lines[0].starts_with("Python 3.11."), "{t}");
+    assert_eq!(lines[1], "absent", "{t}");
+    assert!(lines[2].starts_with("Python 3.11."), "{t}");
+    assert!(!t.contains("visible:"), "host files visible: {t}");
+    assert!(t.contains("VERSION_CODENAME=bookworm"), "{t}");
+    // On the host the marker is there (the check above could have failed).
+    assert!(marker.0.exists());
 }

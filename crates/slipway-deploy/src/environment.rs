@@ -3,7 +3,7 @@
 //! its environment variables (spec section 4).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -110,6 +110,10 @@ pub struct AppInstance {
     pub tree: String,
     /// The build key its slug was built under.
     pub build_key: String,
+    /// The unpacked stack that is its root (`stacks/HEX/`); absent: the host stack
+    /// (releases made before stacks, or a server running apps on the host stack).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack_root: Option<PathBuf>,
 }
 
 /// The spec of a release: its apps and how they are reached.

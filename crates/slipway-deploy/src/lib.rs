@@ -99,6 +99,18 @@ pub struct Settings {
     pub slug_level: i32,
     /// Largest compressed slug a build may produce (bytes).
     pub slug_max_size: u64,
+    /// Apps build and run on the stacks their `type` names; `None`: on the host stack.
+    pub stacks: Option<StackSettings>,
+}
+
+/// Where stacks are kept and built from, when apps run on them.
+#[derive(Debug, Clone)]
+pub struct StackSettings {
+    /// A folder holding `archive/` (the stack images) and `stacks/` (unpacked); normally
+    /// the data dir itself.
+    pub store: PathBuf,
+    /// Mirrors a missing stack is built from during a push.
+    pub build: slipway_stack::BuildOptions,
 }
 
 impl Settings {
@@ -115,6 +127,7 @@ impl Settings {
             drain_timeout: Duration::from_secs(30),
             slug_level: 3,
             slug_max_size: slipway_slug::DEFAULT_MAX_SIZE,
+            stacks: None,
         }
     }
 }
@@ -253,6 +266,21 @@ impl Platform {
     }
 
     /// The settings.
+    /// The stacks apps build and run on, or `None` when they use the host stack.
+    pub fn stack_store(
+        &self,
+    ) -> Result<Option<slipway_stack::StackStore>, slipway_slug::SlugError> {
+        let Some(s) = &self.settings.stacks else {
+            return Ok(None);
+        };
+        let archive = Archive::open(&s.store.join("archive"))?;
+        Ok(Some(slipway_stack::StackStore::new(
+            archive,
+            &s.store.join("stacks"),
+        )))
+    }
+
+    /// The settings it runs with.
     pub fn settings(&self) -> &Settings {
         &self.settings
     }

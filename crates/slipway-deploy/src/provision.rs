@@ -88,6 +88,7 @@ pub fn plan(
             env,
             tree: b.tree.clone(),
             build_key: b.build_key.clone(),
+            stack_root: b.stack_root.clone(),
         });
     }
     ReleaseSpec {
@@ -103,7 +104,10 @@ pub fn container_spec(spec: &ReleaseSpec, app: &AppInstance, app_dir: PathBuf) -
     annotations.insert("dev.slipway.app".to_string(), app.name.clone());
     annotations.insert("dev.slipway.slug".to_string(), app.slug.clone());
     ContainerSpec {
-        root: slipway_runtime::RootFs::Host,
+        root: match &app.stack_root {
+            Some(dir) => slipway_runtime::RootFs::Stack(dir.clone()),
+            None => slipway_runtime::RootFs::Host,
+        },
         id: app.container.clone(),
         args: vec!["/bin/sh".into(), "-c".into(), app.start.clone()],
         env: app

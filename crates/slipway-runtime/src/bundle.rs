@@ -148,6 +148,14 @@ pub(crate) fn write_bundle(
     if stack_root.is_none() {
         mounts.push(bind("/usr", Path::new("/usr"), false)?);
         mounts.push(bind("/etc", Path::new("/etc"), false)?);
+    } else if spec.netns.is_none() && Path::new("/etc/resolv.conf").exists() {
+        // On the host network (builds) names resolve as on the host: its resolv.conf,
+        // read-only, over the stack's empty one; nothing else of the host's /etc.
+        mounts.push(bind(
+            "/etc/resolv.conf",
+            Path::new("/etc/resolv.conf"),
+            false,
+        )?);
     }
     for name in LIB_DIRS.iter().filter(|_| stack_root.is_none()) {
         match host_dir(name) {

@@ -201,3 +201,37 @@ fn a_package_missing_from_the_suite_is_named() {
     );
     assert_eq!(leftovers(data.path()), Vec::<String>::new());
 }
+
+#[test]
+fn concurrent_builds_of_one_stack_wait_for_each_other() {
+    use std::sync::mpsc;
+    let data = tempfile::tempdir().unwrap();
+    let stack = find(Language::Python, "3.13").unwrap();
+    let options = BuildOptions::with_mirror("http://127.0.0.1:1/");
+    let (tx, rx) = mpsc::channel::<String>();
+    let first = {
+        let (store, options, tx) = (store(data.path()), options.clone(), tx.clone());
+        std::thread::spawn(move || {
+            store.ensure(stack, &options, &mut |l| {
+                let _ = tx.send(format!("first: {l}"));
+            })
+        })
+    };
+    // Once the first holds the build lock, a second build of the same stack waits for it.
+    let started = rx
+        .iter()
+        .find(|l| l.starts_with("first: building stack"))
+        .is_some();
+    assert!(started);
+    let mut second_lines = Vec::new();
+    let second =
+        store(data.path()).ensure(stack, &options, &mut |l| second_lines.push(l.to_string()));
+    assert!(first.join().unwrap().is_err());
+    assert!(second.is_err(), "the mirror is unreachable for both");
+    assert_eq!(
+        second_lines.first().map(String::as_str),
+        Some("waiting for another build of stack python:3.13"),
+        "{second_lines:?}"
+    );
+    assert_eq!(leftovers(data.path()), Vec::<String>::new());
+}

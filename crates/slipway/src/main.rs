@@ -145,6 +145,16 @@ struct ServeArgs {
     /// zstd level of slugs (1 to 22).
     #[arg(long, env = "SLIPWAY_SLUG_LEVEL", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
     slug_level: i32,
+    /// Apps build and run on the stacks their `type` names (root file systems made from
+    /// Debian packages), instead of on the host's /usr and /etc. A push needing a stack
+    /// that is not built builds it.
+    #[arg(long, env = "SLIPWAY_STACKS")]
+    stacks: bool,
+    /// Where stacks are kept (a folder with `archive/` and `stacks/`); default: the data dir.
+    #[arg(long, env = "SLIPWAY_STACKS_DIR")]
+    stacks_dir: Option<PathBuf>,
+    #[command(flatten)]
+    stack_sources: StackSources,
     /// Worker threads of the HTTP router (1 to 256; default: one per two CPUs, leaving
     /// the other CPUs to the apps).
     #[arg(long, env = "SLIPWAY_ROUTER_WORKERS", value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -339,6 +349,15 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     settings.build_timeout = std::time::Duration::from_secs(args.build_timeout.max(1));
     settings.slug_max_size = args.slug_max_size;
     settings.slug_level = args.slug_level;
+    if args.stacks {
+        settings.stacks = Some(slipway_deploy::StackSettings {
+            store: args
+                .stacks_dir
+                .clone()
+                .unwrap_or_else(|| args.data.data_dir.clone()),
+            build: args.stack_sources.options(),
+        });
+    }
     let http_addr: std::net::SocketAddr = args
         .http_listen
         .parse()
