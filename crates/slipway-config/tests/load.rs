@@ -404,3 +404,41 @@ fn app_types_resolve_to_stacks() {
     );
     assert!(!e.contains("applications.ok"), "nodejs:22 is provided: {e}");
 }
+
+/// Upsun's `stack:` list: its first `LANGUAGE@VERSION` is the app's stack (resolved like
+/// `type:`); Nix packages and further languages are ignored with a warning.
+#[test]
+fn upsun_stack_lists_name_the_stack() {
+    let d = tree(&[(
+        ".upsun/config.yaml",
+        b"applications:\n  app:\n    type: composable:25.05\n    stack:\n      - php@8.3:\n          extensions: [redis]\n      - nodejs@22\n      - clamav\n  tool:\n    stack: [python@3.13]\nroutes:\n  'http://{default}/': {type: upstream, upstream: 'app:http'}\n",
+    )]);
+    let l = load(&DirSource::new(d.path())).unwrap_or_else(|e| panic!("{e}"));
+    let t = &l.topology;
+    assert_eq!(
+        t.application("app").unwrap().r#type.as_deref(),
+        Some("php:8.3")
+    );
+    assert_eq!(
+        t.application("tool").unwrap().r#type.as_deref(),
+        Some("python:3.13")
+    );
+    let w: Vec<String> = l.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(
+        w,
+        [
+            ".upsun/config.yaml:5:9: warning: php:8.3 is not available on this server; using php:8.4, the nearest newer php 8.x (at applications.app.stack.0)",
+            ".upsun/config.yaml:7:9: warning: `nodejs@22` is ignored: an app runs on one stack, here php:8.3 (at applications.app.stack.1)",
+            ".upsun/config.yaml:8:9: warning: `clamav` names no language Slipway has stacks for (LANGUAGE@VERSION with one of python, php, nodejs, ruby, golang, java); it is ignored (at applications.app.stack.2)",
+        ]
+    );
+    let d = tree(&[(
+        ".upsun/config.yaml",
+        b"applications:\n  app:\n    stack: ['ruby@2.7']\n",
+    )]);
+    let e = load(&DirSource::new(d.path())).unwrap_err().to_string();
+    assert!(
+        e.contains(".upsun/config.yaml:3:13: error: ruby:2.7 is not available"),
+        "{e}"
+    );
+}

@@ -145,6 +145,21 @@ fn python_stacks_from_bookworm_and_trixie() {
     }
 }
 
+#[test]
+fn nodejs_22_from_the_npm_registry() {
+    let stack = find(Language::Nodejs, "22").unwrap();
+    let n = stack.node_from_npm.unwrap();
+    let root = cached(stack);
+    let (code, lines) = run_in_stack(
+        &root,
+        "node --version; npm --version; node -e 'console.log(require(\"os\").userInfo().username)'",
+    );
+    assert_eq!(code, 0, "{lines:?}");
+    assert_eq!(lines[0], format!("v{}", n.node.version), "{lines:?}");
+    assert_eq!(lines[1], n.npm.version, "{lines:?}");
+    assert_eq!(lines[2], "root", "{lines:?}");
+}
+
 /// Only what is in the data dir after a failed build: the archive's empty layout and the
 /// stack's lock file.
 fn leftovers(data: &Path) -> Vec<String> {
