@@ -205,3 +205,40 @@ fn an_app_builds_and_runs_on_its_stack() {
     // On the host the marker is there (the check above could have failed).
     assert!(marker.0.exists());
 }
+
+#[test]
+fn a_push_needing_an_unbuilt_stack_builds_it_and_shows_progress() {
+    // The mirror is unreachable: the push shows the build's progress, then its failure,
+    // and is refused; nothing is deployed.
+    let stacks = tempfile::tempdir().unwrap();
+    let stacks_dir = stacks.path().to_string_lossy().to_string();
+    let server = Server::start_with(&[
+        ("SLIPWAY_STACKS", "true"),
+        ("SLIPWAY_STACKS_DIR", &stacks_dir),
+        ("SLIPWAY_DEBIAN_MIRROR", "http://127.0.0.1:1/"),
+        ("SLIPWAY_DEBIAN_SECURITY_MIRROR", "none"),
+    ]);
+    let app = App::demo(server.dir.path(), "app");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    for want in [
+        "remote: -----> stack python:3.11: building stack python:3.11 from Debian bookworm",
+        "remote: -----> stack python:3.11: running apt-get update...",
+        "remote: -----> stack python:3.11: failed: building stack python:3.11: mmdebstrap failed: ",
+        "(build failed: building stack python:3.11: mmdebstrap failed: ",
+    ] {
+        assert!(out.contains(want), "push output lacks {want:?}:\n{out}");
+    }
+    assert!(!out.contains("build hello: built"), "{out}");
+    let o = server.git(
+        &app.dir,
+        &["ls-remote", &server.remote("demo"), "refs/heads/main"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "",
+        "the branch moved"
+    );
+}

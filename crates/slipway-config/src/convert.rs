@@ -500,18 +500,16 @@ fn stack_list(list: &Node, app: &mut Application, path: &KeyPath, diags: &mut Ve
             .filter(|(l, _)| slipway_stack::Language::from_name(l).is_some());
         let Some((language, version)) = language else {
             if let Some(l) = slipway_stack::Language::from_name(name) {
-                diags.push(
-                    p.warning(
-                        pos,
-                        format!(
+                diags.push(p.warning(
+                    pos,
+                    format!(
                             "`{name}` names no version (e.g. `{name}@{}`); it is ignored",
                             slipway_stack::resolve::available(l)
                                 .rsplit(", ")
                                 .next()
                                 .unwrap_or_default()
                         ),
-                    ),
-                );
+                ));
                 continue;
             }
             diags.push(p.warning(
