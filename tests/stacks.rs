@@ -204,6 +204,34 @@ fn an_app_builds_and_runs_on_its_stack() {
     assert!(t.contains("VERSION_CODENAME=bookworm"), "{t}");
     // On the host the marker is there (the check above could have failed).
     assert!(marker.0.exists());
+
+    // The release is a real OCI image: the stack's layer, then the slug; skopeo copies it.
+    let stack_layer = out
+        .split("stack python:3.11: ready (")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .unwrap_or_else(|| panic!("no stack digest in {out}"))
+        .to_string();
+    let reference = format!(
+        "oci:{}:demo.main.r1.hello",
+        server.data.join("archive").display()
+    );
+    let o = run(Command::new("skopeo").args(["inspect", "--raw", &reference]));
+    assert!(o.status.success(), "skopeo inspect: {}", text(&o));
+    let manifest: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .split("\"digest\":\"")
+        .skip(1)
+        .map(|d| d.split('"').next().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(manifest.len(), 3, "config + stack + slug: {manifest:?}");
+    assert_eq!(manifest[1], stack_layer, "{manifest:?}");
+    let copy = tempfile::tempdir().unwrap();
+    let o = run(Command::new("skopeo").args([
+        "copy",
+        &reference,
+        &format!("oci:{}:copied", copy.path().display()),
+    ]));
+    assert!(o.status.success(), "skopeo copy: {}", text(&o));
 }
 
 #[test]

@@ -72,6 +72,8 @@ pub struct BuiltApp {
     pub reused: bool,
     /// The unpacked stack it was built on and runs on; `None`: the host stack.
     pub stack_root: Option<PathBuf>,
+    /// The stack's layers (in the platform's archive), below the slug in its release image.
+    pub stack_layers: Vec<SlugInfo>,
 }
 
 /// The stack an app builds and runs on.
@@ -81,6 +83,8 @@ pub struct AppStack {
     pub id: String,
     /// Its unpacked root file system; `None`: the host stack.
     pub root: Option<PathBuf>,
+    /// Its layers, in the platform's archive (empty for the host stack).
+    pub layers: Vec<SlugInfo>,
 }
 
 impl AppStack {
@@ -89,6 +93,7 @@ impl AppStack {
         AppStack {
             id: STACK.to_string(),
             root: None,
+            layers: Vec::new(),
         }
     }
 
@@ -139,8 +144,15 @@ async fn app_stacks(
             let (store, options, o, ph) =
                 (store.clone(), options.clone(), out.clone(), phase.clone());
             let stack = resolved.stack;
+            let p = platform.clone();
             let (built, root) = tokio::task::spawn_blocking(move || {
-                store.ensure(stack, &options, &mut |line| o.phase(&ph, line))
+                let (built, root) =
+                    store.ensure(stack, &options, &mut |line| o.phase(&ph, line))?;
+                // Release images hold the stack's layers: the platform's archive needs them.
+                for l in &built.layers {
+                    p.archive().adopt_blob(store.archive(), &l.digest)?;
+                }
+                Ok::<_, slipway_stack::StackError>((built, root))
             })
             .await
             .map_err(|e| fail(format!("building stack {name}: {e}")))?
@@ -159,6 +171,7 @@ async fn app_stacks(
                 AppStack {
                     id: format!("{name}@{digest}"),
                     root: Some(root),
+                    layers: built.layers.clone(),
                 },
             );
         }
@@ -249,6 +262,7 @@ fn plan(
                     build_key: key,
                     reused: true,
                     stack_root: stack.root.clone(),
+                    stack_layers: stack.layers.clone(),
                 }));
             }
             _ => {
@@ -595,6 +609,7 @@ async fn build_one(
         tree: tree.to_string(),
         build_key: key.to_string(),
         stack_root: stack.root.clone(),
+        stack_layers: stack.layers.clone(),
         reused: false,
     })
 }

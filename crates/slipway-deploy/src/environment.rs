@@ -114,6 +114,9 @@ pub struct AppInstance {
     /// (releases made before stacks, or a server running apps on the host stack).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stack_root: Option<PathBuf>,
+    /// The stack's layers, below the slug in the release image (empty: the host stack).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stack_layers: Vec<slipway_slug::SlugInfo>,
 }
 
 /// The spec of a release: its apps and how they are reached.

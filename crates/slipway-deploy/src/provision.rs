@@ -89,6 +89,7 @@ pub fn plan(
             tree: b.tree.clone(),
             build_key: b.build_key.clone(),
             stack_root: b.stack_root.clone(),
+            stack_layers: b.stack_layers.clone(),
         });
     }
     ReleaseSpec {
@@ -193,6 +194,7 @@ pub async fn run(
                     "{}.{}.r{}.{}",
                     target.project, target.env, release.number, app.name
                 ),
+                base: b.stack_layers.clone(),
                 slug: b.slug.clone(),
                 cmd: vec!["/bin/sh".into(), "-c".into(), app.start.clone()],
                 env: app

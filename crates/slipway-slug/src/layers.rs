@@ -173,3 +173,30 @@ impl Archive {
         Ok((layers, labels))
     }
 }
+
+impl Archive {
+    /// Make blob `d` of archive `from` a blob of this archive too (a hard link when both
+    /// are on one file system, else a copy whose digest is checked). A no-op if present.
+    pub fn adopt_blob(&self, from: &Archive, d: &Digest) -> Result<(), SlugError> {
+        let dest = self.blob_path(d);
+        if dest.exists() {
+            return Ok(());
+        }
+        let src = from.blob_path(d);
+        if std::fs::hard_link(&src, &dest).is_ok() {
+            return Ok(());
+        }
+        let mut tmp = self.temp_file()?;
+        let file = std::fs::File::open(&src).ctx(&src)?;
+        let mut reader = HashReader::new(io::BufReader::with_capacity(1 << 20, file));
+        io::copy(&mut reader, tmp.as_file_mut()).ctx(tmp.path())?;
+        let (actual, _) = reader.drain().ctx(&src)?;
+        if actual != *d {
+            return Err(SlugError::DigestMismatch {
+                digest: d.clone(),
+                actual,
+            });
+        }
+        self.persist(tmp, &dest)
+    }
+}

@@ -56,6 +56,11 @@ impl StackStore {
         }
     }
 
+    /// The archive holding the stack images.
+    pub fn archive(&self) -> &Archive {
+        &self.archive
+    }
+
     /// The `stacks/` folder.
     pub fn dir(&self) -> &Path {
         &self.dir
