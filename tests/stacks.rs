@@ -270,3 +270,70 @@ fn a_push_needing_an_unbuilt_stack_builds_it_and_shows_progress() {
         "the branch moved"
     );
 }
+
+#[test]
+fn stack_import_takes_an_oci_image_layout() {
+    // An image of python:3.11 as skopeo writes one (gzip layers), from the cached build.
+    let source = cached_stack("python:3.11");
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let o = run(Command::new("skopeo").args([
+        "copy",
+        "--dest-compress-format",
+        "gzip",
+        &format!("oci:{}:stack-python-3.11", source.join("archive").display()),
+        &format!("oci:{}:py", layout.display()),
+    ]));
+    assert!(o.status.success(), "skopeo copy: {}", text(&o));
+    let data = work.path().join("data");
+    let image = format!("{}:py", layout.display());
+
+    // Refused: a version the catalog lacks, a folder that is no image layout.
+    let out = slipway(&["stack", "import", "python:3.12", &image], &data);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("import it as python:3.13"),
+        "{}",
+        text(&out)
+    );
+    let out = slipway(
+        &[
+            "stack",
+            "import",
+            "python:3.11",
+            &work.path().display().to_string(),
+        ],
+        &data,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("is not an OCI image layout"),
+        "{}",
+        text(&out)
+    );
+
+    let out = slipway(&["stack", "import", "python:3.11", &image], &data);
+    assert!(out.status.success(), "{}", text(&out));
+    let ls = text(&slipway(&["stack", "ls"], &data));
+    assert!(ls.contains("python:3.11\tbookworm\tbuilt\t"), "{ls}");
+
+    // An app runs on the imported stack.
+    let server = Server::start_with(&[
+        ("SLIPWAY_STACKS", "true"),
+        ("SLIPWAY_STACKS_DIR", &data.to_string_lossy()),
+    ]);
+    let app = App::demo(server.dir.path(), "app");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    assert!(
+        o.status.success(),
+        "push: {}\n{}",
+        text(&o),
+        server.server_log()
+    );
+    assert_eq!(
+        server
+            .get("main.demo.localhost", "/")
+            .map(|(c, b)| (c, b.trim().to_string())),
+        Some((200, "built-1".to_string()))
+    );
+}

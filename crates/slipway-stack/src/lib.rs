@@ -11,6 +11,7 @@
 pub mod build;
 pub mod catalog;
 mod error;
+mod import;
 pub mod resolve;
 mod store;
 mod unpack;

@@ -168,6 +168,50 @@ impl StackStore {
         self.build_locked(stack, options, progress)
     }
 
+    /// Import `stack` from the OCI image layout folder `layout` (its only image, or the one
+    /// tagged `tag`), replacing what is built: its layers are applied in order (whiteouts
+    /// honoured, digests checked), the mount points and user `web` added if missing, and
+    /// the result stored as the stack's one layer, then unpacked.
+    pub fn import(
+        &self,
+        stack: &'static Stack,
+        layout: &Path,
+        tag: Option<&str>,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(BuiltStack, PathBuf), StackError> {
+        let _lock = self.lock(stack, progress)?;
+        let work = tempfile::Builder::new()
+            .prefix(".import-")
+            .tempdir_in(&self.dir)
+            .map_err(StackError::io(&self.dir))?;
+        let root = work.path().join("rootfs");
+        fs::create_dir(&root).map_err(StackError::io(&root))?;
+        progress(&format!("applying the layers of {}", layout.display()));
+        crate::import::flatten(layout, tag, &root)?;
+        let tar = work.path().join("rootfs.tar");
+        crate::import::tar_dir(&root, &tar)?;
+        progress("storing the stack layer in the archive");
+        let file = File::open(&tar).map_err(StackError::io(&tar))?;
+        let layer = self.archive.put_layer(file, LAYER_LEVEL)?;
+        let labels = BTreeMap::from([
+            (STACK_LABEL.to_string(), stack.type_name()),
+            (
+                "org.slipway.source".to_string(),
+                format!("imported from {}", layout.display()),
+            ),
+        ]);
+        let built = BuiltStack {
+            stack,
+            layers: vec![layer],
+            labels,
+        };
+        drop(work);
+        let root = self.unpack(&built)?;
+        self.archive
+            .put_image(&stack.tag(), &built.layers, &built.labels)?;
+        Ok((built, root))
+    }
+
     fn build_locked(
         &self,
         stack: &'static Stack,

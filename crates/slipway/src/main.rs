@@ -76,6 +76,16 @@ enum StackCmd {
         #[command(flatten)]
         sources: StackSources,
     },
+    /// Import a stack from an OCI image layout folder (`DIR`, or `DIR:TAG` for one of
+    /// several images), e.g. made by `skopeo copy docker://IMAGE oci:DIR:TAG`.
+    Import {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// The stack it becomes, as the catalog names it, e.g. `python:3.11`.
+        stack: String,
+        /// The OCI image layout: `DIR` or `DIR:TAG`.
+        image: String,
+    },
 }
 
 #[derive(Args)]
@@ -654,6 +664,43 @@ fn stack(cmd: StackCmd) -> Result<u8, Failure> {
                 store.ensure(resolved.stack, &options, &mut progress)
             }
             .map_err(internal)?;
+            println!(
+                "{}\t{}\t{}\t{}",
+                resolved.stack,
+                built.layers[0].digest,
+                slipway_slug::human_size(built.archive_size()),
+                root.display()
+            );
+            Ok(0)
+        }
+        StackCmd::Import { data, stack, image } => {
+            let resolved = slipway_stack::resolve_type(&stack).map_err(user_error)?;
+            if let Some(asked) = &resolved.substituted_for {
+                return Err(user_error(anyhow::anyhow!(
+                    "{}:{asked} is not a stack of the catalog; import it as {} (available: {})",
+                    resolved.stack.language,
+                    resolved.stack,
+                    slipway_stack::resolve::available(resolved.stack.language)
+                )));
+            }
+            let (dir, tag) = match image.rsplit_once(':') {
+                Some((d, t)) if !Path::new(&image).is_dir() => (PathBuf::from(d), Some(t)),
+                _ => (PathBuf::from(&image), None),
+            };
+            if !dir.join("index.json").is_file() {
+                return Err(user_error(anyhow::anyhow!(
+                    "{} is not an OCI image layout (no index.json)",
+                    dir.display()
+                )));
+            }
+            let store = stack_store(&data.data_dir)?;
+            let mut progress = |line: &str| eprintln!("{}: {line}", resolved.stack);
+            let (built, root) = store
+                .import(resolved.stack, &dir, tag, &mut progress)
+                .map_err(|e| match e {
+                    slipway_stack::StackError::Import { .. } => user_error(e),
+                    other => internal(other),
+                })?;
             println!(
                 "{}\t{}\t{}\t{}",
                 resolved.stack,
