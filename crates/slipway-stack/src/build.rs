@@ -20,6 +20,11 @@ use crate::error::StackError;
 /// The `SOURCE_DATE_EPOCH` of every stack build (2025-01-01T00:00:00Z).
 pub const SOURCE_DATE_EPOCH: u64 = 1_735_689_600;
 
+/// Version of the build recipe (mmdebstrap options, hooks): part of every stack's
+/// fingerprint, so a changed recipe does not reuse stacks built by the old one.
+/// 2: man page folders made before packages install (OpenJDK's maintainer scripts).
+pub const RECIPE: u32 = 2;
+
 /// The uid and gid of user `web` in every stack.
 pub const WEB_UID: u32 = 10000;
 
@@ -150,7 +155,13 @@ fn failure(stack: &Stack, lines: &[String]) -> StackError {
     let errors: Vec<&str> = lines
         .iter()
         .map(|l| l.trim())
-        .filter(|l| l.starts_with("E:") || l.starts_with("Err:") || l.starts_with("W: Failed"))
+        .filter(|l| {
+            l.starts_with("E:")
+                || l.starts_with("Err:")
+                || l.starts_with("W: Failed")
+                || l.starts_with("dpkg: error")
+                || l.contains(": error:")
+        })
         .collect();
     let cause = if errors.is_empty() {
         lines
@@ -219,6 +230,9 @@ pub fn build_tar(
         "--dpkgopt=path-exclude=/usr/share/locale/*",
     ])
     .arg(format!("--include={}", packages.join(",")))
+    // Man pages are not installed, but maintainer scripts (OpenJDK's update-alternatives)
+    // link into these folders: they must exist.
+    .arg("--essential-hook=mkdir -p \"$1/usr/share/man/man1\" \"$1/usr/share/man/man7\"")
     .arg(format!(
         "--customize-hook=sh {} \"$1\"",
         sh_quote(&script.to_string_lossy())

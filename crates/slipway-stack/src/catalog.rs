@@ -145,8 +145,9 @@ impl Stack {
     pub fn fingerprint(&self) -> String {
         use sha2::Digest as _;
         let text = format!(
-            "{self:?} {BASE_PACKAGES:?} {}",
-            crate::build::SOURCE_DATE_EPOCH
+            "{self:?} {BASE_PACKAGES:?} {} {}",
+            crate::build::SOURCE_DATE_EPOCH,
+            crate::build::RECIPE
         );
         hex::encode(&sha2::Sha256::digest(text.as_bytes())[..6])
     }

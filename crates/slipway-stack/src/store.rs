@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use slipway_slug::{Archive, SlugError, SlugInfo};
 
-use crate::build::{build_tar, BuildOptions, SOURCE_DATE_EPOCH};
+use crate::build::{build_tar, BuildOptions, RECIPE, SOURCE_DATE_EPOCH};
 use crate::catalog::{Stack, CATALOG};
 use crate::error::StackError;
 use crate::unpack::{dir_size, unpack_layer};
@@ -242,6 +242,7 @@ impl StackStore {
                 "org.slipway.source-date-epoch".to_string(),
                 SOURCE_DATE_EPOCH.to_string(),
             ),
+            ("org.slipway.recipe".to_string(), RECIPE.to_string()),
         ]);
         let built = BuiltStack {
             stack,
