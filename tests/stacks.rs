@@ -155,11 +155,12 @@ fn an_app_builds_and_runs_on_its_stack() {
     let marker = HostMarker(format!("/etc/slipway-e2e-marker-{}", std::process::id()).into());
     std::fs::write(&marker.0, "host only\n").unwrap();
     let app = App::demo(server.dir.path(), "app");
-    // The build hook runs on the stack too: it records what it sees.
+    // The build hook runs on the stack too: it records what it sees. The app asks for
+    // python:3.10, which it gets as python:3.11.
     app.write(
         ".platform.app.yaml",
         &format!(
-            "name: hello\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    echo \"built-$(cat VERSION)\" > build.txt\n    python3 --version > build-python.txt\n    if [ -e {m} ]; then echo visible > build-marker.txt; else echo absent > build-marker.txt; fi\nweb:\n  commands:\n    start: python3 server.py\n",
+            "name: hello\ntype: python:3.10\nhooks:\n  build: |\n    set -e\n    echo \"built-$(cat VERSION)\" > build.txt\n    python3 --version > build-python.txt\n    if [ -e {m} ]; then echo visible > build-marker.txt; else echo absent > build-marker.txt; fi\nweb:\n  commands:\n    start: python3 server.py\n",
             m = marker.0.display()
         ),
     );
@@ -170,6 +171,11 @@ fn an_app_builds_and_runs_on_its_stack() {
         o.status.success(),
         "push failed:\n{out}\n{}",
         server.server_log()
+    );
+    // python:3.10 is not in Debian: the nearest newer 3.x, with a warning naming both.
+    assert!(
+        out.contains("warning: python:3.10 is not available on this server; using python:3.11, the nearest newer python 3.x"),
+        "{out}"
     );
     assert!(
         out.contains("remote: -----> stack python:3.11: ready (sha256:"),
