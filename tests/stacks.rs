@@ -321,7 +321,13 @@ fn stack_import_takes_an_oci_image_layout() {
     let out = slipway(&["stack", "import", "python:3.11", &image], &data);
     assert!(out.status.success(), "{}", text(&out));
     let ls = text(&slipway(&["stack", "ls"], &data));
-    assert!(ls.contains("python:3.11\tbookworm\tbuilt\t"), "{ls}");
+    assert!(
+        ls.contains(&format!(
+            "python:3.11\timported from {}\tbuilt\t",
+            layout.display()
+        )),
+        "{ls}"
+    );
 
     // An app runs on the imported stack.
     let server = Server::start_with(&[

@@ -638,10 +638,12 @@ fn stack(cmd: StackCmd) -> Result<u8, Failure> {
                     ),
                     None => ("-".to_string(), "-".into(), "-".into()),
                 };
-                println!(
-                    "{stack}\t{}\t{state}\t{archive}\t{unpacked}",
-                    stack.source()
-                );
+                // Where the built stack came from (an import says so), else where it would.
+                let source = built
+                    .as_ref()
+                    .and_then(|b| b.labels.get("org.slipway.source").cloned())
+                    .unwrap_or_else(|| stack.source());
+                println!("{stack}\t{source}\t{state}\t{archive}\t{unpacked}");
             }
             Ok(0)
         }
