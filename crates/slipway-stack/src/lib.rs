@@ -21,4 +21,4 @@ pub use catalog::{Language, Stack, Suite, CATALOG};
 pub use error::StackError;
 pub use resolve::{resolve, resolve_type, Resolution, ResolveError};
 pub use store::{BuiltStack, StackStore, STACK_LABEL};
-pub use unpack::dir_size;
+pub use unpack::{dir_size, unpack_layer};
