@@ -349,3 +349,49 @@ fn stack_import_takes_an_oci_image_layout() {
         Some((200, "built-1".to_string()))
     );
 }
+
+#[test]
+fn a_nodejs_22_app_runs_on_node_from_the_npm_registry() {
+    let stacks = cached_stack("nodejs:22");
+    let server = Server::start_with(&[
+        ("SLIPWAY_STACKS", "true"),
+        ("SLIPWAY_STACKS_DIR", &stacks.to_string_lossy()),
+    ]);
+    let dir = server.dir.path().join("node-app");
+    std::fs::create_dir_all(&dir).unwrap();
+    let app = App { dir };
+    app.write(
+        ".upsun/config.yaml",
+        "applications:\n  web:\n    type: nodejs:22\n    web:\n      commands:\n        start: node server.js\n",
+    );
+    app.write(
+        "package.json",
+        "{\"name\": \"web\", \"version\": \"1.0.0\", \"private\": true}\n",
+    );
+    app.write(
+        "server.js",
+        "require('http').createServer((q, r) => r.end(process.version + ' ' + require('os').userInfo().username + '\\n')).listen(process.env.PORT, '127.0.0.1');\n",
+    );
+    app.git_ok(&["init", "-q", "-b", "main"]);
+    app.commit("node 22");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    assert!(o.status.success(), "push: {out}\n{}", server.server_log());
+    assert!(
+        out.contains("running build flavor default (npm prune && npm install)"),
+        "{out}"
+    );
+    let want = format!(
+        "v{}",
+        slipway_stack::resolve_type("nodejs:22")
+            .unwrap()
+            .stack
+            .node_from_npm
+            .unwrap()
+            .node
+            .version
+    );
+    let (code, body) = server.get("main.demo.localhost", "/").unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(body.starts_with(&format!("{want} ")), "{body}");
+}
