@@ -143,3 +143,53 @@ impl Connections {
         closed
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::TcpListener;
+
+    /// A connected pair: (the server's socket, the client's).
+    fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        (server, client)
+    }
+
+    fn ended(client: &mut TcpStream) -> bool {
+        client
+            .set_read_timeout(Some(std::time::Duration::from_millis(500)))
+            .expect("timeout");
+        matches!(client.read(&mut [0u8; 16]), Ok(0))
+    }
+
+    #[test]
+    fn closes_the_connections_of_one_user_and_forgets_ended_ones() {
+        let all = Arc::new(Connections::default());
+        let peer: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        let (bob_socket, mut bob) = pair();
+        let (ann_socket, mut ann) = pair();
+        let bob_conn = all.add(peer, bob_socket);
+        let ann_conn = all.add(peer, ann_socket);
+        for (c, name) in [(&bob_conn, "bob"), (&ann_conn, "ann")] {
+            c.live().logged_in(LoggedIn {
+                name: name.into(),
+                key: format!("key-of-{name}"),
+            });
+        }
+        assert_eq!(all.close_user("bob"), 1);
+        assert!(ended(&mut bob), "bob's connection is closed");
+        assert!(!ended(&mut ann), "ann's connection stays open");
+        assert_eq!(all.count(), 2);
+        drop(bob_conn);
+        assert_eq!(all.count(), 1, "an ended connection is forgotten");
+        drop(ann_conn);
+        assert!(
+            ended(&mut ann),
+            "a dropped registration closes its connection"
+        );
+        assert_eq!(all.count(), 0);
+    }
+}

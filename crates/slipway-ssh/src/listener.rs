@@ -254,3 +254,30 @@ async fn supervise(
     // Dropping `registered` shuts the socket down, whatever the session task still waits for.
     drop(registered);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_descriptors_passes_a_broken_listener_does_not() {
+        for code in [
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::ECONNABORTED,
+            libc::ENOBUFS,
+        ] {
+            assert!(passes(&std::io::Error::from_raw_os_error(code)), "{code}");
+        }
+        for code in [libc::EBADF, libc::EINVAL, libc::ENOTSOCK] {
+            assert!(!passes(&std::io::Error::from_raw_os_error(code)), "{code}");
+        }
+    }
+
+    #[test]
+    fn mapped_addresses_count_as_ipv4() {
+        let v6: SocketAddr = "[::ffff:127.0.0.2]:22".parse().expect("addr");
+        let v4: SocketAddr = "127.0.0.2:22".parse().expect("addr");
+        assert_eq!(source(&v6), source(&v4));
+    }
+}
