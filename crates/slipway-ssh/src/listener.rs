@@ -57,6 +57,15 @@ fn passes(e: &std::io::Error) -> bool {
     )
 }
 
+/// Whether an accept error is a shortage of descriptors or memory: accepting again at once
+/// would fail the same way.
+fn shortage(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
 /// Logs a warning at most every [`WARN_EVERY`].
 #[derive(Default)]
 struct Quiet(Option<Instant>);
@@ -110,11 +119,15 @@ pub(crate) async fn run(
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,
-            Err(e) if passes(&e) => {
+            Err(e) if shortage(&e) => {
                 if short.due() {
                     warn!("accepting an SSH connection: {e}; retrying");
                 }
                 tokio::time::sleep(BACKOFF).await;
+                continue;
+            }
+            Err(e) if passes(&e) => {
+                debug!("accepting an SSH connection: {e}");
                 continue;
             }
             Err(e) => {
