@@ -432,8 +432,11 @@ fn channels_per_connection_are_limited() {
 }
 
 #[test]
-fn shells_per_key_are_limited() {
-    let server = Server::start_with(&[("SLIPWAY_SSH_MAX_SHELLS_PER_KEY", "2")]);
+fn shells_count_as_sessions_and_are_limited_per_key() {
+    let server = Server::start_with(&[
+        ("SLIPWAY_MAX_SESSIONS_PER_KEY", "3"),
+        ("SLIPWAY_SSH_MAX_SHELLS_PER_KEY", "2"),
+    ]);
     let app = App::demo(server.dir.path(), "app");
     let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
     assert!(o.status.success(), "push: {}", text(&o));
@@ -447,6 +450,47 @@ fn shells_per_key_are_limited() {
             .spawn()
             .expect("ssh")
     };
+    // Three idle upload-packs hold the key's three sessions: a shell is refused too.
+    let idle: Vec<Child> = (0..3)
+        .map(|_| {
+            Command::new("ssh")
+                .args(ssh_args(&server, &server.key))
+                .args(["git@127.0.0.1", "git-upload-pack '/demo.git'"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("ssh")
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let o = server.ssh(&server.key, "main.demo", "echo over");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("too many open sessions for this key (limit 3)")
+            && !text(&o).contains("over"),
+        "{}",
+        text(&o)
+    );
+    for mut c in idle {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = server.ssh(&server.key, "main.demo", "echo free");
+        if o.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sessions not freed: {}",
+            text(&o)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Two shells running: a third one is refused while they run, and runs once they ended.
     let started = Instant::now();
     let holders = [shell("sleep 6; echo held"), shell("sleep 6; echo held")];
     std::thread::sleep(Duration::from_secs(2));
