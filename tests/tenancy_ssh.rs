@@ -385,6 +385,17 @@ fn removed_and_demoted_users_lose_their_rights_on_open_connections() {
     );
     let o = server.ssh(&carol, "git", "projects");
     assert!(!o.status.success(), "{}", text(&o));
+    // Removed from the command line while connected and idle: closed within a few seconds.
+    let dave = add_user(&server, "dave");
+    let mut master = Master::start(&server, &dave, "dave");
+    let o = master.ssh(&server, &dave, "projects");
+    assert!(o.status.success(), "{}", text(&o));
+    let o = server.slipway(&["user", "rm", "dave"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        master.ended_within(Duration::from_secs(12)),
+        "dave's idle connection stayed open"
+    );
     // The admin is unaffected.
     let o = server.ssh(&server.key, "git", "projects");
     assert!(o.status.success(), "{}", text(&o));

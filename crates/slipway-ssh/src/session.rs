@@ -122,13 +122,16 @@ impl russh::server::Handler for Connection {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if let Err(Refused { message, .. }) = self.current_user() {
+        if let Err(Refused { message, removed }) = self.current_user() {
             reply
                 .reject(ChannelOpenFailure::Other {
                     code: 1,
                     reason: message,
                 })
                 .await;
+            if removed {
+                close_soon(self.live.clone());
+            }
             return Ok(());
         }
         let Ok(permit) = self.open_channels.clone().try_acquire_owned() else {
@@ -451,12 +454,18 @@ impl Connection {
             close_channel(&write, stdout, stderr, 1).await;
             drop(permit);
             if let Some(live) = close {
-                // Give the close a moment to reach the client before the socket goes.
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                live.close();
+                close_soon(live);
             }
         });
     }
+}
+
+/// Close a connection after a moment, for the refusal sent just before to reach the client.
+fn close_soon(live: Arc<crate::connections::Live>) {
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        live.close();
+    });
 }
 
 /// Why a channel gets no command run: a refusal shown to the client.
