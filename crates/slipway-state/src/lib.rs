@@ -9,6 +9,7 @@
 //! The database is opened in WAL mode so `slipway user add` works while
 //! `slipway serve` runs. Every write is one transaction.
 
+mod domains;
 mod schema;
 
 use std::path::Path;
@@ -16,6 +17,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
+
+pub use domains::Domain;
 
 /// Errors of the state database.
 #[derive(Debug, thiserror::Error)]
