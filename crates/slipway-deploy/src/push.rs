@@ -17,10 +17,7 @@ use tracing::info;
 use crate::environment::{env_name_of_branch, ReleaseSpec};
 use crate::output::Output;
 use crate::pipeline::{self, DeployTarget, PhaseError, Staged};
-use crate::{retire, switch, Platform};
-
-/// Environments only project admins may push to.
-pub const PROTECTED: &[&str] = &["main"];
+use crate::{protection, retire, switch, Platform};
 
 /// Handles one push to one project.
 pub struct PushPipeline {
@@ -97,7 +94,7 @@ impl PushPipeline {
                 "-----> branch '{branch}' is not a DNS label: it deploys as environment '{env}'"
             ));
         }
-        if PROTECTED.contains(&env.as_str()) && role != Some(Role::Admin) {
+        if role < Some(protection::role_needed(&env, Role::Contributor)) {
             return Err(format!(
                 "{env} is a protected environment: only project admins may push to it"
             ));
