@@ -200,6 +200,15 @@ fn server_admins_assign_hosts_to_projects() {
     assert!(ok, "{out}\n{}", server.server_log());
     assert_eq!(body(&server, "www.shop.test"), "built-a\n");
     assert_eq!(body(&server, "WWW.SHOP.TEST."), "built-a\n");
+    // One environment of the project routes it: the other production one may not.
+    let (ok, out) = push(&server, &dave, &a, "a", "master");
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(
+            "www.shop.test is routed by environment main of this project: remove it there first"
+        ),
+        "{out}"
+    );
 
     // A second project cannot get it assigned, nor route it.
     let b = app(&server, "b", "b");
@@ -252,4 +261,27 @@ fn server_admins_assign_hosts_to_projects() {
         "{out}"
     );
     assert_eq!(body(&server, "www.shop.test"), "built-a\n");
+    // a's redeploy is refused now that the host is b's; a keeps serving.
+    let o = server.ssh(&me, "git", "redeploy a main");
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(
+            "validate failed: route `http://www.shop.test/`: www.shop.test belongs to project b"
+        ),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(body(&server, "www.shop.test"), "built-a\n");
+    // Once a stops routing it, b routes it.
+    a.write(
+        ".platform/routes.yaml",
+        "\"http://{default}/\":\n    type: upstream\n    upstream: \"hello:http\"\n",
+    );
+    a.commit("no shop");
+    let (ok, out) = push(&server, &dave, &a, "a", "main");
+    assert!(ok, "{out}\n{}", server.server_log());
+    let (ok, out) = push(&server, &me, &b, "b", "main");
+    assert!(ok, "{out}\n{}", server.server_log());
+    assert_eq!(body(&server, "www.shop.test"), "built-b\n");
+    assert_eq!(body(&server, "main.a.localhost"), "built-a\n");
 }

@@ -176,9 +176,29 @@ fn locate(source: &dyn ConfigSource, format: Format, url: &str) -> Diagnostic {
     Diagnostic::error(file, line, column, &key_path, String::new())
 }
 
-/// The validate phase's check of a push's routes: every host that environment `env` of
-/// `project` would route must be the project's, and routed by no other environment.
-/// Err is the refusal, `FILE:LINE:COL: error: ROUTE: WHY (at KEY.PATH)`.
+/// The first route of `topology` that environment `env` of `project` may not route now,
+/// with why: its host is not the project's, or another environment routes it.
+pub fn refused_route<'t>(
+    platform: &Platform,
+    project: &str,
+    env: &str,
+    topology: &'t Topology,
+) -> Result<Option<(&'t str, String)>, StateError> {
+    for (url, host) in switch::route_hosts(platform, project, env, topology) {
+        let host = normalize(&host);
+        let why = match refusal(platform, project, &host)? {
+            None => routed_elsewhere(platform, project, env, &host),
+            why => why,
+        };
+        if let Some(why) = why {
+            return Ok(Some((url, why)));
+        }
+    }
+    Ok(None)
+}
+
+/// The validate phase's check of a push's routes ([`refused_route`]); Err is the
+/// refusal, `FILE:LINE:COL: error: route `URL`: WHY (at KEY.PATH)`.
 pub fn check_routes(
     platform: &Platform,
     project: &str,
@@ -187,20 +207,15 @@ pub fn check_routes(
     format: Format,
     source: &dyn ConfigSource,
 ) -> Result<(), String> {
-    for (url, host) in switch::route_hosts(platform, project, env, topology) {
-        let host = normalize(&host);
-        let why = match refusal(platform, project, &host) {
-            Ok(None) => routed_elsewhere(platform, project, env, &host),
-            Ok(Some(why)) => Some(why),
-            Err(e) => return Err(format!("checking the owner of {host}: {e}")),
-        };
-        if let Some(why) = why {
+    match refused_route(platform, project, env, topology) {
+        Ok(None) => Ok(()),
+        Ok(Some((url, why))) => {
             let mut d = locate(source, format, url);
             d.message = format!("route `{url}`: {why}");
-            return Err(d.to_string());
+            Err(d.to_string())
         }
+        Err(e) => Err(format!("checking the owners of the routes' hosts: {e}")),
     }
-    Ok(())
 }
 
 #[cfg(test)]
