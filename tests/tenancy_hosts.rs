@@ -285,3 +285,47 @@ fn server_admins_assign_hosts_to_projects() {
     assert_eq!(body(&server, "www.shop.test"), "built-b\n");
     assert_eq!(body(&server, "main.a.localhost"), "built-a\n");
 }
+
+#[test]
+fn an_atomic_push_cannot_give_one_host_to_two_environments() {
+    let server = Server::start();
+    let me = server.key.clone();
+    let a = app(&server, "a", "a1");
+    let (ok, out) = push(&server, &me, &a, "a", "main");
+    assert!(ok, "{out}\n{}", server.server_log());
+
+    // a.localhost is a's own host, but only one environment may route it.
+    a.write("VERSION", "a2\n");
+    route(&a, "http://a.localhost/");
+    let o = server.git_as(
+        &me,
+        &a.dir,
+        &[
+            "push",
+            "--atomic",
+            &server.remote("a"),
+            "HEAD:main",
+            "HEAD:master",
+        ],
+    );
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("a.localhost is routed by both main and master in this push"),
+        "{out}"
+    );
+    assert_eq!(
+        body(&server, "main.a.localhost"),
+        "built-a1\n",
+        "main did not switch"
+    );
+    assert!(
+        !matches!(server.get("a.localhost", "/"), Some((200, _))),
+        "nobody routes a.localhost"
+    );
+
+    // One of them may route it.
+    let (ok, out) = push(&server, &me, &a, "a", "main");
+    assert!(ok, "{out}\n{}", server.server_log());
+    assert_eq!(body(&server, "a.localhost"), "built-a2\n");
+}

@@ -247,6 +247,32 @@ mod tests {
     }
 
     #[test]
+    fn routes_are_located_by_their_key() {
+        let mut src = slipway_config::MemSource::new();
+        src.insert(
+            ".slipway/config.yaml",
+            "applications: {}\nroutes:\n  \"https://{default}/\":\n    type: redirect\n    to: \"http://www.x.test/\"\n  http://www.x.test/:\n    type: upstream\n",
+        );
+        let d = locate(&src, Format::Slipway, "http://www.x.test/");
+        assert_eq!(
+            (d.file.as_str(), d.line, d.column, d.key_path.as_str()),
+            (
+                ".slipway/config.yaml",
+                6,
+                3,
+                "routes.\"http://www.x.test/\""
+            )
+        );
+        let d = locate(&src, Format::Slipway, "https://{default}/");
+        assert_eq!((d.line, d.column), (3, 3));
+        let d = locate(&src, Format::PlatformSh, "http://www.x.test/");
+        assert_eq!(
+            (d.file.as_str(), d.line, d.key_path.as_str()),
+            (".platform/routes.yaml", 0, "\"http://www.x.test/\"")
+        );
+    }
+
+    #[test]
     fn host_names_typed_by_users() {
         assert_eq!(parse_host("WWW.Example.com.").unwrap(), "www.example.com");
         assert_eq!(parse_host("a-1.example").unwrap(), "a-1.example");
