@@ -46,6 +46,7 @@ pub fn env_key(project: &str, env: &str) -> String {
     format!("{project}/{env}")
 }
 
+/// Whether an environment is production ([`crate::protection`]): its explicit hosts apply as written.
 pub use crate::protection::is_production;
 
 /// The parts of a route URL pattern: scheme, host pattern, path (starting with `/`).
