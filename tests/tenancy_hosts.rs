@@ -88,6 +88,20 @@ fn a_push_cannot_take_another_projects_host() {
     let (ok, out) = push(&server, &carol, &a, "a", "master");
     assert!(!ok, "{out}");
     assert!(out.contains("master is a protected environment"), "{out}");
+    // The same policy guards master's operations and shells.
+    for command in ["redeploy a master", "var set a master X=1"] {
+        let o = server.ssh(&carol, "git", command);
+        assert_eq!(o.status.code(), Some(1), "{command}: {}", text(&o));
+        assert!(
+            text(&o)
+                .contains("needs the admin role on a (master is protected); you are contributor"),
+            "{command}: {}",
+            text(&o)
+        );
+    }
+    let o = server.ssh(&carol, "master.a", "true");
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("(master is protected)"), "{}", text(&o));
     // An admin of a may push master, but not with b's host: refused at validate, with
     // the route's position and the owner.
     let (ok, out) = push(&server, &dave, &a, "a", "master");
