@@ -15,7 +15,8 @@
 //! | post_deploy | [`hooks`] | runs `hooks.post_deploy` |
 //! | retire | [`retire`] | drains and stops the old release |
 //!
-//! [`pipeline`] strings them together ([`operations`] reuses its tail for rollback
+//! [`tenancy`] says which project a host belongs to; [`protection`] is the one policy of which environments are production (protected,
+//! explicit hosts as written); [`pipeline`] strings them together ([`operations`] reuses its tail for rollback
 //! and redeploy); [`push`] receives a push and runs the
 //! pipeline for each branch; [`restore`] brings environments back at start.
 //!
@@ -31,12 +32,14 @@ pub mod hooks;
 pub mod operations;
 pub mod output;
 pub mod pipeline;
+pub mod protection;
 pub mod provision;
 pub mod push;
 pub mod restore;
 pub mod retire;
 pub mod slug;
 pub mod switch;
+pub mod tenancy;
 pub mod validate;
 
 use std::collections::HashMap;

@@ -16,7 +16,7 @@ use crate::build::{decode_slug, BuiltApp};
 use crate::environment::ReleaseSpec;
 use crate::output::{Output, Sink};
 use crate::pipeline::{self, DeployTarget, PhaseError};
-use crate::Platform;
+use crate::{tenancy, Platform};
 
 /// Which operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +137,14 @@ async fn activate_release(
         })?;
     let spec = ReleaseSpec::from_json(&source.spec)
         .ok_or_else(|| fail(format!("release {} has no readable spec", source.number)))?;
+    // Hosts may have changed owners since the release was pushed (`domain rm`).
+    match tenancy::refused_route(platform, project, env, &topology) {
+        Ok(None) => {}
+        Ok(Some((url, why))) => {
+            return Err(PhaseError::new("validate", format!("route `{url}`: {why}")))
+        }
+        Err(e) => return Err(fail(e.to_string())),
+    }
     let mut built = Vec::new();
     for app in &spec.apps {
         let slug = platform

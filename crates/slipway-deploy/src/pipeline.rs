@@ -120,7 +120,7 @@ async fn stage_push_inner(
     let internal = |e: slipway_state::StateError| PhaseError::new("deploy", e.to_string());
 
     // validate
-    let loaded = validate::run(repo, target.new, out)?;
+    let loaded = validate::run(platform, repo, target, out)?;
     let topology = loaded.topology;
 
     // diff

@@ -44,3 +44,4 @@ pub use probe::{probe_http, ProbeError};
 pub use release::LiveRelease;
 pub use router::Router;
 pub use routes::{EnvRoutes, RouteAction, RouteError, RouteRule, Upstream};
+pub use table::normalize_host;

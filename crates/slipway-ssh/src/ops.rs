@@ -6,15 +6,15 @@ use std::time::Duration;
 
 use slipway_deploy::environment::{AppInstance, ReleaseSpec};
 use slipway_deploy::operations::{self, Operation};
-use slipway_deploy::push::PROTECTED;
+use slipway_deploy::protection;
 use slipway_deploy::Platform;
 use slipway_state::{Role, User};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
 
 use crate::say;
 
-/// Whether `user` holds `need` on `project` (admin in a protected environment
-/// when `need` is contributor) and `env` exists; Err is the message.
+/// Whether `user` holds `need` on `project` (raised by [`protection::role_needed`]: admin
+/// to change a production environment) and `env` exists; Err is the message.
 pub(crate) fn check(
     platform: &Platform,
     user: &User,
@@ -29,16 +29,13 @@ pub(crate) fn check(
         .filter(|e| *e)
         .and_then(|_| state.role(project, user).ok().flatten())
         .ok_or_else(|| format!("project '{project}' not found (or you have no access to it)"))?;
-    let need = if need == Role::Contributor && PROTECTED.contains(&env) {
-        Role::Admin
-    } else {
-        need
-    };
+    let need = protection::role_needed(env, need);
+    let protected = protection::is_production(env) && need == Role::Admin;
     if role < need {
         return Err(format!(
             "permission denied: this needs the {} role on {project}{}; you are {}",
             need.as_str(),
-            if PROTECTED.contains(&env) && need == Role::Admin {
+            if protected {
                 format!(" ({env} is protected)")
             } else {
                 String::new()

@@ -1,14 +1,16 @@
 //! The state of a Slipway server, in one SQLite database under the data dir.
 //!
 //! What lives here: users and their public keys, projects and who may do what
-//! with them, environments (one per branch), releases (what was deployed, where
-//! it runs, which one is live) and activity (every push and deploy, with its
+//! with them, the hosts server admins assigned to projects (`domains`),
+//! environments (one per branch), releases (what was deployed, where it runs,
+//! which one is live) and activity (every push and deploy, with its
 //! whole log). Git objects, slugs and service data live elsewhere in the data
 //! dir; this database only points at them.
 //!
 //! The database is opened in WAL mode so `slipway user add` works while
 //! `slipway serve` runs. Every write is one transaction.
 
+mod domains;
 mod schema;
 
 use std::path::Path;
@@ -16,6 +18,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
+
+pub use domains::Domain;
 
 /// Errors of the state database.
 #[derive(Debug, thiserror::Error)]

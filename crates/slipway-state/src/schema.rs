@@ -80,6 +80,16 @@ CREATE TABLE activity_lines (
 );
 CREATE INDEX activity_lines_by_activity ON activity_lines(activity, seq);
 "#,
+    // domains (tenant-hosts): hosts outside the server's domain, assigned to a project by a server admin.
+    r#"
+CREATE TABLE domains (
+    host        TEXT PRIMARY KEY,     -- lowercase, no trailing dot, no port
+    project     TEXT NOT NULL REFERENCES projects(name) ON DELETE CASCADE,
+    assigned_by TEXT NOT NULL,
+    assigned_at INTEGER NOT NULL
+);
+CREATE INDEX domains_by_project ON domains(project, host);
+"#,
 ];
 
 /// Bring the schema to the newest version (tracked in `PRAGMA user_version`).
