@@ -1,10 +1,13 @@
 //! `build.caches`: folders of an app (like `node_modules`) kept between builds, as
 //! Platform.sh's build caches.
 //!
-//! Each cache is stored per project, environment, app and name (per project and name with
-//! `share_between_apps`) under `DATA/build-caches/` ([`crate::DataDir::build_caches`]), as
-//! entries `NANOS-KEY`: immutable folders, the newest [`KEEP`] kept. Its key hashes the
-//! cache's name, its directory and the content of its watched files in the checked-out tree.
+//! Each cache is stored per project, environment, app and name (per project, environment
+//! and name with `share_between_apps`: shared between the apps, never between environments,
+//! so a branch build cannot change what `main` restores) under `DATA/build-caches/`
+//! ([`crate::DataDir::build_caches`]), as entries `NANOS-KEY`: immutable folders, the
+//! newest [`KEEP`] kept. Its key hashes the cache's name, its directory and the content of
+//! its watched files in the checked-out tree. Copies in and out drop set-user-id and
+//! set-group-id bits ([`copy_tree`]): a cache lives on the host.
 //!
 //! - Before the build steps ([`restore`]), the newest entry of the same key is copied into
 //!   the app's directory; with `allow_stale` the newest entry of any key. Nothing is restored
@@ -276,9 +279,47 @@ impl Drop for RemoveOnDrop {
     }
 }
 
+/// Permission bits that make a file run as its owner or group: never kept in a cache.
+const SET_ID: u32 = 0o6000;
+
+/// `perms` without the set-user-id and set-group-id bits.
+fn without_set_id(perms: std::fs::Permissions) -> std::fs::Permissions {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::Permissions::from_mode(perms.mode() & 0o7777 & !SET_ID)
+}
+
+/// Drop the set-user-id and set-group-id bits of every file and folder under `dir`
+/// (symbolic links are never followed). Returns how many had one.
+pub fn strip_set_id(dir: &Path) -> Result<usize, CacheError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut stripped = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).map_err(io(format!("reading {}", d.display())))? {
+            let e = e.map_err(io(format!("reading {}", d.display())))?;
+            let path = e.path();
+            let m = std::fs::symlink_metadata(&path)
+                .map_err(io(format!("reading {}", path.display())))?;
+            if m.file_type().is_symlink() {
+                continue;
+            }
+            if m.is_dir() {
+                stack.push(path.clone());
+            }
+            if m.permissions().mode() & SET_ID != 0 {
+                std::fs::set_permissions(&path, without_set_id(m.permissions())).map_err(io(
+                    format!("dropping the set-id bits of {}", path.display()),
+                ))?;
+                stripped += 1;
+            }
+        }
+    }
+    Ok(stripped)
+}
+
 /// Copy the folder `from` to `to` (which must not exist): folders, files with their
-/// permissions, symbolic links as links (never followed); other kinds are skipped.
-/// Returns the bytes of the files copied.
+/// permissions less any set-user-id or set-group-id bit, symbolic links as links (never
+/// followed); other kinds are skipped. Returns the bytes of the files copied.
 pub fn copy_tree(from: &Path, to: &Path) -> Result<u64, CacheError> {
     let mut size = 0;
     let mut stack = vec![(from.to_path_buf(), to.to_path_buf())];
@@ -288,7 +329,7 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<u64, CacheError> {
         let perms = std::fs::symlink_metadata(&src)
             .map_err(io(format!("reading {}", src.display())))?
             .permissions();
-        dirs.push((dst.clone(), perms));
+        dirs.push((dst.clone(), without_set_id(perms)));
         for e in std::fs::read_dir(&src).map_err(io(format!("reading {}", src.display())))? {
             let e = e.map_err(io(format!("reading {}", src.display())))?;
             let (s, d) = (e.path(), dst.join(e.file_name()));
@@ -304,6 +345,14 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<u64, CacheError> {
                     .map_err(io(format!("creating {}", d.display())))?;
             } else if ft.is_file() {
                 size += std::fs::copy(&s, &d).map_err(io(format!("copying {}", s.display())))?;
+                // `copy` kept the mode, set-id bits included.
+                let perms = std::fs::symlink_metadata(&d)
+                    .map_err(io(format!("reading {}", d.display())))?
+                    .permissions();
+                if std::os::unix::fs::PermissionsExt::mode(&perms) & SET_ID != 0 {
+                    std::fs::set_permissions(&d, without_set_id(perms))
+                        .map_err(io(format!("setting the permissions of {}", d.display())))?;
+                }
             }
         }
     }
@@ -477,7 +526,7 @@ mod tests {
         assert_eq!(
             stores,
             vec![
-                PathBuf::from("/data/build-caches/demo/_shared/common"),
+                PathBuf::from("/data/build-caches/demo/main/_shared/common"),
                 PathBuf::from("/data/build-caches/demo/main/web/own")
             ]
         );
@@ -488,9 +537,13 @@ mod tests {
             .map(|p| p.store)
             .collect();
         assert_eq!(
-            other[0], stores[0],
-            "a shared cache is one for every app and environment of the project"
+            other[0],
+            PathBuf::from("/data/build-caches/demo/staging/_shared/common"),
+            "a shared cache is one for every app of an environment, never across environments"
         );
+        let mut web_staging = plan(&data, "demo", "staging", &app, b);
+        web_staging.sort_by(|x, y| x.name.cmp(&y.name));
+        assert_eq!(web_staging[0].store, other[0], "shared between the apps");
         assert_eq!(
             other[1],
             PathBuf::from("/data/build-caches/demo/staging/api/own")
@@ -525,5 +578,37 @@ mod tests {
             Err(CacheError::NotAFolder(_))
         ));
         assert!(!outside.join("x/y").exists());
+    }
+
+    #[test]
+    fn set_id_bits_never_reach_or_leave_a_cache() {
+        let t = tempfile::tempdir().unwrap();
+        let b = t.path().join("b");
+        std::fs::create_dir_all(b.join("deps/dir")).unwrap();
+        std::fs::write(b.join("deps/root-shell"), "x").unwrap();
+        let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
+        let set = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        set(&b.join("deps/root-shell"), 0o4755);
+        set(&b.join("deps/dir"), 0o2775);
+        let store = t.path().join("store");
+        let p = planned(&store, cache("deps", &[], false), &b);
+        save(&p, &b).unwrap();
+        let entry = store.join(&entries(&store)[0]);
+        assert_eq!(mode(&entry.join("root-shell")), 0o755);
+        assert_eq!(mode(&entry.join("dir")), 0o775);
+        // An entry planted before this rule (or by hand) loses them on the way back.
+        set(&entry.join("root-shell"), 0o6755);
+        let b2 = t.path().join("b2");
+        std::fs::create_dir_all(&b2).unwrap();
+        restore(&p, &b2, &t.path().join("scratch")).unwrap();
+        assert_eq!(mode(&b2.join("deps/root-shell")), 0o755);
+        // The persistent cache folder is cleaned in place, links untouched.
+        std::os::unix::fs::symlink("/usr/bin/passwd", b.join("deps/link")).unwrap();
+        assert_eq!(strip_set_id(&b).unwrap(), 2);
+        assert_eq!(mode(&b.join("deps/root-shell")), 0o755);
+        assert_eq!(mode(&b.join("deps/dir")), 0o775);
+        assert_eq!(strip_set_id(&b).unwrap(), 0);
     }
 }
