@@ -1,9 +1,10 @@
 //! Phase **build**: build the apps whose build key changed.
 //!
-//! An app's build key is the git tree id of its source root, its normalized
+//! An app's build key is its project, the git tree id of its source root, its normalized
 //! build-relevant config (name, type, build flavor, dependencies, build hook, the
 //! variables the build sees), the stack it builds on and the slug format. Same
-//! key: the slug is reused and no build runs. Otherwise the tree is checked out
+//! key and a slug the target environment may trust ([`reusable_in`]): the slug is
+//! reused and no build runs. Otherwise the tree is checked out
 //! of the pushed commit into a build folder, and these steps run, each in a runc
 //! container whose root is the host stack, with the build folder writable at
 //! `/app`; their output streams live to the pusher, each line prefixed with the app:
@@ -23,8 +24,10 @@
 //! has cores ([`run_all`]). Each app of each environment has a persistent build
 //! cache folder, mounted at [`CACHE_MOUNT`] (`$PLATFORM_CACHE_DIR`) and kept
 //! between builds; Slipway's own steps keep the package managers' downloads there.
-//! Neither it nor `build.caches` is part of the build key: caches only make builds
-//! faster, a build must give the same app without them. A build (all its steps) that
+//! Neither it nor `build.caches` is part of the build key: caches should only make
+//! builds faster, but a build may write anything there, so a slug whose build found a
+//! cache non-empty is recorded as cache-fed and reused only where that cache is
+//! trusted (issue 12). Set-id bits never stay in a cache on the host. A build (all its steps) that
 //! outlives `Settings::build_timeout` is killed; a failed, timed out or cancelled build
 //! leaves nothing in the archive (see [`crate::slug`]) and no build folder.
 
