@@ -221,26 +221,31 @@ fn caches_keep_no_set_id_file_and_the_data_dir_is_private() {
     let s = site(
         &server.dir.path().join("s"),
         "        deps:\n          directory: deps\n",
-        "set -e\nmkdir -p deps\ncp /bin/true deps/root-true\nchmod 4755 deps/root-true\ncp /bin/true \"$PLATFORM_CACHE_DIR/root-true\"\nchmod 6755 \"$PLATFORM_CACHE_DIR/root-true\"\nstat -c 'in-build %a' deps/root-true \"$PLATFORM_CACHE_DIR/root-true\"\ngrep ' /cache ' /proc/self/mountinfo | sed 's/^/mountinfo: /'\necho ok > index.html",
+        "set -e\nmkdir -p deps\ncp /bin/true deps/root-true\nchmod 4755 deps/root-true\ncp /bin/true \"$PLATFORM_CACHE_DIR/root-true\"\nchmod 6755 \"$PLATFORM_CACHE_DIR/root-true\"\nstat -c 'in-build %a' deps/root-true \"$PLATFORM_CACHE_DIR/root-true\"\ngrep -E ' /(cache|app) ' /proc/self/mountinfo | sed 's/^/mountinfo: /'\necho ok > index.html",
     );
     let (ok, out) = push_as(&server, &server.key, &s, "s", "main");
     assert!(ok, "{out}\n{}", server.server_log());
     // The bits were really set inside the build.
     assert!(out.contains("web | in-build 4755"), "{out}");
     assert!(out.contains("web | in-build 6755"), "{out}");
-    // Mounted nosuid and nodev.
-    let line = out
+    // Both where caches land are mounted nosuid and nodev: /cache, and /app (build.caches).
+    let mounts: Vec<&str> = out
         .lines()
-        .find_map(|l| l.split_once("mountinfo: ").map(|(_, m)| m))
-        .unwrap_or_else(|| panic!("no /cache mount:\n{out}"));
-    // ID PARENT MAJOR:MINOR ROOT MOUNT-POINT OPTIONS ...
-    assert_eq!(line.split_whitespace().nth(4), Some("/cache"), "{line}");
-    let options = line.split_whitespace().nth(5).unwrap_or_default();
-    let options: Vec<&str> = options.split(',').collect();
-    assert!(
-        options.contains(&"nosuid") && options.contains(&"nodev"),
-        "{line}"
-    );
+        .filter_map(|l| l.split_once("mountinfo: ").map(|(_, m)| m))
+        .collect();
+    for point in ["/cache", "/app"] {
+        // ID PARENT MAJOR:MINOR ROOT MOUNT-POINT OPTIONS ...
+        let line = mounts
+            .iter()
+            .find(|m| m.split_whitespace().nth(4) == Some(point))
+            .unwrap_or_else(|| panic!("no {point} mount:\n{out}"));
+        let options = line.split_whitespace().nth(5).unwrap_or_default();
+        let options: Vec<&str> = options.split(',').collect();
+        assert!(
+            options.contains(&"nosuid") && options.contains(&"nodev"),
+            "{line}"
+        );
+    }
     assert_eq!(get(&server, "main.s.localhost", "/").1, "ok\n");
 
     // On the host: the files are there, without a set-id bit.
