@@ -134,7 +134,7 @@ fn a_slug_planted_through_a_cache_never_reaches_another_project() {
 /// Finding 3: a contributor's branch build writes a cache shared between apps; `main`
 /// still restores what `main` saved, and a slug the poisoned cache fed on the branch is
 /// never deployed to `main`, even for the very same commit. Promotion down from `main`
-/// still reuses.
+/// still reuses, and a new branch starts from `main`'s cache.
 #[test]
 fn a_branch_cannot_reach_main_through_shared_caches() {
     let server = Server::start();
@@ -182,6 +182,18 @@ fn a_branch_cannot_reach_main_through_shared_caches() {
     assert!(ok, "{out}\n{}", server.server_log());
     assert!(out.contains("build web: reused sha256:"), "{out}");
     assert_eq!(get(&server, "staging.p.localhost", "/").1, "honest\n");
+
+    // A new branch starts from main's cache (trusted), never from another branch's.
+    p.write("site/VERSION", "3\n");
+    p.commit("v3");
+    let (ok, out) = push_as(&server, &mallory, &p, "p", "main:feature");
+    assert!(ok, "{out}\n{}", server.server_log());
+    assert!(
+        out.contains("restored build cache deps (deps) from main"),
+        "{out}"
+    );
+    assert!(out.contains("web | from honest"), "{out}");
+    assert_eq!(get(&server, "feature.p.localhost", "/").1, "honest\n");
 }
 
 /// Every regular file under `dir` (links not followed), with its mode.

@@ -570,11 +570,22 @@ async fn restore_caches(
     let mut restored = false;
     for (p, r) in done {
         let (name, d) = (&p.name, &p.cache.directory);
-        restored |= matches!(r, Ok(caches::Restored::Fresh | caches::Restored::Stale));
+        restored |= matches!(
+            r,
+            Ok(caches::Restored::Fresh
+                | caches::Restored::Stale
+                | caches::Restored::Inherited { .. })
+        );
         let line = match r {
             Ok(caches::Restored::Fresh) => format!("restored build cache {name} ({d})"),
             Ok(caches::Restored::Stale) => {
                 format!("restored build cache {name} ({d}; stale: the watched files changed)")
+            }
+            Ok(caches::Restored::Inherited { from, stale: false }) => {
+                format!("restored build cache {name} ({d}) from {from}")
+            }
+            Ok(caches::Restored::Inherited { from, stale: true }) => {
+                format!("restored build cache {name} ({d}; stale: the watched files changed) from {from}")
             }
             Ok(caches::Restored::Nothing) => {
                 format!("build cache {name}: nothing saved yet for these watched files")

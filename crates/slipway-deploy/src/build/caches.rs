@@ -10,8 +10,10 @@
 //! set-group-id bits ([`copy_tree`]): a cache lives on the host.
 //!
 //! - Before the build steps ([`restore`]), the newest entry of the same key is copied into
-//!   the app's directory; with `allow_stale` the newest entry of any key. Nothing is restored
-//!   over a directory the source tree already has, or through a symbolic link.
+//!   the app's directory; with `allow_stale` the newest entry of any key. A branch with no
+//!   such entry of its own restores `main`'s (caches flow from the protected environment
+//!   down to branches, never back: a branch saves only into its own store). Nothing is
+//!   restored over a directory the source tree already has, or through a symbolic link.
 //! - After a successful build ([`save`]), the directory is copied into a temporary folder
 //!   that is then renamed into place, so a reader never sees half an entry.
 //!
@@ -24,6 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sha2::{Digest as _, Sha256};
 use slipway_config::{Application, BuildCache};
 
+use crate::push::PROTECTED;
 use crate::DataDir;
 
 /// How many entries of one cache are kept (the newest).
@@ -62,6 +65,9 @@ pub struct Planned {
     pub cache: BuildCache,
     /// Where its entries are stored.
     pub store: PathBuf,
+    /// A more trusted environment whose entries a build may restore when its own store has
+    /// none that fits (never written by this build): the protected environment for a branch.
+    pub inherit: Option<(String, PathBuf)>,
     /// The key of this build (hex sha256).
     pub key: String,
 }
@@ -73,6 +79,14 @@ pub enum Restored {
     Fresh,
     /// An entry of another key was restored (`allow_stale`).
     Stale,
+    /// An entry of the more trusted environment named here was restored (of another key
+    /// when `stale`).
+    Inherited {
+        /// The environment it comes from.
+        from: String,
+        /// Whether it was saved for other watched files.
+        stale: bool,
+    },
     /// Nothing saved yet (for this key, without `allow_stale`).
     Nothing,
     /// The directory is already in the source tree: left as it is.
@@ -102,6 +116,19 @@ pub fn plan(
             name: name.clone(),
             cache: cache.clone(),
             store: data.build_caches(project, env, &app.name, name, cache.share_between_apps),
+            inherit: PROTECTED
+                .first()
+                .filter(|trusted| !PROTECTED.contains(&env) && **trusted != env)
+                .map(|trusted| {
+                    let store = data.build_caches(
+                        project,
+                        trusted,
+                        &app.name,
+                        name,
+                        cache.share_between_apps,
+                    );
+                    (trusted.to_string(), store)
+                }),
             key: key(name, cache, build_dir),
         })
         .collect()
@@ -181,12 +208,35 @@ fn entries(store: &Path) -> Vec<String> {
 /// Restore the cache into its directory of `build_dir`, through the temporary folder
 /// `scratch` (on the same file system, removed in every case).
 pub fn restore(p: &Planned, build_dir: &Path, scratch: &Path) -> Result<Restored, CacheError> {
-    let all = entries(&p.store);
-    let fresh = all.iter().rev().find(|n| n.ends_with(&p.key));
-    let (entry, how) = match (fresh, all.last()) {
-        (Some(e), _) => (e, Restored::Fresh),
-        (None, Some(e)) if p.cache.allow_stale => (e, Restored::Stale),
-        _ => return Ok(Restored::Nothing),
+    let own = entries(&p.store);
+    let (inherited, from) = match &p.inherit {
+        Some((env, store)) => (entries(store), Some((env.clone(), store))),
+        None => (Vec::new(), None),
+    };
+    let fresh = |all: &[String]| all.iter().rev().find(|n| n.ends_with(&p.key)).cloned();
+    let stale = |all: &[String]| all.last().filter(|_| p.cache.allow_stale).cloned();
+    let inherited_as = |stale: bool| {
+        from.as_ref().map(|(env, store)| {
+            (
+                store.to_path_buf(),
+                Restored::Inherited {
+                    from: env.clone(),
+                    stale,
+                },
+            )
+        })
+    };
+    // Own fresh, inherited fresh, own stale, inherited stale.
+    let (entry, how) = if let Some(e) = fresh(&own) {
+        (p.store.join(e), Restored::Fresh)
+    } else if let (Some(e), Some((store, how))) = (fresh(&inherited), inherited_as(false)) {
+        (store.join(e), how)
+    } else if let Some(e) = stale(&own) {
+        (p.store.join(e), Restored::Stale)
+    } else if let (Some(e), Some((store, how))) = (stale(&inherited), inherited_as(true)) {
+        (store.join(e), how)
+    } else {
+        return Ok(Restored::Nothing);
     };
     let target = inside(build_dir, &p.cache.directory)?;
     match std::fs::symlink_metadata(&target) {
@@ -206,7 +256,7 @@ pub fn restore(p: &Planned, build_dir: &Path, scratch: &Path) -> Result<Restored
     }
     let _cleanup = RemoveOnDrop(scratch.to_path_buf());
     let _ = std::fs::remove_dir_all(scratch);
-    copy_tree(&p.store.join(entry), scratch)?;
+    copy_tree(&entry, scratch)?;
     // The build folder is gone when the build was cancelled meanwhile: never make it again.
     if !build_dir.is_dir() {
         return Err(CacheError::NotAFolder(build_dir.display().to_string()));
@@ -384,6 +434,7 @@ mod tests {
             key: key("deps", &c, build),
             cache: c,
             store: store.to_path_buf(),
+            inherit: None,
         }
     }
 
@@ -610,5 +661,59 @@ mod tests {
         assert_eq!(mode(&b.join("deps/root-shell")), 0o755);
         assert_eq!(mode(&b.join("deps/dir")), 0o775);
         assert_eq!(strip_set_id(&b).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_branch_restores_main_entries_but_never_saves_there() {
+        let data = DataDir::new(PathBuf::from("/data"));
+        let mut app = Application {
+            name: "web".into(),
+            ..Default::default()
+        };
+        app.build_caches
+            .insert("deps".into(), cache("deps", &[], false));
+        let b = Path::new("/nonexistent");
+        assert_eq!(plan(&data, "demo", "main", &app, b)[0].inherit, None);
+        assert_eq!(
+            plan(&data, "demo", "dev", &app, b)[0].inherit,
+            Some((
+                "main".to_string(),
+                PathBuf::from("/data/build-caches/demo/main/web/deps")
+            ))
+        );
+
+        let t = tempfile::tempdir().unwrap();
+        let (main_store, dev_store) = (t.path().join("main"), t.path().join("dev"));
+        let src = t.path().join("src");
+        std::fs::create_dir_all(src.join("deps")).unwrap();
+        std::fs::write(src.join("deps/who"), "main").unwrap();
+        save(&planned(&main_store, cache("deps", &[], false), &src), &src).unwrap();
+        let mut dev = planned(&dev_store, cache("deps", &[], false), &src);
+        dev.inherit = Some(("main".into(), main_store.clone()));
+        let restore_into = |p: &Planned, name: &str| {
+            let dir = t.path().join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            let how = restore(p, &dir, &t.path().join("scratch")).unwrap();
+            (how, std::fs::read_to_string(dir.join("deps/who")).ok())
+        };
+        // Nothing of its own: main's entry.
+        assert_eq!(
+            restore_into(&dev, "b1"),
+            (
+                Restored::Inherited {
+                    from: "main".into(),
+                    stale: false
+                },
+                Some("main".into())
+            )
+        );
+        // Its own entry wins, and saving never touches main's store.
+        std::fs::write(src.join("deps/who"), "dev").unwrap();
+        save(&dev, &src).unwrap();
+        assert_eq!(entries(&main_store).len(), 1);
+        assert_eq!(
+            restore_into(&dev, "b2"),
+            (Restored::Fresh, Some("dev".into()))
+        );
     }
 }
