@@ -277,6 +277,9 @@ fn caches_keep_no_set_id_file_and_the_data_dir_is_private() {
     // Private: the data dir, the state database, the runtime bundles (they hold values).
     assert_eq!(mode(&server.data), 0o700);
     assert_eq!(mode(&server.data.join("state.db")), 0o600);
+    let wal = server.data.join("state.db-wal");
+    assert!(wal.exists(), "the server keeps the database in WAL mode");
+    assert_eq!(mode(&wal), 0o600);
     let bundles: Vec<_> = files(&server.data.join("runtime"))
         .into_iter()
         .filter(|(p, _)| p.ends_with("config.json"))
