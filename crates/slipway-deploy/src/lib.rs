@@ -33,6 +33,7 @@ pub mod operations;
 pub mod output;
 pub mod pipeline;
 pub mod protection;
+pub mod private;
 pub mod provision;
 pub mod push;
 pub mod restore;
@@ -166,7 +167,8 @@ impl DataDir {
         self.root.join("cache").join(project).join(env).join(app)
     }
     /// Where the entries of one build cache (`build.caches.NAME`) of an app are kept: per
-    /// project, environment and app, or per project only when `shared` (`share_between_apps`).
+    /// project, environment and app, or per project and environment when `shared`
+    /// (`share_between_apps`: shared by the apps, never by environments).
     pub fn build_caches(
         &self,
         project: &str,
@@ -175,12 +177,12 @@ impl DataDir {
         name: &str,
         shared: bool,
     ) -> PathBuf {
-        let project = self.root.join("build-caches").join(project);
+        let env = self.root.join("build-caches").join(project).join(env);
         if shared {
-            // Environment names are DNS labels: `_shared` is never one.
-            project.join("_shared").join(name)
+            // App names start with a letter or digit: `_shared` is never one.
+            env.join("_shared").join(name)
         } else {
-            project.join(env).join(app).join(name)
+            env.join(app).join(name)
         }
     }
     /// The output of an app's containers.
@@ -211,8 +213,8 @@ impl Platform {
     /// Open the data dir (creating what is missing) and the router's table.
     pub fn open(mut settings: Settings, router: Arc<Router>) -> Result<Arc<Platform>, DeployError> {
         // Container mounts and runtime state need absolute paths.
-        std::fs::create_dir_all(&settings.data_dir).map_err(|source| DeployError::Io {
-            what: format!("creating {}", settings.data_dir.display()),
+        private::make_private(&settings.data_dir).map_err(|source| DeployError::Io {
+            what: format!("creating {} (private)", settings.data_dir.display()),
             source,
         })?;
         settings.data_dir = settings

@@ -147,13 +147,15 @@ async fn activate_release(
     }
     let mut built = Vec::new();
     for app in &spec.apps {
+        // The release ran in this environment: its slug, whichever of the project's
+        // builds recorded it.
         let slug = platform
             .state()
-            .slug_for_build(&app.build_key)
-            .ok()
-            .flatten()
-            .and_then(|s| decode_slug(&s))
-            .filter(|s| s.digest.as_str() == app.slug && platform.archive().has_blob(&s.digest))
+            .built_slugs(project, &app.build_key)
+            .map_err(|e| fail(e.to_string()))?
+            .iter()
+            .filter_map(|b| decode_slug(&b.slug))
+            .find(|s| s.digest.as_str() == app.slug && platform.archive().has_blob(&s.digest))
             .ok_or_else(|| {
                 fail(format!(
                     "the slug of {} in release {} is no longer in the archive",

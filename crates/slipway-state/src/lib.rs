@@ -11,7 +11,10 @@
 //! `slipway serve` runs. Every write is one transaction.
 
 mod domains;
+mod built_slugs;
 mod schema;
+
+pub use built_slugs::BuiltSlug;
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -552,37 +555,6 @@ impl State {
         ))?;
         let rows = st.query_map([], release_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    // ---------------------------------------------------------- build cache
-
-    /// The slug built before under this build key, if any.
-    pub fn slug_for_build(&self, build_key: &str) -> Result<Option<String>> {
-        Ok(self
-            .db()
-            .query_row(
-                "SELECT slug FROM builds WHERE build_key = ?1",
-                [build_key],
-                |r| r.get(0),
-            )
-            .optional()?)
-    }
-
-    /// Remember that `build_key` produced `slug`.
-    pub fn record_build(&self, build_key: &str, slug: &str) -> Result<()> {
-        self.db().execute(
-            "INSERT INTO builds(build_key, slug, created_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT(build_key) DO UPDATE SET slug = excluded.slug",
-            params![build_key, slug, now()],
-        )?;
-        Ok(())
-    }
-
-    /// Forget a build (its slug is gone or corrupt).
-    pub fn forget_build(&self, build_key: &str) -> Result<()> {
-        self.db()
-            .execute("DELETE FROM builds WHERE build_key = ?1", [build_key])?;
-        Ok(())
     }
 
     // ------------------------------------------------------------ variables

@@ -234,7 +234,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// Files and folders this process creates are its owner's only (the data dir holds
+/// variable values; issue 12). Set for every command that writes into the data dir.
+fn private_umask() {
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+}
+
 fn run(cli: Cli) -> Result<u8, Failure> {
+    if matches!(
+        cli.command,
+        Cmd::Serve(_) | Cmd::User(_) | Cmd::Archive(_) | Cmd::Down(_)
+    ) {
+        private_umask();
+    }
     match cli.command {
         Cmd::Serve(args) => {
             let rt = tokio::runtime::Runtime::new().map_err(internal)?;
@@ -397,8 +409,8 @@ fn which(p: &Path) -> Option<PathBuf> {
 }
 
 fn open_state(data_dir: &Path) -> Result<slipway_state::State, Failure> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))
+    slipway_deploy::private::make_private(data_dir)
+        .with_context(|| format!("creating {} (private)", data_dir.display()))
         .map_err(internal)?;
     slipway_state::State::open(&data_dir.join("state.db")).map_err(internal)
 }
