@@ -53,6 +53,11 @@ pub(crate) async fn handle(
     client: &Client,
     mut req: Request<Incoming>,
 ) -> Response<ProxyBody> {
+    // Routed by one and read by the app as the other: refused (as on the router's own path).
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    if hosts.next().is_some() && hosts.next().is_some() {
+        return bad_request("400 Bad Request: the request has more than one Host field.\n");
+    }
     // Absolute-form targets and HTTP/2 carry the host in the URI; it wins over `Host`.
     let host_value = match req.uri().authority() {
         Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
@@ -218,6 +223,9 @@ async fn forward(
 
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    // After the stripping: a client that names `X-Request-Id` (or `X-Forwarded-*`) in
+    // `Connection` cannot take them off the request the app gets.
+    parts.headers.insert(&X_REQUEST_ID, request_id.clone());
     if let Some(protocol) = &upgrade {
         parts.headers.insert(header::UPGRADE, protocol.clone());
         parts
@@ -449,6 +457,11 @@ fn join_cookies(headers: &mut HeaderMap) {
     if let Ok(value) = HeaderValue::from_bytes(&joined) {
         headers.insert(header::COOKIE, value);
     }
+}
+
+/// The router's 400 answer, saying `why`.
+pub(crate) fn bad_request(why: &'static str) -> Response<ProxyBody> {
+    page(StatusCode::BAD_REQUEST, why, None)
 }
 
 fn bad_gateway(request_id: &HeaderValue) -> Response<ProxyBody> {
