@@ -365,12 +365,15 @@ impl Exchange<'_> {
                 Ok(got) => got,
                 Err(err) => {
                     let page = upstream_failed(&pool, &err, request_id);
+                    // The release is done with: not counted while the page goes out.
+                    drop(guard);
                     return write_page(stream, page, close, out).await;
                 }
             };
             let exchange = conn.exchange_raw(request, &method, out);
             let Some(result) = within_request_timeout(config.request_timeout, exchange).await
             else {
+                drop(guard);
                 return write_page(stream, gateway_timeout(&pool, request_id), close, out).await;
             };
             match result {
@@ -382,6 +385,7 @@ impl Exchange<'_> {
                         continue;
                     }
                     let page = upstream_failed(&pool, &failure.error, request_id);
+                    drop(guard);
                     return write_page(stream, page, close, out).await;
                 }
             }
