@@ -20,8 +20,9 @@
 //!   connection hands it to hyper.
 //! - At most [`RouterConfig::max_client_connections`] client connections are open at once;
 //!   beyond, new ones wait in the listening socket's backlog until one closes.
-//! - Router answers: a head with two `Host` fields or a bare-LF line end 400, unknown host 404, first deploy in progress 503 + `Retry-After: 5`,
-//!   upstream unreachable 502, upstream headers too slow 504; short plain text.
+//! - Router answers: a head with two `Host` fields or a bare-LF line end 400, unknown
+//!   host 404, first deploy in progress 503 + `Retry-After: 5`, upstream unreachable 502,
+//!   upstream headers too slow 504; short plain text.
 
 mod body;
 mod config;

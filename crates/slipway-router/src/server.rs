@@ -31,7 +31,7 @@ use crate::proxy;
 use crate::router::Router;
 
 /// An accepted client connection on its way to a worker, with its place under the cap on
-/// open client connections (given back when the connection's task ends).
+/// open client connections (given back when the connection ends).
 type Accepted = (
     std::io::Result<std::net::TcpStream>,
     std::net::SocketAddr,
@@ -173,9 +173,9 @@ impl Router {
                     let mut stop = stop_rx.clone();
                     let idle_timeout = self.config.client_idle_timeout;
                     connections.spawn(async move {
-                        // The connection's place under the cap, until this task ends.
-                        let _place = place;
-                        let client = Arc::new(proxy::Client::new(peer));
+                        // The connection's place under the cap, until this task ends (or,
+                        // for an upgraded connection, its tunnel).
+                        let client = Arc::new(proxy::Client::with_place(peer, place));
                         let activity = Arc::new(Activity::default());
                         let requests = Arc::clone(&activity);
                         let (raw_router, raw_client) = (Arc::clone(&router), Arc::clone(&client));

@@ -669,4 +669,45 @@ async fn client_connections_beyond_the_cap_wait_until_one_closes() {
     assert_eq!(body, "hello");
     assert_eq!(ask(&mut second, &get).await.1, "hello");
     r.stop().await.unwrap();
+
+    // An upgraded connection (a WebSocket) still counts once hyper let go of it.
+    let echo = upstream("echo").await;
+    let r = start_router(RouterConfig {
+        workers: Some(1),
+        max_client_connections: 1,
+        ..RouterConfig::default()
+    })
+    .await;
+    r.router
+        .switch(
+            "demo/main",
+            EnvRoutes::single(vec![HOST.into()], up("r", echo.port)),
+        )
+        .unwrap();
+    let mut upgraded = BufReader::new(tokio::net::TcpStream::connect(r.addr).await.unwrap());
+    let upgrade =
+        format!("GET /ws HTTP/1.1\r\nHost: {HOST}\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n");
+    upgraded
+        .get_mut()
+        .write_all(upgrade.as_bytes())
+        .await
+        .unwrap();
+    let head = within(10, read_head(&mut upgraded)).await.unwrap();
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    upgraded.get_mut().write_all(b"ping\n").await.unwrap();
+    let mut line = String::new();
+    within(10, upgraded.read_line(&mut line)).await.unwrap();
+    assert_eq!(line, "ping\n");
+    let mut next = BufReader::new(tokio::net::TcpStream::connect(r.addr).await.unwrap());
+    let get = format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+    next.get_mut().write_all(get.as_bytes()).await.unwrap();
+    let waited = tokio::time::timeout(Duration::from_millis(500), read_answer(&mut next)).await;
+    assert!(
+        waited.is_err(),
+        "served beside an open WebSocket at a cap of one"
+    );
+    drop(upgraded);
+    let (_, body) = within(10, read_answer(&mut next)).await.unwrap();
+    assert_eq!(body, "echo");
+    r.stop().await.unwrap();
 }
