@@ -16,7 +16,7 @@
 //! What it implements of RFC 9112: the request head written in one `write`; a request
 //! body sent as it arrives, with its `Content-Length` or else chunked, while the answer
 //! is awaited (an app may answer before reading the whole body; then the connection is
-//! not kept); the response
+//! not kept, nor after a chunked body, which simple app servers may not read); the response
 //! head parsed with httparse (at most [`MAX_HEAD`] bytes, [`MAX_HEADERS`] fields); interim
 //! 1xx responses skipped; the body framed by the request method and status (HEAD, 1xx,
 //! 204, 304: none), `Transfer-Encoding: chunked` (decoded; trailers dropped), another
@@ -84,6 +84,10 @@ pub(crate) struct Conn {
     /// without reading all of it, and may read what is left as a request of its own,
     /// whose answer would then come to the next request sent here. Never pooled again.
     answered_early: bool,
+    /// Whether a request body went chunked (its length unknown). Many simple app servers
+    /// do not read chunked request bodies and take them for requests of their own,
+    /// whenever they answered: never pooled again.
+    chunked_upload: bool,
 }
 
 impl Conn {
@@ -97,6 +101,7 @@ impl Conn {
             upload: None,
             upload_failed: false,
             answered_early: false,
+            chunked_upload: false,
         }
     }
 
@@ -137,6 +142,7 @@ impl Conn {
                 error: UpstreamError::Io(err),
             });
         }
+        self.chunked_upload |= chunked;
         self.upload = body.take().map(|body| Upload {
             body,
             chunked,
@@ -264,9 +270,9 @@ impl Conn {
     }
 
     /// Whether the connection may carry another request once its answer was read: its
-    /// request body was sent whole, and before the answer came.
+    /// request body, if any, had a length and was sent whole before the answer came.
     fn in_step(&self) -> bool {
-        self.upload_done() && !self.answered_early
+        self.upload_done() && !self.answered_early && !self.chunked_upload
     }
 
     /// Read more from the socket into the buffer; `Ok(0)` at end of stream.
