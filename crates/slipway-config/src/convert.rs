@@ -361,8 +361,22 @@ fn check_dependencies(node: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>) 
 /// Mount sources Platform.sh and Upsun know.
 const MOUNT_SOURCES: &[&str] = &["local", "storage", "service", "tmp", "instance"];
 
+/// Why a mount's `source_path` is refused, if it is: it must name a folder inside the mount's
+/// source, so it is relative, never climbs out with `..`, and has no control characters.
+fn source_path_problem(source_path: &str) -> Option<&'static str> {
+    if source_path.starts_with('/') {
+        Some("is absolute; a source_path is a folder inside the mount's source, relative to it")
+    } else if source_path.chars().any(char::is_control) {
+        Some("contains control characters")
+    } else if normalize("", source_path).is_none() {
+        Some("leaves the mount's source with `..`; name a folder inside it")
+    } else {
+        None
+    }
+}
+
 /// A mount's path stays inside the app (relative to its root; a leading `/` means that root too),
-/// and its source is a known one.
+/// its source is a known one, and its `source_path` stays inside that source.
 fn check_mount(e: &crate::yaml::Entry, path: &KeyPath, diags: &mut Vec<Diagnostic>) {
     let key = e.key.as_str();
     match normalize("", key.trim_start_matches('/')) {
@@ -388,6 +402,17 @@ fn check_mount(e: &crate::yaml::Entry, path: &KeyPath, diags: &mut Vec<Diagnosti
                 path.with("source")
                     .error(&src.pos, format!("unknown mount source `{s}`; {hint}")),
             );
+        }
+    }
+    if let Some(src_path) = e.value.get("source_path") {
+        if let Some(why) = src_path.as_str().and_then(source_path_problem) {
+            diags.push(path.with("source_path").error(
+                &src_path.pos,
+                format!(
+                    "mount source_path `{}` {why}",
+                    src_path.as_str().unwrap_or("").escape_debug()
+                ),
+            ));
         }
     }
     if let Some(legacy) = e.value.as_str() {

@@ -92,6 +92,10 @@ struct ServeArgs {
     /// the other CPUs to the apps).
     #[arg(long, env = "SLIPWAY_ROUTER_WORKERS", value_parser = clap::value_parser!(u16).range(1..=256))]
     router_workers: Option<u16>,
+    /// Client connections the HTTP router keeps open at once; beyond, new ones wait in the
+    /// listening socket's backlog until one closes.
+    #[arg(long, env = "SLIPWAY_ROUTER_MAX_CONNECTIONS", default_value_t = slipway_router::DEFAULT_MAX_CLIENT_CONNECTIONS as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    router_max_connections: u32,
 }
 
 /// `1234`, `500K`, `20M`, `2G` (binary units).
@@ -259,7 +263,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Cmd::Down(data) => {
             let rt = tokio::runtime::Runtime::new().map_err(internal)?;
             rt.block_on(async {
-                let platform = open_platform(slipway_deploy::Settings::new(data.data_dir), None)?;
+                let platform = open_platform(
+                    slipway_deploy::Settings::new(data.data_dir),
+                    None,
+                    slipway_router::DEFAULT_MAX_CLIENT_CONNECTIONS,
+                )?;
                 let n = slipway_deploy::restore::down(&platform)
                     .await
                     .map_err(internal)?;
@@ -273,10 +281,12 @@ fn run(cli: Cli) -> Result<u8, Failure> {
 fn open_platform(
     settings: slipway_deploy::Settings,
     router_workers: Option<u16>,
+    router_max_connections: usize,
 ) -> Result<Arc<slipway_deploy::Platform>, Failure> {
     let router = slipway_router::Router::new(slipway_router::RouterConfig {
         drain_timeout: settings.drain_timeout,
         workers: router_workers.map(usize::from),
+        max_client_connections: router_max_connections,
         ..Default::default()
     });
     slipway_deploy::Platform::open(settings, router)
@@ -314,7 +324,11 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         Ok(limit) => tracing::info!(limit, "open files limit"),
         Err(e) => tracing::warn!("raising the open files limit: {e}"),
     }
-    let platform = open_platform(settings, args.router_workers)?;
+    let platform = open_platform(
+        settings,
+        args.router_workers,
+        args.router_max_connections as usize,
+    )?;
     let (host_key, created) =
         slipway_ssh::load_or_create_host_key(&platform.data().host_key()).map_err(internal)?;
     let fp = slipway_ssh::fingerprint(&host_key);
