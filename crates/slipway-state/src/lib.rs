@@ -10,12 +10,15 @@
 //! `slipway serve` runs. Every write is one transaction.
 
 mod schema;
+mod variables;
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
+
+pub use variables::{Variable, VariableValue};
 
 /// Errors of the state database.
 #[derive(Debug, thiserror::Error)]

@@ -80,6 +80,11 @@ CREATE TABLE activity_lines (
 );
 CREATE INDEX activity_lines_by_activity ON activity_lines(activity, seq);
 "#,
+    // variables.sensitive (tenant-vars-logs): `var set --sensitive` values reach the apps but
+    // are never shown again.
+    r#"
+ALTER TABLE variables ADD COLUMN sensitive INTEGER NOT NULL DEFAULT 0 CHECK (sensitive IN (0, 1));
+"#,
 ];
 
 /// Bring the schema to the newest version (tracked in `PRAGMA user_version`).
