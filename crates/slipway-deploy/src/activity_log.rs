@@ -1,6 +1,6 @@
 //! An activity's log on its way into the state database: lines are written in batches
 //! (every [`BATCH_LINES`] lines, [`BATCH_BYTES`] bytes or [`BATCH_AGE`], and at each phase
-//! headline), so a chatty build costs a few inserts a second instead of one per line; and
+//! headline; a timer task writes lines that waited that long with nothing after them), so a chatty build costs a few inserts a second instead of one per line; and
 //! the stored log is capped: the first [`HEAD_BYTES`] are kept, then only the last
 //! [`TAIL_BYTES`], written at the end after a marker line `... N lines (M bytes) cut ...`.
 
@@ -14,7 +14,7 @@ use crate::Platform;
 pub const BATCH_LINES: usize = 1000;
 /// Most bytes held before a write.
 pub const BATCH_BYTES: usize = 64 * 1024;
-/// Longest time a line is held before a write (checked when the next line comes).
+/// Longest time a line is held before a write.
 pub const BATCH_AGE: Duration = Duration::from_millis(100);
 /// Bytes of the beginning of a log that are always kept.
 pub const HEAD_BYTES: usize = 256 * 1024;
@@ -66,6 +66,34 @@ impl ActivityLog {
     /// The log of `activity`, written to the platform's state database.
     pub fn new(platform: Arc<Platform>, activity: i64) -> ActivityLog {
         ActivityLog::with_store(Box::new(platform), activity)
+    }
+
+    /// [`ActivityLog::new`], shared, with a task (when a tokio runtime runs) that writes
+    /// held lines once they are [`BATCH_AGE`] old; it ends with the last reference.
+    pub fn shared(platform: Arc<Platform>, activity: i64) -> Arc<ActivityLog> {
+        let log = Arc::new(ActivityLog::new(platform, activity));
+        log.spawn_timer();
+        log
+    }
+
+    fn spawn_timer(self: &Arc<Self>) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak = Arc::downgrade(self);
+        rt.spawn(async move {
+            let mut tick = tokio::time::interval(BATCH_AGE);
+            loop {
+                tick.tick().await;
+                let Some(log) = weak.upgrade() else {
+                    return;
+                };
+                let mut h = log.held();
+                if h.since.is_some_and(|t| t.elapsed() >= BATCH_AGE) {
+                    log.write_pending(&mut h);
+                }
+            }
+        });
     }
 
     fn with_store(store: Box<dyn Store>, activity: i64) -> ActivityLog {
@@ -211,6 +239,16 @@ mod tests {
             format!("{marker}\n"),
             cut_marker(n + 1 - kept_lines, total - kept_bytes)
         );
+    }
+
+    #[tokio::test]
+    async fn a_quiet_line_is_written_by_the_timer() {
+        let buf = Buffer::default();
+        let log = Arc::new(ActivityLog::with_store(Box::new(buf.clone()), 1));
+        log.spawn_timer();
+        log.line("alone");
+        tokio::time::sleep(BATCH_AGE * 4).await;
+        assert_eq!(buf.0.lock().unwrap().concat(), "alone\n");
     }
 
     #[test]

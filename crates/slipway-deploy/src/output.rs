@@ -32,7 +32,7 @@ impl Output {
     /// Output of activity `activity`, live to any sink (an SSH channel for admin commands).
     pub fn with_sink(platform: Arc<Platform>, activity: i64, sink: Option<Sink>) -> Output {
         Output {
-            log: Arc::new(ActivityLog::new(platform, activity)),
+            log: ActivityLog::shared(platform, activity),
             sink,
         }
     }
