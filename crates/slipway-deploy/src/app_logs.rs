@@ -111,6 +111,30 @@ pub fn after_rotation(log: &Path, pos: u64) -> io::Result<Option<File>> {
     Ok(Some(old))
 }
 
+/// The last whole lines of at most `want` bytes of `APP.log.1` (empty when there is none),
+/// for showing the end of a log that was just rotated.
+pub fn rotated_tail(log: &Path, want: u64) -> Vec<u8> {
+    let Ok(mut f) = File::open(rotated(log, 1)) else {
+        return Vec::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(want);
+    let mut bytes = Vec::new();
+    if f.seek(SeekFrom::Start(start)).is_err() || io::Read::read_to_end(&mut f, &mut bytes).is_err()
+    {
+        return Vec::new();
+    }
+    if start > 0 {
+        // Start at a line boundary.
+        let cut = bytes
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(bytes.len(), |i| i + 1);
+        bytes.drain(..cut);
+    }
+    bytes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +181,8 @@ mod tests {
             .unwrap()
             .starts_with("round 4 line 0\n"));
         assert_eq!(app_logs(dir.path()), Vec::<PathBuf>::new());
+        let tail = String::from_utf8(rotated_tail(&log, 20)).unwrap();
+        assert_eq!(tail, "round 4 line 99\n");
+        assert!(rotated_tail(&dir.path().join("none.log"), 50).is_empty());
     }
 }

@@ -307,6 +307,13 @@ async fn logs<W: AsyncWrite + Unpin>(path: &std::path::Path, follow: bool, out: 
         return;
     };
     let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
+    if len < TAIL {
+        // Just rotated: the end of the previous part first.
+        let earlier = slipway_deploy::app_logs::rotated_tail(path, TAIL - len);
+        if out.write_all(&earlier).await.is_err() {
+            return;
+        }
+    }
     let start = len.saturating_sub(TAIL);
     let _ = f.seek(std::io::SeekFrom::Start(start)).await;
     let mut buf = vec![0u8; 64 * 1024];
