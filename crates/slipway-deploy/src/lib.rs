@@ -24,6 +24,8 @@
 //! running cluster or its routes; a branch ref moves only when its deploy
 //! succeeded; service data is never lost by a deploy.
 
+pub mod activity_log;
+pub mod app_logs;
 pub mod build;
 pub mod diff;
 pub mod environment;
@@ -42,6 +44,7 @@ pub mod slug;
 pub mod switch;
 pub mod tenancy;
 pub mod validate;
+pub mod variables;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -103,6 +106,8 @@ pub struct Settings {
     pub slug_level: i32,
     /// Largest compressed slug a build may produce (bytes).
     pub slug_max_size: u64,
+    /// An app log bigger than this is rotated (bytes; see [`app_logs`]).
+    pub app_log_max_size: u64,
 }
 
 impl Settings {
@@ -119,6 +124,7 @@ impl Settings {
             drain_timeout: Duration::from_secs(30),
             slug_level: 3,
             slug_max_size: slipway_slug::DEFAULT_MAX_SIZE,
+            app_log_max_size: 10 << 20,
         }
     }
 }

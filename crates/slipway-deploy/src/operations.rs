@@ -105,6 +105,7 @@ pub async fn run(
         &out,
     )
     .await;
+    out.flush();
     match &result {
         Ok(n) => {
             let _ =

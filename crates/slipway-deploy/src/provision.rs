@@ -46,11 +46,6 @@ pub fn plan(
     netns: String,
 ) -> ReleaseSpec {
     let url = platform.env_url(&target.project, &target.env);
-    // Variables set with `var set`: read once for every app.
-    let variables = platform
-        .state()
-        .variables(&target.project, &target.env)
-        .unwrap_or_default();
     let mut apps = Vec::new();
     for (i, app) in topology.applications.iter().enumerate() {
         let Some(b) = built.iter().find(|b| b.name == app.name) else {
@@ -66,13 +61,8 @@ pub fn plan(
             url: &url,
             topology,
         };
-        let mut env = environment::app_env(app, &cx);
-        // They win over the config's variables, never over the platform's own.
-        for (k, v) in &variables {
-            if !environment::is_reserved_variable(k) {
-                env.insert(k.clone(), v.clone());
-            }
-        }
+        // Variables set with `var set` are not part of the spec: see [`crate::variables`].
+        let env = environment::app_env(app, &cx);
         apps.push(AppInstance {
             name: app.name.clone(),
             slug: b.slug.digest.to_string(),
@@ -150,6 +140,9 @@ pub async fn start_app(
             .map_err(|e| fail(format!("{}: {e}", log.display())))?;
         let _ = writeln!(f, "{}{}", START_MARKER, app.container);
     }
+    let mut container = container_spec(spec, app, dir);
+    container.env = crate::variables::with_environment_variables(platform, project, env, &app.env)
+        .map_err(|e| fail(format!("variables of {env}: {e}")))?;
     // A container of that id left by an interrupted attempt is not ours to keep.
     let _ = platform
         .runtime()
@@ -157,7 +150,7 @@ pub async fn start_app(
         .await;
     platform
         .runtime()
-        .start(&container_spec(spec, app, dir), &log)
+        .start(&container, &log)
         .await
         .map_err(|e| fail(format!("starting {}: {e}", app.name)))
 }

@@ -202,6 +202,7 @@ impl PushPipeline {
     fn finish(&self, attempt: &Attempt, result: Result<i64, PhaseError>) -> Result<(), String> {
         let state = self.platform.state();
         let t = &attempt.target;
+        attempt.out.flush();
         match result {
             Ok(number) => {
                 let _ = state.finish_activity(

@@ -322,7 +322,6 @@ pub(crate) fn write_bundle(
         command: "writing config.json".into(),
         message: e.to_string(),
     })?;
-    let file = paths.bundle.join("config.json");
-    std::fs::write(&file, json)
-        .map_err(|e| RuntimeError::io(format!("writing {}", file.display()), e))
+    // Owner-only: until its container runs, it holds the process's variables.
+    crate::process::write_private(&paths.bundle.join("config.json"), &json)
 }

@@ -12,6 +12,7 @@ mod cli;
 mod error;
 pub mod netns;
 mod output;
+mod process;
 mod runtime;
 mod spec;
 mod state;

@@ -12,6 +12,7 @@ use crate::bundle::{write_bundle, BundlePaths};
 use crate::cli::{message, messages, resolve_runtime, short_hash};
 use crate::error::RuntimeError;
 use crate::output::stream_lines;
+use crate::process::{exec_process, forget_env, ProcessFile};
 use crate::spec::{validate_id, ContainerSpec};
 use crate::state::{parse_list, parse_state, ContainerState, Status};
 
@@ -44,6 +45,39 @@ fn exit_code(status: ExitStatus) -> i32 {
     status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+/// Checks what `exec` and `exec_command` run: a command (not starting with '-', no NUL
+/// bytes), valid variables, an absolute (or empty) working directory.
+fn check_exec(
+    id: &str,
+    args: &[String],
+    env: &[(String, String)],
+    cwd: &str,
+) -> Result<(), RuntimeError> {
+    let bad = |reason: &str| RuntimeError::InvalidSpec {
+        id: id.to_string(),
+        reason: reason.to_string(),
+    };
+    if args.is_empty()
+        || args[0].is_empty()
+        || args[0].starts_with('-')
+        || args.iter().any(|a| a.contains('\0'))
+    {
+        return Err(bad(
+            "exec needs a command (not starting with '-', no NUL bytes)",
+        ));
+    }
+    if env
+        .iter()
+        .any(|(k, v)| k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0'))
+    {
+        return Err(bad("invalid environment variable for exec"));
+    }
+    if !cwd.is_empty() && !cwd.starts_with('/') {
+        return Err(bad("exec working directory must be absolute"));
+    }
+    Ok(())
 }
 
 fn not_exist(msg: &str) -> bool {
@@ -127,7 +161,9 @@ impl Runtime {
 
     /// The `runc exec` command line for an interactive session inside a running
     /// container (`ssh ENV.PROJECT@HOST`): the caller attaches stdio (a pty when
-    /// `tty`), spawns and waits. `args` run with `env` added in `cwd`.
+    /// `tty`), spawns and waits. `args` run with exactly the variables `env` (the
+    /// container's own are not kept to inherit from) in `cwd`. The process (arguments,
+    /// variables) reaches runc through a memory file, never on its command line.
     pub fn exec_command(
         &self,
         id: &str,
@@ -137,18 +173,12 @@ impl Runtime {
         tty: bool,
     ) -> Result<Command, RuntimeError> {
         validate_id(id)?;
+        check_exec(id, args, env, cwd)?;
+        let process = exec_process(&self.paths(id).bundle, args, env, cwd, tty)?;
         let mut cmd = Command::new(&self.runtime);
         cmd.arg("--root").arg(&self.state_root).arg("exec");
-        if tty {
-            cmd.arg("--tty");
-        }
-        if !cwd.is_empty() {
-            cmd.args(["--cwd", cwd]);
-        }
-        for (k, v) in env {
-            cmd.arg("--env").arg(format!("{k}={v}"));
-        }
-        cmd.arg(id).args(args);
+        ProcessFile::new(&process)?.attach(&mut cmd);
+        cmd.arg(id);
         Ok(cmd)
     }
 
@@ -370,7 +400,10 @@ impl Runtime {
             }
         };
         let errors = Self::take_log(&log);
-        if !status.success() {
+        if status.success() {
+            // Its variables were read at the start: they do not stay on disk.
+            forget_env(&self.paths(id).bundle)?;
+        } else {
             let message = if errors.is_empty() {
                 format!("exited with {status}")
             } else {
@@ -410,7 +443,9 @@ impl Runtime {
     }
 
     /// Run a command inside a running container (deploy hooks): output streamed to `on_line`;
-    /// `env` is added to the container's environment; an empty `cwd` keeps the container's.
+    /// `env` is the command's whole environment (the container's own variables are not kept
+    /// to inherit from); an empty `cwd` keeps the container's. Arguments and variables reach
+    /// runc through a memory file, never on its command line.
     /// Returns the exit code. On timeout the command is killed ([`RuntimeError::Timeout`]).
     pub async fn exec(
         &self,
@@ -422,42 +457,16 @@ impl Runtime {
         on_line: &mut (dyn FnMut(&str) + Send),
     ) -> Result<i32, RuntimeError> {
         validate_id(id)?;
-        let bad = |reason: &str| RuntimeError::InvalidSpec {
-            id: id.to_string(),
-            reason: reason.to_string(),
-        };
-        if args.is_empty()
-            || args[0].is_empty()
-            || args[0].starts_with('-')
-            || args.iter().any(|a| a.contains('\0'))
-        {
-            return Err(bad(
-                "exec needs a command (not starting with '-', no NUL bytes)",
-            ));
-        }
-        if env
-            .iter()
-            .any(|(k, v)| k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0'))
-        {
-            return Err(bad("invalid environment variable for exec"));
-        }
-        if !cwd.is_empty() && !cwd.starts_with('/') {
-            return Err(bad("exec working directory must be absolute"));
-        }
+        check_exec(id, args, env, cwd)?;
+        let process = exec_process(&self.paths(id).bundle, args, env, cwd, false)?;
         let log = self.scratch_file(id, "exec-log");
         let pid_file = self.scratch_file(id, "exec-pid");
         let mut cmd = self.command();
         cmd.arg("--log").arg(&log).arg("exec");
-        if !cwd.is_empty() {
-            cmd.args(["--cwd", cwd]);
-        }
-        for (k, v) in env {
-            cmd.arg("--env").arg(format!("{k}={v}"));
-        }
+        ProcessFile::new(&process)?.attach(&mut cmd);
         cmd.arg("--pid-file")
             .arg(&pid_file)
             .arg(id)
-            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)

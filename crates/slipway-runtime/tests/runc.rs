@@ -382,14 +382,43 @@ async fn detached_app_in_netns_state_list_exec_remove() {
         &f,
         &sh("python3 -m http.server $PORT --bind 127.0.0.1 & wait"),
     );
+    let secret = format!("tok-{}", unique("secret"));
     s.env = vec![
         ("PORT".into(), port.to_string()),
         ("PYTHONUNBUFFERED".into(), "1".into()),
+        ("SECRET_TOKEN".into(), secret.clone()),
     ];
     s.netns = Some(ns.clone());
     s.annotations.insert("slipway.app".into(), "web".into());
     let log = f.data_dir.join("logs/web.log");
     f.rt.start(&s, &log).await.unwrap();
+    // The variables were passed at the start and are on no file of the runtime's any more
+    // (bundle, runc's state); the bundle's config.json is the owner's only.
+    let leaks = std::process::Command::new("grep")
+        .args(["-rl", &secret])
+        .arg(f.data_dir.join("runtime"))
+        .output()
+        .unwrap();
+    assert!(
+        leaks.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&leaks.stdout)
+    );
+    let config = f
+        .data_dir
+        .join("runtime/bundles")
+        .join(&s.id)
+        .join("config.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        !text.contains("PYTHONUNBUFFERED") && text.contains("PATH="),
+        "{text}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&config).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     assert!(matches!(
         f.rt.start(&s, &log).await,
         Err(RuntimeError::AlreadyExists(_))
@@ -456,13 +485,44 @@ async fn detached_app_in_netns_state_list_exec_remove() {
     for want in ["out", "E=yes", "/tmp"] {
         assert!(lines.iter().any(|l| l == want), "missing {want}: {lines:?}");
     }
-    // exec sees the container's env (PORT) and keeps the container's cwd when empty.
+    // exec sees exactly the variables it is given (the container's are not kept on disk to
+    // inherit from), PATH by default, and keeps the container's cwd when empty. The
+    // variables are not on the runtime's command line: a `ps` while it runs shows no value.
     let mut lines = Vec::new();
+    let watch = {
+        let secret = secret.clone();
+        std::thread::spawn(move || {
+            let mut seen_exec = false;
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(20) {
+                for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                    let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+                        continue;
+                    };
+                    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                    assert!(
+                        !cmdline.contains(&secret),
+                        "a command line shows it: {cmdline}"
+                    );
+                    seen_exec |= cmdline.contains(" exec ") && cmdline.contains("--process");
+                }
+                if seen_exec {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            false
+        })
+    };
     let code =
         f.rt.exec(
             &s.id,
-            &["/bin/sh".into(), "-c".into(), "echo P=$PORT; pwd".into()],
-            &[],
+            &[
+                "/bin/sh".into(),
+                "-c".into(),
+                "sleep 2; echo P=$PORT S=$SECRET_TOKEN; echo $PATH; pwd".into(),
+            ],
+            &[("SECRET_TOKEN".into(), secret.clone())],
             "",
             Duration::from_secs(30),
             &mut |l: &str| lines.push(l.to_string()),
@@ -470,7 +530,14 @@ async fn detached_app_in_netns_state_list_exec_remove() {
         .await
         .unwrap();
     assert_eq!(code, 0);
-    assert_eq!(lines, vec![format!("P={port}"), "/app".to_string()]);
+    assert!(
+        watch.join().unwrap(),
+        "the runc exec was never seen running"
+    );
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[0], format!("P= S={secret}"));
+    assert!(lines[1].contains("/usr/bin"), "{lines:?}");
+    assert_eq!(lines[2], "/app");
     // exec timeout.
     let t0 = Instant::now();
     let r =

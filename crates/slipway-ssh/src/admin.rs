@@ -29,8 +29,9 @@ Commands (ssh -p PORT git@HOST COMMAND, each takes --json):
   activity log ID                 the whole log of one activity
   rollback PROJECT ENV [RELEASE]  back to the previous (or the given) release, in a second
   redeploy PROJECT ENV            the live release again, in fresh containers
-  var ls PROJECT ENV              variables of an environment
+  var ls PROJECT ENV              variables of an environment (viewers: names only)
   var set PROJECT ENV KEY=VALUE   set one (redeploys a live environment)
+  var set --sensitive PROJECT ENV KEY=VALUE   the same, the value never shown again
   var unset PROJECT ENV KEY       remove one (redeploys a live environment)
   logs PROJECT ENV [APP] [-f]     what the app prints (-f: keep following)
   access ls PROJECT               who has which role (project admins)

@@ -13,6 +13,7 @@
 mod domains;
 mod built_slugs;
 mod schema;
+mod variables;
 
 pub use built_slugs::BuiltSlug;
 
@@ -23,6 +24,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 pub use domains::Domain;
+pub use variables::{Variable, VariableValue};
 
 /// Errors of the state database.
 #[derive(Debug, thiserror::Error)]

@@ -111,6 +111,11 @@ INSERT OR IGNORE INTO built_slugs(project, build_key, environment, cache_fed, sl
     WHERE r.project IN (SELECT name FROM projects);
 DROP TABLE builds;
 "#,
+    // variables.sensitive (tenant-vars-logs): `var set --sensitive` values reach the apps but
+    // are never shown again.
+    r#"
+ALTER TABLE variables ADD COLUMN sensitive INTEGER NOT NULL DEFAULT 0 CHECK (sensitive IN (0, 1));
+"#,
 ];
 
 /// Bring the schema to the newest version (tracked in `PRAGMA user_version`).

@@ -88,6 +88,10 @@ struct ServeArgs {
     /// zstd level of slugs (1 to 22).
     #[arg(long, env = "SLIPWAY_SLUG_LEVEL", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
     slug_level: i32,
+    /// An app log (logs/PROJECT/ENV/APP.log) bigger than this is rotated to APP.log.1
+    /// (two kept): bytes, or with a K, M or G suffix.
+    #[arg(long, env = "SLIPWAY_APP_LOG_MAX_SIZE", default_value = "10M", value_parser = parse_size)]
+    app_log_max_size: u64,
     /// Worker threads of the HTTP router (1 to 256; default: one per two CPUs, leaving
     /// the other CPUs to the apps).
     #[arg(long, env = "SLIPWAY_ROUTER_WORKERS", value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -303,6 +307,7 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     settings.build_timeout = std::time::Duration::from_secs(args.build_timeout.max(1));
     settings.slug_max_size = args.slug_max_size;
     settings.slug_level = args.slug_level;
+    settings.app_log_max_size = args.app_log_max_size;
     let http_addr: std::net::SocketAddr = args
         .http_listen
         .parse()
@@ -373,6 +378,7 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
             }
         }
     });
+    let log_rotation = tokio::spawn(slipway_deploy::app_logs::rotate_forever(platform.clone()));
     let mut ssh_task = tokio::spawn(slipway_ssh::serve(
         ssh,
         host_key,
@@ -398,6 +404,7 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     }
     let _ = stop_tx.send(true);
     restore.abort();
+    log_rotation.abort();
     if ssh_failed.is_none() {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), ssh_task).await;
     }
