@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest as _, Sha256};
 use slipway_config::Application;
 use slipway_git::{ObjectId, Repo};
-use slipway_runtime::{BindMount, ContainerSpec, RuntimeError};
+use slipway_runtime::{BindMount, ContainerSpec, RunAs, RuntimeError};
 use slipway_slug::{Digest, SlugInfo};
 
 use crate::output::{format_duration, Output};
@@ -329,6 +329,8 @@ struct BuildContext<'a> {
     tree: ObjectId,
     dir: &'a Path,
     cache: &'a Path,
+    /// The project's user, who owns `dir` and `cache` while the build runs.
+    run_as: RunAs,
     out: &'a Output,
     phase: &'a str,
     /// When the build started (its timeout covers every step).
@@ -352,7 +354,13 @@ impl BuildContext<'_> {
         step: Option<&Step>,
     ) -> Result<(), PhaseError> {
         let spec = build_spec(
-            id, self.app, self.tree, &script, self.dir, self.cache, extra_env,
+            id,
+            self.app,
+            self.tree,
+            &script,
+            (self.dir, self.cache),
+            self.run_as,
+            extra_env,
         );
         let found_missing: Arc<Mutex<Option<String>>> = Arc::default();
         let (o, name, fm) = (
@@ -439,12 +447,23 @@ async fn build_one(
         let cache = platform.data().build_cache(project, env, &app.name);
         std::fs::create_dir_all(&cache)
             .map_err(|e| fail(format!("creating the build cache {}: {e}", cache.display())))?;
+        // The build runs as the project's user: it owns what it may write.
+        let run_as = crate::tenancy::run_as(project);
+        let (d, c) = (dir.clone(), cache.clone());
+        tokio::task::spawn_blocking(move || {
+            run_as.own_tree(&d)?;
+            run_as.own_tree(&c)
+        })
+        .await
+        .map_err(|e| fail(format!("preparing the build folder: {e}")))?
+        .map_err(|e| fail(format!("preparing the build folder: {e}")))?;
         let cx = BuildContext {
             platform,
             app,
             tree,
             dir: &dir,
             cache: &cache,
+            run_as,
             out,
             phase: &phase,
             started: t,
@@ -589,8 +608,9 @@ async fn save_caches(planned: Vec<caches::Planned>, dir: &Path, out: &Output, ph
     }
 }
 
-/// A build container: host stack, the build folder writable at `/app`, the cache at
-/// [`CACHE_MOUNT`], host network (to fetch dependencies). Its variables, later ones
+/// A build container: host stack, the build folder (`dirs.0`) writable at `/app`, the cache
+/// (`dirs.1`) at [`CACHE_MOUNT`], host network (to fetch dependencies), run as the project's
+/// user with [`crate::tenancy::build_limits`]. Its variables, later ones
 /// winning: `extra_env` (Slipway's step defaults), those of the app's dependencies
 /// ([`dependencies::env`]), the app's `variables.env`, then the platform's own.
 #[allow(clippy::too_many_arguments)]
@@ -599,8 +619,8 @@ fn build_spec(
     app: &Application,
     tree: ObjectId,
     script: &str,
-    dir: &Path,
-    cache: &Path,
+    (dir, cache): (&Path, &Path),
+    run_as: RunAs,
     extra_env: Vec<(String, String)>,
 ) -> ContainerSpec {
     let mut env: BTreeMap<String, String> = extra_env.into_iter().collect();
@@ -627,6 +647,8 @@ fn build_spec(
         netns: None,
         hostname: format!("build-{}", app.name),
         annotations: Default::default(),
+        run_as,
+        limits: crate::tenancy::build_limits(),
     }
 }
 
@@ -715,8 +737,8 @@ mod tests {
             &a,
             tree("a"),
             "true",
-            Path::new("/b"),
-            Path::new("/c"),
+            (Path::new("/b"), Path::new("/c")),
+            crate::tenancy::run_as("p"),
             dependencies::step_env(),
         );
         let env: BTreeMap<_, _> = spec.env.iter().cloned().collect();

@@ -237,6 +237,8 @@ pub fn app_env(app: &Application, cx: &EnvContext<'_>) -> BTreeMap<String, Strin
         ("PLATFORM_ROUTES", b64(&routes)),
         ("PLATFORM_VARIABLES", b64(&variables)),
         ("PLATFORM_DIR", "/app".to_string()),
+        // A running app's /app is read-only; its home is the private, writable /tmp.
+        ("HOME", "/tmp".to_string()),
     ];
     for (k, v) in fixed {
         env.insert(k.to_string(), v);

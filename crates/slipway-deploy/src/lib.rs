@@ -37,6 +37,7 @@ pub mod restore;
 pub mod retire;
 pub mod slug;
 pub mod switch;
+pub mod tenancy;
 pub mod validate;
 
 use std::collections::HashMap;

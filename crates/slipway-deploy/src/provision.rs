@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use slipway_config::Topology;
-use slipway_runtime::ContainerSpec;
+use slipway_runtime::{ContainerSpec, RunAs};
 use slipway_slug::ReleaseImage;
 use slipway_state::Release;
 
@@ -97,8 +97,14 @@ pub fn plan(
     }
 }
 
-/// The container spec of an app instance whose slug is unpacked at `app_dir`.
-pub fn container_spec(spec: &ReleaseSpec, app: &AppInstance, app_dir: PathBuf) -> ContainerSpec {
+/// The container spec of an app instance whose slug is unpacked at `app_dir`, run as `run_as`
+/// (the project's user, [`crate::tenancy::run_as`]).
+pub fn container_spec(
+    spec: &ReleaseSpec,
+    app: &AppInstance,
+    app_dir: PathBuf,
+    run_as: RunAs,
+) -> ContainerSpec {
     let mut annotations = BTreeMap::new();
     annotations.insert("dev.slipway.app".to_string(), app.name.clone());
     annotations.insert("dev.slipway.slug".to_string(), app.slug.clone());
@@ -117,6 +123,8 @@ pub fn container_spec(spec: &ReleaseSpec, app: &AppInstance, app_dir: PathBuf) -
         netns: Some(netns_path(&spec.netns)),
         hostname: app.name.clone(),
         annotations,
+        run_as,
+        limits: crate::tenancy::app_limits(),
     }
 }
 
@@ -157,7 +165,10 @@ pub async fn start_app(
         .await;
     platform
         .runtime()
-        .start(&container_spec(spec, app, dir), &log)
+        .start(
+            &container_spec(spec, app, dir, crate::tenancy::run_as(project)),
+            &log,
+        )
         .await
         .map_err(|e| fail(format!("starting {}: {e}", app.name)))
 }
