@@ -449,7 +449,9 @@ impl Runtime {
         }
     }
 
-    /// Run a command inside a running container (deploy hooks): output streamed to `on_line`;
+    /// Run a command inside a running container (deploy hooks), as the container's user:
+    /// output streamed to `on_line` (with a last [`OOM_LINE`] when the kernel killed a process
+    /// of the container for memory meanwhile);
     /// `env` is added to the container's environment; an empty `cwd` keeps the container's.
     /// Returns the exit code. On timeout the command is killed ([`RuntimeError::Timeout`]).
     pub async fn exec(
@@ -503,10 +505,20 @@ impl Runtime {
             .process_group(0)
             .kill_on_drop(true);
         tracing::info!(container = id, ?args, "exec");
+        let oom_before = self.oom_kills(id);
         let child = self.spawn(&mut cmd)?;
         let result = self
             .wait_streaming(child, id, timeout, on_line, Some(&pid_file))
             .await;
+        if let (Some(before), Some(after)) = (oom_before, self.oom_kills(id)) {
+            if after > before {
+                on_line(&format!(
+                    "{OOM_LINE}: {} process(es) killed by the kernel for going over the \
+                     container's memory limit",
+                    after - before
+                ));
+            }
+        }
         let _ = std::fs::remove_file(&pid_file);
         let errors = Self::take_log(&log);
         let code = result?;
