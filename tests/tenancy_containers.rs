@@ -126,15 +126,62 @@ fn builds_hooks_apps_and_shells_run_as_web_without_privileges() {
     let meta = std::fs::metadata(&cached).expect("the build wrote its cache");
     assert_eq!((meta.uid(), meta.gid()), (build, build));
 
-    // Another project gets another user.
+    // The default size (M): 1 CPU, 1 GiB, 1024 tasks, as the kernel sees them.
+    let limits =
+        "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/memory/memory.limit_in_bytes \
+                  /sys/fs/cgroup/pids/pids.max";
+    let o = server.ssh(&server.key, "main.demo", limits);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["100000", "1073741824", "1024"],
+        "{}",
+        text(&o)
+    );
+
+    // Another project gets another user; its `size: S` gives it half of that.
     let other = App::demo(&server.dir.path().join("other"), "app");
     other.write("probe.sh", PROBE);
+    other.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nsize: S\nhooks:\n  build: echo built-1 > build.txt\n\
+         web:\n  commands:\n    start: python3 server.py\n",
+    );
     other.commit("probe");
     let o = server.git(&other.dir, &["push", &server.remote("other"), "main"]);
     assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        !text(&o).contains("`size`"),
+        "size is acted on: {}",
+        text(&o)
+    );
     let o = server.ssh(&server.key, "main.other", "sh /app/probe.sh other");
     let other_uid = assert_unprivileged(&String::from_utf8_lossy(&o.stdout), "other");
     assert_ne!(other_uid, build, "projects share a host uid");
+    let o = server.ssh(&server.key, "main.other", limits);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["50000", "536870912", "512"],
+        "{}",
+        text(&o)
+    );
+
+    // An unknown size is refused with the list of sizes.
+    other.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nsize: XXL\nweb:\n  commands:\n    start: python3 server.py\n",
+    );
+    other.commit("bad size");
+    let o = server.git(&other.dir, &["push", &server.remote("other"), "main"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("unknown size `XXL`; use one of: S, M, L, XL, 2XL, 4XL, AUTO"),
+        "{}",
+        text(&o)
+    );
 }
 
 /// A bounded fork bomb: forks sleepers until refused (at most 2000), says how many, kills them.

@@ -87,6 +87,20 @@ pub(crate) fn application(
             }
         }
     }
+    if let Some(v) = node.get("size") {
+        if let Some(s) = v.as_str() {
+            match crate::model::ContainerSize::parse(s) {
+                Some(size) => app.size = Some(size),
+                None => diags.push(path.with("size").error(
+                    &v.pos,
+                    format!(
+                        "unknown size `{s}`; use one of: {}",
+                        crate::model::ContainerSize::NAMES.join(", ")
+                    ),
+                )),
+            }
+        }
+    }
     app.build_flavor = str_at(node, &["build", "flavor"]).map(str::to_string);
     if let (Some(flavor), Some(f)) = (
         app.build_flavor.as_deref(),

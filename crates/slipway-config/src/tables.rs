@@ -295,7 +295,7 @@ macro_rules! app_fields {
             ignored("firewall", Shape::Any, "Outbound firewall rules."),
             ignored("additional_hosts", Shape::Any, "Extra /etc/hosts entries."),
             ignored("resources", Shape::Any, "CPU/memory sizing."),
-            ignored("size", Shape::Str, "Container size."),
+            acted("size", Shape::Str, "Container size (S, M, L, XL, 2XL, 4XL, AUTO): the CPU, memory and process limits of its containers."),
             ignored("container_profile", Shape::Str, "Upsun CPU/memory profile."),
             ignored("preflight", Shape::Any, "Pre-deploy configuration checks."),
             ignored("operations", Shape::Any, "Runtime operations (commands run on demand)."),

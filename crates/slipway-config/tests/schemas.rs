@@ -104,6 +104,7 @@ fn app_schema_names_the_keys_slipway_acts_on() {
         "variables",
         "workers",
         "crons",
+        "size",
     ] {
         assert!(props.contains_key(k), "missing {k}");
         assert!(
@@ -118,7 +119,6 @@ fn app_schema_names_the_keys_slipway_acts_on() {
         "firewall",
         "additional_hosts",
         "resources",
-        "size",
     ] {
         assert_eq!(props[k]["x-slipway-support"], "ignored", "{k}");
     }

@@ -110,6 +110,10 @@ pub struct AppInstance {
     pub tree: String,
     /// The build key its slug was built under.
     pub build_key: String,
+    /// The app's `size` (its container's limits); absent in releases made before sizes
+    /// were acted on, which ran with the default (`AUTO`).
+    #[serde(default)]
+    pub size: Option<slipway_config::ContainerSize>,
 }
 
 /// The spec of a release: its apps and how they are reached.

@@ -88,6 +88,7 @@ pub fn plan(
             env,
             tree: b.tree.clone(),
             build_key: b.build_key.clone(),
+            size: app.size,
         });
     }
     ReleaseSpec {
@@ -124,7 +125,7 @@ pub fn container_spec(
         hostname: app.name.clone(),
         annotations,
         run_as,
-        limits: crate::tenancy::app_limits(),
+        limits: crate::tenancy::app_limits(app.size),
     }
 }
 

@@ -2,6 +2,7 @@
 //! user ([`run_as`]) and the kernel limits of builds ([`build_limits`]) and apps
 //! ([`app_limits`], from the app's `size`).
 
+use slipway_config::ContainerSize;
 use slipway_runtime::{Limits, RunAs};
 
 /// One mebibyte.
@@ -23,8 +24,52 @@ pub fn build_limits() -> Limits {
     }
 }
 
-/// What an app container may use: [`Limits::default`] (Slipway's `size: M`: 1 CPU, 1 GiB,
-/// 1024 tasks, a 256 MiB `/tmp`).
-pub fn app_limits() -> Limits {
-    Limits::default()
+/// What an app container may use, by its `size` (`None` and `AUTO` are `M`):
+///
+/// | size | CPU | memory | tasks | `/tmp` |
+/// |------|-----|--------|-------|--------|
+/// | S    | 0.5 | 512 MiB | 512 | 128 MiB |
+/// | M    | 1   | 1 GiB  | 1024  | 256 MiB |
+/// | L    | 2   | 2 GiB  | 2048  | 512 MiB |
+/// | XL   | 4   | 4 GiB  | 4096  | 1 GiB   |
+/// | 2XL  | 8   | 8 GiB  | 8192  | 2 GiB   |
+/// | 4XL  | 16  | 16 GiB | 16384 | 4 GiB   |
+pub fn app_limits(size: Option<ContainerSize>) -> Limits {
+    // M: one CPU; every other size scales all four limits with the CPU count.
+    let halves: u64 = match size.unwrap_or(ContainerSize::Auto) {
+        ContainerSize::S => 1,
+        ContainerSize::M | ContainerSize::Auto => 2,
+        ContainerSize::L => 4,
+        ContainerSize::XL => 8,
+        ContainerSize::XL2 => 16,
+        ContainerSize::XL4 => 32,
+    };
+    Limits {
+        pids: (512 * halves) as u32,
+        memory_bytes: 512 * MIB * halves,
+        cpu_millis: (500 * halves) as u32,
+        tmp_bytes: 128 * MIB * halves,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_scale_the_limits_and_auto_is_the_default() {
+        assert_eq!(app_limits(None), Limits::default());
+        assert_eq!(app_limits(Some(ContainerSize::Auto)), Limits::default());
+        assert_eq!(app_limits(Some(ContainerSize::M)), Limits::default());
+        let s = app_limits(Some(ContainerSize::S));
+        assert_eq!(
+            (s.cpu_millis, s.memory_bytes, s.pids),
+            (500, 512 * MIB, 512)
+        );
+        let xl4 = app_limits(Some(ContainerSize::XL4));
+        assert_eq!(
+            (xl4.cpu_millis, xl4.memory_bytes, xl4.pids, xl4.tmp_bytes),
+            (16_000, 16 * 1024 * MIB, 16_384, 4 * 1024 * MIB)
+        );
+    }
 }
