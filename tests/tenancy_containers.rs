@@ -274,3 +274,74 @@ fn a_fork_bomb_and_a_memory_hog_hit_their_limits_and_the_neighbours_keep_serving
         "the old release keeps serving"
     );
 }
+
+/// What a build can reach: the host's listeners directly, the router and an allowed
+/// registry through the build's proxy.
+const NET_PROBE: &str = r#"import socket, urllib.error, urllib.request
+def tcp(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=3).close()
+        return "open"
+    except OSError:
+        return "closed"
+def get(url):
+    try:
+        return str(urllib.request.urlopen(url, timeout=20).status)
+    except urllib.error.HTTPError as e:
+        return str(e.code)
+    except Exception as e:
+        return "error-" + type(e).__name__
+print("net direct-ssh", tcp(SSH_PORT), flush=True)
+print("net direct-router", tcp(HTTP_PORT), flush=True)
+print("net proxy-router", get("http://127.0.0.1:%d/" % HTTP_PORT), flush=True)
+print("net proxy-ssh", get("http://127.0.0.1:%d/" % SSH_PORT), flush=True)
+print("net proxy-registry", get(REGISTRY + "slipway-hello-js"), flush=True)
+"#;
+
+#[test]
+fn builds_reach_allowed_registries_but_not_the_hosts_services() {
+    let registry = slipway_e2e::NpmRegistry::start(&[slipway_e2e::NpmPackage {
+        name: "slipway-hello-js",
+        version: "1.0.0",
+        files: &[(
+            "package.json",
+            "{\"name\": \"slipway-hello-js\", \"version\": \"1.0.0\"}\n",
+        )],
+    }]);
+    let allow = registry
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let server = Server::start_with(&[("SLIPWAY_BUILD_EGRESS_ALLOW", allow.as_str())]);
+    let app = App::demo(server.dir.path(), "app");
+    let probe = format!(
+        "SSH_PORT = {}\nHTTP_PORT = {}\nREGISTRY = {:?}\n{NET_PROBE}",
+        server.ssh_port, server.http_port, registry.url
+    );
+    app.write("net.py", &probe);
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    \
+         echo \"built-$(cat VERSION)\" > build.txt\n    python3 net.py\n\
+         web:\n  commands:\n    start: python3 server.py\n",
+    );
+    app.commit("net probe");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}\n{}", server.server_log());
+    for want in [
+        "net direct-ssh closed",
+        "net direct-router closed",
+        "net proxy-router 403",
+        "net proxy-ssh 403",
+        "net proxy-registry 200",
+    ] {
+        assert!(out.contains(want), "missing {want:?}:\n{out}");
+    }
+    // The legitimate path still works: the app was built and serves.
+    assert_eq!(
+        server.get("main.demo.localhost", "/"),
+        Some((200, "built-1\n".into()))
+    );
+}

@@ -331,6 +331,8 @@ struct BuildContext<'a> {
     cache: &'a Path,
     /// The project's user, who owns `dir` and `cache` while the build runs.
     run_as: RunAs,
+    /// The build's own network namespace (its proxy runs there).
+    netns: &'a Path,
     out: &'a Output,
     phase: &'a str,
     /// When the build started (its timeout covers every step).
@@ -359,7 +361,7 @@ impl BuildContext<'_> {
             self.tree,
             &script,
             (self.dir, self.cache),
-            self.run_as,
+            (self.run_as, self.netns),
             extra_env,
         );
         let found_missing: Arc<Mutex<Option<String>>> = Arc::default();
@@ -457,6 +459,16 @@ async fn build_one(
         .await
         .map_err(|e| fail(format!("preparing the build folder: {e}")))?
         .map_err(|e| fail(format!("preparing the build folder: {e}")))?;
+        // Off the host's network: its own namespace, the registries through a proxy.
+        let netns = format!(
+            "{}b-{}",
+            crate::environment::netns_prefix(platform.instance()),
+            hex::encode(&Sha256::digest(format!("{}/{}", out.activity(), app.name))[..5])
+        );
+        let network =
+            crate::egress::BuildNetwork::create(&netns, platform.settings().build_egress.clone())
+                .await
+                .map_err(|e| fail(format!("the build's network: {e}")))?;
         let cx = BuildContext {
             platform,
             app,
@@ -464,6 +476,7 @@ async fn build_one(
             dir: &dir,
             cache: &cache,
             run_as,
+            netns: &network.path,
             out,
             phase: &phase,
             started: t,
@@ -609,8 +622,9 @@ async fn save_caches(planned: Vec<caches::Planned>, dir: &Path, out: &Output, ph
 }
 
 /// A build container: host stack, the build folder (`dirs.0`) writable at `/app`, the cache
-/// (`dirs.1`) at [`CACHE_MOUNT`], host network (to fetch dependencies), run as the project's
-/// user with [`crate::tenancy::build_limits`]. Its variables, later ones
+/// (`dirs.1`) at [`CACHE_MOUNT`], in its own network namespace (`who.1`) whose proxy reaches
+/// the package registries ([`crate::egress`]), run as the project's user (`who.0`) with
+/// [`crate::tenancy::build_limits`]. Its variables, later ones
 /// winning: `extra_env` (Slipway's step defaults), those of the app's dependencies
 /// ([`dependencies::env`]), the app's `variables.env`, then the platform's own.
 #[allow(clippy::too_many_arguments)]
@@ -620,7 +634,7 @@ fn build_spec(
     tree: ObjectId,
     script: &str,
     (dir, cache): (&Path, &Path),
-    run_as: RunAs,
+    (run_as, netns): (RunAs, &Path),
     extra_env: Vec<(String, String)>,
 ) -> ContainerSpec {
     let mut env: BTreeMap<String, String> = extra_env.into_iter().collect();
@@ -632,6 +646,7 @@ fn build_spec(
         ]
         .map(|(k, v)| (k.to_string(), v)),
     );
+    env.extend(crate::egress::BuildNetwork::env());
     ContainerSpec {
         id,
         args: vec!["/bin/sh".into(), "-c".into(), script.to_string()],
@@ -644,7 +659,7 @@ fn build_spec(
             destination: CACHE_MOUNT.into(),
             writable: true,
         }],
-        netns: None,
+        netns: Some(netns.to_path_buf()),
         hostname: format!("build-{}", app.name),
         annotations: Default::default(),
         run_as,
@@ -738,7 +753,7 @@ mod tests {
             tree("a"),
             "true",
             (Path::new("/b"), Path::new("/c")),
-            crate::tenancy::run_as("p"),
+            (crate::tenancy::run_as("p"), Path::new("/run/netns/b")),
             dependencies::step_env(),
         );
         let env: BTreeMap<_, _> = spec.env.iter().cloned().collect();
@@ -751,7 +766,12 @@ mod tests {
             "the app's variables win over step defaults"
         );
         assert_eq!(env["PIP_BREAK_SYSTEM_PACKAGES"], "1");
-        assert_eq!(spec.netns, None, "builds use the host network");
+        assert_eq!(
+            spec.netns.as_deref(),
+            Some(Path::new("/run/netns/b")),
+            "builds have their own network"
+        );
+        assert_eq!(env["HTTPS_PROXY"], "http://127.0.0.1:3128");
         assert_eq!(spec.args, vec!["/bin/sh", "-c", "true"]);
     }
 

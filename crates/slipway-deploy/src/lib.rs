@@ -25,6 +25,7 @@
 
 pub mod build;
 pub mod diff;
+pub mod egress;
 pub mod environment;
 pub mod health;
 pub mod hooks;
@@ -100,6 +101,8 @@ pub struct Settings {
     pub slug_level: i32,
     /// Largest compressed slug a build may produce (bytes).
     pub slug_max_size: u64,
+    /// Where builds may connect besides public addresses on ports 80 and 443.
+    pub build_egress: egress::EgressPolicy,
 }
 
 impl Settings {
@@ -116,6 +119,7 @@ impl Settings {
             drain_timeout: Duration::from_secs(30),
             slug_level: 3,
             slug_max_size: slipway_slug::DEFAULT_MAX_SIZE,
+            build_egress: egress::EgressPolicy::default(),
         }
     }
 }
