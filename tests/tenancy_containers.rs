@@ -140,20 +140,21 @@ fn builds_hooks_apps_and_shells_run_as_web_without_privileges() {
         text(&o)
     );
 
-    // Another project gets another user; its `size: S` gives it half of that.
+    // Another project gets another user; its `size: S` gives it half of that, and its
+    // `resources` make its memory 100 + 200 x 0.5 CPU = 200 MiB.
     let other = App::demo(&server.dir.path().join("other"), "app");
     other.write("probe.sh", PROBE);
     other.write(
         ".platform.app.yaml",
-        "name: hello\ntype: python:3.11\nsize: S\nhooks:\n  build: echo built-1 > build.txt\n\
+        "name: hello\ntype: python:3.11\nsize: S\nresources:\n  base_memory: 100\n  memory_ratio: 200\nhooks:\n  build: echo built-1 > build.txt\n\
          web:\n  commands:\n    start: python3 server.py\n",
     );
     other.commit("probe");
     let o = server.git(&other.dir, &["push", &server.remote("other"), "main"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
-        !text(&o).contains("`size`"),
-        "size is acted on: {}",
+        !text(&o).contains("`size`") && !text(&o).contains("`resources`"),
+        "size and resources are acted on: {}",
         text(&o)
     );
     let o = server.ssh(&server.key, "main.other", "sh /app/probe.sh other");
@@ -164,7 +165,7 @@ fn builds_hooks_apps_and_shells_run_as_web_without_privileges() {
         String::from_utf8_lossy(&o.stdout)
             .split_whitespace()
             .collect::<Vec<_>>(),
-        ["50000", "536870912", "512"],
+        ["50000", "209715200", "512"],
         "{}",
         text(&o)
     );

@@ -192,6 +192,23 @@ pub(crate) fn application(
             }
         }
     }
+    if let Some(r) = node
+        .get("resources")
+        .filter(|r| matches!(r.kind, Kind::Map(_)))
+    {
+        let mut resources = crate::model::Resources::default();
+        for (key, field) in [
+            ("base_memory", &mut resources.base_memory),
+            ("memory_ratio", &mut resources.memory_ratio),
+        ] {
+            if let Some(Kind::Int(i)) = r.get(key).map(|v| &v.kind) {
+                if *i >= 0 {
+                    *field = *i as u64;
+                }
+            }
+        }
+        app.resources = Some(resources);
+    }
     app.disk = match node.get("disk").map(|d| &d.kind) {
         Some(Kind::Int(i)) if *i >= 0 => Some(*i as u64),
         _ => None,

@@ -56,6 +56,25 @@ impl ContainerSize {
     }
 }
 
+/// An app's `resources` (Platform.sh): its memory is `base_memory + memory_ratio x CPUs`
+/// (in MB), the CPUs coming from its `size`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Resources {
+    /// MB every container gets whatever its CPUs (Platform.sh's default: 64).
+    pub base_memory: u64,
+    /// MB per CPU (Platform.sh's default: 128).
+    pub memory_ratio: u64,
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Resources {
+            base_memory: 64,
+            memory_ratio: 128,
+        }
+    }
+}
+
 /// Which configuration layout a repository uses.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
@@ -148,6 +167,9 @@ pub struct Application {
     /// `size`: the CPU, memory and process limits of its containers (`None`: `AUTO`).
     #[serde(default)]
     pub size: Option<ContainerSize>,
+    /// `resources`: how its memory follows its CPUs (`None`: the size's own memory).
+    #[serde(default)]
+    pub resources: Option<Resources>,
     /// Relationship name -> `service:endpoint`.
     pub relationships: BTreeMap<String, String>,
     /// Background workers by name, as written.

@@ -105,6 +105,7 @@ fn app_schema_names_the_keys_slipway_acts_on() {
         "workers",
         "crons",
         "size",
+        "resources",
     ] {
         assert!(props.contains_key(k), "missing {k}");
         assert!(
@@ -118,7 +119,6 @@ fn app_schema_names_the_keys_slipway_acts_on() {
         "access",
         "firewall",
         "additional_hosts",
-        "resources",
     ] {
         assert_eq!(props[k]["x-slipway-support"], "ignored", "{k}");
     }

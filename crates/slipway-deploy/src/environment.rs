@@ -116,6 +116,9 @@ pub struct AppInstance {
     /// were acted on, which ran with the default (`AUTO`).
     #[serde(default)]
     pub size: Option<slipway_config::ContainerSize>,
+    /// The app's `resources` (absent in older releases, as when not configured).
+    #[serde(default)]
+    pub resources: Option<slipway_config::Resources>,
 }
 
 /// The spec of a release: its apps and how they are reached.

@@ -89,6 +89,7 @@ pub fn plan(
             tree: b.tree.clone(),
             build_key: b.build_key.clone(),
             size: app.size,
+            resources: app.resources,
         });
     }
     ReleaseSpec {
@@ -125,7 +126,7 @@ pub fn container_spec(
         hostname: app.name.clone(),
         annotations,
         run_as,
-        limits: crate::tenancy::app_limits(app.size),
+        limits: crate::tenancy::app_limits(app.size, app.resources),
     }
 }
 
