@@ -47,6 +47,7 @@ with a command, ssh -p PORT ENV.PROJECT@HOST 'ls /app' runs it and returns its s
 /// Run an admin command; returns the exit status.
 pub(crate) async fn run<R, W, E>(
     platform: &Arc<Platform>,
+    connections: &crate::connections::Connections,
     user: &User,
     words: &[String],
     stdin: R,
@@ -172,7 +173,7 @@ where
                 Err(e) => Err((3, format!("slipway: {e}\n"))),
             }
         }
-        ["user", ..] => users::run(platform, user, &args[1..], json, stdin).await,
+        ["user", ..] => users::run(platform, connections, user, &args[1..], json, stdin).await,
         ["access", ..] => access::run(platform, user, &args[1..], json),
         ["envs", p] | ["releases", p, _] | ["activity", p] | ["activity", p, _] => {
             Err((1, not_found(p)))

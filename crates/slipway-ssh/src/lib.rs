@@ -9,8 +9,10 @@
 
 pub(crate) mod admin;
 pub mod command;
+mod connections;
 mod git_service;
 pub mod limits;
+mod listener;
 mod ops;
 mod pipe;
 mod session;
@@ -109,6 +111,18 @@ pub fn load_or_create_host_key(path: &Path) -> Result<(PrivateKey, bool), SshErr
     Ok((key, true))
 }
 
+/// Raise the soft limit of open files to the hard limit: every SSH connection holds file
+/// descriptors (two sockets, and pipes or a terminal while a command runs). Returns the
+/// limit now in force.
+pub fn raise_open_files_limit() -> std::io::Result<u64> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    Ok(hard.max(soft))
+}
+
 /// The SHA256 fingerprint of a host key, as `ssh` prints it.
 pub fn fingerprint(key: &PrivateKey) -> String {
     key.public_key().fingerprint(HashAlg::Sha256).to_string()
@@ -166,23 +180,40 @@ pub(crate) async fn say<W: AsyncWrite + Unpin>(w: &mut W, text: &str) {
     let _ = w.flush().await;
 }
 
-struct Server {
+/// What every connection of the endpoint shares.
+pub(crate) struct Endpoint {
     platform: Arc<Platform>,
     limits: SshLimits,
+    /// Open connections per key.
     sessions: limits::SessionCounter,
+    /// Running container shells per key.
+    shells: limits::SessionCounter,
+    /// Unauthenticated connections (all under one key).
+    unauthenticated: limits::SessionCounter,
+    /// Unauthenticated connections per source address.
+    unauthenticated_per_address: limits::SessionCounter,
+    /// The live connections.
+    connections: Arc<connections::Connections>,
 }
 
-impl russh::server::Server for Server {
-    type Handler = session::Connection;
-    fn new_client(&mut self, peer: Option<std::net::SocketAddr>) -> session::Connection {
+impl Endpoint {
+    /// The handler of a newly accepted connection.
+    fn new_connection(&self, live: Arc<connections::Live>) -> session::Connection {
         session::Connection {
             platform: self.platform.clone(),
-            peer,
+            peer: Some(live.peer),
+            live,
+            connections: self.connections.clone(),
             limits: self.limits.clone(),
             sessions: self.sessions.clone(),
+            shells: self.shells.clone(),
             slot: None,
             over_limit: false,
             user: None,
+            key: None,
+            open_channels: Arc::new(tokio::sync::Semaphore::new(
+                self.limits.max_channels_per_connection,
+            )),
             channels: HashMap::new(),
             git_protocol: HashMap::new(),
             login: String::new(),
@@ -247,7 +278,8 @@ pub async fn serve(
     .await
 }
 
-/// Serve SSH on `listener` with `limits` until `shutdown` resolves.
+/// Serve SSH on `listener` with `limits` until `shutdown` resolves. Returns an error only
+/// when the listening socket failed for good (the endpoint no longer listens).
 pub async fn serve_with(
     listener: TcpListener,
     host_key: PrivateKey,
@@ -272,19 +304,29 @@ pub async fn serve_with(
         preferred: preferred_algorithms(),
         ..Default::default()
     };
-    use russh::server::Server as _;
-    let mut server = Server {
+    let endpoint = Arc::new(Endpoint {
         platform,
         limits,
         sessions: limits::SessionCounter::default(),
-    };
-    let running = server.run_on_socket(Arc::new(config), &listener);
-    let handle = running.handle();
+        shells: limits::SessionCounter::default(),
+        unauthenticated: limits::SessionCounter::default(),
+        unauthenticated_per_address: limits::SessionCounter::default(),
+        connections: Arc::default(),
+    });
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let accepting = listener::run(listener, Arc::new(config), endpoint.clone(), stop);
+    tokio::pin!(accepting);
+    tokio::pin!(shutdown);
     tokio::select! {
-        r = running => r,
-        _ = shutdown => {
-            handle.shutdown("server shutting down".into());
-            Ok(())
-        }
+        r = &mut accepting => return r,
+        _ = &mut shutdown => {}
     }
+    // Each connection says goodbye; those still open after a few seconds are closed.
+    let _ = stop_tx.send(true);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while endpoint.connections.count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    endpoint.connections.close_all();
+    Ok(())
 }

@@ -303,6 +303,10 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
             settings.runtime.display()
         )));
     }
+    match slipway_ssh::raise_open_files_limit() {
+        Ok(limit) => tracing::info!(limit, "open files limit"),
+        Err(e) => tracing::warn!("raising the open files limit: {e}"),
+    }
     let platform = open_platform(settings, args.router_workers)?;
     let (host_key, created) =
         slipway_ssh::load_or_create_host_key(&platform.data().host_key()).map_err(internal)?;
@@ -348,7 +352,7 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
             }
         }
     });
-    let ssh_task = tokio::spawn(slipway_ssh::serve(
+    let mut ssh_task = tokio::spawn(slipway_ssh::serve(
         ssh,
         host_key,
         platform.clone(),
@@ -357,14 +361,31 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(internal)?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: stopping"),
+    let ssh_failed = tokio::select! {
+        _ = term.recv() => { tracing::info!("SIGTERM: stopping"); None }
+        _ = tokio::signal::ctrl_c() => { tracing::info!("interrupt: stopping"); None }
+        // The SSH listener never ends on its own: if it does, the server must not go on
+        // without it.
+        r = &mut ssh_task => Some(match r {
+            Ok(Ok(())) => "it stopped".to_string(),
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        }),
+    };
+    if let Some(why) = &ssh_failed {
+        tracing::error!("the SSH listener ended ({why}): stopping");
     }
     let _ = stop_tx.send(true);
     restore.abort();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), ssh_task).await;
+    if ssh_failed.is_none() {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), ssh_task).await;
+    }
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), http_task).await;
+    if let Some(why) = ssh_failed {
+        return Err(internal(anyhow::anyhow!(
+            "the SSH listener ended ({why}); containers keep running and are adopted at the next start"
+        )));
+    }
     println!("slipway stopped; containers keep running and are adopted at the next start");
     Ok(0)
 }

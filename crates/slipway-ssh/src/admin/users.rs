@@ -28,6 +28,7 @@ pub fn valid_user_name(name: &str) -> bool {
 /// Runs `user ARGS` (args after `user`, `--json` removed).
 pub(crate) async fn run<R: AsyncRead + Unpin + Send>(
     platform: &Arc<Platform>,
+    connections: &crate::connections::Connections,
     me: &User,
     args: &[&str],
     json: bool,
@@ -109,7 +110,18 @@ pub(crate) async fn run<R: AsyncRead + Unpin + Send>(
                 ));
             }
             match state.remove_user(name) {
-                Ok(()) => Ok(format!("user {name} removed\n")),
+                Ok(()) => {
+                    // Its open connections end now, not at their next command.
+                    let closed = connections.close_user(name);
+                    Ok(format!(
+                        "user {name} removed{}\n",
+                        match closed {
+                            0 => String::new(),
+                            1 => ", its open connection closed".into(),
+                            n => format!(", its {n} open connections closed"),
+                        }
+                    ))
+                }
                 Err(slipway_state::StateError::NotFound(_)) => {
                     Err((1, format!("slipway: user '{}' not found\n", shown(name))))
                 }
