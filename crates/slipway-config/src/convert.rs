@@ -87,6 +87,20 @@ pub(crate) fn application(
             }
         }
     }
+    if let Some(v) = node.get("size") {
+        if let Some(s) = v.as_str() {
+            match crate::model::ContainerSize::parse(s) {
+                Some(size) => app.size = Some(size),
+                None => diags.push(path.with("size").error(
+                    &v.pos,
+                    format!(
+                        "unknown size `{s}`; use one of: {}",
+                        crate::model::ContainerSize::NAMES.join(", ")
+                    ),
+                )),
+            }
+        }
+    }
     app.build_flavor = str_at(node, &["build", "flavor"]).map(str::to_string);
     if let (Some(flavor), Some(f)) = (
         app.build_flavor.as_deref(),
@@ -177,6 +191,23 @@ pub(crate) fn application(
                 ));
             }
         }
+    }
+    if let Some(r) = node
+        .get("resources")
+        .filter(|r| matches!(r.kind, Kind::Map(_)))
+    {
+        let mut resources = crate::model::Resources::default();
+        for (key, field) in [
+            ("base_memory", &mut resources.base_memory),
+            ("memory_ratio", &mut resources.memory_ratio),
+        ] {
+            if let Some(Kind::Int(i)) = r.get(key).map(|v| &v.kind) {
+                if *i >= 0 {
+                    *field = *i as u64;
+                }
+            }
+        }
+        app.resources = Some(resources);
     }
     app.disk = match node.get("disk").map(|d| &d.kind) {
         Some(Kind::Int(i)) if *i >= 0 => Some(*i as u64),

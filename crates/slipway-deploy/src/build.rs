@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest as _, Sha256};
 use slipway_config::Application;
 use slipway_git::{ObjectId, Repo};
-use slipway_runtime::{BindMount, ContainerSpec, RuntimeError};
+use slipway_runtime::{BindMount, ContainerSpec, RunAs, RuntimeError};
 use slipway_slug::{Digest, SlugInfo};
 
 use crate::output::{format_duration, Output};
@@ -344,6 +344,10 @@ struct BuildContext<'a> {
     tree: ObjectId,
     dir: &'a Path,
     cache: &'a Path,
+    /// The project's user, who owns `dir` and `cache` while the build runs.
+    run_as: RunAs,
+    /// The build's own network namespace (its proxy runs there).
+    netns: &'a Path,
     out: &'a Output,
     phase: &'a str,
     /// When the build started (its timeout covers every step).
@@ -367,7 +371,13 @@ impl BuildContext<'_> {
         step: Option<&Step>,
     ) -> Result<(), PhaseError> {
         let spec = build_spec(
-            id, self.app, self.tree, &script, self.dir, self.cache, extra_env,
+            id,
+            self.app,
+            self.tree,
+            &script,
+            (self.dir, self.cache),
+            (self.run_as, self.netns),
+            extra_env,
         );
         let found_missing: Arc<Mutex<Option<String>>> = Arc::default();
         let (o, name, fm) = (
@@ -459,12 +469,34 @@ async fn build_one(
         cache_fed |= std::fs::read_dir(&cache)
             .map(|mut d| d.next().is_some())
             .unwrap_or(true);
+        // The build runs as the project's user: it owns what it may write.
+        let run_as = crate::isolation::run_as(project);
+        let (d, c) = (dir.clone(), cache.clone());
+        tokio::task::spawn_blocking(move || {
+            run_as.own_tree(&d)?;
+            run_as.own_tree(&c)
+        })
+        .await
+        .map_err(|e| fail(format!("preparing the build folder: {e}")))?
+        .map_err(|e| fail(format!("preparing the build folder: {e}")))?;
+        // Off the host's network: its own namespace, the registries through a proxy.
+        let netns = format!(
+            "{}b-{}",
+            crate::environment::netns_prefix(platform.instance()),
+            hex::encode(&Sha256::digest(format!("{}/{}", out.activity(), app.name))[..5])
+        );
+        let network =
+            crate::egress::BuildNetwork::create(&netns, platform.settings().build_egress.clone())
+                .await
+                .map_err(|e| fail(format!("the build's network: {e}")))?;
         let cx = BuildContext {
             platform,
             app,
             tree,
             dir: &dir,
             cache: &cache,
+            run_as,
+            netns: &network.path,
             out,
             phase: &phase,
             started: t,
@@ -641,8 +673,10 @@ async fn save_caches(planned: Vec<caches::Planned>, dir: &Path, out: &Output, ph
     }
 }
 
-/// A build container: host stack, the build folder writable at `/app`, the cache at
-/// [`CACHE_MOUNT`], host network (to fetch dependencies). Its variables, later ones
+/// A build container: host stack, the build folder (`dirs.0`) writable at `/app`, the cache
+/// (`dirs.1`) at [`CACHE_MOUNT`], in its own network namespace (`who.1`) whose proxy reaches
+/// the package registries ([`crate::egress`]), run as the project's user (`who.0`) with
+/// [`crate::isolation::build_limits`]. Its variables, later ones
 /// winning: `extra_env` (Slipway's step defaults), those of the app's dependencies
 /// ([`dependencies::env`]), the app's `variables.env`, then the platform's own.
 #[allow(clippy::too_many_arguments)]
@@ -651,8 +685,8 @@ fn build_spec(
     app: &Application,
     tree: ObjectId,
     script: &str,
-    dir: &Path,
-    cache: &Path,
+    (dir, cache): (&Path, &Path),
+    (run_as, netns): (RunAs, &Path),
     extra_env: Vec<(String, String)>,
 ) -> ContainerSpec {
     let mut env: BTreeMap<String, String> = extra_env.into_iter().collect();
@@ -664,6 +698,7 @@ fn build_spec(
         ]
         .map(|(k, v)| (k.to_string(), v)),
     );
+    env.extend(crate::egress::BuildNetwork::env());
     ContainerSpec {
         id,
         args: vec!["/bin/sh".into(), "-c".into(), script.to_string()],
@@ -676,9 +711,11 @@ fn build_spec(
             destination: CACHE_MOUNT.into(),
             writable: true,
         }],
-        netns: None,
+        netns: Some(netns.to_path_buf()),
         hostname: format!("build-{}", app.name),
         annotations: Default::default(),
+        run_as,
+        limits: crate::isolation::build_limits(),
     }
 }
 
@@ -788,8 +825,8 @@ mod tests {
             &a,
             tree("a"),
             "true",
-            Path::new("/b"),
-            Path::new("/c"),
+            (Path::new("/b"), Path::new("/c")),
+            (crate::isolation::run_as("p"), Path::new("/run/netns/b")),
             dependencies::step_env(),
         );
         let env: BTreeMap<_, _> = spec.env.iter().cloned().collect();
@@ -802,7 +839,12 @@ mod tests {
             "the app's variables win over step defaults"
         );
         assert_eq!(env["PIP_BREAK_SYSTEM_PACKAGES"], "1");
-        assert_eq!(spec.netns, None, "builds use the host network");
+        assert_eq!(
+            spec.netns.as_deref(),
+            Some(Path::new("/run/netns/b")),
+            "builds have their own network"
+        );
+        assert_eq!(env["HTTPS_PROXY"], "http://127.0.0.1:3128");
         assert_eq!(spec.args, vec!["/bin/sh", "-c", "true"]);
     }
 

@@ -28,6 +28,7 @@ pub mod activity_log;
 pub mod app_logs;
 pub mod build;
 pub mod diff;
+pub mod egress;
 pub mod environment;
 pub mod health;
 pub mod hooks;
@@ -42,6 +43,7 @@ pub mod restore;
 pub mod retire;
 pub mod slug;
 pub mod switch;
+pub mod isolation;
 pub mod tenancy;
 pub mod validate;
 pub mod variables;
@@ -108,6 +110,8 @@ pub struct Settings {
     pub slug_max_size: u64,
     /// An app log bigger than this is rotated (bytes; see [`app_logs`]).
     pub app_log_max_size: u64,
+    /// Where builds may connect besides public addresses on ports 80 and 443.
+    pub build_egress: egress::EgressPolicy,
 }
 
 impl Settings {
@@ -125,6 +129,7 @@ impl Settings {
             slug_level: 3,
             slug_max_size: slipway_slug::DEFAULT_MAX_SIZE,
             app_log_max_size: 10 << 20,
+            build_egress: egress::EgressPolicy::default(),
         }
     }
 }

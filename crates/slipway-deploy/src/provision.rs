@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use slipway_config::Topology;
-use slipway_runtime::ContainerSpec;
+use slipway_runtime::{ContainerSpec, RunAs};
 use slipway_slug::ReleaseImage;
 use slipway_state::Release;
 
@@ -78,6 +78,8 @@ pub fn plan(
             env,
             tree: b.tree.clone(),
             build_key: b.build_key.clone(),
+            size: app.size,
+            resources: app.resources,
         });
     }
     ReleaseSpec {
@@ -87,8 +89,14 @@ pub fn plan(
     }
 }
 
-/// The container spec of an app instance whose slug is unpacked at `app_dir`.
-pub fn container_spec(spec: &ReleaseSpec, app: &AppInstance, app_dir: PathBuf) -> ContainerSpec {
+/// The container spec of an app instance whose slug is unpacked at `app_dir`, run as `run_as`
+/// (the project's user, [`crate::isolation::run_as`]).
+pub fn container_spec(
+    spec: &ReleaseSpec,
+    app: &AppInstance,
+    app_dir: PathBuf,
+    run_as: RunAs,
+) -> ContainerSpec {
     let mut annotations = BTreeMap::new();
     annotations.insert("dev.slipway.app".to_string(), app.name.clone());
     annotations.insert("dev.slipway.slug".to_string(), app.slug.clone());
@@ -107,6 +115,8 @@ pub fn container_spec(spec: &ReleaseSpec, app: &AppInstance, app_dir: PathBuf) -
         netns: Some(netns_path(&spec.netns)),
         hostname: app.name.clone(),
         annotations,
+        run_as,
+        limits: crate::isolation::app_limits(app.size, app.resources),
     }
 }
 
@@ -140,7 +150,7 @@ pub async fn start_app(
             .map_err(|e| fail(format!("{}: {e}", log.display())))?;
         let _ = writeln!(f, "{}{}", START_MARKER, app.container);
     }
-    let mut container = container_spec(spec, app, dir);
+    let mut container = container_spec(spec, app, dir, crate::isolation::run_as(project));
     container.env = crate::variables::with_environment_variables(platform, project, env, &app.env)
         .map_err(|e| fail(format!("variables of {env}: {e}")))?;
     // A container of that id left by an interrupted attempt is not ours to keep.

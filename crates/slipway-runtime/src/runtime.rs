@@ -15,7 +15,11 @@ use crate::output::stream_lines;
 use crate::process::{exec_process, forget_env, ProcessFile};
 use crate::spec::{validate_id, ContainerSpec};
 use crate::state::{parse_list, parse_state, ContainerState, Status};
+use crate::tenancy::find_init;
 
+/// The start of the line [`Runtime::run`] adds to a container's output when the kernel's OOM
+/// killer killed one of its processes.
+pub const OOM_LINE: &str = "slipway: out of memory";
 /// How long `runc run -d` may take to create and start a container.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long to wait for the runtime CLI to exit after its container was killed.
@@ -33,6 +37,8 @@ pub struct Runtime {
     rootfs: PathBuf,
     scratch: PathBuf,
     cgroup_parent: String,
+    /// The host's statically linked tini, bound into every container as its pid 1.
+    init: PathBuf,
     counter: AtomicU64,
 }
 
@@ -114,6 +120,7 @@ impl Runtime {
     /// (uses `data_dir/runtime/{state,bundles,rootfs}`).
     pub fn new(runtime: &Path, data_dir: &Path) -> Result<Runtime, RuntimeError> {
         let runtime = resolve_runtime(runtime)?;
+        let init = find_init()?;
         let base = data_dir.join("runtime");
         mkdirs(&base)?;
         let base = base
@@ -129,6 +136,7 @@ impl Runtime {
                 "slipway-{}",
                 short_hash(base.as_os_str().as_encoded_bytes())
             ),
+            init,
             counter: AtomicU64::new(0),
         };
         for dir in [&rt.state_root, &rt.bundles, &rt.rootfs, &rt.scratch] {
@@ -182,6 +190,32 @@ impl Runtime {
         Ok(cmd)
     }
 
+    /// The container's cgroup path (relative to each hierarchy's root).
+    fn cgroups_path(&self, id: &str) -> String {
+        format!("/{}-{}", self.cgroup_parent, id)
+    }
+
+    /// How many processes the kernel's OOM killer killed in the container's memory cgroup
+    /// (cgroup v1 `memory.oom_control` or v2 `memory.events`); `None` if it cannot be read.
+    fn oom_kills(&self, id: &str) -> Option<u64> {
+        let rel = self.cgroups_path(id);
+        let rel = rel.trim_start_matches('/');
+        let candidates = [
+            (
+                Path::new("/sys/fs/cgroup/memory").join(rel),
+                "memory.oom_control",
+            ),
+            (Path::new("/sys/fs/cgroup").join(rel), "memory.events"),
+        ];
+        candidates.iter().find_map(|(dir, file)| {
+            let text = std::fs::read_to_string(dir.join(file)).ok()?;
+            text.lines().find_map(|l| {
+                l.strip_prefix("oom_kill ")
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+            })
+        })
+    }
+
     /// A fresh scratch file path for a `--log` or `--pid-file`.
     fn scratch_file(&self, id: &str, what: &str) -> PathBuf {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
@@ -232,11 +266,7 @@ impl Runtime {
             return Err(RuntimeError::AlreadyExists(spec.id.clone()));
         }
         let paths = self.paths(&spec.id);
-        let written = write_bundle(
-            spec,
-            &paths,
-            &format!("/{}-{}", self.cgroup_parent, spec.id),
-        );
+        let written = write_bundle(spec, &paths, &self.cgroups_path(&spec.id), &self.init);
         if written.is_err() {
             let _ = paths.remove();
         }
@@ -246,7 +276,8 @@ impl Runtime {
     /// Run to completion in the foreground (builds): stdout and stderr streamed line by line to
     /// `on_line` as they come (merged, in order as far as possible); bundle and container removed
     /// afterwards in every case. `timeout`: kill after it ([`RuntimeError::Timeout`]).
-    /// Returns the exit code (128 + signal number when killed by a signal).
+    /// When the kernel killed a process for going over the memory limit, a last line says so
+    /// ([`OOM_LINE`]). Returns the exit code (128 + signal number when killed by a signal).
     pub async fn run(
         &self,
         spec: &ContainerSpec,
@@ -266,6 +297,8 @@ impl Runtime {
         cmd.arg("--log")
             .arg(&log)
             .arg("run")
+            // Kept after it exits, so that its cgroup can still say whether it ran out of memory.
+            .arg("--keep")
             .arg("--bundle")
             .arg(&paths.bundle)
             .arg(id)
@@ -279,6 +312,13 @@ impl Runtime {
             Err(e) => Err(e),
         };
         let errors = Self::take_log(&log);
+        if let Some(n) = self.oom_kills(id).filter(|n| *n > 0) {
+            on_line(&format!(
+                "{OOM_LINE}: {n} process(es) killed by the kernel for going over the memory \
+                 limit of {} MiB",
+                spec.limits.memory_bytes / (1024 * 1024)
+            ));
+        }
         let cleanup = self.destroy(id).await;
         guard.armed = false;
         let code = result?;
@@ -442,10 +482,12 @@ impl Runtime {
         }
     }
 
-    /// Run a command inside a running container (deploy hooks): output streamed to `on_line`;
-    /// `env` is the command's whole environment (the container's own variables are not kept
-    /// to inherit from); an empty `cwd` keeps the container's. Arguments and variables reach
-    /// runc through a memory file, never on its command line.
+    /// Run a command inside a running container (deploy hooks), as the container's user:
+    /// output streamed to `on_line` (with a last [`OOM_LINE`] when the kernel killed a process
+    /// of the container for memory meanwhile); `env` is the command's whole environment (the
+    /// container's own variables are not kept to inherit from); an empty `cwd` keeps the
+    /// container's. Arguments and variables reach runc through a memory file, never on its
+    /// command line.
     /// Returns the exit code. On timeout the command is killed ([`RuntimeError::Timeout`]).
     pub async fn exec(
         &self,
@@ -472,10 +514,20 @@ impl Runtime {
             .process_group(0)
             .kill_on_drop(true);
         tracing::info!(container = id, ?args, "exec");
+        let oom_before = self.oom_kills(id);
         let child = self.spawn(&mut cmd)?;
         let result = self
             .wait_streaming(child, id, timeout, on_line, Some(&pid_file))
             .await;
+        if let (Some(before), Some(after)) = (oom_before, self.oom_kills(id)) {
+            if after > before {
+                on_line(&format!(
+                    "{OOM_LINE}: {} process(es) killed by the kernel for going over the \
+                     container's memory limit",
+                    after - before
+                ));
+            }
+        }
         let _ = std::fs::remove_file(&pid_file);
         let errors = Self::take_log(&log);
         let code = result?;

@@ -85,6 +85,10 @@ struct ServeArgs {
     /// Largest compressed slug a build may produce: bytes, or with a K, M or G suffix (KiB, MiB, GiB).
     #[arg(long, env = "SLIPWAY_SLUG_MAX_SIZE", default_value = "2G", value_parser = parse_size)]
     slug_max_size: u64,
+    /// `HOST:PORT`s builds may reach through their proxy besides public addresses on ports
+    /// 80 and 443 (comma-separated; e.g. a package mirror on this machine).
+    #[arg(long, env = "SLIPWAY_BUILD_EGRESS_ALLOW", value_delimiter = ',')]
+    build_egress_allow: Vec<String>,
     /// zstd level of slugs (1 to 22).
     #[arg(long, env = "SLIPWAY_SLUG_LEVEL", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
     slug_level: i32,
@@ -308,6 +312,7 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     settings.slug_max_size = args.slug_max_size;
     settings.slug_level = args.slug_level;
     settings.app_log_max_size = args.app_log_max_size;
+    settings.build_egress.allowed = args.build_egress_allow.clone();
     let http_addr: std::net::SocketAddr = args
         .http_listen
         .parse()
