@@ -49,7 +49,7 @@ use slipway_slug::{Digest, SlugInfo};
 
 use crate::output::{format_duration, Output};
 use crate::pipeline::{DeployTarget, PhaseError};
-use crate::push::PROTECTED;
+use crate::protection::PRODUCTION;
 use crate::Platform;
 
 /// Where the app's persistent build cache is mounted in the build container.
@@ -126,7 +126,7 @@ enum Plan {
 /// belong to `env` itself or to a protected environment (caches only ever flow from more
 /// trusted environments to less trusted ones, never back).
 pub fn reusable_in(built: &slipway_state::BuiltSlug, env: &str) -> bool {
-    !built.cache_fed || built.environment == env || PROTECTED.contains(&built.environment.as_str())
+    !built.cache_fed || built.environment == env || PRODUCTION.contains(&built.environment.as_str())
 }
 
 /// Work out an app's build key and whether its slug can be reused in `target`'s environment.

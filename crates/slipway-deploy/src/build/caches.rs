@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sha2::{Digest as _, Sha256};
 use slipway_config::{Application, BuildCache};
 
-use crate::push::PROTECTED;
+use crate::protection::PRODUCTION;
 use crate::DataDir;
 
 /// How many entries of one cache are kept (the newest).
@@ -116,9 +116,9 @@ pub fn plan(
             name: name.clone(),
             cache: cache.clone(),
             store: data.build_caches(project, env, &app.name, name, cache.share_between_apps),
-            inherit: PROTECTED
+            inherit: PRODUCTION
                 .first()
-                .filter(|trusted| !PROTECTED.contains(&env) && **trusted != env)
+                .filter(|trusted| !PRODUCTION.contains(&env) && **trusted != env)
                 .map(|trusted| {
                     let store = data.build_caches(
                         project,
