@@ -455,6 +455,16 @@ const HELLO_JS: &[(&str, &str)] = &[
     ("index.js", "#!/usr/bin/env node\nconsole.log('hello from npm');\n"),
 ];
 
+/// A server whose builds may reach the loopback `registry` through their proxy.
+fn registry_server(registry: &slipway_e2e::NpmRegistry) -> Server {
+    let allow = registry
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    Server::start_with(&[("SLIPWAY_BUILD_EGRESS_ALLOW", allow.as_str())])
+}
+
 fn hello_registry() -> slipway_e2e::NpmRegistry {
     slipway_e2e::NpmRegistry::start(&[slipway_e2e::NpmPackage {
         name: "slipway-hello-js",
@@ -484,8 +494,8 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve
 
 #[test]
 fn dependencies_are_installed_into_the_slug_and_work_in_the_build_and_at_run_time() {
-    let server = Server::start();
     let registry = hello_registry();
+    let server = registry_server(&registry);
     let app = App::demo(server.dir.path(), "app");
     // A wheel made here, committed with the app: pip installs it without any index.
     slipway_e2e::write_wheel(
@@ -667,8 +677,8 @@ fn a_missing_tool_or_a_failed_install_fails_the_build_and_leaves_nothing() {
 
 #[test]
 fn the_nodejs_default_flavor_runs_npm_install_unless_none() {
-    let server = Server::start();
     let registry = hello_registry();
+    let server = registry_server(&registry);
     let app = App::demo(server.dir.path(), "app");
     app.write(
         "package.json",

@@ -2,11 +2,12 @@
 //! does: `slipway user add`, `slipway serve`, `git push` over OpenSSH, HTTP
 //! requests through the router, `git clone`, stop and restart, `slipway down`.
 
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use slipway_e2e::{text, App, Server};
+use slipway_e2e::{run, slipway_bin, text, App, Server};
 
 const HOST: &str = "main.demo.localhost";
 
@@ -322,6 +323,36 @@ fn failed_pushes_leave_the_old_release_serving() {
     );
     assert!(!out.contains("-----> build"), "nothing is built: {out}");
     check_untouched(&out, "broken yaml");
+    app.git_ok(&["reset", "-q", "--hard", &good]);
+
+    // 5. A mount whose source_path climbs out of its source: refused by `config check`
+    // and by the push alike, at the value's line and column, before any build.
+    let yaml = std::fs::read_to_string(app.dir.join(".platform.app.yaml")).unwrap_or_default();
+    let line = yaml.lines().count() + 4;
+    app.write(
+        ".platform.app.yaml",
+        &format!(
+            "{yaml}mounts:\n  uploads:\n    source: local\n    source_path: ../../../../etc\n"
+        ),
+    );
+    let at = format!(".platform.app.yaml:{line}:18:");
+    let why = "mount source_path `../../../../etc` leaves the mount's source";
+    let checked = run(Command::new(slipway_bin())
+        .args(["config", "check"])
+        .arg(&app.dir));
+    assert!(!checked.status.success(), "{}", text(&checked));
+    assert!(
+        text(&checked).contains(&format!("{at} error: {why}")),
+        "{}",
+        text(&checked)
+    );
+    app.commit("mount outside its source");
+    let (ok, out) = push(&server, &app);
+    assert!(!ok);
+    assert!(out.contains(&format!("(validate failed: {at}")), "{out}");
+    assert!(out.contains(why), "{out}");
+    assert!(!out.contains("-----> build"), "nothing is built: {out}");
+    check_untouched(&out, "mount source_path");
     app.git_ok(&["reset", "-q", "--hard", &good]);
 
     // And a good push still works afterwards.

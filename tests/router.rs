@@ -603,6 +603,12 @@ fn serve_refuses_a_bad_router_worker_count() {
 fn routes_come_from_the_config() {
     let server = Server::start();
     let app = load_app(&server);
+    // api.example.com is not under demo.localhost: a server admin assigns it to the
+    // project, which the first push creates.
+    let (ok, out) = push(&server, &app, "main");
+    assert!(ok, "{out}\n{}", server.server_log());
+    let o = server.ssh(&server.key, "git", "domain add demo api.example.com");
+    assert!(o.status.success(), "{}", text(&o));
     app.write(
         ".platform/routes.yaml",
         r#""https://{default}/":

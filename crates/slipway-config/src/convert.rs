@@ -93,6 +93,20 @@ pub(crate) fn application(
             }
         }
     }
+    if let Some(v) = node.get("size") {
+        if let Some(s) = v.as_str() {
+            match crate::model::ContainerSize::parse(s) {
+                Some(size) => app.size = Some(size),
+                None => diags.push(path.with("size").error(
+                    &v.pos,
+                    format!(
+                        "unknown size `{s}`; use one of: {}",
+                        crate::model::ContainerSize::NAMES.join(", ")
+                    ),
+                )),
+            }
+        }
+    }
     app.build_flavor = str_at(node, &["build", "flavor"]).map(str::to_string);
     if let (Some(flavor), Some(f)) = (
         app.build_flavor.as_deref(),
@@ -183,6 +197,23 @@ pub(crate) fn application(
                 ));
             }
         }
+    }
+    if let Some(r) = node
+        .get("resources")
+        .filter(|r| matches!(r.kind, Kind::Map(_)))
+    {
+        let mut resources = crate::model::Resources::default();
+        for (key, field) in [
+            ("base_memory", &mut resources.base_memory),
+            ("memory_ratio", &mut resources.memory_ratio),
+        ] {
+            if let Some(Kind::Int(i)) = r.get(key).map(|v| &v.kind) {
+                if *i >= 0 {
+                    *field = *i as u64;
+                }
+            }
+        }
+        app.resources = Some(resources);
     }
     app.disk = match node.get("disk").map(|d| &d.kind) {
         Some(Kind::Int(i)) if *i >= 0 => Some(*i as u64),
@@ -367,8 +398,22 @@ fn check_dependencies(node: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>) 
 /// Mount sources Platform.sh and Upsun know.
 const MOUNT_SOURCES: &[&str] = &["local", "storage", "service", "tmp", "instance"];
 
+/// Why a mount's `source_path` is refused, if it is: it must name a folder inside the mount's
+/// source, so it is relative, never climbs out with `..`, and has no control characters.
+fn source_path_problem(source_path: &str) -> Option<&'static str> {
+    if source_path.starts_with('/') {
+        Some("is absolute; a source_path is a folder inside the mount's source, relative to it")
+    } else if source_path.chars().any(char::is_control) {
+        Some("contains control characters")
+    } else if normalize("", source_path).is_none() {
+        Some("leaves the mount's source with `..`; name a folder inside it")
+    } else {
+        None
+    }
+}
+
 /// A mount's path stays inside the app (relative to its root; a leading `/` means that root too),
-/// and its source is a known one.
+/// its source is a known one, and its `source_path` stays inside that source.
 fn check_mount(e: &crate::yaml::Entry, path: &KeyPath, diags: &mut Vec<Diagnostic>) {
     let key = e.key.as_str();
     match normalize("", key.trim_start_matches('/')) {
@@ -394,6 +439,17 @@ fn check_mount(e: &crate::yaml::Entry, path: &KeyPath, diags: &mut Vec<Diagnosti
                 path.with("source")
                     .error(&src.pos, format!("unknown mount source `{s}`; {hint}")),
             );
+        }
+    }
+    if let Some(src_path) = e.value.get("source_path") {
+        if let Some(why) = src_path.as_str().and_then(source_path_problem) {
+            diags.push(path.with("source_path").error(
+                &src_path.pos,
+                format!(
+                    "mount source_path `{}` {why}",
+                    src_path.as_str().unwrap_or("").escape_debug()
+                ),
+            ));
         }
     }
     if let Some(legacy) = e.value.as_str() {

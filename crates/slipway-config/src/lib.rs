@@ -50,8 +50,8 @@ pub use diag::{Diagnostic, Diagnostics, Severity};
 pub use diff::{diff, DiffOptions, Refusal, TopologyDiff};
 pub use files::MAX_FILE_SIZE;
 pub use model::{
-    Application, BuildCache, Format, Hooks, Route, RouteKind, Service, Topology, Web,
-    BUILD_FLAVORS, DEPENDENCY_LANGUAGES,
+    Application, BuildCache, ContainerSize, Format, Hooks, Resources, Route, RouteKind, Service,
+    Topology, Web, BUILD_FLAVORS, DEPENDENCY_LANGUAGES,
 };
 pub use source::{ConfigSource, DirEntry, DirSource, MemSource};
 

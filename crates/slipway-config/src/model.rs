@@ -10,6 +10,71 @@ pub const DEPENDENCY_LANGUAGES: &[&str] =
 /// The values of `build.flavor`.
 pub const BUILD_FLAVORS: &[&str] = &["default", "composer", "none"];
 
+/// An app's `size`: how much CPU, memory and how many processes its containers get (the
+/// limits of each are in the README).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ContainerSize {
+    /// `S`.
+    S,
+    /// `M` (also what `AUTO` and no `size` get).
+    M,
+    /// `L`.
+    L,
+    /// `XL`.
+    XL,
+    /// `2XL`.
+    #[serde(rename = "2XL")]
+    XL2,
+    /// `4XL`.
+    #[serde(rename = "4XL")]
+    XL4,
+    /// `AUTO`: Slipway's default, `M`.
+    #[serde(rename = "AUTO")]
+    Auto,
+}
+
+impl ContainerSize {
+    /// Every size, as written in the configuration.
+    pub const NAMES: &'static [&'static str] = &["S", "M", "L", "XL", "2XL", "4XL", "AUTO"];
+
+    /// The size written `name` (case-insensitive), if it is one.
+    pub fn parse(name: &str) -> Option<ContainerSize> {
+        let all = [
+            ContainerSize::S,
+            ContainerSize::M,
+            ContainerSize::L,
+            ContainerSize::XL,
+            ContainerSize::XL2,
+            ContainerSize::XL4,
+            ContainerSize::Auto,
+        ];
+        Self::NAMES
+            .iter()
+            .zip(all)
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, s)| s)
+    }
+}
+
+/// An app's `resources` (Platform.sh): its memory is `base_memory + memory_ratio x CPUs`
+/// (in MB), the CPUs coming from its `size`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Resources {
+    /// MB every container gets whatever its CPUs (Platform.sh's default: 64).
+    pub base_memory: u64,
+    /// MB per CPU (Platform.sh's default: 128).
+    pub memory_ratio: u64,
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Resources {
+            base_memory: 64,
+            memory_ratio: 128,
+        }
+    }
+}
+
 /// Which configuration layout a repository uses.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
@@ -99,6 +164,12 @@ pub struct Application {
     pub mounts: BTreeMap<String, serde_json::Value>,
     /// Persistent disk in MB.
     pub disk: Option<u64>,
+    /// `size`: the CPU, memory and process limits of its containers (`None`: `AUTO`).
+    #[serde(default)]
+    pub size: Option<ContainerSize>,
+    /// `resources`: how its memory follows its CPUs (`None`: the size's own memory).
+    #[serde(default)]
+    pub resources: Option<Resources>,
     /// Relationship name -> `service:endpoint`.
     pub relationships: BTreeMap<String, String>,
     /// Background workers by name, as written.

@@ -225,6 +225,20 @@ const COMMANDS: Shape = Shape::Obj(&[
     acted("stop", Shape::Str, "Command run to stop it gracefully."),
 ]);
 
+/// An app's `resources` (Platform.sh).
+const RESOURCES: Shape = Shape::Obj(&[
+    acted(
+        "base_memory",
+        Shape::PosInt,
+        "MB of memory whatever the CPUs (default 64).",
+    ),
+    acted(
+        "memory_ratio",
+        Shape::PosInt,
+        "MB of memory per CPU of the app's size (default 128).",
+    ),
+]);
+
 /// One worker.
 const WORKER: Shape = Shape::Obj(&[
     acted("commands", COMMANDS, "Commands that run the worker."),
@@ -294,8 +308,8 @@ macro_rules! app_fields {
             ignored("access", Shape::Any, "Who may SSH into the app."),
             ignored("firewall", Shape::Any, "Outbound firewall rules."),
             ignored("additional_hosts", Shape::Any, "Extra /etc/hosts entries."),
-            ignored("resources", Shape::Any, "CPU/memory sizing."),
-            ignored("size", Shape::Str, "Container size."),
+            acted("resources", RESOURCES, "How the app's memory follows its CPUs: `base_memory + memory_ratio x CPUs` MB."),
+            acted("size", Shape::Str, "Container size (S, M, L, XL, 2XL, 4XL, AUTO): the CPU, memory and process limits of its containers."),
             ignored("container_profile", Shape::Str, "Upsun CPU/memory profile."),
             ignored("preflight", Shape::Any, "Pre-deploy configuration checks."),
             ignored("operations", Shape::Any, "Runtime operations (commands run on demand)."),

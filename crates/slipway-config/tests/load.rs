@@ -442,3 +442,38 @@ fn upsun_stack_lists_name_the_stack() {
         "{e}"
     );
 }
+
+/// A mount's `source_path` names a folder inside the mount's source: one that climbs out with
+/// `..` or is absolute is refused where it is written (file:line:col of the value), before any
+/// mount exists; a folder inside the source loads.
+#[test]
+fn mount_source_paths_that_leave_their_source_are_refused() {
+    for (hostile, why) in [
+        ("../../../../etc", "leaves the mount's source"),
+        ("/root", "is absolute"),
+        ("a/../../x", "leaves the mount's source"),
+    ] {
+        let app = format!(
+            "name: app\ntype: 'python:3.12'\nmounts:\n  uploads:\n    source: local\n    source_path: '{hostile}'\n"
+        );
+        let d = tree(&[(".platform.app.yaml", app.as_bytes())]);
+        let errs = errors_of(d.path());
+        assert_eq!(errs.len(), 1, "{hostile}: {errs:?}");
+        assert!(
+            errs[0].starts_with(".platform.app.yaml:6:18: error: mount source_path"),
+            "{hostile}: {errs:?}"
+        );
+        assert!(errs[0].contains(hostile), "{errs:?}");
+        assert!(errs[0].contains(why), "{errs:?}");
+        assert!(errs[0].contains("mounts.uploads.source_path"), "{errs:?}");
+    }
+    for legit in ["uploads", "files/a/../b", "./data"] {
+        let app = format!(
+            "name: app\ntype: 'python:3.12'\nmounts:\n  uploads:\n    source: local\n    source_path: '{legit}'\n"
+        );
+        let d = tree(&[(".platform.app.yaml", app.as_bytes())]);
+        let loaded = load(&DirSource::new(d.path())).unwrap_or_else(|e| panic!("{legit}: {e}"));
+        let app = &loaded.topology.applications[0];
+        assert_eq!(app.mounts["uploads"]["source_path"], legit);
+    }
+}

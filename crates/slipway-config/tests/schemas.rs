@@ -104,6 +104,8 @@ fn app_schema_names_the_keys_slipway_acts_on() {
         "variables",
         "workers",
         "crons",
+        "size",
+        "resources",
     ] {
         assert!(props.contains_key(k), "missing {k}");
         assert!(
@@ -117,8 +119,6 @@ fn app_schema_names_the_keys_slipway_acts_on() {
         "access",
         "firewall",
         "additional_hosts",
-        "resources",
-        "size",
     ] {
         assert_eq!(props[k]["x-slipway-support"], "ignored", "{k}");
     }

@@ -1,9 +1,10 @@
 //! Phase **build**: build the apps whose build key changed.
 //!
-//! An app's build key is the git tree id of its source root, its normalized
+//! An app's build key is its project, the git tree id of its source root, its normalized
 //! build-relevant config (name, type, build flavor, dependencies, build hook, the
 //! variables the build sees), the stack it builds on and the slug format. Same
-//! key: the slug is reused and no build runs. Otherwise the tree is checked out
+//! key and a slug the target environment may trust ([`reusable_in`]): the slug is
+//! reused and no build runs. Otherwise the tree is checked out
 //! of the pushed commit into a build folder, and these steps run, each in a runc
 //! container whose root is the host stack, with the build folder writable at
 //! `/app`; their output streams live to the pusher, each line prefixed with the app:
@@ -23,8 +24,10 @@
 //! has cores ([`run_all`]). Each app of each environment has a persistent build
 //! cache folder, mounted at [`CACHE_MOUNT`] (`$PLATFORM_CACHE_DIR`) and kept
 //! between builds; Slipway's own steps keep the package managers' downloads there.
-//! Neither it nor `build.caches` is part of the build key: caches only make builds
-//! faster, a build must give the same app without them. A build (all its steps) that
+//! Neither it nor `build.caches` is part of the build key: caches should only make
+//! builds faster, but a build may write anything there, so a slug whose build found a
+//! cache non-empty is recorded as cache-fed and reused only where that cache is
+//! trusted (issue 12). Set-id bits never stay in a cache on the host. A build (all its steps) that
 //! outlives `Settings::build_timeout` is killed; a failed, timed out or cancelled build
 //! leaves nothing in the archive (see [`crate::slug`]) and no build folder.
 
@@ -41,11 +44,12 @@ use std::time::{Duration, Instant};
 use sha2::{Digest as _, Sha256};
 use slipway_config::Application;
 use slipway_git::{ObjectId, Repo};
-use slipway_runtime::{BindMount, ContainerSpec, RuntimeError};
+use slipway_runtime::{BindMount, ContainerSpec, RunAs, RuntimeError};
 use slipway_slug::{Digest, SlugInfo};
 
 use crate::output::{format_duration, Output};
 use crate::pipeline::{DeployTarget, PhaseError};
+use crate::protection::PRODUCTION;
 use crate::Platform;
 
 /// Where the app's persistent build cache is mounted in the build container.
@@ -180,17 +184,20 @@ async fn app_stacks(
     Ok(by_app)
 }
 
-/// The build key of an app whose source tree is `tree`, built on the host stack.
-pub fn build_key(app: &Application, tree: &ObjectId) -> String {
-    build_key_on(app, tree, STACK)
+/// The build key of an app of `project` whose source tree is `tree`, built on the host
+/// stack. The project is part of it: no project ever reuses a slug another project built
+/// (issue 12).
+pub fn build_key(project: &str, app: &Application, tree: &ObjectId) -> String {
+    build_key_on(project, app, tree, STACK)
 }
 
-/// The build key of an app whose source tree is `tree`, built on stack `stack` (an
-/// [`AppStack::id`]).
-pub fn build_key_on(app: &Application, tree: &ObjectId, stack: &str) -> String {
+/// The build key of an app of `project` whose source tree is `tree`, built on stack
+/// `stack` (an [`AppStack::id`]).
+pub fn build_key_on(project: &str, app: &Application, tree: &ObjectId, stack: &str) -> String {
     let relevant = serde_json::json!({
         "slug_format": SLUG_FORMAT,
         "stack": stack,
+        "project": project,
         "tree": tree.to_string(),
         // The build sees its app's name ($PLATFORM_APPLICATION_NAME): two apps with the
         // same tree and config still build differently.
@@ -229,14 +236,23 @@ enum Plan {
     Build { tree: ObjectId, key: String },
 }
 
-/// Work out an app's build key and whether its slug can be reused.
+/// Whether a slug that `built` records may be deployed to environment `env` of its project
+/// without building: when no build cache fed its build, or when the caches that fed it
+/// belong to `env` itself or to a protected environment (caches only ever flow from more
+/// trusted environments to less trusted ones, never back).
+pub fn reusable_in(built: &slipway_state::BuiltSlug, env: &str) -> bool {
+    !built.cache_fed || built.environment == env || PRODUCTION.contains(&built.environment.as_str())
+}
+
+/// Work out an app's build key and whether its slug can be reused in `target`'s environment.
 fn plan(
     platform: &Platform,
     repo: &Repo,
-    commit: ObjectId,
+    target: &DeployTarget,
     app: &Application,
     stack: &AppStack,
 ) -> Result<Plan, PhaseError> {
+    let commit = target.new;
     let fail = |msg: String| PhaseError::new("build", msg);
     let tree = repo
         .tree_at(commit, &app.source_root)
@@ -247,13 +263,13 @@ fn plan(
                 app.source_root, app.name
             ))
         })?;
-    let key = build_key_on(app, &tree, &stack.id);
+    let key = build_key_on(&target.project, app, &tree, &stack.id);
     let state = platform.state();
-    if let Some(prev) = state
-        .slug_for_build(&key)
-        .map_err(|e| fail(e.to_string()))?
-    {
-        match decode_slug(&prev) {
+    let known = state
+        .built_slugs(&target.project, &key)
+        .map_err(|e| fail(e.to_string()))?;
+    for prev in known.iter().filter(|b| reusable_in(b, &target.env)) {
+        match decode_slug(&prev.slug) {
             Some(slug) if platform.archive().has_blob(&slug.digest) => {
                 return Ok(Plan::Reuse(BuiltApp {
                     name: app.name.clone(),
@@ -266,7 +282,7 @@ fn plan(
                 }));
             }
             _ => {
-                let _ = state.forget_build(&key);
+                let _ = state.forget_built_slug(prev);
             }
         }
     }
@@ -300,7 +316,7 @@ pub async fn run_all(
             .get(&app.name)
             .cloned()
             .unwrap_or_else(AppStack::host);
-        match plan(platform, repo, target.new, app, &stack)? {
+        match plan(platform, repo, target, app, &stack)? {
             Plan::Reuse(b) => {
                 out.phase_done(
                     &format!("build {}", app.name),
@@ -454,6 +470,10 @@ struct BuildContext<'a> {
     tree: ObjectId,
     dir: &'a Path,
     cache: &'a Path,
+    /// The project's user, who owns `dir` and `cache` while the build runs.
+    run_as: RunAs,
+    /// The build's own network namespace (its proxy runs there).
+    netns: &'a Path,
     out: &'a Output,
     phase: &'a str,
     /// When the build started (its timeout covers every step).
@@ -479,7 +499,13 @@ impl BuildContext<'_> {
         step: Option<&Step>,
     ) -> Result<(), PhaseError> {
         let mut spec = build_spec(
-            id, self.app, self.tree, &script, self.dir, self.cache, extra_env,
+            id,
+            self.app,
+            self.tree,
+            &script,
+            (self.dir, self.cache),
+            (self.run_as, self.netns),
+            extra_env,
         );
         spec.root = self.stack.root_fs();
         let found_missing: Arc<Mutex<Option<String>>> = Arc::default();
@@ -562,44 +588,89 @@ async fn build_one(
     steps.extend(flavor::steps(app, &dir).map_err(fail)?);
     let hook = app.hooks.build.as_deref().filter(|h| !h.trim().is_empty());
 
-    let planned = restore_caches(platform, project, env, app, &dir, out, &phase).await;
+    let (planned, mut cache_fed) =
+        restore_caches(platform, project, env, app, &dir, out, &phase).await;
 
     if !steps.is_empty() || hook.is_some() {
         let cache = platform.data().build_cache(project, env, &app.name);
         std::fs::create_dir_all(&cache)
             .map_err(|e| fail(format!("creating the build cache {}: {e}", cache.display())))?;
+        // What an earlier build left there may shape this one.
+        cache_fed |= std::fs::read_dir(&cache)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true);
+        // The build runs as the project's user: it owns what it may write.
+        let run_as = crate::isolation::run_as(project);
+        let (d, c) = (dir.clone(), cache.clone());
+        tokio::task::spawn_blocking(move || {
+            run_as.own_tree(&d)?;
+            run_as.own_tree(&c)
+        })
+        .await
+        .map_err(|e| fail(format!("preparing the build folder: {e}")))?
+        .map_err(|e| fail(format!("preparing the build folder: {e}")))?;
+        // Off the host's network: its own namespace, the registries through a proxy.
+        let netns = format!(
+            "{}b-{}",
+            crate::environment::netns_prefix(platform.instance()),
+            hex::encode(&Sha256::digest(format!("{}/{}", out.activity(), app.name))[..5])
+        );
+        let network =
+            crate::egress::BuildNetwork::create(&netns, platform.settings().build_egress.clone())
+                .await
+                .map_err(|e| fail(format!("the build's network: {e}")))?;
         let cx = BuildContext {
             platform,
             app,
             tree,
             dir: &dir,
             cache: &cache,
+            run_as,
+            netns: &network.path,
             out,
             phase: &phase,
             started: t,
             stack,
         };
-        for step in &steps {
-            out.phase(&phase, &step.headline);
-            let id = format!("build.{}.{}.{}", out.activity(), app.name, step.id);
-            cx.run(
-                id,
-                step.full_script(),
-                dependencies::step_env(),
-                &step.what,
-                Some(step),
-            )
-            .await?;
-        }
-        if let Some(hook) = hook {
-            out.phase(&phase, "running hooks.build");
-            let id = format!("build.{}.{}", out.activity(), app.name);
-            let what = format!("hooks.build of {}", app.name);
-            cx.run(id, hook.to_string(), Vec::new(), &what, None)
+        let ran = async {
+            for step in &steps {
+                out.phase(&phase, &step.headline);
+                let id = format!("build.{}.{}.{}", out.activity(), app.name, step.id);
+                cx.run(
+                    id,
+                    step.full_script(),
+                    dependencies::step_env(),
+                    &step.what,
+                    Some(step),
+                )
                 .await?;
+            }
+            if let Some(hook) = hook {
+                out.phase(&phase, "running hooks.build");
+                let id = format!("build.{}.{}", out.activity(), app.name);
+                let what = format!("hooks.build of {}", app.name);
+                cx.run(id, hook.to_string(), Vec::new(), &what, None)
+                    .await?;
+            }
+            Ok::<(), PhaseError>(())
         }
+        .await;
+        // The cache stays on the host: no set-user-id or set-group-id file may stay in it,
+        // whether the build succeeded or not.
+        let c = cache.clone();
+        match tokio::task::spawn_blocking(move || caches::strip_set_id(&c)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(cache = %cache.display(), "{e}"),
+            Err(e) => tracing::warn!(cache = %cache.display(), "{e}"),
+        }
+        ran?;
     }
-    let slug = crate::slug::run(platform, &app.name, dir.clone(), key, out, t)
+    let provenance = crate::slug::Provenance {
+        project: project.to_string(),
+        environment: env.to_string(),
+        cache_fed,
+    };
+    let slug = crate::slug::run(platform, &app.name, dir.clone(), key, &provenance, out, t)
         .await
         .inspect_err(|e| out.phase(&phase, &format!("failed: {}", e.reason)))?;
     save_caches(planned, &dir, out, &phase).await;
@@ -615,7 +686,8 @@ async fn build_one(
 }
 
 /// Work out the keys of the app's `build.caches` and restore them into `dir`. A cache that
-/// cannot be restored is reported and skipped: caches only speed builds up.
+/// cannot be restored is reported and skipped: caches only speed builds up. Also says
+/// whether any cache was restored (then the slug may depend on what it held).
 async fn restore_caches(
     platform: &Arc<Platform>,
     project: &str,
@@ -624,9 +696,9 @@ async fn restore_caches(
     dir: &Path,
     out: &Output,
     phase: &str,
-) -> Vec<caches::Planned> {
+) -> (Vec<caches::Planned>, bool) {
     if app.build_caches.is_empty() {
-        return Vec::new();
+        return (Vec::new(), false);
     }
     let (data, project, env, app2, dir2) = (
         platform.data().clone(),
@@ -656,16 +728,29 @@ async fn restore_caches(
         Ok(d) => d,
         Err(e) => {
             out.phase(phase, &format!("build caches not restored: {e}"));
-            return Vec::new();
+            return (Vec::new(), false);
         }
     };
     let mut planned = Vec::new();
+    let mut restored = false;
     for (p, r) in done {
         let (name, d) = (&p.name, &p.cache.directory);
+        restored |= matches!(
+            r,
+            Ok(caches::Restored::Fresh
+                | caches::Restored::Stale
+                | caches::Restored::Inherited { .. })
+        );
         let line = match r {
             Ok(caches::Restored::Fresh) => format!("restored build cache {name} ({d})"),
             Ok(caches::Restored::Stale) => {
                 format!("restored build cache {name} ({d}; stale: the watched files changed)")
+            }
+            Ok(caches::Restored::Inherited { from, stale: false }) => {
+                format!("restored build cache {name} ({d}) from {from}")
+            }
+            Ok(caches::Restored::Inherited { from, stale: true }) => {
+                format!("restored build cache {name} ({d}; stale: the watched files changed) from {from}")
             }
             Ok(caches::Restored::Nothing) => {
                 format!("build cache {name}: nothing saved yet for these watched files")
@@ -678,7 +763,7 @@ async fn restore_caches(
         out.phase(phase, &line);
         planned.push(p);
     }
-    planned
+    (planned, restored)
 }
 
 /// Save the app's `build.caches` from `dir` after a successful build; problems are reported, never fatal.
@@ -721,8 +806,10 @@ async fn save_caches(planned: Vec<caches::Planned>, dir: &Path, out: &Output, ph
     }
 }
 
-/// A build container: host stack, the build folder writable at `/app`, the cache at
-/// [`CACHE_MOUNT`], host network (to fetch dependencies). Its variables, later ones
+/// A build container: host stack, the build folder (`dirs.0`) writable at `/app`, the cache
+/// (`dirs.1`) at [`CACHE_MOUNT`], in its own network namespace (`who.1`) whose proxy reaches
+/// the package registries ([`crate::egress`]), run as the project's user (`who.0`) with
+/// [`crate::isolation::build_limits`]. Its variables, later ones
 /// winning: `extra_env` (Slipway's step defaults), those of the app's dependencies
 /// ([`dependencies::env`]), the app's `variables.env`, then the platform's own.
 #[allow(clippy::too_many_arguments)]
@@ -731,8 +818,8 @@ fn build_spec(
     app: &Application,
     tree: ObjectId,
     script: &str,
-    dir: &Path,
-    cache: &Path,
+    (dir, cache): (&Path, &Path),
+    (run_as, netns): (RunAs, &Path),
     extra_env: Vec<(String, String)>,
 ) -> ContainerSpec {
     let mut env: BTreeMap<String, String> = extra_env.into_iter().collect();
@@ -744,6 +831,7 @@ fn build_spec(
         ]
         .map(|(k, v)| (k.to_string(), v)),
     );
+    env.extend(crate::egress::BuildNetwork::env());
     ContainerSpec {
         root: slipway_runtime::RootFs::Host,
         id,
@@ -757,9 +845,11 @@ fn build_spec(
             destination: CACHE_MOUNT.into(),
             writable: true,
         }],
-        netns: None,
+        netns: Some(netns.to_path_buf()),
         hostname: format!("build-{}", app.name),
         annotations: Default::default(),
+        run_as,
+        limits: crate::isolation::build_limits(),
     }
 }
 
@@ -784,9 +874,9 @@ mod tests {
 
     #[test]
     fn build_key_changes_with_what_the_build_sees_only() {
-        let base = build_key(&app(), &tree("a"));
+        let base = build_key("demo", &app(), &tree("a"));
         assert!(base.starts_with("sha256:") && base.len() == 71, "{base}");
-        assert_eq!(build_key(&app(), &tree("a")), base, "not stable");
+        assert_eq!(build_key("demo", &app(), &tree("a")), base, "not stable");
 
         // What the build does not see: the start command, mounts, relationships; and the
         // build caches, which only make it faster.
@@ -800,38 +890,59 @@ mod tests {
                 ..Default::default()
             },
         );
-        assert_eq!(build_key(&a, &tree("a")), base);
+        assert_eq!(build_key("demo", &a, &tree("a")), base);
 
         // What it sees: each one changes the key.
         let mut changed = Vec::new();
-        changed.push(build_key(&app(), &tree("b")));
+        changed.push(build_key("demo", &app(), &tree("b")));
+        // Another project: never the same key, whatever else is equal.
+        changed.push(build_key("other", &app(), &tree("a")));
         let mut a = app();
         a.name = "api".into();
-        changed.push(build_key(&a, &tree("a")));
+        changed.push(build_key("demo", &a, &tree("a")));
         let mut a = app();
         a.r#type = Some("python:3.12".into());
-        changed.push(build_key(&a, &tree("a")));
+        changed.push(build_key("demo", &a, &tree("a")));
         let mut a = app();
         a.hooks.build = Some("make all".into());
-        changed.push(build_key(&a, &tree("a")));
+        changed.push(build_key("demo", &a, &tree("a")));
         let mut a = app();
         a.build_flavor = Some("none".into());
-        changed.push(build_key(&a, &tree("a")));
+        changed.push(build_key("demo", &a, &tree("a")));
         let mut a = app();
         a.dependencies
             .insert("python3".into(), serde_json::json!({"poetry": "*"}));
-        changed.push(build_key(&a, &tree("a")));
+        changed.push(build_key("demo", &a, &tree("a")));
         let mut a = app();
         a.variables
             .entry("env".into())
             .or_default()
             .insert("DEBUG".into(), serde_json::json!(true));
-        changed.push(build_key(&a, &tree("a")));
+        changed.push(build_key("demo", &a, &tree("a")));
         for (i, k) in changed.iter().enumerate() {
             assert_ne!(*k, base, "change {i} kept the key");
         }
         let unique: std::collections::HashSet<_> = changed.iter().collect();
         assert_eq!(unique.len(), changed.len());
+    }
+
+    #[test]
+    fn slugs_fed_by_a_cache_are_reused_only_where_the_cache_is_trusted() {
+        let built = |env: &str, cache_fed: bool| slipway_state::BuiltSlug {
+            project: "demo".into(),
+            build_key: "sha256:k".into(),
+            environment: env.into(),
+            cache_fed,
+            slug: String::new(),
+        };
+        // No cache fed it: any environment of the project.
+        assert!(reusable_in(&built("dev", false), "main"));
+        assert!(reusable_in(&built("main", false), "dev"));
+        // A cache fed it: its own environment, and from main down to the branches.
+        assert!(reusable_in(&built("dev", true), "dev"));
+        assert!(!reusable_in(&built("dev", true), "main"));
+        assert!(!reusable_in(&built("dev", true), "other"));
+        assert!(reusable_in(&built("main", true), "dev"));
     }
 
     #[test]
@@ -848,8 +959,8 @@ mod tests {
             &a,
             tree("a"),
             "true",
-            Path::new("/b"),
-            Path::new("/c"),
+            (Path::new("/b"), Path::new("/c")),
+            (crate::isolation::run_as("p"), Path::new("/run/netns/b")),
             dependencies::step_env(),
         );
         let env: BTreeMap<_, _> = spec.env.iter().cloned().collect();
@@ -862,7 +973,12 @@ mod tests {
             "the app's variables win over step defaults"
         );
         assert_eq!(env["PIP_BREAK_SYSTEM_PACKAGES"], "1");
-        assert_eq!(spec.netns, None, "builds use the host network");
+        assert_eq!(
+            spec.netns.as_deref(),
+            Some(Path::new("/run/netns/b")),
+            "builds have their own network"
+        );
+        assert_eq!(env["HTTPS_PROXY"], "http://127.0.0.1:3128");
         assert_eq!(spec.args, vec!["/bin/sh", "-c", "true"]);
     }
 

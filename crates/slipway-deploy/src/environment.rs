@@ -83,10 +83,12 @@ pub fn container_id(project: &str, env: &str, app: &str, release: i64) -> String
 }
 
 /// The port an app of a release listens on inside the environment's network
-/// namespace. Consecutive releases never share a port, so old and new run side by side.
+/// namespace: `10000 + (release mod 55) * 1000 + app index` (mod 55000). The apps of one
+/// release never share a port, and 55 releases in a row (of up to 1000 apps each) never
+/// share one, so old and new (and one still draining) run side by side.
 pub fn port_for(release_number: i64, app_index: usize) -> u16 {
-    let slot = (release_number.rem_euclid(2000) as u32) * 16 + (app_index as u32 % 16);
-    (10000 + slot % 32000) as u16
+    let slot = release_number.rem_euclid(55) as u64 * 1000 + app_index as u64;
+    (10000 + slot % 55000) as u16
 }
 
 /// One app of a release, as stored in the release's spec.
@@ -117,6 +119,13 @@ pub struct AppInstance {
     /// The stack's layers, below the slug in the release image (empty: the host stack).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stack_layers: Vec<slipway_slug::SlugInfo>,
+    /// The app's `size` (its container's limits); absent in releases made before sizes
+    /// were acted on, which ran with the default (`AUTO`).
+    #[serde(default)]
+    pub size: Option<slipway_config::ContainerSize>,
+    /// The app's `resources` (absent in older releases, as when not configured).
+    #[serde(default)]
+    pub resources: Option<slipway_config::Resources>,
 }
 
 /// The spec of a release: its apps and how they are reached.
@@ -244,6 +253,8 @@ pub fn app_env(app: &Application, cx: &EnvContext<'_>) -> BTreeMap<String, Strin
         ("PLATFORM_ROUTES", b64(&routes)),
         ("PLATFORM_VARIABLES", b64(&variables)),
         ("PLATFORM_DIR", "/app".to_string()),
+        // A running app's /app is read-only; its home is the private, writable /tmp.
+        ("HOME", "/tmp".to_string()),
     ];
     for (k, v) in fixed {
         env.insert(k.to_string(), v);
@@ -377,5 +388,18 @@ mod tests {
         assert_ne!(port_for(1, 0), port_for(2, 0));
         assert_ne!(port_for(1, 0), port_for(1, 1));
         assert!(port_for(i64::MAX, 15) >= 10000);
+        // The 17th app of a release used to get the port of the first.
+        let mut seen = std::collections::HashSet::new();
+        for release in [7, 8, 9] {
+            for app in 0..1000 {
+                let port = port_for(release, app);
+                assert!(port >= 10000, "{port}");
+                assert!(
+                    seen.insert(port),
+                    "release {release} app {app}: {port} twice"
+                );
+            }
+        }
+        assert!(port_for(-1, 999) >= 10000 && port_for(i64::MIN, 0) >= 10000);
     }
 }

@@ -15,6 +15,7 @@ use crate::Platform;
 
 async fn exec_hook(
     platform: &Arc<Platform>,
+    (project, env): (&str, &str),
     app: &AppInstance,
     script: &str,
     phase: &str,
@@ -23,11 +24,8 @@ async fn exec_hook(
     let o = out.clone();
     let name = app.name.clone();
     let mut on_line = move |l: &str| o.app_line(&name, l);
-    let env: Vec<(String, String)> = app
-        .env
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let env = crate::variables::with_environment_variables(platform, project, env, &app.env)
+        .map_err(|e| format!("{phase} of {}: variables of {env}: {e}", app.name))?;
     let code = platform
         .runtime()
         .exec(
@@ -60,6 +58,7 @@ fn hook_of<'a>(topology: &'a Topology, app: &str, post: bool) -> Option<&'a str>
 /// Run `hooks.deploy` of every app that has one.
 pub async fn deploy(
     platform: &Arc<Platform>,
+    (project, env): (&str, &str),
     spec: &ReleaseSpec,
     topology: &Topology,
     out: &Output,
@@ -69,7 +68,7 @@ pub async fn deploy(
             let t = Instant::now();
             let phase = format!("deploy hook {}", app.name);
             out.phase(&phase, "running hooks.deploy");
-            exec_hook(platform, app, script, "hooks.deploy", out)
+            exec_hook(platform, (project, env), app, script, "hooks.deploy", out)
                 .await
                 .map_err(|m| PhaseError::new("deploy hook", m))?;
             out.phase_done(&phase, "done", t);
@@ -81,6 +80,7 @@ pub async fn deploy(
 /// Run `hooks.post_deploy` of every app that has one; failures are warnings.
 pub async fn post_deploy(
     platform: &Arc<Platform>,
+    (project, env): (&str, &str),
     spec: &ReleaseSpec,
     topology: &Topology,
     out: &Output,
@@ -90,7 +90,16 @@ pub async fn post_deploy(
             let t = Instant::now();
             let phase = format!("post_deploy {}", app.name);
             out.phase(&phase, "running hooks.post_deploy");
-            match exec_hook(platform, app, script, "hooks.post_deploy", out).await {
+            match exec_hook(
+                platform,
+                (project, env),
+                app,
+                script,
+                "hooks.post_deploy",
+                out,
+            )
+            .await
+            {
                 Ok(()) => out.phase_done(&phase, "done", t),
                 Err(m) => {
                     out.phase_done(&phase, &format!("warning: {m} (the release stays live)"), t)

@@ -15,7 +15,8 @@
 //! | post_deploy | [`hooks`] | runs `hooks.post_deploy` |
 //! | retire | [`retire`] | drains and stops the old release |
 //!
-//! [`pipeline`] strings them together ([`operations`] reuses its tail for rollback
+//! [`tenancy`] says which project a host belongs to; [`protection`] is the one policy of which environments are production (protected,
+//! explicit hosts as written); [`pipeline`] strings them together ([`operations`] reuses its tail for rollback
 //! and redeploy); [`push`] receives a push and runs the
 //! pipeline for each branch; [`restore`] brings environments back at start.
 //!
@@ -23,21 +24,29 @@
 //! running cluster or its routes; a branch ref moves only when its deploy
 //! succeeded; service data is never lost by a deploy.
 
+pub mod activity_log;
+pub mod app_logs;
 pub mod build;
 pub mod diff;
+pub mod egress;
 pub mod environment;
 pub mod health;
 pub mod hooks;
+pub mod isolation;
 pub mod operations;
 pub mod output;
 pub mod pipeline;
+pub mod private;
+pub mod protection;
 pub mod provision;
 pub mod push;
 pub mod restore;
 pub mod retire;
 pub mod slug;
 pub mod switch;
+pub mod tenancy;
 pub mod validate;
+pub mod variables;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -99,6 +108,10 @@ pub struct Settings {
     pub slug_level: i32,
     /// Largest compressed slug a build may produce (bytes).
     pub slug_max_size: u64,
+    /// An app log bigger than this is rotated (bytes; see [`app_logs`]).
+    pub app_log_max_size: u64,
+    /// Where builds may connect besides public addresses on ports 80 and 443.
+    pub build_egress: egress::EgressPolicy,
     /// Apps build and run on the stacks their `type` names; `None`: on the host stack.
     pub stacks: Option<StackSettings>,
 }
@@ -128,6 +141,8 @@ impl Settings {
             slug_level: 3,
             slug_max_size: slipway_slug::DEFAULT_MAX_SIZE,
             stacks: None,
+            app_log_max_size: 10 << 20,
+            build_egress: egress::EgressPolicy::default(),
         }
     }
 }
@@ -180,7 +195,8 @@ impl DataDir {
         self.root.join("cache").join(project).join(env).join(app)
     }
     /// Where the entries of one build cache (`build.caches.NAME`) of an app are kept: per
-    /// project, environment and app, or per project only when `shared` (`share_between_apps`).
+    /// project, environment and app, or per project and environment when `shared`
+    /// (`share_between_apps`: shared by the apps, never by environments).
     pub fn build_caches(
         &self,
         project: &str,
@@ -189,12 +205,12 @@ impl DataDir {
         name: &str,
         shared: bool,
     ) -> PathBuf {
-        let project = self.root.join("build-caches").join(project);
+        let env = self.root.join("build-caches").join(project).join(env);
         if shared {
-            // Environment names are DNS labels: `_shared` is never one.
-            project.join("_shared").join(name)
+            // App names start with a letter or digit: `_shared` is never one.
+            env.join("_shared").join(name)
         } else {
-            project.join(env).join(app).join(name)
+            env.join(app).join(name)
         }
     }
     /// The output of an app's containers.
@@ -225,8 +241,8 @@ impl Platform {
     /// Open the data dir (creating what is missing) and the router's table.
     pub fn open(mut settings: Settings, router: Arc<Router>) -> Result<Arc<Platform>, DeployError> {
         // Container mounts and runtime state need absolute paths.
-        std::fs::create_dir_all(&settings.data_dir).map_err(|source| DeployError::Io {
-            what: format!("creating {}", settings.data_dir.display()),
+        private::make_private(&settings.data_dir).map_err(|source| DeployError::Io {
+            what: format!("creating {} (private)", settings.data_dir.display()),
             source,
         })?;
         settings.data_dir = settings

@@ -16,7 +16,7 @@ use crate::build::{decode_slug, BuiltApp};
 use crate::environment::ReleaseSpec;
 use crate::output::{Output, Sink};
 use crate::pipeline::{self, DeployTarget, PhaseError};
-use crate::Platform;
+use crate::{tenancy, Platform};
 
 /// Which operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +105,7 @@ pub async fn run(
         &out,
     )
     .await;
+    out.flush();
     match &result {
         Ok(n) => {
             let _ =
@@ -137,15 +138,25 @@ async fn activate_release(
         })?;
     let spec = ReleaseSpec::from_json(&source.spec)
         .ok_or_else(|| fail(format!("release {} has no readable spec", source.number)))?;
+    // Hosts may have changed owners since the release was pushed (`domain rm`).
+    match tenancy::refused_route(platform, project, env, &topology) {
+        Ok(None) => {}
+        Ok(Some((url, why))) => {
+            return Err(PhaseError::new("validate", format!("route `{url}`: {why}")))
+        }
+        Err(e) => return Err(fail(e.to_string())),
+    }
     let mut built = Vec::new();
     for app in &spec.apps {
+        // The release ran in this environment: its slug, whichever of the project's
+        // builds recorded it.
         let slug = platform
             .state()
-            .slug_for_build(&app.build_key)
-            .ok()
-            .flatten()
-            .and_then(|s| decode_slug(&s))
-            .filter(|s| s.digest.as_str() == app.slug && platform.archive().has_blob(&s.digest))
+            .built_slugs(project, &app.build_key)
+            .map_err(|e| fail(e.to_string()))?
+            .iter()
+            .filter_map(|b| decode_slug(&b.slug))
+            .find(|s| s.digest.as_str() == app.slug && platform.archive().has_blob(&s.digest))
             .ok_or_else(|| {
                 fail(format!(
                     "the slug of {} in release {} is no longer in the archive",

@@ -1,12 +1,15 @@
 //! What a deploy tells the user: each line goes live to the pusher's terminal
 //! (as `remote:` lines) and into the activity log in the state database, so
-//! `activity log ID` replays exactly what the pusher saw.
+//! `activity log ID` replays what the pusher saw. The log is written in batches
+//! ([`crate::activity_log`]) and capped: a build printing a million lines keeps
+//! its head and tail, with a marker saying how much was cut between them.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use slipway_git::receive::Progress;
 
+use crate::activity_log::ActivityLog;
 use crate::Platform;
 
 /// Where live lines go besides the activity log.
@@ -15,8 +18,7 @@ pub type Sink = Arc<dyn Fn(&str) + Send + Sync>;
 /// The output of one activity.
 #[derive(Clone)]
 pub struct Output {
-    platform: Arc<Platform>,
-    activity: i64,
+    log: Arc<ActivityLog>,
     sink: Option<Sink>,
 }
 
@@ -30,15 +32,14 @@ impl Output {
     /// Output of activity `activity`, live to any sink (an SSH channel for admin commands).
     pub fn with_sink(platform: Arc<Platform>, activity: i64, sink: Option<Sink>) -> Output {
         Output {
-            platform,
-            activity,
+            log: ActivityLog::shared(platform, activity),
             sink,
         }
     }
 
     /// The activity id.
     pub fn activity(&self) -> i64 {
-        self.activity
+        self.log.activity()
     }
 
     /// One line of text (no trailing newline needed).
@@ -47,19 +48,20 @@ impl Output {
             if let Some(sink) = &self.sink {
                 sink(l);
             }
-            if let Err(e) = self
-                .platform
-                .state()
-                .append_log(self.activity, &format!("{l}\n"))
-            {
-                tracing::warn!("activity log: {e}");
-            }
+            self.log.line(l);
         }
+    }
+
+    /// Writes every line so far to the activity log (with the kept tail of a capped log);
+    /// called before the activity is marked finished. Also done when the last clone goes.
+    pub fn flush(&self) {
+        self.log.flush();
     }
 
     /// A phase headline: `-----> PHASE: TEXT`.
     pub fn phase(&self, phase: &str, text: &str) {
         self.line(&format!("-----> {phase}: {text}"));
+        self.log.flush_pending();
     }
 
     /// A phase headline with the time since `since`.
@@ -68,6 +70,7 @@ impl Output {
             "-----> {phase}: {text} [{}]",
             format_duration(since.elapsed())
         ));
+        self.log.flush_pending();
     }
 
     /// A line of an app's own output (build, hooks), indented and prefixed with the app.

@@ -120,7 +120,7 @@ async fn stage_push_inner(
     let internal = |e: slipway_state::StateError| PhaseError::new("deploy", e.to_string());
 
     // validate
-    let loaded = validate::run(repo, target.new, out)?;
+    let loaded = validate::run(platform, repo, target, out)?;
     let topology = loaded.topology;
 
     // diff
@@ -214,7 +214,14 @@ pub async fn stage(
     let result = async {
         provision::run(platform, target, &release, &mut spec, built, out).await?;
         let _ = state.set_release_spec(release.id, &spec.to_json());
-        hooks::deploy(platform, &spec, &topology, out).await?;
+        hooks::deploy(
+            platform,
+            (&target.project, &target.env),
+            &spec,
+            &topology,
+            out,
+        )
+        .await?;
         health::run(platform, &target.project, &target.env, &spec, out).await
     }
     .await;
@@ -280,7 +287,14 @@ pub async fn commit(
     } = staged;
 
     // post_deploy
-    hooks::post_deploy(platform, &spec, &topology, out).await;
+    hooks::post_deploy(
+        platform,
+        (&target.project, &target.env),
+        &spec,
+        &topology,
+        out,
+    )
+    .await;
 
     // retire
     match live.as_ref().and_then(|r| ReleaseSpec::from_json(&r.spec)) {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use slipway_config::Topology;
-use slipway_runtime::ContainerSpec;
+use slipway_runtime::{ContainerSpec, RunAs};
 use slipway_slug::ReleaseImage;
 use slipway_state::Release;
 
@@ -46,11 +46,6 @@ pub fn plan(
     netns: String,
 ) -> ReleaseSpec {
     let url = platform.env_url(&target.project, &target.env);
-    // Variables set with `var set`: read once for every app.
-    let variables = platform
-        .state()
-        .variables(&target.project, &target.env)
-        .unwrap_or_default();
     let mut apps = Vec::new();
     for (i, app) in topology.applications.iter().enumerate() {
         let Some(b) = built.iter().find(|b| b.name == app.name) else {
@@ -66,13 +61,8 @@ pub fn plan(
             url: &url,
             topology,
         };
-        let mut env = environment::app_env(app, &cx);
-        // They win over the config's variables, never over the platform's own.
-        for (k, v) in &variables {
-            if !environment::is_reserved_variable(k) {
-                env.insert(k.clone(), v.clone());
-            }
-        }
+        // Variables set with `var set` are not part of the spec: see [`crate::variables`].
+        let env = environment::app_env(app, &cx);
         apps.push(AppInstance {
             name: app.name.clone(),
             slug: b.slug.digest.to_string(),
@@ -90,6 +80,8 @@ pub fn plan(
             build_key: b.build_key.clone(),
             stack_root: b.stack_root.clone(),
             stack_layers: b.stack_layers.clone(),
+            size: app.size,
+            resources: app.resources,
         });
     }
     ReleaseSpec {
@@ -99,8 +91,14 @@ pub fn plan(
     }
 }
 
-/// The container spec of an app instance whose slug is unpacked at `app_dir`.
-pub fn container_spec(spec: &ReleaseSpec, app: &AppInstance, app_dir: PathBuf) -> ContainerSpec {
+/// The container spec of an app instance whose slug is unpacked at `app_dir`, run as `run_as`
+/// (the project's user, [`crate::isolation::run_as`]).
+pub fn container_spec(
+    spec: &ReleaseSpec,
+    app: &AppInstance,
+    app_dir: PathBuf,
+    run_as: RunAs,
+) -> ContainerSpec {
     let mut annotations = BTreeMap::new();
     annotations.insert("dev.slipway.app".to_string(), app.name.clone());
     annotations.insert("dev.slipway.slug".to_string(), app.slug.clone());
@@ -123,6 +121,8 @@ pub fn container_spec(spec: &ReleaseSpec, app: &AppInstance, app_dir: PathBuf) -
         netns: Some(netns_path(&spec.netns)),
         hostname: app.name.clone(),
         annotations,
+        run_as,
+        limits: crate::isolation::app_limits(app.size, app.resources),
     }
 }
 
@@ -156,6 +156,9 @@ pub async fn start_app(
             .map_err(|e| fail(format!("{}: {e}", log.display())))?;
         let _ = writeln!(f, "{}{}", START_MARKER, app.container);
     }
+    let mut container = container_spec(spec, app, dir, crate::isolation::run_as(project));
+    container.env = crate::variables::with_environment_variables(platform, project, env, &app.env)
+        .map_err(|e| fail(format!("variables of {env}: {e}")))?;
     // A container of that id left by an interrupted attempt is not ours to keep.
     let _ = platform
         .runtime()
@@ -163,7 +166,7 @@ pub async fn start_app(
         .await;
     platform
         .runtime()
-        .start(&container_spec(spec, app, dir), &log)
+        .start(&container, &log)
         .await
         .map_err(|e| fail(format!("starting {}: {e}", app.name)))
 }

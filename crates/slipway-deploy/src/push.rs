@@ -17,10 +17,7 @@ use tracing::info;
 use crate::environment::{env_name_of_branch, ReleaseSpec};
 use crate::output::Output;
 use crate::pipeline::{self, DeployTarget, PhaseError, Staged};
-use crate::{retire, switch, Platform};
-
-/// Environments only project admins may push to.
-pub const PROTECTED: &[&str] = &["main"];
+use crate::{protection, retire, switch, tenancy, Platform};
 
 /// Handles one push to one project.
 pub struct PushPipeline {
@@ -97,7 +94,7 @@ impl PushPipeline {
                 "-----> branch '{branch}' is not a DNS label: it deploys as environment '{env}'"
             ));
         }
-        if PROTECTED.contains(&env.as_str()) && role != Some(Role::Admin) {
+        if role < Some(protection::role_needed(&env, Role::Contributor)) {
             return Err(format!(
                 "{env} is a protected environment: only project admins may push to it"
             ));
@@ -205,6 +202,7 @@ impl PushPipeline {
     fn finish(&self, attempt: &Attempt, result: Result<i64, PhaseError>) -> Result<(), String> {
         let state = self.platform.state();
         let t = &attempt.target;
+        attempt.out.flush();
         match result {
             Ok(number) => {
                 let _ = state.finish_activity(
@@ -330,6 +328,15 @@ impl PushPipeline {
                 }
             }
         }
+        // A host belongs to one environment: two branches of this push may not both route it.
+        if let Some((i, why)) = self.shared_host(&staged) {
+            self.abort_all(
+                staged,
+                &format!("atomic push: {} failed", push.updates[i].refname),
+            )
+            .await;
+            return refused(i, &why);
+        }
         // Everything is ready: switch them all, then the deletes and tags.
         let mut results: Vec<Result<(), String>> = (0..n).map(|_| Ok(())).collect();
         for (i, attempt, s) in staged {
@@ -346,6 +353,28 @@ impl PushPipeline {
             }
         }
         results
+    }
+
+    /// The first staged deploy (its update's index) that routes a host another staged
+    /// deploy of the same push routes too, with why.
+    fn shared_host(&self, staged: &[(usize, Attempt, Staged)]) -> Option<(usize, String)> {
+        let mut claimed: Vec<(String, &str)> = Vec::new();
+        for (i, attempt, s) in staged {
+            let env = attempt.target.env.as_str();
+            for host in switch::hosts(&self.platform, &self.project, env, &s.topology) {
+                let host = tenancy::normalize(&host);
+                match claimed.iter().find(|(h, e)| *h == host && *e != env) {
+                    Some((_, other)) => {
+                        return Some((
+                            *i,
+                            format!("{host} is routed by both {other} and {env} in this push: a host belongs to one environment"),
+                        ))
+                    }
+                    None => claimed.push((host, env)),
+                }
+            }
+        }
+        None
     }
 
     /// Drop every staged release of an atomic push that will not go live.

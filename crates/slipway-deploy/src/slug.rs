@@ -21,12 +21,25 @@ use crate::output::Output;
 use crate::pipeline::PhaseError;
 use crate::Platform;
 
-/// Pack `build_dir` of `app` into the archive and record `build_key`.
+/// Where a slug comes from: what its record under the build key says besides the key.
+#[derive(Debug, Clone)]
+pub struct Provenance {
+    /// The project whose build made it.
+    pub project: String,
+    /// The environment whose build made it.
+    pub environment: String,
+    /// Whether a build cache held something when the build started.
+    pub cache_fed: bool,
+}
+
+/// Pack `build_dir` of `app` into the archive and record it under `build_key`, for the
+/// project and environment of `provenance`.
 pub async fn run(
     platform: &Arc<Platform>,
     app: &str,
     build_dir: PathBuf,
     build_key: &str,
+    provenance: &Provenance,
     out: &Output,
     started: Instant,
 ) -> Result<SlugInfo, PhaseError> {
@@ -50,7 +63,13 @@ pub async fn run(
         })?;
     platform
         .state()
-        .record_build(build_key, &crate::build::encode_slug(&info))
+        .record_built_slug(&slipway_state::BuiltSlug {
+            project: provenance.project.clone(),
+            build_key: build_key.to_string(),
+            environment: provenance.environment.clone(),
+            cache_fed: provenance.cache_fed,
+            slug: crate::build::encode_slug(&info),
+        })
         .map_err(|e| PhaseError::new("build", e.to_string()))?;
     out.phase_done(
         &format!("build {app}"),

@@ -11,9 +11,13 @@
 //!   has one domain, so `{all}` is `{default}`); `https://www.{default}/` is
 //!   `www.ENV.PROJECT.DOMAIN`.
 //! - An explicit host (`https://www.example.com/`) is routed as written in the
-//!   production environment (`main`, or `master`) only. Elsewhere it becomes
-//!   `www.example.com.ENV.PROJECT.DOMAIN`, as Platform.sh does, so that a branch never
-//!   takes production's domain.
+//!   production environments (`main` and `master`, [`crate::protection`]) only.
+//!   Elsewhere it becomes `www.example.com.ENV.PROJECT.DOMAIN`, as Platform.sh does, so
+//!   that a branch never takes production's domain and every host it routes is under its
+//!   own project's domain.
+//! - A host belongs to one environment of one project ([`crate::tenancy`]): the validate
+//!   phase refuses routes to another project's host, and the switch refuses a host that
+//!   another environment routes now; the router's table keeps a host with its owner.
 //! - The router serves plain HTTP: an `https://` route is served on `http://`. When
 //!   both `http://` and `https://` routes exist for one host and path, the `https://`
 //!   one wins (the usual `http -> https` redirect would loop); a redirect to itself is
@@ -35,17 +39,15 @@ use crate::environment::ReleaseSpec;
 use crate::output::Output;
 use crate::pipeline::{DeployTarget, PhaseError};
 use crate::provision::netns_path;
-use crate::Platform;
+use crate::{tenancy, Platform};
 
 /// The router key of an environment.
 pub fn env_key(project: &str, env: &str) -> String {
     format!("{project}/{env}")
 }
 
-/// Whether explicit hosts of route URLs apply to `env` as written.
-pub fn is_production(env: &str) -> bool {
-    env == "main" || env == "master"
-}
+/// Whether an environment is production ([`crate::protection`]): its explicit hosts apply as written.
+pub use crate::protection::is_production;
 
 /// The parts of a route URL pattern: scheme, host pattern, path (starting with `/`).
 fn split_url(url: &str) -> Option<(&str, &str, &str)> {
@@ -193,24 +195,39 @@ pub fn env_routes(
     }
 }
 
-/// The hosts of an environment's routes, for the "being deployed" answer of a first deploy.
-pub fn hosts(platform: &Platform, project: &str, env: &str, topology: &Topology) -> Vec<String> {
+/// Each route URL of a topology with the host it stands for in environment `env`, in
+/// the topology's order (the URLs the router cannot use are left out).
+pub fn route_hosts<'t>(
+    platform: &Platform,
+    project: &str,
+    env: &str,
+    topology: &'t Topology,
+) -> Vec<(&'t str, String)> {
     let resolver = Resolver {
         default_host: platform.env_host(project, env),
         production: is_production(env),
         platform,
     };
+    topology
+        .routes
+        .iter()
+        .filter_map(|route| {
+            let (_, host, _) = split_url(&route.url)?;
+            Some((route.url.as_str(), resolver.host(host)))
+        })
+        .collect()
+}
+
+/// The hosts of an environment's routes, for the "being deployed" answer of a first deploy.
+pub fn hosts(platform: &Platform, project: &str, env: &str, topology: &Topology) -> Vec<String> {
     let mut hosts: Vec<String> = Vec::new();
-    for route in &topology.routes {
-        if let Some((_, host, _)) = split_url(&route.url) {
-            let host = resolver.host(host);
-            if !hosts.contains(&host) {
-                hosts.push(host);
-            }
+    for (_, host) in route_hosts(platform, project, env, topology) {
+        if !hosts.contains(&host) {
+            hosts.push(host);
         }
     }
     if hosts.is_empty() {
-        hosts.push(resolver.default_host);
+        hosts.push(platform.env_host(project, env));
     }
     hosts
 }
@@ -280,6 +297,13 @@ pub fn run(
     let key = env_key(&target.project, &target.env);
     // New requests wait while the ref and the routes move (bounded by the router).
     let hold = platform.router().hold(&key);
+    // The validate phase refused hosts routed elsewhere; one may have been taken since.
+    for host in routes.hosts() {
+        if let Some(why) = tenancy::routed_elsewhere(platform, &target.project, &target.env, &host)
+        {
+            return Err(PhaseError::new("switch routes", why));
+        }
+    }
     let expected = if target.old.is_null() {
         None
     } else {

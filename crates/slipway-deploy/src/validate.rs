@@ -1,20 +1,29 @@
 //! Phase **validate**: read the configuration from the pushed commit (never
 //! from a checkout) and check it. A config error refuses the push before
-//! anything is built, naming `file:line:column` and the key path.
+//! anything is built, naming `file:line:column` and the key path. So does a route to a
+//! host that is not the project's, or that another environment routes
+//! ([`crate::tenancy::check_routes`]).
 
 use std::time::Instant;
 
 use slipway_config::{Loaded, Severity};
-use slipway_git::{ObjectId, Repo};
+use slipway_git::Repo;
 
 use crate::output::Output;
-use crate::pipeline::PhaseError;
+use crate::pipeline::{DeployTarget, PhaseError};
+use crate::{tenancy, Platform};
 
-/// Load and check the config of `commit`.
-pub fn run(repo: &Repo, commit: ObjectId, out: &Output) -> Result<Loaded, PhaseError> {
+/// Load and check the config of the pushed commit `target.new`, and the hosts its routes
+/// claim for `target`'s environment.
+pub fn run(
+    platform: &Platform,
+    repo: &Repo,
+    target: &DeployTarget,
+    out: &Output,
+) -> Result<Loaded, PhaseError> {
     let t = Instant::now();
     let source = repo
-        .config_source(commit)
+        .config_source(target.new)
         .map_err(|e| PhaseError::new("validate", format!("cannot read the pushed commit: {e}")))?;
     let loaded = match slipway_config::load(&source) {
         Ok(l) => l,
@@ -52,6 +61,17 @@ pub fn run(repo: &Repo, commit: ObjectId, out: &Output) -> Result<Loaded, PhaseE
                 ),
             ));
         }
+    }
+    if let Err(why) = tenancy::check_routes(
+        platform,
+        &target.project,
+        &target.env,
+        &loaded.topology,
+        loaded.format,
+        &source,
+    ) {
+        out.line(&format!("       {why}"));
+        return Err(PhaseError::new("validate", why));
     }
     let names: Vec<&str> = loaded
         .topology

@@ -32,7 +32,16 @@ pub struct RouterConfig {
     /// stay on one thread (default `None`: one per two CPUs, at least one; see
     /// [`RouterConfig::worker_count`]).
     pub workers: Option<usize>,
+    /// Client connections open at once, all workers together (default
+    /// [`DEFAULT_MAX_CLIENT_CONNECTIONS`]; at least 1). At the cap the router accepts no
+    /// new connection until one closes: new clients wait in the listening socket's
+    /// backlog instead of taking file descriptors and memory without bound.
+    pub max_client_connections: usize,
 }
+
+/// The default cap on open client connections: each takes a file descriptor (and one more
+/// for an upstream connection while it has a request there) and some memory.
+pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 8192;
 
 impl RouterConfig {
     /// The number of worker threads `serve` runs: `workers` if set, else one per two CPUs
@@ -70,6 +79,7 @@ impl Default for RouterConfig {
             pool_max_idle: 256,
             pool_idle_timeout: Duration::from_secs(1),
             workers: None,
+            max_client_connections: DEFAULT_MAX_CLIENT_CONNECTIONS,
         }
     }
 }

@@ -7,11 +7,16 @@
 //! Anything else hands the connection to hyper for the rest of its life, with the bytes
 //! already read in front ([`Served::Handover`]): a request with a body, `Expect`,
 //! `Upgrade` (WebSocket, h2c), `Connection` options other than `close` and `keep-alive`,
-//! HTTP/1.0, an absolute-form target, several `Host`, `Cookie` or `X-Forwarded-For`
-//! fields, more than [`MAX_FIELDS`] fields, a head over [`MAX_HEAD`] bytes, or anything
-//! malformed (hyper answers it with its 400 or 431). Both paths pick the route, hold
-//! requests during a switch, count them in flight on their release, forward the same
-//! headers and answer with the same pages.
+//! HTTP/1.0, an absolute-form target, several `Cookie` or `X-Forwarded-For` fields, more
+//! than [`MAX_FIELDS`] fields, a head over [`MAX_HEAD`] bytes, or anything malformed
+//! (hyper answers it with its 400 or 431). Both paths pick the route, hold requests during
+//! a switch, count them in flight on their release, forward the same headers and answer
+//! with the same pages.
+//!
+//! Every head read here, the ones handed to hyper included, is first looked at for what
+//! hyper's parser lets through and a proxy must not pass on ([`Parsed::Refused`]): a line
+//! that ends in a bare LF, or two `Host` fields (routed by one, seen by the app as the
+//! other). Those are answered 400 and the connection is closed.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -36,8 +41,8 @@ use crate::headers::{
 };
 use crate::pool::Pool;
 use crate::proxy::{
-    gateway_timeout, pick, router_answer, upstream_failed, within_request_timeout, Client, Picked,
-    MAX_SEND_RETRIES,
+    bad_request, gateway_timeout, pick, router_answer, upstream_failed, within_request_timeout,
+    Client, Picked, MAX_SEND_RETRIES,
 };
 use crate::release::InFlightGuard;
 use crate::router::Router;
@@ -80,7 +85,11 @@ pub(crate) async fn serve<E: Future>(
                 match parse_request(&buf, client, &mut upstream_head) {
                     Parsed::Simple(request) => break request,
                     Parsed::Partial if buf.len() < MAX_HEAD => {}
+                    Parsed::Partial if has_bare_lf(&buf) => {
+                        return refuse(stream, BARE_LF, &mut out).await;
+                    }
                     Parsed::Partial | Parsed::Other => return Served::Handover(buf.freeze()),
+                    Parsed::Refused(why) => return refuse(stream, why, &mut out).await,
                 }
             }
             if buf.capacity() - buf.len() < 1024 {
@@ -165,6 +174,35 @@ enum Parsed {
     Partial,
     /// Not a request served here (or not a valid one): hyper's.
     Other,
+    /// A request no path may serve, for this reason (the text of the 400 answer).
+    Refused(&'static str),
+}
+
+/// The 400 answer to a head with a line that ends in a bare LF.
+const BARE_LF: &str = "400 Bad Request: a line of the request head ends in LF without CR.\n";
+/// The 400 answer to a head with two `Host` fields.
+const TWO_HOSTS: &str = "400 Bad Request: the request has more than one Host field.\n";
+
+/// Whether `head` has a line feed not preceded by a carriage return (RFC 9112 2.2 lets a
+/// recipient accept one; a proxy that does, in front of an app that does not, disagrees
+/// with it on where the head ends).
+fn has_bare_lf(head: &[u8]) -> bool {
+    let mut prev = 0u8;
+    for &byte in head {
+        if byte == b'\n' && prev != b'\r' {
+            return true;
+        }
+        prev = byte;
+    }
+    false
+}
+
+/// Answer a refused request 400 with `why`, and close the connection: after a head that
+/// was not understood, the next request cannot be found reliably.
+async fn refuse(stream: &mut TcpStream, why: &'static str, out: &mut Vec<u8>) -> Served {
+    let _ = write_page(stream, bad_request(why), true, out).await;
+    let _ = stream.shutdown().await;
+    Served::Closed
 }
 
 /// Parse the request head at the start of `buf`; for a request served here, write the head
@@ -179,6 +217,17 @@ fn parse_request(buf: &[u8], client: &Client, upstream: &mut Vec<u8>) -> Parsed 
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(_) => return Parsed::Other,
     };
+    if has_bare_lf(&buf[..len]) {
+        return Parsed::Refused(BARE_LF);
+    }
+    // Two `Host` fields are refused whatever the request (hyper's parser takes them).
+    let mut hosts = req
+        .headers
+        .iter()
+        .filter(|f| f.name.eq_ignore_ascii_case("host"));
+    if hosts.next().is_some() && hosts.next().is_some() {
+        return Parsed::Refused(TWO_HOSTS);
+    }
     let method = match req.method {
         Some("GET") => Method::GET,
         Some("HEAD") => Method::HEAD,
@@ -213,9 +262,7 @@ fn parse_request(buf: &[u8], client: &Client, upstream: &mut Vec<u8>) -> Parsed 
         let name = field.name;
         let is = |n: &str| name.eq_ignore_ascii_case(n);
         if is("host") {
-            if host.replace(field.value).is_some() {
-                return Parsed::Other;
-            }
+            host = Some(field.value);
         } else if is("content-length") || is("transfer-encoding") || is("expect") || is("upgrade") {
             return Parsed::Other;
         } else if is("connection") {
@@ -318,12 +365,15 @@ impl Exchange<'_> {
                 Ok(got) => got,
                 Err(err) => {
                     let page = upstream_failed(&pool, &err, request_id);
+                    // The release is done with: not counted while the page goes out.
+                    drop(guard);
                     return write_page(stream, page, close, out).await;
                 }
             };
             let exchange = conn.exchange_raw(request, &method, out);
             let Some(result) = within_request_timeout(config.request_timeout, exchange).await
             else {
+                drop(guard);
                 return write_page(stream, gateway_timeout(&pool, request_id), close, out).await;
             };
             match result {
@@ -335,6 +385,7 @@ impl Exchange<'_> {
                         continue;
                     }
                     let page = upstream_failed(&pool, &failure.error, request_id);
+                    drop(guard);
                     return write_page(stream, page, close, out).await;
                 }
             }
@@ -475,6 +526,114 @@ fn put_date(out: &mut Vec<u8>) {
     });
 }
 
+/// Check the request-head parser on `data` against httparse (the parser hyper serves with)
+/// on the same bytes, for the fuzz target and the in-tree samples: panics where they
+/// disagree or the head written for the app is not what the client sent plus the router's
+/// fields.
+pub(crate) fn check_request_head(data: &[u8]) {
+    let client = Client::new(std::net::SocketAddr::from(([127, 0, 0, 1], 5000)));
+    let mut upstream = Vec::new();
+    let parsed = parse_request(data, &client, &mut upstream);
+    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+    let mut theirs = httparse::Request::new(&mut fields);
+    let status = theirs.parse(data);
+    let hosts = |fields: &[httparse::Header<'_>]| {
+        fields
+            .iter()
+            .filter(|f| f.name.eq_ignore_ascii_case("host"))
+            .count()
+    };
+    match parsed {
+        Parsed::Partial => assert!(matches!(status, Ok(httparse::Status::Partial))),
+        Parsed::Refused(why) => {
+            let Ok(httparse::Status::Complete(len)) = status else {
+                panic!("refused a head httparse did not read whole: {data:?}");
+            };
+            assert!(
+                has_bare_lf(&data[..len]) || hosts(theirs.headers) > 1,
+                "refused ({why}) a head with one host and CRLF lines: {data:?}"
+            );
+        }
+        Parsed::Other => {
+            if let Ok(httparse::Status::Complete(len)) = status {
+                assert!(!has_bare_lf(&data[..len]), "bare LF handed over: {data:?}");
+                assert!(
+                    hosts(theirs.headers) <= 1,
+                    "two hosts handed over: {data:?}"
+                );
+            }
+        }
+        Parsed::Simple(request) => {
+            let Ok(httparse::Status::Complete(len)) = status else {
+                panic!("served a head httparse did not read whole: {data:?}");
+            };
+            assert_eq!(request.len, len);
+            assert!(!has_bare_lf(&data[..len]));
+            assert_eq!(theirs.method, Some(request.method.as_str()));
+            assert_eq!(theirs.version, Some(1));
+            let target = theirs.path.unwrap_or_default();
+            let (path, query) = match target.split_once('?') {
+                Some((path, query)) => (path, Some(query)),
+                None => (target, None),
+            };
+            assert_eq!(&data[request.path.clone()], path.as_bytes());
+            assert_eq!(request.query.map(|q| &data[q]), query.map(str::as_bytes));
+            assert_eq!(hosts(theirs.headers), 1);
+            let host = theirs
+                .headers
+                .iter()
+                .find(|f| f.name.eq_ignore_ascii_case("host"));
+            assert_eq!(host.map(|f| f.value), Some(&data[request.host.clone()]));
+
+            // The head written for the app: whole, CRLF only, the same request line, the
+            // client's end-to-end fields in order, then one of each of the router's.
+            let mut up_fields = [httparse::EMPTY_HEADER; MAX_FIELDS + 4];
+            let mut up = httparse::Request::new(&mut up_fields);
+            assert_eq!(
+                up.parse(&upstream).ok(),
+                Some(httparse::Status::Complete(upstream.len())),
+                "the head for the app does not parse whole: {upstream:?}"
+            );
+            assert!(!has_bare_lf(&upstream));
+            assert_eq!(
+                (up.method, up.path, up.version),
+                (theirs.method, theirs.path, Some(1))
+            );
+            let router_fields = [
+                "x-forwarded-for",
+                "x-forwarded-proto",
+                "x-forwarded-host",
+                "x-request-id",
+            ];
+            let (own, added) = up.headers.split_at(up.headers.len() - router_fields.len());
+            for (field, name) in added.iter().zip(router_fields) {
+                assert_eq!(field.name, name);
+            }
+            assert_eq!(added[2].value, &data[request.host.clone()]);
+            assert_eq!(added[3].value, request.id.as_bytes());
+            let mut from_client = theirs.headers.iter();
+            for field in own {
+                let name = field.name;
+                assert!(!is_hop_by_hop_name(name), "{name} forwarded");
+                assert!(
+                    !router_fields.iter().any(|r| name.eq_ignore_ascii_case(r)),
+                    "{name} forwarded twice"
+                );
+                // What this path forwards, hyper's path would take too.
+                assert!(
+                    hyper::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
+                        && HeaderValue::from_bytes(field.value).is_ok(),
+                    "a field hyper would refuse: {data:?}"
+                );
+                assert!(
+                    from_client.any(|f| f.name == name && f.value == field.value),
+                    "{name} not sent by the client, or not in its order: {data:?}"
+                );
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -539,7 +698,6 @@ mod tests {
             "GET / HTTP/1.0\r\nHost: h\r\n\r\n",
             "GET http://h/ HTTP/1.1\r\nHost: h\r\n\r\n",
             "GET / HTTP/1.1\r\n\r\n",
-            "GET / HTTP/1.1\r\nHost: h\r\nHost: i\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: h\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: a\r\nX-Forwarded-For: b\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: h\u{e9}\r\n\r\n",
@@ -559,5 +717,32 @@ mod tests {
             parse("GET / HTTP/1.1\r\nHost: h\r\n").0,
             Parsed::Partial
         ));
+    }
+
+    #[test]
+    fn two_hosts_and_bare_line_feeds_are_refused_whatever_the_request() {
+        for (head, why) in [
+            ("GET / HTTP/1.1\r\nHost: h\r\nHost: i\r\n\r\n", TWO_HOSTS),
+            ("GET / HTTP/1.1\r\nHost: h\r\nhost: h\r\n\r\n", TWO_HOSTS),
+            (
+                "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nHOST: i\r\n\r\nx",
+                TWO_HOSTS,
+            ),
+            ("GET / HTTP/1.1\nHost: h\r\n\r\n", BARE_LF),
+            ("GET / HTTP/1.1\r\nHost: h\nX-A: 1\r\n\r\n", BARE_LF),
+            ("GET / HTTP/1.1\r\nHost: h\r\n\n", BARE_LF),
+            ("POST / HTTP/1.1\nHost: h\nContent-Length: 1\n\nx", BARE_LF),
+        ] {
+            match parse(head).0 {
+                Parsed::Refused(said) => assert_eq!(said, why, "{head:?}"),
+                _ => panic!("not refused: {head:?}"),
+            }
+        }
+        // A bare LF in a body is the body's business.
+        assert!(matches!(
+            parse("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n\n\n").0,
+            Parsed::Other
+        ));
+        assert!(!has_bare_lf(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"));
     }
 }

@@ -18,11 +18,16 @@
 //!   The common request (GET or HEAD without a body) is served by the router's own
 //!   HTTP/1.1 path, which passes heads through as bytes; the first other request of a
 //!   connection hands it to hyper.
-//! - Router answers: unknown host 404, first deploy in progress 503 + `Retry-After: 5`,
-//!   upstream unreachable 502, upstream headers too slow 504; short plain text.
+//! - At most [`RouterConfig::max_client_connections`] client connections are open at once;
+//!   beyond, new ones wait in the listening socket's backlog until one closes.
+//! - Router answers: a head with two `Host` fields or a bare-LF line end 400, unknown
+//!   host 404, first deploy in progress 503 + `Retry-After: 5`, upstream unreachable 502,
+//!   upstream headers too slow 504; short plain text.
 
 mod body;
 mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 mod gate;
 mod h1;
 mod headers;
@@ -37,10 +42,11 @@ mod server;
 mod table;
 mod upstream;
 
-pub use config::RouterConfig;
+pub use config::{RouterConfig, DEFAULT_MAX_CLIENT_CONNECTIONS};
 pub use gate::Hold;
 pub use netns::{connect, forget_netns, netns_threads};
 pub use probe::{probe_http, ProbeError};
 pub use release::LiveRelease;
 pub use router::Router;
 pub use routes::{EnvRoutes, RouteAction, RouteError, RouteRule, Upstream};
+pub use table::normalize_host;

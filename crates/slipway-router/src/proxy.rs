@@ -12,6 +12,7 @@ use hyper::http::uri::PathAndQuery;
 use hyper::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::body::{full, GuardedBody, ProxyBody};
 use crate::gate::Gate;
@@ -36,6 +37,10 @@ const LINGER: Duration = Duration::from_secs(2);
 pub(crate) struct Client {
     /// The client's address as `X-Forwarded-For` gives it (formatted once per connection).
     pub(crate) forwarded_for: HeaderValue,
+    /// The connection's place under the cap on open client connections, if it has one:
+    /// an upgraded connection's tunnel keeps a share of it, so that the connection still
+    /// counts once hyper let go of it.
+    place: Option<Arc<OwnedSemaphorePermit>>,
 }
 
 impl Client {
@@ -43,6 +48,16 @@ impl Client {
     pub(crate) fn new(addr: SocketAddr) -> Client {
         Client {
             forwarded_for: client_value(addr.ip()),
+            place: None,
+        }
+    }
+
+    /// The client connected from `addr`, holding `place` under the cap on open client
+    /// connections for as long as its connection is open.
+    pub(crate) fn with_place(addr: SocketAddr, place: OwnedSemaphorePermit) -> Client {
+        Client {
+            place: Some(Arc::new(place)),
+            ..Client::new(addr)
         }
     }
 }
@@ -53,6 +68,11 @@ pub(crate) async fn handle(
     client: &Client,
     mut req: Request<Incoming>,
 ) -> Response<ProxyBody> {
+    // Routed by one and read by the app as the other: refused (as on the router's own path).
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    if hosts.next().is_some() && hosts.next().is_some() {
+        return bad_request("400 Bad Request: the request has more than one Host field.\n");
+    }
     // Absolute-form targets and HTTP/2 carry the host in the URI; it wins over `Host`.
     let host_value = match req.uri().authority() {
         Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
@@ -218,6 +238,9 @@ async fn forward(
 
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    // After the stripping: a client that names `X-Request-Id` (or `X-Forwarded-*`) in
+    // `Connection` cannot take them off the request the app gets.
+    parts.headers.insert(&X_REQUEST_ID, request_id.clone());
     if let Some(protocol) = &upgrade {
         parts.headers.insert(header::UPGRADE, protocol.clone());
         parts
@@ -243,7 +266,11 @@ async fn forward(
     match client_upgrade {
         None => send(router, pool, parts, body, request_id, guard).await,
         Some(client_upgrade) => {
-            send_upgrade(router, pool, parts, body, request_id, guard, client_upgrade).await
+            let upgrade = ClientUpgrade {
+                on: client_upgrade,
+                place: client.place.clone(),
+            };
+            send_upgrade(router, pool, parts, body, request_id, guard, upgrade).await
         }
     }
 }
@@ -335,6 +362,13 @@ pub(crate) fn upstream_failed(
     bad_gateway(request_id)
 }
 
+/// The client's side of an upgrade: its connection once upgraded, and its place under the
+/// cap on open client connections.
+struct ClientUpgrade {
+    on: hyper::upgrade::OnUpgrade,
+    place: Option<Arc<OwnedSemaphorePermit>>,
+}
+
 /// Send a request that asks for a protocol upgrade over a connection of its own (hyper's
 /// client) and, on `101 Switching Protocols`, join the two upgraded connections.
 async fn send_upgrade(
@@ -344,7 +378,7 @@ async fn send_upgrade(
     body: Incoming,
     request_id: HeaderValue,
     guard: InFlightGuard,
-    client_upgrade: hyper::upgrade::OnUpgrade,
+    client_upgrade: ClientUpgrade,
 ) -> Response<ProxyBody> {
     let config = &router.config;
     let mut sender = match pool.connect_upgrade(config.connect_timeout).await {
@@ -366,7 +400,9 @@ async fn send_upgrade(
             let release = Arc::clone(guard.release());
             let _guard = guard;
             let _sender = sender;
-            match tokio::try_join!(client_upgrade, upstream_upgrade) {
+            // So does the client connection's place under the cap.
+            let _place = client_upgrade.place;
+            match tokio::try_join!(client_upgrade.on, upstream_upgrade) {
                 Ok((client_io, upstream_io)) => {
                     tunnel(&release, TokioIo::new(client_io), TokioIo::new(upstream_io)).await;
                 }
@@ -449,6 +485,11 @@ fn join_cookies(headers: &mut HeaderMap) {
     if let Ok(value) = HeaderValue::from_bytes(&joined) {
         headers.insert(header::COOKIE, value);
     }
+}
+
+/// The router's 400 answer, saying `why`.
+pub(crate) fn bad_request(why: &'static str) -> Response<ProxyBody> {
+    page(StatusCode::BAD_REQUEST, why, None)
 }
 
 fn bad_gateway(request_id: &HeaderValue) -> Response<ProxyBody> {

@@ -46,7 +46,7 @@ impl Router {
 
     /// Atomically route environment `env` (e.g. `"demo/main"`) as `routes` says. The
     /// environment's previous hosts that are not in `routes` stop routing; a host that
-    /// belonged to another environment moves to this one.
+    /// another environment routes stays with it (see [`Router::owner`] to refuse first).
     ///
     /// Returns the previously live release of the environment, to drain and then stop: it
     /// gets no new request from now on, and its idle upstream connections are closed
@@ -93,7 +93,8 @@ impl Router {
 
     /// Mark `hosts` of environment `env`, being deployed for the first time: they answer
     /// 503 with `Retry-After` until [`Router::switch`]. An environment that already has a
-    /// live release is left unchanged (it keeps serving during its redeploy).
+    /// live release is left unchanged (it keeps serving during its redeploy); a host that
+    /// another environment routes stays with it.
     pub fn set_deploying(&self, env: &str, hosts: Vec<String>) {
         let mut gates = self.lock_writer();
         let gate = gate_of(&mut gates, env);
@@ -124,6 +125,13 @@ impl Router {
     /// The release currently live for `env`.
     pub fn current(&self, env: &str) -> Option<Arc<LiveRelease>> {
         self.table.load().release_of(env).cloned()
+    }
+
+    /// The environment (e.g. `"demo/main"`) that routes `host` now, live or being
+    /// deployed; `host` is compared as clients send it (case, port, trailing dot ignored).
+    pub fn owner(&self, host: &str) -> Option<String> {
+        let host = crate::table::normalize_host(host);
+        self.table.load().owner_of(&host).map(str::to_string)
     }
 
     /// The hosts `env` currently owns (normalized, sorted).

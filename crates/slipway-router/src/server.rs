@@ -21,7 +21,7 @@ use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::body::{BoxError, ProxyBody};
@@ -30,8 +30,13 @@ use crate::pool::set_worker;
 use crate::proxy;
 use crate::router::Router;
 
-/// An accepted client connection on its way to a worker.
-type Accepted = (std::io::Result<std::net::TcpStream>, std::net::SocketAddr);
+/// An accepted client connection on its way to a worker, with its place under the cap on
+/// open client connections (given back when the connection ends).
+type Accepted = (
+    std::io::Result<std::net::TcpStream>,
+    std::net::SocketAddr,
+    OwnedSemaphorePermit,
+);
 
 impl Router {
     /// Serve HTTP/1.1 (keep-alive) and h2c on `listener` until `shutdown` resolves; then
@@ -84,13 +89,36 @@ impl Router {
         // a shared accepting socket does not give.
         tokio::pin!(shutdown);
         let mut next = 0usize;
+        // One place per open client connection: at the cap, no accept until one closes.
+        let cap = self
+            .config
+            .max_client_connections
+            .clamp(1, Semaphore::MAX_PERMITS);
+        let places = Arc::new(Semaphore::new(cap));
+        let mut warned_at: Option<std::time::Instant> = None;
         loop {
+            if places.available_permits() == 0
+                && warned_at.is_none_or(|at| at.elapsed() >= Duration::from_secs(60))
+            {
+                warned_at = Some(std::time::Instant::now());
+                tracing::warn!(
+                    cap,
+                    "the router has as many client connections open as it may; new ones wait until one closes"
+                );
+            }
+            let place = tokio::select! {
+                () = &mut shutdown => break,
+                place = Arc::clone(&places).acquire_owned() => match place {
+                    Ok(place) => place,
+                    Err(_) => break,
+                },
+            };
             tokio::select! {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         next = (next + 1) % queues.len();
-                        if queues[next].send((stream.into_std(), peer)).is_err() {
+                        if queues[next].send((stream.into_std(), peer, place)).is_err() {
                             tracing::error!(worker = next, "a router worker is gone; connection dropped");
                         }
                     }
@@ -128,7 +156,7 @@ impl Router {
             tokio::select! {
                 () = stopped(&mut stop_rx) => break,
                 accepted = queue.recv() => {
-                    let Some((stream, peer)) = accepted else { break };
+                    let Some((stream, peer, place)) = accepted else { break };
                     let stream = match stream.and_then(|s| {
                         s.set_nonblocking(true)?;
                         tokio::net::TcpStream::from_std(s)
@@ -145,7 +173,9 @@ impl Router {
                     let mut stop = stop_rx.clone();
                     let idle_timeout = self.config.client_idle_timeout;
                     connections.spawn(async move {
-                        let client = Arc::new(proxy::Client::new(peer));
+                        // The connection's place under the cap, until this task ends (or,
+                        // for an upgraded connection, its tunnel).
+                        let client = Arc::new(proxy::Client::with_place(peer, place));
                         let activity = Arc::new(Activity::default());
                         let requests = Arc::clone(&activity);
                         let (raw_router, raw_client) = (Arc::clone(&router), Arc::clone(&client));

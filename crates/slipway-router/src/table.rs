@@ -114,6 +114,14 @@ impl RouteTable {
             .unwrap_or_default()
     }
 
+    /// The environment that routes `host` (normalized), live or being deployed.
+    pub(crate) fn owner_of(&self, host: &str) -> Option<&str> {
+        self.envs
+            .iter()
+            .find(|(_, e)| e.hosts.iter().any(|h| h == host))
+            .map(|(name, _)| name.as_str())
+    }
+
     /// A copy where `env`'s hosts are those of `routes`, leading to `release`.
     /// `routes` must have been validated against `release`.
     pub(crate) fn with_live(
@@ -203,16 +211,11 @@ impl RouteTable {
             if hosts.contains(&host) {
                 continue;
             }
-            let owner = next
-                .envs
-                .iter()
-                .find(|(_, e)| e.hosts.contains(&host))
-                .map(|(name, _)| name.clone());
-            if let Some(owner) = owner {
-                tracing::warn!(host = %host, from = %owner, to = %env, "host moves to another environment");
-                if let Some(e) = next.envs.get_mut(&owner) {
-                    e.hosts.retain(|h| *h != host);
-                }
+            // A host belongs to the environment that routes it until that one lets it
+            // go: a second claimant never takes it (the deploy refuses such a claim first).
+            if let Some(owner) = next.owner_of(&host) {
+                tracing::warn!(host = %host, owner = %owner, claimant = %env, "host kept by the environment that routes it");
+                continue;
             }
             next.hosts.insert(host.clone(), Arc::new(entry));
             hosts.push(host);
@@ -252,7 +255,7 @@ fn strip_port(host: &str) -> &str {
 
 /// Lowercase host name without port and without a trailing dot.
 /// `Example.COM:8080` -> `example.com`; `[::1]:80` -> `[::1]`.
-pub(crate) fn normalize_host(host: &str) -> String {
+pub fn normalize_host(host: &str) -> String {
     strip_port(host.trim())
         .trim_end_matches('.')
         .to_ascii_lowercase()
@@ -359,7 +362,7 @@ mod tests {
     }
 
     #[test]
-    fn longest_prefix_first_and_hosts_move_between_envs() {
+    fn longest_prefix_first_and_hosts_stay_with_their_owner() {
         let config = RouterConfig::default();
         let gate = Arc::new(Gate::default());
         let r1 = LiveRelease::new(
@@ -401,19 +404,31 @@ mod tests {
             Some(Action::Upstream(0))
         ));
 
-        // A host claimed by another env moves there; removing that env frees it.
-        let t = t.with_deploying("demo/dev", &gate, &["b.example".into()]);
+        // A host claimed by another env stays with its owner; once the owner lets it go,
+        // the next claim gets it.
+        let t = t.with_deploying(
+            "other/main",
+            &gate,
+            &["b.example".into(), "c.example".into()],
+        );
+        let (rel, _) = live(&t, "b.example").expect("b stays with its owner");
+        assert!(Arc::ptr_eq(&rel, &r1));
+        assert_eq!(t.owner_of("b.example"), Some("demo/main"));
+        assert_eq!(t.hosts_of("demo/main"), vec!["a.example", "b.example"]);
+        assert_eq!(t.hosts_of("other/main"), vec!["c.example"]);
         assert!(matches!(
-            t.lookup("b.example").map(|e| &e.target),
+            t.lookup("c.example").map(|e| &e.target),
             Some(HostTarget::Deploying)
         ));
-        assert_eq!(t.hosts_of("demo/main"), vec!["a.example"]);
         assert!(t.release_of("demo/main").is_some());
-        assert!(t.release_of("demo/dev").is_none());
-        let t = t.without_env("demo/dev");
-        assert!(t.lookup("b.example").is_none());
-        assert!(t.lookup("a.example").is_some());
+        assert!(t.release_of("other/main").is_none());
+        let t = t.without_env("other/main");
+        assert!(t.lookup("c.example").is_none());
+        assert!(t.lookup("b.example").is_some());
         let t = t.without_env("demo/main");
         assert!(t.lookup("a.example").is_none());
+        assert_eq!(t.owner_of("b.example"), None);
+        let t = t.with_deploying("other/main", &gate, &["b.example".into()]);
+        assert_eq!(t.owner_of("b.example"), Some("other/main"));
     }
 }

@@ -16,7 +16,7 @@
 //! What it implements of RFC 9112: the request head written in one `write`; a request
 //! body sent as it arrives, with its `Content-Length` or else chunked, while the answer
 //! is awaited (an app may answer before reading the whole body; then the connection is
-//! not kept); the response
+//! not kept, nor after a chunked body, which simple app servers may not read); the response
 //! head parsed with httparse (at most [`MAX_HEAD`] bytes, [`MAX_HEADERS`] fields); interim
 //! 1xx responses skipped; the body framed by the request method and status (HEAD, 1xx,
 //! 204, 304: none), `Transfer-Encoding: chunked` (decoded; trailers dropped), another
@@ -80,6 +80,14 @@ pub(crate) struct Conn {
     upload: Option<Upload>,
     /// Whether sending a request body failed (the connection is out of step).
     upload_failed: bool,
+    /// Whether an answer came before its request's body was sent whole: the app answered
+    /// without reading all of it, and may read what is left as a request of its own,
+    /// whose answer would then come to the next request sent here. Never pooled again.
+    answered_early: bool,
+    /// Whether a request body went chunked (its length unknown). Many simple app servers
+    /// do not read chunked request bodies and take them for requests of their own,
+    /// whenever they answered: never pooled again.
+    chunked_upload: bool,
 }
 
 impl Conn {
@@ -92,6 +100,8 @@ impl Conn {
             head: Vec::new(),
             upload: None,
             upload_failed: false,
+            answered_early: false,
+            chunked_upload: false,
         }
     }
 
@@ -99,7 +109,7 @@ impl Conn {
     /// last response (an end of stream, or stray bytes, make it unusable). Asks the
     /// reactor's readiness only; no system call unless the socket looks readable.
     pub(crate) fn is_reusable(&self) -> bool {
-        if !self.buf.is_empty() || !self.upload_done() {
+        if !self.buf.is_empty() || !self.in_step() {
             return false;
         }
         let mut cx = Context::from_waker(std::task::Waker::noop());
@@ -132,6 +142,7 @@ impl Conn {
                 error: UpstreamError::Io(err),
             });
         }
+        self.chunked_upload |= chunked;
         self.upload = body.take().map(|body| Upload {
             body,
             chunked,
@@ -139,7 +150,7 @@ impl Conn {
             read_all: false,
         });
         let mut received_any = false;
-        std::future::poll_fn(|cx| {
+        let head = std::future::poll_fn(|cx| {
             if let Poll::Ready(Err(UploadError::Client(err))) = self.poll_upload(cx) {
                 return Poll::Ready(Err(Failure::sent(UpstreamError::ClientBody(err))));
             }
@@ -148,7 +159,13 @@ impl Conn {
             })
             .map_err(Failure::sent)
         })
-        .await
+        .await;
+        // By this exchange's own count: the body was not all written when the answer's
+        // head was complete (however the rest goes later).
+        if head.is_ok() && !self.upload_done() {
+            self.answered_early = true;
+        }
+        head
     }
 
     /// Send a bodiless request whose head `request` is already serialized (origin form,
@@ -250,6 +267,12 @@ impl Conn {
     /// Whether the request body, if any, was sent whole.
     fn upload_done(&self) -> bool {
         self.upload.is_none() && !self.upload_failed
+    }
+
+    /// Whether the connection may carry another request once its answer was read: its
+    /// request body, if any, had a length and was sent whole before the answer came.
+    fn in_step(&self) -> bool {
+        self.upload_done() && !self.answered_early && !self.chunked_upload
     }
 
     /// Read more from the socket into the buffer; `Ok(0)` at end of stream.
@@ -639,8 +662,9 @@ impl LeanBody {
     fn finish(&mut self) {
         self.done = true;
         if let Some(conn) = self.conn.take() {
-            // A request body not sent whole leaves the connection out of step.
-            if self.keep_alive && conn.upload_done() {
+            // A request body not sent whole, or answered before it was, leaves the
+            // connection out of step.
+            if self.keep_alive && conn.in_step() {
                 self.pool.checkin(conn);
             }
         }
@@ -834,6 +858,77 @@ impl Body for LeanBody {
             Framing::Length(n) if !self.done => SizeHint::with_exact(n),
             _ if self.done => SizeHint::with_exact(0),
             _ => SizeHint::default(),
+        }
+    }
+}
+
+/// Check the answer-head parser on `data` for both paths, for the fuzz target and the
+/// in-tree samples: the typed head (hyper's side, [`Conn::exchange`]) and the head written
+/// as bytes (the router's own path, [`Conn::exchange_raw`]) must agree with each other and
+/// with httparse on the same bytes; panics where they do not.
+pub(crate) fn check_answer_head(data: &[u8]) {
+    for method in [Method::GET, Method::HEAD] {
+        let (mut typed_buf, mut raw_buf) = (BytesMut::from(data), BytesMut::from(data));
+        let mut out = Vec::new();
+        let typed = parse_head(&mut typed_buf, &method);
+        let raw = parse_head_raw(&mut raw_buf, &method, &mut out);
+        match (typed, raw) {
+            (Ok(None), Ok(None)) | (Ok(Some(None)), Ok(Some(None))) | (Err(_), Err(_)) => {
+                assert_eq!(typed_buf, raw_buf, "consumed differently: {data:?}");
+            }
+            (Ok(Some(Some(head))), Ok(Some(Some(raw)))) => {
+                assert_eq!(typed_buf, raw_buf, "consumed differently: {data:?}");
+                assert_eq!(
+                    (head.framing, head.keep_alive),
+                    (raw.framing, raw.keep_alive)
+                );
+                // The head written for the client parses whole, CRLF only, and says what
+                // the typed head says, field for field.
+                out.extend_from_slice(b"\r\n");
+                assert!(!out.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'));
+                let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut written = httparse::Response::new(&mut fields);
+                assert_eq!(
+                    written.parse(&out).ok(),
+                    Some(httparse::Status::Complete(out.len())),
+                    "the answer head written for the client does not parse: {out:?}"
+                );
+                assert_eq!(written.code, Some(head.response.status().as_u16()));
+                let mut raw_fields: Vec<(String, &[u8])> = written
+                    .headers
+                    .iter()
+                    .map(|f| (f.name.to_ascii_lowercase(), f.value))
+                    .collect();
+                let mut typed_fields: Vec<(String, &[u8])> = head
+                    .response
+                    .headers()
+                    .iter()
+                    .map(|(n, v)| (n.as_str().to_string(), v.as_bytes()))
+                    .collect();
+                raw_fields.sort();
+                typed_fields.sort();
+                assert_eq!(raw_fields, typed_fields, "{data:?}");
+                for (name, _) in &raw_fields {
+                    assert!(!is_hop_by_hop_name(name), "{name} passed on: {data:?}");
+                }
+                let drop_length = matches!(raw.framing, Framing::Chunked(_) | Framing::UntilClose);
+                assert_eq!(
+                    raw.has_request_id,
+                    raw_fields.iter().any(|(n, _)| n == "x-request-id")
+                );
+                if drop_length {
+                    assert!(
+                        !raw_fields.iter().any(|(n, _)| n == "content-length")
+                            || method == Method::HEAD,
+                        "a length passed on with a body of unknown length: {data:?}"
+                    );
+                }
+            }
+            (typed, raw) => panic!(
+                "the two paths disagree on {data:?}: typed {:?}, raw {:?}",
+                typed.map(|h| h.map(|h| h.map(|h| h.response.status()))),
+                raw.map(|h| h.map(|h| h.map(|h| h.framing)))
+            ),
         }
     }
 }

@@ -445,3 +445,297 @@ async fn raw_clients_pipelining_handover_close_and_odd_heads() {
     }
     r.stop().await.unwrap();
 }
+
+/// An app that does not read request bodies (a lax server): it answers `/upload` at once,
+/// the head first and the body a little later, without reading the upload; anything
+/// after a head it reads as the next request, and answers each (after a short think) with
+/// the path it saw. Empty or pathless heads get no answer.
+async fn lax_app() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(stream);
+                while let Some(head) = read_head(&mut reader).await {
+                    let Some(path) = head.split(' ').nth(1).map(str::to_string) else {
+                        continue;
+                    };
+                    let w = reader.get_mut();
+                    let written = if path == "/upload" {
+                        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n";
+                        if w.write_all(head).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(30)).await;
+                        w.write_all(b"upload").await
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{path}",
+                            path.len()
+                        );
+                        w.write_all(answer.as_bytes()).await
+                    };
+                    if written.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Issue 12, finding 10: an upload the app never reads. The app reads it as a request of
+/// its own (here `GET /smuggled`) and answers it; the connection must not be pooled, or
+/// the next request sent on it, from another client, gets that answer instead of its own.
+/// Three ways: answered before the router sent the whole upload (chunked, and with a
+/// length), and a chunked upload sent whole at once (a server that does not read chunked
+/// bodies, whenever it answers).
+#[tokio::test]
+async fn an_unread_upload_never_gives_its_connection_to_another_request() {
+    let port = lax_app().await;
+    let r = router_to(port).await;
+    let smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    let chunked = format!("{:x}\r\n{smuggled}\r\n0\r\n\r\n", smuggled.len());
+    let cases = [
+        (
+            "Transfer-Encoding: chunked",
+            "3\r\nabc\r\n",
+            chunked.clone(),
+            true,
+        ),
+        (
+            &*format!("Content-Length: {}", 3 + smuggled.len()),
+            "abc",
+            smuggled.to_string(),
+            true,
+        ),
+        ("Transfer-Encoding: chunked", "3\r\nabc\r\n", chunked, false),
+    ];
+    for (framing, first, rest, after_head) in &cases {
+        for round in 0..10 {
+            let what = format!("{framing}, rest after the head: {after_head}, round {round}");
+            let mut attacker =
+                BufReader::new(tokio::net::TcpStream::connect(r.addr).await.unwrap());
+            let start =
+                format!("POST /upload HTTP/1.1\r\nHost: {HOST}\r\n{framing}\r\n\r\n{first}");
+            let head = if *after_head {
+                // The answer's head comes before the upload is whole; then the rest of it.
+                attacker
+                    .get_mut()
+                    .write_all(start.as_bytes())
+                    .await
+                    .unwrap();
+                let head = within(10, read_head(&mut attacker)).await.unwrap();
+                attacker.get_mut().write_all(rest.as_bytes()).await.unwrap();
+                head
+            } else {
+                let whole = format!("{start}{rest}");
+                attacker
+                    .get_mut()
+                    .write_all(whole.as_bytes())
+                    .await
+                    .unwrap();
+                within(10, read_head(&mut attacker)).await.unwrap()
+            };
+            assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{what}: {head}");
+            let body = within(10, read_body(&mut attacker, &head)).await.unwrap();
+            assert_eq!(body, b"upload", "{what}");
+
+            // Another client, on the own path and on hyper's: each gets its own answer.
+            let mut victim = BufReader::new(tokio::net::TcpStream::connect(r.addr).await.unwrap());
+            let (_, body) = ask(
+                &mut victim,
+                &format!("GET /victim HTTP/1.1\r\nHost: {HOST}\r\n\r\n"),
+            )
+            .await;
+            assert_eq!(body, "/victim", "{what}: another request's answer");
+            let (_, body) = ask(
+                &mut victim,
+                &format!("POST /victim-post HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 0\r\n\r\n"),
+            )
+            .await;
+            assert_eq!(body, "/victim-post", "{what}: another request's answer");
+        }
+    }
+    // A plain request's connection is still kept and reused.
+    let live = r.router.current("demo/main").unwrap();
+    assert!(
+        live.idle_connections() >= 1,
+        "the victims' connection is kept"
+    );
+    r.stop().await.unwrap();
+}
+
+/// Issue 12, finding 12: two `Host` fields are answered 400 on the router's own path and
+/// on hyper's (after a handover), a head with a bare-LF line end 400, and none reaches
+/// the app; a client that names `X-Request-Id` in `Connection` does not take it off the
+/// request. The same requests written properly are served.
+#[tokio::test]
+async fn two_hosts_and_bare_line_feeds_are_refused_and_the_request_id_stays() {
+    let app = script(answers, false).await;
+    let r = router_to(app.port).await;
+    let refused = [
+        (
+            format!("GET /length HTTP/1.1\r\nHost: {HOST}\r\nHost: other.localhost\r\n\r\n"),
+            "more than one Host",
+        ),
+        (
+            format!("GET /length HTTP/1.1\nHost: {HOST}\n\n"),
+            "LF without CR",
+        ),
+        (
+            format!("GET /length HTTP/1.1\r\nHost: {HOST}\nX-A: 1\r\n\r\n"),
+            "LF without CR",
+        ),
+        (
+            format!("POST /echo-length HTTP/1.1\nHost: {HOST}\nContent-Length: 2\n\nok"),
+            "LF without CR",
+        ),
+    ];
+    for (request, why) in &refused {
+        let mut c = BufReader::new(tokio::net::TcpStream::connect(r.addr).await.unwrap());
+        let (head, body) = ask(&mut c, request).await;
+        assert!(head.starts_with("HTTP/1.1 400 "), "{request:?}: {head}");
+        assert!(body.contains(why), "{request:?}: {body}");
+        assert!(
+            within(10, read_answer(&mut c)).await.is_none(),
+            "closed after a refused head"
+        );
+    }
+    assert!(
+        app.received.lock().unwrap().is_empty(),
+        "nothing reached the app"
+    );
+
+    // Hyper's path: a POST hands the connection over, then two Hosts.
+    let mut c = BufReader::new(tokio::net::TcpStream::connect(r.addr).await.unwrap());
+    let post = format!("POST /echo-length HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 2\r\n\r\nok");
+    let (_, body) = ask(&mut c, &post).await;
+    assert_eq!(body, "ok");
+    let (head, body) = ask(&mut c, &refused[0].0).await;
+    assert!(head.starts_with("HTTP/1.1 400 "), "{head}");
+    assert!(body.contains("more than one Host"), "{body}");
+    assert_eq!(
+        app.received.lock().unwrap().len(),
+        1,
+        "only the POST reached the app"
+    );
+    let (_, body) = ask(
+        &mut c,
+        &format!("GET /length HTTP/1.1\r\nHost: {HOST}\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(body, "hello");
+
+    // `Connection: X-Request-Id` (hyper's path): the app still gets a request id.
+    for id in ["X-Request-Id: mine-2\r\n", ""] {
+        let request = format!(
+            "GET /length HTTP/1.1\r\nHost: {HOST}\r\nConnection: X-Request-Id, X-Forwarded-For\r\n{id}\r\n"
+        );
+        let mut c = BufReader::new(tokio::net::TcpStream::connect(r.addr).await.unwrap());
+        let (head, body) = ask(&mut c, &request).await;
+        assert_eq!(body, "hello", "{head}");
+        let received = app.received.lock().unwrap().last().unwrap().head.clone();
+        let lower = received.to_ascii_lowercase();
+        assert_eq!(lower.matches("\r\nx-request-id: ").count(), 1, "{received}");
+        assert_eq!(
+            lower.matches("\r\nx-forwarded-for: 127.0.0.1\r\n").count(),
+            1,
+            "{received}"
+        );
+        let sent = lower
+            .split("\r\nx-request-id: ")
+            .nth(1)
+            .unwrap()
+            .split("\r\n")
+            .next()
+            .unwrap()
+            .to_string();
+        assert!(
+            head.to_ascii_lowercase()
+                .contains(&format!("x-request-id: {sent}\r\n")),
+            "the client is told the id the app got: {head}"
+        );
+    }
+    r.stop().await.unwrap();
+}
+
+/// The cap on open client connections: at the cap a new connection gets no answer until
+/// one of the open ones closes; then it is served.
+#[tokio::test]
+async fn client_connections_beyond_the_cap_wait_until_one_closes() {
+    let app = script(answers, false).await;
+    let r = start_router(RouterConfig {
+        workers: Some(1),
+        max_client_connections: 2,
+        ..RouterConfig::default()
+    })
+    .await;
+    r.router
+        .switch(
+            "demo/main",
+            EnvRoutes::single(vec![HOST.into()], up("r", app.port)),
+        )
+        .unwrap();
+    let get = format!("GET /length HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+    let mut first = BufReader::new(tokio::net::TcpStream::connect(r.addr).await.unwrap());
+    let mut second = BufReader::new(tokio::net::TcpStream::connect(r.addr).await.unwrap());
+    assert_eq!(ask(&mut first, &get).await.1, "hello");
+    assert_eq!(ask(&mut second, &get).await.1, "hello");
+    let mut third = BufReader::new(tokio::net::TcpStream::connect(r.addr).await.unwrap());
+    third.get_mut().write_all(get.as_bytes()).await.unwrap();
+    let waited = tokio::time::timeout(Duration::from_millis(500), read_answer(&mut third)).await;
+    assert!(
+        waited.is_err(),
+        "a third connection was served at a cap of two"
+    );
+    drop(first);
+    let (_, body) = within(10, read_answer(&mut third)).await.unwrap();
+    assert_eq!(body, "hello");
+    assert_eq!(ask(&mut second, &get).await.1, "hello");
+    r.stop().await.unwrap();
+
+    // An upgraded connection (a WebSocket) still counts once hyper let go of it.
+    let echo = upstream("echo").await;
+    let r = start_router(RouterConfig {
+        workers: Some(1),
+        max_client_connections: 1,
+        ..RouterConfig::default()
+    })
+    .await;
+    r.router
+        .switch(
+            "demo/main",
+            EnvRoutes::single(vec![HOST.into()], up("r", echo.port)),
+        )
+        .unwrap();
+    let mut upgraded = BufReader::new(tokio::net::TcpStream::connect(r.addr).await.unwrap());
+    let upgrade =
+        format!("GET /ws HTTP/1.1\r\nHost: {HOST}\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n");
+    upgraded
+        .get_mut()
+        .write_all(upgrade.as_bytes())
+        .await
+        .unwrap();
+    let head = within(10, read_head(&mut upgraded)).await.unwrap();
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    upgraded.get_mut().write_all(b"ping\n").await.unwrap();
+    let mut line = String::new();
+    within(10, upgraded.read_line(&mut line)).await.unwrap();
+    assert_eq!(line, "ping\n");
+    let mut next = BufReader::new(tokio::net::TcpStream::connect(r.addr).await.unwrap());
+    let get = format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+    next.get_mut().write_all(get.as_bytes()).await.unwrap();
+    let waited = tokio::time::timeout(Duration::from_millis(500), read_answer(&mut next)).await;
+    assert!(
+        waited.is_err(),
+        "served beside an open WebSocket at a cap of one"
+    );
+    drop(upgraded);
+    let (_, body) = within(10, read_answer(&mut next)).await.unwrap();
+    assert_eq!(body, "echo");
+    r.stop().await.unwrap();
+}

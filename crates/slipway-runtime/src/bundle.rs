@@ -1,22 +1,28 @@
 //! Writing an OCI bundle for a [`ContainerSpec`]: the rootfs folder (empty, with mount points)
 //! and `config.json` describing Slipway's host stack.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    get_default_maskedpaths, get_default_mounts, get_default_readonly_paths, Capability,
-    LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder, LinuxNamespaceBuilder,
-    LinuxNamespaceType, LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder,
-    PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    get_default_maskedpaths, get_default_mounts, get_default_readonly_paths, Capabilities,
+    LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder,
+    LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
+    LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType,
+    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
 use crate::error::RuntimeError;
 use crate::spec::{destination_parts, ContainerSpec, RootFs};
+use crate::tenancy::{seccomp, CPU_PERIOD_US, INIT_PATH};
 
 /// Host folders that merged-usr systems have as symlinks into `/usr`.
 const LIB_DIRS: &[&str] = &["bin", "sbin", "lib", "lib64", "lib32", "libx32"];
 /// `PATH` when the spec sets none.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Host files and folders hidden from every container (besides the OCI defaults under `/proc`
+/// and `/sys`): password hashes and the host's SSH keys.
+const MASKED_HOST_PATHS: &[&str] = &["/etc/shadow", "/etc/gshadow", "/etc/ssh", "/etc/sudoers"];
 
 /// Where one container's files live.
 pub(crate) struct BundlePaths {
@@ -124,11 +130,18 @@ fn oci_err(e: oci_spec::OciSpecError) -> RuntimeError {
     }
 }
 
-/// Creates the rootfs folder (mount points, merged-usr symlinks) and writes `config.json`.
+fn write_file(path: &Path, text: &str) -> Result<(), RuntimeError> {
+    std::fs::write(path, text)
+        .map_err(|e| RuntimeError::io(format!("writing {}", path.display()), e))
+}
+
+/// Creates the rootfs folder (mount points, merged-usr symlinks), the `web` user's
+/// `/etc/passwd` and `/etc/group`, and writes `config.json`. `init` is the host's tini.
 pub(crate) fn write_bundle(
     spec: &ContainerSpec,
     paths: &BundlePaths,
     cgroups_path: &str,
+    init: &Path,
 ) -> Result<(), RuntimeError> {
     paths.remove()?;
     mkdirs(&paths.bundle)?;
@@ -136,6 +149,21 @@ pub(crate) fn write_bundle(
     for d in ["usr", "etc", "proc", "dev", "sys", "tmp", "app"] {
         mkdirs(&paths.rootfs.join(d))?;
     }
+    // runc gives a tmpfs the mode of its mount point: `/tmp` must be world-writable and sticky.
+    let tmp = paths.rootfs.join("tmp");
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777))
+        .map_err(|e| RuntimeError::io(format!("setting the mode of {}", tmp.display()), e))?;
+    // The init's mount point: in the per-container root, or once in a stack's shared root.
+    let init_point = match &spec.root {
+        RootFs::Stack(dir) => dir.join(INIT_PATH.trim_start_matches('/')),
+        RootFs::Host => paths.rootfs.join(INIT_PATH.trim_start_matches('/')),
+    };
+    if !init_point.exists() {
+        mount_point(&init_point, init)?;
+    }
+    let (passwd, group) = (paths.bundle.join("passwd"), paths.bundle.join("group"));
+    write_file(&passwd, &spec.run_as.passwd())?;
+    write_file(&group, &spec.run_as.group())?;
 
     let mut mounts = get_default_mounts();
     // A stack is the root itself (read-only, shared); the host stack is bound into an
@@ -157,6 +185,9 @@ pub(crate) fn write_bundle(
             false,
         )?);
     }
+    mounts.push(bind("/etc/passwd", &passwd, false)?);
+    mounts.push(bind("/etc/group", &group, false)?);
+    mounts.push(bind(INIT_PATH, init, false)?);
     for name in LIB_DIRS.iter().filter(|_| stack_root.is_none()) {
         match host_dir(name) {
             Some(HostDir::Symlink(target)) => {
@@ -182,6 +213,7 @@ pub(crate) fn write_bundle(
                 "nosuid".to_string(),
                 "nodev".to_string(),
                 "mode=1777".to_string(),
+                format!("size={}", spec.limits.tmp_bytes),
             ])
             .build()
             .map_err(oci_err)?,
@@ -239,23 +271,22 @@ pub(crate) fn write_bundle(
         env.push("HOME=/tmp".to_string());
     }
 
-    let caps: oci_spec::runtime::Capabilities = [
-        Capability::AuditWrite,
-        Capability::Kill,
-        Capability::NetBindService,
-    ]
-    .into_iter()
-    .collect();
+    // No capability at all, in any set: `web` is an ordinary user.
+    let caps = Capabilities::new();
+    // tini as pid 1: forwards signals to the app's process group (-g) and reaps orphans.
+    let mut args = vec![INIT_PATH.to_string(), "-g".to_string(), "--".to_string()];
+    args.extend(spec.args.iter().cloned());
     let process = ProcessBuilder::default()
         .terminal(false)
         .user(
             UserBuilder::default()
-                .uid(0u32)
-                .gid(0u32)
+                .uid(spec.run_as.uid)
+                .gid(spec.run_as.gid)
+                .additional_gids(Vec::<u32>::new())
                 .build()
                 .map_err(oci_err)?,
         )
-        .args(spec.args.clone())
+        .args(args)
         .env(env)
         .cwd(spec.cwd.as_str())
         .no_new_privileges(true)
@@ -264,6 +295,7 @@ pub(crate) fn write_bundle(
                 .bounding(caps.clone())
                 .effective(caps.clone())
                 .permitted(caps.clone())
+                .inheritable(caps.clone())
                 .ambient(caps)
                 .build()
                 .map_err(oci_err)?,
@@ -300,9 +332,14 @@ pub(crate) fn write_bundle(
                 .map_err(oci_err)?,
         );
     }
+    let mut masked = get_default_maskedpaths();
+    masked.extend(MASKED_HOST_PATHS.iter().map(|p| p.to_string()));
+    let limits = &spec.limits;
+    let memory = i64::try_from(limits.memory_bytes).unwrap_or(i64::MAX);
     let linux = LinuxBuilder::default()
         .namespaces(namespaces)
-        .masked_paths(get_default_maskedpaths())
+        .masked_paths(masked)
+        .seccomp(seccomp()?)
         .readonly_paths(get_default_readonly_paths())
         .cgroups_path(PathBuf::from(cgroups_path))
         .resources(
@@ -312,6 +349,27 @@ pub(crate) fn write_bundle(
                     .access("rwm")
                     .build()
                     .map_err(oci_err)?])
+                .pids(
+                    LinuxPidsBuilder::default()
+                        .limit(i64::from(limits.pids))
+                        .build()
+                        .map_err(oci_err)?,
+                )
+                .memory(
+                    LinuxMemoryBuilder::default()
+                        .limit(memory)
+                        .swap(memory)
+                        .build()
+                        .map_err(oci_err)?,
+                )
+                .cpu(
+                    LinuxCpuBuilder::default()
+                        .shares(limits.cpu_shares())
+                        .quota(limits.cpu_quota_us())
+                        .period(CPU_PERIOD_US)
+                        .build()
+                        .map_err(oci_err)?,
+                )
                 .build()
                 .map_err(oci_err)?,
         )
@@ -348,7 +406,6 @@ pub(crate) fn write_bundle(
         command: "writing config.json".into(),
         message: e.to_string(),
     })?;
-    let file = paths.bundle.join("config.json");
-    std::fs::write(&file, json)
-        .map_err(|e| RuntimeError::io(format!("writing {}", file.display()), e))
+    // Owner-only: until its container runs, it holds the process's variables.
+    crate::process::write_private(&paths.bundle.join("config.json"), &json)
 }

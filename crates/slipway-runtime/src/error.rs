@@ -9,6 +9,9 @@ pub enum RuntimeError {
     /// The OCI runtime CLI could not be found (not a file, not on PATH).
     #[error("OCI runtime {0:?} not found (install runc or pass --runtime PATH)")]
     RuntimeNotFound(PathBuf),
+    /// The container init (`tini-static`, Debian package `tini`) is not installed.
+    #[error("the container init is missing: install tini (/usr/bin/tini-static)")]
+    InitNotFound,
     /// A container id that is not `[a-zA-Z0-9][a-zA-Z0-9_.-]*` of at most 128 characters.
     #[error("invalid container id {0:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 128 characters")]
     InvalidId(String),

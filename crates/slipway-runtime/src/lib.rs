@@ -1,6 +1,9 @@
 //! Containers under an OCI runtime CLI (runc or compatible) on Slipway's "host stack": an empty
-//! read-only root with the host's `/usr` and `/etc` bound read-only, a private `/tmp`, the app at
-//! `/app`, declared bind mounts, and one persistent network namespace per environment.
+//! read-only root with the host's `/usr` and `/etc` bound read-only, a private size-capped
+//! `/tmp`, the app at `/app`, declared bind mounts, and one persistent network namespace per
+//! environment. Every process runs as the project's unprivileged user `web` with no
+//! capabilities, `no_new_privs`, a seccomp filter, cgroup limits and tini as pid 1
+//! (see `tenancy`).
 //!
 //! The runtime's state root is `DATA_DIR/runtime/state`, so servers with different data dirs
 //! never see each other's containers.
@@ -12,11 +15,14 @@ mod cli;
 mod error;
 pub mod netns;
 mod output;
+mod process;
 mod runtime;
 mod spec;
 mod state;
+mod tenancy;
 
 pub use error::RuntimeError;
-pub use runtime::Runtime;
+pub use runtime::{Runtime, OOM_LINE};
 pub use spec::{validate_id, BindMount, ContainerSpec, RootFs};
 pub use state::{ContainerState, Status};
+pub use tenancy::{Limits, RunAs, FIRST_PROJECT_UID, INIT_PATH, PROJECT_UIDS, WEB_USER};

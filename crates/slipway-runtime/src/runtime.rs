@@ -12,9 +12,14 @@ use crate::bundle::{write_bundle, BundlePaths};
 use crate::cli::{message, messages, resolve_runtime, short_hash};
 use crate::error::RuntimeError;
 use crate::output::stream_lines;
+use crate::process::{exec_process, forget_env, ProcessFile};
 use crate::spec::{validate_id, ContainerSpec};
 use crate::state::{parse_list, parse_state, ContainerState, Status};
+use crate::tenancy::find_init;
 
+/// The start of the line [`Runtime::run`] adds to a container's output when the kernel's OOM
+/// killer killed one of its processes.
+pub const OOM_LINE: &str = "slipway: out of memory";
 /// How long `runc run -d` may take to create and start a container.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long to wait for the runtime CLI to exit after its container was killed.
@@ -32,6 +37,8 @@ pub struct Runtime {
     rootfs: PathBuf,
     scratch: PathBuf,
     cgroup_parent: String,
+    /// The host's statically linked tini, bound into every container as its pid 1.
+    init: PathBuf,
     counter: AtomicU64,
 }
 
@@ -44,6 +51,39 @@ fn exit_code(status: ExitStatus) -> i32 {
     status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+/// Checks what `exec` and `exec_command` run: a command (not starting with '-', no NUL
+/// bytes), valid variables, an absolute (or empty) working directory.
+fn check_exec(
+    id: &str,
+    args: &[String],
+    env: &[(String, String)],
+    cwd: &str,
+) -> Result<(), RuntimeError> {
+    let bad = |reason: &str| RuntimeError::InvalidSpec {
+        id: id.to_string(),
+        reason: reason.to_string(),
+    };
+    if args.is_empty()
+        || args[0].is_empty()
+        || args[0].starts_with('-')
+        || args.iter().any(|a| a.contains('\0'))
+    {
+        return Err(bad(
+            "exec needs a command (not starting with '-', no NUL bytes)",
+        ));
+    }
+    if env
+        .iter()
+        .any(|(k, v)| k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0'))
+    {
+        return Err(bad("invalid environment variable for exec"));
+    }
+    if !cwd.is_empty() && !cwd.starts_with('/') {
+        return Err(bad("exec working directory must be absolute"));
+    }
+    Ok(())
 }
 
 fn not_exist(msg: &str) -> bool {
@@ -80,6 +120,7 @@ impl Runtime {
     /// (uses `data_dir/runtime/{state,bundles,rootfs}`).
     pub fn new(runtime: &Path, data_dir: &Path) -> Result<Runtime, RuntimeError> {
         let runtime = resolve_runtime(runtime)?;
+        let init = find_init()?;
         let base = data_dir.join("runtime");
         mkdirs(&base)?;
         let base = base
@@ -95,6 +136,7 @@ impl Runtime {
                 "slipway-{}",
                 short_hash(base.as_os_str().as_encoded_bytes())
             ),
+            init,
             counter: AtomicU64::new(0),
         };
         for dir in [&rt.state_root, &rt.bundles, &rt.rootfs, &rt.scratch] {
@@ -127,7 +169,9 @@ impl Runtime {
 
     /// The `runc exec` command line for an interactive session inside a running
     /// container (`ssh ENV.PROJECT@HOST`): the caller attaches stdio (a pty when
-    /// `tty`), spawns and waits. `args` run with `env` added in `cwd`.
+    /// `tty`), spawns and waits. `args` run with exactly the variables `env` (the
+    /// container's own are not kept to inherit from) in `cwd`. The process (arguments,
+    /// variables) reaches runc through a memory file, never on its command line.
     pub fn exec_command(
         &self,
         id: &str,
@@ -137,19 +181,39 @@ impl Runtime {
         tty: bool,
     ) -> Result<Command, RuntimeError> {
         validate_id(id)?;
+        check_exec(id, args, env, cwd)?;
+        let process = exec_process(&self.paths(id).bundle, args, env, cwd, tty)?;
         let mut cmd = Command::new(&self.runtime);
         cmd.arg("--root").arg(&self.state_root).arg("exec");
-        if tty {
-            cmd.arg("--tty");
-        }
-        if !cwd.is_empty() {
-            cmd.args(["--cwd", cwd]);
-        }
-        for (k, v) in env {
-            cmd.arg("--env").arg(format!("{k}={v}"));
-        }
-        cmd.arg(id).args(args);
+        ProcessFile::new(&process)?.attach(&mut cmd);
+        cmd.arg(id);
         Ok(cmd)
+    }
+
+    /// The container's cgroup path (relative to each hierarchy's root).
+    fn cgroups_path(&self, id: &str) -> String {
+        format!("/{}-{}", self.cgroup_parent, id)
+    }
+
+    /// How many processes the kernel's OOM killer killed in the container's memory cgroup
+    /// (cgroup v1 `memory.oom_control` or v2 `memory.events`); `None` if it cannot be read.
+    fn oom_kills(&self, id: &str) -> Option<u64> {
+        let rel = self.cgroups_path(id);
+        let rel = rel.trim_start_matches('/');
+        let candidates = [
+            (
+                Path::new("/sys/fs/cgroup/memory").join(rel),
+                "memory.oom_control",
+            ),
+            (Path::new("/sys/fs/cgroup").join(rel), "memory.events"),
+        ];
+        candidates.iter().find_map(|(dir, file)| {
+            let text = std::fs::read_to_string(dir.join(file)).ok()?;
+            text.lines().find_map(|l| {
+                l.strip_prefix("oom_kill ")
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+            })
+        })
     }
 
     /// A fresh scratch file path for a `--log` or `--pid-file`.
@@ -202,11 +266,7 @@ impl Runtime {
             return Err(RuntimeError::AlreadyExists(spec.id.clone()));
         }
         let paths = self.paths(&spec.id);
-        let written = write_bundle(
-            spec,
-            &paths,
-            &format!("/{}-{}", self.cgroup_parent, spec.id),
-        );
+        let written = write_bundle(spec, &paths, &self.cgroups_path(&spec.id), &self.init);
         if written.is_err() {
             let _ = paths.remove();
         }
@@ -216,7 +276,8 @@ impl Runtime {
     /// Run to completion in the foreground (builds): stdout and stderr streamed line by line to
     /// `on_line` as they come (merged, in order as far as possible); bundle and container removed
     /// afterwards in every case. `timeout`: kill after it ([`RuntimeError::Timeout`]).
-    /// Returns the exit code (128 + signal number when killed by a signal).
+    /// When the kernel killed a process for going over the memory limit, a last line says so
+    /// ([`OOM_LINE`]). Returns the exit code (128 + signal number when killed by a signal).
     pub async fn run(
         &self,
         spec: &ContainerSpec,
@@ -236,6 +297,8 @@ impl Runtime {
         cmd.arg("--log")
             .arg(&log)
             .arg("run")
+            // Kept after it exits, so that its cgroup can still say whether it ran out of memory.
+            .arg("--keep")
             .arg("--bundle")
             .arg(&paths.bundle)
             .arg(id)
@@ -249,6 +312,13 @@ impl Runtime {
             Err(e) => Err(e),
         };
         let errors = Self::take_log(&log);
+        if let Some(n) = self.oom_kills(id).filter(|n| *n > 0) {
+            on_line(&format!(
+                "{OOM_LINE}: {n} process(es) killed by the kernel for going over the memory \
+                 limit of {} MiB",
+                spec.limits.memory_bytes / (1024 * 1024)
+            ));
+        }
         let cleanup = self.destroy(id).await;
         guard.armed = false;
         let code = result?;
@@ -370,7 +440,10 @@ impl Runtime {
             }
         };
         let errors = Self::take_log(&log);
-        if !status.success() {
+        if status.success() {
+            // Its variables were read at the start: they do not stay on disk.
+            forget_env(&self.paths(id).bundle)?;
+        } else {
             let message = if errors.is_empty() {
                 format!("exited with {status}")
             } else {
@@ -409,8 +482,12 @@ impl Runtime {
         }
     }
 
-    /// Run a command inside a running container (deploy hooks): output streamed to `on_line`;
-    /// `env` is added to the container's environment; an empty `cwd` keeps the container's.
+    /// Run a command inside a running container (deploy hooks), as the container's user:
+    /// output streamed to `on_line` (with a last [`OOM_LINE`] when the kernel killed a process
+    /// of the container for memory meanwhile); `env` is the command's whole environment (the
+    /// container's own variables are not kept to inherit from); an empty `cwd` keeps the
+    /// container's. Arguments and variables reach runc through a memory file, never on its
+    /// command line.
     /// Returns the exit code. On timeout the command is killed ([`RuntimeError::Timeout`]).
     pub async fn exec(
         &self,
@@ -422,51 +499,35 @@ impl Runtime {
         on_line: &mut (dyn FnMut(&str) + Send),
     ) -> Result<i32, RuntimeError> {
         validate_id(id)?;
-        let bad = |reason: &str| RuntimeError::InvalidSpec {
-            id: id.to_string(),
-            reason: reason.to_string(),
-        };
-        if args.is_empty()
-            || args[0].is_empty()
-            || args[0].starts_with('-')
-            || args.iter().any(|a| a.contains('\0'))
-        {
-            return Err(bad(
-                "exec needs a command (not starting with '-', no NUL bytes)",
-            ));
-        }
-        if env
-            .iter()
-            .any(|(k, v)| k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0'))
-        {
-            return Err(bad("invalid environment variable for exec"));
-        }
-        if !cwd.is_empty() && !cwd.starts_with('/') {
-            return Err(bad("exec working directory must be absolute"));
-        }
+        check_exec(id, args, env, cwd)?;
+        let process = exec_process(&self.paths(id).bundle, args, env, cwd, false)?;
         let log = self.scratch_file(id, "exec-log");
         let pid_file = self.scratch_file(id, "exec-pid");
         let mut cmd = self.command();
         cmd.arg("--log").arg(&log).arg("exec");
-        if !cwd.is_empty() {
-            cmd.args(["--cwd", cwd]);
-        }
-        for (k, v) in env {
-            cmd.arg("--env").arg(format!("{k}={v}"));
-        }
+        ProcessFile::new(&process)?.attach(&mut cmd);
         cmd.arg("--pid-file")
             .arg(&pid_file)
             .arg(id)
-            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
         tracing::info!(container = id, ?args, "exec");
+        let oom_before = self.oom_kills(id);
         let child = self.spawn(&mut cmd)?;
         let result = self
             .wait_streaming(child, id, timeout, on_line, Some(&pid_file))
             .await;
+        if let (Some(before), Some(after)) = (oom_before, self.oom_kills(id)) {
+            if after > before {
+                on_line(&format!(
+                    "{OOM_LINE}: {} process(es) killed by the kernel for going over the \
+                     container's memory limit",
+                    after - before
+                ));
+            }
+        }
         let _ = std::fs::remove_file(&pid_file);
         let errors = Self::take_log(&log);
         let code = result?;

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::RuntimeError;
+use crate::tenancy::{Limits, RunAs};
 
 /// Longest accepted container id.
 pub const MAX_ID_LEN: usize = 128;
@@ -55,6 +56,10 @@ pub struct ContainerSpec {
     pub hostname: String,
     /// Stored in the bundle's `config.json`; returned by `state()` and `list()`.
     pub annotations: BTreeMap<String, String>,
+    /// The unprivileged user (`web`) the process and every `exec` in the container run as.
+    pub run_as: RunAs,
+    /// Processes, memory, CPU and `/tmp` size the kernel allows the container.
+    pub limits: Limits,
 }
 
 /// Checks a container id: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 128 characters.
@@ -137,6 +142,13 @@ impl ContainerSpec {
                     ns.display()
                 )));
             }
+        }
+        if self.run_as.uid == 0 || self.run_as.gid == 0 {
+            return Err(bad("containers never run as root (uid or gid 0)".into()));
+        }
+        let l = &self.limits;
+        if l.pids == 0 || l.memory_bytes < 4 * 1024 * 1024 || l.tmp_bytes == 0 {
+            return Err(bad(format!("limits too small to start anything: {l:?}")));
         }
         let mut seen = std::collections::BTreeSet::new();
         for m in &self.mounts {

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use slipway_runtime::{netns, BindMount, ContainerSpec, RootFs, Runtime, RuntimeError, Status};
+use slipway_runtime::{
+    netns, BindMount, ContainerSpec, Limits, RootFs, RunAs, Runtime, RuntimeError, Status, OOM_LINE,
+};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -35,6 +37,7 @@ struct Fixture {
     data_dir: PathBuf,
     app: tempfile::TempDir,
     rt: Runtime,
+    run_as: RunAs,
 }
 
 fn fixture() -> Fixture {
@@ -43,11 +46,15 @@ fn fixture() -> Fixture {
     let app = tempfile::tempdir().unwrap();
     std::fs::write(app.path().join("hello.txt"), "hello from app\n").unwrap();
     let rt = Runtime::new(Path::new("runc"), &data_dir).unwrap();
+    // What Slipway does with a build folder: the container's user owns it.
+    let run_as = RunAs::for_project("runtime-tests");
+    run_as.own_tree(app.path()).unwrap();
     Fixture {
         _data: data,
         data_dir,
         app,
         rt,
+        run_as,
     }
 }
 
@@ -64,6 +71,8 @@ fn spec(f: &Fixture, args: &[&str]) -> ContainerSpec {
         netns: None,
         hostname: "testbox".into(),
         annotations: BTreeMap::new(),
+        run_as: f.run_as,
+        limits: Limits::default(),
     }
 }
 
@@ -131,8 +140,10 @@ async fn file_system_rules_env_and_cwd() {
     }
     let f = fixture();
     let rw = tempfile::tempdir().unwrap();
+    f.run_as.own_tree(rw.path()).unwrap();
     let ro = tempfile::tempdir().unwrap();
     std::fs::write(ro.path().join("r.txt"), "ro data\n").unwrap();
+    f.run_as.own_tree(ro.path()).unwrap();
     let script = "touch /x && echo ROOT-RW; touch /usr/x && echo USR-RW; touch /etc/x && echo ETC-RW; \
                   touch /app/new && echo APP-RW; touch /tmp/z && echo TMP-RW; \
                   echo data > /data/w.txt && echo DATA-RW; touch /ro/x && echo RO-RW; cat /ro/r.txt; \
@@ -175,7 +186,7 @@ async fn file_system_rules_env_and_cwd() {
         "FOO=bar baz",
         "/tmp",
         "testbox",
-        "0",
+        &f.run_as.uid.to_string(),
         "BIN-OK",
         "PROC-OK",
         "DEV-OK",
@@ -221,24 +232,21 @@ async fn runtime_errors_surface() {
         return;
     }
     let f = fixture();
-    let s = spec(&f, &["/no/such/binary"]);
+    // The runtime's own failures surface as errors: here a working directory that is a file.
+    let mut s = spec(&f, &["true"]);
+    s.cwd = "/app/hello.txt".into();
     let (r, _lines) = run_lines(&f.rt, &s).await;
-    match r {
-        Err(RuntimeError::Runtime { message, .. }) => {
-            assert!(message.contains("/no/such/binary"), "{message}")
-        }
-        other => panic!("expected a runtime error, got {other:?}"),
-    }
+    assert!(matches!(r, Err(RuntimeError::Runtime { .. })), "{r:?}");
     assert_eq!(f.rt.state(&s.id).await.unwrap(), None);
 
+    // A missing program is the init's to report: status 127 and the reason.
     let s = spec(&f, &["/no/such/binary"]);
-    let log = f.data_dir.join("logs/bad.log");
-    match f.rt.start(&s, &log).await {
-        Err(RuntimeError::Runtime { message, .. }) => {
-            assert!(message.contains("/no/such/binary"), "{message}")
-        }
-        other => panic!("expected a runtime error, got {other:?}"),
-    }
+    let (r, lines) = run_lines(&f.rt, &s).await;
+    assert_eq!(r.unwrap(), 127, "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("/no/such/binary")),
+        "{lines:?}"
+    );
     assert_eq!(f.rt.state(&s.id).await.unwrap(), None);
     assert!(!f.data_dir.join("runtime/bundles").join(&s.id).exists());
 }
@@ -383,14 +391,43 @@ async fn detached_app_in_netns_state_list_exec_remove() {
         &f,
         &sh("python3 -m http.server $PORT --bind 127.0.0.1 & wait"),
     );
+    let secret = format!("tok-{}", unique("secret"));
     s.env = vec![
         ("PORT".into(), port.to_string()),
         ("PYTHONUNBUFFERED".into(), "1".into()),
+        ("SECRET_TOKEN".into(), secret.clone()),
     ];
     s.netns = Some(ns.clone());
     s.annotations.insert("slipway.app".into(), "web".into());
     let log = f.data_dir.join("logs/web.log");
     f.rt.start(&s, &log).await.unwrap();
+    // The variables were passed at the start and are on no file of the runtime's any more
+    // (bundle, runc's state); the bundle's config.json is the owner's only.
+    let leaks = std::process::Command::new("grep")
+        .args(["-rl", &secret])
+        .arg(f.data_dir.join("runtime"))
+        .output()
+        .unwrap();
+    assert!(
+        leaks.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&leaks.stdout)
+    );
+    let config = f
+        .data_dir
+        .join("runtime/bundles")
+        .join(&s.id)
+        .join("config.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        !text.contains("PYTHONUNBUFFERED") && text.contains("PATH="),
+        "{text}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&config).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     assert!(matches!(
         f.rt.start(&s, &log).await,
         Err(RuntimeError::AlreadyExists(_))
@@ -457,13 +494,44 @@ async fn detached_app_in_netns_state_list_exec_remove() {
     for want in ["out", "E=yes", "/tmp"] {
         assert!(lines.iter().any(|l| l == want), "missing {want}: {lines:?}");
     }
-    // exec sees the container's env (PORT) and keeps the container's cwd when empty.
+    // exec sees exactly the variables it is given (the container's are not kept on disk to
+    // inherit from), PATH by default, and keeps the container's cwd when empty. The
+    // variables are not on the runtime's command line: a `ps` while it runs shows no value.
     let mut lines = Vec::new();
+    let watch = {
+        let secret = secret.clone();
+        std::thread::spawn(move || {
+            let mut seen_exec = false;
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(20) {
+                for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                    let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+                        continue;
+                    };
+                    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                    assert!(
+                        !cmdline.contains(&secret),
+                        "a command line shows it: {cmdline}"
+                    );
+                    seen_exec |= cmdline.contains(" exec ") && cmdline.contains("--process");
+                }
+                if seen_exec {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            false
+        })
+    };
     let code =
         f.rt.exec(
             &s.id,
-            &["/bin/sh".into(), "-c".into(), "echo P=$PORT; pwd".into()],
-            &[],
+            &[
+                "/bin/sh".into(),
+                "-c".into(),
+                "sleep 2; echo P=$PORT S=$SECRET_TOKEN; echo $PATH; pwd".into(),
+            ],
+            &[("SECRET_TOKEN".into(), secret.clone())],
             "",
             Duration::from_secs(30),
             &mut |l: &str| lines.push(l.to_string()),
@@ -471,7 +539,14 @@ async fn detached_app_in_netns_state_list_exec_remove() {
         .await
         .unwrap();
     assert_eq!(code, 0);
-    assert_eq!(lines, vec![format!("P={port}"), "/app".to_string()]);
+    assert!(
+        watch.join().unwrap(),
+        "the runc exec was never seen running"
+    );
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[0], format!("P= S={secret}"));
+    assert!(lines[1].contains("/usr/bin"), "{lines:?}");
+    assert_eq!(lines[2], "/app");
     // exec timeout.
     let t0 = Instant::now();
     let r =
@@ -583,4 +658,229 @@ async fn timeout_kills_the_container() {
     assert!(t0.elapsed() < Duration::from_secs(15));
     assert_eq!(f.rt.state(&s.id).await.unwrap(), None);
     assert!(!f.data_dir.join("runtime/bundles").join(&s.id).exists());
+}
+
+/// The value of `field` (e.g. `Uid`) in a `/proc/PID/status`-style text.
+fn status_field<'a>(status: &'a str, field: &str) -> Option<&'a str> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+#[tokio::test]
+async fn processes_run_as_web_without_privileges() {
+    if !can_run() {
+        return;
+    }
+    let f = fixture();
+    // The attacks: read host secrets, gain namespaces or mounts, ptrace, bind a low port.
+    let script = "id -u; id -un; id -g; echo HOME=$HOME; touch $HOME/h && echo HOME-RW; \
+                  grep -E '^(Seccomp|CapEff|CapPrm|CapBnd|NoNewPrivs):' /proc/self/status; \
+                  cat /etc/shadow | head -c 1 | wc -c | sed 's/^/SHADOW-BYTES=/'; \
+                  ls /etc/ssh | wc -l | sed 's/^/SSH-ENTRIES=/'; \
+                  unshare -r true 2>/dev/null && echo UNSHARE-OK; \
+                  unshare -U true 2>/dev/null && echo USERNS-OK; \
+                  mount -t tmpfs none /tmp 2>/dev/null && echo MOUNT-OK; \
+                  python3 -c 'import socket; socket.socket().bind((\"127.0.0.1\", 81))' 2>/dev/null \
+                      && echo LOWPORT-OK; \
+                  python3 -c 'import ctypes; l = ctypes.CDLL(None); print(\"PTRACE=%d\" % l.ptrace(16, 1, 0, 0))'; \
+                  cat /proc/1/cmdline | tr '\\0' ' '; echo";
+    let (r, lines) = run_lines(&f.rt, &spec(&f, &sh(script))).await;
+    assert_eq!(r.unwrap(), 0, "{lines:?}");
+    let has = |w: &str| lines.iter().any(|l| l == w);
+    let uid = f.run_as.uid.to_string();
+    for want in [
+        uid.as_str(),
+        "web",
+        "HOME=/tmp",
+        "HOME-RW",
+        "Seccomp:\t2",
+        "CapEff:\t0000000000000000",
+        "CapPrm:\t0000000000000000",
+        "CapBnd:\t0000000000000000",
+        "NoNewPrivs:\t1",
+        "SHADOW-BYTES=0",
+        "SSH-ENTRIES=0",
+        "PTRACE=-1",
+    ] {
+        assert!(has(want), "missing {want}: {lines:?}");
+    }
+    for absent in ["0", "UNSHARE-OK", "USERNS-OK", "MOUNT-OK", "LOWPORT-OK"] {
+        assert!(!has(absent), "{absent} should have failed: {lines:?}");
+    }
+    assert!(
+        lines.iter().any(|l| l.starts_with("/.slipway/init -g -- ")),
+        "tini is pid 1: {lines:?}"
+    );
+
+    // A detached app: its host uid is the project's, and so is an exec's (a hook or a shell).
+    let log = f.data_dir.join("logs/web.log");
+    let s = spec(&f, &sh("exec sleep 1000"));
+    f.rt.start(&s, &log).await.unwrap();
+    let pid = f.rt.state(&s.id).await.unwrap().and_then(|st| st.pid);
+    let pid = pid.expect("running");
+    let host = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let want = format!("{uid}\t{uid}\t{uid}\t{uid}");
+    assert_eq!(status_field(&host, "Uid"), Some(want.as_str()), "{host}");
+    let mut lines = Vec::new();
+    let code =
+        f.rt.exec(
+            &s.id,
+            &sh("id -un; id -u; grep -E '^(CapEff|Seccomp|NoNewPrivs):' /proc/self/status")
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>(),
+            &[],
+            "",
+            Duration::from_secs(30),
+            &mut |l: &str| lines.push(l.to_string()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{lines:?}");
+    for want in [
+        "web",
+        uid.as_str(),
+        "CapEff:\t0000000000000000",
+        "Seccomp:\t2",
+        "NoNewPrivs:\t1",
+    ] {
+        assert!(lines.iter().any(|l| l == want), "exec: {want}: {lines:?}");
+    }
+    f.rt.remove(&s.id, Duration::from_secs(1)).await.unwrap();
+
+    // Root is refused outright.
+    let mut root = spec(&f, &["true"]);
+    root.run_as = RunAs { uid: 0, gid: 0 };
+    assert!(matches!(
+        f.rt.run(&root, Duration::from_secs(5), &mut |_: &str| {})
+            .await,
+        Err(RuntimeError::InvalidSpec { .. })
+    ));
+}
+
+#[tokio::test]
+async fn kernel_enforces_pids_memory_and_tmp_limits() {
+    if !can_run() {
+        return;
+    }
+    let f = fixture();
+    let limits = Limits {
+        pids: 32,
+        memory_bytes: 64 * 1024 * 1024,
+        cpu_millis: 500,
+        tmp_bytes: 8 * 1024 * 1024,
+    };
+    // A (bounded) fork bomb: 100 sleepers, at most 32 tasks fit.
+    let bomb = "import os, time\n\
+                n = 0\n\
+                for i in range(100):\n\
+                \x20   try:\n\
+                \x20       if os.fork() == 0:\n\
+                \x20           time.sleep(30)\n\
+                \x20           os._exit(0)\n\
+                \x20       n += 1\n\
+                \x20   except OSError as e:\n\
+                \x20       print('refused:', e, flush=True)\n\
+                \x20       break\n\
+                print('FORKED=%d' % n, flush=True)\n\
+                os.killpg(0, 9)\n";
+    let mut s = spec(&f, &["python3", "-c", bomb]);
+    s.limits = limits;
+    let (_, lines) = run_lines(&f.rt, &s).await;
+    let forked: usize = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("FORKED="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert!(forked < 32, "the pids limit held: {lines:?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("refused:")),
+        "forks were refused: {lines:?}"
+    );
+
+    // A memory hog is killed by the kernel, and that is said.
+    let mut s = spec(
+        &f,
+        &sh("python3 -c 'b = bytearray(b\"x\") * (256 * 1024 * 1024); print(len(b))'"),
+    );
+    s.limits = limits;
+    let (r, lines) = run_lines(&f.rt, &s).await;
+    assert_eq!(r.unwrap(), 137, "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(OOM_LINE) && l.contains("64 MiB")),
+        "{lines:?}"
+    );
+    // Under the limit, the same works.
+    let mut s = spec(
+        &f,
+        &sh("python3 -c 'b = bytearray(b\"x\") * (16 * 1024 * 1024); print(len(b))'"),
+    );
+    s.limits = limits;
+    let (r, lines) = run_lines(&f.rt, &s).await;
+    assert_eq!(r.unwrap(), 0, "{lines:?}");
+    assert!(!lines.iter().any(|l| l.starts_with(OOM_LINE)), "{lines:?}");
+
+    // /tmp is capped.
+    let mut s = spec(
+        &f,
+        &sh("dd if=/dev/zero of=/tmp/big bs=1M count=20 2>&1; du -m /tmp/big | cut -f1 | sed 's/^/MB=/'"),
+    );
+    s.limits = limits;
+    let (r, lines) = run_lines(&f.rt, &s).await;
+    assert_eq!(r.unwrap(), 0, "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("No space left")),
+        "{lines:?}"
+    );
+    let mb: u64 = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("MB="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert!(mb <= 8, "{lines:?}");
+}
+
+#[tokio::test]
+async fn init_reaps_orphans_and_forwards_signals() {
+    if !can_run() {
+        return;
+    }
+    let f = fixture();
+    let log = f.data_dir.join("logs/zombies.log");
+    // Orphans that exit at once: without an init that reaps, they stay zombies.
+    let s = spec(
+        &f,
+        &sh("for i in 1 2 3 4 5; do (sleep 0.1 &); done; \
+             trap 'echo got TERM; exit 0' TERM; while true; do sleep 0.1; done"),
+    );
+    f.rt.start(&s, &log).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut lines = Vec::new();
+    let code =
+        f.rt.exec(
+            &s.id,
+            &[
+                "/bin/sh".into(),
+                "-c".into(),
+                "echo ZOMBIES=$(cat /proc/[0-9]*/stat 2>/dev/null | grep -c ') Z ')".into(),
+            ],
+            &[],
+            "",
+            Duration::from_secs(30),
+            &mut |l: &str| lines.push(l.to_string()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 0);
+    assert!(lines.iter().any(|l| l == "ZOMBIES=0"), "{lines:?}");
+    // SIGTERM reaches the app through the init: it exits on its own, well within the grace.
+    let t0 = Instant::now();
+    f.rt.remove(&s.id, Duration::from_secs(10)).await.unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("got TERM"), "{text}");
 }

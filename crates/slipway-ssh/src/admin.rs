@@ -9,6 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::say;
 
 mod access;
+mod domains;
 pub(crate) mod users;
 
 /// A refusal or failure of an admin command: (exit status, message for stderr).
@@ -28,13 +29,17 @@ Commands (ssh -p PORT git@HOST COMMAND, each takes --json):
   activity log ID                 the whole log of one activity
   rollback PROJECT ENV [RELEASE]  back to the previous (or the given) release, in a second
   redeploy PROJECT ENV            the live release again, in fresh containers
-  var ls PROJECT ENV              variables of an environment
+  var ls PROJECT ENV              variables of an environment (viewers: names only)
   var set PROJECT ENV KEY=VALUE   set one (redeploys a live environment)
+  var set --sensitive PROJECT ENV KEY=VALUE   the same, the value never shown again
   var unset PROJECT ENV KEY       remove one (redeploys a live environment)
   logs PROJECT ENV [APP] [-f]     what the app prints (-f: keep following)
   access ls PROJECT               who has which role (project admins)
   access grant PROJECT USER ROLE  ROLE: viewer, contributor or admin (project admins)
   access revoke PROJECT USER      (project admins)
+  domain ls [PROJECT]             hosts assigned to projects (server admins)
+  domain add PROJECT HOST         let PROJECT route HOST, outside PROJECT.DOMAIN (server admins)
+  domain rm [PROJECT] HOST        take HOST back (server admins)
   user ls                         users and their keys (server admins)
   user add NAME [--admin] < KEY   add a user, or a key to a user (server admins)
   user rm NAME                    remove a user and its keys (server admins)
@@ -175,6 +180,7 @@ where
         }
         ["user", ..] => users::run(platform, connections, user, &args[1..], json, stdin).await,
         ["access", ..] => access::run(platform, user, &args[1..], json),
+        ["domain", ..] => domains::run(platform, user, &args[1..], json),
         ["envs", p] | ["releases", p, _] | ["activity", p] | ["activity", p, _] => {
             Err((1, not_found(p)))
         }

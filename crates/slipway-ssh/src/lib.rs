@@ -17,6 +17,7 @@ mod ops;
 mod pipe;
 mod session;
 pub mod shell;
+mod variables;
 
 use std::collections::HashMap;
 use std::path::Path;

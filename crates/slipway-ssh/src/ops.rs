@@ -6,15 +6,15 @@ use std::time::Duration;
 
 use slipway_deploy::environment::{AppInstance, ReleaseSpec};
 use slipway_deploy::operations::{self, Operation};
-use slipway_deploy::push::PROTECTED;
+use slipway_deploy::protection;
 use slipway_deploy::Platform;
 use slipway_state::{Role, User};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
 
 use crate::say;
 
-/// Whether `user` holds `need` on `project` (admin in a protected environment
-/// when `need` is contributor) and `env` exists; Err is the message.
+/// Whether `user` holds `need` on `project` (raised by [`protection::role_needed`]: admin
+/// to change a production environment) and `env` exists; Err is the message.
 pub(crate) fn check(
     platform: &Platform,
     user: &User,
@@ -29,16 +29,13 @@ pub(crate) fn check(
         .filter(|e| *e)
         .and_then(|_| state.role(project, user).ok().flatten())
         .ok_or_else(|| format!("project '{project}' not found (or you have no access to it)"))?;
-    let need = if need == Role::Contributor && PROTECTED.contains(&env) {
-        Role::Admin
-    } else {
-        need
-    };
+    let need = protection::role_needed(env, need);
+    let protected = protection::is_production(env) && need == Role::Admin;
     if role < need {
         return Err(format!(
             "permission denied: this needs the {} role on {project}{}; you are {}",
             need.as_str(),
-            if PROTECTED.contains(&env) && need == Role::Admin {
+            if protected {
                 format!(" ({env} is protected)")
             } else {
                 String::new()
@@ -149,26 +146,30 @@ where
         ["var", "ls", project, env] => match check(platform, user, project, env, Role::Viewer) {
             Err(m) => Err(fail(m)),
             Ok(()) => {
-                let vars = platform.state().variables(project, env).unwrap_or_default();
-                Ok(if json {
-                    let m: serde_json::Map<String, serde_json::Value> = vars
-                        .into_iter()
-                        .map(|(k, v)| (k, serde_json::Value::String(v)))
-                        .collect();
-                    format!("{}\n", serde_json::Value::Object(m))
-                } else {
-                    vars.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
-                })
+                let state = platform.state();
+                let role = state.role(project, user).ok().flatten();
+                match state.variable_list(project, env) {
+                    Err(e) => Err((3, format!("slipway: {e}\n"))),
+                    Ok(vars) => Ok(crate::variables::listing(
+                        &vars,
+                        role.is_some_and(|r| r >= Role::Contributor),
+                        json,
+                    )),
+                }
             }
         },
-        ["var", verb @ ("set" | "unset"), project, env, kv] => {
+        ["var", verb @ "set", "--sensitive", project, env, kv]
+        | ["var", verb @ ("set" | "unset"), project, env, kv] => {
+            let sensitive = args.get(2) == Some(&"--sensitive");
             match check(platform, user, project, env, Role::Contributor) {
                 Err(m) => Err(fail(m)),
                 Ok(()) => {
                     let (key, value) = match (*verb, kv.split_once('=')) {
                         ("set", Some((k, v))) => (k, Some(v)),
                         ("set", None) => {
-                            return Some(usage(err, "var set PROJECT ENV KEY=VALUE").await)
+                            return Some(
+                                usage(err, "var set [--sensitive] PROJECT ENV KEY=VALUE").await,
+                            )
                         }
                         (_, _) => (*kv, None),
                     };
@@ -179,6 +180,9 @@ where
                     } else {
                         let state = platform.state();
                         let changed = match value {
+                            Some(v) if sensitive => state
+                                .set_sensitive_variable(project, env, key, v)
+                                .map(|_| true),
                             Some(v) => state.set_variable(project, env, key, v).map(|_| true),
                             None => state.unset_variable(project, env, key),
                         };
@@ -195,8 +199,13 @@ where
                                 say(
                                     out,
                                     &format!(
-                                        "{key} {} on {env}\n",
-                                        if value.is_some() { "set" } else { "unset" }
+                                        "{key} {} on {env}{}\n",
+                                        if value.is_some() { "set" } else { "unset" },
+                                        if sensitive {
+                                            " (sensitive: its value reaches the apps but is never shown again)"
+                                        } else {
+                                            ""
+                                        }
                                     ),
                                 )
                                 .await;
@@ -295,6 +304,13 @@ async fn logs<W: AsyncWrite + Unpin>(path: &std::path::Path, follow: bool, out: 
         return;
     };
     let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
+    if len < TAIL {
+        // Just rotated: the end of the previous part first.
+        let earlier = slipway_deploy::app_logs::rotated_tail(path, TAIL - len);
+        if out.write_all(&earlier).await.is_err() {
+            return;
+        }
+    }
     let start = len.saturating_sub(TAIL);
     let _ = f.seek(std::io::SeekFrom::Start(start)).await;
     let mut buf = vec![0u8; 64 * 1024];
@@ -306,6 +322,16 @@ async fn logs<W: AsyncWrite + Unpin>(path: &std::path::Path, follow: bool, out: 
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
+                // Rotated meanwhile (copied to APP.log.1, truncated): what was not seen
+                // yet is in APP.log.1, the rest comes from the start.
+                let pos = f.stream_position().await.unwrap_or(0);
+                if let Ok(Some(old)) = slipway_deploy::app_logs::after_rotation(path, pos) {
+                    let mut old = tokio::fs::File::from_std(old);
+                    if tokio::io::copy(&mut old, out).await.is_err() || out.flush().await.is_err() {
+                        return;
+                    }
+                    let _ = f.seek(std::io::SeekFrom::Start(0)).await;
+                }
             }
             Ok(n) => {
                 let mut chunk = &buf[..n];

@@ -80,7 +80,11 @@ fn resolve(
     let how = format!("pick one with ssh APP.{}.{}@HOST", t.env, t.project);
     let app = crate::ops::live_app(platform, &t.project, &t.env, t.app.as_deref(), &how)
         .map_err(|m| format!("slipway: {m}"))?;
-    Ok((app.container, app.env.into_iter().collect()))
+    let env = slipway_deploy::variables::with_environment_variables(
+        platform, &t.project, &t.env, &app.env,
+    )
+    .map_err(|e| format!("slipway: variables of {}: {e}", t.env))?;
+    Ok((app.container, env))
 }
 
 /// Run a shell or `command` in the target's container over the channel; returns the exit status.

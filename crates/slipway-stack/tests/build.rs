@@ -64,6 +64,8 @@ fn run_in_stack(root: &Path, script: &str) -> (i32, Vec<String>) {
         netns: None,
         hostname: "stacktest".into(),
         annotations: BTreeMap::new(),
+        run_as: slipway_runtime::RunAs::for_project("stacktest"),
+        limits: slipway_runtime::Limits::default(),
     };
     let mut lines = Vec::new();
     let code = tokio::runtime::Runtime::new()

@@ -1,21 +1,30 @@
 //! The state of a Slipway server, in one SQLite database under the data dir.
 //!
 //! What lives here: users and their public keys, projects and who may do what
-//! with them, environments (one per branch), releases (what was deployed, where
-//! it runs, which one is live) and activity (every push and deploy, with its
+//! with them, the hosts server admins assigned to projects (`domains`),
+//! environments (one per branch), releases (what was deployed, where it runs,
+//! which one is live) and activity (every push and deploy, with its
 //! whole log). Git objects, slugs and service data live elsewhere in the data
 //! dir; this database only points at them.
 //!
 //! The database is opened in WAL mode so `slipway user add` works while
 //! `slipway serve` runs. Every write is one transaction.
 
+mod built_slugs;
+mod domains;
 mod schema;
+mod variables;
+
+pub use built_slugs::BuiltSlug;
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
+
+pub use domains::Domain;
+pub use variables::{Variable, VariableValue};
 
 /// Errors of the state database.
 #[derive(Debug, thiserror::Error)]
@@ -548,37 +557,6 @@ impl State {
         ))?;
         let rows = st.query_map([], release_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    // ---------------------------------------------------------- build cache
-
-    /// The slug built before under this build key, if any.
-    pub fn slug_for_build(&self, build_key: &str) -> Result<Option<String>> {
-        Ok(self
-            .db()
-            .query_row(
-                "SELECT slug FROM builds WHERE build_key = ?1",
-                [build_key],
-                |r| r.get(0),
-            )
-            .optional()?)
-    }
-
-    /// Remember that `build_key` produced `slug`.
-    pub fn record_build(&self, build_key: &str, slug: &str) -> Result<()> {
-        self.db().execute(
-            "INSERT INTO builds(build_key, slug, created_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT(build_key) DO UPDATE SET slug = excluded.slug",
-            params![build_key, slug, now()],
-        )?;
-        Ok(())
-    }
-
-    /// Forget a build (its slug is gone or corrupt).
-    pub fn forget_build(&self, build_key: &str) -> Result<()> {
-        self.db()
-            .execute("DELETE FROM builds WHERE build_key = ?1", [build_key])?;
-        Ok(())
     }
 
     // ------------------------------------------------------------ variables

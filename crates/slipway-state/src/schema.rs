@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Each entry moves the schema one version up. Never edit a shipped entry: add one.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE users (
     name  TEXT PRIMARY KEY,
@@ -79,6 +79,42 @@ CREATE TABLE activity_lines (
     text     TEXT NOT NULL
 );
 CREATE INDEX activity_lines_by_activity ON activity_lines(activity, seq);
+"#,
+    // domains (tenant-hosts): hosts outside the server's domain, assigned to a project by a server admin.
+    r#"
+CREATE TABLE domains (
+    host        TEXT PRIMARY KEY,     -- lowercase, no trailing dot, no port
+    project     TEXT NOT NULL REFERENCES projects(name) ON DELETE CASCADE,
+    assigned_by TEXT NOT NULL,
+    assigned_at INTEGER NOT NULL
+);
+CREATE INDEX domains_by_project ON domains(project, host);
+"#,
+    r#"
+-- tenant-builds (issue 12): slugs are remembered per project, with the environment whose
+-- build made them and whether a build cache fed that build; the global table goes. Slugs
+-- of existing releases stay findable (rollback), each scoped to its own environment.
+CREATE TABLE built_slugs (
+    project     TEXT NOT NULL REFERENCES projects(name) ON DELETE CASCADE,
+    build_key   TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    cache_fed   INTEGER NOT NULL CHECK (cache_fed IN (0, 1)),
+    slug        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (project, build_key, environment)
+);
+INSERT OR IGNORE INTO built_slugs(project, build_key, environment, cache_fed, slug, created_at)
+    SELECT r.project, json_extract(a.value, '$.build_key'), r.environment, 1, b.slug, b.created_at
+    FROM releases r
+    JOIN json_each(CASE WHEN json_valid(r.spec) THEN r.spec ELSE '{}' END, '$.apps') a
+    JOIN builds b ON b.build_key = json_extract(a.value, '$.build_key')
+    WHERE r.project IN (SELECT name FROM projects);
+DROP TABLE builds;
+"#,
+    // variables.sensitive (tenant-vars-logs): `var set --sensitive` values reach the apps but
+    // are never shown again.
+    r#"
+ALTER TABLE variables ADD COLUMN sensitive INTEGER NOT NULL DEFAULT 0 CHECK (sensitive IN (0, 1));
 "#,
 ];
 

@@ -152,6 +152,10 @@ struct ServeArgs {
     /// Largest compressed slug a build may produce: bytes, or with a K, M or G suffix (KiB, MiB, GiB).
     #[arg(long, env = "SLIPWAY_SLUG_MAX_SIZE", default_value = "2G", value_parser = parse_size)]
     slug_max_size: u64,
+    /// `HOST:PORT`s builds may reach through their proxy besides public addresses on ports
+    /// 80 and 443 (comma-separated; e.g. a package mirror on this machine).
+    #[arg(long, env = "SLIPWAY_BUILD_EGRESS_ALLOW", value_delimiter = ',')]
+    build_egress_allow: Vec<String>,
     /// zstd level of slugs (1 to 22).
     #[arg(long, env = "SLIPWAY_SLUG_LEVEL", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
     slug_level: i32,
@@ -165,10 +169,18 @@ struct ServeArgs {
     stacks_dir: Option<PathBuf>,
     #[command(flatten)]
     stack_sources: StackSources,
+    /// An app log (logs/PROJECT/ENV/APP.log) bigger than this is rotated to APP.log.1
+    /// (two kept): bytes, or with a K, M or G suffix.
+    #[arg(long, env = "SLIPWAY_APP_LOG_MAX_SIZE", default_value = "10M", value_parser = parse_size)]
+    app_log_max_size: u64,
     /// Worker threads of the HTTP router (1 to 256; default: one per two CPUs, leaving
     /// the other CPUs to the apps).
     #[arg(long, env = "SLIPWAY_ROUTER_WORKERS", value_parser = clap::value_parser!(u16).range(1..=256))]
     router_workers: Option<u16>,
+    /// Client connections the HTTP router keeps open at once; beyond, new ones wait in the
+    /// listening socket's backlog until one closes.
+    #[arg(long, env = "SLIPWAY_ROUTER_MAX_CONNECTIONS", default_value_t = slipway_router::DEFAULT_MAX_CLIENT_CONNECTIONS as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    router_max_connections: u32,
 }
 
 /// `1234`, `500K`, `20M`, `2G` (binary units).
@@ -311,7 +323,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// Files and folders this process creates are its owner's only (the data dir holds
+/// variable values; issue 12). Set for every command that writes into the data dir.
+fn private_umask() {
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+}
+
 fn run(cli: Cli) -> Result<u8, Failure> {
+    if matches!(cli.command, Cmd::User(_) | Cmd::Archive(_) | Cmd::Down(_)) {
+        private_umask();
+    }
     match cli.command {
         Cmd::Serve(args) => {
             let rt = tokio::runtime::Runtime::new().map_err(internal)?;
@@ -325,7 +346,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Cmd::Down(data) => {
             let rt = tokio::runtime::Runtime::new().map_err(internal)?;
             rt.block_on(async {
-                let platform = open_platform(slipway_deploy::Settings::new(data.data_dir), None)?;
+                let platform = open_platform(
+                    slipway_deploy::Settings::new(data.data_dir),
+                    None,
+                    slipway_router::DEFAULT_MAX_CLIENT_CONNECTIONS,
+                )?;
                 let n = slipway_deploy::restore::down(&platform)
                     .await
                     .map_err(internal)?;
@@ -339,10 +364,12 @@ fn run(cli: Cli) -> Result<u8, Failure> {
 fn open_platform(
     settings: slipway_deploy::Settings,
     router_workers: Option<u16>,
+    router_max_connections: usize,
 ) -> Result<Arc<slipway_deploy::Platform>, Failure> {
     let router = slipway_router::Router::new(slipway_router::RouterConfig {
         drain_timeout: settings.drain_timeout,
         workers: router_workers.map(usize::from),
+        max_client_connections: router_max_connections,
         ..Default::default()
     });
     slipway_deploy::Platform::open(settings, router)
@@ -368,6 +395,8 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
             build: args.stack_sources.options(),
         });
     }
+    settings.app_log_max_size = args.app_log_max_size;
+    settings.build_egress.allowed = args.build_egress_allow.clone();
     let http_addr: std::net::SocketAddr = args
         .http_listen
         .parse()
@@ -389,7 +418,11 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         Ok(limit) => tracing::info!(limit, "open files limit"),
         Err(e) => tracing::warn!("raising the open files limit: {e}"),
     }
-    let platform = open_platform(settings, args.router_workers)?;
+    let platform = open_platform(
+        settings,
+        args.router_workers,
+        args.router_max_connections as usize,
+    )?;
     let (host_key, created) =
         slipway_ssh::load_or_create_host_key(&platform.data().host_key()).map_err(internal)?;
     let fp = slipway_ssh::fingerprint(&host_key);
@@ -434,6 +467,7 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
             }
         }
     });
+    let log_rotation = tokio::spawn(slipway_deploy::app_logs::rotate_forever(platform.clone()));
     let mut ssh_task = tokio::spawn(slipway_ssh::serve(
         ssh,
         host_key,
@@ -459,6 +493,7 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     }
     let _ = stop_tx.send(true);
     restore.abort();
+    log_rotation.abort();
     if ssh_failed.is_none() {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), ssh_task).await;
     }
@@ -484,8 +519,8 @@ fn which(p: &Path) -> Option<PathBuf> {
 }
 
 fn open_state(data_dir: &Path) -> Result<slipway_state::State, Failure> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))
+    slipway_deploy::private::make_private(data_dir)
+        .with_context(|| format!("creating {} (private)", data_dir.display()))
         .map_err(internal)?;
     slipway_state::State::open(&data_dir.join("state.db")).map_err(internal)
 }

@@ -1,14 +1,19 @@
 //! `build.caches`: folders of an app (like `node_modules`) kept between builds, as
 //! Platform.sh's build caches.
 //!
-//! Each cache is stored per project, environment, app and name (per project and name with
-//! `share_between_apps`) under `DATA/build-caches/` ([`crate::DataDir::build_caches`]), as
-//! entries `NANOS-KEY`: immutable folders, the newest [`KEEP`] kept. Its key hashes the
-//! cache's name, its directory and the content of its watched files in the checked-out tree.
+//! Each cache is stored per project, environment, app and name (per project, environment
+//! and name with `share_between_apps`: shared between the apps, never between environments,
+//! so a branch build cannot change what `main` restores) under `DATA/build-caches/`
+//! ([`crate::DataDir::build_caches`]), as entries `NANOS-KEY`: immutable folders, the
+//! newest [`KEEP`] kept. Its key hashes the cache's name, its directory and the content of
+//! its watched files in the checked-out tree. Copies in and out drop set-user-id and
+//! set-group-id bits ([`copy_tree`]): a cache lives on the host.
 //!
 //! - Before the build steps ([`restore`]), the newest entry of the same key is copied into
-//!   the app's directory; with `allow_stale` the newest entry of any key. Nothing is restored
-//!   over a directory the source tree already has, or through a symbolic link.
+//!   the app's directory; with `allow_stale` the newest entry of any key. A branch with no
+//!   such entry of its own restores `main`'s (caches flow from the protected environment
+//!   down to branches, never back: a branch saves only into its own store). Nothing is
+//!   restored over a directory the source tree already has, or through a symbolic link.
 //! - After a successful build ([`save`]), the directory is copied into a temporary folder
 //!   that is then renamed into place, so a reader never sees half an entry.
 //!
@@ -21,6 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sha2::{Digest as _, Sha256};
 use slipway_config::{Application, BuildCache};
 
+use crate::protection::PRODUCTION;
 use crate::DataDir;
 
 /// How many entries of one cache are kept (the newest).
@@ -59,6 +65,9 @@ pub struct Planned {
     pub cache: BuildCache,
     /// Where its entries are stored.
     pub store: PathBuf,
+    /// A more trusted environment whose entries a build may restore when its own store has
+    /// none that fits (never written by this build): the protected environment for a branch.
+    pub inherit: Option<(String, PathBuf)>,
     /// The key of this build (hex sha256).
     pub key: String,
 }
@@ -70,6 +79,14 @@ pub enum Restored {
     Fresh,
     /// An entry of another key was restored (`allow_stale`).
     Stale,
+    /// An entry of the more trusted environment named here was restored (of another key
+    /// when `stale`).
+    Inherited {
+        /// The environment it comes from.
+        from: String,
+        /// Whether it was saved for other watched files.
+        stale: bool,
+    },
     /// Nothing saved yet (for this key, without `allow_stale`).
     Nothing,
     /// The directory is already in the source tree: left as it is.
@@ -99,6 +116,19 @@ pub fn plan(
             name: name.clone(),
             cache: cache.clone(),
             store: data.build_caches(project, env, &app.name, name, cache.share_between_apps),
+            inherit: PRODUCTION
+                .first()
+                .filter(|trusted| !PRODUCTION.contains(&env) && **trusted != env)
+                .map(|trusted| {
+                    let store = data.build_caches(
+                        project,
+                        trusted,
+                        &app.name,
+                        name,
+                        cache.share_between_apps,
+                    );
+                    (trusted.to_string(), store)
+                }),
             key: key(name, cache, build_dir),
         })
         .collect()
@@ -178,12 +208,35 @@ fn entries(store: &Path) -> Vec<String> {
 /// Restore the cache into its directory of `build_dir`, through the temporary folder
 /// `scratch` (on the same file system, removed in every case).
 pub fn restore(p: &Planned, build_dir: &Path, scratch: &Path) -> Result<Restored, CacheError> {
-    let all = entries(&p.store);
-    let fresh = all.iter().rev().find(|n| n.ends_with(&p.key));
-    let (entry, how) = match (fresh, all.last()) {
-        (Some(e), _) => (e, Restored::Fresh),
-        (None, Some(e)) if p.cache.allow_stale => (e, Restored::Stale),
-        _ => return Ok(Restored::Nothing),
+    let own = entries(&p.store);
+    let (inherited, from) = match &p.inherit {
+        Some((env, store)) => (entries(store), Some((env.clone(), store))),
+        None => (Vec::new(), None),
+    };
+    let fresh = |all: &[String]| all.iter().rev().find(|n| n.ends_with(&p.key)).cloned();
+    let stale = |all: &[String]| all.last().filter(|_| p.cache.allow_stale).cloned();
+    let inherited_as = |stale: bool| {
+        from.as_ref().map(|(env, store)| {
+            (
+                store.to_path_buf(),
+                Restored::Inherited {
+                    from: env.clone(),
+                    stale,
+                },
+            )
+        })
+    };
+    // Own fresh, inherited fresh, own stale, inherited stale.
+    let (entry, how) = if let Some(e) = fresh(&own) {
+        (p.store.join(e), Restored::Fresh)
+    } else if let (Some(e), Some((store, how))) = (fresh(&inherited), inherited_as(false)) {
+        (store.join(e), how)
+    } else if let Some(e) = stale(&own) {
+        (p.store.join(e), Restored::Stale)
+    } else if let (Some(e), Some((store, how))) = (stale(&inherited), inherited_as(true)) {
+        (store.join(e), how)
+    } else {
+        return Ok(Restored::Nothing);
     };
     let target = inside(build_dir, &p.cache.directory)?;
     match std::fs::symlink_metadata(&target) {
@@ -203,7 +256,7 @@ pub fn restore(p: &Planned, build_dir: &Path, scratch: &Path) -> Result<Restored
     }
     let _cleanup = RemoveOnDrop(scratch.to_path_buf());
     let _ = std::fs::remove_dir_all(scratch);
-    copy_tree(&p.store.join(entry), scratch)?;
+    copy_tree(&entry, scratch)?;
     // The build folder is gone when the build was cancelled meanwhile: never make it again.
     if !build_dir.is_dir() {
         return Err(CacheError::NotAFolder(build_dir.display().to_string()));
@@ -276,9 +329,47 @@ impl Drop for RemoveOnDrop {
     }
 }
 
+/// Permission bits that make a file run as its owner or group: never kept in a cache.
+const SET_ID: u32 = 0o6000;
+
+/// `perms` without the set-user-id and set-group-id bits.
+fn without_set_id(perms: std::fs::Permissions) -> std::fs::Permissions {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::Permissions::from_mode(perms.mode() & 0o7777 & !SET_ID)
+}
+
+/// Drop the set-user-id and set-group-id bits of every file and folder under `dir`
+/// (symbolic links are never followed). Returns how many had one.
+pub fn strip_set_id(dir: &Path) -> Result<usize, CacheError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut stripped = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).map_err(io(format!("reading {}", d.display())))? {
+            let e = e.map_err(io(format!("reading {}", d.display())))?;
+            let path = e.path();
+            let m = std::fs::symlink_metadata(&path)
+                .map_err(io(format!("reading {}", path.display())))?;
+            if m.file_type().is_symlink() {
+                continue;
+            }
+            if m.is_dir() {
+                stack.push(path.clone());
+            }
+            if m.permissions().mode() & SET_ID != 0 {
+                std::fs::set_permissions(&path, without_set_id(m.permissions())).map_err(io(
+                    format!("dropping the set-id bits of {}", path.display()),
+                ))?;
+                stripped += 1;
+            }
+        }
+    }
+    Ok(stripped)
+}
+
 /// Copy the folder `from` to `to` (which must not exist): folders, files with their
-/// permissions, symbolic links as links (never followed); other kinds are skipped.
-/// Returns the bytes of the files copied.
+/// permissions less any set-user-id or set-group-id bit, symbolic links as links (never
+/// followed); other kinds are skipped. Returns the bytes of the files copied.
 pub fn copy_tree(from: &Path, to: &Path) -> Result<u64, CacheError> {
     let mut size = 0;
     let mut stack = vec![(from.to_path_buf(), to.to_path_buf())];
@@ -288,7 +379,7 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<u64, CacheError> {
         let perms = std::fs::symlink_metadata(&src)
             .map_err(io(format!("reading {}", src.display())))?
             .permissions();
-        dirs.push((dst.clone(), perms));
+        dirs.push((dst.clone(), without_set_id(perms)));
         for e in std::fs::read_dir(&src).map_err(io(format!("reading {}", src.display())))? {
             let e = e.map_err(io(format!("reading {}", src.display())))?;
             let (s, d) = (e.path(), dst.join(e.file_name()));
@@ -304,6 +395,14 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<u64, CacheError> {
                     .map_err(io(format!("creating {}", d.display())))?;
             } else if ft.is_file() {
                 size += std::fs::copy(&s, &d).map_err(io(format!("copying {}", s.display())))?;
+                // `copy` kept the mode, set-id bits included.
+                let perms = std::fs::symlink_metadata(&d)
+                    .map_err(io(format!("reading {}", d.display())))?
+                    .permissions();
+                if std::os::unix::fs::PermissionsExt::mode(&perms) & SET_ID != 0 {
+                    std::fs::set_permissions(&d, without_set_id(perms))
+                        .map_err(io(format!("setting the permissions of {}", d.display())))?;
+                }
             }
         }
     }
@@ -335,6 +434,7 @@ mod tests {
             key: key("deps", &c, build),
             cache: c,
             store: store.to_path_buf(),
+            inherit: None,
         }
     }
 
@@ -477,7 +577,7 @@ mod tests {
         assert_eq!(
             stores,
             vec![
-                PathBuf::from("/data/build-caches/demo/_shared/common"),
+                PathBuf::from("/data/build-caches/demo/main/_shared/common"),
                 PathBuf::from("/data/build-caches/demo/main/web/own")
             ]
         );
@@ -488,9 +588,13 @@ mod tests {
             .map(|p| p.store)
             .collect();
         assert_eq!(
-            other[0], stores[0],
-            "a shared cache is one for every app and environment of the project"
+            other[0],
+            PathBuf::from("/data/build-caches/demo/staging/_shared/common"),
+            "a shared cache is one for every app of an environment, never across environments"
         );
+        let mut web_staging = plan(&data, "demo", "staging", &app, b);
+        web_staging.sort_by(|x, y| x.name.cmp(&y.name));
+        assert_eq!(web_staging[0].store, other[0], "shared between the apps");
         assert_eq!(
             other[1],
             PathBuf::from("/data/build-caches/demo/staging/api/own")
@@ -525,5 +629,91 @@ mod tests {
             Err(CacheError::NotAFolder(_))
         ));
         assert!(!outside.join("x/y").exists());
+    }
+
+    #[test]
+    fn set_id_bits_never_reach_or_leave_a_cache() {
+        let t = tempfile::tempdir().unwrap();
+        let b = t.path().join("b");
+        std::fs::create_dir_all(b.join("deps/dir")).unwrap();
+        std::fs::write(b.join("deps/root-shell"), "x").unwrap();
+        let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
+        let set = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        set(&b.join("deps/root-shell"), 0o4755);
+        set(&b.join("deps/dir"), 0o2775);
+        let store = t.path().join("store");
+        let p = planned(&store, cache("deps", &[], false), &b);
+        save(&p, &b).unwrap();
+        let entry = store.join(&entries(&store)[0]);
+        assert_eq!(mode(&entry.join("root-shell")), 0o755);
+        assert_eq!(mode(&entry.join("dir")), 0o775);
+        // An entry planted before this rule (or by hand) loses them on the way back.
+        set(&entry.join("root-shell"), 0o6755);
+        let b2 = t.path().join("b2");
+        std::fs::create_dir_all(&b2).unwrap();
+        restore(&p, &b2, &t.path().join("scratch")).unwrap();
+        assert_eq!(mode(&b2.join("deps/root-shell")), 0o755);
+        // The persistent cache folder is cleaned in place, links untouched.
+        std::os::unix::fs::symlink("/usr/bin/passwd", b.join("deps/link")).unwrap();
+        assert_eq!(strip_set_id(&b).unwrap(), 2);
+        assert_eq!(mode(&b.join("deps/root-shell")), 0o755);
+        assert_eq!(mode(&b.join("deps/dir")), 0o775);
+        assert_eq!(strip_set_id(&b).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_branch_restores_main_entries_but_never_saves_there() {
+        let data = DataDir::new(PathBuf::from("/data"));
+        let mut app = Application {
+            name: "web".into(),
+            ..Default::default()
+        };
+        app.build_caches
+            .insert("deps".into(), cache("deps", &[], false));
+        let b = Path::new("/nonexistent");
+        assert_eq!(plan(&data, "demo", "main", &app, b)[0].inherit, None);
+        assert_eq!(
+            plan(&data, "demo", "dev", &app, b)[0].inherit,
+            Some((
+                "main".to_string(),
+                PathBuf::from("/data/build-caches/demo/main/web/deps")
+            ))
+        );
+
+        let t = tempfile::tempdir().unwrap();
+        let (main_store, dev_store) = (t.path().join("main"), t.path().join("dev"));
+        let src = t.path().join("src");
+        std::fs::create_dir_all(src.join("deps")).unwrap();
+        std::fs::write(src.join("deps/who"), "main").unwrap();
+        save(&planned(&main_store, cache("deps", &[], false), &src), &src).unwrap();
+        let mut dev = planned(&dev_store, cache("deps", &[], false), &src);
+        dev.inherit = Some(("main".into(), main_store.clone()));
+        let restore_into = |p: &Planned, name: &str| {
+            let dir = t.path().join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            let how = restore(p, &dir, &t.path().join("scratch")).unwrap();
+            (how, std::fs::read_to_string(dir.join("deps/who")).ok())
+        };
+        // Nothing of its own: main's entry.
+        assert_eq!(
+            restore_into(&dev, "b1"),
+            (
+                Restored::Inherited {
+                    from: "main".into(),
+                    stale: false
+                },
+                Some("main".into())
+            )
+        );
+        // Its own entry wins, and saving never touches main's store.
+        std::fs::write(src.join("deps/who"), "dev").unwrap();
+        save(&dev, &src).unwrap();
+        assert_eq!(entries(&main_store).len(), 1);
+        assert_eq!(
+            restore_into(&dev, "b2"),
+            (Restored::Fresh, Some("dev".into()))
+        );
     }
 }

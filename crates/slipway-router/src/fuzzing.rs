@@ -1,0 +1,58 @@
+//! Entry points for the fuzz targets (`crates/slipway-router/fuzz`) and the in-tree check
+//! over sample heads: the router's two HTTP/1.1 head parsers on arbitrary bytes, each
+//! checked against httparse (the parser hyper serves and reads with) on the same bytes.
+//! Not part of the router's API.
+
+/// Parse `data` as a client's request head (the router's own HTTP/1.1 path): panics if
+/// the parser disagrees with httparse, serves a head that has two `Host` fields or a bare
+/// LF, or writes a head for the app that is not the client's plus the router's fields.
+pub fn request_head(data: &[u8]) {
+    crate::h1::check_request_head(data);
+}
+
+/// Parse `data` as an app's answer head, for a GET and for a HEAD: panics if the typed
+/// parse (hyper's side) and the byte-for-byte one (the router's own path) disagree, or
+/// what is written for the client does not parse back to the same answer.
+pub fn answer_head(data: &[u8]) {
+    crate::upstream::check_answer_head(data);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sample heads, each also cut at every length: none may make the checks fail.
+    #[test]
+    fn sample_heads_and_their_prefixes_pass_the_checks() {
+        let requests: [&[u8]; 8] = [
+            b"GET /a?b=1 HTTP/1.1\r\nHost: h\r\nAccept: */*\r\nX-Request-Id: r-1\r\n\r\n",
+            b"HEAD / HTTP/1.1\r\nhost: h\r\nConnection: close, keep-alive\r\nTE: trailers\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nHost: i\r\n\r\n",
+            b"GET / HTTP/1.1\nHost: h\n\n",
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nx",
+            b"GET / HTTP/1.1\r\nHost: h\r\nConnection: x-request-id\r\nX-Forwarded-For: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-Host: s\r\nX-Forwarded-Proto: https\r\nCookie: a\r\n\r\nGET",
+            b"GET http://h/ HTTP/1.1\r\nHost: h\r\n\r\n",
+        ];
+        let answers: [&[u8]; 8] = [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-App: 1\r\n\r\nhello",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\nConnection: x-secret\r\nX-Secret: 1\r\n\r\n",
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+            b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+            b"HTTP/1.1 304 Not Modified\r\nKeep-Alive: timeout=5\r\nX-Request-Id: a\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+        ];
+        for sample in requests {
+            for end in 0..=sample.len() {
+                request_head(&sample[..end]);
+            }
+        }
+        for sample in answers {
+            for end in 0..=sample.len() {
+                answer_head(&sample[..end]);
+            }
+        }
+    }
+}

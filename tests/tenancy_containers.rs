@@ -1,0 +1,348 @@
+//! The container is a tenancy boundary (issue 13, spec section 8), checked through `git push`
+//! and `ssh` as a user would: the build hook, the deploy hook, the app and an SSH shell run as
+//! `web` (not uid 0 on the host), with no capabilities, `no_new_privs` and a seccomp filter,
+//! cannot read the host's secrets, and the kernel holds their processes and memory.
+
+use std::os::unix::fs::MetadataExt;
+use std::time::{Duration, Instant};
+
+use slipway_e2e::{text, App, Server};
+
+/// Prints what a process of the container is: `WHO uid=... user=...`, its seccomp mode,
+/// effective capabilities and no_new_privs, and whether host secrets are readable.
+const PROBE: &str = r#"who=$1
+echo "$who uid=$(id -u) user=$(id -un) home-writable=$(touch "$HOME/.probe" 2>/dev/null && echo yes || echo no)"
+grep -E '^(Seccomp|CapEff|NoNewPrivs):' /proc/self/status | tr -d '\t' | sed "s/^/$who /"
+grep -q '^root:' /etc/shadow 2>/dev/null && echo "$who shadow=readable" || echo "$who shadow=denied"
+ls /etc/ssh/ 2>/dev/null | grep -q key && echo "$who ssh-keys=visible" || echo "$who ssh-keys=hidden"
+ls "$HOST_DATA_DIR" >/dev/null 2>&1 && echo "$who data-dir=readable" || echo "$who data-dir=denied"
+unshare -r true 2>/dev/null && echo "$who unshare=allowed" || echo "$who unshare=denied"
+"#;
+
+/// The demo app with probes in its build hook, deploy hook and start command.
+fn probing_app(server: &Server) -> App {
+    let app = App::demo(server.dir.path(), "app");
+    app.write("probe.sh", PROBE);
+    app.write(
+        ".platform.app.yaml",
+        &format!(
+            "name: hello\ntype: python:3.11\nvariables:\n  env:\n    HOST_DATA_DIR: {data}\n\
+             hooks:\n  build: |\n    set -e\n    echo \"built-$(cat VERSION)\" > build.txt\n    \
+             sh probe.sh build\n    echo cached > $PLATFORM_CACHE_DIR/from-build\n  \
+             deploy: sh probe.sh deploy\n\
+             web:\n  commands:\n    start: sh probe.sh app > /tmp/app-probe.txt 2>&1; exec python3 server.py\n",
+            data = server.data.display()
+        ),
+    );
+    app.commit("probes");
+    app
+}
+
+/// Checks one probe's lines in `out` and returns the uid it ran as.
+fn assert_unprivileged(out: &str, who: &str) -> u32 {
+    let line = out
+        .lines()
+        .find(|l| l.contains(&format!("{who} uid=")))
+        .unwrap_or_else(|| panic!("no {who} probe in:\n{out}"));
+    let uid: u32 = line
+        .split("uid=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert_ne!(uid, 0, "{who} runs as root:\n{out}");
+    for want in [
+        "user=web",
+        "home-writable=yes",
+        "Seccomp:2",
+        "CapEff:0000000000000000",
+        "NoNewPrivs:1",
+        "shadow=denied",
+        "ssh-keys=hidden",
+        "data-dir=denied",
+        "unshare=denied",
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.contains(&format!("{who} ")) && l.contains(want)),
+            "{who}: missing {want} in:\n{out}"
+        );
+    }
+    uid
+}
+
+/// The host pid of a running container's pid 1 (`runc state`).
+fn container_pid(server: &Server, id: &str) -> u32 {
+    let o = slipway_e2e::run(
+        std::process::Command::new("runc")
+            .arg("--root")
+            .arg(server.data.join("runtime/state"))
+            .args(["state", id]),
+    );
+    let st = String::from_utf8_lossy(&o.stdout);
+    st.split("\"pid\": ")
+        .nth(1)
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no pid for {id}: {}", text(&o)))
+}
+
+#[test]
+fn builds_hooks_apps_and_shells_run_as_web_without_privileges() {
+    let server = Server::start();
+    let app = probing_app(&server);
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}\n{}", server.server_log());
+
+    let build = assert_unprivileged(&out, "build");
+    let deploy = assert_unprivileged(&out, "deploy");
+    assert_eq!(build, deploy, "one user per project");
+
+    // The app itself: its probe (written at start) and its host uid.
+    let o = server.ssh(&server.key, "main.demo", "cat /tmp/app-probe.txt");
+    assert!(o.status.success(), "{}", text(&o));
+    let app_out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(assert_unprivileged(&app_out, "app"), build);
+    let pid = container_pid(&server, "demo.main.hello.r1");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let host_uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|u| u.parse::<u32>().unwrap_or(0))
+        .collect::<Vec<_>>();
+    assert_eq!(host_uid, vec![build; 4], "host uid of the app: {status}");
+
+    // An SSH shell.
+    let o = server.ssh(&server.key, "main.demo", "sh /app/probe.sh shell");
+    assert!(o.status.success(), "{}", text(&o));
+    let shell_out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(assert_unprivileged(&shell_out, "shell"), build);
+
+    // What the build wrote on the host belongs to that user, not to root.
+    let cached = server.data.join("cache/demo/main/hello/from-build");
+    let meta = std::fs::metadata(&cached).expect("the build wrote its cache");
+    assert_eq!((meta.uid(), meta.gid()), (build, build));
+
+    // The default size (M): 1 CPU, 1 GiB, 1024 tasks, as the kernel sees them.
+    let limits =
+        "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/memory/memory.limit_in_bytes \
+                  /sys/fs/cgroup/pids/pids.max";
+    let o = server.ssh(&server.key, "main.demo", limits);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["100000", "1073741824", "1024"],
+        "{}",
+        text(&o)
+    );
+
+    // Another project gets another user; its `size: S` gives it half of that, and its
+    // `resources` make its memory 100 + 200 x 0.5 CPU = 200 MiB.
+    let other = App::demo(&server.dir.path().join("other"), "app");
+    other.write("probe.sh", PROBE);
+    other.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nsize: S\nresources:\n  base_memory: 100\n  memory_ratio: 200\nhooks:\n  build: echo built-1 > build.txt\n\
+         web:\n  commands:\n    start: python3 server.py\n",
+    );
+    other.commit("probe");
+    let o = server.git(&other.dir, &["push", &server.remote("other"), "main"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        !text(&o).contains("`size`") && !text(&o).contains("`resources`"),
+        "size and resources are acted on: {}",
+        text(&o)
+    );
+    let o = server.ssh(&server.key, "main.other", "sh /app/probe.sh other");
+    let other_uid = assert_unprivileged(&String::from_utf8_lossy(&o.stdout), "other");
+    assert_ne!(other_uid, build, "projects share a host uid");
+    let o = server.ssh(&server.key, "main.other", limits);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["50000", "209715200", "512"],
+        "{}",
+        text(&o)
+    );
+
+    // An unknown size is refused with the list of sizes.
+    other.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nsize: XXL\nweb:\n  commands:\n    start: python3 server.py\n",
+    );
+    other.commit("bad size");
+    let o = server.git(&other.dir, &["push", &server.remote("other"), "main"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("unknown size `XXL`; use one of: S, M, L, XL, 2XL, 4XL, AUTO"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// A bounded fork bomb: forks sleepers until refused (at most 2000), says how many, kills them.
+const FORK_BOMB: &str = "import os, signal, time
+kids = []
+for i in range(2000):
+    try:
+        pid = os.fork()
+    except OSError as e:
+        print('refused:', e, flush=True)
+        break
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    kids.append(pid)
+print('FORKED=%d' % len(kids), flush=True)
+for k in kids:
+    os.kill(k, signal.SIGKILL)
+for k in kids:
+    os.waitpid(k, 0)
+";
+
+#[test]
+fn a_fork_bomb_and_a_memory_hog_hit_their_limits_and_the_neighbours_keep_serving() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    app.write("bomb.py", FORK_BOMB);
+    app.commit("bomb");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let neighbour = App::demo(&server.dir.path().join("n"), "app");
+    let o = server.git(&neighbour.dir, &["push", &server.remote("other"), "main"]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    // The fork bomb stops at the pids limit (1024 by default).
+    let t0 = Instant::now();
+    let o = server.ssh(&server.key, "main.demo", "python3 /app/bomb.py");
+    let out = text(&o);
+    let forked: usize = out
+        .lines()
+        .find_map(|l| l.strip_prefix("FORKED="))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(forked < 1024, "{forked} processes: {out}");
+    assert!(out.contains("refused:"), "{out}");
+    assert!(t0.elapsed() < Duration::from_secs(120));
+    // ...and the app, its neighbour and the host still serve.
+    assert_eq!(
+        server.get("main.demo.localhost", "/"),
+        Some((200, "built-1\n".into()))
+    );
+    assert_eq!(
+        server.get("main.other.localhost", "/"),
+        Some((200, "built-1\n".into()))
+    );
+    let o = server.ssh(&server.key, "git", "activity demo main");
+    assert!(o.status.success(), "{}", text(&o));
+
+    // A memory hog in a shell is killed by the kernel (1 GiB by default); the app lives on.
+    let o = server.ssh(
+        &server.key,
+        "main.demo",
+        "python3 -c 'b = bytearray(b\"x\") * (1536 * 1024 * 1024); print(len(b))'",
+    );
+    assert_eq!(o.status.code(), Some(137), "{}", text(&o));
+    assert_eq!(
+        server.get("main.demo.localhost", "/"),
+        Some((200, "built-1\n".into()))
+    );
+
+    // A memory hog in a build is killed, and the push says why.
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    \
+         echo \"built-$(cat VERSION)\" > build.txt\n    \
+         python3 -c 'b = bytearray(b\"x\") * (3 * 1024 * 1024 * 1024); print(len(b))'\n\
+         web:\n  commands:\n    start: python3 server.py\n",
+    );
+    app.write("VERSION", "2\n");
+    app.commit("hog");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("slipway: out of memory"), "{out}");
+    assert!(out.contains("2048 MiB"), "{out}");
+    assert!(out.contains("exited with status 137"), "{out}");
+    assert_eq!(
+        server.get("main.demo.localhost", "/"),
+        Some((200, "built-1\n".into())),
+        "the old release keeps serving"
+    );
+}
+
+/// What a build can reach: the host's listeners directly, the router and an allowed
+/// registry through the build's proxy.
+const NET_PROBE: &str = r#"import socket, urllib.error, urllib.request
+def tcp(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=3).close()
+        return "open"
+    except OSError:
+        return "closed"
+def get(url):
+    try:
+        return str(urllib.request.urlopen(url, timeout=20).status)
+    except urllib.error.HTTPError as e:
+        return str(e.code)
+    except Exception as e:
+        return "error-" + type(e).__name__
+print("net direct-ssh", tcp(SSH_PORT), flush=True)
+print("net direct-router", tcp(HTTP_PORT), flush=True)
+print("net proxy-router", get("http://127.0.0.1:%d/" % HTTP_PORT), flush=True)
+print("net proxy-ssh", get("http://127.0.0.1:%d/" % SSH_PORT), flush=True)
+print("net proxy-registry", get(REGISTRY + "slipway-hello-js"), flush=True)
+"#;
+
+#[test]
+fn builds_reach_allowed_registries_but_not_the_hosts_services() {
+    let registry = slipway_e2e::NpmRegistry::start(&[slipway_e2e::NpmPackage {
+        name: "slipway-hello-js",
+        version: "1.0.0",
+        files: &[(
+            "package.json",
+            "{\"name\": \"slipway-hello-js\", \"version\": \"1.0.0\"}\n",
+        )],
+    }]);
+    let allow = registry
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let server = Server::start_with(&[("SLIPWAY_BUILD_EGRESS_ALLOW", allow.as_str())]);
+    let app = App::demo(server.dir.path(), "app");
+    let probe = format!(
+        "SSH_PORT = {}\nHTTP_PORT = {}\nREGISTRY = {:?}\n{NET_PROBE}",
+        server.ssh_port, server.http_port, registry.url
+    );
+    app.write("net.py", &probe);
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    \
+         echo \"built-$(cat VERSION)\" > build.txt\n    python3 net.py\n\
+         web:\n  commands:\n    start: python3 server.py\n",
+    );
+    app.commit("net probe");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}\n{}", server.server_log());
+    for want in [
+        "net direct-ssh closed",
+        "net direct-router closed",
+        "net proxy-router 403",
+        "net proxy-ssh 403",
+        "net proxy-registry 200",
+    ] {
+        assert!(out.contains(want), "missing {want:?}:\n{out}");
+    }
+    // The legitimate path still works: the app was built and serves.
+    assert_eq!(
+        server.get("main.demo.localhost", "/"),
+        Some((200, "built-1\n".into()))
+    );
+}
