@@ -324,7 +324,12 @@ fn main() -> ExitCode {
 }
 
 /// Files and folders this process creates are its owner's only (the data dir holds
-/// variable values; issue 12). Set for every command that writes into the data dir.
+/// variable values; issue 12). Set for the operator commands that write into the data
+/// dir. Not for `serve`: it makes what containers read as the project's unprivileged
+/// user (bundle root folders, `/etc/passwd`, unpacked slugs), which must stay readable
+/// to that user; there the data dir's own 0700 keeps every other local user out, and
+/// files holding secrets (`state.db`, its WAL, bundles' `config.json`) are written 0600
+/// explicitly.
 fn private_umask() {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
 }
