@@ -159,7 +159,8 @@ fn nodejs_22_from_the_npm_registry() {
     assert_eq!(code, 0, "{lines:?}");
     assert_eq!(lines[0], format!("v{}", n.node.version), "{lines:?}");
     assert_eq!(lines[1], n.npm.version, "{lines:?}");
-    assert_eq!(lines[2], "root", "{lines:?}");
+    // Containers run as the project's unprivileged user, named `web` on every stack.
+    assert_eq!(lines[2], "web", "{lines:?}");
 }
 
 /// Only what is in the data dir after a failed build: the archive's empty layout and the
