@@ -33,6 +33,32 @@ pub fn slipway_bin() -> PathBuf {
     .clone()
 }
 
+/// The data dir holding stack `type_name` (e.g. `python:3.11`) built, shared by every test
+/// run: `/var/tmp/slipway-test-stacks/TAG-FINGERPRINT/`, keyed by the catalog entry so a
+/// changed entry builds anew. The first caller builds it (`slipway stack build`, minutes);
+/// concurrent callers wait on the stack's build lock; later ones reuse it.
+pub fn cached_stack(type_name: &str) -> PathBuf {
+    let stack = slipway_stack::resolve_type(type_name)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .stack;
+    let dir = Path::new("/var/tmp/slipway-test-stacks").join(format!(
+        "{}-{}",
+        stack.tag(),
+        stack.fingerprint()
+    ));
+    let started = Instant::now();
+    let out = run(Command::new(slipway_bin())
+        .args(["stack", "build", type_name, "--data-dir"])
+        .arg(&dir));
+    assert!(
+        out.status.success(),
+        "building stack {type_name}: {}",
+        text(&out)
+    );
+    eprintln!("stack {type_name}: ready in {:.1?}", started.elapsed());
+    dir
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -72,6 +72,12 @@ pub(crate) fn application(
         r#type: str_at(node, &["type"]).map(str::to_string),
         ..Default::default()
     };
+    if let Some(tnode) = node.get("type") {
+        check_stack(tnode, &path.with("type"), diags);
+    }
+    if let Some(list) = node.get("stack") {
+        stack_list(list, &mut app, &path.with("stack"), diags);
+    }
     let mut source_root_pos = None;
     app.source_root = default_root.to_string();
     if let Some(root) = node.get("source").and_then(|s| s.get("root")) {
@@ -507,6 +513,97 @@ pub(crate) fn services(
         });
     }
     out
+}
+
+/// An app's `type: LANGUAGE:VERSION` names a stack the server has (spec section 8): an
+/// exact version, or a substitute with a warning naming both; else an error with the
+/// versions there are and a did-you-mean. Upsun's `composable` images are not stacks.
+fn check_stack(tnode: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>) {
+    let Some(t) = tnode.as_str() else { return };
+    if t.starts_with("composable:") {
+        return;
+    }
+    match slipway_stack::resolve_type(t) {
+        Ok(r) => {
+            if let Some(w) = r.warning() {
+                diags.push(path.warning(&tnode.pos, w));
+            }
+        }
+        Err(e) => diags.push(path.error(&tnode.pos, e.to_string())),
+    }
+}
+
+/// Upsun's `stack:` list (composable images): its first `LANGUAGE@VERSION` entry (a string,
+/// or the key of a one-key mapping holding its options) is the app's stack when `type` is
+/// absent or `composable:*`, resolved like `type:`. Entries that name no language of a
+/// stack (Nix packages such as `clamav`), and further languages, are reported as ignored.
+fn stack_list(list: &Node, app: &mut Application, path: &KeyPath, diags: &mut Vec<Diagnostic>) {
+    let Kind::Seq(items) = &list.kind else { return };
+    let takes_type = app
+        .r#type
+        .as_deref()
+        .is_none_or(|t| t.starts_with("composable:"));
+    let mut chosen: Option<String> = None;
+    for (i, item) in items.iter().enumerate() {
+        let (name, pos) = match (&item.kind, item.entries()) {
+            (Kind::Str(s), _) => (s.as_str(), &item.pos),
+            (Kind::Map(_), [one]) => (one.key.as_str(), &one.key_pos),
+            _ => continue,
+        };
+        let p = path.with(&i.to_string());
+        let language = name
+            .split_once('@')
+            .filter(|(l, _)| slipway_stack::Language::from_name(l).is_some());
+        let Some((language, version)) = language else {
+            if let Some(l) = slipway_stack::Language::from_name(name) {
+                diags.push(p.warning(
+                    pos,
+                    format!(
+                            "`{name}` names no version (e.g. `{name}@{}`); it is ignored",
+                            slipway_stack::resolve::available(l)
+                                .rsplit(", ")
+                                .next()
+                                .unwrap_or_default()
+                        ),
+                ));
+                continue;
+            }
+            diags.push(p.warning(
+                pos,
+                format!("`{name}` names no language Slipway has stacks for (LANGUAGE@VERSION with one of python, php, nodejs, ruby, golang, java); it is ignored"),
+            ));
+            continue;
+        };
+        if !takes_type {
+            diags.push(p.warning(
+                pos,
+                format!("`{name}` is ignored: the app runs on the stack its `type` names"),
+            ));
+            continue;
+        }
+        if let Some(first) = &chosen {
+            diags.push(p.warning(
+                pos,
+                format!("`{name}` is ignored: an app runs on one stack, here {first}"),
+            ));
+            continue;
+        }
+        match slipway_stack::resolve(language, version) {
+            Ok(r) => {
+                if let Some(w) = r.warning() {
+                    diags.push(p.warning(pos, w));
+                }
+                chosen = Some(format!("{language}:{version}"));
+            }
+            Err(e) => {
+                diags.push(p.error(pos, e.to_string()));
+                return;
+            }
+        }
+    }
+    if chosen.is_some() {
+        app.r#type = chosen;
+    }
 }
 
 /// A service type and version are in the catalog (spec: the supported service types).

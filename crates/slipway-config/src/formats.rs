@@ -103,7 +103,7 @@ fn container_matches(shape: &Shape, kind: &Kind) -> bool {
 fn platform_app_structure(node: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>) {
     check(node, &tables::APP, &mut path.clone(), diags);
     require(node, "name", "app", path, diags);
-    require(node, "type", "python:3.12", path, diags);
+    require(node, "type", "python:3.13", path, diags);
 }
 
 /// The app of a structurally checked Platform.sh-style definition (None without a name).
@@ -244,7 +244,7 @@ pub(crate) fn load_platform(
                             continue;
                         }
                         check(&e.value, &tables::APP, &mut p.clone(), &mut structural);
-                        require(&e.value, "type", "python:3.12", &p, &mut structural);
+                        require(&e.value, "type", "python:3.13", &p, &mut structural);
                     }
                 }
                 _ => {}
@@ -337,7 +337,7 @@ pub(crate) fn load_single_file(
                             } else if matches!(e.value.kind, Kind::Map(_))
                                 && e.value.get("stack").is_none()
                             {
-                                require(&e.value, "type", "python:3.12", &path, &mut structural);
+                                require(&e.value, "type", "python:3.13", &path, &mut structural);
                             }
                         }
                     }

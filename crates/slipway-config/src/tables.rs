@@ -302,7 +302,7 @@ macro_rules! app_fields {
             acted("relationships", RELATIONSHIPS, "Services (and apps) this app talks to; exposed in PLATFORM_RELATIONSHIPS."),
             acted("workers", Shape::Map(&WORKER, "A background process of the app."), "Background processes run from the same slug."),
             acted("crons", Shape::Map(&CRON, "A scheduled job."), "Scheduled jobs."),
-            ignored("stack", Shape::Any, "Upsun composable image packages."),
+            acted("stack", Shape::Any, "Upsun composable image packages: the first `LANGUAGE@VERSION` (e.g. `php@8.4`) is the app's stack when `type` is absent or `composable:*`; other entries are ignored with a warning."),
             ignored("runtime", Shape::Any, "Runtime settings (PHP extensions, sizing hints, ...)."),
             ignored("timezone", Shape::Str, "Time zone of crons."),
             ignored("access", Shape::Any, "Who may SSH into the app."),

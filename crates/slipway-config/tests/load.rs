@@ -32,7 +32,7 @@ fn platform_app_at_root_with_services_and_routes() {
     let d = tree(&[
         (
             ".platform.app.yaml",
-            b"name: app\ntype: 'python:3.12'\nsource:\n  root: src\nbuild:\n  flavor: none\n  caches:\n    npm: {directory: ./node_modules/, watch: [package.json, ./locks//npm.lock], allow_stale: true}\n    shared: {directory: .cache/pip, share_between_apps: true}\ndependencies:\n  python3: {poetry: '*'}\nhooks:\n  build: |\n    pip install -r requirements.txt\n  deploy: ./migrate\n  post_deploy: echo done\nweb:\n  commands: {start: 'gunicorn -b 127.0.0.1:$PORT app:app'}\n  locations:\n    /static: {root: static, allow: true}\nvariables:\n  env: {DEBUG: false, WORKERS: 4, RATIO: 1.5, NAME: demo, EMPTY: ~}\n  php: {memory_limit: 256M}\nmounts:\n  uploads: {source: local, source_path: uploads}\ndisk: 512\nrelationships:\n  database: 'db:postgresql'\n  cache:\n  search: {service: es, endpoint: elasticsearch}\nworkers:\n  queue: {commands: {start: ./worker}}\ncrons:\n  nightly: {spec: '0 3 * * *', commands: {start: ./nightly}}\n",
+            b"name: app\ntype: 'python:3.13'\nsource:\n  root: src\nbuild:\n  flavor: none\n  caches:\n    npm: {directory: ./node_modules/, watch: [package.json, ./locks//npm.lock], allow_stale: true}\n    shared: {directory: .cache/pip, share_between_apps: true}\ndependencies:\n  python3: {poetry: '*'}\nhooks:\n  build: |\n    pip install -r requirements.txt\n  deploy: ./migrate\n  post_deploy: echo done\nweb:\n  commands: {start: 'gunicorn -b 127.0.0.1:$PORT app:app'}\n  locations:\n    /static: {root: static, allow: true}\nvariables:\n  env: {DEBUG: false, WORKERS: 4, RATIO: 1.5, NAME: demo, EMPTY: ~}\n  php: {memory_limit: 256M}\nmounts:\n  uploads: {source: local, source_path: uploads}\ndisk: 512\nrelationships:\n  database: 'db:postgresql'\n  cache:\n  search: {service: es, endpoint: elasticsearch}\nworkers:\n  queue: {commands: {start: ./worker}}\ncrons:\n  nightly: {spec: '0 3 * * *', commands: {start: ./nightly}}\n",
         ),
         ("src/app.py", b"print(1)\n"),
         (".platform/services.yaml", b"db:\n  type: postgresql:16\n  disk: 1024\n  configuration: {extensions: [pg_trgm]}\ncache:\n  type: redis:7.0\nes:\n  type: elasticsearch:8.5\n"),
@@ -44,7 +44,7 @@ fn platform_app_at_root_with_services_and_routes() {
     let t = &l.topology;
     let a = &t.applications[0];
     assert_eq!(a.name, "app");
-    assert_eq!(a.r#type.as_deref(), Some("python:3.12"));
+    assert_eq!(a.r#type.as_deref(), Some("python:3.13"));
     assert_eq!(a.source_root, "src");
     assert_eq!(a.build_flavor.as_deref(), Some("none"));
     assert_eq!(
@@ -244,7 +244,7 @@ fn huge_and_non_utf8_files_are_refused() {
 fn warnings_do_not_fail_and_errors_carry_warnings_too() {
     let d = tree(&[(
         ".platform.app.yaml",
-        b"name: app\ntype: php:8.3\nruntime: {extensions: [redis]}\naccess: {ssh: admin}\n",
+        b"name: app\ntype: php:8.4\nruntime: {extensions: [redis]}\naccess: {ssh: admin}\n",
     )]);
     let l = load(&DirSource::new(d.path())).unwrap();
     let w: Vec<String> = l.warnings.iter().map(|w| w.to_string()).collect();
@@ -257,7 +257,7 @@ fn warnings_do_not_fail_and_errors_carry_warnings_too() {
 
     let d = tree(&[(
         ".platform.app.yaml",
-        b"name: app\ntype: php:8.3\nruntime: {}\ndisk: -1\n",
+        b"name: app\ntype: php:8.4\nruntime: {}\ndisk: -1\n",
     )]);
     let all = load(&DirSource::new(d.path())).unwrap_err();
     assert!(all.has_errors());
@@ -374,6 +374,73 @@ fn dir_source_contract() {
     );
     assert!(s.list_dir("missing").unwrap().is_empty());
     assert!(s.list_dir("a/b.txt").unwrap().is_empty());
+}
+
+/// `type:` names a stack: a missing minor gets the nearest newer of the same major with a
+/// warning naming both; a missing major or an unknown language is an error at the value's
+/// `FILE:LINE:COL` with the versions there are and a did-you-mean.
+#[test]
+fn app_types_resolve_to_stacks() {
+    let d = tree(&[(".platform.app.yaml", b"name: app\ntype: 'python:3.12'\n")]);
+    let l = load(&DirSource::new(d.path())).unwrap_or_else(|e| panic!("{e}"));
+    let w: Vec<String> = l.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(
+        w,
+        [".platform.app.yaml:2:7: warning: python:3.12 is not available on this server; using python:3.13, the nearest newer python 3.x (at type)"]
+    );
+
+    let d = tree(&[(
+        ".upsun/config.yaml",
+        b"applications:\n  web:\n    type: php:7.4\n  api:\n    type: pyhton:3.11\n  ok:\n    type: nodejs:22\n",
+    )]);
+    let e = load(&DirSource::new(d.path())).unwrap_err().to_string();
+    assert!(
+        e.contains(".upsun/config.yaml:3:11: error: php:7.4 is not available: no php 7.x at or above 7.4 (did you mean `php:8.2`?); available: 8.2, 8.4 (at applications.web.type)"),
+        "{e}"
+    );
+    assert!(
+        e.contains(".upsun/config.yaml:5:11: error: unknown language `pyhton` (did you mean `python`?); languages: python, php, nodejs, ruby, golang, java (at applications.api.type)"),
+        "{e}"
+    );
+    assert!(!e.contains("applications.ok"), "nodejs:22 is provided: {e}");
+}
+
+/// Upsun's `stack:` list: its first `LANGUAGE@VERSION` is the app's stack (resolved like
+/// `type:`); Nix packages and further languages are ignored with a warning.
+#[test]
+fn upsun_stack_lists_name_the_stack() {
+    let d = tree(&[(
+        ".upsun/config.yaml",
+        b"applications:\n  app:\n    type: composable:25.05\n    stack:\n      - php@8.3:\n          extensions: [redis]\n      - nodejs@22\n      - clamav\n  tool:\n    stack: [python@3.13]\nroutes:\n  'http://{default}/': {type: upstream, upstream: 'app:http'}\n",
+    )]);
+    let l = load(&DirSource::new(d.path())).unwrap_or_else(|e| panic!("{e}"));
+    let t = &l.topology;
+    assert_eq!(
+        t.application("app").unwrap().r#type.as_deref(),
+        Some("php:8.3")
+    );
+    assert_eq!(
+        t.application("tool").unwrap().r#type.as_deref(),
+        Some("python:3.13")
+    );
+    let w: Vec<String> = l.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(
+        w,
+        [
+            ".upsun/config.yaml:5:9: warning: php:8.3 is not available on this server; using php:8.4, the nearest newer php 8.x (at applications.app.stack.0)",
+            ".upsun/config.yaml:7:9: warning: `nodejs@22` is ignored: an app runs on one stack, here php:8.3 (at applications.app.stack.1)",
+            ".upsun/config.yaml:8:9: warning: `clamav` names no language Slipway has stacks for (LANGUAGE@VERSION with one of python, php, nodejs, ruby, golang, java); it is ignored (at applications.app.stack.2)",
+        ]
+    );
+    let d = tree(&[(
+        ".upsun/config.yaml",
+        b"applications:\n  app:\n    stack: ['ruby@2.7']\n",
+    )]);
+    let e = load(&DirSource::new(d.path())).unwrap_err().to_string();
+    assert!(
+        e.contains(".upsun/config.yaml:3:13: error: ruby:2.7 is not available"),
+        "{e}"
+    );
 }
 
 /// A mount's `source_path` names a folder inside the mount's source: one that climbs out with

@@ -74,14 +74,129 @@ pub struct BuiltApp {
     pub build_key: String,
     /// Whether the slug was reused rather than built.
     pub reused: bool,
+    /// The unpacked stack it was built on and runs on; `None`: the host stack.
+    pub stack_root: Option<PathBuf>,
+    /// The stack's layers (in the platform's archive), below the slug in its release image.
+    pub stack_layers: Vec<SlugInfo>,
 }
 
-/// The build key of an app of `project` whose source tree is `tree`. The project is part
-/// of it: no project ever reuses a slug another project built (issue 12).
+/// The stack an app builds and runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppStack {
+    /// Its identity in build keys: `LANGUAGE:VERSION@LAYER-DIGEST`, or [`STACK`].
+    pub id: String,
+    /// Its unpacked root file system; `None`: the host stack.
+    pub root: Option<PathBuf>,
+    /// Its layers, in the platform's archive (empty for the host stack).
+    pub layers: Vec<SlugInfo>,
+}
+
+impl AppStack {
+    /// The host stack.
+    pub fn host() -> AppStack {
+        AppStack {
+            id: STACK.to_string(),
+            root: None,
+            layers: Vec::new(),
+        }
+    }
+
+    fn root_fs(&self) -> slipway_runtime::RootFs {
+        match &self.root {
+            Some(dir) => slipway_runtime::RootFs::Stack(dir.clone()),
+            None => slipway_runtime::RootFs::Host,
+        }
+    }
+}
+
+/// The stack of each app (by app name), building missing stacks once each with their
+/// progress in the push output. All apps get the host stack unless the server runs apps
+/// on their stacks.
+async fn app_stacks(
+    platform: &Arc<Platform>,
+    apps: &[Application],
+    out: &Output,
+) -> Result<BTreeMap<String, AppStack>, PhaseError> {
+    let fail = |msg: String| PhaseError::new("build", msg);
+    let mut by_app = BTreeMap::new();
+    let store = platform.stack_store().map_err(|e| fail(e.to_string()))?;
+    let Some(store) = store else {
+        for a in apps {
+            by_app.insert(a.name.clone(), AppStack::host());
+        }
+        return Ok(by_app);
+    };
+    let options = platform
+        .settings()
+        .stacks
+        .as_ref()
+        .map(|s| s.build.clone())
+        .unwrap_or_default();
+    let mut done: BTreeMap<String, AppStack> = BTreeMap::new();
+    for a in apps {
+        let ty = a.r#type.as_deref().ok_or_else(|| {
+            fail(format!(
+                "app {} has no `type`: name its stack, e.g. `type: python:3.11`",
+                a.name
+            ))
+        })?;
+        let resolved = slipway_stack::resolve_type(ty).map_err(|e| fail(e.to_string()))?;
+        let name = resolved.stack.type_name();
+        if !done.contains_key(&name) {
+            let t = Instant::now();
+            let phase = format!("stack {name}");
+            let (store, options, o, ph) =
+                (store.clone(), options.clone(), out.clone(), phase.clone());
+            let stack = resolved.stack;
+            let p = platform.clone();
+            let (built, root) = tokio::task::spawn_blocking(move || {
+                let (built, root) =
+                    store.ensure(stack, &options, &mut |line| o.phase(&ph, line))?;
+                // Release images hold the stack's layers: the platform's archive needs them.
+                for l in &built.layers {
+                    p.archive().adopt_blob(store.archive(), &l.digest)?;
+                }
+                Ok::<_, slipway_stack::StackError>((built, root))
+            })
+            .await
+            .map_err(|e| fail(format!("building stack {name}: {e}")))?
+            .map_err(|e| {
+                out.phase(&phase, &format!("failed: {e}"));
+                fail(e.to_string())
+            })?;
+            let digest = built
+                .layers
+                .first()
+                .map(|l| l.digest.to_string())
+                .unwrap_or_default();
+            out.phase_done(&phase, &format!("ready ({digest})"), t);
+            done.insert(
+                name.clone(),
+                AppStack {
+                    id: format!("{name}@{digest}"),
+                    root: Some(root),
+                    layers: built.layers.clone(),
+                },
+            );
+        }
+        by_app.insert(a.name.clone(), done[&name].clone());
+    }
+    Ok(by_app)
+}
+
+/// The build key of an app of `project` whose source tree is `tree`, built on the host
+/// stack. The project is part of it: no project ever reuses a slug another project built
+/// (issue 12).
 pub fn build_key(project: &str, app: &Application, tree: &ObjectId) -> String {
+    build_key_on(project, app, tree, STACK)
+}
+
+/// The build key of an app of `project` whose source tree is `tree`, built on stack
+/// `stack` (an [`AppStack::id`]).
+pub fn build_key_on(project: &str, app: &Application, tree: &ObjectId, stack: &str) -> String {
     let relevant = serde_json::json!({
         "slug_format": SLUG_FORMAT,
-        "stack": STACK,
+        "stack": stack,
         "project": project,
         "tree": tree.to_string(),
         // The build sees its app's name ($PLATFORM_APPLICATION_NAME): two apps with the
@@ -135,6 +250,7 @@ fn plan(
     repo: &Repo,
     target: &DeployTarget,
     app: &Application,
+    stack: &AppStack,
 ) -> Result<Plan, PhaseError> {
     let commit = target.new;
     let fail = |msg: String| PhaseError::new("build", msg);
@@ -147,7 +263,7 @@ fn plan(
                 app.source_root, app.name
             ))
         })?;
-    let key = build_key(&target.project, app, &tree);
+    let key = build_key_on(&target.project, app, &tree, &stack.id);
     let state = platform.state();
     let known = state
         .built_slugs(&target.project, &key)
@@ -161,6 +277,8 @@ fn plan(
                     tree: tree.to_string(),
                     build_key: key,
                     reused: true,
+                    stack_root: stack.root.clone(),
+                    stack_layers: stack.layers.clone(),
                 }));
             }
             _ => {
@@ -192,8 +310,13 @@ pub async fn run_all(
     let t = Instant::now();
     let mut done: Vec<Option<BuiltApp>> = vec![None; apps.len()];
     let mut to_build = Vec::new();
+    let stacks = app_stacks(platform, apps, out).await?;
     for (i, app) in apps.iter().enumerate() {
-        match plan(platform, repo, target, app)? {
+        let stack = stacks
+            .get(&app.name)
+            .cloned()
+            .unwrap_or_else(AppStack::host);
+        match plan(platform, repo, target, app, &stack)? {
             Plan::Reuse(b) => {
                 out.phase_done(
                     &format!("build {}", app.name),
@@ -202,7 +325,7 @@ pub async fn run_all(
                 );
                 done[i] = Some(b);
             }
-            Plan::Build { tree, key } => to_build.push((i, tree, key)),
+            Plan::Build { tree, key } => to_build.push((i, tree, key, stack)),
         }
     }
     if to_build.len() > 1 {
@@ -221,7 +344,7 @@ pub async fn run_all(
     }
     let permits = Arc::new(tokio::sync::Semaphore::new(parallel_builds()));
     let mut set = tokio::task::JoinSet::new();
-    for (i, tree, key) in to_build {
+    for (i, tree, key, stack) in to_build {
         let (platform, repo, out, app, permits) = (
             platform.clone(),
             repo.clone(),
@@ -232,7 +355,10 @@ pub async fn run_all(
         let (project, env) = (target.project.clone(), target.env.clone());
         set.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            let r = build_one(&platform, &repo, &project, &env, &app, tree, &key, &out).await;
+            let r = build_one(
+                &platform, &repo, &project, &env, &app, tree, &key, &stack, &out,
+            )
+            .await;
             (i, r)
         });
     }
@@ -352,6 +478,8 @@ struct BuildContext<'a> {
     phase: &'a str,
     /// When the build started (its timeout covers every step).
     started: Instant,
+    /// The stack it builds on.
+    stack: &'a AppStack,
 }
 
 impl BuildContext<'_> {
@@ -370,7 +498,7 @@ impl BuildContext<'_> {
         what: &str,
         step: Option<&Step>,
     ) -> Result<(), PhaseError> {
-        let spec = build_spec(
+        let mut spec = build_spec(
             id,
             self.app,
             self.tree,
@@ -379,6 +507,7 @@ impl BuildContext<'_> {
             (self.run_as, self.netns),
             extra_env,
         );
+        spec.root = self.stack.root_fs();
         let found_missing: Arc<Mutex<Option<String>>> = Arc::default();
         let (o, name, fm) = (
             self.out.clone(),
@@ -433,6 +562,7 @@ async fn build_one(
     app: &Application,
     tree: ObjectId,
     key: &str,
+    stack: &AppStack,
     out: &Output,
 ) -> Result<BuiltApp, PhaseError> {
     let t = Instant::now();
@@ -500,6 +630,7 @@ async fn build_one(
             out,
             phase: &phase,
             started: t,
+            stack,
         };
         let ran = async {
             for step in &steps {
@@ -548,6 +679,8 @@ async fn build_one(
         slug,
         tree: tree.to_string(),
         build_key: key.to_string(),
+        stack_root: stack.root.clone(),
+        stack_layers: stack.layers.clone(),
         reused: false,
     })
 }
@@ -700,6 +833,7 @@ fn build_spec(
     );
     env.extend(crate::egress::BuildNetwork::env());
     ContainerSpec {
+        root: slipway_runtime::RootFs::Host,
         id,
         args: vec!["/bin/sh".into(), "-c".into(), script.to_string()],
         env: env.into_iter().collect(),

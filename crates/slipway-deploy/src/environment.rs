@@ -3,7 +3,7 @@
 //! its environment variables (spec section 4).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -112,6 +112,13 @@ pub struct AppInstance {
     pub tree: String,
     /// The build key its slug was built under.
     pub build_key: String,
+    /// The unpacked stack that is its root (`stacks/HEX/`); absent: the host stack
+    /// (releases made before stacks, or a server running apps on the host stack).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack_root: Option<PathBuf>,
+    /// The stack's layers, below the slug in the release image (empty: the host stack).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stack_layers: Vec<slipway_slug::SlugInfo>,
     /// The app's `size` (its container's limits); absent in releases made before sizes
     /// were acted on, which ran with the default (`AUTO`).
     #[serde(default)]

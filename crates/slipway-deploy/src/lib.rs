@@ -112,6 +112,18 @@ pub struct Settings {
     pub app_log_max_size: u64,
     /// Where builds may connect besides public addresses on ports 80 and 443.
     pub build_egress: egress::EgressPolicy,
+    /// Apps build and run on the stacks their `type` names; `None`: on the host stack.
+    pub stacks: Option<StackSettings>,
+}
+
+/// Where stacks are kept and built from, when apps run on them.
+#[derive(Debug, Clone)]
+pub struct StackSettings {
+    /// A folder holding `archive/` (the stack images) and `stacks/` (unpacked); normally
+    /// the data dir itself.
+    pub store: PathBuf,
+    /// Mirrors a missing stack is built from during a push.
+    pub build: slipway_stack::BuildOptions,
 }
 
 impl Settings {
@@ -128,6 +140,7 @@ impl Settings {
             drain_timeout: Duration::from_secs(30),
             slug_level: 3,
             slug_max_size: slipway_slug::DEFAULT_MAX_SIZE,
+            stacks: None,
             app_log_max_size: 10 << 20,
             build_egress: egress::EgressPolicy::default(),
         }
@@ -168,6 +181,10 @@ impl DataDir {
     /// Slugs unpacked once each, read-only, by digest.
     pub fn unpacked_slugs(&self) -> PathBuf {
         self.root.join("slugs")
+    }
+    /// Stacks unpacked once each, read-only, by layer digest (`stacks/HEX/`).
+    pub fn stacks(&self) -> PathBuf {
+        self.root.join("stacks")
     }
     /// Build folders of builds in progress.
     pub fn builds(&self) -> PathBuf {
@@ -265,6 +282,21 @@ impl Platform {
     }
 
     /// The settings.
+    /// The stacks apps build and run on, or `None` when they use the host stack.
+    pub fn stack_store(
+        &self,
+    ) -> Result<Option<slipway_stack::StackStore>, slipway_slug::SlugError> {
+        let Some(s) = &self.settings.stacks else {
+            return Ok(None);
+        };
+        let archive = Archive::open(&s.store.join("archive"))?;
+        Ok(Some(slipway_stack::StackStore::new(
+            archive,
+            &s.store.join("stacks"),
+        )))
+    }
+
+    /// The settings it runs with.
     pub fn settings(&self) -> &Settings {
         &self.settings
     }

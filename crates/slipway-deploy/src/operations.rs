@@ -173,6 +173,8 @@ async fn activate_release(
             tree: app.tree.clone(),
             build_key: app.build_key.clone(),
             reused: true,
+            stack_root: app.stack_root.clone(),
+            stack_layers: app.stack_layers.clone(),
         });
     }
     let repo = Repo::open(&platform.repo_path(project)).map_err(|e| fail(e.to_string()))?;

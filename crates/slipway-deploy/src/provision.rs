@@ -78,6 +78,8 @@ pub fn plan(
             env,
             tree: b.tree.clone(),
             build_key: b.build_key.clone(),
+            stack_root: b.stack_root.clone(),
+            stack_layers: b.stack_layers.clone(),
             size: app.size,
             resources: app.resources,
         });
@@ -101,6 +103,10 @@ pub fn container_spec(
     annotations.insert("dev.slipway.app".to_string(), app.name.clone());
     annotations.insert("dev.slipway.slug".to_string(), app.slug.clone());
     ContainerSpec {
+        root: match &app.stack_root {
+            Some(dir) => slipway_runtime::RootFs::Stack(dir.clone()),
+            None => slipway_runtime::RootFs::Host,
+        },
         id: app.container.clone(),
         args: vec!["/bin/sh".into(), "-c".into(), app.start.clone()],
         env: app
@@ -191,6 +197,7 @@ pub async fn run(
                     "{}.{}.r{}.{}",
                     target.project, target.env, release.number, app.name
                 ),
+                base: b.stack_layers.clone(),
                 slug: b.slug.clone(),
                 cmd: vec!["/bin/sh".into(), "-c".into(), app.start.clone()],
                 env: app

@@ -13,7 +13,7 @@ use oci_spec::runtime::{
 };
 
 use crate::error::RuntimeError;
-use crate::spec::{destination_parts, ContainerSpec};
+use crate::spec::{destination_parts, ContainerSpec, RootFs};
 use crate::tenancy::{seccomp, CPU_PERIOD_US, INIT_PATH};
 
 /// Host folders that merged-usr systems have as symlinks into `/usr`.
@@ -153,18 +153,42 @@ pub(crate) fn write_bundle(
     let tmp = paths.rootfs.join("tmp");
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777))
         .map_err(|e| RuntimeError::io(format!("setting the mode of {}", tmp.display()), e))?;
-    mount_point(&paths.rootfs.join(INIT_PATH.trim_start_matches('/')), init)?;
+    // The init's mount point: in the per-container root, or once in a stack's shared root.
+    let init_point = match &spec.root {
+        RootFs::Stack(dir) => dir.join(INIT_PATH.trim_start_matches('/')),
+        RootFs::Host => paths.rootfs.join(INIT_PATH.trim_start_matches('/')),
+    };
+    if !init_point.exists() {
+        mount_point(&init_point, init)?;
+    }
     let (passwd, group) = (paths.bundle.join("passwd"), paths.bundle.join("group"));
     write_file(&passwd, &spec.run_as.passwd())?;
     write_file(&group, &spec.run_as.group())?;
 
     let mut mounts = get_default_mounts();
-    mounts.push(bind("/usr", Path::new("/usr"), false)?);
-    mounts.push(bind("/etc", Path::new("/etc"), false)?);
+    // A stack is the root itself (read-only, shared); the host stack is bound into an
+    // empty per-container root.
+    let stack_root = match &spec.root {
+        RootFs::Stack(dir) => Some(dir.as_path()),
+        RootFs::Host => None,
+    };
+    let root_path = stack_root.unwrap_or(&paths.rootfs).to_path_buf();
+    if stack_root.is_none() {
+        mounts.push(bind("/usr", Path::new("/usr"), false)?);
+        mounts.push(bind("/etc", Path::new("/etc"), false)?);
+    } else if spec.netns.is_none() && Path::new("/etc/resolv.conf").exists() {
+        // On the host network (builds) names resolve as on the host: its resolv.conf,
+        // read-only, over the stack's empty one; nothing else of the host's /etc.
+        mounts.push(bind(
+            "/etc/resolv.conf",
+            Path::new("/etc/resolv.conf"),
+            false,
+        )?);
+    }
     mounts.push(bind("/etc/passwd", &passwd, false)?);
     mounts.push(bind("/etc/group", &group, false)?);
     mounts.push(bind(INIT_PATH, init, false)?);
-    for name in LIB_DIRS {
+    for name in LIB_DIRS.iter().filter(|_| stack_root.is_none()) {
         match host_dir(name) {
             Some(HostDir::Symlink(target)) => {
                 let link = paths.rootfs.join(name);
@@ -218,7 +242,16 @@ pub(crate) fn write_bundle(
                 let below_other = declared
                     .iter()
                     .any(|(p, _)| p.len() < parts.len() && parts.starts_with(p));
-                if !below_other {
+                if below_other {
+                } else if let Some(stack) = stack_root {
+                    // Never write into a shared stack: its mount points are made at build.
+                    if std::fs::symlink_metadata(stack.join(&rel)).is_err() {
+                        return Err(RuntimeError::InvalidSpec {
+                            id: spec.id.clone(),
+                            reason: format!("mount point /{} is not in the stack", rel.display()),
+                        });
+                    }
+                } else {
                     mount_point(&paths.rootfs.join(&rel), &m.source)?;
                 }
             }
@@ -352,7 +385,7 @@ pub(crate) fn write_bundle(
         .version("1.0.2-dev")
         .root(
             RootBuilder::default()
-                .path(paths.rootfs.clone())
+                .path(root_path)
                 .readonly(true)
                 .build()
                 .map_err(oci_err)?,

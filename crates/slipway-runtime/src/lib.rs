@@ -23,6 +23,6 @@ mod tenancy;
 
 pub use error::RuntimeError;
 pub use runtime::{Runtime, OOM_LINE};
-pub use spec::{validate_id, BindMount, ContainerSpec};
+pub use spec::{validate_id, BindMount, ContainerSpec, RootFs};
 pub use state::{ContainerState, Status};
 pub use tenancy::{Limits, RunAs, FIRST_PROJECT_UID, INIT_PATH, PROJECT_UIDS, WEB_USER};

@@ -21,9 +21,21 @@ pub struct BindMount {
     pub writable: bool,
 }
 
-/// Everything needed to run one container on Slipway's host stack.
+/// The root file system of a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootFs {
+    /// The host's `/usr`, `/etc` and library folders, bound read-only.
+    Host,
+    /// An unpacked stack folder (`stacks/HEX/`), the read-only root itself: nothing of the
+    /// host's file system is visible. Every mount point outside `/app` must exist in it.
+    Stack(PathBuf),
+}
+
+/// Everything needed to run one container: its root file system, process and mounts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerSpec {
+    /// The root file system: the host stack or an unpacked stack.
+    pub root: RootFs,
     /// Container id: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 128 characters.
     pub id: String,
     /// The process: program and arguments, e.g. `["/bin/sh", "-c", "python3 server.py"]`.
@@ -114,6 +126,14 @@ impl ContainerSpec {
                 "app folder {} does not exist",
                 self.app_dir.display()
             )));
+        }
+        if let RootFs::Stack(dir) = &self.root {
+            if !dir.join("usr").is_dir() {
+                return Err(bad(format!(
+                    "stack folder {} holds no root file system",
+                    dir.display()
+                )));
+            }
         }
         if let Some(ns) = &self.netns {
             if !ns.exists() {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use slipway_runtime::{
-    netns, BindMount, ContainerSpec, Limits, RunAs, Runtime, RuntimeError, Status, OOM_LINE,
+    netns, BindMount, ContainerSpec, Limits, RootFs, RunAs, Runtime, RuntimeError, Status, OOM_LINE,
 };
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -60,6 +60,7 @@ fn fixture() -> Fixture {
 
 fn spec(f: &Fixture, args: &[&str]) -> ContainerSpec {
     ContainerSpec {
+        root: RootFs::Host,
         id: unique("t"),
         args: args.iter().map(|s| s.to_string()).collect(),
         env: vec![],

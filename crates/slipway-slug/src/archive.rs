@@ -215,7 +215,12 @@ impl Archive {
         let config_json =
             canonical_json(&config, false).map_err(|e| spec_err("image config", &e))?;
         let (config_digest, config_size) = self.put_blob(&config_json)?;
-        let manifest = image_manifest(&config_digest, config_size, &release.slug)
+        for l in &release.base {
+            if !self.has_blob(&l.digest) {
+                return Err(SlugError::MissingBlob(l.digest.clone()));
+            }
+        }
+        let manifest = image_manifest(&config_digest, config_size, &release.base, &release.slug)
             .map_err(|e| spec_err("manifest", &e))?;
         let manifest_json =
             canonical_json(&manifest, false).map_err(|e| spec_err("manifest", &e))?;
@@ -270,21 +275,28 @@ impl Archive {
         let config_bytes = self.read_blob(&config_digest)?;
         let config: ImageConfiguration = serde_json::from_slice(&config_bytes)
             .map_err(|e| bad(format!("image config {config_digest}: {e}")))?;
-        let [layer] = manifest.layers().as_slice() else {
-            return Err(bad("a slipway release has exactly one layer".into()));
-        };
-        let diff_id = match config.rootfs().diff_ids().as_slice() {
-            [one] => Digest::parse(one)?,
-            _ => return Err(bad("a slipway release has exactly one diff_id".into())),
-        };
-        let slug = SlugInfo {
-            digest: self.descriptor_digest(layer.digest())?,
-            size: layer.size(),
-            diff_id,
-        };
+        let diff_ids = config.rootfs().diff_ids();
+        if manifest.layers().is_empty() || diff_ids.len() != manifest.layers().len() {
+            return Err(bad(format!(
+                "a slipway release has its stack's layers and its slug, with one diff_id each; \
+                 this one has {} layers and {} diff_ids",
+                manifest.layers().len(),
+                diff_ids.len()
+            )));
+        }
+        let mut layers = Vec::new();
+        for (layer, diff_id) in manifest.layers().iter().zip(diff_ids) {
+            layers.push(SlugInfo {
+                digest: self.descriptor_digest(layer.digest())?,
+                size: layer.size(),
+                diff_id: Digest::parse(diff_id)?,
+            });
+        }
+        let slug = layers.pop().ok_or_else(|| bad("no slug layer".into()))?;
         let run = config.config().clone().unwrap_or_default();
         Ok(ReleaseImage {
             tag: tag.to_string(),
+            base: layers,
             slug,
             cmd: run.cmd().clone().unwrap_or_default(),
             env: run.env().clone().unwrap_or_default(),
@@ -421,7 +433,7 @@ impl Archive {
         }
     }
 
-    fn temp_file(&self) -> Result<tempfile::NamedTempFile, SlugError> {
+    pub(crate) fn temp_file(&self) -> Result<tempfile::NamedTempFile, SlugError> {
         tempfile::Builder::new()
             .prefix(TMP_PREFIX)
             .tempfile_in(&self.root)
@@ -429,7 +441,11 @@ impl Archive {
     }
 
     /// fsync `tmp`, make it 0644, rename it to `dest`, fsync `dest`'s folder.
-    fn persist(&self, tmp: tempfile::NamedTempFile, dest: &Path) -> Result<(), SlugError> {
+    pub(crate) fn persist(
+        &self,
+        tmp: tempfile::NamedTempFile,
+        dest: &Path,
+    ) -> Result<(), SlugError> {
         tmp.as_file().sync_all().ctx(tmp.path())?;
         tmp.as_file()
             .set_permissions(fs::Permissions::from_mode(0o644))

@@ -16,11 +16,16 @@ pub const SLUG_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 /// The image's working directory, where the slug's `app/` lands.
 pub const WORKING_DIR: &str = "/app";
 
-/// What [`crate::Archive::put_release`] stores: one slug plus how to run it, under a tag.
+/// What [`crate::Archive::put_release`] stores: the app's stack layers and its slug plus
+/// how to run it, under a tag.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleaseImage {
     /// The tag in index.json (`org.opencontainers.image.ref.name`), e.g. `demo.main.r3.hello`.
     pub tag: String,
+    /// The layers below the slug (the app's stack), bottom first, already in the archive;
+    /// empty for an app on the host stack.
+    #[serde(default)]
+    pub base: Vec<SlugInfo>,
     /// The slug (must already be in the archive).
     pub slug: SlugInfo,
     /// `config.Cmd`.
@@ -66,7 +71,14 @@ pub(crate) fn image_config(
     }
     let rootfs = RootFsBuilder::default()
         .typ("layers")
-        .diff_ids(vec![release.slug.diff_id.to_string()])
+        .diff_ids(
+            release
+                .base
+                .iter()
+                .chain(std::iter::once(&release.slug))
+                .map(|l| l.diff_id.to_string())
+                .collect::<Vec<_>>(),
+        )
         .build()?;
     ImageConfigurationBuilder::default()
         .architecture(Arch::default())
@@ -84,19 +96,23 @@ fn oci_digest(d: &Digest) -> Result<oci_spec::image::Digest, oci_spec::OciSpecEr
 pub(crate) fn image_manifest(
     config: &Digest,
     config_size: u64,
+    base: &[SlugInfo],
     slug: &SlugInfo,
 ) -> Result<ImageManifest, oci_spec::OciSpecError> {
     let config = Descriptor::new(MediaType::ImageConfig, config_size, oci_digest(config)?);
-    let layer = Descriptor::new(
-        MediaType::ImageLayerZstd,
-        slug.size,
-        oci_digest(&slug.digest)?,
-    );
+    let mut layers = Vec::new();
+    for l in base.iter().chain(std::iter::once(slug)) {
+        layers.push(Descriptor::new(
+            MediaType::ImageLayerZstd,
+            l.size,
+            oci_digest(&l.digest)?,
+        ));
+    }
     ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
         .config(config)
-        .layers(vec![layer])
+        .layers(layers)
         .build()
 }
 

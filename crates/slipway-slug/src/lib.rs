@@ -6,9 +6,9 @@
 //! It is an OCI layer of media type [`SLUG_MEDIA_TYPE`].
 //!
 //! The *archive* ([`Archive`]) is a standard OCI image layout (`oci-layout`, `index.json`,
-//! `blobs/sha256/<hex>`): each release is an image (config + manifest + the one slug layer)
-//! tagged in index.json with `org.opencontainers.image.ref.name`, so skopeo and umoci can
-//! read it (`skopeo inspect oci:ARCHIVE:TAG`, `umoci unpack --image ARCHIVE:TAG BUNDLE`
+//! `blobs/sha256/<hex>`): each release is an image (config + manifest + the app's stack
+//! layers, if it runs on a stack, and its slug layer) tagged in index.json with
+//! `org.opencontainers.image.ref.name`, so skopeo and umoci can read it (`skopeo inspect oci:ARCHIVE:TAG`, `umoci unpack --image ARCHIVE:TAG BUNDLE`
 //! gives `BUNDLE/rootfs/app/...`). umoci reads zstd layers from version 0.5.0; older ones
 //! (Debian's 0.4.7) list and stat the images but refuse to unpack a tar+zstd layer: the
 //! tests then unpack the same image after `skopeo copy --dest-compress-format gzip`.
@@ -22,6 +22,7 @@ mod archive;
 mod digest;
 mod error;
 mod image;
+mod layers;
 mod maint;
 pub mod pack;
 mod tag;

@@ -16,6 +16,7 @@ fn release(tag: &str, slug: &SlugInfo) -> ReleaseImage {
     labels.insert("slipway.env".to_string(), "main".to_string());
     ReleaseImage {
         tag: tag.to_string(),
+        base: vec![],
         slug: slug.clone(),
         cmd: vec!["python3".into(), "server.py".into()],
         env: vec!["PORT=8000".into()],

@@ -168,6 +168,7 @@ fn gc_with_grace_keeps_young_orphans_but_frees_dropped_releases() {
     set_old(&a.blob_path(&old_orphan.digest));
     let release = |tag: &str, slug: &slipway_slug::SlugInfo| ReleaseImage {
         tag: tag.into(),
+        base: vec![],
         slug: slug.clone(),
         cmd: vec!["true".into()],
         env: vec![],

@@ -40,6 +40,7 @@ fn archive_with_release(dir: &Path) -> Archive {
     labels.insert("slipway.app".to_string(), "hello".to_string());
     a.put_release(&ReleaseImage {
         tag: "demo.main.r3.hello".into(),
+        base: vec![],
         slug,
         cmd: vec!["python3".into(), "server.py".into()],
         env: vec!["PORT=8000".into()],

@@ -55,6 +55,73 @@ enum Cmd {
     Archive(ArchiveCmd),
     /// Stop every container and network namespace of this data dir; all data stays.
     Down(DataDirArg),
+    /// List and build stacks: the root file systems apps run on (`type: LANGUAGE:VERSION`).
+    #[command(subcommand)]
+    Stack(StackCmd),
+}
+
+#[derive(Subcommand)]
+enum StackCmd {
+    /// Every stack this server can provide, and which are built, with their sizes.
+    Ls(DataDirArg),
+    /// Build a stack from Debian packages (ahead of the first push that needs it).
+    Build {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// The stack, as an app's `type:` names it, e.g. `python:3.11`.
+        stack: String,
+        /// Build it again even if it is built.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        sources: StackSources,
+    },
+    /// Import a stack from an OCI image layout folder (`DIR`, or `DIR:TAG` for one of
+    /// several images), e.g. made by `skopeo copy docker://IMAGE oci:DIR:TAG`.
+    Import {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// The stack it becomes, as the catalog names it, e.g. `python:3.11`.
+        stack: String,
+        /// The OCI image layout: `DIR` or `DIR:TAG`.
+        image: String,
+    },
+}
+
+#[derive(Args)]
+struct StackSources {
+    /// The Debian mirror stacks are made from.
+    #[arg(
+        long,
+        env = "SLIPWAY_DEBIAN_MIRROR",
+        default_value = "http://deb.debian.org/debian"
+    )]
+    debian_mirror: String,
+    /// The Debian security mirror (`none`: no security updates, e.g. with a local mirror).
+    #[arg(
+        long,
+        env = "SLIPWAY_DEBIAN_SECURITY_MIRROR",
+        default_value = "http://deb.debian.org/debian-security"
+    )]
+    debian_security_mirror: String,
+    /// The npm registry, for Node.js majors Debian lacks.
+    #[arg(
+        long,
+        env = "SLIPWAY_NPM_REGISTRY",
+        default_value = "https://registry.npmjs.org"
+    )]
+    npm_registry: String,
+}
+
+impl StackSources {
+    fn options(&self) -> slipway_stack::BuildOptions {
+        slipway_stack::BuildOptions {
+            mirror: self.debian_mirror.clone(),
+            security_mirror: (self.debian_security_mirror != "none")
+                .then(|| self.debian_security_mirror.clone()),
+            npm_registry: self.npm_registry.clone(),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -92,6 +159,16 @@ struct ServeArgs {
     /// zstd level of slugs (1 to 22).
     #[arg(long, env = "SLIPWAY_SLUG_LEVEL", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
     slug_level: i32,
+    /// Apps build and run on the stacks their `type` names (root file systems made from
+    /// Debian packages), instead of on the host's /usr and /etc. A push needing a stack
+    /// that is not built builds it.
+    #[arg(long, env = "SLIPWAY_STACKS")]
+    stacks: bool,
+    /// Where stacks are kept (a folder with `archive/` and `stacks/`); default: the data dir.
+    #[arg(long, env = "SLIPWAY_STACKS_DIR")]
+    stacks_dir: Option<PathBuf>,
+    #[command(flatten)]
+    stack_sources: StackSources,
     /// An app log (logs/PROJECT/ENV/APP.log) bigger than this is rotated to APP.log.1
     /// (two kept): bytes, or with a K, M or G suffix.
     #[arg(long, env = "SLIPWAY_APP_LOG_MAX_SIZE", default_value = "10M", value_parser = parse_size)]
@@ -270,6 +347,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Cmd::Config(ConfigCmd::Check { dir, json }) => config_check(&dir, json),
         Cmd::Slug(SlugCmd::Pack { dir, output, level }) => slug_pack(&dir, &output, level),
         Cmd::Archive(cmd) => archive(cmd),
+        Cmd::Stack(cmd) => stack(cmd),
         Cmd::Down(data) => {
             let rt = tokio::runtime::Runtime::new().map_err(internal)?;
             rt.block_on(async {
@@ -313,6 +391,15 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     settings.build_timeout = std::time::Duration::from_secs(args.build_timeout.max(1));
     settings.slug_max_size = args.slug_max_size;
     settings.slug_level = args.slug_level;
+    if args.stacks {
+        settings.stacks = Some(slipway_deploy::StackSettings {
+            store: args
+                .stacks_dir
+                .clone()
+                .unwrap_or_else(|| args.data.data_dir.clone()),
+            build: args.stack_sources.options(),
+        });
+    }
     settings.app_log_max_size = args.app_log_max_size;
     settings.build_egress.allowed = args.build_egress_allow.clone();
     let http_addr: std::net::SocketAddr = args
@@ -588,6 +675,107 @@ fn slug_pack(dir: &Path, output: &Path, level: i32) -> Result<u8, Failure> {
     Ok(0)
 }
 
+fn stack_store(data_dir: &Path) -> Result<slipway_stack::StackStore, Failure> {
+    let dir = slipway_deploy::DataDir::new(data_dir.to_path_buf());
+    let archive = slipway_slug::Archive::open(&dir.archive()).map_err(internal)?;
+    Ok(slipway_stack::StackStore::new(archive, &dir.stacks()))
+}
+
+/// `slipway stack ls|build`.
+fn stack(cmd: StackCmd) -> Result<u8, Failure> {
+    match cmd {
+        StackCmd::Ls(data) => {
+            let store = stack_store(&data.data_dir)?;
+            println!("STACK\tSOURCE\tBUILT\tARCHIVE\tUNPACKED");
+            for (stack, built) in store.list().map_err(internal)? {
+                let (state, archive, unpacked) = match &built {
+                    Some(b) => (
+                        "built".to_string(),
+                        slipway_slug::human_size(b.archive_size()),
+                        store
+                            .unpacked_size(b)
+                            .map(slipway_slug::human_size)
+                            .unwrap_or_else(|| "-".into()),
+                    ),
+                    None => ("-".to_string(), "-".into(), "-".into()),
+                };
+                // Where the built stack came from (an import says so), else where it would.
+                let source = built
+                    .as_ref()
+                    .and_then(|b| b.labels.get("org.slipway.source").cloned())
+                    .unwrap_or_else(|| stack.source());
+                println!("{stack}\t{source}\t{state}\t{archive}\t{unpacked}");
+            }
+            Ok(0)
+        }
+        StackCmd::Build {
+            data,
+            stack,
+            force,
+            sources,
+        } => {
+            let resolved = slipway_stack::resolve_type(&stack).map_err(user_error)?;
+            if let Some(w) = resolved.warning() {
+                eprintln!("warning: {w}");
+            }
+            let store = stack_store(&data.data_dir)?;
+            let options = sources.options();
+            let mut progress = |line: &str| eprintln!("{}: {line}", resolved.stack);
+            let (built, root) = if force {
+                store.build(resolved.stack, &options, &mut progress)
+            } else {
+                store.ensure(resolved.stack, &options, &mut progress)
+            }
+            .map_err(internal)?;
+            println!(
+                "{}\t{}\t{}\t{}",
+                resolved.stack,
+                built.layers[0].digest,
+                slipway_slug::human_size(built.archive_size()),
+                root.display()
+            );
+            Ok(0)
+        }
+        StackCmd::Import { data, stack, image } => {
+            let resolved = slipway_stack::resolve_type(&stack).map_err(user_error)?;
+            if let Some(asked) = &resolved.substituted_for {
+                return Err(user_error(anyhow::anyhow!(
+                    "{}:{asked} is not a stack of the catalog; import it as {} (available: {})",
+                    resolved.stack.language,
+                    resolved.stack,
+                    slipway_stack::resolve::available(resolved.stack.language)
+                )));
+            }
+            let (dir, tag) = match image.rsplit_once(':') {
+                Some((d, t)) if !Path::new(&image).is_dir() => (PathBuf::from(d), Some(t)),
+                _ => (PathBuf::from(&image), None),
+            };
+            if !dir.join("index.json").is_file() {
+                return Err(user_error(anyhow::anyhow!(
+                    "{} is not an OCI image layout (no index.json)",
+                    dir.display()
+                )));
+            }
+            let store = stack_store(&data.data_dir)?;
+            let mut progress = |line: &str| eprintln!("{}: {line}", resolved.stack);
+            let (built, root) = store
+                .import(resolved.stack, &dir, tag, &mut progress)
+                .map_err(|e| match e {
+                    slipway_stack::StackError::Import { .. } => user_error(e),
+                    other => internal(other),
+                })?;
+            println!(
+                "{}\t{}\t{}\t{}",
+                resolved.stack,
+                built.layers[0].digest,
+                slipway_slug::human_size(built.archive_size()),
+                root.display()
+            );
+            Ok(0)
+        }
+    }
+}
+
 fn archive(cmd: ArchiveCmd) -> Result<u8, Failure> {
     let data_dir = match &cmd {
         ArchiveCmd::Ls(d) | ArchiveCmd::Verify(d) => d.data_dir.clone(),
@@ -656,7 +844,9 @@ fn archive_gc(
     }
     let report = archive
         .gc_with(
-            &|tag: &str| kept.iter().any(|k| tag.starts_with(k.as_str())),
+            &|tag: &str| {
+                tag.starts_with("stack-") || kept.iter().any(|k| tag.starts_with(k.as_str()))
+            },
             GC_GRACE,
         )
         .map_err(internal)?;

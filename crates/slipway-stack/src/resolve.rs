@@ -1,0 +1,215 @@
+//! Version resolution: which stack a `type: LANGUAGE:VERSION` gets.
+//!
+//! The exact version if the catalog has it; else the nearest newer version of the same
+//! major (with a warning naming both); else an error listing the versions there are and
+//! the nearest one as a did-you-mean. An unknown language is an error with a did-you-mean.
+
+use crate::catalog::{self, Language, Stack};
+
+/// The stack a `type:` value resolves to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution {
+    /// The stack used.
+    pub stack: &'static Stack,
+    /// The version the config asked for, when the stack is a substitute for it.
+    pub substituted_for: Option<String>,
+}
+
+impl Resolution {
+    /// The warning to show when the stack is a substitute: names both versions.
+    pub fn warning(&self) -> Option<String> {
+        self.substituted_for.as_ref().map(|asked| {
+            format!(
+                "{lang}:{asked} is not available on this server; using {lang}:{used}, the nearest newer {lang} {major}.x",
+                lang = self.stack.language,
+                used = self.stack.version,
+                major = major(asked),
+            )
+        })
+    }
+}
+
+/// Why a `type:` value names no stack. The messages name what exists.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// Not `LANGUAGE:VERSION`.
+    #[error("`{0}` is not LANGUAGE:VERSION (e.g. `python:3.11`)")]
+    Malformed(String),
+    /// A language no stack provides.
+    #[error("unknown language `{language}`{}; languages: {}", suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default(), known_languages())]
+    UnknownLanguage {
+        /// The language asked for.
+        language: String,
+        /// The closest known language, if it looks like a typo.
+        suggestion: Option<&'static str>,
+    },
+    /// A known language, but no version of the asked major at or above the asked version.
+    #[error("{language}:{version} is not available: no {language} {major}.x at or above {version} (did you mean `{language}:{suggestion}`?); available: {available}", major = major(version), available = available(*language))]
+    UnknownVersion {
+        /// The language.
+        language: Language,
+        /// The version asked for.
+        version: String,
+        /// The nearest available version.
+        suggestion: &'static str,
+    },
+}
+
+fn known_languages() -> String {
+    Language::ALL.map(Language::name).join(", ")
+}
+
+/// The versions of `language` the catalog has, e.g. `3.11, 3.13`.
+pub fn available(language: Language) -> String {
+    catalog::versions(language)
+        .map(|s| s.version)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn major(version: &str) -> &str {
+    version.split('.').next().unwrap_or(version)
+}
+
+/// A version as numbers for ordering (`3.11` -> `[3, 11]`); a part that is not a number
+/// counts as 0, so odd versions still order and never match exactly by accident.
+pub(crate) fn version_key(version: &str) -> Vec<u64> {
+    version.split('.').map(|p| p.parse().unwrap_or(0)).collect()
+}
+
+/// Resolve `LANGUAGE:VERSION` (the whole `type:` value).
+pub fn resolve_type(type_value: &str) -> Result<Resolution, ResolveError> {
+    let (language, version) = type_value
+        .split_once(':')
+        .filter(|(l, v)| !l.is_empty() && !v.is_empty())
+        .ok_or_else(|| ResolveError::Malformed(type_value.to_string()))?;
+    resolve(language, version)
+}
+
+/// Resolve a language name and version.
+pub fn resolve(language: &str, version: &str) -> Result<Resolution, ResolveError> {
+    let lang = Language::from_name(language).ok_or_else(|| ResolveError::UnknownLanguage {
+        language: language.to_string(),
+        suggestion: closest_language(language),
+    })?;
+    if let Some(stack) = catalog::find(lang, version) {
+        return Ok(Resolution {
+            stack,
+            substituted_for: None,
+        });
+    }
+    let asked = version_key(version);
+    let well_formed = !version.is_empty()
+        && version
+            .split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let newer_same_major = catalog::versions(lang)
+        .filter(|s| well_formed && major(s.version) == major(version))
+        .find(|s| version_key(s.version) > asked);
+    if let Some(stack) = newer_same_major {
+        return Ok(Resolution {
+            stack,
+            substituted_for: Some(version.to_string()),
+        });
+    }
+    // Did-you-mean: the nearest newer version of any major, else the newest there is.
+    let all: Vec<&'static Stack> = catalog::versions(lang).collect();
+    let suggestion = all
+        .iter()
+        .find(|s| version_key(s.version) > asked)
+        .or(all.last())
+        .map(|s| s.version)
+        .unwrap_or_default();
+    Err(ResolveError::UnknownVersion {
+        language: lang,
+        version: version.to_string(),
+        suggestion,
+    })
+}
+
+fn closest_language(input: &str) -> Option<&'static str> {
+    let lower = input.to_ascii_lowercase();
+    // Common other spellings first.
+    let alias = match lower.as_str() {
+        "node" | "node.js" | "nodej" | "js" => Some("nodejs"),
+        "go" => Some("golang"),
+        "python3" | "py" => Some("python"),
+        "jdk" | "openjdk" => Some("java"),
+        _ => None,
+    };
+    if alias.is_some() {
+        return alias;
+    }
+    Language::ALL
+        .map(Language::name)
+        .into_iter()
+        .map(|k| (strsim::damerau_levenshtein(&lower, k), k))
+        .filter(|(d, k)| *d <= (k.len().max(input.len()) / 3).clamp(1, 3))
+        .min()
+        .map(|(_, k)| k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_versions_resolve_without_warning() {
+        let r = resolve_type("python:3.11").unwrap();
+        assert_eq!(r.stack.type_name(), "python:3.11");
+        assert_eq!(r.warning(), None);
+        assert_eq!(resolve_type("nodejs:22").unwrap().stack.version, "22");
+    }
+
+    #[test]
+    fn a_missing_minor_uses_the_nearest_newer_of_the_same_major() {
+        let r = resolve_type("python:3.12").unwrap();
+        assert_eq!(r.stack.version, "3.13");
+        let w = r.warning().unwrap();
+        assert!(
+            w.contains("python:3.12") && w.contains("python:3.13"),
+            "{w}"
+        );
+        assert_eq!(resolve_type("python:3.8").unwrap().stack.version, "3.11");
+        assert_eq!(resolve_type("php:8.0").unwrap().stack.version, "8.2");
+        assert_eq!(resolve_type("php:8.3").unwrap().stack.version, "8.4");
+        assert_eq!(resolve_type("golang:1.21").unwrap().stack.version, "1.24");
+        assert_eq!(resolve_type("golang:1.14").unwrap().stack.version, "1.19");
+        // Never an older one, never another major.
+        assert!(resolve_type("python:3.14").is_err());
+        assert!(resolve_type("nodejs:19").is_err());
+    }
+
+    #[test]
+    fn a_missing_major_is_refused_with_the_versions_and_a_suggestion() {
+        let e = resolve_type("php:7.4").unwrap_err();
+        let m = e.to_string();
+        assert!(m.contains("php:7.4"), "{m}");
+        assert!(m.contains("did you mean `php:8.2`?"), "{m}");
+        assert!(m.contains("available: 8.2, 8.4"), "{m}");
+        let m = resolve_type("java:11").unwrap_err().to_string();
+        assert!(
+            m.contains("did you mean `java:17`?") && m.contains("17, 21, 25"),
+            "{m}"
+        );
+        let m = resolve_type("python:4").unwrap_err().to_string();
+        assert!(m.contains("did you mean `python:3.13`?"), "{m}");
+        assert!(resolve_type("python:3.x").is_err());
+        assert!(resolve_type("python:").is_err());
+    }
+
+    #[test]
+    fn an_unknown_language_gets_a_did_you_mean() {
+        let m = resolve_type("pyhton:3.11").unwrap_err().to_string();
+        assert!(m.contains("did you mean `python`?"), "{m}");
+        assert!(m.contains("python, php, nodejs, ruby, golang, java"), "{m}");
+        let m = resolve_type("node:20").unwrap_err().to_string();
+        assert!(m.contains("did you mean `nodejs`?"), "{m}");
+        let m = resolve_type("lisp:2.1").unwrap_err().to_string();
+        assert!(!m.contains("did you mean"), "{m}");
+        assert!(matches!(
+            resolve_type("python"),
+            Err(ResolveError::Malformed(_))
+        ));
+    }
+}

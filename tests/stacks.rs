@@ -1,0 +1,397 @@
+//! Stacks through the `slipway` binary: `stack build` and `stack ls` on real stacks
+//! (built once into the shared cache, see `cached_stack`), type/version refusals with their
+//! position and a did-you-mean in `config check`, a build from an unreachable mirror
+//! failing clearly and leaving nothing behind, and a push whose app builds and runs on its
+//! stack (`slipway serve --stacks`) seeing nothing of the host.
+
+use std::path::Path;
+use std::process::Command;
+
+use slipway_e2e::{cached_stack, run, slipway_bin, text, App, Server};
+
+fn slipway(args: &[&str], data_dir: &Path) -> std::process::Output {
+    run(Command::new(slipway_bin())
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir))
+}
+
+#[test]
+fn stack_ls_shows_what_is_available_and_what_is_built() {
+    let data = cached_stack("python:3.11");
+    let out = slipway(&["stack", "ls"], &data);
+    assert!(out.status.success(), "{}", text(&out));
+    let ls = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = |stack: &str| {
+        ls.lines()
+            .find(|l| l.starts_with(&format!("{stack}\t")))
+            .unwrap_or_else(|| panic!("no {stack} in {ls}"))
+            .split('\t')
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let py = line("python:3.11");
+    assert_eq!(py[1..3], ["bookworm", "built"], "{ls}");
+    assert!(
+        py[3].ends_with("MiB") && py[4].ends_with("MiB"),
+        "sizes: {ls}"
+    );
+    assert_eq!(line("php:8.4")[1..3], ["trixie", "-"], "{ls}");
+    assert!(
+        line("nodejs:22")[1].starts_with("bookworm + npm registry (node 22."),
+        "{ls}"
+    );
+    // A second build of a built stack reuses it.
+    let out = slipway(&["stack", "build", "python:3.11"], &data);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !text(&out).contains("mmdebstrap"),
+        "rebuilt: {}",
+        text(&out)
+    );
+}
+
+#[test]
+fn unknown_types_and_versions_are_refused_with_a_did_you_mean() {
+    let data = tempfile::tempdir().unwrap();
+    let out = slipway(&["stack", "build", "pyhton:3.11"], data.path());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("did you mean `python`?"),
+        "{}",
+        text(&out)
+    );
+    let out = slipway(&["stack", "build", "php:7.4"], data.path());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("(did you mean `php:8.2`?); available: 8.2, 8.4"),
+        "{}",
+        text(&out)
+    );
+
+    // config check: the same refusals at FILE:LINE:COL, and the substitution as a warning.
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tree.path().join(".upsun")).unwrap();
+    std::fs::write(
+        tree.path().join(".upsun/config.yaml"),
+        "applications:\n  web:\n    type: 'php:7.4'\n  api:\n    type: golang:1.21\n",
+    )
+    .unwrap();
+    let out = run(Command::new(slipway_bin())
+        .args(["config", "check"])
+        .arg(tree.path()));
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains(".upsun/config.yaml:3:11: error: php:7.4 is not available: no php 7.x at or above 7.4 (did you mean `php:8.2`?); available: 8.2, 8.4 (at applications.web.type)"),
+        "{t}"
+    );
+    assert!(
+        t.contains(".upsun/config.yaml:5:11: warning: golang:1.21 is not available on this server; using golang:1.24, the nearest newer golang 1.x (at applications.api.type)"),
+        "{t}"
+    );
+    // Nothing was made for a refused stack.
+    assert!(!data.path().join("stacks").exists());
+}
+
+#[test]
+fn a_build_from_an_unreachable_mirror_fails_clearly_and_leaves_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let out = slipway(
+        &[
+            "stack",
+            "build",
+            "python:3.13",
+            "--debian-mirror",
+            "http://127.0.0.1:1/",
+            "--debian-security-mirror",
+            "none",
+        ],
+        data.path(),
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{t}");
+    assert!(
+        t.contains("building stack python:3.13: mmdebstrap failed: "),
+        "{t}"
+    );
+    assert!(t.contains("127.0.0.1:1"), "{t}");
+    let left: Vec<_> = std::fs::read_dir(data.path().join("stacks"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| !n.ends_with(".lock"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let blobs = std::fs::read_dir(data.path().join("archive/blobs/sha256"))
+        .unwrap()
+        .count();
+    assert_eq!(blobs, 0);
+    // And `stack ls` says it is not built.
+    let out = slipway(&["stack", "ls"], data.path());
+    assert!(
+        text(&out).contains("python:3.13\ttrixie\t-\t"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// A host file no container may see.
+struct HostMarker(std::path::PathBuf);
+impl Drop for HostMarker {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn an_app_builds_and_runs_on_its_stack() {
+    let stacks = cached_stack("python:3.11");
+    let stacks_dir = stacks.to_string_lossy().to_string();
+    let server = Server::start_with(&[
+        ("SLIPWAY_STACKS", "true"),
+        ("SLIPWAY_STACKS_DIR", &stacks_dir),
+    ]);
+    let marker = HostMarker(format!("/etc/slipway-e2e-marker-{}", std::process::id()).into());
+    std::fs::write(&marker.0, "host only\n").unwrap();
+    let app = App::demo(server.dir.path(), "app");
+    // The build hook runs on the stack too: it records what it sees. The app asks for
+    // python:3.10, which it gets as python:3.11.
+    app.write(
+        ".platform.app.yaml",
+        &format!(
+            "name: hello\ntype: python:3.10\nhooks:\n  build: |\n    set -e\n    echo \"built-$(cat VERSION)\" > build.txt\n    python3 --version > build-python.txt\n    if [ -e {m} ]; then echo visible > build-marker.txt; else echo absent > build-marker.txt; fi\nweb:\n  commands:\n    start: python3 server.py\n",
+            m = marker.0.display()
+        ),
+    );
+    app.commit("on its stack");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    assert!(
+        o.status.success(),
+        "push failed:\n{out}\n{}",
+        server.server_log()
+    );
+    // python:3.10 is not in Debian: the nearest newer 3.x, with a warning naming both.
+    assert!(
+        out.contains("warning: python:3.10 is not available on this server; using python:3.11, the nearest newer python 3.x"),
+        "{out}"
+    );
+    assert!(
+        out.contains("remote: -----> stack python:3.11: ready (sha256:"),
+        "{out}"
+    );
+    assert_eq!(
+        server
+            .get("main.demo.localhost", "/")
+            .map(|(c, b)| (c, b.trim().to_string())),
+        Some((200, "built-1".to_string()))
+    );
+    // The running app: the stack's Python, the build's view, none of the host.
+    let o = server.ssh(
+        &server.key,
+        "main.demo",
+        &format!(
+            "cat /app/build-python.txt /app/build-marker.txt; python3 --version; \
+             for f in {} /root/.cargo /work /var/tmp/slipway-test-stacks; do \
+               if [ -e \"$f\" ]; then echo \"visible: $f\"; fi; done; \
+             grep VERSION_CODENAME /etc/os-release",
+            marker.0.display()
+        ),
+    );
+    let t = text(&o);
+    eprintln!("push:\n{out}\nin the container:\n{t}");
+    let lines: Vec<&str> = t.lines().collect();
+    assert!(lines.len() >= 4, "{t}");
+    assert!(lines[0].starts_with("Python 3.11."), "{t}");
+    assert_eq!(lines[1], "absent", "{t}");
+    assert!(lines[2].starts_with("Python 3.11."), "{t}");
+    assert!(!t.contains("visible:"), "host files visible: {t}");
+    assert!(t.contains("VERSION_CODENAME=bookworm"), "{t}");
+    // On the host the marker is there (the check above could have failed).
+    assert!(marker.0.exists());
+
+    // The release is a real OCI image: the stack's layer, then the slug; skopeo copies it.
+    let stack_layer = out
+        .split("stack python:3.11: ready (")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .unwrap_or_else(|| panic!("no stack digest in {out}"))
+        .to_string();
+    let reference = format!(
+        "oci:{}:demo.main.r1.hello",
+        server.data.join("archive").display()
+    );
+    let o = run(Command::new("skopeo").args(["inspect", "--raw", &reference]));
+    assert!(o.status.success(), "skopeo inspect: {}", text(&o));
+    let manifest: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .split("\"digest\":\"")
+        .skip(1)
+        .map(|d| d.split('"').next().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(manifest.len(), 3, "config + stack + slug: {manifest:?}");
+    assert_eq!(manifest[1], stack_layer, "{manifest:?}");
+    let copy = tempfile::tempdir().unwrap();
+    let o = run(Command::new("skopeo").args([
+        "copy",
+        &reference,
+        &format!("oci:{}:copied", copy.path().display()),
+    ]));
+    assert!(o.status.success(), "skopeo copy: {}", text(&o));
+}
+
+#[test]
+fn a_push_needing_an_unbuilt_stack_builds_it_and_shows_progress() {
+    // The mirror is unreachable: the push shows the build's progress, then its failure,
+    // and is refused; nothing is deployed.
+    let stacks = tempfile::tempdir().unwrap();
+    let stacks_dir = stacks.path().to_string_lossy().to_string();
+    let server = Server::start_with(&[
+        ("SLIPWAY_STACKS", "true"),
+        ("SLIPWAY_STACKS_DIR", &stacks_dir),
+        ("SLIPWAY_DEBIAN_MIRROR", "http://127.0.0.1:1/"),
+        ("SLIPWAY_DEBIAN_SECURITY_MIRROR", "none"),
+    ]);
+    let app = App::demo(server.dir.path(), "app");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    for want in [
+        "remote: -----> stack python:3.11: building stack python:3.11 from Debian bookworm",
+        "remote: -----> stack python:3.11: running apt-get update...",
+        "remote: -----> stack python:3.11: failed: building stack python:3.11: mmdebstrap failed: ",
+        "(build failed: building stack python:3.11: mmdebstrap failed: ",
+    ] {
+        assert!(out.contains(want), "push output lacks {want:?}:\n{out}");
+    }
+    assert!(!out.contains("build hello: built"), "{out}");
+    let o = server.git(
+        &app.dir,
+        &["ls-remote", &server.remote("demo"), "refs/heads/main"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "",
+        "the branch moved"
+    );
+}
+
+#[test]
+fn stack_import_takes_an_oci_image_layout() {
+    // An image of python:3.11 as skopeo writes one (gzip layers), from the cached build.
+    let source = cached_stack("python:3.11");
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let o = run(Command::new("skopeo").args([
+        "copy",
+        "--dest-compress-format",
+        "gzip",
+        &format!("oci:{}:stack-python-3.11", source.join("archive").display()),
+        &format!("oci:{}:py", layout.display()),
+    ]));
+    assert!(o.status.success(), "skopeo copy: {}", text(&o));
+    let data = work.path().join("data");
+    let image = format!("{}:py", layout.display());
+
+    // Refused: a version the catalog lacks, a folder that is no image layout.
+    let out = slipway(&["stack", "import", "python:3.12", &image], &data);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("import it as python:3.13"),
+        "{}",
+        text(&out)
+    );
+    let out = slipway(
+        &[
+            "stack",
+            "import",
+            "python:3.11",
+            &work.path().display().to_string(),
+        ],
+        &data,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("is not an OCI image layout"),
+        "{}",
+        text(&out)
+    );
+
+    let out = slipway(&["stack", "import", "python:3.11", &image], &data);
+    assert!(out.status.success(), "{}", text(&out));
+    let ls = text(&slipway(&["stack", "ls"], &data));
+    assert!(
+        ls.contains(&format!(
+            "python:3.11\timported from {}\tbuilt\t",
+            layout.display()
+        )),
+        "{ls}"
+    );
+
+    // An app runs on the imported stack.
+    let server = Server::start_with(&[
+        ("SLIPWAY_STACKS", "true"),
+        ("SLIPWAY_STACKS_DIR", &data.to_string_lossy()),
+    ]);
+    let app = App::demo(server.dir.path(), "app");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    assert!(
+        o.status.success(),
+        "push: {}\n{}",
+        text(&o),
+        server.server_log()
+    );
+    assert_eq!(
+        server
+            .get("main.demo.localhost", "/")
+            .map(|(c, b)| (c, b.trim().to_string())),
+        Some((200, "built-1".to_string()))
+    );
+}
+
+#[test]
+fn a_nodejs_22_app_runs_on_node_from_the_npm_registry() {
+    let stacks = cached_stack("nodejs:22");
+    let server = Server::start_with(&[
+        ("SLIPWAY_STACKS", "true"),
+        ("SLIPWAY_STACKS_DIR", &stacks.to_string_lossy()),
+    ]);
+    let dir = server.dir.path().join("node-app");
+    std::fs::create_dir_all(&dir).unwrap();
+    let app = App { dir };
+    app.write(
+        ".upsun/config.yaml",
+        "applications:\n  web:\n    type: nodejs:22\n    web:\n      commands:\n        start: node server.js\n",
+    );
+    app.write(
+        "package.json",
+        "{\"name\": \"web\", \"version\": \"1.0.0\", \"private\": true}\n",
+    );
+    app.write(
+        "server.js",
+        "require('http').createServer((q, r) => r.end(process.version + ' ' + require('os').userInfo().username + '\\n')).listen(process.env.PORT, '127.0.0.1');\n",
+    );
+    app.git_ok(&["init", "-q", "-b", "main"]);
+    app.commit("node 22");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    assert!(o.status.success(), "push: {out}\n{}", server.server_log());
+    assert!(
+        out.contains("running build flavor default (npm prune && npm install)"),
+        "{out}"
+    );
+    let want = format!(
+        "v{}",
+        slipway_stack::resolve_type("nodejs:22")
+            .unwrap()
+            .stack
+            .node_from_npm
+            .unwrap()
+            .node
+            .version
+    );
+    let (code, body) = server.get("main.demo.localhost", "/").unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(body.starts_with(&format!("{want} ")), "{body}");
+}
