@@ -145,8 +145,10 @@ fn drop_worker(path: &Path, id: (u64, u64)) {
 fn worker_main(path: &Path, jobs: mpsc::Receiver<Job>) {
     if let Err(err) = enter_netns(path) {
         tracing::warn!(netns = %path.display(), error = %err, "cannot enter network namespace");
-        // Answer what is queued with the error; later callers find the queue closed.
-        while let Ok(job) = jobs.try_recv() {
+        // Answer every job with the error until idle, like a working thread answers with
+        // sockets: a caller whose job arrives just after the queue was drained would
+        // otherwise find it closed, with no word of the cause.
+        while let Ok(job) = jobs.recv_timeout(WORKER_IDLE) {
             let _ = job.send(Err(io::Error::new(err.kind(), err.to_string())));
         }
         return;
