@@ -261,20 +261,11 @@ impl Archive {
 
     /// Read back the release stored under `tag` (manifest and config digests are verified).
     pub fn get_release(&self, tag: &str) -> Result<ReleaseImage, SlugError> {
-        let entry = self
-            .list()?
-            .into_iter()
-            .find(|e| e.tag == tag)
-            .ok_or_else(|| SlugError::UnknownTag(tag.to_string()))?;
-        let manifest = self.read_manifest(&entry.manifest)?;
+        let (manifest, config, manifest_path) = self.tagged_image(tag)?;
         let bad = |reason: String| SlugError::BadLayout {
-            path: self.blob_path(&entry.manifest),
+            path: manifest_path.clone(),
             reason,
         };
-        let config_digest = self.descriptor_digest(manifest.config().digest())?;
-        let config_bytes = self.read_blob(&config_digest)?;
-        let config: ImageConfiguration = serde_json::from_slice(&config_bytes)
-            .map_err(|e| bad(format!("image config {config_digest}: {e}")))?;
         let diff_ids = config.rootfs().diff_ids();
         if manifest.layers().is_empty() || diff_ids.len() != manifest.layers().len() {
             return Err(bad(format!(
@@ -284,14 +275,7 @@ impl Archive {
                 diff_ids.len()
             )));
         }
-        let mut layers = Vec::new();
-        for (layer, diff_id) in manifest.layers().iter().zip(diff_ids) {
-            layers.push(SlugInfo {
-                digest: self.descriptor_digest(layer.digest())?,
-                size: layer.size(),
-                diff_id: Digest::parse(diff_id)?,
-            });
-        }
+        let mut layers = self.layer_infos(&manifest, diff_ids)?;
         let slug = layers.pop().ok_or_else(|| bad("no slug layer".into()))?;
         let run = config.config().clone().unwrap_or_default();
         Ok(ReleaseImage {
@@ -385,6 +369,49 @@ impl Archive {
         d: &oci_spec::image::Digest,
     ) -> Result<Digest, SlugError> {
         Digest::parse(d.as_ref())
+    }
+
+    /// The manifest and config of the image tagged `tag`, and the manifest's blob path (for
+    /// errors); both digests are verified.
+    pub(crate) fn tagged_image(
+        &self,
+        tag: &str,
+    ) -> Result<(ImageManifest, ImageConfiguration, PathBuf), SlugError> {
+        let entry = self
+            .list()?
+            .into_iter()
+            .find(|e| e.tag == tag)
+            .ok_or_else(|| SlugError::UnknownTag(tag.to_string()))?;
+        let manifest = self.read_manifest(&entry.manifest)?;
+        let manifest_path = self.blob_path(&entry.manifest);
+        let config_digest = self.descriptor_digest(manifest.config().digest())?;
+        let config: ImageConfiguration = serde_json::from_slice(&self.read_blob(&config_digest)?)
+            .map_err(|e| SlugError::BadLayout {
+            path: manifest_path.clone(),
+            reason: format!("image config {config_digest}: {e}"),
+        })?;
+        Ok((manifest, config, manifest_path))
+    }
+
+    /// The manifest's layers (bottom first) with their `diff_ids`, paired in order; the
+    /// caller has checked that the counts agree.
+    pub(crate) fn layer_infos(
+        &self,
+        manifest: &ImageManifest,
+        diff_ids: &[String],
+    ) -> Result<Vec<SlugInfo>, SlugError> {
+        manifest
+            .layers()
+            .iter()
+            .zip(diff_ids)
+            .map(|(layer, diff_id)| {
+                Ok(SlugInfo {
+                    digest: self.descriptor_digest(layer.digest())?,
+                    size: layer.size(),
+                    diff_id: Digest::parse(diff_id)?,
+                })
+            })
+            .collect()
     }
 
     pub(crate) fn read_manifest(&self, d: &Digest) -> Result<ImageManifest, SlugError> {

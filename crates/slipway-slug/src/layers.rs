@@ -133,20 +133,11 @@ impl Archive {
         &self,
         tag: &str,
     ) -> Result<(Vec<SlugInfo>, BTreeMap<String, String>), SlugError> {
-        let entry = self
-            .list()?
-            .into_iter()
-            .find(|e| e.tag == tag)
-            .ok_or_else(|| SlugError::UnknownTag(tag.to_string()))?;
-        let manifest = self.read_manifest(&entry.manifest)?;
+        let (manifest, config, manifest_path) = self.tagged_image(tag)?;
         let bad = |reason: String| SlugError::BadLayout {
-            path: self.blob_path(&entry.manifest),
+            path: manifest_path.clone(),
             reason,
         };
-        let config_digest = self.descriptor_digest(manifest.config().digest())?;
-        let config: oci_spec::image::ImageConfiguration =
-            serde_json::from_slice(&self.read_blob(&config_digest)?)
-                .map_err(|e| bad(format!("image config {config_digest}: {e}")))?;
         let diff_ids = config.rootfs().diff_ids();
         if diff_ids.len() != manifest.layers().len() {
             return Err(bad(format!(
@@ -155,14 +146,7 @@ impl Archive {
                 diff_ids.len()
             )));
         }
-        let mut layers = Vec::new();
-        for (l, diff_id) in manifest.layers().iter().zip(diff_ids) {
-            layers.push(SlugInfo {
-                digest: self.descriptor_digest(l.digest())?,
-                size: l.size(),
-                diff_id: Digest::parse(diff_id)?,
-            });
-        }
+        let layers = self.layer_infos(&manifest, diff_ids)?;
         let labels = config
             .config()
             .as_ref()
