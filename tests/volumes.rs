@@ -275,6 +275,31 @@ fn data_losing_changes_need_the_option_and_a_full_disk_is_the_apps_own_error() {
     assert_eq!(get(&server, "dev", "/read?f=data/a.txt"), "dev");
     assert_eq!(read(&server, "data/a.txt"), "kept");
 
+    // `sync` copies main's data again (admins only); main keeps running.
+    assert_eq!(get(&server, "main", "/write?f=data/b.txt&v=later"), "ok");
+    let out = admin(&server, "sync demo dev");
+    assert!(
+        out.contains("dev now has a copy of main's mount data"),
+        "{out}"
+    );
+    let dev_back = Instant::now() + Duration::from_secs(30);
+    while server.get("dev.demo.localhost", "/").map(|(s, _)| s) != Some(200) {
+        assert!(
+            Instant::now() < dev_back,
+            "dev did not come back after sync"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(get(&server, "dev", "/read?f=data/a.txt"), "kept");
+    assert_eq!(get(&server, "dev", "/read?f=data/b.txt"), "later");
+    let o = server.ssh(&server.key, "git", "sync demo main");
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("main is the parent environment"),
+        "{}",
+        text(&o)
+    );
+
     // A smaller disk is refused, naming it; nothing changes.
     app.write(".platform.app.yaml", &config(16, MOUNTS, HOOK));
     app.commit("smaller disk");

@@ -45,6 +45,7 @@ pub mod restore;
 pub mod retire;
 pub mod slug;
 pub mod switch;
+pub mod sync;
 pub mod tenancy;
 pub mod validate;
 pub mod variables;

@@ -68,7 +68,8 @@ pub async fn restore(platform: &Arc<Platform>) -> Result<(), DeployError> {
     Ok(())
 }
 
-async fn bring_up(
+/// Start what of a live release does not run, wait until it answers, and route to it.
+pub(crate) async fn bring_up(
     platform: &Arc<Platform>,
     release: &slipway_state::Release,
     spec: &ReleaseSpec,

@@ -482,10 +482,7 @@ impl Volume {
     }
 
     /// Replace this volume's content with a copy of `parent`'s, made while `parent` stays
-    /// mounted and in use: `parent` is frozen (`fsfreeze`: its file system is flushed and
-    /// consistent on disk; reads go on, writes wait) for as long as its image is copied
-    /// (`cp --reflink=auto --sparse=always`: a moment on a host file system with reflinks,
-    /// the time to copy the data otherwise), then thawed. This volume must not be mounted.
+    /// mounted and in use (see [`Volume::snapshot_of`]). This volume must not be mounted.
     /// Returns the copy's size (MB).
     pub fn copy_from(&self, parent: &Volume) -> Result<u64, VolumeError> {
         if self.is_mounted()? {
@@ -494,33 +491,42 @@ impl Volume {
                 output: "it is mounted".into(),
             });
         }
-        let dir = self.image.parent().unwrap_or(Path::new("/"));
-        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
         let tmp = self.image.with_extension("img.new");
-        let frozen = parent.is_mounted()?;
+        parent.snapshot_to(&tmp)?;
+        std::fs::rename(&tmp, &self.image).map_err(io(format!("renaming {}", tmp.display())))?;
+        self.size_mb()
+    }
+
+    /// Copy this volume's image to `dest`, consistent while it stays mounted and in use: it is
+    /// frozen (`fsfreeze`: its file system is flushed and consistent on disk; reads go on,
+    /// writes wait) for as long as the image is copied (`cp --reflink=auto --sparse=always`: a
+    /// moment on a host file system with reflinks, the time to copy the data otherwise), then
+    /// thawed, also when the copy failed. A crash in between leaves it frozen until the next
+    /// `serve` ([`VolumeStore::thaw_all`]).
+    pub fn snapshot_to(&self, dest: &Path) -> Result<(), VolumeError> {
+        let dir = dest.parent().unwrap_or(Path::new("/"));
+        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+        let frozen = self.is_mounted()?;
         if frozen {
             tool(
-                &format!("freezing {}", parent.dir.display()),
-                Command::new("fsfreeze").arg("-f").arg(&parent.dir),
+                &format!("freezing {}", self.dir.display()),
+                Command::new("fsfreeze").arg("-f").arg(&self.dir),
             )?;
         }
         let copied = tool(
-            &format!("copying {}", parent.image.display()),
+            &format!("copying {}", self.image.display()),
             Command::new("cp")
                 .args(["--reflink=auto", "--sparse=always"])
-                .arg(&parent.image)
-                .arg(&tmp),
+                .arg(&self.image)
+                .arg(dest),
         );
         if frozen {
-            // Always thawed, even when the copy failed.
             tool(
-                &format!("thawing {}", parent.dir.display()),
-                Command::new("fsfreeze").arg("-u").arg(&parent.dir),
+                &format!("thawing {}", self.dir.display()),
+                Command::new("fsfreeze").arg("-u").arg(&self.dir),
             )?;
         }
-        copied?;
-        std::fs::rename(&tmp, &self.image).map_err(io(format!("renaming {}", tmp.display())))?;
-        self.size_mb()
+        copied.map(drop)
     }
 }
 
