@@ -300,6 +300,24 @@ fn data_losing_changes_need_the_option_and_a_full_disk_is_the_apps_own_error() {
         text(&o)
     );
 
+    // Attack: the app turns a folder of its volume into a symlink to the host's root and
+    // names it as a mount's source_path; the deploy refuses it and the host is untouched.
+    let o = server.ssh(
+        &server.key,
+        "main.demo",
+        "ln -s / /app/data/evil && echo linked",
+    );
+    assert!(text(&o).contains("linked"), "{}", text(&o));
+    let evil = format!("{MOUNTS}  evil:\n    source: local\n    source_path: data/evil\n");
+    app.write(".platform.app.yaml", &config(32, &evil, HOOK));
+    app.commit("mount through a symlink");
+    let (ok, out) = push_to(&server, &app, "main", &[]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("is not a plain folder"), "{out}");
+    assert_eq!(read(&server, "data/a.txt"), "kept");
+    assert_eq!(get(&server, "main", "/"), "built-1\n");
+    assert!(!Path::new("/evil").exists());
+
     // A smaller disk is refused, naming it; nothing changes.
     app.write(".platform.app.yaml", &config(16, MOUNTS, HOOK));
     app.commit("smaller disk");
