@@ -357,3 +357,61 @@ fn data_losing_changes_need_the_option_and_a_full_disk_is_the_apps_own_error() {
     let img = server.data.join("volumes/demo/main/app-hello.img");
     assert_eq!(std::fs::metadata(img).unwrap().len(), 48 << 20);
 }
+
+#[test]
+fn storage_and_service_mounts_are_shared_by_apps_local_ones_are_not() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    let one = |name: &str| {
+        format!(
+            "  {name}:\n    type: python:3.11\n    source: {{root: {name}}}\n    disk: 32\n    mounts:\n      own: {{source: local, source_path: own}}\n      shared: {{source: storage, source_path: shared}}\n      nfs: {{source: service, service: files, source_path: nfs}}\n    hooks:\n      build: echo built-{name} > build.txt\n    web: {{commands: {{start: python3 server.py}}}}\n"
+        )
+    };
+    app.write(
+        ".platform/applications.yaml",
+        &format!("{}{}", one("web"), one("api")),
+    );
+    app.write(
+        ".platform/services.yaml",
+        "files:\n  type: network-storage:2.0\n  disk: 48\n",
+    );
+    app.write(
+        ".platform/routes.yaml",
+        "\"http://{default}/\": {type: upstream, upstream: \"web:http\"}\n\"http://api.{default}/\": {type: upstream, upstream: \"api:http\"}\n",
+    );
+    app.write("web/server.py", SERVER);
+    app.write("api/server.py", SERVER);
+    std::fs::remove_file(app.dir.join(".platform.app.yaml")).expect("rm");
+    app.commit("two apps");
+    let (ok, out) = push_to(&server, &app, "main", &[]);
+    assert!(ok, "{out}\n{}", server.server_log());
+    let api = |path: &str| match server.get("api.main.demo.localhost", path) {
+        Some((200, b)) => b,
+        other => panic!("GET api {path}: {other:?}"),
+    };
+    assert_eq!(get(&server, "main", "/"), "built-web\n");
+    assert_eq!(api("/"), "built-api\n");
+
+    for dir in ["own", "shared", "nfs"] {
+        let f = format!("{dir}/from-web.txt");
+        assert_eq!(get(&server, "main", &format!("/write?f={f}&v=web")), "ok");
+        let seen = api(&format!("/read?f={f}"));
+        if dir == "own" {
+            assert!(seen.contains("No such file"), "{dir}: {seen}");
+        } else {
+            assert_eq!(seen, "web", "{dir}");
+        }
+    }
+    let vols = server.data.join("volumes/demo/main");
+    for (name, mb) in [
+        ("app-web", 32),
+        ("app-api", 32),
+        ("storage", 32),
+        ("service-files", 48),
+    ] {
+        let len = std::fs::metadata(vols.join(format!("{name}.img")))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .len();
+        assert_eq!(len, mb << 20, "{name}");
+    }
+}
