@@ -325,6 +325,20 @@ fn data_losing_changes_need_the_option_and_a_full_disk_is_the_apps_own_error() {
     assert!(!ok, "{out}");
     assert!(out.contains("shrinking the disk of app `hello`"), "{out}");
     assert!(out.contains("allow-data-loss"), "{out}");
+    // Even with the option a volume never shrinks: refused, naming what it holds.
+    let (ok, out) = push_to(&server, &app, "main", &["allow-data-loss"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("volume app-hello is 32 MB and holds") && out.contains("never shrink"),
+        "{out}"
+    );
+    assert_eq!(read(&server, "data/a.txt"), "kept");
+    assert_eq!(
+        std::fs::metadata(server.data.join("volumes/demo/main/app-hello.img"))
+            .unwrap()
+            .len(),
+        32 << 20
+    );
 
     // A removed mount is refused without the option, accepted with it.
     let no_data = "  legacy: \"shared:files/legacy\"\n";
