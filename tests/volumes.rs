@@ -292,6 +292,16 @@ fn data_losing_changes_need_the_option_and_a_full_disk_is_the_apps_own_error() {
     }
     assert_eq!(get(&server, "dev", "/read?f=data/a.txt"), "kept");
     assert_eq!(get(&server, "dev", "/read?f=data/b.txt"), "later");
+    // A branch made from dev (not main) starts with a copy of dev's data.
+    assert_eq!(get(&server, "dev", "/write?f=data/a.txt&v=dev2"), "ok");
+    app.write("NOTES", "dev work\n");
+    app.commit("dev work");
+    let (ok, out) = push_to(&server, &app, "dev", &[]);
+    assert!(ok, "{out}");
+    let (ok, out) = push_to(&server, &app, "feature", &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("copied from dev"), "{out}");
+    assert_eq!(get(&server, "feature", "/read?f=data/a.txt"), "dev2");
     let o = server.ssh(&server.key, "git", "sync demo main");
     assert!(!o.status.success());
     assert!(

@@ -46,8 +46,56 @@ pub struct VolumeSize {
     pub size_mb: u64,
 }
 
-/// The environment a new environment's volumes are copied from.
+/// The environment a new environment's volumes are copied from when no nearer one is known
+/// (see [`parent_env`]), and the one `sync` copies from.
 pub const PARENT_ENV: &str = "main";
+
+/// The parent of a new environment `env` whose first commit is `commit`: of the project's
+/// other live environments, the one whose branch head is the nearest ancestor of `commit`
+/// (the branch it was created from); [`PARENT_ENV`] when none is, or on a tie.
+pub fn parent_env(
+    platform: &Platform,
+    project: &str,
+    env: &str,
+    commit: slipway_git::ObjectId,
+) -> String {
+    let fallback = PARENT_ENV.to_string();
+    let Ok(repo) = slipway_git::Repo::open(&platform.repo_path(project)) else {
+        return fallback;
+    };
+    let Ok(envs) = platform.state().environments(Some(project)) else {
+        return fallback;
+    };
+    let g = repo.gix();
+    let is_ancestor = |ancestor: slipway_git::ObjectId, of: slipway_git::ObjectId| {
+        ancestor == of
+            || matches!(g.merge_base(of, ancestor), Ok(Some(base)) if base.detach() == ancestor)
+    };
+    // (name, head) of the live environments whose head is an ancestor of `commit`.
+    let candidates: Vec<(String, slipway_git::ObjectId)> = envs
+        .into_iter()
+        .filter(|e| e.name != env && e.current_release.is_some())
+        .filter_map(|e| {
+            let head = repo
+                .ref_target(&format!("refs/heads/{}", e.branch))
+                .ok()
+                .flatten()?;
+            is_ancestor(head, commit).then_some((e.name, head))
+        })
+        .collect();
+    // The nearest: its head descends from every other candidate's.
+    let nearest: Vec<&(String, slipway_git::ObjectId)> = candidates
+        .iter()
+        .filter(|(_, h)| candidates.iter().all(|(_, o)| is_ancestor(*o, *h)))
+        .collect();
+    if nearest.iter().any(|(n, _)| n == PARENT_ENV) {
+        return fallback;
+    }
+    match nearest.as_slice() {
+        [(name, _)] => name.clone(),
+        _ => fallback,
+    }
+}
 
 /// The volume name of an app's own mounts.
 fn app_volume(app: &str) -> String {

@@ -210,7 +210,7 @@ pub async fn stage(
     }
 
     let result = async {
-        // volumes: a new environment starts with a copy of its parent's (`main`'s).
+        // volumes: a new environment starts with a copy of its parent's.
         let live_containers: Vec<String> = live
             .as_ref()
             .and_then(|r| ReleaseSpec::from_json(&r.spec))
@@ -218,12 +218,11 @@ pub async fn stage(
             .unwrap_or_default();
         let p = platform.clone();
         let (project, env) = (target.project.clone(), target.env.clone());
-        let parent = live
-            .is_none()
-            .then(|| crate::mounts::PARENT_ENV.to_string());
+        let (is_new, commit) = (live.is_none(), target.new);
         let sizes = spec.volumes.clone();
         let o = out.clone();
         tokio::task::spawn_blocking(move || {
+            let parent = is_new.then(|| crate::mounts::parent_env(&p, &project, &env, commit));
             crate::mounts::prepare(
                 &p,
                 (&project, &env),
