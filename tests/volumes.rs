@@ -302,6 +302,21 @@ fn data_losing_changes_need_the_option_and_a_full_disk_is_the_apps_own_error() {
     assert!(ok, "{out}");
     assert!(out.contains("copied from dev"), "{out}");
     assert_eq!(get(&server, "feature", "/read?f=data/a.txt"), "dev2");
+    assert_eq!(get(&server, "dev", "/write?f=data/a.txt&v=dev3"), "ok");
+    let out = admin(&server, "sync demo feature");
+    assert!(
+        out.contains("feature now has a copy of dev's mount data"),
+        "{out}"
+    );
+    let back = Instant::now() + Duration::from_secs(30);
+    while server.get("feature.demo.localhost", "/").map(|(s, _)| s) != Some(200) {
+        assert!(
+            Instant::now() < back,
+            "feature did not come back after sync"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(get(&server, "feature", "/read?f=data/a.txt"), "dev3");
     let o = server.ssh(&server.key, "git", "sync demo main");
     assert!(!o.status.success());
     assert!(

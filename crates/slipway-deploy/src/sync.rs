@@ -1,5 +1,6 @@
 //! `sync PROJECT ENV`: the environment's mount data replaced by a fresh copy of its parent's
-//! (`main`'s), under the environment's deploy lock.
+//! ([`crate::mounts::parent_env`] of its branch head: the branch it was made from, else
+//! `main`), under the environment's deploy lock.
 //!
 //! The parent's volumes are copied first, each frozen only while its image is copied (see
 //! [`crate::volumes::Volume::snapshot_to`]), so the parent never stops. Then the
@@ -27,17 +28,28 @@ pub async fn run(
     };
     if env == PARENT_ENV {
         return Err(format!(
-            "{env} is the parent environment; sync copies {PARENT_ENV}'s data into a branch's"
+            "{env} is the parent environment; sync copies a parent's data into a branch's"
         ));
     }
     let _guard = platform.lock_env(project, env, &say).await;
     let state = platform.state();
+    let branch = state
+        .environment(project, env)
+        .map_err(|e| e.to_string())?
+        .map(|e| e.branch)
+        .unwrap_or_else(|| env.to_string());
+    let head = slipway_git::Repo::open(&platform.repo_path(project))
+        .and_then(|r| r.ref_target(&format!("refs/heads/{branch}")))
+        .ok()
+        .flatten();
+    let parent = match head {
+        Some(commit) => crate::mounts::parent_env(platform, project, env, commit),
+        None => PARENT_ENV.to_string(),
+    };
     let store = platform.data().volumes();
-    let parents = store
-        .volumes(project, PARENT_ENV)
-        .map_err(|e| e.to_string())?;
+    let parents = store.volumes(project, &parent).map_err(|e| e.to_string())?;
     if parents.is_empty() {
-        return Err(format!("{PARENT_ENV} has no mount data to copy"));
+        return Err(format!("{parent} has no mount data to copy"));
     }
 
     let live = state
@@ -53,10 +65,11 @@ pub async fn run(
     let p = platform.clone();
     let (proj, e) = (project.to_string(), env.to_string());
     let wanted = sizes.clone();
+    let from = parent.clone();
     let copies = tokio::task::spawn_blocking(move || {
         let store = p.data().volumes();
         let mut copies = Vec::new();
-        for pv in store.volumes(&proj, PARENT_ENV)? {
+        for pv in store.volumes(&proj, &from)? {
             let parent_mb = pv.size_mb()?;
             if wanted
                 .iter()
@@ -75,7 +88,7 @@ pub async fn run(
     .map_err(|e| e.to_string())?
     .map_err(|e| e.to_string())?;
     say(&format!(
-        "-----> copied {} volume(s) of {PARENT_ENV}",
+        "-----> copied {} volume(s) of {parent}",
         copies.len()
     ));
 
@@ -98,7 +111,7 @@ pub async fn run(
         restore::bring_up(platform, release, spec).await?;
     }
     Ok(format!(
-        "{env} now has a copy of {PARENT_ENV}'s mount data ({} volume(s))",
+        "{env} now has a copy of {parent}'s mount data ({} volume(s))",
         copies.len()
     ))
 }
