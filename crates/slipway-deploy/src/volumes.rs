@@ -504,6 +504,10 @@ impl Volume {
     /// thawed, also when the copy failed. A crash in between leaves it frozen until the next
     /// `serve` ([`VolumeStore::thaw_all`]).
     pub fn snapshot_to(&self, dest: &Path) -> Result<(), VolumeError> {
+        // One copy at a time: two deploys copying one parent must not freeze it twice (the
+        // second freeze fails) nor thaw it under the other's copy.
+        static COPYING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = COPYING.lock().unwrap_or_else(|e| e.into_inner());
         let dir = dest.parent().unwrap_or(Path::new("/"));
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
         let frozen = self.is_mounted()?;
