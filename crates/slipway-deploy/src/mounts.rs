@@ -162,26 +162,29 @@ pub fn prepare(
     let store = platform.data().volumes();
     let fail = |e: VolumeError| PhaseError::new("volumes", e.to_string());
     if let Some(parent) = parent.filter(|p| *p != env) {
-        if store.volumes(project, env).map_err(fail)?.is_empty() {
-            for pv in store.volumes(project, parent).map_err(fail)? {
-                let wanted = sizes.iter().find(|s| s.name == pv.name);
-                let parent_mb = pv.size_mb().map_err(fail)?;
-                if wanted.is_some_and(|w| w.size_mb < parent_mb) {
-                    out.line(&format!(
+        // Volume by volume: a copy interrupted by a crash is made again at the next push,
+        // and a volume the environment already has is never overwritten.
+        for pv in store.volumes(project, parent).map_err(fail)? {
+            if store.volume(project, env, &pv.name).map_err(fail)?.exists() {
+                continue;
+            }
+            let wanted = sizes.iter().find(|s| s.name == pv.name);
+            let parent_mb = pv.size_mb().map_err(fail)?;
+            if wanted.is_some_and(|w| w.size_mb < parent_mb) {
+                out.line(&format!(
                         "       volume {} not copied from {parent}: it is {parent_mb} MB there, more than this environment's disk",
                         pv.name
                     ));
-                    continue;
-                }
-                let child = store.volume(project, env, &pv.name).map_err(fail)?;
-                let t = std::time::Instant::now();
-                let mb = child.copy_from(&pv).map_err(fail)?;
-                out.phase_done(
-                    &format!("volume {}", pv.name),
-                    &format!("copied from {parent} ({mb} MB)"),
-                    t,
-                );
+                continue;
             }
+            let child = store.volume(project, env, &pv.name).map_err(fail)?;
+            let t = std::time::Instant::now();
+            let mb = child.copy_from(&pv).map_err(fail)?;
+            out.phase_done(
+                &format!("volume {}", pv.name),
+                &format!("copied from {parent} ({mb} MB)"),
+                t,
+            );
         }
     }
     for s in sizes {

@@ -262,7 +262,8 @@ impl Volume {
         }
         self.mount()?;
         let now = self.size_mb()?;
-        if size_mb > now {
+        if size_mb > now || (size_mb == now && self.pending_growth().exists()) {
+            // A growth an interrupted deploy left half done is finished here too.
             result = if self.grow(size_mb)? {
                 Ensured::Grown(now)
             } else {
@@ -380,12 +381,23 @@ impl Volume {
     /// Grow the mounted volume to `size_mb`: online (true), or, when the kernel refuses that
     /// for want of `CAP_SYS_RESOURCE`, at its next mount (false; the image file is grown now).
     fn grow(&self, size_mb: u64) -> Result<bool, VolumeError> {
+        // The marker first: a crash between growing the file and its file system leaves it,
+        // and the next `ensure` or mount finishes the growth.
+        let pending = self.pending_growth();
+        std::fs::write(&pending, format!("{size_mb}\n"))
+            .map_err(io(format!("writing {}", pending.display())))?;
         let f = std::fs::OpenOptions::new()
             .write(true)
             .open(&self.image)
             .map_err(io(format!("opening {}", self.image.display())))?;
-        f.set_len(size_mb * MIB)
-            .map_err(io(format!("growing {}", self.image.display())))?;
+        if f.metadata()
+            .map_err(io(format!("reading {}", self.image.display())))?
+            .len()
+            < size_mb * MIB
+        {
+            f.set_len(size_mb * MIB)
+                .map_err(io(format!("growing {}", self.image.display())))?;
+        }
         drop(f);
         let dev = self.loop_device()?;
         tool(
@@ -396,11 +408,12 @@ impl Volume {
             &format!("resize2fs {dev}"),
             Command::new("resize2fs").arg(&dev),
         ) {
-            Ok(_) => Ok(true),
+            Ok(_) => {
+                std::fs::remove_file(&pending)
+                    .map_err(io(format!("removing {}", pending.display())))?;
+                Ok(true)
+            }
             Err(VolumeError::Tool { output, .. }) if output.contains("Permission denied") => {
-                let pending = self.pending_growth();
-                std::fs::write(&pending, format!("{size_mb}\n"))
-                    .map_err(io(format!("writing {}", pending.display())))?;
                 tracing::warn!(volume = %self.name, "no CAP_SYS_RESOURCE: the file system grows to {size_mb} MB at its next mount");
                 Ok(false)
             }
@@ -492,6 +505,11 @@ impl Volume {
             });
         }
         let tmp = self.image.with_extension("img.new");
+        if parent.pending_growth().exists() {
+            // The parent's file system is smaller than its image: the copy grows it too.
+            std::fs::copy(parent.pending_growth(), self.pending_growth())
+                .map_err(io(format!("writing {}", self.pending_growth().display())))?;
+        }
         parent.snapshot_to(&tmp)?;
         std::fs::rename(&tmp, &self.image).map_err(io(format!("renaming {}", tmp.display())))?;
         self.size_mb()
