@@ -2,7 +2,7 @@
 //! (built once into the shared cache, see `cached_stack`), type/version refusals with their
 //! position and a did-you-mean in `config check`, a build from an unreachable mirror
 //! failing clearly and leaving nothing behind, and a push whose app builds and runs on its
-//! stack (`slipway serve --stacks`) seeing nothing of the host.
+//! stack (what `slipway serve` always does) seeing nothing of the host.
 
 use std::path::Path;
 use std::process::Command;
@@ -14,6 +14,21 @@ fn slipway(args: &[&str], data_dir: &Path) -> std::process::Output {
         .args(args)
         .arg("--data-dir")
         .arg(data_dir))
+}
+
+/// Every stack of `TEST_STACKS` built in the shared folder (`scripts/test` runs this first,
+/// so that the other tests never wait on a stack build).
+#[test]
+fn every_test_stack_is_built() {
+    let dir = slipway_e2e::test_stacks();
+    let ls = text(&slipway(&["stack", "ls"], &dir));
+    for stack in slipway_e2e::TEST_STACKS {
+        assert!(
+            ls.lines()
+                .any(|l| l.starts_with(&format!("{stack}\t")) && l.contains("\tbuilt\t")),
+            "{stack} is not built: {ls}"
+        );
+    }
 }
 
 #[test]
@@ -149,7 +164,6 @@ fn an_app_builds_and_runs_on_its_stack() {
     let stacks = cached_stack("python:3.11");
     let stacks_dir = stacks.to_string_lossy().to_string();
     let server = Server::start_with(&[
-        ("SLIPWAY_STACKS", "true"),
         ("SLIPWAY_STACKS_DIR", &stacks_dir),
     ]);
     let marker = HostMarker(format!("/etc/slipway-e2e-marker-{}", std::process::id()).into());
@@ -247,7 +261,6 @@ fn a_push_needing_an_unbuilt_stack_builds_it_and_shows_progress() {
     let stacks = tempfile::tempdir().unwrap();
     let stacks_dir = stacks.path().to_string_lossy().to_string();
     let server = Server::start_with(&[
-        ("SLIPWAY_STACKS", "true"),
         ("SLIPWAY_STACKS_DIR", &stacks_dir),
         ("SLIPWAY_DEBIAN_MIRROR", "http://127.0.0.1:1/"),
         ("SLIPWAY_DEBIAN_SECURITY_MIRROR", "none"),
@@ -331,7 +344,6 @@ fn stack_import_takes_an_oci_image_layout() {
 
     // An app runs on the imported stack.
     let server = Server::start_with(&[
-        ("SLIPWAY_STACKS", "true"),
         ("SLIPWAY_STACKS_DIR", &data.to_string_lossy()),
     ]);
     let app = App::demo(server.dir.path(), "app");
@@ -354,7 +366,6 @@ fn stack_import_takes_an_oci_image_layout() {
 fn a_nodejs_22_app_runs_on_node_from_the_npm_registry() {
     let stacks = cached_stack("nodejs:22");
     let server = Server::start_with(&[
-        ("SLIPWAY_STACKS", "true"),
         ("SLIPWAY_STACKS_DIR", &stacks.to_string_lossy()),
     ]);
     let dir = server.dir.path().join("node-app");
