@@ -163,9 +163,7 @@ impl Drop for HostMarker {
 fn an_app_builds_and_runs_on_its_stack() {
     let stacks = cached_stack("python:3.11");
     let stacks_dir = stacks.to_string_lossy().to_string();
-    let server = Server::start_with(&[
-        ("SLIPWAY_STACKS_DIR", &stacks_dir),
-    ]);
+    let server = Server::start_with(&[("SLIPWAY_STACKS_DIR", &stacks_dir)]);
     let marker = HostMarker(format!("/etc/slipway-e2e-marker-{}", std::process::id()).into());
     std::fs::write(&marker.0, "host only\n").unwrap();
     let app = App::demo(server.dir.path(), "app");
@@ -343,9 +341,7 @@ fn stack_import_takes_an_oci_image_layout() {
     );
 
     // An app runs on the imported stack.
-    let server = Server::start_with(&[
-        ("SLIPWAY_STACKS_DIR", &data.to_string_lossy()),
-    ]);
+    let server = Server::start_with(&[("SLIPWAY_STACKS_DIR", &data.to_string_lossy())]);
     let app = App::demo(server.dir.path(), "app");
     let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
     assert!(
@@ -365,9 +361,7 @@ fn stack_import_takes_an_oci_image_layout() {
 #[test]
 fn a_nodejs_22_app_runs_on_node_from_the_npm_registry() {
     let stacks = cached_stack("nodejs:22");
-    let server = Server::start_with(&[
-        ("SLIPWAY_STACKS_DIR", &stacks.to_string_lossy()),
-    ]);
+    let server = Server::start_with(&[("SLIPWAY_STACKS_DIR", &stacks.to_string_lossy())]);
     let dir = server.dir.path().join("node-app");
     std::fs::create_dir_all(&dir).unwrap();
     let app = App { dir };
@@ -405,4 +399,134 @@ fn a_nodejs_22_app_runs_on_node_from_the_npm_registry() {
     let (code, body) = server.get("main.demo.localhost", "/").unwrap();
     assert_eq!(code, 200, "{body}");
     assert!(body.starts_with(&format!("{want} ")), "{body}");
+}
+
+/// Answers with what the `slipway-hello` command prints and the python running it.
+const PROCFILE_PY_SERVER: &str = r#"import http.server, os, subprocess, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        out = subprocess.run(["slipway-hello"], capture_output=True, text=True).stdout.strip()
+        body = f"{out} {sys.prefix} {sys.version_info[0]}.{sys.version_info[1]}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+#[test]
+fn procfile_apps_get_the_stack_of_their_language_and_their_dependencies_installed() {
+    let registry = slipway_e2e::NpmRegistry::start(&[slipway_e2e::NpmPackage {
+        name: "slipway-hello-js",
+        version: "1.0.0",
+        files: &[
+            ("package.json", "{\"name\": \"slipway-hello-js\", \"version\": \"1.0.0\", \"bin\": {\"slipway-hello-js\": \"index.js\"}}"),
+            ("index.js", "#!/usr/bin/env node\nconsole.log('hello from npm');\n"),
+        ],
+    }]);
+    let allow = registry
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let server = Server::start_with(&[("SLIPWAY_BUILD_EGRESS_ALLOW", allow.as_str())]);
+
+    // A python app: requirements.txt (from a local wheel folder), .python-version.
+    let dir = server.dir.path().join("py-app");
+    std::fs::create_dir_all(&dir).unwrap();
+    let py = App { dir };
+    slipway_e2e::write_wheel(
+        &py.dir.join("wheels"),
+        "slipwayhello",
+        "1.0",
+        &[(
+            "__init__.py",
+            "def main():\n    print('hello from a wheel')\n",
+        )],
+        &["slipway-hello = slipwayhello:main"],
+    );
+    py.write(
+        "requirements.txt",
+        "--no-index\n--find-links /app/wheels\nslipwayhello==1.0\n",
+    );
+    py.write(".python-version", "3.11\n");
+    py.write("Procfile", "web: python3 server.py\n");
+    py.write("server.py", PROCFILE_PY_SERVER);
+    py.git_ok(&["init", "-q", "-b", "main"]);
+    py.commit("a procfile python app");
+    let out = run(Command::new(slipway_bin())
+        .args(["config", "check"])
+        .arg(&py.dir));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "app: stack python:3.11 (detected from requirements.txt, 3.11 asked by .python-version)"
+        ),
+        "{}",
+        text(&out)
+    );
+    let o = server.git(&py.dir, &["push", &server.remote("pyapp"), "main"]);
+    let out = text(&o);
+    assert!(o.status.success(), "push: {out}\n{}", server.server_log());
+    assert!(out.contains("stack python:3.11: ready"), "{out}");
+    assert!(
+        out.contains("app | Successfully installed slipwayhello-1.0"),
+        "{out}"
+    );
+    let (code, body) = server.get("main.pyapp.localhost", "/").unwrap();
+    assert_eq!(code, 200, "{body}");
+    // The command comes from the virtualenv, which runs the app too.
+    assert_eq!(body, "hello from a wheel /app/.global 3.11\n");
+
+    // A node app: package.json with engines.node, a dependency and a build script.
+    let dir = server.dir.path().join("node-app");
+    std::fs::create_dir_all(&dir).unwrap();
+    let node = App { dir };
+    node.write(
+        "package.json",
+        "{\"name\": \"site\", \"version\": \"1.0.0\", \"private\": true, \"engines\": {\"node\": \"22.x\"}, \"dependencies\": {\"slipway-hello-js\": \"^1\"}, \"scripts\": {\"build\": \"slipway-hello-js > build.txt\"}}\n",
+    );
+    node.write(".npmrc", &format!("registry={}\n", registry.url));
+    node.write("Procfile", "web: node server.js\n");
+    node.write(
+        "server.js",
+        "const fs = require('fs');\nrequire('http').createServer((q, r) => r.end(process.version.split('.')[0] + ' ' + fs.readFileSync('build.txt', 'utf8'))).listen(process.env.PORT, '127.0.0.1');\n",
+    );
+    node.git_ok(&["init", "-q", "-b", "main"]);
+    node.commit("a procfile node app");
+    let out = run(Command::new(slipway_bin())
+        .args(["config", "check"])
+        .arg(&node.dir));
+    assert!(
+        text(&out).contains(
+            "app: stack nodejs:22 (detected from package.json, 22.x asked by package.json)"
+        ),
+        "{}",
+        text(&out)
+    );
+    let o = server.git(&node.dir, &["push", &server.remote("nodeapp"), "main"]);
+    let out = text(&o);
+    assert!(o.status.success(), "push: {out}\n{}", server.server_log());
+    assert!(out.contains("app | added 1 package"), "{out}");
+    let (code, body) = server.get("main.nodeapp.localhost", "/").unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body, "v22 hello from npm\n");
+
+    // A tree without any language file is refused before anything is built.
+    let dir = server.dir.path().join("bare-app");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bare = App { dir };
+    bare.write("Procfile", "web: ./serve\n");
+    bare.git_ok(&["init", "-q", "-b", "main"]);
+    bare.commit("no language");
+    let o = server.git(&bare.dir, &["push", &server.remote("bare"), "main"]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("Procfile:1:1: error: cannot tell the language of this Procfile app"),
+        "{out}"
+    );
 }

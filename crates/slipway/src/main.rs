@@ -622,6 +622,11 @@ fn config_check(dir: &Path, json: bool) -> Result<u8, Failure> {
             for w in &loaded.warnings {
                 eprintln!("{w}");
             }
+            if !json && loaded.format == slipway_config::Format::Procfile {
+                if let Ok(d) = slipway_config::detect::detect_stack(&source) {
+                    println!("app: stack {}", d.describe());
+                }
+            }
             if !json {
                 println!(
                     "ok: {} config, {} app(s), {} service(s), {} route(s)",
