@@ -530,3 +530,60 @@ fn procfile_apps_get_the_stack_of_their_language_and_their_dependencies_installe
         "{out}"
     );
 }
+
+#[test]
+fn the_host_root_is_an_explicit_unsafe_opt_in_and_its_releases_never_run_on_a_stack_server() {
+    // Only with SLIPWAY_UNSAFE_HOST_ROOT does an app run on the host's root: it sees the
+    // host's /etc.
+    let mut server = Server::start_with(&[("SLIPWAY_UNSAFE_HOST_ROOT", "true")]);
+    let app = App::demo(server.dir.path(), "app");
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    if [ -e /etc/debian_version ] && [ -e /etc/hostname ]; then echo host-root > build.txt; else echo stack > build.txt; fi\nweb:\n  commands:\n    start: python3 server.py\n",
+    );
+    app.commit("where am I");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    assert!(o.status.success(), "{}\n{}", text(&o), server.server_log());
+    assert_eq!(
+        server.get("main.demo.localhost", "/"),
+        Some((200, "host-root\n".to_string()))
+    );
+    assert!(
+        server
+            .server_log()
+            .contains("--unsafe-host-root: apps build and run on this host's /usr, /etc and /lib"),
+        "{}",
+        server.server_log()
+    );
+
+    // The same data dir served normally: the host-root release is stopped, not adopted.
+    server.stop();
+    server.env.clear();
+    server.serve();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !server
+        .server_log()
+        .contains("hello was built on the host's root, not on a stack: stopped")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            server.server_log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_ne!(
+        server.get("main.demo.localhost", "/").map(|(c, _)| c),
+        Some(200)
+    );
+
+    // A new push builds on the stack (stacks have no /etc/hostname) and serves again.
+    app.write("VERSION", "2\n");
+    app.commit("again");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    assert!(o.status.success(), "{}\n{}", text(&o), server.server_log());
+    assert_eq!(
+        server.get("main.demo.localhost", "/"),
+        Some((200, "stack\n".to_string()))
+    );
+}
