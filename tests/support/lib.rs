@@ -1,11 +1,11 @@
 //! Support for the end-to-end tests: a real `slipway serve` in a temporary
 //! data dir on free loopback ports, a user with a fresh ed25519 key, and the
-//! real `git` and `ssh` clients pointed at it.
+//! real `git` and `ssh` clients pointed at it. Its apps build and run on the stacks of
+//! [`TEST_STACKS`], kept in one folder shared by every test run on the machine.
 //!
 //! Needs: root (runc, network namespaces), `runc`, `git`, `ssh`, `ssh-keygen`,
-//! `python3` (the demo app), `ip` (iproute2), `pip3`, `node` and `npm` (the build
-//! tests: `dependencies` and the nodejs flavor, served from loopback only).
-//! `scripts/install-deps` installs them.
+//! `python3` (wheels and the loopback npm registry), `ip` (iproute2), `mmdebstrap`
+//! (the first build of each stack). `scripts/install-deps` installs them.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
