@@ -27,6 +27,7 @@ pub mod catalog;
 mod checks;
 mod convert;
 pub mod cron;
+pub mod detect;
 mod diag;
 pub mod diff;
 mod files;

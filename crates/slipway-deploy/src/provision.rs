@@ -138,6 +138,14 @@ pub async fn start_app(
     app: &AppInstance,
 ) -> Result<(), PhaseError> {
     let fail = |m: String| PhaseError::new("provision", m);
+    // A release made on the host's root (before stacks, or under --unsafe-host-root)
+    // never starts on a server whose apps run on stacks.
+    if app.stack_root.is_none() && platform.settings().stacks.is_some() {
+        return Err(fail(format!(
+            "{} of this release was built on the host's root, not on a stack; push again to build it on the stack its type names",
+            app.name
+        )));
+    }
     let digest = slipway_slug::Digest::parse(&app.slug).map_err(|e| fail(e.to_string()))?;
     let p = platform.clone();
     let dir = tokio::task::spawn_blocking(move || {

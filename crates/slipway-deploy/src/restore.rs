@@ -75,6 +75,22 @@ pub(crate) async fn bring_up(
     spec: &ReleaseSpec,
 ) -> Result<(), String> {
     let (project, env) = (release.project.as_str(), release.environment.as_str());
+    // A release built on the host's root (before stacks, or under --unsafe-host-root) is
+    // neither adopted nor started when apps run on stacks.
+    if platform.settings().stacks.is_some() {
+        if let Some(app) = spec.apps.iter().find(|a| a.stack_root.is_none()) {
+            for a in &spec.apps {
+                let _ = platform
+                    .runtime()
+                    .remove(&a.container, std::time::Duration::from_secs(2))
+                    .await;
+            }
+            return Err(format!(
+                "{} was built on the host's root, not on a stack: stopped; push again to build it on the stack its type names",
+                app.name
+            ));
+        }
+    }
     slipway_runtime::netns::ensure(&spec.netns).map_err(|e| e.to_string())?;
     let mut adopted = true;
     for app in &spec.apps {

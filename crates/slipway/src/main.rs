@@ -159,12 +159,19 @@ struct ServeArgs {
     /// zstd level of slugs (1 to 22).
     #[arg(long, env = "SLIPWAY_SLUG_LEVEL", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
     slug_level: i32,
-    /// Apps build and run on the stacks their `type` names (root file systems made from
-    /// Debian packages), instead of on the host's /usr and /etc. A push needing a stack
-    /// that is not built builds it.
-    #[arg(long, env = "SLIPWAY_STACKS")]
+    /// Accepted and ignored: apps always build and run on the stacks their `type` names
+    /// (kept for command lines written when stacks were opt-in).
+    #[arg(long, hide = true)]
+    #[allow(dead_code)]
     stacks: bool,
+    /// UNSAFE, for debugging only: build and run apps on the host's own /usr, /etc and
+    /// /lib instead of on the stacks their `type` names. Every container then sees the
+    /// host's programs and configuration and gets whatever language version the host
+    /// has; never use it on a server that runs anyone else's code.
+    #[arg(long, env = "SLIPWAY_UNSAFE_HOST_ROOT")]
+    unsafe_host_root: bool,
     /// Where stacks are kept (a folder with `archive/` and `stacks/`); default: the data dir.
+    /// A push needing a stack that is not built there builds it.
     #[arg(long, env = "SLIPWAY_STACKS_DIR")]
     stacks_dir: Option<PathBuf>,
     #[command(flatten)]
@@ -391,7 +398,11 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     settings.build_timeout = std::time::Duration::from_secs(args.build_timeout.max(1));
     settings.slug_max_size = args.slug_max_size;
     settings.slug_level = args.slug_level;
-    if args.stacks {
+    if args.unsafe_host_root {
+        tracing::warn!(
+            "--unsafe-host-root: apps build and run on this host's /usr, /etc and /lib, not on their stacks"
+        );
+    } else {
         settings.stacks = Some(slipway_deploy::StackSettings {
             store: args
                 .stacks_dir
@@ -610,6 +621,11 @@ fn config_check(dir: &Path, json: bool) -> Result<u8, Failure> {
             }
             for w in &loaded.warnings {
                 eprintln!("{w}");
+            }
+            if !json && loaded.format == slipway_config::Format::Procfile {
+                if let Ok(d) = slipway_config::detect::detect_stack(&source) {
+                    println!("app: stack {}", d.describe());
+                }
             }
             if !json {
                 println!(
