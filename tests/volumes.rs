@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use slipway_e2e::{cached_stack, run, text, App, Server};
+use slipway_e2e::{run, text, App, Server};
 
 /// Writes and reads files of its mounts: `/write?f=PATH&v=TEXT`, `/read?f=PATH`,
 /// `/fill?f=PATH&mb=N` (writes N MB, answers with the error), `/ro` (a write outside the mounts).
@@ -399,9 +399,7 @@ fn data_losing_changes_need_the_option_and_a_full_disk_is_the_apps_own_error() {
 
 #[test]
 fn storage_and_service_mounts_are_shared_by_apps_local_ones_are_not() {
-    // On stacks: the mounts are there in a root that is not the host's.
-    let stacks = cached_stack("python:3.11").to_string_lossy().to_string();
-    let server = Server::start_with(&[("SLIPWAY_STACKS", "true"), ("SLIPWAY_STACKS_DIR", &stacks)]);
+    let server = Server::start();
     let app = App::demo(server.dir.path(), "app");
     let one = |name: &str| {
         format!(
