@@ -37,6 +37,7 @@ pub mod fuzzing;
 mod include;
 mod keypath;
 mod model;
+pub mod mounts;
 pub mod platform_env;
 mod procfile;
 pub mod schemas;

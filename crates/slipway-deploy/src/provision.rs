@@ -1,7 +1,8 @@
 //! Phase **provision**: start the new release's containers beside the running
 //! ones, in the environment's network namespace, each app on its own `$PORT`.
 //! The slug is unpacked once (cached by digest, digest checked) and mounted
-//! read-only at `/app`; the root is read-only; `/tmp` is a private tmpfs.
+//! read-only at `/app`; the root is read-only; `/tmp` is a private tmpfs; the app's `mounts`
+//! are writable folders of the environment's volumes ([`crate::mounts`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -82,12 +83,14 @@ pub fn plan(
             stack_layers: b.stack_layers.clone(),
             size: app.size,
             resources: app.resources,
+            mounts: crate::mounts::plan(app),
         });
     }
     ReleaseSpec {
         apps,
         netns,
         routed_app: environment::routed_app(topology),
+        volumes: crate::mounts::volume_sizes(topology),
     }
 }
 
@@ -165,6 +168,13 @@ pub async fn start_app(
         let _ = writeln!(f, "{}{}", START_MARKER, app.container);
     }
     let mut container = container_spec(spec, app, dir, crate::isolation::run_as(project));
+    let p = platform.clone();
+    let (proj, e, a) = (project.to_string(), env.to_string(), app.clone());
+    container.mounts =
+        tokio::task::spawn_blocking(move || crate::mounts::bind_mounts(&p, (&proj, &e), &a))
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .map_err(|e| fail(format!("mounts of {}: {e}", app.name)))?;
     container.env = crate::variables::with_environment_variables(platform, project, env, &app.env)
         .map_err(|e| fail(format!("variables of {env}: {e}")))?;
     // A container of that id left by an interrupted attempt is not ours to keep.

@@ -3,7 +3,8 @@
 //! At start: activities left running are marked interrupted, containers of
 //! interrupted deploys are removed, containers of live releases still running
 //! are adopted (routes pointed at them at once), and live releases whose
-//! containers are gone are started again from their slugs.
+//! containers are gone are started again from their slugs, their volumes mounted again
+//! first (mounting is idempotent: after a restart they are still mounted, after a reboot not).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -18,6 +19,11 @@ use crate::{health, provision, switch, DeployError, Platform};
 /// environment is routed (or failed to come back, which is logged).
 pub async fn restore(platform: &Arc<Platform>) -> Result<(), DeployError> {
     let state = platform.state();
+    match platform.data().volumes().thaw_all() {
+        Ok(0) => {}
+        Ok(n) => warn!("{n} volume(s) left frozen by an interrupted copy thawed"),
+        Err(e) => warn!("thawing volumes: {e}"),
+    }
     let n = state.abort_running_activities()?;
     if n > 0 {
         info!("{n} activit(y/ies) interrupted by the last stop marked as failed");
@@ -62,7 +68,8 @@ pub async fn restore(platform: &Arc<Platform>) -> Result<(), DeployError> {
     Ok(())
 }
 
-async fn bring_up(
+/// Start what of a live release does not run, wait until it answers, and route to it.
+pub(crate) async fn bring_up(
     platform: &Arc<Platform>,
     release: &slipway_state::Release,
     spec: &ReleaseSpec,
@@ -116,7 +123,8 @@ async fn bring_up(
     Ok(())
 }
 
-/// Stop every container and network namespace this data dir started. Data stays.
+/// Stop every container and network namespace this data dir started, and unmount its
+/// volumes. Data stays.
 pub async fn down(platform: &Platform) -> Result<usize, DeployError> {
     let containers = platform.runtime().list().await?;
     let n = containers.len();
@@ -129,5 +137,6 @@ pub async fn down(platform: &Platform) -> Result<usize, DeployError> {
     for ns in slipway_runtime::netns::list(&netns_prefix(platform.instance()))? {
         slipway_runtime::netns::delete(&ns)?;
     }
+    platform.data().volumes().unmount_all()?;
     Ok(n)
 }
