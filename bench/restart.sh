@@ -35,11 +35,12 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+[ -n "${KEEP_LOG:-}" ] && trap 'cp "$WORK/serve.log" "$KEEP_LOG"; cleanup' EXIT
 
 ssh-keygen -q -t ed25519 -N "" -C bench -f "$WORK/key"
 "$SLIPWAY" user add bench --admin --key "$WORK/key.pub" --data-dir "$DATA" >/dev/null
 export GIT_SSH_COMMAND="ssh -i $WORK/key -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
-SLIPWAY_LOG=warn "$SLIPWAY" "${SERVE_ARGS[@]}" >"$WORK/serve.log" 2>&1 &
+SLIPWAY_LOG=${SLIPWAY_LOG:-warn} "$SLIPWAY" "${SERVE_ARGS[@]}" >"$WORK/serve.log" 2>&1 &
 echo $! > "$WORK/pid"
 for _ in $(seq 100); do grep -q "slipway serving" "$WORK/serve.log" && break; sleep 0.1; done
 
@@ -102,7 +103,7 @@ for r in range(rounds):
     time.sleep(0.2)
     t0 = time.monotonic()
     log = open(f"{work}/serve.log", "a")
-    p = subprocess.Popen([slipway] + args, stdout=log, stderr=log, env=dict(os.environ, SLIPWAY_LOG="warn"))
+    p = subprocess.Popen([slipway] + args, stdout=log, stderr=log, env=dict(os.environ, SLIPWAY_LOG=os.environ.get("SLIPWAY_LOG", "warn")))
     open(f"{work}/pid", "w").write(str(p.pid))
     first = None
     pending = list(hosts)
@@ -123,6 +124,10 @@ for r in range(rounds):
             sys.exit("not every environment answered within 120 s")
     done = time.monotonic() - t0
     firsts.append(first); alls.append(done)
-    print(f"round {r+1}: first routed answer {first*1000:.0f} ms, all {n} environments {done*1000:.0f} ms (non-200 answers meanwhile: {other})")
+    t1 = time.monotonic()
+    for h in hosts:
+        status(h)
+    warm = time.monotonic() - t1
+    print(f"round {r+1}: first routed answer {first*1000:.0f} ms, all {n} environments {done*1000:.0f} ms (non-200 answers meanwhile: {other}; one more pass over all, warm: {warm*1000:.0f} ms)")
 print(f"median of {rounds}: first routed answer {statistics.median(firsts)*1000:.0f} ms, all {n} environments {statistics.median(alls)*1000:.0f} ms")
 PY

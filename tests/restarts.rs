@@ -368,3 +368,148 @@ fn upgrade_loses_no_request_and_a_push_in_flight_completes() {
     let lock = std::fs::read_to_string(server.data.join("serve.lock")).expect("lock file");
     assert_eq!(lock.trim(), server.pid().expect("running").to_string());
 }
+
+/// Whether a process with this pid exists (not yet reaped).
+fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The pid the data dir's lock file names.
+fn lock_pid(server: &Server) -> u32 {
+    std::fs::read_to_string(server.data.join("serve.lock"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .expect("a pid in serve.lock")
+}
+
+#[test]
+fn sighup_upgrades_to_a_new_server_with_the_same_flags() {
+    let mut server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "{out}");
+    let old_pid = server.pid().expect("running");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new(Counts::default());
+    let loader = load(server.http_port, stop.clone(), counts.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    let o =
+        slipway_e2e::run(std::process::Command::new("kill").args(["-HUP", &old_pid.to_string()]));
+    assert!(o.status.success(), "{}", text(&o));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.running() {
+        assert!(
+            Instant::now() < deadline,
+            "the old server did not exit:\n{}",
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(server.stop(), Some(0), "{}", server.server_log());
+    let new_pid = lock_pid(&server);
+    assert_ne!(new_pid, old_pid);
+    assert!(alive(new_pid), "the new server runs");
+    let ok_after = counts.ok.load(Ordering::SeqCst);
+    while counts.ok.load(Ordering::SeqCst) < ok_after + 50 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::SeqCst);
+    loader.join().expect("load thread");
+    eprintln!(
+        "upgrade by SIGHUP: {} ({} failed)",
+        counts.report(),
+        counts.failed()
+    );
+    let failed = counts.failed();
+    assert_eq!(body(&server), "built-1\n");
+
+    // The new server is no child of this test: stop it by its pid.
+    let o =
+        slipway_e2e::run(std::process::Command::new("kill").args(["-TERM", &new_pid.to_string()]));
+    assert!(o.status.success(), "{}", text(&o));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while alive(new_pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(failed, 0, "{}\n{}", counts.report(), server.server_log());
+}
+
+/// `contrib/slipway.service` and `.socket` under systemd: socket activation, then
+/// `systemctl reload` upgrading to a new main process. Needs systemd as PID 1: skipped
+/// (saying so) where it is not, e.g. in a container.
+#[test]
+fn systemd_units_serve_and_reload() {
+    let init = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
+    if init.trim() != "systemd" {
+        eprintln!(
+            "SKIPPED systemd_units_serve_and_reload: PID 1 is {:?}, not systemd",
+            init.trim()
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (http, ssh) = (slipway_e2e::free_port(), slipway_e2e::free_port());
+    let name = format!("slipway-e2e-{}", std::process::id());
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let bin = slipway_e2e::slipway_bin();
+    let adapt = |text: String| {
+        text.replace("/usr/local/bin/slipway", &bin.display().to_string())
+            .replace("/var/lib/slipway", &data.display().to_string())
+            .replace("0.0.0.0:8080", &format!("127.0.0.1:{http}"))
+            .replace("0.0.0.0:2222", &format!("127.0.0.1:{ssh}"))
+            .replace("slipway.service", &format!("{name}.service"))
+            .replace("slipway.socket", &format!("{name}.socket"))
+    };
+    let units = std::path::Path::new("/run/systemd/system");
+    for ext in ["service", "socket"] {
+        let text = std::fs::read_to_string(root.join(format!("contrib/slipway.{ext}")))
+            .expect("contrib unit");
+        std::fs::write(units.join(format!("{name}.{ext}")), adapt(text)).expect("unit");
+    }
+    let systemctl =
+        |args: &[&str]| slipway_e2e::run(std::process::Command::new("systemctl").args(args));
+    let main_pid = || {
+        let o = systemctl(&["show", "-P", "MainPID", &format!("{name}.service")]);
+        String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse::<u32>()
+            .unwrap_or(0)
+    };
+    assert!(systemctl(&["daemon-reload"]).status.success());
+    let o = systemctl(&[
+        "start",
+        &format!("{name}.socket"),
+        &format!("{name}.service"),
+    ]);
+    let started = o.status.success();
+    let answers =
+        || slipway_e2e::http_get(http, "nothing.localhost", "/").map(|(s, _)| s) == Some(404);
+    let first = main_pid();
+    let served = started && answers();
+    let o2 = systemctl(&["reload", &format!("{name}.service")]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while main_pid() == first && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let second = main_pid();
+    let served_after = answers();
+    let _ = systemctl(&[
+        "stop",
+        &format!("{name}.service"),
+        &format!("{name}.socket"),
+    ]);
+    for ext in ["service", "socket"] {
+        let _ = std::fs::remove_file(units.join(format!("{name}.{ext}")));
+    }
+    let _ = systemctl(&["daemon-reload"]);
+    assert!(started, "systemctl start: {}", text(&o));
+    assert!(served, "the unit serves HTTP");
+    assert!(o2.status.success(), "systemctl reload: {}", text(&o2));
+    assert!(
+        second != 0 && second != first,
+        "reload made a new main process ({first} -> {second})"
+    );
+    assert!(served_after, "the upgraded unit serves HTTP");
+}

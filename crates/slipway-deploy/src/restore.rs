@@ -86,6 +86,8 @@ pub async fn restore(
     held: Vec<Restoring>,
     mode: RestoreMode,
 ) -> Result<(), DeployError> {
+    let started = std::time::Instant::now();
+    let environments = held.len();
     let state = platform.state();
     if mode == RestoreMode::Start {
         let n = state.abort_running_activities()?;
@@ -101,6 +103,7 @@ pub async fn restore(
         .into_iter()
         .map(|c| (c.id, c.status))
         .collect();
+    let listed = started.elapsed();
     let keep: HashSet<String> = held
         .iter()
         .flat_map(|r| r.spec.apps.iter().map(|a| a.container.clone()))
@@ -131,6 +134,12 @@ pub async fn restore(
     for t in tasks {
         let _ = t.await;
     }
+    info!(
+        environments,
+        ms = started.elapsed().as_millis() as u64,
+        containers_listed_ms = listed.as_millis() as u64,
+        "every environment restored"
+    );
     if mode == RestoreMode::Start {
         for r in state.pending_releases()? {
             if let Some(spec) = ReleaseSpec::from_json(&r.spec) {

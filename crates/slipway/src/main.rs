@@ -15,6 +15,7 @@ use clap::{Args, Parser, Subcommand};
 mod activation;
 mod handover;
 mod lock;
+mod reload;
 
 /// mimalloc: the router proxies a request in about 6 % fewer instructions than with the
 /// system allocator (header maps, buffers, tasks; see docs/BENCHMARKS.md).
@@ -588,13 +589,17 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     let handed_over = Arc::new(tokio::sync::Notify::new());
     let mut follow = None;
     match handshake {
-        None => handover::listen(&data_dir, sockets, handed_over.clone()).map_err(internal)?,
+        None => {
+            handover::listen(&data_dir, sockets, handed_over.clone()).map_err(internal)?;
+            reload::notify_ready(false);
+        }
         Some((handshake, old_pid)) => {
             let old_exited = handshake
                 .ready()
                 .context("telling the old server to stop")
                 .map_err(internal)?;
             tracing::info!(old_pid, "upgrade: serving; the old server drains");
+            reload::notify_ready(true);
             let p = platform.clone();
             let data_dir = data_dir.clone();
             let handed_over = handed_over.clone();
@@ -613,24 +618,36 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(internal)?;
+    let mut hup =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(internal)?;
+    let relauncher = reload::Relauncher::capture().map_err(internal)?;
     let upgrade_grace = std::time::Duration::from_secs(args.upgrade_grace);
-    let (ssh_failed, grace) = tokio::select! {
-        _ = term.recv() => { tracing::info!("SIGTERM: stopping"); (None, std::time::Duration::ZERO) }
-        _ = tokio::signal::ctrl_c() => { tracing::info!("interrupt: stopping"); (None, std::time::Duration::ZERO) }
-        () = handed_over.notified() => {
-            tracing::info!("upgraded: stopping accepting; draining");
-            // Give the new server a moment to route what a deploy still running here
-            // makes live before the release it replaces stops.
-            slipway_deploy::retire::delay_removals(std::time::Duration::from_secs(2));
-            (None, upgrade_grace)
-        }
-        // The SSH listener never ends on its own: if it does, the server must not go on
-        // without it.
-        r = &mut ssh_task => (Some(match r {
-            Ok(Ok(())) => "it stopped".to_string(),
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => e.to_string(),
-        }), std::time::Duration::ZERO),
+    let (ssh_failed, grace) = loop {
+        break tokio::select! {
+            _ = hup.recv() => {
+                match relauncher.spawn() {
+                    Ok(pid) => tracing::info!(pid, "SIGHUP: upgrading to a new server"),
+                    Err(e) => tracing::error!("SIGHUP: could not start the new server: {e:#}"),
+                }
+                continue;
+            }
+            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); (None, std::time::Duration::ZERO) }
+            _ = tokio::signal::ctrl_c() => { tracing::info!("interrupt: stopping"); (None, std::time::Duration::ZERO) }
+            () = handed_over.notified() => {
+                tracing::info!("upgraded: stopping accepting; draining");
+                // Give the new server a moment to route what a deploy still running here
+                // makes live before the release it replaces stops.
+                slipway_deploy::retire::delay_removals(std::time::Duration::from_secs(2));
+                (None, upgrade_grace)
+            }
+            // The SSH listener never ends on its own: if it does, the server must not go on
+            // without it.
+            r = &mut ssh_task => (Some(match r {
+                Ok(Ok(())) => "it stopped".to_string(),
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            }), std::time::Duration::ZERO),
+        };
     };
     if let Some(why) = &ssh_failed {
         tracing::error!("the SSH listener ended ({why}): stopping");
