@@ -513,3 +513,78 @@ fn systemd_units_serve_and_reload() {
     );
     assert!(served_after, "the upgraded unit serves HTTP");
 }
+
+/// systemd socket activation without systemd: a wrapper holds the HTTP and SSH
+/// listening sockets (so `serve` cannot bind them itself), passes them as descriptors
+/// 3 and 4 with `LISTEN_FDS`/`LISTEN_PID`, and execs `slipway serve`.
+#[test]
+fn serve_uses_sockets_passed_by_systemd_socket_activation() {
+    // A data dir with a user, its server stopped.
+    let mut first = Server::start();
+    first.stop();
+    let (http, ssh) = (slipway_e2e::free_port(), slipway_e2e::free_port());
+    let wrapper = r#"
+import os, socket, sys
+fds = []
+for port in (int(sys.argv[1]), int(sys.argv[2])):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", port))
+    s.listen(128)
+    fds.append(s.detach())
+for target, fd in zip((3, 4), fds):
+    os.dup2(fd, target)
+    os.set_inheritable(target, True)
+os.environ["LISTEN_FDS"] = "2"
+os.environ["LISTEN_PID"] = str(os.getpid())
+os.execv(sys.argv[3], sys.argv[3:])
+"#;
+    let log = std::fs::File::create(first.dir.path().join("activated.log")).expect("log");
+    let mut child = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(wrapper)
+        .arg(http.to_string())
+        .arg(ssh.to_string())
+        .arg(slipway_e2e::slipway_bin())
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(&first.data)
+        .arg("--http-listen")
+        .arg(format!("127.0.0.1:{http}"))
+        .arg("--ssh-listen")
+        .arg(format!("127.0.0.1:{ssh}"))
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("wrapper");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut answered = None;
+    while Instant::now() < deadline {
+        answered = slipway_e2e::http_get(http, "nothing.localhost", "/").map(|(s, _)| s);
+        if answered.is_some() || child.try_wait().ok().flatten().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ssh_banner = {
+        let mut s = TcpStream::connect(("127.0.0.1", ssh)).ok();
+        let mut buf = [0u8; 7];
+        s.as_mut()
+            .and_then(|s| {
+                s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+                s.read_exact(&mut buf).ok()
+            })
+            .map(|()| buf)
+    };
+    let _ = slipway_e2e::run(
+        std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]),
+    );
+    let _ = child.wait();
+    let log = std::fs::read_to_string(first.dir.path().join("activated.log")).unwrap_or_default();
+    assert_eq!(answered, Some(404), "{log}");
+    assert_eq!(
+        ssh_banner.as_ref().map(|b| &b[..]),
+        Some(&b"SSH-2.0"[..]),
+        "{log}"
+    );
+}
