@@ -107,7 +107,7 @@ for r in range(rounds):
     open(f"{work}/pid", "w").write(str(p.pid))
     first = None
     pending = list(hosts)
-    other = 0
+    other = notfound = 0
     while pending:
         st = status(pending[0])
         if st == 200:
@@ -116,8 +116,7 @@ for r in range(rounds):
             pending.pop(0)
         elif st is not None:
             other += 1
-            if st == 404:
-                print(f"  404 for {pending[0]}!", file=sys.stderr)
+            notfound += st == 404
         else:
             time.sleep(0.002)
         if time.monotonic() - t0 > 120:
@@ -128,6 +127,6 @@ for r in range(rounds):
     for h in hosts:
         status(h)
     warm = time.monotonic() - t1
-    print(f"round {r+1}: first routed answer {first*1000:.0f} ms, all {n} environments {done*1000:.0f} ms (non-200 answers meanwhile: {other}; one more pass over all, warm: {warm*1000:.0f} ms)")
+    print(f"round {r+1}: first routed answer {first*1000:.0f} ms, all {n} environments {done*1000:.0f} ms (non-200 answers meanwhile: {other}, of which 404: {notfound}; one more pass over all, warm: {warm*1000:.0f} ms)")
 print(f"median of {rounds}: first routed answer {statistics.median(firsts)*1000:.0f} ms, all {n} environments {statistics.median(alls)*1000:.0f} ms")
 PY

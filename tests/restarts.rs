@@ -588,3 +588,106 @@ os.execv(sys.argv[3], sys.argv[3:])
         "{log}"
     );
 }
+
+/// An app whose `GET /ws` (with `Upgrade`) switches protocols and then echoes every
+/// line it reads, prefixed with the build; `GET /` answers the build.
+const ECHO_SERVER: &str = r#"import http.server, os
+VERSION = open("build.txt").read().strip()
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.headers.get("Upgrade", "").lower() == "websocket":
+            self.send_response(101)
+            self.send_header("Upgrade", "websocket")
+            self.send_header("Connection", "Upgrade")
+            self.end_headers()
+            self.wfile.flush()
+            self.close_connection = True
+            for line in self.rfile:
+                self.wfile.write(VERSION.encode() + b":" + line)
+                self.wfile.flush()
+            return
+        body = VERSION.encode() + b"\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+class S(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+S(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+/// An upgraded connection through the router: sends a line, reads the echo.
+struct Tunnel(BufReader<TcpStream>);
+
+impl Tunnel {
+    fn open(port: u16) -> Tunnel {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        write!(
+            s,
+            "GET /ws HTTP/1.1\r\nHost: {HOST}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+        )
+        .expect("handshake");
+        let mut r = BufReader::new(s);
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).expect("handshake answer");
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            head.push_str(&line);
+        }
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        Tunnel(r)
+    }
+
+    /// The echo of `line`, or None when the connection ended.
+    fn echo(&mut self, line: &str) -> Option<String> {
+        self.0
+            .get_mut()
+            .write_all(format!("{line}\n").as_bytes())
+            .ok()?;
+        let mut answer = String::new();
+        match self.0.read_line(&mut answer) {
+            Ok(n) if n > 0 => Some(answer.trim_end().to_string()),
+            _ => None,
+        }
+    }
+}
+
+#[test]
+fn a_websocket_stays_up_through_an_upgrade_until_the_drain_timeout() {
+    let mut server = Server::start_with(&[("SLIPWAY_DRAIN_TIMEOUT", "4")]);
+    let app = App::demo(server.dir.path(), "app");
+    app.write("server.py", ECHO_SERVER);
+    app.commit("echo");
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "{out}");
+    let mut ws = Tunnel::open(server.http_port);
+    assert_eq!(ws.echo("a").as_deref(), Some("built-1:a"));
+
+    let started = Instant::now();
+    let mut during = None;
+    let code = server.upgrade(Duration::from_secs(60), |s| {
+        // The old server drains: the WebSocket it carries still works, and a new one is
+        // carried by the new server.
+        std::thread::sleep(Duration::from_millis(500));
+        during = Some((ws.echo("b"), Tunnel::open(s.http_port).echo("c")));
+    });
+    let drained_in = started.elapsed();
+    assert_eq!(code, Some(0), "{}", server.server_log());
+    let (b, c) = during.expect("ran during the drain");
+    assert_eq!(b.as_deref(), Some("built-1:b"), "{}", server.server_log());
+    assert_eq!(c.as_deref(), Some("built-1:c"));
+    assert!(
+        drained_in >= Duration::from_secs(3),
+        "the old server waited for the WebSocket (drain timeout 4 s): exited after {drained_in:?}"
+    );
+    // The drain timeout ended it with the old server.
+    assert_eq!(ws.echo("d"), None);
+}
