@@ -354,6 +354,14 @@ fn upgrade_loses_no_request_and_a_push_in_flight_completes() {
         counts.report(),
         server.server_log()
     );
+    // Not even a kept-alive connection closed under a request: the old server answered
+    // each connection's next request with `connection: close` instead.
+    assert_eq!(
+        counts.retried.load(Ordering::SeqCst),
+        0,
+        "{}",
+        counts.report()
+    );
 
     let refused = refused_upgrade.expect("second upgrade ran");
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));

@@ -285,7 +285,7 @@ impl Router {
 }
 
 /// Why a client connection is ended by the router.
-enum End {
+pub(crate) enum End {
     /// The router stops.
     Stop,
     /// The connection was idle for the idle timeout.
