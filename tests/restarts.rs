@@ -699,3 +699,70 @@ fn a_websocket_stays_up_through_an_upgrade_until_the_drain_timeout() {
     // The drain timeout ended it with the old server.
     assert_eq!(ws.echo("d"), None);
 }
+
+#[test]
+fn a_deploy_interrupted_by_a_crash_is_cleaned_up_and_the_live_release_stays() {
+    let mut server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "{out}");
+    let live = server.containers();
+
+    // v2 builds for a long time: the server crashes in the middle of its deploy.
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    sleep 60\n    echo \"built-$(cat VERSION)\" > build.txt\nweb:\n  commands:\n    start: python3 server.py\n",
+    );
+    app.write("VERSION", "2\n");
+    app.commit("v2");
+    let pushing = {
+        let dir = app.dir.clone();
+        let remote = server.remote("demo");
+        let ssh = server.ssh_command(&server.key);
+        std::thread::spawn(move || {
+            slipway_e2e::run(
+                std::process::Command::new("git")
+                    .args(["push", &remote, "main"])
+                    .current_dir(dir)
+                    .env("GIT_SSH_COMMAND", ssh)
+                    .env("GIT_TERMINAL_PROMPT", "0"),
+            )
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !server.server_log().contains("build") || server.containers().len() <= live.len() {
+        assert!(
+            Instant::now() < deadline,
+            "the build did not start:\n{}",
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    server.kill9();
+    let o = pushing.join().expect("push thread");
+    assert!(!o.status.success(), "the push cannot succeed: {}", text(&o));
+
+    server.serve();
+    wait_ok(&server);
+    assert_eq!(body(&server), "built-1\n");
+    // What the interrupted deploy started is removed once the live release is routed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.containers() != live {
+        assert!(
+            Instant::now() < deadline,
+            "left: {:?} (live: {live:?})\n{}",
+            server.containers(),
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The branch did not move: pushing v2 again deploys it.
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    echo \"built-$(cat VERSION)\" > build.txt\nweb:\n  commands:\n    start: python3 server.py\n",
+    );
+    app.commit("v2 quick");
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "{out}");
+    assert_eq!(body(&server), "built-2\n");
+}

@@ -2,18 +2,20 @@
 //!
 //! A start restores in two steps:
 //!
-//! 1. [`hold_live_routes`], before the router accepts a connection: every environment
-//!    with a live release gets its hosts in the route table, held (as during a switch),
-//!    so that a request for a live site waits instead of being answered "nothing is
-//!    deployed here". One state query; no container is looked at.
+//! 1. [`hold_live_routes`], before the router and the SSH endpoint accept: every
+//!    environment with a live release gets its hosts in the route table, held (as
+//!    during a switch), so that a request for a live site waits instead of being
+//!    answered "nothing is deployed here". After a stop or a crash, activities left
+//!    running are marked interrupted and the releases left pending are noted. A few
+//!    state queries; no container is looked at.
 //! 2. [`restore`]: with one `runc list` for all containers, the containers of live
 //!    releases still running are adopted (routes pointed at them at once) and live
 //!    releases whose containers are gone are started again from their slugs, all
 //!    environments in parallel; each environment's hold is released as soon as it is
 //!    routed (or failed to come back: then its hosts answer 503, never 404). After a
-//!    stop or a crash ([`RestoreMode::Start`]), activities left running are first marked
-//!    interrupted, and containers no live release needs (e.g. of an interrupted deploy)
-//!    are removed once the live ones are routed. During a graceful upgrade
+//!    stop or a crash ([`RestoreMode::Start`]), the releases noted in step 1 and the
+//!    containers no live release needs are removed once the live ones are routed
+//!    (never those of a push that started since). During a graceful upgrade
 //!    ([`RestoreMode::Upgrade`]) the old server still runs its pushes: nothing is
 //!    cleaned up, containers are only adopted.
 
@@ -50,12 +52,31 @@ impl Restoring {
     }
 }
 
-/// Step one of a start, before the router accepts: put the hosts of every live
-/// environment in the route table, held, so that their requests wait for [`restore`].
-/// A live release whose spec cannot be read is logged and left out (its hosts answer
-/// 404, as nothing can be routed for it).
-pub fn hold_live_routes(platform: &Platform) -> Result<Vec<Restoring>, DeployError> {
+/// What a start found before accepting: the environments to restore, their routes
+/// held, and (after a stop or a crash) the releases an interrupted deploy left pending.
+pub struct Held {
+    envs: Vec<Restoring>,
+    interrupted: Vec<slipway_state::Release>,
+}
+
+/// Step one of a start, before the router and the SSH endpoint accept: put the hosts of
+/// every live environment in the route table, held, so that their requests wait for
+/// [`restore`]; after a stop or a crash ([`RestoreMode::Start`]) also mark the
+/// activities the last run left running as interrupted, and note the releases it left
+/// pending, so that what a push starts once the server accepts is never taken for a
+/// leftover. A live release whose spec cannot be read is logged and left out (its hosts
+/// answer 404, as nothing can be routed for it).
+pub fn hold_live_routes(platform: &Platform, mode: RestoreMode) -> Result<Held, DeployError> {
     let router = platform.router();
+    let state = platform.state();
+    let mut interrupted = Vec::new();
+    if mode == RestoreMode::Start {
+        let n = state.abort_running_activities()?;
+        if n > 0 {
+            info!("{n} activit(y/ies) interrupted by the last stop marked as failed");
+        }
+        interrupted = state.pending_releases()?;
+    }
     let mut held = Vec::new();
     for release in platform.state().live_releases()? {
         let Some(spec) = ReleaseSpec::from_json(&release.spec) else {
@@ -76,25 +97,26 @@ pub fn hold_live_routes(platform: &Platform) -> Result<Vec<Restoring>, DeployErr
             hold,
         });
     }
-    Ok(held)
+    Ok(Held {
+        envs: held,
+        interrupted,
+    })
 }
 
 /// Step two: bring every held environment back up (see the module doc). Returns once
 /// every environment is routed (or failed to come back, which is logged).
 pub async fn restore(
     platform: &Arc<Platform>,
-    held: Vec<Restoring>,
+    held: Held,
     mode: RestoreMode,
 ) -> Result<(), DeployError> {
     let started = std::time::Instant::now();
+    let Held {
+        envs: held,
+        interrupted,
+    } = held;
     let environments = held.len();
     let state = platform.state();
-    if mode == RestoreMode::Start {
-        let n = state.abort_running_activities()?;
-        if n > 0 {
-            info!("{n} activit(y/ies) interrupted by the last stop marked as failed");
-        }
-    }
     // One `runc list` for every container, instead of one `runc state` per container.
     let containers: HashMap<String, slipway_runtime::Status> = platform
         .runtime()
@@ -141,13 +163,25 @@ pub async fn restore(
         "every environment restored"
     );
     if mode == RestoreMode::Start {
-        for r in state.pending_releases()? {
+        let interrupted_ids: HashSet<i64> = interrupted.iter().map(|r| r.id).collect();
+        for r in interrupted {
             if let Some(spec) = ReleaseSpec::from_json(&r.spec) {
                 provision::remove_release(platform, &spec, Duration::from_secs(1)).await;
             }
             state.set_release_status(r.id, "failed")?;
         }
-        for id in containers.keys().filter(|id| !keep.contains(*id)) {
+        // Containers of deploys started since this server accepts are no leftovers.
+        let deploying: HashSet<String> = state
+            .pending_releases()?
+            .iter()
+            .filter(|r| !interrupted_ids.contains(&r.id))
+            .filter_map(|r| ReleaseSpec::from_json(&r.spec))
+            .flat_map(|s| s.apps.into_iter().map(|a| a.container))
+            .collect();
+        for id in containers
+            .keys()
+            .filter(|id| !keep.contains(*id) && !deploying.contains(*id))
+        {
             info!(container = %id, "removing a container no live release needs");
             let _ = platform.runtime().remove(id, Duration::from_secs(5)).await;
         }

@@ -527,12 +527,13 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     );
 
     // Hosts of live environments are held (never "nothing deployed") until restored.
-    let held = slipway_deploy::restore::hold_live_routes(&platform).map_err(internal)?;
     let restore_mode = if handshake.is_some() {
         slipway_deploy::restore::RestoreMode::Upgrade
     } else {
         slipway_deploy::restore::RestoreMode::Start
     };
+    let held =
+        slipway_deploy::restore::hold_live_routes(&platform, restore_mode).map_err(internal)?;
     let restore = tokio::spawn({
         let p = platform.clone();
         async move {
