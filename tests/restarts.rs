@@ -64,9 +64,10 @@ enum Answer {
     Broken,
 }
 
-/// One GET on a kept-alive connection: the status, and whether the server closes it.
-fn get_on(conn: &mut BufReader<TcpStream>) -> Answer {
-    let req = format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nUser-Agent: slipway-e2e\r\n\r\n");
+/// One GET of `host` on a kept-alive connection: the status, and whether the server
+/// closes it.
+fn get_on(conn: &mut BufReader<TcpStream>, host: &str) -> Answer {
+    let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: slipway-e2e\r\n\r\n");
     if conn.get_mut().write_all(req.as_bytes()).is_err() {
         return Answer::Nothing;
     }
@@ -110,6 +111,16 @@ fn get_on(conn: &mut BufReader<TcpStream>) -> Answer {
 
 /// GET `/` of the demo host in a loop on a kept-alive connection until `stop`.
 fn load(port: u16, stop: Arc<AtomicBool>, counts: Arc<Counts>) -> JoinHandle<()> {
+    load_host(port, HOST, stop, counts)
+}
+
+/// GET `/` of `host` in a loop on a kept-alive connection until `stop`.
+fn load_host(
+    port: u16,
+    host: &'static str,
+    stop: Arc<AtomicBool>,
+    counts: Arc<Counts>,
+) -> JoinHandle<()> {
     std::thread::spawn(move || {
         let mut conn: Option<(BufReader<TcpStream>, bool)> = None;
         while !stop.load(Ordering::SeqCst) {
@@ -127,7 +138,7 @@ fn load(port: u16, stop: Arc<AtomicBool>, counts: Arc<Counts>) -> JoinHandle<()>
                     }
                 },
             };
-            match get_on(&mut c) {
+            match get_on(&mut c, host) {
                 Answer::Status(status, close) => {
                     match status {
                         200 => counts.ok.fetch_add(1, Ordering::SeqCst),
@@ -181,18 +192,29 @@ fn wait_ok(server: &Server) {
     }
 }
 
+/// The hosts of the three environments of the restart test.
+const HOSTS: [&str; 3] = [HOST, "two.demo.localhost", "three.demo.localhost"];
+
 #[test]
 fn restart_and_crash_never_answer_404_for_a_live_host() {
     let mut server = Server::start();
     let app = App::demo(server.dir.path(), "app");
-    let (ok, out) = push(&server, &app);
-    assert!(ok, "{out}");
+    for branch in ["main", "two", "three"] {
+        let o = server.git(
+            &app.dir,
+            &["push", &server.remote("demo"), &format!("main:{branch}")],
+        );
+        assert!(o.status.success(), "{}", text(&o));
+    }
     assert_eq!(body(&server), "built-1\n");
 
     for crash in [false, true] {
         let stop = Arc::new(AtomicBool::new(false));
         let counts = Arc::new(Counts::default());
-        let loader = load(server.http_port, stop.clone(), counts.clone());
+        let loaders: Vec<_> = HOSTS
+            .iter()
+            .map(|h| load_host(server.http_port, h, stop.clone(), counts.clone()))
+            .collect();
         std::thread::sleep(Duration::from_millis(300));
         if crash {
             server.kill9();
@@ -206,7 +228,9 @@ fn restart_and_crash_never_answer_404_for_a_live_host() {
             std::thread::sleep(Duration::from_millis(20));
         }
         stop.store(true, Ordering::SeqCst);
-        loader.join().expect("load thread");
+        for l in loaders {
+            l.join().expect("load thread");
+        }
         let what = if crash {
             "kill -9 + start"
         } else {
