@@ -790,3 +790,63 @@ fn a_deploy_interrupted_by_a_crash_is_cleaned_up_and_the_live_release_stays() {
     assert!(ok, "{out}");
     assert_eq!(body(&server), "built-2\n");
 }
+
+#[test]
+fn a_new_server_that_fails_before_ready_leaves_the_old_one_serving() {
+    let mut server = Server::start();
+    let old_pid = server.pid().expect("running");
+    // A "new server" that takes the sockets and dies before saying `ready`.
+    let fake = r#"
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(b"upgrade 1\n")
+msg, fds, _, _ = socket.recv_fds(s, 256, 3)
+print(msg.decode().strip(), len(fds))
+s.close()
+"#;
+    let o = slipway_e2e::run(
+        std::process::Command::new("python3")
+            .arg("-c")
+            .arg(fake)
+            .arg(server.data.join("serve.sock")),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        format!("listeners {old_pid} 3")
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(server.running(), "the old server still runs");
+    assert_eq!(
+        server.get("nothing.localhost", "/").map(|(s, _)| s),
+        Some(404),
+        "and still serves"
+    );
+    assert!(
+        server.server_log().contains("the new server did not start"),
+        "{}",
+        server.server_log()
+    );
+    // A later upgrade is not refused as "under way".
+    assert_eq!(server.upgrade(Duration::from_secs(60), |_| {}), Some(0));
+    assert!(server.running());
+    assert_ne!(server.pid(), Some(old_pid));
+}
+
+#[test]
+fn upgrade_without_a_running_server_starts_as_usual() {
+    let mut server = Server::start();
+    server.stop();
+    let (mut child, serving) = server.spawn_serve(&["--upgrade"]);
+    let started = serving.recv_timeout(Duration::from_secs(60)).is_ok();
+    let answered = server.get("nothing.localhost", "/").map(|(s, _)| s);
+    let _ = slipway_e2e::run(
+        std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]),
+    );
+    let status = child.wait().expect("wait");
+    assert!(started, "{}", server.server_log());
+    assert!(server.server_log().contains("no server runs on"));
+    assert_eq!(answered, Some(404));
+    assert_eq!(status.code(), Some(0));
+}
