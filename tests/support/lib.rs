@@ -772,3 +772,87 @@ server.RequestHandlerClass = H
 print(port, flush=True)
 server.serve_forever()
 "#;
+
+/// Restarts and upgrades of `slipway serve` (issue 18).
+impl Server {
+    /// `slipway serve` with this server's flags and `extra` ones, spawned; resolves the
+    /// receiver once it printed that it serves. Its output goes to the server's log.
+    pub fn spawn_serve(&self, extra: &[&str]) -> (Child, std::sync::mpsc::Receiver<()>) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let mut cmd = Command::new(slipway_bin());
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(&self.data)
+            .arg("--ssh-listen")
+            .arg(format!("127.0.0.1:{}", self.ssh_port))
+            .arg("--http-listen")
+            .arg(format!("127.0.0.1:{}", self.http_port))
+            .args(extra)
+            .env("SLIPWAY_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawning slipway serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log_path = self.log.clone();
+        std::thread::spawn(move || {
+            let mut log = std::fs::OpenOptions::new().append(true).open(log_path).ok();
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(f) = log.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
+                if line.contains("slipway serving") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        (child, rx)
+    }
+
+    /// `slipway serve --upgrade`: waits until the new server serves and the old one
+    /// exited (at most `within`); the new one becomes this server's. Returns the old
+    /// one's exit code.
+    /// `during` runs once the new server serves, while the old one drains.
+    pub fn upgrade(&mut self, within: Duration, during: impl FnOnce(&Server)) -> Option<i32> {
+        let (child, serving) = self.spawn_serve(&["--upgrade"]);
+        if serving.recv_timeout(within).is_err() {
+            panic!(
+                "slipway serve --upgrade did not serve; log:\n{}",
+                self.server_log()
+            );
+        }
+        during(self);
+        let mut old = self.child.replace(child).expect("a server ran");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(st)) = old.try_wait() {
+                return st.code();
+            }
+            if Instant::now() > deadline {
+                let _ = old.kill();
+                let _ = old.wait();
+                panic!(
+                    "the old server did not exit after the upgrade; log:\n{}",
+                    self.server_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kill `slipway serve` with SIGKILL (a crash) and reap it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

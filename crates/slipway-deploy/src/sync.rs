@@ -108,7 +108,7 @@ pub async fn run(
     }
     if let (Some(release), Some(spec)) = (&live, &spec) {
         say("-----> starting the apps again");
-        restore::bring_up(platform, release, spec).await?;
+        restore::bring_up(platform, release, spec, &Default::default()).await?;
     }
     Ok(format!(
         "{env} now has a copy of {parent}'s mount data ({} volume(s))",
