@@ -192,6 +192,7 @@ pub fn env_routes(
         release: release_name.to_string(),
         upstreams,
         rules,
+        sites: Vec::new(),
     }
 }
 
