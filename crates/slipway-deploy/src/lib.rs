@@ -47,6 +47,7 @@ pub mod switch;
 pub mod tenancy;
 pub mod validate;
 pub mod variables;
+pub mod web;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
