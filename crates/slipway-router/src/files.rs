@@ -448,6 +448,23 @@ pub(crate) fn content_type(name: &str) -> &'static str {
     }
 }
 
+/// The fuzz check of the request fields a file answer reads: a byte range is always
+/// within the file; nothing panics.
+pub(crate) fn check_fields(data: &[u8]) {
+    for size in [0u64, 1, 10, u64::MAX] {
+        if let Range::Bytes(start, end) = parse_range(data, size) {
+            assert!(
+                start <= end && end < size,
+                "{data:?} on {size}: {start}-{end}"
+            );
+        }
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = accepts(text, "gzip");
+    }
+    let _ = etag_listed(data, b"\"abc-1-2\"");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

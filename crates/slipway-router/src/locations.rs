@@ -361,6 +361,25 @@ pub(crate) fn decode_path(raw: &str) -> Result<DecodedPath, BadPath> {
     })
 }
 
+/// The fuzz check of [`decode_path`] and the file answer's field parsers on `data`.
+pub(crate) fn check_static_request(data: &[u8]) {
+    if let Ok(raw) = std::str::from_utf8(data) {
+        if let Ok(path) = decode_path(raw) {
+            let p = &path.decoded;
+            assert!(p.starts_with('/'), "{raw:?} -> {p:?}");
+            assert!(!p.contains('\0') && !p.contains('\\'), "{raw:?} -> {p:?}");
+            assert!(p == "/" || !p.ends_with('/'), "{raw:?} -> {p:?}");
+            for segment in p.split('/').skip(1) {
+                assert!(
+                    p == "/" || !matches!(segment, "" | "." | ".."),
+                    "{raw:?} -> {p:?}"
+                );
+            }
+        }
+    }
+    files::check_fields(data);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
