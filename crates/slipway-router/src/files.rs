@@ -186,7 +186,10 @@ pub(crate) fn answer(
         None => (file, meta, None),
     };
     let size = meta.len();
-    let mtime = meta.mtime().max(0) as u64;
+    // Slugs give every file one fixed mtime (reproducible packing), so the mtime alone
+    // would call a file of a new release unmodified since the old one: the later of
+    // mtime and ctime (set when the slug was unpacked, a folder per content) is used.
+    let mtime = meta.mtime().max(meta.ctime()).max(0) as u64;
     let etag = format!(
         "\"{}-{mtime:x}-{size:x}{}\"",
         eff.tag,
