@@ -177,6 +177,28 @@ fn static_files_rules_passthru_and_traversal() {
     assert_eq!(status, 200);
     assert_eq!(field(&head, "content-length"), Some("16"));
     assert!(body.is_empty());
+    // The same through hyper's path (two Cookie fields hand the connection to it).
+    let (status, head, body) = raw(
+        port,
+        &format!("HEAD /big.txt HTTP/1.1\r\nHost: {HOST}\r\nCookie: a=1\r\nCookie: b=2\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(field(&head, "content-length"), Some("16"), "{head}");
+    assert!(body.is_empty());
+    let big_etag = field(&head, "etag").expect("etag").to_string();
+    let (status, head, body) = get(
+        port,
+        "/big.txt",
+        &format!("Cookie: a=1\r\nCookie: b=2\r\nRange: bytes=-2\r\nIf-Range: {big_etag}\r\n"),
+    );
+    assert_eq!((status, body.as_slice()), (206, &b"ef"[..]), "{head}");
+    let (status, head, body) = get(
+        port,
+        "/index.html",
+        &format!("Cookie: a=1\r\nCookie: b=2\r\nIf-None-Match: {etag}\r\n"),
+    );
+    assert_eq!(status, 304, "{head}");
+    assert!(body.is_empty());
 
     // The longer prefix: its rule allows CSS, with its own expires, precompressed when
     // accepted; other files there are not allowed (403: no passthru).
