@@ -18,14 +18,15 @@ pub const MAX_RULE_REGEX_SIZE: usize = 1 << 20;
 /// A static file's cache lifetime, from `expires`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CacheLifetime {
-    /// `-1`: not cached (`Cache-Control: no-cache`).
+    /// `-1`: Platform.sh's default, no caching headers.
     NoCache,
     /// Cached this many seconds.
     Seconds(u64),
 }
 
 /// Read an `expires` value: seconds as a number, or a duration like `30s`, `5m`, `1h`,
-/// `2d`, `1w`, `1M` (30 days), `1y` (365 days), `1h30m`; `-1` means not cached.
+/// `2d`, `1w`, `1M` (30 days), `1y` (365 days), `1h30m`, `1500ms`; `-1` (Platform.sh's
+/// default) means no caching headers.
 pub fn expires_value(v: &Value) -> Result<CacheLifetime, String> {
     let text = match v {
         Value::Number(n) => n.to_string(),
@@ -39,6 +40,13 @@ pub fn expires_value(v: &Value) -> Result<CacheLifetime, String> {
         || format!("expires `{text}` is not a duration (like `30s`, `5m`, `1h`, `7d`, or -1)");
     if text.is_empty() || text.starts_with('-') {
         return Err(bad());
+    }
+    if let Some(ms) = text
+        .strip_suffix("ms")
+        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+    {
+        let n: u64 = ms.parse().map_err(|_| bad())?;
+        return Ok(CacheLifetime::Seconds(n / 1000));
     }
     let mut total: u64 = 0;
     let mut number = String::new();
@@ -270,6 +278,7 @@ mod tests {
         assert_eq!(e(json!("2w")), Ok(CacheLifetime::Seconds(14 * 86_400)));
         assert_eq!(e(json!("1h30m")), Ok(CacheLifetime::Seconds(5400)));
         assert_eq!(e(json!("0")), Ok(CacheLifetime::Seconds(0)));
+        assert_eq!(e(json!("2500ms")), Ok(CacheLifetime::Seconds(2)));
         assert!(e(json!("soon")).is_err());
         assert!(e(json!("-5m")).is_err());
         assert!(e(json!("1x")).is_err());

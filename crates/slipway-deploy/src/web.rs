@@ -123,7 +123,8 @@ fn passthru(v: &Value) -> Option<Passthru> {
 
 fn expires(v: &Value) -> Option<Expires> {
     match expires_value(v).ok()? {
-        CacheLifetime::NoCache => Some(Expires::NoCache),
+        // Platform.sh's default: "-1" means no caching headers are added at all.
+        CacheLifetime::NoCache => Some(Expires::Unset),
         CacheLifetime::Seconds(s) => Some(Expires::Seconds(s)),
     }
 }
@@ -172,7 +173,7 @@ mod tests {
         assert!(!loc.allow && loc.scripts);
         assert_eq!(loc.headers, vec![("X-Frame-Options".into(), "DENY".into())]);
         assert_eq!(loc.rules[0].allow, Some(true));
-        assert_eq!(loc.rules[0].expires, Some(Expires::NoCache));
+        assert_eq!(loc.rules[0].expires, Some(Expires::Unset));
         let loc = location("app", "/", &json!({"passthru": true}));
         assert_eq!(loc.passthru, Passthru::App);
         assert_eq!(loc.root, None);
