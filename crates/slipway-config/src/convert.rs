@@ -139,6 +139,7 @@ pub(crate) fn application(
     app.web = Web {
         start: str_at(node, &["web", "commands", "start"]).map(str::to_string),
         locations: crate::web_locations::locations(node.get("web")),
+        rule_order: crate::web_locations::rule_order(node.get("web")),
     };
     if let Some(web) = node.get("web") {
         crate::web_locations::check(web, &path.with("web"), diags);

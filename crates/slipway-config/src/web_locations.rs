@@ -155,6 +155,36 @@ pub(crate) fn locations(web: Option<&Node>) -> BTreeMap<String, Value> {
     BTreeMap::from([("/".to_string(), Value::Object(root))])
 }
 
+/// The patterns of each location's `rules` in the order written (legacy `whitelist`
+/// then `blacklist` for the `/` location made from the legacy keys).
+pub(crate) fn rule_order(web: Option<&Node>) -> BTreeMap<String, Vec<String>> {
+    let Some(web) = web else {
+        return BTreeMap::new();
+    };
+    let mut order = BTreeMap::new();
+    if let Some(locations) = web.get("locations") {
+        for e in locations.entries() {
+            if let Some(rules) = e.value.get("rules") {
+                let patterns: Vec<String> = rules.entries().iter().map(|r| r.key.clone()).collect();
+                if !patterns.is_empty() {
+                    order.insert(e.key.clone(), patterns);
+                }
+            }
+        }
+        return order;
+    }
+    let mut patterns = Vec::new();
+    for key in ["whitelist", "blacklist"] {
+        if let Some(Kind::Seq(items)) = web.get(key).map(|n| &n.kind) {
+            patterns.extend(items.iter().filter_map(|i| i.as_str().map(str::to_string)));
+        }
+    }
+    if !patterns.is_empty() {
+        order.insert("/".to_string(), patterns);
+    }
+    order
+}
+
 /// Check an app's `web` node: its locations (or legacy keys), reporting at the values.
 pub(crate) fn check(web: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>) {
     if let Some(locations) = web.get("locations") {

@@ -80,6 +80,7 @@ fn legacy_keys_become_the_root_location() {
     assert_eq!(root["expires"], "1d");
     assert_eq!(root["allow"], false);
     assert_eq!(root["rules"]["\\.css$"]["allow"], true);
+    assert_eq!(web.rule_order["/"], vec!["\\.css$", "\\.js$"]);
     assert!(
         !l.warnings
             .iter()
@@ -87,4 +88,24 @@ fn legacy_keys_become_the_root_location() {
         "{:?}",
         l.warnings
     );
+}
+
+#[test]
+fn rules_keep_their_written_order() {
+    let d = tree(concat!(
+        "name: app\n",
+        "type: 'python:3.13'\n",
+        "web:\n",
+        "  commands: {start: 'python -m http.server $PORT'}\n",
+        "  locations:\n",
+        "    '/':\n",
+        "      root: public\n",
+        "      rules:\n",
+        "        '^/z': {allow: false}\n",
+        "        '^/a': {allow: true}\n",
+        "        '\\.css$': {expires: 1h}\n",
+    ));
+    let l = load(&DirSource::new(d.path())).unwrap_or_else(|e| panic!("{e}"));
+    let web = &l.topology.applications[0].web;
+    assert_eq!(web.rule_order["/"], vec!["^/z", "^/a", "\\.css$"]);
 }

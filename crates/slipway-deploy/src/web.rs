@@ -31,7 +31,13 @@ pub fn site_of(platform: &Platform, app: &Application, instance: &AppInstance) -
             .web
             .locations
             .iter()
-            .map(|(prefix, value)| location(&app.name, prefix, value))
+            .map(|(prefix, value)| {
+                let mut loc = location(&app.name, prefix, value);
+                if let Some(order) = app.web.rule_order.get(prefix) {
+                    in_written_order(&mut loc.rules, order);
+                }
+                loc
+            })
             .collect(),
     })
 }
@@ -104,6 +110,17 @@ fn location(app: &str, prefix: &str, value: &Value) -> Location {
     loc
 }
 
+/// Put `rules` in the order their patterns were written (`order`); patterns it does not
+/// name keep their place after those it does.
+fn in_written_order(rules: &mut [LocationRule], order: &[String]) {
+    rules.sort_by_key(|r| {
+        order
+            .iter()
+            .position(|p| *p == r.pattern)
+            .unwrap_or(usize::MAX)
+    });
+}
+
 /// A root relative to the app's folder: no leading slash, no `.` or empty segments.
 fn normalize_root(root: &str) -> String {
     root.split('/')
@@ -174,6 +191,10 @@ mod tests {
         assert_eq!(loc.headers, vec![("X-Frame-Options".into(), "DENY".into())]);
         assert_eq!(loc.rules[0].allow, Some(true));
         assert_eq!(loc.rules[0].expires, Some(Expires::Unset));
+        let mut rules = location("app", "/", &json!({"rules": {"a": {}, "b": {}, "c": {}}})).rules;
+        in_written_order(&mut rules, &["c".into(), "a".into()]);
+        let patterns: Vec<&str> = rules.iter().map(|r| r.pattern.as_str()).collect();
+        assert_eq!(patterns, vec!["c", "a", "b"]);
         let loc = location("app", "/", &json!({"passthru": true}));
         assert_eq!(loc.passthru, Passthru::App);
         assert_eq!(loc.root, None);
