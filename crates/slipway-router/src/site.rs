@@ -34,7 +34,8 @@ pub enum Passthru {
 pub enum Expires {
     /// No caching headers (Platform.sh's default).
     Unset,
-    /// `-1`: `Cache-Control: no-cache` and an `Expires` in the past.
+    /// `Cache-Control: no-cache` and an `Expires` in the past (nginx's `expires -1`;
+    /// Platform.sh's `-1` is [`Expires::Unset`]).
     NoCache,
     /// That many seconds: `Cache-Control: max-age=N` and `Expires` N seconds ahead.
     Seconds(u64),
