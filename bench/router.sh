@@ -27,10 +27,15 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 for t in nginx wrk python3; do
     command -v "$t" >/dev/null || { echo "needs $t (apt-get install -y nginx wrk)" >&2; exit 2; }
 done
-echo "building the router (cargo build --release -p slipway-router --example router_bench)" >&2
-(cd "$ROOT" && cargo build -q --release -p slipway-router --example router_bench)
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=$TARGET/release/examples/router_bench
+# SLIPWAY_BENCH_BIN=PATH uses a router_bench built elsewhere (e.g. without --release).
+if [ -n "${SLIPWAY_BENCH_BIN:-}" ]; then
+    BIN=$SLIPWAY_BENCH_BIN
+else
+    echo "building the router (cargo build --release -p slipway-router --example router_bench)" >&2
+    (cd "$ROOT" && cargo build -q --release -p slipway-router --example router_bench)
+    TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+    BIN=$TARGET/release/examples/router_bench
+fi
 
 WORK=$(mktemp -d /tmp/slipway-bench-router.XXXXXX)
 PIDS=()

@@ -138,8 +138,12 @@ pub(crate) fn application(
     };
     app.web = Web {
         start: str_at(node, &["web", "commands", "start"]).map(str::to_string),
-        locations: json_map(node.get("web").and_then(|w| w.get("locations"))),
+        locations: crate::web_locations::locations(node.get("web")),
+        rule_order: crate::web_locations::rule_order(node.get("web")),
     };
+    if let Some(web) = node.get("web") {
+        crate::web_locations::check(web, &path.with("web"), diags);
+    }
     if let Some(up) = node.get("web").and_then(|w| w.get("upstream")) {
         for (key, want) in [("socket_family", "tcp"), ("protocol", "http")] {
             if let Some(v) = up.get(key) {

@@ -46,6 +46,7 @@ mod source;
 mod suggest;
 mod tables;
 mod validate;
+pub mod web_locations;
 mod yaml;
 
 pub use diag::{Diagnostic, Diagnostics, Severity};

@@ -236,6 +236,10 @@ pub struct Web {
     pub start: Option<String>,
     /// `web.locations`: per-path static file and passthru rules, as written.
     pub locations: BTreeMap<String, serde_json::Value>,
+    /// The patterns of each location's `rules`, in the order written (the first that
+    /// matches wins; `locations` keeps them sorted). Absent in older releases.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rule_order: BTreeMap<String, Vec<String>>,
 }
 
 /// A managed service (database, cache, search engine, ...).

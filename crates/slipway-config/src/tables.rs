@@ -72,32 +72,32 @@ const WEB: Shape = Shape::Obj(&[
         Shape::Bool,
         "Legacy: move the document root.",
     ),
-    ignored(
+    acted(
         "document_root",
         Shape::Str,
         "Legacy form of `locations./.root`.",
     ),
-    ignored(
+    acted(
         "passthru",
         Shape::Any,
         "Legacy form of `locations./.passthru`.",
     ),
-    ignored(
+    acted(
         "index_files",
         Shape::Any,
         "Legacy form of `locations./.index`.",
     ),
-    ignored(
+    acted(
         "whitelist",
         Shape::Any,
         "Legacy list of allowed static file patterns.",
     ),
-    ignored(
+    acted(
         "blacklist",
         Shape::Any,
         "Legacy list of refused static file patterns.",
     ),
-    ignored(
+    acted(
         "expires",
         Shape::Any,
         "Legacy form of `locations./.expires`.",

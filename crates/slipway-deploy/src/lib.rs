@@ -50,6 +50,7 @@ pub mod tenancy;
 pub mod validate;
 pub mod variables;
 pub mod volumes;
+pub mod web;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -188,10 +188,26 @@ pub fn env_routes(
             });
         }
     }
+    // Apps with `web.locations`: the router serves their files from the release's slug.
+    let sites = spec
+        .apps
+        .iter()
+        .filter_map(|instance| {
+            let app = topology?
+                .applications
+                .iter()
+                .find(|a| a.name == instance.name)?;
+            Some((
+                instance.name.clone(),
+                crate::web::site_of(platform, app, instance)?,
+            ))
+        })
+        .collect();
     EnvRoutes {
         release: release_name.to_string(),
         upstreams,
         rules,
+        sites,
     }
 }
 

@@ -1,12 +1,14 @@
 //! The router alone, for bench/router.sh: every path of one host to one upstream on the
 //! host's loopback, served with the same code and runtime kind as `slipway serve`.
 //!
-//! Usage: `router_bench LISTEN_ADDR HOST UPSTREAM_PORT`; `SLIPWAY_ROUTER_WORKERS=N` sets the
-//! number of worker threads (default: as `slipway serve`, one per two CPUs).
+//! Usage: `router_bench LISTEN_ADDR HOST UPSTREAM_PORT [STATIC_DIR]`;
+//! `SLIPWAY_ROUTER_WORKERS=N` sets the number of worker threads (default: as `slipway
+//! serve`, one per two CPUs). With `STATIC_DIR` (for bench/static.sh), the app has one
+//! location `/` whose root is that folder, `passthru: false`: the router serves its files.
 
 use std::process::ExitCode;
 
-use slipway_router::{EnvRoutes, Router, RouterConfig, Upstream};
+use slipway_router::{EnvRoutes, Location, Router, RouterConfig, Site, Upstream};
 
 // The same allocator as the `slipway` binary.
 #[global_allocator]
@@ -14,9 +16,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [listen, host, port] = args.as_slice() else {
-        eprintln!("usage: router_bench LISTEN_ADDR HOST UPSTREAM_PORT");
-        return ExitCode::from(2);
+    let (listen, host, port, static_dir) = match args.as_slice() {
+        [listen, host, port] => (listen, host, port, None),
+        [listen, host, port, dir] => (listen, host, port, Some(dir.clone())),
+        _ => {
+            eprintln!("usage: router_bench LISTEN_ADDR HOST UPSTREAM_PORT [STATIC_DIR]");
+            return ExitCode::from(2);
+        }
     };
     let Ok(port) = port.parse::<u16>() else {
         eprintln!("UPSTREAM_PORT: not a port: {port}");
@@ -49,10 +55,21 @@ fn main() -> ExitCode {
             netns: None,
             port,
         };
-        if let Err(e) = router.switch(
-            "bench/main",
-            EnvRoutes::single(vec![host.clone()], upstream),
-        ) {
+        let mut routes = EnvRoutes::single(vec![host.clone()], upstream);
+        if let Some(dir) = static_dir {
+            let mut root = Location::new("/");
+            root.root = Some(String::new());
+            root.index = vec!["index.html".into()];
+            routes.sites = vec![(
+                "app".into(),
+                Site {
+                    app_dir: dir.into(),
+                    tag: "bench".into(),
+                    locations: vec![root],
+                },
+            )];
+        }
+        if let Err(e) = router.switch("bench/main", routes) {
             eprintln!("routes: {e}");
             return ExitCode::from(1);
         }

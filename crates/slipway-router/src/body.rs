@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+use crate::files::FILE_CHUNK;
 use crate::release::InFlightGuard;
 use crate::upstream::LeanBody;
 
@@ -22,6 +23,8 @@ pub(crate) enum ProxyBody {
     Upstream(GuardedBody),
     /// A complete in-memory body (taken when sent).
     Page(Option<Bytes>),
+    /// A static file, read as it is sent.
+    File(FileBody),
 }
 
 impl Body for ProxyBody {
@@ -36,6 +39,7 @@ impl Body for ProxyBody {
             ProxyBody::Upstream(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
             ProxyBody::Lean(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
             ProxyBody::Page(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            ProxyBody::File(body) => Poll::Ready(body.next_chunk().map(|r| r.map(Frame::data))),
         }
     }
 
@@ -44,6 +48,7 @@ impl Body for ProxyBody {
             ProxyBody::Upstream(body) => body.is_end_stream(),
             ProxyBody::Lean(body) => body.is_end_stream(),
             ProxyBody::Page(data) => data.is_none(),
+            ProxyBody::File(body) => body.remaining == 0,
         }
     }
 
@@ -54,6 +59,7 @@ impl Body for ProxyBody {
             ProxyBody::Page(data) => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
+            ProxyBody::File(body) => SizeHint::with_exact(body.remaining),
         }
     }
 }
@@ -107,4 +113,58 @@ impl Body for GuardedBody {
 pub(crate) fn full(text: impl Into<Bytes>) -> ProxyBody {
     let data: Bytes = text.into();
     ProxyBody::Page((!data.is_empty()).then_some(data))
+}
+
+/// A part of a static file, read in chunks of [`FILE_CHUNK`] as hyper asks for them (from
+/// the page cache: slugs are local and unpacked). The request stays counted in flight on
+/// its release until the body is dropped.
+pub(crate) struct FileBody {
+    file: std::fs::File,
+    offset: u64,
+    remaining: u64,
+    _guard: Option<InFlightGuard>,
+}
+
+impl FileBody {
+    /// `len` bytes of `file` from `offset`, holding `guard` while they are sent.
+    pub(crate) fn new(
+        file: std::fs::File,
+        offset: u64,
+        len: u64,
+        guard: Option<InFlightGuard>,
+    ) -> FileBody {
+        FileBody {
+            file,
+            offset,
+            remaining: len,
+            _guard: guard,
+        }
+    }
+
+    /// The next chunk; `None` at the end. A file that became shorter is an error (the
+    /// length was promised).
+    pub(crate) fn next_chunk(&mut self) -> Option<Result<Bytes, BoxError>> {
+        use std::os::unix::fs::FileExt;
+        if self.remaining == 0 {
+            return None;
+        }
+        let want = self.remaining.min(FILE_CHUNK as u64) as usize;
+        let mut buf = vec![0u8; want];
+        match self.file.read_at(&mut buf, self.offset) {
+            Ok(0) => {
+                self.remaining = 0;
+                Some(Err("the file became shorter while it was sent".into()))
+            }
+            Ok(n) => {
+                buf.truncate(n);
+                self.offset += n as u64;
+                self.remaining -= n as u64;
+                Some(Ok(Bytes::from(buf)))
+            }
+            Err(e) => {
+                self.remaining = 0;
+                Some(Err(e.into()))
+            }
+        }
+    }
 }

@@ -17,6 +17,14 @@ pub fn answer_head(data: &[u8]) {
     crate::upstream::check_answer_head(data);
 }
 
+/// Read `data` as what a client sends to a static file: a request path, a `Range`, an
+/// `Accept-Encoding`, an `If-None-Match`. Panics if a decoded path could leave a root
+/// (a `..` segment, NUL, backslash, an empty segment) or a byte range is not within the
+/// file.
+pub fn static_request(data: &[u8]) {
+    crate::locations::check_static_request(data);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,6 +55,19 @@ mod tests {
         for sample in requests {
             for end in 0..=sample.len() {
                 request_head(&sample[..end]);
+            }
+        }
+        for sample in [
+            &b"/a/../b"[..],
+            b"/%2e%2e/x",
+            b"/%c0%ae/%00",
+            b"/a//./b/",
+            b"bytes=0-5",
+            b"bytes=-3",
+            b"bytes=9-",
+        ] {
+            for end in 0..=sample.len() {
+                static_request(&sample[..end]);
             }
         }
         for sample in answers {

@@ -36,9 +36,11 @@ use tokio::net::tcp::ReadHalf;
 use tokio::net::TcpStream;
 
 use crate::body::ProxyBody;
+use crate::files::{StaticAnswer, StaticBody, FILE_CHUNK};
 use crate::headers::{
     is_hop_by_hop_name, new_request_id, put_field, put_status_line, sane_request_id,
 };
+use crate::locations::{Ask, Resolved};
 use crate::pool::Pool;
 use crate::proxy::{
     bad_request, gateway_timeout, pick, router_answer, upstream_failed, within_request_timeout,
@@ -149,6 +151,46 @@ pub(crate) async fn serve<E: Future<Output = End>>(
                     };
                     exchange.run(&upstream_head, &mut writer, &mut out).await
                 }
+                Picked::Site(guard, pool, site) => {
+                    let field = |r: &Option<Range<usize>>| r.as_ref().map(|r| &buf[r.clone()]);
+                    let ask = Ask {
+                        path: text(&request.path),
+                        query: request.query.as_ref().map(text),
+                        readable: true,
+                        head: request.method == Method::HEAD,
+                        if_none_match: field(&request.conditions.if_none_match),
+                        if_modified_since: field(&request.conditions.if_modified_since),
+                        range: field(&request.conditions.range),
+                        if_range: field(&request.conditions.if_range),
+                        accept_encoding: field(&request.conditions.accept_encoding),
+                    };
+                    match site.resolve(&ask) {
+                        Resolved::Forward => {
+                            let exchange = Exchange {
+                                router,
+                                pool,
+                                guard,
+                                method: request.method,
+                                request_id: &request.id,
+                                close: request.close,
+                            };
+                            exchange.run(&upstream_head, &mut writer, &mut out).await
+                        }
+                        Resolved::Answer(answer) => {
+                            // The file is the release's: counted in flight until sent.
+                            let sent = write_static(
+                                &mut writer,
+                                answer,
+                                &request.id,
+                                request.close,
+                                &mut out,
+                            )
+                            .await;
+                            drop(guard);
+                            sent
+                        }
+                    }
+                }
                 Picked::Answer(answer) => {
                     let page = router_answer(answer, host, &request.id);
                     write_page(&mut writer, page, request.close, &mut out).await
@@ -187,8 +229,22 @@ struct Request {
     id: HeaderValue,
     /// Whether the client asked to close the connection after this request.
     close: bool,
+    /// Where the fields that static files answer to are in the buffer.
+    conditions: Conditions,
 }
 
+/// The places of the request fields a static file's answer depends on.
+#[derive(Default)]
+struct Conditions {
+    if_none_match: Option<Range<usize>>,
+    if_modified_since: Option<Range<usize>>,
+    range: Option<Range<usize>>,
+    if_range: Option<Range<usize>>,
+    accept_encoding: Option<Range<usize>>,
+}
+
+// Boxing the request head would cost an allocation per request; it is moved once.
+#[allow(clippy::large_enum_variant)]
 enum Parsed {
     Simple(Request),
     /// More bytes are needed.
@@ -279,6 +335,11 @@ fn parse_request(buf: &[u8], client: &Client, upstream: &mut Vec<u8>) -> Parsed 
     let mut id = None;
     let mut cookies = 0;
     let mut close = false;
+    let mut conditions = Conditions::default();
+    let at_bytes = |s: &[u8]| {
+        let start = s.as_ptr() as usize - buf.as_ptr() as usize;
+        start..start + s.len()
+    };
     for field in req.headers.iter() {
         let name = field.name;
         let is = |n: &str| name.eq_ignore_ascii_case(n);
@@ -315,6 +376,8 @@ fn parse_request(buf: &[u8], client: &Client, upstream: &mut Vec<u8>) -> Parsed 
             continue;
         } else if is("x-forwarded-proto") || is("x-forwarded-host") || is_hop_by_hop_name(name) {
             continue;
+        } else if let Some(slot) = conditions.slot(name) {
+            *slot = Some(at_bytes(field.value));
         }
         put_field(upstream, name.as_bytes(), field.value);
     }
@@ -344,7 +407,28 @@ fn parse_request(buf: &[u8], client: &Client, upstream: &mut Vec<u8>) -> Parsed 
         query,
         id,
         close,
+        conditions,
     })
+}
+
+impl Conditions {
+    /// The slot of the field `name`, if static files answer to it.
+    fn slot(&mut self, name: &str) -> Option<&mut Option<Range<usize>>> {
+        let is = |n: &str| name.eq_ignore_ascii_case(n);
+        if is("if-none-match") {
+            Some(&mut self.if_none_match)
+        } else if is("if-modified-since") {
+            Some(&mut self.if_modified_since)
+        } else if is("range") {
+            Some(&mut self.range)
+        } else if is("if-range") {
+            Some(&mut self.if_range)
+        } else if is("accept-encoding") {
+            Some(&mut self.accept_encoding)
+        } else {
+            None
+        }
+    }
 }
 
 /// One request on its way to an app of a live release.
@@ -516,6 +600,62 @@ async fn write_page<W: AsyncWrite + Unpin>(
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(&text);
+    stream.write_all(out).await?;
+    out.clear();
+    Ok(())
+}
+
+/// Write a static answer: head, then the body (a file is read in chunks of
+/// [`FILE_CHUNK`] and written as read; a small one goes out with the head in one write).
+async fn write_static<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    answer: StaticAnswer,
+    request_id: &HeaderValue,
+    close: bool,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    out.clear();
+    put_status_line(out, answer.status);
+    for (name, value) in &answer.headers {
+        put_field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if answer.status != hyper::StatusCode::NOT_MODIFIED {
+        put_field(out, b"content-length", answer.length.to_string().as_bytes());
+    }
+    put_field(out, b"x-request-id", request_id.as_bytes());
+    put_date(out);
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    match answer.body {
+        StaticBody::Empty => {}
+        StaticBody::Text(text) => out.extend_from_slice(&text),
+        StaticBody::File { file, offset, len } => {
+            use std::os::unix::fs::FileExt;
+            let mut offset = offset;
+            let mut left = len;
+            while left > 0 {
+                let want = left.min(FILE_CHUNK as u64) as usize;
+                let start = out.len();
+                out.resize(start + want, 0);
+                let n = file.read_at(&mut out[start..], offset)?;
+                out.truncate(start + n);
+                if n == 0 {
+                    // The length was promised: only closing can say the answer is short.
+                    stream.write_all(out).await?;
+                    out.clear();
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                offset += n as u64;
+                left -= n as u64;
+                if out.len() >= FILE_CHUNK {
+                    stream.write_all(out).await?;
+                    out.clear();
+                }
+            }
+        }
+    }
     stream.write_all(out).await?;
     out.clear();
     Ok(())

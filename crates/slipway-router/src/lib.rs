@@ -20,17 +20,22 @@
 //!   connection hands it to hyper.
 //! - At most [`RouterConfig::max_client_connections`] client connections are open at once;
 //!   beyond, new ones wait in the listening socket's backlog until one closes.
+//! - Apps with `web.locations` ([`Site`]): the router serves their static files itself,
+//!   from the release's unpacked slug, before anything goes to the app (longest location
+//!   prefix, rules by regular expression, passthru; files opened beneath the root only).
 //! - Router answers: a head with two `Host` fields or a bare-LF line end 400, unknown
 //!   host 404, first deploy in progress 503 + `Retry-After: 5`, upstream unreachable 502,
 //!   upstream headers too slow 504; short plain text.
 
 mod body;
 mod config;
+mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 mod gate;
 mod h1;
 mod headers;
+mod locations;
 mod netns;
 mod pool;
 mod probe;
@@ -39,14 +44,17 @@ mod release;
 mod router;
 mod routes;
 mod server;
+mod site;
 mod table;
 mod upstream;
 
 pub use config::{RouterConfig, DEFAULT_MAX_CLIENT_CONNECTIONS};
 pub use gate::Hold;
+pub use locations::MAX_RULE_REGEX_SIZE;
 pub use netns::{connect, forget_netns, netns_threads};
 pub use probe::{probe_http, ProbeError};
 pub use release::LiveRelease;
 pub use router::Router;
 pub use routes::{EnvRoutes, RouteAction, RouteError, RouteRule, Upstream};
+pub use site::{Expires, Location, LocationRule, Passthru, Site};
 pub use table::normalize_host;

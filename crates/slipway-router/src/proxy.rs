@@ -14,11 +14,13 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::body::{full, GuardedBody, ProxyBody};
+use crate::body::{full, FileBody, GuardedBody, ProxyBody};
+use crate::files::{StaticAnswer, StaticBody};
 use crate::gate::Gate;
 use crate::headers::{
     add_forwarded, client_value, ensure_request_id, strip_hop_by_hop, wants_upgrade, X_REQUEST_ID,
 };
+use crate::locations::{Ask, Resolved, WebSite};
 use crate::pool::Pool;
 use crate::release::{InFlightGuard, LiveRelease};
 use crate::router::Router;
@@ -91,14 +93,58 @@ pub(crate) async fn handle(
         Picked::Live(guard, pool) => {
             forward(router, client, req, host_value, request_id, guard, pool).await
         }
+        Picked::Site(guard, pool, site) => {
+            let ask = Ask::of(
+                req.method(),
+                req.uri().path(),
+                req.uri().query(),
+                req.headers(),
+            );
+            match site.resolve(&ask) {
+                Resolved::Forward => {
+                    forward(router, client, req, host_value, request_id, guard, pool).await
+                }
+                Resolved::Answer(answer) => static_response(answer, guard, &request_id),
+            }
+        }
         Picked::Answer(answer) => router_answer(answer, host, &request_id),
     }
+}
+
+/// The response for a static answer; the request stays counted in flight on its release
+/// until the file was sent.
+fn static_response(
+    answer: StaticAnswer,
+    guard: InFlightGuard,
+    request_id: &HeaderValue,
+) -> Response<ProxyBody> {
+    let body = match answer.body {
+        StaticBody::Empty => full(""),
+        StaticBody::Text(text) => full(text),
+        StaticBody::File { file, offset, len } => {
+            ProxyBody::File(FileBody::new(file, offset, len, Some(guard)))
+        }
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = answer.status;
+    let headers = resp.headers_mut();
+    for (name, value) in answer.headers {
+        headers.append(name, value);
+    }
+    if answer.status != StatusCode::NOT_MODIFIED {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(answer.length));
+    }
+    headers.insert(&X_REQUEST_ID, request_id.clone());
+    resp
 }
 
 /// Where a request goes.
 pub(crate) enum Picked {
     /// To an app of a live release (counted in flight there), over this pool.
     Live(InFlightGuard, Arc<Pool>),
+    /// To an app with locations (counted in flight on its release): its files first,
+    /// then this pool.
+    Site(InFlightGuard, Arc<Pool>, Arc<WebSite>),
     /// Nowhere: the router answers itself.
     Answer(RouterAnswer),
 }
@@ -217,6 +263,17 @@ fn step(
                 return Step::Retry;
             }
             Step::Done(Picked::Live(guard, Arc::clone(pool)))
+        }
+        Action::Site(index, site) => {
+            let Some(pool) = release.pool(*index) else {
+                return unknown;
+            };
+            // As above: the files are the release's, counted in on it.
+            let guard = release.enter();
+            if release.is_retired() && !last {
+                return Step::Retry;
+            }
+            Step::Done(Picked::Site(guard, Arc::clone(pool), Arc::clone(site)))
         }
     }
 }

@@ -7,6 +7,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::RouterConfig;
 use crate::gate::{Gate, Hold};
+use crate::locations::WebSite;
 use crate::release::LiveRelease;
 use crate::routes::{EnvRoutes, RouteError};
 use crate::table::RouteTable;
@@ -59,6 +60,13 @@ impl Router {
         routes: EnvRoutes,
     ) -> Result<Option<Arc<LiveRelease>>, RouteError> {
         routes.validate()?;
+        // Roots opened and rules compiled before anything changes: a bad location
+        // refuses the switch.
+        let sites = routes
+            .sites
+            .iter()
+            .map(|(app, site)| Ok((app.clone(), Arc::new(WebSite::compile(app, site)?))))
+            .collect::<Result<Vec<_>, RouteError>>()?;
         let mut gates = self.lock_writer();
         let gate = gate_of(&mut gates, env);
         let table = self.table.load_full();
@@ -68,7 +76,7 @@ impl Router {
             .filter(|p| p.same_upstreams(&routes.upstreams))
         {
             self.table
-                .store(Arc::new(table.with_live(env, &gate, same, &routes)));
+                .store(Arc::new(table.with_live(env, &gate, same, &routes, &sites)));
             tracing::info!(env, release = %routes.release, "routes updated, same release");
             return Ok(None);
         }
@@ -80,8 +88,9 @@ impl Router {
             "switching routes"
         );
         let release = LiveRelease::new(routes.release.clone(), &routes.upstreams, &self.config);
-        self.table
-            .store(Arc::new(table.with_live(env, &gate, &release, &routes)));
+        self.table.store(Arc::new(
+            table.with_live(env, &gate, &release, &routes, &sites),
+        ));
         // After the store: a request that counted itself in on the old release before this
         // point is seen by `drained`; one that does it later sees the flag and re-reads
         // the table.

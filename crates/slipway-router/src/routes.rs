@@ -1,6 +1,7 @@
 //! What the deploy side hands the router for one environment: the release's upstreams and
 //! the rules (host + path prefix -> upstream or redirect) that lead to them.
 
+use crate::site::Site;
 use crate::table::normalize_host;
 
 /// Where one app of a release answers: `127.0.0.1:port` inside the network namespace at
@@ -51,6 +52,9 @@ pub struct EnvRoutes {
     pub upstreams: Vec<(String, Upstream)>,
     /// The rules. Rules with the same host and path: the first one wins.
     pub rules: Vec<RouteRule>,
+    /// The apps with `web.locations`: (app name, its files and locations). Requests
+    /// routed to such an app are served from its files first ([`Site`]).
+    pub sites: Vec<(String, Site)>,
 }
 
 impl EnvRoutes {
@@ -68,6 +72,7 @@ impl EnvRoutes {
                 })
                 .collect(),
             upstreams: vec![(app, upstream)],
+            sites: Vec::new(),
         }
     }
 
@@ -131,6 +136,16 @@ pub enum RouteError {
     /// A redirect target that cannot be a `Location` header.
     #[error("redirect target `{0}` is not a valid URL")]
     BadRedirectTarget(String),
+    /// An app's location that cannot be served.
+    #[error("app `{app}`, location `{prefix}`: {why}")]
+    BadLocation {
+        /// The app.
+        app: String,
+        /// The location's path.
+        prefix: String,
+        /// What is wrong.
+        why: String,
+    },
 }
 
 #[cfg(test)]

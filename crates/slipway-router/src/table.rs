@@ -10,6 +10,7 @@ use hyper::header::HeaderValue;
 use hyper::StatusCode;
 
 use crate::gate::Gate;
+use crate::locations::WebSite;
 use crate::release::LiveRelease;
 use crate::routes::{EnvRoutes, RouteAction};
 
@@ -18,6 +19,8 @@ use crate::routes::{EnvRoutes, RouteAction};
 pub(crate) enum Action {
     /// Proxy to the release's pool at this index.
     Upstream(usize),
+    /// An app with locations: its files first, else the release's pool at this index.
+    Site(usize, Arc<WebSite>),
     /// Redirect to `to` + the rest of the path + the query.
     Redirect {
         /// The target URL.
@@ -130,13 +133,17 @@ impl RouteTable {
         gate: &Arc<Gate>,
         release: &Arc<LiveRelease>,
         routes: &EnvRoutes,
+        sites: &[(String, Arc<WebSite>)],
     ) -> RouteTable {
         let mut by_host: Vec<(String, Vec<Rule>)> = Vec::new();
         for rule in &routes.rules {
             let host = normalize_host(&rule.host);
             let action = match &rule.action {
                 RouteAction::Upstream(app) => match release.index_of(app) {
-                    Some(i) => Action::Upstream(i),
+                    Some(i) => match sites.iter().find(|(name, _)| name == app) {
+                        Some((_, site)) => Action::Site(i, Arc::clone(site)),
+                        None => Action::Upstream(i),
+                    },
                     None => continue,
                 },
                 RouteAction::Redirect { to, code } => Action::Redirect {
@@ -378,6 +385,7 @@ mod tests {
         let routes = EnvRoutes {
             release: "r1".into(),
             upstreams: vec![],
+            sites: vec![],
             rules: vec![
                 rule("A.example", "/", "web"),
                 rule("a.example:80", "/api", "api"),
@@ -385,7 +393,7 @@ mod tests {
                 rule("b.example", "/", "web"),
             ],
         };
-        let t = RouteTable::default().with_live("demo/main", &gate, &r1, &routes);
+        let t = RouteTable::default().with_live("demo/main", &gate, &r1, &routes, &[]);
         assert_eq!(t.hosts_of("demo/main"), vec!["a.example", "b.example"]);
         let (rel, prefixes) = live(&t, "a.EXAMPLE:1234").expect("a routed");
         assert!(Arc::ptr_eq(&rel, &r1));

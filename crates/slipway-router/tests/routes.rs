@@ -33,6 +33,7 @@ async fn paths_hosts_and_redirects() {
             ("web".into(), up("r1-web", web.port)),
             ("api".into(), up("r1-api", api.port)),
         ],
+        sites: vec![],
         rules: vec![
             rule("main.demo.localhost", "/", to_app("web")),
             rule("main.demo.localhost", "/api", to_app("api")),
@@ -102,6 +103,7 @@ async fn paths_hosts_and_redirects() {
     let bad = EnvRoutes {
         release: "r2".into(),
         upstreams: vec![("web".into(), up("r2-web", web.port))],
+        sites: vec![],
         rules: vec![rule(h, "/", to_app("nope"))],
     };
     assert_eq!(

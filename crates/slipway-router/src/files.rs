@@ -1,0 +1,511 @@
+//! Static files: opened beneath a location's root (never outside it), answered with a
+//! content type, validators (`ETag`, `Last-Modified`) and conditional requests (304),
+//! single byte ranges (206/416), `expires` as `Cache-Control`/`Expires`, the location's
+//! `headers`, and a precompressed `.br`/`.gz` sibling when the client accepts it.
+
+use std::fs::{File, Metadata};
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::StatusCode;
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+
+use crate::locations::{Ask, Effective};
+use crate::site::Expires;
+
+/// How much of a file is read at once when it is sent.
+pub(crate) const FILE_CHUNK: usize = 64 * 1024;
+
+/// What a path beneath a root is.
+#[derive(Debug)]
+pub(crate) enum Opened {
+    /// A regular file, open for reading.
+    File(File, Metadata),
+    /// A folder.
+    Dir,
+    /// Nothing that may be served: missing, not readable, a link out of the root, or
+    /// neither a file nor a folder.
+    Missing,
+}
+
+/// Open the folder `path` (`O_PATH`), the app's folder from which roots are opened.
+pub(crate) fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open(
+        path,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// Open the folder `rel` beneath `dir` (`O_PATH`); `Ok(None)` if it does not exist.
+pub(crate) fn open_dir_beneath(dir: &OwnedFd, rel: &str) -> io::Result<Option<OwnedFd>> {
+    match openat2_beneath(dir, rel, OFlags::PATH | OFlags::DIRECTORY) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(e) if e == rustix::io::Errno::NOENT || e == rustix::io::Errno::NOTDIR => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn openat2_beneath(dir: &OwnedFd, rel: &str, flags: OFlags) -> rustix::io::Result<OwnedFd> {
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+    let flags = flags | OFlags::CLOEXEC;
+    loop {
+        match rustix::fs::openat2(dir.as_fd(), rel, flags, Mode::empty(), resolve) {
+            Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Open `rel` beneath the root `dir`. Symbolic links are followed only while they stay
+/// beneath it; `..` never leaves it (the kernel refuses with `EXDEV`).
+pub(crate) fn open_beneath(dir: &OwnedFd, rel: &str) -> Opened {
+    let Ok(fd) = openat2_beneath(dir, rel, OFlags::RDONLY | OFlags::NONBLOCK) else {
+        return Opened::Missing;
+    };
+    let file = File::from(fd);
+    match file.metadata() {
+        Ok(meta) if meta.is_file() => Opened::File(file, meta),
+        Ok(meta) if meta.is_dir() => Opened::Dir,
+        _ => Opened::Missing,
+    }
+}
+
+/// The body of a [`StaticAnswer`].
+#[derive(Debug)]
+pub(crate) enum StaticBody {
+    /// No body (304, HEAD).
+    Empty,
+    /// A short text of the router's.
+    Text(Bytes),
+    /// `len` bytes of `file` from `offset`.
+    File { file: File, offset: u64, len: u64 },
+}
+
+/// An answer the router makes from files (or a short page of its own).
+#[derive(Debug)]
+pub(crate) struct StaticAnswer {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    /// The `Content-Length` (also for HEAD, where the body is not sent).
+    pub(crate) length: u64,
+    pub(crate) body: StaticBody,
+}
+
+impl StaticAnswer {
+    /// A short plain-text answer.
+    pub(crate) fn page(status: StatusCode, text: &'static str) -> StaticAnswer {
+        StaticAnswer {
+            status,
+            headers: vec![(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            )],
+            length: text.len() as u64,
+            body: StaticBody::Text(Bytes::from_static(text.as_bytes())),
+        }
+    }
+
+    /// The page for a file that is missing (404) or not allowed (403).
+    pub(crate) fn status_page(status: StatusCode) -> StaticAnswer {
+        if status == StatusCode::FORBIDDEN {
+            StaticAnswer::page(status, "403 Forbidden: this file is not served.\n")
+        } else {
+            StaticAnswer::page(StatusCode::NOT_FOUND, "404 Not Found: no such file.\n")
+        }
+    }
+
+    /// 405 to a method other than GET and HEAD where only files are served.
+    pub(crate) fn not_allowed() -> StaticAnswer {
+        let mut answer = StaticAnswer::page(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "405 Method Not Allowed: only GET and HEAD are served here.\n",
+        );
+        answer
+            .headers
+            .push((header::ALLOW, HeaderValue::from_static("GET, HEAD")));
+        answer
+    }
+
+    /// 301 to the folder `decoded` with a trailing slash (relative links in its index
+    /// file resolve against the folder), the query kept.
+    pub(crate) fn to_folder(decoded: &str, query: Option<&str>) -> StaticAnswer {
+        let mut location = String::with_capacity(decoded.len() + 8);
+        for segment in decoded.split('/').filter(|s| !s.is_empty()) {
+            location.push('/');
+            push_encoded(&mut location, segment);
+        }
+        location.push('/');
+        if let Some(q) = query {
+            location.push('?');
+            location.push_str(q);
+        }
+        let mut answer = StaticAnswer::page(StatusCode::MOVED_PERMANENTLY, "Moved.\n");
+        if let Ok(value) = HeaderValue::from_str(&location) {
+            answer.headers.push((header::LOCATION, value));
+        }
+        answer
+    }
+
+    /// Drop the body (the answer to a HEAD request); the length stays.
+    fn without_body(mut self) -> StaticAnswer {
+        self.body = StaticBody::Empty;
+        self
+    }
+}
+
+/// Percent-encode what is not a safe path character.
+fn push_encoded(out: &mut String, segment: &str) {
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+}
+
+/// The answer for the file `rel` (open as `file`) of the root `dir`, for `ask`, with the
+/// settings `eff`.
+pub(crate) fn answer(
+    dir: &OwnedFd,
+    rel: &str,
+    file: File,
+    meta: Metadata,
+    ask: &Ask<'_>,
+    eff: &Effective<'_>,
+) -> StaticAnswer {
+    let content_type = content_type(rel);
+    let (file, meta, encoding) = match precompressed(dir, rel, ask.accept_encoding) {
+        Some((f, m, enc)) => (f, m, Some(enc)),
+        None => (file, meta, None),
+    };
+    let size = meta.len();
+    // Slugs give every file one fixed mtime (reproducible packing), so the mtime alone
+    // would call a file of a new release unmodified since the old one: the later of
+    // mtime and ctime (set when the slug was unpacked, a folder per content) is used.
+    let mtime = meta.mtime().max(meta.ctime()).max(0) as u64;
+    let etag = format!(
+        "\"{}-{mtime:x}-{size:x}{}\"",
+        eff.tag,
+        encoding
+            .map(|e| if e == "br" { "-br" } else { "-gz" })
+            .unwrap_or("")
+    );
+    let modified = UNIX_EPOCH + Duration::from_secs(mtime);
+    let last_modified = httpdate::fmt_http_date(modified);
+
+    let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(10);
+    let value = |s: &str| HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static(""));
+    headers.push((header::ETAG, value(&etag)));
+    headers.push((header::LAST_MODIFIED, value(&last_modified)));
+    headers.push((header::VARY, HeaderValue::from_static("Accept-Encoding")));
+    match eff.expires {
+        Expires::Unset => {}
+        Expires::NoCache => {
+            headers.push((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")));
+            let past = SystemTime::now() - Duration::from_secs(1);
+            headers.push((header::EXPIRES, value(&httpdate::fmt_http_date(past))));
+        }
+        Expires::Seconds(secs) => {
+            headers.push((header::CACHE_CONTROL, value(&format!("max-age={secs}"))));
+            let at = SystemTime::now() + Duration::from_secs(secs);
+            headers.push((header::EXPIRES, value(&httpdate::fmt_http_date(at))));
+        }
+    }
+    for (name, v) in eff.headers {
+        headers.push((name.clone(), v.clone()));
+    }
+
+    // Conditional requests: If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2).
+    let not_modified = match ask.if_none_match {
+        Some(list) => etag_listed(list, etag.as_bytes()),
+        None => ask
+            .if_modified_since
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+            .is_some_and(|since| modified <= since),
+    };
+    if not_modified {
+        return StaticAnswer {
+            status: StatusCode::NOT_MODIFIED,
+            headers,
+            length: 0,
+            body: StaticBody::Empty,
+        };
+    }
+
+    headers.push((header::CONTENT_TYPE, HeaderValue::from_static(content_type)));
+    if let Some(enc) = encoding {
+        headers.push((header::CONTENT_ENCODING, HeaderValue::from_static(enc)));
+    }
+    headers.push((header::ACCEPT_RANGES, HeaderValue::from_static("bytes")));
+    let range_applies = match ask.if_range {
+        None => true,
+        Some(v) => v == etag.as_bytes() || v == last_modified.as_bytes(),
+    };
+    let range = ask
+        .range
+        .filter(|_| range_applies)
+        .map(|r| parse_range(r, size));
+    let answer = match range {
+        Some(Range::Unsatisfiable) => {
+            let mut answer = StaticAnswer::page(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "416 Range Not Satisfiable\n",
+            );
+            answer
+                .headers
+                .push((header::CONTENT_RANGE, value(&format!("bytes */{size}"))));
+            answer.headers.extend(
+                headers
+                    .into_iter()
+                    .filter(|(n, _)| *n == header::ETAG || *n == header::LAST_MODIFIED),
+            );
+            answer
+        }
+        Some(Range::Bytes(start, end)) => {
+            headers.push((
+                header::CONTENT_RANGE,
+                value(&format!("bytes {start}-{end}/{size}")),
+            ));
+            StaticAnswer {
+                status: StatusCode::PARTIAL_CONTENT,
+                headers,
+                length: end - start + 1,
+                body: StaticBody::File {
+                    file,
+                    offset: start,
+                    len: end - start + 1,
+                },
+            }
+        }
+        Some(Range::Whole) | None => StaticAnswer {
+            status: StatusCode::OK,
+            headers,
+            length: size,
+            body: StaticBody::File {
+                file,
+                offset: 0,
+                len: size,
+            },
+        },
+    };
+    if ask.head {
+        answer.without_body()
+    } else {
+        answer
+    }
+}
+
+/// The `.br` or `.gz` sibling of `rel`, if the client accepts that encoding and it exists.
+fn precompressed(
+    dir: &OwnedFd,
+    rel: &str,
+    accept: Option<&[u8]>,
+) -> Option<(File, Metadata, &'static str)> {
+    let accept = std::str::from_utf8(accept?).ok()?;
+    for (enc, ext) in [("br", ".br"), ("gzip", ".gz")] {
+        if accepts(accept, enc) {
+            if let Opened::File(f, m) = open_beneath(dir, &format!("{rel}{ext}")) {
+                return Some((f, m, enc));
+            }
+        }
+    }
+    None
+}
+
+/// Whether an `Accept-Encoding` value accepts `coding` (named, or `*`, with q > 0).
+fn accepts(accept: &str, coding: &str) -> bool {
+    accept.split(',').any(|item| {
+        let mut parts = item.split(';');
+        let name = parts.next().unwrap_or("").trim();
+        let q_zero = parts.any(|p| {
+            let p = p.trim();
+            p.strip_prefix("q=")
+                .or_else(|| p.strip_prefix("Q="))
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        (name.eq_ignore_ascii_case(coding) || name == "*") && !q_zero
+    })
+}
+
+/// Whether an `If-None-Match` list names `etag` (weak comparison) or is `*`.
+fn etag_listed(list: &[u8], etag: &[u8]) -> bool {
+    let Ok(list) = std::str::from_utf8(list) else {
+        return false;
+    };
+    let etag = std::str::from_utf8(etag).unwrap_or("");
+    list.split(',').map(str::trim).any(|tag| {
+        tag == "*"
+            || tag.strip_prefix("W/").unwrap_or(tag) == etag.strip_prefix("W/").unwrap_or(etag)
+    })
+}
+
+/// The outcome of a `Range` field.
+#[derive(Debug, PartialEq, Eq)]
+enum Range {
+    /// Not a single byte range the router serves (several ranges, another unit, not
+    /// valid): the whole file (RFC 9110 lets a server ignore `Range`).
+    Whole,
+    /// Bytes `start..=end`.
+    Bytes(u64, u64),
+    /// A byte range that starts beyond the end.
+    Unsatisfiable,
+}
+
+fn parse_range(value: &[u8], size: u64) -> Range {
+    let Some(spec) = std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.trim().strip_prefix("bytes="))
+    else {
+        return Range::Whole;
+    };
+    if spec.contains(',') {
+        return Range::Whole;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return Range::Whole;
+    };
+    let number = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
+    match (first.trim(), last.trim()) {
+        ("", suffix) => match number(suffix) {
+            Some(0) => Range::Unsatisfiable,
+            Some(n) if size > 0 => Range::Bytes(size.saturating_sub(n), size - 1),
+            Some(_) => Range::Unsatisfiable,
+            None => Range::Whole,
+        },
+        (start, end) => {
+            let Some(start) = number(start) else {
+                return Range::Whole;
+            };
+            let end = if end.is_empty() {
+                Some(u64::MAX)
+            } else {
+                number(end)
+            };
+            match end {
+                None => Range::Whole,
+                Some(end) if end < start => Range::Whole,
+                Some(_) if start >= size => Range::Unsatisfiable,
+                Some(end) => Range::Bytes(start, end.min(size - 1)),
+            }
+        }
+    }
+}
+
+/// The content type of a file, by its extension (nginx's `mime.types`, the common part);
+/// unknown: `application/octet-stream`.
+pub(crate) fn content_type(name: &str) -> &'static str {
+    let ext = match name.rsplit_once('.') {
+        Some((_, ext)) if !ext.contains('/') => ext.to_ascii_lowercase(),
+        _ => return "application/octet-stream",
+    };
+    match ext.as_str() {
+        "html" | "htm" | "shtml" => "text/html",
+        "css" => "text/css",
+        "xml" => "text/xml",
+        "txt" => "text/plain",
+        "csv" => "text/csv",
+        "md" => "text/markdown",
+        "js" | "mjs" => "application/javascript",
+        "json" | "map" => "application/json",
+        "webmanifest" => "application/manifest+json",
+        "wasm" => "application/wasm",
+        "pdf" => "application/pdf",
+        "zip" => "application/zip",
+        "gz" | "tgz" => "application/gzip",
+        "rss" => "application/rss+xml",
+        "atom" => "application/atom+xml",
+        "gif" => "image/gif",
+        "jpeg" | "jpg" => "image/jpeg",
+        "png" => "image/png",
+        "svg" | "svgz" => "image/svg+xml",
+        "webp" => "image/webp",
+        "avif" => "image/avif",
+        "ico" => "image/x-icon",
+        "bmp" => "image/bmp",
+        "tif" | "tiff" => "image/tiff",
+        "woff" => "font/woff",
+        "woff2" => "font/woff2",
+        "ttf" => "font/ttf",
+        "otf" => "font/otf",
+        "eot" => "application/vnd.ms-fontobject",
+        "mp3" => "audio/mpeg",
+        "ogg" => "audio/ogg",
+        "wav" => "audio/wav",
+        "mp4" => "video/mp4",
+        "webm" => "video/webm",
+        "mov" => "video/quicktime",
+        _ => "application/octet-stream",
+    }
+}
+
+/// The fuzz check of the request fields a file answer reads: a byte range is always
+/// within the file; nothing panics.
+pub(crate) fn check_fields(data: &[u8]) {
+    for size in [0u64, 1, 10, u64::MAX] {
+        if let Range::Bytes(start, end) = parse_range(data, size) {
+            assert!(
+                start <= end && end < size,
+                "{data:?} on {size}: {start}-{end}"
+            );
+        }
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = accepts(text, "gzip");
+    }
+    let _ = etag_listed(data, b"\"abc-1-2\"");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range(b"bytes=0-99", 1000), Range::Bytes(0, 99));
+        assert_eq!(parse_range(b"bytes=900-", 1000), Range::Bytes(900, 999));
+        assert_eq!(parse_range(b"bytes=-100", 1000), Range::Bytes(900, 999));
+        assert_eq!(parse_range(b"bytes=-5000", 1000), Range::Bytes(0, 999));
+        assert_eq!(parse_range(b"bytes=0-5000", 1000), Range::Bytes(0, 999));
+        assert_eq!(parse_range(b"bytes=1000-", 1000), Range::Unsatisfiable);
+        assert_eq!(parse_range(b"bytes=-0", 1000), Range::Unsatisfiable);
+        assert_eq!(parse_range(b"bytes=0-1,5-6", 1000), Range::Whole);
+        assert_eq!(parse_range(b"bytes=5-1", 1000), Range::Whole);
+        assert_eq!(parse_range(b"items=0-1", 1000), Range::Whole);
+        assert_eq!(parse_range(b"bytes=+1-2", 1000), Range::Whole);
+        assert_eq!(parse_range(b"bytes=0-", 0), Range::Unsatisfiable);
+    }
+
+    #[test]
+    fn encodings_and_etags() {
+        assert!(accepts("gzip, deflate, br", "br"));
+        assert!(accepts("gzip;q=0.5", "gzip"));
+        assert!(!accepts("gzip;q=0", "gzip"));
+        assert!(accepts("*", "gzip"));
+        assert!(!accepts("identity", "gzip"));
+        assert!(etag_listed(b"\"a\", \"b\"", b"\"b\""));
+        assert!(etag_listed(b"W/\"b\"", b"\"b\""));
+        assert!(etag_listed(b"*", b"\"b\""));
+        assert!(!etag_listed(b"\"c\"", b"\"b\""));
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(content_type("a/b.CSS"), "text/css");
+        assert_eq!(content_type("index.html"), "text/html");
+        assert_eq!(content_type("a.b/c"), "application/octet-stream");
+        assert_eq!(content_type("README"), "application/octet-stream");
+    }
+}

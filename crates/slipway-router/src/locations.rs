@@ -1,0 +1,691 @@
+//! An app's `web.locations`, compiled for the router ([`WebSite`]), and the decision for
+//! one request ([`WebSite::resolve`]): a static file (or the router's 304/206/416/404/403
+//! answer) or on to the app.
+//!
+//! Platform.sh's order: the location with the longest matching prefix; its first rule
+//! whose regular expression matches the decoded path overrides `allow`, `expires`,
+//! `passthru`, `scripts` and `headers`; a `.php` file with `scripts` goes to the app; an
+//! existing, allowed file under `root` (or a folder's `index` file) is served; a missing
+//! or disallowed one goes to `passthru`, or gets 404 (missing) / 403 (disallowed).
+//!
+//! Paths never leave the root: the request path is percent-decoded once (a bad escape, a
+//! NUL, bytes that are not UTF-8 (overlong forms included) or a `..` segment: 400), and
+//! files are opened with `openat2(RESOLVE_BENEATH)` from the root's descriptor, so no
+//! symbolic link leads out of it either.
+
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Method, StatusCode};
+use regex::{Regex, RegexBuilder};
+
+use crate::files::{self, Opened, StaticAnswer};
+use crate::routes::RouteError;
+use crate::site::{Expires, Passthru, Site};
+use crate::table::path_matches;
+
+/// Largest compiled size of one rule's regular expression (as the config check allows).
+pub const MAX_RULE_REGEX_SIZE: usize = 1 << 20;
+
+/// An app's locations, compiled: roots opened, regular expressions built.
+#[derive(Debug)]
+pub(crate) struct WebSite {
+    tag: Box<str>,
+    /// Longest prefix first.
+    locations: Box<[WebLocation]>,
+}
+
+#[derive(Debug)]
+struct WebLocation {
+    prefix: Box<str>,
+    /// The root folder (`O_PATH`), opened beneath the app's folder; `None`: no static
+    /// files (no `root`, or a root that does not exist in this release).
+    root: Option<OwnedFd>,
+    passthru: Passthru,
+    index: Vec<String>,
+    expires: Expires,
+    allow: bool,
+    scripts: bool,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    rules: Vec<WebRule>,
+}
+
+#[derive(Debug)]
+struct WebRule {
+    regex: Regex,
+    allow: Option<bool>,
+    expires: Option<Expires>,
+    passthru: Option<Passthru>,
+    scripts: Option<bool>,
+    headers: Option<Vec<(HeaderName, HeaderValue)>>,
+}
+
+/// What a request asks, as far as static files care.
+#[derive(Debug, Default)]
+pub(crate) struct Ask<'a> {
+    /// The path as sent (percent-encoded), without the query.
+    pub(crate) path: &'a str,
+    /// The query, if any.
+    pub(crate) query: Option<&'a str>,
+    /// `GET` or `HEAD` (the only methods served from files).
+    pub(crate) readable: bool,
+    /// `HEAD`: the answer has no body.
+    pub(crate) head: bool,
+    pub(crate) if_none_match: Option<&'a [u8]>,
+    pub(crate) if_modified_since: Option<&'a [u8]>,
+    pub(crate) range: Option<&'a [u8]>,
+    pub(crate) if_range: Option<&'a [u8]>,
+    pub(crate) accept_encoding: Option<&'a [u8]>,
+}
+
+impl<'a> Ask<'a> {
+    /// The facts of a request with this method, path, query and headers.
+    pub(crate) fn of(
+        method: &Method,
+        path: &'a str,
+        query: Option<&'a str>,
+        headers: &'a hyper::HeaderMap,
+    ) -> Ask<'a> {
+        let get = |name: hyper::header::HeaderName| headers.get(name).map(HeaderValue::as_bytes);
+        use hyper::header;
+        Ask {
+            path,
+            query,
+            readable: method == Method::GET || method == Method::HEAD,
+            head: method == Method::HEAD,
+            if_none_match: get(header::IF_NONE_MATCH),
+            if_modified_since: get(header::IF_MODIFIED_SINCE),
+            range: get(header::RANGE),
+            if_range: get(header::IF_RANGE),
+            accept_encoding: get(header::ACCEPT_ENCODING),
+        }
+    }
+}
+
+/// What becomes of a request on an app with locations.
+#[derive(Debug)]
+pub(crate) enum Resolved {
+    /// The app answers it, as requested.
+    Forward,
+    /// The router answers it: a file, or one of its own short answers.
+    Answer(StaticAnswer),
+}
+
+/// The settings that apply to one request: the location's, overridden by its rule.
+pub(crate) struct Effective<'s> {
+    pub(crate) expires: Expires,
+    pub(crate) headers: &'s [(HeaderName, HeaderValue)],
+    pub(crate) tag: &'s str,
+}
+
+impl WebSite {
+    /// Compile `site` for the router: open each location's root beneath the app's folder
+    /// and build the rules' regular expressions.
+    pub(crate) fn compile(app: &str, site: &Site) -> Result<WebSite, RouteError> {
+        let bad = |prefix: &str, why: String| RouteError::BadLocation {
+            app: app.to_string(),
+            prefix: prefix.to_string(),
+            why,
+        };
+        let app_dir = files::open_dir(&site.app_dir)
+            .map_err(|e| bad("/", format!("{}: {e}", site.app_dir.display())))?;
+        let mut locations = Vec::with_capacity(site.locations.len());
+        for loc in &site.locations {
+            if !loc.prefix.starts_with('/') {
+                return Err(bad(&loc.prefix, "the path does not start with /".into()));
+            }
+            let root = match &loc.root {
+                None => None,
+                Some(root) => {
+                    if Path::new(root).is_absolute()
+                        || root.split('/').any(|s| s == ".." || s == ".")
+                    {
+                        return Err(bad(&loc.prefix, format!("root `{root}` leaves the app")));
+                    }
+                    let rel = if root.is_empty() { "." } else { root.as_str() };
+                    match files::open_dir_beneath(&app_dir, rel) {
+                        Ok(fd) => fd,
+                        Err(e) => return Err(bad(&loc.prefix, format!("root `{root}`: {e}"))),
+                    }
+                }
+            };
+            let headers = compile_headers(&loc.headers).map_err(|why| bad(&loc.prefix, why))?;
+            let mut rules = Vec::with_capacity(loc.rules.len());
+            for rule in &loc.rules {
+                let regex = RegexBuilder::new(&rule.pattern)
+                    .size_limit(MAX_RULE_REGEX_SIZE)
+                    .build()
+                    .map_err(|e| bad(&loc.prefix, format!("rule `{}`: {e}", rule.pattern)))?;
+                let headers = match &rule.headers {
+                    Some(h) => Some(compile_headers(h).map_err(|why| bad(&loc.prefix, why))?),
+                    None => None,
+                };
+                rules.push(WebRule {
+                    regex,
+                    allow: rule.allow,
+                    expires: rule.expires,
+                    passthru: rule.passthru.clone(),
+                    scripts: rule.scripts,
+                    headers,
+                });
+            }
+            locations.push(WebLocation {
+                prefix: loc.prefix.clone().into_boxed_str(),
+                root,
+                passthru: loc.passthru.clone(),
+                index: loc.index.clone(),
+                expires: loc.expires,
+                allow: loc.allow,
+                scripts: loc.scripts,
+                headers,
+                rules,
+            });
+        }
+        // Longest prefix first; a stable sort keeps the given order otherwise.
+        locations.sort_by_key(|l| std::cmp::Reverse(l.prefix.len()));
+        Ok(WebSite {
+            tag: site.tag.clone().into_boxed_str(),
+            locations: locations.into_boxed_slice(),
+        })
+    }
+
+    /// Decide what becomes of the request `ask`. Reads the file system (a few system
+    /// calls on the page cache; slugs are local and unpacked).
+    pub(crate) fn resolve(&self, ask: &Ask<'_>) -> Resolved {
+        let Ok(path) = decode_path(ask.path) else {
+            return Resolved::Answer(StaticAnswer::page(
+                StatusCode::BAD_REQUEST,
+                "400 Bad Request: the path is not valid.\n",
+            ));
+        };
+        let Some(loc) = self
+            .locations
+            .iter()
+            .find(|l| path_matches(&l.prefix, &path.decoded))
+        else {
+            return Resolved::Forward;
+        };
+        let rule = loc.rules.iter().find(|r| r.regex.is_match(&path.decoded));
+        let passthru = rule
+            .and_then(|r| r.passthru.as_ref())
+            .unwrap_or(&loc.passthru);
+        let allow = rule.and_then(|r| r.allow).unwrap_or(loc.allow);
+        let scripts = rule.and_then(|r| r.scripts).unwrap_or(loc.scripts);
+        let effective = Effective {
+            expires: rule.and_then(|r| r.expires).unwrap_or(loc.expires),
+            headers: rule
+                .and_then(|r| r.headers.as_deref())
+                .unwrap_or(&loc.headers),
+            tag: &self.tag,
+        };
+        let elsewhere = |status: StatusCode| match passthru {
+            Passthru::Off => Resolved::Answer(StaticAnswer::status_page(status)),
+            Passthru::App | Passthru::Script(_) => Resolved::Forward,
+        };
+        if !ask.readable {
+            return match passthru {
+                Passthru::Off => Resolved::Answer(StaticAnswer::not_allowed()),
+                _ => Resolved::Forward,
+            };
+        }
+        let Some(root) = &loc.root else {
+            return elsewhere(StatusCode::NOT_FOUND);
+        };
+        let rel = relative_to(&loc.prefix, &path.decoded);
+        if scripts && is_script(rel) {
+            return Resolved::Forward;
+        }
+        match files::open_beneath(root, if rel.is_empty() { "." } else { rel }) {
+            Opened::File(file, meta) => {
+                if !allow {
+                    return elsewhere(StatusCode::FORBIDDEN);
+                }
+                Resolved::Answer(files::answer(root, rel, file, meta, ask, &effective))
+            }
+            Opened::Dir => {
+                for index in &loc.index {
+                    let candidate = if rel.is_empty() {
+                        index.clone()
+                    } else {
+                        format!("{rel}/{index}")
+                    };
+                    let Opened::File(file, meta) = files::open_beneath(root, &candidate) else {
+                        continue;
+                    };
+                    if !path.trailing_slash && path.decoded != "/" {
+                        return Resolved::Answer(StaticAnswer::to_folder(&path.decoded, ask.query));
+                    }
+                    if scripts && is_script(index) {
+                        return Resolved::Forward;
+                    }
+                    if !allow {
+                        return elsewhere(StatusCode::FORBIDDEN);
+                    }
+                    return Resolved::Answer(files::answer(
+                        root, &candidate, file, meta, ask, &effective,
+                    ));
+                }
+                elsewhere(StatusCode::NOT_FOUND)
+            }
+            Opened::Missing => elsewhere(StatusCode::NOT_FOUND),
+        }
+    }
+}
+
+fn compile_headers(headers: &[(String, String)]) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let n = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("`{name}` is not a header name"))?;
+            let v = HeaderValue::from_str(value)
+                .map_err(|_| format!("the value of header `{name}` is not a header value"))?;
+            Ok((n, v))
+        })
+        .collect()
+}
+
+/// Whether the file named `rel` is a script the app runs (`.php`, possibly followed by
+/// a path: `/index.php/a/b`).
+fn is_script(rel: &str) -> bool {
+    rel.ends_with(".php") || rel.contains(".php/")
+}
+
+/// `path` (decoded, normalized) below the location `prefix`, without a leading slash.
+fn relative_to<'p>(prefix: &str, path: &'p str) -> &'p str {
+    path.strip_prefix(prefix)
+        .unwrap_or("")
+        .trim_start_matches('/')
+}
+
+/// A request path, percent-decoded and normalized.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct DecodedPath {
+    /// `/` and the segments joined by `/` (no empty or `.` segments).
+    pub(crate) decoded: String,
+    /// Whether the request path ends in `/` (a folder was asked for).
+    pub(crate) trailing_slash: bool,
+}
+
+/// Why a request path was refused (answered 400).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct BadPath;
+
+/// Percent-decode `raw` once and normalize it. Refused: a `%` not followed by two hex
+/// digits, a NUL, bytes that are not UTF-8 (overlong encodings included), a `..`
+/// segment (`%2e%2e` and `..%2f` too, since decoding comes first), a backslash.
+pub(crate) fn decode_path(raw: &str) -> Result<DecodedPath, BadPath> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let hex = |c: u8| (c as char).to_digit(16);
+            let (Some(hi), Some(lo)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            ) else {
+                return Err(BadPath);
+            };
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    if out.contains(&0) || out.contains(&b'\\') || out.first() != Some(&b'/') {
+        return Err(BadPath);
+    }
+    let text = String::from_utf8(out).map_err(|_| BadPath)?;
+    let mut decoded = String::with_capacity(text.len());
+    for segment in text.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => return Err(BadPath),
+            s => {
+                decoded.push('/');
+                decoded.push_str(s);
+            }
+        }
+    }
+    let trailing_slash = text.ends_with('/');
+    if decoded.is_empty() {
+        decoded.push('/');
+    }
+    Ok(DecodedPath {
+        decoded,
+        trailing_slash,
+    })
+}
+
+/// The fuzz check of [`decode_path`] and the file answer's field parsers on `data`.
+pub(crate) fn check_static_request(data: &[u8]) {
+    if let Ok(raw) = std::str::from_utf8(data) {
+        if let Ok(path) = decode_path(raw) {
+            let p = &path.decoded;
+            assert!(p.starts_with('/'), "{raw:?} -> {p:?}");
+            assert!(!p.contains('\0') && !p.contains('\\'), "{raw:?} -> {p:?}");
+            assert!(p == "/" || !p.ends_with('/'), "{raw:?} -> {p:?}");
+            for segment in p.split('/').skip(1) {
+                assert!(
+                    p == "/" || !matches!(segment, "" | "." | ".."),
+                    "{raw:?} -> {p:?}"
+                );
+            }
+        }
+    }
+    files::check_fields(data);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_decoded_once_and_traversal_is_refused() {
+        let ok = |raw: &str| decode_path(raw).map(|p| p.decoded);
+        assert_eq!(ok("/a/b.css"), Ok("/a/b.css".into()));
+        assert_eq!(ok("/a//./b%20c"), Ok("/a/b c".into()));
+        assert_eq!(ok("/"), Ok("/".into()));
+        assert!(decode_path("/a/").unwrap().trailing_slash);
+        assert!(!decode_path("/a").unwrap().trailing_slash);
+        for bad in [
+            "/../etc/passwd",
+            "/a/../../etc/passwd",
+            "/%2e%2e/etc/passwd",
+            "/%2E%2E%2Fetc%2Fpasswd",
+            "/..%2fetc/passwd",
+            "/.%2e/etc/passwd",
+            "/%c0%ae%c0%ae/etc/passwd",
+            "/%c0%af..%c0%afetc",
+            "/a%00.css",
+            "/a%",
+            "/a%2",
+            "/a%zz",
+            "/..\\etc",
+            "/%5c..%5cetc",
+            "/%252e%252e/x/..",
+        ] {
+            assert_eq!(decode_path(bad), Err(BadPath), "{bad}");
+        }
+        // Decoded once: `%252e` is the three characters `%2e`, a plain file name.
+        assert_eq!(ok("/%252e%252e/x"), Ok("/%2e%2e/x".into()));
+    }
+
+    #[test]
+    fn scripts_and_relative_paths() {
+        assert!(is_script("index.php"));
+        assert!(is_script("index.php/a/b"));
+        assert!(!is_script("a.phps"));
+        assert_eq!(relative_to("/", "/a/b"), "a/b");
+        assert_eq!(relative_to("/static", "/static/a"), "a");
+        assert_eq!(relative_to("/static", "/static"), "");
+    }
+}
+
+#[cfg(test)]
+mod site_tests {
+    use super::*;
+    use crate::files::StaticBody;
+    use crate::site::{Location, LocationRule};
+
+    fn status(r: &Resolved) -> Option<StatusCode> {
+        match r {
+            Resolved::Forward => None,
+            Resolved::Answer(a) => Some(a.status),
+        }
+    }
+
+    fn header<'r>(r: &'r Resolved, name: &str) -> Option<&'r str> {
+        match r {
+            Resolved::Forward => None,
+            Resolved::Answer(a) => a
+                .headers
+                .iter()
+                .find(|(n, _)| n.as_str() == name)
+                .and_then(|(_, v)| v.to_str().ok()),
+        }
+    }
+
+    fn body(r: Resolved) -> Vec<u8> {
+        use std::os::unix::fs::FileExt;
+        match r {
+            Resolved::Answer(a) => match a.body {
+                StaticBody::File { file, offset, len } => {
+                    let mut buf = vec![0; len as usize];
+                    file.read_exact_at(&mut buf, offset).unwrap();
+                    buf
+                }
+                StaticBody::Text(t) => t.to_vec(),
+                StaticBody::Empty => vec![],
+            },
+            Resolved::Forward => panic!("forwarded"),
+        }
+    }
+
+    fn get(path: &str) -> Ask<'_> {
+        Ask {
+            path,
+            readable: true,
+            ..Ask::default()
+        }
+    }
+
+    /// An app folder: web/ with files, a secret outside it, a link out of the root.
+    fn app() -> (tempfile::TempDir, Site) {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("web/css")).unwrap();
+        std::fs::create_dir_all(d.join("web/docs")).unwrap();
+        std::fs::create_dir_all(d.join("web/empty")).unwrap();
+        std::fs::write(d.join("secret.txt"), "secret").unwrap();
+        std::fs::write(d.join("web/index.php"), "<?php echo 1;").unwrap();
+        std::fs::write(d.join("web/css/site.css"), "body{}").unwrap();
+        std::fs::write(d.join("web/css/site.css.gz"), "gzipped").unwrap();
+        std::fs::write(d.join("web/docs/index.html"), "<h1>docs</h1>").unwrap();
+        std::fs::write(d.join("web/big.txt"), "0123456789").unwrap();
+        std::fs::write(d.join("web/private.ini"), "x=1").unwrap();
+        std::os::unix::fs::symlink("../secret.txt", d.join("web/out.txt")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.join("web/passwd")).unwrap();
+        std::os::unix::fs::symlink("css/site.css", d.join("web/in.css")).unwrap();
+        let mut root = Location::new("/");
+        root.root = Some("web".into());
+        root.passthru = Passthru::Script("/index.php".into());
+        root.index = vec!["index.html".into()];
+        root.expires = Expires::Seconds(3600);
+        root.scripts = true;
+        root.headers = vec![("X-Frame-Options".into(), "SAMEORIGIN".into())];
+        root.rules = vec![LocationRule {
+            pattern: r"\.ini$".into(),
+            allow: Some(false),
+            passthru: Some(Passthru::Off),
+            ..LocationRule::default()
+        }];
+        let mut statics = Location::new("/static");
+        statics.root = Some("web/css".into());
+        statics.allow = false;
+        statics.rules = vec![LocationRule {
+            pattern: r"\.css$".into(),
+            allow: Some(true),
+            expires: Some(Expires::NoCache),
+            ..LocationRule::default()
+        }];
+        let site = Site {
+            app_dir: d.to_path_buf(),
+            tag: "abc".into(),
+            locations: vec![root, statics],
+        };
+        (dir, site)
+    }
+
+    #[test]
+    fn static_files_passthru_and_rules() {
+        let (_dir, site) = app();
+        let site = WebSite::compile("app", &site).unwrap();
+        let r = site.resolve(&get("/css/site.css"));
+        assert_eq!(status(&r), Some(StatusCode::OK));
+        assert_eq!(header(&r, "content-type"), Some("text/css"));
+        assert_eq!(header(&r, "cache-control"), Some("max-age=3600"));
+        assert_eq!(header(&r, "x-frame-options"), Some("SAMEORIGIN"));
+        let etag = header(&r, "etag").unwrap().to_string();
+        assert!(etag.starts_with("\"abc-"), "{etag}");
+        assert_eq!(body(r), b"body{}");
+
+        // Missing and scripts go to the app; the rule sends .ini nowhere (403).
+        assert!(matches!(site.resolve(&get("/missing")), Resolved::Forward));
+        assert!(matches!(
+            site.resolve(&get("/index.php")),
+            Resolved::Forward
+        ));
+        assert!(matches!(site.resolve(&get("/")), Resolved::Forward));
+        let r = site.resolve(&get("/private.ini"));
+        assert_eq!(status(&r), Some(StatusCode::FORBIDDEN));
+        let r = site.resolve(&get("/nope.ini"));
+        assert_eq!(status(&r), Some(StatusCode::NOT_FOUND));
+
+        // Folders: the index file, after a redirect to the trailing slash.
+        let r = site.resolve(&get("/docs"));
+        assert_eq!(status(&r), Some(StatusCode::MOVED_PERMANENTLY));
+        assert_eq!(header(&r, "location"), Some("/docs/"));
+        assert_eq!(body(site.resolve(&get("/docs/"))), b"<h1>docs</h1>");
+        assert!(matches!(site.resolve(&get("/empty/")), Resolved::Forward));
+
+        // The longer prefix wins; its allow: false refuses what its rule does not allow.
+        let r = site.resolve(&get("/static/site.css"));
+        assert_eq!(header(&r, "cache-control"), Some("no-cache"));
+        assert_eq!(header(&r, "x-frame-options"), None);
+        assert_eq!(body(r), b"body{}");
+        let r = site.resolve(&get("/static/site.css.gz"));
+        assert_eq!(status(&r), Some(StatusCode::FORBIDDEN));
+
+        // Not GET/HEAD: to the app with passthru, 405 without.
+        let post = Ask {
+            path: "/static/site.css",
+            ..Ask::default()
+        };
+        assert_eq!(
+            status(&site.resolve(&post)),
+            Some(StatusCode::METHOD_NOT_ALLOWED)
+        );
+    }
+
+    #[test]
+    fn conditional_range_head_and_precompressed() {
+        let (_dir, site) = app();
+        let site = WebSite::compile("app", &site).unwrap();
+        let r = site.resolve(&get("/big.txt"));
+        let etag = header(&r, "etag").unwrap().to_string();
+        let modified = header(&r, "last-modified").unwrap().to_string();
+        let ask = Ask {
+            if_none_match: Some(etag.as_bytes()),
+            ..get("/big.txt")
+        };
+        let r = site.resolve(&ask);
+        assert_eq!(status(&r), Some(StatusCode::NOT_MODIFIED));
+        assert_eq!(header(&r, "cache-control"), Some("max-age=3600"));
+        assert!(body(r).is_empty());
+        let ask = Ask {
+            if_modified_since: Some(modified.as_bytes()),
+            ..get("/big.txt")
+        };
+        assert_eq!(status(&site.resolve(&ask)), Some(StatusCode::NOT_MODIFIED));
+        let ask = Ask {
+            if_none_match: Some(b"\"other\""),
+            if_modified_since: Some(modified.as_bytes()),
+            ..get("/big.txt")
+        };
+        assert_eq!(status(&site.resolve(&ask)), Some(StatusCode::OK));
+
+        let ask = Ask {
+            range: Some(b"bytes=2-4"),
+            ..get("/big.txt")
+        };
+        let r = site.resolve(&ask);
+        assert_eq!(status(&r), Some(StatusCode::PARTIAL_CONTENT));
+        assert_eq!(header(&r, "content-range"), Some("bytes 2-4/10"));
+        assert_eq!(body(r), b"234");
+        let ask = Ask {
+            range: Some(b"bytes=20-"),
+            ..get("/big.txt")
+        };
+        let r = site.resolve(&ask);
+        assert_eq!(status(&r), Some(StatusCode::RANGE_NOT_SATISFIABLE));
+        assert_eq!(header(&r, "content-range"), Some("bytes */10"));
+        // If-Range with another validator: the whole file.
+        let ask = Ask {
+            range: Some(b"bytes=2-4"),
+            if_range: Some(b"\"old\""),
+            ..get("/big.txt")
+        };
+        assert_eq!(status(&site.resolve(&ask)), Some(StatusCode::OK));
+
+        let ask = Ask {
+            head: true,
+            ..get("/big.txt")
+        };
+        let Resolved::Answer(a) = site.resolve(&ask) else {
+            panic!("forwarded")
+        };
+        assert_eq!(a.length, 10);
+        assert!(matches!(a.body, StaticBody::Empty));
+
+        let ask = Ask {
+            accept_encoding: Some(b"gzip, deflate"),
+            ..get("/css/site.css")
+        };
+        let r = site.resolve(&ask);
+        assert_eq!(header(&r, "content-encoding"), Some("gzip"));
+        assert_eq!(header(&r, "content-type"), Some("text/css"));
+        assert!(header(&r, "etag").unwrap().ends_with("-gz\""));
+        assert_eq!(body(r), b"gzipped");
+    }
+
+    #[test]
+    fn nothing_outside_the_root_is_read() {
+        let (_dir, mut site) = app();
+        site.locations[0].passthru = Passthru::Off;
+        let site = WebSite::compile("app", &site).unwrap();
+        for path in ["/out.txt", "/passwd"] {
+            let r = site.resolve(&get(path));
+            assert_eq!(status(&r), Some(StatusCode::NOT_FOUND), "{path}");
+        }
+        for path in [
+            "/../secret.txt",
+            "/%2e%2e/secret.txt",
+            "/..%2fsecret.txt",
+            "/css/..%2f..%2fsecret.txt",
+            "/%c0%ae%c0%ae/secret.txt",
+            "/secret.txt%00.css",
+        ] {
+            let r = site.resolve(&get(path));
+            assert_eq!(status(&r), Some(StatusCode::BAD_REQUEST), "{path}");
+        }
+        // A link that stays beneath the root is followed.
+        assert_eq!(body(site.resolve(&get("/in.css"))), b"body{}");
+        assert_eq!(
+            status(&site.resolve(&get("/secret.txt"))),
+            Some(StatusCode::NOT_FOUND)
+        );
+    }
+
+    #[test]
+    fn bad_locations_are_refused() {
+        let (_dir, mut site) = app();
+        site.locations[0].root = Some("../..".into());
+        assert!(WebSite::compile("app", &site).is_err());
+        let (_dir, mut site) = app();
+        site.locations[0].rules[0].pattern = "(".into();
+        assert!(WebSite::compile("app", &site).is_err());
+        let (_dir, mut site) = app();
+        site.locations[0].rules[0].pattern = r"\w{1000}\w{1000}\w{1000}".into();
+        assert!(WebSite::compile("app", &site).is_err());
+        // A root that this release lacks serves no files.
+        let (_dir, mut site) = app();
+        site.locations[0].root = Some("public".into());
+        let site = WebSite::compile("app", &site).unwrap();
+        assert!(matches!(site.resolve(&get("/big.txt")), Resolved::Forward));
+    }
+}

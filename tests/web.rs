@@ -1,0 +1,315 @@
+//! `web.locations` end to end (issue 17): an app on its stack whose static files the
+//! router serves from the release's slug (expires, headers, ETag/304, ranges, HEAD,
+//! precompressed siblings, rules, allow), missing files passed through to the app, a
+//! folder served with `passthru: false`, traversal attempts in several encodings that
+//! read nothing outside the root, and a bad location refused at push with its position.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use slipway_e2e::{cached_stack, run, slipway_bin, text, App, Server};
+
+const HOST: &str = "main.demo.localhost";
+const SECRET: &str = "top-secret-outside-the-root";
+
+/// The app: answers every request it gets with `app:METHOD PATH`.
+const SERVER: &str = r#"import http.server, os
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def answer(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        if n:
+            self.rfile.read(n)
+        body = ("app:%s %s" % (self.command, self.path)).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    do_GET = answer
+    do_POST = answer
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+const CONFIG: &str = r#"name: site
+type: python:3.11
+web:
+  commands:
+    start: python3 server.py
+  locations:
+    '/':
+      root: public
+      passthru: true
+      index: [index.html]
+      expires: 1h
+      headers:
+        X-Frame-Options: SAMEORIGIN
+      rules:
+        '\.ini$': {allow: false, passthru: false}
+    '/assets':
+      root: public/assets
+      expires: 2d
+      allow: false
+      rules:
+        '\.(css|js)$': {allow: true}
+    '/files':
+      root: files
+      passthru: false
+"#;
+
+/// One raw request (bytes as given, no normalization); (status, head, body).
+fn raw(port: u16, request: &str) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(&buf)));
+    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head, buf[end + 4..].to_vec())
+}
+
+/// A GET of `path` with extra header lines.
+fn get(port: u16, path: &str, extra: &str) -> (u16, String, Vec<u8>) {
+    raw(
+        port,
+        &format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\n{extra}Connection: close\r\n\r\n"),
+    )
+}
+
+/// The value of header `name` in `head`.
+fn field<'h>(head: &'h str, name: &str) -> Option<&'h str> {
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+fn site(server: &Server) -> App {
+    let app = App::demo(server.dir.path(), "site");
+    app.write(".platform.app.yaml", CONFIG);
+    app.write("server.py", SERVER);
+    app.write("secret.txt", SECRET);
+    app.write("public/index.html", "<h1>home</h1>\n");
+    app.write("public/settings.ini", "password=1\n");
+    app.write("public/assets/site.css", "body { color: red }\n");
+    app.write("public/assets/site.css.gz", "pretend-gzip\n");
+    app.write("public/assets/data.json", "{}\n");
+    app.write("public/big.txt", "0123456789abcdef");
+    app.write("files/readme.txt", "read me\n");
+    std::os::unix::fs::symlink("../secret.txt", app.dir.join("public/link.txt")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", app.dir.join("files/host.txt")).unwrap();
+    app.commit("a site");
+    app
+}
+
+#[test]
+fn static_files_rules_passthru_and_traversal() {
+    let stacks = cached_stack("python:3.11");
+    let stacks_dir = stacks.to_string_lossy().to_string();
+    let server = Server::start_with(&[
+        ("SLIPWAY_STACKS", "true"),
+        ("SLIPWAY_STACKS_DIR", &stacks_dir),
+    ]);
+    let app = site(&server);
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    assert!(
+        o.status.success(),
+        "push failed:\n{}\n{}",
+        text(&o),
+        server.server_log()
+    );
+    let port = server.http_port;
+
+    // The index file of /, with the location's expires and headers and validators.
+    let (status, head, body) = get(port, "/", "");
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(body, b"<h1>home</h1>\n");
+    assert_eq!(field(&head, "content-type"), Some("text/html"));
+    assert_eq!(field(&head, "cache-control"), Some("max-age=3600"));
+    assert!(field(&head, "expires").is_some(), "{head}");
+    assert_eq!(field(&head, "x-frame-options"), Some("SAMEORIGIN"));
+    let etag = field(&head, "etag").expect("etag").to_string();
+    let modified = field(&head, "last-modified")
+        .expect("last-modified")
+        .to_string();
+    // Not the slug's fixed mtime (1980): a file of a new release is not "unmodified since"
+    // the old one's date.
+    assert!(!modified.contains("1980"), "{modified}");
+
+    // Conditional requests: 304 with the validators, no body.
+    let (status, head, body) = get(port, "/index.html", &format!("If-None-Match: {etag}\r\n"));
+    assert_eq!(status, 304, "{head}");
+    assert!(body.is_empty());
+    assert_eq!(field(&head, "etag"), Some(etag.as_str()));
+    let (status, ..) = get(
+        port,
+        "/index.html",
+        &format!("If-Modified-Since: {modified}\r\n"),
+    );
+    assert_eq!(status, 304);
+    let (status, ..) = get(port, "/index.html", "If-None-Match: \"other\"\r\n");
+    assert_eq!(status, 200);
+
+    // Ranges and HEAD.
+    let (status, head, body) = get(port, "/big.txt", "Range: bytes=4-7\r\n");
+    assert_eq!(status, 206, "{head}");
+    assert_eq!(body, b"4567");
+    assert_eq!(field(&head, "content-range"), Some("bytes 4-7/16"));
+    let (status, head, _) = get(port, "/big.txt", "Range: bytes=99-\r\n");
+    assert_eq!(status, 416, "{head}");
+    assert_eq!(field(&head, "content-range"), Some("bytes */16"));
+    let (status, head, body) = raw(
+        port,
+        &format!("HEAD /big.txt HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(field(&head, "content-length"), Some("16"));
+    assert!(body.is_empty());
+    // The same through hyper's path (two Cookie fields hand the connection to it).
+    let (status, head, body) = raw(
+        port,
+        &format!("HEAD /big.txt HTTP/1.1\r\nHost: {HOST}\r\nCookie: a=1\r\nCookie: b=2\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(field(&head, "content-length"), Some("16"), "{head}");
+    assert!(body.is_empty());
+    let big_etag = field(&head, "etag").expect("etag").to_string();
+    let (status, head, body) = get(
+        port,
+        "/big.txt",
+        &format!("Cookie: a=1\r\nCookie: b=2\r\nRange: bytes=-2\r\nIf-Range: {big_etag}\r\n"),
+    );
+    assert_eq!((status, body.as_slice()), (206, &b"ef"[..]), "{head}");
+    let (status, head, body) = get(
+        port,
+        "/index.html",
+        &format!("Cookie: a=1\r\nCookie: b=2\r\nIf-None-Match: {etag}\r\n"),
+    );
+    assert_eq!(status, 304, "{head}");
+    assert!(body.is_empty());
+
+    // The longer prefix: its rule allows CSS, with its own expires, precompressed when
+    // accepted; other files there are not allowed (403: no passthru).
+    let (status, head, body) = get(port, "/assets/site.css", "");
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(body, b"body { color: red }\n");
+    assert_eq!(field(&head, "content-type"), Some("text/css"));
+    assert_eq!(field(&head, "cache-control"), Some("max-age=172800"));
+    let (status, head, body) = get(port, "/assets/site.css", "Accept-Encoding: gzip\r\n");
+    assert_eq!(status, 200);
+    assert_eq!(field(&head, "content-encoding"), Some("gzip"));
+    assert_eq!(body, b"pretend-gzip\n");
+    let (status, ..) = get(port, "/assets/data.json", "");
+    assert_eq!(status, 403);
+    let (status, ..) = get(port, "/settings.ini", "");
+    assert_eq!(status, 403);
+
+    // Missing files and other methods go to the app (passthru: true), as requested.
+    let (status, _, body) = get(port, "/blog/post?id=3", "");
+    assert_eq!(status, 200);
+    assert_eq!(body, b"app:GET /blog/post?id=3");
+    let (status, _, body) = raw(
+        port,
+        &format!("POST /form HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(body, b"app:POST /form");
+
+    // passthru: false: files, else 404; other methods 405. The hyper path (two Cookie
+    // fields hand the connection to it) serves files the same way.
+    let (status, _, body) = get(port, "/files/readme.txt", "");
+    assert_eq!((status, body.as_slice()), (200, &b"read me\n"[..]));
+    let (status, head, body) = get(port, "/files/readme.txt", "Cookie: a=1\r\nCookie: b=2\r\n");
+    assert_eq!(
+        (status, body.as_slice()),
+        (200, &b"read me\n"[..]),
+        "{head}"
+    );
+    assert!(field(&head, "etag").is_some());
+    let (status, ..) = get(port, "/files/nope.txt", "");
+    assert_eq!(status, 404);
+    let (status, ..) = raw(
+        port,
+        &format!("POST /files/readme.txt HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(status, 405);
+
+    // Traversal in several encodings: 400 (or 404), and the secret is never sent.
+    for path in [
+        "/files/../secret.txt",
+        "/files/%2e%2e/secret.txt",
+        "/files/%2E%2E%2Fsecret.txt",
+        "/files/..%2fsecret.txt",
+        "/files/%c0%ae%c0%ae/secret.txt",
+        "/files/%c0%af../secret.txt",
+        "/files/readme.txt%00.css",
+        "/files/..%5csecret.txt",
+        "/../secret.txt",
+        "/assets/..%2f..%2fsecret.txt",
+    ] {
+        let (status, head, body) = get(port, path, "");
+        assert!(status == 400 || status == 404, "{path}: {head}");
+        assert!(
+            !String::from_utf8_lossy(&body).contains(SECRET),
+            "{path} leaked the secret"
+        );
+    }
+    // Links out of the root are not followed: 404 without passthru; with passthru the
+    // app gets the request (and has no such file).
+    let (status, _, body) = get(port, "/files/host.txt", "");
+    assert_eq!(status, 404);
+    assert!(!String::from_utf8_lossy(&body).contains(
+        std::fs::read_to_string("/etc/hostname")
+            .unwrap_or_default()
+            .trim()
+    ));
+    let (_, _, body) = get(port, "/link.txt", "");
+    assert_eq!(body, b"app:GET /link.txt");
+    // The legitimate path still works after the attempts.
+    let (status, ..) = get(port, "/files/readme.txt", "");
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn a_location_root_outside_the_app_is_refused_at_push() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "bad");
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nweb:\n  commands:\n    start: python3 server.py\n  locations:\n    '/':\n      root: '../..'\n      rules:\n        '(': {allow: false}\n",
+    );
+    app.commit("bad locations");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains(".platform.app.yaml:8:13: error: root `../..` leaves the app"),
+        "{out}"
+    );
+    assert!(
+        out.contains(".platform.app.yaml:10:9: error: `(` is not a valid regular expression"),
+        "{out}"
+    );
+    // config check says the same.
+    let o = run(Command::new(slipway_bin())
+        .args(["config", "check"])
+        .arg(&app.dir));
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains(".platform.app.yaml:8:13: error: root"),
+        "{out}"
+    );
+}
