@@ -12,6 +12,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+mod advisories;
+
 /// mimalloc: the router proxies a request in about 6 % fewer instructions than with the
 /// system allocator (header maps, buffers, tasks; see docs/BENCHMARKS.md).
 #[global_allocator]
@@ -58,6 +60,9 @@ enum Cmd {
     /// List and build stacks: the root file systems apps run on (`type: LANGUAGE:VERSION`).
     #[command(subcommand)]
     Stack(StackCmd),
+    /// The OSV advisory database pushes are checked against (import, ls).
+    #[command(subcommand)]
+    Advisories(advisories::AdvisoriesCmd),
 }
 
 #[derive(Subcommand)]
@@ -181,6 +186,11 @@ struct ServeArgs {
     /// listening socket's backlog until one closes.
     #[arg(long, env = "SLIPWAY_ROUTER_MAX_CONNECTIONS", default_value_t = slipway_router::DEFAULT_MAX_CLIENT_CONNECTIONS as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     router_max_connections: u32,
+    /// Where to refresh the advisory database from, at start and then daily: URLs (or
+    /// paths) of OSV JSON files or `all.zip` dumps, comma-separated, fetched with curl.
+    /// Without it the database changes only by `slipway advisories import`.
+    #[arg(long, env = "SLIPWAY_ADVISORIES_URL", value_delimiter = ',')]
+    advisories_url: Vec<String>,
 }
 
 /// `1234`, `500K`, `20M`, `2G` (binary units).
@@ -241,6 +251,15 @@ enum ConfigCmd {
         /// Print the normalized topology as JSON instead.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Skip the check of the apps' lockfiles against the advisory database of
+        /// `--data-dir`.
+        #[arg(long)]
+        no_advisories: bool,
+        /// Advisory ids (or aliases) not to fail on, like `git push -o allow-vulnerable=ID`.
+        #[arg(long, value_delimiter = ',')]
+        allow_vulnerable: Vec<String>,
     },
 }
 
@@ -335,7 +354,10 @@ fn private_umask() {
 }
 
 fn run(cli: Cli) -> Result<u8, Failure> {
-    if matches!(cli.command, Cmd::User(_) | Cmd::Archive(_) | Cmd::Down(_)) {
+    if matches!(
+        cli.command,
+        Cmd::User(_) | Cmd::Archive(_) | Cmd::Down(_) | Cmd::Advisories(_)
+    ) {
         private_umask();
     }
     match cli.command {
@@ -344,10 +366,21 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             rt.block_on(serve(args))
         }
         Cmd::User(cmd) => user(cmd),
-        Cmd::Config(ConfigCmd::Check { dir, json }) => config_check(&dir, json),
+        Cmd::Config(ConfigCmd::Check {
+            dir,
+            json,
+            data,
+            no_advisories,
+            allow_vulnerable,
+        }) => config_check(
+            &dir,
+            json,
+            (!no_advisories).then_some((data.data_dir.as_path(), allow_vulnerable.as_slice())),
+        ),
         Cmd::Slug(SlugCmd::Pack { dir, output, level }) => slug_pack(&dir, &output, level),
         Cmd::Archive(cmd) => archive(cmd),
         Cmd::Stack(cmd) => stack(cmd),
+        Cmd::Advisories(cmd) => advisories::run(cmd),
         Cmd::Down(data) => {
             let rt = tokio::runtime::Runtime::new().map_err(internal)?;
             rt.block_on(async {
@@ -473,6 +506,10 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         }
     });
     let log_rotation = tokio::spawn(slipway_deploy::app_logs::rotate_forever(platform.clone()));
+    let advisories_refresh = tokio::spawn(advisories::refresh_forever(
+        platform.data().root().to_path_buf(),
+        args.advisories_url.clone(),
+    ));
     let mut ssh_task = tokio::spawn(slipway_ssh::serve(
         ssh,
         host_key,
@@ -499,6 +536,7 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     let _ = stop_tx.send(true);
     restore.abort();
     log_rotation.abort();
+    advisories_refresh.abort();
     if ssh_failed.is_none() {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), ssh_task).await;
     }
@@ -592,7 +630,13 @@ fn user(cmd: UserCmd) -> Result<u8, Failure> {
     }
 }
 
-fn config_check(dir: &Path, json: bool) -> Result<u8, Failure> {
+/// `advisories`: the data dir whose advisory database the apps' lockfiles are checked
+/// against, and the advisory ids allowed.
+fn config_check(
+    dir: &Path,
+    json: bool,
+    advisories: Option<(&Path, &[String])>,
+) -> Result<u8, Failure> {
     if !dir.is_dir() {
         return Err(user_error(anyhow::anyhow!(
             "{} is not a folder",
@@ -610,6 +654,12 @@ fn config_check(dir: &Path, json: bool) -> Result<u8, Failure> {
             }
             for w in &loaded.warnings {
                 eprintln!("{w}");
+            }
+            if let Some((data_dir, allowed)) = advisories {
+                if advisories::check_working_tree(dir, data_dir, &loaded.topology, allowed, json)? {
+                    eprintln!("error: a critical advisory affects a pinned package: a push would be refused");
+                    return Ok(1);
+                }
             }
             if !json {
                 println!(
