@@ -28,6 +28,13 @@ pub enum AdvisoriesCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Scan files or folders (recursively, `.git` skipped) for committed secrets with the
+    /// rules a push is checked with; exits 1 when one is found.
+    ScanSecrets {
+        /// Files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
     /// The ecosystems of the advisory database, with counts and ages.
     Ls {
         #[command(flatten)]
@@ -85,6 +92,7 @@ pub fn run(cmd: AdvisoriesCmd) -> Result<u8, Failure> {
             }
             Ok(0)
         }
+        AdvisoriesCmd::ScanSecrets { paths } => scan_secrets(&paths),
         AdvisoriesCmd::Ls { data, json } => {
             let summary = if Database::exists_in(&data.data_dir) {
                 Database::open(&data.data_dir)
@@ -115,6 +123,52 @@ pub fn run(cmd: AdvisoriesCmd) -> Result<u8, Failure> {
             Ok(0)
         }
     }
+}
+
+fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.is_dir() {
+        if path.file_name().is_some_and(|n| n == ".git") {
+            return Ok(());
+        }
+        for e in std::fs::read_dir(path)? {
+            collect_files(&e?.path(), out)?;
+        }
+    } else if meta.is_file() {
+        out.push(path.to_path_buf());
+    }
+    Ok(())
+}
+
+/// `slipway advisories scan-secrets PATH...`
+fn scan_secrets(paths: &[PathBuf]) -> Result<u8, Failure> {
+    let mut files = Vec::new();
+    for p in paths {
+        collect_files(p, &mut files)
+            .with_context(|| format!("reading {}", p.display()))
+            .map_err(user_error)?;
+    }
+    let started = std::time::Instant::now();
+    let (mut bytes, mut found) = (0u64, 0usize);
+    for f in &files {
+        let content = std::fs::read(f)
+            .with_context(|| format!("reading {}", f.display()))
+            .map_err(user_error)?;
+        bytes += content.len() as u64;
+        for s in slipway_advisories::secrets::scan(&f.display().to_string(), &content) {
+            println!("{}", s.message());
+            found += 1;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "scanned {} files, {:.1} MB in {secs:.3}s ({:.0} MB/s): {found} secret{}",
+        files.len(),
+        bytes as f64 / 1e6,
+        bytes as f64 / 1e6 / secs.max(1e-9),
+        if found == 1 { "" } else { "s" }
+    );
+    Ok(u8::from(found > 0))
 }
 
 /// The lockfiles of each app root of a working tree (paths relative to `dir`).
