@@ -193,11 +193,17 @@ fn vulnerable_lockfiles_are_refused_warned_or_allowed_at_validate() {
             .replace("1.2.5", "1.2.6")
             .replace("4.17.20", "4.17.21"),
     );
+    // A malformed lockfile warns naming its line; it never refuses.
+    app.write("poetry.lock", "[[package]]\nname = \n");
     app.commit("fixed versions");
     let (ok, out) = push(&server, &app, &[]);
     assert!(ok, "{out}");
     assert!(
         out.contains("advisories: 2 lockfiles, 5 packages, 0 findings"),
+        "{out}"
+    );
+    assert!(
+        out.contains("poetry.lock:2: warning: cannot read this lockfile"),
         "{out}"
     );
 
