@@ -187,3 +187,167 @@ pub fn allowed_ids(options: &[String]) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One advisory per ecosystem: affected from `introduced` to `fixed`.
+    fn advisory(eco: &str, name: &str, introduced: &str, fixed: &str) -> crate::osv::Advisory {
+        serde_json::from_value(serde_json::json!({
+            "id": format!("OSV-{eco}-{name}"), "summary": "bad",
+            "database_specific": {"severity": "CRITICAL"},
+            "affected": [{"package": {"ecosystem": eco, "name": name},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": introduced}, {"fixed": fixed}]}]}]
+        }))
+        .unwrap()
+    }
+
+    /// For each ecosystem's lockfile: a vulnerable, a fixed and an out-of-range version.
+    #[test]
+    fn each_ecosystem_vulnerable_fixed_and_outside_the_range() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut db = Database::open(tmp.path()).unwrap();
+        db.import(&[
+            advisory("Packagist", "guzzlehttp/psr7", "1.0.0", "1.8.4"),
+            advisory("npm", "lodash", "4.0.0", "4.17.21"),
+            advisory("PyPI", "django", "3.0", "3.2.14"),
+            advisory("RubyGems", "rails", "6.0.0", "6.1.7.1"),
+            advisory("Go", "golang.org/x/net", "0.1.0", "0.17.0"),
+            advisory("crates.io", "smallvec", "1.0.0", "1.6.1"),
+        ])
+        .unwrap();
+        // (lockfile, template with {V}, vulnerable, fixed, outside the range)
+        let cases: &[(&str, &str, &str, &str, &str)] = &[
+            (
+                "composer.lock",
+                r#"{"packages":[{"name":"guzzlehttp/psr7","version":"{V}"}]}"#,
+                "1.8.1",
+                "1.8.4",
+                "0.9.0",
+            ),
+            (
+                "package-lock.json",
+                r#"{"packages":{"node_modules/lodash":{"version":"{V}"}}}"#,
+                "4.17.20",
+                "4.17.21",
+                "3.10.1",
+            ),
+            (
+                "npm-shrinkwrap.json",
+                r#"{"dependencies":{"lodash":{"version":"{V}"}}}"#,
+                "4.17.20",
+                "4.17.21",
+                "3.10.1",
+            ),
+            (
+                "yarn.lock",
+                "lodash@^4.0.0:\n  version \"{V}\"\n",
+                "4.17.20",
+                "4.17.21",
+                "3.10.1",
+            ),
+            (
+                "pnpm-lock.yaml",
+                "packages:\n  lodash@{V}:\n    resolution: {}\n",
+                "4.17.20",
+                "4.17.21",
+                "3.10.1",
+            ),
+            (
+                "requirements.txt",
+                "Django=={V}\n",
+                "3.2.0",
+                "3.2.14",
+                "2.2.28",
+            ),
+            (
+                "Pipfile.lock",
+                r#"{"default":{"django":{"version":"=={V}"}}}"#,
+                "3.2.0",
+                "3.2.14",
+                "2.2.28",
+            ),
+            (
+                "poetry.lock",
+                "[[package]]\nname = \"Django\"\nversion = \"{V}\"\n",
+                "3.2.0",
+                "3.2.14",
+                "2.2.28",
+            ),
+            (
+                "uv.lock",
+                "[[package]]\nname = \"django\"\nversion = \"{V}\"\n",
+                "3.2.0",
+                "3.2.14",
+                "2.2.28",
+            ),
+            (
+                "Gemfile.lock",
+                "GEM\n  specs:\n    rails ({V})\n",
+                "6.1.7",
+                "6.1.7.1",
+                "5.2.8",
+            ),
+            (
+                "go.mod",
+                "module x\nrequire golang.org/x/net v{V}\n",
+                "0.16.0",
+                "0.17.0",
+                "0.0.9",
+            ),
+            (
+                "go.sum",
+                "golang.org/x/net v{V} h1:x=\n",
+                "0.16.0",
+                "0.17.0",
+                "0.0.9",
+            ),
+            (
+                "Cargo.lock",
+                "[[package]]\nname = \"smallvec\"\nversion = \"{V}\"\nsource = \"registry+x\"\n",
+                "1.6.0",
+                "1.6.1",
+                "0.6.14",
+            ),
+        ];
+        for (file, template, vulnerable, fixed, outside) in cases {
+            let check = |v: &str| {
+                let lock = Lockfile {
+                    path: format!("app/{file}"),
+                    bytes: template.replace("{V}", v).into_bytes(),
+                };
+                audit(&db, &[lock], &[]).unwrap()
+            };
+            let r = check(vulnerable);
+            assert_eq!(r.malformed, Vec::<String>::new(), "{file}");
+            assert_eq!(r.findings.len(), 1, "{file} {vulnerable}: {r:?}");
+            assert!(r.refuses(), "{file}");
+            let line = r.findings[0].line();
+            assert!(line.starts_with(&format!("app/{file}: error: ")), "{line}");
+            assert!(
+                line.contains(&format!("{vulnerable} is affected by OSV-")),
+                "{line}"
+            );
+            assert!(
+                line.ends_with(&format!("(critical: bad); fixed in {fixed}")),
+                "{line}"
+            );
+            assert!(check(fixed).findings.is_empty(), "{file} {fixed}");
+            assert!(check(outside).findings.is_empty(), "{file} {outside}");
+        }
+    }
+
+    #[test]
+    fn allowed_ids_and_aliases() {
+        let ids = allowed_ids(
+            &[
+                "allow-vulnerable=GHSA-1, CVE-2",
+                "allow-service-upgrade",
+                "allow-vulnerable=GHSA-3",
+            ]
+            .map(String::from),
+        );
+        assert_eq!(ids, vec!["GHSA-1", "CVE-2", "GHSA-3"]);
+    }
+}
