@@ -259,6 +259,20 @@ fn committed_secrets_are_refused_at_their_line_and_masked() {
         out.contains("(validate failed: 2 committed secrets"),
         "{out}"
     );
+    // `activity log ID` shows what was found, masked too.
+    let id = out
+        .split("(activity ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .expect("the activity id")
+        .to_string();
+    let o = server.ssh(&server.key, "git", &format!("activity log {id}"));
+    let log = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        log.contains("config/aws.env:3: error: aws-access-key-id AKIA************ committed"),
+        "activity {id}: {log}"
+    );
+    assert!(!log.contains(&aws_key), "activity {id}: {log}");
     assert!(!out.contains("-----> build"), "{out}");
     assert_eq!(remote_main(&server, &app), v1);
     assert_eq!(body(&server), "built-1\n");
@@ -289,4 +303,26 @@ fn committed_secrets_are_refused_at_their_line_and_masked() {
     assert!(ok, "{out}");
     assert!(!out.contains("aws.env"), "{out}");
     assert_eq!(body(&server), "built-3\n");
+}
+
+#[test]
+fn serve_refreshes_the_database_from_advisories_url() {
+    let src = tempfile::tempdir().expect("tempdir");
+    write_advisories(src.path());
+    let url = format!("file://{}", src.path().join("psr7.json").display());
+    let server = Server::start_with(&[("SLIPWAY_ADVISORIES_URL", url.as_str())]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let o = server.slipway(&["advisories", "ls", "--json"]);
+        if text(&o).contains("\"ecosystem\":\"Packagist\",\"advisories\":1") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not refreshed: {}\n{}",
+            text(&o),
+            server.server_log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
