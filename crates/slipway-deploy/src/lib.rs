@@ -4,7 +4,7 @@
 //!
 //! | phase | module | what it does |
 //! |---|---|---|
-//! | validate | [`validate`] | reads the config from the pushed commit, checks it |
+//! | validate | [`validate`] | reads the config from the pushed commit, checks it; [`push_protection`]: vulnerable lockfiles, committed secrets |
 //! | diff | [`diff`] | compares the topology with the live release |
 //! | build | [`build`] | builds the apps whose build key changed (runc container) |
 //! | slug | [`slug`] | packs a build into the archive (or reuses a slug) |
@@ -41,6 +41,7 @@ pub mod private;
 pub mod protection;
 pub mod provision;
 pub mod push;
+pub mod push_protection;
 pub mod restore;
 pub mod retire;
 pub mod slug;

@@ -2,7 +2,8 @@
 //! from a checkout) and check it. A config error refuses the push before
 //! anything is built, naming `file:line:column` and the key path. So does a route to a
 //! host that is not the project's, or that another environment routes
-//! ([`crate::tenancy::check_routes`]).
+//! ([`crate::tenancy::check_routes`]). Then push protection: vulnerable lockfiles and
+//! committed secrets ([`crate::push_protection`]).
 
 use std::time::Instant;
 
@@ -11,7 +12,7 @@ use slipway_git::Repo;
 
 use crate::output::Output;
 use crate::pipeline::{DeployTarget, PhaseError};
-use crate::{tenancy, Platform};
+use crate::{push_protection, tenancy, Platform};
 
 /// Load and check the config of the pushed commit `target.new`, and the hosts its routes
 /// claim for `target`'s environment.
@@ -73,6 +74,7 @@ pub fn run(
         out.line(&format!("       {why}"));
         return Err(PhaseError::new("validate", why));
     }
+    push_protection::run(platform, repo, target, &loaded.topology, out)?;
     let names: Vec<&str> = loaded
         .topology
         .applications

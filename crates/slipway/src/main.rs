@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 mod activation;
+mod advisories;
 mod handover;
 mod lock;
 mod reload;
@@ -63,6 +64,9 @@ enum Cmd {
     /// List and build stacks: the root file systems apps run on (`type: LANGUAGE:VERSION`).
     #[command(subcommand)]
     Stack(StackCmd),
+    /// The OSV advisory database pushes are checked against (import, ls).
+    #[command(subcommand)]
+    Advisories(advisories::AdvisoriesCmd),
 }
 
 #[derive(Subcommand)]
@@ -202,6 +206,11 @@ struct ServeArgs {
     /// their deploys, shells) to end before it closes them.
     #[arg(long, env = "SLIPWAY_UPGRADE_GRACE", default_value_t = 600)]
     upgrade_grace: u64,
+    /// Where to refresh the advisory database from, at start and then daily: URLs (or
+    /// paths) of OSV JSON files or `all.zip` dumps, comma-separated, fetched with curl.
+    /// Without it the database changes only by `slipway advisories import`.
+    #[arg(long, env = "SLIPWAY_ADVISORIES_URL", value_delimiter = ',')]
+    advisories_url: Vec<String>,
 }
 
 /// `1234`, `500K`, `20M`, `2G` (binary units).
@@ -262,6 +271,15 @@ enum ConfigCmd {
         /// Print the normalized topology as JSON instead.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Skip the check of the apps' lockfiles against the advisory database of
+        /// `--data-dir`.
+        #[arg(long)]
+        no_advisories: bool,
+        /// Advisory ids (or aliases) not to fail on, like `git push -o allow-vulnerable=ID`.
+        #[arg(long, value_delimiter = ',')]
+        allow_vulnerable: Vec<String>,
     },
 }
 
@@ -356,7 +374,10 @@ fn private_umask() {
 }
 
 fn run(cli: Cli) -> Result<u8, Failure> {
-    if matches!(cli.command, Cmd::User(_) | Cmd::Archive(_) | Cmd::Down(_)) {
+    if matches!(
+        cli.command,
+        Cmd::User(_) | Cmd::Archive(_) | Cmd::Down(_) | Cmd::Advisories(_)
+    ) {
         private_umask();
     }
     match cli.command {
@@ -365,10 +386,21 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             rt.block_on(serve(args))
         }
         Cmd::User(cmd) => user(cmd),
-        Cmd::Config(ConfigCmd::Check { dir, json }) => config_check(&dir, json),
+        Cmd::Config(ConfigCmd::Check {
+            dir,
+            json,
+            data,
+            no_advisories,
+            allow_vulnerable,
+        }) => config_check(
+            &dir,
+            json,
+            (!no_advisories).then_some((data.data_dir.as_path(), allow_vulnerable.as_slice())),
+        ),
         Cmd::Slug(SlugCmd::Pack { dir, output, level }) => slug_pack(&dir, &output, level),
         Cmd::Archive(cmd) => archive(cmd),
         Cmd::Stack(cmd) => stack(cmd),
+        Cmd::Advisories(cmd) => advisories::run(cmd),
         Cmd::Down(data) => {
             let rt = tokio::runtime::Runtime::new().map_err(internal)?;
             rt.block_on(async {
@@ -581,6 +613,10 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         }
     });
     let log_rotation = tokio::spawn(slipway_deploy::app_logs::rotate_forever(platform.clone()));
+    let advisories_refresh = tokio::spawn(advisories::refresh_forever(
+        platform.data().root().to_path_buf(),
+        args.advisories_url.clone(),
+    ));
     let mut ssh_task = tokio::spawn(slipway_ssh::serve_until(
         ssh,
         host_key,
@@ -672,6 +708,7 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         f.abort();
     }
     log_rotation.abort();
+    advisories_refresh.abort();
     let extra = std::time::Duration::from_secs(10);
     if ssh_failed.is_none() {
         let _ = tokio::time::timeout(grace + extra, ssh_task).await;
@@ -767,7 +804,13 @@ fn user(cmd: UserCmd) -> Result<u8, Failure> {
     }
 }
 
-fn config_check(dir: &Path, json: bool) -> Result<u8, Failure> {
+/// `advisories`: the data dir whose advisory database the apps' lockfiles are checked
+/// against, and the advisory ids allowed.
+fn config_check(
+    dir: &Path,
+    json: bool,
+    advisories: Option<(&Path, &[String])>,
+) -> Result<u8, Failure> {
     if !dir.is_dir() {
         return Err(user_error(anyhow::anyhow!(
             "{} is not a folder",
@@ -785,6 +828,12 @@ fn config_check(dir: &Path, json: bool) -> Result<u8, Failure> {
             }
             for w in &loaded.warnings {
                 eprintln!("{w}");
+            }
+            if let Some((data_dir, allowed)) = advisories {
+                if advisories::check_working_tree(dir, data_dir, &loaded.topology, allowed, json)? {
+                    eprintln!("error: a critical advisory affects a pinned package: a push would be refused");
+                    return Ok(1);
+                }
             }
             if !json && loaded.format == slipway_config::Format::Procfile {
                 if let Ok(d) = slipway_config::detect::detect_stack(&source) {
