@@ -196,6 +196,28 @@ pub(crate) fn application(
                     ),
                 ));
             }
+            let command = str_at(&e.value, &["commands", "start"])
+                .or_else(|| e.value.get("cmd").and_then(Node::as_str));
+            if matches!(e.value.kind, Kind::Map(_)) && command.is_none_or(|c| c.trim().is_empty()) {
+                diags.push(path.with("crons").with(&e.key).error(
+                    &e.key_pos,
+                    format!(
+                        "cron `{}` has no command (`commands.start`, or `cmd`)",
+                        e.key
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(w) = node.get("workers") {
+        for e in w.entries() {
+            let start = str_at(&e.value, &["commands", "start"]);
+            if start.is_none_or(|c| c.trim().is_empty()) {
+                diags.push(path.with("workers").with(&e.key).error(
+                    &e.key_pos,
+                    format!("worker `{}` has no start command (`commands.start`)", e.key),
+                ));
+            }
         }
     }
     if let Some(r) = node

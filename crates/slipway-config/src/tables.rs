@@ -254,7 +254,7 @@ const WORKER: Shape = Shape::Obj(&[
     ),
     acted("variables", VARIABLES, "Extra variables of the worker."),
     acted("disk", Shape::PosInt, "Persistent disk in MB."),
-    ignored("size", Shape::Str, "Container size."),
+    acted("size", Shape::Str, "Container size (default: the app's)."),
     ignored("access", Shape::Any, "Who may SSH into the worker."),
     ignored("timezone", Shape::Str, "Time zone of the worker."),
     ignored("resources", Shape::Any, "CPU/memory sizing."),
@@ -274,12 +274,16 @@ const CRON: Shape = Shape::Obj(&[
         "Command to run (legacy form of `commands.start`).",
     ),
     acted("commands", COMMANDS, "Commands of the job."),
-    ignored(
+    acted(
         "shutdown_timeout",
         Shape::Uint,
-        "Seconds to wait for the job to stop.",
+        "Seconds between SIGTERM and SIGKILL when the job is stopped (default 10).",
     ),
-    ignored("timeout", Shape::Uint, "Maximum run time in seconds."),
+    acted(
+        "timeout",
+        Shape::Uint,
+        "Maximum run time in seconds (default 86400): then `commands.stop`, SIGTERM, SIGKILL.",
+    ),
 ]);
 
 macro_rules! app_fields {

@@ -477,3 +477,45 @@ fn mount_source_paths_that_leave_their_source_are_refused() {
         assert_eq!(app.mounts["uploads"]["source_path"], legit);
     }
 }
+
+#[test]
+fn workers_without_start_and_crons_that_never_fire_are_refused_with_positions() {
+    let d = tree(&[(
+        ".platform.app.yaml",
+        b"name: app\ntype: 'python:3.13'\nweb:\n  commands: {start: ./serve}\nworkers:\n  queue:\n    size: S\n  mail:\n    commands: {start: ./mail}\ncrons:\n  never:\n    spec: '0 0 31 2 *'\n    commands: {start: ./x}\n  nocommand:\n    spec: '@daily'\n  legacy:\n    spec: '*/5 * * * *'\n    cmd: ./legacy\n",
+    )]);
+    let errors = errors_of(d.path());
+    assert!(
+        errors.iter().any(|e| e.contains(".platform.app.yaml:6:3")
+            && e.contains("worker `queue` has no start command")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains(".platform.app.yaml:12:11") && e.contains("never fires")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains(":14:3") && e.contains("cron `nocommand` has no command")),
+        "{errors:?}"
+    );
+    assert_eq!(errors.len(), 3, "{errors:?}");
+
+    let ok = tree(&[(
+        ".platform.app.yaml",
+        b"name: app\ntype: 'python:3.13'\nweb:\n  commands: {start: ./serve}\nworkers:\n  mail:\n    size: S\n    commands: {start: ./mail}\ncrons:\n  legacy:\n    spec: '*/5 * * * *'\n    cmd: ./legacy\n    timeout: 30\n",
+    )]);
+    let loaded = load(&DirSource::new(ok.path())).expect("loads");
+    let app = &loaded.topology.applications[0];
+    let workers = slipway_config::background::workers(app).unwrap();
+    assert_eq!(workers[0].start, "./mail");
+    assert_eq!(workers[0].size, slipway_config::ContainerSize::parse("S"));
+    let crons = slipway_config::background::crons(app).unwrap();
+    assert_eq!(
+        (crons[0].start.as_str(), crons[0].timeout),
+        ("./legacy", 30)
+    );
+}
