@@ -3,7 +3,8 @@
 //! At start: activities left running are marked interrupted, containers of
 //! interrupted deploys are removed, containers of live releases still running
 //! are adopted (routes pointed at them at once), and live releases whose
-//! containers are gone are started again from their slugs.
+//! containers are gone are started again from their slugs. Workers of live
+//! releases are adopted or started again the same way (never removed as orphans).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -32,7 +33,10 @@ pub async fn restore(platform: &Arc<Platform>) -> Result<(), DeployError> {
     let keep: HashSet<String> = live
         .iter()
         .filter_map(|r| ReleaseSpec::from_json(&r.spec))
-        .flat_map(|s| s.apps.into_iter().map(|a| a.container))
+        .flat_map(|s| {
+            let workers = s.workers.into_iter().map(|w| w.instance);
+            s.apps.into_iter().chain(workers).map(|a| a.container)
+        })
         .collect();
     for c in platform.runtime().list().await? {
         if !keep.contains(&c.id) {
@@ -96,6 +100,19 @@ async fn bring_up(
         }
     }
     switch::route(platform, release, spec);
+    // Workers: adopted when running, started again otherwise (their supervisor restarts
+    // their command from then on).
+    for w in &spec.workers {
+        let running = matches!(
+            platform.runtime().state(&w.instance.container).await,
+            Ok(Some(s)) if s.status == slipway_runtime::Status::Running
+        );
+        if !running {
+            provision::start_app(platform, project, env, spec, &w.instance)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
     info!(project, env, adopted, "environment up");
     Ok(())
 }

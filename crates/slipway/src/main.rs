@@ -473,6 +473,7 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         }
     });
     let log_rotation = tokio::spawn(slipway_deploy::app_logs::rotate_forever(platform.clone()));
+    let cron_scheduler = tokio::spawn(slipway_deploy::crons::run_forever(platform.clone()));
     let mut ssh_task = tokio::spawn(slipway_ssh::serve(
         ssh,
         host_key,
@@ -499,6 +500,7 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     let _ = stop_tx.send(true);
     restore.abort();
     log_rotation.abort();
+    cron_scheduler.abort();
     if ssh_failed.is_none() {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), ssh_task).await;
     }
