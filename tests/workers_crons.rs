@@ -165,7 +165,7 @@ fn crons_run_as_activities_never_overlap_pause_during_deploys_and_run_on_demand(
     let app = App::demo(server.dir.path(), "app");
     let config = |hook: &str| {
         format!(
-            "name: hello\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    echo \"built-$(cat VERSION)\" > build.txt\n  deploy: {hook}\nweb:\n  commands:\n    start: python3 server.py\ncrons:\n  slow:\n    spec: '* * * * *'\n    commands:\n      start: 'echo \"slow start $(date +%s)\"; sleep 5; echo slow done'\n  fast:\n    spec: '* * * * *'\n    cmd: 'echo fast from $PLATFORM_APPLICATION_NAME'\n  yearly:\n    spec: '@yearly'\n    commands:\n      start: 'echo manual run; exit 3'\n"
+            "name: hello\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    echo \"built-$(cat VERSION)\" > build.txt\n  deploy: {hook}\nweb:\n  commands:\n    start: python3 server.py\ncrons:\n  slow:\n    spec: '* * * * *'\n    commands:\n      start: 'echo \"slow start $(date +%s)\"; sleep 5; echo slow done'\n  fast:\n    spec: '* * * * *'\n    cmd: 'echo fast from $PLATFORM_APPLICATION_NAME'\n  yearly:\n    spec: '@yearly'\n    commands:\n      start: 'echo manual run; exit 3'\n  bounded:\n    spec: '0 0 1 1 *'\n    timeout: 2\n    shutdown_timeout: 2\n    commands:\n      start: 'trap \"echo got TERM\" TERM; echo bounded start; sleep 60 & wait; echo still here; sleep 60 & wait; echo never'\n      stop: 'echo stop command ran'\n"
         )
     };
     app.write(".platform.app.yaml", &config("'true'"));
@@ -223,6 +223,26 @@ fn crons_run_as_activities_never_overlap_pause_during_deploys_and_run_on_demand(
     assert_eq!(yearly.len(), 1, "{yearly:?}");
     assert_eq!(yearly[0]["status"], "failure");
     assert_eq!(yearly[0]["user"], "me");
+    // Past its timeout: commands.stop, then SIGTERM (which it survives), then SIGKILL.
+    let t = Instant::now();
+    let o = admin(&server, "cron run demo main bounded");
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(137), "{out}");
+    for line in [
+        "bounded start",
+        "stop command ran",
+        "got TERM",
+        "still here",
+        "stopped after its timeout of 2s",
+    ] {
+        assert!(out.contains(line), "{line}: {out}");
+    }
+    assert!(!out.lines().any(|l| l.trim() == "never"), "{out}");
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(6) && took < Duration::from_secs(30),
+        "{took:?}"
+    );
     assert!(admin(&server, "cron run demo main nosuch")
         .status
         .code()
@@ -260,4 +280,61 @@ fn crons_run_as_activities_never_overlap_pause_during_deploys_and_run_on_demand(
     wait_for(20, "fast runs after the deploy", || {
         cron_runs(&activities(&server), "fast").len() >= before + 2
     });
+}
+
+#[test]
+fn a_restarted_server_adopts_running_workers_and_starts_stopped_ones() {
+    let mut server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    app.write(".platform.app.yaml", &worker_config("python3 worker.py"));
+    app.write("worker.py", WORKER);
+    app.commit("with a worker");
+    let o = push(&server, &app);
+    assert!(o.status.success(), "push: {}", text(&o));
+    let pid = |server: &Server| {
+        let o = server.ssh(&server.key, "queue.main.demo", "cat /tmp/worker.pid");
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let before = pid(&server);
+
+    // Restarted: the same worker process goes on (adopted, not removed as an orphan).
+    server.stop();
+    server.serve();
+    wait_for(30, "the environment back", || {
+        server.get(HOST, "/").is_some_and(|(s, _)| s == 200)
+    });
+    assert_eq!(pid(&server), before, "the worker was adopted");
+
+    // Its container gone while the server was down: started again at start.
+    server.stop();
+    let o = slipway_e2e::run(
+        std::process::Command::new("runc")
+            .arg("--root")
+            .arg(server.data.join("runtime").join("state"))
+            .args(["delete", "--force", "demo.main.hello.w-queue.r1"]),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    server.serve();
+    wait_for(30, "the worker started again", || {
+        server
+            .containers()
+            .iter()
+            .any(|(id, st)| id == "demo.main.hello.w-queue.r1" && st == "running")
+    });
+    let o = server.ssh(
+        &server.key,
+        "queue.main.demo",
+        "touch /tmp/inbox/after-restart",
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    wait_for(20, "work after the restart", || {
+        admin_ok(&server, "logs demo main queue").contains("processed after-restart")
+    });
+
+    // `slipway down` stops it with everything else.
+    server.stop();
+    let o = server.slipway(&["down"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(server.containers().is_empty(), "{:?}", server.containers());
 }
