@@ -211,6 +211,15 @@ pub(crate) fn application(
     }
     if let Some(w) = node.get("workers") {
         for e in w.entries() {
+            if !crate::checks::valid_app_name(&e.key) {
+                diags.push(path.with("workers").with(&e.key).error(
+                    &e.key_pos,
+                    format!(
+                        "worker name `{}` must be lowercase letters, digits, `-` or `_`",
+                        e.key
+                    ),
+                ));
+            }
             let start = str_at(&e.value, &["commands", "start"]);
             if start.is_none_or(|c| c.trim().is_empty()) {
                 diags.push(path.with("workers").with(&e.key).error(

@@ -519,3 +519,31 @@ fn workers_without_start_and_crons_that_never_fire_are_refused_with_positions() 
         ("./legacy", 30)
     );
 }
+
+#[test]
+fn worker_names_must_be_well_formed_and_unique_among_apps_and_workers() {
+    let d = tree(&[(
+        ".platform/applications.yaml",
+        b"- name: app\n  type: 'python:3.13'\n  web:\n    commands: {start: ./serve}\n  workers:\n    Bad.Name: {commands: {start: ./w}}\n    other: {commands: {start: ./w}}\n    queue: {commands: {start: ./w}}\n- name: other\n  type: 'python:3.13'\n  web:\n    commands: {start: ./serve}\n  workers:\n    queue: {commands: {start: ./w}}\n",
+    )]);
+    let errors = errors_of(d.path());
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("worker name `Bad.Name` must be")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e
+                .contains("worker name `other` of app `app` is already the name of app `other`")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains(
+            "worker name `queue` of app `other` is already the name of a worker of app `app`"
+        )),
+        "{errors:?}"
+    );
+}
