@@ -165,7 +165,7 @@ fn crons_run_as_activities_never_overlap_pause_during_deploys_and_run_on_demand(
     let app = App::demo(server.dir.path(), "app");
     let config = |hook: &str| {
         format!(
-            "name: hello\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    echo \"built-$(cat VERSION)\" > build.txt\n  deploy: {hook}\nweb:\n  commands:\n    start: python3 server.py\ncrons:\n  slow:\n    spec: '* * * * *'\n    commands:\n      start: 'echo \"slow start $(date +%s)\"; sleep 5; echo slow done'\n  fast:\n    spec: '* * * * *'\n    cmd: 'echo fast from $PLATFORM_APPLICATION_NAME'\n  yearly:\n    spec: '@yearly'\n    commands:\n      start: 'echo manual run; exit 3'\n  bounded:\n    spec: '0 0 1 1 *'\n    timeout: 2\n    shutdown_timeout: 2\n    commands:\n      start: 'trap \"echo got TERM\" TERM; echo bounded start; sleep 60 & wait; echo still here; sleep 60 & wait; echo never'\n      stop: 'echo stop command ran'\n"
+            "name: hello\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    echo \"built-$(cat VERSION)\" > build.txt\n  deploy: {hook}\nweb:\n  commands:\n    start: python3 server.py\ntimezone: Europe/Paris\ncrons:\n  slow:\n    spec: '* * * * *'\n    commands:\n      start: 'echo \"slow start $(date +%s)\"; sleep 5; echo slow done'\n  fast:\n    spec: '* * * * *'\n    cmd: 'echo fast from $PLATFORM_APPLICATION_NAME'\n  yearly:\n    spec: '@yearly'\n    commands:\n      start: 'echo manual run; exit 3'\n  bounded:\n    spec: '0 0 1 1 *'\n    timeout: 2\n    shutdown_timeout: 2\n    commands:\n      start: 'trap \"echo got TERM\" TERM; echo bounded start; sleep 60 & wait; echo still here; sleep 60 & wait; echo never'\n      stop: 'echo stop command ran'\n"
         )
     };
     app.write(".platform.app.yaml", &config("'true'"));
@@ -213,6 +213,10 @@ fn crons_run_as_activities_never_overlap_pause_during_deploys_and_run_on_demand(
     assert!(ls.contains("fast\thello\t* * * * *\t"), "{ls}");
     assert!(ls.contains("success"), "{ls}");
     assert!(ls.contains("yearly\thello\t@yearly\t"), "{ls}");
+    assert!(
+        ls.contains("-01-01 00:00 Europe/Paris"),
+        "in the app's time zone: {ls}"
+    );
 
     // cron run streams the output and returns the status; it is an activity too.
     let o = admin(&server, "cron run demo main yearly");

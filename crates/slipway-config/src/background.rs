@@ -66,6 +66,18 @@ fn start_of(v: &Value) -> Option<&str> {
         .filter(|s| !s.trim().is_empty())
 }
 
+/// A time zone (crons of an app with a `timezone`).
+pub type Zone = jiff::tz::TimeZone;
+
+/// The time zone of the app's crons (`timezone`; UTC when absent or, for a topology that did
+/// not come through [`crate::load`], unknown).
+pub fn cron_zone(app: &Application) -> jiff::tz::TimeZone {
+    app.timezone
+        .as_deref()
+        .and_then(|name| jiff::tz::TimeZone::get(name).ok())
+        .unwrap_or(jiff::tz::TimeZone::UTC)
+}
+
 /// The app's workers, by name.
 pub fn workers(app: &Application) -> Result<Vec<Worker>, BackgroundError> {
     app.workers

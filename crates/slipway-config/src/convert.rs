@@ -272,6 +272,17 @@ pub(crate) fn application(
             rels.push((e.key.clone(), e.key_pos.clone(), target));
         }
     }
+    if let Some(tz) = node.get("timezone") {
+        if let Some(name) = tz.as_str() {
+            match jiff::tz::TimeZone::get(name) {
+                Ok(_) => app.timezone = Some(name.to_string()),
+                Err(_) => diags.push(path.with("timezone").error(
+                    &tz.pos,
+                    format!("unknown time zone `{name}` (an IANA name such as `Europe/Paris`, or `UTC`)"),
+                )),
+            }
+        }
+    }
     app.workers = json_map(node.get("workers"));
     app.crons = json_map(node.get("crons"));
     AppRecord {

@@ -184,6 +184,17 @@ impl Schedule {
     }
 }
 
+/// The wall-clock minute in `zone` (minutes since 1970-01-01 00:00 of that clock) of the UTC
+/// minute `minute`; schedules of an app with a `timezone` are matched against it. When clocks
+/// go back an hour, that hour's runs happen twice; when they go forward, the skipped hour's
+/// runs do not happen.
+pub fn local_minute(minute: i64, zone: &jiff::tz::TimeZone) -> i64 {
+    let offset = jiff::Timestamp::from_second(minute.saturating_mul(60))
+        .map(|t| zone.to_offset(t).seconds())
+        .unwrap_or(0);
+    minute + i64::from(offset).div_euclid(60)
+}
+
 /// (year, month 1-12, day 1-31) of a day number (days since 1970-01-01), proleptic Gregorian.
 pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -367,6 +378,23 @@ mod tests {
         }
         let h = parse("H * * * *", "a").unwrap();
         assert_eq!(h, parse("H * * * *", "a").unwrap());
+    }
+
+    #[test]
+    fn local_minutes_follow_the_zone_and_its_summer_time() {
+        let paris = jiff::tz::TimeZone::get("Europe/Paris").expect("tzdata");
+        let winter = at(2026, 1, 15, 12, 0);
+        assert_eq!(super::local_minute(winter, &paris), winter + 60);
+        let summer = at(2026, 7, 15, 12, 0);
+        assert_eq!(super::local_minute(summer, &paris), summer + 120);
+        assert_eq!(
+            super::local_minute(summer, &jiff::tz::TimeZone::UTC),
+            summer
+        );
+        // `0 3 * * *` in Paris fires at 01:00 UTC in summer.
+        let s = parse("0 3 * * *", "job").unwrap();
+        assert!(s.fires_at(super::local_minute(at(2026, 7, 15, 1, 0), &paris)));
+        assert!(!s.fires_at(super::local_minute(at(2026, 7, 15, 3, 0), &paris)));
     }
 
     #[test]

@@ -308,7 +308,7 @@ macro_rules! app_fields {
             acted("crons", Shape::Map(&CRON, "A scheduled job."), "Scheduled jobs."),
             acted("stack", Shape::Any, "Upsun composable image packages: the first `LANGUAGE@VERSION` (e.g. `php@8.4`) is the app's stack when `type` is absent or `composable:*`; other entries are ignored with a warning."),
             ignored("runtime", Shape::Any, "Runtime settings (PHP extensions, sizing hints, ...)."),
-            ignored("timezone", Shape::Str, "Time zone of crons."),
+            acted("timezone", Shape::Str, "Time zone of crons (an IANA name such as `Europe/Paris`; default UTC)."),
             ignored("access", Shape::Any, "Who may SSH into the app."),
             ignored("firewall", Shape::Any, "Outbound firewall rules."),
             ignored("additional_hosts", Shape::Any, "Extra /etc/hosts entries."),

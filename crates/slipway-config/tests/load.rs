@@ -547,3 +547,27 @@ fn worker_names_must_be_well_formed_and_unique_among_apps_and_workers() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn an_unknown_time_zone_is_refused_with_its_position() {
+    let d = tree(&[(
+        ".platform.app.yaml",
+        b"name: app\ntype: 'python:3.13'\nweb:\n  commands: {start: ./serve}\ntimezone: Mars/Olympus\n",
+    )]);
+    let errors = errors_of(d.path());
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains(":5:11") && e.contains("unknown time zone `Mars/Olympus`")),
+        "{errors:?}"
+    );
+    let ok = tree(&[(
+        ".platform.app.yaml",
+        b"name: app\ntype: 'python:3.13'\nweb:\n  commands: {start: ./serve}\ntimezone: Europe/Paris\n",
+    )]);
+    let loaded = load(&DirSource::new(ok.path())).expect("loads");
+    assert_eq!(
+        loaded.topology.applications[0].timezone.as_deref(),
+        Some("Europe/Paris")
+    );
+}

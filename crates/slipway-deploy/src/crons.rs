@@ -1,7 +1,7 @@
 //! Crons (`crons:` of an app, spec section 10): each runs on its schedule in the live
 //! release, as a command `runc exec`'d into the app's running container (same slug,
 //! variables, limits and network namespace as the app; nothing to start, nothing to clean
-//! up), in UTC (`timezone` is not acted on yet).
+//! up), in the app's `timezone` (default UTC).
 //!
 //! - One scheduler task ([`run_forever`]) wakes at every minute and starts the runs due.
 //! - Never two runs of one cron at once: a run due while the last one still goes is skipped,
@@ -97,6 +97,10 @@ pub struct LiveCron {
     pub app: AppInstance,
     /// The cron.
     pub cron: Cron,
+    /// The time zone of its schedule (the app's `timezone`).
+    pub zone: slipway_config::background::Zone,
+    /// That zone's name (`UTC` by default).
+    pub zone_name: String,
 }
 
 impl LiveCron {
@@ -133,12 +137,16 @@ fn crons_of(project: &str, env: &str, spec: &ReleaseSpec, topology: &Topology) -
         let Some(instance) = spec.apps.iter().find(|a| a.name == app.name) else {
             continue;
         };
+        let zone = slipway_config::background::cron_zone(app);
+        let zone_name = app.timezone.clone().unwrap_or_else(|| "UTC".into());
         match slipway_config::background::crons(app) {
             Ok(crons) => out.extend(crons.into_iter().map(|cron| LiveCron {
                 project: project.to_string(),
                 env: env.to_string(),
                 app: instance.clone(),
                 cron,
+                zone: zone.clone(),
+                zone_name: zone_name.clone(),
             })),
             Err(e) => tracing::warn!(project, env, app = %app.name, "crons not run: {e}"),
         }
@@ -339,7 +347,8 @@ pub async fn run_forever(platform: Arc<Platform>) {
                 continue;
             };
             for cron in crons {
-                if !cron.cron.schedule.fires_at(minute) {
+                let local = slipway_config::cron::local_minute(minute, &cron.zone);
+                if !cron.cron.schedule.fires_at(local) {
                     continue;
                 }
                 let p = platform.clone();
@@ -365,7 +374,16 @@ pub async fn run_forever(platform: Arc<Platform>) {
     }
 }
 
-/// `YYYY-MM-DD HH:MM` (UTC) of a schedule minute.
+/// The next run of `cron` after the schedule minute `now`, as `YYYY-MM-DD HH:MM ZONE`.
+pub fn next_run(cron: &LiveCron, now: i64) -> Option<String> {
+    let local = slipway_config::cron::local_minute(now, &cron.zone);
+    cron.cron
+        .schedule
+        .next_after(local)
+        .map(|m| format!("{} {}", format_minute(m), cron.zone_name))
+}
+
+/// `YYYY-MM-DD HH:MM` of a schedule minute.
 pub fn format_minute(minute: i64) -> String {
     let (y, m, d) = slipway_config::cron::civil_from_days(minute.div_euclid(1440));
     let in_day = minute.rem_euclid(1440);

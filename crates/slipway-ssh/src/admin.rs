@@ -34,7 +34,7 @@ Commands (ssh -p PORT git@HOST COMMAND, each takes --json):
   var set --sensitive PROJECT ENV KEY=VALUE   the same, the value never shown again
   var unset PROJECT ENV KEY       remove one (redeploys a live environment)
   logs PROJECT ENV [APP] [-f]     what the app (or a worker) prints (-f: keep following)
-  cron ls PROJECT ENV             crons: schedule, next run (UTC), last status
+  cron ls PROJECT ENV             crons: schedule, next run, last status
   cron run PROJECT ENV NAME       run a cron now, showing its output
   access ls PROJECT               who has which role (project admins)
   access grant PROJECT USER ROLE  ROLE: viewer, contributor or admin (project admins)

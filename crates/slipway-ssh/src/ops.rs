@@ -386,7 +386,7 @@ async fn logs<W: AsyncWrite + Unpin>(path: &std::path::Path, follow: bool, out: 
     }
 }
 
-/// `cron ls`: name, app, schedule, next run (UTC) and the last run's status of each cron.
+/// `cron ls`: name, app, schedule, next run (in the app's time zone) and the last run's status of each cron.
 fn cron_ls(platform: &Platform, project: &str, env: &str, json: bool) -> Result<String, String> {
     use slipway_deploy::crons;
     let list = crons::live_crons(platform, project, env).map_err(|e| e.to_string())?;
@@ -399,7 +399,7 @@ fn cron_ls(platform: &Platform, project: &str, env: &str, json: bool) -> Result<
                 "app": c.app.name,
                 "spec": c.cron.spec,
                 "command": c.cron.start,
-                "next_run": c.cron.schedule.next_after(now).map(crons::format_minute),
+                "next_run": crons::next_run(c, now),
                 "last_status": crons::last_status(platform, c),
             })
         })
@@ -411,7 +411,7 @@ fn cron_ls(platform: &Platform, project: &str, env: &str, json: bool) -> Result<
         return Ok(format!("{env} has no crons\n"));
     }
     let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
-    let mut out = String::from("NAME\tAPP\tSPEC\tNEXT RUN (UTC)\tLAST STATUS\n");
+    let mut out = String::from("NAME\tAPP\tSPEC\tNEXT RUN\tLAST STATUS\n");
     for r in &rows {
         out.push_str(&format!(
             "{}\t{}\t{}\t{}\t{}\n",
