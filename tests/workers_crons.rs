@@ -40,7 +40,7 @@ fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
 const WORKER: &str = r#"import os, time
 os.makedirs("/tmp/inbox", exist_ok=True)
 open("/tmp/worker.pid", "w").write(str(os.getpid()))
-print("worker up pid", os.getpid(), "port", os.environ.get("PORT", "none"), "app", os.environ.get("PLATFORM_APPLICATION_NAME", "?"), flush=True)
+print("worker up pid", os.getpid(), "port", os.environ.get("PORT", "none"), "app", os.environ.get("PLATFORM_APPLICATION_NAME", "?"), "queue", os.environ.get("QUEUE_NAME", "?"), "mode", os.environ.get("MODE", "?"), flush=True)
 while True:
     for name in sorted(os.listdir("/tmp/inbox")):
         os.remove(os.path.join("/tmp/inbox", name))
@@ -50,7 +50,7 @@ while True:
 
 fn worker_config(start: &str) -> String {
     format!(
-        "name: hello\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    echo \"built-$(cat VERSION)\" > build.txt\nweb:\n  commands:\n    start: python3 server.py\nworkers:\n  queue:\n    size: S\n    commands:\n      start: {start}\n"
+        "name: hello\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    echo \"built-$(cat VERSION)\" > build.txt\nweb:\n  commands:\n    start: python3 server.py\nvariables:\n  env:\n    MODE: app-mode\n    QUEUE_NAME: app-queue\nworkers:\n  queue:\n    size: S\n    variables:\n      env:\n        QUEUE_NAME: jobs\n    commands:\n      start: {start}\n"
     )
 }
 
@@ -83,8 +83,8 @@ fn a_worker_consumes_work_survives_its_crash_and_retires_with_its_release() {
     });
     let log = admin_ok(&server, "logs demo main queue");
     assert!(
-        log.contains("port none app hello"),
-        "no $PORT, the app's variables: {log}"
+        log.contains("port none app hello queue jobs mode app-mode"),
+        "no $PORT, the app's variables, its own over them: {log}"
     );
 
     // Killed, it comes back (after its backoff) and takes work again.

@@ -23,6 +23,8 @@ pub struct Worker {
     pub start: String,
     /// Its own `size` (None: the app's).
     pub size: Option<ContainerSize>,
+    /// Its own `variables.env`, over the app's.
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 /// One cron job of an app.
@@ -92,6 +94,23 @@ pub fn workers(app: &Application) -> Result<Vec<Worker>, BackgroundError> {
                     .get("size")
                     .and_then(Value::as_str)
                     .and_then(ContainerSize::parse),
+                env: v
+                    .get("variables")
+                    .and_then(|vars| vars.get("env"))
+                    .and_then(Value::as_object)
+                    .map(|env| {
+                        env.iter()
+                            .map(|(k, v)| {
+                                let text = match v {
+                                    Value::String(s) => s.clone(),
+                                    Value::Null => String::new(),
+                                    other => other.to_string(),
+                                };
+                                (k.clone(), text)
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             })
         })
         .collect()

@@ -1,5 +1,6 @@
 //! Workers (`workers:` of an app, spec section 10): each runs its `commands.start` in its own
-//! container of the release, with the app's slug, variables and stack, its own `size`, in the
+//! container of the release, with the app's slug, variables (and its own `variables.env` over
+//! them) and stack, its own `size`, in the
 //! environment's network namespace, without a `$PORT` of its own.
 //!
 //! Supervision lives inside the container: its process is a small `sh` loop ([`supervisor`])
@@ -91,6 +92,11 @@ pub fn plan(
             );
             instance.port = 0;
             instance.env.remove("PORT");
+            for (k, v) in &w.env {
+                if !environment::is_reserved_variable(k) {
+                    instance.env.insert(k.clone(), v.clone());
+                }
+            }
             instance.start = supervisor(&w.start);
             if w.size.is_some() {
                 instance.size = w.size;
