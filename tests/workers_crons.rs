@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use slipway_e2e::{text, App, Server};
+use slipway_e2e::{new_key, text, App, Server};
 
 const HOST: &str = "main.demo.localhost";
 
@@ -18,6 +18,16 @@ fn admin_ok(server: &Server, command: &str) -> String {
     let o = admin(server, command);
     assert!(o.status.success(), "{command}: {}", text(&o));
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A user `name` with `role` on demo; returns their key.
+fn user_with_role(server: &Server, name: &str, role: &str) -> std::path::PathBuf {
+    let key = new_key(server.dir.path(), name);
+    let pubkey = std::fs::read(key.with_extension("pub")).expect("pub key");
+    let o = server.ssh_with_input(&server.key, "git", &format!("user add {name}"), &pubkey);
+    assert!(o.status.success(), "user add {name}: {}", text(&o));
+    admin_ok(server, &format!("access grant demo {name} {role}"));
+    key
 }
 
 fn push(server: &Server, app: &App) -> std::process::Output {
@@ -76,6 +86,13 @@ fn a_worker_consumes_work_survives_its_crash_and_retires_with_its_release() {
     assert!(admin_ok(&server, "envs demo").contains("workers: hello/queue"));
 
     // Work dropped through its shell login is consumed; its output is in `logs ... queue`.
+    let viewer = user_with_role(&server, "vera", "viewer");
+    let o = server.ssh(&viewer, "queue.main.demo", "touch /tmp/inbox/job0");
+    assert!(
+        !o.status.success(),
+        "a viewer got a shell in a worker: {}",
+        text(&o)
+    );
     let o = server.ssh(&server.key, "queue.main.demo", "touch /tmp/inbox/job1");
     assert!(o.status.success(), "shell into the worker: {}", text(&o));
     wait_for(20, "job1 processed", || {
@@ -246,6 +263,23 @@ fn crons_run_as_activities_never_overlap_pause_during_deploys_and_run_on_demand(
     assert!(
         took >= Duration::from_secs(6) && took < Duration::from_secs(30),
         "{took:?}"
+    );
+    // Viewers list crons but cannot run them; contributors cannot run them on production.
+    let viewer = user_with_role(&server, "vera", "viewer");
+    let contributor = user_with_role(&server, "carl", "contributor");
+    let o = server.ssh(&viewer, "git", "cron ls demo main");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("yearly"), "{}", text(&o));
+    let o = server.ssh(&viewer, "git", "cron run demo main yearly");
+    assert!(!o.status.success(), "a viewer ran a cron: {}", text(&o));
+    assert!(text(&o).contains("permission denied"), "{}", text(&o));
+    let o = server.ssh(&contributor, "git", "cron run demo main yearly");
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("main is protected"), "{}", text(&o));
+    assert_eq!(
+        cron_runs(&activities(&server), "yearly").len(),
+        1,
+        "refused runs leave no activity"
     );
     assert!(admin(&server, "cron run demo main nosuch")
         .status
