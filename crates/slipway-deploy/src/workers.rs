@@ -217,7 +217,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let count = dir.path().join("count");
         let cmd = format!(
-            "echo x >> {0}; if [ $(wc -l < {0}) -ge 2 ]; then kill $PPID; fi; exit 7",
+            "echo x >> {0}; if [ $(wc -l < {0}) -ge 3 ]; then kill $PPID; fi; exit 7",
             count.display()
         );
         let out = std::process::Command::new("/bin/sh")
@@ -226,8 +226,10 @@ mod tests {
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
+        // A crash loop backs off: 1 s, then 2 s, ...
         assert!(
-            text.contains("worker exited with status 7 after 0s; starting again in 1s"),
+            text.contains("worker exited with status 7 after 0s; starting again in 1s\n")
+                && text.contains("worker exited with status 7 after 0s; starting again in 2s\n"),
             "{text}"
         );
     }
