@@ -155,7 +155,33 @@ fn a_worker_consumes_work_survives_its_crash_and_retires_with_its_release() {
         "{c:?}"
     );
     assert!(!c.iter().any(|(id, _)| id.ends_with(".r3")), "{c:?}");
-    // Still reachable by its shell login after the failed push.
+    // A worker without a start command: refused at validate, by the push and by
+    // `slipway config check` alike, with its position.
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nweb:\n  commands:\n    start: python3 server.py\nworkers:\n  queue:\n    size: S\ncrons:\n  never:\n    spec: '0 0 31 2 *'\n    cmd: echo\n",
+    );
+    app.commit("worker without start");
+    let o = push(&server, &app);
+    assert!(!o.status.success());
+    let check = slipway_e2e::run(
+        std::process::Command::new(slipway_e2e::slipway_bin())
+            .args(["config", "check"])
+            .arg(&app.dir),
+    );
+    assert!(!check.status.success());
+    for out in [text(&o), text(&check)] {
+        assert!(
+            out.contains(".platform.app.yaml:7:3")
+                && out.contains("worker `queue` has no start command"),
+            "{out}"
+        );
+        assert!(
+            out.contains(".platform.app.yaml:11:11") && out.contains("never fires"),
+            "{out}"
+        );
+    }
+    // Still reachable by its shell login after the failed pushes.
     let o = server.ssh(&server.key, "queue.main.demo", "cat /tmp/worker.pid");
     assert!(o.status.success(), "{}", text(&o));
 }
