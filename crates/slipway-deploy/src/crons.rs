@@ -7,7 +7,8 @@
 //! - Never two runs of one cron at once: a run due while the last one still goes is skipped,
 //!   and the running run's activity log says so (so does `cron run`, refused meanwhile).
 //! - Paused while the environment deploys: a run due while a deploy holds the environment's
-//!   lock is skipped (the server log says so); the next due run happens as usual.
+//!   lock is skipped (the server log says so); the next due run happens as usual. So is a
+//!   run due while the app's container is not running (`serve` still bringing it back).
 //! - Bounded by `timeout`: then `commands.stop` runs (if written), and `shutdown_timeout`
 //!   later the command gets SIGTERM, and SIGKILL `shutdown_timeout` after that (coreutils
 //!   `timeout` inside the container does the signalling).
@@ -43,6 +44,9 @@ pub enum CronError {
     /// A deploy of the environment runs.
     #[error("a deploy of {0} is running; try again when it is done")]
     Deploying(String),
+    /// The app's container is not running (the server is starting, or it stopped).
+    #[error("the container of app {0} is not running")]
+    NotRunning(String),
     /// The state database failed.
     #[error(transparent)]
     State(#[from] slipway_state::StateError),
@@ -202,6 +206,13 @@ pub async fn run(
         }
         return Err(CronError::Busy(cron.cron.name.clone()));
     };
+    let running = matches!(
+        platform.runtime().state(&cron.app.container).await,
+        Ok(Some(s)) if s.status == slipway_runtime::Status::Running
+    );
+    if !running {
+        return Err(CronError::NotRunning(cron.app.name.clone()));
+    }
     let state = platform.state();
     let c = &cron.cron;
     let id = state.start_activity(
@@ -358,6 +369,10 @@ pub async fn run_forever(platform: Arc<Platform>) {
                         Err(CronError::Busy(_)) => tracing::info!(
                             project = %cron.project, env = %cron.env, cron = %cron.cron.name,
                             "cron run skipped: the last run still goes"
+                        ),
+                        Err(CronError::NotRunning(_)) => tracing::info!(
+                            project = %cron.project, env = %cron.env, cron = %cron.cron.name,
+                            "cron run skipped: the app's container is not running (yet)"
                         ),
                         Err(CronError::Deploying(_)) => tracing::info!(
                             project = %cron.project, env = %cron.env, cron = %cron.cron.name,
