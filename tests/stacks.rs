@@ -2,7 +2,7 @@
 //! (built once into the shared cache, see `cached_stack`), type/version refusals with their
 //! position and a did-you-mean in `config check`, a build from an unreachable mirror
 //! failing clearly and leaving nothing behind, and a push whose app builds and runs on its
-//! stack (`slipway serve --stacks`) seeing nothing of the host.
+//! stack (what `slipway serve` always does) seeing nothing of the host.
 
 use std::path::Path;
 use std::process::Command;
@@ -14,6 +14,21 @@ fn slipway(args: &[&str], data_dir: &Path) -> std::process::Output {
         .args(args)
         .arg("--data-dir")
         .arg(data_dir))
+}
+
+/// Every stack of `TEST_STACKS` built in the shared folder (`scripts/test` runs this first,
+/// so that the other tests never wait on a stack build).
+#[test]
+fn every_test_stack_is_built() {
+    let dir = slipway_e2e::test_stacks();
+    let ls = text(&slipway(&["stack", "ls"], &dir));
+    for stack in slipway_e2e::TEST_STACKS {
+        assert!(
+            ls.lines()
+                .any(|l| l.starts_with(&format!("{stack}\t")) && l.contains("\tbuilt\t")),
+            "{stack} is not built: {ls}"
+        );
+    }
 }
 
 #[test]
@@ -36,7 +51,13 @@ fn stack_ls_shows_what_is_available_and_what_is_built() {
         py[3].ends_with("MiB") && py[4].ends_with("MiB"),
         "sizes: {ls}"
     );
-    assert_eq!(line("php:8.4")[1..3], ["trixie", "-"], "{ls}");
+    // (The shared folder may hold other stacks too, built by other tests.)
+    assert_eq!(line("php:8.4")[1], "trixie", "{ls}");
+    assert!(
+        ls.lines()
+            .any(|l| l.contains("\ttrixie\t-\t") || l.contains("\tbookworm\t-\t")),
+        "some catalog stack is not built: {ls}"
+    );
     assert!(
         line("nodejs:22")[1].starts_with("bookworm + npm registry (node 22."),
         "{ls}"
@@ -148,10 +169,7 @@ impl Drop for HostMarker {
 fn an_app_builds_and_runs_on_its_stack() {
     let stacks = cached_stack("python:3.11");
     let stacks_dir = stacks.to_string_lossy().to_string();
-    let server = Server::start_with(&[
-        ("SLIPWAY_STACKS", "true"),
-        ("SLIPWAY_STACKS_DIR", &stacks_dir),
-    ]);
+    let server = Server::start_with(&[("SLIPWAY_STACKS_DIR", &stacks_dir)]);
     let marker = HostMarker(format!("/etc/slipway-e2e-marker-{}", std::process::id()).into());
     std::fs::write(&marker.0, "host only\n").unwrap();
     let app = App::demo(server.dir.path(), "app");
@@ -247,7 +265,6 @@ fn a_push_needing_an_unbuilt_stack_builds_it_and_shows_progress() {
     let stacks = tempfile::tempdir().unwrap();
     let stacks_dir = stacks.path().to_string_lossy().to_string();
     let server = Server::start_with(&[
-        ("SLIPWAY_STACKS", "true"),
         ("SLIPWAY_STACKS_DIR", &stacks_dir),
         ("SLIPWAY_DEBIAN_MIRROR", "http://127.0.0.1:1/"),
         ("SLIPWAY_DEBIAN_SECURITY_MIRROR", "none"),
@@ -330,10 +347,7 @@ fn stack_import_takes_an_oci_image_layout() {
     );
 
     // An app runs on the imported stack.
-    let server = Server::start_with(&[
-        ("SLIPWAY_STACKS", "true"),
-        ("SLIPWAY_STACKS_DIR", &data.to_string_lossy()),
-    ]);
+    let server = Server::start_with(&[("SLIPWAY_STACKS_DIR", &data.to_string_lossy())]);
     let app = App::demo(server.dir.path(), "app");
     let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
     assert!(
@@ -353,10 +367,7 @@ fn stack_import_takes_an_oci_image_layout() {
 #[test]
 fn a_nodejs_22_app_runs_on_node_from_the_npm_registry() {
     let stacks = cached_stack("nodejs:22");
-    let server = Server::start_with(&[
-        ("SLIPWAY_STACKS", "true"),
-        ("SLIPWAY_STACKS_DIR", &stacks.to_string_lossy()),
-    ]);
+    let server = Server::start_with(&[("SLIPWAY_STACKS_DIR", &stacks.to_string_lossy())]);
     let dir = server.dir.path().join("node-app");
     std::fs::create_dir_all(&dir).unwrap();
     let app = App { dir };
@@ -394,4 +405,191 @@ fn a_nodejs_22_app_runs_on_node_from_the_npm_registry() {
     let (code, body) = server.get("main.demo.localhost", "/").unwrap();
     assert_eq!(code, 200, "{body}");
     assert!(body.starts_with(&format!("{want} ")), "{body}");
+}
+
+/// Answers with what the `slipway-hello` command prints and the python running it.
+const PROCFILE_PY_SERVER: &str = r#"import http.server, os, subprocess, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        out = subprocess.run(["slipway-hello"], capture_output=True, text=True).stdout.strip()
+        body = f"{out} {sys.prefix} {sys.version_info[0]}.{sys.version_info[1]}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+#[test]
+fn procfile_apps_get_the_stack_of_their_language_and_their_dependencies_installed() {
+    let registry = slipway_e2e::NpmRegistry::start(&[slipway_e2e::NpmPackage {
+        name: "slipway-hello-js",
+        version: "1.0.0",
+        files: &[
+            ("package.json", "{\"name\": \"slipway-hello-js\", \"version\": \"1.0.0\", \"bin\": {\"slipway-hello-js\": \"index.js\"}}"),
+            ("index.js", "#!/usr/bin/env node\nconsole.log('hello from npm');\n"),
+        ],
+    }]);
+    let allow = registry
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let server = Server::start_with(&[("SLIPWAY_BUILD_EGRESS_ALLOW", allow.as_str())]);
+
+    // A python app: requirements.txt (from a local wheel folder), .python-version.
+    let dir = server.dir.path().join("py-app");
+    std::fs::create_dir_all(&dir).unwrap();
+    let py = App { dir };
+    slipway_e2e::write_wheel(
+        &py.dir.join("wheels"),
+        "slipwayhello",
+        "1.0",
+        &[(
+            "__init__.py",
+            "def main():\n    print('hello from a wheel')\n",
+        )],
+        &["slipway-hello = slipwayhello:main"],
+    );
+    py.write(
+        "requirements.txt",
+        "--no-index\n--find-links /app/wheels\nslipwayhello==1.0\n",
+    );
+    py.write(".python-version", "3.11\n");
+    py.write("Procfile", "web: python3 server.py\n");
+    py.write("server.py", PROCFILE_PY_SERVER);
+    py.git_ok(&["init", "-q", "-b", "main"]);
+    py.commit("a procfile python app");
+    let out = run(Command::new(slipway_bin())
+        .args(["config", "check"])
+        .arg(&py.dir));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "app: stack python:3.11 (detected from requirements.txt, 3.11 asked by .python-version)"
+        ),
+        "{}",
+        text(&out)
+    );
+    let o = server.git(&py.dir, &["push", &server.remote("pyapp"), "main"]);
+    let out = text(&o);
+    assert!(o.status.success(), "push: {out}\n{}", server.server_log());
+    assert!(out.contains("stack python:3.11: ready"), "{out}");
+    assert!(
+        out.contains("app | Successfully installed slipwayhello-1.0"),
+        "{out}"
+    );
+    let (code, body) = server.get("main.pyapp.localhost", "/").unwrap();
+    assert_eq!(code, 200, "{body}");
+    // The command comes from the virtualenv, which runs the app too.
+    assert_eq!(body, "hello from a wheel /app/.global 3.11\n");
+
+    // A node app: package.json with engines.node, a dependency and a build script.
+    let dir = server.dir.path().join("node-app");
+    std::fs::create_dir_all(&dir).unwrap();
+    let node = App { dir };
+    node.write(
+        "package.json",
+        "{\"name\": \"site\", \"version\": \"1.0.0\", \"private\": true, \"engines\": {\"node\": \"22.x\"}, \"dependencies\": {\"slipway-hello-js\": \"^1\"}, \"scripts\": {\"build\": \"slipway-hello-js > build.txt\"}}\n",
+    );
+    node.write(".npmrc", &format!("registry={}\n", registry.url));
+    node.write("Procfile", "web: node server.js\n");
+    node.write(
+        "server.js",
+        "const fs = require('fs');\nrequire('http').createServer((q, r) => r.end(process.version.split('.')[0] + ' ' + fs.readFileSync('build.txt', 'utf8'))).listen(process.env.PORT, '127.0.0.1');\n",
+    );
+    node.git_ok(&["init", "-q", "-b", "main"]);
+    node.commit("a procfile node app");
+    let out = run(Command::new(slipway_bin())
+        .args(["config", "check"])
+        .arg(&node.dir));
+    assert!(
+        text(&out).contains(
+            "app: stack nodejs:22 (detected from package.json, 22.x asked by package.json)"
+        ),
+        "{}",
+        text(&out)
+    );
+    let o = server.git(&node.dir, &["push", &server.remote("nodeapp"), "main"]);
+    let out = text(&o);
+    assert!(o.status.success(), "push: {out}\n{}", server.server_log());
+    assert!(out.contains("app | added 1 package"), "{out}");
+    let (code, body) = server.get("main.nodeapp.localhost", "/").unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body, "v22 hello from npm\n");
+
+    // A tree without any language file is refused before anything is built.
+    let dir = server.dir.path().join("bare-app");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bare = App { dir };
+    bare.write("Procfile", "web: ./serve\n");
+    bare.git_ok(&["init", "-q", "-b", "main"]);
+    bare.commit("no language");
+    let o = server.git(&bare.dir, &["push", &server.remote("bare"), "main"]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("Procfile:1:1: error: cannot tell the language of this Procfile app"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_host_root_is_an_explicit_unsafe_opt_in_and_its_releases_never_run_on_a_stack_server() {
+    // Only with SLIPWAY_UNSAFE_HOST_ROOT does an app run on the host's root: it sees the
+    // host's /etc.
+    let mut server = Server::start_with(&[("SLIPWAY_UNSAFE_HOST_ROOT", "true")]);
+    let app = App::demo(server.dir.path(), "app");
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    if [ -e /etc/debian_version ] && [ -e /etc/hostname ]; then echo host-root > build.txt; else echo stack > build.txt; fi\nweb:\n  commands:\n    start: python3 server.py\n",
+    );
+    app.commit("where am I");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    assert!(o.status.success(), "{}\n{}", text(&o), server.server_log());
+    assert_eq!(
+        server.get("main.demo.localhost", "/"),
+        Some((200, "host-root\n".to_string()))
+    );
+    assert!(
+        server
+            .server_log()
+            .contains("--unsafe-host-root: apps build and run on this host's /usr, /etc and /lib"),
+        "{}",
+        server.server_log()
+    );
+
+    // The same data dir served normally: the host-root release is stopped, not adopted.
+    server.stop();
+    server.env.clear();
+    server.serve();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !server
+        .server_log()
+        .contains("hello was built on the host's root, not on a stack: stopped")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            server.server_log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_ne!(
+        server.get("main.demo.localhost", "/").map(|(c, _)| c),
+        Some(200)
+    );
+
+    // A new push builds on the stack (stacks have no /etc/hostname) and serves again.
+    app.write("VERSION", "2\n");
+    app.commit("again");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    assert!(o.status.success(), "{}\n{}", text(&o), server.server_log());
+    assert_eq!(
+        server.get("main.demo.localhost", "/"),
+        Some((200, "stack\n".to_string()))
+    );
 }

@@ -1,11 +1,11 @@
 //! Support for the end-to-end tests: a real `slipway serve` in a temporary
 //! data dir on free loopback ports, a user with a fresh ed25519 key, and the
-//! real `git` and `ssh` clients pointed at it.
+//! real `git` and `ssh` clients pointed at it. Its apps build and run on the stacks of
+//! [`TEST_STACKS`], kept in one folder shared by every test run on the machine.
 //!
 //! Needs: root (runc, network namespaces), `runc`, `git`, `ssh`, `ssh-keygen`,
-//! `python3` (the demo app), `ip` (iproute2), `pip3`, `node` and `npm` (the build
-//! tests: `dependencies` and the nodejs flavor, served from loopback only).
-//! `scripts/install-deps` installs them.
+//! `python3` (wheels and the loopback npm registry), `ip` (iproute2), `mmdebstrap`
+//! (the first build of each stack). `scripts/install-deps` installs them.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -33,30 +33,63 @@ pub fn slipway_bin() -> PathBuf {
     .clone()
 }
 
-/// The data dir holding stack `type_name` (e.g. `python:3.11`) built, shared by every test
-/// run: `/var/tmp/slipway-test-stacks/TAG-FINGERPRINT/`, keyed by the catalog entry so a
-/// changed entry builds anew. The first caller builds it (`slipway stack build`, minutes);
-/// concurrent callers wait on the stack's build lock; later ones reuse it.
+/// The stacks every test server runs its apps on (`Server` builds them once per machine,
+/// see [`cached_stack`]); a test app's `type` must name one of these.
+pub const TEST_STACKS: &[&str] = &["python:3.11", "nodejs:22"];
+
+/// The stacks folder shared by every test run on this machine (`SLIPWAY_STACKS_DIR` of
+/// every test server): one store holding every stack the tests use.
+pub fn shared_stacks_dir() -> PathBuf {
+    Path::new("/var/tmp/slipway-test-stacks/shared").to_path_buf()
+}
+
+/// The shared stacks folder ([`shared_stacks_dir`]) with stack `type_name` (e.g.
+/// `python:3.11`) built in it. The first caller builds it (`slipway stack build`,
+/// minutes); concurrent callers, in this process or others, wait on a lock; later ones
+/// reuse it. A marker file holds the catalog entry's fingerprint: a changed entry builds
+/// anew (`--force`).
 pub fn cached_stack(type_name: &str) -> PathBuf {
     let stack = slipway_stack::resolve_type(type_name)
         .unwrap_or_else(|e| panic!("{e}"))
         .stack;
-    let dir = Path::new("/var/tmp/slipway-test-stacks").join(format!(
-        "{}-{}",
-        stack.tag(),
-        stack.fingerprint()
-    ));
+    let dir = shared_stacks_dir();
+    std::fs::create_dir_all(&dir).expect("creating the shared stacks folder");
+    let lock = std::fs::File::create(dir.join(format!(".{}.test-lock", stack.tag())))
+        .expect("creating the shared stack's lock");
+    // SAFETY: flock on a file descriptor we own; released when `lock` is dropped.
+    let locked = unsafe { flock(std::os::fd::AsRawFd::as_raw_fd(&lock), 2) };
+    assert_eq!(locked, 0, "locking the shared stack {type_name}");
+    let marker = dir.join(format!(".{}.fingerprint", stack.tag()));
+    let fresh = std::fs::read_to_string(&marker).is_ok_and(|f| f.trim() == stack.fingerprint());
     let started = Instant::now();
-    let out = run(Command::new(slipway_bin())
-        .args(["stack", "build", type_name, "--data-dir"])
-        .arg(&dir));
+    let mut cmd = Command::new(slipway_bin());
+    cmd.args(["stack", "build", type_name, "--data-dir"])
+        .arg(&dir);
+    if !fresh && dir.join("archive").exists() {
+        cmd.arg("--force");
+    }
+    let out = run(&mut cmd);
     assert!(
         out.status.success(),
         "building stack {type_name}: {}",
         text(&out)
     );
+    std::fs::write(&marker, stack.fingerprint()).expect("writing the stack's marker");
+    drop(lock);
     eprintln!("stack {type_name}: ready in {:.1?}", started.elapsed());
     dir
+}
+
+/// [`shared_stacks_dir`] with every stack of [`TEST_STACKS`] built (once per process).
+pub fn test_stacks() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        for s in TEST_STACKS {
+            cached_stack(s);
+        }
+        shared_stacks_dir()
+    })
+    .clone()
 }
 
 /// A free TCP port on 127.0.0.1.
@@ -155,6 +188,7 @@ impl Server {
             .arg("--http-listen")
             .arg(format!("127.0.0.1:{}", self.http_port))
             .env("SLIPWAY_LOG", "info")
+            .env("SLIPWAY_STACKS_DIR", test_stacks())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log);
@@ -317,6 +351,7 @@ impl Drop for Server {
 extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
+    fn flock(fd: i32, operation: i32) -> i32;
 }
 
 /// A new ed25519 key pair `dir/NAME` (+ `.pub`).
@@ -737,3 +772,87 @@ server.RequestHandlerClass = H
 print(port, flush=True)
 server.serve_forever()
 "#;
+
+/// Restarts and upgrades of `slipway serve` (issue 18).
+impl Server {
+    /// `slipway serve` with this server's flags and `extra` ones, spawned; resolves the
+    /// receiver once it printed that it serves. Its output goes to the server's log.
+    pub fn spawn_serve(&self, extra: &[&str]) -> (Child, std::sync::mpsc::Receiver<()>) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let mut cmd = Command::new(slipway_bin());
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(&self.data)
+            .arg("--ssh-listen")
+            .arg(format!("127.0.0.1:{}", self.ssh_port))
+            .arg("--http-listen")
+            .arg(format!("127.0.0.1:{}", self.http_port))
+            .args(extra)
+            .env("SLIPWAY_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawning slipway serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log_path = self.log.clone();
+        std::thread::spawn(move || {
+            let mut log = std::fs::OpenOptions::new().append(true).open(log_path).ok();
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(f) = log.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
+                if line.contains("slipway serving") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        (child, rx)
+    }
+
+    /// `slipway serve --upgrade`: waits until the new server serves and the old one
+    /// exited (at most `within`); the new one becomes this server's. Returns the old
+    /// one's exit code.
+    /// `during` runs once the new server serves, while the old one drains.
+    pub fn upgrade(&mut self, within: Duration, during: impl FnOnce(&Server)) -> Option<i32> {
+        let (child, serving) = self.spawn_serve(&["--upgrade"]);
+        if serving.recv_timeout(within).is_err() {
+            panic!(
+                "slipway serve --upgrade did not serve; log:\n{}",
+                self.server_log()
+            );
+        }
+        during(self);
+        let mut old = self.child.replace(child).expect("a server ran");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(st)) = old.try_wait() {
+                return st.code();
+            }
+            if Instant::now() > deadline {
+                let _ = old.kill();
+                let _ = old.wait();
+                panic!(
+                    "the old server did not exit after the upgrade; log:\n{}",
+                    self.server_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kill `slipway serve` with SIGKILL (a crash) and reap it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -9,7 +9,12 @@
 //!   [`DiffOptions::allow_service_upgrade`] (`git push -o allow-service-upgrade`);
 //! - shrinking a disk (of a service, or of an app whose mounts live on it). Slipway cannot yet
 //!   measure how much of a disk is used, so every shrink is refused rather than only those below
-//!   the used size.
+//!   the used size;
+//! - removing a persistent mount, or moving it to another source or folder (its data would no
+//!   longer be there), and removing an app that has persistent mounts.
+//!
+//! Every refusal but the major upgrade's is lifted by [`DiffOptions::allow_data_loss`]
+//! (`git push -o allow-data-loss`); the change is then listed with `(allowed by -o allow-data-loss)`.
 
 use crate::catalog::{self, compare_versions, major};
 use crate::model::{Application, Route, RouteKind, Service, Topology};
@@ -22,6 +27,8 @@ use std::fmt;
 pub struct DiffOptions {
     /// `-o allow-service-upgrade`: major-version upgrades of services are allowed.
     pub allow_service_upgrade: bool,
+    /// `-o allow-data-loss`: changes that would lose data go through.
+    pub allow_data_loss: bool,
 }
 
 /// A change refused because it would lose data.
@@ -62,7 +69,53 @@ pub fn diff(old: &Topology, new: &Topology, options: &DiffOptions) -> TopologyDi
     apps(old, new, &mut d);
     services(old, new, options, &mut d);
     routes(old, new, &mut d);
+    if options.allow_data_loss {
+        // The major upgrade's refusal has its own option; every other one is about data loss.
+        let (upgrades, lost): (Vec<Refusal>, Vec<Refusal>) = d
+            .refusals
+            .into_iter()
+            .partition(|r| r.how_to_proceed.contains("allow-service-upgrade"));
+        for r in lost {
+            d.lines
+                .push(format!("{} (allowed by -o allow-data-loss)", r.reason));
+        }
+        d.refusals = upgrades;
+    }
     d
+}
+
+/// The persistent mounts of `a` that `b` no longer has at the same place with the same source.
+fn lost_mounts(a: &Application, b: &Application) -> Vec<crate::mounts::Mount> {
+    let new = crate::mounts::app_mounts(b);
+    crate::mounts::app_mounts(a)
+        .into_iter()
+        .filter(|m| m.persistent() && !new.contains(m))
+        .collect()
+}
+
+/// A refusal for the persistent mounts of app `app` that go away.
+fn mount_refusal(app: &str, lost: &[crate::mounts::Mount], app_removed: bool) -> Refusal {
+    let names: Vec<String> = lost
+        .iter()
+        .map(|m| format!("`{}` ({})", m.path, m.source))
+        .collect();
+    let reason = if app_removed {
+        format!(
+            "removing app `{app}` would lose the data of its mount{} {}",
+            if lost.len() == 1 { "" } else { "s" },
+            names.join(", ")
+        )
+    } else {
+        format!(
+            "removing or moving mount{} {} of app `{app}` would lose its data",
+            if lost.len() == 1 { "" } else { "s" },
+            names.join(", ")
+        )
+    };
+    Refusal {
+        reason,
+        how_to_proceed: "keep the mounts as they are (with `git push -o allow-data-loss` the data stays on the volume, no longer mounted)".into(),
+    }
 }
 
 fn apps(old: &Topology, new: &Topology, d: &mut TopologyDiff) {
@@ -78,12 +131,20 @@ fn apps(old: &Topology, new: &Topology, d: &mut TopologyDiff) {
                 if let Some(r) = disk_shrink("app", &a.name, o.disk, a.disk) {
                     d.refusals.push(r);
                 }
+                let lost = lost_mounts(o, a);
+                if !lost.is_empty() {
+                    d.refusals.push(mount_refusal(&a.name, &lost, false));
+                }
             }
         }
     }
     for o in &old.applications {
         if new.application(&o.name).is_none() {
             d.lines.push(format!("app {} removed", o.name));
+            let lost = lost_mounts(o, &Application::default());
+            if !lost.is_empty() {
+                d.refusals.push(mount_refusal(&o.name, &lost, true));
+            }
         }
     }
 }
@@ -359,9 +420,11 @@ mod tests {
 
     const NO: DiffOptions = DiffOptions {
         allow_service_upgrade: false,
+        allow_data_loss: false,
     };
     const YES: DiffOptions = DiffOptions {
         allow_service_upgrade: true,
+        allow_data_loss: false,
     };
 
     #[test]
@@ -517,5 +580,39 @@ mod tests {
             ]
         );
         assert!(d.refusals.is_empty());
+    }
+
+    #[test]
+    fn removing_or_moving_a_persistent_mount_needs_allow_data_loss() {
+        let with = |mounts: serde_json::Value| Topology {
+            applications: vec![Application {
+                name: "a".into(),
+                mounts: serde_json::from_value(mounts).unwrap(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let old = with(serde_json::json!({"up": "shared:files/up", "t": {"source": "tmp"}}));
+        // Same mount in the mapping form, and a tmp mount gone: nothing lost.
+        let same = with(serde_json::json!({"up": {"source": "local", "source_path": "up"}}));
+        assert!(diff(&old, &same, &NO).refusals.is_empty());
+        let moved = with(serde_json::json!({"up": {"source": "local", "source_path": "other"}}));
+        let d = diff(&old, &moved, &NO);
+        assert_eq!(d.refusals.len(), 1);
+        assert!(d.refusals[0].reason.contains("mount `up` (local)"), "{d:?}");
+        let removed = diff(&old, &Topology::default(), &NO);
+        assert!(removed.refusals[0]
+            .reason
+            .contains("removing app `a` would lose the data of its mount `up`"));
+        let allowed = DiffOptions {
+            allow_data_loss: true,
+            ..NO
+        };
+        let d = diff(&old, &with(serde_json::json!({})), &allowed);
+        assert!(d.refusals.is_empty());
+        assert!(d
+            .lines
+            .iter()
+            .any(|l| l.ends_with("(allowed by -o allow-data-loss)")));
     }
 }

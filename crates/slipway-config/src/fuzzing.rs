@@ -50,9 +50,11 @@ pub fn exercise(data: &[u8]) {
         for opts in [
             crate::DiffOptions {
                 allow_service_upgrade: false,
+                ..Default::default()
             },
             crate::DiffOptions {
                 allow_service_upgrade: true,
+                ..Default::default()
             },
         ] {
             let _ = crate::diff(&empty, t, &opts);

@@ -1,4 +1,5 @@
-//! A bare `Procfile`: one app named `app`.
+//! A bare `Procfile`: one app named `app`, on the stack its tree's language files name
+//! ([`crate::detect`]), its dependencies installed as Heroku's buildpacks do.
 
 use crate::checks::{finish, Files};
 use crate::convert::AppRecord;
@@ -102,6 +103,19 @@ pub(crate) fn load(src: &dyn ConfigSource, diags: &mut Vec<Diagnostic>) -> Topol
             "web",
             "the Procfile has no `web:` line; add `web: COMMAND` that listens on $PORT",
         ));
+    }
+    // The stack and the dependency install, as Heroku's buildpacks detect and do them.
+    match crate::detect::detect_stack(src) {
+        Ok(d) => {
+            if let Some(w) = d.resolution.warning() {
+                let file = d.version_from.as_ref().map_or(d.detected_from, |v| v.0);
+                diags.push(Diagnostic::warning(file, 1, 1, "", w));
+            }
+            app.r#type = Some(d.type_name());
+            app.build_flavor = Some("none".into());
+            app.hooks.build = Some(d.install_script(src));
+        }
+        Err(e) => diags.push(Diagnostic::error(e.file, 1, 1, "", e.message)),
     }
     let pos = Pos {
         file: Arc::from(PROCFILE),

@@ -168,12 +168,23 @@ fn upsun_and_slipway_single_file_and_priority() {
 
 #[test]
 fn procfile_alone() {
-    let d = tree(&[("Procfile", b"# comment\nweb: gunicorn app:app --bind 127.0.0.1:$PORT\nrelease: python manage.py migrate\nworker: celery -A app worker\n")]);
+    let d = tree(&[
+        ("Procfile", b"# comment\nweb: gunicorn app:app --bind 127.0.0.1:$PORT\nrelease: python manage.py migrate\nworker: celery -A app worker\n"),
+        ("requirements.txt", b"gunicorn\n"),
+        (".python-version", b"3.11\n"),
+    ]);
     let l = load(&DirSource::new(d.path())).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(l.format, Format::Procfile);
     let a = &l.topology.applications[0];
     assert_eq!(a.name, "app");
-    assert_eq!(a.r#type, None);
+    // The stack and the install come from the tree, as on Heroku.
+    assert_eq!(a.r#type.as_deref(), Some("python:3.11"));
+    assert_eq!(a.build_flavor.as_deref(), Some("none"));
+    assert!(a
+        .hooks
+        .build
+        .as_deref()
+        .is_some_and(|b| b.contains("pip install -r requirements.txt")));
     assert_eq!(a.source_root, "");
     assert_eq!(
         a.web.start.as_deref(),
@@ -186,8 +197,19 @@ fn procfile_alone() {
     );
     assert_eq!(l.topology.routes.len(), 1);
 
-    let d = tree(&[("Procfile", b"release: ./migrate\n")]);
+    let d = tree(&[
+        ("Procfile", b"release: ./migrate\n"),
+        ("go.mod", b"go 1.24\n"),
+    ]);
     assert_eq!(errors_of(d.path()), ["Procfile:1:1: error: the Procfile has no `web:` line; add `web: COMMAND` that listens on $PORT (at web)"]);
+
+    // No language file: refused, naming the files to add.
+    let d = tree(&[("Procfile", b"web: ./serve\n")]);
+    let errors = errors_of(d.path());
+    assert!(
+        errors[0].starts_with("Procfile:1:1: error: cannot tell the language of this Procfile app: add one of requirements.txt, Pipfile"),
+        "{errors:?}"
+    );
 }
 
 #[test]

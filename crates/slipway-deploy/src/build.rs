@@ -6,7 +6,7 @@
 //! key and a slug the target environment may trust ([`reusable_in`]): the slug is
 //! reused and no build runs. Otherwise the tree is checked out
 //! of the pushed commit into a build folder, and these steps run, each in a runc
-//! container whose root is the host stack, with the build folder writable at
+//! container whose root is the app's stack (the one its `type` names), with the build folder writable at
 //! `/app`; their output streams live to the pusher, each line prefixed with the app:
 //!
 //! 1. `build.caches` are restored ([`caches`]);
@@ -16,7 +16,7 @@
 //! 4. `hooks.build` runs;
 //! 5. the folder is packed into a slug ([`crate::slug`]), then `build.caches` are saved.
 //!
-//! A step whose command is missing from the host stack fails the build with a message
+//! A step whose command is missing from the app's stack fails the build with a message
 //! naming the app, what needs it and the command; a step that exits non-zero fails it like
 //! a failing hook does.
 //!
@@ -74,7 +74,8 @@ pub struct BuiltApp {
     pub build_key: String,
     /// Whether the slug was reused rather than built.
     pub reused: bool,
-    /// The unpacked stack it was built on and runs on; `None`: the host stack.
+    /// The unpacked stack it was built on and runs on; `None`: the host's root (only with
+    /// `serve --unsafe-host-root`).
     pub stack_root: Option<PathBuf>,
     /// The stack's layers (in the platform's archive), below the slug in its release image.
     pub stack_layers: Vec<SlugInfo>,
@@ -85,14 +86,14 @@ pub struct BuiltApp {
 pub struct AppStack {
     /// Its identity in build keys: `LANGUAGE:VERSION@LAYER-DIGEST`, or [`STACK`].
     pub id: String,
-    /// Its unpacked root file system; `None`: the host stack.
+    /// Its unpacked root file system; `None`: the host's root (`--unsafe-host-root`).
     pub root: Option<PathBuf>,
     /// Its layers, in the platform's archive (empty for the host stack).
     pub layers: Vec<SlugInfo>,
 }
 
 impl AppStack {
-    /// The host stack.
+    /// The host's own root (`serve --unsafe-host-root` only).
     pub fn host() -> AppStack {
         AppStack {
             id: STACK.to_string(),
@@ -110,8 +111,8 @@ impl AppStack {
 }
 
 /// The stack of each app (by app name), building missing stacks once each with their
-/// progress in the push output. All apps get the host stack unless the server runs apps
-/// on their stacks.
+/// progress in the push output. All apps get the host's root only when the server runs with
+/// `--unsafe-host-root`.
 async fn app_stacks(
     platform: &Arc<Platform>,
     apps: &[Application],
@@ -542,8 +543,11 @@ impl BuildContext<'_> {
         let tool = found_missing.lock().ok().and_then(|m| m.clone());
         if let (Some(tool), Some(step)) = (tool, step) {
             return Err(self.fail(format!(
-                "app {}: {} needs `{tool}`, which is not on the host stack; {}",
-                self.app.name, step.needer, step.remedy
+                "app {}: {} needs `{tool}`, which is not on the stack of {}; {}",
+                self.app.name,
+                step.needer,
+                self.app.r#type.as_deref().unwrap_or("its type"),
+                step.remedy
             )));
         }
         if code != 0 {

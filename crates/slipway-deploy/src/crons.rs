@@ -11,7 +11,8 @@
 //!   run due while the app's container is not running (`serve` still bringing it back).
 //! - Bounded by `timeout`: then `commands.stop` runs (if written), and `shutdown_timeout`
 //!   later the command gets SIGTERM, and SIGKILL `shutdown_timeout` after that (coreutils
-//!   `timeout` inside the container does the signalling).
+//!   `timeout` inside the container does the signalling; a second after that, the server
+//!   SIGKILLs whatever is left of the run's process group itself).
 //! - Each run is an activity of kind `cron` (summary `cron NAME: ...`) with its output and
 //!   exit status.
 //!
@@ -269,43 +270,72 @@ async fn execute(platform: &Arc<Platform>, cron: &LiveCron, out: &Output) -> Res
         } else {
             0
         };
+    // The run's process group id goes to a file of the container's /tmp (one per cron: runs
+    // never overlap), so the server can SIGKILL the whole group should `timeout` not.
+    let safe: String = c
+        .name
+        .chars()
+        .map(|ch| {
+            if ch.is_ascii_alphanumeric() || ch == '-' {
+                ch
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let pid_file = format!("/tmp/.slipway-cron-{safe}.pid");
     let args: Vec<String> = vec![
-        "timeout".into(),
-        "-k".into(),
-        format!("{}s", c.shutdown_timeout),
-        format!("{term_after}s"),
         "/bin/sh".into(),
         "-c".into(),
+        format!(
+            "echo $$ > {pid_file}; exec timeout -k {}s {term_after}s /bin/sh -c \"$0\"",
+            c.shutdown_timeout
+        ),
         c.start.clone(),
     ];
-    let stopper = c.stop.clone().map(|stop| {
-        let (p, container, env, out) = (
+    let watchdog = {
+        let (p, container, env, out, stop) = (
             platform.clone(),
             cron.app.container.clone(),
             env.clone(),
             out.clone(),
+            c.stop.clone(),
         );
         let (timeout, grace) = (c.timeout, c.shutdown_timeout);
+        let started = tokio::time::Instant::now();
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(timeout)).await;
-            out.line(&format!(
-                "-----> timeout ({timeout}s): running commands.stop"
-            ));
-            let args = vec!["/bin/sh".to_string(), "-c".to_string(), stop];
-            let mut on_line = |l: &str| out.line(l);
-            let _ = p
-                .runtime()
-                .exec(
-                    &container,
-                    &args,
-                    &env,
-                    "/app",
-                    Duration::from_secs(grace.max(1)),
-                    &mut on_line,
-                )
-                .await;
+            let exec = |args: Vec<String>, limit: u64| {
+                let (p, container, env, out) =
+                    (p.clone(), container.clone(), env.clone(), out.clone());
+                async move {
+                    let mut on_line = |l: &str| out.line(l);
+                    let _ = p
+                        .runtime()
+                        .exec(
+                            &container,
+                            &args,
+                            &env,
+                            "/app",
+                            Duration::from_secs(limit.max(1)),
+                            &mut on_line,
+                        )
+                        .await;
+                }
+            };
+            tokio::time::sleep_until(started + Duration::from_secs(timeout)).await;
+            if let Some(stop) = stop {
+                out.line(&format!(
+                    "-----> timeout ({timeout}s): running commands.stop"
+                ));
+                exec(vec!["/bin/sh".into(), "-c".into(), stop], grace).await;
+            }
+            // `timeout` sends SIGTERM at `term_after` and SIGKILL `grace` later; one more
+            // second, then the server kills what is left of the run's process group.
+            tokio::time::sleep_until(started + Duration::from_secs(term_after + grace + 1)).await;
+            let kill = format!("kill -KILL -- -$(cat {pid_file}) 2>/dev/null; true");
+            exec(vec!["/bin/sh".into(), "-c".into(), kill], 5).await;
         })
-    });
+    };
     let mut on_line = |l: &str| out.line(l);
     let backstop = Duration::from_secs(term_after + c.shutdown_timeout + 30);
     let result = platform
@@ -320,9 +350,7 @@ async fn execute(platform: &Arc<Platform>, cron: &LiveCron, out: &Output) -> Res
         )
         .await
         .map_err(|e| e.to_string());
-    if let Some(s) = stopper {
-        s.abort();
-    }
+    watchdog.abort();
     result
 }
 

@@ -10,35 +10,25 @@ use crate::output::Output;
 use crate::pipeline::PhaseError;
 
 /// The differences against the live topology (None: a new environment, all additions).
-pub fn compare(
-    new: &Topology,
-    live: Option<&Topology>,
-    allow_service_upgrade: bool,
-) -> TopologyDiff {
+pub fn compare(new: &Topology, live: Option<&Topology>, options: DiffOptions) -> TopologyDiff {
     let empty = Topology::default();
-    slipway_config::diff(
-        live.unwrap_or(&empty),
-        new,
-        &DiffOptions {
-            allow_service_upgrade,
-        },
-    )
+    slipway_config::diff(live.unwrap_or(&empty), new, &options)
 }
 
 /// The differences, one line each (empty: nothing changed).
 pub fn changes(new: &Topology, live: Option<&Topology>) -> Vec<String> {
-    compare(new, live, false).lines
+    compare(new, live, DiffOptions::default()).lines
 }
 
 /// Print the diff; Err when a change would lose data (the first refusal is the reason).
 pub fn run(
     new: &Topology,
     live: Option<&Topology>,
-    allow_service_upgrade: bool,
+    options: DiffOptions,
     out: &Output,
 ) -> Result<(), PhaseError> {
     let t = Instant::now();
-    let d = compare(new, live, allow_service_upgrade);
+    let d = compare(new, live, options);
     let headline = match (live, d.lines.len()) {
         (None, _) => "new environment".to_string(),
         (Some(_), 0) => "no infrastructure change".to_string(),
@@ -52,6 +42,9 @@ pub fn run(
     for r in &d.refusals {
         out.line(&format!("       refused: {}", r.reason));
         out.line(&format!("       to proceed: {}", r.how_to_proceed));
+        if !r.how_to_proceed.contains("allow-service-upgrade") {
+            out.line("       or, accepting the loss: git push -o allow-data-loss");
+        }
     }
     match d.refusals.first() {
         Some(r) => Err(PhaseError::new("diff", r.to_string())),
@@ -92,12 +85,17 @@ mod tests {
 
     #[test]
     fn major_upgrade_needs_the_push_option() {
-        let refused = compare(&topo("16"), Some(&topo("15")), false);
+        let no = DiffOptions::default();
+        let yes = DiffOptions {
+            allow_service_upgrade: true,
+            ..no
+        };
+        let refused = compare(&topo("16"), Some(&topo("15")), no);
         assert_eq!(refused.refusals.len(), 1);
         assert!(refused.refusals[0]
             .to_string()
             .contains("-o allow-service-upgrade"));
-        assert!(compare(&topo("16"), Some(&topo("15")), true)
+        assert!(compare(&topo("16"), Some(&topo("15")), yes)
             .refusals
             .is_empty());
     }

@@ -126,6 +126,10 @@ pub struct AppInstance {
     /// The app's `resources` (absent in older releases, as when not configured).
     #[serde(default)]
     pub resources: Option<slipway_config::Resources>,
+    /// Its writable mounts, on the environment's volumes (absent in releases made before
+    /// mounts were acted on, which had none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<crate::mounts::AppMount>,
 }
 
 /// The spec of a release: its apps and how they are reached.
@@ -140,6 +144,10 @@ pub struct ReleaseSpec {
     /// The workers (absent in releases made before workers ran).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workers: Vec<crate::workers::WorkerInstance>,
+    /// The environment's volumes its apps mount, with their sizes (absent in releases made
+    /// before mounts were acted on).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<crate::mounts::VolumeSize>,
 }
 
 impl ReleaseSpec {

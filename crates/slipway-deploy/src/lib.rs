@@ -34,6 +34,7 @@ pub mod environment;
 pub mod health;
 pub mod hooks;
 pub mod isolation;
+pub mod mounts;
 pub mod operations;
 pub mod output;
 pub mod pipeline;
@@ -45,9 +46,11 @@ pub mod restore;
 pub mod retire;
 pub mod slug;
 pub mod switch;
+pub mod sync;
 pub mod tenancy;
 pub mod validate;
 pub mod variables;
+pub mod volumes;
 pub mod workers;
 
 use std::collections::HashMap;
@@ -77,6 +80,9 @@ pub enum DeployError {
     /// A git repository failed.
     #[error(transparent)]
     Git(#[from] slipway_git::GitError),
+    /// A volume failed.
+    #[error(transparent)]
+    Volume(#[from] volumes::VolumeError),
     /// A file system operation failed.
     #[error("{what}: {source}")]
     Io {
@@ -214,6 +220,11 @@ impl DataDir {
         } else {
             env.join(app).join(name)
         }
+    }
+    /// The volumes of environments (`volumes/PROJECT/ENV/NAME.img`, mounted at
+    /// `volumes/PROJECT/ENV/NAME/`; see [`volumes`]).
+    pub fn volumes(&self) -> volumes::VolumeStore {
+        volumes::VolumeStore::new(self.root.join("volumes"))
     }
     /// The output of an app's containers.
     pub fn app_log(&self, project: &str, env: &str, app: &str) -> PathBuf {

@@ -1,6 +1,6 @@
 //! The deploy pipeline: one environment to one commit, phase after phase.
 //!
-//! validate -> diff -> build (+ slug) -> provision -> deploy hook -> health
+//! validate -> diff -> build (+ slug) -> volumes -> provision -> deploy hook -> health
 //! -> switch routes -> post_deploy -> retire. Until the switch, nothing of the
 //! running cluster or its routes is touched; a failure on the way removes
 //! every container the attempt started and leaves the branch where it was.
@@ -134,13 +134,11 @@ async fn stage_push_inner(
     let live_topology = live
         .as_ref()
         .and_then(|r| serde_json::from_value::<slipway_config::Topology>(r.topology.clone()).ok());
-    let allow_service_upgrade = target.has_option("allow-service-upgrade");
-    diff::run(
-        &topology,
-        live_topology.as_ref(),
-        allow_service_upgrade,
-        out,
-    )?;
+    let options = slipway_config::DiffOptions {
+        allow_service_upgrade: target.has_option("allow-service-upgrade"),
+        allow_data_loss: target.has_option("allow-data-loss"),
+    };
+    diff::run(&topology, live_topology.as_ref(), options, out)?;
 
     // build (+ slug): the changed apps, in parallel
     let built = build::run_all(platform, repo, target, &topology.applications, out).await?;
@@ -212,6 +210,30 @@ pub async fn stage(
     }
 
     let result = async {
+        // volumes: a new environment starts with a copy of its parent's.
+        let live_containers: Vec<String> = live
+            .as_ref()
+            .and_then(|r| ReleaseSpec::from_json(&r.spec))
+            .map(|s| s.apps.into_iter().map(|a| a.container).collect())
+            .unwrap_or_default();
+        let p = platform.clone();
+        let (project, env) = (target.project.clone(), target.env.clone());
+        let (is_new, commit) = (live.is_none(), target.new);
+        let sizes = spec.volumes.clone();
+        let o = out.clone();
+        tokio::task::spawn_blocking(move || {
+            let parent = is_new.then(|| crate::mounts::parent_env(&p, &project, &env, commit));
+            crate::mounts::prepare(
+                &p,
+                (&project, &env),
+                parent.as_deref(),
+                &sizes,
+                &live_containers,
+                &o,
+            )
+        })
+        .await
+        .map_err(|e| PhaseError::new("volumes", e.to_string()))??;
         provision::run(platform, target, &release, &mut spec, built, out).await?;
         let _ = state.set_release_spec(release.id, &spec.to_json());
         hooks::deploy(

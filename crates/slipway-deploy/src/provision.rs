@@ -1,7 +1,8 @@
 //! Phase **provision**: start the new release's containers beside the running
 //! ones, in the environment's network namespace, each app on its own `$PORT`.
 //! The slug is unpacked once (cached by digest, digest checked) and mounted
-//! read-only at `/app`; the root is read-only; `/tmp` is a private tmpfs.
+//! read-only at `/app`; the root is read-only; `/tmp` is a private tmpfs; the app's `mounts`
+//! are writable folders of the environment's volumes ([`crate::mounts`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -82,6 +83,7 @@ pub fn plan(
             stack_layers: b.stack_layers.clone(),
             size: app.size,
             resources: app.resources,
+            mounts: crate::mounts::plan(app),
         });
     }
     ReleaseSpec {
@@ -89,6 +91,7 @@ pub fn plan(
         netns,
         routed_app: environment::routed_app(topology),
         workers: Vec::new(),
+        volumes: crate::mounts::volume_sizes(topology),
     }
 }
 
@@ -136,6 +139,14 @@ pub async fn start_app(
     app: &AppInstance,
 ) -> Result<(), PhaseError> {
     let fail = |m: String| PhaseError::new("provision", m);
+    // A release made on the host's root (before stacks, or under --unsafe-host-root)
+    // never starts on a server whose apps run on stacks.
+    if app.stack_root.is_none() && platform.settings().stacks.is_some() {
+        return Err(fail(format!(
+            "{} of this release was built on the host's root, not on a stack; push again to build it on the stack its type names",
+            app.name
+        )));
+    }
     let digest = slipway_slug::Digest::parse(&app.slug).map_err(|e| fail(e.to_string()))?;
     let p = platform.clone();
     let dir = tokio::task::spawn_blocking(move || {
@@ -158,6 +169,13 @@ pub async fn start_app(
         let _ = writeln!(f, "{}{}", START_MARKER, app.container);
     }
     let mut container = container_spec(spec, app, dir, crate::isolation::run_as(project));
+    let p = platform.clone();
+    let (proj, e, a) = (project.to_string(), env.to_string(), app.clone());
+    container.mounts =
+        tokio::task::spawn_blocking(move || crate::mounts::bind_mounts(&p, (&proj, &e), &a))
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .map_err(|e| fail(format!("mounts of {}: {e}", app.name)))?;
     container.env = crate::variables::with_environment_variables(platform, project, env, &app.env)
         .map_err(|e| fail(format!("variables of {env}: {e}")))?;
     // A container of that id left by an interrupted attempt is not ours to keep.

@@ -1,92 +1,251 @@
 //! Bringing environments back at start, and `slipway down`.
 //!
-//! At start: activities left running are marked interrupted, containers of
-//! interrupted deploys are removed, containers of live releases still running
-//! are adopted (routes pointed at them at once), and live releases whose
-//! containers are gone are started again from their slugs. Workers of live
-//! releases are adopted or started again the same way (never removed as orphans).
+//! A start restores in two steps:
+//!
+//! 1. [`hold_live_routes`], before the router and the SSH endpoint accept: every
+//!    environment with a live release gets its hosts in the route table, held (as
+//!    during a switch), so that a request for a live site waits instead of being
+//!    answered "nothing is deployed here". After a stop or a crash, activities left
+//!    running are marked interrupted and the releases left pending are noted. A few
+//!    state queries; no container is looked at.
+//! 2. [`restore`]: with one `runc list` for all containers, the containers of live
+//!    releases still running are adopted (routes pointed at them at once) and live
+//!    releases whose containers are gone are started again from their slugs, all
+//!    environments in parallel; each environment's hold is released as soon as it is
+//!    routed (or failed to come back: then its hosts answer 503, never 404). After a
+//!    stop or a crash ([`RestoreMode::Start`]), the releases noted in step 1 and the
+//!    containers no live release needs are removed once the live ones are routed
+//!    (never those of a push that started since). During a graceful upgrade
+//!    ([`RestoreMode::Upgrade`]) the old server still runs its pushes: nothing is
+//!    cleaned up, containers are only adopted.
+//!
+//! Workers of live releases are adopted or started again like apps (never removed as
+//! orphans), after their environment is routed.
+//!
+//! Volumes: step 1 thaws any volume an interrupted copy left frozen; starting a release
+//! mounts its volumes again first (mounting is idempotent: after a restart they are still
+//! mounted, after a reboot not); `down` unmounts them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{info, warn};
 
 use crate::environment::{netns_prefix, ReleaseSpec};
+use crate::switch::{env_key, topology_of};
 use crate::{health, provision, switch, DeployError, Platform};
 
-/// Bring every environment that was live back up. Returns once every
-/// environment is routed (or failed to come back, which is logged).
-pub async fn restore(platform: &Arc<Platform>) -> Result<(), DeployError> {
+/// Why the server starts: what [`restore`] may clean up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestoreMode {
+    /// After a stop or a crash: no other server runs on the data dir.
+    Start,
+    /// A graceful upgrade: the old server still runs (and may be deploying).
+    Upgrade,
+}
+
+/// A live environment whose routes are held until it is restored.
+pub struct Restoring {
+    release: slipway_state::Release,
+    spec: ReleaseSpec,
+    hold: slipway_router::Hold,
+}
+
+impl Restoring {
+    /// The router key of the environment (`PROJECT/ENV`).
+    pub fn env(&self) -> String {
+        env_key(&self.release.project, &self.release.environment)
+    }
+}
+
+/// What a start found before accepting: the environments to restore, their routes
+/// held, and (after a stop or a crash) the releases an interrupted deploy left pending.
+pub struct Held {
+    envs: Vec<Restoring>,
+    interrupted: Vec<slipway_state::Release>,
+}
+
+/// Step one of a start, before the router and the SSH endpoint accept: put the hosts of
+/// every live environment in the route table, held, so that their requests wait for
+/// [`restore`]; after a stop or a crash ([`RestoreMode::Start`]) also mark the
+/// activities the last run left running as interrupted, and note the releases it left
+/// pending, so that what a push starts once the server accepts is never taken for a
+/// leftover. A live release whose spec cannot be read is logged and left out (its hosts
+/// answer 404, as nothing can be routed for it).
+pub fn hold_live_routes(platform: &Platform, mode: RestoreMode) -> Result<Held, DeployError> {
+    let router = platform.router();
     let state = platform.state();
-    let n = state.abort_running_activities()?;
-    if n > 0 {
-        info!("{n} activit(y/ies) interrupted by the last stop marked as failed");
-    }
-    for r in state.pending_releases()? {
-        if let Some(spec) = ReleaseSpec::from_json(&r.spec) {
-            provision::remove_release(platform, &spec, std::time::Duration::from_secs(1)).await;
+    let mut interrupted = Vec::new();
+    if mode == RestoreMode::Start {
+        match platform.data().volumes().thaw_all() {
+            Ok(0) => {}
+            Ok(n) => warn!("{n} volume(s) left frozen by an interrupted copy thawed"),
+            Err(e) => warn!("thawing volumes: {e}"),
         }
-        state.set_release_status(r.id, "failed")?;
-    }
-    let live = state.live_releases()?;
-    let keep: HashSet<String> = live
-        .iter()
-        .filter_map(|r| ReleaseSpec::from_json(&r.spec))
-        .flat_map(|s| {
-            let workers = s.workers.into_iter().map(|w| w.instance);
-            s.apps.into_iter().chain(workers).map(|a| a.container)
-        })
-        .collect();
-    for c in platform.runtime().list().await? {
-        if !keep.contains(&c.id) {
-            info!(container = %c.id, "removing a container no live release needs");
-            let _ = platform
-                .runtime()
-                .remove(&c.id, Duration::from_secs(5))
-                .await;
+        let n = state.abort_running_activities()?;
+        if n > 0 {
+            info!("{n} activit(y/ies) interrupted by the last stop marked as failed");
         }
+        interrupted = state.pending_releases()?;
     }
-    let mut tasks = Vec::new();
-    for r in live {
-        let Some(spec) = ReleaseSpec::from_json(&r.spec) else {
-            warn!(project = %r.project, env = %r.environment, "release {} has no readable spec", r.number);
+    let mut held = Vec::new();
+    for release in platform.state().live_releases()? {
+        let Some(spec) = ReleaseSpec::from_json(&release.spec) else {
+            warn!(project = %release.project, env = %release.environment, "release {} has no readable spec", release.number);
             continue;
         };
+        let (project, env) = (release.project.as_str(), release.environment.as_str());
+        let hosts = match topology_of(&release) {
+            Some(topology) => switch::hosts(platform, project, env, &topology),
+            None => vec![platform.env_host(project, env)],
+        };
+        let key = env_key(project, env);
+        let hold = router.hold(&key);
+        router.set_deploying(&key, hosts);
+        held.push(Restoring {
+            release,
+            spec,
+            hold,
+        });
+    }
+    Ok(Held {
+        envs: held,
+        interrupted,
+    })
+}
+
+/// Step two: bring every held environment back up (see the module doc). Returns once
+/// every environment is routed (or failed to come back, which is logged).
+pub async fn restore(
+    platform: &Arc<Platform>,
+    held: Held,
+    mode: RestoreMode,
+) -> Result<(), DeployError> {
+    let started = std::time::Instant::now();
+    let Held {
+        envs: held,
+        interrupted,
+    } = held;
+    let environments = held.len();
+    let state = platform.state();
+    // One `runc list` for every container, instead of one `runc state` per container.
+    let containers: HashMap<String, slipway_runtime::Status> = platform
+        .runtime()
+        .list()
+        .await?
+        .into_iter()
+        .map(|c| (c.id, c.status))
+        .collect();
+    let listed = started.elapsed();
+    let keep: HashSet<String> = held.iter().flat_map(|r| containers_of(&r.spec)).collect();
+    let running: Arc<HashSet<String>> = Arc::new(
+        containers
+            .iter()
+            .filter(|(_, s)| **s == slipway_runtime::Status::Running)
+            .map(|(id, _)| id.clone())
+            .collect(),
+    );
+    let mut tasks = Vec::new();
+    for r in held {
         let p = platform.clone();
+        let running = running.clone();
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = bring_up(&p, &r, &spec).await {
-                warn!(project = %r.project, env = %r.environment, "could not bring release {} back: {e}", r.number);
+            let Restoring {
+                release,
+                spec,
+                hold,
+            } = r;
+            if let Err(e) = bring_up(&p, &release, &spec, &running).await {
+                warn!(project = %release.project, env = %release.environment, "could not bring release {} back: {e}", release.number);
             }
+            drop(hold);
         }));
     }
     for t in tasks {
         let _ = t.await;
     }
+    info!(
+        environments,
+        ms = started.elapsed().as_millis() as u64,
+        containers_listed_ms = listed.as_millis() as u64,
+        "every environment restored"
+    );
+    if mode == RestoreMode::Start {
+        let interrupted_ids: HashSet<i64> = interrupted.iter().map(|r| r.id).collect();
+        for r in interrupted {
+            if let Some(spec) = ReleaseSpec::from_json(&r.spec) {
+                provision::remove_release(platform, &spec, Duration::from_secs(1)).await;
+            }
+            state.set_release_status(r.id, "failed")?;
+        }
+        // Containers of deploys started since this server accepts are no leftovers.
+        let deploying: HashSet<String> = state
+            .pending_releases()?
+            .iter()
+            .filter(|r| !interrupted_ids.contains(&r.id))
+            .filter_map(|r| ReleaseSpec::from_json(&r.spec))
+            .flat_map(|s| containers_of(&s))
+            .collect();
+        for id in containers
+            .keys()
+            .filter(|id| !keep.contains(*id) && !deploying.contains(*id))
+        {
+            info!(container = %id, "removing a container no live release needs");
+            let _ = platform.runtime().remove(id, Duration::from_secs(5)).await;
+        }
+    }
     Ok(())
 }
 
-async fn bring_up(
+/// The container ids of a release: its apps' and its workers'.
+fn containers_of(spec: &ReleaseSpec) -> Vec<String> {
+    let workers = spec.workers.iter().map(|w| &w.instance);
+    spec.apps
+        .iter()
+        .chain(workers)
+        .map(|a| a.container.clone())
+        .collect()
+}
+
+/// Start what of a live release does not run (`running`: the containers running now),
+/// wait until it answers, and route to it.
+pub(crate) async fn bring_up(
     platform: &Arc<Platform>,
     release: &slipway_state::Release,
     spec: &ReleaseSpec,
+    running: &HashSet<String>,
 ) -> Result<(), String> {
     let (project, env) = (release.project.as_str(), release.environment.as_str());
-    slipway_runtime::netns::ensure(&spec.netns).map_err(|e| e.to_string())?;
-    let mut adopted = true;
-    for app in &spec.apps {
-        let running = matches!(
-            platform.runtime().state(&app.container).await,
-            Ok(Some(s)) if s.status == slipway_runtime::Status::Running
-        );
-        if !running {
-            adopted = false;
+    // A release built on the host's root (before stacks, or under --unsafe-host-root) is
+    // neither adopted nor started when apps run on stacks.
+    if platform.settings().stacks.is_some() {
+        if let Some(app) = spec.apps.iter().find(|a| a.stack_root.is_none()) {
+            for a in spec
+                .apps
+                .iter()
+                .chain(spec.workers.iter().map(|w| &w.instance))
+            {
+                let _ = platform
+                    .runtime()
+                    .remove(&a.container, std::time::Duration::from_secs(2))
+                    .await;
+            }
+            return Err(format!(
+                "{} was built on the host's root, not on a stack: stopped; push again to build it on the stack its type names",
+                app.name
+            ));
+        }
+    }
+    let adopted = spec.apps.iter().all(|a| running.contains(&a.container));
+    if !adopted {
+        // Running containers keep their namespace alive: only a start needs it ensured.
+        slipway_runtime::netns::ensure(&spec.netns).map_err(|e| e.to_string())?;
+        for app in spec.apps.iter().filter(|a| !running.contains(&a.container)) {
             provision::start_app(platform, project, env, spec, app)
                 .await
                 .map_err(|e| e.to_string())?;
         }
-    }
-    if !adopted {
         for app in &spec.apps {
             let log = platform.data().app_log(project, env, &app.name);
             health::wait_app(
@@ -102,22 +261,66 @@ async fn bring_up(
     switch::route(platform, release, spec);
     // Workers: adopted when running, started again otherwise (their supervisor restarts
     // their command from then on).
-    for w in &spec.workers {
-        let running = matches!(
-            platform.runtime().state(&w.instance.container).await,
-            Ok(Some(s)) if s.status == slipway_runtime::Status::Running
-        );
-        if !running {
-            provision::start_app(platform, project, env, spec, &w.instance)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
+    for w in spec
+        .workers
+        .iter()
+        .filter(|w| !running.contains(&w.instance.container))
+    {
+        slipway_runtime::netns::ensure(&spec.netns).map_err(|e| e.to_string())?;
+        provision::start_app(platform, project, env, spec, &w.instance)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     info!(project, env, adopted, "environment up");
     Ok(())
 }
 
-/// Stop every container and network namespace this data dir started. Data stays.
+/// During a graceful upgrade, while the old server drains: route the releases that its
+/// running deploys make live (it records them in the state), so that this server, which
+/// now gets the requests, routes them before the old release's containers stop (the old
+/// server waits a moment for this: [`crate::retire::delay_removals`]). Checks every
+/// 100 ms; resolves when `until` does, after one last pass.
+pub async fn follow(platform: &Arc<Platform>, until: impl std::future::Future<Output = ()>) {
+    tokio::pin!(until);
+    loop {
+        let done = tokio::select! {
+            () = &mut until => true,
+            () = tokio::time::sleep(Duration::from_millis(100)) => false,
+        };
+        if let Err(e) = follow_once(platform) {
+            warn!("following the old server's deploys: {e}");
+        }
+        if done {
+            return;
+        }
+    }
+}
+
+/// Route every live release newer than the one the router has for its environment.
+fn follow_once(platform: &Arc<Platform>) -> Result<(), DeployError> {
+    for release in platform.state().live_releases()? {
+        let key = env_key(&release.project, &release.environment);
+        // Only newer: a deploy of this server may have switched its routes already and
+        // not yet recorded its release as live.
+        let routed = platform
+            .router()
+            .current(&key)
+            .and_then(|r| r.name().strip_prefix("release ")?.parse::<i64>().ok());
+        if routed.is_some_and(|n| n >= release.number) {
+            continue;
+        }
+        let Some(spec) = ReleaseSpec::from_json(&release.spec) else {
+            continue;
+        };
+        info!(project = %release.project, env = %release.environment, "routing release {} made live by the old server", release.number);
+        // The release it replaces is retired by the old server, which started it.
+        let _ = switch::route(platform, &release, &spec);
+    }
+    Ok(())
+}
+
+/// Stop every container and network namespace this data dir started, and unmount its
+/// volumes. Data stays.
 pub async fn down(platform: &Platform) -> Result<usize, DeployError> {
     let containers = platform.runtime().list().await?;
     let n = containers.len();
@@ -130,5 +333,6 @@ pub async fn down(platform: &Platform) -> Result<usize, DeployError> {
     for ns in slipway_runtime::netns::list(&netns_prefix(platform.instance()))? {
         slipway_runtime::netns::delete(&ns)?;
     }
+    platform.data().volumes().unmount_all()?;
     Ok(n)
 }

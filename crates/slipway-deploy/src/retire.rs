@@ -7,6 +7,7 @@
 //! drain timeout ends; then the router closes them in order, and the
 //! containers stop.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,11 +19,29 @@ use crate::Platform;
 /// How long closed upgraded connections may take to end before the containers stop.
 const UPGRADE_CLOSE_GRACE: Duration = Duration::from_secs(3);
 
+/// Milliseconds a retired release's containers wait, after its drain, before they stop:
+/// zero, except in a server that handed its sockets over to a new one (a graceful
+/// upgrade). There a deploy that completes during the drain makes its release live in
+/// the state, and the new server, which serves the requests now, needs a moment to route
+/// it ([`crate::restore::follow`]) before the old release's containers go.
+static REMOVAL_DELAY_MS: AtomicU64 = AtomicU64::new(0);
+
+/// From now on, wait `delay` more before stopping a retired release's containers (see
+/// [`REMOVAL_DELAY_MS`]).
+pub fn delay_removals(delay: Duration) {
+    let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+    REMOVAL_DELAY_MS.store(ms, Ordering::Relaxed);
+}
+
 /// Retire `old` (the spec of the release that was live) after draining `release`.
 pub fn spawn(platform: Arc<Platform>, old: ReleaseSpec, release: Option<Arc<LiveRelease>>) {
     tokio::spawn(async move {
         if let Some(release) = release {
             drain(&release, platform.settings().drain_timeout).await;
+        }
+        let delay = REMOVAL_DELAY_MS.load(Ordering::Relaxed);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
         }
         crate::provision::remove_release(&platform, &old, Duration::from_secs(3)).await;
     });

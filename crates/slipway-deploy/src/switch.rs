@@ -241,7 +241,7 @@ pub fn mark_deploying(platform: &Platform, project: &str, env: &str, topology: &
 }
 
 /// The topology a release was deployed with.
-fn topology_of(release: &Release) -> Option<Topology> {
+pub(crate) fn topology_of(release: &Release) -> Option<Topology> {
     serde_json::from_value(release.topology.clone()).ok()
 }
 

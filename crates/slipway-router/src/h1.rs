@@ -25,7 +25,7 @@ use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::body::Body;
@@ -46,7 +46,7 @@ use crate::proxy::{
 };
 use crate::release::InFlightGuard;
 use crate::router::Router;
-use crate::server::{Activity, OpenRequest};
+use crate::server::{Activity, End, OpenRequest};
 use crate::upstream::{Framing, LeanBody, UpstreamError};
 
 /// Largest request head served here; a bigger one goes to hyper (which answers 431 past
@@ -67,9 +67,16 @@ pub(crate) enum Served {
     Handover(Bytes),
 }
 
+/// When the router stops, how long a kept-alive connection with no request in progress
+/// waits for one more: a busy client's next request is answered (with
+/// `connection: close`) instead of racing with the close, which it would see as a failed
+/// request. A connection that sends nothing in this time is closed.
+const LAST_REQUEST_WAIT: Duration = Duration::from_secs(1);
+
 /// Serve HTTP/1.1 requests of `stream` until the connection ends, `end` resolves between
-/// two requests, or a request needs hyper.
-pub(crate) async fn serve<E: Future>(
+/// two requests (a stop: after one more request, if it comes within
+/// [`LAST_REQUEST_WAIT`]), or a request needs hyper.
+pub(crate) async fn serve<E: Future<Output = End>>(
     router: &Router,
     client: &Client,
     stream: &mut TcpStream,
@@ -79,14 +86,21 @@ pub(crate) async fn serve<E: Future>(
     let mut buf = BytesMut::with_capacity(4096);
     let mut upstream_head = Vec::with_capacity(1024);
     let mut out = Vec::with_capacity(4096);
+    // Set once the router stops (`end` resolved, never to be polled again): the next
+    // request is the last.
+    let mut last_call: Option<Pin<Box<tokio::time::Sleep>>> = None;
     loop {
-        let request = loop {
+        let mut request = loop {
             if !buf.is_empty() {
                 match parse_request(&buf, client, &mut upstream_head) {
                     Parsed::Simple(request) => break request,
                     Parsed::Partial if buf.len() < MAX_HEAD => {}
                     Parsed::Partial if has_bare_lf(&buf) => {
                         return refuse(stream, BARE_LF, &mut out).await;
+                    }
+                    // After a stop, `end` is spent: hyper's path could not watch it.
+                    Parsed::Partial | Parsed::Other if last_call.is_some() => {
+                        return Served::Closed
                     }
                     Parsed::Partial | Parsed::Other => return Served::Handover(buf.freeze()),
                     Parsed::Refused(why) => return refuse(stream, why, &mut out).await,
@@ -97,13 +111,20 @@ pub(crate) async fn serve<E: Future>(
             }
             tokio::select! {
                 biased;
-                _ = end.as_mut() => return Served::Closed,
+                why = end.as_mut(), if last_call.is_none() => match why {
+                    End::Idle => return Served::Closed,
+                    End::Stop => last_call = Some(Box::pin(tokio::time::sleep(LAST_REQUEST_WAIT))),
+                },
+                () = async { if let Some(s) = last_call.as_mut() { s.await } }, if last_call.is_some() => {
+                    return Served::Closed;
+                }
                 read = stream.read_buf(&mut buf) => match read {
                     Ok(0) | Err(_) => return Served::Closed,
                     Ok(_) => {}
                 },
             }
         };
+        request.close |= last_call.is_some();
         let open = OpenRequest::new(activity);
         let text = |r: &Range<usize>| std::str::from_utf8(&buf[r.clone()]).unwrap_or("");
         let host = text(&request.host);

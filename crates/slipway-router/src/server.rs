@@ -56,11 +56,18 @@ impl Router {
             tracing::info!(%addr, workers, "HTTP router listening");
         }
         let (stop_tx, stop_rx) = watch::channel(false);
+        // One place per open client connection: at the cap, no accept until one closes.
+        let cap = self
+            .config
+            .max_client_connections
+            .clamp(1, Semaphore::MAX_PERMITS);
+        let places = Arc::new(Semaphore::new(cap));
         let mut queues = Vec::new();
         let mut done = Vec::new();
         for index in 0..workers {
             let router = Arc::clone(self);
             let stop = stop_rx.clone();
+            let all_places = (Arc::clone(&places), cap);
             let (queue_tx, queue_rx) = mpsc::unbounded_channel::<Accepted>();
             let (done_tx, done_rx) = oneshot::channel::<()>();
             let started = std::thread::Builder::new()
@@ -71,7 +78,7 @@ impl Router {
                         .enable_all()
                         .build()
                     {
-                        Ok(rt) => rt.block_on(router.worker(queue_rx, stop)),
+                        Ok(rt) => rt.block_on(router.worker(queue_rx, stop, all_places)),
                         Err(err) => tracing::error!(error = %err, "router worker runtime"),
                     }
                     let _ = done_tx.send(());
@@ -89,12 +96,6 @@ impl Router {
         // a shared accepting socket does not give.
         tokio::pin!(shutdown);
         let mut next = 0usize;
-        // One place per open client connection: at the cap, no accept until one closes.
-        let cap = self
-            .config
-            .max_client_connections
-            .clamp(1, Semaphore::MAX_PERMITS);
-        let places = Arc::new(Semaphore::new(cap));
         let mut warned_at: Option<std::time::Instant> = None;
         loop {
             if places.available_permits() == 0
@@ -138,11 +139,13 @@ impl Router {
         Ok(())
     }
 
-    /// One worker: serve the connections handed to it, then drain.
+    /// One worker: serve the connections handed to it, then drain. `places` are the
+    /// places of all workers' client connections, and how many there are.
     async fn worker(
         self: Arc<Self>,
         mut queue: mpsc::UnboundedReceiver<Accepted>,
         mut stop_rx: watch::Receiver<bool>,
+        places: (Arc<Semaphore>, usize),
     ) {
         // No per-request header timer (it costs a timer per request): each connection's
         // watchdog closes it when it had no request open nor started for the idle timeout,
@@ -259,7 +262,8 @@ impl Router {
 
         let open = connections.len();
         tracing::debug!(open, "HTTP router worker draining connections");
-        let drained = tokio::time::timeout(self.config.drain_timeout, async {
+        let deadline = tokio::time::Instant::now() + self.config.drain_timeout;
+        let drained = tokio::time::timeout_at(deadline, async {
             while connections.join_next().await.is_some() {}
         })
         .await;
@@ -270,11 +274,18 @@ impl Router {
             );
             connections.shutdown().await;
         }
+        // Upgraded connections (WebSockets) are tunnels running on this worker's runtime,
+        // each holding its client's place: they too may go on until the drain timeout
+        // (the runtime, and so they, end when this returns).
+        let (places, cap) = places;
+        while places.available_permits() < cap && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
 /// Why a client connection is ended by the router.
-enum End {
+pub(crate) enum End {
     /// The router stops.
     Stop,
     /// The connection was idle for the idle timeout.

@@ -288,6 +288,30 @@ pub async fn serve_with(
     limits: SshLimits,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
+    let shutdown = async {
+        shutdown.await;
+        Duration::ZERO
+    };
+    serve_until(listener, host_key, platform, limits, shutdown).await
+}
+
+/// Once connections were told the server stops, how long they may take to say goodbye
+/// before they are closed.
+const GOODBYE_GRACE: Duration = Duration::from_secs(3);
+
+/// Serve SSH on `listener` with `limits` until `shutdown` resolves to a grace period:
+/// then stop accepting, let the open connections (pushes and their deploys, shells)
+/// end on their own for up to that long (a graceful upgrade gives running pushes time
+/// to complete while the new server accepts), then tell those left that the server
+/// stops and close them a few seconds later. Returns an error only when the listening
+/// socket failed for good.
+pub async fn serve_until(
+    listener: TcpListener,
+    host_key: PrivateKey,
+    platform: Arc<Platform>,
+    limits: SshLimits,
+    shutdown: impl std::future::Future<Output = Duration> + Send,
+) -> std::io::Result<()> {
     let config = russh::server::Config {
         keys: vec![host_key],
         methods: russh::MethodSet::from(&[russh::MethodKind::PublicKey][..]),
@@ -318,13 +342,19 @@ pub async fn serve_with(
     let accepting = listener::run(listener, Arc::new(config), endpoint.clone(), stop);
     tokio::pin!(accepting);
     tokio::pin!(shutdown);
-    tokio::select! {
+    let grace = tokio::select! {
         r = &mut accepting => return r,
-        _ = &mut shutdown => {}
+        grace = &mut shutdown => grace,
+    };
+    // No more accepting (the future is no longer polled); open connections may end on
+    // their own during the grace period.
+    let deadline = tokio::time::Instant::now() + grace;
+    while endpoint.connections.count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Each connection says goodbye; those still open after a few seconds are closed.
     let _ = stop_tx.send(true);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let deadline = tokio::time::Instant::now() + GOODBYE_GRACE;
     while endpoint.connections.count() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

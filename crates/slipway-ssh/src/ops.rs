@@ -144,6 +144,27 @@ where
                     .map_err(fail),
             }
         }
+        ["sync", project, env] => match check(platform, user, project, env, Role::Admin) {
+            Err(m) => Err(fail(m)),
+            Ok(()) => {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+                let sink: slipway_deploy::output::Sink = Arc::new(move |l: &str| {
+                    let _ = tx.send(format!("{l}\n"));
+                });
+                let r = slipway_deploy::sync::run(platform, project, env, Some(sink)).await;
+                while let Ok(l) = rx.try_recv() {
+                    let _ = out.write_all(l.as_bytes()).await;
+                }
+                r.map(|summary| {
+                    if json {
+                        "{\"synced\": true}\n".to_string()
+                    } else {
+                        format!("{summary}\n")
+                    }
+                })
+                .map_err(fail)
+            }
+        },
         ["var", "ls", project, env] => match check(platform, user, project, env, Role::Viewer) {
             Err(m) => Err(fail(m)),
             Ok(()) => {

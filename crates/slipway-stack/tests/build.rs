@@ -1,7 +1,8 @@
 //! Building stacks for real with mmdebstrap from deb.debian.org (needs root and the
-//! network; never skipped). Each stack is built once per catalog entry into the shared
-//! cache `/var/tmp/slipway-test-stacks/TAG-FINGERPRINT/` (guarded by the store's build lock)
-//! and reused by later runs and by the end-to-end tests.
+//! network; never skipped). Each stack is built once into the folder the end-to-end tests
+//! share, `/var/tmp/slipway-test-stacks/shared/` (their `cached_stack`: the same lock file
+//! and fingerprint marker, so a changed catalog entry builds anew and a stack built by
+//! either is reused by both).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,13 +14,9 @@ use slipway_slug::Archive;
 use slipway_stack::catalog::find;
 use slipway_stack::{BuildOptions, Language, Stack, StackError, StackStore, Suite};
 
-/// The shared data dir caching `stack`.
-fn cache_dir(stack: &Stack) -> PathBuf {
-    Path::new("/var/tmp/slipway-test-stacks").join(format!(
-        "{}-{}",
-        stack.tag(),
-        stack.fingerprint()
-    ))
+/// The shared data dir caching every stack the tests use.
+fn cache_dir(_stack: &Stack) -> PathBuf {
+    Path::new("/var/tmp/slipway-test-stacks/shared").to_path_buf()
 }
 
 fn store(data: &Path) -> StackStore {
@@ -30,12 +27,25 @@ fn store(data: &Path) -> StackStore {
 /// Build (or reuse) `stack` in the shared cache; prints how long it took and its sizes.
 fn cached(stack: &'static Stack) -> PathBuf {
     let data = cache_dir(stack);
+    std::fs::create_dir_all(&data).unwrap();
+    // The e2e tests' lock and marker (tests/support/lib.rs, `cached_stack`).
+    let lock = std::fs::File::create(data.join(format!(".{}.test-lock", stack.tag()))).unwrap();
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: flock on a file descriptor we own; released when `lock` is dropped.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let marker = data.join(format!(".{}.fingerprint", stack.tag()));
+    let fresh = std::fs::read_to_string(&marker).is_ok_and(|f| f.trim() == stack.fingerprint());
     let started = Instant::now();
-    let (built, root) = store(&data)
-        .ensure(stack, &BuildOptions::default(), &mut |l| {
-            eprintln!("  {stack}: {l}")
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
+    let s = store(&data);
+    let mut progress = |l: &str| eprintln!("  {stack}: {l}");
+    let (built, root) = if !fresh && s.built(stack).unwrap().is_some() {
+        s.build(stack, &BuildOptions::default(), &mut progress)
+    } else {
+        s.ensure(stack, &BuildOptions::default(), &mut progress)
+    }
+    .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&marker, stack.fingerprint()).unwrap();
+    drop(lock);
     eprintln!(
         "stack {stack}: ready in {:.1?}, layer {} bytes, unpacked {} bytes",
         started.elapsed(),

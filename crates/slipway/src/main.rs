@@ -12,6 +12,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+mod activation;
+mod handover;
+mod lock;
+mod reload;
+
 /// mimalloc: the router proxies a request in about 6 % fewer instructions than with the
 /// system allocator (header maps, buffers, tasks; see docs/BENCHMARKS.md).
 #[global_allocator]
@@ -159,12 +164,19 @@ struct ServeArgs {
     /// zstd level of slugs (1 to 22).
     #[arg(long, env = "SLIPWAY_SLUG_LEVEL", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
     slug_level: i32,
-    /// Apps build and run on the stacks their `type` names (root file systems made from
-    /// Debian packages), instead of on the host's /usr and /etc. A push needing a stack
-    /// that is not built builds it.
-    #[arg(long, env = "SLIPWAY_STACKS")]
+    /// Accepted and ignored: apps always build and run on the stacks their `type` names
+    /// (kept for command lines written when stacks were opt-in).
+    #[arg(long, hide = true)]
+    #[allow(dead_code)]
     stacks: bool,
+    /// UNSAFE, for debugging only: build and run apps on the host's own /usr, /etc and
+    /// /lib instead of on the stacks their `type` names. Every container then sees the
+    /// host's programs and configuration and gets whatever language version the host
+    /// has; never use it on a server that runs anyone else's code.
+    #[arg(long, env = "SLIPWAY_UNSAFE_HOST_ROOT")]
+    unsafe_host_root: bool,
     /// Where stacks are kept (a folder with `archive/` and `stacks/`); default: the data dir.
+    /// A push needing a stack that is not built there builds it.
     #[arg(long, env = "SLIPWAY_STACKS_DIR")]
     stacks_dir: Option<PathBuf>,
     #[command(flatten)]
@@ -181,6 +193,15 @@ struct ServeArgs {
     /// listening socket's backlog until one closes.
     #[arg(long, env = "SLIPWAY_ROUTER_MAX_CONNECTIONS", default_value_t = slipway_router::DEFAULT_MAX_CLIENT_CONNECTIONS as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     router_max_connections: u32,
+    /// Take over from the server running on this data dir (pass the same flags): receive
+    /// its listening sockets, restore, then let it drain and exit. No request is lost.
+    /// Without a running server, start as usual.
+    #[arg(long)]
+    upgrade: bool,
+    /// Seconds a server that was upgraded gives its open SSH sessions (running pushes and
+    /// their deploys, shells) to end before it closes them.
+    #[arg(long, env = "SLIPWAY_UPGRADE_GRACE", default_value_t = 600)]
+    upgrade_grace: u64,
 }
 
 /// `1234`, `500K`, `20M`, `2G` (binary units).
@@ -391,7 +412,11 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     settings.build_timeout = std::time::Duration::from_secs(args.build_timeout.max(1));
     settings.slug_max_size = args.slug_max_size;
     settings.slug_level = args.slug_level;
-    if args.stacks {
+    if args.unsafe_host_root {
+        tracing::warn!(
+            "--unsafe-host-root: apps build and run on this host's /usr, /etc and /lib, not on their stacks"
+        );
+    } else {
         settings.stacks = Some(slipway_deploy::StackSettings {
             store: args
                 .stacks_dir
@@ -423,6 +448,37 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         Ok(limit) => tracing::info!(limit, "open files limit"),
         Err(e) => tracing::warn!("raising the open files limit: {e}"),
     }
+    // One server per data dir: the lock first, before anything else touches the data dir.
+    let data_dir = args.data.data_dir.clone();
+    slipway_deploy::private::make_private(&data_dir)
+        .with_context(|| format!("creating {} (private)", data_dir.display()))
+        .map_err(internal)?;
+    let (serve_lock, taken) = match lock::ServeLock::acquire(&data_dir)
+        .with_context(|| format!("locking {}", lock::lock_path(&data_dir).display()))
+        .map_err(internal)?
+    {
+        lock::Acquired::Locked(l) => {
+            if args.upgrade {
+                println!("no server runs on {}: starting", data_dir.display());
+            }
+            (l, None)
+        }
+        lock::Acquired::HeldBy(pid) if !args.upgrade => {
+            return Err(user_error(anyhow::anyhow!(
+                "another slipway serve{} runs on the data dir {}: stop it, or take over from it with `slipway serve --upgrade` (same flags)",
+                pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+                data_dir.display()
+            )));
+        }
+        lock::Acquired::HeldBy(_) => {
+            let t = handover::take_over(&data_dir).map_err(user_error)?;
+            let l = lock::ServeLock::handed_over(t.lock)
+                .context("taking the data dir's lock over")
+                .map_err(internal)?;
+            println!("taking over from slipway serve (pid {})", t.old_pid);
+            (l, Some((t.handshake, t.old_pid, t.http, t.ssh)))
+        }
+    };
     let platform = open_platform(
         settings,
         args.router_workers,
@@ -437,74 +493,193 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
             platform.data().host_key().display()
         );
     }
-    let ssh = tokio::net::TcpListener::bind(&args.ssh_listen)
-        .await
-        .with_context(|| format!("listening for SSH on {}", args.ssh_listen))
-        .map_err(user_error)?;
-    let http = tokio::net::TcpListener::bind(http_addr)
-        .await
-        .with_context(|| format!("listening for HTTP on {http_addr}"))
-        .map_err(user_error)?;
+    let (ssh, http, handshake) = match taken {
+        Some((handshake, old_pid, http, ssh)) => (ssh, http, Some((handshake, old_pid))),
+        None => {
+            let mut activated = activation::systemd_listeners()
+                .context("systemd socket activation")
+                .map_err(internal)?;
+            let ssh = match args
+                .ssh_listen
+                .parse()
+                .ok()
+                .and_then(|a| activation::take(&mut activated, a))
+            {
+                Some(l) => l,
+                None => std::net::TcpListener::bind(&args.ssh_listen)
+                    .with_context(|| format!("listening for SSH on {}", args.ssh_listen))
+                    .map_err(user_error)?,
+            };
+            let http = match activation::take(&mut activated, http_addr) {
+                Some(l) => l,
+                None => std::net::TcpListener::bind(http_addr)
+                    .with_context(|| format!("listening for HTTP on {http_addr}"))
+                    .map_err(user_error)?,
+            };
+            for l in &activated {
+                tracing::warn!(addr = ?l.local_addr().ok(), "a socket passed by systemd matches neither --ssh-listen nor --http-listen; unused");
+            }
+            (ssh, http, None)
+        }
+    };
+    let sockets = {
+        use std::os::fd::AsFd as _;
+        handover::Sockets::copy(serve_lock.fd(), http.as_fd(), ssh.as_fd()).map_err(internal)?
+    };
+    let to_tokio = |l: std::net::TcpListener| {
+        l.set_nonblocking(true)?;
+        tokio::net::TcpListener::from_std(l)
+    };
+    let ssh = to_tokio(ssh).map_err(internal)?;
+    let http = to_tokio(http).map_err(internal)?;
+    let addresses = (
+        ssh.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        http.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+    );
+
+    // Hosts of live environments are held (never "nothing deployed") until restored.
+    let restore_mode = if handshake.is_some() {
+        slipway_deploy::restore::RestoreMode::Upgrade
+    } else {
+        slipway_deploy::restore::RestoreMode::Start
+    };
+    let held =
+        slipway_deploy::restore::hold_live_routes(&platform, restore_mode).map_err(internal)?;
+    let restore = tokio::spawn({
+        let p = platform.clone();
+        async move {
+            if let Err(e) = slipway_deploy::restore::restore(&p, held, restore_mode).await {
+                tracing::error!("bringing environments back: {e}");
+            }
+        }
+    });
+    let mut restore = Some(restore);
+    if handshake.is_some() {
+        // The old server serves meanwhile: accept only once every environment is back.
+        if let Some(r) = restore.take() {
+            let _ = r.await;
+        }
+    }
+
+    // None while serving; the grace period of open SSH sessions once stopping.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(None::<std::time::Duration>);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<Option<std::time::Duration>>| async move {
+        match rx.wait_for(Option::is_some).await {
+            Ok(grace) => grace.unwrap_or_default(),
+            Err(_) => std::time::Duration::ZERO,
+        }
+    };
+    let router = platform.router().clone();
+    let http_task = tokio::spawn({
+        let s = stopped(stop_rx.clone());
+        async move {
+            router
+                .serve(http, async move {
+                    s.await;
+                })
+                .await
+        }
+    });
+    let log_rotation = tokio::spawn(slipway_deploy::app_logs::rotate_forever(platform.clone()));
+    let cron_scheduler = tokio::spawn(slipway_deploy::crons::run_forever(platform.clone()));
+    let mut ssh_task = tokio::spawn(slipway_ssh::serve_until(
+        ssh,
+        host_key,
+        platform.clone(),
+        slipway_ssh::SshLimits::from_env(),
+        stopped(stop_rx.clone()),
+    ));
     let workers = platform.router().config().worker_count();
     println!(
         "slipway serving: ssh {} (host key {fp}), http {} ({workers} router worker{}), data dir {}",
-        ssh.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-        http.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        addresses.0,
+        addresses.1,
         if workers == 1 { "" } else { "s" },
         platform.data().root().display()
     );
     let _ = std::io::stdout().flush();
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|v| *v).await;
-    };
-    let router = platform.router().clone();
-    let http_task = tokio::spawn({
-        let s = stopped(stop_rx.clone());
-        async move { router.serve(http, s).await }
-    });
-    let restore = tokio::spawn({
-        let p = platform.clone();
-        async move {
-            if let Err(e) = slipway_deploy::restore::restore(&p).await {
-                tracing::error!("bringing environments back: {e}");
-            }
+    let handed_over = Arc::new(tokio::sync::Notify::new());
+    let mut follow = None;
+    match handshake {
+        None => {
+            handover::listen(&data_dir, sockets, handed_over.clone()).map_err(internal)?;
+            reload::notify_ready(false);
         }
-    });
-    let log_rotation = tokio::spawn(slipway_deploy::app_logs::rotate_forever(platform.clone()));
-    let cron_scheduler = tokio::spawn(slipway_deploy::crons::run_forever(platform.clone()));
-    let mut ssh_task = tokio::spawn(slipway_ssh::serve(
-        ssh,
-        host_key,
-        platform.clone(),
-        stopped(stop_rx.clone()),
-    ));
+        Some((handshake, old_pid)) => {
+            let old_exited = handshake
+                .ready()
+                .context("telling the old server to stop")
+                .map_err(internal)?;
+            tracing::info!(old_pid, "upgrade: serving; the old server drains");
+            reload::notify_ready(true);
+            let p = platform.clone();
+            let data_dir = data_dir.clone();
+            let handed_over = handed_over.clone();
+            follow = Some(tokio::spawn(async move {
+                slipway_deploy::restore::follow(&p, async move {
+                    let _ = old_exited.await;
+                })
+                .await;
+                tracing::info!(old_pid, "upgrade: the old server exited");
+                if let Err(e) = handover::listen(&data_dir, sockets, handed_over) {
+                    tracing::error!("serving upgrade requests: {e:#}");
+                }
+            }));
+        }
+    }
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(internal)?;
-    let ssh_failed = tokio::select! {
-        _ = term.recv() => { tracing::info!("SIGTERM: stopping"); None }
-        _ = tokio::signal::ctrl_c() => { tracing::info!("interrupt: stopping"); None }
-        // The SSH listener never ends on its own: if it does, the server must not go on
-        // without it.
-        r = &mut ssh_task => Some(match r {
-            Ok(Ok(())) => "it stopped".to_string(),
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => e.to_string(),
-        }),
+    let mut hup =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(internal)?;
+    let relauncher = reload::Relauncher::capture().map_err(internal)?;
+    let upgrade_grace = std::time::Duration::from_secs(args.upgrade_grace);
+    let (ssh_failed, grace) = loop {
+        break tokio::select! {
+            _ = hup.recv() => {
+                match relauncher.spawn() {
+                    Ok(pid) => tracing::info!(pid, "SIGHUP: upgrading to a new server"),
+                    Err(e) => tracing::error!("SIGHUP: could not start the new server: {e:#}"),
+                }
+                continue;
+            }
+            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); (None, std::time::Duration::ZERO) }
+            _ = tokio::signal::ctrl_c() => { tracing::info!("interrupt: stopping"); (None, std::time::Duration::ZERO) }
+            () = handed_over.notified() => {
+                tracing::info!("upgraded: stopping accepting; draining");
+                // Give the new server a moment to route what a deploy still running here
+                // makes live before the release it replaces stops.
+                slipway_deploy::retire::delay_removals(std::time::Duration::from_secs(2));
+                (None, upgrade_grace)
+            }
+            // The SSH listener never ends on its own: if it does, the server must not go on
+            // without it.
+            r = &mut ssh_task => (Some(match r {
+                Ok(Ok(())) => "it stopped".to_string(),
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            }), std::time::Duration::ZERO),
+        };
     };
     if let Some(why) = &ssh_failed {
         tracing::error!("the SSH listener ended ({why}): stopping");
     }
-    let _ = stop_tx.send(true);
-    restore.abort();
+    let _ = stop_tx.send(Some(grace));
+    if let Some(r) = restore {
+        r.abort();
+    }
+    if let Some(f) = follow {
+        f.abort();
+    }
     log_rotation.abort();
     cron_scheduler.abort();
+    let extra = std::time::Duration::from_secs(10);
     if ssh_failed.is_none() {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), ssh_task).await;
+        let _ = tokio::time::timeout(grace + extra, ssh_task).await;
     }
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), http_task).await;
+    let drain = platform.settings().drain_timeout;
+    let _ = tokio::time::timeout(drain + extra, http_task).await;
     if let Some(why) = ssh_failed {
         return Err(internal(anyhow::anyhow!(
             "the SSH listener ended ({why}); containers keep running and are adopted at the next start"
@@ -612,6 +787,11 @@ fn config_check(dir: &Path, json: bool) -> Result<u8, Failure> {
             }
             for w in &loaded.warnings {
                 eprintln!("{w}");
+            }
+            if !json && loaded.format == slipway_config::Format::Procfile {
+                if let Ok(d) = slipway_config::detect::detect_stack(&source) {
+                    println!("app: stack {}", d.describe());
+                }
             }
             if !json {
                 println!(

@@ -206,9 +206,7 @@ pub(crate) fn steps(app: &Application) -> Result<Vec<Step>, String> {
             what: format!("installing the {language} dependencies of {}", app.name),
             tools: vec![inst.tool],
             needer: format!("dependencies.{language}"),
-            remedy: format!(
-                "install it on the server's host stack, or remove dependencies.{language}"
-            ),
+            remedy: format!("use a `type` whose stack has it, or remove dependencies.{language}"),
             script: (inst.command)(inst.tool, &list),
         });
     }

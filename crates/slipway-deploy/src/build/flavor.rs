@@ -41,7 +41,7 @@ pub(crate) fn steps(app: &Application, dir: &Path) -> Result<Vec<Step>, String> 
         what: format!("build flavor composer of {}", app.name),
         tools: vec!["composer"],
         needer: "build flavor composer".into(),
-        remedy: "install it on the server's host stack, or set `build.flavor: none`".into(),
+        remedy: "use a `type` whose stack has it, or set `build.flavor: none`".into(),
         script: COMPOSER_INSTALL.into(),
     };
     let npm = || Step {
@@ -50,7 +50,7 @@ pub(crate) fn steps(app: &Application, dir: &Path) -> Result<Vec<Step>, String> 
         what: format!("build flavor default of {}", app.name),
         tools: vec!["npm"],
         needer: "the nodejs build flavor".into(),
-        remedy: "install it on the server's host stack, or set `build.flavor: none`".into(),
+        remedy: "use a `type` whose stack has it, or set `build.flavor: none`".into(),
         script: NPM_INSTALL.into(),
     };
     let step = match (flavor, runtime(app)) {

@@ -1,0 +1,294 @@
+//! The `mounts` of apps on the environment's [`volumes`](crate::volumes): which volume and
+//! folder each mount is, and the bind mounts of an app's containers.
+//!
+//! | source | volume | folder in it |
+//! |---|---|---|
+//! | `local` (`instance`, legacy `shared:files/X`) | `app-APP` (size: the app's `disk`) | `files/SOURCE_PATH` |
+//! | `storage` | `storage`, shared by the apps of the environment (size: the largest `disk` of those apps) | `files/SOURCE_PATH` |
+//! | `service` | `service-NAME` of a `network-storage` service (size: its `disk`) | `files/SOURCE_PATH` |
+//! | `tmp` | `app-APP` | `tmp/CONTAINER/SOURCE_PATH`, removed with the container |
+//!
+//! Mounts are writable at `/app/PATH` in app containers, and so in deploy hooks and SSH
+//! shells (which run in them); builds see none. The rest of `/app` stays read-only.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use slipway_config::mounts::{app_mounts, MountSource};
+use slipway_config::{Application, Topology};
+use slipway_runtime::BindMount;
+
+use crate::environment::AppInstance;
+use crate::output::Output;
+use crate::pipeline::PhaseError;
+use crate::volumes::{Ensured, VolumeError, DEFAULT_DISK_MB};
+use crate::Platform;
+
+/// One mount of an app instance, as recorded in the release's spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppMount {
+    /// Where it appears, relative to `/app`.
+    pub path: String,
+    /// The environment's volume holding it.
+    pub volume: String,
+    /// The folder inside the volume's `files/` (or `tmp/CONTAINER/` when `tmp`).
+    pub folder: String,
+    /// Not kept across deploys (`source: tmp`).
+    pub tmp: bool,
+}
+
+/// A volume a release needs, and its size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeSize {
+    /// Its name in the environment.
+    pub name: String,
+    /// Its size (MB).
+    pub size_mb: u64,
+}
+
+/// The environment a new environment's volumes are copied from when no nearer one is known
+/// (see [`parent_env`]), and the one `sync` copies from.
+pub const PARENT_ENV: &str = "main";
+
+/// The parent of a new environment `env` whose first commit is `commit`: of the project's
+/// other live environments, the one whose branch head is the nearest ancestor of `commit`
+/// (the branch it was created from); [`PARENT_ENV`] when none is, or on a tie.
+pub fn parent_env(
+    platform: &Platform,
+    project: &str,
+    env: &str,
+    commit: slipway_git::ObjectId,
+) -> String {
+    let fallback = PARENT_ENV.to_string();
+    let Ok(repo) = slipway_git::Repo::open(&platform.repo_path(project)) else {
+        return fallback;
+    };
+    let Ok(envs) = platform.state().environments(Some(project)) else {
+        return fallback;
+    };
+    let g = repo.gix();
+    let is_ancestor = |ancestor: slipway_git::ObjectId, of: slipway_git::ObjectId| {
+        ancestor == of
+            || matches!(g.merge_base(of, ancestor), Ok(Some(base)) if base.detach() == ancestor)
+    };
+    // (name, head) of the live environments whose head is an ancestor of `commit`.
+    let candidates: Vec<(String, slipway_git::ObjectId)> = envs
+        .into_iter()
+        .filter(|e| e.name != env && e.current_release.is_some())
+        .filter_map(|e| {
+            let head = repo
+                .ref_target(&format!("refs/heads/{}", e.branch))
+                .ok()
+                .flatten()?;
+            is_ancestor(head, commit).then_some((e.name, head))
+        })
+        .collect();
+    // The nearest: its head descends from every other candidate's.
+    let nearest: Vec<&(String, slipway_git::ObjectId)> = candidates
+        .iter()
+        .filter(|(_, h)| candidates.iter().all(|(_, o)| is_ancestor(*o, *h)))
+        .collect();
+    if nearest.iter().any(|(n, _)| n == PARENT_ENV) {
+        return fallback;
+    }
+    match nearest.as_slice() {
+        [(name, _)] => name.clone(),
+        _ => fallback,
+    }
+}
+
+/// The volume name of an app's own mounts.
+fn app_volume(app: &str) -> String {
+    format!("app-{app}")
+}
+
+/// The mounts of `app`, on the environment's volumes.
+pub fn plan(app: &Application) -> Vec<AppMount> {
+    app_mounts(app)
+        .into_iter()
+        .map(|m| AppMount {
+            volume: match &m.source {
+                MountSource::Local | MountSource::Tmp => app_volume(&app.name),
+                MountSource::Storage => "storage".into(),
+                MountSource::Service(s) => format!("service-{s}"),
+            },
+            tmp: m.source == MountSource::Tmp,
+            path: m.path,
+            folder: m.source_path,
+        })
+        .collect()
+}
+
+/// The volumes the apps of `topology` mount, with their sizes.
+pub fn volume_sizes(topology: &Topology) -> Vec<VolumeSize> {
+    let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
+    for app in &topology.applications {
+        let disk = app.disk.unwrap_or(DEFAULT_DISK_MB);
+        for m in app_mounts(app) {
+            let (name, size) = match &m.source {
+                MountSource::Local | MountSource::Tmp => (app_volume(&app.name), disk),
+                MountSource::Storage => ("storage".to_string(), disk),
+                MountSource::Service(s) => (
+                    format!("service-{s}"),
+                    topology
+                        .service(s)
+                        .and_then(|s| s.disk)
+                        .unwrap_or(DEFAULT_DISK_MB),
+                ),
+            };
+            let e = sizes.entry(name).or_insert(size);
+            *e = (*e).max(size);
+        }
+    }
+    sizes
+        .into_iter()
+        .map(|(name, size_mb)| VolumeSize { name, size_mb })
+        .collect()
+}
+
+/// Before a release starts: a new environment gets a copy of its parent's volumes
+/// (`parent`, when it has any), then every volume the release needs is made, mounted and
+/// grown to its size, and the `tmp` folders of containers other than `live` (the running
+/// release's) are removed. A volume that would have to shrink fails the deploy (nothing
+/// changed).
+pub fn prepare(
+    platform: &Platform,
+    (project, env): (&str, &str),
+    parent: Option<&str>,
+    sizes: &[VolumeSize],
+    live: &[String],
+    out: &Output,
+) -> Result<(), PhaseError> {
+    let store = platform.data().volumes();
+    let fail = |e: VolumeError| PhaseError::new("volumes", e.to_string());
+    if let Some(parent) = parent.filter(|p| *p != env) {
+        // Volume by volume: a copy interrupted by a crash is made again at the next push,
+        // and a volume the environment already has is never overwritten.
+        for pv in store.volumes(project, parent).map_err(fail)? {
+            if store.volume(project, env, &pv.name).map_err(fail)?.exists() {
+                continue;
+            }
+            let wanted = sizes.iter().find(|s| s.name == pv.name);
+            let parent_mb = pv.size_mb().map_err(fail)?;
+            if wanted.is_some_and(|w| w.size_mb < parent_mb) {
+                out.line(&format!(
+                        "       volume {} not copied from {parent}: it is {parent_mb} MB there, more than this environment's disk",
+                        pv.name
+                    ));
+                continue;
+            }
+            let child = store.volume(project, env, &pv.name).map_err(fail)?;
+            let t = std::time::Instant::now();
+            let mb = child.copy_from(&pv).map_err(fail)?;
+            out.phase_done(
+                &format!("volume {}", pv.name),
+                &format!("copied from {parent} ({mb} MB)"),
+                t,
+            );
+        }
+    }
+    for s in sizes {
+        let v = store.volume(project, env, &s.name).map_err(fail)?;
+        let t = std::time::Instant::now();
+        match v.ensure(s.size_mb).map_err(fail)? {
+            Ensured::Created => out.phase_done(
+                &format!("volume {}", s.name),
+                &format!("{} MB, new", s.size_mb),
+                t,
+            ),
+            Ensured::Grown(from) => out.phase_done(
+                &format!("volume {}", s.name),
+                &format!("grown online {from} MB -> {} MB", s.size_mb),
+                t,
+            ),
+            Ensured::GrowsAtNextMount(from) => out.phase_done(
+                &format!("volume {}", s.name),
+                &format!(
+                    "grown {from} MB -> {} MB; its file system grows when next mounted, after `slipway down` (this server cannot grow a mounted volume: no CAP_SYS_RESOURCE)",
+                    s.size_mb
+                ),
+                t,
+            ),
+            Ensured::Unchanged => {}
+        }
+        v.remove_tmp_except(live).map_err(fail)?;
+    }
+    Ok(())
+}
+
+/// The bind mounts of `app`'s container: each volume is mounted (when it is not already, as
+/// after a reboot) and each folder made, owned by the project's user.
+pub fn bind_mounts(
+    platform: &Platform,
+    (project, env): (&str, &str),
+    app: &AppInstance,
+) -> Result<Vec<BindMount>, VolumeError> {
+    let store = platform.data().volumes();
+    let owner = crate::isolation::run_as(project);
+    let mut out = Vec::new();
+    for m in &app.mounts {
+        let v = store.volume(project, env, &m.volume)?;
+        v.mount()?;
+        let source = if m.tmp {
+            v.tmp_folder(&app.container, &m.folder, owner)?
+        } else {
+            v.folder(&m.folder, owner)?
+        };
+        out.push(BindMount {
+            source,
+            destination: format!("/app/{}", m.path),
+            writable: true,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn volumes_and_folders_of_each_source() {
+        let app = |name: &str, disk: Option<u64>, mounts: serde_json::Value| Application {
+            name: name.into(),
+            disk,
+            mounts: serde_json::from_value(mounts).unwrap(),
+            ..Default::default()
+        };
+        let web = app(
+            "web",
+            Some(2048),
+            json!({"up": "shared:files/up", "cache": {"source": "tmp"}, "s": {"source": "storage", "source_path": "shared"}}),
+        );
+        let other = app("api", None, json!({"s": {"source": "storage"}}));
+        let m = plan(&web);
+        assert_eq!(
+            m.iter()
+                .map(|m| (m.path.as_str(), m.volume.as_str(), m.folder.as_str(), m.tmp))
+                .collect::<Vec<_>>(),
+            vec![
+                ("cache", "app-web", "cache", true),
+                ("s", "storage", "shared", false),
+                ("up", "app-web", "up", false),
+            ]
+        );
+        let topo = Topology {
+            applications: vec![web, other],
+            ..Default::default()
+        };
+        assert_eq!(
+            volume_sizes(&topo),
+            vec![
+                VolumeSize {
+                    name: "app-web".into(),
+                    size_mb: 2048
+                },
+                VolumeSize {
+                    name: "storage".into(),
+                    size_mb: 2048
+                },
+            ]
+        );
+    }
+}

@@ -1,0 +1,275 @@
+//! The graceful upgrade handshake: a new `slipway serve --upgrade` takes the listening
+//! sockets over from the running server through `serve.sock`, a unix socket in the
+//! data dir.
+//!
+//! 1. The new server connects and sends `upgrade PID`.
+//! 2. The running server answers `busy` if another upgrade is under way; otherwise
+//!    `listeners PID` with three descriptors (SCM_RIGHTS): the data dir's lock file,
+//!    the HTTP and the SSH listening sockets. It goes on serving.
+//! 3. The new server restores every environment (adopting the running containers),
+//!    starts accepting on the same sockets, and sends `ready`.
+//! 4. The old server answers `stopping`, stops accepting and drains: in-flight HTTP
+//!    requests and WebSockets up to the drain timeout, SSH sessions (running pushes and
+//!    their deploys) up to the upgrade grace; then it exits 0, which closes the
+//!    connection: the new server then serves `serve.sock` itself.
+//!
+//! If the new server fails before `ready` (the connection closes), the old one keeps
+//! serving and accepts a later upgrade.
+
+use std::io::{IoSlice, IoSliceMut, Read as _, Write as _};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd as _, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags, UnixAddr};
+
+/// The handover socket of a data dir.
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("serve.sock")
+}
+
+/// How long the first exchange may take.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest time the new server may take to restore before it says `ready`.
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What the running server hands over (its own copies of the descriptors).
+pub struct Sockets {
+    /// The data dir's lock file.
+    pub lock: OwnedFd,
+    /// The HTTP listening socket.
+    pub http: OwnedFd,
+    /// The SSH listening socket.
+    pub ssh: OwnedFd,
+}
+
+impl Sockets {
+    /// Copies of the three descriptors.
+    pub fn copy(
+        lock: BorrowedFd<'_>,
+        http: BorrowedFd<'_>,
+        ssh: BorrowedFd<'_>,
+    ) -> Result<Sockets> {
+        Ok(Sockets {
+            lock: lock.try_clone_to_owned()?,
+            http: http.try_clone_to_owned()?,
+            ssh: ssh.try_clone_to_owned()?,
+        })
+    }
+}
+
+/// Serve upgrade requests on `serve.sock` (a stale socket file from a crash is
+/// replaced: the caller holds the data dir's lock). `handed_over` is notified once a
+/// new server said `ready`: then this server must stop accepting and drain.
+pub fn listen(
+    data_dir: &Path,
+    sockets: Sockets,
+    handed_over: Arc<tokio::sync::Notify>,
+) -> Result<()> {
+    let path = socket_path(data_dir);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+    }
+    let listener =
+        UnixListener::bind(&path).with_context(|| format!("listening on {}", path.display()))?;
+    let busy = Arc::new(AtomicBool::new(false));
+    let sockets = Arc::new(sockets);
+    std::thread::Builder::new()
+        .name("handover".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let busy = busy.clone();
+                let handed_over = handed_over.clone();
+                let sockets = sockets.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("handover-conn".into())
+                    .spawn(move || {
+                        if let Err(e) = answer(conn, &sockets, &busy, &handed_over) {
+                            tracing::warn!("upgrade request: {e:#}");
+                        }
+                    });
+                if let Err(e) = spawned {
+                    tracing::warn!("upgrade request: {e}");
+                }
+            }
+        })
+        .context("starting the upgrade listener")?;
+    Ok(())
+}
+
+/// The running server's side of one connection.
+fn answer(
+    mut conn: UnixStream,
+    sockets: &Sockets,
+    busy: &AtomicBool,
+    handed_over: &tokio::sync::Notify,
+) -> Result<()> {
+    conn.set_read_timeout(Some(HELLO_TIMEOUT))?;
+    let hello = read_line(&mut conn)?;
+    let Some(new_pid) = hello.strip_prefix("upgrade ") else {
+        bail!("unexpected {hello:?}");
+    };
+    let new_pid = new_pid.to_string();
+    if busy.swap(true, Ordering::AcqRel) {
+        tracing::warn!(new_pid, "upgrade refused: another upgrade is under way");
+        conn.write_all(b"busy\n")?;
+        return Ok(());
+    }
+    tracing::info!(new_pid, "upgrade: handing the listening sockets over");
+    let message = format!("listeners {}\n", std::process::id());
+    let fds: [RawFd; 3] = [
+        sockets.lock.as_raw_fd(),
+        sockets.http.as_raw_fd(),
+        sockets.ssh.as_raw_fd(),
+    ];
+    let sent = sendmsg::<UnixAddr>(
+        conn.as_raw_fd(),
+        &[IoSlice::new(message.as_bytes())],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    );
+    if let Err(e) = sent {
+        busy.store(false, Ordering::Release);
+        bail!("sending the listening sockets: {e}");
+    }
+    conn.set_read_timeout(Some(RESTORE_TIMEOUT))?;
+    match read_line(&mut conn) {
+        Ok(line) if line == "ready" => {
+            tracing::info!(new_pid, "upgrade: the new server is ready; stopping");
+            handed_over.notify_one();
+            conn.write_all(b"stopping\n")?;
+            // The connection stays open until this process exits: the new server waits
+            // for its end.
+            let mut rest = Vec::new();
+            let _ = conn.read_to_end(&mut rest);
+            std::mem::forget(conn);
+            Ok(())
+        }
+        other => {
+            busy.store(false, Ordering::Release);
+            let why = match other {
+                Ok(line) if line.is_empty() => "it stopped".to_string(),
+                Ok(line) => format!("it said {line:?}"),
+                Err(e) => e.to_string(),
+            };
+            tracing::warn!(
+                new_pid,
+                "upgrade: the new server did not start ({why}); still serving"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// The new server's end of the handshake, until it says `ready`.
+pub struct Handshake {
+    conn: UnixStream,
+}
+
+/// What a new server took over: its handshake and the descriptors.
+pub struct TakenOver {
+    /// The handshake, to say `ready` once restored.
+    pub handshake: Handshake,
+    /// The old server's pid.
+    pub old_pid: u32,
+    /// The data dir's lock file.
+    pub lock: OwnedFd,
+    /// The HTTP listening socket.
+    pub http: std::net::TcpListener,
+    /// The SSH listening socket.
+    pub ssh: std::net::TcpListener,
+}
+
+/// The new server's side: connect to the running server and take its sockets over.
+pub fn take_over(data_dir: &Path) -> Result<TakenOver> {
+    let path = socket_path(data_dir);
+    let mut conn = UnixStream::connect(&path)
+        .with_context(|| format!("connecting to the running server on {}", path.display()))?;
+    conn.set_read_timeout(Some(HELLO_TIMEOUT))?;
+    conn.write_all(format!("upgrade {}\n", std::process::id()).as_bytes())?;
+    let mut buf = [0u8; 256];
+    let mut space = nix::cmsg_space!([RawFd; 3]);
+    let (len, fds) = {
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<UnixAddr>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .context("receiving the listening sockets")?;
+        let mut fds: Vec<OwnedFd> = Vec::new();
+        for cmsg in msg.cmsgs().context("receiving the listening sockets")? {
+            if let ControlMessageOwned::ScmRights(raw) = cmsg {
+                // SAFETY: descriptors received with SCM_RIGHTS are new and ours alone.
+                fds.extend(
+                    raw.into_iter()
+                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                );
+            }
+        }
+        (msg.bytes, fds)
+    };
+    let reply = String::from_utf8_lossy(&buf[..len]).trim().to_string();
+    if reply == "busy" {
+        bail!("another upgrade of this server is under way; try again when it finished");
+    }
+    let Some(old_pid) = reply
+        .strip_prefix("listeners ")
+        .and_then(|p| p.parse::<u32>().ok())
+    else {
+        bail!("the running server answered {reply:?}");
+    };
+    let [lock, http, ssh]: [OwnedFd; 3] = fds.try_into().map_err(|v: Vec<OwnedFd>| {
+        anyhow!("the running server sent {} descriptors, not 3", v.len())
+    })?;
+    Ok(TakenOver {
+        handshake: Handshake { conn },
+        old_pid,
+        lock,
+        http: std::net::TcpListener::from(http),
+        ssh: std::net::TcpListener::from(ssh),
+    })
+}
+
+impl Handshake {
+    /// Tell the old server this one serves: it stops accepting and drains. Returns a
+    /// future that resolves when the old server exited (its end of the connection
+    /// closed).
+    pub fn ready(self) -> Result<tokio::task::JoinHandle<()>> {
+        let mut conn = self.conn;
+        conn.set_read_timeout(Some(HELLO_TIMEOUT))?;
+        conn.write_all(b"ready\n")?;
+        let answer = read_line(&mut conn)?;
+        if answer != "stopping" {
+            bail!("the old server answered {answer:?} to ready");
+        }
+        conn.set_read_timeout(None)?;
+        Ok(tokio::task::spawn_blocking(move || {
+            let mut rest = Vec::new();
+            let _ = conn.read_to_end(&mut rest);
+        }))
+    }
+}
+
+/// One line (without its newline); empty at the end of the stream.
+fn read_line(conn: &mut UnixStream) -> std::io::Result<String> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while line.len() < 256 {
+        if conn.read(&mut byte)? == 0 || byte[0] == b'\n' {
+            break;
+        }
+        line.push(byte[0]);
+    }
+    Ok(String::from_utf8_lossy(&line).trim().to_string())
+}

@@ -1,0 +1,852 @@
+//! Restarting and upgrading `slipway serve` (issue 18, spec section 1): a live host is
+//! never answered 404 while a server starts, a graceful upgrade loses no request and
+//! lets a push in flight complete, and one data dir has one server.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use slipway_e2e::{text, App, Server};
+
+const HOST: &str = "main.demo.localhost";
+
+/// What a load loop saw.
+#[derive(Default)]
+struct Counts {
+    ok: AtomicUsize,
+    not_found: AtomicUsize,
+    /// Other statuses (e.g. 502, 503), with the first few answers.
+    other: AtomicUsize,
+    other_seen: Mutex<Vec<String>>,
+    /// Connection refused: nothing listened.
+    refused: AtomicUsize,
+    /// A connection that broke once its request was sent, or before any answer on a
+    /// fresh connection.
+    broken: AtomicUsize,
+    /// A kept-alive connection the server had closed before the request reached it
+    /// (nothing answered): sent again on a new connection, as HTTP clients do.
+    retried: AtomicUsize,
+}
+
+impl Counts {
+    fn failed(&self) -> usize {
+        self.not_found.load(Ordering::SeqCst)
+            + self.other.load(Ordering::SeqCst)
+            + self.refused.load(Ordering::SeqCst)
+            + self.broken.load(Ordering::SeqCst)
+    }
+
+    fn report(&self) -> String {
+        format!(
+            "ok {}, 404 {}, other {} {:?}, refused {}, broken {}, retried on a new connection {}",
+            self.ok.load(Ordering::SeqCst),
+            self.not_found.load(Ordering::SeqCst),
+            self.other.load(Ordering::SeqCst),
+            self.other_seen
+                .lock()
+                .map(|v| v.clone())
+                .unwrap_or_default(),
+            self.refused.load(Ordering::SeqCst),
+            self.broken.load(Ordering::SeqCst),
+            self.retried.load(Ordering::SeqCst),
+        )
+    }
+}
+
+enum Answer {
+    Status(u16, bool),
+    /// The connection ended before any byte of an answer.
+    Nothing,
+    /// It broke in the middle of an answer.
+    Broken,
+}
+
+/// One GET of `host` on a kept-alive connection: the status, and whether the server
+/// closes it.
+fn get_on(conn: &mut BufReader<TcpStream>, host: &str) -> Answer {
+    let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: slipway-e2e\r\n\r\n");
+    if conn.get_mut().write_all(req.as_bytes()).is_err() {
+        return Answer::Nothing;
+    }
+    let mut status_line = String::new();
+    match conn.read_line(&mut status_line) {
+        Ok(0) | Err(_) => return Answer::Nothing,
+        Ok(_) => {}
+    }
+    let Some(status) = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+    else {
+        return Answer::Broken;
+    };
+    let (mut length, mut close) = (0usize, false);
+    loop {
+        let mut line = String::new();
+        match conn.read_line(&mut line) {
+            Ok(0) | Err(_) => return Answer::Broken,
+            Ok(_) => {}
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        if lower.starts_with("connection:") && lower.contains("close") {
+            close = true;
+        }
+    }
+    let mut body = vec![0u8; length];
+    if conn.read_exact(&mut body).is_err() {
+        return Answer::Broken;
+    }
+    Answer::Status(status, close)
+}
+
+/// GET `/` of the demo host in a loop on a kept-alive connection until `stop`.
+fn load(port: u16, stop: Arc<AtomicBool>, counts: Arc<Counts>) -> JoinHandle<()> {
+    load_host(port, HOST, stop, counts)
+}
+
+/// GET `/` of `host` in a loop on a kept-alive connection until `stop`.
+fn load_host(
+    port: u16,
+    host: &'static str,
+    stop: Arc<AtomicBool>,
+    counts: Arc<Counts>,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut conn: Option<(BufReader<TcpStream>, bool)> = None;
+        while !stop.load(Ordering::SeqCst) {
+            let (mut c, reused) = match conn.take() {
+                Some((c, _)) => (c, true),
+                None => match TcpStream::connect(("127.0.0.1", port)) {
+                    Ok(s) => {
+                        let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+                        (BufReader::new(s), false)
+                    }
+                    Err(_) => {
+                        counts.refused.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                },
+            };
+            match get_on(&mut c, host) {
+                Answer::Status(status, close) => {
+                    match status {
+                        200 => counts.ok.fetch_add(1, Ordering::SeqCst),
+                        404 => counts.not_found.fetch_add(1, Ordering::SeqCst),
+                        _ => {
+                            if let Ok(mut seen) = counts.other_seen.lock() {
+                                if seen.len() < 5 {
+                                    seen.push(status.to_string());
+                                }
+                            }
+                            counts.other.fetch_add(1, Ordering::SeqCst)
+                        }
+                    };
+                    if !close {
+                        conn = Some((c, true));
+                    }
+                }
+                Answer::Nothing if reused => {
+                    counts.retried.fetch_add(1, Ordering::SeqCst);
+                }
+                Answer::Nothing | Answer::Broken => {
+                    counts.broken.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+    })
+}
+
+fn push(server: &Server, app: &App) -> (bool, String) {
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    (o.status.success(), text(&o))
+}
+
+fn body(server: &Server) -> String {
+    match server.get(HOST, "/") {
+        Some((200, b)) => b,
+        other => panic!("GET http://{HOST}/ gave {other:?}\n{}", server.server_log()),
+    }
+}
+
+/// Wait until the demo host answers 200 (at most 60 s).
+fn wait_ok(server: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.get(HOST, "/").map(|(s, _)| s) != Some(200) {
+        assert!(
+            Instant::now() < deadline,
+            "not answering 200:\n{}",
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The hosts of the three environments of the restart test.
+const HOSTS: [&str; 3] = [HOST, "two.demo.localhost", "three.demo.localhost"];
+
+#[test]
+fn restart_and_crash_never_answer_404_for_a_live_host() {
+    let mut server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    for branch in ["main", "two", "three"] {
+        let o = server.git(
+            &app.dir,
+            &["push", &server.remote("demo"), &format!("main:{branch}")],
+        );
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    assert_eq!(body(&server), "built-1\n");
+
+    for crash in [false, true] {
+        let stop = Arc::new(AtomicBool::new(false));
+        let counts = Arc::new(Counts::default());
+        let loaders: Vec<_> = HOSTS
+            .iter()
+            .map(|h| load_host(server.http_port, h, stop.clone(), counts.clone()))
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        if crash {
+            server.kill9();
+        } else {
+            assert_eq!(server.stop(), Some(0), "{}", server.server_log());
+        }
+        server.serve();
+        wait_ok(&server);
+        let ok_after = counts.ok.load(Ordering::SeqCst);
+        while counts.ok.load(Ordering::SeqCst) < ok_after + 50 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop.store(true, Ordering::SeqCst);
+        for l in loaders {
+            l.join().expect("load thread");
+        }
+        let what = if crash {
+            "kill -9 + start"
+        } else {
+            "SIGTERM + start"
+        };
+        eprintln!("{what}: {} ({} failed)", counts.report(), counts.failed());
+        assert_eq!(
+            counts.not_found.load(Ordering::SeqCst),
+            0,
+            "{what}: a live host was answered 404: {}\n{}",
+            counts.report(),
+            server.server_log()
+        );
+        assert!(counts.ok.load(Ordering::SeqCst) > 50, "{}", counts.report());
+    }
+    // A host that has nothing still gets the 404 page.
+    assert_eq!(
+        server.get("nothing.demo.localhost", "/").map(|(s, _)| s),
+        Some(404)
+    );
+}
+
+#[test]
+fn a_second_server_on_a_data_dir_is_refused_and_a_crash_leaves_no_lock() {
+    let mut server = Server::start();
+    let pid = server.pid().expect("running");
+    let (mut second, _) = server.spawn_serve(&[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Ok(Some(st)) = second.try_wait() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("a second serve on the same data dir kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1), "{}", server.server_log());
+    let log = server.server_log();
+    assert!(
+        log.contains(&format!(
+            "another slipway serve (pid {pid}) runs on the data dir"
+        )),
+        "{log}"
+    );
+    assert!(server.running(), "the first server still serves");
+    assert!(server.get("x.localhost", "/").is_some());
+
+    // A crash leaves the lock file and the upgrade socket behind: the next start recovers.
+    server.kill9();
+    assert!(server.data.join("serve.lock").exists());
+    assert!(server.data.join("serve.sock").exists());
+    server.serve();
+    assert!(server.running());
+    let lock = std::fs::read_to_string(server.data.join("serve.lock")).expect("lock file");
+    assert_eq!(lock.trim(), server.pid().expect("running").to_string());
+}
+
+#[test]
+fn upgrade_loses_no_request_and_a_push_in_flight_completes() {
+    let mut server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "{out}");
+    assert_eq!(body(&server), "built-1\n");
+    let old_pid = server.pid().expect("running");
+
+    // v2 builds slowly: its push is still running when the upgrade starts.
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    sleep 5\n    echo \"built-$(cat VERSION)\" > build.txt\nweb:\n  commands:\n    start: python3 server.py\n",
+    );
+    app.write("VERSION", "2\n");
+    app.commit("v2");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new(Counts::default());
+    let loader = load(server.http_port, stop.clone(), counts.clone());
+    std::thread::sleep(Duration::from_millis(300));
+
+    let pushing = {
+        let dir = app.dir.clone();
+        let remote = server.remote("demo");
+        let ssh = server.ssh_command(&server.key);
+        std::thread::spawn(move || {
+            slipway_e2e::run(
+                std::process::Command::new("git")
+                    .args(["push", &remote, "main"])
+                    .current_dir(dir)
+                    .env("GIT_SSH_COMMAND", ssh)
+                    .env("GIT_TERMINAL_PROMPT", "0"),
+            )
+        })
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let mut refused_upgrade = None;
+    let code = server.upgrade(Duration::from_secs(120), |s| {
+        // The old server drains (the push runs): another upgrade now is refused.
+        refused_upgrade = Some(slipway_e2e::run(
+            std::process::Command::new(slipway_e2e::slipway_bin())
+                .arg("serve")
+                .arg("--upgrade")
+                .arg("--data-dir")
+                .arg(&s.data)
+                .arg("--ssh-listen")
+                .arg(format!("127.0.0.1:{}", s.ssh_port))
+                .arg("--http-listen")
+                .arg(format!("127.0.0.1:{}", s.http_port)),
+        ));
+    });
+    assert_eq!(
+        code,
+        Some(0),
+        "the old server exits 0\n{}",
+        server.server_log()
+    );
+    assert_ne!(server.pid(), Some(old_pid));
+
+    let o = pushing.join().expect("push thread");
+    assert!(
+        o.status.success(),
+        "the push in flight completes: {}",
+        text(&o)
+    );
+    wait_ok(&server);
+    assert_eq!(body(&server), "built-2\n", "{}", server.server_log());
+
+    let ok_after = counts.ok.load(Ordering::SeqCst);
+    while counts.ok.load(Ordering::SeqCst) < ok_after + 50 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::SeqCst);
+    loader.join().expect("load thread");
+    eprintln!(
+        "graceful upgrade: {} ({} failed)",
+        counts.report(),
+        counts.failed()
+    );
+    assert_eq!(
+        counts.failed(),
+        0,
+        "{}\n{}",
+        counts.report(),
+        server.server_log()
+    );
+    // Not even a kept-alive connection closed under a request: the old server answered
+    // each connection's next request with `connection: close` instead.
+    assert_eq!(
+        counts.retried.load(Ordering::SeqCst),
+        0,
+        "{}",
+        counts.report()
+    );
+
+    let refused = refused_upgrade.expect("second upgrade ran");
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("another upgrade of this server is under way"),
+        "{}",
+        text(&refused)
+    );
+
+    // The new server answers upgrades itself once the old one is gone, and is the one
+    // holding the data dir.
+    let lock = std::fs::read_to_string(server.data.join("serve.lock")).expect("lock file");
+    assert_eq!(lock.trim(), server.pid().expect("running").to_string());
+}
+
+/// Whether a process with this pid exists (not yet reaped).
+fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The pid the data dir's lock file names.
+fn lock_pid(server: &Server) -> u32 {
+    std::fs::read_to_string(server.data.join("serve.lock"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .expect("a pid in serve.lock")
+}
+
+#[test]
+fn sighup_upgrades_to_a_new_server_with_the_same_flags() {
+    let mut server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "{out}");
+    let old_pid = server.pid().expect("running");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new(Counts::default());
+    let loader = load(server.http_port, stop.clone(), counts.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    let o =
+        slipway_e2e::run(std::process::Command::new("kill").args(["-HUP", &old_pid.to_string()]));
+    assert!(o.status.success(), "{}", text(&o));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.running() {
+        assert!(
+            Instant::now() < deadline,
+            "the old server did not exit:\n{}",
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(server.stop(), Some(0), "{}", server.server_log());
+    let new_pid = lock_pid(&server);
+    assert_ne!(new_pid, old_pid);
+    assert!(alive(new_pid), "the new server runs");
+    let ok_after = counts.ok.load(Ordering::SeqCst);
+    while counts.ok.load(Ordering::SeqCst) < ok_after + 50 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::SeqCst);
+    loader.join().expect("load thread");
+    eprintln!(
+        "upgrade by SIGHUP: {} ({} failed)",
+        counts.report(),
+        counts.failed()
+    );
+    let failed = counts.failed();
+    assert_eq!(body(&server), "built-1\n");
+
+    // The new server is no child of this test: stop it by its pid.
+    let o =
+        slipway_e2e::run(std::process::Command::new("kill").args(["-TERM", &new_pid.to_string()]));
+    assert!(o.status.success(), "{}", text(&o));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while alive(new_pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(failed, 0, "{}\n{}", counts.report(), server.server_log());
+}
+
+/// `contrib/slipway.service` and `.socket` under systemd: socket activation, then
+/// `systemctl reload` upgrading to a new main process. Needs systemd as PID 1: skipped
+/// (saying so) where it is not, e.g. in a container.
+#[test]
+fn systemd_units_serve_and_reload() {
+    let init = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
+    if init.trim() != "systemd" {
+        eprintln!(
+            "SKIPPED systemd_units_serve_and_reload: PID 1 is {:?}, not systemd",
+            init.trim()
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (http, ssh) = (slipway_e2e::free_port(), slipway_e2e::free_port());
+    let name = format!("slipway-e2e-{}", std::process::id());
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let bin = slipway_e2e::slipway_bin();
+    let adapt = |text: String| {
+        text.replace("/usr/local/bin/slipway", &bin.display().to_string())
+            .replace("/var/lib/slipway", &data.display().to_string())
+            .replace("0.0.0.0:8080", &format!("127.0.0.1:{http}"))
+            .replace("0.0.0.0:2222", &format!("127.0.0.1:{ssh}"))
+            .replace("slipway.service", &format!("{name}.service"))
+            .replace("slipway.socket", &format!("{name}.socket"))
+    };
+    let units = std::path::Path::new("/run/systemd/system");
+    for ext in ["service", "socket"] {
+        let text = std::fs::read_to_string(root.join(format!("contrib/slipway.{ext}")))
+            .expect("contrib unit");
+        std::fs::write(units.join(format!("{name}.{ext}")), adapt(text)).expect("unit");
+    }
+    let systemctl =
+        |args: &[&str]| slipway_e2e::run(std::process::Command::new("systemctl").args(args));
+    let main_pid = || {
+        let o = systemctl(&["show", "-P", "MainPID", &format!("{name}.service")]);
+        String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse::<u32>()
+            .unwrap_or(0)
+    };
+    assert!(systemctl(&["daemon-reload"]).status.success());
+    let o = systemctl(&[
+        "start",
+        &format!("{name}.socket"),
+        &format!("{name}.service"),
+    ]);
+    let started = o.status.success();
+    let answers =
+        || slipway_e2e::http_get(http, "nothing.localhost", "/").map(|(s, _)| s) == Some(404);
+    let first = main_pid();
+    let served = started && answers();
+    let o2 = systemctl(&["reload", &format!("{name}.service")]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while main_pid() == first && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let second = main_pid();
+    let served_after = answers();
+    let _ = systemctl(&[
+        "stop",
+        &format!("{name}.service"),
+        &format!("{name}.socket"),
+    ]);
+    for ext in ["service", "socket"] {
+        let _ = std::fs::remove_file(units.join(format!("{name}.{ext}")));
+    }
+    let _ = systemctl(&["daemon-reload"]);
+    assert!(started, "systemctl start: {}", text(&o));
+    assert!(served, "the unit serves HTTP");
+    assert!(o2.status.success(), "systemctl reload: {}", text(&o2));
+    assert!(
+        second != 0 && second != first,
+        "reload made a new main process ({first} -> {second})"
+    );
+    assert!(served_after, "the upgraded unit serves HTTP");
+}
+
+/// systemd socket activation without systemd: a wrapper holds the HTTP and SSH
+/// listening sockets (so `serve` cannot bind them itself), passes them as descriptors
+/// 3 and 4 with `LISTEN_FDS`/`LISTEN_PID`, and execs `slipway serve`.
+#[test]
+fn serve_uses_sockets_passed_by_systemd_socket_activation() {
+    // A data dir with a user, its server stopped.
+    let mut first = Server::start();
+    first.stop();
+    let (http, ssh) = (slipway_e2e::free_port(), slipway_e2e::free_port());
+    let wrapper = r#"
+import os, socket, sys
+fds = []
+for port in (int(sys.argv[1]), int(sys.argv[2])):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", port))
+    s.listen(128)
+    fds.append(s.detach())
+for target, fd in zip((3, 4), fds):
+    os.dup2(fd, target)
+    os.set_inheritable(target, True)
+os.environ["LISTEN_FDS"] = "2"
+os.environ["LISTEN_PID"] = str(os.getpid())
+os.execv(sys.argv[3], sys.argv[3:])
+"#;
+    let log = std::fs::File::create(first.dir.path().join("activated.log")).expect("log");
+    let mut child = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(wrapper)
+        .arg(http.to_string())
+        .arg(ssh.to_string())
+        .arg(slipway_e2e::slipway_bin())
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(&first.data)
+        .arg("--http-listen")
+        .arg(format!("127.0.0.1:{http}"))
+        .arg("--ssh-listen")
+        .arg(format!("127.0.0.1:{ssh}"))
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("wrapper");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut answered = None;
+    while Instant::now() < deadline {
+        answered = slipway_e2e::http_get(http, "nothing.localhost", "/").map(|(s, _)| s);
+        if answered.is_some() || child.try_wait().ok().flatten().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ssh_banner = {
+        let mut s = TcpStream::connect(("127.0.0.1", ssh)).ok();
+        let mut buf = [0u8; 7];
+        s.as_mut()
+            .and_then(|s| {
+                s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+                s.read_exact(&mut buf).ok()
+            })
+            .map(|()| buf)
+    };
+    let _ = slipway_e2e::run(
+        std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]),
+    );
+    let _ = child.wait();
+    let log = std::fs::read_to_string(first.dir.path().join("activated.log")).unwrap_or_default();
+    assert_eq!(answered, Some(404), "{log}");
+    assert_eq!(
+        ssh_banner.as_ref().map(|b| &b[..]),
+        Some(&b"SSH-2.0"[..]),
+        "{log}"
+    );
+}
+
+/// An app whose `GET /ws` (with `Upgrade`) switches protocols and then echoes every
+/// line it reads, prefixed with the build; `GET /` answers the build.
+const ECHO_SERVER: &str = r#"import http.server, os
+VERSION = open("build.txt").read().strip()
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.headers.get("Upgrade", "").lower() == "websocket":
+            self.send_response(101)
+            self.send_header("Upgrade", "websocket")
+            self.send_header("Connection", "Upgrade")
+            self.end_headers()
+            self.wfile.flush()
+            self.close_connection = True
+            for line in self.rfile:
+                self.wfile.write(VERSION.encode() + b":" + line)
+                self.wfile.flush()
+            return
+        body = VERSION.encode() + b"\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+class S(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+S(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+/// An upgraded connection through the router: sends a line, reads the echo.
+struct Tunnel(BufReader<TcpStream>);
+
+impl Tunnel {
+    fn open(port: u16) -> Tunnel {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        write!(
+            s,
+            "GET /ws HTTP/1.1\r\nHost: {HOST}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+        )
+        .expect("handshake");
+        let mut r = BufReader::new(s);
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).expect("handshake answer");
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            head.push_str(&line);
+        }
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        Tunnel(r)
+    }
+
+    /// The echo of `line`, or None when the connection ended.
+    fn echo(&mut self, line: &str) -> Option<String> {
+        self.0
+            .get_mut()
+            .write_all(format!("{line}\n").as_bytes())
+            .ok()?;
+        let mut answer = String::new();
+        match self.0.read_line(&mut answer) {
+            Ok(n) if n > 0 => Some(answer.trim_end().to_string()),
+            _ => None,
+        }
+    }
+}
+
+#[test]
+fn a_websocket_stays_up_through_an_upgrade_until_the_drain_timeout() {
+    let mut server = Server::start_with(&[("SLIPWAY_DRAIN_TIMEOUT", "4")]);
+    let app = App::demo(server.dir.path(), "app");
+    app.write("server.py", ECHO_SERVER);
+    app.commit("echo");
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "{out}");
+    let mut ws = Tunnel::open(server.http_port);
+    assert_eq!(ws.echo("a").as_deref(), Some("built-1:a"));
+
+    let started = Instant::now();
+    let mut during = None;
+    let code = server.upgrade(Duration::from_secs(60), |s| {
+        // The old server drains: the WebSocket it carries still works, and a new one is
+        // carried by the new server.
+        std::thread::sleep(Duration::from_millis(500));
+        during = Some((ws.echo("b"), Tunnel::open(s.http_port).echo("c")));
+    });
+    let drained_in = started.elapsed();
+    assert_eq!(code, Some(0), "{}", server.server_log());
+    let (b, c) = during.expect("ran during the drain");
+    assert_eq!(b.as_deref(), Some("built-1:b"), "{}", server.server_log());
+    assert_eq!(c.as_deref(), Some("built-1:c"));
+    assert!(
+        drained_in >= Duration::from_secs(3),
+        "the old server waited for the WebSocket (drain timeout 4 s): exited after {drained_in:?}"
+    );
+    // The drain timeout ended it with the old server.
+    assert_eq!(ws.echo("d"), None);
+}
+
+#[test]
+fn a_deploy_interrupted_by_a_crash_is_cleaned_up_and_the_live_release_stays() {
+    let mut server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "{out}");
+    let live = server.containers();
+
+    // v2 builds for a long time: the server crashes in the middle of its deploy.
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    sleep 60\n    echo \"built-$(cat VERSION)\" > build.txt\nweb:\n  commands:\n    start: python3 server.py\n",
+    );
+    app.write("VERSION", "2\n");
+    app.commit("v2");
+    let pushing = {
+        let dir = app.dir.clone();
+        let remote = server.remote("demo");
+        let ssh = server.ssh_command(&server.key);
+        std::thread::spawn(move || {
+            slipway_e2e::run(
+                std::process::Command::new("git")
+                    .args(["push", &remote, "main"])
+                    .current_dir(dir)
+                    .env("GIT_SSH_COMMAND", ssh)
+                    .env("GIT_TERMINAL_PROMPT", "0"),
+            )
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !server.server_log().contains("build") || server.containers().len() <= live.len() {
+        assert!(
+            Instant::now() < deadline,
+            "the build did not start:\n{}",
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    server.kill9();
+    let o = pushing.join().expect("push thread");
+    assert!(!o.status.success(), "the push cannot succeed: {}", text(&o));
+
+    server.serve();
+    wait_ok(&server);
+    assert_eq!(body(&server), "built-1\n");
+    // What the interrupted deploy started is removed once the live release is routed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.containers() != live {
+        assert!(
+            Instant::now() < deadline,
+            "left: {:?} (live: {live:?})\n{}",
+            server.containers(),
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The branch did not move: pushing v2 again deploys it.
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    echo \"built-$(cat VERSION)\" > build.txt\nweb:\n  commands:\n    start: python3 server.py\n",
+    );
+    app.commit("v2 quick");
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "{out}");
+    assert_eq!(body(&server), "built-2\n");
+}
+
+#[test]
+fn a_new_server_that_fails_before_ready_leaves_the_old_one_serving() {
+    let mut server = Server::start();
+    let old_pid = server.pid().expect("running");
+    // A "new server" that takes the sockets and dies before saying `ready`.
+    let fake = r#"
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(b"upgrade 1\n")
+msg, fds, _, _ = socket.recv_fds(s, 256, 3)
+print(msg.decode().strip(), len(fds))
+s.close()
+"#;
+    let o = slipway_e2e::run(
+        std::process::Command::new("python3")
+            .arg("-c")
+            .arg(fake)
+            .arg(server.data.join("serve.sock")),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        format!("listeners {old_pid} 3")
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(server.running(), "the old server still runs");
+    assert_eq!(
+        server.get("nothing.localhost", "/").map(|(s, _)| s),
+        Some(404),
+        "and still serves"
+    );
+    assert!(
+        server.server_log().contains("the new server did not start"),
+        "{}",
+        server.server_log()
+    );
+    // A later upgrade is not refused as "under way".
+    assert_eq!(server.upgrade(Duration::from_secs(60), |_| {}), Some(0));
+    assert!(server.running());
+    assert_ne!(server.pid(), Some(old_pid));
+}
+
+#[test]
+fn upgrade_without_a_running_server_starts_as_usual() {
+    let mut server = Server::start();
+    server.stop();
+    let (mut child, serving) = server.spawn_serve(&["--upgrade"]);
+    let started = serving.recv_timeout(Duration::from_secs(60)).is_ok();
+    let answered = server.get("nothing.localhost", "/").map(|(s, _)| s);
+    let _ = slipway_e2e::run(
+        std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]),
+    );
+    let status = child.wait().expect("wait");
+    assert!(started, "{}", server.server_log());
+    assert!(server.server_log().contains("no server runs on"));
+    assert_eq!(answered, Some(404));
+    assert_eq!(status.code(), Some(0));
+}

@@ -1,0 +1,456 @@
+//! Mounts and disks (spec section 9): an app writes to its mounts over HTTP, and the data
+//! survives deploys, a failed deploy, a rollback, a redeploy, a restart, `slipway down` and a
+//! `kill -9` of the server mid-deploy; data-losing changes need `-o allow-data-loss`; a full
+//! disk is the app's own ENOSPC; a new branch starts with a copy of main's data.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use slipway_e2e::{run, text, App, Server};
+
+/// Writes and reads files of its mounts: `/write?f=PATH&v=TEXT`, `/read?f=PATH`,
+/// `/fill?f=PATH&mb=N` (writes N MB, answers with the error), `/ro` (a write outside the mounts).
+const SERVER: &str = r#"import http.server, os, urllib.parse
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        u = urllib.parse.urlparse(self.path)
+        q = dict(urllib.parse.parse_qsl(u.query))
+        try:
+            if u.path == "/write":
+                with open(q["f"], "w") as f:
+                    f.write(q["v"])
+                body = "ok"
+            elif u.path == "/read":
+                body = open(q["f"]).read()
+            elif u.path == "/fill":
+                try:
+                    with open(q["f"], "wb") as f:
+                        for _ in range(int(q["mb"])):
+                            f.write(b"x" * 1048576)
+                            f.flush()
+                            os.fsync(f.fileno())
+                    body = "fit"
+                except OSError as e:
+                    body = "errno %d" % e.errno
+            elif u.path == "/ro":
+                try:
+                    open("outside.txt", "w").write("x")
+                    body = "writable"
+                except OSError as e:
+                    body = "errno %d" % e.errno
+            else:
+                body = open("build.txt").read()
+        except Exception as e:
+            body = "error %r" % e
+        b = body.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(b)))
+        self.end_headers()
+        self.wfile.write(b)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+/// The app's config: `disk` MB, the mounts given (YAML lines), a deploy hook.
+fn config(disk: u64, mounts: &str, deploy_hook: &str) -> String {
+    format!(
+        "name: hello\ntype: python:3.11\ndisk: {disk}\nmounts:\n{mounts}hooks:\n  build: |\n    set -e\n    echo \"built-$(cat VERSION)\" > build.txt\n    test ! -e data/a.txt\n  deploy: |\n{deploy_hook}web:\n  commands:\n    start: python3 server.py\n"
+    )
+}
+
+const MOUNTS: &str = "  data:\n    source: local\n    source_path: data\n  legacy: \"shared:files/legacy\"\n  scratch:\n    source: tmp\n";
+const HOOK: &str = "    echo deployed >> data/hook.log\n";
+
+fn new_app(server: &Server, disk: u64) -> App {
+    let app = App::demo(server.dir.path(), "app");
+    app.write(".platform.app.yaml", &config(disk, MOUNTS, HOOK));
+    app.write("server.py", SERVER);
+    app.commit("mounts");
+    app
+}
+
+fn push_to(server: &Server, app: &App, branch: &str, options: &[&str]) -> (bool, String) {
+    let mut args = vec!["push".to_string()];
+    for o in options {
+        args.push("-o".into());
+        args.push(o.to_string());
+    }
+    args.push(server.remote("demo"));
+    args.push(format!("HEAD:refs/heads/{branch}"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = server.git(&app.dir, &args);
+    (o.status.success(), text(&o))
+}
+
+fn push_ok(server: &Server, app: &App) -> String {
+    let (ok, out) = push_to(server, app, "main", &[]);
+    assert!(ok, "push: {out}\n{}", server.server_log());
+    out
+}
+
+fn get(server: &Server, env: &str, path: &str) -> String {
+    match server.get(&format!("{env}.demo.localhost"), path) {
+        Some((200, b)) => b,
+        other => panic!("GET {env} {path}: {other:?}\n{}", server.server_log()),
+    }
+}
+
+fn read(server: &Server, f: &str) -> String {
+    get(server, "main", &format!("/read?f={f}"))
+}
+
+fn volume(server: &Server, env: &str, name: &str) -> PathBuf {
+    server
+        .data
+        .join("volumes")
+        .join("demo")
+        .join(env)
+        .join(name)
+}
+
+fn mounted(dir: &Path) -> bool {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .any(|l| l.split(' ').nth(4) == Some(dir.to_str().unwrap_or("")))
+}
+
+/// `slipway serve` again, until main answers.
+fn serve_again(server: &mut Server) {
+    server.serve();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.get("main.demo.localhost", "/").map(|(s, _)| s) != Some(200) {
+        assert!(
+            Instant::now() < deadline,
+            "main did not come back\n{}",
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn admin(server: &Server, command: &str) -> String {
+    let o = server.ssh(&server.key, "git", command);
+    assert!(o.status.success(), "{command}: {}", text(&o));
+    text(&o)
+}
+
+#[test]
+fn mount_data_survives_deploys_failures_rollbacks_restarts_down_and_kill() {
+    let mut server = Server::start();
+    let app = new_app(&server, 64);
+    let out = push_ok(&server, &app);
+    assert!(out.contains("volume app-hello"), "{out}");
+    let data = volume(&server, "main", "app-hello");
+    assert!(mounted(&data), "volume not mounted at {}", data.display());
+
+    // Writes through HTTP land on the volume; the rest of /app is read-only.
+    assert_eq!(get(&server, "main", "/write?f=data/a.txt&v=one"), "ok");
+    assert_eq!(get(&server, "main", "/write?f=legacy/l.txt&v=old"), "ok");
+    assert_eq!(get(&server, "main", "/write?f=scratch/t.txt&v=tmp"), "ok");
+    assert_eq!(read(&server, "scratch/t.txt"), "tmp");
+    assert_eq!(get(&server, "main", "/ro"), "errno 30");
+    assert_eq!(
+        std::fs::read_to_string(data.join("files/data/a.txt")).unwrap(),
+        "one"
+    );
+    // The deploy hook and shells see the mounts too.
+    assert_eq!(read(&server, "data/hook.log"), "deployed\n");
+    let o = server.ssh(&server.key, "main.demo", "cat /app/data/a.txt");
+    assert_eq!(text(&o).trim(), "one", "{}", text(&o));
+
+    let mut expected = vec![("data/a.txt".to_string(), "one".to_string())];
+    let check = |server: &Server, expected: &[(String, String)], when: &str| {
+        for (f, v) in expected {
+            assert_eq!(&read(server, f), v, "{f} after {when}");
+        }
+        assert_eq!(read(server, "legacy/l.txt"), "old", "after {when}");
+    };
+
+    // Five deploys, each writing a file.
+    for i in 2..=6 {
+        app.write("VERSION", &format!("{i}\n"));
+        app.commit(&format!("v{i}"));
+        push_ok(&server, &app);
+        assert_eq!(get(&server, "main", "/"), format!("built-{i}\n"));
+        check(&server, &expected, &format!("deploy {i}"));
+        let f = format!("data/{i}.txt");
+        assert_eq!(get(&server, "main", &format!("/write?f={f}&v=v{i}")), "ok");
+        expected.push((f, format!("v{i}")));
+    }
+    // tmp mounts are not kept across deploys.
+    assert!(read(&server, "scratch/t.txt").contains("No such file"));
+
+    // A failing deploy changes nothing.
+    app.write(
+        ".platform.app.yaml",
+        &config(
+            64,
+            MOUNTS,
+            "    echo deployed >> data/hook.log\n    exit 3\n",
+        ),
+    );
+    app.commit("failing hook");
+    let (ok, out) = push_to(&server, &app, "main", &[]);
+    assert!(!ok, "{out}");
+    assert_eq!(get(&server, "main", "/"), "built-6\n");
+    check(&server, &expected, "a failed deploy");
+    app.write(".platform.app.yaml", &config(64, MOUNTS, HOOK));
+    app.commit("fixed");
+
+    // Rollback and redeploy change code, never data.
+    admin(&server, "rollback demo main");
+    assert_eq!(get(&server, "main", "/"), "built-5\n");
+    check(&server, &expected, "a rollback");
+    admin(&server, "redeploy demo main");
+    check(&server, &expected, "a redeploy");
+
+    // Restart: the volume stays mounted, the containers are adopted.
+    server.stop();
+    serve_again(&mut server);
+    check(&server, &expected, "a restart");
+
+    // down unmounts; serve mounts again.
+    server.stop();
+    let o = server.slipway(&["down"]);
+    assert!(o.status.success(), "down: {}", text(&o));
+    assert!(!mounted(&data), "down left the volume mounted");
+    serve_again(&mut server);
+    assert!(mounted(&data));
+    check(&server, &expected, "down and serve");
+
+    // kill -9 of the server while a deploy hook runs.
+    app.write(
+        ".platform.app.yaml",
+        &config(
+            64,
+            MOUNTS,
+            "    echo killed > data/marker.txt\n    sleep 60\n",
+        ),
+    );
+    app.commit("slow hook");
+    let mut pusher = Command::new("git")
+        .args(["push", &server.remote("demo"), "HEAD:refs/heads/main"])
+        .current_dir(&app.dir)
+        .env("GIT_SSH_COMMAND", server.ssh_command(&server.key))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("git push");
+    let marker = data.join("files/data/marker.txt");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "the deploy hook never ran");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let pid = server.pid().expect("server pid");
+    run(Command::new("kill").args(["-9", &pid.to_string()]));
+    server.stop();
+    let _ = pusher.wait();
+    serve_again(&mut server);
+    check(&server, &expected, "kill -9 mid-deploy");
+    assert_eq!(get(&server, "main", "/"), "built-5\n");
+}
+
+#[test]
+fn data_losing_changes_need_the_option_and_a_full_disk_is_the_apps_own_error() {
+    let mut server = Server::start();
+    let app = new_app(&server, 32);
+    push_ok(&server, &app);
+    assert_eq!(get(&server, "main", "/write?f=data/a.txt&v=kept"), "ok");
+
+    // Write past the disk: the app gets ENOSPC (28); the host and the app carry on.
+    assert_eq!(get(&server, "main", "/fill?f=data/big&mb=64"), "errno 28");
+    assert_eq!(read(&server, "data/a.txt"), "kept");
+    assert_eq!(get(&server, "main", "/write?f=data/big&v=small"), "ok");
+
+    // A new branch starts with a copy of main's data; its writes stay its own.
+    let (ok, out) = push_to(&server, &app, "dev", &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("copied from main"), "{out}");
+    assert_eq!(get(&server, "dev", "/read?f=data/a.txt"), "kept");
+    assert_eq!(get(&server, "dev", "/write?f=data/a.txt&v=dev"), "ok");
+    assert_eq!(get(&server, "dev", "/read?f=data/a.txt"), "dev");
+    assert_eq!(read(&server, "data/a.txt"), "kept");
+
+    // `sync` copies main's data again (admins only); main keeps running.
+    assert_eq!(get(&server, "main", "/write?f=data/b.txt&v=later"), "ok");
+    let out = admin(&server, "sync demo dev");
+    assert!(
+        out.contains("dev now has a copy of main's mount data"),
+        "{out}"
+    );
+    let dev_back = Instant::now() + Duration::from_secs(30);
+    while server.get("dev.demo.localhost", "/").map(|(s, _)| s) != Some(200) {
+        assert!(
+            Instant::now() < dev_back,
+            "dev did not come back after sync"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(get(&server, "dev", "/read?f=data/a.txt"), "kept");
+    assert_eq!(get(&server, "dev", "/read?f=data/b.txt"), "later");
+    // A branch made from dev (not main) starts with a copy of dev's data.
+    assert_eq!(get(&server, "dev", "/write?f=data/a.txt&v=dev2"), "ok");
+    app.write("NOTES", "dev work\n");
+    app.commit("dev work");
+    let (ok, out) = push_to(&server, &app, "dev", &[]);
+    assert!(ok, "{out}");
+    let (ok, out) = push_to(&server, &app, "feature", &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("copied from dev"), "{out}");
+    assert_eq!(get(&server, "feature", "/read?f=data/a.txt"), "dev2");
+    assert_eq!(get(&server, "dev", "/write?f=data/a.txt&v=dev3"), "ok");
+    let out = admin(&server, "sync demo feature");
+    assert!(
+        out.contains("feature now has a copy of dev's mount data"),
+        "{out}"
+    );
+    let back = Instant::now() + Duration::from_secs(30);
+    while server.get("feature.demo.localhost", "/").map(|(s, _)| s) != Some(200) {
+        assert!(
+            Instant::now() < back,
+            "feature did not come back after sync"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(get(&server, "feature", "/read?f=data/a.txt"), "dev3");
+    let o = server.ssh(&server.key, "git", "sync demo main");
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("main is the parent environment"),
+        "{}",
+        text(&o)
+    );
+
+    // Attack: the app turns a folder of its volume into a symlink to the host's root and
+    // names it as a mount's source_path; the deploy refuses it and the host is untouched.
+    let o = server.ssh(
+        &server.key,
+        "main.demo",
+        "ln -s / /app/data/evil && echo linked",
+    );
+    assert!(text(&o).contains("linked"), "{}", text(&o));
+    let evil = format!("{MOUNTS}  evil:\n    source: local\n    source_path: data/evil\n");
+    app.write(".platform.app.yaml", &config(32, &evil, HOOK));
+    app.commit("mount through a symlink");
+    let (ok, out) = push_to(&server, &app, "main", &[]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("is not a plain folder"), "{out}");
+    assert_eq!(read(&server, "data/a.txt"), "kept");
+    assert_eq!(get(&server, "main", "/"), "built-1\n");
+    assert!(!Path::new("/evil").exists());
+
+    // A smaller disk is refused, naming it; nothing changes.
+    app.write(".platform.app.yaml", &config(16, MOUNTS, HOOK));
+    app.commit("smaller disk");
+    let (ok, out) = push_to(&server, &app, "main", &[]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("shrinking the disk of app `hello`"), "{out}");
+    assert!(out.contains("allow-data-loss"), "{out}");
+    // Even with the option a volume never shrinks: refused, naming what it holds.
+    let (ok, out) = push_to(&server, &app, "main", &["allow-data-loss"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("volume app-hello is 32 MB and holds") && out.contains("never shrink"),
+        "{out}"
+    );
+    assert_eq!(read(&server, "data/a.txt"), "kept");
+    assert_eq!(
+        std::fs::metadata(server.data.join("volumes/demo/main/app-hello.img"))
+            .unwrap()
+            .len(),
+        32 << 20
+    );
+
+    // A removed mount is refused without the option, accepted with it.
+    let no_data = "  legacy: \"shared:files/legacy\"\n";
+    app.write(".platform.app.yaml", &config(32, no_data, "    true\n"));
+    app.commit("no data mount");
+    let (ok, out) = push_to(&server, &app, "main", &[]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("mount `data` (local)"), "{out}");
+    assert_eq!(read(&server, "data/a.txt"), "kept");
+    let (ok, out) = push_to(&server, &app, "main", &["allow-data-loss"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("allowed by -o allow-data-loss"), "{out}");
+    assert!(read(&server, "data/a.txt").contains("No such file"));
+
+    // A bigger disk grows the volume online; the data is there.
+    app.write(".platform.app.yaml", &config(48, MOUNTS, HOOK));
+    app.commit("bigger disk");
+    let out = push_ok(&server, &app);
+    assert!(out.contains("32 MB -> 48 MB"), "{out}");
+    assert_eq!(read(&server, "data/a.txt"), "kept");
+    if !out.contains("grown online") {
+        // Without CAP_SYS_RESOURCE the file system grows at its next mount.
+        server.stop();
+        let o = server.slipway(&["down"]);
+        assert!(o.status.success(), "down: {}", text(&o));
+        serve_again(&mut server);
+        assert_eq!(read(&server, "data/a.txt"), "kept");
+    }
+    assert_eq!(get(&server, "main", "/fill?f=data/big&mb=30"), "fit");
+    let img = server.data.join("volumes/demo/main/app-hello.img");
+    assert_eq!(std::fs::metadata(img).unwrap().len(), 48 << 20);
+}
+
+#[test]
+fn storage_and_service_mounts_are_shared_by_apps_local_ones_are_not() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    let one = |name: &str| {
+        format!(
+            "  {name}:\n    type: python:3.11\n    source: {{root: {name}}}\n    disk: 32\n    mounts:\n      own: {{source: local, source_path: own}}\n      shared: {{source: storage, source_path: shared}}\n      nfs: {{source: service, service: files, source_path: nfs}}\n    hooks:\n      build: echo built-{name} > build.txt\n    web: {{commands: {{start: python3 server.py}}}}\n"
+        )
+    };
+    app.write(
+        ".platform/applications.yaml",
+        &format!("{}{}", one("web"), one("api")),
+    );
+    app.write(
+        ".platform/services.yaml",
+        "files:\n  type: network-storage:2.0\n  disk: 48\n",
+    );
+    app.write(
+        ".platform/routes.yaml",
+        "\"http://{default}/\": {type: upstream, upstream: \"web:http\"}\n\"http://api.{default}/\": {type: upstream, upstream: \"api:http\"}\n",
+    );
+    app.write("web/server.py", SERVER);
+    app.write("api/server.py", SERVER);
+    std::fs::remove_file(app.dir.join(".platform.app.yaml")).expect("rm");
+    app.commit("two apps");
+    let (ok, out) = push_to(&server, &app, "main", &[]);
+    assert!(ok, "{out}\n{}", server.server_log());
+    let api = |path: &str| match server.get("api.main.demo.localhost", path) {
+        Some((200, b)) => b,
+        other => panic!("GET api {path}: {other:?}"),
+    };
+    assert_eq!(get(&server, "main", "/"), "built-web\n");
+    assert_eq!(api("/"), "built-api\n");
+
+    for dir in ["own", "shared", "nfs"] {
+        let f = format!("{dir}/from-web.txt");
+        assert_eq!(get(&server, "main", &format!("/write?f={f}&v=web")), "ok");
+        let seen = api(&format!("/read?f={f}"));
+        if dir == "own" {
+            assert!(seen.contains("No such file"), "{dir}: {seen}");
+        } else {
+            assert_eq!(seen, "web", "{dir}");
+        }
+    }
+    let vols = server.data.join("volumes/demo/main");
+    for (name, mb) in [
+        ("app-web", 32),
+        ("app-api", 32),
+        ("storage", 32),
+        ("service-files", 48),
+    ] {
+        let len = std::fs::metadata(vols.join(format!("{name}.img")))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .len();
+        assert_eq!(len, mb << 20, "{name}");
+    }
+}
