@@ -79,6 +79,37 @@ pub(crate) fn finish(
             seen.insert(name.clone(), i);
         }
     }
+    // A worker's name is its log file and its shell login (`WORKER.ENV.PROJECT`): no app
+    // and no other worker of the environment may have it.
+    let mut names: HashMap<String, String> = apps
+        .iter()
+        .map(|a| (a.app.name.clone(), format!("app `{}`", a.app.name)))
+        .collect();
+    for rec in &apps {
+        for worker in rec.app.workers.keys() {
+            let p = &rec.name_pos;
+            let kp = rec.path.with("workers").with(worker).render();
+            match names.get(worker) {
+                Some(other) => diags.push(Diagnostic::error(
+                    &p.file,
+                    p.line,
+                    p.col,
+                    &kp,
+                    format!(
+                        "worker name `{worker}` of app `{}` is already the name of {other}; \
+                         workers are named in logs and shell logins, so names must differ",
+                        rec.app.name
+                    ),
+                )),
+                None => {
+                    names.insert(
+                        worker.clone(),
+                        format!("a worker of app `{}`", rec.app.name),
+                    );
+                }
+            }
+        }
+    }
     // Source roots exist in the tree.
     for rec in &apps {
         let Some(pos) = &rec.source_root_pos else {

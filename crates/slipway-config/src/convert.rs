@@ -200,6 +200,37 @@ pub(crate) fn application(
                     ),
                 ));
             }
+            let command = str_at(&e.value, &["commands", "start"])
+                .or_else(|| e.value.get("cmd").and_then(Node::as_str));
+            if matches!(e.value.kind, Kind::Map(_)) && command.is_none_or(|c| c.trim().is_empty()) {
+                diags.push(path.with("crons").with(&e.key).error(
+                    &e.key_pos,
+                    format!(
+                        "cron `{}` has no command (`commands.start`, or `cmd`)",
+                        e.key
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(w) = node.get("workers") {
+        for e in w.entries() {
+            if !crate::checks::valid_app_name(&e.key) {
+                diags.push(path.with("workers").with(&e.key).error(
+                    &e.key_pos,
+                    format!(
+                        "worker name `{}` must be lowercase letters, digits, `-` or `_`",
+                        e.key
+                    ),
+                ));
+            }
+            let start = str_at(&e.value, &["commands", "start"]);
+            if start.is_none_or(|c| c.trim().is_empty()) {
+                diags.push(path.with("workers").with(&e.key).error(
+                    &e.key_pos,
+                    format!("worker `{}` has no start command (`commands.start`)", e.key),
+                ));
+            }
         }
     }
     if let Some(r) = node
@@ -243,6 +274,17 @@ pub(crate) fn application(
                 _ => continue,
             };
             rels.push((e.key.clone(), e.key_pos.clone(), target));
+        }
+    }
+    if let Some(tz) = node.get("timezone") {
+        if let Some(name) = tz.as_str() {
+            match jiff::tz::TimeZone::get(name) {
+                Ok(_) => app.timezone = Some(name.to_string()),
+                Err(_) => diags.push(path.with("timezone").error(
+                    &tz.pos,
+                    format!("unknown time zone `{name}` (an IANA name such as `Europe/Paris`, or `UTC`)"),
+                )),
+            }
         }
     }
     app.workers = json_map(node.get("workers"));

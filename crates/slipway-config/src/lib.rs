@@ -23,6 +23,7 @@
 //! }
 //! ```
 
+pub mod background;
 pub mod catalog;
 mod checks;
 mod convert;

@@ -176,6 +176,9 @@ pub struct Application {
     pub workers: BTreeMap<String, serde_json::Value>,
     /// Cron jobs by name, as written.
     pub crons: BTreeMap<String, serde_json::Value>,
+    /// `timezone`: the IANA time zone its crons' schedules are in (`None`: UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
 }
 
 impl Application {

@@ -254,7 +254,7 @@ const WORKER: Shape = Shape::Obj(&[
     ),
     acted("variables", VARIABLES, "Extra variables of the worker."),
     acted("disk", Shape::PosInt, "Persistent disk in MB."),
-    ignored("size", Shape::Str, "Container size."),
+    acted("size", Shape::Str, "Container size (default: the app's)."),
     ignored("access", Shape::Any, "Who may SSH into the worker."),
     ignored("timezone", Shape::Str, "Time zone of the worker."),
     ignored("resources", Shape::Any, "CPU/memory sizing."),
@@ -274,12 +274,16 @@ const CRON: Shape = Shape::Obj(&[
         "Command to run (legacy form of `commands.start`).",
     ),
     acted("commands", COMMANDS, "Commands of the job."),
-    ignored(
+    acted(
         "shutdown_timeout",
         Shape::Uint,
-        "Seconds to wait for the job to stop.",
+        "Seconds between SIGTERM and SIGKILL when the job is stopped (default 10).",
     ),
-    ignored("timeout", Shape::Uint, "Maximum run time in seconds."),
+    acted(
+        "timeout",
+        Shape::Uint,
+        "Maximum run time in seconds (default 86400): then `commands.stop`, SIGTERM, SIGKILL.",
+    ),
 ]);
 
 macro_rules! app_fields {
@@ -304,7 +308,7 @@ macro_rules! app_fields {
             acted("crons", Shape::Map(&CRON, "A scheduled job."), "Scheduled jobs."),
             acted("stack", Shape::Any, "Upsun composable image packages: the first `LANGUAGE@VERSION` (e.g. `php@8.4`) is the app's stack when `type` is absent or `composable:*`; other entries are ignored with a warning."),
             ignored("runtime", Shape::Any, "Runtime settings (PHP extensions, sizing hints, ...)."),
-            ignored("timezone", Shape::Str, "Time zone of crons."),
+            acted("timezone", Shape::Str, "Time zone of crons (an IANA name such as `Europe/Paris`; default UTC)."),
             ignored("access", Shape::Any, "Who may SSH into the app."),
             ignored("firewall", Shape::Any, "Outbound firewall rules."),
             ignored("additional_hosts", Shape::Any, "Extra /etc/hosts entries."),

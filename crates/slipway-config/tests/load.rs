@@ -499,3 +499,97 @@ fn mount_source_paths_that_leave_their_source_are_refused() {
         assert_eq!(app.mounts["uploads"]["source_path"], legit);
     }
 }
+
+#[test]
+fn workers_without_start_and_crons_that_never_fire_are_refused_with_positions() {
+    let d = tree(&[(
+        ".platform.app.yaml",
+        b"name: app\ntype: 'python:3.13'\nweb:\n  commands: {start: ./serve}\nworkers:\n  queue:\n    size: S\n  mail:\n    commands: {start: ./mail}\ncrons:\n  never:\n    spec: '0 0 31 2 *'\n    commands: {start: ./x}\n  nocommand:\n    spec: '@daily'\n  legacy:\n    spec: '*/5 * * * *'\n    cmd: ./legacy\n",
+    )]);
+    let errors = errors_of(d.path());
+    assert!(
+        errors.iter().any(|e| e.contains(".platform.app.yaml:6:3")
+            && e.contains("worker `queue` has no start command")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains(".platform.app.yaml:12:11") && e.contains("never fires")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains(":14:3") && e.contains("cron `nocommand` has no command")),
+        "{errors:?}"
+    );
+    assert_eq!(errors.len(), 3, "{errors:?}");
+
+    let ok = tree(&[(
+        ".platform.app.yaml",
+        b"name: app\ntype: 'python:3.13'\nweb:\n  commands: {start: ./serve}\nworkers:\n  mail:\n    size: S\n    commands: {start: ./mail}\ncrons:\n  legacy:\n    spec: '*/5 * * * *'\n    cmd: ./legacy\n    timeout: 30\n",
+    )]);
+    let loaded = load(&DirSource::new(ok.path())).expect("loads");
+    let app = &loaded.topology.applications[0];
+    let workers = slipway_config::background::workers(app).unwrap();
+    assert_eq!(workers[0].start, "./mail");
+    assert_eq!(workers[0].size, slipway_config::ContainerSize::parse("S"));
+    let crons = slipway_config::background::crons(app).unwrap();
+    assert_eq!(
+        (crons[0].start.as_str(), crons[0].timeout),
+        ("./legacy", 30)
+    );
+}
+
+#[test]
+fn worker_names_must_be_well_formed_and_unique_among_apps_and_workers() {
+    let d = tree(&[(
+        ".platform/applications.yaml",
+        b"- name: app\n  type: 'python:3.13'\n  web:\n    commands: {start: ./serve}\n  workers:\n    Bad.Name: {commands: {start: ./w}}\n    other: {commands: {start: ./w}}\n    queue: {commands: {start: ./w}}\n- name: other\n  type: 'python:3.13'\n  web:\n    commands: {start: ./serve}\n  workers:\n    queue: {commands: {start: ./w}}\n",
+    )]);
+    let errors = errors_of(d.path());
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("worker name `Bad.Name` must be")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e
+                .contains("worker name `other` of app `app` is already the name of app `other`")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains(
+            "worker name `queue` of app `other` is already the name of a worker of app `app`"
+        )),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn an_unknown_time_zone_is_refused_with_its_position() {
+    let d = tree(&[(
+        ".platform.app.yaml",
+        b"name: app\ntype: 'python:3.13'\nweb:\n  commands: {start: ./serve}\ntimezone: Mars/Olympus\n",
+    )]);
+    let errors = errors_of(d.path());
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains(":5:11") && e.contains("unknown time zone `Mars/Olympus`")),
+        "{errors:?}"
+    );
+    let ok = tree(&[(
+        ".platform.app.yaml",
+        b"name: app\ntype: 'python:3.13'\nweb:\n  commands: {start: ./serve}\ntimezone: Europe/Paris\n",
+    )]);
+    let loaded = load(&DirSource::new(ok.path())).expect("loads");
+    assert_eq!(
+        loaded.topology.applications[0].timezone.as_deref(),
+        Some("Europe/Paris")
+    );
+}

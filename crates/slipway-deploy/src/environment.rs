@@ -141,6 +141,9 @@ pub struct ReleaseSpec {
     pub netns: String,
     /// The app those hosts go to.
     pub routed_app: Option<String>,
+    /// The workers (absent in releases made before workers ran).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workers: Vec<crate::workers::WorkerInstance>,
     /// The environment's volumes its apps mount, with their sizes (absent in releases made
     /// before mounts were acted on).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

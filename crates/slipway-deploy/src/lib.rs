@@ -27,6 +27,7 @@
 pub mod activity_log;
 pub mod app_logs;
 pub mod build;
+pub mod crons;
 pub mod diff;
 pub mod egress;
 pub mod environment;
@@ -52,6 +53,7 @@ pub mod validate;
 pub mod variables;
 pub mod volumes;
 pub mod web;
+pub mod workers;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -248,6 +250,8 @@ pub struct Platform {
     env_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// A short tag of the data dir, in network namespace names.
     instance: String,
+    /// Crons running now ([`crons`]).
+    crons: crons::Running,
 }
 
 impl Platform {
@@ -291,6 +295,7 @@ impl Platform {
             router,
             env_locks: Mutex::new(HashMap::new()),
             instance,
+            crons: crons::Running::default(),
         }))
     }
 

@@ -244,7 +244,11 @@ pub async fn stage(
             out,
         )
         .await?;
-        health::run(platform, &target.project, &target.env, &spec, out).await
+        health::run(platform, &target.project, &target.env, &spec, out).await?;
+        // Workers start once the apps answer (after the deploy hook), before the switch.
+        spec.workers = crate::workers::plan(target, release.number, &topology, &spec.apps)?;
+        let _ = state.set_release_spec(release.id, &spec.to_json());
+        crate::workers::start_all(platform, target, &spec, out).await
     }
     .await;
     let staged = Staged {

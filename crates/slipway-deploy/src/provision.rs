@@ -90,6 +90,7 @@ pub fn plan(
         apps,
         netns,
         routed_app: environment::routed_app(topology),
+        workers: Vec::new(),
         volumes: crate::mounts::volume_sizes(topology),
     }
 }
@@ -246,7 +247,8 @@ pub async fn run(
 
 /// Stop and remove every container of a release (a failed attempt, or a retired release).
 pub async fn remove_release(platform: &Platform, spec: &ReleaseSpec, grace: Duration) {
-    for app in &spec.apps {
+    let workers = spec.workers.iter().map(|w| &w.instance);
+    for app in workers.chain(&spec.apps) {
         if let Err(e) = platform.runtime().remove(&app.container, grace).await {
             tracing::warn!(container = %app.container, "removing container: {e}");
         }

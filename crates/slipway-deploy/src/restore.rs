@@ -19,6 +19,9 @@
 //!    ([`RestoreMode::Upgrade`]) the old server still runs its pushes: nothing is
 //!    cleaned up, containers are only adopted.
 //!
+//! Workers of live releases are adopted or started again like apps (never removed as
+//! orphans), after their environment is routed.
+//!
 //! Volumes: step 1 thaws any volume an interrupted copy left frozen; starting a release
 //! mounts its volumes again first (mounting is idempotent: after a restart they are still
 //! mounted, after a reboot not); `down` unmounts them.
@@ -135,10 +138,7 @@ pub async fn restore(
         .map(|c| (c.id, c.status))
         .collect();
     let listed = started.elapsed();
-    let keep: HashSet<String> = held
-        .iter()
-        .flat_map(|r| r.spec.apps.iter().map(|a| a.container.clone()))
-        .collect();
+    let keep: HashSet<String> = held.iter().flat_map(|r| containers_of(&r.spec)).collect();
     let running: Arc<HashSet<String>> = Arc::new(
         containers
             .iter()
@@ -185,7 +185,7 @@ pub async fn restore(
             .iter()
             .filter(|r| !interrupted_ids.contains(&r.id))
             .filter_map(|r| ReleaseSpec::from_json(&r.spec))
-            .flat_map(|s| s.apps.into_iter().map(|a| a.container))
+            .flat_map(|s| containers_of(&s))
             .collect();
         for id in containers
             .keys()
@@ -196,6 +196,16 @@ pub async fn restore(
         }
     }
     Ok(())
+}
+
+/// The container ids of a release: its apps' and its workers'.
+fn containers_of(spec: &ReleaseSpec) -> Vec<String> {
+    let workers = spec.workers.iter().map(|w| &w.instance);
+    spec.apps
+        .iter()
+        .chain(workers)
+        .map(|a| a.container.clone())
+        .collect()
 }
 
 /// Start what of a live release does not run (`running`: the containers running now),
@@ -211,7 +221,11 @@ pub(crate) async fn bring_up(
     // neither adopted nor started when apps run on stacks.
     if platform.settings().stacks.is_some() {
         if let Some(app) = spec.apps.iter().find(|a| a.stack_root.is_none()) {
-            for a in &spec.apps {
+            for a in spec
+                .apps
+                .iter()
+                .chain(spec.workers.iter().map(|w| &w.instance))
+            {
                 let _ = platform
                     .runtime()
                     .remove(&a.container, std::time::Duration::from_secs(2))
@@ -245,6 +259,18 @@ pub(crate) async fn bring_up(
         }
     }
     switch::route(platform, release, spec);
+    // Workers: adopted when running, started again otherwise (their supervisor restarts
+    // their command from then on).
+    for w in spec
+        .workers
+        .iter()
+        .filter(|w| !running.contains(&w.instance.container))
+    {
+        slipway_runtime::netns::ensure(&spec.netns).map_err(|e| e.to_string())?;
+        provision::start_app(platform, project, env, spec, &w.instance)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     info!(project, env, adopted, "environment up");
     Ok(())
 }

@@ -34,7 +34,9 @@ Commands (ssh -p PORT git@HOST COMMAND, each takes --json):
   var set PROJECT ENV KEY=VALUE   set one (redeploys a live environment)
   var set --sensitive PROJECT ENV KEY=VALUE   the same, the value never shown again
   var unset PROJECT ENV KEY       remove one (redeploys a live environment)
-  logs PROJECT ENV [APP] [-f]     what the app prints (-f: keep following)
+  logs PROJECT ENV [APP] [-f]     what the app (or a worker) prints (-f: keep following)
+  cron ls PROJECT ENV             crons: schedule, next run, last status
+  cron run PROJECT ENV NAME       run a cron now, showing its output
   access ls PROJECT               who has which role (project admins)
   access grant PROJECT USER ROLE  ROLE: viewer, contributor or admin (project admins)
   access revoke PROJECT USER      (project admins)
@@ -46,7 +48,8 @@ Commands (ssh -p PORT git@HOST COMMAND, each takes --json):
   user rm NAME                    remove a user and its keys (server admins)
   help                            this text
 
-Shells: ssh -t -p PORT ENV.PROJECT@HOST (APP.ENV.PROJECT@HOST picks one app of several);
+Shells: ssh -t -p PORT ENV.PROJECT@HOST (APP.ENV.PROJECT@HOST picks one app of several,
+WORKER.ENV.PROJECT@HOST a worker);
 with a command, ssh -p PORT ENV.PROJECT@HOST 'ls /app' runs it and returns its status.
 ";
 
@@ -124,7 +127,7 @@ where
                         e.name,
                         e.current_release
                             .and_then(|id| state.release(id).ok().flatten())
-                            .map(|r| format!("release {} ({})", r.number, &r.commit[..r.commit.len().min(12)]))
+                            .map(|r| format!("release {} ({}){}", r.number, &r.commit[..r.commit.len().min(12)], workers_of(&r)))
                             .unwrap_or_else(|| "no release".into()),
                         platform.env_host(project, &e.name)
                     )
@@ -138,10 +141,11 @@ where
                 .iter()
                 .map(|r| {
                     format!(
-                        "{}\t{}\t{}\n",
+                        "{}\t{}\t{}{}\n",
                         r.number,
                         r.status,
-                        &r.commit[..r.commit.len().min(12)]
+                        &r.commit[..r.commit.len().min(12)],
+                        workers_of(r)
                     )
                 })
                 .collect()),
@@ -200,5 +204,17 @@ where
             say(err, &msg).await;
             code
         }
+    }
+}
+
+/// `\tworkers: APP/WORKER, ...` for a release that has workers, else nothing.
+fn workers_of(release: &slipway_state::Release) -> String {
+    let names = slipway_deploy::environment::ReleaseSpec::from_json(&release.spec)
+        .map(|s| slipway_deploy::workers::names(&s))
+        .unwrap_or_default();
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!("\tworkers: {}", names.join(", "))
     }
 }

@@ -1,5 +1,6 @@
 //! Admin commands that act on an environment (spec section 6): `rollback`,
-//! `redeploy`, `var set|unset|ls`, `logs`. Output of deploys streams live.
+//! `redeploy`, `var set|unset|ls`, `logs`, `cron ls|run`. Output of deploys and
+//! cron runs streams live.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -264,6 +265,28 @@ where
                 }
             }
         }
+        ["cron", "ls", project, env] => match check(platform, user, project, env, Role::Viewer) {
+            Err(m) => Err(fail(m)),
+            Ok(()) => cron_ls(platform, project, env, json).map_err(fail),
+        },
+        ["cron", "run", project, env, name] => {
+            match check(platform, user, project, env, Role::Contributor) {
+                Err(m) => Err(fail(m)),
+                Ok(()) => cron_run(platform, user, project, env, name, out)
+                    .await
+                    .map(|(id, code)| {
+                        if json {
+                            format!("{{\"activity\": {id}, \"exit_status\": {code}}}\n")
+                        } else {
+                            String::new()
+                        }
+                    })
+                    .map_err(|(code, m)| (code, format!("slipway: {m}\n"))),
+            }
+        }
+        ["cron", ..] => {
+            return Some(usage(err, "cron ls PROJECT ENV | cron run PROJECT ENV NAME").await)
+        }
         _ => return None,
     };
     Some(match result {
@@ -283,8 +306,8 @@ async fn usage<E: AsyncWrite + Unpin>(err: &mut E, form: &str) -> i32 {
     2
 }
 
-/// The named app of the live release of `env`, or its only app; `how_to_pick`
-/// ends the message when there are several.
+/// The named app (or worker) of the live release of `env`, or its only app; `how_to_pick`
+/// ends the message when there are several. An app's name wins over a worker's.
 pub(crate) fn live_app(
     platform: &Platform,
     project: &str,
@@ -303,9 +326,22 @@ pub(crate) fn live_app(
     let spec = ReleaseSpec::from_json(&release.spec)
         .ok_or_else(|| "the live release has no readable spec".to_string())?;
     let names: Vec<&str> = spec.apps.iter().map(|a| a.name.as_str()).collect();
-    let names = names.join(", ");
+    let mut names = names.join(", ");
+    if !spec.workers.is_empty() {
+        let workers: Vec<&str> = spec
+            .workers
+            .iter()
+            .map(|w| w.instance.name.as_str())
+            .collect();
+        names = format!("{names}; its workers are {}", workers.join(", "));
+    }
     let found = match app {
-        Some(a) => spec.apps.iter().find(|x| x.name == a),
+        Some(a) => spec.apps.iter().find(|x| x.name == a).or_else(|| {
+            spec.workers
+                .iter()
+                .map(|w| &w.instance)
+                .find(|x| x.name == a)
+        }),
         None if spec.apps.len() == 1 => spec.apps.first(),
         None => return Err(format!("{env} runs several apps ({names}): {how_to_pick}")),
     };
@@ -368,5 +404,95 @@ async fn logs<W: AsyncWrite + Unpin>(path: &std::path::Path, follow: bool, out: 
                 }
             }
         }
+    }
+}
+
+/// `cron ls`: name, app, schedule, next run (in the app's time zone) and the last run's status of each cron.
+fn cron_ls(platform: &Platform, project: &str, env: &str, json: bool) -> Result<String, String> {
+    use slipway_deploy::crons;
+    let list = crons::live_crons(platform, project, env).map_err(|e| e.to_string())?;
+    let now = crons::minute_now();
+    let rows: Vec<serde_json::Value> = list
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "name": c.cron.name,
+                "app": c.app.name,
+                "spec": c.cron.spec,
+                "command": c.cron.start,
+                "next_run": crons::next_run(c, now),
+                "last_status": crons::last_status(platform, c),
+            })
+        })
+        .collect();
+    if json {
+        return Ok(serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n");
+    }
+    if rows.is_empty() {
+        return Ok(format!("{env} has no crons\n"));
+    }
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+    let mut out = String::from("NAME\tAPP\tSPEC\tNEXT RUN\tLAST STATUS\n");
+    for r in &rows {
+        out.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\n",
+            text(&r["name"]),
+            text(&r["app"]),
+            text(&r["spec"]),
+            text(&r["next_run"]),
+            text(&r["last_status"])
+        ));
+    }
+    Ok(out)
+}
+
+/// `cron run`: run the cron now, streaming its output; Ok((activity, exit status)).
+async fn cron_run<W: AsyncWrite + Unpin + Send>(
+    platform: &Arc<Platform>,
+    user: &User,
+    project: &str,
+    env: &str,
+    name: &str,
+    out: &mut W,
+) -> Result<(i64, i32), (i32, String)> {
+    use slipway_deploy::crons;
+    let list = crons::live_crons(platform, project, env).map_err(|e| (1, e.to_string()))?;
+    let Some(cron) = list.into_iter().find(|c| c.cron.name == name) else {
+        return Err((1, format!("no cron '{name}' in the live release of {env}")));
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let sink: slipway_deploy::output::Sink = Arc::new(move |l: &str| {
+        let _ = tx.send(format!("{l}\n"));
+    });
+    let task = crons::run(platform, &cron, Some(&user.name), Some(sink));
+    tokio::pin!(task);
+    let result = loop {
+        tokio::select! {
+            r = &mut task => {
+                while let Ok(l) = rx.try_recv() {
+                    let _ = out.write_all(l.as_bytes()).await;
+                }
+                let _ = out.flush().await;
+                break r;
+            }
+            Some(l) = rx.recv() => {
+                let _ = out.write_all(l.as_bytes()).await;
+                let _ = out.flush().await;
+            }
+        }
+    };
+    match result {
+        Ok((id, Some(code))) => {
+            if code == 0 {
+                Ok((id, 0))
+            } else {
+                Err((
+                    code.clamp(1, 255),
+                    format!("cron {name} failed (activity {id})"),
+                ))
+            }
+        }
+        Ok((id, None)) => Err((1, format!("cron {name} could not run (activity {id})"))),
+        Err(e) => Err((1, e.to_string())),
     }
 }

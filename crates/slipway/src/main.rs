@@ -617,6 +617,7 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         platform.data().root().to_path_buf(),
         args.advisories_url.clone(),
     ));
+    let cron_scheduler = tokio::spawn(slipway_deploy::crons::run_forever(platform.clone()));
     let mut ssh_task = tokio::spawn(slipway_ssh::serve_until(
         ssh,
         host_key,
@@ -709,6 +710,7 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     }
     log_rotation.abort();
     advisories_refresh.abort();
+    cron_scheduler.abort();
     let extra = std::time::Duration::from_secs(10);
     if ssh_failed.is_none() {
         let _ = tokio::time::timeout(grace + extra, ssh_task).await;

@@ -1,0 +1,148 @@
+//! The background processes of an app, typed: `workers` (each runs its `commands.start` in its
+//! own container of the release) and `crons` (scheduled commands). Read from the topology's
+//! values, which [`crate::load`] checked: a worker without a start command, a cron without a
+//! command or with a schedule that does not parse or never fires was refused there with its
+//! position.
+
+use serde_json::Value;
+
+use crate::cron::Schedule;
+use crate::model::{Application, ContainerSize};
+
+/// Seconds a cron run may take when `timeout` is not written (Platform.sh's default: a day).
+pub const DEFAULT_CRON_TIMEOUT: u64 = 86_400;
+/// Seconds between SIGTERM and SIGKILL when `shutdown_timeout` is not written.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: u64 = 10;
+
+/// One worker of an app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Worker {
+    /// Its name (a key of `workers`).
+    pub name: String,
+    /// `commands.start`.
+    pub start: String,
+    /// Its own `size` (None: the app's).
+    pub size: Option<ContainerSize>,
+    /// Its own `variables.env`, over the app's.
+    pub env: std::collections::BTreeMap<String, String>,
+}
+
+/// One cron job of an app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cron {
+    /// Its name (a key of `crons`).
+    pub name: String,
+    /// The schedule as written.
+    pub spec: String,
+    /// The parsed schedule (`H` seeded by the name).
+    pub schedule: Schedule,
+    /// `commands.start`, or the legacy `cmd`.
+    pub start: String,
+    /// `commands.stop`: run when the job is past its `timeout`, before SIGTERM.
+    pub stop: Option<String>,
+    /// `timeout` in seconds.
+    pub timeout: u64,
+    /// `shutdown_timeout` in seconds.
+    pub shutdown_timeout: u64,
+}
+
+/// Why a worker or cron of a loaded topology cannot be used (only for topologies that did not
+/// come through [`crate::load`], which refuses these with positions).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BackgroundError {
+    /// A worker has no `commands.start`.
+    #[error("worker `{0}` has no `commands.start`")]
+    WorkerWithoutStart(String),
+    /// A cron has no command.
+    #[error("cron `{0}` has no `commands.start` (or `cmd`)")]
+    CronWithoutCommand(String),
+    /// A cron's schedule is not usable.
+    #[error("cron `{0}`: {1}")]
+    CronSchedule(String, String),
+}
+
+fn start_of(v: &Value) -> Option<&str> {
+    v.get("commands")
+        .and_then(|c| c.get("start"))
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+}
+
+/// A time zone (crons of an app with a `timezone`).
+pub type Zone = jiff::tz::TimeZone;
+
+/// The time zone of the app's crons (`timezone`; UTC when absent or, for a topology that did
+/// not come through [`crate::load`], unknown).
+pub fn cron_zone(app: &Application) -> jiff::tz::TimeZone {
+    app.timezone
+        .as_deref()
+        .and_then(|name| jiff::tz::TimeZone::get(name).ok())
+        .unwrap_or(jiff::tz::TimeZone::UTC)
+}
+
+/// The app's workers, by name.
+pub fn workers(app: &Application) -> Result<Vec<Worker>, BackgroundError> {
+    app.workers
+        .iter()
+        .map(|(name, v)| {
+            Ok(Worker {
+                name: name.clone(),
+                start: start_of(v)
+                    .ok_or_else(|| BackgroundError::WorkerWithoutStart(name.clone()))?
+                    .to_string(),
+                size: v
+                    .get("size")
+                    .and_then(Value::as_str)
+                    .and_then(ContainerSize::parse),
+                env: v
+                    .get("variables")
+                    .and_then(|vars| vars.get("env"))
+                    .and_then(Value::as_object)
+                    .map(|env| {
+                        env.iter()
+                            .map(|(k, v)| {
+                                let text = match v {
+                                    Value::String(s) => s.clone(),
+                                    Value::Null => String::new(),
+                                    other => other.to_string(),
+                                };
+                                (k.clone(), text)
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// The app's crons, by name.
+pub fn crons(app: &Application) -> Result<Vec<Cron>, BackgroundError> {
+    app.crons
+        .iter()
+        .map(|(name, v)| {
+            let spec = v.get("spec").and_then(Value::as_str).unwrap_or_default();
+            let schedule = crate::cron::parse(spec, name)
+                .map_err(|e| BackgroundError::CronSchedule(name.clone(), e))?;
+            let start = start_of(v)
+                .or_else(|| v.get("cmd").and_then(Value::as_str))
+                .filter(|s| !s.trim().is_empty())
+                .ok_or_else(|| BackgroundError::CronWithoutCommand(name.clone()))?;
+            let secs = |k: &str, default: u64| v.get(k).and_then(Value::as_u64).unwrap_or(default);
+            Ok(Cron {
+                name: name.clone(),
+                spec: spec.to_string(),
+                schedule,
+                start: start.to_string(),
+                stop: v
+                    .get("commands")
+                    .and_then(|c| c.get("stop"))
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.trim().is_empty())
+                    .map(str::to_string),
+                timeout: secs("timeout", DEFAULT_CRON_TIMEOUT),
+                shutdown_timeout: secs("shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT),
+            })
+        })
+        .collect()
+}
