@@ -38,7 +38,7 @@ pub fn slipway_bin() -> PathBuf {
 /// changed entry builds anew. The first caller builds it (`slipway stack build`, minutes);
 /// concurrent callers wait on the stack's build lock; later ones reuse it.
 pub fn cached_stack(type_name: &str) -> PathBuf {
-    let stack = slipway_stack::resolve_type(type_name)
+    let stack = slipway_stack::resolve_any(type_name)
         .unwrap_or_else(|e| panic!("{e}"))
         .stack;
     let dir = Path::new("/var/tmp/slipway-test-stacks").join(format!(
