@@ -126,6 +126,10 @@ pub struct AppInstance {
     /// The app's `resources` (absent in older releases, as when not configured).
     #[serde(default)]
     pub resources: Option<slipway_config::Resources>,
+    /// What its `/etc/hosts` resolves: `REL.internal` -> the address of the service a
+    /// relationship names (absent in releases made before services ran).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hosts: BTreeMap<String, std::net::IpAddr>,
 }
 
 /// The spec of a release: its apps and how they are reached.
@@ -196,6 +200,8 @@ pub struct EnvContext<'a> {
     pub url: &'a str,
     /// The whole topology (for routes).
     pub topology: &'a Topology,
+    /// The environment's services (addresses and credentials for relationships).
+    pub services: &'a [slipway_state::ServiceRecord],
 }
 
 /// The environment variables of an app's container: [`container_env`]'s, then the
@@ -207,7 +213,8 @@ pub fn app_env(app: &Application, cx: &EnvContext<'_>) -> BTreeMap<String, Strin
     let b64 = |v: &serde_json::Value| {
         base64::engine::general_purpose::STANDARD.encode(v.to_string().as_bytes())
     };
-    let relationships = platform_env::relationships_json(cx.topology, app);
+    let mut relationships = platform_env::relationships_json(cx.topology, app);
+    crate::services::fill_relationships(&mut relationships, cx.services);
     let mut base =
         platform_env::UrlBase::from_url(cx.url).unwrap_or_else(|| platform_env::UrlBase {
             scheme: "http".into(),
@@ -347,6 +354,7 @@ mod tests {
             port: 10001,
             url: "http://main.demo.localhost:8080/",
             topology: &topology,
+            services: &[],
         };
         let env = app_env(&app, &cx);
         let decode = |k: &str| -> serde_json::Value {

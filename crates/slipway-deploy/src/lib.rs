@@ -42,6 +42,7 @@ pub mod provision;
 pub mod push;
 pub mod restore;
 pub mod retire;
+pub mod services;
 pub mod slug;
 pub mod switch;
 pub mod tenancy;

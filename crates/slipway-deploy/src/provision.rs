@@ -44,6 +44,7 @@ pub fn plan(
     built: &[BuiltApp],
     topology: &Topology,
     netns: String,
+    services: &[slipway_state::ServiceRecord],
 ) -> ReleaseSpec {
     let url = platform.env_url(&target.project, &target.env);
     let mut apps = Vec::new();
@@ -60,6 +61,7 @@ pub fn plan(
             port,
             url: &url,
             topology,
+            services,
         };
         // Variables set with `var set` are not part of the spec: see [`crate::variables`].
         let env = environment::app_env(app, &cx);
@@ -82,6 +84,7 @@ pub fn plan(
             stack_layers: b.stack_layers.clone(),
             size: app.size,
             resources: app.resources,
+            hosts: crate::services::relationship_hosts(app, services),
         });
     }
     ReleaseSpec {
@@ -120,6 +123,7 @@ pub fn container_spec(
         mounts: vec![],
         netns: Some(netns_path(&spec.netns)),
         hostname: app.name.clone(),
+        hosts: app.hosts.iter().map(|(n, ip)| (n.clone(), *ip)).collect(),
         annotations,
         run_as,
         limits: crate::isolation::app_limits(app.size, app.resources),

@@ -1,9 +1,11 @@
 //! Bringing environments back at start, and `slipway down`.
 //!
 //! At start: activities left running are marked interrupted, containers of
-//! interrupted deploys are removed, containers of live releases still running
+//! interrupted deploys are removed, the environments' services are adopted or
+//! started again (before any app), containers of live releases still running
 //! are adopted (routes pointed at them at once), and live releases whose
-//! containers are gone are started again from their slugs.
+//! containers are gone are started again from their slugs. Service containers
+//! are never removed here: they belong to the environment, not to a release.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::environment::{netns_prefix, ReleaseSpec};
-use crate::{health, provision, switch, DeployError, Platform};
+use crate::{health, provision, services, switch, DeployError, Platform};
 
 /// Bring every environment that was live back up. Returns once every
 /// environment is routed (or failed to come back, which is logged).
@@ -28,15 +30,18 @@ pub async fn restore(platform: &Arc<Platform>) -> Result<(), DeployError> {
         }
         state.set_release_status(r.id, "failed")?;
     }
+    // Services first: they outlive releases, and apps expect them to answer.
+    let services = services::restore(platform).await;
     let live = state.live_releases()?;
-    let keep: HashSet<String> = live
+    let mut keep: HashSet<String> = live
         .iter()
         .filter_map(|r| ReleaseSpec::from_json(&r.spec))
         .flat_map(|s| s.apps.into_iter().map(|a| a.container))
         .collect();
+    keep.extend(services);
     for c in platform.runtime().list().await? {
         if !keep.contains(&c.id) {
-            info!(container = %c.id, "removing a container no live release needs");
+            info!(container = %c.id, "removing a container no live release or service needs");
             let _ = platform
                 .runtime()
                 .remove(&c.id, Duration::from_secs(5))
@@ -104,7 +109,15 @@ async fn bring_up(
 pub async fn down(platform: &Platform) -> Result<usize, DeployError> {
     let containers = platform.runtime().list().await?;
     let n = containers.len();
-    for c in containers {
+    // Apps first, so no client holds a service up; then each service shuts down cleanly.
+    for c in containers.iter().filter(|c| !c.id.ends_with(".service")) {
+        platform
+            .runtime()
+            .remove(&c.id, Duration::from_secs(10))
+            .await?;
+    }
+    services::stop_all(platform).await;
+    for c in platform.runtime().list().await? {
         platform
             .runtime()
             .remove(&c.id, Duration::from_secs(10))
