@@ -283,3 +283,139 @@ fn apps_reach_their_services_and_data_outlives_deploys_and_restarts() {
         "{restarted}"
     );
 }
+
+/// The app of the MariaDB test: answers with the `database` relationship as a URL.
+const DB_URL_SERVER: &str = r#"import base64, http.server, json, os
+rels = json.loads(base64.b64decode(os.environ["PLATFORM_RELATIONSHIPS"]))
+d, r = rels["database"][0], rels["reports"][0]
+url = "%s %s %s %s %d %s %s %s %s %s" % (d["scheme"], d["username"], d["password"], d["ip"], d["port"], d["path"], d["host"], r["username"], r["password"], r["path"])
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = (url + " v" + open("VERSION").read().strip()).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+#[test]
+fn mariadb_rows_survive_a_code_deploy_and_a_rollback() {
+    let stacks = tempfile::tempdir().unwrap();
+    stacks_with(stacks.path(), &["python:3.11", "mariadb:10.11"]);
+    let stacks_dir = stacks.path().to_string_lossy().to_string();
+    let server = Server::start_with(&[
+        ("SLIPWAY_STACKS", "true"),
+        ("SLIPWAY_STACKS_DIR", &stacks_dir),
+    ]);
+    let app = App::demo(server.dir.path(), "app");
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nhooks:\n  build: echo built > build.txt\nrelationships:\n  database: 'db:mysql'\n  reports: 'db:reporter'\nweb:\n  commands:\n    start: python3 server.py\n",
+    );
+    // mysql:10.4 is MariaDB 10.11 here, with a warning naming both.
+    // Schemas and endpoints: `reporter` may only read `legacy`.
+    app.write(
+        ".platform/services.yaml",
+        "db:\n  type: mysql:10.4\n  configuration:\n    schemas: [main, legacy]\n    endpoints:\n      reporter: {default_schema: legacy, privileges: {legacy: ro}}\n",
+    );
+    app.write(
+        ".platform/routes.yaml",
+        "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
+    );
+    app.write("server.py", DB_URL_SERVER);
+    app.commit("with mariadb");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    assert!(
+        o.status.success(),
+        "push failed:\n{out}\n{}",
+        server.server_log()
+    );
+    assert!(out.contains("mariadb:10.11"), "{out}");
+    let host = "main.demo.localhost";
+    let (_, info) = server.get(host, "/").unwrap();
+    let f: Vec<&str> = info.split(' ').collect();
+    assert_eq!(f.len(), 11, "{info}");
+    assert_eq!(
+        (f[0], f[1], f[4], f[5], f[6], f[7], f[9], f[10]),
+        (
+            "mysql",
+            "user",
+            "3306",
+            "main",
+            "database.internal",
+            "reporter",
+            "legacy",
+            "v1"
+        ),
+        "{info}"
+    );
+    let reporter_pw = f[8].to_string();
+    assert_eq!(reporter_pw.len(), 48);
+    assert_ne!(reporter_pw, f[2]);
+    let (password, ip) = (f[2].to_string(), f[3].to_string());
+    assert_eq!(password.len(), 48, "{info}");
+    let as_user = |user: &str, schema: &str, sql: &str, pw: &str| {
+        run(Command::new("runc")
+            .arg("--root")
+            .arg(server.data.join("runtime/state"))
+            .args([
+                "exec",
+                "demo.main.db.service",
+                "mariadb",
+                "--no-defaults",
+                "-N",
+                "-B",
+            ])
+            .arg(format!("--host={ip}"))
+            .arg("--port=3306")
+            .arg(format!("--user={user}"))
+            .arg(format!("--password={pw}"))
+            .args([schema, "-e", sql]))
+    };
+    let mariadb = |sql: &str, pw: &str| as_user("user", "main", sql, pw);
+    let o = mariadb(
+        "CREATE TABLE t (n INT); INSERT INTO t VALUES (1), (2), (3)",
+        &password,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let sum = |pw: &str| {
+        let o = mariadb("SELECT SUM(n) FROM t", pw);
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(sum(&password), "6");
+    assert!(
+        !mariadb("SELECT 1", "wrong").status.success(),
+        "a wrong password was accepted"
+    );
+    // The reporter reads legacy and writes nothing; it cannot even see main.
+    let o = as_user(
+        "reporter",
+        "legacy",
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'legacy'",
+        &reporter_pw,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = as_user("reporter", "legacy", "CREATE TABLE x (n INT)", &reporter_pw);
+    assert!(!o.status.success(), "reporter could create a table");
+    assert!(text(&o).contains("denied"), "{}", text(&o));
+    let o = as_user("reporter", "main", "SELECT 1", &reporter_pw);
+    assert!(!o.status.success(), "reporter reached main");
+
+    // A code deploy, then a rollback to release 1: code goes back, the rows stay.
+    app.write("VERSION", "2\n");
+    app.commit("v2");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    assert!(o.status.success(), "push 2:\n{}", text(&o));
+    assert!(server.get(host, "/").unwrap().1.ends_with(" v2"));
+    assert_eq!(sum(&password), "6");
+    let o = server.ssh(&server.key, "git", "rollback demo main 1");
+    assert!(o.status.success(), "rollback: {}", text(&o));
+    assert!(server.get(host, "/").unwrap().1.ends_with(" v1"));
+    assert_eq!(sum(&password), "6");
+}

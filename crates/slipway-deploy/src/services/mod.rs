@@ -128,7 +128,17 @@ pub fn fill_relationships(relationships: &mut serde_json::Value, services: &[Ser
             e["ip"] = ip.clone().into();
             e["instance_ips"] = serde_json::json!([ip]);
             e["cluster"] = format!("{}-{}", s.project, s.environment).into();
-            if !s.username.is_empty() {
+            let rel = e
+                .get("rel")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string();
+            let mysql = matches!(s.service_type.as_str(), "mariadb" | "mysql");
+            if mysql && rel != "mysql" && !rel.is_empty() {
+                // A configured endpoint: its own user, its own password.
+                e["username"] = rel.clone().into();
+                e["password"] = recipe::endpoint_password(&s.password, &rel).into();
+            } else if !s.username.is_empty() {
                 e["username"] = s.username.clone().into();
                 e["password"] = s.password.clone().into();
             }
@@ -147,6 +157,25 @@ pub fn fill_relationships(relationships: &mut serde_json::Value, services: &[Ser
             e["url"] = format!("{scheme}://{auth}{host}:{port}{path}").into();
         }
     }
+}
+
+/// Write `bytes` to `file` in `dir` (made if missing), readable by its owner only (the
+/// service's user owns it once [`start`] hands the folder over).
+fn write_secret(
+    dir: &std::path::Path,
+    file: &std::path::Path,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::create_dir_all(dir)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(file)?;
+    f.write_all(bytes)
 }
 
 /// A new password: 24 random bytes from the kernel, hex.
@@ -407,6 +436,15 @@ pub async fn converge(
                     (record, true)
                 }
             };
+            if matches!(record.service_type.as_str(), "mariadb" | "mysql") {
+                // Schemas and endpoints: applied at each start of the service.
+                let sql = recipe::mysql_endpoints_sql(&svc.configuration, &record.password)
+                    .map_err(|m| fail(format!("service {}: {m}", svc.name)))?;
+                let dir = data_dir(platform, project, env, &svc.name);
+                let file = dir.join(recipe::ENDPOINTS_FILE);
+                write_secret(&dir, &file, sql.as_bytes())
+                    .map_err(|e| fail(format!("{}: {e}", file.display())))?;
+            }
             if running(platform, &record).await {
                 continue;
             }

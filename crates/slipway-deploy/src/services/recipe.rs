@@ -4,12 +4,86 @@
 //! A service's data folder is its container's `/app` (writable); it listens on its own
 //! loopback address in the environment's network namespace, on its type's standard port.
 
+use sha2::{Digest as _, Sha256};
 use slipway_stack::Language;
 use slipway_state::ServiceRecord;
 
 /// The variable holding a service's generated password inside its container (never on a
 /// command line; the bundle's `config.json` is private to root).
 pub const PASSWORD_VAR: &str = "SLIPWAY_SERVICE_PASSWORD";
+
+/// The file in a MariaDB service's data folder holding the SQL of its configured
+/// `schemas` and `endpoints` ([`mysql_endpoints_sql`]), run at each start.
+pub const ENDPOINTS_FILE: &str = "slipway-endpoints.sql";
+
+/// The password of a configured endpoint (its own user): derived from the service's
+/// generated password, so state keeps one secret per service.
+pub fn endpoint_password(service_password: &str, endpoint: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(service_password.as_bytes());
+    h.update([0]);
+    h.update(endpoint.as_bytes());
+    hex::encode(h.finalize())[..48].to_string()
+}
+
+/// Whether `s` is a name MariaDB takes as written (schema or user): letters, digits, `_`.
+fn plain_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The SQL creating a MariaDB service's `configuration.schemas` (default `main`) and one
+/// user per other `configuration.endpoints` entry with its `privileges` per schema (`admin`:
+/// all, `rw`: read and write data, `ro`: read), as on Platform.sh. Names that are not
+/// plain words are refused.
+pub fn mysql_endpoints_sql(
+    configuration: &serde_json::Value,
+    service_password: &str,
+) -> Result<String, String> {
+    let mut sql = String::new();
+    let schemas: Vec<&str> = match configuration.get("schemas").and_then(|v| v.as_array()) {
+        Some(list) => list.iter().filter_map(|v| v.as_str()).collect(),
+        None => vec!["main"],
+    };
+    for schema in &schemas {
+        if !plain_name(schema) {
+            return Err(format!("schema name `{schema}` is not a plain word"));
+        }
+        sql.push_str(&format!("CREATE DATABASE IF NOT EXISTS `{schema}`;\n"));
+    }
+    let Some(endpoints) = configuration.get("endpoints").and_then(|v| v.as_object()) else {
+        return Ok(sql);
+    };
+    // `mysql` is the default endpoint: the service's own user (`user`, all of `main`).
+    for (name, ep) in endpoints.iter().filter(|(n, _)| n.as_str() != "mysql") {
+        if !plain_name(name) {
+            return Err(format!("endpoint name `{name}` is not a plain word"));
+        }
+        let pw = endpoint_password(service_password, name);
+        sql.push_str(&format!(
+            "CREATE USER IF NOT EXISTS '{name}'@'%' IDENTIFIED BY '{pw}';\nALTER USER '{name}'@'%' IDENTIFIED BY '{pw}';\n"
+        ));
+        let privileges = ep.get("privileges").and_then(|v| v.as_object());
+        for (schema, level) in privileges.into_iter().flatten() {
+            if !schemas.contains(&schema.as_str()) {
+                return Err(format!(
+                    "endpoint `{name}` has privileges on `{schema}`, which is not in `schemas`"
+                ));
+            }
+            let grant = match level.as_str() {
+                Some("admin") => "ALL PRIVILEGES",
+                Some("rw") => "SELECT, INSERT, UPDATE, DELETE, CREATE TEMPORARY TABLES, LOCK TABLES, EXECUTE, SHOW VIEW",
+                Some("ro") => "SELECT, SHOW VIEW",
+                _ => {
+                    return Err(format!(
+                        "endpoint `{name}`: privilege on `{schema}` must be admin, rw or ro"
+                    ))
+                }
+            };
+            sql.push_str(&format!("GRANT {grant} ON `{schema}`.* TO '{name}'@'%';\n"));
+        }
+    }
+    Ok(sql)
+}
 
 /// How one service runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +154,7 @@ exec {bin}/postgres -D "$D" -c listen_addresses={addr} -c port=5432 -c unix_sock
 D=/app/mysql
 if [ ! -d "$D/mysql" ]; then
   rm -rf "$D.init"
-  mariadb-install-db --no-defaults --datadir="$D.init" --auth-root-authentication-method=socket --skip-test-db >/dev/null
+  mariadb-install-db --no-defaults --force --skip-name-resolve --datadir="$D.init" --auth-root-authentication-method=socket --skip-test-db >/dev/null
   mv "$D.init" "$D"
 fi
 umask 077
@@ -90,6 +164,7 @@ CREATE USER IF NOT EXISTS 'user'@'%' IDENTIFIED BY '${PASSWORD_VAR}';
 ALTER USER 'user'@'%' IDENTIFIED BY '${PASSWORD_VAR}';
 GRANT ALL PRIVILEGES ON main.* TO 'user'@'%';
 SQL
+if [ -f /app/{ENDPOINTS_FILE} ]; then cat /app/{ENDPOINTS_FILE} >> /tmp/init.sql; fi
 exec mariadbd --no-defaults --datadir="$D" --bind-address={addr} --port=3306 --socket=/tmp/mysqld.sock --pid-file=/tmp/mysqld.pid --init-file=/tmp/init.sql --skip-name-resolve
 "#
             ),
@@ -99,7 +174,8 @@ exec mariadbd --no-defaults --datadir="$D" --bind-address={addr} --port=3306 --s
                 "--socket=/tmp/mysqld.sock".into(),
                 "ping".into(),
             ]),
-            ready_output: Some("alive"),
+            // 0 once the server answers, even when it refuses the caller (no account).
+            ready_output: None,
         },
         Language::Redis | Language::Valkey => {
             let (server, cli) = if software == Language::Redis {
@@ -153,6 +229,33 @@ mod tests {
             password: "pw".into(),
             state: ServiceState::Starting,
         }
+    }
+
+    #[test]
+    fn mysql_endpoints_get_their_schemas_users_and_privileges() {
+        let conf = serde_json::json!({"schemas": ["main", "legacy"], "endpoints": {
+            "admin": {"default_schema": "main", "privileges": {"main": "admin", "legacy": "admin"}},
+            "reporter": {"privileges": {"legacy": "ro"}},
+        }});
+        let sql = mysql_endpoints_sql(&conf, "pw").unwrap();
+        assert!(
+            sql.contains("CREATE DATABASE IF NOT EXISTS `legacy`;"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("GRANT SELECT, SHOW VIEW ON `legacy`.* TO 'reporter'@'%';"),
+            "{sql}"
+        );
+        assert!(sql.contains(&endpoint_password("pw", "reporter")));
+        assert_ne!(endpoint_password("pw", "a"), endpoint_password("pw", "b"));
+        let bad = serde_json::json!({"schemas": ["x'; DROP"]});
+        assert!(mysql_endpoints_sql(&bad, "pw").is_err());
+        let bad = serde_json::json!({"endpoints": {"e": {"privileges": {"nope": "ro"}}}});
+        assert!(mysql_endpoints_sql(&bad, "pw").is_err());
+        assert_eq!(
+            mysql_endpoints_sql(&serde_json::Value::Null, "pw").unwrap(),
+            "CREATE DATABASE IF NOT EXISTS `main`;\n"
+        );
     }
 
     #[test]
