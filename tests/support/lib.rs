@@ -49,7 +49,7 @@ pub fn shared_stacks_dir() -> PathBuf {
 /// reuse it. A marker file holds the catalog entry's fingerprint: a changed entry builds
 /// anew (`--force`).
 pub fn cached_stack(type_name: &str) -> PathBuf {
-    let stack = slipway_stack::resolve_type(type_name)
+    let stack = slipway_stack::resolve_any(type_name)
         .unwrap_or_else(|e| panic!("{e}"))
         .stack;
     let dir = shared_stacks_dir();

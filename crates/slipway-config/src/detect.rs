@@ -99,6 +99,12 @@ impl DetectedStack {
             Language::Java => vec![
                 "mvn -B -q -Dmaven.repo.local=\"$PLATFORM_CACHE_DIR/m2\" -DskipTests clean package",
             ],
+            // Service stacks are never detected for an app (DETECTORS names languages only).
+            Language::Postgresql
+            | Language::Mariadb
+            | Language::Redis
+            | Language::Valkey
+            | Language::Memcached => Vec::new(),
         };
         let mut script = String::from("set -e\n");
         for l in lines {
@@ -191,6 +197,11 @@ fn asked_version(src: &dyn ConfigSource, language: Language) -> Option<(&'static
                 Some(("system.properties", v.trim().to_string()))
             })
         }),
+        Language::Postgresql
+        | Language::Mariadb
+        | Language::Redis
+        | Language::Valkey
+        | Language::Memcached => None,
     }
 }
 

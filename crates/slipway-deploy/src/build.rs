@@ -851,6 +851,7 @@ fn build_spec(
         }],
         netns: Some(netns.to_path_buf()),
         hostname: format!("build-{}", app.name),
+        hosts: Vec::new(),
         annotations: Default::default(),
         run_as,
         limits: crate::isolation::build_limits(),

@@ -130,6 +130,10 @@ pub struct AppInstance {
     /// mounts were acted on, which had none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<crate::mounts::AppMount>,
+    /// What its `/etc/hosts` resolves: `REL.internal` -> the address of the service a
+    /// relationship names (absent in releases made before services ran).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hosts: BTreeMap<String, std::net::IpAddr>,
 }
 
 /// The spec of a release: its apps and how they are reached.
@@ -207,6 +211,8 @@ pub struct EnvContext<'a> {
     pub url: &'a str,
     /// The whole topology (for routes).
     pub topology: &'a Topology,
+    /// The environment's services (addresses and credentials for relationships).
+    pub services: &'a [slipway_state::ServiceRecord],
 }
 
 /// The environment variables of an app's container: [`container_env`]'s, then the
@@ -218,7 +224,8 @@ pub fn app_env(app: &Application, cx: &EnvContext<'_>) -> BTreeMap<String, Strin
     let b64 = |v: &serde_json::Value| {
         base64::engine::general_purpose::STANDARD.encode(v.to_string().as_bytes())
     };
-    let relationships = platform_env::relationships_json(cx.topology, app);
+    let mut relationships = platform_env::relationships_json(cx.topology, app);
+    crate::services::fill_relationships(&mut relationships, cx.services);
     let mut base =
         platform_env::UrlBase::from_url(cx.url).unwrap_or_else(|| platform_env::UrlBase {
             scheme: "http".into(),
@@ -358,6 +365,7 @@ mod tests {
             port: 10001,
             url: "http://main.demo.localhost:8080/",
             topology: &topology,
+            services: &[],
         };
         let env = app_env(&app, &cx);
         let decode = |k: &str| -> serde_json::Value {

@@ -45,6 +45,7 @@ pub mod push;
 pub mod push_protection;
 pub mod restore;
 pub mod retire;
+pub mod services;
 pub mod slug;
 pub mod switch;
 pub mod sync;

@@ -1,7 +1,7 @@
 //! The deploy pipeline: one environment to one commit, phase after phase.
 //!
-//! validate -> diff -> build (+ slug) -> volumes -> provision -> deploy hook -> health
-//! -> switch routes -> post_deploy -> retire. Until the switch, nothing of the
+//! validate -> diff -> build (+ slug) -> services -> volumes -> provision -> deploy hook
+//! -> health -> switch routes -> post_deploy -> retire. Until the switch, nothing of the
 //! running cluster or its routes is touched; a failure on the way removes
 //! every container the attempt started and leaves the branch where it was.
 
@@ -13,7 +13,7 @@ use tracing::{info, info_span, Instrument};
 
 use crate::environment::ReleaseSpec;
 use crate::output::{format_duration, Output};
-use crate::{build, diff, health, hooks, provision, retire, switch, validate, Platform};
+use crate::{build, diff, health, hooks, provision, retire, services, switch, validate, Platform};
 
 /// Why a deploy failed: the phase and a one-line reason. Shown to the pusher
 /// as `! [remote rejected] BRANCH -> BRANCH (<phase> failed: <reason>)`.
@@ -188,6 +188,18 @@ pub async fn stage(
     let state = platform.state();
     let internal = |e: slipway_state::StateError| PhaseError::new("deploy", e.to_string());
 
+    // services: the topology's services run and answer before any app of it starts
+    let netns = provision::ensure_netns(platform, target)?;
+    let services = services::converge(
+        platform,
+        &target.project,
+        &target.env,
+        &netns,
+        &topology,
+        out,
+    )
+    .await?;
+
     // provision
     let topo_json = serde_json::to_value(&topology).unwrap_or_default();
     let release = state
@@ -199,8 +211,9 @@ pub async fn stage(
             &topo_json,
         )
         .map_err(internal)?;
-    let netns = provision::ensure_netns(platform, target)?;
-    let mut spec = provision::plan(platform, target, &release, built, &topology, netns);
+    let mut spec = provision::plan(
+        platform, target, &release, built, &topology, netns, &services,
+    );
     // Recorded before anything starts, so an interrupted deploy can be cleaned up.
     state
         .set_release_spec(release.id, &spec.to_json())

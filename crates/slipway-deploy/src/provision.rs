@@ -45,6 +45,7 @@ pub fn plan(
     built: &[BuiltApp],
     topology: &Topology,
     netns: String,
+    services: &[slipway_state::ServiceRecord],
 ) -> ReleaseSpec {
     let url = platform.env_url(&target.project, &target.env);
     let mut apps = Vec::new();
@@ -61,6 +62,7 @@ pub fn plan(
             port,
             url: &url,
             topology,
+            services,
         };
         // Variables set with `var set` are not part of the spec: see [`crate::variables`].
         let env = environment::app_env(app, &cx);
@@ -84,6 +86,7 @@ pub fn plan(
             size: app.size,
             resources: app.resources,
             mounts: crate::mounts::plan(app),
+            hosts: crate::services::relationship_hosts(app, services),
         });
     }
     ReleaseSpec {
@@ -124,6 +127,7 @@ pub fn container_spec(
         mounts: vec![],
         netns: Some(netns_path(&spec.netns)),
         hostname: app.name.clone(),
+        hosts: app.hosts.iter().map(|(n, ip)| (n.clone(), *ip)).collect(),
         annotations,
         run_as,
         limits: crate::isolation::app_limits(app.size, app.resources),

@@ -19,6 +19,10 @@
 //!    ([`RestoreMode::Upgrade`]) the old server still runs its pushes: nothing is
 //!    cleaned up, containers are only adopted.
 //!
+//! Services belong to the environment, not to a release: step 2 first adopts every
+//! service still running and starts the others (before any app), and their containers
+//! are never removed as leftovers.
+//!
 //! Workers of live releases are adopted or started again like apps (never removed as
 //! orphans), after their environment is routed.
 //!
@@ -34,7 +38,7 @@ use tracing::{info, warn};
 
 use crate::environment::{netns_prefix, ReleaseSpec};
 use crate::switch::{env_key, topology_of};
-use crate::{health, provision, switch, DeployError, Platform};
+use crate::{health, provision, services, switch, DeployError, Platform};
 
 /// Why the server starts: what [`restore`] may clean up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,7 +142,10 @@ pub async fn restore(
         .map(|c| (c.id, c.status))
         .collect();
     let listed = started.elapsed();
-    let keep: HashSet<String> = held.iter().flat_map(|r| containers_of(&r.spec)).collect();
+    // Services first: they outlive releases, and apps expect them to answer.
+    let services = services::restore(platform).await;
+    let mut keep: HashSet<String> = held.iter().flat_map(|r| containers_of(&r.spec)).collect();
+    keep.extend(services);
     let running: Arc<HashSet<String>> = Arc::new(
         containers
             .iter()
@@ -324,7 +331,15 @@ fn follow_once(platform: &Arc<Platform>) -> Result<(), DeployError> {
 pub async fn down(platform: &Platform) -> Result<usize, DeployError> {
     let containers = platform.runtime().list().await?;
     let n = containers.len();
-    for c in containers {
+    // Apps first, so no client holds a service up; then each service shuts down cleanly.
+    for c in containers.iter().filter(|c| !c.id.ends_with(".service")) {
+        platform
+            .runtime()
+            .remove(&c.id, Duration::from_secs(10))
+            .await?;
+    }
+    services::stop_all(platform).await;
+    for c in platform.runtime().list().await? {
         platform
             .runtime()
             .remove(&c.id, Duration::from_secs(10))

@@ -130,6 +130,15 @@ fn oci_err(e: oci_spec::OciSpecError) -> RuntimeError {
     }
 }
 
+/// The text of a container's `/etc/hosts`: `localhost`, then the given names.
+fn hosts_file(hosts: &[(String, std::net::IpAddr)]) -> String {
+    let mut s = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost\n");
+    for (name, ip) in hosts {
+        s.push_str(&format!("{ip}\t{name}\n"));
+    }
+    s
+}
+
 fn write_file(path: &Path, text: &str) -> Result<(), RuntimeError> {
     std::fs::write(path, text)
         .map_err(|e| RuntimeError::io(format!("writing {}", path.display()), e))
@@ -184,6 +193,11 @@ pub(crate) fn write_bundle(
             Path::new("/etc/resolv.conf"),
             false,
         )?);
+    }
+    if !spec.hosts.is_empty() {
+        let hosts = paths.bundle.join("hosts");
+        write_file(&hosts, &hosts_file(&spec.hosts))?;
+        mounts.push(bind("/etc/hosts", &hosts, false)?);
     }
     mounts.push(bind("/etc/passwd", &passwd, false)?);
     mounts.push(bind("/etc/group", &group, false)?);

@@ -54,6 +54,9 @@ pub struct ContainerSpec {
     pub netns: Option<PathBuf>,
     /// Host name inside the container (empty = `slipway`).
     pub hostname: String,
+    /// Names the container resolves through its own `/etc/hosts` (besides `localhost`),
+    /// e.g. `database.internal` -> a service's address; empty: the root's `/etc/hosts`.
+    pub hosts: Vec<(String, std::net::IpAddr)>,
     /// Stored in the bundle's `config.json`; returned by `state()` and `list()`.
     pub annotations: BTreeMap<String, String>,
     /// The unprivileged user (`web`) the process and every `exec` in the container run as.
@@ -120,6 +123,16 @@ impl ContainerSpec {
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
         if !hostname_ok {
             return Err(bad(format!("invalid host name {:?}", self.hostname)));
+        }
+        for (name, _) in &self.hosts {
+            let ok = !name.is_empty()
+                && name.len() <= 253
+                && name
+                    .split('.')
+                    .all(|l| is_simple_name(l, 63) && !l.contains('_'));
+            if !ok {
+                return Err(bad(format!("invalid name {name:?} for /etc/hosts")));
+            }
         }
         if !self.app_dir.is_dir() {
             return Err(bad(format!(

@@ -70,6 +70,7 @@ fn spec(f: &Fixture, args: &[&str]) -> ContainerSpec {
         mounts: vec![],
         netns: None,
         hostname: "testbox".into(),
+        hosts: Vec::new(),
         annotations: BTreeMap::new(),
         run_as: f.run_as,
         limits: Limits::default(),

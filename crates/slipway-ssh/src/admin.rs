@@ -10,6 +10,7 @@ use crate::say;
 
 mod access;
 mod domains;
+mod services;
 pub(crate) mod users;
 
 /// A refusal or failure of an admin command: (exit status, message for stderr).
@@ -25,6 +26,7 @@ Commands (ssh -p PORT git@HOST COMMAND, each takes --json):
   projects                        projects you can see
   envs PROJECT                    environments of a project
   releases PROJECT ENV            releases of an environment, newest first
+  services PROJECT ENV            services of an environment: type, state, disk used
   activity PROJECT [ENV]          pushes and deploys
   activity log ID                 the whole log of one activity
   rollback PROJECT ENV [RELEASE]  back to the previous (or the given) release, in a second
@@ -183,10 +185,15 @@ where
                 Err(e) => Err((3, format!("slipway: {e}\n"))),
             }
         }
+        ["services", project, env] if visible(project) => services::run(platform, project, env, json),
         ["user", ..] => users::run(platform, connections, user, &args[1..], json, stdin).await,
         ["access", ..] => access::run(platform, user, &args[1..], json),
         ["domain", ..] => domains::run(platform, user, &args[1..], json),
-        ["envs", p] | ["releases", p, _] | ["activity", p] | ["activity", p, _] => {
+        ["envs", p]
+        | ["releases", p, _]
+        | ["services", p, _]
+        | ["activity", p]
+        | ["activity", p, _] => {
             Err((1, not_found(p)))
         }
         [cmd, ..] => Err((

@@ -7,7 +7,9 @@
 
 use std::fmt;
 
-/// A language an app can run on (the `LANGUAGE` of `type: LANGUAGE:VERSION`).
+/// What a stack provides: a language an app can run on (the `LANGUAGE` of an app's
+/// `type: LANGUAGE:VERSION`), or the server software of a service (the `NAME` of a
+/// service's `type: NAME:VERSION`, see [`crate::resolve_service`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Language {
     /// CPython with venv and pip.
@@ -22,10 +24,20 @@ pub enum Language {
     Golang,
     /// A JDK with maven.
     Java,
+    /// PostgreSQL server and client (service types `postgresql`).
+    Postgresql,
+    /// MariaDB server and client (service types `mariadb`, `mysql`).
+    Mariadb,
+    /// Redis (service types `redis`, `redis-persistent`).
+    Redis,
+    /// Valkey, the Redis fork (service types `valkey`, `valkey-persistent`).
+    Valkey,
+    /// memcached (service type `memcached`).
+    Memcached,
 }
 
 impl Language {
-    /// Every language, in the order `stack ls` shows them.
+    /// Every language an app can run on, in the order `stack ls` shows them.
     pub const ALL: [Language; 6] = [
         Language::Python,
         Language::Php,
@@ -34,6 +46,20 @@ impl Language {
         Language::Golang,
         Language::Java,
     ];
+
+    /// Every service software, in the order `stack ls` shows them.
+    pub const SERVICES: [Language; 5] = [
+        Language::Postgresql,
+        Language::Mariadb,
+        Language::Redis,
+        Language::Valkey,
+        Language::Memcached,
+    ];
+
+    /// Whether it is a service's server software rather than an app's language.
+    pub fn is_service(self) -> bool {
+        Language::SERVICES.contains(&self)
+    }
 
     /// The name used in `type:` (`python`, `php`, ...).
     pub fn name(self) -> &'static str {
@@ -44,10 +70,16 @@ impl Language {
             Language::Ruby => "ruby",
             Language::Golang => "golang",
             Language::Java => "java",
+            Language::Postgresql => "postgresql",
+            Language::Mariadb => "mariadb",
+            Language::Redis => "redis",
+            Language::Valkey => "valkey",
+            Language::Memcached => "memcached",
         }
     }
 
-    /// The language a `type:` name means (exact, lower case), if any.
+    /// The app language a `type:` name means (exact, lower case), if any; service
+    /// software is never an app's language.
     pub fn from_name(name: &str) -> Option<Language> {
         Language::ALL.into_iter().find(|l| l.name() == name)
     }
@@ -234,6 +266,17 @@ const JAVA17: &[&str] = &["openjdk-17-jdk-headless", "maven"];
 const JAVA21: &[&str] = &["openjdk-21-jdk-headless", "maven"];
 const JAVA25: &[&str] = &["openjdk-25-jdk-headless", "maven"];
 
+const POSTGRESQL15: &[&str] = &["postgresql-15", "postgresql-client-15"];
+const POSTGRESQL17: &[&str] = &[
+    "postgresql-17",
+    "postgresql-client-17",
+    "postgresql-17-pgvector",
+];
+const MARIADB: &[&str] = &["mariadb-server", "mariadb-client"];
+const REDIS: &[&str] = &["redis-server", "redis-tools"];
+const VALKEY: &[&str] = &["valkey-server", "valkey-tools"];
+const MEMCACHED: &[&str] = &["memcached"];
+
 const fn npm(version: &'static str, sha512: &'static str) -> NpmTarball {
     NpmTarball {
         package: "npm",
@@ -300,6 +343,13 @@ pub const CATALOG: &[Stack] = &[
     debian(Language::Java, "17", Suite::Bookworm, JAVA17),
     debian(Language::Java, "21", Suite::Trixie, JAVA21),
     debian(Language::Java, "25", Suite::Trixie, JAVA25),
+    debian(Language::Postgresql, "15", Suite::Bookworm, POSTGRESQL15),
+    debian(Language::Postgresql, "17", Suite::Trixie, POSTGRESQL17),
+    debian(Language::Mariadb, "10.11", Suite::Bookworm, MARIADB),
+    debian(Language::Mariadb, "11.8", Suite::Trixie, MARIADB),
+    debian(Language::Redis, "7.0", Suite::Bookworm, REDIS),
+    debian(Language::Valkey, "8.1", Suite::Trixie, VALKEY),
+    debian(Language::Memcached, "1.6", Suite::Bookworm, MEMCACHED),
 ];
 
 /// The catalog's stacks of one language, versions ascending.
@@ -318,7 +368,7 @@ mod tests {
 
     #[test]
     fn catalog_is_sorted_unique_and_tags_are_valid() {
-        for l in Language::ALL {
+        for l in Language::ALL.into_iter().chain(Language::SERVICES) {
             let v: Vec<_> = versions(l)
                 .map(|s| crate::resolve::version_key(s.version))
                 .collect();

@@ -43,6 +43,12 @@ pub enum ResolveError {
         /// The closest known language, if it looks like a typo.
         suggestion: Option<&'static str>,
     },
+    /// A service type no stack provides.
+    #[error("service type `{service}` is not run by this server; it runs: {}", SERVICE_TYPES.join(", "))]
+    UnknownService {
+        /// The type asked for.
+        service: String,
+    },
     /// A known language, but no version of the asked major at or above the asked version.
     #[error("{language}:{version} is not available: no {language} {major}.x at or above {version} (did you mean `{language}:{suggestion}`?); available: {available}", major = major(version), available = available(*language))]
     UnknownVersion {
@@ -92,6 +98,60 @@ pub fn resolve(language: &str, version: &str) -> Result<Resolution, ResolveError
         language: language.to_string(),
         suggestion: closest_language(language),
     })?;
+    resolve_version(lang, version)
+}
+
+/// The software a service type runs on (`mysql` is MariaDB, `redis-persistent` is Redis
+/// with persistence on), if a stack provides it.
+pub fn service_software(service_type: &str) -> Option<Language> {
+    Some(match service_type {
+        "postgresql" => Language::Postgresql,
+        "mariadb" | "mysql" => Language::Mariadb,
+        "redis" | "redis-persistent" => Language::Redis,
+        "valkey" | "valkey-persistent" => Language::Valkey,
+        "memcached" => Language::Memcached,
+        _ => return None,
+    })
+}
+
+/// The service types a stack provides, e.g. `postgresql, mariadb, mysql, ...`.
+pub const SERVICE_TYPES: &[&str] = &[
+    "postgresql",
+    "mariadb",
+    "mysql",
+    "redis",
+    "redis-persistent",
+    "valkey",
+    "valkey-persistent",
+    "memcached",
+];
+
+/// Resolve a service's `type: NAME:VERSION` (split) to the stack it runs on, by the same
+/// rule as languages: exact, else the nearest newer of the same major with a warning.
+pub fn resolve_service(service_type: &str, version: &str) -> Result<Resolution, ResolveError> {
+    let software = service_software(service_type).ok_or_else(|| ResolveError::UnknownService {
+        service: service_type.to_string(),
+    })?;
+    resolve_version(software, version)
+}
+
+/// Resolve an app's or a service's `NAME:VERSION` (`slipway stack build`, tests).
+pub fn resolve_any(type_value: &str) -> Result<Resolution, ResolveError> {
+    match resolve_type(type_value) {
+        Err(ResolveError::UnknownLanguage { .. }) => {
+            let (name, version) = type_value
+                .split_once(':')
+                .ok_or_else(|| ResolveError::Malformed(type_value.to_string()))?;
+            match resolve_service(name, version) {
+                Err(ResolveError::UnknownService { .. }) => resolve_type(type_value),
+                other => other,
+            }
+        }
+        other => other,
+    }
+}
+
+fn resolve_version(lang: Language, version: &str) -> Result<Resolution, ResolveError> {
     if let Some(stack) = catalog::find(lang, version) {
         return Ok(Resolution {
             stack,
@@ -177,6 +237,26 @@ mod tests {
         assert_eq!(resolve_type("golang:1.14").unwrap().stack.version, "1.19");
         // Never an older one, never another major.
         assert!(resolve_type("python:3.14").is_err());
+        assert!(
+            resolve_type("redis:7.0").is_err(),
+            "a service is no app language"
+        );
+        let r = resolve_service("mysql", "10.4").unwrap();
+        assert_eq!(r.stack.type_name(), "mariadb:10.11");
+        assert!(r.warning().unwrap().contains("mariadb:10.4"));
+        assert_eq!(
+            resolve_service("redis-persistent", "7.0")
+                .unwrap()
+                .stack
+                .type_name(),
+            "redis:7.0"
+        );
+        assert_eq!(
+            resolve_any("postgresql:15").unwrap().stack.type_name(),
+            "postgresql:15"
+        );
+        let m = resolve_service("opensearch", "2").unwrap_err().to_string();
+        assert!(m.contains("runs: postgresql, mariadb"), "{m}");
         assert!(resolve_type("nodejs:19").is_err());
     }
 

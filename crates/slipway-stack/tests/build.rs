@@ -73,6 +73,7 @@ fn run_in_stack(root: &Path, script: &str) -> (i32, Vec<String>) {
         mounts: vec![],
         netns: None,
         hostname: "stacktest".into(),
+        hosts: Vec::new(),
         annotations: BTreeMap::new(),
         run_as: slipway_runtime::RunAs::for_project("stacktest"),
         limits: slipway_runtime::Limits::default(),

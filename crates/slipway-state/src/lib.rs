@@ -13,6 +13,7 @@
 mod built_slugs;
 mod domains;
 mod schema;
+mod services;
 mod variables;
 
 pub use built_slugs::BuiltSlug;
@@ -24,6 +25,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 pub use domains::Domain;
+pub use services::{ServiceRecord, ServiceState};
 pub use variables::{Variable, VariableValue};
 
 /// Errors of the state database.
@@ -41,6 +43,9 @@ pub enum StateError {
     /// The request conflicts with what exists.
     #[error("{0}")]
     Conflict(String),
+    /// A stored record does not decode (never replaced by a default).
+    #[error("state database holds an invalid record: {0}")]
+    Invalid(String),
 }
 
 /// Result alias of this crate.

@@ -116,6 +116,25 @@ DROP TABLE builds;
     r#"
 ALTER TABLE variables ADD COLUMN sensitive INTEGER NOT NULL DEFAULT 0 CHECK (sensitive IN (0, 1));
 "#,
+    // services (issue 14): the services of an environment, which outlive its releases, with
+    // their loopback address in the environment's network namespace and generated credentials.
+    r#"
+CREATE TABLE services (
+    project     TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    type        TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    address     TEXT NOT NULL,
+    username    TEXT NOT NULL,
+    password    TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (project, environment, name),
+    UNIQUE (project, environment, address),
+    FOREIGN KEY (project, environment) REFERENCES environments(project, name) ON DELETE CASCADE
+);
+"#,
 ];
 
 /// Bring the schema to the newest version (tracked in `PRAGMA user_version`).

@@ -945,7 +945,7 @@ fn stack(cmd: StackCmd) -> Result<u8, Failure> {
             force,
             sources,
         } => {
-            let resolved = slipway_stack::resolve_type(&stack).map_err(user_error)?;
+            let resolved = slipway_stack::resolve_any(&stack).map_err(user_error)?;
             if let Some(w) = resolved.warning() {
                 eprintln!("warning: {w}");
             }
@@ -968,7 +968,7 @@ fn stack(cmd: StackCmd) -> Result<u8, Failure> {
             Ok(0)
         }
         StackCmd::Import { data, stack, image } => {
-            let resolved = slipway_stack::resolve_type(&stack).map_err(user_error)?;
+            let resolved = slipway_stack::resolve_any(&stack).map_err(user_error)?;
             if let Some(asked) = &resolved.substituted_for {
                 return Err(user_error(anyhow::anyhow!(
                     "{}:{asked} is not a stack of the catalog; import it as {} (available: {})",

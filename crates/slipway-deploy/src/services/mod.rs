@@ -1,0 +1,596 @@
+//! Services: the PostgreSQL, MariaDB, Redis, ... servers of an environment, outside the
+//! per-release [`crate::environment::ReleaseSpec`]. They belong to the environment: a
+//! deploy starts the ones its topology adds (and waits until they answer) before any app
+//! starts, and leaves running ones alone; `serve` brings them back before the apps;
+//! `slipway down` stops them cleanly.
+//!
+//! Each runs in its own runc container on its service stack, as the project's
+//! unprivileged user, in the environment's network namespace on a loopback address of its
+//! own (`127.1.0.N`, its standard port), with its data in [`data_dir`] mounted at `/app`.
+//! Apps reach a relationship `REL: "NAME:ENDPOINT"` at `REL.internal` through their
+//! generated `/etc/hosts` ([`relationship_hosts`]), with the generated credentials kept in
+//! state ([`fill_relationships`]).
+
+pub mod recipe;
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Read as _;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use slipway_config::{Application, Topology};
+use slipway_runtime::{ContainerSpec, Limits, RootFs, Status};
+use slipway_stack::Resolution;
+use slipway_state::{ServiceRecord, ServiceState};
+use tracing::{info, warn};
+
+use crate::output::Output;
+use crate::pipeline::PhaseError;
+use crate::provision::netns_path;
+use crate::Platform;
+
+/// How long a service may take from start to answering.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// How long a stopping service may take to shut down cleanly before it is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(60);
+
+const MIB: u64 = 1024 * 1024;
+
+/// The container id of a service (never the id of an app's container, which ends in `.rN`).
+pub fn container_id(project: &str, env: &str, name: &str) -> String {
+    format!("{project}.{env}.{name}.service")
+}
+
+/// Where a service keeps its data: `DATA/volumes/PROJECT/ENV/services/NAME`, its
+/// container's `/app`. The one place that says so, for disk-limited volumes to replace.
+pub fn data_dir(platform: &Platform, project: &str, env: &str, name: &str) -> PathBuf {
+    platform
+        .data()
+        .root()
+        .join("volumes")
+        .join(project)
+        .join(env)
+        .join("services")
+        .join(name)
+}
+
+/// The bytes a service's data folder holds.
+pub fn disk_used(platform: &Platform, record: &ServiceRecord) -> u64 {
+    slipway_stack::dir_size(&data_dir(
+        platform,
+        &record.project,
+        &record.environment,
+        &record.name,
+    ))
+}
+
+/// The output of a service's container.
+pub fn log_path(platform: &Platform, project: &str, env: &str, name: &str) -> PathBuf {
+    platform
+        .data()
+        .root()
+        .join("logs")
+        .join(project)
+        .join(env)
+        .join("services")
+        .join(format!("{name}.log"))
+}
+
+/// What a service container may use: one CPU, 1 GiB of memory, 512 tasks, a 256 MiB `/tmp`.
+pub fn limits() -> Limits {
+    Limits {
+        pids: 512,
+        memory_bytes: 1024 * MIB,
+        cpu_millis: 1000,
+        tmp_bytes: 256 * MIB,
+    }
+}
+
+/// The names an app resolves to its services: `REL.internal` for each relationship to a
+/// service of the environment.
+pub fn relationship_hosts(
+    app: &Application,
+    services: &[ServiceRecord],
+) -> BTreeMap<String, IpAddr> {
+    let mut out = BTreeMap::new();
+    for (rel, target) in &app.relationships {
+        let name = target.split_once(':').map_or(target.as_str(), |(s, _)| s);
+        if let Some(s) = services.iter().find(|s| s.name == name) {
+            out.insert(format!("{rel}.internal"), IpAddr::V4(s.address));
+        }
+    }
+    out
+}
+
+/// Put each service's address and generated credentials into a `PLATFORM_RELATIONSHIPS`
+/// value (Platform.sh's shape, as [`slipway_config::platform_env::relationships_json`]
+/// makes it with the catalog's defaults).
+pub fn fill_relationships(relationships: &mut serde_json::Value, services: &[ServiceRecord]) {
+    let Some(map) = relationships.as_object_mut() else {
+        return;
+    };
+    for entries in map.values_mut() {
+        let Some(list) = entries.as_array_mut() else {
+            continue;
+        };
+        for e in list {
+            let Some(s) = e
+                .get("service")
+                .and_then(|v| v.as_str())
+                .and_then(|n| services.iter().find(|s| s.name == n))
+            else {
+                continue;
+            };
+            let ip = s.address.to_string();
+            e["ip"] = ip.clone().into();
+            e["instance_ips"] = serde_json::json!([ip]);
+            e["cluster"] = format!("{}-{}", s.project, s.environment).into();
+            let rel = e
+                .get("rel")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string();
+            let mysql = matches!(s.service_type.as_str(), "mariadb" | "mysql");
+            if mysql && rel != "mysql" && !rel.is_empty() {
+                // A configured endpoint: its own user, its own password.
+                e["username"] = rel.clone().into();
+                e["password"] = recipe::endpoint_password(&s.password, &rel).into();
+            } else if !s.username.is_empty() {
+                e["username"] = s.username.clone().into();
+                e["password"] = s.password.clone().into();
+            }
+            let field = |k: &str| e.get(k).and_then(|v| v.as_str()).map(str::to_string);
+            let (scheme, host) = (
+                field("scheme").unwrap_or_default(),
+                field("host").unwrap_or_default(),
+            );
+            let port = e.get("port").and_then(|v| v.as_u64()).unwrap_or(0);
+            let auth = match (field("username"), field("password")) {
+                (Some(u), Some(p)) => format!("{u}:{p}@"),
+                (Some(u), None) => format!("{u}@"),
+                _ => String::new(),
+            };
+            let path = field("path").map(|p| format!("/{p}")).unwrap_or_default();
+            e["url"] = format!("{scheme}://{auth}{host}:{port}{path}").into();
+        }
+    }
+}
+
+/// Write `bytes` to `file` in `dir` (made if missing), readable by its owner only (the
+/// service's user owns it once [`start`] hands the folder over).
+fn write_secret(
+    dir: &std::path::Path,
+    file: &std::path::Path,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::create_dir_all(dir)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(file)?;
+    f.write_all(bytes)
+}
+
+/// A new password: 24 random bytes from the kernel, hex.
+fn generate_password() -> std::io::Result<String> {
+    let mut bytes = [0u8; 24];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(hex::encode(bytes))
+}
+
+/// The lowest loopback address `127.1.0.N` no service of the environment has.
+fn free_address(taken: &[ServiceRecord]) -> Option<Ipv4Addr> {
+    (2..=254u8)
+        .map(|n| Ipv4Addr::new(127, 1, 0, n))
+        .find(|a| !taken.iter().any(|s| s.address == *a))
+}
+
+/// The stack a service runs on, unpacked (built first when missing).
+async fn stack_root(platform: &Arc<Platform>, resolved: &Resolution) -> Result<PathBuf, String> {
+    let store = platform
+        .stack_store()
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "services run on stacks: start the server with --stacks".to_string())?;
+    let options = platform
+        .settings()
+        .stacks
+        .as_ref()
+        .map(|s| s.build.clone())
+        .unwrap_or_default();
+    let stack = resolved.stack;
+    tokio::task::spawn_blocking(move || store.ensure(stack, &options, &mut |_| {}))
+        .await
+        .map_err(|e| e.to_string())?
+        .map(|(_, root)| root)
+        .map_err(|e| e.to_string())
+}
+
+fn resolve(record: &ServiceRecord) -> Result<Resolution, String> {
+    slipway_stack::resolve_service(&record.service_type, &record.version).map_err(|e| e.to_string())
+}
+
+/// Start the container of `record` (its data folder made and owned by the project's user).
+pub async fn start(
+    platform: &Arc<Platform>,
+    record: &ServiceRecord,
+    netns: &str,
+) -> Result<(), String> {
+    let resolved = resolve(record)?;
+    let software = resolved.stack.language;
+    let recipe = recipe::recipe(record, software, resolved.stack.version)
+        .ok_or_else(|| format!("service type {} has no recipe", record.service_type))?;
+    let root = stack_root(platform, &resolved).await?;
+    let (project, env, name) = (&record.project, &record.environment, &record.name);
+    let dir = data_dir(platform, project, env, name);
+    let run_as = crate::isolation::run_as(project);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    run_as.own_tree(&dir).map_err(|e| e.to_string())?;
+    let log = log_path(platform, project, env, name);
+    if let Some(parent) = log.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    }
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|e| format!("{}: {e}", log.display()))?;
+        let _ = writeln!(
+            f,
+            "{}{}",
+            crate::provision::START_MARKER,
+            container_id(project, env, name)
+        );
+    }
+    let id = container_id(project, env, name);
+    let mut annotations = BTreeMap::new();
+    annotations.insert("dev.slipway.service".to_string(), name.clone());
+    let spec = ContainerSpec {
+        root: RootFs::Stack(root),
+        id: id.clone(),
+        args: vec!["/bin/sh".into(), "-c".into(), recipe.start],
+        env: vec![
+            (recipe::PASSWORD_VAR.to_string(), record.password.clone()),
+            ("LANG".to_string(), "C.UTF-8".to_string()),
+        ],
+        cwd: "/app".into(),
+        app_dir: dir,
+        app_writable: true,
+        mounts: vec![],
+        netns: Some(netns_path(netns)),
+        hostname: name.clone(),
+        hosts: vec![],
+        annotations,
+        run_as,
+        limits: limits(),
+    };
+    // A container of that id left stopped by a crash is not running anything.
+    let _ = platform.runtime().remove(&id, Duration::from_secs(2)).await;
+    platform
+        .runtime()
+        .start(&spec, &log)
+        .await
+        .map_err(|e| format!("starting service {name}: {e}"))
+}
+
+/// Wait until the service answers (its recipe's ready command), or fail with the end of
+/// its output when it exits or the timeout passes.
+pub async fn wait_ready(
+    platform: &Platform,
+    record: &ServiceRecord,
+    timeout: Duration,
+) -> Result<(), String> {
+    let resolved = resolve(record)?;
+    let recipe = recipe::recipe(record, resolved.stack.language, resolved.stack.version)
+        .ok_or_else(|| format!("service type {} has no recipe", record.service_type))?;
+    let id = container_id(&record.project, &record.environment, &record.name);
+    let log = log_path(platform, &record.project, &record.environment, &record.name);
+    let deadline = Instant::now() + timeout;
+    let exited = |what: &str| {
+        let t = crate::health::tail(&log, 20);
+        format!(
+            "service {} {what}{}",
+            record.name,
+            if t.is_empty() {
+                String::new()
+            } else {
+                format!(":\n{t}")
+            }
+        )
+    };
+    loop {
+        match platform.runtime().state(&id).await {
+            Ok(Some(s)) if s.status == Status::Stopped => return Err(exited("exited at start")),
+            Ok(None) => return Err(format!("service {}: its container is gone", record.name)),
+            Ok(Some(_)) => {}
+            Err(e) => return Err(format!("service {}: {e}", record.name)),
+        }
+        match &recipe.ready {
+            Some(cmd) => {
+                let mut said = String::new();
+                let env = vec![(
+                    "PATH".to_string(),
+                    "/usr/local/bin:/usr/bin:/bin".to_string(),
+                )];
+                let code = platform
+                    .runtime()
+                    .exec(&id, cmd, &env, "", Duration::from_secs(5), &mut |l| {
+                        said.push_str(l);
+                        said.push('\n');
+                    })
+                    .await;
+                if matches!(code, Ok(0)) && recipe.ready_output.is_none_or(|w| said.contains(w)) {
+                    return Ok(());
+                }
+            }
+            None => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                if matches!(platform.runtime().state(&id).await, Ok(Some(s)) if s.status == Status::Running)
+                {
+                    return Ok(());
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(exited(&format!(
+                "did not answer within {}s",
+                timeout.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Stop a service cleanly (SIGTERM, up to [`STOP_GRACE`] to shut down) and mark it stopped.
+pub async fn stop(platform: &Platform, record: &ServiceRecord) {
+    let id = container_id(&record.project, &record.environment, &record.name);
+    if let Err(e) = platform.runtime().remove(&id, STOP_GRACE).await {
+        warn!(container = %id, "stopping service: {e}");
+    }
+    let _ = platform.state().set_service_state(
+        &record.project,
+        &record.environment,
+        &record.name,
+        ServiceState::Stopped,
+    );
+}
+
+async fn running(platform: &Platform, record: &ServiceRecord) -> bool {
+    let id = container_id(&record.project, &record.environment, &record.name);
+    matches!(platform.runtime().state(&id).await, Ok(Some(s)) if s.status == Status::Running)
+}
+
+/// Bring the environment's services to its topology's: every service there runs and
+/// answers; running ones are left alone (a deploy that changes no service restarts none).
+/// A service that fails its first start is removed again with every other service this
+/// call added (and the data folders this call made for them; a folder found there stays),
+/// so the push is rejected with nothing changed.
+/// Returns the environment's services. Services no longer in the topology keep running
+/// with their data (removing data is never a side effect of a deploy).
+pub async fn converge(
+    platform: &Arc<Platform>,
+    project: &str,
+    env: &str,
+    netns: &str,
+    topology: &Topology,
+    out: &Output,
+) -> Result<Vec<ServiceRecord>, PhaseError> {
+    let fail = |m: String| PhaseError::new("services", m);
+    let state = platform.state();
+    // Services this call added, and whether their data folder was there already.
+    let mut added: Vec<(ServiceRecord, bool)> = Vec::new();
+    let result = async {
+        for svc in &topology.services {
+            if svc.r#type == "network-storage" {
+                continue;
+            }
+            let t = Instant::now();
+            let existing = state
+                .service(project, env, &svc.name)
+                .map_err(|e| fail(e.to_string()))?;
+            let (record, new) = match existing {
+                Some(r) => (r, false),
+                None => {
+                    let resolved = slipway_stack::resolve_service(&svc.r#type, &svc.version)
+                        .map_err(|e| fail(format!("service {}: {e}", svc.name)))?;
+                    if let Some(w) = resolved.warning() {
+                        out.line(&format!("       warning: service {}: {w}", svc.name));
+                    }
+                    let taken = state
+                        .services(project, env)
+                        .map_err(|e| fail(e.to_string()))?;
+                    let address = free_address(&taken).ok_or_else(|| {
+                        fail("no loopback address left for another service".into())
+                    })?;
+                    let username = recipe::username(&svc.r#type);
+                    let password = if username.is_empty() {
+                        String::new()
+                    } else {
+                        generate_password()
+                            .map_err(|e| fail(format!("generating a password: {e}")))?
+                    };
+                    let record = ServiceRecord {
+                        project: project.to_string(),
+                        environment: env.to_string(),
+                        name: svc.name.clone(),
+                        service_type: svc.r#type.clone(),
+                        version: svc.version.clone(),
+                        address,
+                        username: username.to_string(),
+                        password,
+                        state: ServiceState::Starting,
+                    };
+                    let found = data_dir(platform, project, env, &svc.name).exists();
+                    state
+                        .add_service(&record)
+                        .map_err(|e| fail(e.to_string()))?;
+                    added.push((record.clone(), found));
+                    (record, true)
+                }
+            };
+            if matches!(record.service_type.as_str(), "mariadb" | "mysql") {
+                // Schemas and endpoints: applied at each start of the service.
+                let sql = recipe::mysql_endpoints_sql(&svc.configuration, &record.password)
+                    .map_err(|m| fail(format!("service {}: {m}", svc.name)))?;
+                let dir = data_dir(platform, project, env, &svc.name);
+                let file = dir.join(recipe::ENDPOINTS_FILE);
+                write_secret(&dir, &file, sql.as_bytes())
+                    .map_err(|e| fail(format!("{}: {e}", file.display())))?;
+            }
+            if running(platform, &record).await {
+                continue;
+            }
+            start(platform, &record, netns).await.map_err(fail)?;
+            wait_ready(platform, &record, READY_TIMEOUT)
+                .await
+                .map_err(|m| {
+                    for l in m.lines().skip(1) {
+                        out.line(&format!("       {}: {l}", record.name));
+                    }
+                    fail(m.lines().next().unwrap_or_default().to_string())
+                })?;
+            state
+                .set_service_state(project, env, &record.name, ServiceState::Running)
+                .map_err(|e| fail(e.to_string()))?;
+            out.phase_done(
+                &format!("service {}", record.name),
+                &format!(
+                    "{}:{} {} on {}",
+                    record.service_type,
+                    record.version,
+                    if new { "started" } else { "restarted" },
+                    record.address
+                ),
+                t,
+            );
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        for (r, found) in &added {
+            let id = container_id(project, env, &r.name);
+            let _ = platform.runtime().remove(&id, Duration::from_secs(5)).await;
+            let _ = state.remove_service(project, env, &r.name);
+            // Only what this start made goes: data found there is never removed.
+            if !found {
+                let _ = std::fs::remove_dir_all(data_dir(platform, project, env, &r.name));
+            }
+        }
+        return Err(e);
+    }
+    state
+        .services(project, env)
+        .map_err(|e| fail(e.to_string()))
+}
+
+/// At `serve` start, before any app: adopt every service still running and start the
+/// others (stopped by `slipway down` or a crash). Returns the ids of their containers,
+/// which restore never removes.
+pub async fn restore(platform: &Arc<Platform>) -> HashSet<String> {
+    let mut keep = HashSet::new();
+    let records = match platform.state().all_services() {
+        Ok(r) => r,
+        Err(e) => {
+            warn!("services not restored: {e}");
+            return keep;
+        }
+    };
+    for r in records {
+        keep.insert(container_id(&r.project, &r.environment, &r.name));
+        if running(platform, &r).await {
+            info!(project = %r.project, env = %r.environment, service = %r.name, "service adopted");
+            continue;
+        }
+        let netns = crate::environment::netns_name(platform.instance(), &r.project, &r.environment);
+        let result = async {
+            slipway_runtime::netns::ensure(&netns).map_err(|e| e.to_string())?;
+            start(platform, &r, &netns).await?;
+            wait_ready(platform, &r, READY_TIMEOUT).await
+        }
+        .await;
+        let st = match result {
+            Ok(()) => {
+                info!(project = %r.project, env = %r.environment, service = %r.name, "service started");
+                ServiceState::Running
+            }
+            Err(e) => {
+                warn!(project = %r.project, env = %r.environment, service = %r.name, "service did not come back: {e}");
+                ServiceState::Failed
+            }
+        };
+        let _ = platform
+            .state()
+            .set_service_state(&r.project, &r.environment, &r.name, st);
+    }
+    keep
+}
+
+/// Stop every service cleanly (`slipway down`); their data stays.
+pub async fn stop_all(platform: &Platform) -> usize {
+    let records = platform.state().all_services().unwrap_or_else(|e| {
+        warn!("services: {e}");
+        Vec::new()
+    });
+    for r in &records {
+        stop(platform, r).await;
+    }
+    records.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &str, last: u8, user: &str) -> ServiceRecord {
+        ServiceRecord {
+            project: "p".into(),
+            environment: "main".into(),
+            name: name.into(),
+            service_type: "postgresql".into(),
+            version: "15".into(),
+            address: Ipv4Addr::new(127, 1, 0, last),
+            username: user.into(),
+            password: "s3cret".into(),
+            state: ServiceState::Running,
+        }
+    }
+
+    #[test]
+    fn relationships_get_the_service_address_and_credentials() {
+        let mut app = Application {
+            name: "app".into(),
+            ..Default::default()
+        };
+        app.relationships
+            .insert("database".into(), "db:postgresql".into());
+        app.relationships.insert("other".into(), "nothere:x".into());
+        let services = vec![record("db", 3, "main")];
+        let hosts = relationship_hosts(&app, &services);
+        assert_eq!(hosts.len(), 1);
+        assert_eq!(
+            hosts["database.internal"],
+            IpAddr::V4(Ipv4Addr::new(127, 1, 0, 3))
+        );
+        let mut rels = serde_json::json!({"database": [{
+            "service": "db", "scheme": "pgsql", "host": "database.internal", "port": 5432,
+            "username": "main", "password": "main", "path": "main", "ip": null,
+        }]});
+        fill_relationships(&mut rels, &services);
+        let e = &rels["database"][0];
+        assert_eq!(e["password"], "s3cret");
+        assert_eq!(e["ip"], "127.1.0.3");
+        assert_eq!(e["url"], "pgsql://main:s3cret@database.internal:5432/main");
+        assert_eq!(free_address(&services), Some(Ipv4Addr::new(127, 1, 0, 2)));
+        assert!(container_id("p", "main", "db").ends_with(".service"));
+        assert_eq!(generate_password().unwrap().len(), 48);
+    }
+}

@@ -1,0 +1,273 @@
+//! How each service type runs on its stack: the start script (initialising its data folder
+//! on first start), the command that says it is ready, and the user apps connect as.
+//!
+//! A service's data folder is its container's `/app` (writable); it listens on its own
+//! loopback address in the environment's network namespace, on its type's standard port.
+
+use sha2::{Digest as _, Sha256};
+use slipway_stack::Language;
+use slipway_state::ServiceRecord;
+
+/// The variable holding a service's generated password inside its container (never on a
+/// command line; the bundle's `config.json` is private to root).
+pub const PASSWORD_VAR: &str = "SLIPWAY_SERVICE_PASSWORD";
+
+/// The file in a MariaDB service's data folder holding the SQL of its configured
+/// `schemas` and `endpoints` ([`mysql_endpoints_sql`]), run at each start.
+pub const ENDPOINTS_FILE: &str = "slipway-endpoints.sql";
+
+/// The password of a configured endpoint (its own user): derived from the service's
+/// generated password, so state keeps one secret per service.
+pub fn endpoint_password(service_password: &str, endpoint: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(service_password.as_bytes());
+    h.update([0]);
+    h.update(endpoint.as_bytes());
+    hex::encode(h.finalize())[..48].to_string()
+}
+
+/// Whether `s` is a name MariaDB takes as written (schema or user): letters, digits, `_`.
+fn plain_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The SQL creating a MariaDB service's `configuration.schemas` (default `main`) and one
+/// user per other `configuration.endpoints` entry with its `privileges` per schema (`admin`:
+/// all, `rw`: read and write data, `ro`: read), as on Platform.sh. Names that are not
+/// plain words are refused.
+pub fn mysql_endpoints_sql(
+    configuration: &serde_json::Value,
+    service_password: &str,
+) -> Result<String, String> {
+    let mut sql = String::new();
+    let schemas: Vec<&str> = match configuration.get("schemas").and_then(|v| v.as_array()) {
+        Some(list) => list.iter().filter_map(|v| v.as_str()).collect(),
+        None => vec!["main"],
+    };
+    for schema in &schemas {
+        if !plain_name(schema) {
+            return Err(format!("schema name `{schema}` is not a plain word"));
+        }
+        sql.push_str(&format!("CREATE DATABASE IF NOT EXISTS `{schema}`;\n"));
+    }
+    let Some(endpoints) = configuration.get("endpoints").and_then(|v| v.as_object()) else {
+        return Ok(sql);
+    };
+    // `mysql` is the default endpoint: the service's own user (`user`, all of `main`).
+    for (name, ep) in endpoints.iter().filter(|(n, _)| n.as_str() != "mysql") {
+        if !plain_name(name) {
+            return Err(format!("endpoint name `{name}` is not a plain word"));
+        }
+        let pw = endpoint_password(service_password, name);
+        sql.push_str(&format!(
+            "CREATE USER IF NOT EXISTS '{name}'@'%' IDENTIFIED BY '{pw}';\nALTER USER '{name}'@'%' IDENTIFIED BY '{pw}';\n"
+        ));
+        let privileges = ep.get("privileges").and_then(|v| v.as_object());
+        for (schema, level) in privileges.into_iter().flatten() {
+            if !schemas.contains(&schema.as_str()) {
+                return Err(format!(
+                    "endpoint `{name}` has privileges on `{schema}`, which is not in `schemas`"
+                ));
+            }
+            let grant = match level.as_str() {
+                Some("admin") => "ALL PRIVILEGES",
+                Some("rw") => "SELECT, INSERT, UPDATE, DELETE, CREATE TEMPORARY TABLES, LOCK TABLES, EXECUTE, SHOW VIEW",
+                Some("ro") => "SELECT, SHOW VIEW",
+                _ => {
+                    return Err(format!(
+                        "endpoint `{name}`: privilege on `{schema}` must be admin, rw or ro"
+                    ))
+                }
+            };
+            sql.push_str(&format!("GRANT {grant} ON `{schema}`.* TO '{name}'@'%';\n"));
+        }
+    }
+    Ok(sql)
+}
+
+/// How one service runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipe {
+    /// The `/bin/sh -c` script: initialise `/app` when empty, then `exec` the server.
+    pub start: String,
+    /// A command run in the container that exits 0 once the server answers; `None`: ready
+    /// once its process has stayed up for a moment.
+    pub ready: Option<Vec<String>>,
+    /// What the ready command prints when ready (checked besides its exit code).
+    pub ready_output: Option<&'static str>,
+}
+
+/// The user apps connect as, by service type (Platform.sh's names); empty: no
+/// authentication.
+pub fn username(service_type: &str) -> &'static str {
+    match service_type {
+        "postgresql" => "main",
+        "mariadb" | "mysql" => "user",
+        _ => "",
+    }
+}
+
+/// Whether a service keeps what it holds across restarts (`redis` is a cache:
+/// `redis-persistent` writes to disk).
+fn persistent(service_type: &str) -> bool {
+    !matches!(service_type, "redis" | "valkey" | "memcached")
+}
+
+/// The recipe of `record`, running on the stack of `software` at `stack_version` (the
+/// stack's own version, e.g. `15`, which may be newer than the configured one).
+pub fn recipe(record: &ServiceRecord, software: Language, stack_version: &str) -> Option<Recipe> {
+    let addr = record.address;
+    Some(match software {
+        Language::Postgresql => {
+            let bin = format!("/usr/lib/postgresql/{stack_version}/bin");
+            Recipe {
+                start: format!(
+                    r#"set -e
+D=/app/pgdata
+if [ ! -s "$D/PG_VERSION" ]; then
+  rm -rf "$D.init"
+  umask 077
+  printf '%s\n' "${PASSWORD_VAR}" > /tmp/pwfile
+  {bin}/initdb -D "$D.init" -U main --pwfile=/tmp/pwfile -A scram-sha-256 --auth-local=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+  rm -f /tmp/pwfile
+  echo "host all all 127.0.0.0/8 scram-sha-256" >> "$D.init/pg_hba.conf"
+  echo "CREATE DATABASE main" | {bin}/postgres --single -D "$D.init" postgres >/dev/null
+  mv "$D.init" "$D"
+fi
+exec {bin}/postgres -D "$D" -c listen_addresses={addr} -c port=5432 -c unix_socket_directories=/tmp
+"#
+                ),
+                ready: Some(vec![
+                    format!("{bin}/pg_isready"),
+                    "-q".into(),
+                    "-h".into(),
+                    addr.to_string(),
+                    "-p".into(),
+                    "5432".into(),
+                ]),
+                ready_output: None,
+            }
+        }
+        Language::Mariadb => Recipe {
+            start: format!(
+                r#"set -e
+D=/app/mysql
+if [ ! -d "$D/mysql" ]; then
+  rm -rf "$D.init"
+  mariadb-install-db --no-defaults --force --skip-name-resolve --datadir="$D.init" --auth-root-authentication-method=socket --skip-test-db >/dev/null
+  mv "$D.init" "$D"
+fi
+umask 077
+cat > /tmp/init.sql <<SQL
+CREATE DATABASE IF NOT EXISTS main;
+CREATE USER IF NOT EXISTS 'user'@'%' IDENTIFIED BY '${PASSWORD_VAR}';
+ALTER USER 'user'@'%' IDENTIFIED BY '${PASSWORD_VAR}';
+GRANT ALL PRIVILEGES ON main.* TO 'user'@'%';
+SQL
+if [ -f /app/{ENDPOINTS_FILE} ]; then cat /app/{ENDPOINTS_FILE} >> /tmp/init.sql; fi
+exec mariadbd --no-defaults --datadir="$D" --bind-address={addr} --port=3306 --socket=/tmp/mysqld.sock --pid-file=/tmp/mysqld.pid --init-file=/tmp/init.sql --skip-name-resolve
+"#
+            ),
+            ready: Some(vec![
+                "mariadb-admin".into(),
+                "--no-defaults".into(),
+                "--socket=/tmp/mysqld.sock".into(),
+                "ping".into(),
+            ]),
+            // 0 once the server answers, even when it refuses the caller (no account).
+            ready_output: None,
+        },
+        Language::Redis | Language::Valkey => {
+            let (server, cli) = if software == Language::Redis {
+                ("redis-server", "redis-cli")
+            } else {
+                ("valkey-server", "valkey-cli")
+            };
+            let persistence = if persistent(&record.service_type) {
+                "--appendonly yes --save 60 1"
+            } else {
+                "--appendonly no --save ''"
+            };
+            Recipe {
+                start: format!(
+                    "exec {server} --bind {addr} --port 6379 --dir /app --protected-mode no --daemonize no {persistence}\n"
+                ),
+                ready: Some(vec![
+                    cli.into(),
+                    "-h".into(),
+                    addr.to_string(),
+                    "-p".into(),
+                    "6379".into(),
+                    "ping".into(),
+                ]),
+                ready_output: Some("PONG"),
+            }
+        }
+        Language::Memcached => Recipe {
+            start: format!("exec memcached -l {addr} -p 11211 -U 0 -m 64\n"),
+            ready: None,
+            ready_output: None,
+        },
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slipway_state::ServiceState;
+
+    fn record(ty: &str) -> ServiceRecord {
+        ServiceRecord {
+            project: "p".into(),
+            environment: "main".into(),
+            name: "db".into(),
+            service_type: ty.into(),
+            version: "15".into(),
+            address: "127.1.0.2".parse().unwrap(),
+            username: username(ty).into(),
+            password: "pw".into(),
+            state: ServiceState::Starting,
+        }
+    }
+
+    #[test]
+    fn mysql_endpoints_get_their_schemas_users_and_privileges() {
+        let conf = serde_json::json!({"schemas": ["main", "legacy"], "endpoints": {
+            "admin": {"default_schema": "main", "privileges": {"main": "admin", "legacy": "admin"}},
+            "reporter": {"privileges": {"legacy": "ro"}},
+        }});
+        let sql = mysql_endpoints_sql(&conf, "pw").unwrap();
+        assert!(
+            sql.contains("CREATE DATABASE IF NOT EXISTS `legacy`;"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("GRANT SELECT, SHOW VIEW ON `legacy`.* TO 'reporter'@'%';"),
+            "{sql}"
+        );
+        assert!(sql.contains(&endpoint_password("pw", "reporter")));
+        assert_ne!(endpoint_password("pw", "a"), endpoint_password("pw", "b"));
+        let bad = serde_json::json!({"schemas": ["x'; DROP"]});
+        assert!(mysql_endpoints_sql(&bad, "pw").is_err());
+        let bad = serde_json::json!({"endpoints": {"e": {"privileges": {"nope": "ro"}}}});
+        assert!(mysql_endpoints_sql(&bad, "pw").is_err());
+        assert_eq!(
+            mysql_endpoints_sql(&serde_json::Value::Null, "pw").unwrap(),
+            "CREATE DATABASE IF NOT EXISTS `main`;\n"
+        );
+    }
+
+    #[test]
+    fn recipes_listen_on_the_service_address_and_keep_passwords_off_the_command_line() {
+        let pg = recipe(&record("postgresql"), Language::Postgresql, "15").unwrap();
+        assert!(pg.start.contains("listen_addresses=127.1.0.2"));
+        assert!(pg.start.contains("/usr/lib/postgresql/15/bin/initdb"));
+        assert!(!pg.start.contains("pw\n") && pg.start.contains("$SLIPWAY_SERVICE_PASSWORD"));
+        let cache = recipe(&record("redis"), Language::Redis, "7.0").unwrap();
+        assert!(cache.start.contains("--appendonly no"));
+        let kept = recipe(&record("redis-persistent"), Language::Redis, "7.0").unwrap();
+        assert!(kept.start.contains("--appendonly yes"));
+        assert!(recipe(&record("python"), Language::Python, "3.11").is_none());
+    }
+}

@@ -1,0 +1,52 @@
+//! `services PROJECT ENV` over SSH: the services of an environment with their type, state
+//! and the disk their data uses (every role of the project may look, as with `envs`).
+
+use std::sync::Arc;
+
+use slipway_deploy::Platform;
+
+use super::Refusal;
+
+/// Runs `services PROJECT ENV` for a user who can see the project.
+pub(crate) fn run(
+    platform: &Arc<Platform>,
+    project: &str,
+    env: &str,
+    json: bool,
+) -> Result<String, Refusal> {
+    let records = platform
+        .state()
+        .services(project, env)
+        .map_err(|e| (3, format!("slipway: {e}\n")))?;
+    let rows: Vec<serde_json::Value> = records
+        .iter()
+        .map(|s| {
+            let used = slipway_deploy::services::disk_used(platform, s);
+            serde_json::json!({
+                "name": s.name,
+                "type": format!("{}:{}", s.service_type, s.version),
+                "state": s.state,
+                "address": s.address.to_string(),
+                "disk_used": used,
+            })
+        })
+        .collect();
+    if json {
+        return Ok(serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n");
+    }
+    if rows.is_empty() {
+        return Ok(format!("{env} has no services\n"));
+    }
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let mib = r["disk_used"].as_u64().unwrap_or(0) as f64 / (1024.0 * 1024.0);
+            format!(
+                "{}\t{}\t{}\t{mib:.1} MiB used\n",
+                r["name"].as_str().unwrap_or_default(),
+                r["type"].as_str().unwrap_or_default(),
+                r["state"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect())
+}

@@ -1,0 +1,421 @@
+//! Services (issue 14): PostgreSQL and Redis run per environment on their stacks, apps reach
+//! them through relationships (`REL.internal`, generated credentials in
+//! `PLATFORM_RELATIONSHIPS`), a code-only deploy restarts no service, a service that fails
+//! to start rejects the push and leaves everything running as it was, and data survives a
+//! server restart.
+
+use std::path::Path;
+use std::process::Command;
+
+use slipway_e2e::{cached_stack, run, slipway_bin, text, App, Server};
+
+/// One stacks folder holding the cached stacks of `types` (imported from the shared cache).
+fn stacks_with(dir: &Path, types: &[&str]) {
+    for t in types {
+        let cached = cached_stack(t);
+        let tag = format!("stack-{}", t.replace(':', "-"));
+        let o = run(Command::new(slipway_bin())
+            .args(["stack", "import", t])
+            .arg(format!("{}:{tag}", cached.join("archive").display()))
+            .arg("--data-dir")
+            .arg(dir));
+        assert!(o.status.success(), "importing {t}: {}", text(&o));
+    }
+}
+
+/// The app: `/` increments a counter in Redis (`cache` relationship, over a socket) and
+/// answers with it and the relationships it sees.
+const APP_SERVER: &str = r#"import base64, http.server, json, os, socket
+rels = json.loads(base64.b64decode(os.environ["PLATFORM_RELATIONSHIPS"]))
+def redis(*args):
+    c = rels["cache"][0]
+    s = socket.create_connection((c["host"], c["port"]), timeout=5)
+    cmd = "*%d\r\n" % len(args) + "".join("$%d\r\n%s\r\n" % (len(a), a) for a in args)
+    s.sendall(cmd.encode())
+    reply = s.recv(4096).decode()
+    s.close()
+    lines = reply.split("\r\n")
+    return lines[1] if lines[0].startswith("$") else lines[0].lstrip(":+")
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.path == "/incr":
+            body = redis("INCR", "hits")
+        elif self.path == "/get":
+            body = redis("GET", "hits")
+        elif self.path == "/dburl":
+            d = rels["database"][0]
+            body = "postgresql://%s:%s@%s:%d/%s" % (d["username"], d["password"], d["ip"], d["port"], d["path"])
+        elif self.path == "/summary":
+            d, c = rels["database"][0], rels["cache"][0]
+            body = "%s %s %s %d %s" % (d["host"], d["scheme"], d["username"], len(d["password"]), c["host"])
+        else:
+            body = json.dumps(rels)
+        body = body.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+const APP_YAML: &str = "name: hello\ntype: python:3.11\nhooks:\n  build: echo built > build.txt\nrelationships:\n  cache: 'cache:redis'\n  database: 'db:postgresql'\nweb:\n  commands:\n    start: python3 server.py\n";
+
+/// Run `args` in a service's container (as its own unprivileged user), e.g. `psql`.
+fn in_service(server: &Server, container: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new("runc");
+    cmd.arg("--root")
+        .arg(server.data.join("runtime/state"))
+        .arg("exec");
+    for (k, v) in env {
+        cmd.args(["--env", &format!("{k}={v}")]);
+    }
+    let o = run(cmd.arg(container).args(args));
+    assert!(o.status.success(), "{args:?} in {container}: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// The start time of a service's main process (`/proc/PID/stat` field 22), by its container.
+fn start_time(server: &Server, container: &str) -> String {
+    let o = run(Command::new("runc")
+        .arg("--root")
+        .arg(server.data.join("runtime/state"))
+        .args(["state", container]));
+    assert!(o.status.success(), "runc state {container}: {}", text(&o));
+    let state = String::from_utf8_lossy(&o.stdout).to_string();
+    let pid: String = state
+        .split("\"pid\":")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no pid in {state}"))
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    // tini is pid 1 of the container; its child is the server.
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+    let child = children.split_whitespace().next().unwrap().to_string();
+    let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap();
+    let after_name = stat.rsplit_once(')').unwrap().1;
+    after_name.split_whitespace().nth(19).unwrap().to_string()
+}
+
+/// Wait until the environment answers again after `serve` (services first, then apps).
+fn wait_up(server: &Server, host: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while server.get(host, "/summary").map(|(s, _)| s) != Some(200) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not back within 90s:\n{}",
+            server.server_log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+fn psql(server: &Server, url: &str, sql: &str) -> String {
+    in_service(
+        server,
+        "demo.main.db.service",
+        &["/usr/lib/postgresql/15/bin/psql", "-tA", url, "-c", sql],
+        &[],
+    )
+}
+
+#[test]
+fn apps_reach_their_services_and_data_outlives_deploys_and_restarts() {
+    let stacks = tempfile::tempdir().unwrap();
+    stacks_with(
+        stacks.path(),
+        &["python:3.11", "redis:7.0", "postgresql:15"],
+    );
+    let stacks_dir = stacks.path().to_string_lossy().to_string();
+    let mut server = Server::start_with(&[
+        ("SLIPWAY_STACKS", "true"),
+        ("SLIPWAY_STACKS_DIR", &stacks_dir),
+    ]);
+    let app = App::demo(server.dir.path(), "app");
+    app.write(".platform.app.yaml", APP_YAML);
+    app.write(
+        ".platform/services.yaml",
+        "cache:\n  type: redis-persistent:7.0\ndb:\n  type: postgresql:15\n",
+    );
+    app.write(
+        ".platform/routes.yaml",
+        "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
+    );
+    app.write("server.py", APP_SERVER);
+    app.commit("with services");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    assert!(
+        o.status.success(),
+        "push failed:\n{out}\n{}",
+        server.server_log()
+    );
+    assert!(out.contains("service db"), "{out}");
+    let host = "main.demo.localhost";
+
+    // Redis through the relationship: REL.internal resolves in the app container.
+    assert_eq!(server.get(host, "/incr").map(|(_, b)| b), Some("1".into()));
+    assert_eq!(server.get(host, "/incr").map(|(_, b)| b), Some("2".into()));
+    let (_, summary) = server.get(host, "/summary").unwrap();
+    assert_eq!(
+        summary, "database.internal pgsql main 48 cache.internal",
+        "a generated password"
+    );
+    let (_, url) = server.get(host, "/dburl").unwrap();
+    assert!(
+        url.starts_with("postgresql://main:")
+            && (url.ends_with("@127.1.0.2:5432/main") || url.ends_with("@127.1.0.3:5432/main")),
+        "{url}"
+    );
+
+    // PostgreSQL with the generated credentials, over TCP on its address; a wrong password
+    // is refused.
+    psql(
+        &server,
+        &url,
+        "CREATE TABLE rows (n int); INSERT INTO rows VALUES (1), (2), (3)",
+    );
+    assert_eq!(psql(&server, &url, "SELECT sum(n) FROM rows"), "6");
+    let at = url.rsplit_once('@').unwrap().1;
+    let wrong = format!("postgresql://main:nope@{at}");
+    let o = run(Command::new("runc")
+        .arg("--root")
+        .arg(server.data.join("runtime/state"))
+        .args([
+            "exec",
+            "demo.main.db.service",
+            "/usr/lib/postgresql/15/bin/psql",
+            "-tA",
+            &wrong,
+            "-c",
+            "SELECT 1",
+        ]));
+    assert!(
+        !o.status.success(),
+        "a wrong password was accepted: {}",
+        text(&o)
+    );
+    // The service runs as the project's unprivileged user.
+    let uid = in_service(&server, "demo.main.db.service", &["id", "-u"], &[]);
+    assert_ne!(uid, "0");
+
+    // `services PROJECT ENV`: type, state, disk used; --json.
+    let o = server.ssh(&server.key, "git", "services demo main");
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("db\tpostgresql:15\trunning\t"), "{t}");
+    assert!(t.contains("cache\tredis-persistent:7.0\trunning\t"), "{t}");
+    let o = server.ssh(&server.key, "git", "services demo main --json");
+    let t = text(&o);
+    assert!(
+        t.contains("\"disk_used\"") && t.contains("\"state\": \"running\""),
+        "{t}"
+    );
+    assert!(!t.contains("password"), "{t}");
+    let o = server.ssh(&server.key, "git", "services nosuch main");
+    assert!(!o.status.success());
+
+    // A code-only deploy restarts no service.
+    let (pg_t0, redis_t0) = (
+        start_time(&server, "demo.main.db.service"),
+        start_time(&server, "demo.main.cache.service"),
+    );
+    app.write("VERSION", "2\n");
+    app.commit("code only");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    assert!(o.status.success(), "push 2 failed:\n{}", text(&o));
+    assert_eq!(start_time(&server, "demo.main.db.service"), pg_t0);
+    assert_eq!(start_time(&server, "demo.main.cache.service"), redis_t0);
+    assert_eq!(server.get(host, "/get").map(|(_, b)| b), Some("2".into()));
+
+    // A service that fails to start (its data folder holds files of no PostgreSQL there
+    // is) rejects the push; the running release and its services are untouched, and the
+    // data folder it found stays as it was.
+    let broken = server.data.join("volumes/demo/main/services/broken/pgdata");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("PG_VERSION"), "99\n").unwrap();
+    app.write(
+        ".platform/services.yaml",
+        "cache:\n  type: redis-persistent:7.0\ndb:\n  type: postgresql:15\nbroken:\n  type: postgresql:15\n",
+    );
+    app.commit("a service that cannot start");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("services failed: service broken exited at start"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(broken.join("PG_VERSION")).unwrap(),
+        "99\n"
+    );
+    assert_eq!(start_time(&server, "demo.main.db.service"), pg_t0);
+    assert_eq!(server.get(host, "/incr").map(|(_, b)| b), Some("3".into()));
+    assert_eq!(psql(&server, &url, "SELECT sum(n) FROM rows"), "6");
+    app.git_ok(&["reset", "-q", "--hard", "HEAD~1"]);
+
+    // A server restart keeps every row (services restored before apps).
+    server.stop();
+    server.serve();
+    wait_up(&server, host);
+    assert_eq!(server.get(host, "/get").map(|(_, b)| b), Some("3".into()));
+    assert_eq!(psql(&server, &url, "SELECT sum(n) FROM rows"), "6");
+
+    // `slipway down` stops services cleanly; serve brings them back with the data.
+    server.stop();
+    let o = server.slipway(&["down"]);
+    assert!(o.status.success(), "down: {}", text(&o));
+    let log = std::fs::read_to_string(server.data.join("logs/demo/main/services/db.log")).unwrap();
+    assert!(log.contains("database system is shut down"), "{log}");
+    server.serve();
+    wait_up(&server, host);
+    assert_eq!(psql(&server, &url, "SELECT sum(n) FROM rows"), "6");
+    assert_eq!(server.get(host, "/get").map(|(_, b)| b), Some("3".into()));
+    let restarted =
+        std::fs::read_to_string(server.data.join("logs/demo/main/services/db.log")).unwrap();
+    assert!(
+        !restarted.contains("was interrupted") && !restarted.contains("automatic recovery"),
+        "{restarted}"
+    );
+}
+
+/// The app of the MariaDB test: answers with the `database` relationship as a URL.
+const DB_URL_SERVER: &str = r#"import base64, http.server, json, os
+rels = json.loads(base64.b64decode(os.environ["PLATFORM_RELATIONSHIPS"]))
+d, r = rels["database"][0], rels["reports"][0]
+url = "%s %s %s %s %d %s %s %s %s %s" % (d["scheme"], d["username"], d["password"], d["ip"], d["port"], d["path"], d["host"], r["username"], r["password"], r["path"])
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = (url + " v" + open("VERSION").read().strip()).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+#[test]
+fn mariadb_rows_survive_a_code_deploy_and_a_rollback() {
+    let stacks = tempfile::tempdir().unwrap();
+    stacks_with(stacks.path(), &["python:3.11", "mariadb:10.11"]);
+    let stacks_dir = stacks.path().to_string_lossy().to_string();
+    let server = Server::start_with(&[
+        ("SLIPWAY_STACKS", "true"),
+        ("SLIPWAY_STACKS_DIR", &stacks_dir),
+    ]);
+    let app = App::demo(server.dir.path(), "app");
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nhooks:\n  build: echo built > build.txt\nrelationships:\n  database: 'db:mysql'\n  reports: 'db:reporter'\nweb:\n  commands:\n    start: python3 server.py\n",
+    );
+    // mysql:10.4 is MariaDB 10.11 here, with a warning naming both.
+    // Schemas and endpoints: `reporter` may only read `legacy`.
+    app.write(
+        ".platform/services.yaml",
+        "db:\n  type: mysql:10.4\n  configuration:\n    schemas: [main, legacy]\n    endpoints:\n      reporter: {default_schema: legacy, privileges: {legacy: ro}}\n",
+    );
+    app.write(
+        ".platform/routes.yaml",
+        "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
+    );
+    app.write("server.py", DB_URL_SERVER);
+    app.commit("with mariadb");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    assert!(
+        o.status.success(),
+        "push failed:\n{out}\n{}",
+        server.server_log()
+    );
+    assert!(out.contains("mariadb:10.11"), "{out}");
+    let host = "main.demo.localhost";
+    let (_, info) = server.get(host, "/").unwrap();
+    let f: Vec<&str> = info.split(' ').collect();
+    assert_eq!(f.len(), 11, "{info}");
+    assert_eq!(
+        (f[0], f[1], f[4], f[5], f[6], f[7], f[9], f[10]),
+        (
+            "mysql",
+            "user",
+            "3306",
+            "main",
+            "database.internal",
+            "reporter",
+            "legacy",
+            "v1"
+        ),
+        "{info}"
+    );
+    let reporter_pw = f[8].to_string();
+    assert_eq!(reporter_pw.len(), 48);
+    assert_ne!(reporter_pw, f[2]);
+    let (password, ip) = (f[2].to_string(), f[3].to_string());
+    assert_eq!(password.len(), 48, "{info}");
+    let as_user = |user: &str, schema: &str, sql: &str, pw: &str| {
+        run(Command::new("runc")
+            .arg("--root")
+            .arg(server.data.join("runtime/state"))
+            .args([
+                "exec",
+                "demo.main.db.service",
+                "mariadb",
+                "--no-defaults",
+                "-N",
+                "-B",
+            ])
+            .arg(format!("--host={ip}"))
+            .arg("--port=3306")
+            .arg(format!("--user={user}"))
+            .arg(format!("--password={pw}"))
+            .args([schema, "-e", sql]))
+    };
+    let mariadb = |sql: &str, pw: &str| as_user("user", "main", sql, pw);
+    let o = mariadb(
+        "CREATE TABLE t (n INT); INSERT INTO t VALUES (1), (2), (3)",
+        &password,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let sum = |pw: &str| {
+        let o = mariadb("SELECT SUM(n) FROM t", pw);
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(sum(&password), "6");
+    assert!(
+        !mariadb("SELECT 1", "wrong").status.success(),
+        "a wrong password was accepted"
+    );
+    // The reporter reads legacy and writes nothing; it cannot even see main.
+    let o = as_user(
+        "reporter",
+        "legacy",
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'legacy'",
+        &reporter_pw,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = as_user("reporter", "legacy", "CREATE TABLE x (n INT)", &reporter_pw);
+    assert!(!o.status.success(), "reporter could create a table");
+    assert!(text(&o).contains("denied"), "{}", text(&o));
+    let o = as_user("reporter", "main", "SELECT 1", &reporter_pw);
+    assert!(!o.status.success(), "reporter reached main");
+
+    // A code deploy, then a rollback to release 1: code goes back, the rows stay.
+    app.write("VERSION", "2\n");
+    app.commit("v2");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    assert!(o.status.success(), "push 2:\n{}", text(&o));
+    assert!(server.get(host, "/").unwrap().1.ends_with(" v2"));
+    assert_eq!(sum(&password), "6");
+    let o = server.ssh(&server.key, "git", "rollback demo main 1");
+    assert!(o.status.success(), "rollback: {}", text(&o));
+    assert!(server.get(host, "/").unwrap().1.ends_with(" v1"));
+    assert_eq!(sum(&password), "6");
+}
