@@ -539,6 +539,14 @@ pub(crate) fn services(
             }
         };
         check_catalog(&kind, &version, &p.with("type"), &tnode.pos, diags);
+        if let Some(d) = e.value.get("disk") {
+            if kind != "network-storage" && slipway_stack::service_software(&kind).is_some() {
+                diags.push(p.with("disk").warning(
+                    &d.pos,
+                    format!("the `disk` of a {kind} service is not enforced yet: its data is not size-limited (a network-storage service's and the apps' are)"),
+                ));
+            }
+        }
         let disk = match e.value.get("disk").map(|d| &d.kind) {
             Some(Kind::Int(i)) if *i >= 0 => Some(*i as u64),
             _ => None,
@@ -687,7 +695,30 @@ fn check_catalog(
                 ),
             ));
         }
-        Some(_) => {}
+        Some(_) => runs_here(kind, version, path, pos, diags),
+    }
+}
+
+/// A service type Platform.sh knows but no stack of this server provides is accepted with
+/// a warning (the service is not started; relationships to it get no host), and a version
+/// the server lacks names the one used, in config check and push alike.
+fn runs_here(kind: &str, version: &str, path: &KeyPath, pos: &Pos, diags: &mut Vec<Diagnostic>) {
+    if kind == "network-storage" {
+        return;
+    }
+    match slipway_stack::resolve_service(kind, version) {
+        Ok(r) => {
+            if let Some(w) = r.warning() {
+                diags.push(path.warning(pos, w));
+            }
+        }
+        Err(_) => diags.push(path.warning(
+            pos,
+            format!(
+                "this server does not run `{kind}` services (it runs {}, network-storage): the service is not started and its relationships get no host",
+                slipway_stack::resolve::SERVICE_TYPES.join(", ")
+            ),
+        )),
     }
 }
 

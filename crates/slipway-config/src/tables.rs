@@ -242,18 +242,22 @@ const RESOURCES: Shape = Shape::Obj(&[
 /// One worker.
 const WORKER: Shape = Shape::Obj(&[
     acted("commands", COMMANDS, "Commands that run the worker."),
-    acted(
+    ignored(
         "mounts",
         MOUNTS,
-        "Mounts of the worker (default: the app's).",
+        "Mounts of the worker (Slipway gives a worker the app's).",
     ),
-    acted(
+    ignored(
         "relationships",
         RELATIONSHIPS,
-        "Relationships of the worker (default: the app's).",
+        "Relationships of the worker (Slipway gives a worker the app's).",
     ),
     acted("variables", VARIABLES, "Extra variables of the worker."),
-    acted("disk", Shape::PosInt, "Persistent disk in MB."),
+    ignored(
+        "disk",
+        Shape::PosInt,
+        "Persistent disk in MB (Slipway: the app's).",
+    ),
     acted("size", Shape::Str, "Container size (default: the app's)."),
     ignored("access", Shape::Any, "Who may SSH into the worker."),
     ignored("timezone", Shape::Str, "Time zone of the worker."),

@@ -79,17 +79,39 @@ pub fn expires_value(v: &Value) -> Result<CacheLifetime, String> {
     Ok(CacheLifetime::Seconds(total))
 }
 
-/// Compile a rule's regular expression as the router does.
-pub fn rule_regex(pattern: &str) -> Result<regex::Regex, String> {
-    regex::RegexBuilder::new(pattern)
+/// How many backtracking steps one match of a rule may take before it counts as no match
+/// (look-around and backreferences backtrack; this bounds a catastrophic pattern).
+pub const RULE_BACKTRACK_LIMIT: usize = 100_000;
+
+/// Compile a rule's regular expression as the router does. Platform.sh's rules are PCRE
+/// (nginx's): look-around and backreferences are accepted (`fancy-regex`, which hands
+/// everything else to the `regex` crate's automata), matching bounded by
+/// [`RULE_BACKTRACK_LIMIT`].
+pub fn rule_regex(pattern: &str) -> Result<fancy_regex::Regex, String> {
+    // The size limit, checked by the `regex` crate itself (which fancy-regex builds lazily).
+    if let Err(regex::Error::CompiledTooBig(_)) = regex::RegexBuilder::new(pattern)
         .size_limit(MAX_RULE_REGEX_SIZE)
         .build()
-        .map_err(|e| match e {
-            regex::Error::CompiledTooBig(_) => format!(
-                "the regular expression `{pattern}` is too large (over {} KiB compiled)",
-                MAX_RULE_REGEX_SIZE / 1024
-            ),
-            e => format!("`{pattern}` is not a valid regular expression: {e}"),
+    {
+        return Err(format!(
+            "the regular expression `{pattern}` is too large (over {} KiB compiled)",
+            MAX_RULE_REGEX_SIZE / 1024
+        ));
+    }
+    fancy_regex::RegexBuilder::new(pattern)
+        .delegate_size_limit(MAX_RULE_REGEX_SIZE)
+        .backtrack_limit(RULE_BACKTRACK_LIMIT)
+        .build()
+        .map_err(|e| {
+            let why = e.to_string();
+            if why.contains("size limit") || why.contains("too big") {
+                format!(
+                    "the regular expression `{pattern}` is too large (over {} KiB compiled)",
+                    MAX_RULE_REGEX_SIZE / 1024
+                )
+            } else {
+                format!("`{pattern}` is not a valid regular expression: {why}")
+            }
         })
 }
 

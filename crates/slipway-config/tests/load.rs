@@ -40,7 +40,26 @@ fn platform_app_at_root_with_services_and_routes() {
     ]);
     let l = load(&DirSource::new(d.path())).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(l.format, Format::PlatformSh);
-    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    // A service version the server lacks names the one used; a type it does not run is
+    // accepted with a warning (never silently).
+    let warnings: Vec<String> = l.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    assert!(
+        warnings[0].contains(".platform/services.yaml:2:9")
+            && warnings[0]
+                .contains("postgresql:16 is not available on this server; using postgresql:17"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[1].contains(".platform/services.yaml:3:9")
+            && warnings[1].contains("the `disk` of a postgresql service is not enforced yet"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[2].contains(".platform/services.yaml:8:9")
+            && warnings[2].contains("does not run `elasticsearch` services"),
+        "{warnings:?}"
+    );
     let t = &l.topology;
     let a = &t.applications[0];
     assert_eq!(a.name, "app");

@@ -16,9 +16,9 @@
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
+use fancy_regex::{Regex, RegexBuilder};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, StatusCode};
-use regex::{Regex, RegexBuilder};
 
 use crate::files::{self, Opened, StaticAnswer};
 use crate::routes::RouteError;
@@ -27,6 +27,10 @@ use crate::table::path_matches;
 
 /// Largest compiled size of one rule's regular expression (as the config check allows).
 pub const MAX_RULE_REGEX_SIZE: usize = 1 << 20;
+
+/// Backtracking steps one rule match may take (look-around, backreferences) before it
+/// counts as no match (as the config check says).
+pub const RULE_BACKTRACK_LIMIT: usize = 100_000;
 
 /// An app's locations, compiled: roots opened, regular expressions built.
 #[derive(Debug)]
@@ -153,8 +157,16 @@ impl WebSite {
             let headers = compile_headers(&loc.headers).map_err(|why| bad(&loc.prefix, why))?;
             let mut rules = Vec::with_capacity(loc.rules.len());
             for rule in &loc.rules {
+                if let Err(e @ regex::Error::CompiledTooBig(_)) =
+                    regex::RegexBuilder::new(&rule.pattern)
+                        .size_limit(MAX_RULE_REGEX_SIZE)
+                        .build()
+                {
+                    return Err(bad(&loc.prefix, format!("rule `{}`: {e}", rule.pattern)));
+                }
                 let regex = RegexBuilder::new(&rule.pattern)
-                    .size_limit(MAX_RULE_REGEX_SIZE)
+                    .delegate_size_limit(MAX_RULE_REGEX_SIZE)
+                    .backtrack_limit(RULE_BACKTRACK_LIMIT)
                     .build()
                     .map_err(|e| bad(&loc.prefix, format!("rule `{}`: {e}", rule.pattern)))?;
                 let headers = match &rule.headers {
@@ -206,7 +218,11 @@ impl WebSite {
         else {
             return Resolved::Forward;
         };
-        let rule = loc.rules.iter().find(|r| r.regex.is_match(&path.decoded));
+        // A match over the backtracking limit counts as no match.
+        let rule = loc
+            .rules
+            .iter()
+            .find(|r| r.regex.is_match(&path.decoded).unwrap_or(false));
         let passthru = rule
             .and_then(|r| r.passthru.as_ref())
             .unwrap_or(&loc.passthru);

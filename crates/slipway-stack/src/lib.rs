@@ -19,6 +19,8 @@ mod unpack;
 pub use build::BuildOptions;
 pub use catalog::{Language, Stack, Suite, CATALOG};
 pub use error::StackError;
-pub use resolve::{resolve, resolve_any, resolve_service, resolve_type, Resolution, ResolveError};
+pub use resolve::{
+    resolve, resolve_any, resolve_service, resolve_type, service_software, Resolution, ResolveError,
+};
 pub use store::{BuiltStack, StackStore, STACK_LABEL};
 pub use unpack::{dir_size, unpack_layer};

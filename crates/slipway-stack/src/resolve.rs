@@ -19,12 +19,20 @@ impl Resolution {
     /// The warning to show when the stack is a substitute: names both versions.
     pub fn warning(&self) -> Option<String> {
         self.substituted_for.as_ref().map(|asked| {
-            format!(
-                "{lang}:{asked} is not available on this server; using {lang}:{used}, the nearest newer {lang} {major}.x",
-                lang = self.stack.language,
-                used = self.stack.version,
-                major = major(asked),
-            )
+            if major(asked) == major(self.stack.version) {
+                format!(
+                    "{lang}:{asked} is not available on this server; using {lang}:{used}, the nearest newer {lang} {major}.x",
+                    lang = self.stack.language,
+                    used = self.stack.version,
+                    major = major(asked),
+                )
+            } else {
+                format!(
+                    "{lang}:{asked} is not available on this server; using {lang}:{used}, the nearest version it has (another major version: its data is created by {lang} {used})",
+                    lang = self.stack.language,
+                    used = self.stack.version,
+                )
+            }
         })
     }
 }
@@ -132,7 +140,27 @@ pub fn resolve_service(service_type: &str, version: &str) -> Result<Resolution, 
     let software = service_software(service_type).ok_or_else(|| ResolveError::UnknownService {
         service: service_type.to_string(),
     })?;
-    resolve_version(software, version)
+    match resolve_version(software, version) {
+        // A service is created once per environment from what the server has: a version of
+        // another major is used too (the nearest newer, else the newest), with the warning.
+        Err(ResolveError::UnknownVersion { .. }) => {
+            let asked = version_key(version);
+            let all: Vec<&'static Stack> = catalog::versions(software).collect();
+            let stack = all
+                .iter()
+                .find(|s| version_key(s.version) > asked)
+                .or(all.last())
+                .copied()
+                .ok_or_else(|| ResolveError::UnknownService {
+                    service: service_type.to_string(),
+                })?;
+            Ok(Resolution {
+                stack,
+                substituted_for: Some(version.to_string()),
+            })
+        }
+        other => other,
+    }
 }
 
 /// Resolve an app's or a service's `NAME:VERSION` (`slipway stack build`, tests).

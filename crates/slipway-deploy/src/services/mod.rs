@@ -392,6 +392,14 @@ pub async fn converge(
             if svc.r#type == "network-storage" {
                 continue;
             }
+            if slipway_stack::service_software(&svc.r#type).is_none() {
+                // Warned at validate as well: accepted, never started.
+                out.line(&format!(
+                    "       warning: service {}: this server does not run `{}` services; not started",
+                    svc.name, svc.r#type
+                ));
+                continue;
+            }
             let t = Instant::now();
             let existing = state
                 .service(project, env, &svc.name)
