@@ -247,6 +247,7 @@ pub(crate) fn application(
     }
     app.workers = json_map(node.get("workers"));
     app.crons = json_map(node.get("crons"));
+    app.runtime = crate::php::runtime(node.get("runtime"), &path.with("runtime"), diags);
     AppRecord {
         app,
         name_pos,

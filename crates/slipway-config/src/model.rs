@@ -176,6 +176,9 @@ pub struct Application {
     pub workers: BTreeMap<String, serde_json::Value>,
     /// Cron jobs by name, as written.
     pub crons: BTreeMap<String, serde_json::Value>,
+    /// `runtime`: PHP extensions and pool sizing (read for PHP apps only).
+    #[serde(default)]
+    pub runtime: crate::php::PhpRuntime,
 }
 
 impl Application {

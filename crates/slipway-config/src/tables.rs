@@ -50,6 +50,48 @@ const LOCATION: Shape = Shape::Obj(&[
     ignored("request_buffering", Shape::Any, "Request body buffering settings."),
 ]);
 
+/// One entry of `runtime.extensions` or `runtime.disabled_extensions`.
+const PHP_EXTENSION: Shape = Shape::Any;
+
+/// `runtime` (PHP apps).
+const RUNTIME: Shape = Shape::Obj(&[
+    acted(
+        "extensions",
+        Shape::Seq(
+            &PHP_EXTENSION,
+            "A PHP extension name (or `{name, configuration}`).",
+        ),
+        "PHP extensions to load; an unknown name is refused.",
+    ),
+    acted(
+        "disabled_extensions",
+        Shape::Seq(&PHP_EXTENSION, "A PHP extension name."),
+        "PHP extensions not to load.",
+    ),
+    acted(
+        "sizing_hints",
+        Shape::Obj(&[
+            acted(
+                "request_memory",
+                Shape::PosInt,
+                "MB one PHP-FPM worker uses (default 45).",
+            ),
+            acted(
+                "reserved_memory",
+                Shape::PosInt,
+                "MB of the container kept for everything else (default 70).",
+            ),
+        ]),
+        "How the PHP-FPM pool is sized: (memory - reserved_memory) / request_memory workers.",
+    ),
+    ignored("xdebug", Shape::Any, "Xdebug settings."),
+    ignored(
+        "quicklisten",
+        Shape::Any,
+        "Platform.sh's PHP-FPM quick-listen option.",
+    ),
+]);
+
 /// `web`.
 const WEB: Shape = Shape::Obj(&[
     acted(
@@ -303,7 +345,7 @@ macro_rules! app_fields {
             acted("workers", Shape::Map(&WORKER, "A background process of the app."), "Background processes run from the same slug."),
             acted("crons", Shape::Map(&CRON, "A scheduled job."), "Scheduled jobs."),
             acted("stack", Shape::Any, "Upsun composable image packages: the first `LANGUAGE@VERSION` (e.g. `php@8.4`) is the app's stack when `type` is absent or `composable:*`; other entries are ignored with a warning."),
-            ignored("runtime", Shape::Any, "Runtime settings (PHP extensions, sizing hints, ...)."),
+            acted("runtime", RUNTIME, "Runtime settings of PHP apps: extensions and PHP-FPM pool sizing."),
             ignored("timezone", Shape::Str, "Time zone of crons."),
             ignored("access", Shape::Any, "Who may SSH into the app."),
             ignored("firewall", Shape::Any, "Outbound firewall rules."),

@@ -266,26 +266,49 @@ fn huge_and_non_utf8_files_are_refused() {
 fn warnings_do_not_fail_and_errors_carry_warnings_too() {
     let d = tree(&[(
         ".platform.app.yaml",
-        b"name: app\ntype: php:8.4\nruntime: {extensions: [redis]}\naccess: {ssh: admin}\n",
+        b"name: app\ntype: php:8.4\nfirewall: {outbound: []}\naccess: {ssh: admin}\n",
     )]);
     let l = load(&DirSource::new(d.path())).unwrap();
     let w: Vec<String> = l.warnings.iter().map(|w| w.to_string()).collect();
     assert_eq!(w.len(), 2, "{w:?}");
     assert!(
-        w[0].starts_with(".platform.app.yaml:3:1: warning: `runtime`"),
+        w[0].starts_with(".platform.app.yaml:3:1: warning: `firewall`"),
         "{w:?}"
     );
-    assert!(w[0].ends_with("(at runtime)"), "{w:?}");
+    assert!(w[0].ends_with("(at firewall)"), "{w:?}");
 
     let d = tree(&[(
         ".platform.app.yaml",
-        b"name: app\ntype: php:8.4\nruntime: {}\ndisk: -1\n",
+        b"name: app\ntype: php:8.4\nfirewall: {}\ndisk: -1\n",
     )]);
     let all = load(&DirSource::new(d.path())).unwrap_err();
     assert!(all.has_errors());
     assert_eq!(all.0.len(), 2, "{all}");
     assert_eq!(all.0[0].severity, Severity::Warning);
     assert_eq!(all.to_string().lines().count(), 2);
+}
+
+#[test]
+fn an_unknown_php_extension_is_refused_at_its_position() {
+    let d = tree(&[(
+        ".platform.app.yaml",
+        b"name: app\ntype: php:8.4\nruntime:\n  extensions:\n    - redis\n    - blackfire\n    - nosuchext\n  sizing_hints: {request_memory: 20}\n",
+    )]);
+    let errs = errors_of(d.path());
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with(".platform.app.yaml:7:7: error: unknown PHP extension `nosuchext`"),
+        "{errs:?}"
+    );
+    let d = tree(&[(
+        ".platform.app.yaml",
+        b"name: app\ntype: php:8.4\nruntime:\n  extensions: [redis]\n  disabled_extensions: [opcache]\n  sizing_hints: {request_memory: 20}\n",
+    )]);
+    let l = load(&DirSource::new(d.path())).unwrap();
+    let app = &l.topology.applications[0];
+    assert_eq!(app.runtime.extensions, ["redis"]);
+    assert_eq!(app.runtime.disabled_extensions, ["opcache"]);
+    assert_eq!(app.runtime.request_memory_mb, 20);
 }
 
 #[test]

@@ -130,6 +130,10 @@ pub struct AppInstance {
     /// mounts were acted on, which had none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<crate::mounts::AppMount>,
+    /// Whether the app is PHP-FPM ([`crate::php`]): the router speaks FastCGI to it and
+    /// the health check is a TCP connect.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fastcgi: bool,
 }
 
 /// The spec of a release: its apps and how they are reached.

@@ -57,7 +57,15 @@ pub async fn wait_app(
             Ok(Some(_)) => {}
             Err(e) => return Err(format!("app {}: {e}", app.name)),
         }
-        if let Ok(status) =
+        if app.fastcgi {
+            // PHP-FPM speaks FastCGI, not HTTP: listening is what it takes.
+            if slipway_router::probe_tcp(Some(&ns), app.port, Duration::from_secs(2))
+                .await
+                .is_ok()
+            {
+                return Ok(0);
+            }
+        } else if let Ok(status) =
             slipway_router::probe_http(Some(&ns), app.port, Duration::from_secs(2)).await
         {
             return Ok(status);
@@ -106,7 +114,11 @@ pub async fn run(
         })?;
         out.phase_done(
             &format!("health check {}", app.name),
-            &format!("HTTP {status} on port {}", app.port),
+            &if app.fastcgi {
+                format!("PHP-FPM listening on port {}", app.port)
+            } else {
+                format!("HTTP {status} on port {}", app.port)
+            },
             t,
         );
     }

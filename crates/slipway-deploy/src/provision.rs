@@ -75,7 +75,13 @@ pub fn plan(
                 release.number,
             ),
             port,
-            start: app.web.start.clone().unwrap_or_default(),
+            start: if crate::php::serves(app) {
+                let limits = crate::isolation::app_limits(app.size, app.resources);
+                crate::php::start_command(app, port, limits.memory_bytes)
+            } else {
+                app.web.start.clone().unwrap_or_default()
+            },
+            fastcgi: crate::php::serves(app),
             env,
             tree: b.tree.clone(),
             build_key: b.build_key.clone(),

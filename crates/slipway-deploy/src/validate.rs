@@ -45,13 +45,14 @@ pub fn run(
         out.line(&format!("       {w}"));
     }
     for app in &loaded.topology.applications {
-        if app
-            .web
-            .start
-            .as_deref()
-            .map(str::trim)
-            .unwrap_or("")
-            .is_empty()
+        if !crate::php::serves(app)
+            && app
+                .web
+                .start
+                .as_deref()
+                .map(str::trim)
+                .unwrap_or("")
+                .is_empty()
         {
             return Err(PhaseError::new(
                 "validate",

@@ -66,6 +66,7 @@ fn main() -> ExitCode {
                     app_dir: dir.into(),
                     tag: "bench".into(),
                     locations: vec![root],
+                    fastcgi: false,
                 },
             )];
         }

@@ -76,3 +76,17 @@ async fn probe(netns: Option<&Path>, port: u16) -> Result<u16, ProbeError> {
     let resp = result.map_err(|source| ProbeError::Http { port, source })?;
     Ok(resp.status().as_u16())
 }
+
+/// Connect to `127.0.0.1:port` in `netns` and close again: whether something listens
+/// there (the health check of a FastCGI app, which speaks no HTTP). Bounded by `timeout`.
+pub async fn probe_tcp(
+    netns: Option<&Path>,
+    port: u16,
+    timeout: Duration,
+) -> Result<(), ProbeError> {
+    match tokio::time::timeout(timeout, netns::connect(netns, port)).await {
+        Ok(Ok(_stream)) => Ok(()),
+        Ok(Err(source)) => Err(ProbeError::Connect { port, source }),
+        Err(_) => Err(ProbeError::Timeout { port, timeout }),
+    }
+}

@@ -105,6 +105,26 @@ pub(crate) async fn handle(
                     forward(router, client, req, host_value, request_id, guard, pool).await
                 }
                 Resolved::Answer(answer) => static_response(answer, guard, &request_id),
+                Resolved::Script(call) => {
+                    let remote = client.forwarded_for.to_str().unwrap_or("").to_string();
+                    let (name, port) = match host.rsplit_once(':') {
+                        Some((n, p)) if !n.ends_with(']') || p.parse::<u16>().is_ok() => {
+                            (n.to_string(), p.parse().unwrap_or(80))
+                        }
+                        _ => (host.to_string(), 80),
+                    };
+                    crate::fastcgi::respond(
+                        pool.upstream(),
+                        req,
+                        call,
+                        &remote,
+                        &name,
+                        port,
+                        &request_id,
+                        guard,
+                    )
+                    .await
+                }
             }
         }
         Picked::Answer(answer) => router_answer(answer, host, &request_id),
