@@ -201,7 +201,7 @@ fn a_php_app_is_served_by_php_fpm_behind_its_locations() {
 }
 
 #[test]
-fn an_unknown_php_extension_is_refused_at_push_and_config_check() {
+fn an_unknown_php_extension_and_a_missing_start_are_refused_at_push_and_config_check() {
     let server = Server::start();
     let app = App::demo(server.dir.path(), "badext");
     app.write(
@@ -214,6 +214,24 @@ fn an_unknown_php_extension_is_refused_at_push_and_config_check() {
     let out = text(&o);
     assert!(!o.status.success(), "{out}");
     let want = ".platform.app.yaml:6:7: error: unknown PHP extension `nosuchext`";
+    assert!(out.contains(want), "{out}");
+    let o = run(Command::new(slipway_bin())
+        .args(["config", "check"])
+        .arg(&app.dir));
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains(want), "{out}");
+
+    // A non-PHP app without a start command: refused alike, at the same position.
+    app.write(
+        ".platform.app.yaml",
+        "name: app\ntype: python:3.11\nweb:\n  commands:\n    start: ''\n",
+    );
+    app.commit("no start command");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    let want = ".platform.app.yaml:5:12: error: app 'app' has no start command";
     assert!(out.contains(want), "{out}");
     let o = run(Command::new(slipway_bin())
         .args(["config", "check"])

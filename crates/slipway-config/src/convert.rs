@@ -248,6 +248,9 @@ pub(crate) fn application(
     app.workers = json_map(node.get("workers"));
     app.crons = json_map(node.get("crons"));
     app.runtime = crate::php::runtime(node.get("runtime"), &path.with("runtime"), diags);
+    if let Some(d) = crate::php::missing_start(&app, node, &name_pos, &path) {
+        diags.push(d);
+    }
     AppRecord {
         app,
         name_pos,

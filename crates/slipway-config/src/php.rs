@@ -229,6 +229,60 @@ pub(crate) fn runtime(
     rt
 }
 
+/// Whether an app of type `type_name` (`php:8.4`, `php@8.4`, `php`) runs PHP.
+pub fn is_php_type(type_name: Option<&str>) -> bool {
+    type_name.is_some_and(|t| t == "php" || t.starts_with("php:") || t.starts_with("php@"))
+}
+
+/// Whether `app` is served by PHP-FPM: a PHP app with no start command.
+pub fn served_by_fpm(app: &crate::Application) -> bool {
+    is_php_type(app.r#type.as_deref())
+        && app
+            .web
+            .start
+            .as_deref()
+            .map(str::trim)
+            .unwrap_or("")
+            .is_empty()
+}
+
+/// The refusal of an app that is not PHP and has no start command, at the deepest of
+/// `web.commands.start`, `web.commands`, `web` that is written (else at the app's name).
+pub(crate) fn missing_start(
+    app: &crate::Application,
+    node: &Node,
+    name_pos: &crate::yaml::Pos,
+    path: &KeyPath,
+) -> Option<Diagnostic> {
+    if is_php_type(app.r#type.as_deref())
+        || !app
+            .web
+            .start
+            .as_deref()
+            .map(str::trim)
+            .unwrap_or("")
+            .is_empty()
+    {
+        return None;
+    }
+    let web = node.get("web");
+    let commands = web.and_then(|w| w.get("commands"));
+    let start = commands.and_then(|c| c.get("start"));
+    let (pos, kp) = match (web, commands, start) {
+        (_, _, Some(s)) => (&s.pos, path.with("web").with("commands").with("start")),
+        (_, Some(c), None) => (&c.pos, path.with("web").with("commands")),
+        (Some(w), None, None) => (&w.pos, path.with("web")),
+        (None, None, None) => (name_pos, path.with("name")),
+    };
+    Some(kp.error(
+        pos,
+        format!(
+            "app '{}' has no start command: set web.commands.start (or a `web:` line in the Procfile)",
+            app.name
+        ),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

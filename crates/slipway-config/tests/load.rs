@@ -124,7 +124,7 @@ fn platform_app_at_root_with_services_and_routes() {
 
 #[test]
 fn upsun_and_slipway_single_file_and_priority() {
-    let upsun = b"applications:\n  front:\n    type: nodejs:20\n    source: {root: front}\n    web: {commands: {start: npm start}}\n  api:\n    type: python:3.12\n    source: {root: api}\n    relationships: {db: 'db:mysql'}\nservices:\n  db: {type: 'mariadb:10.6'}\nroutes:\n  'https://{default}/': {type: upstream, upstream: 'front:http'}\n  'https://api.{default}/': {type: upstream, upstream: 'api:http', primary: true}\n";
+    let upsun = b"applications:\n  front:\n    type: nodejs:20\n    source: {root: front}\n    web: {commands: {start: npm start}}\n  api:\n    type: python:3.12\n    source: {root: api}\n    relationships: {db: 'db:mysql'}\n    web: {commands: {start: python3 main.py}}\nservices:\n  db: {type: 'mariadb:10.6'}\nroutes:\n  'https://{default}/': {type: upstream, upstream: 'front:http'}\n  'https://api.{default}/': {type: upstream, upstream: 'api:http', primary: true}\n";
     let d = tree(&[
         (".upsun/config.yaml", upsun),
         ("front/package.json", b"{}"),
@@ -152,7 +152,7 @@ fn upsun_and_slipway_single_file_and_priority() {
     let d2 = tree(&[
         (
             ".slipway/config.yaml",
-            b"applications:\n  app:\n    type: ruby:3.3\n",
+            b"applications:\n  app:\n    type: ruby:3.3\n    web: {commands: {start: x}}\n",
         ),
         (".upsun/config.yaml", upsun),
     ]);
@@ -289,6 +289,22 @@ fn warnings_do_not_fail_and_errors_carry_warnings_too() {
 }
 
 #[test]
+fn an_app_without_a_start_command_is_refused_unless_php() {
+    let d = tree(&[(
+        ".platform.app.yaml",
+        b"name: app\ntype: python:3.11\nweb:\n  commands:\n    start: ''\n",
+    )]);
+    assert_eq!(
+        errors_of(d.path()),
+        [".platform.app.yaml:5:12: error: app 'app' has no start command: set web.commands.start (or a `web:` line in the Procfile) (at web.commands.start)"]
+    );
+    let d = tree(&[(".platform.app.yaml", b"name: app\ntype: python:3.11\n")]);
+    assert_eq!(errors_of(d.path()).len(), 1);
+    let d = tree(&[(".platform.app.yaml", b"name: app\ntype: php:8.4\n")]);
+    assert!(load(&DirSource::new(d.path())).is_ok());
+}
+
+#[test]
 fn an_unknown_php_extension_is_refused_at_its_position() {
     let d = tree(&[(
         ".platform.app.yaml",
@@ -317,7 +333,7 @@ fn includes_are_read_relative_to_the_including_file() {
         ("api/.platform.app.yaml", b"name: api\ntype: php:8.3\nhooks:\n  deploy: !include\n    type: string\n    path: scripts/deploy.sh\n"),
         ("api/scripts/deploy.sh", b"#!/bin/sh\necho deploy\n"),
         (".platform/applications.yaml", b"- !include web.app.yaml\n"),
-        (".platform/web.app.yaml", b"name: web\ntype: nodejs:20\nsource: {root: web}\n"),
+        (".platform/web.app.yaml", b"name: web\ntype: nodejs:20\nsource: {root: web}\nweb: {commands: {start: x}}\n"),
         ("web/index.js", b""),
         (".platform/routes.yaml", b"'https://{default}/': {type: upstream, upstream: 'web:http'}\n'https://api.{default}/': {type: upstream, upstream: 'api:http'}\n"),
         (".platform/services.yaml", b"solr:\n  type: solr:9.1\n  configuration:\n    conf_dir: !archive \"solr-conf\"\n"),
@@ -426,7 +442,10 @@ fn dir_source_contract() {
 /// `FILE:LINE:COL` with the versions there are and a did-you-mean.
 #[test]
 fn app_types_resolve_to_stacks() {
-    let d = tree(&[(".platform.app.yaml", b"name: app\ntype: 'python:3.12'\n")]);
+    let d = tree(&[(
+        ".platform.app.yaml",
+        b"name: app\ntype: 'python:3.12'\nweb: {commands: {start: x}}\n",
+    )]);
     let l = load(&DirSource::new(d.path())).unwrap_or_else(|e| panic!("{e}"));
     let w: Vec<String> = l.warnings.iter().map(|w| w.to_string()).collect();
     assert_eq!(
@@ -436,7 +455,7 @@ fn app_types_resolve_to_stacks() {
 
     let d = tree(&[(
         ".upsun/config.yaml",
-        b"applications:\n  web:\n    type: php:7.4\n  api:\n    type: pyhton:3.11\n  ok:\n    type: nodejs:22\n",
+        b"applications:\n  web:\n    type: php:7.4\n  api:\n    type: pyhton:3.11\n  ok:\n    type: nodejs:22\n    web: {commands: {start: x}}\n",
     )]);
     let e = load(&DirSource::new(d.path())).unwrap_err().to_string();
     assert!(
@@ -456,7 +475,7 @@ fn app_types_resolve_to_stacks() {
 fn upsun_stack_lists_name_the_stack() {
     let d = tree(&[(
         ".upsun/config.yaml",
-        b"applications:\n  app:\n    type: composable:25.05\n    stack:\n      - php@8.3:\n          extensions: [redis]\n      - nodejs@22\n      - clamav\n  tool:\n    stack: [python@3.13]\nroutes:\n  'http://{default}/': {type: upstream, upstream: 'app:http'}\n",
+        b"applications:\n  app:\n    type: composable:25.05\n    stack:\n      - php@8.3:\n          extensions: [redis]\n      - nodejs@22\n      - clamav\n  tool:\n    stack: [python@3.13]\n    web: {commands: {start: x}}\nroutes:\n  'http://{default}/': {type: upstream, upstream: 'app:http'}\n",
     )]);
     let l = load(&DirSource::new(d.path())).unwrap_or_else(|e| panic!("{e}"));
     let t = &l.topology;
@@ -499,7 +518,7 @@ fn mount_source_paths_that_leave_their_source_are_refused() {
         ("a/../../x", "leaves the mount's source"),
     ] {
         let app = format!(
-            "name: app\ntype: 'python:3.12'\nmounts:\n  uploads:\n    source: local\n    source_path: '{hostile}'\n"
+            "name: app\ntype: 'python:3.12'\nmounts:\n  uploads:\n    source: local\n    source_path: '{hostile}'\nweb: {{commands: {{start: x}}}}\n"
         );
         let d = tree(&[(".platform.app.yaml", app.as_bytes())]);
         let errs = errors_of(d.path());
@@ -514,7 +533,7 @@ fn mount_source_paths_that_leave_their_source_are_refused() {
     }
     for legit in ["uploads", "files/a/../b", "./data"] {
         let app = format!(
-            "name: app\ntype: 'python:3.12'\nmounts:\n  uploads:\n    source: local\n    source_path: '{legit}'\n"
+            "name: app\ntype: 'python:3.12'\nmounts:\n  uploads:\n    source: local\n    source_path: '{legit}'\nweb: {{commands: {{start: x}}}}\n"
         );
         let d = tree(&[(".platform.app.yaml", app.as_bytes())]);
         let loaded = load(&DirSource::new(d.path())).unwrap_or_else(|e| panic!("{legit}: {e}"));

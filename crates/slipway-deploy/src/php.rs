@@ -14,17 +14,7 @@ use slipway_config::Application;
 
 /// Whether `app` is served by PHP-FPM: a `php` app with no start command.
 pub fn serves(app: &Application) -> bool {
-    let php = app
-        .r#type
-        .as_deref()
-        .is_some_and(|t| t == "php" || t.starts_with("php:") || t.starts_with("php@"));
-    php && app
-        .web
-        .start
-        .as_deref()
-        .map(str::trim)
-        .unwrap_or("")
-        .is_empty()
+    slipway_config::php::served_by_fpm(app)
 }
 
 /// The shell command that starts PHP-FPM for `app` on `port`, in a container of
