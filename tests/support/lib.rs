@@ -35,7 +35,7 @@ pub fn slipway_bin() -> PathBuf {
 
 /// The stacks every test server runs its apps on (`Server` builds them once per machine,
 /// see [`cached_stack`]); a test app's `type` must name one of these.
-pub const TEST_STACKS: &[&str] = &["python:3.11", "nodejs:22"];
+pub const TEST_STACKS: &[&str] = &["python:3.11", "nodejs:22", "php:8.4"];
 
 /// The stacks folder shared by every test run on this machine (`SLIPWAY_STACKS_DIR` of
 /// every test server): one store holding every stack the tests use.

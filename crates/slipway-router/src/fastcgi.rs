@@ -403,6 +403,39 @@ async fn next_output(
     }
 }
 
+/// Read `data` as what PHP-FPM sends back: records taken off one at a time (none may
+/// claim more bytes than there are, each consumes exactly its header, content and
+/// padding), then the CGI head of the joined `FCGI_STDOUT`, if it has one (a parsed
+/// status is a valid HTTP status). Panics on any disagreement. For the fuzz target.
+pub(crate) fn check_answer(data: &[u8]) {
+    let mut buf = BytesMut::from(data);
+    let mut stdout = Vec::new();
+    loop {
+        let before = buf.len();
+        let Some(rec) = parse_record(&mut buf) else {
+            break;
+        };
+        let padding = data[data.len() - before + 6] as usize;
+        assert_eq!(before - buf.len(), 8 + rec.content.len() + padding);
+        if rec.kind == STDOUT {
+            stdout.extend_from_slice(&rec.content);
+        }
+        // What we write, we read back the same.
+        let mut out = Vec::new();
+        put_record(&mut out, rec.kind, &rec.content);
+        let mut again = BytesMut::from(&out[..]);
+        let back = parse_record(&mut again).expect("a written record parses");
+        assert_eq!((back.kind, &back.content[..]), (rec.kind, &rec.content[..]));
+        assert!(again.is_empty());
+    }
+    if let Some(end) = head_end(&stdout) {
+        if let Ok((status, headers)) = parse_head(&stdout[..end]) {
+            assert!((100..1000).contains(&status.as_u16()));
+            assert!(headers.len() <= 128);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
