@@ -7,9 +7,12 @@
 //! `variables.php` apply. An unknown extension is refused at push and by `config check`
 //! with its position.
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use slipway_e2e::{cached_stack, run, slipway_bin, text, App, Server};
@@ -198,6 +201,121 @@ fn a_php_app_is_served_by_php_fpm_behind_its_locations() {
     // The legitimate path still works.
     let (status, ..) = get(port, "/node/8");
     assert_eq!(status, 200);
+}
+
+/// One client of the load: `kind` 0 PHP GET, 1 PHP POST, 2 static file. Records the
+/// release each answer came from, and every failure.
+fn load_loop(
+    port: u16,
+    kind: usize,
+    stop: &AtomicBool,
+    seen: &Mutex<BTreeSet<String>>,
+    failures: &Mutex<Vec<String>>,
+    ok: &AtomicUsize,
+) {
+    let mut i = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        i += 1;
+        let (status, head, body) = match kind {
+            0 => get(port, &format!("/load/{i}?n={i}")),
+            1 => raw(
+                port,
+                &format!(
+                    "POST /load HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\nx={i}",
+                    format!("x={i}").len()
+                ),
+            ),
+            _ => get(port, "/version.css"),
+        };
+        let version = body
+            .lines()
+            .find_map(|l| l.strip_prefix("release="))
+            .map(str::to_string);
+        let expected = match kind {
+            0 => body.contains(&format!("uri=/load/{i}?n={i}\n")),
+            1 => body.contains(&format!("body=x={i}|{i}\n")),
+            _ => true,
+        };
+        match version {
+            Some(v) if status == 200 && expected => {
+                seen.lock().unwrap().insert(v);
+                ok.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => failures
+                .lock()
+                .unwrap()
+                .push(format!("kind {kind} #{i}: {status} {head} {body}")),
+        }
+    }
+}
+
+/// Deploys while PHP and static requests keep coming: none is lost, and every answer
+/// comes from a release that went live.
+#[test]
+fn deploys_under_mixed_php_and_static_load_lose_nothing() {
+    let stacks = cached_stack("php:8.4");
+    let stacks_dir = stacks.to_string_lossy().to_string();
+    let server = Server::start_with(&[
+        ("SLIPWAY_STACKS", "true"),
+        ("SLIPWAY_STACKS_DIR", &stacks_dir),
+        ("SLIPWAY_DRAIN_TIMEOUT", "3"),
+    ]);
+    let app = App::demo(server.dir.path(), "phpload");
+    app.write(".platform.app.yaml", CONFIG);
+    let release = |n: u32| {
+        app.write(
+            "web/index.php",
+            &format!("{INDEX}echo \"release={n}\\n\";\n"),
+        );
+        app.write("web/version.css", &format!("/*\nrelease={n}\n*/\n"));
+        app.commit(&format!("v{n}"));
+        let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+        assert!(
+            o.status.success(),
+            "push {n} failed:\n{}\n{}",
+            text(&o),
+            server.server_log()
+        );
+    };
+    release(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(BTreeSet::new()));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let port = server.http_port;
+    let threads: Vec<_> = (0..6)
+        .map(|i| {
+            let (stop, seen, failures, ok) =
+                (stop.clone(), seen.clone(), failures.clone(), ok.clone());
+            std::thread::spawn(move || load_loop(port, i % 3, &stop, &seen, &failures, &ok))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    for n in 2..=4 {
+        release(n);
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().expect("load thread");
+    }
+    let failures = failures.lock().unwrap().clone();
+    let ok = ok.load(Ordering::Relaxed);
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed; first: {:#?}",
+        failures.len(),
+        ok + failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(ok > 50, "only {ok} requests answered");
+    let seen = seen.lock().unwrap().clone();
+    let live: BTreeSet<String> = (1..=4).map(|n| n.to_string()).collect();
+    assert!(seen.is_subset(&live), "{seen:?}");
+    assert!(
+        seen.contains("4"),
+        "the last release never answered: {seen:?}"
+    );
 }
 
 #[test]

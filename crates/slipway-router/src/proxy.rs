@@ -106,6 +106,13 @@ pub(crate) async fn handle(
                 }
                 Resolved::Answer(answer) => static_response(answer, guard, &request_id),
                 Resolved::Script(call) => {
+                    // The same request fields the app would get over HTTP.
+                    let mut req = req;
+                    let headers = req.headers_mut();
+                    strip_hop_by_hop(headers);
+                    headers.insert(&X_REQUEST_ID, request_id.clone());
+                    join_cookies(headers);
+                    add_forwarded(headers, &client.forwarded_for, host_value.as_ref());
                     let remote = client.forwarded_for.to_str().unwrap_or("").to_string();
                     let (name, port) = match host.rsplit_once(':') {
                         Some((n, p)) if !n.ends_with(']') || p.parse::<u16>().is_ok() => {
