@@ -59,6 +59,7 @@ echo "host=" . ($_SERVER['HTTP_HOST'] ?? '') . "\n";
 echo "redis=" . (extension_loaded('redis') ? 'yes' : 'no') . "\n";
 echo "gmp=" . (extension_loaded('gmp') ? 'yes' : 'no') . "\n";
 echo "memory_limit=" . ini_get('memory_limit') . "\n";
+echo "user=" . (posix_getpwuid(posix_geteuid())['name'] ?? posix_geteuid()) . "\n";
 "#;
 
 /// One raw request; (status, head, body as text, chunk framing left in).
@@ -151,6 +152,8 @@ fn a_php_app_is_served_by_php_fpm_behind_its_locations() {
     assert!(body.contains("redis=yes\n"), "{body}");
     assert!(body.contains("gmp=no\n"), "{body}");
     assert!(body.contains("memory_limit=123M\n"), "{body}");
+    // PHP runs as the container's unprivileged `web` user.
+    assert!(body.contains("user=web\n"), "{body}");
     // Status from PHP.
     let (status, ..) = get(port, "/teapot");
     assert_eq!(status, 418);
