@@ -268,6 +268,10 @@ pub(crate) fn missing_start(
     let web = node.get("web");
     let commands = web.and_then(|w| w.get("commands"));
     let start = commands.and_then(|c| c.get("start"));
+    // A start of the wrong shape is already refused by the schema, at the same place.
+    if start.is_some_and(|s| !matches!(s.kind, Kind::Str(_) | Kind::Null)) {
+        return None;
+    }
     let (pos, kp) = match (web, commands, start) {
         (_, _, Some(s)) => (&s.pos, path.with("web").with("commands").with("start")),
         (_, Some(c), None) => (&c.pos, path.with("web").with("commands")),

@@ -33,7 +33,7 @@ const WEB_UPSTREAM: Shape = Shape::Obj(&[
     acted(
         "protocol",
         Shape::Str,
-        "Protocol spoken on the socket: `http` (what Slipway does) or `fastcgi`.",
+        "Protocol spoken on the socket: `http` (what Slipway does) or `fastcgi` (what a PHP app without a start command speaks: PHP-FPM).",
     ),
 ]);
 

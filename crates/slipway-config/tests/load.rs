@@ -302,6 +302,13 @@ fn an_app_without_a_start_command_is_refused_unless_php() {
     assert_eq!(errors_of(d.path()).len(), 1);
     let d = tree(&[(".platform.app.yaml", b"name: app\ntype: php:8.4\n")]);
     assert!(load(&DirSource::new(d.path())).is_ok());
+    // PHP-FPM is FastCGI on TCP: no warning for saying so.
+    let d = tree(&[(
+        ".platform.app.yaml",
+        b"name: app\ntype: php:8.4\nweb:\n  upstream: {socket_family: tcp, protocol: fastcgi}\n",
+    )]);
+    let l = load(&DirSource::new(d.path())).unwrap();
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
 }
 
 #[test]
