@@ -174,6 +174,16 @@ fn a_php_app_is_served_by_php_fpm_behind_its_locations() {
         "{body}"
     );
 
+    // A chunked POST body: read whole, then given to PHP with its length.
+    let (status, head, body) = raw(
+        port,
+        &format!(
+            "POST /chunked HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n4\r\nx=ab\r\n3\r\ncde\r\n0\r\n\r\n"
+        ),
+    );
+    assert_eq!(status, 200, "{head}\n{body}");
+    assert!(body.contains("body=x=abcde|abcde\n"), "{body}");
+
     // A .php file where scripts are on, with PATH_INFO.
     let (status, _, body) = get(port, "/info.php/a/b");
     assert_eq!(status, 200);

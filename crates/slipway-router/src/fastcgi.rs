@@ -2,7 +2,8 @@
 //! ([`crate::site::Site::fastcgi`]) goes to the app as one FastCGI request (role
 //! responder) on a connection of its own, with the CGI parameters nginx's
 //! `fastcgi_params` gives. The request body is streamed as `FCGI_STDIN` while the answer
-//! is read; the answer's CGI head (`Status:`, headers) becomes the HTTP response head and
+//! is read (a chunked one, of no known length, is read whole first, up to 64 MiB, since
+//! PHP reads only `CONTENT_LENGTH` bytes); the answer's CGI head (`Status:`, headers) becomes the HTTP response head and
 //! its body is streamed to the client as it comes.
 //!
 //! Connections are not pooled: PHP-FPM serves one request per connection unless asked to
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,6 +37,9 @@ const REQUEST_ID: u16 = 1;
 const MAX_CONTENT: usize = 65535;
 /// Largest CGI head (status and headers) accepted from the app.
 const MAX_HEAD: usize = 64 * 1024;
+/// Largest request body without a `Content-Length` (chunked), which is read whole
+/// first: PHP reads a body only as long as `CONTENT_LENGTH` says, as behind nginx.
+const MAX_CHUNKED_BODY: usize = 64 * 1024 * 1024;
 /// How long connecting to PHP-FPM may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -186,6 +190,10 @@ pub(crate) enum FastCgiError {
     NoHead,
     #[error("the app's CGI head is not valid: {0}")]
     BadHead(String),
+    #[error("a chunked request body over {MAX_CHUNKED_BODY} bytes")]
+    BodyTooLarge,
+    #[error("reading the request body: {0}")]
+    Body(String),
 }
 
 /// The CGI head of an answer: status and headers.
@@ -250,6 +258,14 @@ pub(crate) async fn respond(
             resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
             resp
         }
+        Err(FastCgiError::BodyTooLarge) => {
+            let mut resp = Response::new(full(
+                "413 Content Too Large: send a Content-Length with a body this large.\n",
+            ));
+            *resp.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+            resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
+            resp
+        }
         Err(e) => {
             tracing::warn!(upstream = %upstream.release, script = %call.script_filename, "FastCGI request failed: {e}");
             let mut resp =
@@ -274,6 +290,27 @@ async fn exchange(
     server_port: u16,
     guard: InFlightGuard,
 ) -> Result<Response<ProxyBody>, FastCgiError> {
+    let (mut parts, body) = req.into_parts();
+    // A body of unknown length is read whole first, to give PHP its CONTENT_LENGTH.
+    let mut body = if !parts.headers.contains_key(header::CONTENT_LENGTH) && !body.is_end_stream() {
+        let whole = http_body_util::Limited::new(body, MAX_CHUNKED_BODY)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    FastCgiError::BodyTooLarge
+                } else {
+                    FastCgiError::Body(e.to_string())
+                }
+            })?
+            .to_bytes();
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(whole.len()));
+        RequestBody::Whole(Some(whole))
+    } else {
+        RequestBody::Streamed(body)
+    };
     let stream = tokio::time::timeout(
         CONNECT_TIMEOUT,
         crate::netns::connect(upstream.netns.as_deref(), upstream.port),
@@ -282,7 +319,6 @@ async fn exchange(
     .map_err(|_| FastCgiError::ConnectTimeout)?
     .map_err(FastCgiError::Connect)?;
     let _ = stream.set_nodelay(true);
-    let (parts, mut body) = req.into_parts();
     let mut head = Vec::with_capacity(4096);
     // Role responder (1), flags 0: PHP-FPM closes the connection after the answer.
     put_records(&mut head, BEGIN_REQUEST, &[0, 1, 0, 0, 0, 0, 0, 0]);
@@ -297,16 +333,13 @@ async fn exchange(
     let writer = tokio::spawn(async move {
         wr.write_all(&head).await?;
         let mut out = Vec::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(std::io::Error::other)?;
-            if let Ok(data) = frame.into_data() {
-                if data.is_empty() {
-                    continue;
-                }
-                out.clear();
-                put_records(&mut out, STDIN, &data);
-                wr.write_all(&out).await?;
+        while let Some(data) = body.next_data().await? {
+            if data.is_empty() {
+                continue;
             }
+            out.clear();
+            put_records(&mut out, STDIN, &data);
+            wr.write_all(&out).await?;
         }
         out.clear();
         put_records(&mut out, STDIN, &[]);
@@ -372,6 +405,34 @@ async fn exchange(
         resp.headers_mut().append(name, value);
     }
     Ok(resp)
+}
+
+/// A request body on its way to PHP-FPM.
+enum RequestBody {
+    /// Sent as it comes (its length is known).
+    Streamed(Incoming),
+    /// Read whole already (it came chunked).
+    Whole(Option<Bytes>),
+}
+
+impl RequestBody {
+    /// The next piece of data, `None` at the end.
+    async fn next_data(&mut self) -> std::io::Result<Option<Bytes>> {
+        match self {
+            RequestBody::Whole(b) => Ok(b.take()),
+            RequestBody::Streamed(body) => loop {
+                match body.frame().await {
+                    None => return Ok(None),
+                    Some(Err(e)) => return Err(std::io::Error::other(e)),
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            return Ok(Some(data));
+                        }
+                    }
+                }
+            },
+        }
+    }
 }
 
 /// What the app sent next.
