@@ -7,7 +7,9 @@
 //! its body is streamed to the client as it comes.
 //!
 //! Connections are not pooled: PHP-FPM serves one request per connection unless asked to
-//! keep it, and a loopback connect costs microseconds next to a PHP request.
+//! keep it (`FCGI_KEEP_CONN`), and a kept connection holds one of its workers for as long
+//! as it is open, idle or not, so a pool of idle connections would starve the workers
+//! (`pm.max_children`); a loopback connect costs microseconds next to a PHP request.
 
 use std::time::Duration;
 
