@@ -59,6 +59,7 @@ echo "host=" . ($_SERVER['HTTP_HOST'] ?? '') . "\n";
 echo "redis=" . (extension_loaded('redis') ? 'yes' : 'no') . "\n";
 echo "gmp=" . (extension_loaded('gmp') ? 'yes' : 'no') . "\n";
 echo "memory_limit=" . ini_get('memory_limit') . "\n";
+echo "max_input_vars=" . ini_get('max_input_vars') . "\n";
 echo "user=" . (posix_getpwuid(posix_geteuid())['name'] ?? posix_geteuid()) . "\n";
 "#;
 
@@ -116,6 +117,7 @@ fn a_php_app_is_served_by_php_fpm_behind_its_locations() {
         "web/info.php",
         "<?php echo 'info:' . $_SERVER['SCRIPT_NAME'] . ':' . ($_SERVER['PATH_INFO'] ?? '');\n",
     );
+    app.write("php.ini", "max_input_vars = 4321\n");
     app.write("web/style.css", "body { color: red }\n");
     app.write("web/robots.txt", "User-agent: *\n");
     app.write("web/README.md", "private-notes\n");
@@ -152,6 +154,8 @@ fn a_php_app_is_served_by_php_fpm_behind_its_locations() {
     assert!(body.contains("redis=yes\n"), "{body}");
     assert!(body.contains("gmp=no\n"), "{body}");
     assert!(body.contains("memory_limit=123M\n"), "{body}");
+    // The app's own php.ini.
+    assert!(body.contains("max_input_vars=4321\n"), "{body}");
     // PHP runs as the container's unprivileged `web` user.
     assert!(body.contains("user=web\n"), "{body}");
     // Status from PHP.

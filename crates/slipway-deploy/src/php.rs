@@ -5,8 +5,8 @@
 //! The container's command writes the pool's configuration into its `/tmp` (a tmpfs) and
 //! starts `php-fpm` in the foreground: one pool, sized as Platform.sh sizes it from the
 //! container's memory and `runtime.sizing_hints`; the stack's extensions minus
-//! `runtime.disabled_extensions` (through `PHP_INI_SCAN_DIR`); `variables.php` as
-//! `php.ini` settings. PHP runs as the container's user (the project's `web` user).
+//! `runtime.disabled_extensions` (through `PHP_INI_SCAN_DIR`); the app's own `php.ini`
+//! (at its root), then `variables.php`, as `php.ini` settings. PHP runs as the container's user (the project's `web` user).
 
 use std::collections::BTreeMap;
 
@@ -40,6 +40,7 @@ for f in /etc/php/*/fpm/conf.d/*.ini; do
   case " {disabled} " in *" $n "*) continue;; esac
   ln -sf "$f" "$d/conf.d/"
 done
+[ -f /app/php.ini ] && ln -sf /app/php.ini "$d/conf.d/98-app.ini"
 cat > "$d/conf.d/99-slipway.ini" <<'SLIPWAY_INI'
 {ini}SLIPWAY_INI
 cat > "$d/php-fpm.conf" <<'SLIPWAY_FPM'
