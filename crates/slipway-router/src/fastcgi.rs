@@ -61,8 +61,11 @@ pub(crate) struct ScriptCall {
 /// One record: its type and content.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Record {
+    /// The record type (`FCGI_STDOUT`, ...).
     pub(crate) kind: u8,
+    /// The request id it belongs to.
     pub(crate) id: u16,
+    /// Its content, padding removed.
     pub(crate) content: Bytes,
 }
 
@@ -182,18 +185,25 @@ fn params(
 /// Why a FastCGI exchange failed before any response head was sent (a 502).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum FastCgiError {
+    /// No TCP connection to PHP-FPM.
     #[error("connect: {0}")]
     Connect(std::io::Error),
+    /// Connecting took longer than [`CONNECT_TIMEOUT`].
     #[error("connect timed out")]
     ConnectTimeout,
+    /// Reading the answer failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// The request ended before a complete CGI head.
     #[error("the app's answer ended before its head")]
     NoHead,
+    /// The CGI head does not parse, or is too long.
     #[error("the app's CGI head is not valid: {0}")]
     BadHead(String),
+    /// A chunked request body over [`MAX_CHUNKED_BODY`] (answered 413).
     #[error("a chunked request body over {MAX_CHUNKED_BODY} bytes")]
     BodyTooLarge,
+    /// The client's chunked body could not be read.
     #[error("reading the request body: {0}")]
     Body(String),
 }
