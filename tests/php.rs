@@ -134,7 +134,7 @@ fn a_php_app_is_served_by_php_fpm_behind_its_locations() {
         "push failed:\n{out}\n{}",
         server.server_log()
     );
-    assert!(out.contains("PHP-FPM listening"), "{out}");
+    assert!(out.contains("PHP-FPM answering FastCGI"), "{out}");
     let port = server.http_port;
 
     // The front controller: a missing path runs /index.php with the original URI.

@@ -131,7 +131,7 @@ pub struct AppInstance {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<crate::mounts::AppMount>,
     /// Whether the app is PHP-FPM ([`crate::php`]): the router speaks FastCGI to it and
-    /// the health check is a TCP connect.
+    /// the health check asks for FastCGI values (`FCGI_GET_VALUES`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fastcgi: bool,
 }

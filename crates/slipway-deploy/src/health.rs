@@ -58,8 +58,8 @@ pub async fn wait_app(
             Err(e) => return Err(format!("app {}: {e}", app.name)),
         }
         if app.fastcgi {
-            // PHP-FPM speaks FastCGI, not HTTP: listening is what it takes.
-            if slipway_router::probe_tcp(Some(&ns), app.port, Duration::from_secs(2))
+            // PHP-FPM speaks FastCGI, not HTTP: it must answer FCGI_GET_VALUES.
+            if slipway_router::probe_fastcgi(Some(&ns), app.port, Duration::from_secs(2))
                 .await
                 .is_ok()
             {
@@ -115,7 +115,7 @@ pub async fn run(
         out.phase_done(
             &format!("health check {}", app.name),
             &if app.fastcgi {
-                format!("PHP-FPM listening on port {}", app.port)
+                format!("PHP-FPM answering FastCGI on port {}", app.port)
             } else {
                 format!("HTTP {status} on port {}", app.port)
             },

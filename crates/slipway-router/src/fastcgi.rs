@@ -33,6 +33,9 @@ const PARAMS: u8 = 4;
 const STDIN: u8 = 5;
 const STDOUT: u8 = 6;
 const STDERR: u8 = 7;
+const GET_VALUES: u8 = 9;
+/// The answer to `FCGI_GET_VALUES`.
+pub(crate) const GET_VALUES_RESULT: u8 = 10;
 /// The one request id used per connection.
 const REQUEST_ID: u16 = 1;
 /// Largest content of one record.
@@ -107,6 +110,19 @@ fn put_record(out: &mut Vec<u8>, kind: u8, chunk: &[u8]) {
     out.extend_from_slice(&[padding as u8, 0]);
     out.extend_from_slice(chunk);
     out.extend_from_slice(&[0; 8][..padding]);
+}
+
+/// An `FCGI_GET_VALUES` record asking for `FCGI_MPXS_CONNS` (a management record:
+/// request id 0).
+pub(crate) fn get_values_request() -> Vec<u8> {
+    let mut content = Vec::new();
+    put_param(&mut content, b"FCGI_MPXS_CONNS", b"");
+    let mut out = Vec::new();
+    put_records(&mut out, GET_VALUES, &content);
+    // Management records have request id 0.
+    out[2] = 0;
+    out[3] = 0;
+    out
 }
 
 /// Encode one name-value pair of `FCGI_PARAMS`.
@@ -529,6 +545,15 @@ mod tests {
         assert_eq!((a.kind, a.id), (STDOUT, REQUEST_ID));
         assert!(buf.is_empty());
         assert!(parse_record(&mut BytesMut::from(&out[..12])).is_none());
+    }
+
+    #[test]
+    fn get_values_is_a_management_record() {
+        let mut buf = BytesMut::from(&get_values_request()[..]);
+        let rec = parse_record(&mut buf).unwrap();
+        assert_eq!((rec.kind, rec.id), (GET_VALUES, 0));
+        assert_eq!(&rec.content[..], b"\x0f\x00FCGI_MPXS_CONNS");
+        assert!(buf.is_empty());
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub use config::{RouterConfig, DEFAULT_MAX_CLIENT_CONNECTIONS};
 pub use gate::Hold;
 pub use locations::MAX_RULE_REGEX_SIZE;
 pub use netns::{connect, forget_netns, netns_threads};
-pub use probe::{probe_http, probe_tcp, ProbeError};
+pub use probe::{probe_fastcgi, probe_http, ProbeError};
 pub use release::LiveRelease;
 pub use router::Router;
 pub use routes::{EnvRoutes, RouteAction, RouteError, RouteRule, Upstream};
