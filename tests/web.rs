@@ -313,3 +313,59 @@ fn a_location_root_outside_the_app_is_refused_at_push() {
         "{out}"
     );
 }
+
+/// A static site (no start command, not PHP: only `web.locations`, as Platform.sh's web
+/// server serves one) deploys and answers from the router, with a PCRE rule (look-behind,
+/// as WordPress's uploads location writes it) applied; no process answers a passthru.
+#[test]
+fn a_static_site_without_a_start_command_is_served_with_pcre_rules() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "static");
+    app.write(
+        ".platform.app.yaml",
+        r#"name: docs
+type: python:3.11
+web:
+  locations:
+    '/':
+      root: public
+      passthru: false
+      index: [index.html]
+      rules:
+        '(?<!\-lock)\.(?i:json)$': {expires: 1d}
+"#,
+    );
+    app.write("public/index.html", "<h1>docs</h1>\n");
+    app.write("public/data.json", "{}\n");
+    app.write("public/package-lock.json", "{}\n");
+    app.commit("a static site");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}\n{}", server.server_log());
+    assert!(out.contains("no web process"), "{out}");
+    let port = server.http_port;
+    let (status, head, body) = get(port, "/", "");
+    assert_eq!(
+        (status, body.as_slice()),
+        (200, &b"<h1>docs</h1>\n"[..]),
+        "{head}"
+    );
+    let (status, head, _) = get(port, "/data.json", "");
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(
+        field(&head, "cache-control"),
+        Some("max-age=86400"),
+        "{head}"
+    );
+    // The look-behind keeps the rule off `-lock.json`.
+    let (status, head, _) = get(port, "/package-lock.json", "");
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(field(&head, "cache-control"), None, "{head}");
+    let (status, _, _) = get(port, "/missing.html", "");
+    assert_eq!(status, 404);
+    // config check accepts the same tree.
+    let o = run(Command::new(slipway_bin())
+        .args(["config", "check"])
+        .arg(&app.dir));
+    assert!(o.status.success(), "{}", text(&o));
+}

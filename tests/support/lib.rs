@@ -41,6 +41,7 @@ pub const TEST_STACKS: &[&str] = &[
     "postgresql:15",
     "mariadb:10.11",
     "redis:7.0",
+    "php:8.4",
 ];
 
 /// The stacks folder shared by every test run on this machine (`SLIPWAY_STACKS_DIR` of

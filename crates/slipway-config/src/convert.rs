@@ -145,9 +145,14 @@ pub(crate) fn application(
         crate::web_locations::check(web, &path.with("web"), diags);
     }
     if let Some(up) = node.get("web").and_then(|w| w.get("upstream")) {
+        // A PHP app without a start command is PHP-FPM: FastCGI on TCP is what runs.
+        let fpm = crate::php::served_by_fpm(&app);
         for (key, want) in [("socket_family", "tcp"), ("protocol", "http")] {
             if let Some(v) = up.get(key) {
-                if let Some(s) = v.as_str().filter(|s| *s != want) {
+                if let Some(s) = v
+                    .as_str()
+                    .filter(|s| *s != want && !(fpm && *s == "fastcgi"))
+                {
                     let p = path.with("web").with("upstream").with(key);
                     diags.push(p.warning(&v.pos, format!("Slipway only supports `{key}: {want}`; `{s}` is ignored and the app must listen on $PORT")));
                 }
@@ -289,6 +294,10 @@ pub(crate) fn application(
     }
     app.workers = json_map(node.get("workers"));
     app.crons = json_map(node.get("crons"));
+    app.runtime = crate::php::runtime(node.get("runtime"), &path.with("runtime"), diags);
+    if let Some(d) = crate::php::missing_start(&app, node, &name_pos, &path) {
+        diags.push(d);
+    }
     AppRecord {
         app,
         name_pos,

@@ -39,6 +39,7 @@ mod include;
 mod keypath;
 mod model;
 pub mod mounts;
+pub mod php;
 pub mod platform_env;
 mod procfile;
 pub mod schemas;

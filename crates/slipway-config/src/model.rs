@@ -179,6 +179,9 @@ pub struct Application {
     /// `timezone`: the IANA time zone its crons' schedules are in (`None`: UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+    /// `runtime`: PHP extensions and pool sizing (read for PHP apps only).
+    #[serde(default)]
+    pub runtime: crate::php::PhpRuntime,
 }
 
 impl Application {

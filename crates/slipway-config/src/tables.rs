@@ -33,7 +33,7 @@ const WEB_UPSTREAM: Shape = Shape::Obj(&[
     acted(
         "protocol",
         Shape::Str,
-        "Protocol spoken on the socket: `http` (what Slipway does) or `fastcgi`.",
+        "Protocol spoken on the socket: `http` (what Slipway does) or `fastcgi` (what a PHP app without a start command speaks: PHP-FPM).",
     ),
 ]);
 
@@ -48,6 +48,48 @@ const LOCATION: Shape = Shape::Obj(&[
     acted("headers", Shape::Map(&Shape::Str, "A header value."), "Extra response headers for static files."),
     acted("rules", Shape::Map(&Shape::Any, "Overrides (allow, expires, passthru, scripts, headers) for paths matching this regular expression."), "Per-regular-expression overrides."),
     ignored("request_buffering", Shape::Any, "Request body buffering settings."),
+]);
+
+/// One entry of `runtime.extensions` or `runtime.disabled_extensions`.
+const PHP_EXTENSION: Shape = Shape::Any;
+
+/// `runtime` (PHP apps).
+const RUNTIME: Shape = Shape::Obj(&[
+    acted(
+        "extensions",
+        Shape::Seq(
+            &PHP_EXTENSION,
+            "A PHP extension name (or `{name, configuration}`).",
+        ),
+        "PHP extensions to load; an unknown name is refused.",
+    ),
+    acted(
+        "disabled_extensions",
+        Shape::Seq(&PHP_EXTENSION, "A PHP extension name."),
+        "PHP extensions not to load.",
+    ),
+    acted(
+        "sizing_hints",
+        Shape::Obj(&[
+            acted(
+                "request_memory",
+                Shape::PosInt,
+                "MB one PHP-FPM worker uses (default 45).",
+            ),
+            acted(
+                "reserved_memory",
+                Shape::PosInt,
+                "MB of the container kept for everything else (default 70).",
+            ),
+        ]),
+        "How the PHP-FPM pool is sized: (memory - reserved_memory) / request_memory workers.",
+    ),
+    ignored("xdebug", Shape::Any, "Xdebug settings."),
+    ignored(
+        "quicklisten",
+        Shape::Any,
+        "Platform.sh's PHP-FPM quick-listen option.",
+    ),
 ]);
 
 /// `web`.
@@ -311,7 +353,7 @@ macro_rules! app_fields {
             acted("workers", Shape::Map(&WORKER, "A background process of the app."), "Background processes run from the same slug."),
             acted("crons", Shape::Map(&CRON, "A scheduled job."), "Scheduled jobs."),
             acted("stack", Shape::Any, "Upsun composable image packages: the first `LANGUAGE@VERSION` (e.g. `php@8.4`) is the app's stack when `type` is absent or `composable:*`; other entries are ignored with a warning."),
-            ignored("runtime", Shape::Any, "Runtime settings (PHP extensions, sizing hints, ...)."),
+            acted("runtime", RUNTIME, "Runtime settings of PHP apps: extensions and PHP-FPM pool sizing."),
             acted("timezone", Shape::Str, "Time zone of crons (an IANA name such as `Europe/Paris`; default UTC)."),
             ignored("access", Shape::Any, "Who may SSH into the app."),
             ignored("firewall", Shape::Any, "Outbound firewall rules."),

@@ -143,7 +143,7 @@ fn platform_app_at_root_with_services_and_routes() {
 
 #[test]
 fn upsun_and_slipway_single_file_and_priority() {
-    let upsun = b"applications:\n  front:\n    type: nodejs:20\n    source: {root: front}\n    web: {commands: {start: npm start}}\n  api:\n    type: python:3.12\n    source: {root: api}\n    relationships: {db: 'db:mysql'}\nservices:\n  db: {type: 'mariadb:10.6'}\nroutes:\n  'https://{default}/': {type: upstream, upstream: 'front:http'}\n  'https://api.{default}/': {type: upstream, upstream: 'api:http', primary: true}\n";
+    let upsun = b"applications:\n  front:\n    type: nodejs:20\n    source: {root: front}\n    web: {commands: {start: npm start}}\n  api:\n    type: python:3.12\n    source: {root: api}\n    relationships: {db: 'db:mysql'}\n    web: {commands: {start: python3 main.py}}\nservices:\n  db: {type: 'mariadb:10.6'}\nroutes:\n  'https://{default}/': {type: upstream, upstream: 'front:http'}\n  'https://api.{default}/': {type: upstream, upstream: 'api:http', primary: true}\n";
     let d = tree(&[
         (".upsun/config.yaml", upsun),
         ("front/package.json", b"{}"),
@@ -171,7 +171,7 @@ fn upsun_and_slipway_single_file_and_priority() {
     let d2 = tree(&[
         (
             ".slipway/config.yaml",
-            b"applications:\n  app:\n    type: ruby:3.3\n",
+            b"applications:\n  app:\n    type: ruby:3.3\n    web: {commands: {start: x}}\n",
         ),
         (".upsun/config.yaml", upsun),
     ]);
@@ -285,20 +285,20 @@ fn huge_and_non_utf8_files_are_refused() {
 fn warnings_do_not_fail_and_errors_carry_warnings_too() {
     let d = tree(&[(
         ".platform.app.yaml",
-        b"name: app\ntype: php:8.4\nruntime: {extensions: [redis]}\naccess: {ssh: admin}\n",
+        b"name: app\ntype: php:8.4\nfirewall: {outbound: []}\naccess: {ssh: admin}\n",
     )]);
     let l = load(&DirSource::new(d.path())).unwrap();
     let w: Vec<String> = l.warnings.iter().map(|w| w.to_string()).collect();
     assert_eq!(w.len(), 2, "{w:?}");
     assert!(
-        w[0].starts_with(".platform.app.yaml:3:1: warning: `runtime`"),
+        w[0].starts_with(".platform.app.yaml:3:1: warning: `firewall`"),
         "{w:?}"
     );
-    assert!(w[0].ends_with("(at runtime)"), "{w:?}");
+    assert!(w[0].ends_with("(at firewall)"), "{w:?}");
 
     let d = tree(&[(
         ".platform.app.yaml",
-        b"name: app\ntype: php:8.4\nruntime: {}\ndisk: -1\n",
+        b"name: app\ntype: php:8.4\nfirewall: {}\ndisk: -1\n",
     )]);
     let all = load(&DirSource::new(d.path())).unwrap_err();
     assert!(all.has_errors());
@@ -308,12 +308,58 @@ fn warnings_do_not_fail_and_errors_carry_warnings_too() {
 }
 
 #[test]
+fn an_app_without_a_start_command_is_refused_unless_php() {
+    let d = tree(&[(
+        ".platform.app.yaml",
+        b"name: app\ntype: python:3.11\nweb:\n  commands:\n    start: ''\n",
+    )]);
+    assert_eq!(
+        errors_of(d.path()),
+        [".platform.app.yaml:5:12: error: app 'app' has no start command: set web.commands.start (or a `web:` line in the Procfile) (at web.commands.start)"]
+    );
+    let d = tree(&[(".platform.app.yaml", b"name: app\ntype: python:3.11\n")]);
+    assert_eq!(errors_of(d.path()).len(), 1);
+    let d = tree(&[(".platform.app.yaml", b"name: app\ntype: php:8.4\n")]);
+    assert!(load(&DirSource::new(d.path())).is_ok());
+    // PHP-FPM is FastCGI on TCP: no warning for saying so.
+    let d = tree(&[(
+        ".platform.app.yaml",
+        b"name: app\ntype: php:8.4\nweb:\n  upstream: {socket_family: tcp, protocol: fastcgi}\n",
+    )]);
+    let l = load(&DirSource::new(d.path())).unwrap();
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+}
+
+#[test]
+fn an_unknown_php_extension_is_refused_at_its_position() {
+    let d = tree(&[(
+        ".platform.app.yaml",
+        b"name: app\ntype: php:8.4\nruntime:\n  extensions:\n    - redis\n    - blackfire\n    - nosuchext\n  sizing_hints: {request_memory: 20}\n",
+    )]);
+    let errs = errors_of(d.path());
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with(".platform.app.yaml:7:7: error: unknown PHP extension `nosuchext`"),
+        "{errs:?}"
+    );
+    let d = tree(&[(
+        ".platform.app.yaml",
+        b"name: app\ntype: php:8.4\nruntime:\n  extensions: [redis]\n  disabled_extensions: [opcache]\n  sizing_hints: {request_memory: 20}\n",
+    )]);
+    let l = load(&DirSource::new(d.path())).unwrap();
+    let app = &l.topology.applications[0];
+    assert_eq!(app.runtime.extensions, ["redis"]);
+    assert_eq!(app.runtime.disabled_extensions, ["opcache"]);
+    assert_eq!(app.runtime.request_memory_mb, 20);
+}
+
+#[test]
 fn includes_are_read_relative_to_the_including_file() {
     let d = tree(&[
         ("api/.platform.app.yaml", b"name: api\ntype: php:8.3\nhooks:\n  deploy: !include\n    type: string\n    path: scripts/deploy.sh\n"),
         ("api/scripts/deploy.sh", b"#!/bin/sh\necho deploy\n"),
         (".platform/applications.yaml", b"- !include web.app.yaml\n"),
-        (".platform/web.app.yaml", b"name: web\ntype: nodejs:20\nsource: {root: web}\n"),
+        (".platform/web.app.yaml", b"name: web\ntype: nodejs:20\nsource: {root: web}\nweb: {commands: {start: x}}\n"),
         ("web/index.js", b""),
         (".platform/routes.yaml", b"'https://{default}/': {type: upstream, upstream: 'web:http'}\n'https://api.{default}/': {type: upstream, upstream: 'api:http'}\n"),
         (".platform/services.yaml", b"solr:\n  type: solr:9.1\n  configuration:\n    conf_dir: !archive \"solr-conf\"\n"),
@@ -422,7 +468,10 @@ fn dir_source_contract() {
 /// `FILE:LINE:COL` with the versions there are and a did-you-mean.
 #[test]
 fn app_types_resolve_to_stacks() {
-    let d = tree(&[(".platform.app.yaml", b"name: app\ntype: 'python:3.12'\n")]);
+    let d = tree(&[(
+        ".platform.app.yaml",
+        b"name: app\ntype: 'python:3.12'\nweb: {commands: {start: x}}\n",
+    )]);
     let l = load(&DirSource::new(d.path())).unwrap_or_else(|e| panic!("{e}"));
     let w: Vec<String> = l.warnings.iter().map(|w| w.to_string()).collect();
     assert_eq!(
@@ -432,7 +481,7 @@ fn app_types_resolve_to_stacks() {
 
     let d = tree(&[(
         ".upsun/config.yaml",
-        b"applications:\n  web:\n    type: php:7.4\n  api:\n    type: pyhton:3.11\n  ok:\n    type: nodejs:22\n",
+        b"applications:\n  web:\n    type: php:7.4\n  api:\n    type: pyhton:3.11\n  ok:\n    type: nodejs:22\n    web: {commands: {start: x}}\n",
     )]);
     let e = load(&DirSource::new(d.path())).unwrap_err().to_string();
     assert!(
@@ -452,7 +501,7 @@ fn app_types_resolve_to_stacks() {
 fn upsun_stack_lists_name_the_stack() {
     let d = tree(&[(
         ".upsun/config.yaml",
-        b"applications:\n  app:\n    type: composable:25.05\n    stack:\n      - php@8.3:\n          extensions: [redis]\n      - nodejs@22\n      - clamav\n  tool:\n    stack: [python@3.13]\nroutes:\n  'http://{default}/': {type: upstream, upstream: 'app:http'}\n",
+        b"applications:\n  app:\n    type: composable:25.05\n    stack:\n      - php@8.3:\n          extensions: [redis]\n      - nodejs@22\n      - clamav\n  tool:\n    stack: [python@3.13]\n    web: {commands: {start: x}}\nroutes:\n  'http://{default}/': {type: upstream, upstream: 'app:http'}\n",
     )]);
     let l = load(&DirSource::new(d.path())).unwrap_or_else(|e| panic!("{e}"));
     let t = &l.topology;
@@ -495,7 +544,7 @@ fn mount_source_paths_that_leave_their_source_are_refused() {
         ("a/../../x", "leaves the mount's source"),
     ] {
         let app = format!(
-            "name: app\ntype: 'python:3.12'\nmounts:\n  uploads:\n    source: local\n    source_path: '{hostile}'\n"
+            "name: app\ntype: 'python:3.12'\nmounts:\n  uploads:\n    source: local\n    source_path: '{hostile}'\nweb: {{commands: {{start: x}}}}\n"
         );
         let d = tree(&[(".platform.app.yaml", app.as_bytes())]);
         let errs = errors_of(d.path());
@@ -510,7 +559,7 @@ fn mount_source_paths_that_leave_their_source_are_refused() {
     }
     for legit in ["uploads", "files/a/../b", "./data"] {
         let app = format!(
-            "name: app\ntype: 'python:3.12'\nmounts:\n  uploads:\n    source: local\n    source_path: '{legit}'\n"
+            "name: app\ntype: 'python:3.12'\nmounts:\n  uploads:\n    source: local\n    source_path: '{legit}'\nweb: {{commands: {{start: x}}}}\n"
         );
         let d = tree(&[(".platform.app.yaml", app.as_bytes())]);
         let loaded = load(&DirSource::new(d.path())).unwrap_or_else(|e| panic!("{legit}: {e}"));

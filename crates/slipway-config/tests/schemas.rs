@@ -107,6 +107,7 @@ fn app_schema_names_the_keys_slipway_acts_on() {
         "size",
         "resources",
         "timezone",
+        "runtime",
     ] {
         assert!(props.contains_key(k), "missing {k}");
         assert!(
@@ -114,7 +115,7 @@ fn app_schema_names_the_keys_slipway_acts_on() {
             "{k} must not be marked ignored"
         );
     }
-    for k in ["runtime", "access", "firewall", "additional_hosts"] {
+    for k in ["access", "firewall", "additional_hosts"] {
         assert_eq!(props[k]["x-slipway-support"], "ignored", "{k}");
     }
     assert_eq!(v["required"], serde_json::json!(["name", "type"]));

@@ -134,6 +134,16 @@ pub struct AppInstance {
     /// relationship names (absent in releases made before services ran).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub hosts: BTreeMap<String, std::net::IpAddr>,
+    /// Whether the app is PHP-FPM ([`crate::php`]): the router speaks FastCGI to it and
+    /// the health check asks for FastCGI values (`FCGI_GET_VALUES`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fastcgi: bool,
+    /// No web process: a static site (no start command, not PHP: only `web.locations`, which
+    /// the router serves) or an app of workers and crons only. Its container only holds the
+    /// release's place (hooks, crons, shells, retire, restore); no health probe, and a
+    /// passthru to it has nothing to answer (502).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_web_process: bool,
 }
 
 /// The spec of a release: its apps and how they are reached.

@@ -57,7 +57,20 @@ pub async fn wait_app(
             Ok(Some(_)) => {}
             Err(e) => return Err(format!("app {}: {e}", app.name)),
         }
-        if let Ok(status) =
+        if app.no_web_process {
+            // A static site (the router serves its files) or workers only: nothing
+            // listens on $PORT.
+            return Ok(0);
+        }
+        if app.fastcgi {
+            // PHP-FPM speaks FastCGI, not HTTP: it must answer FCGI_GET_VALUES.
+            if slipway_router::probe_fastcgi(Some(&ns), app.port, Duration::from_secs(2))
+                .await
+                .is_ok()
+            {
+                return Ok(0);
+            }
+        } else if let Ok(status) =
             slipway_router::probe_http(Some(&ns), app.port, Duration::from_secs(2)).await
         {
             return Ok(status);
@@ -106,7 +119,13 @@ pub async fn run(
         })?;
         out.phase_done(
             &format!("health check {}", app.name),
-            &format!("HTTP {status} on port {}", app.port),
+            &if app.no_web_process {
+                "no web process (static files served by the router)".to_string()
+            } else if app.fastcgi {
+                format!("PHP-FPM answering FastCGI on port {}", app.port)
+            } else {
+                format!("HTTP {status} on port {}", app.port)
+            },
             t,
         );
     }

@@ -37,6 +37,7 @@ pub mod isolation;
 pub mod mounts;
 pub mod operations;
 pub mod output;
+pub mod php;
 pub mod pipeline;
 pub mod private;
 pub mod protection;

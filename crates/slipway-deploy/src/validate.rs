@@ -45,24 +45,8 @@ pub fn run(
     for w in &loaded.warnings {
         out.line(&format!("       {w}"));
     }
-    for app in &loaded.topology.applications {
-        if app
-            .web
-            .start
-            .as_deref()
-            .map(str::trim)
-            .unwrap_or("")
-            .is_empty()
-        {
-            return Err(PhaseError::new(
-                "validate",
-                format!(
-                    "app '{}' has no start command: set web.commands.start (or a `web:` line in the Procfile)",
-                    app.name
-                ),
-            ));
-        }
-    }
+    // An app without a start command (PHP-FPM apps aside) was refused by the config
+    // check itself, at FILE:LINE:COL, as `slipway config check` refuses it.
     if let Err(why) = tenancy::check_routes(
         platform,
         &target.project,

@@ -13,7 +13,8 @@ use crate::Platform;
 
 /// The site of `app` (running as `instance`), if it has locations.
 pub fn site_of(platform: &Platform, app: &Application, instance: &AppInstance) -> Option<Site> {
-    if app.web.locations.is_empty() {
+    let fastcgi = instance.fastcgi;
+    if app.web.locations.is_empty() && !fastcgi {
         return None;
     }
     let digest = match slipway_slug::Digest::parse(&instance.slug) {
@@ -27,19 +28,34 @@ pub fn site_of(platform: &Platform, app: &Application, instance: &AppInstance) -
     Some(Site {
         app_dir: platform.data().unpacked_slugs().join(digest.hex()),
         tag,
-        locations: app
-            .web
-            .locations
-            .iter()
-            .map(|(prefix, value)| {
-                let mut loc = location(&app.name, prefix, value);
-                if let Some(order) = app.web.rule_order.get(prefix) {
-                    in_written_order(&mut loc.rules, order);
-                }
-                loc
-            })
-            .collect(),
+        locations: if app.web.locations.is_empty() {
+            vec![default_php_location()]
+        } else {
+            app.web
+                .locations
+                .iter()
+                .map(|(prefix, value)| {
+                    let mut loc = location(&app.name, prefix, value);
+                    if let Some(order) = app.web.rule_order.get(prefix) {
+                        in_written_order(&mut loc.rules, order);
+                    }
+                    loc
+                })
+                .collect()
+        },
+        fastcgi,
     })
+}
+
+/// The location of a PHP-FPM app that configures none: every request runs the app's
+/// `.php` files (from the app's folder) or `/index.php`; no file is served as it is.
+fn default_php_location() -> Location {
+    let mut loc = Location::new("/");
+    loc.root = Some(String::new());
+    loc.passthru = Passthru::Script("/index.php".into());
+    loc.scripts = true;
+    loc.allow = false;
+    loc
 }
 
 /// One location from its configured value (checked at validate; a value of another

@@ -5,6 +5,9 @@
 //! `SLIPWAY_ROUTER_WORKERS=N` sets the number of worker threads (default: as `slipway
 //! serve`, one per two CPUs). With `STATIC_DIR` (for bench/static.sh), the app has one
 //! location `/` whose root is that folder, `passthru: false`: the router serves its files.
+//! With `SLIPWAY_BENCH_FASTCGI=1` too (for bench/php.sh), the upstream is PHP-FPM: the
+//! location runs `.php` files and passes the rest to `/index.php`, over FastCGI, with
+//! scripts named as in a container (`/app/...`).
 
 use std::process::ExitCode;
 
@@ -57,15 +60,21 @@ fn main() -> ExitCode {
         };
         let mut routes = EnvRoutes::single(vec![host.clone()], upstream);
         if let Some(dir) = static_dir {
+            let fastcgi = std::env::var_os("SLIPWAY_BENCH_FASTCGI").is_some_and(|v| v == "1");
             let mut root = Location::new("/");
             root.root = Some(String::new());
             root.index = vec!["index.html".into()];
+            if fastcgi {
+                root.scripts = true;
+                root.passthru = slipway_router::Passthru::Script("/index.php".into());
+            }
             routes.sites = vec![(
                 "app".into(),
                 Site {
                     app_dir: dir.into(),
                     tag: "bench".into(),
                     locations: vec![root],
+                    fastcgi,
                 },
             )];
         }

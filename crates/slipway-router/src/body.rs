@@ -25,6 +25,8 @@ pub(crate) enum ProxyBody {
     Page(Option<Bytes>),
     /// A static file, read as it is sent.
     File(FileBody),
+    /// A body read by another task (a FastCGI answer: [`crate::fastcgi`]), chunk by chunk.
+    Channel(tokio::sync::mpsc::Receiver<Result<Bytes, BoxError>>),
 }
 
 impl Body for ProxyBody {
@@ -40,6 +42,7 @@ impl Body for ProxyBody {
             ProxyBody::Lean(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
             ProxyBody::Page(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ProxyBody::File(body) => Poll::Ready(body.next_chunk().map(|r| r.map(Frame::data))),
+            ProxyBody::Channel(rx) => rx.poll_recv(cx).map(|c| c.map(|r| r.map(Frame::data))),
         }
     }
 
@@ -49,6 +52,7 @@ impl Body for ProxyBody {
             ProxyBody::Lean(body) => body.is_end_stream(),
             ProxyBody::Page(data) => data.is_none(),
             ProxyBody::File(body) => body.remaining == 0,
+            ProxyBody::Channel(_) => false,
         }
     }
 
@@ -60,6 +64,7 @@ impl Body for ProxyBody {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
             ProxyBody::File(body) => SizeHint::with_exact(body.remaining),
+            ProxyBody::Channel(_) => SizeHint::default(),
         }
     }
 }

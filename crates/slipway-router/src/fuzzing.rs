@@ -25,6 +25,12 @@ pub fn static_request(data: &[u8]) {
     crate::locations::check_static_request(data);
 }
 
+/// Read `data` as PHP-FPM's answer: FastCGI records, then the CGI head of their
+/// `FCGI_STDOUT`. Panics if a record is taken off wrongly or a parsed head is not valid.
+pub fn fastcgi_answer(data: &[u8]) {
+    crate::fastcgi::check_answer(data);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,5 +81,26 @@ mod tests {
                 answer_head(&sample[..end]);
             }
         }
+    }
+
+    /// Sample FastCGI answers, each also cut at every length.
+    #[test]
+    fn sample_fastcgi_answers_and_their_prefixes_pass_the_checks() {
+        let mut answer = Vec::new();
+        for (kind, content) in [
+            (6u8, &b"Status: 404 Not Found\r\nX-A: b\r\n\r\nbody"[..]),
+            (7, b"PHP Notice: x"),
+            (6, b" more"),
+            (3, &[0, 0, 0, 0, 0, 0, 0, 0]),
+        ] {
+            let padding = (8 - content.len() % 8) % 8;
+            answer.extend_from_slice(&[1, kind, 0, 1, 0, content.len() as u8, padding as u8, 0]);
+            answer.extend_from_slice(content);
+            answer.extend(std::iter::repeat_n(0u8, padding));
+        }
+        for n in 0..=answer.len() {
+            fastcgi_answer(&answer[..n]);
+        }
+        fastcgi_answer(&[1, 6, 0, 1, 255, 255, 255, 0]);
     }
 }

@@ -176,6 +176,9 @@ pub(crate) async fn serve<E: Future<Output = End>>(
                             };
                             exchange.run(&upstream_head, &mut writer, &mut out).await
                         }
+                        // A PHP script (FastCGI) is hyper's path: the request, still in
+                        // the buffer, is handed over with the connection.
+                        Resolved::Script(_) => Err(io::Error::from(HAND_TO_HYPER)),
                         Resolved::Answer(answer) => {
                             // The file is the release's: counted in flight until sent.
                             let sent = write_static(
@@ -205,8 +208,10 @@ pub(crate) async fn serve<E: Future<Output = End>>(
             () = client_gone(&mut reader) => Err(io::ErrorKind::ConnectionAborted.into()),
         };
         drop(open);
-        if answered.is_err() {
-            return Served::Closed;
+        match answered {
+            Ok(()) => {}
+            Err(e) if e.kind() == HAND_TO_HYPER => return Served::Handover(buf.freeze()),
+            Err(_) => return Served::Closed,
         }
         buf.advance(request.len);
         if request.close {
@@ -215,6 +220,9 @@ pub(crate) async fn serve<E: Future<Output = End>>(
         }
     }
 }
+
+/// The error kind of an answer that is hyper's to give (nothing was written yet).
+const HAND_TO_HYPER: io::ErrorKind = io::ErrorKind::Unsupported;
 
 /// A request head served here.
 struct Request {

@@ -29,6 +29,7 @@
 
 mod body;
 mod config;
+mod fastcgi;
 mod files;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -52,7 +53,7 @@ pub use config::{RouterConfig, DEFAULT_MAX_CLIENT_CONNECTIONS};
 pub use gate::Hold;
 pub use locations::MAX_RULE_REGEX_SIZE;
 pub use netns::{connect, forget_netns, netns_threads};
-pub use probe::{probe_http, ProbeError};
+pub use probe::{probe_fastcgi, probe_http, ProbeError};
 pub use release::LiveRelease;
 pub use router::Router;
 pub use routes::{EnvRoutes, RouteAction, RouteError, RouteRule, Upstream};

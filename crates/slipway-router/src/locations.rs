@@ -20,6 +20,7 @@ use fancy_regex::{Regex, RegexBuilder};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, StatusCode};
 
+use crate::fastcgi::ScriptCall;
 use crate::files::{self, Opened, StaticAnswer};
 use crate::routes::RouteError;
 use crate::site::{Expires, Passthru, Site};
@@ -36,6 +37,8 @@ pub const RULE_BACKTRACK_LIMIT: usize = 100_000;
 #[derive(Debug)]
 pub(crate) struct WebSite {
     tag: Box<str>,
+    /// The app is PHP-FPM: requests for the app run a script over FastCGI.
+    fastcgi: bool,
     /// Longest prefix first.
     locations: Box<[WebLocation]>,
 }
@@ -46,6 +49,8 @@ struct WebLocation {
     /// The root folder (`O_PATH`), opened beneath the app's folder; `None`: no static
     /// files (no `root`, or a root that does not exist in this release).
     root: Option<OwnedFd>,
+    /// The root as configured (normalized, relative to the app's folder).
+    root_path: Option<String>,
     passthru: Passthru,
     index: Vec<String>,
     expires: Expires,
@@ -114,6 +119,8 @@ pub(crate) enum Resolved {
     Forward,
     /// The router answers it: a file, or one of its own short answers.
     Answer(StaticAnswer),
+    /// The app (PHP-FPM) runs this script, over FastCGI.
+    Script(ScriptCall),
 }
 
 /// The settings that apply to one request: the location's, overridden by its rule.
@@ -185,6 +192,7 @@ impl WebSite {
             locations.push(WebLocation {
                 prefix: loc.prefix.clone().into_boxed_str(),
                 root,
+                root_path: loc.root.clone(),
                 passthru: loc.passthru.clone(),
                 index: loc.index.clone(),
                 expires: loc.expires,
@@ -198,6 +206,7 @@ impl WebSite {
         locations.sort_by_key(|l| std::cmp::Reverse(l.prefix.len()));
         Ok(WebSite {
             tag: site.tag.clone().into_boxed_str(),
+            fastcgi: site.fastcgi,
             locations: locations.into_boxed_slice(),
         })
     }
@@ -216,7 +225,11 @@ impl WebSite {
             .iter()
             .find(|l| path_matches(&l.prefix, &path.decoded))
         else {
-            return Resolved::Forward;
+            return if self.fastcgi {
+                Resolved::Answer(StaticAnswer::status_page(StatusCode::NOT_FOUND))
+            } else {
+                Resolved::Forward
+            };
         };
         // A match over the backtracking limit counts as no match.
         let rule = loc
@@ -237,21 +250,21 @@ impl WebSite {
         };
         let elsewhere = |status: StatusCode| match passthru {
             Passthru::Off => Resolved::Answer(StaticAnswer::status_page(status)),
-            Passthru::App | Passthru::Script(_) => Resolved::Forward,
+            Passthru::App | Passthru::Script(_) => self.to_app(passthru),
         };
+        let rel = relative_to(&loc.prefix, &path.decoded);
+        if scripts && is_script(rel) && loc.root_path.is_some() {
+            return self.run_script(loc, &path.decoded, rel);
+        }
         if !ask.readable {
             return match passthru {
                 Passthru::Off => Resolved::Answer(StaticAnswer::not_allowed()),
-                _ => Resolved::Forward,
+                _ => self.to_app(passthru),
             };
         }
         let Some(root) = &loc.root else {
             return elsewhere(StatusCode::NOT_FOUND);
         };
-        let rel = relative_to(&loc.prefix, &path.decoded);
-        if scripts && is_script(rel) {
-            return Resolved::Forward;
-        }
         match files::open_beneath(root, if rel.is_empty() { "." } else { rel }) {
             Opened::File(file, meta) => {
                 if !allow {
@@ -273,7 +286,8 @@ impl WebSite {
                         return Resolved::Answer(StaticAnswer::to_folder(&path.decoded, ask.query));
                     }
                     if scripts && is_script(index) {
-                        return Resolved::Forward;
+                        let url = format!("{}/{index}", path.decoded.trim_end_matches('/'));
+                        return self.run_script(loc, &url, &candidate);
                     }
                     if !allow {
                         return elsewhere(StatusCode::FORBIDDEN);
@@ -286,6 +300,58 @@ impl WebSite {
             }
             Opened::Missing => elsewhere(StatusCode::NOT_FOUND),
         }
+    }
+}
+
+impl WebSite {
+    /// A request that goes to the app through `passthru` (not [`Passthru::Off`]): as it is
+    /// (an HTTP app), or, for PHP-FPM, running the passthru script (`passthru: true`
+    /// runs `/index.php`), found through the locations like a request for it.
+    fn to_app(&self, passthru: &Passthru) -> Resolved {
+        if !self.fastcgi {
+            return Resolved::Forward;
+        }
+        let script = match passthru {
+            Passthru::Script(s) => s.as_str(),
+            _ => "/index.php",
+        };
+        let Ok(path) = decode_path(script) else {
+            return Resolved::Answer(StaticAnswer::status_page(StatusCode::NOT_FOUND));
+        };
+        let Some(loc) = self
+            .locations
+            .iter()
+            .find(|l| path_matches(&l.prefix, &path.decoded))
+        else {
+            return Resolved::Answer(StaticAnswer::status_page(StatusCode::NOT_FOUND));
+        };
+        let rel = relative_to(&loc.prefix, &path.decoded);
+        self.run_script(loc, &path.decoded, rel)
+    }
+
+    /// Run the script `rel` (below `loc`'s root, possibly followed by a path:
+    /// `index.php/a/b`) requested as the URL path `url`.
+    fn run_script(&self, loc: &WebLocation, url: &str, rel: &str) -> Resolved {
+        if !self.fastcgi {
+            return Resolved::Forward;
+        }
+        let (file, info) = match rel.find(".php/") {
+            Some(i) => rel.split_at(i + 4),
+            None => (rel, ""),
+        };
+        let script_name = url.strip_suffix(info).unwrap_or(url).to_string();
+        let root = loc.root_path.as_deref().unwrap_or("");
+        let document_root = if root.is_empty() {
+            "/app".to_string()
+        } else {
+            format!("/app/{root}")
+        };
+        Resolved::Script(ScriptCall {
+            script_filename: format!("{document_root}/{file}"),
+            document_root,
+            script_name,
+            path_info: info.to_string(),
+        })
     }
 }
 
@@ -450,14 +516,14 @@ mod site_tests {
 
     fn status(r: &Resolved) -> Option<StatusCode> {
         match r {
-            Resolved::Forward => None,
+            Resolved::Forward | Resolved::Script(_) => None,
             Resolved::Answer(a) => Some(a.status),
         }
     }
 
     fn header<'r>(r: &'r Resolved, name: &str) -> Option<&'r str> {
         match r {
-            Resolved::Forward => None,
+            Resolved::Forward | Resolved::Script(_) => None,
             Resolved::Answer(a) => a
                 .headers
                 .iter()
@@ -478,7 +544,7 @@ mod site_tests {
                 StaticBody::Text(t) => t.to_vec(),
                 StaticBody::Empty => vec![],
             },
-            Resolved::Forward => panic!("forwarded"),
+            Resolved::Forward | Resolved::Script(_) => panic!("forwarded"),
         }
     }
 
@@ -533,6 +599,7 @@ mod site_tests {
             app_dir: d.to_path_buf(),
             tag: "abc".into(),
             locations: vec![root, statics],
+            fastcgi: false,
         };
         (dir, site)
     }
@@ -703,5 +770,43 @@ mod site_tests {
         site.locations[0].root = Some("public".into());
         let site = WebSite::compile("app", &site).unwrap();
         assert!(matches!(site.resolve(&get("/big.txt")), Resolved::Forward));
+    }
+
+    #[test]
+    fn fastcgi_sites_run_the_requested_or_passthru_script() {
+        let (_dir, mut site) = app();
+        site.fastcgi = true;
+        let site = WebSite::compile("app", &site).unwrap();
+        let script = |r: Resolved| match r {
+            Resolved::Script(c) => c,
+            other => panic!("not a script: {other:?}"),
+        };
+        // A missing file runs the passthru script, with the original URI left to the caller.
+        let c = script(site.resolve(&get("/node/1")));
+        assert_eq!(c.script_name, "/index.php");
+        assert_eq!(c.script_filename, "/app/web/index.php");
+        assert_eq!(c.document_root, "/app/web");
+        assert_eq!(c.path_info, "");
+        // A script with a path after it.
+        let c = script(site.resolve(&get("/index.php/a/b")));
+        assert_eq!(
+            (c.script_name.as_str(), c.path_info.as_str()),
+            ("/index.php", "/a/b")
+        );
+        // A POST goes to the passthru script; static files are still files.
+        let post = Ask {
+            path: "/form",
+            ..Ask::default()
+        };
+        assert_eq!(script(site.resolve(&post)).script_name, "/index.php");
+        assert_eq!(
+            status(&site.resolve(&get("/big.txt"))),
+            Some(StatusCode::OK)
+        );
+        // A disallowed file with `passthru: false` stays refused.
+        assert_eq!(
+            status(&site.resolve(&get("/private.ini"))),
+            Some(StatusCode::FORBIDDEN)
+        );
     }
 }

@@ -32,6 +32,14 @@ pub enum ProbeError {
         #[source]
         source: hyper::Error,
     },
+    /// The connection opened but no FastCGI answer came.
+    #[error("no FastCGI answer from 127.0.0.1:{port}: {why}")]
+    FastCgi {
+        /// The probed port.
+        port: u16,
+        /// What came instead.
+        why: String,
+    },
     /// Nothing came within the timeout.
     #[error("no response from 127.0.0.1:{port} within {timeout:?}")]
     Timeout {
@@ -75,4 +83,52 @@ async fn probe(netns: Option<&Path>, port: u16) -> Result<u16, ProbeError> {
     connection.abort();
     let resp = result.map_err(|source| ProbeError::Http { port, source })?;
     Ok(resp.status().as_u16())
+}
+
+/// Ask the FastCGI server on `127.0.0.1:port` in `netns` for its `FCGI_MPXS_CONNS` value
+/// (`FCGI_GET_VALUES`): the health check of a PHP-FPM app, which speaks no HTTP. Ok once
+/// a `FCGI_GET_VALUES_RESULT` record comes back. Bounded by `timeout`.
+pub async fn probe_fastcgi(
+    netns: Option<&Path>,
+    port: u16,
+    timeout: Duration,
+) -> Result<(), ProbeError> {
+    match tokio::time::timeout(timeout, fastcgi_values(netns, port)).await {
+        Ok(result) => result,
+        Err(_) => Err(ProbeError::Timeout { port, timeout }),
+    }
+}
+
+async fn fastcgi_values(netns: Option<&Path>, port: u16) -> Result<(), ProbeError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = netns::connect(netns, port)
+        .await
+        .map_err(|source| ProbeError::Connect { port, source })?;
+    let io = |source| ProbeError::FastCgi {
+        port,
+        why: format!("{source}"),
+    };
+    stream
+        .write_all(&crate::fastcgi::get_values_request())
+        .await
+        .map_err(io)?;
+    let mut buf = bytes::BytesMut::with_capacity(256);
+    loop {
+        if let Some(rec) = crate::fastcgi::parse_record(&mut buf) {
+            return if rec.kind == crate::fastcgi::GET_VALUES_RESULT {
+                Ok(())
+            } else {
+                Err(ProbeError::FastCgi {
+                    port,
+                    why: format!("answered a record of type {}", rec.kind),
+                })
+            };
+        }
+        if stream.read_buf(&mut buf).await.map_err(io)? == 0 {
+            return Err(ProbeError::FastCgi {
+                port,
+                why: "closed without answering FCGI_GET_VALUES".into(),
+            });
+        }
+    }
 }

@@ -105,6 +105,33 @@ pub(crate) async fn handle(
                     forward(router, client, req, host_value, request_id, guard, pool).await
                 }
                 Resolved::Answer(answer) => static_response(answer, guard, &request_id),
+                Resolved::Script(call) => {
+                    // The same request fields the app would get over HTTP.
+                    let mut req = req;
+                    let headers = req.headers_mut();
+                    strip_hop_by_hop(headers);
+                    headers.insert(&X_REQUEST_ID, request_id.clone());
+                    join_cookies(headers);
+                    add_forwarded(headers, &client.forwarded_for, host_value.as_ref());
+                    let remote = client.forwarded_for.to_str().unwrap_or("").to_string();
+                    let (name, port) = match host.rsplit_once(':') {
+                        Some((n, p)) if !n.ends_with(']') || p.parse::<u16>().is_ok() => {
+                            (n.to_string(), p.parse().unwrap_or(80))
+                        }
+                        _ => (host.to_string(), 80),
+                    };
+                    crate::fastcgi::respond(
+                        pool.upstream(),
+                        req,
+                        call,
+                        &remote,
+                        &name,
+                        port,
+                        &request_id,
+                        guard,
+                    )
+                    .await
+                }
             }
         }
         Picked::Answer(answer) => router_answer(answer, host, &request_id),

@@ -15,6 +15,9 @@ pub struct Site {
     pub tag: String,
     /// The locations, in any order (the longest matching prefix wins).
     pub locations: Vec<Location>,
+    /// Whether the app is PHP-FPM: what goes to the app goes as FastCGI, running the
+    /// requested `.php` script or the `passthru` script.
+    pub fastcgi: bool,
 }
 
 /// Where requests that are not answered with a static file go.

@@ -1,0 +1,577 @@
+//! The router's FastCGI client: a request for a PHP script of an app served by PHP-FPM
+//! ([`crate::site::Site::fastcgi`]) goes to the app as one FastCGI request (role
+//! responder) on a connection of its own, with the CGI parameters nginx's
+//! `fastcgi_params` gives. The request body is streamed as `FCGI_STDIN` while the answer
+//! is read (a chunked one, of no known length, is read whole first, up to 64 MiB, since
+//! PHP reads only `CONTENT_LENGTH` bytes); the answer's CGI head (`Status:`, headers) becomes the HTTP response head and
+//! its body is streamed to the client as it comes.
+//!
+//! Connections are not pooled: PHP-FPM serves one request per connection unless asked to
+//! keep it (`FCGI_KEEP_CONN`), and a kept connection holds one of its workers for as long
+//! as it is open, idle or not, so a pool of idle connections would starve the workers
+//! (`pm.max_children`); a loopback connect costs microseconds next to a PHP request.
+
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper::body::{Body as _, Incoming};
+use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use crate::body::{full, BoxError, ProxyBody};
+use crate::headers::X_REQUEST_ID;
+use crate::release::InFlightGuard;
+use crate::routes::Upstream;
+
+/// FastCGI record types used here.
+const BEGIN_REQUEST: u8 = 1;
+const END_REQUEST: u8 = 3;
+const PARAMS: u8 = 4;
+const STDIN: u8 = 5;
+const STDOUT: u8 = 6;
+const STDERR: u8 = 7;
+const GET_VALUES: u8 = 9;
+/// The answer to `FCGI_GET_VALUES`.
+pub(crate) const GET_VALUES_RESULT: u8 = 10;
+/// The one request id used per connection.
+const REQUEST_ID: u16 = 1;
+/// Largest content of one record.
+const MAX_CONTENT: usize = 65535;
+/// Largest CGI head (status and headers) accepted from the app.
+const MAX_HEAD: usize = 64 * 1024;
+/// Largest request body without a `Content-Length` (chunked), which is read whole
+/// first: PHP reads a body only as long as `CONTENT_LENGTH` says, as behind nginx.
+const MAX_CHUNKED_BODY: usize = 64 * 1024 * 1024;
+/// How long connecting to PHP-FPM may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Which script of the app a request runs, and the CGI path variables of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ScriptCall {
+    /// `SCRIPT_NAME`: the script's URL path (e.g. `/index.php`).
+    pub(crate) script_name: String,
+    /// `PATH_INFO`: what follows the script in the URL path (`/a/b` of `/index.php/a/b`).
+    pub(crate) path_info: String,
+    /// `DOCUMENT_ROOT`: the location's root inside the container (e.g. `/app/web`).
+    pub(crate) document_root: String,
+    /// `SCRIPT_FILENAME`: the script inside the container (e.g. `/app/web/index.php`).
+    pub(crate) script_filename: String,
+}
+
+/// One record: its type and content.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Record {
+    /// The record type (`FCGI_STDOUT`, ...).
+    pub(crate) kind: u8,
+    /// The request id it belongs to.
+    pub(crate) id: u16,
+    /// Its content, padding removed.
+    pub(crate) content: Bytes,
+}
+
+/// Take one complete record off the front of `buf`, if it holds one.
+pub(crate) fn parse_record(buf: &mut BytesMut) -> Option<Record> {
+    if buf.len() < 8 {
+        return None;
+    }
+    let len = u16::from_be_bytes([buf[4], buf[5]]) as usize;
+    let padding = buf[6] as usize;
+    if buf.len() < 8 + len + padding {
+        return None;
+    }
+    let kind = buf[1];
+    let id = u16::from_be_bytes([buf[2], buf[3]]);
+    buf.advance(8);
+    let content = buf.split_to(len).freeze();
+    buf.advance(padding);
+    Some(Record { kind, id, content })
+}
+
+/// Append records of `kind` holding `content` (split at the largest record size; an
+/// empty `content` writes one empty record, the end of a stream).
+pub(crate) fn put_records(out: &mut Vec<u8>, kind: u8, content: &[u8]) {
+    let mut chunks = content.chunks(MAX_CONTENT).peekable();
+    if chunks.peek().is_none() {
+        put_record(out, kind, &[]);
+    }
+    for chunk in chunks {
+        put_record(out, kind, chunk);
+    }
+}
+
+fn put_record(out: &mut Vec<u8>, kind: u8, chunk: &[u8]) {
+    let padding = (8 - chunk.len() % 8) % 8;
+    out.extend_from_slice(&[1, kind]);
+    out.extend_from_slice(&REQUEST_ID.to_be_bytes());
+    out.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
+    out.extend_from_slice(&[padding as u8, 0]);
+    out.extend_from_slice(chunk);
+    out.extend_from_slice(&[0; 8][..padding]);
+}
+
+/// An `FCGI_GET_VALUES` record asking for `FCGI_MPXS_CONNS` (a management record:
+/// request id 0).
+pub(crate) fn get_values_request() -> Vec<u8> {
+    let mut content = Vec::new();
+    put_param(&mut content, b"FCGI_MPXS_CONNS", b"");
+    let mut out = Vec::new();
+    put_records(&mut out, GET_VALUES, &content);
+    // Management records have request id 0.
+    out[2] = 0;
+    out[3] = 0;
+    out
+}
+
+/// Encode one name-value pair of `FCGI_PARAMS`.
+pub(crate) fn put_param(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    for len in [name.len(), value.len()] {
+        if len < 128 {
+            out.push(len as u8);
+        } else {
+            out.extend_from_slice(&((len as u32) | 0x8000_0000).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(name);
+    out.extend_from_slice(value);
+}
+
+/// The CGI parameters of `req` running `call`.
+fn params(
+    req: &hyper::http::request::Parts,
+    call: &ScriptCall,
+    remote_addr: &str,
+    host: &str,
+    server_port: u16,
+) -> Vec<u8> {
+    let mut p = Vec::with_capacity(2048);
+    let mut put = |n: &str, v: &[u8]| put_param(&mut p, n.as_bytes(), v);
+    let uri = &req.uri;
+    let request_uri = uri
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or_else(|| uri.path());
+    put("GATEWAY_INTERFACE", b"CGI/1.1");
+    put("SERVER_SOFTWARE", b"slipway");
+    put("SERVER_PROTOCOL", format!("{:?}", req.version).as_bytes());
+    put("REQUEST_METHOD", req.method.as_str().as_bytes());
+    put("REQUEST_URI", request_uri.as_bytes());
+    put("QUERY_STRING", uri.query().unwrap_or("").as_bytes());
+    put("SCRIPT_NAME", call.script_name.as_bytes());
+    put(
+        "PHP_SELF",
+        format!("{}{}", call.script_name, call.path_info).as_bytes(),
+    );
+    put("PATH_INFO", call.path_info.as_bytes());
+    put("SCRIPT_FILENAME", call.script_filename.as_bytes());
+    put("DOCUMENT_ROOT", call.document_root.as_bytes());
+    put("DOCUMENT_URI", call.script_name.as_bytes());
+    put("REMOTE_ADDR", remote_addr.as_bytes());
+    put("REMOTE_PORT", b"0");
+    put("SERVER_ADDR", b"127.0.0.1");
+    put("SERVER_NAME", host.as_bytes());
+    put("SERVER_PORT", server_port.to_string().as_bytes());
+    put("REQUEST_SCHEME", b"http");
+    put("REDIRECT_STATUS", b"200");
+    if let Some(v) = req.headers.get(header::CONTENT_TYPE) {
+        put("CONTENT_TYPE", v.as_bytes());
+    }
+    if let Some(v) = req.headers.get(header::CONTENT_LENGTH) {
+        put("CONTENT_LENGTH", v.as_bytes());
+    }
+    for (name, value) in &req.headers {
+        if name == header::CONTENT_TYPE || name == header::CONTENT_LENGTH {
+            continue;
+        }
+        // `Proxy` would become HTTP_PROXY (httpoxy): never passed on.
+        if name.as_str() == "proxy" {
+            continue;
+        }
+        let var = format!(
+            "HTTP_{}",
+            name.as_str().to_ascii_uppercase().replace('-', "_")
+        );
+        put(&var, value.as_bytes());
+    }
+    p
+}
+
+/// Why a FastCGI exchange failed before any response head was sent (a 502).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FastCgiError {
+    /// No TCP connection to PHP-FPM.
+    #[error("connect: {0}")]
+    Connect(std::io::Error),
+    /// Connecting took longer than [`CONNECT_TIMEOUT`].
+    #[error("connect timed out")]
+    ConnectTimeout,
+    /// Reading the answer failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The request ended before a complete CGI head.
+    #[error("the app's answer ended before its head")]
+    NoHead,
+    /// The CGI head does not parse, or is too long.
+    #[error("the app's CGI head is not valid: {0}")]
+    BadHead(String),
+    /// A chunked request body over [`MAX_CHUNKED_BODY`] (answered 413).
+    #[error("a chunked request body over {MAX_CHUNKED_BODY} bytes")]
+    BodyTooLarge,
+    /// The client's chunked body could not be read.
+    #[error("reading the request body: {0}")]
+    Body(String),
+}
+
+/// The CGI head of an answer: status and headers.
+pub(crate) fn parse_head(
+    head: &[u8],
+) -> Result<(StatusCode, Vec<(HeaderName, HeaderValue)>), String> {
+    let mut raw = [httparse::EMPTY_HEADER; 128];
+    let parsed = match httparse::parse_headers(head, &mut raw) {
+        Ok(httparse::Status::Complete((_, headers))) => headers,
+        Ok(httparse::Status::Partial) => return Err("incomplete head".into()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut status = None;
+    let mut headers = Vec::with_capacity(parsed.len());
+    for h in parsed.iter() {
+        if h.name.eq_ignore_ascii_case("status") {
+            let code = h.value.get(..3).ok_or("a short Status")?;
+            status =
+                Some(StatusCode::from_bytes(code).map_err(|_| "a Status that is no HTTP status")?);
+            continue;
+        }
+        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|e| e.to_string())?;
+        let value = HeaderValue::from_bytes(h.value).map_err(|e| e.to_string())?;
+        headers.push((name, value));
+    }
+    let status = match status {
+        Some(s) => s,
+        // CGI: a `Location` without a `Status` is a redirect.
+        None if headers.iter().any(|(n, _)| n == header::LOCATION) => StatusCode::FOUND,
+        None => StatusCode::OK,
+    };
+    Ok((status, headers))
+}
+
+/// Where the CGI head ends in `buf` (the index after the blank line), if it does.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    for i in 0..buf.len() {
+        if buf[i..].starts_with(b"\r\n\r\n") {
+            return Some(i + 4);
+        }
+        if buf[i..].starts_with(b"\n\n") {
+            return Some(i + 2);
+        }
+    }
+    None
+}
+
+/// Run `call` for `req` on the app `upstream` and answer with what it prints.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn respond(
+    upstream: &Upstream,
+    req: Request<Incoming>,
+    call: ScriptCall,
+    remote_addr: &str,
+    host: &str,
+    server_port: u16,
+    request_id: &HeaderValue,
+    guard: InFlightGuard,
+) -> Response<ProxyBody> {
+    match exchange(upstream, req, &call, remote_addr, host, server_port, guard).await {
+        Ok(mut resp) => {
+            resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
+            resp
+        }
+        Err(FastCgiError::BodyTooLarge) => {
+            let mut resp = Response::new(full(
+                "413 Content Too Large: send a Content-Length with a body this large.\n",
+            ));
+            *resp.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+            resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
+            resp
+        }
+        Err(e) => {
+            tracing::warn!(upstream = %upstream.release, script = %call.script_filename, "FastCGI request failed: {e}");
+            let mut resp =
+                Response::new(full("502 Bad Gateway: the app (PHP-FPM) did not answer.\n"));
+            *resp.status_mut() = StatusCode::BAD_GATEWAY;
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
+            resp
+        }
+    }
+}
+
+async fn exchange(
+    upstream: &Upstream,
+    req: Request<Incoming>,
+    call: &ScriptCall,
+    remote_addr: &str,
+    host: &str,
+    server_port: u16,
+    guard: InFlightGuard,
+) -> Result<Response<ProxyBody>, FastCgiError> {
+    let (mut parts, body) = req.into_parts();
+    // A body of unknown length is read whole first, to give PHP its CONTENT_LENGTH.
+    let mut body = if !parts.headers.contains_key(header::CONTENT_LENGTH) && !body.is_end_stream() {
+        let whole = http_body_util::Limited::new(body, MAX_CHUNKED_BODY)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    FastCgiError::BodyTooLarge
+                } else {
+                    FastCgiError::Body(e.to_string())
+                }
+            })?
+            .to_bytes();
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(whole.len()));
+        RequestBody::Whole(Some(whole))
+    } else {
+        RequestBody::Streamed(body)
+    };
+    let stream = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        crate::netns::connect(upstream.netns.as_deref(), upstream.port),
+    )
+    .await
+    .map_err(|_| FastCgiError::ConnectTimeout)?
+    .map_err(FastCgiError::Connect)?;
+    let _ = stream.set_nodelay(true);
+    let mut head = Vec::with_capacity(4096);
+    // Role responder (1), flags 0: PHP-FPM closes the connection after the answer.
+    put_records(&mut head, BEGIN_REQUEST, &[0, 1, 0, 0, 0, 0, 0, 0]);
+    let p = params(&parts, call, remote_addr, host, server_port);
+    if !p.is_empty() {
+        put_records(&mut head, PARAMS, &p);
+    }
+    put_records(&mut head, PARAMS, &[]);
+    let (mut rd, mut wr) = stream.into_split();
+    // The body is written while the answer is read: a script may answer before it has
+    // read everything.
+    let writer = tokio::spawn(async move {
+        wr.write_all(&head).await?;
+        let mut out = Vec::new();
+        while let Some(data) = body.next_data().await? {
+            if data.is_empty() {
+                continue;
+            }
+            out.clear();
+            put_records(&mut out, STDIN, &data);
+            wr.write_all(&out).await?;
+        }
+        out.clear();
+        put_records(&mut out, STDIN, &[]);
+        wr.write_all(&out).await?;
+        Ok::<_, std::io::Error>(wr)
+    });
+
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut stdout = BytesMut::new();
+    let mut ended = false;
+    // Read until the CGI head is complete.
+    let split = loop {
+        if let Some(end) = head_end(&stdout) {
+            break end;
+        }
+        if ended {
+            writer.abort();
+            return Err(FastCgiError::NoHead);
+        }
+        if stdout.len() > MAX_HEAD {
+            writer.abort();
+            return Err(FastCgiError::BadHead("longer than 64 KiB".into()));
+        }
+        match next_output(&mut rd, &mut buf).await? {
+            Output::Stdout(data) => stdout.extend_from_slice(&data),
+            Output::End => ended = true,
+        }
+    };
+    let body_start = stdout.split_off(split);
+    let (status, headers) = parse_head(&stdout).map_err(|e| {
+        writer.abort();
+        FastCgiError::BadHead(e)
+    })?;
+
+    let (tx, rx) = mpsc::channel::<Result<Bytes, BoxError>>(8);
+    tokio::spawn(async move {
+        let _guard = guard;
+        if !body_start.is_empty() && tx.send(Ok(body_start.freeze())).await.is_err() {
+            writer.abort();
+            return;
+        }
+        if !ended {
+            loop {
+                match next_output(&mut rd, &mut buf).await {
+                    Ok(Output::Stdout(data)) => {
+                        if tx.send(Ok(data)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(Output::End) => break,
+                    Err(e) => {
+                        let _ = tx.send(Err(Box::new(e))).await;
+                        break;
+                    }
+                }
+            }
+        }
+        writer.abort();
+    });
+    let mut resp = Response::new(ProxyBody::Channel(rx));
+    *resp.status_mut() = status;
+    for (name, value) in headers {
+        resp.headers_mut().append(name, value);
+    }
+    Ok(resp)
+}
+
+/// A request body on its way to PHP-FPM.
+enum RequestBody {
+    /// Sent as it comes (its length is known).
+    Streamed(Incoming),
+    /// Read whole already (it came chunked).
+    Whole(Option<Bytes>),
+}
+
+impl RequestBody {
+    /// The next piece of data, `None` at the end.
+    async fn next_data(&mut self) -> std::io::Result<Option<Bytes>> {
+        match self {
+            RequestBody::Whole(b) => Ok(b.take()),
+            RequestBody::Streamed(body) => loop {
+                match body.frame().await {
+                    None => return Ok(None),
+                    Some(Err(e)) => return Err(std::io::Error::other(e)),
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            return Ok(Some(data));
+                        }
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// What the app sent next.
+enum Output {
+    Stdout(Bytes),
+    End,
+}
+
+/// The next `FCGI_STDOUT` data (or the end of the request); `FCGI_STDERR` is logged.
+async fn next_output(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    buf: &mut BytesMut,
+) -> Result<Output, FastCgiError> {
+    loop {
+        while let Some(rec) = parse_record(buf) {
+            match rec.kind {
+                STDOUT if !rec.content.is_empty() => return Ok(Output::Stdout(rec.content)),
+                STDERR if !rec.content.is_empty() => {
+                    let text = String::from_utf8_lossy(&rec.content[..rec.content.len().min(2048)]);
+                    tracing::info!(target: "slipway_router::php", "{}", text.trim_end());
+                }
+                END_REQUEST => return Ok(Output::End),
+                _ => {}
+            }
+        }
+        if rd.read_buf(buf).await? == 0 {
+            return Ok(Output::End);
+        }
+    }
+}
+
+/// Read `data` as what PHP-FPM sends back: records taken off one at a time (none may
+/// claim more bytes than there are, each consumes exactly its header, content and
+/// padding), then the CGI head of the joined `FCGI_STDOUT`, if it has one (a parsed
+/// status is a valid HTTP status). Panics on any disagreement. For the fuzz target.
+pub(crate) fn check_answer(data: &[u8]) {
+    let mut buf = BytesMut::from(data);
+    let mut stdout = Vec::new();
+    loop {
+        let before = buf.len();
+        let Some(rec) = parse_record(&mut buf) else {
+            break;
+        };
+        let padding = data[data.len() - before + 6] as usize;
+        assert_eq!(before - buf.len(), 8 + rec.content.len() + padding);
+        if rec.kind == STDOUT {
+            stdout.extend_from_slice(&rec.content);
+        }
+        // What we write, we read back the same.
+        let mut out = Vec::new();
+        put_record(&mut out, rec.kind, &rec.content);
+        let mut again = BytesMut::from(&out[..]);
+        let back = parse_record(&mut again).expect("a written record parses");
+        assert_eq!((back.kind, &back.content[..]), (rec.kind, &rec.content[..]));
+        assert!(again.is_empty());
+    }
+    if let Some(end) = head_end(&stdout) {
+        if let Ok((status, headers)) = parse_head(&stdout[..end]) {
+            assert!((100..1000).contains(&status.as_u16()));
+            assert!(headers.len() <= 128);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_with_padding_and_splits() {
+        let content = vec![7u8; MAX_CONTENT + 10];
+        let mut out = Vec::new();
+        put_records(&mut out, STDOUT, &content);
+        put_records(&mut out, STDOUT, &[]);
+        let mut buf = BytesMut::from(&out[..]);
+        let a = parse_record(&mut buf).unwrap();
+        let b = parse_record(&mut buf).unwrap();
+        let c = parse_record(&mut buf).unwrap();
+        assert_eq!(a.content.len(), MAX_CONTENT);
+        assert_eq!(b.content.len(), 10);
+        assert!(c.content.is_empty());
+        assert_eq!((a.kind, a.id), (STDOUT, REQUEST_ID));
+        assert!(buf.is_empty());
+        assert!(parse_record(&mut BytesMut::from(&out[..12])).is_none());
+    }
+
+    #[test]
+    fn get_values_is_a_management_record() {
+        let mut buf = BytesMut::from(&get_values_request()[..]);
+        let rec = parse_record(&mut buf).unwrap();
+        assert_eq!((rec.kind, rec.id), (GET_VALUES, 0));
+        assert_eq!(&rec.content[..], b"\x0f\x00FCGI_MPXS_CONNS");
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn long_params_use_four_byte_lengths() {
+        let mut out = Vec::new();
+        put_param(&mut out, b"A", &[b'x'; 200]);
+        assert_eq!(&out[..5], &[1, 0x80, 0, 0, 200]);
+        assert_eq!(out.len(), 5 + 1 + 200);
+    }
+
+    #[test]
+    fn cgi_head_gives_status_and_headers() {
+        let (s, h) = parse_head(b"Status: 404 Not Found\r\nX-A: b\r\n\r\n").unwrap();
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert_eq!(h.len(), 1);
+        let (s, _) = parse_head(b"Location: /x\r\n\r\n").unwrap();
+        assert_eq!(s, StatusCode::FOUND);
+        assert!(parse_head(b"Status: abc\r\n\r\n").is_err());
+        assert_eq!(head_end(b"A: b\n\nbody"), Some(6));
+    }
+}

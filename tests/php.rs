@@ -1,0 +1,387 @@
+//! PHP apps end to end (issue 17): a `php:8.4` app with no start command runs PHP-FPM in
+//! its container and the router speaks FastCGI to it behind Drupal-like locations: the
+//! front controller (`passthru: /index.php`) answers dynamic requests (PHP_VERSION,
+//! REQUEST_URI, a query string, a POST body), a `.php` file runs where `scripts: true`,
+//! static assets are files, disallowed files go to the front controller without leaking,
+//! a `.php` file under `scripts: false` is never run, `runtime` extensions and
+//! `variables.php` apply. An unknown extension is refused at push and by `config check`
+//! with its position.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use slipway_e2e::{cached_stack, run, slipway_bin, text, App, Server};
+
+const HOST: &str = "main.demo.localhost";
+
+const CONFIG: &str = r#"name: app
+type: php:8.4
+runtime:
+  extensions: [redis, apcu]
+  disabled_extensions: [gmp]
+variables:
+  php:
+    memory_limit: 123M
+web:
+  locations:
+    '/':
+      root: web
+      passthru: /index.php
+      scripts: true
+      allow: false
+      expires: 5m
+      rules:
+        '\.(css|js|png|ico)$': {allow: true}
+        '^/robots\.txt$': {allow: true}
+    '/sites/default/files':
+      root: web/sites/default/files
+      allow: true
+      scripts: false
+      passthru: /index.php
+"#;
+
+const INDEX: &str = r#"<?php
+header('X-Php: front');
+if ($_SERVER['REQUEST_URI'] === '/teapot') { http_response_code(418); }
+echo "version=" . PHP_VERSION . "\n";
+echo "uri=" . $_SERVER['REQUEST_URI'] . "\n";
+echo "script=" . $_SERVER['SCRIPT_NAME'] . "|" . $_SERVER['SCRIPT_FILENAME'] . "\n";
+echo "query=" . ($_SERVER['QUERY_STRING'] ?? '') . "|" . ($_GET['a'] ?? '') . "\n";
+echo "method=" . $_SERVER['REQUEST_METHOD'] . "\n";
+echo "body=" . file_get_contents('php://input') . "|" . ($_POST['x'] ?? '') . "\n";
+echo "remote=" . $_SERVER['REMOTE_ADDR'] . "\n";
+echo "host=" . ($_SERVER['HTTP_HOST'] ?? '') . "\n";
+echo "redis=" . (extension_loaded('redis') ? 'yes' : 'no') . "\n";
+echo "gmp=" . (extension_loaded('gmp') ? 'yes' : 'no') . "\n";
+echo "memory_limit=" . ini_get('memory_limit') . "\n";
+echo "max_input_vars=" . ini_get('max_input_vars') . "\n";
+echo "user=" . (posix_getpwuid(posix_geteuid())['name'] ?? posix_geteuid()) . "\n";
+"#;
+
+/// One raw request; (status, head, body as text, chunk framing left in).
+fn raw(port: u16, request: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(&buf)));
+    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (
+        status,
+        head,
+        String::from_utf8_lossy(&buf[end + 4..]).to_string(),
+    )
+}
+
+fn get(port: u16, path: &str) -> (u16, String, String) {
+    raw(
+        port,
+        &format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+/// The value of header `name` in `head`.
+fn field<'h>(head: &'h str, name: &str) -> Option<&'h str> {
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[test]
+fn a_php_app_is_served_by_php_fpm_behind_its_locations() {
+    let stacks = cached_stack("php:8.4");
+    let stacks_dir = stacks.to_string_lossy().to_string();
+    let server = Server::start_with(&[
+        ("SLIPWAY_STACKS", "true"),
+        ("SLIPWAY_STACKS_DIR", &stacks_dir),
+    ]);
+    let app = App::demo(server.dir.path(), "php");
+    app.write(".platform.app.yaml", CONFIG);
+    app.write("web/index.php", INDEX);
+    app.write(
+        "web/info.php",
+        "<?php echo 'info:' . $_SERVER['SCRIPT_NAME'] . ':' . ($_SERVER['PATH_INFO'] ?? '');\n",
+    );
+    app.write("php.ini", "max_input_vars = 4321\n");
+    app.write("web/style.css", "body { color: red }\n");
+    app.write("web/robots.txt", "User-agent: *\n");
+    app.write("web/README.md", "private-notes\n");
+    app.write("web/sites/default/files/a.txt", "uploaded\n");
+    app.write(
+        "web/sites/default/files/evil.php",
+        "<?php echo 'EXE' . 'CUTED';\n",
+    );
+    app.commit("a php app");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    assert!(
+        o.status.success(),
+        "push failed:\n{out}\n{}",
+        server.server_log()
+    );
+    assert!(out.contains("PHP-FPM answering FastCGI"), "{out}");
+    let port = server.http_port;
+
+    // The front controller: a missing path runs /index.php with the original URI.
+    let (status, head, body) = get(port, "/node/7?a=1&b=two");
+    assert_eq!(status, 200, "{head}\n{body}\n{}", server.server_log());
+    assert_eq!(field(&head, "x-php"), Some("front"), "{head}");
+    assert!(body.contains("version=8.4."), "{body}");
+    assert!(body.contains("uri=/node/7?a=1&b=two\n"), "{body}");
+    assert!(
+        body.contains("script=/index.php|/app/web/index.php\n"),
+        "{body}"
+    );
+    assert!(body.contains("query=a=1&b=two|1\n"), "{body}");
+    assert!(body.contains("remote=127.0.0.1\n"), "{body}");
+    assert!(body.contains(&format!("host={HOST}\n")), "{body}");
+    // runtime.extensions / disabled_extensions and variables.php.
+    assert!(body.contains("redis=yes\n"), "{body}");
+    assert!(body.contains("gmp=no\n"), "{body}");
+    assert!(body.contains("memory_limit=123M\n"), "{body}");
+    // The app's own php.ini.
+    assert!(body.contains("max_input_vars=4321\n"), "{body}");
+    // PHP runs as the container's unprivileged `web` user.
+    assert!(body.contains("user=web\n"), "{body}");
+    // Status from PHP.
+    let (status, ..) = get(port, "/teapot");
+    assert_eq!(status, 418);
+
+    // A POST body, streamed to PHP.
+    let form = "x=hello+world&y=2";
+    let (status, head, body) = raw(
+        port,
+        &format!(
+            "POST /submit HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+            form.len()
+        ),
+    );
+    assert_eq!(status, 200, "{head}\n{body}");
+    assert!(body.contains("method=POST\n"), "{body}");
+    assert!(
+        body.contains(&format!("body={form}|hello world\n")),
+        "{body}"
+    );
+
+    // A chunked POST body: read whole, then given to PHP with its length.
+    let (status, head, body) = raw(
+        port,
+        &format!(
+            "POST /chunked HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n4\r\nx=ab\r\n3\r\ncde\r\n0\r\n\r\n"
+        ),
+    );
+    assert_eq!(status, 200, "{head}\n{body}");
+    assert!(body.contains("body=x=abcde|abcde\n"), "{body}");
+
+    // A .php file where scripts are on, with PATH_INFO.
+    let (status, _, body) = get(port, "/info.php/a/b");
+    assert_eq!(status, 200);
+    assert!(body.contains("info:/info.php:/a/b"), "{body}");
+
+    // Static files are files (with the location's expires), not PHP.
+    let (status, head, body) = get(port, "/style.css");
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(body, "body { color: red }\n");
+    assert_eq!(field(&head, "cache-control"), Some("max-age=300"));
+    assert_eq!(field(&head, "x-php"), None);
+    let (_, _, body) = get(port, "/robots.txt");
+    assert_eq!(body, "User-agent: *\n");
+    // A disallowed file goes to the front controller; its content never leaks.
+    let (status, _, body) = get(port, "/README.md");
+    assert_eq!(status, 200);
+    assert!(body.contains("uri=/README.md\n"), "{body}");
+    assert!(!body.contains("private-notes"), "{body}");
+    // Uploads are files; a script among them is never run.
+    let (_, _, body) = get(port, "/sites/default/files/a.txt");
+    assert_eq!(body, "uploaded\n");
+    let (_, _, body) = get(port, "/sites/default/files/evil.php");
+    assert!(!body.contains("EXECUTED"), "{body}");
+    // Traversal towards the config: refused, nothing read.
+    let (status, _, body) = get(port, "/%2e%2e/.platform.app.yaml");
+    assert_eq!(status, 400, "{body}");
+    assert!(!body.contains("disabled_extensions"));
+    // The legitimate path still works.
+    let (status, ..) = get(port, "/node/8");
+    assert_eq!(status, 200);
+}
+
+/// One client of the load: `kind` 0 PHP GET, 1 PHP POST, 2 static file. Records the
+/// release each answer came from, and every failure.
+fn load_loop(
+    port: u16,
+    kind: usize,
+    stop: &AtomicBool,
+    seen: &Mutex<BTreeSet<String>>,
+    failures: &Mutex<Vec<String>>,
+    ok: &AtomicUsize,
+) {
+    let mut i = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        i += 1;
+        let (status, head, body) = match kind {
+            0 => get(port, &format!("/load/{i}?n={i}")),
+            1 => raw(
+                port,
+                &format!(
+                    "POST /load HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\nx={i}",
+                    format!("x={i}").len()
+                ),
+            ),
+            _ => get(port, "/version.css"),
+        };
+        let version = body
+            .lines()
+            .find_map(|l| l.strip_prefix("release="))
+            .map(str::to_string);
+        let expected = match kind {
+            0 => body.contains(&format!("uri=/load/{i}?n={i}\n")),
+            1 => body.contains(&format!("body=x={i}|{i}\n")),
+            _ => true,
+        };
+        match version {
+            Some(v) if status == 200 && expected => {
+                seen.lock().unwrap().insert(v);
+                ok.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => failures
+                .lock()
+                .unwrap()
+                .push(format!("kind {kind} #{i}: {status} {head} {body}")),
+        }
+    }
+}
+
+/// Deploys while PHP and static requests keep coming: none is lost, and every answer
+/// comes from a release that went live.
+#[test]
+fn deploys_under_mixed_php_and_static_load_lose_nothing() {
+    let stacks = cached_stack("php:8.4");
+    let stacks_dir = stacks.to_string_lossy().to_string();
+    let server = Server::start_with(&[
+        ("SLIPWAY_STACKS", "true"),
+        ("SLIPWAY_STACKS_DIR", &stacks_dir),
+        ("SLIPWAY_DRAIN_TIMEOUT", "3"),
+    ]);
+    let app = App::demo(server.dir.path(), "phpload");
+    app.write(".platform.app.yaml", CONFIG);
+    let release = |n: u32| {
+        app.write(
+            "web/index.php",
+            &format!("{INDEX}echo \"release={n}\\n\";\n"),
+        );
+        app.write("web/version.css", &format!("/*\nrelease={n}\n*/\n"));
+        app.commit(&format!("v{n}"));
+        let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+        assert!(
+            o.status.success(),
+            "push {n} failed:\n{}\n{}",
+            text(&o),
+            server.server_log()
+        );
+    };
+    release(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(BTreeSet::new()));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let port = server.http_port;
+    let threads: Vec<_> = (0..6)
+        .map(|i| {
+            let (stop, seen, failures, ok) =
+                (stop.clone(), seen.clone(), failures.clone(), ok.clone());
+            std::thread::spawn(move || load_loop(port, i % 3, &stop, &seen, &failures, &ok))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    for n in 2..=4 {
+        release(n);
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().expect("load thread");
+    }
+    let failures = failures.lock().unwrap().clone();
+    let ok = ok.load(Ordering::Relaxed);
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed; first: {:#?}",
+        failures.len(),
+        ok + failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(ok > 50, "only {ok} requests answered");
+    let seen = seen.lock().unwrap().clone();
+    let live: BTreeSet<String> = (1..=4).map(|n| n.to_string()).collect();
+    assert!(seen.is_subset(&live), "{seen:?}");
+    assert!(
+        seen.contains("4"),
+        "the last release never answered: {seen:?}"
+    );
+}
+
+#[test]
+fn an_unknown_php_extension_and_a_missing_start_are_refused_at_push_and_config_check() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "badext");
+    app.write(
+        ".platform.app.yaml",
+        "name: app\ntype: php:8.4\nruntime:\n  extensions:\n    - redis\n    - nosuchext\n",
+    );
+    app.write("index.php", "<?php echo 1;\n");
+    app.commit("an unknown extension");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    let want = ".platform.app.yaml:6:7: error: unknown PHP extension `nosuchext`";
+    assert!(out.contains(want), "{out}");
+    let o = run(Command::new(slipway_bin())
+        .args(["config", "check"])
+        .arg(&app.dir));
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains(want), "{out}");
+
+    // A non-PHP app without a start command: refused alike, at the same position.
+    app.write(
+        ".platform.app.yaml",
+        "name: app\ntype: python:3.11\nweb:\n  commands:\n    start: ''\n",
+    );
+    app.commit("no start command");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    let want = ".platform.app.yaml:5:12: error: app 'app' has no start command";
+    assert!(out.contains(want), "{out}");
+    let o = run(Command::new(slipway_bin())
+        .args(["config", "check"])
+        .arg(&app.dir));
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains(want), "{out}");
+
+    // Without it the same app is accepted by config check.
+    app.write(
+        ".platform.app.yaml",
+        "name: app\ntype: php:8.4\nruntime:\n  extensions:\n    - redis\n",
+    );
+    let o = run(Command::new(slipway_bin())
+        .args(["config", "check"])
+        .arg(&app.dir));
+    assert!(o.status.success(), "{}", text(&o));
+}
