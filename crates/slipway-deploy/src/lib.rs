@@ -101,6 +101,9 @@ pub struct Settings {
     pub domain: String,
     /// The HTTP port users reach the router on (for the URLs shown).
     pub http_port: u16,
+    /// The HTTPS port users reach the router on, when it serves HTTPS: `https://` routes
+    /// and redirects to them use it.
+    pub https_port: Option<u16>,
     /// The OCI runtime CLI.
     pub runtime: PathBuf,
     /// How long an app may take to answer on `$PORT` after start.
@@ -140,6 +143,7 @@ impl Settings {
             data_dir,
             domain: "localhost".into(),
             http_port: 8080,
+            https_port: None,
             runtime: PathBuf::from("runc"),
             health_timeout: Duration::from_secs(30),
             build_timeout: Duration::from_secs(3600),

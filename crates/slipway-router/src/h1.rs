@@ -137,6 +137,7 @@ pub(crate) async fn serve<E: Future<Output = End>>(
                 host,
                 text(&request.path),
                 request.query.as_ref().map(text),
+                false,
             )
             .await
             {

@@ -46,6 +46,7 @@ mod routes;
 mod server;
 mod site;
 mod table;
+mod tls;
 mod upstream;
 
 pub use config::{RouterConfig, DEFAULT_MAX_CLIENT_CONNECTIONS};
@@ -55,6 +56,7 @@ pub use netns::{connect, forget_netns, netns_threads};
 pub use probe::{probe_http, ProbeError};
 pub use release::LiveRelease;
 pub use router::Router;
-pub use routes::{EnvRoutes, RouteAction, RouteError, RouteRule, Upstream};
+pub use routes::{EnvRoutes, RouteAction, RouteError, RouteRule, RouteScheme, Upstream};
 pub use site::{Expires, Location, LocationRule, Passthru, Site};
 pub use table::normalize_host;
+pub use tls::{CertificateSource, Certificates, LocalCa, TlsError, RECHECK};

@@ -43,6 +43,8 @@ pub(crate) struct Client {
     /// an upgraded connection's tunnel keeps a share of it, so that the connection still
     /// counts once hyper let go of it.
     place: Option<Arc<OwnedSemaphorePermit>>,
+    /// Whether the client connection is TLS (the HTTPS listener).
+    pub(crate) tls: bool,
 }
 
 impl Client {
@@ -51,6 +53,7 @@ impl Client {
         Client {
             forwarded_for: client_value(addr.ip()),
             place: None,
+            tls: false,
         }
     }
 
@@ -89,7 +92,15 @@ pub(crate) async fn handle(
     };
     let request_id = ensure_request_id(req.headers_mut());
 
-    match pick(router, host, req.uri().path(), req.uri().query()).await {
+    match pick(
+        router,
+        host,
+        req.uri().path(),
+        req.uri().query(),
+        client.tls,
+    )
+    .await
+    {
         Picked::Live(guard, pool) => {
             forward(router, client, req, host_value, request_id, guard, pool).await
         }
@@ -198,7 +209,13 @@ enum Step {
 /// Find the rule for a request of `path` (and `query`) on `host` and, for an upstream,
 /// count the request in on its release. Waits (bounded) while the environment's routes
 /// are held.
-pub(crate) async fn pick(router: &Router, host: &str, path: &str, query: Option<&str>) -> Picked {
+pub(crate) async fn pick(
+    router: &Router,
+    host: &str,
+    path: &str,
+    query: Option<&str>,
+    tls: bool,
+) -> Picked {
     let mut may_wait = true;
     let mut attempt = 0;
     loop {
@@ -208,6 +225,7 @@ pub(crate) async fn pick(router: &Router, host: &str, path: &str, query: Option<
             host,
             path,
             query,
+            tls,
             may_wait,
             attempt >= MAX_ROUTE_RETRIES,
         ) {
@@ -228,6 +246,7 @@ fn step(
     host: &str,
     path: &str,
     query: Option<&str>,
+    tls: bool,
     may_wait: bool,
     last: bool,
 ) -> Step {
@@ -243,7 +262,7 @@ fn step(
         HostTarget::Deploying => return Step::Done(Picked::Answer(RouterAnswer::Deploying)),
         HostTarget::Live { release, .. } => release,
     };
-    let Some(rule) = entry.rule_for(path) else {
+    let Some(rule) = entry.rule_for(path, tls) else {
         return unknown;
     };
     match &rule.action {
@@ -309,6 +328,7 @@ async fn forward(
         &mut parts.headers,
         &client.forwarded_for,
         host_value.as_ref(),
+        client.tls,
     );
     if !parts.headers.contains_key(header::HOST) {
         if let Some(host) = &host_value {

@@ -202,6 +202,24 @@ struct ServeArgs {
     /// their deploys, shells) to end before it closes them.
     #[arg(long, env = "SLIPWAY_UPGRADE_GRACE", default_value_t = 600)]
     upgrade_grace: u64,
+    /// HTTPS address of the router (off unless given): `https://` routes are served there
+    /// with certificates from DATA/certs/HOST.pem + HOST.key, or else issued by a local CA
+    /// made on first start (DATA/ca/ca.pem, printed at start: trust it in clients).
+    #[arg(long, env = "SLIPWAY_HTTPS_LISTEN")]
+    https_listen: Option<String>,
+    /// How the server logs to stderr: `human` lines or `json` objects (one a line, for log
+    /// shippers).
+    #[arg(long, env = "SLIPWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+}
+
+/// The format of the server's log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Readable lines.
+    Human,
+    /// One JSON object a line.
+    Json,
 }
 
 /// `1234`, `500K`, `20M`, `2G` (binary units).
@@ -328,13 +346,15 @@ fn main() -> ExitCode {
             };
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SLIPWAY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLIPWAY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match &cli.command {
+        Cmd::Serve(args) if args.log_format == LogFormat::Json => logs.json().init(),
+        _ => logs.init(),
+    }
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
@@ -438,6 +458,17 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         })
         .map_err(|e| Failure { code: 2, error: e })?;
     settings.http_port = http_addr.port();
+    let https_addr: Option<std::net::SocketAddr> = match &args.https_listen {
+        None => None,
+        Some(addr) => Some(
+            addr.parse()
+                .with_context(|| {
+                    format!("--https-listen {addr}: not an address like 127.0.0.1:8443")
+                })
+                .map_err(|e| Failure { code: 2, error: e })?,
+        ),
+    };
+    settings.https_port = https_addr.map(|a| a.port());
     if which(&settings.runtime).is_none() {
         return Err(user_error(anyhow::anyhow!(
             "the OCI runtime '{}' was not found: install runc (apt-get install runc) or pass --runtime PATH",
@@ -580,6 +611,30 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
                 .await
         }
     });
+    let mut https_note = String::new();
+    let https_task = match https_addr {
+        None => None,
+        Some(addr) => {
+            let (listener, certificates) = https_listener(addr, &data_dir).map_err(user_error)?;
+            https_note = format!(
+                ", https {} (local CA {})",
+                listener
+                    .local_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+                certificates.ca_cert_path().display()
+            );
+            let router = platform.router().clone();
+            let s = stopped(stop_rx.clone());
+            Some(tokio::spawn(async move {
+                router
+                    .serve_tls(listener, certificates, async move {
+                        s.await;
+                    })
+                    .await
+            }))
+        }
+    };
     let log_rotation = tokio::spawn(slipway_deploy::app_logs::rotate_forever(platform.clone()));
     let mut ssh_task = tokio::spawn(slipway_ssh::serve_until(
         ssh,
@@ -590,7 +645,7 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     ));
     let workers = platform.router().config().worker_count();
     println!(
-        "slipway serving: ssh {} (host key {fp}), http {} ({workers} router worker{}), data dir {}",
+        "slipway serving: ssh {} (host key {fp}), http {} ({workers} router worker{}){https_note}, data dir {}",
         addresses.0,
         addresses.1,
         if workers == 1 { "" } else { "s" },
@@ -678,6 +733,9 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     }
     let drain = platform.settings().drain_timeout;
     let _ = tokio::time::timeout(drain + extra, http_task).await;
+    if let Some(task) = https_task {
+        let _ = tokio::time::timeout(drain + extra, task).await;
+    }
     if let Some(why) = ssh_failed {
         return Err(internal(anyhow::anyhow!(
             "the SSH listener ended ({why}); containers keep running and are adopted at the next start"
@@ -685,6 +743,34 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     }
     println!("slipway stopped; containers keep running and are adopted at the next start");
     Ok(0)
+}
+
+/// The HTTPS listening socket (`SO_REUSEPORT`, so that a server taking over with
+/// `--upgrade` listens while the old one drains) and the certificates it serves: files in
+/// DATA/certs, else issued by the local CA in DATA/ca (made on first start).
+fn https_listener(
+    addr: std::net::SocketAddr,
+    data_dir: &Path,
+) -> Result<(tokio::net::TcpListener, Arc<slipway_router::Certificates>)> {
+    let ca = slipway_router::LocalCa::open_or_create(&data_dir.join("ca"))
+        .context("the local certificate authority")?;
+    let certificates = slipway_router::Certificates::new(data_dir.join("certs"), ca)
+        .context("the certificates folder")?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .context("a socket for HTTPS")?;
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket
+        .bind(addr)
+        .with_context(|| format!("listening for HTTPS on {addr}"))?;
+    let listener = socket
+        .listen(1024)
+        .with_context(|| format!("listening for HTTPS on {addr}"))?;
+    Ok((listener, Arc::new(certificates)))
 }
 
 fn which(p: &Path) -> Option<PathBuf> {
