@@ -33,6 +33,7 @@ pub mod environment;
 pub mod health;
 pub mod hooks;
 pub mod isolation;
+pub mod metrics;
 pub mod mounts;
 pub mod operations;
 pub mod output;

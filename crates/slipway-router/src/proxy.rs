@@ -91,6 +91,7 @@ pub(crate) async fn handle(
         );
     };
     let request_id = ensure_request_id(req.headers_mut());
+    let started = std::time::Instant::now();
 
     match pick(
         router,
@@ -102,23 +103,34 @@ pub(crate) async fn handle(
     .await
     {
         Picked::Live(guard, pool) => {
-            forward(router, client, req, host_value, request_id, guard, pool).await
+            let stats = Arc::clone(guard.stats());
+            let resp = forward(router, client, req, host_value, request_id, guard, pool).await;
+            stats.record(resp.status().as_u16(), started.elapsed());
+            resp
         }
         Picked::Site(guard, pool, site) => {
+            let stats = Arc::clone(guard.stats());
             let ask = Ask::of(
                 req.method(),
                 req.uri().path(),
                 req.uri().query(),
                 req.headers(),
             );
-            match site.resolve(&ask) {
+            let resp = match site.resolve(&ask) {
                 Resolved::Forward => {
                     forward(router, client, req, host_value, request_id, guard, pool).await
                 }
                 Resolved::Answer(answer) => static_response(answer, guard, &request_id),
-            }
+            };
+            stats.record(resp.status().as_u16(), started.elapsed());
+            resp
         }
-        Picked::Answer(answer) => router_answer(answer, host, &request_id),
+        Picked::Answer(answer) => {
+            let resp = router_answer(answer, host, &request_id);
+            let status = resp.status().as_u16();
+            router.stats.unrouted.record(status, started.elapsed());
+            resp
+        }
     }
 }
 
@@ -374,7 +386,10 @@ async fn send(
         let last = attempt >= MAX_SEND_RETRIES;
         let (mut conn, reused) = match pool.checkout_or_connect(config.connect_timeout).await {
             Ok(got) => got,
-            Err(err) => return upstream_failed(&pool, &err, &request_id),
+            Err(err) => {
+                guard.stats().connect_error();
+                return upstream_failed(&pool, &err, &request_id);
+            }
         };
         let exchange = conn.exchange(&parts, &mut body);
         let Some(result) = within_request_timeout(config.request_timeout, exchange).await else {

@@ -45,7 +45,7 @@ struct DataDirArg {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the server: SSH (git, admin commands) and the HTTP router.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage users and their keys (works whether or not the server runs).
     #[command(subcommand)]
     User(UserCmd),
@@ -207,6 +207,11 @@ struct ServeArgs {
     /// made on first start (DATA/ca/ca.pem, printed at start: trust it in clients).
     #[arg(long, env = "SLIPWAY_HTTPS_LISTEN")]
     https_listen: Option<String>,
+    /// Address serving Prometheus metrics (off unless given), e.g. 127.0.0.1:9100: the
+    /// router's requests, latencies and upstream errors per environment, pushes, deploys
+    /// and builds.
+    #[arg(long, env = "SLIPWAY_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
     /// How the server logs to stderr: `human` lines or `json` objects (one a line, for log
     /// shippers).
     #[arg(long, env = "SLIPWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
@@ -382,7 +387,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Cmd::Serve(args) => {
             let rt = tokio::runtime::Runtime::new().map_err(internal)?;
-            rt.block_on(serve(args))
+            rt.block_on(serve(*args))
         }
         Cmd::User(cmd) => user(cmd),
         Cmd::Config(ConfigCmd::Check { dir, json }) => config_check(&dir, json),
@@ -635,6 +640,31 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
             }))
         }
     };
+    let mut metrics_note = String::new();
+    if let Some(addr) = &args.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("--metrics-listen {addr}: listening"))
+            .map_err(user_error)?;
+        metrics_note = format!(
+            ", metrics {}",
+            listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default()
+        );
+        let mut registry = prometheus_client::registry::Registry::default();
+        slipway_deploy::metrics::register(&mut registry);
+        registry.register_collector(Box::new(platform.router().collector()));
+        let s = stopped(stop_rx.clone());
+        tokio::spawn(slipway_router::serve_metrics(
+            listener,
+            Arc::new(registry),
+            async move {
+                s.await;
+            },
+        ));
+    }
     let log_rotation = tokio::spawn(slipway_deploy::app_logs::rotate_forever(platform.clone()));
     let mut ssh_task = tokio::spawn(slipway_ssh::serve_until(
         ssh,
@@ -645,7 +675,7 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     ));
     let workers = platform.router().config().worker_count();
     println!(
-        "slipway serving: ssh {} (host key {fp}), http {} ({workers} router worker{}){https_note}, data dir {}",
+        "slipway serving: ssh {} (host key {fp}), http {} ({workers} router worker{}){https_note}{metrics_note}, data dir {}",
         addresses.0,
         addresses.1,
         if workers == 1 { "" } else { "s" },
