@@ -39,6 +39,12 @@ fn metrics_count_pushes_deploys_builds_and_router_requests() {
     );
 
     let app = App::demo(server.dir.path(), "m-app");
+    // With a volume (disk + a local mount), for its disk use.
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\ndisk: 64\nmounts:\n  data:\n    source: local\n    source_path: data\nhooks:\n  build: |\n    set -e\n    echo \"built-$(cat VERSION)\" > build.txt\nweb:\n  commands:\n    start: python3 server.py\n",
+    );
+    app.commit("with a volume");
     let o = server.git(&app.dir, &["push", &server.remote("m"), "main"]);
     assert!(o.status.success(), "push: {}", text(&o));
     for _ in 0..3 {
@@ -127,5 +133,19 @@ fn metrics_count_pushes_deploys_builds_and_router_requests() {
         Some(0.0),
         "{m}"
     );
+    // The archive holds the slug (and the release image); the volume takes some disk.
+    assert!(
+        sample(&m, "slipway_archive_blobs").unwrap_or(0.0) >= 2.0,
+        "{m}"
+    );
+    assert!(
+        sample(&m, "slipway_archive_bytes").unwrap_or(0.0) > 0.0,
+        "{m}"
+    );
+    let volume = m
+        .lines()
+        .find(|l| l.starts_with(&format!("slipway_volume_disk_bytes{{{env},volume=")))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    assert!(volume.unwrap_or(0.0) > 0.0, "volume disk use: {m}");
     assert!(m.trim_end().ends_with("# EOF"), "{m}");
 }

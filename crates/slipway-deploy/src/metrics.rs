@@ -90,3 +90,108 @@ pub fn register(registry: &mut Registry) {
         BUILD_SECONDS.clone(),
     );
 }
+
+/// What is measured on disk at each scrape: the slug archive's blobs and the volumes'
+/// disk use. Register with `registry.register_collector(Box::new(DiskCollector::new(..)))`.
+#[derive(Debug)]
+pub struct DiskCollector {
+    blobs: std::path::PathBuf,
+    volumes: std::path::PathBuf,
+}
+
+impl DiskCollector {
+    /// The collector of `platform`'s archive and volumes.
+    pub fn new(platform: &crate::Platform) -> DiskCollector {
+        DiskCollector {
+            blobs: platform.archive().root().join("blobs").join("sha256"),
+            volumes: platform.data().root().join("volumes"),
+        }
+    }
+}
+
+/// The files directly in `dir`: (how many, bytes of their contents).
+fn files_in(dir: &std::path::Path) -> (u64, u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return (0, 0);
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .fold((0, 0), |(n, bytes), m| (n + 1, bytes + m.len()))
+}
+
+/// Each volume image below `root` (`PROJECT/ENV/NAME.img`): (environment, volume, bytes
+/// the image takes on disk).
+fn volume_images(root: &std::path::Path) -> Vec<(String, String, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let dirs = |p: &std::path::Path| -> Vec<(String, std::path::PathBuf)> {
+        std::fs::read_dir(p)
+            .map(|it| {
+                it.filter_map(Result::ok)
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    for (project, project_dir) in dirs(root) {
+        for (env, env_dir) in dirs(&project_dir) {
+            let Ok(entries) = std::fs::read_dir(&env_dir) else {
+                continue;
+            };
+            for entry in entries.filter_map(Result::ok) {
+                let file = entry.file_name().to_string_lossy().into_owned();
+                let Some(name) = file.strip_suffix(".img") else {
+                    continue;
+                };
+                if let Ok(meta) = entry.metadata() {
+                    out.push((
+                        format!("{project}/{env}"),
+                        name.to_string(),
+                        meta.blocks() * 512,
+                    ));
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+impl prometheus_client::collector::Collector for DiskCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric as _;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        use prometheus_client::metrics::MetricType;
+        let (blobs, bytes) = files_in(&self.blobs);
+        let gauge = |v: u64| ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
+        gauge(bytes).encode(encoder.encode_descriptor(
+            "slipway_archive_bytes",
+            "Bytes of the slug archive's blobs (slugs, layers, release images)",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        gauge(blobs).encode(encoder.encode_descriptor(
+            "slipway_archive_blobs",
+            "Blobs in the slug archive",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        let mut metric = encoder.encode_descriptor(
+            "slipway_volume_disk_bytes",
+            "Bytes a volume's image takes on disk, by environment and volume",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (env, volume, bytes) in volume_images(&self.volumes) {
+            let labels = [("environment", env.as_str()), ("volume", volume.as_str())];
+            gauge(bytes).encode(metric.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}

@@ -656,6 +656,9 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         let mut registry = prometheus_client::registry::Registry::default();
         slipway_deploy::metrics::register(&mut registry);
         registry.register_collector(Box::new(platform.router().collector()));
+        registry.register_collector(Box::new(slipway_deploy::metrics::DiskCollector::new(
+            &platform,
+        )));
         let s = stopped(stop_rx.clone());
         tokio::spawn(slipway_router::serve_metrics(
             listener,
