@@ -4,6 +4,8 @@
 
 use std::process::Command;
 
+use std::time::{Duration, Instant};
+
 use slipway_e2e::{free_port, run, text, App, Server};
 
 /// The exposition scraped with curl.
@@ -148,4 +150,26 @@ fn metrics_count_pushes_deploys_builds_and_router_requests() {
         .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
     assert!(volume.unwrap_or(0.0) > 0.0, "volume disk use: {m}");
     assert!(m.trim_end().ends_with("# EOF"), "{m}");
+
+    // Containers gone while the server was stopped are started again at its start: counted.
+    let mut server = server;
+    server.stop();
+    let o = server.slipway(&["down"]);
+    assert!(o.status.success(), "down: {}", text(&o));
+    server.serve();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.get("main.m.localhost", "/").map(|a| a.0) != Some(200) {
+        assert!(
+            Instant::now() < deadline,
+            "not back: {}",
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let m = scrape(metrics_port);
+    assert_eq!(
+        sample(&m, &format!("slipway_container_restarts_total{{{env}}}")),
+        Some(1.0),
+        "{m}"
+    );
 }

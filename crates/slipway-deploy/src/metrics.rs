@@ -49,6 +49,26 @@ static BUILDS: LazyLock<Family<Outcome, Counter>> = LazyLock::new(Family::defaul
 static BUILD_SECONDS: LazyLock<Durations> =
     LazyLock::new(|| Family::new_with_constructor(durations as fn() -> Histogram));
 
+/// The environment (`PROJECT/ENV`) of a restarted container.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EnvironmentLabel {
+    /// `PROJECT/ENV`.
+    pub environment: String,
+}
+
+/// Containers of live releases started again (found gone when the server started).
+static CONTAINER_RESTARTS: LazyLock<Family<EnvironmentLabel, Counter>> =
+    LazyLock::new(Family::default);
+
+/// Count a container of a live release of `environment` (`PROJECT/ENV`) started again.
+pub fn container_restarted(environment: &str) {
+    CONTAINER_RESTARTS
+        .get_or_create(&EnvironmentLabel {
+            environment: environment.to_string(),
+        })
+        .inc();
+}
+
 /// Count a push received.
 pub fn push_received() {
     PUSHES.inc();
@@ -78,6 +98,11 @@ pub fn register(registry: &mut Registry) {
         "slipway_deploy_duration_seconds",
         "Deploy durations (push to live, or to failure) by result",
         DEPLOY_SECONDS.clone(),
+    );
+    registry.register(
+        "slipway_container_restarts",
+        "Containers of live releases started again (they were gone when the server started), by environment",
+        CONTAINER_RESTARTS.clone(),
     );
     registry.register(
         "slipway_builds",
