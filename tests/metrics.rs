@@ -46,7 +46,11 @@ fn metrics_count_pushes_deploys_builds_and_router_requests() {
         ".platform.app.yaml",
         "name: hello\ntype: python:3.11\ndisk: 64\nmounts:\n  data:\n    source: local\n    source_path: data\nhooks:\n  build: |\n    set -e\n    echo \"built-$(cat VERSION)\" > build.txt\nweb:\n  commands:\n    start: python3 server.py\n",
     );
-    app.commit("with a volume");
+    app.write(
+        ".platform/routes.yaml",
+        "\"http://{default}/\":\n    type: upstream\n    upstream: \"hello:http\"\n\"http://{default}/old\":\n    type: redirect\n    to: \"http://{default}/\"\n",
+    );
+    app.commit("with a volume and a redirect");
     let o = server.git(&app.dir, &["push", &server.remote("m"), "main"]);
     assert!(o.status.success(), "push: {}", text(&o));
     for _ in 0..3 {
@@ -56,6 +60,10 @@ fn metrics_count_pushes_deploys_builds_and_router_requests() {
         );
     }
     assert_eq!(server.get("nobody.localhost", "/").map(|a| a.0), Some(404));
+    assert_eq!(
+        server.get("main.m.localhost", "/old").map(|a| a.0),
+        Some(301)
+    );
 
     let m = scrape(metrics_port);
     assert_eq!(sample(&m, "slipway_pushes_total"), Some(1.0), "{m}");
@@ -97,6 +105,14 @@ fn metrics_count_pushes_deploys_builds_and_router_requests() {
     assert_eq!(
         sample(
             &m,
+            &format!("slipway_router_requests_total{{{env},class=\"3xx\"}}")
+        ),
+        Some(1.0),
+        "the redirect counts on its environment: {m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
             "slipway_router_requests_total{environment=\"\",class=\"4xx\"}"
         ),
         Some(1.0),
@@ -107,7 +123,7 @@ fn metrics_count_pushes_deploys_builds_and_router_requests() {
             &m,
             &format!("slipway_router_request_duration_seconds_count{{{env}}}")
         ),
-        Some(3.0),
+        Some(4.0),
         "{m}"
     );
     assert_eq!(
@@ -119,7 +135,7 @@ fn metrics_count_pushes_deploys_builds_and_router_requests() {
             &m,
             &format!("slipway_router_request_duration_seconds_bucket{{{env},le=\"+Inf\"}}")
         )),
-        Some(3.0),
+        Some(4.0),
         "{m}"
     );
     assert_eq!(

@@ -198,10 +198,10 @@ pub(crate) async fn serve<E: Future<Output = End>>(
                         }
                     }
                 }
-                Picked::Answer(answer) => {
+                Picked::Answer(answer, stats) => {
                     let page = router_answer(answer, host, &request.id);
-                    let status = page.status().as_u16();
-                    router.stats.unrouted.record(status, started.elapsed());
+                    let stats = stats.as_deref().unwrap_or(&router.stats.unrouted);
+                    stats.record(page.status().as_u16(), started.elapsed());
                     write_page(&mut writer, page, request.close, &mut out).await
                 }
             }

@@ -25,7 +25,7 @@ pub const LATENCY_BUCKETS: [f64; 11] = [
 ];
 
 /// The environment label of requests no environment answered (unknown host, first
-/// deploy in progress, a head refused before routing).
+/// deploy in progress).
 pub const ROUTER_ENVIRONMENT: &str = "";
 
 /// The request counters of one environment.

@@ -21,6 +21,7 @@ use crate::headers::{
     add_forwarded, client_value, ensure_request_id, strip_hop_by_hop, wants_upgrade, X_REQUEST_ID,
 };
 use crate::locations::{Ask, Resolved, WebSite};
+use crate::metrics::EnvStats;
 use crate::pool::Pool;
 use crate::release::{InFlightGuard, LiveRelease};
 use crate::router::Router;
@@ -125,10 +126,10 @@ pub(crate) async fn handle(
             stats.record(resp.status().as_u16(), started.elapsed());
             resp
         }
-        Picked::Answer(answer) => {
+        Picked::Answer(answer, stats) => {
             let resp = router_answer(answer, host, &request_id);
-            let status = resp.status().as_u16();
-            router.stats.unrouted.record(status, started.elapsed());
+            let stats = stats.as_deref().unwrap_or(&router.stats.unrouted);
+            stats.record(resp.status().as_u16(), started.elapsed());
             resp
         }
     }
@@ -168,8 +169,9 @@ pub(crate) enum Picked {
     /// To an app with locations (counted in flight on its release): its files first,
     /// then this pool.
     Site(InFlightGuard, Arc<Pool>, Arc<WebSite>),
-    /// Nowhere: the router answers itself.
-    Answer(RouterAnswer),
+    /// Nowhere: the router answers itself (counted on this environment's counters, if
+    /// the host has one live, else on the router's own).
+    Answer(RouterAnswer, Option<Arc<EnvStats>>),
 }
 
 /// A request the router answers itself.
@@ -262,7 +264,7 @@ fn step(
     may_wait: bool,
     last: bool,
 ) -> Step {
-    let unknown = Step::Done(Picked::Answer(RouterAnswer::Unknown));
+    let unknown = Step::Done(Picked::Answer(RouterAnswer::Unknown, None));
     let table = router.table.load();
     let Some(entry) = table.lookup(host) else {
         return unknown;
@@ -271,7 +273,7 @@ fn step(
         return Step::Wait(Arc::clone(&entry.gate));
     }
     let release = match &entry.target {
-        HostTarget::Deploying => return Step::Done(Picked::Answer(RouterAnswer::Deploying)),
+        HostTarget::Deploying => return Step::Done(Picked::Answer(RouterAnswer::Deploying, None)),
         HostTarget::Live { release, .. } => release,
     };
     let Some(rule) = entry.rule_for(path, tls) else {
@@ -279,7 +281,10 @@ fn step(
     };
     match &rule.action {
         Action::Redirect { to, code } => match redirect_location(to, &rule.prefix, path, query) {
-            Some(location) => Step::Done(Picked::Answer(RouterAnswer::Redirect(location, *code))),
+            Some(location) => Step::Done(Picked::Answer(
+                RouterAnswer::Redirect(location, *code),
+                Some(Arc::clone(release.stats())),
+            )),
             None => unknown,
         },
         Action::Upstream(index) => {

@@ -83,6 +83,11 @@ impl LiveRelease {
         })
     }
 
+    /// The request counters of the release's environment.
+    pub(crate) fn stats(&self) -> &Arc<EnvStats> {
+        &self.stats
+    }
+
     /// The release's name (as given in [`crate::EnvRoutes::release`]).
     pub fn name(&self) -> &str {
         &self.name
