@@ -384,6 +384,48 @@ mod tests {
     }
 
     #[test]
+    fn each_scheme_gets_its_rule_and_falls_back_to_the_other() {
+        let config = RouterConfig::default();
+        let gate = Arc::new(Gate::default());
+        let r1 = LiveRelease::new("r1".into(), &[("web".into(), up("r1", 1))], &config);
+        let rule = |path: &str, action: RouteAction, scheme: RouteScheme| RouteRule {
+            host: "a.example".into(),
+            path: path.into(),
+            action,
+            scheme,
+        };
+        let web = || RouteAction::Upstream("web".into());
+        let to_https = RouteAction::Redirect {
+            to: "https://a.example/".into(),
+            code: 301,
+        };
+        let routes = EnvRoutes {
+            release: "r1".into(),
+            upstreams: vec![],
+            sites: vec![],
+            rules: vec![
+                rule("/", web(), RouteScheme::Https),
+                rule("/", to_https, RouteScheme::Http),
+                rule("/api", web(), RouteScheme::Https),
+            ],
+        };
+        let t = RouteTable::default().with_live("demo/main", &gate, &r1, &routes, &[]);
+        let entry = t.lookup("a.example").expect("entry");
+        let is_redirect = |tls: bool, path: &str| {
+            matches!(
+                entry.rule_for(path, tls).map(|r| &r.action),
+                Some(Action::Redirect { .. })
+            )
+        };
+        // `/`: TLS gets the https:// rule, plain HTTP the http:// redirect.
+        assert!(!is_redirect(true, "/x"));
+        assert!(is_redirect(false, "/x"));
+        // `/api` has an https:// rule only: plain HTTP gets it too (no redirect).
+        assert!(!is_redirect(false, "/api/x"));
+        assert!(!is_redirect(true, "/api/x"));
+    }
+
+    #[test]
     fn longest_prefix_first_and_hosts_stay_with_their_owner() {
         let config = RouterConfig::default();
         let gate = Arc::new(Gate::default());
