@@ -190,3 +190,120 @@ fn log_format_json_writes_one_object_a_line() {
         .collect();
     assert!(human.is_empty(), "human log lines in json mode: {human:?}");
 }
+
+/// The app: `/ws` switches protocols and echoes what it gets; anything else answers
+/// `release-VERSION`.
+const WS_SERVER: &str = r#"import http.server, os
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.path == "/ws":
+            self.send_response(101)
+            self.send_header("Upgrade", "websocket")
+            self.send_header("Connection", "Upgrade")
+            self.end_headers()
+            self.wfile.flush()
+            while True:
+                data = self.connection.recv(1024)
+                if not data:
+                    break
+                self.connection.sendall(data)
+            self.close_connection = True
+            return
+        body = ("release-" + open("VERSION").read().strip()).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+/// A client that upgrades `/ws` over TLS (ALPN http/1.1), prints the status line, then
+/// sends `ping-over-tls` and prints what comes back.
+const WS_CLIENT: &str = r#"import socket, ssl, sys
+host, port, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.set_alpn_protocols(["http/1.1"])
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname=host)
+s.sendall(("GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n" % host).encode())
+buf = b""
+while b"\r\n\r\n" not in buf:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    buf += chunk
+head, _, rest = buf.partition(b"\r\n\r\n")
+print(head.split(b"\r\n")[0].decode())
+s.sendall(b"ping-over-tls")
+got = rest
+while len(got) < len(b"ping-over-tls"):
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    got += chunk
+print(got.decode())
+"#;
+
+#[test]
+fn a_websocket_upgrade_and_a_switch_hold_over_tls() {
+    let https_port = free_port();
+    let listen = format!("127.0.0.1:{https_port}");
+    let server = Server::start_with(&[("SLIPWAY_HTTPS_LISTEN", &listen)]);
+    let ca = server.data.join("ca").join("ca.pem");
+    let app = App::demo(server.dir.path(), "ws-app");
+    app.write("server.py", WS_SERVER);
+    app.write(
+        ".platform/routes.yaml",
+        "\"https://{default}/\":\n    type: upstream\n    upstream: \"hello:http\"\n",
+    );
+    app.commit("ws");
+    let o = server.git(&app.dir, &["push", &server.remote("tls"), "main"]);
+    assert!(o.status.success(), "push: {}", text(&o));
+
+    let client = server.dir.path().join("ws_client.py");
+    std::fs::write(&client, WS_CLIENT).expect("client");
+    let o = run(Command::new("python3")
+        .arg(&client)
+        .arg(HOST)
+        .arg(https_port.to_string())
+        .arg(&ca));
+    assert_eq!(
+        text(&o),
+        "HTTP/1.1 101 Switching Protocols\nping-over-tls\n",
+        "websocket over TLS"
+    );
+
+    // A redeploy while a client asks over TLS all along: every answer is the old or the
+    // new release, never an error.
+    let asking = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let answers = {
+        let asking = asking.clone();
+        let ca = ca.clone();
+        std::thread::spawn(move || {
+            let mut answers = Vec::new();
+            while asking.load(std::sync::atomic::Ordering::Relaxed) {
+                let (ok, out, err) = curl_https(https_port, HOST, &ca);
+                answers.push(if ok { out } else { err });
+            }
+            answers
+        })
+    };
+    app.write("VERSION", "2\n");
+    app.commit("v2");
+    let o = server.git(&app.dir, &["push", &server.remote("tls"), "main"]);
+    assert!(o.status.success(), "push v2: {}", text(&o));
+    let (ok, out, _) = curl_https(https_port, HOST, &ca);
+    assert!(ok && out == "release-2 2 200", "v2 live over TLS: {out}");
+    asking.store(false, std::sync::atomic::Ordering::Relaxed);
+    let answers = answers.join().expect("asking thread");
+    assert!(!answers.is_empty());
+    for answer in &answers {
+        assert!(
+            answer == "release-1 2 200" || answer == "release-2 2 200",
+            "an answer during the switch: {answer}"
+        );
+    }
+}
