@@ -307,3 +307,57 @@ fn a_websocket_upgrade_and_a_switch_hold_over_tls() {
         );
     }
 }
+
+#[test]
+fn https_keeps_answering_through_serve_upgrade() {
+    let https_port = free_port();
+    let listen = format!("127.0.0.1:{https_port}");
+    let mut server = Server::start_with(&[("SLIPWAY_HTTPS_LISTEN", &listen)]);
+    let ca = server.data.join("ca").join("ca.pem");
+    let app = App::demo(server.dir.path(), "up-app");
+    app.write("server.py", PROTO_SERVER);
+    app.write(
+        ".platform/routes.yaml",
+        "\"https://{default}/\":\n    type: upstream\n    upstream: \"hello:http\"\n",
+    );
+    app.commit("https");
+    let o = server.git(&app.dir, &["push", &server.remote("tls"), "main"]);
+    assert!(o.status.success(), "push: {}", text(&o));
+    assert_eq!(curl_https(https_port, HOST, &ca).1, "proto=https 2 200");
+
+    let asking = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let answers = {
+        let asking = asking.clone();
+        let ca = ca.clone();
+        std::thread::spawn(move || {
+            let mut answers = Vec::new();
+            while asking.load(std::sync::atomic::Ordering::Relaxed) {
+                let (ok, out, err) = curl_https(https_port, HOST, &ca);
+                answers.push(if ok { out } else { err });
+            }
+            answers
+        })
+    };
+    let code = server.upgrade(Duration::from_secs(60), |s| {
+        let (ok, out, err) = curl_https(https_port, HOST, &ca);
+        assert!(
+            ok,
+            "https while the old server drains: {out} {err}\n{}",
+            s.server_log()
+        );
+    });
+    assert_eq!(code, Some(0), "{}", server.server_log());
+    asking.store(false, std::sync::atomic::Ordering::Relaxed);
+    let answers = answers.join().expect("asking thread");
+    let failed: Vec<&String> = answers
+        .iter()
+        .filter(|a| *a != "proto=https 2 200")
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} HTTPS requests failed during the upgrade: {failed:?}",
+        failed.len(),
+        answers.len()
+    );
+    assert_eq!(curl_https(https_port, HOST, &ca).1, "proto=https 2 200");
+}
