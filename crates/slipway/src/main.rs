@@ -642,9 +642,10 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     };
     let mut metrics_note = String::new();
     if let Some(addr) = &args.metrics_listen {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("--metrics-listen {addr}: listening"))
+        let listener = addr
+            .parse()
+            .with_context(|| format!("--metrics-listen {addr}: not an address like 127.0.0.1:9100"))
+            .and_then(reuseport_listener)
             .map_err(user_error)?;
         metrics_note = format!(
             ", metrics {}",
@@ -789,21 +790,26 @@ fn https_listener(
         .context("the local certificate authority")?;
     let certificates = slipway_router::Certificates::new(data_dir.join("certs"), ca)
         .context("the certificates folder")?;
+    Ok((reuseport_listener(addr)?, Arc::new(certificates)))
+}
+
+/// A listening socket on `addr` with `SO_REUSEPORT`, so that a server taking over with
+/// `--upgrade` listens on it while the old one drains.
+fn reuseport_listener(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()
     } else {
         tokio::net::TcpSocket::new_v6()
     }
-    .context("a socket for HTTPS")?;
+    .with_context(|| format!("a socket for {addr}"))?;
     socket.set_reuseaddr(true)?;
     socket.set_reuseport(true)?;
     socket
         .bind(addr)
-        .with_context(|| format!("listening for HTTPS on {addr}"))?;
-    let listener = socket
+        .with_context(|| format!("listening on {addr}"))?;
+    socket
         .listen(1024)
-        .with_context(|| format!("listening for HTTPS on {addr}"))?;
-    Ok((listener, Arc::new(certificates)))
+        .with_context(|| format!("listening on {addr}"))
 }
 
 fn which(p: &Path) -> Option<PathBuf> {
