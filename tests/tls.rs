@@ -10,12 +10,16 @@ use std::time::{Duration, Instant};
 
 use slipway_e2e::{free_port, run, text, App, Server};
 
-/// The app: answers with the `X-Forwarded-Proto` it got.
-const PROTO_SERVER: &str = r#"import http.server, os
+/// The app: answers with the `X-Forwarded-Proto` it got (`/routes`: the URLs of its
+/// `PLATFORM_ROUTES`).
+const PROTO_SERVER: &str = r#"import base64, http.server, json, os
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
         body = ("proto=" + str(self.headers.get("X-Forwarded-Proto"))).encode()
+        if self.path == "/routes":
+            routes = json.loads(base64.b64decode(os.environ["PLATFORM_ROUTES"]))
+            body = " ".join(sorted(routes)).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -80,6 +84,20 @@ fn https_routes_are_served_with_the_local_ca_h2_and_a_redirect() {
     let (ok, out, err) = curl_https(https_port, HOST, &ca);
     assert!(ok, "curl https: {out} {err}\n{}", server.server_log());
     assert_eq!(out, "proto=https 2 200");
+
+    // The app's PLATFORM_ROUTES has the https:// route at its HTTPS URL.
+    let o = run(Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(&ca)
+        .arg("--resolve")
+        .arg(format!("{HOST}:{https_port}:127.0.0.1"))
+        .arg(format!("https://{HOST}:{https_port}/routes")));
+    // (The http:// redirect of the same host and path shares its key: the https:// one is kept.)
+    assert_eq!(
+        text(&o),
+        format!("https://{HOST}:{https_port}/"),
+        "PLATFORM_ROUTES"
+    );
 
     // HTTP/1.1 over TLS too (ALPN http/1.1).
     let o = run(Command::new("curl")

@@ -32,6 +32,7 @@ pub mod egress;
 pub mod environment;
 pub mod health;
 pub mod hooks;
+pub mod https;
 pub mod isolation;
 pub mod metrics;
 pub mod mounts;
