@@ -68,7 +68,8 @@ impl LiveRelease {
                         app.clone(),
                         Pool::new(
                             up.clone(),
-                            config.worker_count(),
+                            // A slot per worker of the HTTP and of the HTTPS listener.
+                            config.worker_count() * 2,
                             config.pool_max_idle,
                             config.pool_idle_timeout,
                         ),

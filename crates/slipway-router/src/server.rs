@@ -95,12 +95,22 @@ impl Router {
             let stop = stop_rx.clone();
             let all_places = (Arc::clone(&places), cap);
             let tls = tls.clone();
+            // The HTTPS listener's workers have their own pool slots, after the HTTP ones.
+            let slot = if tls.is_some() {
+                workers + index
+            } else {
+                index
+            };
             let (queue_tx, queue_rx) = mpsc::unbounded_channel::<Accepted>();
             let (done_tx, done_rx) = oneshot::channel::<()>();
             let started = std::thread::Builder::new()
-                .name(format!("router-{index}"))
+                .name(if tls.is_some() {
+                    format!("router-tls-{index}")
+                } else {
+                    format!("router-{index}")
+                })
                 .spawn(move || {
-                    set_worker(index);
+                    set_worker(slot);
                     match tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()
