@@ -33,7 +33,9 @@ pub mod egress;
 pub mod environment;
 pub mod health;
 pub mod hooks;
+pub mod https;
 pub mod isolation;
+pub mod metrics;
 pub mod mounts;
 pub mod operations;
 pub mod output;
@@ -106,6 +108,9 @@ pub struct Settings {
     pub domain: String,
     /// The HTTP port users reach the router on (for the URLs shown).
     pub http_port: u16,
+    /// The HTTPS port users reach the router on, when it serves HTTPS: `https://` routes
+    /// and redirects to them use it.
+    pub https_port: Option<u16>,
     /// The OCI runtime CLI.
     pub runtime: PathBuf,
     /// How long an app may take to answer on `$PORT` after start.
@@ -145,6 +150,7 @@ impl Settings {
             data_dir,
             domain: "localhost".into(),
             http_port: 8080,
+            https_port: None,
             runtime: PathBuf::from("runc"),
             health_timeout: Duration::from_secs(30),
             build_timeout: Duration::from_secs(3600),

@@ -141,7 +141,10 @@ async fn stage_push_inner(
     diff::run(&topology, live_topology.as_ref(), options, out)?;
 
     // build (+ slug): the changed apps, in parallel
-    let built = build::run_all(platform, repo, target, &topology.applications, out).await?;
+    let build_started = Instant::now();
+    let built = build::run_all(platform, repo, target, &topology.applications, out).await;
+    crate::metrics::build_ended(built.is_ok(), build_started.elapsed());
+    let built = built?;
 
     stage(platform, target, topology, &built, live, out, t0).await
 }

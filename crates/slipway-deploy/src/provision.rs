@@ -65,7 +65,10 @@ pub fn plan(
             services,
         };
         // Variables set with `var set` are not part of the spec: see [`crate::variables`].
-        let env = environment::app_env(app, &cx);
+        let mut env = environment::app_env(app, &cx);
+        if let Some(port) = platform.settings().https_port {
+            crate::https::apply(&mut env, port);
+        }
         apps.push(AppInstance {
             name: app.name.clone(),
             slug: b.slug.digest.to_string(),

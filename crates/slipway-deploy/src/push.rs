@@ -59,6 +59,8 @@ struct Attempt {
     activity: i64,
     out: Output,
     target: DeployTarget,
+    /// When the deploy started (for the duration metric).
+    started: std::time::Instant,
 }
 
 impl PushPipeline {
@@ -186,6 +188,7 @@ impl PushPipeline {
         Ok(Attempt {
             activity,
             out,
+            started: std::time::Instant::now(),
             target: DeployTarget {
                 project: self.project.clone(),
                 env: env.to_string(),
@@ -203,6 +206,7 @@ impl PushPipeline {
         let state = self.platform.state();
         let t = &attempt.target;
         attempt.out.flush();
+        crate::metrics::deploy_ended(result.is_ok(), attempt.started.elapsed());
         match result {
             Ok(number) => {
                 let _ = state.finish_activity(
@@ -463,6 +467,7 @@ impl PushHandler for PushPipeline {
         push: &Push,
         progress: Progress,
     ) -> Vec<Result<(), String>> {
+        crate::metrics::push_received();
         // The SSH layer opened the push's span; every line below belongs to it.
         for update in &push.updates {
             info!(refname = %update.refname, new = %update.new, atomic = push.atomic, "ref update");

@@ -18,21 +18,25 @@
 //! - A host belongs to one environment of one project ([`crate::tenancy`]): the validate
 //!   phase refuses routes to another project's host, and the switch refuses a host that
 //!   another environment routes now; the router's table keeps a host with its owner.
-//! - The router serves plain HTTP: an `https://` route is served on `http://`. When
-//!   both `http://` and `https://` routes exist for one host and path, the `https://`
-//!   one wins (the usual `http -> https` redirect would loop); a redirect to itself is
-//!   dropped.
+//! - Without `--https-listen` the router serves plain HTTP only: an `https://` route is
+//!   served on `http://`; when both `http://` and `https://` routes exist for one host and
+//!   path, the `https://` one wins (the usual `http -> https` redirect would loop), and a
+//!   redirect to itself is dropped. With it, each rule keeps its scheme
+//!   ([`RouteScheme`]): `https://` routes are served on TLS, `http://` ones on plain
+//!   HTTP (each also on the other when it has no rule of its own for the host and path),
+//!   so the usual `http://` redirect to `https://` answers on plain HTTP.
 //! - A route path is a prefix (`/api` takes `/api` and `/api/...`); the longest wins.
 //! - A redirect (`type: redirect`, `to`, code 301 unless configured) keeps the rest of
 //!   the path and the query. A target host that the environment serves gets `http://`
-//!   and the router's port; other targets are used as written.
+//!   and the router's port (`https://` and the HTTPS port for an `https://` target when
+//!   the router serves HTTPS); other targets are used as written.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use slipway_config::{RouteKind, Topology};
 use slipway_git::Repo;
-use slipway_router::{EnvRoutes, LiveRelease, RouteAction, RouteRule, Upstream};
+use slipway_router::{EnvRoutes, LiveRelease, RouteAction, RouteRule, RouteScheme, Upstream};
 use slipway_state::Release;
 
 use crate::environment::ReleaseSpec;
@@ -96,11 +100,12 @@ impl Resolver<'_> {
         let placeholder = host.contains('{');
         let resolved = self.host(host);
         if placeholder || served.contains(&resolved) {
-            let port = self.platform.settings().http_port;
-            if port == 80 {
-                format!("http://{resolved}{path}")
-            } else {
-                format!("http://{resolved}:{port}{path}")
+            let settings = self.platform.settings();
+            match settings.https_port {
+                Some(443) if scheme == "https" => format!("https://{resolved}{path}"),
+                Some(port) if scheme == "https" => format!("https://{resolved}:{port}{path}"),
+                _ if settings.http_port == 80 => format!("http://{resolved}{path}"),
+                _ => format!("http://{resolved}:{}{path}", settings.http_port),
             }
         } else {
             format!("{scheme}://{host}{path}")
@@ -142,16 +147,22 @@ pub fn env_routes(
     // https:// routes first: for one host and path, they win over http:// ones.
     let mut ordered: Vec<&slipway_config::Route> = routes.iter().collect();
     ordered.sort_by_key(|r| !r.url.starts_with("https://"));
-    let parsed: Vec<(String, String, &RouteKind)> = ordered
+    let https = platform.settings().https_port.is_some();
+    let parsed: Vec<(String, String, &RouteKind, RouteScheme)> = ordered
         .iter()
         .filter_map(|r| {
-            let (_, host, path) = split_url(&r.url)?;
-            Some((resolver.host(host), path.to_string(), &r.kind))
+            let (scheme, host, path) = split_url(&r.url)?;
+            let scheme = match scheme {
+                _ if !https => RouteScheme::Any,
+                "https" => RouteScheme::Https,
+                _ => RouteScheme::Http,
+            };
+            Some((resolver.host(host), path.to_string(), &r.kind, scheme))
         })
         .collect();
-    let served: Vec<String> = parsed.iter().map(|(h, _, _)| h.clone()).collect();
+    let served: Vec<String> = parsed.iter().map(|(h, _, _, _)| h.clone()).collect();
     let mut rules = Vec::new();
-    for (host, path, kind) in parsed {
+    for (host, path, kind, scheme) in parsed {
         let action = match kind {
             RouteKind::Upstream { app, .. } => {
                 if !upstreams.iter().any(|(name, _)| name == app) {
@@ -163,8 +174,11 @@ pub fn env_routes(
             RouteKind::Redirect { to, code } => {
                 let to = resolver.target(to, &served);
                 let own = format!("{host}{path}");
-                let same = split_url(&to)
-                    .is_some_and(|(_, h, p)| format!("{}{p}", h.to_ascii_lowercase()) == own);
+                // With HTTPS, `http://` to `https://` of the same host is no loop.
+                let same = split_url(&to).is_some_and(|(s, h, p)| {
+                    format!("{}{p}", h.to_ascii_lowercase()) == own
+                        && (!https || (s == "https") == (scheme == RouteScheme::Https))
+                });
                 if same {
                     tracing::info!(project, env, host = %host, "a redirect to itself is not routed (the router serves http only)");
                     continue;
@@ -172,7 +186,12 @@ pub fn env_routes(
                 RouteAction::Redirect { to, code: *code }
             }
         };
-        rules.push(RouteRule { host, path, action });
+        rules.push(RouteRule {
+            host,
+            path,
+            action,
+            scheme,
+        });
     }
     if rules.is_empty() {
         let routed = spec
@@ -185,6 +204,7 @@ pub fn env_routes(
                 host: resolver.default_host.clone(),
                 path: "/".into(),
                 action: RouteAction::Upstream(app.name.clone()),
+                scheme: RouteScheme::Any,
             });
         }
     }

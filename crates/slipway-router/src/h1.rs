@@ -131,12 +131,14 @@ pub(crate) async fn serve<E: Future<Output = End>>(
         let text = |r: &Range<usize>| std::str::from_utf8(&buf[r.clone()]).unwrap_or("");
         let host = text(&request.host);
         let (mut reader, mut writer) = stream.split();
+        let started = std::time::Instant::now();
         let answer = async {
             match pick(
                 router,
                 host,
                 text(&request.path),
                 request.query.as_ref().map(text),
+                false,
             )
             .await
             {
@@ -148,6 +150,7 @@ pub(crate) async fn serve<E: Future<Output = End>>(
                         method: request.method,
                         request_id: &request.id,
                         close: request.close,
+                        started,
                     };
                     exchange.run(&upstream_head, &mut writer, &mut out).await
                 }
@@ -173,6 +176,7 @@ pub(crate) async fn serve<E: Future<Output = End>>(
                                 method: request.method,
                                 request_id: &request.id,
                                 close: request.close,
+                                started,
                             };
                             exchange.run(&upstream_head, &mut writer, &mut out).await
                         }
@@ -180,6 +184,9 @@ pub(crate) async fn serve<E: Future<Output = End>>(
                         // the buffer, is handed over with the connection.
                         Resolved::Script(_) => Err(io::Error::from(HAND_TO_HYPER)),
                         Resolved::Answer(answer) => {
+                            guard
+                                .stats()
+                                .record(answer.status.as_u16(), started.elapsed());
                             // The file is the release's: counted in flight until sent.
                             let sent = write_static(
                                 &mut writer,
@@ -194,8 +201,10 @@ pub(crate) async fn serve<E: Future<Output = End>>(
                         }
                     }
                 }
-                Picked::Answer(answer) => {
+                Picked::Answer(answer, stats) => {
                     let page = router_answer(answer, host, &request.id);
+                    let stats = stats.as_deref().unwrap_or(&router.stats.unrouted);
+                    stats.record(page.status().as_u16(), started.elapsed());
                     write_page(&mut writer, page, request.close, &mut out).await
                 }
             }
@@ -447,6 +456,8 @@ struct Exchange<'a> {
     method: Method,
     request_id: &'a HeaderValue,
     close: bool,
+    /// When the request's head was read (for the latency metric).
+    started: std::time::Instant,
 }
 
 impl Exchange<'_> {
@@ -468,8 +479,12 @@ impl Exchange<'_> {
             method,
             request_id,
             close,
+            started,
         } = self;
         let config = &router.config;
+        let record = |guard: &InFlightGuard, status: hyper::StatusCode| {
+            guard.stats().record(status.as_u16(), started.elapsed())
+        };
         let mut attempt = 0;
         let (conn, head) = loop {
             attempt += 1;
@@ -477,7 +492,9 @@ impl Exchange<'_> {
             let (mut conn, reused) = match pool.checkout_or_connect(config.connect_timeout).await {
                 Ok(got) => got,
                 Err(err) => {
+                    guard.stats().connect_error();
                     let page = upstream_failed(&pool, &err, request_id);
+                    record(&guard, page.status());
                     // The release is done with: not counted while the page goes out.
                     drop(guard);
                     return write_page(stream, page, close, out).await;
@@ -486,8 +503,10 @@ impl Exchange<'_> {
             let exchange = conn.exchange_raw(request, &method, out);
             let Some(result) = within_request_timeout(config.request_timeout, exchange).await
             else {
+                let page = gateway_timeout(&pool, request_id);
+                record(&guard, page.status());
                 drop(guard);
-                return write_page(stream, gateway_timeout(&pool, request_id), close, out).await;
+                return write_page(stream, page, close, out).await;
             };
             match result {
                 Ok(head) => break (conn, head),
@@ -498,11 +517,13 @@ impl Exchange<'_> {
                         continue;
                     }
                     let page = upstream_failed(&pool, &failure.error, request_id);
+                    record(&guard, page.status());
                     drop(guard);
                     return write_page(stream, page, close, out).await;
                 }
             }
         };
+        guard.stats().record(head.status, started.elapsed());
         // `out` holds the status line and the app's fields.
         if !head.has_request_id {
             put_field(out, b"x-request-id", request_id.as_bytes());

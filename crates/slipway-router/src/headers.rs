@@ -115,12 +115,13 @@ pub(crate) fn client_value(client: IpAddr) -> HeaderValue {
 }
 
 /// Add the forwarding headers: append the client (see [`client_value`]) to
-/// `X-Forwarded-For`, set `X-Forwarded-Proto: http` and `X-Forwarded-Host` (the host the
-/// client asked for).
+/// `X-Forwarded-For`, set `X-Forwarded-Proto` (`https` when the client connection is
+/// TLS, else `http`) and `X-Forwarded-Host` (the host the client asked for).
 pub(crate) fn add_forwarded(
     headers: &mut HeaderMap,
     client: &HeaderValue,
     host: Option<&HeaderValue>,
+    tls: bool,
 ) {
     if !headers.contains_key(&X_FORWARDED_FOR) {
         headers.insert(&X_FORWARDED_FOR, client.clone());
@@ -135,7 +136,8 @@ pub(crate) fn add_forwarded(
             headers.insert(&X_FORWARDED_FOR, value);
         }
     }
-    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    let proto = if tls { "https" } else { "http" };
+    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     match host {
         Some(host) => {
             headers.insert(&X_FORWARDED_HOST, host.clone());
@@ -259,11 +261,11 @@ mod tests {
         let host = HeaderValue::from_static("main.demo.localhost:8080");
         let client = client_value("::ffff:127.0.0.1".parse().unwrap());
         assert_eq!(client, "127.0.0.1");
-        add_forwarded(&mut h, &client, Some(&host));
+        add_forwarded(&mut h, &client, Some(&host), false);
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "main.demo.localhost:8080");
-        add_forwarded(&mut h, &client, None);
+        add_forwarded(&mut h, &client, None, false);
         assert!(!h.contains_key("x-forwarded-host"));
     }
 

@@ -21,6 +21,7 @@ use crate::headers::{
     add_forwarded, client_value, ensure_request_id, strip_hop_by_hop, wants_upgrade, X_REQUEST_ID,
 };
 use crate::locations::{Ask, Resolved, WebSite};
+use crate::metrics::EnvStats;
 use crate::pool::Pool;
 use crate::release::{InFlightGuard, LiveRelease};
 use crate::router::Router;
@@ -43,6 +44,8 @@ pub(crate) struct Client {
     /// an upgraded connection's tunnel keeps a share of it, so that the connection still
     /// counts once hyper let go of it.
     place: Option<Arc<OwnedSemaphorePermit>>,
+    /// Whether the client connection is TLS (the HTTPS listener).
+    pub(crate) tls: bool,
 }
 
 impl Client {
@@ -51,6 +54,7 @@ impl Client {
         Client {
             forwarded_for: client_value(addr.ip()),
             place: None,
+            tls: false,
         }
     }
 
@@ -88,19 +92,32 @@ pub(crate) async fn handle(
         );
     };
     let request_id = ensure_request_id(req.headers_mut());
+    let started = std::time::Instant::now();
 
-    match pick(router, host, req.uri().path(), req.uri().query()).await {
+    match pick(
+        router,
+        host,
+        req.uri().path(),
+        req.uri().query(),
+        client.tls,
+    )
+    .await
+    {
         Picked::Live(guard, pool) => {
-            forward(router, client, req, host_value, request_id, guard, pool).await
+            let stats = Arc::clone(guard.stats());
+            let resp = forward(router, client, req, host_value, request_id, guard, pool).await;
+            stats.record(resp.status().as_u16(), started.elapsed());
+            resp
         }
         Picked::Site(guard, pool, site) => {
+            let stats = Arc::clone(guard.stats());
             let ask = Ask::of(
                 req.method(),
                 req.uri().path(),
                 req.uri().query(),
                 req.headers(),
             );
-            match site.resolve(&ask) {
+            let resp = match site.resolve(&ask) {
                 Resolved::Forward => {
                     forward(router, client, req, host_value, request_id, guard, pool).await
                 }
@@ -112,13 +129,19 @@ pub(crate) async fn handle(
                     strip_hop_by_hop(headers);
                     headers.insert(&X_REQUEST_ID, request_id.clone());
                     join_cookies(headers);
-                    add_forwarded(headers, &client.forwarded_for, host_value.as_ref());
+                    add_forwarded(
+                        headers,
+                        &client.forwarded_for,
+                        host_value.as_ref(),
+                        client.tls,
+                    );
                     let remote = client.forwarded_for.to_str().unwrap_or("").to_string();
+                    let default_port = if client.tls { 443 } else { 80 };
                     let (name, port) = match host.rsplit_once(':') {
                         Some((n, p)) if !n.ends_with(']') || p.parse::<u16>().is_ok() => {
-                            (n.to_string(), p.parse().unwrap_or(80))
+                            (n.to_string(), p.parse().unwrap_or(default_port))
                         }
-                        _ => (host.to_string(), 80),
+                        _ => (host.to_string(), default_port),
                     };
                     crate::fastcgi::respond(
                         pool.upstream(),
@@ -132,9 +155,16 @@ pub(crate) async fn handle(
                     )
                     .await
                 }
-            }
+            };
+            stats.record(resp.status().as_u16(), started.elapsed());
+            resp
         }
-        Picked::Answer(answer) => router_answer(answer, host, &request_id),
+        Picked::Answer(answer, stats) => {
+            let resp = router_answer(answer, host, &request_id);
+            let stats = stats.as_deref().unwrap_or(&router.stats.unrouted);
+            stats.record(resp.status().as_u16(), started.elapsed());
+            resp
+        }
     }
 }
 
@@ -172,8 +202,9 @@ pub(crate) enum Picked {
     /// To an app with locations (counted in flight on its release): its files first,
     /// then this pool.
     Site(InFlightGuard, Arc<Pool>, Arc<WebSite>),
-    /// Nowhere: the router answers itself.
-    Answer(RouterAnswer),
+    /// Nowhere: the router answers itself (counted on this environment's counters, if
+    /// the host has one live, else on the router's own).
+    Answer(RouterAnswer, Option<Arc<EnvStats>>),
 }
 
 /// A request the router answers itself.
@@ -225,7 +256,13 @@ enum Step {
 /// Find the rule for a request of `path` (and `query`) on `host` and, for an upstream,
 /// count the request in on its release. Waits (bounded) while the environment's routes
 /// are held.
-pub(crate) async fn pick(router: &Router, host: &str, path: &str, query: Option<&str>) -> Picked {
+pub(crate) async fn pick(
+    router: &Router,
+    host: &str,
+    path: &str,
+    query: Option<&str>,
+    tls: bool,
+) -> Picked {
     let mut may_wait = true;
     let mut attempt = 0;
     loop {
@@ -235,6 +272,7 @@ pub(crate) async fn pick(router: &Router, host: &str, path: &str, query: Option<
             host,
             path,
             query,
+            tls,
             may_wait,
             attempt >= MAX_ROUTE_RETRIES,
         ) {
@@ -255,10 +293,11 @@ fn step(
     host: &str,
     path: &str,
     query: Option<&str>,
+    tls: bool,
     may_wait: bool,
     last: bool,
 ) -> Step {
-    let unknown = Step::Done(Picked::Answer(RouterAnswer::Unknown));
+    let unknown = Step::Done(Picked::Answer(RouterAnswer::Unknown, None));
     let table = router.table.load();
     let Some(entry) = table.lookup(host) else {
         return unknown;
@@ -267,15 +306,18 @@ fn step(
         return Step::Wait(Arc::clone(&entry.gate));
     }
     let release = match &entry.target {
-        HostTarget::Deploying => return Step::Done(Picked::Answer(RouterAnswer::Deploying)),
+        HostTarget::Deploying => return Step::Done(Picked::Answer(RouterAnswer::Deploying, None)),
         HostTarget::Live { release, .. } => release,
     };
-    let Some(rule) = entry.rule_for(path) else {
+    let Some(rule) = entry.rule_for(path, tls) else {
         return unknown;
     };
     match &rule.action {
         Action::Redirect { to, code } => match redirect_location(to, &rule.prefix, path, query) {
-            Some(location) => Step::Done(Picked::Answer(RouterAnswer::Redirect(location, *code))),
+            Some(location) => Step::Done(Picked::Answer(
+                RouterAnswer::Redirect(location, *code),
+                Some(Arc::clone(release.stats())),
+            )),
             None => unknown,
         },
         Action::Upstream(index) => {
@@ -336,6 +378,7 @@ async fn forward(
         &mut parts.headers,
         &client.forwarded_for,
         host_value.as_ref(),
+        client.tls,
     );
     if !parts.headers.contains_key(header::HOST) {
         if let Some(host) = &host_value {
@@ -381,7 +424,10 @@ async fn send(
         let last = attempt >= MAX_SEND_RETRIES;
         let (mut conn, reused) = match pool.checkout_or_connect(config.connect_timeout).await {
             Ok(got) => got,
-            Err(err) => return upstream_failed(&pool, &err, &request_id),
+            Err(err) => {
+                guard.stats().connect_error();
+                return upstream_failed(&pool, &err, &request_id);
+            }
         };
         let exchange = conn.exchange(&parts, &mut body);
         let Some(result) = within_request_timeout(config.request_timeout, exchange).await else {

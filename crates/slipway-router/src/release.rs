@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::config::RouterConfig;
+use crate::metrics::EnvStats;
 use crate::pool::Pool;
 use crate::routes::Upstream;
 
@@ -24,6 +25,7 @@ pub struct LiveRelease {
     retired: AtomicBool,
     upgrades_closed: AtomicBool,
     close_upgrades: Notify,
+    stats: Arc<EnvStats>,
 }
 
 impl std::fmt::Debug for LiveRelease {
@@ -39,12 +41,25 @@ impl std::fmt::Debug for LiveRelease {
 
 impl LiveRelease {
     /// A new release with an empty pool per upstream.
+    #[cfg(test)]
     pub(crate) fn new(
         name: String,
         upstreams: &[(String, Upstream)],
         config: &RouterConfig,
     ) -> Arc<LiveRelease> {
+        LiveRelease::with_stats(name, upstreams, config, Arc::default())
+    }
+
+    /// A new release with an empty pool per upstream, counting its requests in `stats`
+    /// (its environment's).
+    pub(crate) fn with_stats(
+        name: String,
+        upstreams: &[(String, Upstream)],
+        config: &RouterConfig,
+        stats: Arc<EnvStats>,
+    ) -> Arc<LiveRelease> {
         Arc::new(LiveRelease {
+            stats,
             name,
             pools: upstreams
                 .iter()
@@ -53,7 +68,8 @@ impl LiveRelease {
                         app.clone(),
                         Pool::new(
                             up.clone(),
-                            config.worker_count(),
+                            // A slot per worker of the HTTP and of the HTTPS listener.
+                            config.worker_count() * 2,
                             config.pool_max_idle,
                             config.pool_idle_timeout,
                         ),
@@ -66,6 +82,11 @@ impl LiveRelease {
             upgrades_closed: AtomicBool::new(false),
             close_upgrades: Notify::new(),
         })
+    }
+
+    /// The request counters of the release's environment.
+    pub(crate) fn stats(&self) -> &Arc<EnvStats> {
+        &self.stats
     }
 
     /// The release's name (as given in [`crate::EnvRoutes::release`]).
@@ -192,6 +213,11 @@ impl InFlightGuard {
     /// The release this guard counts on.
     pub(crate) fn release(&self) -> &Arc<LiveRelease> {
         &self.release
+    }
+
+    /// The request counters of the release's environment.
+    pub(crate) fn stats(&self) -> &Arc<EnvStats> {
+        &self.release.stats
     }
 }
 

@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use crate::config::RouterConfig;
 use crate::gate::{Gate, Hold};
 use crate::locations::WebSite;
+use crate::metrics::AllStats;
 use crate::release::LiveRelease;
 use crate::routes::{EnvRoutes, RouteError};
 use crate::table::RouteTable;
@@ -20,6 +21,8 @@ pub struct Router {
     pub(crate) config: RouterConfig,
     pub(crate) table: ArcSwap<RouteTable>,
     writer: Mutex<HashMap<String, Arc<Gate>>>,
+    /// Request counters per environment ([`crate::metrics`]).
+    pub(crate) stats: AllStats,
 }
 
 impl Router {
@@ -29,6 +32,7 @@ impl Router {
             config,
             table: ArcSwap::from_pointee(RouteTable::default()),
             writer: Mutex::new(HashMap::new()),
+            stats: AllStats::default(),
         })
     }
 
@@ -87,7 +91,12 @@ impl Router {
             hosts = ?routes.hosts(),
             "switching routes"
         );
-        let release = LiveRelease::new(routes.release.clone(), &routes.upstreams, &self.config);
+        let release = LiveRelease::with_stats(
+            routes.release.clone(),
+            &routes.upstreams,
+            &self.config,
+            self.stats.of(env),
+        );
         self.table.store(Arc::new(
             table.with_live(env, &gate, &release, &routes, &sites),
         ));

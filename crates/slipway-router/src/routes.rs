@@ -31,6 +31,31 @@ pub enum RouteAction {
     },
 }
 
+/// Which client connections a rule is for: the scheme its route URL was written with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RouteScheme {
+    /// Plain HTTP and HTTPS alike.
+    #[default]
+    Any,
+    /// Written `http://`: plain HTTP first; over HTTPS only when no `https://` rule has
+    /// the same host and path.
+    Http,
+    /// Written `https://`: HTTPS first; over plain HTTP only when no `http://` rule has
+    /// the same host and path (e.g. the usual redirect to `https://`).
+    Https,
+}
+
+impl RouteScheme {
+    /// Whether this rule is the first choice on a connection that is (or is not) TLS.
+    pub fn prefers(self, tls: bool) -> bool {
+        match self {
+            RouteScheme::Any => true,
+            RouteScheme::Http => !tls,
+            RouteScheme::Https => tls,
+        }
+    }
+}
+
 /// One rule: requests for `host` whose path is under `path` get `action`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RouteRule {
@@ -41,6 +66,8 @@ pub struct RouteRule {
     pub path: String,
     /// What matching requests get.
     pub action: RouteAction,
+    /// The connections the rule is for.
+    pub scheme: RouteScheme,
 }
 
 /// The complete routes of one environment, pointing at one release.
@@ -69,6 +96,7 @@ impl EnvRoutes {
                     host,
                     path: "/".into(),
                     action: RouteAction::Upstream(app.clone()),
+                    scheme: RouteScheme::Any,
                 })
                 .collect(),
             upstreams: vec![(app, upstream)],

@@ -29,6 +29,8 @@ use crate::h1;
 use crate::pool::set_worker;
 use crate::proxy;
 use crate::router::Router;
+use crate::tls::{self, CertificateSource};
+use tokio_rustls::TlsAcceptor;
 
 /// An accepted client connection on its way to a worker, with its place under the cap on
 /// open client connections (given back when the connection ends).
@@ -51,9 +53,33 @@ impl Router {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> std::io::Result<()> {
+        self.serve_on(listener, None, shutdown).await
+    }
+
+    /// Serve HTTPS on `listener` as [`Router::serve`] serves HTTP: TLS with the
+    /// certificate `certificates` gives for the host the client names (SNI; only hosts
+    /// the route table knows), then h2 or HTTP/1.1 as ALPN says. Requests get
+    /// `X-Forwarded-Proto: https` and the rules of `https://` routes.
+    pub async fn serve_tls(
+        self: &Arc<Self>,
+        listener: TcpListener,
+        certificates: Arc<dyn CertificateSource>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> std::io::Result<()> {
+        let acceptor = TlsAcceptor::from(tls::server_config(self, certificates));
+        self.serve_on(listener, Some(acceptor), shutdown).await
+    }
+
+    async fn serve_on(
+        self: &Arc<Self>,
+        listener: TcpListener,
+        tls: Option<TlsAcceptor>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> std::io::Result<()> {
         let workers = self.config.worker_count();
         if let Ok(addr) = listener.local_addr() {
-            tracing::info!(%addr, workers, "HTTP router listening");
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            tracing::info!(%addr, workers, scheme, "HTTP router listening");
         }
         let (stop_tx, stop_rx) = watch::channel(false);
         // One place per open client connection: at the cap, no accept until one closes.
@@ -68,17 +94,28 @@ impl Router {
             let router = Arc::clone(self);
             let stop = stop_rx.clone();
             let all_places = (Arc::clone(&places), cap);
+            let tls = tls.clone();
+            // The HTTPS listener's workers have their own pool slots, after the HTTP ones.
+            let slot = if tls.is_some() {
+                workers + index
+            } else {
+                index
+            };
             let (queue_tx, queue_rx) = mpsc::unbounded_channel::<Accepted>();
             let (done_tx, done_rx) = oneshot::channel::<()>();
             let started = std::thread::Builder::new()
-                .name(format!("router-{index}"))
+                .name(if tls.is_some() {
+                    format!("router-tls-{index}")
+                } else {
+                    format!("router-{index}")
+                })
                 .spawn(move || {
-                    set_worker(index);
+                    set_worker(slot);
                     match tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()
                     {
-                        Ok(rt) => rt.block_on(router.worker(queue_rx, stop, all_places)),
+                        Ok(rt) => rt.block_on(router.worker(queue_rx, stop, all_places, tls)),
                         Err(err) => tracing::error!(error = %err, "router worker runtime"),
                     }
                     let _ = done_tx.send(());
@@ -146,6 +183,7 @@ impl Router {
         mut queue: mpsc::UnboundedReceiver<Accepted>,
         mut stop_rx: watch::Receiver<bool>,
         places: (Arc<Semaphore>, usize),
+        tls: Option<TlsAcceptor>,
     ) {
         // No per-request header timer (it costs a timer per request): each connection's
         // watchdog closes it when it had no request open nor started for the idle timeout,
@@ -175,10 +213,13 @@ impl Router {
                     let (h1_builder, h2_builder) = (h1_builder.clone(), h2_builder.clone());
                     let mut stop = stop_rx.clone();
                     let idle_timeout = self.config.client_idle_timeout;
+                    let tls = tls.clone();
                     connections.spawn(async move {
                         // The connection's place under the cap, until this task ends (or,
                         // for an upgraded connection, its tunnel).
-                        let client = Arc::new(proxy::Client::with_place(peer, place));
+                        let mut client = proxy::Client::with_place(peer, place);
+                        client.tls = tls.is_some();
+                        let client = Arc::new(client);
                         let activity = Arc::new(Activity::default());
                         let requests = Arc::clone(&activity);
                         let (raw_router, raw_client) = (Arc::clone(&router), Arc::clone(&client));
@@ -201,17 +242,6 @@ impl Router {
                             }
                         });
                         tokio::pin!(end);
-                        // HTTP/2 (h2c, prior knowledge) or HTTP/1.1: the first bytes say.
-                        let h2 = tokio::select! {
-                            detected = speaks_h2(&stream) => match detected {
-                                Ok(h2) => h2,
-                                Err(err) => {
-                                    tracing::debug!(%peer, error = %err, "client connection failed before a request");
-                                    return;
-                                }
-                            },
-                            _ = &mut end => return,
-                        };
                         // Serve until the connection ends, or `end` says to close it.
                         macro_rules! drive {
                             ($conn:expr) => {{
@@ -233,17 +263,50 @@ impl Router {
                                 }
                             }};
                         }
-                        let result = if h2 {
-                            drive!(h2_builder.serve_connection(TokioIo::new(stream), service))
+                        let result = if let Some(acceptor) = tls {
+                            // HTTPS: the handshake, then h2 or HTTP/1.1 as ALPN chose.
+                            let accepted = tokio::select! {
+                                accepted = acceptor.accept(stream) => accepted,
+                                _ = &mut end => return,
+                            };
+                            let stream = match accepted {
+                                Ok(stream) => stream,
+                                Err(err) => {
+                                    tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                                    return;
+                                }
+                            };
+                            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                            let io = TokioIo::new(stream);
+                            if h2 {
+                                drive!(h2_builder.serve_connection(io, service))
+                            } else {
+                                drive!(h1_builder.serve_connection(io, service).with_upgrades())
+                            }
                         } else {
-                            // The common requests are served by the router's own HTTP/1.1
-                            // path; the first other one hands the connection to hyper.
-                            let mut stream = stream;
-                            match h1::serve(&raw_router, &raw_client, &mut stream, &activity, end.as_mut()).await {
-                                h1::Served::Closed => return,
-                                h1::Served::Handover(read) => {
-                                    let io = TokioIo::new(Rewind { read, io: stream });
-                                    drive!(h1_builder.serve_connection(io, service).with_upgrades())
+                            // HTTP/2 (h2c, prior knowledge) or HTTP/1.1: the first bytes say.
+                            let h2 = tokio::select! {
+                                detected = speaks_h2(&stream) => match detected {
+                                    Ok(h2) => h2,
+                                    Err(err) => {
+                                        tracing::debug!(%peer, error = %err, "client connection failed before a request");
+                                        return;
+                                    }
+                                },
+                                _ = &mut end => return,
+                            };
+                            if h2 {
+                                drive!(h2_builder.serve_connection(TokioIo::new(stream), service))
+                            } else {
+                                // The common requests are served by the router's own HTTP/1.1
+                                // path; the first other one hands the connection to hyper.
+                                let mut stream = stream;
+                                match h1::serve(&raw_router, &raw_client, &mut stream, &activity, end.as_mut()).await {
+                                    h1::Served::Closed => return,
+                                    h1::Served::Handover(read) => {
+                                        let io = TokioIo::new(Rewind { read, io: stream });
+                                        drive!(h1_builder.serve_connection(io, service).with_upgrades())
+                                    }
                                 }
                             }
                         };

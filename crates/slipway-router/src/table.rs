@@ -12,7 +12,7 @@ use hyper::StatusCode;
 use crate::gate::Gate;
 use crate::locations::WebSite;
 use crate::release::LiveRelease;
-use crate::routes::{EnvRoutes, RouteAction};
+use crate::routes::{EnvRoutes, RouteAction, RouteScheme};
 
 /// What a rule does with a matching request.
 #[derive(Debug)]
@@ -35,6 +35,7 @@ pub(crate) enum Action {
 pub(crate) struct Rule {
     pub(crate) prefix: Box<str>,
     pub(crate) action: Action,
+    pub(crate) scheme: RouteScheme,
 }
 
 /// What a host leads to.
@@ -58,12 +59,22 @@ pub(crate) struct HostEntry {
 }
 
 impl HostEntry {
-    /// The rule for `path` (longest matching prefix), if any.
-    pub(crate) fn rule_for(&self, path: &str) -> Option<&Rule> {
-        match &self.target {
-            HostTarget::Deploying => None,
-            HostTarget::Live { rules, .. } => rules.iter().find(|r| path_matches(&r.prefix, path)),
+    /// The rule for `path` (longest matching prefix), if any, on a connection that is
+    /// TLS or not: of rules with that prefix, the one whose scheme the connection has
+    /// ([`RouteScheme::prefers`]), else the first.
+    pub(crate) fn rule_for(&self, path: &str, tls: bool) -> Option<&Rule> {
+        let HostTarget::Live { rules, .. } = &self.target else {
+            return None;
+        };
+        let mut matching = rules.iter().filter(|r| path_matches(&r.prefix, path));
+        let first = matching.next()?;
+        if first.scheme.prefers(tls) {
+            return Some(first);
         }
+        matching
+            .take_while(|r| r.prefix == first.prefix)
+            .find(|r| r.scheme.prefers(tls))
+            .or(Some(first))
     }
 }
 
@@ -159,10 +170,14 @@ impl RouteTable {
                 }
             };
             let rules = &mut by_host[slot].1;
-            if !rules.iter().any(|r| *r.prefix == *rule.path) {
+            if !rules
+                .iter()
+                .any(|r| *r.prefix == *rule.path && r.scheme == rule.scheme)
+            {
                 rules.push(Rule {
                     prefix: rule.path.clone().into_boxed_str(),
                     action,
+                    scheme: rule.scheme,
                 });
             }
         }
@@ -369,6 +384,48 @@ mod tests {
     }
 
     #[test]
+    fn each_scheme_gets_its_rule_and_falls_back_to_the_other() {
+        let config = RouterConfig::default();
+        let gate = Arc::new(Gate::default());
+        let r1 = LiveRelease::new("r1".into(), &[("web".into(), up("r1", 1))], &config);
+        let rule = |path: &str, action: RouteAction, scheme: RouteScheme| RouteRule {
+            host: "a.example".into(),
+            path: path.into(),
+            action,
+            scheme,
+        };
+        let web = || RouteAction::Upstream("web".into());
+        let to_https = RouteAction::Redirect {
+            to: "https://a.example/".into(),
+            code: 301,
+        };
+        let routes = EnvRoutes {
+            release: "r1".into(),
+            upstreams: vec![],
+            sites: vec![],
+            rules: vec![
+                rule("/", web(), RouteScheme::Https),
+                rule("/", to_https, RouteScheme::Http),
+                rule("/api", web(), RouteScheme::Https),
+            ],
+        };
+        let t = RouteTable::default().with_live("demo/main", &gate, &r1, &routes, &[]);
+        let entry = t.lookup("a.example").expect("entry");
+        let is_redirect = |tls: bool, path: &str| {
+            matches!(
+                entry.rule_for(path, tls).map(|r| &r.action),
+                Some(Action::Redirect { .. })
+            )
+        };
+        // `/`: TLS gets the https:// rule, plain HTTP the http:// redirect.
+        assert!(!is_redirect(true, "/x"));
+        assert!(is_redirect(false, "/x"));
+        // `/api` has an https:// rule only: plain HTTP gets it too (no redirect).
+        assert!(!is_redirect(false, "/api/x"));
+        assert!(!is_redirect(true, "/api/x"));
+    }
+
+    #[test]
     fn longest_prefix_first_and_hosts_stay_with_their_owner() {
         let config = RouterConfig::default();
         let gate = Arc::new(Gate::default());
@@ -381,6 +438,7 @@ mod tests {
             host: host.into(),
             path: path.into(),
             action: RouteAction::Upstream(app.into()),
+            scheme: RouteScheme::Any,
         };
         let routes = EnvRoutes {
             release: "r1".into(),
@@ -404,11 +462,11 @@ mod tests {
         );
         let entry = t.lookup("a.example").expect("entry");
         assert!(matches!(
-            entry.rule_for("/api/x").map(|r| &r.action),
+            entry.rule_for("/api/x", false).map(|r| &r.action),
             Some(Action::Upstream(1))
         ));
         assert!(matches!(
-            entry.rule_for("/apiary").map(|r| &r.action),
+            entry.rule_for("/apiary", false).map(|r| &r.action),
             Some(Action::Upstream(0))
         ));
 

@@ -546,6 +546,8 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Option<Head>
 
 /// What [`Conn::exchange_raw`] found in the answer's head (the head itself was written out).
 pub(crate) struct RawHead {
+    /// The answer's status code.
+    pub(crate) status: u16,
     /// How the body is delimited.
     pub(crate) framing: Framing,
     /// Whether the connection may carry another request once the body was read.
@@ -574,11 +576,12 @@ fn parse_head_raw(
             has_date |= field.name.eq_ignore_ascii_case("date");
             put_field(out, field.name.as_bytes(), field.value);
         }
-        Ok((has_request_id, has_date))
+        Ok((status.as_u16(), has_request_id, has_date))
     })?;
     Ok(parsed.map(|answer| {
         answer.map(
-            |((has_request_id, has_date), framing, keep_alive)| RawHead {
+            |((status, has_request_id, has_date), framing, keep_alive)| RawHead {
+                status,
                 framing,
                 keep_alive,
                 has_request_id,

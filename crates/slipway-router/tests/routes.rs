@@ -15,6 +15,7 @@ fn rule(host: &str, path: &str, action: RouteAction) -> RouteRule {
         host: host.into(),
         path: path.into(),
         action,
+        scheme: slipway_router::RouteScheme::Any,
     }
 }
 

@@ -46,7 +46,7 @@ struct DataDirArg {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the server: SSH (git, admin commands) and the HTTP router.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage users and their keys (works whether or not the server runs).
     #[command(subcommand)]
     User(UserCmd),
@@ -211,6 +211,29 @@ struct ServeArgs {
     /// Without it the database changes only by `slipway advisories import`.
     #[arg(long, env = "SLIPWAY_ADVISORIES_URL", value_delimiter = ',')]
     advisories_url: Vec<String>,
+    /// HTTPS address of the router (off unless given): `https://` routes are served there
+    /// with certificates from DATA/certs/HOST.pem + HOST.key, or else issued by a local CA
+    /// made on first start (DATA/ca/ca.pem, printed at start: trust it in clients).
+    #[arg(long, env = "SLIPWAY_HTTPS_LISTEN")]
+    https_listen: Option<String>,
+    /// Address serving Prometheus metrics (off unless given), e.g. 127.0.0.1:9100: the
+    /// router's requests, latencies and upstream errors per environment, pushes, deploys
+    /// and builds.
+    #[arg(long, env = "SLIPWAY_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
+    /// How the server logs to stderr: `human` lines or `json` objects (one a line, for log
+    /// shippers).
+    #[arg(long, env = "SLIPWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+}
+
+/// The format of the server's log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Readable lines.
+    Human,
+    /// One JSON object a line.
+    Json,
 }
 
 /// `1234`, `500K`, `20M`, `2G` (binary units).
@@ -346,13 +369,15 @@ fn main() -> ExitCode {
             };
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SLIPWAY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLIPWAY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match &cli.command {
+        Cmd::Serve(args) if args.log_format == LogFormat::Json => logs.json().init(),
+        _ => logs.init(),
+    }
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
@@ -383,7 +408,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Cmd::Serve(args) => {
             let rt = tokio::runtime::Runtime::new().map_err(internal)?;
-            rt.block_on(serve(args))
+            rt.block_on(serve(*args))
         }
         Cmd::User(cmd) => user(cmd),
         Cmd::Config(ConfigCmd::Check {
@@ -470,6 +495,17 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         })
         .map_err(|e| Failure { code: 2, error: e })?;
     settings.http_port = http_addr.port();
+    let https_addr: Option<std::net::SocketAddr> = match &args.https_listen {
+        None => None,
+        Some(addr) => Some(
+            addr.parse()
+                .with_context(|| {
+                    format!("--https-listen {addr}: not an address like 127.0.0.1:8443")
+                })
+                .map_err(|e| Failure { code: 2, error: e })?,
+        ),
+    };
+    settings.https_port = https_addr.map(|a| a.port());
     if which(&settings.runtime).is_none() {
         return Err(user_error(anyhow::anyhow!(
             "the OCI runtime '{}' was not found: install runc (apt-get install runc) or pass --runtime PATH",
@@ -612,6 +648,59 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
                 .await
         }
     });
+    let mut https_note = String::new();
+    let https_task = match https_addr {
+        None => None,
+        Some(addr) => {
+            let (listener, certificates) = https_listener(addr, &data_dir).map_err(user_error)?;
+            https_note = format!(
+                ", https {} (local CA {})",
+                listener
+                    .local_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+                certificates.ca_cert_path().display()
+            );
+            let router = platform.router().clone();
+            let s = stopped(stop_rx.clone());
+            Some(tokio::spawn(async move {
+                router
+                    .serve_tls(listener, certificates, async move {
+                        s.await;
+                    })
+                    .await
+            }))
+        }
+    };
+    let mut metrics_note = String::new();
+    if let Some(addr) = &args.metrics_listen {
+        let listener = addr
+            .parse()
+            .with_context(|| format!("--metrics-listen {addr}: not an address like 127.0.0.1:9100"))
+            .and_then(reuseport_listener)
+            .map_err(user_error)?;
+        metrics_note = format!(
+            ", metrics {}",
+            listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default()
+        );
+        let mut registry = prometheus_client::registry::Registry::default();
+        slipway_deploy::metrics::register(&mut registry);
+        registry.register_collector(Box::new(platform.router().collector()));
+        registry.register_collector(Box::new(slipway_deploy::metrics::DiskCollector::new(
+            &platform,
+        )));
+        let s = stopped(stop_rx.clone());
+        tokio::spawn(slipway_router::serve_metrics(
+            listener,
+            Arc::new(registry),
+            async move {
+                s.await;
+            },
+        ));
+    }
     let log_rotation = tokio::spawn(slipway_deploy::app_logs::rotate_forever(platform.clone()));
     let advisories_refresh = tokio::spawn(advisories::refresh_forever(
         platform.data().root().to_path_buf(),
@@ -627,7 +716,7 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     ));
     let workers = platform.router().config().worker_count();
     println!(
-        "slipway serving: ssh {} (host key {fp}), http {} ({workers} router worker{}), data dir {}",
+        "slipway serving: ssh {} (host key {fp}), http {} ({workers} router worker{}){https_note}{metrics_note}, data dir {}",
         addresses.0,
         addresses.1,
         if workers == 1 { "" } else { "s" },
@@ -717,6 +806,9 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     }
     let drain = platform.settings().drain_timeout;
     let _ = tokio::time::timeout(drain + extra, http_task).await;
+    if let Some(task) = https_task {
+        let _ = tokio::time::timeout(drain + extra, task).await;
+    }
     if let Some(why) = ssh_failed {
         return Err(internal(anyhow::anyhow!(
             "the SSH listener ended ({why}); containers keep running and are adopted at the next start"
@@ -724,6 +816,39 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     }
     println!("slipway stopped; containers keep running and are adopted at the next start");
     Ok(0)
+}
+
+/// The HTTPS listening socket (`SO_REUSEPORT`, so that a server taking over with
+/// `--upgrade` listens while the old one drains) and the certificates it serves: files in
+/// DATA/certs, else issued by the local CA in DATA/ca (made on first start).
+fn https_listener(
+    addr: std::net::SocketAddr,
+    data_dir: &Path,
+) -> Result<(tokio::net::TcpListener, Arc<slipway_router::Certificates>)> {
+    let ca = slipway_router::LocalCa::open_or_create(&data_dir.join("ca"))
+        .context("the local certificate authority")?;
+    let certificates = slipway_router::Certificates::new(data_dir.join("certs"), ca)
+        .context("the certificates folder")?;
+    Ok((reuseport_listener(addr)?, Arc::new(certificates)))
+}
+
+/// A listening socket on `addr` with `SO_REUSEPORT`, so that a server taking over with
+/// `--upgrade` listens on it while the old one drains.
+fn reuseport_listener(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .with_context(|| format!("a socket for {addr}"))?;
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket
+        .bind(addr)
+        .with_context(|| format!("listening on {addr}"))?;
+    socket
+        .listen(1024)
+        .with_context(|| format!("listening on {addr}"))
 }
 
 fn which(p: &Path) -> Option<PathBuf> {

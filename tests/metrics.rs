@@ -1,0 +1,204 @@
+//! Prometheus metrics (issue 15, spec section 11): `serve --metrics-listen` serves the
+//! router's requests by environment and status class, latencies, in-flight requests and
+//! upstream connect errors, and pushes, deploys and builds by result.
+
+use std::process::Command;
+
+use std::time::{Duration, Instant};
+
+use slipway_e2e::{free_port, run, text, App, Server};
+
+/// The exposition scraped with curl.
+fn scrape(port: u16) -> String {
+    let o = run(Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-i"])
+        .arg(format!("http://127.0.0.1:{port}/metrics")));
+    assert!(o.status.success(), "scrape: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// The value of the sample `name{labels}` (exactly as written), if present.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn metrics_count_pushes_deploys_builds_and_router_requests() {
+    let metrics_port = free_port();
+    let listen = format!("127.0.0.1:{metrics_port}");
+    let server = Server::start_with(&[("SLIPWAY_METRICS_LISTEN", &listen)]);
+    let before = scrape(metrics_port);
+    assert!(
+        before.contains("content-type: application/openmetrics-text"),
+        "{before}"
+    );
+    assert_eq!(
+        sample(&before, "slipway_pushes_total"),
+        Some(0.0),
+        "{before}"
+    );
+
+    let app = App::demo(server.dir.path(), "m-app");
+    // With a volume (disk + a local mount), for its disk use.
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\ndisk: 64\nmounts:\n  data:\n    source: local\n    source_path: data\nhooks:\n  build: |\n    set -e\n    echo \"built-$(cat VERSION)\" > build.txt\nweb:\n  commands:\n    start: python3 server.py\n",
+    );
+    app.write(
+        ".platform/routes.yaml",
+        "\"http://{default}/\":\n    type: upstream\n    upstream: \"hello:http\"\n\"http://{default}/old\":\n    type: redirect\n    to: \"http://{default}/\"\n",
+    );
+    app.commit("with a volume and a redirect");
+    let o = server.git(&app.dir, &["push", &server.remote("m"), "main"]);
+    assert!(o.status.success(), "push: {}", text(&o));
+    for _ in 0..3 {
+        assert_eq!(
+            server.get("main.m.localhost", "/"),
+            Some((200, "built-1\n".to_string()))
+        );
+    }
+    assert_eq!(server.get("nobody.localhost", "/").map(|a| a.0), Some(404));
+    assert_eq!(
+        server.get("main.m.localhost", "/old").map(|a| a.0),
+        Some(301)
+    );
+
+    let m = scrape(metrics_port);
+    assert_eq!(sample(&m, "slipway_pushes_total"), Some(1.0), "{m}");
+    assert_eq!(
+        sample(&m, "slipway_deploys_total{result=\"success\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "slipway_builds_total{result=\"success\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "slipway_deploy_duration_seconds_count{result=\"success\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    let env = "environment=\"m/main\"";
+    assert_eq!(
+        sample(
+            &m,
+            &format!("slipway_router_requests_total{{{env},class=\"2xx\"}}")
+        ),
+        Some(3.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            &format!("slipway_router_requests_total{{{env},class=\"5xx\"}}")
+        ),
+        Some(0.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            &format!("slipway_router_requests_total{{{env},class=\"3xx\"}}")
+        ),
+        Some(1.0),
+        "the redirect counts on its environment: {m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "slipway_router_requests_total{environment=\"\",class=\"4xx\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            &format!("slipway_router_request_duration_seconds_count{{{env}}}")
+        ),
+        Some(4.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            &format!("slipway_router_request_duration_seconds_bucket{{le=\"+Inf\",{env}}}")
+        )
+        .or_else(|| sample(
+            &m,
+            &format!("slipway_router_request_duration_seconds_bucket{{{env},le=\"+Inf\"}}")
+        )),
+        Some(4.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, &format!("slipway_router_in_flight_requests{{{env}}}")),
+        Some(0.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            &format!("slipway_router_upstream_connect_errors_total{{{env}}}")
+        ),
+        Some(0.0),
+        "{m}"
+    );
+    // The archive holds the slug (and the release image); the volume takes some disk.
+    assert!(
+        sample(&m, "slipway_archive_blobs").unwrap_or(0.0) >= 2.0,
+        "{m}"
+    );
+    assert!(
+        sample(&m, "slipway_archive_bytes").unwrap_or(0.0) > 0.0,
+        "{m}"
+    );
+    let volume = m
+        .lines()
+        .find(|l| l.starts_with(&format!("slipway_volume_disk_bytes{{{env},volume=")))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    assert!(volume.unwrap_or(0.0) > 0.0, "volume disk use: {m}");
+    assert!(m.trim_end().ends_with("# EOF"), "{m}");
+
+    // Containers gone while the server was stopped are started again at its start: counted.
+    let mut server = server;
+    server.stop();
+    let o = server.slipway(&["down"]);
+    assert!(o.status.success(), "down: {}", text(&o));
+    server.serve();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.get("main.m.localhost", "/").map(|a| a.0) != Some(200) {
+        assert!(
+            Instant::now() < deadline,
+            "not back: {}",
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let m = scrape(metrics_port);
+    assert_eq!(
+        sample(&m, &format!("slipway_container_restarts_total{{{env}}}")),
+        Some(1.0),
+        "{m}"
+    );
+}
+
+#[test]
+fn metrics_are_served_after_serve_upgrade() {
+    let metrics_port = free_port();
+    let listen = format!("127.0.0.1:{metrics_port}");
+    let mut server = Server::start_with(&[("SLIPWAY_METRICS_LISTEN", &listen)]);
+    assert!(scrape(metrics_port).contains("slipway_pushes_total 0"));
+    // The new server listens on the metrics address while the old one still does.
+    let code = server.upgrade(Duration::from_secs(60), |_| {});
+    assert_eq!(code, Some(0), "{}", server.server_log());
+    let m = scrape(metrics_port);
+    assert!(m.contains("slipway_pushes_total 0"), "{m}");
+}

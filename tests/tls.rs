@@ -1,0 +1,381 @@
+//! HTTPS (issue 15, spec section 11): `serve --https-listen` serves `https://` routes with
+//! certificates of a local CA printed at start, negotiates h2 by ALPN, answers 301 on plain
+//! HTTP for an `http://` route redirecting to `https://`, refuses a host no route knows,
+//! and uses a certificate dropped into DATA/certs without a restart (a bad one is named
+//! in the log and the host keeps being served).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use slipway_e2e::{free_port, run, text, App, Server};
+
+/// The app: answers with the `X-Forwarded-Proto` it got (`/routes`: the URLs of its
+/// `PLATFORM_ROUTES`).
+const PROTO_SERVER: &str = r#"import base64, http.server, json, os
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = ("proto=" + str(self.headers.get("X-Forwarded-Proto"))).encode()
+        if self.path == "/routes":
+            routes = json.loads(base64.b64decode(os.environ["PLATFORM_ROUTES"]))
+            body = " ".join(sorted(routes)).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+const HOST: &str = "main.tls.localhost";
+
+/// `curl` over HTTPS to `HOST` on the server's HTTPS port, trusting `ca`:
+/// (success, "HTTP_VERSION STATUS BODY", stderr).
+fn curl_https(port: u16, host: &str, ca: &Path) -> (bool, String, String) {
+    let o = run(Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--http2", "--cacert"])
+        .arg(ca)
+        .arg("--resolve")
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .args(["-w", " %{http_version} %{http_code}"])
+        .arg(format!("https://{host}:{port}/")));
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).to_string(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    )
+}
+
+#[test]
+fn https_routes_are_served_with_the_local_ca_h2_and_a_redirect() {
+    let https_port = free_port();
+    let listen = format!("127.0.0.1:{https_port}");
+    let server = Server::start_with(&[("SLIPWAY_HTTPS_LISTEN", &listen)]);
+    // The CA is made on first start and its path printed.
+    let ca = server.data.join("ca").join("ca.pem");
+    let log = server.server_log();
+    assert!(
+        log.contains(&format!(
+            "https 127.0.0.1:{https_port} (local CA {})",
+            ca.display()
+        )),
+        "start line names the CA: {log}"
+    );
+    let key_mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(server.data.join("ca").join("ca.key"))
+            .expect("ca.key")
+            .permissions(),
+    );
+    assert_eq!(key_mode & 0o777, 0o600, "the CA key is private");
+
+    let app = App::demo(server.dir.path(), "tls-app");
+    app.write("server.py", PROTO_SERVER);
+    app.write(
+        ".platform/routes.yaml",
+        "\"https://{default}/\":\n    type: upstream\n    upstream: \"hello:http\"\n\"http://{default}/\":\n    type: redirect\n    to: \"https://{default}/\"\n",
+    );
+    app.commit("https routes");
+    let o = server.git(&app.dir, &["push", &server.remote("tls"), "main"]);
+    assert!(o.status.success(), "push: {}", text(&o));
+
+    // HTTPS with the printed CA: the app, over h2, told it was https.
+    let (ok, out, err) = curl_https(https_port, HOST, &ca);
+    assert!(ok, "curl https: {out} {err}\n{}", server.server_log());
+    assert_eq!(out, "proto=https 2 200");
+
+    // The app's PLATFORM_ROUTES has the https:// route at its HTTPS URL.
+    let o = run(Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(&ca)
+        .arg("--resolve")
+        .arg(format!("{HOST}:{https_port}:127.0.0.1"))
+        .arg(format!("https://{HOST}:{https_port}/routes")));
+    // (The http:// redirect of the same host and path shares its key: the https:// one is kept.)
+    assert_eq!(
+        text(&o),
+        format!("https://{HOST}:{https_port}/"),
+        "PLATFORM_ROUTES"
+    );
+
+    // HTTP/1.1 over TLS too (ALPN http/1.1).
+    let o = run(Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--http1.1", "--cacert"])
+        .arg(&ca)
+        .arg("--resolve")
+        .arg(format!("{HOST}:{https_port}:127.0.0.1"))
+        .args(["-w", " %{http_version} %{http_code}"])
+        .arg(format!("https://{HOST}:{https_port}/")));
+    assert_eq!(text(&o), "proto=https 1.1 200");
+
+    // Plain HTTP: the http:// route redirects to https:// with the HTTPS port.
+    let o = run(Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-o", "/dev/null"])
+        .args(["-w", "%{http_code} %{redirect_url}", "-H"])
+        .arg(format!("Host: {HOST}"))
+        .arg(format!("http://127.0.0.1:{}/x?y=1", server.http_port)));
+    assert_eq!(
+        text(&o),
+        format!("301 https://{HOST}:{https_port}/x?y=1"),
+        "redirect on plain HTTP"
+    );
+
+    // A host no route knows gets no certificate (nothing issued for arbitrary names).
+    let (ok, out, _) = curl_https(https_port, "evil.localhost", &ca);
+    assert!(!ok, "handshake for an unknown host refused: {out}");
+    assert!(!server
+        .data
+        .join("certs")
+        .join("evil.localhost.pem")
+        .exists());
+
+    // A bad certificate file: named in the log; the host is still served (local CA).
+    let certs = server.data.join("certs");
+    std::fs::write(certs.join(format!("{HOST}.pem")), "not a certificate").expect("pem");
+    std::fs::write(certs.join(format!("{HOST}.key")), "not a key").expect("key");
+    std::thread::sleep(Duration::from_millis(2500));
+    let (ok, out, err) = curl_https(https_port, HOST, &ca);
+    assert!(
+        ok && out == "proto=https 2 200",
+        "still served: {out} {err}"
+    );
+    let bad = certs.join(format!("{HOST}.pem"));
+    assert!(
+        server
+            .server_log()
+            .contains(&format!("{}: ", bad.display())),
+        "the bad file is named: {}",
+        server.server_log()
+    );
+
+    // A certificate dropped into certs/ is used without a restart.
+    let own = server.dir.path().join("own");
+    std::fs::create_dir_all(&own).expect("own dir");
+    let o = run(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj"])
+        .arg(format!("/CN={HOST}"))
+        .arg("-addext")
+        .arg(format!("subjectAltName=DNS:{HOST}"))
+        .arg("-keyout")
+        .arg(own.join("key.pem"))
+        .arg("-out")
+        .arg(own.join("cert.pem")));
+    assert!(o.status.success(), "openssl: {}", text(&o));
+    std::fs::copy(own.join("key.pem"), certs.join(format!("{HOST}.key"))).expect("key");
+    std::fs::copy(own.join("cert.pem"), certs.join(format!("{HOST}.pem"))).expect("cert");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (ok, out, err) = curl_https(https_port, HOST, &own.join("cert.pem"));
+        if ok {
+            assert_eq!(out, "proto=https 2 200");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "dropped certificate not used: {err}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // And the local CA's certificate is no longer what this host presents.
+    let (ok, _, _) = curl_https(https_port, HOST, &ca);
+    assert!(!ok, "the host now presents the dropped certificate");
+}
+
+#[test]
+fn log_format_json_writes_one_object_a_line() {
+    let server = Server::start_with(&[("SLIPWAY_LOG_FORMAT", "json")]);
+    let log = server.server_log();
+    let json_lines: Vec<&str> = log.lines().filter(|l| l.starts_with('{')).collect();
+    assert!(
+        json_lines
+            .iter()
+            .any(|l| l.contains("\"level\":\"INFO\"") && l.contains("\"fields\":{")),
+        "json log lines: {log}"
+    );
+    // Every stderr line is JSON (stdout's lines, e.g. "slipway serving", are not logs).
+    let human: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" INFO ") || l.contains(" WARN "))
+        .collect();
+    assert!(human.is_empty(), "human log lines in json mode: {human:?}");
+}
+
+/// The app: `/ws` switches protocols and echoes what it gets; anything else answers
+/// `release-VERSION`.
+const WS_SERVER: &str = r#"import http.server, os
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.path == "/ws":
+            self.send_response(101)
+            self.send_header("Upgrade", "websocket")
+            self.send_header("Connection", "Upgrade")
+            self.end_headers()
+            self.wfile.flush()
+            while True:
+                data = self.connection.recv(1024)
+                if not data:
+                    break
+                self.connection.sendall(data)
+            self.close_connection = True
+            return
+        body = ("release-" + open("VERSION").read().strip()).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+/// A client that upgrades `/ws` over TLS (ALPN http/1.1), prints the status line, then
+/// sends `ping-over-tls` and prints what comes back.
+const WS_CLIENT: &str = r#"import socket, ssl, sys
+host, port, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.set_alpn_protocols(["http/1.1"])
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname=host)
+s.sendall(("GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n" % host).encode())
+buf = b""
+while b"\r\n\r\n" not in buf:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    buf += chunk
+head, _, rest = buf.partition(b"\r\n\r\n")
+print(head.split(b"\r\n")[0].decode())
+s.sendall(b"ping-over-tls")
+got = rest
+while len(got) < len(b"ping-over-tls"):
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    got += chunk
+print(got.decode())
+"#;
+
+#[test]
+fn a_websocket_upgrade_and_a_switch_hold_over_tls() {
+    let https_port = free_port();
+    let listen = format!("127.0.0.1:{https_port}");
+    let server = Server::start_with(&[("SLIPWAY_HTTPS_LISTEN", &listen)]);
+    let ca = server.data.join("ca").join("ca.pem");
+    let app = App::demo(server.dir.path(), "ws-app");
+    app.write("server.py", WS_SERVER);
+    app.write(
+        ".platform/routes.yaml",
+        "\"https://{default}/\":\n    type: upstream\n    upstream: \"hello:http\"\n",
+    );
+    app.commit("ws");
+    let o = server.git(&app.dir, &["push", &server.remote("tls"), "main"]);
+    assert!(o.status.success(), "push: {}", text(&o));
+
+    let client = server.dir.path().join("ws_client.py");
+    std::fs::write(&client, WS_CLIENT).expect("client");
+    let o = run(Command::new("python3")
+        .arg(&client)
+        .arg(HOST)
+        .arg(https_port.to_string())
+        .arg(&ca));
+    assert_eq!(
+        text(&o),
+        "HTTP/1.1 101 Switching Protocols\nping-over-tls\n",
+        "websocket over TLS"
+    );
+
+    // A redeploy while a client asks over TLS all along: every answer is the old or the
+    // new release, never an error.
+    let asking = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let answers = {
+        let asking = asking.clone();
+        let ca = ca.clone();
+        std::thread::spawn(move || {
+            let mut answers = Vec::new();
+            while asking.load(std::sync::atomic::Ordering::Relaxed) {
+                let (ok, out, err) = curl_https(https_port, HOST, &ca);
+                answers.push(if ok { out } else { err });
+            }
+            answers
+        })
+    };
+    app.write("VERSION", "2\n");
+    app.commit("v2");
+    let o = server.git(&app.dir, &["push", &server.remote("tls"), "main"]);
+    assert!(o.status.success(), "push v2: {}", text(&o));
+    let (ok, out, _) = curl_https(https_port, HOST, &ca);
+    assert!(ok && out == "release-2 2 200", "v2 live over TLS: {out}");
+    asking.store(false, std::sync::atomic::Ordering::Relaxed);
+    let answers = answers.join().expect("asking thread");
+    assert!(!answers.is_empty());
+    for answer in &answers {
+        assert!(
+            answer == "release-1 2 200" || answer == "release-2 2 200",
+            "an answer during the switch: {answer}"
+        );
+    }
+}
+
+#[test]
+fn https_keeps_answering_through_serve_upgrade() {
+    let https_port = free_port();
+    let listen = format!("127.0.0.1:{https_port}");
+    let mut server = Server::start_with(&[("SLIPWAY_HTTPS_LISTEN", &listen)]);
+    let ca = server.data.join("ca").join("ca.pem");
+    let app = App::demo(server.dir.path(), "up-app");
+    app.write("server.py", PROTO_SERVER);
+    app.write(
+        ".platform/routes.yaml",
+        "\"https://{default}/\":\n    type: upstream\n    upstream: \"hello:http\"\n",
+    );
+    app.commit("https");
+    let o = server.git(&app.dir, &["push", &server.remote("tls"), "main"]);
+    assert!(o.status.success(), "push: {}", text(&o));
+    assert_eq!(curl_https(https_port, HOST, &ca).1, "proto=https 2 200");
+
+    let asking = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let answers = {
+        let asking = asking.clone();
+        let ca = ca.clone();
+        std::thread::spawn(move || {
+            let mut answers = Vec::new();
+            while asking.load(std::sync::atomic::Ordering::Relaxed) {
+                let (ok, out, err) = curl_https(https_port, HOST, &ca);
+                answers.push(if ok { out } else { err });
+            }
+            answers
+        })
+    };
+    let code = server.upgrade(Duration::from_secs(60), |s| {
+        let (ok, out, err) = curl_https(https_port, HOST, &ca);
+        assert!(
+            ok,
+            "https while the old server drains: {out} {err}\n{}",
+            s.server_log()
+        );
+    });
+    assert_eq!(code, Some(0), "{}", server.server_log());
+    asking.store(false, std::sync::atomic::Ordering::Relaxed);
+    let answers = answers.join().expect("asking thread");
+    let failed: Vec<&String> = answers
+        .iter()
+        .filter(|a| *a != "proto=https 2 200")
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} HTTPS requests failed during the upgrade: {failed:?}",
+        failed.len(),
+        answers.len()
+    );
+    assert_eq!(curl_https(https_port, HOST, &ca).1, "proto=https 2 200");
+}
