@@ -173,7 +173,16 @@ fn params(
     put("SERVER_ADDR", b"127.0.0.1");
     put("SERVER_NAME", host.as_bytes());
     put("SERVER_PORT", server_port.to_string().as_bytes());
-    put("REQUEST_SCHEME", b"http");
+    // `X-Forwarded-Proto` was set by the router from the client's connection (a client's
+    // own value never survives `add_forwarded`).
+    let https = req
+        .headers
+        .get("x-forwarded-proto")
+        .is_some_and(|v| v.as_bytes() == b"https");
+    put("REQUEST_SCHEME", if https { b"https" } else { b"http" });
+    if https {
+        put("HTTPS", b"on");
+    }
     put("REDIRECT_STATUS", b"200");
     if let Some(v) = req.headers.get(header::CONTENT_TYPE) {
         put("CONTENT_TYPE", v.as_bytes());

@@ -706,7 +706,6 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         platform.data().root().to_path_buf(),
         args.advisories_url.clone(),
     ));
-    let cron_scheduler = tokio::spawn(slipway_deploy::crons::run_forever(platform.clone()));
     let mut ssh_task = tokio::spawn(slipway_ssh::serve_until(
         ssh,
         host_key,
@@ -754,6 +753,10 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         }
     }
 
+    // Crons start once this server is the one serving: during an upgrade, after `ready`,
+    // when the old server stops its own scheduler (below), so one cron never runs in both.
+    let cron_scheduler = tokio::spawn(slipway_deploy::crons::run_forever(platform.clone()));
+
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(internal)?;
     let mut hup =
@@ -773,6 +776,8 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
             _ = tokio::signal::ctrl_c() => { tracing::info!("interrupt: stopping"); (None, std::time::Duration::ZERO) }
             () = handed_over.notified() => {
                 tracing::info!("upgraded: stopping accepting; draining");
+                // The new server schedules crons from now on.
+                cron_scheduler.abort();
                 // Give the new server a moment to route what a deploy still running here
                 // makes live before the release it replaces stops.
                 slipway_deploy::retire::delay_removals(std::time::Duration::from_secs(2));
