@@ -346,3 +346,24 @@ fn builds_reach_allowed_registries_but_not_the_hosts_services() {
         Some((200, "built-1\n".into()))
     );
 }
+
+/// Project users come from a hash of the name: a project whose name would give it the user
+/// of an existing project is refused at its first push (naming the other), so no two
+/// projects ever share a user; the first project keeps working.
+#[test]
+fn a_project_name_sharing_a_user_with_another_project_is_refused() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "shop");
+    // These two names hash to the same uid (see isolation::tests).
+    let o = server.git(&app.dir, &["push", &server.remote("shop-193-69"), "main"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = server.git(&app.dir, &["push", &server.remote("shop-304-74"), "main"]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("project `shop-304-74` would run as the same unprivileged user as project `shop-193-69`; choose another name"),
+        "{out}"
+    );
+    let o = server.git(&app.dir, &["push", &server.remote("shop-193-69"), "main"]);
+    assert!(o.status.success(), "{}", text(&o));
+}

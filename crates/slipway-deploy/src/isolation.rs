@@ -14,6 +14,17 @@ pub fn run_as(project: &str) -> RunAs {
     RunAs::for_project(project)
 }
 
+/// The project of `existing` whose user would be `project`'s too (the uid is a hash of the
+/// name, so two names can meet): a new project with such a name is refused, so no two
+/// projects ever share a user.
+pub fn user_taken_by<'a>(project: &str, existing: &'a [String]) -> Option<&'a str> {
+    let uid = run_as(project).uid;
+    existing
+        .iter()
+        .find(|p| p.as_str() != project && run_as(p).uid == uid)
+        .map(String::as_str)
+}
+
 /// What a build container may use: 2 CPUs, 2 GiB of memory, 2048 tasks, a 1 GiB `/tmp`.
 pub fn build_limits() -> Limits {
     Limits {
@@ -64,6 +75,17 @@ pub fn app_limits(size: Option<ContainerSize>, resources: Option<Resources>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_whose_user_another_project_has_is_found() {
+        // Two names with one uid (found by a birthday search over names of this shape).
+        let (a, b) = ("shop-193-69".to_string(), "shop-304-74".to_string());
+        assert_eq!(run_as(&a), run_as(&b));
+        let existing = vec!["demo".to_string(), a.clone()];
+        assert_eq!(user_taken_by(&b, &existing), Some(a.as_str()));
+        assert_eq!(user_taken_by("another", &existing), None);
+        assert_eq!(user_taken_by(&a, &existing), None);
+    }
 
     #[test]
     fn sizes_scale_the_limits_and_auto_is_the_default() {

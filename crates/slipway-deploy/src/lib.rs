@@ -89,6 +89,14 @@ pub enum DeployError {
     /// A volume failed.
     #[error(transparent)]
     Volume(#[from] volumes::VolumeError),
+    /// A new project's name gives it the unprivileged user another project has.
+    #[error("project `{project}` would run as the same unprivileged user as project `{other}`; choose another name")]
+    UserTaken {
+        /// The new project.
+        project: String,
+        /// The project that has that user.
+        other: String,
+    },
     /// A file system operation failed.
     #[error("{what}: {source}")]
     Io {
@@ -354,6 +362,12 @@ impl Platform {
 
     /// Create a project (state and bare repository); `owner` becomes its admin.
     pub fn create_project(&self, project: &str, owner: &str) -> Result<(), DeployError> {
+        if let Some(other) = isolation::user_taken_by(project, &self.state.projects()?) {
+            return Err(DeployError::UserTaken {
+                project: project.to_string(),
+                other: other.to_string(),
+            });
+        }
         slipway_git::init_bare(&self.repo_path(project))?;
         self.state.create_project(project, owner)?;
         Ok(())
