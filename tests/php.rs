@@ -8,14 +8,14 @@
 //! with its position.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use slipway_e2e::{cached_stack, run, slipway_bin, text, App, Server};
+use slipway_e2e::{
+    cached_stack, header_field as field, raw_http, run, slipway_bin, text, App, Server,
+};
 
 const HOST: &str = "main.demo.localhost";
 
@@ -65,26 +65,8 @@ echo "user=" . (posix_getpwuid(posix_geteuid())['name'] ?? posix_geteuid()) . "\
 
 /// One raw request; (status, head, body as text, chunk framing left in).
 fn raw(port: u16, request: &str) -> (u16, String, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    let end = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(&buf)));
-    let head = String::from_utf8_lossy(&buf[..end]).to_string();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (
-        status,
-        head,
-        String::from_utf8_lossy(&buf[end + 4..]).to_string(),
-    )
+    let (status, head, body) = raw_http(port, request);
+    (status, head, String::from_utf8_lossy(&body).to_string())
 }
 
 fn get(port: u16, path: &str) -> (u16, String, String) {
@@ -92,14 +74,6 @@ fn get(port: u16, path: &str) -> (u16, String, String) {
         port,
         &format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"),
     )
-}
-
-/// The value of header `name` in `head`.
-fn field<'h>(head: &'h str, name: &str) -> Option<&'h str> {
-    head.lines().find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.eq_ignore_ascii_case(name).then(|| v.trim())
-    })
 }
 
 #[test]

@@ -4,12 +4,11 @@
 //! folder served with `passthru: false`, traversal attempts in several encodings that
 //! read nothing outside the root, and a bad location refused at push with its position.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Command;
-use std::time::Duration;
 
-use slipway_e2e::{cached_stack, run, slipway_bin, text, App, Server};
+use slipway_e2e::{
+    cached_stack, header_field as field, raw_http as raw, run, slipway_bin, text, App, Server,
+};
 
 const HOST: &str = "main.demo.localhost";
 const SECRET: &str = "top-secret-outside-the-root";
@@ -60,40 +59,12 @@ web:
       passthru: false
 "#;
 
-/// One raw request (bytes as given, no normalization); (status, head, body).
-fn raw(port: u16, request: &str) -> (u16, String, Vec<u8>) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    let end = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(&buf)));
-    let head = String::from_utf8_lossy(&buf[..end]).to_string();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, head, buf[end + 4..].to_vec())
-}
-
 /// A GET of `path` with extra header lines.
 fn get(port: u16, path: &str, extra: &str) -> (u16, String, Vec<u8>) {
     raw(
         port,
         &format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\n{extra}Connection: close\r\n\r\n"),
     )
-}
-
-/// The value of header `name` in `head`.
-fn field<'h>(head: &'h str, name: &str) -> Option<&'h str> {
-    head.lines().find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.eq_ignore_ascii_case(name).then(|| v.trim())
-    })
 }
 
 fn site(server: &Server) -> App {
