@@ -142,10 +142,6 @@ pub async fn restore(
         .map(|c| (c.id, c.status))
         .collect();
     let listed = started.elapsed();
-    // Services first: they outlive releases, and apps expect them to answer.
-    let services = services::restore(platform).await;
-    let mut keep: HashSet<String> = held.iter().flat_map(|r| containers_of(&r.spec)).collect();
-    keep.extend(services);
     let running: Arc<HashSet<String>> = Arc::new(
         containers
             .iter()
@@ -153,6 +149,10 @@ pub async fn restore(
             .map(|(id, _)| id.clone())
             .collect(),
     );
+    // Services first: they outlive releases, and apps expect them to answer.
+    let services = services::restore(platform, &running).await;
+    let mut keep: HashSet<String> = held.iter().flat_map(|r| containers_of(&r.spec)).collect();
+    keep.extend(services);
     let mut tasks = Vec::new();
     for r in held {
         let p = platform.clone();

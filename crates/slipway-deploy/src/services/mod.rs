@@ -502,8 +502,9 @@ pub async fn converge(
 
 /// At `serve` start, before any app: adopt every service still running and start the
 /// others (stopped by `slipway down` or a crash). Returns the ids of their containers,
-/// which restore never removes.
-pub async fn restore(platform: &Arc<Platform>) -> HashSet<String> {
+/// which restore never removes. `running`: the containers running now (restore's one
+/// `runc list`), so adopting costs no `runc state` per service.
+pub async fn restore(platform: &Arc<Platform>, running: &HashSet<String>) -> HashSet<String> {
     let mut keep = HashSet::new();
     let records = match platform.state().all_services() {
         Ok(r) => r,
@@ -513,8 +514,10 @@ pub async fn restore(platform: &Arc<Platform>) -> HashSet<String> {
         }
     };
     for r in records {
-        keep.insert(container_id(&r.project, &r.environment, &r.name));
-        if running(platform, &r).await {
+        let id = container_id(&r.project, &r.environment, &r.name);
+        let adopted = running.contains(&id);
+        keep.insert(id);
+        if adopted {
             info!(project = %r.project, env = %r.environment, service = %r.name, "service adopted");
             continue;
         }
