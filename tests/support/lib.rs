@@ -181,46 +181,9 @@ impl Server {
     /// Start `slipway serve` (again) and wait until it listens.
     pub fn serve(&mut self) {
         assert!(self.child.is_none(), "already serving");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log file");
-        let mut cmd = Command::new(slipway_bin());
-        cmd.arg("serve")
-            .arg("--data-dir")
-            .arg(&self.data)
-            .arg("--ssh-listen")
-            .arg(format!("127.0.0.1:{}", self.ssh_port))
-            .arg("--http-listen")
-            .arg(format!("127.0.0.1:{}", self.http_port))
-            .env("SLIPWAY_LOG", "info")
-            .env("SLIPWAY_STACKS_DIR", test_stacks())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log);
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawning slipway serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        let log_path = self.log.clone();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            let mut log = std::fs::OpenOptions::new().append(true).open(log_path).ok();
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(f) = log.as_mut() {
-                    let _ = writeln!(f, "{line}");
-                }
-                if !sent && line.contains("slipway serving") {
-                    let _ = tx.send(());
-                    sent = true;
-                }
-            }
-        });
+        let (child, serving) = self.spawn_serve(&[]);
         self.child = Some(child);
-        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+        if serving.recv_timeout(Duration::from_secs(60)).is_err() {
             panic!(
                 "slipway serve did not start; its log:\n{}",
                 self.server_log()
@@ -782,8 +745,9 @@ server.serve_forever()
 
 /// Restarts and upgrades of `slipway serve` (issue 18).
 impl Server {
-    /// `slipway serve` with this server's flags and `extra` ones, spawned; resolves the
-    /// receiver once it printed that it serves. Its output goes to the server's log.
+    /// `slipway serve` with this server's flags (and the shared test stacks) and `extra`
+    /// ones, spawned; resolves the receiver once it printed that it serves. Its output goes
+    /// to the server's log. [`Server::serve`] and [`Server::upgrade`] use it.
     pub fn spawn_serve(&self, extra: &[&str]) -> (Child, std::sync::mpsc::Receiver<()>) {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -800,6 +764,7 @@ impl Server {
             .arg(format!("127.0.0.1:{}", self.http_port))
             .args(extra)
             .env("SLIPWAY_LOG", "info")
+            .env("SLIPWAY_STACKS_DIR", test_stacks())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log);
@@ -811,13 +776,15 @@ impl Server {
         let (tx, rx) = std::sync::mpsc::channel();
         let log_path = self.log.clone();
         std::thread::spawn(move || {
+            let mut sent = false;
             let mut log = std::fs::OpenOptions::new().append(true).open(log_path).ok();
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(f) = log.as_mut() {
                     let _ = writeln!(f, "{line}");
                 }
-                if line.contains("slipway serving") {
+                if !sent && line.contains("slipway serving") {
                     let _ = tx.send(());
+                    sent = true;
                 }
             }
         });
