@@ -4,24 +4,9 @@
 //! to start rejects the push and leaves everything running as it was, and data survives a
 //! server restart.
 
-use std::path::Path;
 use std::process::Command;
 
-use slipway_e2e::{cached_stack, run, slipway_bin, text, App, Server};
-
-/// One stacks folder holding the cached stacks of `types` (imported from the shared cache).
-fn stacks_with(dir: &Path, types: &[&str]) {
-    for t in types {
-        let cached = cached_stack(t);
-        let tag = format!("stack-{}", t.replace(':', "-"));
-        let o = run(Command::new(slipway_bin())
-            .args(["stack", "import", t])
-            .arg(format!("{}:{tag}", cached.join("archive").display()))
-            .arg("--data-dir")
-            .arg(dir));
-        assert!(o.status.success(), "importing {t}: {}", text(&o));
-    }
-}
+use slipway_e2e::{run, text, App, Server};
 
 /// The app: `/` increments a counter in Redis (`cache` relationship, over a socket) and
 /// answers with it and the relationships it sees.
@@ -125,16 +110,8 @@ fn psql(server: &Server, url: &str, sql: &str) -> String {
 
 #[test]
 fn apps_reach_their_services_and_data_outlives_deploys_and_restarts() {
-    let stacks = tempfile::tempdir().unwrap();
-    stacks_with(
-        stacks.path(),
-        &["python:3.11", "redis:7.0", "postgresql:15"],
-    );
-    let stacks_dir = stacks.path().to_string_lossy().to_string();
-    let mut server = Server::start_with(&[
-        ("SLIPWAY_STACKS", "true"),
-        ("SLIPWAY_STACKS_DIR", &stacks_dir),
-    ]);
+    // python:3.11, redis:7.0 and postgresql:15 are test stacks (the shared folder).
+    let mut server = Server::start();
     let app = App::demo(server.dir.path(), "app");
     app.write(".platform.app.yaml", APP_YAML);
     app.write(
@@ -304,13 +281,8 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve
 
 #[test]
 fn mariadb_rows_survive_a_code_deploy_and_a_rollback() {
-    let stacks = tempfile::tempdir().unwrap();
-    stacks_with(stacks.path(), &["python:3.11", "mariadb:10.11"]);
-    let stacks_dir = stacks.path().to_string_lossy().to_string();
-    let server = Server::start_with(&[
-        ("SLIPWAY_STACKS", "true"),
-        ("SLIPWAY_STACKS_DIR", &stacks_dir),
-    ]);
+    // python:3.11 and mariadb:10.11 are test stacks (the shared folder).
+    let server = Server::start();
     let app = App::demo(server.dir.path(), "app");
     app.write(
         ".platform.app.yaml",
