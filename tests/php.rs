@@ -13,9 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use slipway_e2e::{
-    cached_stack, header_field as field, raw_http, run, slipway_bin, text, App, Server,
-};
+use slipway_e2e::{header_field as field, raw_http, run, slipway_bin, text, App, Server};
 
 const HOST: &str = "main.demo.localhost";
 
@@ -78,12 +76,7 @@ fn get(port: u16, path: &str) -> (u16, String, String) {
 
 #[test]
 fn a_php_app_is_served_by_php_fpm_behind_its_locations() {
-    let stacks = cached_stack("php:8.4");
-    let stacks_dir = stacks.to_string_lossy().to_string();
-    let server = Server::start_with(&[
-        ("SLIPWAY_STACKS", "true"),
-        ("SLIPWAY_STACKS_DIR", &stacks_dir),
-    ]);
+    let server = Server::start();
     let app = App::demo(server.dir.path(), "php");
     app.write(".platform.app.yaml", CONFIG);
     app.write("web/index.php", INDEX);
@@ -244,13 +237,7 @@ fn load_loop(
 /// comes from a release that went live.
 #[test]
 fn deploys_under_mixed_php_and_static_load_lose_nothing() {
-    let stacks = cached_stack("php:8.4");
-    let stacks_dir = stacks.to_string_lossy().to_string();
-    let server = Server::start_with(&[
-        ("SLIPWAY_STACKS", "true"),
-        ("SLIPWAY_STACKS_DIR", &stacks_dir),
-        ("SLIPWAY_DRAIN_TIMEOUT", "3"),
-    ]);
+    let server = Server::start_with(&[("SLIPWAY_DRAIN_TIMEOUT", "3")]);
     let app = App::demo(server.dir.path(), "phpload");
     app.write(".platform.app.yaml", CONFIG);
     let release = |n: u32| {

@@ -6,9 +6,7 @@
 
 use std::process::Command;
 
-use slipway_e2e::{
-    cached_stack, header_field as field, raw_http as raw, run, slipway_bin, text, App, Server,
-};
+use slipway_e2e::{header_field as field, raw_http as raw, run, slipway_bin, text, App, Server};
 
 const HOST: &str = "main.demo.localhost";
 const SECRET: &str = "top-secret-outside-the-root";
@@ -87,12 +85,7 @@ fn site(server: &Server) -> App {
 
 #[test]
 fn static_files_rules_passthru_and_traversal() {
-    let stacks = cached_stack("python:3.11");
-    let stacks_dir = stacks.to_string_lossy().to_string();
-    let server = Server::start_with(&[
-        ("SLIPWAY_STACKS", "true"),
-        ("SLIPWAY_STACKS_DIR", &stacks_dir),
-    ]);
+    let server = Server::start();
     let app = site(&server);
     let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
     assert!(
