@@ -121,7 +121,7 @@ pub fn register(registry: &mut Registry) {
 #[derive(Debug)]
 pub struct DiskCollector {
     blobs: std::path::PathBuf,
-    volumes: std::path::PathBuf,
+    volumes: crate::volumes::VolumeStore,
 }
 
 impl DiskCollector {
@@ -129,7 +129,7 @@ impl DiskCollector {
     pub fn new(platform: &crate::Platform) -> DiskCollector {
         DiskCollector {
             blobs: platform.archive().root().join("blobs").join("sha256"),
-            volumes: platform.data().root().join("volumes"),
+            volumes: platform.data().volumes(),
         }
     }
 }
@@ -146,37 +146,26 @@ fn files_in(dir: &std::path::Path) -> (u64, u64) {
         .fold((0, 0), |(n, bytes), m| (n + 1, bytes + m.len()))
 }
 
-/// Each volume image below `root` (`PROJECT/ENV/NAME.img`): (environment, volume, bytes
-/// the image takes on disk).
-fn volume_images(root: &std::path::Path) -> Vec<(String, String, u64)> {
+/// Each volume of every environment (`PROJECT/ENV/NAME.img`, listed by the store):
+/// (environment, volume, bytes the image takes on disk).
+fn volume_images(store: &crate::volumes::VolumeStore) -> Vec<(String, String, u64)> {
     use std::os::unix::fs::MetadataExt as _;
-    let dirs = |p: &std::path::Path| -> Vec<(String, std::path::PathBuf)> {
+    let dirs = |p: &std::path::Path| -> Vec<String> {
         std::fs::read_dir(p)
             .map(|it| {
                 it.filter_map(Result::ok)
                     .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                    .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
                     .collect()
             })
             .unwrap_or_default()
     };
     let mut out = Vec::new();
-    for (project, project_dir) in dirs(root) {
-        for (env, env_dir) in dirs(&project_dir) {
-            let Ok(entries) = std::fs::read_dir(&env_dir) else {
-                continue;
-            };
-            for entry in entries.filter_map(Result::ok) {
-                let file = entry.file_name().to_string_lossy().into_owned();
-                let Some(name) = file.strip_suffix(".img") else {
-                    continue;
-                };
-                if let Ok(meta) = entry.metadata() {
-                    out.push((
-                        format!("{project}/{env}"),
-                        name.to_string(),
-                        meta.blocks() * 512,
-                    ));
+    for project in dirs(store.root()) {
+        for env in dirs(&store.root().join(&project)) {
+            for volume in store.volumes(&project, &env).unwrap_or_default() {
+                if let Ok(meta) = std::fs::metadata(&volume.image) {
+                    out.push((format!("{project}/{env}"), volume.name, meta.blocks() * 512));
                 }
             }
         }

@@ -104,6 +104,11 @@ impl VolumeStore {
         VolumeStore { root }
     }
 
+    /// Where the store is (`DATA/volumes`).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The folder of an environment's volumes.
     pub fn env_dir(&self, project: &str, env: &str) -> PathBuf {
         self.root.join(project).join(env)
