@@ -49,10 +49,8 @@ pub fn container_id(project: &str, env: &str, name: &str) -> String {
 pub fn data_dir(platform: &Platform, project: &str, env: &str, name: &str) -> PathBuf {
     platform
         .data()
-        .root()
-        .join("volumes")
-        .join(project)
-        .join(env)
+        .volumes()
+        .env_dir(project, env)
         .join("services")
         .join(name)
 }
