@@ -26,6 +26,7 @@
 
 pub mod activity_log;
 pub mod app_logs;
+pub mod backups;
 pub mod build;
 pub mod crons;
 pub mod diff;

@@ -19,6 +19,7 @@
 //! so a failed, oversized or cancelled pack leaves nothing in it.
 
 mod archive;
+mod artifact;
 mod digest;
 mod error;
 mod image;
@@ -29,6 +30,7 @@ mod tag;
 mod unpack;
 
 pub use archive::{hash_file, Archive, TagEntry};
+pub use artifact::{ArtifactPart, PartFile};
 pub use digest::Digest;
 pub use error::SlugError;
 pub use image::{ReleaseImage, SLUG_MEDIA_TYPE, WORKING_DIR};

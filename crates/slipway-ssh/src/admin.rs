@@ -32,6 +32,9 @@ Commands (ssh -p PORT git@HOST COMMAND, each takes --json):
   rollback PROJECT ENV [RELEASE]  back to the previous (or the given) release, in a second
   redeploy PROJECT ENV            the live release again, in fresh containers
   sync PROJECT ENV                a fresh copy of the parent's mount data (the apps restart; admins)
+  backup create PROJECT ENV       dumps of every service and a tar of every mount, kept in the archive
+  backup ls PROJECT ENV           backups of an environment, newest first
+  backup restore PROJECT ENV ID   services and mounts back as backup ID has them (the apps restart; admins)
   var ls PROJECT ENV              variables of an environment (viewers: names only)
   var set PROJECT ENV KEY=VALUE   set one (redeploys a live environment)
   var set --sensitive PROJECT ENV KEY=VALUE   the same, the value never shown again
@@ -76,6 +79,9 @@ where
         .map(String::as_str)
         .filter(|w| *w != "--json")
         .collect();
+    if let Some(code) = crate::backups::run(platform, user, &args, json, out, err).await {
+        return code;
+    }
     if let Some(code) = crate::ops::run(platform, user, &args, json, out, err).await {
         return code;
     }

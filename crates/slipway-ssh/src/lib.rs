@@ -8,6 +8,7 @@
 //! - Anything else is an admin command ([`admin`]).
 
 pub(crate) mod admin;
+mod backups;
 pub mod command;
 mod connections;
 mod git_service;

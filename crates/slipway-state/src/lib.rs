@@ -10,12 +10,14 @@
 //! The database is opened in WAL mode so `slipway user add` works while
 //! `slipway serve` runs. Every write is one transaction.
 
+mod backups;
 mod built_slugs;
 mod domains;
 mod schema;
 mod services;
 mod variables;
 
+pub use backups::{Backup, BackupManifest, BackupPart, PartKind};
 pub use built_slugs::BuiltSlug;
 
 use std::path::Path;

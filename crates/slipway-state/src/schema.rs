@@ -135,6 +135,21 @@ CREATE TABLE services (
     FOREIGN KEY (project, environment) REFERENCES environments(project, name) ON DELETE CASCADE
 );
 "#,
+    // backups (issue 14, backups lane): `backup create` records each backup of an
+    // environment with its manifest (the parts kept in the archive under `tag`).
+    r#"
+CREATE TABLE backups (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    project     TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    tag         TEXT NOT NULL UNIQUE,
+    manifest    TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    created_by  TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+CREATE INDEX backups_by_environment ON backups(project, environment, id);
+"#,
 ];
 
 /// Bring the schema to the newest version (tracked in `PRAGMA user_version`).

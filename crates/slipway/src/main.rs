@@ -335,6 +335,12 @@ enum ArchiveCmd {
         /// besides the live one, a deploy in progress, and any release still running.
         #[arg(long, default_value_t = 10)]
         keep: usize,
+        /// Backups kept per environment: the newest ones...
+        #[arg(long, default_value_t = slipway_deploy::backups::KEEP_NEWEST)]
+        keep_backups: usize,
+        /// ...and every backup younger than this many days.
+        #[arg(long, default_value_t = slipway_deploy::backups::KEEP_DAYS)]
+        keep_backup_days: i64,
     },
 }
 
@@ -1152,7 +1158,35 @@ fn archive(cmd: ArchiveCmd) -> Result<u8, Failure> {
             Ok(0)
         }
         ArchiveCmd::Verify(_) => {
-            let problems = archive.verify().map_err(internal)?;
+            let mut problems: Vec<String> = archive
+                .verify()
+                .map_err(internal)?
+                .iter()
+                .map(|p| p.to_string())
+                .collect();
+            // Every backup the state knows: its tag is there and each part is one of its
+            // blobs (their digests were checked just above).
+            let state = open_state(dir.root())?;
+            let tags = archive.list().map_err(internal)?;
+            for b in state.all_backups().map_err(internal)? {
+                if !tags.iter().any(|t| t.tag == b.tag) {
+                    problems.push(format!(
+                        "backup {} of {}/{}: its tag {} is not in the archive",
+                        b.id, b.project, b.environment, b.tag
+                    ));
+                }
+                for part in &b.manifest.parts {
+                    let missing = slipway_slug::Digest::parse(&part.digest)
+                        .map(|d| !archive.has_blob(&d))
+                        .unwrap_or(true);
+                    if missing {
+                        problems.push(format!(
+                            "backup {} of {}/{}: part {} ({}) is not in the archive",
+                            b.id, b.project, b.environment, part.name, part.digest
+                        ));
+                    }
+                }
+            }
             for p in &problems {
                 println!("{p}");
             }
@@ -1163,8 +1197,50 @@ fn archive(cmd: ArchiveCmd) -> Result<u8, Failure> {
                 Ok(1)
             }
         }
-        ArchiveCmd::Gc { keep, .. } => archive_gc(&dir, &archive, keep),
+        ArchiveCmd::Gc {
+            keep,
+            keep_backups,
+            keep_backup_days,
+            ..
+        } => {
+            let dropped = backups_gc(&dir, keep_backups, keep_backup_days)?;
+            archive_gc(&dir, &archive, keep, &dropped)
+        }
     }
+}
+
+/// `archive gc`'s retention of backups: per environment the `keep` newest and any younger
+/// than `days` days are kept; the others are forgotten (their tags, returned, are dropped
+/// with their blobs by the archive's gc).
+fn backups_gc(
+    dir: &slipway_deploy::DataDir,
+    keep: usize,
+    days: i64,
+) -> Result<std::collections::HashSet<String>, Failure> {
+    let state = open_state(dir.root())?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let mut rank: std::collections::HashMap<(String, String), usize> = Default::default();
+    let mut dropped = std::collections::HashSet::new();
+    // Newest first: the rank is the backup's place among its environment's.
+    for b in state.all_backups().map_err(internal)? {
+        let r = rank
+            .entry((b.project.clone(), b.environment.clone()))
+            .or_default();
+        let kept = slipway_deploy::backups::retained(&b, *r, now, keep, days);
+        *r += 1;
+        if !kept {
+            state.remove_backup(b.id).map_err(internal)?;
+            println!(
+                "dropped backup {} of {}/{} ({})",
+                b.id, b.project, b.environment, b.tag
+            );
+            dropped.insert(b.tag);
+        }
+    }
+    Ok(dropped)
 }
 
 /// Unreferenced blobs younger than this are kept by `archive gc`: a build or a deploy
@@ -1180,10 +1256,31 @@ fn archive_gc(
     dir: &slipway_deploy::DataDir,
     archive: &slipway_slug::Archive,
     keep: usize,
+    dropped_backups: &std::collections::HashSet<String>,
 ) -> Result<u8, Failure> {
     use std::collections::HashSet;
     let state = open_state(dir.root())?;
     let (running_containers, running_slugs) = running(dir)?;
+    // Backups the state knows (and was not told to drop), and those being written now (a
+    // tag is written just before its state row).
+    let backup_tags: HashSet<String> = state
+        .all_backups()
+        .map_err(internal)?
+        .into_iter()
+        .map(|b| b.tag)
+        .filter(|t| !dropped_backups.contains(t))
+        .collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let young_backup = |tag: &str| {
+        tag.rsplit('.')
+            .next()
+            .and_then(|last| last.split('-').next())
+            .and_then(|t| t.parse::<u64>().ok())
+            .is_some_and(|t| now.saturating_sub(t) < GC_GRACE.as_secs())
+    };
     let mut kept = HashSet::new();
     for env in state.environments(None).map_err(internal)? {
         let mut went_live = 0;
@@ -1206,6 +1303,10 @@ fn archive_gc(
     let report = archive
         .gc_with(
             &|tag: &str| {
+                if tag.starts_with(slipway_deploy::backups::TAG_PREFIX) {
+                    return backup_tags.contains(tag)
+                        || (!dropped_backups.contains(tag) && young_backup(tag));
+                }
                 tag.starts_with("stack-") || kept.iter().any(|k| tag.starts_with(k.as_str()))
             },
             GC_GRACE,

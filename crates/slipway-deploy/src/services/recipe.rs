@@ -163,6 +163,9 @@ CREATE DATABASE IF NOT EXISTS main;
 CREATE USER IF NOT EXISTS 'user'@'%' IDENTIFIED BY '${PASSWORD_VAR}';
 ALTER USER 'user'@'%' IDENTIFIED BY '${PASSWORD_VAR}';
 GRANT ALL PRIVILEGES ON main.* TO 'user'@'%';
+CREATE USER IF NOT EXISTS 'slipway'@'localhost' IDENTIFIED BY '${PASSWORD_VAR}';
+ALTER USER 'slipway'@'localhost' IDENTIFIED BY '${PASSWORD_VAR}';
+GRANT ALL PRIVILEGES ON *.* TO 'slipway'@'localhost' WITH GRANT OPTION;
 SQL
 if [ -f /app/{ENDPOINTS_FILE} ]; then cat /app/{ENDPOINTS_FILE} >> /tmp/init.sql; fi
 exec mariadbd --no-defaults --datadir="$D" --bind-address={addr} --port=3306 --socket=/tmp/mysqld.sock --pid-file=/tmp/mysqld.pid --init-file=/tmp/init.sql --skip-name-resolve

@@ -1,0 +1,430 @@
+//! Backups of an environment (spec section 9): `backup create` takes a consistent,
+//! service-native dump of every service and a tar of every mount ([`parts`]) while
+//! everything keeps running, stores each part in the archive under its sha256 (written
+//! atomically) and the whole under one archive tag (`backup_PROJECT.ENV.TIME-HASH`, an OCI
+//! manifest whose layers are the parts, so `archive verify` checks them and `archive gc`
+//! keeps them by [`retained`]), and records its typed manifest in the state DB.
+//!
+//! `backup restore` runs under the environment's deploy lock: every blob is verified first
+//! (a corrupt or missing one refuses the restore before anything changes), the services
+//! must still be of the types the backup has, then the apps stop, each service's data and
+//! each mount is replaced, and the live release starts again.
+
+pub mod parts;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use slipway_slug::{ArtifactPart, Digest};
+use slipway_state::{Backup, BackupManifest, BackupPart, PartKind};
+
+use crate::environment::ReleaseSpec;
+use crate::output::{Output, Sink};
+use crate::{provision, restore, Platform};
+
+/// The media type of a backup's config blob (its manifest, as JSON).
+pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.slipway.backup.manifest.v1+json";
+
+/// The prefix of backup tags in the archive (`_` is in no project name, so no release tag
+/// `PROJECT.ENV.rN.APP` starts with it).
+pub const TAG_PREFIX: &str = "backup_";
+
+/// `archive gc` keeps this many newest backups of each environment...
+pub const KEEP_NEWEST: usize = 7;
+/// ...and every backup younger than this many days.
+pub const KEEP_DAYS: i64 = 30;
+
+/// Whether the retention rule keeps `backup` (one of its environment's, `rank` 0 the newest)
+/// at time `now` (unix seconds): the [`KEEP_NEWEST`] newest of each environment, and any
+/// younger than [`KEEP_DAYS`] days.
+pub fn retained(
+    backup: &Backup,
+    rank: usize,
+    now: i64,
+    keep_newest: usize,
+    keep_days: i64,
+) -> bool {
+    rank < keep_newest || now - backup.created_at < keep_days * 86_400
+}
+
+/// Run `f` with an activity `(kind, summary)` recorded for it, its lines streamed to `sink`.
+async fn with_activity<T, F, Fut>(
+    platform: &Arc<Platform>,
+    project: &str,
+    env: &str,
+    (kind, summary): (&str, &str),
+    user: &str,
+    sink: Option<Sink>,
+    f: F,
+) -> Result<T, String>
+where
+    F: FnOnce(Output) -> Fut,
+    Fut: std::future::Future<Output = Result<(T, String), String>>,
+{
+    let activity = platform
+        .state()
+        .start_activity(project, Some(env), kind, Some(user), summary)
+        .map_err(|e| e.to_string())?;
+    let out = Output::with_sink(platform.clone(), activity, sink);
+    let result = f(out.clone()).await;
+    out.flush();
+    let state = platform.state();
+    match result {
+        Ok((v, done)) => {
+            let _ = state.finish_activity(activity, "success", &done);
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = state.finish_activity(activity, "failure", &e);
+            Err(e)
+        }
+    }
+}
+
+/// `backup create PROJECT ENV`: take a backup (waiting for a deploy of the environment
+/// that runs now). Returns it.
+pub async fn create(
+    platform: &Arc<Platform>,
+    project: &str,
+    env: &str,
+    user: &str,
+    sink: Option<Sink>,
+) -> Result<Backup, String> {
+    let say = {
+        let sink = sink.clone();
+        move |l: &str| {
+            if let Some(s) = &sink {
+                s(l);
+            }
+        }
+    };
+    let _guard = platform.lock_env(project, env, say).await;
+    with_activity(
+        platform,
+        project,
+        env,
+        ("backup", &format!("backup of {env}")),
+        user,
+        sink,
+        |out| async move {
+            let b = take(platform, project, env, user, &out).await?;
+            let done = format!("backup {} of {env}", b.id);
+            Ok((b, done))
+        },
+    )
+    .await
+}
+
+/// Take a backup of `env` (the caller holds its deploy lock), saying each step on `out`.
+pub async fn take(
+    platform: &Arc<Platform>,
+    project: &str,
+    env: &str,
+    user: &str,
+    out: &Output,
+) -> Result<Backup, String> {
+    let t0 = Instant::now();
+    let state = platform.state();
+    let mut manifest = BackupManifest::default();
+    let mut files = Vec::new();
+    for record in state.services(project, env).map_err(|e| e.to_string())? {
+        if !parts::has_data(&record) {
+            out.line(&format!(
+                "       service {} ({}): holds no data to keep; skipped",
+                record.name, record.service_type
+            ));
+            manifest.skipped.push(record.name.clone());
+            continue;
+        }
+        let t = Instant::now();
+        let taken = parts::take_service(platform, &record).await?;
+        let n = taken.len();
+        files.extend(taken);
+        out.phase_done(
+            &format!("backup {}", record.name),
+            &format!("{}:{}, {n} part(s)", record.service_type, record.version),
+            t,
+        );
+    }
+    let store = platform.data().volumes();
+    for volume in store.volumes(project, env).map_err(|e| e.to_string())? {
+        let t = Instant::now();
+        let file = platform.archive().part_file().map_err(|e| e.to_string())?;
+        let v = volume.clone();
+        let f = file.file().try_clone().map_err(|e| e.to_string())?;
+        tokio::task::spawn_blocking(move || parts::take_mount(&v, &f))
+            .await
+            .map_err(|e| e.to_string())??;
+        files.push(parts::Taken {
+            part: BackupPart {
+                kind: PartKind::MountTar,
+                name: volume.name.clone(),
+                service: String::new(),
+                database: None,
+                digest: String::new(),
+                size: 0,
+            },
+            file,
+        });
+        out.phase_done(&format!("backup mount {}", volume.name), "tar", t);
+    }
+    // Each part under its digest, then the manifest and the tag.
+    let archive = platform.archive().clone();
+    let (manifest, artifact_parts) = tokio::task::spawn_blocking(move || {
+        let mut artifact_parts = Vec::new();
+        for parts::Taken { mut part, file } in files {
+            let (digest, size) = archive.put_part(file).map_err(|e| e.to_string())?;
+            if size == 0 {
+                return Err(format!(
+                    "service {}: its dump is empty; no backup was recorded",
+                    part.name
+                ));
+            }
+            part.digest = digest.to_string();
+            part.size = size;
+            artifact_parts.push(ArtifactPart {
+                digest,
+                size,
+                media_type: part.kind.media_type().to_string(),
+                title: match &part.database {
+                    Some(db) => format!("{}/{db}", part.name),
+                    None => part.name.clone(),
+                },
+            });
+            manifest.parts.push(part);
+        }
+        Ok::<_, String>((manifest, artifact_parts))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let json = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let tag = format!(
+        "{TAG_PREFIX}{project}.{env}.{now}-{}",
+        &Digest::of_bytes(&json).hex()[..12]
+    );
+    platform
+        .archive()
+        .put_artifact(&tag, MANIFEST_MEDIA_TYPE, &json, &artifact_parts)
+        .map_err(|e| e.to_string())?;
+    let id = state
+        .add_backup(project, env, &tag, &manifest, user)
+        .map_err(|e| e.to_string())?;
+    let backup = state
+        .backup(id)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("backup {id} is not in the state database"))?;
+    out.phase_done(
+        "backup",
+        &format!(
+            "backup {id}: {} part(s), {}",
+            backup.manifest.parts.len(),
+            slipway_slug::human_size(backup.size)
+        ),
+        t0,
+    );
+    Ok(backup)
+}
+
+/// Check every blob of `backup`: each must be in the archive and hash to its digest.
+pub fn verify(platform: &Platform, backup: &Backup) -> Result<(), String> {
+    for p in &backup.manifest.parts {
+        let what = match &p.database {
+            Some(db) => format!("{} ({db})", p.name),
+            None => p.name.clone(),
+        };
+        let d = Digest::parse(&p.digest)
+            .map_err(|e| format!("backup {}: part {what}: {e}", backup.id))?;
+        platform.archive().check_blob(&d).map_err(|e| {
+            format!(
+                "backup {} is damaged: part {what}: {e}; nothing was changed",
+                backup.id
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// `backup restore PROJECT ENV ID`: put `env`'s services and mounts back as backup `id`
+/// has them. Returns a summary line.
+pub async fn restore(
+    platform: &Arc<Platform>,
+    project: &str,
+    env: &str,
+    id: i64,
+    user: &str,
+    sink: Option<Sink>,
+) -> Result<String, String> {
+    let state = platform.state();
+    let backup = state
+        .backup(id)
+        .map_err(|e| e.to_string())?
+        .filter(|b| b.project == project && b.environment == env)
+        .ok_or_else(|| {
+            format!(
+                "backup {id} is not a backup of {project}/{env} (`backup ls {project} {env}` lists them); nothing was changed"
+            )
+        })?;
+    let say = {
+        let sink = sink.clone();
+        move |l: &str| {
+            if let Some(s) = &sink {
+                s(l);
+            }
+        }
+    };
+    let _guard = platform.lock_env(project, env, say).await;
+    with_activity(
+        platform,
+        project,
+        env,
+        ("restore", &format!("restore of {env} from backup {id}")),
+        user,
+        sink,
+        |out| async move {
+            let summary = restore_locked(platform, project, env, &backup, &out).await?;
+            Ok((summary.clone(), summary))
+        },
+    )
+    .await
+}
+
+async fn restore_locked(
+    platform: &Arc<Platform>,
+    project: &str,
+    env: &str,
+    backup: &Backup,
+    out: &Output,
+) -> Result<String, String> {
+    let t0 = Instant::now();
+    let state = platform.state();
+    let p = platform.clone();
+    let b = backup.clone();
+    tokio::task::spawn_blocking(move || verify(&p, &b))
+        .await
+        .map_err(|e| e.to_string())??;
+    out.phase_done(
+        "verify",
+        &format!(
+            "{} part(s) match their digests",
+            backup.manifest.parts.len()
+        ),
+        t0,
+    );
+    // Every service of the backup is still there, of the same type and version.
+    let services = state.services(project, env).map_err(|e| e.to_string())?;
+    let mut by_service: Vec<(slipway_state::ServiceRecord, Vec<&BackupPart>)> = Vec::new();
+    for part in backup
+        .manifest
+        .parts
+        .iter()
+        .filter(|p| p.kind != PartKind::MountTar)
+    {
+        let record = services
+            .iter()
+            .find(|s| s.name == part.name)
+            .ok_or_else(|| {
+                format!(
+                    "backup {} has service {} ({}), which {env} no longer has; nothing was changed",
+                    backup.id, part.name, part.service
+                )
+            })?;
+        let now = format!("{}:{}", record.service_type, record.version);
+        if now != part.service {
+            return Err(format!(
+                "service {} is {now} now, backup {} holds {}: a backup restores into the same type and version; nothing was changed",
+                part.name, backup.id, part.service
+            ));
+        }
+        match by_service.iter_mut().find(|(r, _)| r.name == record.name) {
+            Some((_, list)) => list.push(part),
+            None => by_service.push((record.clone(), vec![part])),
+        }
+    }
+
+    let live = state
+        .environment(project, env)
+        .map_err(|e| e.to_string())?
+        .and_then(|en| en.current_release)
+        .and_then(|id| state.release(id).ok().flatten());
+    let spec = live.as_ref().and_then(|r| ReleaseSpec::from_json(&r.spec));
+    if let Some(spec) = &spec {
+        out.line("-----> stopping the apps of this environment");
+        provision::remove_release(platform, spec, std::time::Duration::from_secs(5)).await;
+    }
+    let result = async {
+        for (record, parts) in &by_service {
+            let t = Instant::now();
+            parts::load_service(platform, record, parts).await?;
+            out.phase_done(
+                &format!("restore {}", record.name),
+                &format!("{}:{}", record.service_type, record.version),
+                t,
+            );
+        }
+        let store = platform.data().volumes();
+        for part in backup
+            .manifest
+            .parts
+            .iter()
+            .filter(|p| p.kind == PartKind::MountTar)
+        {
+            let t = Instant::now();
+            let volume = store
+                .volume(project, env, &part.name)
+                .map_err(|e| e.to_string())?;
+            let blob = platform
+                .archive()
+                .blob_path(&Digest::parse(&part.digest).map_err(|e| e.to_string())?);
+            tokio::task::spawn_blocking(move || parts::load_mount(&volume, &blob))
+                .await
+                .map_err(|e| e.to_string())??;
+            out.phase_done(&format!("restore mount {}", part.name), "tar", t);
+        }
+        Ok::<_, String>(())
+    }
+    .await;
+    if let (Some(release), Some(spec)) = (&live, &spec) {
+        out.line("-----> starting the apps again");
+        restore::bring_up(platform, release, spec, &Default::default()).await?;
+    }
+    result?;
+    Ok(format!(
+        "{env} restored from backup {} ({} part(s))",
+        backup.id,
+        backup.manifest.parts.len()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backup(created_at: i64) -> Backup {
+        Backup {
+            id: 1,
+            project: "p".into(),
+            environment: "main".into(),
+            tag: "backup.p.main.1".into(),
+            manifest: BackupManifest::default(),
+            size: 0,
+            created_by: "u".into(),
+            created_at,
+        }
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_and_the_young() {
+        let now = 100 * 86_400;
+        let old = backup(now - 40 * 86_400);
+        let young = backup(now - 2 * 86_400);
+        assert!(retained(&old, 0, now, 7, 30));
+        assert!(retained(&old, 6, now, 7, 30));
+        assert!(!retained(&old, 7, now, 7, 30));
+        assert!(retained(&young, 50, now, 7, 30));
+        assert!(!retained(&young, 50, now, 7, 1));
+    }
+}

@@ -1,0 +1,169 @@
+//! `backup create|ls|restore` over SSH (spec section 9). `create` needs the contributor
+//! role (admin on a production environment, as `redeploy`), `ls` any role of the project,
+//! `restore` the admin role (it goes back in data, as `sync` and `rollback` are gated).
+//! Output of create and restore streams live; `--json` prints the backup(s) at the end.
+
+use std::sync::Arc;
+
+use slipway_deploy::Platform;
+use slipway_state::{Backup, Role, User};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use crate::ops::check;
+use crate::say;
+
+/// Run `args` if it is a `backup` command; None otherwise.
+pub(crate) async fn run<W, E>(
+    platform: &Arc<Platform>,
+    user: &User,
+    args: &[&str],
+    json: bool,
+    out: &mut W,
+    err: &mut E,
+) -> Option<i32>
+where
+    W: AsyncWrite + Unpin + Send,
+    E: AsyncWrite + Unpin + Send,
+{
+    if args.first() != Some(&"backup") {
+        return None;
+    }
+    let fail = |m: String| (1, format!("slipway: {m}\n"));
+    let result: Result<String, (i32, String)> = match &args[1..] {
+        ["ls", project, env] => match check(platform, user, project, env, Role::Viewer) {
+            Err(m) => Err(fail(m)),
+            Ok(()) => match platform.state().backups(project, env) {
+                Err(e) => Err((3, format!("slipway: {e}\n"))),
+                Ok(list) if json => {
+                    Ok(serde_json::to_string_pretty(&list).unwrap_or_default() + "\n")
+                }
+                Ok(list) if list.is_empty() => Ok(format!(
+                    "{env} has no backups (`backup create {project} {env}` takes one)\n"
+                )),
+                Ok(list) => Ok(list.iter().map(line).collect()),
+            },
+        },
+        ["create", project, env] => match check(platform, user, project, env, Role::Contributor) {
+            Err(m) => Err(fail(m)),
+            Ok(()) => {
+                let (sink, mut rx) = sink();
+                let task =
+                    slipway_deploy::backups::create(platform, project, env, &user.name, Some(sink));
+                let r = stream(task, &mut rx, out).await;
+                r.map(|b| {
+                    if json {
+                        serde_json::to_string_pretty(&b).unwrap_or_default() + "\n"
+                    } else {
+                        format!("backup {} of {env} taken\n", b.id)
+                    }
+                })
+                .map_err(fail)
+            }
+        },
+        ["restore", project, env, id] => {
+            let Ok(id) = id.parse::<i64>() else {
+                say(err, "slipway: usage: backup restore PROJECT ENV ID\n").await;
+                return Some(2);
+            };
+            match check(platform, user, project, env, Role::Admin) {
+                Err(m) => Err(fail(m)),
+                Ok(()) => {
+                    let (sink, mut rx) = sink();
+                    let task = slipway_deploy::backups::restore(
+                        platform,
+                        project,
+                        env,
+                        id,
+                        &user.name,
+                        Some(sink),
+                    );
+                    stream(task, &mut rx, out)
+                        .await
+                        .map(|summary| {
+                            if json {
+                                format!("{{\"restored\": {id}}}\n")
+                            } else {
+                                format!("{summary}\n")
+                            }
+                        })
+                        .map_err(fail)
+                }
+            }
+        }
+        _ => {
+            say(
+                err,
+                "slipway: usage: backup create PROJECT ENV | backup ls PROJECT ENV | backup restore PROJECT ENV ID\n",
+            )
+            .await;
+            return Some(2);
+        }
+    };
+    Some(match result {
+        Ok(text) => {
+            say(out, &text).await;
+            0
+        }
+        Err((code, msg)) => {
+            say(err, &msg).await;
+            code
+        }
+    })
+}
+
+/// One line of `backup ls`: id, when (UTC), size, parts.
+fn line(b: &Backup) -> String {
+    let when = jiff::Timestamp::from_second(b.created_at)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%SZ").to_string())
+        .unwrap_or_else(|_| b.created_at.to_string());
+    let parts: Vec<String> = b
+        .manifest
+        .parts
+        .iter()
+        .map(|p| match &p.database {
+            Some(db) => format!("{}/{db}", p.name),
+            None => p.name.clone(),
+        })
+        .collect();
+    format!(
+        "{}\t{when}\t{}\t{}\t{}\n",
+        b.id,
+        slipway_slug::human_size(b.size),
+        b.created_by,
+        parts.join(", ")
+    )
+}
+
+type Lines = tokio::sync::mpsc::UnboundedReceiver<String>;
+
+fn sink() -> (slipway_deploy::output::Sink, Lines) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let sink: slipway_deploy::output::Sink = Arc::new(move |l: &str| {
+        let _ = tx.send(format!("{l}\n"));
+    });
+    (sink, rx)
+}
+
+/// Drive `task`, writing its lines to `out` as they come.
+async fn stream<T, W: AsyncWrite + Unpin + Send>(
+    task: impl std::future::Future<Output = T>,
+    rx: &mut Lines,
+    out: &mut W,
+) -> T {
+    tokio::pin!(task);
+    loop {
+        tokio::select! {
+            r = &mut task => {
+                while let Ok(l) = rx.try_recv() {
+                    let _ = out.write_all(l.as_bytes()).await;
+                }
+                let _ = out.flush().await;
+                return r;
+            }
+            Some(l) = rx.recv() => {
+                let _ = out.write_all(l.as_bytes()).await;
+                let _ = out.flush().await;
+            }
+        }
+    }
+}

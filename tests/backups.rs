@@ -1,0 +1,350 @@
+//! Backups (issue 14, spec section 9): `backup create` takes consistent dumps of every
+//! service (PostgreSQL, MariaDB, Redis) and a tar of every mount while the environment
+//! keeps serving; `backup restore` gives back exactly the backed-up data; a corrupt blob or
+//! another project's backup is refused with nothing changed; `archive gc` keeps backups by
+//! its retention rule and `archive verify` checks their blobs.
+
+use std::process::Command;
+
+use slipway_e2e::{run, text, App, Server};
+
+const APP_YAML: &str = "name: hello\ntype: python:3.11\ndisk: 64\nmounts:\n  data:\n    source: local\n    source_path: data\nrelationships:\n  database: 'db:postgresql'\n  cache: 'cache:redis'\n  mysql: 'mdb:mysql'\nhooks:\n  build: echo built > build.txt\nweb:\n  commands:\n    start: python3 -m http.server $PORT --bind 127.0.0.1\n";
+
+const SERVICES: &str = "db:\n  type: postgresql:15\ncache:\n  type: redis-persistent:7.0\nmdb:\n  type: mariadb:10.11\n";
+
+/// Run `args` in a service's container; its stdout, trimmed.
+fn in_service(server: &Server, container: &str, args: &[&str]) -> String {
+    in_service_with(server, container, args, &[])
+}
+
+fn in_service_with(
+    server: &Server,
+    container: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> String {
+    let mut cmd = Command::new("runc");
+    cmd.arg("--root")
+        .arg(server.data.join("runtime/state"))
+        .arg("exec");
+    for (k, v) in env {
+        cmd.args(["--env", &format!("{k}={v}")]);
+    }
+    let o = run(cmd.arg(container).args(args));
+    assert!(o.status.success(), "{args:?} in {container}: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// SQL on the `main` database of project `project`'s PostgreSQL (over its socket).
+fn psql(server: &Server, project: &str, sql: &str) -> String {
+    in_service(
+        server,
+        &format!("{project}.main.db.service"),
+        &[
+            "/usr/lib/postgresql/15/bin/psql",
+            "-h",
+            "/tmp",
+            "-U",
+            "main",
+            "-d",
+            "main",
+            "-AtX",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ],
+    )
+}
+
+/// A checksum of every row of `rows`.
+fn pg_sum(server: &Server) -> String {
+    psql(
+        server,
+        "demo",
+        "SELECT count(*) || ':' || md5(string_agg(n || '=' || t, ',' ORDER BY n)) FROM rows",
+    )
+}
+
+/// SQL on MariaDB's `main` as the backup account (through the socket in its container,
+/// with the service's password, which the app's `mysql` relationship has).
+fn mariadb(server: &Server, sql: &str) -> String {
+    let rels = shell(server, "echo $PLATFORM_RELATIONSHIPS | base64 -d");
+    let rels: serde_json::Value = serde_json::from_str(&rels).unwrap();
+    let password = rels["mysql"][0]["password"].as_str().unwrap().to_string();
+    in_service_with(
+        server,
+        "demo.main.mdb.service",
+        &[
+            "mariadb",
+            "--no-defaults",
+            "--socket=/tmp/mysqld.sock",
+            "--user=slipway",
+            "-N",
+            "-B",
+            "main",
+            "-e",
+            sql,
+        ],
+        &[("MYSQL_PWD", &password)],
+    )
+}
+
+fn maria_sum(server: &Server) -> String {
+    mariadb(
+        server,
+        "SELECT CONCAT(COUNT(*), ':', MD5(GROUP_CONCAT(n, '=', t ORDER BY n))) FROM items",
+    )
+}
+
+fn redis(server: &Server, addr: &str, args: &[&str]) -> String {
+    let mut all = vec!["redis-cli", "-h", addr, "-p", "6379"];
+    all.extend_from_slice(args);
+    in_service(server, "demo.main.cache.service", &all)
+}
+
+/// Wait until `host` answers 200 (the apps start again after a restore).
+fn answers(server: &Server, host: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while server.get(host, "/").map(|(s, _)| s) != Some(200) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{host} does not answer:\n{}",
+            server.server_log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+fn shell(server: &Server, command: &str) -> String {
+    let o = server.ssh(&server.key, "main.demo", command);
+    assert!(o.status.success(), "{command}: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+fn admin(server: &Server, command: &str) -> String {
+    let o = server.ssh(&server.key, "git", command);
+    assert!(o.status.success(), "{command}: {}", text(&o));
+    text(&o)
+}
+
+fn refused(server: &Server, command: &str) -> String {
+    let o = server.ssh(&server.key, "git", command);
+    assert!(!o.status.success(), "{command} was accepted: {}", text(&o));
+    text(&o)
+}
+
+/// The JSON of `backup ls PROJECT main --json`.
+fn backups(server: &Server, project: &str) -> serde_json::Value {
+    let o = server.ssh(
+        &server.key,
+        "git",
+        &format!("backup ls {project} main --json"),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn backup_and_restore_give_back_exactly_the_backed_up_data() {
+    // python:3.11, postgresql:15, redis:7.0 and mariadb:10.11 are test stacks.
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    app.write(".platform.app.yaml", APP_YAML);
+    app.write(".platform/services.yaml", SERVICES);
+    app.write(
+        ".platform/routes.yaml",
+        "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
+    );
+    app.commit("with services");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    assert!(
+        o.status.success(),
+        "push failed:\n{}\n{}",
+        text(&o),
+        server.server_log()
+    );
+    let host = "main.demo.localhost";
+    let services: serde_json::Value =
+        serde_json::from_str(&admin(&server, "services demo main --json")).unwrap();
+    let cache_addr = services
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "cache")
+        .unwrap()["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Data in every service and a mount.
+    psql(
+        &server,
+        "demo",
+        "CREATE TABLE rows (n int PRIMARY KEY, t text); INSERT INTO rows SELECT g, md5(g::text) FROM generate_series(1, 5000) g",
+    );
+    mariadb(
+        &server,
+        "CREATE TABLE items (n INT PRIMARY KEY, t TEXT); INSERT INTO items VALUES (1, 'a'), (2, 'b'), (3, 'c')",
+    );
+    redis(&server, &cache_addr, &["SET", "k", "before"]);
+    shell(&server, "echo before > /app/data/f.txt");
+    let (pg0, maria0) = (pg_sum(&server), maria_sum(&server));
+    assert!(pg0.starts_with("5000:"), "{pg0}");
+
+    // backup create: each part named with its time; the app keeps answering.
+    let out = admin(&server, "backup create demo main");
+    assert!(
+        out.contains("backup db") && out.contains("backup mount"),
+        "{out}"
+    );
+    assert!(out.contains("backup 1 of main taken"), "{out}");
+    assert_eq!(server.get(host, "/").map(|(s, _)| s), Some(200));
+    let list = backups(&server, "demo");
+    let parts = list[0]["manifest"]["parts"].as_array().unwrap().clone();
+    let kinds: Vec<&str> = parts.iter().map(|p| p["kind"].as_str().unwrap()).collect();
+    for k in ["postgresql-dump", "mariadb-dump", "redis-rdb", "mount-tar"] {
+        assert!(kinds.contains(&k), "{kinds:?}");
+    }
+    let ls = admin(&server, "backup ls demo main");
+    assert!(ls.starts_with("1\t") && ls.contains("db/main"), "{ls}");
+
+    // More writes everywhere, then restore: exactly the backed-up data again.
+    psql(
+        &server,
+        "demo",
+        "INSERT INTO rows SELECT g, 'later' FROM generate_series(5001, 6000) g; UPDATE rows SET t = 'changed' WHERE n < 10; CREATE TABLE extra (n int)",
+    );
+    mariadb(
+        &server,
+        "INSERT INTO items VALUES (4, 'd'); DELETE FROM items WHERE n = 1",
+    );
+    redis(&server, &cache_addr, &["SET", "k", "after"]);
+    shell(
+        &server,
+        "echo after > /app/data/f.txt; echo new > /app/data/g.txt",
+    );
+    assert_ne!(pg_sum(&server), pg0);
+    let out = admin(&server, "backup restore demo main 1");
+    assert!(out.contains("restored from backup 1"), "{out}");
+    assert_eq!(pg_sum(&server), pg0);
+    assert_eq!(
+        psql(
+            &server,
+            "demo",
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'extra'"
+        ),
+        "0"
+    );
+    assert_eq!(maria_sum(&server), maria0);
+    assert_eq!(redis(&server, &cache_addr, &["GET", "k"]), "before");
+    assert_eq!(shell(&server, "cat /app/data/f.txt"), "before");
+    assert_eq!(shell(&server, "ls /app/data"), "f.txt");
+    answers(&server, host);
+
+    // A second backup whose PostgreSQL dump gets corrupted: the restore is refused before
+    // anything changes, and `archive verify` names the blob.
+    psql(&server, "demo", "INSERT INTO rows VALUES (7000, 'second')");
+    admin(&server, "backup create demo main");
+    psql(&server, "demo", "INSERT INTO rows VALUES (7001, 'third')");
+    let current = pg_sum(&server);
+    let list = backups(&server, "demo");
+    assert_eq!(list[0]["id"], 2, "{list}");
+    let dump = list[0]["manifest"]["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["kind"] == "postgresql-dump")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blob = server
+        .data
+        .join("archive/blobs/sha256")
+        .join(dump.trim_start_matches("sha256:"));
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&blob, bytes).unwrap();
+    let why = refused(&server, "backup restore demo main 2");
+    assert!(
+        why.contains("backup 2 is damaged") && why.contains("nothing was changed"),
+        "{why}"
+    );
+    assert_eq!(pg_sum(&server), current);
+    assert_eq!(server.get(host, "/").map(|(s, _)| s), Some(200));
+    let o = server.slipway(&["archive", "verify"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains(dump.trim_start_matches("sha256:")),
+        "{}",
+        text(&o)
+    );
+
+    // Another project's backup is not this environment's.
+    let o = server.git(&app.dir, &["push", &server.remote("other"), "main"]);
+    assert!(o.status.success(), "push other:\n{}", text(&o));
+    psql(
+        &server,
+        "other",
+        "CREATE TABLE rows (n int PRIMARY KEY, t text)",
+    );
+    admin(&server, "backup create other main");
+    assert_eq!(backups(&server, "other")[0]["id"], 3);
+    let why = refused(&server, "backup restore demo main 3");
+    assert!(
+        why.contains("backup 3 is not a backup of demo/main"),
+        "{why}"
+    );
+    assert_eq!(pg_sum(&server), current);
+    let why = refused(&server, "backup restore demo main 99");
+    assert!(
+        why.contains("backup 99 is not a backup of demo/main"),
+        "{why}"
+    );
+
+    // Retention: the newest backup of each environment is kept (and none is young enough
+    // to be kept for its age); backup 1 and its own blobs go.
+    let first_dump = parts
+        .iter()
+        .find(|p| p["kind"] == "postgresql-dump")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let o = server.slipway(&[
+        "archive",
+        "gc",
+        "--keep-backups",
+        "1",
+        "--keep-backup-days",
+        "0",
+    ]);
+    assert!(o.status.success(), "gc: {}", text(&o));
+    assert!(
+        text(&o).contains("dropped backup 1 of demo/main"),
+        "{}",
+        text(&o)
+    );
+    let ids: Vec<i64> = backups(&server, "demo")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![2]);
+    assert_eq!(backups(&server, "other")[0]["id"], 3);
+    assert!(!server
+        .data
+        .join("archive/blobs/sha256")
+        .join(&first_dump)
+        .exists());
+    assert!(blob.exists(), "backup 2's blobs are kept");
+    // The default rule keeps them all (7 newest, 30 days).
+    let o = server.slipway(&["archive", "gc"]);
+    assert!(o.status.success(), "gc: {}", text(&o));
+    assert_eq!(backups(&server, "other")[0]["id"], 3);
+    assert_eq!(backups(&server, "demo")[0]["id"], 2);
+}
