@@ -348,3 +348,96 @@ fn backup_and_restore_give_back_exactly_the_backed_up_data() {
     assert_eq!(backups(&server, "other")[0]["id"], 3);
     assert_eq!(backups(&server, "demo")[0]["id"], 2);
 }
+
+#[test]
+fn a_major_service_upgrade_needs_its_option_and_keeps_every_row() {
+    // postgresql:17 is not a test stack: this push builds it (once per machine).
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nrelationships:\n  database: 'db:postgresql'\nhooks:\n  build: echo built > build.txt\nweb:\n  commands:\n    start: python3 -m http.server $PORT --bind 127.0.0.1\n",
+    );
+    app.write(".platform/services.yaml", "db:\n  type: postgresql:15\n");
+    app.commit("postgresql 15");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    assert!(o.status.success(), "push:\n{}", text(&o));
+    psql(
+        &server,
+        "demo",
+        "CREATE TABLE rows (n int PRIMARY KEY, t text); INSERT INTO rows SELECT g, md5(g::text) FROM generate_series(1, 3000) g",
+    );
+    let before = pg_sum(&server);
+
+    // Without the option: refused at the diff, nothing changed.
+    app.write(".platform/services.yaml", "db:\n  type: postgresql:17\n");
+    app.commit("postgresql 17");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("allow-service-upgrade"), "{out}");
+    assert!(admin(&server, "services demo main").contains("postgresql:15"));
+    assert_eq!(pg_sum(&server), before);
+
+    // With it: a backup, then dump and restore into 17; every row is there.
+    let o = server.git(
+        &app.dir,
+        &[
+            "push",
+            "-o",
+            "allow-service-upgrade",
+            &server.remote("demo"),
+            "main",
+        ],
+    );
+    let out = text(&o);
+    assert!(o.status.success(), "{out}\n{}", server.server_log());
+    for step in [
+        "service upgrade: db postgresql 15 -> 17: a backup first",
+        "backup: backup 1",
+        "db: starting postgresql 17",
+        "service upgrade db: postgresql 15 -> 17 by dump and restore",
+    ] {
+        assert!(out.contains(step), "{step}: {out}");
+    }
+    assert!(admin(&server, "services demo main").contains("postgresql:17"));
+    let version = in_service(
+        &server,
+        "demo.main.db.service",
+        &[
+            "/usr/lib/postgresql/17/bin/psql",
+            "-h",
+            "/tmp",
+            "-U",
+            "main",
+            "-d",
+            "main",
+            "-AtX",
+            "-c",
+            "SHOW server_version_num",
+        ],
+    );
+    assert!(version.starts_with("17"), "{version}");
+    let after = in_service(
+        &server,
+        "demo.main.db.service",
+        &[
+            "/usr/lib/postgresql/17/bin/psql",
+            "-h",
+            "/tmp",
+            "-U",
+            "main",
+            "-d",
+            "main",
+            "-AtX",
+            "-c",
+            "SELECT count(*) || ':' || md5(string_agg(n || '=' || t, ',' ORDER BY n)) FROM rows",
+        ],
+    );
+    assert_eq!(after, before);
+    assert!(server
+        .data
+        .join("volumes/demo/main/services/db.pre-upgrade-15/pgdata/PG_VERSION")
+        .exists());
+    assert_eq!(backups(&server, "demo")[0]["created_by"], "slipway");
+}

@@ -175,6 +175,27 @@ impl State {
         rows.into_iter().map(decode).collect()
     }
 
+    /// Record that service `name` of `project`/`environment` now runs `version` (after a
+    /// major upgrade moved its data to that version).
+    pub fn set_service_version(
+        &self,
+        project: &str,
+        environment: &str,
+        name: &str,
+        version: &str,
+    ) -> Result<()> {
+        let n = self.db().execute(
+            "UPDATE services SET version = ?4 WHERE project = ?1 AND environment = ?2 AND name = ?3",
+            params![project, environment, name, version],
+        )?;
+        if n == 0 {
+            return Err(StateError::NotFound(format!(
+                "service {name} of {project}/{environment}"
+            )));
+        }
+        Ok(())
+    }
+
     /// Forget backup `id` (its parts go at the next `archive gc`). Returns whether it was
     /// there.
     pub fn remove_backup(&self, id: i64) -> Result<bool> {

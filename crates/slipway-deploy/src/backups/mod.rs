@@ -11,6 +11,7 @@
 //! each mount is replaced, and the live release starts again.
 
 pub mod parts;
+pub mod upgrade;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -1,0 +1,164 @@
+//! Major upgrades of services (`git push -o allow-service-upgrade`, which the diff asks
+//! for): a backup of the environment is taken first, then each upgraded service's data is
+//! moved to the new version by dump and restore: the old server stops, its data folder is
+//! kept aside (`NAME.pre-upgrade-OLDVERSION`), the new version starts on an empty folder
+//! and the service's dumps of that backup are loaded into it. A failure puts the old
+//! version back on its own data. Every step is a line of the push's output.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use slipway_config::catalog::{compare_versions, major};
+use slipway_config::Topology;
+use slipway_state::{BackupPart, ServiceRecord, ServiceState};
+
+use crate::output::Output;
+use crate::pipeline::PhaseError;
+use crate::services;
+use crate::Platform;
+
+use super::parts;
+
+/// The services of `topology` whose running version is an older major (and which hold
+/// data), with the version they go to.
+fn upgrades(
+    platform: &Platform,
+    project: &str,
+    env: &str,
+    topology: &Topology,
+) -> Result<Vec<(ServiceRecord, String)>, String> {
+    let mut out = Vec::new();
+    for svc in &topology.services {
+        let Some(record) = platform
+            .state()
+            .service(project, env, &svc.name)
+            .map_err(|e| e.to_string())?
+        else {
+            continue;
+        };
+        if record.service_type == svc.r#type
+            && major(&record.version) != major(&svc.version)
+            && compare_versions(&svc.version, &record.version).is_gt()
+            && parts::has_data(&record)
+        {
+            out.push((record, svc.version.clone()));
+        }
+    }
+    Ok(out)
+}
+
+/// Upgrade every service whose major version the pushed topology raises (the caller holds
+/// the environment's deploy lock and the diff allowed it).
+pub async fn run(
+    platform: &Arc<Platform>,
+    project: &str,
+    env: &str,
+    topology: &Topology,
+    out: &Output,
+) -> Result<(), PhaseError> {
+    let fail = |m: String| PhaseError::new("service upgrade", m);
+    let list = upgrades(platform, project, env, topology).map_err(fail)?;
+    if list.is_empty() {
+        return Ok(());
+    }
+    for (r, to) in &list {
+        out.line(&format!(
+            "-----> service upgrade: {} {} {} -> {}: a backup first",
+            r.name, r.service_type, r.version, to
+        ));
+    }
+    let backup = super::take(platform, project, env, "slipway", out)
+        .await
+        .map_err(fail)?;
+    for (record, to) in &list {
+        let t = Instant::now();
+        let mine: Vec<&BackupPart> = backup
+            .manifest
+            .parts
+            .iter()
+            .filter(|p| p.name == record.name && p.kind != slipway_state::PartKind::MountTar)
+            .collect();
+        upgrade_one(platform, record, to, &mine, out)
+            .await
+            .map_err(fail)?;
+        out.phase_done(
+            &format!("service upgrade {}", record.name),
+            &format!(
+                "{} {} -> {} by dump and restore (backup {} holds the old data)",
+                record.service_type, record.version, to, backup.id
+            ),
+            t,
+        );
+    }
+    Ok(())
+}
+
+async fn upgrade_one(
+    platform: &Arc<Platform>,
+    old: &ServiceRecord,
+    to: &str,
+    dumps: &[&BackupPart],
+    out: &Output,
+) -> Result<(), String> {
+    let (project, env, name) = (&old.project, &old.environment, &old.name);
+    let dir = services::data_dir(platform, project, env, name);
+    let mut aside = dir.with_file_name(format!("{name}.pre-upgrade-{}", old.version));
+    let mut n = 1;
+    while aside.exists() {
+        n += 1;
+        aside = dir.with_file_name(format!("{name}.pre-upgrade-{}.{n}", old.version));
+    }
+    let netns = crate::environment::netns_name(platform.instance(), project, env);
+    out.line(&format!(
+        "       {name}: stopping {} {}",
+        old.service_type, old.version
+    ));
+    services::stop(platform, old).await;
+    std::fs::rename(&dir, &aside).map_err(|e| format!("{}: {e}", dir.display()))?;
+    out.line(&format!(
+        "       {name}: its data folder is kept as {}",
+        aside.display()
+    ));
+    let mut new = old.clone();
+    new.version = to.to_string();
+    let state = platform.state();
+    let attempt = async {
+        state
+            .set_service_version(project, env, name, to)
+            .map_err(|e| e.to_string())?;
+        out.line(&format!(
+            "       {name}: starting {} {to}",
+            new.service_type
+        ));
+        services::start(platform, &new, &netns).await?;
+        services::wait_ready(platform, &new, services::READY_TIMEOUT).await?;
+        state
+            .set_service_state(project, env, name, ServiceState::Running)
+            .map_err(|e| e.to_string())?;
+        out.line(&format!(
+            "       {name}: loading {} dump(s) into {to}",
+            dumps.len()
+        ));
+        parts::load_service(platform, &new, dumps).await
+    }
+    .await;
+    if let Err(e) = attempt {
+        out.line(&format!(
+            "       {name}: upgrade failed, {} {} comes back on its data",
+            old.service_type, old.version
+        ));
+        services::stop(platform, &new).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::rename(&aside, &dir);
+        let _ = state.set_service_version(project, env, name, &old.version);
+        if services::start(platform, old, &netns).await.is_ok()
+            && services::wait_ready(platform, old, services::READY_TIMEOUT)
+                .await
+                .is_ok()
+        {
+            let _ = state.set_service_state(project, env, name, ServiceState::Running);
+        }
+        return Err(format!("service {name}: {e}"));
+    }
+    Ok(())
+}
