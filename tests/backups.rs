@@ -347,6 +347,35 @@ fn backup_and_restore_give_back_exactly_the_backed_up_data() {
     assert!(o.status.success(), "gc: {}", text(&o));
     assert_eq!(backups(&server, "other")[0]["id"], 3);
     assert_eq!(backups(&server, "demo")[0]["id"], 2);
+
+    // Roles: a viewer lists backups but takes and restores none (main is protected: both
+    // need the admin role there).
+    let bob = slipway_e2e::new_key(server.dir.path(), "bob");
+    let o = server.slipway(&[
+        "user",
+        "add",
+        "bob",
+        "--key",
+        bob.with_extension("pub").to_str().unwrap_or(""),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    admin(&server, "access grant demo bob viewer");
+    let o = server.ssh(&bob, "git", "backup ls demo main");
+    assert!(
+        o.status.success() && text(&o).starts_with("2\t"),
+        "{}",
+        text(&o)
+    );
+    for command in ["backup create demo main", "backup restore demo main 2"] {
+        let o = server.ssh(&bob, "git", command);
+        assert!(!o.status.success(), "{command}: {}", text(&o));
+        assert!(
+            text(&o).contains("needs the admin role on demo"),
+            "{command}: {}",
+            text(&o)
+        );
+    }
+    assert_eq!(backups(&server, "demo").as_array().unwrap().len(), 1);
 }
 
 #[test]
