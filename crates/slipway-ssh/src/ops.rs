@@ -5,17 +5,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use slipway_deploy::access;
 use slipway_deploy::environment::{AppInstance, ReleaseSpec};
 use slipway_deploy::operations::{self, Operation};
-use slipway_deploy::protection;
 use slipway_deploy::Platform;
 use slipway_state::{Role, User};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
 
 use crate::say;
 
-/// Whether `user` holds `need` on `project` (raised by [`protection::role_needed`]: admin
-/// to change a production environment) and `env` exists; Err is the message.
+/// Whether `user` holds `need` on `project` and `env` exists ([`access::check`]); Err is
+/// the message.
 pub(crate) fn check(
     platform: &Platform,
     user: &User,
@@ -23,33 +23,7 @@ pub(crate) fn check(
     env: &str,
     need: Role,
 ) -> Result<(), String> {
-    let state = platform.state();
-    let role = state
-        .project_exists(project)
-        .ok()
-        .filter(|e| *e)
-        .and_then(|_| state.role(project, user).ok().flatten())
-        .ok_or_else(|| format!("project '{project}' not found (or you have no access to it)"))?;
-    let need = protection::role_needed(env, need);
-    let protected = protection::is_production(env) && need == Role::Admin;
-    if role < need {
-        return Err(format!(
-            "permission denied: this needs the {} role on {project}{}; you are {}",
-            need.as_str(),
-            if protected {
-                format!(" ({env} is protected)")
-            } else {
-                String::new()
-            },
-            role.as_str()
-        ));
-    }
-    if state.environment(project, env).ok().flatten().is_none() {
-        return Err(format!(
-            "environment '{env}' of project '{project}' not found"
-        ));
-    }
-    Ok(())
+    access::check(platform, user, project, env, need).map(|_| ())
 }
 
 /// A variable name users may set.
@@ -115,7 +89,7 @@ where
                     return Some(usage(err, "rollback PROJECT ENV [RELEASE-NUMBER]").await)
                 }
             };
-            match check(platform, user, project, env, Role::Admin) {
+            match check(platform, user, project, env, Operation::Rollback(to).role()) {
                 Err(m) => Err(fail(m)),
                 Ok(()) => operate(platform, user, project, env, Operation::Rollback(to), out)
                     .await
@@ -130,7 +104,7 @@ where
             }
         }
         ["redeploy", project, env] => {
-            match check(platform, user, project, env, Role::Contributor) {
+            match check(platform, user, project, env, Operation::Redeploy.role()) {
                 Err(m) => Err(fail(m)),
                 Ok(()) => operate(platform, user, project, env, Operation::Redeploy, out)
                     .await

@@ -11,6 +11,7 @@
 //! `slipway serve` runs. Every write is one transaction.
 
 mod built_slugs;
+mod console;
 mod domains;
 mod schema;
 mod services;
@@ -24,6 +25,7 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
+pub use console::{ConsoleLogin, ConsoleSession};
 pub use domains::Domain;
 pub use services::{ServiceRecord, ServiceState};
 pub use variables::{Variable, VariableValue};
