@@ -181,6 +181,14 @@ fn login_pages_rollback_and_every_bad_input() {
         "{body}"
     );
     assert!(!body.contains("s3cret-value"), "{body}");
+    // The app's log, with the script that follows it.
+    let (status, _, body) = console(&server, "GET", "/p/demo/e/main/logs", Some(&admin), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("hello listening on"), "{body}");
+    assert!(
+        body.contains("/p/demo/e/main/logs/events?app=hello"),
+        "{body}"
+    );
     // Activity, replayed.
     let (status, _, body) = console(&server, "GET", "/p/demo/activity", Some(&admin), None);
     assert_eq!(status, 200, "{body}");
@@ -362,8 +370,9 @@ fn read_events(
         while let Some(i) = buf.find("\n\n") {
             let ev: String = buf[..i].to_string();
             buf.drain(..i + 2);
-            if let Some(end) = ev.strip_prefix("event: end\ndata: ") {
-                return (got, serde_json::from_str(end).unwrap());
+            // (Chunk sizes of the chunked body may stand in front of an event.)
+            if let Some(at) = ev.find("event: end\ndata: ") {
+                return (got, serde_json::from_str(&ev[at + 17..]).unwrap());
             }
             if let Some(at) = ev.find("data: ") {
                 let data: String =
@@ -500,6 +509,13 @@ mod browser {
         unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
     }
 
+    impl Tab {
+        /// The tab's protocol session.
+        pub fn session(&self) -> &str {
+            &self.session
+        }
+    }
+
     impl Browser {
         /// Start `chromium` (Debian's package; root needs `--no-sandbox`).
         pub fn start() -> Browser {
@@ -578,6 +594,17 @@ mod browser {
 
         /// Send `method` (to a tab's session, if given) and wait for its result.
         pub fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+            self.try_call(session, method, params)
+                .unwrap_or_else(|e| panic!("{method}: {e}"))
+        }
+
+        /// Send `method` and wait for its result or its error.
+        fn try_call(
+            &mut self,
+            session: Option<&str>,
+            method: &str,
+            params: Value,
+        ) -> Result<Value, Value> {
             self.next += 1;
             let id = self.next;
             let mut msg = json!({"id": id, "method": method, "params": params});
@@ -596,9 +623,9 @@ mod browser {
                     .unwrap_or_else(|_| panic!("chromium did not answer {method}"));
                 if v["id"] == json!(id) {
                     if let Some(e) = v.get("error") {
-                        panic!("{method}: {e}");
+                        return Err(e.clone());
                     }
-                    return v["result"].clone();
+                    return Ok(v["result"].clone());
                 }
             }
         }
@@ -633,13 +660,16 @@ mod browser {
             );
         }
 
-        /// The value of JavaScript `expression` in the tab.
+        /// The value of JavaScript `expression` in the tab (null while the tab is
+        /// between two pages).
         pub fn eval(&mut self, tab: &Tab, expression: &str) -> Value {
-            let r = self.call(
+            let Ok(r) = self.try_call(
                 Some(&tab.session),
                 "Runtime.evaluate",
                 json!({"expression": expression, "returnByValue": true}),
-            );
+            ) else {
+                return Value::Null;
+            };
             r["result"]["value"].clone()
         }
 
@@ -679,7 +709,8 @@ mod browser {
                 tab,
                 &format!("(function(){{var e=document.querySelector({sel});if(!e)return false;window.__old=true;e.click();return true;}})()", sel = json!(selector)),
             );
-            assert_eq!(marked, json!(true), "no {selector}: {}", self.text(tab));
+            // (Null: the click navigated before the answer came.)
+            assert_ne!(marked, json!(false), "no {selector}: {}", self.text(tab));
             self.wait(
                 tab,
                 "window.__old === undefined && document.readyState === 'complete'",
@@ -742,6 +773,19 @@ fn chromium_logs_in_watches_a_push_rolls_back_and_a_viewer_is_refused() {
     let t = b.text(&admin);
     assert!(t.contains("release 2") && t.contains("live"), "{t}");
     b.screenshot(&admin, "project.png");
+    // The same page on a phone's screen.
+    b.call(
+        Some(admin.session()),
+        "Emulation.setDeviceMetricsOverride",
+        serde_json::json!({"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": true}),
+    );
+    b.open(&admin, &format!("{base}/p/demo/e/main"));
+    b.screenshot(&admin, "environment-phone.png");
+    b.call(
+        Some(admin.session()),
+        "Emulation.clearDeviceMetricsOverride",
+        serde_json::json!({}),
+    );
 
     // A push's log streams into the page while the push runs.
     app.write(
