@@ -254,6 +254,64 @@ fn login_pages_rollback_and_every_bad_input() {
     assert!(body.contains("rollback of main to release 1"), "{body}");
     assert_eq!(app_body(&server), "built-1\n");
 
+    // Variables from the console: confirmed first, then set and redeployed; a platform
+    // name refused.
+    let form = format!("csrf={csrf}&key=FROM_CONSOLE&value=a+b%26c");
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        "/p/demo/e/main/vars/set",
+        Some(&admin),
+        Some(&form),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Set FROM_CONSOLE on main of demo?"), "{body}");
+    let var_ls = || text(&server.ssh(&server.key, "git", "var ls demo main"));
+    assert!(
+        !var_ls().contains("FROM_CONSOLE"),
+        "a confirmation page changes nothing"
+    );
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        "/p/demo/e/main/vars/set",
+        Some(&admin),
+        Some(&format!("{form}&confirmed=yes")),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("FROM_CONSOLE set on main") && body.contains("Release 6 of main is live"),
+        "{body}"
+    );
+    assert!(var_ls().contains("FROM_CONSOLE=a b&c"), "{}", var_ls());
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        "/p/demo/e/main/vars/set",
+        Some(&admin),
+        Some(&format!("csrf={csrf}&key=PORT&value=1&confirmed=yes")),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("belong to the platform"), "{body}");
+    let (status, _, body) = console(
+        &server,
+        "GET",
+        "/p/demo/e/main/vars/unset/FROM_CONSOLE",
+        Some(&admin),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        "/p/demo/e/main/vars/unset/FROM_CONSOLE",
+        Some(&admin),
+        Some(&format!("csrf={csrf}")),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(!var_ls().contains("FROM_CONSOLE"), "{}", var_ls());
+    assert_eq!(app_body(&server), "built-1\n");
+
     // A viewer sees, and is refused the button.
     let val = slipway_e2e::new_key(server.dir.path(), "val");
     let o = server.slipway(&[
@@ -302,6 +360,15 @@ fn login_pages_rollback_and_every_bad_input() {
         "{body}"
     );
     assert_eq!(app_body(&server), "built-1\n", "nothing changed");
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        "/p/demo/e/main/vars/set",
+        Some(&viewer),
+        Some(&format!("csrf={viewer_csrf}&key=X&value=1&confirmed=yes")),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(!var_ls().contains("X="), "{}", var_ls());
     // Another session's token is no good either.
     let (status, _, _) = console(
         &server,

@@ -119,6 +119,25 @@ pub(crate) async fn answer(platform: Arc<Platform>, req: Request<Incoming>, http
             cx.operation(project, env, Operation::Redeploy, method == Method::POST)
                 .await
         }
+        (&Method::POST, ["p", project, "e", env, "vars", "set"]) => {
+            let field = |k: &str| form.get(k).map(String::as_str);
+            let change = Change::Set {
+                value: field("value").unwrap_or("").to_string(),
+                sensitive: field("sensitive").is_some(),
+            };
+            cx.change_variable(
+                project,
+                env,
+                field("key").unwrap_or(""),
+                change,
+                field("confirmed") == Some("yes"),
+            )
+            .await
+        }
+        (_, ["p", project, "e", env, "vars", "unset", key]) => {
+            cx.change_variable(project, env, key, Change::Unset, method == Method::POST)
+                .await
+        }
         (&Method::GET, ["activity", id]) => match id.parse::<i64>() {
             Ok(id) => cx.activity(id),
             Err(_) => not_found(),
@@ -429,7 +448,17 @@ impl Cx<'_> {
                 },
             );
         }
-        // The operation runs to its end even if this client goes away.
+        let (result, log) = self.run_operation(project, env, op).await;
+        self.operation_result(project, env, result, &log, None)
+    }
+
+    /// Run `op`, to its end even if this client goes away; its result and its output.
+    async fn run_operation(
+        &self,
+        project: &str,
+        env: &str,
+        op: Operation,
+    ) -> (Result<i64, String>, String) {
         let log = Arc::new(Mutex::new(String::new()));
         let sink: slipway_deploy::output::Sink = {
             let log = Arc::clone(&log);
@@ -454,6 +483,19 @@ impl Cx<'_> {
             .await
             .unwrap_or_else(|_| Err("the operation stopped unexpectedly".to_string()));
         let log = log.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        (result, log)
+    }
+
+    /// The page after an operation: its outcome (after `before`, if given) and its log.
+    fn operation_result(
+        &self,
+        project: &str,
+        env: &str,
+        result: Result<i64, String>,
+        log: &str,
+        before: Option<&str>,
+    ) -> Answer {
+        let back = format!("/p/{project}/e/{env}");
         let (status, title, line) = match &result {
             Ok(n) => (
                 StatusCode::OK,
@@ -473,6 +515,7 @@ impl Cx<'_> {
                 Some(&self.viewer()),
                 html! {
                     h1 { (title) }
+                    @if let Some(before) = before { div class="notice" { p { (before) } } }
                     div class=(if result.is_ok() { "notice" } else { "refused" }) { p id="status" { (line) } }
                     p { a href=(back) { "Back to " (env) } " · " a href=(self.platform.env_url(project, env)) { "Open the app" } }
                     pre class="log" id="log" { (log) }
@@ -499,6 +542,9 @@ impl Cx<'_> {
             Err(e) => return failed(&e.to_string()),
         };
         let may_read = role >= Role::Contributor;
+        let may_change =
+            role >= slipway_deploy::protection::role_needed(env, access::CHANGE_VARIABLES);
+        let csrf = &self.session.csrf;
         self.show(
             &format!("Variables · {env} · {project}"),
             html! {
@@ -507,18 +553,132 @@ impl Cx<'_> {
                 @if vars.is_empty() { p class="muted" { "None. " code { "ssh git@HOST var set " (project) " " (env) " KEY=VALUE" } " sets one." } }
                 @else {
                     div class="scroll" { table {
-                        tr { th { "Name" } th { "Value" } }
+                        tr { th { "Name" } th { "Value" } th {} }
                         @for v in &vars {
                             tr { td { code { (v.name) } } td { @match &v.value {
                                 VariableValue::Plain(value) if may_read => code { (value) },
                                 VariableValue::Sensitive(_) => span class="muted" { "sensitive: value hidden" },
                                 _ => span class="muted" { "hidden (viewers see names only)" },
-                            } } }
+                            } }
+                            td { @if may_change { a href={ "/p/" (project) "/e/" (env) "/vars/unset/" (v.name) } { "Unset" } } } }
                         }
                     } }
                 }
+                @if may_change {
+                    h2 { "Set a variable" }
+                    form method="post" action={ "/p/" (project) "/e/" (env) "/vars/set" } {
+                        input type="hidden" name="csrf" value=(csrf);
+                        p { label { "Name " input type="text" name="key" required; } }
+                        p { label { "Value " input type="text" name="value"; } }
+                        p { label { input type="checkbox" name="sensitive"; " sensitive (reaches the apps, never shown again)" } }
+                        button type="submit" { "Set…" }
+                    }
+                    p class="muted" { "A live environment is redeployed with the change." }
+                }
             },
         )
+    }
+
+    /// `var set|unset` as over SSH: the role, the name, a confirmation, then the change
+    /// and, for a live environment, a redeploy.
+    async fn change_variable(
+        &self,
+        project: &str,
+        env: &str,
+        key: &str,
+        change: Change,
+        confirmed: bool,
+    ) -> Answer {
+        if let Err(m) = access::check(
+            self.platform,
+            &self.session.user,
+            project,
+            env,
+            access::CHANGE_VARIABLES,
+        ) {
+            return refused(&m);
+        }
+        if let Err(m) = access::settable_variable(key) {
+            return page(
+                StatusCode::BAD_REQUEST,
+                refusal(
+                    "Not a variable name",
+                    &format!("{m}. Nothing was changed."),
+                    None,
+                ),
+            );
+        }
+        let back = format!("/p/{project}/e/{env}/vars");
+        if !confirmed {
+            let (question, action, fields): (String, String, Vec<(&str, &str)>) = match &change {
+                Change::Set { value, sensitive } => (
+                    format!(
+                        "Set {key} on {env} of {project}{}? A live environment is redeployed with it.",
+                        if *sensitive { " (sensitive: never shown again)" } else { "" }
+                    ),
+                    format!("/p/{project}/e/{env}/vars/set"),
+                    {
+                        let mut f = vec![("key", key), ("value", value.as_str()), ("confirmed", "yes")];
+                        if *sensitive {
+                            f.push(("sensitive", "on"));
+                        }
+                        f
+                    },
+                ),
+                Change::Unset => (
+                    format!("Unset {key} on {env} of {project}? A live environment is redeployed without it."),
+                    format!("/p/{project}/e/{env}/vars/unset/{key}"),
+                    Vec::new(),
+                ),
+            };
+            return self.show(
+                "Confirm",
+                html! { h1 { "Confirm" } (pages::confirm_form(&question, &action, &self.session.csrf, &fields, "Confirm", &back)) },
+            );
+        }
+        let state = self.platform.state();
+        let changed = match &change {
+            Change::Set {
+                value,
+                sensitive: true,
+            } => state
+                .set_sensitive_variable(project, env, key, value)
+                .map(|_| true),
+            Change::Set {
+                value,
+                sensitive: false,
+            } => state.set_variable(project, env, key, value).map(|_| true),
+            Change::Unset => state.unset_variable(project, env, key),
+        };
+        let done = match (changed, &change) {
+            (Err(e), _) => return failed(&e.to_string()),
+            (Ok(false), _) => {
+                return page(
+                    StatusCode::NOT_FOUND,
+                    refusal(
+                        "Not set",
+                        &format!("{key} is not set on {env}. Nothing was changed."),
+                        None,
+                    ),
+                )
+            }
+            (Ok(true), Change::Set { .. }) => format!("{key} set on {env}."),
+            (Ok(true), Change::Unset) => format!("{key} unset on {env}."),
+        };
+        let live = state
+            .environment(project, env)
+            .ok()
+            .flatten()
+            .and_then(|e| e.current_release)
+            .is_some();
+        if !live {
+            return self.show(
+                "Done",
+                html! { h1 { "Done" } div class="notice" { p { (done) " It applies from the next deploy." } } p { a href=(back) { "Back to the variables" } } },
+            );
+        }
+        let (result, log) = self.run_operation(project, env, Operation::Redeploy).await;
+        self.operation_result(project, env, result, &log, Some(&done))
     }
 
     /// `/p/PROJECT/activity`: pushes and deploys, newest first.
@@ -648,6 +808,14 @@ impl Cx<'_> {
         let path = self.platform.data().app_log(project, env, app);
         crate::events::app_log(path, from)
     }
+}
+
+/// A change of a variable.
+enum Change {
+    /// Set it to `value`.
+    Set { value: String, sensitive: bool },
+    /// Remove it.
+    Unset,
 }
 
 /// The apps and workers of the live release of `env`.

@@ -6,6 +6,27 @@ use slipway_state::{Role, User};
 use crate::protection;
 use crate::Platform;
 
+/// The role `var set|unset` needs on a project (admins on production environments,
+/// [`protection::role_needed`]); reading variables needs a viewer, their values a
+/// contributor.
+pub const CHANGE_VARIABLES: Role = Role::Contributor;
+
+/// Whether `name` may be set by users: letters, digits and `_`, not starting with a
+/// digit, at most 128 bytes, and none of the platform's own names; Err is the message.
+pub fn settable_variable(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let well_formed = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 128;
+    if well_formed && !crate::environment::is_reserved_variable(name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{name}' cannot be set: names are letters, digits and '_', and PORT, PATH, HOME, SLIPWAY_* and PLATFORM_* belong to the platform"
+        ))
+    }
+}
+
 /// Whether `user` holds `need` on `project` (raised by [`protection::role_needed`]: admin
 /// to change a production environment) and `env` exists. Ok is the user's role on the
 /// project; Err is the message for the user (a project the user may not see is "not

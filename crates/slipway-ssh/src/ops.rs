@@ -26,14 +26,6 @@ pub(crate) fn check(
     access::check(platform, user, project, env, need).map(|_| ())
 }
 
-/// A variable name users may set.
-fn valid_name(k: &str) -> bool {
-    let mut chars = k.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && k.len() <= 128
-}
-
 /// Run a deploy operation, streaming its lines to `out`.
 async fn operate<W: AsyncWrite + Unpin + Send>(
     platform: &Arc<Platform>,
@@ -157,7 +149,7 @@ where
         ["var", verb @ "set", "--sensitive", project, env, kv]
         | ["var", verb @ ("set" | "unset"), project, env, kv] => {
             let sensitive = args.get(2) == Some(&"--sensitive");
-            match check(platform, user, project, env, Role::Contributor) {
+            match check(platform, user, project, env, access::CHANGE_VARIABLES) {
                 Err(m) => Err(fail(m)),
                 Ok(()) => {
                     let (key, value) = match (*verb, kv.split_once('=')) {
@@ -169,10 +161,8 @@ where
                         }
                         (_, _) => (*kv, None),
                     };
-                    if !valid_name(key) || slipway_deploy::environment::is_reserved_variable(key) {
-                        Err(fail(format!(
-                            "'{key}' cannot be set: names are letters, digits and '_', and PORT, PATH, HOME, SLIPWAY_* and PLATFORM_* belong to the platform"
-                        )))
+                    if let Err(m) = access::settable_variable(key) {
+                        Err(fail(m))
                     } else {
                         let state = platform.state();
                         let changed = match value {
