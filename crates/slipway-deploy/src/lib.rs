@@ -24,6 +24,7 @@
 //! running cluster or its routes; a branch ref moves only when its deploy
 //! succeeded; service data is never lost by a deploy.
 
+pub mod access;
 pub mod activity_log;
 pub mod app_logs;
 pub mod backups;

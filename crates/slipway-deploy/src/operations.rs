@@ -28,6 +28,16 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// The role the operation needs on a project (raised further on production
+    /// environments by [`crate::protection::role_needed`]): a rollback is an admin's, a
+    /// redeploy a contributor's.
+    pub fn role(self) -> slipway_state::Role {
+        match self {
+            Operation::Rollback(_) => slipway_state::Role::Admin,
+            Operation::Redeploy => slipway_state::Role::Contributor,
+        }
+    }
+
     fn kind(self) -> &'static str {
         match self {
             Operation::Rollback(_) => "rollback",

@@ -27,6 +27,8 @@ pub(crate) enum ProxyBody {
     File(FileBody),
     /// A body read by another task (a FastCGI answer: [`crate::fastcgi`]), chunk by chunk.
     Channel(tokio::sync::mpsc::Receiver<Result<Bytes, BoxError>>),
+    /// An answer of the web console ([`crate::ConsoleSite`]).
+    Console(crate::console::ConsoleBody),
 }
 
 impl Body for ProxyBody {
@@ -43,6 +45,7 @@ impl Body for ProxyBody {
             ProxyBody::Page(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ProxyBody::File(body) => Poll::Ready(body.next_chunk().map(|r| r.map(Frame::data))),
             ProxyBody::Channel(rx) => rx.poll_recv(cx).map(|c| c.map(|r| r.map(Frame::data))),
+            ProxyBody::Console(body) => Pin::new(body).poll_frame(cx),
         }
     }
 
@@ -53,6 +56,7 @@ impl Body for ProxyBody {
             ProxyBody::Page(data) => data.is_none(),
             ProxyBody::File(body) => body.remaining == 0,
             ProxyBody::Channel(_) => false,
+            ProxyBody::Console(body) => body.is_end_stream(),
         }
     }
 
@@ -65,6 +69,7 @@ impl Body for ProxyBody {
             }
             ProxyBody::File(body) => SizeHint::with_exact(body.remaining),
             ProxyBody::Channel(_) => SizeHint::default(),
+            ProxyBody::Console(body) => body.size_hint(),
         }
     }
 }

@@ -127,9 +127,16 @@ pub(crate) async fn serve<E: Future<Output = End>>(
             }
         };
         request.close |= last_call.is_some();
-        let open = OpenRequest::new(activity);
         let text = |r: &Range<usize>| std::str::from_utf8(&buf[r.clone()]).unwrap_or("");
         let host = text(&request.host);
+        // The console is hyper's (its pages, forms and event streams).
+        if router.console_for(host).is_some() {
+            if last_call.is_some() {
+                return Served::Closed;
+            }
+            return Served::Handover(buf.freeze());
+        }
+        let open = OpenRequest::new(activity);
         let (mut reader, mut writer) = stream.split();
         let started = std::time::Instant::now();
         let answer = async {

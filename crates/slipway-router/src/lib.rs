@@ -26,9 +26,12 @@
 //! - Router answers: a head with two `Host` fields or a bare-LF line end 400, unknown
 //!   host 404, first deploy in progress 503 + `Retry-After: 5`, upstream unreachable 502,
 //!   upstream headers too slow 504; short plain text.
+//! - One host may be the router's own site, the web console ([`Router::set_console`]):
+//!   a host comparison on each request, before the route table.
 
 mod body;
 mod config;
+mod console;
 mod fastcgi;
 mod files;
 #[doc(hidden)]
@@ -52,6 +55,7 @@ mod tls;
 mod upstream;
 
 pub use config::{RouterConfig, DEFAULT_MAX_CLIENT_CONNECTIONS};
+pub use console::{ConsoleBody, ConsoleFuture, ConsoleSite};
 pub use gate::Hold;
 pub use locations::MAX_RULE_REGEX_SIZE;
 pub use metrics::{serve_metrics, RouterCollector, LATENCY_BUCKETS, ROUTER_ENVIRONMENT};

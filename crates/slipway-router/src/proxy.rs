@@ -91,6 +91,10 @@ pub(crate) async fn handle(
             None,
         );
     };
+    if let Some(console) = router.console_for(host) {
+        let site = Arc::clone(&console.site);
+        return site.serve(req, client.tls).await.map(ProxyBody::Console);
+    }
     let request_id = ensure_request_id(req.headers_mut());
     let started = std::time::Instant::now();
 

@@ -1,11 +1,12 @@
 //! The router: the swappable route table and the operations on it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use arc_swap::ArcSwap;
 
 use crate::config::RouterConfig;
+use crate::console::{Console, ConsoleSite};
 use crate::gate::{Gate, Hold};
 use crate::locations::WebSite;
 use crate::metrics::AllStats;
@@ -23,6 +24,8 @@ pub struct Router {
     writer: Mutex<HashMap<String, Arc<Gate>>>,
     /// Request counters per environment ([`crate::metrics`]).
     pub(crate) stats: AllStats,
+    /// The router's own site at one host (the web console), once set.
+    console: OnceLock<Console>,
 }
 
 impl Router {
@@ -33,12 +36,24 @@ impl Router {
             table: ArcSwap::from_pointee(RouteTable::default()),
             writer: Mutex::new(HashMap::new()),
             stats: AllStats::default(),
+            console: OnceLock::new(),
         })
     }
 
     /// The router's settings.
     pub fn config(&self) -> &RouterConfig {
         &self.config
+    }
+
+    /// Serve `site` at `host` (e.g. `console.localhost`), over HTTP and HTTPS, before
+    /// the route table is looked at. Set once: false if a console was set already.
+    pub fn set_console(&self, host: &str, site: Arc<dyn ConsoleSite>) -> bool {
+        self.console.set(Console::new(host, site)).is_ok()
+    }
+
+    /// The console, if `host` (as a client sent it) is its host.
+    pub(crate) fn console_for(&self, host: &str) -> Option<&Console> {
+        self.console.get().filter(|c| c.is_for(host))
     }
 
     /// Hold new requests for environment `env` until the returned value is dropped (or

@@ -334,7 +334,7 @@ impl CertificateSource for Certificates {
     }
 }
 
-/// Picks the certificate by SNI, for hosts the route table knows only.
+/// Picks the certificate by SNI, for hosts the route table knows and the console's only.
 #[derive(Debug)]
 pub(crate) struct SniResolver {
     pub(crate) router: std::sync::Weak<Router>,
@@ -352,7 +352,7 @@ impl ResolvesServerCert for SniResolver {
         let name = hello.server_name()?;
         let router = self.router.upgrade()?;
         let host = crate::table::normalize_host(name);
-        if router.table.load().lookup(&host).is_none() {
+        if router.table.load().lookup(&host).is_none() && router.console_for(&host).is_none() {
             tracing::debug!(host = %host, "TLS handshake for a host no route knows: refused");
             return None;
         }

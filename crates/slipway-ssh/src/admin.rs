@@ -9,6 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::say;
 
 mod access;
+mod console;
 mod domains;
 mod services;
 pub(crate) mod users;
@@ -51,6 +52,7 @@ Commands (ssh -p PORT git@HOST COMMAND, each takes --json):
   user ls                         users and their keys (server admins)
   user add NAME [--admin] < KEY   add a user, or a key to a user (server admins)
   user rm NAME                    remove a user and its keys (server admins)
+  console                         a one-time link to the web console (valid 10 minutes)
   help                            this text
 
 Shells: ssh -t -p PORT ENV.PROJECT@HOST (APP.ENV.PROJECT@HOST picks one app of several,
@@ -192,6 +194,7 @@ where
             }
         }
         ["services", project, env] if visible(project) => services::run(platform, project, env, json),
+        ["console"] => console::run(platform, user, json),
         ["user", ..] => users::run(platform, connections, user, &args[1..], json, stdin).await,
         ["access", ..] => access::run(platform, user, &args[1..], json),
         ["domain", ..] => domains::run(platform, user, &args[1..], json),

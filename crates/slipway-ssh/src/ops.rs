@@ -5,17 +5,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use slipway_deploy::access;
 use slipway_deploy::environment::{AppInstance, ReleaseSpec};
 use slipway_deploy::operations::{self, Operation};
-use slipway_deploy::protection;
 use slipway_deploy::Platform;
 use slipway_state::{Role, User};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
 
 use crate::say;
 
-/// Whether `user` holds `need` on `project` (raised by [`protection::role_needed`]: admin
-/// to change a production environment) and `env` exists; Err is the message.
+/// Whether `user` holds `need` on `project` and `env` exists ([`access::check`]); Err is
+/// the message.
 pub(crate) fn check(
     platform: &Platform,
     user: &User,
@@ -23,41 +23,7 @@ pub(crate) fn check(
     env: &str,
     need: Role,
 ) -> Result<(), String> {
-    let state = platform.state();
-    let role = state
-        .project_exists(project)
-        .ok()
-        .filter(|e| *e)
-        .and_then(|_| state.role(project, user).ok().flatten())
-        .ok_or_else(|| format!("project '{project}' not found (or you have no access to it)"))?;
-    let need = protection::role_needed(env, need);
-    let protected = protection::is_production(env) && need == Role::Admin;
-    if role < need {
-        return Err(format!(
-            "permission denied: this needs the {} role on {project}{}; you are {}",
-            need.as_str(),
-            if protected {
-                format!(" ({env} is protected)")
-            } else {
-                String::new()
-            },
-            role.as_str()
-        ));
-    }
-    if state.environment(project, env).ok().flatten().is_none() {
-        return Err(format!(
-            "environment '{env}' of project '{project}' not found"
-        ));
-    }
-    Ok(())
-}
-
-/// A variable name users may set.
-fn valid_name(k: &str) -> bool {
-    let mut chars = k.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && k.len() <= 128
+    access::check(platform, user, project, env, need).map(|_| ())
 }
 
 /// Run a deploy operation, streaming its lines to `out`.
@@ -115,7 +81,7 @@ where
                     return Some(usage(err, "rollback PROJECT ENV [RELEASE-NUMBER]").await)
                 }
             };
-            match check(platform, user, project, env, Role::Admin) {
+            match check(platform, user, project, env, Operation::Rollback(to).role()) {
                 Err(m) => Err(fail(m)),
                 Ok(()) => operate(platform, user, project, env, Operation::Rollback(to), out)
                     .await
@@ -130,7 +96,7 @@ where
             }
         }
         ["redeploy", project, env] => {
-            match check(platform, user, project, env, Role::Contributor) {
+            match check(platform, user, project, env, Operation::Redeploy.role()) {
                 Err(m) => Err(fail(m)),
                 Ok(()) => operate(platform, user, project, env, Operation::Redeploy, out)
                     .await
@@ -183,7 +149,7 @@ where
         ["var", verb @ "set", "--sensitive", project, env, kv]
         | ["var", verb @ ("set" | "unset"), project, env, kv] => {
             let sensitive = args.get(2) == Some(&"--sensitive");
-            match check(platform, user, project, env, Role::Contributor) {
+            match check(platform, user, project, env, access::CHANGE_VARIABLES) {
                 Err(m) => Err(fail(m)),
                 Ok(()) => {
                     let (key, value) = match (*verb, kv.split_once('=')) {
@@ -195,10 +161,8 @@ where
                         }
                         (_, _) => (*kv, None),
                     };
-                    if !valid_name(key) || slipway_deploy::environment::is_reserved_variable(key) {
-                        Err(fail(format!(
-                            "'{key}' cannot be set: names are letters, digits and '_', and PORT, PATH, HOME, SLIPWAY_* and PLATFORM_* belong to the platform"
-                        )))
+                    if let Err(m) = access::settable_variable(key) {
+                        Err(fail(m))
                     } else {
                         let state = platform.state();
                         let changed = match value {

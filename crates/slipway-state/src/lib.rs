@@ -12,6 +12,7 @@
 
 mod backups;
 mod built_slugs;
+mod console;
 mod domains;
 mod schema;
 mod services;
@@ -26,6 +27,7 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
+pub use console::{ConsoleLogin, ConsoleSession};
 pub use domains::Domain;
 pub use services::{ServiceRecord, ServiceState};
 pub use variables::{Variable, VariableValue};

@@ -150,6 +150,22 @@ CREATE TABLE backups (
 );
 CREATE INDEX backups_by_environment ON backups(project, environment, id);
 "#,
+    // console (issue 15): one-time login links printed by `ssh git@HOST console` and the
+    // web console's sessions, both stored as SHA-256 hashes of their secrets and gone with
+    // their user.
+    r#"
+CREATE TABLE console_logins (
+    token_hash TEXT PRIMARY KEY,
+    user       TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE console_sessions (
+    id_hash    TEXT PRIMARY KEY,
+    user       TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    csrf       TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+"#,
 ];
 
 /// Bring the schema to the newest version (tracked in `PRAGMA user_version`).

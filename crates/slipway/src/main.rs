@@ -643,6 +643,8 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
             Err(_) => std::time::Duration::ZERO,
         }
     };
+    // The web console at console.DOMAIN, on both listeners.
+    slipway_console::Console::new(platform.clone(), tokio::runtime::Handle::current()).install();
     let router = platform.router().clone();
     let http_task = tokio::spawn({
         let s = stopped(stop_rx.clone());

@@ -1,0 +1,839 @@
+//! Requests to pages and actions: the session first, then (for a change) the CSRF token,
+//! then the role, exactly as the SSH admin commands check it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use maud::{html, Markup};
+use slipway_deploy::environment::ReleaseSpec;
+use slipway_deploy::operations::{self, Operation};
+use slipway_deploy::{access, Platform};
+use slipway_router::ConsoleBody;
+use slipway_state::{ConsoleSession, Role, VariableValue};
+
+use crate::http::{page, see_other, with_cookie};
+use crate::pages::{self, layout, refusal, short, time, Viewer};
+use crate::sessions::{self, LoginRefused};
+
+/// The largest form body read.
+const MAX_FORM: usize = 64 * 1024;
+
+type Answer = Response<ConsoleBody>;
+
+/// Answer one request of the console.
+pub(crate) async fn answer(platform: Arc<Platform>, req: Request<Incoming>, https: bool) -> Answer {
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().map(parse_form).unwrap_or_default();
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let method = req.method().clone();
+    if let (&Method::GET, ["login", link]) = (&method, segments.as_slice()) {
+        return login(&platform, link, https);
+    }
+    let state = platform.state();
+    let session_hash = sessions::session_id(req.headers()).map(crate::token::hash);
+    let session = match sessions::session_of(state, req.headers()) {
+        Ok(Some(s)) => s,
+        Ok(None) => return no_session(sessions::session_id(req.headers()).is_some(), https),
+        Err(e) => return failed(&e.to_string()),
+    };
+    let form = if method == Method::POST {
+        match read_form(req.into_body()).await {
+            Some(f) => f,
+            None => {
+                return page(
+                    StatusCode::BAD_REQUEST,
+                    refusal(
+                        "Bad request",
+                        "The form could not be read. Nothing was changed.",
+                        None,
+                    ),
+                )
+            }
+        }
+    } else {
+        HashMap::new()
+    };
+    if method == Method::POST && !sessions::csrf_ok(&session, form.get("csrf").map(String::as_str))
+    {
+        return page(
+            StatusCode::FORBIDDEN,
+            refusal(
+                "Request refused",
+                "This form's security token is missing or wrong (it may come from another site, or from an old page). Nothing was changed: open the page again and retry.",
+                None,
+            ),
+        );
+    }
+    let cx = Cx {
+        platform: &platform,
+        session: &session,
+    };
+    match (&method, segments.as_slice()) {
+        (&Method::GET, []) => cx.projects(),
+        (&Method::POST, ["logout"]) => {
+            if let Some(hash) = &session_hash {
+                let _ = state.remove_console_session(hash);
+            }
+            with_cookie(
+                page(
+                    StatusCode::OK,
+                    layout(
+                        "Logged out",
+                        None,
+                        html! { h1 { "Logged out" } p { "Run " code { "ssh git@HOST console" } " for a new login link." } },
+                    ),
+                ),
+                &sessions::cookie("", 0, https),
+            )
+        }
+        (&Method::GET, ["p", project]) => cx.project(project),
+        (&Method::GET, ["p", project, "activity"]) => cx.activity_list(project),
+        (&Method::GET, ["p", project, "e", env]) => cx.environment(project, env),
+        (&Method::GET, ["p", project, "e", env, "vars"]) => cx.variables(project, env),
+        (&Method::GET, ["p", project, "e", env, "logs"]) => {
+            cx.app_logs(project, env, query.get("app").map(String::as_str))
+        }
+        (&Method::GET, ["p", project, "e", env, "logs", "events"]) => cx.app_log_events(
+            project,
+            env,
+            query.get("app").map(String::as_str),
+            query.get("from").and_then(|f| f.parse().ok()),
+        ),
+        (_, ["p", project, "e", env, "rollback", number]) => match number.parse::<i64>() {
+            Ok(n) => {
+                cx.operation(
+                    project,
+                    env,
+                    Operation::Rollback(Some(n)),
+                    method == Method::POST,
+                )
+                .await
+            }
+            Err(_) => not_found(),
+        },
+        (_, ["p", project, "e", env, "redeploy"]) => {
+            cx.operation(project, env, Operation::Redeploy, method == Method::POST)
+                .await
+        }
+        (&Method::POST, ["p", project, "e", env, "vars", "set"]) => {
+            let field = |k: &str| form.get(k).map(String::as_str);
+            let change = Change::Set {
+                value: field("value").unwrap_or("").to_string(),
+                sensitive: field("sensitive").is_some(),
+            };
+            cx.change_variable(
+                project,
+                env,
+                field("key").unwrap_or(""),
+                change,
+                field("confirmed") == Some("yes"),
+            )
+            .await
+        }
+        (_, ["p", project, "e", env, "vars", "unset", key]) => {
+            cx.change_variable(project, env, key, Change::Unset, method == Method::POST)
+                .await
+        }
+        (&Method::GET, ["activity", id]) => match id.parse::<i64>() {
+            Ok(id) => cx.activity(id),
+            Err(_) => not_found(),
+        },
+        (&Method::GET, ["activity", id, "events"]) => match id.parse::<i64>() {
+            Ok(id) => cx.activity_events(id, query.get("from").and_then(|f| f.parse().ok())),
+            Err(_) => not_found(),
+        },
+        _ => not_found(),
+    }
+}
+
+/// `GET /login/TOKEN`: use the link up, start a session, go to the projects.
+fn login(platform: &Platform, link: &str, https: bool) -> Answer {
+    match sessions::redeem(platform.state(), link) {
+        Ok(Ok(started)) => {
+            let cookie = sessions::cookie(
+                &started.id,
+                sessions::SESSION_LIFETIME.as_secs() as i64,
+                https,
+            );
+            tracing::info!(user = %started.session.user.name, "console login");
+            see_other("/", Some(&cookie))
+        }
+        Ok(Err(why)) => {
+            let message = match why {
+                LoginRefused::Expired => "This login link has expired: links are valid for 10 minutes.",
+                LoginRefused::Unknown => "This login link is not valid: it was already used, was never issued, or its user was removed. Each link logs in once.",
+            };
+            page(
+                StatusCode::FORBIDDEN,
+                refusal(
+                    "Login link refused",
+                    message,
+                    Some(html! { p { "Run " code { "ssh git@HOST console" } " for a new one." } }),
+                ),
+            )
+        }
+        Err(e) => failed(&e.to_string()),
+    }
+}
+
+/// No session (or one that ended): a page that says how to log in.
+fn no_session(had_cookie: bool, https: bool) -> Answer {
+    let message = if had_cookie {
+        "Your session has ended: it expired, you logged out, or your user was removed."
+    } else {
+        "You are not logged in."
+    };
+    let resp = page(
+        StatusCode::UNAUTHORIZED,
+        refusal(
+            "Log in to the Slipway console",
+            message,
+            Some(
+                html! { p { "Run " code { "ssh git@HOST console" } " and open the link it prints (valid 10 minutes, once)." } },
+            ),
+        ),
+    );
+    if had_cookie {
+        with_cookie(resp, &sessions::cookie("", 0, https))
+    } else {
+        resp
+    }
+}
+
+fn not_found() -> Answer {
+    page(
+        StatusCode::NOT_FOUND,
+        refusal("Not found", "There is no such page.", None),
+    )
+}
+
+fn failed(why: &str) -> Answer {
+    tracing::error!(error = why, "console");
+    page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        refusal(
+            "Something went wrong",
+            "The console could not read the server's state. Nothing was changed; try again.",
+            None,
+        ),
+    )
+}
+
+/// A refusal by the role check: its message, as over SSH.
+fn refused(message: &str) -> Answer {
+    let status = if message.starts_with("permission denied") {
+        StatusCode::FORBIDDEN
+    } else {
+        StatusCode::NOT_FOUND
+    };
+    let title = if status == StatusCode::FORBIDDEN {
+        "Not allowed"
+    } else {
+        "Not found"
+    };
+    page(
+        status,
+        refusal(title, &format!("{message}. Nothing was changed."), None),
+    )
+}
+
+async fn read_form(body: Incoming) -> Option<HashMap<String, String>> {
+    let bytes: Bytes = Limited::new(body, MAX_FORM)
+        .collect()
+        .await
+        .ok()?
+        .to_bytes();
+    Some(parse_form(std::str::from_utf8(&bytes).ok()?))
+}
+
+fn parse_form(s: &str) -> HashMap<String, String> {
+    form_urlencoded::parse(s.as_bytes()).into_owned().collect()
+}
+
+/// A request with a session.
+struct Cx<'a> {
+    platform: &'a Arc<Platform>,
+    session: &'a ConsoleSession,
+}
+
+impl Cx<'_> {
+    fn viewer(&self) -> Viewer<'_> {
+        Viewer {
+            user: &self.session.user.name,
+            csrf: &self.session.csrf,
+        }
+    }
+
+    fn show(&self, title: &str, body: Markup) -> Answer {
+        page(StatusCode::OK, layout(title, Some(&self.viewer()), body))
+    }
+
+    /// `/`: the projects the user may see.
+    fn projects(&self) -> Answer {
+        let state = self.platform.state();
+        let projects: Vec<(String, Role)> = match state.projects() {
+            Ok(p) => p
+                .into_iter()
+                .filter_map(|p| {
+                    access::visible_role(self.platform, &self.session.user, &p).map(|r| (p, r))
+                })
+                .collect(),
+            Err(e) => return failed(&e.to_string()),
+        };
+        self.show(
+            "Projects",
+            html! {
+                h1 { "Projects" }
+                @if projects.is_empty() {
+                    p class="muted" { "No project yet: push one with git to create it." }
+                } @else {
+                    div class="scroll" { table {
+                        tr { th { "Project" } th { "Your role" } }
+                        @for (p, role) in &projects {
+                            tr { td { a href={ "/p/" (p) } { (p) } } td { (role.as_str()) } }
+                        }
+                    } }
+                }
+            },
+        )
+    }
+
+    /// `/p/PROJECT`: environments with their live release, URL, services and state.
+    fn project(&self, project: &str) -> Answer {
+        let Some(role) = access::visible_role(self.platform, &self.session.user, project) else {
+            return refused(&format!(
+                "project '{project}' not found (or you have no access to it)"
+            ));
+        };
+        let state = self.platform.state();
+        let envs = match state.environments(Some(project)) {
+            Ok(e) => e,
+            Err(e) => return failed(&e.to_string()),
+        };
+        let running: Vec<String> = state
+            .activities(project, None, 50)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| a.status == "running")
+            .filter_map(|a| a.environment)
+            .collect();
+        self.show(
+            project,
+            html! {
+                nav class="crumbs" { a href="/" { "Projects" } " / " (project) }
+                h1 { (project) }
+                p class="muted" { "Your role: " (role.as_str()) " · " a href={ "/p/" (project) "/activity" } { "Activity" } }
+                h2 { "Environments" }
+                div class="scroll" { table {
+                    tr { th { "Environment" } th { "Live release" } th { "URL" } th { "Services" } th { "State" } }
+                    @for e in &envs {
+                        @let live = e.current_release.and_then(|id| state.release(id).ok().flatten());
+                        @let url = self.platform.env_url(project, &e.name);
+                        @let services = state.services(project, &e.name).unwrap_or_default();
+                        tr {
+                            td { a href={ "/p/" (project) "/e/" (e.name) } { (e.name) } }
+                            td { @match &live {
+                                Some(r) => { "release " (r.number) " " code { (short(&r.commit)) } },
+                                None => span class="muted" { "none" },
+                            } }
+                            td { @if live.is_some() { a href=(url) { (url) } } @else { span class="muted" { (url) } } }
+                            td { @if services.is_empty() { span class="muted" { "none" } }
+                                 @for s in &services { div { (s.name) " (" (s.service_type) ":" (s.version) ") " (s.state.as_str()) } } }
+                            td { @if running.contains(&e.name) { "deploying" }
+                                 @else if live.is_some() { span class="live" { "live" } }
+                                 @else { "not deployed" } }
+                        }
+                    }
+                } }
+            },
+        )
+    }
+
+    /// `/p/PROJECT/e/ENV`: the environment's releases, with rollback and redeploy.
+    fn environment(&self, project: &str, env: &str) -> Answer {
+        let role = match access::check(
+            self.platform,
+            &self.session.user,
+            project,
+            env,
+            Role::Viewer,
+        ) {
+            Ok(r) => r,
+            Err(m) => return refused(&m),
+        };
+        let state = self.platform.state();
+        let (releases, environment) = match (
+            state.releases(project, env),
+            state.environment(project, env),
+        ) {
+            (Ok(r), Ok(Some(e))) => (r, e),
+            (Err(e), _) | (_, Err(e)) => return failed(&e.to_string()),
+            (_, Ok(None)) => return not_found(),
+        };
+        let activities = state
+            .activities(project, Some(env), 500)
+            .unwrap_or_default();
+        let may_rollback =
+            role >= slipway_deploy::protection::role_needed(env, Operation::Rollback(None).role());
+        let may_redeploy =
+            role >= slipway_deploy::protection::role_needed(env, Operation::Redeploy.role());
+        let url = self.platform.env_url(project, env);
+        // Slugs seen in earlier releases (releases are listed newest first).
+        let slugs_of = |r: &slipway_state::Release| -> Vec<(String, String)> {
+            ReleaseSpec::from_json(&r.spec)
+                .map(|s| s.apps.into_iter().map(|a| (a.name, a.slug)).collect())
+                .unwrap_or_default()
+        };
+        self.show(
+            &format!("{env} · {project}"),
+            html! {
+                nav class="crumbs" { a href="/" { "Projects" } " / " a href={ "/p/" (project) } { (project) } " / " (env) }
+                h1 { (env) }
+                p { a href=(url) { (url) } " · " a href={ "/p/" (project) "/e/" (env) "/logs" } { "App logs" }
+                    " · " a href={ "/p/" (project) "/e/" (env) "/vars" } { "Variables" }
+                    " · " a href={ "/p/" (project) "/activity" } { "Activity" } }
+                @if environment.current_release.is_some() && may_redeploy {
+                    p { a class="button" href={ "/p/" (project) "/e/" (env) "/redeploy" } { "Redeploy" } }
+                }
+                h2 { "Releases" }
+                div class="scroll" { table {
+                    tr { th { "#" } th { "Commit" } th { "Time" } th { "Who" } th { "Slugs" } th { "Status" } th {} }
+                    @for (i, r) in releases.iter().enumerate() {
+                        @let earlier: Vec<String> = releases[i + 1..].iter().flat_map(|e| slugs_of(e).into_iter().map(|(_, s)| s)).collect();
+                        @let who = activities.iter().filter(|a| a.started_at <= r.created_at && matches!(a.kind.as_str(), "push" | "deploy" | "rollback" | "redeploy")).map(|a| a.user.clone().unwrap_or_default()).next();
+                        tr {
+                            td { (r.number) }
+                            td { code { (short(&r.commit)) } }
+                            td { (time(r.created_at)) }
+                            td { (who.unwrap_or_default()) }
+                            td { @for (app, slug) in slugs_of(r) {
+                                div { (app) " " code { (short(slug.trim_start_matches("sha256:"))) } " "
+                                      span class="muted" { @if earlier.contains(&slug) { "reused" } @else { "built" } } }
+                            } }
+                            td { @if environment.current_release == Some(r.id) { span class="live" { "live" } } @else { (r.status) } }
+                            td { @if may_rollback && environment.current_release != Some(r.id) && r.status == "retired" {
+                                a class="button danger" href={ "/p/" (project) "/e/" (env) "/rollback/" (r.number) } { "Roll back to " (r.number) }
+                            } }
+                        }
+                    }
+                } }
+            },
+        )
+    }
+
+    /// Rollback or redeploy: GET shows the confirmation, POST (CSRF checked before) runs it.
+    async fn operation(&self, project: &str, env: &str, op: Operation, run: bool) -> Answer {
+        if let Err(m) = access::check(self.platform, &self.session.user, project, env, op.role()) {
+            return refused(&m);
+        }
+        let here = match op {
+            Operation::Rollback(Some(n)) => format!("/p/{project}/e/{env}/rollback/{n}"),
+            _ => format!("/p/{project}/e/{env}/redeploy"),
+        };
+        let back = format!("/p/{project}/e/{env}");
+        let what = match op {
+            Operation::Rollback(Some(n)) => format!("Roll {env} of {project} back to release {n}?"),
+            _ => format!("Redeploy the live release of {env} of {project} in fresh containers?"),
+        };
+        if !run {
+            return self.show(
+                "Confirm",
+                html! {
+                    h1 { "Confirm" }
+                    (pages::confirm_form(&what, &here, &self.session.csrf, &[], if matches!(op, Operation::Redeploy) { "Redeploy" } else { "Roll back" }, &back))
+                },
+            );
+        }
+        let (result, log) = self.run_operation(project, env, op).await;
+        self.operation_result(project, env, result, &log, None)
+    }
+
+    /// Run `op`, to its end even if this client goes away; its result and its output.
+    async fn run_operation(
+        &self,
+        project: &str,
+        env: &str,
+        op: Operation,
+    ) -> (Result<i64, String>, String) {
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink: slipway_deploy::output::Sink = {
+            let log = Arc::clone(&log);
+            Arc::new(move |l: &str| {
+                let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+                log.push_str(l);
+                log.push('\n');
+            })
+        };
+        let task = {
+            let (platform, project, env, user) = (
+                Arc::clone(self.platform),
+                project.to_string(),
+                env.to_string(),
+                self.session.user.name.clone(),
+            );
+            tokio::spawn(async move {
+                operations::run(&platform, &project, &env, op, &user, Some(sink)).await
+            })
+        };
+        let result = task
+            .await
+            .unwrap_or_else(|_| Err("the operation stopped unexpectedly".to_string()));
+        let log = log.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        (result, log)
+    }
+
+    /// The page after an operation: its outcome (after `before`, if given) and its log.
+    fn operation_result(
+        &self,
+        project: &str,
+        env: &str,
+        result: Result<i64, String>,
+        log: &str,
+        before: Option<&str>,
+    ) -> Answer {
+        let back = format!("/p/{project}/e/{env}");
+        let (status, title, line) = match &result {
+            Ok(n) => (
+                StatusCode::OK,
+                "Done",
+                format!("Release {n} of {env} is live."),
+            ),
+            Err(m) => (
+                StatusCode::CONFLICT,
+                "Failed",
+                format!("{m}. The environment keeps what was live."),
+            ),
+        };
+        page(
+            status,
+            layout(
+                title,
+                Some(&self.viewer()),
+                html! {
+                    h1 { (title) }
+                    @if let Some(before) = before { div class="notice" { p { (before) } } }
+                    div class=(if result.is_ok() { "notice" } else { "refused" }) { p id="status" { (line) } }
+                    p { a href=(back) { "Back to " (env) } " · " a href=(self.platform.env_url(project, env)) { "Open the app" } }
+                    pre class="log" id="log" { (log) }
+                },
+            ),
+        )
+    }
+
+    /// `/p/PROJECT/e/ENV/vars`: names for viewers, values for contributors and admins,
+    /// never the values of sensitive variables.
+    fn variables(&self, project: &str, env: &str) -> Answer {
+        let role = match access::check(
+            self.platform,
+            &self.session.user,
+            project,
+            env,
+            Role::Viewer,
+        ) {
+            Ok(r) => r,
+            Err(m) => return refused(&m),
+        };
+        let vars = match self.platform.state().variable_list(project, env) {
+            Ok(v) => v,
+            Err(e) => return failed(&e.to_string()),
+        };
+        let may_read = role >= Role::Contributor;
+        let may_change =
+            role >= slipway_deploy::protection::role_needed(env, access::CHANGE_VARIABLES);
+        let csrf = &self.session.csrf;
+        self.show(
+            &format!("Variables · {env} · {project}"),
+            html! {
+                nav class="crumbs" { a href="/" { "Projects" } " / " a href={ "/p/" (project) } { (project) } " / " a href={ "/p/" (project) "/e/" (env) } { (env) } " / variables" }
+                h1 { "Variables of " (env) }
+                @if vars.is_empty() { p class="muted" { "None. " code { "ssh git@HOST var set " (project) " " (env) " KEY=VALUE" } " sets one." } }
+                @else {
+                    div class="scroll" { table {
+                        tr { th { "Name" } th { "Value" } th {} }
+                        @for v in &vars {
+                            tr { td { code { (v.name) } } td { @match &v.value {
+                                VariableValue::Plain(value) if may_read => code { (value) },
+                                VariableValue::Sensitive(_) => span class="muted" { "sensitive: value hidden" },
+                                _ => span class="muted" { "hidden (viewers see names only)" },
+                            } }
+                            td { @if may_change { a href={ "/p/" (project) "/e/" (env) "/vars/unset/" (v.name) } { "Unset" } } } }
+                        }
+                    } }
+                }
+                @if may_change {
+                    h2 { "Set a variable" }
+                    form method="post" action={ "/p/" (project) "/e/" (env) "/vars/set" } {
+                        input type="hidden" name="csrf" value=(csrf);
+                        p { label { "Name " input type="text" name="key" required; } }
+                        p { label { "Value " input type="text" name="value"; } }
+                        p { label { input type="checkbox" name="sensitive"; " sensitive (reaches the apps, never shown again)" } }
+                        button type="submit" { "Set…" }
+                    }
+                    p class="muted" { "A live environment is redeployed with the change." }
+                }
+            },
+        )
+    }
+
+    /// `var set|unset` as over SSH: the role, the name, a confirmation, then the change
+    /// and, for a live environment, a redeploy.
+    async fn change_variable(
+        &self,
+        project: &str,
+        env: &str,
+        key: &str,
+        change: Change,
+        confirmed: bool,
+    ) -> Answer {
+        if let Err(m) = access::check(
+            self.platform,
+            &self.session.user,
+            project,
+            env,
+            access::CHANGE_VARIABLES,
+        ) {
+            return refused(&m);
+        }
+        if let Err(m) = access::settable_variable(key) {
+            return page(
+                StatusCode::BAD_REQUEST,
+                refusal(
+                    "Not a variable name",
+                    &format!("{m}. Nothing was changed."),
+                    None,
+                ),
+            );
+        }
+        let back = format!("/p/{project}/e/{env}/vars");
+        if !confirmed {
+            let (question, action, fields): (String, String, Vec<(&str, &str)>) = match &change {
+                Change::Set { value, sensitive } => (
+                    format!(
+                        "Set {key} on {env} of {project}{}? A live environment is redeployed with it.",
+                        if *sensitive { " (sensitive: never shown again)" } else { "" }
+                    ),
+                    format!("/p/{project}/e/{env}/vars/set"),
+                    {
+                        let mut f = vec![("key", key), ("value", value.as_str()), ("confirmed", "yes")];
+                        if *sensitive {
+                            f.push(("sensitive", "on"));
+                        }
+                        f
+                    },
+                ),
+                Change::Unset => (
+                    format!("Unset {key} on {env} of {project}? A live environment is redeployed without it."),
+                    format!("/p/{project}/e/{env}/vars/unset/{key}"),
+                    Vec::new(),
+                ),
+            };
+            return self.show(
+                "Confirm",
+                html! { h1 { "Confirm" } (pages::confirm_form(&question, &action, &self.session.csrf, &fields, "Confirm", &back)) },
+            );
+        }
+        let state = self.platform.state();
+        let changed = match &change {
+            Change::Set {
+                value,
+                sensitive: true,
+            } => state
+                .set_sensitive_variable(project, env, key, value)
+                .map(|_| true),
+            Change::Set {
+                value,
+                sensitive: false,
+            } => state.set_variable(project, env, key, value).map(|_| true),
+            Change::Unset => state.unset_variable(project, env, key),
+        };
+        let done = match (changed, &change) {
+            (Err(e), _) => return failed(&e.to_string()),
+            (Ok(false), _) => {
+                return page(
+                    StatusCode::NOT_FOUND,
+                    refusal(
+                        "Not set",
+                        &format!("{key} is not set on {env}. Nothing was changed."),
+                        None,
+                    ),
+                )
+            }
+            (Ok(true), Change::Set { .. }) => format!("{key} set on {env}."),
+            (Ok(true), Change::Unset) => format!("{key} unset on {env}."),
+        };
+        let live = state
+            .environment(project, env)
+            .ok()
+            .flatten()
+            .and_then(|e| e.current_release)
+            .is_some();
+        if !live {
+            return self.show(
+                "Done",
+                html! { h1 { "Done" } div class="notice" { p { (done) " It applies from the next deploy." } } p { a href=(back) { "Back to the variables" } } },
+            );
+        }
+        let (result, log) = self.run_operation(project, env, Operation::Redeploy).await;
+        self.operation_result(project, env, result, &log, Some(&done))
+    }
+
+    /// `/p/PROJECT/activity`: pushes and deploys, newest first.
+    fn activity_list(&self, project: &str) -> Answer {
+        if access::visible_role(self.platform, &self.session.user, project).is_none() {
+            return refused(&format!(
+                "project '{project}' not found (or you have no access to it)"
+            ));
+        }
+        let list = match self.platform.state().activities(project, None, 100) {
+            Ok(l) => l,
+            Err(e) => return failed(&e.to_string()),
+        };
+        self.show(
+            &format!("Activity · {project}"),
+            html! {
+                nav class="crumbs" { a href="/" { "Projects" } " / " a href={ "/p/" (project) } { (project) } " / activity" }
+                h1 { "Activity of " (project) }
+                div class="scroll" { table {
+                    tr { th { "#" } th { "What" } th { "Environment" } th { "Who" } th { "Started" } th { "Status" } th { "Summary" } }
+                    @for a in &list {
+                        tr {
+                            td { a href={ "/activity/" (a.id) } { (a.id) } }
+                            td { (a.kind) }
+                            td { (a.environment.as_deref().unwrap_or("-")) }
+                            td { (a.user.as_deref().unwrap_or("-")) }
+                            td { (time(a.started_at)) }
+                            td { (a.status) }
+                            td { (a.summary) }
+                        }
+                    }
+                } }
+            },
+        )
+    }
+
+    /// `/activity/ID`: the stored log, and, while it runs, the rest as it comes.
+    fn activity(&self, id: i64) -> Answer {
+        let Some((a, log)) = self.visible_activity(id) else {
+            return refused(&format!("activity {id} not found"));
+        };
+        let running = a.status == "running";
+        self.show(
+            &format!("Activity {id}"),
+            html! {
+                nav class="crumbs" { a href="/" { "Projects" } " / " a href={ "/p/" (a.project) } { (a.project) } " / " a href={ "/p/" (a.project) "/activity" } { "activity" } " / " (id) }
+                h1 { (a.kind) " " (a.environment.as_deref().unwrap_or("")) " · activity " (id) }
+                p { "By " (a.user.as_deref().unwrap_or("-")) ", started " (time(a.started_at)) ". "
+                    span id="status" { (a.status) ": " (a.summary) } }
+                pre class="log" id="log" { (log) }
+                @if running { (pages::follow_script(&format!("/activity/{id}/events?from={}", log.len()))) }
+            },
+        )
+    }
+
+    fn visible_activity(&self, id: i64) -> Option<(slipway_state::Activity, String)> {
+        let (a, log) = self.platform.state().activity(id).ok().flatten()?;
+        access::visible_role(self.platform, &self.session.user, &a.project)?;
+        Some((a, log))
+    }
+
+    /// `/activity/ID/events?from=N`: the log from byte N on, as server-sent events, until
+    /// the activity ends.
+    fn activity_events(&self, id: i64, from: Option<usize>) -> Answer {
+        if self.visible_activity(id).is_none() {
+            return refused(&format!("activity {id} not found"));
+        }
+        crate::events::activity(Arc::clone(self.platform), id, from.unwrap_or(0))
+    }
+
+    /// `/p/PROJECT/e/ENV/logs?app=APP`: the end of the app's output, then following.
+    fn app_logs(&self, project: &str, env: &str, app: Option<&str>) -> Answer {
+        if let Err(m) = access::check(
+            self.platform,
+            &self.session.user,
+            project,
+            env,
+            Role::Viewer,
+        ) {
+            return refused(&m);
+        }
+        let apps = live_apps(self.platform, project, env);
+        let Some(app) = app.map(str::to_string).or_else(|| apps.first().cloned()) else {
+            return self.show(
+                "App logs",
+                html! { h1 { "App logs of " (env) } p class="muted" { (env) " has no live release yet: push first." } },
+            );
+        };
+        if !apps.contains(&app) {
+            return refused(&format!("no app '{app}' in {env}"));
+        }
+        let path = self.platform.data().app_log(project, env, &app);
+        let (text, end) = crate::events::log_tail(&path);
+        self.show(
+            &format!("Logs · {env} · {project}"),
+            html! {
+                nav class="crumbs" { a href="/" { "Projects" } " / " a href={ "/p/" (project) } { (project) } " / " a href={ "/p/" (project) "/e/" (env) } { (env) } " / logs" }
+                h1 { "Logs of " (app) " in " (env) }
+                @if apps.len() > 1 { p { @for a in &apps { a href={ "?app=" (a) } { (a) } " " } } }
+                p class="muted" id="status" { "Following: new lines appear as the app writes them." }
+                pre class="log" id="log" { (text) }
+                (pages::follow_script(&format!("/p/{project}/e/{env}/logs/events?app={app}&from={end}")))
+            },
+        )
+    }
+
+    fn app_log_events(
+        &self,
+        project: &str,
+        env: &str,
+        app: Option<&str>,
+        from: Option<u64>,
+    ) -> Answer {
+        if let Err(m) = access::check(
+            self.platform,
+            &self.session.user,
+            project,
+            env,
+            Role::Viewer,
+        ) {
+            return refused(&m);
+        }
+        let apps = live_apps(self.platform, project, env);
+        let Some(app) = app.filter(|a| apps.iter().any(|x| x == a)) else {
+            return refused(&format!("no such app in {env}"));
+        };
+        let path = self.platform.data().app_log(project, env, app);
+        crate::events::app_log(path, from)
+    }
+}
+
+/// A change of a variable.
+enum Change {
+    /// Set it to `value`.
+    Set { value: String, sensitive: bool },
+    /// Remove it.
+    Unset,
+}
+
+/// The apps and workers of the live release of `env`.
+fn live_apps(platform: &Platform, project: &str, env: &str) -> Vec<String> {
+    let state = platform.state();
+    state
+        .environment(project, env)
+        .ok()
+        .flatten()
+        .and_then(|e| e.current_release)
+        .and_then(|id| state.release(id).ok().flatten())
+        .and_then(|r| ReleaseSpec::from_json(&r.spec))
+        .map(|s| {
+            s.apps
+                .iter()
+                .map(|a| a.name.clone())
+                .chain(s.workers.iter().map(|w| w.instance.name.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}

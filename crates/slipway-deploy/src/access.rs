@@ -1,0 +1,77 @@
+//! Who may do what to an environment: one check for the SSH admin commands and the web
+//! console, so both refuse alike and with the same words.
+
+use slipway_state::{Role, User};
+
+use crate::protection;
+use crate::Platform;
+
+/// The role `var set|unset` needs on a project (admins on production environments,
+/// [`protection::role_needed`]); reading variables needs a viewer, their values a
+/// contributor.
+pub const CHANGE_VARIABLES: Role = Role::Contributor;
+
+/// Whether `name` may be set by users: letters, digits and `_`, not starting with a
+/// digit, at most 128 bytes, and none of the platform's own names; Err is the message.
+pub fn settable_variable(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let well_formed = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 128;
+    if well_formed && !crate::environment::is_reserved_variable(name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{name}' cannot be set: names are letters, digits and '_', and PORT, PATH, HOME, SLIPWAY_* and PLATFORM_* belong to the platform"
+        ))
+    }
+}
+
+/// Whether `user` holds `need` on `project` (raised by [`protection::role_needed`]: admin
+/// to change a production environment) and `env` exists. Ok is the user's role on the
+/// project; Err is the message for the user (a project the user may not see is "not
+/// found", as one that does not exist).
+pub fn check(
+    platform: &Platform,
+    user: &User,
+    project: &str,
+    env: &str,
+    need: Role,
+) -> Result<Role, String> {
+    let state = platform.state();
+    let role = state
+        .project_exists(project)
+        .ok()
+        .filter(|e| *e)
+        .and_then(|_| state.role(project, user).ok().flatten())
+        .ok_or_else(|| format!("project '{project}' not found (or you have no access to it)"))?;
+    let need = protection::role_needed(env, need);
+    let protected = protection::is_production(env) && need == Role::Admin;
+    if role < need {
+        return Err(format!(
+            "permission denied: this needs the {} role on {project}{}; you are {}",
+            need.as_str(),
+            if protected {
+                format!(" ({env} is protected)")
+            } else {
+                String::new()
+            },
+            role.as_str()
+        ));
+    }
+    if state.environment(project, env).ok().flatten().is_none() {
+        return Err(format!(
+            "environment '{env}' of project '{project}' not found"
+        ));
+    }
+    Ok(role)
+}
+
+/// The role `user` holds on `project`, if the project exists and the user may see it.
+pub fn visible_role(platform: &Platform, user: &User, project: &str) -> Option<Role> {
+    let state = platform.state();
+    if !state.project_exists(project).unwrap_or(false) {
+        return None;
+    }
+    state.role(project, user).ok().flatten()
+}

@@ -1,0 +1,1026 @@
+//! The web console (spec section 11) against a real server: one-time login links from
+//! `ssh git@HOST console`, sessions, pages, rollback with its confirmation and CSRF token,
+//! live push logs as server-sent events, and every bad input refused with nothing changed.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use slipway_e2e::{header_field, raw_http, text, App, Server};
+
+const APP_HOST: &str = "main.demo.localhost";
+
+/// A request to the console's host; (status, head, body).
+fn console(
+    server: &Server,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    form: Option<&str>,
+) -> (u16, String, String) {
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: console.localhost:{}\r\nConnection: close\r\n",
+        server.http_port
+    );
+    if let Some(c) = cookie {
+        req.push_str(&format!("Cookie: {c}\r\n"));
+    }
+    match form {
+        Some(body) => req.push_str(&format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )),
+        None => req.push_str("\r\n"),
+    }
+    let (status, head, body) = raw_http(server.http_port, &req);
+    (status, head, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// `ssh git@HOST console` as `key`: the login URL's path.
+fn login_path(server: &Server, key: &std::path::Path) -> String {
+    let o = server.ssh(key, "git", "console");
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let prefix = format!("http://console.localhost:{}", server.http_port);
+    let url = out
+        .split_whitespace()
+        .find(|w| w.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no login URL in {out}"));
+    url[prefix.len()..].to_string()
+}
+
+/// Log in through a fresh link; the cookie to send.
+fn log_in(server: &Server, key: &std::path::Path) -> String {
+    let path = login_path(server, key);
+    let (status, head, body) = console(server, "GET", &path, None, None);
+    assert_eq!(status, 303, "{head}\n{body}");
+    assert_eq!(header_field(&head, "location"), Some("/"));
+    let cookie = header_field(&head, "set-cookie").expect("a session cookie");
+    for part in ["HttpOnly", "SameSite=Strict", "Max-Age=", "Path=/"] {
+        assert!(cookie.contains(part), "{cookie}");
+    }
+    assert!(
+        !cookie.contains("Secure"),
+        "no Secure over plain HTTP: {cookie}"
+    );
+    cookie.split(';').next().unwrap().to_string()
+}
+
+/// The CSRF token in a page's form.
+fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    page[at..at + 64].to_string()
+}
+
+fn app_body(server: &Server) -> String {
+    server
+        .get(APP_HOST, "/")
+        .map(|(_, b)| b)
+        .unwrap_or_default()
+}
+
+fn push(server: &Server, app: &App) {
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    assert!(o.status.success(), "push: {}", text(&o));
+}
+
+#[test]
+fn login_pages_rollback_and_every_bad_input() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    push(&server, &app);
+    app.write("VERSION", "2\n");
+    app.commit("v2");
+    push(&server, &app);
+    assert_eq!(app_body(&server), "built-2\n");
+    let o = server.ssh(&server.key, "git", "var set demo main MODE=plain-value");
+    assert!(o.status.success(), "{}", text(&o));
+    let o = server.ssh(
+        &server.key,
+        "git",
+        "var set --sensitive demo main TOKEN=s3cret-value",
+    );
+    assert!(o.status.success(), "{}", text(&o));
+
+    // Not logged in: a page saying how, no stack trace.
+    let (status, _, body) = console(&server, "GET", "/", None, None);
+    assert_eq!(status, 401);
+    assert!(body.contains("ssh git@HOST console"), "{body}");
+
+    // A forged link, a malformed one.
+    for path in [
+        format!("/login/{}", "ab".repeat(32)),
+        "/login/not-a-token".to_string(),
+    ] {
+        let (status, head, body) = console(&server, "GET", &path, None, None);
+        assert_eq!(status, 403, "{path}: {body}");
+        assert!(header_field(&head, "set-cookie").is_none(), "{head}");
+        assert!(body.contains("login link is not valid"), "{body}");
+    }
+
+    // The link logs in once.
+    let path = login_path(&server, &server.key);
+    let (status, head, _) = console(&server, "GET", &path, None, None);
+    assert_eq!(status, 303, "{head}");
+    let admin = header_field(&head, "set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let (status, head, body) = console(&server, "GET", &path, None, None);
+    assert_eq!(status, 403, "a reused link: {body}");
+    assert!(header_field(&head, "set-cookie").is_none(), "{head}");
+    assert!(body.contains("already used"), "{body}");
+
+    // An expired link (its ten minutes passed). Only the hash of a link is stored.
+    let path = login_path(&server, &server.key);
+    let token = path.trim_start_matches("/login/").to_string();
+    let db = rusqlite::Connection::open(server.data.join("state.db")).unwrap();
+    let count = |sql: &str| -> i64 { db.query_row(sql, [&token], |r| r.get(0)).unwrap() };
+    assert_eq!(
+        count("SELECT count(*) FROM console_logins WHERE ?1 IS NOT NULL"),
+        1
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM console_logins WHERE token_hash = ?1 OR user = ?1"),
+        0
+    );
+    db.execute("UPDATE console_logins SET expires_at = 1", [])
+        .unwrap();
+    let (status, _, body) = console(&server, "GET", &path, None, None);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("expired"), "{body}");
+
+    // Pages: projects, the project's environments, releases.
+    let (status, head, body) = console(&server, "GET", "/", Some(&admin), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(header_field(&head, "content-type")
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(body.contains("href=\"/p/demo\""), "{body}");
+    assert!(body.contains("width=device-width"), "{body}");
+    let (status, _, body) = console(&server, "GET", "/p/demo", Some(&admin), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("release 4"), "{body}");
+    assert!(
+        body.contains(&format!("http://main.demo.localhost:{}/", server.http_port)),
+        "{body}"
+    );
+    assert!(body.contains("live"), "{body}");
+    let (status, _, body) = console(&server, "GET", "/p/demo/e/main", Some(&admin), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Roll back to 1"), "{body}");
+    assert!(body.contains("reused") && body.contains("built"), "{body}");
+    assert!(body.contains(">me<"), "who pushed: {body}");
+    // Variables: the plain value for an admin, never the sensitive one.
+    let (status, _, body) = console(&server, "GET", "/p/demo/e/main/vars", Some(&admin), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("plain-value") && body.contains("TOKEN"),
+        "{body}"
+    );
+    assert!(!body.contains("s3cret-value"), "{body}");
+    // The app's log, with the script that follows it.
+    let (status, _, body) = console(&server, "GET", "/p/demo/e/main/logs", Some(&admin), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("hello listening on"), "{body}");
+    assert!(
+        body.contains("/p/demo/e/main/logs/events?app=hello"),
+        "{body}"
+    );
+    // Activity, replayed.
+    let (status, _, body) = console(&server, "GET", "/p/demo/activity", Some(&admin), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("href=\"/activity/1\""), "{body}");
+    let (status, _, body) = console(&server, "GET", "/activity/1", Some(&admin), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("-----&gt;") || body.contains("-----"),
+        "{body}"
+    );
+
+    // Rollback: a confirmation page, then a POST with the CSRF token.
+    let (status, _, confirm) = console(
+        &server,
+        "GET",
+        "/p/demo/e/main/rollback/1",
+        Some(&admin),
+        None,
+    );
+    assert_eq!(status, 200, "{confirm}");
+    assert!(confirm.contains("method=\"post\""), "{confirm}");
+    let csrf = csrf_of(&confirm);
+    assert_eq!(
+        app_body(&server),
+        "built-2\n",
+        "a confirmation page changes nothing"
+    );
+    // Without the token, with a wrong one, without a session: refused, nothing changed.
+    for (cookie, form, want) in [
+        (Some(admin.as_str()), String::new(), 403),
+        (
+            Some(admin.as_str()),
+            format!("csrf={}", "0".repeat(64)),
+            403,
+        ),
+        (Some(admin.as_str()), format!("csrf={}", &csrf[..63]), 403),
+        (None, format!("csrf={csrf}"), 401),
+        (Some("slipway_console=forged"), format!("csrf={csrf}"), 401),
+    ] {
+        let (status, _, body) = console(
+            &server,
+            "POST",
+            "/p/demo/e/main/rollback/1",
+            cookie,
+            Some(&form),
+        );
+        assert_eq!(status, want, "{cookie:?} {form}: {body}");
+        assert!(
+            !body.contains("panicked") && !body.contains("RUST_BACKTRACE"),
+            "{body}"
+        );
+        assert_eq!(app_body(&server), "built-2\n");
+    }
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        "/p/demo/e/main/rollback/1",
+        Some(&admin),
+        Some(&format!("csrf={csrf}")),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Release 5 of main is live"), "{body}");
+    assert!(body.contains("rollback of main to release 1"), "{body}");
+    assert_eq!(app_body(&server), "built-1\n");
+
+    // Variables from the console: confirmed first, then set and redeployed; a platform
+    // name refused.
+    let form = format!("csrf={csrf}&key=FROM_CONSOLE&value=a+b%26c");
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        "/p/demo/e/main/vars/set",
+        Some(&admin),
+        Some(&form),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Set FROM_CONSOLE on main of demo?"), "{body}");
+    let var_ls = || text(&server.ssh(&server.key, "git", "var ls demo main"));
+    assert!(
+        !var_ls().contains("FROM_CONSOLE"),
+        "a confirmation page changes nothing"
+    );
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        "/p/demo/e/main/vars/set",
+        Some(&admin),
+        Some(&format!("{form}&confirmed=yes")),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("FROM_CONSOLE set on main") && body.contains("Release 6 of main is live"),
+        "{body}"
+    );
+    assert!(var_ls().contains("FROM_CONSOLE=a b&c"), "{}", var_ls());
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        "/p/demo/e/main/vars/set",
+        Some(&admin),
+        Some(&format!("csrf={csrf}&key=PORT&value=1&confirmed=yes")),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("belong to the platform"), "{body}");
+    let (status, _, body) = console(
+        &server,
+        "GET",
+        "/p/demo/e/main/vars/unset/FROM_CONSOLE",
+        Some(&admin),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        "/p/demo/e/main/vars/unset/FROM_CONSOLE",
+        Some(&admin),
+        Some(&format!("csrf={csrf}")),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(!var_ls().contains("FROM_CONSOLE"), "{}", var_ls());
+    assert_eq!(app_body(&server), "built-1\n");
+
+    // A viewer sees, and is refused the button.
+    let val = slipway_e2e::new_key(server.dir.path(), "val");
+    let o = server.slipway(&[
+        "user",
+        "add",
+        "val",
+        "--key",
+        val.with_extension("pub").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = server.ssh(&server.key, "git", "access grant demo val viewer");
+    assert!(o.status.success(), "{}", text(&o));
+    let viewer = log_in(&server, &val);
+    let (status, _, body) = console(&server, "GET", "/p/demo/e/main", Some(&viewer), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        !body.contains("Roll back to"),
+        "no rollback button for a viewer: {body}"
+    );
+    let (status, _, body) = console(&server, "GET", "/p/demo/e/main/vars", Some(&viewer), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("MODE") && !body.contains("plain-value") && !body.contains("s3cret-value"),
+        "{body}"
+    );
+    let (status, _, body) = console(
+        &server,
+        "GET",
+        "/p/demo/e/main/rollback/4",
+        Some(&viewer),
+        None,
+    );
+    assert_eq!(status, 403, "{body}");
+    let (_, _, home) = console(&server, "GET", "/", Some(&viewer), None);
+    let viewer_csrf = csrf_of(&home);
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        "/p/demo/e/main/rollback/4",
+        Some(&viewer),
+        Some(&format!("csrf={viewer_csrf}")),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("permission denied: this needs the admin role on demo"),
+        "{body}"
+    );
+    assert_eq!(app_body(&server), "built-1\n", "nothing changed");
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        "/p/demo/e/main/vars/set",
+        Some(&viewer),
+        Some(&format!("csrf={viewer_csrf}&key=X&value=1&confirmed=yes")),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(!var_ls().contains("X="), "{}", var_ls());
+    // Another session's token is no good either.
+    let (status, _, _) = console(
+        &server,
+        "POST",
+        "/p/demo/e/main/rollback/4",
+        Some(&viewer),
+        Some(&format!("csrf={csrf}")),
+    );
+    assert_eq!(status, 403);
+    // A project the viewer has no access to does not exist for it.
+    let (status, _, _) = console(&server, "GET", "/p/other", Some(&viewer), None);
+    assert_eq!(status, 404);
+
+    // A removed user's session is refused.
+    let o = server.slipway(&["user", "rm", "val"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let (status, head, body) = console(&server, "GET", "/p/demo", Some(&viewer), None);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("session has ended"), "{body}");
+    assert!(
+        header_field(&head, "set-cookie").is_some_and(|c| c.contains("Max-Age=0")),
+        "{head}"
+    );
+
+    // Logging out ends the session.
+    let (status, _, _) = console(
+        &server,
+        "POST",
+        "/logout",
+        Some(&admin),
+        Some(&format!("csrf={csrf}")),
+    );
+    assert_eq!(status, 200);
+    let (status, _, _) = console(&server, "GET", "/", Some(&admin), None);
+    assert_eq!(status, 401);
+    assert_eq!(app_body(&server), "built-1\n");
+}
+
+/// Read a server-sent event stream until its `end` event; the data events' texts, each
+/// with whether `running` still said yes when it arrived.
+fn read_events(
+    server: &Server,
+    path: &str,
+    cookie: &str,
+    mut running: impl FnMut() -> bool,
+) -> (Vec<(String, bool)>, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", server.http_port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: console.localhost\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = String::new();
+    let mut chunk = [0u8; 8192];
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        assert!(Instant::now() < deadline, "no end event: {buf}");
+        let n = s.read(&mut chunk).unwrap();
+        if n == 0 {
+            panic!("the stream ended without an end event: {buf}");
+        }
+        let alive = running();
+        buf.push_str(&String::from_utf8_lossy(&chunk[..n]));
+        while let Some(i) = buf.find("\n\n") {
+            let ev: String = buf[..i].to_string();
+            buf.drain(..i + 2);
+            // (Chunk sizes of the chunked body may stand in front of an event.)
+            if let Some(at) = ev.find("event: end\ndata: ") {
+                return (got, serde_json::from_str(&ev[at + 17..]).unwrap());
+            }
+            if let Some(at) = ev.find("data: ") {
+                let data: String =
+                    serde_json::from_str(ev[at + 6..].lines().next().unwrap()).unwrap();
+                got.push((data, alive));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_push_log_streams_live_and_is_replayed_after() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    push(&server, &app);
+    let admin = log_in(&server, &server.key);
+    // A push whose build takes a while, printing as it goes.
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    for i in 1 2 3 4 5 6; do echo slow-step-$i; sleep 1; done\n    echo \"built-$(cat VERSION)\" > build.txt\nweb:\n  commands:\n    start: python3 server.py\n",
+    );
+    app.write("VERSION", "2\n");
+    app.commit("v2");
+    let pusher = {
+        let dir = app.dir.clone();
+        let remote = server.remote("demo");
+        let ssh = server.ssh_command(&server.key);
+        std::thread::spawn(move || {
+            std::process::Command::new("git")
+                .args(["push", &remote, "main"])
+                .current_dir(dir)
+                .env("GIT_SSH_COMMAND", ssh)
+                .output()
+                .unwrap()
+        })
+    };
+    // The running push shows up in the activity list.
+    let db = rusqlite::Connection::open(server.data.join("state.db")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let id: i64 = loop {
+        let id = db
+            .query_row(
+                "SELECT id FROM activity WHERE status = 'running' AND kind = 'push'",
+                [],
+                |r| r.get(0),
+            )
+            .ok();
+        if let Some(id) = id {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "no running push");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (status, _, page) = console(
+        &server,
+        "GET",
+        &format!("/activity/{id}"),
+        Some(&admin),
+        None,
+    );
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("EventSource"),
+        "a running push's page follows it: {page}"
+    );
+    let (events, end) = read_events(&server, &format!("/activity/{id}/events"), &admin, || {
+        !pusher.is_finished()
+    });
+    let o = pusher.join().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let streamed: String = events.iter().map(|(d, _)| d.as_str()).collect();
+    assert!(
+        streamed.contains("slow-step-1") && streamed.contains("slow-step-6"),
+        "{streamed}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|(d, running)| d.contains("slow-step") && *running),
+        "build lines arrived while the push ran: {events:?}"
+    );
+    assert!(end.starts_with("success"), "{end}");
+    assert_eq!(app_body(&server), "built-2\n");
+    // Replayed afterwards: the page holds the whole log and follows nothing.
+    let (_, _, page) = console(
+        &server,
+        "GET",
+        &format!("/activity/{id}"),
+        Some(&admin),
+        None,
+    );
+    assert!(page.contains("slow-step-6"), "{page}");
+    assert!(!page.contains("EventSource"), "{page}");
+    let (events, end) = read_events(&server, &format!("/activity/{id}/events"), &admin, || false);
+    assert!(events
+        .iter()
+        .map(|(d, _)| d.as_str())
+        .collect::<String>()
+        .contains("slow-step-3"));
+    assert!(end.starts_with("success"), "{end}");
+}
+
+/// A headless Chromium driven over its DevTools protocol on a pipe
+/// (`--remote-debugging-pipe`: commands on fd 3, answers on fd 4, each message a JSON
+/// text ended by a NUL): no debugging port, and every host name resolves to 127.0.0.1.
+mod browser {
+    use std::fs::File;
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+    use std::process::{Child, Command, Stdio};
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    use serde_json::{json, Value};
+
+    /// The browser process and its protocol pipe.
+    pub struct Browser {
+        child: Child,
+        to: File,
+        from: mpsc::Receiver<Value>,
+        next: u64,
+        _profile: tempfile::TempDir,
+    }
+
+    /// One tab, in its own browser context (own cookies) unless said otherwise.
+    pub struct Tab {
+        session: String,
+    }
+
+    fn pipe() -> (OwnedFd, OwnedFd) {
+        let mut fds = [0i32; 2];
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+    }
+
+    impl Tab {
+        /// The tab's protocol session.
+        pub fn session(&self) -> &str {
+            &self.session
+        }
+    }
+
+    impl Browser {
+        /// Start `chromium` (Debian's package; root needs `--no-sandbox`).
+        pub fn start() -> Browser {
+            let profile = tempfile::Builder::new()
+                .prefix("slipway-chromium-")
+                .tempdir()
+                .unwrap();
+            let (cmd_read, cmd_write) = pipe();
+            let (out_read, out_write) = pipe();
+            let (cmd_fd, out_fd) = (cmd_read.into_raw_fd(), out_write.into_raw_fd());
+            let mut command = Command::new("chromium");
+            command
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--remote-debugging-pipe",
+                    "--host-resolver-rules=MAP * 127.0.0.1",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--disable-default-apps",
+                    "--disable-extensions",
+                    "--disable-domain-reliability",
+                    "--disable-client-side-phishing-detection",
+                    "--disable-features=Translate,OptimizationHints,MediaRouter,AutofillServerCommunication",
+                    "--no-first-run",
+                    "--no-default-browser-check",
+                    "--disable-gpu",
+                    "--window-size=1100,900",
+                ])
+                .arg(format!("--user-data-dir={}", profile.path().display()))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::dup2(cmd_fd, 3) < 0 || libc::dup2(out_fd, 4) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            let child = command.spawn().unwrap_or_else(|e| {
+                panic!("starting chromium ({e}): scripts/install-deps installs it")
+            });
+            unsafe {
+                libc::close(cmd_fd);
+                libc::close(out_fd);
+            }
+            let (tx, from) = mpsc::channel();
+            let reader = File::from(out_read);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(reader);
+                loop {
+                    let mut msg = Vec::new();
+                    match reader.read_until(0, &mut msg) {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    msg.pop();
+                    if let Ok(v) = serde_json::from_slice::<Value>(&msg) {
+                        if tx.send(v).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+            Browser {
+                child,
+                to: File::from(cmd_write),
+                from,
+                next: 0,
+                _profile: profile,
+            }
+        }
+
+        /// Send `method` (to a tab's session, if given) and wait for its result.
+        pub fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+            self.try_call(session, method, params)
+                .unwrap_or_else(|e| panic!("{method}: {e}"))
+        }
+
+        /// Send `method` and wait for its result or its error.
+        fn try_call(
+            &mut self,
+            session: Option<&str>,
+            method: &str,
+            params: Value,
+        ) -> Result<Value, Value> {
+            self.next += 1;
+            let id = self.next;
+            let mut msg = json!({"id": id, "method": method, "params": params});
+            if let Some(s) = session {
+                msg["sessionId"] = json!(s);
+            }
+            let mut bytes = serde_json::to_vec(&msg).unwrap();
+            bytes.push(0);
+            self.to.write_all(&bytes).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let v = self
+                    .from
+                    .recv_timeout(left)
+                    .unwrap_or_else(|_| panic!("chromium did not answer {method}"));
+                if v["id"] == json!(id) {
+                    if let Some(e) = v.get("error") {
+                        return Err(e.clone());
+                    }
+                    return Ok(v["result"].clone());
+                }
+            }
+        }
+
+        /// A new tab; `own_cookies`: in a browser context of its own.
+        pub fn tab(&mut self, own_cookies: bool) -> Tab {
+            let mut params = json!({"url": "about:blank"});
+            if own_cookies {
+                let ctx = self.call(None, "Target.createBrowserContext", json!({}));
+                params["browserContextId"] = ctx["browserContextId"].clone();
+            }
+            let target = self.call(None, "Target.createTarget", params);
+            let attached = self.call(
+                None,
+                "Target.attachToTarget",
+                json!({"targetId": target["targetId"], "flatten": true}),
+            );
+            let tab = Tab {
+                session: attached["sessionId"].as_str().unwrap().to_string(),
+            };
+            self.call(Some(&tab.session), "Page.enable", json!({}));
+            self.call(Some(&tab.session), "Runtime.enable", json!({}));
+            tab
+        }
+
+        /// Open `url` in `tab` and wait for the page to be loaded.
+        pub fn open(&mut self, tab: &Tab, url: &str) {
+            self.call(Some(&tab.session), "Page.navigate", json!({"url": url}));
+            self.wait(
+                tab,
+                "document.readyState === 'complete' && location.href !== 'about:blank'",
+            );
+        }
+
+        /// The value of JavaScript `expression` in the tab (null while the tab is
+        /// between two pages).
+        pub fn eval(&mut self, tab: &Tab, expression: &str) -> Value {
+            let Ok(r) = self.try_call(
+                Some(&tab.session),
+                "Runtime.evaluate",
+                json!({"expression": expression, "returnByValue": true}),
+            ) else {
+                return Value::Null;
+            };
+            r["result"]["value"].clone()
+        }
+
+        /// Wait (up to 120 s) until `condition` (JavaScript) is true in the tab.
+        pub fn wait(&mut self, tab: &Tab, condition: &str) {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                if self.eval(
+                    tab,
+                    &format!(
+                        "(function(){{try{{return !!({condition});}}catch(e){{return false;}}}})()"
+                    ),
+                ) == json!(true)
+                {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "waited in vain for {condition}; the page says: {}",
+                    self.text(tab)
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+
+        /// The page's visible text.
+        pub fn text(&mut self, tab: &Tab) -> String {
+            self.eval(tab, "document.body ? document.body.innerText : ''")
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        }
+
+        /// Click the element `selector` names and wait for the next page to load.
+        pub fn click_and_load(&mut self, tab: &Tab, selector: &str) {
+            let marked = self.eval(
+                tab,
+                &format!("(function(){{var e=document.querySelector({sel});if(!e)return false;window.__old=true;e.click();return true;}})()", sel = json!(selector)),
+            );
+            // (Null: the click navigated before the answer came.)
+            assert_ne!(marked, json!(false), "no {selector}: {}", self.text(tab));
+            self.wait(
+                tab,
+                "window.__old === undefined && document.readyState === 'complete'",
+            );
+        }
+
+        /// Save a PNG screenshot of the tab as `name` in target/console-screenshots/.
+        pub fn screenshot(&mut self, tab: &Tab, name: &str) {
+            use base64::Engine as _;
+            let r = self.call(
+                Some(&tab.session),
+                "Page.captureScreenshot",
+                json!({"format": "png"}),
+            );
+            let png = base64::engine::general_purpose::STANDARD
+                .decode(r["data"].as_str().unwrap_or(""))
+                .unwrap();
+            let dir = std::env::var_os("CARGO_TARGET_DIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| {
+                    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target")
+                })
+                .join("console-screenshots");
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(name), png).unwrap();
+        }
+    }
+
+    impl Drop for Browser {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[test]
+fn chromium_logs_in_watches_a_push_rolls_back_and_a_viewer_is_refused() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    push(&server, &app);
+    app.write("VERSION", "2\n");
+    app.commit("v2");
+    push(&server, &app);
+    let base = format!("http://console.localhost:{}", server.http_port);
+    let mut b = browser::Browser::start();
+
+    // Admin: the one-time link logs in and lands on the projects.
+    let admin = b.tab(true);
+    b.open(
+        &admin,
+        &format!("{base}{}", login_path(&server, &server.key)),
+    );
+    b.wait(
+        &admin,
+        "location.pathname === '/' && document.body.innerText.includes('demo')",
+    );
+    b.screenshot(&admin, "projects.png");
+    b.click_and_load(&admin, "a[href='/p/demo']");
+    let t = b.text(&admin);
+    assert!(t.contains("release 2") && t.contains("live"), "{t}");
+    b.screenshot(&admin, "project.png");
+    // The same page on a phone's screen.
+    b.call(
+        Some(admin.session()),
+        "Emulation.setDeviceMetricsOverride",
+        serde_json::json!({"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": true}),
+    );
+    b.open(&admin, &format!("{base}/p/demo/e/main"));
+    b.screenshot(&admin, "environment-phone.png");
+    b.call(
+        Some(admin.session()),
+        "Emulation.clearDeviceMetricsOverride",
+        serde_json::json!({}),
+    );
+
+    // A push's log streams into the page while the push runs.
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    for i in 1 2 3 4 5 6 7 8; do echo slow-step-$i; sleep 1; done\n    echo \"built-$(cat VERSION)\" > build.txt\nweb:\n  commands:\n    start: python3 server.py\n",
+    );
+    app.write("VERSION", "3\n");
+    app.commit("v3");
+    let pusher = {
+        let (dir, remote, ssh) = (
+            app.dir.clone(),
+            server.remote("demo"),
+            server.ssh_command(&server.key),
+        );
+        std::thread::spawn(move || {
+            std::process::Command::new("git")
+                .args(["push", &remote, "main"])
+                .current_dir(dir)
+                .env("GIT_SSH_COMMAND", ssh)
+                .output()
+                .unwrap()
+        })
+    };
+    let db = rusqlite::Connection::open(server.data.join("state.db")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let id: i64 = loop {
+        if let Ok(id) = db.query_row(
+            "SELECT id FROM activity WHERE status = 'running' AND kind = 'push'",
+            [],
+            |r| r.get(0),
+        ) {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "no running push");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    b.open(&admin, &format!("{base}/activity/{id}"));
+    b.wait(
+        &admin,
+        "document.getElementById('log').textContent.includes('slow-step-2')",
+    );
+    assert!(
+        !pusher.is_finished(),
+        "the log streamed in while the push ran"
+    );
+    b.screenshot(&admin, "push-log-live.png");
+    b.wait(
+        &admin,
+        "document.getElementById('status').textContent.startsWith('success')",
+    );
+    let o = pusher.join().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let t = b.text(&admin);
+    assert!(t.contains("slow-step-8"), "{t}");
+    b.screenshot(&admin, "push-log-done.png");
+    assert_eq!(app_body(&server), "built-3\n");
+
+    // Rollback as admin: the button, the confirmation, then the old release live.
+    b.open(&admin, &format!("{base}/p/demo/e/main"));
+    b.screenshot(&admin, "environment.png");
+    b.click_and_load(&admin, "a[href='/p/demo/e/main/rollback/1']");
+    assert!(b
+        .text(&admin)
+        .contains("Roll main of demo back to release 1?"));
+    b.screenshot(&admin, "rollback-confirm.png");
+    b.click_and_load(&admin, "form[action='/p/demo/e/main/rollback/1'] button");
+    let t = b.text(&admin);
+    assert!(t.contains("Release 4 of main is live"), "{t}");
+    b.screenshot(&admin, "rollback-done.png");
+    b.open(
+        &admin,
+        &format!("http://main.demo.localhost:{}/", server.http_port),
+    );
+    assert_eq!(b.text(&admin).trim(), "built-1");
+    assert_eq!(app_body(&server), "built-1\n");
+
+    // A viewer, in a browser context of its own: no button, and the action refused.
+    let val = slipway_e2e::new_key(server.dir.path(), "val");
+    let o = server.slipway(&[
+        "user",
+        "add",
+        "val",
+        "--key",
+        val.with_extension("pub").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = server.ssh(&server.key, "git", "access grant demo val viewer");
+    assert!(o.status.success(), "{}", text(&o));
+    let viewer = b.tab(true);
+    b.open(&viewer, &format!("{base}{}", login_path(&server, &val)));
+    b.wait(&viewer, "location.pathname === '/'");
+    b.open(&viewer, &format!("{base}/p/demo/e/main"));
+    assert!(
+        !b.text(&viewer).contains("Roll back"),
+        "{}",
+        b.text(&viewer)
+    );
+    b.screenshot(&viewer, "viewer-environment.png");
+    b.open(&viewer, &format!("{base}/p/demo/e/main/rollback/4"));
+    assert!(
+        b.text(&viewer).contains("permission denied"),
+        "{}",
+        b.text(&viewer)
+    );
+    // The same POST the admin's button sent, with the viewer's own CSRF token.
+    b.open(&viewer, &format!("{base}/"));
+    b.eval(
+        &viewer,
+        "(function(){var f=document.createElement('form');f.method='post';f.action='/p/demo/e/main/rollback/4';\
+         var c=document.createElement('input');c.type='hidden';c.name='csrf';c.value=document.querySelector('input[name=csrf]').value;\
+         f.appendChild(c);document.body.appendChild(f);window.__old=true;f.submit();})()",
+    );
+    b.wait(
+        &viewer,
+        "window.__old === undefined && document.readyState === 'complete'",
+    );
+    let t = b.text(&viewer);
+    assert!(
+        t.contains("permission denied: this needs the admin role on demo"),
+        "{t}"
+    );
+    b.screenshot(&viewer, "viewer-refused.png");
+    assert_eq!(app_body(&server), "built-1\n", "nothing changed");
+}
+
+#[test]
+fn over_https_the_link_is_https_and_the_cookie_secure() {
+    let https_port = slipway_e2e::free_port();
+    let listen = format!("127.0.0.1:{https_port}");
+    let server = Server::start_with(&[("SLIPWAY_HTTPS_LISTEN", &listen)]);
+    let ca = server.data.join("ca").join("ca.pem");
+    let o = server.ssh(&server.key, "git", "console");
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let prefix = format!("https://console.localhost:{https_port}/login/");
+    let url = out
+        .split_whitespace()
+        .find(|w| w.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no https login URL in {out}"))
+        .to_string();
+    let curl = |url: &str, cookie: Option<&str>| {
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args(["-sS", "--max-time", "20", "-D", "-", "--cacert"])
+            .arg(&ca)
+            .arg("--resolve")
+            .arg(format!("console.localhost:{https_port}:127.0.0.1"));
+        if let Some(c) = cookie {
+            cmd.args(["-H", &format!("Cookie: {c}")]);
+        }
+        let o = slipway_e2e::run(cmd.arg(url));
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    // The console's host gets a certificate of the local CA (curl checks it).
+    let answer = curl(&url, None);
+    assert!(
+        answer.starts_with("HTTP/2 303") || answer.starts_with("HTTP/1.1 303"),
+        "{answer}"
+    );
+    let cookie = header_field(&answer, "set-cookie").expect("a cookie");
+    assert!(
+        cookie.contains("Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().unwrap().to_string();
+    let page = curl(
+        &format!("https://console.localhost:{https_port}/"),
+        Some(&session),
+    );
+    assert!(page.contains("Projects"), "{page}");
+}
