@@ -31,7 +31,7 @@ Commands (ssh -p PORT git@HOST COMMAND, each takes --json):
   activity log ID                 the whole log of one activity
   rollback PROJECT ENV [RELEASE]  back to the previous (or the given) release, in a second
   redeploy PROJECT ENV            the live release again, in fresh containers
-  sync PROJECT ENV                a fresh copy of the parent's mount data (the apps restart; admins)
+  sync PROJECT ENV                a fresh copy of the parent's mount and service data (they restart; admins)
   var ls PROJECT ENV              variables of an environment (viewers: names only)
   var set PROJECT ENV KEY=VALUE   set one (redeploys a live environment)
   var set --sensitive PROJECT ENV KEY=VALUE   the same, the value never shown again
