@@ -373,3 +373,59 @@ fn postgresql_data_is_on_a_sized_volume_and_branches_get_a_consistent_copy() {
     assert!(dev_vols.join("service-db.img").exists());
     assert_eq!(psql(&server, "main", "db", checksum), main_sum);
 }
+
+/// `redis-cli ARGS` in the Redis service of main (its address: the environment's first).
+fn redis(server: &Server, args: &[&str]) -> (bool, String, String) {
+    let mut all = vec!["redis-cli", "-h", "127.1.0.2", "-p", "6379"];
+    all.extend_from_slice(args);
+    exec(server, "demo.main.cache.service", &all)
+}
+
+#[test]
+fn the_plain_folder_of_an_older_slipway_moves_onto_a_volume_at_serve() {
+    // python:3.11 and redis:7.0 are test stacks (the shared folder).
+    let mut server = Server::start();
+    let app = new_app(
+        &server,
+        "cache:\n  type: redis-persistent:7.0\n  disk: 32\n",
+    );
+    let (ok, out) = push_to(&server, &app, "main", &[]);
+    assert!(ok, "push: {out}\n{}", server.server_log());
+    assert_eq!(redis(&server, &["SET", "kept", "yes"]).1, "OK");
+
+    // As an older Slipway left it: stopped cleanly, its data in a plain folder.
+    server.stop();
+    let o = server.slipway(&["down"]);
+    assert!(o.status.success(), "down: {}", text(&o));
+    let vols = server.data.join("volumes/demo/main");
+    let image = vols.join("service-cache.img");
+    let at = server.dir.path().join("old");
+    std::fs::create_dir_all(&at).unwrap();
+    let legacy = vols.join("services/cache");
+    std::fs::create_dir_all(vols.join("services")).unwrap();
+    let o = run(Command::new("mount")
+        .args(["-o", "loop,ro"])
+        .arg(&image)
+        .arg(&at));
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(Command::new("cp")
+        .arg("-a")
+        .arg(at.join("data"))
+        .arg(&legacy));
+    let _ = run(Command::new("umount").arg(&at));
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::remove_file(&image).unwrap();
+    std::fs::remove_dir(vols.join("service-cache")).unwrap();
+    assert!(legacy.join("appendonlydir").is_dir() || legacy.join("dump.rdb").is_file());
+
+    // serve moves it onto a volume of its disk, then starts the service on it.
+    server.serve();
+    wait_for("redis answers", &server, || {
+        redis(&server, &["GET", "kept"]).1 == "yes"
+    });
+    assert_eq!(std::fs::metadata(&image).unwrap().len(), 32 * MIB);
+    assert!(mounted(&vols.join("service-cache")));
+    assert!(!legacy.exists());
+    let t = admin(&server, "services demo main");
+    assert!(t.contains("used of 32 MiB"), "{t}");
+}
