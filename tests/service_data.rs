@@ -374,7 +374,8 @@ fn postgresql_data_is_on_a_sized_volume_and_branches_get_a_consistent_copy() {
     assert_eq!(psql(&server, "main", "db", checksum), main_sum);
 }
 
-/// `redis-cli ARGS` in the Redis service of main (its address: the environment's first).
+/// `redis-cli ARGS` in the Redis service of main (its address: the environment's first
+/// service's).
 fn redis(server: &Server, args: &[&str]) -> (bool, String, String) {
     let mut all = vec!["redis-cli", "-h", "127.1.0.2", "-p", "6379"];
     all.extend_from_slice(args);
@@ -428,4 +429,105 @@ fn the_plain_folder_of_an_older_slipway_moves_onto_a_volume_at_serve() {
     assert!(!legacy.exists());
     let t = admin(&server, "services demo main");
     assert!(t.contains("used of 32 MiB"), "{t}");
+}
+
+#[test]
+fn service_data_survives_deploys_failures_rollbacks_restarts_down_and_kill() {
+    // python:3.11, postgresql:15 and redis:7.0 are test stacks (the shared folder).
+    let mut server = Server::start();
+    let app = new_app(
+        &server,
+        "cache:\n  type: redis-persistent:7.0\n  disk: 32\ndb:\n  type: postgresql:15\n  disk: 256\n",
+    );
+    let (ok, out) = push_to(&server, &app, "main", &[]);
+    assert!(ok, "push: {out}\n{}", server.server_log());
+    psql(
+        &server,
+        "main",
+        "db",
+        "CREATE TABLE rows (n int primary key, h text)",
+    );
+    let check = |server: &Server, n: u64, when: &str| {
+        let want = format!("{n} {} 0", n * (n + 1) / 2);
+        let got = psql(
+            server,
+            "main",
+            "db",
+            "SELECT count(*) || ' ' || coalesce(sum(n), 0) || ' ' || count(*) FILTER (WHERE h <> md5(n::text)) FROM rows",
+        );
+        assert_eq!(got, want, "rows after {when}");
+        assert_eq!(
+            redis(server, &["DBSIZE"]).1,
+            n.to_string(),
+            "keys after {when}"
+        );
+    };
+    let write = |server: &Server, i: u64| {
+        psql(
+            server,
+            "main",
+            "db",
+            &format!("INSERT INTO rows VALUES ({i}, md5('{i}'))"),
+        );
+        assert_eq!(redis(server, &["SET", &format!("k{i}"), "v"]).1, "OK");
+    };
+    // Twenty deploys, every fifth failing (its deploy hook exits 3), a row and a key each.
+    for i in 1..=20u64 {
+        write(&server, i);
+        app.write("VERSION", &format!("deploy {i}\n"));
+        let failing = i % 5 == 0;
+        app.write(
+            ".platform.app.yaml",
+            &app_yaml(if failing { "exit 3" } else { "'true'" }),
+        );
+        app.commit(&format!("v{i}"));
+        let (ok, out) = push_to(&server, &app, "main", &[]);
+        assert_eq!(ok, !failing, "deploy {i}: {out}");
+        check(&server, i, &format!("deploy {i}"));
+    }
+    admin(&server, "rollback demo main");
+    check(&server, 20, "a rollback");
+    admin(&server, "redeploy demo main");
+    check(&server, 20, "a redeploy");
+    let up = |server: &Server| {
+        wait_for("the services answer", server, || {
+            psql_try(server, "main", "db", "SELECT 1").1 == "1"
+                && redis(server, &["PING"]).1 == "PONG"
+        })
+    };
+    server.stop();
+    server.serve();
+    up(&server);
+    check(&server, 20, "a restart");
+    server.stop();
+    let o = server.slipway(&["down"]);
+    assert!(o.status.success(), "down: {}", text(&o));
+    server.serve();
+    up(&server);
+    check(&server, 20, "down and serve");
+
+    // kill -9 of the server while a deploy hook runs; rows written meanwhile stay.
+    write(&server, 21);
+    app.write(".platform.app.yaml", &app_yaml("sleep 60"));
+    app.commit("slow hook");
+    let log = server.dir.path().join("push-killed.log");
+    let mut pusher = Command::new("git")
+        .args(["push", &server.remote("demo"), "HEAD:refs/heads/main"])
+        .current_dir(&app.dir)
+        .env("GIT_SSH_COMMAND", server.ssh_command(&server.key))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("git push");
+    wait_for("the deploy hook runs", &server, || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("deploy hook hello: running"))
+    });
+    write(&server, 22);
+    let pid = server.pid().expect("server pid");
+    run(Command::new("kill").args(["-9", &pid.to_string()]));
+    server.stop();
+    let _ = pusher.wait();
+    server.serve();
+    up(&server);
+    check(&server, 22, "kill -9 mid-deploy");
 }
