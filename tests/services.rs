@@ -209,9 +209,10 @@ fn apps_reach_their_services_and_data_outlives_deploys_and_restarts() {
     assert_eq!(start_time(&server, "demo.main.cache.service"), redis_t0);
     assert_eq!(server.get(host, "/get").map(|(_, b)| b), Some("2".into()));
 
-    // A service that fails to start (its data folder holds files of no PostgreSQL there
-    // is) rejects the push; the running release and its services are untouched, and the
-    // data folder it found stays as it was.
+    // A service that fails to start (its data folder, in the plain folder of an older
+    // Slipway, holds files of no PostgreSQL there is) rejects the push; the running release
+    // and its services are untouched, and the data it found stays as it was (moved onto
+    // the service's volume).
     let broken = server.data.join("volumes/demo/main/services/broken/pgdata");
     std::fs::create_dir_all(&broken).unwrap();
     std::fs::write(broken.join("PG_VERSION"), "99\n").unwrap();
@@ -227,10 +228,11 @@ fn apps_reach_their_services_and_data_outlives_deploys_and_restarts() {
         out.contains("services failed: service broken exited at start"),
         "{out}"
     );
-    assert_eq!(
-        std::fs::read_to_string(broken.join("PG_VERSION")).unwrap(),
-        "99\n"
-    );
+    let moved = server
+        .data
+        .join("volumes/demo/main/service-broken/data/pgdata/PG_VERSION");
+    assert_eq!(std::fs::read_to_string(moved).unwrap(), "99\n");
+    assert!(!broken.exists());
     assert_eq!(start_time(&server, "demo.main.db.service"), pg_t0);
     assert_eq!(server.get(host, "/incr").map(|(_, b)| b), Some("3".into()));
     assert_eq!(psql(&server, &url, "SELECT sum(n) FROM rows"), "6");

@@ -548,14 +548,6 @@ pub(crate) fn services(
             }
         };
         check_catalog(&kind, &version, &p.with("type"), &tnode.pos, diags);
-        if let Some(d) = e.value.get("disk") {
-            if kind != "network-storage" && slipway_stack::service_software(&kind).is_some() {
-                diags.push(p.with("disk").warning(
-                    &d.pos,
-                    format!("the `disk` of a {kind} service is not enforced yet: its data is not size-limited (a network-storage service's and the apps' are)"),
-                ));
-            }
-        }
         let disk = match e.value.get("disk").map(|d| &d.kind) {
             Some(Kind::Int(i)) if *i >= 0 => Some(*i as u64),
             _ => None,

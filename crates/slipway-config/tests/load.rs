@@ -43,7 +43,8 @@ fn platform_app_at_root_with_services_and_routes() {
     // A service version the server lacks names the one used; a type it does not run is
     // accepted with a warning (never silently).
     let warnings: Vec<String> = l.warnings.iter().map(|w| w.to_string()).collect();
-    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    // A service's `disk` is enforced (its data is on a sized volume): no warning.
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(
         warnings[0].contains(".platform/services.yaml:2:9")
             && warnings[0]
@@ -51,13 +52,8 @@ fn platform_app_at_root_with_services_and_routes() {
         "{warnings:?}"
     );
     assert!(
-        warnings[1].contains(".platform/services.yaml:3:9")
-            && warnings[1].contains("the `disk` of a postgresql service is not enforced yet"),
-        "{warnings:?}"
-    );
-    assert!(
-        warnings[2].contains(".platform/services.yaml:8:9")
-            && warnings[2].contains("does not run `elasticsearch` services"),
+        warnings[1].contains(".platform/services.yaml:8:9")
+            && warnings[1].contains("does not run `elasticsearch` services"),
         "{warnings:?}"
     );
     let t = &l.topology;

@@ -168,6 +168,17 @@ pub fn prepare(
             if store.volume(project, env, &pv.name).map_err(fail)?.exists() {
                 continue;
             }
+            // A service's data volume is copied by the services phase, for the services
+            // this environment has.
+            let service = pv.name.strip_prefix("service-").unwrap_or_default();
+            if !service.is_empty()
+                && matches!(
+                    platform.state().service(project, parent, service),
+                    Ok(Some(_))
+                )
+            {
+                continue;
+            }
             let wanted = sizes.iter().find(|s| s.name == pv.name);
             let parent_mb = pv.size_mb().map_err(fail)?;
             if wanted.is_some_and(|w| w.size_mb < parent_mb) {

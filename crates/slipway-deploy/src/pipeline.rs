@@ -197,12 +197,29 @@ pub async fn stage(
     let state = platform.state();
     let internal = |e: slipway_state::StateError| PhaseError::new("deploy", e.to_string());
 
-    // services: the topology's services run and answer before any app of it starts
+    // services: the topology's services run and answer before any app of it starts; a new
+    // environment's start on a copy of its parent's data, as its mounts do.
     let netns = provision::ensure_netns(platform, target)?;
+    let parent = match live {
+        Some(_) => None,
+        None => {
+            let (p, project, env, commit) = (
+                platform.clone(),
+                target.project.clone(),
+                target.env.clone(),
+                target.new,
+            );
+            tokio::task::spawn_blocking(move || {
+                crate::mounts::parent_env(&p, &project, &env, commit)
+            })
+            .await
+            .ok()
+        }
+    };
     let services = services::converge(
         platform,
-        &target.project,
-        &target.env,
+        (&target.project, &target.env),
+        parent.as_deref(),
         &netns,
         &topology,
         out,
@@ -240,11 +257,10 @@ pub async fn stage(
             .unwrap_or_default();
         let p = platform.clone();
         let (project, env) = (target.project.clone(), target.env.clone());
-        let (is_new, commit) = (live.is_none(), target.new);
+        let parent = parent.clone();
         let sizes = spec.volumes.clone();
         let o = out.clone();
         tokio::task::spawn_blocking(move || {
-            let parent = is_new.then(|| crate::mounts::parent_env(&p, &project, &env, commit));
             crate::mounts::prepare(
                 &p,
                 (&project, &env),
@@ -357,6 +373,9 @@ pub async fn commit(
             retire::spawn(platform.clone(), old, old_route);
         }
         None => out.phase("retire", "nothing to retire"),
+    }
+    if target.has_option("allow-data-loss") {
+        services::remove_dropped(platform, live.as_ref(), &topology, out).await;
     }
     info!(release = release.number, "live");
     out.line(&format!(

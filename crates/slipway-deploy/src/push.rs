@@ -390,7 +390,8 @@ impl PushPipeline {
         }
     }
 
-    /// A deleted branch: its environment stops serving (data and releases stay).
+    /// A deleted branch: its environment stops serving; once its apps stopped, its services
+    /// stop and its volumes are unmounted (data and releases stay).
     async fn delete_branch(
         &self,
         repo: &Repo,
@@ -399,6 +400,7 @@ impl PushPipeline {
     ) -> Result<(), String> {
         let state = self.platform.state();
         if let Ok(Some(e)) = state.environment(&self.project, env) {
+            let mut old = None;
             if let Some(r) = e
                 .current_release
                 .and_then(|id| state.release(id).ok().flatten())
@@ -408,11 +410,17 @@ impl PushPipeline {
                     .platform
                     .router()
                     .remove(&switch::env_key(&self.project, env));
-                if let Some(spec) = ReleaseSpec::from_json(&r.spec) {
-                    retire::spawn(self.platform.clone(), spec, routed);
-                }
+                old = ReleaseSpec::from_json(&r.spec).map(|spec| (spec, routed));
             }
             let _ = state.deactivate_environment(&self.project, env);
+            let (platform, project, env) =
+                (self.platform.clone(), self.project.clone(), env.to_string());
+            tokio::spawn(async move {
+                if let Some((spec, routed)) = old {
+                    retire::run(&platform, spec, routed).await;
+                }
+                crate::services::data::stop_environment(&platform, &project, &env).await;
+            });
         }
         repo.update_ref(
             &update.refname,

@@ -35,16 +35,19 @@ pub fn delay_removals(delay: Duration) {
 
 /// Retire `old` (the spec of the release that was live) after draining `release`.
 pub fn spawn(platform: Arc<Platform>, old: ReleaseSpec, release: Option<Arc<LiveRelease>>) {
-    tokio::spawn(async move {
-        if let Some(release) = release {
-            drain(&release, platform.settings().drain_timeout).await;
-        }
-        let delay = REMOVAL_DELAY_MS.load(Ordering::Relaxed);
-        if delay > 0 {
-            tokio::time::sleep(Duration::from_millis(delay)).await;
-        }
-        crate::provision::remove_release(&platform, &old, Duration::from_secs(3)).await;
-    });
+    tokio::spawn(async move { run(&platform, old, release).await });
+}
+
+/// Retire `old` after draining `release`, and return once its containers stopped.
+pub async fn run(platform: &Platform, old: ReleaseSpec, release: Option<Arc<LiveRelease>>) {
+    if let Some(release) = release {
+        drain(&release, platform.settings().drain_timeout).await;
+    }
+    let delay = REMOVAL_DELAY_MS.load(Ordering::Relaxed);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    crate::provision::remove_release(platform, &old, Duration::from_secs(3)).await;
 }
 
 /// Wait for `release`'s in-flight requests to finish, at most `timeout`; then close its

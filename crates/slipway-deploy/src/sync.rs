@@ -1,18 +1,21 @@
-//! `sync PROJECT ENV`: the environment's mount data replaced by a fresh copy of its parent's
-//! ([`crate::mounts::parent_env`] of its branch head: the branch it was made from, else
-//! `main`), under the environment's deploy lock.
+//! `sync PROJECT ENV`: the environment's data (its mounts' and its services') replaced by a
+//! fresh copy of its parent's ([`crate::mounts::parent_env`] of its branch head: the branch
+//! it was made from, else `main`), under the environment's deploy lock.
 //!
 //! The parent's volumes are copied first, each frozen only while its image is copied (see
-//! [`crate::volumes::Volume::snapshot_to`]), so the parent never stops. Then the
-//! environment's apps stop, its volumes are swapped for the copies, and its live release
-//! starts again on them (the apps are down for that restart).
+//! [`crate::volumes::Volume::snapshot_to`]), so the parent never stops; a service's copy is
+//! crash-consistent, which PostgreSQL, MariaDB and Redis recover from at start. A service's
+//! volume is copied only into the same service (name, type and version) of the
+//! environment. Then the environment's apps and those services stop, its volumes are
+//! swapped for the copies, and its services and live release start again on them (the
+//! apps are down for that restart).
 
 use std::sync::Arc;
 
 use crate::environment::ReleaseSpec;
 use crate::mounts::PARENT_ENV;
 use crate::output::Sink;
-use crate::{provision, restore, Platform};
+use crate::{provision, restore, services, Platform};
 
 /// Copy the parent's volumes over `env`'s; returns a summary line, or a message for the user.
 pub async fn run(
@@ -58,7 +61,35 @@ pub async fn run(
         .and_then(|en| en.current_release)
         .and_then(|id| state.release(id).ok().flatten());
     let spec = live.as_ref().and_then(|r| ReleaseSpec::from_json(&r.spec));
-    let sizes = spec.as_ref().map(|s| s.volumes.clone()).unwrap_or_default();
+    let mut sizes = spec.as_ref().map(|s| s.volumes.clone()).unwrap_or_default();
+    // The services both environments have alike, with this one's disk.
+    let topology = live
+        .as_ref()
+        .and_then(|r| serde_json::from_value::<slipway_config::Topology>(r.topology.clone()).ok());
+    let mut services = Vec::new();
+    for r in state.services(project, env).map_err(|e| e.to_string())? {
+        let same = state
+            .service(project, &parent, &r.name)
+            .map_err(|e| e.to_string())?
+            .is_some_and(|p| p.service_type == r.service_type && p.version == r.version);
+        if same {
+            let disk = topology
+                .as_ref()
+                .and_then(|t| t.service(&r.name))
+                .and_then(|s| s.disk);
+            sizes.push(crate::mounts::VolumeSize {
+                name: format!("service-{}", r.name),
+                size_mb: services::data::size_mb(disk),
+            });
+            services.push((r, disk));
+        }
+    }
+    let parent_services: Vec<String> = state
+        .services(project, &parent)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|r| format!("service-{}", r.name))
+        .collect();
 
     // Copies of the parent's volumes, beside the environment's own (not those bigger than
     // this environment's disk: volumes never shrink).
@@ -70,6 +101,11 @@ pub async fn run(
         let store = p.data().volumes();
         let mut copies = Vec::new();
         for pv in store.volumes(&proj, &from)? {
+            let ours = wanted.iter().any(|w| w.name == pv.name);
+            if parent_services.contains(&pv.name) && !ours {
+                // A service this environment does not have alike.
+                continue;
+            }
             let parent_mb = pv.size_mb()?;
             if wanted
                 .iter()
@@ -92,10 +128,19 @@ pub async fn run(
         copies.len()
     ));
 
-    // Stop the apps, swap the volumes, start the live release again.
+    // Stop the apps and the services copied, swap the volumes, start them again.
     if let Some(spec) = &spec {
         say("-----> stopping the apps of this environment");
         provision::remove_release(platform, spec, std::time::Duration::from_secs(5)).await;
+    }
+    let copied = |r: &slipway_state::ServiceRecord| {
+        copies
+            .iter()
+            .any(|(c, _)| c.name == format!("service-{}", r.name))
+    };
+    for (r, _) in services.iter().filter(|(r, _)| copied(r)) {
+        say(&format!("-----> stopping service {}", r.name));
+        services::stop(platform, r).await;
     }
     for (child, tmp) in &copies {
         child.unmount().map_err(|e| e.to_string())?;
@@ -106,12 +151,27 @@ pub async fn run(
             child.ensure(w.size_mb).map_err(|e| e.to_string())?;
         }
     }
+    let netns = crate::environment::netns_name(platform.instance(), project, env);
+    for (r, disk) in services.iter().filter(|(r, _)| copied(r)) {
+        say(&format!("-----> starting service {} on its copy", r.name));
+        let (p, rec, disk) = (platform.clone(), r.clone(), *disk);
+        tokio::task::spawn_blocking(move || services::data::prepare(&p, &rec, disk, None))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        slipway_runtime::netns::ensure(&netns).map_err(|e| e.to_string())?;
+        services::start(platform, r, &netns).await?;
+        services::wait_ready(platform, r, services::READY_TIMEOUT).await?;
+        state
+            .set_service_state(project, env, &r.name, slipway_state::ServiceState::Running)
+            .map_err(|e| e.to_string())?;
+    }
     if let (Some(release), Some(spec)) = (&live, &spec) {
         say("-----> starting the apps again");
         restore::bring_up(platform, release, spec, &Default::default()).await?;
     }
     Ok(format!(
-        "{env} now has a copy of {parent}'s mount data ({} volume(s))",
+        "{env} now has a copy of {parent}'s mount data and service data ({} volume(s))",
         copies.len()
     ))
 }

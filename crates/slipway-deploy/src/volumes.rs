@@ -378,6 +378,12 @@ impl Volume {
             })
     }
 
+    /// Whether its file system grows at its next mount (its image grew while it was mounted
+    /// and this server could not grow it online).
+    pub fn grows_at_next_mount(&self) -> bool {
+        self.pending_growth().exists()
+    }
+
     /// The marker of a growth left for the next mount.
     fn pending_growth(&self) -> PathBuf {
         self.image.with_extension("grow")
@@ -431,6 +437,52 @@ impl Volume {
     /// symbolic link an app made is never followed on the host).
     pub fn folder(&self, relative: &str, owner: RunAs) -> Result<PathBuf, VolumeError> {
         self.folder_below("files", relative, owner)
+    }
+
+    /// The folder `data` at the root of the mounted volume, made if missing and then owned by
+    /// `owner`: where a service (PostgreSQL, MariaDB, Redis, ...) keeps its data, its
+    /// container's `/app`.
+    pub fn service_data(&self, owner: RunAs) -> Result<PathBuf, VolumeError> {
+        self.folder_below("", "data", owner)
+    }
+
+    /// The room left on the host's disk below the volume's folder (MB): a volume is a
+    /// sparse file, so the host must have room for what will be written to it.
+    pub fn host_free_mb(&self) -> Result<u64, VolumeError> {
+        let mut at = self.image.parent().unwrap_or(Path::new("/")).to_path_buf();
+        while !at.exists() {
+            match at.parent() {
+                Some(p) => at = p.to_path_buf(),
+                None => break,
+            }
+        }
+        let st = nix::sys::statvfs::statvfs(&at).map_err(|e| VolumeError::Io {
+            what: format!("measuring {}", at.display()),
+            source: e.into(),
+        })?;
+        Ok(st.blocks_available() as u64 * st.fragment_size() as u64 / MIB)
+    }
+
+    /// Unmount the volume and delete it (its image, its folder, a pending growth): its data
+    /// is gone. Nothing to do when it does not exist.
+    pub fn remove(&self) -> Result<(), VolumeError> {
+        self.unmount()?;
+        for f in [
+            self.image.clone(),
+            self.pending_growth(),
+            self.image.with_extension("img.new"),
+        ] {
+            match std::fs::remove_file(&f) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(format!("removing {}", f.display()))(e)),
+            }
+        }
+        match std::fs::remove_dir(&self.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(format!("removing {}", self.dir.display()))(e)),
+        }
     }
 
     /// Like [`Volume::folder`], below `tmp/CONTAINER/`: a `tmp` mount of one container.

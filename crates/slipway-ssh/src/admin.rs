@@ -32,7 +32,7 @@ Commands (ssh -p PORT git@HOST COMMAND, each takes --json):
   activity log ID                 the whole log of one activity
   rollback PROJECT ENV [RELEASE]  back to the previous (or the given) release, in a second
   redeploy PROJECT ENV            the live release again, in fresh containers
-  sync PROJECT ENV                a fresh copy of the parent's mount data (the apps restart; admins)
+  sync PROJECT ENV                a fresh copy of the parent's mount and service data (they restart; admins)
   backup create PROJECT ENV       dumps of every service and a tar of every mount, kept in the archive
   backup ls PROJECT ENV           backups of an environment, newest first
   backup restore PROJECT ENV ID   services and mounts back as backup ID has them (the apps restart; admins)

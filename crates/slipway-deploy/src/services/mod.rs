@@ -6,11 +6,13 @@
 //!
 //! Each runs in its own runc container on its service stack, as the project's
 //! unprivileged user, in the environment's network namespace on a loopback address of its
-//! own (`127.1.0.N`, its standard port), with its data in [`data_dir`] mounted at `/app`.
+//! own (`127.1.0.N`, its standard port), with its data in [`data_dir`] mounted at `/app`:
+//! the `data/` folder of a volume of its own sized from its `disk` ([`data`]).
 //! Apps reach a relationship `REL: "NAME:ENDPOINT"` at `REL.internal` through their
 //! generated `/etc/hosts` ([`relationship_hosts`]), with the generated credentials kept in
 //! state ([`fill_relationships`]).
 
+pub mod data;
 pub mod recipe;
 
 use std::collections::{BTreeMap, HashSet};
@@ -44,25 +46,21 @@ pub fn container_id(project: &str, env: &str, name: &str) -> String {
     format!("{project}.{env}.{name}.service")
 }
 
-/// Where a service keeps its data: `DATA/volumes/PROJECT/ENV/services/NAME`, its
-/// container's `/app`. The one place that says so, for disk-limited volumes to replace.
+/// Where a service keeps its data: the folder `data` of its volume `service-NAME`
+/// (mounted at `DATA/volumes/PROJECT/ENV/service-NAME/`, see [`data`]), its container's
+/// `/app`.
 pub fn data_dir(platform: &Platform, project: &str, env: &str, name: &str) -> PathBuf {
     platform
         .data()
         .volumes()
         .env_dir(project, env)
-        .join("services")
-        .join(name)
+        .join(format!("service-{name}"))
+        .join("data")
 }
 
-/// The bytes a service's data folder holds.
+/// The bytes a service's data uses on its volume (0 while the volume is not mounted).
 pub fn disk_used(platform: &Platform, record: &ServiceRecord) -> u64 {
-    slipway_stack::dir_size(&data_dir(
-        platform,
-        &record.project,
-        &record.environment,
-        &record.name,
-    ))
+    data::disk(platform, record).map_or(0, |(used, _)| used)
 }
 
 /// The output of a service's container.
@@ -214,7 +212,9 @@ fn resolve(record: &ServiceRecord) -> Result<Resolution, String> {
     slipway_stack::resolve_service(&record.service_type, &record.version).map_err(|e| e.to_string())
 }
 
-/// Start the container of `record` (its data folder made and owned by the project's user).
+/// Start the container of `record` on its volume (made by [`data::prepare`]; mounted here
+/// if it is not, never replaced by a folder on the host's disk), its data folder owned by
+/// the project's user.
 pub async fn start(
     platform: &Arc<Platform>,
     record: &ServiceRecord,
@@ -226,9 +226,12 @@ pub async fn start(
         .ok_or_else(|| format!("service type {} has no recipe", record.service_type))?;
     let root = stack_root(platform, &resolved).await?;
     let (project, env, name) = (&record.project, &record.environment, &record.name);
-    let dir = data_dir(platform, project, env, name);
     let run_as = crate::isolation::run_as(project);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let volume = data::volume(platform, project, env, name).map_err(|e| e.to_string())?;
+    volume.mount().map_err(|e| format!("service {name}: {e}"))?;
+    let dir = volume
+        .service_data(run_as)
+        .map_err(|e| format!("service {name}: {e}"))?;
     run_as.own_tree(&dir).map_err(|e| e.to_string())?;
     let log = log_path(platform, project, env, name);
     if let Some(parent) = log.parent() {
@@ -368,22 +371,26 @@ async fn running(platform: &Platform, record: &ServiceRecord) -> bool {
 
 /// Bring the environment's services to its topology's: every service there runs and
 /// answers; running ones are left alone (a deploy that changes no service restarts none).
+/// Each service's volume is made ready first ([`data::prepare`]: sized from its `disk`,
+/// grown online, a shrink refused); a service this call adds to a new environment starts
+/// on a copy of the same service's data in `parent` (same type and version).
 /// A service that fails its first start is removed again with every other service this
-/// call added (and the data folders this call made for them; a folder found there stays),
+/// call added (and the volumes this call made for them; data found there stays),
 /// so the push is rejected with nothing changed.
 /// Returns the environment's services. Services no longer in the topology keep running
-/// with their data (removing data is never a side effect of a deploy).
+/// with their data (removed only by [`data::remove`] after a deploy pushed with
+/// `-o allow-data-loss` is live).
 pub async fn converge(
     platform: &Arc<Platform>,
-    project: &str,
-    env: &str,
+    (project, env): (&str, &str),
+    parent: Option<&str>,
     netns: &str,
     topology: &Topology,
     out: &Output,
 ) -> Result<Vec<ServiceRecord>, PhaseError> {
     let fail = |m: String| PhaseError::new("services", m);
     let state = platform.state();
-    // Services this call added, and whether their data folder was there already.
+    // Services this call added, and whether their data was there already.
     let mut added: Vec<(ServiceRecord, bool)> = Vec::new();
     let result = async {
         for svc in &topology.services {
@@ -434,7 +441,9 @@ pub async fn converge(
                         password,
                         state: ServiceState::Starting,
                     };
-                    let found = data_dir(platform, project, env, &svc.name).exists();
+                    let found = data::legacy_dir(platform, project, env, &svc.name).exists()
+                        || data::volume(platform, project, env, &svc.name)
+                            .is_ok_and(|v| v.exists());
                     state
                         .add_service(&record)
                         .map_err(|e| fail(e.to_string()))?;
@@ -442,6 +451,38 @@ pub async fn converge(
                     (record, true)
                 }
             };
+            let is_running = running(platform, &record).await;
+            let legacy = data::legacy_dir(platform, project, env, &record.name).is_dir();
+            if is_running && legacy {
+                // Its data moves onto a volume: not while the server writes to it.
+                out.line(&format!(
+                    "       service {}: stopping it to move its data onto a volume",
+                    record.name
+                ));
+                stop(platform, &record).await;
+            }
+            // The same service of the parent environment, copied into a new one.
+            let from = match parent.filter(|p| *p != env && new) {
+                Some(p) => state
+                    .service(project, p, &record.name)
+                    .map_err(|e| fail(e.to_string()))?
+                    .filter(|ps| {
+                        ps.service_type == record.service_type && ps.version == record.version
+                    })
+                    .and_then(|_| data::volume(platform, project, p, &record.name).ok())
+                    .map(|v| (p.to_string(), v)),
+                None => None,
+            };
+            let (p, r, disk) = (platform.clone(), record.clone(), svc.disk);
+            let notes = tokio::task::spawn_blocking(move || {
+                data::prepare(&p, &r, disk, from.as_ref().map(|(e, v)| (e.as_str(), v)))
+            })
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .map_err(|e| fail(e.to_string()))?;
+            for n in notes {
+                out.line(&format!("       service {}: {n}", record.name));
+            }
             if matches!(record.service_type.as_str(), "mariadb" | "mysql") {
                 // Schemas and endpoints: applied at each start of the service.
                 let sql = recipe::mysql_endpoints_sql(&svc.configuration, &record.password)
@@ -451,7 +492,21 @@ pub async fn converge(
                 write_secret(&dir, &file, sql.as_bytes())
                     .map_err(|e| fail(format!("{}: {e}", file.display())))?;
             }
-            if running(platform, &record).await {
+            let volume = data::volume(platform, project, env, &record.name)
+                .map_err(|e| fail(format!("service {}: {e}", record.name)))?;
+            if is_running && !legacy && volume.grows_at_next_mount() {
+                // Its disk grew, but this server cannot grow a mounted file system: the
+                // service restarts on it, grown while unmounted, so the disk it asked for is
+                // the disk it has.
+                out.line(&format!(
+                    "       service {}: restarting it on its grown disk (this server cannot grow a mounted volume: no CAP_SYS_RESOURCE)",
+                    record.name
+                ));
+                stop(platform, &record).await;
+                volume
+                    .unmount()
+                    .map_err(|e| fail(format!("service {}: {e}", record.name)))?;
+            } else if is_running && !legacy {
                 continue;
             }
             start(platform, &record, netns).await.map_err(fail)?;
@@ -488,7 +543,9 @@ pub async fn converge(
             let _ = state.remove_service(project, env, &r.name);
             // Only what this start made goes: data found there is never removed.
             if !found {
-                let _ = std::fs::remove_dir_all(data_dir(platform, project, env, &r.name));
+                if let Ok(v) = data::volume(platform, project, env, &r.name) {
+                    let _ = v.remove();
+                }
             }
         }
         return Err(e);
@@ -498,10 +555,24 @@ pub async fn converge(
         .map_err(|e| fail(e.to_string()))
 }
 
+/// The `disk` of a service in its environment's live release (None: unset, or no live
+/// release).
+fn live_disk(platform: &Platform, record: &ServiceRecord) -> Option<u64> {
+    let state = platform.state();
+    let env = state
+        .environment(&record.project, &record.environment)
+        .ok()??;
+    let release = state.release(env.current_release?).ok()??;
+    let topology: Topology = serde_json::from_value(release.topology).ok()?;
+    topology.service(&record.name)?.disk
+}
+
 /// At `serve` start, before any app: adopt every service still running and start the
-/// others (stopped by `slipway down` or a crash). Returns the ids of their containers,
+/// others (stopped by `slipway down` or a crash), on their volumes (mounted again, data
+/// of an older Slipway's plain folder moved onto one). Returns the ids of their containers,
 /// which restore never removes. `running`: the containers running now (restore's one
-/// `runc list`), so adopting costs no `runc state` per service.
+/// `runc list`), so adopting costs no `runc state` per service. The services of an
+/// environment with no live release (a deleted branch) stay stopped.
 pub async fn restore(platform: &Arc<Platform>, running: &HashSet<String>) -> HashSet<String> {
     let mut keep = HashSet::new();
     let records = match platform.state().all_services() {
@@ -512,16 +583,44 @@ pub async fn restore(platform: &Arc<Platform>, running: &HashSet<String>) -> Has
         }
     };
     for r in records {
+        let live = matches!(
+            platform.state().environment(&r.project, &r.environment),
+            Ok(Some(e)) if e.current_release.is_some()
+        );
+        if !live {
+            if r.state != ServiceState::Stopped {
+                let _ = platform.state().set_service_state(
+                    &r.project,
+                    &r.environment,
+                    &r.name,
+                    ServiceState::Stopped,
+                );
+            }
+            continue;
+        }
         let id = container_id(&r.project, &r.environment, &r.name);
         let adopted = running.contains(&id);
         keep.insert(id);
-        if adopted {
+        let legacy = data::legacy_dir(platform, &r.project, &r.environment, &r.name).is_dir();
+        if adopted && !legacy {
             info!(project = %r.project, env = %r.environment, service = %r.name, "service adopted");
             continue;
+        }
+        if adopted {
+            // Its data moves onto a volume: not while the server writes to it.
+            stop(platform, &r).await;
         }
         let netns = crate::environment::netns_name(platform.instance(), &r.project, &r.environment);
         let result = async {
             slipway_runtime::netns::ensure(&netns).map_err(|e| e.to_string())?;
+            let (p, rec, disk) = (platform.clone(), r.clone(), live_disk(platform, &r));
+            let notes = tokio::task::spawn_blocking(move || data::prepare(&p, &rec, disk, None))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            for n in notes {
+                info!(project = %r.project, env = %r.environment, service = %r.name, "{n}");
+            }
             start(platform, &r, &netns).await?;
             wait_ready(platform, &r, READY_TIMEOUT).await
         }
@@ -541,6 +640,45 @@ pub async fn restore(platform: &Arc<Platform>, running: &HashSet<String>) -> Has
             .set_service_state(&r.project, &r.environment, &r.name, st);
     }
     keep
+}
+
+/// After a deploy pushed with `-o allow-data-loss` went live: the services of `live`'s
+/// topology (the release it replaced) that the new `topology` no longer has are stopped and
+/// their data deleted ([`data::remove`]). Never before the deploy is live: a failed deploy
+/// leaves them running with their data. Rollbacks and redeploys never get here.
+pub async fn remove_dropped(
+    platform: &Platform,
+    live: Option<&slipway_state::Release>,
+    topology: &Topology,
+    out: &Output,
+) {
+    let Some(live) = live else { return };
+    let Ok(old) = serde_json::from_value::<Topology>(live.topology.clone()) else {
+        return;
+    };
+    for svc in old
+        .services
+        .iter()
+        .filter(|s| topology.service(&s.name).is_none())
+    {
+        let record = match platform
+            .state()
+            .service(&live.project, &live.environment, &svc.name)
+        {
+            Ok(Some(r)) => r,
+            _ => continue,
+        };
+        match data::remove(platform, &record).await {
+            Ok(()) => out.line(&format!(
+                "       service {} removed with its data (-o allow-data-loss)",
+                svc.name
+            )),
+            Err(e) => out.line(&format!(
+                "       warning: service {} not removed: {e}",
+                svc.name
+            )),
+        }
+    }
 }
 
 /// Stop every service cleanly (`slipway down`); their data stays.

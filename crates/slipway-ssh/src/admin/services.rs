@@ -1,5 +1,6 @@
 //! `services PROJECT ENV` over SSH: the services of an environment with their type, state
-//! and the disk their data uses (every role of the project may look, as with `envs`).
+//! and the disk their data uses on its volume, of its size (every role of the project may
+//! look, as with `envs`).
 
 use std::sync::Arc;
 
@@ -21,13 +22,14 @@ pub(crate) fn run(
     let rows: Vec<serde_json::Value> = records
         .iter()
         .map(|s| {
-            let used = slipway_deploy::services::disk_used(platform, s);
+            let disk = slipway_deploy::services::data::disk(platform, s);
             serde_json::json!({
                 "name": s.name,
                 "type": format!("{}:{}", s.service_type, s.version),
                 "state": s.state,
                 "address": s.address.to_string(),
-                "disk_used": used,
+                "disk_used": disk.map_or(0, |(used, _)| used),
+                "disk_size_mb": disk.map(|(_, size)| size),
             })
         })
         .collect();
@@ -41,8 +43,12 @@ pub(crate) fn run(
         .iter()
         .map(|r| {
             let mib = r["disk_used"].as_u64().unwrap_or(0) as f64 / (1024.0 * 1024.0);
+            let disk = match r["disk_size_mb"].as_u64() {
+                Some(size) => format!("{mib:.1} MiB used of {size} MiB"),
+                None => "disk not mounted".to_string(),
+            };
             format!(
-                "{}\t{}\t{}\t{mib:.1} MiB used\n",
+                "{}\t{}\t{}\t{disk}\n",
                 r["name"].as_str().unwrap_or_default(),
                 r["type"].as_str().unwrap_or_default(),
                 r["state"].as_str().unwrap_or_default(),
