@@ -265,7 +265,8 @@ pub async fn start(
         mounts: vec![],
         netns: Some(netns_path(netns)),
         hostname: name.clone(),
-        hosts: vec![],
+        // `localhost` and the service's own name (RabbitMQ's Erlang node name needs one).
+        hosts: vec![(name.clone(), IpAddr::V4(record.address))],
         annotations,
         run_as,
         limits: limits(),
@@ -449,6 +450,20 @@ pub async fn converge(
                 let dir = data_dir(platform, project, env, &svc.name);
                 let file = dir.join(recipe::ENDPOINTS_FILE);
                 write_secret(&dir, &file, sql.as_bytes())
+                    .map_err(|e| fail(format!("{}: {e}", file.display())))?;
+            }
+            if record.service_type == "rabbitmq" {
+                // Users, vhosts and permissions: imported at each start of the service.
+                let mut salt = [0u8; 4];
+                std::fs::File::open("/dev/urandom")
+                    .and_then(|mut f| f.read_exact(&mut salt))
+                    .map_err(|e| fail(format!("reading random bytes: {e}")))?;
+                let json =
+                    recipe::rabbitmq_definitions(&svc.configuration, &record.password, salt)
+                        .map_err(|m| fail(format!("service {}: {m}", svc.name)))?;
+                let dir = data_dir(platform, project, env, &svc.name);
+                let file = dir.join(recipe::DEFINITIONS_FILE);
+                write_secret(&dir, &file, json.as_bytes())
                     .map_err(|e| fail(format!("{}: {e}", file.display())))?;
             }
             if running(platform, &record).await {
