@@ -37,6 +37,13 @@ impl Resolution {
                     used = self.stack.version,
                     major = major(asked),
                 )
+            } else if self.stack.language == Language::ChromeHeadless {
+                // A browser keeps no data: another major is just a newer browser.
+                format!(
+                    "{lang}:{asked} is not available on this server; using {lang}:{used}, the browser version it has",
+                    lang = self.stack.language,
+                    used = self.stack.version,
+                )
             } else {
                 format!(
                     "{lang}:{asked} is not available on this server; using {lang}:{used}, the nearest version it has (another major version: its data is created by {lang} {used})",

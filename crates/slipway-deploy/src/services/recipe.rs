@@ -134,14 +134,14 @@ pub fn rabbitmq_definitions(
     Ok(definitions.to_string())
 }
 
-/// A ready command that makes one plain HTTP/1.0 request to `addr:port` with bash's
+/// A ready command that makes one plain HTTP/1.1 request (`Connection: close`) to `addr:port` with bash's
 /// `/dev/tcp` (every stack has bash) and prints the answer.
 fn http_probe(addr: impl std::fmt::Display, port: u16, path: &str) -> Vec<String> {
     vec![
         "/bin/bash".into(),
         "-c".into(),
         format!(
-            "exec 3<>/dev/tcp/{addr}/{port} && printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' >&3 && {{ timeout 3 cat <&3 || true; }}"
+            "exec 3<>/dev/tcp/{addr}/{port} && printf 'GET {path} HTTP/1.1\\r\\nHost: {addr}:{port}\\r\\nConnection: close\\r\\n\\r\\n' >&3 && {{ timeout 3 cat <&3 || true; }}"
         ),
     ]
 }
@@ -407,5 +407,54 @@ mod tests {
         let kept = recipe(&record("redis-persistent"), Language::Redis, "7.0").unwrap();
         assert!(kept.start.contains("--appendonly yes"));
         assert!(recipe(&record("python"), Language::Python, "3.11").is_none());
+    }
+
+    #[test]
+    fn rabbitmq_definitions_hold_the_salted_password_hash_and_every_vhost() {
+        use base64::Engine as _;
+        let conf = serde_json::json!({"vhosts": ["orders", "/"]});
+        let json = rabbitmq_definitions(&conf, "pw", [1, 2, 3, 4]).unwrap();
+        let d: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(d["users"][0]["name"], "guest");
+        let hash = base64::engine::general_purpose::STANDARD
+            .decode(d["users"][0]["password_hash"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(&hash[..4], &[1, 2, 3, 4]);
+        assert_eq!(&hash[4..], Sha256::digest(b"\x01\x02\x03\x04pw").as_slice());
+        assert!(
+            !json.contains("\"pw\""),
+            "the password itself is never written"
+        );
+        let vhosts: Vec<_> = d["vhosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| &v["name"])
+            .collect();
+        assert_eq!(vhosts, ["/", "orders"]);
+        assert_eq!(d["permissions"].as_array().unwrap().len(), 2);
+        assert!(rabbitmq_definitions(&serde_json::json!({"vhosts": "x"}), "pw", [0; 4]).is_err());
+        assert!(rabbitmq_definitions(&serde_json::json!({"vhosts": [""]}), "pw", [0; 4]).is_err());
+    }
+
+    #[test]
+    fn new_service_types_listen_on_the_service_address() {
+        let mut r = record("rabbitmq");
+        r.username = "guest".into();
+        let rabbit = recipe(&r, Language::Rabbitmq, "3.10").unwrap();
+        assert!(rabbit
+            .start
+            .contains("listeners.tcp.default = 127.1.0.2:5672"));
+        assert!(rabbit.start.contains("rabbit2@localhost"));
+        let chrome = recipe(&record("chrome-headless"), Language::ChromeHeadless, "156").unwrap();
+        assert!(chrome.start.contains("bind=127.1.0.2"));
+        assert!(chrome.start.contains("--remote-debugging-port=9302"));
+        assert_eq!(chrome.ready_output, Some("webSocketDebuggerUrl"));
+        let influx = recipe(&record("influxdb"), Language::Influxdb, "1.6").unwrap();
+        assert!(influx
+            .start
+            .contains("INFLUXDB_HTTP_BIND_ADDRESS=127.1.0.2:8086"));
+        assert_eq!(username("rabbitmq"), "guest");
+        assert_eq!(username("influxdb"), "");
     }
 }
