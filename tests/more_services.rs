@@ -296,3 +296,45 @@ fn an_app_writes_and_reads_influxdb_points_and_influxdb_2_is_refused() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("0.64"), "{body}");
 }
+
+#[test]
+fn postgresql_creates_its_configured_extensions_and_refuses_missing_ones() {
+    let server = Server::start();
+    let services = "db:\n  type: postgresql:15\n  configuration:\n    extensions:\n      - pg_trgm\n      - hstore\n";
+    let (app, _) = push_app(&server, "  database: 'db:postgresql'\n", services);
+    let o = slipway_e2e::run(
+        std::process::Command::new("runc")
+            .arg("--root")
+            .arg(server.data.join("runtime/state"))
+            .args([
+                "exec",
+                "demo.main.db.service",
+                "/usr/lib/postgresql/15/bin/psql",
+                "-tA",
+                "-h",
+                "/tmp",
+                "-U",
+                "main",
+                "main",
+                "-c",
+                "SELECT string_agg(extname, ',' ORDER BY extname) FROM pg_extension",
+            ]),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "hstore,pg_trgm,plpgsql"
+    );
+    // An extension the stack lacks (postgis is not in the postgresql stacks) fails the
+    // new service's start, naming it, and the push is refused.
+    app.write(
+        ".platform/services.yaml",
+        &format!("{services}geo:\n  type: postgresql:15\n  configuration:\n    extensions:\n      - postgis\n"),
+    );
+    app.commit("postgis");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    assert!(!o.status.success(), "postgis was accepted:\n{out}");
+    assert!(out.contains("extension postgis is not available"), "{out}");
+    assert_eq!(get(&server, "/rels").0, 200);
+}

@@ -452,6 +452,15 @@ pub async fn converge(
                 write_secret(&dir, &file, sql.as_bytes())
                     .map_err(|e| fail(format!("{}: {e}", file.display())))?;
             }
+            if record.service_type == "postgresql" {
+                // Extensions: created at each start of the service.
+                let lines = recipe::postgresql_extensions(&svc.configuration)
+                    .map_err(|m| fail(format!("service {}: {m}", svc.name)))?;
+                let dir = data_dir(platform, project, env, &svc.name);
+                let file = dir.join(recipe::EXTENSIONS_FILE);
+                write_secret(&dir, &file, lines.as_bytes())
+                    .map_err(|e| fail(format!("{}: {e}", file.display())))?;
+            }
             if record.service_type == "rabbitmq" {
                 // Users, vhosts and permissions: imported at each start of the service.
                 let mut salt = [0u8; 4];

@@ -20,6 +20,31 @@ pub const ENDPOINTS_FILE: &str = "slipway-endpoints.sql";
 /// ([`rabbitmq_definitions`]), imported at each start.
 pub const DEFINITIONS_FILE: &str = "slipway-definitions.json";
 
+/// The file in a PostgreSQL service's data folder naming its `configuration.extensions`,
+/// one per line ([`postgresql_extensions`]), created in `main` at each start.
+pub const EXTENSIONS_FILE: &str = "slipway-extensions.txt";
+
+/// The lines of [`EXTENSIONS_FILE`]: each of `configuration.extensions` (a list of
+/// extension names, as on Platform.sh); names that are not plain words are refused.
+pub fn postgresql_extensions(configuration: &serde_json::Value) -> Result<String, String> {
+    let mut out = String::new();
+    let Some(list) = configuration.get("extensions") else {
+        return Ok(out);
+    };
+    let list = list
+        .as_array()
+        .ok_or_else(|| "`extensions` must be a list of extension names".to_string())?;
+    for e in list {
+        let name = e
+            .as_str()
+            .filter(|n| plain_name(&n.replace('-', "_")))
+            .ok_or_else(|| format!("extension {e} is not a plain name"))?;
+        out.push_str(name);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
 /// The password of a configured endpoint (its own user): derived from the service's
 /// generated password, so state keeps one secret per service.
 pub fn endpoint_password(service_password: &str, endpoint: &str) -> String {
@@ -215,6 +240,17 @@ if [ ! -s "$D/PG_VERSION" ]; then
   echo "CREATE DATABASE main" | {bin}/postgres --single -D "$D.init" postgres >/dev/null
   mv "$D.init" "$D"
 fi
+if [ -s /app/{EXTENSIONS_FILE} ]; then
+  while read -r ext; do
+    if [ ! -f "/usr/share/postgresql/{stack_version}/extension/$ext.control" ]; then
+      echo "extension $ext is not available on this server's postgresql:{stack_version}" >&2
+      exit 1
+    fi
+  done < /app/{EXTENSIONS_FILE}
+  while read -r ext; do
+    echo "CREATE EXTENSION IF NOT EXISTS \"$ext\""
+  done < /app/{EXTENSIONS_FILE} | {bin}/postgres --single -D "$D" main >/dev/null
+fi
 exec {bin}/postgres -D "$D" -c listen_addresses={addr} -c port=5432 -c unix_socket_directories=/tmp
 "#
                 ),
@@ -402,6 +438,17 @@ mod tests {
         assert!(pg.start.contains("listen_addresses=127.1.0.2"));
         assert!(pg.start.contains("/usr/lib/postgresql/15/bin/initdb"));
         assert!(!pg.start.contains("pw\n") && pg.start.contains("$SLIPWAY_SERVICE_PASSWORD"));
+        assert!(pg
+            .start
+            .contains("/usr/share/postgresql/15/extension/$ext.control"));
+        let conf = serde_json::json!({"extensions": ["pg_trgm", "uuid-ossp"]});
+        assert_eq!(
+            postgresql_extensions(&conf).unwrap(),
+            "pg_trgm\nuuid-ossp\n"
+        );
+        let bad = serde_json::json!({"extensions": ["x\"; DROP"]});
+        assert!(postgresql_extensions(&bad).is_err());
+        assert_eq!(postgresql_extensions(&serde_json::Value::Null).unwrap(), "");
         let cache = recipe(&record("redis"), Language::Redis, "7.0").unwrap();
         assert!(cache.start.contains("--appendonly no"));
         let kept = recipe(&record("redis-persistent"), Language::Redis, "7.0").unwrap();
