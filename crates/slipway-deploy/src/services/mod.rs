@@ -34,6 +34,16 @@ use crate::Platform;
 /// How long a service may take from start to answering.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// How long a service of `service_type` may take from start to answering: [`READY_TIMEOUT`],
+/// longer for RabbitMQ, whose Erlang boot (feature flags, definitions) takes minutes on a
+/// busy 2-core machine.
+pub fn ready_timeout(service_type: &str) -> Duration {
+    match service_type {
+        "rabbitmq" => Duration::from_secs(240),
+        _ => READY_TIMEOUT,
+    }
+}
+
 /// How long a stopping service may take to shut down cleanly before it is killed.
 pub const STOP_GRACE: Duration = Duration::from_secs(60);
 
@@ -479,7 +489,7 @@ pub async fn converge(
                 continue;
             }
             start(platform, &record, netns).await.map_err(fail)?;
-            wait_ready(platform, &record, READY_TIMEOUT)
+            wait_ready(platform, &record, ready_timeout(&record.service_type))
                 .await
                 .map_err(|m| {
                     for l in m.lines().skip(1) {
@@ -547,7 +557,7 @@ pub async fn restore(platform: &Arc<Platform>, running: &HashSet<String>) -> Has
         let result = async {
             slipway_runtime::netns::ensure(&netns).map_err(|e| e.to_string())?;
             start(platform, &r, &netns).await?;
-            wait_ready(platform, &r, READY_TIMEOUT).await
+            wait_ready(platform, &r, ready_timeout(&r.service_type)).await
         }
         .await;
         let st = match result {
