@@ -42,6 +42,10 @@ pub const TEST_STACKS: &[&str] = &[
     "mariadb:10.11",
     "redis:7.0",
     "php:8.4",
+    // tests/more_services.rs (built here once: 3-7 minutes each on a busy 2-core machine).
+    "rabbitmq:3.10",
+    "chrome-headless:156",
+    "influxdb:1.6",
 ];
 
 /// The stacks folder shared by every test run on this machine (`SLIPWAY_STACKS_DIR` of

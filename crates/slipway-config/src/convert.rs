@@ -713,6 +713,9 @@ fn runs_here(kind: &str, version: &str, path: &KeyPath, pos: &Pos, diags: &mut V
                 diags.push(path.warning(pos, w));
             }
         }
+        Err(e @ slipway_stack::ResolveError::IncompatibleMajor { .. }) => {
+            diags.push(path.error(pos, e.to_string()))
+        }
         Err(_) => diags.push(path.warning(
             pos,
             format!(

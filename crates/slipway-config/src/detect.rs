@@ -104,7 +104,10 @@ impl DetectedStack {
             | Language::Mariadb
             | Language::Redis
             | Language::Valkey
-            | Language::Memcached => Vec::new(),
+            | Language::Memcached
+            | Language::Rabbitmq
+            | Language::ChromeHeadless
+            | Language::Influxdb => Vec::new(),
         };
         let mut script = String::from("set -e\n");
         for l in lines {
@@ -201,7 +204,10 @@ fn asked_version(src: &dyn ConfigSource, language: Language) -> Option<(&'static
         | Language::Mariadb
         | Language::Redis
         | Language::Valkey
-        | Language::Memcached => None,
+        | Language::Memcached
+        | Language::Rabbitmq
+        | Language::ChromeHeadless
+        | Language::Influxdb => None,
     }
 }
 

@@ -34,6 +34,12 @@ pub enum Language {
     Valkey,
     /// memcached (service type `memcached`).
     Memcached,
+    /// RabbitMQ (service type `rabbitmq`).
+    Rabbitmq,
+    /// Chromium run headless, with its DevTools endpoint (service type `chrome-headless`).
+    ChromeHeadless,
+    /// InfluxDB 1.x (service type `influxdb`).
+    Influxdb,
 }
 
 impl Language {
@@ -48,12 +54,15 @@ impl Language {
     ];
 
     /// Every service software, in the order `stack ls` shows them.
-    pub const SERVICES: [Language; 5] = [
+    pub const SERVICES: [Language; 8] = [
         Language::Postgresql,
         Language::Mariadb,
         Language::Redis,
         Language::Valkey,
         Language::Memcached,
+        Language::Rabbitmq,
+        Language::ChromeHeadless,
+        Language::Influxdb,
     ];
 
     /// Whether it is a service's server software rather than an app's language.
@@ -75,6 +84,9 @@ impl Language {
             Language::Redis => "redis",
             Language::Valkey => "valkey",
             Language::Memcached => "memcached",
+            Language::Rabbitmq => "rabbitmq",
+            Language::ChromeHeadless => "chrome-headless",
+            Language::Influxdb => "influxdb",
         }
     }
 
@@ -276,6 +288,11 @@ const MARIADB: &[&str] = &["mariadb-server", "mariadb-client"];
 const REDIS: &[&str] = &["redis-server", "redis-tools"];
 const VALKEY: &[&str] = &["valkey-server", "valkey-tools"];
 const MEMCACHED: &[&str] = &["memcached"];
+const RABBITMQ: &[&str] = &["rabbitmq-server"];
+/// Chromium, `socat` to publish its DevTools endpoint (which Chromium only binds on
+/// 127.0.0.1) on the service's address, and fonts to render pages with.
+const CHROMIUM: &[&str] = &["chromium", "socat", "fonts-liberation"];
+const INFLUXDB: &[&str] = &["influxdb"];
 
 const fn npm(version: &'static str, sha512: &'static str) -> NpmTarball {
     NpmTarball {
@@ -350,6 +367,12 @@ pub const CATALOG: &[Stack] = &[
     debian(Language::Redis, "7.0", Suite::Bookworm, REDIS),
     debian(Language::Valkey, "8.1", Suite::Trixie, VALKEY),
     debian(Language::Memcached, "1.6", Suite::Bookworm, MEMCACHED),
+    debian(Language::Rabbitmq, "3.10", Suite::Bookworm, RABBITMQ),
+    // Debian follows Chromium's stable releases within a suite: the version is the one
+    // bookworm(-security) had when this entry was written; a rebuild may get a newer one.
+    debian(Language::ChromeHeadless, "156", Suite::Bookworm, CHROMIUM),
+    // Debian packages InfluxDB 1.x only (1.6.7 in bookworm); there is no 2.x.
+    debian(Language::Influxdb, "1.6", Suite::Bookworm, INFLUXDB),
 ];
 
 /// The catalog's stacks of one language, versions ascending.

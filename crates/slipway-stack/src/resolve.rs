@@ -19,12 +19,30 @@ impl Resolution {
     /// The warning to show when the stack is a substitute: names both versions.
     pub fn warning(&self) -> Option<String> {
         self.substituted_for.as_ref().map(|asked| {
-            if major(asked) == major(self.stack.version) {
+            if version_key(asked) > version_key(self.stack.version) {
+                format!(
+                    "{lang}:{asked} is not available on this server; using {lang}:{used}, the newest {lang} it has (an older version{})",
+                    if major(asked) == major(self.stack.version) {
+                        String::new()
+                    } else {
+                        format!(": its data is created by {} {}", self.stack.language, self.stack.version)
+                    },
+                    lang = self.stack.language,
+                    used = self.stack.version,
+                )
+            } else if major(asked) == major(self.stack.version) {
                 format!(
                     "{lang}:{asked} is not available on this server; using {lang}:{used}, the nearest newer {lang} {major}.x",
                     lang = self.stack.language,
                     used = self.stack.version,
                     major = major(asked),
+                )
+            } else if self.stack.language == Language::ChromeHeadless {
+                // A browser keeps no data: another major is just a newer browser.
+                format!(
+                    "{lang}:{asked} is not available on this server; using {lang}:{used}, the browser version it has",
+                    lang = self.stack.language,
+                    used = self.stack.version,
                 )
             } else {
                 format!(
@@ -56,6 +74,17 @@ pub enum ResolveError {
     UnknownService {
         /// The type asked for.
         service: String,
+    },
+    /// A service version whose major no stack provides, for a service whose majors are
+    /// different programs to its clients (InfluxDB 2 is not InfluxDB 1 with a new number).
+    #[error("{service}:{version} is not available: this server runs {service} {available} only, and {service} {major}.x is not compatible with it (Debian packages no {service} {major}.x)", major = major(version))]
+    IncompatibleMajor {
+        /// The service type.
+        service: String,
+        /// The version asked for.
+        version: String,
+        /// The versions there are.
+        available: String,
     },
     /// A known language, but no version of the asked major at or above the asked version.
     #[error("{language}:{version} is not available: no {language} {major}.x at or above {version} (did you mean `{language}:{suggestion}`?); available: {available}", major = major(version), available = available(*language))]
@@ -118,6 +147,9 @@ pub fn service_software(service_type: &str) -> Option<Language> {
         "redis" | "redis-persistent" => Language::Redis,
         "valkey" | "valkey-persistent" => Language::Valkey,
         "memcached" => Language::Memcached,
+        "rabbitmq" => Language::Rabbitmq,
+        "chrome-headless" => Language::ChromeHeadless,
+        "influxdb" => Language::Influxdb,
         _ => return None,
     })
 }
@@ -132,7 +164,17 @@ pub const SERVICE_TYPES: &[&str] = &[
     "valkey",
     "valkey-persistent",
     "memcached",
+    "rabbitmq",
+    "chrome-headless",
+    "influxdb",
 ];
+
+/// Whether a client of one major version of `software` works with another, so that the
+/// nearest version may stand in for a missing major: not for InfluxDB (2.x has another API:
+/// tokens, organisations, buckets, Flux).
+fn majors_compatible(software: Language) -> bool {
+    software != Language::Influxdb
+}
 
 /// Resolve a service's `type: NAME:VERSION` (split) to the stack it runs on, by the same
 /// rule as languages: exact, else the nearest newer of the same major with a warning.
@@ -154,6 +196,17 @@ pub fn resolve_service(service_type: &str, version: &str) -> Result<Resolution, 
                 .ok_or_else(|| ResolveError::UnknownService {
                     service: service_type.to_string(),
                 })?;
+            if !majors_compatible(software) && major(stack.version) != major(version) {
+                return Err(ResolveError::IncompatibleMajor {
+                    service: service_type.to_string(),
+                    version: version.to_string(),
+                    available: all
+                        .iter()
+                        .map(|s| format!("{service_type}:{}", s.version))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
             Ok(Resolution {
                 stack,
                 substituted_for: Some(version.to_string()),
@@ -285,7 +338,42 @@ mod tests {
         );
         let m = resolve_service("opensearch", "2").unwrap_err().to_string();
         assert!(m.contains("runs: postgresql, mariadb"), "{m}");
+        assert!(m.contains("rabbitmq, chrome-headless, influxdb"), "{m}");
         assert!(resolve_type("nodejs:19").is_err());
+    }
+
+    #[test]
+    fn newer_service_types_resolve_to_what_debian_packages() {
+        // RabbitMQ 3.13 is not in Debian: the newest 3.x there is, said to be older.
+        let r = resolve_service("rabbitmq", "3.13").unwrap();
+        assert_eq!(r.stack.type_name(), "rabbitmq:3.10");
+        let w = r.warning().unwrap();
+        assert!(
+            w.contains("the newest rabbitmq it has (an older version)"),
+            "{w}"
+        );
+        assert_eq!(
+            resolve_service("chrome-headless", "73")
+                .unwrap()
+                .stack
+                .language,
+            Language::ChromeHeadless
+        );
+        assert_eq!(
+            resolve_service("influxdb", "1.8")
+                .unwrap()
+                .stack
+                .type_name(),
+            "influxdb:1.6"
+        );
+        // InfluxDB 2 has another API: no 1.x stands in for it.
+        let e = resolve_service("influxdb", "2.7").unwrap_err();
+        assert!(matches!(e, ResolveError::IncompatibleMajor { .. }), "{e}");
+        let m = e.to_string();
+        assert!(
+            m.contains("influxdb:2.7") && m.contains("influxdb:1.6"),
+            "{m}"
+        );
     }
 
     #[test]

@@ -36,6 +36,16 @@ use crate::Platform;
 /// How long a service may take from start to answering.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// How long a service of `service_type` may take from start to answering: [`READY_TIMEOUT`],
+/// longer for RabbitMQ, whose Erlang boot (feature flags, definitions) takes minutes on a
+/// busy 2-core machine.
+pub fn ready_timeout(service_type: &str) -> Duration {
+    match service_type {
+        "rabbitmq" => Duration::from_secs(240),
+        _ => READY_TIMEOUT,
+    }
+}
+
 /// How long a stopping service may take to shut down cleanly before it is killed.
 pub const STOP_GRACE: Duration = Duration::from_secs(60);
 
@@ -268,7 +278,8 @@ pub async fn start(
         mounts: vec![],
         netns: Some(netns_path(netns)),
         hostname: name.clone(),
-        hosts: vec![],
+        // `localhost` and the service's own name (RabbitMQ's Erlang node name needs one).
+        hosts: vec![(name.clone(), IpAddr::V4(record.address))],
         annotations,
         run_as,
         limits: limits(),
@@ -492,6 +503,29 @@ pub async fn converge(
                 write_secret(&dir, &file, sql.as_bytes())
                     .map_err(|e| fail(format!("{}: {e}", file.display())))?;
             }
+            if record.service_type == "postgresql" {
+                // Extensions: created at each start of the service.
+                let lines = recipe::postgresql_extensions(&svc.configuration)
+                    .map_err(|m| fail(format!("service {}: {m}", svc.name)))?;
+                let dir = data_dir(platform, project, env, &svc.name);
+                let file = dir.join(recipe::EXTENSIONS_FILE);
+                write_secret(&dir, &file, lines.as_bytes())
+                    .map_err(|e| fail(format!("{}: {e}", file.display())))?;
+            }
+            if record.service_type == "rabbitmq" {
+                // Users, vhosts and permissions: imported at each start of the service.
+                let mut salt = [0u8; 4];
+                std::fs::File::open("/dev/urandom")
+                    .and_then(|mut f| f.read_exact(&mut salt))
+                    .map_err(|e| fail(format!("reading random bytes: {e}")))?;
+                let json =
+                    recipe::rabbitmq_definitions(&svc.configuration, &record.password, salt)
+                        .map_err(|m| fail(format!("service {}: {m}", svc.name)))?;
+                let dir = data_dir(platform, project, env, &svc.name);
+                let file = dir.join(recipe::DEFINITIONS_FILE);
+                write_secret(&dir, &file, json.as_bytes())
+                    .map_err(|e| fail(format!("{}: {e}", file.display())))?;
+            }
             let volume = data::volume(platform, project, env, &record.name)
                 .map_err(|e| fail(format!("service {}: {e}", record.name)))?;
             if is_running && !legacy && volume.grows_at_next_mount() {
@@ -510,7 +544,7 @@ pub async fn converge(
                 continue;
             }
             start(platform, &record, netns).await.map_err(fail)?;
-            wait_ready(platform, &record, READY_TIMEOUT)
+            wait_ready(platform, &record, ready_timeout(&record.service_type))
                 .await
                 .map_err(|m| {
                     for l in m.lines().skip(1) {
@@ -622,7 +656,7 @@ pub async fn restore(platform: &Arc<Platform>, running: &HashSet<String>) -> Has
                 info!(project = %r.project, env = %r.environment, service = %r.name, "{n}");
             }
             start(platform, &r, &netns).await?;
-            wait_ready(platform, &r, READY_TIMEOUT).await
+            wait_ready(platform, &r, ready_timeout(&r.service_type)).await
         }
         .await;
         let st = match result {

@@ -16,6 +16,35 @@ pub const PASSWORD_VAR: &str = "SLIPWAY_SERVICE_PASSWORD";
 /// `schemas` and `endpoints` ([`mysql_endpoints_sql`]), run at each start.
 pub const ENDPOINTS_FILE: &str = "slipway-endpoints.sql";
 
+/// The file in a RabbitMQ service's data folder holding its users, vhosts and permissions
+/// ([`rabbitmq_definitions`]), imported at each start.
+pub const DEFINITIONS_FILE: &str = "slipway-definitions.json";
+
+/// The file in a PostgreSQL service's data folder naming its `configuration.extensions`,
+/// one per line ([`postgresql_extensions`]), created in `main` at each start.
+pub const EXTENSIONS_FILE: &str = "slipway-extensions.txt";
+
+/// The lines of [`EXTENSIONS_FILE`]: each of `configuration.extensions` (a list of
+/// extension names, as on Platform.sh); names that are not plain words are refused.
+pub fn postgresql_extensions(configuration: &serde_json::Value) -> Result<String, String> {
+    let mut out = String::new();
+    let Some(list) = configuration.get("extensions") else {
+        return Ok(out);
+    };
+    let list = list
+        .as_array()
+        .ok_or_else(|| "`extensions` must be a list of extension names".to_string())?;
+    for e in list {
+        let name = e
+            .as_str()
+            .filter(|n| plain_name(&n.replace('-', "_")))
+            .ok_or_else(|| format!("extension {e} is not a plain name"))?;
+        out.push_str(name);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
 /// The password of a configured endpoint (its own user): derived from the service's
 /// generated password, so state keeps one secret per service.
 pub fn endpoint_password(service_password: &str, endpoint: &str) -> String {
@@ -85,6 +114,79 @@ pub fn mysql_endpoints_sql(
     Ok(sql)
 }
 
+/// The definitions a RabbitMQ service imports at each start: the user apps connect as
+/// (`guest`, Platform.sh's name, with the service's generated password, stored as RabbitMQ's
+/// salted SHA-256 hash), the default vhost `/` and each of `configuration.vhosts`, with
+/// all permissions on each. `salt`: 4 random bytes.
+pub fn rabbitmq_definitions(
+    configuration: &serde_json::Value,
+    service_password: &str,
+    salt: [u8; 4],
+) -> Result<String, String> {
+    use base64::Engine as _;
+    let mut vhosts = vec!["/".to_string()];
+    if let Some(list) = configuration.get("vhosts") {
+        let list = list
+            .as_array()
+            .ok_or_else(|| "`vhosts` must be a list of names".to_string())?;
+        for v in list {
+            let name = v
+                .as_str()
+                .filter(|n| !n.is_empty() && n.len() <= 255 && !n.chars().any(char::is_control))
+                .ok_or_else(|| format!("vhost {v} is not a name"))?;
+            if !vhosts.iter().any(|h| h == name) {
+                vhosts.push(name.to_string());
+            }
+        }
+    }
+    let mut hashed = salt.to_vec();
+    hashed.extend(Sha256::digest(
+        [&salt[..], service_password.as_bytes()].concat(),
+    ));
+    let user = username("rabbitmq");
+    let definitions = serde_json::json!({
+        "users": [{
+            "name": user,
+            "password_hash": base64::engine::general_purpose::STANDARD.encode(hashed),
+            "hashing_algorithm": "rabbit_password_hashing_sha256",
+            "tags": "administrator",
+        }],
+        "vhosts": vhosts.iter().map(|v| serde_json::json!({"name": v})).collect::<Vec<_>>(),
+        "permissions": vhosts.iter().map(|v| serde_json::json!({
+            "user": user, "vhost": v, "configure": ".*", "write": ".*", "read": ".*",
+        })).collect::<Vec<_>>(),
+    });
+    Ok(definitions.to_string())
+}
+
+/// A ready command that makes one plain HTTP/1.1 request (`Connection: close`) to `addr:port` with bash's
+/// `/dev/tcp` (every stack has bash) and prints the answer.
+fn http_probe(addr: impl std::fmt::Display, port: u16, path: &str) -> Vec<String> {
+    vec![
+        "/bin/bash".into(),
+        "-c".into(),
+        format!(
+            "exec 3<>/dev/tcp/{addr}/{port} && printf 'GET {path} HTTP/1.1\\r\\nHost: {addr}:{port}\\r\\nConnection: close\\r\\n\\r\\n' >&3 && {{ timeout 3 cat <&3 || true; }}"
+        ),
+    ]
+}
+
+/// A ready command that exits 0 once `addr:port` accepts a TCP connection.
+fn tcp_probe(addr: impl std::fmt::Display, port: u16) -> Vec<String> {
+    vec![
+        "/bin/bash".into(),
+        "-c".into(),
+        format!("exec 3<>/dev/tcp/{addr}/{port}"),
+    ]
+}
+
+/// The port Chromium's DevTools listens on at 127.0.0.1 in the environment's network
+/// namespace (Chromium binds nothing else); `socat` publishes it on the service's address,
+/// port 9222. Below the apps' ports (10000 and up), one per service address.
+pub fn chromium_inner_port(address: std::net::Ipv4Addr) -> u16 {
+    9300 + u16::from(address.octets()[3])
+}
+
 /// How one service runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recipe {
@@ -103,6 +205,7 @@ pub fn username(service_type: &str) -> &'static str {
     match service_type {
         "postgresql" => "main",
         "mariadb" | "mysql" => "user",
+        "rabbitmq" => "guest",
         _ => "",
     }
 }
@@ -110,7 +213,10 @@ pub fn username(service_type: &str) -> &'static str {
 /// Whether a service keeps what it holds across restarts (`redis` is a cache:
 /// `redis-persistent` writes to disk).
 fn persistent(service_type: &str) -> bool {
-    !matches!(service_type, "redis" | "valkey" | "memcached")
+    !matches!(
+        service_type,
+        "redis" | "valkey" | "memcached" | "chrome-headless"
+    )
 }
 
 /// The recipe of `record`, running on the stack of `software` at `stack_version` (the
@@ -133,6 +239,17 @@ if [ ! -s "$D/PG_VERSION" ]; then
   echo "host all all 127.0.0.0/8 scram-sha-256" >> "$D.init/pg_hba.conf"
   echo "CREATE DATABASE main" | {bin}/postgres --single -D "$D.init" postgres >/dev/null
   mv "$D.init" "$D"
+fi
+if [ -s /app/{EXTENSIONS_FILE} ]; then
+  while read -r ext; do
+    if [ ! -f "/usr/share/postgresql/{stack_version}/extension/$ext.control" ]; then
+      echo "extension $ext is not available on this server's postgresql:{stack_version}" >&2
+      exit 1
+    fi
+  done < /app/{EXTENSIONS_FILE}
+  while read -r ext; do
+    echo "CREATE EXTENSION IF NOT EXISTS \"$ext\""
+  done < /app/{EXTENSIONS_FILE} | {bin}/postgres --single -D "$D" main >/dev/null
 fi
 exec {bin}/postgres -D "$D" -c listen_addresses={addr} -c port=5432 -c unix_socket_directories=/tmp
 "#
@@ -211,6 +328,63 @@ exec mariadbd --no-defaults --datadir="$D" --bind-address={addr} --port=3306 --s
             ready: None,
             ready_output: None,
         },
+        Language::Rabbitmq => {
+            // One Erlang node name and distribution port per service address: the
+            // environment's services share one port-mapper daemon (epmd) on 127.0.0.1.
+            let node = addr.octets()[3];
+            let dist_port = 25000 + u16::from(node);
+            Recipe {
+                // The Debian wrapper in /usr/sbin insists on the `rabbitmq` user: the server's own
+                // script runs as the project's user, everything under /app (data, Erlang cookie)
+                // or /tmp (generated configuration).
+                start: format!(
+                    r#"set -e
+export HOME=/app RABBITMQ_MNESIA_BASE=/app/mnesia RABBITMQ_LOG_BASE=/tmp/log RABBITMQ_LOGS=- \
+  RABBITMQ_NODENAME=rabbit{node}@localhost RABBITMQ_CONFIG_FILE=/tmp/rabbitmq.conf \
+  RABBITMQ_ADVANCED_CONFIG_FILE=/tmp/advanced.config RABBITMQ_CONF_ENV_FILE=/tmp/rabbitmq-env.conf \
+  RABBITMQ_ENABLED_PLUGINS_FILE=/tmp/enabled_plugins RABBITMQ_PID_FILE=/tmp/rabbitmq.pid \
+  RABBITMQ_DIST_PORT={dist_port} ERL_EPMD_ADDRESS=127.0.0.1
+umask 077
+mkdir -p /tmp/log
+echo '[].' > /tmp/enabled_plugins
+cat > /tmp/rabbitmq.conf <<CONF
+listeners.tcp.default = {addr}:5672
+loopback_users = none
+vm_memory_high_watermark.absolute = 512MiB
+load_definitions = /app/{DEFINITIONS_FILE}
+CONF
+exec /usr/lib/rabbitmq/bin/rabbitmq-server
+"#
+                ),
+                ready: Some(tcp_probe(addr, 5672)),
+                ready_output: None,
+            }
+        }
+        Language::ChromeHeadless => {
+            let inner = chromium_inner_port(addr);
+            Recipe {
+                start: format!(
+                    r#"export HOME=/tmp
+socat TCP-LISTEN:9222,bind={addr},fork,reuseaddr TCP:127.0.0.1:{inner} &
+exec chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run --user-data-dir=/tmp/chromium --remote-debugging-port={inner} '--remote-allow-origins=*' about:blank
+"#
+                ),
+                ready: Some(http_probe(addr, 9222, "/json/version")),
+                ready_output: Some("webSocketDebuggerUrl"),
+            }
+        }
+        Language::Influxdb => Recipe {
+            start: format!(
+                r#"export HOME=/tmp INFLUXDB_META_DIR=/app/meta INFLUXDB_DATA_DIR=/app/data \
+  INFLUXDB_DATA_WAL_DIR=/app/wal INFLUXDB_HTTP_BIND_ADDRESS={addr}:8086 \
+  INFLUXDB_BIND_ADDRESS={addr}:8088 INFLUXDB_REPORTING_DISABLED=true \
+  INFLUXDB_DATA_QUERY_LOG_ENABLED=false
+exec influxd
+"#
+            ),
+            ready: Some(http_probe(addr, 8086, "/ping")),
+            ready_output: Some(" 204 "),
+        },
         _ => return None,
     })
 }
@@ -267,10 +441,70 @@ mod tests {
         assert!(pg.start.contains("listen_addresses=127.1.0.2"));
         assert!(pg.start.contains("/usr/lib/postgresql/15/bin/initdb"));
         assert!(!pg.start.contains("pw\n") && pg.start.contains("$SLIPWAY_SERVICE_PASSWORD"));
+        assert!(pg
+            .start
+            .contains("/usr/share/postgresql/15/extension/$ext.control"));
+        let conf = serde_json::json!({"extensions": ["pg_trgm", "uuid-ossp"]});
+        assert_eq!(
+            postgresql_extensions(&conf).unwrap(),
+            "pg_trgm\nuuid-ossp\n"
+        );
+        let bad = serde_json::json!({"extensions": ["x\"; DROP"]});
+        assert!(postgresql_extensions(&bad).is_err());
+        assert_eq!(postgresql_extensions(&serde_json::Value::Null).unwrap(), "");
         let cache = recipe(&record("redis"), Language::Redis, "7.0").unwrap();
         assert!(cache.start.contains("--appendonly no"));
         let kept = recipe(&record("redis-persistent"), Language::Redis, "7.0").unwrap();
         assert!(kept.start.contains("--appendonly yes"));
         assert!(recipe(&record("python"), Language::Python, "3.11").is_none());
+    }
+
+    #[test]
+    fn rabbitmq_definitions_hold_the_salted_password_hash_and_every_vhost() {
+        use base64::Engine as _;
+        let conf = serde_json::json!({"vhosts": ["orders", "/"]});
+        let json = rabbitmq_definitions(&conf, "pw", [1, 2, 3, 4]).unwrap();
+        let d: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(d["users"][0]["name"], "guest");
+        let hash = base64::engine::general_purpose::STANDARD
+            .decode(d["users"][0]["password_hash"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(&hash[..4], &[1, 2, 3, 4]);
+        assert_eq!(&hash[4..], Sha256::digest(b"\x01\x02\x03\x04pw").as_slice());
+        assert!(
+            !json.contains("\"pw\""),
+            "the password itself is never written"
+        );
+        let vhosts: Vec<_> = d["vhosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| &v["name"])
+            .collect();
+        assert_eq!(vhosts, ["/", "orders"]);
+        assert_eq!(d["permissions"].as_array().unwrap().len(), 2);
+        assert!(rabbitmq_definitions(&serde_json::json!({"vhosts": "x"}), "pw", [0; 4]).is_err());
+        assert!(rabbitmq_definitions(&serde_json::json!({"vhosts": [""]}), "pw", [0; 4]).is_err());
+    }
+
+    #[test]
+    fn new_service_types_listen_on_the_service_address() {
+        let mut r = record("rabbitmq");
+        r.username = "guest".into();
+        let rabbit = recipe(&r, Language::Rabbitmq, "3.10").unwrap();
+        assert!(rabbit
+            .start
+            .contains("listeners.tcp.default = 127.1.0.2:5672"));
+        assert!(rabbit.start.contains("rabbit2@localhost"));
+        let chrome = recipe(&record("chrome-headless"), Language::ChromeHeadless, "156").unwrap();
+        assert!(chrome.start.contains("bind=127.1.0.2"));
+        assert!(chrome.start.contains("--remote-debugging-port=9302"));
+        assert_eq!(chrome.ready_output, Some("webSocketDebuggerUrl"));
+        let influx = recipe(&record("influxdb"), Language::Influxdb, "1.6").unwrap();
+        assert!(influx
+            .start
+            .contains("INFLUXDB_HTTP_BIND_ADDRESS=127.1.0.2:8086"));
+        assert_eq!(username("rabbitmq"), "guest");
+        assert_eq!(username("influxdb"), "");
     }
 }

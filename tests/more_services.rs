@@ -1,0 +1,340 @@
+//! More service types (issue 14): RabbitMQ, headless Chromium and InfluxDB run per
+//! environment on their own stacks (built once into the shared stacks folder), and an app
+//! uses each through its relationship: it publishes and consumes an AMQP message, loads a
+//! page through Chromium's DevTools endpoint, and writes and reads InfluxDB points. A type
+//! whose version Debian cannot provide (InfluxDB 2) is refused at push.
+
+use slipway_e2e::{cached_stack, text, App, Server};
+
+/// The app: one path per service it talks to, with nothing but Python's standard library
+/// (AMQP 0-9-1 spoken over a raw socket).
+const APP_SERVER: &str = r#"import base64, http.server, json, os, socket, struct, time, urllib.parse, urllib.request
+rels = json.loads(base64.b64decode(os.environ["PLATFORM_RELATIONSHIPS"]))
+
+def frame(kind, channel, payload):
+    return struct.pack(">BHI", kind, channel, len(payload)) + payload + b"\xce"
+def method(channel, cls, mid, args):
+    return frame(1, channel, struct.pack(">HH", cls, mid) + args)
+def short(s):
+    s = s.encode()
+    return struct.pack(">B", len(s)) + s
+def read_frame(sock):
+    head = b""
+    while len(head) < 7:
+        got = sock.recv(7 - len(head))
+        if not got:
+            raise EOFError("connection closed")
+        head += got
+    kind, channel, size = struct.unpack(">BHI", head)
+    body = b""
+    while len(body) < size + 1:
+        got = sock.recv(size + 1 - len(body))
+        if not got:
+            raise EOFError("connection closed")
+        body += got
+    return kind, body[:size]
+def expect(sock, cls, mid):
+    kind, payload = read_frame(sock)
+    got = struct.unpack(">HH", payload[:4]) if kind == 1 else None
+    if got != (cls, mid):
+        raise RuntimeError("expected %s, got %s" % ((cls, mid), got))
+    return payload[4:]
+
+def amqp(vhost, password=None, publish=None, get=None):
+    r = rels["queue"][0]
+    s = socket.create_connection((r["host"], r["port"]), timeout=10)
+    s.sendall(b"AMQP\x00\x00\x09\x01")
+    expect(s, 10, 10)
+    auth = b"\x00" + r["username"].encode() + b"\x00" + (password or r["password"]).encode()
+    s.sendall(method(0, 10, 11, b"\x00\x00\x00\x00" + short("PLAIN") + struct.pack(">I", len(auth)) + auth + short("en_US")))
+    tune = expect(s, 10, 30)
+    channel_max, frame_max, _ = struct.unpack(">HIH", tune[:8])
+    s.sendall(method(0, 10, 31, struct.pack(">HIH", channel_max, frame_max, 0)))
+    s.sendall(method(0, 10, 40, short(vhost) + short("") + b"\x00"))
+    expect(s, 10, 41)
+    s.sendall(method(1, 20, 10, short("")))
+    expect(s, 20, 11)
+    s.sendall(method(1, 50, 10, b"\x00\x00" + short("jobs") + b"\x02" + b"\x00\x00\x00\x00"))
+    expect(s, 50, 11)
+    out = "ok"
+    if publish is not None:
+        body = publish.encode()
+        s.sendall(method(1, 60, 40, b"\x00\x00" + short("") + short("jobs") + b"\x00"))
+        s.sendall(frame(2, 1, struct.pack(">HHQH", 60, 0, len(body), 0x1000) + b"\x02"))
+        s.sendall(frame(3, 1, body))
+    if get:
+        s.sendall(method(1, 60, 70, b"\x00\x00" + short("jobs") + b"\x01"))
+        kind, payload = read_frame(s)
+        if struct.unpack(">HH", payload[:4]) == (60, 72):
+            out = "empty"
+        else:
+            _, header = read_frame(s)
+            size = struct.unpack(">Q", header[4:12])[0]
+            body = b""
+            while len(body) < size:
+                body += read_frame(s)[1]
+            out = body.decode()
+    s.close()
+    return out
+
+def devtools(path, method="GET"):
+    c = rels["chrome"][0]
+    req = urllib.request.Request("http://%s:%d%s" % (c["ip"], c["port"], path), method=method)
+    return urllib.request.urlopen(req, timeout=20).read().decode()
+
+def influx(path, data=None):
+    i = rels["influx"][0]
+    url = "%s://%s:%d%s" % (i["scheme"], i["host"], i["port"], path)
+    req = urllib.request.Request(url, data=data.encode() if data is not None else None)
+    with urllib.request.urlopen(req, timeout=20) as r:
+        return "%d %s" % (r.status, r.read().decode())
+
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        u = urllib.parse.urlparse(self.path)
+        q = dict(urllib.parse.parse_qsl(u.query))
+        try:
+            if u.path == "/rels":
+                body = json.dumps(rels)
+            elif u.path == "/amqp/publish":
+                body = amqp(q.get("vhost", "/"), publish=q["msg"])
+            elif u.path == "/amqp/get":
+                body = amqp(q.get("vhost", "/"), get=True)
+            elif u.path == "/amqp/wrong-password":
+                body = amqp("/", password="not-the-password")
+            elif u.path == "/chrome/version":
+                body = devtools("/json/version")
+            elif u.path == "/chrome/load":
+                page = "data:text/html,<title>%s</title>" % q["title"]
+                devtools("/json/new?" + urllib.parse.quote(page, safe=""), "PUT")
+                body = "not loaded"
+                for _ in range(100):
+                    if any(t.get("title") == q["title"] for t in json.loads(devtools("/json/list"))):
+                        body = "loaded " + q["title"]
+                        break
+                    time.sleep(0.2)
+            elif u.path == "/influx/write":
+                influx("/query", "q=" + urllib.parse.quote("CREATE DATABASE metrics"))
+                body = influx("/write?db=metrics", "cpu,host=web value=%s" % q["value"])
+            elif u.path == "/influx/read":
+                body = influx("/query?db=metrics&q=" + urllib.parse.quote("SELECT value FROM cpu"))
+            else:
+                body = "?"
+            status = 200
+        except Exception as e:
+            body, status = "error: %r" % (e,), 500
+        body = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+const HOST: &str = "main.demo.localhost";
+
+/// A server running the app with `relationships` (YAML lines) and `services` (the
+/// services file), pushed once; the push's output.
+fn push_app(server: &Server, relationships: &str, services: &str) -> (App, String) {
+    let app = App::demo(server.dir.path(), "app");
+    app.write(
+        ".platform.app.yaml",
+        &format!("name: hello\ntype: python:3.11\nrelationships:\n{relationships}web:\n  commands:\n    start: python3 server.py\n"),
+    );
+    app.write(".platform/services.yaml", services);
+    app.write(
+        ".platform/routes.yaml",
+        "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
+    );
+    app.write("server.py", APP_SERVER);
+    app.commit("with services");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    assert!(
+        o.status.success(),
+        "push failed:\n{out}\n{}",
+        server.server_log()
+    );
+    (app, out)
+}
+
+fn get(server: &Server, path: &str) -> (u16, String) {
+    server
+        .get(HOST, path)
+        .unwrap_or_else(|| panic!("no answer to {path}:\n{}", server.server_log()))
+}
+
+#[test]
+fn an_app_publishes_and_consumes_amqp_messages_through_its_rabbitmq_relationship() {
+    cached_stack("rabbitmq:3.10");
+    let server = Server::start();
+    let (_, out) = push_app(
+        &server,
+        "  queue: 'queue:rabbitmq'\n",
+        "queue:\n  type: rabbitmq:3.13\n  disk: 512\n  configuration:\n    vhosts:\n      - orders\n",
+    );
+    // 3.13 is not in Debian: the nearest version the server has is used, and said so.
+    assert!(out.contains("rabbitmq:3.10"), "{out}");
+    let (status, rels) = get(&server, "/rels");
+    assert_eq!(status, 200, "{rels}");
+    let rels: serde_json::Value = serde_json::from_str(&rels).unwrap();
+    let q = &rels["queue"][0];
+    assert_eq!(q["scheme"], "amqp");
+    assert_eq!(q["port"], 5672);
+    assert_eq!(q["host"], "queue.internal");
+    assert_eq!(q["username"], "guest");
+    let password = q["password"].as_str().unwrap();
+    assert_eq!(password.len(), 48, "a generated password, not guest");
+    assert_eq!(
+        q["url"],
+        format!("amqp://guest:{password}@queue.internal:5672")
+    );
+
+    // A message goes in and comes out again, on the default vhost and the configured one.
+    assert_eq!(
+        get(&server, "/amqp/publish?msg=hello-amqp"),
+        (200, "ok".into())
+    );
+    assert_eq!(get(&server, "/amqp/get"), (200, "hello-amqp".into()));
+    assert_eq!(get(&server, "/amqp/get"), (200, "empty".into()));
+    assert_eq!(
+        get(&server, "/amqp/publish?vhost=orders&msg=order-1"),
+        (200, "ok".into())
+    );
+    assert_eq!(get(&server, "/amqp/get"), (200, "empty".into()));
+    assert_eq!(
+        get(&server, "/amqp/get?vhost=orders"),
+        (200, "order-1".into())
+    );
+
+    // The attacks: a wrong password and a vhost that was never configured are refused.
+    let (status, body) = get(&server, "/amqp/wrong-password");
+    assert_eq!(status, 500, "a wrong password was accepted: {body}");
+    let (status, body) = get(&server, "/amqp/publish?vhost=nope&msg=x");
+    assert_eq!(status, 500, "an unknown vhost was accepted: {body}");
+    // The service has a container of its own.
+    let containers = server.containers();
+    assert!(
+        containers
+            .iter()
+            .any(|(id, _)| id == "demo.main.queue.service"),
+        "{containers:?}"
+    );
+}
+
+#[test]
+fn an_app_loads_a_page_through_chrome_headless_devtools() {
+    cached_stack("chrome-headless:156");
+    let server = Server::start();
+    push_app(
+        &server,
+        "  chrome: 'headless:http'\n",
+        "headless:\n  type: chrome-headless:120\n",
+    );
+    let (status, rels) = get(&server, "/rels");
+    assert_eq!(status, 200, "{rels}");
+    let rels: serde_json::Value = serde_json::from_str(&rels).unwrap();
+    let c = &rels["chrome"][0];
+    assert_eq!(c["scheme"], "http");
+    assert_eq!(c["port"], 9222);
+    let ip = c["ip"].as_str().unwrap().to_string();
+
+    let (status, version) = get(&server, "/chrome/version");
+    assert_eq!(status, 200, "{version}");
+    let version: serde_json::Value = serde_json::from_str(&version).unwrap();
+    assert!(
+        version["Browser"]
+            .as_str()
+            .is_some_and(|b| b.contains("Chrome")),
+        "{version}"
+    );
+    // The WebSocket a client drives the browser with is on the service's address.
+    assert!(
+        version["webSocketDebuggerUrl"]
+            .as_str()
+            .is_some_and(|u| u.starts_with(&format!("ws://{ip}:9222/devtools/browser/"))),
+        "{version}"
+    );
+    assert_eq!(
+        get(&server, "/chrome/load?title=slipway-page"),
+        (200, "loaded slipway-page".into())
+    );
+}
+
+#[test]
+fn an_app_writes_and_reads_influxdb_points_and_influxdb_2_is_refused() {
+    cached_stack("influxdb:1.6");
+    let server = Server::start();
+    let (app, out) = push_app(
+        &server,
+        "  influx: 'metrics:influxdb'\n",
+        "metrics:\n  type: influxdb:1.8\n  disk: 256\n",
+    );
+    assert!(out.contains("influxdb:1.6"), "{out}");
+    let (status, body) = get(&server, "/influx/write?value=0.64");
+    assert_eq!((status, body.as_str()), (200, "204 "), "{body}");
+    let (status, body) = get(&server, "/influx/read");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("0.64"), "{body}");
+
+    // InfluxDB 2 (tokens, orgs, buckets) is not InfluxDB 1 under another number: refused,
+    // and the running environment keeps answering.
+    app.write(
+        ".platform/services.yaml",
+        "metrics:\n  type: influxdb:1.8\n  disk: 256\nmetrics2:\n  type: influxdb:2.7\n",
+    );
+    app.commit("influxdb 2");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    assert!(!o.status.success(), "influxdb:2.7 was accepted:\n{out}");
+    assert!(out.contains("influxdb:2.7"), "{out}");
+    assert!(out.contains("influxdb:1.6"), "{out}");
+    let (status, body) = get(&server, "/influx/read");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("0.64"), "{body}");
+}
+
+#[test]
+fn postgresql_creates_its_configured_extensions_and_refuses_missing_ones() {
+    let server = Server::start();
+    let services = "db:\n  type: postgresql:15\n  configuration:\n    extensions:\n      - pg_trgm\n      - hstore\n";
+    let (app, _) = push_app(&server, "  database: 'db:postgresql'\n", services);
+    let o = slipway_e2e::run(
+        std::process::Command::new("runc")
+            .arg("--root")
+            .arg(server.data.join("runtime/state"))
+            .args([
+                "exec",
+                "demo.main.db.service",
+                "/usr/lib/postgresql/15/bin/psql",
+                "-tA",
+                "-h",
+                "/tmp",
+                "-U",
+                "main",
+                "main",
+                "-c",
+                "SELECT string_agg(extname, ',' ORDER BY extname) FROM pg_extension",
+            ]),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "hstore,pg_trgm,plpgsql"
+    );
+    // An extension the stack lacks (postgis is not in the postgresql stacks) fails the
+    // new service's start, naming it, and the push is refused.
+    app.write(
+        ".platform/services.yaml",
+        &format!("{services}geo:\n  type: postgresql:15\n  configuration:\n    extensions:\n      - postgis\n"),
+    );
+    app.commit("postgis");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    assert!(!o.status.success(), "postgis was accepted:\n{out}");
+    assert!(out.contains("extension postgis is not available"), "{out}");
+    assert_eq!(get(&server, "/rels").0, 200);
+}
