@@ -196,7 +196,7 @@ fn metrics_are_served_after_serve_upgrade() {
     let listen = format!("127.0.0.1:{metrics_port}");
     let mut server = Server::start_with(&[("SLIPWAY_METRICS_LISTEN", &listen)]);
     assert!(scrape(metrics_port).contains("slipway_pushes_total 0"));
-    // The new server listens on the metrics address while the old one still does.
+    // The new server takes the metrics socket over from the old one.
     let code = server.upgrade(Duration::from_secs(60), |_| {});
     assert_eq!(code, Some(0), "{}", server.server_log());
     let m = scrape(metrics_port);

@@ -326,11 +326,29 @@ fn a_websocket_upgrade_and_a_switch_hold_over_tls() {
     }
 }
 
+/// How many sockets listen on 127.0.0.1:`port` (`ss`): one when a server took the
+/// socket over, two when two servers each bound one (`SO_REUSEPORT`).
+fn listening_sockets(port: u16) -> usize {
+    let o = run(Command::new("ss")
+        .args(["-Hltn"])
+        .arg(format!("sport = :{port}")));
+    assert!(o.status.success(), "ss: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count()
+}
+
 #[test]
-fn https_keeps_answering_through_serve_upgrade() {
+fn https_and_metrics_sockets_are_handed_over_by_serve_upgrade_and_no_request_fails() {
     let https_port = free_port();
-    let listen = format!("127.0.0.1:{https_port}");
-    let mut server = Server::start_with(&[("SLIPWAY_HTTPS_LISTEN", &listen)]);
+    let metrics_port = free_port();
+    let https_listen = format!("127.0.0.1:{https_port}");
+    let metrics_listen = format!("127.0.0.1:{metrics_port}");
+    let mut server = Server::start_with(&[
+        ("SLIPWAY_HTTPS_LISTEN", &https_listen),
+        ("SLIPWAY_METRICS_LISTEN", &metrics_listen),
+    ]);
     let ca = server.data.join("ca").join("ca.pem");
     let app = App::demo(server.dir.path(), "up-app");
     app.write("server.py", PROTO_SERVER);
@@ -342,40 +360,83 @@ fn https_keeps_answering_through_serve_upgrade() {
     let o = server.git(&app.dir, &["push", &server.remote("tls"), "main"]);
     assert!(o.status.success(), "push: {}", text(&o));
     assert_eq!(curl_https(https_port, HOST, &ca).1, "proto=https 2 200");
+    assert_eq!(listening_sockets(https_port), 1);
+    assert_eq!(listening_sockets(metrics_port), 1);
 
+    // Four clients ask over HTTPS without a pause, through the whole upgrade.
     let asking = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let answers = {
-        let asking = asking.clone();
-        let ca = ca.clone();
-        std::thread::spawn(move || {
-            let mut answers = Vec::new();
-            while asking.load(std::sync::atomic::Ordering::Relaxed) {
-                let (ok, out, err) = curl_https(https_port, HOST, &ca);
-                answers.push(if ok { out } else { err });
-            }
-            answers
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let asking = asking.clone();
+            let ca = ca.clone();
+            std::thread::spawn(move || {
+                let mut answers = Vec::new();
+                while asking.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (ok, out, err) = curl_https(https_port, HOST, &ca);
+                    answers.push(if ok { out } else { err });
+                }
+                answers
+            })
         })
-    };
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
     let code = server.upgrade(Duration::from_secs(60), |s| {
+        // Both servers run: the new one accepts on the very sockets the old one listened
+        // on (one socket each), not on sockets of its own next to them.
+        assert_eq!(
+            listening_sockets(https_port),
+            1,
+            "the HTTPS socket was not handed over\n{}",
+            s.server_log()
+        );
+        assert_eq!(
+            listening_sockets(metrics_port),
+            1,
+            "the metrics socket was not handed over\n{}",
+            s.server_log()
+        );
         let (ok, out, err) = curl_https(https_port, HOST, &ca);
         assert!(
             ok,
             "https while the old server drains: {out} {err}\n{}",
             s.server_log()
         );
+        let m = run(Command::new("curl")
+            .args(["-sS", "--max-time", "10"])
+            .arg(format!("http://127.0.0.1:{metrics_port}/metrics")));
+        assert!(
+            m.status.success() && String::from_utf8_lossy(&m.stdout).contains("slipway_"),
+            "metrics while the old server drains: {}",
+            text(&m)
+        );
     });
     assert_eq!(code, Some(0), "{}", server.server_log());
+    std::thread::sleep(Duration::from_millis(500));
     asking.store(false, std::sync::atomic::Ordering::Relaxed);
-    let answers = answers.join().expect("asking thread");
+    let answers: Vec<String> = clients
+        .into_iter()
+        .flat_map(|c| c.join().expect("asking thread"))
+        .collect();
     let failed: Vec<&String> = answers
         .iter()
         .filter(|a| *a != "proto=https 2 200")
         .collect();
+    assert!(
+        answers.len() >= 20,
+        "too few requests to tell: {}",
+        answers.len()
+    );
     assert!(
         failed.is_empty(),
         "{} of {} HTTPS requests failed during the upgrade: {failed:?}",
         failed.len(),
         answers.len()
     );
+    println!(
+        "{} HTTPS requests during the upgrade, 0 failed",
+        answers.len()
+    );
     assert_eq!(curl_https(https_port, HOST, &ca).1, "proto=https 2 200");
+    assert_eq!(listening_sockets(https_port), 1);
+    assert_eq!(listening_sockets(metrics_port), 1);
 }

@@ -333,3 +333,180 @@ web:
         .arg(&app.dir));
     assert!(o.status.success(), "{}", text(&o));
 }
+
+/// The app of the mount test: writes `/app/web/uploads/at-start.txt` when it starts, and
+/// on `POST /write?NAME` writes the file NAME there; answers `app:PATH` otherwise.
+const UPLOADER: &str = r#"import http.server, os
+up = "/app/web/uploads"
+with open(up + "/at-start.txt", "w") as f:
+    f.write("written by the app at start\n")
+try:
+    os.symlink("/etc/hostname", up + "/escape.txt")
+except FileExistsError:
+    pass
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        name = self.path.split("?", 1)[1]
+        with open(up + "/" + name, "w") as f:
+            f.write("new file " + name + "\n")
+        self.answer()
+    def do_GET(self):
+        self.answer()
+    def answer(self):
+        body = ("app:" + self.path).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+/// `gzip -dc` of `bytes`.
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut child = Command::new("gzip")
+        .arg("-dc")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("gzip");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(bytes)
+        .expect("writing to gzip");
+    let o = child.wait_with_output().expect("gzip");
+    assert!(o.status.success(), "gzip -dc failed");
+    o.stdout
+}
+
+/// Text is gzipped on the fly for a client that accepts it (with `Vary`), never for one
+/// that does not, nor for small files, images or a range; several ranges get the whole
+/// file (200); a location rooted at a mount serves the mount's current files (what the
+/// app wrote, a file written a moment ago), not the slug's folder under it, and a link
+/// the app made in the mount leads nowhere.
+#[test]
+fn gzip_on_the_fly_multi_range_and_a_root_in_a_mount() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "gz");
+    app.write(
+        ".platform.app.yaml",
+        r#"name: gz
+type: python:3.11
+disk: 64
+mounts:
+  'web/uploads':
+    source: local
+    source_path: uploads
+web:
+  commands:
+    start: python3 server.py
+  locations:
+    '/':
+      root: web
+      passthru: true
+    '/uploads':
+      root: web/uploads
+      passthru: false
+      expires: 1h
+"#,
+    );
+    app.write("server.py", UPLOADER);
+    let page = "<p>a paragraph of text that compresses well</p>\n".repeat(100);
+    app.write("web/page.html", &page);
+    app.write("web/small.txt", "short\n");
+    app.write("web/image.png", &"not really a png ".repeat(200));
+    app.write("web/uploads/from-slug.txt", "hidden by the mount\n");
+    app.commit("gzip and a mount");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    assert!(
+        o.status.success(),
+        "push failed:\n{}\n{}",
+        text(&o),
+        server.server_log()
+    );
+    let port = server.http_port;
+
+    // On the fly, for a client that takes gzip.
+    let (status, head, body) = get(port, "/page.html", "Accept-Encoding: br, gzip\r\n");
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(field(&head, "content-encoding"), Some("gzip"), "{head}");
+    assert_eq!(field(&head, "vary"), Some("Accept-Encoding"), "{head}");
+    assert!(body.len() < page.len() / 4, "{} bytes", body.len());
+    assert_eq!(gunzip(&body), page.as_bytes());
+    let gz_etag = field(&head, "etag").expect("etag").to_string();
+    // Its own validator: a 304 for the gzipped one, not the plain one's.
+    let (status, ..) = get(
+        port,
+        "/page.html",
+        &format!("Accept-Encoding: gzip\r\nIf-None-Match: {gz_etag}\r\n"),
+    );
+    assert_eq!(status, 304);
+    // Not for a client that does not take it, nor a range, nor small files or images.
+    let (status, head, body) = get(port, "/page.html", "");
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(field(&head, "content-encoding"), None, "{head}");
+    assert_eq!(body, page.as_bytes());
+    assert_ne!(field(&head, "etag"), Some(gz_etag.as_str()));
+    let (status, head, _) = get(port, "/page.html", "Accept-Encoding: gzip;q=0\r\n");
+    assert_eq!((status, field(&head, "content-encoding")), (200, None));
+    let (status, head, body) = get(
+        port,
+        "/page.html",
+        "Accept-Encoding: gzip\r\nRange: bytes=0-2\r\n",
+    );
+    assert_eq!(status, 206, "{head}");
+    assert_eq!(field(&head, "content-encoding"), None, "{head}");
+    assert_eq!(body, b"<p>");
+    for path in ["/small.txt", "/image.png"] {
+        let (status, head, _) = get(port, path, "Accept-Encoding: gzip\r\n");
+        assert_eq!(status, 200, "{path}: {head}");
+        assert_eq!(field(&head, "content-encoding"), None, "{path}: {head}");
+    }
+    // HEAD: the gzipped length, no body.
+    let (status, head, body) = raw(
+        port,
+        &format!("HEAD /page.html HTTP/1.1\r\nHost: {HOST}\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(status, 200, "{head}");
+    assert!(body.is_empty());
+    let length: usize = field(&head, "content-length")
+        .and_then(|v| v.parse().ok())
+        .expect("content-length");
+    assert!(length > 0 && length < page.len() / 4, "{head}");
+
+    // Several ranges: the whole file, 200 (one range: 206).
+    let (status, head, body) = get(port, "/small.txt", "Range: bytes=0-1,3-4\r\n");
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(body, b"short\n");
+    assert_eq!(field(&head, "content-range"), None, "{head}");
+
+    // The mount's files, as the app wrote them at start; the slug's folder is hidden.
+    let (status, head, body) = get(port, "/uploads/at-start.txt", "");
+    assert_eq!(status, 200, "{head}\n{}", server.server_log());
+    assert_eq!(body, b"written by the app at start\n");
+    assert_eq!(field(&head, "cache-control"), Some("max-age=3600"));
+    let (status, ..) = get(port, "/uploads/from-slug.txt", "");
+    assert_eq!(status, 404);
+    // A file the app writes now is served at once.
+    let (status, _, body) = raw(
+        port,
+        &format!("POST /write?now.txt HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!((status, body.as_slice()), (200, &b"app:/write?now.txt"[..]));
+    let (status, head, body) = get(port, "/uploads/now.txt", "");
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(body, b"new file now.txt\n");
+    // A link out of the mount, made by the app: nothing outside is read.
+    let (status, _, body) = get(port, "/uploads/escape.txt", "");
+    assert_eq!(status, 404);
+    let hostname = std::fs::read("/etc/hostname").unwrap_or_default();
+    assert!(hostname.is_empty() || body != hostname);
+    // The rest of the app's folder is still the slug's.
+    let (status, _, body) = get(port, "/small.txt", "");
+    assert_eq!((status, body.as_slice()), (200, &b"short\n"[..]));
+}

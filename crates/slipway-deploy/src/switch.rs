@@ -219,7 +219,7 @@ pub fn env_routes(
                 .find(|a| a.name == instance.name)?;
             Some((
                 instance.name.clone(),
-                crate::web::site_of(platform, app, instance)?,
+                crate::web::site_of(platform, (project, env), app, instance)?,
             ))
         })
         .collect();

@@ -6,13 +6,19 @@
 use serde_json::Value;
 use slipway_config::web_locations::{expires_value, CacheLifetime};
 use slipway_config::Application;
-use slipway_router::{Expires, Location, LocationRule, Passthru, Site};
+use slipway_router::{Expires, Location, LocationRule, Passthru, Site, SiteMount};
 
 use crate::environment::AppInstance;
 use crate::Platform;
 
-/// The site of `app` (running as `instance`), if it has locations.
-pub fn site_of(platform: &Platform, app: &Application, instance: &AppInstance) -> Option<Site> {
+/// The site of `app` (running as `instance` in the environment `env` of `project`), if it
+/// has locations.
+pub fn site_of(
+    platform: &Platform,
+    (project, env): (&str, &str),
+    app: &Application,
+    instance: &AppInstance,
+) -> Option<Site> {
     let fastcgi = instance.fastcgi;
     if app.web.locations.is_empty() && !fastcgi {
         return None;
@@ -44,7 +50,35 @@ pub fn site_of(platform: &Platform, app: &Application, instance: &AppInstance) -
                 .collect()
         },
         fastcgi,
+        mounts: site_mounts(platform, (project, env), instance),
     })
+}
+
+/// The persistent mounts of `instance` as the router reaches them: the `files` folder of
+/// each volume (mounted on the host while the environment runs) and the mount's folder in
+/// it. `tmp` mounts are per container, not one folder: a root there serves the slug's.
+fn site_mounts(
+    platform: &Platform,
+    (project, env): (&str, &str),
+    instance: &AppInstance,
+) -> Vec<SiteMount> {
+    let store = platform.data().volumes();
+    instance
+        .mounts
+        .iter()
+        .filter(|m| !m.tmp)
+        .filter_map(|m| match store.volume(project, env, &m.volume) {
+            Ok(v) => Some(SiteMount {
+                path: normalize_root(&m.path),
+                volume_files: v.dir.join("files"),
+                folder: m.folder.clone(),
+            }),
+            Err(e) => {
+                tracing::warn!(project, env, mount = %m.path, "a mount's volume: {e}; a location root there serves the slug's folder");
+                None
+            }
+        })
+        .collect()
 }
 
 /// The location of a PHP-FPM app that configures none: every request runs the app's

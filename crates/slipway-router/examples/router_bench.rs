@@ -8,6 +8,9 @@
 //! With `SLIPWAY_BENCH_FASTCGI=1` too (for bench/php.sh), the upstream is PHP-FPM: the
 //! location runs `.php` files and passes the rest to `/index.php`, over FastCGI, with
 //! scripts named as in a container (`/app/...`).
+//! With `SLIPWAY_BENCH_TLS=DIR` (for bench/tls.sh), it listens for HTTPS as `serve
+//! --https-listen` does, with the certificates of `DIR/certs` (`HOST.pem` + `HOST.key`)
+//! and the local CA of `DIR/ca` for any other host.
 
 use std::process::ExitCode;
 
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
                     tag: "bench".into(),
                     locations: vec![root],
                     fastcgi,
+                    mounts: Vec::new(),
                 },
             )];
         }
@@ -89,11 +93,33 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        println!("router_bench listening on {listen} with {workers} worker(s)");
+        let tls = match std::env::var_os("SLIPWAY_BENCH_TLS") {
+            None => None,
+            Some(dir) => {
+                let dir = std::path::PathBuf::from(dir);
+                let certificates = slipway_router::LocalCa::open_or_create(&dir.join("ca"))
+                    .and_then(|ca| slipway_router::Certificates::new(dir.join("certs"), ca));
+                match certificates {
+                    Ok(c) => Some(std::sync::Arc::new(c)),
+                    Err(e) => {
+                        eprintln!("SLIPWAY_BENCH_TLS: {e}");
+                        return ExitCode::from(1);
+                    }
+                }
+            }
+        };
+        println!(
+            "router_bench listening on {listen} with {workers} worker(s){}",
+            if tls.is_some() { " over TLS" } else { "" }
+        );
         let stop = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        match router.serve(listener, stop).await {
+        let served = match tls {
+            Some(certificates) => router.serve_tls(listener, certificates, stop).await,
+            None => router.serve(listener, stop).await,
+        };
+        match served {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("serve: {e}");

@@ -1,7 +1,13 @@
 //! Static files: opened beneath a location's root (never outside it), answered with a
 //! content type, validators (`ETag`, `Last-Modified`) and conditional requests (304),
 //! single byte ranges (206/416), `expires` as `Cache-Control`/`Expires`, the location's
-//! `headers`, and a precompressed `.br`/`.gz` sibling when the client accepts it.
+//! `headers`, and a precompressed `.br`/`.gz` sibling when the client accepts it, else
+//! gzip on the fly for text of [`GZIP_MIN`] to [`GZIP_MAX`] bytes.
+//!
+//! Several ranges in one `Range` field (`bytes=0-1,5-6`) get the whole file, 200: RFC
+//! 9110 lets a server ignore `Range`, browsers and download tools ask for one range, and
+//! `multipart/byteranges` answers are a known way to make a server do much work for a
+//! short request (nginx bounds them with `max_ranges`).
 
 use std::fs::{File, Metadata};
 use std::io;
@@ -20,6 +26,16 @@ use crate::site::Expires;
 
 /// How much of a file is read at once when it is sent.
 pub(crate) const FILE_CHUNK: usize = 64 * 1024;
+
+/// The smallest file compressed on the fly: below it gzip's header and the work cost more
+/// than the bytes saved.
+pub const GZIP_MIN: u64 = 1024;
+
+/// The largest file compressed on the fly: it is read and compressed whole, on the
+/// router's worker, before the answer starts (level 1, as nginx's `gzip_comp_level`
+/// default: about 10 ms for the largest). Larger files are sent as they are (or as a
+/// precompressed sibling).
+pub const GZIP_MAX: u64 = 1024 * 1024;
 
 /// What a path beneath a root is.
 #[derive(Debug)]
@@ -181,10 +197,22 @@ pub(crate) fn answer(
     eff: &Effective<'_>,
 ) -> StaticAnswer {
     let content_type = content_type(rel);
-    let (file, meta, encoding) = match precompressed(dir, rel, ask.accept_encoding) {
+    let (file, meta, mut encoding) = match precompressed(dir, rel, ask.accept_encoding) {
         Some((f, m, enc)) => (f, m, Some(enc)),
         None => (file, meta, None),
     };
+    // On the fly: text the client takes gzipped, not a range of it.
+    let on_the_fly = encoding.is_none()
+        && ask.range.is_none()
+        && compressible(content_type)
+        && (GZIP_MIN..=GZIP_MAX).contains(&meta.len())
+        && ask
+            .accept_encoding
+            .and_then(|a| std::str::from_utf8(a).ok())
+            .is_some_and(|a| accepts(a, "gzip"));
+    if on_the_fly {
+        encoding = Some("gzip");
+    }
     let size = meta.len();
     // Slugs give every file one fixed mtime (reproducible packing), so the mtime alone
     // would call a file of a new release unmodified since the old one: the later of
@@ -193,9 +221,12 @@ pub(crate) fn answer(
     let etag = format!(
         "\"{}-{mtime:x}-{size:x}{}\"",
         eff.tag,
-        encoding
-            .map(|e| if e == "br" { "-br" } else { "-gz" })
-            .unwrap_or("")
+        match encoding {
+            None => "",
+            Some("br") => "-br",
+            Some(_) if on_the_fly => "-gzip",
+            Some(_) => "-gz",
+        }
     );
     let modified = UNIX_EPOCH + Duration::from_secs(mtime);
     let last_modified = httpdate::fmt_http_date(modified);
@@ -245,6 +276,30 @@ pub(crate) fn answer(
         headers.push((header::CONTENT_ENCODING, HeaderValue::from_static(enc)));
     }
     headers.push((header::ACCEPT_RANGES, HeaderValue::from_static("bytes")));
+    if on_the_fly {
+        match gzip_file(&file, size) {
+            Ok(gz) => {
+                let answer = StaticAnswer {
+                    status: StatusCode::OK,
+                    headers,
+                    length: gz.len() as u64,
+                    body: StaticBody::Text(gz),
+                };
+                return if ask.head {
+                    answer.without_body()
+                } else {
+                    answer
+                };
+            }
+            Err(e) => {
+                tracing::warn!(file = rel, "compressing a file: {e}");
+                return StaticAnswer::page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "500 Internal Server Error: the file could not be read.\n",
+                );
+            }
+        }
+    }
     let range_applies = match ask.if_range {
         None => true,
         Some(v) => v == etag.as_bytes() || v == last_modified.as_bytes(),
@@ -301,6 +356,42 @@ pub(crate) fn answer(
     } else {
         answer
     }
+}
+
+/// Whether files of `content_type` are compressed on the fly: text, and the text formats
+/// of `application/` and `image/svg+xml` (what nginx's and Platform.sh's `gzip_types`
+/// name); images, fonts, media and archives are compressed already.
+fn compressible(content_type: &str) -> bool {
+    content_type.starts_with("text/")
+        || matches!(
+            content_type,
+            "application/javascript"
+                | "application/json"
+                | "application/manifest+json"
+                | "application/rss+xml"
+                | "application/atom+xml"
+                | "application/wasm"
+                | "image/svg+xml"
+                | "image/x-icon"
+                | "image/bmp"
+                | "font/ttf"
+                | "font/otf"
+                | "application/vnd.ms-fontobject"
+        )
+}
+
+/// The first `size` bytes of `file`, gzipped (level 1).
+fn gzip_file(file: &File, size: u64) -> io::Result<Bytes> {
+    use std::io::Write as _;
+    use std::os::unix::fs::FileExt as _;
+    let mut content = vec![0u8; size as usize];
+    file.read_exact_at(&mut content, 0)?;
+    let mut gz = flate2::write::GzEncoder::new(
+        Vec::with_capacity(content.len() / 3 + 64),
+        flate2::Compression::fast(),
+    );
+    gz.write_all(&content)?;
+    Ok(Bytes::from(gz.finish()?))
 }
 
 /// The `.br` or `.gz` sibling of `rel`, if the client accepts that encoding and it exists.
@@ -499,6 +590,25 @@ mod tests {
         assert!(etag_listed(b"W/\"b\"", b"\"b\""));
         assert!(etag_listed(b"*", b"\"b\""));
         assert!(!etag_listed(b"\"c\"", b"\"b\""));
+    }
+
+    #[test]
+    fn gzip_on_the_fly_is_for_text() {
+        assert!(compressible("text/html"));
+        assert!(compressible("application/javascript"));
+        assert!(compressible("image/svg+xml"));
+        assert!(!compressible("image/png"));
+        assert!(!compressible("application/octet-stream"));
+        assert!(!compressible("application/gzip"));
+        let mut f = tempfile::tempfile().expect("temp file");
+        let text = "hello static world\n".repeat(200);
+        std::io::Write::write_all(&mut f, text.as_bytes()).expect("write");
+        let gz = gzip_file(&f, text.len() as u64).expect("gzip");
+        assert!(gz.len() < text.len() / 4, "{} bytes", gz.len());
+        let mut back = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut back)
+            .expect("gunzip");
+        assert_eq!(back, text);
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub(crate) enum Served {
 /// waits for one more: a busy client's next request is answered (with
 /// `connection: close`) instead of racing with the close, which it would see as a failed
 /// request. A connection that sends nothing in this time is closed.
-const LAST_REQUEST_WAIT: Duration = Duration::from_secs(1);
+pub(crate) const LAST_REQUEST_WAIT: Duration = Duration::from_secs(1);
 
 /// Serve HTTP/1.1 requests of `stream` until the connection ends, `end` resolves between
 /// two requests (a stop: after one more request, if it comes within

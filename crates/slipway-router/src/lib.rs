@@ -64,6 +64,6 @@ pub use probe::{probe_fastcgi, probe_http, ProbeError};
 pub use release::LiveRelease;
 pub use router::Router;
 pub use routes::{EnvRoutes, RouteAction, RouteError, RouteRule, RouteScheme, Upstream};
-pub use site::{Expires, Location, LocationRule, Passthru, Site};
+pub use site::{Expires, Location, LocationRule, Passthru, Site, SiteMount};
 pub use table::normalize_host;
 pub use tls::{CertificateSource, Certificates, LocalCa, TlsError, RECHECK};

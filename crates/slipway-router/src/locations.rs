@@ -23,7 +23,7 @@ use hyper::{Method, StatusCode};
 use crate::fastcgi::ScriptCall;
 use crate::files::{self, Opened, StaticAnswer};
 use crate::routes::RouteError;
-use crate::site::{Expires, Passthru, Site};
+use crate::site::{Expires, Passthru, Site, SiteMount};
 use crate::table::path_matches;
 
 /// Largest compiled size of one rule's regular expression (as the config check allows).
@@ -46,9 +46,9 @@ pub(crate) struct WebSite {
 #[derive(Debug)]
 struct WebLocation {
     prefix: Box<str>,
-    /// The root folder (`O_PATH`), opened beneath the app's folder; `None`: no static
-    /// files (no `root`, or a root that does not exist in this release).
-    root: Option<OwnedFd>,
+    /// The root folder; `None`: no static files (no `root`, or a root that does not
+    /// exist in this release).
+    root: Option<RootDir>,
     /// The root as configured (normalized, relative to the app's folder).
     root_path: Option<String>,
     passthru: Passthru,
@@ -58,6 +58,64 @@ struct WebLocation {
     scripts: bool,
     headers: Vec<(HeaderName, HeaderValue)>,
     rules: Vec<WebRule>,
+}
+
+/// Where a location's files are.
+#[derive(Debug)]
+enum RootDir {
+    /// A folder of the release's slug (`O_PATH`), opened beneath the app's folder once.
+    Slug(OwnedFd),
+    /// A folder of a persistent mount: opened at each request (the volume may be
+    /// mounted again meanwhile; an open descriptor would keep serving the old one or
+    /// keep it busy), `rel` beneath the volume's `files` folder.
+    Mount {
+        /// The volume's `files` folder on the host.
+        volume_files: std::path::PathBuf,
+        /// The mount's folder and the rest of the root beneath it.
+        rel: String,
+    },
+}
+
+impl RootDir {
+    /// The root for `root` (normalized, relative to the app): the longest mount it is or
+    /// is beneath, else the slug's folder opened beneath `app_dir` (`None` if missing).
+    fn of(root: &str, app_dir: &OwnedFd, mounts: &[SiteMount]) -> std::io::Result<Option<Self>> {
+        let mount = mounts
+            .iter()
+            .filter(|m| {
+                root == m.path
+                    || (root.starts_with(m.path.as_str())
+                        && root.as_bytes().get(m.path.len()) == Some(&b'/'))
+            })
+            .max_by_key(|m| m.path.len());
+        if let Some(m) = mount {
+            let below = root[m.path.len()..].trim_start_matches('/');
+            let rel = if below.is_empty() {
+                m.folder.clone()
+            } else {
+                format!("{}/{below}", m.folder)
+            };
+            return Ok(Some(RootDir::Mount {
+                volume_files: m.volume_files.clone(),
+                rel,
+            }));
+        }
+        let rel = if root.is_empty() { "." } else { root };
+        Ok(files::open_dir_beneath(app_dir, rel)?.map(RootDir::Slug))
+    }
+
+    /// The folder to open files beneath, now (a mount's is opened into `opened`);
+    /// `None` if it does not exist (a mount not made yet, or a volume not mounted).
+    fn open<'a>(&'a self, opened: &'a mut Option<OwnedFd>) -> Option<&'a OwnedFd> {
+        match self {
+            RootDir::Slug(fd) => Some(fd),
+            RootDir::Mount { volume_files, rel } => {
+                let files = files::open_dir(volume_files).ok()?;
+                let dir = files::open_dir_beneath(&files, rel).ok()??;
+                Some(opened.insert(dir))
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -154,9 +212,8 @@ impl WebSite {
                     {
                         return Err(bad(&loc.prefix, format!("root `{root}` leaves the app")));
                     }
-                    let rel = if root.is_empty() { "." } else { root.as_str() };
-                    match files::open_dir_beneath(&app_dir, rel) {
-                        Ok(fd) => fd,
+                    match RootDir::of(root, &app_dir, &site.mounts) {
+                        Ok(dir) => dir,
                         Err(e) => return Err(bad(&loc.prefix, format!("root `{root}`: {e}"))),
                     }
                 }
@@ -262,7 +319,8 @@ impl WebSite {
                 _ => self.to_app(passthru),
             };
         }
-        let Some(root) = &loc.root else {
+        let mut opened = None;
+        let Some(root) = loc.root.as_ref().and_then(|r| r.open(&mut opened)) else {
             return elsewhere(StatusCode::NOT_FOUND);
         };
         match files::open_beneath(root, if rel.is_empty() { "." } else { rel }) {
@@ -600,6 +658,7 @@ mod site_tests {
             tag: "abc".into(),
             locations: vec![root, statics],
             fastcgi: false,
+            mounts: Vec::new(),
         };
         (dir, site)
     }

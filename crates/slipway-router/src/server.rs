@@ -181,7 +181,7 @@ impl Router {
     async fn worker(
         self: Arc<Self>,
         mut queue: mpsc::UnboundedReceiver<Accepted>,
-        mut stop_rx: watch::Receiver<bool>,
+        stop_rx: watch::Receiver<bool>,
         places: (Arc<Semaphore>, usize),
         tls: Option<TlsAcceptor>,
     ) {
@@ -195,7 +195,9 @@ impl Router {
         let mut connections = JoinSet::new();
         loop {
             tokio::select! {
-                () = stopped(&mut stop_rx) => break,
+                // No break on the stop: the connections accepted before it, still in the
+                // queue, are served too (their `end` is a stop already: one request
+                // each); the queue closes as the accepting loop stops.
                 accepted = queue.recv() => {
                     let Some((stream, peer, place)) = accepted else { break };
                     let stream = match stream.and_then(|s| {
@@ -243,21 +245,35 @@ impl Router {
                         });
                         tokio::pin!(end);
                         // Serve until the connection ends, or `end` says to close it.
+                        // `$stopping`: the stop came already (during the TLS handshake).
                         macro_rules! drive {
-                            ($conn:expr) => {{
+                            ($conn:expr, $stopping:expr) => {{
                                 let conn = $conn;
                                 tokio::pin!(conn);
-                                tokio::select! {
-                                    biased;
-                                    result = conn.as_mut() => result,
-                                    why = &mut end => {
-                                        conn.as_mut().graceful_shutdown();
-                                        match why {
-                                            End::Stop => conn.await,
-                                            End::Idle => {
-                                                tracing::debug!(%peer, "closing an idle client connection");
-                                                tokio::time::timeout(CLOSE_GRACE, conn).await.unwrap_or(Ok(()))
+                                'driven: {
+                                    let why = if $stopping {
+                                        End::Stop
+                                    } else {
+                                        tokio::select! {
+                                            biased;
+                                            result = conn.as_mut() => break 'driven result,
+                                            why = &mut end => why,
+                                        }
+                                    };
+                                    match why {
+                                        End::Stop => {
+                                            // As on the own HTTP/1.1 path: the request open, or
+                                            // the next one if it comes soon, is answered first.
+                                            if let Some(result) = last_request(&activity, conn.as_mut()).await {
+                                                break 'driven result;
                                             }
+                                            conn.as_mut().graceful_shutdown();
+                                            conn.await
+                                        }
+                                        End::Idle => {
+                                            conn.as_mut().graceful_shutdown();
+                                            tracing::debug!(%peer, "closing an idle client connection");
+                                            tokio::time::timeout(CLOSE_GRACE, conn).await.unwrap_or(Ok(()))
                                         }
                                     }
                                 }
@@ -265,9 +281,23 @@ impl Router {
                         }
                         let result = if let Some(acceptor) = tls {
                             // HTTPS: the handshake, then h2 or HTTP/1.1 as ALPN chose.
+                            let handshake = acceptor.accept(stream);
+                            tokio::pin!(handshake);
+                            let mut stopping = false;
                             let accepted = tokio::select! {
-                                accepted = acceptor.accept(stream) => accepted,
-                                _ = &mut end => return,
+                                accepted = &mut handshake => accepted,
+                                why = &mut end => match why {
+                                    End::Idle => return,
+                                    // A client in its handshake as the server stops was
+                                    // accepted: it still gets its request answered.
+                                    End::Stop => {
+                                        stopping = true;
+                                        match tokio::time::timeout(h1::LAST_REQUEST_WAIT, &mut handshake).await {
+                                            Ok(accepted) => accepted,
+                                            Err(_) => return,
+                                        }
+                                    }
+                                },
                             };
                             let stream = match accepted {
                                 Ok(stream) => stream,
@@ -279,9 +309,9 @@ impl Router {
                             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                             let io = TokioIo::new(stream);
                             if h2 {
-                                drive!(h2_builder.serve_connection(io, service))
+                                drive!(h2_builder.serve_connection(io, service), stopping)
                             } else {
-                                drive!(h1_builder.serve_connection(io, service).with_upgrades())
+                                drive!(h1_builder.serve_connection(io, service).with_upgrades(), stopping)
                             }
                         } else {
                             // HTTP/2 (h2c, prior knowledge) or HTTP/1.1: the first bytes say.
@@ -296,7 +326,7 @@ impl Router {
                                 _ = &mut end => return,
                             };
                             if h2 {
-                                drive!(h2_builder.serve_connection(TokioIo::new(stream), service))
+                                drive!(h2_builder.serve_connection(TokioIo::new(stream), service), false)
                             } else {
                                 // The common requests are served by the router's own HTTP/1.1
                                 // path; the first other one hands the connection to hyper.
@@ -305,7 +335,7 @@ impl Router {
                                     h1::Served::Closed => return,
                                     h1::Served::Handover(read) => {
                                         let io = TokioIo::new(Rewind { read, io: stream });
-                                        drive!(h1_builder.serve_connection(io, service).with_upgrades())
+                                        drive!(h1_builder.serve_connection(io, service).with_upgrades(), false)
                                     }
                                 }
                             }
@@ -500,6 +530,27 @@ pub(crate) struct Activity {
     started: AtomicU64,
     /// How many are not finished (their answer's body was not sent whole yet).
     open: AtomicU64,
+}
+
+/// A stopping server's connection `conn` goes on until a request is open on it (then it
+/// may be shut down gracefully: that request is answered, with `connection: close` on
+/// HTTP/1.1), for at most [`h1::LAST_REQUEST_WAIT`]; `Some` if it ended meanwhile.
+async fn last_request<F: Future>(activity: &Activity, mut conn: Pin<&mut F>) -> Option<F::Output> {
+    let seen = activity.started.load(Ordering::Relaxed);
+    let deadline = tokio::time::Instant::now() + h1::LAST_REQUEST_WAIT;
+    loop {
+        if activity.open.load(Ordering::Relaxed) > 0
+            || activity.started.load(Ordering::Relaxed) > seen
+            || tokio::time::Instant::now() >= deadline
+        {
+            return None;
+        }
+        tokio::select! {
+            biased;
+            result = conn.as_mut() => return Some(result),
+            () = tokio::time::sleep(Duration::from_millis(5)) => {}
+        }
+    }
 }
 
 /// One open request of a connection; finished when dropped (with its answer's body).

@@ -18,6 +18,22 @@ pub struct Site {
     /// Whether the app is PHP-FPM: what goes to the app goes as FastCGI, running the
     /// requested `.php` script or the `passthru` script.
     pub fastcgi: bool,
+    /// The app's persistent mounts: a location whose root is a mount's path (or beneath
+    /// one) serves the mount's current files, not the slug's folder under it.
+    pub mounts: Vec<SiteMount>,
+}
+
+/// One persistent mount of an app, as the router reaches its files on the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SiteMount {
+    /// Where the app sees it, relative to its folder (normalized, e.g. `web/uploads`).
+    pub path: String,
+    /// The volume's folder of mount folders on the host (`files/` of the mounted volume),
+    /// made by Slipway: opened as it is.
+    pub volume_files: PathBuf,
+    /// The mount's folder inside `volume_files`: opened beneath it, so that nothing the
+    /// app made there (a symbolic link) leads out of the volume.
+    pub folder: String,
 }
 
 /// Where requests that are not answered with a static file go.

@@ -2,10 +2,13 @@
 //! sockets over from the running server through `serve.sock`, a unix socket in the
 //! data dir.
 //!
-//! 1. The new server connects and sends `upgrade PID`.
+//! 1. The new server connects and sends `upgrade PID named`.
 //! 2. The running server answers `busy` if another upgrade is under way; otherwise
-//!    `listeners PID` with three descriptors (SCM_RIGHTS): the data dir's lock file,
-//!    the HTTP and the SSH listening sockets. It goes on serving.
+//!    `listeners PID lock http ssh [https] [metrics]` with those descriptors, in that
+//!    order (SCM_RIGHTS): the data dir's lock file, the HTTP and SSH listening sockets,
+//!    and the HTTPS and metrics ones when it listens there. It goes on serving. (A hello
+//!    without `named`, from a server of before the HTTPS and metrics sockets were handed
+//!    over, gets `listeners PID` and the first three.)
 //! 3. The new server restores every environment (adopting the running containers),
 //!    starts accepting on the same sockets, and sends `ready`.
 //! 4. The old server answers `stopping`, stops accepting and drains: in-flight HTTP
@@ -38,6 +41,9 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest time the new server may take to restore before it says `ready`.
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// The word of the hello asking for the named list of descriptors.
+const NAMED: &str = "named";
+
 /// What the running server hands over (its own copies of the descriptors).
 pub struct Sockets {
     /// The data dir's lock file.
@@ -46,20 +52,64 @@ pub struct Sockets {
     pub http: OwnedFd,
     /// The SSH listening socket.
     pub ssh: OwnedFd,
+    /// The HTTPS listening socket, when the server listens for HTTPS.
+    pub https: Option<OwnedFd>,
+    /// The metrics listening socket, when the server serves metrics.
+    pub metrics: Option<OwnedFd>,
+}
+
+/// The descriptors a server listens on, borrowed, for [`Sockets::copy`].
+pub struct Listening<'a> {
+    /// The data dir's lock file.
+    pub lock: BorrowedFd<'a>,
+    /// The HTTP listening socket.
+    pub http: BorrowedFd<'a>,
+    /// The SSH listening socket.
+    pub ssh: BorrowedFd<'a>,
+    /// The HTTPS listening socket, if any.
+    pub https: Option<BorrowedFd<'a>>,
+    /// The metrics listening socket, if any.
+    pub metrics: Option<BorrowedFd<'a>>,
 }
 
 impl Sockets {
-    /// Copies of the three descriptors.
-    pub fn copy(
-        lock: BorrowedFd<'_>,
-        http: BorrowedFd<'_>,
-        ssh: BorrowedFd<'_>,
-    ) -> Result<Sockets> {
+    /// Copies of the descriptors.
+    pub fn copy(listening: Listening<'_>) -> Result<Sockets> {
         Ok(Sockets {
-            lock: lock.try_clone_to_owned()?,
-            http: http.try_clone_to_owned()?,
-            ssh: ssh.try_clone_to_owned()?,
+            lock: listening.lock.try_clone_to_owned()?,
+            http: listening.http.try_clone_to_owned()?,
+            ssh: listening.ssh.try_clone_to_owned()?,
+            https: listening
+                .https
+                .map(|fd| fd.try_clone_to_owned())
+                .transpose()?,
+            metrics: listening
+                .metrics
+                .map(|fd| fd.try_clone_to_owned())
+                .transpose()?,
         })
+    }
+
+    /// The names and descriptors to send: all of them to a server that asked for named
+    /// ones, else the first three.
+    fn to_send(&self, named: bool) -> (Vec<&'static str>, Vec<RawFd>) {
+        let mut names = vec!["lock", "http", "ssh"];
+        let mut fds = vec![
+            self.lock.as_raw_fd(),
+            self.http.as_raw_fd(),
+            self.ssh.as_raw_fd(),
+        ];
+        if named {
+            if let Some(fd) = &self.https {
+                names.push("https");
+                fds.push(fd.as_raw_fd());
+            }
+            if let Some(fd) = &self.metrics {
+                names.push("metrics");
+                fds.push(fd.as_raw_fd());
+            }
+        }
+        (names, fds)
     }
 }
 
@@ -114,22 +164,24 @@ fn answer(
 ) -> Result<()> {
     conn.set_read_timeout(Some(HELLO_TIMEOUT))?;
     let hello = read_line(&mut conn)?;
-    let Some(new_pid) = hello.strip_prefix("upgrade ") else {
+    let Some(words) = hello.strip_prefix("upgrade ") else {
         bail!("unexpected {hello:?}");
     };
-    let new_pid = new_pid.to_string();
+    let mut words = words.split_whitespace();
+    let new_pid = words.next().unwrap_or_default().to_string();
+    let named = words.any(|w| w == NAMED);
     if busy.swap(true, Ordering::AcqRel) {
         tracing::warn!(new_pid, "upgrade refused: another upgrade is under way");
         conn.write_all(b"busy\n")?;
         return Ok(());
     }
     tracing::info!(new_pid, "upgrade: handing the listening sockets over");
-    let message = format!("listeners {}\n", std::process::id());
-    let fds: [RawFd; 3] = [
-        sockets.lock.as_raw_fd(),
-        sockets.http.as_raw_fd(),
-        sockets.ssh.as_raw_fd(),
-    ];
+    let (names, fds) = sockets.to_send(named);
+    let message = if named {
+        format!("listeners {} {}\n", std::process::id(), names.join(" "))
+    } else {
+        format!("listeners {}\n", std::process::id())
+    };
     let sent = sendmsg::<UnixAddr>(
         conn.as_raw_fd(),
         &[IoSlice::new(message.as_bytes())],
@@ -187,7 +239,14 @@ pub struct TakenOver {
     pub http: std::net::TcpListener,
     /// The SSH listening socket.
     pub ssh: std::net::TcpListener,
+    /// The HTTPS listening socket, if the old server listened for HTTPS.
+    pub https: Option<std::net::TcpListener>,
+    /// The metrics listening socket, if the old server served metrics.
+    pub metrics: Option<std::net::TcpListener>,
 }
+
+/// The most descriptors a running server sends.
+const MOST_SOCKETS: usize = 5;
 
 /// The new server's side: connect to the running server and take its sockets over.
 pub fn take_over(data_dir: &Path) -> Result<TakenOver> {
@@ -195,9 +254,9 @@ pub fn take_over(data_dir: &Path) -> Result<TakenOver> {
     let mut conn = UnixStream::connect(&path)
         .with_context(|| format!("connecting to the running server on {}", path.display()))?;
     conn.set_read_timeout(Some(HELLO_TIMEOUT))?;
-    conn.write_all(format!("upgrade {}\n", std::process::id()).as_bytes())?;
+    conn.write_all(format!("upgrade {} {NAMED}\n", std::process::id()).as_bytes())?;
     let mut buf = [0u8; 256];
-    let mut space = nix::cmsg_space!([RawFd; 3]);
+    let mut space = nix::cmsg_space!([RawFd; MOST_SOCKETS]);
     let (len, fds) = {
         let mut iov = [IoSliceMut::new(&mut buf)];
         let msg = recvmsg::<UnixAddr>(
@@ -223,21 +282,53 @@ pub fn take_over(data_dir: &Path) -> Result<TakenOver> {
     if reply == "busy" {
         bail!("another upgrade of this server is under way; try again when it finished");
     }
-    let Some(old_pid) = reply
-        .strip_prefix("listeners ")
-        .and_then(|p| p.parse::<u32>().ok())
-    else {
+    let Some(words) = reply.strip_prefix("listeners ") else {
         bail!("the running server answered {reply:?}");
     };
-    let [lock, http, ssh]: [OwnedFd; 3] = fds.try_into().map_err(|v: Vec<OwnedFd>| {
-        anyhow!("the running server sent {} descriptors, not 3", v.len())
-    })?;
+    let mut words = words.split_whitespace();
+    let Some(old_pid) = words.next().and_then(|p| p.parse::<u32>().ok()) else {
+        bail!("the running server answered {reply:?}");
+    };
+    let mut names: Vec<&str> = words.collect();
+    if names.is_empty() {
+        // A server of before the names: the first three.
+        names = vec!["lock", "http", "ssh"];
+    }
+    if names.len() != fds.len() {
+        bail!(
+            "the running server named {} descriptors ({}) but sent {}",
+            names.len(),
+            names.join(" "),
+            fds.len()
+        );
+    }
+    let mut lock = None;
+    let mut http = None;
+    let mut ssh = None;
+    let mut https = None;
+    let mut metrics = None;
+    for (name, fd) in names.into_iter().zip(fds) {
+        let slot = match name {
+            "lock" => &mut lock,
+            "http" => &mut http,
+            "ssh" => &mut ssh,
+            "https" => &mut https,
+            "metrics" => &mut metrics,
+            other => bail!("the running server sent an unknown descriptor {other:?}"),
+        };
+        if slot.replace(fd).is_some() {
+            bail!("the running server sent the {name} descriptor twice");
+        }
+    }
+    let missing = |name: &str| anyhow!("the running server did not send its {name} descriptor");
     Ok(TakenOver {
         handshake: Handshake { conn },
         old_pid,
-        lock,
-        http: std::net::TcpListener::from(http),
-        ssh: std::net::TcpListener::from(ssh),
+        lock: lock.ok_or_else(|| missing("lock"))?,
+        http: std::net::TcpListener::from(http.ok_or_else(|| missing("http"))?),
+        ssh: std::net::TcpListener::from(ssh.ok_or_else(|| missing("ssh"))?),
+        https: https.map(std::net::TcpListener::from),
+        metrics: metrics.map(std::net::TcpListener::from),
     })
 }
 

@@ -512,6 +512,16 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         ),
     };
     settings.https_port = https_addr.map(|a| a.port());
+    let metrics_addr: Option<std::net::SocketAddr> = match &args.metrics_listen {
+        None => None,
+        Some(addr) => Some(
+            addr.parse()
+                .with_context(|| {
+                    format!("--metrics-listen {addr}: not an address like 127.0.0.1:9100")
+                })
+                .map_err(|e| Failure { code: 2, error: e })?,
+        ),
+    };
     if which(&settings.runtime).is_none() {
         return Err(user_error(anyhow::anyhow!(
             "the OCI runtime '{}' was not found: install runc (apt-get install runc) or pass --runtime PATH",
@@ -546,11 +556,20 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         }
         lock::Acquired::HeldBy(_) => {
             let t = handover::take_over(&data_dir).map_err(user_error)?;
-            let l = lock::ServeLock::handed_over(t.lock)
+            let handover::TakenOver {
+                handshake,
+                old_pid,
+                lock,
+                http,
+                ssh,
+                https,
+                metrics,
+            } = t;
+            let l = lock::ServeLock::handed_over(lock)
                 .context("taking the data dir's lock over")
                 .map_err(internal)?;
-            println!("taking over from slipway serve (pid {})", t.old_pid);
-            (l, Some((t.handshake, t.old_pid, t.http, t.ssh)))
+            println!("taking over from slipway serve (pid {old_pid})");
+            (l, Some((handshake, old_pid, http, ssh, https, metrics)))
         }
     };
     let platform = open_platform(
@@ -567,8 +586,10 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
             platform.data().host_key().display()
         );
     }
-    let (ssh, http, handshake) = match taken {
-        Some((handshake, old_pid, http, ssh)) => (ssh, http, Some((handshake, old_pid))),
+    let (ssh, http, handed_https, handed_metrics, handshake) = match taken {
+        Some((handshake, old_pid, http, ssh, https, metrics)) => {
+            (ssh, http, https, metrics, Some((handshake, old_pid)))
+        }
         None => {
             let mut activated = activation::systemd_listeners()
                 .context("systemd socket activation")
@@ -590,15 +611,34 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
                     .with_context(|| format!("listening for HTTP on {http_addr}"))
                     .map_err(user_error)?,
             };
+            let https = https_addr.and_then(|a| activation::take(&mut activated, a));
+            let metrics = metrics_addr.and_then(|a| activation::take(&mut activated, a));
             for l in &activated {
-                tracing::warn!(addr = ?l.local_addr().ok(), "a socket passed by systemd matches neither --ssh-listen nor --http-listen; unused");
+                tracing::warn!(addr = ?l.local_addr().ok(), "a socket passed by systemd matches none of --ssh-listen, --http-listen, --https-listen, --metrics-listen; unused");
             }
-            (ssh, http, None)
+            (ssh, http, https, metrics, None)
         }
     };
+    // HTTPS and metrics: the socket handed over (by the old server or systemd) when it
+    // listens on the address asked for, else a new one.
+    let https = https_addr
+        .map(|addr| listener_on(addr, handed_https, "HTTPS"))
+        .transpose()
+        .map_err(user_error)?;
+    let metrics = metrics_addr
+        .map(|addr| listener_on(addr, handed_metrics, "metrics"))
+        .transpose()
+        .map_err(user_error)?;
     let sockets = {
         use std::os::fd::AsFd as _;
-        handover::Sockets::copy(serve_lock.fd(), http.as_fd(), ssh.as_fd()).map_err(internal)?
+        handover::Sockets::copy(handover::Listening {
+            lock: serve_lock.fd(),
+            http: http.as_fd(),
+            ssh: ssh.as_fd(),
+            https: https.as_ref().map(|l| l.as_fd()),
+            metrics: metrics.as_ref().map(|l| l.as_fd()),
+        })
+        .map_err(internal)?
     };
     let to_tokio = |l: std::net::TcpListener| {
         l.set_nonblocking(true)?;
@@ -657,10 +697,11 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         }
     });
     let mut https_note = String::new();
-    let https_task = match https_addr {
+    let https_task = match https {
         None => None,
-        Some(addr) => {
-            let (listener, certificates) = https_listener(addr, &data_dir).map_err(user_error)?;
+        Some(listener) => {
+            let listener = to_tokio(listener).map_err(internal)?;
+            let certificates = https_certificates(&data_dir).map_err(user_error)?;
             https_note = format!(
                 ", https {} (local CA {})",
                 listener
@@ -681,12 +722,8 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         }
     };
     let mut metrics_note = String::new();
-    if let Some(addr) = &args.metrics_listen {
-        let listener = addr
-            .parse()
-            .with_context(|| format!("--metrics-listen {addr}: not an address like 127.0.0.1:9100"))
-            .and_then(reuseport_listener)
-            .map_err(user_error)?;
+    if let Some(listener) = metrics {
+        let listener = to_tokio(listener).map_err(internal)?;
         metrics_note = format!(
             ", metrics {}",
             listener
@@ -831,22 +868,40 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     Ok(0)
 }
 
-/// The HTTPS listening socket (`SO_REUSEPORT`, so that a server taking over with
-/// `--upgrade` listens while the old one drains) and the certificates it serves: files in
-/// DATA/certs, else issued by the local CA in DATA/ca (made on first start).
-fn https_listener(
-    addr: std::net::SocketAddr,
-    data_dir: &Path,
-) -> Result<(tokio::net::TcpListener, Arc<slipway_router::Certificates>)> {
+/// The certificates the HTTPS listener serves: files in DATA/certs, else issued by the
+/// local CA in DATA/ca (made on first start).
+fn https_certificates(data_dir: &Path) -> Result<Arc<slipway_router::Certificates>> {
     let ca = slipway_router::LocalCa::open_or_create(&data_dir.join("ca"))
         .context("the local certificate authority")?;
     let certificates = slipway_router::Certificates::new(data_dir.join("certs"), ca)
         .context("the certificates folder")?;
-    Ok((reuseport_listener(addr)?, Arc::new(certificates)))
+    Ok(Arc::new(certificates))
+}
+
+/// The listening socket for `what` on `addr`: `handed` (from the server this one takes
+/// over from, or from systemd) if it listens on `addr`, else a new one.
+fn listener_on(
+    addr: std::net::SocketAddr,
+    handed: Option<std::net::TcpListener>,
+    what: &str,
+) -> Result<std::net::TcpListener> {
+    if let Some(l) = handed {
+        match l.local_addr() {
+            Ok(a) if a == addr => return Ok(l),
+            Ok(a) => tracing::warn!(
+                "the {what} socket handed over listens on {a}, not {addr}: listening on {addr} anew"
+            ),
+            Err(e) => tracing::warn!("the {what} socket handed over: {e}; listening anew"),
+        }
+    }
+    reuseport_listener(addr)
+        .and_then(|l| Ok(l.into_std()?))
+        .with_context(|| format!("listening for {what} on {addr}"))
 }
 
 /// A listening socket on `addr` with `SO_REUSEPORT`, so that a server taking over with
-/// `--upgrade` listens on it while the old one drains.
+/// `--upgrade` from a server that did not hand this socket over can listen on it while
+/// the old one drains.
 fn reuseport_listener(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()
