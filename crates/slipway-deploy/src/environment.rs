@@ -165,9 +165,10 @@ pub struct ReleaseSpec {
 }
 
 impl ReleaseSpec {
-    /// Read a spec back from the state database.
-    pub fn from_json(v: &serde_json::Value) -> Option<ReleaseSpec> {
-        serde_json::from_value(v.clone()).ok()
+    /// Read a spec back from the state database; a record that does not decode is an error
+    /// (callers holding the release use [`crate::release_record::spec_of`], which names it).
+    pub fn from_json(v: &serde_json::Value) -> Result<ReleaseSpec, serde_json::Error> {
+        ReleaseSpec::deserialize(v)
     }
     /// The spec as JSON for the state database.
     pub fn to_json(&self) -> serde_json::Value {

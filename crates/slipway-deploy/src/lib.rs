@@ -46,6 +46,7 @@ pub mod protection;
 pub mod provision;
 pub mod push;
 pub mod push_protection;
+pub mod release_record;
 pub mod restore;
 pub mod retire;
 pub mod services;

@@ -9,7 +9,6 @@
 
 use std::sync::Arc;
 
-use crate::environment::ReleaseSpec;
 use crate::mounts::PARENT_ENV;
 use crate::output::Sink;
 use crate::{provision, restore, Platform};
@@ -56,8 +55,15 @@ pub async fn run(
         .environment(project, env)
         .map_err(|e| e.to_string())?
         .and_then(|en| en.current_release)
-        .and_then(|id| state.release(id).ok().flatten());
-    let spec = live.as_ref().and_then(|r| ReleaseSpec::from_json(&r.spec));
+        .map(|id| state.release(id))
+        .transpose()
+        .map_err(|e| e.to_string())?
+        .flatten();
+    let spec = live
+        .as_ref()
+        .map(crate::release_record::spec_of)
+        .transpose()
+        .map_err(|e| e.to_string())?;
     let sizes = spec.as_ref().map(|s| s.volumes.clone()).unwrap_or_default();
 
     // Copies of the parent's volumes, beside the environment's own (not those bigger than
