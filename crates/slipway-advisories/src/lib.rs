@@ -9,6 +9,8 @@
 //! - [`audit`]: lockfiles against the database, with the verdict.
 //! - [`secrets`]: committed credentials in the files a push adds.
 
+#![warn(missing_docs)]
+
 pub mod audit;
 pub mod db;
 pub mod lockfiles;

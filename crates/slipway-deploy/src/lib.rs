@@ -24,6 +24,8 @@
 //! running cluster or its routes; a branch ref moves only when its deploy
 //! succeeded; service data is never lost by a deploy.
 
+#![warn(missing_docs)]
+
 pub mod activity_log;
 pub mod app_logs;
 pub mod build;

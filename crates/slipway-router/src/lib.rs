@@ -27,6 +27,8 @@
 //!   host 404, first deploy in progress 503 + `Retry-After: 5`, upstream unreachable 502,
 //!   upstream headers too slow 504; short plain text.
 
+#![warn(missing_docs)]
+
 mod body;
 mod config;
 mod fastcgi;

@@ -7,6 +7,8 @@
 //!   [`slipway_git::receive`] and handed to the deploy pipeline.
 //! - Anything else is an admin command ([`admin`]).
 
+#![warn(missing_docs)]
+
 pub(crate) mod admin;
 pub mod command;
 mod connections;

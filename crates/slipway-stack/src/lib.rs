@@ -8,6 +8,8 @@
 //! once under `stacks/HEX/` of the data dir, where every container using it shares it,
 //! read-only, as its root.
 
+#![warn(missing_docs)]
+
 pub mod build;
 pub mod catalog;
 mod error;
