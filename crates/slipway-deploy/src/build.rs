@@ -221,7 +221,7 @@ pub(crate) fn encode_slug(s: &SlugInfo) -> String {
         .to_string()
 }
 
-/// A build's recorded slug (see [`encode_slug`]) that does not decode.
+/// A build's recorded slug (see `encode_slug`) that does not decode.
 #[derive(Debug, thiserror::Error)]
 #[error("the recorded slug `{record}` does not decode: {why}")]
 pub struct SlugRecordError {

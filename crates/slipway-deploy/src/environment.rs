@@ -226,7 +226,7 @@ pub struct EnvContext<'a> {
     pub services: &'a [slipway_state::ServiceRecord],
 }
 
-/// The environment variables of an app's container: [`container_env`]'s, then the
+/// The environment variables of an app's container: `container_env`'s, then the
 /// environment's (port, names, URL, routes, relationships). `PLATFORM_RELATIONSHIPS`,
 /// `PLATFORM_ROUTES` and `PLATFORM_VARIABLES` are base64 JSON in Platform.sh's shapes
 /// (see [`slipway_config::platform_env`]); `SLIPWAY_RELATIONSHIPS` and `SLIPWAY_ROUTES` are the same.
