@@ -1,7 +1,8 @@
 //! Invariant 7 on the public conformance corpus (`../shared/examples/platform-configs`):
 //! `slipway config check` of a working tree and the validate phase of a push of the same
-//! files as a commit say the same (the same errors and warnings, line for line), and no key
-//! is dropped silently: every key is acted on, or warned about, or refused.
+//! files as a commit say the same (the same errors and warnings, line for line, and the same
+//! verdict), and every warning names the key it is about (a key Slipway does not act on is
+//! warned about at its key path, never dropped silently).
 //!
 //! The push side runs [`slipway_deploy::validate::load_commit_config`] and
 //! [`slipway_deploy::validate::config_lines`], what the validate phase of every push calls,
@@ -10,41 +11,18 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use slipway_config::DirSource;
 use slipway_deploy::validate::{config_lines, load_commit_config};
 
-fn corpus() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/examples/platform-configs");
-    if p.is_dir() {
-        return Some(p);
-    }
-    let p = PathBuf::from("/work/shared/examples/platform-configs");
-    p.is_dir().then_some(p)
-}
+#[path = "../../slipway-config/tests/corpus/mod.rs"]
+mod corpus;
+use corpus::{config_root, corpus, snapshots};
 
-/// The folder of a snapshot that holds its configuration (normally the snapshot itself; as
-/// the config crate's conformance test finds it).
-fn config_root(snapshot: &Path) -> PathBuf {
-    if slipway_config::detect(&DirSource::new(snapshot)).is_ok() {
-        return snapshot.to_path_buf();
-    }
-    fn find(dir: &Path, depth: usize) -> Option<PathBuf> {
-        if dir.join(".upsun/config.yaml").is_file() || dir.join(".platform.app.yaml").is_file() {
-            return Some(dir.to_path_buf());
-        }
-        if depth == 0 {
-            return None;
-        }
-        let mut subs: Vec<PathBuf> = std::fs::read_dir(dir)
-            .ok()?
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.is_dir())
-            .collect();
-        subs.sort();
-        subs.into_iter().find_map(|p| find(&p, depth - 1))
-    }
-    find(snapshot, 4).unwrap_or_else(|| snapshot.to_path_buf())
+/// The corpus beside the repository, else the machine's shared copy.
+fn corpus_dir() -> Option<PathBuf> {
+    corpus().or_else(|| {
+        let p = PathBuf::from("/work/shared/examples/platform-configs");
+        p.is_dir().then_some(p)
+    })
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -87,7 +65,7 @@ fn commit_of(dir: &Path) -> (tempfile::TempDir, slipway_git::ObjectId) {
 
 #[test]
 fn config_check_and_the_push_say_the_same_of_every_corpus_config() {
-    let Some(root) = corpus() else {
+    let Some(root) = corpus_dir() else {
         assert_ne!(
             std::env::var("CI").as_deref(),
             Ok("true"),
@@ -96,16 +74,9 @@ fn config_check_and_the_push_say_the_same_of_every_corpus_config() {
         eprintln!("no conformance corpus here: nothing checked");
         return;
     };
-    let mut snapshots: Vec<PathBuf> = std::fs::read_dir(&root)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    snapshots.sort();
     let mut compared = 0;
     let mut warned = 0;
-    for snapshot in &snapshots {
+    for snapshot in &snapshots(&root) {
         let name = snapshot.file_name().unwrap().to_string_lossy().to_string();
         let dir = config_root(snapshot);
 
