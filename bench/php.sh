@@ -23,34 +23,12 @@ SECS=${2:-10}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 FPM=$(ls /usr/sbin/php-fpm* 2>/dev/null | head -1 || true)
 [ -n "$FPM" ] || { echo "needs php-fpm (apt-get install -y php-fpm)" >&2; exit 2; }
-for t in nginx wrk python3; do
-    command -v "$t" >/dev/null || { echo "needs $t (apt-get install -y nginx wrk)" >&2; exit 2; }
-done
-if [ -n "${SLIPWAY_BENCH_BIN:-}" ]; then
-    BIN=$SLIPWAY_BENCH_BIN
-else
-    echo "building the router (cargo build --release -p slipway-router --example router_bench)" >&2
-    (cd "$ROOT" && cargo build -q --release -p slipway-router --example router_bench)
-    TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-    BIN=$TARGET/release/examples/router_bench
-fi
-
-WORK=$(mktemp -d /tmp/slipway-bench-php.XXXXXX)
+. "$ROOT/bench/lib.sh"
+bench_needs nginx wrk python3
+bench_router_bin
+bench_workdir php
 chmod 755 "$WORK"
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 NGX=$(free_port); NGS=$(free_port); SLW=$(free_port); FPMPORT=$(free_port)
-HOST=bench.localhost
-NPROC=$(nproc)
 
 # The chroot of PHP-FPM: the app at /app.
 mkdir -p "$WORK/chroot/app" "$WORK/chroot/tmp"
@@ -74,24 +52,8 @@ EOF
 "$FPM" --nodaemonize --fpm-config "$WORK/fpm.conf" &
 PIDS+=($!)
 
-nginx_conf() { # DIR WORKERS PORT
-    mkdir -p "$1"
-    cat > "$1/nginx.conf" <<EOF
-user root;
-worker_processes $2;
-pid $1/nginx.pid;
-error_log $1/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 100000000;
-    keepalive_timeout 300s;
-    client_body_temp_path $1/tmp;
-    proxy_temp_path $1/tmp;
-    fastcgi_temp_path $1/tmp;
-    uwsgi_temp_path $1/tmp;
-    scgi_temp_path $1/tmp;
-    server {
+php_nginx_conf() { # DIR WORKERS PORT
+    nginx_conf "$1" "$2" "    server {
         listen 127.0.0.1:$3;
         server_name $HOST;
         root /app;
@@ -101,35 +63,17 @@ http {
             fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
             fastcgi_pass 127.0.0.1:$FPMPORT;
         }
-    }
-}
-EOF
+    }"
 }
 
 SLIPWAY_BENCH_FASTCGI=1 "$BIN" "127.0.0.1:$SLW" "$HOST" "$FPMPORT" "$WORK/chroot/app" > "$WORK/slipway.log" 2>&1 &
 PIDS+=($!)
-wait_port() {
-    for _ in $(seq 100); do
-        if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),1)" 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "nothing listens on port $1" >&2; return 1
-}
 wait_port "$FPMPORT" || { cat "$WORK/fpm.log" >&2; exit 1; }
 wait_port "$SLW" || { cat "$WORK/slipway.log" >&2; exit 1; }
-WORKERS=
-for _ in $(seq 50); do
-    WORKERS=$(sed -n 's/.* with \([0-9][0-9]*\) worker.*/\1/p' "$WORK/slipway.log")
-    [ -n "$WORKERS" ] && break
-    sleep 0.1
-done
-[ -n "$WORKERS" ] || { echo "the router did not say its worker count" >&2; exit 1; }
-nginx_conf "$WORK/nginx" "$NPROC" "$NGX"
-nginx_conf "$WORK/nginx-same" "$WORKERS" "$NGS"
-for d in nginx nginx-same; do
-    nginx -p "$WORK/$d" -c "$WORK/$d/nginx.conf" -g 'daemon off;' &
-    PIDS+=($!)
-done
+router_workers "$WORK/slipway.log"
+php_nginx_conf "$WORK/nginx" "$NPROC" "$NGX"
+php_nginx_conf "$WORK/nginx-same" "$WORKERS" "$NGS"
+for d in nginx nginx-same; do start_nginx "$WORK/$d"; done
 wait_port "$NGX" || exit 1
 wait_port "$NGS" || exit 1
 
@@ -145,36 +89,18 @@ PY
     [ "$got" = "200 Hello, world!" ] || { echo "port $p answered: $got" >&2; cat "$WORK/fpm.log" >&2; exit 1; }
 done
 
-run_wrk() { # PORT CONNECTIONS
-    local threads=1
-    [ "$2" -gt 1 ] && threads=$NPROC
-    wrk -t"$threads" -c"$2" -d"${SECS}s" --latency -H "Host: $HOST" "http://127.0.0.1:$1/hello" 2>&1 |
-        awk '
-            /Requests\/sec:/ { rps = $2 }
-            /^ +99%/ {
-                v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
-                if (u == "us") v = v / 1000; else if (u == "s") v = v * 1000; else if (u == "m") v = v * 60000
-                p99 = v
-            }
-            /Non-2xx|Socket errors/ { err = err " " $0 }
-            END { printf "%s %s%s\n", rps, p99, (err ? " ERR" err : "") }'
-}
-median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-
-echo "machine: $(nproc) CPU(s), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-echo "date: $(date -u)"
+bench_machine
 echo "$(nginx -v 2>&1), $("$FPM" -v | head -1 | cut -d' ' -f1-2), $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2); ${ROUNDS} rounds of ${SECS}s per target and connection count"
 echo "workers: slipway $WORKERS, nginx $NPROC (auto), nginx-same $WORKERS, php-fpm $NPROC (static)"
 printf '%-6s %-10s %14s %10s\n' conns target "requests/s" "p99 ms"
-ORDERS=("slipway nginx nginx-same" "nginx nginx-same slipway" "nginx-same slipway nginx")
 RATIOS=""
 for conns in 1 64; do
     for who in slipway nginx nginx-same; do : > "$WORK/res.$who"; done
-    run_wrk "$NGX" "$conns" > /dev/null   # warm-up
+    run_wrk "$NGX" "$conns" /hello > /dev/null   # warm-up
     for r in $(seq "$ROUNDS"); do
         for who in ${ORDERS[$(( (r - 1) % 3 ))]}; do
             case $who in slipway) port=$SLW ;; nginx) port=$NGX ;; nginx-same) port=$NGS ;; esac
-            out=$(run_wrk "$port" "$conns")
+            out=$(run_wrk "$port" "$conns" /hello)
             echo "$out" >> "$WORK/res.$who"
             case "$out" in *ERR*) echo "  $who c=$conns round $r: $out" >&2 ;; esac
         done

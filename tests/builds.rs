@@ -477,23 +477,15 @@ fn hello_registry() -> slipway_e2e::NpmRegistry {
 }
 
 /// Answers each GET with where the global command is and what they print, run now.
-const GLOBALS_SERVER: &str = r#"import http.server, os, shutil, subprocess
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        lines = []
+const GLOBALS_SERVER: &str = slipway_e2e::py_app!(
+    "",
+    r#"        lines = []
         for cmd in ["slipway-hello"]:
             out = subprocess.run([cmd], capture_output=True, text=True).stdout.strip()
             lines.append(f"{shutil.which(cmd)}: {out}")
         body = ("\n".join(lines) + "\n").encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#;
+"#
+);
 
 #[test]
 fn dependencies_are_installed_into_the_slug_and_work_in_the_build_and_at_run_time() {

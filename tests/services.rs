@@ -264,22 +264,14 @@ fn apps_reach_their_services_and_data_outlives_deploys_and_restarts() {
 }
 
 /// The app of the MariaDB test: answers with the `database` relationship as a URL.
-const DB_URL_SERVER: &str = r#"import base64, http.server, json, os
-rels = json.loads(base64.b64decode(os.environ["PLATFORM_RELATIONSHIPS"]))
+const DB_URL_SERVER: &str = slipway_e2e::py_app!(
+    r#"rels = json.loads(base64.b64decode(os.environ["PLATFORM_RELATIONSHIPS"]))
 d, r = rels["database"][0], rels["reports"][0]
 url = "%s %s %s %s %d %s %s %s %s %s" % (d["scheme"], d["username"], d["password"], d["ip"], d["port"], d["path"], d["host"], r["username"], r["password"], r["path"])
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        body = (url + " v" + open("VERSION").read().strip()).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#;
+"#,
+    r#"        body = (url + " v" + open("VERSION").read().strip()).encode()
+"#
+);
 
 #[test]
 fn mariadb_rows_survive_a_code_deploy_and_a_rollback() {

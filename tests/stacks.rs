@@ -408,20 +408,12 @@ fn a_nodejs_22_app_runs_on_node_from_the_npm_registry() {
 }
 
 /// Answers with what the `slipway-hello` command prints and the python running it.
-const PROCFILE_PY_SERVER: &str = r#"import http.server, os, subprocess, sys
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        out = subprocess.run(["slipway-hello"], capture_output=True, text=True).stdout.strip()
+const PROCFILE_PY_SERVER: &str = slipway_e2e::py_app!(
+    "",
+    r#"        out = subprocess.run(["slipway-hello"], capture_output=True, text=True).stdout.strip()
         body = f"{out} {sys.prefix} {sys.version_info[0]}.{sys.version_info[1]}\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#;
+"#
+);
 
 #[test]
 fn procfile_apps_get_the_stack_of_their_language_and_their_dependencies_installed() {

@@ -12,22 +12,14 @@ use slipway_e2e::{free_port, run, text, App, Server};
 
 /// The app: answers with the `X-Forwarded-Proto` it got (`/routes`: the URLs of its
 /// `PLATFORM_ROUTES`).
-const PROTO_SERVER: &str = r#"import base64, http.server, json, os
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        body = ("proto=" + str(self.headers.get("X-Forwarded-Proto"))).encode()
+const PROTO_SERVER: &str = slipway_e2e::py_app!(
+    "",
+    r#"        body = ("proto=" + str(self.headers.get("X-Forwarded-Proto"))).encode()
         if self.path == "/routes":
             routes = json.loads(base64.b64decode(os.environ["PLATFORM_ROUTES"]))
             body = " ".join(sorted(routes)).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#;
+"#
+);
 
 const HOST: &str = "main.tls.localhost";
 

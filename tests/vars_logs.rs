@@ -50,19 +50,11 @@ fn env_app(server: &Server) -> App {
     );
     app.write(
         "server.py",
-        r#"import http.server, os
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        body = ("token=%s mode=%s\n" % (os.environ.get("API_TOKEN", ""), os.environ.get("MODE", ""))).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#,
+        slipway_e2e::py_app!(
+            "",
+            r#"        body = ("token=%s mode=%s\n" % (os.environ.get("API_TOKEN", ""), os.environ.get("MODE", ""))).encode()
+"#
+        ),
     );
     app.commit("env app");
     app

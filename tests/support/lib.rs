@@ -7,6 +7,8 @@
 //! `python3` (wheels and the loopback npm registry), `ip` (iproute2), `mmdebstrap`
 //! (the first build of each stack). `scripts/install-deps` installs them.
 
+#![warn(missing_docs)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -411,21 +413,37 @@ impl App {
     }
 }
 
+/// The source of a python3 test app (a `&'static str`): an HTTP/1.1 server on
+/// 127.0.0.1:$PORT that answers every GET with 200 and the bytes its handler leaves in
+/// `body`. `$answer` is the handler's python lines, indented by 8 spaces, with `self` the
+/// request; `$prelude` (top-level python lines) runs once first. base64, json, os, shutil,
+/// subprocess and sys are imported.
+#[macro_export]
+macro_rules! py_app {
+    ($prelude:literal, $answer:literal) => {
+        concat!(
+            "import base64, http.server, json, os, shutil, subprocess, sys\n",
+            $prelude,
+            "class H(http.server.BaseHTTPRequestHandler):\n",
+            "    protocol_version = \"HTTP/1.1\"\n",
+            "    def do_GET(self):\n",
+            $answer,
+            "        self.send_response(200)\n",
+            "        self.send_header(\"Content-Length\", str(len(body)))\n",
+            "        self.end_headers()\n",
+            "        self.wfile.write(body)\n",
+            "    def log_message(self, *a):\n",
+            "        pass\n",
+            "http.server.ThreadingHTTPServer((\"127.0.0.1\", int(os.environ[\"PORT\"])), H).serve_forever()\n",
+        )
+    };
+}
+
 /// The demo app: answers with the content of build.txt (made by the build hook).
-pub const DEMO_SERVER: &str = r#"import http.server, os
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        body = open("build.txt").read().encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-print("hello listening on", os.environ["PORT"], flush=True)
-http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#;
+pub const DEMO_SERVER: &str = py_app!(
+    "print(\"hello listening on\", os.environ[\"PORT\"], flush=True)\n",
+    "        body = open(\"build.txt\").read().encode()\n"
+);
 
 /// The stored bare repository of `project`.
 pub fn repo_dir(server: &Server, project: &str) -> PathBuf {

@@ -6,8 +6,10 @@
 //! - [`lockfiles`]: the pinned packages of an app's lockfiles, per ecosystem.
 //! - [`version`]: versions and OSV ranges per ecosystem.
 //! - [`severity`]: CVSS v3/v4 base scores and database ratings to a [`Level`].
-//! - [`audit`]: lockfiles against the database, with the verdict.
+//! - [`mod@audit`]: lockfiles against the database, with the verdict.
 //! - [`secrets`]: committed credentials in the files a push adds.
+
+#![warn(missing_docs)]
 
 pub mod audit;
 pub mod db;

@@ -23,6 +23,8 @@
 //! }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod background;
 pub mod catalog;
 mod checks;

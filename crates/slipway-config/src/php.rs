@@ -234,16 +234,27 @@ pub fn is_php_type(type_name: Option<&str>) -> bool {
     type_name.is_some_and(|t| t == "php" || t.starts_with("php:") || t.starts_with("php@"))
 }
 
+/// Whether `app` has a start command (`web.commands.start`, not blank).
+fn has_start_command(app: &crate::Application) -> bool {
+    !app.web
+        .start
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or("")
+        .is_empty()
+}
+
 /// Whether `app` is served by PHP-FPM: a PHP app with no start command.
 pub fn served_by_fpm(app: &crate::Application) -> bool {
-    is_php_type(app.r#type.as_deref())
-        && app
-            .web
-            .start
-            .as_deref()
-            .map(str::trim)
-            .unwrap_or("")
-            .is_empty()
+    is_php_type(app.r#type.as_deref()) && !has_start_command(app)
+}
+
+/// Whether `app` runs no web process: no start command and not served by PHP-FPM. That is a
+/// static site (the router serves its `web.locations`) or an app of workers and crons
+/// only; validation refuses the others (a missing start command), and the deploy starts such an
+/// app's container only to hold the release's place.
+pub fn no_web_process(app: &crate::Application) -> bool {
+    !served_by_fpm(app) && !has_start_command(app)
 }
 
 /// The refusal of an app that is not PHP, has no start command, no `web.locations` to
@@ -258,16 +269,9 @@ pub(crate) fn missing_start(
 ) -> Option<Diagnostic> {
     // A static site (the router serves its locations) or an app with no `web` that only
     // runs workers and crons: no web process runs (see `slipway_deploy::provision`).
-    if is_php_type(app.r#type.as_deref())
+    if !no_web_process(app)
         || !app.web.locations.is_empty()
         || (node.get("web").is_none() && (!app.workers.is_empty() || !app.crons.is_empty()))
-        || !app
-            .web
-            .start
-            .as_deref()
-            .map(str::trim)
-            .unwrap_or("")
-            .is_empty()
     {
         return None;
     }

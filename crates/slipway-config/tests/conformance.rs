@@ -4,49 +4,9 @@
 //! registry's Node.js builds lack it): those are refused at the `type`, and only there.
 
 use slipway_config::{load, load_as, ConfigSource, DirSource, Format, RouteKind};
-use std::path::{Path, PathBuf};
 
-fn corpus() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/examples/platform-configs");
-    p.is_dir().then_some(p)
-}
-
-/// The folder of a snapshot that holds its configuration (normally the snapshot itself).
-fn config_root(snapshot: &Path) -> PathBuf {
-    let src = DirSource::new(snapshot);
-    if slipway_config::detect(&src).is_ok() {
-        return snapshot.to_path_buf();
-    }
-    // A template keeping its config below the root (e.g. assets/common/.upsun/config.yaml).
-    fn find(dir: &Path, depth: usize) -> Option<PathBuf> {
-        if dir.join(".upsun/config.yaml").is_file() || dir.join(".platform.app.yaml").is_file() {
-            return Some(dir.to_path_buf());
-        }
-        if depth == 0 {
-            return None;
-        }
-        let mut subs: Vec<PathBuf> = std::fs::read_dir(dir)
-            .ok()?
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.is_dir())
-            .collect();
-        subs.sort();
-        subs.into_iter().find_map(|p| find(&p, depth - 1))
-    }
-    find(snapshot, 4).unwrap_or_else(|| snapshot.to_path_buf())
-}
-
-fn snapshots(root: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(root)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    v.sort();
-    v
-}
+mod corpus;
+use corpus::{config_root, corpus, snapshots};
 
 /// Snapshots refused only because an app's `type` names a version nothing provides:
 /// `java:8`/`java:11` (Debian ships 17, 21, 25), `php:7.4` (8.2, 8.4), `ruby:2.7` (3.1, 3.3),

@@ -827,7 +827,8 @@ fn live_apps(platform: &Platform, project: &str, env: &str) -> Vec<String> {
         .flatten()
         .and_then(|e| e.current_release)
         .and_then(|id| state.release(id).ok().flatten())
-        .and_then(|r| ReleaseSpec::from_json(&r.spec))
+        // An unreadable release lists no apps here; its page says why.
+        .and_then(|r| ReleaseSpec::from_json(&r.spec).ok())
         .map(|s| {
             s.apps
                 .iter()

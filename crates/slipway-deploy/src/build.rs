@@ -221,13 +221,37 @@ pub(crate) fn encode_slug(s: &SlugInfo) -> String {
         .to_string()
 }
 
+/// A build's recorded slug (see `encode_slug`) that does not decode.
+#[derive(Debug, thiserror::Error)]
+#[error("the recorded slug `{record}` does not decode: {why}")]
+pub struct SlugRecordError {
+    /// The record as stored.
+    pub record: String,
+    /// What is wrong with it.
+    pub why: String,
+}
+
 /// Read back what [`encode_slug`] stored.
-pub(crate) fn decode_slug(s: &str) -> Option<SlugInfo> {
-    let v: serde_json::Value = serde_json::from_str(s).ok()?;
-    Some(SlugInfo {
-        digest: Digest::parse(v.get("digest")?.as_str()?).ok()?,
-        size: v.get("size")?.as_u64()?,
-        diff_id: Digest::parse(v.get("diff_id")?.as_str()?).ok()?,
+pub(crate) fn decode_slug(s: &str) -> Result<SlugInfo, SlugRecordError> {
+    let bad = |why: String| SlugRecordError {
+        record: s.to_string(),
+        why,
+    };
+    let v: serde_json::Value = serde_json::from_str(s).map_err(|e| bad(e.to_string()))?;
+    let digest = |field: &str| {
+        let text = v
+            .get(field)
+            .and_then(|d| d.as_str())
+            .ok_or_else(|| bad(format!("no {field}")))?;
+        Digest::parse(text).map_err(|e| bad(format!("{field}: {e}")))
+    };
+    Ok(SlugInfo {
+        digest: digest("digest")?,
+        size: v
+            .get("size")
+            .and_then(|n| n.as_u64())
+            .ok_or_else(|| bad("no size".into()))?,
+        diff_id: digest("diff_id")?,
     })
 }
 
@@ -271,7 +295,7 @@ fn plan(
         .map_err(|e| fail(e.to_string()))?;
     for prev in known.iter().filter(|b| reusable_in(b, &target.env)) {
         match decode_slug(&prev.slug) {
-            Some(slug) if platform.archive().has_blob(&slug.digest) => {
+            Ok(slug) if platform.archive().has_blob(&slug.digest) => {
                 return Ok(Plan::Reuse(BuiltApp {
                     name: app.name.clone(),
                     slug,
@@ -282,7 +306,11 @@ fn plan(
                     stack_layers: stack.layers.clone(),
                 }));
             }
-            _ => {
+            Ok(_) => {
+                let _ = state.forget_built_slug(prev);
+            }
+            Err(e) => {
+                tracing::warn!(app = %app.name, "forgotten, the app is built again: {e}");
                 let _ = state.forget_built_slug(prev);
             }
         }
@@ -1022,14 +1050,15 @@ mod tests {
             size: 42,
             diff_id: Digest::of_bytes(b"tar"),
         };
-        assert_eq!(decode_slug(&encode_slug(&s)), Some(s));
+        assert_eq!(decode_slug(&encode_slug(&s)).unwrap(), s);
         for bad in [
             "",
             "{}",
             "not json",
             r#"{"digest":"sha256:xyz","size":1,"diff_id":"sha256:xyz"}"#,
         ] {
-            assert_eq!(decode_slug(bad), None, "{bad}");
+            let e = decode_slug(bad).unwrap_err();
+            assert!(e.to_string().contains("does not decode"), "{bad}: {e}");
         }
     }
 }

@@ -28,6 +28,7 @@ use slipway_config::Topology;
 
 use crate::environment::{AppInstance, ReleaseSpec};
 use crate::output::{Output, Sink};
+use crate::release_record;
 use crate::Platform;
 
 /// The environment variable that scales a schedule's minute (tests only).
@@ -51,6 +52,9 @@ pub enum CronError {
     /// The state database failed.
     #[error(transparent)]
     State(#[from] slipway_state::StateError),
+    /// The live release's stored record does not decode.
+    #[error(transparent)]
+    Record(#[from] crate::release_record::ReleaseRecordError),
 }
 
 /// Which crons run now ("project/env/app/cron"), so one never runs twice at once.
@@ -166,15 +170,16 @@ pub fn live_crons(
     env: &str,
 ) -> Result<Vec<LiveCron>, CronError> {
     let state = platform.state();
-    let release = state
+    let release = match state
         .environment(project, env)?
         .and_then(|e| e.current_release)
-        .and_then(|id| state.release(id).ok().flatten())
-        .ok_or_else(|| CronError::NotFound(format!("{env} has no live release yet: push first")))?;
-    let spec = ReleaseSpec::from_json(&release.spec)
-        .ok_or_else(|| CronError::NotFound("the live release has no readable spec".into()))?;
-    let topology: Topology = serde_json::from_value(release.topology.clone())
-        .map_err(|e| CronError::NotFound(format!("the live release's config: {e}")))?;
+    {
+        Some(id) => state.release(id)?,
+        None => None,
+    }
+    .ok_or_else(|| CronError::NotFound(format!("{env} has no live release yet: push first")))?;
+    let spec = release_record::spec_of(&release)?;
+    let topology = release_record::topology_of(&release)?;
     Ok(crons_of(project, env, &spec, &topology))
 }
 

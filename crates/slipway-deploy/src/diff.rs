@@ -1,6 +1,6 @@
 //! Phase **diff**: the topology of the pushed commit against the one live in
 //! the environment, shown as a short readable diff. Changes that would lose
-//! data (see [`slipway_config::diff`]) fail the push as `diff failed: <reason>`.
+//! data (see [`slipway_config::diff()`]) fail the push as `diff failed: <reason>`.
 
 use std::time::Instant;
 

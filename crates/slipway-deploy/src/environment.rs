@@ -165,9 +165,10 @@ pub struct ReleaseSpec {
 }
 
 impl ReleaseSpec {
-    /// Read a spec back from the state database.
-    pub fn from_json(v: &serde_json::Value) -> Option<ReleaseSpec> {
-        serde_json::from_value(v.clone()).ok()
+    /// Read a spec back from the state database; a record that does not decode is an error
+    /// (callers holding the release use [`crate::release_record::spec_of`], which names it).
+    pub fn from_json(v: &serde_json::Value) -> Result<ReleaseSpec, serde_json::Error> {
+        ReleaseSpec::deserialize(v)
     }
     /// The spec as JSON for the state database.
     pub fn to_json(&self) -> serde_json::Value {
@@ -225,7 +226,7 @@ pub struct EnvContext<'a> {
     pub services: &'a [slipway_state::ServiceRecord],
 }
 
-/// The environment variables of an app's container: [`container_env`]'s, then the
+/// The environment variables of an app's container: `container_env`'s, then the
 /// environment's (port, names, URL, routes, relationships). `PLATFORM_RELATIONSHIPS`,
 /// `PLATFORM_ROUTES` and `PLATFORM_VARIABLES` are base64 JSON in Platform.sh's shapes
 /// (see [`slipway_config::platform_env`]); `SLIPWAY_RELATIONSHIPS` and `SLIPWAY_ROUTES` are the same.

@@ -24,6 +24,8 @@
 //! running cluster or its routes; a branch ref moves only when its deploy
 //! succeeded; service data is never lost by a deploy.
 
+#![warn(missing_docs)]
+
 pub mod access;
 pub mod activity_log;
 pub mod app_logs;
@@ -48,6 +50,7 @@ pub mod protection;
 pub mod provision;
 pub mod push;
 pub mod push_protection;
+pub mod release_record;
 pub mod restore;
 pub mod retire;
 pub mod services;

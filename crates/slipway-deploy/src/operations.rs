@@ -13,9 +13,9 @@ use slipway_git::{ObjectId, Repo};
 use slipway_state::Release;
 
 use crate::build::{decode_slug, BuiltApp};
-use crate::environment::ReleaseSpec;
 use crate::output::{Output, Sink};
 use crate::pipeline::{self, DeployTarget, PhaseError};
+use crate::release_record;
 use crate::{tenancy, Platform};
 
 /// Which operation.
@@ -70,7 +70,10 @@ pub async fn run(
         .ok_or_else(|| format!("environment '{env}' of project '{project}' not found"))?;
     let current = environment
         .current_release
-        .and_then(|id| state.release(id).ok().flatten())
+        .map(|id| state.release(id))
+        .transpose()
+        .map_err(|e| e.to_string())?
+        .flatten()
         .ok_or_else(|| format!("environment '{env}' has no live release"))?;
     let source = match op {
         Operation::Redeploy => current.clone(),
@@ -139,15 +142,8 @@ async fn activate_release(
 ) -> Result<i64, PhaseError> {
     let t0 = Instant::now();
     let fail = |m: String| PhaseError::new("deploy", m);
-    let topology: slipway_config::Topology = serde_json::from_value(source.topology.clone())
-        .map_err(|e| {
-            fail(format!(
-                "release {} has no readable topology: {e}",
-                source.number
-            ))
-        })?;
-    let spec = ReleaseSpec::from_json(&source.spec)
-        .ok_or_else(|| fail(format!("release {} has no readable spec", source.number)))?;
+    let topology = release_record::topology_of(source).map_err(|e| fail(e.to_string()))?;
+    let spec = release_record::spec_of(source).map_err(|e| fail(e.to_string()))?;
     // Hosts may have changed owners since the release was pushed (`domain rm`).
     match tenancy::refused_route(platform, project, env, &topology) {
         Ok(None) => {}
@@ -165,7 +161,11 @@ async fn activate_release(
             .built_slugs(project, &app.build_key)
             .map_err(|e| fail(e.to_string()))?
             .iter()
-            .filter_map(|b| decode_slug(&b.slug))
+            .filter_map(|b| {
+                decode_slug(&b.slug)
+                    .map_err(|e| tracing::warn!(app = %app.name, "{e}"))
+                    .ok()
+            })
             .find(|s| s.digest.as_str() == app.slug && platform.archive().has_blob(&s.digest))
             .ok_or_else(|| {
                 fail(format!(

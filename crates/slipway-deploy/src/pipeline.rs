@@ -13,6 +13,7 @@ use tracing::{info, info_span, Instrument};
 
 use crate::environment::ReleaseSpec;
 use crate::output::{format_duration, Output};
+use crate::release_record::{self, ReleaseRecordError};
 use crate::{build, diff, health, hooks, provision, retire, services, switch, validate, Platform};
 
 /// Why a deploy failed: the phase and a one-line reason. Shown to the pusher
@@ -133,7 +134,9 @@ async fn stage_push_inner(
     };
     let live_topology = live
         .as_ref()
-        .and_then(|r| serde_json::from_value::<slipway_config::Topology>(r.topology.clone()).ok());
+        .map(release_record::topology_of)
+        .transpose()
+        .map_err(|e| PhaseError::new("diff", refused_over(e)))?;
     let options = slipway_config::DiffOptions {
         allow_service_upgrade: target.has_option("allow-service-upgrade"),
         allow_data_loss: target.has_option("allow-data-loss"),
@@ -196,6 +199,11 @@ pub async fn stage(
 ) -> Result<Staged, PhaseError> {
     let state = platform.state();
     let internal = |e: slipway_state::StateError| PhaseError::new("deploy", e.to_string());
+    let live_spec = live
+        .as_ref()
+        .map(release_record::spec_of)
+        .transpose()
+        .map_err(|e| PhaseError::new("deploy", refused_over(e)))?;
 
     // services: the topology's services run and answer before any app of it starts; a new
     // environment's start on a copy of its parent's data, as its mounts do.
@@ -227,7 +235,8 @@ pub async fn stage(
     .await?;
 
     // provision
-    let topo_json = serde_json::to_value(&topology).unwrap_or_default();
+    let topo_json = serde_json::to_value(&topology)
+        .map_err(|e| PhaseError::new("deploy", format!("recording the topology: {e}")))?;
     let release = state
         .create_release(
             &target.project,
@@ -250,9 +259,7 @@ pub async fn stage(
 
     let result = async {
         // volumes: a new environment starts with a copy of its parent's.
-        let live_containers: Vec<String> = live
-            .as_ref()
-            .and_then(|r| ReleaseSpec::from_json(&r.spec))
+        let live_containers: Vec<String> = live_spec
             .map(|s| s.apps.into_iter().map(|a| a.container).collect())
             .unwrap_or_default();
         let p = platform.clone();
@@ -361,8 +368,9 @@ pub async fn commit(
     .await;
 
     // retire
-    match live.as_ref().and_then(|r| ReleaseSpec::from_json(&r.spec)) {
-        Some(old) => {
+    match live.as_ref().map(release_record::spec_of).transpose() {
+        Err(e) => out.phase("retire", &format!("nothing retired: {e}")),
+        Ok(Some(old)) => {
             out.phase(
                 "retire",
                 &format!(
@@ -372,7 +380,7 @@ pub async fn commit(
             );
             retire::spawn(platform.clone(), old, old_route);
         }
-        None => out.phase("retire", "nothing to retire"),
+        Ok(None) => out.phase("retire", "nothing to retire"),
     }
     if target.has_option("allow-data-loss") {
         services::remove_dropped(platform, live.as_ref(), &topology, out).await;
@@ -385,4 +393,10 @@ pub async fn commit(
         format_duration(t0.elapsed())
     ));
     Ok(release.number)
+}
+
+/// Why a deploy over a live release whose record does not decode is refused: nothing
+/// could be compared with it, nor retired.
+fn refused_over(e: ReleaseRecordError) -> String {
+    format!("{e}; the deploy is refused, as the live release could be neither compared nor retired")
 }

@@ -83,13 +83,13 @@ pub fn plan(
             start: if crate::php::serves(app) {
                 let limits = crate::isolation::app_limits(app.size, app.resources);
                 crate::php::start_command(app, port, limits.memory_bytes)
-            } else if no_web_process(app) {
+            } else if slipway_config::php::no_web_process(app) {
                 "exec sleep infinity".to_string()
             } else {
                 app.web.start.clone().unwrap_or_default()
             },
             fastcgi: crate::php::serves(app),
-            no_web_process: no_web_process(app),
+            no_web_process: slipway_config::php::no_web_process(app),
             env,
             tree: b.tree.clone(),
             build_key: b.build_key.clone(),
@@ -108,19 +108,6 @@ pub fn plan(
         workers: Vec::new(),
         volumes: crate::mounts::volume_sizes(topology),
     }
-}
-
-/// An app with no start command that is not served by PHP-FPM: a static site, or an app
-/// of workers and crons only (config validation refuses the others).
-fn no_web_process(app: &slipway_config::Application) -> bool {
-    !crate::php::serves(app)
-        && app
-            .web
-            .start
-            .as_deref()
-            .map(str::trim)
-            .unwrap_or("")
-            .is_empty()
 }
 
 /// The container spec of an app instance whose slug is unpacked at `app_dir`, run as `run_as`

@@ -14,7 +14,7 @@ use slipway_state::{Role, User};
 use tokio::sync::OwnedMutexGuard;
 use tracing::info;
 
-use crate::environment::{env_name_of_branch, ReleaseSpec};
+use crate::environment::env_name_of_branch;
 use crate::output::Output;
 use crate::pipeline::{self, DeployTarget, PhaseError, Staged};
 use crate::{protection, retire, switch, tenancy, Platform};
@@ -410,7 +410,10 @@ impl PushPipeline {
                     .platform
                     .router()
                     .remove(&switch::env_key(&self.project, env));
-                old = ReleaseSpec::from_json(&r.spec).map(|spec| (spec, routed));
+                match crate::release_record::spec_of(&r) {
+                    Ok(spec) => old = Some((spec, routed)),
+                    Err(e) => tracing::warn!("its containers are left running: {e}"),
+                }
             }
             let _ = state.deactivate_environment(&self.project, env);
             let (platform, project, env) =

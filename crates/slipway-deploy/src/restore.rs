@@ -37,7 +37,8 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::environment::{netns_prefix, ReleaseSpec};
-use crate::switch::{env_key, topology_of};
+use crate::release_record;
+use crate::switch::env_key;
 use crate::{health, provision, services, switch, DeployError, Platform};
 
 /// Why the server starts: what [`restore`] may clean up.
@@ -95,15 +96,17 @@ pub fn hold_live_routes(platform: &Platform, mode: RestoreMode) -> Result<Held, 
     }
     let mut held = Vec::new();
     for release in platform.state().live_releases()? {
-        let Some(spec) = ReleaseSpec::from_json(&release.spec) else {
-            warn!(project = %release.project, env = %release.environment, "release {} has no readable spec", release.number);
-            continue;
+        let (spec, topology) = match release_record::spec_of(&release)
+            .and_then(|spec| Ok((spec, release_record::topology_of(&release)?)))
+        {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                warn!(project = %release.project, env = %release.environment, "not restored: {e}");
+                continue;
+            }
         };
         let (project, env) = (release.project.as_str(), release.environment.as_str());
-        let hosts = match topology_of(&release) {
-            Some(topology) => switch::hosts(platform, project, env, &topology),
-            None => vec![platform.env_host(project, env)],
-        };
+        let hosts = switch::hosts(platform, project, env, &topology);
         let key = env_key(project, env);
         let hold = router.hold(&key);
         router.set_deploying(&key, hosts);
@@ -181,8 +184,11 @@ pub async fn restore(
     if mode == RestoreMode::Start {
         let interrupted_ids: HashSet<i64> = interrupted.iter().map(|r| r.id).collect();
         for r in interrupted {
-            if let Some(spec) = ReleaseSpec::from_json(&r.spec) {
-                provision::remove_release(platform, &spec, Duration::from_secs(1)).await;
+            match release_record::spec_of(&r) {
+                Ok(spec) => {
+                    provision::remove_release(platform, &spec, Duration::from_secs(1)).await
+                }
+                Err(e) => warn!("its containers are left as they are: {e}"),
             }
             state.set_release_status(r.id, "failed")?;
         }
@@ -191,7 +197,11 @@ pub async fn restore(
             .pending_releases()?
             .iter()
             .filter(|r| !interrupted_ids.contains(&r.id))
-            .filter_map(|r| ReleaseSpec::from_json(&r.spec))
+            .filter_map(|r| {
+                release_record::spec_of(r)
+                    .map_err(|e| warn!("its containers count as leftovers: {e}"))
+                    .ok()
+            })
             .flat_map(|s| containers_of(&s))
             .collect();
         for id in containers
@@ -317,8 +327,12 @@ fn follow_once(platform: &Arc<Platform>) -> Result<(), DeployError> {
         if routed.is_some_and(|n| n >= release.number) {
             continue;
         }
-        let Some(spec) = ReleaseSpec::from_json(&release.spec) else {
-            continue;
+        let spec = match release_record::spec_of(&release) {
+            Ok(spec) => spec,
+            Err(e) => {
+                warn!(project = %release.project, env = %release.environment, "not routed: {e}");
+                continue;
+            }
         };
         info!(project = %release.project, env = %release.environment, "routing release {} made live by the old server", release.number);
         // The release it replaces is retired by the old server, which started it.

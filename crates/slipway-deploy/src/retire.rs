@@ -27,7 +27,7 @@ const UPGRADE_CLOSE_GRACE: Duration = Duration::from_secs(3);
 static REMOVAL_DELAY_MS: AtomicU64 = AtomicU64::new(0);
 
 /// From now on, wait `delay` more before stopping a retired release's containers (see
-/// [`REMOVAL_DELAY_MS`]).
+/// `REMOVAL_DELAY_MS`).
 pub fn delay_removals(delay: Duration) {
     let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
     REMOVAL_DELAY_MS.store(ms, Ordering::Relaxed);

@@ -43,6 +43,7 @@ use crate::environment::ReleaseSpec;
 use crate::output::Output;
 use crate::pipeline::{DeployTarget, PhaseError};
 use crate::provision::netns_path;
+use crate::release_record;
 use crate::{tenancy, Platform};
 
 /// The router key of an environment.
@@ -276,25 +277,28 @@ pub fn mark_deploying(platform: &Platform, project: &str, env: &str, topology: &
     );
 }
 
-/// The topology a release was deployed with.
-pub(crate) fn topology_of(release: &Release) -> Option<Topology> {
-    serde_json::from_value(release.topology.clone()).ok()
-}
-
 /// Point the routes of an environment at a release (no ref involved: restore, rollback).
-/// Returns the previously live release, to drain and retire.
+/// Returns the previously live release, to drain and retire. A release whose stored
+/// topology does not decode is not routed (logged).
 pub fn route(
     platform: &Platform,
     release: &Release,
     spec: &ReleaseSpec,
 ) -> Option<Arc<LiveRelease>> {
+    let topology = match release_record::topology_of(release) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(project = %release.project, env = %release.environment, "not routed: {e}");
+            return None;
+        }
+    };
     let routes = env_routes(
         platform,
         &release.project,
         &release.environment,
         &format!("release {}", release.number),
         spec,
-        topology_of(release).as_ref(),
+        Some(&topology),
     );
     match platform
         .router()
@@ -319,13 +323,15 @@ pub fn run(
     out: &Output,
 ) -> Result<Option<Arc<LiveRelease>>, PhaseError> {
     let t = Instant::now();
+    let topology = release_record::topology_of(release)
+        .map_err(|e| PhaseError::new("switch routes", e.to_string()))?;
     let routes = env_routes(
         platform,
         &target.project,
         &target.env,
         &format!("release {}", release.number),
         spec,
-        topology_of(release).as_ref(),
+        Some(&topology),
     );
     routes
         .validate()

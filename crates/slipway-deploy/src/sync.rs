@@ -12,7 +12,6 @@
 
 use std::sync::Arc;
 
-use crate::environment::ReleaseSpec;
 use crate::mounts::PARENT_ENV;
 use crate::output::Sink;
 use crate::{provision, restore, services, Platform};
@@ -59,13 +58,22 @@ pub async fn run(
         .environment(project, env)
         .map_err(|e| e.to_string())?
         .and_then(|en| en.current_release)
-        .and_then(|id| state.release(id).ok().flatten());
-    let spec = live.as_ref().and_then(|r| ReleaseSpec::from_json(&r.spec));
+        .map(|id| state.release(id))
+        .transpose()
+        .map_err(|e| e.to_string())?
+        .flatten();
+    let spec = live
+        .as_ref()
+        .map(crate::release_record::spec_of)
+        .transpose()
+        .map_err(|e| e.to_string())?;
     let mut sizes = spec.as_ref().map(|s| s.volumes.clone()).unwrap_or_default();
     // The services both environments have alike, with this one's disk.
     let topology = live
         .as_ref()
-        .and_then(|r| serde_json::from_value::<slipway_config::Topology>(r.topology.clone()).ok());
+        .map(crate::release_record::topology_of)
+        .transpose()
+        .map_err(|e| e.to_string())?;
     let mut services = Vec::new();
     for r in state.services(project, env).map_err(|e| e.to_string())? {
         let same = state

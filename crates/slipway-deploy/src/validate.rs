@@ -7,8 +7,8 @@
 
 use std::time::Instant;
 
-use slipway_config::{Loaded, Severity};
-use slipway_git::Repo;
+use slipway_config::{Diagnostics, Loaded, Severity};
+use slipway_git::{CommitSource, ObjectId, Repo};
 
 use crate::output::Output;
 use crate::pipeline::{DeployTarget, PhaseError};
@@ -23,28 +23,22 @@ pub fn run(
     out: &Output,
 ) -> Result<Loaded, PhaseError> {
     let t = Instant::now();
-    let source = repo
-        .config_source(target.new)
-        .map_err(|e| PhaseError::new("validate", format!("cannot read the pushed commit: {e}")))?;
-    let loaded = match slipway_config::load(&source) {
+    let (source, checked) = load_commit_config(repo, target.new)?;
+    for line in config_lines(&checked) {
+        out.line(&format!("       {line}"));
+    }
+    let loaded = match checked {
         Ok(l) => l,
         Err(diags) => {
-            let mut first_error = None;
-            for d in &diags.0 {
-                out.line(&format!("       {d}"));
-                if first_error.is_none() && d.severity == Severity::Error {
-                    first_error = Some(d.to_string());
-                }
-            }
+            let first_error = diags.0.iter().find(|d| d.severity == Severity::Error);
             return Err(PhaseError::new(
                 "validate",
-                first_error.unwrap_or_else(|| "the configuration has errors".into()),
+                first_error
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| "the configuration has errors".into()),
             ));
         }
     };
-    for w in &loaded.warnings {
-        out.line(&format!("       {w}"));
-    }
     // An app without a start command (PHP-FPM apps aside) was refused by the config
     // check itself, at FILE:LINE:COL, as `slipway config check` refuses it.
     if let Err(why) = tenancy::check_routes(
@@ -77,4 +71,28 @@ pub fn run(
         t,
     );
     Ok(loaded)
+}
+
+/// The configuration of `commit` as a push reads it: from the commit's tree (never a
+/// checkout), loaded and checked by [`slipway_config::load`] as `slipway config check`
+/// loads a folder. Returns the commit's source with the loaded configuration, or with
+/// every diagnostic when it has errors.
+pub fn load_commit_config(
+    repo: &Repo,
+    commit: ObjectId,
+) -> Result<(CommitSource, Result<Loaded, Diagnostics>), PhaseError> {
+    let source = repo
+        .config_source(commit)
+        .map_err(|e| PhaseError::new("validate", format!("cannot read the pushed commit: {e}")))?;
+    let checked = slipway_config::load(&source);
+    Ok((source, checked))
+}
+
+/// The lines a push shows of a checked configuration: every diagnostic when it has errors,
+/// else its warnings (the same lines `slipway config check` prints, one each).
+pub fn config_lines(checked: &Result<Loaded, Diagnostics>) -> Vec<String> {
+    match checked {
+        Ok(loaded) => loaded.warnings.iter().map(|w| w.to_string()).collect(),
+        Err(diags) => diags.0.iter().map(|d| d.to_string()).collect(),
+    }
 }

@@ -552,7 +552,7 @@ impl Volume {
     }
 
     /// Replace this volume's content with a copy of `parent`'s, made while `parent` stays
-    /// mounted and in use (see [`Volume::snapshot_of`]). This volume must not be mounted.
+    /// mounted and in use (see [`Volume::snapshot_to`]). This volume must not be mounted.
     /// Returns the copy's size (MB).
     pub fn copy_from(&self, parent: &Volume) -> Result<u64, VolumeError> {
         if self.is_mounted()? {

@@ -5,6 +5,8 @@
 //! - [`receive`]: a native server side of `git-receive-pack` (the push protocol) over any
 //!   `AsyncRead`/`AsyncWrite` pair.
 
+#![warn(missing_docs)]
+
 mod checkout;
 mod error;
 mod init;

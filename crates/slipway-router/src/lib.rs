@@ -29,6 +29,8 @@
 //! - One host may be the router's own site, the web console ([`Router::set_console`]):
 //!   a host comparison on each request, before the route table.
 
+#![warn(missing_docs)]
+
 mod body;
 mod config;
 mod console;

@@ -16,7 +16,7 @@
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
-use fancy_regex::{Regex, RegexBuilder};
+use fancy_regex::Regex;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, StatusCode};
 
@@ -26,12 +26,10 @@ use crate::routes::RouteError;
 use crate::site::{Expires, Passthru, Site, SiteMount};
 use crate::table::path_matches;
 
-/// Largest compiled size of one rule's regular expression (as the config check allows).
-pub const MAX_RULE_REGEX_SIZE: usize = 1 << 20;
-
-/// Backtracking steps one rule match may take (look-around, backreferences) before it
-/// counts as no match (as the config check says).
-pub const RULE_BACKTRACK_LIMIT: usize = 100_000;
+use slipway_config::web_locations::rule_regex;
+/// Largest compiled size of one rule's regular expression: the config check's, which
+/// compiles rules with the same [`rule_regex`] (and its backtracking limit).
+pub use slipway_config::web_locations::MAX_RULE_REGEX_SIZE;
 
 /// An app's locations, compiled: roots opened, regular expressions built.
 #[derive(Debug)]
@@ -221,18 +219,8 @@ impl WebSite {
             let headers = compile_headers(&loc.headers).map_err(|why| bad(&loc.prefix, why))?;
             let mut rules = Vec::with_capacity(loc.rules.len());
             for rule in &loc.rules {
-                if let Err(e @ regex::Error::CompiledTooBig(_)) =
-                    regex::RegexBuilder::new(&rule.pattern)
-                        .size_limit(MAX_RULE_REGEX_SIZE)
-                        .build()
-                {
-                    return Err(bad(&loc.prefix, format!("rule `{}`: {e}", rule.pattern)));
-                }
-                let regex = RegexBuilder::new(&rule.pattern)
-                    .delegate_size_limit(MAX_RULE_REGEX_SIZE)
-                    .backtrack_limit(RULE_BACKTRACK_LIMIT)
-                    .build()
-                    .map_err(|e| bad(&loc.prefix, format!("rule `{}`: {e}", rule.pattern)))?;
+                let regex = rule_regex(&rule.pattern)
+                    .map_err(|why| bad(&loc.prefix, format!("rule: {why}")))?;
                 let headers = match &rule.headers {
                     Some(h) => Some(compile_headers(h).map_err(|why| bad(&loc.prefix, why))?),
                     None => None,

@@ -18,6 +18,8 @@
 //! biggest entries) and cancel flag ([`PackOptions`]). Writes into the archive are atomic,
 //! so a failed, oversized or cancelled pack leaves nothing in it.
 
+#![warn(missing_docs)]
+
 mod archive;
 mod artifact;
 mod digest;

@@ -135,10 +135,11 @@ where
                     format!(
                         "{}\t{}\thttp://{}/\n",
                         e.name,
-                        e.current_release
-                            .and_then(|id| state.release(id).ok().flatten())
-                            .map(|r| format!("release {} ({}){}", r.number, &r.commit[..r.commit.len().min(12)], workers_of(&r)))
-                            .unwrap_or_else(|| "no release".into()),
+                        match e.current_release.map(|id| state.release(id)) {
+                            Some(Ok(Some(r))) => format!("release {} ({}){}", r.number, &r.commit[..r.commit.len().min(12)], workers_of(&r)),
+                            Some(Err(err)) => format!("release unreadable: {err}"),
+                            None | Some(Ok(None)) => "no release".into(),
+                        },
                         platform.env_host(project, &e.name)
                     )
                 })
@@ -223,11 +224,13 @@ where
     }
 }
 
-/// `\tworkers: APP/WORKER, ...` for a release that has workers, else nothing.
+/// `\tworkers: APP/WORKER, ...` for a release that has workers, nothing for one without,
+/// and `\tunreadable: WHY` for a release whose stored spec does not decode.
 fn workers_of(release: &slipway_state::Release) -> String {
-    let names = slipway_deploy::environment::ReleaseSpec::from_json(&release.spec)
-        .map(|s| slipway_deploy::workers::names(&s))
-        .unwrap_or_default();
+    let names = match slipway_deploy::release_record::spec_of(release) {
+        Ok(spec) => slipway_deploy::workers::names(&spec),
+        Err(e) => return format!("\tunreadable: {}", e.source),
+    };
     if names.is_empty() {
         String::new()
     } else {

@@ -5,7 +5,9 @@
 //! - `git-upload-pack` (clone, fetch) runs the `git upload-pack` binary on the
 //!   project's repository; `git-receive-pack` (push) is received natively by
 //!   [`slipway_git::receive`] and handed to the deploy pipeline.
-//! - Anything else is an admin command ([`admin`]).
+//! - Anything else is an admin command (`admin`).
+
+#![warn(missing_docs)]
 
 pub(crate) mod admin;
 mod backups;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use slipway_deploy::access;
-use slipway_deploy::environment::{AppInstance, ReleaseSpec};
+use slipway_deploy::environment::AppInstance;
 use slipway_deploy::operations::{self, Operation};
 use slipway_deploy::Platform;
 use slipway_state::{Role, User};
@@ -282,13 +282,14 @@ pub(crate) fn live_app(
     let state = platform.state();
     let release = state
         .environment(project, env)
-        .ok()
-        .flatten()
+        .map_err(|e| e.to_string())?
         .and_then(|e| e.current_release)
-        .and_then(|id| state.release(id).ok().flatten())
+        .map(|id| state.release(id))
+        .transpose()
+        .map_err(|e| e.to_string())?
+        .flatten()
         .ok_or_else(|| format!("{env} has no live release yet: push first"))?;
-    let spec = ReleaseSpec::from_json(&release.spec)
-        .ok_or_else(|| "the live release has no readable spec".to_string())?;
+    let spec = slipway_deploy::release_record::spec_of(&release).map_err(|e| e.to_string())?;
     let names: Vec<&str> = spec.apps.iter().map(|a| a.name.as_str()).collect();
     let mut names = names.join(", ");
     if !spec.workers.is_empty() {

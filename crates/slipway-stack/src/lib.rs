@@ -1,12 +1,14 @@
 //! Stacks: the root file systems apps run on.
 //!
-//! `type: LANGUAGE:VERSION` names a stack of the [`catalog`]; [`resolve`] picks the stack a
+//! `type: LANGUAGE:VERSION` names a stack of the [`catalog`]; [`resolve()`] picks the stack a
 //! version gets (exact, or the nearest newer of the same major with a warning, or an error
 //! with the versions there are and a did-you-mean). A stack is made from Debian packages by
 //! mmdebstrap ([`build`]), kept in the archive as a content-addressed, verified tar+zstd
 //! OCI layer and an image tagged `stack-LANGUAGE-VERSION` ([`StackStore`]), and unpacked
 //! once under `stacks/HEX/` of the data dir, where every container using it shares it,
 //! read-only, as its root.
+
+#![warn(missing_docs)]
 
 pub mod build;
 pub mod catalog;

@@ -10,6 +10,8 @@
 //! The database is opened in WAL mode so `slipway user add` works while
 //! `slipway serve` runs. Every write is one transaction.
 
+#![warn(missing_docs)]
+
 mod backups;
 mod built_slugs;
 mod console;

@@ -1342,12 +1342,17 @@ fn archive_gc(
     for env in state.environments(None).map_err(internal)? {
         let mut went_live = 0;
         for r in state.releases(&env.project, &env.name).map_err(internal)? {
-            let spec = slipway_deploy::environment::ReleaseSpec::from_json(&r.spec);
-            let runs = spec.as_ref().is_some_and(|s| {
-                s.apps
+            // A release whose record does not decode may run: its slug is kept.
+            let runs = match slipway_deploy::release_record::spec_of(&r) {
+                Ok(s) => s
+                    .apps
                     .iter()
-                    .any(|a| running_containers.contains(&a.container))
-            });
+                    .any(|a| running_containers.contains(&a.container)),
+                Err(e) => {
+                    eprintln!("slipway: its slug is kept: {e}");
+                    true
+                }
+            };
             let rollback = matches!(r.status.as_str(), "live" | "retired") && went_live < keep;
             if matches!(r.status.as_str(), "live" | "retired") {
                 went_live += 1;

@@ -19,7 +19,6 @@ use std::time::Instant;
 use slipway_slug::{ArtifactPart, Digest};
 use slipway_state::{Backup, BackupManifest, BackupPart, PartKind};
 
-use crate::environment::ReleaseSpec;
 use crate::output::{Output, Sink};
 use crate::{provision, restore, Platform};
 
@@ -350,8 +349,15 @@ async fn restore_locked(
         .environment(project, env)
         .map_err(|e| e.to_string())?
         .and_then(|en| en.current_release)
-        .and_then(|id| state.release(id).ok().flatten());
-    let spec = live.as_ref().and_then(|r| ReleaseSpec::from_json(&r.spec));
+        .map(|id| state.release(id))
+        .transpose()
+        .map_err(|e| e.to_string())?
+        .flatten();
+    let spec = live
+        .as_ref()
+        .map(crate::release_record::spec_of)
+        .transpose()
+        .map_err(|e| e.to_string())?;
     if let Some(spec) = &spec {
         out.line("-----> stopping the apps of this environment");
         provision::remove_release(platform, spec, std::time::Duration::from_secs(5)).await;

@@ -1,0 +1,125 @@
+//! Invariant 7 on the public conformance corpus (`../shared/examples/platform-configs`):
+//! `slipway config check` of a working tree and the validate phase of a push of the same
+//! files as a commit say the same (the same errors and warnings, line for line, and the same
+//! verdict), and every warning names the key it is about (a key Slipway does not act on is
+//! warned about at its key path, never dropped silently).
+//!
+//! The push side runs [`slipway_deploy::validate::load_commit_config`] and
+//! [`slipway_deploy::validate::config_lines`], what the validate phase of every push calls,
+//! on a real git commit; the check side runs the `slipway` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use slipway_deploy::validate::{config_lines, load_commit_config};
+
+#[path = "../../slipway-config/tests/corpus/mod.rs"]
+mod corpus;
+use corpus::{config_root, corpus, snapshots};
+
+/// The corpus beside the repository, else the machine's shared copy.
+fn corpus_dir() -> Option<PathBuf> {
+    corpus().or_else(|| {
+        let p = PathBuf::from("/work/shared/examples/platform-configs");
+        p.is_dir().then_some(p)
+    })
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args([
+            "-c",
+            "user.name=corpus",
+            "-c",
+            "user.email=corpus@localhost",
+        ])
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The files of `dir` as one commit of a fresh repository: (its folder, the commit).
+fn commit_of(dir: &Path) -> (tempfile::TempDir, slipway_git::ObjectId) {
+    let work = tempfile::tempdir().unwrap();
+    let cp = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", dir.display()))
+        .arg(work.path())
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    git(work.path(), &["init", "-q"]);
+    git(work.path(), &["add", "-A"]);
+    git(work.path(), &["commit", "-q", "-m", "corpus"]);
+    let head = git(work.path(), &["rev-parse", "HEAD"]);
+    let commit = slipway_git::ObjectId::from_hex(head.as_bytes()).unwrap();
+    (work, commit)
+}
+
+#[test]
+fn config_check_and_the_push_say_the_same_of_every_corpus_config() {
+    let Some(root) = corpus_dir() else {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "the conformance corpus is missing"
+        );
+        eprintln!("no conformance corpus here: nothing checked");
+        return;
+    };
+    let mut compared = 0;
+    let mut warned = 0;
+    for snapshot in &snapshots(&root) {
+        let name = snapshot.file_name().unwrap().to_string_lossy().to_string();
+        let dir = config_root(snapshot);
+
+        let check = Command::new(env!("CARGO_BIN_EXE_slipway"))
+            .args(["config", "check", "--no-advisories"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        let check_lines: Vec<String> = String::from_utf8_lossy(&check.stderr)
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect();
+
+        let (work, commit) = commit_of(&dir);
+        let repo = slipway_git::Repo::open(&work.path().join(".git")).unwrap();
+        let (_, checked) =
+            load_commit_config(&repo, commit).unwrap_or_else(|e| panic!("{name}: {}", e.reason));
+        let push_lines = config_lines(&checked);
+
+        assert_eq!(
+            check_lines, push_lines,
+            "{name}: config check (left) and the push (right) differ"
+        );
+        assert_eq!(
+            check.status.code() == Some(0),
+            checked.is_ok(),
+            "{name}: config check exited {:?}, the push's validate {}",
+            check.status.code(),
+            if checked.is_ok() { "passed" } else { "refused" }
+        );
+        // No silent drop: a key the tables mark as not acted on is named in a warning.
+        if let Ok(loaded) = &checked {
+            for w in &loaded.warnings {
+                assert!(
+                    !w.key_path.is_empty(),
+                    "{name}: a warning names no key: {w}"
+                );
+            }
+            warned += loaded.warnings.len();
+        }
+        compared += 1;
+    }
+    assert!(compared >= 70, "only {compared} corpus configs compared");
+    assert!(warned > 0, "no corpus config was warned about at all");
+}
