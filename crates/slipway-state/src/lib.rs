@@ -12,6 +12,7 @@
 
 mod built_slugs;
 mod domains;
+mod entropy;
 mod schema;
 mod services;
 mod variables;
