@@ -361,7 +361,7 @@ fn django_pip_with_postgresql_and_platformshconfig() {
         .find(|l| l.contains("platformshconfig in build:"))
         .unwrap_or_else(|| panic!("no platformshconfig line in the build:\n{out}"));
     assert!(build_line.contains("in build: True app "), "{build_line}");
-    let build_entropy = build_line.rsplit(' ').next().unwrap().trim().to_string();
+    let build_entropy = build_line.split_whitespace().last().unwrap().to_string();
     // The deploy hook migrated the PostgreSQL database.
     assert!(out.contains("Applying hello.0001_initial... OK"), "{out}");
 
