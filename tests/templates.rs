@@ -86,13 +86,19 @@ fn visit(body: &str) -> u32 {
 
 /// POST `body` to `path` on `host`: (status, body).
 fn post(server: &Server, host: &str, path: &str, body: &str) -> (u16, String) {
-    let (status, _, answer) = raw_http(
+    let (status, head, answer) = raw_http(
         server.http_port,
         &format!(
             "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         ),
     );
+    let answer = if header_field(&head, "transfer-encoding").is_some_and(|t| t.contains("chunked"))
+    {
+        dechunk(&answer)
+    } else {
+        answer
+    };
     (status, String::from_utf8_lossy(&answer).to_string())
 }
 
