@@ -274,6 +274,36 @@ pub fn variables_json(app: &Application) -> Value {
     Value::Object(out)
 }
 
+/// `PLATFORM_APPLICATION`: the app's definition in Platform.sh's shape (its config file as a
+/// nested object: `name`, `type`, `hooks`, `web`, `relationships`, `mounts`, `variables`,
+/// ...), which libraries such as `platformshconfig` return from `application()`.
+pub fn application_json(app: &Application) -> Value {
+    serde_json::json!({
+        "name": app.name,
+        "type": app.r#type,
+        "source": {"root": if app.source_root.is_empty() { None } else { Some(&app.source_root) }},
+        "build": {"flavor": app.build_flavor},
+        "dependencies": app.dependencies,
+        "hooks": {
+            "build": app.hooks.build,
+            "deploy": app.hooks.deploy,
+            "post_deploy": app.hooks.post_deploy,
+        },
+        "web": {
+            "commands": {"start": app.web.start},
+            "locations": app.web.locations,
+        },
+        "relationships": app.relationships,
+        "mounts": app.mounts,
+        "variables": app.variables,
+        "disk": app.disk,
+        "workers": app.workers,
+        "crons": app.crons,
+        "timezone": app.timezone,
+        "app_dir": "/app",
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -474,5 +504,26 @@ mod tests {
             variables_json(&app),
             json!({"env:DEBUG": false, "php:memory_limit": "256M"})
         );
+    }
+
+    #[test]
+    fn application_in_platform_shape() {
+        let mut app = Application {
+            name: "app".into(),
+            r#type: Some("python:3.11".into()),
+            ..Default::default()
+        };
+        app.hooks.build = Some("pip install -r requirements.txt".into());
+        app.web.start = Some("gunicorn myapp.wsgi".into());
+        app.relationships
+            .insert("database".into(), "db:postgresql".into());
+        let a = application_json(&app);
+        assert_eq!(a["name"], "app");
+        assert_eq!(a["type"], "python:3.11");
+        assert_eq!(a["hooks"]["build"], "pip install -r requirements.txt");
+        assert_eq!(a["hooks"]["deploy"], Value::Null);
+        assert_eq!(a["web"]["commands"]["start"], "gunicorn myapp.wsgi");
+        assert_eq!(a["relationships"]["database"], "db:postgresql");
+        assert_eq!(a["source"]["root"], Value::Null);
     }
 }

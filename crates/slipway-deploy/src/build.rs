@@ -509,6 +509,8 @@ struct BuildContext<'a> {
     started: Instant,
     /// The stack it builds on.
     stack: &'a AppStack,
+    /// The project's `PLATFORM_PROJECT_ENTROPY`.
+    entropy: &'a str,
 }
 
 impl BuildContext<'_> {
@@ -535,8 +537,23 @@ impl BuildContext<'_> {
             (self.dir, self.cache),
             (self.run_as, self.netns),
             extra_env,
+            self.entropy,
         );
         spec.root = self.stack.root_fs();
+        let egress = &self.platform.settings().build_egress;
+        if let Some(ca) = &egress.ca_certificates {
+            spec.mounts.push(BindMount {
+                source: ca.clone(),
+                destination: crate::egress::CA_MOUNT.into(),
+                writable: false,
+            });
+            // What the app's variables set wins.
+            for (k, v) in egress.ca_env() {
+                if !spec.env.iter().any(|(have, _)| *have == k) {
+                    spec.env.push((k, v));
+                }
+            }
+        }
         let found_missing: Arc<Mutex<Option<String>>> = Arc::default();
         let (o, name, fm) = (
             self.out.clone(),
@@ -619,6 +636,8 @@ async fn build_one(
     let mut steps = dependencies::steps(app).map_err(fail)?;
     steps.extend(flavor::steps(app, &dir).map_err(fail)?);
     let hook = app.hooks.build.as_deref().filter(|h| !h.trim().is_empty());
+    python_aliases(app, stack, &dir)
+        .map_err(|e| fail(format!("adding the python commands: {e}")))?;
 
     let (planned, mut cache_fed) =
         restore_caches(platform, project, env, app, &dir, out, &phase).await;
@@ -631,6 +650,8 @@ async fn build_one(
         cache_fed |= std::fs::read_dir(&cache)
             .map(|mut d| d.next().is_some())
             .unwrap_or(true);
+        let entropy = crate::environment::project_entropy(platform, project)
+            .map_err(|e| fail(e.to_string()))?;
         // The build runs as the project's user: it owns what it may write.
         let run_as = crate::isolation::run_as(project);
         let (d, c) = (dir.clone(), cache.clone());
@@ -663,6 +684,7 @@ async fn build_one(
             phase: &phase,
             started: t,
             stack,
+            entropy: &entropy,
         };
         let ran = async {
             for step in &steps {
@@ -715,6 +737,40 @@ async fn build_one(
         stack_layers: stack.layers.clone(),
         reused: false,
     })
+}
+
+/// The Python commands Platform.sh's Python images have and Debian's `python3` lacks, as
+/// symlinks in the slug's `.global/bin` (on `PATH` in builds and containers): `python`
+/// (templates run `python manage.py ...`) and, when the app asked for a version its stack
+/// stands in for (`python:3.10` on the 3.11 stack), `python3.10` (templates run
+/// `python3.10 -m pip ...`). Nothing for other languages, or where the stack has them.
+fn python_aliases(app: &Application, stack: &AppStack, dir: &Path) -> std::io::Result<()> {
+    let Some(asked) = app
+        .r#type
+        .as_deref()
+        .and_then(|t| t.strip_prefix("python:"))
+    else {
+        return Ok(());
+    };
+    let Some(root) = &stack.root else {
+        return Ok(());
+    };
+    let mut aliases = vec!["python".to_string()];
+    if asked.starts_with("3.") && asked.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        aliases.push(format!("python{asked}"));
+    }
+    let bin = dir.join(".global/bin");
+    for alias in aliases {
+        let on_stack = ["usr/bin", "usr/local/bin"]
+            .iter()
+            .any(|d| root.join(d).join(&alias).exists());
+        if on_stack || bin.join(&alias).symlink_metadata().is_ok() {
+            continue;
+        }
+        std::fs::create_dir_all(&bin)?;
+        std::os::unix::fs::symlink("/usr/bin/python3", bin.join(&alias))?;
+    }
+    Ok(())
 }
 
 /// Work out the keys of the app's `build.caches` and restore them into `dir`. A cache that
@@ -853,9 +909,14 @@ fn build_spec(
     (dir, cache): (&Path, &Path),
     (run_as, netns): (RunAs, &Path),
     extra_env: Vec<(String, String)>,
+    entropy: &str,
 ) -> ContainerSpec {
     let mut env: BTreeMap<String, String> = extra_env.into_iter().collect();
-    env.extend(crate::environment::container_env(app, &tree.to_string()));
+    env.extend(crate::environment::container_env(
+        app,
+        &tree.to_string(),
+        entropy,
+    ));
     env.extend(
         [
             ("PLATFORM_CACHE_DIR", CACHE_MOUNT.into()),
@@ -979,6 +1040,44 @@ mod tests {
     }
 
     #[test]
+    fn python_commands_templates_run_are_added_where_the_stack_lacks_them() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("usr/bin")).unwrap();
+        std::fs::write(root.path().join("usr/bin/python3.11"), "").unwrap();
+        let stack = AppStack {
+            id: "python:3.11@x".into(),
+            root: Some(root.path().to_path_buf()),
+            layers: Vec::new(),
+        };
+        let slug = tempfile::tempdir().unwrap();
+        let mut a = app();
+        a.r#type = Some("python:3.10".into());
+        python_aliases(&a, &stack, slug.path()).unwrap();
+        let bin = slug.path().join(".global/bin");
+        for alias in ["python", "python3.10"] {
+            assert_eq!(
+                std::fs::read_link(bin.join(alias)).unwrap(),
+                Path::new("/usr/bin/python3")
+            );
+        }
+        // Asked for the stack's own version: nothing but `python`; again: no error.
+        let slug = tempfile::tempdir().unwrap();
+        a.r#type = Some("python:3.11".into());
+        python_aliases(&a, &stack, slug.path()).unwrap();
+        python_aliases(&a, &stack, slug.path()).unwrap();
+        let names: Vec<_> = std::fs::read_dir(slug.path().join(".global/bin"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec!["python"]);
+        // Not python: nothing.
+        let slug = tempfile::tempdir().unwrap();
+        a.r#type = Some("nodejs:22".into());
+        python_aliases(&a, &stack, slug.path()).unwrap();
+        assert!(!slug.path().join(".global").exists());
+    }
+
+    #[test]
     fn build_containers_see_dependencies_variables_and_the_platform_wins() {
         let mut a = app();
         a.dependencies
@@ -995,10 +1094,17 @@ mod tests {
             (Path::new("/b"), Path::new("/c")),
             (crate::isolation::run_as("p"), Path::new("/run/netns/b")),
             dependencies::step_env(),
+            "entropy-of-p",
         );
         let env: BTreeMap<_, _> = spec.env.iter().cloned().collect();
         assert_eq!(env.len(), spec.env.len(), "a variable twice");
         assert_eq!(env["PATH"], dependencies::PATH, "the platform's PATH wins");
+        assert_eq!(env["PLATFORM_PROJECT_ENTROPY"], "entropy-of-p");
+        assert!(env.contains_key("PLATFORM_APPLICATION"));
+        assert!(
+            !env.contains_key("PLATFORM_ENVIRONMENT"),
+            "runtime only: templates test it to know they are past the build"
+        );
         assert_eq!(env["PYTHONUSERBASE"], "/app/.global");
         assert_eq!(env["PIP_NO_INDEX"], "1", "variables.env reaches the build");
         assert_eq!(

@@ -296,7 +296,7 @@ async fn execute(platform: &Arc<Platform>, cron: &LiveCron, out: &Output) -> Res
             "echo $$ > {pid_file}; exec timeout -k {}s {term_after}s /bin/sh -c \"$0\"",
             c.shutdown_timeout
         ),
-        c.start.clone(),
+        crate::environment::sourcing_environment(&c.start),
     ];
     let watchdog = {
         let (p, container, env, out, stop) = (

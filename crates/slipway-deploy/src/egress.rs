@@ -25,6 +25,45 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct EgressPolicy {
     /// `host:port` pairs allowed even when they are not public (loopback mirrors...).
     pub allowed: Vec<String>,
+    /// The host's CA bundle, which builds trust instead of their stack's (a registry behind
+    /// a TLS-inspecting proxy, a mirror with a private CA); `None`: the stack's own.
+    pub ca_certificates: Option<PathBuf>,
+}
+
+/// The host's CA bundle (Debian's path), passed into builds when it exists.
+pub const HOST_CA_CERTIFICATES: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// Where the host's CA bundle appears inside a build container (in its private `/tmp`).
+pub const CA_MOUNT: &str = "/tmp/.slipway/ca-certificates.crt";
+
+impl EgressPolicy {
+    /// The default policy: public addresses only, and the host's CA bundle when it has one.
+    pub fn host_default() -> EgressPolicy {
+        let host = PathBuf::from(HOST_CA_CERTIFICATES);
+        EgressPolicy {
+            allowed: Vec::new(),
+            ca_certificates: host.is_file().then_some(host),
+        }
+    }
+
+    /// The variables pointing a build's package managers at [`CA_MOUNT`] (pip, requests,
+    /// OpenSSL-based tools, Node.js and npm, git, curl), when there is a bundle to mount.
+    pub fn ca_env(&self) -> Vec<(String, String)> {
+        if self.ca_certificates.is_none() {
+            return Vec::new();
+        }
+        [
+            "SSL_CERT_FILE",
+            "PIP_CERT",
+            "REQUESTS_CA_BUNDLE",
+            "CURL_CA_BUNDLE",
+            "GIT_SSL_CAINFO",
+            "NODE_EXTRA_CA_CERTS",
+        ]
+        .iter()
+        .map(|k| (k.to_string(), CA_MOUNT.to_string()))
+        .collect()
+    }
 }
 
 impl EgressPolicy {
@@ -253,6 +292,7 @@ mod tests {
     #[test]
     fn only_public_web_ports_and_allowed_destinations() {
         let p = EgressPolicy {
+            ca_certificates: None,
             allowed: vec!["127.0.0.1:4873".into()],
         };
         let a = |s: &str| s.parse::<SocketAddr>().unwrap();

@@ -224,6 +224,8 @@ pub struct EnvContext<'a> {
     pub topology: &'a Topology,
     /// The environment's services (addresses and credentials for relationships).
     pub services: &'a [slipway_state::ServiceRecord],
+    /// The project's `PLATFORM_PROJECT_ENTROPY` ([`slipway_state::State::project_entropy`]).
+    pub entropy: &'a str,
 }
 
 /// The environment variables of an app's container: `container_env`'s, then the
@@ -257,7 +259,7 @@ pub fn app_env(app: &Application, cx: &EnvContext<'_>) -> BTreeMap<String, Strin
         });
     }
     let variables = platform_env::variables_json(app);
-    let mut env = container_env(app, cx.tree_id);
+    let mut env = container_env(app, cx.tree_id, cx.entropy);
     let fixed = [
         ("PORT", cx.port.to_string()),
         ("SLIPWAY_ENVIRONMENT", cx.env.to_string()),
@@ -282,6 +284,9 @@ pub fn app_env(app: &Application, cx: &EnvContext<'_>) -> BTreeMap<String, Strin
         ("PLATFORM_ROUTES", b64(&routes)),
         ("PLATFORM_VARIABLES", b64(&variables)),
         ("PLATFORM_DIR", "/app".to_string()),
+        ("PLATFORM_DOCUMENT_ROOT", document_root(app)),
+        // No outgoing mail relay: empty, as Platform.sh sets it where outgoing email is off.
+        ("PLATFORM_SMTP_HOST", String::new()),
         // A running app's /app is read-only; its home is the private, writable /tmp.
         ("HOME", "/tmp".to_string()),
     ];
@@ -291,15 +296,82 @@ pub fn app_env(app: &Application, cx: &EnvContext<'_>) -> BTreeMap<String, Strin
     env
 }
 
+/// Where pip's user installs of an app without global Python dependencies go (`~/.local` of
+/// the build, whose `HOME` is `/app`).
+pub const USER_SITE: &str = "/app/.local";
+
+/// `PLATFORM_DOCUMENT_ROOT`: the folder the `/` location serves (`/app` joined with its
+/// `root`), `/app` when it has none.
+pub fn document_root(app: &Application) -> String {
+    match app
+        .web
+        .locations
+        .get("/")
+        .and_then(|l| l.get("root"))
+        .and_then(|r| r.as_str())
+        .map(|r| r.trim_matches('/'))
+    {
+        Some(root) if !root.is_empty() => format!("/app/{root}"),
+        _ => "/app".to_string(),
+    }
+}
+
+/// The project's `PLATFORM_PROJECT_ENTROPY`: stored at its first deploy (32 random bytes
+/// from the kernel, hex) and the same ever after.
+pub fn project_entropy(
+    platform: &crate::Platform,
+    project: &str,
+) -> Result<String, crate::DeployError> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|source| crate::DeployError::Io {
+            what: "reading random bytes for the project's entropy".into(),
+            source,
+        })?;
+    Ok(platform
+        .state()
+        .project_entropy(project, &hex::encode(bytes))?)
+}
+
+/// `command` run as a shell command after sourcing the app's `.environment` file, when it
+/// has one (as Platform.sh does for start commands, deploy hooks, workers, crons and SSH
+/// commands; not for the build hook). The command is `exec`ed by a fresh shell, so the
+/// process tree is the same as `sh -c COMMAND`'s and signals reach the command.
+pub fn sourcing_environment(command: &str) -> String {
+    format!(
+        "[ ! -f /app/.environment ] || . /app/.environment\nexec /bin/sh -c {}",
+        crate::build::sh_quote(command)
+    )
+}
+
 /// The variables every container of `app` sees, build and run alike, later ones winning:
 /// what the app's global packages need ([`crate::build::dependencies::env`]), the app's
 /// `variables.env`, then the platform's own (`PATH` with the global packages first,
-/// `HOME`, `LANG`, the app's name and folder, the source tree id), which the config
-/// cannot override.
-pub(crate) fn container_env(app: &Application, tree_id: &str) -> BTreeMap<String, String> {
-    let mut env: BTreeMap<String, String> =
-        crate::build::dependencies::env(app).into_iter().collect();
+/// `HOME`, `LANG`, the app's name, definition and folder, the source tree id, the
+/// project's entropy), which the config cannot override.
+///
+/// Python: pip installs of the build hook (`pip install -r requirements.txt`, as Platform.sh
+/// apps do them) go to the user site `/app/.local` (`PYTHONUSERBASE`, unless global
+/// dependencies moved it to `/app/.global`), past Debian's PEP 668 guard
+/// (`PIP_BREAK_SYSTEM_PACKAGES`): the stack's own packages stay untouched.
+pub(crate) fn container_env(
+    app: &Application,
+    tree_id: &str,
+    entropy: &str,
+) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    env.insert("PYTHONUSERBASE".into(), USER_SITE.into());
+    env.insert("PIP_BREAK_SYSTEM_PACKAGES".into(), "1".into());
+    env.extend(crate::build::dependencies::env(app));
     env.extend(app.env_vars());
+    let application = slipway_config::platform_env::application_json(app);
+    env.insert(
+        "PLATFORM_APPLICATION".into(),
+        base64::engine::general_purpose::STANDARD.encode(application.to_string().as_bytes()),
+    );
+    env.insert("PLATFORM_PROJECT_ENTROPY".into(), entropy.to_string());
     env.extend(
         [
             ("PATH", crate::build::dependencies::PATH.to_string()),
@@ -377,6 +449,7 @@ mod tests {
             url: "http://main.demo.localhost:8080/",
             topology: &topology,
             services: &[],
+            entropy: "e",
         };
         let env = app_env(&app, &cx);
         let decode = |k: &str| -> serde_json::Value {
@@ -405,12 +478,51 @@ mod tests {
             "{}",
             env["PATH"]
         );
-        assert!(!env.contains_key("PYTHONUSERBASE"));
+        // pip's user installs of the build hook are found at run time.
+        assert_eq!(env["PYTHONUSERBASE"], "/app/.local");
+        assert!(env["PATH"].contains(":/app/.local/bin:"));
+        assert_eq!(env["PLATFORM_PROJECT_ENTROPY"], "e");
+        assert_eq!(env["PLATFORM_DOCUMENT_ROOT"], "/app");
+        assert_eq!(env["PLATFORM_SMTP_HOST"], "");
+        assert_eq!(decode("PLATFORM_APPLICATION")["name"], "app");
         let mut with_deps = app.clone();
         with_deps
             .dependencies
             .insert("python3".into(), serde_json::json!({"pipenv": "*"}));
         assert_eq!(app_env(&with_deps, &cx)["PYTHONUSERBASE"], "/app/.global");
+    }
+
+    #[test]
+    fn the_environment_file_is_sourced_before_the_command_which_is_execed() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = sourcing_environment("echo \"$GREETING it's $$\"");
+        let script = script.replace(
+            "/app/.environment",
+            &dir.path().join(".environment").display().to_string(),
+        );
+        let run = || {
+            let o = std::process::Command::new("/bin/sh")
+                .args(["-c", &script])
+                .output()
+                .unwrap();
+            assert!(o.status.success());
+            String::from_utf8_lossy(&o.stdout).to_string()
+        };
+        assert!(run().starts_with(" it's "), "no file: nothing sourced");
+        std::fs::write(dir.path().join(".environment"), "export GREETING=hi\n").unwrap();
+        assert!(run().starts_with("hi it's "), "{}", run());
+        assert!(sourcing_environment("gunicorn app").contains("exec /bin/sh -c 'gunicorn app'"));
+    }
+
+    #[test]
+    fn document_root_is_the_root_location_folder() {
+        let mut app = Application::default();
+        assert_eq!(document_root(&app), "/app");
+        app.web.locations.insert(
+            "/".into(),
+            serde_json::json!({"root": "web/", "passthru": "/index.php"}),
+        );
+        assert_eq!(document_root(&app), "/app/web");
     }
 
     #[test]

@@ -30,7 +30,11 @@ async fn exec_hook(
         .runtime()
         .exec(
             &app.container,
-            &["/bin/sh".into(), "-c".into(), script.to_string()],
+            &[
+                "/bin/sh".into(),
+                "-c".into(),
+                crate::environment::sourcing_environment(script),
+            ],
             &env,
             "/app",
             platform.settings().hook_timeout,

@@ -173,7 +173,7 @@ impl Settings {
             slug_max_size: slipway_slug::DEFAULT_MAX_SIZE,
             stacks: None,
             app_log_max_size: 10 << 20,
-            build_egress: egress::EgressPolicy::default(),
+            build_egress: egress::EgressPolicy::host_default(),
         }
     }
 }

@@ -246,8 +246,10 @@ pub async fn stage(
             &topo_json,
         )
         .map_err(internal)?;
+    let entropy = crate::environment::project_entropy(platform, &target.project)
+        .map_err(|e| PhaseError::new("deploy", e.to_string()))?;
     let mut spec = provision::plan(
-        platform, target, &release, built, &topology, netns, &services,
+        platform, target, &release, built, &topology, netns, &services, &entropy,
     );
     // Recorded before anything starts, so an interrupted deploy can be cleaned up.
     state

@@ -46,6 +46,7 @@ pub fn plan(
     topology: &Topology,
     netns: String,
     services: &[slipway_state::ServiceRecord],
+    entropy: &str,
 ) -> ReleaseSpec {
     let url = platform.env_url(&target.project, &target.env);
     let mut apps = Vec::new();
@@ -63,6 +64,7 @@ pub fn plan(
             url: &url,
             topology,
             services,
+            entropy,
         };
         // Variables set with `var set` are not part of the spec: see [`crate::variables`].
         let mut env = environment::app_env(app, &cx);
@@ -127,7 +129,11 @@ pub fn container_spec(
             None => slipway_runtime::RootFs::Host,
         },
         id: app.container.clone(),
-        args: vec!["/bin/sh".into(), "-c".into(), app.start.clone()],
+        args: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            environment::sourcing_environment(&app.start),
+        ],
         env: app
             .env
             .iter()

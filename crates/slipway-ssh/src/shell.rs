@@ -113,11 +113,19 @@ where
         }
     };
     let args: Vec<String> = match &command {
-        Some(c) => vec!["/bin/sh".into(), "-c".into(), c.clone()],
+        Some(c) => vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            slipway_deploy::environment::sourcing_environment(c),
+        ],
         None => vec!["/bin/sh".into(), "-l".into()],
     };
     if let Some(p) = &pty {
         env.push(("TERM".into(), p.term.clone()));
+    }
+    if command.is_none() {
+        // An interactive shell sources `$ENV`: the app's `.environment`, when it has one.
+        env.push(("ENV".into(), "/app/.environment".into()));
     }
     let mut cmd =
         match platform

@@ -16,6 +16,7 @@ mod backups;
 mod built_slugs;
 mod console;
 mod domains;
+mod entropy;
 mod schema;
 mod services;
 mod variables;

@@ -166,6 +166,14 @@ CREATE TABLE console_sessions (
     expires_at INTEGER NOT NULL
 );
 "#,
+    // project_entropy (templates): each project's PLATFORM_PROJECT_ENTROPY, a random value
+    // made once and kept for the project's life (apps derive secret keys from it).
+    r#"
+CREATE TABLE project_entropy (
+    project TEXT PRIMARY KEY REFERENCES projects(name) ON DELETE CASCADE,
+    entropy TEXT NOT NULL CHECK (length(entropy) >= 32)
+);
+"#,
 ];
 
 /// Bring the schema to the newest version (tracked in `PRAGMA user_version`).

@@ -24,7 +24,7 @@ pub const GLOBAL_DIR: &str = "/app/.global";
 
 /// `PATH` in build containers and app containers: the global packages' commands first.
 pub const PATH: &str =
-    "/app/.global/bin:/app/.global/vendor/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    "/app/.global/bin:/app/.global/vendor/bin:/app/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// How packages of one language are installed.
 struct Installer {

