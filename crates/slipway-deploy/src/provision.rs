@@ -38,6 +38,7 @@ pub fn ensure_netns(platform: &Platform, target: &DeployTarget) -> Result<String
 }
 
 /// Work out the release's spec (apps, ports, env, containers) without starting anything.
+#[allow(clippy::too_many_arguments)]
 pub fn plan(
     platform: &Platform,
     target: &DeployTarget,
