@@ -66,6 +66,34 @@ impl EgressPolicy {
     }
 }
 
+/// The package registries builds use (PyPI, npm and yarn, Debian, crates.io, Packagist,
+/// RubyGems, the Go module proxy, Maven Central), reachable on ports 80 and 443 by name
+/// even where this machine's DNS sends them to a non-public address (a registry mirror,
+/// a TLS-inspecting proxy on a private or documentation range); never on loopback.
+pub const PACKAGE_REGISTRIES: &[&str] = &[
+    "pypi.org",
+    "files.pythonhosted.org",
+    "bootstrap.pypa.io",
+    "registry.npmjs.org",
+    "registry.yarnpkg.com",
+    "repo.yarnpkg.com",
+    "nodejs.org",
+    "deb.debian.org",
+    "security.debian.org",
+    "crates.io",
+    "index.crates.io",
+    "static.crates.io",
+    "repo.packagist.org",
+    "packagist.org",
+    "getcomposer.org",
+    "rubygems.org",
+    "index.rubygems.org",
+    "proxy.golang.org",
+    "sum.golang.org",
+    "repo.maven.apache.org",
+    "repo1.maven.org",
+];
+
 impl EgressPolicy {
     /// Whether a connection to `addr` (resolved from `host:port` as the client wrote it) may go.
     fn allows(&self, host_port: &str, addr: &SocketAddr) -> bool {
@@ -76,7 +104,18 @@ impl EgressPolicy {
         {
             return true;
         }
-        matches!(addr.port(), 80 | 443) && is_public(addr.ip())
+        if !matches!(addr.port(), 80 | 443) {
+            return false;
+        }
+        let host = host_port.rsplit_once(':').map_or(host_port, |(h, _)| h);
+        let registry = PACKAGE_REGISTRIES
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(host));
+        let ip = addr.ip();
+        let local = ip.is_loopback()
+            || ip.is_unspecified()
+            || matches!(ip, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback() || v4.is_unspecified()));
+        is_public(ip) || (registry && !local)
     }
 }
 
@@ -315,5 +354,26 @@ mod tests {
         }
         assert!(p.allows("127.0.0.1:4873", &a("127.0.0.1:4873")));
         assert!(!p.allows("127.0.0.1:4874", &a("127.0.0.1:4874")));
+    }
+
+    #[test]
+    fn package_registries_pass_by_name_on_non_public_addresses_but_never_to_loopback() {
+        let p = EgressPolicy::default();
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        // A registry behind a local mirror or an inspecting proxy.
+        assert!(p.allows("pypi.org:443", &a("203.0.113.80:443")));
+        assert!(p.allows("REGISTRY.npmjs.org:443", &a("10.1.2.3:443")));
+        // Any other name on such an address stays refused, and so do other ports.
+        assert!(!p.allows("evil.example:443", &a("203.0.113.80:443")));
+        assert!(!p.allows("pypi.org:22", &a("203.0.113.80:22")));
+        // A registry name pointed at this host's loopback is refused.
+        for local in [
+            "127.0.0.1:443",
+            "[::1]:443",
+            "[::ffff:127.0.0.1]:443",
+            "0.0.0.0:80",
+        ] {
+            assert!(!p.allows("pypi.org:443", &a(local)), "{local}");
+        }
     }
 }
