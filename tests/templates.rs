@@ -5,19 +5,16 @@
 //! the user sees: the push output, the app's pages, its relationship working, static files
 //! and uploads served through `web.locations`.
 //!
-//! The builds reach the registries through the build proxy; here the registries' names
-//! resolve to addresses the proxy treats as non-public, so the test server allows them by
-//! name (`SLIPWAY_BUILD_EGRESS_ALLOW`), as an operator behind such a network would.
+//! The builds reach the registries through the build proxy. Here the registries' names
+//! resolve to addresses the proxy treats as non-public (a documentation range), and the
+//! test server runs with no `SLIPWAY_BUILD_EGRESS_ALLOW`: the well-known registries pass by
+//! name out of the box, as a user pushing a template expects.
 
 use slipway_e2e::{header_field, raw_http, text, App, Server};
 
-/// The registries the templates' builds download from.
-const REGISTRIES: &str =
-    "pypi.org:443,files.pythonhosted.org:443,registry.npmjs.org:443,registry.yarnpkg.com:443";
-
-/// A test server whose builds may reach the package registries.
+/// A test server with the default build egress (package registries by name).
 fn server() -> Server {
-    Server::start_with(&[("SLIPWAY_BUILD_EGRESS_ALLOW", REGISTRIES)])
+    Server::start_with(&[])
 }
 
 /// A project in `server`'s folder with `files`, committed on `main`.
