@@ -464,3 +464,117 @@ fn django_pip_with_postgresql_and_platformshconfig() {
     let (_, _, body) = get(&server, host, "/static/hello/site.css");
     assert_eq!(body, "body { color: red; }\n");
 }
+
+// ---------------------------------------------------------------------------------------
+// Express (the express template's shape): no build hook, the nodejs flavor's `npm install`
+// of express, mysql2 and the real `platformsh-config` from the npm registry, `node index.js`,
+// MariaDB through the `database` relationship (mariadb:10.4 runs on the nearest the server
+// has, with a warning), https routes with a www redirect.
+
+const EXPRESS_APP: &str = r#"# The shape of the express template's .platform.app.yaml.
+name: app
+type: nodejs:22
+relationships:
+  database: "db:mysql"
+disk: 512
+web:
+  commands:
+    start: "node index.js"
+"#;
+
+const EXPRESS_SERVICES: &str = "db:\n    type: mariadb:10.4\n    disk: 1024\n";
+
+const EXPRESS_ROUTES: &str = r#""https://{default}/":
+    type: upstream
+    upstream: "app:http"
+"https://www.{default}/":
+    type: redirect
+    to: "https://{default}/"
+"#;
+
+const EXPRESS_PACKAGE: &str = r#"{
+  "name": "express-template-shape",
+  "version": "1.0.0",
+  "private": true,
+  "main": "index.js",
+  "dependencies": {
+    "express": "^4.19.2",
+    "mysql2": "^3.9.7",
+    "platformsh-config": "^2.4.1"
+  }
+}
+"#;
+
+const EXPRESS_INDEX: &str = r#"const express = require("express");
+const mysql = require("mysql2/promise");
+const config = require("platformsh-config").config();
+
+const app = express();
+
+app.get("/", async (req, res) => {
+  const credentials = config.credentials("database");
+  const conn = await mysql.createConnection({
+    host: credentials.host,
+    port: credentials.port,
+    user: credentials.username,
+    password: credentials.password,
+    database: credentials.path,
+  });
+  await conn.query("CREATE TABLE IF NOT EXISTS visits (id SERIAL PRIMARY KEY, at TIMESTAMP DEFAULT CURRENT_TIMESTAMP)");
+  await conn.query("INSERT INTO visits () VALUES ()");
+  const [rows] = await conn.query("SELECT COUNT(*) AS n FROM visits");
+  await conn.end();
+  res.set("Content-Type", "text/plain");
+  res.send(`express on ${config.applicationName} (${config.branch}): visit ${rows[0].n} of ${credentials.scheme}://${credentials.host}:${credentials.port}/${credentials.path}\n`);
+});
+
+app.listen(config.port, () => console.log(`listening on ${config.port}`));
+"#;
+
+#[test]
+fn express_with_mariadb_and_platformsh_config() {
+    let server = server();
+    let app = project(
+        &server,
+        "express",
+        &[
+            (".platform.app.yaml", EXPRESS_APP),
+            (".platform/services.yaml", EXPRESS_SERVICES),
+            (".platform/routes.yaml", EXPRESS_ROUTES),
+            ("package.json", EXPRESS_PACKAGE),
+            ("index.js", EXPRESS_INDEX),
+        ],
+    );
+    let out = push(&server, &app, "express");
+    assert!(
+        out.contains("warning:") && out.contains("mariadb"),
+        "the push names the MariaDB version it runs instead of 10.4:\n{out}"
+    );
+    assert!(
+        out.contains("npm install"),
+        "the nodejs flavor installs the dependencies:\n{out}"
+    );
+
+    let host = "main.express.localhost";
+    let (status, _, first) = get(&server, host, "/");
+    assert_eq!(status, 200, "{first}\nserver log:\n{}", server.server_log());
+    // (The health check's requests count visits too.)
+    assert!(
+        first.starts_with("express on app (main): visit ")
+            && first.contains(" of mysql://database.internal:3306/main"),
+        "the real platformsh-config library finds the app, branch, port and credentials: {first:?}"
+    );
+    let (_, _, second) = get(&server, host, "/");
+    assert_eq!(
+        visit(&second),
+        visit(&first) + 1,
+        "rows are kept in MariaDB: {first:?} then {second:?}"
+    );
+
+    // The www route redirects to the default one.
+    let (status, head, _) = get(&server, &format!("www.{host}"), "/");
+    assert!(
+        status == 301 || status == 302,
+        "www redirects: {status}\n{head}"
+    );
+}
