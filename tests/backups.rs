@@ -466,7 +466,7 @@ fn a_major_service_upgrade_needs_its_option_and_keeps_every_row() {
     assert_eq!(after, before);
     assert!(server
         .data
-        .join("volumes/demo/main/services/db.pre-upgrade-15/pgdata/PG_VERSION")
+        .join("volumes/demo/main/service-db/db.pre-upgrade-15/pgdata/PG_VERSION")
         .exists());
     assert_eq!(backups(&server, "demo")[0]["created_by"], "slipway");
 }

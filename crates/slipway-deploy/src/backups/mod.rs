@@ -127,7 +127,15 @@ pub async fn take(
     let state = platform.state();
     let mut manifest = BackupManifest::default();
     let mut files = Vec::new();
-    for record in state.services(project, env).map_err(|e| e.to_string())? {
+    let services = state.services(project, env).map_err(|e| e.to_string())?;
+    // Each service's own volume (`service-NAME`) is kept by its native dump, not as a tar
+    // of the files a running server is writing; network-storage volumes have no service
+    // record and are kept as mounts.
+    let service_volumes: Vec<String> = services
+        .iter()
+        .map(|r| format!("service-{}", r.name))
+        .collect();
+    for record in services {
         if !parts::has_data(&record) {
             out.line(&format!(
                 "       service {} ({}): holds no data to keep; skipped",
@@ -148,6 +156,9 @@ pub async fn take(
     }
     let store = platform.data().volumes();
     for volume in store.volumes(project, env).map_err(|e| e.to_string())? {
+        if service_volumes.contains(&volume.name) {
+            continue;
+        }
         let t = Instant::now();
         let file = platform.archive().part_file().map_err(|e| e.to_string())?;
         let v = volume.clone();
