@@ -435,8 +435,12 @@ fn django_pip_with_postgresql_and_platformshconfig() {
         post(&server, host, "/upload?name=note.txt", "uploaded bytes"),
         (200, "stored note.txt".to_string())
     );
-    // Not yet: a location whose root is a mount's folder (`/media` here) is served from the
-    // slug's folder, not from the mount, so the upload is not served back (404).
+    let (status, _, body) = get(&server, host, "/media/note.txt");
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "uploaded bytes"),
+        "the /media location serves the mount's current files"
+    );
     // gunicorn's access log went into the logs mount.
     let o = server.ssh(&server.key, "app.main.demo", "cat logs/access.log");
     assert!(text(&o).contains("GET /platform"), "{}", text(&o));
