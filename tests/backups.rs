@@ -469,4 +469,46 @@ fn a_major_service_upgrade_needs_its_option_and_keeps_every_row() {
         .join("volumes/demo/main/service-db/db.pre-upgrade-15/pgdata/PG_VERSION")
         .exists());
     assert_eq!(backups(&server, "demo")[0]["created_by"], "slipway");
+
+    // Back down to 15: refused without `-o allow-data-loss`; with it, 15 cannot read 17's
+    // dump, so the push fails, says so, and 17 keeps running on every row (never a silent
+    // "still 17" after a successful push).
+    app.write(".platform/services.yaml", "db:\n  type: postgresql:15\n");
+    app.commit("postgresql 15 again");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    let o = server.git(
+        &app.dir,
+        &[
+            "push",
+            "-o",
+            "allow-data-loss",
+            &server.remote("demo"),
+            "main",
+        ],
+    );
+    let out = text(&o);
+    assert!(!o.status.success(), "a downgrade 15 cannot load: {out}");
+    assert!(
+        out.contains("db postgresql 17 -> 15") && out.contains("comes back on its data"),
+        "{out}"
+    );
+    assert!(admin(&server, "services demo main").contains("postgresql:17"));
+    let again = in_service(
+        &server,
+        "demo.main.db.service",
+        &[
+            "/usr/lib/postgresql/17/bin/psql",
+            "-h",
+            "/tmp",
+            "-U",
+            "main",
+            "-d",
+            "main",
+            "-AtX",
+            "-c",
+            "SELECT count(*) || ':' || md5(string_agg(n || '=' || t, ',' ORDER BY n)) FROM rows",
+        ],
+    );
+    assert_eq!(again, before);
 }

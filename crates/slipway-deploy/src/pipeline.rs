@@ -149,10 +149,18 @@ async fn stage_push_inner(
     crate::metrics::build_ended(built.is_ok(), build_started.elapsed());
     let built = built?;
 
-    // service upgrade: a backup, then each raised major version by dump and restore
-    if options.allow_service_upgrade {
-        crate::backups::upgrade::run(platform, &target.project, &target.env, &topology, out)
-            .await?;
+    // service upgrade: a backup, then each raised major version (or, with
+    // `-o allow-data-loss`, each lowered one) by dump and restore
+    if options.allow_service_upgrade || options.allow_data_loss {
+        crate::backups::upgrade::run(
+            platform,
+            &target.project,
+            &target.env,
+            &topology,
+            options,
+            out,
+        )
+        .await?;
     }
 
     stage(platform, target, topology, &built, live, out, t0).await

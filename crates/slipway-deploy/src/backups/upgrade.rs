@@ -3,13 +3,17 @@
 //! moved to the new version by dump and restore: the old server stops, its data folder is
 //! kept aside (`NAME.pre-upgrade-OLDVERSION`), the new version starts on an empty folder
 //! and the service's dumps of that backup are loaded into it. A failure puts the old
-//! version back on its own data. Every step is a line of the push's output.
+//! version back on its own data. Every step is a line of the push's output. A major
+//! downgrade (`-o allow-data-loss`, which the diff asks for) goes the same way: the newer
+//! server's dump is loaded into the older one, or, where the older cannot read it (a
+//! PostgreSQL custom-format dump of a newer major), the push fails and the newer version
+//! keeps running on its data.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use slipway_config::catalog::{compare_versions, major};
-use slipway_config::Topology;
+use slipway_config::{DiffOptions, Topology};
 use slipway_state::{BackupPart, ServiceRecord, ServiceState};
 
 use crate::output::Output;
@@ -20,12 +24,14 @@ use crate::Platform;
 use super::parts;
 
 /// The services of `topology` whose running version is an older major (and which hold
-/// data), with the version they go to.
+/// data), with the version they go to; with `-o allow-data-loss`, those whose running
+/// version is a newer major too.
 fn upgrades(
     platform: &Platform,
     project: &str,
     env: &str,
     topology: &Topology,
+    options: DiffOptions,
 ) -> Result<Vec<(ServiceRecord, String)>, String> {
     let mut out = Vec::new();
     for svc in &topology.services {
@@ -38,7 +44,11 @@ fn upgrades(
         };
         if record.service_type == svc.r#type
             && major(&record.version) != major(&svc.version)
-            && compare_versions(&svc.version, &record.version).is_gt()
+            && match compare_versions(&svc.version, &record.version) {
+                std::cmp::Ordering::Greater => options.allow_service_upgrade,
+                std::cmp::Ordering::Less => options.allow_data_loss,
+                std::cmp::Ordering::Equal => false,
+            }
             && parts::has_data(&record)
         {
             out.push((record, svc.version.clone()));
@@ -54,10 +64,11 @@ pub async fn run(
     project: &str,
     env: &str,
     topology: &Topology,
+    options: DiffOptions,
     out: &Output,
 ) -> Result<(), PhaseError> {
     let fail = |m: String| PhaseError::new("service upgrade", m);
-    let list = upgrades(platform, project, env, topology).map_err(fail)?;
+    let list = upgrades(platform, project, env, topology, options).map_err(fail)?;
     if list.is_empty() {
         return Ok(());
     }
