@@ -636,11 +636,12 @@ async fn build_one(
     let mut steps = dependencies::steps(app).map_err(fail)?;
     steps.extend(flavor::steps(app, &dir).map_err(fail)?);
     let hook = app.hooks.build.as_deref().filter(|h| !h.trim().is_empty());
-    python_aliases(app, stack, &dir)
-        .map_err(|e| fail(format!("adding the python commands: {e}")))?;
-
     let (planned, mut cache_fed) =
         restore_caches(platform, project, env, app, &dir, out, &phase).await;
+    // After the caches: a `.global` made here first would read as part of the source tree
+    // and keep a `.global` cache from being restored.
+    python_aliases(app, stack, &dir)
+        .map_err(|e| fail(format!("adding the python commands: {e}")))?;
 
     if !steps.is_empty() || hook.is_some() {
         let cache = platform.data().build_cache(project, env, &app.name);
