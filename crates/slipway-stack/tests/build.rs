@@ -82,7 +82,11 @@ fn run_in_stack(root: &Path, script: &str) -> (i32, Vec<String>) {
     let code = tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(rt.run(&spec, Duration::from_secs(120), &mut |l: &str| {
-            lines.push(l.to_string())
+            // tini's own notes (a signal forwarded after the script exited) are not the
+            // script's output.
+            if !l.starts_with("[WARN  tini") {
+                lines.push(l.to_string())
+            }
         }))
         .unwrap_or_else(|e| panic!("{e}"));
     (code, lines)
