@@ -99,15 +99,21 @@ run_wrk() {
     local threads=1
     [ "$2" -gt 1 ] && threads=$NPROC
     wrk -t"$threads" -c"$2" -d"${SECS}s" --latency -H "Host: $HOST" "http://127.0.0.1:$1${3:-/}" 2>&1 |
-        awk '
-            /Requests\/sec:/ { rps = $2 }
-            /^ +99%/ {
-                v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
-                if (u == "us") v = v / 1000; else if (u == "s") v = v * 1000; else if (u == "m") v = v * 60000
-                p99 = v
-            }
-            /Non-2xx|Socket errors/ { err = err " " $0 }
-            END { printf "%s %s%s\n", rps, p99, (err ? " ERR" err : "") }'
+        wrk_summary
+}
+
+# wrk_summary: wrk's --latency output on standard input as "requests/s p99_ms" (and
+# " ERR ..." on socket errors or non-2xx answers).
+wrk_summary() {
+    awk '
+        /Requests\/sec:/ { rps = $2 }
+        /^ +99%/ {
+            v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
+            if (u == "us") v = v / 1000; else if (u == "s") v = v * 1000; else if (u == "m") v = v * 60000
+            p99 = v
+        }
+        /Non-2xx|Socket errors/ { err = err " " $0 }
+        END { printf "%s %s%s\n", rps, p99, (err ? " ERR" err : "") }'
 }
 
 # median: the median of the numbers on standard input, one a line.

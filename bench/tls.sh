@@ -24,36 +24,14 @@ set -euo pipefail
 ROUNDS=${1:-5}
 SECS=${2:-10}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-for t in nginx wrk python3 openssl unshare; do
-    command -v "$t" >/dev/null || { echo "needs $t (apt-get install -y nginx wrk)" >&2; exit 2; }
-done
-# SLIPWAY_BENCH_BIN=PATH uses a router_bench built elsewhere (e.g. without --release).
-if [ -n "${SLIPWAY_BENCH_BIN:-}" ]; then
-    BIN=$SLIPWAY_BENCH_BIN
-else
-    echo "building the router (cargo build --release -p slipway-router --example router_bench)" >&2
-    (cd "$ROOT" && cargo build -q --release -p slipway-router --example router_bench)
-    TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-    BIN=$TARGET/release/examples/router_bench
-fi
+. "$ROOT/bench/lib.sh"
+bench_needs nginx wrk python3 openssl unshare
+bench_router_bin
+bench_workdir tls
 
-WORK=$(mktemp -d /tmp/slipway-bench-tls.XXXXXX)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 UP=$(free_port); NGX=$(free_port); NGS=$(free_port); SLW=$(free_port)
-HOST=bench.localhost
-NPROC=$(nproc)
 
-mkdir -p "$WORK/www" "$WORK/up" "$WORK/tls/certs"
+mkdir -p "$WORK/www" "$WORK/tls/certs"
 # The certificate both serve, as Slipway reads it from DATA/certs.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
     -subj "/CN=$HOST" -addext "subjectAltName=DNS:$HOST" \
@@ -62,46 +40,13 @@ grep -v "[[:space:]]$HOST\$" /etc/hosts > "$WORK/hosts" || true
 echo "127.0.0.1 $HOST" >> "$WORK/hosts"
 python3 -c 'import sys; sys.stdout.write(("<p>slipway router benchmark</p>\n" * 20))' > "$WORK/www/index.html"
 
-cat > "$WORK/up/nginx.conf" <<EOF
-user root;
-worker_processes 1;
-pid $WORK/up/nginx.pid;
-error_log $WORK/up/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 100000000;
-    keepalive_timeout 300s;
-    client_body_temp_path $WORK/up/tmp;
-    proxy_temp_path $WORK/up/tmp;
-    fastcgi_temp_path $WORK/up/tmp;
-    uwsgi_temp_path $WORK/up/tmp;
-    scgi_temp_path $WORK/up/tmp;
-    server {
+nginx_conf "$WORK/up" 1 "    server {
         listen 127.0.0.1:$UP;
         location / { root $WORK/www; }
-    }
-}
-EOF
+    }"
 
 proxy_conf() { # DIR WORKERS PORT
-    mkdir -p "$1"
-    cat > "$1/nginx.conf" <<EOF
-user root;
-worker_processes $2;
-pid $1/nginx.pid;
-error_log $1/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 100000000;
-    keepalive_timeout 300s;
-    client_body_temp_path $1/tmp;
-    proxy_temp_path $1/tmp;
-    fastcgi_temp_path $1/tmp;
-    uwsgi_temp_path $1/tmp;
-    scgi_temp_path $1/tmp;
-    upstream app {
+    nginx_conf "$1" "$2" "    upstream app {
         server 127.0.0.1:$UP;
         keepalive 256;
         keepalive_requests 100000000;
@@ -116,7 +61,7 @@ http {
         location / {
             proxy_pass http://app;
             proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            proxy_set_header Connection \"\";
             proxy_set_header Host \$http_host;
             proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto \$scheme;
@@ -124,9 +69,7 @@ http {
             proxy_set_header X-Request-Id \$request_id;
             add_header X-Request-Id \$request_id;
         }
-    }
-}
-EOF
+    }"
 }
 
 # Not daemonized: a daemon calls setsid(), and with the kernel's scheduler autogroups
@@ -137,23 +80,10 @@ PIDS+=($!)
 SLIPWAY_BENCH_TLS="$WORK/tls" "$BIN" "127.0.0.1:$SLW" "$HOST" "$UP" > "$WORK/slipway.log" 2>&1 &
 PIDS+=($!)
 
-wait_port() {
-    for _ in $(seq 100); do
-        if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),1)" 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "nothing listens on port $1" >&2; return 1
-}
 wait_port "$UP" || exit 1
 wait_port "$SLW" || { cat "$WORK/slipway.log" >&2; exit 1; }
 # The router says how many workers it runs (its default, or SLIPWAY_ROUTER_WORKERS).
-WORKERS=
-for _ in $(seq 50); do
-    WORKERS=$(sed -n 's/.* with \([0-9][0-9]*\) worker.*/\1/p' "$WORK/slipway.log")
-    [ -n "$WORKERS" ] && break
-    sleep 0.1
-done
-[ -n "$WORKERS" ] || { echo "the router did not say its worker count:" >&2; cat "$WORK/slipway.log" >&2; exit 1; }
+router_workers "$WORK/slipway.log"
 proxy_conf "$WORK/proxy" "$NPROC" "$NGX"
 proxy_conf "$WORK/proxy-same" "$WORKERS" "$NGS"
 for d in proxy proxy-same; do
@@ -178,25 +108,13 @@ run_wrk() { # PORT CONNECTIONS [SCHEME]
     [ "$2" -gt 1 ] && threads=$NPROC
     unshare -m sh -c 'mount --bind "$1" /etc/hosts && shift && exec "$@"' sh "$WORK/hosts" \
         wrk -t"$threads" -c"$2" -d"${SECS}s" --latency "$scheme://$HOST:$1/" 2>&1 |
-        awk '
-            /Requests\/sec:/ { rps = $2 }
-            /^ +99%/ {
-                v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
-                if (u == "us") v = v / 1000; else if (u == "s") v = v * 1000; else if (u == "m") v = v * 60000
-                p99 = v
-            }
-            /Non-2xx|Socket errors/ { err = err " " $0 }
-            END { printf "%s %s%s\n", rps, p99, (err ? " ERR" err : "") }'
+        wrk_summary
 }
 
-median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-
-echo "machine: $(nproc) CPU(s), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-echo "date: $(date -u)"
+bench_machine
 echo "$(nginx -v 2>&1), $(openssl version | cut -d' ' -f1-2), $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2); ${ROUNDS} rounds of ${SECS}s per target and connection count"
 echo "workers: slipway $WORKERS, nginx $NPROC (auto), nginx-same $WORKERS"
 printf '%-6s %-10s %14s %10s\n' conns target "requests/s" "p99 ms"
-ORDERS=("slipway nginx nginx-same" "nginx nginx-same slipway" "nginx-same slipway nginx")
 for conns in 1 64; do
     for who in slipway nginx nginx-same direct; do : > "$WORK/$who.$conns"; done
     run_wrk "$UP" "$conns" http > /dev/null   # warm-up
