@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use slipway_deploy::Platform;
 use slipway_state::{Backup, Role, User};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWrite;
 
-use crate::ops::check;
+use crate::ops::{check, sink, stream};
 use crate::say;
 
 /// Run `args` if it is a `backup` command; None otherwise.
@@ -132,38 +132,4 @@ fn line(b: &Backup) -> String {
         b.created_by,
         parts.join(", ")
     )
-}
-
-type Lines = tokio::sync::mpsc::UnboundedReceiver<String>;
-
-fn sink() -> (slipway_deploy::output::Sink, Lines) {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let sink: slipway_deploy::output::Sink = Arc::new(move |l: &str| {
-        let _ = tx.send(format!("{l}\n"));
-    });
-    (sink, rx)
-}
-
-/// Drive `task`, writing its lines to `out` as they come.
-async fn stream<T, W: AsyncWrite + Unpin + Send>(
-    task: impl std::future::Future<Output = T>,
-    rx: &mut Lines,
-    out: &mut W,
-) -> T {
-    tokio::pin!(task);
-    loop {
-        tokio::select! {
-            r = &mut task => {
-                while let Ok(l) = rx.try_recv() {
-                    let _ = out.write_all(l.as_bytes()).await;
-                }
-                let _ = out.flush().await;
-                return r;
-            }
-            Some(l) = rx.recv() => {
-                let _ = out.write_all(l.as_bytes()).await;
-                let _ = out.flush().await;
-            }
-        }
-    }
 }

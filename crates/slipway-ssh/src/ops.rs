@@ -35,27 +35,9 @@ async fn operate<W: AsyncWrite + Unpin + Send>(
     op: Operation,
     out: &mut W,
 ) -> Result<i64, String> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let sink: slipway_deploy::output::Sink = Arc::new(move |l: &str| {
-        let _ = tx.send(format!("{l}\n"));
-    });
+    let (sink, mut rx) = sink();
     let task = operations::run(platform, project, env, op, &user.name, Some(sink));
-    tokio::pin!(task);
-    loop {
-        tokio::select! {
-            r = &mut task => {
-                while let Ok(l) = rx.try_recv() {
-                    let _ = out.write_all(l.as_bytes()).await;
-                }
-                let _ = out.flush().await;
-                return r;
-            }
-            Some(l) = rx.recv() => {
-                let _ = out.write_all(l.as_bytes()).await;
-                let _ = out.flush().await;
-            }
-        }
-    }
+    stream(task, &mut rx, out).await
 }
 
 /// Run `args` if it is one of these commands; None otherwise.
@@ -425,27 +407,9 @@ async fn cron_run<W: AsyncWrite + Unpin + Send>(
     let Some(cron) = list.into_iter().find(|c| c.cron.name == name) else {
         return Err((1, format!("no cron '{name}' in the live release of {env}")));
     };
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let sink: slipway_deploy::output::Sink = Arc::new(move |l: &str| {
-        let _ = tx.send(format!("{l}\n"));
-    });
+    let (sink, mut rx) = sink();
     let task = crons::run(platform, &cron, Some(&user.name), Some(sink));
-    tokio::pin!(task);
-    let result = loop {
-        tokio::select! {
-            r = &mut task => {
-                while let Ok(l) = rx.try_recv() {
-                    let _ = out.write_all(l.as_bytes()).await;
-                }
-                let _ = out.flush().await;
-                break r;
-            }
-            Some(l) = rx.recv() => {
-                let _ = out.write_all(l.as_bytes()).await;
-                let _ = out.flush().await;
-            }
-        }
-    };
+    let result = stream(task, &mut rx, out).await;
     match result {
         Ok((id, Some(code))) => {
             if code == 0 {
@@ -459,5 +423,41 @@ async fn cron_run<W: AsyncWrite + Unpin + Send>(
         }
         Ok((id, None)) => Err((1, format!("cron {name} could not run (activity {id})"))),
         Err(e) => Err((1, e.to_string())),
+    }
+}
+
+/// The lines of an operation, as its [`sink`] sends them.
+pub(crate) type Lines = tokio::sync::mpsc::UnboundedReceiver<String>;
+
+/// A sink for an operation's output lines and the receiver [`stream`] writes them from.
+pub(crate) fn sink() -> (slipway_deploy::output::Sink, Lines) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let sink: slipway_deploy::output::Sink = Arc::new(move |l: &str| {
+        let _ = tx.send(format!("{l}\n"));
+    });
+    (sink, rx)
+}
+
+/// Drive `task`, writing its lines to `out` as they come.
+pub(crate) async fn stream<T, W: AsyncWrite + Unpin + Send>(
+    task: impl std::future::Future<Output = T>,
+    rx: &mut Lines,
+    out: &mut W,
+) -> T {
+    tokio::pin!(task);
+    loop {
+        tokio::select! {
+            r = &mut task => {
+                while let Ok(l) = rx.try_recv() {
+                    let _ = out.write_all(l.as_bytes()).await;
+                }
+                let _ = out.flush().await;
+                return r;
+            }
+            Some(l) = rx.recv() => {
+                let _ = out.write_all(l.as_bytes()).await;
+                let _ = out.flush().await;
+            }
+        }
     }
 }
