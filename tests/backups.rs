@@ -35,13 +35,18 @@ fn in_service_with(
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
-/// SQL on the `main` database of project `project`'s PostgreSQL (over its socket).
+/// SQL on the `main` database of project `project`'s PostgreSQL 15 (over its socket).
 fn psql(server: &Server, project: &str, sql: &str) -> String {
+    psql_of(server, project, "15", sql)
+}
+
+/// SQL on the `main` database of project `project`'s PostgreSQL `major`.
+fn psql_of(server: &Server, project: &str, major: &str, sql: &str) -> String {
     in_service(
         server,
         &format!("{project}.main.db.service"),
         &[
-            "/usr/lib/postgresql/15/bin/psql",
+            &format!("/usr/lib/postgresql/{major}/bin/psql"),
             "-h",
             "/tmp",
             "-U",
@@ -58,12 +63,12 @@ fn psql(server: &Server, project: &str, sql: &str) -> String {
 }
 
 /// A checksum of every row of `rows`.
+const PG_SUM: &str =
+    "SELECT count(*) || ':' || md5(string_agg(n || '=' || t, ',' ORDER BY n)) FROM rows";
+
+/// [`PG_SUM`] on project `demo`'s PostgreSQL 15.
 fn pg_sum(server: &Server) -> String {
-    psql(
-        server,
-        "demo",
-        "SELECT count(*) || ':' || md5(string_agg(n || '=' || t, ',' ORDER BY n)) FROM rows",
-    )
+    psql(server, "demo", PG_SUM)
 }
 
 /// SQL on MariaDB's `main` as the backup account (through the socket in its container,
@@ -430,39 +435,9 @@ fn a_major_service_upgrade_needs_its_option_and_keeps_every_row() {
         assert!(out.contains(step), "{step}: {out}");
     }
     assert!(admin(&server, "services demo main").contains("postgresql:17"));
-    let version = in_service(
-        &server,
-        "demo.main.db.service",
-        &[
-            "/usr/lib/postgresql/17/bin/psql",
-            "-h",
-            "/tmp",
-            "-U",
-            "main",
-            "-d",
-            "main",
-            "-AtX",
-            "-c",
-            "SHOW server_version_num",
-        ],
-    );
+    let version = psql_of(&server, "demo", "17", "SHOW server_version_num");
     assert!(version.starts_with("17"), "{version}");
-    let after = in_service(
-        &server,
-        "demo.main.db.service",
-        &[
-            "/usr/lib/postgresql/17/bin/psql",
-            "-h",
-            "/tmp",
-            "-U",
-            "main",
-            "-d",
-            "main",
-            "-AtX",
-            "-c",
-            "SELECT count(*) || ':' || md5(string_agg(n || '=' || t, ',' ORDER BY n)) FROM rows",
-        ],
-    );
+    let after = psql_of(&server, "demo", "17", PG_SUM);
     assert_eq!(after, before);
     assert!(server
         .data
@@ -494,21 +469,6 @@ fn a_major_service_upgrade_needs_its_option_and_keeps_every_row() {
         "{out}"
     );
     assert!(admin(&server, "services demo main").contains("postgresql:17"));
-    let again = in_service(
-        &server,
-        "demo.main.db.service",
-        &[
-            "/usr/lib/postgresql/17/bin/psql",
-            "-h",
-            "/tmp",
-            "-U",
-            "main",
-            "-d",
-            "main",
-            "-AtX",
-            "-c",
-            "SELECT count(*) || ':' || md5(string_agg(n || '=' || t, ',' ORDER BY n)) FROM rows",
-        ],
-    );
+    let again = psql_of(&server, "demo", "17", PG_SUM);
     assert_eq!(again, before);
 }
