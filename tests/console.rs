@@ -313,17 +313,7 @@ fn login_pages_rollback_and_every_bad_input() {
     assert_eq!(app_body(&server), "built-1\n");
 
     // A viewer sees, and is refused the button.
-    let val = slipway_e2e::new_key(server.dir.path(), "val");
-    let o = server.slipway(&[
-        "user",
-        "add",
-        "val",
-        "--key",
-        val.with_extension("pub").to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let o = server.ssh(&server.key, "git", "access grant demo val viewer");
-    assert!(o.status.success(), "{}", text(&o));
+    let val = server.add_user_with_role("val", "demo", "viewer");
     let viewer = log_in(&server, &val);
     let (status, _, body) = console(&server, "GET", "/p/demo/e/main", Some(&viewer), None);
     assert_eq!(status, 200, "{body}");
@@ -930,17 +920,7 @@ fn chromium_logs_in_watches_a_push_rolls_back_and_a_viewer_is_refused() {
     assert_eq!(app_body(&server), "built-1\n");
 
     // A viewer, in a browser context of its own: no button, and the action refused.
-    let val = slipway_e2e::new_key(server.dir.path(), "val");
-    let o = server.slipway(&[
-        "user",
-        "add",
-        "val",
-        "--key",
-        val.with_extension("pub").to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let o = server.ssh(&server.key, "git", "access grant demo val viewer");
-    assert!(o.status.success(), "{}", text(&o));
+    let val = server.add_user_with_role("val", "demo", "viewer");
     let viewer = b.tab(true);
     b.open(&viewer, &format!("{base}{}", login_path(&server, &val)));
     b.wait(&viewer, "location.pathname === '/'");

@@ -2,7 +2,7 @@
 //! and fetch, access control and admin commands, hostile commands, hostile packs and objects,
 //! limits. After every scenario the server's repository passes `git fsck --full`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -91,15 +91,6 @@ fn plain_repo(parent: &Path, name: &str) -> App {
     app
 }
 
-/// Adds a user `name` with a fresh key through `ssh git@HOST user add NAME`; returns the key.
-fn add_user(server: &Server, name: &str) -> PathBuf {
-    let key = new_key(server.dir.path(), name);
-    let pubkey = std::fs::read(key.with_extension("pub")).expect("pub key");
-    let o = server.ssh_with_input(&server.key, "git", &format!("user add {name}"), &pubkey);
-    assert!(o.status.success(), "user add {name}: {}", text(&o));
-    key
-}
-
 fn clone_as(
     server: &Server,
     key: &Path,
@@ -133,9 +124,9 @@ fn access_roles_and_admin_commands() {
     let head = app.git_ok(&["rev-parse", "HEAD"]);
 
     // Users over SSH, by a server admin; the key comes on stdin.
-    let alice = add_user(&server, "alice");
-    let victor = add_user(&server, "victor");
-    let eve = add_user(&server, "eve");
+    let alice = server.add_user("alice");
+    let victor = server.add_user("victor");
+    let eve = server.add_user("eve");
     let o = server.ssh(&server.key, "git", "user ls");
     let ls = String::from_utf8_lossy(&o.stdout).to_string();
     for u in ["alice\tuser\t1 key(s)", "me\tadmin", "victor", "eve"] {

@@ -7,7 +7,7 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
-use slipway_e2e::{new_key, text, App, Server};
+use slipway_e2e::{text, App, Server};
 
 /// Push `refspec` of `app` to `project` with `key`: (accepted, output).
 fn push_as(server: &Server, key: &Path, app: &App, project: &str, refspec: &str) -> (bool, String) {
@@ -20,21 +20,6 @@ fn get(server: &Server, host: &str, path: &str) -> (u16, String) {
     server
         .get(host, path)
         .unwrap_or_else(|| panic!("no answer for http://{host}{path}\n{}", server.server_log()))
-}
-
-/// Add user `name` (a key on stdin) and give them `role` on `project`; returns their key.
-fn contributor(server: &Server, name: &str, project: &str) -> PathBuf {
-    let key = new_key(server.dir.path(), name);
-    let pubkey = std::fs::read(key.with_extension("pub")).expect("pub key");
-    let o = server.ssh_with_input(&server.key, "git", &format!("user add {name}"), &pubkey);
-    assert!(o.status.success(), "user add {name}: {}", text(&o));
-    let o = server.ssh(
-        &server.key,
-        "git",
-        &format!("access grant {project} {name} contributor"),
-    );
-    assert!(o.status.success(), "access grant: {}", text(&o));
-    key
 }
 
 /// A static site in `site/` served by python's http.server, built by `hook`, with
@@ -79,7 +64,7 @@ fn a_slug_planted_through_a_cache_never_reaches_another_project() {
     a.commit("a's own site");
     let (ok, out) = push_as(&server, &server.key, &a, "a", "main");
     assert!(ok, "{out}\n{}", server.server_log());
-    let mallory = contributor(&server, "mallory", "a");
+    let mallory = server.add_user_with_role("mallory", "a", "contributor");
 
     // Mallory's first build on a/dev plants .global/bin/cat in a build cache...
     let cache = "        tools:\n          directory: .global\n";
@@ -144,7 +129,7 @@ fn a_branch_cannot_reach_main_through_shared_caches() {
     let (ok, out) = push_as(&server, &server.key, &p, "p", "main");
     assert!(ok, "{out}\n{}", server.server_log());
     assert_eq!(get(&server, "main.p.localhost", "/").1, "honest\n");
-    let mallory = contributor(&server, "mallory", "p");
+    let mallory = server.add_user_with_role("mallory", "p", "contributor");
 
     // Mallory's branch overwrites the shared cache.
     write_config(

@@ -2,18 +2,9 @@
 //! project's host, production environments (`main` and `master`) are protected, and
 //! hosts outside `PROJECT.DOMAIN` are assigned by server admins with `domain add|rm|ls`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use slipway_e2e::{new_key, text, App, Server};
-
-/// Adds a user `name` with a fresh key (`user add` over SSH by the server admin).
-fn add_user(server: &Server, name: &str) -> PathBuf {
-    let key = new_key(server.dir.path(), name);
-    let pubkey = std::fs::read(key.with_extension("pub")).expect("pub key");
-    let o = server.ssh_with_input(&server.key, "git", &format!("user add {name}"), &pubkey);
-    assert!(o.status.success(), "user add {name}: {}", text(&o));
-    key
-}
+use slipway_e2e::{text, App, Server};
 
 /// An admin SSH command that must succeed; its stdout.
 fn admin(server: &Server, key: &Path, command: &str) -> String {
@@ -77,8 +68,8 @@ fn a_push_cannot_take_another_projects_host() {
     let a = app(&server, "a", "a");
     let (ok, out) = push(&server, &me, &a, "a", "main");
     assert!(ok, "{out}\n{}", server.server_log());
-    let dave = add_user(&server, "dave");
-    let carol = add_user(&server, "carol");
+    let dave = server.add_user("dave");
+    let carol = server.add_user("carol");
     admin(&server, &me, "access grant a dave admin");
     admin(&server, &me, "access grant a carol contributor");
     route(&a, "http://main.b.localhost/");
@@ -167,7 +158,7 @@ fn server_admins_assign_hosts_to_projects() {
     let a = app(&server, "a", "a");
     let (ok, out) = push(&server, &me, &a, "a", "main");
     assert!(ok, "{out}\n{}", server.server_log());
-    let dave = add_user(&server, "dave");
+    let dave = server.add_user("dave");
     admin(&server, &me, "access grant a dave admin");
 
     // A host outside the domain is nobody's until a server admin assigns it.

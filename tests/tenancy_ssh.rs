@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use slipway_e2e::{new_key, run, text, App, Server};
+use slipway_e2e::{run, text, App, Server};
 
 /// A TCP connection to the server's SSH port from the loopback address `source`, never
 /// authenticating.
@@ -80,15 +80,6 @@ fn ssh_args(server: &Server, key: &Path) -> Vec<String> {
         .collect();
     args.extend(["-p".into(), server.ssh_port.to_string()]);
     args
-}
-
-/// Adds a user `name` with a fresh key through `ssh git@HOST user add NAME`; returns the key.
-fn add_user(server: &Server, name: &str) -> PathBuf {
-    let key = new_key(server.dir.path(), name);
-    let pubkey = std::fs::read(key.with_extension("pub")).expect("pub key");
-    let o = server.ssh_with_input(&server.key, "git", &format!("user add {name}"), &pubkey);
-    assert!(o.status.success(), "user add {name}: {}", text(&o));
-    key
 }
 
 /// An SSH connection held open by an OpenSSH control master, for commands to share.
@@ -317,7 +308,7 @@ fn running_out_of_file_descriptors_does_not_stop_the_listener() {
 fn removed_and_demoted_users_lose_their_rights_on_open_connections() {
     let server = Server::start();
     let app = demo_project(&server);
-    let bob = add_user(&server, "bob");
+    let bob = server.add_user("bob");
     let o = server.ssh(&server.key, "git", "access grant demo bob contributor");
     assert!(o.status.success(), "{}", text(&o));
 
@@ -369,7 +360,7 @@ fn removed_and_demoted_users_lose_their_rights_on_open_connections() {
     );
 
     // Removed over SSH by an admin: the connection is closed at once.
-    let carol = add_user(&server, "carol");
+    let carol = server.add_user("carol");
     let mut master = Master::start(&server, &carol, "carol");
     let o = master.ssh(&server, &carol, "projects");
     assert!(o.status.success(), "{}", text(&o));
@@ -386,7 +377,7 @@ fn removed_and_demoted_users_lose_their_rights_on_open_connections() {
     let o = server.ssh(&carol, "git", "projects");
     assert!(!o.status.success(), "{}", text(&o));
     // Removed from the command line while connected and idle: closed within a few seconds.
-    let dave = add_user(&server, "dave");
+    let dave = server.add_user("dave");
     let mut master = Master::start(&server, &dave, "dave");
     let o = master.ssh(&server, &dave, "projects");
     assert!(o.status.success(), "{}", text(&o));

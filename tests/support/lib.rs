@@ -451,6 +451,28 @@ pub fn repo_dir(server: &Server, project: &str) -> PathBuf {
 }
 
 impl Server {
+    /// Adds a user `name` with a fresh key through `ssh git@HOST user add NAME` (by the
+    /// server admin); returns the key.
+    pub fn add_user(&self, name: &str) -> PathBuf {
+        let key = new_key(self.dir.path(), name);
+        let pubkey = std::fs::read(key.with_extension("pub")).expect("pub key");
+        let o = self.ssh_with_input(&self.key, "git", &format!("user add {name}"), &pubkey);
+        assert!(o.status.success(), "user add {name}: {}", text(&o));
+        key
+    }
+
+    /// [`Server::add_user`], then `access grant PROJECT NAME ROLE`; returns the key.
+    pub fn add_user_with_role(&self, name: &str, project: &str, role: &str) -> PathBuf {
+        let key = self.add_user(name);
+        let o = self.ssh(
+            &self.key,
+            "git",
+            &format!("access grant {project} {name} {role}"),
+        );
+        assert!(o.status.success(), "access grant: {}", text(&o));
+        key
+    }
+
     /// `ssh -p PORT USER@127.0.0.1 COMMAND` with `key`, feeding `input` on stdin.
     pub fn ssh_with_input(&self, key: &Path, user: &str, command: &str, input: &[u8]) -> Output {
         let mut cmd = Command::new("ssh");
