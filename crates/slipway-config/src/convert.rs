@@ -548,6 +548,9 @@ pub(crate) fn services(
             }
         };
         check_catalog(&kind, &version, &p.with("type"), &tnode.pos, diags);
+        if let Some(c) = e.value.get("configuration") {
+            check_service_configuration(&kind, &version, c, &p.with("configuration"), diags);
+        }
         let disk = match e.value.get("disk").map(|d| &d.kind) {
             Some(Kind::Int(i)) if *i >= 0 => Some(*i as u64),
             _ => None,
@@ -697,6 +700,44 @@ fn check_catalog(
             ));
         }
         Some(_) => runs_here(kind, version, path, pos, diags),
+    }
+}
+
+/// The keys of a service's `configuration` that Slipway acts on, by service type
+/// (`slipway-deploy/src/services/recipe.rs` reads them); every other key is reported as
+/// ignored, so none is silently dropped.
+fn acted_configuration(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "mariadb" | "mysql" => &["schemas", "endpoints"],
+        "postgresql" => &["extensions"],
+        "rabbitmq" => &["vhosts"],
+        _ => &[],
+    }
+}
+
+/// Warn at each key of a service's `configuration` that Slipway does not act on (only for
+/// services this server runs: for the others the whole service is warned about already).
+fn check_service_configuration(
+    kind: &str,
+    version: &str,
+    node: &Node,
+    path: &KeyPath,
+    diags: &mut Vec<Diagnostic>,
+) {
+    if kind == "network-storage" || slipway_stack::resolve_service(kind, version).is_err() {
+        return;
+    }
+    let acted = acted_configuration(kind);
+    for e in node.entries() {
+        if !acted.contains(&e.key.as_str()) {
+            diags.push(path.with(&e.key).warning(
+                &e.key_pos,
+                format!(
+                    "Slipway does not act on `configuration.{}` of a {kind} service; it is ignored",
+                    e.key
+                ),
+            ));
+        }
     }
 }
 

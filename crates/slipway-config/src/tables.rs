@@ -395,7 +395,7 @@ pub(crate) const SERVICE: Shape = Shape::Obj(&[
     acted(
         "configuration",
         Shape::Any,
-        "Service-specific settings (schemas, endpoints, properties, ...), passed through.",
+        "Service-specific settings: the keys Slipway acts on per type (mariadb schemas and endpoints, postgresql extensions, rabbitmq vhosts); others are warned as ignored.",
     ),
     ignored(
         "relationships",

@@ -657,3 +657,37 @@ fn an_unknown_time_zone_is_refused_with_its_position() {
         Some("Europe/Paris")
     );
 }
+
+/// A service `configuration` key Slipway does not act on is warned at its position (no
+/// key is silently dropped); the keys it acts on, and services it does not run, are not.
+#[test]
+fn service_configuration_keys_not_acted_on_are_warned() {
+    let dir = tree(&[
+        (
+            ".platform.app.yaml",
+            b"name: app\ntype: python:3.11\nweb:\n  commands:\n    start: python3 -m http.server $PORT\n",
+        ),
+        (
+            ".platform/services.yaml",
+            b"db:\n  type: postgresql:15\n  configuration:\n    extensions: [vector]\n    databases: [main, legacy]\nm:\n  type: mariadb:10.11\n  configuration:\n    schemas: [main]\n    endpoints: {main: {default_schema: main}}\n    properties: {x: 1}\n",
+        ),
+    ]);
+    let l = load(&DirSource::new(dir.path())).expect("loads");
+    let warnings: Vec<String> = l.warnings.iter().map(|w| w.to_string()).collect();
+    let ignored: Vec<&String> = warnings
+        .iter()
+        .filter(|w| w.contains("does not act on `configuration."))
+        .collect();
+    assert_eq!(ignored.len(), 2, "{warnings:?}");
+    assert!(
+        ignored[0].contains(".platform/services.yaml:5:5")
+            && ignored[0].contains("`configuration.databases` of a postgresql service")
+            && ignored[0].contains("(at db.configuration.databases)"),
+        "{warnings:?}"
+    );
+    assert!(
+        ignored[1].contains(".platform/services.yaml:11:5")
+            && ignored[1].contains("`configuration.properties` of a mariadb service"),
+        "{warnings:?}"
+    );
+}
