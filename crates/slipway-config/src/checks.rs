@@ -38,7 +38,7 @@ pub(crate) fn finish(
     src: &dyn ConfigSource,
     files: Files<'_>,
     mut apps: Vec<AppRecord>,
-    services: Vec<ServiceRecord>,
+    mut services: Vec<ServiceRecord>,
     routes: Option<Vec<RouteRecord>>,
     diags: &mut Vec<Diagnostic>,
 ) -> Topology {
@@ -225,9 +225,48 @@ pub(crate) fn finish(
             }
         }
     }
-    // Routes.
+    // A varnish service's relationships name apps (its backends).
+    for rec in &mut services {
+        let kp = |rel: &str| format!("{}.relationships.{rel}", rec.service.name);
+        for (rel, pos, target) in &rec.relationships {
+            let (app, endpoint) = target.split_once(':').unwrap_or((target, "http"));
+            if !app_names.iter().any(|a| a == app) {
+                let hint = match closest(app, app_names.iter().map(String::as_str)) {
+                    Some(s) => format!("; did you mean `{s}`?"),
+                    None => format!(" (apps: {})", app_names.join(", ")),
+                };
+                diags.push(Diagnostic::error(
+                    &pos.file,
+                    pos.line,
+                    pos.col,
+                    &kp(rel),
+                    format!("relationship `{rel}` of service `{}` names `{app}`, which is no application{hint}", rec.service.name),
+                ));
+                continue;
+            }
+            if endpoint != "http" {
+                diags.push(Diagnostic::error(
+                    &pos.file,
+                    pos.line,
+                    pos.col,
+                    &kp(rel),
+                    format!("relationship `{rel}` of service `{}` names endpoint `{endpoint}` of app `{app}`; an app's endpoint is `http`", rec.service.name),
+                ));
+                continue;
+            }
+            rec.service
+                .relationships
+                .insert(rel.clone(), format!("{app}:{endpoint}"));
+        }
+    }
+    // Routes lead to an app or to a service in front of the apps (varnish).
+    let routable: Vec<String> = services
+        .iter()
+        .filter(|s| crate::model::ROUTABLE_SERVICE_TYPES.contains(&s.service.r#type.as_str()))
+        .map(|s| s.service.name.clone())
+        .collect();
     let routes = match routes.filter(|r| !r.is_empty()) {
-        Some(routes) => check_routes(routes, &app_names, files.routes, diags),
+        Some(routes) => check_routes(routes, &app_names, &routable, files.routes, diags),
         None => {
             if apps.len() > 1 {
                 let p = &apps[1].name_pos;
@@ -265,19 +304,29 @@ pub(crate) fn finish(
 fn check_routes(
     mut routes: Vec<RouteRecord>,
     app_names: &[String],
+    routable: &[String],
     file: &str,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<Route> {
     for r in &routes {
         if let RouteKind::Upstream { app, .. } = &r.route.kind {
-            if !app_names.contains(app) {
-                let hint = match closest(app, app_names.iter().map(String::as_str)) {
+            if !app_names.contains(app) && !routable.contains(app) {
+                let names = app_names.iter().chain(routable).map(String::as_str);
+                let hint = match closest(app, names) {
                     Some(s) => format!("; did you mean `{s}`?"),
-                    None => format!(" (apps: {})", app_names.join(", ")),
+                    None => format!(
+                        " (apps: {}{})",
+                        app_names.join(", "),
+                        if routable.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; varnish services: {}", routable.join(", "))
+                        }
+                    ),
                 };
                 diags.push(r.path.with("upstream").error(
                     &r.pos,
-                    format!("route upstream `{app}` is no application{hint}"),
+                    format!("route upstream `{app}` is no application or varnish service{hint}"),
                 ));
             }
         }

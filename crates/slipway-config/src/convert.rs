@@ -38,6 +38,8 @@ pub(crate) struct RouteRecord {
 #[derive(Debug)]
 pub(crate) struct ServiceRecord {
     pub service: Service,
+    /// Its `relationships`: (name, position, target `APP[:ENDPOINT]`).
+    pub relationships: Vec<(String, Pos, String)>,
 }
 
 fn str_at<'a>(node: &'a Node, keys: &[&str]) -> Option<&'a str> {
@@ -560,6 +562,34 @@ pub(crate) fn services(
             .get("configuration")
             .map(Node::to_json)
             .unwrap_or(serde_json::Value::Null);
+        let mut relationships = Vec::new();
+        if let Some(r) = e.value.get("relationships") {
+            for rel in r.entries() {
+                let target = match &rel.value.kind {
+                    Kind::Str(t) => t.clone(),
+                    Kind::Map(_) => {
+                        let svc = rel
+                            .value
+                            .get("service")
+                            .and_then(Node::as_str)
+                            .unwrap_or(&rel.key);
+                        match rel.value.get("endpoint").and_then(Node::as_str) {
+                            Some(ep) => format!("{svc}:{ep}"),
+                            None => svc.to_string(),
+                        }
+                    }
+                    _ => continue,
+                };
+                relationships.push((rel.key.clone(), rel.key_pos.clone(), target));
+            }
+            if !relationships.is_empty() && kind != "varnish" {
+                diags.push(p.with("relationships").warning(
+                    &r.pos,
+                    format!("Slipway acts on a service's `relationships` for varnish only; those of a {kind} service are ignored"),
+                ));
+                relationships.clear();
+            }
+        }
         out.push(ServiceRecord {
             service: Service {
                 name: e.key.clone(),
@@ -567,7 +597,9 @@ pub(crate) fn services(
                 version,
                 disk,
                 configuration,
+                relationships: Default::default(),
             },
+            relationships,
         });
     }
     out
@@ -711,6 +743,7 @@ fn acted_configuration(kind: &str) -> &'static [&'static str] {
         "mariadb" | "mysql" => &["schemas", "endpoints"],
         "postgresql" => &["extensions"],
         "rabbitmq" => &["vhosts"],
+        "varnish" => &["vcl"],
         _ => &[],
     }
 }

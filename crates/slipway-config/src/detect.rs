@@ -107,7 +107,8 @@ impl DetectedStack {
             | Language::Memcached
             | Language::Rabbitmq
             | Language::ChromeHeadless
-            | Language::Influxdb => Vec::new(),
+            | Language::Influxdb
+            | Language::Varnish => Vec::new(),
         };
         let mut script = String::from("set -e\n");
         for l in lines {
@@ -207,7 +208,8 @@ fn asked_version(src: &dyn ConfigSource, language: Language) -> Option<(&'static
         | Language::Memcached
         | Language::Rabbitmq
         | Language::ChromeHeadless
-        | Language::Influxdb => None,
+        | Language::Influxdb
+        | Language::Varnish => None,
     }
 }
 

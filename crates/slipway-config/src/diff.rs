@@ -386,6 +386,7 @@ mod tests {
             version: version.into(),
             disk,
             configuration: serde_json::Value::Null,
+            relationships: Default::default(),
         }
     }
 

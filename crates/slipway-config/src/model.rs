@@ -261,7 +261,15 @@ pub struct Service {
     pub disk: Option<u64>,
     /// The `configuration` mapping as written (Null when absent).
     pub configuration: serde_json::Value,
+    /// The service's own `relationships` (`REL: "APP:ENDPOINT"`): the apps a `varnish`
+    /// service sends requests to, a backend named `REL` each. Empty for other types.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub relationships: BTreeMap<String, String>,
 }
+
+/// Service types that routes may lead to (`upstream: "SERVICE:http"`): an HTTP server in
+/// front of the apps.
+pub const ROUTABLE_SERVICE_TYPES: &[&str] = &["varnish"];
 
 /// One HTTP route.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -444,6 +444,7 @@ mod tests {
             version: version.into(),
             disk: None,
             configuration: conf,
+            relationships: Default::default(),
         };
         let t = Topology {
             applications: vec![

@@ -395,12 +395,12 @@ pub(crate) const SERVICE: Shape = Shape::Obj(&[
     acted(
         "configuration",
         Shape::Any,
-        "Service-specific settings: the keys Slipway acts on per type (mariadb schemas and endpoints, postgresql extensions, rabbitmq vhosts); others are warned as ignored.",
+        "Service-specific settings: the keys Slipway acts on per type (mariadb schemas and endpoints, postgresql extensions, rabbitmq vhosts, varnish vcl); others are warned as ignored.",
     ),
-    ignored(
+    acted(
         "relationships",
         RELATIONSHIPS,
-        "Relationships of the service (e.g. varnish to an app).",
+        "A varnish service's backends: `REL: APP:http`, a director named `REL` in its VCL (other types: warned as ignored).",
     ),
     ignored("size", Shape::Str, "Container size."),
     ignored("resources", Shape::Any, "CPU/memory sizing."),

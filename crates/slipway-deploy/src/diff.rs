@@ -69,6 +69,7 @@ mod tests {
                 version: version.into(),
                 disk: Some(1024),
                 configuration: serde_json::Value::Null,
+                relationships: Default::default(),
             }],
             routes: vec![],
         }

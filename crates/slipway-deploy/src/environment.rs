@@ -428,6 +428,7 @@ mod tests {
                 version: "16".into(),
                 disk: Some(1024),
                 configuration: serde_json::Value::Null,
+                relationships: Default::default(),
             }],
             routes: vec![slipway_config::Route {
                 url: "https://{default}/".into(),

@@ -352,9 +352,27 @@ pub async fn commit(
     staged: Staged,
     out: &Output,
 ) -> Result<i64, PhaseError> {
+    // Varnish services in front of the apps point at the new release first: from the
+    // router's swap on, every request they get is one the new release can answer.
+    let followed = match services::varnish::follow(
+        platform,
+        (&target.project, &target.env),
+        &staged.spec,
+        &staged.topology,
+        out,
+    )
+    .await
+    {
+        Ok(f) => f,
+        Err(e) => {
+            abort(platform, target, &staged, out, &e).await;
+            return Err(e);
+        }
+    };
     let old_route = match switch::run(platform, repo, target, &staged.release, &staged.spec, out) {
         Ok(r) => r,
         Err(e) => {
+            services::varnish::undo(platform, followed).await;
             abort(platform, target, &staged, out, &e).await;
             return Err(e);
         }

@@ -125,7 +125,7 @@ pub fn env_routes(
     spec: &ReleaseSpec,
     topology: Option<&Topology>,
 ) -> EnvRoutes {
-    let upstreams: Vec<(String, Upstream)> = spec
+    let mut upstreams: Vec<(String, Upstream)> = spec
         .apps
         .iter()
         .map(|app| {
@@ -139,6 +139,9 @@ pub fn env_routes(
             )
         })
         .collect();
+    upstreams.extend(service_upstreams(
+        platform, project, env, spec, topology, &upstreams,
+    ));
     let resolver = Resolver {
         default_host: platform.env_host(project, env),
         production: is_production(env),
@@ -167,7 +170,7 @@ pub fn env_routes(
         let action = match kind {
             RouteKind::Upstream { app, .. } => {
                 if !upstreams.iter().any(|(name, _)| name == app) {
-                    tracing::warn!(project, env, app = %app, "route to an app the release does not have: skipped");
+                    tracing::warn!(project, env, app = %app, "route to an app or service the release does not have: skipped");
                     continue;
                 }
                 RouteAction::Upstream(app.clone())
@@ -230,6 +233,46 @@ pub fn env_routes(
         rules,
         sites,
     }
+}
+
+/// The services routes may lead to (`upstream: "SERVICE:http"`, varnish): each listens
+/// on `127.0.0.1:`[`crate::services::varnish::route_port`] in the environment's network
+/// namespace, dialed like an app. A name an app has already is the app's.
+fn service_upstreams(
+    platform: &Platform,
+    project: &str,
+    env: &str,
+    spec: &ReleaseSpec,
+    topology: Option<&Topology>,
+    apps: &[(String, Upstream)],
+) -> Vec<(String, Upstream)> {
+    let Some(topology) = topology else {
+        return Vec::new();
+    };
+    let records = match platform.state().services(project, env) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(project, env, "routes to services: {e}");
+            return Vec::new();
+        }
+    };
+    topology
+        .services
+        .iter()
+        .filter(|s| slipway_config::ROUTABLE_SERVICE_TYPES.contains(&s.r#type.as_str()))
+        .filter(|s| !apps.iter().any(|(name, _)| *name == s.name))
+        .filter_map(|s| {
+            let record = records.iter().find(|r| r.name == s.name)?;
+            Some((
+                s.name.clone(),
+                Upstream {
+                    release: crate::services::container_id(project, env, &s.name),
+                    netns: Some(netns_path(&spec.netns)),
+                    port: crate::services::varnish::route_port(record.address),
+                },
+            ))
+        })
+        .collect()
 }
 
 /// Each route URL of a topology with the host it stands for in environment `env`, in

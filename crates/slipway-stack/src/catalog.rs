@@ -40,6 +40,8 @@ pub enum Language {
     ChromeHeadless,
     /// InfluxDB 1.x (service type `influxdb`).
     Influxdb,
+    /// Varnish Cache, the HTTP cache in front of apps (service type `varnish`).
+    Varnish,
 }
 
 impl Language {
@@ -54,7 +56,7 @@ impl Language {
     ];
 
     /// Every service software, in the order `stack ls` shows them.
-    pub const SERVICES: [Language; 8] = [
+    pub const SERVICES: [Language; 9] = [
         Language::Postgresql,
         Language::Mariadb,
         Language::Redis,
@@ -63,6 +65,7 @@ impl Language {
         Language::Rabbitmq,
         Language::ChromeHeadless,
         Language::Influxdb,
+        Language::Varnish,
     ];
 
     /// Whether it is a service's server software rather than an app's language.
@@ -87,6 +90,7 @@ impl Language {
             Language::Rabbitmq => "rabbitmq",
             Language::ChromeHeadless => "chrome-headless",
             Language::Influxdb => "influxdb",
+            Language::Varnish => "varnish",
         }
     }
 
@@ -293,6 +297,9 @@ const RABBITMQ: &[&str] = &["rabbitmq-server"];
 /// 127.0.0.1) on the service's address, and fonts to render pages with.
 const CHROMIUM: &[&str] = &["chromium", "socat", "fonts-liberation"];
 const INFLUXDB: &[&str] = &["influxdb"];
+/// varnishd compiles each VCL to C and loads it: the C compiler and headers come along
+/// (the package depends on them; named here so the stack never lacks them).
+const VARNISH: &[&str] = &["varnish", "gcc", "libc6-dev"];
 
 const fn npm(version: &'static str, sha512: &'static str) -> NpmTarball {
     NpmTarball {
@@ -373,6 +380,8 @@ pub const CATALOG: &[Stack] = &[
     debian(Language::ChromeHeadless, "156", Suite::Bookworm, CHROMIUM),
     // Debian packages InfluxDB 1.x only (1.6.7 in bookworm); there is no 2.x.
     debian(Language::Influxdb, "1.6", Suite::Bookworm, INFLUXDB),
+    // varnishd, varnishadm and the bundled vmods (std, directors); bookworm has 7.1.
+    debian(Language::Varnish, "7.1", Suite::Bookworm, VARNISH),
 ];
 
 /// The catalog's stacks of one language, versions ascending.

@@ -150,6 +150,7 @@ pub fn service_software(service_type: &str) -> Option<Language> {
         "rabbitmq" => Language::Rabbitmq,
         "chrome-headless" => Language::ChromeHeadless,
         "influxdb" => Language::Influxdb,
+        "varnish" => Language::Varnish,
         _ => return None,
     })
 }
@@ -167,6 +168,7 @@ pub const SERVICE_TYPES: &[&str] = &[
     "rabbitmq",
     "chrome-headless",
     "influxdb",
+    "varnish",
 ];
 
 /// Whether a client of one major version of `software` works with another, so that the

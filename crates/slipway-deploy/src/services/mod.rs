@@ -14,6 +14,7 @@
 
 pub mod data;
 pub mod recipe;
+pub mod varnish;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read as _;
@@ -525,6 +526,21 @@ pub async fn converge(
                 let file = dir.join(recipe::DEFINITIONS_FILE);
                 write_secret(&dir, &file, json.as_bytes())
                     .map_err(|e| fail(format!("{}: {e}", file.display())))?;
+            }
+            if record.service_type == "varnish" {
+                if is_running && !legacy {
+                    // Its new VCL must compile before anything else changes; it goes live
+                    // with the release, at the switch (`varnish::follow`).
+                    varnish::check(platform, &record, svc).await.map_err(|m| {
+                        for l in m.lines().skip(1) {
+                            out.line(&format!("       {}: {l}", record.name));
+                        }
+                        fail(m.lines().next().unwrap_or_default().to_string())
+                    })?;
+                } else {
+                    // Started on it: varnishd refuses to start on a VCL that does not compile.
+                    varnish::prepare(platform, &record, svc).map_err(fail)?;
+                }
             }
             let volume = data::volume(platform, project, env, &record.name)
                 .map_err(|e| fail(format!("service {}: {e}", record.name)))?;

@@ -215,7 +215,7 @@ pub fn username(service_type: &str) -> &'static str {
 fn persistent(service_type: &str) -> bool {
     !matches!(
         service_type,
-        "redis" | "valkey" | "memcached" | "chrome-headless"
+        "redis" | "valkey" | "memcached" | "chrome-headless" | "varnish"
     )
 }
 
@@ -384,6 +384,12 @@ exec influxd
             ),
             ready: Some(http_probe(addr, 8086, "/ping")),
             ready_output: Some(" 204 "),
+        },
+        Language::Varnish => Recipe {
+            start: super::varnish::start_script(addr),
+            // Any answer (a 503 while no release of its apps runs yet) means it serves.
+            ready: Some(http_probe(addr, super::varnish::PORT, "/")),
+            ready_output: Some("HTTP/1."),
         },
         _ => return None,
     })

@@ -1,0 +1,206 @@
+//! Varnish in front of an app (issue 14, spec sections 3 and 9): a route leads to the
+//! varnish service (`upstream: "varnish:http"`), the service's VCL (Platform.sh's shape:
+//! `!include`d, a director per relationship) sends requests to the app, cacheable answers
+//! come from the cache, a deploy moves varnish's backend to the new release without a
+//! failed request, and a VCL that does not compile is refused with the running release and
+//! its varnish untouched. The varnish stack is built once into the shared stacks folder.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use slipway_e2e::{cached_stack, header_field, http_get, raw_http, text, App, Server};
+
+/// The app: `/cached` is cacheable (max-age 60) and says how many times the app itself
+/// answered it; `/release` is never cached and says which code answers.
+const APP_SERVER: &str = r#"import http.server, os
+hits = {}
+release = open("release.txt").read().strip()
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        hits[self.path] = hits.get(self.path, 0) + 1
+        if self.path == "/cached":
+            body, cache = "app answered %d times" % hits[self.path], "public, max-age=60"
+        else:
+            body, cache = release, "no-store"
+        body = body.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Cache-Control", cache)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+/// The user's VCL, as on Platform.sh: no preamble, no `vcl_init`, the director named
+/// after the service's relationship.
+const VCL: &str = r#"sub vcl_recv {
+    set req.backend_hint = application.backend();
+}
+
+sub vcl_deliver {
+    set resp.http.X-Served-By = "varnish";
+}
+"#;
+
+const SERVICES: &str = "varnish:\n  type: varnish:7.1\n  relationships:\n    application: 'hello:http'\n  configuration:\n    vcl: !include\n      type: string\n      path: config.vcl\n";
+
+const HOST: &str = "main.demo.localhost";
+
+fn push(server: &Server, app: &App) -> (bool, String) {
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    (o.status.success(), text(&o))
+}
+
+fn get(server: &Server, path: &str) -> (u16, String) {
+    server
+        .get(HOST, path)
+        .unwrap_or_else(|| panic!("no answer to {path}:\n{}", server.server_log()))
+}
+
+#[test]
+fn an_app_behind_varnish_is_cached_follows_deploys_without_a_failed_request_and_a_broken_vcl_is_refused(
+) {
+    cached_stack("varnish:7.1");
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nweb:\n  commands:\n    start: python3 server.py\n",
+    );
+    app.write(".platform/services.yaml", SERVICES);
+    app.write(".platform/config.vcl", VCL);
+    // A route to a service that does not exist is refused where it is written.
+    app.write(
+        ".platform/routes.yaml",
+        "'http://{default}/': {type: upstream, upstream: 'varnsh:http'}\n",
+    );
+    app.write("server.py", APP_SERVER);
+    app.write("release.txt", "release one\n");
+    app.commit("varnish in front, a typo in the route");
+    let (ok, out) = push(&server, &app);
+    assert!(!ok, "a route to no app or service was accepted:\n{out}");
+    assert!(
+        out.contains(".platform/routes.yaml:1:")
+            && out.contains("no application or varnish service")
+            && out.contains("did you mean `varnish`"),
+        "{out}"
+    );
+
+    app.write(
+        ".platform/routes.yaml",
+        "'http://{default}/': {type: upstream, upstream: 'varnish:http'}\n",
+    );
+    app.commit("route to varnish");
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "push failed:\n{out}\n{}", server.server_log());
+    assert!(out.contains("varnish:7.1 started"), "{out}");
+
+    // Through the route, varnish answers with the app's answer.
+    let (status, head, body) = raw_http(
+        server.http_port,
+        &format!("GET /release HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(String::from_utf8_lossy(&body), "release one");
+    assert_eq!(
+        header_field(&head, "x-served-by"),
+        Some("varnish"),
+        "{head}"
+    );
+
+    // A cacheable answer comes from the cache: the app answered once, the second answer
+    // is varnish's copy (two transaction ids in X-Varnish).
+    let cached = || {
+        let (status, head, body) = raw_http(
+            server.http_port,
+            &format!("GET /cached HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!(status, 200, "{head}");
+        (head, String::from_utf8_lossy(&body).to_string())
+    };
+    let (_, first) = cached();
+    assert_eq!(first, "app answered 1 times");
+    let (head, second) = cached();
+    assert_eq!(second, "app answered 1 times", "not served from the cache");
+    let ids = header_field(&head, "x-varnish").unwrap_or_default();
+    assert_eq!(ids.split_whitespace().count(), 2, "a cache hit: {head}");
+    // The uncacheable path reaches the app every time.
+    assert_eq!(get(&server, "/release"), (200, "release one".into()));
+
+    // A deploy under load: varnish's backend moves to the new release, no request fails.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok_count, failed) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(Mutex::new(Vec::new())),
+    );
+    let port = server.http_port;
+    let loaders: Vec<_> = (0..3)
+        .map(|_| {
+            let (stop, ok_count, failed) = (stop.clone(), ok_count.clone(), failed.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    match http_get(port, HOST, "/release") {
+                        Some((200, b)) if b.starts_with("release ") => {
+                            ok_count.fetch_add(1, Ordering::SeqCst);
+                        }
+                        other => failed.lock().unwrap().push(format!("{other:?}")),
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        })
+        .collect();
+    app.write("release.txt", "release two\n");
+    app.commit("release two");
+    let (ok, out) = push(&server, &app);
+    // Let the old release retire under load too.
+    std::thread::sleep(Duration::from_secs(4));
+    stop.store(true, Ordering::SeqCst);
+    for l in loaders {
+        l.join().unwrap();
+    }
+    assert!(ok, "push failed:\n{out}\n{}", server.server_log());
+    assert!(
+        out.contains("service varnish: backends -> application (hello on port"),
+        "{out}"
+    );
+    let failed = failed.lock().unwrap().clone();
+    let served = ok_count.load(Ordering::SeqCst);
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests through varnish failed during the deploy: {:?}",
+        failed.len(),
+        served + failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(served > 20, "too few requests during the deploy: {served}");
+    assert_eq!(get(&server, "/release"), (200, "release two".into()));
+    // The cache outlives the release (varnish was not restarted).
+    assert_eq!(cached().1, "app answered 1 times");
+
+    // A VCL that does not compile: the push is refused in the services phase with the
+    // compiler's message, and the running release and its varnish go on unchanged.
+    app.write(
+        ".platform/config.vcl",
+        "sub vcl_recv {\n    set req.backend_hint = nosuchdirector.backend();\n}\n",
+    );
+    app.write("release.txt", "release three\n");
+    app.commit("broken vcl");
+    let (ok, out) = push(&server, &app);
+    assert!(!ok, "a VCL that does not compile was accepted:\n{out}");
+    assert!(
+        out.contains("services") && out.contains("VCL does not compile"),
+        "{out}"
+    );
+    assert!(
+        out.contains("nosuchdirector"),
+        "the compiler's message: {out}"
+    );
+    assert_eq!(get(&server, "/release"), (200, "release two".into()));
+    assert_eq!(cached().1, "app answered 1 times");
+}
