@@ -66,7 +66,7 @@ fn get(server: &Server, path: &str) -> (u16, String) {
 fn an_app_behind_varnish_is_cached_follows_deploys_without_a_failed_request_and_a_broken_vcl_is_refused(
 ) {
     cached_stack("varnish:7.1");
-    let server = Server::start();
+    let mut server = Server::start();
     let app = App::demo(server.dir.path(), "app");
     app.write(
         ".platform.app.yaml",
@@ -115,9 +115,10 @@ fn an_app_behind_varnish_is_cached_follows_deploys_without_a_failed_request_and_
 
     // A cacheable answer comes from the cache: the app answered once, the second answer
     // is varnish's copy (two transaction ids in X-Varnish).
+    let http_port = server.http_port;
     let cached = || {
         let (status, head, body) = raw_http(
-            server.http_port,
+            http_port,
             &format!("GET /cached HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"),
         );
         assert_eq!(status, 200, "{head}");
@@ -203,4 +204,83 @@ fn an_app_behind_varnish_is_cached_follows_deploys_without_a_failed_request_and_
     );
     assert_eq!(get(&server, "/release"), (200, "release two".into()));
     assert_eq!(cached().1, "app answered 1 times");
+
+    // A rollback moves varnish's backend back too.
+    let o = server.ssh(&server.key, "git", "rollback demo main");
+    assert!(o.status.success(), "rollback: {}", text(&o));
+    assert_eq!(get(&server, "/release"), (200, "release one".into()));
+
+    // `down` stops varnish; `serve` starts it again on the live release's backend.
+    server.stop();
+    let o = server.slipway(&["down"]);
+    assert!(o.status.success(), "down: {}", text(&o));
+    server.serve();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while server.get(HOST, "/release") != Some((200, "release one".into())) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not back through varnish within 90s: {:?}\n{}",
+            server.get(HOST, "/release"),
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (head, _) = cached();
+    assert_eq!(
+        header_field(&head, "x-served-by"),
+        Some("varnish"),
+        "{head}"
+    );
+}
+
+#[test]
+fn a_new_varnish_on_a_vcl_that_does_not_compile_is_refused_and_nothing_starts() {
+    cached_stack("varnish:7.1");
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nweb:\n  commands:\n    start: python3 server.py\n",
+    );
+    app.write("server.py", APP_SERVER);
+    app.write("release.txt", "release one\n");
+    app.write(
+        ".platform/routes.yaml",
+        "'http://{default}/': {type: upstream, upstream: 'varnish:http'}\n",
+    );
+    // A relationship of the service to an app that does not exist is refused first.
+    app.write(
+        ".platform/services.yaml",
+        &SERVICES.replace("'hello:http'", "'helo:http'"),
+    );
+    app.write(
+        ".platform/config.vcl",
+        "sub vcl_recv {\n    set req.backend_hint = application.backend()\n}\n",
+    );
+    app.commit("varnish with a typo");
+    let (ok, out) = push(&server, &app);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(".platform/services.yaml:4:")
+            && out.contains("names `helo`, which is no application; did you mean `hello`?"),
+        "{out}"
+    );
+    app.write(".platform/services.yaml", SERVICES);
+    app.commit("varnish with a VCL missing a semicolon");
+    let (ok, out) = push(&server, &app);
+    assert!(!ok, "a VCL that does not compile was accepted:\n{out}");
+    assert!(
+        out.contains("service varnish exited at start") && out.contains("VCL compilation failed"),
+        "{out}"
+    );
+    // Nothing runs: no app, no varnish, and the host is not routed.
+    let containers = server.containers();
+    assert!(containers.is_empty(), "{containers:?}");
+    assert_ne!(get(&server, "/release").0, 200);
+
+    app.write(".platform/config.vcl", VCL);
+    app.commit("varnish with a VCL that compiles");
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "push failed:\n{out}\n{}", server.server_log());
+    assert_eq!(get(&server, "/release"), (200, "release one".into()));
 }
