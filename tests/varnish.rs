@@ -283,4 +283,24 @@ fn a_new_varnish_on_a_vcl_that_does_not_compile_is_refused_and_nothing_starts() 
     let (ok, out) = push(&server, &app);
     assert!(ok, "push failed:\n{out}\n{}", server.server_log());
     assert_eq!(get(&server, "/release"), (200, "release one".into()));
+
+    // A branch gets its own varnish (a copy of main's service) in front of its own app,
+    // and keeps it there after `sync` copies main's service data again.
+    app.git_ok(&["checkout", "-q", "-b", "dev"]);
+    app.write("release.txt", "dev release\n");
+    app.commit("dev");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "dev"]);
+    assert!(o.status.success(), "push dev:\n{}", text(&o));
+    let dev = "dev.demo.localhost";
+    assert_eq!(
+        server.get(dev, "/release"),
+        Some((200, "dev release".into()))
+    );
+    let o = server.ssh(&server.key, "git", "sync demo dev");
+    assert!(o.status.success(), "sync: {}", text(&o));
+    assert_eq!(
+        server.get(dev, "/release"),
+        Some((200, "dev release".into()))
+    );
+    assert_eq!(get(&server, "/release"), (200, "release one".into()));
 }

@@ -168,6 +168,10 @@ pub async fn run(
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         slipway_runtime::netns::ensure(&netns).map_err(|e| e.to_string())?;
+        if r.service_type == "varnish" {
+            // The copy's VCL points at the parent's apps: this environment's instead.
+            services::varnish::write_for_live(platform, r)?;
+        }
         services::start(platform, r, &netns).await?;
         services::wait_ready(platform, r, services::READY_TIMEOUT).await?;
         state

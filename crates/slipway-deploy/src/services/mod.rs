@@ -671,6 +671,9 @@ pub async fn restore(platform: &Arc<Platform>, running: &HashSet<String>) -> Has
             for n in notes {
                 info!(project = %r.project, env = %r.environment, service = %r.name, "{n}");
             }
+            if r.service_type == "varnish" {
+                varnish::write_for_live(platform, &r)?;
+            }
             start(platform, &r, &netns).await?;
             wait_ready(platform, &r, ready_timeout(&r.service_type)).await
         }

@@ -166,6 +166,34 @@ pub fn prepare(
     write_owned(platform, record, VCL_FILE, &text)
 }
 
+/// Write the VCL of the environment's live release (its topology's VCL, its apps' ports)
+/// before varnishd starts outside a deploy (`serve`, `sync`): a copied or stale file never
+/// points it at another environment's or an earlier release's ports. Nothing to do for a
+/// service the live release does not have.
+pub fn write_for_live(platform: &Platform, record: &ServiceRecord) -> Result<(), String> {
+    let state = platform.state();
+    let Some(env) = state
+        .environment(&record.project, &record.environment)
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(());
+    };
+    let Some(id) = env.current_release else {
+        return Ok(());
+    };
+    let Some(release) = state.release(id).map_err(|e| e.to_string())? else {
+        return Ok(());
+    };
+    let topology = crate::release_record::topology_of(&release).map_err(|e| e.to_string())?;
+    let spec = crate::release_record::spec_of(&release).map_err(|e| e.to_string())?;
+    let Some(service) = topology.service(&record.name) else {
+        return Ok(());
+    };
+    let text =
+        vcl(service, &app_ports(&spec)).map_err(|m| format!("service {}: {m}", record.name))?;
+    write_owned(platform, record, VCL_FILE, &text)
+}
+
 /// Run `varnishadm ARGS` in the service's container; its output, or the output as the error.
 async fn admin(
     platform: &Platform,
