@@ -691,3 +691,65 @@ fn service_configuration_keys_not_acted_on_are_warned() {
         "{warnings:?}"
     );
 }
+
+#[test]
+fn a_route_may_lead_to_a_varnish_service_whose_relationships_name_apps() {
+    let files = |routes: &'static [u8], services: &'static [u8]| {
+        tree(&[
+            (
+                ".platform.app.yaml",
+                b"name: app\ntype: 'python:3.11'\nweb:\n  commands: {start: 'python3 -m http.server $PORT'}\n",
+            ),
+            (".platform/services.yaml", services),
+            (".platform/config.vcl", b"sub vcl_recv {\n    set req.backend_hint = application.backend();\n}\n"),
+            (".platform/routes.yaml", routes),
+        ])
+    };
+    let varnish: &[u8] = b"varnish:\n  type: varnish:7.1\n  relationships:\n    application: 'app:http'\n  configuration:\n    vcl: !include\n      type: string\n      path: config.vcl\n";
+    let d = files(
+        b"'https://{default}/': {type: upstream, upstream: 'varnish:http'}\n",
+        varnish,
+    );
+    let t: Topology = load(&DirSource::new(d.path())).unwrap().topology;
+    assert!(matches!(&t.routes[0].kind, RouteKind::Upstream { app, .. } if app == "varnish"));
+    let svc = t.service("varnish").unwrap();
+    assert_eq!(svc.relationships["application"], "app:http");
+    assert!(svc.configuration["vcl"]
+        .as_str()
+        .unwrap()
+        .contains("application.backend()"));
+
+    // Neither an app nor a routable service: refused where it is written.
+    let d = files(
+        b"'https://{default}/': {type: upstream, upstream: 'varnsh:http'}\n",
+        varnish,
+    );
+    let e = errors_of(d.path());
+    assert!(
+        e.iter().any(|m| m.starts_with(".platform/routes.yaml:1:")
+            && m.contains("no application or varnish service; did you mean `varnish`?")),
+        "{e:?}"
+    );
+    // A database is no route target.
+    let d = files(
+        b"'https://{default}/': {type: upstream, upstream: 'db:http'}\n",
+        b"db:\n  type: postgresql:15\n",
+    );
+    let e = errors_of(d.path());
+    assert!(
+        e.iter()
+            .any(|m| m.contains("route upstream `db` is no application")),
+        "{e:?}"
+    );
+    // Varnish's relationships name apps.
+    let d = files(
+        b"'https://{default}/': {type: upstream, upstream: 'varnish:http'}\n",
+        b"varnish:\n  type: varnish:7.1\n  relationships:\n    application: 'nope:http'\n",
+    );
+    let e = errors_of(d.path());
+    assert!(
+        e.iter().any(|m| m.starts_with(".platform/services.yaml:4:")
+            && m.contains("relationship `application` of service `varnish` names `nope`, which is no application")),
+        "{e:?}"
+    );
+}
