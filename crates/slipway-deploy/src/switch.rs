@@ -249,6 +249,13 @@ fn service_upstreams(
     let Some(topology) = topology else {
         return Vec::new();
     };
+    let routable = |s: &&slipway_config::Service| {
+        slipway_config::ROUTABLE_SERVICE_TYPES.contains(&s.r#type.as_str())
+    };
+    if !topology.services.iter().any(|s| routable(&s)) {
+        // The common case costs no state query.
+        return Vec::new();
+    }
     let records = match platform.state().services(project, env) {
         Ok(r) => r,
         Err(e) => {
@@ -259,7 +266,7 @@ fn service_upstreams(
     topology
         .services
         .iter()
-        .filter(|s| slipway_config::ROUTABLE_SERVICE_TYPES.contains(&s.r#type.as_str()))
+        .filter(routable)
         .filter(|s| !apps.iter().any(|(name, _)| *name == s.name))
         .filter_map(|s| {
             let record = records.iter().find(|r| r.name == s.name)?;
