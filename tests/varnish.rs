@@ -135,19 +135,28 @@ fn an_app_behind_varnish_is_cached_follows_deploys_without_a_failed_request_and_
 
     // A deploy under load: varnish's backend moves to the new release, no request fails.
     let stop = Arc::new(AtomicBool::new(false));
-    let (ok_count, failed) = (
+    let (ok_count, new_count, failed) = (
+        Arc::new(AtomicUsize::new(0)),
         Arc::new(AtomicUsize::new(0)),
         Arc::new(Mutex::new(Vec::new())),
     );
     let port = server.http_port;
     let loaders: Vec<_> = (0..3)
         .map(|_| {
-            let (stop, ok_count, failed) = (stop.clone(), ok_count.clone(), failed.clone());
+            let (stop, ok_count, new_count, failed) = (
+                stop.clone(),
+                ok_count.clone(),
+                new_count.clone(),
+                failed.clone(),
+            );
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
                     match http_get(port, HOST, "/release") {
                         Some((200, b)) if b.starts_with("release ") => {
                             ok_count.fetch_add(1, Ordering::SeqCst);
+                            if b == "release two" {
+                                new_count.fetch_add(1, Ordering::SeqCst);
+                            }
                         }
                         other => failed.lock().unwrap().push(format!("{other:?}")),
                     }
@@ -180,6 +189,13 @@ fn an_app_behind_varnish_is_cached_follows_deploys_without_a_failed_request_and_
         &failed[..failed.len().min(5)]
     );
     assert!(served > 20, "too few requests during the deploy: {served}");
+    // The load saw the switch: the new release answered through varnish before it ended.
+    let new = new_count.load(Ordering::SeqCst);
+    assert!(
+        new > 0 && new < served,
+        "{new} of {served} from the new release"
+    );
+    eprintln!("{served} requests through varnish during the deploy ({new} from the new release), 0 failed");
     assert_eq!(get(&server, "/release"), (200, "release two".into()));
     // The cache outlives the release (varnish was not restarted).
     assert_eq!(cached().1, "app answered 1 times");
