@@ -215,7 +215,7 @@ fn an_app_behind_varnish_is_cached_follows_deploys_without_a_failed_request_and_
         "{out}"
     );
     assert!(
-        out.contains("nosuchdirector"),
+        out.contains("nosuchdirector") && out.contains("(configuration.vcl line 2 Pos 28)"),
         "the compiler's message: {out}"
     );
     assert_eq!(get(&server, "/release"), (200, "release two".into()));
@@ -286,7 +286,9 @@ fn a_new_varnish_on_a_vcl_that_does_not_compile_is_refused_and_nothing_starts() 
     let (ok, out) = push(&server, &app);
     assert!(!ok, "a VCL that does not compile was accepted:\n{out}");
     assert!(
-        out.contains("service varnish exited at start") && out.contains("VCL compilation failed"),
+        out.contains("service varnish exited at start")
+            && out.contains("VCL compilation failed")
+            && out.contains("(configuration.vcl line 3 Pos 1)"),
         "{out}"
     );
     // Nothing runs: no app, no varnish, and the host is not routed.

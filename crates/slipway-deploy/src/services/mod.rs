@@ -563,6 +563,12 @@ pub async fn converge(
             wait_ready(platform, &record, ready_timeout(&record.service_type))
                 .await
                 .map_err(|m| {
+                    let m = match std::fs::read_to_string(
+                        data_dir(platform, project, env, &record.name).join(varnish::VCL_FILE),
+                    ) {
+                        Ok(text) if record.service_type == "varnish" => varnish::explain(&m, &text),
+                        _ => m,
+                    };
                     for l in m.lines().skip(1) {
                         out.line(&format!("       {}: {l}", record.name));
                     }

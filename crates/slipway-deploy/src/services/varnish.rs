@@ -58,6 +58,44 @@ fn vcl_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// The line before the user's VCL in the generated file.
+const USER_MARK: &str = "# --- configuration.vcl ---\n";
+
+/// The compiler's messages about the generated file, with its positions in the user's
+/// part told as lines of `configuration.vcl` (`('/app/slipway.vcl' Line 21 Pos 1)` ->
+/// `(configuration.vcl line 3 Pos 1)`); `vcl_text` is the generated file.
+pub fn explain(message: &str, vcl_text: &str) -> String {
+    let before = vcl_text
+        .find(USER_MARK)
+        .map_or(0, |i| vcl_text[..i + USER_MARK.len()].lines().count());
+    message
+        .lines()
+        .map(|line| {
+            for file in [VCL_FILE, CHECK_FILE] {
+                let needle = format!("('/app/{file}' Line ");
+                let Some(at) = line.find(&needle) else {
+                    continue;
+                };
+                let rest = &line[at + needle.len()..];
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                let Ok(n) = digits.parse::<usize>() else {
+                    continue;
+                };
+                if n > before {
+                    return format!(
+                        "{}(configuration.vcl line {}{}",
+                        &line[..at],
+                        n - before,
+                        &rest[digits.len()..]
+                    );
+                }
+            }
+            line.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The whole VCL of `service`: the generated preamble (a backend and a round-robin director
 /// per relationship, the backend at `127.0.0.1:PORT` of `ports[APP]`, or an address that
 /// refuses while the app has no release) followed by the user's `configuration.vcl`.
@@ -89,7 +127,7 @@ pub fn vcl(service: &Service, ports: &BTreeMap<String, u16>) -> Result<String, S
         out.push_str("backend default none;\n\n");
     }
     out.push_str(&format!("sub vcl_init {{\n{init}}}\n\n"));
-    out.push_str("# --- configuration.vcl ---\n");
+    out.push_str(USER_MARK);
     out.push_str(user);
     out.push('\n');
     Ok(out)
@@ -249,8 +287,9 @@ pub async fn check(
             Ok(())
         }
         Err(m) => Err(format!(
-            "service {}: its VCL does not compile:\n{m}",
-            record.name
+            "service {}: its VCL does not compile:\n{}",
+            record.name,
+            explain(&m, &text)
         )),
     }
 }
@@ -419,6 +458,20 @@ mod tests {
         let mut bad = service(None);
         bad.relationships.insert("my-app".into(), "app:http".into());
         assert!(vcl(&bad, &ports).is_err());
+    }
+
+    #[test]
+    fn compiler_positions_in_the_users_part_are_told_as_its_lines() {
+        let text = vcl(
+            &service(Some("sub vcl_recv {\n    x\n}\n")),
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        let line = text.lines().position(|l| l == "    x").unwrap() + 1;
+        let m = format!("Symbol not found\nAt: ('/app/slipway-check.vcl' Line {line} Pos 5)\n('/app/slipway.vcl' Line 2 Pos 1)");
+        let e = explain(&m, &text);
+        assert!(e.contains("At: (configuration.vcl line 2 Pos 5)"), "{e}");
+        assert!(e.contains("('/app/slipway.vcl' Line 2 Pos 1)"), "{e}");
     }
 
     #[test]
