@@ -51,6 +51,13 @@ pub fn route_port(address: Ipv4Addr) -> u16 {
     9500 + u16::from(address.octets()[3])
 }
 
+/// The port of varnishd's admin interface (`varnishadm`, secret in [`WORK_DIR`]) at
+/// `127.0.0.1`: fixed below the apps' ports, so that it never takes a port a later
+/// release's app is given (a random one could).
+pub fn admin_port(address: Ipv4Addr) -> u16 {
+    9700 + u16::from(address.octets()[3])
+}
+
 /// Whether `name` is a VCL identifier Slipway can name a backend and director after.
 fn vcl_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -154,11 +161,11 @@ pub fn live_ports(platform: &Platform, project: &str, env: &str) -> BTreeMap<Str
 
 /// The start script: varnishd in the foreground on the generated VCL.
 pub fn start_script(address: Ipv4Addr) -> String {
-    let route = route_port(address);
+    let (route, admin) = (route_port(address), admin_port(address));
     format!(
         r#"set -e
 rm -rf {WORK_DIR}
-exec varnishd -F -j none -n {WORK_DIR} -f /app/{VCL_FILE} -a {address}:{PORT} -a 127.0.0.1:{route} -T 127.0.0.1:0 -s malloc,256m
+exec varnishd -F -j none -n {WORK_DIR} -f /app/{VCL_FILE} -a {address}:{PORT} -a 127.0.0.1:{route} -T 127.0.0.1:{admin} -s malloc,256m
 "#
     )
 }
@@ -480,6 +487,8 @@ mod tests {
         assert_eq!(active_vcl(list).as_deref(), Some("slipway_2"));
         assert_eq!(available_vcls(list), ["slipway_1", "boot"]);
         assert_eq!(route_port(Ipv4Addr::new(127, 1, 0, 3)), 9503);
-        assert!(start_script(Ipv4Addr::new(127, 1, 0, 3)).contains("-a 127.0.0.1:9503"));
+        let script = start_script(Ipv4Addr::new(127, 1, 0, 3));
+        assert!(script.contains("-a 127.0.0.1:9503"), "{script}");
+        assert!(script.contains("-T 127.0.0.1:9703"), "{script}");
     }
 }
