@@ -221,10 +221,33 @@ fn an_app_behind_varnish_is_cached_follows_deploys_without_a_failed_request_and_
     assert_eq!(get(&server, "/release"), (200, "release two".into()));
     assert_eq!(cached().1, "app answered 1 times");
 
-    // A rollback moves varnish's backend back too.
+    // A VCL that compiles goes live with its release.
+    app.write(
+        ".platform/config.vcl",
+        &VCL.replace("\"varnish\"", "\"varnish, second vcl\""),
+    );
+    app.commit("second vcl");
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "push failed:\n{out}\n{}", server.server_log());
+    let (head, body) = cached();
+    assert_eq!(body, "app answered 1 times");
+    assert_eq!(
+        header_field(&head, "x-served-by"),
+        Some("varnish, second vcl"),
+        "{head}"
+    );
+    assert_eq!(get(&server, "/release"), (200, "release three".into()));
+
+    // A rollback moves varnish's backend and VCL back too.
     let o = server.ssh(&server.key, "git", "rollback demo main");
     assert!(o.status.success(), "rollback: {}", text(&o));
-    assert_eq!(get(&server, "/release"), (200, "release one".into()));
+    assert_eq!(get(&server, "/release"), (200, "release two".into()));
+    let (head, _) = cached();
+    assert_eq!(
+        header_field(&head, "x-served-by"),
+        Some("varnish"),
+        "{head}"
+    );
 
     // `down` stops varnish; `serve` starts it again on the live release's backend.
     server.stop();
@@ -232,7 +255,7 @@ fn an_app_behind_varnish_is_cached_follows_deploys_without_a_failed_request_and_
     assert!(o.status.success(), "down: {}", text(&o));
     server.serve();
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    while server.get(HOST, "/release") != Some((200, "release one".into())) {
+    while server.get(HOST, "/release") != Some((200, "release two".into())) {
         assert!(
             std::time::Instant::now() < deadline,
             "not back through varnish within 90s: {:?}\n{}",
