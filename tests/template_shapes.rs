@@ -113,9 +113,10 @@ fn page(server: &Server, host: &str, path: &str) -> String {
 // django4's pipenv and Poetry variants, as two apps of one project sharing one PostgreSQL
 // service (as a user trying both variants would): pipenv from `dependencies.python3`,
 // `pipenv install --deploy` of a committed Pipfile.lock, `pipenv run gunicorn`; Poetry
-// installed by pip in the build hook, `poetry install` of a committed poetry.lock into
-// Poetry's default virtualenv folder, `poetry run gunicorn`; collectstatic in the build,
-// migrate in the deploy hook through the tool, /static through web.locations.
+// installed by pip in the build hook, `poetry install` of a committed poetry.lock with the
+// template's `POETRY_VIRTUALENVS_CREATE: false` (into the user site), `poetry run gunicorn`;
+// collectstatic in the build, migrate in the deploy hook through the tool, /static through
+// web.locations.
 
 const DJANGOS_APPLICATIONS: &str = "- !include pipenv.app.yaml\n- !include poetry.app.yaml\n";
 
@@ -157,8 +158,7 @@ hooks:
 "#;
 
 const DJANGO_POETRY_APP: &str = r#"# The shape of django4's poetry.app.yaml (Poetry by pip from PyPI instead of its installer
-# script; Poetry's own virtualenv in its default place instead of the template's
-# POETRY_VIRTUALENVS_CREATE: false, which the flask shape's in-project one stands beside).
+# script, which makes its own virtualenv: so no PIP_USER=false around it).
 name: 'poetry'
 type: 'python:3.10'
 source:
@@ -180,12 +180,17 @@ web:
       root: "static"
       expires: 1h
       allow: true
+variables:
+  env:
+    POETRY_VIRTUALENVS_IN_PROJECT: true
+    POETRY_VIRTUALENVS_CREATE: false
 hooks:
   build: |
     set -eu
     python3.10 -m pip install --upgrade pip
     pip install poetry==2.5.1
     export PATH="/app/.local/bin:$PATH"
+    export PIP_USER=true
     poetry install
     poetry run python manage.py collectstatic
   deploy: poetry run python manage.py migrate
@@ -338,8 +343,8 @@ fn django_pipenv_and_poetry_share_postgresql() {
     let app = project(&server, "djangos", &files);
     let out = push(&server, &app, "djangos");
 
-    // The builds: pipenv and Poetry installed their locks into their virtualenvs, both
-    // collected the static files.
+    // The builds: pipenv installed its lock into its virtualenv, Poetry into the user site
+    // (no virtualenv, as the template asks); both collected the static files.
     assert!(
         out.contains("Installing dependencies from Pipfile.lock"),
         "{out}"
@@ -373,7 +378,7 @@ fn django_pipenv_and_poetry_share_postgresql() {
     let second = page(&server, &poetry_host, "/");
     assert!(
         second.starts_with("Django via poetry on postgresql: visit ")
-            && second.contains(" with django from /app/.cache/pypoetry/virtualenvs/"),
+            && second.contains(" with django from /app/.local/lib/python3.11/site-packages/"),
         "{second}"
     );
     assert_eq!(visit(&second), visit(&first) + 1, "{first}{second}");
@@ -406,7 +411,7 @@ fn django_pipenv_and_poetry_share_postgresql() {
         "poetry run python -c 'import django; print(django.__file__)'",
     );
     assert!(
-        String::from_utf8_lossy(&o.stdout).contains("/app/.cache/pypoetry/virtualenvs/"),
+        String::from_utf8_lossy(&o.stdout).contains("/app/.local/lib/python3.11/site-packages/"),
         "{}",
         text(&o)
     );
