@@ -642,6 +642,8 @@ async fn build_one(
     // and keep a `.global` cache from being restored.
     python_aliases(app, stack, &dir)
         .map_err(|e| fail(format!("adding the python commands: {e}")))?;
+    python_user_scheme(app, stack, &dir)
+        .map_err(|e| fail(format!("preparing the python user site: {e}")))?;
 
     if !steps.is_empty() || hook.is_some() {
         let cache = platform.data().build_cache(project, env, &app.name);
@@ -772,6 +774,72 @@ fn python_aliases(app: &Application, stack: &AppStack, dir: &Path) -> std::io::R
         std::os::unix::fs::symlink("/usr/bin/python3", bin.join(&alias))?;
     }
     Ok(())
+}
+
+/// Debian's Python imports `--user` packages from `lib/python3.N/site-packages` under
+/// `PYTHONUSERBASE`, but tools that derive the user scheme from Debian's own `posix_local`
+/// one write to `lib/python3.N/dist-packages` there (Poetry with
+/// `POETRY_VIRTUALENVS_CREATE: false`, as django4's Poetry variant sets it), which that
+/// Python never imports. Before the build, that `dist-packages` becomes a link to the user
+/// site, so both land in the one folder Python imports. Nothing for other types, where the
+/// stack's `python3` names no version, where the folder exists, or where a folder on the way
+/// is a link (the checked-out tree is the user's).
+fn python_user_scheme(app: &Application, stack: &AppStack, dir: &Path) -> std::io::Result<()> {
+    if !app
+        .r#type
+        .as_deref()
+        .is_some_and(|t| t.starts_with("python:"))
+    {
+        return Ok(());
+    }
+    let Some(root) = &stack.root else {
+        return Ok(());
+    };
+    let Ok(python) = std::fs::read_link(root.join("usr/bin/python3")) else {
+        return Ok(());
+    };
+    let Some(version) = python
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| n.starts_with("python3."))
+    else {
+        return Ok(());
+    };
+    let env = crate::environment::container_env(app, "", "");
+    let Some(base) = env
+        .get("PYTHONUSERBASE")
+        .and_then(|b| b.strip_prefix("/app/"))
+    else {
+        return Ok(());
+    };
+    let lib = Path::new(base).join("lib").join(version);
+    // Each folder on the way is a plain folder of the tree, or missing (made here).
+    let mut at = dir.to_path_buf();
+    for part in lib.components() {
+        let std::path::Component::Normal(part) = part else {
+            return Ok(());
+        };
+        at.push(part);
+        match at.symlink_metadata() {
+            Ok(m) if !m.is_dir() => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir(&at)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let dist = at.join("dist-packages");
+    if dist.symlink_metadata().is_ok() {
+        return Ok(());
+    }
+    let site = at.join("site-packages");
+    match site.symlink_metadata() {
+        Ok(m) if !m.is_dir() => return Ok(()),
+        Ok(_) => {}
+        Err(_) => std::fs::create_dir(&site)?,
+    }
+    std::os::unix::fs::symlink("site-packages", dist)
 }
 
 /// Work out the keys of the app's `build.caches` and restore them into `dir`. A cache that
@@ -1076,6 +1144,51 @@ mod tests {
         a.r#type = Some("nodejs:22".into());
         python_aliases(&a, &stack, slug.path()).unwrap();
         assert!(!slug.path().join(".global").exists());
+    }
+
+    #[test]
+    fn debians_user_dist_packages_is_the_user_site() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("usr/bin")).unwrap();
+        std::os::unix::fs::symlink("python3.11", root.path().join("usr/bin/python3")).unwrap();
+        let stack = AppStack {
+            id: "python:3.11@x".into(),
+            root: Some(root.path().to_path_buf()),
+            layers: Vec::new(),
+        };
+        let mut a = app();
+        a.r#type = Some("python:3.10".into());
+        let slug = tempfile::tempdir().unwrap();
+        python_user_scheme(&a, &stack, slug.path()).unwrap();
+        python_user_scheme(&a, &stack, slug.path()).unwrap();
+        let lib = slug.path().join(".local/lib/python3.11");
+        assert_eq!(
+            std::fs::read_link(lib.join("dist-packages")).unwrap(),
+            Path::new("site-packages")
+        );
+        assert!(lib.join("site-packages").is_dir());
+        // With global Python dependencies, the user base is /app/.global.
+        a.dependencies
+            .insert("python3".into(), serde_json::json!({"pipenv": "*"}));
+        let slug = tempfile::tempdir().unwrap();
+        python_user_scheme(&a, &stack, slug.path()).unwrap();
+        assert!(slug
+            .path()
+            .join(".global/lib/python3.11/dist-packages")
+            .symlink_metadata()
+            .unwrap()
+            .is_symlink());
+        // A link on the way (the tree is the user's): nothing is made through it.
+        let outside = tempfile::tempdir().unwrap();
+        let slug = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), slug.path().join(".global")).unwrap();
+        python_user_scheme(&a, &stack, slug.path()).unwrap();
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+        // Not python: nothing.
+        a.r#type = Some("nodejs:22".into());
+        let slug = tempfile::tempdir().unwrap();
+        python_user_scheme(&a, &stack, slug.path()).unwrap();
+        assert_eq!(std::fs::read_dir(slug.path()).unwrap().count(), 0);
     }
 
     #[test]

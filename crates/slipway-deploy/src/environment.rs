@@ -300,6 +300,16 @@ pub fn app_env(app: &Application, cx: &EnvContext<'_>) -> BTreeMap<String, Strin
 /// the build, whose `HOME` is `/app`).
 pub const USER_SITE: &str = "/app/.local";
 
+/// Where pipenv makes a project's virtualenv (`WORKON_HOME`): its default under the build's
+/// `HOME` (`/app`), named the same at run time, whose `HOME` is `/tmp`, so `pipenv run` of a
+/// start command, deploy hook or shell finds what `pipenv install` of the build made.
+pub const PIPENV_VIRTUALENVS: &str = "/app/.local/share/virtualenvs";
+
+/// Where Poetry makes a project's virtualenv when it is not in the project
+/// (`POETRY_VIRTUALENVS_PATH`): its default under the build's `HOME`, named the same at run
+/// time, for the same reason as [`PIPENV_VIRTUALENVS`].
+pub const POETRY_VIRTUALENVS: &str = "/app/.cache/pypoetry/virtualenvs";
+
 /// `PLATFORM_DOCUMENT_ROOT`: the folder the `/` location serves (`/app` joined with its
 /// `root`), `/app` when it has none.
 pub fn document_root(app: &Application) -> String {
@@ -355,7 +365,9 @@ pub fn sourcing_environment(command: &str) -> String {
 /// Python: pip installs of the build hook (`pip install -r requirements.txt`, as Platform.sh
 /// apps do them) go to the user site `/app/.local` (`PYTHONUSERBASE`, unless global
 /// dependencies moved it to `/app/.global`), past Debian's PEP 668 guard
-/// (`PIP_BREAK_SYSTEM_PACKAGES`): the stack's own packages stay untouched.
+/// (`PIP_BREAK_SYSTEM_PACKAGES`): the stack's own packages stay untouched. pipenv's and
+/// Poetry's virtualenvs are where the build made them ([`PIPENV_VIRTUALENVS`],
+/// [`POETRY_VIRTUALENVS`]) though `HOME` differs at run time; `variables.env` may move them.
 pub(crate) fn container_env(
     app: &Application,
     tree_id: &str,
@@ -364,6 +376,8 @@ pub(crate) fn container_env(
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     env.insert("PYTHONUSERBASE".into(), USER_SITE.into());
     env.insert("PIP_BREAK_SYSTEM_PACKAGES".into(), "1".into());
+    env.insert("WORKON_HOME".into(), PIPENV_VIRTUALENVS.into());
+    env.insert("POETRY_VIRTUALENVS_PATH".into(), POETRY_VIRTUALENVS.into());
     env.extend(crate::build::dependencies::env(app));
     env.extend(app.env_vars());
     let application = slipway_config::platform_env::application_json(app);
@@ -491,6 +505,25 @@ mod tests {
             .dependencies
             .insert("python3".into(), serde_json::json!({"pipenv": "*"}));
         assert_eq!(app_env(&with_deps, &cx)["PYTHONUSERBASE"], "/app/.global");
+        // pipenv's and Poetry's virtualenvs: where the build (HOME=/app) made them, though
+        // HOME is /tmp at run time; the same in the build's variables.
+        assert_eq!(env["HOME"], "/tmp");
+        let build = container_env(&app, "t", "e");
+        assert_eq!(build["HOME"], "/app");
+        for e in [&env, &build] {
+            assert_eq!(e["WORKON_HOME"], "/app/.local/share/virtualenvs");
+            assert_eq!(
+                e["POETRY_VIRTUALENVS_PATH"],
+                "/app/.cache/pypoetry/virtualenvs"
+            );
+        }
+        let mut moved = app.clone();
+        moved
+            .variables
+            .entry("env".into())
+            .or_default()
+            .insert("WORKON_HOME".into(), serde_json::json!("/app/venvs"));
+        assert_eq!(app_env(&moved, &cx)["WORKON_HOME"], "/app/venvs");
     }
 
     #[test]

@@ -335,9 +335,24 @@ impl WebSite {
                         let url = format!("{}/{index}", path.decoded.trim_end_matches('/'));
                         return self.run_script(loc, &url, &candidate);
                     }
-                    if !allow {
+                    // The index file is served as a request for it would be (nginx's
+                    // internal redirect): the rules see its path (`/index.html`), so
+                    // `allow: false` with a rule allowing `\.html$` serves a folder's index.
+                    let url = format!("{}/{index}", path.decoded.trim_end_matches('/'));
+                    let index_rule = loc
+                        .rules
+                        .iter()
+                        .find(|r| r.regex.is_match(&url).unwrap_or(false));
+                    if !index_rule.and_then(|r| r.allow).unwrap_or(loc.allow) {
                         return elsewhere(StatusCode::FORBIDDEN);
                     }
+                    let effective = Effective {
+                        expires: index_rule.and_then(|r| r.expires).unwrap_or(loc.expires),
+                        headers: index_rule
+                            .and_then(|r| r.headers.as_deref())
+                            .unwrap_or(&loc.headers),
+                        tag: &self.tag,
+                    };
                     return Resolved::Answer(files::answer(
                         root, &candidate, file, meta, ask, &effective,
                     ));
@@ -700,6 +715,43 @@ mod site_tests {
             status(&site.resolve(&post)),
             Some(StatusCode::METHOD_NOT_ALLOWED)
         );
+    }
+
+    #[test]
+    fn a_folder_index_is_allowed_by_the_rules_on_its_own_path() {
+        // pelican's shape: nothing allowed but what a rule allows (`\.html$`), index.html.
+        let (_dir, mut site) = app();
+        let root = &mut site.locations[0];
+        root.passthru = Passthru::Off;
+        root.allow = false;
+        root.rules = vec![LocationRule {
+            pattern: r"\.(css|html)$".into(),
+            allow: Some(true),
+            expires: Some(Expires::Seconds(300)),
+            ..LocationRule::default()
+        }];
+        let site = WebSite::compile("app", &site).unwrap();
+        let r = site.resolve(&get("/docs/"));
+        assert_eq!(header(&r, "cache-control"), Some("max-age=300"));
+        assert_eq!(body(r), b"<h1>docs</h1>");
+        assert_eq!(
+            body(site.resolve(&get("/docs/index.html"))),
+            b"<h1>docs</h1>"
+        );
+        // What no rule allows stays refused, and so does an index no rule allows.
+        let r = site.resolve(&get("/big.txt"));
+        assert_eq!(status(&r), Some(StatusCode::FORBIDDEN));
+        let (_dir, mut site) = app();
+        site.locations[0].passthru = Passthru::Off;
+        site.locations[0].allow = false;
+        site.locations[0].rules = vec![LocationRule {
+            pattern: r"/$".into(),
+            allow: Some(true),
+            ..LocationRule::default()
+        }];
+        let site = WebSite::compile("app", &site).unwrap();
+        let r = site.resolve(&get("/docs/"));
+        assert_eq!(status(&r), Some(StatusCode::FORBIDDEN));
     }
 
     #[test]

@@ -1,0 +1,1312 @@
+//! More template shapes (issues 13 and 17): small apps of our own written in the shapes of
+//! further public Platform.sh templates (django4's pipenv and Poetry variants, flask,
+//! fastapi, a WordPress-vanilla-like PHP app, nextjs- and yarn-like Node apps, a
+//! pelican-like static site): the same config keys, build hooks, dependency tools, start
+//! commands, `.environment`, relationships, mounts and `web.locations`, with their
+//! dependencies from the real registries (PyPI, npm). Each test asserts what the user sees:
+//! the push output, the app's pages, its relationship working, static files from locations.
+//!
+//! The lock files in `template_shapes/` were made with the tools themselves (`pipenv lock`,
+//! `poetry lock`) against PyPI, as a user commits them. The Poetry projects name PyPI's
+//! simple index as their source: the PyPI mirror reachable here answers the simple index but
+//! not Poetry's per-version JSON API.
+
+use slipway_e2e::{header_field, raw_http, text, App, Server};
+
+/// A test server with the default build egress (package registries by name).
+fn server() -> Server {
+    Server::start_with(&[])
+}
+
+/// A project in `server`'s folder with `files`, committed on `main`.
+fn project(server: &Server, name: &str, files: &[(&str, &str)]) -> App {
+    let dir = server.dir.path().join(name);
+    std::fs::create_dir_all(&dir).expect("project dir");
+    let app = App { dir };
+    for (path, content) in files {
+        app.write(path, content);
+    }
+    app.git_ok(&["init", "-q", "-b", "main"]);
+    app.commit("template");
+    app
+}
+
+/// Push `app` to project `name`; returns the push output, failing with the server's log.
+fn push(server: &Server, app: &App, name: &str) -> String {
+    let o = server.git(&app.dir, &["push", &server.remote(name), "main"]);
+    let out = text(&o);
+    assert!(
+        o.status.success(),
+        "push failed:\n{out}\nserver log:\n{}",
+        server.server_log()
+    );
+    out
+}
+
+/// `method` `path` on `host` with `body`: (status, head, body as text).
+fn request(
+    server: &Server,
+    method: &str,
+    host: &str,
+    path: &str,
+    body: &[u8],
+) -> (u16, String, String) {
+    let mut raw = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(body);
+    let (status, head, answer) = raw_http(server.http_port, &String::from_utf8_lossy(&raw));
+    let answer = if header_field(&head, "transfer-encoding").is_some_and(|t| t.contains("chunked"))
+    {
+        dechunk(&answer)
+    } else {
+        answer
+    };
+    (status, head, String::from_utf8_lossy(&answer).to_string())
+}
+
+/// GET `path` on `host`: (status, head, body).
+fn get(server: &Server, host: &str, path: &str) -> (u16, String, String) {
+    request(server, "GET", host, path, b"")
+}
+
+/// A chunked body's bytes.
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(end) = raw.windows(2).position(|w| w == b"\r\n") {
+        let size_text = String::from_utf8_lossy(&raw[..end]).to_string();
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .unwrap_or(0);
+        if size == 0 || raw.len() < end + 2 + size {
+            break;
+        }
+        out.extend_from_slice(&raw[end + 2..end + 2 + size]);
+        raw = &raw[(end + 4 + size).min(raw.len())..];
+    }
+    out
+}
+
+/// The number after `visit ` in a page.
+fn visit(body: &str) -> u32 {
+    body.split("visit ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no visit number in {body:?}"))
+}
+
+/// GET `path` on `host` and expect 200, failing with the server's log.
+fn page(server: &Server, host: &str, path: &str) -> String {
+    let (status, head, body) = get(server, host, path);
+    assert_eq!(
+        status,
+        200,
+        "GET {host}{path}: {head}\n{body}\nserver log:\n{}",
+        server.server_log()
+    );
+    body
+}
+
+// ---------------------------------------------------------------------------------------
+// django4's pipenv and Poetry variants, as two apps of one project sharing one PostgreSQL
+// service (as a user trying both variants would): pipenv from `dependencies.python3`,
+// `pipenv install --deploy` of a committed Pipfile.lock, `pipenv run gunicorn`; Poetry
+// installed by pip in the build hook, `poetry install` of a committed poetry.lock with the
+// template's `POETRY_VIRTUALENVS_CREATE: false` (into the user site), `poetry run gunicorn`;
+// collectstatic in the build, migrate in the deploy hook through the tool, /static through
+// web.locations.
+
+const DJANGOS_APPLICATIONS: &str = "- !include pipenv.app.yaml\n- !include poetry.app.yaml\n";
+
+const DJANGO_PIPENV_APP: &str = r#"# The shape of django4's pipenv.app.yaml (TCP instead of its unix socket).
+name: 'pipenv'
+type: 'python:3.10'
+source:
+  root: pipenv
+relationships:
+  database: "db:postgresql"
+disk: 512
+mounts:
+  'logs':
+    source: local
+    source_path: logs
+  '.cache':
+    source: local
+    source_path: cache
+web:
+  commands:
+    start: "pipenv run gunicorn -w 2 -b 127.0.0.1:$PORT myapp.wsgi:application"
+  locations:
+    "/":
+      passthru: true
+    "/static":
+      root: "static"
+      expires: 1h
+      allow: true
+dependencies:
+  python3:
+    pipenv: '2026.10.3'
+hooks:
+  build: |
+    set -eu
+    python3.10 -m pip install --upgrade pip
+    pipenv install --deploy
+    pipenv run python manage.py collectstatic
+  deploy: pipenv run python manage.py migrate
+"#;
+
+const DJANGO_POETRY_APP: &str = r#"# The shape of django4's poetry.app.yaml (Poetry by pip from PyPI instead of its installer
+# script, which makes its own virtualenv: so no PIP_USER=false around it).
+name: 'poetry'
+type: 'python:3.10'
+source:
+  root: poetry
+relationships:
+  database: "db:postgresql"
+disk: 512
+mounts:
+  'logs':
+    source: local
+    source_path: logs
+web:
+  commands:
+    start: "poetry run gunicorn -w 2 -b 127.0.0.1:$PORT myapp.wsgi:application"
+  locations:
+    "/":
+      passthru: true
+    "/static":
+      root: "static"
+      expires: 1h
+      allow: true
+variables:
+  env:
+    POETRY_VIRTUALENVS_IN_PROJECT: true
+    POETRY_VIRTUALENVS_CREATE: false
+hooks:
+  build: |
+    set -eu
+    python3.10 -m pip install --upgrade pip
+    pip install poetry==2.5.1
+    export PATH="/app/.local/bin:$PATH"
+    export PIP_USER=true
+    poetry install
+    poetry run python manage.py collectstatic
+  deploy: poetry run python manage.py migrate
+"#;
+
+const DJANGOS_SERVICES: &str = "db:\n  type: postgresql:15\n  disk: 1024\n";
+
+const DJANGOS_ROUTES: &str = r#""https://{default}/":
+  type: upstream
+  upstream: "pipenv:http"
+"https://poetry.{default}/":
+  type: upstream
+  upstream: "poetry:http"
+"#;
+
+const POETRY_ENVIRONMENT: &str =
+    "# As django4's: Poetry's command for the deploy hook, start command and shells.\nexport PATH=\"/app/.local/bin:$PATH\"\n";
+
+const DJANGO_MANAGE: &str = r#"#!/usr/bin/env python
+import os
+import sys
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myapp.settings")
+    from django.core.management import execute_from_command_line
+    execute_from_command_line(sys.argv)
+"#;
+
+const DJANGO_SETTINGS: &str = r#"import base64
+import json
+import os
+
+BASE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SECRET_KEY = os.environ.get("PLATFORM_PROJECT_ENTROPY", "local-only")
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+INSTALLED_APPS = ["django.contrib.staticfiles", "hello"]
+MIDDLEWARE = []
+ROOT_URLCONF = "myapp.urls"
+WSGI_APPLICATION = "myapp.wsgi.application"
+STATIC_URL = "/static/"
+STATIC_ROOT = os.path.join(BASE_DIR, "static")
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "/tmp/local.sqlite3"}}
+if os.environ.get("PLATFORM_RELATIONSHIPS"):
+    db = json.loads(base64.b64decode(os.environ["PLATFORM_RELATIONSHIPS"]))["database"][0]
+    DATABASES["default"] = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": db["path"],
+        "USER": db["username"],
+        "PASSWORD": db["password"],
+        "HOST": db["host"],
+        "PORT": db["port"],
+    }
+"#;
+
+const DJANGO_URLS: &str = r#"import os
+import sys
+
+import django
+from django.db import connection
+from django.http import HttpResponse
+from django.urls import path
+
+
+def home(request):
+    app = os.environ["PLATFORM_APPLICATION_NAME"]
+    with connection.cursor() as c:
+        c.execute("INSERT INTO shape_visits (app) VALUES (%s)", [app])
+        c.execute("SELECT count(*) FROM shape_visits")
+        n = c.fetchone()[0]
+    return HttpResponse(
+        "Django via %s on %s: visit %d with django from %s\n"
+        % (app, connection.vendor, n, os.path.dirname(django.__file__)),
+        content_type="text/plain",
+    )
+
+
+urlpatterns = [path("", home)]
+"#;
+
+const DJANGO_WSGI: &str = r#"import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myapp.settings")
+application = get_wsgi_application()
+"#;
+
+const DJANGO_MIGRATION: &str = r#"from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    initial = True
+    dependencies = []
+    operations = [
+        migrations.RunSQL("CREATE TABLE shape_visits (id serial PRIMARY KEY, app text NOT NULL)"),
+    ]
+"#;
+
+const DJANGO_CSS: &str = "body { color: #123456; }\n";
+
+/// The files of one Django app under `root`.
+fn django_files(root: &str) -> Vec<(String, &'static str)> {
+    [
+        ("manage.py", DJANGO_MANAGE),
+        ("myapp/__init__.py", ""),
+        ("myapp/settings.py", DJANGO_SETTINGS),
+        ("myapp/urls.py", DJANGO_URLS),
+        ("myapp/wsgi.py", DJANGO_WSGI),
+        ("hello/__init__.py", ""),
+        ("hello/migrations/__init__.py", ""),
+        ("hello/migrations/0001_initial.py", DJANGO_MIGRATION),
+        ("hello/static/hello/site.css", DJANGO_CSS),
+    ]
+    .into_iter()
+    .map(|(p, c)| (format!("{root}/{p}"), c))
+    .collect()
+}
+
+#[test]
+fn django_pipenv_and_poetry_share_postgresql() {
+    let server = server();
+    let mut files: Vec<(String, &str)> = vec![
+        (".platform/applications.yaml".into(), DJANGOS_APPLICATIONS),
+        (".platform/pipenv.app.yaml".into(), DJANGO_PIPENV_APP),
+        (".platform/poetry.app.yaml".into(), DJANGO_POETRY_APP),
+        (".platform/services.yaml".into(), DJANGOS_SERVICES),
+        (".platform/routes.yaml".into(), DJANGOS_ROUTES),
+        (
+            "pipenv/Pipfile".into(),
+            include_str!("template_shapes/django-pipenv.Pipfile"),
+        ),
+        (
+            "pipenv/Pipfile.lock".into(),
+            include_str!("template_shapes/django-pipenv.Pipfile.lock"),
+        ),
+        (
+            "poetry/pyproject.toml".into(),
+            include_str!("template_shapes/django-poetry.pyproject.toml"),
+        ),
+        (
+            "poetry/poetry.lock".into(),
+            include_str!("template_shapes/django-poetry.poetry.lock"),
+        ),
+        ("poetry/.environment".into(), POETRY_ENVIRONMENT),
+    ];
+    files.extend(django_files("pipenv"));
+    files.extend(django_files("poetry"));
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), *c)).collect();
+    let app = project(&server, "djangos", &files);
+    let out = push(&server, &app, "djangos");
+
+    // The builds: pipenv installed its lock into its virtualenv, Poetry into the user site
+    // (no virtualenv, as the template asks); both collected the static files.
+    assert!(
+        out.contains("Installing dependencies from Pipfile.lock"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Installing dependencies from lock file"),
+        "{out}"
+    );
+    assert_eq!(
+        out.matches("1 static file copied to '/app/static'").count(),
+        2,
+        "{out}"
+    );
+    // One deploy hook created the table, the other found it migrated.
+    assert_eq!(
+        out.matches("Applying hello.0001_initial... OK").count(),
+        1,
+        "{out}"
+    );
+
+    // The pages: gunicorn through `pipenv run` and `poetry run`, Django from where each tool
+    // put it, the visits of both apps counted in the one PostgreSQL database.
+    let host = "main.djangos.localhost";
+    let poetry_host = format!("poetry.{host}");
+    let first = page(&server, host, "/");
+    assert!(
+        first.starts_with("Django via pipenv on postgresql: visit ")
+            && first.contains(" with django from /app/.local/share/virtualenvs/"),
+        "{first}"
+    );
+    let second = page(&server, &poetry_host, "/");
+    assert!(
+        second.starts_with("Django via poetry on postgresql: visit ")
+            && second.contains(" with django from /app/.local/lib/python3.11/site-packages/"),
+        "{second}"
+    );
+    assert_eq!(visit(&second), visit(&first) + 1, "{first}{second}");
+
+    // collectstatic's output through each app's /static location.
+    for h in [host, poetry_host.as_str()] {
+        let (status, head, body) = get(&server, h, "/static/hello/site.css");
+        assert_eq!((status, body.as_str()), (200, DJANGO_CSS), "{h}: {head}");
+        assert_eq!(
+            header_field(&head, "cache-control"),
+            Some("max-age=3600"),
+            "{head}"
+        );
+    }
+
+    // An SSH shell finds the tools' environments as the start commands do.
+    let o = server.ssh(
+        &server.key,
+        "pipenv.main.djangos",
+        "pipenv run python -c 'import django, sys; print(sys.prefix)'",
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("/app/.local/share/virtualenvs/"),
+        "{}",
+        text(&o)
+    );
+    let o = server.ssh(
+        &server.key,
+        "poetry.main.djangos",
+        "poetry run python -c 'import django; print(django.__file__)'",
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("/app/.local/lib/python3.11/site-packages/"),
+        "{}",
+        text(&o)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// flask and fastapi, as two apps of one project sharing one MariaDB service. flask: the
+// template's `./install-poetry.sh` (here a pip install of POETRY_VERSION) and `poetry
+// install` into the in-project virtualenv, `poetry run flask run -p $PORT`. fastapi:
+// pipenv from `dependencies.python3`, `pipenv --python 3.11` and `pipenv install --deploy`,
+// `pipenv run python server.py` starting uvicorn, a `.cache` mount.
+
+const PYWEB_APPLICATIONS: &str = "- !include flask.app.yaml\n- !include fastapi.app.yaml\n";
+
+const FLASK_APP: &str = r#"# The shape of the flask template's .platform.app.yaml.
+name: flask
+type: "python:3.10"
+source:
+  root: flask
+relationships:
+  database: "db:mysql"
+disk: 1024
+web:
+  commands:
+    start: poetry run flask run -p $PORT
+variables:
+  env:
+    POETRY_VERSION: 2.5.1
+    POETRY_VIRTUALENVS_IN_PROJECT: true
+    POETRY_VIRTUALENVS_CREATE: true
+hooks:
+  build: |
+    set -e
+    ./install-poetry.sh
+    export PATH="/app/.local/bin:$PATH"
+    poetry install
+"#;
+
+const FASTAPI_APP: &str = r#"# The shape of the fastapi template's .platform.app.yaml.
+name: 'app'
+type: 'python:3.11'
+source:
+  root: fastapi
+relationships:
+  database: "db:mysql"
+disk: 1024
+web:
+  commands:
+    start: "pipenv run python server.py"
+dependencies:
+  python3:
+    pipenv: '2026.10.3'
+hooks:
+  build: |
+    set -eu
+    python3.11 -m pip install --upgrade pip
+    pipenv --python 3.11
+    pipenv install --deploy
+mounts:
+  '.cache':
+    source: local
+    source_path: cache
+"#;
+
+const PYWEB_SERVICES: &str = "db:\n    type: \"mariadb:10.4\"\n    disk: 1024\n";
+
+const PYWEB_ROUTES: &str = r#""https://{default}/":
+    type: upstream
+    upstream: "app:http"
+"https://flask.{default}/":
+    type: upstream
+    upstream: "flask:http"
+"#;
+
+const INSTALL_POETRY: &str = r#"#!/bin/sh
+# Installs Poetry $POETRY_VERSION for this build (the template downloads Poetry's installer;
+# the same Poetry comes from PyPI).
+set -e
+pip install --disable-pip-version-check "poetry==$POETRY_VERSION"
+"#;
+
+const FLASK_ENVIRONMENT: &str = "export PATH=\"/app/.local/bin:$PATH\"\n";
+
+const FLASK_PY: &str = r#"import base64
+import json
+import os
+import sys
+
+import pymysql
+from flask import Flask
+
+app = Flask(__name__)
+
+
+def database():
+    db = json.loads(base64.b64decode(os.environ["PLATFORM_RELATIONSHIPS"]))["database"][0]
+    return pymysql.connect(host=db["host"], port=db["port"], user=db["username"],
+                           password=db["password"], database=db["path"])
+
+
+@app.route("/")
+def home():
+    conn = database()
+    with conn.cursor() as c:
+        c.execute("CREATE TABLE IF NOT EXISTS flask_visits (id SERIAL PRIMARY KEY)")
+        c.execute("INSERT INTO flask_visits () VALUES ()")
+        c.execute("SELECT COUNT(*) FROM flask_visits")
+        n = c.fetchone()[0]
+        c.execute("SELECT VERSION()")
+        version = c.fetchone()[0]
+    conn.commit()
+    conn.close()
+    return ("Flask on %s: visit %d from %s\n" % (version, n, sys.prefix),
+            {"Content-Type": "text/plain"})
+"#;
+
+const FASTAPI_SERVER: &str = r#"import base64
+import json
+import os
+import sys
+
+import pymysql
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
+
+app = FastAPI()
+
+
+@app.get("/", response_class=PlainTextResponse)
+def home():
+    db = json.loads(base64.b64decode(os.environ["PLATFORM_RELATIONSHIPS"]))["database"][0]
+    conn = pymysql.connect(host=db["host"], port=db["port"], user=db["username"],
+                           password=db["password"], database=db["path"])
+    with conn.cursor() as c:
+        c.execute("CREATE TABLE IF NOT EXISTS fastapi_visits (id SERIAL PRIMARY KEY)")
+        c.execute("INSERT INTO fastapi_visits () VALUES ()")
+        c.execute("SELECT COUNT(*) FROM fastapi_visits")
+        n = c.fetchone()[0]
+    conn.commit()
+    conn.close()
+    return "FastAPI on uvicorn: visit %d from %s\n" % (n, sys.prefix)
+
+
+@app.get("/items/{item_id}")
+def item(item_id: int):
+    return {"item_id": item_id, "twice": item_id * 2}
+
+
+if __name__ == "__main__":
+    uvicorn.run(app, host="127.0.0.1", port=int(os.environ["PORT"]))
+"#;
+
+#[test]
+fn flask_poetry_and_fastapi_pipenv_share_mariadb() {
+    let server = server();
+    let app = project(
+        &server,
+        "pyweb",
+        &[
+            (".platform/applications.yaml", PYWEB_APPLICATIONS),
+            (".platform/flask.app.yaml", FLASK_APP),
+            (".platform/fastapi.app.yaml", FASTAPI_APP),
+            (".platform/services.yaml", PYWEB_SERVICES),
+            (".platform/routes.yaml", PYWEB_ROUTES),
+            ("flask/install-poetry.sh", INSTALL_POETRY),
+            ("flask/.environment", FLASK_ENVIRONMENT),
+            (
+                "flask/pyproject.toml",
+                include_str!("template_shapes/flask.pyproject.toml"),
+            ),
+            (
+                "flask/poetry.lock",
+                include_str!("template_shapes/flask.poetry.lock"),
+            ),
+            ("flask/app.py", FLASK_PY),
+            (
+                "fastapi/Pipfile",
+                include_str!("template_shapes/fastapi.Pipfile"),
+            ),
+            (
+                "fastapi/Pipfile.lock",
+                include_str!("template_shapes/fastapi.Pipfile.lock"),
+            ),
+            ("fastapi/server.py", FASTAPI_SERVER),
+        ],
+    );
+    // The template runs its installer script directly: it is committed executable.
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(
+        app.dir.join("flask/install-poetry.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .expect("chmod install-poetry.sh");
+    app.commit("install-poetry.sh is executable");
+    let out = push(&server, &app, "pyweb");
+    assert!(
+        out.contains("Installing dependencies from lock file"),
+        "poetry install: {out}"
+    );
+    assert!(
+        out.contains("Installing dependencies from Pipfile.lock"),
+        "pipenv install --deploy: {out}"
+    );
+
+    let host = "main.pyweb.localhost";
+    let flask_host = format!("flask.{host}");
+    let first = page(&server, &flask_host, "/");
+    assert!(
+        first.starts_with("Flask on ")
+            && first.contains("MariaDB")
+            && first.ends_with(" from /app/.venv\n"),
+        "flask through `poetry run` in the in-project virtualenv, MariaDB through the relationship: {first:?}"
+    );
+    let again = page(&server, &flask_host, "/");
+    assert_eq!(visit(&again), visit(&first) + 1, "{first}{again}");
+
+    let first = page(&server, host, "/");
+    assert!(
+        first.starts_with("FastAPI on uvicorn: visit ")
+            && first.contains(" from /app/.local/share/virtualenvs/"),
+        "{first:?}"
+    );
+    let again = page(&server, host, "/");
+    assert_eq!(visit(&again), visit(&first) + 1, "{first}{again}");
+    let item = page(&server, host, "/items/21");
+    let item: serde_json::Value =
+        serde_json::from_str(&item).unwrap_or_else(|e| panic!("{e}: {item}"));
+    assert_eq!(item, serde_json::json!({"item_id": 21, "twice": 42}));
+    let (status, _, body) = get(&server, host, "/items/twenty-one");
+    assert_eq!(status, 422, "FastAPI validates the path parameter: {body}");
+}
+
+// ---------------------------------------------------------------------------------------
+// WordPress-vanilla's shape without packagist: php:8.4 with no start command (PHP-FPM
+// behind the router), `wordpress/` as the root with `passthru: /index.php`, `index.php` as
+// index, `expires`, rules denying readme/license, MariaDB through mysqli from a
+// wp-config.php reading PLATFORM_RELATIONSHIPS, the uploads and cache folders as mounts
+// served by their own locations (`scripts: false`, `allow: false`, the template's
+// look-behind rule allowing common static files for a week).
+
+const WORDPRESS_APP: &str = r#"# The shape of wordpress-vanilla's .platform.app.yaml (no wp-cli: packagist is unreachable).
+name: app
+type: "php:8.4"
+relationships:
+    database: "db:mysql"
+variables:
+    php:
+        session.gc_maxlifetime: '200000'
+        pcre.backtrack_limit: '200000'
+        pcre.recursion_limit: '200000'
+web:
+    locations:
+        "/":
+            root: "wordpress"
+            passthru: "/index.php"
+            index:
+                - "index.php"
+            expires: 600
+            scripts: true
+            allow: true
+            rules:
+                ^/composer\.json:
+                    allow: false
+                ^/license\.txt$:
+                    allow: false
+                ^/readme\.html$:
+                    allow: false
+        "/wp-content/cache":
+            root: "wordpress/wp-content/cache"
+            scripts: false
+            allow: false
+        "/wp-content/uploads":
+            root: "wordpress/wp-content/uploads"
+            scripts: false
+            allow: false
+            rules:
+                '(?<!\-lock)\.(?i:jpe?g|gif|png|svg|bmp|ico|css|js(?:on)?|eot|ttf|woff|woff2|pdf|docx?|xlsx?|pp[st]x?|psd|odt|key|mp[2-5g]|m4[av]|og[gv]|wav|mov|wm[av]|avi|3g[p2])$':
+                    allow: true
+                    expires: 1w
+disk: 1024
+mounts:
+    "wordpress/wp-content/cache":
+        source: local
+        source_path: "cache"
+    "wordpress/wp-content/uploads":
+        source: local
+        source_path: "uploads"
+hooks:
+    deploy: |
+        php wordpress/wp-install.php
+"#;
+
+const WORDPRESS_SERVICES: &str = "db:\n    type: mariadb:10.4\n    disk: 1024\n";
+
+const WORDPRESS_ROUTES: &str = r#""https://{default}/":
+    type: upstream
+    upstream: "app:http"
+"https://www.{default}/":
+    type: redirect
+    to: "https://{default}/"
+"#;
+
+const WP_CONFIG: &str = r#"<?php
+// As wordpress-vanilla's wp-config.php: the database from PLATFORM_RELATIONSHIPS.
+$relationships = json_decode(base64_decode(getenv('PLATFORM_RELATIONSHIPS')), true);
+$database = $relationships['database'][0];
+define('DB_NAME', $database['path']);
+define('DB_USER', $database['username']);
+define('DB_PASSWORD', $database['password']);
+define('DB_HOST', $database['host']);
+define('DB_PORT', (int) $database['port']);
+"#;
+
+const WP_INSTALL: &str = r#"<?php
+// The deploy hook's `wp core update-db`: the table the pages write to.
+require __DIR__ . '/wp-config.php';
+$db = new mysqli(DB_HOST, DB_USER, DB_PASSWORD, DB_NAME, DB_PORT);
+$db->query('CREATE TABLE IF NOT EXISTS wp_visits (id INT AUTO_INCREMENT PRIMARY KEY, uri VARCHAR(255) NOT NULL)');
+echo "wp_visits ready on " . $db->server_info . "\n";
+"#;
+
+const WP_INDEX: &str = r#"<?php
+// The front controller: every request without a file of its own lands here.
+require __DIR__ . '/wp-config.php';
+$db = new mysqli(DB_HOST, DB_USER, DB_PASSWORD, DB_NAME, DB_PORT);
+$uri = $_SERVER['REQUEST_URI'];
+$insert = $db->prepare('INSERT INTO wp_visits (uri) VALUES (?)');
+$insert->bind_param('s', $uri);
+$insert->execute();
+$n = $db->query('SELECT COUNT(*) FROM wp_visits')->fetch_row()[0];
+header('Content-Type: text/plain');
+echo "WordPress-shaped on PHP " . PHP_VERSION . " and " . $db->server_info . ": visit $n of $uri\n";
+"#;
+
+const WP_ADMIN_INDEX: &str = "<?php\necho 'dashboard of ' . $_SERVER['SCRIPT_NAME'] . \"\\n\";\n";
+
+const WP_UPLOAD: &str = r#"<?php
+// As wp-admin/async-upload.php: the request body becomes a file in the uploads mount.
+$name = basename($_GET['name'] ?? 'upload.bin');
+file_put_contents(__DIR__ . '/../wp-content/uploads/' . $name, file_get_contents('php://input'));
+echo "stored /wp-content/uploads/$name\n";
+"#;
+
+const WP_CSS: &str = ".dashicons { display: inline-block; }\n";
+
+#[test]
+fn wordpress_vanilla_shape_on_php_fpm_with_mariadb_and_uploads() {
+    let server = server();
+    let app = project(
+        &server,
+        "wordpress",
+        &[
+            (".platform.app.yaml", WORDPRESS_APP),
+            (".platform/services.yaml", WORDPRESS_SERVICES),
+            (".platform/routes.yaml", WORDPRESS_ROUTES),
+            ("wordpress/index.php", WP_INDEX),
+            ("wordpress/wp-config.php", WP_CONFIG),
+            ("wordpress/wp-install.php", WP_INSTALL),
+            ("wordpress/wp-admin/index.php", WP_ADMIN_INDEX),
+            ("wordpress/wp-admin/async-upload.php", WP_UPLOAD),
+            ("wordpress/wp-includes/css/dashicons.css", WP_CSS),
+            ("wordpress/readme.html", "<h1>WordPress readme</h1>\n"),
+            ("wordpress/license.txt", "GPL license text\n"),
+        ],
+    );
+    let out = push(&server, &app, "wordpress");
+    assert!(
+        out.contains("wp_visits ready on "),
+        "the deploy hook: {out}"
+    );
+    let host = "main.wordpress.localhost";
+
+    // The front controller answers `/` and pretty permalinks (missing files), through mysqli.
+    let first = page(&server, host, "/");
+    assert!(
+        first.starts_with("WordPress-shaped on PHP 8.4.")
+            && first.contains("-MariaDB")
+            && first.contains(": visit ")
+            && first.ends_with(" of /\n"),
+        "{first:?}"
+    );
+    let permalink = page(&server, host, "/2024/01/hello-world/?replytocom=3");
+    assert_eq!(visit(&permalink), visit(&first) + 1, "{permalink}");
+    assert!(
+        permalink.ends_with(" of /2024/01/hello-world/?replytocom=3\n"),
+        "{permalink:?}"
+    );
+    // `index: [index.php]` for the wp-admin folder; a .php file runs where scripts are on.
+    assert_eq!(
+        page(&server, host, "/wp-admin/"),
+        "dashboard of /wp-admin/index.php\n"
+    );
+    // A static asset with the location's expires (600 s).
+    let (status, head, body) = get(&server, host, "/wp-includes/css/dashicons.css");
+    assert_eq!((status, body.as_str()), (200, WP_CSS), "{head}");
+    assert_eq!(
+        header_field(&head, "cache-control"),
+        Some("max-age=600"),
+        "{head}"
+    );
+    // Files a rule disallows go to the front controller, never served as they are.
+    for path in ["/readme.html", "/license.txt"] {
+        let body = page(&server, host, path);
+        assert!(
+            body.starts_with("WordPress-shaped") && body.ends_with(&format!(" of {path}\n")),
+            "{path}: {body:?}"
+        );
+    }
+
+    // Uploads: written by PHP into the uploads mount, served back by its own location as
+    // static files for a week; a .php upload is never run nor shown, other types not served.
+    let upload = |name: &str, bytes: &[u8]| {
+        let (status, _, body) = request(
+            &server,
+            "POST",
+            host,
+            &format!("/wp-admin/async-upload.php?name={name}"),
+            bytes,
+        );
+        assert_eq!(
+            (status, body),
+            (200, format!("stored /wp-content/uploads/{name}\n")),
+            "{}",
+            server.server_log()
+        );
+    };
+    upload("photo.png", b"not really a PNG");
+    upload("shell.php", b"<?php echo 'exec' . 'uted';");
+    upload("notes.txt", b"private notes");
+    upload("export-lock.json", b"{\"locked\": true}");
+    let (status, head, body) = get(&server, host, "/wp-content/uploads/photo.png");
+    assert_eq!((status, body.as_str()), (200, "not really a PNG"), "{head}");
+    assert_eq!(
+        header_field(&head, "content-type"),
+        Some("image/png"),
+        "{head}"
+    );
+    assert_eq!(
+        header_field(&head, "cache-control"),
+        Some("max-age=604800"),
+        "{head}"
+    );
+    for path in ["shell.php", "notes.txt", "export-lock.json"] {
+        let (status, head, body) = get(&server, host, &format!("/wp-content/uploads/{path}"));
+        assert!(
+            (status == 403 || status == 404)
+                && !body.contains("executed")
+                && !body.contains("<?php")
+                && !body.contains("private notes")
+                && !body.contains("locked"),
+            "{path}: {status}\n{head}\n{body}"
+        );
+    }
+    // The uploads stay in their mount across a new release.
+    app.write("wordpress/wp-includes/css/dashicons.css", ".dashicons {}\n");
+    app.commit("css");
+    push(&server, &app, "wordpress");
+    let (status, _, body) = get(&server, host, "/wp-content/uploads/photo.png");
+    assert_eq!((status, body.as_str()), (200, "not really a PNG"));
+    assert_eq!(
+        get(&server, host, "/wp-includes/css/dashicons.css").2,
+        ".dashicons {}\n"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// pelican's shape: pipenv from `dependencies.python3`, `pipenv install --system --deploy`
+// and `pelican content` in the build hook, the generated `output/` served by the `/`
+// location alone (no start command here: a static site), with the template's rules
+// allowing common static file types and robots.txt and nothing else.
+
+const PELICAN_APP: &str = r#"# The shape of the pelican template's .platform.app.yaml (no `sleep infinity` start).
+name: app
+type: "python:3.11"
+dependencies:
+    python3:
+       pipenv: "2026.10.3"
+hooks:
+    build: |
+      pipenv install --system --deploy
+      pelican content
+disk: 128
+web:
+  locations:
+    "/":
+      root: "output"
+      index:
+        - "index.html"
+      expires: 300s
+      scripts: false
+      allow: false
+      rules:
+        \.(css|js|gif|jpe?g|png|ttf|eot|woff2?|otf|html|ico|svg?)$:
+          allow: true
+        ^/robots\.txt$:
+          allow: true
+"#;
+
+const PELICAN_ROUTES: &str = r#""https://{default}/":
+  type: upstream
+  upstream: "app:http"
+"https://www.{default}/":
+  type: redirect
+  to: "https://{default}/"
+"#;
+
+const PELICAN_CONF: &str = r#"AUTHOR = "Slipway"
+SITENAME = "A Pelican-shaped site"
+SITEURL = ""
+PATH = "content"
+TIMEZONE = "UTC"
+DEFAULT_LANG = "en"
+STATIC_PATHS = ["extra/robots.txt"]
+EXTRA_PATH_METADATA = {"extra/robots.txt": {"path": "robots.txt"}}
+"#;
+
+const PELICAN_POST: &str = "Launching on Slipway\n####################\n\n:date: 2024-05-01 10:00\n:category: news\n:slug: launching-on-slipway\n\nThis article was generated by the build hook.\n";
+
+#[test]
+fn pelican_static_site_served_by_locations_only() {
+    let server = server();
+    let app = project(
+        &server,
+        "pelican",
+        &[
+            (".platform.app.yaml", PELICAN_APP),
+            (".platform/routes.yaml", PELICAN_ROUTES),
+            (".platform/services.yaml", ""),
+            ("Pipfile", include_str!("template_shapes/pelican.Pipfile")),
+            (
+                "Pipfile.lock",
+                include_str!("template_shapes/pelican.Pipfile.lock"),
+            ),
+            ("pelicanconf.py", PELICAN_CONF),
+            ("content/launching.rst", PELICAN_POST),
+            ("content/extra/robots.txt", "User-agent: *\nDisallow:\n"),
+        ],
+    );
+    let out = push(&server, &app, "pelican");
+    assert!(out.contains("Done: Processed 1 article"), "{out}");
+    let host = "main.pelican.localhost";
+
+    let index = page(&server, host, "/");
+    assert!(
+        index.contains("A Pelican-shaped site") && index.contains("Launching on Slipway"),
+        "{index}"
+    );
+    let (status, head, article) = get(&server, host, "/launching-on-slipway.html");
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        article.contains("This article was generated by the build hook."),
+        "{article}"
+    );
+    assert_eq!(
+        header_field(&head, "cache-control"),
+        Some("max-age=300"),
+        "{head}"
+    );
+    assert!(
+        header_field(&head, "content-type").is_some_and(|t| t.starts_with("text/html")),
+        "{head}"
+    );
+    let (status, head, _) = get(&server, host, "/theme/css/main.css");
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        header_field(&head, "content-type").is_some_and(|t| t.starts_with("text/css")),
+        "{head}"
+    );
+    assert_eq!(
+        page(&server, host, "/robots.txt"),
+        "User-agent: *\nDisallow:\n"
+    );
+    // What the rules do not allow (the feeds' XML) and what does not exist: not served.
+    for path in ["/feeds/all.atom.xml", "/no-such-page.html"] {
+        let (status, head, body) = get(&server, host, path);
+        assert!(
+            status == 403 || status == 404,
+            "{path}: {status}\n{head}\n{body}"
+        );
+    }
+    assert!(
+        std::fs::metadata(app.dir.join("output")).is_err(),
+        "the site is generated by the build, not committed"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Node: the nextjs template's shape with yarn (`build.flavor: none`, yarn from
+// `dependencies.nodejs`, `yarn` and `yarn build` in the build hook, the build's `.next`
+// moved aside by `handle_mounts.sh` because `.next` is a mount at run time, and copied into
+// the mount by the deploy hook), beside an app of the `npm run build` + `npm run start`
+// shape (the default nodejs flavor's npm install, assets from the build served by a
+// location). A build step of next's shape stands in for the real `next` package, whose
+// install and build take minutes here and make a 330 MB slug.
+
+const NODE_APPLICATIONS: &str = "- !include next.app.yaml\n- !include shop.app.yaml\n";
+
+const NEXT_APP: &str = r#"# The shape of the nextjs template's .platform.app.yaml.
+name: app
+type: 'nodejs:22'
+source:
+    root: next
+disk: 512
+mounts:
+    '/.next':
+        source: local
+        source_path: 'next'
+web:
+    commands:
+        start: yarn start -p $PORT
+build:
+    flavor: none
+dependencies:
+    nodejs:
+        yarn: "^1.22.0"
+hooks:
+    build: |
+        yarn
+        yarn build
+        # Move what the build made in soon-to-be mounts aside.
+        chmod +x handle_mounts.sh
+        ./handle_mounts.sh
+    deploy: |
+        # Move it into the mounts.
+        ./handle_mounts.sh
+"#;
+
+const SHOP_APP: &str = r#"# An app of the `npm run build` + `npm run start` shape.
+name: shop
+type: 'nodejs:22'
+source:
+    root: shop
+disk: 256
+web:
+    commands:
+        start: npm run start
+    locations:
+        "/":
+            passthru: true
+        "/assets":
+            root: "dist/assets"
+            expires: 1d
+            allow: true
+hooks:
+    build: npm run build
+"#;
+
+const NODE_ROUTES: &str = r#""https://{default}/":
+    type: upstream
+    upstream: "app:http"
+"https://shop.{default}/":
+    type: upstream
+    upstream: "shop:http"
+"#;
+
+const MARKED_PACKAGE: &str = r#"{
+  "name": "NAME",
+  "version": "1.0.0",
+  "private": true,
+  "scripts": {
+    "build": "node build.js",
+    "start": "node server.js"
+  },
+  "dependencies": {
+    "marked": "^12.0.0"
+  }
+}
+"#;
+
+const NEXT_YARN_LOCK: &str = r#"# THIS IS AN AUTOGENERATED FILE. DO NOT EDIT THIS FILE DIRECTLY.
+# yarn lockfile v1
+
+
+marked@^12.0.0:
+  version "12.0.2"
+  resolved "https://registry.yarnpkg.com/marked/-/marked-12.0.2.tgz#b31578fe608b599944c69807b00f18edab84647e"
+  integrity sha512-qXUm7e/YKFoqFPYPa3Ukg9xlI5cyAtGmyEIzMfW//m6kXwCy2Ps9DYf5ioijFKQ8qyuscrHoY04iJGctu2Kg0Q==
+"#;
+
+const SHOP_PACKAGE_LOCK: &str = r#"{
+  "name": "shop",
+  "version": "1.0.0",
+  "lockfileVersion": 3,
+  "requires": true,
+  "packages": {
+    "": {
+      "name": "shop",
+      "version": "1.0.0",
+      "dependencies": {
+        "marked": "^12.0.0"
+      }
+    },
+    "node_modules/marked": {
+      "version": "12.0.2",
+      "resolved": "https://registry.npmjs.org/marked/-/marked-12.0.2.tgz",
+      "integrity": "sha512-qXUm7e/YKFoqFPYPa3Ukg9xlI5cyAtGmyEIzMfW//m6kXwCy2Ps9DYf5ioijFKQ8qyuscrHoY04iJGctu2Kg0Q==",
+      "license": "MIT",
+      "bin": {
+        "marked": "bin/marked.js"
+      },
+      "engines": {
+        "node": ">= 18"
+      }
+    }
+  }
+}
+"#;
+
+const NEXT_BUILD: &str = r#"// `next build`'s shape: the pages rendered into .next, with a build id.
+const crypto = require("crypto");
+const fs = require("fs");
+const { marked } = require("marked");
+
+fs.mkdirSync(".next/server/pages", { recursive: true });
+const pages = fs.readdirSync("pages");
+for (const page of pages) {
+  const html = marked.parse(fs.readFileSync(`pages/${page}`, "utf8"));
+  fs.writeFileSync(`.next/server/pages/${page.replace(/\.md$/, ".html")}`, html);
+}
+const id = crypto.randomBytes(8).toString("hex");
+fs.writeFileSync(".next/BUILD_ID", id);
+console.log(`Compiled successfully: ${pages.length} pages, build ${id}`);
+"#;
+
+const NEXT_SERVER: &str = r#"// `next start -p PORT`'s shape: the pages from .next, a cache written into it at run time.
+const fs = require("fs");
+const http = require("http");
+
+const args = process.argv.slice(2);
+const port = Number(args[args.indexOf("-p") + 1] || process.env.PORT);
+const buildId = fs.readFileSync(".next/BUILD_ID", "utf8");
+
+http.createServer((req, res) => {
+  const name = req.url === "/" ? "index" : req.url.slice(1).replace(/[^a-z0-9-]/g, "");
+  fs.mkdirSync(".next/cache", { recursive: true });
+  fs.appendFileSync(".next/cache/requests.log", `${req.url}\n`);
+  const served = fs.readFileSync(".next/cache/requests.log", "utf8").split("\n").length - 1;
+  try {
+    const html = fs.readFileSync(`.next/server/pages/${name}.html`, "utf8");
+    res.writeHead(200, { "Content-Type": "text/html", "X-Build-Id": buildId, "X-Served": String(served) });
+    res.end(html);
+  } catch (e) {
+    res.writeHead(404, { "Content-Type": "text/plain" });
+    res.end("404: This page could not be found.\n");
+  }
+}).listen(port, "127.0.0.1", () => console.log(`ready on ${port}, build ${buildId}`));
+"#;
+
+const HANDLE_MOUNTS: &str = r#"#!/bin/sh
+# The build's .next is hidden by the .next mount at run time: the build hook moves it
+# aside, the deploy hook (which has PLATFORM_BRANCH) copies it into the mount.
+set -e
+if [ -z "${PLATFORM_BRANCH:-}" ]; then
+    rm -rf _next_build
+    mv .next _next_build
+    mkdir .next
+else
+    find .next -mindepth 1 -maxdepth 1 ! -name cache -exec rm -rf {} +
+    cp -R _next_build/. .next/
+    echo "copied the build's .next into the mount"
+fi
+"#;
+
+const SHOP_BUILD: &str = r#"// The build: README.md rendered into dist/, with its stylesheet.
+const fs = require("fs");
+const { marked } = require("marked");
+
+fs.mkdirSync("dist/assets", { recursive: true });
+fs.writeFileSync("dist/index.html", marked.parse(fs.readFileSync("README.md", "utf8")));
+fs.writeFileSync("dist/assets/shop.css", "h1 { color: teal; }\n");
+console.log("built dist/index.html and dist/assets/shop.css");
+"#;
+
+const SHOP_SERVER: &str = r#"const fs = require("fs");
+const http = require("http");
+
+const page = fs.readFileSync("dist/index.html", "utf8");
+http.createServer((req, res) => {
+  res.writeHead(200, { "Content-Type": "text/html" });
+  res.end(`${page}<p>served by ${process.env.npm_lifecycle_event} at ${req.url}</p>\n`);
+}).listen(Number(process.env.PORT), "127.0.0.1");
+"#;
+
+/// The Build id a push's output names for the next-shaped app.
+fn build_id(out: &str) -> String {
+    out.split("Compiled successfully: 2 pages, build ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no build id in\n{out}"))
+        .to_string()
+}
+
+#[test]
+fn nextjs_with_yarn_and_npm_build_start_shapes() {
+    let server = server();
+    let next_package = MARKED_PACKAGE.replace("NAME", "nextjs-shape");
+    let shop_package = MARKED_PACKAGE.replace("NAME", "shop");
+    let app = project(
+        &server,
+        "node",
+        &[
+            (".platform/applications.yaml", NODE_APPLICATIONS),
+            (".platform/next.app.yaml", NEXT_APP),
+            (".platform/shop.app.yaml", SHOP_APP),
+            (".platform/routes.yaml", NODE_ROUTES),
+            ("next/package.json", &next_package),
+            ("next/yarn.lock", NEXT_YARN_LOCK),
+            ("next/build.js", NEXT_BUILD),
+            ("next/server.js", NEXT_SERVER),
+            ("next/handle_mounts.sh", HANDLE_MOUNTS),
+            ("next/pages/index.md", "# Hello from a Next-shaped app\n"),
+            ("next/pages/about.md", "# About\n\nBuilt by `yarn build`.\n"),
+            ("shop/package.json", &shop_package),
+            ("shop/package-lock.json", SHOP_PACKAGE_LOCK),
+            ("shop/build.js", SHOP_BUILD),
+            ("shop/server.js", SHOP_SERVER),
+            ("shop/README.md", "# The shop\n"),
+        ],
+    );
+    let out = push(&server, &app, "node");
+    // yarn from `dependencies`, then the build hook's yarn install and build; npm's flavor.
+    assert!(out.contains("yarn@^1.22.0"), "{out}");
+    assert!(
+        out.contains("success Saved lockfile") || out.contains("Done in"),
+        "yarn ran: {out}"
+    );
+    assert!(
+        out.contains("running build flavor default (npm prune && npm install)"),
+        "{out}"
+    );
+    assert!(out.contains("built dist/index.html"), "{out}");
+    assert!(
+        out.contains("copied the build's .next into the mount"),
+        "{out}"
+    );
+    let first_build = build_id(&out);
+
+    let host = "main.node.localhost";
+    let (status, head, body) = get(&server, host, "/");
+    assert_eq!(status, 200, "{head}\n{body}\n{}", server.server_log());
+    assert!(
+        body.contains("<h1>Hello from a Next-shaped app</h1>"),
+        "{body}"
+    );
+    assert_eq!(
+        header_field(&head, "x-build-id"),
+        Some(first_build.as_str()),
+        "{head}"
+    );
+    let (_, _, about) = get(&server, host, "/about");
+    assert!(
+        about.contains("Built by <code>yarn build</code>."),
+        "{about}"
+    );
+    let (status, _, _) = get(&server, host, "/missing");
+    assert_eq!(status, 404);
+
+    let shop_host = format!("shop.{host}");
+    let shop = page(&server, &shop_host, "/cart");
+    assert!(
+        shop.starts_with("<h1>The shop</h1>") && shop.contains("served by start at /cart"),
+        "{shop}"
+    );
+    let (status, head, css) = get(&server, &shop_host, "/assets/shop.css");
+    assert_eq!(
+        (status, css.as_str()),
+        (200, "h1 { color: teal; }\n"),
+        "{head}"
+    );
+    assert_eq!(
+        header_field(&head, "cache-control"),
+        Some("max-age=86400"),
+        "{head}"
+    );
+
+    // A new build reaches the mount through the deploy hook; the run-time cache stays.
+    app.write("next/pages/index.md", "# Hello again\n");
+    app.commit("new index");
+    let out = push(&server, &app, "node");
+    let second_build = build_id(&out);
+    assert_ne!(first_build, second_build);
+    let (status, head, body) = get(&server, host, "/");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<h1>Hello again</h1>"), "{body}");
+    assert_eq!(
+        header_field(&head, "x-build-id"),
+        Some(second_build.as_str()),
+        "{head}"
+    );
+    let served: u32 = header_field(&head, "x-served")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        served >= 4,
+        "the cache in the .next mount kept the earlier requests: {head}"
+    );
+}
