@@ -762,18 +762,49 @@ fn python_aliases(app: &Application, stack: &AppStack, dir: &Path) -> std::io::R
     if asked.starts_with("3.") && asked.chars().all(|c| c.is_ascii_digit() || c == '.') {
         aliases.push(format!("python{asked}"));
     }
-    let bin = dir.join(".global/bin");
+    let aliases: Vec<String> = aliases
+        .into_iter()
+        .filter(|alias| {
+            !["usr/bin", "usr/local/bin"]
+                .iter()
+                .any(|d| root.join(d).join(alias).exists())
+        })
+        .collect();
+    if aliases.is_empty() {
+        return Ok(());
+    }
+    // The tree is the user's: a `.global` or `.global/bin` that is a link (to `/`, say)
+    // must not make this host-side step write outside it.
+    let Some(bin) = plain_folders(dir, Path::new(".global/bin"))? else {
+        return Ok(());
+    };
     for alias in aliases {
-        let on_stack = ["usr/bin", "usr/local/bin"]
-            .iter()
-            .any(|d| root.join(d).join(&alias).exists());
-        if on_stack || bin.join(&alias).symlink_metadata().is_ok() {
+        if bin.join(&alias).symlink_metadata().is_ok() {
             continue;
         }
-        std::fs::create_dir_all(&bin)?;
         std::os::unix::fs::symlink("/usr/bin/python3", bin.join(&alias))?;
     }
     Ok(())
+}
+
+/// The folder `rel` under `dir`, where every folder on the way is a plain folder of the
+/// tree or missing (then made here); `None` when one of them is a link or not a folder,
+/// so a host-side step never follows a link the user committed out of the tree.
+fn plain_folders(dir: &Path, rel: &Path) -> std::io::Result<Option<std::path::PathBuf>> {
+    let mut at = dir.to_path_buf();
+    for part in rel.components() {
+        let std::path::Component::Normal(part) = part else {
+            return Ok(None);
+        };
+        at.push(part);
+        match at.symlink_metadata() {
+            Ok(m) if !m.is_dir() => return Ok(None),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir(&at)?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(at))
 }
 
 /// Debian's Python imports `--user` packages from `lib/python3.N/site-packages` under
@@ -813,22 +844,9 @@ fn python_user_scheme(app: &Application, stack: &AppStack, dir: &Path) -> std::i
         return Ok(());
     };
     let lib = Path::new(base).join("lib").join(version);
-    // Each folder on the way is a plain folder of the tree, or missing (made here).
-    let mut at = dir.to_path_buf();
-    for part in lib.components() {
-        let std::path::Component::Normal(part) = part else {
-            return Ok(());
-        };
-        at.push(part);
-        match at.symlink_metadata() {
-            Ok(m) if !m.is_dir() => return Ok(()),
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir(&at)?;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    let Some(at) = plain_folders(dir, &lib)? else {
+        return Ok(());
+    };
     let dist = at.join("dist-packages");
     if dist.symlink_metadata().is_ok() {
         return Ok(());
@@ -1106,6 +1124,29 @@ mod tests {
         assert!(!reusable_in(&built("dev", true), "main"));
         assert!(!reusable_in(&built("dev", true), "other"));
         assert!(reusable_in(&built("main", true), "dev"));
+    }
+
+    #[test]
+    fn python_aliases_never_follow_a_link_the_user_committed_out_of_the_tree() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("usr/bin")).unwrap();
+        let stack = AppStack {
+            id: "python:3.11@x".into(),
+            root: Some(root.path().to_path_buf()),
+            layers: Vec::new(),
+        };
+        let outside = tempfile::tempdir().unwrap();
+        let mut a = app();
+        a.r#type = Some("python:3.10".into());
+        // `.global` a link out of the tree, then `.global/bin` one.
+        let slug = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), slug.path().join(".global")).unwrap();
+        python_aliases(&a, &stack, slug.path()).unwrap();
+        let slug = tempfile::tempdir().unwrap();
+        std::fs::create_dir(slug.path().join(".global")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), slug.path().join(".global/bin")).unwrap();
+        python_aliases(&a, &stack, slug.path()).unwrap();
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     }
 
     #[test]
