@@ -1004,3 +1004,78 @@ fn over_https_the_link_is_https_and_the_cookie_secure() {
     );
     assert!(page.contains("Projects"), "{page}");
 }
+
+#[test]
+fn releases_record_who_made_them_over_ssh_and_in_the_console() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    push(&server, &app);
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main:dev"]);
+    assert!(o.status.success(), "push dev: {}", text(&o));
+    // A contributor redeploys dev over SSH, then changes a variable in the console.
+    let cora = server.add_user_with_role("cora", "demo", "contributor");
+    let o = server.ssh(&cora, "git", "redeploy demo dev");
+    assert!(o.status.success(), "{}", text(&o));
+    let session = log_in(&server, &cora);
+    let (_, _, home) = console(&server, "GET", "/", Some(&session), None);
+    let csrf = csrf_of(&home);
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        "/p/demo/e/dev/vars/set",
+        Some(&session),
+        Some(&format!("csrf={csrf}&key=FROM_CORA&value=1&confirmed=yes")),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Release 3 of dev is live"), "{body}");
+    // The first release of dev as one recorded before releases kept their author.
+    let db = rusqlite::Connection::open(server.data.join("state.db")).unwrap();
+    let n = db
+        .execute(
+            "UPDATE releases SET author = NULL WHERE environment = 'dev' AND number = 1",
+            [],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+
+    let releases = |env: &str| {
+        let o = server.ssh(&server.key, "git", &format!("releases demo {env}"));
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let main = releases("main");
+    assert!(
+        main.lines().next().unwrap_or("").ends_with("\tby me"),
+        "{main}"
+    );
+    let dev: Vec<String> = releases("dev").lines().map(str::to_string).collect();
+    assert_eq!(dev.len(), 3, "{dev:?}");
+    for (line, want) in dev.iter().zip(["3\tlive", "2\tretired", "1\tretired"]) {
+        assert!(line.starts_with(want), "{dev:?}");
+    }
+    assert!(
+        dev[0].ends_with("\tby cora"),
+        "the console's variable change: {dev:?}"
+    );
+    assert!(dev[1].ends_with("\tby cora"), "the SSH redeploy: {dev:?}");
+    assert!(dev[2].ends_with("\tby unknown"), "not recorded: {dev:?}");
+    let o = server.ssh(&server.key, "git", "releases demo dev --json");
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        json[0]["author"],
+        serde_json::json!({"kind": "user", "name": "cora"})
+    );
+    assert_eq!(json[2]["author"], serde_json::json!({"kind": "unknown"}));
+
+    // The console's releases page shows the same.
+    let (status, _, body) = console(&server, "GET", "/p/demo/e/dev", Some(&session), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<td>cora</td>"), "{body}");
+    assert!(body.contains(">unknown<"), "{body}");
+    assert!(
+        !body.contains("<td>me</td>"),
+        "nobody else is named: {body}"
+    );
+    let (_, _, body) = console(&server, "GET", "/p/demo/e/main", Some(&session), None);
+    assert!(body.contains("<td>me</td>"), "{body}");
+}

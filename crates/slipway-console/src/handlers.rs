@@ -13,7 +13,7 @@ use slipway_deploy::environment::ReleaseSpec;
 use slipway_deploy::operations::{self, Operation};
 use slipway_deploy::{access, Platform};
 use slipway_router::ConsoleBody;
-use slipway_state::{ConsoleSession, Role, VariableValue};
+use slipway_state::{ConsoleSession, ReleaseAuthor, Role, VariableValue};
 
 use crate::http::{page, see_other, with_cookie};
 use crate::pages::{self, layout, refusal, short, time, Viewer};
@@ -374,9 +374,6 @@ impl Cx<'_> {
             (Err(e), _) | (_, Err(e)) => return failed(&e.to_string()),
             (_, Ok(None)) => return not_found(),
         };
-        let activities = state
-            .activities(project, Some(env), 500)
-            .unwrap_or_default();
         let may_rollback =
             role >= slipway_deploy::protection::role_needed(env, Operation::Rollback(None).role());
         let may_redeploy =
@@ -404,12 +401,14 @@ impl Cx<'_> {
                     tr { th { "#" } th { "Commit" } th { "Time" } th { "Who" } th { "Slugs" } th { "Status" } th {} }
                     @for (i, r) in releases.iter().enumerate() {
                         @let earlier: Vec<String> = releases[i + 1..].iter().flat_map(|e| slugs_of(e).into_iter().map(|(_, s)| s)).collect();
-                        @let who = activities.iter().filter(|a| a.started_at <= r.created_at && matches!(a.kind.as_str(), "push" | "deploy" | "rollback" | "redeploy")).map(|a| a.user.clone().unwrap_or_default()).next();
                         tr {
                             td { (r.number) }
                             td { code { (short(&r.commit)) } }
                             td { (time(r.created_at)) }
-                            td { (who.unwrap_or_default()) }
+                            td { @match &r.author {
+                                ReleaseAuthor::User { name } => (name),
+                                other => span class="muted" { (other) },
+                            } }
                             td { @for (app, slug) in slugs_of(r) {
                                 div { (app) " " code { (short(slug.trim_start_matches("sha256:"))) } " "
                                       span class="muted" { @if earlier.contains(&slug) { "reused" } @else { "built" } } }
@@ -469,14 +468,14 @@ impl Cx<'_> {
             })
         };
         let task = {
-            let (platform, project, env, user) = (
+            let (platform, project, env, author) = (
                 Arc::clone(self.platform),
                 project.to_string(),
                 env.to_string(),
-                self.session.user.name.clone(),
+                slipway_state::ReleaseAuthor::user(&self.session.user.name),
             );
             tokio::spawn(async move {
-                operations::run(&platform, &project, &env, op, &user, Some(sink)).await
+                operations::run(&platform, &project, &env, op, &author, Some(sink)).await
             })
         };
         let result = task

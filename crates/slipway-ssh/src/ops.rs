@@ -36,7 +36,8 @@ async fn operate<W: AsyncWrite + Unpin + Send>(
     out: &mut W,
 ) -> Result<i64, String> {
     let (sink, mut rx) = sink();
-    let task = operations::run(platform, project, env, op, &user.name, Some(sink));
+    let author = slipway_state::ReleaseAuthor::user(&user.name);
+    let task = operations::run(platform, project, env, op, &author, Some(sink));
     stream(task, &mut rx, out).await
 }
 
