@@ -22,7 +22,7 @@ use crate::sessions::{self, LoginRefused};
 /// The largest form body read.
 const MAX_FORM: usize = 64 * 1024;
 
-type Answer = Response<ConsoleBody>;
+pub(crate) type Answer = Response<ConsoleBody>;
 
 /// Answer one request of the console.
 pub(crate) async fn answer(platform: Arc<Platform>, req: Request<Incoming>, https: bool) -> Answer {
@@ -92,6 +92,29 @@ pub(crate) async fn answer(platform: Arc<Platform>, req: Request<Incoming>, http
         }
         (&Method::GET, ["p", project]) => cx.project(project),
         (&Method::GET, ["p", project, "activity"]) => cx.activity_list(project),
+        (&Method::GET, ["p", project, "access"]) => cx.access(project),
+        (&Method::POST, ["p", project, "access", "grant"]) => {
+            let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+            cx.grant(
+                project,
+                field("user"),
+                field("role"),
+                field("confirmed") == "yes",
+            )
+        }
+        (_, ["p", project, "access", "revoke", user]) => {
+            cx.revoke(project, user, method == Method::POST)
+        }
+        (&Method::GET, ["p", project, "domains"]) => cx.domains(project),
+        (&Method::POST, ["p", project, "domains", "add"]) => {
+            let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+            cx.add_domain(project, field("host"), field("confirmed") == "yes")
+        }
+        (_, ["p", project, "domains", "rm", host]) => {
+            cx.remove_domain(project, host, method == Method::POST)
+        }
+        (&Method::GET, ["p", project, "e", env, "crons"]) => cx.crons(project, env),
+        (&Method::GET, ["p", project, "e", env, "services"]) => cx.services(project, env),
         (&Method::GET, ["p", project, "e", env]) => cx.environment(project, env),
         (&Method::GET, ["p", project, "e", env, "vars"]) => cx.variables(project, env),
         (&Method::GET, ["p", project, "e", env, "logs"]) => {
@@ -211,7 +234,7 @@ fn not_found() -> Answer {
     )
 }
 
-fn failed(why: &str) -> Answer {
+pub(crate) fn failed(why: &str) -> Answer {
     tracing::error!(error = why, "console");
     page(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -224,7 +247,7 @@ fn failed(why: &str) -> Answer {
 }
 
 /// A refusal by the role check: its message, as over SSH.
-fn refused(message: &str) -> Answer {
+pub(crate) fn refused(message: &str) -> Answer {
     let status = if message.starts_with("permission denied") {
         StatusCode::FORBIDDEN
     } else {
@@ -255,9 +278,9 @@ fn parse_form(s: &str) -> HashMap<String, String> {
 }
 
 /// A request with a session.
-struct Cx<'a> {
-    platform: &'a Arc<Platform>,
-    session: &'a ConsoleSession,
+pub(crate) struct Cx<'a> {
+    pub(crate) platform: &'a Arc<Platform>,
+    pub(crate) session: &'a ConsoleSession,
 }
 
 impl Cx<'_> {
@@ -268,7 +291,7 @@ impl Cx<'_> {
         }
     }
 
-    fn show(&self, title: &str, body: Markup) -> Answer {
+    pub(crate) fn show(&self, title: &str, body: Markup) -> Answer {
         page(StatusCode::OK, layout(title, Some(&self.viewer()), body))
     }
 
@@ -326,7 +349,9 @@ impl Cx<'_> {
             html! {
                 nav class="crumbs" { a href="/" { "Projects" } " / " (project) }
                 h1 { (project) }
-                p class="muted" { "Your role: " (role.as_str()) " · " a href={ "/p/" (project) "/activity" } { "Activity" } }
+                p class="muted" { "Your role: " (role.as_str()) " · " a href={ "/p/" (project) "/activity" } { "Activity" }
+                    @if role == Role::Admin { " · " a href={ "/p/" (project) "/access" } { "Access" } }
+                    @if self.session.user.admin { " · " a href={ "/p/" (project) "/domains" } { "Domains" } } }
                 h2 { "Environments" }
                 div class="scroll" { table {
                     tr { th { "Environment" } th { "Live release" } th { "URL" } th { "Services" } th { "State" } }
@@ -392,6 +417,8 @@ impl Cx<'_> {
                 h1 { (env) }
                 p { a href=(url) { (url) } " · " a href={ "/p/" (project) "/e/" (env) "/logs" } { "App logs" }
                     " · " a href={ "/p/" (project) "/e/" (env) "/vars" } { "Variables" }
+                    " · " a href={ "/p/" (project) "/e/" (env) "/services" } { "Services" }
+                    " · " a href={ "/p/" (project) "/e/" (env) "/crons" } { "Crons" }
                     " · " a href={ "/p/" (project) "/activity" } { "Activity" } }
                 @if environment.current_release.is_some() && may_redeploy {
                     p { a class="button" href={ "/p/" (project) "/e/" (env) "/redeploy" } { "Redeploy" } }
