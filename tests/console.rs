@@ -808,6 +808,7 @@ mod browser {
 fn chromium_logs_in_watches_a_push_rolls_back_and_a_viewer_is_refused() {
     let server = Server::start();
     let app = App::demo(server.dir.path(), "app");
+    with_cron_and_service(&app);
     push(&server, &app);
     app.write("VERSION", "2\n");
     app.commit("v2");
@@ -830,6 +831,37 @@ fn chromium_logs_in_watches_a_push_rolls_back_and_a_viewer_is_refused() {
     let t = b.text(&admin);
     assert!(t.contains("release 2") && t.contains("live"), "{t}");
     b.screenshot(&admin, "project.png");
+    // The pages of what SSH shows beyond releases.
+    for (path, shot, want) in [
+        ("/p/demo/e/main/services", "services.png", "redis:7.0"),
+        ("/p/demo/e/main/crons", "crons.png", "@yearly"),
+        ("/p/demo/access", "access.png", "Grant a role"),
+        ("/p/demo/domains", "domains.png", "Assign a host"),
+    ] {
+        b.open(&admin, &format!("{base}{path}"));
+        let t = b.text(&admin);
+        assert!(t.contains(want), "{path}: {t}");
+        b.screenshot(&admin, shot);
+    }
+    // A grant through the form, its confirmation, then done.
+    server.add_user("wes");
+    b.open(&admin, &format!("{base}/p/demo/access"));
+    b.eval(
+        &admin,
+        "document.querySelector('input[name=user]').value='wes';document.querySelector('select[name=role]').value='contributor'",
+    );
+    b.click_and_load(&admin, "form[action='/p/demo/access/grant'] button");
+    assert!(
+        b.text(&admin).contains("Make wes contributor of demo?"),
+        "{}",
+        b.text(&admin)
+    );
+    b.screenshot(&admin, "access-confirm.png");
+    b.click_and_load(&admin, "form[action='/p/demo/access/grant'] button.danger");
+    let t = b.text(&admin);
+    assert!(t.contains("wes is now contributor of demo"), "{t}");
+    let o = server.ssh(&server.key, "git", "access ls demo");
+    assert!(text(&o).contains("wes\tcontributor"), "{}", text(&o));
     // The same page on a phone's screen.
     b.call(
         Some(admin.session()),
@@ -838,6 +870,8 @@ fn chromium_logs_in_watches_a_push_rolls_back_and_a_viewer_is_refused() {
     );
     b.open(&admin, &format!("{base}/p/demo/e/main"));
     b.screenshot(&admin, "environment-phone.png");
+    b.open(&admin, &format!("{base}/p/demo/e/main/crons"));
+    b.screenshot(&admin, "crons-phone.png");
     b.call(
         Some(admin.session()),
         "Emulation.clearDeviceMetricsOverride",
@@ -1003,4 +1037,334 @@ fn over_https_the_link_is_https_and_the_cookie_secure() {
         Some(&session),
     );
     assert!(page.contains("Projects"), "{page}");
+}
+
+#[test]
+fn releases_record_who_made_them_over_ssh_and_in_the_console() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    push(&server, &app);
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main:dev"]);
+    assert!(o.status.success(), "push dev: {}", text(&o));
+    // A contributor redeploys dev over SSH, then changes a variable in the console.
+    let cora = server.add_user_with_role("cora", "demo", "contributor");
+    let o = server.ssh(&cora, "git", "redeploy demo dev");
+    assert!(o.status.success(), "{}", text(&o));
+    let session = log_in(&server, &cora);
+    let (_, _, home) = console(&server, "GET", "/", Some(&session), None);
+    let csrf = csrf_of(&home);
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        "/p/demo/e/dev/vars/set",
+        Some(&session),
+        Some(&format!("csrf={csrf}&key=FROM_CORA&value=1&confirmed=yes")),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Release 3 of dev is live"), "{body}");
+    // The first release of dev as one recorded before releases kept their author.
+    let db = rusqlite::Connection::open(server.data.join("state.db")).unwrap();
+    let n = db
+        .execute(
+            "UPDATE releases SET author = NULL WHERE environment = 'dev' AND number = 1",
+            [],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+
+    let releases = |env: &str| {
+        let o = server.ssh(&server.key, "git", &format!("releases demo {env}"));
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let main = releases("main");
+    assert!(
+        main.lines().next().unwrap_or("").ends_with("\tby me"),
+        "{main}"
+    );
+    let dev: Vec<String> = releases("dev").lines().map(str::to_string).collect();
+    assert_eq!(dev.len(), 3, "{dev:?}");
+    for (line, want) in dev.iter().zip(["3\tlive", "2\tretired", "1\tretired"]) {
+        assert!(line.starts_with(want), "{dev:?}");
+    }
+    assert!(
+        dev[0].ends_with("\tby cora"),
+        "the console's variable change: {dev:?}"
+    );
+    assert!(dev[1].ends_with("\tby cora"), "the SSH redeploy: {dev:?}");
+    assert!(dev[2].ends_with("\tby unknown"), "not recorded: {dev:?}");
+    let o = server.ssh(&server.key, "git", "releases demo dev --json");
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        json[0]["author"],
+        serde_json::json!({"kind": "user", "name": "cora"})
+    );
+    assert_eq!(json[2]["author"], serde_json::json!({"kind": "unknown"}));
+
+    // The console's releases page shows the same.
+    let (status, _, body) = console(&server, "GET", "/p/demo/e/dev", Some(&session), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<td>cora</td>"), "{body}");
+    assert!(body.contains(">unknown<"), "{body}");
+    assert!(
+        !body.contains("<td>me</td>"),
+        "nobody else is named: {body}"
+    );
+    let (_, _, body) = console(&server, "GET", "/p/demo/e/main", Some(&session), None);
+    assert!(body.contains("<td>me</td>"), "{body}");
+}
+
+/// The demo app with a cron that exits 3 and a Redis service (a test stack).
+fn with_cron_and_service(app: &App) {
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    echo \"built-$(cat VERSION)\" > build.txt\nweb:\n  commands:\n    start: python3 server.py\ncrons:\n  report:\n    spec: '@yearly'\n    commands:\n      start: 'echo report ran; exit 3'\n",
+    );
+    app.write(".platform/services.yaml", "cache:\n  type: redis:7.0\n");
+    app.commit("a cron and a service");
+}
+
+#[test]
+fn crons_services_access_and_domains_pages_check_as_ssh_does() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    with_cron_and_service(&app);
+    push(&server, &app);
+    let o = server.ssh(&server.key, "git", "cron run demo main report");
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let admin = log_in(&server, &server.key);
+    let (_, _, home) = console(&server, "GET", "/", Some(&admin), None);
+    let csrf = csrf_of(&home);
+
+    // Crons: schedule, next run, the last run's exit status and a link to its log.
+    let (status, _, body) = console(&server, "GET", "/p/demo/e/main/crons", Some(&admin), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("report") && body.contains("@yearly"),
+        "{body}"
+    );
+    assert!(body.contains("failure: exit status 3"), "{body}");
+    let at = body
+        .find("href=\"/activity/")
+        .expect("a link to the run's log")
+        + 16;
+    let id: String = body[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let (status, _, log) = console(
+        &server,
+        "GET",
+        &format!("/activity/{id}"),
+        Some(&admin),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert!(log.contains("report ran"), "{log}");
+    // Services: type, state, disk, as `services` says.
+    let (status, _, body) = console(
+        &server,
+        "GET",
+        "/p/demo/e/main/services",
+        Some(&admin),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("redis:7.0") && body.contains("running") && body.contains("MiB used of"),
+        "{body}"
+    );
+    let ssh = text(&server.ssh(&server.key, "git", "services demo main"));
+    assert!(ssh.contains("cache\tredis:7.0\trunning"), "{ssh}");
+
+    // A viewer sees crons and services, but not access or domains, and cannot grant.
+    let val = server.add_user_with_role("val", "demo", "viewer");
+    server.add_user("wes");
+    let viewer = log_in(&server, &val);
+    let (_, _, vhome) = console(&server, "GET", "/", Some(&viewer), None);
+    let vcsrf = csrf_of(&vhome);
+    for path in ["/p/demo/e/main/crons", "/p/demo/e/main/services"] {
+        let (status, _, body) = console(&server, "GET", path, Some(&viewer), None);
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    let (status, _, body) = console(&server, "GET", "/p/demo/access", Some(&viewer), None);
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains(
+            "permission denied: val is viewer of project demo; only project admins manage access"
+        ),
+        "the SSH command's words: {body}"
+    );
+    let access_ls = || text(&server.ssh(&server.key, "git", "access ls demo"));
+    for (path, form) in [
+        (
+            "/p/demo/access/grant",
+            format!("csrf={vcsrf}&user=wes&role=admin&confirmed=yes"),
+        ),
+        (
+            "/p/demo/access/grant",
+            format!("csrf={vcsrf}&user=val&role=admin&confirmed=yes"),
+        ),
+        ("/p/demo/access/revoke/me", format!("csrf={vcsrf}")),
+    ] {
+        let (status, _, body) = console(&server, "POST", path, Some(&viewer), Some(&form));
+        assert_eq!(status, 403, "{path} {form}: {body}");
+    }
+    let ls = access_ls();
+    assert!(
+        !ls.contains("wes") && ls.contains("val\tviewer"),
+        "nothing changed: {ls}"
+    );
+    let (status, _, body) = console(&server, "GET", "/p/demo/domains", Some(&viewer), None);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("only server admins manage domains"), "{body}");
+    let (status, _, _) = console(
+        &server,
+        "POST",
+        "/p/demo/domains/add",
+        Some(&viewer),
+        Some(&format!("csrf={vcsrf}&host=www.shop.test&confirmed=yes")),
+    );
+    assert_eq!(status, 403);
+    // A project the viewer has no role on is not found, whatever the page.
+    for path in [
+        "/p/other/access",
+        "/p/other/domains",
+        "/p/other/e/main/crons",
+    ] {
+        let (status, _, _) = console(&server, "GET", path, Some(&viewer), None);
+        assert_eq!(status, 404, "{path}");
+    }
+
+    // The admin: the access list, a grant confirmed first, without a CSRF token refused.
+    let (status, _, body) = console(&server, "GET", "/p/demo/access", Some(&admin), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("val") && body.contains("viewer"), "{body}");
+    let grant = "user=wes&role=contributor&confirmed=yes".to_string();
+    for form in [grant.clone(), format!("csrf={}&{grant}", "0".repeat(64))] {
+        let (status, _, body) = console(
+            &server,
+            "POST",
+            "/p/demo/access/grant",
+            Some(&admin),
+            Some(&form),
+        );
+        assert_eq!(status, 403, "{form}: {body}");
+        assert!(body.contains("security token"), "{body}");
+    }
+    assert!(!access_ls().contains("wes"), "{}", access_ls());
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        "/p/demo/access/grant",
+        Some(&admin),
+        Some(&format!("csrf={csrf}&user=wes&role=contributor")),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Make wes contributor of demo?"), "{body}");
+    assert!(
+        !access_ls().contains("wes"),
+        "a confirmation changes nothing"
+    );
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        "/p/demo/access/grant",
+        Some(&admin),
+        Some(&format!("csrf={csrf}&{grant}")),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("wes is now contributor of demo"), "{body}");
+    assert!(access_ls().contains("wes\tcontributor"), "{}", access_ls());
+    // What SSH refuses, the console refuses with the same words.
+    for (form, want) in [
+        ("user=nobody&role=viewer", "user 'nobody' not found"),
+        ("user=wes&role=owner", "unknown role 'owner'"),
+    ] {
+        let (status, _, body) = console(
+            &server,
+            "POST",
+            "/p/demo/access/grant",
+            Some(&admin),
+            Some(&format!("csrf={csrf}&{form}&confirmed=yes")),
+        );
+        assert_eq!(status, 400, "{form}: {body}");
+        assert!(body.contains(want), "{body}");
+    }
+    let (status, _, body) = console(
+        &server,
+        "GET",
+        "/p/demo/access/revoke/wes",
+        Some(&admin),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        access_ls().contains("wes"),
+        "a confirmation changes nothing"
+    );
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        "/p/demo/access/revoke/wes",
+        Some(&admin),
+        Some(&format!("csrf={csrf}")),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(!access_ls().contains("wes"), "{}", access_ls());
+
+    // Domains (a server admin): assigned, listed with their state, removed.
+    let domain_ls = || text(&server.ssh(&server.key, "git", "domain ls demo"));
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        "/p/demo/domains/add",
+        Some(&admin),
+        Some(&format!("csrf={csrf}&host=WWW.Shop.test&confirmed=yes")),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("www.shop.test is assigned to demo"), "{body}");
+    assert!(
+        domain_ls().contains("www.shop.test\tdemo\tnot routed"),
+        "{}",
+        domain_ls()
+    );
+    let (_, _, body) = console(&server, "GET", "/p/demo/domains", Some(&admin), None);
+    assert!(
+        body.contains("www.shop.test") && body.contains("not routed"),
+        "{body}"
+    );
+    for (host, want) in [
+        ("main.demo.localhost", "belongs to project demo by its name"),
+        ("not_a_host", "is not a host name"),
+    ] {
+        let (status, _, body) = console(
+            &server,
+            "POST",
+            "/p/demo/domains/add",
+            Some(&admin),
+            Some(&format!("csrf={csrf}&host={host}&confirmed=yes")),
+        );
+        assert_eq!(status, 400, "{host}: {body}");
+        assert!(body.contains(want), "{body}");
+    }
+    let (status, _, _) = console(
+        &server,
+        "POST",
+        "/p/demo/domains/rm/www.shop.test",
+        Some(&admin),
+        None,
+    );
+    assert_eq!(status, 403, "no CSRF token, no removal");
+    assert!(domain_ls().contains("www.shop.test"));
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        "/p/demo/domains/rm/www.shop.test",
+        Some(&admin),
+        Some(&format!("csrf={csrf}")),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("no longer assigned to demo"), "{body}");
+    assert!(!domain_ls().contains("www.shop.test"), "{}", domain_ls());
 }

@@ -454,3 +454,68 @@ fn storage_and_service_mounts_are_shared_by_apps_local_ones_are_not() {
         assert_eq!(len, mb << 20, "{name}");
     }
 }
+
+#[test]
+fn sync_streams_its_output_while_it_runs() {
+    let server = Server::start();
+    let app = new_app(&server, 32);
+    push_ok(&server, &app);
+    let (ok, out) = push_to(&server, &app, "dev", &[]);
+    assert!(ok, "{out}");
+    // A deploy of dev that holds its lock for a while: sync waits for it, and says so at once.
+    app.write(".platform.app.yaml", &config(32, MOUNTS, "    sleep 8\n"));
+    app.commit("slow deploy hook");
+    let mut pusher = Command::new("git")
+        .args(["push", &server.remote("demo"), "HEAD:refs/heads/dev"])
+        .current_dir(&app.dir)
+        .env("GIT_SSH_COMMAND", server.ssh_command(&server.key))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("git push");
+    let db = rusqlite::Connection::open(server.data.join("state.db")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while db
+        .query_row(
+            "SELECT id FROM activity WHERE status = 'running' AND kind = 'push' AND environment = 'dev'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the push of dev never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut sync = Command::new("ssh")
+        .args(server.ssh_command(&server.key).split_whitespace().skip(1))
+        .args([
+            "-p",
+            &server.ssh_port.to_string(),
+            "git@127.0.0.1",
+            "sync demo dev",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ssh");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(sync.stdout.take().unwrap()));
+    let first = lines.next().expect("a line").expect("a line");
+    let push_running = pusher.try_wait().expect("try_wait").is_none();
+    assert!(
+        first.contains("waiting: another deploy of dev is running"),
+        "{first}"
+    );
+    assert!(
+        push_running,
+        "sync's first line came only after the push it waited for"
+    );
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(sync.wait().unwrap().success(), "{rest:?}");
+    assert!(pusher.wait().unwrap().success());
+    let rest = rest.join("\n");
+    assert!(rest.contains("-----> copied"), "{rest}");
+    assert!(
+        rest.contains("dev now has a copy of main's mount data"),
+        "{rest}"
+    );
+}

@@ -13,7 +13,7 @@ use slipway_deploy::environment::ReleaseSpec;
 use slipway_deploy::operations::{self, Operation};
 use slipway_deploy::{access, Platform};
 use slipway_router::ConsoleBody;
-use slipway_state::{ConsoleSession, Role, VariableValue};
+use slipway_state::{ConsoleSession, ReleaseAuthor, Role, VariableValue};
 
 use crate::http::{page, see_other, with_cookie};
 use crate::pages::{self, layout, refusal, short, time, Viewer};
@@ -22,7 +22,7 @@ use crate::sessions::{self, LoginRefused};
 /// The largest form body read.
 const MAX_FORM: usize = 64 * 1024;
 
-type Answer = Response<ConsoleBody>;
+pub(crate) type Answer = Response<ConsoleBody>;
 
 /// Answer one request of the console.
 pub(crate) async fn answer(platform: Arc<Platform>, req: Request<Incoming>, https: bool) -> Answer {
@@ -92,6 +92,29 @@ pub(crate) async fn answer(platform: Arc<Platform>, req: Request<Incoming>, http
         }
         (&Method::GET, ["p", project]) => cx.project(project),
         (&Method::GET, ["p", project, "activity"]) => cx.activity_list(project),
+        (&Method::GET, ["p", project, "access"]) => cx.access(project),
+        (&Method::POST, ["p", project, "access", "grant"]) => {
+            let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+            cx.grant(
+                project,
+                field("user"),
+                field("role"),
+                field("confirmed") == "yes",
+            )
+        }
+        (_, ["p", project, "access", "revoke", user]) => {
+            cx.revoke(project, user, method == Method::POST)
+        }
+        (&Method::GET, ["p", project, "domains"]) => cx.domains(project),
+        (&Method::POST, ["p", project, "domains", "add"]) => {
+            let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+            cx.add_domain(project, field("host"), field("confirmed") == "yes")
+        }
+        (_, ["p", project, "domains", "rm", host]) => {
+            cx.remove_domain(project, host, method == Method::POST)
+        }
+        (&Method::GET, ["p", project, "e", env, "crons"]) => cx.crons(project, env),
+        (&Method::GET, ["p", project, "e", env, "services"]) => cx.services(project, env),
         (&Method::GET, ["p", project, "e", env]) => cx.environment(project, env),
         (&Method::GET, ["p", project, "e", env, "vars"]) => cx.variables(project, env),
         (&Method::GET, ["p", project, "e", env, "logs"]) => {
@@ -211,7 +234,7 @@ fn not_found() -> Answer {
     )
 }
 
-fn failed(why: &str) -> Answer {
+pub(crate) fn failed(why: &str) -> Answer {
     tracing::error!(error = why, "console");
     page(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -224,7 +247,7 @@ fn failed(why: &str) -> Answer {
 }
 
 /// A refusal by the role check: its message, as over SSH.
-fn refused(message: &str) -> Answer {
+pub(crate) fn refused(message: &str) -> Answer {
     let status = if message.starts_with("permission denied") {
         StatusCode::FORBIDDEN
     } else {
@@ -255,9 +278,9 @@ fn parse_form(s: &str) -> HashMap<String, String> {
 }
 
 /// A request with a session.
-struct Cx<'a> {
-    platform: &'a Arc<Platform>,
-    session: &'a ConsoleSession,
+pub(crate) struct Cx<'a> {
+    pub(crate) platform: &'a Arc<Platform>,
+    pub(crate) session: &'a ConsoleSession,
 }
 
 impl Cx<'_> {
@@ -268,7 +291,7 @@ impl Cx<'_> {
         }
     }
 
-    fn show(&self, title: &str, body: Markup) -> Answer {
+    pub(crate) fn show(&self, title: &str, body: Markup) -> Answer {
         page(StatusCode::OK, layout(title, Some(&self.viewer()), body))
     }
 
@@ -326,7 +349,9 @@ impl Cx<'_> {
             html! {
                 nav class="crumbs" { a href="/" { "Projects" } " / " (project) }
                 h1 { (project) }
-                p class="muted" { "Your role: " (role.as_str()) " · " a href={ "/p/" (project) "/activity" } { "Activity" } }
+                p class="muted" { "Your role: " (role.as_str()) " · " a href={ "/p/" (project) "/activity" } { "Activity" }
+                    @if role == Role::Admin { " · " a href={ "/p/" (project) "/access" } { "Access" } }
+                    @if self.session.user.admin { " · " a href={ "/p/" (project) "/domains" } { "Domains" } } }
                 h2 { "Environments" }
                 div class="scroll" { table {
                     tr { th { "Environment" } th { "Live release" } th { "URL" } th { "Services" } th { "State" } }
@@ -374,9 +399,6 @@ impl Cx<'_> {
             (Err(e), _) | (_, Err(e)) => return failed(&e.to_string()),
             (_, Ok(None)) => return not_found(),
         };
-        let activities = state
-            .activities(project, Some(env), 500)
-            .unwrap_or_default();
         let may_rollback =
             role >= slipway_deploy::protection::role_needed(env, Operation::Rollback(None).role());
         let may_redeploy =
@@ -395,6 +417,8 @@ impl Cx<'_> {
                 h1 { (env) }
                 p { a href=(url) { (url) } " · " a href={ "/p/" (project) "/e/" (env) "/logs" } { "App logs" }
                     " · " a href={ "/p/" (project) "/e/" (env) "/vars" } { "Variables" }
+                    " · " a href={ "/p/" (project) "/e/" (env) "/services" } { "Services" }
+                    " · " a href={ "/p/" (project) "/e/" (env) "/crons" } { "Crons" }
                     " · " a href={ "/p/" (project) "/activity" } { "Activity" } }
                 @if environment.current_release.is_some() && may_redeploy {
                     p { a class="button" href={ "/p/" (project) "/e/" (env) "/redeploy" } { "Redeploy" } }
@@ -404,12 +428,14 @@ impl Cx<'_> {
                     tr { th { "#" } th { "Commit" } th { "Time" } th { "Who" } th { "Slugs" } th { "Status" } th {} }
                     @for (i, r) in releases.iter().enumerate() {
                         @let earlier: Vec<String> = releases[i + 1..].iter().flat_map(|e| slugs_of(e).into_iter().map(|(_, s)| s)).collect();
-                        @let who = activities.iter().filter(|a| a.started_at <= r.created_at && matches!(a.kind.as_str(), "push" | "deploy" | "rollback" | "redeploy")).map(|a| a.user.clone().unwrap_or_default()).next();
                         tr {
                             td { (r.number) }
                             td { code { (short(&r.commit)) } }
                             td { (time(r.created_at)) }
-                            td { (who.unwrap_or_default()) }
+                            td { @match &r.author {
+                                ReleaseAuthor::User { name } => (name),
+                                other => span class="muted" { (other) },
+                            } }
                             td { @for (app, slug) in slugs_of(r) {
                                 div { (app) " " code { (short(slug.trim_start_matches("sha256:"))) } " "
                                       span class="muted" { @if earlier.contains(&slug) { "reused" } @else { "built" } } }
@@ -469,14 +495,14 @@ impl Cx<'_> {
             })
         };
         let task = {
-            let (platform, project, env, user) = (
+            let (platform, project, env, author) = (
                 Arc::clone(self.platform),
                 project.to_string(),
                 env.to_string(),
-                self.session.user.name.clone(),
+                slipway_state::ReleaseAuthor::user(&self.session.user.name),
             );
             tokio::spawn(async move {
-                operations::run(&platform, &project, &env, op, &user, Some(sink)).await
+                operations::run(&platform, &project, &env, op, &author, Some(sink)).await
             })
         };
         let result = task

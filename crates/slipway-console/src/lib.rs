@@ -1,8 +1,9 @@
 //! The web console (spec section 11), served by the router at `console.DOMAIN` over the
 //! HTTP (and HTTPS) listener: a login through a one-time link that `ssh git@HOST console`
 //! prints ([`sessions`]), server-rendered pages ([`pages`], maud) of projects,
-//! environments, releases, activity with live push logs, app logs and variables, and the
-//! actions of the SSH admin commands (rollback, redeploy) under the same role checks
+//! environments, releases (with who made each), activity with live push logs, app logs,
+//! variables, crons, services, access and domains (`project_pages`), and the actions of
+//! the SSH admin commands (rollback, redeploy, variables, access, domains) under the same checks
 //! ([`slipway_deploy::access`]), each confirmed first and guarded by the session's CSRF
 //! token.
 //!
@@ -15,6 +16,7 @@ mod events;
 mod handlers;
 mod http;
 pub mod pages;
+mod project_pages;
 pub mod sessions;
 pub mod token;
 

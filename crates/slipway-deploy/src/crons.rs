@@ -440,6 +440,12 @@ pub fn format_minute(minute: i64) -> String {
 
 /// The status of the last run of `cron` (`success`, `failure`, `running`), if any.
 pub fn last_status(platform: &Platform, cron: &LiveCron) -> Option<String> {
+    last_run(platform, cron).map(|a| a.status)
+}
+
+/// The activity of the last run of `cron` (its status, summary with the exit status, and
+/// log), if any.
+pub fn last_run(platform: &Platform, cron: &LiveCron) -> Option<slipway_state::Activity> {
     let prefix = format!("cron {}:", cron.cron.name);
     platform
         .state()
@@ -447,5 +453,4 @@ pub fn last_status(platform: &Platform, cron: &LiveCron) -> Option<String> {
         .ok()?
         .into_iter()
         .find(|a| a.kind == "cron" && a.summary.starts_with(&prefix))
-        .map(|a| a.status)
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use slipway_git::{ObjectId, Repo};
-use slipway_state::Release;
+use slipway_state::{Release, ReleaseAuthor};
 
 use crate::build::{decode_slug, BuiltApp};
 use crate::output::{Output, Sink};
@@ -46,14 +46,15 @@ impl Operation {
     }
 }
 
-/// Run `op` on environment `env` of `project`, streaming its output to `sink`.
+/// Run `op` on environment `env` of `project` for `author` (the acting user, or the
+/// server), streaming its output to `sink`. The new release records `author`.
 /// Returns the number of the new live release, or a message for the user.
 pub async fn run(
     platform: &Arc<Platform>,
     project: &str,
     env: &str,
     op: Operation,
-    user: &str,
+    author: &ReleaseAuthor,
     sink: Option<Sink>,
 ) -> Result<i64, String> {
     let state = platform.state();
@@ -104,17 +105,16 @@ pub async fn run(
         Operation::Redeploy => format!("redeploy of {env} (release {})", source.number),
     };
     let activity = state
-        .start_activity(project, Some(env), op.kind(), Some(user), &summary)
+        .start_activity(project, Some(env), op.kind(), author.user_name(), &summary)
         .map_err(|e| e.to_string())?;
     let out = Output::with_sink(platform.clone(), activity, sink);
     out.line(&format!("-----> {summary} (activity {activity})"));
     let result = activate_release(
         platform,
-        project,
-        &environment.branch,
-        env,
+        (project, &environment.branch, env),
         &source,
         &current,
+        author,
         &out,
     )
     .await;
@@ -133,11 +133,10 @@ pub async fn run(
 
 async fn activate_release(
     platform: &Arc<Platform>,
-    project: &str,
-    branch: &str,
-    env: &str,
+    (project, branch, env): (&str, &str, &str),
     source: &Release,
     current: &Release,
+    author: &ReleaseAuthor,
     out: &Output,
 ) -> Result<i64, PhaseError> {
     let t0 = Instant::now();
@@ -204,6 +203,7 @@ async fn activate_release(
         old,
         new: parse(&source.commit)?,
         options: Vec::new(),
+        author: author.clone(),
     };
     pipeline::activate(
         platform,

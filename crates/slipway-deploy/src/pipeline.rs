@@ -59,6 +59,8 @@ pub struct DeployTarget {
     pub new: ObjectId,
     /// Push options (`git push -o KEY[=VALUE]`), e.g. `allow-service-upgrade`.
     pub options: Vec<String>,
+    /// Who causes the deploy, recorded in its release.
+    pub author: slipway_state::ReleaseAuthor,
 }
 
 impl DeployTarget {
@@ -252,6 +254,7 @@ pub async fn stage(
             &target.new.to_string(),
             &serde_json::json!({}),
             &topo_json,
+            &target.author,
         )
         .map_err(internal)?;
     let entropy = crate::environment::project_entropy(platform, &target.project)

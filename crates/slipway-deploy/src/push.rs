@@ -197,6 +197,7 @@ impl PushPipeline {
                 old: update.old,
                 new: update.new,
                 options: push.options.clone(),
+                author: slipway_state::ReleaseAuthor::user(&self.user.name),
             },
         })
     }

@@ -83,6 +83,7 @@ mod tests {
             spec,
             topology,
             created_at: 0,
+            author: slipway_state::ReleaseAuthor::Unknown,
         }
     }
 

@@ -26,7 +26,7 @@ Slipway: push with git, look around with ssh.
 Commands (ssh -p PORT git@HOST COMMAND, each takes --json):
   projects                        projects you can see
   envs PROJECT                    environments of a project
-  releases PROJECT ENV            releases of an environment, newest first
+  releases PROJECT ENV            releases of an environment, newest first, and who made each
   services PROJECT ENV            services of an environment: type, state, disk used
   activity PROJECT [ENV]          pushes and deploys
   activity log ID                 the whole log of one activity
@@ -152,10 +152,11 @@ where
                 .iter()
                 .map(|r| {
                     format!(
-                        "{}\t{}\t{}{}\n",
+                        "{}\t{}\t{}\tby {}{}\n",
                         r.number,
                         r.status,
                         &r.commit[..r.commit.len().min(12)],
+                        r.author,
                         workers_of(r)
                     )
                 })

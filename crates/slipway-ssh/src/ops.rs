@@ -1,6 +1,6 @@
 //! Admin commands that act on an environment (spec section 6): `rollback`,
-//! `redeploy`, `var set|unset|ls`, `logs`, `cron ls|run`. Output of deploys and
-//! cron runs streams live.
+//! `redeploy`, `sync`, `var set|unset|ls`, `logs`, `cron ls|run`. Output of deploys,
+//! syncs and cron runs streams live.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +36,8 @@ async fn operate<W: AsyncWrite + Unpin + Send>(
     out: &mut W,
 ) -> Result<i64, String> {
     let (sink, mut rx) = sink();
-    let task = operations::run(platform, project, env, op, &user.name, Some(sink));
+    let author = slipway_state::ReleaseAuthor::user(&user.name);
+    let task = operations::run(platform, project, env, op, &author, Some(sink));
     stream(task, &mut rx, out).await
 }
 
@@ -95,14 +96,9 @@ where
         ["sync", project, env] => match check(platform, user, project, env, Role::Admin) {
             Err(m) => Err(fail(m)),
             Ok(()) => {
-                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-                let sink: slipway_deploy::output::Sink = Arc::new(move |l: &str| {
-                    let _ = tx.send(format!("{l}\n"));
-                });
-                let r = slipway_deploy::sync::run(platform, project, env, Some(sink)).await;
-                while let Ok(l) = rx.try_recv() {
-                    let _ = out.write_all(l.as_bytes()).await;
-                }
+                let (sink, mut rx) = sink();
+                let task = slipway_deploy::sync::run(platform, project, env, Some(sink));
+                let r = stream(task, &mut rx, out).await;
                 r.map(|summary| {
                     if json {
                         "{\"synced\": true}\n".to_string()

@@ -17,6 +17,7 @@ mod built_slugs;
 mod console;
 mod domains;
 mod entropy;
+mod release_author;
 mod schema;
 mod services;
 mod variables;
@@ -32,6 +33,7 @@ use serde::Serialize;
 
 pub use console::{ConsoleLogin, ConsoleSession};
 pub use domains::Domain;
+pub use release_author::ReleaseAuthor;
 pub use services::{ServiceRecord, ServiceState};
 pub use variables::{Variable, VariableValue};
 
@@ -133,6 +135,8 @@ pub struct Release {
     pub topology: serde_json::Value,
     /// When it was created (unix seconds).
     pub created_at: i64,
+    /// Who caused it (`unknown` for releases recorded before authors were kept).
+    pub author: ReleaseAuthor,
 }
 
 /// One push or deploy, with its log.
@@ -415,7 +419,8 @@ impl State {
 
     // ------------------------------------------------------------- releases
 
-    /// Record a new pending release; returns it (with its number in the environment).
+    /// Record a new pending release caused by `author`; returns it (with its number in
+    /// the environment).
     pub fn create_release(
         &self,
         project: &str,
@@ -423,6 +428,7 @@ impl State {
         commit: &str,
         spec: &serde_json::Value,
         topology: &serde_json::Value,
+        author: &ReleaseAuthor,
     ) -> Result<Release> {
         let mut db = self.db();
         let tx = db.transaction()?;
@@ -432,8 +438,8 @@ impl State {
             |r| r.get(0),
         )?;
         tx.execute(
-            "INSERT INTO releases(project, environment, number, commit_id, status, spec, topology, created_at)
-             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7)",
+            "INSERT INTO releases(project, environment, number, commit_id, status, spec, topology, created_at, author)
+             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8)",
             params![
                 project,
                 environment,
@@ -441,7 +447,8 @@ impl State {
                 commit,
                 serde_json::to_string(spec)?,
                 serde_json::to_string(topology)?,
-                now()
+                now(),
+                author.to_column()
             ],
         )?;
         let id = tx.last_insert_rowid();
@@ -688,7 +695,7 @@ impl State {
 }
 
 const RELEASE_COLS: &str =
-    "id, project, environment, number, commit_id, status, spec, topology, created_at";
+    "id, project, environment, number, commit_id, status, spec, topology, created_at, author";
 const ACTIVITY_COLS: &str =
     "id, project, environment, kind, user, status, summary, started_at, finished_at";
 
@@ -719,6 +726,7 @@ fn release_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Release> {
         spec: json_col(r, 6)?,
         topology: json_col(r, 7)?,
         created_at: r.get(8)?,
+        author: release_author::author_col(r, 9)?,
     })
 }
 

@@ -174,6 +174,12 @@ CREATE TABLE project_entropy (
     entropy TEXT NOT NULL CHECK (length(entropy) >= 32)
 );
 "#,
+    // release_author (console-more): who caused each release, `user:NAME` or `server`; NULL
+    // for releases recorded before, shown as "unknown".
+    r#"
+ALTER TABLE releases ADD COLUMN author TEXT
+    CHECK (author IS NULL OR author = 'server' OR (author LIKE 'user:%' AND length(author) > 5));
+"#,
 ];
 
 /// Bring the schema to the newest version (tracked in `PRAGMA user_version`).

@@ -46,9 +46,15 @@ fn releases_go_live_one_at_a_time() {
     st.create_project("demo", "ann").unwrap();
     st.ensure_environment("demo", "main", "main").unwrap();
     let v = serde_json::json!({});
-    let r1 = st.create_release("demo", "main", "aaa", &v, &v).unwrap();
-    let r2 = st.create_release("demo", "main", "bbb", &v, &v).unwrap();
+    let ann = ReleaseAuthor::user("ann");
+    let r1 = st
+        .create_release("demo", "main", "aaa", &v, &v, &ann)
+        .unwrap();
+    let r2 = st
+        .create_release("demo", "main", "bbb", &v, &v, &ReleaseAuthor::Server)
+        .unwrap();
     assert_eq!((r1.number, r2.number), (1, 2));
+    assert_eq!((&r1.author, &r2.author), (&ann, &ReleaseAuthor::Server));
     st.make_live(&r1).unwrap();
     st.make_live(&r2).unwrap();
     let env = st.environment("demo", "main").unwrap().unwrap();
@@ -128,4 +134,37 @@ fn activity_logs_of_older_databases_read_back_whole() {
     let (_, log) = st.activity(id).unwrap().unwrap();
     assert_eq!(log, "old 1\nold 2\nnew 3\n");
     assert!(st.activity(id + 1).unwrap().is_none());
+}
+
+#[test]
+fn releases_recorded_before_authors_read_as_unknown_and_a_bad_author_is_an_error() {
+    let (_d, st) = open();
+    st.add_user_key("ann", "k", true).unwrap();
+    st.create_project("demo", "ann").unwrap();
+    st.ensure_environment("demo", "main", "main").unwrap();
+    let v = serde_json::json!({});
+    let r = st
+        .create_release("demo", "main", "aaa", &v, &v, &ReleaseAuthor::user("ann"))
+        .unwrap();
+    // As a release of a database from before the migration: no author.
+    st.db()
+        .execute("UPDATE releases SET author = NULL WHERE id = ?1", [r.id])
+        .unwrap();
+    assert_eq!(
+        st.release(r.id).unwrap().unwrap().author,
+        ReleaseAuthor::Unknown
+    );
+    // The column refuses what is neither a user nor the server...
+    assert!(st
+        .db()
+        .execute("UPDATE releases SET author = 'ann' WHERE id = ?1", [r.id])
+        .is_err());
+    // ...and a value that slipped past it is an error on reading, not a default.
+    st.db()
+        .execute_batch("PRAGMA ignore_check_constraints = ON")
+        .unwrap();
+    st.db()
+        .execute("UPDATE releases SET author = 'ann' WHERE id = ?1", [r.id])
+        .unwrap();
+    assert!(st.release(r.id).is_err());
 }

@@ -1,22 +1,21 @@
-//! `access ls|grant|revoke` over SSH: project admins (and server admins) manage roles.
+//! `access ls|grant|revoke` over SSH: project admins (and server admins) manage roles,
+//! through [`slipway_deploy::project_access`] (the console's access page uses the same).
 
 use std::sync::Arc;
 
+use slipway_deploy::project_access::{self, AccessError};
 use slipway_deploy::Platform;
-use slipway_state::{Role, User};
+use slipway_state::User;
 
-use super::users::shown;
 use super::Refusal;
 
-/// The same message for a missing project and one the user may not see.
-fn not_found(project: &str) -> Refusal {
-    (
-        1,
-        format!(
-            "slipway: project '{}' not found (or you have no access to it)\n",
-            shown(project)
-        ),
-    )
+fn refusal(e: AccessError) -> Refusal {
+    let code = if matches!(e, AccessError::State(_)) {
+        3
+    } else {
+        1
+    };
+    (code, format!("slipway: {e}\n"))
 }
 
 /// Runs `access ARGS` (args after `access`, `--json` removed).
@@ -26,119 +25,46 @@ pub(crate) fn run(
     args: &[&str],
     json: bool,
 ) -> Result<String, Refusal> {
-    let project = match args {
-        ["ls", p] | ["grant", p, _, _] | ["revoke", p, _] => *p,
-        _ => {
-            return Err((
-                2,
-                "slipway: usage: access ls PROJECT | access grant PROJECT USER ROLE | access revoke PROJECT USER\n"
-                    .into(),
-            ))
-        }
-    };
-    let state = platform.state();
-    let internal = |e: slipway_state::StateError| (3, format!("slipway: {e}\n"));
-    if !state.project_exists(project).map_err(internal)? {
-        return Err(not_found(project));
-    }
-    match state.role(project, me).map_err(internal)? {
-        None => return Err(not_found(project)),
-        Some(Role::Admin) => {}
-        Some(role) => {
-            return Err((
-                1,
-                format!(
-                    "slipway: permission denied: {} is {} of project {project}; only project admins manage access\n",
-                    me.name,
-                    role.as_str()
-                ),
-            ))
-        }
-    }
     match args {
-        ["ls", _] => {
-            let list = state.access(project).map_err(internal)?;
-            let admins: Vec<String> = state
-                .users()
-                .map_err(internal)?
-                .into_iter()
-                .filter(|(u, _)| u.admin && !list.iter().any(|(n, _)| *n == u.name))
-                .map(|(u, _)| u.name)
-                .collect();
+        ["ls", project] => {
+            let list = project_access::list(platform, me, project).map_err(refusal)?;
             if json {
-                let mut out: Vec<_> = list
-                    .iter()
-                    .map(|(u, r)| serde_json::json!({"user": u, "role": r.as_str(), "server_admin": false}))
-                    .collect();
-                out.extend(admins.iter().map(
-                    |u| serde_json::json!({"user": u, "role": "admin", "server_admin": true}),
-                ));
-                return Ok(serde_json::to_string_pretty(&out).unwrap_or_default() + "\n");
+                return Ok(serde_json::to_string_pretty(&list).unwrap_or_default() + "\n");
             }
-            let mut text: String = list
+            Ok(list
                 .iter()
-                .map(|(u, r)| format!("{u}\t{}\n", r.as_str()))
-                .collect();
-            for u in admins {
-                text.push_str(&format!("{u}\tadmin (server admin)\n"));
-            }
-            Ok(text)
+                .map(|e| {
+                    format!(
+                        "{}\t{}{}\n",
+                        e.user,
+                        e.role.as_str(),
+                        if e.server_admin {
+                            " (server admin)"
+                        } else {
+                            ""
+                        }
+                    )
+                })
+                .collect())
         }
-        ["grant", _, user, role] => {
-            let Some(role) = Role::parse(role) else {
-                return Err((
-                    1,
-                    format!(
-                        "slipway: unknown role '{}': use viewer, contributor or admin\n",
-                        shown(role)
-                    ),
-                ));
-            };
-            if state.user(user).map_err(internal)?.is_none() {
-                return Err((
-                    1,
-                    format!(
-                        "slipway: user '{}' not found (a server admin adds users with `user add`)\n",
-                        shown(user)
-                    ),
-                ));
-            }
-            state.grant(project, user, role).map_err(internal)?;
+        ["grant", project, user, role] => {
+            let role = project_access::grant(platform, me, project, user, role).map_err(refusal)?;
             Ok(format!("{user} is now {} of {project}\n", role.as_str()))
         }
-        ["revoke", _, user] => {
-            let had = state
-                .access(project)
-                .map_err(internal)?
-                .into_iter()
-                .any(|(u, _)| u == *user);
-            if !had {
-                return Err((
-                    1,
-                    format!("slipway: user '{}' has no role on {project}\n", shown(user)),
-                ));
-            }
-            if *user == me.name && !me.admin {
-                let admins = state
-                    .access(project)
-                    .map_err(internal)?
-                    .into_iter()
-                    .filter(|(_, r)| *r == Role::Admin)
-                    .count();
-                if admins <= 1 {
-                    return Err((
-                        1,
-                        format!("slipway: you are the last admin of {project}: grant admin to someone else first\n"),
-                    ));
-                }
-            }
-            state.revoke(project, user).map_err(internal)?;
-            let note = match state.user(user).map_err(internal)? {
-                Some(u) if u.admin => " (still admin of every project as a server admin)",
-                _ => "",
+        ["revoke", project, user] => {
+            let server_admin =
+                project_access::revoke(platform, me, project, user).map_err(refusal)?;
+            let note = if server_admin {
+                " (still admin of every project as a server admin)"
+            } else {
+                ""
             };
             Ok(format!("{user} has no role on {project} any more{note}\n"))
         }
-        _ => Err((2, "slipway: usage: access ls|grant|revoke ...\n".into())),
+        _ => Err((
+            2,
+            "slipway: usage: access ls PROJECT | access grant PROJECT USER ROLE | access revoke PROJECT USER\n"
+                .into(),
+        )),
     }
 }
