@@ -58,7 +58,7 @@ pub use diff::{diff, DiffOptions, Refusal, TopologyDiff};
 pub use files::MAX_FILE_SIZE;
 pub use model::{
     Application, BuildCache, ContainerSize, Format, Hooks, Resources, Route, RouteKind, Service,
-    Topology, Web, BUILD_FLAVORS, DEPENDENCY_LANGUAGES,
+    SocketFamily, Topology, Web, BUILD_FLAVORS, DEPENDENCY_LANGUAGES,
 };
 pub use source::{ConfigSource, DirEntry, DirSource, MemSource};
 

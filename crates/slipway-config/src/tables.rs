@@ -28,7 +28,7 @@ const WEB_UPSTREAM: Shape = Shape::Obj(&[
     acted(
         "socket_family",
         Shape::Str,
-        "How the app listens: `tcp` (on $PORT, what Slipway does) or `unix` (a socket).",
+        "How the app listens: `tcp` (on 127.0.0.1:$PORT, the default) or `unix` (on the unix socket $SOCKET, `/run/app.sock`).",
     ),
     acted(
         "protocol",

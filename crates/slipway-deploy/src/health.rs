@@ -1,5 +1,5 @@
 //! Phase **health**: every app of the new release must answer HTTP on its
-//! `$PORT` within the health timeout. An app whose process exits fails the
+//! `$PORT` (or its unix socket `$SOCKET`, [`crate::sockets`]) within the health timeout. An app whose process exits fails the
 //! check at once (not after the timeout), with the end of its output.
 
 use std::sync::Arc;
@@ -62,7 +62,31 @@ pub async fn wait_app(
             // listens on $PORT.
             return Ok(0);
         }
-        if app.fastcgi {
+        if let Some(socket) = &app.socket {
+            match slipway_router::probe_http_unix(socket, Duration::from_secs(2)).await {
+                Ok(status) => return Ok(status),
+                Err(e) if Instant::now() >= deadline => {
+                    let why = if socket.exists() {
+                        format!(
+                            "did not answer HTTP on $SOCKET ({})",
+                            crate::sockets::SOCKET
+                        )
+                    } else {
+                        format!(
+                            "never created its unix socket $SOCKET ({}); with `socket_family: unix` the app must listen there, not on $PORT",
+                            crate::sockets::SOCKET
+                        )
+                    };
+                    tracing::debug!(app = %app.name, error = %e, "last health probe");
+                    return Err(format!(
+                        "app {} {why} within {}s",
+                        app.name,
+                        timeout.as_secs()
+                    ));
+                }
+                Err(_) => {}
+            }
+        } else if app.fastcgi {
             // PHP-FPM speaks FastCGI, not HTTP: it must answer FCGI_GET_VALUES.
             if slipway_router::probe_fastcgi(Some(&ns), app.port, Duration::from_secs(2))
                 .await
@@ -123,6 +147,8 @@ pub async fn run(
                 "no web process (static files served by the router)".to_string()
             } else if app.fastcgi {
                 format!("PHP-FPM answering FastCGI on port {}", app.port)
+            } else if app.socket.is_some() {
+                format!("HTTP {status} on unix socket {}", crate::sockets::SOCKET)
             } else {
                 format!("HTTP {status} on port {}", app.port)
             },
