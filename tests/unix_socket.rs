@@ -445,3 +445,86 @@ fn an_app_on_a_unix_socket_serves_switches_under_load_and_fails_health_clearly()
         "the failed attempt's socket folder was left behind"
     );
 }
+
+/// The wagtail template's shape: gunicorn from PyPI (installed by the build hook)
+/// started with `-b unix:$SOCKET`, a WSGI app answering through the router.
+const GUNICORN_APP_YAML: &str = r#"name: app
+type: python:3.11
+hooks:
+  build: |
+    set -eu
+    pip install gunicorn
+web:
+  commands:
+    start: "gunicorn -w 2 -b unix:$SOCKET myapp:application"
+  upstream:
+    socket_family: unix
+    protocol: http
+"#;
+
+const GUNICORN_WSGI: &str = r#"import os
+def application(environ, start_response):
+    body = ("gunicorn on " + os.environ["SOCKET"] + " port=" + str(os.environ.get("PORT"))).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+"#;
+
+/// A plain TCP app of another project, whose shell tries to reach the first project's
+/// socket.
+const OTHER_APP_YAML: &str =
+    "name: app\ntype: python:3.11\nweb:\n  commands:\n    start: python3 -m http.server $PORT\n";
+
+#[test]
+fn gunicorn_from_pypi_serves_on_the_socket_and_another_tenant_cannot_reach_it() {
+    let server = Server::start_with(&[]);
+    let app = App {
+        dir: server.dir.path().join("gunicorn-app"),
+    };
+    std::fs::create_dir_all(&app.dir).expect("app dir");
+    app.write(".platform.app.yaml", GUNICORN_APP_YAML);
+    app.write("myapp.py", GUNICORN_WSGI);
+    app.git_ok(&["init", "-q", "-b", "main"]);
+    app.commit("gunicorn");
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "push failed:\n{out}\n{}", server.server_log());
+    assert!(out.contains("Successfully installed"), "{out}");
+    // socket_family is acted on: no warning about it.
+    assert!(!out.contains("socket_family"), "{out}");
+    let (status, body) = get(server.http_port, "/");
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "gunicorn on /run/app.sock port=None")
+    );
+    let socket = server
+        .data
+        .join("run")
+        .join(socket_dirs(&server).first().expect("a socket folder"))
+        .join("app.sock");
+    assert!(socket.exists());
+
+    // Another project's container cannot reach it: the host path is not there, and its
+    // own /run holds nothing of the first project's.
+    let other = App {
+        dir: server.dir.path().join("other-app"),
+    };
+    std::fs::create_dir_all(&other.dir).expect("app dir");
+    other.write(".platform.app.yaml", OTHER_APP_YAML);
+    other.git_ok(&["init", "-q", "-b", "main"]);
+    other.commit("other");
+    let o = server.git(
+        &other.dir,
+        &["push", "-f", &server.remote("other"), "HEAD:main"],
+    );
+    assert!(o.status.success(), "{}\n{}", text(&o), server.server_log());
+    let attempt = format!(
+        "ls -A /run; python3 -c 'import socket; s = socket.socket(socket.AF_UNIX); s.connect(\"{}\")' 2>&1 | tail -1",
+        socket.display()
+    );
+    let o = server.ssh(&server.key, "main.other", &attempt);
+    let said = text(&o);
+    assert!(said.contains("FileNotFoundError"), "{said}");
+    assert!(!said.contains("app.sock"), "{said}");
+    // The legitimate path still works.
+    let (status, _) = get(server.http_port, "/");
+    assert_eq!(status, 200);
+}
