@@ -45,6 +45,9 @@ class H(http.server.BaseHTTPRequestHandler):
         if self.path == "/env":
             return self.answer(json.dumps({"PORT": os.environ.get("PORT"), "SOCKET": os.environ.get("SOCKET"), "run": sorted(os.listdir("/run"))}).encode())
         self.answer(PAGE)
+    def do_POST(self):
+        data = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.answer(VERSION.encode() + b":" + data)
     def websocket(self):
         key = self.headers["Sec-WebSocket-Key"]
         accept = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
@@ -320,6 +323,19 @@ fn an_app_on_a_unix_socket_serves_switches_under_load_and_fails_health_clearly()
     assert_eq!(env["PORT"], serde_json::Value::Null, "no $PORT: {env}");
     // The container's /run holds its socket and nothing of the host's.
     assert_eq!(env["run"], serde_json::json!(["app.sock"]), "{env}");
+    // A request body (hyper's path) goes through the socket whole.
+    let upload: String = (0..100_000)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    let (status, _, echoed) = slipway_e2e::raw_http(
+        port,
+        &format!(
+            "POST /echo HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{upload}",
+            upload.len()
+        ),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(echoed, format!("release-1:{upload}").into_bytes());
 
     // On the host: the socket's folder is the project's user's alone, in a root-only parent.
     let first = socket_dirs(&server);
@@ -476,7 +492,7 @@ const OTHER_APP_YAML: &str =
 
 #[test]
 fn gunicorn_from_pypi_serves_on_the_socket_and_another_tenant_cannot_reach_it() {
-    let server = Server::start_with(&[]);
+    let mut server = Server::start_with(&[]);
     let app = App {
         dir: server.dir.path().join("gunicorn-app"),
     };
@@ -524,7 +540,19 @@ fn gunicorn_from_pypi_serves_on_the_socket_and_another_tenant_cannot_reach_it() 
     let said = text(&o);
     assert!(said.contains("FileNotFoundError"), "{said}");
     assert!(!said.contains("app.sock"), "{said}");
-    // The legitimate path still works.
+    // The legitimate path still works, and after a restart of the server too (the
+    // release's socket is part of its stored spec; the running app is adopted).
     let (status, _) = get(server.http_port, "/");
     assert_eq!(status, 200);
+    server.stop();
+    server.serve();
+    let (status, body) = get(server.http_port, "/");
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "gunicorn on /run/app.sock port=None")
+    );
+    assert!(
+        socket.exists(),
+        "a live release's socket folder removed at restore"
+    );
 }

@@ -99,6 +99,20 @@ pub fn remove(socket: &Path) {
     }
 }
 
+/// Remove the socket folders below `sockets` (`DATA/run`) of containers that `needed` does
+/// not name (left by a crash or a `kill -9` between a container's end and its retire).
+pub fn remove_leftovers(sockets: &Path, needed: impl Fn(&str) -> bool) {
+    let Ok(entries) = std::fs::read_dir(sockets) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !needed(&name.to_string_lossy()) {
+            remove(&entry.path().join(SOCKET_NAME));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +150,13 @@ mod tests {
         remove(&socket);
         assert!(!dir.exists());
         remove(&socket);
+        // Leftovers: only the folders of needed containers stay.
+        let kept = host_socket(&sockets, "demo.main.app.r2");
+        prepare(&socket, me).unwrap();
+        prepare(&kept, me).unwrap();
+        remove_leftovers(&sockets, |c| c == "demo.main.app.r2");
+        assert!(!dir.exists());
+        assert!(kept.parent().unwrap().exists());
     }
 
     #[test]
