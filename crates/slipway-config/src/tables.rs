@@ -9,7 +9,7 @@ const WEB_COMMANDS: Shape = Shape::Obj(&[
     acted(
         "start",
         STR_OR_NULL,
-        "Command that starts the app's server; it must listen on $PORT (TCP on 127.0.0.1).",
+        "Command that starts the app's server; it must listen on $PORT (TCP on 127.0.0.1), or on $SOCKET with `web.upstream.socket_family: unix`.",
     ),
     ignored(
         "pre_start",
