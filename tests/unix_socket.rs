@@ -556,3 +556,74 @@ fn gunicorn_from_pypi_serves_on_the_socket_and_another_tenant_cannot_reach_it() 
         "a live release's socket folder removed at restore"
     );
 }
+
+#[test]
+fn a_symbolic_link_at_socket_never_leads_the_router_to_a_host_socket() {
+    let server = Server::start_with(&[("SLIPWAY_HEALTH_TIMEOUT", "5")]);
+    // A socket of the host, outside any container, that answers HTTP: the target.
+    let host_socket = server.dir.path().join("host-daemon.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&host_socket).expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let reached = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let daemon = {
+        let (reached, stop) = (reached.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut s, _)) => {
+                        reached.fetch_add(1, Ordering::SeqCst);
+                        let _ = s.write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\nConnection: close\r\n\r\nhost secret",
+                        );
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        })
+    };
+    let app = App {
+        dir: server.dir.path().join("link-app"),
+    };
+    std::fs::create_dir_all(&app.dir).expect("app dir");
+    app.write(
+        ".platform.app.yaml",
+        &APP_YAML.replace(
+            "python3 server.py",
+            &format!("ln -s {} $SOCKET && exec sleep 600", host_socket.display()),
+        ),
+    );
+    app.write("server.py", SERVER);
+    app.write("VERSION", "1\n");
+    app.git_ok(&["init", "-q", "-b", "main"]);
+    app.commit("a link to a host socket");
+    let (ok, out) = push(&server, &app);
+    assert!(!ok, "a release whose $SOCKET is a link went live:\n{out}");
+    assert!(
+        out.contains("something other than a unix socket at $SOCKET"),
+        "{out}"
+    );
+    let (status, body) = get(server.http_port, "/");
+    assert_ne!(status, 200, "{body}");
+    assert!(!body.contains("host secret"), "{body}");
+    assert_eq!(
+        reached.load(Ordering::SeqCst),
+        0,
+        "the host socket was reached"
+    );
+
+    // The legitimate app on the same server goes live.
+    app.write(".platform.app.yaml", APP_YAML);
+    app.commit("the real server");
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "{out}\n{}", server.server_log());
+    let (status, body) = get(server.http_port, "/");
+    assert_eq!(
+        (status, page_release(body.as_bytes()).is_some()),
+        (200, true),
+        "{body}"
+    );
+    assert_eq!(reached.load(Ordering::SeqCst), 0);
+    stop.store(true, Ordering::Relaxed);
+    daemon.join().expect("daemon thread");
+}

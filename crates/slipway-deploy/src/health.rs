@@ -66,23 +66,21 @@ pub async fn wait_app(
             match slipway_router::probe_http_unix(socket, Duration::from_secs(2)).await {
                 Ok(status) => return Ok(status),
                 Err(e) if Instant::now() >= deadline => {
-                    let why = if socket.exists() {
-                        format!(
-                            "did not answer HTTP on $SOCKET ({})",
-                            crate::sockets::SOCKET
-                        )
-                    } else {
-                        format!(
-                            "never created its unix socket $SOCKET ({}); with `socket_family: unix` the app must listen there, not on $PORT",
-                            crate::sockets::SOCKET
-                        )
-                    };
-                    tracing::debug!(app = %app.name, error = %e, "last health probe");
-                    return Err(format!(
-                        "app {} {why} within {}s",
-                        app.name,
-                        timeout.as_secs()
-                    ));
+                    use std::os::unix::fs::FileTypeExt;
+                    let (name, secs, at) = (&app.name, timeout.as_secs(), crate::sockets::SOCKET);
+                    tracing::debug!(app = %name, error = %e, "last health probe");
+                    return Err(match std::fs::symlink_metadata(socket) {
+                        Ok(m) if m.file_type().is_socket() => {
+                            format!("app {name} did not answer HTTP on $SOCKET ({at}) within {secs}s")
+                        }
+                        // A link is never followed (it could lead to any socket of the host).
+                        Ok(_) => format!(
+                            "app {name} put something other than a unix socket at $SOCKET ({at}), e.g. a symbolic link, which is never followed"
+                        ),
+                        Err(_) => format!(
+                            "app {name} never created its unix socket $SOCKET ({at}) within {secs}s; with `socket_family: unix` it must listen there, not on $PORT"
+                        ),
+                    });
                 }
                 Err(_) => {}
             }

@@ -3,6 +3,8 @@
 //! for the upstream client, upgrades and probes alike.
 
 use std::io;
+use std::os::fd::AsRawFd;
+use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -25,11 +27,40 @@ pub(crate) enum UpstreamStream {
 /// `127.0.0.1:port` in its network namespace.
 pub(crate) async fn dial(upstream: &Upstream) -> io::Result<UpstreamStream> {
     match &upstream.socket {
-        Some(path) => Ok(UpstreamStream::Unix(UnixStream::connect(path).await?)),
+        Some(path) => Ok(UpstreamStream::Unix(connect_unix(path).await?)),
         None => Ok(UpstreamStream::Tcp(
             netns::connect(upstream.netns.as_deref(), upstream.port).await?,
         )),
     }
+}
+
+/// Connect to the unix socket at `path` without following a symbolic link there: the app
+/// owns the socket's folder and could put a link to any socket of the host in its place,
+/// which `connect(2)` by path would follow with the router's privileges. The path is
+/// opened `O_PATH | O_NOFOLLOW`, must be a socket, and is connected to through that
+/// descriptor (`/proc/self/fd/N`), so what was checked is what is connected to (and the
+/// host path's length does not matter).
+pub(crate) async fn connect_unix(path: &Path) -> io::Result<UnixStream> {
+    use rustix::fs::{FileType, Mode, OFlags};
+    let fd = rustix::fs::open(
+        path,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let stat = rustix::fs::fstat(&fd)?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::Socket {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is not a unix socket (a symbolic link or another file)",
+                path.display()
+            ),
+        ));
+    }
+    let through = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let stream = UnixStream::connect(&through).await;
+    drop(fd);
+    stream
 }
 
 impl UpstreamStream {
@@ -141,6 +172,23 @@ mod tests {
             socket: Some(dir.path().join("missing.sock")),
             ..up
         };
-        assert!(dial(&gone).await.is_err());
+        assert!(dial(&gone.clone()).await.is_err());
+        // A symbolic link in the socket's place is never followed, even to a live socket.
+        let link = dir.path().join("link.sock");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        let linked = Upstream {
+            socket: Some(link),
+            ..gone.clone()
+        };
+        let err = dial(&linked).await.unwrap_err();
+        assert!(err.to_string().contains("not a unix socket"), "{err}");
+        // Nor is a plain file taken for one.
+        let file = dir.path().join("file.sock");
+        std::fs::write(&file, b"").unwrap();
+        let plain = Upstream {
+            socket: Some(file),
+            ..gone
+        };
+        assert!(dial(&plain).await.is_err());
     }
 }
