@@ -142,6 +142,7 @@ pub(crate) fn application(
         start: str_at(node, &["web", "commands", "start"]).map(str::to_string),
         locations: crate::web_locations::locations(node.get("web")),
         rule_order: crate::web_locations::rule_order(node.get("web")),
+        socket_family: crate::SocketFamily::Tcp,
     };
     if let Some(web) = node.get("web") {
         crate::web_locations::check(web, &path.with("web"), diags);
@@ -149,15 +150,28 @@ pub(crate) fn application(
     if let Some(up) = node.get("web").and_then(|w| w.get("upstream")) {
         // A PHP app without a start command is PHP-FPM: FastCGI on TCP is what runs.
         let fpm = crate::php::served_by_fpm(&app);
-        for (key, want) in [("socket_family", "tcp"), ("protocol", "http")] {
-            if let Some(v) = up.get(key) {
-                if let Some(s) = v
-                    .as_str()
-                    .filter(|s| *s != want && !(fpm && *s == "fastcgi"))
-                {
-                    let p = path.with("web").with("upstream").with(key);
-                    diags.push(p.warning(&v.pos, format!("Slipway only supports `{key}: {want}`; `{s}` is ignored and the app must listen on $PORT")));
+        if let Some(v) = up.get("socket_family") {
+            if let Some(s) = v.as_str() {
+                match crate::SocketFamily::parse(s) {
+                    // PHP-FPM is Slipway's own pool, on TCP; the app cannot tell.
+                    Some(family) if !fpm => app.web.socket_family = family,
+                    Some(_) => {}
+                    None => diags.push(
+                        path.with("web")
+                            .with("upstream")
+                            .with("socket_family")
+                            .error(&v.pos, format!("unknown socket_family `{s}`; use `tcp` (the app listens on $PORT) or `unix` (on the unix socket $SOCKET)")),
+                    ),
                 }
+            }
+        }
+        if let Some(v) = up.get("protocol") {
+            if let Some(s) = v
+                .as_str()
+                .filter(|s| *s != "http" && !(fpm && *s == "fastcgi"))
+            {
+                let p = path.with("web").with("upstream").with("protocol");
+                diags.push(p.warning(&v.pos, format!("Slipway only supports `protocol: http`; `{s}` is ignored and the app must speak HTTP")));
             }
         }
     }

@@ -58,7 +58,7 @@ pub use diff::{diff, DiffOptions, Refusal, TopologyDiff};
 pub use files::MAX_FILE_SIZE;
 pub use model::{
     Application, BuildCache, ContainerSize, Format, Hooks, Resources, Route, RouteKind, Service,
-    Topology, Web, BUILD_FLAVORS, DEPENDENCY_LANGUAGES, ROUTABLE_SERVICE_TYPES,
+    SocketFamily, Topology, Web, BUILD_FLAVORS, DEPENDENCY_LANGUAGES, ROUTABLE_SERVICE_TYPES,
 };
 pub use source::{ConfigSource, DirEntry, DirSource, MemSource};
 

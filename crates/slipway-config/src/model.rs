@@ -246,6 +246,37 @@ pub struct Web {
     /// matches wins; `locations` keeps them sorted). Absent in older releases.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub rule_order: BTreeMap<String, Vec<String>>,
+    /// `web.upstream.socket_family`: how the app listens. Absent in releases made before it
+    /// was acted on, which all listened on TCP.
+    #[serde(default, skip_serializing_if = "SocketFamily::is_tcp")]
+    pub socket_family: SocketFamily,
+}
+
+/// `web.upstream.socket_family`: where the app's web server listens.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SocketFamily {
+    /// TCP on `127.0.0.1:$PORT` (the default).
+    #[default]
+    Tcp,
+    /// The unix socket `$SOCKET`.
+    Unix,
+}
+
+impl SocketFamily {
+    /// The family a `socket_family` value names (`tcp` or `unix`), if any.
+    pub fn parse(value: &str) -> Option<SocketFamily> {
+        match value {
+            "tcp" => Some(SocketFamily::Tcp),
+            "unix" => Some(SocketFamily::Unix),
+            _ => None,
+        }
+    }
+
+    /// Whether this is TCP (the default).
+    pub fn is_tcp(&self) -> bool {
+        *self == SocketFamily::Tcp
+    }
 }
 
 /// A managed service (database, cache, search engine, ...).

@@ -9,7 +9,7 @@ const WEB_COMMANDS: Shape = Shape::Obj(&[
     acted(
         "start",
         STR_OR_NULL,
-        "Command that starts the app's server; it must listen on $PORT (TCP on 127.0.0.1).",
+        "Command that starts the app's server; it must listen on $PORT (TCP on 127.0.0.1), or on $SOCKET with `web.upstream.socket_family: unix`.",
     ),
     ignored(
         "pre_start",
@@ -28,7 +28,7 @@ const WEB_UPSTREAM: Shape = Shape::Obj(&[
     acted(
         "socket_family",
         Shape::Str,
-        "How the app listens: `tcp` (on $PORT, what Slipway does) or `unix` (a socket).",
+        "How the app listens: `tcp` (on 127.0.0.1:$PORT, the default) or `unix` (on the unix socket $SOCKET, `/run/app.sock`).",
     ),
     acted(
         "protocol",

@@ -327,6 +327,49 @@ fn an_app_without_a_start_command_is_refused_unless_php() {
 }
 
 #[test]
+fn socket_family_unix_is_acted_on_and_an_unknown_one_refused_at_its_position() {
+    let d = tree(&[(
+        ".platform.app.yaml",
+        b"name: app\ntype: python:3.11\nweb:\n  upstream:\n    socket_family: unix\n  commands:\n    start: gunicorn -b unix:$SOCKET app:app\n",
+    )]);
+    let l = load(&DirSource::new(d.path())).unwrap();
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    assert_eq!(
+        l.topology.applications[0].web.socket_family,
+        slipway_config::SocketFamily::Unix
+    );
+    let d = tree(&[(
+        ".platform.app.yaml",
+        b"name: app\ntype: python:3.11\nweb:\n  upstream: {socket_family: tcp}\n  commands: {start: x}\n",
+    )]);
+    let l = load(&DirSource::new(d.path())).unwrap();
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    assert_eq!(
+        l.topology.applications[0].web.socket_family,
+        slipway_config::SocketFamily::Tcp
+    );
+    let d = tree(&[(
+        ".platform.app.yaml",
+        b"name: app\ntype: python:3.11\nweb:\n  upstream:\n    socket_family: udp\n  commands: {start: x}\n",
+    )]);
+    assert_eq!(
+        errors_of(d.path()),
+        [".platform.app.yaml:5:20: error: unknown socket_family `udp`; use `tcp` (the app listens on $PORT) or `unix` (on the unix socket $SOCKET) (at web.upstream.socket_family)"]
+    );
+    // PHP-FPM stays Slipway's own pool on TCP whatever the family says.
+    let d = tree(&[(
+        ".platform.app.yaml",
+        b"name: app\ntype: php:8.4\nweb:\n  upstream: {socket_family: unix, protocol: fastcgi}\n",
+    )]);
+    let l = load(&DirSource::new(d.path())).unwrap();
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    assert_eq!(
+        l.topology.applications[0].web.socket_family,
+        slipway_config::SocketFamily::Tcp
+    );
+}
+
+#[test]
 fn an_unknown_php_extension_is_refused_at_its_position() {
     let d = tree(&[(
         ".platform.app.yaml",

@@ -144,6 +144,12 @@ pub struct AppInstance {
     /// passthru to it has nothing to answer (502).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_web_process: bool,
+    /// The host path of its unix socket (`web.upstream.socket_family: unix`,
+    /// [`crate::sockets`]): it listens on `$SOCKET` instead of `$PORT`, and the router and
+    /// the health check connect there. Absent for TCP apps and in releases made before
+    /// unix sockets were acted on (all TCP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket: Option<PathBuf>,
 }
 
 /// The spec of a release: its apps and how they are reached.
@@ -200,6 +206,7 @@ pub fn routed_app(topology: &Topology) -> Option<String> {
 /// users never replace.
 pub fn is_reserved_variable(name: &str) -> bool {
     name == "PORT"
+        || name == "SOCKET"
         || name == "PATH"
         || name == "HOME"
         || name.starts_with("SLIPWAY_")

@@ -1,5 +1,5 @@
 //! Phase **health**: every app of the new release must answer HTTP on its
-//! `$PORT` within the health timeout. An app whose process exits fails the
+//! `$PORT` (or its unix socket `$SOCKET`, [`crate::sockets`]) within the health timeout. An app whose process exits fails the
 //! check at once (not after the timeout), with the end of its output.
 
 use std::sync::Arc;
@@ -62,7 +62,29 @@ pub async fn wait_app(
             // listens on $PORT.
             return Ok(0);
         }
-        if app.fastcgi {
+        if let Some(socket) = &app.socket {
+            match slipway_router::probe_http_unix(socket, Duration::from_secs(2)).await {
+                Ok(status) => return Ok(status),
+                Err(e) if Instant::now() >= deadline => {
+                    use std::os::unix::fs::FileTypeExt;
+                    let (name, secs, at) = (&app.name, timeout.as_secs(), crate::sockets::SOCKET);
+                    tracing::debug!(app = %name, error = %e, "last health probe");
+                    return Err(match std::fs::symlink_metadata(socket) {
+                        Ok(m) if m.file_type().is_socket() => {
+                            format!("app {name} did not answer HTTP on $SOCKET ({at}) within {secs}s")
+                        }
+                        // A link is never followed (it could lead to any socket of the host).
+                        Ok(_) => format!(
+                            "app {name} put something other than a unix socket at $SOCKET ({at}), e.g. a symbolic link, which is never followed"
+                        ),
+                        Err(_) => format!(
+                            "app {name} never created its unix socket $SOCKET ({at}) within {secs}s; with `socket_family: unix` it must listen there, not on $PORT"
+                        ),
+                    });
+                }
+                Err(_) => {}
+            }
+        } else if app.fastcgi {
             // PHP-FPM speaks FastCGI, not HTTP: it must answer FCGI_GET_VALUES.
             if slipway_router::probe_fastcgi(Some(&ns), app.port, Duration::from_secs(2))
                 .await
@@ -123,6 +145,8 @@ pub async fn run(
                 "no web process (static files served by the router)".to_string()
             } else if app.fastcgi {
                 format!("PHP-FPM answering FastCGI on port {}", app.port)
+            } else if app.socket.is_some() {
+                format!("HTTP {status} on unix socket {}", crate::sockets::SOCKET)
             } else {
                 format!("HTTP {status} on port {}", app.port)
             },

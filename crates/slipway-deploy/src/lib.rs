@@ -57,6 +57,7 @@ pub mod restore;
 pub mod retire;
 pub mod services;
 pub mod slug;
+pub mod sockets;
 pub mod switch;
 pub mod sync;
 pub mod tenancy;
@@ -250,6 +251,11 @@ impl DataDir {
     /// `volumes/PROJECT/ENV/NAME/`; see [`volumes`]).
     pub fn volumes(&self) -> volumes::VolumeStore {
         volumes::VolumeStore::new(self.root.join("volumes"))
+    }
+    /// The `/run` folders of app containers with a unix socket (`run/CONTAINER/app.sock`;
+    /// see [`sockets`]).
+    pub fn app_sockets(&self) -> PathBuf {
+        self.root.join("run")
     }
     /// The output of an app's containers.
     pub fn app_log(&self, project: &str, env: &str, app: &str) -> PathBuf {

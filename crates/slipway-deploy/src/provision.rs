@@ -72,16 +72,23 @@ pub fn plan(
         if let Some(port) = platform.settings().https_port {
             crate::https::apply(&mut env, port);
         }
+        let container =
+            environment::container_id(&target.project, &target.env, &app.name, release.number);
+        // `socket_family: unix`: $SOCKET instead of $PORT (PHP-FPM and apps without a web
+        // process have no socket_family of their own; the config keeps them on TCP).
+        let socket = (app.web.socket_family == slipway_config::SocketFamily::Unix
+            && !crate::php::serves(app)
+            && !slipway_config::php::no_web_process(app))
+        .then(|| crate::sockets::host_socket(&platform.data().app_sockets(), &container));
+        if socket.is_some() {
+            env.remove("PORT");
+            env.insert("SOCKET".into(), crate::sockets::SOCKET.into());
+        }
         apps.push(AppInstance {
             name: app.name.clone(),
             slug: b.slug.digest.to_string(),
             manifest: None,
-            container: environment::container_id(
-                &target.project,
-                &target.env,
-                &app.name,
-                release.number,
-            ),
+            container,
             port,
             start: if crate::php::serves(app) {
                 let limits = crate::isolation::app_limits(app.size, app.resources);
@@ -102,6 +109,7 @@ pub fn plan(
             resources: app.resources,
             mounts: crate::mounts::plan(app),
             hosts: crate::services::relationship_hosts(app, services),
+            socket,
         });
     }
     ReleaseSpec {
@@ -199,6 +207,11 @@ pub async fn start_app(
             .await
             .map_err(|e| fail(e.to_string()))?
             .map_err(|e| fail(format!("mounts of {}: {e}", app.name)))?;
+    if let Some(socket) = &app.socket {
+        let mount = crate::sockets::prepare(socket, crate::isolation::run_as(project))
+            .map_err(|e| fail(format!("unix socket of {}: {e}", app.name)))?;
+        container.mounts.push(mount);
+    }
     container.env = crate::variables::with_environment_variables(platform, project, env, &app.env)
         .map_err(|e| fail(format!("variables of {env}: {e}")))?;
     // A container of that id left by an interrupted attempt is not ours to keep.
@@ -261,7 +274,14 @@ pub async fn run(
         start_app(platform, &target.project, &target.env, spec, app).await?;
         out.phase_done(
             &format!("provision {}", app.name),
-            &format!("container {} on port {}", app.container, app.port),
+            &match &app.socket {
+                Some(_) => format!(
+                    "container {} on unix socket {}",
+                    app.container,
+                    crate::sockets::SOCKET
+                ),
+                None => format!("container {} on port {}", app.container, app.port),
+            },
             t,
         );
     }
@@ -274,6 +294,9 @@ pub async fn remove_release(platform: &Platform, spec: &ReleaseSpec, grace: Dura
     for app in workers.chain(&spec.apps) {
         if let Err(e) = platform.runtime().remove(&app.container, grace).await {
             tracing::warn!(container = %app.container, "removing container: {e}");
+        }
+        if let Some(socket) = &app.socket {
+            crate::sockets::remove(socket);
         }
     }
 }

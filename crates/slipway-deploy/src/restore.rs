@@ -211,6 +211,9 @@ pub async fn restore(
             info!(container = %id, "removing a container no live release needs");
             let _ = platform.runtime().remove(id, Duration::from_secs(5)).await;
         }
+        crate::sockets::remove_leftovers(&platform.data().app_sockets(), |id| {
+            keep.contains(id) || deploying.contains(id)
+        });
     }
     Ok(())
 }

@@ -135,6 +135,7 @@ pub fn env_routes(
                     release: app.container.clone(),
                     netns: Some(netns_path(&spec.netns)),
                     port: app.port,
+                    socket: app.socket.clone(),
                 },
             )
         })

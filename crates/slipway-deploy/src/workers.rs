@@ -92,6 +92,9 @@ pub fn plan(
             );
             instance.port = 0;
             instance.env.remove("PORT");
+            // A worker serves no web requests: no socket of the app's.
+            instance.socket = None;
+            instance.env.remove("SOCKET");
             for (k, v) in &w.env {
                 if !environment::is_reserved_variable(k) {
                     instance.env.insert(k.clone(), v.clone());

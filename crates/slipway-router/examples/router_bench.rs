@@ -60,6 +60,7 @@ fn main() -> ExitCode {
             release: "bench".into(),
             netns: None,
             port,
+            socket: None,
         };
         let mut routes = EnvRoutes::single(vec![host.clone()], upstream);
         if let Some(dir) = static_dir {

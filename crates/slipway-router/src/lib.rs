@@ -10,7 +10,9 @@
 //!   [`LiveRelease`] counts them until the response body is sent; [`LiveRelease::drained`]
 //!   waits for zero), new requests go to the new release. [`Router::hold`] holds new
 //!   requests of an environment (bounded) while a switch must look atomic.
-//! - Upstream connections are HTTP/1.1, kept alive in a pool per app of each release;
+//! - Upstream connections are HTTP/1.1 over TCP or, for an app with
+//!   `socket_family: unix`, its unix socket (one client code for both), kept alive in a
+//!   pool per app of each release;
 //!   a retired release's connections close after their current request. Sockets into a
 //!   network namespace are made by one kept thread per namespace (no per-request cost).
 //! - Clients speak HTTP/1.1 (keep-alive, pipelining) or h2c; HTTP/1.1 upgrades (WebSocket)
@@ -52,6 +54,7 @@ mod router;
 mod routes;
 mod server;
 mod site;
+mod stream;
 mod table;
 mod tls;
 mod upstream;
@@ -62,7 +65,7 @@ pub use gate::Hold;
 pub use locations::MAX_RULE_REGEX_SIZE;
 pub use metrics::{serve_metrics, RouterCollector, LATENCY_BUCKETS, ROUTER_ENVIRONMENT};
 pub use netns::{connect, forget_netns, netns_threads};
-pub use probe::{probe_fastcgi, probe_http, ProbeError};
+pub use probe::{probe_fastcgi, probe_http, probe_http_unix, ProbeError};
 pub use release::LiveRelease;
 pub use router::Router;
 pub use routes::{EnvRoutes, RouteAction, RouteError, RouteRule, RouteScheme, Upstream};

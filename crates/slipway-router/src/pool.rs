@@ -13,14 +13,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::routes::Upstream;
+use crate::stream::{self, UpstreamStream};
+use crate::upstream::Conn;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
-
-use crate::netns;
-use crate::routes::Upstream;
-use crate::upstream::Conn;
 
 /// The sending half of an upstream connection opened for a protocol upgrade.
 pub(crate) type UpgradeSender = SendRequest<Incoming>;
@@ -28,10 +26,10 @@ pub(crate) type UpgradeSender = SendRequest<Incoming>;
 /// Why no connection to an upstream could be made.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConnectError {
-    /// TCP connect failed.
+    /// Connecting (TCP or unix socket) failed.
     #[error("connect: {0}")]
     Io(#[from] std::io::Error),
-    /// TCP connect took too long.
+    /// Connecting took too long.
     #[error("connect timed out")]
     Timeout,
     /// The HTTP/1.1 handshake failed.
@@ -160,14 +158,11 @@ impl Pool {
         Ok(sender)
     }
 
-    /// TCP connect to the upstream (inside its network namespace, if it has one).
-    async fn dial(&self, timeout: Duration) -> Result<TcpStream, ConnectError> {
-        let stream = tokio::time::timeout(
-            timeout,
-            netns::connect(self.upstream.netns.as_deref(), self.upstream.port),
-        )
-        .await
-        .map_err(|_| ConnectError::Timeout)??;
+    /// Connect to the upstream: its unix socket, or TCP inside its network namespace.
+    async fn dial(&self, timeout: Duration) -> Result<UpstreamStream, ConnectError> {
+        let stream = tokio::time::timeout(timeout, stream::dial(&self.upstream))
+            .await
+            .map_err(|_| ConnectError::Timeout)??;
         Ok(stream)
     }
 

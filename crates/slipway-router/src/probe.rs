@@ -1,6 +1,7 @@
-//! A one-shot HTTP health probe of a release.
+//! A one-shot health probe of a release's app: HTTP on its port or its unix socket, or
+//! FastCGI.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -48,6 +49,32 @@ pub enum ProbeError {
         /// The timeout that passed.
         timeout: Duration,
     },
+    /// No connection to the unix socket (not created yet, or nothing listens on it).
+    #[error("cannot connect to the unix socket {}: {source}", socket.display())]
+    SocketConnect {
+        /// The probed socket's host path.
+        socket: PathBuf,
+        /// The connect error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The unix socket accepted but no valid HTTP response came.
+    #[error("no valid HTTP response on the unix socket {}: {source}", socket.display())]
+    SocketHttp {
+        /// The probed socket's host path.
+        socket: PathBuf,
+        /// The HTTP error.
+        #[source]
+        source: hyper::Error,
+    },
+    /// Nothing came from the unix socket within the timeout.
+    #[error("no response on the unix socket {} within {timeout:?}", socket.display())]
+    SocketTimeout {
+        /// The probed socket's host path.
+        socket: PathBuf,
+        /// The timeout that passed.
+        timeout: Duration,
+    },
 }
 
 /// Connect to `127.0.0.1:port` in `netns` and send `GET /` (HTTP/1.1, `Host: localhost`);
@@ -67,9 +94,43 @@ async fn probe(netns: Option<&Path>, port: u16) -> Result<u16, ProbeError> {
     let stream = netns::connect(netns, port)
         .await
         .map_err(|source| ProbeError::Connect { port, source })?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    get_root(stream)
         .await
-        .map_err(|source| ProbeError::Http { port, source })?;
+        .map_err(|source| ProbeError::Http { port, source })
+}
+
+/// Connect to the unix socket at `socket` (a host path) and send `GET /` as
+/// [`probe_http`] does; return the response status. Bounded by `timeout`.
+pub async fn probe_http_unix(socket: &Path, timeout: Duration) -> Result<u16, ProbeError> {
+    let probe = async {
+        let stream = crate::stream::connect_unix(socket)
+            .await
+            .map_err(|source| ProbeError::SocketConnect {
+                socket: socket.to_path_buf(),
+                source,
+            })?;
+        get_root(stream)
+            .await
+            .map_err(|source| ProbeError::SocketHttp {
+                socket: socket.to_path_buf(),
+                source,
+            })
+    };
+    match tokio::time::timeout(timeout, probe).await {
+        Ok(result) => result,
+        Err(_) => Err(ProbeError::SocketTimeout {
+            socket: socket.to_path_buf(),
+            timeout,
+        }),
+    }
+}
+
+/// Send the health probe's `GET /` on `stream`; the answer's status.
+async fn get_root<S>(stream: S) -> Result<u16, hyper::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     let connection = tokio::spawn(conn);
     let mut req = Request::new(Empty::<Bytes>::new());
     let headers = req.headers_mut();
@@ -81,8 +142,7 @@ async fn probe(netns: Option<&Path>, port: u16) -> Result<u16, ProbeError> {
     headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     let result = sender.send_request(req).await;
     connection.abort();
-    let resp = result.map_err(|source| ProbeError::Http { port, source })?;
-    Ok(resp.status().as_u16())
+    Ok(result?.status().as_u16())
 }
 
 /// Ask the FastCGI server on `127.0.0.1:port` in `netns` for its `FCGI_MPXS_CONNS` value

@@ -5,7 +5,7 @@ use crate::site::Site;
 use crate::table::normalize_host;
 
 /// Where one app of a release answers: `127.0.0.1:port` inside the network namespace at
-/// `netns` (`None` = the host namespace).
+/// `netns` (`None` = the host namespace), or its unix socket at `socket` when it has one.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Upstream {
     /// An identifier of the release (or app instance), used in logs only.
@@ -14,6 +14,9 @@ pub struct Upstream {
     pub netns: Option<std::path::PathBuf>,
     /// TCP port the app listens on, on 127.0.0.1.
     pub port: u16,
+    /// The host path of the unix socket the app listens on (`web.upstream.socket_family:
+    /// unix`); when set, the router connects there instead of to `port`.
+    pub socket: Option<std::path::PathBuf>,
 }
 
 /// What a matching request gets.
@@ -185,6 +188,7 @@ mod tests {
             release: "r1".into(),
             netns: None,
             port,
+            socket: None,
         }
     }
 

@@ -318,6 +318,7 @@ mod tests {
             release: release.into(),
             netns: None,
             port,
+            socket: None,
         }
     }
 

@@ -38,11 +38,11 @@ use hyper::http::request::Parts;
 use hyper::http::response;
 use hyper::{Method, Response, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::headers::{is_hop_by_hop_name, put_field, put_status_line};
 use crate::pool::Pool;
 use crate::release::InFlightGuard;
+use crate::stream::UpstreamStream;
 
 /// Largest response head accepted.
 pub(crate) const MAX_HEAD: usize = 64 * 1024;
@@ -73,7 +73,7 @@ pub(crate) enum UpstreamError {
 
 /// One kept-alive connection to an upstream, with what was read past the last response.
 pub(crate) struct Conn {
-    io: TcpStream,
+    io: UpstreamStream,
     buf: BytesMut,
     head: Vec<u8>,
     /// The request body still being sent.
@@ -92,8 +92,10 @@ pub(crate) struct Conn {
 
 impl Conn {
     /// A fresh connection.
-    pub(crate) fn new(io: TcpStream) -> Conn {
-        let _ = io.set_nodelay(true);
+    pub(crate) fn new(io: UpstreamStream) -> Conn {
+        if let UpstreamStream::Tcp(tcp) = &io {
+            let _ = tcp.set_nodelay(true);
+        }
         Conn {
             io,
             buf: BytesMut::new(),

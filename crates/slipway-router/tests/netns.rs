@@ -99,6 +99,7 @@ async fn proxies_into_a_network_namespace() {
         release: "r-ns".into(),
         netns: Some(ns.path()),
         port: inner.port,
+        socket: None,
     };
     r.router
         .switch(
@@ -120,6 +121,7 @@ async fn proxies_into_a_network_namespace() {
         release: "r-dead".into(),
         netns: Some(ns.path()),
         port: closed_port(),
+        socket: None,
     };
     r.router
         .switch(
@@ -149,6 +151,7 @@ async fn proxies_into_a_network_namespace() {
         release: "r-ns2".into(),
         netns: Some(ns.path()),
         port: again.port,
+        socket: None,
     };
     r.router
         .switch(
@@ -192,6 +195,7 @@ async fn bad_namespace_paths_fail_cleanly() {
         release: "r-bad".into(),
         netns: Some(file.path().to_path_buf()),
         port: 80,
+        socket: None,
     };
     r.router
         .switch(

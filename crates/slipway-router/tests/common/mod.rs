@@ -292,6 +292,7 @@ pub fn up(release: &str, port: u16) -> slipway_router::Upstream {
         release: release.to_string(),
         netns: None,
         port,
+        socket: None,
     }
 }
 
