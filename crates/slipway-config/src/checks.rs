@@ -132,6 +132,11 @@ pub(crate) fn finish(
     }
     // Relationships name a service or an app.
     let app_names: Vec<String> = apps.iter().map(|a| a.app.name.clone()).collect();
+    let unix_apps: Vec<String> = apps
+        .iter()
+        .filter(|a| a.app.web.socket_family == crate::model::SocketFamily::Unix)
+        .map(|a| a.app.name.clone())
+        .collect();
     for rec in &mut apps {
         for (rel, pos, target) in &rec.relationships {
             let (svc, endpoint) = match target {
@@ -251,6 +256,16 @@ pub(crate) fn finish(
                     pos.col,
                     &kp(rel),
                     format!("relationship `{rel}` of service `{}` names endpoint `{endpoint}` of app `{app}`; an app's endpoint is `http`", rec.service.name),
+                ));
+                continue;
+            }
+            if unix_apps.iter().any(|a| a == app) {
+                diags.push(Diagnostic::error(
+                    &pos.file,
+                    pos.line,
+                    pos.col,
+                    &kp(rel),
+                    format!("relationship `{rel}` of service `{}` names app `{app}`, which listens on a unix socket (`socket_family: unix`); a service reaches apps over TCP: use `socket_family: tcp` for `{app}`", rec.service.name),
                 ));
                 continue;
             }

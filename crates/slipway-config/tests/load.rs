@@ -795,4 +795,20 @@ fn a_route_may_lead_to_a_varnish_service_whose_relationships_name_apps() {
             && m.contains("relationship `application` of service `varnish` names `nope`, which is no application")),
         "{e:?}"
     );
+    // Varnish reaches its apps over TCP: an app on a unix socket is refused as a backend.
+    let d = tree(&[
+        (
+            ".platform.app.yaml",
+            b"name: app\ntype: 'python:3.11'\nweb:\n  upstream: {socket_family: unix}\n  commands: {start: 'gunicorn -b unix:$SOCKET app:app'}\n",
+        ),
+        (".platform/services.yaml", varnish),
+        (".platform/config.vcl", b"sub vcl_recv {\n    set req.backend_hint = application.backend();\n}\n"),
+        (".platform/routes.yaml", b"'https://{default}/': {type: upstream, upstream: 'varnish:http'}\n"),
+    ]);
+    let e = errors_of(d.path());
+    assert!(
+        e.iter().any(|m| m.starts_with(".platform/services.yaml:4:")
+            && m.contains("names app `app`, which listens on a unix socket")),
+        "{e:?}"
+    );
 }

@@ -277,6 +277,7 @@ fn service_upstreams(
                     release: crate::services::container_id(project, env, &s.name),
                     netns: Some(netns_path(&spec.netns)),
                     port: crate::services::varnish::route_port(record.address),
+                    socket: None,
                 },
             ))
         })
