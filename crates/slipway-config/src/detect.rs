@@ -91,8 +91,13 @@ impl DetectedStack {
                 "bundle config set --local without 'development:test'",
                 "bundle install --jobs 4",
             ],
+            // Every main package into bin/ (as the Go buildpack's `go install` with
+            // GOBIN=bin does); the module cache and build cache are in the build cache
+            // (set for every golang build), and `-mod=mod` lets a module without a go.sum
+            // or vendor folder build.
             Language::Golang => vec![
-                "export GOPATH=\"$PLATFORM_CACHE_DIR/go\" GOCACHE=\"$PLATFORM_CACHE_DIR/go-build\"",
+                "export GOFLAGS=\"${GOFLAGS:--mod=mod}\"",
+                "go version",
                 "mkdir -p bin",
                 "go build -o bin/ ./...",
             ],
