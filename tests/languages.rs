@@ -307,3 +307,42 @@ fn a_php_procfile_app_is_detected_from_composer_json_and_runs_the_builtin_server
     assert!(version.starts_with("8.4."), "{version}");
     assert_ne!(uid, 0);
 }
+
+/// A pom.xml without dependencies: Maven's plugins come from the stack's Debian repository.
+const POM: &str = r#"<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>example</groupId>
+  <artifactId>app</artifactId>
+  <version>1.0</version>
+  <packaging>jar</packaging>
+  <properties>
+    <maven.compiler.release>21</maven.compiler.release>
+    <project.build.sourceEncoding>UTF-8</project.build.sourceEncoding>
+  </properties>
+</project>
+"#;
+
+#[test]
+fn a_java_procfile_app_is_detected_from_pom_xml_and_packaged_by_maven_offline() {
+    cached_stack("java:21");
+    let server = Server::start();
+    let app = app_of(
+        &server,
+        "java-procfile",
+        &[
+            ("pom.xml", POM),
+            ("system.properties", "java.runtime.version=21\n"),
+            ("src/main/java/App.java", JAVA_SERVER),
+            ("Procfile", "web: java -cp target/app-1.0.jar App\n"),
+        ],
+    );
+    let check = config_check(&app);
+    assert!(
+        check.contains("app: stack java:21 (detected from pom.xml, 21 asked by system.properties)"),
+        "{check}"
+    );
+    push(&server, &app, "javahello");
+    let (version, uid) = answer(&server, "javahello");
+    assert!(version.starts_with("21."), "{version}");
+    assert_ne!(uid, 0);
+}
