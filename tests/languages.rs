@@ -92,7 +92,7 @@ fn a_go_app_builds_with_go_build_and_reports_its_go_version_as_non_root() {
         &[
             (
                 ".platform.app.yaml",
-                "name: app\ntype: golang:1.24\nhooks:\n  build: |\n    set -e\n    go version\n    go build -o bin/app\nweb:\n  upstream:\n    socket_family: tcp\n    protocol: http\n  commands:\n    start: ./bin/app\n  locations:\n    /:\n      allow: false\n      passthru: true\n",
+                "name: app\ntype: golang:1.24\nhooks:\n  build: |\n    set -e\n    go version\n    go build -o bin/app\n    [ -e /app/.cache ] || echo \"go build cache: $(go env GOCACHE), none in /app\"\nweb:\n  upstream:\n    socket_family: tcp\n    protocol: http\n  commands:\n    start: ./bin/app\n  locations:\n    /:\n      allow: false\n      passthru: true\n",
             ),
             ("go.mod", "module example.com/app\n\ngo 1.24\n"),
             ("server.go", GO_SERVER),
@@ -105,16 +105,32 @@ fn a_go_app_builds_with_go_build_and_reports_its_go_version_as_non_root() {
     assert_ne!(uid, 0);
     let (_, body) = server.get("main.goapp.localhost", "/").unwrap();
     assert!(body.ends_with(" relationships=0\n"), "{body}");
-    // The build caches stay out of the slug: nothing under /app but the app's files and
-    // its binary.
+
+    // Go's build cache is in the app's persistent build cache on the host, not in the slug.
     assert!(
-        !server.data.join("builds").exists()
-            || std::fs::read_dir(server.data.join("builds"))
-                .unwrap()
-                .next()
-                .is_none(),
-        "a build folder stayed behind"
+        out.contains("app | go build cache: /cache/go-build, none in /app"),
+        "{out}"
     );
+    let cache = server.data.join("cache/goapp/main/app/go-build");
+    assert!(
+        std::fs::read_dir(&cache).is_ok_and(|mut d| d.next().is_some()),
+        "{}",
+        cache.display()
+    );
+
+    // A go.mod asking for a newer Go than the stack's fails the build at once, naming both
+    // versions, instead of downloading a toolchain; the running release keeps serving.
+    app.write("go.mod", "module example.com/app\n\ngo 1.99\n");
+    app.commit("a newer go");
+    let o = server.git(&app.dir, &["push", &server.remote("goapp"), "main"]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("go.mod requires go >= 1.99 (running go 1.24"),
+        "{out}"
+    );
+    let (version, _) = answer(&server, "goapp");
+    assert!(version.starts_with("go1.24"), "{version}");
 }
 
 #[test]
@@ -146,6 +162,34 @@ fn a_go_procfile_app_is_detected_from_go_mod_and_built_offline() {
     let (version, uid) = answer(&server, "gohello");
     assert!(version.starts_with("go1.24"), "{version}");
     assert_ne!(uid, 0);
+
+    // A module needing a download fails the build at once where the Go module proxy does
+    // not answer (as on this machine and its CI: the build's egress proxy answers Bad
+    // Gateway), naming the module; the running release keeps serving.
+    app.write(
+        "go.mod",
+        "module example.com/hello\n\ngo 1.24\n\nrequire golang.org/x/text v0.14.0\n",
+    );
+    app.write(
+        "main.go",
+        &GO_SERVER.replace(
+            "\"strings\"\n",
+            "\"strings\"\n\n\t_ \"golang.org/x/text/language\"\n",
+        ),
+    );
+    app.commit("a dependency from the module proxy");
+    let started = std::time::Instant::now();
+    let o = server.git(&app.dir, &["push", &server.remote("gohello"), "main"]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("golang.org/x/text"), "{out}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(180),
+        "{:?}",
+        started.elapsed()
+    );
+    let (version, _) = answer(&server, "gohello");
+    assert!(version.starts_with("go1.24"), "{version}");
 }
 
 /// A Ruby web server (stdlib `socket` only) on 127.0.0.1:$PORT answering
