@@ -44,8 +44,9 @@ fn answer(server: &Server, project: &str) -> (String, u32) {
     (version, uid)
 }
 
-/// A Go web server on 127.0.0.1:$PORT answering `GO_VERSION UID RELATIONSHIPS` (uid from
-/// `id -u`, the relationships decoded from `PLATFORM_RELATIONSHIPS`).
+/// A Go web server on 127.0.0.1:$PORT answering `GO_VERSION UID relationships=N db=HOST:PORT`
+/// (uid from `id -u`, N the relationships decoded from `PLATFORM_RELATIONSHIPS`, the
+/// database from the variables the golang template's start command exports).
 const GO_SERVER: &str = r#"package main
 
 import (
@@ -74,12 +75,42 @@ func main() {
 			http.Error(w, err.Error(), 500)
 			return
 		}
-		fmt.Fprintf(w, "%s %s relationships=%d\n", runtime.Version(), strings.TrimSpace(string(uid)), len(rels))
+		fmt.Fprintf(w, "%s %s relationships=%d db=%s:%s\n", runtime.Version(), strings.TrimSpace(string(uid)), len(rels), os.Getenv("DATABASE_HOST"), os.Getenv("DATABASE_PORT"))
 	})
 	if err := http.ListenAndServe("127.0.0.1:"+os.Getenv("PORT"), nil); err != nil {
 		panic(err)
 	}
 }
+"#;
+
+/// The golang template's application (`go build -o bin/app`, a start command exporting the
+/// database's credentials read from `PLATFORM_RELATIONSHIPS` with jq), on golang:1.24 and
+/// with a line showing where Go's build cache went.
+const GO_APPLICATIONS: &str = r#"app:
+    type: golang:1.24
+    hooks:
+        build: |
+            set -e
+            go version
+            go build -o bin/app
+            [ -e /app/.cache ] || echo "go build cache: $(go env GOCACHE), none in /app"
+    relationships:
+        database: "db:mysql"
+    web:
+        upstream:
+            socket_family: tcp
+            protocol: http
+        commands:
+            start: |
+                export DATABASE_USERNAME=$(echo $PLATFORM_RELATIONSHIPS | base64 --decode | jq -r '.database[0].username')
+                export DATABASE_HOST=$(echo $PLATFORM_RELATIONSHIPS | base64 --decode | jq -r '.database[0].host')
+                export DATABASE_PORT=$(echo $PLATFORM_RELATIONSHIPS | base64 --decode | jq -r '.database[0].port')
+                ./bin/app
+        locations:
+            /:
+                allow: false
+                passthru: true
+    disk: 1024
 "#;
 
 #[test]
@@ -90,9 +121,10 @@ fn a_go_app_builds_with_go_build_and_reports_its_go_version_as_non_root() {
         &server,
         "go-app",
         &[
+            (".platform/applications.yaml", GO_APPLICATIONS),
             (
-                ".platform.app.yaml",
-                "name: app\ntype: golang:1.24\nhooks:\n  build: |\n    set -e\n    go version\n    go build -o bin/app\n    [ -e /app/.cache ] || echo \"go build cache: $(go env GOCACHE), none in /app\"\nweb:\n  upstream:\n    socket_family: tcp\n    protocol: http\n  commands:\n    start: ./bin/app\n  locations:\n    /:\n      allow: false\n      passthru: true\n",
+                ".platform/services.yaml",
+                "db:\n    type: mariadb:10.11\n    disk: 1024\n",
             ),
             ("go.mod", "module example.com/app\n\ngo 1.24\n"),
             ("server.go", GO_SERVER),
@@ -104,7 +136,11 @@ fn a_go_app_builds_with_go_build_and_reports_its_go_version_as_non_root() {
     assert!(version.starts_with("go1.24"), "{version}");
     assert_ne!(uid, 0);
     let (_, body) = server.get("main.goapp.localhost", "/").unwrap();
-    assert!(body.ends_with(" relationships=0\n"), "{body}");
+    assert!(body.contains(" relationships=1 db="), "{body}");
+    assert!(
+        body.ends_with(":3306\n") && !body.contains("db=:"),
+        "{body}"
+    );
 
     // Go's build cache is in the app's persistent build cache on the host, not in the slug.
     assert!(

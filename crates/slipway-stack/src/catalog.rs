@@ -272,8 +272,9 @@ const NODEJS_DEBIAN: &[&str] = &["nodejs", "npm", "yarnpkg"];
 const NODEJS_NPM: &[&str] = &["libstdc++6"];
 const RUBY31: &[&str] = &["ruby3.1", "ruby-dev", "bundler", "build-essential"];
 const RUBY33: &[&str] = &["ruby3.3", "ruby-dev", "bundler", "build-essential"];
-const GO119: &[&str] = &["golang-1.19-go", "golang-go", "build-essential"];
-const GO124: &[&str] = &["golang-1.24-go", "golang-go", "build-essential"];
+/// jq: the golang templates' start commands read `PLATFORM_RELATIONSHIPS` with it.
+const GO119: &[&str] = &["golang-1.19-go", "golang-go", "build-essential", "jq"];
+const GO124: &[&str] = &["golang-1.24-go", "golang-go", "build-essential", "jq"];
 // A JDK and Maven with the plugins of its default `clean package install` lifecycle in
 // Debian's /usr/share/maven-repo, so that a pom.xml without dependencies builds offline.
 const JAVA17: &[&str] = &[
