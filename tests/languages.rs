@@ -331,7 +331,7 @@ public class App {
 "#;
 
 #[test]
-fn a_java_app_compiled_with_javac_reports_its_java_version_as_non_root() {
+fn a_java_app_compiled_with_javac_and_packaged_by_maven_reports_its_java_version_as_non_root() {
     cached_stack("java:21");
     let server = Server::start();
     let app = app_of(
@@ -340,13 +340,17 @@ fn a_java_app_compiled_with_javac_reports_its_java_version_as_non_root() {
         &[
             (
                 ".platform.app.yaml",
-                "name: app\ntype: java:21\nhooks:\n  build: |\n    set -e\n    javac -version\n    javac -d classes App.java\nweb:\n  commands:\n    start: java -cp classes App\n",
+                "name: app\ntype: java:21\nhooks:\n  build: |\n    set -e\n    javac -version\n    javac -d classes App.java\n    mvn -B -q -DskipTests package\n    ls target/*.jar\nweb:\n  commands:\n    start: java -cp classes App\n",
             ),
             ("App.java", JAVA_SERVER),
+            ("pom.xml", POM),
+            ("src/main/java/App.java", JAVA_SERVER),
         ],
     );
     let out = push(&server, &app, "javaapp");
     assert!(out.contains("app | javac 21."), "{out}");
+    // Maven in the build hook packages offline too (Debian's repository first).
+    assert!(out.contains("app | target/app-1.0.jar"), "{out}");
     let (version, uid) = answer(&server, "javaapp");
     assert!(version.starts_with("21."), "{version}");
     assert_ne!(uid, 0);

@@ -101,11 +101,12 @@ impl DetectedStack {
                 "mkdir -p bin",
                 "go build -o bin/ ./...",
             ],
-            // Debian's Maven repository (the stack's plugins) first, Maven Central after it:
-            // a pom.xml needing nothing else builds offline.
+            // The global settings every java build gets in its cache put Debian's Maven
+            // repository (the stack's plugins) before Maven Central: a pom.xml needing
+            // nothing else builds offline (named here too for Maven before 3.9, which
+            // ignores MAVEN_ARGS).
             Language::Java => vec![
-                MAVEN_SETTINGS,
-                "mvn -B -q -gs \"$PLATFORM_CACHE_DIR/slipway-maven-settings.xml\" -Dmaven.repo.local=\"$PLATFORM_CACHE_DIR/m2\" -DskipTests clean package",
+                "mvn -B -q -gs \"$PLATFORM_CACHE_DIR/.slipway-maven-settings.xml\" -Dmaven.repo.local=\"$PLATFORM_CACHE_DIR/m2\" -DskipTests clean package",
             ],
             // Service stacks are never detected for an app (DETECTORS names languages only).
             Language::Postgresql
@@ -125,17 +126,6 @@ impl DetectedStack {
         script
     }
 }
-
-/// Writes the Maven global settings of a Procfile Java build: a profile, always active,
-/// adding Debian's `/usr/share/maven-repo` (where the stack's Maven plugins are) as a
-/// repository and plugin repository, tried before Maven Central.
-const MAVEN_SETTINGS: &str = concat!(
-    "printf '%s\\n' '<settings><profiles><profile><id>debian</id>",
-    "<repositories><repository><id>debian</id><url>file:///usr/share/maven-repo</url></repository></repositories>",
-    "<pluginRepositories><pluginRepository><id>debian</id><url>file:///usr/share/maven-repo</url></pluginRepository></pluginRepositories>",
-    "</profile></profiles><activeProfiles><activeProfile>debian</activeProfile></activeProfiles></settings>'",
-    " > \"$PLATFORM_CACHE_DIR/slipway-maven-settings.xml\"",
-);
 
 /// Why no stack could be detected; the message says what to add.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -450,11 +440,7 @@ mod tests {
         assert!(go.contains("GOFLAGS=\"${GOFLAGS:--mod=mod}\""), "{go}");
         let java = script(&[("pom.xml", "")]);
         assert!(
-            java.contains("<url>file:///usr/share/maven-repo</url>"),
-            "{java}"
-        );
-        assert!(
-            java.contains("mvn -B -q -gs \"$PLATFORM_CACHE_DIR/slipway-maven-settings.xml\""),
+            java.contains("mvn -B -q -gs \"$PLATFORM_CACHE_DIR/.slipway-maven-settings.xml\""),
             "{java}"
         );
     }

@@ -652,6 +652,12 @@ async fn build_one(
         cache_fed |= std::fs::read_dir(&cache)
             .map(|mut d| d.next().is_some())
             .unwrap_or(true);
+        toolchains::prepare_cache(app, &cache).map_err(|e| {
+            fail(format!(
+                "preparing the build cache {}: {e}",
+                cache.display()
+            ))
+        })?;
         let entropy = crate::environment::project_entropy(platform, project)
             .map_err(|e| fail(e.to_string()))?;
         // The build runs as the project's user: it owns what it may write.
