@@ -48,6 +48,10 @@ pub const TEST_STACKS: &[&str] = &[
     "rabbitmq:3.10",
     "chrome-headless:156",
     "influxdb:1.6",
+    // tests/languages.rs (5-8 minutes each on a busy 2-core machine).
+    "golang:1.24",
+    "ruby:3.3",
+    "java:21",
 ];
 
 /// The stacks folder shared by every test run on this machine (`SLIPWAY_STACKS_DIR` of

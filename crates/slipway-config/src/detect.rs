@@ -91,13 +91,22 @@ impl DetectedStack {
                 "bundle config set --local without 'development:test'",
                 "bundle install --jobs 4",
             ],
+            // Every main package into bin/ (as the Go buildpack's `go install` with
+            // GOBIN=bin does); the module cache and build cache are in the build cache
+            // (set for every golang build), and `-mod=mod` lets a module without a go.sum
+            // or vendor folder build.
             Language::Golang => vec![
-                "export GOPATH=\"$PLATFORM_CACHE_DIR/go\" GOCACHE=\"$PLATFORM_CACHE_DIR/go-build\"",
+                "export GOFLAGS=\"${GOFLAGS:--mod=mod}\"",
+                "go version",
                 "mkdir -p bin",
                 "go build -o bin/ ./...",
             ],
+            // The global settings every java build gets in its cache put Debian's Maven
+            // repository (the stack's plugins) before Maven Central: a pom.xml needing
+            // nothing else builds offline (named here too for Maven before 3.9, which
+            // ignores MAVEN_ARGS).
             Language::Java => vec![
-                "mvn -B -q -Dmaven.repo.local=\"$PLATFORM_CACHE_DIR/m2\" -DskipTests clean package",
+                "mvn -B -q -gs \"$PLATFORM_CACHE_DIR/.slipway-maven-settings.xml\" -Dmaven.repo.local=\"$PLATFORM_CACHE_DIR/m2\" -DskipTests clean package",
             ],
             // Service stacks are never detected for an app (DETECTORS names languages only).
             Language::Postgresql
@@ -428,6 +437,13 @@ mod tests {
             script(&[("package.json", "{}"), ("package-lock.json", "{}")]).contains("npm ci\n")
         );
         assert!(script(&[("package.json", "{}")]).contains("npm install\n"));
-        assert!(script(&[("go.mod", "go 1.24\n")]).contains("go build -o bin/ ./...\n"));
+        let go = script(&[("go.mod", "go 1.24\n")]);
+        assert!(go.contains("go build -o bin/ ./...\n"), "{go}");
+        assert!(go.contains("GOFLAGS=\"${GOFLAGS:--mod=mod}\""), "{go}");
+        let java = script(&[("pom.xml", "")]);
+        assert!(
+            java.contains("mvn -B -q -gs \"$PLATFORM_CACHE_DIR/.slipway-maven-settings.xml\""),
+            "{java}"
+        );
     }
 }

@@ -34,6 +34,7 @@
 pub mod caches;
 pub mod dependencies;
 pub mod flavor;
+pub mod toolchains;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -653,6 +654,12 @@ async fn build_one(
         cache_fed |= std::fs::read_dir(&cache)
             .map(|mut d| d.next().is_some())
             .unwrap_or(true);
+        toolchains::prepare_cache(app, &cache).map_err(|e| {
+            fail(format!(
+                "preparing the build cache {}: {e}",
+                cache.display()
+            ))
+        })?;
         let entropy = crate::environment::project_entropy(platform, project)
             .map_err(|e| fail(e.to_string()))?;
         // The build runs as the project's user: it owns what it may write.
@@ -693,20 +700,16 @@ async fn build_one(
             for step in &steps {
                 out.phase(&phase, &step.headline);
                 let id = format!("build.{}.{}.{}", out.activity(), app.name, step.id);
-                cx.run(
-                    id,
-                    step.full_script(),
-                    dependencies::step_env(),
-                    &step.what,
-                    Some(step),
-                )
-                .await?;
+                let mut env = dependencies::step_env();
+                env.extend(toolchains::env(app));
+                cx.run(id, step.full_script(), env, &step.what, Some(step))
+                    .await?;
             }
             if let Some(hook) = hook {
                 out.phase(&phase, "running hooks.build");
                 let id = format!("build.{}.{}", out.activity(), app.name);
                 let what = format!("hooks.build of {}", app.name);
-                cx.run(id, hook.to_string(), Vec::new(), &what, None)
+                cx.run(id, hook.to_string(), toolchains::env(app), &what, None)
                     .await?;
             }
             Ok::<(), PhaseError>(())

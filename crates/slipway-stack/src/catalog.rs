@@ -276,11 +276,41 @@ const NODEJS_DEBIAN: &[&str] = &["nodejs", "npm", "yarnpkg"];
 const NODEJS_NPM: &[&str] = &["libstdc++6"];
 const RUBY31: &[&str] = &["ruby3.1", "ruby-dev", "bundler", "build-essential"];
 const RUBY33: &[&str] = &["ruby3.3", "ruby-dev", "bundler", "build-essential"];
-const GO119: &[&str] = &["golang-1.19-go", "golang-go", "build-essential"];
-const GO124: &[&str] = &["golang-1.24-go", "golang-go", "build-essential"];
-const JAVA17: &[&str] = &["openjdk-17-jdk-headless", "maven"];
-const JAVA21: &[&str] = &["openjdk-21-jdk-headless", "maven"];
-const JAVA25: &[&str] = &["openjdk-25-jdk-headless", "maven"];
+/// jq: the golang templates' start commands read `PLATFORM_RELATIONSHIPS` with it.
+const GO119: &[&str] = &["golang-1.19-go", "golang-go", "build-essential", "jq"];
+const GO124: &[&str] = &["golang-1.24-go", "golang-go", "build-essential", "jq"];
+// A JDK and Maven with the plugins of its default `clean package install` lifecycle in
+// Debian's /usr/share/maven-repo, so that a pom.xml without dependencies builds offline.
+const JAVA17: &[&str] = &[
+    "openjdk-17-jdk-headless",
+    "maven",
+    "libmaven-clean-plugin-java",
+    "libmaven-resources-plugin-java",
+    "libmaven-compiler-plugin-java",
+    "libsurefire-java",
+    "libmaven-jar-plugin-java",
+    "libmaven-install-plugin-java",
+];
+const JAVA21: &[&str] = &[
+    "openjdk-21-jdk-headless",
+    "maven",
+    "libmaven-clean-plugin-java",
+    "libmaven-resources-plugin-java",
+    "libmaven-compiler-plugin-java",
+    "libsurefire-java",
+    "libmaven-jar-plugin-java",
+    "libmaven-install-plugin-java",
+];
+const JAVA25: &[&str] = &[
+    "openjdk-25-jdk-headless",
+    "maven",
+    "libmaven-clean-plugin-java",
+    "libmaven-resources-plugin-java",
+    "libmaven-compiler-plugin-java",
+    "libsurefire-java",
+    "libmaven-jar-plugin-java",
+    "libmaven-install-plugin-java",
+];
 
 const POSTGRESQL15: &[&str] = &["postgresql-15", "postgresql-client-15"];
 const POSTGRESQL17: &[&str] = &[

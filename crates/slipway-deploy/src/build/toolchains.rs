@@ -1,0 +1,140 @@
+//! Variables the compilers and package managers of an app's stack language get in its
+//! build containers (Slipway's steps and `hooks.build`), so that builds keep their
+//! downloads and compile caches in the persistent build cache ([`CACHE_MOUNT`]) rather than
+//! in the slug (`HOME` is `/app` in builds), and never fetch a toolchain of their own:
+//!
+//! | language | variables |
+//! |---|---|
+//! | `golang` | `GOCACHE`, `GOMODCACHE` in the cache; `GOTOOLCHAIN=local` (a go.mod asking for a newer Go fails at once, naming both versions, instead of downloading one) |
+//! | `ruby` | `BUNDLE_USER_CACHE`, `GEM_SPEC_CACHE` in the cache |
+//! | `java` | `MAVEN_OPTS=-Dmaven.repo.local=…` (Maven's local repository in the cache); `MAVEN_ARGS=-gs …` ([`MAVEN_SETTINGS`], read by Maven 3.9 and later) |
+//!
+//! They are the lowest layer of the build's variables: the app's `variables.env` wins.
+//!
+//! Maven's global settings ([`prepare_cache`] writes them into the cache before every java
+//! build) add Debian's `/usr/share/maven-repo`, where the java stacks' Maven plugins are,
+//! as a repository tried before Maven Central: a pom.xml without dependencies builds with
+//! no network.
+
+use slipway_config::Application;
+
+use super::CACHE_MOUNT;
+
+/// The build variables of `app`'s stack language (from its `type`, `golang:1.24`); none
+/// for other languages or an app without a type.
+pub fn env(app: &Application) -> Vec<(String, String)> {
+    let language = app
+        .r#type
+        .as_deref()
+        .and_then(|t| t.split(':').next())
+        .unwrap_or_default();
+    let vars: Vec<(&str, String)> = match language {
+        "golang" => vec![
+            ("GOCACHE", format!("{CACHE_MOUNT}/go-build")),
+            ("GOMODCACHE", format!("{CACHE_MOUNT}/go-mod")),
+            ("GOTOOLCHAIN", "local".to_string()),
+        ],
+        "ruby" => vec![
+            ("BUNDLE_USER_CACHE", format!("{CACHE_MOUNT}/bundler")),
+            ("GEM_SPEC_CACHE", format!("{CACHE_MOUNT}/gem-specs")),
+        ],
+        "java" => vec![
+            ("MAVEN_OPTS", format!("-Dmaven.repo.local={CACHE_MOUNT}/m2")),
+            ("MAVEN_ARGS", format!("-gs {CACHE_MOUNT}/{MAVEN_SETTINGS}")),
+        ],
+        _ => Vec::new(),
+    };
+    vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// Maven's global settings file of java builds, in the build cache.
+pub const MAVEN_SETTINGS: &str = ".slipway-maven-settings.xml";
+
+/// What Maven's global settings say: an always active profile adding Debian's Maven
+/// repository as a repository and a plugin repository.
+const MAVEN_SETTINGS_XML: &str = concat!(
+    "<settings><profiles><profile><id>debian</id>\n",
+    "<repositories><repository><id>debian</id><url>file:///usr/share/maven-repo</url></repository></repositories>\n",
+    "<pluginRepositories><pluginRepository><id>debian</id><url>file:///usr/share/maven-repo</url></pluginRepository></pluginRepositories>\n",
+    "</profile></profiles><activeProfiles><activeProfile>debian</activeProfile></activeProfiles></settings>\n",
+);
+
+/// Write what `app`'s build needs in its build cache folder `cache` (on the host) before
+/// its build runs: Maven's global settings for a java app (rewritten every build, so a
+/// build cannot leave other settings for the next one); nothing for other languages.
+pub fn prepare_cache(app: &Application, cache: &std::path::Path) -> std::io::Result<()> {
+    let java = app
+        .r#type
+        .as_deref()
+        .is_some_and(|t| t.split(':').next() == Some("java"));
+    if java {
+        let path = cache.join(MAVEN_SETTINGS);
+        // Never through a link a build left there.
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path)?,
+            Ok(_) => std::fs::remove_file(&path)?,
+            Err(_) => {}
+        }
+        std::fs::write(&path, MAVEN_SETTINGS_XML)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(type_name: &str) -> std::collections::BTreeMap<String, String> {
+        let app = Application {
+            name: "app".into(),
+            r#type: Some(type_name.into()),
+            ..Default::default()
+        };
+        env(&app).into_iter().collect()
+    }
+
+    #[test]
+    fn toolchain_caches_live_in_the_build_cache_and_no_toolchain_is_fetched() {
+        let go = env_of("golang:1.24");
+        assert_eq!(go["GOCACHE"], "/cache/go-build");
+        assert_eq!(go["GOMODCACHE"], "/cache/go-mod");
+        assert_eq!(go["GOTOOLCHAIN"], "local");
+        assert_eq!(env_of("ruby:3.3")["BUNDLE_USER_CACHE"], "/cache/bundler");
+        assert_eq!(
+            env_of("java:21")["MAVEN_OPTS"],
+            "-Dmaven.repo.local=/cache/m2"
+        );
+        assert_eq!(
+            env_of("java:21")["MAVEN_ARGS"],
+            "-gs /cache/.slipway-maven-settings.xml"
+        );
+        assert!(env_of("python:3.11").is_empty());
+        assert!(env(&Application::default()).is_empty());
+    }
+
+    #[test]
+    fn java_builds_get_maven_settings_with_the_debian_repository_first() {
+        let cache = tempfile::tempdir().unwrap();
+        let java = Application {
+            r#type: Some("java:21".into()),
+            ..Default::default()
+        };
+        // A link a build left in the cache is replaced, not followed.
+        let target = cache.path().join("elsewhere");
+        std::os::unix::fs::symlink(&target, cache.path().join(MAVEN_SETTINGS)).unwrap();
+        prepare_cache(&java, cache.path()).unwrap();
+        let xml = std::fs::read_to_string(cache.path().join(MAVEN_SETTINGS)).unwrap();
+        assert!(
+            xml.contains("<url>file:///usr/share/maven-repo</url>"),
+            "{xml}"
+        );
+        assert!(!target.exists());
+        let go = Application {
+            r#type: Some("golang:1.24".into()),
+            ..Default::default()
+        };
+        let empty = tempfile::tempdir().unwrap();
+        prepare_cache(&go, empty.path()).unwrap();
+        assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
+    }
+}
