@@ -709,7 +709,7 @@ fn check_catalog(
 fn acted_configuration(kind: &str) -> &'static [&'static str] {
     match kind {
         "mariadb" | "mysql" => &["schemas", "endpoints"],
-        "postgresql" => &["extensions"],
+        "postgresql" => &["extensions", "schemas", "databases", "endpoints"],
         "rabbitmq" => &["vhosts"],
         _ => &[],
     }
@@ -726,6 +726,9 @@ fn check_service_configuration(
 ) {
     if kind == "network-storage" || slipway_stack::resolve_service(kind, version).is_err() {
         return;
+    }
+    if let Some(Err(e)) = crate::databases::layout(kind, &node.to_json()) {
+        diags.push(path.error(&node.pos, e.to_string()));
     }
     let acted = acted_configuration(kind);
     for e in node.entries() {

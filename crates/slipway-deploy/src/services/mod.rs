@@ -13,6 +13,7 @@
 //! state ([`fill_relationships`]).
 
 pub mod data;
+pub mod endpoints;
 pub mod recipe;
 
 use std::collections::{BTreeMap, HashSet};
@@ -139,8 +140,8 @@ pub fn fill_relationships(relationships: &mut serde_json::Value, services: &[Ser
                 .and_then(|v| v.as_str())
                 .unwrap_or_default()
                 .to_string();
-            let mysql = matches!(s.service_type.as_str(), "mariadb" | "mysql");
-            if mysql && rel != "mysql" && !rel.is_empty() {
+            let default = slipway_config::databases::default_endpoint(&s.service_type);
+            if default.is_some_and(|d| d != rel) && !rel.is_empty() {
                 // A configured endpoint: its own user, its own password.
                 e["username"] = rel.clone().into();
                 e["password"] = recipe::endpoint_password(&s.password, &rel).into();
@@ -541,6 +542,11 @@ pub async fn converge(
                     .unmount()
                     .map_err(|e| fail(format!("service {}: {e}", record.name)))?;
             } else if is_running && !legacy {
+                if record.service_type == "postgresql" {
+                    endpoints::apply(platform, &record, &svc.configuration)
+                        .await
+                        .map_err(|m| fail(format!("service {}: {m}", svc.name)))?;
+                }
                 continue;
             }
             start(platform, &record, netns).await.map_err(fail)?;
@@ -552,6 +558,12 @@ pub async fn converge(
                     }
                     fail(m.lines().next().unwrap_or_default().to_string())
                 })?;
+            if record.service_type == "postgresql" {
+                // Databases and endpoint roles: created on the running server.
+                endpoints::apply(platform, &record, &svc.configuration)
+                    .await
+                    .map_err(|m| fail(format!("service {}: {m}", svc.name)))?;
+            }
             state
                 .set_service_state(project, env, &record.name, ServiceState::Running)
                 .map_err(|e| fail(e.to_string()))?;
@@ -690,11 +702,13 @@ pub async fn remove_dropped(
     let Ok(old) = serde_json::from_value::<Topology>(live.topology.clone()) else {
         return;
     };
-    for svc in old
-        .services
-        .iter()
-        .filter(|s| topology.service(&s.name).is_none())
-    {
+    for svc in &old.services {
+        if let Some(kept) = topology.service(&svc.name) {
+            if svc.r#type == "postgresql" && kept.r#type == "postgresql" {
+                drop_removed_databases(platform, live, svc, kept, out).await;
+            }
+            continue;
+        }
         let record = match platform
             .state()
             .service(&live.project, &live.environment, &svc.name)
@@ -712,6 +726,49 @@ pub async fn remove_dropped(
                 svc.name
             )),
         }
+    }
+}
+
+/// The databases and endpoint roles of PostgreSQL service `old` that `new` no longer
+/// configures, dropped (the push had `-o allow-data-loss` and is live).
+async fn drop_removed_databases(
+    platform: &Platform,
+    live: &slipway_state::Release,
+    old: &slipway_config::Service,
+    new: &slipway_config::Service,
+    out: &Output,
+) {
+    let layout = |c: &serde_json::Value| {
+        slipway_config::databases::layout("postgresql", c).and_then(Result::ok)
+    };
+    let (Some(a), Some(b)) = (layout(&old.configuration), layout(&new.configuration)) else {
+        return;
+    };
+    let (schemas, roles) = (a.schemas_removed(&b), a.endpoints_removed(&b));
+    if schemas.is_empty() && roles.is_empty() {
+        return;
+    }
+    let Ok(Some(record)) = platform
+        .state()
+        .service(&live.project, &live.environment, &new.name)
+    else {
+        return;
+    };
+    match endpoints::drop_removed(platform, &record, &old.configuration, &new.configuration).await {
+        Ok(()) => out.line(&format!(
+            "       service {}: dropped {} (-o allow-data-loss)",
+            new.name,
+            schemas
+                .iter()
+                .map(|s| format!("database `{s}`"))
+                .chain(roles.iter().map(|r| format!("endpoint `{r}`")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        Err(e) => out.line(&format!(
+            "       warning: service {}: not dropped: {e}",
+            new.name
+        )),
     }
 }
 
