@@ -164,7 +164,7 @@ fn postgresql_endpoints_get_their_own_roles_with_exactly_their_privileges() {
     let (ok, out) = push(&server, &app, &[]);
     assert!(!ok, "{out}");
     assert!(
-        out.contains(&".platform.app.yaml:5:3") && out.contains(why),
+        out.contains(".platform.app.yaml:5:3") && out.contains(why),
         "{out}"
     );
 
