@@ -7,9 +7,8 @@
 //! - a service version downgrade;
 //! - a major-version change of a service that holds data, unless
 //!   [`DiffOptions::allow_service_upgrade`] (`git push -o allow-service-upgrade`);
-//! - shrinking a disk (of a service, or of an app whose mounts live on it). Slipway cannot yet
-//!   measure how much of a disk is used, so every shrink is refused rather than only those below
-//!   the used size;
+//! - shrinking a disk (of a service, or of an app whose mounts live on it). With
+//!   `-o allow-data-loss` a service's disk shrinks when its data fits (checked at deploy);
 //! - removing a persistent mount, or moving it to another source or folder (its data would no
 //!   longer be there), and removing an app that has persistent mounts;
 //! - removing a schema or an endpoint of a MariaDB or PostgreSQL service ([`crate::databases`]).

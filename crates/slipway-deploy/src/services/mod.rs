@@ -15,6 +15,7 @@
 pub mod data;
 pub mod endpoints;
 pub mod recipe;
+pub mod shrink;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read as _;
@@ -463,6 +464,11 @@ pub async fn converge(
                     (record, true)
                 }
             };
+            if !new {
+                shrink_disk(platform, &record, svc.disk, netns, out)
+                    .await
+                    .map_err(|m| fail(format!("service {}: {m}", record.name)))?;
+            }
             let is_running = running(platform, &record).await;
             let legacy = data::legacy_dir(platform, project, env, &record.name).is_dir();
             if is_running && legacy {
@@ -599,6 +605,62 @@ pub async fn converge(
     state
         .services(project, env)
         .map_err(|e| fail(e.to_string()))
+}
+
+/// A service whose `disk` is now smaller than its volume (the push had
+/// `-o allow-data-loss`: the infrastructure diff refuses a shrink without it): refused when
+/// its data does not fit, while it keeps running; else it stops, its data moves onto a new
+/// smaller volume ([`shrink::shrink`], checksummed before and after), and it starts again
+/// (also when the shrink failed, on its volume as it was).
+async fn shrink_disk(
+    platform: &Arc<Platform>,
+    record: &ServiceRecord,
+    disk: Option<u64>,
+    netns: &str,
+    out: &Output,
+) -> Result<(), String> {
+    let v = data::volume(platform, &record.project, &record.environment, &record.name)
+        .map_err(|e| e.to_string())?;
+    let wanted = data::size_mb(disk);
+    if !v.exists() || v.size_mb().map_err(|e| e.to_string())? <= wanted {
+        return Ok(());
+    }
+    let checked = v.clone();
+    tokio::task::spawn_blocking(move || shrink::check_fits(&checked, wanted))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    out.line(&format!(
+        "       service {}: stopping it to move its data onto a smaller disk",
+        record.name
+    ));
+    stop(platform, record).await;
+    let moving = v.clone();
+    let shrunk = tokio::task::spawn_blocking(move || shrink::shrink(&moving, wanted))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    match shrunk {
+        Ok(s) => {
+            out.line(&format!(
+                "       service {}: disk shrunk {} MB -> {wanted} MB ({} MB of data, {} before and after)",
+                record.name, s.from_mb, s.used_mb, s.checksum
+            ));
+            Ok(())
+        }
+        Err(e) => {
+            // Back on its volume as it was.
+            start(platform, record, netns).await?;
+            wait_ready(platform, record, ready_timeout(&record.service_type)).await?;
+            let _ = platform.state().set_service_state(
+                &record.project,
+                &record.environment,
+                &record.name,
+                ServiceState::Running,
+            );
+            Err(e)
+        }
+    }
 }
 
 /// The `disk` of a service in its environment's live release (None: unset, or no live
