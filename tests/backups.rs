@@ -555,3 +555,64 @@ fn a_restore_that_fails_halfway_puts_every_service_back_as_it_was() {
         "the backup's rows"
     );
 }
+
+#[test]
+fn a_mariadb_major_upgrade_goes_through_a_backup_and_dump_and_restore() {
+    // mariadb:11.8 is a trixie stack, not a test stack: built here once per machine.
+    slipway_e2e::cached_stack("mariadb:11.8");
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nrelationships:\n  mysql: 'mdb:mysql'\nweb:\n  commands:\n    start: python3 -m http.server $PORT --bind 127.0.0.1\n",
+    );
+    app.write(".platform/services.yaml", "mdb:\n  type: mariadb:10.11\n");
+    app.commit("mariadb 10.11");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    assert!(o.status.success(), "push:\n{}", text(&o));
+    mariadb(
+        &server,
+        "CREATE TABLE items (n INT PRIMARY KEY, t TEXT); INSERT INTO items SELECT seq, MD5(seq) FROM seq_1_to_2000",
+    );
+    let before = maria_sum(&server);
+    assert!(before.starts_with("2000:"), "{before}");
+
+    // Without the option: refused at the diff, nothing changed.
+    app.write(".platform/services.yaml", "mdb:\n  type: mariadb:11.8\n");
+    app.commit("mariadb 11.8");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    assert!(
+        !o.status.success() && out.contains("allow-service-upgrade"),
+        "{out}"
+    );
+    assert!(admin(&server, "services demo main").contains("mariadb:10.11"));
+
+    // With it: a backup, the dump, then the restore into 11.8; every row is there.
+    let o = server.git(
+        &app.dir,
+        &[
+            "push",
+            "-o",
+            "allow-service-upgrade",
+            &server.remote("demo"),
+            "main",
+        ],
+    );
+    let out = text(&o);
+    assert!(o.status.success(), "{out}\n{}", server.server_log());
+    for step in [
+        "service upgrade: mdb mariadb 10.11 -> 11.8: a backup first",
+        "backup mdb",
+        "backup: backup 1",
+        "mdb: starting mariadb 11.8",
+        "service upgrade mdb: mariadb 10.11 -> 11.8 by dump and restore",
+    ] {
+        assert!(out.contains(step), "{step}: {out}");
+    }
+    assert!(admin(&server, "services demo main").contains("mariadb:11.8"));
+    let version = mariadb(&server, "SELECT VERSION()");
+    assert!(version.starts_with("11.8"), "{version}");
+    assert_eq!(maria_sum(&server), before);
+    assert_eq!(backups(&server, "demo")[0]["created_by"], "slipway");
+}
