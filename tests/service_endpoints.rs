@@ -5,10 +5,11 @@
 //! describes each endpoint (its user, its `default_database` as `path`). A relationship to
 //! a missing endpoint is refused at validate; a database or endpoint added later is created
 //! on the running service with its data kept; removing one needs `-o allow-data-loss`.
+//! `configuration.extensions: [postgis]` gives PostGIS on PostgreSQL 17.
 
 use std::process::Command;
 
-use slipway_e2e::{run, slipway_bin, text, App, Server};
+use slipway_e2e::{cached_stack, run, slipway_bin, text, App, Server};
 
 /// Three relationships, one per endpoint (line 4 names the `reporter` endpoint).
 const APP_YAML: &str = "name: hello\ntype: python:3.11\nrelationships:\n  database: 'db:admin'\n  reports: 'db:reporter'\n  imports: 'db:importer'\nweb:\n  commands:\n    start: python3 -m http.server $PORT --bind 127.0.0.1\n";
@@ -345,4 +346,54 @@ fn postgresql_endpoints_get_their_own_roles_with_exactly_their_privileges() {
         sql_via(&server, &rels, "reports", "main", "SELECT count(*) FROM t"),
         Ok("100".to_string())
     );
+}
+
+/// An app asking PostGIS for its version through its relationship (pg8000, pure Python,
+/// installed from PyPI by the build hook).
+const POSTGIS_APP: &str = r#"import base64, http.server, json, os
+import pg8000.native
+rels = json.loads(base64.b64decode(os.environ["PLATFORM_RELATIONSHIPS"]))
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        e = rels["database"][0]
+        try:
+            c = pg8000.native.Connection(e["username"], host=e["host"], port=e["port"], password=e["password"], database=e["path"])
+            body = str(c.run("SELECT postgis_full_version()")[0][0]).encode()
+            status = 200
+        except Exception as err:
+            body, status = repr(err).encode(), 500
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+#[test]
+fn postgis_answers_an_app_on_postgresql_17() {
+    // postgresql:17 is not a test stack: built once per machine (with postgis).
+    cached_stack("postgresql:17");
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nrelationships:\n  database: 'db:postgresql'\nhooks:\n  build: pip install pg8000\nweb:\n  commands:\n    start: python3 server.py\n",
+    );
+    app.write(
+        ".platform/services.yaml",
+        "db:\n  type: postgresql:17\n  configuration:\n    extensions: [postgis]\n",
+    );
+    app.write(
+        ".platform/routes.yaml",
+        "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
+    );
+    app.write("server.py", POSTGIS_APP);
+    app.commit("postgis");
+    let (ok, out) = push(&server, &app, &[]);
+    assert!(ok, "{out}\n{}", server.server_log());
+    let (status, body) = server
+        .get("main.demo.localhost", "/")
+        .expect("the app answers");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("POSTGIS=\"3."), "{body}");
 }
