@@ -397,3 +397,118 @@ fn postgis_answers_an_app_on_postgresql_17() {
     assert_eq!(status, 200, "{body}");
     assert!(body.starts_with("POSTGIS=\"3."), "{body}");
 }
+
+/// SQL on MariaDB service `mdb` over TCP as the relationship `rel`'s endpoint, on `db`.
+fn maria_via(
+    server: &Server,
+    rels: &serde_json::Value,
+    rel: &str,
+    db: &str,
+    sql: &str,
+) -> Result<String, String> {
+    let e = &rels[rel][0];
+    let o = run(Command::new("runc")
+        .arg("--root")
+        .arg(server.data.join("runtime/state"))
+        .args([
+            "exec",
+            "--env",
+            &format!("MYSQL_PWD={}", e["password"].as_str().unwrap()),
+            "demo.main.mdb.service",
+        ])
+        .args([
+            "mariadb",
+            "--no-defaults",
+            "-h",
+            e["ip"].as_str().unwrap(),
+            "-u",
+            e["username"].as_str().unwrap(),
+            "-N",
+            "-B",
+            db,
+            "-e",
+            sql,
+        ]));
+    if o.status.success() {
+        Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+    } else {
+        Err(text(&o))
+    }
+}
+
+#[test]
+fn mariadb_schemas_and_endpoints_added_later_reach_the_running_service() {
+    // python:3.11 and mariadb:10.11 are test stacks.
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    let yaml = "name: hello\ntype: python:3.11\nrelationships:\n  database: 'mdb:mysql'\nweb:\n  commands:\n    start: python3 -m http.server $PORT --bind 127.0.0.1\n";
+    app.write(".platform.app.yaml", yaml);
+    app.write(".platform/services.yaml", "mdb:\n  type: mariadb:10.11\n");
+    app.write(
+        ".platform/routes.yaml",
+        "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
+    );
+    app.commit("mariadb");
+    let (ok, out) = push(&server, &app, &[]);
+    assert!(ok, "{out}\n{}", server.server_log());
+    let rels = relationships(&server);
+    maria_via(
+        &server,
+        &rels,
+        "database",
+        "main",
+        "CREATE TABLE t (n INT); INSERT INTO t VALUES (1), (2)",
+    )
+    .unwrap();
+    let uptime = "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'UPTIME'";
+    let up0: u64 = maria_via(&server, &rels, "database", "main", uptime)
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // A schema and a read-only endpoint added while the server runs.
+    app.write(
+        ".platform/services.yaml",
+        "mdb:\n  type: mariadb:10.11\n  configuration:\n    schemas: [main, extra]\n    endpoints:\n      mysql:\n        default_schema: main\n        privileges: {main: admin}\n      reader:\n        default_schema: main\n        privileges: {main: ro, extra: ro}\n",
+    );
+    app.write(
+        ".platform.app.yaml",
+        &yaml.replace(
+            "relationships:\n",
+            "relationships:\n  reports: 'mdb:reader'\n",
+        ),
+    );
+    app.commit("a schema and an endpoint more");
+    let (ok, out) = push(&server, &app, &[]);
+    assert!(ok, "{out}\n{}", server.server_log());
+    let rels = relationships(&server);
+    let up1: u64 = maria_via(&server, &rels, "database", "main", uptime)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        up1 >= up0,
+        "the server was not restarted ({up0}s, then {up1}s)"
+    );
+    assert_eq!(
+        maria_via(&server, &rels, "reports", "main", "SELECT COUNT(*) FROM t"),
+        Ok("2".to_string())
+    );
+    let e = maria_via(
+        &server,
+        &rels,
+        "reports",
+        "main",
+        "INSERT INTO t VALUES (3)",
+    )
+    .unwrap_err();
+    assert!(e.contains("denied"), "{e}");
+    let schemas = maria_via(
+        &server,
+        &rels,
+        "reports",
+        "main",
+        "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'extra'",
+    );
+    assert_eq!(schemas, Ok("extra".to_string()));
+}

@@ -2,6 +2,8 @@
 //! applied by `psql` in its running container over the server's socket: at each deploy
 //! (so a database or endpoint added later is created on the running service, its data
 //! kept), and the ones a push with `-o allow-data-loss` removed dropped once it is live.
+//! A running MariaDB service gets its schemas and endpoints the same way
+//! ([`apply_mysql`]; at its start they come from its init file).
 
 use slipway_state::ServiceRecord;
 
@@ -54,4 +56,22 @@ pub async fn drop_removed(
 ) -> Result<(), String> {
     let script = recipe::postgresql_removed_sql(old, new)?;
     run_psql(platform, record, &script).await
+}
+
+/// Run the SQL of [`recipe::ENDPOINTS_FILE`] (written by the deploy into the data folder
+/// of MariaDB service `record`) on its running server, as its local account
+/// [`parts::MARIADB_ADMIN`]: schemas and endpoints added to a running service.
+pub async fn apply_mysql(platform: &Platform, record: &ServiceRecord) -> Result<(), String> {
+    let file = super::data_dir(platform, &record.project, &record.environment, &record.name)
+        .join(recipe::ENDPOINTS_FILE);
+    let args = [
+        "mariadb".to_string(),
+        "--no-defaults".into(),
+        "--socket=/tmp/mysqld.sock".into(),
+        format!("--user={}", parts::MARIADB_ADMIN),
+    ];
+    let env = [("MYSQL_PWD".to_string(), record.password.clone())];
+    parts::exec(platform, record, &args, &env, Some(&file), None)
+        .await
+        .map(|_| ())
 }

@@ -553,6 +553,11 @@ pub async fn converge(
                         .await
                         .map_err(|m| fail(format!("service {}: {m}", svc.name)))?;
                 }
+                if matches!(record.service_type.as_str(), "mariadb" | "mysql") {
+                    endpoints::apply_mysql(platform, &record)
+                        .await
+                        .map_err(|m| fail(format!("service {}: {m}", svc.name)))?;
+                }
                 continue;
             }
             start(platform, &record, netns).await.map_err(fail)?;
