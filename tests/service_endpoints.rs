@@ -481,6 +481,7 @@ fn mariadb_schemas_and_endpoints_added_later_reach_the_running_service() {
     app.commit("a schema and an endpoint more");
     let (ok, out) = push(&server, &app, &[]);
     assert!(ok, "{out}\n{}", server.server_log());
+    assert!(!out.contains("apply at its next start"), "{out}");
     let rels = relationships(&server);
     let up1: u64 = maria_via(&server, &rels, "database", "main", uptime)
         .unwrap()

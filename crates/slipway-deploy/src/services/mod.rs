@@ -554,9 +554,14 @@ pub async fn converge(
                         .map_err(|m| fail(format!("service {}: {m}", svc.name)))?;
                 }
                 if matches!(record.service_type.as_str(), "mariadb" | "mysql") {
-                    endpoints::apply_mysql(platform, &record)
-                        .await
-                        .map_err(|m| fail(format!("service {}: {m}", svc.name)))?;
+                    // A server started by an older Slipway has no local account yet: its
+                    // init file applies them at its next start.
+                    if let Err(m) = endpoints::apply_mysql(platform, &record).await {
+                        out.line(&format!(
+                            "       warning: service {}: schemas and endpoints apply at its next start: {m}",
+                            svc.name
+                        ));
+                    }
                 }
                 continue;
             }
