@@ -472,3 +472,147 @@ fn a_major_service_upgrade_needs_its_option_and_keeps_every_row() {
     let again = psql_of(&server, "demo", "17", PG_SUM);
     assert_eq!(again, before);
 }
+
+#[test]
+fn a_restore_that_fails_halfway_puts_every_service_back_as_it_was() {
+    // python:3.11, postgresql:15, redis:7.0 and mariadb:10.11 are test stacks.
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    app.write(".platform.app.yaml", APP_YAML);
+    app.write(".platform/services.yaml", SERVICES);
+    app.write(
+        ".platform/routes.yaml",
+        "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
+    );
+    app.commit("with services");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    assert!(o.status.success(), "{}\n{}", text(&o), server.server_log());
+    let host = "main.demo.localhost";
+    psql(
+        &server,
+        "demo",
+        "CREATE TABLE rows (n int PRIMARY KEY, t text); INSERT INTO rows SELECT g, md5(g::text) FROM generate_series(1, 1000) g",
+    );
+    mariadb(
+        &server,
+        "CREATE TABLE items (n INT PRIMARY KEY, t TEXT); INSERT INTO items VALUES (1, 'a'), (2, 'b')",
+    );
+    let out = admin(&server, "backup create demo main");
+    assert!(out.contains("backup 1 of main taken"), "{out}");
+
+    // Writes after the backup, in both databases.
+    psql(
+        &server,
+        "demo",
+        "INSERT INTO rows SELECT g, 'later' FROM generate_series(1001, 1500) g; DELETE FROM rows WHERE n <= 10",
+    );
+    mariadb(&server, "INSERT INTO items VALUES (3, 'c')");
+    let (pg_now, maria_now) = (pg_sum(&server), maria_sum(&server));
+    assert!(pg_now.starts_with("1490:"), "{pg_now}");
+
+    // The MariaDB server dies after the checks: its part (loaded after PostgreSQL's, by
+    // service name) fails, and PostgreSQL is put back as it was before the restore, not
+    // left with the backup's rows.
+    let o = run(Command::new("runc")
+        .arg("--root")
+        .arg(server.data.join("runtime/state"))
+        .args(["kill", "demo.main.mdb.service", "KILL"]));
+    assert!(o.status.success(), "{}", text(&o));
+    let o = server.ssh(&server.key, "git", "backup restore demo main 1");
+    let out = text(&o);
+    assert!(!o.status.success(), "the restore went through: {out}");
+    assert!(
+        out.contains("restore db"),
+        "PostgreSQL's part was loaded first: {out}"
+    );
+    assert!(
+        out.contains("every service and mount was put back as it was before the restore"),
+        "{out}"
+    );
+    assert_eq!(pg_sum(&server), pg_now, "{out}");
+    assert_eq!(
+        maria_sum(&server),
+        maria_now,
+        "MariaDB runs again on its data"
+    );
+    answers(&server, host);
+    assert!(
+        !server
+            .data
+            .join("volumes/demo/main/service-db.img.pre-restore")
+            .exists(),
+        "the copies go"
+    );
+
+    // With every server up, the same restore goes through.
+    let out = admin(&server, "backup restore demo main 1");
+    assert!(out.contains("restored from backup 1"), "{out}");
+    let pg = pg_sum(&server);
+    assert!(pg.starts_with("1000:"), "{pg}");
+    assert_eq!(
+        mariadb(&server, "SELECT COUNT(*) FROM items"),
+        "2",
+        "the backup's rows"
+    );
+}
+
+#[test]
+fn a_mariadb_major_upgrade_goes_through_a_backup_and_dump_and_restore() {
+    // mariadb:11.8 is a trixie stack, not a test stack: built here once per machine.
+    slipway_e2e::cached_stack("mariadb:11.8");
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nrelationships:\n  mysql: 'mdb:mysql'\nweb:\n  commands:\n    start: python3 -m http.server $PORT --bind 127.0.0.1\n",
+    );
+    app.write(".platform/services.yaml", "mdb:\n  type: mariadb:10.11\n");
+    app.commit("mariadb 10.11");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    assert!(o.status.success(), "push:\n{}", text(&o));
+    mariadb(
+        &server,
+        "CREATE TABLE items (n INT PRIMARY KEY, t TEXT); INSERT INTO items SELECT seq, MD5(seq) FROM seq_1_to_2000",
+    );
+    let before = maria_sum(&server);
+    assert!(before.starts_with("2000:"), "{before}");
+
+    // Without the option: refused at the diff, nothing changed.
+    app.write(".platform/services.yaml", "mdb:\n  type: mariadb:11.8\n");
+    app.commit("mariadb 11.8");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    assert!(
+        !o.status.success() && out.contains("allow-service-upgrade"),
+        "{out}"
+    );
+    assert!(admin(&server, "services demo main").contains("mariadb:10.11"));
+
+    // With it: a backup, the dump, then the restore into 11.8; every row is there.
+    let o = server.git(
+        &app.dir,
+        &[
+            "push",
+            "-o",
+            "allow-service-upgrade",
+            &server.remote("demo"),
+            "main",
+        ],
+    );
+    let out = text(&o);
+    assert!(o.status.success(), "{out}\n{}", server.server_log());
+    for step in [
+        "service upgrade: mdb mariadb 10.11 -> 11.8: a backup first",
+        "backup mdb",
+        "backup: backup 1",
+        "mdb: starting mariadb 11.8",
+        "service upgrade mdb: mariadb 10.11 -> 11.8 by dump and restore",
+    ] {
+        assert!(out.contains(step), "{step}: {out}");
+    }
+    assert!(admin(&server, "services demo main").contains("mariadb:11.8"));
+    let version = mariadb(&server, "SELECT VERSION()");
+    assert!(version.starts_with("11.8"), "{version}");
+    assert_eq!(maria_sum(&server), before);
+    assert_eq!(backups(&server, "demo")[0]["created_by"], "slipway");
+}

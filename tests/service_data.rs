@@ -1,5 +1,6 @@
 //! Service data on volumes (issue 14): a service's data is on a volume of its own sized from
-//! its `disk` (a full disk is the service's own error; grown online; never shrunk), a new
+//! its `disk` (a full disk is the service's own error; grown online; shrunk with
+//! `-o allow-data-loss` onto a new volume when the data fits), a new
 //! branch starts on a consistent copy of its parent's service data (made while the parent
 //! takes writes), `sync` copies it again, a service removed with `-o allow-data-loss` goes
 //! with its data once the deploy is live, a deleted branch stops its services, and the
@@ -221,8 +222,8 @@ fn postgresql_data_is_on_a_sized_volume_and_branches_get_a_consistent_copy() {
         "full",
         "INSERT INTO big SELECT repeat(md5(i::text), 30000) FROM generate_series(1, 10) i",
     );
-    // A smaller one is refused, and with -o allow-data-loss still refused (volumes never
-    // shrink), naming the data it holds and the size asked.
+    // A smaller one is refused, and with -o allow-data-loss still refused (its data does
+    // not fit), naming the data it holds and the size asked.
     app.write(
         ".platform/services.yaml",
         "db:\n  type: postgresql:15\n  disk: 256\nfull:\n  type: postgresql:15\n  disk: 64\n",
@@ -530,4 +531,74 @@ fn service_data_survives_deploys_failures_rollbacks_restarts_down_and_kill() {
     server.serve();
     up(&server);
     check(&server, 22, "kill -9 mid-deploy");
+}
+
+#[test]
+fn a_disk_shrinks_with_allow_data_loss_when_its_data_fits() {
+    // python:3.11 and postgresql:15 are test stacks.
+    let server = Server::start();
+    let app = new_app(&server, "db:\n  type: postgresql:15\n  disk: 256\n");
+    let (ok, out) = push_to(&server, &app, "main", &[]);
+    assert!(ok, "{out}\n{}", server.server_log());
+    psql(
+        &server,
+        "main",
+        "db",
+        "CREATE TABLE rows (n int PRIMARY KEY, t text); INSERT INTO rows SELECT g, md5(g::text) FROM generate_series(1, 20000) g",
+    );
+    let sum = "SELECT count(*) || ':' || md5(string_agg(n || '=' || t, ',' ORDER BY n)) FROM rows";
+    let before = psql(&server, "main", "db", sum);
+    let image = server.data.join("volumes/demo/main/service-db.img");
+    assert_eq!(std::fs::metadata(&image).unwrap().len(), 256 << 20);
+
+    // Without the option: refused by the diff, nothing changed.
+    app.write(
+        ".platform/services.yaml",
+        "db:\n  type: postgresql:15\n  disk: 128\n",
+    );
+    app.commit("a smaller disk");
+    let (ok, out) = push_to(&server, &app, "main", &[]);
+    assert!(
+        !ok && out.contains("shrinking the disk of service `db`"),
+        "{out}"
+    );
+    assert_eq!(std::fs::metadata(&image).unwrap().len(), 256 << 20);
+
+    // With it: a new 128 MB volume, the data checksummed before and after, every row kept.
+    let (ok, out) = push_to(&server, &app, "main", &["allow-data-loss"]);
+    assert!(ok, "{out}\n{}", server.server_log());
+    assert!(
+        out.contains("service db: disk shrunk 256 MB -> 128 MB (")
+            && out.contains("MB of data, sha256:")
+            && out.contains("before and after)"),
+        "{out}"
+    );
+    assert_eq!(std::fs::metadata(&image).unwrap().len(), 128 << 20);
+    assert!(!server
+        .data
+        .join("volumes/demo/main/service-db.img.shrink")
+        .exists());
+    assert_eq!(psql(&server, "main", "db", sum), before);
+    psql(
+        &server,
+        "main",
+        "db",
+        "INSERT INTO rows VALUES (20001, 'after')",
+    );
+
+    // Smaller than its data: refused even with the option, naming used vs asked, and the
+    // service keeps running on its data.
+    app.write(
+        ".platform/services.yaml",
+        "db:\n  type: postgresql:15\n  disk: 16\n",
+    );
+    app.commit("a disk too small");
+    let (ok, out) = push_to(&server, &app, "main", &["allow-data-loss"]);
+    assert!(
+        !ok && out.contains("volume service-db is 128 MB and holds")
+            && out.contains("it cannot become 16 MB"),
+        "{out}"
+    );
+    assert_eq!(std::fs::metadata(&image).unwrap().len(), 128 << 20);
+    assert!(psql(&server, "main", "db", "SELECT count(*) FROM rows") == "20001");
 }

@@ -755,7 +755,7 @@ fn check_catalog(
 fn acted_configuration(kind: &str) -> &'static [&'static str] {
     match kind {
         "mariadb" | "mysql" => &["schemas", "endpoints"],
-        "postgresql" => &["extensions"],
+        "postgresql" => &["extensions", "schemas", "databases", "endpoints"],
         "rabbitmq" => &["vhosts"],
         "varnish" => &["vcl"],
         _ => &[],
@@ -773,6 +773,9 @@ fn check_service_configuration(
 ) {
     if kind == "network-storage" || slipway_stack::resolve_service(kind, version).is_err() {
         return;
+    }
+    if let Some(Err(e)) = crate::databases::layout(kind, &node.to_json()) {
+        diags.push(path.error(&node.pos, e.to_string()));
     }
     let acted = acted_configuration(kind);
     for e in node.entries() {

@@ -7,11 +7,11 @@
 //! - a service version downgrade;
 //! - a major-version change of a service that holds data, unless
 //!   [`DiffOptions::allow_service_upgrade`] (`git push -o allow-service-upgrade`);
-//! - shrinking a disk (of a service, or of an app whose mounts live on it). Slipway cannot yet
-//!   measure how much of a disk is used, so every shrink is refused rather than only those below
-//!   the used size;
+//! - shrinking a disk (of a service, or of an app whose mounts live on it). With
+//!   `-o allow-data-loss` a service's disk shrinks when its data fits (checked at deploy);
 //! - removing a persistent mount, or moving it to another source or folder (its data would no
-//!   longer be there), and removing an app that has persistent mounts.
+//!   longer be there), and removing an app that has persistent mounts;
+//! - removing a schema or an endpoint of a MariaDB or PostgreSQL service ([`crate::databases`]).
 //!
 //! Every refusal but the major upgrade's is lifted by [`DiffOptions::allow_data_loss`]
 //! (`git push -o allow-data-loss`); the change is then listed with `(allowed by -o allow-data-loss)`.
@@ -252,6 +252,7 @@ fn services(old: &Topology, new: &Topology, options: &DiffOptions, d: &mut Topol
         if o.configuration != s.configuration {
             d.lines
                 .push(format!("service {} configuration changed", s.name));
+            databases_removed(o, s, d);
         }
     }
     for o in &old.services {
@@ -268,6 +269,49 @@ fn services(old: &Topology, new: &Topology, options: &DiffOptions, d: &mut Topol
                 how_to_proceed: format!("keep `{}` in the services (a push never deletes a service's data); drop only the relationships to it", o.name),
             });
         }
+    }
+}
+
+/// The schemas and endpoints of database service `o` that `s` no longer has: their data
+/// (or the user, with its grants) would be dropped.
+fn databases_removed(o: &Service, s: &Service, d: &mut TopologyDiff) {
+    let (Some(Ok(old)), Some(Ok(new))) = (
+        crate::databases::layout(&o.r#type, &o.configuration),
+        crate::databases::layout(&s.r#type, &s.configuration),
+    ) else {
+        return;
+    };
+    let list = |names: Vec<String>| {
+        names
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let schemas = old.schemas_removed(&new);
+    if !schemas.is_empty() {
+        d.refusals.push(Refusal {
+            reason: format!(
+                "removing schema {} of service `{}` would delete its data",
+                list(schemas),
+                s.name
+            ),
+            how_to_proceed: format!("keep every schema in `{}`'s `schemas`", s.name),
+        });
+    }
+    let endpoints = old.endpoints_removed(&new);
+    if !endpoints.is_empty() {
+        d.refusals.push(Refusal {
+            reason: format!(
+                "removing endpoint {} of service `{}` would drop its user and what it owns",
+                list(endpoints),
+                s.name
+            ),
+            how_to_proceed: format!(
+                "keep every endpoint in `{}`'s `endpoints`; drop only the relationships to it",
+                s.name
+            ),
+        });
     }
 }
 
@@ -417,6 +461,35 @@ mod tests {
             services,
             routes,
         }
+    }
+
+    #[test]
+    fn removing_a_schema_or_endpoint_needs_allow_data_loss_and_adding_one_does_not() {
+        let with = |conf: serde_json::Value| {
+            let mut s = svc("db", "postgresql", "15", None);
+            s.configuration = conf;
+            topo(vec![], vec![s], vec![])
+        };
+        let old =
+            with(serde_json::json!({"databases": ["main", "legacy"], "endpoints": {"ro": {}}}));
+        let more = with(
+            serde_json::json!({"databases": ["main", "legacy", "x"], "endpoints": {"ro": {}, "w": {}}}),
+        );
+        assert!(diff(&old, &more, &NO).refusals.is_empty());
+        let fewer = with(serde_json::json!({"databases": ["main"]}));
+        let d = diff(&old, &fewer, &NO);
+        assert_eq!(d.refusals.len(), 2, "{d:?}");
+        assert!(d.refusals[0]
+            .reason
+            .contains("removing schema `legacy` of service `db`"));
+        assert!(d.refusals[1]
+            .reason
+            .contains("removing endpoint `ro` of service `db`"));
+        let loss = DiffOptions {
+            allow_data_loss: true,
+            ..NO
+        };
+        assert!(diff(&old, &fewer, &loss).refusals.is_empty());
     }
 
     const NO: DiffOptions = DiffOptions {

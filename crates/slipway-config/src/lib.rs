@@ -30,6 +30,7 @@ pub mod catalog;
 mod checks;
 mod convert;
 pub mod cron;
+pub mod databases;
 pub mod detect;
 mod diag;
 pub mod diff;

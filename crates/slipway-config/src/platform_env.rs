@@ -170,7 +170,10 @@ pub fn relationships_json(topology: &Topology, app: &Application) -> Value {
                 // A configured endpoint of a database: its own user (named after it) and schema.
                 if matches!(scheme, "mysql" | "pgsql") {
                     username = Some(ep.to_string());
-                    if let Some(schema) = c.get("default_schema").and_then(Value::as_str) {
+                    let schema = c
+                        .get("default_schema")
+                        .or_else(|| c.get("default_database"));
+                    if let Some(schema) = schema.and_then(Value::as_str) {
                         path = Some(schema.to_string());
                     }
                 }

@@ -712,7 +712,7 @@ fn service_configuration_keys_not_acted_on_are_warned() {
         ),
         (
             ".platform/services.yaml",
-            b"db:\n  type: postgresql:15\n  configuration:\n    extensions: [vector]\n    databases: [main, legacy]\nm:\n  type: mariadb:10.11\n  configuration:\n    schemas: [main]\n    endpoints: {main: {default_schema: main}}\n    properties: {x: 1}\n",
+            b"db:\n  type: postgresql:15\n  configuration:\n    extensions: [vector]\n    databases: [main, legacy]\n    max_connections: 20\nm:\n  type: mariadb:10.11\n  configuration:\n    schemas: [main]\n    endpoints: {main: {default_schema: main}}\n    properties: {x: 1}\n",
         ),
     ]);
     let l = load(&DirSource::new(dir.path())).expect("loads");
@@ -723,13 +723,13 @@ fn service_configuration_keys_not_acted_on_are_warned() {
         .collect();
     assert_eq!(ignored.len(), 2, "{warnings:?}");
     assert!(
-        ignored[0].contains(".platform/services.yaml:5:5")
-            && ignored[0].contains("`configuration.databases` of a postgresql service")
-            && ignored[0].contains("(at db.configuration.databases)"),
+        ignored[0].contains(".platform/services.yaml:6:5")
+            && ignored[0].contains("`configuration.max_connections` of a postgresql service")
+            && ignored[0].contains("(at db.configuration.max_connections)"),
         "{warnings:?}"
     );
     assert!(
-        ignored[1].contains(".platform/services.yaml:11:5")
+        ignored[1].contains(".platform/services.yaml:12:5")
             && ignored[1].contains("`configuration.properties` of a mariadb service"),
         "{warnings:?}"
     );

@@ -317,6 +317,8 @@ const POSTGRESQL17: &[&str] = &[
     "postgresql-17",
     "postgresql-client-17",
     "postgresql-17-pgvector",
+    "postgresql-17-postgis-3",
+    "postgresql-17-postgis-3-scripts",
 ];
 const MARIADB: &[&str] = &["mariadb-server", "mariadb-client"];
 const REDIS: &[&str] = &["redis-server", "redis-tools"];

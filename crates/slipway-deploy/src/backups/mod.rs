@@ -11,6 +11,7 @@
 //! each mount is replaced, and the live release starts again.
 
 pub mod parts;
+pub mod rollback;
 pub mod upgrade;
 
 use std::sync::Arc;
@@ -373,8 +374,83 @@ async fn restore_locked(
         out.line("-----> stopping the apps of this environment");
         provision::remove_release(platform, spec, std::time::Duration::from_secs(5)).await;
     }
-    let result = async {
-        for (record, parts) in &by_service {
+    // Each volume the restore writes to, copied aside first: a part that fails to load
+    // puts every one back (all or nothing).
+    let mut snapshots = rollback::Snapshots::default();
+    let taken = async {
+        for (record, _) in &by_service {
+            let v = crate::services::data::volume(platform, project, env, &record.name)
+                .map_err(|e| e.to_string())?;
+            if v.exists() {
+                snapshots.take(v, Some(record.clone())).await?;
+            }
+        }
+        let store = platform.data().volumes();
+        for part in backup
+            .manifest
+            .parts
+            .iter()
+            .filter(|p| p.kind == PartKind::MountTar)
+        {
+            let v = store
+                .volume(project, env, &part.name)
+                .map_err(|e| e.to_string())?;
+            if v.exists() {
+                snapshots.take(v, None).await?;
+            }
+        }
+        Ok::<_, String>(())
+    }
+    .await;
+    let taken_ok = taken.is_ok();
+    let result = match taken {
+        Err(e) => Err(e),
+        Ok(()) => load_all(platform, project, env, backup, &by_service, out).await,
+    };
+    let result = match (result, taken_ok) {
+        (Ok(()), _) => {
+            snapshots.discard();
+            Ok(())
+        }
+        (Err(e), false) => {
+            snapshots.discard();
+            Err(format!("{e}; nothing was changed"))
+        }
+        (Err(e), true) => {
+            out.line(&format!("       restore failed: {e}"));
+            let failed = snapshots.put_back(platform, out).await;
+            if failed.is_empty() {
+                Err(format!(
+                    "{e}; every service and mount was put back as it was before the restore"
+                ))
+            } else {
+                Err(format!("{e}; NOT put back: {}", failed.join("; ")))
+            }
+        }
+    };
+    if let (Some(release), Some(spec)) = (&live, &spec) {
+        out.line("-----> starting the apps again");
+        restore::bring_up(platform, release, spec, &Default::default()).await?;
+    }
+    result?;
+    Ok(format!(
+        "{env} restored from backup {} ({} part(s))",
+        backup.id,
+        backup.manifest.parts.len()
+    ))
+}
+
+/// Load every part of `backup`: each service's, then each mount's.
+async fn load_all(
+    platform: &Arc<Platform>,
+    project: &str,
+    env: &str,
+    backup: &Backup,
+    by_service: &[(slipway_state::ServiceRecord, Vec<&BackupPart>)],
+    out: &Output,
+) -> Result<(), String> {
+    {
+        for (record, parts) in by_service {
             let t = Instant::now();
             parts::load_service(platform, record, parts).await?;
             out.phase_done(
@@ -402,19 +478,8 @@ async fn restore_locked(
                 .map_err(|e| e.to_string())??;
             out.phase_done(&format!("restore mount {}", part.name), "tar", t);
         }
-        Ok::<_, String>(())
+        Ok(())
     }
-    .await;
-    if let (Some(release), Some(spec)) = (&live, &spec) {
-        out.line("-----> starting the apps again");
-        restore::bring_up(platform, release, spec, &Default::default()).await?;
-    }
-    result?;
-    Ok(format!(
-        "{env} restored from backup {} ({} part(s))",
-        backup.id,
-        backup.manifest.parts.len()
-    ))
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ fn container(record: &ServiceRecord) -> String {
 
 /// Run `args` in `record`'s container with `env`, stdin from `input` (or nothing) and
 /// stdout into `output` (or captured and returned).
-async fn exec(
+pub(crate) async fn exec(
     platform: &Platform,
     record: &ServiceRecord,
     args: &[String],
@@ -112,7 +112,8 @@ fn pg_dbname(name: &str) -> String {
     )
 }
 
-fn pg_env() -> Vec<(String, String)> {
+/// The libpq variables reaching a PostgreSQL service's own superuser `main` over its socket.
+pub(crate) fn pg_env() -> Vec<(String, String)> {
     vec![
         ("PGHOST".into(), "/tmp".into()),
         ("PGPORT".into(), "5432".into()),

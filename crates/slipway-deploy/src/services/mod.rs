@@ -13,8 +13,10 @@
 //! state ([`fill_relationships`]).
 
 pub mod data;
+pub mod endpoints;
 pub mod recipe;
 pub mod varnish;
+pub mod shrink;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read as _;
@@ -140,8 +142,8 @@ pub fn fill_relationships(relationships: &mut serde_json::Value, services: &[Ser
                 .and_then(|v| v.as_str())
                 .unwrap_or_default()
                 .to_string();
-            let mysql = matches!(s.service_type.as_str(), "mariadb" | "mysql");
-            if mysql && rel != "mysql" && !rel.is_empty() {
+            let default = slipway_config::databases::default_endpoint(&s.service_type);
+            if default.is_some_and(|d| d != rel) && !rel.is_empty() {
                 // A configured endpoint: its own user, its own password.
                 e["username"] = rel.clone().into();
                 e["password"] = recipe::endpoint_password(&s.password, &rel).into();
@@ -463,6 +465,11 @@ pub async fn converge(
                     (record, true)
                 }
             };
+            if !new {
+                shrink_disk(platform, &record, svc.disk, netns, out)
+                    .await
+                    .map_err(|m| fail(format!("service {}: {m}", record.name)))?;
+            }
             let is_running = running(platform, &record).await;
             let legacy = data::legacy_dir(platform, project, env, &record.name).is_dir();
             if is_running && legacy {
@@ -557,6 +564,21 @@ pub async fn converge(
                     .unmount()
                     .map_err(|e| fail(format!("service {}: {e}", record.name)))?;
             } else if is_running && !legacy {
+                if record.service_type == "postgresql" {
+                    endpoints::apply(platform, &record, &svc.configuration)
+                        .await
+                        .map_err(|m| fail(format!("service {}: {m}", svc.name)))?;
+                }
+                if matches!(record.service_type.as_str(), "mariadb" | "mysql") {
+                    // A server started by an older Slipway has no local account yet: its
+                    // init file applies them at its next start.
+                    if let Err(m) = endpoints::apply_mysql(platform, &record).await {
+                        out.line(&format!(
+                            "       warning: service {}: schemas and endpoints apply at its next start: {m}",
+                            svc.name
+                        ));
+                    }
+                }
                 continue;
             }
             start(platform, &record, netns).await.map_err(fail)?;
@@ -574,6 +596,12 @@ pub async fn converge(
                     }
                     fail(m.lines().next().unwrap_or_default().to_string())
                 })?;
+            if record.service_type == "postgresql" {
+                // Databases and endpoint roles: created on the running server.
+                endpoints::apply(platform, &record, &svc.configuration)
+                    .await
+                    .map_err(|m| fail(format!("service {}: {m}", svc.name)))?;
+            }
             state
                 .set_service_state(project, env, &record.name, ServiceState::Running)
                 .map_err(|e| fail(e.to_string()))?;
@@ -609,6 +637,62 @@ pub async fn converge(
     state
         .services(project, env)
         .map_err(|e| fail(e.to_string()))
+}
+
+/// A service whose `disk` is now smaller than its volume (the push had
+/// `-o allow-data-loss`: the infrastructure diff refuses a shrink without it): refused when
+/// its data does not fit, while it keeps running; else it stops, its data moves onto a new
+/// smaller volume ([`shrink::shrink`], checksummed before and after), and it starts again
+/// (also when the shrink failed, on its volume as it was).
+async fn shrink_disk(
+    platform: &Arc<Platform>,
+    record: &ServiceRecord,
+    disk: Option<u64>,
+    netns: &str,
+    out: &Output,
+) -> Result<(), String> {
+    let v = data::volume(platform, &record.project, &record.environment, &record.name)
+        .map_err(|e| e.to_string())?;
+    let wanted = data::size_mb(disk);
+    if !v.exists() || v.size_mb().map_err(|e| e.to_string())? <= wanted {
+        return Ok(());
+    }
+    let checked = v.clone();
+    tokio::task::spawn_blocking(move || shrink::check_fits(&checked, wanted))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    out.line(&format!(
+        "       service {}: stopping it to move its data onto a smaller disk",
+        record.name
+    ));
+    stop(platform, record).await;
+    let moving = v.clone();
+    let shrunk = tokio::task::spawn_blocking(move || shrink::shrink(&moving, wanted))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    match shrunk {
+        Ok(s) => {
+            out.line(&format!(
+                "       service {}: disk shrunk {} MB -> {wanted} MB ({} MB of data, {} before and after)",
+                record.name, s.from_mb, s.used_mb, s.checksum
+            ));
+            Ok(())
+        }
+        Err(e) => {
+            // Back on its volume as it was.
+            start(platform, record, netns).await?;
+            wait_ready(platform, record, ready_timeout(&record.service_type)).await?;
+            let _ = platform.state().set_service_state(
+                &record.project,
+                &record.environment,
+                &record.name,
+                ServiceState::Running,
+            );
+            Err(e)
+        }
+    }
 }
 
 /// The `disk` of a service in its environment's live release (None: unset, or no live
@@ -715,11 +799,13 @@ pub async fn remove_dropped(
     let Ok(old) = serde_json::from_value::<Topology>(live.topology.clone()) else {
         return;
     };
-    for svc in old
-        .services
-        .iter()
-        .filter(|s| topology.service(&s.name).is_none())
-    {
+    for svc in &old.services {
+        if let Some(kept) = topology.service(&svc.name) {
+            if svc.r#type == "postgresql" && kept.r#type == "postgresql" {
+                drop_removed_databases(platform, live, svc, kept, out).await;
+            }
+            continue;
+        }
         let record = match platform
             .state()
             .service(&live.project, &live.environment, &svc.name)
@@ -737,6 +823,49 @@ pub async fn remove_dropped(
                 svc.name
             )),
         }
+    }
+}
+
+/// The databases and endpoint roles of PostgreSQL service `old` that `new` no longer
+/// configures, dropped (the push had `-o allow-data-loss` and is live).
+async fn drop_removed_databases(
+    platform: &Platform,
+    live: &slipway_state::Release,
+    old: &slipway_config::Service,
+    new: &slipway_config::Service,
+    out: &Output,
+) {
+    let layout = |c: &serde_json::Value| {
+        slipway_config::databases::layout("postgresql", c).and_then(Result::ok)
+    };
+    let (Some(a), Some(b)) = (layout(&old.configuration), layout(&new.configuration)) else {
+        return;
+    };
+    let (schemas, roles) = (a.schemas_removed(&b), a.endpoints_removed(&b));
+    if schemas.is_empty() && roles.is_empty() {
+        return;
+    }
+    let Ok(Some(record)) = platform
+        .state()
+        .service(&live.project, &live.environment, &new.name)
+    else {
+        return;
+    };
+    match endpoints::drop_removed(platform, &record, &old.configuration, &new.configuration).await {
+        Ok(()) => out.line(&format!(
+            "       service {}: dropped {} (-o allow-data-loss)",
+            new.name,
+            schemas
+                .iter()
+                .map(|s| format!("database `{s}`"))
+                .chain(roles.iter().map(|r| format!("endpoint `{r}`")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        Err(e) => out.line(&format!(
+            "       warning: service {}: not dropped: {e}",
+            new.name
+        )),
     }
 }
 

@@ -5,6 +5,7 @@
 //! loopback address in the environment's network namespace, on its type's standard port.
 
 use sha2::{Digest as _, Sha256};
+use slipway_config::databases::{Layout, Privilege};
 use slipway_stack::Language;
 use slipway_state::ServiceRecord;
 
@@ -55,9 +56,19 @@ pub fn endpoint_password(service_password: &str, endpoint: &str) -> String {
     hex::encode(h.finalize())[..48].to_string()
 }
 
-/// Whether `s` is a name MariaDB takes as written (schema or user): letters, digits, `_`.
+/// Whether `s` is a name MariaDB and PostgreSQL take as written: letters, digits, `_`.
 fn plain_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    slipway_config::databases::plain_name(s)
+}
+
+/// The [`Layout`] of a database service's `configuration` (schemas and endpoints).
+fn database_layout(
+    service_type: &str,
+    configuration: &serde_json::Value,
+) -> Result<Layout, String> {
+    slipway_config::databases::layout(service_type, configuration)
+        .unwrap_or_else(|| Ok(Layout::default()))
+        .map_err(|e| e.to_string())
 }
 
 /// The SQL creating a MariaDB service's `configuration.schemas` (default `main`) and one
@@ -68,48 +79,158 @@ pub fn mysql_endpoints_sql(
     configuration: &serde_json::Value,
     service_password: &str,
 ) -> Result<String, String> {
+    let layout = database_layout("mariadb", configuration)?;
     let mut sql = String::new();
-    let schemas: Vec<&str> = match configuration.get("schemas").and_then(|v| v.as_array()) {
-        Some(list) => list.iter().filter_map(|v| v.as_str()).collect(),
-        None => vec!["main"],
-    };
-    for schema in &schemas {
-        if !plain_name(schema) {
-            return Err(format!("schema name `{schema}` is not a plain word"));
-        }
+    for schema in &layout.schemas {
         sql.push_str(&format!("CREATE DATABASE IF NOT EXISTS `{schema}`;\n"));
     }
-    let Some(endpoints) = configuration.get("endpoints").and_then(|v| v.as_object()) else {
-        return Ok(sql);
-    };
-    // `mysql` is the default endpoint: the service's own user (`user`, all of `main`).
-    for (name, ep) in endpoints.iter().filter(|(n, _)| n.as_str() != "mysql") {
-        if !plain_name(name) {
-            return Err(format!("endpoint name `{name}` is not a plain word"));
-        }
+    for (name, ep) in &layout.endpoints {
         let pw = endpoint_password(service_password, name);
         sql.push_str(&format!(
             "CREATE USER IF NOT EXISTS '{name}'@'%' IDENTIFIED BY '{pw}';\nALTER USER '{name}'@'%' IDENTIFIED BY '{pw}';\n"
         ));
-        let privileges = ep.get("privileges").and_then(|v| v.as_object());
-        for (schema, level) in privileges.into_iter().flatten() {
-            if !schemas.contains(&schema.as_str()) {
-                return Err(format!(
-                    "endpoint `{name}` has privileges on `{schema}`, which is not in `schemas`"
-                ));
-            }
-            let grant = match level.as_str() {
-                Some("admin") => "ALL PRIVILEGES",
-                Some("rw") => "SELECT, INSERT, UPDATE, DELETE, CREATE TEMPORARY TABLES, LOCK TABLES, EXECUTE, SHOW VIEW",
-                Some("ro") => "SELECT, SHOW VIEW",
-                _ => {
-                    return Err(format!(
-                        "endpoint `{name}`: privilege on `{schema}` must be admin, rw or ro"
-                    ))
-                }
+        for (schema, level) in &ep.privileges {
+            let grant = match level {
+                Privilege::Admin => "ALL PRIVILEGES",
+                Privilege::Rw => "SELECT, INSERT, UPDATE, DELETE, CREATE TEMPORARY TABLES, LOCK TABLES, EXECUTE, SHOW VIEW",
+                Privilege::Ro => "SELECT, SHOW VIEW",
             };
             sql.push_str(&format!("GRANT {grant} ON `{schema}`.* TO '{name}'@'%';\n"));
         }
+    }
+    Ok(sql)
+}
+
+/// The privileges on a database, its `public` schema, and its tables and sequences (those
+/// there and those made later) that `level` gives, as on Platform.sh: `ro` reads, `rw`
+/// also writes rows (no `CREATE`), `admin` may do everything.
+fn pg_grants(level: Privilege) -> [&'static str; 4] {
+    match level {
+        Privilege::Ro => ["CONNECT", "USAGE", "SELECT", "SELECT"],
+        Privilege::Rw => [
+            "CONNECT, TEMPORARY",
+            "USAGE",
+            "SELECT, INSERT, UPDATE, DELETE",
+            "USAGE, SELECT, UPDATE",
+        ],
+        Privilege::Admin => ["ALL", "ALL", "ALL", "ALL"],
+    }
+}
+
+/// `name` (a plain word) as a PostgreSQL identifier.
+fn pg_ident(name: &str) -> String {
+    format!("\"{name}\"")
+}
+
+/// The `psql` script (run by the service's own superuser `main` over the server's socket)
+/// creating a PostgreSQL service's databases (`configuration.schemas` or `databases`,
+/// default `main`) and a login role per other `configuration.endpoints` entry with exactly
+/// its `privileges` per database; every database is closed to everyone else (`PUBLIC` may
+/// neither connect nor create). Run at each deploy: what is there already is kept,
+/// privileges are set again from the configuration.
+pub fn postgresql_endpoints_sql(
+    configuration: &serde_json::Value,
+    service_password: &str,
+) -> Result<String, String> {
+    let layout = database_layout("postgresql", configuration)?;
+    let mut sql = String::from("\\set ON_ERROR_STOP on\n");
+    for db in &layout.schemas {
+        sql.push_str(&format!(
+            "SELECT 'CREATE DATABASE {}' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '{db}')\\gexec\n",
+            pg_ident(db)
+        ));
+    }
+    for name in layout.endpoints.keys() {
+        let pw = endpoint_password(service_password, name);
+        let role = pg_ident(name);
+        sql.push_str(&format!(
+            "SELECT 'CREATE ROLE {role}' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{name}')\\gexec\n\
+             ALTER ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD '{pw}';\n"
+        ));
+    }
+    for db in ["postgres", "template1"] {
+        sql.push_str(&format!("REVOKE ALL ON DATABASE {db} FROM PUBLIC;\n"));
+    }
+    for db in &layout.schemas {
+        let d = pg_ident(db);
+        sql.push_str(&format!(
+            "\\connect {d}\nREVOKE ALL ON DATABASE {d} FROM PUBLIC;\nREVOKE CREATE ON SCHEMA public FROM PUBLIC;\n"
+        ));
+        // Those who make tables here: the service's own user and this database's admins.
+        let creators: Vec<String> = std::iter::once("main".to_string())
+            .chain(
+                layout
+                    .endpoints
+                    .iter()
+                    .filter(|(_, ep)| ep.privileges.get(db) == Some(&Privilege::Admin))
+                    .map(|(n, _)| n.clone()),
+            )
+            .map(|n| pg_ident(&n))
+            .collect();
+        for (name, ep) in &layout.endpoints {
+            let role = pg_ident(name);
+            sql.push_str(&format!(
+                "REVOKE ALL ON DATABASE {d} FROM {role};\nREVOKE ALL ON SCHEMA public FROM {role};\n\
+                 REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role};\nREVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {role};\n"
+            ));
+            for c in &creators {
+                sql.push_str(&format!(
+                    "ALTER DEFAULT PRIVILEGES FOR ROLE {c} IN SCHEMA public REVOKE ALL ON TABLES FROM {role};\n\
+                     ALTER DEFAULT PRIVILEGES FOR ROLE {c} IN SCHEMA public REVOKE ALL ON SEQUENCES FROM {role};\n"
+                ));
+            }
+            let Some(level) = ep.privileges.get(db) else {
+                continue;
+            };
+            let [database, schema, tables, sequences] = pg_grants(*level);
+            sql.push_str(&format!(
+                "GRANT {database} ON DATABASE {d} TO {role};\nGRANT {schema} ON SCHEMA public TO {role};\n\
+                 GRANT {tables} ON ALL TABLES IN SCHEMA public TO {role};\nGRANT {sequences} ON ALL SEQUENCES IN SCHEMA public TO {role};\n"
+            ));
+            for c in &creators {
+                sql.push_str(&format!(
+                    "ALTER DEFAULT PRIVILEGES FOR ROLE {c} IN SCHEMA public GRANT {tables} ON TABLES TO {role};\n\
+                     ALTER DEFAULT PRIVILEGES FOR ROLE {c} IN SCHEMA public GRANT {sequences} ON SEQUENCES TO {role};\n"
+                ));
+            }
+        }
+    }
+    Ok(sql)
+}
+
+/// The `psql` script dropping the databases and endpoint roles a PostgreSQL service's
+/// `old` configuration had and `new` no longer has (pushed with `-o allow-data-loss`):
+/// what each dropped role owns in the remaining databases is dropped with it.
+pub fn postgresql_removed_sql(
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+) -> Result<String, String> {
+    let (old, new) = (
+        database_layout("postgresql", old)?,
+        database_layout("postgresql", new)?,
+    );
+    let mut sql = String::from("\\set ON_ERROR_STOP on\n");
+    for db in old.schemas_removed(&new) {
+        sql.push_str(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE);\n",
+            pg_ident(&db)
+        ));
+    }
+    let roles = old.endpoints_removed(&new);
+    if roles.is_empty() {
+        return Ok(sql);
+    }
+    for db in &new.schemas {
+        sql.push_str(&format!("\\connect {}\n", pg_ident(db)));
+        for r in &roles {
+            sql.push_str(&format!(
+                "SELECT 'DROP OWNED BY {}' WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{r}')\\gexec\n",
+                pg_ident(r)
+            ));
+        }
+    }
+    for r in &roles {
+        sql.push_str(&format!("DROP ROLE IF EXISTS {};\n", pg_ident(r)));
     }
     Ok(sql)
 }
@@ -439,6 +560,52 @@ mod tests {
             mysql_endpoints_sql(&serde_json::Value::Null, "pw").unwrap(),
             "CREATE DATABASE IF NOT EXISTS `main`;\n"
         );
+    }
+
+    #[test]
+    fn postgresql_endpoints_get_their_databases_roles_and_exact_privileges() {
+        let conf = serde_json::json!({"databases": ["main", "legacy"], "endpoints": {
+            "admin": {"privileges": {"main": "admin", "legacy": "admin"}},
+            "reporter": {"default_database": "main", "privileges": {"main": "ro"}},
+            "importer": {"privileges": {"legacy": "rw"}},
+        }});
+        let sql = postgresql_endpoints_sql(&conf, "pw").unwrap();
+        assert!(sql.starts_with("\\set ON_ERROR_STOP on\n"), "{sql}");
+        assert!(
+            sql.contains("'CREATE DATABASE \"legacy\"' WHERE NOT EXISTS"),
+            "{sql}"
+        );
+        assert!(sql.contains(&format!(
+            "ALTER ROLE \"reporter\" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD '{}';",
+            endpoint_password("pw", "reporter")
+        )));
+        assert!(sql.contains("\\connect \"legacy\"\nREVOKE ALL ON DATABASE \"legacy\" FROM PUBLIC;\nREVOKE CREATE ON SCHEMA public FROM PUBLIC;"));
+        assert!(sql.contains("GRANT SELECT ON ALL TABLES IN SCHEMA public TO \"reporter\";"));
+        assert!(sql.contains(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO \"importer\";"
+        ));
+        assert!(
+            !sql.contains("GRANT ALL ON SCHEMA public TO \"importer\""),
+            "rw makes no tables"
+        );
+        assert!(sql.contains(
+            "ALTER DEFAULT PRIVILEGES FOR ROLE \"admin\" IN SCHEMA public GRANT SELECT ON TABLES TO \"reporter\";"
+        ));
+        assert!(
+            postgresql_endpoints_sql(&serde_json::json!({"endpoints": {"main": {}}}), "pw")
+                .is_err()
+        );
+        let fewer = serde_json::json!({"databases": ["main"], "endpoints": {"admin": {}}});
+        let drop = postgresql_removed_sql(&conf, &fewer).unwrap();
+        assert!(
+            drop.contains("DROP DATABASE IF EXISTS \"legacy\" WITH (FORCE);"),
+            "{drop}"
+        );
+        assert!(
+            drop.contains("DROP ROLE IF EXISTS \"importer\";")
+                && drop.contains("DROP ROLE IF EXISTS \"reporter\";")
+        );
+        assert!(!drop.contains("\"admin\""), "{drop}");
     }
 
     #[test]

@@ -1,0 +1,77 @@
+//! A PostgreSQL service's databases and endpoint roles ([`recipe::postgresql_endpoints_sql`]),
+//! applied by `psql` in its running container over the server's socket: at each deploy
+//! (so a database or endpoint added later is created on the running service, its data
+//! kept), and the ones a push with `-o allow-data-loss` removed dropped once it is live.
+//! A running MariaDB service gets its schemas and endpoints the same way
+//! ([`apply_mysql`]; at its start they come from its init file).
+
+use slipway_state::ServiceRecord;
+
+use super::recipe;
+use crate::backups::parts;
+use crate::Platform;
+
+/// The file in a PostgreSQL service's data folder holding the script being applied
+/// (private to the service's user; removed once applied).
+const SCRIPT_FILE: &str = "slipway-endpoints.psql";
+
+/// Run `script` with `psql` as the service's superuser in `record`'s running container.
+async fn run_psql(platform: &Platform, record: &ServiceRecord, script: &str) -> Result<(), String> {
+    let (_, version) = parts::software(record)?;
+    let dir = super::data_dir(platform, &record.project, &record.environment, &record.name);
+    let file = dir.join(SCRIPT_FILE);
+    super::write_secret(&dir, &file, script.as_bytes())
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    let args = [
+        format!("/usr/lib/postgresql/{version}/bin/psql"),
+        "-X".into(),
+        "-q".into(),
+        "-d".into(),
+        "postgres".into(),
+    ];
+    // stdin is the script, opened here: nothing of it on a command line.
+    let result = parts::exec(platform, record, &args, &parts::pg_env(), Some(&file), None).await;
+    let _ = std::fs::remove_file(&file);
+    result.map(|_| ())
+}
+
+/// Create the databases and endpoint roles of `configuration` on the running PostgreSQL
+/// service `record` and set each role's privileges from it.
+pub async fn apply(
+    platform: &Platform,
+    record: &ServiceRecord,
+    configuration: &serde_json::Value,
+) -> Result<(), String> {
+    let script = recipe::postgresql_endpoints_sql(configuration, &record.password)?;
+    run_psql(platform, record, &script).await
+}
+
+/// Drop the databases and endpoint roles the `old` configuration of the PostgreSQL service
+/// `record` had and `new` has not (after a push with `-o allow-data-loss` went live).
+pub async fn drop_removed(
+    platform: &Platform,
+    record: &ServiceRecord,
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+) -> Result<(), String> {
+    let script = recipe::postgresql_removed_sql(old, new)?;
+    run_psql(platform, record, &script).await
+}
+
+/// Run the SQL of [`recipe::ENDPOINTS_FILE`] (written by the deploy into the data folder
+/// of MariaDB service `record`) on its running server, as its local account
+/// [`parts::MARIADB_ADMIN`]: schemas and endpoints added to a running service.
+pub async fn apply_mysql(platform: &Platform, record: &ServiceRecord) -> Result<(), String> {
+    let file = super::data_dir(platform, &record.project, &record.environment, &record.name)
+        .join(recipe::ENDPOINTS_FILE);
+    let args = [
+        "mariadb".to_string(),
+        "--no-defaults".into(),
+        "--socket=/tmp/mysqld.sock".into(),
+        format!("--user={}", parts::MARIADB_ADMIN),
+    ];
+    let env = [("MYSQL_PWD".to_string(), record.password.clone())];
+    parts::exec(platform, record, &args, &env, Some(&file), None)
+        .await
+        .map(|_| ())
+}
