@@ -52,6 +52,7 @@ mod router;
 mod routes;
 mod server;
 mod site;
+mod stream;
 mod table;
 mod tls;
 mod upstream;
