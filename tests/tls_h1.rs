@@ -171,9 +171,10 @@ elif mode == "raw":
     print(status)
     print(body.decode().strip())
     print("closed" if c.closed() else "open")
-elif mode == "load":
-    # Kept-alive connections asking until the file ARG exists; a connection the server
-    # closes (connection: close) is opened again. Every answer or error is counted.
+elif mode in ("load", "loadfresh"):
+    # Kept-alive connections (`loadfresh`: a new connection for every request) asking
+    # until the file ARG exists; a connection the server closes (connection: close) is
+    # opened again. Every answer or error is counted.
     answers, failures, connections = {}, [], 0
     c = None
     while not os.path.exists(arg):
@@ -185,7 +186,10 @@ elif mode == "load":
             status, _, field, body = c.response()
             key = "%s %s" % (status, body.decode())
             answers[key] = answers.get(key, 0) + 1
-            if (field("connection") or "").lower() == "close":
+            if sum(answers.values()) == 1:
+                open("%s.started.%d" % (arg, os.getpid()), "w").close()
+            if mode == "loadfresh" or (field("connection") or "").lower() == "close":
+                c.s.close()
                 c = None
         except Exception as e:
             failures.append(repr(e))
@@ -199,10 +203,12 @@ elif mode == "load":
 
 /// A server with `--https-listen` and the app pushed: (server, HTTPS port, CA file,
 /// client script, app).
-fn deployed() -> (Server, u16, PathBuf, PathBuf, App) {
+fn deployed(env: &[(&str, &str)]) -> (Server, u16, PathBuf, PathBuf, App) {
     let https_port = free_port();
     let listen = format!("127.0.0.1:{https_port}");
-    let server = Server::start_with(&[("SLIPWAY_HTTPS_LISTEN", &listen)]);
+    let mut env = env.to_vec();
+    env.push(("SLIPWAY_HTTPS_LISTEN", &listen));
+    let server = Server::start_with(&env);
     let ca = server.data.join("ca").join("ca.pem");
     let app = App::demo(server.dir.path(), "tlsh1-app");
     app.write("server.py", APP_SERVER);
@@ -232,7 +238,7 @@ fn client(script: &Path, port: u16, ca: &Path, mode: &str, arg: &str) -> String 
 
 #[test]
 fn http1_over_tls_keeps_alive_pipelines_serves_files_hands_over_and_refuses_bad_heads() {
-    let (server, port, ca, script, app) = deployed();
+    let (server, port, ca, script, app) = deployed(&[]);
     let log = || server.server_log();
 
     // 200 requests on one TLS connection, each told it came over https. The app's head
@@ -324,46 +330,111 @@ fn http1_over_tls_keeps_alive_pipelines_serves_files_hands_over_and_refuses_bad_
 
 #[test]
 fn a_redeploy_under_https_keep_alive_load_loses_no_request() {
-    let (server, port, ca, script, app) = deployed();
-    let stop = server.dir.path().join("stop-load");
-    let loaders: Vec<_> = (0..4)
-        .map(|_| {
-            let (script, ca, stop) = (script.clone(), ca.clone(), stop.clone());
-            std::thread::spawn(move || client(&script, port, &ca, "load", &stop.to_string_lossy()))
+    let (server, port, ca, script, app) = deployed(&[]);
+    let answers = under_load(port, &ca, &script, || {
+        app.write("VERSION", "2\n");
+        app.commit("v2");
+        let o = server.git(&app.dir, &["push", &server.remote("tlsh1"), "main"]);
+        assert!(o.status.success(), "push v2: {}", text(&o));
+    });
+    assert!(
+        answers[0] > 0 && answers[1] > 0,
+        "both releases answered: {answers:?}"
+    );
+    println!(
+        "{} requests over TLS during the switch, 0 failed",
+        answers[0] + answers[1]
+    );
+}
+
+#[test]
+fn serve_upgrade_under_https_keep_alive_load_loses_no_request_and_metrics_count_http1_over_tls() {
+    let metrics_port = free_port();
+    let metrics_listen = format!("127.0.0.1:{metrics_port}");
+    let (mut server, port, ca, script, _app) =
+        deployed(&[("SLIPWAY_METRICS_LISTEN", &metrics_listen)]);
+    let mut code = None;
+    let answers = under_load(port, &ca, &script, || {
+        code = server.upgrade(Duration::from_secs(60), |_| {});
+    });
+    assert_eq!(code, Some(0), "{}", server.server_log());
+    assert!(answers[0] > 20, "too few requests to tell: {answers:?}");
+    println!(
+        "{} requests over TLS during the upgrade, 0 failed",
+        answers[0]
+    );
+
+    // The new server counts the requests of the router's own path over TLS.
+    let env = "slipway_router_requests_total{environment=\"tlsh1/main\",class=\"2xx\"}";
+    let before = metric(metrics_port, env);
+    let out = client(&script, port, &ca, "keepalive", "50");
+    assert!(out.contains("keepalive ok 50\n"), "{out}");
+    let after = metric(metrics_port, env);
+    assert_eq!(after - before, 51.0, "50 GETs and a POST counted");
+}
+
+/// The value of the sample `name` (with its labels) on the metrics listener, 0 if absent.
+fn metric(port: u16, name: &str) -> f64 {
+    let o = run(Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .arg(format!("http://127.0.0.1:{port}/metrics")));
+    assert!(o.status.success(), "metrics: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Four kept-alive HTTPS clients and one opening a connection per request ask all
+/// along while `during` runs; asserts that none failed and every answer is release 1 or
+/// 2: how many of each.
+fn under_load(port: u16, ca: &Path, script: &Path, during: impl FnOnce()) -> [u64; 2] {
+    let stop = script.with_file_name(format!("stop-load-{port}"));
+    let loaders: Vec<_> = ["load", "load", "load", "load", "loadfresh"]
+        .into_iter()
+        .map(|mode| {
+            let (script, ca, stop) = (script.to_path_buf(), ca.to_path_buf(), stop.clone());
+            std::thread::spawn(move || client(&script, port, &ca, mode, &stop.to_string_lossy()))
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
-    app.write("VERSION", "2\n");
-    app.commit("v2");
-    let o = server.git(&app.dir, &["push", &server.remote("tlsh1"), "main"]);
-    assert!(o.status.success(), "push v2: {}", text(&o));
+    // Every client has its first answer before `during` starts.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let started = || {
+        std::fs::read_dir(script.parent().expect("script dir"))
+            .expect("script dir")
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("stop-load-{port}.started."))
+            })
+            .count()
+    };
+    while started() < loaders.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the clients did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    during();
     std::thread::sleep(Duration::from_millis(500));
     std::fs::write(&stop, "").expect("stop file");
     let mut seen = [0u64; 2];
     for loader in loaders {
         let out = loader.join().expect("load thread");
         let failures: Vec<&str> = out.lines().filter(|l| l.starts_with("failure")).collect();
-        assert!(
-            failures.is_empty(),
-            "requests failed during the switch: {failures:?}\n{out}\n{}",
-            server.server_log()
-        );
+        assert!(failures.is_empty(), "requests failed: {failures:?}\n{out}");
         for line in out.lines().filter(|l| l.starts_with("answer ")) {
             let mut parts = line.splitn(3, ' ');
             let n: u64 = parts.nth(1).and_then(|n| n.parse().ok()).unwrap_or(0);
             match parts.next() {
                 Some("HTTP/1.1 200 OK proto=https path=/ release=1") => seen[0] += n,
                 Some("HTTP/1.1 200 OK proto=https path=/ release=2") => seen[1] += n,
-                other => panic!("an answer during the switch: {other:?}\n{out}"),
+                other => panic!("an unexpected answer: {other:?}\n{out}"),
             }
         }
     }
-    assert!(
-        seen[0] > 0 && seen[1] > 0,
-        "both releases answered: {seen:?}"
-    );
-    println!(
-        "{} requests over kept-alive TLS connections during the switch, 0 failed",
-        seen[0] + seen[1]
-    );
+    seen
 }
