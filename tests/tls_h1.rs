@@ -164,6 +164,13 @@ elif mode == "ws":
     print(head.decode().split("\r\n")[0])
     c.s.sendall(b"ping-over-tls")
     print(c.take(len(b"ping-over-tls")).decode())
+elif mode == "gets":
+    # The comma-separated paths of ARG on one connection: "STATUS BODY" each.
+    c = connect()
+    for path in arg.split(","):
+        c.s.sendall(get(path))
+        status, _, _, body = c.response()
+        print("%s %s" % (status, body.decode().strip()))
 elif mode == "raw":
     c = connect()
     c.s.sendall(arg.encode().decode("unicode_escape").encode("latin-1"))
@@ -200,6 +207,57 @@ elif mode in ("load", "loadfresh"):
     for f in failures:
         print("failure " + f)
 "#;
+
+/// A PHP app: its front controller says what PHP was told of the scheme.
+const PHP_CONFIG: &str = "name: hello\ntype: php:8.4\nweb:\n  locations:\n    '/':\n      root: web\n      passthru: /index.php\n      scripts: true\n";
+
+const PHP_INDEX: &str = "<?php\necho 'https=' . ($_SERVER['HTTPS'] ?? '') . ' scheme=' . $_SERVER['REQUEST_SCHEME'] . ' port=' . $_SERVER['SERVER_PORT'] . ' proto=' . ($_SERVER['HTTP_X_FORWARDED_PROTO'] ?? '') . ' uri=' . $_SERVER['REQUEST_URI'];\n";
+
+#[test]
+fn php_over_tls_is_told_https_on_a_kept_alive_connection_with_static_files() {
+    let https_port = free_port();
+    let listen = format!("127.0.0.1:{https_port}");
+    let server = Server::start_with(&[("SLIPWAY_HTTPS_LISTEN", &listen)]);
+    let ca = server.data.join("ca").join("ca.pem");
+    let app = App::demo(server.dir.path(), "tlsh1-php");
+    std::fs::remove_file(app.dir.join("server.py")).expect("no python server");
+    app.write(".platform.app.yaml", PHP_CONFIG);
+    app.write(".platform/routes.yaml", ROUTES);
+    app.write("web/index.php", PHP_INDEX);
+    app.write("web/hello.txt", "static over tls\n");
+    app.commit("php over tls");
+    let o = server.git(&app.dir, &["push", &server.remote("tlsh1"), "main"]);
+    assert!(o.status.success(), "push: {}", text(&o));
+    let script = server.dir.path().join("h1_client.py");
+    std::fs::write(&script, CLIENT).expect("client script");
+    // A static file (the router's own path), PHP (FastCGI, handed to hyper midway), then
+    // a static file again, on one TLS connection.
+    let out = client(
+        &script,
+        https_port,
+        &ca,
+        "gets",
+        "/hello.txt,/a/b?c=1,/hello.txt",
+    );
+    assert_eq!(
+        out,
+        "HTTP/1.1 200 OK static over tls\n\
+         HTTP/1.1 200 OK https=on scheme=https port=443 proto=https uri=/a/b?c=1\n\
+         HTTP/1.1 200 OK static over tls\n",
+        "{}",
+        server.server_log()
+    );
+    // Plain HTTP is told http (the same app, no HTTPS).
+    let plain = run(Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-H"])
+        .arg(format!("Host: {HOST}"))
+        .arg(format!("http://127.0.0.1:{}/x", server.http_port)));
+    assert_eq!(
+        text(&plain),
+        "https= scheme=http port=80 proto=http uri=/x",
+        "plain HTTP"
+    );
+}
 
 /// A server with `--https-listen` and the app pushed: (server, HTTPS port, CA file,
 /// client script, app).
