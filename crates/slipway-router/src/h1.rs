@@ -33,9 +33,9 @@ use hyper::header::HeaderValue;
 use hyper::{Method, Response};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::ReadHalf;
-use tokio::net::TcpStream;
 
 use crate::body::ProxyBody;
+use crate::client_stream::ClientStream;
 use crate::files::{StaticAnswer, StaticBody, FILE_CHUNK};
 use crate::headers::{
     is_hop_by_hop_name, new_request_id, put_field, put_status_line, sane_request_id,
@@ -75,22 +75,25 @@ pub(crate) enum Served {
 /// request. A connection that sends nothing in this time is closed.
 pub(crate) const LAST_REQUEST_WAIT: Duration = Duration::from_secs(1);
 
-/// Serve HTTP/1.1 requests of `stream` until the connection ends, `end` resolves between
-/// two requests (a stop: after one more request, if it comes within
-/// [`LAST_REQUEST_WAIT`]), or a request needs hyper.
-pub(crate) async fn serve<E: Future<Output = End>>(
+/// Serve HTTP/1.1 requests of `stream` (plain TCP or TLS) until the connection ends,
+/// `end` resolves between two requests (a stop: after one more request, if it comes
+/// within [`LAST_REQUEST_WAIT`]), or a request needs hyper. `stopping`: the stop came
+/// already (`end` resolved and is not polled again).
+pub(crate) async fn serve<S: ClientStream, E: Future<Output = End>>(
     router: &Router,
     client: &Client,
-    stream: &mut TcpStream,
+    stream: &mut S,
     activity: &Arc<Activity>,
     mut end: Pin<&mut E>,
+    stopping: bool,
 ) -> Served {
     let mut buf = BytesMut::with_capacity(4096);
     let mut upstream_head = Vec::with_capacity(1024);
     let mut out = Vec::with_capacity(4096);
     // Set once the router stops (`end` resolved, never to be polled again): the next
     // request is the last.
-    let mut last_call: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    let mut last_call: Option<Pin<Box<tokio::time::Sleep>>> =
+        stopping.then(|| Box::pin(tokio::time::sleep(LAST_REQUEST_WAIT)));
     loop {
         let mut request = loop {
             if !buf.is_empty() {
@@ -137,7 +140,7 @@ pub(crate) async fn serve<E: Future<Output = End>>(
             return Served::Handover(buf.freeze());
         }
         let open = OpenRequest::new(activity);
-        let (mut reader, mut writer) = stream.split();
+        let (mut reader, mut writer) = stream.answer_halves();
         let started = std::time::Instant::now();
         let answer = async {
             match pick(
@@ -145,7 +148,7 @@ pub(crate) async fn serve<E: Future<Output = End>>(
                 host,
                 text(&request.path),
                 request.query.as_ref().map(text),
-                false,
+                client.tls,
             )
             .await
             {
@@ -223,6 +226,7 @@ pub(crate) async fn serve<E: Future<Output = End>>(
             answered = answer => answered,
             () = client_gone(&mut reader) => Err(io::ErrorKind::ConnectionAborted.into()),
         };
+        drop((reader, writer));
         drop(open);
         match answered {
             Ok(()) => {}
@@ -300,7 +304,7 @@ fn has_bare_lf(head: &[u8]) -> bool {
 
 /// Answer a refused request 400 with `why`, and close the connection: after a head that
 /// was not understood, the next request cannot be found reliably.
-async fn refuse(stream: &mut TcpStream, why: &'static str, out: &mut Vec<u8>) -> Served {
+async fn refuse<S: ClientStream>(stream: &mut S, why: &'static str, out: &mut Vec<u8>) -> Served {
     let _ = write_page(stream, bad_request(why), true, out).await;
     let _ = stream.shutdown().await;
     Served::Closed
@@ -417,7 +421,11 @@ fn parse_request(buf: &[u8], client: &Client, upstream: &mut Vec<u8>) -> Parsed 
         upstream.extend_from_slice(b", ");
     }
     upstream.extend_from_slice(client.forwarded_for.as_bytes());
-    upstream.extend_from_slice(b"\r\nx-forwarded-proto: http\r\nx-forwarded-host: ");
+    upstream.extend_from_slice(if client.tls {
+        &b"\r\nx-forwarded-proto: https\r\nx-forwarded-host: "[..]
+    } else {
+        &b"\r\nx-forwarded-proto: http\r\nx-forwarded-host: "[..]
+    });
     upstream.extend_from_slice(host);
     upstream.extend_from_slice(b"\r\nx-request-id: ");
     upstream.extend_from_slice(id.as_bytes());
@@ -864,6 +872,21 @@ mod tests {
              x-forwarded-for: 10.0.0.1, 127.0.0.1\r\nx-forwarded-proto: http\r\n\
              x-forwarded-host: main.demo.localhost\r\nx-request-id: abc-123\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn a_request_over_tls_is_forwarded_as_https() {
+        let mut tls = client();
+        tls.tls = true;
+        let mut up = Vec::new();
+        let head = "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-Proto: http\r\n\r\n";
+        assert!(matches!(
+            parse_request(head.as_bytes(), &tls, &mut up),
+            Parsed::Simple(_)
+        ));
+        let up = String::from_utf8(up).unwrap();
+        assert!(up.contains("\r\nx-forwarded-proto: https\r\n"), "{up}");
+        assert_eq!(up.matches("x-forwarded-proto").count(), 1, "{up}");
     }
 
     #[test]

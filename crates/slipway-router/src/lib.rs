@@ -18,8 +18,8 @@
 //! - Clients speak HTTP/1.1 (keep-alive, pipelining) or h2c; HTTP/1.1 upgrades (WebSocket)
 //!   are passed through and closed by [`LiveRelease::close_upgrades`] at the drain timeout.
 //!   The common request (GET or HEAD without a body) is served by the router's own
-//!   HTTP/1.1 path, which passes heads through as bytes; the first other request of a
-//!   connection hands it to hyper.
+//!   HTTP/1.1 path (over TCP, or TLS when ALPN did not choose h2), which passes heads
+//!   through as bytes; the first other request of a connection hands it to hyper.
 //! - At most [`RouterConfig::max_client_connections`] client connections are open at once;
 //!   beyond, new ones wait in the listening socket's backlog until one closes.
 //! - Apps with `web.locations` ([`Site`]): the router serves their static files itself,
@@ -34,6 +34,7 @@
 #![warn(missing_docs)]
 
 mod body;
+mod client_stream;
 mod config;
 mod console;
 mod fastcgi;
@@ -54,10 +55,10 @@ mod router;
 mod routes;
 mod server;
 mod site;
-mod stream;
 mod table;
 mod tls;
 mod upstream;
+mod upstream_stream;
 
 pub use config::{RouterConfig, DEFAULT_MAX_CLIENT_CONNECTIONS};
 pub use console::{ConsoleBody, ConsoleFuture, ConsoleSite};

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::routes::Upstream;
-use crate::stream::{self, UpstreamStream};
 use crate::upstream::Conn;
+use crate::upstream_stream::{self, UpstreamStream};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
@@ -160,7 +160,7 @@ impl Pool {
 
     /// Connect to the upstream: its unix socket, or TCP inside its network namespace.
     async fn dial(&self, timeout: Duration) -> Result<UpstreamStream, ConnectError> {
-        let stream = tokio::time::timeout(timeout, stream::dial(&self.upstream))
+        let stream = tokio::time::timeout(timeout, upstream_stream::dial(&self.upstream))
             .await
             .map_err(|_| ConnectError::Timeout)??;
         Ok(stream)

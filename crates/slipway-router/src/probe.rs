@@ -103,7 +103,7 @@ async fn probe(netns: Option<&Path>, port: u16) -> Result<u16, ProbeError> {
 /// [`probe_http`] does; return the response status. Bounded by `timeout`.
 pub async fn probe_http_unix(socket: &Path, timeout: Duration) -> Result<u16, ProbeError> {
     let probe = async {
-        let stream = crate::stream::connect_unix(socket)
+        let stream = crate::upstream_stream::connect_unix(socket)
             .await
             .map_err(|source| ProbeError::SocketConnect {
                 socket: socket.to_path_buf(),

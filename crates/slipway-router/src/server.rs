@@ -307,11 +307,18 @@ impl Router {
                                 }
                             };
                             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                            let io = TokioIo::new(stream);
                             if h2 {
-                                drive!(h2_builder.serve_connection(io, service), stopping)
+                                drive!(h2_builder.serve_connection(TokioIo::new(stream), service), stopping)
                             } else {
-                                drive!(h1_builder.serve_connection(io, service).with_upgrades(), stopping)
+                                // HTTP/1.1 over TLS: the router's own path, as on plain HTTP.
+                                let mut stream = stream;
+                                match h1::serve(&raw_router, &raw_client, &mut stream, &activity, end.as_mut(), stopping).await {
+                                    h1::Served::Closed => return,
+                                    h1::Served::Handover(read) => {
+                                        let io = TokioIo::new(Rewind { read, io: stream });
+                                        drive!(h1_builder.serve_connection(io, service).with_upgrades(), false)
+                                    }
+                                }
                             }
                         } else {
                             // HTTP/2 (h2c, prior knowledge) or HTTP/1.1: the first bytes say.
@@ -331,7 +338,7 @@ impl Router {
                                 // The common requests are served by the router's own HTTP/1.1
                                 // path; the first other one hands the connection to hyper.
                                 let mut stream = stream;
-                                match h1::serve(&raw_router, &raw_client, &mut stream, &activity, end.as_mut()).await {
+                                match h1::serve(&raw_router, &raw_client, &mut stream, &activity, end.as_mut(), false).await {
                                     h1::Served::Closed => return,
                                     h1::Served::Handover(read) => {
                                         let io = TokioIo::new(Rewind { read, io: stream });
@@ -470,12 +477,12 @@ async fn speaks_h2(stream: &tokio::net::TcpStream) -> std::io::Result<bool> {
 
 /// A client connection with bytes already read from it in front: what the router's own
 /// HTTP/1.1 path read before it handed the connection to hyper.
-struct Rewind {
+struct Rewind<S> {
     read: Bytes,
-    io: tokio::net::TcpStream,
+    io: S,
 }
 
-impl tokio::io::AsyncRead for Rewind {
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Rewind<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -490,7 +497,7 @@ impl tokio::io::AsyncRead for Rewind {
     }
 }
 
-impl tokio::io::AsyncWrite for Rewind {
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Rewind<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -361,7 +361,7 @@ impl ResolvesServerCert for SniResolver {
 }
 
 /// The rustls server configuration of the HTTPS listener: certificates by SNI from
-/// `source`, h2 and HTTP/1.1 by ALPN.
+/// `source`, h2 and HTTP/1.1 by ALPN, session resumption by tickets.
 pub(crate) fn server_config(
     router: &Arc<Router>,
     source: Arc<dyn CertificateSource>,
@@ -378,5 +378,15 @@ pub(crate) fn server_config(
     .with_no_client_auth()
     .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // Resumption: a client that comes back skips the certificate and key exchange work.
+    // TLS 1.3 by stateless tickets (one per handshake is enough for a client that reuses
+    // connections), TLS 1.2 by the default in-memory session cache.
+    match rustls::crypto::aws_lc_rs::Ticketer::new() {
+        Ok(ticketer) => {
+            config.ticketer = ticketer;
+            config.send_tls13_tickets = 1;
+        }
+        Err(err) => tracing::warn!(error = %err, "TLS session tickets unavailable"),
+    }
     Arc::new(config)
 }

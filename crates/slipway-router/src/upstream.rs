@@ -42,7 +42,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use crate::headers::{is_hop_by_hop_name, put_field, put_status_line};
 use crate::pool::Pool;
 use crate::release::InFlightGuard;
-use crate::stream::UpstreamStream;
+use crate::upstream_stream::UpstreamStream;
 
 /// Largest response head accepted.
 pub(crate) const MAX_HEAD: usize = 64 * 1024;

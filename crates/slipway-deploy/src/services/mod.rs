@@ -15,8 +15,8 @@
 pub mod data;
 pub mod endpoints;
 pub mod recipe;
-pub mod varnish;
 pub mod shrink;
+pub mod varnish;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read as _;
