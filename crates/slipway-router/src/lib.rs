@@ -50,6 +50,7 @@ mod proxy;
 mod release;
 mod router;
 mod routes;
+mod sendfile;
 mod server;
 mod site;
 mod table;
