@@ -54,6 +54,8 @@ mod sendfile;
 mod server;
 mod site;
 mod table;
+#[cfg(test)]
+mod test_client;
 mod tls;
 mod upstream;
 

@@ -229,87 +229,22 @@ mod tests {
         assert!(got.is_empty());
     }
 
-    /// One answer read off a raw connection: status line, fields (lowercase names) and
-    /// body (as long as `content-length` says, none for HEAD and 304).
-    struct Answer {
-        status: u16,
-        fields: Vec<(String, String)>,
-        body: Vec<u8>,
-    }
-
-    impl Answer {
-        fn field(&self, name: &str) -> Option<&str> {
-            self.fields
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str())
-        }
-    }
-
-    async fn ask(conn: &mut TcpStream, buf: &mut Vec<u8>, request: &str, head: bool) -> Answer {
-        use tokio::io::AsyncWriteExt as _;
-        conn.write_all(request.as_bytes()).await.expect("send");
-        let end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            let n = conn.read_buf(buf).await.expect("read head");
-            assert!(
-                n > 0,
-                "closed before a head: {:?}",
-                String::from_utf8_lossy(buf)
-            );
-        };
-        let text = String::from_utf8(buf[..end].to_vec()).expect("an ASCII head");
-        let mut lines = text.split("\r\n");
-        let status = lines.next().expect("status line")[9..12]
-            .parse()
-            .expect("a status");
-        let fields: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_string()))
-            .collect();
-        buf.drain(..end);
-        let mut answer = Answer {
-            status,
-            fields,
-            body: Vec::new(),
-        };
-        let len: usize = match answer.field("content-length") {
-            Some(l) if !head && status != 304 => l.parse().expect("a length"),
-            _ => 0,
-        };
-        while buf.len() < len {
-            let n = conn.read_buf(buf).await.expect("read body");
-            assert!(n > 0, "closed after {} of {len} body bytes", buf.len());
-        }
-        answer.body = buf.drain(..len).collect();
-        answer
-    }
-
     /// The router's own HTTP/1.1 path sends a large file with `sendfile(2)`: whole, as a
     /// range, not at all for HEAD and 304; a small file is copied with its head. All on
     /// one kept-alive connection, so a stray byte would break the next answer.
     #[tokio::test]
     async fn static_answers_of_the_router_go_out_zero_copy_with_ranges_head_and_304() {
-        use crate::{EnvRoutes, Location, Router, RouterConfig, Site, Upstream};
+        use crate::test_client::ask;
+        use crate::{Location, Site};
         let dir = tempfile::tempdir().expect("temp dir");
         let big: Vec<u8> = (0..2 * 1024 * 1024 + 3).map(|i| (i % 251) as u8).collect();
         std::fs::write(dir.path().join("big.bin"), &big).expect("write");
         std::fs::write(dir.path().join("small.txt"), "small file\n").expect("write");
-        let router = Router::new(RouterConfig::default());
-        let mut routes = EnvRoutes::single(
-            vec!["files.test".into()],
-            Upstream {
-                release: "r1".into(),
-                netns: None,
-                port: 9,
-            },
-        );
         let mut root = Location::new("/");
         root.root = Some(String::new());
-        routes.sites = vec![(
-            "app".into(),
+        let (addr, stop_tx, serving) = crate::test_client::serve_site(
+            "files.test",
+            9,
             Site {
                 app_dir: dir.path().into(),
                 tag: "t1".into(),
@@ -317,21 +252,8 @@ mod tests {
                 fastcgi: false,
                 mounts: Vec::new(),
             },
-        )];
-        router.switch("p/main", routes).expect("switch");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let serving = tokio::spawn({
-            let router = router.clone();
-            async move {
-                router
-                    .serve(listener, async {
-                        let _ = stop_rx.await;
-                    })
-                    .await
-            }
-        });
+        )
+        .await;
         let mut conn = TcpStream::connect(addr).await.expect("connect");
         let mut buf = Vec::new();
         let req = |extra: &str, method: &str, path: &str| {
