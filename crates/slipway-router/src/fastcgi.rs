@@ -6,6 +6,14 @@
 //! PHP reads only `CONTENT_LENGTH` bytes); the answer's CGI head (`Status:`, headers) becomes the HTTP response head and
 //! its body is streamed to the client as it comes.
 //!
+//! The common short request costs no more than it must: a request without a body goes
+//! to PHP-FPM in one write (no writer task), and an answer whose end came with its head
+//! (PHP-FPM sends a short output and `FCGI_END_REQUEST` at once) goes to the client
+//! whole, with its `Content-Length`, in one write (no reader task, no chunked framing).
+//! (Each answer used to take two tasks and go out as a head, a chunk and a last chunk,
+//! each a wake-up of the connection's task on the router's worker thread: see the PHP
+//! section of `docs/BENCHMARKS.md`.)
+//!
 //! Connections are not pooled: PHP-FPM serves one request per connection unless asked to
 //! keep it (`FCGI_KEEP_CONN`), and a kept connection holds one of its workers for as long
 //! as it is open, idle or not, so a pool of idle connections would starve the workers
@@ -18,8 +26,9 @@ use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::body::{full, BoxError, ProxyBody};
 use crate::headers::X_REQUEST_ID;
@@ -364,25 +373,41 @@ async fn exchange(
         put_records(&mut head, PARAMS, &p);
     }
     put_records(&mut head, PARAMS, &[]);
-    let (mut rd, mut wr) = stream.into_split();
-    // The body is written while the answer is read: a script may answer before it has
-    // read everything.
-    let writer = tokio::spawn(async move {
-        wr.write_all(&head).await?;
-        let mut out = Vec::new();
-        while let Some(data) = body.next_data().await? {
-            if data.is_empty() {
-                continue;
-            }
-            out.clear();
-            put_records(&mut out, STDIN, &data);
-            wr.write_all(&out).await?;
+    let (mut rd, writer): (Box<dyn AsyncRead + Send + Unpin>, Option<JoinHandle<_>>) =
+        if body.is_empty() {
+            // No body (a GET): the whole request in one write, as nginx sends it, and no
+            // task to write it.
+            let mut stream = stream;
+            put_records(&mut head, STDIN, &[]);
+            stream.write_all(&head).await?;
+            (Box::new(stream), None)
+        } else {
+            let (rd, mut wr) = stream.into_split();
+            // The body is written while the answer is read: a script may answer before
+            // it has read everything.
+            let writer = tokio::spawn(async move {
+                wr.write_all(&head).await?;
+                let mut out = Vec::new();
+                while let Some(data) = body.next_data().await? {
+                    if data.is_empty() {
+                        continue;
+                    }
+                    out.clear();
+                    put_records(&mut out, STDIN, &data);
+                    wr.write_all(&out).await?;
+                }
+                out.clear();
+                put_records(&mut out, STDIN, &[]);
+                wr.write_all(&out).await?;
+                Ok::<_, std::io::Error>(wr)
+            });
+            (Box::new(rd), Some(writer))
+        };
+    let abort = |writer: &Option<JoinHandle<_>>| {
+        if let Some(w) = writer {
+            w.abort();
         }
-        out.clear();
-        put_records(&mut out, STDIN, &[]);
-        wr.write_all(&out).await?;
-        Ok::<_, std::io::Error>(wr)
-    });
+    };
 
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut stdout = BytesMut::new();
@@ -393,11 +418,11 @@ async fn exchange(
             break end;
         }
         if ended {
-            writer.abort();
+            abort(&writer);
             return Err(FastCgiError::NoHead);
         }
         if stdout.len() > MAX_HEAD {
-            writer.abort();
+            abort(&writer);
             return Err(FastCgiError::BadHead("longer than 64 KiB".into()));
         }
         match next_output(&mut rd, &mut buf).await? {
@@ -405,17 +430,38 @@ async fn exchange(
             Output::End => ended = true,
         }
     };
-    let body_start = stdout.split_off(split);
+    let mut body_start = stdout.split_off(split);
     let (status, headers) = parse_head(&stdout).map_err(|e| {
-        writer.abort();
+        abort(&writer);
         FastCgiError::BadHead(e)
     })?;
+    // What came with the head: a short answer (PHP-FPM writes its output and the end of
+    // the request at once) is complete already.
+    while !ended {
+        match buffered_output(&mut buf) {
+            Some(Output::Stdout(data)) => body_start.extend_from_slice(&data),
+            Some(Output::End) => ended = true,
+            None => break,
+        }
+    }
+    if ended {
+        // Answered whole, with its length and in one write, without a task to read on.
+        // The app's part is done: the request is no longer in flight on its release.
+        abort(&writer);
+        drop(guard);
+        let mut resp = Response::new(full(body_start.freeze()));
+        *resp.status_mut() = status;
+        for (name, value) in headers {
+            resp.headers_mut().append(name, value);
+        }
+        return Ok(resp);
+    }
 
     let (tx, rx) = mpsc::channel::<Result<Bytes, BoxError>>(8);
     tokio::spawn(async move {
         let _guard = guard;
         if !body_start.is_empty() && tx.send(Ok(body_start.freeze())).await.is_err() {
-            writer.abort();
+            abort(&writer);
             return;
         }
         if !ended {
@@ -434,7 +480,7 @@ async fn exchange(
                 }
             }
         }
-        writer.abort();
+        abort(&writer);
     });
     let mut resp = Response::new(ProxyBody::Channel(rx));
     *resp.status_mut() = status;
@@ -453,6 +499,14 @@ enum RequestBody {
 }
 
 impl RequestBody {
+    /// Whether there is no body at all (a `GET`): nothing to stream.
+    fn is_empty(&self) -> bool {
+        match self {
+            RequestBody::Whole(b) => b.as_ref().is_none_or(Bytes::is_empty),
+            RequestBody::Streamed(body) => body.is_end_stream(),
+        }
+    }
+
     /// The next piece of data, `None` at the end.
     async fn next_data(&mut self) -> std::io::Result<Option<Bytes>> {
         match self {
@@ -479,26 +533,35 @@ enum Output {
 }
 
 /// The next `FCGI_STDOUT` data (or the end of the request); `FCGI_STDERR` is logged.
-async fn next_output(
-    rd: &mut tokio::net::tcp::OwnedReadHalf,
+async fn next_output<R: AsyncRead + Unpin + ?Sized>(
+    rd: &mut R,
     buf: &mut BytesMut,
 ) -> Result<Output, FastCgiError> {
     loop {
-        while let Some(rec) = parse_record(buf) {
-            match rec.kind {
-                STDOUT if !rec.content.is_empty() => return Ok(Output::Stdout(rec.content)),
-                STDERR if !rec.content.is_empty() => {
-                    let text = String::from_utf8_lossy(&rec.content[..rec.content.len().min(2048)]);
-                    tracing::info!(target: "slipway_router::php", "{}", text.trim_end());
-                }
-                END_REQUEST => return Ok(Output::End),
-                _ => {}
-            }
+        if let Some(output) = buffered_output(buf) {
+            return Ok(output);
         }
         if rd.read_buf(buf).await? == 0 {
             return Ok(Output::End);
         }
     }
+}
+
+/// The next `FCGI_STDOUT` data or end of the request among the records already read into
+/// `buf`, if there is one; `FCGI_STDERR` is logged.
+fn buffered_output(buf: &mut BytesMut) -> Option<Output> {
+    while let Some(rec) = parse_record(buf) {
+        match rec.kind {
+            STDOUT if !rec.content.is_empty() => return Some(Output::Stdout(rec.content)),
+            STDERR if !rec.content.is_empty() => {
+                let text = String::from_utf8_lossy(&rec.content[..rec.content.len().min(2048)]);
+                tracing::info!(target: "slipway_router::php", "{}", text.trim_end());
+            }
+            END_REQUEST => return Some(Output::End),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Read `data` as what PHP-FPM sends back: records taken off one at a time (none may
@@ -582,5 +645,140 @@ mod tests {
         assert_eq!(s, StatusCode::FOUND);
         assert!(parse_head(b"Status: abc\r\n\r\n").is_err());
         assert_eq!(head_end(b"A: b\n\nbody"), Some(6));
+    }
+
+    /// A stand-in for PHP-FPM: per connection, reads one request (its params and
+    /// stdin), then answers by `REQUEST_URI`: `/hello` short and whole in one write,
+    /// `/stream` a head and a first line, then (once `go` is notified) a second line,
+    /// `/echo` the request body. Closes the connection after each answer, as PHP-FPM
+    /// without `FCGI_KEEP_CONN`.
+    async fn fake_fpm(go: std::sync::Arc<tokio::sync::Notify>) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut conn, _)) = listener.accept().await else {
+                    return;
+                };
+                let go = go.clone();
+                tokio::spawn(async move {
+                    let mut buf = BytesMut::new();
+                    let (mut params, mut stdin) = (Vec::new(), Vec::new());
+                    'read: loop {
+                        while let Some(rec) = parse_record(&mut buf) {
+                            match rec.kind {
+                                PARAMS => params.extend_from_slice(&rec.content),
+                                STDIN if rec.content.is_empty() => break 'read,
+                                STDIN => stdin.extend_from_slice(&rec.content),
+                                _ => {}
+                            }
+                        }
+                        if conn.read_buf(&mut buf).await.expect("read") == 0 {
+                            return;
+                        }
+                    }
+                    let params = String::from_utf8_lossy(&params).to_string();
+                    let mut out = Vec::new();
+                    let end = [0u8; 8];
+                    if params.contains("/stream") {
+                        put_records(&mut out, STDOUT, b"Content-Type: text/plain\r\n\r\nfirst\n");
+                        conn.write_all(&out).await.expect("write");
+                        go.notified().await;
+                        out.clear();
+                        put_records(&mut out, STDOUT, b"second\n");
+                    } else if params.contains("/echo") {
+                        let mut answer = b"Status: 201 Created\r\n\r\n".to_vec();
+                        answer.extend_from_slice(&stdin);
+                        put_records(&mut out, STDOUT, &answer);
+                    } else {
+                        put_records(&mut out, STDOUT, b"X-Php: yes\r\n\r\nHello, world!\n");
+                    }
+                    put_records(&mut out, STDOUT, &[]);
+                    put_records(&mut out, END_REQUEST, &end);
+                    conn.write_all(&out).await.expect("write");
+                });
+            }
+        });
+        port
+    }
+
+    /// A short answer goes out whole with its length; a long-running one is still
+    /// streamed as it comes (chunked); a request body still reaches the script.
+    #[tokio::test]
+    async fn short_answers_go_whole_and_long_ones_are_streamed() {
+        use crate::test_client::{ask, serve_site};
+        use crate::{Location, Passthru, Site};
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("index.php"), "<?php\n").expect("write");
+        let go = std::sync::Arc::new(tokio::sync::Notify::new());
+        let fpm = fake_fpm(go.clone()).await;
+        let mut root = Location::new("/");
+        root.root = Some(String::new());
+        root.scripts = true;
+        root.passthru = Passthru::Script("/index.php".into());
+        let (addr, stop, serving) = serve_site(
+            "php.test",
+            fpm,
+            Site {
+                app_dir: dir.path().into(),
+                tag: "t1".into(),
+                locations: vec![root],
+                fastcgi: true,
+                mounts: Vec::new(),
+            },
+        )
+        .await;
+        let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut buf = Vec::new();
+        for _ in 0..3 {
+            let hello = ask(
+                &mut conn,
+                &mut buf,
+                "GET /hello HTTP/1.1\r\nHost: php.test\r\n\r\n",
+                false,
+            )
+            .await;
+            assert_eq!(hello.status, 200);
+            assert_eq!(hello.body, b"Hello, world!\n");
+            assert_eq!(hello.field("content-length"), Some("14"));
+            assert_eq!(hello.field("transfer-encoding"), None);
+            assert_eq!(hello.field("x-php"), Some("yes"));
+        }
+
+        let echo = ask(
+            &mut conn,
+            &mut buf,
+            "POST /echo HTTP/1.1\r\nHost: php.test\r\nContent-Length: 10\r\n\r\nname=value",
+            false,
+        )
+        .await;
+        assert_eq!(echo.status, 201);
+        assert_eq!(echo.body, b"name=value");
+        drop(conn);
+
+        // The first line arrives while the script still runs: it was not held back.
+        let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        conn.write_all(b"GET /stream HTTP/1.1\r\nHost: php.test\r\n\r\n")
+            .await
+            .expect("send");
+        let mut seen = Vec::new();
+        while !seen.windows(6).any(|w| w == b"first\n") {
+            let n = conn.read_buf(&mut seen).await.expect("read");
+            assert!(n > 0, "closed before the first line");
+        }
+        let text = String::from_utf8_lossy(&seen).to_ascii_lowercase();
+        assert!(text.contains("transfer-encoding: chunked"), "{text}");
+        assert!(!text.contains("second"));
+        go.notify_one();
+        while !seen.windows(5).any(|w| w == b"0\r\n\r\n") {
+            let n = conn.read_buf(&mut seen).await.expect("read");
+            assert!(n > 0, "closed before the end");
+        }
+        assert!(String::from_utf8_lossy(&seen).contains("second\n"));
+        drop(conn);
+        let _ = stop.send(());
+        serving.await.expect("serve task").expect("serve");
     }
 }

@@ -48,6 +48,7 @@ use crate::proxy::{
 };
 use crate::release::InFlightGuard;
 use crate::router::Router;
+use crate::sendfile::{send_file, FileSink, SENDFILE_MIN};
 use crate::server::{Activity, End, OpenRequest};
 use crate::upstream::{Framing, LeanBody, UpstreamError};
 
@@ -649,9 +650,11 @@ async fn write_page<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// Write a static answer: head, then the body (a file is read in chunks of
-/// [`FILE_CHUNK`] and written as read; a small one goes out with the head in one write).
-async fn write_static<W: AsyncWrite + Unpin>(
+/// Write a static answer: head, then the body. A file of at least [`SENDFILE_MIN`] bytes
+/// on a plain TCP connection goes from the page cache to the socket (`sendfile(2)`, see
+/// [`crate::sendfile`]); on any other stream it is read in chunks of [`FILE_CHUNK`] and
+/// written as read; a small one goes out with the head in one write.
+async fn write_static<W: FileSink>(
     stream: &mut W,
     answer: StaticAnswer,
     request_id: &HeaderValue,
@@ -675,33 +678,58 @@ async fn write_static<W: AsyncWrite + Unpin>(
     match answer.body {
         StaticBody::Empty => {}
         StaticBody::Text(text) => out.extend_from_slice(&text),
-        StaticBody::File { file, offset, len } => {
-            use std::os::unix::fs::FileExt;
-            let mut offset = offset;
-            let mut left = len;
-            while left > 0 {
-                let want = left.min(FILE_CHUNK as u64) as usize;
-                let start = out.len();
-                out.resize(start + want, 0);
-                let n = file.read_at(&mut out[start..], offset)?;
-                out.truncate(start + n);
-                if n == 0 {
-                    // The length was promised: only closing can say the answer is short.
-                    stream.write_all(out).await?;
-                    out.clear();
-                    return Err(io::ErrorKind::UnexpectedEof.into());
-                }
-                offset += n as u64;
-                left -= n as u64;
-                if out.len() >= FILE_CHUNK {
-                    stream.write_all(out).await?;
-                    out.clear();
+        StaticBody::File { file, offset, len } if len >= SENDFILE_MIN => {
+            if stream.plain_tcp().is_some() {
+                // The head first (its own write), then the file's bytes.
+                stream.write_all(out).await?;
+                out.clear();
+                if let Some(tcp) = stream.plain_tcp() {
+                    return send_file(tcp, &file, offset, len).await;
                 }
             }
+            copy_file(stream, &file, offset, len, out).await?;
+        }
+        StaticBody::File { file, offset, len } => {
+            copy_file(stream, &file, offset, len, out).await?;
         }
     }
     stream.write_all(out).await?;
     out.clear();
+    Ok(())
+}
+
+/// Append `len` bytes of `file` from `offset` to `out` (which holds the answer's head),
+/// writing `out` to `stream` whenever it holds [`FILE_CHUNK`] bytes. What is left in
+/// `out` at the end is for the caller to write.
+async fn copy_file<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    file: &std::fs::File,
+    offset: u64,
+    len: u64,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut offset = offset;
+    let mut left = len;
+    while left > 0 {
+        let want = left.min(FILE_CHUNK as u64) as usize;
+        let start = out.len();
+        out.resize(start + want, 0);
+        let n = file.read_at(&mut out[start..], offset)?;
+        out.truncate(start + n);
+        if n == 0 {
+            // The length was promised: only closing can say the answer is short.
+            stream.write_all(out).await?;
+            out.clear();
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        offset += n as u64;
+        left -= n as u64;
+        if out.len() >= FILE_CHUNK {
+            stream.write_all(out).await?;
+            out.clear();
+        }
+    }
     Ok(())
 }
 

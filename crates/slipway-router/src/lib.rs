@@ -53,9 +53,12 @@ mod proxy;
 mod release;
 mod router;
 mod routes;
+mod sendfile;
 mod server;
 mod site;
 mod table;
+#[cfg(test)]
+mod test_client;
 mod tls;
 mod upstream;
 mod upstream_stream;
