@@ -22,7 +22,7 @@ use tokio_rustls::server::TlsStream;
 /// A client connection of the router's own HTTP/1.1 path.
 pub(crate) trait ClientStream: AsyncRead + AsyncWrite + Unpin {
     /// The writer of answers while the read half is watched.
-    type Writer<'a>: AsyncWrite + Unpin
+    type Writer<'a>: crate::sendfile::FileSink
     where
         Self: 'a;
 
@@ -84,6 +84,9 @@ impl TlsWriter<'_> {
         Poll::Ready(Ok(()))
     }
 }
+
+/// TLS frames every byte: a file's bytes are encrypted, never sent with `sendfile(2)`.
+impl crate::sendfile::FileSink for TlsWriter<'_> {}
 
 impl AsyncWrite for TlsWriter<'_> {
     fn poll_write(
