@@ -112,6 +112,7 @@ pub(crate) async fn serve_site(
             release: "r1".into(),
             netns: None,
             port,
+            socket: None,
         },
     );
     routes.sites = vec![("app".into(), site)];
