@@ -62,6 +62,9 @@ def amqp(vhost, password=None, publish=None, get=None):
         s.sendall(method(1, 60, 40, b"\x00\x00" + short("") + short("jobs") + b"\x00"))
         s.sendall(frame(2, 1, struct.pack(">HHQH", 60, 0, len(body), 0x1000) + b"\x02"))
         s.sendall(frame(3, 1, body))
+        # channel.close and its close-ok: the broker has handled the publish before it.
+        s.sendall(method(1, 20, 40, struct.pack(">H", 200) + short("") + struct.pack(">HH", 0, 0)))
+        expect(s, 20, 41)
     if get:
         s.sendall(method(1, 60, 70, b"\x00\x00" + short("jobs") + b"\x01"))
         kind, payload = read_frame(s)

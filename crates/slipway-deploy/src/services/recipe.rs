@@ -361,6 +361,10 @@ if [ ! -s "$D/PG_VERSION" ]; then
   echo "CREATE DATABASE main" | {bin}/postgres --single -D "$D.init" postgres >/dev/null
   mv "$D.init" "$D"
 fi
+# This container is the only one ever started on this volume, and it is starting: a
+# lock file here is a leftover (a crash, or a copy of a running server for a branch),
+# whose PID may well be another process of this fresh PID namespace.
+rm -f "$D/postmaster.pid"
 if [ -s /app/{EXTENSIONS_FILE} ]; then
   while read -r ext; do
     if [ ! -f "/usr/share/postgresql/{stack_version}/extension/$ext.control" ]; then
