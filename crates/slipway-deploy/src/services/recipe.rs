@@ -512,9 +512,18 @@ exec influxd
         },
         Language::Varnish => Recipe {
             start: super::varnish::start_script(addr),
-            // Any answer (a 503 while no release of its apps runs yet) means it serves.
-            ready: Some(http_probe(addr, super::varnish::PORT, "/")),
-            ready_output: Some("HTTP/1."),
+            // Its child running means it serves. Not an HTTP request through the VCL:
+            // one sent while the apps are down (a start before them, or `sync`) fails
+            // to connect, and varnish then holds that backend down for a while
+            // (`backend_remote_error_holddown`), failing the first requests after the
+            // apps came up.
+            ready: Some(vec![
+                "/usr/bin/varnishadm".into(),
+                "-n".into(),
+                super::varnish::WORK_DIR.into(),
+                "status".into(),
+            ]),
+            ready_output: Some("running"),
         },
         _ => return None,
     })
