@@ -513,3 +513,84 @@ fn mariadb_schemas_and_endpoints_added_later_reach_the_running_service() {
     );
     assert_eq!(schemas, Ok("extra".to_string()));
 }
+
+#[test]
+fn mariadb_drops_a_removed_schema_and_endpoint_only_with_allow_data_loss() {
+    // python:3.11 and mariadb:10.11 are test stacks.
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    let yaml = "name: hello\ntype: python:3.11\nrelationships:\n  database: 'mdb:admin'\nweb:\n  commands:\n    start: python3 -m http.server $PORT --bind 127.0.0.1\n";
+    let kept = "mdb:\n  type: mariadb:10.11\n  configuration:\n    schemas: [main]\n    endpoints:\n      admin:\n        default_schema: main\n        privileges: {main: admin}\n";
+    let more = "mdb:\n  type: mariadb:10.11\n  configuration:\n    schemas: [main, extra]\n    endpoints:\n      admin:\n        default_schema: main\n        privileges: {main: admin, extra: admin}\n      reader:\n        default_schema: extra\n        privileges: {extra: ro}\n";
+    app.write(
+        ".platform.app.yaml",
+        &yaml.replace(
+            "relationships:\n",
+            "relationships:\n  reports: 'mdb:reader'\n",
+        ),
+    );
+    app.write(".platform/services.yaml", more);
+    app.write(
+        ".platform/routes.yaml",
+        "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
+    );
+    app.commit("mariadb with two schemas and a reader");
+    let (ok, out) = push(&server, &app, &[]);
+    assert!(ok, "{out}\n{}", server.server_log());
+    let rels = relationships(&server);
+    maria_via(
+        &server,
+        &rels,
+        "database",
+        "main",
+        "CREATE TABLE t (n INT); INSERT INTO t VALUES (1), (2)",
+    )
+    .unwrap();
+    maria_via(
+        &server,
+        &rels,
+        "database",
+        "extra",
+        "CREATE TABLE x (n INT); INSERT INTO x VALUES (7)",
+    )
+    .unwrap();
+    assert_eq!(
+        maria_via(&server, &rels, "reports", "extra", "SELECT n FROM x"),
+        Ok("7".to_string())
+    );
+
+    // Without -o allow-data-loss: refused, the schema and the reader still there.
+    app.write(".platform/services.yaml", kept);
+    app.write(".platform.app.yaml", yaml);
+    app.commit("without the extra schema and the reader");
+    let (ok, out) = push(&server, &app, &[]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("removing schema `extra` of service `mdb` would delete its data")
+            && out.contains("removing endpoint `reader` of service `mdb`"),
+        "{out}"
+    );
+    assert_eq!(
+        maria_via(&server, &rels, "reports", "extra", "SELECT n FROM x"),
+        Ok("7".to_string())
+    );
+
+    // With it: once live, the schema is dropped and the reader can no longer log in;
+    // the kept schema's rows are intact.
+    let (ok, out) = push(&server, &app, &["allow-data-loss"]);
+    assert!(ok, "{out}\n{}", server.server_log());
+    assert!(
+        out.contains("service mdb: dropped database `extra`, endpoint `reader`"),
+        "{out}"
+    );
+    let e = maria_via(&server, &rels, "reports", "extra", "SELECT 1").unwrap_err();
+    assert!(e.contains("Access denied for user 'reader'"), "{e}");
+    let rels = relationships(&server);
+    assert!(rels.get("reports").is_none(), "{rels}");
+    let e = maria_via(&server, &rels, "database", "extra", "SELECT 1").unwrap_err();
+    assert!(e.contains("Unknown database 'extra'"), "{e}");
+    assert_eq!(
+        maria_via(&server, &rels, "database", "main", "SELECT SUM(n) FROM t"),
+        Ok("3".to_string())
+    );
+}

@@ -3,7 +3,8 @@
 //! (so a database or endpoint added later is created on the running service, its data
 //! kept), and the ones a push with `-o allow-data-loss` removed dropped once it is live.
 //! A running MariaDB service gets its schemas and endpoints the same way
-//! ([`apply_mysql`]; at its start they come from its init file).
+//! ([`apply_mysql`]; at its start they come from its init file), and loses the removed
+//! ones the same way ([`drop_removed`]).
 
 use slipway_state::ServiceRecord;
 
@@ -14,6 +15,10 @@ use crate::Platform;
 /// The file in a PostgreSQL service's data folder holding the script being applied
 /// (private to the service's user; removed once applied).
 const SCRIPT_FILE: &str = "slipway-endpoints.psql";
+
+/// The file in a MariaDB service's data folder holding the SQL dropping its removed
+/// schemas and endpoints (private to the service's user; removed once applied).
+const MYSQL_SCRIPT_FILE: &str = "slipway-removed.sql";
 
 /// Run `script` with `psql` as the service's superuser in `record`'s running container.
 async fn run_psql(platform: &Platform, record: &ServiceRecord, script: &str) -> Result<(), String> {
@@ -46,24 +51,45 @@ pub async fn apply(
     run_psql(platform, record, &script).await
 }
 
-/// Drop the databases and endpoint roles the `old` configuration of the PostgreSQL service
-/// `record` had and `new` has not (after a push with `-o allow-data-loss` went live).
+/// Drop the databases (schemas) and endpoint users the `old` configuration of the
+/// PostgreSQL or MariaDB service `record` had and `new` has not (after a push with
+/// `-o allow-data-loss` went live).
 pub async fn drop_removed(
     platform: &Platform,
     record: &ServiceRecord,
     old: &serde_json::Value,
     new: &serde_json::Value,
 ) -> Result<(), String> {
+    if matches!(record.service_type.as_str(), "mariadb" | "mysql") {
+        let script = recipe::mysql_removed_sql(old, new)?;
+        let dir = super::data_dir(platform, &record.project, &record.environment, &record.name);
+        let file = dir.join(MYSQL_SCRIPT_FILE);
+        super::write_secret(&dir, &file, script.as_bytes())
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        let result = run_mysql(platform, record, &file).await;
+        let _ = std::fs::remove_file(&file);
+        return result;
+    }
     let script = recipe::postgresql_removed_sql(old, new)?;
     run_psql(platform, record, &script).await
 }
 
 /// Run the SQL of [`recipe::ENDPOINTS_FILE`] (written by the deploy into the data folder
-/// of MariaDB service `record`) on its running server, as its local account
-/// [`parts::MARIADB_ADMIN`]: schemas and endpoints added to a running service.
+/// of MariaDB service `record`) on its running server: schemas and endpoints added to a
+/// running service.
 pub async fn apply_mysql(platform: &Platform, record: &ServiceRecord) -> Result<(), String> {
     let file = super::data_dir(platform, &record.project, &record.environment, &record.name)
         .join(recipe::ENDPOINTS_FILE);
+    run_mysql(platform, record, &file).await
+}
+
+/// Run the SQL in `file` (in the data folder of MariaDB service `record`) on its running
+/// server, as its local account [`parts::MARIADB_ADMIN`] over the server's socket.
+async fn run_mysql(
+    platform: &Platform,
+    record: &ServiceRecord,
+    file: &std::path::Path,
+) -> Result<(), String> {
     let args = [
         "mariadb".to_string(),
         "--no-defaults".into(),
@@ -71,7 +97,7 @@ pub async fn apply_mysql(platform: &Platform, record: &ServiceRecord) -> Result<
         format!("--user={}", parts::MARIADB_ADMIN),
     ];
     let env = [("MYSQL_PWD".to_string(), record.password.clone())];
-    parts::exec(platform, record, &args, &env, Some(&file), None)
+    parts::exec(platform, record, &args, &env, Some(file), None)
         .await
         .map(|_| ())
 }

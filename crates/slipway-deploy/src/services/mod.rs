@@ -801,7 +801,7 @@ pub async fn remove_dropped(
     };
     for svc in &old.services {
         if let Some(kept) = topology.service(&svc.name) {
-            if svc.r#type == "postgresql" && kept.r#type == "postgresql" {
+            if svc.r#type == kept.r#type {
                 drop_removed_databases(platform, live, svc, kept, out).await;
             }
             continue;
@@ -826,8 +826,9 @@ pub async fn remove_dropped(
     }
 }
 
-/// The databases and endpoint roles of PostgreSQL service `old` that `new` no longer
-/// configures, dropped (the push had `-o allow-data-loss` and is live).
+/// The databases (schemas) and endpoint users of PostgreSQL or MariaDB service `old` that
+/// `new` no longer configures, dropped (the push had `-o allow-data-loss` and is live).
+/// Other service types have none.
 async fn drop_removed_databases(
     platform: &Platform,
     live: &slipway_state::Release,
@@ -836,7 +837,7 @@ async fn drop_removed_databases(
     out: &Output,
 ) {
     let layout = |c: &serde_json::Value| {
-        slipway_config::databases::layout("postgresql", c).and_then(Result::ok)
+        slipway_config::databases::layout(&new.r#type, c).and_then(Result::ok)
     };
     let (Some(a), Some(b)) = (layout(&old.configuration), layout(&new.configuration)) else {
         return;

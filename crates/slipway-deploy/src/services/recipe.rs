@@ -101,6 +101,27 @@ pub fn mysql_endpoints_sql(
     Ok(sql)
 }
 
+/// The SQL dropping the schemas and endpoint users a MariaDB service's `old` configuration
+/// had and `new` no longer has (pushed with `-o allow-data-loss`): a dropped user can no
+/// longer log in.
+pub fn mysql_removed_sql(
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+) -> Result<String, String> {
+    let (old, new) = (
+        database_layout("mariadb", old)?,
+        database_layout("mariadb", new)?,
+    );
+    let mut sql = String::new();
+    for schema in old.schemas_removed(&new) {
+        sql.push_str(&format!("DROP DATABASE IF EXISTS `{schema}`;\n"));
+    }
+    for name in old.endpoints_removed(&new) {
+        sql.push_str(&format!("DROP USER IF EXISTS '{name}'@'%';\n"));
+    }
+    Ok(sql)
+}
+
 /// The privileges on a database, its `public` schema, and its tables and sequences (those
 /// there and those made later) that `level` gives, as on Platform.sh: `ro` reads, `rw`
 /// also writes rows (no `CREATE`), `admin` may do everything.
@@ -573,6 +594,14 @@ mod tests {
             mysql_endpoints_sql(&serde_json::Value::Null, "pw").unwrap(),
             "CREATE DATABASE IF NOT EXISTS `main`;\n"
         );
+        let fewer = serde_json::json!({"schemas": ["main"], "endpoints": {
+            "admin": {"privileges": {"main": "admin"}},
+        }});
+        assert_eq!(
+            mysql_removed_sql(&conf, &fewer).unwrap(),
+            "DROP DATABASE IF EXISTS `legacy`;\nDROP USER IF EXISTS 'reporter'@'%';\n"
+        );
+        assert_eq!(mysql_removed_sql(&conf, &conf).unwrap(), "");
     }
 
     #[test]
