@@ -167,15 +167,15 @@ pub fn relationships_json(topology: &Topology, app: &Application) -> Value {
                 kind.and_then(|k| k.path).map(str::to_string),
             );
             if let Some(c) = custom {
-                // A configured endpoint of a database: its own user (named after it) and schema.
+                // A configured endpoint of a database: its own user (named after it) and
+                // its default schema as `path`, `null` when it has none (as on Platform.sh).
                 if matches!(scheme, "mysql" | "pgsql") {
                     username = Some(ep.to_string());
-                    let schema = c
+                    path = c
                         .get("default_schema")
-                        .or_else(|| c.get("default_database"));
-                    if let Some(schema) = schema.and_then(Value::as_str) {
-                        path = Some(schema.to_string());
-                    }
+                        .or_else(|| c.get("default_database"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
                 }
                 if let Some(core) = c.get("core").and_then(Value::as_str) {
                     path = Some(format!("solr/{core}"));
@@ -491,6 +491,54 @@ mod tests {
         assert_eq!(v["api"][0]["type"], "nodejs:20");
         assert_eq!(v["api"][0]["scheme"], "http");
         assert!(v.get("ghost").is_none());
+    }
+
+    #[test]
+    fn an_endpoint_without_a_default_schema_has_a_null_path() {
+        let mut app = Application::default();
+        for (rel, target) in [
+            ("maria", "db:reporter"),
+            ("maria_main", "db:admin"),
+            ("pg", "pg:reporter"),
+            ("pg_main", "pg:admin"),
+        ] {
+            app.relationships.insert(rel.into(), target.into());
+        }
+        let endpoints = |key: &str| {
+            json!({"endpoints": {
+                "admin": {key: "main", "privileges": {"main": "admin"}},
+                "reporter": {"privileges": {"main": "ro"}},
+            }})
+        };
+        let svc = |name: &str, ty: &str, conf: Value| Service {
+            name: name.into(),
+            r#type: ty.into(),
+            version: "1".into(),
+            disk: None,
+            configuration: conf,
+            relationships: Default::default(),
+        };
+        let t = Topology {
+            applications: vec![app.clone()],
+            services: vec![
+                svc("db", "mariadb", endpoints("default_schema")),
+                svc("pg", "postgresql", endpoints("default_database")),
+            ],
+            routes: vec![],
+        };
+        let v = relationships_json(&t, &app);
+        for (rel, scheme, port) in [("maria", "mysql", 3306), ("pg", "pgsql", 5432)] {
+            let e = &v[rel][0];
+            assert_eq!(e["path"], Value::Null, "{e}");
+            assert_eq!(e["username"], "reporter");
+            let url = e["url"].as_str().unwrap();
+            assert!(
+                url.starts_with(&format!("{scheme}://reporter:"))
+                    && url.ends_with(&format!("@{rel}.internal:{port}")),
+                "no path in the URL either: {url}"
+            );
+            assert_eq!(v[format!("{rel}_main")][0]["path"], "main");
+        }
     }
 
     #[test]
