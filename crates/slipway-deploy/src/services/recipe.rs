@@ -72,9 +72,10 @@ fn database_layout(
 }
 
 /// The SQL creating a MariaDB service's `configuration.schemas` (default `main`) and one
-/// user per other `configuration.endpoints` entry with its `privileges` per schema (`admin`:
-/// all, `rw`: read and write data, `ro`: read), as on Platform.sh. Names that are not
-/// plain words are refused.
+/// user per other `configuration.endpoints` entry with exactly its `privileges` per schema
+/// (`admin`: all, `rw`: read and write data, `ro`: read), as on Platform.sh: each user's
+/// privileges are revoked and granted again, so one lowered or on a removed schema goes.
+/// Names that are not plain words are refused.
 pub fn mysql_endpoints_sql(
     configuration: &serde_json::Value,
     service_password: &str,
@@ -88,6 +89,11 @@ pub fn mysql_endpoints_sql(
         let pw = endpoint_password(service_password, name);
         sql.push_str(&format!(
             "CREATE USER IF NOT EXISTS '{name}'@'%' IDENTIFIED BY '{pw}';\nALTER USER '{name}'@'%' IDENTIFIED BY '{pw}';\n"
+        ));
+        // Set again from the configuration: a privilege lowered or a schema removed since
+        // leaves nothing behind (a GRANT only adds).
+        sql.push_str(&format!(
+            "REVOKE ALL PRIVILEGES, GRANT OPTION FROM '{name}'@'%';\n"
         ));
         for (schema, level) in &ep.privileges {
             let grant = match level {
@@ -581,7 +587,7 @@ mod tests {
             "{sql}"
         );
         assert!(
-            sql.contains("GRANT SELECT, SHOW VIEW ON `legacy`.* TO 'reporter'@'%';"),
+            sql.contains("REVOKE ALL PRIVILEGES, GRANT OPTION FROM 'reporter'@'%';\nGRANT SELECT, SHOW VIEW ON `legacy`.* TO 'reporter'@'%';"),
             "{sql}"
         );
         assert!(sql.contains(&endpoint_password("pw", "reporter")));
