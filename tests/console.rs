@@ -1368,3 +1368,179 @@ fn crons_services_access_and_domains_pages_check_as_ssh_does() {
     assert!(body.contains("no longer assigned to demo"), "{body}");
     assert!(!domain_ls().contains("www.shop.test"), "{}", domain_ls());
 }
+
+/// The activity id in a `303` to `/activity/ID`.
+fn activity_of(head: &str) -> String {
+    let location = header_field(head, "location").unwrap_or_else(|| panic!("no redirect: {head}"));
+    location
+        .strip_prefix("/activity/")
+        .unwrap_or_else(|| panic!("not an activity: {location}"))
+        .to_string()
+}
+
+#[test]
+fn run_a_cron_now_and_sync_a_branch_from_the_console_as_over_ssh() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    with_cron_and_service(&app);
+    push(&server, &app);
+    let admin = log_in(&server, &server.key);
+    let (_, _, home) = console(&server, "GET", "/", Some(&admin), None);
+    let csrf = csrf_of(&home);
+    let crons_page =
+        |cookie: &str| console(&server, "GET", "/p/demo/e/main/crons", Some(cookie), None).2;
+    let run = "/p/demo/e/main/crons/run/report";
+
+    // The crons page has a "Run now" button; it asks first, and asking runs nothing.
+    let body = crons_page(&admin);
+    assert!(body.contains(&format!("href=\"{run}\"")), "{body}");
+    assert!(body.contains("not run yet"), "{body}");
+    let (status, _, body) = console(&server, "GET", run, Some(&admin), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("Run cron report of main of demo now"),
+        "{body}"
+    );
+    assert!(crons_page(&admin).contains("not run yet"));
+
+    // Without a CSRF token, or with a wrong one: refused, nothing run.
+    for form in [String::new(), format!("csrf={}", "0".repeat(64))] {
+        let (status, _, body) = console(&server, "POST", run, Some(&admin), Some(&form));
+        assert_eq!(status, 403, "{form}: {body}");
+        assert!(body.contains("security token"), "{body}");
+    }
+    // A viewer sees no button and is refused as `cron run` refuses over SSH, nothing run.
+    let val = server.add_user_with_role("val", "demo", "viewer");
+    let viewer = log_in(&server, &val);
+    let (_, _, vhome) = console(&server, "GET", "/", Some(&viewer), None);
+    let vcsrf = csrf_of(&vhome);
+    assert!(!crons_page(&viewer).contains(&format!("href=\"{run}\"")));
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        run,
+        Some(&viewer),
+        Some(&format!("csrf={vcsrf}")),
+    );
+    assert_eq!(status, 403, "{body}");
+    let o = server.ssh(&val, "git", "cron run demo main report");
+    assert!(!o.status.success());
+    let ssh_words = text(&o);
+    let words = ssh_words.trim().trim_start_matches("slipway: ");
+    assert!(
+        body.contains(words),
+        "SSH said {ssh_words}; the console: {body}"
+    );
+    assert!(crons_page(&admin).contains("not run yet"), "nothing ran");
+    // An unknown cron is not found.
+    let (status, _, _) = console(
+        &server,
+        "POST",
+        "/p/demo/e/main/crons/run/nope",
+        Some(&admin),
+        Some(&format!("csrf={csrf}")),
+    );
+    assert_eq!(status, 404);
+
+    // The admin runs it: off to its activity, which ends with the exit status and output.
+    let (status, head, body) = console(
+        &server,
+        "POST",
+        run,
+        Some(&admin),
+        Some(&format!("csrf={csrf}")),
+    );
+    assert_eq!(status, 303, "{head}\n{body}");
+    let id = activity_of(&head);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let log = loop {
+        let (status, _, log) = console(
+            &server,
+            "GET",
+            &format!("/activity/{id}"),
+            Some(&admin),
+            None,
+        );
+        assert_eq!(status, 200, "{log}");
+        if !log.contains("running:") {
+            break log;
+        }
+        assert!(Instant::now() < deadline, "the run did not end: {log}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(log.contains("failure: cron report: exit status 3"), "{log}");
+    assert!(log.contains("report ran"), "{log}");
+    assert!(log.contains("By me,"), "who ran it: {log}");
+    let (_, _, list) = console(&server, "GET", "/p/demo/activity", Some(&admin), None);
+    assert!(
+        list.contains(&format!("href=\"/activity/{id}\""))
+            && list.contains("cron report: exit status 3"),
+        "{list}"
+    );
+    assert!(crons_page(&admin).contains("failure: exit status 3"));
+
+    // Sync: main has no button and is refused with the SSH command's words.
+    let (_, _, body) = console(&server, "GET", "/p/demo/e/main", Some(&admin), None);
+    assert!(!body.contains("Sync from parent"), "{body}");
+    let o = server.ssh(&server.key, "git", "sync demo main");
+    assert!(!o.status.success());
+    let ssh_words = text(&o);
+    let words = ssh_words.trim().trim_start_matches("slipway: ");
+    assert!(
+        words.contains("main is the parent environment"),
+        "{ssh_words}"
+    );
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        "/p/demo/e/main/sync",
+        Some(&admin),
+        Some(&format!("csrf={csrf}")),
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body.contains(words),
+        "SSH said {ssh_words}; the console: {body}"
+    );
+
+    // A branch: the button, a confirmation; a viewer and a missing token refused; then the copy.
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main:feature"]);
+    assert!(o.status.success(), "push: {}", text(&o));
+    let sync = "/p/demo/e/feature/sync";
+    let (_, _, body) = console(&server, "GET", "/p/demo/e/feature", Some(&admin), None);
+    assert!(body.contains(&format!("href=\"{sync}\"")), "{body}");
+    let (status, _, body) = console(&server, "GET", sync, Some(&admin), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("fresh copy of its parent"), "{body}");
+    let (status, _, body) = console(&server, "POST", sync, Some(&admin), None);
+    assert_eq!(status, 403, "{body}");
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        sync,
+        Some(&viewer),
+        Some(&format!("csrf={vcsrf}")),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("permission denied: this needs the admin role on demo"),
+        "{body}"
+    );
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        sync,
+        Some(&admin),
+        Some(&format!("csrf={csrf}")),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("feature now has a copy of main&#39;s mount data and service data")
+            || body.contains("feature now has a copy of main's mount data and service data"),
+        "{body}"
+    );
+    assert!(
+        body.contains("-----&gt; copied 1 volume(s) of main"),
+        "its output: {body}"
+    );
+}

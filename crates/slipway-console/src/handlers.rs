@@ -114,6 +114,13 @@ pub(crate) async fn answer(platform: Arc<Platform>, req: Request<Incoming>, http
             cx.remove_domain(project, host, method == Method::POST)
         }
         (&Method::GET, ["p", project, "e", env, "crons"]) => cx.crons(project, env),
+        (_, ["p", project, "e", env, "crons", "run", name]) => {
+            cx.run_cron(project, env, name, method == Method::POST)
+                .await
+        }
+        (_, ["p", project, "e", env, "sync"]) => {
+            cx.sync(project, env, method == Method::POST).await
+        }
         (&Method::GET, ["p", project, "e", env, "services"]) => cx.services(project, env),
         (&Method::GET, ["p", project, "e", env]) => cx.environment(project, env),
         (&Method::GET, ["p", project, "e", env, "vars"]) => cx.variables(project, env),
@@ -284,7 +291,7 @@ pub(crate) struct Cx<'a> {
 }
 
 impl Cx<'_> {
-    fn viewer(&self) -> Viewer<'_> {
+    pub(crate) fn viewer(&self) -> Viewer<'_> {
         Viewer {
             user: &self.session.user.name,
             csrf: &self.session.csrf,
@@ -403,6 +410,8 @@ impl Cx<'_> {
             role >= slipway_deploy::protection::role_needed(env, Operation::Rollback(None).role());
         let may_redeploy =
             role >= slipway_deploy::protection::role_needed(env, Operation::Redeploy.role());
+        let may_sync = env != slipway_deploy::mounts::PARENT_ENV
+            && role >= slipway_deploy::protection::role_needed(env, access::SYNC);
         let url = self.platform.env_url(project, env);
         // Slugs seen in earlier releases (releases are listed newest first).
         let slugs_of = |r: &slipway_state::Release| -> Vec<(String, String)> {
@@ -422,6 +431,9 @@ impl Cx<'_> {
                     " · " a href={ "/p/" (project) "/activity" } { "Activity" } }
                 @if environment.current_release.is_some() && may_redeploy {
                     p { a class="button" href={ "/p/" (project) "/e/" (env) "/redeploy" } { "Redeploy" } }
+                }
+                @if may_sync {
+                    p { a class="button danger" href={ "/p/" (project) "/e/" (env) "/sync" } { "Sync from parent" } }
                 }
                 h2 { "Releases" }
                 div class="scroll" { table {

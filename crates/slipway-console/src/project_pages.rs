@@ -58,15 +58,17 @@ impl Cx<'_> {
     /// `/p/PROJECT/e/ENV/crons`: each cron's schedule, next run, and last run with its
     /// exit status and a link to its log (every role, as `cron ls`).
     pub(crate) fn crons(&self, project: &str, env: &str) -> Answer {
-        if let Err(m) = access::check(
+        let role = match access::check(
             self.platform,
             &self.session.user,
             project,
             env,
             Role::Viewer,
         ) {
-            return refused(&m);
-        }
+            Ok(r) => r,
+            Err(m) => return refused(&m),
+        };
+        let may_run = role >= slipway_deploy::protection::role_needed(env, access::RUN_CRONS);
         let list = match crons::live_crons(self.platform, project, env) {
             Ok(l) => l,
             Err(e) => return failed(&e.to_string()),
@@ -80,7 +82,7 @@ impl Cx<'_> {
                 @if list.is_empty() { p class="muted" { (env) " has no crons in its live release." } }
                 @else {
                     div class="scroll" { table {
-                        tr { th { "Name" } th { "App" } th { "Schedule" } th { "Next run" } th { "Last run" } th { "Exit status" } }
+                        tr { th { "Name" } th { "App" } th { "Schedule" } th { "Next run" } th { "Last run" } th { "Exit status" } th {} }
                         @for c in &list {
                             @let last = crons::last_run(self.platform, c);
                             tr {
@@ -100,10 +102,13 @@ impl Cx<'_> {
                                     },
                                     None => "",
                                 } }
+                                td { @if may_run {
+                                    a class="button" href={ "/p/" (project) "/e/" (env) "/crons/run/" (c.cron.name) } { "Run now" }
+                                } }
                             }
                         }
                     } }
-                    p class="muted" { code { "ssh git@HOST cron run " (project) " " (env) " NAME" } " runs one now (contributors)." }
+                    p class="muted" { code { "ssh git@HOST cron run " (project) " " (env) " NAME" } " runs one now, as " b { "Run now" } " does (contributors; admins on production)." }
                 }
             },
         )

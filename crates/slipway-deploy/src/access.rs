@@ -11,6 +11,13 @@ use crate::Platform;
 /// contributor.
 pub const CHANGE_VARIABLES: Role = Role::Contributor;
 
+/// The role `cron run` (and the console's "run now") needs on a project (admins on
+/// production environments, [`protection::role_needed`]).
+pub const RUN_CRONS: Role = Role::Contributor;
+
+/// The role `sync` (and the console's "sync from parent") needs on a project.
+pub const SYNC: Role = Role::Admin;
+
 /// Whether `name` may be set by users: letters, digits and `_`, not starting with a
 /// digit, at most 128 bytes, and none of the platform's own names; Err is the message.
 pub fn settable_variable(name: &str) -> Result<(), String> {

@@ -183,6 +183,21 @@ pub fn live_crons(
     Ok(crons_of(project, env, &spec, &topology))
 }
 
+/// The cron `name` of the live release of `env` (as `cron run` and the console find it).
+pub fn live_cron(
+    platform: &Platform,
+    project: &str,
+    env: &str,
+    name: &str,
+) -> Result<LiveCron, CronError> {
+    live_crons(platform, project, env)?
+        .into_iter()
+        .find(|c| c.cron.name == name)
+        .ok_or_else(|| {
+            CronError::NotFound(format!("no cron '{name}' in the live release of {env}"))
+        })
+}
+
 /// Whether a deploy of the environment holds its lock now.
 fn deploying(platform: &Platform, project: &str, env: &str) -> bool {
     let lock = lock(&platform.env_locks)

@@ -93,7 +93,7 @@ where
                     .map_err(fail),
             }
         }
-        ["sync", project, env] => match check(platform, user, project, env, Role::Admin) {
+        ["sync", project, env] => match check(platform, user, project, env, access::SYNC) {
             Err(m) => Err(fail(m)),
             Ok(()) => {
                 let (sink, mut rx) = sink();
@@ -212,7 +212,7 @@ where
             Ok(()) => cron_ls(platform, project, env, json).map_err(fail),
         },
         ["cron", "run", project, env, name] => {
-            match check(platform, user, project, env, Role::Contributor) {
+            match check(platform, user, project, env, access::RUN_CRONS) {
                 Err(m) => Err(fail(m)),
                 Ok(()) => cron_run(platform, user, project, env, name, out)
                     .await
@@ -399,10 +399,7 @@ async fn cron_run<W: AsyncWrite + Unpin + Send>(
     out: &mut W,
 ) -> Result<(i64, i32), (i32, String)> {
     use slipway_deploy::crons;
-    let list = crons::live_crons(platform, project, env).map_err(|e| (1, e.to_string()))?;
-    let Some(cron) = list.into_iter().find(|c| c.cron.name == name) else {
-        return Err((1, format!("no cron '{name}' in the live release of {env}")));
-    };
+    let cron = crons::live_cron(platform, project, env, name).map_err(|e| (1, e.to_string()))?;
     let (sink, mut rx) = sink();
     let task = crons::run(platform, &cron, Some(&user.name), Some(sink));
     let result = stream(task, &mut rx, out).await;

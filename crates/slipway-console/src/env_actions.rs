@@ -1,0 +1,139 @@
+//! Actions on an environment that SSH also has: running a cron now (`cron run`) and
+//! copying the parent's data into a branch (`sync`). Each checks the role with
+//! [`access::check`] and runs the same operation as the SSH command; GET shows the
+//! confirmation, POST (its CSRF token checked before) acts.
+
+use std::sync::{Arc, Mutex};
+
+use hyper::StatusCode;
+use maud::html;
+use slipway_deploy::crons::{self, CronError};
+use slipway_deploy::{access, sync};
+
+use crate::handlers::{failed, refused, Answer, Cx};
+use crate::http::{page, see_other};
+use crate::pages::{self, layout, refusal};
+
+impl Cx<'_> {
+    /// `/p/PROJECT/e/ENV/crons/run/NAME`: run the cron now, then go to its activity,
+    /// where its output streams as it comes.
+    pub(crate) async fn run_cron(&self, project: &str, env: &str, name: &str, run: bool) -> Answer {
+        if let Err(m) = access::check(
+            self.platform,
+            &self.session.user,
+            project,
+            env,
+            access::RUN_CRONS,
+        ) {
+            return refused(&m);
+        }
+        let cron = match crons::live_cron(self.platform, project, env, name) {
+            Ok(c) => c,
+            Err(CronError::NotFound(m)) => return refused(&m),
+            Err(e) => return failed(&e.to_string()),
+        };
+        let back = format!("/p/{project}/e/{env}/crons");
+        if !run {
+            let question = format!(
+                "Run cron {name} of {env} of {project} now (`{}` in app {})?",
+                cron.cron.start, cron.app.name
+            );
+            return self.show(
+                "Confirm",
+                html! { h1 { "Confirm" } (pages::confirm_form(&question, &format!("{back}/run/{name}"), &self.session.csrf, &[], "Run now", &back)) },
+            );
+        }
+        // The run goes on after this answer; its first line comes once its activity exists.
+        let (started, mut first_line) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let sink: slipway_deploy::output::Sink = Arc::new(move |_: &str| {
+            let _ = started.send(());
+        });
+        let mut task = {
+            let (platform, cron, user) = (
+                Arc::clone(self.platform),
+                cron.clone(),
+                self.session.user.name.clone(),
+            );
+            tokio::spawn(async move { crons::run(&platform, &cron, Some(&user), Some(sink)).await })
+        };
+        let id = tokio::select! {
+            done = &mut task => match done {
+                Ok(Ok((id, _))) => Some(id),
+                Ok(Err(e)) => return page(
+                    StatusCode::CONFLICT,
+                    refusal("Not run", &format!("{e}. Nothing was run."), Some(html! { p { a href=(back) { "Back to the crons" } } })),
+                ),
+                Err(_) => return failed("the cron run stopped unexpectedly"),
+            },
+            _ = first_line.recv() => None,
+        };
+        // Never two runs of one cron at once: the last run is this one.
+        match id.or_else(|| crons::last_run(self.platform, &cron).map(|a| a.id)) {
+            Some(id) => see_other(&format!("/activity/{id}"), None),
+            None => failed("the cron run's activity was not found"),
+        }
+    }
+
+    /// `/p/PROJECT/e/ENV/sync`: a fresh copy of the parent's mount and service data (a
+    /// branch's only); the result page shows its output.
+    pub(crate) async fn sync(&self, project: &str, env: &str, run: bool) -> Answer {
+        if let Err(m) = access::check(
+            self.platform,
+            &self.session.user,
+            project,
+            env,
+            access::SYNC,
+        ) {
+            return refused(&m);
+        }
+        let back = format!("/p/{project}/e/{env}");
+        if !run {
+            let question = format!(
+                "Replace the mount and service data of {env} of {project} with a fresh copy of its parent's? Its services restart, and what {env} wrote is lost."
+            );
+            return self.show(
+                "Confirm",
+                html! { h1 { "Confirm" } (pages::confirm_form(&question, &format!("{back}/sync"), &self.session.csrf, &[], "Sync from parent", &back)) },
+            );
+        }
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink: slipway_deploy::output::Sink = {
+            let log = Arc::clone(&log);
+            Arc::new(move |l: &str| {
+                let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+                log.push_str(l);
+                log.push('\n');
+            })
+        };
+        // Run to its end even if this client goes away.
+        let task = {
+            let (platform, project, env) = (
+                Arc::clone(self.platform),
+                project.to_string(),
+                env.to_string(),
+            );
+            tokio::spawn(async move { sync::run(&platform, &project, &env, Some(sink)).await })
+        };
+        let result = task
+            .await
+            .unwrap_or_else(|_| Err("the sync stopped unexpectedly".to_string()));
+        let log = log.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let (status, title, line) = match &result {
+            Ok(summary) => (StatusCode::OK, "Synced", summary.clone()),
+            Err(m) => (StatusCode::CONFLICT, "Not synced", format!("{m}.")),
+        };
+        page(
+            status,
+            layout(
+                title,
+                Some(&self.viewer()),
+                html! {
+                    h1 { (title) }
+                    div class=(if result.is_ok() { "notice" } else { "refused" }) { p id="status" { (line) } }
+                    p { a href=(back) { "Back to " (env) } }
+                    @if !log.is_empty() { pre class="log" id="log" { (log) } }
+                },
+            ),
+        )
+    }
+}
