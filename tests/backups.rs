@@ -172,6 +172,12 @@ fn backup_and_restore_give_back_exactly_the_backed_up_data() {
     let host = "main.demo.localhost";
     let services: serde_json::Value =
         serde_json::from_str(&admin(&server, "services demo main --json")).unwrap();
+    // An environment that does not exist is said so, not listed as one without services.
+    assert!(
+        refused(&server, "services demo nope")
+            .contains("environment 'nope' of project 'demo' not found"),
+        "services of a missing environment"
+    );
     let cache_addr = services
         .as_array()
         .unwrap()

@@ -15,6 +15,18 @@ pub(crate) fn run(
     env: &str,
     json: bool,
 ) -> Result<String, Refusal> {
+    // As the console's services page: an environment that does not exist is said so,
+    // not shown as one without services.
+    match platform.state().environment(project, env) {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return Err((
+                1,
+                format!("slipway: environment '{env}' of project '{project}' not found\n"),
+            ))
+        }
+        Err(e) => return Err((3, format!("slipway: {e}\n"))),
+    }
     let records = platform
         .state()
         .services(project, env)
