@@ -181,7 +181,9 @@ pub fn postgresql_endpoints_sql(
     for db in &layout.schemas {
         let d = pg_ident(db);
         sql.push_str(&format!(
-            "\\connect {d}\nREVOKE ALL ON DATABASE {d} FROM PUBLIC;\nREVOKE CREATE ON SCHEMA public FROM PUBLIC;\n"
+            // One transaction per database: the revokes and grants below take effect
+            // together, so an app's query never lands between them.
+            "\\connect {d}\nBEGIN;\nREVOKE ALL ON DATABASE {d} FROM PUBLIC;\nREVOKE CREATE ON SCHEMA public FROM PUBLIC;\n"
         ));
         // Those who make tables here: the service's own user and this database's admins.
         let creators: Vec<String> = std::iter::once("main".to_string())
@@ -221,6 +223,7 @@ pub fn postgresql_endpoints_sql(
                 ));
             }
         }
+        sql.push_str("COMMIT;\n");
     }
     Ok(sql)
 }
@@ -627,7 +630,13 @@ mod tests {
             "ALTER ROLE \"reporter\" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD '{}';",
             endpoint_password("pw", "reporter")
         )));
-        assert!(sql.contains("\\connect \"legacy\"\nREVOKE ALL ON DATABASE \"legacy\" FROM PUBLIC;\nREVOKE CREATE ON SCHEMA public FROM PUBLIC;"));
+        assert!(sql.contains("\\connect \"legacy\"\nBEGIN;\nREVOKE ALL ON DATABASE \"legacy\" FROM PUBLIC;\nREVOKE CREATE ON SCHEMA public FROM PUBLIC;"));
+        // Each database's revokes and grants are one transaction: no query sees the gap.
+        assert_eq!(
+            sql.matches("BEGIN;").count(),
+            sql.matches("COMMIT;").count()
+        );
+        assert!(sql.trim_end().ends_with("COMMIT;"), "{sql}");
         assert!(sql.contains("GRANT SELECT ON ALL TABLES IN SCHEMA public TO \"reporter\";"));
         assert!(sql.contains(
             "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO \"importer\";"
