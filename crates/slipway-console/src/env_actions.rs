@@ -3,14 +3,14 @@
 //! [`access::check`] and runs the same operation as the SSH command; GET shows the
 //! confirmation, POST (its CSRF token checked before) acts.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use hyper::StatusCode;
 use maud::html;
 use slipway_deploy::crons::{self, CronError};
 use slipway_deploy::{access, sync};
 
-use crate::handlers::{failed, refused, Answer, Cx};
+use crate::handlers::{failed, refused, run_collecting, Answer, Cx};
 use crate::http::{page, see_other};
 use crate::pages::{self, layout, refusal};
 
@@ -96,28 +96,15 @@ impl Cx<'_> {
                 html! { h1 { "Confirm" } (pages::confirm_form(&question, &format!("{back}/sync"), &self.session.csrf, &[], "Sync from parent", &back)) },
             );
         }
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink: slipway_deploy::output::Sink = {
-            let log = Arc::clone(&log);
-            Arc::new(move |l: &str| {
-                let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
-                log.push_str(l);
-                log.push('\n');
-            })
-        };
-        // Run to its end even if this client goes away.
-        let task = {
-            let (platform, project, env) = (
-                Arc::clone(self.platform),
-                project.to_string(),
-                env.to_string(),
-            );
-            tokio::spawn(async move { sync::run(&platform, &project, &env, Some(sink)).await })
-        };
-        let result = task
-            .await
-            .unwrap_or_else(|_| Err("the sync stopped unexpectedly".to_string()));
-        let log = log.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let (platform, p, e) = (
+            Arc::clone(self.platform),
+            project.to_string(),
+            env.to_string(),
+        );
+        let (result, log) = run_collecting("the sync", move |sink| async move {
+            sync::run(&platform, &p, &e, Some(sink)).await
+        })
+        .await;
         let (status, title, line) = match &result {
             Ok(summary) => (StatusCode::OK, "Synced", summary.clone()),
             Err(m) => (StatusCode::CONFLICT, "Not synced", format!("{m}.")),

@@ -241,6 +241,30 @@ fn not_found() -> Answer {
     )
 }
 
+/// Run `work` on its own task, to its end even if the client goes away, with a sink that
+/// collects what it says; its result and that output. `what` names it if the task dies.
+pub(crate) async fn run_collecting<T, F, Fut>(what: &str, work: F) -> (Result<T, String>, String)
+where
+    T: Send + 'static,
+    F: FnOnce(slipway_deploy::output::Sink) -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>> + Send + 'static,
+{
+    let log = Arc::new(Mutex::new(String::new()));
+    let sink: slipway_deploy::output::Sink = {
+        let log = Arc::clone(&log);
+        Arc::new(move |l: &str| {
+            let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+            log.push_str(l);
+            log.push('\n');
+        })
+    };
+    let result = tokio::spawn(work(sink))
+        .await
+        .unwrap_or_else(|_| Err(format!("{what} stopped unexpectedly")));
+    let log = log.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    (result, log)
+}
+
 pub(crate) fn failed(why: &str) -> Answer {
     tracing::error!(error = why, "console");
     page(
@@ -497,31 +521,16 @@ impl Cx<'_> {
         env: &str,
         op: Operation,
     ) -> (Result<i64, String>, String) {
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink: slipway_deploy::output::Sink = {
-            let log = Arc::clone(&log);
-            Arc::new(move |l: &str| {
-                let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
-                log.push_str(l);
-                log.push('\n');
-            })
-        };
-        let task = {
-            let (platform, project, env, author) = (
-                Arc::clone(self.platform),
-                project.to_string(),
-                env.to_string(),
-                slipway_state::ReleaseAuthor::user(&self.session.user.name),
-            );
-            tokio::spawn(async move {
-                operations::run(&platform, &project, &env, op, &author, Some(sink)).await
-            })
-        };
-        let result = task
-            .await
-            .unwrap_or_else(|_| Err("the operation stopped unexpectedly".to_string()));
-        let log = log.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        (result, log)
+        let (platform, project, env, author) = (
+            Arc::clone(self.platform),
+            project.to_string(),
+            env.to_string(),
+            slipway_state::ReleaseAuthor::user(&self.session.user.name),
+        );
+        run_collecting("the operation", move |sink| async move {
+            operations::run(&platform, &project, &env, op, &author, Some(sink)).await
+        })
+        .await
     }
 
     /// The page after an operation: its outcome (after `before`, if given) and its log.
