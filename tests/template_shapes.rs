@@ -11,81 +11,16 @@
 //! simple index as their source: the PyPI mirror reachable here answers the simple index but
 //! not Poetry's per-version JSON API.
 
-use slipway_e2e::{header_field, raw_http, text, App, Server};
+use slipway_e2e::{header_field, http_request, text, Server};
 
 /// A test server with the default build egress (package registries by name).
 fn server() -> Server {
     Server::start_with(&[])
 }
 
-/// A project in `server`'s folder with `files`, committed on `main`.
-fn project(server: &Server, name: &str, files: &[(&str, &str)]) -> App {
-    let dir = server.dir.path().join(name);
-    std::fs::create_dir_all(&dir).expect("project dir");
-    let app = App { dir };
-    for (path, content) in files {
-        app.write(path, content);
-    }
-    app.git_ok(&["init", "-q", "-b", "main"]);
-    app.commit("template");
-    app
-}
-
-/// Push `app` to project `name`; returns the push output, failing with the server's log.
-fn push(server: &Server, app: &App, name: &str) -> String {
-    let o = server.git(&app.dir, &["push", &server.remote(name), "main"]);
-    let out = text(&o);
-    assert!(
-        o.status.success(),
-        "push failed:\n{out}\nserver log:\n{}",
-        server.server_log()
-    );
-    out
-}
-
-/// `method` `path` on `host` with `body`: (status, head, body as text).
-fn request(
-    server: &Server,
-    method: &str,
-    host: &str,
-    path: &str,
-    body: &[u8],
-) -> (u16, String, String) {
-    let mut raw = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    raw.extend_from_slice(body);
-    let (status, head, answer) = raw_http(server.http_port, &String::from_utf8_lossy(&raw));
-    let answer = if header_field(&head, "transfer-encoding").is_some_and(|t| t.contains("chunked"))
-    {
-        dechunk(&answer)
-    } else {
-        answer
-    };
-    (status, head, String::from_utf8_lossy(&answer).to_string())
-}
-
 /// GET `path` on `host`: (status, head, body).
 fn get(server: &Server, host: &str, path: &str) -> (u16, String, String) {
-    request(server, "GET", host, path, b"")
-}
-
-/// A chunked body's bytes.
-fn dechunk(mut raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(end) = raw.windows(2).position(|w| w == b"\r\n") {
-        let size_text = String::from_utf8_lossy(&raw[..end]).to_string();
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .unwrap_or(0);
-        if size == 0 || raw.len() < end + 2 + size {
-            break;
-        }
-        out.extend_from_slice(&raw[end + 2..end + 2 + size]);
-        raw = &raw[(end + 4 + size).min(raw.len())..];
-    }
-    out
+    http_request(server.http_port, "GET", host, path, b"")
 }
 
 /// The number after `visit ` in a page.
@@ -340,8 +275,8 @@ fn django_pipenv_and_poetry_share_postgresql() {
     files.extend(django_files("pipenv"));
     files.extend(django_files("poetry"));
     let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), *c)).collect();
-    let app = project(&server, "djangos", &files);
-    let out = push(&server, &app, "djangos");
+    let app = server.project("djangos", &files);
+    let out = server.push_ok(&app, "djangos");
 
     // The builds: pipenv installed its lock into its virtualenv, Poetry into the user site
     // (no virtualenv, as the template asks); both collected the static files.
@@ -568,8 +503,7 @@ if __name__ == "__main__":
 #[test]
 fn flask_poetry_and_fastapi_pipenv_share_mariadb() {
     let server = server();
-    let app = project(
-        &server,
+    let app = server.project(
         "pyweb",
         &[
             (".platform/applications.yaml", PYWEB_APPLICATIONS),
@@ -607,7 +541,7 @@ fn flask_poetry_and_fastapi_pipenv_share_mariadb() {
     )
     .expect("chmod install-poetry.sh");
     app.commit("install-poetry.sh is executable");
-    let out = push(&server, &app, "pyweb");
+    let out = server.push_ok(&app, "pyweb");
     assert!(
         out.contains("Installing dependencies from lock file"),
         "poetry install: {out}"
@@ -761,8 +695,7 @@ const WP_CSS: &str = ".dashicons { display: inline-block; }\n";
 #[test]
 fn wordpress_vanilla_shape_on_php_fpm_with_mariadb_and_uploads() {
     let server = server();
-    let app = project(
-        &server,
+    let app = server.project(
         "wordpress",
         &[
             (".platform.app.yaml", WORDPRESS_APP),
@@ -778,7 +711,7 @@ fn wordpress_vanilla_shape_on_php_fpm_with_mariadb_and_uploads() {
             ("wordpress/license.txt", "GPL license text\n"),
         ],
     );
-    let out = push(&server, &app, "wordpress");
+    let out = server.push_ok(&app, "wordpress");
     assert!(
         out.contains("wp_visits ready on "),
         "the deploy hook: {out}"
@@ -825,8 +758,8 @@ fn wordpress_vanilla_shape_on_php_fpm_with_mariadb_and_uploads() {
     // Uploads: written by PHP into the uploads mount, served back by its own location as
     // static files for a week; a .php upload is never run nor shown, other types not served.
     let upload = |name: &str, bytes: &[u8]| {
-        let (status, _, body) = request(
-            &server,
+        let (status, _, body) = http_request(
+            server.http_port,
             "POST",
             host,
             &format!("/wp-admin/async-upload.php?name={name}"),
@@ -869,7 +802,7 @@ fn wordpress_vanilla_shape_on_php_fpm_with_mariadb_and_uploads() {
     // The uploads stay in their mount across a new release.
     app.write("wordpress/wp-includes/css/dashicons.css", ".dashicons {}\n");
     app.commit("css");
-    push(&server, &app, "wordpress");
+    server.push_ok(&app, "wordpress");
     let (status, _, body) = get(&server, host, "/wp-content/uploads/photo.png");
     assert_eq!((status, body.as_str()), (200, "not really a PNG"));
     assert_eq!(
@@ -934,8 +867,7 @@ const PELICAN_POST: &str = "Launching on Slipway\n####################\n\n:date:
 #[test]
 fn pelican_static_site_served_by_locations_only() {
     let server = server();
-    let app = project(
-        &server,
+    let app = server.project(
         "pelican",
         &[
             (".platform.app.yaml", PELICAN_APP),
@@ -951,7 +883,7 @@ fn pelican_static_site_served_by_locations_only() {
             ("content/extra/robots.txt", "User-agent: *\nDisallow:\n"),
         ],
     );
-    let out = push(&server, &app, "pelican");
+    let out = server.push_ok(&app, "pelican");
     assert!(out.contains("Done: Processed 1 article"), "{out}");
     let host = "main.pelican.localhost";
 
@@ -1210,8 +1142,7 @@ fn nextjs_with_yarn_and_npm_build_start_shapes() {
     let server = server();
     let next_package = MARKED_PACKAGE.replace("NAME", "nextjs-shape");
     let shop_package = MARKED_PACKAGE.replace("NAME", "shop");
-    let app = project(
-        &server,
+    let app = server.project(
         "node",
         &[
             (".platform/applications.yaml", NODE_APPLICATIONS),
@@ -1232,7 +1163,7 @@ fn nextjs_with_yarn_and_npm_build_start_shapes() {
             ("shop/README.md", "# The shop\n"),
         ],
     );
-    let out = push(&server, &app, "node");
+    let out = server.push_ok(&app, "node");
     // yarn from `dependencies`, then the build hook's yarn install and build; npm's flavor.
     assert!(out.contains("yarn@^1.22.0"), "{out}");
     assert!(
@@ -1291,7 +1222,7 @@ fn nextjs_with_yarn_and_npm_build_start_shapes() {
     // A new build reaches the mount through the deploy hook; the run-time cache stays.
     app.write("next/pages/index.md", "# Hello again\n");
     app.commit("new index");
-    let out = push(&server, &app, "node");
+    let out = server.push_ok(&app, "node");
     let second_build = build_id(&out);
     assert_ne!(first_build, second_build);
     let (status, head, body) = get(&server, host, "/");

@@ -10,66 +10,16 @@
 //! test server runs with no `SLIPWAY_BUILD_EGRESS_ALLOW`: the well-known registries pass by
 //! name out of the box, as a user pushing a template expects.
 
-use slipway_e2e::{header_field, raw_http, text, App, Server};
+use slipway_e2e::{dechunk, header_field, http_request, raw_http, text, Server};
 
 /// A test server with the default build egress (package registries by name).
 fn server() -> Server {
     Server::start_with(&[])
 }
 
-/// A project in `server`'s folder with `files`, committed on `main`.
-fn project(server: &Server, name: &str, files: &[(&str, &str)]) -> App {
-    let dir = server.dir.path().join(name);
-    std::fs::create_dir_all(&dir).expect("project dir");
-    let app = App { dir };
-    for (path, content) in files {
-        app.write(path, content);
-    }
-    app.git_ok(&["init", "-q", "-b", "main"]);
-    app.commit("template");
-    app
-}
-
-/// Push `app` to project `name`; returns the push output, failing with the server's log.
-fn push(server: &Server, app: &App, name: &str) -> String {
-    let o = server.git(&app.dir, &["push", &server.remote(name), "main"]);
-    let out = text(&o);
-    assert!(
-        o.status.success(),
-        "push failed:\n{out}\nserver log:\n{}",
-        server.server_log()
-    );
-    out
-}
-
 /// GET `path` on `host`: (status, head, body).
 fn get(server: &Server, host: &str, path: &str) -> (u16, String, String) {
-    let (status, head, body) = raw_http(
-        server.http_port,
-        &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
-    );
-    let body = if header_field(&head, "transfer-encoding").is_some_and(|t| t.contains("chunked")) {
-        dechunk(&body)
-    } else {
-        body
-    };
-    (status, head, String::from_utf8_lossy(&body).to_string())
-}
-
-/// A chunked body's bytes.
-fn dechunk(mut raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(end) = raw.windows(2).position(|w| w == b"\r\n") {
-        let size_text = String::from_utf8_lossy(&raw[..end]).to_string();
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .unwrap_or(0);
-        if size == 0 || raw.len() < end + 2 + size {
-            break;
-        }
-        out.extend_from_slice(&raw[end + 2..end + 2 + size]);
-        raw = &raw[(end + 4 + size).min(raw.len())..];
-    }
-    out
+    http_request(server.http_port, "GET", host, path, b"")
 }
 
 /// The visit number in the Django page.
@@ -343,8 +293,8 @@ fn django_files() -> Vec<(&'static str, &'static str)> {
 #[test]
 fn django_pip_with_postgresql_and_platformshconfig() {
     let server = server();
-    let app = project(&server, "django", &django_files());
-    let out = push(&server, &app, "demo");
+    let app = server.project("django", &django_files());
+    let out = server.push_ok(&app, "demo");
     let host = "main.demo.localhost";
 
     // The build: python:3.10 runs on the 3.11 stack, named in a warning; the template's
@@ -456,7 +406,7 @@ fn django_pip_with_postgresql_and_platformshconfig() {
     // A code change redeploys with the same entropy, and the data stays.
     app.write("hello/static/hello/site.css", "body { color: red; }\n");
     app.commit("red");
-    push(&server, &app, "demo");
+    server.push_ok(&app, "demo");
     let (_, _, body) = get(&server, host, "/platform");
     let p: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(field(&p, "entropy"), build_entropy, "{body}");
@@ -538,8 +488,7 @@ app.listen(config.port, () => console.log(`listening on ${config.port}`));
 #[test]
 fn express_with_mariadb_and_platformsh_config() {
     let server = server();
-    let app = project(
-        &server,
+    let app = server.project(
         "express",
         &[
             (".platform.app.yaml", EXPRESS_APP),
@@ -549,7 +498,7 @@ fn express_with_mariadb_and_platformsh_config() {
             ("index.js", EXPRESS_INDEX),
         ],
     );
-    let out = push(&server, &app, "express");
+    let out = server.push_ok(&app, "express");
     assert!(
         out.contains("warning:") && out.contains("mariadb"),
         "the push names the MariaDB version it runs instead of 10.4:\n{out}"

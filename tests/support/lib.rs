@@ -456,6 +456,31 @@ pub fn repo_dir(server: &Server, project: &str) -> PathBuf {
 
 impl Server {
     /// Adds a user `name` with a fresh key through `ssh git@HOST user add NAME` (by the
+    /// A project in this server's folder with `files`, committed on `main`.
+    pub fn project(&self, name: &str, files: &[(&str, &str)]) -> App {
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir_all(&dir).expect("project dir");
+        let app = App { dir };
+        for (path, content) in files {
+            app.write(path, content);
+        }
+        app.git_ok(&["init", "-q", "-b", "main"]);
+        app.commit("template");
+        app
+    }
+
+    /// Push `app`'s `main` to project `name`; the push output, failing with the server's log.
+    pub fn push_ok(&self, app: &App, name: &str) -> String {
+        let o = self.git(&app.dir, &["push", &self.remote(name), "main"]);
+        let out = text(&o);
+        assert!(
+            o.status.success(),
+            "push failed:\n{out}\nserver log:\n{}",
+            self.server_log()
+        );
+        out
+    }
+
     /// server admin); returns the key.
     pub fn add_user(&self, name: &str) -> PathBuf {
         let key = new_key(self.dir.path(), name);
@@ -898,6 +923,47 @@ pub fn raw_http(port: u16, request: &str) -> (u16, String, Vec<u8>) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     (status, head, buf[end + 4..].to_vec())
+}
+
+/// `method` `path` on `host` with `body`, one request to the router on 127.0.0.1:`port`:
+/// (status, head, body as text, a chunked body joined).
+pub fn http_request(
+    port: u16,
+    method: &str,
+    host: &str,
+    path: &str,
+    body: &[u8],
+) -> (u16, String, String) {
+    let mut raw = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(body);
+    let (status, head, answer) = raw_http(port, &String::from_utf8_lossy(&raw));
+    let answer = if header_field(&head, "transfer-encoding").is_some_and(|t| t.contains("chunked"))
+    {
+        dechunk(&answer)
+    } else {
+        answer
+    };
+    (status, head, String::from_utf8_lossy(&answer).to_string())
+}
+
+/// A chunked body's bytes.
+pub fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(end) = raw.windows(2).position(|w| w == b"\r\n") {
+        let size_text = String::from_utf8_lossy(&raw[..end]).to_string();
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .unwrap_or(0);
+        if size == 0 || raw.len() < end + 2 + size {
+            break;
+        }
+        out.extend_from_slice(&raw[end + 2..end + 2 + size]);
+        raw = &raw[(end + 4 + size).min(raw.len())..];
+    }
+    out
 }
 
 /// The value of header `name` in `head`.
