@@ -54,19 +54,7 @@ pub async fn run(
         return Err(format!("{parent} has no mount data to copy"));
     }
 
-    let live = state
-        .environment(project, env)
-        .map_err(|e| e.to_string())?
-        .and_then(|en| en.current_release)
-        .map(|id| state.release(id))
-        .transpose()
-        .map_err(|e| e.to_string())?
-        .flatten();
-    let spec = live
-        .as_ref()
-        .map(crate::release_record::spec_of)
-        .transpose()
-        .map_err(|e| e.to_string())?;
+    let (live, spec) = crate::release_record::live_with_spec(state, project, env)?;
     let mut sizes = spec.as_ref().map(|s| s.volumes.clone()).unwrap_or_default();
     // The services both environments have alike, with this one's disk.
     let topology = live

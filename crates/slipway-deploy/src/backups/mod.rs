@@ -357,19 +357,7 @@ async fn restore_locked(
         }
     }
 
-    let live = state
-        .environment(project, env)
-        .map_err(|e| e.to_string())?
-        .and_then(|en| en.current_release)
-        .map(|id| state.release(id))
-        .transpose()
-        .map_err(|e| e.to_string())?
-        .flatten();
-    let spec = live
-        .as_ref()
-        .map(crate::release_record::spec_of)
-        .transpose()
-        .map_err(|e| e.to_string())?;
+    let (live, spec) = crate::release_record::live_with_spec(state, project, env)?;
     if let Some(spec) = &spec {
         out.line("-----> stopping the apps of this environment");
         provision::remove_release(platform, spec, std::time::Duration::from_secs(5)).await;
