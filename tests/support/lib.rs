@@ -109,12 +109,28 @@ pub fn test_stacks() -> PathBuf {
     .clone()
 }
 
-/// A free TCP port on 127.0.0.1.
+/// A free TCP port on 127.0.0.1 for a server a test starts.
+///
+/// Not one the kernel picks (`bind(0)`): those come from the ephemeral range, which the
+/// kernel also hands to every outgoing connection on loopback (the tests' own git, ssh
+/// and HTTP clients), so between this call and the server's bind another test's client
+/// could take it. These come from below that range (20000-32767), each handed out once
+/// per process (a counter seeded from the pid, so two test binaries start apart), and
+/// checked free by binding.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding a free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20000;
+    const COUNT: u32 = 12768;
+    static NEXT: OnceLock<AtomicU32> = OnceLock::new();
+    let next =
+        NEXT.get_or_init(|| AtomicU32::new(std::process::id().wrapping_mul(2654435761) % COUNT));
+    for _ in 0..COUNT {
+        let port = (FIRST + next.fetch_add(1, Ordering::Relaxed) % COUNT) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {FIRST} and {}", FIRST + COUNT - 1)
 }
 
 /// Run a command, returning its output; panics if it cannot start.
@@ -189,15 +205,29 @@ impl Server {
     }
 
     /// Start `slipway serve` (again) and wait until it listens.
+    ///
+    /// If a port was taken between [`free_port`] and the server's bind (by a process
+    /// outside this test run), the server is started again on fresh ports, at most
+    /// three times.
     pub fn serve(&mut self) {
         assert!(self.child.is_none(), "already serving");
-        let (child, serving) = self.spawn_serve(&[]);
-        self.child = Some(child);
-        if serving.recv_timeout(Duration::from_secs(60)).is_err() {
-            panic!(
-                "slipway serve did not start; its log:\n{}",
-                self.server_log()
-            );
+        for attempt in 1..=3 {
+            let before = self.server_log().len();
+            let (mut child, serving) = self.spawn_serve(&[]);
+            if serving.recv_timeout(Duration::from_secs(60)).is_ok() {
+                self.child = Some(child);
+                return;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = self.server_log();
+            let this_start = log.get(before..).unwrap_or(&log);
+            if attempt < 3 && this_start.contains("Address already in use") {
+                self.ssh_port = free_port();
+                self.http_port = free_port();
+                continue;
+            }
+            panic!("slipway serve did not start; its log:\n{log}");
         }
     }
 
