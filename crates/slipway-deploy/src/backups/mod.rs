@@ -13,6 +13,9 @@
 pub mod parts;
 pub mod rollback;
 pub mod upgrade;
+pub mod words;
+
+pub use words::{none_yet, overwritten, part_names, taken};
 
 use std::sync::Arc;
 use std::time::Instant;
