@@ -1544,3 +1544,215 @@ fn run_a_cron_now_and_sync_a_branch_from_the_console_as_over_ssh() {
         "its output: {body}"
     );
 }
+
+/// An app with a PostgreSQL 15 service `db` (a test stack).
+fn with_postgresql(app: &App) {
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nrelationships:\n  database: 'db:postgresql'\nhooks:\n  build: echo built > build.txt\nweb:\n  commands:\n    start: python3 -m http.server $PORT --bind 127.0.0.1\n",
+    );
+    app.write(".platform/services.yaml", "db:\n  type: postgresql:15\n");
+    app.commit("a postgresql service");
+}
+
+/// SQL on the `main` database of `env`'s PostgreSQL 15 in project demo; its output.
+fn psql(server: &Server, env: &str, sql: &str) -> String {
+    let o = slipway_e2e::run(
+        std::process::Command::new("runc")
+            .arg("--root")
+            .arg(server.data.join("runtime/state"))
+            .arg("exec")
+            .arg(format!("demo.{env}.db.service"))
+            .args([
+                "/usr/lib/postgresql/15/bin/psql",
+                "-h",
+                "/tmp",
+                "-U",
+                "main",
+                "-d",
+                "main",
+                "-AtX",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ]),
+    );
+    assert!(o.status.success(), "{sql}: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+fn backups_are_listed_created_and_restored_from_the_console_as_over_ssh() {
+    // python:3.11 and postgresql:15 are test stacks.
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    with_postgresql(&app);
+    push(&server, &app);
+    psql(
+        &server,
+        "main",
+        "CREATE TABLE rows (n int PRIMARY KEY, t text); INSERT INTO rows VALUES (1, 'before')",
+    );
+    let rows = || {
+        psql(
+            &server,
+            "main",
+            "SELECT string_agg(n || '=' || t, ',' ORDER BY n) FROM rows",
+        )
+    };
+    let backup_ls = || text(&server.ssh(&server.key, "git", "backup ls demo main"));
+    let admin = log_in(&server, &server.key);
+    let (_, _, home) = console(&server, "GET", "/", Some(&admin), None);
+    let csrf = csrf_of(&home);
+    let val = server.add_user_with_role("val", "demo", "viewer");
+    let cody = server.add_user_with_role("cody", "demo", "contributor");
+    let viewer = log_in(&server, &val);
+    let contributor = log_in(&server, &cody);
+    let vcsrf = csrf_of(&console(&server, "GET", "/", Some(&viewer), None).2);
+    let ccsrf = csrf_of(&console(&server, "GET", "/", Some(&contributor), None).2);
+    let page = "/p/demo/e/main/backups";
+    let create = "/p/demo/e/main/backups/create";
+
+    // The environment links its backups; a viewer sees the list, without buttons.
+    let (_, _, body) = console(&server, "GET", "/p/demo/e/main", Some(&viewer), None);
+    assert!(body.contains(&format!("href=\"{page}\"")), "{body}");
+    let (status, _, body) = console(&server, "GET", page, Some(&viewer), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("main has no backups"), "{body}");
+    assert!(!body.contains(&format!("href=\"{create}\"")), "{body}");
+    // A viewer, and a contributor on production, are refused as SSH refuses them.
+    for (key, cookie, token) in [(&val, &viewer, &vcsrf), (&cody, &contributor, &ccsrf)] {
+        let o = server.ssh(key, "git", "backup create demo main");
+        assert!(!o.status.success(), "{}", text(&o));
+        let ssh_words = text(&o);
+        let words = ssh_words.trim().trim_start_matches("slipway: ");
+        assert!(words.starts_with("permission denied"), "{ssh_words}");
+        let (status, _, body) = console(
+            &server,
+            "POST",
+            create,
+            Some(cookie),
+            Some(&format!("csrf={token}")),
+        );
+        assert_eq!(status, 403, "{body}");
+        assert!(
+            body.contains(words),
+            "SSH said {ssh_words}; the console: {body}"
+        );
+    }
+    // A missing or forged token is refused; a confirmation takes nothing.
+    for form in [String::new(), format!("csrf={}", "0".repeat(64))] {
+        let (status, _, body) = console(&server, "POST", create, Some(&admin), Some(&form));
+        assert_eq!(status, 403, "{form}: {body}");
+        assert!(body.contains("security token"), "{body}");
+    }
+    let (status, _, body) = console(&server, "GET", create, Some(&admin), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Take a backup of main of demo now"), "{body}");
+    assert!(
+        backup_ls().contains("main has no backups"),
+        "{}",
+        backup_ls()
+    );
+
+    // The admin takes one: the SSH command's words, its output, listed on both sides.
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        create,
+        Some(&admin),
+        Some(&format!("csrf={csrf}")),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("backup 1 of main taken"), "{body}");
+    assert!(body.contains("-----&gt; backup db"), "its output: {body}");
+    assert!(backup_ls().starts_with("1\t"), "{}", backup_ls());
+    let (_, _, body) = console(&server, "GET", page, Some(&admin), None);
+    assert!(
+        body.contains("db/main") && body.contains("<td>me</td>"),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("href=\"{page}/restore/1\"")),
+        "{body}"
+    );
+    let (_, _, body) = console(&server, "GET", page, Some(&contributor), None);
+    assert!(body.contains("db/main"), "{body}");
+    assert!(
+        !body.contains("/restore/1"),
+        "no restore for a contributor: {body}"
+    );
+
+    // The data changes after the backup.
+    psql(
+        &server,
+        "main",
+        "UPDATE rows SET t = 'after'; INSERT INTO rows VALUES (2, 'later')",
+    );
+    assert_eq!(rows(), "1=after,2=later");
+    let restore = format!("{page}/restore/1");
+    // Restoring is an admin's: a viewer and a contributor are refused, nothing restored.
+    for (cookie, token) in [(&viewer, &vcsrf), (&contributor, &ccsrf)] {
+        let (status, _, body) = console(
+            &server,
+            "POST",
+            &restore,
+            Some(cookie),
+            Some(&format!("csrf={token}")),
+        );
+        assert_eq!(status, 403, "{body}");
+        assert!(
+            body.contains("permission denied: this needs the admin role on demo"),
+            "{body}"
+        );
+    }
+    for form in [String::new(), format!("csrf={}", "1".repeat(64))] {
+        let (status, _, body) = console(&server, "POST", &restore, Some(&admin), Some(&form));
+        assert_eq!(status, 403, "{form}: {body}");
+    }
+    assert_eq!(rows(), "1=after,2=later", "nothing restored");
+    // Another environment's (or no) backup is not found, with the SSH command's words.
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        &format!("{page}/restore/99"),
+        Some(&admin),
+        Some(&format!("csrf={csrf}")),
+    );
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body.contains("backup 99 is not a backup of demo/main"),
+        "{body}"
+    );
+    // The confirmation names what is overwritten, and restores nothing.
+    let (status, _, body) = console(&server, "GET", &restore, Some(&admin), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("the data of service db (postgresql:15): database main"),
+        "{body}"
+    );
+    assert_eq!(rows(), "1=after,2=later");
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        &restore,
+        Some(&admin),
+        Some(&format!("csrf={csrf}")),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("main restored from backup 1"), "{body}");
+    assert_eq!(
+        rows(),
+        "1=before",
+        "the backed-up row is back, the later one gone"
+    );
+    assert_eq!(server.get(APP_HOST, "/").map(|(s, _)| s), Some(200));
+    // Both are activities, by the admin, over SSH and in the console.
+    let activity = text(&server.ssh(&server.key, "git", "activity demo main"));
+    assert!(
+        activity.contains("backup\tmain\tsuccess\tbackup 1 of main")
+            && activity.contains("restore\tmain\tsuccess\tmain restored from backup 1"),
+        "{activity}"
+    );
+}

@@ -118,6 +118,17 @@ pub(crate) async fn answer(platform: Arc<Platform>, req: Request<Incoming>, http
             cx.run_cron(project, env, name, method == Method::POST)
                 .await
         }
+        (&Method::GET, ["p", project, "e", env, "backups"]) => cx.backups(project, env),
+        (_, ["p", project, "e", env, "backups", "create"]) => {
+            cx.create_backup(project, env, method == Method::POST).await
+        }
+        (_, ["p", project, "e", env, "backups", "restore", id]) => match id.parse::<i64>() {
+            Ok(id) => {
+                cx.restore_backup(project, env, id, method == Method::POST)
+                    .await
+            }
+            Err(_) => not_found(),
+        },
         (_, ["p", project, "e", env, "sync"]) => {
             cx.sync(project, env, method == Method::POST).await
         }
@@ -308,7 +319,9 @@ fn parse_form(s: &str) -> HashMap<String, String> {
     form_urlencoded::parse(s.as_bytes()).into_owned().collect()
 }
 
-/// A request with a session.
+/// A request with a session: one exists only once the session was found and, for a
+/// POST, its CSRF token matched ([`answer`] checks both before making one), so
+/// [`Cx::allowed`] adds the role for the whole check.
 pub(crate) struct Cx<'a> {
     pub(crate) platform: &'a Arc<Platform>,
     pub(crate) session: &'a ConsoleSession,
@@ -320,6 +333,19 @@ impl Cx<'_> {
             user: &self.session.user.name,
             csrf: &self.session.csrf,
         }
+    }
+
+    /// The user's role on `project` if it holds `need` on `env` there (raised on production
+    /// environments), as [`access::check`] says for the SSH commands; else the refusal to
+    /// answer with, in its words (boxed: an answer is large).
+    pub(crate) fn allowed(
+        &self,
+        project: &str,
+        env: &str,
+        need: Role,
+    ) -> Result<Role, Box<Answer>> {
+        access::check(self.platform, &self.session.user, project, env, need)
+            .map_err(|m| Box::new(refused(&m)))
     }
 
     pub(crate) fn show(&self, title: &str, body: Markup) -> Answer {
@@ -452,6 +478,7 @@ impl Cx<'_> {
                     " · " a href={ "/p/" (project) "/e/" (env) "/vars" } { "Variables" }
                     " · " a href={ "/p/" (project) "/e/" (env) "/services" } { "Services" }
                     " · " a href={ "/p/" (project) "/e/" (env) "/crons" } { "Crons" }
+                    " · " a href={ "/p/" (project) "/e/" (env) "/backups" } { "Backups" }
                     " · " a href={ "/p/" (project) "/activity" } { "Activity" } }
                 @if environment.current_release.is_some() && may_redeploy {
                     p { a class="button" href={ "/p/" (project) "/e/" (env) "/redeploy" } { "Redeploy" } }

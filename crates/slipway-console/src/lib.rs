@@ -12,6 +12,7 @@
 //! so the router's worker threads only pass bytes. An action keeps running if its client
 //! goes away.
 
+mod backups;
 mod env_actions;
 mod events;
 mod handlers;

@@ -114,7 +114,7 @@ fn line(b: &Backup) -> String {
     format!(
         "{}\t{when}\t{}\t{}\t{}\n",
         b.id,
-        slipway_slug::human_size(b.size),
+        backups::size(b),
         b.created_by,
         parts.join(", ")
     )

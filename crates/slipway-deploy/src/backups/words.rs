@@ -13,6 +13,11 @@ pub fn taken(b: &Backup) -> String {
     format!("backup {} of {} taken", b.id, b.environment)
 }
 
+/// The size of `b`'s parts, for people (`1.2 MiB`).
+pub fn size(b: &Backup) -> String {
+    slipway_slug::human_size(b.size)
+}
+
 /// The parts of `b`, each as `SERVICE/DATABASE`, `SERVICE` or the mount's volume name.
 pub fn part_names(b: &Backup) -> Vec<String> {
     b.manifest
