@@ -1543,6 +1543,44 @@ fn run_a_cron_now_and_sync_a_branch_from_the_console_as_over_ssh() {
         body.contains("-----&gt; copied 1 volume(s) of main"),
         "its output: {body}"
     );
+    // The sync is an activity, by the admin, with its log: linked, listed, replayed.
+    let at = body
+        .find("href=\"/activity/")
+        .expect("a link to the sync's activity")
+        + 16;
+    let id: String = body[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let (status, _, log) = console(
+        &server,
+        "GET",
+        &format!("/activity/{id}"),
+        Some(&admin),
+        None,
+    );
+    assert_eq!(status, 200, "{log}");
+    assert!(
+        log.contains("sync feature") && log.contains("By me,"),
+        "{log}"
+    );
+    assert!(log.contains("copied 1 volume(s) of main"), "{log}");
+    assert!(log.contains("success: feature now has a copy"), "{log}");
+    let (_, _, list) = console(&server, "GET", "/p/demo/activity", Some(&admin), None);
+    assert!(list.contains(&format!("href=\"/activity/{id}\"")), "{list}");
+    // Over SSH too: a sync there is listed beside it, and its log replays.
+    let o = server.ssh(&server.key, "git", "sync demo feature");
+    assert!(o.status.success(), "{}", text(&o));
+    let activity = text(&server.ssh(&server.key, "git", "activity demo feature"));
+    let syncs: Vec<&str> = activity
+        .lines()
+        .filter(|l| l.contains("\tsync\tfeature\tsuccess\tfeature now has a copy of main"))
+        .collect();
+    assert_eq!(syncs.len(), 2, "{activity}");
+    let newest: String = syncs[0].chars().take_while(char::is_ascii_digit).collect();
+    assert_ne!(newest, id, "{activity}");
+    let replay = text(&server.ssh(&server.key, "git", &format!("activity log {newest}")));
+    assert!(replay.contains("copied 1 volume(s) of main"), "{replay}");
 }
 
 /// An app with a PostgreSQL 15 service `db` (a test stack).

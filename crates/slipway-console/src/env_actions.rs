@@ -96,15 +96,25 @@ impl Cx<'_> {
                 html! { h1 { "Confirm" } (pages::confirm_form(&question, &format!("{back}/sync"), &self.session.csrf, &[], "Sync from parent", &back)) },
             );
         }
-        let (platform, p, e) = (
+        let (platform, p, e, user) = (
             Arc::clone(self.platform),
             project.to_string(),
             env.to_string(),
+            self.session.user.name.clone(),
         );
         let (result, log) = run_collecting("the sync", move |sink| async move {
-            sync::run(&platform, &p, &e, Some(sink)).await
+            sync::run(&platform, &p, &e, &user, Some(sink)).await
         })
         .await;
+        // Its activity: the newest sync of this environment by this user.
+        let activity = self
+            .platform
+            .state()
+            .activities(project, Some(env), 20)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|a| a.kind == "sync" && a.user.as_deref() == Some(&self.session.user.name))
+            .map(|a| a.id);
         let (status, title, line) = match &result {
             Ok(summary) => (StatusCode::OK, "Synced", summary.clone()),
             Err(m) => (StatusCode::CONFLICT, "Not synced", format!("{m}.")),
@@ -117,7 +127,7 @@ impl Cx<'_> {
                 html! {
                     h1 { (title) }
                     div class=(if result.is_ok() { "notice" } else { "refused" }) { p id="status" { (line) } }
-                    p { a href=(back) { "Back to " (env) } }
+                    p { a href=(back) { "Back to " (env) } @if let Some(id) = activity { " · " a href={ "/activity/" (id) } { "Activity " (id) } } }
                     @if !log.is_empty() { pre class="log" id="log" { (log) } }
                 },
             ),

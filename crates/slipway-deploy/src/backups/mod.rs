@@ -51,8 +51,9 @@ pub fn retained(
     rank < keep_newest || now - backup.created_at < keep_days * 86_400
 }
 
-/// Run `f` with an activity `(kind, summary)` recorded for it, its lines streamed to `sink`.
-async fn with_activity<T, F, Fut>(
+/// Run `f` with an activity `(kind, summary)` recorded for it, its lines streamed to `sink`
+/// (also `sync`'s).
+pub(crate) async fn with_activity<T, F, Fut>(
     platform: &Arc<Platform>,
     project: &str,
     env: &str,
