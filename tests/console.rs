@@ -1177,7 +1177,7 @@ fn crons_services_access_and_domains_pages_check_as_ssh_does() {
     let ssh = text(&server.ssh(&server.key, "git", "services demo main"));
     assert!(ssh.contains("cache\tredis:7.0\trunning"), "{ssh}");
 
-    // A viewer sees crons and services, but not access or domains, and cannot grant.
+    // A viewer sees crons, services and domains (read-only), not access, and cannot grant.
     let val = server.add_user_with_role("val", "demo", "viewer");
     server.add_user("wes");
     let viewer = log_in(&server, &val);
@@ -1215,10 +1215,16 @@ fn crons_services_access_and_domains_pages_check_as_ssh_does() {
         !ls.contains("wes") && ls.contains("val\tviewer"),
         "nothing changed: {ls}"
     );
+    let (_, _, body) = console(&server, "GET", "/p/demo", Some(&viewer), None);
+    assert!(body.contains("href=\"/p/demo/domains\""), "{body}");
     let (status, _, body) = console(&server, "GET", "/p/demo/domains", Some(&viewer), None);
-    assert_eq!(status, 403, "{body}");
-    assert!(body.contains("only server admins manage domains"), "{body}");
-    let (status, _, _) = console(
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("No host assigned"), "{body}");
+    assert!(
+        !body.contains("Assign a host"),
+        "no form for a viewer: {body}"
+    );
+    let (status, _, body) = console(
         &server,
         "POST",
         "/p/demo/domains/add",
@@ -1226,6 +1232,7 @@ fn crons_services_access_and_domains_pages_check_as_ssh_does() {
         Some(&format!("csrf={vcsrf}&host=www.shop.test&confirmed=yes")),
     );
     assert_eq!(status, 403);
+    assert!(body.contains("only server admins manage domains"), "{body}");
     // A project the viewer has no role on is not found, whatever the page.
     for path in [
         "/p/other/access",
@@ -1334,6 +1341,28 @@ fn crons_services_access_and_domains_pages_check_as_ssh_does() {
         body.contains("www.shop.test") && body.contains("not routed"),
         "{body}"
     );
+    assert!(body.contains("/p/demo/domains/rm/www.shop.test"), "{body}");
+    // The viewer reads the project's domain, without the actions, and cannot remove it.
+    let (status, _, body) = console(&server, "GET", "/p/demo/domains", Some(&viewer), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("www.shop.test") && body.contains("not routed"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("/domains/rm/") && !body.contains("Assign a host"),
+        "{body}"
+    );
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        "/p/demo/domains/rm/www.shop.test",
+        Some(&viewer),
+        Some(&format!("csrf={vcsrf}")),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("only server admins manage domains"), "{body}");
+    assert!(domain_ls().contains("www.shop.test"), "{}", domain_ls());
     for (host, want) in [
         ("main.demo.localhost", "belongs to project demo by its name"),
         ("not_a_host", "is not a host name"),

@@ -408,7 +408,7 @@ impl Cx<'_> {
                 h1 { (project) }
                 p class="muted" { "Your role: " (role.as_str()) " · " a href={ "/p/" (project) "/activity" } { "Activity" }
                     @if role == Role::Admin { " · " a href={ "/p/" (project) "/access" } { "Access" } }
-                    @if self.session.user.admin { " · " a href={ "/p/" (project) "/domains" } { "Domains" } } }
+                    " · " a href={ "/p/" (project) "/domains" } { "Domains" } }
                 h2 { "Environments" }
                 div class="scroll" { table {
                     tr { th { "Environment" } th { "Live release" } th { "URL" } th { "Services" } th { "State" } }

@@ -255,17 +255,19 @@ impl Cx<'_> {
     }
 
     /// `/p/PROJECT/domains`: the hosts assigned to the project and whether they are routed
-    /// now (server admins only, as `domain ls`), with forms to add and remove.
+    /// now (every member reads them), with forms to add and remove for server admins (as
+    /// `domain add|rm`).
     pub(crate) fn domains(&self, project: &str) -> Answer {
         if access::visible_role(self.platform, &self.session.user, project).is_none() {
             return refused(&format!(
                 "project '{project}' not found (or you have no access to it)"
             ));
         }
-        let list = match domain_admin::list(self.platform, &self.session.user, Some(project)) {
+        let list = match domain_admin::of_project(self.platform, &self.session.user, project) {
             Ok(l) => l,
             Err(e) => return domain_refused(e),
         };
+        let manage = domain_admin::check_admin(&self.session.user).is_ok();
         let domain = &self.platform.settings().domain;
         let csrf = &self.session.csrf;
         self.show(
@@ -286,16 +288,20 @@ impl Cx<'_> {
                                     None => span class="muted" { "not routed" },
                                 } }
                                 td { "by " (d.domain.assigned_by) ", " (time(d.domain.assigned_at)) }
-                                td { a class="button danger" href={ "/p/" (project) "/domains/rm/" (d.domain.host) } { "Remove" } }
+                                td { @if manage { a class="button danger" href={ "/p/" (project) "/domains/rm/" (d.domain.host) } { "Remove" } } }
                             }
                         }
                     } }
                 }
-                h2 { "Assign a host" }
-                form method="post" action={ "/p/" (project) "/domains/add" } {
-                    input type="hidden" name="csrf" value=(csrf);
-                    p { label { "Host " input type="text" name="host" required placeholder="www.example.com"; } }
-                    button type="submit" { "Assign…" }
+                @if manage {
+                    h2 { "Assign a host" }
+                    form method="post" action={ "/p/" (project) "/domains/add" } {
+                        input type="hidden" name="csrf" value=(csrf);
+                        p { label { "Host " input type="text" name="host" required placeholder="www.example.com"; } }
+                        button type="submit" { "Assign…" }
+                    }
+                } @else {
+                    p class="muted" { "Server admins assign and remove hosts (" code { "domain add|rm" } ")." }
                 }
             },
         )
