@@ -18,14 +18,8 @@ impl Cx<'_> {
     /// `/p/PROJECT/e/ENV/crons/run/NAME`: run the cron now, then go to its activity,
     /// where its output streams as it comes.
     pub(crate) async fn run_cron(&self, project: &str, env: &str, name: &str, run: bool) -> Answer {
-        if let Err(m) = access::check(
-            self.platform,
-            &self.session.user,
-            project,
-            env,
-            access::RUN_CRONS,
-        ) {
-            return refused(&m);
+        if let Err(refusal) = self.allowed(project, env, access::RUN_CRONS) {
+            return *refusal;
         }
         let cron = match crons::live_cron(self.platform, project, env, name) {
             Ok(c) => c,
@@ -77,14 +71,8 @@ impl Cx<'_> {
     /// `/p/PROJECT/e/ENV/sync`: a fresh copy of the parent's mount and service data (a
     /// branch's only); the result page shows its output.
     pub(crate) async fn sync(&self, project: &str, env: &str, run: bool) -> Answer {
-        if let Err(m) = access::check(
-            self.platform,
-            &self.session.user,
-            project,
-            env,
-            access::SYNC,
-        ) {
-            return refused(&m);
+        if let Err(refusal) = self.allowed(project, env, access::SYNC) {
+            return *refusal;
         }
         let back = format!("/p/{project}/e/{env}");
         if !run {
