@@ -837,6 +837,7 @@ fn chromium_logs_in_watches_a_push_rolls_back_and_a_viewer_is_refused() {
         ("/p/demo/e/main/crons", "crons.png", "@yearly"),
         ("/p/demo/access", "access.png", "Grant a role"),
         ("/p/demo/domains", "domains.png", "Assign a host"),
+        ("/p/demo/e/main/backups", "backups.png", "Create backup"),
     ] {
         b.open(&admin, &format!("{base}{path}"));
         let t = b.text(&admin);
