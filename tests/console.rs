@@ -1823,4 +1823,47 @@ fn backups_are_listed_created_and_restored_from_the_console_as_over_ssh() {
             && activity.contains("restore\tmain\tsuccess\tmain restored from backup 1"),
         "{activity}"
     );
+
+    // On a branch, a contributor takes a backup (as over SSH) but restores none.
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main:feature"]);
+    assert!(o.status.success(), "push: {}", text(&o));
+    let page = "/p/demo/e/feature/backups";
+    let (status, _, body) = console(&server, "GET", page, Some(&contributor), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&format!("href=\"{page}/create\"")), "{body}");
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        &format!("{page}/create"),
+        Some(&contributor),
+        Some(&format!("csrf={ccsrf}")),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("backup 2 of feature taken"), "{body}");
+    let (_, _, body) = console(&server, "GET", page, Some(&contributor), None);
+    assert!(
+        body.contains("<td>cody</td>") && !body.contains("/restore/2"),
+        "{body}"
+    );
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        &format!("{page}/restore/2"),
+        Some(&contributor),
+        Some(&format!("csrf={ccsrf}")),
+    );
+    assert_eq!(status, 403, "{body}");
+    // Backup 1 is main's: the feature branch cannot be restored from it.
+    let (status, _, body) = console(
+        &server,
+        "GET",
+        &format!("{page}/restore/1"),
+        Some(&admin),
+        None,
+    );
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body.contains("backup 1 is not a backup of demo/feature"),
+        "{body}"
+    );
 }
