@@ -457,15 +457,16 @@ fn non_empty(dir: &std::path::Path) -> bool {
 }
 
 /// A yarn.lock app: `marked` from the npm registry, installed by the stack's own yarn (no
-/// `dependencies.nodejs`), started by `yarn start`; the build shows yarn's cache folder,
-/// corepack's version and, through `corepack yarn`, the yarn corepack runs.
+/// `dependencies.nodejs`); the build shows yarn's cache folder, corepack's version and,
+/// through `corepack yarn`, the yarn corepack fetched, which then starts the app with no
+/// network (`corepack yarn start`, as the nuxtjs template's commands run).
 const YARN_APP: &str = r#"name: app
 type: 'nodejs:22'
 build:
     flavor: none
 web:
     commands:
-        start: yarn start
+        start: corepack yarn start
 hooks:
     build: |
         set -e
@@ -552,6 +553,10 @@ fn a_yarn_lock_app_builds_with_the_stacks_yarn_and_its_second_push_uses_the_yarn
     let slug = slug_of(&server, &out, "app");
     assert!(slug.join("node_modules/marked/package.json").is_file());
     assert!(!slug.join(".cache/yarn").exists());
+    assert!(
+        slug.join(".cache/node/corepack").is_dir(),
+        "corepack's yarn"
+    );
     let (_, body) = server.get("main.yarnapp.localhost", "/").expect("answers");
     assert!(body.contains("<h1>Hello from yarn</h1>"), "{body}");
     let (version, uid) = answer(&server, "yarnapp");

@@ -9,12 +9,12 @@
 //! | `ruby` | `BUNDLE_USER_CACHE`, `GEM_SPEC_CACHE` in the cache |
 //! | `java` | `MAVEN_OPTS=-Dmaven.repo.local=…` (Maven's local repository in the cache); `MAVEN_ARGS=-gs …` ([`MAVEN_SETTINGS`], read by Maven 3.9 and later) |
 //! | `python` | `PIP_CACHE_DIR`, `PIPENV_CACHE_DIR` in the cache (pip's downloads and built wheels, pipenv's) |
-//! | `nodejs` | `npm_config_cache`, `YARN_CACHE_FOLDER` in the cache; `YARN_DISABLE_SELF_UPDATE_CHECK=true`; `COREPACK_ENABLE_DOWNLOAD_PROMPT=0`; `COREPACK_DEFAULT_TO_LATEST=0` (a project without `packageManager` gets the yarn or pnpm corepack pins, checked against its hash, not whatever the registry calls latest) |
+//! | `nodejs` | `npm_config_cache`, `YARN_CACHE_FOLDER` in the cache; `YARN_DISABLE_SELF_UPDATE_CHECK=true`; `COREPACK_ENABLE_DOWNLOAD_PROMPT=0` |
 //!
 //! Poetry's cache is left where it is (`$HOME/.cache/pypoetry`): its virtualenvs live below
-//! it and must ship in the slug. So does corepack's (`$HOME/.cache/node/corepack`): the
-//! yarn or pnpm it fetched runs again in deploy hooks and start commands (`corepack yarn
-//! start`), where the build cache is not mounted.
+//! it and must ship in the slug. So does corepack's
+//! ([`crate::environment::COREPACK_HOME`]): the yarn or pnpm it fetched runs again in deploy
+//! hooks and start commands (`corepack yarn start`), where the build cache is not mounted.
 //!
 //! They are the lowest layer of the build's variables: the app's `variables.env` wins.
 //!
@@ -58,7 +58,6 @@ pub fn env(app: &Application) -> Vec<(String, String)> {
             ("YARN_CACHE_FOLDER", format!("{CACHE_MOUNT}/yarn")),
             ("YARN_DISABLE_SELF_UPDATE_CHECK", "true".to_string()),
             ("COREPACK_ENABLE_DOWNLOAD_PROMPT", "0".to_string()),
-            ("COREPACK_DEFAULT_TO_LATEST", "0".to_string()),
         ],
         _ => Vec::new(),
     };
