@@ -579,6 +579,36 @@ fn a_yarn_lock_app_builds_with_the_stacks_yarn_and_its_second_push_uses_the_yarn
     assert!(body.contains("<h1>Hello again</h1>"), "{body}");
 }
 
+#[test]
+fn a_yarn_procfile_app_is_installed_by_yarn_from_its_lock_file() {
+    cached_stack("nodejs:22");
+    let server = Server::start();
+    let package = YARN_PACKAGE.replace(
+        "  \"dependencies\"",
+        "  \"engines\": { \"node\": \"22.x\" },\n  \"dependencies\"",
+    );
+    let app = app_of(
+        &server,
+        "yarn-procfile",
+        &[
+            ("package.json", &package),
+            ("yarn.lock", YARN_LOCK),
+            ("build.js", YARN_BUILD),
+            ("server.js", YARN_SERVER),
+            ("README.md", "# Hello from a Procfile\n"),
+            ("Procfile", "web: node server.js\n"),
+        ],
+    );
+    let check = config_check(&app);
+    assert!(check.contains("app: stack nodejs:22"), "{check}");
+    let out = push(&server, &app, "yarnproc");
+    assert!(out.contains("app | yarn install v1.22.22"), "{out}");
+    assert!(!out.contains("app | added "), "npm installed: {out}");
+    assert!(out.contains("app | rendered page.html"), "{out}");
+    let (_, body) = server.get("main.yarnproc.localhost", "/").expect("answers");
+    assert!(body.contains("<h1>Hello from a Procfile</h1>"), "{body}");
+}
+
 const PYTHONS_APPLICATIONS: &str = "- !include py311.app.yaml\n- !include py313.app.yaml\n";
 
 /// One app of the python project: `pip install -r requirements.txt` in the build hook, as
