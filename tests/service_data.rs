@@ -196,18 +196,18 @@ fn postgresql_data_is_on_a_sized_volume_and_branches_get_a_consistent_copy() {
     // A bigger disk grows online: the service is not restarted and has room again.
     app.write(
         ".platform/services.yaml",
-        "db:\n  type: postgresql:15\n  disk: 256\nfull:\n  type: postgresql:15\n  disk: 128\n",
+        "db:\n  type: postgresql:15\n  disk: 256\nfull:\n  type: postgresql:15\n  disk: 192\n",
     );
     app.commit("a bigger disk");
     let (ok, out) = push_to(&server, &app, "main", &[]);
     assert!(ok, "{out}");
     assert!(
-        out.contains("service full disk resized: 64 MB -> 128 MB"),
+        out.contains("service full disk resized: 64 MB -> 192 MB"),
         "{out}"
     );
     // Online where the server may grow a mounted file system (CAP_SYS_RESOURCE); else the
     // service restarts on its volume grown while unmounted.
-    if out.contains("service full: disk grown online 64 MB -> 128 MB") {
+    if out.contains("service full: disk grown online 64 MB -> 192 MB") {
         assert_eq!(psql(&server, "main", "full", started), full_t0);
     } else {
         assert!(
@@ -236,7 +236,7 @@ fn postgresql_data_is_on_a_sized_volume_and_branches_get_a_consistent_copy() {
     );
     let (ok, out) = push_to(&server, &app, "main", &["allow-data-loss"]);
     assert!(
-        !ok && out.contains("volume service-full is 128 MB and holds")
+        !ok && out.contains("volume service-full is 192 MB and holds")
             && out.contains("cannot become 64 MB"),
         "{out}"
     );
