@@ -776,6 +776,7 @@ fn mariadb_privileges_change_without_a_gap_and_a_dropped_endpoint_loses_its_sess
             app.commit("a code-only change");
             let (ok, out) = push(server, &app, &[]);
             assert!(ok, "{out}\n{}", server.server_log());
+            assert!(!out.contains("apply at its next start"), "{out}");
             assert_eq!(maria_admin(server, rels, grants), before);
             // The reader raised to rw, then lowered to ro again: its reads never refused.
             for level in ["rw", "ro"] {
@@ -783,7 +784,12 @@ fn mariadb_privileges_change_without_a_gap_and_a_dropped_endpoint_loses_its_sess
                 app.commit(&format!("reader {level}"));
                 let (ok, out) = push(server, &app, &[]);
                 assert!(ok, "{out}\n{}", server.server_log());
+                assert!(!out.contains("apply at its next start"), "{out}");
+                // Applied on the running server: it writes exactly while it is rw.
+                let wrote = maria_via(server, rels, "reports", "app", "INSERT INTO t VALUES (8)");
+                assert_eq!(wrote.is_ok(), level == "rw", "{wrote:?}");
             }
+            assert_ne!(maria_admin(server, rels, grants), before);
             stop.store(true, std::sync::atomic::Ordering::SeqCst);
             looper.join().unwrap()
         })

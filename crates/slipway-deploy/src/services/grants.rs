@@ -135,7 +135,7 @@ impl Held {
                 .ok_or_else(bad)?;
             if !privilege
                 .chars()
-                .all(|c| c.is_ascii_uppercase() || c == ' ')
+                .all(|c| c.is_ascii_uppercase() || c == ' ' || c == '_')
             {
                 return Err(bad());
             }
@@ -294,7 +294,8 @@ mod tests {
         // A schema no longer theirs, a global privilege and the grant option go.
         let odd = Held::parse(
             "'app'@'%'\tgone\tSELECT\tNO\n'app'@'%'\t*\tPROCESS\tNO\n'app'@'%'\t*\tUSAGE\tNO\n\
-             'user'@'%'\tmain\tSELECT\tYES\n'user'@'localhost'\tmain\tSELECT\tNO\n",
+             'user'@'%'\tmain\tSELECT\tYES\n'user'@'localhost'\tmain\tSELECT\tNO\n\
+             'root'@'localhost'\t*\tREAD_ONLY ADMIN\tYES\n",
         )
         .unwrap();
         let sql = changes_sql(&after, &odd);
