@@ -331,12 +331,55 @@ fn postgresql_endpoints_get_their_own_roles_with_exactly_their_privileges() {
         sql_via(&server, &rels, "late", "extra", "SELECT n FROM x"),
         Ok("7".to_string())
     );
+    // An open session of the endpoint that goes: closed with it.
+    let late = &rels["late"][0];
+    let mut session = Killed(
+        Command::new("runc")
+            .arg("--root")
+            .arg(server.data.join("runtime/state"))
+            .args([
+                "exec",
+                "--env",
+                &format!("PGPASSWORD={}", late["password"].as_str().unwrap()),
+                CONTAINER,
+                "/usr/lib/postgresql/15/bin/psql",
+                &format!(
+                    "host={} port=5432 user=late dbname=main",
+                    server_ip(&server)
+                ),
+                "-AtX",
+                "-c",
+                "SELECT pg_sleep(300)",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let sessions = "SELECT count(*) FROM pg_stat_activity WHERE usename = 'late'";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while sql_via(&server, &rels, "database", "main", sessions) != Ok("1".to_string()) {
+        assert!(std::time::Instant::now() < deadline, "no session opened");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     let (ok, out) = push(&server, &app, &["allow-data-loss"]);
     assert!(ok, "{out}\n{}", server.server_log());
     assert!(
         out.contains("dropped database `extra`, endpoint `late`"),
         "{out}"
     );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = session.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the removed role's session is still open"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(!status.success(), "its query was cut short");
     let e = sql_via(&server, &rels, "late", "main", "SELECT 1").unwrap_err();
     assert!(e.contains("password authentication failed"), "{e}");
     let rels = relationships(&server);
@@ -987,4 +1030,87 @@ fn a_postgresql_restore_into_a_fresh_service_gives_back_its_endpoints_and_privil
         ),
         Ok("1".to_string())
     );
+}
+
+#[test]
+fn a_mariadb_restore_into_a_fresh_service_keeps_its_passwords_endpoints_and_privileges() {
+    // python:3.11 and mariadb:10.11 are test stacks.
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    let yaml = "name: hello\ntype: python:3.11\nrelationships:\n  own: 'mdb:mysql'\n  database: 'mdb:writer'\n  reports: 'mdb:reader'\nweb:\n  commands:\n    start: python3 -m http.server $PORT --bind 127.0.0.1\n";
+    let services = "mdb:\n  type: mariadb:10.11\n  configuration:\n    schemas: [app]\n    endpoints:\n      writer:\n        default_schema: app\n        privileges: {app: rw}\n      reader:\n        privileges: {app: ro}\n";
+    app.write(".platform.app.yaml", yaml);
+    app.write(".platform/services.yaml", services);
+    app.write(
+        ".platform/routes.yaml",
+        "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
+    );
+    app.commit("mariadb with endpoints");
+    let (ok, out) = push(&server, &app, &[]);
+    assert!(ok, "{out}\n{}", server.server_log());
+    let rels = relationships(&server);
+    maria_via(
+        &server,
+        &rels,
+        "own",
+        "app",
+        "CREATE TABLE t (n INT); INSERT INTO t VALUES (1), (2), (3)",
+    )
+    .unwrap();
+    let o = server.ssh(&server.key, "git", "backup create demo main");
+    assert!(o.status.success(), "{}", text(&o));
+
+    // The service removed with its data, then added again: new passwords.
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nweb:\n  commands:\n    start: python3 -m http.server $PORT --bind 127.0.0.1\n",
+    );
+    app.write(".platform/services.yaml", "{}\n");
+    app.commit("without the database");
+    let (ok, out) = push(&server, &app, &["allow-data-loss"]);
+    assert!(ok, "{out}\n{}", server.server_log());
+    app.write(".platform.app.yaml", yaml);
+    app.write(".platform/services.yaml", services);
+    app.commit("the database again");
+    let (ok, out) = push(&server, &app, &[]);
+    assert!(ok, "{out}\n{}", server.server_log());
+    let fresh = relationships(&server);
+    assert_ne!(
+        rels["reports"][0]["password"],
+        fresh["reports"][0]["password"]
+    );
+
+    let o = server.ssh(&server.key, "git", "backup restore demo main 1");
+    assert!(o.status.success(), "{}\n{}", text(&o), server.server_log());
+    // The backed-up rows, reached with the fresh service's passwords, each endpoint with
+    // exactly its privileges.
+    assert_eq!(
+        maria_via(&server, &fresh, "reports", "app", "SELECT COUNT(*) FROM t"),
+        Ok("3".to_string())
+    );
+    let e = maria_via(
+        &server,
+        &fresh,
+        "reports",
+        "app",
+        "INSERT INTO t VALUES (4)",
+    )
+    .unwrap_err();
+    assert!(e.contains("denied"), "{e}");
+    maria_via(
+        &server,
+        &fresh,
+        "database",
+        "app",
+        "INSERT INTO t VALUES (4)",
+    )
+    .unwrap();
+    let e = maria_via(&server, &fresh, "database", "app", "CREATE TABLE x (n INT)").unwrap_err();
+    assert!(e.contains("denied"), "{e}");
+    maria_via(&server, &fresh, "own", "app", "CREATE TABLE x (n INT)").unwrap();
+    let e = maria_via(&server, &rels, "reports", "app", "SELECT 1").unwrap_err();
+    assert!(e.contains("Access denied"), "the old password: {e}");
+    // The backup account works again: a second backup is taken.
+    let o = server.ssh(&server.key, "git", "backup create demo main");
+    assert!(o.status.success(), "{}", text(&o));
 }

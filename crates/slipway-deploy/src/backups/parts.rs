@@ -459,15 +459,12 @@ pub(crate) async fn load_service(
                 )
                 .await?;
             }
-            exec(
-                platform,
-                record,
-                &client(&["-e", "FLUSH PRIVILEGES"]),
-                &admin,
-                None,
-                None,
-            )
-            .await?;
+            // The dump's accounts are the backed-up service's: its own accounts get this
+            // service's password back, the endpoints and privileges follow the
+            // configuration.
+            let configuration = live_configuration(platform, record)?;
+            crate::services::endpoints::after_mysql_restore(platform, record, &configuration)
+                .await?;
         }
         Language::Redis | Language::Valkey => {
             let Some(p) = parts.first() else {

@@ -107,6 +107,37 @@ pub async fn apply_mysql(
     result
 }
 
+/// After a dump was loaded into the running MariaDB service `record` (its `mysql` tables
+/// included, written by the service it was taken from, whose password may differ): the
+/// server's accounts are read again, the service's own two accounts given their password
+/// back in the same session (no other could log in), then schemas, endpoints and
+/// privileges brought to `configuration` ([`apply_mysql`]).
+pub async fn after_mysql_restore(
+    platform: &Platform,
+    record: &ServiceRecord,
+    configuration: &serde_json::Value,
+) -> Result<(), String> {
+    let pw = &record.password;
+    let admin = parts::MARIADB_ADMIN;
+    let script = format!(
+        "FLUSH PRIVILEGES;\n\
+         CREATE USER IF NOT EXISTS '{admin}'@'localhost' IDENTIFIED BY '{pw}';\n\
+         ALTER USER '{admin}'@'localhost' IDENTIFIED BY '{pw}';\n\
+         GRANT ALL PRIVILEGES ON *.* TO '{admin}'@'localhost' WITH GRANT OPTION;\n\
+         CREATE USER IF NOT EXISTS '{own}'@'%' IDENTIFIED BY '{pw}';\n\
+         ALTER USER '{own}'@'%' IDENTIFIED BY '{pw}';\n",
+        own = grants::OWN_USER
+    );
+    let dir = super::data_dir(platform, &record.project, &record.environment, &record.name);
+    let file = dir.join(MYSQL_APPLY_FILE);
+    super::write_secret(&dir, &file, script.as_bytes())
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    let result = run_mysql(platform, record, &file).await;
+    let _ = std::fs::remove_file(&file);
+    result?;
+    apply_mysql(platform, record, configuration).await
+}
+
 /// The `mariadb` client as the service's local account [`parts::MARIADB_ADMIN`], over the
 /// server's socket (its password in [`mysql_env`]).
 fn mysql_client() -> Vec<String> {

@@ -245,7 +245,8 @@ pub fn postgresql_endpoints_sql(
 
 /// The `psql` script dropping the databases and endpoint roles a PostgreSQL service's
 /// `old` configuration had and `new` no longer has (pushed with `-o allow-data-loss`):
-/// what each dropped role owns in the remaining databases is dropped with it.
+/// each dropped role's open sessions are closed, and what it owns in the remaining
+/// databases is dropped with it.
 pub fn postgresql_removed_sql(
     old: &serde_json::Value,
     new: &serde_json::Value,
@@ -264,6 +265,14 @@ pub fn postgresql_removed_sql(
     let roles = old.endpoints_removed(&new);
     if roles.is_empty() {
         return Ok(sql);
+    }
+    // No new session, then the open ones closed (a dropped role's sessions would go on).
+    for r in &roles {
+        sql.push_str(&format!(
+            "SELECT 'ALTER ROLE {} NOLOGIN' WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{r}')\\gexec\n\
+             SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = '{r}';\n",
+            pg_ident(r)
+        ));
     }
     for db in &new.schemas {
         sql.push_str(&format!("\\connect {}\n", pg_ident(db)));
@@ -693,6 +702,12 @@ mod tests {
                 && drop.contains("DROP ROLE IF EXISTS \"reporter\";")
         );
         assert!(!drop.contains("\"admin\""), "{drop}");
+        // Its sessions: no new one, then the open ones closed, before the role goes.
+        let closed = drop
+            .find("WHERE usename = 'reporter'")
+            .expect("reporter's sessions are closed");
+        assert!(drop.find("'ALTER ROLE \"reporter\" NOLOGIN'").unwrap() < closed);
+        assert!(closed < drop.find("DROP ROLE IF EXISTS \"reporter\";").unwrap());
     }
 
     #[test]
