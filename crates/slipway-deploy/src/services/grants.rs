@@ -133,14 +133,15 @@ impl Held {
                 .and_then(|g| g.strip_suffix('\''))
                 .and_then(|g| g.rsplit_once("'@'"))
                 .ok_or_else(bad)?;
+            if host != "%" {
+                // The server's own accounts (root, the backup account): never changed here.
+                continue;
+            }
             if !privilege
                 .chars()
                 .all(|c| c.is_ascii_uppercase() || c == ' ' || c == '_')
             {
                 return Err(bad());
-            }
-            if host != "%" {
-                continue;
             }
             let schemas = held.accounts.entry(user.to_string()).or_default();
             if privilege == "USAGE" {
@@ -315,5 +316,6 @@ mod tests {
         assert!(!sql[first_revoke..].contains("GRANT ALL"), "{sql}");
         assert!(Held::parse("x\ty\n").is_err());
         assert!(Held::parse("'a'@'%'\tmain\tSELECT; DROP\tNO\n").is_err());
+        assert!(Held::parse("'a'@'%'\t*\tREAD_ONLY ADMIN\tNO\n").is_ok());
     }
 }
