@@ -724,6 +724,7 @@ fn maria_batch(
     let o = child.wait_with_output().unwrap();
     let mut errors: Vec<String> = String::from_utf8_lossy(&o.stderr)
         .lines()
+        .filter(|l| l.starts_with("ERROR"))
         .map(str::to_string)
         .collect();
     if !o.status.success() && errors.is_empty() {
