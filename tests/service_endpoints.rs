@@ -758,8 +758,8 @@ fn mariadb_privileges_change_without_a_gap_and_a_dropped_endpoint_loses_its_sess
     // Schemas given without `main`: only those are made (as on Platform.sh).
     let services = |reader: &str, gone: bool| {
         format!(
-            "mdb:\n  type: mariadb:10.11\n  configuration:\n    schemas: [app]\n    endpoints:\n      writer:\n        default_schema: app\n        privileges: {{app: rw}}\n      reader:\n        privileges: {{app: {reader}}}\n{}",
-            if gone { "      gone:\n        privileges: {app: ro}\n" } else { "" }
+            "mdb:\n  type: mariadb:10.11\n  configuration:\n    schemas: [app_1]\n    endpoints:\n      writer:\n        default_schema: app_1\n        privileges: {{app_1: rw}}\n      reader:\n        privileges: {{app_1: {reader}}}\n{}",
+            if gone { "      gone:\n        privileges: {app_1: ro}\n" } else { "" }
         )
     };
     app.write(".platform/services.yaml", &services("ro", true));
@@ -767,22 +767,32 @@ fn mariadb_privileges_change_without_a_gap_and_a_dropped_endpoint_loses_its_sess
         ".platform/routes.yaml",
         "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
     );
-    app.commit("mariadb with schema app and three endpoints");
+    app.commit("mariadb with schema app_1 and three endpoints");
     let (ok, out) = push(&server, &app, &[]);
     assert!(ok, "{out}\n{}", server.server_log());
     let rels = relationships(&server);
     let schemas = maria_admin(&server, &rels, "SHOW DATABASES");
     assert!(
-        schemas.lines().any(|s| s == "app") && !schemas.lines().any(|s| s == "main"),
+        schemas.lines().any(|s| s == "app_1") && !schemas.lines().any(|s| s == "main"),
         "{schemas}"
     );
+    // `_` in a schema name matches only itself: `appx1` is no endpoint's.
+    maria_admin(
+        &server,
+        &rels,
+        "CREATE DATABASE appx1; CREATE TABLE appx1.s (n INT)",
+    );
+    for rel in ["reports", "database", "own"] {
+        let e = maria_via(&server, &rels, rel, "app_1", "SELECT * FROM appx1.s").unwrap_err();
+        assert!(e.contains("denied"), "{rel}: {e}");
+    }
     // The service's own user owns the configured schemas.
     maria_admin(&server, &rels, "SELECT 1");
     maria_via(
         &server,
         &rels,
         "own",
-        "app",
+        "app_1",
         "CREATE TABLE t (n INT); INSERT INTO t VALUES (1), (2)",
     )
     .unwrap();
@@ -799,14 +809,14 @@ fn mariadb_privileges_change_without_a_gap_and_a_dropped_endpoint_loses_its_sess
                         server,
                         rels,
                         "reports",
-                        "SELECT COUNT(*) FROM app.t",
+                        "SELECT COUNT(*) FROM app_1.t",
                         300,
                     ));
                     errors.extend(maria_batch(
                         server,
                         rels,
                         "database",
-                        "INSERT INTO app.t VALUES (3)",
+                        "INSERT INTO app_1.t VALUES (3)",
                         100,
                     ));
                     batches += 1;
@@ -830,7 +840,7 @@ fn mariadb_privileges_change_without_a_gap_and_a_dropped_endpoint_loses_its_sess
                 assert!(ok, "{out}\n{}", server.server_log());
                 assert!(!out.contains("apply at its next start"), "{out}");
                 // Applied on the running server: it writes exactly while it is rw.
-                let wrote = maria_via(server, rels, "reports", "app", "INSERT INTO t VALUES (8)");
+                let wrote = maria_via(server, rels, "reports", "app_1", "INSERT INTO t VALUES (8)");
                 assert_eq!(wrote.is_ok(), level == "rw", "{wrote:?}");
             }
             assert_ne!(maria_admin(server, rels, grants), before);
@@ -847,7 +857,14 @@ fn mariadb_privileges_change_without_a_gap_and_a_dropped_endpoint_loses_its_sess
         &errors[..errors.len().min(5)]
     );
     // The reader is ro again: exactly its privileges, nothing left over.
-    let e = maria_via(&server, &rels, "reports", "app", "INSERT INTO t VALUES (9)").unwrap_err();
+    let e = maria_via(
+        &server,
+        &rels,
+        "reports",
+        "app_1",
+        "INSERT INTO t VALUES (9)",
+    )
+    .unwrap_err();
     assert!(e.contains("denied"), "{e}");
 
     // An open session of an endpoint that is removed: closed once the push is live.
@@ -914,7 +931,7 @@ fn mariadb_privileges_change_without_a_gap_and_a_dropped_endpoint_loses_its_sess
             &server,
             &rels,
             "reports",
-            "app",
+            "app_1",
             "SELECT COUNT(*) > 2 FROM t"
         ),
         Ok("1".to_string())

@@ -74,23 +74,32 @@ pub fn grant_list(level: Privilege) -> String {
     }
 }
 
-/// The accounts `layout` wants, each with its privilege per schema: one per configured
-/// endpoint, and the service's own [`OWN_USER`] with the default endpoint's privileges
-/// when it is configured, else `admin` on every schema (it owns the service, as
-/// PostgreSQL's `main` does).
+/// A schema name as a privilege's database pattern: `_` (and `%`) stand for any character
+/// in `GRANT ... ON db.*` unless escaped, so a grant on `my_app` would open `myXapp` too.
+pub fn pattern(schema: &str) -> String {
+    schema.replace('_', "\\_").replace('%', "\\%")
+}
+
+/// The accounts `layout` wants, each with its privilege per schema [`pattern`]: one per
+/// configured endpoint, and the service's own [`OWN_USER`] with the default endpoint's
+/// privileges when it is configured, else `admin` on every schema (it owns the service,
+/// as PostgreSQL's `main` does).
 pub fn wanted(layout: &Layout) -> BTreeMap<String, BTreeMap<String, Privilege>> {
+    let patterns = |privileges: &BTreeMap<String, Privilege>| -> BTreeMap<String, Privilege> {
+        privileges.iter().map(|(s, l)| (pattern(s), *l)).collect()
+    };
     let own = match &layout.own {
-        Some(ep) => ep.privileges.clone(),
+        Some(ep) => patterns(&ep.privileges),
         None => layout
             .schemas
             .iter()
-            .map(|s| (s.clone(), Privilege::Admin))
+            .map(|s| (pattern(s), Privilege::Admin))
             .collect(),
     };
     let mut out: BTreeMap<_, _> = layout
         .endpoints
         .iter()
-        .map(|(name, ep)| (name.clone(), ep.privileges.clone()))
+        .map(|(name, ep)| (name.clone(), patterns(&ep.privileges)))
         .collect();
     out.insert(OWN_USER.to_string(), own);
     out
@@ -147,7 +156,7 @@ impl Held {
             if privilege == "USAGE" {
                 continue;
             }
-            let set = schemas.entry(schema.to_string()).or_default();
+            let set = schemas.entry(unescape(schema)).or_default();
             set.insert(privilege.to_string());
             if grantable == "YES" {
                 set.insert(GRANT_OPTION.to_string());
@@ -157,12 +166,32 @@ impl Held {
     }
 }
 
+/// A value as `mariadb -B` prints it, its escapes (`\\`, `\t`, `\n`, `\0`) undone.
+fn unescape(value: &str) -> String {
+    let mut out = String::new();
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('0') => out.push('\0'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
 /// `'name'@'%'` (a plain name).
 fn account(name: &str) -> String {
     format!("'{name}'@'%'")
 }
 
-/// `schema.*`, or `*.*` for the global level.
+/// `pattern.*` (a schema [`pattern`]), or `*.*` for the global level.
 fn target(schema: &str) -> String {
     if schema == "*" {
         "*.*".to_string()
@@ -317,5 +346,37 @@ mod tests {
         assert!(Held::parse("x\ty\n").is_err());
         assert!(Held::parse("'a'@'%'\tmain\tSELECT; DROP\tNO\n").is_err());
         assert!(Held::parse("'a'@'%'\t*\tREAD_ONLY ADMIN\tNO\n").is_ok());
+    }
+
+    #[test]
+    fn an_underscore_in_a_schema_name_matches_only_itself() {
+        let l = layout(serde_json::json!({"schemas": ["my_app"], "endpoints": {
+            "reader": {"privileges": {"my_app": "ro"}},
+        }}));
+        let sql = changes_sql(&l, &Held::default());
+        assert!(
+            sql.contains("GRANT SELECT, SHOW VIEW ON `my\\_app`.* TO 'reader'@'%';"),
+            "{sql}"
+        );
+        // As the server prints it back (`mariadb -B` escapes the backslash): no change.
+        let held = Held::parse(
+            "'reader'@'%'\tmy\\\\_app\tSELECT\tNO\n'reader'@'%'\tmy\\\\_app\tSHOW VIEW\tNO\n\
+             'user'@'%'\tmy\\\\_app\tSELECT\tNO\n",
+        )
+        .unwrap();
+        let sql = changes_sql(&l, &held);
+        assert!(!sql.contains("reader"), "{sql}");
+        // A grant of an older Slipway, unescaped: the escaped one first, then it goes.
+        let old =
+            Held::parse("'reader'@'%'\tmy_app\tSELECT\tNO\n'reader'@'%'\tmy_app\tSHOW VIEW\tNO\n")
+                .unwrap();
+        let sql = changes_sql(&l, &old);
+        let (grant, revoke) = (
+            sql.find("GRANT SELECT, SHOW VIEW ON `my\\_app`.* TO 'reader'@'%';")
+                .unwrap(),
+            sql.find("REVOKE SELECT, SHOW VIEW ON `my_app`.* FROM 'reader'@'%';")
+                .unwrap(),
+        );
+        assert!(grant < revoke, "{sql}");
     }
 }
