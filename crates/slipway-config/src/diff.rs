@@ -8,7 +8,7 @@
 //! - a major-version change of a service that holds data, unless
 //!   [`DiffOptions::allow_service_upgrade`] (`git push -o allow-service-upgrade`);
 //! - shrinking a disk (of a service, or of an app whose mounts live on it). With
-//!   `-o allow-data-loss` a service's disk shrinks when its data fits (checked at deploy);
+//!   `-o allow-data-loss` a disk shrinks when its data fits (checked at deploy);
 //! - removing a persistent mount, or moving it to another source or folder (its data would no
 //!   longer be there), and removing an app that has persistent mounts;
 //! - removing a schema or an endpoint of a MariaDB or PostgreSQL service ([`crate::databases`]).
@@ -196,7 +196,7 @@ fn disk_shrink(what: &str, name: &str, old: Option<u64>, new: Option<u64>) -> Op
     }
     Some(Refusal {
         reason: format!(
-            "shrinking the disk of {what} `{name}` from {old_mb} MB to {} could lose data: Slipway cannot check yet how much of it is used",
+            "shrinking the disk of {what} `{name}` from {old_mb} MB to {} could lose data (with -o allow-data-loss it shrinks when its data fits)",
             mb(new)
         ),
         how_to_proceed: format!("keep `disk: {old_mb}` (or more) for {what} `{name}`"),
@@ -606,12 +606,12 @@ mod tests {
         assert_eq!(
             reasons,
             vec![
-                "shrinking the disk of app `a` from 2048 MB to 1024 MB could lose data: Slipway cannot check yet how much of it is used; keep `disk: 2048` (or more) for app `a`",
+                "shrinking the disk of app `a` from 2048 MB to 1024 MB could lose data (with -o allow-data-loss it shrinks when its data fits); keep `disk: 2048` (or more) for app `a`",
                 "upgrading service `db` from postgresql 15 to 16 changes the major version, which converts its data for good; back up its data, then push again with `git push -o allow-service-upgrade`",
                 "downgrading service `mysql` from mariadb 10.11 to 10.6 is refused: an older version may not read its data; keep `type: mariadb:10.11` (or a newer version)",
-                "shrinking the disk of service `mysql` from 1024 MB to 512 MB could lose data: Slipway cannot check yet how much of it is used; keep `disk: 1024` (or more) for service `mysql`",
+                "shrinking the disk of service `mysql` from 1024 MB to 512 MB could lose data (with -o allow-data-loss it shrinks when its data fits); keep `disk: 1024` (or more) for service `mysql`",
                 "changing service `kv` from redis-persistent to postgresql would delete its data; keep `kv` as redis-persistent:7.2 and add the new service under another name",
-                "shrinking the disk of service `q` from 512 MB to default could lose data: Slipway cannot check yet how much of it is used; keep `disk: 512` (or more) for service `q`",
+                "shrinking the disk of service `q` from 512 MB to default could lose data (with -o allow-data-loss it shrinks when its data fits); keep `disk: 512` (or more) for service `q`",
                 "removing service `files` (network-storage:2.0) would delete its data; keep `files` in the services (a push never deletes a service's data); drop only the relationships to it",
             ]
         );

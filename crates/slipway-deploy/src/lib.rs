@@ -63,6 +63,7 @@ pub mod sync;
 pub mod tenancy;
 pub mod validate;
 pub mod variables;
+pub mod volume_shrink;
 pub mod volumes;
 pub mod web;
 pub mod workers;
