@@ -234,3 +234,68 @@ pub fn crons(app: &Application) -> Result<Vec<Cron>, BackgroundError> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Service, Topology};
+    use serde_json::json;
+
+    #[test]
+    fn a_worker_has_its_own_mounts_disk_and_relationships_or_the_apps() {
+        let app = Application {
+            name: "web".into(),
+            disk: Some(2048),
+            mounts: serde_json::from_value(json!({"up": {"source": "local", "source_path": "up"}}))
+                .unwrap(),
+            relationships: [("db".to_string(), "db:postgresql".to_string())].into(),
+            workers: serde_json::from_value(json!({
+                "own": {
+                    "commands": {"start": "run"},
+                    "disk": 256,
+                    "mounts": {"q": {"source": "storage", "source_path": "q"}},
+                    "relationships": {"cache": "cache:redis", "kv": {"service": "cache"}, "web": null},
+                },
+                "inherits": {"commands": {"start": "run"}},
+                "lost": {"commands": {"start": "run"}, "relationships": {"x": "nowhere:mysql"}},
+            }))
+            .unwrap(),
+            ..Default::default()
+        };
+        let topology = Topology {
+            applications: vec![app.clone()],
+            services: vec![Service {
+                name: "cache".into(),
+                r#type: "redis".into(),
+                version: "7.0".into(),
+                disk: None,
+                configuration: Value::Null,
+                relationships: Default::default(),
+            }],
+            routes: vec![],
+        };
+        let ws = workers(&app).unwrap();
+        let get = |n: &str| ws.iter().find(|w| w.name == n).unwrap();
+        let own = worker_application(&app, get("own"), &topology).unwrap();
+        assert_eq!(own.disk, Some(256));
+        assert_eq!(own.mounts.keys().collect::<Vec<_>>(), vec!["q"]);
+        assert_eq!(
+            own.relationships,
+            [
+                ("cache".to_string(), "cache:redis".to_string()),
+                ("kv".to_string(), "cache:redis".to_string()),
+                ("web".to_string(), "web:http".to_string()),
+            ]
+            .into()
+        );
+        let inherits = worker_application(&app, get("inherits"), &topology).unwrap();
+        assert_eq!(
+            (inherits.disk, inherits.mounts, inherits.relationships),
+            (app.disk, app.mounts.clone(), app.relationships.clone())
+        );
+        assert!(matches!(
+            worker_application(&app, get("lost"), &topology),
+            Err(BackgroundError::WorkerRelationship { .. })
+        ));
+    }
+}

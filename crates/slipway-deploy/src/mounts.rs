@@ -366,7 +366,13 @@ mod tests {
             Some(2048),
             json!({"up": "shared:files/up", "cache": {"source": "tmp"}, "s": {"source": "storage", "source_path": "shared"}}),
         );
-        let other = app("api", None, json!({"s": {"source": "storage"}}));
+        let mut other = app("api", None, json!({"s": {"source": "storage"}}));
+        other.workers = serde_json::from_value(json!({"q": {
+            "commands": {"start": "run"},
+            "disk": 4096,
+            "mounts": {"own": {"source": "local", "source_path": "o"}, "s": {"source": "storage"}},
+        }}))
+        .unwrap();
         let m = plan(&web);
         assert_eq!(
             m.iter()
@@ -391,9 +397,25 @@ mod tests {
                 },
                 VolumeSize {
                     name: "storage".into(),
-                    size_mb: 2048
+                    size_mb: 4096
+                },
+                VolumeSize {
+                    name: "worker-api.q".into(),
+                    size_mb: 4096
                 },
             ]
+        );
+        // A worker's local mounts are its own; its storage ones shared.
+        let w = &slipway_config::background::workers(&topo.applications[1]).unwrap()[0];
+        let effective =
+            slipway_config::background::worker_application(&topo.applications[1], w, &topo)
+                .unwrap();
+        assert_eq!(
+            plan_worker("q", &effective)
+                .iter()
+                .map(|m| (m.path.as_str(), m.volume.as_str()))
+                .collect::<Vec<_>>(),
+            vec![("own", "worker-api.q"), ("s", "storage")]
         );
     }
 }
