@@ -665,3 +665,107 @@ fn a_smaller_disk_shrinks_with_the_option_when_the_data_fits_and_a_killed_shrink
     assert!(mounted(&data));
 }
 
+/// A worker with its own mounts, disk and relationships: writes what it sees to its mounts.
+const WORKER: &str = r#"import base64, json, os, socket, time
+rels = sorted(json.loads(base64.b64decode(os.environ["PLATFORM_RELATIONSHIPS"])))
+try:
+    s = socket.create_connection(("kv.internal", 6379), timeout=5)
+    s.sendall(b"PING\r\n")
+    pong = s.recv(16).decode().strip()
+except Exception as e:
+    pong = repr(e)
+open("data/w.txt", "w").write("worker-data")
+open("shared/w.txt", "w").write("rels=%s pong=%s" % (",".join(rels), pong))
+while True:
+    time.sleep(1)
+"#;
+
+#[test]
+fn a_worker_has_its_own_mounts_disk_and_relationships_and_a_deleted_branch_loses_its_volumes() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\ndisk: 64\nrelationships:\n  cache: \"cache:redis\"\nmounts:\n  data: {source: local, source_path: data}\n  shared: {source: storage, source_path: shared}\nhooks:\n  build: echo \"built-$(cat VERSION)\" > build.txt\nweb:\n  commands:\n    start: python3 server.py\nworkers:\n  queue:\n    disk: 32\n    mounts:\n      data: {source: local, source_path: data}\n      shared: {source: storage, source_path: shared}\n    relationships:\n      kv: \"cache:redis\"\n    commands:\n      start: python3 worker.py\n",
+    );
+    app.write(".platform/services.yaml", "cache:\n  type: redis:7.0\n");
+    app.write("server.py", SERVER);
+    app.write("worker.py", WORKER);
+    app.commit("a worker with its own mounts");
+    let (ok, out) = push_to(&server, &app, "main", &[]);
+    assert!(ok, "{out}\n{}", server.server_log());
+    // Its mounts, disk and relationships are acted on: no warning that they are ignored.
+    assert!(!out.contains("does not act on yet"), "{out}");
+
+    // The storage mount is shared, the local one is the worker's own, on its own disk.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let seen = loop {
+        let b = read(&server, "shared/w.txt");
+        if b.starts_with("rels=") {
+            break b;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker never wrote: {b}\n{}",
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    // Its relationships replace the app's: `kv` only, and it answers.
+    assert_eq!(seen, "rels=kv pong=+PONG");
+    assert_eq!(get(&server, "main", "/rels"), "cache");
+    assert!(read(&server, "data/w.txt").contains("No such file"));
+    let vols = server.data.join("volumes/demo/main");
+    let wdata = vols.join("worker-hello.queue/files/data/w.txt");
+    assert_eq!(std::fs::read_to_string(&wdata).unwrap(), "worker-data");
+    for (name, mb) in [
+        ("app-hello", 64),
+        ("worker-hello.queue", 32),
+        ("storage", 64),
+    ] {
+        let len = std::fs::metadata(vols.join(format!("{name}.img")))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .len();
+        assert_eq!(len, mb << 20, "{name}");
+    }
+
+    // A branch gets copies; deleting it removes them (and says so), main keeps its own.
+    assert_eq!(get(&server, "main", "/write?f=data/a.txt&v=main"), "ok");
+    let (ok, out) = push_to(&server, &app, "feature", &[]);
+    assert!(ok, "{out}");
+    assert_eq!(get(&server, "feature", "/read?f=data/a.txt"), "main");
+    let feature = server.data.join("volumes/demo/feature");
+    assert!(feature.join("worker-hello.queue.img").exists());
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), ":feature"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("feature deleted: its volumes are removed")
+            && out.contains("app-hello (")
+            && out.contains("worker-hello.queue (")
+            && out.contains("service-cache ("),
+        "{out}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left: Vec<String> = std::fs::read_dir(&feature)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if left.iter().all(|f| !f.ends_with(".img")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "volumes of the deleted branch left: {left:?}\n{}",
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(!mounted(&feature.join("app-hello")));
+    assert_eq!(read(&server, "data/a.txt"), "main");
+    assert_eq!(std::fs::read_to_string(&wdata).unwrap(), "worker-data");
+}

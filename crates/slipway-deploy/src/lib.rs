@@ -35,6 +35,7 @@ pub mod crons;
 pub mod diff;
 pub mod domain_admin;
 pub mod egress;
+pub mod env_volumes;
 pub mod environment;
 pub mod health;
 pub mod hooks;
