@@ -102,10 +102,17 @@ fn app_volume(app: &str) -> String {
     format!("app-{app}")
 }
 
-/// The volume of a worker's own mounts (`local` and `tmp`): Platform.sh keeps those per
-/// instance, so a worker never shares them with its app or another worker.
-pub fn worker_volume(app: &str, worker: &str) -> String {
-    format!("worker-{app}.{worker}")
+/// The volume of the `local` and `tmp` mounts of a worker that declares its own `mounts`:
+/// Platform.sh keeps those per instance, so such a worker shares them with neither its app
+/// nor another worker. A worker without `mounts` runs with the app's mounts on the app's
+/// volume (spec section 10: "with the app's slug, mounts and relationships"), so what the
+/// worker writes there the app reads.
+pub fn worker_volume(app: &str, worker: &slipway_config::background::Worker) -> String {
+    if worker.mounts.is_some() {
+        format!("worker-{app}.{}", worker.name)
+    } else {
+        app_volume(app)
+    }
 }
 
 /// The mounts of `app`, on the environment's volumes.
@@ -114,9 +121,13 @@ pub fn plan(app: &Application) -> Vec<AppMount> {
 }
 
 /// The mounts of worker `worker` of an app, whose configuration as a worker is `effective`
-/// ([`slipway_config::background::worker_application`]): `local` and `tmp` ones on its own
-/// volume ([`worker_volume`]), `storage` and `service` ones shared with the apps.
-pub fn plan_worker(worker: &str, effective: &Application) -> Vec<AppMount> {
+/// ([`slipway_config::background::worker_application`]): `local` and `tmp` ones on the
+/// volume [`worker_volume`] names (its own if it declares `mounts`, else the app's),
+/// `storage` and `service` ones shared with the apps.
+pub fn plan_worker(
+    worker: &slipway_config::background::Worker,
+    effective: &Application,
+) -> Vec<AppMount> {
     plan_on(effective, &worker_volume(&effective.name, worker))
 }
 
@@ -148,7 +159,8 @@ fn instances(topology: &Topology) -> Vec<(Application, String, Option<String>)> 
         for w in slipway_config::background::workers(app).unwrap_or_default() {
             if let Ok(effective) = slipway_config::background::worker_application(app, &w, topology)
             {
-                out.push((effective, worker_volume(&app.name, &w.name), Some(w.name)));
+                let own = worker_volume(&app.name, &w);
+                out.push((effective, own, Some(w.name)));
             }
         }
     }
@@ -411,11 +423,44 @@ mod tests {
             slipway_config::background::worker_application(&topo.applications[1], w, &topo)
                 .unwrap();
         assert_eq!(
-            plan_worker("q", &effective)
+            plan_worker(w, &effective)
                 .iter()
                 .map(|m| (m.path.as_str(), m.volume.as_str()))
                 .collect::<Vec<_>>(),
             vec![("own", "worker-api.q"), ("s", "storage")]
+        );
+    }
+
+    #[test]
+    fn a_worker_without_mounts_of_its_own_shares_the_apps_volume() {
+        let mut web = Application {
+            name: "web".into(),
+            mounts: serde_json::from_value(json!({"up": {"source": "local", "source_path": "up"}}))
+                .unwrap(),
+            ..Default::default()
+        };
+        web.workers = serde_json::from_value(json!({"q": {"commands": {"start": "run"}}})).unwrap();
+        let topo = Topology {
+            applications: vec![web],
+            ..Default::default()
+        };
+        let w = &slipway_config::background::workers(&topo.applications[0]).unwrap()[0];
+        let effective =
+            slipway_config::background::worker_application(&topo.applications[0], w, &topo)
+                .unwrap();
+        assert_eq!(
+            plan_worker(w, &effective)
+                .iter()
+                .map(|m| (m.path.as_str(), m.volume.as_str()))
+                .collect::<Vec<_>>(),
+            vec![("up", "app-web")]
+        );
+        assert_eq!(
+            volume_sizes(&topo)
+                .iter()
+                .map(|v| v.name.as_str())
+                .collect::<Vec<_>>(),
+            vec!["app-web"]
         );
     }
 }

@@ -108,7 +108,7 @@ pub fn plan(
             }
             let effective = slipway_config::background::worker_application(app, &w, topology)
                 .map_err(|e| PhaseError::new("provision", format!("app {}: {e}", app.name)))?;
-            instance.mounts = crate::mounts::plan_worker(&w.name, &effective);
+            instance.mounts = crate::mounts::plan_worker(&w, &effective);
             if w.relationships.is_some() {
                 let mut rels =
                     slipway_config::platform_env::relationships_json(topology, &effective);
