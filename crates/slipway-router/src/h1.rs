@@ -2,7 +2,9 @@
 //! body. Its head is parsed in place and written on to the app as bytes, and the app's
 //! answer head is written back as bytes, hop-by-hop fields filtered out. hyper would parse
 //! each head into a `HeaderMap` and write it out again, on both sides; that was a good
-//! part of the router's own CPU time per request.
+//! part of the router's own CPU time per request. Such a request may be for an app's
+//! upstream, a static file of its locations, or a PHP script (FastCGI to PHP-FPM,
+//! [`crate::fastcgi_h1`]).
 //!
 //! Anything else hands the connection to hyper for the rest of its life, with the bytes
 //! already read in front ([`Served::Handover`]): a request with a body, `Expect`,
@@ -36,6 +38,7 @@ use tokio::net::tcp::ReadHalf;
 
 use crate::body::ProxyBody;
 use crate::client_stream::ClientStream;
+use crate::fastcgi_h1::ScriptRequest;
 use crate::files::{StaticAnswer, StaticBody, FILE_CHUNK};
 use crate::headers::{
     is_hop_by_hop_name, new_request_id, put_field, put_status_line, sane_request_id,
@@ -58,7 +61,7 @@ const MAX_HEAD: usize = 16 * 1024;
 /// Most fields in a request head served here.
 const MAX_FIELDS: usize = 64;
 /// Answer bytes gathered before they are written (beyond it, body data is written as is).
-const WRITE_BATCH: usize = 64 * 1024;
+pub(crate) const WRITE_BATCH: usize = 64 * 1024;
 
 /// How serving a client connection here ended.
 pub(crate) enum Served {
@@ -191,9 +194,22 @@ pub(crate) async fn serve<S: ClientStream, E: Future<Output = End>>(
                             };
                             exchange.run(&upstream_head, &mut writer, &mut out).await
                         }
-                        // A PHP script (FastCGI) is hyper's path: the request, still in
-                        // the buffer, is handed over with the connection.
-                        Resolved::Script(_) => Err(io::Error::from(HAND_TO_HYPER)),
+                        Resolved::Script(call) => {
+                            ScriptRequest {
+                                upstream: pool.upstream(),
+                                head: &upstream_head,
+                                call,
+                                client,
+                                host,
+                                request_id: &request.id,
+                                head_only: request.method == Method::HEAD,
+                                close: request.close,
+                                guard,
+                                started,
+                            }
+                            .run(&mut writer, &mut out)
+                            .await
+                        }
                         Resolved::Answer(answer) => {
                             guard
                                 .stats()
@@ -229,10 +245,8 @@ pub(crate) async fn serve<S: ClientStream, E: Future<Output = End>>(
         };
         drop((reader, writer));
         drop(open);
-        match answered {
-            Ok(()) => {}
-            Err(e) if e.kind() == HAND_TO_HYPER => return Served::Handover(buf.freeze()),
-            Err(_) => return Served::Closed,
+        if answered.is_err() {
+            return Served::Closed;
         }
         buf.advance(request.len);
         if request.close {
@@ -241,9 +255,6 @@ pub(crate) async fn serve<S: ClientStream, E: Future<Output = End>>(
         }
     }
 }
-
-/// The error kind of an answer that is hyper's to give (nothing was written yet).
-const HAND_TO_HYPER: io::ErrorKind = io::ErrorKind::Unsupported;
 
 /// A request head served here.
 struct Request {
@@ -622,7 +633,7 @@ async fn send_body<W: AsyncWrite + Unpin>(
 }
 
 /// Write one of the router's own pages (whole, with its length and the date).
-async fn write_page<W: AsyncWrite + Unpin>(
+pub(crate) async fn write_page<W: AsyncWrite + Unpin>(
     stream: &mut W,
     page: Response<ProxyBody>,
     close: bool,
@@ -744,7 +755,7 @@ async fn client_gone(reader: &mut ReadHalf<'_>) {
 }
 
 /// Append a `date` field with the current time (formatted once a second per thread).
-fn put_date(out: &mut Vec<u8>) {
+pub(crate) fn put_date(out: &mut Vec<u8>) {
     thread_local! {
         static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
     }

@@ -38,6 +38,7 @@ mod client_stream;
 mod config;
 mod console;
 mod fastcgi;
+mod fastcgi_h1;
 mod files;
 #[doc(hidden)]
 pub mod fuzzing;
