@@ -230,8 +230,8 @@ fn php_over_tls_is_told_https_on_a_kept_alive_connection_with_static_files() {
     assert!(o.status.success(), "push: {}", text(&o));
     let script = server.dir.path().join("h1_client.py");
     std::fs::write(&script, CLIENT).expect("client script");
-    // A static file (the router's own path), PHP (FastCGI, handed to hyper midway), then
-    // a static file again, on one TLS connection.
+    // A static file, PHP (FastCGI) and a static file again, all on the router's own path,
+    // on one TLS connection.
     let out = client(
         &script,
         https_port,

@@ -247,6 +247,13 @@ pub(crate) fn request_head(params: &[u8]) -> Vec<u8> {
     head
 }
 
+/// A piece of a request's body (`FCGI_STDIN`; nothing for no data), appended to `out`.
+pub(crate) fn put_stdin(out: &mut Vec<u8>, data: &[u8]) {
+    if !data.is_empty() {
+        put_records(out, STDIN, data);
+    }
+}
+
 /// The end of a request's body (an empty `FCGI_STDIN`), appended to `out`.
 pub(crate) fn put_body_end(out: &mut Vec<u8>) {
     put_records(out, STDIN, &[]);

@@ -1,5 +1,6 @@
 //! PHP on the router's own HTTP/1.1 path ([`crate::h1`]): a request for a script of an
-//! app served by PHP-FPM goes to it as one FastCGI request, and the answer is written to
+//! app served by PHP-FPM goes to it as one FastCGI request (its `Content-Length` body, if
+//! any, streamed as `FCGI_STDIN` while the answer is read), and the answer is written to
 //! the client as bytes, on the same kept-alive connection as the requests before and
 //! after it (the connection is no longer handed over to hyper at its first PHP request).
 //!
@@ -17,11 +18,11 @@ use std::time::Instant;
 use bytes::BytesMut;
 use hyper::header::{self, HeaderValue};
 use hyper::StatusCode;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::fastcgi::{
-    bad_gateway, buffered_output, connect, params_of_head, put_body_end, read_answer_head,
-    request_head, server_name_port, AnswerHead, FastCgiError, Output, ScriptCall,
+    bad_gateway, buffered_output, connect, params_of_head, put_body_end, put_stdin,
+    read_answer_head, request_head, server_name_port, AnswerHead, FastCgiError, Output, ScriptCall,
 };
 use crate::h1::{put_date, write_page, WRITE_BATCH};
 use crate::headers::{is_hop_by_hop_name, put_field, put_status_line, X_REQUEST_ID};
@@ -29,8 +30,8 @@ use crate::proxy::Client;
 use crate::release::InFlightGuard;
 use crate::routes::Upstream;
 
-/// A bodiless request for a script, on its way to PHP-FPM.
-pub(crate) struct ScriptRequest<'a> {
+/// A request for a script, on its way to PHP-FPM.
+pub(crate) struct ScriptRequest<'a, R> {
     /// Where the app's PHP-FPM listens.
     pub(crate) upstream: &'a Upstream,
     /// The head the router writes for the app (request line and fields).
@@ -51,11 +52,32 @@ pub(crate) struct ScriptRequest<'a> {
     pub(crate) guard: InFlightGuard,
     /// When the request's head was read (for the latency metric).
     pub(crate) started: Instant,
+    /// The request's body (`Content-Length`), if it has one.
+    pub(crate) body: Option<RequestBody<'a, R>>,
 }
 
-impl ScriptRequest<'_> {
+/// The body of a request with a `Content-Length`, streamed to PHP-FPM as `FCGI_STDIN`.
+pub(crate) struct RequestBody<'a, R> {
+    /// What of it came with the head.
+    pub(crate) first: &'a [u8],
+    /// How many bytes of it are still to be read from the client.
+    pub(crate) rest: u64,
+    /// The client connection, to read them from (never beyond the body).
+    pub(crate) reader: &'a mut R,
+}
+
+/// How sending a request body ended early.
+enum BodyError {
+    /// The client's side broke or ended within the body.
+    Client(io::Error),
+    /// PHP-FPM stopped taking it (it answered, or went away).
+    App,
+}
+
+impl<R: AsyncRead + Unpin> ScriptRequest<'_, R> {
     /// Run the script and write its answer to `stream`. `Err`: the client connection
-    /// cannot go on (it broke, or the answer broke off after its head was written).
+    /// cannot go on (it broke, the answer broke off after its head was written, or the
+    /// request body was not read whole).
     pub(crate) async fn run<W: AsyncWrite + Unpin>(
         self,
         stream: &mut W,
@@ -72,39 +94,164 @@ impl ScriptRequest<'_> {
             close,
             guard,
             started,
+            body,
         } = self;
-        let mut buf = BytesMut::with_capacity(16 * 1024);
-        let asked = async {
+        let answer = Answer {
+            upstream,
+            script: &call.script_filename,
+            request_id,
+            head_only,
+            close,
+            started,
+        };
+        let (first, rest) = body.as_ref().map_or((&[][..], 0), |b| (b.first, b.rest));
+        let opened = async {
             let (name, port) = server_name_port(host, client.tls);
             let remote = client.forwarded_for.to_str().unwrap_or("");
             let params = params_of_head(head, &call, remote, name, port)
                 .ok_or_else(|| FastCgiError::BadHead("the request head".into()))?;
             let mut conn = connect(upstream).await?;
-            // No body: the whole request in one write, as nginx sends it.
+            // The head, what came of the body with it and, when that is all of it, the
+            // body's end: in one write, as nginx sends a short request.
             let mut request = request_head(&params);
-            put_body_end(&mut request);
+            put_stdin(&mut request, first);
+            if rest == 0 {
+                put_body_end(&mut request);
+            }
             conn.write_all(&request).await?;
-            let answer = read_answer_head(&mut conn, &mut buf).await?;
-            Ok::<_, FastCgiError>((conn, answer))
+            Ok::<_, FastCgiError>(conn)
         };
-        let (mut conn, answer) = match asked.await {
-            Ok(got) => got,
+        let mut conn = match opened.await {
+            Ok(conn) => conn,
             Err(e) => {
-                tracing::warn!(upstream = %upstream.release, script = %call.script_filename, "FastCGI request failed: {e}");
-                let page = bad_gateway(request_id);
-                guard
-                    .stats()
-                    .record(page.status().as_u16(), started.elapsed());
-                drop(guard);
-                return write_page(stream, page, close, out).await;
+                let unread = rest > 0;
+                answer.failed(&e, guard, stream, out, unread).await?;
+                return match unread {
+                    true => Err(io::Error::other("the request body was not read")),
+                    false => Ok(()),
+                };
             }
         };
+        let Some(RequestBody { reader, .. }) = body.filter(|_| rest > 0) else {
+            return answer.relay(&mut conn, guard, stream, out).await;
+        };
+        // The rest of the body is sent while the answer is read and relayed: a script
+        // may answer before it has read everything.
+        let (mut rd, mut wr) = tokio::io::split(conn);
+        let send = send_body(reader, rest, &mut wr);
+        let relay = answer.relay(&mut rd, guard, stream, out);
+        tokio::pin!(send, relay);
+        let mut body_read = None;
+        let relayed = loop {
+            tokio::select! {
+                sent = &mut send, if body_read.is_none() => body_read = Some(match sent {
+                    Ok(()) => true,
+                    Err(BodyError::Client(e)) => return Err(e),
+                    Err(BodyError::App) => false,
+                }),
+                relayed = &mut relay => break relayed,
+            }
+        };
+        relayed?;
+        if body_read != Some(true) {
+            // The next request cannot be found behind an unread body.
+            return Err(io::Error::other("the request body was not read whole"));
+        }
+        Ok(())
+    }
+}
+
+/// Read `rest` bytes of a request body from `reader` (never more: what follows is the
+/// next request) and send them to PHP-FPM as `FCGI_STDIN`, then the body's end.
+async fn send_body<R, W>(reader: &mut R, mut rest: u64, wr: &mut W) -> Result<(), BodyError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut chunk = vec![0u8; BODY_CHUNK];
+    let mut out = Vec::with_capacity(BODY_CHUNK + 64);
+    while rest > 0 {
+        let want = rest.min(BODY_CHUNK as u64) as usize;
+        let n = reader
+            .read(&mut chunk[..want])
+            .await
+            .map_err(BodyError::Client)?;
+        if n == 0 {
+            return Err(BodyError::Client(io::ErrorKind::UnexpectedEof.into()));
+        }
+        rest -= n as u64;
+        out.clear();
+        put_stdin(&mut out, &chunk[..n]);
+        wr.write_all(&out).await.map_err(|_| BodyError::App)?;
+    }
+    out.clear();
+    put_body_end(&mut out);
+    wr.write_all(&out).await.map_err(|_| BodyError::App)
+}
+
+/// Bytes of a request body read from the client at once.
+const BODY_CHUNK: usize = 32 * 1024;
+
+/// What the answer to a script request depends on.
+struct Answer<'a> {
+    upstream: &'a Upstream,
+    script: &'a str,
+    request_id: &'a HeaderValue,
+    head_only: bool,
+    close: bool,
+    started: Instant,
+}
+
+impl Answer<'_> {
+    /// Answer 502: PHP-FPM could not be reached or gave no valid head (`close`: the
+    /// connection closes after it).
+    async fn failed<W: AsyncWrite + Unpin>(
+        &self,
+        error: &FastCgiError,
+        guard: InFlightGuard,
+        stream: &mut W,
+        out: &mut Vec<u8>,
+        close: bool,
+    ) -> io::Result<()> {
+        tracing::warn!(upstream = %self.upstream.release, script = %self.script, "FastCGI request failed: {error}");
+        let page = bad_gateway(self.request_id);
+        guard
+            .stats()
+            .record(page.status().as_u16(), self.started.elapsed());
+        drop(guard);
+        write_page(stream, page, self.close || close, out).await
+    }
+
+    /// Read the answer from PHP-FPM on `rd` and write it to `stream`: whole with its
+    /// length when its end came with its head, else chunked as it comes.
+    async fn relay<C, W>(
+        &self,
+        rd: &mut C,
+        guard: InFlightGuard,
+        stream: &mut W,
+        out: &mut Vec<u8>,
+    ) -> io::Result<()>
+    where
+        C: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let Answer {
+            request_id,
+            head_only,
+            close,
+            started,
+            ..
+        } = *self;
+        let mut buf = BytesMut::with_capacity(16 * 1024);
         let AnswerHead {
             status,
             headers,
             body_start,
             ended,
-        } = answer;
+        } = match read_answer_head(rd, &mut buf).await {
+            Ok(head) => head,
+            Err(e) => return self.failed(&e, guard, stream, out, false).await,
+        };
         guard.stats().record(status.as_u16(), started.elapsed());
         out.clear();
         put_status_line(out, status);
@@ -182,7 +329,7 @@ impl ScriptRequest<'_> {
                         stream.write_all(out).await?;
                         out.clear();
                     }
-                    if conn.read_buf(&mut buf).await? == 0 {
+                    if rd.read_buf(&mut buf).await? == 0 {
                         break;
                     }
                 }
@@ -386,6 +533,46 @@ mod tests {
         )
         .await;
         assert_eq!((css.status, &css.body[..]), (200, &b"body {}\n"[..]));
+
+        // A body with its length, sent in two parts, then the next request in the same
+        // write as the body's end: the body reaches the script whole, and no more.
+        {
+            use tokio::io::AsyncWriteExt as _;
+            conn.write_all(b"POST /form HTTP/1.1\r\nHost: php.test\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 12\r\n\r\nname=")
+                .await
+                .expect("send");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let form = ask(
+            &mut conn,
+            &mut buf,
+            "a+b&c=1GET /style.css HTTP/1.1\r\nHost: php.test\r\n\r\n",
+            false,
+        )
+        .await;
+        assert_eq!(form.status, 200);
+        let text = String::from_utf8(form.body).expect("text");
+        assert_eq!(param(&text, "REQUEST_METHOD"), Some("POST"), "{text}");
+        assert_eq!(param(&text, "CONTENT_LENGTH"), Some("12"), "{text}");
+        assert_eq!(
+            param(&text, "CONTENT_TYPE"),
+            Some("application/x-www-form-urlencoded")
+        );
+        assert!(text.ends_with("body: name=a+b&c=1"), "{text}");
+        let css = crate::test_client::ask(&mut conn, &mut buf, "", false).await;
+        assert_eq!((css.status, &css.body[..]), (200, &b"body {}\n"[..]));
+        // Another method without a body runs the script too.
+        let delete = ask(
+            &mut conn,
+            &mut buf,
+            "DELETE /item/3 HTTP/1.1\r\nHost: php.test\r\n\r\n",
+            false,
+        )
+        .await;
+        assert_eq!(
+            param(&String::from_utf8_lossy(&delete.body), "REQUEST_METHOD"),
+            Some("DELETE")
+        );
 
         // A chunked upload reaches the script whole, with its length.
         let upload = ask(
