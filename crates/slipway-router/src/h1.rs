@@ -146,15 +146,23 @@ pub(crate) async fn serve<S: ClientStream, E: Future<Output = End>>(
             }
             return Served::Handover(buf.freeze());
         }
-        let open = OpenRequest::new(activity);
-        let (mut reader, mut writer) = stream.answer_halves();
-        let started = std::time::Instant::now();
-        let only_script = request.only_script();
         // A body: what of it came with the head, and the client's read half to read the
         // rest from (then it cannot be watched for the client going away meanwhile).
         let in_buf = request
             .body
             .map_or(0, |len| len.min((buf.len() - request.len) as u64) as usize);
+        // Over TLS the read half is the socket's (ciphertext, for watching only): a body
+        // still to come is read on hyper's path.
+        if client.tls && request.body.is_some_and(|len| len > in_buf as u64) {
+            if last_call.is_some() {
+                return Served::Closed;
+            }
+            return Served::Handover(buf.freeze());
+        }
+        let open = OpenRequest::new(activity);
+        let (mut reader, mut writer) = stream.answer_halves();
+        let started = std::time::Instant::now();
+        let only_script = request.only_script();
         let mut watch = Some(&mut reader);
         let body_reader = if request.body.is_some() {
             watch.take()
