@@ -12,6 +12,9 @@
 # 64 connections. Prints the median requests/s and p99 and the ratios of Slipway to each
 # nginx. Target: requests/s ratio >= 1.0 and p99 ratio <= 1.0.
 #
+# With SLIPWAY_BENCH_FPM=unix, PHP-FPM listens on a unix socket (as `slipway serve` runs
+# it, and as Debian's php-fpm pool does) and both Slipway and nginx reach it there.
+#
 # Usage: bench/php.sh [ROUNDS] [SECONDS]   (defaults 5 and 10)
 # SLIPWAY_BENCH_BIN=PATH uses a router_bench built elsewhere.
 # Needs: nginx, wrk, php-fpm (apt-get install -y nginx wrk php-fpm), cargo. Not run in
@@ -30,6 +33,12 @@ bench_workdir php
 chmod 755 "$WORK"
 NGX=$(free_port); NGS=$(free_port); SLW=$(free_port); FPMPORT=$(free_port)
 
+if [ "${SLIPWAY_BENCH_FPM:-tcp}" = unix ]; then
+    FPM_LISTEN=$WORK/fpm.sock; FPM_PASS=unix:$FPM_LISTEN; FPM_UPSTREAM=$FPM_LISTEN
+else
+    FPM_LISTEN=127.0.0.1:$FPMPORT; FPM_PASS=$FPM_LISTEN; FPM_UPSTREAM=$FPMPORT
+fi
+
 # The chroot of PHP-FPM: the app at /app.
 mkdir -p "$WORK/chroot/app" "$WORK/chroot/tmp"
 chmod 1777 "$WORK/chroot/tmp"
@@ -43,7 +52,8 @@ daemonize = no
 [bench]
 user = nobody
 group = nogroup
-listen = 127.0.0.1:$FPMPORT
+listen = $FPM_LISTEN
+listen.mode = 0666
 listen.backlog = 4096
 pm = static
 pm.max_children = $NPROC
@@ -61,14 +71,19 @@ php_nginx_conf() { # DIR WORKERS PORT
         location ~ \.php\$ {
             include /etc/nginx/fastcgi_params;
             fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
-            fastcgi_pass 127.0.0.1:$FPMPORT;
+            fastcgi_pass $FPM_PASS;
         }
     }"
 }
 
-SLIPWAY_BENCH_FASTCGI=1 "$BIN" "127.0.0.1:$SLW" "$HOST" "$FPMPORT" "$WORK/chroot/app" > "$WORK/slipway.log" 2>&1 &
+SLIPWAY_BENCH_FASTCGI=1 "$BIN" "127.0.0.1:$SLW" "$HOST" "$FPM_UPSTREAM" "$WORK/chroot/app" > "$WORK/slipway.log" 2>&1 &
 PIDS+=($!)
-wait_port "$FPMPORT" || { cat "$WORK/fpm.log" >&2; exit 1; }
+if [ "$FPM_UPSTREAM" = "$FPMPORT" ]; then
+    wait_port "$FPMPORT" || { cat "$WORK/fpm.log" >&2; exit 1; }
+else
+    for _ in $(seq 100); do [ -S "$FPM_LISTEN" ] && break; sleep 0.1; done
+    [ -S "$FPM_LISTEN" ] || { cat "$WORK/fpm.log" >&2; exit 1; }
+fi
 wait_port "$SLW" || { cat "$WORK/slipway.log" >&2; exit 1; }
 router_workers "$WORK/slipway.log"
 php_nginx_conf "$WORK/nginx" "$NPROC" "$NGX"
@@ -91,7 +106,7 @@ done
 
 bench_machine
 echo "$(nginx -v 2>&1), $("$FPM" -v | head -1 | cut -d' ' -f1-2), $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2); ${ROUNDS} rounds of ${SECS}s per target and connection count"
-echo "workers: slipway $WORKERS, nginx $NPROC (auto), nginx-same $WORKERS, php-fpm $NPROC (static)"
+echo "workers: slipway $WORKERS, nginx $NPROC (auto), nginx-same $WORKERS, php-fpm $NPROC (static) on ${SLIPWAY_BENCH_FPM:-tcp}"
 printf '%-6s %-10s %14s %10s\n' conns target "requests/s" "p99 ms"
 RATIOS=""
 for conns in 1 64; do

@@ -5,7 +5,8 @@
 //! static assets are files, disallowed files go to the front controller without leaking,
 //! a `.php` file under `scripts: false` is never run, `runtime` extensions and
 //! `variables.php` apply. An unknown extension is refused at push and by `config check`
-//! with its position.
+//! with its position. PHP-FPM listens on a unix socket in the container's own run folder
+//! that another project cannot reach and whose replacement by a link is never followed.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -345,4 +346,185 @@ fn an_unknown_php_extension_and_a_missing_start_are_refused_at_push_and_config_c
         .args(["config", "check"])
         .arg(&app.dir));
     assert!(o.status.success(), "{}", text(&o));
+}
+
+/// One answer on a kept-alive connection: (status, head, body); a chunked body is
+/// joined.
+fn keep_alive(
+    conn: &mut std::net::TcpStream,
+    buf: &mut Vec<u8>,
+    request: &str,
+) -> (u16, String, Vec<u8>) {
+    use std::io::{Read, Write};
+    conn.write_all(request.as_bytes()).expect("send");
+    let mut fill = |buf: &mut Vec<u8>| {
+        let mut chunk = [0u8; 8192];
+        let n = conn.read(&mut chunk).expect("read");
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(buf));
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        fill(buf);
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+    buf.drain(..end);
+    let status = head[9..12].parse().expect("status");
+    let mut body = Vec::new();
+    if field(&head, "transfer-encoding") == Some("chunked") {
+        loop {
+            let line = loop {
+                if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                    break i;
+                }
+                fill(buf);
+            };
+            let size = usize::from_str_radix(String::from_utf8_lossy(&buf[..line]).trim(), 16)
+                .expect("chunk size");
+            while buf.len() < line + 2 + size + 2 {
+                fill(buf);
+            }
+            body.extend_from_slice(&buf[line + 2..line + 2 + size]);
+            buf.drain(..line + 2 + size + 2);
+            if size == 0 {
+                break;
+            }
+        }
+    } else {
+        let len: usize = field(&head, "content-length").map_or(0, |l| l.parse().expect("length"));
+        while buf.len() < len {
+            fill(buf);
+        }
+        body = buf.drain(..len).collect();
+    }
+    (status, head, body)
+}
+
+/// PHP-FPM listens on a unix socket in the container's own run folder
+/// (`DATA/run/CONTAINER/app.sock`, 0700, the project's user), not on TCP: static files and
+/// PHP (a chunked upload too) on one kept-alive connection; another project's container
+/// cannot reach the socket; a symbolic link the app plants in its place is never followed
+/// (502, the host socket it points to is never reached); a redeploy serves again.
+#[test]
+fn php_fpm_listens_on_a_private_unix_socket_and_a_planted_link_is_never_followed() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let server = Server::start_with(&[]);
+    // A socket of the host, outside any container: what a planted link would lead to.
+    let host_socket = server.dir.path().join("host-daemon.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&host_socket).expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let reached = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let daemon = {
+        let (reached, stop) = (reached.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok(_) => {
+                        reached.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        })
+    };
+    let plant = format!(
+        "<?php unlink('/run/app.sock'); symlink('{}', '/run/app.sock'); echo is_link('/run/app.sock') ? 'planted' : 'not planted';\n",
+        host_socket.display()
+    );
+    let app = server.project(
+        "php-sock",
+        &[
+            (".platform.app.yaml", "name: app\ntype: php:8.4\nweb:\n  locations:\n    '/':\n      root: web\n      passthru: /index.php\n      scripts: true\n"),
+            ("web/index.php", "<?php echo 'php:' . $_SERVER['REQUEST_METHOD'] . ':' . file_get_contents('php://input') . ':' . ($_SERVER['HTTPS'] ?? 'off');\n"),
+            ("web/plant.php", &plant),
+            ("web/style.css", "body {}\n"),
+        ],
+    );
+    let out = server.push_ok(&app, "demo");
+    assert!(
+        out.contains("PHP-FPM answering FastCGI on unix socket /run/app.sock"),
+        "{out}"
+    );
+    let dirs: Vec<_> = std::fs::read_dir(server.data.join("run"))
+        .expect("DATA/run")
+        .filter_map(|e| e.ok())
+        .collect();
+    assert_eq!(dirs.len(), 1, "one socket folder");
+    let dir = dirs[0].path();
+    let meta = std::fs::metadata(&dir).expect("socket folder");
+    assert_eq!(meta.mode() & 0o777, 0o700);
+    assert_ne!(meta.uid(), 0, "owned by the project's user");
+    let socket = dir.join("app.sock");
+    let meta = std::fs::symlink_metadata(&socket).expect("socket");
+    assert!(meta.file_type().is_socket());
+
+    // Static, PHP, static, a chunked upload to PHP, PHP: one kept-alive connection.
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", server.http_port)).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut buf = Vec::new();
+    let ask = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+    let (status, _, body) = keep_alive(&mut conn, &mut buf, &ask("/style.css"));
+    assert_eq!((status, body.as_slice()), (200, &b"body {}\n"[..]));
+    let (status, head, body) = keep_alive(&mut conn, &mut buf, &ask("/page"));
+    assert_eq!(status, 200, "{head}\n{}", server.server_log());
+    assert_eq!(body, b"php:GET::off");
+    let (status, _, body) = keep_alive(&mut conn, &mut buf, &ask("/style.css"));
+    assert_eq!((status, body.as_slice()), (200, &b"body {}\n"[..]));
+    let (status, head, body) = keep_alive(
+        &mut conn,
+        &mut buf,
+        &format!("POST /upload HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"),
+    );
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(body, b"php:POST:abcde:off");
+    let (status, _, body) = keep_alive(&mut conn, &mut buf, &ask("/again"));
+    assert_eq!((status, body.as_slice()), (200, &b"php:GET::off"[..]));
+    drop(conn);
+
+    // Another project's container: the first project's socket folder is not there.
+    let other = server.project(
+        "other",
+        &[
+            (".platform.app.yaml", "name: app\ntype: php:8.4\nweb:\n  locations:\n    '/':\n      root: web\n      passthru: /index.php\n"),
+            ("web/index.php", "<?php echo 'other';\n"),
+        ],
+    );
+    server.push_ok(&other, "other");
+    let attempt = format!(
+        "php -r '$s = @stream_socket_client(\"unix://{}\", $no, $why); echo $s ? \"connected\" : \"refused: $why\";'",
+        socket.display()
+    );
+    let o = server.ssh(&server.key, "main.other", &attempt);
+    let said = text(&o);
+    assert!(said.contains("refused"), "{said}");
+    assert!(!said.contains("connected"), "{said}");
+
+    // The app plants a link to a host socket in place of its own: never followed.
+    let (status, _, body) = get(server.http_port, "/plant.php");
+    assert_eq!((status, body.as_str()), (200, "planted"));
+    assert!(std::fs::symlink_metadata(&socket)
+        .expect("link")
+        .file_type()
+        .is_symlink());
+    let (status, _, body) = get(server.http_port, "/page");
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(
+        reached.load(Ordering::SeqCst),
+        0,
+        "the host socket was reached"
+    );
+
+    // A redeploy starts afresh and serves again.
+    app.write("web/style.css", "body { color: red }\n");
+    app.commit("again");
+    server.push_ok(&app, "demo");
+    let (status, _, body) = get(server.http_port, "/page");
+    assert_eq!((status, body.as_str()), (200, "php:GET::off"));
+    assert_eq!(reached.load(Ordering::SeqCst), 0);
+    stop.store(true, Ordering::Relaxed);
+    daemon.join().expect("daemon thread");
 }

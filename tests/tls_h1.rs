@@ -171,6 +171,23 @@ elif mode == "gets":
         c.s.sendall(get(path))
         status, _, _, body = c.response()
         print("%s %s" % (status, body.decode().strip()))
+elif mode == "posts":
+    # A POST whose body comes with its head, one whose body comes after it (another TLS
+    # record), then a GET, on one connection: "STATUS BODY" each.
+    c = connect()
+    for split in (False, True):
+        head = ("POST /form HTTP/1.1\r\nHost: %s\r\nContent-Length: 5\r\n\r\n" % host).encode()
+        if split:
+            c.s.sendall(head)
+            time.sleep(0.3)
+            c.s.sendall(b"hello")
+        else:
+            c.s.sendall(head + b"hello")
+        status, _, _, body = c.response()
+        print("%s %s" % (status, body.decode().strip()))
+    c.s.sendall(get("/last"))
+    status, _, _, body = c.response()
+    print("%s %s" % (status, body.decode().strip()))
 elif mode == "raw":
     c = connect()
     c.s.sendall(arg.encode().decode("unicode_escape").encode("latin-1"))
@@ -211,7 +228,7 @@ elif mode in ("load", "loadfresh"):
 /// A PHP app: its front controller says what PHP was told of the scheme.
 const PHP_CONFIG: &str = "name: hello\ntype: php:8.4\nweb:\n  locations:\n    '/':\n      root: web\n      passthru: /index.php\n      scripts: true\n";
 
-const PHP_INDEX: &str = "<?php\necho 'https=' . ($_SERVER['HTTPS'] ?? '') . ' scheme=' . $_SERVER['REQUEST_SCHEME'] . ' port=' . $_SERVER['SERVER_PORT'] . ' proto=' . ($_SERVER['HTTP_X_FORWARDED_PROTO'] ?? '') . ' uri=' . $_SERVER['REQUEST_URI'];\n";
+const PHP_INDEX: &str = "<?php\necho 'https=' . ($_SERVER['HTTPS'] ?? '') . ' scheme=' . $_SERVER['REQUEST_SCHEME'] . ' port=' . $_SERVER['SERVER_PORT'] . ' proto=' . ($_SERVER['HTTP_X_FORWARDED_PROTO'] ?? '') . ' uri=' . $_SERVER['REQUEST_URI'] . ' body=' . file_get_contents('php://input');\n";
 
 #[test]
 fn php_over_tls_is_told_https_on_a_kept_alive_connection_with_static_files() {
@@ -230,8 +247,8 @@ fn php_over_tls_is_told_https_on_a_kept_alive_connection_with_static_files() {
     assert!(o.status.success(), "push: {}", text(&o));
     let script = server.dir.path().join("h1_client.py");
     std::fs::write(&script, CLIENT).expect("client script");
-    // A static file (the router's own path), PHP (FastCGI, handed to hyper midway), then
-    // a static file again, on one TLS connection.
+    // A static file, PHP (FastCGI) and a static file again, all on the router's own path,
+    // on one TLS connection.
     let out = client(
         &script,
         https_port,
@@ -242,8 +259,19 @@ fn php_over_tls_is_told_https_on_a_kept_alive_connection_with_static_files() {
     assert_eq!(
         out,
         "HTTP/1.1 200 OK static over tls\n\
-         HTTP/1.1 200 OK https=on scheme=https port=443 proto=https uri=/a/b?c=1\n\
+         HTTP/1.1 200 OK https=on scheme=https port=443 proto=https uri=/a/b?c=1 body=\n\
          HTTP/1.1 200 OK static over tls\n",
+        "{}",
+        server.server_log()
+    );
+    // PHP with a body over TLS: the body that came with the head is served on the own
+    // path, one still to come on hyper's; the connection goes on.
+    let out = client(&script, https_port, &ca, "posts", "");
+    assert_eq!(
+        out,
+        "HTTP/1.1 200 OK https=on scheme=https port=443 proto=https uri=/form body=hello\n\
+         HTTP/1.1 200 OK https=on scheme=https port=443 proto=https uri=/form body=hello\n\
+         HTTP/1.1 200 OK https=on scheme=https port=443 proto=https uri=/last body=\n",
         "{}",
         server.server_log()
     );
@@ -254,7 +282,7 @@ fn php_over_tls_is_told_https_on_a_kept_alive_connection_with_static_files() {
         .arg(format!("http://127.0.0.1:{}/x", server.http_port)));
     assert_eq!(
         text(&plain),
-        "https= scheme=http port=80 proto=http uri=/x",
+        "https= scheme=http port=80 proto=http uri=/x body=",
         "plain HTTP"
     );
 }

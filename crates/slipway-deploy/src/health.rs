@@ -62,7 +62,20 @@ pub async fn wait_app(
             // listens on $PORT.
             return Ok(0);
         }
-        if let Some(socket) = &app.socket {
+        if let (true, Some(socket)) = (app.fastcgi, &app.socket) {
+            // PHP-FPM on its unix socket: it must answer FCGI_GET_VALUES there.
+            match slipway_router::probe_fastcgi_unix(socket, Duration::from_secs(2)).await {
+                Ok(()) => return Ok(0),
+                Err(e) if Instant::now() >= deadline => {
+                    let (name, secs, at) = (&app.name, timeout.as_secs(), crate::sockets::SOCKET);
+                    tracing::debug!(app = %name, error = %e, "last health probe");
+                    return Err(format!(
+                        "app {name}: PHP-FPM did not answer FastCGI on its unix socket {at} within {secs}s"
+                    ));
+                }
+                Err(_) => {}
+            }
+        } else if let Some(socket) = &app.socket {
             match slipway_router::probe_http_unix(socket, Duration::from_secs(2)).await {
                 Ok(status) => return Ok(status),
                 Err(e) if Instant::now() >= deadline => {
@@ -143,6 +156,11 @@ pub async fn run(
             &format!("health check {}", app.name),
             &if app.no_web_process {
                 "no web process (static files served by the router)".to_string()
+            } else if app.fastcgi && app.socket.is_some() {
+                format!(
+                    "PHP-FPM answering FastCGI on unix socket {}",
+                    crate::sockets::SOCKET
+                )
             } else if app.fastcgi {
                 format!("PHP-FPM answering FastCGI on port {}", app.port)
             } else if app.socket.is_some() {

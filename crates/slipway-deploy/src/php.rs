@@ -1,6 +1,9 @@
 //! PHP apps without a start command: PHP-FPM from the php stack runs in the app's
-//! container, listening on `127.0.0.1:$PORT` in the environment's network namespace, and
-//! the router speaks FastCGI to it.
+//! container, listening on the unix socket [`crate::sockets::SOCKET`] in the container's
+//! own `/run` (`DATA/run/CONTAINER` on the host, 0700, the project's user: no other
+//! container can reach it), and the router speaks FastCGI to it there. (Releases deployed
+//! before had PHP-FPM on `127.0.0.1:$PORT` in the environment's network namespace; their
+//! stored spec has no socket and they go on so.)
 //!
 //! The container's command writes the pool's configuration into its `/tmp` (a tmpfs) and
 //! starts `php-fpm` in the foreground: one pool, sized as Platform.sh sizes it from the
@@ -17,9 +20,9 @@ pub fn serves(app: &Application) -> bool {
     slipway_config::php::served_by_fpm(app)
 }
 
-/// The shell command that starts PHP-FPM for `app` on `port`, in a container of
+/// The shell command that starts PHP-FPM for `app` on its unix socket, in a container of
 /// `memory_bytes` of memory.
-pub fn start_command(app: &Application, port: u16, memory_bytes: u64) -> String {
+pub fn start_command(app: &Application, memory_bytes: u64) -> String {
     let memory_mb = memory_bytes / (1024 * 1024);
     let children = app.runtime.max_children(memory_mb);
     let spare = children.min(4);
@@ -50,8 +53,8 @@ log_limit = 8192
 daemonize = no
 
 [web]
-listen = 127.0.0.1:{port}
-listen.allowed_clients = 127.0.0.1
+listen = {socket}
+listen.mode = 0600
 listen.backlog = 511
 pm = dynamic
 pm.max_children = {children}
@@ -69,6 +72,7 @@ exit 1
 "#,
         disabled = disabled.join(" "),
         start = spare.min(2),
+        socket = crate::sockets::SOCKET,
     )
 }
 
@@ -145,8 +149,8 @@ mod tests {
             serde_json::json!({"enable": true, "bad": "a\"b"}),
         );
         app.variables.insert("php".into(), php);
-        let cmd = start_command(&app, 8123, 1024 * 1024 * 1024);
-        assert!(cmd.contains("listen = 127.0.0.1:8123"));
+        let cmd = start_command(&app, 1024 * 1024 * 1024);
+        assert!(cmd.contains("listen = /run/app.sock\nlisten.mode = 0600\n"));
         assert!(cmd.contains(&format!("pm.max_children = {}", (1024 - 70) / 45)));
         assert!(cmd.contains("case \" redis \""));
         assert!(cmd.contains("memory_limit = \"256M\""));

@@ -74,13 +74,16 @@ pub fn plan(
         }
         let container =
             environment::container_id(&target.project, &target.env, &app.name, release.number);
-        // `socket_family: unix`: $SOCKET instead of $PORT (PHP-FPM and apps without a web
-        // process have no socket_family of their own; the config keeps them on TCP).
-        let socket = (app.web.socket_family == slipway_config::SocketFamily::Unix
-            && !crate::php::serves(app)
-            && !slipway_config::php::no_web_process(app))
+        // `socket_family: unix`: $SOCKET instead of $PORT (apps without a web process have
+        // no socket_family of their own; the config keeps them on TCP). PHP-FPM always
+        // listens on the socket (the app's environment is left as it was: PHP-FPM, not
+        // the app, listens there).
+        let fpm = crate::php::serves(app);
+        let socket = (fpm
+            || (app.web.socket_family == slipway_config::SocketFamily::Unix
+                && !slipway_config::php::no_web_process(app)))
         .then(|| crate::sockets::host_socket(&platform.data().app_sockets(), &container));
-        if socket.is_some() {
+        if socket.is_some() && !fpm {
             env.remove("PORT");
             env.insert("SOCKET".into(), crate::sockets::SOCKET.into());
         }
@@ -92,7 +95,7 @@ pub fn plan(
             port,
             start: if crate::php::serves(app) {
                 let limits = crate::isolation::app_limits(app.size, app.resources);
-                crate::php::start_command(app, port, limits.memory_bytes)
+                crate::php::start_command(app, limits.memory_bytes)
             } else if slipway_config::php::no_web_process(app) {
                 "exec sleep infinity".to_string()
             } else {

@@ -1,4 +1,5 @@
-//! Unix sockets of apps with `web.upstream.socket_family: unix` (spec section 4).
+//! Unix sockets of apps with `web.upstream.socket_family: unix` (spec section 4), and of
+//! PHP-FPM ([`crate::php`], always on a socket; the app's `$PORT` is left as it was).
 //!
 //! Such an app listens on `$SOCKET` = [`SOCKET`] (`/run/app.sock`, as on Platform.sh) instead
 //! of `$PORT`. The container's `/run` is a folder of its own on the host,

@@ -1,7 +1,8 @@
 //! The router alone, for bench/router.sh: every path of one host to one upstream on the
 //! host's loopback, served with the same code and runtime kind as `slipway serve`.
 //!
-//! Usage: `router_bench LISTEN_ADDR HOST UPSTREAM_PORT [STATIC_DIR]`;
+//! Usage: `router_bench LISTEN_ADDR HOST UPSTREAM_PORT [STATIC_DIR]` (UPSTREAM_PORT may be
+//! the absolute path of a unix socket instead);
 //! `SLIPWAY_ROUTER_WORKERS=N` sets the number of worker threads (default: as `slipway
 //! serve`, one per two CPUs). With `STATIC_DIR` (for bench/static.sh), the app has one
 //! location `/` whose root is that folder, `passthru: false`: the router serves its files.
@@ -30,9 +31,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let Ok(port) = port.parse::<u16>() else {
-        eprintln!("UPSTREAM_PORT: not a port: {port}");
-        return ExitCode::from(2);
+    // A path: the upstream's unix socket (PHP-FPM on a socket, as `slipway serve` runs it).
+    let (port, socket) = if port.starts_with('/') {
+        (0, Some(std::path::PathBuf::from(port)))
+    } else {
+        match port.parse::<u16>() {
+            Ok(port) => (port, None),
+            Err(_) => {
+                eprintln!("UPSTREAM_PORT: not a port nor a socket path: {port}");
+                return ExitCode::from(2);
+            }
+        }
     };
     // Like `slipway serve`: connections are accepted on a multi-threaded runtime; `serve`
     // starts the router's own worker threads.
@@ -60,7 +69,7 @@ fn main() -> ExitCode {
             release: "bench".into(),
             netns: None,
             port,
-            socket: None,
+            socket,
         };
         let mut routes = EnvRoutes::single(vec![host.clone()], upstream);
         if let Some(dir) = static_dir {

@@ -34,6 +34,7 @@ use crate::body::{full, BoxError, ProxyBody};
 use crate::headers::X_REQUEST_ID;
 use crate::release::InFlightGuard;
 use crate::routes::Upstream;
+use crate::upstream_stream::UpstreamStream;
 
 /// FastCGI record types used here.
 const BEGIN_REQUEST: u8 = 1;
@@ -147,27 +148,46 @@ pub(crate) fn put_param(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(value);
 }
 
-/// The CGI parameters of `req` running `call`.
-fn params(
-    req: &hyper::http::request::Parts,
+/// The request line of a request for a script, as the CGI parameters give it.
+pub(crate) struct CgiRequest<'a> {
+    /// `REQUEST_METHOD`.
+    pub(crate) method: &'a str,
+    /// `REQUEST_URI`: the path and query as the client sent them.
+    pub(crate) request_uri: &'a str,
+    /// `QUERY_STRING` (empty without a query).
+    pub(crate) query: &'a str,
+    /// `SERVER_PROTOCOL` (`HTTP/1.1`).
+    pub(crate) protocol: &'a str,
+}
+
+/// The CGI parameters of `req` running `call`. `fields`: the request fields the app gets
+/// (hop-by-hop ones removed, the router's `X-Forwarded-*` and `X-Request-Id` in), as
+/// (name, value); both of the router's HTTP/1.1 paths give the same ones.
+fn params<'f, F>(
+    req: &CgiRequest<'_>,
+    fields: F,
     call: &ScriptCall,
     remote_addr: &str,
     host: &str,
     server_port: u16,
-) -> Vec<u8> {
+) -> Vec<u8>
+where
+    F: Iterator<Item = (&'f [u8], &'f [u8])> + Clone,
+{
     let mut p = Vec::with_capacity(2048);
     let mut put = |n: &str, v: &[u8]| put_param(&mut p, n.as_bytes(), v);
-    let uri = &req.uri;
-    let request_uri = uri
-        .path_and_query()
-        .map(|pq| pq.as_str())
-        .unwrap_or_else(|| uri.path());
+    let field = |name: &str| {
+        fields
+            .clone()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    };
     put("GATEWAY_INTERFACE", b"CGI/1.1");
     put("SERVER_SOFTWARE", b"slipway");
-    put("SERVER_PROTOCOL", format!("{:?}", req.version).as_bytes());
-    put("REQUEST_METHOD", req.method.as_str().as_bytes());
-    put("REQUEST_URI", request_uri.as_bytes());
-    put("QUERY_STRING", uri.query().unwrap_or("").as_bytes());
+    put("SERVER_PROTOCOL", req.protocol.as_bytes());
+    put("REQUEST_METHOD", req.method.as_bytes());
+    put("REQUEST_URI", req.request_uri.as_bytes());
+    put("QUERY_STRING", req.query.as_bytes());
     put("SCRIPT_NAME", call.script_name.as_bytes());
     put(
         "PHP_SELF",
@@ -183,43 +203,116 @@ fn params(
     put("SERVER_NAME", host.as_bytes());
     put("SERVER_PORT", server_port.to_string().as_bytes());
     // `X-Forwarded-Proto` was set by the router from the client's connection (a client's
-    // own value never survives `add_forwarded`).
-    let https = req
-        .headers
-        .get("x-forwarded-proto")
-        .is_some_and(|v| v.as_bytes() == b"https");
+    // own value never reaches the app).
+    let https = field("x-forwarded-proto").is_some_and(|v| v == b"https");
     put("REQUEST_SCHEME", if https { b"https" } else { b"http" });
     if https {
         put("HTTPS", b"on");
     }
     put("REDIRECT_STATUS", b"200");
-    if let Some(v) = req.headers.get(header::CONTENT_TYPE) {
-        put("CONTENT_TYPE", v.as_bytes());
+    if let Some(v) = field("content-type") {
+        put("CONTENT_TYPE", v);
     }
-    if let Some(v) = req.headers.get(header::CONTENT_LENGTH) {
-        put("CONTENT_LENGTH", v.as_bytes());
+    if let Some(v) = field("content-length") {
+        put("CONTENT_LENGTH", v);
     }
-    for (name, value) in &req.headers {
-        if name == header::CONTENT_TYPE || name == header::CONTENT_LENGTH {
-            continue;
-        }
+    let mut var = String::with_capacity(64);
+    for (name, value) in fields {
+        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
         // `Proxy` would become HTTP_PROXY (httpoxy): never passed on.
-        if name.as_str() == "proxy" {
+        if is("content-type") || is("content-length") || is("proxy") {
             continue;
         }
-        let var = format!(
-            "HTTP_{}",
-            name.as_str().to_ascii_uppercase().replace('-', "_")
-        );
-        put(&var, value.as_bytes());
+        var.clear();
+        var.push_str("HTTP_");
+        var.extend(name.iter().map(|&c| match c {
+            b'-' => '_',
+            c => c.to_ascii_uppercase() as char,
+        }));
+        put(&var, value);
     }
     p
+}
+
+/// The parameters of a request's FastCGI head, in records: `FCGI_BEGIN_REQUEST` (role
+/// responder, flags 0: PHP-FPM closes the connection after the answer), `FCGI_PARAMS`
+/// with `params` and the end of the params.
+pub(crate) fn request_head(params: &[u8]) -> Vec<u8> {
+    let mut head = Vec::with_capacity(params.len() + 64);
+    put_records(&mut head, BEGIN_REQUEST, &[0, 1, 0, 0, 0, 0, 0, 0]);
+    if !params.is_empty() {
+        put_records(&mut head, PARAMS, params);
+    }
+    put_records(&mut head, PARAMS, &[]);
+    head
+}
+
+/// A piece of a request's body (`FCGI_STDIN`; nothing for no data), appended to `out`.
+pub(crate) fn put_stdin(out: &mut Vec<u8>, data: &[u8]) {
+    if !data.is_empty() {
+        put_records(out, STDIN, data);
+    }
+}
+
+/// The end of a request's body (an empty `FCGI_STDIN`), appended to `out`.
+pub(crate) fn put_body_end(out: &mut Vec<u8>) {
+    put_records(out, STDIN, &[]);
+}
+
+/// `SERVER_NAME` and `SERVER_PORT` of a request for `host` (its `Host` value) on a
+/// connection that is TLS or not (the port the scheme implies when the host names none).
+pub(crate) fn server_name_port(host: &str, tls: bool) -> (&str, u16) {
+    let default_port = if tls { 443 } else { 80 };
+    match host.rsplit_once(':') {
+        Some((n, p)) if !n.ends_with(']') || p.parse::<u16>().is_ok() => {
+            (n, p.parse().unwrap_or(default_port))
+        }
+        _ => (host, default_port),
+    }
+}
+
+/// The CGI parameters of a request for `call` whose head for the app (the request line
+/// and the fields the app gets) is `head`: on the router's own path. `None` if `head`
+/// does not parse whole (it was written by the router from a parsed request).
+pub(crate) fn params_of_head(
+    head: &[u8],
+    call: &ScriptCall,
+    remote_addr: &str,
+    host: &str,
+    server_port: u16,
+) -> Option<Vec<u8>> {
+    let mut fields = [httparse::EMPTY_HEADER; 96];
+    let mut req = httparse::Request::new(&mut fields);
+    let Ok(httparse::Status::Complete(_)) = req.parse(head) else {
+        return None;
+    };
+    let target = req.path?;
+    let cgi = CgiRequest {
+        method: req.method?,
+        request_uri: target,
+        query: target.split_once('?').map_or("", |(_, q)| q),
+        protocol: "HTTP/1.1",
+    };
+    let fields = req.headers.iter().map(|f| (f.name.as_bytes(), f.value));
+    Some(params(&cgi, fields, call, remote_addr, host, server_port))
+}
+
+/// The router's answer when PHP-FPM could not be reached or gave no valid head.
+pub(crate) fn bad_gateway(request_id: &HeaderValue) -> Response<ProxyBody> {
+    let mut resp = Response::new(full("502 Bad Gateway: the app (PHP-FPM) did not answer.\n"));
+    *resp.status_mut() = StatusCode::BAD_GATEWAY;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
+    resp
 }
 
 /// Why a FastCGI exchange failed before any response head was sent (a 502).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum FastCgiError {
-    /// No TCP connection to PHP-FPM.
+    /// No connection to PHP-FPM.
     #[error("connect: {0}")]
     Connect(std::io::Error),
     /// Connecting took longer than [`CONNECT_TIMEOUT`].
@@ -287,6 +380,15 @@ fn head_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
+/// Connect to the app's PHP-FPM: its unix socket or `127.0.0.1:PORT` in its network
+/// namespace (as any upstream, [`crate::upstream_stream::dial`]).
+pub(crate) async fn connect(upstream: &Upstream) -> Result<UpstreamStream, FastCgiError> {
+    tokio::time::timeout(CONNECT_TIMEOUT, crate::upstream_stream::dial(upstream))
+        .await
+        .map_err(|_| FastCgiError::ConnectTimeout)?
+        .map_err(FastCgiError::Connect)
+}
+
 /// Run `call` for `req` on the app `upstream` and answer with what it prints.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn respond(
@@ -314,15 +416,7 @@ pub(crate) async fn respond(
         }
         Err(e) => {
             tracing::warn!(upstream = %upstream.release, script = %call.script_filename, "FastCGI request failed: {e}");
-            let mut resp =
-                Response::new(full("502 Bad Gateway: the app (PHP-FPM) did not answer.\n"));
-            *resp.status_mut() = StatusCode::BAD_GATEWAY;
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
-            resp
+            bad_gateway(request_id)
         }
     }
 }
@@ -357,22 +451,31 @@ async fn exchange(
     } else {
         RequestBody::Streamed(body)
     };
-    let stream = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        crate::netns::connect(upstream.netns.as_deref(), upstream.port),
-    )
-    .await
-    .map_err(|_| FastCgiError::ConnectTimeout)?
-    .map_err(FastCgiError::Connect)?;
-    let _ = stream.set_nodelay(true);
-    let mut head = Vec::with_capacity(4096);
-    // Role responder (1), flags 0: PHP-FPM closes the connection after the answer.
-    put_records(&mut head, BEGIN_REQUEST, &[0, 1, 0, 0, 0, 0, 0, 0]);
-    let p = params(&parts, call, remote_addr, host, server_port);
-    if !p.is_empty() {
-        put_records(&mut head, PARAMS, &p);
-    }
-    put_records(&mut head, PARAMS, &[]);
+    let stream = connect(upstream).await?;
+    let uri = &parts.uri;
+    let cgi = CgiRequest {
+        method: parts.method.as_str(),
+        request_uri: uri
+            .path_and_query()
+            .map(|pq| pq.as_str())
+            .unwrap_or_else(|| uri.path()),
+        query: uri.query().unwrap_or(""),
+        protocol: &format!("{:?}", parts.version),
+    };
+    let fields: Vec<(&[u8], &[u8])> = parts
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
+        .collect();
+    let p = params(
+        &cgi,
+        fields.iter().copied(),
+        call,
+        remote_addr,
+        host,
+        server_port,
+    );
+    let mut head = request_head(&p);
     let (mut rd, writer): (Box<dyn AsyncRead + Send + Unpin>, Option<JoinHandle<_>>) =
         if body.is_empty() {
             // No body (a GET): the whole request in one write, as nginx sends it, and no
@@ -382,7 +485,7 @@ async fn exchange(
             stream.write_all(&head).await?;
             (Box::new(stream), None)
         } else {
-            let (rd, mut wr) = stream.into_split();
+            let (rd, mut wr) = tokio::io::split(stream);
             // The body is written while the answer is read: a script may answer before
             // it has read everything.
             let writer = tokio::spawn(async move {
@@ -410,40 +513,18 @@ async fn exchange(
     };
 
     let mut buf = BytesMut::with_capacity(16 * 1024);
-    let mut stdout = BytesMut::new();
-    let mut ended = false;
-    // Read until the CGI head is complete.
-    let split = loop {
-        if let Some(end) = head_end(&stdout) {
-            break end;
-        }
-        if ended {
+    let AnswerHead {
+        status,
+        headers,
+        body_start,
+        ended,
+    } = match read_answer_head(&mut rd, &mut buf).await {
+        Ok(head) => head,
+        Err(e) => {
             abort(&writer);
-            return Err(FastCgiError::NoHead);
-        }
-        if stdout.len() > MAX_HEAD {
-            abort(&writer);
-            return Err(FastCgiError::BadHead("longer than 64 KiB".into()));
-        }
-        match next_output(&mut rd, &mut buf).await? {
-            Output::Stdout(data) => stdout.extend_from_slice(&data),
-            Output::End => ended = true,
+            return Err(e);
         }
     };
-    let mut body_start = stdout.split_off(split);
-    let (status, headers) = parse_head(&stdout).map_err(|e| {
-        abort(&writer);
-        FastCgiError::BadHead(e)
-    })?;
-    // What came with the head: a short answer (PHP-FPM writes its output and the end of
-    // the request at once) is complete already.
-    while !ended {
-        match buffered_output(&mut buf) {
-            Some(Output::Stdout(data)) => body_start.extend_from_slice(&data),
-            Some(Output::End) => ended = true,
-            None => break,
-        }
-    }
     if ended {
         // Answered whole, with its length and in one write, without a task to read on.
         // The app's part is done: the request is no longer in flight on its release.
@@ -490,6 +571,59 @@ async fn exchange(
     Ok(resp)
 }
 
+/// The CGI head of an answer and what came with it.
+pub(crate) struct AnswerHead {
+    /// The status (`Status:`, else 302 with a `Location`, else 200).
+    pub(crate) status: StatusCode,
+    /// The app's header fields, in order.
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    /// The body bytes read with the head.
+    pub(crate) body_start: BytesMut,
+    /// Whether the answer ended with them (`FCGI_END_REQUEST` came already): a short
+    /// answer, PHP-FPM writes its output and the end of the request at once.
+    pub(crate) ended: bool,
+}
+
+/// Read the answer from PHP-FPM on `rd` until its CGI head is complete, and take what
+/// came with it; `buf` keeps the records read beyond.
+pub(crate) async fn read_answer_head<R: AsyncRead + Unpin + ?Sized>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+) -> Result<AnswerHead, FastCgiError> {
+    let mut stdout = BytesMut::new();
+    let mut ended = false;
+    let split = loop {
+        if let Some(end) = head_end(&stdout) {
+            break end;
+        }
+        if ended {
+            return Err(FastCgiError::NoHead);
+        }
+        if stdout.len() > MAX_HEAD {
+            return Err(FastCgiError::BadHead("longer than 64 KiB".into()));
+        }
+        match next_output(rd, buf).await? {
+            Output::Stdout(data) => stdout.extend_from_slice(&data),
+            Output::End => ended = true,
+        }
+    };
+    let mut body_start = stdout.split_off(split);
+    let (status, headers) = parse_head(&stdout).map_err(FastCgiError::BadHead)?;
+    while !ended {
+        match buffered_output(buf) {
+            Some(Output::Stdout(data)) => body_start.extend_from_slice(&data),
+            Some(Output::End) => ended = true,
+            None => break,
+        }
+    }
+    Ok(AnswerHead {
+        status,
+        headers,
+        body_start,
+        ended,
+    })
+}
+
 /// A request body on its way to PHP-FPM.
 enum RequestBody {
     /// Sent as it comes (its length is known).
@@ -527,13 +661,15 @@ impl RequestBody {
 }
 
 /// What the app sent next.
-enum Output {
+pub(crate) enum Output {
+    /// A piece of the answer's body.
     Stdout(Bytes),
+    /// The end of the request (`FCGI_END_REQUEST`, or the connection closed).
     End,
 }
 
 /// The next `FCGI_STDOUT` data (or the end of the request); `FCGI_STDERR` is logged.
-async fn next_output<R: AsyncRead + Unpin + ?Sized>(
+pub(crate) async fn next_output<R: AsyncRead + Unpin + ?Sized>(
     rd: &mut R,
     buf: &mut BytesMut,
 ) -> Result<Output, FastCgiError> {
@@ -549,7 +685,7 @@ async fn next_output<R: AsyncRead + Unpin + ?Sized>(
 
 /// The next `FCGI_STDOUT` data or end of the request among the records already read into
 /// `buf`, if there is one; `FCGI_STDERR` is logged.
-fn buffered_output(buf: &mut BytesMut) -> Option<Output> {
+pub(crate) fn buffered_output(buf: &mut BytesMut) -> Option<Output> {
     while let Some(rec) = parse_record(buf) {
         match rec.kind {
             STDOUT if !rec.content.is_empty() => return Some(Output::Stdout(rec.content)),

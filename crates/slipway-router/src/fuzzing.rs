@@ -38,12 +38,16 @@ mod tests {
     /// Sample heads, each also cut at every length: none may make the checks fail.
     #[test]
     fn sample_heads_and_their_prefixes_pass_the_checks() {
-        let requests: [&[u8]; 8] = [
+        let requests: [&[u8]; 12] = [
             b"GET /a?b=1 HTTP/1.1\r\nHost: h\r\nAccept: */*\r\nX-Request-Id: r-1\r\n\r\n",
             b"HEAD / HTTP/1.1\r\nhost: h\r\nConnection: close, keep-alive\r\nTE: trailers\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: h\r\nHost: i\r\n\r\n",
             b"GET / HTTP/1.1\nHost: h\n\n",
             b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nx",
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 007\r\nContent-Type: a/b\r\n\r\nx",
+            b"PUT / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+            b"DELETE /x HTTP/1.1\r\nHost: h\r\nContent-Length: 1x\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: h\r\nConnection: x-request-id\r\nX-Forwarded-For: a\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-Host: s\r\nX-Forwarded-Proto: https\r\nCookie: a\r\n\r\nGET",
             b"GET http://h/ HTTP/1.1\r\nHost: h\r\n\r\n",

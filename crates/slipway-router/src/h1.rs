@@ -1,11 +1,16 @@
 //! The router's own HTTP/1.1 serving of the common request: a `GET` or `HEAD` without a
-//! body. Its head is parsed in place and written on to the app as bytes, and the app's
+//! body (and any request for a PHP script with at most a `Content-Length` body). Its head is parsed in place and written on to the app as bytes, and the app's
 //! answer head is written back as bytes, hop-by-hop fields filtered out. hyper would parse
 //! each head into a `HeaderMap` and write it out again, on both sides; that was a good
-//! part of the router's own CPU time per request.
+//! part of the router's own CPU time per request. Such a request may be for an app's
+//! upstream, a static file of its locations, or a PHP script (FastCGI to PHP-FPM,
+//! [`crate::fastcgi_h1`]).
 //!
+//! A request with a `Content-Length` body, or of another method, is parsed here too but
+//! served here only when it is for a PHP script (its body streamed to PHP-FPM).
 //! Anything else hands the connection to hyper for the rest of its life, with the bytes
-//! already read in front ([`Served::Handover`]): a request with a body, `Expect`,
+//! already read in front ([`Served::Handover`]): any other request with a body or
+//! another method, a chunked body, `Expect`,
 //! `Upgrade` (WebSocket, h2c), `Connection` options other than `close` and `keep-alive`,
 //! HTTP/1.0, an absolute-form target, several `Cookie` or `X-Forwarded-For` fields, more
 //! than [`MAX_FIELDS`] fields, a head over [`MAX_HEAD`] bytes, or anything malformed
@@ -36,6 +41,7 @@ use tokio::net::tcp::ReadHalf;
 
 use crate::body::ProxyBody;
 use crate::client_stream::ClientStream;
+use crate::fastcgi_h1::{RequestBody, ScriptRequest};
 use crate::files::{StaticAnswer, StaticBody, FILE_CHUNK};
 use crate::headers::{
     is_hop_by_hop_name, new_request_id, put_field, put_status_line, sane_request_id,
@@ -58,7 +64,7 @@ const MAX_HEAD: usize = 16 * 1024;
 /// Most fields in a request head served here.
 const MAX_FIELDS: usize = 64;
 /// Answer bytes gathered before they are written (beyond it, body data is written as is).
-const WRITE_BATCH: usize = 64 * 1024;
+pub(crate) const WRITE_BATCH: usize = 64 * 1024;
 
 /// How serving a client connection here ended.
 pub(crate) enum Served {
@@ -140,9 +146,29 @@ pub(crate) async fn serve<S: ClientStream, E: Future<Output = End>>(
             }
             return Served::Handover(buf.freeze());
         }
+        // A body: what of it came with the head, and the client's read half to read the
+        // rest from (then it cannot be watched for the client going away meanwhile).
+        let in_buf = request
+            .body
+            .map_or(0, |len| len.min((buf.len() - request.len) as u64) as usize);
+        // Over TLS the read half is the socket's (ciphertext, for watching only): a body
+        // still to come is read on hyper's path.
+        if client.tls && request.body.is_some_and(|len| len > in_buf as u64) {
+            if last_call.is_some() {
+                return Served::Closed;
+            }
+            return Served::Handover(buf.freeze());
+        }
         let open = OpenRequest::new(activity);
         let (mut reader, mut writer) = stream.answer_halves();
         let started = std::time::Instant::now();
+        let only_script = request.only_script();
+        let mut watch = Some(&mut reader);
+        let body_reader = if request.body.is_some() {
+            watch.take()
+        } else {
+            None
+        };
         let answer = async {
             match pick(
                 router,
@@ -153,12 +179,17 @@ pub(crate) async fn serve<S: ClientStream, E: Future<Output = End>>(
             )
             .await
             {
+                // Anything but a script, for a request with a body or another method:
+                // hyper's (nothing was written or read of the body yet).
+                Picked::Live(..) | Picked::Answer(..) if only_script => {
+                    Err(io::Error::from(HAND_TO_HYPER))
+                }
                 Picked::Live(guard, pool) => {
                     let exchange = Exchange {
                         router,
                         pool,
                         guard,
-                        method: request.method,
+                        method: request.method.clone(),
                         request_id: &request.id,
                         close: request.close,
                         started,
@@ -170,7 +201,7 @@ pub(crate) async fn serve<S: ClientStream, E: Future<Output = End>>(
                     let ask = Ask {
                         path: text(&request.path),
                         query: request.query.as_ref().map(text),
-                        readable: true,
+                        readable: request.method == Method::GET || request.method == Method::HEAD,
                         head: request.method == Method::HEAD,
                         if_none_match: field(&request.conditions.if_none_match),
                         if_modified_since: field(&request.conditions.if_modified_since),
@@ -179,21 +210,44 @@ pub(crate) async fn serve<S: ClientStream, E: Future<Output = End>>(
                         accept_encoding: field(&request.conditions.accept_encoding),
                     };
                     match site.resolve(&ask) {
+                        Resolved::Script(call) => {
+                            let body = match (request.body, body_reader) {
+                                (Some(len), Some(reader)) => Some(RequestBody {
+                                    first: &buf[request.len..request.len + in_buf],
+                                    rest: len - in_buf as u64,
+                                    reader,
+                                }),
+                                _ => None,
+                            };
+                            ScriptRequest {
+                                upstream: pool.upstream(),
+                                head: &upstream_head,
+                                call,
+                                client,
+                                host,
+                                request_id: &request.id,
+                                head_only: request.method == Method::HEAD,
+                                close: request.close,
+                                guard,
+                                started,
+                                body,
+                            }
+                            .run(&mut writer, &mut out)
+                            .await
+                        }
+                        _ if only_script => Err(io::Error::from(HAND_TO_HYPER)),
                         Resolved::Forward => {
                             let exchange = Exchange {
                                 router,
                                 pool,
                                 guard,
-                                method: request.method,
+                                method: request.method.clone(),
                                 request_id: &request.id,
                                 close: request.close,
                                 started,
                             };
                             exchange.run(&upstream_head, &mut writer, &mut out).await
                         }
-                        // A PHP script (FastCGI) is hyper's path: the request, still in
-                        // the buffer, is handed over with the connection.
-                        Resolved::Script(_) => Err(io::Error::from(HAND_TO_HYPER)),
                         Resolved::Answer(answer) => {
                             guard
                                 .stats()
@@ -221,20 +275,24 @@ pub(crate) async fn serve<S: ClientStream, E: Future<Output = End>>(
             }
         };
         // A client that goes away ends its request (and frees its place on the release)
-        // at once, wherever the request is: held, waiting for the app, or in its body.
+        // at once, wherever the request is: held, or waiting for the app. (One sending a
+        // body is seen going away as the body is read.)
         let answered = tokio::select! {
             biased;
             answered = answer => answered,
-            () = client_gone(&mut reader) => Err(io::ErrorKind::ConnectionAborted.into()),
+            () = client_gone(watch) => Err(io::ErrorKind::ConnectionAborted.into()),
         };
         drop((reader, writer));
         drop(open);
         match answered {
             Ok(()) => {}
-            Err(e) if e.kind() == HAND_TO_HYPER => return Served::Handover(buf.freeze()),
+            // After a stop, `end` is spent: hyper's path could not watch it.
+            Err(e) if e.kind() == HAND_TO_HYPER && last_call.is_none() => {
+                return Served::Handover(buf.freeze())
+            }
             Err(_) => return Served::Closed,
         }
-        buf.advance(request.len);
+        buf.advance(request.len + in_buf);
         if request.close {
             let _ = stream.shutdown().await;
             return Served::Closed;
@@ -242,7 +300,8 @@ pub(crate) async fn serve<S: ClientStream, E: Future<Output = End>>(
     }
 }
 
-/// The error kind of an answer that is hyper's to give (nothing was written yet).
+/// The error kind of an answer that is hyper's to give (nothing was written, nothing of
+/// a body read).
 const HAND_TO_HYPER: io::ErrorKind = io::ErrorKind::Unsupported;
 
 /// A request head served here.
@@ -260,6 +319,17 @@ struct Request {
     close: bool,
     /// Where the fields that static files answer to are in the buffer.
     conditions: Conditions,
+    /// The body's length, if the request has a `Content-Length`.
+    body: Option<u64>,
+}
+
+impl Request {
+    /// Whether only a PHP script is served here: a request with a body or of a method
+    /// other than GET and HEAD goes to hyper's path for anything else (an app's
+    /// upstream, a file, the router's own answers).
+    fn only_script(&self) -> bool {
+        self.body.is_some() || !(self.method == Method::GET || self.method == Method::HEAD)
+    }
 }
 
 /// The places of the request fields a static file's answer depends on.
@@ -337,7 +407,11 @@ fn parse_request(buf: &[u8], client: &Client, upstream: &mut Vec<u8>) -> Parsed 
     let method = match req.method {
         Some("GET") => Method::GET,
         Some("HEAD") => Method::HEAD,
-        _ => return Parsed::Other,
+        Some(other) => match Method::from_bytes(other.as_bytes()) {
+            Ok(method) if method != Method::CONNECT => method,
+            _ => return Parsed::Other,
+        },
+        None => return Parsed::Other,
     };
     let (Some(1), Some(target)) = (req.version, req.path) else {
         return Parsed::Other;
@@ -365,6 +439,7 @@ fn parse_request(buf: &[u8], client: &Client, upstream: &mut Vec<u8>) -> Parsed 
     let mut cookies = 0;
     let mut close = false;
     let mut conditions = Conditions::default();
+    let mut body: Option<u64> = None;
     let at_bytes = |s: &[u8]| {
         let start = s.as_ptr() as usize - buf.as_ptr() as usize;
         start..start + s.len()
@@ -374,7 +449,17 @@ fn parse_request(buf: &[u8], client: &Client, upstream: &mut Vec<u8>) -> Parsed 
         let is = |n: &str| name.eq_ignore_ascii_case(n);
         if is("host") {
             host = Some(field.value);
-        } else if is("content-length") || is("transfer-encoding") || is("expect") || is("upgrade") {
+        } else if is("content-length") {
+            // One length of plain digits (a PHP script's body); anything else is hyper's.
+            let value = field.value;
+            if body.is_some() || value.is_empty() || value.len() > 18 {
+                return Parsed::Other;
+            }
+            if !value.iter().all(u8::is_ascii_digit) {
+                return Parsed::Other;
+            }
+            body = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+        } else if is("transfer-encoding") || is("expect") || is("upgrade") {
             return Parsed::Other;
         } else if is("connection") {
             for token in std::str::from_utf8(field.value)
@@ -441,6 +526,7 @@ fn parse_request(buf: &[u8], client: &Client, upstream: &mut Vec<u8>) -> Parsed 
         id,
         close,
         conditions,
+        body,
     })
 }
 
@@ -622,7 +708,7 @@ async fn send_body<W: AsyncWrite + Unpin>(
 }
 
 /// Write one of the router's own pages (whole, with its length and the date).
-async fn write_page<W: AsyncWrite + Unpin>(
+pub(crate) async fn write_page<W: AsyncWrite + Unpin>(
     stream: &mut W,
     page: Response<ProxyBody>,
     close: bool,
@@ -734,8 +820,12 @@ async fn copy_file<W: AsyncWrite + Unpin>(
 }
 
 /// Resolves when the client closed its side or the connection broke. Bytes sent ahead (a
-/// pipelined request) are left for later, and then this never resolves.
-async fn client_gone(reader: &mut ReadHalf<'_>) {
+/// pipelined request) are left for later, and then this never resolves; nor does it
+/// without a reader to watch.
+async fn client_gone(reader: Option<&mut ReadHalf<'_>>) {
+    let Some(reader) = reader else {
+        return std::future::pending().await;
+    };
     let mut probe = [0u8; 1];
     match reader.peek(&mut probe).await {
         Ok(0) | Err(_) => {}
@@ -744,7 +834,7 @@ async fn client_gone(reader: &mut ReadHalf<'_>) {
 }
 
 /// Append a `date` field with the current time (formatted once a second per thread).
-fn put_date(out: &mut Vec<u8>) {
+pub(crate) fn put_date(out: &mut Vec<u8>) {
     thread_local! {
         static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
     }
@@ -802,6 +892,25 @@ pub(crate) fn check_request_head(data: &[u8]) {
             };
             assert_eq!(request.len, len);
             assert!(!has_bare_lf(&data[..len]));
+            // A body only with one plain length, and never a chunked one.
+            let named = |name: &str| {
+                theirs
+                    .headers
+                    .iter()
+                    .filter(|f| f.name.eq_ignore_ascii_case(name))
+                    .map(|f| f.value)
+                    .collect::<Vec<_>>()
+            };
+            assert!(named("transfer-encoding").is_empty(), "chunked: {data:?}");
+            match (request.body, named("content-length").as_slice()) {
+                (None, []) => {}
+                (Some(n), [value]) => assert_eq!(
+                    std::str::from_utf8(value).ok().map(str::parse::<u64>),
+                    Some(Ok(n)),
+                    "{data:?}"
+                ),
+                (body, lengths) => panic!("body {body:?} with lengths {lengths:?}: {data:?}"),
+            }
             assert_eq!(theirs.method, Some(request.method.as_str()));
             assert_eq!(theirs.version, Some(1));
             let target = theirs.path.unwrap_or_default();
@@ -937,8 +1046,13 @@ mod tests {
     #[test]
     fn everything_else_is_hypers() {
         for head in [
-            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nx",
-            "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +1\r\n\r\nx",
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1,1\r\n\r\nx",
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: \r\n\r\nx",
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n",
+            "CONNECT h:443 HTTP/1.1\r\nHost: h\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
@@ -968,6 +1082,44 @@ mod tests {
     }
 
     #[test]
+    fn a_length_or_another_method_is_parsed_here_but_served_here_only_for_a_script() {
+        for (head, method, body) in [
+            (
+                "POST /f HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\nhello world",
+                Method::POST,
+                Some(11),
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+                Method::GET,
+                Some(0),
+            ),
+            (
+                "DELETE /x HTTP/1.1\r\nHost: h\r\n\r\n",
+                Method::DELETE,
+                None,
+            ),
+            (
+                "PURGE /x HTTP/1.1\r\nHost: h\r\n\r\n",
+                Method::from_bytes(b"PURGE").unwrap(),
+                None,
+            ),
+        ] {
+            let (parsed, up) = parse(head);
+            let Parsed::Simple(r) = parsed else {
+                panic!("not parsed here: {head:?}")
+            };
+            assert_eq!((&r.method, r.body), (&method, body), "{head:?}");
+            assert!(r.only_script());
+            // The length goes on to the app (PHP's CONTENT_LENGTH).
+            assert_eq!(up.contains("Content-Length"), body.is_some(), "{up}");
+            assert!(!head[..r.len].contains("hello"));
+        }
+        let (parsed, _) = parse("GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert!(matches!(parsed, Parsed::Simple(r) if !r.only_script()));
+    }
+
+    #[test]
     fn two_hosts_and_bare_line_feeds_are_refused_whatever_the_request() {
         for (head, why) in [
             ("GET / HTTP/1.1\r\nHost: h\r\nHost: i\r\n\r\n", TWO_HOSTS),
@@ -989,7 +1141,7 @@ mod tests {
         // A bare LF in a body is the body's business.
         assert!(matches!(
             parse("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n\n\n").0,
-            Parsed::Other
+            Parsed::Simple(r) if r.body == Some(2)
         ));
         assert!(!has_bare_lf(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"));
     }

@@ -38,6 +38,7 @@ mod client_stream;
 mod config;
 mod console;
 mod fastcgi;
+mod fastcgi_h1;
 mod files;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -69,7 +70,7 @@ pub use gate::Hold;
 pub use locations::MAX_RULE_REGEX_SIZE;
 pub use metrics::{serve_metrics, RouterCollector, LATENCY_BUCKETS, ROUTER_ENVIRONMENT};
 pub use netns::{connect, forget_netns, netns_threads};
-pub use probe::{probe_fastcgi, probe_http, probe_http_unix, ProbeError};
+pub use probe::{probe_fastcgi, probe_fastcgi_unix, probe_http, probe_http_unix, ProbeError};
 pub use release::LiveRelease;
 pub use router::Router;
 pub use routes::{EnvRoutes, RouteAction, RouteError, RouteRule, RouteScheme, Upstream};

@@ -67,6 +67,14 @@ pub enum ProbeError {
         #[source]
         source: hyper::Error,
     },
+    /// The unix socket accepted but no FastCGI answer came.
+    #[error("no FastCGI answer on the unix socket {}: {why}", socket.display())]
+    SocketFastCgi {
+        /// The probed socket's host path.
+        socket: PathBuf,
+        /// What came instead.
+        why: String,
+    },
     /// Nothing came from the unix socket within the timeout.
     #[error("no response on the unix socket {} within {timeout:?}", socket.display())]
     SocketTimeout {
@@ -160,35 +168,61 @@ pub async fn probe_fastcgi(
 }
 
 async fn fastcgi_values(netns: Option<&Path>, port: u16) -> Result<(), ProbeError> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = netns::connect(netns, port)
+    let stream = netns::connect(netns, port)
         .await
         .map_err(|source| ProbeError::Connect { port, source })?;
-    let io = |source| ProbeError::FastCgi {
-        port,
-        why: format!("{source}"),
+    get_values(stream)
+        .await
+        .map_err(|why| ProbeError::FastCgi { port, why })
+}
+
+/// Ask the FastCGI server on the unix socket at `socket` (a host path, never followed
+/// if it is a symbolic link) as [`probe_fastcgi`] does. Bounded by `timeout`.
+pub async fn probe_fastcgi_unix(socket: &Path, timeout: Duration) -> Result<(), ProbeError> {
+    let probe = async {
+        let stream = crate::upstream_stream::connect_unix(socket)
+            .await
+            .map_err(|source| ProbeError::SocketConnect {
+                socket: socket.to_path_buf(),
+                source,
+            })?;
+        get_values(stream)
+            .await
+            .map_err(|why| ProbeError::SocketFastCgi {
+                socket: socket.to_path_buf(),
+                why,
+            })
     };
+    match tokio::time::timeout(timeout, probe).await {
+        Ok(result) => result,
+        Err(_) => Err(ProbeError::SocketTimeout {
+            socket: socket.to_path_buf(),
+            timeout,
+        }),
+    }
+}
+
+/// Send `FCGI_GET_VALUES` on `stream`; `Err`: what came instead of its result.
+async fn get_values<S>(mut stream: S) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     stream
         .write_all(&crate::fastcgi::get_values_request())
         .await
-        .map_err(io)?;
+        .map_err(|e| e.to_string())?;
     let mut buf = bytes::BytesMut::with_capacity(256);
     loop {
         if let Some(rec) = crate::fastcgi::parse_record(&mut buf) {
             return if rec.kind == crate::fastcgi::GET_VALUES_RESULT {
                 Ok(())
             } else {
-                Err(ProbeError::FastCgi {
-                    port,
-                    why: format!("answered a record of type {}", rec.kind),
-                })
+                Err(format!("answered a record of type {}", rec.kind))
             };
         }
-        if stream.read_buf(&mut buf).await.map_err(io)? == 0 {
-            return Err(ProbeError::FastCgi {
-                port,
-                why: "closed without answering FCGI_GET_VALUES".into(),
-            });
+        if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+            return Err("closed without answering FCGI_GET_VALUES".into());
         }
     }
 }

@@ -140,19 +140,13 @@ pub(crate) async fn handle(
                         client.tls,
                     );
                     let remote = client.forwarded_for.to_str().unwrap_or("").to_string();
-                    let default_port = if client.tls { 443 } else { 80 };
-                    let (name, port) = match host.rsplit_once(':') {
-                        Some((n, p)) if !n.ends_with(']') || p.parse::<u16>().is_ok() => {
-                            (n.to_string(), p.parse().unwrap_or(default_port))
-                        }
-                        _ => (host.to_string(), default_port),
-                    };
+                    let (name, port) = crate::fastcgi::server_name_port(host, client.tls);
                     crate::fastcgi::respond(
                         pool.upstream(),
                         req,
                         call,
                         &remote,
-                        &name,
+                        name,
                         port,
                         &request_id,
                         guard,
