@@ -4,7 +4,7 @@
 # One fast upstream (nginx serving a small static file, keep-alive) on loopback. In
 # front of it, on other ports: Slipway's router (the `router_bench` example of
 # crates/slipway-router: the same code, runtime and default worker count as `slipway
-# serve`, one worker thread per two CPUs) and two nginx proxies (proxy_pass, upstream
+# serve`, one worker thread per CPU, at most 16) and two nginx proxies (proxy_pass, upstream
 # keepalive, the same forwarding headers and request id Slipway adds): `nginx` with
 # Debian's `worker_processes auto` (one per CPU), and `nginx-same` with as many workers as
 # the router has. wrk (keep-alive GETs) runs against the three in turn, the order rotating
