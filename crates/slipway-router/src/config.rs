@@ -56,9 +56,9 @@ impl RouterConfig {
     /// a busy one can use a whole CPU, and TLS and static files need more than one on a
     /// busy host (docs/BENCHMARKS.md, session 9: with one worker against nginx's two the
     /// router fell behind at 64 connections; at equal counts it was at or above nginx in
-    /// the median of four measurements, over TLS too). The cap bounds
-    /// what every worker has of its own: a slot of each app's upstream pool (so idle
-    /// kept-alive connections to an app, up to `pool_max_idle` per worker) and a runtime.
+    /// the median of four measurements, over TLS too). The cap bounds what every worker
+    /// has of its own: a slot of each app's upstream pool (so idle kept-alive connections
+    /// to an app, up to `pool_max_idle` per worker) and a runtime.
     /// See docs/ARCHITECTURE.md ("Router workers").
     pub fn worker_count(&self) -> usize {
         self.workers
