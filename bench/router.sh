@@ -4,7 +4,7 @@
 # One fast upstream (nginx serving a small static file, keep-alive) on loopback. In
 # front of it, on other ports: Slipway's router (the `router_bench` example of
 # crates/slipway-router: the same code, runtime and default worker count as `slipway
-# serve`, one worker thread per two CPUs) and two nginx proxies (proxy_pass, upstream
+# serve`, one worker thread per CPU, at most 16) and two nginx proxies (proxy_pass, upstream
 # keepalive, the same forwarding headers and request id Slipway adds): `nginx` with
 # Debian's `worker_processes auto` (one per CPU), and `nginx-same` with as many workers as
 # the router has. wrk (keep-alive GETs) runs against the three in turn, the order rotating
@@ -121,3 +121,11 @@ for conns in 1 64; do
     awk -v c="$conns" -v s="$s" -v n="$n" -v m="$m" -v d="$d" -v sp="$sp" -v np="$np" -v mp="$mp" \
         'BEGIN { printf "c=%-3s vs nginx: requests/s %.2f  p99 %.2f   vs nginx-same: requests/s %.2f  p99 %.2f   of ceiling %.2f\n", c, s / n, sp / np, s / m, sp / mp, s / d }'
 done
+if [ "$WORKERS" = "$NPROC" ]; then
+    echo "nginx and nginx-same ran the same configuration ($WORKERS workers each): how far their ratio is from 1.00 is this run's noise"
+    for conns in 1 64; do
+        eval "n=\$nginx_rps_$conns; m=\$nginx_same_rps_$conns; np=\$nginx_p99_$conns; mp=\$nginx_same_p99_$conns"
+        awk -v c="$conns" -v n="$n" -v m="$m" -v np="$np" -v mp="$mp" \
+            'BEGIN { printf "c=%-3s nginx/nginx-same: requests/s %.2f  p99 %.2f\n", c, n / m, np / mp }'
+    done
+fi

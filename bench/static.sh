@@ -72,6 +72,7 @@ echo "$(nginx -v 2>&1), $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2); ${ROU
 echo "workers: slipway $WORKERS, nginx $NPROC (auto), nginx-same $WORKERS"
 printf '%-7s %-6s %-10s %14s %10s\n' file conns target "requests/s" "p99 ms"
 RATIOS=""
+NOISE=""
 for f in 1k.txt 1m.bin; do
     for conns in 1 64; do
         for who in slipway nginx nginx-same; do : > "$WORK/res.$who"; done
@@ -94,8 +95,15 @@ for f in 1k.txt 1m.bin; do
             -v sp="$slipway_p99" -v np="$nginx_p99" -v mp="$nginx_same_p99" \
             'BEGIN { printf "%-7s c=%-3s vs nginx: requests/s %.2f  p99 %.2f   vs nginx-same: requests/s %.2f  p99 %.2f", f, c, s / n, sp / np, s / m, sp / mp }')
         RATIOS+=$'\n'
+        NOISE+=$(awk -v f="$f" -v c="$conns" -v n="$nginx_rps" -v m="$nginx_same_rps" -v np="$nginx_p99" -v mp="$nginx_same_p99" \
+            'BEGIN { printf "%-7s c=%-3s nginx/nginx-same: requests/s %.2f  p99 %.2f", f, c, n / m, np / mp }')
+        NOISE+=$'\n'
     done
 done
 echo
 echo "ratios slipway/nginx and slipway/nginx-same (target: requests/s >= 1.00, p99 <= 1.00)"
 printf '%s' "$RATIOS"
+if [ "$WORKERS" = "$NPROC" ]; then
+    echo "nginx and nginx-same ran the same configuration ($WORKERS workers each): how far their ratio is from 1.00 is this run's noise"
+    printf '%s' "$NOISE"
+fi

@@ -143,3 +143,11 @@ for conns in 1 64; do
     awk -v c="$conns" -v s="$s" -v n="$n" -v m="$m" -v d="$d" -v sp="$sp" -v np="$np" -v mp="$mp" \
         'BEGIN { printf "c=%-3s vs nginx: requests/s %.2f  p99 %.2f   vs nginx-same: requests/s %.2f  p99 %.2f   of ceiling %.2f\n", c, s / n, sp / np, s / m, sp / mp, s / d }'
 done
+if [ "$WORKERS" = "$NPROC" ]; then
+    echo "nginx and nginx-same ran the same configuration ($WORKERS workers each): how far their ratio is from 1.00 is this run's noise"
+    for conns in 1 64; do
+        eval "n=\$nginx_rps_$conns; m=\$nginx_same_rps_$conns; np=\$nginx_p99_$conns; mp=\$nginx_same_p99_$conns"
+        awk -v c="$conns" -v n="$n" -v m="$m" -v np="$np" -v mp="$mp" \
+            'BEGIN { printf "c=%-3s nginx/nginx-same: requests/s %.2f  p99 %.2f\n", c, n / m, np / mp }'
+    done
+fi

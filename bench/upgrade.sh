@@ -51,6 +51,9 @@ ssh-keygen -q -t ed25519 -N "" -C bench -f "$WORK/key"
 export GIT_SSH_COMMAND="ssh -i $WORK/key -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
 SLIPWAY_LOG=warn "$SLIPWAY" "${SERVE_ARGS[@]}" >>"$WORK/serve.log" 2>&1 &
 for _ in $(seq 100); do grep -q "slipway serving" "$WORK/serve.log" && break; sleep 0.1; done
+# nginx runs as many workers as the router says it runs (its default, or --router-workers).
+WORKERS=$(sed -n 's/.*(\([0-9][0-9]*\) router worker.*/\1/p' "$WORK/serve.log" | head -1)
+[ -n "$WORKERS" ] || { echo "the server did not say its router worker count:" >&2; cat "$WORK/serve.log" >&2; exit 1; }
 
 APP=$WORK/app
 mkdir -p "$APP"
@@ -87,7 +90,7 @@ APP_PORT=$(tr '\0' '\n' < "/proc/$PID/environ" | sed -n 's/^PORT=//p')
 mkdir -p "$WORK/ngx/tmp"
 cat > "$WORK/ngx/nginx.conf" <<CONF
 user root;
-worker_processes 1;
+worker_processes $WORKERS;
 pid $WORK/ngx/nginx.pid;
 error_log $WORK/ngx/error.log warn;
 events { worker_connections 4096; }
@@ -149,6 +152,7 @@ run_nginx() {
     figures "$WORK/wrk.txt"
 }
 
+echo "workers: slipway $WORKERS (router), nginx $WORKERS"
 printf '%-8s %-6s %10s %8s %9s\n' who round requests failed p99_ms
 declare -A REQ FAIL
 for r in $(seq "$ROUNDS"); do

@@ -449,8 +449,9 @@ fn ws_loop(port: u16, stop: &AtomicBool, tally: &Tally) {
 #[test]
 fn twenty_deploys_under_load_lose_nothing() {
     let t0 = Instant::now();
-    // Two router workers (the default is one per two CPUs): requests of one client
-    // connection stay on one worker, with that worker's own upstream connections.
+    // Two router workers, whatever the CPU count (the default is one per CPU): requests
+    // of one client connection stay on one worker, with that worker's own upstream
+    // connections.
     let server = Server::start_with(&[
         ("SLIPWAY_DRAIN_TIMEOUT", "3"),
         ("SLIPWAY_ROUTER_WORKERS", "2"),

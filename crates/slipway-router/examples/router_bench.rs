@@ -4,7 +4,7 @@
 //! Usage: `router_bench LISTEN_ADDR HOST UPSTREAM_PORT [STATIC_DIR]` (UPSTREAM_PORT may be
 //! the absolute path of a unix socket instead);
 //! `SLIPWAY_ROUTER_WORKERS=N` sets the number of worker threads (default: as `slipway
-//! serve`, one per two CPUs). With `STATIC_DIR` (for bench/static.sh), the app has one
+//! serve`, one per CPU, at most 16). With `STATIC_DIR` (for bench/static.sh), the app has one
 //! location `/` whose root is that folder, `passthru: false`: the router serves its files.
 //! With `SLIPWAY_BENCH_FASTCGI=1` too (for bench/php.sh), the upstream is PHP-FPM: the
 //! location runs `.php` files and passes the rest to `/index.php`, over FastCGI, with

@@ -29,8 +29,8 @@ pub struct RouterConfig {
     pub pool_idle_timeout: Duration,
     /// Worker threads serving clients, each with its own single-threaded runtime and its
     /// own share of every connection pool, so that a request and its upstream connection
-    /// stay on one thread (default `None`: one per two CPUs, at least one; see
-    /// [`RouterConfig::worker_count`]).
+    /// stay on one thread (default `None`: one per CPU the process may run on, at most
+    /// [`MAX_DEFAULT_WORKERS`]; see [`RouterConfig::worker_count`]).
     pub workers: Option<usize>,
     /// Client connections open at once, all workers together (default
     /// [`DEFAULT_MAX_CLIENT_CONNECTIONS`]; at least 1). At the cap the router accepts no
@@ -43,17 +43,23 @@ pub struct RouterConfig {
 /// for an upstream connection while it has a request there) and some memory.
 pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 8192;
 
+/// The most worker threads the router runs by default, however many CPUs the host has
+/// (`workers` may set up to 256).
+pub const MAX_DEFAULT_WORKERS: usize = 16;
+
 impl RouterConfig {
-    /// The number of worker threads `serve` runs: `workers` if set, else one per two CPUs
-    /// (rounded up), between 1 and 256.
+    /// The number of worker threads `serve` runs: `workers` if set (1 to 256), else one
+    /// per CPU the process may run on (`available_parallelism`: its CPU affinity and cgroup
+    /// quota), at most [`MAX_DEFAULT_WORKERS`], like nginx's `worker_processes auto`.
     ///
-    /// Not one per CPU, as a dedicated proxy would run: the router always shares its host
-    /// with the apps it routes to, and it is a small part of a request's work (about 13 µs
-    /// of CPU, kernel included). A worker per CPU competes with the apps for every CPU
-    /// and sleeps and wakes more often, each time with fewer events. On the 2-CPU benchmark
-    /// machine one worker served about 8 % more requests per second than two, with a 20 %
-    /// lower p99 (docs/BENCHMARKS.md). At ~13 µs per request, one worker with a CPU to
-    /// itself could serve about 75,000 requests per second.
+    /// A worker with nothing to do sleeps in `epoll_wait` and takes no CPU from the apps;
+    /// a busy one can use a whole CPU, and TLS and static files need more than one on a
+    /// busy host (docs/BENCHMARKS.md, session 9: with one worker against nginx's two the
+    /// router fell behind at 64 connections; at equal counts it was at or above nginx in
+    /// the median of four measurements, over TLS too). The cap bounds what every worker
+    /// has of its own: a slot of each app's upstream pool (so idle kept-alive connections
+    /// to an app, up to `pool_max_idle` per worker) and a runtime.
+    /// See docs/ARCHITECTURE.md ("Router workers").
     pub fn worker_count(&self) -> usize {
         self.workers
             .unwrap_or_else(|| {
@@ -63,9 +69,9 @@ impl RouterConfig {
     }
 }
 
-/// The default worker count on a host with `cpus` CPUs.
+/// The default worker count of a process that may run on `cpus` CPUs.
 fn default_workers(cpus: usize) -> usize {
-    cpus.div_ceil(2)
+    cpus.clamp(1, MAX_DEFAULT_WORKERS)
 }
 
 impl Default for RouterConfig {
@@ -89,11 +95,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_worker_per_two_cpus_unless_set() {
+    fn one_worker_per_cpu_up_to_the_cap_unless_set() {
+        assert_eq!(default_workers(0), 1);
         assert_eq!(default_workers(1), 1);
-        assert_eq!(default_workers(2), 1);
-        assert_eq!(default_workers(3), 2);
-        assert_eq!(default_workers(16), 8);
+        assert_eq!(default_workers(2), 2);
+        assert_eq!(default_workers(3), 3);
+        assert_eq!(default_workers(16), 16);
+        assert_eq!(default_workers(64), MAX_DEFAULT_WORKERS);
+        let default = RouterConfig::default().worker_count();
+        assert!((1..=MAX_DEFAULT_WORKERS).contains(&default), "{default}");
         let set = RouterConfig {
             workers: Some(3),
             ..RouterConfig::default()
@@ -104,5 +114,14 @@ mod tests {
             ..RouterConfig::default()
         };
         assert_eq!(zero.worker_count(), 1);
+        let many = RouterConfig {
+            workers: Some(200),
+            ..RouterConfig::default()
+        };
+        assert_eq!(
+            many.worker_count(),
+            200,
+            "an explicit count is not capped at 16"
+        );
     }
 }

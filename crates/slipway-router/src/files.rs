@@ -229,25 +229,16 @@ pub(crate) fn answer(
         }
     );
     let modified = UNIX_EPOCH + Duration::from_secs(mtime);
-    let last_modified = httpdate::fmt_http_date(modified);
+    let last_modified = last_modified_value(mtime);
 
     let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(10);
     let value = |s: &str| HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static(""));
     headers.push((header::ETAG, value(&etag)));
-    headers.push((header::LAST_MODIFIED, value(&last_modified)));
+    headers.push((header::LAST_MODIFIED, last_modified.clone()));
     headers.push((header::VARY, HeaderValue::from_static("Accept-Encoding")));
-    match eff.expires {
-        Expires::Unset => {}
-        Expires::NoCache => {
-            headers.push((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")));
-            let past = SystemTime::now() - Duration::from_secs(1);
-            headers.push((header::EXPIRES, value(&httpdate::fmt_http_date(past))));
-        }
-        Expires::Seconds(secs) => {
-            headers.push((header::CACHE_CONTROL, value(&format!("max-age={secs}"))));
-            let at = SystemTime::now() + Duration::from_secs(secs);
-            headers.push((header::EXPIRES, value(&httpdate::fmt_http_date(at))));
-        }
+    if let Some((cache_control, expires)) = expires_values(eff.expires) {
+        headers.push((header::CACHE_CONTROL, cache_control));
+        headers.push((header::EXPIRES, expires));
     }
     for (name, v) in eff.headers {
         headers.push((name.clone(), v.clone()));
@@ -356,6 +347,62 @@ pub(crate) fn answer(
     } else {
         answer
     }
+}
+
+/// The `Last-Modified` value of a file modified at `mtime` (seconds since the epoch),
+/// formatted once per worker thread for consecutive answers of the same time: a slug's
+/// files share one (its unpacking), so most answers reuse the last one.
+fn last_modified_value(mtime: u64) -> HeaderValue {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(u64, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some((at, value)) if *at == mtime => value.clone(),
+        _ => {
+            let text = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(mtime));
+            let value = HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static(""));
+            *last = Some((mtime, value.clone()));
+            value
+        }
+    })
+}
+
+/// The `Cache-Control` and `Expires` values of `expires` for an answer made now (none
+/// for [`Expires::Unset`]), formatted once per second and setting on each worker thread,
+/// as the `Date` field is.
+fn expires_values(expires: Expires) -> Option<(HeaderValue, HeaderValue)> {
+    type Cached = Option<(u64, Expires, HeaderValue, HeaderValue)>;
+    thread_local! {
+        static LAST: std::cell::RefCell<Cached> = const { std::cell::RefCell::new(None) };
+    }
+    if matches!(expires, Expires::Unset) {
+        return None;
+    }
+    let now = SystemTime::now();
+    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    LAST.with_borrow_mut(|last| {
+        if let Some((at, of, cache_control, expires_at)) = last.as_ref() {
+            if *at == second && *of == expires {
+                return Some((cache_control.clone(), expires_at.clone()));
+            }
+        }
+        let value = |s: &str| HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static(""));
+        let (cache_control, at) = match expires {
+            Expires::Unset => return None,
+            Expires::NoCache => (
+                HeaderValue::from_static("no-cache"),
+                now - Duration::from_secs(1),
+            ),
+            Expires::Seconds(secs) => (
+                value(&format!("max-age={secs}")),
+                now + Duration::from_secs(secs),
+            ),
+        };
+        let expires_at = value(&httpdate::fmt_http_date(at));
+        *last = Some((second, expires, cache_control.clone(), expires_at.clone()));
+        Some((cache_control, expires_at))
+    })
 }
 
 /// Whether files of `content_type` are compressed on the fly: text, and the text formats
@@ -562,6 +609,35 @@ pub(crate) fn check_fields(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cached_validators_and_expiry_follow_their_inputs() {
+        let epoch = last_modified_value(0);
+        assert_eq!(epoch, "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(last_modified_value(86_400), "Fri, 02 Jan 1970 00:00:00 GMT");
+        assert_eq!(last_modified_value(0), epoch, "not the previous file's");
+
+        assert!(expires_values(Expires::Unset).is_none());
+        for _ in 0..2 {
+            for secs in [60, 3600] {
+                let before = SystemTime::now();
+                let (cache_control, expires) =
+                    expires_values(Expires::Seconds(secs)).expect("values");
+                assert_eq!(cache_control, format!("max-age={secs}").as_str());
+                let at = httpdate::parse_http_date(expires.to_str().expect("ascii"))
+                    .expect("an HTTP date");
+                let ahead = at.duration_since(before).unwrap_or_default().as_secs_f64();
+                assert!(
+                    (secs as f64 - 2.0..=secs as f64 + 1.0).contains(&ahead),
+                    "{secs}: {ahead}"
+                );
+            }
+            let (cache_control, expires) = expires_values(Expires::NoCache).expect("values");
+            assert_eq!(cache_control, "no-cache");
+            let at = httpdate::parse_http_date(expires.to_str().expect("ascii")).expect("date");
+            assert!(at < SystemTime::now(), "in the past");
+        }
+    }
 
     #[test]
     fn ranges() {

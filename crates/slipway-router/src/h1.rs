@@ -54,7 +54,7 @@ use crate::proxy::{
 };
 use crate::release::InFlightGuard;
 use crate::router::Router;
-use crate::sendfile::{send_file, FileSink, SENDFILE_MIN};
+use crate::sendfile::{send_file, send_head, FileSink, SENDFILE_MIN};
 use crate::server::{Activity, End, OpenRequest};
 use crate::upstream::{Framing, LeanBody, UpstreamError};
 
@@ -765,13 +765,12 @@ async fn write_static<W: FileSink>(
         StaticBody::Empty => {}
         StaticBody::Text(text) => out.extend_from_slice(&text),
         StaticBody::File { file, offset, len } if len >= SENDFILE_MIN => {
-            if stream.plain_tcp().is_some() {
-                // The head first (its own write), then the file's bytes.
-                stream.write_all(out).await?;
+            if let Some(tcp) = stream.plain_tcp() {
+                // The head first (kept by the kernel until the file's bytes follow), then
+                // the file's bytes.
+                send_head(tcp, out).await?;
                 out.clear();
-                if let Some(tcp) = stream.plain_tcp() {
-                    return send_file(tcp, &file, offset, len).await;
-                }
+                return send_file(tcp, &file, offset, len).await;
             }
             copy_file(stream, &file, offset, len, out).await?;
         }

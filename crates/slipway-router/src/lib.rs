@@ -64,7 +64,7 @@ mod tls;
 mod upstream;
 mod upstream_stream;
 
-pub use config::{RouterConfig, DEFAULT_MAX_CLIENT_CONNECTIONS};
+pub use config::{RouterConfig, DEFAULT_MAX_CLIENT_CONNECTIONS, MAX_DEFAULT_WORKERS};
 pub use console::{ConsoleBody, ConsoleFuture, ConsoleSite};
 pub use gate::Hold;
 pub use locations::MAX_RULE_REGEX_SIZE;

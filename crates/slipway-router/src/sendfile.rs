@@ -13,6 +13,7 @@
 
 use std::fs::File;
 use std::io;
+use std::os::fd::AsRawFd;
 
 use tokio::io::{AsyncWrite, Interest};
 use tokio::net::tcp::WriteHalf;
@@ -51,6 +52,75 @@ impl FileSink for TcpStream {
     }
 }
 
+/// Send an answer's `head` to `stream` with `MSG_MORE`: the kernel keeps it until the
+/// file's first bytes follow (as nginx's `tcp_nopush` does), so head and body leave in
+/// the same segments instead of the head going out alone (`TCP_NODELAY`) and waking the
+/// client once more per answer. [`send_file`] right after pushes it all: its last
+/// chunk is sent without `MSG_MORE`, and an error there closes the connection, which
+/// sends what is queued.
+pub(crate) async fn send_head(stream: &TcpStream, head: &[u8]) -> io::Result<()> {
+    let mut sent_all = 0;
+    while sent_all < head.len() {
+        let sent = stream.try_io(Interest::WRITABLE, || {
+            let rest = &head[sent_all..];
+            // SAFETY: `rest` is a valid slice for the duration of the call and the
+            // descriptor is the open socket `stream` owns.
+            let n = unsafe {
+                libc::send(
+                    stream.as_raw_fd(),
+                    rest.as_ptr().cast(),
+                    rest.len(),
+                    libc::MSG_MORE | libc::MSG_NOSIGNAL,
+                )
+            };
+            usize::try_from(n).map_err(|_| io::Error::last_os_error())
+        });
+        match sent {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => sent_all += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// `TCP_CORK` on a socket while a file is sent (as nginx's `tcp_nopush`): the kernel
+/// sends only full segments, where each `sendfile` call would otherwise push a short
+/// one at its end (the socket's buffer full, or [`MAX_PER_CALL`] reached). Dropping it
+/// takes the cork off, which sends what is left.
+struct Cork<'s>(&'s TcpStream);
+
+impl<'s> Cork<'s> {
+    fn on(stream: &'s TcpStream) -> Cork<'s> {
+        set_cork(stream, true);
+        Cork(stream)
+    }
+}
+
+impl Drop for Cork<'_> {
+    fn drop(&mut self) {
+        set_cork(self.0, false);
+    }
+}
+
+/// Set `TCP_CORK` on `stream`; a failure only costs segments, so it is not reported.
+fn set_cork(stream: &TcpStream, on: bool) {
+    let value: libc::c_int = on.into();
+    // SAFETY: the descriptor is the open socket `stream` owns, and `value` lives through
+    // the call with the size passed.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_CORK,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
 /// Send `len` bytes of `file` from `offset` to `stream` with `sendfile(2)`, waiting for
 /// the socket to take them. The file's own position is not used (the offset is passed),
 /// so one open file could serve several answers.
@@ -65,6 +135,7 @@ pub(crate) async fn send_file(
     offset: u64,
     len: u64,
 ) -> io::Result<()> {
+    let _cork = Cork::on(stream);
     let mut offset = offset;
     let mut left = len;
     while left > 0 {
@@ -121,6 +192,60 @@ mod tests {
         let mut f = tempfile::tempfile().expect("temp file");
         f.write_all(&content).expect("write");
         (f, content)
+    }
+
+    /// Whether `TCP_CORK` is set on `stream`.
+    fn corked(stream: &TcpStream) -> bool {
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: an open socket, and `value`/`len` live through the call.
+        let r = unsafe {
+            libc::getsockopt(
+                stream.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_CORK,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(r, 0, "getsockopt TCP_CORK");
+        value != 0
+    }
+
+    #[tokio::test]
+    async fn a_head_sent_with_more_arrives_before_the_file_or_at_the_close() {
+        const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 200000\r\n\r\n";
+        let (file, content) = numbered_file(200_000);
+        let (server, mut client) = pair().await;
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.expect("read");
+            got
+        });
+        send_head(&server, HEAD).await.expect("head");
+        send_file(&server, &file, 0, content.len() as u64)
+            .await
+            .expect("file");
+        assert!(!corked(&server), "the cork is off once the file is sent");
+        drop(server);
+        let got = reader.await.expect("reader");
+        assert_eq!(&got[..HEAD.len()], HEAD);
+        assert!(got[HEAD.len()..] == content[..], "the file after its head");
+
+        // A head whose file never follows (the send failed) still reaches the client
+        // when the connection closes, as the error path does.
+        let (server, mut client) = pair().await;
+        send_head(&server, HEAD).await.expect("head");
+        drop(server);
+        let mut got = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            client.read_to_end(&mut got),
+        )
+        .await
+        .expect("not held")
+        .expect("read");
+        assert_eq!(got, HEAD);
     }
 
     #[tokio::test]

@@ -1,7 +1,7 @@
 //! Accepting client connections: HTTP/1.1 with keep-alive and h2c, graceful stop.
 //!
-//! `serve` runs one worker thread per two CPUs (configurable), each with its own
-//! single-threaded tokio runtime, like nginx's worker processes; connections are accepted
+//! `serve` runs one worker thread per CPU (at most 16 by default; configurable), each with
+//! its own single-threaded tokio runtime, like nginx's worker processes; connections are accepted
 //! on the caller's runtime and handed to the workers in turn. A client connection, its
 //! requests and the upstream connections they use stay on one thread, so a request costs
 //! no cross-thread wake-up.

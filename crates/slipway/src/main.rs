@@ -189,8 +189,8 @@ struct ServeArgs {
     /// (two kept): bytes, or with a K, M or G suffix.
     #[arg(long, env = "SLIPWAY_APP_LOG_MAX_SIZE", default_value = "10M", value_parser = parse_size)]
     app_log_max_size: u64,
-    /// Worker threads of the HTTP router (1 to 256; default: one per two CPUs, leaving
-    /// the other CPUs to the apps).
+    /// Worker threads of the HTTP router (1 to 256; default: one per CPU, at most 16, like
+    /// nginx's `worker_processes auto`).
     #[arg(long, env = "SLIPWAY_ROUTER_WORKERS", value_parser = clap::value_parser!(u16).range(1..=256))]
     router_workers: Option<u16>,
     /// Client connections the HTTP router keeps open at once; beyond, new ones wait in the
