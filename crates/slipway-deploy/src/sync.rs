@@ -33,7 +33,10 @@ pub async fn run(
             "{env} is the parent environment; sync copies a parent's data into a branch's"
         ));
     }
-    let _guard = platform.lock_env(project, env, &say).await;
+    let _guard = platform
+        .lock_env(project, env, &say)
+        .await
+        .map_err(|e| e.to_string())?;
     let state = platform.state();
     let branch = state
         .environment(project, env)
