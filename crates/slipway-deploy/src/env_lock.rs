@@ -22,6 +22,10 @@ use crate::Platform;
 /// How often a lock held by another server is tried again.
 const RETRY: Duration = Duration::from_millis(100);
 
+/// How long a lock file may be held before a waiting deploy says it waits: longer than
+/// [`Platform::env_locked`] holds it to look (a cron about to run).
+const QUIET_WAIT: Duration = Duration::from_millis(50);
+
 /// Why a lock could not be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -149,12 +153,18 @@ impl Platform {
                 mutex.lock_owned().await
             }
         };
+        let first_try = std::time::Instant::now();
         loop {
             if let Some(file) = try_flock(&path)? {
                 return Ok(EnvLock {
                     _file: file,
                     _in_process: in_process,
                 });
+            }
+            if first_try.elapsed() < QUIET_WAIT {
+                // Maybe only looked at (a cron checking for deploys): try again soon.
+                tokio::time::sleep(QUIET_WAIT / 5).await;
+                continue;
             }
             // Another server on this data dir (the one being upgraded, or the new one)
             // holds it: its deploy ends within its upgrade grace at the latest.
