@@ -1076,3 +1076,90 @@ fn a_push_racing_one_in_the_old_server_through_an_upgrade_waits_then_is_refused_
 ) {
     race_pushes_through_an_upgrade(false);
 }
+
+/// The `cron` activities of demo/main whose summary names `name`, oldest first.
+fn cron_runs(server: &Server, name: &str) -> Vec<serde_json::Value> {
+    let o = server.ssh(&server.key, "git", "activity demo main --json");
+    assert!(o.status.success(), "activity: {}", text(&o));
+    let all: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).expect("activity json");
+    let prefix = format!("cron {name}:");
+    let mut runs: Vec<serde_json::Value> = all
+        .into_iter()
+        .filter(|a| a["kind"] == "cron" && a["summary"].as_str().unwrap_or("").starts_with(&prefix))
+        .collect();
+    runs.sort_by_key(|a| a["id"].as_i64());
+    runs
+}
+
+#[test]
+fn a_cron_run_going_at_an_upgrade_finishes_in_the_old_server_and_never_overlaps_the_new_ones() {
+    // One schedule minute lasts 2 seconds; a run lasts 5.
+    let mut server = Server::start_with(&[("SLIPWAY_CRON_TICK", "2")]);
+    let app = App::demo(server.dir.path(), "app");
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    echo \"built-$(cat VERSION)\" > build.txt\nweb:\n  commands:\n    start: python3 server.py\ncrons:\n  slow:\n    spec: '* * * * *'\n    commands:\n      start: 'echo slow start; sleep 5; echo slow done'\n",
+    );
+    app.commit("a slow cron");
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "{out}");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let going = loop {
+        let runs = cron_runs(&server, "slow");
+        if let Some(r) = runs.iter().find(|r| r["status"] == "running") {
+            break r["id"].as_i64().expect("id");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no run of slow started:\n{}",
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let old_pid = server.pid().expect("running");
+    let code = server.upgrade(Duration::from_secs(120), |_| {});
+    assert_eq!(code, Some(0), "{}", server.server_log());
+    assert_ne!(server.pid(), Some(old_pid));
+
+    // The new server runs it from now on.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let runs = cron_runs(&server, "slow");
+        let after = runs
+            .iter()
+            .filter(|r| r["id"].as_i64() > Some(going) && r["status"] == "success")
+            .count();
+        if after >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new server ran no slow run: {runs:?}\n{}",
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let runs = cron_runs(&server, "slow");
+    let run = runs
+        .iter()
+        .find(|r| r["id"].as_i64() == Some(going))
+        .expect("the run going at the upgrade");
+    assert_eq!(
+        run["status"], "success",
+        "the old server let it finish: {run}"
+    );
+    let o = server.ssh(&server.key, "git", &format!("activity log {going}"));
+    assert!(text(&o).contains("slow done"), "{}", text(&o));
+    // Never two at once, across the two servers: each run started once the one before
+    // had finished.
+    let finished: Vec<&serde_json::Value> =
+        runs.iter().filter(|r| r["status"] != "running").collect();
+    for pair in finished.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        assert!(
+            b["started_at"].as_i64() >= a["finished_at"].as_i64(),
+            "runs overlap: {a} {b}"
+        );
+    }
+}

@@ -443,6 +443,19 @@ pub async fn run_forever(platform: Arc<Platform>) {
     }
 }
 
+/// Wait until no cron run goes in this server (a server being upgraded lets its runs
+/// finish, as it does its pushes), at most `within`. Returns how many still run then.
+pub async fn wait_idle(platform: &Platform, within: Duration) -> usize {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let running = lock(&platform.crons.keys).len();
+        if running == 0 || tokio::time::Instant::now() >= deadline {
+            return running;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The next run of `cron` after the schedule minute `now`, as `YYYY-MM-DD HH:MM ZONE`.
 pub fn next_run(cron: &LiveCron, now: i64) -> Option<String> {
     let local = slipway_config::cron::local_minute(now, &cron.zone);
