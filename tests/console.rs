@@ -837,6 +837,7 @@ fn chromium_logs_in_watches_a_push_rolls_back_and_a_viewer_is_refused() {
         ("/p/demo/e/main/crons", "crons.png", "@yearly"),
         ("/p/demo/access", "access.png", "Grant a role"),
         ("/p/demo/domains", "domains.png", "Assign a host"),
+        ("/p/demo/e/main/backups", "backups.png", "Create backup"),
     ] {
         b.open(&admin, &format!("{base}{path}"));
         let t = b.text(&admin);
@@ -1177,7 +1178,7 @@ fn crons_services_access_and_domains_pages_check_as_ssh_does() {
     let ssh = text(&server.ssh(&server.key, "git", "services demo main"));
     assert!(ssh.contains("cache\tredis:7.0\trunning"), "{ssh}");
 
-    // A viewer sees crons and services, but not access or domains, and cannot grant.
+    // A viewer sees crons, services and domains (read-only), not access, and cannot grant.
     let val = server.add_user_with_role("val", "demo", "viewer");
     server.add_user("wes");
     let viewer = log_in(&server, &val);
@@ -1215,10 +1216,16 @@ fn crons_services_access_and_domains_pages_check_as_ssh_does() {
         !ls.contains("wes") && ls.contains("val\tviewer"),
         "nothing changed: {ls}"
     );
+    let (_, _, body) = console(&server, "GET", "/p/demo", Some(&viewer), None);
+    assert!(body.contains("href=\"/p/demo/domains\""), "{body}");
     let (status, _, body) = console(&server, "GET", "/p/demo/domains", Some(&viewer), None);
-    assert_eq!(status, 403, "{body}");
-    assert!(body.contains("only server admins manage domains"), "{body}");
-    let (status, _, _) = console(
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("No host assigned"), "{body}");
+    assert!(
+        !body.contains("Assign a host"),
+        "no form for a viewer: {body}"
+    );
+    let (status, _, body) = console(
         &server,
         "POST",
         "/p/demo/domains/add",
@@ -1226,6 +1233,7 @@ fn crons_services_access_and_domains_pages_check_as_ssh_does() {
         Some(&format!("csrf={vcsrf}&host=www.shop.test&confirmed=yes")),
     );
     assert_eq!(status, 403);
+    assert!(body.contains("only server admins manage domains"), "{body}");
     // A project the viewer has no role on is not found, whatever the page.
     for path in [
         "/p/other/access",
@@ -1334,6 +1342,28 @@ fn crons_services_access_and_domains_pages_check_as_ssh_does() {
         body.contains("www.shop.test") && body.contains("not routed"),
         "{body}"
     );
+    assert!(body.contains("/p/demo/domains/rm/www.shop.test"), "{body}");
+    // The viewer reads the project's domain, without the actions, and cannot remove it.
+    let (status, _, body) = console(&server, "GET", "/p/demo/domains", Some(&viewer), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("www.shop.test") && body.contains("not routed"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("/domains/rm/") && !body.contains("Assign a host"),
+        "{body}"
+    );
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        "/p/demo/domains/rm/www.shop.test",
+        Some(&viewer),
+        Some(&format!("csrf={vcsrf}")),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("only server admins manage domains"), "{body}");
+    assert!(domain_ls().contains("www.shop.test"), "{}", domain_ls());
     for (host, want) in [
         ("main.demo.localhost", "belongs to project demo by its name"),
         ("not_a_host", "is not a host name"),
@@ -1542,5 +1572,298 @@ fn run_a_cron_now_and_sync_a_branch_from_the_console_as_over_ssh() {
     assert!(
         body.contains("-----&gt; copied 1 volume(s) of main"),
         "its output: {body}"
+    );
+    // The sync is an activity, by the admin, with its log: linked, listed, replayed.
+    let at = body
+        .find("href=\"/activity/")
+        .expect("a link to the sync's activity")
+        + 16;
+    let id: String = body[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let (status, _, log) = console(
+        &server,
+        "GET",
+        &format!("/activity/{id}"),
+        Some(&admin),
+        None,
+    );
+    assert_eq!(status, 200, "{log}");
+    assert!(
+        log.contains("sync feature") && log.contains("By me,"),
+        "{log}"
+    );
+    assert!(log.contains("copied 1 volume(s) of main"), "{log}");
+    assert!(log.contains("success: feature now has a copy"), "{log}");
+    let (_, _, list) = console(&server, "GET", "/p/demo/activity", Some(&admin), None);
+    assert!(list.contains(&format!("href=\"/activity/{id}\"")), "{list}");
+    // Over SSH too: a sync there is listed beside it, and its log replays.
+    let o = server.ssh(&server.key, "git", "sync demo feature");
+    assert!(o.status.success(), "{}", text(&o));
+    let activity = text(&server.ssh(&server.key, "git", "activity demo feature"));
+    let syncs: Vec<&str> = activity
+        .lines()
+        .filter(|l| l.contains("\tsync\tfeature\tsuccess\tfeature now has a copy of main"))
+        .collect();
+    assert_eq!(syncs.len(), 2, "{activity}");
+    let newest: String = syncs[0].chars().take_while(char::is_ascii_digit).collect();
+    assert_ne!(newest, id, "{activity}");
+    let replay = text(&server.ssh(&server.key, "git", &format!("activity log {newest}")));
+    assert!(replay.contains("copied 1 volume(s) of main"), "{replay}");
+}
+
+/// An app with a PostgreSQL 15 service `db` (a test stack).
+fn with_postgresql(app: &App) {
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nrelationships:\n  database: 'db:postgresql'\nhooks:\n  build: echo built > build.txt\nweb:\n  commands:\n    start: python3 -m http.server $PORT --bind 127.0.0.1\n",
+    );
+    app.write(".platform/services.yaml", "db:\n  type: postgresql:15\n");
+    app.commit("a postgresql service");
+}
+
+/// SQL on the `main` database of `env`'s PostgreSQL 15 in project demo; its output.
+fn psql(server: &Server, env: &str, sql: &str) -> String {
+    let o = slipway_e2e::run(
+        std::process::Command::new("runc")
+            .arg("--root")
+            .arg(server.data.join("runtime/state"))
+            .arg("exec")
+            .arg(format!("demo.{env}.db.service"))
+            .args([
+                "/usr/lib/postgresql/15/bin/psql",
+                "-h",
+                "/tmp",
+                "-U",
+                "main",
+                "-d",
+                "main",
+                "-AtX",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ]),
+    );
+    assert!(o.status.success(), "{sql}: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+fn backups_are_listed_created_and_restored_from_the_console_as_over_ssh() {
+    // python:3.11 and postgresql:15 are test stacks.
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    with_postgresql(&app);
+    push(&server, &app);
+    psql(
+        &server,
+        "main",
+        "CREATE TABLE rows (n int PRIMARY KEY, t text); INSERT INTO rows VALUES (1, 'before')",
+    );
+    let rows = || {
+        psql(
+            &server,
+            "main",
+            "SELECT string_agg(n || '=' || t, ',' ORDER BY n) FROM rows",
+        )
+    };
+    let backup_ls = || text(&server.ssh(&server.key, "git", "backup ls demo main"));
+    let admin = log_in(&server, &server.key);
+    let (_, _, home) = console(&server, "GET", "/", Some(&admin), None);
+    let csrf = csrf_of(&home);
+    let val = server.add_user_with_role("val", "demo", "viewer");
+    let cody = server.add_user_with_role("cody", "demo", "contributor");
+    let viewer = log_in(&server, &val);
+    let contributor = log_in(&server, &cody);
+    let vcsrf = csrf_of(&console(&server, "GET", "/", Some(&viewer), None).2);
+    let ccsrf = csrf_of(&console(&server, "GET", "/", Some(&contributor), None).2);
+    let page = "/p/demo/e/main/backups";
+    let create = "/p/demo/e/main/backups/create";
+
+    // The environment links its backups; a viewer sees the list, without buttons.
+    let (_, _, body) = console(&server, "GET", "/p/demo/e/main", Some(&viewer), None);
+    assert!(body.contains(&format!("href=\"{page}\"")), "{body}");
+    let (status, _, body) = console(&server, "GET", page, Some(&viewer), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("main has no backups"), "{body}");
+    assert!(!body.contains(&format!("href=\"{create}\"")), "{body}");
+    // A viewer, and a contributor on production, are refused as SSH refuses them.
+    for (key, cookie, token) in [(&val, &viewer, &vcsrf), (&cody, &contributor, &ccsrf)] {
+        let o = server.ssh(key, "git", "backup create demo main");
+        assert!(!o.status.success(), "{}", text(&o));
+        let ssh_words = text(&o);
+        let words = ssh_words.trim().trim_start_matches("slipway: ");
+        assert!(words.starts_with("permission denied"), "{ssh_words}");
+        let (status, _, body) = console(
+            &server,
+            "POST",
+            create,
+            Some(cookie),
+            Some(&format!("csrf={token}")),
+        );
+        assert_eq!(status, 403, "{body}");
+        assert!(
+            body.contains(words),
+            "SSH said {ssh_words}; the console: {body}"
+        );
+    }
+    // A missing or forged token is refused; a confirmation takes nothing.
+    for form in [String::new(), format!("csrf={}", "0".repeat(64))] {
+        let (status, _, body) = console(&server, "POST", create, Some(&admin), Some(&form));
+        assert_eq!(status, 403, "{form}: {body}");
+        assert!(body.contains("security token"), "{body}");
+    }
+    let (status, _, body) = console(&server, "GET", create, Some(&admin), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Take a backup of main of demo now"), "{body}");
+    assert!(
+        backup_ls().contains("main has no backups"),
+        "{}",
+        backup_ls()
+    );
+
+    // The admin takes one: the SSH command's words, its output, listed on both sides.
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        create,
+        Some(&admin),
+        Some(&format!("csrf={csrf}")),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("backup 1 of main taken"), "{body}");
+    assert!(body.contains("-----&gt; backup db"), "its output: {body}");
+    assert!(backup_ls().starts_with("1\t"), "{}", backup_ls());
+    let (_, _, body) = console(&server, "GET", page, Some(&admin), None);
+    assert!(
+        body.contains("db/main") && body.contains("<td>me</td>"),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("href=\"{page}/restore/1\"")),
+        "{body}"
+    );
+    let (_, _, body) = console(&server, "GET", page, Some(&contributor), None);
+    assert!(body.contains("db/main"), "{body}");
+    assert!(
+        !body.contains("/restore/1"),
+        "no restore for a contributor: {body}"
+    );
+
+    // The data changes after the backup.
+    psql(
+        &server,
+        "main",
+        "UPDATE rows SET t = 'after'; INSERT INTO rows VALUES (2, 'later')",
+    );
+    assert_eq!(rows(), "1=after,2=later");
+    let restore = format!("{page}/restore/1");
+    // Restoring is an admin's: a viewer and a contributor are refused, nothing restored.
+    for (cookie, token) in [(&viewer, &vcsrf), (&contributor, &ccsrf)] {
+        let (status, _, body) = console(
+            &server,
+            "POST",
+            &restore,
+            Some(cookie),
+            Some(&format!("csrf={token}")),
+        );
+        assert_eq!(status, 403, "{body}");
+        assert!(
+            body.contains("permission denied: this needs the admin role on demo"),
+            "{body}"
+        );
+    }
+    for form in [String::new(), format!("csrf={}", "1".repeat(64))] {
+        let (status, _, body) = console(&server, "POST", &restore, Some(&admin), Some(&form));
+        assert_eq!(status, 403, "{form}: {body}");
+    }
+    assert_eq!(rows(), "1=after,2=later", "nothing restored");
+    // Another environment's (or no) backup is not found, with the SSH command's words.
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        &format!("{page}/restore/99"),
+        Some(&admin),
+        Some(&format!("csrf={csrf}")),
+    );
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body.contains("backup 99 is not a backup of demo/main"),
+        "{body}"
+    );
+    // The confirmation names what is overwritten, and restores nothing.
+    let (status, _, body) = console(&server, "GET", &restore, Some(&admin), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("the data of service db (postgresql:15): database main"),
+        "{body}"
+    );
+    assert_eq!(rows(), "1=after,2=later");
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        &restore,
+        Some(&admin),
+        Some(&format!("csrf={csrf}")),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("main restored from backup 1"), "{body}");
+    assert_eq!(
+        rows(),
+        "1=before",
+        "the backed-up row is back, the later one gone"
+    );
+    assert_eq!(server.get(APP_HOST, "/").map(|(s, _)| s), Some(200));
+    // Both are activities, by the admin, over SSH and in the console.
+    let activity = text(&server.ssh(&server.key, "git", "activity demo main"));
+    assert!(
+        activity.contains("backup\tmain\tsuccess\tbackup 1 of main")
+            && activity.contains("restore\tmain\tsuccess\tmain restored from backup 1"),
+        "{activity}"
+    );
+
+    // On a branch, a contributor takes a backup (as over SSH) but restores none.
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main:feature"]);
+    assert!(o.status.success(), "push: {}", text(&o));
+    let page = "/p/demo/e/feature/backups";
+    let (status, _, body) = console(&server, "GET", page, Some(&contributor), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&format!("href=\"{page}/create\"")), "{body}");
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        &format!("{page}/create"),
+        Some(&contributor),
+        Some(&format!("csrf={ccsrf}")),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("backup 2 of feature taken"), "{body}");
+    let (_, _, body) = console(&server, "GET", page, Some(&contributor), None);
+    assert!(
+        body.contains("<td>cody</td>") && !body.contains("/restore/2"),
+        "{body}"
+    );
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        &format!("{page}/restore/2"),
+        Some(&contributor),
+        Some(&format!("csrf={ccsrf}")),
+    );
+    assert_eq!(status, 403, "{body}");
+    // Backup 1 is main's: the feature branch cannot be restored from it.
+    let (status, _, body) = console(
+        &server,
+        "GET",
+        &format!("{page}/restore/1"),
+        Some(&admin),
+        None,
+    );
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body.contains("backup 1 is not a backup of demo/feature"),
+        "{body}"
     );
 }

@@ -3,7 +3,7 @@
 //! `-o allow-data-loss` onto a new volume when the data fits), a new
 //! branch starts on a consistent copy of its parent's service data (made while the parent
 //! takes writes), `sync` copies it again, a service removed with `-o allow-data-loss` goes
-//! with its data once the deploy is live, a deleted branch stops its services, and the
+//! with its data once the deploy is live, a deleted branch stops its services (its volumes go), and the
 //! plain folders of an older Slipway move onto volumes at `serve`.
 
 use std::process::Command;
@@ -196,18 +196,18 @@ fn postgresql_data_is_on_a_sized_volume_and_branches_get_a_consistent_copy() {
     // A bigger disk grows online: the service is not restarted and has room again.
     app.write(
         ".platform/services.yaml",
-        "db:\n  type: postgresql:15\n  disk: 256\nfull:\n  type: postgresql:15\n  disk: 128\n",
+        "db:\n  type: postgresql:15\n  disk: 256\nfull:\n  type: postgresql:15\n  disk: 192\n",
     );
     app.commit("a bigger disk");
     let (ok, out) = push_to(&server, &app, "main", &[]);
     assert!(ok, "{out}");
     assert!(
-        out.contains("service full disk resized: 64 MB -> 128 MB"),
+        out.contains("service full disk resized: 64 MB -> 192 MB"),
         "{out}"
     );
     // Online where the server may grow a mounted file system (CAP_SYS_RESOURCE); else the
     // service restarts on its volume grown while unmounted.
-    if out.contains("service full: disk grown online 64 MB -> 128 MB") {
+    if out.contains("service full: disk grown online 64 MB -> 192 MB") {
         assert_eq!(psql(&server, "main", "full", started), full_t0);
     } else {
         assert!(
@@ -236,7 +236,7 @@ fn postgresql_data_is_on_a_sized_volume_and_branches_get_a_consistent_copy() {
     );
     let (ok, out) = push_to(&server, &app, "main", &["allow-data-loss"]);
     assert!(
-        !ok && out.contains("volume service-full is 128 MB and holds")
+        !ok && out.contains("volume service-full is 192 MB and holds")
             && out.contains("cannot become 64 MB"),
         "{out}"
     );
@@ -360,18 +360,20 @@ fn postgresql_data_is_on_a_sized_volume_and_branches_get_a_consistent_copy() {
     assert!(!t.contains("full\t"), "{t}");
     assert_eq!(psql(&server, "main", "db", checksum), main_sum);
 
-    // A deleted branch: its services stop and its volumes are unmounted; the data stays.
+    // A deleted branch: its services stop and its volumes are removed (the push says so);
+    // main's data stays.
     let o = server.git(&app.dir, &["push", &server.remote("demo"), ":dev"]);
     assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("service-db ("), "{}", text(&o));
     let dev_vols = server.data.join("volumes/demo/dev");
-    wait_for("dev's services stop", &server, || {
+    wait_for("dev's services stop and its volumes go", &server, || {
         !server
             .containers()
             .iter()
             .any(|(id, _)| id.starts_with("demo.dev."))
             && !mounted(&dev_vols.join("service-db"))
+            && !dev_vols.join("service-db.img").exists()
     });
-    assert!(dev_vols.join("service-db.img").exists());
     assert_eq!(psql(&server, "main", "db", checksum), main_sum);
 }
 

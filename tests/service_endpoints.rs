@@ -331,12 +331,55 @@ fn postgresql_endpoints_get_their_own_roles_with_exactly_their_privileges() {
         sql_via(&server, &rels, "late", "extra", "SELECT n FROM x"),
         Ok("7".to_string())
     );
+    // An open session of the endpoint that goes: closed with it.
+    let late = &rels["late"][0];
+    let mut session = Killed(
+        Command::new("runc")
+            .arg("--root")
+            .arg(server.data.join("runtime/state"))
+            .args([
+                "exec",
+                "--env",
+                &format!("PGPASSWORD={}", late["password"].as_str().unwrap()),
+                CONTAINER,
+                "/usr/lib/postgresql/15/bin/psql",
+                &format!(
+                    "host={} port=5432 user=late dbname=main",
+                    server_ip(&server)
+                ),
+                "-AtX",
+                "-c",
+                "SELECT pg_sleep(300)",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let sessions = "SELECT count(*) FROM pg_stat_activity WHERE usename = 'late'";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while sql_via(&server, &rels, "database", "main", sessions) != Ok("1".to_string()) {
+        assert!(std::time::Instant::now() < deadline, "no session opened");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     let (ok, out) = push(&server, &app, &["allow-data-loss"]);
     assert!(ok, "{out}\n{}", server.server_log());
     assert!(
         out.contains("dropped database `extra`, endpoint `late`"),
         "{out}"
     );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = session.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the removed role's session is still open"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(!status.success(), "its query was cut short");
     let e = sql_via(&server, &rels, "late", "main", "SELECT 1").unwrap_err();
     assert!(e.contains("password authentication failed"), "{e}");
     let rels = relationships(&server);
@@ -610,4 +653,482 @@ fn mariadb_drops_a_removed_schema_and_endpoint_only_with_allow_data_loss() {
         maria_via(&server, &rels, "database", "main", "SELECT SUM(n) FROM t"),
         Ok("3".to_string())
     );
+}
+
+/// `runc exec` into MariaDB service `mdb` of `demo/main` with `MYSQL_PWD=password`.
+fn in_mdb(server: &Server, password: &str) -> Command {
+    let mut cmd = Command::new("runc");
+    cmd.arg("--root")
+        .arg(server.data.join("runtime/state"))
+        .args([
+            "exec",
+            "--env",
+            &format!("MYSQL_PWD={password}"),
+            "demo.main.mdb.service",
+        ]);
+    cmd
+}
+
+/// SQL as the service's backup account (all privileges, over its socket; the service's
+/// password, which the `own` relationship to the `mysql` endpoint has).
+fn maria_admin(server: &Server, rels: &serde_json::Value, sql: &str) -> String {
+    let o = run(
+        in_mdb(server, rels["own"][0]["password"].as_str().unwrap()).args([
+            "mariadb",
+            "--no-defaults",
+            "--socket=/tmp/mysqld.sock",
+            "--user=slipway",
+            "-N",
+            "-B",
+            "-e",
+            sql,
+        ]),
+    );
+    assert!(o.status.success(), "{sql}: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// `count` times `statement`, one new connection as relationship `rel`'s endpoint with no
+/// default schema (so each statement checks the privileges the server holds at that
+/// moment): the error lines the client printed.
+fn maria_batch(
+    server: &Server,
+    rels: &serde_json::Value,
+    rel: &str,
+    statement: &str,
+    count: usize,
+) -> Vec<String> {
+    use std::io::Write as _;
+    let e = &rels[rel][0];
+    let mut child = in_mdb(server, e["password"].as_str().unwrap())
+        .args([
+            "mariadb",
+            "--no-defaults",
+            "--force",
+            "-N",
+            "-B",
+            "-h",
+            e["ip"].as_str().unwrap(),
+            "-u",
+            e["username"].as_str().unwrap(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let script = format!("{statement};\n").repeat(count);
+    input.write_all(script.as_bytes()).unwrap();
+    drop(input);
+    let o = child.wait_with_output().unwrap();
+    let mut errors: Vec<String> = String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .filter(|l| l.starts_with("ERROR"))
+        .map(str::to_string)
+        .collect();
+    if !o.status.success() && errors.is_empty() {
+        errors.push(format!("client exited {}", o.status));
+    }
+    errors
+}
+
+/// A kill-on-drop child process.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn mariadb_privileges_change_without_a_gap_and_a_dropped_endpoint_loses_its_sessions() {
+    // python:3.11 and mariadb:10.11 are test stacks.
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    let yaml = |gone: bool| {
+        format!(
+            "name: hello\ntype: python:3.11\nrelationships:\n  own: 'mdb:mysql'\n  database: 'mdb:writer'\n  reports: 'mdb:reader'\n{}web:\n  commands:\n    start: python3 -m http.server $PORT --bind 127.0.0.1\n",
+            if gone { "  old: 'mdb:gone'\n" } else { "" }
+        )
+    };
+    app.write(".platform.app.yaml", &yaml(true));
+    // Schemas given without `main`: only those are made (as on Platform.sh).
+    let services = |reader: &str, gone: bool| {
+        format!(
+            "mdb:\n  type: mariadb:10.11\n  configuration:\n    schemas: [app_1]\n    endpoints:\n      writer:\n        default_schema: app_1\n        privileges: {{app_1: rw}}\n      reader:\n        privileges: {{app_1: {reader}}}\n{}",
+            if gone { "      gone:\n        privileges: {app_1: ro}\n" } else { "" }
+        )
+    };
+    app.write(".platform/services.yaml", &services("ro", true));
+    app.write(
+        ".platform/routes.yaml",
+        "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
+    );
+    app.commit("mariadb with schema app_1 and three endpoints");
+    let (ok, out) = push(&server, &app, &[]);
+    assert!(ok, "{out}\n{}", server.server_log());
+    let rels = relationships(&server);
+    let schemas = maria_admin(&server, &rels, "SHOW DATABASES");
+    assert!(
+        schemas.lines().any(|s| s == "app_1") && !schemas.lines().any(|s| s == "main"),
+        "{schemas}"
+    );
+    // `_` in a schema name matches only itself: `appx1` is no endpoint's.
+    maria_admin(
+        &server,
+        &rels,
+        "CREATE DATABASE appx1; CREATE TABLE appx1.s (n INT)",
+    );
+    for rel in ["reports", "database", "own"] {
+        let e = maria_via(&server, &rels, rel, "app_1", "SELECT * FROM appx1.s").unwrap_err();
+        assert!(e.contains("denied"), "{rel}: {e}");
+    }
+    // The service's own user owns the configured schemas.
+    maria_admin(&server, &rels, "SELECT 1");
+    maria_via(
+        &server,
+        &rels,
+        "own",
+        "app_1",
+        "CREATE TABLE t (n INT); INSERT INTO t VALUES (1), (2)",
+    )
+    .unwrap();
+
+    // Clients loop queries as the reader (SELECT) and the writer (INSERT) during deploys.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let looping = {
+        let (stop, rels, server) = (&stop, &rels, &server);
+        std::thread::scope(|scope| {
+            let looper = scope.spawn(|| {
+                let (mut batches, mut errors) = (0usize, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    errors.extend(maria_batch(
+                        server,
+                        rels,
+                        "reports",
+                        "SELECT COUNT(*) FROM app_1.t",
+                        300,
+                    ));
+                    errors.extend(maria_batch(
+                        server,
+                        rels,
+                        "database",
+                        "INSERT INTO app_1.t VALUES (3)",
+                        100,
+                    ));
+                    batches += 1;
+                }
+                (batches, errors)
+            });
+            let grants = "SELECT GROUP_CONCAT(VARIABLE_VALUE) FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME IN ('COM_GRANT', 'COM_REVOKE')";
+            let before = maria_admin(server, rels, grants);
+            // A deploy that changes no endpoint: no GRANT, no REVOKE.
+            app.write("index.html", "code only\n");
+            app.commit("a code-only change");
+            let (ok, out) = push(server, &app, &[]);
+            assert!(ok, "{out}\n{}", server.server_log());
+            assert!(!out.contains("apply at its next start"), "{out}");
+            assert_eq!(maria_admin(server, rels, grants), before);
+            // The reader raised to rw, then lowered to ro again: its reads never refused.
+            for level in ["rw", "ro"] {
+                app.write(".platform/services.yaml", &services(level, true));
+                app.commit(&format!("reader {level}"));
+                let (ok, out) = push(server, &app, &[]);
+                assert!(ok, "{out}\n{}", server.server_log());
+                assert!(!out.contains("apply at its next start"), "{out}");
+                // Applied on the running server: it writes exactly while it is rw.
+                let wrote = maria_via(server, rels, "reports", "app_1", "INSERT INTO t VALUES (8)");
+                assert_eq!(wrote.is_ok(), level == "rw", "{wrote:?}");
+            }
+            assert_ne!(maria_admin(server, rels, grants), before);
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            looper.join().unwrap()
+        })
+    };
+    let (batches, errors) = looping;
+    assert!(batches >= 3, "the clients ran {batches} batches");
+    assert!(
+        errors.is_empty(),
+        "{} refused queries: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(5)]
+    );
+    // The reader is ro again: exactly its privileges, nothing left over.
+    let e = maria_via(
+        &server,
+        &rels,
+        "reports",
+        "app_1",
+        "INSERT INTO t VALUES (9)",
+    )
+    .unwrap_err();
+    assert!(e.contains("denied"), "{e}");
+
+    // An open session of an endpoint that is removed: closed once the push is live.
+    let gone_pw = rels["old"][0]["password"].as_str().unwrap().to_string();
+    let mut session = Killed(
+        in_mdb(&server, &gone_pw)
+            .args([
+                "mariadb",
+                "--no-defaults",
+                "-h",
+                rels["own"][0]["ip"].as_str().unwrap(),
+                "-u",
+                "gone",
+                "-e",
+                "SELECT SLEEP(300)",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while maria_admin(
+        &server,
+        &rels,
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'gone'",
+    ) != "1"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the session never opened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    app.write(".platform/services.yaml", &services("ro", false));
+    app.write(".platform.app.yaml", &yaml(false));
+    app.commit("without the gone endpoint");
+    let (ok, out) = push(&server, &app, &["allow-data-loss"]);
+    assert!(ok, "{out}\n{}", server.server_log());
+    assert!(out.contains("dropped endpoint `gone`"), "{out}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = session.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the removed endpoint's session is still open"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(!status.success(), "its query was cut short");
+    assert_eq!(
+        maria_admin(
+            &server,
+            &rels,
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'gone'"
+        ),
+        "0"
+    );
+    // The other endpoints and every row are still there.
+    assert_eq!(
+        maria_via(
+            &server,
+            &rels,
+            "reports",
+            "app_1",
+            "SELECT COUNT(*) > 2 FROM t"
+        ),
+        Ok("1".to_string())
+    );
+}
+
+#[test]
+fn a_postgresql_restore_into_a_fresh_service_gives_back_its_endpoints_and_privileges() {
+    // python:3.11 and postgresql:15 are test stacks.
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    app.write(".platform.app.yaml", APP_YAML);
+    app.write(".platform/services.yaml", SERVICES);
+    app.write(
+        ".platform/routes.yaml",
+        "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
+    );
+    app.commit("databases and endpoints");
+    let (ok, out) = push(&server, &app, &[]);
+    assert!(ok, "{out}\n{}", server.server_log());
+    let rels = relationships(&server);
+    sql_via(
+        &server,
+        &rels,
+        "database",
+        "main",
+        "CREATE TABLE t (n int); INSERT INTO t SELECT generate_series(1, 100)",
+    )
+    .unwrap();
+    sql_via(
+        &server,
+        &rels,
+        "database",
+        "legacy",
+        "CREATE TABLE old (n int)",
+    )
+    .unwrap();
+    let o = server.ssh(&server.key, "git", "backup create demo main");
+    assert!(o.status.success(), "{}", text(&o));
+
+    // The service removed with its data, then added again: a fresh cluster.
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nweb:\n  commands:\n    start: python3 -m http.server $PORT --bind 127.0.0.1\n",
+    );
+    app.write(".platform/services.yaml", "{}\n");
+    app.commit("without the database");
+    let (ok, out) = push(&server, &app, &["allow-data-loss"]);
+    assert!(ok, "{out}\n{}", server.server_log());
+    app.write(".platform.app.yaml", APP_YAML);
+    app.write(".platform/services.yaml", SERVICES);
+    app.commit("the database again");
+    let (ok, out) = push(&server, &app, &[]);
+    assert!(ok, "{out}\n{}", server.server_log());
+    let rels = relationships(&server);
+    let e = sql_via(&server, &rels, "reports", "main", "SELECT count(*) FROM t").unwrap_err();
+    assert!(e.contains("does not exist"), "a fresh service: {e}");
+
+    let o = server.ssh(&server.key, "git", "backup restore demo main 1");
+    assert!(o.status.success(), "{}\n{}", text(&o), server.server_log());
+    // The same endpoints with the same privileges as before the backup.
+    assert_eq!(
+        sql_via(&server, &rels, "reports", "main", "SELECT count(*) FROM t"),
+        Ok("100".to_string())
+    );
+    denied(
+        sql_via(
+            &server,
+            &rels,
+            "reports",
+            "main",
+            "INSERT INTO t VALUES (1)",
+        ),
+        "an INSERT by the ro endpoint after the restore",
+    );
+    let e = sql_via(&server, &rels, "reports", "legacy", "SELECT 1").unwrap_err();
+    assert!(e.contains("permission denied for database"), "{e}");
+    sql_via(
+        &server,
+        &rels,
+        "imports",
+        "legacy",
+        "INSERT INTO old VALUES (5)",
+    )
+    .unwrap();
+    denied(
+        sql_via(
+            &server,
+            &rels,
+            "imports",
+            "legacy",
+            "CREATE TABLE mine (n int)",
+        ),
+        "a CREATE TABLE by the rw endpoint after the restore",
+    );
+    let e = sql_via(&server, &rels, "imports", "main", "SELECT 1").unwrap_err();
+    assert!(e.contains("permission denied for database"), "{e}");
+    sql_via(
+        &server,
+        &rels,
+        "database",
+        "main",
+        "CREATE TABLE later (n int); INSERT INTO later VALUES (1)",
+    )
+    .unwrap();
+    // A table the admin makes after the restore is readable by the reader again.
+    assert_eq!(
+        sql_via(
+            &server,
+            &rels,
+            "reports",
+            "main",
+            "SELECT count(*) FROM later"
+        ),
+        Ok("1".to_string())
+    );
+}
+
+#[test]
+fn a_mariadb_restore_into_a_fresh_service_keeps_its_passwords_endpoints_and_privileges() {
+    // python:3.11 and mariadb:10.11 are test stacks.
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    let yaml = "name: hello\ntype: python:3.11\nrelationships:\n  own: 'mdb:mysql'\n  database: 'mdb:writer'\n  reports: 'mdb:reader'\nweb:\n  commands:\n    start: python3 -m http.server $PORT --bind 127.0.0.1\n";
+    let services = "mdb:\n  type: mariadb:10.11\n  configuration:\n    schemas: [app]\n    endpoints:\n      writer:\n        default_schema: app\n        privileges: {app: rw}\n      reader:\n        privileges: {app: ro}\n";
+    app.write(".platform.app.yaml", yaml);
+    app.write(".platform/services.yaml", services);
+    app.write(
+        ".platform/routes.yaml",
+        "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
+    );
+    app.commit("mariadb with endpoints");
+    let (ok, out) = push(&server, &app, &[]);
+    assert!(ok, "{out}\n{}", server.server_log());
+    let rels = relationships(&server);
+    maria_via(
+        &server,
+        &rels,
+        "own",
+        "app",
+        "CREATE TABLE t (n INT); INSERT INTO t VALUES (1), (2), (3)",
+    )
+    .unwrap();
+    let o = server.ssh(&server.key, "git", "backup create demo main");
+    assert!(o.status.success(), "{}", text(&o));
+
+    // The service removed with its data, then added again: new passwords.
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nweb:\n  commands:\n    start: python3 -m http.server $PORT --bind 127.0.0.1\n",
+    );
+    app.write(".platform/services.yaml", "{}\n");
+    app.commit("without the database");
+    let (ok, out) = push(&server, &app, &["allow-data-loss"]);
+    assert!(ok, "{out}\n{}", server.server_log());
+    app.write(".platform.app.yaml", yaml);
+    app.write(".platform/services.yaml", services);
+    app.commit("the database again");
+    let (ok, out) = push(&server, &app, &[]);
+    assert!(ok, "{out}\n{}", server.server_log());
+    let fresh = relationships(&server);
+    assert_ne!(
+        rels["reports"][0]["password"],
+        fresh["reports"][0]["password"]
+    );
+
+    let o = server.ssh(&server.key, "git", "backup restore demo main 1");
+    assert!(o.status.success(), "{}\n{}", text(&o), server.server_log());
+    // The backed-up rows, reached with the fresh service's passwords, each endpoint with
+    // exactly its privileges.
+    assert_eq!(
+        maria_via(&server, &fresh, "reports", "app", "SELECT COUNT(*) FROM t"),
+        Ok("3".to_string())
+    );
+    let e = maria_via(
+        &server,
+        &fresh,
+        "reports",
+        "app",
+        "INSERT INTO t VALUES (4)",
+    )
+    .unwrap_err();
+    assert!(e.contains("denied"), "{e}");
+    maria_via(
+        &server,
+        &fresh,
+        "database",
+        "app",
+        "INSERT INTO t VALUES (4)",
+    )
+    .unwrap();
+    let e = maria_via(&server, &fresh, "database", "app", "CREATE TABLE x (n INT)").unwrap_err();
+    assert!(e.contains("denied"), "{e}");
+    maria_via(&server, &fresh, "own", "app", "CREATE TABLE x (n INT)").unwrap();
+    let e = maria_via(&server, &rels, "reports", "app", "SELECT 1").unwrap_err();
+    assert!(e.contains("Access denied"), "the old password: {e}");
+    // The backup account works again: a second backup is taken.
+    let o = server.ssh(&server.key, "git", "backup create demo main");
+    assert!(o.status.success(), "{}", text(&o));
 }

@@ -293,6 +293,17 @@ fn django_pipenv_and_poetry_share_postgresql() {
         2,
         "{out}"
     );
+    // pip's and pipenv's caches stayed in the build cache, out of the pipenv app's slug.
+    let slug = out
+        .split("build pipenv: built sha256:")
+        .nth(1)
+        .and_then(|s| s.get(..64))
+        .map(|hex| server.data.join("slugs").join(hex))
+        .unwrap_or_else(|| panic!("no slug of pipenv in\n{out}"));
+    assert!(slug.join(".local/share/virtualenvs").is_dir(), "{out}");
+    for cache in [".cache/pip", ".cache/pipenv"] {
+        assert!(!slug.join(cache).exists(), "{cache} is in the slug");
+    }
     // One deploy hook created the table, the other found it migrated.
     assert_eq!(
         out.matches("Applying hello.0001_initial... OK").count(),

@@ -1,7 +1,9 @@
 //! Mounts and disks (spec section 9): an app writes to its mounts over HTTP, and the data
 //! survives deploys, a failed deploy, a rollback, a redeploy, a restart, `slipway down` and a
 //! `kill -9` of the server mid-deploy; data-losing changes need `-o allow-data-loss`; a full
-//! disk is the app's own ENOSPC; a new branch starts with a copy of main's data.
+//! disk is the app's own ENOSPC; a new branch starts with a copy of main's data; a smaller
+//! disk shrinks the volume with `-o allow-data-loss` when the data fits, and a shrink killed
+//! midway leaves the live release and its data as they were.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -10,8 +12,9 @@ use std::time::{Duration, Instant};
 use slipway_e2e::{run, text, App, Server};
 
 /// Writes and reads files of its mounts: `/write?f=PATH&v=TEXT`, `/read?f=PATH`,
-/// `/fill?f=PATH&mb=N` (writes N MB, answers with the error), `/ro` (a write outside the mounts).
-const SERVER: &str = r#"import http.server, os, urllib.parse
+/// `/fill?f=PATH&mb=N` (writes N MB, answers with the error), `/ro` (a write outside the mounts),
+/// `/rels` (the names of its relationships).
+const SERVER: &str = r#"import base64, http.server, json, os, urllib.parse
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
@@ -34,6 +37,8 @@ class H(http.server.BaseHTTPRequestHandler):
                     body = "fit"
                 except OSError as e:
                     body = "errno %d" % e.errno
+            elif u.path == "/rels":
+                body = ",".join(sorted(json.loads(base64.b64decode(os.environ["PLATFORM_RELATIONSHIPS"]))))
             elif u.path == "/ro":
                 try:
                     open("outside.txt", "w").write("x")
@@ -350,13 +355,6 @@ fn data_losing_changes_need_the_option_and_a_full_disk_is_the_apps_own_error() {
     assert!(!ok, "{out}");
     assert!(out.contains("shrinking the disk of app `hello`"), "{out}");
     assert!(out.contains("allow-data-loss"), "{out}");
-    // Even with the option a volume never shrinks: refused, naming what it holds.
-    let (ok, out) = push_to(&server, &app, "main", &["allow-data-loss"]);
-    assert!(!ok, "{out}");
-    assert!(
-        out.contains("volume app-hello is 32 MB and holds") && out.contains("never shrink"),
-        "{out}"
-    );
     assert_eq!(read(&server, "data/a.txt"), "kept");
     assert_eq!(
         std::fs::metadata(server.data.join("volumes/demo/main/app-hello.img"))
@@ -518,4 +516,256 @@ fn sync_streams_its_output_while_it_runs() {
         rest.contains("dev now has a copy of main's mount data"),
         "{rest}"
     );
+}
+
+/// No leftover of a shrink beside the volume `app-hello` of main.
+fn no_shrink_leftovers(server: &Server) {
+    let dir = server.data.join("volumes/demo/main");
+    for f in [
+        "app-hello.img.shrink",
+        "app-hello.img.old",
+        "app-hello.shrinking",
+        "app-hello.shrink",
+    ] {
+        assert!(!dir.join(f).exists(), "{f} left behind");
+    }
+}
+
+fn image_mb(server: &Server) -> u64 {
+    std::fs::metadata(server.data.join("volumes/demo/main/app-hello.img"))
+        .expect("image")
+        .len()
+        >> 20
+}
+
+/// Push `git push -o allow-data-loss` in the background.
+fn push_in_background(server: &Server, app: &App) -> std::process::Child {
+    Command::new("git")
+        .args([
+            "push",
+            "-o",
+            "allow-data-loss",
+            &server.remote("demo"),
+            "HEAD:refs/heads/main",
+        ])
+        .current_dir(&app.dir)
+        .env("GIT_SSH_COMMAND", server.ssh_command(&server.key))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("git push")
+}
+
+/// kill -9 of the server, and `serve` again.
+fn kill_and_serve_again(server: &mut Server, pusher: &mut std::process::Child) {
+    let pid = server.pid().expect("server pid");
+    run(Command::new("kill").args(["-9", &pid.to_string()]));
+    server.stop();
+    let _ = pusher.wait();
+    serve_again(server);
+}
+
+#[test]
+fn a_smaller_disk_shrinks_with_the_option_when_the_data_fits_and_a_killed_shrink_changes_nothing() {
+    let mut server = Server::start();
+    let app = new_app(&server, 64);
+    push_ok(&server, &app);
+    assert_eq!(get(&server, "main", "/write?f=data/a.txt&v=kept"), "ok");
+    assert_eq!(get(&server, "main", "/fill?f=data/big&mb=20"), "fit");
+    let data = volume(&server, "main", "app-hello");
+
+    // Too much data for 16 MB: refused with the option too, naming the mount, the data it
+    // holds and the size; nothing changed.
+    app.write(".platform.app.yaml", &config(16, MOUNTS, HOOK));
+    app.commit("smaller disk");
+    let (ok, out) = push_to(&server, &app, "main", &[]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("shrinking the disk of app `hello` from 64 MB to 16 MB"),
+        "{out}"
+    );
+    let (ok, out) = push_to(&server, &app, "main", &["allow-data-loss"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("mount `data` of app `hello`")
+            && out.contains("on volume app-hello hold 2")
+            && out.contains("cannot shrink from 64 MB to 16 MB")
+            && out.contains("nothing was changed"),
+        "{out}"
+    );
+    assert_eq!(image_mb(&server), 64);
+    no_shrink_leftovers(&server);
+    assert_eq!(read(&server, "data/a.txt"), "kept");
+    assert_eq!(get(&server, "main", "/"), "built-1\n");
+
+    // It fits once the big file is gone. A kill -9 while the new release's deploy hook runs
+    // on the shrunk volume: after the restart the live release has its old volume back, with
+    // what it wrote after the copy.
+    assert_eq!(get(&server, "main", "/write?f=data/big&v=small"), "ok");
+    app.write(
+        ".platform.app.yaml",
+        &config(
+            16,
+            MOUNTS,
+            "    echo killed > data/marker.txt\n    sleep 60\n",
+        ),
+    );
+    app.commit("smaller disk, slow hook");
+    let mut pusher = push_in_background(&server, &app);
+    let marker = data.join("files/data/marker.txt");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !marker.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the deploy hook never ran\n{}",
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(image_mb(&server), 16, "the hook runs on the shrunk volume");
+    assert_eq!(get(&server, "main", "/write?f=data/after.txt&v=live"), "ok");
+    kill_and_serve_again(&mut server, &mut pusher);
+    assert_eq!(image_mb(&server), 64);
+    no_shrink_leftovers(&server);
+    assert_eq!(read(&server, "data/a.txt"), "kept");
+    assert_eq!(read(&server, "data/after.txt"), "live");
+    assert!(read(&server, "data/marker.txt").contains("No such file"));
+    assert_eq!(get(&server, "main", "/"), "built-1\n");
+
+    // A kill -9 while the volume is copied (whatever step it lands on): the same.
+    app.write(".platform.app.yaml", &config(16, MOUNTS, HOOK));
+    app.commit("smaller disk again");
+    let mut pusher = push_in_background(&server, &app);
+    let copying = server.data.join("volumes/demo/main/app-hello.img.shrink");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !copying.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the shrink never started\n{}",
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    kill_and_serve_again(&mut server, &mut pusher);
+    assert_eq!(image_mb(&server), 64);
+    no_shrink_leftovers(&server);
+    assert_eq!(read(&server, "data/a.txt"), "kept");
+    assert_eq!(read(&server, "data/after.txt"), "live");
+    assert_eq!(get(&server, "main", "/"), "built-1\n");
+
+    // Shrunk: the data is there and the new size is enforced.
+    let (ok, out) = push_to(&server, &app, "main", &["allow-data-loss"]);
+    assert!(ok, "{out}\n{}", server.server_log());
+    assert!(out.contains("shrunk 64 MB -> 16 MB"), "{out}");
+    assert_eq!(image_mb(&server), 16);
+    no_shrink_leftovers(&server);
+    assert_eq!(read(&server, "data/a.txt"), "kept");
+    assert_eq!(read(&server, "data/after.txt"), "live");
+    assert_eq!(get(&server, "main", "/fill?f=data/f&mb=30"), "errno 28");
+    assert!(mounted(&data));
+}
+
+/// A worker with its own mounts, disk and relationships: writes what it sees to its mounts.
+const WORKER: &str = r#"import base64, json, os, socket, time
+rels = sorted(json.loads(base64.b64decode(os.environ["PLATFORM_RELATIONSHIPS"])))
+try:
+    s = socket.create_connection(("kv.internal", 6379), timeout=5)
+    s.sendall(b"PING\r\n")
+    pong = s.recv(16).decode().strip()
+except Exception as e:
+    pong = repr(e)
+open("data/w.txt", "w").write("worker-data")
+open("shared/w.txt", "w").write("rels=%s pong=%s" % (",".join(rels), pong))
+while True:
+    time.sleep(1)
+"#;
+
+#[test]
+fn a_worker_has_its_own_mounts_disk_and_relationships_and_a_deleted_branch_loses_its_volumes() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\ndisk: 64\nrelationships:\n  cache: \"cache:redis\"\nmounts:\n  data: {source: local, source_path: data}\n  shared: {source: storage, source_path: shared}\nhooks:\n  build: echo \"built-$(cat VERSION)\" > build.txt\nweb:\n  commands:\n    start: python3 server.py\nworkers:\n  queue:\n    disk: 32\n    mounts:\n      data: {source: local, source_path: data}\n      shared: {source: storage, source_path: shared}\n    relationships:\n      kv: \"cache:redis\"\n    commands:\n      start: python3 worker.py\n",
+    );
+    app.write(".platform/services.yaml", "cache:\n  type: redis:7.0\n");
+    app.write("server.py", SERVER);
+    app.write("worker.py", WORKER);
+    app.commit("a worker with its own mounts");
+    let (ok, out) = push_to(&server, &app, "main", &[]);
+    assert!(ok, "{out}\n{}", server.server_log());
+    // Its mounts, disk and relationships are acted on: no warning that they are ignored.
+    assert!(!out.contains("does not act on yet"), "{out}");
+
+    // The storage mount is shared, the local one is the worker's own, on its own disk.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let seen = loop {
+        let b = read(&server, "shared/w.txt");
+        if b.starts_with("rels=") {
+            break b;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker never wrote: {b}\n{}",
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    // Its relationships replace the app's: `kv` only, and it answers.
+    assert_eq!(seen, "rels=kv pong=+PONG");
+    assert_eq!(get(&server, "main", "/rels"), "cache");
+    assert!(read(&server, "data/w.txt").contains("No such file"));
+    let vols = server.data.join("volumes/demo/main");
+    let wdata = vols.join("worker-hello.queue/files/data/w.txt");
+    assert_eq!(std::fs::read_to_string(&wdata).unwrap(), "worker-data");
+    for (name, mb) in [
+        ("app-hello", 64),
+        ("worker-hello.queue", 32),
+        ("storage", 64),
+    ] {
+        let len = std::fs::metadata(vols.join(format!("{name}.img")))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .len();
+        assert_eq!(len, mb << 20, "{name}");
+    }
+
+    // A branch gets copies; deleting it removes them (and says so), main keeps its own.
+    assert_eq!(get(&server, "main", "/write?f=data/a.txt&v=main"), "ok");
+    let (ok, out) = push_to(&server, &app, "feature", &[]);
+    assert!(ok, "{out}");
+    assert_eq!(get(&server, "feature", "/read?f=data/a.txt"), "main");
+    let feature = server.data.join("volumes/demo/feature");
+    assert!(feature.join("worker-hello.queue.img").exists());
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), ":feature"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("feature deleted: its volumes are removed")
+            && out.contains("app-hello (")
+            && out.contains("worker-hello.queue (")
+            && out.contains("service-cache ("),
+        "{out}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left: Vec<String> = std::fs::read_dir(&feature)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if left.iter().all(|f| !f.ends_with(".img")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "volumes of the deleted branch left: {left:?}\n{}",
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(!mounted(&feature.join("app-hello")));
+    assert_eq!(read(&server, "data/a.txt"), "main");
+    assert_eq!(std::fs::read_to_string(&wdata).unwrap(), "worker-data");
 }

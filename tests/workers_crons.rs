@@ -46,9 +46,11 @@ fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-/// A worker that takes jobs dropped into /tmp/inbox (its own /tmp) and says so.
+/// A worker that takes jobs dropped into /tmp/inbox (its own /tmp) and says so; at start it
+/// writes into the app's `data` mount, which it shares with the app.
 const WORKER: &str = r#"import os, time
 os.makedirs("/tmp/inbox", exist_ok=True)
+open("/app/data/from-worker.txt", "w").write("written by the worker")
 open("/tmp/worker.pid", "w").write(str(os.getpid()))
 print("worker up pid", os.getpid(), "port", os.environ.get("PORT", "none"), "app", os.environ.get("PLATFORM_APPLICATION_NAME", "?"), "queue", os.environ.get("QUEUE_NAME", "?"), "mode", os.environ.get("MODE", "?"), flush=True)
 while True:
@@ -60,7 +62,7 @@ while True:
 
 fn worker_config(start: &str) -> String {
     format!(
-        "name: hello\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    echo \"built-$(cat VERSION)\" > build.txt\nweb:\n  commands:\n    start: python3 server.py\nvariables:\n  env:\n    MODE: app-mode\n    QUEUE_NAME: app-queue\nworkers:\n  queue:\n    size: S\n    variables:\n      env:\n        QUEUE_NAME: jobs\n    commands:\n      start: {start}\n"
+        "name: hello\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    echo \"built-$(cat VERSION)\" > build.txt\nweb:\n  commands:\n    start: python3 server.py\nvariables:\n  env:\n    MODE: app-mode\n    QUEUE_NAME: app-queue\nmounts:\n  data: {{source: local, source_path: data}}\nworkers:\n  queue:\n    size: S\n    variables:\n      env:\n        QUEUE_NAME: jobs\n    commands:\n      start: {start}\n"
     )
 }
 
@@ -84,6 +86,13 @@ fn a_worker_consumes_work_survives_its_crash_and_retires_with_its_release() {
     let releases = admin_ok(&server, "releases demo main");
     assert!(releases.contains("workers: hello/queue"), "{releases}");
     assert!(admin_ok(&server, "envs demo").contains("workers: hello/queue"));
+
+    // A worker without mounts of its own has the app's (spec section 10): the app reads
+    // what the worker wrote.
+    wait_for(20, "the worker's file in the app's mount", || {
+        let o = server.ssh(&server.key, "main.demo", "cat /app/data/from-worker.txt");
+        o.status.success() && text(&o).contains("written by the worker")
+    });
 
     // Work dropped through its shell login is consumed; its output is in `logs ... queue`.
     let viewer = user_with_role(&server, "vera", "viewer");

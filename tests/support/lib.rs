@@ -52,12 +52,20 @@ pub const TEST_STACKS: &[&str] = &[
     "golang:1.24",
     "ruby:3.3",
     "java:21",
+    // tests/languages.rs: a second Python (trixie's) beside python:3.11 (bookworm's); 3.7
+    // minutes to build on a busy 2-core machine.
+    "python:3.13",
 ];
 
 /// The stacks folder shared by every test run on this machine (`SLIPWAY_STACKS_DIR` of
-/// every test server): one store holding every stack the tests use.
+/// every test server): one store holding every stack the tests use. `SLIPWAY_TEST_STACKS_DIR`
+/// names another one (a work tree that changes a stack's recipe tests it there, without
+/// rebuilding the copy other work trees share).
 pub fn shared_stacks_dir() -> PathBuf {
-    Path::new("/var/tmp/slipway-test-stacks/shared").to_path_buf()
+    std::env::var_os("SLIPWAY_TEST_STACKS_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new("/var/tmp/slipway-test-stacks/shared").to_path_buf())
 }
 
 /// The shared stacks folder ([`shared_stacks_dir`]) with stack `type_name` (e.g.

@@ -25,6 +25,13 @@ pub struct Worker {
     pub size: Option<ContainerSize>,
     /// Its own `variables.env`, over the app's.
     pub env: std::collections::BTreeMap<String, String>,
+    /// Its own `mounts` (None: the app's, as on Platform.sh; see [`worker_application`]).
+    pub mounts: Option<std::collections::BTreeMap<String, Value>>,
+    /// Its own `disk` in MB (None: the app's).
+    pub disk: Option<u64>,
+    /// Its own `relationships`, each target as written (`SERVICE[:ENDPOINT]`, the
+    /// `{service, endpoint}` form as `SERVICE[:ENDPOINT]`, None for `null`); None: the app's.
+    pub relationships: Option<std::collections::BTreeMap<String, Option<String>>>,
 }
 
 /// One cron job of an app.
@@ -59,6 +66,16 @@ pub enum BackgroundError {
     /// A cron's schedule is not usable.
     #[error("cron `{0}`: {1}")]
     CronSchedule(String, String),
+    /// A worker's relationship names neither a service nor an app.
+    #[error("worker `{worker}`: relationship `{relationship}` names `{target}`, which is no service or app")]
+    WorkerRelationship {
+        /// The worker.
+        worker: String,
+        /// The relationship.
+        relationship: String,
+        /// What it names.
+        target: String,
+    },
 }
 
 fn start_of(v: &Value) -> Option<&str> {
@@ -111,9 +128,80 @@ pub fn workers(app: &Application) -> Result<Vec<Worker>, BackgroundError> {
                             .collect()
                     })
                     .unwrap_or_default(),
+                mounts: v
+                    .get("mounts")
+                    .and_then(Value::as_object)
+                    .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+                disk: v.get("disk").and_then(Value::as_u64),
+                relationships: v.get("relationships").and_then(Value::as_object).map(|r| {
+                    r.iter()
+                        .filter_map(|(k, v)| {
+                            let target = match v {
+                                Value::String(s) => Some(s.clone()),
+                                Value::Null => None,
+                                Value::Object(o) => {
+                                    let svc = o.get("service").and_then(Value::as_str).unwrap_or(k);
+                                    Some(match o.get("endpoint").and_then(Value::as_str) {
+                                        Some(ep) => format!("{svc}:{ep}"),
+                                        None => svc.to_string(),
+                                    })
+                                }
+                                _ => return None,
+                            };
+                            Some((k.clone(), target))
+                        })
+                        .collect()
+                }),
             })
         })
         .collect()
+}
+
+/// The app a worker of `app` is, as on Platform.sh: the app's configuration with the
+/// worker's own `mounts`, `disk` and `relationships` in place of the app's where it has them
+/// (each replaces the app's whole key). Its relationships get their endpoints as the app's
+/// do (a service's default endpoint, `http` for an app).
+pub fn worker_application(
+    app: &Application,
+    worker: &Worker,
+    topology: &crate::model::Topology,
+) -> Result<Application, BackgroundError> {
+    let mut out = app.clone();
+    if let Some(m) = &worker.mounts {
+        out.mounts = m.clone();
+    }
+    if worker.disk.is_some() {
+        out.disk = worker.disk;
+    }
+    if let Some(rels) = &worker.relationships {
+        out.relationships.clear();
+        for (rel, target) in rels {
+            let (svc, endpoint) = match target.as_deref().map(|t| t.split_once(':')) {
+                None => (rel.clone(), None),
+                Some(Some((s, e))) if !e.is_empty() => (s.to_string(), Some(e.to_string())),
+                Some(Some((s, _))) => (s.to_string(), None),
+                Some(None) => (target.clone().unwrap_or_default(), None),
+            };
+            let endpoint = if let Some(s) = topology.service(&svc) {
+                endpoint.unwrap_or_else(|| {
+                    crate::catalog::service_kind(&s.r#type)
+                        .map(|k| k.endpoint.to_string())
+                        .unwrap_or_else(|| s.r#type.clone())
+                })
+            } else if topology.application(&svc).is_some() {
+                endpoint.unwrap_or_else(|| "http".to_string())
+            } else {
+                return Err(BackgroundError::WorkerRelationship {
+                    worker: worker.name.clone(),
+                    relationship: rel.clone(),
+                    target: svc,
+                });
+            };
+            out.relationships
+                .insert(rel.clone(), format!("{svc}:{endpoint}"));
+        }
+    }
+    Ok(out)
 }
 
 /// The app's crons, by name.
@@ -145,4 +233,69 @@ pub fn crons(app: &Application) -> Result<Vec<Cron>, BackgroundError> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Service, Topology};
+    use serde_json::json;
+
+    #[test]
+    fn a_worker_has_its_own_mounts_disk_and_relationships_or_the_apps() {
+        let app = Application {
+            name: "web".into(),
+            disk: Some(2048),
+            mounts: serde_json::from_value(json!({"up": {"source": "local", "source_path": "up"}}))
+                .unwrap(),
+            relationships: [("db".to_string(), "db:postgresql".to_string())].into(),
+            workers: serde_json::from_value(json!({
+                "own": {
+                    "commands": {"start": "run"},
+                    "disk": 256,
+                    "mounts": {"q": {"source": "storage", "source_path": "q"}},
+                    "relationships": {"cache": "cache:redis", "kv": {"service": "cache"}, "web": null},
+                },
+                "inherits": {"commands": {"start": "run"}},
+                "lost": {"commands": {"start": "run"}, "relationships": {"x": "nowhere:mysql"}},
+            }))
+            .unwrap(),
+            ..Default::default()
+        };
+        let topology = Topology {
+            applications: vec![app.clone()],
+            services: vec![Service {
+                name: "cache".into(),
+                r#type: "redis".into(),
+                version: "7.0".into(),
+                disk: None,
+                configuration: Value::Null,
+                relationships: Default::default(),
+            }],
+            routes: vec![],
+        };
+        let ws = workers(&app).unwrap();
+        let get = |n: &str| ws.iter().find(|w| w.name == n).unwrap();
+        let own = worker_application(&app, get("own"), &topology).unwrap();
+        assert_eq!(own.disk, Some(256));
+        assert_eq!(own.mounts.keys().collect::<Vec<_>>(), vec!["q"]);
+        assert_eq!(
+            own.relationships,
+            [
+                ("cache".to_string(), "cache:redis".to_string()),
+                ("kv".to_string(), "cache:redis".to_string()),
+                ("web".to_string(), "web:http".to_string()),
+            ]
+            .into()
+        );
+        let inherits = worker_application(&app, get("inherits"), &topology).unwrap();
+        assert_eq!(
+            (inherits.disk, inherits.mounts, inherits.relationships),
+            (app.disk, app.mounts.clone(), app.relationships.clone())
+        );
+        assert!(matches!(
+            worker_application(&app, get("lost"), &topology),
+            Err(BackgroundError::WorkerRelationship { .. })
+        ));
+    }
 }

@@ -3,9 +3,11 @@
 use crate::convert::{AppRecord, RouteRecord, ServiceRecord};
 use crate::diag::Diagnostic;
 use crate::files::dir_exists;
+use crate::keypath::KeyPath;
 use crate::model::{Route, RouteKind, Topology};
 use crate::source::ConfigSource;
 use crate::suggest::closest;
+use crate::yaml::Pos;
 use std::collections::HashMap;
 
 /// Where the parts of a configuration live, for messages.
@@ -309,10 +311,49 @@ pub(crate) fn finish(
             }
         }
     };
-    Topology {
+    let places: Vec<(Pos, KeyPath)> = apps
+        .iter()
+        .map(|a| (a.name_pos.clone(), a.path.clone()))
+        .collect();
+    let topology = Topology {
         applications: apps.into_iter().map(|a| a.app).collect(),
         services: services.into_iter().map(|s| s.service).collect(),
         routes,
+    };
+    worker_relationships(&topology, &places, diags);
+    topology
+}
+
+/// A worker's own relationships name a service or an app, as the app's do (reported at the
+/// app's name: a worker's keys keep no positions).
+fn worker_relationships(
+    topology: &Topology,
+    places: &[(Pos, KeyPath)],
+    diags: &mut Vec<Diagnostic>,
+) {
+    for (app, (pos, path)) in topology.applications.iter().zip(places) {
+        for w in crate::background::workers(app).unwrap_or_default() {
+            if let Err(crate::background::BackgroundError::WorkerRelationship {
+                relationship,
+                target,
+                ..
+            }) = crate::background::worker_application(app, &w, topology)
+            {
+                let kp = path
+                    .with("workers")
+                    .with(&w.name)
+                    .with("relationships")
+                    .with(&relationship)
+                    .render();
+                diags.push(Diagnostic::error(
+                    &pos.file,
+                    pos.line,
+                    pos.col,
+                    &kp,
+                    format!("relationship `{relationship}` of worker `{}` names `{target}`, which is no service or app", w.name),
+                ));
+            }
+        }
     }
 }
 

@@ -47,6 +47,9 @@ pub struct Layout {
     /// The configured endpoints by name (the default endpoint, `mysql` or `postgresql`,
     /// is the service's own user and is not among them).
     pub endpoints: BTreeMap<String, Endpoint>,
+    /// The default endpoint (`mysql` or `postgresql`: the service's own user) when it is
+    /// configured, with its privileges.
+    pub own: Option<Endpoint>,
 }
 
 /// Why a database service's `configuration` does not describe a [`Layout`].
@@ -170,17 +173,17 @@ fn read(
                 .ok_or_else(|| shape("endpoints", "a mapping of endpoint names"))?,
         ),
     };
+    let mut own = None;
     for (name, ep) in configured.into_iter().flatten() {
-        if name == default {
-            continue;
-        }
-        if !plain_name(name) {
+        if name != default && !plain_name(name) {
             return Err(LayoutError::NotPlain {
                 what: "endpoint",
                 name: name.clone(),
             });
         }
-        if reserved(service_type).contains(&name.as_str()) || name.starts_with("pg_") {
+        if name != default
+            && (reserved(service_type).contains(&name.as_str()) || name.starts_with("pg_"))
+        {
             return Err(LayoutError::Reserved(name.clone()));
         }
         let unknown = |schema: &str| LayoutError::UnknownSchema {
@@ -225,15 +228,21 @@ fn read(
             };
             privileges.insert(schema.clone(), p);
         }
-        endpoints.insert(
-            name.clone(),
-            Endpoint {
-                default_schema,
-                privileges,
-            },
-        );
+        let endpoint = Endpoint {
+            default_schema,
+            privileges,
+        };
+        if name == default {
+            own = Some(endpoint);
+        } else {
+            endpoints.insert(name.clone(), endpoint);
+        }
     }
-    Ok(Layout { schemas, endpoints })
+    Ok(Layout {
+        schemas,
+        endpoints,
+        own,
+    })
 }
 
 impl Layout {
@@ -277,6 +286,13 @@ mod tests {
             Some("main")
         );
         assert_eq!(l.endpoints["importer"].privileges["legacy"], Privilege::Rw);
+        let own = l.own.expect("the default endpoint, configured");
+        assert_eq!(own.privileges["main"], Privilege::Admin);
+        assert!(layout("postgresql", &serde_json::Value::Null)
+            .unwrap()
+            .unwrap()
+            .own
+            .is_none());
         assert_eq!(
             layout("postgresql", &serde_json::Value::Null)
                 .unwrap()

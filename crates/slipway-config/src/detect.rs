@@ -73,9 +73,12 @@ impl DetectedStack {
                 }
                 l
             }
+            // yarn.lock: yarn 1.x, which every nodejs stack has, as the Node buildpack does.
             Language::Nodejs => vec![
                 "export npm_config_cache=\"$PLATFORM_CACHE_DIR/npm\" NPM_CONFIG_FUND=false NPM_CONFIG_AUDIT=false NPM_CONFIG_UPDATE_NOTIFIER=false",
-                if has("package-lock.json") || has("npm-shrinkwrap.json") {
+                if has("yarn.lock") && !has("package-lock.json") {
+                    "yarn install --frozen-lockfile"
+                } else if has("package-lock.json") || has("npm-shrinkwrap.json") {
                     "npm ci"
                 } else {
                     "npm install"
@@ -437,6 +440,9 @@ mod tests {
             script(&[("package.json", "{}"), ("package-lock.json", "{}")]).contains("npm ci\n")
         );
         assert!(script(&[("package.json", "{}")]).contains("npm install\n"));
+        let yarn = script(&[("package.json", "{}"), ("yarn.lock", "")]);
+        assert!(yarn.contains("yarn install --frozen-lockfile\n"), "{yarn}");
+        assert!(!yarn.contains("npm install"), "{yarn}");
         let go = script(&[("go.mod", "go 1.24\n")]);
         assert!(go.contains("go build -o bin/ ./...\n"), "{go}");
         assert!(go.contains("GOFLAGS=\"${GOFLAGS:--mod=mod}\""), "{go}");

@@ -7,8 +7,9 @@
 //! - a service version downgrade;
 //! - a major-version change of a service that holds data, unless
 //!   [`DiffOptions::allow_service_upgrade`] (`git push -o allow-service-upgrade`);
-//! - shrinking a disk (of a service, or of an app whose mounts live on it). With
-//!   `-o allow-data-loss` a service's disk shrinks when its data fits (checked at deploy);
+//! - shrinking a disk (of a service, or of an app or worker whose `local` or `storage` mounts
+//!   live on it; an unset `disk` is 512 MB). With
+//!   `-o allow-data-loss` a disk shrinks when its data fits (checked at deploy);
 //! - removing a persistent mount, or moving it to another source or folder (its data would no
 //!   longer be there), and removing an app that has persistent mounts;
 //! - removing a schema or an endpoint of a MariaDB or PostgreSQL service ([`crate::databases`]).
@@ -128,8 +129,16 @@ fn apps(old: &Topology, new: &Topology, d: &mut TopologyDiff) {
                     d.lines
                         .push(format!("app {} changed: {}", a.name, keys.join(", ")));
                 }
-                if let Some(r) = disk_shrink("app", &a.name, o.disk, a.disk) {
+                let who = format!("app `{}`", a.name);
+                if let Some(r) = volume_shrink(&who, o, a) {
                     d.refusals.push(r);
+                }
+                // A worker's own volume (its `disk`, else the app's).
+                for (w, ow, nw) in worker_pairs(old, o, new, a) {
+                    let who = format!("worker `{w}` of app `{}`", a.name);
+                    if let Some(r) = volume_shrink(&who, &ow, &nw) {
+                        d.refusals.push(r);
+                    }
                 }
                 let lost = lost_mounts(o, a);
                 if !lost.is_empty() {
@@ -188,6 +197,61 @@ fn mb(disk: Option<u64>) -> String {
     }
 }
 
+/// The disk (MB) of an app or worker whose `disk` is not set.
+pub const DEFAULT_APP_DISK_MB: u64 = 512;
+
+/// A refusal when the disk of an app or worker (`who`: `` app `web` ``) that keeps data on
+/// its volume (a `local` or `storage` mount) gets smaller; an unset `disk` is
+/// [`DEFAULT_APP_DISK_MB`].
+fn volume_shrink(who: &str, old: &Application, new: &Application) -> Option<Refusal> {
+    let keeps_data = crate::mounts::app_mounts(old).iter().any(|m| {
+        matches!(
+            m.source,
+            crate::mounts::MountSource::Local | crate::mounts::MountSource::Storage
+        )
+    });
+    let old_mb = old.disk.unwrap_or(DEFAULT_APP_DISK_MB);
+    let new_mb = new.disk.unwrap_or(DEFAULT_APP_DISK_MB);
+    if !keeps_data || new_mb >= old_mb {
+        return None;
+    }
+    Some(Refusal {
+        reason: format!(
+            "shrinking the disk of {who} from {old_mb} MB to {new_mb} MB could lose data (with -o allow-data-loss it shrinks when its data fits)"
+        ),
+        how_to_proceed: format!("keep `disk: {old_mb}` (or more) for {who}"),
+    })
+}
+
+/// The workers app `o` of `old` and app `a` of `new` both have, by name, each as the app it is
+/// in either topology ([`crate::background::worker_application`]).
+fn worker_pairs(
+    old: &Topology,
+    o: &Application,
+    new: &Topology,
+    a: &Application,
+) -> Vec<(String, Application, Application)> {
+    let effective = |t: &Topology, app: &Application| -> Vec<(String, Application)> {
+        crate::background::workers(app)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|w| {
+                crate::background::worker_application(app, w, t)
+                    .ok()
+                    .map(|e| (w.name.clone(), e))
+            })
+            .collect()
+    };
+    let before = effective(old, o);
+    effective(new, a)
+        .into_iter()
+        .filter_map(|(name, n)| {
+            let (_, b) = before.iter().find(|(m, _)| *m == name)?;
+            Some((name, b.clone(), n))
+        })
+        .collect()
+}
+
 /// A refusal when a disk gets smaller (or loses its size).
 fn disk_shrink(what: &str, name: &str, old: Option<u64>, new: Option<u64>) -> Option<Refusal> {
     let old_mb = old?;
@@ -196,7 +260,7 @@ fn disk_shrink(what: &str, name: &str, old: Option<u64>, new: Option<u64>) -> Op
     }
     Some(Refusal {
         reason: format!(
-            "shrinking the disk of {what} `{name}` from {old_mb} MB to {} could lose data: Slipway cannot check yet how much of it is used",
+            "shrinking the disk of {what} `{name}` from {old_mb} MB to {} could lose data (with -o allow-data-loss it shrinks when its data fits)",
             mb(new)
         ),
         how_to_proceed: format!("keep `disk: {old_mb}` (or more) for {what} `{name}`"),
@@ -574,11 +638,25 @@ mod tests {
 
     #[test]
     fn data_losing_changes_are_refused_with_a_way_forward() {
+        // `a` and `c` keep data on their volumes, `b` has none; `a`'s worker has its own disk.
+        let mounted = |name: &str, disk: Option<u64>, worker_disk: u64| Application {
+            disk,
+            mounts: serde_json::from_value(serde_json::json!({"up": {"source": "local"}})).unwrap(),
+            workers: serde_json::from_value(serde_json::json!({
+                "q": {"commands": {"start": "x"}, "disk": worker_disk}
+            }))
+            .unwrap(),
+            ..app(name)
+        };
         let old = topo(
-            vec![Application {
-                disk: Some(2048),
-                ..app("a")
-            }],
+            vec![
+                mounted("a", Some(2048), 1024),
+                Application {
+                    disk: Some(2048),
+                    ..app("b")
+                },
+                mounted("c", None, 512),
+            ],
             vec![
                 svc("db", "postgresql", "15", Some(2048)),
                 svc("mysql", "mariadb", "10.11", Some(1024)),
@@ -589,10 +667,14 @@ mod tests {
             vec![],
         );
         let new = topo(
-            vec![Application {
-                disk: Some(1024),
-                ..app("a")
-            }],
+            vec![
+                mounted("a", Some(1024), 256),
+                Application {
+                    disk: Some(1024),
+                    ..app("b")
+                },
+                mounted("c", Some(256), 512),
+            ],
             vec![
                 svc("db", "postgresql", "16", Some(2048)),
                 svc("mysql", "mariadb", "10.6", Some(512)),
@@ -606,12 +688,14 @@ mod tests {
         assert_eq!(
             reasons,
             vec![
-                "shrinking the disk of app `a` from 2048 MB to 1024 MB could lose data: Slipway cannot check yet how much of it is used; keep `disk: 2048` (or more) for app `a`",
+                "shrinking the disk of app `a` from 2048 MB to 1024 MB could lose data (with -o allow-data-loss it shrinks when its data fits); keep `disk: 2048` (or more) for app `a`",
+                "shrinking the disk of worker `q` of app `a` from 1024 MB to 256 MB could lose data (with -o allow-data-loss it shrinks when its data fits); keep `disk: 1024` (or more) for worker `q` of app `a`",
+                "shrinking the disk of app `c` from 512 MB to 256 MB could lose data (with -o allow-data-loss it shrinks when its data fits); keep `disk: 512` (or more) for app `c`",
                 "upgrading service `db` from postgresql 15 to 16 changes the major version, which converts its data for good; back up its data, then push again with `git push -o allow-service-upgrade`",
                 "downgrading service `mysql` from mariadb 10.11 to 10.6 is refused: an older version may not read its data; keep `type: mariadb:10.11` (or a newer version)",
-                "shrinking the disk of service `mysql` from 1024 MB to 512 MB could lose data: Slipway cannot check yet how much of it is used; keep `disk: 1024` (or more) for service `mysql`",
+                "shrinking the disk of service `mysql` from 1024 MB to 512 MB could lose data (with -o allow-data-loss it shrinks when its data fits); keep `disk: 1024` (or more) for service `mysql`",
                 "changing service `kv` from redis-persistent to postgresql would delete its data; keep `kv` as redis-persistent:7.2 and add the new service under another name",
-                "shrinking the disk of service `q` from 512 MB to default could lose data: Slipway cannot check yet how much of it is used; keep `disk: 512` (or more) for service `q`",
+                "shrinking the disk of service `q` from 512 MB to default could lose data (with -o allow-data-loss it shrinks when its data fits); keep `disk: 512` (or more) for service `q`",
                 "removing service `files` (network-storage:2.0) would delete its data; keep `files` in the services (a push never deletes a service's data); drop only the relationships to it",
             ]
         );

@@ -284,21 +284,21 @@ const RESOURCES: Shape = Shape::Obj(&[
 /// One worker.
 const WORKER: Shape = Shape::Obj(&[
     acted("commands", COMMANDS, "Commands that run the worker."),
-    ignored(
+    acted(
         "mounts",
         MOUNTS,
-        "Mounts of the worker (Slipway gives a worker the app's).",
+        "Mounts of the worker, in place of the app's (`local` ones on its own disk; `storage` and `service` ones shared).",
     ),
-    ignored(
+    acted(
         "relationships",
         RELATIONSHIPS,
-        "Relationships of the worker (Slipway gives a worker the app's).",
+        "Relationships of the worker, in place of the app's.",
     ),
     acted("variables", VARIABLES, "Extra variables of the worker."),
-    ignored(
+    acted(
         "disk",
         Shape::PosInt,
-        "Persistent disk in MB (Slipway: the app's).",
+        "Disk in MB of the worker's own `local` mounts (default: the app's).",
     ),
     acted("size", Shape::Str, "Container size (default: the app's)."),
     ignored("access", Shape::Any, "Who may SSH into the worker."),

@@ -812,3 +812,34 @@ fn a_route_may_lead_to_a_varnish_service_whose_relationships_name_apps() {
         "{e:?}"
     );
 }
+
+#[test]
+fn a_workers_relationship_to_nothing_is_refused_and_its_own_mounts_are_not_warned_about() {
+    let d = tree(&[(
+        ".platform.app.yaml",
+        b"name: app\ntype: 'python:3.13'\nweb:\n  commands: {start: ./serve}\nworkers:\n  queue:\n    commands: {start: ./w}\n    disk: 256\n    mounts:\n      q: {source: local, source_path: q}\n    relationships:\n      db: 'nowhere:mysql'\n",
+    )]);
+    let errors = errors_of(d.path());
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("workers.queue.relationships.db")
+                && e.contains("names `nowhere`, which is no service or app")),
+        "{errors:?}"
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+
+    let ok = tree(&[(
+        ".platform.app.yaml",
+        b"name: app\ntype: 'python:3.13'\nweb:\n  commands: {start: ./serve}\nworkers:\n  queue:\n    commands: {start: ./w}\n    disk: 256\n    mounts:\n      q: {source: local, source_path: q}\n    relationships:\n      me: 'app:http'\n",
+    )]);
+    let loaded = load(&DirSource::new(ok.path())).expect("loads");
+    assert!(
+        !loaded
+            .warnings
+            .iter()
+            .any(|d| d.to_string().contains("does not act on")),
+        "{:?}",
+        loaded.warnings
+    );
+}

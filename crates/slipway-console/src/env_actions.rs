@@ -18,14 +18,8 @@ impl Cx<'_> {
     /// `/p/PROJECT/e/ENV/crons/run/NAME`: run the cron now, then go to its activity,
     /// where its output streams as it comes.
     pub(crate) async fn run_cron(&self, project: &str, env: &str, name: &str, run: bool) -> Answer {
-        if let Err(m) = access::check(
-            self.platform,
-            &self.session.user,
-            project,
-            env,
-            access::RUN_CRONS,
-        ) {
-            return refused(&m);
+        if let Err(refusal) = self.allowed(project, env, access::RUN_CRONS) {
+            return *refusal;
         }
         let cron = match crons::live_cron(self.platform, project, env, name) {
             Ok(c) => c,
@@ -77,14 +71,8 @@ impl Cx<'_> {
     /// `/p/PROJECT/e/ENV/sync`: a fresh copy of the parent's mount and service data (a
     /// branch's only); the result page shows its output.
     pub(crate) async fn sync(&self, project: &str, env: &str, run: bool) -> Answer {
-        if let Err(m) = access::check(
-            self.platform,
-            &self.session.user,
-            project,
-            env,
-            access::SYNC,
-        ) {
-            return refused(&m);
+        if let Err(refusal) = self.allowed(project, env, access::SYNC) {
+            return *refusal;
         }
         let back = format!("/p/{project}/e/{env}");
         if !run {
@@ -96,15 +84,25 @@ impl Cx<'_> {
                 html! { h1 { "Confirm" } (pages::confirm_form(&question, &format!("{back}/sync"), &self.session.csrf, &[], "Sync from parent", &back)) },
             );
         }
-        let (platform, p, e) = (
+        let (platform, p, e, user) = (
             Arc::clone(self.platform),
             project.to_string(),
             env.to_string(),
+            self.session.user.name.clone(),
         );
         let (result, log) = run_collecting("the sync", move |sink| async move {
-            sync::run(&platform, &p, &e, Some(sink)).await
+            sync::run(&platform, &p, &e, &user, Some(sink)).await
         })
         .await;
+        // Its activity: the newest sync of this environment by this user.
+        let activity = self
+            .platform
+            .state()
+            .activities(project, Some(env), 20)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|a| a.kind == "sync" && a.user.as_deref() == Some(&self.session.user.name))
+            .map(|a| a.id);
         let (status, title, line) = match &result {
             Ok(summary) => (StatusCode::OK, "Synced", summary.clone()),
             Err(m) => (StatusCode::CONFLICT, "Not synced", format!("{m}.")),
@@ -117,7 +115,7 @@ impl Cx<'_> {
                 html! {
                     h1 { (title) }
                     div class=(if result.is_ok() { "notice" } else { "refused" }) { p id="status" { (line) } }
-                    p { a href=(back) { "Back to " (env) } }
+                    p { a href=(back) { "Back to " (env) } @if let Some(id) = activity { " · " a href={ "/activity/" (id) } { "Activity " (id) } } }
                     @if !log.is_empty() { pre class="log" id="log" { (log) } }
                 },
             ),

@@ -1,5 +1,7 @@
 //! Requests to pages and actions: the session first, then (for a change) the CSRF token,
-//! then the role, exactly as the SSH admin commands check it.
+//! both in [`answer`] before a [`Cx`] exists, then the role through [`Cx::allowed`] (an
+//! environment's) or [`Cx::member`] (a project's), exactly as the SSH admin commands check
+//! it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -118,6 +120,17 @@ pub(crate) async fn answer(platform: Arc<Platform>, req: Request<Incoming>, http
             cx.run_cron(project, env, name, method == Method::POST)
                 .await
         }
+        (&Method::GET, ["p", project, "e", env, "backups"]) => cx.backups(project, env),
+        (_, ["p", project, "e", env, "backups", "create"]) => {
+            cx.create_backup(project, env, method == Method::POST).await
+        }
+        (_, ["p", project, "e", env, "backups", "restore", id]) => match id.parse::<i64>() {
+            Ok(id) => {
+                cx.restore_backup(project, env, id, method == Method::POST)
+                    .await
+            }
+            Err(_) => not_found(),
+        },
         (_, ["p", project, "e", env, "sync"]) => {
             cx.sync(project, env, method == Method::POST).await
         }
@@ -308,7 +321,9 @@ fn parse_form(s: &str) -> HashMap<String, String> {
     form_urlencoded::parse(s.as_bytes()).into_owned().collect()
 }
 
-/// A request with a session.
+/// A request with a session: one exists only once the session was found and, for a
+/// POST, its CSRF token matched ([`answer`] checks both before making one), so
+/// [`Cx::allowed`] adds the role for the whole check.
 pub(crate) struct Cx<'a> {
     pub(crate) platform: &'a Arc<Platform>,
     pub(crate) session: &'a ConsoleSession,
@@ -320,6 +335,30 @@ impl Cx<'_> {
             user: &self.session.user.name,
             csrf: &self.session.csrf,
         }
+    }
+
+    /// The user's role on `project` if it holds `need` on `env` there (raised on production
+    /// environments), as [`access::check`] says for the SSH commands; else the refusal to
+    /// answer with, in its words (boxed: an answer is large).
+    pub(crate) fn allowed(
+        &self,
+        project: &str,
+        env: &str,
+        need: Role,
+    ) -> Result<Role, Box<Answer>> {
+        access::check(self.platform, &self.session.user, project, env, need)
+            .map_err(|m| Box::new(refused(&m)))
+    }
+
+    /// The user's role on `project` if the project exists and the user has one (for the
+    /// pages of a whole project); else the refusal to answer with: not found, as a
+    /// project that does not exist.
+    pub(crate) fn member(&self, project: &str) -> Result<Role, Box<Answer>> {
+        access::visible_role(self.platform, &self.session.user, project).ok_or_else(|| {
+            Box::new(refused(&format!(
+                "project '{project}' not found (or you have no access to it)"
+            )))
+        })
     }
 
     pub(crate) fn show(&self, title: &str, body: Markup) -> Answer {
@@ -358,10 +397,9 @@ impl Cx<'_> {
 
     /// `/p/PROJECT`: environments with their live release, URL, services and state.
     fn project(&self, project: &str) -> Answer {
-        let Some(role) = access::visible_role(self.platform, &self.session.user, project) else {
-            return refused(&format!(
-                "project '{project}' not found (or you have no access to it)"
-            ));
+        let role = match self.member(project) {
+            Ok(r) => r,
+            Err(refusal) => return *refusal,
         };
         let state = self.platform.state();
         let envs = match state.environments(Some(project)) {
@@ -382,7 +420,7 @@ impl Cx<'_> {
                 h1 { (project) }
                 p class="muted" { "Your role: " (role.as_str()) " · " a href={ "/p/" (project) "/activity" } { "Activity" }
                     @if role == Role::Admin { " · " a href={ "/p/" (project) "/access" } { "Access" } }
-                    @if self.session.user.admin { " · " a href={ "/p/" (project) "/domains" } { "Domains" } } }
+                    " · " a href={ "/p/" (project) "/domains" } { "Domains" } }
                 h2 { "Environments" }
                 div class="scroll" { table {
                     tr { th { "Environment" } th { "Live release" } th { "URL" } th { "Services" } th { "State" } }
@@ -411,15 +449,9 @@ impl Cx<'_> {
 
     /// `/p/PROJECT/e/ENV`: the environment's releases, with rollback and redeploy.
     fn environment(&self, project: &str, env: &str) -> Answer {
-        let role = match access::check(
-            self.platform,
-            &self.session.user,
-            project,
-            env,
-            Role::Viewer,
-        ) {
+        let role = match self.allowed(project, env, Role::Viewer) {
             Ok(r) => r,
-            Err(m) => return refused(&m),
+            Err(refusal) => return *refusal,
         };
         let state = self.platform.state();
         let (releases, environment) = match (
@@ -452,6 +484,7 @@ impl Cx<'_> {
                     " · " a href={ "/p/" (project) "/e/" (env) "/vars" } { "Variables" }
                     " · " a href={ "/p/" (project) "/e/" (env) "/services" } { "Services" }
                     " · " a href={ "/p/" (project) "/e/" (env) "/crons" } { "Crons" }
+                    " · " a href={ "/p/" (project) "/e/" (env) "/backups" } { "Backups" }
                     " · " a href={ "/p/" (project) "/activity" } { "Activity" } }
                 @if environment.current_release.is_some() && may_redeploy {
                     p { a class="button" href={ "/p/" (project) "/e/" (env) "/redeploy" } { "Redeploy" } }
@@ -489,8 +522,8 @@ impl Cx<'_> {
 
     /// Rollback or redeploy: GET shows the confirmation, POST (CSRF checked before) runs it.
     async fn operation(&self, project: &str, env: &str, op: Operation, run: bool) -> Answer {
-        if let Err(m) = access::check(self.platform, &self.session.user, project, env, op.role()) {
-            return refused(&m);
+        if let Err(refusal) = self.allowed(project, env, op.role()) {
+            return *refusal;
         }
         let here = match op {
             Operation::Rollback(Some(n)) => format!("/p/{project}/e/{env}/rollback/{n}"),
@@ -574,15 +607,9 @@ impl Cx<'_> {
     /// `/p/PROJECT/e/ENV/vars`: names for viewers, values for contributors and admins,
     /// never the values of sensitive variables.
     fn variables(&self, project: &str, env: &str) -> Answer {
-        let role = match access::check(
-            self.platform,
-            &self.session.user,
-            project,
-            env,
-            Role::Viewer,
-        ) {
+        let role = match self.allowed(project, env, Role::Viewer) {
             Ok(r) => r,
-            Err(m) => return refused(&m),
+            Err(refusal) => return *refusal,
         };
         let vars = match self.platform.state().variable_list(project, env) {
             Ok(v) => v,
@@ -636,14 +663,8 @@ impl Cx<'_> {
         change: Change,
         confirmed: bool,
     ) -> Answer {
-        if let Err(m) = access::check(
-            self.platform,
-            &self.session.user,
-            project,
-            env,
-            access::CHANGE_VARIABLES,
-        ) {
-            return refused(&m);
+        if let Err(refusal) = self.allowed(project, env, access::CHANGE_VARIABLES) {
+            return *refusal;
         }
         if let Err(m) = access::settable_variable(key) {
             return page(
@@ -730,10 +751,8 @@ impl Cx<'_> {
 
     /// `/p/PROJECT/activity`: pushes and deploys, newest first.
     fn activity_list(&self, project: &str) -> Answer {
-        if access::visible_role(self.platform, &self.session.user, project).is_none() {
-            return refused(&format!(
-                "project '{project}' not found (or you have no access to it)"
-            ));
+        if let Err(refusal) = self.member(project) {
+            return *refusal;
         }
         let list = match self.platform.state().activities(project, None, 100) {
             Ok(l) => l,
@@ -798,14 +817,8 @@ impl Cx<'_> {
 
     /// `/p/PROJECT/e/ENV/logs?app=APP`: the end of the app's output, then following.
     fn app_logs(&self, project: &str, env: &str, app: Option<&str>) -> Answer {
-        if let Err(m) = access::check(
-            self.platform,
-            &self.session.user,
-            project,
-            env,
-            Role::Viewer,
-        ) {
-            return refused(&m);
+        if let Err(refusal) = self.allowed(project, env, Role::Viewer) {
+            return *refusal;
         }
         let apps = live_apps(self.platform, project, env);
         let Some(app) = app.map(str::to_string).or_else(|| apps.first().cloned()) else {
@@ -839,14 +852,8 @@ impl Cx<'_> {
         app: Option<&str>,
         from: Option<u64>,
     ) -> Answer {
-        if let Err(m) = access::check(
-            self.platform,
-            &self.session.user,
-            project,
-            env,
-            Role::Viewer,
-        ) {
-            return refused(&m);
+        if let Err(refusal) = self.allowed(project, env, Role::Viewer) {
+            return *refusal;
         }
         let apps = live_apps(self.platform, project, env);
         let Some(app) = app.filter(|a| apps.iter().any(|x| x == a)) else {

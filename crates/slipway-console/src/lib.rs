@@ -2,8 +2,9 @@
 //! HTTP (and HTTPS) listener: a login through a one-time link that `ssh git@HOST console`
 //! prints ([`sessions`]), server-rendered pages ([`pages`], maud) of projects,
 //! environments, releases (with who made each), activity with live push logs, app logs,
-//! variables, crons, services, access and domains (`project_pages`), and the actions of
-//! the SSH admin commands (rollback, redeploy, variables, access, domains) under the same checks
+//! variables, crons, services, backups, access and domains (`project_pages`), and the
+//! actions of the SSH admin commands (rollback, redeploy, variables, cron run, sync,
+//! backup create and restore, access, domains) under the same checks
 //! ([`slipway_deploy::access`]), each confirmed first and guarded by the session's CSRF
 //! token.
 //!
@@ -12,6 +13,7 @@
 //! so the router's worker threads only pass bytes. An action keeps running if its client
 //! goes away.
 
+mod backups;
 mod env_actions;
 mod events;
 mod handlers;

@@ -11,7 +11,7 @@ use slipway_deploy::project_access::{self, AccessError};
 use slipway_deploy::{access, crons};
 use slipway_state::Role;
 
-use crate::handlers::{failed, refused, Answer, Cx};
+use crate::handlers::{failed, Answer, Cx};
 use crate::http::page;
 use crate::pages::{self, refusal, time};
 
@@ -58,15 +58,9 @@ impl Cx<'_> {
     /// `/p/PROJECT/e/ENV/crons`: each cron's schedule, next run, and last run with its
     /// exit status and a link to its log (every role, as `cron ls`).
     pub(crate) fn crons(&self, project: &str, env: &str) -> Answer {
-        let role = match access::check(
-            self.platform,
-            &self.session.user,
-            project,
-            env,
-            Role::Viewer,
-        ) {
+        let role = match self.allowed(project, env, Role::Viewer) {
             Ok(r) => r,
-            Err(m) => return refused(&m),
+            Err(refusal) => return *refusal,
         };
         let may_run = role >= slipway_deploy::protection::role_needed(env, access::RUN_CRONS);
         let list = match crons::live_crons(self.platform, project, env) {
@@ -117,14 +111,8 @@ impl Cx<'_> {
     /// `/p/PROJECT/e/ENV/services`: type, state and disk used of its size (every role, as
     /// `services PROJECT ENV`).
     pub(crate) fn services(&self, project: &str, env: &str) -> Answer {
-        if let Err(m) = access::check(
-            self.platform,
-            &self.session.user,
-            project,
-            env,
-            Role::Viewer,
-        ) {
-            return refused(&m);
+        if let Err(refusal) = self.allowed(project, env, Role::Viewer) {
+            return *refusal;
         }
         let list = match self.platform.state().services(project, env) {
             Ok(l) => l,
@@ -255,17 +243,17 @@ impl Cx<'_> {
     }
 
     /// `/p/PROJECT/domains`: the hosts assigned to the project and whether they are routed
-    /// now (server admins only, as `domain ls`), with forms to add and remove.
+    /// now (every member reads them), with forms to add and remove for server admins (as
+    /// `domain add|rm`).
     pub(crate) fn domains(&self, project: &str) -> Answer {
-        if access::visible_role(self.platform, &self.session.user, project).is_none() {
-            return refused(&format!(
-                "project '{project}' not found (or you have no access to it)"
-            ));
+        if let Err(refusal) = self.member(project) {
+            return *refusal;
         }
-        let list = match domain_admin::list(self.platform, &self.session.user, Some(project)) {
+        let list = match domain_admin::of_project(self.platform, &self.session.user, project) {
             Ok(l) => l,
             Err(e) => return domain_refused(e),
         };
+        let manage = domain_admin::check_admin(&self.session.user).is_ok();
         let domain = &self.platform.settings().domain;
         let csrf = &self.session.csrf;
         self.show(
@@ -286,16 +274,20 @@ impl Cx<'_> {
                                     None => span class="muted" { "not routed" },
                                 } }
                                 td { "by " (d.domain.assigned_by) ", " (time(d.domain.assigned_at)) }
-                                td { a class="button danger" href={ "/p/" (project) "/domains/rm/" (d.domain.host) } { "Remove" } }
+                                td { @if manage { a class="button danger" href={ "/p/" (project) "/domains/rm/" (d.domain.host) } { "Remove" } } }
                             }
                         }
                     } }
                 }
-                h2 { "Assign a host" }
-                form method="post" action={ "/p/" (project) "/domains/add" } {
-                    input type="hidden" name="csrf" value=(csrf);
-                    p { label { "Host " input type="text" name="host" required placeholder="www.example.com"; } }
-                    button type="submit" { "Assign…" }
+                @if manage {
+                    h2 { "Assign a host" }
+                    form method="post" action={ "/p/" (project) "/domains/add" } {
+                        input type="hidden" name="csrf" value=(csrf);
+                        p { label { "Host " input type="text" name="host" required placeholder="www.example.com"; } }
+                        button type="submit" { "Assign…" }
+                    }
+                } @else {
+                    p class="muted" { "Server admins assign and remove hosts (" code { "domain add|rm" } ")." }
                 }
             },
         )

@@ -18,6 +18,17 @@ pub const RUN_CRONS: Role = Role::Contributor;
 /// The role `sync` (and the console's "sync from parent") needs on a project.
 pub const SYNC: Role = Role::Admin;
 
+/// The role `backup ls` (and the console's backups page) needs on a project.
+pub const LIST_BACKUPS: Role = Role::Viewer;
+
+/// The role `backup create` (and the console's "Create backup") needs on a project
+/// (admins on production environments, [`protection::role_needed`], as `redeploy`).
+pub const CREATE_BACKUPS: Role = Role::Contributor;
+
+/// The role `backup restore` (and the console's "Restore") needs on a project: it goes
+/// back in data, as `sync` and `rollback` do.
+pub const RESTORE_BACKUPS: Role = Role::Admin;
+
 /// Whether `name` may be set by users: letters, digits and `_`, not starting with a
 /// digit, at most 128 bytes, and none of the platform's own names; Err is the message.
 pub fn settable_variable(name: &str) -> Result<(), String> {

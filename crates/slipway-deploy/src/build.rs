@@ -23,7 +23,9 @@
 //! The apps to build are built in parallel, at most as many at once as the host
 //! has cores ([`run_all`]). Each app of each environment has a persistent build
 //! cache folder, mounted at [`CACHE_MOUNT`] (`$PLATFORM_CACHE_DIR`) and kept
-//! between builds; Slipway's own steps keep the package managers' downloads there.
+//! between builds; Slipway's own steps keep the package managers' downloads there, and so
+//! does `hooks.build` for the languages [`toolchains`] names (pip, pipenv, npm, yarn, Go,
+//! Bundler, Maven).
 //! Neither it nor `build.caches` is part of the build key: caches should only make
 //! builds faster, but a build may write anything there, so a slug whose build found a
 //! cache non-empty is recorded as cache-fed and reused only where that cache is

@@ -1,6 +1,7 @@
 //! Hosts outside the server's domain assigned to projects: the checks and effects of
 //! `domain add|rm|ls` over SSH and of the console's domains page, in one place so both
-//! refuse alike. Only server admins manage (or list) them. Hosts under `PROJECT.DOMAIN`
+//! refuse alike. Only server admins manage them and list them all; a project's members
+//! read its own ([`of_project`]). Hosts under `PROJECT.DOMAIN`
 //! need no assignment: they are their project's by name ([`crate::tenancy`]).
 //!
 //! Removing an assignment does not stop an environment that routes the host now: it
@@ -187,6 +188,24 @@ pub fn list(
     if let Some(p) = project {
         project_exists(platform, p)?;
     }
+    entries(platform, project)
+}
+
+/// The hosts assigned to `project`, for its members to read (the console's domains page
+/// shows them to every role; changing them stays a server admin's). A project `me` has
+/// no role on is not found, as one that does not exist.
+pub fn of_project(
+    platform: &Platform,
+    me: &User,
+    project: &str,
+) -> Result<Vec<DomainEntry>, DomainError> {
+    if crate::access::visible_role(platform, me, project).is_none() {
+        return Err(DomainError::NoProject(shown(project)));
+    }
+    entries(platform, Some(project))
+}
+
+fn entries(platform: &Platform, project: Option<&str>) -> Result<Vec<DomainEntry>, DomainError> {
     Ok(platform
         .state()
         .domains(project)?

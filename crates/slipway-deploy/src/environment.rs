@@ -317,6 +317,11 @@ pub const PIPENV_VIRTUALENVS: &str = "/app/.local/share/virtualenvs";
 /// time, for the same reason as [`PIPENV_VIRTUALENVS`].
 pub const POETRY_VIRTUALENVS: &str = "/app/.cache/pypoetry/virtualenvs";
 
+/// Where corepack keeps the yarn or pnpm it fetched (`COREPACK_HOME`): its default under the
+/// build's `HOME`, so in the slug, named the same at run time, so that `corepack yarn start`
+/// or a deploy hook's `corepack yarn build` runs what the build fetched, without the network.
+pub const COREPACK_HOME: &str = "/app/.cache/node/corepack";
+
 /// `PLATFORM_DOCUMENT_ROOT`: the folder the `/` location serves (`/app` joined with its
 /// `root`), `/app` when it has none.
 pub fn document_root(app: &Application) -> String {
@@ -375,6 +380,11 @@ pub fn sourcing_environment(command: &str) -> String {
 /// (`PIP_BREAK_SYSTEM_PACKAGES`): the stack's own packages stay untouched. pipenv's and
 /// Poetry's virtualenvs are where the build made them ([`PIPENV_VIRTUALENVS`],
 /// [`POETRY_VIRTUALENVS`]) though `HOME` differs at run time; `variables.env` may move them.
+///
+/// Node.js: corepack's downloads are where the build made them ([`COREPACK_HOME`]), and a
+/// project without `packageManager` gets the version corepack pins, checked against its
+/// hash (`COREPACK_DEFAULT_TO_LATEST=0`), not whatever the registry calls latest: the build
+/// and the containers agree, with no registry query.
 pub(crate) fn container_env(
     app: &Application,
     tree_id: &str,
@@ -385,6 +395,8 @@ pub(crate) fn container_env(
     env.insert("PIP_BREAK_SYSTEM_PACKAGES".into(), "1".into());
     env.insert("WORKON_HOME".into(), PIPENV_VIRTUALENVS.into());
     env.insert("POETRY_VIRTUALENVS_PATH".into(), POETRY_VIRTUALENVS.into());
+    env.insert("COREPACK_HOME".into(), COREPACK_HOME.into());
+    env.insert("COREPACK_DEFAULT_TO_LATEST".into(), "0".into());
     env.extend(crate::build::dependencies::env(app));
     env.extend(app.env_vars());
     let application = slipway_config::platform_env::application_json(app);
@@ -523,6 +535,8 @@ mod tests {
                 e["POETRY_VIRTUALENVS_PATH"],
                 "/app/.cache/pypoetry/virtualenvs"
             );
+            assert_eq!(e["COREPACK_HOME"], "/app/.cache/node/corepack");
+            assert_eq!(e["COREPACK_DEFAULT_TO_LATEST"], "0");
         }
         let mut moved = app.clone();
         moved

@@ -21,7 +21,7 @@ use slipway_runtime::BindMount;
 use crate::environment::AppInstance;
 use crate::output::Output;
 use crate::pipeline::PhaseError;
-use crate::volumes::{Ensured, VolumeError, DEFAULT_DISK_MB};
+use crate::volumes::{Ensured, VolumeError, DEFAULT_DISK_MB, MIN_DISK_MB};
 use crate::Platform;
 
 /// One mount of an app instance, as recorded in the release's spec.
@@ -102,13 +102,42 @@ fn app_volume(app: &str) -> String {
     format!("app-{app}")
 }
 
+/// The volume of the `local` and `tmp` mounts of a worker that declares its own `mounts`:
+/// Platform.sh keeps those per instance, so such a worker shares them with neither its app
+/// nor another worker. A worker without `mounts` runs with the app's mounts on the app's
+/// volume (spec section 10: "with the app's slug, mounts and relationships"), so what the
+/// worker writes there the app reads.
+pub fn worker_volume(app: &str, worker: &slipway_config::background::Worker) -> String {
+    if worker.mounts.is_some() {
+        format!("worker-{app}.{}", worker.name)
+    } else {
+        app_volume(app)
+    }
+}
+
 /// The mounts of `app`, on the environment's volumes.
 pub fn plan(app: &Application) -> Vec<AppMount> {
+    plan_on(app, &app_volume(&app.name))
+}
+
+/// The mounts of worker `worker` of an app, whose configuration as a worker is `effective`
+/// ([`slipway_config::background::worker_application`]): `local` and `tmp` ones on the
+/// volume [`worker_volume`] names (its own if it declares `mounts`, else the app's),
+/// `storage` and `service` ones shared with the apps.
+pub fn plan_worker(
+    worker: &slipway_config::background::Worker,
+    effective: &Application,
+) -> Vec<AppMount> {
+    plan_on(effective, &worker_volume(&effective.name, worker))
+}
+
+/// The mounts of `app`, its own (`local`, `tmp`) on volume `own`.
+fn plan_on(app: &Application, own: &str) -> Vec<AppMount> {
     app_mounts(app)
         .into_iter()
         .map(|m| AppMount {
             volume: match &m.source {
-                MountSource::Local | MountSource::Tmp => app_volume(&app.name),
+                MountSource::Local | MountSource::Tmp => own.to_string(),
                 MountSource::Storage => "storage".into(),
                 MountSource::Service(s) => format!("service-{s}"),
             },
@@ -119,14 +148,34 @@ pub fn plan(app: &Application) -> Vec<AppMount> {
         .collect()
 }
 
-/// The volumes the apps of `topology` mount, with their sizes.
+/// Each app of `topology` and each of its workers as the app it is
+/// ([`slipway_config::background::worker_application`]), with the volume of its own mounts
+/// and the worker's name.
+fn instances(topology: &Topology) -> Vec<(Application, String, Option<String>)> {
+    let mut out = Vec::new();
+    for app in &topology.applications {
+        out.push((app.clone(), app_volume(&app.name), None));
+        // A worker that cannot be read was refused at validate (or fails its own planning).
+        for w in slipway_config::background::workers(app).unwrap_or_default() {
+            if let Ok(effective) = slipway_config::background::worker_application(app, &w, topology)
+            {
+                let own = worker_volume(&app.name, &w);
+                out.push((effective, own, Some(w.name)));
+            }
+        }
+    }
+    out
+}
+
+/// The volumes the apps of `topology` and their workers mount, with their sizes.
 pub fn volume_sizes(topology: &Topology) -> Vec<VolumeSize> {
     let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
-    for app in &topology.applications {
+    for (app, own, _) in instances(topology) {
+        let app = &app;
         let disk = app.disk.unwrap_or(DEFAULT_DISK_MB);
         for m in app_mounts(app) {
             let (name, size) = match &m.source {
-                MountSource::Local | MountSource::Tmp => (app_volume(&app.name), disk),
+                MountSource::Local | MountSource::Tmp => (own.clone(), disk),
                 MountSource::Storage => ("storage".to_string(), disk),
                 MountSource::Service(s) => (
                     format!("service-{s}"),
@@ -146,17 +195,55 @@ pub fn volume_sizes(topology: &Topology) -> Vec<VolumeSize> {
         .collect()
 }
 
+/// How [`prepare`] shrinks a volume whose size went down.
+#[derive(Debug, Clone, Default)]
+pub struct Shrinks {
+    /// The push carried `-o allow-data-loss` (without it a smaller volume is refused).
+    pub allowed: bool,
+    /// The release the volumes are prepared for (see [`crate::volume_shrink`]).
+    pub release: i64,
+    /// Each volume's mounts, in words, for the messages ([`volume_users`]).
+    pub users: BTreeMap<String, String>,
+}
+
+/// The mounts on each volume of the apps and workers of `topology`, in words:
+/// `` mount `data` of app `web` ``, `` mount `q` of worker `queue` of app `web` ``.
+pub fn volume_users(topology: &Topology) -> BTreeMap<String, String> {
+    let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (app, own, worker) in instances(topology) {
+        let who = match worker {
+            Some(w) => format!("worker `{w}` of app `{}`", app.name),
+            None => format!("app `{}`", app.name),
+        };
+        for m in plan_on(&app, &own).into_iter().filter(|m| !m.tmp) {
+            users
+                .entry(m.volume.clone())
+                .or_default()
+                .push(format!("mount `{}` of {who}", m.path));
+        }
+    }
+    users
+        .into_iter()
+        .map(|(v, mut names)| {
+            names.sort();
+            (v, names.join(", "))
+        })
+        .collect()
+}
+
 /// Before a release starts: a new environment gets a copy of its parent's volumes
 /// (`parent`, when it has any), then every volume the release needs is made, mounted and
-/// grown to its size, and the `tmp` folders of containers other than `live` (the running
-/// release's) are removed. A volume that would have to shrink fails the deploy (nothing
-/// changed).
+/// grown to its size (or, with `-o allow-data-loss`, shrunk onto a smaller copy: see
+/// [`crate::volume_shrink`]), and the `tmp` folders of containers other than `live` (the
+/// running release's) are removed. A volume that would have to shrink without the option,
+/// or whose data does not fit, fails the deploy (nothing changed).
 pub fn prepare(
     platform: &Platform,
     (project, env): (&str, &str),
     parent: Option<&str>,
     sizes: &[VolumeSize],
     live: &[String],
+    shrinks: &Shrinks,
     out: &Output,
 ) -> Result<(), PhaseError> {
     let store = platform.data().volumes();
@@ -201,6 +288,25 @@ pub fn prepare(
     for s in sizes {
         let v = store.volume(project, env, &s.name).map_err(fail)?;
         let t = std::time::Instant::now();
+        let wanted = s.size_mb.max(MIN_DISK_MB);
+        if v.exists() && !v.grows_at_next_mount() && v.size_mb().map_err(fail)? > wanted {
+            let users = shrinks
+                .users
+                .get(&s.name)
+                .cloned()
+                .unwrap_or_else(|| "the mounts".into());
+            let shrunk = crate::volume_shrink::check(&v, wanted, shrinks.allowed, &users)
+                .and_then(|()| crate::volume_shrink::shrink(&v, wanted, shrinks.release, &users))
+                .map_err(|e| PhaseError::new("volumes", e.to_string()))?;
+            out.phase_done(
+                &format!("volume {}", s.name),
+                &format!(
+                    "shrunk {} MB -> {wanted} MB (holds {} MB; the old disk is deleted once this release is live, and what the live release writes meanwhile is not kept)",
+                    shrunk.from_mb, shrunk.used_mb
+                ),
+                t,
+            );
+        }
         match v.ensure(s.size_mb).map_err(fail)? {
             Ensured::Created => out.phase_done(
                 &format!("volume {}", s.name),
@@ -272,7 +378,13 @@ mod tests {
             Some(2048),
             json!({"up": "shared:files/up", "cache": {"source": "tmp"}, "s": {"source": "storage", "source_path": "shared"}}),
         );
-        let other = app("api", None, json!({"s": {"source": "storage"}}));
+        let mut other = app("api", None, json!({"s": {"source": "storage"}}));
+        other.workers = serde_json::from_value(json!({"q": {
+            "commands": {"start": "run"},
+            "disk": 4096,
+            "mounts": {"own": {"source": "local", "source_path": "o"}, "s": {"source": "storage"}},
+        }}))
+        .unwrap();
         let m = plan(&web);
         assert_eq!(
             m.iter()
@@ -297,9 +409,58 @@ mod tests {
                 },
                 VolumeSize {
                     name: "storage".into(),
-                    size_mb: 2048
+                    size_mb: 4096
+                },
+                VolumeSize {
+                    name: "worker-api.q".into(),
+                    size_mb: 4096
                 },
             ]
+        );
+        // A worker's local mounts are its own; its storage ones shared.
+        let w = &slipway_config::background::workers(&topo.applications[1]).unwrap()[0];
+        let effective =
+            slipway_config::background::worker_application(&topo.applications[1], w, &topo)
+                .unwrap();
+        assert_eq!(
+            plan_worker(w, &effective)
+                .iter()
+                .map(|m| (m.path.as_str(), m.volume.as_str()))
+                .collect::<Vec<_>>(),
+            vec![("own", "worker-api.q"), ("s", "storage")]
+        );
+    }
+
+    #[test]
+    fn a_worker_without_mounts_of_its_own_shares_the_apps_volume() {
+        let mut web = Application {
+            name: "web".into(),
+            mounts: serde_json::from_value(json!({"up": {"source": "local", "source_path": "up"}}))
+                .unwrap(),
+            ..Default::default()
+        };
+        web.workers = serde_json::from_value(json!({"q": {"commands": {"start": "run"}}})).unwrap();
+        let topo = Topology {
+            applications: vec![web],
+            ..Default::default()
+        };
+        let w = &slipway_config::background::workers(&topo.applications[0]).unwrap()[0];
+        let effective =
+            slipway_config::background::worker_application(&topo.applications[0], w, &topo)
+                .unwrap();
+        assert_eq!(
+            plan_worker(w, &effective)
+                .iter()
+                .map(|m| (m.path.as_str(), m.volume.as_str()))
+                .collect::<Vec<_>>(),
+            vec![("up", "app-web")]
+        );
+        assert_eq!(
+            volume_sizes(&topo)
+                .iter()
+                .map(|v| v.name.as_str())
+                .collect::<Vec<_>>(),
+            vec!["app-web"]
         );
     }
 }

@@ -273,12 +273,23 @@ pub async fn stage(
     let result = async {
         // volumes: a new environment starts with a copy of its parent's.
         let live_containers: Vec<String> = live_spec
-            .map(|s| s.apps.into_iter().map(|a| a.container).collect())
+            .map(|s| {
+                s.apps
+                    .into_iter()
+                    .map(|a| a.container)
+                    .chain(s.workers.into_iter().map(|w| w.instance.container))
+                    .collect()
+            })
             .unwrap_or_default();
         let p = platform.clone();
         let (project, env) = (target.project.clone(), target.env.clone());
         let parent = parent.clone();
         let sizes = spec.volumes.clone();
+        let shrinks = crate::mounts::Shrinks {
+            allowed: target.has_option("allow-data-loss"),
+            release: release.id,
+            users: crate::mounts::volume_users(&topology),
+        };
         let o = out.clone();
         tokio::task::spawn_blocking(move || {
             crate::mounts::prepare(
@@ -287,6 +298,7 @@ pub async fn stage(
                 parent.as_deref(),
                 &sizes,
                 &live_containers,
+                &shrinks,
                 &o,
             )
         })
@@ -304,7 +316,8 @@ pub async fn stage(
         .await?;
         health::run(platform, &target.project, &target.env, &spec, out).await?;
         // Workers start once the apps answer (after the deploy hook), before the switch.
-        spec.workers = crate::workers::plan(target, release.number, &topology, &spec.apps)?;
+        spec.workers =
+            crate::workers::plan(target, release.number, &topology, &spec.apps, &services)?;
         let _ = state.set_release_spec(release.id, &spec.to_json());
         crate::workers::start_all(platform, target, &spec, out).await
     }
@@ -337,6 +350,21 @@ pub async fn abort(
     out.line(&format!("-----> {why}"));
     out.line("       cleaning up: the running release was not touched");
     provision::remove_release(platform, &staged.spec, std::time::Duration::from_secs(1)).await;
+    // A volume shrunk for this release gets its old disk back, as the live release has it.
+    let (p, project, env, id) = (
+        platform.clone(),
+        target.project.clone(),
+        target.env.clone(),
+        staged.release.id,
+    );
+    if let Ok(undone) =
+        tokio::task::spawn_blocking(move || crate::volume_shrink::undo(&p, &project, &env, id))
+            .await
+    {
+        for v in undone {
+            out.line(&format!("       volume {v}: its shrink was undone"));
+        }
+    }
     let _ = platform
         .state()
         .set_release_status(staged.release.id, "failed");
@@ -387,6 +415,16 @@ pub async fn commit(
         live,
         t0,
     } = staged;
+    // Live: the old disks of volumes shrunk for it go.
+    let (p, project, env, id) = (
+        platform.clone(),
+        target.project.clone(),
+        target.env.clone(),
+        release.id,
+    );
+    let _ =
+        tokio::task::spawn_blocking(move || crate::volume_shrink::finish(&p, &project, &env, id))
+            .await;
 
     // post_deploy
     hooks::post_deploy(

@@ -246,7 +246,7 @@ impl PushPipeline {
             } => {
                 let _guard = self.lock(&env, progress).await?;
                 let update = Self::reconcile(repo, &update, &branch, progress)?;
-                self.delete_branch(repo, &update, &env).await
+                self.delete_branch(repo, &update, &env, progress).await
             }
             Plan::Deploy {
                 update,
@@ -358,7 +358,7 @@ impl PushPipeline {
         for (i, p) in plans.iter().enumerate() {
             match p {
                 Plan::Delete { update, env, .. } => {
-                    results[i] = self.delete_branch(repo, update, env).await
+                    results[i] = self.delete_branch(repo, update, env, progress).await
                 }
                 Plan::Tag(u) => results[i] = store_tag(repo, u),
                 Plan::Deploy { .. } => {}
@@ -399,12 +399,14 @@ impl PushPipeline {
     }
 
     /// A deleted branch: its environment stops serving; once its apps stopped, its services
-    /// stop and its volumes are unmounted (data and releases stay).
+    /// stop and its volumes (mounts' and services' data) are removed, as the output says
+    /// (releases and backups in the archive stay).
     async fn delete_branch(
         &self,
         repo: &Repo,
         update: &RefUpdate,
         env: &str,
+        progress: &Progress,
     ) -> Result<(), String> {
         let state = self.platform.state();
         if let Ok(Some(e)) = state.environment(&self.project, env) {
@@ -424,6 +426,9 @@ impl PushPipeline {
                 }
             }
             let _ = state.deactivate_environment(&self.project, env);
+            for line in crate::env_volumes::removal_notice(&self.platform, &self.project, env) {
+                progress.line(&line);
+            }
             let (platform, project, env) =
                 (self.platform.clone(), self.project.clone(), env.to_string());
             tokio::spawn(async move {
@@ -431,6 +436,7 @@ impl PushPipeline {
                     retire::run(&platform, spec, routed).await;
                 }
                 crate::services::data::stop_environment(&platform, &project, &env).await;
+                crate::env_volumes::remove(&platform, &project, &env).await;
             });
         }
         repo.update_ref(

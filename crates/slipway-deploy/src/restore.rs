@@ -26,7 +26,8 @@
 //! Workers of live releases are adopted or started again like apps (never removed as
 //! orphans), after their environment is routed.
 //!
-//! Volumes: step 1 thaws any volume an interrupted copy left frozen; starting a release
+//! Volumes: step 1 thaws any volume an interrupted copy left frozen and settles the volume
+//! shrinks a stop left pending ([`crate::volume_shrink::recover`]); starting a release
 //! mounts its volumes again first (mounting is idempotent: after a restart they are still
 //! mounted, after a reboot not); `down` unmounts them.
 
@@ -87,6 +88,11 @@ pub fn hold_live_routes(platform: &Platform, mode: RestoreMode) -> Result<Held, 
             Ok(0) => {}
             Ok(n) => warn!("{n} volume(s) left frozen by an interrupted copy thawed"),
             Err(e) => warn!("thawing volumes: {e}"),
+        }
+        // Before any container starts on them: volume shrinks a stop or crash interrupted.
+        let settled = crate::volume_shrink::recover(platform);
+        if settled > 0 {
+            info!("{settled} volume shrink(s) left by the last stop finished or undone");
         }
         let n = state.abort_running_activities()?;
         if n > 0 {

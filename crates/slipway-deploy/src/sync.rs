@@ -9,34 +9,64 @@
 //! environment. Then the environment's apps and those services stop, its volumes are
 //! swapped for the copies, and its services and live release start again on them (the
 //! apps are down for that restart).
+//!
+//! A sync is an activity (kind `sync`, by its user) with its log, as a push is.
 
 use std::sync::Arc;
 
 use crate::mounts::PARENT_ENV;
-use crate::output::Sink;
+use crate::output::{Output, Sink};
 use crate::{provision, restore, services, Platform};
 
-/// Copy the parent's volumes over `env`'s; returns a summary line, or a message for the user.
+/// Copy the parent's volumes over `env`'s for `user`, recorded as an activity whose log
+/// `sink` also gets; returns a summary line, or a message for the user.
 pub async fn run(
     platform: &Arc<Platform>,
     project: &str,
     env: &str,
+    user: &str,
     sink: Option<Sink>,
 ) -> Result<String, String> {
-    let say = |l: &str| {
-        if let Some(s) = &sink {
-            s(l);
-        }
-    };
     if env == PARENT_ENV {
         return Err(format!(
             "{env} is the parent environment; sync copies a parent's data into a branch's"
         ));
     }
+    let say = {
+        let sink = sink.clone();
+        move |l: &str| {
+            if let Some(s) = &sink {
+                s(l);
+            }
+        }
+    };
     let _guard = platform
-        .lock_env(project, env, &say)
+        .lock_env(project, env, say)
         .await
         .map_err(|e| e.to_string())?;
+    crate::backups::with_activity(
+        platform,
+        project,
+        env,
+        ("sync", &format!("sync of {env} from its parent")),
+        user,
+        sink,
+        |out| async move {
+            let summary = copy_parent(platform, project, env, &out).await?;
+            Ok((summary.clone(), summary))
+        },
+    )
+    .await
+}
+
+/// The sync itself (the caller holds the deploy lock), saying each step on `out`.
+async fn copy_parent(
+    platform: &Arc<Platform>,
+    project: &str,
+    env: &str,
+    out: &Output,
+) -> Result<String, String> {
+    let say = |l: &str| out.line(l);
     let state = platform.state();
     let branch = state
         .environment(project, env)

@@ -5,7 +5,8 @@
 //! inside the container with the app's own `ENOSPC`; the host's disk is not the limit (the image
 //! is sparse, so the host must have room for what is really written). Volumes are made with no
 //! reserved blocks (`-m 0`), grow online (the file grows, then `resize2fs` on the mounted loop
-//! device) and never shrink. Mounting and unmounting are idempotent, so `serve` can remount
+//! device) and never shrink in place (an app's volume shrinks by a copy onto a smaller one, see
+//! [`crate::volume_shrink`]; a service's, see [`crate::services::shrink`]). Mounting and unmounting are idempotent, so `serve` can remount
 //! after a restart or a reboot and `down` can unmount whatever is mounted.
 //!
 //! Inside a volume, `files/FOLDER` holds the data of the mounts whose `source_path` is FOLDER,
@@ -29,6 +30,11 @@ pub const DEFAULT_DISK_MB: u64 = 512;
 /// The smallest volume Slipway makes (MB): ext4 needs room for its own metadata.
 pub const MIN_DISK_MB: u64 = 8;
 
+/// Held while a volume is frozen ([`Volume::while_frozen`]) or removed: two deploys copying
+/// one volume must not freeze it twice (the second freeze fails) nor thaw it under the other's
+/// copy, and a volume being copied is not removed under the copy.
+static FREEZING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Errors of volumes.
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
@@ -49,7 +55,7 @@ pub enum VolumeError {
         output: String,
     },
     /// A smaller size was asked for.
-    #[error("volume {name} is {size_mb} MB and holds {used_mb} MB; volumes grow but never shrink, so it cannot become {wanted_mb} MB")]
+    #[error("volume {name} is {size_mb} MB and holds {used_mb} MB: it does not shrink in place to {wanted_mb} MB (a push with -o allow-data-loss copies it onto a smaller one)")]
     Shrink {
         /// The volume.
         name: String,
@@ -466,6 +472,7 @@ impl Volume {
     /// Unmount the volume and delete it (its image, its folder, a pending growth): its data
     /// is gone. Nothing to do when it does not exist.
     pub fn remove(&self) -> Result<(), VolumeError> {
+        let _not_while_copied = FREEZING.lock().unwrap_or_else(|e| e.into_inner());
         self.unmount()?;
         for f in [
             self.image.clone(),
@@ -579,12 +586,26 @@ impl Volume {
     /// thawed, also when the copy failed. A crash in between leaves it frozen until the next
     /// `serve` ([`VolumeStore::thaw_all`]).
     pub fn snapshot_to(&self, dest: &Path) -> Result<(), VolumeError> {
-        // One copy at a time: two deploys copying one parent must not freeze it twice (the
-        // second freeze fails) nor thaw it under the other's copy.
-        static COPYING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _one_at_a_time = COPYING.lock().unwrap_or_else(|e| e.into_inner());
         let dir = dest.parent().unwrap_or(Path::new("/"));
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+        self.while_frozen(|| {
+            tool(
+                &format!("copying {}", self.image.display()),
+                Command::new("cp")
+                    .args(["--reflink=auto", "--sparse=always"])
+                    .arg(&self.image)
+                    .arg(dest),
+            )
+            .map(drop)
+        })?
+    }
+
+    /// Run `f` while the volume is frozen (when it is mounted: its file system flushed and
+    /// consistent on disk; reads go on, writes wait), and thaw it after, also when `f`
+    /// failed. A crash in between leaves it frozen until the next `serve`
+    /// ([`VolumeStore::thaw_all`]).
+    pub fn while_frozen<T>(&self, f: impl FnOnce() -> T) -> Result<T, VolumeError> {
+        let _one_at_a_time = FREEZING.lock().unwrap_or_else(|e| e.into_inner());
         let frozen = self.is_mounted()?;
         if frozen {
             tool(
@@ -592,20 +613,14 @@ impl Volume {
                 Command::new("fsfreeze").arg("-f").arg(&self.dir),
             )?;
         }
-        let copied = tool(
-            &format!("copying {}", self.image.display()),
-            Command::new("cp")
-                .args(["--reflink=auto", "--sparse=always"])
-                .arg(&self.image)
-                .arg(dest),
-        );
+        let result = f();
         if frozen {
             tool(
                 &format!("thawing {}", self.dir.display()),
                 Command::new("fsfreeze").arg("-u").arg(&self.dir),
             )?;
         }
-        copied.map(drop)
+        Ok(result)
     }
 }
 

@@ -15,6 +15,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use slipway_config::Topology;
 use slipway_runtime::Status;
@@ -66,12 +67,17 @@ pub fn supervisor(command: &str) -> String {
     )
 }
 
-/// The workers of a release, from its topology and its planned apps.
+/// The workers of a release, from its topology and its planned apps. A worker has its own
+/// `mounts`, `disk` and `relationships` where it sets them, the app's otherwise (see
+/// [`slipway_config::background::worker_application`]); its `local` and `tmp` mounts are on
+/// its own volume ([`crate::mounts::plan_worker`]). `services`: the environment's, for its
+/// relationships.
 pub fn plan(
     target: &DeployTarget,
     release_number: i64,
     topology: &Topology,
     apps: &[AppInstance],
+    services: &[slipway_state::ServiceRecord],
 ) -> Result<Vec<WorkerInstance>, PhaseError> {
     let mut out = Vec::new();
     for app in &topology.applications {
@@ -99,6 +105,19 @@ pub fn plan(
                 if !environment::is_reserved_variable(k) {
                     instance.env.insert(k.clone(), v.clone());
                 }
+            }
+            let effective = slipway_config::background::worker_application(app, &w, topology)
+                .map_err(|e| PhaseError::new("provision", format!("app {}: {e}", app.name)))?;
+            instance.mounts = crate::mounts::plan_worker(&w, &effective);
+            if w.relationships.is_some() {
+                let mut rels =
+                    slipway_config::platform_env::relationships_json(topology, &effective);
+                crate::services::fill_relationships(&mut rels, services);
+                let b64 = base64::engine::general_purpose::STANDARD.encode(rels.to_string());
+                for k in ["PLATFORM_RELATIONSHIPS", "SLIPWAY_RELATIONSHIPS"] {
+                    instance.env.insert(k.to_string(), b64.clone());
+                }
+                instance.hosts = crate::services::relationship_hosts(&effective, services);
             }
             instance.start = supervisor(&w.start);
             if w.size.is_some() {

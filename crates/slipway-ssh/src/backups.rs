@@ -1,12 +1,14 @@
 //! `backup create|ls|restore` over SSH (spec section 9). `create` needs the contributor
 //! role (admin on a production environment, as `redeploy`), `ls` any role of the project,
-//! `restore` the admin role (it goes back in data, as `sync` and `rollback` are gated).
-//! Output of create and restore streams live; `--json` prints the backup(s) at the end.
+//! `restore` the admin role (it goes back in data, as `sync` and `rollback` are gated):
+//! [`access::CREATE_BACKUPS`], [`access::LIST_BACKUPS`], [`access::RESTORE_BACKUPS`], which
+//! the web console checks too. Output of create and restore streams live; `--json` prints
+//! the backup(s) at the end.
 
 use std::sync::Arc;
 
-use slipway_deploy::Platform;
-use slipway_state::{Backup, Role, User};
+use slipway_deploy::{access, backups, Platform};
+use slipway_state::{Backup, User};
 use tokio::io::AsyncWrite;
 
 use crate::ops::{check, sink, stream};
@@ -30,53 +32,45 @@ where
     }
     let fail = |m: String| (1, format!("slipway: {m}\n"));
     let result: Result<String, (i32, String)> = match &args[1..] {
-        ["ls", project, env] => match check(platform, user, project, env, Role::Viewer) {
+        ["ls", project, env] => match check(platform, user, project, env, access::LIST_BACKUPS) {
             Err(m) => Err(fail(m)),
             Ok(()) => match platform.state().backups(project, env) {
                 Err(e) => Err((3, format!("slipway: {e}\n"))),
                 Ok(list) if json => {
                     Ok(serde_json::to_string_pretty(&list).unwrap_or_default() + "\n")
                 }
-                Ok(list) if list.is_empty() => Ok(format!(
-                    "{env} has no backups (`backup create {project} {env}` takes one)\n"
-                )),
+                Ok(list) if list.is_empty() => Ok(format!("{}\n", backups::none_yet(project, env))),
                 Ok(list) => Ok(list.iter().map(line).collect()),
             },
         },
-        ["create", project, env] => match check(platform, user, project, env, Role::Contributor) {
-            Err(m) => Err(fail(m)),
-            Ok(()) => {
-                let (sink, mut rx) = sink();
-                let task =
-                    slipway_deploy::backups::create(platform, project, env, &user.name, Some(sink));
-                let r = stream(task, &mut rx, out).await;
-                r.map(|b| {
-                    if json {
-                        serde_json::to_string_pretty(&b).unwrap_or_default() + "\n"
-                    } else {
-                        format!("backup {} of {env} taken\n", b.id)
-                    }
-                })
-                .map_err(fail)
+        ["create", project, env] => {
+            match check(platform, user, project, env, access::CREATE_BACKUPS) {
+                Err(m) => Err(fail(m)),
+                Ok(()) => {
+                    let (sink, mut rx) = sink();
+                    let task = backups::create(platform, project, env, &user.name, Some(sink));
+                    let r = stream(task, &mut rx, out).await;
+                    r.map(|b| {
+                        if json {
+                            serde_json::to_string_pretty(&b).unwrap_or_default() + "\n"
+                        } else {
+                            format!("{}\n", backups::taken(&b))
+                        }
+                    })
+                    .map_err(fail)
+                }
             }
-        },
+        }
         ["restore", project, env, id] => {
             let Ok(id) = id.parse::<i64>() else {
                 say(err, "slipway: usage: backup restore PROJECT ENV ID\n").await;
                 return Some(2);
             };
-            match check(platform, user, project, env, Role::Admin) {
+            match check(platform, user, project, env, access::RESTORE_BACKUPS) {
                 Err(m) => Err(fail(m)),
                 Ok(()) => {
                     let (sink, mut rx) = sink();
-                    let task = slipway_deploy::backups::restore(
-                        platform,
-                        project,
-                        env,
-                        id,
-                        &user.name,
-                        Some(sink),
-                    );
+                    let task = backups::restore(platform, project, env, id, &user.name, Some(sink));
                     stream(task, &mut rx, out)
                         .await
                         .map(|summary| {
@@ -116,19 +110,11 @@ fn line(b: &Backup) -> String {
     let when = jiff::Timestamp::from_second(b.created_at)
         .map(|t| t.strftime("%Y-%m-%d %H:%M:%SZ").to_string())
         .unwrap_or_else(|_| b.created_at.to_string());
-    let parts: Vec<String> = b
-        .manifest
-        .parts
-        .iter()
-        .map(|p| match &p.database {
-            Some(db) => format!("{}/{db}", p.name),
-            None => p.name.clone(),
-        })
-        .collect();
+    let parts = backups::part_names(b);
     format!(
         "{}\t{when}\t{}\t{}\t{}\n",
         b.id,
-        slipway_slug::human_size(b.size),
+        backups::size(b),
         b.created_by,
         parts.join(", ")
     )

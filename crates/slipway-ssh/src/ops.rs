@@ -97,7 +97,8 @@ where
             Err(m) => Err(fail(m)),
             Ok(()) => {
                 let (sink, mut rx) = sink();
-                let task = slipway_deploy::sync::run(platform, project, env, Some(sink));
+                let task =
+                    slipway_deploy::sync::run(platform, project, env, &user.name, Some(sink));
                 let r = stream(task, &mut rx, out).await;
                 r.map(|summary| {
                     if json {

@@ -4,7 +4,9 @@
 //! security updates) into a tar, with `SOURCE_DATE_EPOCH` fixed so the same packages give
 //! the same bytes. A customize hook adds what a container needs (mount points `/app`,
 //! `/cache`, empty `/etc/hosts` and `/etc/resolv.conf`, user `web`) and, for Node.js from
-//! the npm registry, the pinned `node` and `npm` tarballs checked against their sha512.
+//! the npm registry, the pinned `node` and `npm` tarballs checked against their sha512, and
+//! the stack's npm tools (yarn, corepack) likewise, each under
+//! `/usr/local/lib/node_modules` with its commands linked into `/usr/local/bin`.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -14,7 +16,7 @@ use std::process::{Command, Stdio};
 
 use sha2::{Digest as _, Sha512};
 
-use crate::catalog::{NpmTarball, Stack, BASE_PACKAGES};
+use crate::catalog::{NpmTarball, NpmTool, Stack, BASE_PACKAGES};
 use crate::error::StackError;
 
 /// The `SOURCE_DATE_EPOCH` of every stack build (2025-01-01T00:00:00Z).
@@ -106,8 +108,14 @@ fn fetch_npm(registry: &str, tarball: &NpmTarball, dir: &Path) -> Result<PathBuf
     Ok(dest)
 }
 
-/// The customize hook: a shell script run on the host with the root file system as `$1`.
-fn customize_script(stack: &Stack, npm_files: Option<(&Path, &Path)>) -> String {
+/// The customize hook: a shell script run on the host with the root file system as `$1`;
+/// `npm_files` are the fetched node and npm tarballs, `tools` each npm tool of the stack
+/// with its fetched tarball.
+fn customize_script(
+    stack: &Stack,
+    npm_files: Option<(&Path, &Path)>,
+    tools: &[(&NpmTool, PathBuf)],
+) -> String {
     let mut s = String::from(
         "set -eu\nR=\"$1\"\n\
          mkdir -p \"$R/app\" \"$R/cache\" \"$R/home/web\" \"$R/run\" \"$R/tmp\"\n\
@@ -133,6 +141,29 @@ fn customize_script(stack: &Stack, npm_files: Option<(&Path, &Path)>) -> String 
             node = sh_quote(&node.to_string_lossy()),
             npm = sh_quote(&npm.to_string_lossy()),
         );
+    }
+    for (tool, file) in tools {
+        let dir = format!("/usr/local/lib/node_modules/{}", tool.tarball.package);
+        let _ = writeln!(
+            s,
+            "mkdir -p \"$R\"{dir} \"$R/usr/local/bin\"\n\
+             tar -xzf {file} -C \"$R\"{dir} --strip-components=1 --no-same-owner\n\
+             chmod -R u+rwX,go+rX,go-w \"$R\"{dir}",
+            dir = sh_quote(&dir),
+            file = sh_quote(&file.to_string_lossy()),
+        );
+        for (command, script) in tool.commands {
+            let _ = writeln!(
+                s,
+                "chmod 755 \"$R\"{script}\nln -sf {target} \"$R\"{link}",
+                script = sh_quote(&format!("{dir}/{script}")),
+                target = sh_quote(&format!(
+                    "../lib/node_modules/{}/{script}",
+                    tool.tarball.package
+                )),
+                link = sh_quote(&format!("/usr/local/bin/{command}")),
+            );
+        }
     }
     s
 }
@@ -202,12 +233,21 @@ pub fn build_tar(
         }
         None => None,
     };
+    let mut tools = Vec::new();
+    for tool in stack.npm_tools {
+        progress(&format!(
+            "fetching {} {} from {}",
+            tool.tarball.package, tool.tarball.version, options.npm_registry
+        ));
+        tools.push((tool, fetch_npm(&options.npm_registry, &tool.tarball, work)?));
+    }
     let script = work.join("customize.sh");
     fs::write(
         &script,
         customize_script(
             stack,
             npm_files.as_ref().map(|(a, b)| (a.as_path(), b.as_path())),
+            &tools,
         ),
     )
     .map_err(StackError::io(&script))?;
@@ -308,12 +348,50 @@ mod tests {
     #[test]
     fn npm_node_stacks_unpack_the_pinned_tarballs() {
         let s = find(Language::Nodejs, "22").unwrap();
-        let script = customize_script(s, Some((Path::new("/w/n.tgz"), Path::new("/w/it's.tgz"))));
+        let script = customize_script(
+            s,
+            Some((Path::new("/w/n.tgz"), Path::new("/w/it's.tgz"))),
+            &[],
+        );
         assert!(
             script.contains("tar -xzf '/w/n.tgz' -C \"$R/usr/local\""),
             "{script}"
         );
         assert!(script.contains("'/w/it'\\''s.tgz'"), "{script}");
         assert!(script.contains("web:x:10000:10000"), "{script}");
+    }
+
+    #[test]
+    fn npm_tools_are_unpacked_and_their_commands_linked() {
+        let s = find(Language::Nodejs, "22").unwrap();
+        let tools: Vec<(&NpmTool, PathBuf)> = s
+            .npm_tools
+            .iter()
+            .map(|t| (t, PathBuf::from(format!("/w/{}.tgz", t.tarball.package))))
+            .collect();
+        let script = customize_script(s, None, &tools);
+        for line in [
+            "tar -xzf '/w/yarn.tgz' -C \"$R\"'/usr/local/lib/node_modules/yarn' --strip-components=1 --no-same-owner",
+            "ln -sf '../lib/node_modules/yarn/bin/yarn.js' \"$R\"'/usr/local/bin/yarn'",
+            "ln -sf '../lib/node_modules/yarn/bin/yarn.js' \"$R\"'/usr/local/bin/yarnpkg'",
+            "ln -sf '../lib/node_modules/corepack/dist/corepack.js' \"$R\"'/usr/local/bin/corepack'",
+        ] {
+            assert!(script.contains(line), "{line} missing from:\n{script}");
+        }
+        // corepack's own yarn and pnpm shims are not put on PATH: `yarn` stays yarn 1.x.
+        assert!(!script.contains("dist/yarn.js"), "{script}");
+        // A Debian Node.js stack links `yarn` to Debian's yarnpkg and adds corepack.
+        let debian = find(Language::Nodejs, "18").unwrap();
+        let tools: Vec<(&NpmTool, PathBuf)> = debian
+            .npm_tools
+            .iter()
+            .map(|t| (t, PathBuf::from("/w/c.tgz")))
+            .collect();
+        let script = customize_script(debian, None, &tools);
+        assert!(
+            script.contains("ln -s yarnpkg \"$R/usr/bin/yarn\""),
+            "{script}"
+        );
+        assert!(script.contains("/usr/local/bin/corepack"), "{script}");
     }
 }

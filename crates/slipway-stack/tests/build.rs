@@ -14,9 +14,13 @@ use slipway_slug::Archive;
 use slipway_stack::catalog::find;
 use slipway_stack::{BuildOptions, Language, Stack, StackError, StackStore, Suite};
 
-/// The shared data dir caching every stack the tests use.
+/// The shared data dir caching every stack the tests use (`SLIPWAY_TEST_STACKS_DIR`, as
+/// for the e2e tests, names another).
 fn cache_dir(_stack: &Stack) -> PathBuf {
-    Path::new("/var/tmp/slipway-test-stacks/shared").to_path_buf()
+    std::env::var_os("SLIPWAY_TEST_STACKS_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new("/var/tmp/slipway-test-stacks/shared").to_path_buf())
 }
 
 fn store(data: &Path) -> StackStore {
@@ -169,13 +173,29 @@ fn nodejs_22_from_the_npm_registry() {
     let root = cached(stack);
     let (code, lines) = run_in_stack(
         &root,
-        "node --version; npm --version; node -e 'console.log(require(\"os\").userInfo().username)'",
+        "node --version; npm --version; node -e 'console.log(require(\"os\").userInfo().username)'; \
+         yarn --version; yarnpkg --version; corepack --version; readlink /usr/local/bin/yarn",
     );
     assert_eq!(code, 0, "{lines:?}");
     assert_eq!(lines[0], format!("v{}", n.node.version), "{lines:?}");
     assert_eq!(lines[1], n.npm.version, "{lines:?}");
     // Containers run as the project's unprivileged user, named `web` on every stack.
     assert_eq!(lines[2], "web", "{lines:?}");
+    // yarn 1.x and corepack, pinned like node and npm; `yarn` is yarn itself, not
+    // corepack's shim.
+    let tool = |name: &str| {
+        stack
+            .npm_tools
+            .iter()
+            .find(|t| t.tarball.package == name)
+            .map(|t| t.tarball.version)
+            .unwrap_or_else(|| panic!("no {name} on {stack}"))
+    };
+    assert_eq!(lines[3..6], [tool("yarn"), tool("yarn"), tool("corepack")]);
+    assert_eq!(
+        lines[6], "../lib/node_modules/yarn/bin/yarn.js",
+        "{lines:?}"
+    );
 }
 
 /// Only what is in the data dir after a failed build: the archive's empty layout and the

@@ -13,6 +13,9 @@
 pub mod parts;
 pub mod rollback;
 pub mod upgrade;
+pub mod words;
+
+pub use words::{none_yet, overwritten, part_names, size, taken};
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -48,8 +51,9 @@ pub fn retained(
     rank < keep_newest || now - backup.created_at < keep_days * 86_400
 }
 
-/// Run `f` with an activity `(kind, summary)` recorded for it, its lines streamed to `sink`.
-async fn with_activity<T, F, Fut>(
+/// Run `f` with an activity `(kind, summary)` recorded for it, its lines streamed to `sink`
+/// (also `sync`'s).
+pub(crate) async fn with_activity<T, F, Fut>(
     platform: &Arc<Platform>,
     project: &str,
     env: &str,
@@ -263,6 +267,25 @@ pub fn verify(platform: &Platform, backup: &Backup) -> Result<(), String> {
     Ok(())
 }
 
+/// Backup `id` if it is one of `env` of `project`; Err is the message for the user.
+pub fn of_environment(
+    platform: &Platform,
+    project: &str,
+    env: &str,
+    id: i64,
+) -> Result<Backup, String> {
+    platform
+        .state()
+        .backup(id)
+        .map_err(|e| e.to_string())?
+        .filter(|b| b.project == project && b.environment == env)
+        .ok_or_else(|| {
+            format!(
+                "backup {id} is not a backup of {project}/{env} (`backup ls {project} {env}` lists them); nothing was changed"
+            )
+        })
+}
+
 /// `backup restore PROJECT ENV ID`: put `env`'s services and mounts back as backup `id`
 /// has them. Returns a summary line.
 pub async fn restore(
@@ -273,16 +296,7 @@ pub async fn restore(
     user: &str,
     sink: Option<Sink>,
 ) -> Result<String, String> {
-    let state = platform.state();
-    let backup = state
-        .backup(id)
-        .map_err(|e| e.to_string())?
-        .filter(|b| b.project == project && b.environment == env)
-        .ok_or_else(|| {
-            format!(
-                "backup {id} is not a backup of {project}/{env} (`backup ls {project} {env}` lists them); nothing was changed"
-            )
-        })?;
+    let backup = of_environment(platform, project, env, id)?;
     let say = {
         let sink = sink.clone();
         move |l: &str| {

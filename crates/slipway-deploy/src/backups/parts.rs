@@ -1,6 +1,7 @@
 //! Taking and loading each part of a backup, inside the service's own container (its
 //! stack's tools, as the project's user, against the running server): PostgreSQL
-//! `pg_dump -Fc` per database and `pg_restore` into the database dropped and created again;
+//! `pg_dump -Fc` per database and `pg_restore` into the database dropped and created again,
+//! its endpoint roles and their privileges made from the configuration around it;
 //! MariaDB `mariadb-dump --single-transaction --all-databases --routines --events` and the
 //! SQL loaded back after every user database is dropped; Redis/Valkey `BGSAVE` and the RDB
 //! file, put back while the server is stopped; a mount's volume as a tar taken while it is
@@ -302,6 +303,27 @@ pub(crate) fn has_data(record: &ServiceRecord) -> bool {
     )
 }
 
+/// The `configuration` of service `record` in its environment's live release (`null`
+/// when none is live or it has no such service: the defaults).
+fn live_configuration(
+    platform: &Platform,
+    record: &ServiceRecord,
+) -> Result<serde_json::Value, String> {
+    let (live, _) = crate::release_record::live_with_spec(
+        platform.state(),
+        &record.project,
+        &record.environment,
+    )?;
+    let Some(live) = live else {
+        return Ok(serde_json::Value::Null);
+    };
+    let topology = crate::release_record::topology_of(&live).map_err(|e| e.to_string())?;
+    Ok(topology
+        .service(&record.name)
+        .map(|s| s.configuration.clone())
+        .unwrap_or(serde_json::Value::Null))
+}
+
 /// Load `parts` (all of one service, verified) into `record`'s running server, replacing
 /// what it holds. Redis/Valkey are stopped, given the RDB file and started again.
 pub(crate) async fn load_service(
@@ -316,6 +338,12 @@ pub(crate) async fn load_service(
     };
     match software {
         Language::Postgresql => {
+            // Endpoint roles live in the cluster, not in a database's dump: made from the
+            // configuration before the dumps load (their grants name them), and every
+            // database's privileges set from it again once loaded (a database made
+            // again is open to `PUBLIC` and grants no endpoint its `CONNECT`).
+            let configuration = live_configuration(platform, record)?;
+            crate::services::endpoints::apply(platform, record, &configuration).await?;
             let bin = format!("/usr/lib/postgresql/{version}/bin");
             let psql = |sql: String| {
                 strings(&[
@@ -388,6 +416,7 @@ pub(crate) async fn load_service(
                 );
                 exec(platform, record, &psql(rename), &pg_env(), None, None).await?;
             }
+            crate::services::endpoints::apply(platform, record, &configuration).await?;
         }
         Language::Mariadb => {
             let admin = [("MYSQL_PWD".to_string(), record.password.clone())];
@@ -430,15 +459,12 @@ pub(crate) async fn load_service(
                 )
                 .await?;
             }
-            exec(
-                platform,
-                record,
-                &client(&["-e", "FLUSH PRIVILEGES"]),
-                &admin,
-                None,
-                None,
-            )
-            .await?;
+            // The dump's accounts are the backed-up service's: its own accounts get this
+            // service's password back, the endpoints and privileges follow the
+            // configuration.
+            let configuration = live_configuration(platform, record)?;
+            crate::services::endpoints::after_mysql_restore(platform, record, &configuration)
+                .await?;
         }
         Language::Redis | Language::Valkey => {
             let Some(p) = parts.first() else {

@@ -134,6 +134,14 @@ async fn upgrade_one(
     new.version = to.to_string();
     let state = platform.state();
     let attempt = async {
+        // The configured schemas and endpoints apply at the new server's first start too (a
+        // MariaDB without them would make the default `main`).
+        let init = aside.join(services::recipe::ENDPOINTS_FILE);
+        if init.exists() {
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| std::fs::copy(&init, dir.join(services::recipe::ENDPOINTS_FILE)))
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
         state
             .set_service_version(project, env, name, to)
             .map_err(|e| e.to_string())?;

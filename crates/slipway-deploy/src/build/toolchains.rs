@@ -8,6 +8,13 @@
 //! | `golang` | `GOCACHE`, `GOMODCACHE` in the cache; `GOTOOLCHAIN=local` (a go.mod asking for a newer Go fails at once, naming both versions, instead of downloading one) |
 //! | `ruby` | `BUNDLE_USER_CACHE`, `GEM_SPEC_CACHE` in the cache |
 //! | `java` | `MAVEN_OPTS=-Dmaven.repo.local=…` (Maven's local repository in the cache); `MAVEN_ARGS=-gs …` ([`MAVEN_SETTINGS`], read by Maven 3.9 and later) |
+//! | `python` | `PIP_CACHE_DIR`, `PIPENV_CACHE_DIR` in the cache (pip's downloads and built wheels, pipenv's) |
+//! | `nodejs` | `npm_config_cache`, `YARN_CACHE_FOLDER` in the cache; `YARN_DISABLE_SELF_UPDATE_CHECK=true`; `COREPACK_ENABLE_DOWNLOAD_PROMPT=0` |
+//!
+//! Poetry's cache is left where it is (`$HOME/.cache/pypoetry`): its virtualenvs live below
+//! it and must ship in the slug. So does corepack's
+//! ([`crate::environment::COREPACK_HOME`]): the yarn or pnpm it fetched runs again in deploy
+//! hooks and start commands (`corepack yarn start`), where the build cache is not mounted.
 //!
 //! They are the lowest layer of the build's variables: the app's `variables.env` wins.
 //!
@@ -41,6 +48,16 @@ pub fn env(app: &Application) -> Vec<(String, String)> {
         "java" => vec![
             ("MAVEN_OPTS", format!("-Dmaven.repo.local={CACHE_MOUNT}/m2")),
             ("MAVEN_ARGS", format!("-gs {CACHE_MOUNT}/{MAVEN_SETTINGS}")),
+        ],
+        "python" => vec![
+            ("PIP_CACHE_DIR", format!("{CACHE_MOUNT}/pip")),
+            ("PIPENV_CACHE_DIR", format!("{CACHE_MOUNT}/pipenv")),
+        ],
+        "nodejs" => vec![
+            ("npm_config_cache", format!("{CACHE_MOUNT}/npm")),
+            ("YARN_CACHE_FOLDER", format!("{CACHE_MOUNT}/yarn")),
+            ("YARN_DISABLE_SELF_UPDATE_CHECK", "true".to_string()),
+            ("COREPACK_ENABLE_DOWNLOAD_PROMPT", "0".to_string()),
         ],
         _ => Vec::new(),
     };
@@ -108,7 +125,21 @@ mod tests {
             env_of("java:21")["MAVEN_ARGS"],
             "-gs /cache/.slipway-maven-settings.xml"
         );
-        assert!(env_of("python:3.11").is_empty());
+        let python = env_of("python:3.11");
+        assert_eq!(python["PIP_CACHE_DIR"], "/cache/pip");
+        assert_eq!(python["PIPENV_CACHE_DIR"], "/cache/pipenv");
+        assert!(
+            !python.contains_key("POETRY_CACHE_DIR"),
+            "poetry's virtualenvs ship"
+        );
+        let node = env_of("nodejs:22");
+        assert_eq!(node["YARN_CACHE_FOLDER"], "/cache/yarn");
+        assert_eq!(node["npm_config_cache"], "/cache/npm");
+        assert!(
+            !node.contains_key("COREPACK_HOME"),
+            "corepack's yarn runs at run time"
+        );
+        assert!(env_of("php:8.4").is_empty());
         assert!(env(&Application::default()).is_empty());
     }
 

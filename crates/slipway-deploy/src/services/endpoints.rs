@@ -2,13 +2,13 @@
 //! applied by `psql` in its running container over the server's socket: at each deploy
 //! (so a database or endpoint added later is created on the running service, its data
 //! kept), and the ones a push with `-o allow-data-loss` removed dropped once it is live.
-//! A running MariaDB service gets its schemas and endpoints the same way
-//! ([`apply_mysql`]; at its start they come from its init file), and loses the removed
-//! ones the same way ([`drop_removed`]).
+//! A running MariaDB service gets its schemas and endpoints the same way, its privileges
+//! changed without a gap ([`apply_mysql`]; at its start they come from its init file), and
+//! loses the removed ones the same way, their open sessions closed ([`drop_removed`]).
 
 use slipway_state::ServiceRecord;
 
-use super::recipe;
+use super::{grants, recipe};
 use crate::backups::parts;
 use crate::Platform;
 
@@ -19,6 +19,11 @@ const SCRIPT_FILE: &str = "slipway-endpoints.psql";
 /// The file in a MariaDB service's data folder holding the SQL dropping its removed
 /// schemas and endpoints (private to the service's user; removed once applied).
 const MYSQL_SCRIPT_FILE: &str = "slipway-removed.sql";
+
+/// The file in a MariaDB service's data folder holding the SQL bringing its schemas,
+/// endpoints and privileges to the configuration (private to the service's user; removed
+/// once applied).
+const MYSQL_APPLY_FILE: &str = "slipway-apply.sql";
 
 /// Run `script` with `psql` as the service's superuser in `record`'s running container.
 async fn run_psql(platform: &Platform, record: &ServiceRecord, script: &str) -> Result<(), String> {
@@ -74,13 +79,79 @@ pub async fn drop_removed(
     run_psql(platform, record, &script).await
 }
 
-/// Run the SQL of [`recipe::ENDPOINTS_FILE`] (written by the deploy into the data folder
-/// of MariaDB service `record`) on its running server: schemas and endpoints added to a
-/// running service.
-pub async fn apply_mysql(platform: &Platform, record: &ServiceRecord) -> Result<(), String> {
-    let file = super::data_dir(platform, &record.project, &record.environment, &record.name)
-        .join(recipe::ENDPOINTS_FILE);
-    run_mysql(platform, record, &file).await
+/// Bring the schemas, endpoint users and privileges of the running MariaDB service
+/// `record` to its `configuration` without a gap ([`grants`]): what it holds is read
+/// first, then missing schemas and users are created, missing privileges granted, and
+/// only then those no longer wanted revoked. Nothing is granted or revoked when no
+/// endpoint changed.
+pub async fn apply_mysql(
+    platform: &Platform,
+    record: &ServiceRecord,
+    configuration: &serde_json::Value,
+) -> Result<(), String> {
+    let layout = slipway_config::databases::layout(&record.service_type, configuration)
+        .unwrap_or_else(|| Ok(Default::default()))
+        .map_err(|e| e.to_string())?;
+    let mut args = mysql_client();
+    args.extend(["-N", "-B", "-e", grants::HELD_QUERY].map(str::to_string));
+    let out = parts::exec(platform, record, &args, &mysql_env(record), None, None).await?;
+    let held = grants::Held::parse(&out).map_err(|e| e.to_string())?;
+    let script = recipe::mysql_accounts_sql(configuration, &record.password)?
+        + &grants::changes_sql(&layout, &held);
+    let dir = super::data_dir(platform, &record.project, &record.environment, &record.name);
+    let file = dir.join(MYSQL_APPLY_FILE);
+    super::write_secret(&dir, &file, script.as_bytes())
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    let result = run_mysql(platform, record, &file).await;
+    let _ = std::fs::remove_file(&file);
+    result
+}
+
+/// After a dump was loaded into the running MariaDB service `record` (its `mysql` tables
+/// included, written by the service it was taken from, whose password may differ): the
+/// server's accounts are read again, the service's own two accounts given their password
+/// back in the same session (no other could log in), then schemas, endpoints and
+/// privileges brought to `configuration` ([`apply_mysql`]).
+pub async fn after_mysql_restore(
+    platform: &Platform,
+    record: &ServiceRecord,
+    configuration: &serde_json::Value,
+) -> Result<(), String> {
+    let pw = &record.password;
+    let admin = parts::MARIADB_ADMIN;
+    let script = format!(
+        "FLUSH PRIVILEGES;\n\
+         CREATE USER IF NOT EXISTS '{admin}'@'localhost' IDENTIFIED BY '{pw}';\n\
+         ALTER USER '{admin}'@'localhost' IDENTIFIED BY '{pw}';\n\
+         GRANT ALL PRIVILEGES ON *.* TO '{admin}'@'localhost' WITH GRANT OPTION;\n\
+         CREATE USER IF NOT EXISTS '{own}'@'%' IDENTIFIED BY '{pw}';\n\
+         ALTER USER '{own}'@'%' IDENTIFIED BY '{pw}';\n",
+        own = grants::OWN_USER
+    );
+    let dir = super::data_dir(platform, &record.project, &record.environment, &record.name);
+    let file = dir.join(MYSQL_APPLY_FILE);
+    super::write_secret(&dir, &file, script.as_bytes())
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    let result = run_mysql(platform, record, &file).await;
+    let _ = std::fs::remove_file(&file);
+    result?;
+    apply_mysql(platform, record, configuration).await
+}
+
+/// The `mariadb` client as the service's local account [`parts::MARIADB_ADMIN`], over the
+/// server's socket (its password in [`mysql_env`]).
+fn mysql_client() -> Vec<String> {
+    vec![
+        "mariadb".to_string(),
+        "--no-defaults".into(),
+        "--socket=/tmp/mysqld.sock".into(),
+        format!("--user={}", parts::MARIADB_ADMIN),
+    ]
+}
+
+/// The client's environment: the password, never on a command line.
+fn mysql_env(record: &ServiceRecord) -> [(String, String); 1] {
+    [("MYSQL_PWD".to_string(), record.password.clone())]
 }
 
 /// Run the SQL in `file` (in the data folder of MariaDB service `record`) on its running
@@ -90,14 +161,14 @@ async fn run_mysql(
     record: &ServiceRecord,
     file: &std::path::Path,
 ) -> Result<(), String> {
-    let args = [
-        "mariadb".to_string(),
-        "--no-defaults".into(),
-        "--socket=/tmp/mysqld.sock".into(),
-        format!("--user={}", parts::MARIADB_ADMIN),
-    ];
-    let env = [("MYSQL_PWD".to_string(), record.password.clone())];
-    parts::exec(platform, record, &args, &env, Some(file), None)
-        .await
-        .map(|_| ())
+    parts::exec(
+        platform,
+        record,
+        &mysql_client(),
+        &mysql_env(record),
+        Some(file),
+        None,
+    )
+    .await
+    .map(|_| ())
 }

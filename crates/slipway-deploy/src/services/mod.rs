@@ -14,6 +14,7 @@
 
 pub mod data;
 pub mod endpoints;
+pub mod grants;
 pub mod recipe;
 pub mod shrink;
 pub mod varnish;
@@ -572,7 +573,9 @@ pub async fn converge(
                 if matches!(record.service_type.as_str(), "mariadb" | "mysql") {
                     // A server started by an older Slipway has no local account yet: its
                     // init file applies them at its next start.
-                    if let Err(m) = endpoints::apply_mysql(platform, &record).await {
+                    if let Err(m) =
+                        endpoints::apply_mysql(platform, &record, &svc.configuration).await
+                    {
                         out.line(&format!(
                             "       warning: service {}: schemas and endpoints apply at its next start: {m}",
                             svc.name

@@ -71,12 +71,11 @@ fn database_layout(
         .map_err(|e| e.to_string())
 }
 
-/// The SQL creating a MariaDB service's `configuration.schemas` (default `main`) and one
-/// user per other `configuration.endpoints` entry with exactly its `privileges` per schema
-/// (`admin`: all, `rw`: read and write data, `ro`: read), as on Platform.sh: each user's
-/// privileges are revoked and granted again, so one lowered or on a removed schema goes.
-/// Names that are not plain words are refused.
-pub fn mysql_endpoints_sql(
+/// The SQL creating a MariaDB service's `configuration.schemas` (`main` only when none
+/// is configured, as on Platform.sh) and one user per other `configuration.endpoints`
+/// entry with its generated password; no privilege. Names that are not plain words are
+/// refused.
+pub fn mysql_accounts_sql(
     configuration: &serde_json::Value,
     service_password: &str,
 ) -> Result<String, String> {
@@ -85,22 +84,35 @@ pub fn mysql_endpoints_sql(
     for schema in &layout.schemas {
         sql.push_str(&format!("CREATE DATABASE IF NOT EXISTS `{schema}`;\n"));
     }
-    for (name, ep) in &layout.endpoints {
+    for name in layout.endpoints.keys() {
         let pw = endpoint_password(service_password, name);
         sql.push_str(&format!(
             "CREATE USER IF NOT EXISTS '{name}'@'%' IDENTIFIED BY '{pw}';\nALTER USER '{name}'@'%' IDENTIFIED BY '{pw}';\n"
         ));
+    }
+    Ok(sql)
+}
+
+/// The init file of a MariaDB service ([`ENDPOINTS_FILE`], run at each start before it
+/// serves anyone): [`mysql_accounts_sql`], then each account of
+/// [`grants::wanted`](super::grants::wanted) (the endpoints and the service's own user)
+/// given exactly its privileges per schema (`admin`: all, `rw`: read and write data,
+/// `ro`: read), set from scratch: revoked, then granted. A running server gets only the
+/// changes ([`grants::changes_sql`](super::grants::changes_sql)).
+pub fn mysql_endpoints_sql(
+    configuration: &serde_json::Value,
+    service_password: &str,
+) -> Result<String, String> {
+    let layout = database_layout("mariadb", configuration)?;
+    let mut sql = mysql_accounts_sql(configuration, service_password)?;
+    for (name, privileges) in super::grants::wanted(&layout) {
         // Set again from the configuration: a privilege lowered or a schema removed since
         // leaves nothing behind (a GRANT only adds).
         sql.push_str(&format!(
             "REVOKE ALL PRIVILEGES, GRANT OPTION FROM '{name}'@'%';\n"
         ));
-        for (schema, level) in &ep.privileges {
-            let grant = match level {
-                Privilege::Admin => "ALL PRIVILEGES",
-                Privilege::Rw => "SELECT, INSERT, UPDATE, DELETE, CREATE TEMPORARY TABLES, LOCK TABLES, EXECUTE, SHOW VIEW",
-                Privilege::Ro => "SELECT, SHOW VIEW",
-            };
+        for (schema, level) in privileges {
+            let grant = super::grants::grant_list(level);
             sql.push_str(&format!("GRANT {grant} ON `{schema}`.* TO '{name}'@'%';\n"));
         }
     }
@@ -109,7 +121,8 @@ pub fn mysql_endpoints_sql(
 
 /// The SQL dropping the schemas and endpoint users a MariaDB service's `old` configuration
 /// had and `new` no longer has (pushed with `-o allow-data-loss`): a dropped user can no
-/// longer log in.
+/// longer log in, and its open sessions are closed (after the drop: none can start again
+/// in between), before its schemas go.
 pub fn mysql_removed_sql(
     old: &serde_json::Value,
     new: &serde_json::Value,
@@ -119,11 +132,13 @@ pub fn mysql_removed_sql(
         database_layout("mariadb", new)?,
     );
     let mut sql = String::new();
+    for name in old.endpoints_removed(&new) {
+        sql.push_str(&format!(
+            "DROP USER IF EXISTS '{name}'@'%';\nKILL CONNECTION USER '{name}'@'%';\n"
+        ));
+    }
     for schema in old.schemas_removed(&new) {
         sql.push_str(&format!("DROP DATABASE IF EXISTS `{schema}`;\n"));
-    }
-    for name in old.endpoints_removed(&new) {
-        sql.push_str(&format!("DROP USER IF EXISTS '{name}'@'%';\n"));
     }
     Ok(sql)
 }
@@ -230,7 +245,8 @@ pub fn postgresql_endpoints_sql(
 
 /// The `psql` script dropping the databases and endpoint roles a PostgreSQL service's
 /// `old` configuration had and `new` no longer has (pushed with `-o allow-data-loss`):
-/// what each dropped role owns in the remaining databases is dropped with it.
+/// each dropped role's open sessions are closed, and what it owns in the remaining
+/// databases is dropped with it.
 pub fn postgresql_removed_sql(
     old: &serde_json::Value,
     new: &serde_json::Value,
@@ -249,6 +265,14 @@ pub fn postgresql_removed_sql(
     let roles = old.endpoints_removed(&new);
     if roles.is_empty() {
         return Ok(sql);
+    }
+    // No new session, then the open ones closed (a dropped role's sessions would go on).
+    for r in &roles {
+        sql.push_str(&format!(
+            "SELECT 'ALTER ROLE {} NOLOGIN' WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{r}')\\gexec\n\
+             SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = '{r}';\n",
+            pg_ident(r)
+        ));
     }
     for db in &new.schemas {
         sql.push_str(&format!("\\connect {}\n", pg_ident(db)));
@@ -431,15 +455,19 @@ if [ ! -d "$D/mysql" ]; then
 fi
 umask 077
 cat > /tmp/init.sql <<SQL
-CREATE DATABASE IF NOT EXISTS main;
 CREATE USER IF NOT EXISTS 'user'@'%' IDENTIFIED BY '${PASSWORD_VAR}';
 ALTER USER 'user'@'%' IDENTIFIED BY '${PASSWORD_VAR}';
-GRANT ALL PRIVILEGES ON main.* TO 'user'@'%';
 CREATE USER IF NOT EXISTS 'slipway'@'localhost' IDENTIFIED BY '${PASSWORD_VAR}';
 ALTER USER 'slipway'@'localhost' IDENTIFIED BY '${PASSWORD_VAR}';
 GRANT ALL PRIVILEGES ON *.* TO 'slipway'@'localhost' WITH GRANT OPTION;
 SQL
-if [ -f /app/{ENDPOINTS_FILE} ]; then cat /app/{ENDPOINTS_FILE} >> /tmp/init.sql; fi
+# Schemas and privileges as configured (written by each deploy); without it, Platform.sh's
+# default: `main`, the service's own user its admin.
+if [ -f /app/{ENDPOINTS_FILE} ]; then
+  cat /app/{ENDPOINTS_FILE} >> /tmp/init.sql
+else
+  printf '%s\n' 'CREATE DATABASE IF NOT EXISTS main;' "GRANT ALL PRIVILEGES ON main.* TO 'user'@'%';" >> /tmp/init.sql
+fi
 exec mariadbd --no-defaults --datadir="$D" --bind-address={addr} --port=3306 --socket=/tmp/mysqld.sock --pid-file=/tmp/mysqld.pid --init-file=/tmp/init.sql --skip-name-resolve
 "#
             ),
@@ -601,14 +629,25 @@ mod tests {
         assert!(mysql_endpoints_sql(&bad, "pw").is_err());
         assert_eq!(
             mysql_endpoints_sql(&serde_json::Value::Null, "pw").unwrap(),
-            "CREATE DATABASE IF NOT EXISTS `main`;\n"
+            "CREATE DATABASE IF NOT EXISTS `main`;\nREVOKE ALL PRIVILEGES, GRANT OPTION FROM 'user'@'%';\nGRANT ALL PRIVILEGES ON `main`.* TO 'user'@'%';\n"
+        );
+        // Schemas given: only those, `main` not among them; the service's own user gets
+        // the `mysql` endpoint's privileges when configured.
+        let own = serde_json::json!({"schemas": ["app"], "endpoints": {
+            "mysql": {"privileges": {"app": "ro"}},
+        }});
+        let sql = mysql_endpoints_sql(&own, "pw").unwrap();
+        assert!(!sql.contains("main"), "{sql}");
+        assert!(
+            sql.contains("GRANT SELECT, SHOW VIEW ON `app`.* TO 'user'@'%';"),
+            "{sql}"
         );
         let fewer = serde_json::json!({"schemas": ["main"], "endpoints": {
             "admin": {"privileges": {"main": "admin"}},
         }});
         assert_eq!(
             mysql_removed_sql(&conf, &fewer).unwrap(),
-            "DROP DATABASE IF EXISTS `legacy`;\nDROP USER IF EXISTS 'reporter'@'%';\n"
+            "DROP USER IF EXISTS 'reporter'@'%';\nKILL CONNECTION USER 'reporter'@'%';\nDROP DATABASE IF EXISTS `legacy`;\n"
         );
         assert_eq!(mysql_removed_sql(&conf, &conf).unwrap(), "");
     }
@@ -663,6 +702,12 @@ mod tests {
                 && drop.contains("DROP ROLE IF EXISTS \"reporter\";")
         );
         assert!(!drop.contains("\"admin\""), "{drop}");
+        // Its sessions: no new one, then the open ones closed, before the role goes.
+        let closed = drop
+            .find("WHERE usename = 'reporter'")
+            .expect("reporter's sessions are closed");
+        assert!(drop.find("'ALTER ROLE \"reporter\" NOLOGIN'").unwrap() < closed);
+        assert!(closed < drop.find("DROP ROLE IF EXISTS \"reporter\";").unwrap());
     }
 
     #[test]

@@ -1,0 +1,171 @@
+//! An environment's backups, as `backup ls|create|restore` over SSH: the list (every role),
+//! "Create backup" ([`access::CREATE_BACKUPS`]) and "Restore" ([`access::RESTORE_BACKUPS`],
+//! after a page naming what it overwrites). Both run [`slipway_deploy::backups`]'
+//! `create` and `restore`, the SSH commands' own, to their end even if the browser goes
+//! away (each records an activity with its log); the result page shows their output.
+
+use std::sync::Arc;
+
+use hyper::StatusCode;
+use maud::{html, Markup};
+use slipway_deploy::{access, backups, protection};
+
+use crate::handlers::{failed, refused, run_collecting, Answer, Cx};
+use crate::http::page;
+use crate::pages::{self, layout, time};
+
+/// Crumbs: Projects / PROJECT / ENV / backups.
+fn crumbs(project: &str, env: &str) -> Markup {
+    html! {
+        nav class="crumbs" {
+            a href="/" { "Projects" } " / " a href={ "/p/" (project) } { (project) } " / "
+            a href={ "/p/" (project) "/e/" (env) } { (env) } " / backups"
+        }
+    }
+}
+
+impl Cx<'_> {
+    /// `/p/PROJECT/e/ENV/backups`: id, time, size, parts and who took each, newest first.
+    pub(crate) fn backups(&self, project: &str, env: &str) -> Answer {
+        let role = match self.allowed(project, env, access::LIST_BACKUPS) {
+            Ok(r) => r,
+            Err(refusal) => return *refusal,
+        };
+        let list = match self.platform.state().backups(project, env) {
+            Ok(l) => l,
+            Err(e) => return failed(&e.to_string()),
+        };
+        let may_create = role >= protection::role_needed(env, access::CREATE_BACKUPS);
+        let may_restore = role >= protection::role_needed(env, access::RESTORE_BACKUPS);
+        let here = format!("/p/{project}/e/{env}/backups");
+        self.show(
+            &format!("Backups · {env} · {project}"),
+            html! {
+                (crumbs(project, env))
+                h1 { "Backups of " (env) }
+                @if may_create { p { a class="button" href={ (here) "/create" } { "Create backup" } } }
+                @if list.is_empty() { p class="muted" { (backups::none_yet(project, env)) "." } }
+                @else {
+                    div class="scroll" { table {
+                        tr { th { "#" } th { "Time" } th { "Size" } th { "Services and mounts" } th { "Who" } th {} }
+                        @for b in &list {
+                            tr {
+                                td { (b.id) }
+                                td { (time(b.created_at)) }
+                                td { (backups::size(b)) }
+                                td { @for p in backups::part_names(b) { div { code { (p) } } } }
+                                td { (b.created_by) }
+                                td { @if may_restore {
+                                    a class="button danger" href={ (here) "/restore/" (b.id) } { "Restore" }
+                                } }
+                            }
+                        }
+                    } }
+                }
+                p class="muted" { code { "ssh git@HOST backup create " (project) " " (env) } " takes one too (contributors; admins on production); restoring is for admins." }
+            },
+        )
+    }
+
+    /// `backup create`: GET asks, POST (CSRF checked before) takes the backup.
+    pub(crate) async fn create_backup(&self, project: &str, env: &str, run: bool) -> Answer {
+        if let Err(refusal) = self.allowed(project, env, access::CREATE_BACKUPS) {
+            return *refusal;
+        }
+        let here = format!("/p/{project}/e/{env}/backups");
+        if !run {
+            let question = format!(
+                "Take a backup of {env} of {project} now (a dump of each service and a copy of each mount)? Everything keeps running."
+            );
+            return self.show(
+                "Confirm",
+                html! { h1 { "Confirm" } (pages::confirm_form(&question, &format!("{here}/create"), &self.session.csrf, &[], "Create backup", &here)) },
+            );
+        }
+        let (platform, p, e, user) = (
+            Arc::clone(self.platform),
+            project.to_string(),
+            env.to_string(),
+            self.session.user.name.clone(),
+        );
+        let (result, log) = run_collecting("the backup", move |sink| async move {
+            backups::create(&platform, &p, &e, &user, Some(sink)).await
+        })
+        .await;
+        let result = result.map(|b| backups::taken(&b));
+        self.backup_result(project, env, ("Backup taken", "No backup"), result, &log)
+    }
+
+    /// `backup restore`: GET names what the restore overwrites, POST (CSRF checked
+    /// before) restores.
+    pub(crate) async fn restore_backup(
+        &self,
+        project: &str,
+        env: &str,
+        id: i64,
+        run: bool,
+    ) -> Answer {
+        if let Err(refusal) = self.allowed(project, env, access::RESTORE_BACKUPS) {
+            return *refusal;
+        }
+        let backup = match backups::of_environment(self.platform, project, env, id) {
+            Ok(b) => b,
+            Err(m) => return refused(m.trim_end_matches("; nothing was changed")),
+        };
+        let here = format!("/p/{project}/e/{env}/backups");
+        if !run {
+            let replaced = backups::overwritten(&backup);
+            return self.show(
+                "Confirm",
+                html! {
+                    h1 { "Confirm" }
+                    p { "Restoring backup " (id) " (" (time(backup.created_at)) ", by " (backup.created_by) ") replaces, in " (env) " of " (project) ":" }
+                    ul id="overwritten" { @for r in &replaced { li { (r) } } }
+                    p { "What was written there since is lost. The apps stop while the data is put back, then start again." }
+                    (pages::confirm_form(&format!("Restore {env} of {project} from backup {id}?"), &format!("{here}/restore/{id}"), &self.session.csrf, &[], "Restore", &here))
+                },
+            );
+        }
+        let (platform, p, e, user) = (
+            Arc::clone(self.platform),
+            project.to_string(),
+            env.to_string(),
+            self.session.user.name.clone(),
+        );
+        let (result, log) = run_collecting("the restore", move |sink| async move {
+            backups::restore(&platform, &p, &e, id, &user, Some(sink)).await
+        })
+        .await;
+        self.backup_result(project, env, ("Restored", "Not restored"), result, &log)
+    }
+
+    /// The page after a create or restore: its outcome, the SSH command's words, and its
+    /// output.
+    fn backup_result(
+        &self,
+        project: &str,
+        env: &str,
+        (done, not_done): (&str, &str),
+        result: Result<String, String>,
+        log: &str,
+    ) -> Answer {
+        let (status, title, line) = match &result {
+            Ok(summary) => (StatusCode::OK, done, format!("{summary}.")),
+            Err(m) => (StatusCode::CONFLICT, not_done, format!("{m}.")),
+        };
+        page(
+            status,
+            layout(
+                title,
+                Some(&self.viewer()),
+                html! {
+                    h1 { (title) }
+                    div class=(if result.is_ok() { "notice" } else { "refused" }) { p id="status" { (line) } }
+                    p { a href={ "/p/" (project) "/e/" (env) "/backups" } { "Back to the backups of " (env) } " · "
+                        a href={ "/p/" (project) "/activity" } { "Activity" } }
+                    @if !log.is_empty() { pre class="log" id="log" { (log) } }
+                },
+            ),
+        )
+    }
+}
