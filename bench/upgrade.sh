@@ -12,6 +12,8 @@
 # and p99, and the totals. Target: Slipway 0 failed, p99 <= nginx's.
 #
 # Usage: bench/upgrade.sh [ROUNDS] [SECONDS] [CONNECTIONS]   (defaults 3, 9, 16)
+# BASELINE=1 also runs each round once without an upgrade (rows `slipway-` and `nginx-`),
+# to tell the upgrade's share of the tail from the proxy's own.
 # Uses target/debug/slipway (cargo build -p slipway), or $SLIPWAY. Needs root, runc,
 # git, ssh, python3, nginx, wrk. Not run in CI; it never asserts timings.
 set -euo pipefail
@@ -129,11 +131,12 @@ print(f"{req} {fail} {ms:.2f}")
 PY
 }
 
+# run_WHO [steady]: wrk for SECONDS, with an upgrade at a third of it unless steady.
 run_slipway() {
     wrk -t2 -c"$CONNS" -d"${SECS}s" --latency -H "Host: $HOST" "http://127.0.0.1:$HTTP_PORT/" > "$WORK/wrk.txt" &
     local w=$!
     sleep $((SECS / 3))
-    SLIPWAY_LOG=warn "$SLIPWAY" "${SERVE_ARGS[@]}" --upgrade >>"$WORK/serve.log" 2>&1 &
+    [ "${1:-}" = steady ] || SLIPWAY_LOG=warn "$SLIPWAY" "${SERVE_ARGS[@]}" --upgrade >>"$WORK/serve.log" 2>&1 &
     wait "$w"
     figures "$WORK/wrk.txt"
 }
@@ -141,6 +144,11 @@ run_slipway() {
 run_nginx() {
     ip netns exec "$NS" wrk -t2 -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$NGX_PORT/" > "$WORK/wrk.txt" &
     local w=$!
+    if [ "${1:-}" = steady ]; then
+        wait "$w"
+        figures "$WORK/wrk.txt"
+        return
+    fi
     sleep $((SECS / 3))
     kill -USR2 "$(cat "$WORK/ngx/nginx.pid")"
     for _ in $(seq 50); do [ -f "$WORK/ngx/nginx.pid.oldbin" ] && break; sleep 0.1; done
@@ -163,6 +171,13 @@ for r in $(seq "$ROUNDS"); do
         FAIL[$who]=$(( ${FAIL[$who]:-0} + fail ))
         sleep 2
     done
+    if [ "${BASELINE:-0}" = 1 ]; then
+        for who in slipway nginx; do
+            read -r req fail p99 < <("run_$who" steady)
+            printf '%-8s %-6s %10s %8s %9s\n' "$who-" "$r" "$req" "$fail" "$p99"
+            sleep 1
+        done
+    fi
 done
 for who in slipway nginx; do
     echo "$who: ${REQ[$who]} requests, ${FAIL[$who]} failed in $ROUNDS upgrades"

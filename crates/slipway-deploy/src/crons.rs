@@ -5,7 +5,9 @@
 //!
 //! - One scheduler task ([`run_forever`]) wakes at every minute and starts the runs due.
 //! - Never two runs of one cron at once: a run due while the last one still goes is skipped,
-//!   and the running run's activity log says so (so does `cron run`, refused meanwhile).
+//!   and the running run's activity log says so (so does `cron run`, refused meanwhile);
+//!   during an upgrade, a run still going in the old server counts too (a lock file,
+//!   [`crate::env_lock`]), as does a deploy running there.
 //! - Paused while the environment deploys: a run due while a deploy holds the environment's
 //!   lock is skipped (the server log says so); the next due run happens as usual. So is a
 //!   run due while the app's container is not running (`serve` still bringing it back).
@@ -55,6 +57,9 @@ pub enum CronError {
     /// The live release's stored record does not decode.
     #[error(transparent)]
     Record(#[from] crate::release_record::ReleaseRecordError),
+    /// The environment's or the cron's lock file failed.
+    #[error(transparent)]
+    Lock(#[from] crate::env_lock::LockError),
 }
 
 /// Which crons run now ("project/env/app/cron"), so one never runs twice at once.
@@ -198,14 +203,6 @@ pub fn live_cron(
         })
 }
 
-/// Whether a deploy of the environment holds its lock now.
-fn deploying(platform: &Platform, project: &str, env: &str) -> bool {
-    let lock = lock(&platform.env_locks)
-        .get(&format!("{project}/{env}"))
-        .cloned();
-    lock.is_some_and(|l| l.try_lock().is_err())
-}
-
 /// Run `cron` now, its output to its activity (and `sink`). Refused while it runs or the
 /// environment deploys. Returns the activity id and the exit status (None: it could not start).
 pub async fn run(
@@ -214,11 +211,20 @@ pub async fn run(
     user: Option<&str>,
     sink: Option<Sink>,
 ) -> Result<(i64, Option<i32>), CronError> {
-    if deploying(platform, &cron.project, &cron.env) {
+    if platform.env_locked(&cron.project, &cron.env)? {
         return Err(CronError::Deploying(cron.env.clone()));
     }
     let key = cron.key();
-    let Some(_guard) = platform.crons.try_start(&key) else {
+    // Never two runs at once: in this server (the key) nor across servers on the data dir
+    // during an upgrade (the cron's lock file).
+    let started = platform.crons.try_start(&key);
+    let file_lock = match &started {
+        Some(_) => {
+            platform.try_lock_cron(&cron.project, &cron.env, &cron.app.name, &cron.cron.name)?
+        }
+        None => None,
+    };
+    let (Some(_guard), Some(_file_lock)) = (started, file_lock) else {
         if let Some(out) = lock(&platform.crons.notes).get(&key) {
             out.line(&format!(
                 "-----> a run due now was skipped: this one still runs (started by {})",
@@ -434,6 +440,19 @@ pub async fn run_forever(platform: Arc<Platform>) {
                 });
             }
         }
+    }
+}
+
+/// Wait until no cron run goes in this server (a server being upgraded lets its runs
+/// finish, as it does its pushes), at most `within`. Returns how many still run then.
+pub async fn wait_idle(platform: &Platform, within: Duration) -> usize {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let running = lock(&platform.crons.keys).len();
+        if running == 0 || tokio::time::Instant::now() >= deadline {
+            return running;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

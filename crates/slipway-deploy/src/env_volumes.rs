@@ -51,7 +51,13 @@ pub fn removal_notice(platform: &Platform, project: &str, env: &str) -> Vec<Stri
 /// environment's lock; nothing is removed when a push made it live again meanwhile. Returns
 /// the names of the volumes removed.
 pub async fn remove(platform: &std::sync::Arc<Platform>, project: &str, env: &str) -> Vec<String> {
-    let _lock = platform.lock_env(project, env, |_| {}).await;
+    let _lock = match platform.lock_env(project, env, |_| {}).await {
+        Ok(lock) => lock,
+        Err(e) => {
+            warn!(project, env, "volumes kept: {e}");
+            return Vec::new();
+        }
+    };
     match platform.state().environment(project, env) {
         Ok(Some(e)) if e.current_release.is_some() => {
             info!(project, env, "pushed again: its volumes are kept");

@@ -35,6 +35,7 @@ pub mod crons;
 pub mod diff;
 pub mod domain_admin;
 pub mod egress;
+pub mod env_lock;
 pub mod env_volumes;
 pub mod environment;
 pub mod health;
@@ -277,7 +278,8 @@ pub struct Platform {
     archive: Archive,
     runtime: Runtime,
     router: Arc<Router>,
-    /// One lock per environment ("project/env"): deploys of one environment run one at a time.
+    /// One lock per environment ("project/env"): deploys of one environment run one at a
+    /// time; [`env_lock`] adds a file lock so they do across servers too.
     env_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// A short tag of the data dir, in network namespace names.
     instance: String,
@@ -411,29 +413,6 @@ impl Platform {
     /// Limits applied to received packs (defaults, or the `SLIPWAY_MAX_*` environment variables).
     pub fn receive_limits(&self) -> slipway_git::receive::Limits {
         slipway_git::receive::Limits::from_env()
-    }
-
-    /// Take the lock serializing deploys of one environment. When another
-    /// deploy holds it, `say` tells the user this one waits.
-    pub async fn lock_env(
-        &self,
-        project: &str,
-        env: &str,
-        say: impl FnOnce(&str),
-    ) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = {
-            let mut locks = self.env_locks.lock().unwrap_or_else(|e| e.into_inner());
-            locks.entry(format!("{project}/{env}")).or_default().clone()
-        };
-        match lock.clone().try_lock_owned() {
-            Ok(guard) => guard,
-            Err(_) => {
-                say(&format!(
-                    "-----> waiting: another deploy of {env} is running; this one starts when it is done"
-                ));
-                lock.lock_owned().await
-            }
-        }
     }
 
     /// The tag of this data dir used in network namespace names.

@@ -64,7 +64,8 @@ pub async fn run(
                 s(l);
             }
         })
-        .await;
+        .await
+        .map_err(|e| e.to_string())?;
     let environment = state
         .environment(project, env)
         .map_err(|e| e.to_string())?

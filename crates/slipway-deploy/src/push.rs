@@ -11,9 +11,9 @@ use std::sync::Arc;
 use slipway_git::receive::{Progress, Push, PushHandler, RefUpdate};
 use slipway_git::Repo;
 use slipway_state::{Role, User};
-use tokio::sync::OwnedMutexGuard;
 use tracing::info;
 
+use crate::env_lock::EnvLock;
 use crate::environment::env_name_of_branch;
 use crate::output::Output;
 use crate::pipeline::{self, DeployTarget, PhaseError, Staged};
@@ -117,10 +117,11 @@ impl PushPipeline {
     }
 
     /// The environment's lock; says so when another deploy holds it.
-    async fn lock(&self, env: &str, progress: &Progress) -> OwnedMutexGuard<()> {
+    async fn lock(&self, env: &str, progress: &Progress) -> Result<EnvLock, String> {
         self.platform
             .lock_env(&self.project, env, |l| progress.line(l))
             .await
+            .map_err(|e| e.to_string())
     }
 
     /// The branch may have moved while this push waited for the lock: go on
@@ -243,7 +244,7 @@ impl PushPipeline {
                 env,
                 branch,
             } => {
-                let _guard = self.lock(&env, progress).await;
+                let _guard = self.lock(&env, progress).await?;
                 let update = Self::reconcile(repo, &update, &branch, progress)?;
                 self.delete_branch(repo, &update, &env, progress).await
             }
@@ -252,7 +253,7 @@ impl PushPipeline {
                 env,
                 branch,
             } => {
-                let _guard = self.lock(&env, progress).await;
+                let _guard = self.lock(&env, progress).await?;
                 let update = Self::reconcile(repo, &update, &branch, progress)?;
                 let attempt = self.begin(&update, &env, &branch, push, progress)?;
                 let result =
@@ -294,7 +295,13 @@ impl PushPipeline {
         envs.dedup();
         let mut _guards = Vec::with_capacity(envs.len());
         for env in envs {
-            _guards.push(self.lock(env, progress).await);
+            match self.lock(env, progress).await {
+                Ok(guard) => _guards.push(guard),
+                Err(e) => {
+                    let i = plans.iter().position(|p| p.env() == Some(env)).unwrap_or(0);
+                    return refused(i, &e);
+                }
+            }
         }
         for (i, p) in plans.iter_mut().enumerate() {
             if let Plan::Delete { update, branch, .. } | Plan::Deploy { update, branch, .. } = p {

@@ -40,7 +40,10 @@ pub async fn run(
             }
         }
     };
-    let _guard = platform.lock_env(project, env, say).await;
+    let _guard = platform
+        .lock_env(project, env, say)
+        .await
+        .map_err(|e| e.to_string())?;
     crate::backups::with_activity(
         platform,
         project,

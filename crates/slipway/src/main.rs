@@ -854,6 +854,12 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     if ssh_failed.is_none() {
         let _ = tokio::time::timeout(grace + extra, ssh_task).await;
     }
+    // Cron runs going here finish too (each holds its cron's lock file: the new server
+    // does not start the same cron meanwhile), up to the same grace.
+    let still = slipway_deploy::crons::wait_idle(&platform, grace).await;
+    if still > 0 {
+        tracing::warn!(runs = still, "cron runs still going at exit are cut short");
+    }
     let drain = platform.settings().drain_timeout;
     let _ = tokio::time::timeout(drain + extra, http_task).await;
     if let Some(task) = https_task {

@@ -103,7 +103,10 @@ pub async fn create(
             }
         }
     };
-    let _guard = platform.lock_env(project, env, say).await;
+    let _guard = platform
+        .lock_env(project, env, say)
+        .await
+        .map_err(|e| e.to_string())?;
     with_activity(
         platform,
         project,
@@ -302,7 +305,10 @@ pub async fn restore(
             }
         }
     };
-    let _guard = platform.lock_env(project, env, say).await;
+    let _guard = platform
+        .lock_env(project, env, say)
+        .await
+        .map_err(|e| e.to_string())?;
     with_activity(
         platform,
         project,
