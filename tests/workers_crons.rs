@@ -259,8 +259,14 @@ fn crons_run_as_activities_never_overlap_pause_during_deploys_and_run_on_demand(
     );
     assert!(fast_log.contains("fast from hello"), "{fast_log}");
 
-    // cron ls shows each with its schedule, next run and last status.
-    let ls = admin_ok(&server, "cron ls demo main");
+    // cron ls shows each with its schedule, next run and last status (a last run may be
+    // one still going: `slow` runs 5 s of every 6, `fast` for a moment every 2 s, so wait
+    // for a moment where one of them shows its finished run).
+    let mut ls = String::new();
+    wait_for(30, "cron ls showing a finished last run", || {
+        ls = admin_ok(&server, "cron ls demo main");
+        ls.contains("success")
+    });
     assert!(ls.contains("slow\thello\t* * * * *\t"), "{ls}");
     assert!(ls.contains("fast\thello\t* * * * *\t"), "{ls}");
     assert!(ls.contains("success"), "{ls}");
