@@ -110,6 +110,25 @@ async fn probe(netns: Option<&Path>, port: u16) -> Result<u16, ProbeError> {
 /// Connect to the unix socket at `socket` (a host path) and send `GET /` as
 /// [`probe_http`] does; return the response status. Bounded by `timeout`.
 pub async fn probe_http_unix(socket: &Path, timeout: Duration) -> Result<u16, ProbeError> {
+    on_unix_socket(socket, timeout, get_root, |socket, source| {
+        ProbeError::SocketHttp { socket, source }
+    })
+    .await
+}
+
+/// Connect to the unix socket at `socket` (never followed if it is a symbolic link) and
+/// run `talk` on it, all bounded by `timeout`; a failure of `talk` becomes the probe's
+/// error through `failed`.
+async fn on_unix_socket<T, E, Talk, Fut>(
+    socket: &Path,
+    timeout: Duration,
+    talk: Talk,
+    failed: impl FnOnce(PathBuf, E) -> ProbeError,
+) -> Result<T, ProbeError>
+where
+    Talk: FnOnce(tokio::net::UnixStream) -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
     let probe = async {
         let stream = crate::upstream_stream::connect_unix(socket)
             .await
@@ -117,12 +136,9 @@ pub async fn probe_http_unix(socket: &Path, timeout: Duration) -> Result<u16, Pr
                 socket: socket.to_path_buf(),
                 source,
             })?;
-        get_root(stream)
+        talk(stream)
             .await
-            .map_err(|source| ProbeError::SocketHttp {
-                socket: socket.to_path_buf(),
-                source,
-            })
+            .map_err(|e| failed(socket.to_path_buf(), e))
     };
     match tokio::time::timeout(timeout, probe).await {
         Ok(result) => result,
@@ -179,27 +195,10 @@ async fn fastcgi_values(netns: Option<&Path>, port: u16) -> Result<(), ProbeErro
 /// Ask the FastCGI server on the unix socket at `socket` (a host path, never followed
 /// if it is a symbolic link) as [`probe_fastcgi`] does. Bounded by `timeout`.
 pub async fn probe_fastcgi_unix(socket: &Path, timeout: Duration) -> Result<(), ProbeError> {
-    let probe = async {
-        let stream = crate::upstream_stream::connect_unix(socket)
-            .await
-            .map_err(|source| ProbeError::SocketConnect {
-                socket: socket.to_path_buf(),
-                source,
-            })?;
-        get_values(stream)
-            .await
-            .map_err(|why| ProbeError::SocketFastCgi {
-                socket: socket.to_path_buf(),
-                why,
-            })
-    };
-    match tokio::time::timeout(timeout, probe).await {
-        Ok(result) => result,
-        Err(_) => Err(ProbeError::SocketTimeout {
-            socket: socket.to_path_buf(),
-            timeout,
-        }),
-    }
+    on_unix_socket(socket, timeout, get_values, |socket, why| {
+        ProbeError::SocketFastCgi { socket, why }
+    })
+    .await
 }
 
 /// Send `FCGI_GET_VALUES` on `stream`; `Err`: what came instead of its result.
