@@ -77,9 +77,12 @@ impl Cx<'_> {
             let question = format!(
                 "Take a backup of {env} of {project} now (a dump of each service and a copy of each mount)? Everything keeps running."
             );
-            return self.show(
-                "Confirm",
-                html! { h1 { "Confirm" } (pages::confirm_form(&question, &format!("{here}/create"), &self.session.csrf, &[], "Create backup", &here)) },
+            return self.confirm(
+                &question,
+                &format!("{here}/create"),
+                &[],
+                "Create backup",
+                &here,
             );
         }
         let (platform, p, e, user) = (

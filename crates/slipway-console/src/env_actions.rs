@@ -12,7 +12,7 @@ use slipway_deploy::{access, sync};
 
 use crate::handlers::{failed, refused, run_collecting, Answer, Cx};
 use crate::http::{page, see_other};
-use crate::pages::{self, layout, refusal};
+use crate::pages::{layout, refusal};
 
 impl Cx<'_> {
     /// `/p/PROJECT/e/ENV/crons/run/NAME`: run the cron now, then go to its activity,
@@ -32,9 +32,12 @@ impl Cx<'_> {
                 "Run cron {name} of {env} of {project} now (`{}` in app {})?",
                 cron.cron.start, cron.app.name
             );
-            return self.show(
-                "Confirm",
-                html! { h1 { "Confirm" } (pages::confirm_form(&question, &format!("{back}/run/{name}"), &self.session.csrf, &[], "Run now", &back)) },
+            return self.confirm(
+                &question,
+                &format!("{back}/run/{name}"),
+                &[],
+                "Run now",
+                &back,
             );
         }
         // The run goes on after this answer; its first line comes once its activity exists.
@@ -79,9 +82,12 @@ impl Cx<'_> {
             let question = format!(
                 "Replace the mount and service data of {env} of {project} with a fresh copy of its parent's? Its services restart, and what {env} wrote is lost."
             );
-            return self.show(
-                "Confirm",
-                html! { h1 { "Confirm" } (pages::confirm_form(&question, &format!("{back}/sync"), &self.session.csrf, &[], "Sync from parent", &back)) },
+            return self.confirm(
+                &question,
+                &format!("{back}/sync"),
+                &[],
+                "Sync from parent",
+                &back,
             );
         }
         let (platform, p, e, user) = (

@@ -365,6 +365,23 @@ impl Cx<'_> {
         page(StatusCode::OK, layout(title, Some(&self.viewer()), body))
     }
 
+    /// The confirmation page of a state-changing action: `question`, and a form that posts
+    /// `fields` with the session's CSRF token to `action` (button `button`), or goes back
+    /// to `cancel`.
+    pub(crate) fn confirm(
+        &self,
+        question: &str,
+        action: &str,
+        fields: &[(&str, &str)],
+        button: &str,
+        cancel: &str,
+    ) -> Answer {
+        self.show(
+            "Confirm",
+            html! { h1 { "Confirm" } (pages::confirm_form(question, action, &self.session.csrf, fields, button, cancel)) },
+        )
+    }
+
     /// `/`: the projects the user may see.
     fn projects(&self) -> Answer {
         let state = self.platform.state();
@@ -699,10 +716,7 @@ impl Cx<'_> {
                     Vec::new(),
                 ),
             };
-            return self.show(
-                "Confirm",
-                html! { h1 { "Confirm" } (pages::confirm_form(&question, &action, &self.session.csrf, &fields, "Confirm", &back)) },
-            );
+            return self.confirm(&question, &action, &fields, "Confirm", &back);
         }
         let state = self.platform.state();
         let changed = match &change {

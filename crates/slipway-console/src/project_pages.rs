@@ -13,7 +13,7 @@ use slipway_state::Role;
 
 use crate::handlers::{failed, Answer, Cx};
 use crate::http::page;
-use crate::pages::{self, refusal, time};
+use crate::pages::{refusal, time};
 
 /// Crumbs: Projects / PROJECT[ / ENV] / what.
 fn crumbs(project: &str, env: Option<&str>, what: &str) -> Markup {
@@ -197,9 +197,12 @@ impl Cx<'_> {
                 return access_refused(AccessError::UnknownRole(role.chars().take(80).collect()));
             }
             let question = format!("Make {user} {role} of {project}?");
-            return self.show(
-                "Confirm",
-                html! { h1 { "Confirm" } (pages::confirm_form(&question, &format!("/p/{project}/access/grant"), &self.session.csrf, &[("user", user), ("role", role), ("confirmed", "yes")], "Grant", &format!("/p/{project}/access"))) },
+            return self.confirm(
+                &question,
+                &format!("/p/{project}/access/grant"),
+                &[("user", user), ("role", role), ("confirmed", "yes")],
+                "Grant",
+                &format!("/p/{project}/access"),
             );
         }
         match project_access::grant(self.platform, me, project, user, role) {
@@ -220,9 +223,12 @@ impl Cx<'_> {
                 return access_refused(e);
             }
             let question = format!("Revoke {user}'s role on {project}?");
-            return self.show(
-                "Confirm",
-                html! { h1 { "Confirm" } (pages::confirm_form(&question, &format!("/p/{project}/access/revoke/{user}"), &self.session.csrf, &[], "Revoke", &format!("/p/{project}/access"))) },
+            return self.confirm(
+                &question,
+                &format!("/p/{project}/access/revoke/{user}"),
+                &[],
+                "Revoke",
+                &format!("/p/{project}/access"),
             );
         }
         match project_access::revoke(self.platform, me, project, user) {
@@ -303,9 +309,12 @@ impl Cx<'_> {
             let question = format!(
                 "Assign {host} to {project}? Its production environments may then route it."
             );
-            return self.show(
-                "Confirm",
-                html! { h1 { "Confirm" } (pages::confirm_form(&question, &format!("/p/{project}/domains/add"), &self.session.csrf, &[("host", host), ("confirmed", "yes")], "Assign", &format!("/p/{project}/domains"))) },
+            return self.confirm(
+                &question,
+                &format!("/p/{project}/domains/add"),
+                &[("host", host), ("confirmed", "yes")],
+                "Assign",
+                &format!("/p/{project}/domains"),
             );
         }
         match domain_admin::add(self.platform, me, project, host) {
@@ -333,9 +342,12 @@ impl Cx<'_> {
                 return domain_refused(e);
             }
             let question = format!("Take {host} back from {project}? An environment routing it keeps it until its next deploy, which will be refused.");
-            return self.show(
-                "Confirm",
-                html! { h1 { "Confirm" } (pages::confirm_form(&question, &format!("/p/{project}/domains/rm/{host}"), &self.session.csrf, &[], "Remove", &format!("/p/{project}/domains"))) },
+            return self.confirm(
+                &question,
+                &format!("/p/{project}/domains/rm/{host}"),
+                &[],
+                "Remove",
+                &format!("/p/{project}/domains"),
             );
         }
         match domain_admin::remove(self.platform, me, Some(project), host) {
