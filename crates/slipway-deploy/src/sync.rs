@@ -32,18 +32,6 @@ pub async fn run(
             "{env} is the parent environment; sync copies a parent's data into a branch's"
         ));
     }
-    let say = {
-        let sink = sink.clone();
-        move |l: &str| {
-            if let Some(s) = &sink {
-                s(l);
-            }
-        }
-    };
-    let _guard = platform
-        .lock_env(project, env, say)
-        .await
-        .map_err(|e| e.to_string())?;
     crate::backups::with_activity(
         platform,
         project,

@@ -51,8 +51,9 @@ pub fn retained(
     rank < keep_newest || now - backup.created_at < keep_days * 86_400
 }
 
-/// Run `f` with an activity `(kind, summary)` recorded for it, its lines streamed to `sink`
-/// (also `sync`'s).
+/// Take `env`'s deploy lock (saying on `sink` while it waits for a deploy that runs now),
+/// then run `f` with an activity `(kind, summary)` recorded for it, its lines streamed to
+/// `sink` (backups, restores, and `sync`'s).
 pub(crate) async fn with_activity<T, F, Fut>(
     platform: &Arc<Platform>,
     project: &str,
@@ -66,6 +67,18 @@ where
     F: FnOnce(Output) -> Fut,
     Fut: std::future::Future<Output = Result<(T, String), String>>,
 {
+    let say = {
+        let sink = sink.clone();
+        move |l: &str| {
+            if let Some(s) = &sink {
+                s(l);
+            }
+        }
+    };
+    let _guard = platform
+        .lock_env(project, env, say)
+        .await
+        .map_err(|e| e.to_string())?;
     let activity = platform
         .state()
         .start_activity(project, Some(env), kind, Some(user), summary)
@@ -95,18 +108,6 @@ pub async fn create(
     user: &str,
     sink: Option<Sink>,
 ) -> Result<Backup, String> {
-    let say = {
-        let sink = sink.clone();
-        move |l: &str| {
-            if let Some(s) = &sink {
-                s(l);
-            }
-        }
-    };
-    let _guard = platform
-        .lock_env(project, env, say)
-        .await
-        .map_err(|e| e.to_string())?;
     with_activity(
         platform,
         project,
@@ -297,18 +298,6 @@ pub async fn restore(
     sink: Option<Sink>,
 ) -> Result<String, String> {
     let backup = of_environment(platform, project, env, id)?;
-    let say = {
-        let sink = sink.clone();
-        move |l: &str| {
-            if let Some(s) = &sink {
-                s(l);
-            }
-        }
-    };
-    let _guard = platform
-        .lock_env(project, env, say)
-        .await
-        .map_err(|e| e.to_string())?;
     with_activity(
         platform,
         project,
