@@ -606,7 +606,10 @@ mod browser {
                 .arg(format!("--user-data-dir={}", profile.path().display()))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null());
+                .stderr(Stdio::null())
+                // Its own process group, so that its helper processes (zygote, renderers)
+                // are killed with it and write nothing into the profile once it is removed.
+                .process_group(0);
             unsafe {
                 command.pre_exec(move || {
                     if libc::dup2(cmd_fd, 3) < 0 || libc::dup2(out_fd, 4) < 0 {
@@ -798,8 +801,14 @@ mod browser {
 
     impl Drop for Browser {
         fn drop(&mut self) {
+            // SAFETY: a signal to the browser's own process group (`process_group(0)`).
+            unsafe {
+                libc::kill(-(self.child.id() as i32), libc::SIGKILL);
+            }
             let _ = self.child.kill();
             let _ = self.child.wait();
+            // Helpers of the group may take a moment to go.
+            std::thread::sleep(Duration::from_millis(200));
         }
     }
 }
