@@ -4,13 +4,11 @@
 //! `create` and `restore`, the SSH commands' own, to their end even if the browser goes
 //! away (each records an activity with its log); the result page shows their output.
 
-use std::sync::Arc;
-
 use hyper::StatusCode;
 use maud::{html, Markup};
 use slipway_deploy::{access, backups, protection};
 
-use crate::handlers::{failed, refused, run_collecting, Answer, Cx};
+use crate::handlers::{failed, refused, Answer, Cx};
 use crate::http::page;
 use crate::pages::{self, layout, time};
 
@@ -85,16 +83,11 @@ impl Cx<'_> {
                 &here,
             );
         }
-        let (platform, p, e, user) = (
-            Arc::clone(self.platform),
-            project.to_string(),
-            env.to_string(),
-            self.session.user.name.clone(),
-        );
-        let (result, log) = run_collecting("the backup", move |sink| async move {
-            backups::create(&platform, &p, &e, &user, Some(sink)).await
-        })
-        .await;
+        let (result, log) = self
+            .run_in_env("the backup", project, env, |j| async move {
+                backups::create(&j.platform, &j.project, &j.env, &j.user, Some(j.sink)).await
+            })
+            .await;
         let result = result.map(|b| backups::taken(&b));
         self.backup_result(project, env, ("Backup taken", "No backup"), result, &log)
     }
@@ -129,16 +122,11 @@ impl Cx<'_> {
                 },
             );
         }
-        let (platform, p, e, user) = (
-            Arc::clone(self.platform),
-            project.to_string(),
-            env.to_string(),
-            self.session.user.name.clone(),
-        );
-        let (result, log) = run_collecting("the restore", move |sink| async move {
-            backups::restore(&platform, &p, &e, id, &user, Some(sink)).await
-        })
-        .await;
+        let (result, log) = self
+            .run_in_env("the restore", project, env, move |j| async move {
+                backups::restore(&j.platform, &j.project, &j.env, id, &j.user, Some(j.sink)).await
+            })
+            .await;
         self.backup_result(project, env, ("Restored", "Not restored"), result, &log)
     }
 

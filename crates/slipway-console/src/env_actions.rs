@@ -10,7 +10,7 @@ use maud::html;
 use slipway_deploy::crons::{self, CronError};
 use slipway_deploy::{access, sync};
 
-use crate::handlers::{failed, refused, run_collecting, Answer, Cx};
+use crate::handlers::{failed, refused, Answer, Cx};
 use crate::http::{page, see_other};
 use crate::pages::{layout, refusal};
 
@@ -90,16 +90,11 @@ impl Cx<'_> {
                 &back,
             );
         }
-        let (platform, p, e, user) = (
-            Arc::clone(self.platform),
-            project.to_string(),
-            env.to_string(),
-            self.session.user.name.clone(),
-        );
-        let (result, log) = run_collecting("the sync", move |sink| async move {
-            sync::run(&platform, &p, &e, &user, Some(sink)).await
-        })
-        .await;
+        let (result, log) = self
+            .run_in_env("the sync", project, env, |j| async move {
+                sync::run(&j.platform, &j.project, &j.env, &j.user, Some(j.sink)).await
+            })
+            .await;
         // Its activity: the newest sync of this environment by this user.
         let activity = self
             .platform

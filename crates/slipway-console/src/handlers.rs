@@ -278,6 +278,21 @@ where
     (result, log)
 }
 
+/// What [`Cx::run_in_env`] hands its work: owned copies of what it needs, so that it runs
+/// on in its own task if the client goes away.
+pub(crate) struct EnvJob {
+    /// The server.
+    pub platform: Arc<Platform>,
+    /// The project the action is on.
+    pub project: String,
+    /// Its environment.
+    pub env: String,
+    /// The logged-in user who asked for it.
+    pub user: String,
+    /// Where its output lines go (collected for the result page).
+    pub sink: slipway_deploy::output::Sink,
+}
+
 pub(crate) fn failed(why: &str) -> Answer {
     tracing::error!(error = why, "console");
     page(
@@ -564,6 +579,38 @@ impl Cx<'_> {
         self.operation_result(project, env, result, &log, None)
     }
 
+    /// Run `work` on `env` of `project` as this session's user, through [`run_collecting`]
+    /// (to its end even if this client goes away); its result and its output.
+    pub(crate) async fn run_in_env<T, F, Fut>(
+        &self,
+        what: &str,
+        project: &str,
+        env: &str,
+        work: F,
+    ) -> (Result<T, String>, String)
+    where
+        T: Send + 'static,
+        F: FnOnce(EnvJob) -> Fut,
+        Fut: std::future::Future<Output = Result<T, String>> + Send + 'static,
+    {
+        let (platform, project, env, user) = (
+            Arc::clone(self.platform),
+            project.to_string(),
+            env.to_string(),
+            self.session.user.name.clone(),
+        );
+        run_collecting(what, move |sink| {
+            work(EnvJob {
+                platform,
+                project,
+                env,
+                user,
+                sink,
+            })
+        })
+        .await
+    }
+
     /// Run `op`, to its end even if this client goes away; its result and its output.
     async fn run_operation(
         &self,
@@ -571,14 +618,9 @@ impl Cx<'_> {
         env: &str,
         op: Operation,
     ) -> (Result<i64, String>, String) {
-        let (platform, project, env, author) = (
-            Arc::clone(self.platform),
-            project.to_string(),
-            env.to_string(),
-            slipway_state::ReleaseAuthor::user(&self.session.user.name),
-        );
-        run_collecting("the operation", move |sink| async move {
-            operations::run(&platform, &project, &env, op, &author, Some(sink)).await
+        self.run_in_env("the operation", project, env, move |j| async move {
+            let author = slipway_state::ReleaseAuthor::user(&j.user);
+            operations::run(&j.platform, &j.project, &j.env, op, &author, Some(j.sink)).await
         })
         .await
     }
