@@ -287,7 +287,7 @@ const WORKER: Shape = Shape::Obj(&[
     acted(
         "mounts",
         MOUNTS,
-        "Mounts of the worker, in place of the app's (`local` ones on its own disk; `storage` and `service` ones shared).",
+        "Mounts of the worker, in place of the app's (`local` ones on its own disk; `storage` and `service` ones shared; without this key, the app's mounts and their data).",
     ),
     acted(
         "relationships",
@@ -298,7 +298,7 @@ const WORKER: Shape = Shape::Obj(&[
     acted(
         "disk",
         Shape::PosInt,
-        "Disk in MB of the worker's own `local` mounts (default: the app's).",
+        "Disk in MB of the worker's own `local` mounts (default: the app's); a worker without its own `mounts` shares the app's volume, sized at the larger of the two.",
     ),
     acted("size", Shape::Str, "Container size (default: the app's)."),
     ignored("access", Shape::Any, "Who may SSH into the worker."),
