@@ -622,3 +622,147 @@ fn a_mariadb_major_upgrade_goes_through_a_backup_and_dump_and_restore() {
     assert_eq!(maria_sum(&server), before);
     assert_eq!(backups(&server, "demo")[0]["created_by"], "slipway");
 }
+
+/// A PostgreSQL service with two endpoints: `admin` (of `main`) and `reporter` (reads it).
+const ENDPOINT_SERVICES: &str = "db:
+  type: postgresql:15
+  configuration:
+    databases: [main]
+    endpoints:
+      admin:
+        default_database: main
+        privileges: {main: admin}
+      reporter:
+        default_database: main
+        privileges: {main: ro}
+";
+
+/// Whether role `role` of project `demo`'s PostgreSQL can log in, has a password, and may
+/// read table `rows` (`t`/`f` each, `|`-separated), or `none` when it does not exist.
+fn role_state(server: &Server, role: &str) -> String {
+    psql(
+        server,
+        "demo",
+        &format!("SELECT coalesce((SELECT concat_ws('|', rolcanlogin, rolpassword IS NOT NULL, has_table_privilege(rolname, 'rows', 'SELECT')) FROM pg_authid WHERE rolname = '{role}'), 'none')"),
+    )
+}
+
+#[test]
+fn a_backup_keeps_its_endpoint_roles_and_restores_after_one_left_the_configuration() {
+    // python:3.11 and postgresql:15 are test stacks.
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    let app_yaml = "name: hello\ntype: python:3.11\nrelationships:\n  database: 'db:admin'\n  reports: 'db:reporter'\nweb:\n  commands:\n    start: python3 -m http.server $PORT --bind 127.0.0.1\n";
+    app.write(".platform.app.yaml", app_yaml);
+    app.write(".platform/services.yaml", ENDPOINT_SERVICES);
+    app.write(
+        ".platform/routes.yaml",
+        "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
+    );
+    app.commit("two endpoints");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    assert!(o.status.success(), "{}\n{}", text(&o), server.server_log());
+    psql(
+        &server,
+        "demo",
+        "CREATE TABLE rows (n int PRIMARY KEY, t text); INSERT INTO rows SELECT g, md5(g::text) FROM generate_series(1, 2000) g",
+    );
+    let pg0 = pg_sum(&server);
+    assert_eq!(role_state(&server, "reporter"), "t|t|t");
+
+    // The backup holds the two endpoint roles, without any password and without the
+    // superuser, in a blob of its own under its digest.
+    let out = admin(&server, "backup create demo main");
+    assert!(out.contains("backup 1 of main taken"), "{out}");
+    assert!(out.contains("service db: roles admin, reporter"), "{out}");
+    let list = backups(&server, "demo");
+    let roles = list[0]["manifest"]["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["kind"] == "postgresql-roles")
+        .unwrap_or_else(|| panic!("no roles part: {list}"))["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blob = server
+        .data
+        .join("archive/blobs/sha256")
+        .join(roles.trim_start_matches("sha256:"));
+    let sql = std::fs::read_to_string(&blob).unwrap();
+    assert!(
+        sql.contains("CREATE ROLE \"admin\";") && sql.contains("CREATE ROLE \"reporter\";"),
+        "{sql}"
+    );
+    assert!(!sql.to_lowercase().contains("password"), "{sql}");
+    assert!(!sql.contains("SCRAM"), "{sql}");
+    assert!(!sql.contains("main"), "{sql}");
+    let o = run(Command::new("sha256sum").arg(&blob));
+    assert!(
+        text(&o).starts_with(roles.trim_start_matches("sha256:")),
+        "{}",
+        text(&o)
+    );
+
+    // The reporter endpoint leaves the configuration (its role dropped), rows change.
+    app.write(
+        ".platform.app.yaml",
+        &app_yaml.replace("  reports: 'db:reporter'\n", ""),
+    );
+    app.write(
+        ".platform/services.yaml",
+        &ENDPOINT_SERVICES.replace(
+            "      reporter:\n        default_database: main\n        privileges: {main: ro}\n",
+            "",
+        ),
+    );
+    app.commit("no reporter");
+    let o = server.git(
+        &app.dir,
+        &[
+            "push",
+            "-o",
+            "allow-data-loss",
+            &server.remote("demo"),
+            "main",
+        ],
+    );
+    assert!(o.status.success(), "{}\n{}", text(&o), server.server_log());
+    assert_eq!(role_state(&server, "reporter"), "none");
+    psql(
+        &server,
+        "demo",
+        "DELETE FROM rows WHERE n > 1500; INSERT INTO rows VALUES (9999, 'later')",
+    );
+    assert_ne!(pg_sum(&server), pg0);
+
+    // The restore makes the role again before the data (its grant applies), keeps it
+    // disabled, and says so; every row is the backup's.
+    let out = admin(&server, "backup restore demo main 1");
+    assert!(out.contains("restored from backup 1"), "{out}");
+    assert!(
+        out.contains("role reporter (in the backup, no longer an endpoint of db): kept disabled"),
+        "{out}"
+    );
+    assert_eq!(pg_sum(&server), pg0);
+    assert_eq!(
+        role_state(&server, "reporter"),
+        "f|f|t",
+        "no login, no password, its grant back"
+    );
+    assert_eq!(
+        role_state(&server, "admin"),
+        "t|t|t",
+        "the configured endpoint logs in"
+    );
+    answers(&server, "main.demo.localhost");
+
+    // Configured again, the endpoint logs in again with its grants.
+    app.write(".platform.app.yaml", app_yaml);
+    app.write(".platform/services.yaml", ENDPOINT_SERVICES);
+    app.commit("the reporter again");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    assert!(o.status.success(), "{}\n{}", text(&o), server.server_log());
+    assert_eq!(role_state(&server, "reporter"), "t|t|t");
+    assert_eq!(pg_sum(&server), pg0);
+}

@@ -15,6 +15,10 @@ pub enum PartKind {
     /// One PostgreSQL database, `pg_dump -Fc` (restored with `pg_restore` into the database
     /// dropped and created again).
     PostgresqlDump,
+    /// A PostgreSQL service's endpoint roles: `pg_dumpall --roles-only
+    /// --no-role-passwords` filtered to the roles Slipway made for it (SQL, made again
+    /// before the databases load).
+    PostgresqlRoles,
     /// Every MariaDB database, `mariadb-dump --single-transaction --all-databases` (SQL).
     MariadbDump,
     /// A Redis/Valkey RDB file written by `BGSAVE`.
@@ -28,6 +32,7 @@ impl PartKind {
     pub fn media_type(self) -> &'static str {
         match self {
             PartKind::PostgresqlDump => "application/vnd.slipway.backup.pg-dump",
+            PartKind::PostgresqlRoles => "application/vnd.slipway.backup.pg-roles+sql",
             PartKind::MariadbDump => "application/vnd.slipway.backup.mariadb-dump+sql",
             PartKind::RedisRdb => "application/vnd.slipway.backup.redis-rdb",
             PartKind::MountTar => "application/vnd.slipway.backup.mount+tar",

@@ -11,6 +11,7 @@
 //! each mount is replaced, and the live release starts again.
 
 pub mod parts;
+pub mod pg_roles;
 pub mod rollback;
 pub mod upgrade;
 pub mod words;
@@ -156,6 +157,9 @@ pub async fn take(
         let t = Instant::now();
         let taken = parts::take_service(platform, &record).await?;
         let n = taken.len();
+        for note in taken.iter().filter_map(|t| t.note.as_deref()) {
+            out.line(&format!("       service {}: {note}", record.name));
+        }
         files.extend(taken);
         out.phase_done(
             &format!("backup {}", record.name),
@@ -185,6 +189,7 @@ pub async fn take(
                 size: 0,
             },
             file,
+            note: None,
         });
         out.phase_done(&format!("backup mount {}", volume.name), "tar", t);
     }
@@ -192,7 +197,7 @@ pub async fn take(
     let archive = platform.archive().clone();
     let (manifest, artifact_parts) = tokio::task::spawn_blocking(move || {
         let mut artifact_parts = Vec::new();
-        for parts::Taken { mut part, file } in files {
+        for parts::Taken { mut part, file, .. } in files {
             let (digest, size) = archive.put_part(file).map_err(|e| e.to_string())?;
             if size == 0 {
                 return Err(format!(
@@ -449,7 +454,10 @@ async fn load_all(
     {
         for (record, parts) in by_service {
             let t = Instant::now();
-            parts::load_service(platform, record, parts).await?;
+            let notes = parts::load_service(platform, record, parts).await?;
+            for note in notes {
+                out.line(&format!("       {note}"));
+            }
             out.phase_done(
                 &format!("restore {}", record.name),
                 &format!("{}:{}", record.service_type, record.version),

@@ -7,6 +7,7 @@
 //! file, put back while the server is stopped; a mount's volume as a tar taken while it is
 //! frozen. Dumps stream from the container straight into a temp file of the archive.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::Path;
 use std::process::Stdio;
@@ -16,6 +17,7 @@ use slipway_slug::PartFile;
 use slipway_stack::Language;
 use slipway_state::{BackupPart, PartKind, ServiceRecord};
 
+use super::pg_roles;
 use crate::volumes::Volume;
 use crate::Platform;
 
@@ -153,6 +155,8 @@ pub(crate) struct Taken {
     pub part: BackupPart,
     /// Its bytes, in a temp file of the archive.
     pub file: PartFile,
+    /// What the backup's output says of it, if anything (the roles a roles part holds).
+    pub note: Option<String>,
 }
 
 fn part(kind: PartKind, record: &ServiceRecord, database: Option<String>) -> BackupPart {
@@ -193,8 +197,10 @@ pub(crate) async fn take_service(
                 out.push(Taken {
                     part: part(PartKind::PostgresqlDump, record, Some(db)),
                     file,
+                    note: None,
                 });
             }
+            out.extend(take_pg_roles(platform, record, &bin).await?);
         }
         Language::Mariadb => {
             let file = new_file()?;
@@ -219,6 +225,7 @@ pub(crate) async fn take_service(
             out.push(Taken {
                 part: part(PartKind::MariadbDump, record, None),
                 file,
+                note: None,
             });
         }
         Language::Redis | Language::Valkey => {
@@ -288,11 +295,65 @@ pub(crate) async fn take_service(
             out.push(Taken {
                 part: part(PartKind::RedisRdb, record, None),
                 file,
+                note: None,
             });
         }
         _ => {}
     }
     Ok(out)
+}
+
+/// The roles part of PostgreSQL service `record` ([`pg_roles`]): its configured endpoints'
+/// roles and those Slipway marked as its own, without passwords; none when it has none.
+async fn take_pg_roles(
+    platform: &Platform,
+    record: &ServiceRecord,
+    bin: &str,
+) -> Result<Option<Taken>, String> {
+    let configuration = live_configuration(platform, record)?;
+    let mut keep = configured_endpoints(record, &configuration)?;
+    let psql = strings(&[
+        &format!("{bin}/psql"),
+        "-AtX",
+        "-d",
+        "postgres",
+        "-c",
+        pg_roles::MARKED_QUERY,
+    ]);
+    let marked = exec(platform, record, &psql, &pg_env(), None, None).await?;
+    keep.extend(marked.lines().map(str::to_string));
+    if keep.is_empty() {
+        return Ok(None);
+    }
+    let dumpall = strings(&[
+        &format!("{bin}/pg_dumpall"),
+        "--roles-only",
+        "--no-role-passwords",
+    ]);
+    let all = exec(platform, record, &dumpall, &pg_env(), None, None).await?;
+    let (sql, kept) = pg_roles::filter(&all, &keep);
+    if kept.is_empty() {
+        return Ok(None);
+    }
+    let file = platform.archive().part_file().map_err(|e| e.to_string())?;
+    std::io::Write::write_all(&mut file.file(), sql.as_bytes())
+        .map_err(|e| format!("service {}: writing its roles: {e}", record.name))?;
+    Ok(Some(Taken {
+        part: part(PartKind::PostgresqlRoles, record, None),
+        file,
+        note: Some(format!("roles {}", kept.join(", "))),
+    }))
+}
+
+/// The endpoint roles `configuration` gives PostgreSQL service `record`.
+fn configured_endpoints(
+    record: &ServiceRecord,
+    configuration: &serde_json::Value,
+) -> Result<BTreeSet<String>, String> {
+    let layout = slipway_config::databases::layout(&record.service_type, configuration)
+        .unwrap_or_else(|| Ok(Default::default()))
+        .map_err(|e| format!("service {}: {e}", record.name))?;
+    Ok(layout.endpoints.into_keys().collect())
 }
 
 /// Whether a service of this type holds data a backup keeps.
@@ -325,12 +386,14 @@ fn live_configuration(
 }
 
 /// Load `parts` (all of one service, verified) into `record`'s running server, replacing
-/// what it holds. Redis/Valkey are stopped, given the RDB file and started again.
+/// what it holds. Redis/Valkey are stopped, given the RDB file and started again. Returns
+/// what the user is told besides (PostgreSQL roles kept disabled).
 pub(crate) async fn load_service(
     platform: &std::sync::Arc<Platform>,
     record: &ServiceRecord,
     parts: &[&BackupPart],
-) -> Result<(), String> {
+) -> Result<Vec<String>, String> {
+    let mut notes = Vec::new();
     let (software, version) = software(record)?;
     let blob = |p: &BackupPart| -> Result<std::path::PathBuf, String> {
         let d = slipway_slug::Digest::parse(&p.digest).map_err(|e| e.to_string())?;
@@ -343,6 +406,23 @@ pub(crate) async fn load_service(
             // database's privileges set from it again once loaded (a database made
             // again is open to `PUBLIC` and grants no endpoint its `CONNECT`).
             let configuration = live_configuration(platform, record)?;
+            // The backup's own roles first (those the configuration no longer has kept,
+            // disabled, so the dumps' grants to them apply).
+            if let Some(p) = parts.iter().find(|p| p.kind == PartKind::PostgresqlRoles) {
+                let path = blob(p)?;
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                let roles = pg_roles::parse(&text).map_err(|e| e.to_string())?;
+                let configured = configured_endpoints(record, &configuration)?;
+                let (script, disabled) = pg_roles::restore_sql(&roles, &configured);
+                crate::services::endpoints::run_psql(platform, record, &script).await?;
+                for name in disabled {
+                    notes.push(format!(
+                        "role {name} (in the backup, no longer an endpoint of {}): kept disabled (no login) with its grants; configure the endpoint again to use it, or push its removal with -o allow-data-loss to drop it",
+                        record.name
+                    ));
+                }
+            }
             crate::services::endpoints::apply(platform, record, &configuration).await?;
             let bin = format!("/usr/lib/postgresql/{version}/bin");
             let psql = |sql: String| {
@@ -359,13 +439,14 @@ pub(crate) async fn load_service(
             };
             // The databases come back as they were: those made since are dropped too.
             let wanted: Vec<&str> = parts.iter().filter_map(|p| p.database.as_deref()).collect();
+            let dumps = parts.iter().filter(|p| p.kind == PartKind::PostgresqlDump);
             for db in pg_databases(platform, record, &bin).await? {
                 if !wanted.contains(&db.as_str()) && !db.ends_with(".slipway-restore") {
                     let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", pg_ident(&db));
                     exec(platform, record, &psql(sql), &pg_env(), None, None).await?;
                 }
             }
-            for p in parts {
+            for p in dumps {
                 let Some(db) = p.database.as_deref() else {
                     return Err(format!("backup part of {} names no database", p.name));
                 };
@@ -468,7 +549,7 @@ pub(crate) async fn load_service(
         }
         Language::Redis | Language::Valkey => {
             let Some(p) = parts.first() else {
-                return Ok(());
+                return Ok(notes);
             };
             let dir = crate::services::data_dir(
                 platform,
@@ -515,7 +596,7 @@ pub(crate) async fn load_service(
         }
         _ => {}
     }
-    Ok(())
+    Ok(notes)
 }
 
 /// Tar a mount's volume into `file`, frozen while the tar reads it (reads go on, the

@@ -158,7 +158,10 @@ async fn upgrade_one(
             "       {name}: loading {} dump(s) into {to}",
             dumps.len()
         ));
-        parts::load_service(platform, &new, dumps).await
+        for note in parts::load_service(platform, &new, dumps).await? {
+            out.line(&format!("       {note}"));
+        }
+        Ok::<(), String>(())
     }
     .await;
     if let Err(e) = attempt {

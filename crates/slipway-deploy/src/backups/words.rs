@@ -25,6 +25,7 @@ pub fn part_names(b: &Backup) -> Vec<String> {
         .iter()
         .map(|p| match &p.database {
             Some(db) => format!("{}/{db}", p.name),
+            None if p.kind == PartKind::PostgresqlRoles => format!("{} (roles)", p.name),
             None => p.name.clone(),
         })
         .collect()

@@ -26,7 +26,11 @@ const MYSQL_SCRIPT_FILE: &str = "slipway-removed.sql";
 const MYSQL_APPLY_FILE: &str = "slipway-apply.sql";
 
 /// Run `script` with `psql` as the service's superuser in `record`'s running container.
-async fn run_psql(platform: &Platform, record: &ServiceRecord, script: &str) -> Result<(), String> {
+pub(crate) async fn run_psql(
+    platform: &Platform,
+    record: &ServiceRecord,
+    script: &str,
+) -> Result<(), String> {
     let (_, version) = parts::software(record)?;
     let dir = super::data_dir(platform, &record.project, &record.environment, &record.name);
     let file = dir.join(SCRIPT_FILE);

@@ -187,7 +187,9 @@ pub fn postgresql_endpoints_sql(
         let role = pg_ident(name);
         sql.push_str(&format!(
             "SELECT 'CREATE ROLE {role}' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{name}')\\gexec\n\
-             ALTER ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD '{pw}';\n"
+             ALTER ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD '{pw}';\n\
+             COMMENT ON ROLE {role} IS '{}';\n",
+            crate::backups::pg_roles::ROLE_COMMENT
         ));
     }
     for db in ["postgres", "template1"] {
