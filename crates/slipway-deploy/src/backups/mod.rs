@@ -1,7 +1,8 @@
 //! Backups of an environment (spec section 9): `backup create` takes a consistent,
 //! service-native dump of every service and a tar of every mount ([`parts`]) while
 //! everything keeps running, stores each part in the archive under its sha256 (written
-//! atomically) and the whole under one archive tag (`backup_PROJECT.ENV.TIME-HASH`, an OCI
+//! atomically) and the whole under one archive tag (`backup_PROJECT.ENV.TIME-HASH`, HASH of
+//! the manifest and the moment, an OCI
 //! manifest whose layers are the parts, so `archive verify` checks them and `archive gc`
 //! keeps them by [`retained`]), and records its typed manifest in the state DB.
 //!
@@ -225,11 +226,15 @@ pub async fn take(
     let json = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+        .unwrap_or_default();
+    // The hash covers the moment too: two backups of unchanged data within one second
+    // (taken one after the other under the environment's lock) get tags of their own.
+    let mut named = json.clone();
+    named.extend_from_slice(&now.as_nanos().to_le_bytes());
     let tag = format!(
-        "{TAG_PREFIX}{project}.{env}.{now}-{}",
-        &Digest::of_bytes(&json).hex()[..12]
+        "{TAG_PREFIX}{project}.{env}.{}-{}",
+        now.as_secs(),
+        &Digest::of_bytes(&named).hex()[..12]
     );
     platform
         .archive()

@@ -600,35 +600,25 @@ pub(crate) async fn load_service(
 }
 
 /// Tar a mount's volume into `file`, frozen while the tar reads it (reads go on, the
-/// apps' writes wait), so it is consistent.
+/// apps' writes wait), so it is consistent. The freeze is [`Volume::while_frozen`]'s, the
+/// one a branch copy ([`Volume::snapshot_to`]) takes: the two wait for each other instead
+/// of one freezing a volume the other froze (which fails) or thawing it under the other.
 pub(crate) fn take_mount(volume: &Volume, file: &File) -> Result<(), String> {
     if !volume.is_mounted().map_err(|e| e.to_string())? {
         volume.mount().map_err(|e| e.to_string())?;
     }
     let dir = &volume.dir;
-    let tool = |args: &[&str]| -> Result<(), String> {
-        let o = std::process::Command::new("fsfreeze")
-            .args(args)
-            .arg(dir)
-            .output()
-            .map_err(|e| format!("fsfreeze: {e}"))?;
-        if !o.status.success() {
-            return Err(format!(
-                "fsfreeze {}: {}",
-                dir.display(),
-                String::from_utf8_lossy(&o.stderr).trim()
-            ));
-        }
-        Ok(())
-    };
-    tool(&["-f"])?;
-    let tarred = std::process::Command::new("tar")
-        .args(["--numeric-owner", "--xattrs", "-C"])
-        .arg(dir)
-        .args(["-cf", "-", "."])
-        .stdout(Stdio::from(file.try_clone().map_err(|e| e.to_string())?))
-        .output();
-    tool(&["-u"])?;
+    let out = file.try_clone().map_err(|e| e.to_string())?;
+    let tarred = volume
+        .while_frozen(|| {
+            std::process::Command::new("tar")
+                .args(["--numeric-owner", "--xattrs", "-C"])
+                .arg(dir)
+                .args(["-cf", "-", "."])
+                .stdout(Stdio::from(out))
+                .output()
+        })
+        .map_err(|e| e.to_string())?;
     let o = tarred.map_err(|e| format!("tar: {e}"))?;
     if !o.status.success() {
         return Err(format!(
