@@ -769,3 +769,130 @@ fn a_worker_has_its_own_mounts_disk_and_relationships_and_a_deleted_branch_loses
     assert_eq!(read(&server, "data/a.txt"), "main");
     assert_eq!(std::fs::read_to_string(&wdata).unwrap(), "worker-data");
 }
+
+/// The files left in `dir` (none when it is gone).
+fn files_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_deleted_branchs_volume_removal_killed_midway_finishes_at_the_next_start_and_spares_live_ones()
+{
+    // The test hook holds the removal while this file exists: the server is killed there.
+    let hold_dir = tempfile::tempdir().unwrap();
+    let hold = hold_dir.path().join("hold");
+    let mut server =
+        Server::start_with(&[("SLIPWAY_TEST_HOLD_VOLUME_REMOVAL", hold.to_str().unwrap())]);
+    let app = new_app(&server, 64);
+    push_ok(&server, &app);
+    assert_eq!(get(&server, "main", "/write?f=data/a.txt&v=main"), "ok");
+    let (ok, out) = push_to(&server, &app, "feature", &[]);
+    assert!(ok, "{out}");
+    assert_eq!(
+        get(&server, "feature", "/write?f=data/b.txt&v=feature"),
+        "ok"
+    );
+    let feature = server.data.join("volumes/demo/feature");
+    assert!(feature.join("app-hello.img").exists());
+
+    // The branch is deleted; the server is killed after the removal was recorded and
+    // before any volume went.
+    std::fs::write(&hold, "").unwrap();
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), ":feature"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !server.server_log().contains("volume removal held") {
+        assert!(Instant::now() < deadline, "{}", server.server_log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server.kill9();
+    assert!(
+        feature.join(".removing").exists(),
+        "{:?}",
+        files_in(&feature)
+    );
+    assert!(feature.join("app-hello.img").exists());
+    std::fs::remove_file(&hold).unwrap();
+
+    // The next start finishes it: every volume of the branch and the marker gone, main's
+    // data untouched.
+    serve_again(&mut server);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while feature.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "left of the deleted branch: {:?}\n{}",
+            files_in(&feature),
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!mounted(&feature.join("app-hello")));
+    assert_eq!(read(&server, "data/a.txt"), "main");
+
+    // A marker beside the volumes of a live environment (main): its volumes are kept, the
+    // marker dropped.
+    let main = server.data.join("volumes/demo/main");
+    std::fs::write(main.join(".removing"), "").unwrap();
+    server.stop();
+    serve_again(&mut server);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while main.join(".removing").exists() {
+        assert!(Instant::now() < deadline, "{}", server.server_log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(main.join("app-hello.img").exists(), "{:?}", files_in(&main));
+    assert_eq!(read(&server, "data/a.txt"), "main");
+    assert_eq!(get(&server, "main", "/write?f=data/c.txt&v=after"), "ok");
+}
+
+#[test]
+fn a_mount_backup_and_a_branch_copy_of_the_same_volume_at_once_both_go_through() {
+    let server = Server::start();
+    let app = new_app(&server, 64);
+    push_ok(&server, &app);
+    assert_eq!(get(&server, "main", "/write?f=data/a.txt&v=main"), "ok");
+    assert_eq!(get(&server, "main", "/fill?f=data/big&mb=24"), "fit");
+
+    // Backups of main one after another for as long as a branch push copies its volumes:
+    // each freezes the volume the copy freezes; none fails, nor does the push.
+    let pushing = std::sync::atomic::AtomicBool::new(true);
+    let backups = std::thread::scope(|s| {
+        let taker = s.spawn(|| {
+            let mut n = 0;
+            while pushing.load(std::sync::atomic::Ordering::SeqCst) || n == 0 {
+                let o = server.ssh(&server.key, "git", "backup create demo main");
+                assert!(o.status.success(), "backup {n}: {}", text(&o));
+                n += 1;
+            }
+            n
+        });
+        let (ok, out) = push_to(&server, &app, "feature", &[]);
+        pushing.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert!(ok, "{out}\n{}", server.server_log());
+        taker.join().unwrap()
+    });
+    assert!(backups >= 1);
+    assert_eq!(get(&server, "feature", "/read?f=data/a.txt"), "main");
+    let o = server.ssh(&server.key, "git", "backup ls demo main --json");
+    assert!(o.status.success(), "{}", text(&o));
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), backups, "{list}");
+
+    // The last backup holds every byte: restored after main's files change.
+    assert_eq!(get(&server, "main", "/write?f=data/a.txt&v=changed"), "ok");
+    let out = admin(&server, &format!("backup restore demo main {backups}"));
+    assert!(
+        out.contains(&format!("restored from backup {backups}")),
+        "{out}"
+    );
+    assert_eq!(read(&server, "data/a.txt"), "main");
+    let size = get(&server, "main", "/read?f=data/big").len();
+    assert_eq!(size, 24 << 20);
+}

@@ -1,15 +1,85 @@
 //! The volumes of a deleted environment (its branch was deleted): removed once nothing uses
-//! them. The push that deletes the branch says which go ([`removal_notice`]); once the
-//! environment's apps retired and its services stopped, [`remove`] deletes them under the
-//! environment's lock, unless a push brought the environment back meanwhile. Backups of the
-//! environment stay in the archive (and its releases in the state), so what the user may want
-//! back is restored from there.
+//! them. The push that deletes the branch says which go ([`removal_notice`]) and leaves a
+//! marker beside them ([`mark_for_removal`], `VOLUMES/PROJECT/ENV/.removing`) before
+//! anything is stopped; once the environment's apps retired and its services stopped,
+//! [`remove`] deletes them under the environment's lock, unless a push brought the
+//! environment back meanwhile, and the marker goes last. A server stopped or killed in
+//! between finds the marker at its next start and finishes the removal
+//! ([`finish_removals`]); a marker of an environment that is live (pushed again) is
+//! dropped and its volumes kept. Backups of the environment stay in the archive (and its
+//! releases in the state), so what the user may want back is restored from there.
 
 use tracing::{info, warn};
 
 use crate::Platform;
 
 const MIB: u64 = 1024 * 1024;
+
+/// The marker of an environment whose volumes are to be removed, in its volumes' folder
+/// (no volume name starts with `.`).
+const MARKER: &str = ".removing";
+
+/// The test hook holding a removal before its first volume goes while the file it names
+/// exists (a test kills the server there).
+const HOLD_HOOK: &str = "SLIPWAY_TEST_HOLD_VOLUME_REMOVAL";
+
+/// The marker file of `env`'s volumes.
+fn marker(platform: &Platform, project: &str, env: &str) -> std::path::PathBuf {
+    platform.data().volumes().env_dir(project, env).join(MARKER)
+}
+
+/// Record that `env`'s volumes are to be removed (its branch was deleted), before anything
+/// is stopped: a removal a stop or crash interrupts is finished at the next start. Nothing
+/// to record when it has no volumes.
+pub fn mark_for_removal(platform: &Platform, project: &str, env: &str) -> std::io::Result<()> {
+    let dir = platform.data().volumes().env_dir(project, env);
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    let path = dir.join(MARKER);
+    let tmp = dir.join(format!("{MARKER}.new"));
+    std::fs::write(
+        &tmp,
+        format!("the branch of {project}/{env} was deleted: its volumes are removed\n"),
+    )?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(&dir)?.sync_all()
+}
+
+/// At `serve` start, after the live environments came back: finish every removal of a
+/// deleted environment's volumes that a stop or crash interrupted (its marker still
+/// there); an environment pushed again since keeps its volumes. Returns how many
+/// environments' volumes were removed.
+pub async fn finish_removals(platform: &std::sync::Arc<Platform>) -> usize {
+    let root = platform.data().volumes().root().to_path_buf();
+    let mut marked = Vec::new();
+    for project in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+        for env in std::fs::read_dir(project.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if env.path().join(MARKER).is_file() {
+                marked.push((
+                    project.file_name().to_string_lossy().into_owned(),
+                    env.file_name().to_string_lossy().into_owned(),
+                ));
+            }
+        }
+    }
+    let mut n = 0;
+    for (project, env) in marked {
+        info!(
+            project,
+            env, "finishing the removal of a deleted environment's volumes"
+        );
+        if !remove(platform, &project, &env).await.is_empty() {
+            n += 1;
+        }
+    }
+    n
+}
 
 /// The lines a branch deletion prints about its environment's volumes (none when it has
 /// none).
@@ -51,6 +121,15 @@ pub fn removal_notice(platform: &Platform, project: &str, env: &str) -> Vec<Stri
 /// environment's lock; nothing is removed when a push made it live again meanwhile. Returns
 /// the names of the volumes removed.
 pub async fn remove(platform: &std::sync::Arc<Platform>, project: &str, env: &str) -> Vec<String> {
+    if let Some(hold) = std::env::var_os(HOLD_HOOK) {
+        let hold = std::path::PathBuf::from(hold);
+        if hold.exists() {
+            info!(project, env, "volume removal held by {HOLD_HOOK}");
+        }
+        while hold.exists() {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
     let _lock = match platform.lock_env(project, env, |_| {}).await {
         Ok(lock) => lock,
         Err(e) => {
@@ -61,6 +140,7 @@ pub async fn remove(platform: &std::sync::Arc<Platform>, project: &str, env: &st
     match platform.state().environment(project, env) {
         Ok(Some(e)) if e.current_release.is_some() => {
             info!(project, env, "pushed again: its volumes are kept");
+            let _ = std::fs::remove_file(marker(platform, project, env));
             return Vec::new();
         }
         Ok(_) => {}
@@ -69,22 +149,35 @@ pub async fn remove(platform: &std::sync::Arc<Platform>, project: &str, env: &st
             return Vec::new();
         }
     }
+    // Nothing of it runs on them any more (again, after a start that found the marker).
+    crate::services::data::stop_environment(platform, project, env).await;
     let (p, project, env) = (platform.clone(), project.to_string(), env.to_string());
     tokio::task::spawn_blocking(move || {
         let store = p.data().volumes();
         let mut removed = Vec::new();
+        let mut all = true;
         match store.volumes(&project, &env) {
             Ok(volumes) => {
                 for v in volumes {
                     match v.remove() {
                         Ok(()) => removed.push(v.name.clone()),
-                        Err(e) => warn!(project, env, volume = %v.name, "not removed: {e}"),
+                        Err(e) => {
+                            all = false;
+                            warn!(project, env, volume = %v.name, "not removed: {e}");
+                        }
                     }
                 }
             }
-            Err(e) => warn!(project, env, "volumes not removed: {e}"),
+            Err(e) => {
+                all = false;
+                warn!(project, env, "volumes not removed: {e}");
+            }
         }
-        // The environment's folder goes when nothing is left in it.
+        // The marker last (the next start tries again while it is there), then the
+        // environment's folder when nothing is left in it.
+        if all {
+            let _ = std::fs::remove_file(marker(&p, &project, &env));
+        }
         let _ = std::fs::remove_dir(store.env_dir(&project, &env));
         info!(project, env, volumes = ?removed, "volumes of a deleted environment removed");
         removed

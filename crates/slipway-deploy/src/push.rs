@@ -426,6 +426,10 @@ impl PushPipeline {
                 }
             }
             let _ = state.deactivate_environment(&self.project, env);
+            if let Err(e) = crate::env_volumes::mark_for_removal(&self.platform, &self.project, env)
+            {
+                tracing::warn!("the removal of its volumes is not recorded: {e}");
+            }
             for line in crate::env_volumes::removal_notice(&self.platform, &self.project, env) {
                 progress.line(&line);
             }

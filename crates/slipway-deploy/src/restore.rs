@@ -220,6 +220,10 @@ pub async fn restore(
         crate::sockets::remove_leftovers(&platform.data().app_sockets(), |id| {
             keep.contains(id) || deploying.contains(id)
         });
+        let removed = crate::env_volumes::finish_removals(platform).await;
+        if removed > 0 {
+            info!("the volumes of {removed} deleted environment(s) a stop left removed");
+        }
     }
     Ok(())
 }
