@@ -1,7 +1,8 @@
 //! More service types (issue 14): RabbitMQ, headless Chromium and InfluxDB run per
 //! environment on their own stacks (built once into the shared stacks folder), and an app
 //! uses each through its relationship: it publishes and consumes an AMQP message, loads a
-//! page through Chromium's DevTools endpoint, and writes and reads InfluxDB points. A type
+//! page through Chromium's DevTools endpoint, writes and reads InfluxDB points, and sets
+//! and gets a memcached key (the service ready once it answers `version`). A type
 //! whose version Debian cannot provide (InfluxDB 2) is refused at push.
 
 use slipway_e2e::{cached_stack, text, App, Server};
@@ -120,6 +121,19 @@ class H(http.server.BaseHTTPRequestHandler):
             elif u.path == "/influx/write":
                 influx("/query", "q=" + urllib.parse.quote("CREATE DATABASE metrics"))
                 body = influx("/write?db=metrics", "cpu,host=web value=%s" % q["value"])
+            elif u.path == "/memcached":
+                c = rels["mc"][0]
+                m = socket.create_connection((c["host"], c["port"]), timeout=5)
+                v = q["value"]
+                m.sendall(("set k 0 0 %d\r\n%s\r\nget k\r\n" % (len(v), v)).encode())
+                got = b""
+                while not got.endswith(b"END\r\n"):
+                    more = m.recv(4096)
+                    if not more:
+                        break
+                    got += more
+                m.close()
+                body = got.decode().replace("\r\n", " ").strip()
             elif u.path == "/influx/read":
                 body = influx("/query?db=metrics&q=" + urllib.parse.quote("SELECT value FROM cpu"))
             else:
@@ -340,4 +354,23 @@ fn postgresql_creates_its_configured_extensions_and_refuses_missing_ones() {
     assert!(!o.status.success(), "postgis was accepted:\n{out}");
     assert!(out.contains("extension postgis is not available"), "{out}");
     assert_eq!(get(&server, "/rels").0, 200);
+}
+
+#[test]
+fn memcached_is_ready_once_it_answers_and_an_app_sets_and_gets_a_key() {
+    cached_stack("memcached:1.6");
+    let server = Server::start();
+    let _ = push_app(
+        &server,
+        "  mc: 'cache:memcached'\n",
+        "cache:\n  type: memcached:1.6\n",
+    );
+    // Ready by its `version` answer (run in its container, with the stack's own bash and
+    // coreutils): the push went live, and the first request finds it serving.
+    let (status, body) = get(&server, "/memcached?value=hello");
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "STORED VALUE k 0 5 hello END"),
+        "{body}"
+    );
 }

@@ -348,6 +348,19 @@ fn http_probe(addr: impl std::fmt::Display, port: u16, path: &str) -> Vec<String
     ]
 }
 
+/// A ready command asking memcached at `addr:port` for its `version` over TCP (bash's
+/// `/dev/tcp`) and printing the answer (`VERSION 1.6.x` once it serves): a server that
+/// accepts but does not answer within 3 s is not ready.
+fn memcached_probe(addr: impl std::fmt::Display, port: u16) -> Vec<String> {
+    vec![
+        "/bin/bash".into(),
+        "-c".into(),
+        format!(
+            "exec 3<>/dev/tcp/{addr}/{port} && printf 'version\\r\\n' >&3 && timeout 3 head -n 1 <&3"
+        ),
+    ]
+}
+
 /// A ready command that exits 0 once `addr:port` accepts a TCP connection.
 fn tcp_probe(addr: impl std::fmt::Display, port: u16) -> Vec<String> {
     vec![
@@ -510,8 +523,8 @@ exec mariadbd --no-defaults --datadir="$D" --bind-address={addr} --port=3306 --s
         }
         Language::Memcached => Recipe {
             start: format!("exec memcached -l {addr} -p 11211 -U 0 -m 64\n"),
-            ready: None,
-            ready_output: None,
+            ready: Some(memcached_probe(addr, 11211)),
+            ready_output: Some("VERSION "),
         },
         Language::Rabbitmq => {
             // One Erlang node name and distribution port per service address: the
@@ -783,5 +796,47 @@ mod tests {
             .contains("INFLUXDB_HTTP_BIND_ADDRESS=127.1.0.2:8086"));
         assert_eq!(username("rabbitmq"), "guest");
         assert_eq!(username("influxdb"), "");
+        let memcached = recipe(&record("memcached"), Language::Memcached, "1.6").unwrap();
+        assert_eq!(memcached.ready, Some(memcached_probe("127.1.0.2", 11211)));
+        assert_eq!(memcached.ready_output, Some("VERSION "));
+    }
+
+    /// Run `probe` on the host (bash as in the service's container); its exit and output.
+    fn run_probe(probe: &[String]) -> (bool, String) {
+        let o = std::process::Command::new(&probe[0])
+            .args(&probe[1..])
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into(),
+        )
+    }
+
+    #[test]
+    fn memcached_is_ready_once_it_answers_its_version_command() {
+        use std::io::{BufRead, Write};
+        // A server answering as memcached does: ready, having been asked `version`.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            let mut asked = String::new();
+            std::io::BufReader::new(&conn)
+                .read_line(&mut asked)
+                .unwrap();
+            (&conn).write_all(b"VERSION 1.6.18\r\n").unwrap();
+            asked
+        });
+        let (ok, said) = run_probe(&memcached_probe("127.0.0.1", port));
+        assert!(ok && said.starts_with("VERSION 1.6.18"), "{said}");
+        assert_eq!(server.join().unwrap(), "version\r\n");
+
+        // One that accepts but never answers (still starting, or hung): not ready.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (ok, said) = run_probe(&memcached_probe("127.0.0.1", port));
+        assert!(!ok || !said.contains("VERSION "), "{said}");
+        drop(listener);
     }
 }
