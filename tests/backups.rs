@@ -765,4 +765,18 @@ fn a_backup_keeps_its_endpoint_roles_and_restores_after_one_left_the_configurati
     assert!(o.status.success(), "{}\n{}", text(&o), server.server_log());
     assert_eq!(role_state(&server, "reporter"), "t|t|t");
     assert_eq!(pg_sum(&server), pg0);
+
+    // The roles part is verified on read like every part: changed by one byte, the
+    // restore is refused before anything changes.
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[0] ^= 0x01;
+    std::fs::write(&blob, bytes).unwrap();
+    psql(&server, "demo", "INSERT INTO rows VALUES (10001, 'kept')");
+    let now = pg_sum(&server);
+    let why = refused(&server, "backup restore demo main 1");
+    assert!(
+        why.contains("backup 1 is damaged") && why.contains("nothing was changed"),
+        "{why}"
+    );
+    assert_eq!(pg_sum(&server), now);
 }
