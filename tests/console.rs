@@ -1776,14 +1776,15 @@ fn backups_are_listed_created_and_restored_from_the_console_as_over_ssh() {
         .spawn()
         .expect("flock(1)");
     let held = Instant::now() + Duration::from_secs(30);
-    while !std::process::Command::new("flock")
+    // (`flock -n -E 9` exits 9 while another holds the lock.)
+    while std::process::Command::new("flock")
         .args(["-n", "-E", "9"])
         .arg(&lock)
         .arg("true")
         .status()
         .unwrap()
         .code()
-        .is_some_and(|c| c == 9)
+        != Some(9)
     {
         assert!(Instant::now() < held, "flock(1) did not take the lock");
         std::thread::sleep(Duration::from_millis(50));
