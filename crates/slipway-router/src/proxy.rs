@@ -542,6 +542,7 @@ async fn send_upgrade(
             let _place = client_upgrade.place;
             match tokio::try_join!(client_upgrade.on, upstream_upgrade) {
                 Ok((client_io, upstream_io)) => {
+                    let _open = EnvStats::upgrade_opened(release.stats());
                     tunnel(&release, TokioIo::new(client_io), TokioIo::new(upstream_io)).await;
                 }
                 Err(err) => tracing::debug!(error = %err, "upgrade failed"),
