@@ -1065,6 +1065,22 @@ fn over_https_the_link_is_https_and_the_cookie_secure() {
         Some(&session),
     );
     assert!(page.contains("Projects"), "{page}");
+    // An environment routed https:// is linked at its https:// URL.
+    let app = App::demo(server.dir.path(), "app");
+    app.write(
+        ".platform/routes.yaml",
+        "\"https://{default}/\":\n  type: upstream\n  upstream: \"hello:http\"\n",
+    );
+    app.commit("an https route");
+    push(&server, &app);
+    let url = format!("https://{APP_HOST}:{https_port}/");
+    for path in ["/p/demo", "/p/demo/e/main"] {
+        let page = curl(
+            &format!("https://console.localhost:{https_port}{path}"),
+            Some(&session),
+        );
+        assert!(page.contains(&format!("href=\"{url}\"")), "{path}: {page}");
+    }
 }
 
 #[test]

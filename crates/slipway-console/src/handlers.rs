@@ -386,6 +386,14 @@ impl Cx<'_> {
         )
     }
 
+    /// The URL of `env` as its live release `live` routes it (`https://` when its default
+    /// host is routed so and the server serves HTTPS), else the plain one.
+    fn env_url(&self, project: &str, env: &str, live: Option<&slipway_state::Release>) -> String {
+        live.and_then(|r| slipway_deploy::release_record::topology_of(r).ok())
+            .map(|t| slipway_deploy::https::env_url(self.platform, project, env, &t))
+            .unwrap_or_else(|| self.platform.env_url(project, env))
+    }
+
     /// `/`: the projects the user may see.
     fn projects(&self) -> Answer {
         let state = self.platform.state();
@@ -447,7 +455,7 @@ impl Cx<'_> {
                     tr { th { "Environment" } th { "Live release" } th { "URL" } th { "Services" } th { "State" } }
                     @for e in &envs {
                         @let live = e.current_release.and_then(|id| state.release(id).ok().flatten());
-                        @let url = self.platform.env_url(project, &e.name);
+                        @let url = self.env_url(project, &e.name, live.as_ref());
                         @let services = state.services(project, &e.name).unwrap_or_default();
                         tr {
                             td { a href={ "/p/" (project) "/e/" (e.name) } { (e.name) } }
@@ -489,7 +497,10 @@ impl Cx<'_> {
             role >= slipway_deploy::protection::role_needed(env, Operation::Redeploy.role());
         let may_sync = env != slipway_deploy::mounts::PARENT_ENV
             && role >= slipway_deploy::protection::role_needed(env, access::SYNC);
-        let url = self.platform.env_url(project, env);
+        let live = releases
+            .iter()
+            .find(|r| Some(r.id) == environment.current_release);
+        let url = self.env_url(project, env, live);
         // Slugs seen in earlier releases (releases are listed newest first).
         let slugs_of = |r: &slipway_state::Release| -> Vec<(String, String)> {
             ReleaseSpec::from_json(&r.spec)
