@@ -552,7 +552,8 @@ impl Cx<'_> {
         )
     }
 
-    /// Rollback or redeploy: GET shows the confirmation, POST (CSRF checked before) runs it.
+    /// Rollback or redeploy: GET shows the confirmation, POST (CSRF checked before) starts
+    /// it in the background and goes to its activity.
     async fn operation(&self, project: &str, env: &str, op: Operation, run: bool) -> Answer {
         if let Err(refusal) = self.allowed(project, env, op.role()) {
             return *refusal;
