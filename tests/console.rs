@@ -242,16 +242,24 @@ fn login_pages_rollback_and_every_bad_input() {
         );
         assert_eq!(app_body(&server), "built-2\n");
     }
-    let (status, _, body) = console(
+    // It runs in the background: the answer goes to its activity, which ends live.
+    let (status, head, body) = console(
         &server,
         "POST",
         "/p/demo/e/main/rollback/1",
         Some(&admin),
         Some(&format!("csrf={csrf}")),
     );
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains("Release 5 of main is live"), "{body}");
-    assert!(body.contains("rollback of main to release 1"), "{body}");
+    assert_eq!(status, 303, "{head}\n{body}");
+    let (_, body) = ended_activity(&server, &admin, &head);
+    assert!(
+        body.contains("success: rollback of main to release 1: release 5 live"),
+        "{body}"
+    );
+    assert!(
+        body.contains("-----&gt; rollback of main to release 1"),
+        "{body}"
+    );
     assert_eq!(app_body(&server), "built-1\n");
 
     // Variables from the console: confirmed first, then set and redeployed; a platform
@@ -271,16 +279,18 @@ fn login_pages_rollback_and_every_bad_input() {
         !var_ls().contains("FROM_CONSOLE"),
         "a confirmation page changes nothing"
     );
-    let (status, _, body) = console(
+    let (status, head, body) = console(
         &server,
         "POST",
         "/p/demo/e/main/vars/set",
         Some(&admin),
         Some(&format!("{form}&confirmed=yes")),
     );
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 303, "{head}\n{body}");
+    assert!(var_ls().contains("FROM_CONSOLE=a b&c"), "{}", var_ls());
+    let (_, body) = ended_activity(&server, &admin, &head);
     assert!(
-        body.contains("FROM_CONSOLE set on main") && body.contains("Release 6 of main is live"),
+        body.contains("success: redeploy of main (release 5): release 6 live"),
         "{body}"
     );
     assert!(var_ls().contains("FROM_CONSOLE=a b&c"), "{}", var_ls());
@@ -301,14 +311,16 @@ fn login_pages_rollback_and_every_bad_input() {
         None,
     );
     assert_eq!(status, 200, "{body}");
-    let (status, _, body) = console(
+    let (status, head, body) = console(
         &server,
         "POST",
         "/p/demo/e/main/vars/unset/FROM_CONSOLE",
         Some(&admin),
         Some(&format!("csrf={csrf}")),
     );
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 303, "{head}\n{body}");
+    let (_, body) = ended_activity(&server, &admin, &head);
+    assert!(body.contains("release 7 live"), "{body}");
     assert!(!var_ls().contains("FROM_CONSOLE"), "{}", var_ls());
     assert_eq!(app_body(&server), "built-1\n");
 
@@ -953,8 +965,14 @@ fn chromium_logs_in_watches_a_push_rolls_back_and_a_viewer_is_refused() {
         .contains("Roll main of demo back to release 1?"));
     b.screenshot(&admin, "rollback-confirm.png");
     b.click_and_load(&admin, "form[action='/p/demo/e/main/rollback/1'] button");
+    // Off to its activity, whose log streams in until it ends.
+    b.wait(
+        &admin,
+        "location.pathname.startsWith('/activity/') && document.getElementById('status').textContent.startsWith('success')",
+    );
     let t = b.text(&admin);
-    assert!(t.contains("Release 4 of main is live"), "{t}");
+    assert!(t.contains("release 4 live"), "{t}");
+    assert!(t.contains("-----> switch"), "{t}");
     b.screenshot(&admin, "rollback-done.png");
     b.open(
         &admin,
@@ -1047,6 +1065,22 @@ fn over_https_the_link_is_https_and_the_cookie_secure() {
         Some(&session),
     );
     assert!(page.contains("Projects"), "{page}");
+    // An environment routed https:// is linked at its https:// URL.
+    let app = App::demo(server.dir.path(), "app");
+    app.write(
+        ".platform/routes.yaml",
+        "\"https://{default}/\":\n  type: upstream\n  upstream: \"hello:http\"\n",
+    );
+    app.commit("an https route");
+    push(&server, &app);
+    let url = format!("https://{APP_HOST}:{https_port}/");
+    for path in ["/p/demo", "/p/demo/e/main"] {
+        let page = curl(
+            &format!("https://console.localhost:{https_port}{path}"),
+            Some(&session),
+        );
+        assert!(page.contains(&format!("href=\"{url}\"")), "{path}: {page}");
+    }
 }
 
 #[test]
@@ -1063,15 +1097,17 @@ fn releases_record_who_made_them_over_ssh_and_in_the_console() {
     let session = log_in(&server, &cora);
     let (_, _, home) = console(&server, "GET", "/", Some(&session), None);
     let csrf = csrf_of(&home);
-    let (status, _, body) = console(
+    let (status, head, body) = console(
         &server,
         "POST",
         "/p/demo/e/dev/vars/set",
         Some(&session),
         Some(&format!("csrf={csrf}&key=FROM_CORA&value=1&confirmed=yes")),
     );
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains("Release 3 of dev is live"), "{body}");
+    assert_eq!(status, 303, "{body}");
+    let (_, body) = ended_activity(&server, &session, &head);
+    assert!(body.contains("release 3 live"), "{body}");
+    assert!(body.contains("By cora,"), "{body}");
     // The first release of dev as one recorded before releases kept their author.
     let db = rusqlite::Connection::open(server.data.join("state.db")).unwrap();
     let n = db
@@ -1417,6 +1453,31 @@ fn activity_of(head: &str) -> String {
         .to_string()
 }
 
+/// Follow an action's 303 (to its activity, or to its waiting page until that goes on to
+/// the activity) and read the activity's page until the activity ended; (its id, the page).
+fn ended_activity(server: &Server, cookie: &str, head: &str) -> (String, String) {
+    let mut location = header_field(head, "location")
+        .unwrap_or_else(|| panic!("no redirect: {head}"))
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        assert!(Instant::now() < deadline, "{location} did not end");
+        let (status, head, body) = console(server, "GET", &location, Some(cookie), None);
+        if status == 303 {
+            location = activity_of(&head);
+            location.insert_str(0, "/activity/");
+            continue;
+        }
+        assert_eq!(status, 200, "{location}: {body}");
+        if let Some(id) = location.strip_prefix("/activity/") {
+            if !body.contains("running:") {
+                return (id.to_string(), body);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn run_a_cron_now_and_sync_a_branch_from_the_console_as_over_ssh() {
     let server = Server::start();
@@ -1565,40 +1626,26 @@ fn run_a_cron_now_and_sync_a_branch_from_the_console_as_over_ssh() {
         body.contains("permission denied: this needs the admin role on demo"),
         "{body}"
     );
-    let (status, _, body) = console(
+    let (status, head, body) = console(
         &server,
         "POST",
         sync,
         Some(&admin),
         Some(&format!("csrf={csrf}")),
     );
-    assert_eq!(status, 200, "{body}");
+    // It runs in the background: the answer goes to its activity, by the admin, with its
+    // log: shown, listed, replayed.
+    assert_eq!(status, 303, "{head}\n{body}");
+    let (id, log) = ended_activity(&server, &admin, &head);
     assert!(
-        body.contains("feature now has a copy of main&#39;s mount data and service data")
-            || body.contains("feature now has a copy of main's mount data and service data"),
-        "{body}"
+        log.contains("feature now has a copy of main&#39;s mount data and service data")
+            || log.contains("feature now has a copy of main's mount data and service data"),
+        "{log}"
     );
     assert!(
-        body.contains("-----&gt; copied 1 volume(s) of main"),
-        "its output: {body}"
+        log.contains("-----&gt; copied 1 volume(s) of main"),
+        "its output: {log}"
     );
-    // The sync is an activity, by the admin, with its log: linked, listed, replayed.
-    let at = body
-        .find("href=\"/activity/")
-        .expect("a link to the sync's activity")
-        + 16;
-    let id: String = body[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    let (status, _, log) = console(
-        &server,
-        "GET",
-        &format!("/activity/{id}"),
-        Some(&admin),
-        None,
-    );
-    assert_eq!(status, 200, "{log}");
     assert!(
         log.contains("sync feature") && log.contains("By me,"),
         "{log}"
@@ -1733,17 +1780,69 @@ fn backups_are_listed_created_and_restored_from_the_console_as_over_ssh() {
         backup_ls()
     );
 
-    // The admin takes one: the SSH command's words, its output, listed on both sides.
-    let (status, _, body) = console(
+    // While another deploy of main holds its lock (here: another server's, the lock file
+    // held by flock(1)), the admin's backup waits in the background: the answer does not
+    // wait with it but goes to its waiting page, the admin's only, which says so.
+    let lock = server.data.join("locks/demo/main/deploy.lock");
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    let mut holder = std::process::Command::new("flock")
+        .arg(&lock)
+        .arg("cat")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("flock(1)");
+    let held = Instant::now() + Duration::from_secs(30);
+    // (`flock -n -E 9` exits 9 while another holds the lock.)
+    while std::process::Command::new("flock")
+        .args(["-n", "-E", "9"])
+        .arg(&lock)
+        .arg("true")
+        .status()
+        .unwrap()
+        .code()
+        != Some(9)
+    {
+        assert!(Instant::now() < held, "flock(1) did not take the lock");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, head, body) = console(
         &server,
         "POST",
         create,
         Some(&admin),
         Some(&format!("csrf={csrf}")),
     );
+    assert_eq!(status, 303, "{head}\n{body}");
+    let waiting = header_field(&head, "location").unwrap().to_string();
+    assert!(waiting.starts_with("/started/"), "{head}");
+    let (status, _, body) = console(&server, "GET", &waiting, Some(&admin), None);
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("backup 1 of main taken"), "{body}");
+    assert!(
+        body.contains("Waiting") && body.contains("waiting: another deploy of main"),
+        "{body}"
+    );
+    assert!(
+        body.contains("http-equiv=\"refresh\""),
+        "no JavaScript needed: {body}"
+    );
+    let (status, _, body) = console(&server, "GET", &waiting, Some(&contributor), None);
+    assert_eq!(status, 404, "another user's waiting page: {body}");
+    assert!(
+        backup_ls().contains("main has no backups"),
+        "{}",
+        backup_ls()
+    );
+    // The deploy ends: the backup runs, its waiting page goes on to its activity, which
+    // ends with the SSH command's words and its output; listed on both sides.
+    drop(holder.stdin.take());
+    assert!(holder.wait().unwrap().success());
+    let (id, body) = ended_activity(&server, &admin, &head);
+    assert!(body.contains("success: backup 1 of main"), "{body}");
     assert!(body.contains("-----&gt; backup db"), "its output: {body}");
+    assert!(body.contains("By me,"), "{body}");
+    let (status, head, _) = console(&server, "GET", &waiting, Some(&admin), None);
+    assert_eq!(status, 303);
+    assert_eq!(activity_of(&head), id);
     assert!(backup_ls().starts_with("1\t"), "{}", backup_ls());
     let (_, _, body) = console(&server, "GET", page, Some(&admin), None);
     assert!(
@@ -1810,15 +1909,28 @@ fn backups_are_listed_created_and_restored_from_the_console_as_over_ssh() {
         "{body}"
     );
     assert_eq!(rows(), "1=after,2=later");
-    let (status, _, body) = console(
+    // The restore runs in the background; its activity's log streams live, then ends.
+    let (status, head, body) = console(
         &server,
         "POST",
         &restore,
         Some(&admin),
         Some(&format!("csrf={csrf}")),
     );
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains("main restored from backup 1"), "{body}");
+    assert_eq!(status, 303, "{head}\n{body}");
+    let id = activity_of(&head);
+    let (events, end) = read_events(&server, &format!("/activity/{id}/events"), &admin, || true);
+    assert!(
+        end.starts_with("success: main restored from backup 1"),
+        "{end}: {events:?}"
+    );
+    let streamed: String = events.iter().map(|(t, _)| t.as_str()).collect();
+    assert!(streamed.contains("-----> "), "{streamed}");
+    let (_, body) = ended_activity(&server, &admin, &head);
+    assert!(
+        body.contains("success: main restored from backup 1"),
+        "{body}"
+    );
     assert_eq!(
         rows(),
         "1=before",
@@ -1840,15 +1952,16 @@ fn backups_are_listed_created_and_restored_from_the_console_as_over_ssh() {
     let (status, _, body) = console(&server, "GET", page, Some(&contributor), None);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&format!("href=\"{page}/create\"")), "{body}");
-    let (status, _, body) = console(
+    let (status, head, body) = console(
         &server,
         "POST",
         &format!("{page}/create"),
         Some(&contributor),
         Some(&format!("csrf={ccsrf}")),
     );
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains("backup 2 of feature taken"), "{body}");
+    assert_eq!(status, 303, "{head}\n{body}");
+    let (_, body) = ended_activity(&server, &contributor, &head);
+    assert!(body.contains("success: backup 2 of feature"), "{body}");
     let (_, _, body) = console(&server, "GET", page, Some(&contributor), None);
     assert!(
         body.contains("<td>cody</td>") && !body.contains("/restore/2"),

@@ -2,7 +2,8 @@
 //! certificates of a local CA printed at start, negotiates h2 by ALPN, answers 301 on plain
 //! HTTP for an `http://` route redirecting to `https://`, refuses a host no route knows,
 //! and uses a certificate dropped into DATA/certs without a restart (a bad one is named
-//! in the log and the host keeps being served).
+//! in the log and the host keeps being served); a route's HSTS is sent on its HTTPS
+//! answers only, and the environment's URL says `https://`.
 
 use std::path::Path;
 use std::process::Command;
@@ -180,6 +181,127 @@ fn https_routes_are_served_with_the_local_ca_h2_and_a_redirect() {
     // And the local CA's certificate is no longer what this host presents.
     let (ok, _, _) = curl_https(https_port, HOST, &ca);
     assert!(!ok, "the host now presents the dropped certificate");
+}
+
+/// The app of the HSTS test: `/url` answers its `SLIPWAY_URL`, and `/own-hsts` sends its
+/// own `Strict-Transport-Security`.
+const URL_SERVER: &str = slipway_e2e::py_app!(
+    "",
+    r#"        body = os.environ["SLIPWAY_URL"].encode()
+        if self.path == "/own-hsts":
+            body = b"own"
+            self.send_response(200)
+            self.send_header("Strict-Transport-Security", "max-age=60")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+"#
+);
+
+/// The response heads (lowercased) of `curl ARGS` to `urls` over HTTPS on the server's
+/// HTTPS port, trusting `ca`, one after the other on one connection where curl can.
+fn heads_over_https(port: u16, ca: &Path, args: &[&str], urls: &[&str]) -> String {
+    let o = run(Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-D",
+            "-",
+            "--cacert",
+        ])
+        .arg(ca)
+        .arg("--resolve")
+        .arg(format!("{HOST}:{port}:127.0.0.1"))
+        .args(args)
+        .args(urls.iter().map(|u| format!("https://{HOST}:{port}{u}"))));
+    assert!(o.status.success(), "curl: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).to_ascii_lowercase()
+}
+
+#[test]
+fn hsts_is_sent_on_https_answers_only_and_the_url_says_https() {
+    let https_port = free_port();
+    let listen = format!("127.0.0.1:{https_port}");
+    let server = Server::start_with(&[("SLIPWAY_HTTPS_LISTEN", &listen)]);
+    let ca = server.data.join("ca").join("ca.pem");
+    let app = App::demo(server.dir.path(), "hsts-app");
+    app.write("server.py", URL_SERVER);
+    app.write(
+        ".platform/routes.yaml",
+        "\"https://{default}/\":\n  type: upstream\n  upstream: \"hello:http\"\n  tls:\n    strict_transport_security:\n      enabled: true\n      include_subdomains: true\n\"http://{default}/\":\n  type: redirect\n  to: \"https://{default}/\"\n\"http://{default}/plain\":\n  type: upstream\n  upstream: \"hello:http\"\n",
+    );
+    app.commit("https routes with HSTS");
+    let o = server.git(&app.dir, &["push", &server.remote("tls"), "main"]);
+    assert!(o.status.success(), "push: {}", text(&o));
+    let url = format!("https://{HOST}:{https_port}/");
+    // The push output and SLIPWAY_URL name the environment's https:// URL.
+    assert!(
+        text(&o).contains(&format!("-----> live: {url} (release 1")),
+        "{}",
+        text(&o)
+    );
+    let o = run(Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(&ca)
+        .arg("--resolve")
+        .arg(format!("{HOST}:{https_port}:127.0.0.1"))
+        .arg(format!("{url}url")));
+    assert_eq!(text(&o), url, "SLIPWAY_URL");
+
+    let hsts = "strict-transport-security: max-age=31536000; includesubdomains\r\n";
+    // Over h2, and over HTTP/1.1 for two requests on one kept-alive connection.
+    let h2 = heads_over_https(https_port, &ca, &["--http2"], &["/"]);
+    assert!(h2.starts_with("http/2 200") && h2.contains(hsts), "{h2}");
+    let h1 = heads_over_https(https_port, &ca, &["--http1.1"], &["/", "/x"]);
+    assert_eq!(h1.matches("http/1.1 200").count(), 2, "{h1}");
+    assert_eq!(h1.matches(hsts).count(), 2, "each answer: {h1}");
+    // An app's own field stays as it is (one field, the app's).
+    let own = heads_over_https(https_port, &ca, &["--http1.1"], &["/own-hsts"]);
+    assert!(
+        own.contains("strict-transport-security: max-age=60\r\n")
+            && own.matches("strict-transport-security").count() == 1,
+        "{own}"
+    );
+
+    // Never on plain HTTP: neither the redirect to https:// nor the http:// route's answer.
+    for path in ["/", "/plain"] {
+        let o = run(Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "10",
+                "-o",
+                "/dev/null",
+                "-D",
+                "-",
+                "-H",
+            ])
+            .arg(format!("Host: {HOST}"))
+            .arg(format!("http://127.0.0.1:{}{path}", server.http_port)));
+        let head = text(&o).to_ascii_lowercase();
+        assert!(
+            head.starts_with(if path == "/" {
+                "http/1.1 301"
+            } else {
+                "http/1.1 200"
+            }),
+            "{path}: {head}"
+        );
+        assert!(
+            !head.contains("strict-transport-security"),
+            "{path}: {head}"
+        );
+    }
+    // Over TLS, the http:// route's answer has none either (its route has no HSTS).
+    let plain = heads_over_https(https_port, &ca, &["--http1.1"], &["/plain"]);
+    assert!(
+        plain.starts_with("http/1.1 200") && !plain.contains("strict-transport-security"),
+        "{plain}"
+    );
 }
 
 #[test]

@@ -305,6 +305,7 @@ pub(crate) fn finish(
                     primary: true,
                     id: None,
                     attributes: Default::default(),
+                    hsts: None,
                 }]
             } else {
                 Vec::new()

@@ -4,7 +4,9 @@
 use crate::diag::Diagnostic;
 use crate::files::normalize;
 use crate::keypath::KeyPath;
-use crate::model::{Application, BuildCache, Hooks, Route, RouteKind, Service, Web, BUILD_FLAVORS};
+use crate::model::{
+    Application, BuildCache, Hooks, Hsts, Route, RouteKind, Service, Web, BUILD_FLAVORS,
+};
 use crate::yaml::{Kind, Node, Pos};
 use std::collections::BTreeMap;
 
@@ -817,6 +819,34 @@ fn runs_here(kind: &str, version: &str, path: &KeyPath, pos: &Pos, diags: &mut V
     }
 }
 
+/// A route's `tls.strict_transport_security`, when `enabled: true` (its types are checked
+/// by the route's shape), warning where it cannot do what it says.
+fn hsts(route: &Node, url: &str, path: &KeyPath, diags: &mut Vec<Diagnostic>) -> Option<Hsts> {
+    let sts = route.get("tls")?.get("strict_transport_security")?;
+    let flag = |k: &str| matches!(sts.get(k).map(|n| &n.kind), Some(Kind::Bool(true)));
+    if !flag("enabled") {
+        return None;
+    }
+    let p = path.with("tls").with("strict_transport_security");
+    if !url.starts_with("https://") {
+        diags.push(p.warning(
+            &sts.pos,
+            "HSTS is sent on HTTPS answers only, and this route is `http://`: write it on the `https://` route",
+        ));
+    }
+    let hsts = Hsts {
+        include_subdomains: flag("include_subdomains"),
+        preload: flag("preload"),
+    };
+    if hsts.preload && !hsts.include_subdomains {
+        diags.push(p.warning(
+            &sts.pos,
+            "`preload` without `include_subdomains: true`: browsers' preload lists refuse such a site",
+        ));
+    }
+    Some(hsts)
+}
+
 /// Build the routes of a `routes` mapping.
 pub(crate) fn routes(node: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>) -> Vec<RouteRecord> {
     let mut out = Vec::new();
@@ -890,6 +920,7 @@ pub(crate) fn routes(node: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>) -
             }
         };
         let primary = matches!(v.get("primary").map(|n| &n.kind), Some(Kind::Bool(true)));
+        let hsts = hsts(v, &url, &p, diags);
         out.push(RouteRecord {
             route: Route {
                 url,
@@ -897,6 +928,7 @@ pub(crate) fn routes(node: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>) -
                 primary,
                 id: str_at(v, &["id"]).map(str::to_string),
                 attributes: json_map(v.get("attributes")),
+                hsts,
             },
             pos: e.key_pos.clone(),
             path: p,

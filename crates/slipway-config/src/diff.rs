@@ -468,6 +468,9 @@ fn routes(old: &Topology, new: &Topology, d: &mut TopologyDiff) {
                 if o.attributes != r.attributes {
                     what.push("attributes".into());
                 }
+                if o.hsts != r.hsts {
+                    what.push("tls.strict_transport_security".into());
+                }
                 if !what.is_empty() {
                     d.lines
                         .push(format!("route {} changed: {}", r.url, what.join(", ")));
@@ -516,6 +519,7 @@ mod tests {
             primary,
             id: None,
             attributes: Default::default(),
+            hsts: None,
         }
     }
 

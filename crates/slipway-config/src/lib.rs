@@ -58,8 +58,9 @@ pub use diag::{Diagnostic, Diagnostics, Severity};
 pub use diff::{diff, DiffOptions, Refusal, TopologyDiff};
 pub use files::MAX_FILE_SIZE;
 pub use model::{
-    Application, BuildCache, ContainerSize, Format, Hooks, Resources, Route, RouteKind, Service,
-    SocketFamily, Topology, Web, BUILD_FLAVORS, DEPENDENCY_LANGUAGES, ROUTABLE_SERVICE_TYPES,
+    Application, BuildCache, ContainerSize, Format, Hooks, Hsts, Resources, Route, RouteKind,
+    Service, SocketFamily, Topology, Web, BUILD_FLAVORS, DEPENDENCY_LANGUAGES,
+    ROUTABLE_SERVICE_TYPES,
 };
 pub use source::{ConfigSource, DirEntry, DirSource, MemSource};
 

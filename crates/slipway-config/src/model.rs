@@ -316,6 +316,39 @@ pub struct Route {
     /// `attributes`: free-form values passed to the app in `PLATFORM_ROUTES`.
     #[serde(default)]
     pub attributes: BTreeMap<String, serde_json::Value>,
+    /// `tls.strict_transport_security` with `enabled: true`: the
+    /// `Strict-Transport-Security` header on the route's HTTPS answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsts: Option<Hsts>,
+}
+
+/// A route's HSTS (`tls.strict_transport_security`, Platform.sh's shape), when enabled.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Hsts {
+    /// `include_subdomains`: the policy covers the host's subdomains too.
+    #[serde(default)]
+    pub include_subdomains: bool,
+    /// `preload`: the site asks to be on browsers' preload lists.
+    #[serde(default)]
+    pub preload: bool,
+}
+
+impl Hsts {
+    /// How long browsers keep to HTTPS after an answer: one year, as Platform.sh sends.
+    pub const MAX_AGE: u64 = 31_536_000;
+
+    /// The header's value, e.g. `max-age=31536000; includeSubDomains; preload`.
+    pub fn header_value(&self) -> String {
+        let mut v = format!("max-age={}", Self::MAX_AGE);
+        if self.include_subdomains {
+            v.push_str("; includeSubDomains");
+        }
+        if self.preload {
+            v.push_str("; preload");
+        }
+        v
+    }
 }
 
 /// Where a route goes.

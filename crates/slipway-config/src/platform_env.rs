@@ -323,6 +323,7 @@ mod tests {
             primary,
             id: None,
             attributes: Default::default(),
+            hsts: None,
         }
     }
 

@@ -410,6 +410,49 @@ pub(crate) const SERVICE: Shape = Shape::Obj(&[
 /// `services.yaml`.
 pub(crate) const SERVICES: Shape = Shape::Map(&SERVICE, "A service, named by its key.");
 
+/// A route's `tls.strict_transport_security`.
+const STRICT_TRANSPORT_SECURITY: Shape = Shape::Obj(&[
+    acted(
+        "enabled",
+        Shape::Bool,
+        "Send `Strict-Transport-Security: max-age=31536000` on the route's HTTPS answers (never on plain HTTP).",
+    ),
+    acted(
+        "include_subdomains",
+        Shape::Bool,
+        "Add `includeSubDomains`: the policy covers the host's subdomains.",
+    ),
+    acted(
+        "preload",
+        Shape::Bool,
+        "Add `preload` (needs `include_subdomains: true` for browsers' preload lists).",
+    ),
+]);
+
+/// A route's `tls`.
+const TLS: Shape = Shape::Obj(&[
+    acted(
+        "strict_transport_security",
+        STRICT_TRANSPORT_SECURITY,
+        "HSTS of the route's HTTPS answers.",
+    ),
+    ignored(
+        "min_version",
+        Shape::Any,
+        "The lowest TLS version (the router offers TLS 1.2 and 1.3).",
+    ),
+    ignored(
+        "client_authentication",
+        Shape::Any,
+        "Client certificates: `request` or `require`.",
+    ),
+    ignored(
+        "client_certificate_authorities",
+        Shape::Any,
+        "The CAs client certificates are checked against.",
+    ),
+]);
+
 /// One route.
 pub(crate) const ROUTE: Shape = Shape::Obj(&[
     acted("type", Shape::Str, "`upstream` (to an app) or `redirect`."),
@@ -428,10 +471,10 @@ pub(crate) const ROUTE: Shape = Shape::Obj(&[
     ignored("cache", Shape::Any, "HTTP cache settings."),
     ignored("ssi", Shape::Any, "Server-side includes."),
     ignored("redirects", Shape::Any, "Partial redirects by path."),
-    ignored(
+    acted(
         "tls",
-        Shape::Any,
-        "TLS settings (HSTS, client certificates).",
+        TLS,
+        "TLS settings: HSTS is acted on (client certificates and `min_version` are warned as ignored).",
     ),
     acted(
         "attributes",

@@ -843,3 +843,78 @@ fn a_workers_relationship_to_nothing_is_refused_and_its_own_mounts_are_not_warne
         loaded.warnings
     );
 }
+
+#[test]
+fn route_hsts_is_acted_on_typed_and_client_certificates_stay_warned() {
+    let app = b"name: app\ntype: python:3.11\nweb:\n  commands:\n    start: x\n" as &[u8];
+    // Platform.sh's shape (as the Nextcloud template writes it): no warning, HSTS kept.
+    let d = tree(&[
+        (".platform.app.yaml", app),
+        (
+            ".platform/routes.yaml",
+            b"\"https://{default}/\":\n  type: upstream\n  upstream: app:http\n  tls:\n    strict_transport_security:\n      enabled: true\n      include_subdomains: true\n      preload: true\n\"https://www.{default}/\":\n  type: redirect\n  to: https://{default}/\n",
+        ),
+    ]);
+    let l = load(&DirSource::new(d.path())).unwrap();
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    let hsts = l.topology.routes[0].hsts.expect("HSTS on the https route");
+    assert_eq!(
+        hsts.header_value(),
+        "max-age=31536000; includeSubDomains; preload"
+    );
+    assert_eq!(l.topology.routes[1].hsts, None);
+    // Disabled: none; client certificates and min_version: warned as ignored, by position.
+    let d = tree(&[
+        (".platform.app.yaml", app),
+        (
+            ".platform/routes.yaml",
+            b"\"https://{default}/\":\n  upstream: app:http\n  tls:\n    strict_transport_security: {enabled: false}\n    min_version: TLSv1.3\n    client_authentication: require\n",
+        ),
+    ]);
+    let l = load(&DirSource::new(d.path())).unwrap();
+    assert_eq!(l.topology.routes[0].hsts, None);
+    let warnings: Vec<String> = l.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with(".platform/routes.yaml:5:5: warning: `min_version`")
+            && warnings[1]
+                .starts_with(".platform/routes.yaml:6:5: warning: `client_authentication`"),
+        "{warnings:?}"
+    );
+    // Wrong types and unknown keys are refused at their position.
+    let d = tree(&[
+        (".platform.app.yaml", app),
+        (
+            ".platform/routes.yaml",
+            b"\"https://{default}/\":\n  upstream: app:http\n  tls:\n    strict_transport_security:\n      enabled: yes please\n      max_age: 10\n",
+        ),
+    ]);
+    let errors = errors_of(d.path());
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].starts_with(
+            ".platform/routes.yaml:5:16: error: expected a boolean (true or false), found"
+        ) && errors[1].starts_with(".platform/routes.yaml:6:7: error:")
+            && errors[1].contains("max_age"),
+        "{errors:?}"
+    );
+    // On an http:// route, or preload without subdomains: kept, with a warning saying why.
+    let d = tree(&[
+        (".platform.app.yaml", app),
+        (
+            ".platform/routes.yaml",
+            b"\"http://{default}/\":\n  upstream: app:http\n  tls:\n    strict_transport_security: {enabled: true, preload: true}\n",
+        ),
+    ]);
+    let l = load(&DirSource::new(d.path())).unwrap();
+    let warnings: Vec<String> = l.warnings.iter().map(|w| w.to_string()).collect();
+    assert!(
+        warnings.len() == 2
+            && warnings[0].contains("HSTS is sent on HTTPS answers only")
+            && warnings[1].contains("`preload` without `include_subdomains: true`")
+            && warnings
+                .iter()
+                .all(|w| w.starts_with(".platform/routes.yaml:4:")),
+        "{warnings:?}"
+    );
+}

@@ -1,16 +1,14 @@
 //! An environment's backups, as `backup ls|create|restore` over SSH: the list (every role),
 //! "Create backup" ([`access::CREATE_BACKUPS`]) and "Restore" ([`access::RESTORE_BACKUPS`],
 //! after a page naming what it overwrites). Both run [`slipway_deploy::backups`]'
-//! `create` and `restore`, the SSH commands' own, to their end even if the browser goes
-//! away (each records an activity with its log); the result page shows their output.
+//! `create` and `restore`, the SSH commands' own, in the background to their end even if
+//! the browser goes away; the answer goes to their activity, which streams the log.
 
-use hyper::StatusCode;
 use maud::{html, Markup};
 use slipway_deploy::{access, backups, protection};
 
 use crate::handlers::{failed, refused, Answer, Cx};
-use crate::http::page;
-use crate::pages::{self, layout, time};
+use crate::pages::{self, time};
 
 /// Crumbs: Projects / PROJECT / ENV / backups.
 fn crumbs(project: &str, env: &str) -> Markup {
@@ -65,7 +63,8 @@ impl Cx<'_> {
         )
     }
 
-    /// `backup create`: GET asks, POST (CSRF checked before) takes the backup.
+    /// `backup create`: GET asks, POST (CSRF checked before) starts the backup and goes to
+    /// its activity.
     pub(crate) async fn create_backup(&self, project: &str, env: &str, run: bool) -> Answer {
         if let Err(refusal) = self.allowed(project, env, access::CREATE_BACKUPS) {
             return *refusal;
@@ -83,17 +82,21 @@ impl Cx<'_> {
                 &here,
             );
         }
-        let (result, log) = self
-            .run_in_env("the backup", project, env, |j| async move {
-                backups::create(&j.platform, &j.project, &j.env, &j.user, Some(j.sink)).await
-            })
-            .await;
-        let result = result.map(|b| backups::taken(&b));
-        self.backup_result(project, env, ("Backup taken", "No backup"), result, &log)
+        self.start_in_env(
+            ("backup", "the backup", "No backup"),
+            project,
+            env,
+            |j| async move {
+                backups::create(&j.platform, &j.project, &j.env, &j.user, Some(j.sink))
+                    .await
+                    .map(|b| backups::taken(&b))
+            },
+        )
+        .await
     }
 
     /// `backup restore`: GET names what the restore overwrites, POST (CSRF checked
-    /// before) restores.
+    /// before) starts the restore and goes to its activity.
     pub(crate) async fn restore_backup(
         &self,
         project: &str,
@@ -122,41 +125,14 @@ impl Cx<'_> {
                 },
             );
         }
-        let (result, log) = self
-            .run_in_env("the restore", project, env, move |j| async move {
+        self.start_in_env(
+            ("restore", "the restore", "Not restored"),
+            project,
+            env,
+            move |j| async move {
                 backups::restore(&j.platform, &j.project, &j.env, id, &j.user, Some(j.sink)).await
-            })
-            .await;
-        self.backup_result(project, env, ("Restored", "Not restored"), result, &log)
-    }
-
-    /// The page after a create or restore: its outcome, the SSH command's words, and its
-    /// output.
-    fn backup_result(
-        &self,
-        project: &str,
-        env: &str,
-        (done, not_done): (&str, &str),
-        result: Result<String, String>,
-        log: &str,
-    ) -> Answer {
-        let (status, title, line) = match &result {
-            Ok(summary) => (StatusCode::OK, done, format!("{summary}.")),
-            Err(m) => (StatusCode::CONFLICT, not_done, format!("{m}.")),
-        };
-        page(
-            status,
-            layout(
-                title,
-                Some(&self.viewer()),
-                html! {
-                    h1 { (title) }
-                    div class=(if result.is_ok() { "notice" } else { "refused" }) { p id="status" { (line) } }
-                    p { a href={ "/p/" (project) "/e/" (env) "/backups" } { "Back to the backups of " (env) } " · "
-                        a href={ "/p/" (project) "/activity" } { "Activity" } }
-                    @if !log.is_empty() { pre class="log" id="log" { (log) } }
-                },
-            ),
+            },
         )
+        .await
     }
 }

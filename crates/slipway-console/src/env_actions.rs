@@ -12,7 +12,7 @@ use slipway_deploy::{access, sync};
 
 use crate::handlers::{failed, refused, Answer, Cx};
 use crate::http::{page, see_other};
-use crate::pages::{layout, refusal};
+use crate::pages::refusal;
 
 impl Cx<'_> {
     /// `/p/PROJECT/e/ENV/crons/run/NAME`: run the cron now, then go to its activity,
@@ -72,7 +72,7 @@ impl Cx<'_> {
     }
 
     /// `/p/PROJECT/e/ENV/sync`: a fresh copy of the parent's mount and service data (a
-    /// branch's only); the result page shows its output.
+    /// branch's only), in the background; off to its activity.
     pub(crate) async fn sync(&self, project: &str, env: &str, run: bool) -> Answer {
         if let Err(refusal) = self.allowed(project, env, access::SYNC) {
             return *refusal;
@@ -90,36 +90,9 @@ impl Cx<'_> {
                 &back,
             );
         }
-        let (result, log) = self
-            .run_in_env("the sync", project, env, |j| async move {
-                sync::run(&j.platform, &j.project, &j.env, &j.user, Some(j.sink)).await
-            })
-            .await;
-        // Its activity: the newest sync of this environment by this user.
-        let activity = self
-            .platform
-            .state()
-            .activities(project, Some(env), 20)
-            .unwrap_or_default()
-            .into_iter()
-            .find(|a| a.kind == "sync" && a.user.as_deref() == Some(&self.session.user.name))
-            .map(|a| a.id);
-        let (status, title, line) = match &result {
-            Ok(summary) => (StatusCode::OK, "Synced", summary.clone()),
-            Err(m) => (StatusCode::CONFLICT, "Not synced", format!("{m}.")),
-        };
-        page(
-            status,
-            layout(
-                title,
-                Some(&self.viewer()),
-                html! {
-                    h1 { (title) }
-                    div class=(if result.is_ok() { "notice" } else { "refused" }) { p id="status" { (line) } }
-                    p { a href=(back) { "Back to " (env) } @if let Some(id) = activity { " · " a href={ "/activity/" (id) } { "Activity " (id) } } }
-                    @if !log.is_empty() { pre class="log" id="log" { (log) } }
-                },
-            ),
-        )
+        self.start_in_env(("sync", "the sync", "Not synced"), project, env, |j| async move {
+            sync::run(&j.platform, &j.project, &j.env, &j.user, Some(j.sink)).await
+        })
+        .await
     }
 }

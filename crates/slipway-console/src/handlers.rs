@@ -4,7 +4,7 @@
 //! it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
@@ -17,6 +17,7 @@ use slipway_deploy::{access, Platform};
 use slipway_router::ConsoleBody;
 use slipway_state::{ConsoleSession, ReleaseAuthor, Role, VariableValue};
 
+use crate::background::Started;
 use crate::http::{page, see_other, with_cookie};
 use crate::pages::{self, layout, refusal, short, time, Viewer};
 use crate::sessions::{self, LoginRefused};
@@ -27,7 +28,12 @@ const MAX_FORM: usize = 64 * 1024;
 pub(crate) type Answer = Response<ConsoleBody>;
 
 /// Answer one request of the console.
-pub(crate) async fn answer(platform: Arc<Platform>, req: Request<Incoming>, https: bool) -> Answer {
+pub(crate) async fn answer(
+    platform: Arc<Platform>,
+    started: Arc<Started>,
+    req: Request<Incoming>,
+    https: bool,
+) -> Answer {
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(parse_form).unwrap_or_default();
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
@@ -73,6 +79,7 @@ pub(crate) async fn answer(platform: Arc<Platform>, req: Request<Incoming>, http
     let cx = Cx {
         platform: &platform,
         session: &session,
+        started: &started,
     };
     match (&method, segments.as_slice()) {
         (&Method::GET, []) => cx.projects(),
@@ -185,6 +192,10 @@ pub(crate) async fn answer(platform: Arc<Platform>, req: Request<Incoming>, http
             Ok(id) => cx.activity(id),
             Err(_) => not_found(),
         },
+        (&Method::GET, ["started", number]) => match number.parse::<u64>() {
+            Ok(number) => cx.started_page(number),
+            Err(_) => not_found(),
+        },
         (&Method::GET, ["activity", id, "events"]) => match id.parse::<i64>() {
             Ok(id) => cx.activity_events(id, query.get("from").and_then(|f| f.parse().ok())),
             Err(_) => not_found(),
@@ -247,39 +258,15 @@ fn no_session(had_cookie: bool, https: bool) -> Answer {
     }
 }
 
-fn not_found() -> Answer {
+pub(crate) fn not_found() -> Answer {
     page(
         StatusCode::NOT_FOUND,
         refusal("Not found", "There is no such page.", None),
     )
 }
 
-/// Run `work` on its own task, to its end even if the client goes away, with a sink that
-/// collects what it says; its result and that output. `what` names it if the task dies.
-pub(crate) async fn run_collecting<T, F, Fut>(what: &str, work: F) -> (Result<T, String>, String)
-where
-    T: Send + 'static,
-    F: FnOnce(slipway_deploy::output::Sink) -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>> + Send + 'static,
-{
-    let log = Arc::new(Mutex::new(String::new()));
-    let sink: slipway_deploy::output::Sink = {
-        let log = Arc::clone(&log);
-        Arc::new(move |l: &str| {
-            let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
-            log.push_str(l);
-            log.push('\n');
-        })
-    };
-    let result = tokio::spawn(work(sink))
-        .await
-        .unwrap_or_else(|_| Err(format!("{what} stopped unexpectedly")));
-    let log = log.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    (result, log)
-}
-
-/// What [`Cx::run_in_env`] hands its work: owned copies of what it needs, so that it runs
-/// on in its own task if the client goes away.
+/// What [`Cx::start_in_env`] hands its work: owned copies of what it needs, so that it
+/// runs on in its own task after the answer.
 pub(crate) struct EnvJob {
     /// The server.
     pub platform: Arc<Platform>,
@@ -289,7 +276,7 @@ pub(crate) struct EnvJob {
     pub env: String,
     /// The logged-in user who asked for it.
     pub user: String,
-    /// Where its output lines go (collected for the result page).
+    /// Where its output lines go (kept for its waiting page until its activity exists).
     pub sink: slipway_deploy::output::Sink,
 }
 
@@ -342,6 +329,8 @@ fn parse_form(s: &str) -> HashMap<String, String> {
 pub(crate) struct Cx<'a> {
     pub(crate) platform: &'a Arc<Platform>,
     pub(crate) session: &'a ConsoleSession,
+    /// The actions started from this console ([`Cx::start_in_env`]).
+    pub(crate) started: &'a Started,
 }
 
 impl Cx<'_> {
@@ -395,6 +384,14 @@ impl Cx<'_> {
             "Confirm",
             html! { h1 { "Confirm" } (pages::confirm_form(question, action, &self.session.csrf, fields, button, cancel)) },
         )
+    }
+
+    /// The URL of `env` as its live release `live` routes it (`https://` when its default
+    /// host is routed so and the server serves HTTPS), else the plain one.
+    fn env_url(&self, project: &str, env: &str, live: Option<&slipway_state::Release>) -> String {
+        live.and_then(|r| slipway_deploy::release_record::topology_of(r).ok())
+            .map(|t| slipway_deploy::https::env_url(self.platform, project, env, &t))
+            .unwrap_or_else(|| self.platform.env_url(project, env))
     }
 
     /// `/`: the projects the user may see.
@@ -458,7 +455,7 @@ impl Cx<'_> {
                     tr { th { "Environment" } th { "Live release" } th { "URL" } th { "Services" } th { "State" } }
                     @for e in &envs {
                         @let live = e.current_release.and_then(|id| state.release(id).ok().flatten());
-                        @let url = self.platform.env_url(project, &e.name);
+                        @let url = self.env_url(project, &e.name, live.as_ref());
                         @let services = state.services(project, &e.name).unwrap_or_default();
                         tr {
                             td { a href={ "/p/" (project) "/e/" (e.name) } { (e.name) } }
@@ -500,7 +497,10 @@ impl Cx<'_> {
             role >= slipway_deploy::protection::role_needed(env, Operation::Redeploy.role());
         let may_sync = env != slipway_deploy::mounts::PARENT_ENV
             && role >= slipway_deploy::protection::role_needed(env, access::SYNC);
-        let url = self.platform.env_url(project, env);
+        let live = releases
+            .iter()
+            .find(|r| Some(r.id) == environment.current_release);
+        let url = self.env_url(project, env, live);
         // Slugs seen in earlier releases (releases are listed newest first).
         let slugs_of = |r: &slipway_state::Release| -> Vec<(String, String)> {
             ReleaseSpec::from_json(&r.spec)
@@ -552,7 +552,8 @@ impl Cx<'_> {
         )
     }
 
-    /// Rollback or redeploy: GET shows the confirmation, POST (CSRF checked before) runs it.
+    /// Rollback or redeploy: GET shows the confirmation, POST (CSRF checked before) starts
+    /// it in the background and goes to its activity.
     async fn operation(&self, project: &str, env: &str, op: Operation, run: bool) -> Answer {
         if let Err(refusal) = self.allowed(project, env, op.role()) {
             return *refusal;
@@ -575,92 +576,22 @@ impl Cx<'_> {
                 },
             );
         }
-        let (result, log) = self.run_operation(project, env, op).await;
-        self.operation_result(project, env, result, &log, None)
+        self.start_operation(project, env, op).await
     }
 
-    /// Run `work` on `env` of `project` as this session's user, through [`run_collecting`]
-    /// (to its end even if this client goes away); its result and its output.
-    pub(crate) async fn run_in_env<T, F, Fut>(
-        &self,
-        what: &str,
-        project: &str,
-        env: &str,
-        work: F,
-    ) -> (Result<T, String>, String)
-    where
-        T: Send + 'static,
-        F: FnOnce(EnvJob) -> Fut,
-        Fut: std::future::Future<Output = Result<T, String>> + Send + 'static,
-    {
-        let (platform, project, env, user) = (
-            Arc::clone(self.platform),
-            project.to_string(),
-            env.to_string(),
-            self.session.user.name.clone(),
-        );
-        run_collecting(what, move |sink| {
-            work(EnvJob {
-                platform,
-                project,
-                env,
-                user,
-                sink,
-            })
-        })
-        .await
-    }
-
-    /// Run `op`, to its end even if this client goes away; its result and its output.
-    async fn run_operation(
-        &self,
-        project: &str,
-        env: &str,
-        op: Operation,
-    ) -> (Result<i64, String>, String) {
-        self.run_in_env("the operation", project, env, move |j| async move {
-            let author = slipway_state::ReleaseAuthor::user(&j.user);
-            operations::run(&j.platform, &j.project, &j.env, op, &author, Some(j.sink)).await
-        })
-        .await
-    }
-
-    /// The page after an operation: its outcome (after `before`, if given) and its log.
-    fn operation_result(
-        &self,
-        project: &str,
-        env: &str,
-        result: Result<i64, String>,
-        log: &str,
-        before: Option<&str>,
-    ) -> Answer {
-        let back = format!("/p/{project}/e/{env}");
-        let (status, title, line) = match &result {
-            Ok(n) => (
-                StatusCode::OK,
-                "Done",
-                format!("Release {n} of {env} is live."),
-            ),
-            Err(m) => (
-                StatusCode::CONFLICT,
-                "Failed",
-                format!("{m}. The environment keeps what was live."),
-            ),
+    /// Start `op` as this session's user ([`Cx::start_in_env`]): off to its activity.
+    async fn start_operation(&self, project: &str, env: &str, op: Operation) -> Answer {
+        let kind = match op {
+            Operation::Rollback(_) => ("rollback", "the rollback", "Not rolled back"),
+            Operation::Redeploy => ("redeploy", "the redeploy", "Not redeployed"),
         };
-        page(
-            status,
-            layout(
-                title,
-                Some(&self.viewer()),
-                html! {
-                    h1 { (title) }
-                    @if let Some(before) = before { div class="notice" { p { (before) } } }
-                    div class=(if result.is_ok() { "notice" } else { "refused" }) { p id="status" { (line) } }
-                    p { a href=(back) { "Back to " (env) } " · " a href=(self.platform.env_url(project, env)) { "Open the app" } }
-                    pre class="log" id="log" { (log) }
-                },
-            ),
-        )
+        self.start_in_env(kind, project, env, move |j| async move {
+            let author = slipway_state::ReleaseAuthor::user(&j.user);
+            operations::run(&j.platform, &j.project, &j.env, op, &author, Some(j.sink))
+                .await
+                .map(|n| format!("release {n} of {} is live", j.env))
+        })
+        .await
     }
 
     /// `/p/PROJECT/e/ENV/vars`: names for viewers, values for contributors and admins,
@@ -801,8 +732,9 @@ impl Cx<'_> {
                 html! { h1 { "Done" } div class="notice" { p { (done) " It applies from the next deploy." } } p { a href=(back) { "Back to the variables" } } },
             );
         }
-        let (result, log) = self.run_operation(project, env, Operation::Redeploy).await;
-        self.operation_result(project, env, result, &log, Some(&done))
+        // The change is in the variables list; the redeploy's activity shows it applied.
+        self.start_operation(project, env, Operation::Redeploy)
+            .await
     }
 
     /// `/p/PROJECT/activity`: pushes and deploys, newest first.
@@ -837,7 +769,8 @@ impl Cx<'_> {
         )
     }
 
-    /// `/activity/ID`: the stored log, and, while it runs, the rest as it comes.
+    /// `/activity/ID`: the stored log, and, while it runs, the rest as it comes (or, without
+    /// JavaScript, on a reload every few seconds).
     fn activity(&self, id: i64) -> Answer {
         let Some((a, log)) = self.visible_activity(id) else {
             return refused(&format!("activity {id} not found"));
@@ -851,7 +784,11 @@ impl Cx<'_> {
                 p { "By " (a.user.as_deref().unwrap_or("-")) ", started " (time(a.started_at)) ". "
                     span id="status" { (a.status) ": " (a.summary) } }
                 pre class="log" id="log" { (log) }
-                @if running { (pages::follow_script(&format!("/activity/{id}/events?from={}", log.len()))) }
+                @if running {
+                    (pages::follow_script(&format!("/activity/{id}/events?from={}", log.len())))
+                    // Without JavaScript the page reloads itself until the activity ends.
+                    noscript { meta http-equiv="refresh" content="5"; }
+                }
             },
         )
     }

@@ -10,9 +10,11 @@
 //!
 //! The router hands each request of the console's host to [`Console`] (a
 //! [`slipway_router::ConsoleSite`]); the console answers it on the server's main runtime,
-//! so the router's worker threads only pass bytes. An action keeps running if its client
-//! goes away.
+//! so the router's worker threads only pass bytes. A long action (backup, restore, sync,
+//! rollback, redeploy) runs in the background and the answer goes to its activity, which
+//! streams its log ([`background`]); it keeps running if its client goes away.
 
+mod background;
 mod backups;
 mod env_actions;
 mod events;
@@ -36,12 +38,17 @@ pub use sessions::{console_host, issue_login, LOGIN_VALID, SESSION_LIFETIME};
 pub struct Console {
     platform: Arc<Platform>,
     runtime: tokio::runtime::Handle,
+    started: Arc<background::Started>,
 }
 
 impl Console {
     /// The console of `platform`, answering on `runtime` (the server's main runtime).
     pub fn new(platform: Arc<Platform>, runtime: tokio::runtime::Handle) -> Arc<Console> {
-        Arc::new(Console { platform, runtime })
+        Arc::new(Console {
+            platform,
+            runtime,
+            started: Arc::default(),
+        })
     }
 
     /// Serve the console at `console.DOMAIN` on the platform's router.
@@ -55,10 +62,10 @@ impl Console {
 
 impl ConsoleSite for Console {
     fn serve(&self, req: Request<Incoming>, https: bool) -> ConsoleFuture {
-        let platform = Arc::clone(&self.platform);
+        let (platform, started) = (Arc::clone(&self.platform), Arc::clone(&self.started));
         let task = self
             .runtime
-            .spawn(async move { handlers::answer(platform, req, https).await });
+            .spawn(async move { handlers::answer(platform, started, req, https).await });
         Box::pin(async move {
             task.await.unwrap_or_else(|e| {
                 tracing::error!(error = %e, "console request failed");

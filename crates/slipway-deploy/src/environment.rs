@@ -472,6 +472,7 @@ mod tests {
                 primary: true,
                 id: None,
                 attributes: Default::default(),
+                hsts: None,
             }],
         };
         let cx = EnvContext {

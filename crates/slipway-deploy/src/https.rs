@@ -1,8 +1,35 @@
 //! What an app sees of HTTPS when `serve --https-listen` is on: the `https://` routes
 //! of `PLATFORM_ROUTES` / `SLIPWAY_ROUTES` are keyed by their `https://` URL on the HTTPS
-//! port (the router serves them there), the others stay `http://`.
+//! port (the router serves them there), the others stay `http://`; an environment whose
+//! default host is routed `https://` has its URL ([`env_url`]: `SLIPWAY_URL`, the push
+//! output) on the HTTPS port too.
 
 use std::collections::BTreeMap;
+
+use slipway_config::Topology;
+
+use crate::Platform;
+
+/// The URL users open for environment `env` of `project` deployed with `topology`:
+/// `https://HOST[:PORT]/` when the router serves HTTPS and a route of `topology` is
+/// `https://{default}...`, else [`Platform::env_url`] (`http://`).
+pub fn env_url(platform: &Platform, project: &str, env: &str, topology: &Topology) -> String {
+    let https_default = topology
+        .routes
+        .iter()
+        .any(|r| r.url.starts_with("https://{default}"));
+    match platform.settings().https_port {
+        Some(port) if https_default => {
+            let host = platform.env_host(project, env);
+            if port == 443 {
+                format!("https://{host}/")
+            } else {
+                format!("https://{host}:{port}/")
+            }
+        }
+        _ => platform.env_url(project, env),
+    }
+}
 
 use base64::Engine as _;
 use serde_json::{Map, Value};

@@ -457,7 +457,7 @@ pub async fn commit(
     info!(release = release.number, "live");
     out.line(&format!(
         "-----> live: {} (release {}, {})",
-        platform.env_url(&target.project, &target.env),
+        crate::https::env_url(platform, &target.project, &target.env, &topology),
         release.number,
         format_duration(t0.elapsed())
     ));

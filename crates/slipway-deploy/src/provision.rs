@@ -71,6 +71,8 @@ pub fn plan(
         let mut env = environment::app_env(app, &cx);
         if let Some(port) = platform.settings().https_port {
             crate::https::apply(&mut env, port);
+            let url = crate::https::env_url(platform, &target.project, &target.env, topology);
+            env.insert("SLIPWAY_URL".into(), url);
         }
         let container =
             environment::container_id(&target.project, &target.env, &app.name, release.number);

@@ -153,7 +153,7 @@ pub fn env_routes(
     let mut ordered: Vec<&slipway_config::Route> = routes.iter().collect();
     ordered.sort_by_key(|r| !r.url.starts_with("https://"));
     let https = platform.settings().https_port.is_some();
-    let parsed: Vec<(String, String, &RouteKind, RouteScheme)> = ordered
+    let parsed: Vec<(String, String, &slipway_config::Route, RouteScheme)> = ordered
         .iter()
         .filter_map(|r| {
             let (scheme, host, path) = split_url(&r.url)?;
@@ -162,13 +162,13 @@ pub fn env_routes(
                 "https" => RouteScheme::Https,
                 _ => RouteScheme::Http,
             };
-            Some((resolver.host(host), path.to_string(), &r.kind, scheme))
+            Some((resolver.host(host), path.to_string(), *r, scheme))
         })
         .collect();
     let served: Vec<String> = parsed.iter().map(|(h, _, _, _)| h.clone()).collect();
     let mut rules = Vec::new();
-    for (host, path, kind, scheme) in parsed {
-        let action = match kind {
+    for (host, path, route, scheme) in parsed {
+        let action = match &route.kind {
             RouteKind::Upstream { app, .. } => {
                 if !upstreams.iter().any(|(name, _)| name == app) {
                     tracing::warn!(project, env, app = %app, "route to an app or service the release does not have: skipped");
@@ -196,6 +196,7 @@ pub fn env_routes(
             path,
             action,
             scheme,
+            hsts: route.hsts.map(|h| h.header_value()),
         });
     }
     if rules.is_empty() {
@@ -210,6 +211,7 @@ pub fn env_routes(
                 path: "/".into(),
                 action: RouteAction::Upstream(app.name.clone()),
                 scheme: RouteScheme::Any,
+                hsts: None,
             });
         }
     }

@@ -139,8 +139,11 @@ pub(crate) async fn serve<S: ClientStream, E: Future<Output = End>>(
         request.close |= last_call.is_some();
         let text = |r: &Range<usize>| std::str::from_utf8(&buf[r.clone()]).unwrap_or("");
         let host = text(&request.host);
-        // The console is hyper's (its pages, forms and event streams).
-        if router.console_for(host).is_some() {
+        // The console is hyper's (its pages, forms and event streams), and so is, over TLS,
+        // a route with HSTS (hyper's path adds the field to its answers).
+        if router.console_for(host).is_some()
+            || (client.tls && router.hsts(host, text(&request.path)).is_some())
+        {
             if last_call.is_some() {
                 return Served::Closed;
             }

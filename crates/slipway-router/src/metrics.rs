@@ -1,5 +1,6 @@
 //! The router's Prometheus metrics: per environment, requests by status class, a latency
-//! histogram, requests in flight and upstream connect errors.
+//! histogram, requests in flight, upgraded (WebSocket) connections open and upstream
+//! connect errors.
 //!
 //! Counting costs a few relaxed atomic additions per request on counters the request's
 //! release points to ([`EnvStats`], one per environment, kept across its releases): no
@@ -39,6 +40,17 @@ pub(crate) struct EnvStats {
     sum_micros: AtomicU64,
     /// Upstream connections that could not be made.
     connect_errors: AtomicU64,
+    /// Upgraded (WebSocket) connections open now, whichever release they are on.
+    open_upgrades: AtomicU64,
+}
+
+/// Counts one upgraded connection as open on its environment until dropped.
+pub(crate) struct OpenUpgrade(Arc<EnvStats>);
+
+impl Drop for OpenUpgrade {
+    fn drop(&mut self) {
+        self.0.open_upgrades.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl EnvStats {
@@ -65,6 +77,13 @@ impl EnvStats {
     /// Count an upstream connection that could not be made.
     pub(crate) fn connect_error(&self) {
         self.connect_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count an upgraded connection of `stats`' environment as open until the returned
+    /// value is dropped (when the connection closes).
+    pub(crate) fn upgrade_opened(stats: &Arc<EnvStats>) -> OpenUpgrade {
+        stats.open_upgrades.fetch_add(1, Ordering::Relaxed);
+        OpenUpgrade(Arc::clone(stats))
     }
 }
 
@@ -167,6 +186,20 @@ impl Collector for RouterCollector {
                 let in_flight = table.release_of(env).map_or(0, |r| r.in_flight());
                 let labels = [("environment", env.as_str())];
                 ConstGauge::new(in_flight as i64).encode(metric.encode_family(&labels)?)?;
+            }
+        }
+        {
+            let mut metric = encoder.encode_descriptor(
+                "slipway_router_open_upgrades",
+                "Upgraded (WebSocket) connections of an environment open now",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (env, stats) in all.iter().filter(|(env, _)| !env.is_empty()) {
+                let labels = [("environment", env.as_str())];
+                let open = stats.open_upgrades.load(Ordering::Relaxed);
+                ConstGauge::new(i64::try_from(open).unwrap_or(i64::MAX))
+                    .encode(metric.encode_family(&labels)?)?;
             }
         }
         {

@@ -97,8 +97,12 @@ pub(crate) async fn handle(
     }
     let request_id = ensure_request_id(req.headers_mut());
     let started = std::time::Instant::now();
-
-    match pick(
+    // HSTS only ever over TLS; the app's own field, if it sends one, stays.
+    let hsts = client
+        .tls
+        .then(|| router.hsts(host, req.uri().path()))
+        .flatten();
+    let mut resp = match pick(
         router,
         host,
         req.uri().path(),
@@ -163,7 +167,13 @@ pub(crate) async fn handle(
             stats.record(resp.status().as_u16(), started.elapsed());
             resp
         }
+    };
+    if let Some(hsts) = hsts {
+        resp.headers_mut()
+            .entry(header::STRICT_TRANSPORT_SECURITY)
+            .or_insert(hsts);
     }
+    resp
 }
 
 /// The response for a static answer; the request stays counted in flight on its release
@@ -532,6 +542,7 @@ async fn send_upgrade(
             let _place = client_upgrade.place;
             match tokio::try_join!(client_upgrade.on, upstream_upgrade) {
                 Ok((client_io, upstream_io)) => {
+                    let _open = EnvStats::upgrade_opened(release.stats());
                     tunnel(&release, TokioIo::new(client_io), TokioIo::new(upstream_io)).await;
                 }
                 Err(err) => tracing::debug!(error = %err, "upgrade failed"),

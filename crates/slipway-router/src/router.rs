@@ -56,6 +56,12 @@ impl Router {
         self.console.get().filter(|c| c.is_for(host))
     }
 
+    /// The `Strict-Transport-Security` value of a request over TLS for `path` on `host`,
+    /// if its route has HSTS.
+    pub(crate) fn hsts(&self, host: &str, path: &str) -> Option<hyper::header::HeaderValue> {
+        self.table.load().hsts_for(host, path).cloned()
+    }
+
     /// Hold new requests for environment `env` until the returned value is dropped (or
     /// the router's `hold_timeout` passed for a request). Use it around a switch that
     /// must look atomic from outside, e.g. moving a branch ref and then the routes.

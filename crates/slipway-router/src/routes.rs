@@ -71,6 +71,9 @@ pub struct RouteRule {
     pub action: RouteAction,
     /// The connections the rule is for.
     pub scheme: RouteScheme,
+    /// The `Strict-Transport-Security` value sent on the rule's answers over TLS (never
+    /// on plain HTTP), e.g. `max-age=31536000; includeSubDomains`; `None`: no HSTS.
+    pub hsts: Option<String>,
 }
 
 /// The complete routes of one environment, pointing at one release.
@@ -100,6 +103,7 @@ impl EnvRoutes {
                     path: "/".into(),
                     action: RouteAction::Upstream(app.clone()),
                     scheme: RouteScheme::Any,
+                    hsts: None,
                 })
                 .collect(),
             upstreams: vec![(app, upstream)],

@@ -36,6 +36,8 @@ pub(crate) struct Rule {
     pub(crate) prefix: Box<str>,
     pub(crate) action: Action,
     pub(crate) scheme: RouteScheme,
+    /// `Strict-Transport-Security` of the rule's answers over TLS.
+    pub(crate) hsts: Option<HeaderValue>,
 }
 
 /// What a host leads to.
@@ -75,6 +77,14 @@ impl HostEntry {
             .take_while(|r| r.prefix == first.prefix)
             .find(|r| r.scheme.prefers(tls))
             .or(Some(first))
+    }
+}
+
+impl RouteTable {
+    /// The `Strict-Transport-Security` value of the rule a request over TLS for `path`
+    /// on `host` gets, if that rule has HSTS.
+    pub(crate) fn hsts_for(&self, host: &str, path: &str) -> Option<&HeaderValue> {
+        self.lookup(host)?.rule_for(path, true)?.hsts.as_ref()
     }
 }
 
@@ -174,10 +184,16 @@ impl RouteTable {
                 .iter()
                 .any(|r| *r.prefix == *rule.path && r.scheme == rule.scheme)
             {
+                let hsts = rule.hsts.as_deref().and_then(|v| {
+                    HeaderValue::from_str(v)
+                        .map_err(|_| tracing::warn!(host = %rule.host, value = v, "an HSTS value that is no header value: not sent"))
+                        .ok()
+                });
                 rules.push(Rule {
                     prefix: rule.path.clone().into_boxed_str(),
                     action,
                     scheme: rule.scheme,
+                    hsts,
                 });
             }
         }
@@ -394,6 +410,9 @@ mod tests {
             path: path.into(),
             action,
             scheme,
+            // HSTS on the https:// rule of `/` only.
+            hsts: (path == "/" && scheme == RouteScheme::Https)
+                .then(|| "max-age=31536000; includeSubDomains".to_string()),
         };
         let web = || RouteAction::Upstream("web".into());
         let to_https = RouteAction::Redirect {
@@ -424,6 +443,14 @@ mod tests {
         // `/api` has an https:// rule only: plain HTTP gets it too (no redirect).
         assert!(!is_redirect(false, "/api/x"));
         assert!(!is_redirect(true, "/api/x"));
+        // HSTS is the TLS rule's: `/` has it, `/api` (another rule) not, nor another host.
+        assert_eq!(
+            t.hsts_for("A.example:443", "/x")
+                .map(|v| v.to_str().unwrap()),
+            Some("max-age=31536000; includeSubDomains")
+        );
+        assert_eq!(t.hsts_for("a.example", "/api/x"), None);
+        assert_eq!(t.hsts_for("b.example", "/x"), None);
     }
 
     #[test]
@@ -440,6 +467,7 @@ mod tests {
             path: path.into(),
             action: RouteAction::Upstream(app.into()),
             scheme: RouteScheme::Any,
+            hsts: None,
         };
         let routes = EnvRoutes {
             release: "r1".into(),

@@ -606,6 +606,18 @@ async fn h2c_clients_are_served() {
     r.stop().await.unwrap();
 }
 
+/// The value of `slipway_router_open_upgrades` of `env` in the router's metrics.
+fn open_upgrades(router: &Arc<slipway_router::Router>, env: &str) -> Option<f64> {
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(router.collector()));
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let series = format!("slipway_router_open_upgrades{{environment=\"{env}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 #[tokio::test]
 async fn upgrade_is_passed_through() {
     let a = upstream("upstream-a").await;
@@ -638,7 +650,18 @@ async fn upgrade_is_passed_through() {
     assert_eq!(&echoed, b"ping through the router");
     let route = r.router.current("demo/main").unwrap();
     assert_eq!(route.upstreams()[0].port, a.port);
+    // Counted as open while it is, and no longer once the client closed it.
+    assert_eq!(open_upgrades(&r.router, "demo/main"), Some(1.0));
     drop(raw);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while open_upgrades(&r.router, "demo/main") != Some(0.0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still counted open: {:?}",
+            open_upgrades(&r.router, "demo/main")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     r.stop().await.unwrap();
 }
 

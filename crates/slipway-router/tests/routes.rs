@@ -16,6 +16,7 @@ fn rule(host: &str, path: &str, action: RouteAction) -> RouteRule {
         path: path.into(),
         action,
         scheme: slipway_router::RouteScheme::Any,
+        hsts: None,
     }
 }
 
