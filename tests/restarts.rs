@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt as _;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -1025,8 +1026,10 @@ fn race_pushes_through_an_upgrade(descends: bool) {
     });
     assert!(a_running, "A still ran when B waited");
     assert!(
-        waiting.contains("in the other slipway server"),
-        "B waited for the old server's deploy: {waiting}"
+        waiting.contains("in the other slipway server")
+            && waiting.contains(&format!("pid {old_pid} ("))
+            && waiting.contains("running a push by me to main of demo"),
+        "B waited for the old server's deploy, and said whose: {waiting}"
     );
     let short = |id: &str| id[..12].to_string();
     if descends {
@@ -1162,4 +1165,69 @@ fn a_cron_run_going_at_an_upgrade_finishes_in_the_old_server_and_never_overlaps_
             "runs overlap: {a} {b}"
         );
     }
+}
+
+/// A push waiting for its environment's deploy lock held by another process gives up after
+/// the bound (`SLIPWAY_LOCK_WAIT_TIMEOUT`), naming the holder, and changes nothing: the
+/// branch and the live release stay. Once the lock is free the same push deploys.
+#[test]
+fn a_push_waiting_for_a_lock_held_elsewhere_gives_up_naming_the_holder_and_changes_nothing() {
+    let server = Server::start_with(&[("SLIPWAY_LOCK_WAIT_TIMEOUT", "3")]);
+    let app = App::demo(server.dir.path(), "app");
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "{out}");
+    let v1 = branch_head(&server);
+    let releases_before = releases(&server);
+    app.write("VERSION", "2\n");
+    app.commit("v2");
+
+    // Another process holds the lock, as a stuck server would.
+    let lock = server.data.join("locks/demo/main/deploy.lock");
+    assert!(lock.exists(), "the first push made its lock file");
+    // `-o`: the lock stays flock's own, not its command's too.
+    let mut holder = std::process::Command::new("flock")
+        .arg("-o")
+        .arg(&lock)
+        .args(["-c", "echo held; exec sleep 300"])
+        .stdout(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("flock");
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("flock says it holds the lock");
+    assert_eq!(line.trim(), "held");
+    let holder_pid = holder.id();
+
+    let (ok, out) = push(&server, &app);
+    let _ = slipway_e2e::run(std::process::Command::new("kill").args([
+        "-KILL",
+        "--",
+        &format!("-{holder_pid}"),
+    ]));
+    let _ = holder.wait();
+    assert!(!ok, "the push gives up: {out}");
+    assert!(
+        out.contains(&format!(
+            "waiting: another deploy of main is running in another process: pid {holder_pid} (flock "
+        )),
+        "it says it waits, and for whom: {out}"
+    );
+    assert!(out.contains("gives up after 3 s"), "{out}");
+    assert!(
+        out.contains("s waiting for the deploy lock of main, held by pid")
+            && out.contains(&format!("held by pid {holder_pid} (flock "))
+            && out.contains("nothing was changed"),
+        "it gives up naming the holder: {out}"
+    );
+    assert_eq!(branch_head(&server), v1, "the branch did not move");
+    assert_eq!(releases(&server), releases_before, "no release was made");
+    assert_eq!(body(&server), "built-1\n");
+
+    // The lock free, the same push deploys.
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "{out}");
+    assert_eq!(body(&server), "built-2\n");
+    assert_ne!(branch_head(&server), v1);
 }

@@ -206,6 +206,12 @@ struct ServeArgs {
     /// their deploys, shells) to end before it closes them.
     #[arg(long, env = "SLIPWAY_UPGRADE_GRACE", default_value_t = 600)]
     upgrade_grace: u64,
+    /// Seconds a push (or sync, backup, restore, rollback) waits for its environment's
+    /// deploy lock held by another process on the data dir (the other server during an
+    /// upgrade) before it gives up, changing nothing and naming the holder; default: the
+    /// upgrade grace plus a minute.
+    #[arg(long, env = "SLIPWAY_LOCK_WAIT_TIMEOUT")]
+    lock_wait_timeout: Option<u64>,
     /// Where to refresh the advisory database from, at start and then daily: URLs (or
     /// paths) of OSV JSON files or `all.zip` dumps, comma-separated, fetched with curl.
     /// Without it the database changes only by `slipway advisories import`.
@@ -472,6 +478,10 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     settings.runtime = args.runtime.clone();
     settings.health_timeout = std::time::Duration::from_secs(args.health_timeout);
     settings.drain_timeout = std::time::Duration::from_secs(args.drain_timeout);
+    settings.lock_wait = std::time::Duration::from_secs(
+        args.lock_wait_timeout
+            .unwrap_or_else(|| args.upgrade_grace.saturating_add(60)),
+    );
     settings.build_timeout = std::time::Duration::from_secs(args.build_timeout.max(1));
     settings.slug_max_size = args.slug_max_size;
     settings.slug_level = args.slug_level;
