@@ -472,7 +472,28 @@ fn open_platform(
         .map_err(internal)
 }
 
+/// `slipway serve`: [`serve_until_stopped`]; a server taking over with `--upgrade` that
+/// fails before the old one stops accepting says that the old one goes on serving.
 async fn serve(args: ServeArgs) -> Result<u8, Failure> {
+    let mut taking_over_from = None;
+    serve_until_stopped(args, &mut taking_over_from)
+        .await
+        .map_err(|mut f| {
+            if let Some(pid) = taking_over_from {
+                f.error = f.error.context(format!(
+                    "the upgrade failed; slipway serve (pid {pid}) goes on serving"
+                ));
+            }
+            f
+        })
+}
+
+/// Run the server until SIGTERM, an interrupt or an upgrade; `taking_over_from` is the
+/// old server's pid while this one takes over and has not yet told it to stop.
+async fn serve_until_stopped(
+    args: ServeArgs,
+    taking_over_from: &mut Option<u32>,
+) -> Result<u8, Failure> {
     let mut settings = slipway_deploy::Settings::new(args.data.data_dir.clone());
     settings.domain = args.domain.clone();
     settings.runtime = args.runtime.clone();
@@ -575,6 +596,7 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
                 https,
                 metrics,
             } = t;
+            *taking_over_from = Some(old_pid);
             let l = lock::ServeLock::handed_over(lock)
                 .context("taking the data dir's lock over")
                 .map_err(internal)?;
@@ -790,6 +812,7 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
                 .ready()
                 .context("telling the old server to stop")
                 .map_err(internal)?;
+            *taking_over_from = None;
             tracing::info!(old_pid, "upgrade: serving; the old server drains");
             reload::notify_ready(true);
             let p = platform.clone();
@@ -861,12 +884,16 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     advisories_refresh.abort();
     cron_scheduler.abort();
     let extra = std::time::Duration::from_secs(10);
-    if ssh_failed.is_none() {
-        let _ = tokio::time::timeout(grace + extra, ssh_task).await;
-    }
-    // Cron runs going here finish too (each holds its cron's lock file: the new server
-    // does not start the same cron meanwhile), up to the same grace.
-    let still = slipway_deploy::crons::wait_idle(&platform, grace).await;
+    // Open SSH sessions (running pushes and their deploys, shells) and cron runs going
+    // here (each holds its cron's lock file: the new server does not start the same cron
+    // meanwhile) drain together, under one grace period from now.
+    let wait_ssh = ssh_failed.is_none();
+    let sessions = async move {
+        if wait_ssh {
+            let _ = tokio::time::timeout(grace + extra, ssh_task).await;
+        }
+    };
+    let ((), still) = tokio::join!(sessions, slipway_deploy::crons::wait_idle(&platform, grace));
     if still > 0 {
         tracing::warn!(runs = still, "cron runs still going at exit are cut short");
     }
