@@ -32,6 +32,9 @@ const RETRY: Duration = Duration::from_millis(100);
 /// [`Platform::env_locked`] holds it to look (a cron about to run).
 const QUIET_WAIT: Duration = Duration::from_millis(50);
 
+/// How long a wait goes on before it is said even when no holder can be named.
+const UNNAMED_WAIT: Duration = Duration::from_secs(1);
+
 /// Why a lock could not be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -368,17 +371,22 @@ impl Platform {
                     holder: holder(&path),
                 });
             }
-            if let Some(say) = say.take() {
+            if say.is_some() {
                 let holder = holder(&path);
-                let place = if holder.is_slipway_server() {
-                    "in the other slipway server (an upgrade is under way)"
-                } else {
-                    "in another process"
-                };
-                say(&format!(
-                    "-----> waiting: another deploy of {env} is running {place}: {holder}; this one starts when it is done, or gives up after {} s",
-                    bound.as_secs()
-                ));
+                // No holder to name: let go meanwhile, most likely; say nothing yet
+                // unless it stays unnamed (a holder this process cannot see).
+                let named = holder.pid.is_some() || waited >= UNNAMED_WAIT;
+                if let Some(say) = say.take_if(|_| named) {
+                    let place = if holder.is_slipway_server() {
+                        "in the other slipway server (an upgrade is under way)"
+                    } else {
+                        "in another process"
+                    };
+                    say(&format!(
+                        "-----> waiting: another deploy of {env} is running {place}: {holder}; this one starts when it is done, or gives up after {} s",
+                        bound.as_secs()
+                    ));
+                }
             }
             tokio::time::sleep(RETRY.min(bound.saturating_sub(waited))).await;
         }
