@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt as _;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -1025,8 +1026,10 @@ fn race_pushes_through_an_upgrade(descends: bool) {
     });
     assert!(a_running, "A still ran when B waited");
     assert!(
-        waiting.contains("in the other slipway server"),
-        "B waited for the old server's deploy: {waiting}"
+        waiting.contains("in the other slipway server")
+            && waiting.contains(&format!("pid {old_pid} ("))
+            && waiting.contains("running a push by me to main of demo"),
+        "B waited for the old server's deploy, and said whose: {waiting}"
     );
     let short = |id: &str| id[..12].to_string();
     if descends {
@@ -1162,4 +1165,426 @@ fn a_cron_run_going_at_an_upgrade_finishes_in_the_old_server_and_never_overlaps_
             "runs overlap: {a} {b}"
         );
     }
+}
+
+/// A push waiting for its environment's deploy lock held by another process gives up after
+/// the bound (`SLIPWAY_LOCK_WAIT_TIMEOUT`), naming the holder, and changes nothing: the
+/// branch and the live release stay. Once the lock is free the same push deploys.
+#[test]
+fn a_push_waiting_for_a_lock_held_elsewhere_gives_up_naming_the_holder_and_changes_nothing() {
+    let server = Server::start_with(&[("SLIPWAY_LOCK_WAIT_TIMEOUT", "3")]);
+    let app = App::demo(server.dir.path(), "app");
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "{out}");
+    let v1 = branch_head(&server);
+    let releases_before = releases(&server);
+    app.write("VERSION", "2\n");
+    app.commit("v2");
+
+    // Another process holds the lock, as a stuck server would.
+    let lock = server.data.join("locks/demo/main/deploy.lock");
+    assert!(lock.exists(), "the first push made its lock file");
+    // `-o`: the lock stays flock's own, not its command's too.
+    let mut holder = std::process::Command::new("flock")
+        .arg("-o")
+        .arg(&lock)
+        .args(["-c", "echo held; exec sleep 300"])
+        .stdout(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("flock");
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("flock says it holds the lock");
+    assert_eq!(line.trim(), "held");
+    let holder_pid = holder.id();
+
+    let (ok, out) = push(&server, &app);
+    let _ = slipway_e2e::run(std::process::Command::new("kill").args([
+        "-KILL",
+        "--",
+        &format!("-{holder_pid}"),
+    ]));
+    let _ = holder.wait();
+    assert!(!ok, "the push gives up: {out}");
+    assert!(
+        out.contains(&format!(
+            "waiting: another deploy of main is running in another process: pid {holder_pid} (flock "
+        )),
+        "it says it waits, and for whom: {out}"
+    );
+    assert!(out.contains("gives up after 3 s"), "{out}");
+    assert!(
+        out.contains("s waiting for the deploy lock of main, held by pid")
+            && out.contains(&format!("held by pid {holder_pid} (flock "))
+            && out.contains("nothing was changed"),
+        "it gives up naming the holder: {out}"
+    );
+    assert_eq!(branch_head(&server), v1, "the branch did not move");
+    assert_eq!(releases(&server), releases_before, "no release was made");
+    assert_eq!(body(&server), "built-1\n");
+
+    // The lock free, the same push deploys.
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "{out}");
+    assert_eq!(body(&server), "built-2\n");
+    assert_ne!(branch_head(&server), v1);
+}
+
+/// The old server of an upgrade drains its open SSH sessions and its cron runs together,
+/// under one grace period: with both still going when it stops accepting, it exits about
+/// one grace later, not two.
+#[test]
+fn an_upgraded_server_drains_ssh_sessions_and_cron_runs_together_under_one_grace() {
+    const GRACE: u64 = 6;
+    let mut server = Server::start_with(&[
+        ("SLIPWAY_CRON_TICK", "2"),
+        ("SLIPWAY_UPGRADE_GRACE", &GRACE.to_string()),
+    ]);
+    let app = App::demo(server.dir.path(), "app");
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    echo \"built-$(cat VERSION)\" > build.txt\nweb:\n  commands:\n    start: python3 server.py\ncrons:\n  long:\n    spec: '* * * * *'\n    commands:\n      start: 'echo long start; sleep 300'\n",
+    );
+    app.commit("a cron that outlasts the grace");
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "{out}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cron_runs(&server, "long")
+        .iter()
+        .any(|r| r["status"] == "running")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no run of long started:\n{}",
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // An SSH session that never ends on its own.
+    let mut session = std::process::Command::new("ssh");
+    for a in server.ssh_command(&server.key).split_whitespace().skip(1) {
+        session.arg(a);
+    }
+    let mut session = session
+        .arg("-p")
+        .arg(server.ssh_port.to_string())
+        .arg("git@127.0.0.1")
+        .arg("logs demo main -f")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ssh");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        matches!(session.try_wait(), Ok(None)),
+        "the session is open"
+    );
+
+    let mut stopped_accepting = None;
+    let code = server.upgrade(Duration::from_secs(120), |s| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !s.server_log().contains("upgraded: stopping accepting") {
+            assert!(Instant::now() < deadline, "{}", s.server_log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stopped_accepting = Some(Instant::now());
+    });
+    let drained_in = stopped_accepting.expect("seen").elapsed();
+    // The old server closed the session as it exited.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while matches!(session.try_wait(), Ok(None)) {
+        if Instant::now() > deadline {
+            let _ = session.kill();
+            let _ = session.wait();
+            panic!("the SSH session outlived the old server");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(code, Some(0), "{}", server.server_log());
+    eprintln!("the old server drained in {drained_in:?} (grace {GRACE} s)");
+    let log = server.server_log();
+    assert!(
+        log.contains("cron runs still going at exit are cut short"),
+        "the cron run outlasted the grace: {log}"
+    );
+    // Both waited for, together: at least one grace, well under two.
+    assert!(
+        drained_in >= Duration::from_secs(GRACE - 1),
+        "the old server waited for the session and the cron run: {drained_in:?}"
+    );
+    assert!(
+        drained_in < Duration::from_secs(2 * GRACE - 1),
+        "one grace for both, not one after the other: {drained_in:?}\n{log}"
+    );
+}
+
+/// A `serve --upgrade` that fails after taking the sockets (here: an HTTPS address it
+/// cannot listen on) leaves the old server serving every request, and says why it failed
+/// and that the old one goes on; a later upgrade works.
+#[test]
+fn a_failed_upgrade_under_load_loses_no_request_and_says_why() {
+    let mut server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "{out}");
+    let old_pid = server.pid().expect("running");
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new(Counts::default());
+    let loader = load(server.http_port, stop.clone(), counts.clone());
+    std::thread::sleep(Duration::from_millis(300));
+
+    // 192.0.2.1 (TEST-NET-1) is no address of this host.
+    let o = slipway_e2e::run(
+        std::process::Command::new(slipway_e2e::slipway_bin())
+            .args(["serve", "--upgrade", "--data-dir"])
+            .arg(&server.data)
+            .arg("--ssh-listen")
+            .arg(format!("127.0.0.1:{}", server.ssh_port))
+            .arg("--http-listen")
+            .arg(format!("127.0.0.1:{}", server.http_port))
+            .args(["--https-listen", "192.0.2.1:8443"])
+            .env("SLIPWAY_STACKS_DIR", slipway_e2e::test_stacks()),
+    );
+    let said = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!(
+            "the upgrade failed; slipway serve (pid {old_pid}) goes on serving"
+        )) && said.contains("listening for HTTPS on 192.0.2.1:8443"),
+        "{said}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.server_log().contains("the new server did not start") {
+        assert!(Instant::now() < deadline, "{}", server.server_log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ok_after = counts.ok.load(Ordering::SeqCst);
+    while counts.ok.load(Ordering::SeqCst) < ok_after + 50 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(server.running(), "the old server still runs");
+    assert_eq!(server.pid(), Some(old_pid));
+
+    // A later upgrade is not refused, and loses nothing either.
+    assert_eq!(server.upgrade(Duration::from_secs(60), |_| {}), Some(0));
+    assert_ne!(server.pid(), Some(old_pid));
+    wait_ok(&server);
+    let ok_after = counts.ok.load(Ordering::SeqCst);
+    while counts.ok.load(Ordering::SeqCst) < ok_after + 50 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::SeqCst);
+    loader.join().expect("load thread");
+    eprintln!(
+        "failed upgrade, then an upgrade: {} ({} failed)",
+        counts.report(),
+        counts.failed()
+    );
+    assert_eq!(
+        counts.failed(),
+        0,
+        "{}\n{}",
+        counts.report(),
+        server.server_log()
+    );
+}
+
+/// Servers stopped (SIGTERM, then waited for) when dropped.
+struct Stopped(Vec<u32>);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            if alive(*pid) {
+                let _ = slipway_e2e::run(
+                    std::process::Command::new("kill").args(["-TERM", &pid.to_string()]),
+                );
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.0.iter().any(|p| alive(*p)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// `systemctl reload` (SIGHUP) when the binary installed at the server's path is broken
+/// (exits 1): the old server goes on serving every request and logs why; once a working
+/// binary is installed there, the next SIGHUP upgrades to it.
+#[test]
+fn a_reload_onto_a_broken_binary_leaves_the_old_server_serving() {
+    let mut server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "{out}");
+    server.stop();
+    // The server runs from a path of its own, as /usr/local/bin/slipway.
+    let installed = server.dir.path().join("bin/slipway");
+    std::fs::create_dir_all(installed.parent().expect("folder")).expect("bin folder");
+    let install = |from: &std::path::Path| {
+        let tmp = installed.with_extension("new");
+        let _ = std::fs::remove_file(&tmp);
+        if std::fs::hard_link(from, &tmp).is_err() {
+            std::fs::copy(from, &tmp).expect("copy the binary");
+        }
+        std::fs::rename(&tmp, &installed).expect("install");
+    };
+    install(&slipway_e2e::slipway_bin());
+    let (mut old, serving) = server.spawn_serve_from(&installed, &[]);
+    // Servers that are no `Server`'s child: stopped whatever happens.
+    let mut servers = Stopped(vec![old.id()]);
+    assert!(
+        serving.recv_timeout(Duration::from_secs(60)).is_ok(),
+        "{}",
+        server.server_log()
+    );
+    wait_ok(&server);
+
+    let broken = server.dir.path().join("broken");
+    std::fs::write(
+        &broken,
+        "#!/bin/sh\necho 'broken binary: refusing to start' >&2\nexit 1\n",
+    )
+    .expect("script");
+    std::fs::set_permissions(&broken, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    install(&broken);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new(Counts::default());
+    let loader = load(server.http_port, stop.clone(), counts.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    let hup = |pid: u32| {
+        let o =
+            slipway_e2e::run(std::process::Command::new("kill").args(["-HUP", &pid.to_string()]));
+        assert!(o.status.success(), "{}", text(&o));
+    };
+    hup(old.id());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !server
+        .server_log()
+        .contains("the upgrade started by the reload failed")
+    {
+        assert!(Instant::now() < deadline, "{}", server.server_log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = server.server_log();
+    assert!(log.contains("broken binary: refusing to start"), "{log}");
+    assert!(log.contains("exit status: 1"), "{log}");
+    let ok_after = counts.ok.load(Ordering::SeqCst);
+    while counts.ok.load(Ordering::SeqCst) < ok_after + 50 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(matches!(old.try_wait(), Ok(None)), "the old server serves");
+    assert_eq!(lock_pid(&server), old.id());
+
+    // A working binary installed, the next reload upgrades.
+    install(&slipway_e2e::slipway_bin());
+    hup(old.id());
+    let status = {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(st)) = old.try_wait() {
+                break st;
+            }
+            assert!(Instant::now() < deadline, "{}", server.server_log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let new_pid = lock_pid(&server);
+    servers.0.push(new_pid);
+    wait_ok(&server);
+    let ok_after = counts.ok.load(Ordering::SeqCst);
+    while counts.ok.load(Ordering::SeqCst) < ok_after + 50 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::SeqCst);
+    loader.join().expect("load thread");
+    drop(servers);
+    eprintln!(
+        "reload onto a broken binary, then a working one: {} ({} failed)",
+        counts.report(),
+        counts.failed()
+    );
+    assert_eq!(status.code(), Some(0), "{}", server.server_log());
+    assert_ne!(new_pid, old.id());
+    assert_eq!(
+        counts.failed(),
+        0,
+        "{}\n{}",
+        counts.report(),
+        server.server_log()
+    );
+}
+
+/// `contrib/slipway.service` and `.socket` pass `systemd-analyze verify` (which reads unit
+/// files without a running systemd manager), with the built binary at `ExecStart`: keys,
+/// values, the socket naming the service and the binary being executable. A unit with a
+/// mistake fails the same check. Runs where `systemd-analyze` is installed (never skipped
+/// on CI).
+#[test]
+fn systemd_units_pass_systemd_analyze_verify() {
+    let Some(analyze) = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"]
+        .into_iter()
+        .map(std::path::Path::new)
+        .find(|p| p.exists())
+    else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "systemd-analyze is missing (apt-get install systemd)"
+        );
+        eprintln!("SKIPPED systemd_units_pass_systemd_analyze_verify: no systemd-analyze");
+        return;
+    };
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = slipway_e2e::slipway_bin();
+    let service = std::fs::read_to_string(root.join("contrib/slipway.service")).expect("unit");
+    let socket = std::fs::read_to_string(root.join("contrib/slipway.socket")).expect("unit");
+    for (key, what) in [
+        ("Restart=on-failure", "restarted when it fails"),
+        ("LimitNOFILE=", "a raised open-files limit"),
+        ("ExecReload=", "reload upgrades"),
+        ("Type=notify", "READY=1 from the server"),
+        (
+            "NotifyAccess=all",
+            "MAINPID= from the new server of an upgrade",
+        ),
+    ] {
+        assert!(
+            service.lines().any(|l| l.starts_with(key)),
+            "slipway.service: {key} ({what})"
+        );
+    }
+    let verify = |service: &str| {
+        let service_path = dir.path().join("slipway.service");
+        let socket_path = dir.path().join("slipway.socket");
+        std::fs::write(
+            &service_path,
+            service.replace("/usr/local/bin/slipway", &bin.display().to_string()),
+        )
+        .expect("unit");
+        std::fs::write(&socket_path, &socket).expect("unit");
+        slipway_e2e::run(
+            std::process::Command::new(analyze)
+                .args(["verify", "--man=no"])
+                .arg(&service_path)
+                .arg(&socket_path)
+                .current_dir(dir.path()),
+        )
+    };
+    let o = verify(&service);
+    assert!(
+        o.status.success() && text(&o).trim().is_empty(),
+        "systemd-analyze verify: {}",
+        text(&o)
+    );
+    // The check sees a mistake: a misspelled key (a warning only) and a missing binary.
+    let o = verify(&service.replace("Restart=on-failure", "Restrat=on-failure"));
+    assert!(text(&o).contains("Restrat"), "{}", text(&o));
+    let o = verify(&service.replace("/usr/local/bin/slipway", "/nonexistent/slipway"));
+    assert!(!o.status.success(), "{}", text(&o));
 }

@@ -860,12 +860,22 @@ impl Server {
     /// ones, spawned; resolves the receiver once it printed that it serves. Its output goes
     /// to the server's log. [`Server::serve`] and [`Server::upgrade`] use it.
     pub fn spawn_serve(&self, extra: &[&str]) -> (Child, std::sync::mpsc::Receiver<()>) {
+        self.spawn_serve_from(&slipway_bin(), extra)
+    }
+
+    /// [`Server::spawn_serve`] from the binary at `bin` (e.g. a link to the built one that
+    /// a test replaces, as an operator installing a new binary does).
+    pub fn spawn_serve_from(
+        &self,
+        bin: &Path,
+        extra: &[&str],
+    ) -> (Child, std::sync::mpsc::Receiver<()>) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let mut cmd = Command::new(slipway_bin());
+        let mut cmd = Command::new(bin);
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(&self.data)

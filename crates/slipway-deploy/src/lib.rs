@@ -140,6 +140,10 @@ pub struct Settings {
     pub hook_timeout: Duration,
     /// How long requests on a retired release may take to finish.
     pub drain_timeout: Duration,
+    /// How long a deploy (or sync, backup, restore) waits for its environment's lock held
+    /// by another process on the data dir (the other server of an upgrade) before it gives
+    /// up, changing nothing.
+    pub lock_wait: Duration,
     /// zstd level of slugs.
     pub slug_level: i32,
     /// Largest compressed slug a build may produce (bytes).
@@ -175,6 +179,7 @@ impl Settings {
             build_timeout: Duration::from_secs(3600),
             hook_timeout: Duration::from_secs(600),
             drain_timeout: Duration::from_secs(30),
+            lock_wait: Duration::from_secs(660),
             slug_level: 3,
             slug_max_size: slipway_slug::DEFAULT_MAX_SIZE,
             stacks: None,

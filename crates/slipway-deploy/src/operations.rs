@@ -66,6 +66,7 @@ pub async fn run(
         })
         .await
         .map_err(|e| e.to_string())?;
+    _guard.doing(&format!("a {} of {env} of {project}", op.kind()));
     let environment = state
         .environment(project, env)
         .map_err(|e| e.to_string())?

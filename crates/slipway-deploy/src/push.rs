@@ -118,10 +118,16 @@ impl PushPipeline {
 
     /// The environment's lock; says so when another deploy holds it.
     async fn lock(&self, env: &str, progress: &Progress) -> Result<EnvLock, String> {
-        self.platform
+        let lock = self
+            .platform
             .lock_env(&self.project, env, |l| progress.line(l))
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        lock.doing(&format!(
+            "a push by {} to {env} of {}",
+            self.user.name, self.project
+        ));
+        Ok(lock)
     }
 
     /// The branch may have moved while this push waited for the lock: go on

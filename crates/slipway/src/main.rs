@@ -206,6 +206,12 @@ struct ServeArgs {
     /// their deploys, shells) to end before it closes them.
     #[arg(long, env = "SLIPWAY_UPGRADE_GRACE", default_value_t = 600)]
     upgrade_grace: u64,
+    /// Seconds a push (or sync, backup, restore, rollback) waits for its environment's
+    /// deploy lock held by another process on the data dir (the other server during an
+    /// upgrade) before it gives up, changing nothing and naming the holder; default: the
+    /// upgrade grace plus a minute.
+    #[arg(long, env = "SLIPWAY_LOCK_WAIT_TIMEOUT")]
+    lock_wait_timeout: Option<u64>,
     /// Where to refresh the advisory database from, at start and then daily: URLs (or
     /// paths) of OSV JSON files or `all.zip` dumps, comma-separated, fetched with curl.
     /// Without it the database changes only by `slipway advisories import`.
@@ -466,12 +472,37 @@ fn open_platform(
         .map_err(internal)
 }
 
+/// `slipway serve`: [`serve_until_stopped`]; a server taking over with `--upgrade` that
+/// fails before the old one stops accepting says that the old one goes on serving.
 async fn serve(args: ServeArgs) -> Result<u8, Failure> {
+    let mut taking_over_from = None;
+    serve_until_stopped(args, &mut taking_over_from)
+        .await
+        .map_err(|mut f| {
+            if let Some(pid) = taking_over_from {
+                f.error = f.error.context(format!(
+                    "the upgrade failed; slipway serve (pid {pid}) goes on serving"
+                ));
+            }
+            f
+        })
+}
+
+/// Run the server until SIGTERM, an interrupt or an upgrade; `taking_over_from` is the
+/// old server's pid while this one takes over and has not yet told it to stop.
+async fn serve_until_stopped(
+    args: ServeArgs,
+    taking_over_from: &mut Option<u32>,
+) -> Result<u8, Failure> {
     let mut settings = slipway_deploy::Settings::new(args.data.data_dir.clone());
     settings.domain = args.domain.clone();
     settings.runtime = args.runtime.clone();
     settings.health_timeout = std::time::Duration::from_secs(args.health_timeout);
     settings.drain_timeout = std::time::Duration::from_secs(args.drain_timeout);
+    settings.lock_wait = std::time::Duration::from_secs(
+        args.lock_wait_timeout
+            .unwrap_or_else(|| args.upgrade_grace.saturating_add(60)),
+    );
     settings.build_timeout = std::time::Duration::from_secs(args.build_timeout.max(1));
     settings.slug_max_size = args.slug_max_size;
     settings.slug_level = args.slug_level;
@@ -565,6 +596,7 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
                 https,
                 metrics,
             } = t;
+            *taking_over_from = Some(old_pid);
             let l = lock::ServeLock::handed_over(lock)
                 .context("taking the data dir's lock over")
                 .map_err(internal)?;
@@ -780,6 +812,7 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
                 .ready()
                 .context("telling the old server to stop")
                 .map_err(internal)?;
+            *taking_over_from = None;
             tracing::info!(old_pid, "upgrade: serving; the old server drains");
             reload::notify_ready(true);
             let p = platform.clone();
@@ -851,12 +884,16 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     advisories_refresh.abort();
     cron_scheduler.abort();
     let extra = std::time::Duration::from_secs(10);
-    if ssh_failed.is_none() {
-        let _ = tokio::time::timeout(grace + extra, ssh_task).await;
-    }
-    // Cron runs going here finish too (each holds its cron's lock file: the new server
-    // does not start the same cron meanwhile), up to the same grace.
-    let still = slipway_deploy::crons::wait_idle(&platform, grace).await;
+    // Open SSH sessions (running pushes and their deploys, shells) and cron runs going
+    // here (each holds its cron's lock file: the new server does not start the same cron
+    // meanwhile) drain together, under one grace period from now.
+    let wait_ssh = ssh_failed.is_none();
+    let sessions = async move {
+        if wait_ssh {
+            let _ = tokio::time::timeout(grace + extra, ssh_task).await;
+        }
+    };
+    let ((), still) = tokio::join!(sessions, slipway_deploy::crons::wait_idle(&platform, grace));
     if still > 0 {
         tracing::warn!(runs = still, "cron runs still going at exit are cut short");
     }

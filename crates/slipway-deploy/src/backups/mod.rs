@@ -81,6 +81,7 @@ where
         .lock_env(project, env, say)
         .await
         .map_err(|e| e.to_string())?;
+    _guard.doing(&format!("{summary} by {user}"));
     let activity = platform
         .state()
         .start_activity(project, Some(env), kind, Some(user), summary)
