@@ -98,6 +98,25 @@ fn tool(what: &str, cmd: &mut Command) -> Result<String, VolumeError> {
     }
 }
 
+/// Unmount `point`, trying again for up to two seconds while the kernel says it is busy: a
+/// process that has just let go of a file on it (a tool that exited, a child forked by
+/// another thread before its `exec` closed the inherited descriptors) can hold it for a
+/// moment.
+fn umount(point: &Path) -> Result<String, VolumeError> {
+    let what = format!("unmounting {}", point.display());
+    let mut tries = 0;
+    loop {
+        match tool(&what, Command::new("umount").arg(point)) {
+            Err(VolumeError::Tool { output, .. }) if output.contains("busy") && tries < 10 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                tracing::debug!(point = %point.display(), output, "busy, unmounting again");
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Where volumes live: `DATA/volumes/`.
 #[derive(Debug, Clone)]
 pub struct VolumeStore {
@@ -187,10 +206,7 @@ impl VolumeStore {
             .collect();
         points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
         for p in points {
-            tool(
-                &format!("unmounting {}", p.display()),
-                Command::new("umount").arg(&p),
-            )?;
+            umount(&p)?;
             n += 1;
         }
         Ok(n)
@@ -361,11 +377,7 @@ impl Volume {
         if !self.is_mounted()? {
             return Ok(());
         }
-        tool(
-            &format!("unmounting {}", self.dir.display()),
-            Command::new("umount").arg(&self.dir),
-        )
-        .map(drop)
+        umount(&self.dir).map(drop)
     }
 
     /// The loop device it is mounted from.
