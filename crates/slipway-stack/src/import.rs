@@ -164,7 +164,7 @@ pub(crate) fn flatten(layout: &Path, tag: Option<&str>, root: &Path) -> Result<(
             }
             if !entry
                 .unpack_in(root)
-                .map_err(|e| fail(format!("{}: {e}", raw.display())))?
+                .map_err(|e| fail(format!("{}: {}", raw.display(), with_causes(&e))))?
             {
                 return Err(fail(format!("entry {} leaves the root", raw.display())));
             }
@@ -201,6 +201,18 @@ pub(crate) fn flatten(layout: &Path, tag: Option<&str>, root: &Path) -> Result<(
         }
     }
     Ok(())
+}
+
+/// An error and what caused it, e.g. tar's "failed to unpack X" and the file system's why.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 fn remove(path: &Path) -> Result<(), StackError> {

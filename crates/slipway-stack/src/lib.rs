@@ -14,6 +14,7 @@ pub mod build;
 pub mod catalog;
 mod error;
 mod import;
+pub mod imported;
 pub mod resolve;
 mod store;
 mod unpack;

@@ -102,9 +102,11 @@ fn known_languages() -> String {
     Language::ALL.map(Language::name).join(", ")
 }
 
-/// The versions of `language` the catalog has, e.g. `3.11, 3.13`.
+/// The versions of `language` this server knows, e.g. `3.11, 3.13`: the catalog's and
+/// the imported ones registered in this process ([`crate::imported`]).
 pub fn available(language: Language) -> String {
-    catalog::versions(language)
+    crate::imported::versions(language)
+        .into_iter()
         .map(|s| s.version)
         .collect::<Vec<_>>()
         .join(", ")
@@ -235,7 +237,8 @@ pub fn resolve_any(type_value: &str) -> Result<Resolution, ResolveError> {
 }
 
 fn resolve_version(lang: Language, version: &str) -> Result<Resolution, ResolveError> {
-    if let Some(stack) = catalog::find(lang, version) {
+    let known = crate::imported::versions(lang);
+    if let Some(stack) = known.iter().find(|s| s.version == version).copied() {
         return Ok(Resolution {
             stack,
             substituted_for: None,
@@ -246,9 +249,11 @@ fn resolve_version(lang: Language, version: &str) -> Result<Resolution, ResolveE
         && version
             .split('.')
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    let newer_same_major = catalog::versions(lang)
+    let newer_same_major = known
+        .iter()
         .filter(|s| well_formed && major(s.version) == major(version))
-        .find(|s| version_key(s.version) > asked);
+        .find(|s| version_key(s.version) > asked)
+        .copied();
     if let Some(stack) = newer_same_major {
         return Ok(Resolution {
             stack,
@@ -256,11 +261,10 @@ fn resolve_version(lang: Language, version: &str) -> Result<Resolution, ResolveE
         });
     }
     // Did-you-mean: the nearest newer version of any major, else the newest there is.
-    let all: Vec<&'static Stack> = catalog::versions(lang).collect();
-    let suggestion = all
+    let suggestion = known
         .iter()
         .find(|s| version_key(s.version) > asked)
-        .or(all.last())
+        .or(known.last())
         .map(|s| s.version)
         .unwrap_or_default();
     Err(ResolveError::UnknownVersion {

@@ -79,9 +79,28 @@ impl StackStore {
         }
     }
 
-    /// Every stack of the catalog with what is built of it.
+    /// Every stack of the catalog with what is built of it, then the imported stacks of
+    /// versions the catalog lacks (registered, see [`StackStore::register_imported`]).
     pub fn list(&self) -> Result<Vec<(&'static Stack, Option<BuiltStack>)>, StackError> {
-        CATALOG.iter().map(|s| Ok((s, self.built(s)?))).collect()
+        let imported = self.register_imported()?;
+        CATALOG
+            .iter()
+            .chain(imported)
+            .map(|s| Ok((s, self.built(s)?)))
+            .collect()
+    }
+
+    /// Register, for this process's resolution ([`crate::imported`]), every stack of this
+    /// archive whose version the catalog lacks (imported by `slipway stack import`), and
+    /// return them. Config validation and builds then know them beside the catalog.
+    pub fn register_imported(&self) -> Result<Vec<&'static Stack>, SlugError> {
+        Ok(self
+            .archive
+            .list()?
+            .iter()
+            .filter_map(|t| crate::imported::parse_tag(&t.tag))
+            .map(|(language, version)| crate::imported::register(language, version))
+            .collect())
     }
 
     /// The unpacked root file system of `stack` (unpacking it if needed), or
@@ -149,12 +168,23 @@ impl StackStore {
             let root = self.unpack(&b)?;
             return Ok((b, root));
         }
+        Self::refuse_imported(stack)?;
         let _lock = self.lock(stack, progress)?;
         if let Some(b) = self.built(stack)? {
             let root = self.unpack(&b)?;
             return Ok((b, root));
         }
         self.build_locked(stack, options, progress)
+    }
+
+    /// An imported stack has no Debian recipe: it can only be imported again.
+    fn refuse_imported(stack: &Stack) -> Result<(), StackError> {
+        if crate::imported::is_imported(stack) {
+            return Err(StackError::ImportedOnly {
+                stack: stack.type_name(),
+            });
+        }
+        Ok(())
     }
 
     /// Build `stack` again (replacing its tag) and unpack it.
@@ -164,6 +194,7 @@ impl StackStore {
         options: &BuildOptions,
         progress: &mut dyn FnMut(&str),
     ) -> Result<(BuiltStack, PathBuf), StackError> {
+        Self::refuse_imported(stack)?;
         let _lock = self.lock(stack, progress)?;
         self.build_locked(stack, options, progress)
     }
