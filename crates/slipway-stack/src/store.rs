@@ -199,10 +199,11 @@ impl StackStore {
         self.build_locked(stack, options, progress)
     }
 
-    /// Import `stack` from the OCI image layout folder `layout` (its only image, or the one
-    /// tagged `tag`), replacing what is built: its layers are applied in order (whiteouts
-    /// honoured, digests checked), the mount points and user `web` added if missing, and
-    /// the result stored as the stack's one layer, then unpacked.
+    /// Import `stack` from the OCI image layout `layout` (a folder, or an OCI archive: the
+    /// layout as one tar file, as `skopeo copy ... oci-archive:FILE` writes it; its only
+    /// image, or the one tagged `tag`), replacing what is built: its layers are applied in
+    /// order (whiteouts honoured, digests checked), the mount points and user `web` added
+    /// if missing, and the result stored as the stack's one layer, then unpacked.
     pub fn import(
         &self,
         stack: &'static Stack,
@@ -217,8 +218,16 @@ impl StackStore {
             .map_err(StackError::io(&self.dir))?;
         let root = work.path().join("rootfs");
         fs::create_dir(&root).map_err(StackError::io(&root))?;
+        let unpacked = work.path().join("layout");
+        let folder = if layout.is_file() {
+            progress(&format!("unpacking the OCI archive {}", layout.display()));
+            crate::import::unpack_oci_archive(layout, &unpacked)?;
+            unpacked.as_path()
+        } else {
+            layout
+        };
         progress(&format!("applying the layers of {}", layout.display()));
-        crate::import::flatten(layout, tag, &root)?;
+        crate::import::flatten(folder, tag, &root)?;
         let tar = work.path().join("rootfs.tar");
         crate::import::tar_dir(&root, &tar)?;
         progress("storing the stack layer in the archive");

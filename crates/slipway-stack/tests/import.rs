@@ -2,6 +2,8 @@
 //! layout: the good image becomes a stack that resolution knows; a broken one (a blob whose
 //! bytes are not its digest, a missing layer, no image layout, a layer entry leaving the
 //! root) is refused naming what is wrong, and leaves nothing: no tag, no blob, no folder.
+//! The same image as an OCI archive (one tar file) imports alike; an archive holding a link
+//! or that is no tar is refused.
 
 use std::io::Write;
 use std::path::Path;
@@ -206,5 +208,59 @@ fn a_good_image_becomes_a_stack_of_a_version_the_catalog_lacks() {
         e.to_string()
             .contains("slipway stack import golang:1.21 IMAGE"),
         "{e}"
+    );
+}
+
+/// The folder `layout` as one tar file (an OCI archive), plus `extra` entries.
+fn archive_of(layout: &Path, file: &Path, extra: impl FnOnce(&mut tar::Builder<std::fs::File>)) {
+    let mut b = tar::Builder::new(std::fs::File::create(file).unwrap());
+    b.append_dir_all(".", layout).unwrap();
+    extra(&mut b);
+    b.finish().unwrap();
+}
+
+#[test]
+fn an_oci_archive_imports_like_its_layout_and_a_hostile_one_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let layout = d.path().join("layout");
+    image(&layout, GOOD);
+    let stack = imported::import_target("nodejs:19").unwrap();
+
+    // A link inside the archive (it could point a blob anywhere on the host).
+    let linked = d.path().join("linked.tar");
+    archive_of(&layout, &linked, |b| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        b.append_link(&mut h, "blobs/sha256/evil", "/etc/shadow")
+            .unwrap();
+    });
+    let e = refused(&store(&data), stack, &linked);
+    assert!(
+        e.contains("not an OCI archive: entry blobs/sha256/evil is a Symlink"),
+        "{e}"
+    );
+    nothing_left(&data, &store(&data), stack);
+    // A file that is no tar at all.
+    let junk = d.path().join("junk.tar");
+    std::fs::write(&junk, vec![0x5a; 4096]).unwrap();
+    let e = refused(&store(&data), stack, &junk);
+    assert!(e.contains("not an OCI archive"), "{e}");
+    nothing_left(&data, &store(&data), stack);
+
+    let good = d.path().join("good.tar");
+    archive_of(&layout, &good, |_| {});
+    let (_, root) = store(&data)
+        .import(stack, &good, Some("img"), &mut |_| {})
+        .unwrap();
+    assert!(root.join("usr/bin/hello").is_file());
+    assert_eq!(
+        slipway_stack::resolve_type("nodejs:19")
+            .unwrap()
+            .stack
+            .type_name(),
+        "nodejs:19"
     );
 }

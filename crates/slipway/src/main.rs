@@ -85,15 +85,17 @@ enum StackCmd {
         #[command(flatten)]
         sources: StackSources,
     },
-    /// Import a stack from an OCI image layout folder (`DIR`, or `DIR:TAG` for one of
-    /// several images), e.g. made by `skopeo copy docker://IMAGE oci:DIR:TAG`.
+    /// Import a stack from an OCI image layout folder or OCI archive file (`PATH`, or
+    /// `PATH:TAG` for one of several images), e.g. made by `skopeo copy docker://IMAGE
+    /// oci:DIR:TAG` (or `oci-archive:FILE:TAG`); a version the catalog lacks becomes a
+    /// stack of its own.
     Import {
         #[command(flatten)]
         data: DataDirArg,
         /// The stack it becomes: a version of the catalog (replaced), or another version of
         /// one of its languages (a stack of its own), e.g. `python:3.12`.
         stack: String,
-        /// The OCI image layout: `DIR` or `DIR:TAG`.
+        /// The OCI image layout (a folder) or OCI archive (a tar file): `PATH` or `PATH:TAG`.
         image: String,
     },
 }
@@ -1193,12 +1195,13 @@ fn stack(cmd: StackCmd) -> Result<u8, Failure> {
             // a stack of its own, which config validation and pushes then accept.
             let target = slipway_stack::imported::import_target(&stack).map_err(user_error)?;
             let (dir, tag) = match image.rsplit_once(':') {
-                Some((d, t)) if !Path::new(&image).is_dir() => (PathBuf::from(d), Some(t)),
+                Some((d, t)) if !Path::new(&image).exists() => (PathBuf::from(d), Some(t)),
                 _ => (PathBuf::from(&image), None),
             };
-            if !dir.join("index.json").is_file() {
+            // A folder is an image layout; a file, an OCI archive (checked as it unpacks).
+            if !dir.is_file() && !dir.join("index.json").is_file() {
                 return Err(user_error(anyhow::anyhow!(
-                    "{} is not an OCI image layout (no index.json)",
+                    "{} is not an OCI image layout (no index.json) nor an OCI archive",
                     dir.display()
                 )));
             }
