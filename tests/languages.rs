@@ -4,7 +4,8 @@
 //! go.mod, Gemfile, pom.xml or composer.json; then the nodejs and python stacks' package
 //! managers (yarn and corepack from the stack, yarn's and pip's caches in the build cache),
 //! two Python versions side by side, and two PHP versions side by side (with a missing
-//! `php:8.3` run on 8.4 with a warning, and a missing major refused). Only PyPI, npm, crates.io and Debian answer here,
+//! `php:8.3` run on 8.4 with a warning, and a missing major refused), and an Upsun
+//! `stack:` list of Python and Node.js giving one app both. Only PyPI, npm, crates.io and Debian answer here,
 //! so the Go, Ruby and Java apps use their language's standard library only; each answers
 //! with the version of the interpreter or compiler it runs on (the one its `type` or its
 //! tree asked for) and `id -u` (never 0).
@@ -855,4 +856,80 @@ fn php_8_2_and_8_4_side_by_side_and_php_8_3_runs_on_8_4_with_a_warning() {
     assert!(refused.contains(refusal), "{refused}");
     let (again, _) = answer(&server, "phps");
     assert_eq!(again, cli82);
+}
+
+// ---------------------------------------------------------------------------------------
+// An Upsun `stack:` list of two languages: one stack with both (built on demand here, into
+// the shared folder, like the other stacks of one test).
+
+/// A Python app whose build renders a page with Node.js: the stack list gives it both.
+const PY_NODE_CONFIG: &str = r#"applications:
+    app:
+        type: 'composable:25.05'
+        stack:
+            - python@3.13
+            - nodejs@22
+        hooks:
+            build: |
+                set -e
+                echo "build on $(python3 --version) and node $(node --version), npm $(npm --version)"
+                node -e 'require("fs").writeFileSync("node.txt", process.version)'
+        web:
+            commands:
+                start: python3 server.py
+"#;
+
+/// Answers `PYTHON_VERSION UID NODE_VERSION` (node's from the build and from a run now).
+const PY_NODE_SERVER: &str = r#"import http.server, os, platform, subprocess
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        built = open("node.txt").read().strip()
+        now = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+        body = f"{platform.python_version()} {os.getuid()} {built} {now}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+#[test]
+fn an_upsun_stack_list_of_python_and_nodejs_gives_the_app_both() {
+    cached_stack("python:3.13+nodejs:22");
+    let node = slipway_stack::resolve_type("nodejs:22")
+        .unwrap()
+        .stack
+        .node_from_npm
+        .expect("nodejs:22 is the npm registry's")
+        .node
+        .version;
+    let server = Server::start();
+    let app = app_of(
+        &server,
+        "pynode",
+        &[
+            (".upsun/config.yaml", PY_NODE_CONFIG),
+            ("server.py", PY_NODE_SERVER),
+        ],
+    );
+    let check = config_check(&app);
+    assert!(!check.contains("ignored"), "{check}");
+    let out = push(&server, &app, "pynode");
+    assert!(
+        out.contains("app | build on Python 3.13.")
+            && out.contains(&format!(" and node v{node}, npm ")),
+        "{out}"
+    );
+    let (code, body) = server
+        .get("main.pynode.localhost", "/")
+        .expect("the app answers");
+    assert_eq!(code, 200, "{body}");
+    let words: Vec<&str> = body.split_whitespace().collect();
+    assert!(words[0].starts_with("3.13."), "{body}");
+    assert_ne!(words[1], "0", "{body}");
+    assert_eq!(
+        words[2..],
+        [format!("v{node}"), format!("v{node}")],
+        "{body}"
+    );
 }

@@ -79,9 +79,10 @@ pub fn versions(language: Language) -> Vec<&'static Stack> {
     all
 }
 
-/// Whether `stack` is an imported one (not of the catalog): it has no Debian recipe.
+/// Whether `stack` is an imported one (registered here): it has no Debian recipe.
 pub fn is_imported(stack: &Stack) -> bool {
     catalog::find(stack.language, stack.version).is_none()
+        && find(stack.language, stack.version).is_some()
 }
 
 /// The stack `slipway stack import TYPE:VERSION` fills: the catalog's entry, or for a

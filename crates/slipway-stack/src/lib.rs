@@ -12,6 +12,7 @@
 
 pub mod build;
 pub mod catalog;
+pub mod compose;
 mod error;
 mod import;
 pub mod imported;

@@ -86,6 +86,9 @@ pub enum ResolveError {
         /// The versions there are.
         available: String,
     },
+    /// Languages of one stack list that cannot share one root file system.
+    #[error("{0}")]
+    Uncomposable(String),
     /// A known language, but no version of the asked major at or above the asked version.
     #[error("{language}:{version} is not available: no {language} {major}.x at or above {version} (did you mean `{language}:{suggestion}`?); available: {available}", major = major(version), available = available(*language))]
     UnknownVersion {
@@ -122,13 +125,38 @@ pub(crate) fn version_key(version: &str) -> Vec<u64> {
     version.split('.').map(|p| p.parse().unwrap_or(0)).collect()
 }
 
-/// Resolve `LANGUAGE:VERSION` (the whole `type:` value).
+/// Resolve `LANGUAGE:VERSION` (the whole `type:` value), or several joined by `+`
+/// (`python:3.13+nodejs:22`, an Upsun `stack:` list): each is resolved alike and the stacks
+/// are composed into one ([`crate::compose`]); the warnings of substitutes are then the
+/// parts' ([`resolve_parts`]).
 pub fn resolve_type(type_value: &str) -> Result<Resolution, ResolveError> {
+    if type_value.contains(crate::compose::SEPARATOR) {
+        let parts = resolve_parts(type_value)?;
+        let stacks: Vec<&'static Stack> = parts.iter().map(|r| r.stack).collect();
+        return Ok(Resolution {
+            stack: crate::compose::compose(&stacks)?,
+            substituted_for: None,
+        });
+    }
     let (language, version) = type_value
         .split_once(':')
         .filter(|(l, v)| !l.is_empty() && !v.is_empty())
         .ok_or_else(|| ResolveError::Malformed(type_value.to_string()))?;
     resolve(language, version)
+}
+
+/// Each `LANGUAGE:VERSION` of a type joined by `+`, resolved on its own.
+pub fn resolve_parts(type_value: &str) -> Result<Vec<Resolution>, ResolveError> {
+    type_value
+        .split(crate::compose::SEPARATOR)
+        .map(|part| {
+            let (language, version) = part
+                .split_once(':')
+                .filter(|(l, v)| !l.is_empty() && !v.is_empty())
+                .ok_or_else(|| ResolveError::Malformed(type_value.to_string()))?;
+            resolve(language, version)
+        })
+        .collect()
 }
 
 /// Resolve a language name and version.
