@@ -895,7 +895,19 @@ http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever(
 
 #[test]
 fn an_upsun_stack_list_of_python_and_nodejs_gives_the_app_both() {
-    cached_stack("python:3.13+nodejs:22");
+    let stacks = cached_stack("python:3.13+nodejs:22");
+    let ls = slipway_e2e::run(
+        std::process::Command::new(slipway_e2e::slipway_bin())
+            .args(["stack", "ls", "--data-dir"])
+            .arg(&stacks),
+    );
+    assert!(
+        text(&ls).lines().any(|l| l
+            .starts_with("python:3.13+nodejs:22\ttrixie + npm registry (node ")
+            && l.contains("\tbuilt\t")),
+        "{}",
+        text(&ls)
+    );
     let node = slipway_stack::resolve_type("nodejs:22")
         .unwrap()
         .stack

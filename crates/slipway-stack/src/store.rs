@@ -81,13 +81,39 @@ impl StackStore {
 
     /// Every stack of the catalog with what is built of it, then the imported stacks of
     /// versions the catalog lacks (registered, see [`StackStore::register_imported`]).
+    /// Last, the built stacks of several languages (an Upsun `stack:` list's).
     pub fn list(&self) -> Result<Vec<(&'static Stack, Option<BuiltStack>)>, StackError> {
         let imported = self.register_imported()?;
+        let composed = self.composed()?;
         CATALOG
             .iter()
             .chain(imported)
+            .chain(composed)
             .map(|s| Ok((s, self.built(s)?)))
             .collect()
+    }
+
+    /// The stacks of several languages this archive has (tags `stack-LANGUAGE-VERSION+...`
+    /// that still resolve).
+    fn composed(&self) -> Result<Vec<&'static Stack>, SlugError> {
+        Ok(self
+            .archive
+            .list()?
+            .iter()
+            .filter_map(|t| {
+                let rest = t.tag.strip_prefix("stack-")?;
+                if !rest.contains(crate::compose::SEPARATOR) {
+                    return None;
+                }
+                crate::catalog::Language::ALL.into_iter().find_map(|l| {
+                    let version = rest.strip_prefix(l.name())?.strip_prefix('-')?;
+                    crate::resolve_type(&format!("{l}:{version}"))
+                        .ok()
+                        .map(|r| r.stack)
+                        .filter(|s| s.tag() == t.tag)
+                })
+            })
+            .collect())
     }
 
     /// Register, for this process's resolution ([`crate::imported`]), every stack of this
