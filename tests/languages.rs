@@ -2,8 +2,10 @@
 //! `slipway serve`: Go, Ruby and Java apps with a `.platform.app.yaml` in the shape of the
 //! Platform.sh templates, and Procfile apps (Heroku style) whose language is detected from
 //! go.mod, Gemfile, pom.xml or composer.json; then the nodejs and python stacks' package
-//! managers (yarn and corepack from the stack, yarn's and pip's caches in the build cache)
-//! and two Python versions side by side. Only PyPI, npm, crates.io and Debian answer here,
+//! managers (yarn and corepack from the stack, yarn's and pip's caches in the build cache),
+//! two Python versions side by side, and two PHP versions side by side (with a missing
+//! `php:8.3` run on 8.4 with a warning, and a missing major refused), and an Upsun
+//! `stack:` list of Python and Node.js giving one app both. Only PyPI, npm, crates.io and Debian answer here,
 //! so the Go, Ruby and Java apps use their language's standard library only; each answers
 //! with the version of the interpreter or compiler it runs on (the one its `type` or its
 //! tree asked for) and `id -u` (never 0).
@@ -727,4 +729,219 @@ fn python_3_11_and_3_13_side_by_side_with_pips_cache_outside_the_slug() {
     assert!(!slug.join(".cache").exists(), "pip's cache is in the slug");
     let (old, _) = answer(&server, "pythons");
     assert!(old.starts_with("3.11."), "{old}");
+}
+
+// ---------------------------------------------------------------------------------------
+// A second language in two versions (issue 13): php:8.2 (bookworm) beside php:8.4
+// (trixie) in one project, and a version the server lacks resolved by the spec's rule.
+
+/// One app of the PHP project: PHP-FPM behind a front controller; its build hook shows
+/// the CLI's version (`php -v`) in the push output.
+const PHP_APP: &str = r#"name: NAME
+type: 'php:VERSION'
+source:
+    root: NAME
+web:
+    locations:
+        '/':
+            root: web
+            passthru: /index.php
+hooks:
+    build: |
+        set -e
+        php -v | head -n 1
+"#;
+
+/// Answers `PHP_VERSION UID` (the FPM's PHP, `id -u`).
+const PHP_INDEX: &str = "<?php\necho PHP_VERSION . ' ' . trim(shell_exec('id -u')) . \"\\n\";\n";
+
+const PHPS_APPLICATIONS: &str = "- !include php82.app.yaml\n- !include php83.app.yaml\n";
+
+const PHPS_ROUTES: &str = r#""https://{default}/":
+    type: upstream
+    upstream: "php82:http"
+"https://new.{default}/":
+    type: upstream
+    upstream: "php83:http"
+"#;
+
+/// The `PHP X.Y.Z` line the build hook of `app` printed (`app | PHP 8.2.29 (cli) ...`).
+fn php_cli_version(out: &str, app: &str) -> String {
+    out.lines()
+        .find_map(|l| l.split(&format!("{app} | PHP ")).nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no `php -v` of {app} in\n{out}"))
+        .to_string()
+}
+
+#[test]
+fn php_8_2_and_8_4_side_by_side_and_php_8_3_runs_on_8_4_with_a_warning() {
+    cached_stack("php:8.2");
+    cached_stack("php:8.4");
+    let server = Server::start();
+    let php82 = PHP_APP.replace("NAME", "php82").replace("VERSION", "8.2");
+    // Debian has no PHP 8.3: the nearest newer 8.x the server has (8.4) runs it.
+    let php83 = PHP_APP.replace("NAME", "php83").replace("VERSION", "8.3");
+    let app = app_of(
+        &server,
+        "phps",
+        &[
+            (".platform/applications.yaml", PHPS_APPLICATIONS),
+            (".platform/php82.app.yaml", &php82),
+            (".platform/php83.app.yaml", &php83),
+            (".platform/routes.yaml", PHPS_ROUTES),
+            ("php82/web/index.php", PHP_INDEX),
+            ("php83/web/index.php", PHP_INDEX),
+        ],
+    );
+    let warning =
+        "php:8.3 is not available on this server; using php:8.4, the nearest newer php 8.x";
+    let check = config_check(&app);
+    assert!(
+        check
+            .lines()
+            .any(|l| l.starts_with(".platform/php83.app.yaml:2:")
+                && l.contains(": warning: ")
+                && l.contains(warning)),
+        "{check}"
+    );
+    let out = push(&server, &app, "phps");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("warning:") && l.contains(warning)),
+        "{out}"
+    );
+    // Each app's build ran on its own PHP CLI, and its FPM answers with the same version.
+    let cli82 = php_cli_version(&out, "php82");
+    let cli84 = php_cli_version(&out, "php83");
+    assert!(cli82.starts_with("8.2."), "{cli82}");
+    assert!(cli84.starts_with("8.4."), "{cli84}");
+    let (old, uid) = answer(&server, "phps");
+    assert_eq!(old, cli82);
+    assert_ne!(uid, 0);
+    let (code, new) = server
+        .get("new.main.phps.localhost", "/")
+        .expect("php83 answers");
+    assert_eq!(code, 200, "{new}");
+    assert!(new.starts_with(&format!("{cli84} ")), "{new}");
+    assert!(!new.starts_with("0 ") && !new.ends_with(" 0\n"), "{new}");
+
+    // A major the server has no version of: refused by config check and the push alike,
+    // naming the versions there are; the running apps keep serving.
+    app.write(
+        ".platform/php83.app.yaml",
+        &PHP_APP.replace("NAME", "php83").replace("VERSION", "9.1"),
+    );
+    app.commit("php 9.1");
+    let refusal = "php:9.1 is not available: no php 9.x at or above 9.1 (did you mean `php:8.4`?); available: 8.2, 8.4";
+    let check = slipway_e2e::run(
+        std::process::Command::new(slipway_e2e::slipway_bin())
+            .args(["config", "check"])
+            .arg(&app.dir),
+    );
+    let check_out = text(&check);
+    assert_eq!(check.status.code(), Some(1), "{check_out}");
+    assert!(
+        check_out
+            .lines()
+            .any(|l| l.starts_with(".platform/php83.app.yaml:2:")
+                && l.contains(": error: ")
+                && l.contains(refusal)),
+        "{check_out}"
+    );
+    let o = server.git(&app.dir, &["push", &server.remote("phps"), "main"]);
+    let refused = text(&o);
+    assert!(!o.status.success(), "{refused}");
+    assert!(refused.contains("validate failed"), "{refused}");
+    assert!(refused.contains(refusal), "{refused}");
+    let (again, _) = answer(&server, "phps");
+    assert_eq!(again, cli82);
+}
+
+// ---------------------------------------------------------------------------------------
+// An Upsun `stack:` list of two languages: one stack with both (built on demand here, into
+// the shared folder, like the other stacks of one test).
+
+/// A Python app whose build renders a page with Node.js: the stack list gives it both.
+const PY_NODE_CONFIG: &str = r#"applications:
+    app:
+        type: 'composable:25.05'
+        stack:
+            - python@3.13
+            - nodejs@22
+        hooks:
+            build: |
+                set -e
+                echo "build on $(python3 --version) and node $(node --version), npm $(npm --version)"
+                node -e 'require("fs").writeFileSync("node.txt", process.version)'
+        web:
+            commands:
+                start: python3 server.py
+"#;
+
+/// Answers `PYTHON_VERSION UID NODE_VERSION` (node's from the build and from a run now).
+const PY_NODE_SERVER: &str = r#"import http.server, os, platform, subprocess
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        built = open("node.txt").read().strip()
+        now = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+        body = f"{platform.python_version()} {os.getuid()} {built} {now}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+#[test]
+fn an_upsun_stack_list_of_python_and_nodejs_gives_the_app_both() {
+    let stacks = cached_stack("python:3.13+nodejs:22");
+    let ls = slipway_e2e::run(
+        std::process::Command::new(slipway_e2e::slipway_bin())
+            .args(["stack", "ls", "--data-dir"])
+            .arg(&stacks),
+    );
+    assert!(
+        text(&ls).lines().any(|l| l
+            .starts_with("python:3.13+nodejs:22\ttrixie + npm registry (node ")
+            && l.contains("\tbuilt\t")),
+        "{}",
+        text(&ls)
+    );
+    let node = slipway_stack::resolve_type("nodejs:22")
+        .unwrap()
+        .stack
+        .node_from_npm
+        .expect("nodejs:22 is the npm registry's")
+        .node
+        .version;
+    let server = Server::start();
+    let app = app_of(
+        &server,
+        "pynode",
+        &[
+            (".upsun/config.yaml", PY_NODE_CONFIG),
+            ("server.py", PY_NODE_SERVER),
+        ],
+    );
+    let check = config_check(&app);
+    assert!(!check.contains("ignored"), "{check}");
+    let out = push(&server, &app, "pynode");
+    assert!(
+        out.contains("app | build on Python 3.13.")
+            && out.contains(&format!(" and node v{node}, npm ")),
+        "{out}"
+    );
+    let (code, body) = server
+        .get("main.pynode.localhost", "/")
+        .expect("the app answers");
+    assert_eq!(code, 200, "{body}");
+    let words: Vec<&str> = body.split_whitespace().collect();
+    assert!(words[0].starts_with("3.13."), "{body}");
+    assert_ne!(words[1], "0", "{body}");
+    assert_eq!(
+        words[2..],
+        [format!("v{node}"), format!("v{node}")],
+        "{body}"
+    );
 }

@@ -2,7 +2,8 @@
 //! (built once into the shared cache, see `cached_stack`), type/version refusals with their
 //! position and a did-you-mean in `config check`, a build from an unreachable mirror
 //! failing clearly and leaving nothing behind, and a push whose app builds and runs on its
-//! stack (what `slipway serve` always does) seeing nothing of the host.
+//! stack (what `slipway serve` always does) seeing nothing of the host; an image imported
+//! as a version the catalog lacks, accepted by `config check` and the push and run.
 
 use std::path::Path;
 use std::process::Command;
@@ -294,9 +295,14 @@ fn a_push_needing_an_unbuilt_stack_builds_it_and_shows_progress() {
     );
 }
 
+/// An app of `type: python:3.12` whose build records the Python it ran on; it answers
+/// `built-1 PYTHON_VERSION`.
+const PY312_APP: &str = "name: hello\ntype: python:3.12\nhooks:\n  build: |\n    set -e\n    echo \"built-$(cat VERSION) $(python3 -c 'import platform; print(platform.python_version())')\" > build.txt\nweb:\n  commands:\n    start: python3 server.py\n";
+
 #[test]
-fn stack_import_takes_an_oci_image_layout() {
-    // An image of python:3.11 as skopeo writes one (gzip layers), from the cached build.
+fn stack_import_of_a_version_the_catalog_lacks_is_accepted_and_run() {
+    // An image of python:3.11 as skopeo writes one (gzip layers), from the cached build,
+    // imported as python:3.12, a version Debian lacks.
     let source = cached_stack("python:3.11");
     let work = tempfile::tempdir().unwrap();
     let layout = work.path().join("layout");
@@ -310,20 +316,23 @@ fn stack_import_takes_an_oci_image_layout() {
     assert!(o.status.success(), "skopeo copy: {}", text(&o));
     let data = work.path().join("data");
     let image = format!("{}:py", layout.display());
+    let app = App::demo(work.path(), "app");
+    app.write(".platform.app.yaml", PY312_APP);
+    app.commit("python 3.12");
+    let app_dir = app.dir.display().to_string();
+    let substitute = "python:3.12 is not available on this server; using python:3.13, the nearest newer python 3.x";
 
-    // Refused: a version the catalog lacks, a folder that is no image layout.
-    let out = slipway(&["stack", "import", "python:3.12", &image], &data);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        text(&out).contains("import it as python:3.13"),
-        "{}",
-        text(&out)
-    );
+    // Before the import: config check of these stacks runs the app on 3.13, with a warning.
+    let check = slipway(&["config", "check", &app_dir, "--no-advisories"], &data);
+    assert!(check.status.success(), "{}", text(&check));
+    assert!(text(&check).contains(substitute), "{}", text(&check));
+
+    // Refused: a folder that is no image layout, and nothing is left of it.
     let out = slipway(
         &[
             "stack",
             "import",
-            "python:3.11",
+            "python:3.12",
             &work.path().display().to_string(),
         ],
         &data,
@@ -334,34 +343,60 @@ fn stack_import_takes_an_oci_image_layout() {
         "{}",
         text(&out)
     );
+    // A version that is no number, as a stack would be tagged by it.
+    let out = slipway(&["stack", "import", "python:3.12-rc", &image], &data);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("is not LANGUAGE:VERSION"),
+        "{}",
+        text(&out)
+    );
+    let ls = text(&slipway(&["stack", "ls"], &data));
+    assert!(!ls.contains("python:3.12"), "{ls}");
 
-    let out = slipway(&["stack", "import", "python:3.11", &image], &data);
+    let out = slipway(&["stack", "import", "python:3.12", &image], &data);
     assert!(out.status.success(), "{}", text(&out));
     let ls = text(&slipway(&["stack", "ls"], &data));
     assert!(
         ls.contains(&format!(
-            "python:3.11\timported from {}\tbuilt\t",
+            "python:3.12\timported from {}\tbuilt\t",
             layout.display()
         )),
         "{ls}"
     );
 
-    // An app runs on the imported stack.
-    let server = Server::start_with(&[("SLIPWAY_STACKS_DIR", &data.to_string_lossy())]);
-    let app = App::demo(server.dir.path(), "app");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    // config check of the server's stacks now takes python:3.12 as it is; without them
+    // (no server's archive), only the catalog is known and the warning stays.
+    let check = slipway(&["config", "check", &app_dir, "--no-advisories"], &data);
+    assert!(check.status.success(), "{}", text(&check));
+    assert!(!text(&check).contains("warning:"), "{}", text(&check));
+    let elsewhere = work.path().join("no-server");
+    let check = slipway(
+        &["config", "check", &app_dir, "--no-advisories"],
+        &elsewhere,
+    );
+    assert!(text(&check).contains(substitute), "{}", text(&check));
+    assert!(!elsewhere.exists(), "config check made a data dir");
+
+    // It has no Debian recipe: a forced build is refused, naming import.
+    let out = slipway(&["stack", "build", "python:3.12", "--force"], &data);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
-        o.status.success(),
-        "push: {}\n{}",
-        text(&o),
-        server.server_log()
+        text(&out).contains("import it again with `slipway stack import python:3.12 IMAGE`"),
+        "{}",
+        text(&out)
     );
-    assert_eq!(
-        server
-            .get("main.demo.localhost", "/")
-            .map(|(c, b)| (c, b.trim().to_string())),
-        Some((200, "built-1".to_string()))
-    );
+
+    // A server with these stacks accepts the push without a warning and runs the app on
+    // the imported stack (whose Python is the image's: 3.11), not on 3.13.
+    let server = Server::start_with(&[("SLIPWAY_STACKS_DIR", &data.to_string_lossy())]);
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    assert!(o.status.success(), "push: {out}\n{}", server.server_log());
+    assert!(!out.contains("warning:"), "{out}");
+    let (code, body) = server.get("main.demo.localhost", "/").expect("answers");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.starts_with("built-1 3.11."), "{body}");
 }
 
 #[test]

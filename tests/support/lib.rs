@@ -55,6 +55,8 @@ pub const TEST_STACKS: &[&str] = &[
     // tests/languages.rs: a second Python (trixie's) beside python:3.11 (bookworm's); 3.7
     // minutes to build on a busy 2-core machine.
     "python:3.13",
+    // tests/languages.rs: a second PHP (bookworm's) beside php:8.4 (trixie's).
+    "php:8.2",
 ];
 
 /// The stacks folder shared by every test run on this machine (`SLIPWAY_STACKS_DIR` of

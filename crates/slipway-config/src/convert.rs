@@ -630,19 +630,24 @@ fn check_stack(tnode: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>) {
         return;
     }
     match slipway_stack::resolve_type(t) {
-        Ok(r) => {
-            if let Some(w) = r.warning() {
-                diags.push(path.warning(&tnode.pos, w));
+        Ok(_) => {
+            // The substitutes of each language (one, or several joined by `+`).
+            for r in slipway_stack::resolve::resolve_parts(t).unwrap_or_default() {
+                if let Some(w) = r.warning() {
+                    diags.push(path.warning(&tnode.pos, w));
+                }
             }
         }
         Err(e) => diags.push(path.error(&tnode.pos, e.to_string())),
     }
 }
 
-/// Upsun's `stack:` list (composable images): its first `LANGUAGE@VERSION` entry (a string,
-/// or the key of a one-key mapping holding its options) is the app's stack when `type` is
-/// absent or `composable:*`, resolved like `type:`. Entries that name no language of a
-/// stack (Nix packages such as `clamav`), and further languages, are reported as ignored.
+/// Upsun's `stack:` list (composable images): its `LANGUAGE@VERSION` entries (a string,
+/// or the key of a one-key mapping holding its options) are the app's stack when `type` is
+/// absent or `composable:*`, each resolved like `type:`, the first the app's language: one
+/// stack with them all, typed `LANGUAGE:VERSION+LANGUAGE:VERSION...` (refused at the entry
+/// that cannot share it). Entries that name no language of a stack (Nix packages such as
+/// `clamav`) are reported as ignored.
 fn stack_list(list: &Node, app: &mut Application, path: &KeyPath, diags: &mut Vec<Diagnostic>) {
     let Kind::Seq(items) = &list.kind else { return };
     let takes_type = app
@@ -687,19 +692,22 @@ fn stack_list(list: &Node, app: &mut Application, path: &KeyPath, diags: &mut Ve
             ));
             continue;
         }
-        if let Some(first) = &chosen {
-            diags.push(p.warning(
-                pos,
-                format!("`{name}` is ignored: an app runs on one stack, here {first}"),
-            ));
-            continue;
-        }
         match slipway_stack::resolve(language, version) {
             Ok(r) => {
                 if let Some(w) = r.warning() {
                     diags.push(p.warning(pos, w));
                 }
-                chosen = Some(format!("{language}:{version}"));
+                let part = format!("{language}:{version}");
+                let joined = match chosen.take() {
+                    Some(before) => format!("{before}{}{part}", slipway_stack::compose::SEPARATOR),
+                    None => part,
+                };
+                // Several languages are one stack: they must be able to share it.
+                if let Err(e) = slipway_stack::resolve_type(&joined) {
+                    diags.push(p.error(pos, e.to_string()));
+                    return;
+                }
+                chosen = Some(joined);
             }
             Err(e) => {
                 diags.push(p.error(pos, e.to_string()));

@@ -235,11 +235,12 @@ fn stack_parts(language: Language) -> usize {
 }
 
 /// The stack a version constraint (`3.11.4`, `^8.1`, `>=18`, `20.x`, `~> 3.1`, `*`) of
-/// `language` gets.
+/// `language` gets, among the catalog's versions and the imported ones the process knows.
 pub fn resolve_constraint(language: Language, constraint: &str) -> Result<Resolution, String> {
     let newest = || {
-        let stack = slipway_stack::catalog::versions(language)
+        let stack = slipway_stack::imported::versions(language)
             .last()
+            .copied()
             .ok_or_else(|| format!("no {language} stack in the catalog"))?;
         Ok(Resolution {
             stack,
@@ -265,14 +266,18 @@ pub fn resolve_constraint(language: Language, constraint: &str) -> Result<Resolu
     let version = numbers.join(".");
     let key = |v: &str| -> Vec<u64> { v.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
     let same_major = |s: &&slipway_stack::Stack| s.version.split('.').next() == Some(numbers[0]);
+    // The catalog's versions and those imported into the server's stacks.
+    let known = slipway_stack::imported::versions(language);
     let pick = match op {
-        ">=" | ">" => slipway_stack::catalog::versions(language)
-            .filter(|s| key(s.version) >= key(&version))
-            .last(),
+        ">=" | ">" => known
+            .iter()
+            .rfind(|s| key(s.version) >= key(&version))
+            .copied(),
         // A range within the major: the newest of that major at or above the version.
-        "^" | "~" | "~>" => slipway_stack::catalog::versions(language)
-            .filter(|s| same_major(s) && key(s.version) >= key(&version))
-            .last(),
+        "^" | "~" | "~>" => known
+            .iter()
+            .rfind(|s| same_major(s) && key(s.version) >= key(&version))
+            .copied(),
         _ => None,
     };
     match pick {

@@ -352,7 +352,7 @@ macro_rules! app_fields {
             acted("relationships", RELATIONSHIPS, "Services (and apps) this app talks to; exposed in PLATFORM_RELATIONSHIPS."),
             acted("workers", Shape::Map(&WORKER, "A background process of the app."), "Background processes run from the same slug."),
             acted("crons", Shape::Map(&CRON, "A scheduled job."), "Scheduled jobs."),
-            acted("stack", Shape::Any, "Upsun composable image packages: the first `LANGUAGE@VERSION` (e.g. `php@8.4`) is the app's stack when `type` is absent or `composable:*`; other entries are ignored with a warning."),
+            acted("stack", Shape::Any, "Upsun composable image packages: the `LANGUAGE@VERSION` entries (e.g. `[php@8.4, nodejs@22]`) are the app's stack when `type` is absent or `composable:*`: one stack with every language, the first the app's (their Debian packages from one Debian release; Node.js from the npm registry fits either); other entries (Nix packages) are ignored with a warning."),
             acted("runtime", RUNTIME, "Runtime settings of PHP apps: extensions and PHP-FPM pool sizing."),
             acted("timezone", Shape::Str, "Time zone of crons (an IANA name such as `Europe/Paris`; default UTC)."),
             ignored("access", Shape::Any, "Who may SSH into the app."),

@@ -534,8 +534,9 @@ fn app_types_resolve_to_stacks() {
     assert!(!e.contains("applications.ok"), "nodejs:22 is provided: {e}");
 }
 
-/// Upsun's `stack:` list: its first `LANGUAGE@VERSION` is the app's stack (resolved like
-/// `type:`); Nix packages and further languages are ignored with a warning.
+/// Upsun's `stack:` list: its `LANGUAGE@VERSION` entries make the app's stack (each resolved
+/// like `type:`, the first the app's language); Nix packages are ignored with a warning;
+/// languages that cannot share one stack are refused at the entry.
 #[test]
 fn upsun_stack_lists_name_the_stack() {
     let d = tree(&[(
@@ -546,7 +547,7 @@ fn upsun_stack_lists_name_the_stack() {
     let t = &l.topology;
     assert_eq!(
         t.application("app").unwrap().r#type.as_deref(),
-        Some("php:8.3")
+        Some("php:8.3+nodejs:22")
     );
     assert_eq!(
         t.application("tool").unwrap().r#type.as_deref(),
@@ -557,7 +558,6 @@ fn upsun_stack_lists_name_the_stack() {
         w,
         [
             ".upsun/config.yaml:5:9: warning: php:8.3 is not available on this server; using php:8.4, the nearest newer php 8.x (at applications.app.stack.0)",
-            ".upsun/config.yaml:7:9: warning: `nodejs@22` is ignored: an app runs on one stack, here php:8.3 (at applications.app.stack.1)",
             ".upsun/config.yaml:8:9: warning: `clamav` names no language Slipway has stacks for (LANGUAGE@VERSION with one of python, php, nodejs, ruby, golang, java); it is ignored (at applications.app.stack.2)",
         ]
     );
@@ -570,6 +570,30 @@ fn upsun_stack_lists_name_the_stack() {
         e.contains(".upsun/config.yaml:3:13: error: ruby:2.7 is not available"),
         "{e}"
     );
+    // php 8.2 is bookworm's, python 3.13 trixie's: not one stack; a language twice neither.
+    for (list, col, why) in [
+        ("['php@8.2', 'python@3.13']", 24, "php:8.2 comes from Debian bookworm and python:3.13 from Debian trixie: the languages of one stack come from one Debian release"),
+        ("['nodejs@22', 'nodejs@24']", 26, "nodejs is named twice: a stack has one version of a language"),
+    ] {
+        let config = format!("applications:\n  app:\n    stack: {list}\n");
+        let d = tree(&[(".upsun/config.yaml", config.as_bytes())]);
+        let e = load(&DirSource::new(d.path())).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!(".upsun/config.yaml:3:{col}: error: {why} (at applications.app.stack.1)")),
+            "{e}"
+        );
+    }
+    // Node.js from the npm registry fits either release.
+    let d = tree(&[(
+        ".upsun/config.yaml",
+        b"applications:\n  app:\n    stack: [python@3.13, nodejs@22]\n    web: {commands: {start: x}}\n",
+    )]);
+    let l = load(&DirSource::new(d.path())).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        l.topology.application("app").unwrap().r#type.as_deref(),
+        Some("python:3.13+nodejs:22")
+    );
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
 }
 
 /// A mount's `source_path` names a folder inside the mount's source: one that climbs out with

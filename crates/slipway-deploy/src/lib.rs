@@ -337,8 +337,9 @@ impl Platform {
         }))
     }
 
-    /// The settings.
-    /// The stacks apps build and run on, or `None` when they use the host stack.
+    /// The stacks apps build and run on, or `None` when they use the host stack. The
+    /// versions imported there (`slipway stack import`, maybe by another process since this
+    /// one started) are registered for resolution each time.
     pub fn stack_store(
         &self,
     ) -> Result<Option<slipway_stack::StackStore>, slipway_slug::SlugError> {
@@ -346,10 +347,9 @@ impl Platform {
             return Ok(None);
         };
         let archive = Archive::open(&s.store.join("archive"))?;
-        Ok(Some(slipway_stack::StackStore::new(
-            archive,
-            &s.store.join("stacks"),
-        )))
+        let store = slipway_stack::StackStore::new(archive, &s.store.join("stacks"));
+        store.register_imported()?;
+        Ok(Some(store))
     }
 
     /// The settings it runs with.

@@ -23,6 +23,11 @@ pub fn run(
     out: &Output,
 ) -> Result<Loaded, PhaseError> {
     let t = Instant::now();
+    // The versions imported into the server's stacks are valid `type:`s, as `slipway
+    // config check --stacks-dir` accepts them.
+    platform
+        .stack_store()
+        .map_err(|e| PhaseError::new("validate", format!("reading the server's stacks: {e}")))?;
     let (source, checked) = load_commit_config(repo, target.new)?;
     for line in config_lines(&checked) {
         out.line(&format!("       {line}"));

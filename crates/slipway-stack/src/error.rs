@@ -13,6 +13,13 @@ pub enum StackError {
         /// `LANGUAGE:VERSION`.
         stack: String,
     },
+    /// An imported stack (a version the catalog lacks) is not in the archive: it has no
+    /// Debian recipe to build it from.
+    #[error("stack {stack} was imported and has no Debian recipe; import it again with `slipway stack import {stack} IMAGE`")]
+    ImportedOnly {
+        /// `LANGUAGE:VERSION`.
+        stack: String,
+    },
     /// A package the catalog names is not in the suite.
     #[error("building stack {stack}: Debian {suite} has no package `{package}`")]
     PackageMissing {

@@ -164,7 +164,7 @@ pub(crate) fn flatten(layout: &Path, tag: Option<&str>, root: &Path) -> Result<(
             }
             if !entry
                 .unpack_in(root)
-                .map_err(|e| fail(format!("{}: {e}", raw.display())))?
+                .map_err(|e| fail(format!("{}: {}", raw.display(), with_causes(&e))))?
             {
                 return Err(fail(format!("entry {} leaves the root", raw.display())));
             }
@@ -201,6 +201,55 @@ pub(crate) fn flatten(layout: &Path, tag: Option<&str>, root: &Path) -> Result<(
         }
     }
     Ok(())
+}
+
+/// Unpack the OCI archive `file` (an image layout as one tar file) into the new folder
+/// `dest`. Only folders and regular files inside it are taken: a link, a device or an entry
+/// leaving the folder refuses the archive.
+pub(crate) fn unpack_oci_archive(file: &Path, dest: &Path) -> Result<(), StackError> {
+    let f = BufReader::new(File::open(file).map_err(|e| bad(file, e.to_string()))?);
+    fs::create_dir(dest).map_err(StackError::io(dest))?;
+    let fail = |e: String| bad(file, format!("not an OCI archive: {e}"));
+    let mut tar = tar::Archive::new(f);
+    for entry in tar.entries().map_err(|e| fail(e.to_string()))? {
+        let mut entry = entry.map_err(|e| fail(e.to_string()))?;
+        let raw = entry.path().map_err(|e| fail(e.to_string()))?.into_owned();
+        let Some(rel) = inside(&raw) else {
+            if raw.components().all(|c| matches!(c, Component::CurDir)) {
+                continue;
+            }
+            return Err(fail(format!("entry {} leaves the archive", raw.display())));
+        };
+        let kind = entry.header().entry_type();
+        let target = dest.join(&rel);
+        if kind.is_dir() {
+            fs::create_dir_all(&target).map_err(StackError::io(&target))?;
+        } else if kind.is_file() {
+            if let Some(parent) = target.parent() {
+                fs::create_dir_all(parent).map_err(StackError::io(parent))?;
+            }
+            let mut out = File::create(&target).map_err(StackError::io(&target))?;
+            io::copy(&mut entry, &mut out).map_err(|e| fail(format!("{}: {e}", raw.display())))?;
+        } else {
+            return Err(fail(format!(
+                "entry {} is a {kind:?}, not a file or folder",
+                raw.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// An error and what caused it, e.g. tar's "failed to unpack X" and the file system's why.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 fn remove(path: &Path) -> Result<(), StackError> {

@@ -12,8 +12,10 @@
 
 pub mod build;
 pub mod catalog;
+pub mod compose;
 mod error;
 mod import;
+pub mod imported;
 pub mod resolve;
 mod store;
 mod unpack;

@@ -86,6 +86,9 @@ pub enum ResolveError {
         /// The versions there are.
         available: String,
     },
+    /// Languages of one stack list that cannot share one root file system.
+    #[error("{0}")]
+    Uncomposable(String),
     /// A known language, but no version of the asked major at or above the asked version.
     #[error("{language}:{version} is not available: no {language} {major}.x at or above {version} (did you mean `{language}:{suggestion}`?); available: {available}", major = major(version), available = available(*language))]
     UnknownVersion {
@@ -102,9 +105,11 @@ fn known_languages() -> String {
     Language::ALL.map(Language::name).join(", ")
 }
 
-/// The versions of `language` the catalog has, e.g. `3.11, 3.13`.
+/// The versions of `language` this server knows, e.g. `3.11, 3.13`: the catalog's and
+/// the imported ones registered in this process ([`crate::imported`]).
 pub fn available(language: Language) -> String {
-    catalog::versions(language)
+    crate::imported::versions(language)
+        .into_iter()
         .map(|s| s.version)
         .collect::<Vec<_>>()
         .join(", ")
@@ -120,13 +125,38 @@ pub(crate) fn version_key(version: &str) -> Vec<u64> {
     version.split('.').map(|p| p.parse().unwrap_or(0)).collect()
 }
 
-/// Resolve `LANGUAGE:VERSION` (the whole `type:` value).
+/// Resolve `LANGUAGE:VERSION` (the whole `type:` value), or several joined by `+`
+/// (`python:3.13+nodejs:22`, an Upsun `stack:` list): each is resolved alike and the stacks
+/// are composed into one ([`crate::compose`]); the warnings of substitutes are then the
+/// parts' ([`resolve_parts`]).
 pub fn resolve_type(type_value: &str) -> Result<Resolution, ResolveError> {
+    if type_value.contains(crate::compose::SEPARATOR) {
+        let parts = resolve_parts(type_value)?;
+        let stacks: Vec<&'static Stack> = parts.iter().map(|r| r.stack).collect();
+        return Ok(Resolution {
+            stack: crate::compose::compose(&stacks)?,
+            substituted_for: None,
+        });
+    }
     let (language, version) = type_value
         .split_once(':')
         .filter(|(l, v)| !l.is_empty() && !v.is_empty())
         .ok_or_else(|| ResolveError::Malformed(type_value.to_string()))?;
     resolve(language, version)
+}
+
+/// Each `LANGUAGE:VERSION` of a type joined by `+`, resolved on its own.
+pub fn resolve_parts(type_value: &str) -> Result<Vec<Resolution>, ResolveError> {
+    type_value
+        .split(crate::compose::SEPARATOR)
+        .map(|part| {
+            let (language, version) = part
+                .split_once(':')
+                .filter(|(l, v)| !l.is_empty() && !v.is_empty())
+                .ok_or_else(|| ResolveError::Malformed(type_value.to_string()))?;
+            resolve(language, version)
+        })
+        .collect()
 }
 
 /// Resolve a language name and version.
@@ -235,7 +265,8 @@ pub fn resolve_any(type_value: &str) -> Result<Resolution, ResolveError> {
 }
 
 fn resolve_version(lang: Language, version: &str) -> Result<Resolution, ResolveError> {
-    if let Some(stack) = catalog::find(lang, version) {
+    let known = crate::imported::versions(lang);
+    if let Some(stack) = known.iter().find(|s| s.version == version).copied() {
         return Ok(Resolution {
             stack,
             substituted_for: None,
@@ -246,9 +277,11 @@ fn resolve_version(lang: Language, version: &str) -> Result<Resolution, ResolveE
         && version
             .split('.')
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    let newer_same_major = catalog::versions(lang)
+    let newer_same_major = known
+        .iter()
         .filter(|s| well_formed && major(s.version) == major(version))
-        .find(|s| version_key(s.version) > asked);
+        .find(|s| version_key(s.version) > asked)
+        .copied();
     if let Some(stack) = newer_same_major {
         return Ok(Resolution {
             stack,
@@ -256,11 +289,10 @@ fn resolve_version(lang: Language, version: &str) -> Result<Resolution, ResolveE
         });
     }
     // Did-you-mean: the nearest newer version of any major, else the newest there is.
-    let all: Vec<&'static Stack> = catalog::versions(lang).collect();
-    let suggestion = all
+    let suggestion = known
         .iter()
         .find(|s| version_key(s.version) > asked)
-        .or(all.last())
+        .or(known.last())
         .map(|s| s.version)
         .unwrap_or_default();
     Err(ResolveError::UnknownVersion {

@@ -79,9 +79,54 @@ impl StackStore {
         }
     }
 
-    /// Every stack of the catalog with what is built of it.
+    /// Every stack of the catalog with what is built of it, then the imported stacks of
+    /// versions the catalog lacks (registered, see [`StackStore::register_imported`]).
+    /// Last, the built stacks of several languages (an Upsun `stack:` list's).
     pub fn list(&self) -> Result<Vec<(&'static Stack, Option<BuiltStack>)>, StackError> {
-        CATALOG.iter().map(|s| Ok((s, self.built(s)?))).collect()
+        let imported = self.register_imported()?;
+        let composed = self.composed()?;
+        CATALOG
+            .iter()
+            .chain(imported)
+            .chain(composed)
+            .map(|s| Ok((s, self.built(s)?)))
+            .collect()
+    }
+
+    /// The stacks of several languages this archive has (tags `stack-LANGUAGE-VERSION+...`
+    /// that still resolve).
+    fn composed(&self) -> Result<Vec<&'static Stack>, SlugError> {
+        Ok(self
+            .archive
+            .list()?
+            .iter()
+            .filter_map(|t| {
+                let rest = t.tag.strip_prefix("stack-")?;
+                if !rest.contains(crate::compose::SEPARATOR) {
+                    return None;
+                }
+                crate::catalog::Language::ALL.into_iter().find_map(|l| {
+                    let version = rest.strip_prefix(l.name())?.strip_prefix('-')?;
+                    crate::resolve_type(&format!("{l}:{version}"))
+                        .ok()
+                        .map(|r| r.stack)
+                        .filter(|s| s.tag() == t.tag)
+                })
+            })
+            .collect())
+    }
+
+    /// Register, for this process's resolution ([`crate::imported`]), every stack of this
+    /// archive whose version the catalog lacks (imported by `slipway stack import`), and
+    /// return them. Config validation and builds then know them beside the catalog.
+    pub fn register_imported(&self) -> Result<Vec<&'static Stack>, SlugError> {
+        Ok(self
+            .archive
+            .list()?
+            .iter()
+            .filter_map(|t| crate::imported::parse_tag(&t.tag))
+            .map(|(language, version)| crate::imported::register(language, version))
+            .collect())
     }
 
     /// The unpacked root file system of `stack` (unpacking it if needed), or
@@ -149,12 +194,23 @@ impl StackStore {
             let root = self.unpack(&b)?;
             return Ok((b, root));
         }
+        Self::refuse_imported(stack)?;
         let _lock = self.lock(stack, progress)?;
         if let Some(b) = self.built(stack)? {
             let root = self.unpack(&b)?;
             return Ok((b, root));
         }
         self.build_locked(stack, options, progress)
+    }
+
+    /// An imported stack has no Debian recipe: it can only be imported again.
+    fn refuse_imported(stack: &Stack) -> Result<(), StackError> {
+        if crate::imported::is_imported(stack) {
+            return Err(StackError::ImportedOnly {
+                stack: stack.type_name(),
+            });
+        }
+        Ok(())
     }
 
     /// Build `stack` again (replacing its tag) and unpack it.
@@ -164,14 +220,16 @@ impl StackStore {
         options: &BuildOptions,
         progress: &mut dyn FnMut(&str),
     ) -> Result<(BuiltStack, PathBuf), StackError> {
+        Self::refuse_imported(stack)?;
         let _lock = self.lock(stack, progress)?;
         self.build_locked(stack, options, progress)
     }
 
-    /// Import `stack` from the OCI image layout folder `layout` (its only image, or the one
-    /// tagged `tag`), replacing what is built: its layers are applied in order (whiteouts
-    /// honoured, digests checked), the mount points and user `web` added if missing, and
-    /// the result stored as the stack's one layer, then unpacked.
+    /// Import `stack` from the OCI image layout `layout` (a folder, or an OCI archive: the
+    /// layout as one tar file, as `skopeo copy ... oci-archive:FILE` writes it; its only
+    /// image, or the one tagged `tag`), replacing what is built: its layers are applied in
+    /// order (whiteouts honoured, digests checked), the mount points and user `web` added
+    /// if missing, and the result stored as the stack's one layer, then unpacked.
     pub fn import(
         &self,
         stack: &'static Stack,
@@ -186,8 +244,16 @@ impl StackStore {
             .map_err(StackError::io(&self.dir))?;
         let root = work.path().join("rootfs");
         fs::create_dir(&root).map_err(StackError::io(&root))?;
+        let unpacked = work.path().join("layout");
+        let folder = if layout.is_file() {
+            progress(&format!("unpacking the OCI archive {}", layout.display()));
+            crate::import::unpack_oci_archive(layout, &unpacked)?;
+            unpacked.as_path()
+        } else {
+            layout
+        };
         progress(&format!("applying the layers of {}", layout.display()));
-        crate::import::flatten(layout, tag, &root)?;
+        crate::import::flatten(folder, tag, &root)?;
         let tar = work.path().join("rootfs.tar");
         crate::import::tar_dir(&root, &tar)?;
         progress("storing the stack layer in the archive");

@@ -85,14 +85,17 @@ enum StackCmd {
         #[command(flatten)]
         sources: StackSources,
     },
-    /// Import a stack from an OCI image layout folder (`DIR`, or `DIR:TAG` for one of
-    /// several images), e.g. made by `skopeo copy docker://IMAGE oci:DIR:TAG`.
+    /// Import a stack from an OCI image layout folder or OCI archive file (`PATH`, or
+    /// `PATH:TAG` for one of several images), e.g. made by `skopeo copy docker://IMAGE
+    /// oci:DIR:TAG` (or `oci-archive:FILE:TAG`); a version the catalog lacks becomes a
+    /// stack of its own.
     Import {
         #[command(flatten)]
         data: DataDirArg,
-        /// The stack it becomes, as the catalog names it, e.g. `python:3.11`.
+        /// The stack it becomes: a version of the catalog (replaced), or another version of
+        /// one of its languages (a stack of its own), e.g. `python:3.12`.
         stack: String,
-        /// The OCI image layout: `DIR` or `DIR:TAG`.
+        /// The OCI image layout (a folder) or OCI archive (a tar file): `PATH` or `PATH:TAG`.
         image: String,
     },
 }
@@ -306,6 +309,11 @@ enum ConfigCmd {
         /// `--data-dir`.
         #[arg(long)]
         no_advisories: bool,
+        /// The server's stacks, as `serve --stacks-dir` names them (default: `--data-dir`):
+        /// the versions imported there are accepted as the push accepts them. Without an
+        /// archive there, only the catalog's versions are known.
+        #[arg(long, env = "SLIPWAY_STACKS_DIR")]
+        stacks_dir: Option<PathBuf>,
         /// Advisory ids (or aliases) not to fail on, like `git push -o allow-vulnerable=ID`.
         #[arg(long, value_delimiter = ',')]
         allow_vulnerable: Vec<String>,
@@ -429,9 +437,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             data,
             no_advisories,
             allow_vulnerable,
+            stacks_dir,
         }) => config_check(
             &dir,
             json,
+            stacks_dir.as_deref().unwrap_or(&data.data_dir),
             (!no_advisories).then_some((data.data_dir.as_path(), allow_vulnerable.as_slice())),
         ),
         Cmd::Slug(SlugCmd::Pack { dir, output, level }) => slug_pack(&dir, &output, level),
@@ -1044,9 +1054,12 @@ fn user(cmd: UserCmd) -> Result<u8, Failure> {
 
 /// `advisories`: the data dir whose advisory database the apps' lockfiles are checked
 /// against, and the advisory ids allowed.
+/// `stacks`: the server's stacks folder, whose imported versions are known as the push
+/// knows them.
 fn config_check(
     dir: &Path,
     json: bool,
+    stacks: &Path,
     advisories: Option<(&Path, &[String])>,
 ) -> Result<u8, Failure> {
     if !dir.is_dir() {
@@ -1054,6 +1067,13 @@ fn config_check(
             "{} is not a folder",
             dir.display()
         )));
+    }
+    // Only an existing archive is read: a check never creates a data dir.
+    if stacks.join("archive/index.json").is_file() {
+        let archive = slipway_slug::Archive::open(&stacks.join("archive")).map_err(internal)?;
+        slipway_stack::StackStore::new(archive, &stacks.join("stacks"))
+            .register_imported()
+            .map_err(internal)?;
     }
     let source = slipway_config::DirSource::new(dir);
     match slipway_config::load(&source) {
@@ -1181,11 +1201,12 @@ fn stack(cmd: StackCmd) -> Result<u8, Failure> {
             force,
             sources,
         } => {
+            let store = stack_store(&data.data_dir)?;
+            store.register_imported().map_err(internal)?;
             let resolved = slipway_stack::resolve_any(&stack).map_err(user_error)?;
             if let Some(w) = resolved.warning() {
                 eprintln!("warning: {w}");
             }
-            let store = stack_store(&data.data_dir)?;
             let options = sources.options();
             let mut progress = |line: &str| eprintln!("{}: {line}", resolved.stack);
             let (built, root) = if force {
@@ -1193,7 +1214,10 @@ fn stack(cmd: StackCmd) -> Result<u8, Failure> {
             } else {
                 store.ensure(resolved.stack, &options, &mut progress)
             }
-            .map_err(internal)?;
+            .map_err(|e| match e {
+                slipway_stack::StackError::ImportedOnly { .. } => user_error(e),
+                other => internal(other),
+            })?;
             println!(
                 "{}\t{}\t{}\t{}",
                 resolved.stack,
@@ -1204,36 +1228,31 @@ fn stack(cmd: StackCmd) -> Result<u8, Failure> {
             Ok(0)
         }
         StackCmd::Import { data, stack, image } => {
-            let resolved = slipway_stack::resolve_any(&stack).map_err(user_error)?;
-            if let Some(asked) = &resolved.substituted_for {
-                return Err(user_error(anyhow::anyhow!(
-                    "{}:{asked} is not a stack of the catalog; import it as {} (available: {})",
-                    resolved.stack.language,
-                    resolved.stack,
-                    slipway_stack::resolve::available(resolved.stack.language)
-                )));
-            }
+            // A catalog version is replaced; another version of a catalog language becomes
+            // a stack of its own, which config validation and pushes then accept.
+            let target = slipway_stack::imported::import_target(&stack).map_err(user_error)?;
             let (dir, tag) = match image.rsplit_once(':') {
-                Some((d, t)) if !Path::new(&image).is_dir() => (PathBuf::from(d), Some(t)),
+                Some((d, t)) if !Path::new(&image).exists() => (PathBuf::from(d), Some(t)),
                 _ => (PathBuf::from(&image), None),
             };
-            if !dir.join("index.json").is_file() {
+            // A folder is an image layout; a file, an OCI archive (checked as it unpacks).
+            if !dir.is_file() && !dir.join("index.json").is_file() {
                 return Err(user_error(anyhow::anyhow!(
-                    "{} is not an OCI image layout (no index.json)",
+                    "{} is not an OCI image layout (no index.json) nor an OCI archive",
                     dir.display()
                 )));
             }
             let store = stack_store(&data.data_dir)?;
-            let mut progress = |line: &str| eprintln!("{}: {line}", resolved.stack);
-            let (built, root) = store
-                .import(resolved.stack, &dir, tag, &mut progress)
-                .map_err(|e| match e {
-                    slipway_stack::StackError::Import { .. } => user_error(e),
-                    other => internal(other),
-                })?;
+            let mut progress = |line: &str| eprintln!("{target}: {line}");
+            let (built, root) =
+                store
+                    .import(target, &dir, tag, &mut progress)
+                    .map_err(|e| match e {
+                        slipway_stack::StackError::Import { .. } => user_error(e),
+                        other => internal(other),
+                    })?;
             println!(
-                "{}\t{}\t{}\t{}",
-                resolved.stack,
+                "{target}\t{}\t{}\t{}",
                 built.layers[0].digest,
                 slipway_slug::human_size(built.archive_size()),
                 root.display()

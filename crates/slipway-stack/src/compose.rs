@@ -1,0 +1,136 @@
+//! Stacks of several languages: an Upsun `stack:` list such as `[python@3.13, nodejs@22]`
+//! is one root file system with each language's packages, written as the type
+//! `python:3.13+nodejs:22` (the first language is the app's: its build flavor, its
+//! PHP-FPM). The Debian packages of all of them come from one Debian release; a Node.js
+//! from the npm registry fits either. A composed stack is interned for the process (one
+//! small leaked entry per distinct list) and built like a catalog stack, tagged
+//! `stack-python-3.13+nodejs:22`.
+
+use std::sync::RwLock;
+
+use crate::catalog::{NpmTool, Stack, Suite};
+use crate::resolve::ResolveError;
+
+/// What separates the languages of a composed type (`python:3.13+nodejs:22`).
+pub const SEPARATOR: char = '+';
+
+/// Every composed stack made in this process.
+static COMPOSED: RwLock<Vec<&'static Stack>> = RwLock::new(Vec::new());
+
+/// The Debian release `stack`'s packages need, or `None` when they exist in both (a
+/// Node.js from the npm registry only needs `libstdc++6`).
+fn needs_suite(stack: &Stack) -> Option<Suite> {
+    stack.node_from_npm.is_none().then_some(stack.suite)
+}
+
+/// One stack with the languages of `parts` (the first is the app's), or why they cannot
+/// share one: a language named twice, or Debian packages of two releases.
+pub fn compose(parts: &[&'static Stack]) -> Result<&'static Stack, ResolveError> {
+    let [first, rest @ ..] = parts else {
+        return Err(ResolveError::Uncomposable("an empty stack list".into()));
+    };
+    if rest.is_empty() {
+        return Ok(first);
+    }
+    for (i, p) in parts.iter().enumerate() {
+        if parts[..i].iter().any(|q| q.language == p.language) {
+            return Err(ResolveError::Uncomposable(format!(
+                "{} is named twice: a stack has one version of a language",
+                p.language
+            )));
+        }
+    }
+    let mut suite: Option<(&Stack, Suite)> = None;
+    for p in parts {
+        let Some(s) = needs_suite(p) else { continue };
+        match suite {
+            Some((q, qs)) if qs != s => {
+                return Err(ResolveError::Uncomposable(format!(
+                    "{q} comes from Debian {qs} and {p} from Debian {s}: the languages of one stack come from one Debian release"
+                )))
+            }
+            Some(_) => {}
+            None => suite = Some((p, s)),
+        }
+    }
+    let version = std::iter::once(first.version.to_string())
+        .chain(rest.iter().map(|p| p.type_name()))
+        .collect::<Vec<_>>()
+        .join(&SEPARATOR.to_string());
+    let mut all = COMPOSED.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(s) = all
+        .iter()
+        .find(|s| s.language == first.language && s.version == version)
+    {
+        return Ok(s);
+    }
+    let mut packages: Vec<&'static str> = Vec::new();
+    for p in parts {
+        for pkg in p.packages {
+            if !packages.contains(pkg) {
+                packages.push(pkg);
+            }
+        }
+    }
+    let npm_tools: Vec<NpmTool> = parts
+        .iter()
+        .flat_map(|p| p.npm_tools.iter().copied())
+        .collect();
+    let stack: &'static Stack = Box::leak(Box::new(Stack {
+        language: first.language,
+        version: Box::leak(version.into_boxed_str()),
+        suite: suite.map(|(_, s)| s).unwrap_or(first.suite),
+        packages: Box::leak(packages.into_boxed_slice()),
+        node_from_npm: parts.iter().find_map(|p| p.node_from_npm),
+        npm_tools: Box::leak(npm_tools.into_boxed_slice()),
+    }));
+    all.push(stack);
+    Ok(stack)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{resolve_type, Language};
+
+    #[test]
+    fn python_and_node_from_the_npm_registry_make_one_trixie_stack() {
+        let s = resolve_type("python:3.13+nodejs:22").unwrap();
+        assert_eq!(s.warning(), None);
+        let s = s.stack;
+        assert_eq!(s.language, Language::Python);
+        assert_eq!(s.type_name(), "python:3.13+nodejs:22");
+        assert_eq!(s.suite, Suite::Trixie);
+        let python = resolve_type("python:3.13").unwrap().stack;
+        let node = resolve_type("nodejs:22").unwrap().stack;
+        for p in python.packages.iter().chain(node.packages) {
+            assert!(s.packages.contains(p), "{p} missing");
+        }
+        assert_eq!(s.node_from_npm, node.node_from_npm);
+        assert_eq!(s.npm_tools, node.npm_tools);
+        slipway_slug::validate_tag(&s.tag()).unwrap();
+        assert_ne!(s.fingerprint(), python.fingerprint());
+        // Interned: the same list is the same stack.
+        assert!(std::ptr::eq(
+            s,
+            resolve_type("python:3.13+nodejs:22").unwrap().stack
+        ));
+        // A substitute inside a list: php 8.3 is 8.4's (trixie), as is Debian's node 20.
+        let s = resolve_type("php:8.3+nodejs:20").unwrap().stack;
+        assert_eq!(s.type_name(), "php:8.4+nodejs:20");
+        assert_eq!(s.suite, Suite::Trixie);
+    }
+
+    #[test]
+    fn languages_that_cannot_share_a_stack_are_refused() {
+        let e = resolve_type("php:8.2+python:3.13").unwrap_err().to_string();
+        assert!(
+            e.contains("php:8.2 comes from Debian bookworm and python:3.13 from Debian trixie"),
+            "{e}"
+        );
+        let e = resolve_type("nodejs:22+nodejs:24").unwrap_err().to_string();
+        assert!(e.contains("nodejs is named twice"), "{e}");
+        assert!(resolve_type("python:3.13+").is_err());
+        assert!(resolve_type("python:3.13+nodejs:21").is_err());
+    }
+}
