@@ -10,7 +10,7 @@ use corpus::{config_root, corpus, snapshots};
 
 /// Snapshots refused only because an app's `type` names a version nothing provides:
 /// `java:8`/`java:11` (Debian ships 17, 21, 25), `php:7.4` (8.2, 8.4), `ruby:2.7` (3.1, 3.3),
-/// `lisp` (no stack), and a `stack:` list's `nodejs@21` (Node.js 21 is in no stack).
+/// and `lisp` (no stack).
 const REFUSED_FOR_THEIR_STACK: &[&str] = &[
     "platformsh-templates__jenkins",
     "platformsh-templates__keycloak@update",
@@ -27,7 +27,6 @@ const REFUSED_FOR_THEIR_STACK: &[&str] = &[
     "platformsh-templates__wordpress",
     "platformsh-templates__xwiki",
     "upsun__service-examples",
-    "upsun__service-examples@upsun-python",
 ];
 
 /// Whether every error of a failed load is a stack refusal at an app's `type`.

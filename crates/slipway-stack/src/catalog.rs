@@ -479,6 +479,7 @@ pub const CATALOG: &[Stack] = &[
     node_npm("16", node("16.20.2", "a313a151079123c54fd92f77dcace9a56a104d713f6e1b37aec931ac05d0034c5f228cbe5aa571e3ba1eeaea54b02a8e45fbc01dc6dd7fd93ed6217266771ea9"), NPM8, &[YARN, COREPACK16]),
     debian_node("18", Suite::Bookworm, &[COREPACK18]),
     debian_node("20", Suite::Trixie, &[COREPACK20]),
+    node_npm("21", node("21.7.3", "577098029bae30d52f68378d8d966cf99fbf9ff9c386458b94dec1960f2bdce3d80a454823b46eac2a06e7c1a875804040146d330596a7a514ca1dd0bff21cc6"), NPM10, &[YARN, COREPACK20]),
     node_npm("22", node("22.23.5", "de3842fb07285b1299c5c46a176b144a5d1cf47117167babfe7b883f1e8ee8258a5748ce516426ec7b70e52b97aaa94c084862d1c26ac9b14f11be6185c06233"), NPM10, &[YARN, COREPACK20]),
     node_npm("24", node("24.22.3", "287b286fe16ff587ab013bd8ba331b8b226a9d10af2edadcaff79336a46a88e486a7dec43a244fd723f8efe9271a043fc677375d8f31ce45b9f3b76567336a44"), NPM11, &[YARN, COREPACK20]),
     debian(Language::Ruby, "3.1", Suite::Bookworm, RUBY31),

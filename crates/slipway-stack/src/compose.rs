@@ -131,6 +131,6 @@ mod tests {
         let e = resolve_type("nodejs:22+nodejs:24").unwrap_err().to_string();
         assert!(e.contains("nodejs is named twice"), "{e}");
         assert!(resolve_type("python:3.13+").is_err());
-        assert!(resolve_type("python:3.13+nodejs:21").is_err());
+        assert!(resolve_type("python:3.13+nodejs:19").is_err());
     }
 }
