@@ -60,6 +60,7 @@ pub mod retire;
 pub mod services;
 pub mod slug;
 pub mod sockets;
+pub mod supervise;
 pub mod switch;
 pub mod sync;
 pub mod tenancy;

@@ -136,7 +136,7 @@ where
                         "{}\t{}\thttp://{}/\n",
                         e.name,
                         match e.current_release.map(|id| state.release(id)) {
-                            Some(Ok(Some(r))) => format!("release {} ({}){}", r.number, &r.commit[..r.commit.len().min(12)], workers_of(&r)),
+                            Some(Ok(Some(r))) => format!("release {} ({}){}{}", r.number, &r.commit[..r.commit.len().min(12)], workers_of(&r), slipway_deploy::supervise::release_note(&r)),
                             Some(Err(err)) => format!("release unreadable: {err}"),
                             None | Some(Ok(None)) => "no release".into(),
                         },
