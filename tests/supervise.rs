@@ -281,3 +281,138 @@ fn a_deploy_racing_a_crash_ends_with_one_container_and_no_restart_of_the_retired
     assert!(!logs.contains("restarted after"), "{logs}");
     assert_eq!(server.get(host, "/"), Some((200, "built-2\n".into())));
 }
+
+/// An app whose `/dburl` says how to reach PostgreSQL and whose `/incr` and `/get`
+/// count in Redis.
+const SERVICES_APP: &str = r#"import base64, http.server, json, os, socket
+rels = json.loads(base64.b64decode(os.environ["PLATFORM_RELATIONSHIPS"]))
+def redis(*args):
+    c = rels["cache"][0]
+    s = socket.create_connection((c["host"], c["port"]), timeout=5)
+    cmd = "*%d\r\n" % len(args) + "".join("$%d\r\n%s\r\n" % (len(a), a) for a in args)
+    s.sendall(cmd.encode())
+    reply = s.recv(4096).decode()
+    s.close()
+    lines = reply.split("\r\n")
+    return lines[1] if lines[0].startswith("$") else lines[0].lstrip(":+")
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.path == "/incr":
+            body = redis("INCR", "hits")
+        elif self.path == "/get":
+            body = redis("GET", "hits")
+        elif self.path == "/dburl":
+            d = rels["database"][0]
+            body = "postgresql://%s:%s@%s:%d/%s" % (d["username"], d["password"], d["ip"], d["port"], d["path"])
+        else:
+            body = "up"
+        body = body.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+/// `psql -tA URL -c SQL` in the PostgreSQL container; None when it fails (not up yet).
+fn psql(server: &Server, url: &str, sql: &str) -> Option<String> {
+    let o = run(Command::new("runc")
+        .arg("--root")
+        .arg(server.data.join("runtime/state"))
+        .args([
+            "exec",
+            "demo.main.db.service",
+            "/usr/lib/postgresql/15/bin/psql",
+            "-tA",
+            url,
+            "-c",
+            sql,
+        ]));
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+#[test]
+fn postgresql_and_redis_killed_come_back_with_their_data() {
+    // python:3.11, redis:7.0 and postgresql:15 are test stacks (the shared folder).
+    let server = Server::start();
+    let app = server.project(
+        "app",
+        &[
+            (
+                ".platform.app.yaml",
+                "name: hello\ntype: python:3.11\nrelationships:\n  cache: 'cache:redis'\n  database: 'db:postgresql'\nweb:\n  commands:\n    start: python3 server.py\n",
+            ),
+            (
+                ".platform/services.yaml",
+                "cache:\n  type: redis-persistent:7.0\ndb:\n  type: postgresql:15\n",
+            ),
+            ("server.py", SERVICES_APP),
+        ],
+    );
+    server.push_ok(&app, "demo");
+    let host = "main.demo.localhost";
+    let (_, url) = server.get(host, "/dburl").expect("dburl");
+    assert_eq!(
+        psql(
+            &server,
+            &url,
+            "CREATE TABLE rows (n int); INSERT INTO rows SELECT generate_series(1, 1000)"
+        )
+        .as_deref(),
+        Some("CREATE TABLE\nINSERT 0 1000")
+    );
+    for n in 1..=3 {
+        assert_eq!(server.get(host, "/incr"), Some((200, n.to_string())));
+    }
+    // Redis writes its append-only file every second.
+    std::thread::sleep(Duration::from_secs(2));
+
+    kill9(container_pid(&server, "demo.main.db.service"));
+    kill9(container_pid(&server, "demo.main.cache.service"));
+    // PostgreSQL replays its WAL on the same volume: every row is there.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Some(sum) = psql(&server, &url, "SELECT count(*), sum(n) FROM rows") {
+            assert_eq!(sum, "1000|500500");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "PostgreSQL not back within 90 s:\n{}",
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.get(host, "/get").map(|a| a.1) != Some("3".into()) {
+        assert!(
+            Instant::now() < deadline,
+            "Redis not back with its count: {:?}\n{}",
+            server.get(host, "/get"),
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(server.get(host, "/incr"), Some((200, "4".into())));
+
+    let services = admin(&server, "services demo main");
+    assert!(
+        services.contains("db\tpostgresql:15\trunning\t")
+            && services
+                .contains("restarted 1 time(s), last after it exited with signal 9 (SIGKILL)"),
+        "{services}"
+    );
+    let log = std::fs::read_to_string(server.data.join("logs/demo/main/services/db.log"))
+        .expect("db log");
+    assert!(
+        log.contains("service db restarted after it exited with signal 9 (SIGKILL)"),
+        "{log}"
+    );
+    let json = admin(&server, "services demo main --json");
+    assert!(json.contains("\"restarts\": 1"), "{json}");
+}
