@@ -416,3 +416,78 @@ fn postgresql_and_redis_killed_come_back_with_their_data() {
     let json = admin(&server, "services demo main --json");
     assert!(json.contains("\"restarts\": 1"), "{json}");
 }
+
+/// A stdlib HTTP/1.1 server on the unix socket `$SOCKET`.
+const UNIX_SERVER: &str = r#"import http.server, os, socketserver
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def address_string(self):
+        return "unix"
+    def do_GET(self):
+        body = b"unix-up\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+class S(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+S(os.environ["SOCKET"], H).serve_forever()
+"#;
+
+#[test]
+fn a_php_app_and_an_app_on_a_unix_socket_come_back_after_kill() {
+    let server = Server::start();
+    let php = server.project(
+        "php",
+        &[
+            (
+                ".platform.app.yaml",
+                "name: app\ntype: php:8.4\nweb:\n  locations:\n    '/':\n      root: web\n      passthru: /index.php\n",
+            ),
+            ("web/index.php", "<?php echo 'php-up:' . getmypid();\n"),
+        ],
+    );
+    server.push_ok(&php, "php");
+    let unix = server.project(
+        "unix",
+        &[
+            (
+                ".platform.app.yaml",
+                "name: app\ntype: python:3.11\nweb:\n  upstream:\n    socket_family: unix\n  commands:\n    start: python3 server.py\n",
+            ),
+            ("server.py", UNIX_SERVER),
+        ],
+    );
+    server.push_ok(&unix, "unix");
+    let cases = [
+        ("main.php.localhost", "php.main.app.r1", "php-up:"),
+        ("main.unix.localhost", "unix.main.app.r1", "unix-up\n"),
+    ];
+    for (host, container, body) in cases {
+        let (status, before) = server.get(host, "/").expect("an answer");
+        assert_eq!(status, 200, "{before}");
+        assert!(before.starts_with(body), "{before}");
+        let pid = container_pid(&server, container);
+        kill9(pid);
+        wait_200(&server, host, Duration::from_secs(30));
+        assert_ne!(
+            container_pid(&server, container),
+            pid,
+            "a new container process"
+        );
+        // Routed to the new process each time: nothing kept a connection to the dead one.
+        for _ in 0..5 {
+            let (status, after) = server.get(host, "/").expect("an answer");
+            assert_eq!(status, 200, "{after}\n{}", server.server_log());
+            assert!(after.starts_with(body), "{after}");
+        }
+        let project = host.split('.').nth(1).expect("project");
+        let logs = admin(&server, &format!("logs {project} main"));
+        assert!(
+            logs.contains("app app restarted after it exited with signal 9 (SIGKILL)"),
+            "{logs}"
+        );
+    }
+}
