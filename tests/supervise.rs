@@ -491,3 +491,28 @@ fn a_php_app_and_an_app_on_a_unix_socket_come_back_after_kill() {
         );
     }
 }
+
+#[test]
+fn an_app_killed_for_its_memory_limit_comes_back_and_its_log_says_out_of_memory() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    app.write(
+        "server.py",
+        slipway_e2e::py_app!(
+            "",
+            "        if self.path == \"/hog\":\n            hog = bytearray(b\"x\") * (1536 * 1024 * 1024)\n        body = b\"up\\n\"\n"
+        ),
+    );
+    app.commit("a memory hog on /hog");
+    server.push_ok(&app, "demo");
+    let host = "main.demo.localhost";
+    assert_eq!(server.get(host, "/"), Some((200, "up\n".into())));
+    // Over the default 1 GiB: the kernel kills it, the request gets no answer from it.
+    assert_ne!(server.get(host, "/hog").map(|a| a.0), Some(200));
+    wait_200(&server, host, Duration::from_secs(30));
+    let logs = admin(&server, "logs demo main");
+    assert!(
+        logs.contains("app hello restarted after it exited with code 137 (SIGKILL), out of memory"),
+        "{logs}"
+    );
+}
