@@ -516,3 +516,34 @@ fn an_app_killed_for_its_memory_limit_comes_back_and_its_log_says_out_of_memory(
         "{logs}"
     );
 }
+
+#[test]
+fn after_serve_upgrade_only_the_new_server_restarts_a_crashed_app_and_only_once() {
+    let mut server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    server.push_ok(&app, "demo");
+    let host = "main.demo.localhost";
+    assert_eq!(
+        server.upgrade(Duration::from_secs(60), |_| {}),
+        Some(0),
+        "{}",
+        server.server_log()
+    );
+    assert_eq!(server.get(host, "/"), Some((200, "built-1\n".into())));
+    kill9(container_pid(&server, "demo.main.hello.r1"));
+    wait_200(&server, host, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        app_containers(&server),
+        vec![("demo.main.hello.r1".to_string(), "running".to_string())]
+    );
+    let logs = admin(&server, "logs demo main");
+    // Started by the old server: the new one is not its parent and cannot know how it
+    // ended, and says so.
+    assert_eq!(
+        logs.matches("app hello restarted after it exited with an unknown status")
+            .count(),
+        1,
+        "{logs}"
+    );
+}
