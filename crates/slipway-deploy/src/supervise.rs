@@ -111,6 +111,66 @@ struct Watch {
     seen: u64,
 }
 
+impl Watch {
+    fn new(tick_no: u64) -> Watch {
+        Watch {
+            restarts: 0,
+            streak: 0,
+            up_since: None,
+            next_try: None,
+            busy: false,
+            last_exit: None,
+            seen: tick_no,
+        }
+    }
+
+    /// Take in the container's status (`None`: gone) at `now`; true when a restart is due
+    /// now (then it is marked busy until [`settle`]).
+    fn observe(&mut self, status: Option<Status>, now: Instant) -> bool {
+        if self.busy {
+            return false;
+        }
+        match status {
+            Some(Status::Running) => {
+                self.next_try = None;
+                let since = *self.up_since.get_or_insert(now);
+                if self.streak > 0 && now.duration_since(since) >= STABLE_AFTER {
+                    self.streak = 0;
+                }
+                false
+            }
+            Some(Status::Stopped) | None => {
+                self.up_since = None;
+                let streak = self.streak;
+                let next = *self.next_try.get_or_insert_with(|| now + backoff(streak));
+                self.busy = now >= next;
+                self.busy
+            }
+            // Being created, or frozen: not an exit.
+            Some(_) => false,
+        }
+    }
+
+    /// Record what a restart attempt came to, at `now`.
+    fn settled(&mut self, outcome: &Outcome, now: Instant) {
+        self.busy = false;
+        match outcome {
+            Outcome::Restarted => {
+                self.restarts += 1;
+                self.streak = self.streak.saturating_add(1);
+                self.next_try = None;
+                self.up_since = None;
+            }
+            Outcome::NotNeeded => self.next_try = None,
+            Outcome::Locked => {}
+            Outcome::Failed(_) => {
+                self.streak = self.streak.saturating_add(1);
+                self.next_try = Some(now + backoff(self.streak));
+            }
+        }
+    }
+}
+
 /// Every supervised container by id (process-wide, as the metrics).
 static WATCHED: LazyLock<Mutex<HashMap<String, Watch>>> = LazyLock::new(Default::default);
 
@@ -338,41 +398,18 @@ async fn tick(
     {
         let mut watched = watched();
         for e in &expected {
-            let w = watched.entry(e.id.clone()).or_insert(Watch {
-                restarts: 0,
-                streak: 0,
-                up_since: None,
-                next_try: None,
-                busy: false,
-                last_exit: None,
-                seen: tick_no,
-            });
+            let w = watched
+                .entry(e.id.clone())
+                .or_insert_with(|| Watch::new(tick_no));
             w.seen = tick_no;
-            if w.busy {
-                continue;
+            let pending = w.next_try.is_some();
+            let is_due = w.observe(statuses.get(&e.id).copied(), now);
+            if let (false, Some(next)) = (pending, w.next_try) {
+                let wait = next.saturating_duration_since(now).as_secs();
+                info!(container = %e.id, "exited; starting it again in {wait}s");
             }
-            match statuses.get(&e.id) {
-                Some(Status::Running) => {
-                    w.next_try = None;
-                    let since = *w.up_since.get_or_insert(now);
-                    if w.streak > 0 && now.duration_since(since) >= STABLE_AFTER {
-                        w.streak = 0;
-                    }
-                }
-                Some(Status::Stopped) | None => {
-                    w.up_since = None;
-                    let next = *w.next_try.get_or_insert_with(|| {
-                        let wait = backoff(w.streak);
-                        info!(container = %e.id, "exited; starting it again in {}s", wait.as_secs());
-                        now + wait
-                    });
-                    if now >= next {
-                        w.busy = true;
-                        due.push(e.clone());
-                    }
-                }
-                // Being created, or frozen: not an exit.
-                Some(_) => {}
+            if is_due {
+                due.push(e.clone());
             }
         }
         watched.retain(|_, w| w.seen == tick_no || w.busy);
@@ -383,7 +420,7 @@ async fn tick(
         let p = platform.clone();
         tokio::spawn(async move {
             let outcome = restart(&p, &e).await;
-            settle(&p, &e, outcome);
+            settle(&e, outcome);
         });
     }
     Ok(())
@@ -500,30 +537,14 @@ async fn restart(platform: &Arc<Platform>, e: &Expected) -> Outcome {
 }
 
 /// Record what a restart attempt came to.
-fn settle(platform: &Platform, e: &Expected, outcome: Outcome) {
-    let now = Instant::now();
+fn settle(e: &Expected, outcome: Outcome) {
     let mut watched = watched();
     let Some(w) = watched.get_mut(&e.id) else {
         return;
     };
-    w.busy = false;
-    match outcome {
-        Outcome::Restarted => {
-            w.restarts += 1;
-            w.streak = w.streak.saturating_add(1);
-            w.next_try = None;
-            w.up_since = None;
-        }
-        Outcome::NotNeeded => {
-            w.next_try = None;
-        }
-        Outcome::Locked => {}
-        Outcome::Failed(err) => {
-            w.streak = w.streak.saturating_add(1);
-            let wait = backoff(w.streak);
-            w.next_try = Some(now + wait);
-            warn!(container = %e.id, instance = platform.instance(), "could not start it again (next try in {}s): {err}", wait.as_secs());
-        }
+    w.settled(&outcome, Instant::now());
+    if let Outcome::Failed(err) = outcome {
+        warn!(container = %e.id, "could not start it again (next try in {}s): {err}", backoff(w.streak).as_secs());
     }
 }
 
@@ -566,6 +587,49 @@ mod tests {
     fn backoff_doubles_from_one_second_to_a_minute() {
         let waits: Vec<u64> = (0..9).map(|n| backoff(n).as_secs()).collect();
         assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
+
+    #[test]
+    fn a_container_that_keeps_exiting_waits_longer_each_time_until_it_stays_up() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut w = Watch::new(0);
+        assert!(!w.observe(Some(Status::Running), t0));
+        // Found exited: restarted 1 s later, not before; busy until settled.
+        assert!(!w.observe(Some(Status::Stopped), t0 + s(1)));
+        assert!(w.observe(Some(Status::Stopped), t0 + s(2)));
+        assert!(!w.observe(Some(Status::Stopped), t0 + s(3)), "busy");
+        w.settled(&Outcome::Restarted, t0 + s(3));
+        assert_eq!(w.restarts, 1);
+        // Exits again at once: 2 s, then 4 s.
+        assert!(!w.observe(None, t0 + s(4)));
+        assert!(!w.observe(None, t0 + s(5)));
+        assert!(w.observe(None, t0 + s(6)));
+        w.settled(&Outcome::Restarted, t0 + s(6));
+        assert!(!w.observe(Some(Status::Stopped), t0 + s(7)));
+        assert!(!w.observe(Some(Status::Stopped), t0 + s(10)));
+        assert!(w.observe(Some(Status::Stopped), t0 + s(11)));
+        // A deploy holds the environment: tried again at the next look.
+        w.settled(&Outcome::Locked, t0 + s(11));
+        assert!(w.observe(Some(Status::Stopped), t0 + s(12)));
+        w.settled(&Outcome::Restarted, t0 + s(12));
+        assert_eq!((w.restarts, w.streak), (3, 3));
+        // Up a minute: the next exit waits 1 s again.
+        assert!(!w.observe(Some(Status::Running), t0 + s(13)));
+        assert!(!w.observe(Some(Status::Running), t0 + s(73)));
+        assert_eq!(w.streak, 0);
+        assert!(!w.observe(None, t0 + s(74)));
+        assert!(w.observe(None, t0 + s(75)));
+        // A start that fails backs off too.
+        w.settled(&Outcome::Failed("no".into()), t0 + s(75));
+        assert!(!w.observe(None, t0 + s(76)));
+        assert!(w.observe(None, t0 + s(77)));
+        // Started meanwhile by someone else, or no longer wanted: nothing pending.
+        w.settled(&Outcome::NotNeeded, t0 + s(77));
+        assert!(w.next_try.is_none() && !w.busy);
+        // Being created or frozen is no exit.
+        assert!(!w.observe(Some(Status::Created), t0 + s(90)));
+        assert!(!w.observe(Some(Status::Paused), t0 + s(200)));
     }
 
     #[test]
