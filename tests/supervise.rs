@@ -58,6 +58,25 @@ fn wait_200(server: &Server, host: &str, within: Duration) -> Duration {
     start.elapsed()
 }
 
+/// The children of `pid` that are zombies (exited, never waited for).
+fn zombie_children(pid: u32) -> Vec<String> {
+    let mut zombies = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let Some((head, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.first() == Some(&"Z") && fields.get(1) == Some(&pid.to_string().as_str()) {
+            zombies.push(head.to_string());
+        }
+    }
+    zombies
+}
+
 fn admin(server: &Server, command: &str) -> String {
     let o = server.ssh(&server.key, "git", command);
     let t = text(&o);
@@ -109,6 +128,15 @@ fn an_app_killed_from_the_host_comes_back_with_a_log_line_and_counted() {
         envs.contains("restarted: hello (1 restart; last exit signal 9 (SIGKILL))"),
         "{envs}"
     );
+    // The server is the parent of the containers it starts: the killed one was waited for.
+    let serve = server.pid().expect("serving");
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", container_pid(&server, container)))
+        .expect("stat");
+    let ppid = stat
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.split_whitespace().nth(1));
+    assert_eq!(ppid, Some(serve.to_string().as_str()), "{stat}");
+    assert_eq!(zombie_children(serve), Vec::<String>::new());
 
     // Killed again at once: still comes back (1 s, then 2 s of backoff).
     kill9(container_pid(&server, container));
@@ -279,6 +307,9 @@ fn a_deploy_racing_a_crash_ends_with_one_container_and_no_restart_of_the_retired
     );
     let logs = admin(&server, "logs demo main");
     assert!(!logs.contains("restarted after"), "{logs}");
+    // Release 1's killed process and its retired container were waited for.
+    let serve = server.pid().expect("serving");
+    assert_eq!(zombie_children(serve), Vec::<String>::new());
     assert_eq!(server.get(host, "/"), Some((200, "built-2\n".into())));
 }
 
