@@ -128,6 +128,12 @@ fn an_app_killed_from_the_host_comes_back_with_a_log_line_and_counted() {
         envs.contains("restarted: hello (1 restart; last exit signal 9 (SIGKILL))"),
         "{envs}"
     );
+    let json: serde_json::Value =
+        serde_json::from_str(&admin(&server, "envs demo --json")).expect("envs --json");
+    let hello = &json[0]["containers"]["hello"];
+    assert_eq!(hello["condition"], "running", "{json}");
+    assert_eq!(hello["restarts"], 1, "{json}");
+    assert_eq!(hello["last_exit"], "signal 9 (SIGKILL)", "{json}");
     // The server is the parent of the containers it starts: the killed one was waited for.
     let serve = server.pid().expect("serving");
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", container_pid(&server, container)))

@@ -65,7 +65,8 @@ impl Kind {
 }
 
 /// Where a supervised container is, as `envs` and `services` show it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Condition {
     /// It runs.
     Running,
@@ -84,7 +85,7 @@ impl Condition {
 }
 
 /// What the supervisor knows of one container since this server started.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Health {
     /// Running or restarting.
     pub condition: Condition,
@@ -191,23 +192,26 @@ pub fn health(id: &str) -> Option<Health> {
     })
 }
 
-/// What `envs` says of a live release's containers: empty while none was restarted,
-/// else e.g. `restarting: web (2 restarts; last exit code 1)` or `restarted: web 1 time`
-/// (apps and workers whose container this server started again, or is starting again).
-pub fn release_note(release: &slipway_state::Release) -> String {
+/// What this server knows of the supervised containers of a live release (apps, then
+/// workers), by app or worker name: only those it watches.
+pub fn release_health(release: &slipway_state::Release) -> Vec<(String, Health)> {
     let Ok(spec) = release_record::spec_of(release) else {
-        return String::new();
+        return Vec::new();
     };
-    let containers = spec
-        .apps
+    spec.apps
         .iter()
-        .chain(spec.workers.iter().map(|w| &w.instance));
+        .chain(spec.workers.iter().map(|w| &w.instance))
+        .filter_map(|app| Some((app.name.clone(), health(&app.container)?)))
+        .collect()
+}
+
+/// What `envs` says of a live release's containers: empty while none was restarted,
+/// else e.g. `\trestarting: web (2 restarts; last exit code 1)` or
+/// `\trestarted: web (1 restart; last exit signal 9 (SIGKILL))`.
+pub fn release_note(release: &slipway_state::Release) -> String {
     let mut restarting = Vec::new();
     let mut restarted = Vec::new();
-    for app in containers {
-        let Some(h) = health(&app.container) else {
-            continue;
-        };
+    for (name, h) in release_health(release) {
         let times = if h.restarts == 1 {
             "restart"
         } else {
@@ -218,13 +222,10 @@ pub fn release_note(release: &slipway_state::Release) -> String {
             .as_deref()
             .map(|x| format!("; last exit {x}"))
             .unwrap_or_default();
+        let said = format!("{name} ({} {times}{last})", h.restarts);
         match h.condition {
-            Condition::Restarting => {
-                restarting.push(format!("{} ({} {times}{last})", app.name, h.restarts))
-            }
-            Condition::Running if h.restarts > 0 => {
-                restarted.push(format!("{} ({} {times}{last})", app.name, h.restarts))
-            }
+            Condition::Restarting => restarting.push(said),
+            Condition::Running if h.restarts > 0 => restarted.push(said),
             Condition::Running => {}
         }
     }
