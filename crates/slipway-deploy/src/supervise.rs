@@ -108,6 +108,9 @@ struct Watch {
     /// A restart task runs for it.
     busy: bool,
     last_exit: Option<String>,
+    /// How it exited this time it is down (kept across failed starts, which remove the
+    /// container and with it what its cgroup said).
+    this_exit: Option<String>,
     /// The tick it was last expected in (entries not expected any more are dropped).
     seen: u64,
 }
@@ -121,6 +124,7 @@ impl Watch {
             next_try: None,
             busy: false,
             last_exit: None,
+            this_exit: None,
             seen: tick_no,
         }
     }
@@ -134,6 +138,7 @@ impl Watch {
         match status {
             Some(Status::Running) => {
                 self.next_try = None;
+                self.this_exit = None;
                 let since = *self.up_since.get_or_insert(now);
                 if self.streak > 0 && now.duration_since(since) >= STABLE_AFTER {
                     self.streak = 0;
@@ -157,6 +162,7 @@ impl Watch {
         self.busy = false;
         match outcome {
             Outcome::Restarted => {
+                self.this_exit = None;
                 self.restarts += 1;
                 self.streak = self.streak.saturating_add(1);
                 self.next_try = None;
@@ -473,12 +479,16 @@ async fn restart(platform: &Arc<Platform>, e: &Expected) -> Outcome {
         Err(err) => return Outcome::Failed(err.to_string()),
     }
     runtime.reap_exited();
-    let how = exit_text(
-        runtime.take_exit(&e.id),
-        runtime.oom_kills(&e.id).unwrap_or(0),
-    );
+    let noted = watched().get(&e.id).and_then(|w| w.this_exit.clone());
+    let how = noted.unwrap_or_else(|| {
+        exit_text(
+            runtime.take_exit(&e.id),
+            runtime.oom_kills(&e.id).unwrap_or(0),
+        )
+    });
     if let Some(w) = watched().get_mut(&e.id) {
         w.last_exit = Some(how.clone());
+        w.this_exit = Some(how.clone());
     }
     let started = match &e.target {
         Target::Release { spec, app, .. } => {
@@ -621,13 +631,17 @@ mod tests {
         assert_eq!(w.streak, 0);
         assert!(!w.observe(None, t0 + s(74)));
         assert!(w.observe(None, t0 + s(75)));
-        // A start that fails backs off too.
+        // A start that fails backs off too, and keeps how it exited for the next try.
+        w.this_exit = Some("code 1".into());
         w.settled(&Outcome::Failed("no".into()), t0 + s(75));
+        assert_eq!(w.this_exit.as_deref(), Some("code 1"));
         assert!(!w.observe(None, t0 + s(76)));
         assert!(w.observe(None, t0 + s(77)));
         // Started meanwhile by someone else, or no longer wanted: nothing pending.
         w.settled(&Outcome::NotNeeded, t0 + s(77));
         assert!(w.next_try.is_none() && !w.busy);
+        assert!(!w.observe(Some(Status::Running), t0 + s(78)));
+        assert_eq!(w.this_exit, None, "up again: the next exit is a new one");
         // Being created or frozen is no exit.
         assert!(!w.observe(Some(Status::Created), t0 + s(90)));
         assert!(!w.observe(Some(Status::Paused), t0 + s(200)));
