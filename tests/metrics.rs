@@ -167,7 +167,8 @@ fn metrics_count_pushes_deploys_builds_and_router_requests() {
     assert!(volume.unwrap_or(0.0) > 0.0, "volume disk use: {m}");
     assert!(m.trim_end().ends_with("# EOF"), "{m}");
 
-    // Containers gone while the server was stopped are started again at its start: counted.
+    // Containers stopped on purpose (`down`) and started again by the next serve are no
+    // restarts: only a container that exits while serving counts (tests/supervise.rs).
     let mut server = server;
     server.stop();
     let o = server.slipway(&["down"]);
@@ -183,11 +184,7 @@ fn metrics_count_pushes_deploys_builds_and_router_requests() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let m = scrape(metrics_port);
-    assert_eq!(
-        sample(&m, &format!("slipway_container_restarts_total{{{env}}}")),
-        Some(1.0),
-        "{m}"
-    );
+    assert!(!m.contains("slipway_container_restarts_total{"), "{m}");
 }
 
 #[test]

@@ -407,6 +407,24 @@ impl Platform {
         Ok(try_flock(&path)?.is_none())
     }
 
+    /// Take the environment's deploy lock only if no one holds it (in this server or
+    /// another on the data dir): `None` when someone does. The supervisor's restarts
+    /// ([`crate::supervise`]) use it, so that they skip a tick instead of waiting.
+    pub fn try_lock_env(&self, project: &str, env: &str) -> Result<Option<EnvLock>, LockError> {
+        let path = deploy_lock_path(self.data().root(), project, env)?;
+        let mutex = {
+            let mut locks = self.env_locks.lock().unwrap_or_else(|e| e.into_inner());
+            locks.entry(format!("{project}/{env}")).or_default().clone()
+        };
+        let Ok(in_process) = mutex.try_lock_owned() else {
+            return Ok(None);
+        };
+        Ok(try_flock(&path)?.map(|file| EnvLock {
+            _file: file,
+            _in_process: in_process,
+        }))
+    }
+
     /// Lock one cron of an environment for a run, unless a run of it holds it (in this
     /// server or another on the data dir): then `None`.
     pub fn try_lock_cron(

@@ -18,7 +18,8 @@
 //! [`tenancy`] says which project a host belongs to; [`protection`] is the one policy of which environments are production (protected,
 //! explicit hosts as written); [`pipeline`] strings them together ([`operations`] reuses its tail for rollback
 //! and redeploy); [`push`] receives a push and runs the
-//! pipeline for each branch; [`restore`] brings environments back at start.
+//! pipeline for each branch; [`restore`] brings environments back at start;
+//! [`supervise`] starts again the containers that exit while serving.
 //!
 //! Invariants kept here: a failed or interrupted deploy never touches the
 //! running cluster or its routes; a branch ref moves only when its deploy
@@ -60,6 +61,7 @@ pub mod retire;
 pub mod services;
 pub mod slug;
 pub mod sockets;
+pub mod supervise;
 pub mod switch;
 pub mod sync;
 pub mod tenancy;

@@ -49,22 +49,27 @@ static BUILDS: LazyLock<Family<Outcome, Counter>> = LazyLock::new(Family::defaul
 static BUILD_SECONDS: LazyLock<Durations> =
     LazyLock::new(|| Family::new_with_constructor(durations as fn() -> Histogram));
 
-/// The environment (`PROJECT/ENV`) of a restarted container.
+/// The environment (`PROJECT/ENV`) and kind (`app`, `worker`, `service`) of a restarted
+/// container.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct EnvironmentLabel {
+pub struct RestartLabels {
     /// `PROJECT/ENV`.
     pub environment: String,
+    /// `app`, `worker` or `service`.
+    pub kind: &'static str,
 }
 
-/// Containers of live releases started again (found gone when the server started).
-static CONTAINER_RESTARTS: LazyLock<Family<EnvironmentLabel, Counter>> =
+/// Containers that exited while serving and were started again ([`crate::supervise`]).
+static CONTAINER_RESTARTS: LazyLock<Family<RestartLabels, Counter>> =
     LazyLock::new(Family::default);
 
-/// Count a container of a live release of `environment` (`PROJECT/ENV`) started again.
-pub fn container_restarted(environment: &str) {
+/// Count a container of `environment` (`PROJECT/ENV`) of `kind` started again after it
+/// exited.
+pub fn container_restarted(environment: &str, kind: &'static str) {
     CONTAINER_RESTARTS
-        .get_or_create(&EnvironmentLabel {
+        .get_or_create(&RestartLabels {
             environment: environment.to_string(),
+            kind,
         })
         .inc();
 }
@@ -101,7 +106,7 @@ pub fn register(registry: &mut Registry) {
     );
     registry.register(
         "slipway_container_restarts",
-        "Containers of live releases started again (they were gone when the server started), by environment",
+        "Containers that exited while serving and were started again, by environment and kind (app, worker, service)",
         CONTAINER_RESTARTS.clone(),
     );
     registry.register(

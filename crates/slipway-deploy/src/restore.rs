@@ -275,7 +275,6 @@ pub(crate) async fn bring_up(
             provision::start_app(platform, project, env, spec, app)
                 .await
                 .map_err(|e| e.to_string())?;
-            crate::metrics::container_restarted(&format!("{project}/{env}"));
         }
         for app in &spec.apps {
             let log = platform.data().app_log(project, env, &app.name);

@@ -13,6 +13,7 @@
 mod bundle;
 mod cli;
 mod error;
+mod exits;
 pub mod netns;
 mod output;
 mod process;
@@ -22,6 +23,7 @@ mod state;
 mod tenancy;
 
 pub use error::RuntimeError;
+pub use exits::Exit;
 pub use runtime::{Runtime, OOM_LINE};
 pub use spec::{validate_id, BindMount, ContainerSpec, RootFs};
 pub use state::{ContainerState, Status};

@@ -11,6 +11,7 @@ use tokio::process::{Child, Command};
 use crate::bundle::{write_bundle, BundlePaths};
 use crate::cli::{message, messages, resolve_runtime, short_hash};
 use crate::error::RuntimeError;
+use crate::exits::{become_subreaper, Exit, Exits};
 use crate::output::stream_lines;
 use crate::process::{exec_process, forget_env, ProcessFile};
 use crate::spec::{validate_id, ContainerSpec};
@@ -40,6 +41,8 @@ pub struct Runtime {
     /// The host's statically linked tini, bound into every container as its pid 1.
     init: PathBuf,
     counter: AtomicU64,
+    /// The detached containers this process is the parent of, and how ended ones ended.
+    exits: Exits,
 }
 
 fn mkdirs(path: &Path) -> Result<(), RuntimeError> {
@@ -138,6 +141,7 @@ impl Runtime {
             ),
             init,
             counter: AtomicU64::new(0),
+            exits: Exits::default(),
         };
         for dir in [&rt.state_root, &rt.bundles, &rt.rootfs, &rt.scratch] {
             mkdirs(dir)?;
@@ -196,8 +200,9 @@ impl Runtime {
     }
 
     /// How many processes the kernel's OOM killer killed in the container's memory cgroup
-    /// (cgroup v1 `memory.oom_control` or v2 `memory.events`); `None` if it cannot be read.
-    fn oom_kills(&self, id: &str) -> Option<u64> {
+    /// (cgroup v1 `memory.oom_control` or v2 `memory.events`); `None` if it cannot be read
+    /// (the container was deleted, or the kernel does not say).
+    pub fn oom_kills(&self, id: &str) -> Option<u64> {
         let rel = self.cgroups_path(id);
         let rel = rel.trim_start_matches('/');
         let candidates = [
@@ -419,10 +424,13 @@ impl Runtime {
             .try_clone()
             .map_err(|e| RuntimeError::io(format!("opening {}", log_file.display()), e))?;
         let log = self.scratch_file(id, "start-log");
+        let pid_file = self.scratch_file(id, "start-pid");
         let mut cmd = self.command();
         cmd.arg("--log")
             .arg(&log)
-            .args(["run", "--detach", "--bundle"])
+            .args(["run", "--detach", "--pid-file"])
+            .arg(&pid_file)
+            .arg("--bundle")
             .arg(self.paths(id).bundle)
             .arg(id)
             .stdout(Stdio::from(out))
@@ -436,10 +444,19 @@ impl Runtime {
             Err(_) => {
                 let _ = child.start_kill();
                 let _ = std::fs::remove_file(&log);
+                let _ = std::fs::remove_file(&pid_file);
                 return Err(RuntimeError::Timeout(START_TIMEOUT));
             }
         };
         let errors = Self::take_log(&log);
+        let pid = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+            .filter(|p| *p > 0);
+        let _ = std::fs::remove_file(&pid_file);
+        if let Some(pid) = pid.filter(|_| status.success()) {
+            self.exits.started(id, pid);
+        }
         if status.success() {
             // Its variables were read at the start: they do not stay on disk.
             forget_env(&self.paths(id).bundle)?;
@@ -455,6 +472,31 @@ impl Runtime {
             });
         }
         Ok(())
+    }
+
+    /// From now on, containers this process starts detached stay its children once the
+    /// runtime CLI exits (a child subreaper), so that [`Runtime::reap_exited`] learns how
+    /// they end. For a long-running server (`slipway serve`), before it starts any.
+    pub fn collect_exits(&self) -> Result<(), RuntimeError> {
+        become_subreaper()
+    }
+
+    /// Reap (without blocking) the first processes of detached containers this process
+    /// started that ended since the last call; returns how many. Containers started
+    /// before [`Runtime::collect_exits`] (or by another process) are not reaped here.
+    pub fn reap_exited(&self) -> usize {
+        self.exits.reap()
+    }
+
+    /// How container `id` ended, when [`Runtime::reap_exited`] reaped it since it last
+    /// started; asked once (taken).
+    pub fn take_exit(&self, id: &str) -> Option<Exit> {
+        self.exits.take(id)
+    }
+
+    /// Forget how containers that `keep` does not name ended (ones retired meanwhile).
+    pub fn forget_exits(&self, keep: &dyn Fn(&str) -> bool) {
+        self.exits.retain(keep);
     }
 
     /// The state of one container (`None` if unknown to the runtime).

@@ -128,7 +128,28 @@ where
             }
         }
         ["envs", project] if visible(project) => match state.environments(Some(project)) {
-            Ok(envs) if json => Ok(serde_json::to_string_pretty(&envs).unwrap_or_default() + "\n"),
+            Ok(envs) if json => {
+                // Each with what the supervisor knows of its live release's containers.
+                let rows: Vec<serde_json::Value> = envs
+                    .iter()
+                    .map(|e| {
+                        let mut row = serde_json::to_value(e).unwrap_or_default();
+                        let health: serde_json::Map<String, serde_json::Value> = e
+                            .current_release
+                            .and_then(|id| state.release(id).ok().flatten())
+                            .map(|r| slipway_deploy::supervise::release_health(&r))
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(name, h)| (name, serde_json::to_value(h).unwrap_or_default()))
+                            .collect();
+                        if let Some(o) = row.as_object_mut() {
+                            o.insert("containers".into(), serde_json::Value::Object(health));
+                        }
+                        row
+                    })
+                    .collect();
+                Ok(serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n")
+            }
             Ok(envs) => Ok(envs
                 .iter()
                 .map(|e| {
@@ -136,7 +157,7 @@ where
                         "{}\t{}\thttp://{}/\n",
                         e.name,
                         match e.current_release.map(|id| state.release(id)) {
-                            Some(Ok(Some(r))) => format!("release {} ({}){}", r.number, &r.commit[..r.commit.len().min(12)], workers_of(&r)),
+                            Some(Ok(Some(r))) => format!("release {} ({}){}{}", r.number, &r.commit[..r.commit.len().min(12)], workers_of(&r), slipway_deploy::supervise::release_note(&r)),
                             Some(Err(err)) => format!("release unreadable: {err}"),
                             None | Some(Ok(None)) => "no release".into(),
                         },

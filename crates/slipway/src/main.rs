@@ -449,6 +449,21 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Cmd::Stack(cmd) => stack(cmd),
         Cmd::Advisories(cmd) => advisories::run(cmd),
         Cmd::Down(data) => {
+            // A running server starts again what crashes: it would fight this. Held while
+            // stopping, so no server starts meanwhile either.
+            let _serve_lock = match lock::ServeLock::acquire(&data.data_dir)
+                .with_context(|| format!("locking {}", lock::lock_path(&data.data_dir).display()))
+                .map_err(internal)?
+            {
+                lock::Acquired::Locked(l) => l,
+                lock::Acquired::HeldBy(pid) => {
+                    return Err(user_error(anyhow::anyhow!(
+                        "slipway serve{} runs on the data dir {}: stop it first (it starts again the containers that exit)",
+                        pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+                        data.data_dir.display()
+                    )));
+                }
+            };
             let rt = tokio::runtime::Runtime::new().map_err(internal)?;
             rt.block_on(async {
                 let platform = open_platform(
@@ -699,13 +714,28 @@ async fn serve_until_stopped(
     } else {
         slipway_deploy::restore::RestoreMode::Start
     };
+    // Containers this server starts stay its children: the supervisor learns how they exit.
+    if let Err(e) = platform.runtime().collect_exits() {
+        tracing::warn!("exit codes of containers that crash will be unknown: {e}");
+    }
     let held =
         slipway_deploy::restore::hold_live_routes(&platform, restore_mode).map_err(internal)?;
+    let (restored_tx, restored_rx) = tokio::sync::oneshot::channel::<()>();
     let restore = tokio::spawn({
         let p = platform.clone();
         async move {
             if let Err(e) = slipway_deploy::restore::restore(&p, held, restore_mode).await {
                 tracing::error!("bringing environments back: {e}");
+            }
+            let _ = restored_tx.send(());
+        }
+    });
+    // Containers that exit are started again, once every environment is back.
+    let supervisor = tokio::spawn({
+        let p = platform.clone();
+        async move {
+            if restored_rx.await.is_ok() {
+                slipway_deploy::supervise::run_forever(p).await;
             }
         }
     });
@@ -864,8 +894,9 @@ async fn serve_until_stopped(
             _ = tokio::signal::ctrl_c() => { tracing::info!("interrupt: stopping"); (None, std::time::Duration::ZERO) }
             () = handed_over.notified() => {
                 tracing::info!("upgraded: stopping accepting; draining");
-                // The new server schedules crons from now on.
+                // The new server schedules crons and restarts crashed containers from now on.
                 cron_scheduler.abort();
+                supervisor.abort();
                 // Give the new server a moment to route what a deploy still running here
                 // makes live before the release it replaces stops.
                 slipway_deploy::retire::delay_removals(std::time::Duration::from_secs(2));
@@ -893,6 +924,7 @@ async fn serve_until_stopped(
     log_rotation.abort();
     advisories_refresh.abort();
     cron_scheduler.abort();
+    supervisor.abort();
     let extra = std::time::Duration::from_secs(10);
     // Open SSH sessions (running pushes and their deploys, shells) and cron runs going
     // here (each holds its cron's lock file: the new server does not start the same cron

@@ -35,10 +35,19 @@ pub(crate) fn run(
         .iter()
         .map(|s| {
             let disk = slipway_deploy::services::data::disk(platform, s);
+            let health = slipway_deploy::supervise::health(
+                &slipway_deploy::services::container_id(project, env, &s.name),
+            );
+            let restarting = health
+                .as_ref()
+                .is_some_and(|h| h.condition == slipway_deploy::supervise::Condition::Restarting);
             serde_json::json!({
                 "name": s.name,
                 "type": format!("{}:{}", s.service_type, s.version),
-                "state": s.state,
+                // Crashed and being started again by the supervisor.
+                "state": if restarting { serde_json::json!("restarting") } else { serde_json::json!(s.state) },
+                "restarts": health.as_ref().map_or(0, |h| h.restarts),
+                "last_exit": health.and_then(|h| h.last_exit),
                 "address": s.address.to_string(),
                 "disk_used": disk.map_or(0, |(used, _)| used),
                 "disk_size_mb": disk.map(|(_, size)| size),
@@ -59,8 +68,15 @@ pub(crate) fn run(
                 Some(size) => format!("{mib:.1} MiB used of {size} MiB"),
                 None => "disk not mounted".to_string(),
             };
+            let restarts = match r["restarts"].as_u64().unwrap_or(0) {
+                0 => String::new(),
+                n => format!(
+                    "\trestarted {n} time(s), last after it exited with {}",
+                    r["last_exit"].as_str().unwrap_or("an unknown status")
+                ),
+            };
             format!(
-                "{}\t{}\t{}\t{disk}\n",
+                "{}\t{}\t{}\t{disk}{restarts}\n",
                 r["name"].as_str().unwrap_or_default(),
                 r["type"].as_str().unwrap_or_default(),
                 r["state"].as_str().unwrap_or_default(),

@@ -1,0 +1,586 @@
+//! Containers that exit while serving come back by themselves (issues 13, 14, 17): an app
+//! whose process is killed answers again with a restart line in its log and the restart
+//! counted; an app that exits at every start is started again ever more slowly while
+//! other environments go on; PostgreSQL killed comes back with its rows; a deploy racing
+//! a crash ends with one container per app; `slipway down` then `serve` counts nothing.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use slipway_e2e::{free_port, run, text, App, Server};
+
+/// The host pid of a container's first process (tini), from `runc state`.
+fn container_pid(server: &Server, container: &str) -> i32 {
+    let o = run(Command::new("runc")
+        .arg("--root")
+        .arg(server.data.join("runtime/state"))
+        .args(["state", container]));
+    assert!(o.status.success(), "runc state {container}: {}", text(&o));
+    let state: serde_json::Value = serde_json::from_slice(&o.stdout).expect("runc state JSON");
+    let pid = state["pid"].as_i64().expect("a pid") as i32;
+    assert!(pid > 0, "{state}");
+    pid
+}
+
+/// `kill -9 PID` from the host.
+fn kill9(pid: i32) {
+    let o = run(Command::new("kill").args(["-9", &pid.to_string()]));
+    assert!(o.status.success(), "kill -9 {pid}: {}", text(&o));
+}
+
+/// The exposition scraped with curl.
+fn scrape(port: u16) -> String {
+    let o = run(Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .arg(format!("http://127.0.0.1:{port}/metrics")));
+    assert!(o.status.success(), "scrape: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// The value of the sample `series` (exactly as written), if present.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Wait until `host` answers `/` with 200, at most `within`; returns how long it took.
+fn wait_200(server: &Server, host: &str, within: Duration) -> Duration {
+    let start = Instant::now();
+    while server.get(host, "/").map(|a| a.0) != Some(200) {
+        assert!(
+            start.elapsed() < within,
+            "{host} did not answer 200 within {within:?}:\n{}",
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    start.elapsed()
+}
+
+/// The children of `pid` that are zombies (exited, never waited for).
+fn zombie_children(pid: u32) -> Vec<String> {
+    let mut zombies = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let Some((head, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.first() == Some(&"Z") && fields.get(1) == Some(&pid.to_string().as_str()) {
+            zombies.push(head.to_string());
+        }
+    }
+    zombies
+}
+
+fn admin(server: &Server, command: &str) -> String {
+    let o = server.ssh(&server.key, "git", command);
+    let t = text(&o);
+    assert!(o.status.success(), "{command}: {t}");
+    t
+}
+
+#[test]
+fn an_app_killed_from_the_host_comes_back_with_a_log_line_and_counted() {
+    let metrics_port = free_port();
+    let listen = format!("127.0.0.1:{metrics_port}");
+    let mut server = Server::start_with(&[("SLIPWAY_METRICS_LISTEN", &listen)]);
+    let app = App::demo(server.dir.path(), "app");
+    server.push_ok(&app, "demo");
+    let host = "main.demo.localhost";
+    assert_eq!(server.get(host, "/"), Some((200, "built-1\n".into())));
+    let container = "demo.main.hello.r1";
+
+    // `down` while a server runs would fight its restarts: refused, nothing stopped.
+    let o = server.slipway(&["down"]);
+    assert!(!o.status.success(), "down while serving: {}", text(&o));
+    assert!(text(&o).contains("stop it first"), "{}", text(&o));
+    assert_eq!(server.get(host, "/").map(|a| a.0), Some(200));
+
+    let pid = container_pid(&server, container);
+    kill9(pid);
+    // Down (502/503) or back: never 404.
+    let took = wait_200(&server, host, Duration::from_secs(30));
+    eprintln!("answered again {took:?} after kill -9");
+    assert_ne!(container_pid(&server, container), pid, "a new process");
+    assert_eq!(server.get(host, "/"), Some((200, "built-1\n".into())));
+
+    let logs = admin(&server, "logs demo main");
+    assert!(
+        logs.contains("app hello restarted after it exited with signal 9 (SIGKILL)"),
+        "{logs}"
+    );
+    let m = scrape(metrics_port);
+    assert_eq!(
+        sample(
+            &m,
+            "slipway_container_restarts_total{environment=\"demo/main\",kind=\"app\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    let envs = admin(&server, "envs demo");
+    assert!(
+        envs.contains("restarted: hello (1 restart; last exit signal 9 (SIGKILL))"),
+        "{envs}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&admin(&server, "envs demo --json")).expect("envs --json");
+    let hello = &json[0]["containers"]["hello"];
+    assert_eq!(hello["condition"], "running", "{json}");
+    assert_eq!(hello["restarts"], 1, "{json}");
+    assert_eq!(hello["last_exit"], "signal 9 (SIGKILL)", "{json}");
+    // The server is the parent of the containers it starts: the killed one was waited for.
+    let serve = server.pid().expect("serving");
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", container_pid(&server, container)))
+        .expect("stat");
+    let ppid = stat
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.split_whitespace().nth(1));
+    assert_eq!(ppid, Some(serve.to_string().as_str()), "{stat}");
+    assert_eq!(zombie_children(serve), Vec::<String>::new());
+
+    // Killed again at once: still comes back (1 s, then 2 s of backoff).
+    kill9(container_pid(&server, container));
+    wait_200(&server, host, Duration::from_secs(30));
+    let m = scrape(metrics_port);
+    assert_eq!(
+        sample(
+            &m,
+            "slipway_container_restarts_total{environment=\"demo/main\",kind=\"app\"}"
+        ),
+        Some(2.0),
+        "{m}"
+    );
+
+    // Stopped on purpose and started by the next serve: no restart counted, none logged.
+    server.stop();
+    let o = server.slipway(&["down"]);
+    assert!(o.status.success(), "down: {}", text(&o));
+    server.serve();
+    wait_200(&server, host, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(3));
+    let m = scrape(metrics_port);
+    assert!(!m.contains("slipway_container_restarts_total{"), "{m}");
+    let envs = admin(&server, "envs demo");
+    assert!(!envs.contains("restart"), "{envs}");
+}
+
+/// An app that exits with code 3 at every start once `/crash` was asked (a file on its
+/// mount says so), and on `/crash` itself.
+const CRASHING_SERVER: &str = r#"import http.server, os, sys
+if os.path.exists("data/crash"):
+    print("crashing at start on purpose", flush=True)
+    sys.exit(3)
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.path == "/crash":
+            open("data/crash", "w").close()
+            os._exit(3)
+        body = b"up\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+#[test]
+fn an_app_that_exits_at_every_start_is_restarted_ever_more_slowly() {
+    let metrics_port = free_port();
+    let listen = format!("127.0.0.1:{metrics_port}");
+    let mut server = Server::start_with(&[("SLIPWAY_METRICS_LISTEN", &listen)]);
+    let crashing = server.project(
+        "crashing",
+        &[
+            (
+                ".platform.app.yaml",
+                "name: hello\ntype: python:3.11\ndisk: 64\nmounts:\n  data:\n    source: local\n    source_path: data\nweb:\n  commands:\n    start: python3 server.py\n",
+            ),
+            ("server.py", CRASHING_SERVER),
+        ],
+    );
+    server.push_ok(&crashing, "loop");
+    let calm = App::demo(server.dir.path(), "calm");
+    server.push_ok(&calm, "calm");
+    let (host, other) = ("main.loop.localhost", "main.calm.localhost");
+    assert_eq!(server.get(host, "/"), Some((200, "up\n".into())));
+
+    // The request that crashes it gets no answer from the app.
+    assert_ne!(server.get(host, "/crash").map(|a| a.0), Some(200));
+    let series = "slipway_container_restarts_total{environment=\"loop/main\",kind=\"app\"}";
+    let start = Instant::now();
+    let mut restarting_seen = false;
+    while start.elapsed() < Duration::from_secs(25) {
+        // The other environment and the server go on as if nothing happened.
+        assert_eq!(
+            server.get(other, "/"),
+            Some((200, "built-1\n".into())),
+            "{}",
+            server.server_log()
+        );
+        assert_ne!(server.get(host, "/").map(|a| a.0), Some(200));
+        assert!(server.running(), "{}", server.server_log());
+        if !restarting_seen {
+            restarting_seen = admin(&server, "envs loop").contains("restarting: hello");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(restarting_seen, "envs never said restarting");
+    // Restarted after 1, 2, 4, 8 s (plus each start): about 4 times in 25 s, never once a
+    // second.
+    let restarts = sample(&scrape(metrics_port), series).unwrap_or(0.0);
+    assert!(
+        (2.0..=6.0).contains(&restarts),
+        "{restarts} restarts in 25 s:\n{}",
+        server.server_log()
+    );
+    let logs = admin(&server, "logs loop main");
+    assert!(logs.contains("crashing at start on purpose"), "{logs}");
+    assert!(
+        logs.contains("app hello restarted after it exited with code 3"),
+        "{logs}"
+    );
+    let envs = admin(&server, "envs loop");
+    assert!(envs.contains("last exit code 3"), "{envs}");
+    let _ = &mut server;
+}
+
+/// The app containers of `demo/main` (ids `demo.main.hello.rN`) with their status.
+fn app_containers(server: &Server) -> Vec<(String, String)> {
+    server
+        .containers()
+        .into_iter()
+        .filter(|(id, _)| id.starts_with("demo.main.hello.r"))
+        .collect()
+}
+
+#[test]
+fn a_deploy_racing_a_crash_ends_with_one_container_and_no_restart_of_the_retired_one() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    server.push_ok(&app, "demo");
+    let host = "main.demo.localhost";
+    assert_eq!(server.get(host, "/"), Some((200, "built-1\n".into())));
+    app.write("VERSION", "2\n");
+    app.commit("v2");
+
+    // While the deploy of release 2 holds the environment (its container started, not yet
+    // live), release 1's process is killed.
+    let killed = std::thread::scope(|s| {
+        let push = s.spawn(|| server.push_ok(&app, "demo"));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut killed = false;
+        while !push.is_finished() && Instant::now() < deadline {
+            if app_containers(&server)
+                .iter()
+                .any(|(id, _)| id == "demo.main.hello.r2")
+            {
+                kill9(container_pid(&server, "demo.main.hello.r1"));
+                killed = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        push.join().expect("push");
+        killed
+    });
+    assert!(
+        killed,
+        "release 2's container never showed up during its deploy"
+    );
+    assert_eq!(server.get(host, "/"), Some((200, "built-2\n".into())));
+    // Longer than the first backoffs: release 1, retired, is never started again.
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(500));
+        let c = app_containers(&server);
+        assert!(
+            c.iter().all(|(id, _)| id == "demo.main.hello.r2"),
+            "{c:?}\n{}",
+            server.server_log()
+        );
+    }
+    assert_eq!(
+        app_containers(&server),
+        vec![("demo.main.hello.r2".to_string(), "running".to_string())]
+    );
+    let logs = admin(&server, "logs demo main");
+    assert!(!logs.contains("restarted after"), "{logs}");
+    // Release 1's killed process and its retired container were waited for.
+    let serve = server.pid().expect("serving");
+    assert_eq!(zombie_children(serve), Vec::<String>::new());
+    assert_eq!(server.get(host, "/"), Some((200, "built-2\n".into())));
+}
+
+/// An app whose `/dburl` says how to reach PostgreSQL and whose `/incr` and `/get`
+/// count in Redis.
+const SERVICES_APP: &str = r#"import base64, http.server, json, os, socket
+rels = json.loads(base64.b64decode(os.environ["PLATFORM_RELATIONSHIPS"]))
+def redis(*args):
+    c = rels["cache"][0]
+    s = socket.create_connection((c["host"], c["port"]), timeout=5)
+    cmd = "*%d\r\n" % len(args) + "".join("$%d\r\n%s\r\n" % (len(a), a) for a in args)
+    s.sendall(cmd.encode())
+    reply = s.recv(4096).decode()
+    s.close()
+    lines = reply.split("\r\n")
+    return lines[1] if lines[0].startswith("$") else lines[0].lstrip(":+")
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.path == "/incr":
+            body = redis("INCR", "hits")
+        elif self.path == "/get":
+            body = redis("GET", "hits")
+        elif self.path == "/dburl":
+            d = rels["database"][0]
+            body = "postgresql://%s:%s@%s:%d/%s" % (d["username"], d["password"], d["ip"], d["port"], d["path"])
+        else:
+            body = "up"
+        body = body.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+/// `psql -tA URL -c SQL` in the PostgreSQL container; None when it fails (not up yet).
+fn psql(server: &Server, url: &str, sql: &str) -> Option<String> {
+    let o = run(Command::new("runc")
+        .arg("--root")
+        .arg(server.data.join("runtime/state"))
+        .args([
+            "exec",
+            "demo.main.db.service",
+            "/usr/lib/postgresql/15/bin/psql",
+            "-tA",
+            url,
+            "-c",
+            sql,
+        ]));
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+#[test]
+fn postgresql_and_redis_killed_come_back_with_their_data() {
+    // python:3.11, redis:7.0 and postgresql:15 are test stacks (the shared folder).
+    let server = Server::start();
+    let app = server.project(
+        "app",
+        &[
+            (
+                ".platform.app.yaml",
+                "name: hello\ntype: python:3.11\nrelationships:\n  cache: 'cache:redis'\n  database: 'db:postgresql'\nweb:\n  commands:\n    start: python3 server.py\n",
+            ),
+            (
+                ".platform/services.yaml",
+                "cache:\n  type: redis-persistent:7.0\ndb:\n  type: postgresql:15\n",
+            ),
+            ("server.py", SERVICES_APP),
+        ],
+    );
+    server.push_ok(&app, "demo");
+    let host = "main.demo.localhost";
+    let (_, url) = server.get(host, "/dburl").expect("dburl");
+    assert_eq!(
+        psql(
+            &server,
+            &url,
+            "CREATE TABLE rows (n int); INSERT INTO rows SELECT generate_series(1, 1000)"
+        )
+        .as_deref(),
+        Some("CREATE TABLE\nINSERT 0 1000")
+    );
+    for n in 1..=3 {
+        assert_eq!(server.get(host, "/incr"), Some((200, n.to_string())));
+    }
+    // Redis writes its append-only file every second.
+    std::thread::sleep(Duration::from_secs(2));
+
+    kill9(container_pid(&server, "demo.main.db.service"));
+    kill9(container_pid(&server, "demo.main.cache.service"));
+    // PostgreSQL replays its WAL on the same volume: every row is there.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Some(sum) = psql(&server, &url, "SELECT count(*), sum(n) FROM rows") {
+            assert_eq!(sum, "1000|500500");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "PostgreSQL not back within 90 s:\n{}",
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.get(host, "/get").map(|a| a.1) != Some("3".into()) {
+        assert!(
+            Instant::now() < deadline,
+            "Redis not back with its count: {:?}\n{}",
+            server.get(host, "/get"),
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(server.get(host, "/incr"), Some((200, "4".into())));
+
+    let services = admin(&server, "services demo main");
+    assert!(
+        services.contains("db\tpostgresql:15\trunning\t")
+            && services
+                .contains("restarted 1 time(s), last after it exited with signal 9 (SIGKILL)"),
+        "{services}"
+    );
+    let log = std::fs::read_to_string(server.data.join("logs/demo/main/services/db.log"))
+        .expect("db log");
+    assert!(
+        log.contains("service db restarted after it exited with signal 9 (SIGKILL)"),
+        "{log}"
+    );
+    let json = admin(&server, "services demo main --json");
+    assert!(json.contains("\"restarts\": 1"), "{json}");
+}
+
+/// A stdlib HTTP/1.1 server on the unix socket `$SOCKET`.
+const UNIX_SERVER: &str = r#"import http.server, os, socketserver
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def address_string(self):
+        return "unix"
+    def do_GET(self):
+        body = b"unix-up\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+class S(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+S(os.environ["SOCKET"], H).serve_forever()
+"#;
+
+#[test]
+fn a_php_app_and_an_app_on_a_unix_socket_come_back_after_kill() {
+    let server = Server::start();
+    let php = server.project(
+        "php",
+        &[
+            (
+                ".platform.app.yaml",
+                "name: app\ntype: php:8.4\nweb:\n  locations:\n    '/':\n      root: web\n      passthru: /index.php\n",
+            ),
+            ("web/index.php", "<?php echo 'php-up:' . getmypid();\n"),
+        ],
+    );
+    server.push_ok(&php, "php");
+    let unix = server.project(
+        "unix",
+        &[
+            (
+                ".platform.app.yaml",
+                "name: app\ntype: python:3.11\nweb:\n  upstream:\n    socket_family: unix\n  commands:\n    start: python3 server.py\n",
+            ),
+            ("server.py", UNIX_SERVER),
+        ],
+    );
+    server.push_ok(&unix, "unix");
+    let cases = [
+        ("main.php.localhost", "php.main.app.r1", "php-up:"),
+        ("main.unix.localhost", "unix.main.app.r1", "unix-up\n"),
+    ];
+    for (host, container, body) in cases {
+        let (status, before) = server.get(host, "/").expect("an answer");
+        assert_eq!(status, 200, "{before}");
+        assert!(before.starts_with(body), "{before}");
+        let pid = container_pid(&server, container);
+        kill9(pid);
+        wait_200(&server, host, Duration::from_secs(30));
+        assert_ne!(
+            container_pid(&server, container),
+            pid,
+            "a new container process"
+        );
+        // Routed to the new process each time: nothing kept a connection to the dead one.
+        for _ in 0..5 {
+            let (status, after) = server.get(host, "/").expect("an answer");
+            assert_eq!(status, 200, "{after}\n{}", server.server_log());
+            assert!(after.starts_with(body), "{after}");
+        }
+        let project = host.split('.').nth(1).expect("project");
+        let logs = admin(&server, &format!("logs {project} main"));
+        assert!(
+            logs.contains("app app restarted after it exited with signal 9 (SIGKILL)"),
+            "{logs}"
+        );
+    }
+}
+
+#[test]
+fn an_app_killed_for_its_memory_limit_comes_back_and_its_log_says_out_of_memory() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    app.write(
+        "server.py",
+        slipway_e2e::py_app!(
+            "",
+            "        if self.path == \"/hog\":\n            hog = bytearray(b\"x\") * (1536 * 1024 * 1024)\n        body = b\"up\\n\"\n"
+        ),
+    );
+    app.commit("a memory hog on /hog");
+    server.push_ok(&app, "demo");
+    let host = "main.demo.localhost";
+    assert_eq!(server.get(host, "/"), Some((200, "up\n".into())));
+    // Over the default 1 GiB: the kernel kills it, the request gets no answer from it.
+    assert_ne!(server.get(host, "/hog").map(|a| a.0), Some(200));
+    wait_200(&server, host, Duration::from_secs(30));
+    let logs = admin(&server, "logs demo main");
+    assert!(
+        logs.contains("app hello restarted after it exited with code 137 (SIGKILL), out of memory"),
+        "{logs}"
+    );
+}
+
+#[test]
+fn after_serve_upgrade_only_the_new_server_restarts_a_crashed_app_and_only_once() {
+    let mut server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    server.push_ok(&app, "demo");
+    let host = "main.demo.localhost";
+    assert_eq!(
+        server.upgrade(Duration::from_secs(60), |_| {}),
+        Some(0),
+        "{}",
+        server.server_log()
+    );
+    assert_eq!(server.get(host, "/"), Some((200, "built-1\n".into())));
+    kill9(container_pid(&server, "demo.main.hello.r1"));
+    wait_200(&server, host, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        app_containers(&server),
+        vec![("demo.main.hello.r1".to_string(), "running".to_string())]
+    );
+    let logs = admin(&server, "logs demo main");
+    // Started by the old server: the new one is not its parent and cannot know how it
+    // ended, and says so.
+    assert_eq!(
+        logs.matches("app hello restarted after it exited with an unknown status")
+            .count(),
+        1,
+        "{logs}"
+    );
+}
