@@ -2,7 +2,8 @@
 //! whose process is killed answers again with a restart line in its log and the restart
 //! counted; an app that exits at every start is started again ever more slowly while
 //! other environments go on; PostgreSQL killed comes back with its rows; a deploy racing
-//! a crash ends with one container per app; `slipway down` then `serve` counts nothing.
+//! a crash ends with one container per app; `slipway down` (stopping the running server
+//! first) then `serve` counts nothing.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -95,12 +96,6 @@ fn an_app_killed_from_the_host_comes_back_with_a_log_line_and_counted() {
     assert_eq!(server.get(host, "/"), Some((200, "built-1\n".into())));
     let container = "demo.main.hello.r1";
 
-    // `down` while a server runs would fight its restarts: refused, nothing stopped.
-    let o = server.slipway(&["down"]);
-    assert!(!o.status.success(), "down while serving: {}", text(&o));
-    assert!(text(&o).contains("stop it first"), "{}", text(&o));
-    assert_eq!(server.get(host, "/").map(|a| a.0), Some(200));
-
     let pid = container_pid(&server, container);
     kill9(pid);
     // Down (502/503) or back: never 404.
@@ -158,9 +153,18 @@ fn an_app_killed_from_the_host_comes_back_with_a_log_line_and_counted() {
     );
 
     // Stopped on purpose and started by the next serve: no restart counted, none logged.
-    server.stop();
+    // `down` while the server runs stops it first (its supervisor would start again what
+    // `down` stops), then every container.
+    let serve = server.pid().expect("serving");
     let o = server.slipway(&["down"]);
     assert!(o.status.success(), "down: {}", text(&o));
+    assert!(
+        text(&o).contains(&format!("stopping slipway serve (pid {serve})")),
+        "{}",
+        text(&o)
+    );
+    assert!(!server.running(), "down stopped the server");
+    server.stop();
     server.serve();
     wait_200(&server, host, Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(3));

@@ -419,9 +419,14 @@ impl Platform {
         let Ok(in_process) = mutex.try_lock_owned() else {
             return Ok(None);
         };
-        Ok(try_flock(&path)?.map(|file| EnvLock {
-            _file: file,
-            _in_process: in_process,
+        Ok(try_flock(&path)?.map(|file| {
+            let since = unix_now();
+            write_record(&file, since, Some("a restart of a container that exited"));
+            EnvLock {
+                file,
+                _in_process: in_process,
+                since,
+            }
         }))
     }
 

@@ -451,19 +451,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Cmd::Down(data) => {
             // A running server starts again what crashes: it would fight this. Held while
             // stopping, so no server starts meanwhile either.
-            let _serve_lock = match lock::ServeLock::acquire(&data.data_dir)
-                .with_context(|| format!("locking {}", lock::lock_path(&data.data_dir).display()))
-                .map_err(internal)?
-            {
-                lock::Acquired::Locked(l) => l,
-                lock::Acquired::HeldBy(pid) => {
-                    return Err(user_error(anyhow::anyhow!(
-                        "slipway serve{} runs on the data dir {}: stop it first (it starts again the containers that exit)",
-                        pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
-                        data.data_dir.display()
-                    )));
-                }
-            };
+            // A running server is stopped first (SIGTERM, as an operator would), and the
+            // lock waited for.
+            let _serve_lock = down_lock(&data.data_dir)?;
             let rt = tokio::runtime::Runtime::new().map_err(internal)?;
             rt.block_on(async {
                 let platform = open_platform(
@@ -511,6 +501,61 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
             }
             f
         })
+}
+
+/// The data dir's server lock for `slipway down`: a server running on it is sent SIGTERM
+/// and waited for (at most two minutes: its drain of requests and SSH sessions), since it
+/// would start again the containers `down` stops. Held while stopping, so no server starts
+/// meanwhile either.
+fn down_lock(data_dir: &std::path::Path) -> Result<lock::ServeLock, Failure> {
+    let path = lock::lock_path(data_dir);
+    let acquire = || {
+        lock::ServeLock::acquire(data_dir)
+            .with_context(|| format!("locking {}", path.display()))
+            .map_err(internal)
+    };
+    let pid = match acquire()? {
+        lock::Acquired::Locked(l) => return Ok(l),
+        lock::Acquired::HeldBy(Some(pid)) => pid,
+        lock::Acquired::HeldBy(None) => {
+            return Err(user_error(anyhow::anyhow!(
+                "a slipway serve holds {} and its pid is not in it: stop it first (it starts again the containers that exit)",
+                path.display()
+            )))
+        }
+    };
+    println!(
+        "stopping slipway serve (pid {pid}) on {} first",
+        data_dir.display()
+    );
+    let target = i32::try_from(pid)
+        .map(nix::unistd::Pid::from_raw)
+        .map_err(|_| {
+            user_error(anyhow::anyhow!(
+                "{} names pid {pid}, which is no pid",
+                path.display()
+            ))
+        })?;
+    if let Err(e) = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM) {
+        return Err(user_error(anyhow::anyhow!(
+            "slipway serve (pid {pid}) runs on {} and could not be stopped ({e}): stop it first",
+            data_dir.display()
+        )));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        if let lock::Acquired::Locked(l) = acquire()? {
+            println!("slipway serve (pid {pid}) stopped");
+            return Ok(l);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(user_error(anyhow::anyhow!(
+                "slipway serve (pid {pid}) on {} did not stop within 2 minutes of SIGTERM: nothing was stopped",
+                data_dir.display()
+            )));
+        }
+    }
 }
 
 /// Run the server until SIGTERM, an interrupt or an upgrade; `taking_over_from` is the
