@@ -129,7 +129,7 @@ pub(crate) fn full(text: impl Into<Bytes>) -> ProxyBody {
 /// the page cache: slugs are local and unpacked). The request stays counted in flight on
 /// its release until the body is dropped.
 pub(crate) struct FileBody {
-    file: std::fs::File,
+    file: std::sync::Arc<std::fs::File>,
     offset: u64,
     remaining: u64,
     _guard: Option<InFlightGuard>,
@@ -138,7 +138,7 @@ pub(crate) struct FileBody {
 impl FileBody {
     /// `len` bytes of `file` from `offset`, holding `guard` while they are sent.
     pub(crate) fn new(
-        file: std::fs::File,
+        file: std::sync::Arc<std::fs::File>,
         offset: u64,
         len: u64,
         guard: Option<InFlightGuard>,

@@ -9,11 +9,12 @@
 //! `multipart/byteranges` answers are a known way to make a server do much work for a
 //! short request (nginx bounds them with `max_ranges`).
 
-use std::fs::{File, Metadata};
+use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -21,6 +22,7 @@ use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::StatusCode;
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
+use crate::file_cache::OpenFileCache;
 use crate::locations::{Ask, Effective};
 use crate::site::Expires;
 
@@ -38,15 +40,50 @@ pub const GZIP_MIN: u64 = 1024;
 pub const GZIP_MAX: u64 = 1024 * 1024;
 
 /// What a path beneath a root is.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum Opened {
     /// A regular file, open for reading.
-    File(File, Metadata),
+    File(OpenFile),
     /// A folder.
     Dir,
     /// Nothing that may be served: missing, not readable, a link out of the root, or
     /// neither a file nor a folder.
     Missing,
+}
+
+/// A regular file opened beneath a root, with what its answers need of its metadata.
+/// Cloned out of the open-file cache ([`crate::file_cache`]): the descriptor is shared.
+#[derive(Clone, Debug)]
+pub(crate) struct OpenFile {
+    /// The open file.
+    pub(crate) file: Arc<File>,
+    /// Its size in bytes.
+    pub(crate) size: u64,
+    /// The later of its mtime and ctime, in seconds since the epoch. Slugs give every
+    /// file one fixed mtime (reproducible packing), so the mtime alone would call a file
+    /// of a new release unmodified since the old one; the ctime is set when the slug is
+    /// unpacked (a folder per content).
+    pub(crate) modified: u64,
+}
+
+/// A location's root folder for one request, and how files are opened beneath it:
+/// through its open-file cache (a slug's root) or at each request (a mount's).
+#[derive(Clone, Copy)]
+pub(crate) struct Beneath<'a> {
+    /// The root folder (`O_PATH`).
+    pub(crate) dir: &'a OwnedFd,
+    /// The root's open-file cache, if it has one.
+    pub(crate) cache: Option<&'a OpenFileCache>,
+}
+
+impl Beneath<'_> {
+    /// What `rel` is beneath the root (see [`open_beneath`]).
+    pub(crate) fn open(&self, rel: &str) -> Opened {
+        match self.cache {
+            Some(cache) => cache.open(self.dir, rel),
+            None => open_beneath(self.dir, rel),
+        }
+    }
 }
 
 /// Open the folder `path` (`O_PATH`), the app's folder from which roots are opened.
@@ -86,7 +123,11 @@ pub(crate) fn open_beneath(dir: &OwnedFd, rel: &str) -> Opened {
     };
     let file = File::from(fd);
     match file.metadata() {
-        Ok(meta) if meta.is_file() => Opened::File(file, meta),
+        Ok(meta) if meta.is_file() => Opened::File(OpenFile {
+            size: meta.len(),
+            modified: meta.mtime().max(meta.ctime()).max(0) as u64,
+            file: Arc::new(file),
+        }),
         Ok(meta) if meta.is_dir() => Opened::Dir,
         _ => Opened::Missing,
     }
@@ -100,7 +141,11 @@ pub(crate) enum StaticBody {
     /// A short text of the router's.
     Text(Bytes),
     /// `len` bytes of `file` from `offset`.
-    File { file: File, offset: u64, len: u64 },
+    File {
+        file: Arc<File>,
+        offset: u64,
+        len: u64,
+    },
 }
 
 /// An answer the router makes from files (or a short page of its own).
@@ -186,26 +231,25 @@ fn push_encoded(out: &mut String, segment: &str) {
     }
 }
 
-/// The answer for the file `rel` (open as `file`) of the root `dir`, for `ask`, with the
-/// settings `eff`.
+/// The answer for the file `rel` (open as `file`) of the root `root`, for `ask`, with
+/// the settings `eff`.
 pub(crate) fn answer(
-    dir: &OwnedFd,
+    root: Beneath<'_>,
     rel: &str,
-    file: File,
-    meta: Metadata,
+    file: OpenFile,
     ask: &Ask<'_>,
     eff: &Effective<'_>,
 ) -> StaticAnswer {
     let content_type = content_type(rel);
-    let (file, meta, mut encoding) = match precompressed(dir, rel, ask.accept_encoding) {
-        Some((f, m, enc)) => (f, m, Some(enc)),
-        None => (file, meta, None),
+    let (file, mut encoding) = match precompressed(root, rel, ask.accept_encoding) {
+        Some((f, enc)) => (f, Some(enc)),
+        None => (file, None),
     };
     // On the fly: text the client takes gzipped, not a range of it.
     let on_the_fly = encoding.is_none()
         && ask.range.is_none()
         && compressible(content_type)
-        && (GZIP_MIN..=GZIP_MAX).contains(&meta.len())
+        && (GZIP_MIN..=GZIP_MAX).contains(&file.size)
         && ask
             .accept_encoding
             .and_then(|a| std::str::from_utf8(a).ok())
@@ -213,11 +257,8 @@ pub(crate) fn answer(
     if on_the_fly {
         encoding = Some("gzip");
     }
-    let size = meta.len();
-    // Slugs give every file one fixed mtime (reproducible packing), so the mtime alone
-    // would call a file of a new release unmodified since the old one: the later of
-    // mtime and ctime (set when the slug was unpacked, a folder per content) is used.
-    let mtime = meta.mtime().max(meta.ctime()).max(0) as u64;
+    let size = file.size;
+    let mtime = file.modified;
     let etag = format!(
         "\"{}-{mtime:x}-{size:x}{}\"",
         eff.tag,
@@ -268,7 +309,7 @@ pub(crate) fn answer(
     }
     headers.push((header::ACCEPT_RANGES, HeaderValue::from_static("bytes")));
     if on_the_fly {
-        match gzip_file(&file, size) {
+        match gzip_file(&file.file, size) {
             Ok(gz) => {
                 let answer = StaticAnswer {
                     status: StatusCode::OK,
@@ -325,7 +366,7 @@ pub(crate) fn answer(
                 headers,
                 length: end - start + 1,
                 body: StaticBody::File {
-                    file,
+                    file: file.file,
                     offset: start,
                     len: end - start + 1,
                 },
@@ -336,7 +377,7 @@ pub(crate) fn answer(
             headers,
             length: size,
             body: StaticBody::File {
-                file,
+                file: file.file,
                 offset: 0,
                 len: size,
             },
@@ -443,15 +484,15 @@ fn gzip_file(file: &File, size: u64) -> io::Result<Bytes> {
 
 /// The `.br` or `.gz` sibling of `rel`, if the client accepts that encoding and it exists.
 fn precompressed(
-    dir: &OwnedFd,
+    root: Beneath<'_>,
     rel: &str,
     accept: Option<&[u8]>,
-) -> Option<(File, Metadata, &'static str)> {
+) -> Option<(OpenFile, &'static str)> {
     let accept = std::str::from_utf8(accept?).ok()?;
     for (enc, ext) in [("br", ".br"), ("gzip", ".gz")] {
         if accepts(accept, enc) {
-            if let Opened::File(f, m) = open_beneath(dir, &format!("{rel}{ext}")) {
-                return Some((f, m, enc));
+            if let Opened::File(f) = root.open(&format!("{rel}{ext}")) {
+                return Some((f, enc));
             }
         }
     }

@@ -21,7 +21,8 @@ use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, StatusCode};
 
 use crate::fastcgi::ScriptCall;
-use crate::files::{self, Opened, StaticAnswer};
+use crate::file_cache::OpenFileCache;
+use crate::files::{self, Beneath, Opened, StaticAnswer};
 use crate::routes::RouteError;
 use crate::site::{Expires, Passthru, Site, SiteMount};
 use crate::table::path_matches;
@@ -61,8 +62,9 @@ struct WebLocation {
 /// Where a location's files are.
 #[derive(Debug)]
 enum RootDir {
-    /// A folder of the release's slug (`O_PATH`), opened beneath the app's folder once.
-    Slug(OwnedFd),
+    /// A folder of the release's slug (`O_PATH`), opened beneath the app's folder once,
+    /// and the open-file cache of the files beneath it (the slug is read-only).
+    Slug(OwnedFd, Box<OpenFileCache>),
     /// A folder of a persistent mount: opened at each request (the volume may be
     /// mounted again meanwhile; an open descriptor would keep serving the old one or
     /// keep it busy), `rel` beneath the volume's `files` folder.
@@ -99,18 +101,25 @@ impl RootDir {
             }));
         }
         let rel = if root.is_empty() { "." } else { root };
-        Ok(files::open_dir_beneath(app_dir, rel)?.map(RootDir::Slug))
+        Ok(files::open_dir_beneath(app_dir, rel)?.map(|dir| RootDir::Slug(dir, Box::default())))
     }
 
-    /// The folder to open files beneath, now (a mount's is opened into `opened`);
-    /// `None` if it does not exist (a mount not made yet, or a volume not mounted).
-    fn open<'a>(&'a self, opened: &'a mut Option<OwnedFd>) -> Option<&'a OwnedFd> {
+    /// The folder to open files beneath, now (a mount's is opened into `opened`, and
+    /// has no cache); `None` if it does not exist (a mount not made yet, or a volume not
+    /// mounted).
+    fn open<'a>(&'a self, opened: &'a mut Option<OwnedFd>) -> Option<Beneath<'a>> {
         match self {
-            RootDir::Slug(fd) => Some(fd),
+            RootDir::Slug(dir, cache) => Some(Beneath {
+                dir,
+                cache: Some(cache),
+            }),
             RootDir::Mount { volume_files, rel } => {
                 let files = files::open_dir(volume_files).ok()?;
                 let dir = files::open_dir_beneath(&files, rel).ok()??;
-                Some(opened.insert(dir))
+                Some(Beneath {
+                    dir: opened.insert(dir),
+                    cache: None,
+                })
             }
         }
     }
@@ -311,12 +320,12 @@ impl WebSite {
         let Some(root) = loc.root.as_ref().and_then(|r| r.open(&mut opened)) else {
             return elsewhere(StatusCode::NOT_FOUND);
         };
-        match files::open_beneath(root, if rel.is_empty() { "." } else { rel }) {
-            Opened::File(file, meta) => {
+        match root.open(if rel.is_empty() { "." } else { rel }) {
+            Opened::File(file) => {
                 if !allow {
                     return elsewhere(StatusCode::FORBIDDEN);
                 }
-                Resolved::Answer(files::answer(root, rel, file, meta, ask, &effective))
+                Resolved::Answer(files::answer(root, rel, file, ask, &effective))
             }
             Opened::Dir => {
                 for index in &loc.index {
@@ -325,7 +334,7 @@ impl WebSite {
                     } else {
                         format!("{rel}/{index}")
                     };
-                    let Opened::File(file, meta) = files::open_beneath(root, &candidate) else {
+                    let Opened::File(file) = root.open(&candidate) else {
                         continue;
                     };
                     if !path.trailing_slash && path.decoded != "/" {
@@ -354,7 +363,7 @@ impl WebSite {
                         tag: &self.tag,
                     };
                     return Resolved::Answer(files::answer(
-                        root, &candidate, file, meta, ask, &effective,
+                        root, &candidate, file, ask, &effective,
                     ));
                 }
                 elsewhere(StatusCode::NOT_FOUND)
