@@ -39,6 +39,7 @@ mod config;
 mod console;
 mod fastcgi;
 mod fastcgi_h1;
+mod file_body;
 mod file_cache;
 mod files;
 #[doc(hidden)]

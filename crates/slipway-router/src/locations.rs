@@ -612,6 +612,13 @@ mod site_tests {
                     buf
                 }
                 StaticBody::Text(t) => t.to_vec(),
+                StaticBody::Produced(mut p) => {
+                    let mut out = Vec::new();
+                    while let Some(chunk) = p.next_chunk() {
+                        out.extend_from_slice(&chunk.unwrap());
+                    }
+                    out
+                }
                 StaticBody::Empty => vec![],
             },
             Resolved::Forward | Resolved::Script(_) => panic!("forwarded"),
@@ -820,7 +827,7 @@ mod site_tests {
         let Resolved::Answer(a) = site.resolve(&ask) else {
             panic!("forwarded")
         };
-        assert_eq!(a.length, 10);
+        assert_eq!(a.length, Some(10));
         assert!(matches!(a.body, StaticBody::Empty));
 
         let ask = Ask {
