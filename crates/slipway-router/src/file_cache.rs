@@ -292,8 +292,8 @@ mod tests {
             volume_files: volume_files.clone(),
             folder: "uploads".into(),
         }];
-        let site =
-            crate::locations::WebSite::compile("app", &site(&app, "t1", mounts)).expect("site");
+        let site = crate::locations::WebSite::compile("app", &site(&app, "t1", mounts), true)
+            .expect("site");
         assert_eq!(
             served(&site, "/uploads/pic.txt").as_deref(),
             Some(&b"picture"[..])
