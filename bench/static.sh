@@ -12,7 +12,8 @@
 # >= 1.0 and p99 ratio <= 1.0.
 #
 # Usage: bench/static.sh [ROUNDS] [SECONDS]   (defaults 5 and 10)
-# SLIPWAY_BENCH_BIN=PATH uses a router_bench built elsewhere; SLIPWAY_ROUTER_WORKERS=N.
+# SLIPWAY_BENCH_BIN=PATH uses a router_bench built elsewhere; SLIPWAY_ROUTER_WORKERS=N;
+# SLIPWAY_OPEN_FILE_CACHE=off runs the router without its open-file cache.
 # Needs: nginx, wrk, cargo. Not run in CI; it never asserts timings.
 set -euo pipefail
 

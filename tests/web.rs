@@ -384,8 +384,9 @@ fn gunzip(bytes: &[u8]) -> Vec<u8> {
     o.stdout
 }
 
-/// Text is gzipped on the fly for a client that accepts it (with `Vary`), never for one
-/// that does not, nor for small files, images or a range; several ranges get the whole
+/// Text is gzipped on the fly for a client that accepts it (with `Vary`; above 1 MiB
+/// while it is sent, chunked), never for one that does not, nor for small files, images
+/// or a range; several ranges get `multipart/byteranges`, overlapping ones the whole
 /// file (200); a location rooted at a mount serves the mount's current files (what the
 /// app wrote, a file written a moment ago), not the slug's folder under it, and a link
 /// the app made in the mount leads nowhere.
@@ -421,7 +422,7 @@ web:
     app.write("web/small.txt", "short\n");
     app.write("web/image.png", &"not really a png ".repeat(200));
     app.write("web/uploads/from-slug.txt", "hidden by the mount\n");
-    // Over 1 MiB: never gzipped on the fly; the router sends it with sendfile(2).
+    // Over 1 MiB: gzipped while it is sent (chunked); as it is, with sendfile(2).
     let big: String = (0..120_000).map(|i| format!("line {i:06}\n")).collect();
     app.write("web/big.txt", &big);
     app.commit("gzip and a mount");
@@ -482,8 +483,18 @@ web:
         .expect("content-length");
     assert!(length > 0 && length < page.len() / 4, "{head}");
 
-    // A large file, whole and as a range, byte for byte (zero-copy on plain TCP).
+    // A large file: gzipped while it is sent (chunked, no length); as it is, whole and
+    // as a range, byte for byte (zero-copy on plain TCP).
     let (status, head, body) = get(port, "/big.txt", "Accept-Encoding: gzip\r\n");
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(field(&head, "content-encoding"), Some("gzip"), "{head}");
+    assert_eq!(field(&head, "transfer-encoding"), Some("chunked"), "{head}");
+    assert_eq!(field(&head, "content-length"), None, "{head}");
+    assert_eq!(field(&head, "vary"), Some("Accept-Encoding"), "{head}");
+    let gz = slipway_e2e::dechunk(&body);
+    assert!(gz.len() < big.len() / 3, "{} bytes", gz.len());
+    assert!(gunzip(&gz) == big.as_bytes(), "the text back");
+    let (status, head, body) = get(port, "/big.txt", "");
     assert_eq!(status, 200, "{head}");
     assert_eq!(field(&head, "content-encoding"), None, "{head}");
     assert!(
@@ -492,12 +503,34 @@ web:
         body.len(),
         big.len()
     );
-    let (status, head, body) = get(port, "/big.txt", "Range: bytes=1000005-1100004\r\n");
+    let (status, head, body) = get(
+        port,
+        "/big.txt",
+        "Accept-Encoding: gzip\r\nRange: bytes=1000005-1100004\r\n",
+    );
     assert_eq!(status, 206, "{head}");
+    assert_eq!(field(&head, "content-encoding"), None, "{head}");
     assert!(body == big.as_bytes()[1_000_005..1_100_005]);
 
-    // Several ranges: the whole file, 200 (one range: 206).
+    // Several ranges: multipart/byteranges, each part with its range.
     let (status, head, body) = get(port, "/small.txt", "Range: bytes=0-1,3-4\r\n");
+    assert_eq!(status, 206, "{head}");
+    let boundary = field(&head, "content-type")
+        .and_then(|t| t.strip_prefix("multipart/byteranges; boundary="))
+        .unwrap_or_else(|| panic!("not multipart: {head}"))
+        .to_string();
+    let expected = format!(
+        "\r\n--{boundary}\r\ncontent-type: text/plain\r\ncontent-range: bytes 0-1/6\r\n\r\nsh\
+         \r\n--{boundary}\r\ncontent-type: text/plain\r\ncontent-range: bytes 3-4/6\r\n\r\nrt\
+         \r\n--{boundary}--\r\n"
+    );
+    assert_eq!(String::from_utf8_lossy(&body), expected);
+    assert_eq!(
+        field(&head, "content-length"),
+        Some(expected.len().to_string().as_str())
+    );
+    // Overlapping ranges: the whole file, 200.
+    let (status, head, body) = get(port, "/small.txt", "Range: bytes=0-3,2-4\r\n");
     assert_eq!(status, 200, "{head}");
     assert_eq!(body, b"short\n");
     assert_eq!(field(&head, "content-range"), None, "{head}");
@@ -526,4 +559,90 @@ web:
     // The rest of the app's folder is still the slug's.
     let (status, _, body) = get(port, "/small.txt", "");
     assert_eq!((status, body.as_slice()), (200, &b"short\n"[..]));
+}
+
+/// The slug folders (`DATA/slugs/HEX`) that `slipway serve` (process `pid`) holds
+/// descriptors into, with how many each.
+fn slug_fds(pid: u32, data: &std::path::Path) -> std::collections::BTreeMap<String, usize> {
+    let slugs = data.join("slugs");
+    let mut held = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).expect("fds") {
+        let Ok(target) = std::fs::read_link(entry.expect("fd").path()) else {
+            continue;
+        };
+        if let Ok(rest) = target.strip_prefix(&slugs) {
+            if let Some(hex) = rest.components().next() {
+                let hex = hex.as_os_str().to_string_lossy().to_string();
+                *held.entry(hex).or_insert(0) += 1;
+            }
+        }
+    }
+    held
+}
+
+/// The router's open-file cache holds a release's static files open while it is live
+/// (answers stay right), and a redeploy with new files serves the new ones and, once the
+/// old release is retired, leaves no descriptor into its slug.
+#[test]
+fn a_redeploy_closes_the_old_release_files() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "cached");
+    app.write(
+        ".platform.app.yaml",
+        r#"name: cached
+type: python:3.11
+web:
+  locations:
+    '/':
+      root: public
+      passthru: false
+      index: [index.html]
+"#,
+    );
+    for (name, text) in [("index.html", "<h1>one</h1>\n"), ("a.css", "a{}\n")] {
+        app.write(&format!("public/{name}"), text);
+    }
+    app.commit("first");
+    let push = |what: &str| {
+        let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+        assert!(
+            o.status.success(),
+            "{what}: {}\n{}",
+            text(&o),
+            server.server_log()
+        );
+    };
+    push("first push");
+    let port = server.http_port;
+    let pid = server.pid().expect("serve runs");
+    for _ in 0..3 {
+        for (path, want) in [("/", "<h1>one</h1>\n"), ("/a.css", "a{}\n")] {
+            let (status, head, body) = get(port, path, "");
+            assert_eq!((status, body.as_slice()), (200, want.as_bytes()), "{head}");
+        }
+    }
+    let first = slug_fds(pid, &server.data);
+    assert_eq!(first.len(), 1, "one release's slug: {first:?}");
+    let (old, &count) = first.iter().next().expect("a slug");
+    assert!(count >= 2, "its files are held open: {first:?}");
+
+    app.write("public/index.html", "<h1>two</h1>\n");
+    app.commit("second");
+    push("second push");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let held = loop {
+        // The new release's files, at once (another slug, another cache).
+        let (status, _, body) = get(port, "/", "");
+        assert_eq!((status, body.as_slice()), (200, &b"<h1>two</h1>\n"[..]));
+        let held = slug_fds(pid, &server.data);
+        if !held.contains_key(old) || std::time::Instant::now() > deadline {
+            break held;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(
+        !held.contains_key(old),
+        "the retired release's slug is still held open: {held:?}"
+    );
+    assert_eq!(held.len(), 1, "the new release's slug: {held:?}");
 }

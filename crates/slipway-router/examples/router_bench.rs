@@ -12,6 +12,8 @@
 //! With `SLIPWAY_BENCH_TLS=DIR` (for bench/tls.sh), it listens for HTTPS as `serve
 //! --https-listen` does, with the certificates of `DIR/certs` (`HOST.pem` + `HOST.key`)
 //! and the local CA of `DIR/ca` for any other host.
+//! With `SLIPWAY_OPEN_FILE_CACHE=off`, static files are opened at each request (the
+//! open-file cache off, to compare with it on).
 
 use std::process::ExitCode;
 
@@ -63,6 +65,9 @@ fn main() -> ExitCode {
                 }
             }
         }
+        // SLIPWAY_OPEN_FILE_CACHE=off: static files opened at each request (a comparison).
+        config.open_file_cache =
+            std::env::var_os("SLIPWAY_OPEN_FILE_CACHE").is_none_or(|v| v != "off");
         let workers = config.worker_count();
         let router = Router::new(config);
         let upstream = Upstream {

@@ -25,6 +25,8 @@ pub(crate) enum ProxyBody {
     Page(Option<Bytes>),
     /// A static file, read as it is sent.
     File(FileBody),
+    /// A static answer made as it is sent (gzip of a large file, several ranges).
+    Produced(ProducedBody),
     /// A body read by another task (a FastCGI answer: [`crate::fastcgi`]), chunk by chunk.
     Channel(tokio::sync::mpsc::Receiver<Result<Bytes, BoxError>>),
     /// An answer of the web console ([`crate::ConsoleSite`]).
@@ -44,6 +46,7 @@ impl Body for ProxyBody {
             ProxyBody::Lean(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
             ProxyBody::Page(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ProxyBody::File(body) => Poll::Ready(body.next_chunk().map(|r| r.map(Frame::data))),
+            ProxyBody::Produced(body) => Poll::Ready(body.next_chunk().map(|r| r.map(Frame::data))),
             ProxyBody::Channel(rx) => rx.poll_recv(cx).map(|c| c.map(|r| r.map(Frame::data))),
             ProxyBody::Console(body) => Pin::new(body).poll_frame(cx),
         }
@@ -55,6 +58,7 @@ impl Body for ProxyBody {
             ProxyBody::Lean(body) => body.is_end_stream(),
             ProxyBody::Page(data) => data.is_none(),
             ProxyBody::File(body) => body.remaining == 0,
+            ProxyBody::Produced(body) => body.ended,
             ProxyBody::Channel(_) => false,
             ProxyBody::Console(body) => body.is_end_stream(),
         }
@@ -68,6 +72,9 @@ impl Body for ProxyBody {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
             ProxyBody::File(body) => SizeHint::with_exact(body.remaining),
+            ProxyBody::Produced(body) => body
+                .length
+                .map_or_else(SizeHint::default, SizeHint::with_exact),
             ProxyBody::Channel(_) => SizeHint::default(),
             ProxyBody::Console(body) => body.size_hint(),
         }
@@ -129,7 +136,7 @@ pub(crate) fn full(text: impl Into<Bytes>) -> ProxyBody {
 /// the page cache: slugs are local and unpacked). The request stays counted in flight on
 /// its release until the body is dropped.
 pub(crate) struct FileBody {
-    file: std::fs::File,
+    file: std::sync::Arc<std::fs::File>,
     offset: u64,
     remaining: u64,
     _guard: Option<InFlightGuard>,
@@ -138,7 +145,7 @@ pub(crate) struct FileBody {
 impl FileBody {
     /// `len` bytes of `file` from `offset`, holding `guard` while they are sent.
     pub(crate) fn new(
-        file: std::fs::File,
+        file: std::sync::Arc<std::fs::File>,
         offset: u64,
         len: u64,
         guard: Option<InFlightGuard>,
@@ -173,6 +180,50 @@ impl FileBody {
             }
             Err(e) => {
                 self.remaining = 0;
+                Some(Err(e.into()))
+            }
+        }
+    }
+}
+
+/// A static answer's body made while it is sent ([`crate::file_body`]), a chunk each
+/// time hyper asks. The request stays counted in flight on its release until the body is
+/// dropped.
+pub(crate) struct ProducedBody {
+    inner: crate::file_body::Produced,
+    /// The whole length, if known before (several ranges), for the size hint.
+    length: Option<u64>,
+    ended: bool,
+    _guard: InFlightGuard,
+}
+
+impl ProducedBody {
+    /// `inner`, of `length` bytes if known, holding `guard` while it is sent.
+    pub(crate) fn new(
+        inner: crate::file_body::Produced,
+        length: Option<u64>,
+        guard: InFlightGuard,
+    ) -> ProducedBody {
+        ProducedBody {
+            inner,
+            length,
+            ended: false,
+            _guard: guard,
+        }
+    }
+
+    fn next_chunk(&mut self) -> Option<Result<Bytes, BoxError>> {
+        if self.ended {
+            return None;
+        }
+        match self.inner.next_chunk() {
+            None => {
+                self.ended = true;
+                None
+            }
+            Some(Ok(chunk)) => Some(Ok(chunk)),
+            Some(Err(e)) => {
+                self.ended = true;
                 Some(Err(e.into()))
             }
         }

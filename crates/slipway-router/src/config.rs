@@ -37,6 +37,10 @@ pub struct RouterConfig {
     /// new connection until one closes: new clients wait in the listening socket's
     /// backlog instead of taking file descriptors and memory without bound.
     pub max_client_connections: usize,
+    /// Whether static files of slug roots are answered through the open-file cache
+    /// (nginx's `open_file_cache`; default on, see [`crate::Site`]). Off: each request
+    /// opens its file, as a comparison for benchmarks.
+    pub open_file_cache: bool,
 }
 
 /// The default cap on open client connections: each takes a file descriptor (and one more
@@ -86,6 +90,7 @@ impl Default for RouterConfig {
             pool_idle_timeout: Duration::from_secs(1),
             workers: None,
             max_client_connections: DEFAULT_MAX_CLIENT_CONNECTIONS,
+            open_file_cache: true,
         }
     }
 }

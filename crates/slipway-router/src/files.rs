@@ -1,19 +1,22 @@
 //! Static files: opened beneath a location's root (never outside it), answered with a
 //! content type, validators (`ETag`, `Last-Modified`) and conditional requests (304),
-//! single byte ranges (206/416), `expires` as `Cache-Control`/`Expires`, the location's
-//! `headers`, and a precompressed `.br`/`.gz` sibling when the client accepts it, else
-//! gzip on the fly for text of [`GZIP_MIN`] to [`GZIP_MAX`] bytes.
+//! byte ranges (206/416; several as `multipart/byteranges`), `expires` as
+//! `Cache-Control`/`Expires`, the location's `headers`, and a precompressed `.br`/`.gz`
+//! sibling when the client accepts it, else gzip on the fly for text of [`GZIP_MIN`]
+//! bytes and more (in memory up to [`GZIP_MAX`], streamed and chunked above).
 //!
-//! Several ranges in one `Range` field (`bytes=0-1,5-6`) get the whole file, 200: RFC
-//! 9110 lets a server ignore `Range`, browsers and download tools ask for one range, and
-//! `multipart/byteranges` answers are a known way to make a server do much work for a
-//! short request (nginx bounds them with `max_ranges`).
+//! Ranges are always of the file as it is (identity encoding). Several ranges in one
+//! `Range` field get a `multipart/byteranges` answer (RFC 9110 14.6) when they are at
+//! most [`MAX_RANGES`], in ascending order and do not overlap; otherwise the whole file,
+//! 200 (RFC 9110 14.2 lets a server ignore such requests, which make it do much work for
+//! a short request; nginx bounds them with `max_ranges`).
 
-use std::fs::{File, Metadata};
+use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -21,6 +24,8 @@ use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::StatusCode;
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
+use crate::file_body::{self, GzipStream, Produced};
+use crate::file_cache::OpenFileCache;
 use crate::locations::{Ask, Effective};
 use crate::site::Expires;
 
@@ -31,22 +36,58 @@ pub(crate) const FILE_CHUNK: usize = 64 * 1024;
 /// than the bytes saved.
 pub const GZIP_MIN: u64 = 1024;
 
-/// The largest file compressed on the fly: it is read and compressed whole, on the
-/// router's worker, before the answer starts (level 1, as nginx's `gzip_comp_level`
-/// default: about 10 ms for the largest). Larger files are sent as they are (or as a
-/// precompressed sibling).
+/// The largest file compressed on the fly in memory: it is read and compressed whole, on
+/// the router's worker, before the answer starts (level 1, as nginx's `gzip_comp_level`
+/// default: about 10 ms for the largest), and sent with its length. Larger files are
+/// compressed a chunk at a time while they are sent ([`crate::file_body::GzipStream`]),
+/// chunked.
 pub const GZIP_MAX: u64 = 1024 * 1024;
 
 /// What a path beneath a root is.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum Opened {
     /// A regular file, open for reading.
-    File(File, Metadata),
+    File(OpenFile),
     /// A folder.
     Dir,
     /// Nothing that may be served: missing, not readable, a link out of the root, or
     /// neither a file nor a folder.
     Missing,
+}
+
+/// A regular file opened beneath a root, with what its answers need of its metadata.
+/// Cloned out of the open-file cache ([`crate::file_cache`]): the descriptor is shared.
+#[derive(Clone, Debug)]
+pub(crate) struct OpenFile {
+    /// The open file.
+    pub(crate) file: Arc<File>,
+    /// Its size in bytes.
+    pub(crate) size: u64,
+    /// The later of its mtime and ctime, in seconds since the epoch. Slugs give every
+    /// file one fixed mtime (reproducible packing), so the mtime alone would call a file
+    /// of a new release unmodified since the old one; the ctime is set when the slug is
+    /// unpacked (a folder per content).
+    pub(crate) modified: u64,
+}
+
+/// A location's root folder for one request, and how files are opened beneath it:
+/// through its open-file cache (a slug's root) or at each request (a mount's).
+#[derive(Clone, Copy)]
+pub(crate) struct Beneath<'a> {
+    /// The root folder (`O_PATH`).
+    pub(crate) dir: &'a OwnedFd,
+    /// The root's open-file cache, if it has one.
+    pub(crate) cache: Option<&'a OpenFileCache>,
+}
+
+impl Beneath<'_> {
+    /// What `rel` is beneath the root (see [`open_beneath`]).
+    pub(crate) fn open(&self, rel: &str) -> Opened {
+        match self.cache {
+            Some(cache) => cache.open(self.dir, rel),
+            None => open_beneath(self.dir, rel),
+        }
+    }
 }
 
 /// Open the folder `path` (`O_PATH`), the app's folder from which roots are opened.
@@ -86,7 +127,11 @@ pub(crate) fn open_beneath(dir: &OwnedFd, rel: &str) -> Opened {
     };
     let file = File::from(fd);
     match file.metadata() {
-        Ok(meta) if meta.is_file() => Opened::File(file, meta),
+        Ok(meta) if meta.is_file() => Opened::File(OpenFile {
+            size: meta.len(),
+            modified: meta.mtime().max(meta.ctime()).max(0) as u64,
+            file: Arc::new(file),
+        }),
         Ok(meta) if meta.is_dir() => Opened::Dir,
         _ => Opened::Missing,
     }
@@ -99,8 +144,14 @@ pub(crate) enum StaticBody {
     Empty,
     /// A short text of the router's.
     Text(Bytes),
+    /// Made while it is sent (gzip of a large file, several ranges).
+    Produced(Produced),
     /// `len` bytes of `file` from `offset`.
-    File { file: File, offset: u64, len: u64 },
+    File {
+        file: Arc<File>,
+        offset: u64,
+        len: u64,
+    },
 }
 
 /// An answer the router makes from files (or a short page of its own).
@@ -108,8 +159,9 @@ pub(crate) enum StaticBody {
 pub(crate) struct StaticAnswer {
     pub(crate) status: StatusCode,
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
-    /// The `Content-Length` (also for HEAD, where the body is not sent).
-    pub(crate) length: u64,
+    /// The `Content-Length` (also for HEAD, where the body is not sent); `None`: not
+    /// known before the body is made (a streamed gzip: chunked).
+    pub(crate) length: Option<u64>,
     pub(crate) body: StaticBody,
 }
 
@@ -122,7 +174,7 @@ impl StaticAnswer {
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; charset=utf-8"),
             )],
-            length: text.len() as u64,
+            length: Some(text.len() as u64),
             body: StaticBody::Text(Bytes::from_static(text.as_bytes())),
         }
     }
@@ -186,38 +238,41 @@ fn push_encoded(out: &mut String, segment: &str) {
     }
 }
 
-/// The answer for the file `rel` (open as `file`) of the root `dir`, for `ask`, with the
-/// settings `eff`.
+/// The answer for the file `rel` (open as `file`) of the root `root`, for `ask`, with
+/// the settings `eff`.
 pub(crate) fn answer(
-    dir: &OwnedFd,
+    root: Beneath<'_>,
     rel: &str,
-    file: File,
-    meta: Metadata,
+    file: OpenFile,
     ask: &Ask<'_>,
     eff: &Effective<'_>,
 ) -> StaticAnswer {
     let content_type = content_type(rel);
-    let (file, meta, mut encoding) = match precompressed(dir, rel, ask.accept_encoding) {
-        Some((f, m, enc)) => (f, m, Some(enc)),
-        None => (file, meta, None),
+    let accepts_gzip = || {
+        ask.accept_encoding
+            .and_then(|a| std::str::from_utf8(a).ok())
+            .is_some_and(|a| accepts(a, "gzip"))
     };
-    // On the fly: text the client takes gzipped, not a range of it.
+    // A range is of the file as it is (identity): never of an encoding.
+    let (file, mut encoding) = match ask.range {
+        Some(_) => (file, None),
+        None => match precompressed(root, rel, ask.accept_encoding) {
+            Some((f, enc)) => (f, Some(enc)),
+            None => (file, None),
+        },
+    };
+    // On the fly: text the client takes gzipped, whole (a range is not), in memory up to
+    // GZIP_MAX, streamed above.
     let on_the_fly = encoding.is_none()
         && ask.range.is_none()
         && compressible(content_type)
-        && (GZIP_MIN..=GZIP_MAX).contains(&meta.len())
-        && ask
-            .accept_encoding
-            .and_then(|a| std::str::from_utf8(a).ok())
-            .is_some_and(|a| accepts(a, "gzip"));
+        && file.size >= GZIP_MIN
+        && accepts_gzip();
     if on_the_fly {
         encoding = Some("gzip");
     }
-    let size = meta.len();
-    // Slugs give every file one fixed mtime (reproducible packing), so the mtime alone
-    // would call a file of a new release unmodified since the old one: the later of
-    // mtime and ctime (set when the slug was unpacked, a folder per content) is used.
-    let mtime = meta.mtime().max(meta.ctime()).max(0) as u64;
+    let size = file.size;
+    let mtime = file.modified;
     let etag = format!(
         "\"{}-{mtime:x}-{size:x}{}\"",
         eff.tag,
@@ -257,39 +312,46 @@ pub(crate) fn answer(
         return StaticAnswer {
             status: StatusCode::NOT_MODIFIED,
             headers,
-            length: 0,
+            length: Some(0),
             body: StaticBody::Empty,
         };
     }
 
-    headers.push((header::CONTENT_TYPE, HeaderValue::from_static(content_type)));
     if let Some(enc) = encoding {
         headers.push((header::CONTENT_ENCODING, HeaderValue::from_static(enc)));
     }
     headers.push((header::ACCEPT_RANGES, HeaderValue::from_static("bytes")));
     if on_the_fly {
-        match gzip_file(&file, size) {
-            Ok(gz) => {
-                let answer = StaticAnswer {
+        headers.push((header::CONTENT_TYPE, HeaderValue::from_static(content_type)));
+        let answer = if size > GZIP_MAX {
+            StaticAnswer {
+                status: StatusCode::OK,
+                headers,
+                length: None,
+                body: StaticBody::Produced(Produced::Gzip(GzipStream::new(file.file, size))),
+            }
+        } else {
+            match gzip_file(&file.file, size) {
+                Ok(gz) => StaticAnswer {
                     status: StatusCode::OK,
                     headers,
-                    length: gz.len() as u64,
+                    length: Some(gz.len() as u64),
                     body: StaticBody::Text(gz),
-                };
-                return if ask.head {
-                    answer.without_body()
-                } else {
-                    answer
-                };
+                },
+                Err(e) => {
+                    tracing::warn!(file = rel, "compressing a file: {e}");
+                    return StaticAnswer::page(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "500 Internal Server Error: the file could not be read.\n",
+                    );
+                }
             }
-            Err(e) => {
-                tracing::warn!(file = rel, "compressing a file: {e}");
-                return StaticAnswer::page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "500 Internal Server Error: the file could not be read.\n",
-                );
-            }
-        }
+        };
+        return if ask.head {
+            answer.without_body()
+        } else {
+            answer
+        };
     }
     let range_applies = match ask.if_range {
         None => true,
@@ -316,6 +378,7 @@ pub(crate) fn answer(
             answer
         }
         Some(Range::Bytes(start, end)) => {
+            headers.push((header::CONTENT_TYPE, HeaderValue::from_static(content_type)));
             headers.push((
                 header::CONTENT_RANGE,
                 value(&format!("bytes {start}-{end}/{size}")),
@@ -323,24 +386,41 @@ pub(crate) fn answer(
             StaticAnswer {
                 status: StatusCode::PARTIAL_CONTENT,
                 headers,
-                length: end - start + 1,
+                length: Some(end - start + 1),
                 body: StaticBody::File {
-                    file,
+                    file: file.file,
                     offset: start,
                     len: end - start + 1,
                 },
             }
         }
-        Some(Range::Whole) | None => StaticAnswer {
-            status: StatusCode::OK,
-            headers,
-            length: size,
-            body: StaticBody::File {
-                file,
-                offset: 0,
-                len: size,
-            },
-        },
+        Some(Range::Several(ranges)) => {
+            let (boundary, length, parts) =
+                file_body::byteranges(file.file, size, content_type, &ranges);
+            headers.push((
+                header::CONTENT_TYPE,
+                value(&format!("multipart/byteranges; boundary={boundary}")),
+            ));
+            StaticAnswer {
+                status: StatusCode::PARTIAL_CONTENT,
+                headers,
+                length: Some(length),
+                body: StaticBody::Produced(Produced::Parts(parts)),
+            }
+        }
+        Some(Range::Whole) | None => {
+            headers.push((header::CONTENT_TYPE, HeaderValue::from_static(content_type)));
+            StaticAnswer {
+                status: StatusCode::OK,
+                headers,
+                length: Some(size),
+                body: StaticBody::File {
+                    file: file.file,
+                    offset: 0,
+                    len: size,
+                },
+            }
+        }
     };
     if ask.head {
         answer.without_body()
@@ -443,15 +523,15 @@ fn gzip_file(file: &File, size: u64) -> io::Result<Bytes> {
 
 /// The `.br` or `.gz` sibling of `rel`, if the client accepts that encoding and it exists.
 fn precompressed(
-    dir: &OwnedFd,
+    root: Beneath<'_>,
     rel: &str,
     accept: Option<&[u8]>,
-) -> Option<(File, Metadata, &'static str)> {
+) -> Option<(OpenFile, &'static str)> {
     let accept = std::str::from_utf8(accept?).ok()?;
     for (enc, ext) in [("br", ".br"), ("gzip", ".gz")] {
         if accepts(accept, enc) {
-            if let Opened::File(f, m) = open_beneath(dir, &format!("{rel}{ext}")) {
-                return Some((f, m, enc));
+            if let Opened::File(f) = root.open(&format!("{rel}{ext}")) {
+                return Some((f, enc));
             }
         }
     }
@@ -486,57 +566,82 @@ fn etag_listed(list: &[u8], etag: &[u8]) -> bool {
     })
 }
 
+/// The most ranges one `Range` field may ask for; more get the whole file (nginx's
+/// `max_ranges`, RFC 9110 14.2: many small ranges cost the server far more than the
+/// request did).
+pub(crate) const MAX_RANGES: usize = 16;
+
 /// The outcome of a `Range` field.
 #[derive(Debug, PartialEq, Eq)]
 enum Range {
-    /// Not a single byte range the router serves (several ranges, another unit, not
-    /// valid): the whole file (RFC 9110 lets a server ignore `Range`).
+    /// Not ranges the router serves (another unit, not valid, more than [`MAX_RANGES`],
+    /// overlapping or not in ascending order): the whole file (RFC 9110 lets a server
+    /// ignore `Range`).
     Whole,
     /// Bytes `start..=end`.
     Bytes(u64, u64),
-    /// A byte range that starts beyond the end.
+    /// Several ranges `start..=end`, ascending, not overlapping: `multipart/byteranges`.
+    Several(Vec<(u64, u64)>),
+    /// No range starts within the file.
     Unsatisfiable,
 }
 
 fn parse_range(value: &[u8], size: u64) -> Range {
-    let Some(spec) = std::str::from_utf8(value)
+    let Some(specs) = std::str::from_utf8(value)
         .ok()
         .and_then(|v| v.trim().strip_prefix("bytes="))
     else {
         return Range::Whole;
     };
-    if spec.contains(',') {
+    let mut ranges = Vec::new();
+    for (i, spec) in specs.split(',').enumerate() {
+        if i == MAX_RANGES {
+            return Range::Whole;
+        }
+        match one_range(spec, size) {
+            None => return Range::Whole,
+            Some(None) => {}
+            Some(Some(range)) => ranges.push(range),
+        }
+    }
+    if ranges.windows(2).any(|pair| pair[1].0 <= pair[0].1) {
         return Range::Whole;
     }
-    let Some((first, last)) = spec.trim().split_once('-') else {
-        return Range::Whole;
-    };
+    match ranges.len() {
+        0 => Range::Unsatisfiable,
+        1 => Range::Bytes(ranges[0].0, ranges[0].1),
+        _ => Range::Several(ranges),
+    }
+}
+
+/// One range of a `Range` field on a file of `size` bytes: `None` if it is not valid,
+/// `Some(None)` if it is valid but starts beyond the file.
+fn one_range(spec: &str, size: u64) -> Option<Option<(u64, u64)>> {
+    let (first, last) = spec.trim().split_once('-')?;
     let number = |s: &str| {
         (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
             .then(|| s.parse::<u64>().ok())
             .flatten()
     };
     match (first.trim(), last.trim()) {
-        ("", suffix) => match number(suffix) {
-            Some(0) => Range::Unsatisfiable,
-            Some(n) if size > 0 => Range::Bytes(size.saturating_sub(n), size - 1),
-            Some(_) => Range::Unsatisfiable,
-            None => Range::Whole,
+        ("", suffix) => match number(suffix)? {
+            0 => Some(None),
+            n if size > 0 => Some(Some((size.saturating_sub(n), size - 1))),
+            _ => Some(None),
         },
         (start, end) => {
-            let Some(start) = number(start) else {
-                return Range::Whole;
-            };
+            let start = number(start)?;
             let end = if end.is_empty() {
-                Some(u64::MAX)
+                u64::MAX
             } else {
-                number(end)
+                number(end)?
             };
-            match end {
-                None => Range::Whole,
-                Some(end) if end < start => Range::Whole,
-                Some(_) if start >= size => Range::Unsatisfiable,
-                Some(end) => Range::Bytes(start, end.min(size - 1)),
+            if end < start {
+                None
+            } else if start >= size {
+                Some(None)
+            } else {
+                Some(Some((start, end.min(size - 1))))
             }
         }
     }
@@ -593,11 +698,22 @@ pub(crate) fn content_type(name: &str) -> &'static str {
 /// within the file; nothing panics.
 pub(crate) fn check_fields(data: &[u8]) {
     for size in [0u64, 1, 10, u64::MAX] {
-        if let Range::Bytes(start, end) = parse_range(data, size) {
+        let ranges = match parse_range(data, size) {
+            Range::Bytes(start, end) => vec![(start, end)],
+            Range::Several(ranges) => {
+                assert!((2..=MAX_RANGES).contains(&ranges.len()), "{data:?}");
+                ranges
+            }
+            Range::Whole | Range::Unsatisfiable => Vec::new(),
+        };
+        for &(start, end) in &ranges {
             assert!(
                 start <= end && end < size,
                 "{data:?} on {size}: {start}-{end}"
             );
+        }
+        for pair in ranges.windows(2) {
+            assert!(pair[0].1 < pair[1].0, "{data:?} on {size}: {pair:?}");
         }
     }
     if let Ok(text) = std::str::from_utf8(data) {
@@ -648,7 +764,55 @@ mod tests {
         assert_eq!(parse_range(b"bytes=0-5000", 1000), Range::Bytes(0, 999));
         assert_eq!(parse_range(b"bytes=1000-", 1000), Range::Unsatisfiable);
         assert_eq!(parse_range(b"bytes=-0", 1000), Range::Unsatisfiable);
-        assert_eq!(parse_range(b"bytes=0-1,5-6", 1000), Range::Whole);
+        // Several: ascending and apart, at most MAX_RANGES; else the whole file.
+        assert_eq!(
+            parse_range(b"bytes=0-1, 5-6,-10", 1000),
+            Range::Several(vec![(0, 1), (5, 6), (990, 999)])
+        );
+        assert_eq!(
+            parse_range(b"bytes=0-1,2-3", 1000),
+            Range::Several(vec![(0, 1), (2, 3)])
+        );
+        assert_eq!(
+            parse_range(b"bytes=0-5,5-6", 1000),
+            Range::Whole,
+            "overlapping"
+        );
+        assert_eq!(parse_range(b"bytes=0-999,0-999", 1000), Range::Whole);
+        assert_eq!(
+            parse_range(b"bytes=5-6,0-1", 1000),
+            Range::Whole,
+            "descending"
+        );
+        assert_eq!(
+            parse_range(b"bytes=0-1,x", 1000),
+            Range::Whole,
+            "one not valid"
+        );
+        assert_eq!(parse_range(b"bytes=0-1,", 1000), Range::Whole);
+        let many = |n: u64| {
+            let list: Vec<String> = (0..n)
+                .map(|i| format!("{}-{}", i * 10, i * 10 + 1))
+                .collect();
+            format!("bytes={}", list.join(","))
+        };
+        assert!(matches!(
+            parse_range(many(MAX_RANGES as u64).as_bytes(), 1000),
+            Range::Several(r) if r.len() == MAX_RANGES
+        ));
+        assert_eq!(
+            parse_range(many(MAX_RANGES as u64 + 1).as_bytes(), 1000),
+            Range::Whole
+        );
+        // Ranges beyond the end are left out; none left: 416.
+        assert_eq!(
+            parse_range(b"bytes=0-1,2000-3000", 1000),
+            Range::Bytes(0, 1)
+        );
+        assert_eq!(
+            parse_range(b"bytes=2000-,3000-", 1000),
+            Range::Unsatisfiable
+        );
         assert_eq!(parse_range(b"bytes=5-1", 1000), Range::Whole);
         assert_eq!(parse_range(b"items=0-1", 1000), Range::Whole);
         assert_eq!(parse_range(b"bytes=+1-2", 1000), Range::Whole);

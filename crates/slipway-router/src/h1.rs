@@ -42,6 +42,7 @@ use tokio::net::tcp::ReadHalf;
 use crate::body::ProxyBody;
 use crate::client_stream::ClientStream;
 use crate::fastcgi_h1::{RequestBody, ScriptRequest};
+use crate::file_body::Produced;
 use crate::files::{StaticAnswer, StaticBody, FILE_CHUNK};
 use crate::headers::{
     is_hop_by_hop_name, new_request_id, put_field, put_status_line, sane_request_id,
@@ -755,8 +756,14 @@ async fn write_static<W: FileSink>(
     for (name, value) in &answer.headers {
         put_field(out, name.as_str().as_bytes(), value.as_bytes());
     }
+    let chunked = answer.length.is_none() && matches!(answer.body, StaticBody::Produced(_));
     if answer.status != hyper::StatusCode::NOT_MODIFIED {
-        put_field(out, b"content-length", answer.length.to_string().as_bytes());
+        match answer.length {
+            Some(length) => put_field(out, b"content-length", length.to_string().as_bytes()),
+            None if chunked => put_field(out, b"transfer-encoding", b"chunked"),
+            // HEAD of an answer whose length is known only once made: neither.
+            None => {}
+        }
     }
     put_field(out, b"x-request-id", request_id.as_bytes());
     put_date(out);
@@ -767,6 +774,7 @@ async fn write_static<W: FileSink>(
     match answer.body {
         StaticBody::Empty => {}
         StaticBody::Text(text) => out.extend_from_slice(&text),
+        StaticBody::Produced(body) => write_produced(stream, body, chunked, out).await?,
         StaticBody::File { file, offset, len } if len >= SENDFILE_MIN => {
             if let Some(tcp) = stream.plain_tcp() {
                 // The head first (kept by the kernel until the file's bytes follow), then
@@ -783,6 +791,45 @@ async fn write_static<W: FileSink>(
     }
     stream.write_all(out).await?;
     out.clear();
+    Ok(())
+}
+
+/// Append the chunks of `body` to `out` (which holds the answer's head), in chunked
+/// framing if `chunked` (with its last chunk), writing `out` to `stream` whenever it holds
+/// [`FILE_CHUNK`] bytes and then letting the worker's other connections run (gzip takes
+/// CPU). What is left in `out` at the end is for the caller to write; an error ends the
+/// body short (the caller closes the connection).
+async fn write_produced<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    mut body: Produced,
+    chunked: bool,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    while let Some(chunk) = body.next_chunk() {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                stream.write_all(out).await?;
+                out.clear();
+                return Err(e);
+            }
+        };
+        if chunked {
+            out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        }
+        out.extend_from_slice(&chunk);
+        if chunked {
+            out.extend_from_slice(b"\r\n");
+        }
+        if out.len() >= FILE_CHUNK {
+            stream.write_all(out).await?;
+            out.clear();
+            tokio::task::yield_now().await;
+        }
+    }
+    if chunked {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
     Ok(())
 }
 

@@ -39,6 +39,8 @@ mod config;
 mod console;
 mod fastcgi;
 mod fastcgi_h1;
+mod file_body;
+mod file_cache;
 mod files;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -21,7 +21,8 @@ use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, StatusCode};
 
 use crate::fastcgi::ScriptCall;
-use crate::files::{self, Opened, StaticAnswer};
+use crate::file_cache::OpenFileCache;
+use crate::files::{self, Beneath, Opened, StaticAnswer};
 use crate::routes::RouteError;
 use crate::site::{Expires, Passthru, Site, SiteMount};
 use crate::table::path_matches;
@@ -61,8 +62,10 @@ struct WebLocation {
 /// Where a location's files are.
 #[derive(Debug)]
 enum RootDir {
-    /// A folder of the release's slug (`O_PATH`), opened beneath the app's folder once.
-    Slug(OwnedFd),
+    /// A folder of the release's slug (`O_PATH`), opened beneath the app's folder once,
+    /// and the open-file cache of the files beneath it (the slug is read-only), unless
+    /// the router runs without.
+    Slug(OwnedFd, Option<Box<OpenFileCache>>),
     /// A folder of a persistent mount: opened at each request (the volume may be
     /// mounted again meanwhile; an open descriptor would keep serving the old one or
     /// keep it busy), `rel` beneath the volume's `files` folder.
@@ -77,7 +80,12 @@ enum RootDir {
 impl RootDir {
     /// The root for `root` (normalized, relative to the app): the longest mount it is or
     /// is beneath, else the slug's folder opened beneath `app_dir` (`None` if missing).
-    fn of(root: &str, app_dir: &OwnedFd, mounts: &[SiteMount]) -> std::io::Result<Option<Self>> {
+    fn of(
+        root: &str,
+        app_dir: &OwnedFd,
+        mounts: &[SiteMount],
+        cache: bool,
+    ) -> std::io::Result<Option<Self>> {
         let mount = mounts
             .iter()
             .filter(|m| {
@@ -99,18 +107,26 @@ impl RootDir {
             }));
         }
         let rel = if root.is_empty() { "." } else { root };
-        Ok(files::open_dir_beneath(app_dir, rel)?.map(RootDir::Slug))
+        Ok(files::open_dir_beneath(app_dir, rel)?
+            .map(|dir| RootDir::Slug(dir, cache.then(Box::default))))
     }
 
-    /// The folder to open files beneath, now (a mount's is opened into `opened`);
-    /// `None` if it does not exist (a mount not made yet, or a volume not mounted).
-    fn open<'a>(&'a self, opened: &'a mut Option<OwnedFd>) -> Option<&'a OwnedFd> {
+    /// The folder to open files beneath, now (a mount's is opened into `opened`, and
+    /// has no cache); `None` if it does not exist (a mount not made yet, or a volume not
+    /// mounted).
+    fn open<'a>(&'a self, opened: &'a mut Option<OwnedFd>) -> Option<Beneath<'a>> {
         match self {
-            RootDir::Slug(fd) => Some(fd),
+            RootDir::Slug(dir, cache) => Some(Beneath {
+                dir,
+                cache: cache.as_deref(),
+            }),
             RootDir::Mount { volume_files, rel } => {
                 let files = files::open_dir(volume_files).ok()?;
                 let dir = files::open_dir_beneath(&files, rel).ok()??;
-                Some(opened.insert(dir))
+                Some(Beneath {
+                    dir: opened.insert(dir),
+                    cache: None,
+                })
             }
         }
     }
@@ -188,8 +204,9 @@ pub(crate) struct Effective<'s> {
 
 impl WebSite {
     /// Compile `site` for the router: open each location's root beneath the app's folder
-    /// and build the rules' regular expressions.
-    pub(crate) fn compile(app: &str, site: &Site) -> Result<WebSite, RouteError> {
+    /// (with an open-file cache for slug roots if `cache`) and build the rules' regular
+    /// expressions.
+    pub(crate) fn compile(app: &str, site: &Site, cache: bool) -> Result<WebSite, RouteError> {
         let bad = |prefix: &str, why: String| RouteError::BadLocation {
             app: app.to_string(),
             prefix: prefix.to_string(),
@@ -210,7 +227,7 @@ impl WebSite {
                     {
                         return Err(bad(&loc.prefix, format!("root `{root}` leaves the app")));
                     }
-                    match RootDir::of(root, &app_dir, &site.mounts) {
+                    match RootDir::of(root, &app_dir, &site.mounts, cache) {
                         Ok(dir) => dir,
                         Err(e) => return Err(bad(&loc.prefix, format!("root `{root}`: {e}"))),
                     }
@@ -311,12 +328,12 @@ impl WebSite {
         let Some(root) = loc.root.as_ref().and_then(|r| r.open(&mut opened)) else {
             return elsewhere(StatusCode::NOT_FOUND);
         };
-        match files::open_beneath(root, if rel.is_empty() { "." } else { rel }) {
-            Opened::File(file, meta) => {
+        match root.open(if rel.is_empty() { "." } else { rel }) {
+            Opened::File(file) => {
                 if !allow {
                     return elsewhere(StatusCode::FORBIDDEN);
                 }
-                Resolved::Answer(files::answer(root, rel, file, meta, ask, &effective))
+                Resolved::Answer(files::answer(root, rel, file, ask, &effective))
             }
             Opened::Dir => {
                 for index in &loc.index {
@@ -325,7 +342,7 @@ impl WebSite {
                     } else {
                         format!("{rel}/{index}")
                     };
-                    let Opened::File(file, meta) = files::open_beneath(root, &candidate) else {
+                    let Opened::File(file) = root.open(&candidate) else {
                         continue;
                     };
                     if !path.trailing_slash && path.decoded != "/" {
@@ -354,7 +371,7 @@ impl WebSite {
                         tag: &self.tag,
                     };
                     return Resolved::Answer(files::answer(
-                        root, &candidate, file, meta, ask, &effective,
+                        root, &candidate, file, ask, &effective,
                     ));
                 }
                 elsewhere(StatusCode::NOT_FOUND)
@@ -603,6 +620,13 @@ mod site_tests {
                     buf
                 }
                 StaticBody::Text(t) => t.to_vec(),
+                StaticBody::Produced(mut p) => {
+                    let mut out = Vec::new();
+                    while let Some(chunk) = p.next_chunk() {
+                        out.extend_from_slice(&chunk.unwrap());
+                    }
+                    out
+                }
                 StaticBody::Empty => vec![],
             },
             Resolved::Forward | Resolved::Script(_) => panic!("forwarded"),
@@ -669,7 +693,7 @@ mod site_tests {
     #[test]
     fn static_files_passthru_and_rules() {
         let (_dir, site) = app();
-        let site = WebSite::compile("app", &site).unwrap();
+        let site = WebSite::compile("app", &site, true).unwrap();
         let r = site.resolve(&get("/css/site.css"));
         assert_eq!(status(&r), Some(StatusCode::OK));
         assert_eq!(header(&r, "content-type"), Some("text/css"));
@@ -730,7 +754,7 @@ mod site_tests {
             expires: Some(Expires::Seconds(300)),
             ..LocationRule::default()
         }];
-        let site = WebSite::compile("app", &site).unwrap();
+        let site = WebSite::compile("app", &site, true).unwrap();
         let r = site.resolve(&get("/docs/"));
         assert_eq!(header(&r, "cache-control"), Some("max-age=300"));
         assert_eq!(body(r), b"<h1>docs</h1>");
@@ -749,7 +773,7 @@ mod site_tests {
             allow: Some(true),
             ..LocationRule::default()
         }];
-        let site = WebSite::compile("app", &site).unwrap();
+        let site = WebSite::compile("app", &site, true).unwrap();
         let r = site.resolve(&get("/docs/"));
         assert_eq!(status(&r), Some(StatusCode::FORBIDDEN));
     }
@@ -757,7 +781,7 @@ mod site_tests {
     #[test]
     fn conditional_range_head_and_precompressed() {
         let (_dir, site) = app();
-        let site = WebSite::compile("app", &site).unwrap();
+        let site = WebSite::compile("app", &site, true).unwrap();
         let r = site.resolve(&get("/big.txt"));
         let etag = header(&r, "etag").unwrap().to_string();
         let modified = header(&r, "last-modified").unwrap().to_string();
@@ -811,7 +835,7 @@ mod site_tests {
         let Resolved::Answer(a) = site.resolve(&ask) else {
             panic!("forwarded")
         };
-        assert_eq!(a.length, 10);
+        assert_eq!(a.length, Some(10));
         assert!(matches!(a.body, StaticBody::Empty));
 
         let ask = Ask {
@@ -829,7 +853,7 @@ mod site_tests {
     fn nothing_outside_the_root_is_read() {
         let (_dir, mut site) = app();
         site.locations[0].passthru = Passthru::Off;
-        let site = WebSite::compile("app", &site).unwrap();
+        let site = WebSite::compile("app", &site, true).unwrap();
         for path in ["/out.txt", "/passwd"] {
             let r = site.resolve(&get(path));
             assert_eq!(status(&r), Some(StatusCode::NOT_FOUND), "{path}");
@@ -857,17 +881,17 @@ mod site_tests {
     fn bad_locations_are_refused() {
         let (_dir, mut site) = app();
         site.locations[0].root = Some("../..".into());
-        assert!(WebSite::compile("app", &site).is_err());
+        assert!(WebSite::compile("app", &site, true).is_err());
         let (_dir, mut site) = app();
         site.locations[0].rules[0].pattern = "(".into();
-        assert!(WebSite::compile("app", &site).is_err());
+        assert!(WebSite::compile("app", &site, true).is_err());
         let (_dir, mut site) = app();
         site.locations[0].rules[0].pattern = r"\w{1000}\w{1000}\w{1000}".into();
-        assert!(WebSite::compile("app", &site).is_err());
+        assert!(WebSite::compile("app", &site, true).is_err());
         // A root that this release lacks serves no files.
         let (_dir, mut site) = app();
         site.locations[0].root = Some("public".into());
-        let site = WebSite::compile("app", &site).unwrap();
+        let site = WebSite::compile("app", &site, true).unwrap();
         assert!(matches!(site.resolve(&get("/big.txt")), Resolved::Forward));
     }
 
@@ -875,7 +899,7 @@ mod site_tests {
     fn fastcgi_sites_run_the_requested_or_passthru_script() {
         let (_dir, mut site) = app();
         site.fastcgi = true;
-        let site = WebSite::compile("app", &site).unwrap();
+        let site = WebSite::compile("app", &site, true).unwrap();
         let script = |r: Resolved| match r {
             Resolved::Script(c) => c,
             other => panic!("not a script: {other:?}"),

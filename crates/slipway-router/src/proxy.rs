@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::body::{full, FileBody, GuardedBody, ProxyBody};
+use crate::body::{full, FileBody, GuardedBody, ProducedBody, ProxyBody};
 use crate::files::{StaticAnswer, StaticBody};
 use crate::gate::Gate;
 use crate::headers::{
@@ -189,6 +189,9 @@ fn static_response(
         StaticBody::File { file, offset, len } => {
             ProxyBody::File(FileBody::new(file, offset, len, Some(guard)))
         }
+        StaticBody::Produced(body) => {
+            ProxyBody::Produced(ProducedBody::new(body, answer.length, guard))
+        }
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = answer.status;
@@ -196,8 +199,12 @@ fn static_response(
     for (name, value) in answer.headers {
         headers.append(name, value);
     }
-    if answer.status != StatusCode::NOT_MODIFIED {
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(answer.length));
+    match answer.length {
+        Some(length) if answer.status != StatusCode::NOT_MODIFIED => {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        }
+        // Not known before the body is made: hyper chunks it (or closes, HTTP/1.0).
+        _ => {}
     }
     headers.insert(&X_REQUEST_ID, request_id.clone());
     resp

@@ -90,7 +90,12 @@ impl Router {
         let sites = routes
             .sites
             .iter()
-            .map(|(app, site)| Ok((app.clone(), Arc::new(WebSite::compile(app, site)?))))
+            .map(|(app, site)| {
+                Ok((
+                    app.clone(),
+                    Arc::new(WebSite::compile(app, site, self.config.open_file_cache)?),
+                ))
+            })
             .collect::<Result<Vec<_>, RouteError>>()?;
         let mut gates = self.lock_writer();
         let gate = gate_of(&mut gates, env);
