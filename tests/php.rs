@@ -575,7 +575,8 @@ fn curl(args: &[&str]) -> (String, String) {
 /// 100-continue` with curl gets one `100 Continue`; a body over the cap is answered 413
 /// (before it is sent, with `Expect`), malformed chunking 400; on one kept-alive
 /// connection a static file, a chunked PHP upload and a static file again; uploads that
-/// stall mid-body hold no PHP-FPM worker (PHP answers others meanwhile) and end in 408.
+/// stall mid-body hold no PHP-FPM worker (PHP answers others meanwhile) and end in 408;
+/// `runtime.request_terminate_timeout` ends a script that runs too long (502).
 #[test]
 fn request_bodies_chunked_expect_oversize_and_stalled_on_the_own_path() {
     let server = Server::start_with(&[
@@ -587,10 +588,11 @@ fn request_bodies_chunked_expect_oversize_and_stalled_on_the_own_path() {
         &[
             (
                 ".platform.app.yaml",
-                "name: app\ntype: php:8.4\nruntime:\n  sizing_hints:\n    request_memory: 100000\nvariables:\n  php:\n    post_max_size: 64M\nweb:\n  locations:\n    '/':\n      root: web\n      passthru: /index.php\n      scripts: true\n",
+                "name: app\ntype: php:8.4\nruntime:\n  request_terminate_timeout: 2\n  sizing_hints:\n    request_memory: 100000\nvariables:\n  php:\n    post_max_size: 64M\nweb:\n  locations:\n    '/':\n      root: web\n      passthru: /index.php\n      scripts: true\n",
             ),
             ("web/index.php", UPLOAD),
             ("web/style.css", "body { color: red }\n"),
+            ("web/slow.php", "<?php sleep(8); echo 'finished';\n"),
         ],
     );
     server.push_ok(&app, "demo");
@@ -753,5 +755,17 @@ fn request_bodies_chunked_expect_oversize_and_stalled_on_the_own_path() {
     }
     // The legitimate path still works.
     let (out, _) = curl(&["--data-binary", "after", &url]);
+    assert!(out.starts_with("len=5 "), "{out}");
+
+    // runtime.request_terminate_timeout (2 s): PHP-FPM kills a script still running
+    // then (sleep() does not count for max_execution_time): 502, never its output.
+    let (out, err) = curl(&[
+        "-w",
+        "\n%{http_code}",
+        &format!("http://127.0.0.1:{port}/slow.php"),
+    ]);
+    assert!(out.ends_with("\n502"), "{out}{err}");
+    assert!(!out.contains("finished"), "{out}");
+    let (out, _) = curl(&["--data-binary", "again", &url]);
     assert!(out.starts_with("len=5 "), "{out}");
 }
