@@ -674,6 +674,17 @@ fn request_bodies_chunked_expect_oversize_and_stalled_on_the_own_path() {
     ]);
     assert_eq!(out, "413", "{err}");
 
+    // Over h2c (hyper's path) a body with its length still goes through.
+    let (out, err) = curl(&[
+        "--http2-prior-knowledge",
+        "-H",
+        "Content-Type: application/octet-stream",
+        "--data-binary",
+        &at_file,
+        &url,
+    ]);
+    assert_eq!(out, expected, "{err}");
+
     // Malformed chunking: 400.
     for bad in ["zz\r\nhello\r\n0\r\n\r\n", "5\r\nhelloXY0\r\n\r\n"] {
         let (status, head, body) = raw(
