@@ -288,6 +288,7 @@ impl RequestBody<'_, '_> {
         Ok(spool)
     }
 }
+
 impl ScriptRequest<'_, '_> {
     /// Read the request's body, run the script and write its answer to `stream`. `Err`:
     /// the client connection cannot go on (it broke, the body was refused or not read
