@@ -528,3 +528,255 @@ fn php_fpm_listens_on_a_private_unix_socket_and_a_planted_link_is_never_followed
     stop.store(true, Ordering::Relaxed);
     daemon.join().expect("daemon thread");
 }
+
+/// The upload script of `request_bodies_*`: what PHP read of the body.
+const UPLOAD: &str = r#"<?php
+$in = file_get_contents('php://input');
+echo "len=" . strlen($in) . " sha=" . hash('sha256', $in) . " cl=" . ($_SERVER['CONTENT_LENGTH'] ?? '') . " te=" . ($_SERVER['HTTP_TRANSFER_ENCODING'] ?? '') . "\n";
+"#;
+
+/// The sha256 of `data`, by `sha256sum`.
+fn sha256(data: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sha256sum");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(data)
+        .expect("write");
+    let out = child.wait_with_output().expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// curl with `args` against the router; (its stdout, its stderr).
+fn curl(args: &[&str]) -> (String, String) {
+    let o = run(Command::new("curl")
+        .args(["-sS", "--max-time", "60", "-H"])
+        .arg(format!("Host: {HOST}"))
+        .args(args));
+    (
+        String::from_utf8_lossy(&o.stdout).to_string(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    )
+}
+
+/// Request bodies to PHP-FPM on the router's own path (issue 17), with a 6 MiB cap and a
+/// 3 s body timeout: a chunked upload of 5 MiB reaches PHP whole (its sha256 as PHP
+/// computes it, `CONTENT_LENGTH` set, no `Transfer-Encoding` left); `Expect:
+/// 100-continue` with curl gets one `100 Continue`; a body over the cap is answered 413
+/// (before it is sent, with `Expect`), malformed chunking 400; on one kept-alive
+/// connection a static file, a chunked PHP upload and a static file again; uploads that
+/// stall mid-body hold no PHP-FPM worker (PHP answers others meanwhile) and end in 408;
+/// `runtime.request_terminate_timeout` ends a script that runs too long (502).
+#[test]
+fn request_bodies_chunked_expect_oversize_and_stalled_on_the_own_path() {
+    let server = Server::start_with(&[
+        ("SLIPWAY_ROUTER_MAX_BODY", "6M"),
+        ("SLIPWAY_ROUTER_BODY_TIMEOUT", "3"),
+    ]);
+    let app = server.project(
+        "demo",
+        &[
+            (
+                ".platform.app.yaml",
+                "name: app\ntype: php:8.4\nruntime:\n  request_terminate_timeout: 2\n  sizing_hints:\n    request_memory: 100000\nvariables:\n  php:\n    post_max_size: 64M\nweb:\n  locations:\n    '/':\n      root: web\n      passthru: /index.php\n      scripts: true\n",
+            ),
+            ("web/index.php", UPLOAD),
+            ("web/style.css", "body { color: red }\n"),
+            ("web/slow.php", "<?php sleep(8); echo 'finished';\n"),
+        ],
+    );
+    server.push_ok(&app, "demo");
+    let port = server.http_port;
+    let url = format!("http://127.0.0.1:{port}/upload");
+    let dir = server.dir.path();
+    let data: Vec<u8> = (0..5 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let file = dir.join("upload.bin");
+    std::fs::write(&file, &data).expect("write upload");
+    let at_file = format!("@{}", file.display());
+    let expected = format!(
+        "len={} sha={} cl={} te=\n",
+        data.len(),
+        sha256(&data),
+        data.len()
+    );
+
+    // Chunked (curl streams the file in chunks, and asks for 100-continue first).
+    let (out, err) = curl(&[
+        "-v",
+        "-H",
+        "Transfer-Encoding: chunked",
+        "-H",
+        "Content-Type: application/octet-stream",
+        "--data-binary",
+        &at_file,
+        &url,
+    ]);
+    assert_eq!(out, expected, "{err}\n{}", server.server_log());
+    assert!(err.contains("> Transfer-Encoding: chunked"), "{err}");
+    // With a length and an explicit Expect: one 100 Continue, then the answer.
+    let (out, err) = curl(&[
+        "-v",
+        "-H",
+        "Expect: 100-continue",
+        "-H",
+        "Content-Type: application/octet-stream",
+        "--data-binary",
+        &at_file,
+        &url,
+    ]);
+    assert_eq!(out, expected, "{err}");
+    assert_eq!(err.matches("< HTTP/1.1 100 Continue").count(), 1, "{err}");
+    assert!(err.contains("< HTTP/1.1 200 OK"), "{err}");
+
+    // Over the cap: 413, with a length before the body is sent (no 100), chunked once it
+    // grows past the cap.
+    let big = dir.join("big.bin");
+    std::fs::write(&big, vec![b'x'; 7 * 1024 * 1024]).expect("write big");
+    let at_big = format!("@{}", big.display());
+    let (out, err) = curl(&[
+        "-v",
+        "-H",
+        "Expect: 100-continue",
+        "--data-binary",
+        &at_big,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &url,
+    ]);
+    assert_eq!(out, "413", "{err}");
+    assert!(!err.contains("100 Continue"), "{err}");
+    let (out, err) = curl(&[
+        "-H",
+        "Transfer-Encoding: chunked",
+        "-H",
+        "Expect:",
+        "--data-binary",
+        &at_big,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &url,
+    ]);
+    assert_eq!(out, "413", "{err}");
+
+    // Over h2c (hyper's path) a body with its length still goes through.
+    let (out, err) = curl(&[
+        "--http2-prior-knowledge",
+        "-H",
+        "Content-Type: application/octet-stream",
+        "--data-binary",
+        &at_file,
+        &url,
+    ]);
+    assert_eq!(out, expected, "{err}");
+
+    // Malformed chunking: 400.
+    for bad in ["zz\r\nhello\r\n0\r\n\r\n", "5\r\nhelloXY0\r\n\r\n"] {
+        let (status, head, body) = raw(
+            port,
+            &format!(
+                "POST /upload HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n{bad}"
+            ),
+        );
+        assert_eq!(status, 400, "{bad:?}: {head}\n{body}");
+    }
+
+    // One kept-alive connection: static, a chunked PHP upload, static again.
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut buf = Vec::new();
+    let css = format!("GET /style.css HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+    let (status, _, body) = keep_alive(&mut conn, &mut buf, &css);
+    assert_eq!((status, &body[..]), (200, &b"body { color: red }\n"[..]));
+    let text_body: String = (0..40_000)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    let mut chunked =
+        format!("POST /upload HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for piece in text_body.as_bytes().chunks(7_001) {
+        chunked.push_str(&format!("{:x}\r\n", piece.len()));
+        chunked.push_str(std::str::from_utf8(piece).expect("ascii"));
+        chunked.push_str("\r\n");
+    }
+    chunked.push_str("0\r\n\r\n");
+    let (status, _, body) = keep_alive(&mut conn, &mut buf, &chunked);
+    assert_eq!(status, 200);
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        format!(
+            "len=40000 sha={} cl=40000 te=\n",
+            sha256(text_body.as_bytes())
+        )
+    );
+    let (status, _, body) = keep_alive(&mut conn, &mut buf, &css);
+    assert_eq!((status, &body[..]), (200, &b"body { color: red }\n"[..]));
+
+    // Uploads that stall mid-body: more of them than PHP-FPM has workers (one, by the
+    // sizing hints). PHP still answers meanwhile, while they wait (no worker is held by
+    // them), then each ends in 408.
+    use std::io::{Read, Write};
+    let stalled: Vec<std::net::TcpStream> = (0..6)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            s.write_all(
+                format!("POST /upload HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 100\r\n\r\nabc")
+                    .as_bytes(),
+            )
+            .expect("send");
+            s.set_read_timeout(Some(Duration::from_secs(30)))
+                .expect("timeout");
+            s
+        })
+        .collect();
+    let (out, err) = curl(&["--data-binary", "meanwhile", &url]);
+    assert!(out.starts_with("len=9 "), "{out}{err}");
+    for s in &stalled {
+        s.set_nonblocking(true).expect("nonblocking");
+        let mut probe = [0u8; 1];
+        let waiting = s.peek(&mut probe);
+        assert!(
+            waiting
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock),
+            "a stalled upload was answered before PHP answered another: {waiting:?}"
+        );
+        s.set_nonblocking(false).expect("blocking");
+    }
+    for mut s in stalled {
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    }
+    // The legitimate path still works.
+    let (out, _) = curl(&["--data-binary", "after", &url]);
+    assert!(out.starts_with("len=5 "), "{out}");
+
+    // runtime.request_terminate_timeout (2 s): PHP-FPM kills a script still running
+    // then (sleep() does not count for max_execution_time): 502, never its output.
+    let (out, err) = curl(&[
+        "-w",
+        "\n%{http_code}",
+        &format!("http://127.0.0.1:{port}/slow.php"),
+    ]);
+    assert!(out.ends_with("\n502"), "{out}{err}");
+    assert!(!out.contains("finished"), "{out}");
+    let (out, _) = curl(&["--data-binary", "again", &url]);
+    assert!(out.starts_with("len=5 "), "{out}");
+}

@@ -188,6 +188,32 @@ elif mode == "posts":
     c.s.sendall(get("/last"))
     status, _, _, body = c.response()
     print("%s %s" % (status, body.decode().strip()))
+elif mode == "chunked":
+    # A chunked POST with Expect: 100-continue whose chunks come one by one after the
+    # 100 (each its own TLS record, with pauses), then a GET, on one connection; then a
+    # chunked body over the router's cap on another.
+    c = connect()
+    c.s.sendall(("POST /late HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: chunked\r\n"
+                 "Expect: 100-continue\r\n\r\n" % host).encode())
+    print(c.line().decode())
+    c.line()
+    for piece in (b"5\r\nhello\r\n", b"6\r\n world\r\n", b"0\r\n\r\n"):
+        time.sleep(0.2)
+        c.s.sendall(piece)
+    status, _, _, body = c.response()
+    print("%s %s" % (status, body.decode().strip()))
+    c.s.sendall(get("/hello.txt"))
+    status, _, _, body = c.response()
+    print("%s %s" % (status, body.decode().strip()))
+    c = connect()
+    c.s.sendall(("POST /big HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: chunked\r\n\r\n" % host).encode())
+    try:
+        for _ in range(3):
+            c.s.sendall(b"80000\r\n" + b"x" * 0x80000 + b"\r\n")
+    except (ConnectionError, ssl.SSLError):
+        pass
+    status, _, _, body = c.response()
+    print("%s %s" % (status, body.decode().strip()))
 elif mode == "raw":
     c = connect()
     c.s.sendall(arg.encode().decode("unicode_escape").encode("latin-1"))
@@ -234,7 +260,10 @@ const PHP_INDEX: &str = "<?php\necho 'https=' . ($_SERVER['HTTPS'] ?? '') . ' sc
 fn php_over_tls_is_told_https_on_a_kept_alive_connection_with_static_files() {
     let https_port = free_port();
     let listen = format!("127.0.0.1:{https_port}");
-    let server = Server::start_with(&[("SLIPWAY_HTTPS_LISTEN", &listen)]);
+    let server = Server::start_with(&[
+        ("SLIPWAY_HTTPS_LISTEN", &listen),
+        ("SLIPWAY_ROUTER_MAX_BODY", "1M"),
+    ]);
     let ca = server.data.join("ca").join("ca.pem");
     let app = App::demo(server.dir.path(), "tlsh1-php");
     std::fs::remove_file(app.dir.join("server.py")).expect("no python server");
@@ -264,14 +293,27 @@ fn php_over_tls_is_told_https_on_a_kept_alive_connection_with_static_files() {
         "{}",
         server.server_log()
     );
-    // PHP with a body over TLS: the body that came with the head is served on the own
-    // path, one still to come on hyper's; the connection goes on.
+    // PHP with a body over TLS: the body that came with the head and one still to come
+    // alike, on the own path (read through the TLS state); the connection goes on.
     let out = client(&script, https_port, &ca, "posts", "");
     assert_eq!(
         out,
         "HTTP/1.1 200 OK https=on scheme=https port=443 proto=https uri=/form body=hello\n\
          HTTP/1.1 200 OK https=on scheme=https port=443 proto=https uri=/form body=hello\n\
          HTTP/1.1 200 OK https=on scheme=https port=443 proto=https uri=/last body=\n",
+        "{}",
+        server.server_log()
+    );
+    // A chunked body arriving late over TLS after a 100 Continue, then a static file on
+    // the same connection; a chunked body over the cap (1M) refused by the own path's
+    // 413 (hyper's path would have taken it whole).
+    let out = client(&script, https_port, &ca, "chunked", "");
+    assert_eq!(
+        out,
+        "HTTP/1.1 100 Continue\n\
+         HTTP/1.1 200 OK https=on scheme=https port=443 proto=https uri=/late body=hello world\n\
+         HTTP/1.1 200 OK static over tls\n\
+         HTTP/1.1 413 Payload Too Large 413 Content Too Large: the request body is over the router's limit.\n",
         "{}",
         server.server_log()
     );

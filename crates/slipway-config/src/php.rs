@@ -144,6 +144,9 @@ pub struct PhpRuntime {
     pub request_memory_mb: u64,
     /// `sizing_hints.reserved_memory`: MB of the container kept for everything else.
     pub reserved_memory_mb: u64,
+    /// `request_terminate_timeout`: seconds one request may run before PHP-FPM kills its
+    /// worker (`None`: PHP-FPM's default, off; `max_execution_time` still applies).
+    pub request_terminate_timeout_s: Option<u64>,
 }
 
 impl Default for PhpRuntime {
@@ -153,6 +156,7 @@ impl Default for PhpRuntime {
             disabled_extensions: Vec::new(),
             request_memory_mb: DEFAULT_REQUEST_MEMORY_MB,
             reserved_memory_mb: DEFAULT_RESERVED_MEMORY_MB,
+            request_terminate_timeout_s: None,
         }
     }
 }
@@ -208,6 +212,15 @@ pub(crate) fn runtime(
                 };
                 diags.push(p.error(&n.pos, format!("unknown PHP extension `{name}`; {hint}")));
             }
+        }
+    }
+    if let Some(v) = node.get("request_terminate_timeout") {
+        match v.kind {
+            Kind::Int(i) if i >= 1 => rt.request_terminate_timeout_s = Some(i as u64),
+            _ => diags.push(path.with("request_terminate_timeout").error(
+                &v.pos,
+                "`request_terminate_timeout` must be a whole number of seconds, at least 1",
+            )),
         }
     }
     if let Some(h) = node.get("sizing_hints") {

@@ -84,6 +84,11 @@ const RUNTIME: Shape = Shape::Obj(&[
         ]),
         "How the PHP-FPM pool is sized: (memory - reserved_memory) / request_memory workers.",
     ),
+    acted(
+        "request_terminate_timeout",
+        Shape::PosInt,
+        "Seconds one request may run before PHP-FPM kills its worker (PHP-FPM's `request_terminate_timeout`; default: off).",
+    ),
     ignored("xdebug", Shape::Any, "Xdebug settings."),
     ignored(
         "quicklisten",

@@ -383,13 +383,24 @@ fn an_unknown_php_extension_is_refused_at_its_position() {
     );
     let d = tree(&[(
         ".platform.app.yaml",
-        b"name: app\ntype: php:8.4\nruntime:\n  extensions: [redis]\n  disabled_extensions: [opcache]\n  sizing_hints: {request_memory: 20}\n",
+        b"name: app\ntype: php:8.4\nruntime:\n  extensions: [redis]\n  disabled_extensions: [opcache]\n  sizing_hints: {request_memory: 20}\n  request_terminate_timeout: 300\n",
     )]);
     let l = load(&DirSource::new(d.path())).unwrap();
     let app = &l.topology.applications[0];
     assert_eq!(app.runtime.extensions, ["redis"]);
     assert_eq!(app.runtime.disabled_extensions, ["opcache"]);
     assert_eq!(app.runtime.request_memory_mb, 20);
+    assert_eq!(app.runtime.request_terminate_timeout_s, Some(300));
+    let d = tree(&[(
+        ".platform.app.yaml",
+        b"name: app\ntype: php:8.4\nruntime:\n  request_terminate_timeout: 0\n",
+    )]);
+    let errs = errors_of(d.path());
+    assert!(
+        errs.iter().any(|e| e
+            .starts_with(".platform.app.yaml:4:30: error: `request_terminate_timeout` must be")),
+        "{errs:?}"
+    );
 }
 
 #[test]

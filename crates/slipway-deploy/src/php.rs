@@ -33,6 +33,12 @@ pub fn start_command(app: &Application, memory_bytes: u64) -> String {
         .map(String::as_str)
         .collect();
     let ini = php_ini(app.variables.get("php"));
+    let terminate = app
+        .runtime
+        .request_terminate_timeout_s
+        .map_or(String::new(), |s| {
+            format!("request_terminate_timeout = {s}s\n")
+        });
     format!(
         r#"set -e
 d=/tmp/.slipway-php
@@ -61,7 +67,7 @@ pm.max_children = {children}
 pm.start_servers = {start}
 pm.min_spare_servers = 1
 pm.max_spare_servers = {spare}
-clear_env = no
+{terminate}clear_env = no
 catch_workers_output = yes
 decorate_workers_output = no
 SLIPWAY_FPM
@@ -156,5 +162,9 @@ mod tests {
         assert!(cmd.contains("memory_limit = \"256M\""));
         assert!(cmd.contains("opcache.enable = \"1\""));
         assert!(!cmd.contains("opcache.bad"));
+        assert!(!cmd.contains("request_terminate_timeout"));
+        app.runtime.request_terminate_timeout_s = Some(300);
+        let cmd = start_command(&app, 1024 * 1024 * 1024);
+        assert!(cmd.contains("pm.max_spare_servers = 4\nrequest_terminate_timeout = 300s\n"));
     }
 }

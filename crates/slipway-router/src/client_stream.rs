@@ -8,8 +8,13 @@
 //! socket's write half: what one `write` gets goes out as whole records (up to 16 KiB of
 //! plaintext each) in one vectored `write`, and a write is done only once all of it is
 //! on the socket, as on plain TCP (the path never flushes).
+//!
+//! A request body for a PHP script is read through the writer too
+//! ([`BodyRead::read_body`]), before its answer is written: on plain TCP straight from the
+//! read half, over TLS by feeding the read half's records to the connection's rustls
+//! state and taking the plaintext (so such a body stays on this path over TLS too).
 
-use std::io::{self, Write as _};
+use std::io::{self, Read as _, Write as _};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -22,7 +27,7 @@ use tokio_rustls::server::TlsStream;
 /// A client connection of the router's own HTTP/1.1 path.
 pub(crate) trait ClientStream: AsyncRead + AsyncWrite + Unpin {
     /// The writer of answers while the read half is watched.
-    type Writer<'a>: crate::sendfile::FileSink
+    type Writer<'a>: crate::sendfile::FileSink + BodyRead
     where
         Self: 'a;
 
@@ -52,6 +57,62 @@ impl ClientStream for TlsStream<TcpStream> {
                 accepted: None,
             },
         )
+    }
+}
+
+/// Reads a request body's bytes from the client (plaintext).
+pub(crate) trait BodyRead {
+    /// Read body bytes into `buf` from the connection whose read half is `tcp`: how many,
+    /// 0 at the end of the client's side.
+    async fn read_body(&mut self, tcp: &mut ReadHalf<'_>, buf: &mut [u8]) -> io::Result<usize>;
+}
+
+impl BodyRead for WriteHalf<'_> {
+    async fn read_body(&mut self, tcp: &mut ReadHalf<'_>, buf: &mut [u8]) -> io::Result<usize> {
+        tokio::io::AsyncReadExt::read(tcp, buf).await
+    }
+}
+
+impl BodyRead for TlsWriter<'_> {
+    async fn read_body(&mut self, tcp: &mut ReadHalf<'_>, buf: &mut [u8]) -> io::Result<usize> {
+        std::future::poll_fn(|cx| loop {
+            // Plaintext rustls holds already (read with the head, or just decrypted).
+            match self.tls.reader().read(buf) {
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            let mut socket = SyncReader { io: &mut *tcp, cx };
+            match self.tls.read_tls(&mut socket) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
+                Ok(_) => {
+                    if let Err(e) = self.tls.process_new_packets() {
+                        return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        })
+        .await
+    }
+}
+
+/// The socket's read half as a blocking-style reader for rustls: `WouldBlock` when
+/// nothing is there (the task is woken when there is).
+struct SyncReader<'a, 'b, 'c> {
+    io: &'a mut ReadHalf<'b>,
+    cx: &'a mut Context<'c>,
+}
+
+impl io::Read for SyncReader<'_, '_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut read = tokio::io::ReadBuf::new(buf);
+        match Pin::new(&mut *self.io).poll_read(self.cx, &mut read) {
+            Poll::Ready(Ok(())) => Ok(read.filled().len()),
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
     }
 }
 

@@ -41,7 +41,20 @@ pub struct RouterConfig {
     /// (nginx's `open_file_cache`; default on, see [`crate::Site`]). Off: each request
     /// opens its file, as a comparison for benchmarks.
     pub open_file_cache: bool,
+    /// Largest request body a PHP script is sent on the router's own HTTP/1.1 path, like
+    /// nginx's `client_max_body_size` (default [`DEFAULT_MAX_REQUEST_BODY`]): a larger
+    /// `Content-Length` is answered 413 before any of it is read (no `100 Continue`), a
+    /// chunked body 413 once it grows past it.
+    pub max_request_body: u64,
+    /// How long the router waits for the next bytes of a request body it is reading for a
+    /// PHP script, like nginx's `client_body_timeout` (default 60 s); then 408 and the
+    /// connection closes. PHP-FPM is not connected to before the body is read whole.
+    pub request_body_timeout: Duration,
 }
+
+/// The default cap on a request body for PHP: 250 MiB, room for large uploads (the app's
+/// own `upload_max_filesize`/`post_max_size` are its business).
+pub const DEFAULT_MAX_REQUEST_BODY: u64 = 250 * 1024 * 1024;
 
 /// The default cap on open client connections: each takes a file descriptor (and one more
 /// for an upstream connection while it has a request there) and some memory.
@@ -91,6 +104,8 @@ impl Default for RouterConfig {
             workers: None,
             max_client_connections: DEFAULT_MAX_CLIENT_CONNECTIONS,
             open_file_cache: true,
+            max_request_body: DEFAULT_MAX_REQUEST_BODY,
+            request_body_timeout: Duration::from_secs(60),
         }
     }
 }

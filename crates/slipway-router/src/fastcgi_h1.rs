@@ -1,8 +1,26 @@
 //! PHP on the router's own HTTP/1.1 path ([`crate::h1`]): a request for a script of an
-//! app served by PHP-FPM goes to it as one FastCGI request (its `Content-Length` body, if
-//! any, streamed as `FCGI_STDIN` while the answer is read), and the answer is written to
+//! app served by PHP-FPM goes to it as one FastCGI request, and the answer is written to
 //! the client as bytes, on the same kept-alive connection as the requests before and
 //! after it (the connection is no longer handed over to hyper at its first PHP request).
+//!
+//! A request body (`Content-Length` or chunked) is read whole before PHP-FPM is
+//! connected to, as nginx does by default (`fastcgi_request_buffering on`): into memory up
+//! to [`SPOOL_IN_MEMORY`] bytes, beyond that into an unlinked temporary file
+//! (`tempfile::tempfile`, in `TMPDIR`), never whole in memory. So PHP gets the
+//! `CONTENT_LENGTH` it reads `php://input` by (PHP-FPM reads no more of `FCGI_STDIN`
+//! than `CONTENT_LENGTH` says: without it a chunked body reaches the script empty), and a
+//! slow or stalled client holds no PHP-FPM worker while it uploads. The body is then sent
+//! as `FCGI_STDIN` records while the answer is read. A chunked body is decoded as it
+//! comes ([`crate::chunked`]); nothing after the body's end is read as part of it (a
+//! pipelined request stays for the next round). `Expect: 100-continue` is answered
+//! `100 Continue` once, when the router starts reading the body from the client (not
+//! when all of it came with the head); a body over the router's cap
+//! ([`crate::RouterConfig::max_request_body`]) is answered 413 (at once, without a
+//! `100`, for a `Content-Length` over it), malformed chunking 400, a client that sends
+//! nothing for [`crate::RouterConfig::request_body_timeout`] mid-body 408: each closes
+//! the connection after a short linger (reading and dropping what the client still
+//! sends, so it sees the answer rather than a reset). Over TLS the body is read through
+//! the connection's rustls state ([`crate::client_stream::BodyRead`]).
 //!
 //! The CGI parameters are those of the hyper path ([`crate::fastcgi`]): they are made
 //! from the head the router writes for an app (hop-by-hop fields out, the router's
@@ -12,26 +30,30 @@
 //! chunked as PHP-FPM sends it. PHP-FPM not answering (no connection, no valid head) is
 //! a 502 page; an answer that breaks off after its head closes the client connection.
 
-use std::io;
-use std::time::Instant;
+use std::io::{self, Write as _};
+use std::os::unix::fs::FileExt as _;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use hyper::header::{self, HeaderValue};
 use hyper::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::ReadHalf;
 
+use crate::chunked::{BadChunking, ChunkedDecoder};
+use crate::client_stream::BodyRead;
 use crate::fastcgi::{
-    bad_gateway, buffered_output, connect, params_of_head, put_body_end, put_stdin,
+    bad_gateway, buffered_output, connect, params_of_head, put_body_end, put_param, put_stdin,
     read_answer_head, request_head, server_name_port, AnswerHead, FastCgiError, Output, ScriptCall,
 };
 use crate::h1::{put_date, write_page, WRITE_BATCH};
 use crate::headers::{is_hop_by_hop_name, put_field, put_status_line, X_REQUEST_ID};
-use crate::proxy::Client;
+use crate::proxy::{page, Client};
 use crate::release::InFlightGuard;
 use crate::routes::Upstream;
 
 /// A request for a script, on its way to PHP-FPM.
-pub(crate) struct ScriptRequest<'a, R> {
+pub(crate) struct ScriptRequest<'a, 'r> {
     /// Where the app's PHP-FPM listens.
     pub(crate) upstream: &'a Upstream,
     /// The head the router writes for the app (request line and fields).
@@ -52,33 +74,226 @@ pub(crate) struct ScriptRequest<'a, R> {
     pub(crate) guard: InFlightGuard,
     /// When the request's head was read (for the latency metric).
     pub(crate) started: Instant,
-    /// The request's body (`Content-Length`), if it has one.
-    pub(crate) body: Option<RequestBody<'a, R>>,
+    /// The request's body, if it has one.
+    pub(crate) body: Option<RequestBody<'a, 'r>>,
 }
 
-/// The body of a request with a `Content-Length`, streamed to PHP-FPM as `FCGI_STDIN`.
-pub(crate) struct RequestBody<'a, R> {
-    /// What of it came with the head.
-    pub(crate) first: &'a [u8],
-    /// How many bytes of it are still to be read from the client.
-    pub(crate) rest: u64,
-    /// The client connection, to read them from (never beyond the body).
-    pub(crate) reader: &'a mut R,
+/// How a request body is framed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BodyFraming {
+    /// `Content-Length`: this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
 }
 
-/// How sending a request body ended early.
-enum BodyError {
-    /// The client's side broke or ended within the body.
+/// A request body, read whole ([`Spool`]) before PHP-FPM is connected to.
+pub(crate) struct RequestBody<'a, 'r> {
+    /// How it is framed.
+    pub(crate) framing: BodyFraming,
+    /// The bytes read after the head (what of the body came with it, maybe more).
+    pub(crate) buffered: &'a [u8],
+    /// The client sent `Expect: 100-continue`.
+    pub(crate) expect_continue: bool,
+    /// The client connection's read half, to read the rest from.
+    pub(crate) reader: &'a mut ReadHalf<'r>,
+    /// The body cap (bytes) and how long to wait for its next bytes.
+    pub(crate) max: u64,
+    pub(crate) timeout: Duration,
+    /// Set to where the body ended.
+    pub(crate) end: &'a mut BodyEnd,
+}
+
+/// Where a request body ended: what of the bytes read with the head it took, and what
+/// was read from the client beyond it (the start of the next request).
+#[derive(Debug, Default)]
+pub(crate) struct BodyEnd {
+    /// Bytes of [`RequestBody::buffered`] that were the body's.
+    pub(crate) from_buffer: usize,
+    /// Bytes read after the body's end.
+    pub(crate) read_ahead: Vec<u8>,
+}
+
+/// Why a request body was not read whole.
+#[derive(Debug)]
+enum BodyFailure {
+    /// Over the cap: 413.
+    TooLarge,
+    /// Malformed chunking: 400.
+    Malformed(BadChunking),
+    /// Nothing came for the body timeout: 408.
+    TimedOut,
+    /// Storing it failed (the temporary file): 500.
+    Store(io::Error),
+    /// The client's side broke or ended within the body: no answer.
     Client(io::Error),
-    /// PHP-FPM stopped taking it (it answered, or went away).
-    App,
 }
 
-impl<R: AsyncRead + Unpin> ScriptRequest<'_, R> {
-    /// Run the script and write its answer to `stream`. `Err`: the client connection
-    /// cannot go on (it broke, the answer broke off after its head was written, or the
-    /// request body was not read whole).
-    pub(crate) async fn run<W: AsyncWrite + Unpin>(
+/// A request body held for PHP-FPM: in memory up to [`SPOOL_IN_MEMORY`] bytes, beyond that
+/// in an unlinked temporary file.
+#[derive(Debug, Default)]
+pub(crate) struct Spool {
+    memory: Vec<u8>,
+    file: Option<std::fs::File>,
+    len: u64,
+}
+
+/// Bytes of a request body held in memory before it goes to a temporary file (nginx's
+/// `client_body_buffer_size` is 16 KiB; a form post or a JSON document stays in memory).
+pub(crate) const SPOOL_IN_MEMORY: usize = 128 * 1024;
+
+impl Spool {
+    /// Append `data` (to the file, once there is one; the file is written with plain
+    /// system calls: page-cache writes of at most [`BODY_CHUNK`] bytes).
+    fn push(&mut self, data: &[u8]) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if self.file.is_none() && self.memory.len() + data.len() <= SPOOL_IN_MEMORY {
+            self.memory.extend_from_slice(data);
+        } else {
+            let file = match &mut self.file {
+                Some(file) => file,
+                None => {
+                    let mut file = tempfile::tempfile()?;
+                    file.write_all(&self.memory)?;
+                    self.memory = Vec::new();
+                    self.file.insert(file)
+                }
+            };
+            file.write_all(data)?;
+        }
+        self.len += data.len() as u64;
+        Ok(())
+    }
+
+    /// The body's length.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Send the body to PHP-FPM as `FCGI_STDIN` records, then the body's end.
+    async fn send<W: AsyncWrite + Unpin>(&self, wr: &mut W) -> io::Result<()> {
+        let mut out = Vec::with_capacity(BODY_CHUNK + 64);
+        match &self.file {
+            None => put_stdin(&mut out, &self.memory),
+            Some(file) => {
+                let mut chunk = vec![0u8; BODY_CHUNK];
+                let mut offset = 0;
+                while offset < self.len {
+                    let n = file.read_at(&mut chunk, offset)?;
+                    if n == 0 {
+                        return Err(io::ErrorKind::UnexpectedEof.into());
+                    }
+                    offset += n as u64;
+                    out.clear();
+                    put_stdin(&mut out, &chunk[..n]);
+                    wr.write_all(&out).await?;
+                }
+                out.clear();
+            }
+        }
+        put_body_end(&mut out);
+        wr.write_all(&out).await
+    }
+}
+
+/// Decode `input` into `spool` until it is all taken or the body ends: how many bytes
+/// of it the body took.
+fn feed(
+    decoder: &mut ChunkedDecoder,
+    spool: &mut Spool,
+    mut input: &[u8],
+    max: u64,
+) -> Result<usize, BodyFailure> {
+    let mut used = 0;
+    while !input.is_empty() && !decoder.is_done() {
+        let (n, data) = decoder.next(input).map_err(BodyFailure::Malformed)?;
+        if decoder.decoded() > max {
+            return Err(BodyFailure::TooLarge);
+        }
+        spool.push(data).map_err(BodyFailure::Store)?;
+        input = &input[n..];
+        used += n;
+    }
+    Ok(used)
+}
+
+impl RequestBody<'_, '_> {
+    /// Read the body whole into a [`Spool`], sending `100 Continue` on `stream` first if
+    /// the client asked for it and the body is still to be read from the client.
+    async fn read<W: AsyncWrite + BodyRead + Unpin>(
+        &mut self,
+        stream: &mut W,
+    ) -> Result<Spool, BodyFailure> {
+        let RequestBody {
+            framing,
+            buffered,
+            expect_continue,
+            ref mut reader,
+            max,
+            timeout,
+            ref mut end,
+        } = *self;
+        let mut spool = Spool::default();
+        let store = |spool: &mut Spool, data: &[u8]| spool.push(data).map_err(BodyFailure::Store);
+        let mut chunk = Vec::new();
+        let mut continued = !expect_continue;
+        // The next bytes from the client: after `100 Continue`, if it waits for one.
+        let mut next = async |chunk: &mut Vec<u8>, want: usize| -> Result<usize, BodyFailure> {
+            if !continued {
+                continued = true;
+                stream
+                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    .await
+                    .map_err(BodyFailure::Client)?;
+            }
+            chunk.resize(want, 0);
+            let read = tokio::time::timeout(timeout, stream.read_body(reader, chunk));
+            match read.await {
+                Err(_) => Err(BodyFailure::TimedOut),
+                Ok(Err(e)) => Err(BodyFailure::Client(e)),
+                Ok(Ok(0)) => Err(BodyFailure::Client(io::ErrorKind::UnexpectedEof.into())),
+                Ok(Ok(n)) => Ok(n),
+            }
+        };
+        match framing {
+            BodyFraming::Length(len) => {
+                if len > max {
+                    return Err(BodyFailure::TooLarge);
+                }
+                let take = len.min(buffered.len() as u64) as usize;
+                store(&mut spool, &buffered[..take])?;
+                end.from_buffer = take;
+                let mut rest = len - take as u64;
+                while rest > 0 {
+                    let want = rest.min(BODY_CHUNK as u64) as usize;
+                    let n = next(&mut chunk, want).await?;
+                    store(&mut spool, &chunk[..n])?;
+                    rest -= n as u64;
+                }
+            }
+            BodyFraming::Chunked => {
+                let mut decoder = ChunkedDecoder::new();
+                end.from_buffer = feed(&mut decoder, &mut spool, buffered, max)?;
+                while !decoder.is_done() {
+                    let n = next(&mut chunk, BODY_CHUNK).await?;
+                    let used = feed(&mut decoder, &mut spool, &chunk[..n], max)?;
+                    if used < n {
+                        end.read_ahead.extend_from_slice(&chunk[used..n]);
+                    }
+                }
+            }
+        }
+        Ok(spool)
+    }
+}
+
+impl ScriptRequest<'_, '_> {
+    /// Read the request's body, run the script and write its answer to `stream`. `Err`:
+    /// the client connection cannot go on (it broke, the body was refused or not read
+    /// whole, or the answer broke off after its head was written).
+    pub(crate) async fn run<W: AsyncWrite + BodyRead + Unpin>(
         self,
         stream: &mut W,
         out: &mut Vec<u8>,
@@ -104,93 +319,84 @@ impl<R: AsyncRead + Unpin> ScriptRequest<'_, R> {
             close,
             started,
         };
-        let (first, rest) = body.as_ref().map_or((&[][..], 0), |b| (b.first, b.rest));
+        let (chunked, spool) = match body {
+            None => (false, Spool::default()),
+            Some(mut body) => match body.read(stream).await {
+                Ok(spool) => (body.framing == BodyFraming::Chunked, spool),
+                Err(failure) => {
+                    let timeout = body.timeout;
+                    return answer
+                        .refuse(failure, guard, stream, body.reader, out, timeout)
+                        .await;
+                }
+            },
+        };
         let opened = async {
             let (name, port) = server_name_port(host, client.tls);
             let remote = client.forwarded_for.to_str().unwrap_or("");
-            let params = params_of_head(head, &call, remote, name, port)
+            let mut params = params_of_head(head, &call, remote, name, port)
                 .ok_or_else(|| FastCgiError::BadHead("the request head".into()))?;
+            if chunked {
+                // The length PHP reads the body by (the head has none).
+                put_param(
+                    &mut params,
+                    b"CONTENT_LENGTH",
+                    spool.len().to_string().as_bytes(),
+                );
+            }
             let mut conn = connect(upstream).await?;
-            // The head, what came of the body with it and, when that is all of it, the
-            // body's end: in one write, as nginx sends a short request.
+            // The head and a short body with its end: in one write, as nginx sends a
+            // short request.
             let mut request = request_head(&params);
-            put_stdin(&mut request, first);
-            if rest == 0 {
-                put_body_end(&mut request);
+            if spool.len() <= ONE_WRITE as u64 {
+                spool.send(&mut request).await?;
             }
             conn.write_all(&request).await?;
             Ok::<_, FastCgiError>(conn)
         };
         let mut conn = match opened.await {
             Ok(conn) => conn,
-            Err(e) => {
-                let unread = rest > 0;
-                answer.failed(&e, guard, stream, out, unread).await?;
-                return match unread {
-                    true => Err(io::Error::other("the request body was not read")),
-                    false => Ok(()),
-                };
-            }
+            Err(e) => return answer.failed(&e, guard, stream, out, false).await,
         };
-        let Some(RequestBody { reader, .. }) = body.filter(|_| rest > 0) else {
+        if spool.len() <= ONE_WRITE as u64 {
             return answer.relay(&mut conn, guard, stream, out).await;
-        };
-        // The rest of the body is sent while the answer is read and relayed: a script
-        // may answer before it has read everything.
+        }
+        // A longer body is sent while the answer is read and relayed: a script may
+        // answer before it has read everything (and PHP-FPM then stops reading it).
         let (mut rd, mut wr) = tokio::io::split(conn);
-        let send = send_body(reader, rest, &mut wr);
-        let relay = answer.relay(&mut rd, guard, stream, out);
-        tokio::pin!(send, relay);
-        let mut body_read = None;
-        let relayed = loop {
-            tokio::select! {
-                sent = &mut send, if body_read.is_none() => body_read = Some(match sent {
-                    Ok(()) => true,
-                    Err(BodyError::Client(e)) => return Err(e),
-                    Err(BodyError::App) => false,
-                }),
-                relayed = &mut relay => break relayed,
+        let send = async {
+            if let Err(e) = spool.send(&mut wr).await {
+                tracing::debug!(upstream = %upstream.release, "PHP-FPM stopped taking the request body: {e}");
             }
+            std::future::pending::<()>().await
         };
-        relayed?;
-        if body_read != Some(true) {
-            // The next request cannot be found behind an unread body.
-            return Err(io::Error::other("the request body was not read whole"));
+        let relay = answer.relay(&mut rd, guard, stream, out);
+        tokio::select! {
+            () = send => unreachable!("sending never ends by itself"),
+            relayed = relay => relayed,
         }
-        Ok(())
     }
 }
 
-/// Read `rest` bytes of a request body from `reader` (never more: what follows is the
-/// next request) and send them to PHP-FPM as `FCGI_STDIN`, then the body's end.
-async fn send_body<R, W>(reader: &mut R, mut rest: u64, wr: &mut W) -> Result<(), BodyError>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut chunk = vec![0u8; BODY_CHUNK];
-    let mut out = Vec::with_capacity(BODY_CHUNK + 64);
-    while rest > 0 {
-        let want = rest.min(BODY_CHUNK as u64) as usize;
-        let n = reader
-            .read(&mut chunk[..want])
-            .await
-            .map_err(BodyError::Client)?;
-        if n == 0 {
-            return Err(BodyError::Client(io::ErrorKind::UnexpectedEof.into()));
-        }
-        rest -= n as u64;
-        out.clear();
-        put_stdin(&mut out, &chunk[..n]);
-        wr.write_all(&out).await.map_err(|_| BodyError::App)?;
+/// What a refused body's error says.
+fn failure_text(failure: &BodyFailure) -> String {
+    match failure {
+        BodyFailure::TooLarge => "the request body is over the limit".into(),
+        BodyFailure::Malformed(e) => format!("the chunked request body is malformed: {e}"),
+        BodyFailure::TimedOut => "the request body timed out".into(),
+        BodyFailure::Store(e) | BodyFailure::Client(e) => e.to_string(),
     }
-    out.clear();
-    put_body_end(&mut out);
-    wr.write_all(&out).await.map_err(|_| BodyError::App)
 }
 
-/// Bytes of a request body read from the client at once.
+/// Bytes of a request body read from the client at once, and sent to PHP-FPM at once.
 const BODY_CHUNK: usize = 32 * 1024;
+/// A body up to this long goes to PHP-FPM in one write with the request's head.
+const ONE_WRITE: usize = 64 * 1024;
+/// After refusing a body: how long, and how many bytes at most, what the client still
+/// sends is read and dropped before the connection closes (so that the client reads the
+/// answer instead of a reset).
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_MAX: usize = 8 * 1024 * 1024;
 
 /// What the answer to a script request depends on.
 struct Answer<'a> {
@@ -203,6 +409,70 @@ struct Answer<'a> {
 }
 
 impl Answer<'_> {
+    /// Answer a request whose body was not read whole (413, 400, 408 or 500; nothing for
+    /// a client that went away), then close: what the client still sends is read and
+    /// dropped for a moment first, so that it reads the answer.
+    async fn refuse<W: AsyncWrite + BodyRead + Unpin>(
+        &self,
+        failure: BodyFailure,
+        guard: InFlightGuard,
+        stream: &mut W,
+        reader: &mut ReadHalf<'_>,
+        out: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> io::Result<()> {
+        let (status, text) = match &failure {
+            BodyFailure::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "413 Content Too Large: the request body is over the router's limit.\n",
+            ),
+            BodyFailure::Malformed(_) => (
+                StatusCode::BAD_REQUEST,
+                "400 Bad Request: the chunked request body is malformed.\n",
+            ),
+            BodyFailure::TimedOut => (
+                StatusCode::REQUEST_TIMEOUT,
+                "408 Request Timeout: the request body stopped coming.\n",
+            ),
+            BodyFailure::Store(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "500 Internal Server Error: the request body could not be stored.\n",
+            ),
+            BodyFailure::Client(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    "the request body was not sent whole",
+                ))
+            }
+        };
+        match &failure {
+            BodyFailure::Store(e) => {
+                tracing::error!(script = %self.script, "storing a request body: {e}")
+            }
+            other => {
+                tracing::info!(script = %self.script, "request body refused: {other:?}")
+            }
+        }
+        guard
+            .stats()
+            .record(status.as_u16(), self.started.elapsed());
+        drop(guard);
+        write_page(stream, page(status, text, Some(self.request_id)), true, out).await?;
+        let _ = stream.shutdown().await;
+        let linger = async {
+            let mut sink = vec![0u8; BODY_CHUNK];
+            let mut dropped = 0;
+            while dropped < LINGER_MAX {
+                match stream.read_body(reader, &mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => dropped += n,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER.min(timeout), linger).await;
+        Err(io::Error::other(failure_text(&failure)))
+    }
+
     /// Answer 502: PHP-FPM could not be reached or gave no valid head (`close`: the
     /// connection closes after it).
     async fn failed<W: AsyncWrite + Unpin>(
@@ -357,11 +627,16 @@ fn put_chunk(out: &mut Vec<u8>, data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
-    use tokio::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::{TcpListener, TcpStream};
     use tokio::task::JoinHandle;
 
     use crate::fastcgi::{parse_record, put_records};
-    use crate::test_client::{ask, serve_site};
+    use crate::test_client::{ask, serve_site, serve_site_with};
     use crate::{Location, Passthru, Site};
 
     const PARAMS: u8 = 4;
@@ -397,10 +672,15 @@ mod tests {
     /// its parameters (`NAME=VALUE` lines) and then `body: ` and the request body, whole
     /// in one write; the connection closes after each answer.
     fn fake_fpm(listener: TcpListener) -> JoinHandle<()> {
+        fake_fpm_counted(listener, Arc::default())
+    }
+
+    /// [`fake_fpm`], counting the connections it accepts in `accepted`.
+    fn fake_fpm_counted(listener: TcpListener, accepted: Arc<AtomicUsize>) -> JoinHandle<()> {
         tokio::spawn(async move {
             while let Ok((mut conn, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
-                    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
                     let mut buf = bytes::BytesMut::new();
                     let (mut params, mut stdin) = (Vec::new(), Vec::new());
                     'read: loop {
@@ -632,6 +912,204 @@ mod tests {
             param(&String::from_utf8_lossy(&up.body), "SCRIPT_NAME"),
             Some("/index.php")
         );
+        fpm.abort();
+        drop(conn);
+        let _ = stop.send(());
+        serving.await.expect("serve task").expect("serve");
+    }
+
+    /// Read what the router sends until the connection closes.
+    async fn read_to_close(conn: &mut TcpStream) -> String {
+        let mut all = Vec::new();
+        let read = conn.read_to_end(&mut all);
+        let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+        String::from_utf8_lossy(&all).to_string()
+    }
+
+    /// On the own path: a chunked upload of 3 MiB (spooled to a file) sent in odd pieces
+    /// with the next request in the same write as its end; `Expect: 100-continue` with a
+    /// `Content-Length` and with chunking (one `100`, then the answer); a `Content-Length`
+    /// over the cap answered 413 at once (no `100`), a chunked body growing over it 413,
+    /// malformed chunking 400, a body that stops coming 408: none of these reaches
+    /// PHP-FPM, and the legitimate requests before and after still do.
+    #[tokio::test]
+    async fn request_bodies_chunked_expect_and_refusals() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("index.php"), "<?php\n").expect("write");
+        std::fs::write(dir.path().join("style.css"), "body {}\n").expect("write");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let fpm_addr = listener.local_addr().expect("addr");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let fpm = fake_fpm_counted(listener, Arc::clone(&accepted));
+        let config = crate::RouterConfig {
+            max_request_body: 4 * 1024 * 1024,
+            request_body_timeout: Duration::from_millis(300),
+            ..crate::RouterConfig::default()
+        };
+        let (addr, stop, serving) =
+            serve_site_with("php.test", fpm_addr.port(), php_site(dir.path()), config).await;
+        let mut conn = TcpStream::connect(addr).await.expect("connect");
+        let mut buf = Vec::new();
+
+        // 3 MiB chunked, in chunks of varying sizes, written in pieces that cut them.
+        let data: Vec<u8> = (0..3 * 1024 * 1024u32)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let mut wire =
+            b"POST /upload HTTP/1.1\r\nHost: php.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+                .to_vec();
+        let mut at = 0;
+        let mut size = 1;
+        while at < data.len() {
+            let end = (at + size).min(data.len());
+            wire.extend_from_slice(format!("{:x};n=1\r\n", end - at).as_bytes());
+            wire.extend_from_slice(&data[at..end]);
+            wire.extend_from_slice(b"\r\n");
+            at = end;
+            size = size * 5 % 100_003 + 1;
+        }
+        wire.extend_from_slice(
+            b"0\r\nX-Trailer: t\r\n\r\nGET /style.css HTTP/1.1\r\nHost: php.test\r\n\r\n",
+        );
+        let writer = {
+            let (_, mut wr) = conn.split();
+            async move {
+                for piece in wire.chunks(61_441) {
+                    wr.write_all(piece).await.expect("send");
+                }
+            }
+        };
+        writer.await;
+        let upload = ask(&mut conn, &mut buf, "", false).await;
+        assert_eq!(upload.status, 200);
+        let marker = b"body: ";
+        let body_at = upload
+            .body
+            .windows(marker.len())
+            .position(|w| w == marker)
+            .expect("a body")
+            + marker.len();
+        let params = String::from_utf8_lossy(&upload.body[..body_at]).to_string();
+        assert_eq!(
+            param(&params, "CONTENT_LENGTH"),
+            Some("3145728"),
+            "{params}"
+        );
+        assert_eq!(param(&params, "HTTP_TRANSFER_ENCODING"), None);
+        assert_eq!(param(&params, "HTTP_X_TRAILER"), None);
+        assert!(upload.body[body_at..] == data[..], "the body differs");
+        let css = ask(&mut conn, &mut buf, "", false).await;
+        assert_eq!((css.status, &css.body[..]), (200, &b"body {}\n"[..]));
+
+        // Expect: 100-continue, with a length: one 100 before the body is sent.
+        conn.write_all(b"POST /form HTTP/1.1\r\nHost: php.test\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n")
+            .await
+            .expect("send");
+        let mut interim = vec![0u8; 25];
+        conn.read_exact(&mut interim).await.expect("100");
+        assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+        let form = ask(&mut conn, &mut buf, "hello world", false).await;
+        assert_eq!(form.status, 200);
+        let text = String::from_utf8_lossy(&form.body).to_string();
+        assert!(text.ends_with("body: hello world"), "{text}");
+        assert_eq!(param(&text, "HTTP_EXPECT"), None, "{text}");
+        // ... with chunking, the body's start sent with the head: no 100 is needed
+        // for what came, one is sent when the rest is read.
+        conn.write_all(b"PUT /c HTTP/1.1\r\nHost: php.test\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n3\r\nabc\r\n")
+            .await
+            .expect("send");
+        let mut interim = vec![0u8; 25];
+        conn.read_exact(&mut interim).await.expect("100");
+        assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+        let put = ask(&mut conn, &mut buf, "2\r\nde\r\n0\r\n\r\n", false).await;
+        assert_eq!(put.status, 200, "a single 100, then the answer");
+        assert!(String::from_utf8_lossy(&put.body).ends_with("body: abcde"));
+        // The whole body with the head: no 100 at all.
+        let whole = ask(
+            &mut conn,
+            &mut buf,
+            "POST /w HTTP/1.1\r\nHost: php.test\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\nok",
+            false,
+        )
+        .await;
+        assert_eq!(whole.status, 200);
+        let before = accepted.load(Ordering::SeqCst);
+        assert_eq!(before, 4);
+
+        // A length over the cap: 413 at once, without a 100, and the connection closes.
+        conn.write_all(b"POST /big HTTP/1.1\r\nHost: php.test\r\nContent-Length: 4194305\r\nExpect: 100-continue\r\n\r\n")
+            .await
+            .expect("send");
+        let answer = read_to_close(&mut conn).await;
+        assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+        assert!(!answer.contains("100 Continue"), "{answer}");
+        assert!(answer.contains("connection: close"), "{answer}");
+
+        // A chunked body that grows over the cap: 413 (hyper's path would take it).
+        let mut conn = TcpStream::connect(addr).await.expect("connect");
+        conn.write_all(
+            b"POST /big HTTP/1.1\r\nHost: php.test\r\nTransfer-Encoding: chunked\r\n\r\n",
+        )
+        .await
+        .expect("send");
+        let piece = format!("100000\r\n{}\r\n", "x".repeat(0x100000));
+        let sender = async {
+            for _ in 0..5 {
+                if conn.write_all(piece.as_bytes()).await.is_err() {
+                    break;
+                }
+            }
+            read_to_close(&mut conn).await
+        };
+        let answer = sender.await;
+        assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+        assert!(answer.contains("over the router's limit"), "{answer}");
+
+        // Malformed chunking: 400, nothing sent on.
+        for bad in [
+            "zz\r\nhello\r\n0\r\n\r\n",
+            "5\r\nhelloXY0\r\n\r\n",
+            "5\nhello\r\n0\r\n\r\n",
+        ] {
+            let mut conn = TcpStream::connect(addr).await.expect("connect");
+            conn.write_all(
+                format!("POST /bad HTTP/1.1\r\nHost: php.test\r\nTransfer-Encoding: chunked\r\n\r\n{bad}")
+                    .as_bytes(),
+            )
+            .await
+            .expect("send");
+            let answer = read_to_close(&mut conn).await;
+            assert!(answer.starts_with("HTTP/1.1 400 "), "{bad:?}: {answer}");
+        }
+
+        // A body that stops coming: 408 after the body timeout, PHP-FPM never involved.
+        for head in [
+            "POST /slow HTTP/1.1\r\nHost: php.test\r\nContent-Length: 10\r\n\r\nabc",
+            "POST /slow HTTP/1.1\r\nHost: php.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+        ] {
+            let mut conn = TcpStream::connect(addr).await.expect("connect");
+            conn.write_all(head.as_bytes()).await.expect("send");
+            let answer = read_to_close(&mut conn).await;
+            assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            before,
+            "a refused body reached PHP-FPM"
+        );
+
+        // The legitimate path still works.
+        let mut conn = TcpStream::connect(addr).await.expect("connect");
+        let mut buf = Vec::new();
+        let ok = ask(
+            &mut conn,
+            &mut buf,
+            "POST /ok HTTP/1.1\r\nHost: php.test\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+            false,
+        )
+        .await;
+        assert_eq!(ok.status, 200);
+        assert!(String::from_utf8_lossy(&ok.body).ends_with("body: ok"));
         fpm.abort();
         drop(conn);
         let _ = stop.send(());

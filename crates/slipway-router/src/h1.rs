@@ -41,7 +41,7 @@ use tokio::net::tcp::ReadHalf;
 
 use crate::body::ProxyBody;
 use crate::client_stream::ClientStream;
-use crate::fastcgi_h1::{RequestBody, ScriptRequest};
+use crate::fastcgi_h1::{BodyEnd, BodyFraming, RequestBody, ScriptRequest};
 use crate::file_body::Produced;
 use crate::files::{StaticAnswer, StaticBody, FILE_CHUNK};
 use crate::headers::{
@@ -150,25 +150,16 @@ pub(crate) async fn serve<S: ClientStream, E: Future<Output = End>>(
             }
             return Served::Handover(buf.freeze());
         }
-        // A body: what of it came with the head, and the client's read half to read the
-        // rest from (then it cannot be watched for the client going away meanwhile).
-        let in_buf = request
-            .body
-            .map_or(0, |len| len.min((buf.len() - request.len) as u64) as usize);
-        // Over TLS the read half is the socket's (ciphertext, for watching only): a body
-        // still to come is read on hyper's path.
-        if client.tls && request.body.is_some_and(|len| len > in_buf as u64) {
-            if last_call.is_some() {
-                return Served::Closed;
-            }
-            return Served::Handover(buf.freeze());
-        }
+        // A body: the bytes read after the head, and the client's read half to read the
+        // rest from (then it cannot be watched for the client going away meanwhile); the
+        // body says where it ended (over TLS it is read through the TLS state).
+        let mut body_end = BodyEnd::default();
         let open = OpenRequest::new(activity);
         let (mut reader, mut writer) = stream.answer_halves();
         let started = std::time::Instant::now();
         let only_script = request.only_script();
         let mut watch = Some(&mut reader);
-        let body_reader = if request.body.is_some() {
+        let body_reader = if request.has_body() {
             watch.take()
         } else {
             None
@@ -215,11 +206,15 @@ pub(crate) async fn serve<S: ClientStream, E: Future<Output = End>>(
                     };
                     match site.resolve(&ask) {
                         Resolved::Script(call) => {
-                            let body = match (request.body, body_reader) {
-                                (Some(len), Some(reader)) => Some(RequestBody {
-                                    first: &buf[request.len..request.len + in_buf],
-                                    rest: len - in_buf as u64,
+                            let body = match (request.framing(), body_reader) {
+                                (Some(framing), Some(reader)) => Some(RequestBody {
+                                    framing,
+                                    buffered: &buf[request.len..],
+                                    expect_continue: request.expect_continue,
                                     reader,
+                                    max: router.config.max_request_body,
+                                    timeout: router.config.request_body_timeout,
+                                    end: &mut body_end,
                                 }),
                                 _ => None,
                             };
@@ -296,7 +291,12 @@ pub(crate) async fn serve<S: ClientStream, E: Future<Output = End>>(
             }
             Err(_) => return Served::Closed,
         }
-        buf.advance(request.len + in_buf);
+        buf.advance(request.len + body_end.from_buffer);
+        if !body_end.read_ahead.is_empty() {
+            // The body was read beyond what came with its head: all of that was its.
+            buf.clear();
+            buf.extend_from_slice(&body_end.read_ahead);
+        }
         if request.close {
             let _ = stream.shutdown().await;
             return Served::Closed;
@@ -325,6 +325,10 @@ struct Request {
     conditions: Conditions,
     /// The body's length, if the request has a `Content-Length`.
     body: Option<u64>,
+    /// The body is chunked (`Transfer-Encoding: chunked`, no `Content-Length`).
+    chunked: bool,
+    /// The client sent `Expect: 100-continue` (with a body).
+    expect_continue: bool,
 }
 
 impl Request {
@@ -332,7 +336,21 @@ impl Request {
     /// other than GET and HEAD goes to hyper's path for anything else (an app's
     /// upstream, a file, the router's own answers).
     fn only_script(&self) -> bool {
-        self.body.is_some() || !(self.method == Method::GET || self.method == Method::HEAD)
+        self.has_body() || !(self.method == Method::GET || self.method == Method::HEAD)
+    }
+
+    /// Whether the request has a body (of a length, maybe 0, or chunked).
+    fn has_body(&self) -> bool {
+        self.body.is_some() || self.chunked
+    }
+
+    /// How its body is framed, if it has one.
+    fn framing(&self) -> Option<BodyFraming> {
+        match (self.body, self.chunked) {
+            (Some(len), _) => Some(BodyFraming::Length(len)),
+            (None, true) => Some(BodyFraming::Chunked),
+            (None, false) => None,
+        }
     }
 }
 
@@ -444,6 +462,8 @@ fn parse_request(buf: &[u8], client: &Client, upstream: &mut Vec<u8>) -> Parsed 
     let mut close = false;
     let mut conditions = Conditions::default();
     let mut body: Option<u64> = None;
+    let mut chunked = false;
+    let mut expect_continue = false;
     let at_bytes = |s: &[u8]| {
         let start = s.as_ptr() as usize - buf.as_ptr() as usize;
         start..start + s.len()
@@ -463,7 +483,26 @@ fn parse_request(buf: &[u8], client: &Client, upstream: &mut Vec<u8>) -> Parsed 
                 return Parsed::Other;
             }
             body = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
-        } else if is("transfer-encoding") || is("expect") || is("upgrade") {
+        } else if is("transfer-encoding") {
+            // One `chunked` coding (a PHP script's upload); anything else is hyper's.
+            if chunked || !field.value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                return Parsed::Other;
+            }
+            chunked = true;
+            continue;
+        } else if is("expect") {
+            // Answered here (`100 Continue` when the body is read), not passed on.
+            if expect_continue
+                || !field
+                    .value
+                    .trim_ascii()
+                    .eq_ignore_ascii_case(b"100-continue")
+            {
+                return Parsed::Other;
+            }
+            expect_continue = true;
+            continue;
+        } else if is("upgrade") {
             return Parsed::Other;
         } else if is("connection") {
             for token in std::str::from_utf8(field.value)
@@ -499,6 +538,10 @@ fn parse_request(buf: &[u8], client: &Client, upstream: &mut Vec<u8>) -> Parsed 
         }
         put_field(upstream, name.as_bytes(), field.value);
     }
+    // A length and chunking together, or an expectation without a body: hyper's.
+    if (chunked && body.is_some()) || (expect_continue && body.is_none() && !chunked) {
+        return Parsed::Other;
+    }
     // Visible ASCII only, as the hyper path requires of a host.
     let Some(host) = host.filter(|h| !h.is_empty() && h.iter().all(|c| c.is_ascii_graphic()))
     else {
@@ -531,6 +574,8 @@ fn parse_request(buf: &[u8], client: &Client, upstream: &mut Vec<u8>) -> Parsed 
         close,
         conditions,
         body,
+        chunked,
+        expect_continue,
     })
 }
 
@@ -941,7 +986,7 @@ pub(crate) fn check_request_head(data: &[u8]) {
             };
             assert_eq!(request.len, len);
             assert!(!has_bare_lf(&data[..len]));
-            // A body only with one plain length, and never a chunked one.
+            // A body only with one plain length, or one `chunked` coding and no length.
             let named = |name: &str| {
                 theirs
                     .headers
@@ -950,7 +995,26 @@ pub(crate) fn check_request_head(data: &[u8]) {
                     .map(|f| f.value)
                     .collect::<Vec<_>>()
             };
-            assert!(named("transfer-encoding").is_empty(), "chunked: {data:?}");
+            match named("transfer-encoding").as_slice() {
+                [] => assert!(!request.chunked),
+                [coding] => {
+                    assert!(request.chunked, "{data:?}");
+                    assert!(
+                        coding.trim_ascii().eq_ignore_ascii_case(b"chunked"),
+                        "{data:?}"
+                    );
+                    assert!(named("content-length").is_empty(), "{data:?}");
+                }
+                codings => panic!("served with codings {codings:?}: {data:?}"),
+            }
+            match named("expect").as_slice() {
+                [] => assert!(!request.expect_continue),
+                [value] => {
+                    assert!(request.expect_continue && request.has_body(), "{data:?}");
+                    assert!(value.trim_ascii().eq_ignore_ascii_case(b"100-continue"));
+                }
+                values => panic!("served with expectations {values:?}: {data:?}"),
+            }
             match (request.body, named("content-length").as_slice()) {
                 (None, []) => {}
                 (Some(n), [value]) => assert_eq!(
@@ -1095,14 +1159,16 @@ mod tests {
     #[test]
     fn everything_else_is_hypers() {
         for head in [
-            "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nExpect: 100-continue, x\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nExpect: 100-continue\r\nExpect: 100-continue\r\n\r\n",
             "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
             "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +1\r\n\r\nx",
             "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1,1\r\n\r\nx",
             "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: \r\n\r\nx",
-            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n",
             "CONNECT h:443 HTTP/1.1\r\nHost: h\r\n\r\n",
-            "GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: h\r\nConnection: x-secret\r\nX-Secret: 1\r\n\r\n",
@@ -1166,6 +1232,42 @@ mod tests {
         }
         let (parsed, _) = parse("GET / HTTP/1.1\r\nHost: h\r\n\r\n");
         assert!(matches!(parsed, Parsed::Simple(r) if !r.only_script()));
+        // A chunked body, and `Expect: 100-continue` with a body: parsed here, neither
+        // field passed on (the router decodes the body and answers the expectation).
+        for (head, framing, expect) in [
+            (
+                "POST /u HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: Chunked \r\n\r\n5\r\n",
+                BodyFraming::Chunked,
+                false,
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nExpect: 100-Continue\r\n\r\n",
+                BodyFraming::Chunked,
+                true,
+            ),
+            (
+                "PUT / HTTP/1.1\r\nHost: h\r\nContent-Length: 7\r\nExpect: 100-continue\r\n\r\n",
+                BodyFraming::Length(7),
+                true,
+            ),
+        ] {
+            let (parsed, up) = parse(head);
+            let Parsed::Simple(r) = parsed else {
+                panic!("not parsed here: {head:?}")
+            };
+            assert_eq!(
+                (r.framing(), r.expect_continue, r.only_script()),
+                (Some(framing), expect, true),
+                "{head:?}"
+            );
+            let up = up.to_ascii_lowercase();
+            assert!(!up.contains("transfer-encoding") && !up.contains("expect"), "{up}");
+        }
+        // An expectation without a body is hyper's.
+        assert!(matches!(
+            parse("GET / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n").0,
+            Parsed::Other
+        ));
     }
 
     #[test]

@@ -34,6 +34,7 @@
 #![warn(missing_docs)]
 
 mod body;
+mod chunked;
 mod client_stream;
 mod config;
 mod console;
@@ -66,7 +67,9 @@ mod tls;
 mod upstream;
 mod upstream_stream;
 
-pub use config::{RouterConfig, DEFAULT_MAX_CLIENT_CONNECTIONS, MAX_DEFAULT_WORKERS};
+pub use config::{
+    RouterConfig, DEFAULT_MAX_CLIENT_CONNECTIONS, DEFAULT_MAX_REQUEST_BODY, MAX_DEFAULT_WORKERS,
+};
 pub use console::{ConsoleBody, ConsoleFuture, ConsoleSite};
 pub use gate::Hold;
 pub use locations::MAX_RULE_REGEX_SIZE;

@@ -647,7 +647,7 @@ fn bad_gateway(request_id: &HeaderValue) -> Response<ProxyBody> {
 }
 
 /// A short plain-text answer of the router itself.
-fn page(
+pub(crate) fn page(
     status: StatusCode,
     text: &'static str,
     request_id: Option<&HeaderValue>,

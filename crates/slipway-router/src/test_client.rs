@@ -104,8 +104,22 @@ pub(crate) async fn serve_site(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<std::io::Result<()>>,
 ) {
-    use crate::{EnvRoutes, Router, RouterConfig, Upstream};
-    let router = Router::new(RouterConfig::default());
+    serve_site_with(host, port, site, crate::RouterConfig::default()).await
+}
+
+/// [`serve_site`] with the router's settings `config`.
+pub(crate) async fn serve_site_with(
+    host: &str,
+    port: u16,
+    site: crate::Site,
+    config: crate::RouterConfig,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    use crate::{EnvRoutes, Router, Upstream};
+    let router = Router::new(config);
     let mut routes = EnvRoutes::single(
         vec![host.into()],
         Upstream {

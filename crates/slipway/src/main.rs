@@ -200,6 +200,14 @@ struct ServeArgs {
     /// listening socket's backlog until one closes.
     #[arg(long, env = "SLIPWAY_ROUTER_MAX_CONNECTIONS", default_value_t = slipway_router::DEFAULT_MAX_CLIENT_CONNECTIONS as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     router_max_connections: u32,
+    /// Largest request body the HTTP router sends a PHP script (like nginx's
+    /// `client_max_body_size`; larger: 413): bytes, or with a K, M or G suffix.
+    #[arg(long, env = "SLIPWAY_ROUTER_MAX_BODY", default_value = "250M", value_parser = parse_size)]
+    router_max_body: u64,
+    /// Seconds the HTTP router waits for the next bytes of a request body for a PHP script
+    /// (like nginx's `client_body_timeout`); then 408.
+    #[arg(long, env = "SLIPWAY_ROUTER_BODY_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    router_body_timeout: u64,
     /// Take over from the server running on this data dir (pass the same flags): receive
     /// its listening sockets, restore, then let it drain and exit. No request is lost.
     /// Without a running server, start as usual.
@@ -460,6 +468,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     slipway_deploy::Settings::new(data.data_dir),
                     None,
                     slipway_router::DEFAULT_MAX_CLIENT_CONNECTIONS,
+                    None,
                 )?;
                 let n = slipway_deploy::restore::down(&platform)
                     .await
@@ -475,12 +484,18 @@ fn open_platform(
     settings: slipway_deploy::Settings,
     router_workers: Option<u16>,
     router_max_connections: usize,
+    request_bodies: Option<(u64, std::time::Duration)>,
 ) -> Result<Arc<slipway_deploy::Platform>, Failure> {
+    let defaults = slipway_router::RouterConfig::default();
+    let (max_request_body, request_body_timeout) =
+        request_bodies.unwrap_or((defaults.max_request_body, defaults.request_body_timeout));
     let router = slipway_router::Router::new(slipway_router::RouterConfig {
         drain_timeout: settings.drain_timeout,
         workers: router_workers.map(usize::from),
         max_client_connections: router_max_connections,
-        ..Default::default()
+        max_request_body,
+        request_body_timeout,
+        ..defaults
     });
     slipway_deploy::Platform::open(settings, router)
         .context("opening the data dir")
@@ -678,6 +693,10 @@ async fn serve_until_stopped(
         settings,
         args.router_workers,
         args.router_max_connections as usize,
+        Some((
+            args.router_max_body,
+            std::time::Duration::from_secs(args.router_body_timeout),
+        )),
     )?;
     let (host_key, created) =
         slipway_ssh::load_or_create_host_key(&platform.data().host_key()).map_err(internal)?;
