@@ -481,8 +481,9 @@ fn a_major_service_upgrade_needs_its_option_and_keeps_every_row() {
 
 #[test]
 fn a_restore_that_fails_halfway_puts_every_service_back_as_it_was() {
-    // python:3.11, postgresql:15, redis:7.0 and mariadb:10.11 are test stacks.
-    let server = Server::start();
+    // python:3.11, postgresql:15, redis:7.0 and mariadb:10.11 are test stacks. MariaDB
+    // is killed below and must stay dead until the restore reaches it: no supervision.
+    let server = Server::start_with(&[("SLIPWAY_TEST_NO_SUPERVISION", "1")]);
     let app = App::demo(server.dir.path(), "app");
     app.write(".platform.app.yaml", APP_YAML);
     app.write(".platform/services.yaml", SERVICES);

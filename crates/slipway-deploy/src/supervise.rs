@@ -372,8 +372,17 @@ fn expected(platform: &Platform, specs: &mut Specs) -> Vec<Expected> {
     out
 }
 
+/// Set (to anything) in a test's server environment: no supervision, so that a test can
+/// kill a service and have it stay dead for what it checks next (a backup restore that
+/// fails halfway).
+const NO_SUPERVISION_HOOK: &str = "SLIPWAY_TEST_NO_SUPERVISION";
+
 /// Watch the containers and start again the ones that exit, until the task is aborted.
 pub async fn run_forever(platform: Arc<Platform>) {
+    if std::env::var_os(NO_SUPERVISION_HOOK).is_some() {
+        warn!("{NO_SUPERVISION_HOOK} is set: containers that exit are not started again");
+        return;
+    }
     let mut specs = Specs::new();
     let mut tick_no = 0u64;
     loop {
