@@ -4,7 +4,8 @@
 //! go.mod, Gemfile, pom.xml or composer.json; then the nodejs and python stacks' package
 //! managers (yarn and corepack from the stack, yarn's and pip's caches in the build cache),
 //! two Python versions side by side, and two PHP versions side by side (with a missing
-//! `php:8.3` run on 8.4 with a warning, and a missing major refused), and an Upsun
+//! `php:8.3` run on 8.4 with a warning, and a missing major refused), PHP 7.4 from Debian 11
+//! (bullseye) with its no-security-updates warning, and an Upsun
 //! `stack:` list of Python and Node.js giving one app both. Only PyPI, npm, crates.io and Debian answer here,
 //! so the Go, Ruby and Java apps use their language's standard library only; each answers
 //! with the version of the interpreter or compiler it runs on (the one its `type` or its
@@ -274,6 +275,41 @@ fn a_ruby_app_installs_its_bundle_offline_and_reports_its_ruby_version_as_non_ro
     assert_ne!(uid, 0);
 }
 
+/// Ruby 2.7, which only Debian 11 (bullseye) has (the Rails template asks for it): built on
+/// demand, its bundler installs offline, and the push warns that bullseye gets no security
+/// updates any more. Bundler 2.2 takes a lock in the gem folder it installs to: the app
+/// installs into `vendor/bundle`, as the Rails template's `BUNDLE_DEPLOYMENT` does (the
+/// stack's own gem folder is read-only).
+#[test]
+fn a_ruby_2_7_app_runs_on_bullseyes_ruby_with_a_warning_that_it_gets_no_security_updates() {
+    cached_stack("ruby:2.7");
+    let server = Server::start();
+    let app = app_of(
+        &server,
+        "ruby27-app",
+        &[
+            (
+                ".platform.app.yaml",
+                "name: app\ntype: ruby:2.7\nhooks:\n  build: |\n    set -e\n    ruby --version\n    bundle config set --local path vendor/bundle\n    bundle install\nweb:\n  commands:\n    start: ruby app.rb\n",
+            ),
+            ("Gemfile", EMPTY_GEMFILE),
+            ("app.rb", RUBY_SERVER),
+        ],
+    );
+    let warning = "ruby:2.7 comes from Debian 11 (bullseye), which no longer receives security updates; move to a newer version (ruby:3.1, ruby:3.3)";
+    let out = push(&server, &app, "ruby27");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("warning:") && l.contains(warning)),
+        "{out}"
+    );
+    assert!(out.contains("app | ruby 2.7."), "{out}");
+    assert!(out.contains("app | Bundle complete!"), "{out}");
+    let (version, uid) = answer(&server, "ruby27");
+    assert!(version.starts_with("2.7."), "{version}");
+    assert_ne!(uid, 0);
+}
+
 #[test]
 fn a_ruby_procfile_app_is_detected_from_its_gemfile_and_runs_under_bundle_exec() {
     cached_stack("ruby:3.3");
@@ -357,6 +393,39 @@ fn a_java_app_compiled_with_javac_and_packaged_by_maven_reports_its_java_version
     assert!(out.contains("app | target/app-1.0.jar"), "{out}");
     let (version, uid) = answer(&server, "javaapp");
     assert!(version.starts_with("21."), "{version}");
+    assert_ne!(uid, 0);
+}
+
+/// Java 11, which only Debian 11 (bullseye) has (Jenkins', Keycloak's and Spring Kotlin's
+/// templates ask for it): built on demand, compiled with its javac, with its Maven, and the
+/// push warns that bullseye gets no security updates any more.
+#[test]
+fn a_java_11_app_runs_on_bullseyes_jdk_with_a_warning_that_it_gets_no_security_updates() {
+    cached_stack("java:11");
+    let server = Server::start();
+    let app = app_of(
+        &server,
+        "java11-app",
+        &[
+            (
+                ".platform.app.yaml",
+                "name: app\ntype: java:11\nhooks:\n  build: |\n    set -e\n    javac -version\n    mvn -B -v | head -n 1\n    javac -d classes App.java\nweb:\n  commands:\n    start: java -cp classes App\n",
+            ),
+            ("App.java", JAVA_SERVER),
+        ],
+    );
+    let warning = "java:11 comes from Debian 11 (bullseye), which no longer receives security updates; move to a newer version (java:17, java:21, java:25)";
+    let out = push(&server, &app, "java11");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("warning:") && l.contains(warning)),
+        "{out}"
+    );
+    assert!(out.contains("app | javac 11."), "{out}");
+    // (Bullseye's Maven 3.6 colours its banner even in batch mode.)
+    assert!(out.contains("Apache Maven 3.6."), "{out}");
+    let (version, uid) = answer(&server, "java11");
+    assert!(version.starts_with("11."), "{version}");
     assert_ne!(uid, 0);
 }
 
@@ -833,7 +902,7 @@ fn php_8_2_and_8_4_side_by_side_and_php_8_3_runs_on_8_4_with_a_warning() {
         &PHP_APP.replace("NAME", "php83").replace("VERSION", "9.1"),
     );
     app.commit("php 9.1");
-    let refusal = "php:9.1 is not available: no php 9.x at or above 9.1 (did you mean `php:8.4`?); available: 8.2, 8.4";
+    let refusal = "php:9.1 is not available: no php 9.x at or above 9.1 (did you mean `php:8.4`?); available: 7.4, 8.2, 8.4";
     let check = slipway_e2e::run(
         std::process::Command::new(slipway_e2e::slipway_bin())
             .args(["config", "check"])
@@ -856,6 +925,51 @@ fn php_8_2_and_8_4_side_by_side_and_php_8_3_runs_on_8_4_with_a_warning() {
     assert!(refused.contains(refusal), "{refused}");
     let (again, _) = answer(&server, "phps");
     assert_eq!(again, cli82);
+}
+
+/// PHP 7.4, which only Debian 11 (bullseye) has: built on demand (not in the shared test
+/// stacks), served by the router through PHP-FPM like the other PHP apps, with a warning in
+/// config check and the push that bullseye gets no security updates any more.
+#[test]
+fn a_php_7_4_app_runs_on_bullseyes_php_fpm_with_a_warning_that_it_gets_no_security_updates() {
+    cached_stack("php:7.4");
+    let server = Server::start();
+    let php74 = PHP_APP.replace("NAME", "php74").replace("VERSION", "7.4");
+    let app = app_of(
+        &server,
+        "php74",
+        &[
+            (".platform/applications.yaml", "- !include php74.app.yaml\n"),
+            (".platform/php74.app.yaml", &php74),
+            (
+                ".platform/routes.yaml",
+                "\"https://{default}/\":\n    type: upstream\n    upstream: \"php74:http\"\n",
+            ),
+            ("php74/web/index.php", PHP_INDEX),
+        ],
+    );
+    let warning = "php:7.4 comes from Debian 11 (bullseye), which no longer receives security updates; move to a newer version (php:8.2, php:8.4)";
+    let check = config_check(&app);
+    assert!(
+        check
+            .lines()
+            .any(|l| l.starts_with(".platform/php74.app.yaml:2:")
+                && l.contains(": warning: ")
+                && l.contains(warning)),
+        "{check}"
+    );
+    let out = push(&server, &app, "php74");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("warning:") && l.contains(warning)),
+        "{out}"
+    );
+    // The build ran on PHP 7.4's CLI, and the router's PHP-FPM answers with the same PHP.
+    let cli = php_cli_version(&out, "php74");
+    assert!(cli.starts_with("7.4."), "{cli}");
+    let (fpm, uid) = answer(&server, "php74");
+    assert_eq!(fpm, cli);
+    assert_ne!(uid, 0);
 }
 
 // ---------------------------------------------------------------------------------------

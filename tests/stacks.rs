@@ -83,10 +83,10 @@ fn unknown_types_and_versions_are_refused_with_a_did_you_mean() {
         "{}",
         text(&out)
     );
-    let out = slipway(&["stack", "build", "php:7.4"], data.path());
+    let out = slipway(&["stack", "build", "php:5.6"], data.path());
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
-        text(&out).contains("(did you mean `php:8.2`?); available: 8.2, 8.4"),
+        text(&out).contains("(did you mean `php:7.4`?); available: 7.4, 8.2, 8.4"),
         "{}",
         text(&out)
     );
@@ -96,7 +96,7 @@ fn unknown_types_and_versions_are_refused_with_a_did_you_mean() {
     std::fs::create_dir_all(tree.path().join(".upsun")).unwrap();
     std::fs::write(
         tree.path().join(".upsun/config.yaml"),
-        "applications:\n  web:\n    type: 'php:7.4'\n  api:\n    type: golang:1.21\n",
+        "applications:\n  web:\n    type: 'php:5.6'\n  api:\n    type: golang:1.21\n",
     )
     .unwrap();
     let out = run(Command::new(slipway_bin())
@@ -105,7 +105,7 @@ fn unknown_types_and_versions_are_refused_with_a_did_you_mean() {
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(
-        t.contains(".upsun/config.yaml:3:11: error: php:7.4 is not available: no php 7.x at or above 7.4 (did you mean `php:8.2`?); available: 8.2, 8.4 (at applications.web.type)"),
+        t.contains(".upsun/config.yaml:3:11: error: php:5.6 is not available: no php 5.x at or above 5.6 (did you mean `php:7.4`?); available: 7.4, 8.2, 8.4 (at applications.web.type)"),
         "{t}"
     );
     assert!(

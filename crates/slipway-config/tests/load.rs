@@ -531,11 +531,11 @@ fn app_types_resolve_to_stacks() {
 
     let d = tree(&[(
         ".upsun/config.yaml",
-        b"applications:\n  web:\n    type: php:7.4\n  api:\n    type: pyhton:3.11\n  ok:\n    type: nodejs:22\n    web: {commands: {start: x}}\n",
+        b"applications:\n  web:\n    type: php:5.6\n  api:\n    type: pyhton:3.11\n  ok:\n    type: nodejs:22\n    web: {commands: {start: x}}\n",
     )]);
     let e = load(&DirSource::new(d.path())).unwrap_err().to_string();
     assert!(
-        e.contains(".upsun/config.yaml:3:11: error: php:7.4 is not available: no php 7.x at or above 7.4 (did you mean `php:8.2`?); available: 8.2, 8.4 (at applications.web.type)"),
+        e.contains(".upsun/config.yaml:3:11: error: php:5.6 is not available: no php 5.x at or above 5.6 (did you mean `php:7.4`?); available: 7.4, 8.2, 8.4 (at applications.web.type)"),
         "{e}"
     );
     assert!(
@@ -574,11 +574,11 @@ fn upsun_stack_lists_name_the_stack() {
     );
     let d = tree(&[(
         ".upsun/config.yaml",
-        b"applications:\n  app:\n    stack: ['ruby@2.7']\n",
+        b"applications:\n  app:\n    stack: ['ruby@1.9']\n",
     )]);
     let e = load(&DirSource::new(d.path())).unwrap_err().to_string();
     assert!(
-        e.contains(".upsun/config.yaml:3:13: error: ruby:2.7 is not available"),
+        e.contains(".upsun/config.yaml:3:13: error: ruby:1.9 is not available"),
         "{e}"
     );
     // php 8.2 is bookworm's, python 3.13 trixie's: not one stack; a language twice neither.

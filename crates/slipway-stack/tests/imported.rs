@@ -18,7 +18,7 @@ fn an_imported_version_is_resolved_beside_the_catalog() {
     assert_eq!(r.warning(), None);
     assert_eq!(
         slipway_stack::resolve::available(Language::Java),
-        "17, 19, 21, 25"
+        "11, 17, 19, 21, 25"
     );
     // A catalog version stays the catalog's.
     assert!(!is_imported(register(Language::Java, "21")));
@@ -26,7 +26,7 @@ fn an_imported_version_is_resolved_beside_the_catalog() {
 
 #[test]
 fn tags_of_imported_versions_are_recognised() {
-    assert_eq!(parse_tag("stack-nodejs-21"), Some((Language::Nodejs, "21")));
+    assert_eq!(parse_tag("stack-nodejs-23"), Some((Language::Nodejs, "23")));
     assert_eq!(parse_tag("stack-nodejs-22"), None, "a catalog version");
     assert_eq!(parse_tag("stack-redis-7.2"), None, "not an app language");
     assert_eq!(parse_tag("stack-php-8.3-rc"), None);
