@@ -325,18 +325,10 @@ mod tests {
             .collect();
         std::fs::write(dir.path().join("big.txt"), &text).expect("write");
         std::fs::write(dir.path().join("small.txt"), "small\n").expect("write");
-        let mut root = crate::Location::new("/");
-        root.root = Some(String::new());
         let (addr, stop_tx, serving) = crate::test_client::serve_site(
             "files.test",
             9,
-            crate::Site {
-                app_dir: dir.path().into(),
-                tag: "t1".into(),
-                locations: vec![root],
-                fastcgi: false,
-                mounts: Vec::new(),
-            },
+            crate::test_client::static_site(dir.path()),
         )
         .await;
         let req = |method: &str, path: &str, extra: &str| {

@@ -360,23 +360,14 @@ mod tests {
     #[tokio::test]
     async fn static_answers_of_the_router_go_out_zero_copy_with_ranges_head_and_304() {
         use crate::test_client::ask;
-        use crate::{Location, Site};
         let dir = tempfile::tempdir().expect("temp dir");
         let big: Vec<u8> = (0..2 * 1024 * 1024 + 3).map(|i| (i % 251) as u8).collect();
         std::fs::write(dir.path().join("big.bin"), &big).expect("write");
         std::fs::write(dir.path().join("small.txt"), "small file\n").expect("write");
-        let mut root = Location::new("/");
-        root.root = Some(String::new());
         let (addr, stop_tx, serving) = crate::test_client::serve_site(
             "files.test",
             9,
-            Site {
-                app_dir: dir.path().into(),
-                tag: "t1".into(),
-                locations: vec![root],
-                fastcgi: false,
-                mounts: Vec::new(),
-            },
+            crate::test_client::static_site(dir.path()),
         )
         .await;
         let mut conn = TcpStream::connect(addr).await.expect("connect");

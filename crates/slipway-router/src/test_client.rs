@@ -107,6 +107,20 @@ pub(crate) async fn serve_site(
     serve_site_with(host, port, site, crate::RouterConfig::default()).await
 }
 
+/// A site serving the folder `dir` as static files from `/` (one root location, no PHP,
+/// no mounts), to hand to [`serve_site`].
+pub(crate) fn static_site(dir: &std::path::Path) -> crate::Site {
+    let mut root = crate::Location::new("/");
+    root.root = Some(String::new());
+    crate::Site {
+        app_dir: dir.into(),
+        tag: "t1".into(),
+        locations: vec![root],
+        fastcgi: false,
+        mounts: Vec::new(),
+    }
+}
+
 /// [`serve_site`] with the router's settings `config`.
 pub(crate) async fn serve_site_with(
     host: &str,
