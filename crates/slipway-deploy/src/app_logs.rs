@@ -135,6 +135,22 @@ pub fn rotated_tail(log: &Path, want: u64) -> Vec<u8> {
     bytes
 }
 
+/// Append `line` to the log file `log`, making its folder first (the `----- slipway:`
+/// lines a start or a restart writes into an app's or a service's log).
+pub(crate) fn append_line(log: &Path, line: &str) -> Result<(), String> {
+    use std::io::Write;
+    if let Some(parent) = log.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    }
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| format!("{}: {e}", log.display()))?;
+    let _ = writeln!(f, "{line}");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -192,18 +192,8 @@ pub async fn start_app(
     .map_err(|e| fail(e.to_string()))?
     .map_err(|e| fail(format!("slug of {}: {e}", app.name)))?;
     let log = platform.data().app_log(project, env, &app.name);
-    if let Some(parent) = log.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| fail(format!("{}: {e}", parent.display())))?;
-    }
-    {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .map_err(|e| fail(format!("{}: {e}", log.display())))?;
-        let _ = writeln!(f, "{}{}", START_MARKER, app.container);
-    }
+    crate::app_logs::append_line(&log, &format!("{START_MARKER}{}", app.container))
+        .map_err(fail)?;
     let mut container = container_spec(spec, app, dir, crate::isolation::run_as(project));
     let p = platform.clone();
     let (proj, e, a) = (project.to_string(), env.to_string(), app.clone());

@@ -23,7 +23,6 @@
 //! a new server starts counting from zero.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
@@ -584,18 +583,8 @@ fn exit_text(exit: Option<slipway_runtime::Exit>, oom_kills: u64) -> String {
 
 /// Append one line to a log file (best effort: the restart matters more than its note).
 fn append(log: &std::path::Path, line: &str) {
-    if let Some(parent) = log.parent() {
-        let _ = std::fs::create_dir_all(parent);
-    }
-    match std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-    {
-        Ok(mut f) => {
-            let _ = writeln!(f, "{line}");
-        }
-        Err(err) => warn!("{}: {err}", log.display()),
+    if let Err(err) = crate::app_logs::append_line(log, line) {
+        warn!("{err}");
     }
 }
 

@@ -248,24 +248,8 @@ pub async fn start(
         .map_err(|e| format!("service {name}: {e}"))?;
     run_as.own_tree(&dir).map_err(|e| e.to_string())?;
     let log = log_path(platform, project, env, name);
-    if let Some(parent) = log.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-    }
-    {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .map_err(|e| format!("{}: {e}", log.display()))?;
-        let _ = writeln!(
-            f,
-            "{}{}",
-            crate::provision::START_MARKER,
-            container_id(project, env, name)
-        );
-    }
     let id = container_id(project, env, name);
+    crate::app_logs::append_line(&log, &format!("{}{id}", crate::provision::START_MARKER))?;
     let mut annotations = BTreeMap::new();
     annotations.insert("dev.slipway.service".to_string(), name.clone());
     let spec = ContainerSpec {
