@@ -123,6 +123,17 @@ pub struct EnvLock {
 }
 
 impl EnvLock {
+    /// The lock made of both its parts, its record (since now, doing `doing`) written.
+    fn taken(file: Flock<File>, in_process: OwnedMutexGuard<()>, doing: Option<&str>) -> EnvLock {
+        let since = unix_now();
+        write_record(&file, since, doing);
+        EnvLock {
+            file,
+            _in_process: in_process,
+            since,
+        }
+    }
+
     /// Record what runs under the lock (e.g. `a push by alice to main of demo`), for a
     /// deploy of another server waiting for it to say.
     pub fn doing(&self, what: &str) {
@@ -316,6 +327,12 @@ fn try_flock(path: &Path) -> Result<Option<Flock<File>>, LockError> {
 }
 
 impl Platform {
+    /// The in-process lock of one environment (made on first use), taken before its file.
+    fn env_mutex(&self, project: &str, env: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.env_locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(format!("{project}/{env}")).or_default().clone()
+    }
+
     /// Take the lock serializing deploys (and syncs, backups, restores) of one
     /// environment, in this server and across servers on the data dir. When another one
     /// holds it, `say` tells the user this one waits, once. A wait for another process
@@ -327,10 +344,7 @@ impl Platform {
         say: impl FnOnce(&str),
     ) -> Result<EnvLock, LockError> {
         let path = deploy_lock_path(self.data().root(), project, env)?;
-        let mutex = {
-            let mut locks = self.env_locks.lock().unwrap_or_else(|e| e.into_inner());
-            locks.entry(format!("{project}/{env}")).or_default().clone()
-        };
+        let mutex = self.env_mutex(project, env);
         let mut say = Some(say);
         let in_process = match mutex.clone().try_lock_owned() {
             Ok(guard) => guard,
@@ -347,13 +361,7 @@ impl Platform {
         let bound = self.settings().lock_wait;
         loop {
             if let Some(file) = try_flock(&path)? {
-                let since = unix_now();
-                write_record(&file, since, None);
-                return Ok(EnvLock {
-                    file,
-                    _in_process: in_process,
-                    since,
-                });
+                return Ok(EnvLock::taken(file, in_process, None));
             }
             let waited = first_try.elapsed();
             if waited < QUIET_WAIT {
@@ -412,21 +420,16 @@ impl Platform {
     /// ([`crate::supervise`]) use it, so that they skip a tick instead of waiting.
     pub fn try_lock_env(&self, project: &str, env: &str) -> Result<Option<EnvLock>, LockError> {
         let path = deploy_lock_path(self.data().root(), project, env)?;
-        let mutex = {
-            let mut locks = self.env_locks.lock().unwrap_or_else(|e| e.into_inner());
-            locks.entry(format!("{project}/{env}")).or_default().clone()
-        };
+        let mutex = self.env_mutex(project, env);
         let Ok(in_process) = mutex.try_lock_owned() else {
             return Ok(None);
         };
         Ok(try_flock(&path)?.map(|file| {
-            let since = unix_now();
-            write_record(&file, since, Some("a restart of a container that exited"));
-            EnvLock {
+            EnvLock::taken(
                 file,
-                _in_process: in_process,
-                since,
-            }
+                in_process,
+                Some("a restart of a container that exited"),
+            )
         }))
     }
 
