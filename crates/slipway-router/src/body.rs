@@ -8,7 +8,6 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
-use crate::files::FILE_CHUNK;
 use crate::release::InFlightGuard;
 use crate::upstream::LeanBody;
 
@@ -161,21 +160,13 @@ impl FileBody {
     /// The next chunk; `None` at the end. A file that became shorter is an error (the
     /// length was promised).
     pub(crate) fn next_chunk(&mut self) -> Option<Result<Bytes, BoxError>> {
-        use std::os::unix::fs::FileExt;
         if self.remaining == 0 {
             return None;
         }
-        let want = self.remaining.min(FILE_CHUNK as u64) as usize;
-        let mut buf = vec![0u8; want];
-        match self.file.read_at(&mut buf, self.offset) {
-            Ok(0) => {
-                self.remaining = 0;
-                Some(Err("the file became shorter while it was sent".into()))
-            }
-            Ok(n) => {
-                buf.truncate(n);
-                self.offset += n as u64;
-                self.remaining -= n as u64;
+        match crate::file_body::read_chunk(&self.file, self.offset, self.remaining) {
+            Ok(buf) => {
+                self.offset += buf.len() as u64;
+                self.remaining -= buf.len() as u64;
                 Some(Ok(Bytes::from(buf)))
             }
             Err(e) => {

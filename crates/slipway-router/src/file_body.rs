@@ -40,7 +40,7 @@ impl Produced {
 
 /// Read up to [`FILE_CHUNK`] bytes of `file` at `offset`, at most `left`; an error if
 /// the file ends first.
-fn read_chunk(file: &File, offset: u64, left: u64) -> io::Result<Vec<u8>> {
+pub(crate) fn read_chunk(file: &File, offset: u64, left: u64) -> io::Result<Vec<u8>> {
     let want = left.min(FILE_CHUNK as u64) as usize;
     let mut buf = vec![0u8; want];
     let n = file.read_at(&mut buf, offset)?;
