@@ -87,12 +87,11 @@ impl Started {
         let action = Arc::new(action);
         let mut actions = self.actions.lock().unwrap_or_else(|e| e.into_inner());
         if actions.len() >= REMEMBERED {
-            let ended: Vec<u64> = actions
+            let mut ended: Vec<u64> = actions
                 .iter()
                 .filter(|(_, a)| a.progress().outcome.is_some())
                 .map(|(id, _)| *id)
                 .collect();
-            let mut ended = ended;
             ended.sort_unstable();
             for old in ended.iter().take(REMEMBERED / 2) {
                 actions.remove(old);
