@@ -457,18 +457,14 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Cmd::Stack(cmd) => stack(cmd),
         Cmd::Advisories(cmd) => advisories::run(cmd),
         Cmd::Down(data) => {
-            // A running server starts again what crashes: it would fight this. Held while
-            // stopping, so no server starts meanwhile either.
-            // A running server is stopped first (SIGTERM, as an operator would), and the
-            // lock waited for.
+            // A running server is stopped first (it would start again what this stops),
+            // and its lock held meanwhile.
             let _serve_lock = down_lock(&data.data_dir)?;
             let rt = tokio::runtime::Runtime::new().map_err(internal)?;
             rt.block_on(async {
                 let platform = open_platform(
                     slipway_deploy::Settings::new(data.data_dir),
-                    None,
-                    slipway_router::DEFAULT_MAX_CLIENT_CONNECTIONS,
-                    None,
+                    slipway_router::RouterConfig::default(),
                 )?;
                 let n = slipway_deploy::restore::down(&platform)
                     .await
@@ -480,22 +476,15 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     }
 }
 
+/// The platform on the data dir of `settings`, its HTTP router made from `router` (its
+/// drain timeout taken from `settings`).
 fn open_platform(
     settings: slipway_deploy::Settings,
-    router_workers: Option<u16>,
-    router_max_connections: usize,
-    request_bodies: Option<(u64, std::time::Duration)>,
+    router: slipway_router::RouterConfig,
 ) -> Result<Arc<slipway_deploy::Platform>, Failure> {
-    let defaults = slipway_router::RouterConfig::default();
-    let (max_request_body, request_body_timeout) =
-        request_bodies.unwrap_or((defaults.max_request_body, defaults.request_body_timeout));
     let router = slipway_router::Router::new(slipway_router::RouterConfig {
         drain_timeout: settings.drain_timeout,
-        workers: router_workers.map(usize::from),
-        max_client_connections: router_max_connections,
-        max_request_body,
-        request_body_timeout,
-        ..defaults
+        ..router
     });
     slipway_deploy::Platform::open(settings, router)
         .context("opening the data dir")
@@ -691,12 +680,13 @@ async fn serve_until_stopped(
     };
     let platform = open_platform(
         settings,
-        args.router_workers,
-        args.router_max_connections as usize,
-        Some((
-            args.router_max_body,
-            std::time::Duration::from_secs(args.router_body_timeout),
-        )),
+        slipway_router::RouterConfig {
+            workers: args.router_workers.map(usize::from),
+            max_client_connections: args.router_max_connections as usize,
+            max_request_body: args.router_max_body,
+            request_body_timeout: std::time::Duration::from_secs(args.router_body_timeout),
+            ..Default::default()
+        },
     )?;
     let (host_key, created) =
         slipway_ssh::load_or_create_host_key(&platform.data().host_key()).map_err(internal)?;
