@@ -280,84 +280,35 @@ impl fmt::Display for Stack {
 /// Packages every stack gets: certificates, so package managers reach registries over TLS.
 pub const BASE_PACKAGES: &[&str] = &["ca-certificates"];
 
-const PHP82: &[&str] = &[
-    "php8.2-fpm",
-    "php8.2-cli",
-    "php8.2-bcmath",
-    "php8.2-curl",
-    "php8.2-gd",
-    "php8.2-gmp",
-    "php8.2-intl",
-    "php8.2-ldap",
-    "php8.2-mbstring",
-    "php8.2-mysql",
-    "php8.2-opcache",
-    "php8.2-pgsql",
-    "php8.2-readline",
-    "php8.2-soap",
-    "php8.2-sqlite3",
-    "php8.2-xml",
-    "php8.2-zip",
-    "php-apcu",
-    "php-igbinary",
-    "php-imagick",
-    "php-redis",
-    "composer",
-    "git",
-    "unzip",
-];
-const PHP84: &[&str] = &[
-    "php8.4-fpm",
-    "php8.4-cli",
-    "php8.4-bcmath",
-    "php8.4-curl",
-    "php8.4-gd",
-    "php8.4-gmp",
-    "php8.4-intl",
-    "php8.4-ldap",
-    "php8.4-mbstring",
-    "php8.4-mysql",
-    "php8.4-opcache",
-    "php8.4-pgsql",
-    "php8.4-readline",
-    "php8.4-soap",
-    "php8.4-sqlite3",
-    "php8.4-xml",
-    "php8.4-zip",
-    "php-apcu",
-    "php-igbinary",
-    "php-imagick",
-    "php-redis",
-    "composer",
-    "git",
-    "unzip",
-];
+/// The packages of a PHP stack of Debian's `phpVERSION` packages: PHP-FPM, the CLI, the
+/// listed extensions (`phpVERSION-EXT`), then the extensions Debian packages once for
+/// every version, composer, and the tools composer needs.
+macro_rules! php_packages {
+    ($version:literal: $($ext:literal),*) => {
+        &[
+            concat!("php", $version, "-fpm"),
+            concat!("php", $version, "-cli"),
+            $(concat!("php", $version, "-", $ext),)*
+            "php-apcu",
+            "php-igbinary",
+            "php-imagick",
+            "php-redis",
+            "composer",
+            "git",
+            "unzip",
+        ]
+    };
+}
+
+const PHP82: &[&str] = php_packages!("8.2": "bcmath", "curl", "gd", "gmp", "intl", "ldap",
+    "mbstring", "mysql", "opcache", "pgsql", "readline", "soap", "sqlite3", "xml", "zip");
+const PHP84: &[&str] = php_packages!("8.4": "bcmath", "curl", "gd", "gmp", "intl", "ldap",
+    "mbstring", "mysql", "opcache", "pgsql", "readline", "soap", "sqlite3", "xml", "zip");
 /// PHP 8.2's extension set, less bcmath, soap and sqlite3: bullseye has them, but the
 /// Debian mirror this server's builds reach lacks bullseye-security's current builds of those
 /// three (404), and apt takes no older build against the newer `php7.4-common`.
-const PHP74: &[&str] = &[
-    "php7.4-fpm",
-    "php7.4-cli",
-    "php7.4-curl",
-    "php7.4-gd",
-    "php7.4-gmp",
-    "php7.4-intl",
-    "php7.4-ldap",
-    "php7.4-mbstring",
-    "php7.4-mysql",
-    "php7.4-opcache",
-    "php7.4-pgsql",
-    "php7.4-readline",
-    "php7.4-xml",
-    "php7.4-zip",
-    "php-apcu",
-    "php-igbinary",
-    "php-imagick",
-    "php-redis",
-    "composer",
-    "git",
-    "unzip",
-];
+const PHP74: &[&str] = php_packages!("7.4": "curl", "gd", "gmp", "intl", "ldap", "mbstring",
+    "mysql", "opcache", "pgsql", "readline", "xml", "zip");
 const PYTHON: &[&str] = &["python3", "python3-venv", "python3-pip"];
 /// Debian's `yarnpkg` is yarn 1.x (its command `yarnpkg`; the stack links `yarn` to it).
 const NODEJS_DEBIAN: &[&str] = &["nodejs", "npm", "yarnpkg"];
