@@ -34,6 +34,30 @@ fn push(server: &Server, app: &App, project: &str) -> String {
     out
 }
 
+/// Push `app` to `project` as [`push`] does, and expect a `warning:` line saying `warning`.
+fn push_warned(server: &Server, app: &App, project: &str, warning: &str) -> String {
+    let out = push(server, app, project);
+    assert!(
+        out.lines()
+            .any(|l| l.contains("warning:") && l.contains(warning)),
+        "{out}"
+    );
+    out
+}
+
+/// Expect `slipway config check` of `app` to pass, warning `warning` at line 2 of `file`
+/// (the `type` key of the app files here).
+fn config_check_warns(app: &App, file: &str, warning: &str) {
+    let check = config_check(app);
+    let at = format!("{file}:2:");
+    assert!(
+        check
+            .lines()
+            .any(|l| l.starts_with(&at) && l.contains(": warning: ") && l.contains(warning)),
+        "{check}"
+    );
+}
+
 /// The app's answer on `/`: `(version, uid)` from its `VERSION UID` line.
 fn answer(server: &Server, project: &str) -> (String, u32) {
     let (code, body) = server
@@ -297,12 +321,7 @@ fn a_ruby_2_7_app_runs_on_bullseyes_ruby_with_a_warning_that_it_gets_no_security
         ],
     );
     let warning = "ruby:2.7 comes from Debian 11 (bullseye), which no longer receives security updates; move to a newer version (ruby:3.1, ruby:3.3)";
-    let out = push(&server, &app, "ruby27");
-    assert!(
-        out.lines()
-            .any(|l| l.contains("warning:") && l.contains(warning)),
-        "{out}"
-    );
+    let out = push_warned(&server, &app, "ruby27", warning);
     assert!(out.contains("app | ruby 2.7."), "{out}");
     assert!(out.contains("app | Bundle complete!"), "{out}");
     let (version, uid) = answer(&server, "ruby27");
@@ -415,12 +434,7 @@ fn a_java_11_app_runs_on_bullseyes_jdk_with_a_warning_that_it_gets_no_security_u
         ],
     );
     let warning = "java:11 comes from Debian 11 (bullseye), which no longer receives security updates; move to a newer version (java:17, java:21, java:25)";
-    let out = push(&server, &app, "java11");
-    assert!(
-        out.lines()
-            .any(|l| l.contains("warning:") && l.contains(warning)),
-        "{out}"
-    );
+    let out = push_warned(&server, &app, "java11", warning);
     assert!(out.contains("app | javac 11."), "{out}");
     // (Bullseye's Maven 3.6 colours its banner even in batch mode.)
     assert!(out.contains("Apache Maven 3.6."), "{out}");
@@ -865,21 +879,8 @@ fn php_8_2_and_8_4_side_by_side_and_php_8_3_runs_on_8_4_with_a_warning() {
     );
     let warning =
         "php:8.3 is not available on this server; using php:8.4, the nearest newer php 8.x";
-    let check = config_check(&app);
-    assert!(
-        check
-            .lines()
-            .any(|l| l.starts_with(".platform/php83.app.yaml:2:")
-                && l.contains(": warning: ")
-                && l.contains(warning)),
-        "{check}"
-    );
-    let out = push(&server, &app, "phps");
-    assert!(
-        out.lines()
-            .any(|l| l.contains("warning:") && l.contains(warning)),
-        "{out}"
-    );
+    config_check_warns(&app, ".platform/php83.app.yaml", warning);
+    let out = push_warned(&server, &app, "phps", warning);
     // Each app's build ran on its own PHP CLI, and its FPM answers with the same version.
     let cli82 = php_cli_version(&out, "php82");
     let cli84 = php_cli_version(&out, "php83");
@@ -949,21 +950,8 @@ fn a_php_7_4_app_runs_on_bullseyes_php_fpm_with_a_warning_that_it_gets_no_securi
         ],
     );
     let warning = "php:7.4 comes from Debian 11 (bullseye), which no longer receives security updates; move to a newer version (php:8.2, php:8.4)";
-    let check = config_check(&app);
-    assert!(
-        check
-            .lines()
-            .any(|l| l.starts_with(".platform/php74.app.yaml:2:")
-                && l.contains(": warning: ")
-                && l.contains(warning)),
-        "{check}"
-    );
-    let out = push(&server, &app, "php74");
-    assert!(
-        out.lines()
-            .any(|l| l.contains("warning:") && l.contains(warning)),
-        "{out}"
-    );
+    config_check_warns(&app, ".platform/php74.app.yaml", warning);
+    let out = push_warned(&server, &app, "php74", warning);
     // The build ran on PHP 7.4's CLI, and the router's PHP-FPM answers with the same PHP.
     let cli = php_cli_version(&out, "php74");
     assert!(cli.starts_with("7.4."), "{cli}");
