@@ -2,40 +2,22 @@
 //! router's requests by environment and status class, latencies, in-flight requests and
 //! upstream connect errors, and pushes, deploys and builds by result.
 
-use std::process::Command;
-
 use std::time::{Duration, Instant};
 
-use slipway_e2e::{free_port, run, text, App, Server};
-
-/// The exposition scraped with curl.
-fn scrape(port: u16) -> String {
-    let o = run(Command::new("curl")
-        .args(["-sS", "--max-time", "10", "-i"])
-        .arg(format!("http://127.0.0.1:{port}/metrics")));
-    assert!(o.status.success(), "scrape: {}", text(&o));
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
-
-/// The value of the sample `name{labels}` (exactly as written), if present.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-}
+use slipway_e2e::{free_port, metric_sample, scrape_metrics, text, App, Server};
 
 #[test]
 fn metrics_count_pushes_deploys_builds_and_router_requests() {
     let metrics_port = free_port();
     let listen = format!("127.0.0.1:{metrics_port}");
     let server = Server::start_with(&[("SLIPWAY_METRICS_LISTEN", &listen)]);
-    let before = scrape(metrics_port);
+    let before = scrape_metrics(metrics_port);
     assert!(
         before.contains("content-type: application/openmetrics-text"),
         "{before}"
     );
     assert_eq!(
-        sample(&before, "slipway_pushes_total"),
+        metric_sample(&before, "slipway_pushes_total"),
         Some(0.0),
         "{before}"
     );
@@ -65,20 +47,20 @@ fn metrics_count_pushes_deploys_builds_and_router_requests() {
         Some(301)
     );
 
-    let m = scrape(metrics_port);
-    assert_eq!(sample(&m, "slipway_pushes_total"), Some(1.0), "{m}");
+    let m = scrape_metrics(metrics_port);
+    assert_eq!(metric_sample(&m, "slipway_pushes_total"), Some(1.0), "{m}");
     assert_eq!(
-        sample(&m, "slipway_deploys_total{result=\"success\"}"),
+        metric_sample(&m, "slipway_deploys_total{result=\"success\"}"),
         Some(1.0),
         "{m}"
     );
     assert_eq!(
-        sample(&m, "slipway_builds_total{result=\"success\"}"),
+        metric_sample(&m, "slipway_builds_total{result=\"success\"}"),
         Some(1.0),
         "{m}"
     );
     assert_eq!(
-        sample(
+        metric_sample(
             &m,
             "slipway_deploy_duration_seconds_count{result=\"success\"}"
         ),
@@ -87,7 +69,7 @@ fn metrics_count_pushes_deploys_builds_and_router_requests() {
     );
     let env = "environment=\"m/main\"";
     assert_eq!(
-        sample(
+        metric_sample(
             &m,
             &format!("slipway_router_requests_total{{{env},class=\"2xx\"}}")
         ),
@@ -95,7 +77,7 @@ fn metrics_count_pushes_deploys_builds_and_router_requests() {
         "{m}"
     );
     assert_eq!(
-        sample(
+        metric_sample(
             &m,
             &format!("slipway_router_requests_total{{{env},class=\"5xx\"}}")
         ),
@@ -103,7 +85,7 @@ fn metrics_count_pushes_deploys_builds_and_router_requests() {
         "{m}"
     );
     assert_eq!(
-        sample(
+        metric_sample(
             &m,
             &format!("slipway_router_requests_total{{{env},class=\"3xx\"}}")
         ),
@@ -111,7 +93,7 @@ fn metrics_count_pushes_deploys_builds_and_router_requests() {
         "the redirect counts on its environment: {m}"
     );
     assert_eq!(
-        sample(
+        metric_sample(
             &m,
             "slipway_router_requests_total{environment=\"\",class=\"4xx\"}"
         ),
@@ -119,7 +101,7 @@ fn metrics_count_pushes_deploys_builds_and_router_requests() {
         "{m}"
     );
     assert_eq!(
-        sample(
+        metric_sample(
             &m,
             &format!("slipway_router_request_duration_seconds_count{{{env}}}")
         ),
@@ -127,11 +109,11 @@ fn metrics_count_pushes_deploys_builds_and_router_requests() {
         "{m}"
     );
     assert_eq!(
-        sample(
+        metric_sample(
             &m,
             &format!("slipway_router_request_duration_seconds_bucket{{le=\"+Inf\",{env}}}")
         )
-        .or_else(|| sample(
+        .or_else(|| metric_sample(
             &m,
             &format!("slipway_router_request_duration_seconds_bucket{{{env},le=\"+Inf\"}}")
         )),
@@ -139,12 +121,12 @@ fn metrics_count_pushes_deploys_builds_and_router_requests() {
         "{m}"
     );
     assert_eq!(
-        sample(&m, &format!("slipway_router_in_flight_requests{{{env}}}")),
+        metric_sample(&m, &format!("slipway_router_in_flight_requests{{{env}}}")),
         Some(0.0),
         "{m}"
     );
     assert_eq!(
-        sample(
+        metric_sample(
             &m,
             &format!("slipway_router_upstream_connect_errors_total{{{env}}}")
         ),
@@ -153,11 +135,11 @@ fn metrics_count_pushes_deploys_builds_and_router_requests() {
     );
     // The archive holds the slug (and the release image); the volume takes some disk.
     assert!(
-        sample(&m, "slipway_archive_blobs").unwrap_or(0.0) >= 2.0,
+        metric_sample(&m, "slipway_archive_blobs").unwrap_or(0.0) >= 2.0,
         "{m}"
     );
     assert!(
-        sample(&m, "slipway_archive_bytes").unwrap_or(0.0) > 0.0,
+        metric_sample(&m, "slipway_archive_bytes").unwrap_or(0.0) > 0.0,
         "{m}"
     );
     let volume = m
@@ -183,7 +165,7 @@ fn metrics_count_pushes_deploys_builds_and_router_requests() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let m = scrape(metrics_port);
+    let m = scrape_metrics(metrics_port);
     assert!(!m.contains("slipway_container_restarts_total{"), "{m}");
 }
 
@@ -192,10 +174,10 @@ fn metrics_are_served_after_serve_upgrade() {
     let metrics_port = free_port();
     let listen = format!("127.0.0.1:{metrics_port}");
     let mut server = Server::start_with(&[("SLIPWAY_METRICS_LISTEN", &listen)]);
-    assert!(scrape(metrics_port).contains("slipway_pushes_total 0"));
+    assert!(scrape_metrics(metrics_port).contains("slipway_pushes_total 0"));
     // The new server takes the metrics socket over from the old one.
     let code = server.upgrade(Duration::from_secs(60), |_| {});
     assert_eq!(code, Some(0), "{}", server.server_log());
-    let m = scrape(metrics_port);
+    let m = scrape_metrics(metrics_port);
     assert!(m.contains("slipway_pushes_total 0"), "{m}");
 }

@@ -8,7 +8,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use slipway_e2e::{free_port, run, text, App, Server};
+use slipway_e2e::{free_port, metric_sample, run, scrape_metrics, text, App, Server};
 
 /// The host pid of a container's first process (tini), from `runc state`.
 fn container_pid(server: &Server, container: &str) -> i32 {
@@ -27,22 +27,6 @@ fn container_pid(server: &Server, container: &str) -> i32 {
 fn kill9(pid: i32) {
     let o = run(Command::new("kill").args(["-9", &pid.to_string()]));
     assert!(o.status.success(), "kill -9 {pid}: {}", text(&o));
-}
-
-/// The exposition scraped with curl.
-fn scrape(port: u16) -> String {
-    let o = run(Command::new("curl")
-        .args(["-sS", "--max-time", "10"])
-        .arg(format!("http://127.0.0.1:{port}/metrics")));
-    assert!(o.status.success(), "scrape: {}", text(&o));
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
-
-/// The value of the sample `series` (exactly as written), if present.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Wait until `host` answers `/` with 200, at most `within`; returns how long it took.
@@ -109,9 +93,9 @@ fn an_app_killed_from_the_host_comes_back_with_a_log_line_and_counted() {
         logs.contains("app hello restarted after it exited with signal 9 (SIGKILL)"),
         "{logs}"
     );
-    let m = scrape(metrics_port);
+    let m = scrape_metrics(metrics_port);
     assert_eq!(
-        sample(
+        metric_sample(
             &m,
             "slipway_container_restarts_total{environment=\"demo/main\",kind=\"app\"}"
         ),
@@ -142,9 +126,9 @@ fn an_app_killed_from_the_host_comes_back_with_a_log_line_and_counted() {
     // Killed again at once: still comes back (1 s, then 2 s of backoff).
     kill9(container_pid(&server, container));
     wait_200(&server, host, Duration::from_secs(30));
-    let m = scrape(metrics_port);
+    let m = scrape_metrics(metrics_port);
     assert_eq!(
-        sample(
+        metric_sample(
             &m,
             "slipway_container_restarts_total{environment=\"demo/main\",kind=\"app\"}"
         ),
@@ -168,7 +152,7 @@ fn an_app_killed_from_the_host_comes_back_with_a_log_line_and_counted() {
     server.serve();
     wait_200(&server, host, Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(3));
-    let m = scrape(metrics_port);
+    let m = scrape_metrics(metrics_port);
     assert!(!m.contains("slipway_container_restarts_total{"), "{m}");
     let envs = admin(&server, "envs demo");
     assert!(!envs.contains("restart"), "{envs}");
@@ -240,7 +224,7 @@ fn an_app_that_exits_at_every_start_is_restarted_ever_more_slowly() {
     assert!(restarting_seen, "envs never said restarting");
     // Restarted after 1, 2, 4, 8 s (plus each start): about 4 times in 25 s, never once a
     // second.
-    let restarts = sample(&scrape(metrics_port), series).unwrap_or(0.0);
+    let restarts = metric_sample(&scrape_metrics(metrics_port), series).unwrap_or(0.0);
     assert!(
         (2.0..=6.0).contains(&restarts),
         "{restarts} restarts in 25 s:\n{}",

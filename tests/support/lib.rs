@@ -149,6 +149,25 @@ pub fn run(cmd: &mut Command) -> Output {
         .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
 }
 
+/// The Prometheus exposition of `serve --metrics-listen 127.0.0.1:PORT`, scraped with curl,
+/// its HTTP head included (the samples follow it).
+pub fn scrape_metrics(port: u16) -> String {
+    let o = run(Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-i"])
+        .arg(format!("http://127.0.0.1:{port}/metrics")));
+    assert!(o.status.success(), "scrape: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// The value of the sample `name{labels}` (exactly as written) in an exposition, if
+/// present.
+pub fn metric_sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// stdout+stderr of an output as text.
 pub fn text(o: &Output) -> String {
     format!(
