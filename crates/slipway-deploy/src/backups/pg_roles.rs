@@ -13,10 +13,22 @@ use std::collections::BTreeSet;
 
 /// The comment Slipway puts on each endpoint role it makes, so a backup finds the roles it
 /// made (also those no longer configured) among any others of the cluster.
-pub const ROLE_COMMENT: &str = "slipway endpoint";
+pub const ROLE_COMMENT: &str = role_comment!();
+
+/// [`ROLE_COMMENT`] as a literal, so [`MARKED_QUERY`] is made from the same text.
+macro_rules! role_comment {
+    () => {
+        "slipway endpoint"
+    };
+}
+use role_comment;
 
 /// The query listing the roles marked with [`ROLE_COMMENT`], one name a line.
-pub const MARKED_QUERY: &str = "SELECT rolname FROM pg_roles WHERE shobj_description(oid, 'pg_authid') = 'slipway endpoint' AND NOT rolsuper ORDER BY 1";
+pub const MARKED_QUERY: &str = concat!(
+    "SELECT rolname FROM pg_roles WHERE shobj_description(oid, 'pg_authid') = '",
+    role_comment!(),
+    "' AND NOT rolsuper ORDER BY 1"
+);
 
 /// A role as a backup keeps it: its name and whether it could log in.
 #[derive(Debug, Clone, PartialEq, Eq)]
