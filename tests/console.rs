@@ -1990,13 +1990,15 @@ fn backups_are_listed_created_and_restored_from_the_console_as_over_ssh() {
     );
 }
 
-/// The app of the activity test: `/routes` answers its `PLATFORM_ROUTES` (JSON), anything
-/// else `ok`.
+/// The app of the activity test: `/routes` answers its `PLATFORM_ROUTES` (JSON), `/go`
+/// lets its `slow` cron end (a file in the container's /tmp), anything else `ok`.
 const ROUTES_SERVER: &str = slipway_e2e::py_app!(
     "",
     r#"        body = b"ok"
         if self.path == "/routes":
             body = base64.b64decode(os.environ["PLATFORM_ROUTES"])
+        if self.path == "/go":
+            open("/tmp/go", "w").close()
 "#
 );
 
@@ -2059,13 +2061,14 @@ fn actions_go_to_their_own_activity_waiting_pages_survive_an_upgrade_and_old_log
         ("SLIPWAY_ACTIVITY_KEEP", "3"),
         ("SLIPWAY_ACTIVITY_KEEP_DAYS", "0"),
         ("SLIPWAY_ACTIVITY_PRUNE_EVERY", "1"),
+        ("SLIPWAY_DRAIN_TIMEOUT", "2"),
     ]);
     let app = server.project(
         "demo",
         &[
             (
                 ".platform.app.yaml",
-                "name: hello\ntype: python:3.11\nweb:\n  commands:\n    start: python3 server.py\ncrons:\n  slow:\n    spec: '@yearly'\n    commands:\n      start: 'echo slow began; sleep 20; echo slow ended'\n  quick:\n    spec: '@yearly'\n    commands:\n      start: 'echo quick ran'\n",
+                "name: hello\ntype: python:3.11\nweb:\n  commands:\n    start: python3 server.py\ncrons:\n  slow:\n    spec: '@yearly'\n    commands:\n      start: 'echo slow began; while [ ! -e /tmp/go ]; do sleep 0.2; done; echo slow ended'\n  quick:\n    spec: '@yearly'\n    commands:\n      start: 'echo quick ran'\n",
             ),
             (
                 ".platform/routes.yaml",
@@ -2116,7 +2119,7 @@ fn actions_go_to_their_own_activity_waiting_pages_survive_an_upgrade_and_old_log
     // While another deploy holds main, two users redeploy from the console and the admin
     // over SSH at the same moment: all three wait.
     let mut holder = hold_deploy_lock(&server);
-    let mut ssh = {
+    let ssh = {
         let mut cmd = std::process::Command::new("ssh");
         for a in server.ssh_command(&server.key).split_whitespace().skip(1) {
             cmd.arg(a);
@@ -2256,6 +2259,7 @@ fn actions_go_to_their_own_activity_waiting_pages_survive_an_upgrade_and_old_log
         body.contains("running:") && body.contains("slow began") && !body.contains("Log pruned"),
         "the running cron keeps its log: {body}"
     );
+    assert_eq!(server.get(APP_HOST, "/go").map(|(s, _)| s), Some(200));
     assert!(slow.wait().unwrap().success());
     eventually("the slow cron's log pruned once it ended", || {
         log_pruned(&server, &admin, &slow_id)
