@@ -1989,3 +1989,285 @@ fn backups_are_listed_created_and_restored_from_the_console_as_over_ssh() {
         "{body}"
     );
 }
+
+/// The app of the activity test: `/routes` answers its `PLATFORM_ROUTES` (JSON), `/go`
+/// lets its `slow` cron end (a file in the container's /tmp), anything else `ok`.
+const ROUTES_SERVER: &str = slipway_e2e::py_app!(
+    "",
+    r#"        body = b"ok"
+        if self.path == "/routes":
+            body = base64.b64decode(os.environ["PLATFORM_ROUTES"])
+        if self.path == "/go":
+            open("/tmp/go", "w").close()
+"#
+);
+
+/// Hold `server`'s deploy lock of demo/main as another server's deploy would (flock(1) on
+/// its lock file) until the returned child's stdin closes.
+fn hold_deploy_lock(server: &Server) -> std::process::Child {
+    let lock = server.data.join("locks/demo/main/deploy.lock");
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    let holder = std::process::Command::new("flock")
+        .arg(&lock)
+        .arg("cat")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("flock(1)");
+    let held = Instant::now() + Duration::from_secs(30);
+    // (`flock -n -E 9` exits 9 while another holds the lock.)
+    while std::process::Command::new("flock")
+        .args(["-n", "-E", "9"])
+        .arg(&lock)
+        .arg("true")
+        .status()
+        .unwrap()
+        .code()
+        != Some(9)
+    {
+        assert!(Instant::now() < held, "flock(1) did not take the lock");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    holder
+}
+
+/// Whether activity `id`'s page says its log was pruned (and shows no log).
+fn log_pruned(server: &Server, cookie: &str, id: &str) -> bool {
+    let (status, _, body) = console(
+        server,
+        "GET",
+        &format!("/activity/{id}"),
+        Some(cookie),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let pruned = body.contains("id=\"pruned\"") && body.contains("Log pruned");
+    assert_eq!(pruned, !body.contains("id=\"log\""), "{body}");
+    pruned
+}
+
+/// Wait (at most a minute) until `what` holds.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn actions_go_to_their_own_activity_waiting_pages_survive_an_upgrade_and_old_logs_are_pruned() {
+    // Logs kept: the newest 3 of each environment, whatever their age; pruned every second.
+    let mut server = Server::start_with(&[
+        ("SLIPWAY_ACTIVITY_KEEP", "3"),
+        ("SLIPWAY_ACTIVITY_KEEP_DAYS", "0"),
+        ("SLIPWAY_ACTIVITY_PRUNE_EVERY", "1"),
+        ("SLIPWAY_DRAIN_TIMEOUT", "2"),
+    ]);
+    let app = server.project(
+        "demo",
+        &[
+            (
+                ".platform.app.yaml",
+                "name: hello\ntype: python:3.11\nweb:\n  commands:\n    start: python3 server.py\ncrons:\n  slow:\n    spec: '@yearly'\n    commands:\n      start: 'echo slow began; while [ ! -e /tmp/go ]; do sleep 0.2; done; echo slow ended'\n  quick:\n    spec: '@yearly'\n    commands:\n      start: 'echo quick ran'\n",
+            ),
+            (
+                ".platform/routes.yaml",
+                "\"http://{default}/\":\n  type: upstream\n  upstream: hello:http\n  tls:\n    min_version: TLSv1.3\n    strict_transport_security:\n      include_subdomains: true\n\"http://www.{default}/\":\n  type: redirect\n  to: \"http://{default}/\"\n",
+            ),
+            ("server.py", ROUTES_SERVER),
+        ],
+    );
+    push(&server, &app);
+    let newest_ids = |server: &Server, n: usize| -> Vec<String> {
+        text(&server.ssh(&server.key, "git", "activity demo main"))
+            .lines()
+            .take(n)
+            .map(|l| l.split('\t').next().unwrap().to_string())
+            .collect()
+    };
+    let pushed = newest_ids(&server, 1).remove(0);
+
+    // PLATFORM_ROUTES gives each route its `tls` in Platform.sh's shape, from the config.
+    let (status, body) = server.get(APP_HOST, "/routes").expect("the app answers");
+    assert_eq!(status, 200, "{body}");
+    let routes: serde_json::Value = serde_json::from_str(&body).expect("JSON routes");
+    let url = format!("http://{APP_HOST}:{}/", server.http_port);
+    assert_eq!(
+        routes[&url]["tls"],
+        serde_json::json!({
+            "client_authentication": null,
+            "min_version": "TLSv1.3",
+            "client_certificate_authorities": [],
+            "strict_transport_security": {"enabled": null, "include_subdomains": true, "preload": null},
+        }),
+        "{routes:#}"
+    );
+    let www = format!("http://www.{APP_HOST}:{}/", server.http_port);
+    assert_eq!(routes[&www]["type"], "redirect", "{routes:#}");
+    assert_eq!(
+        routes[&www]["tls"]["strict_transport_security"],
+        serde_json::json!({"enabled": null, "include_subdomains": null, "preload": null}),
+        "{routes:#}"
+    );
+
+    let admin = log_in(&server, &server.key);
+    let csrf = csrf_of(&console(&server, "GET", "/", Some(&admin), None).2);
+    let ada_key = server.add_user_with_role("ada", "demo", "admin");
+    let ada = log_in(&server, &ada_key);
+    let ada_csrf = csrf_of(&console(&server, "GET", "/", Some(&ada), None).2);
+
+    // While another deploy holds main, two users redeploy from the console and the admin
+    // over SSH at the same moment: all three wait.
+    let mut holder = hold_deploy_lock(&server);
+    let ssh = {
+        let mut cmd = std::process::Command::new("ssh");
+        for a in server.ssh_command(&server.key).split_whitespace().skip(1) {
+            cmd.arg(a);
+        }
+        cmd.args(["-p", &server.ssh_port.to_string(), "git@127.0.0.1"])
+            .arg("redeploy demo main")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("ssh")
+    };
+    let post = |cookie: &str, token: &str| {
+        let (status, head, body) = console(
+            &server,
+            "POST",
+            "/p/demo/e/main/redeploy",
+            Some(cookie),
+            Some(&format!("csrf={token}")),
+        );
+        assert_eq!(status, 303, "{head}\n{body}");
+        head
+    };
+    let (mine, hers) = std::thread::scope(|s| {
+        let mine = s.spawn(|| post(&admin, &csrf));
+        let hers = s.spawn(|| post(&ada, &ada_csrf));
+        (mine.join().unwrap(), hers.join().unwrap())
+    });
+    // Each answer is its waiting page, its starter's only.
+    let waiting = |head: &str| header_field(head, "location").unwrap().to_string();
+    let (my_page, her_page) = (waiting(&mine), waiting(&hers));
+    for page in [&my_page, &her_page] {
+        assert!(page.starts_with("/started/"), "{page}");
+    }
+    assert_ne!(my_page, her_page);
+    let (status, _, body) = console(&server, "GET", &my_page, Some(&admin), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("Waiting") && body.contains("waiting: another deploy of main"),
+        "{body}"
+    );
+    assert_eq!(console(&server, "GET", &my_page, Some(&ada), None).0, 404);
+
+    // `serve --upgrade`: the new server shows the same waiting pages (each to its starter
+    // only); the old one runs the actions once main is free, then exits.
+    let mut ended = None;
+    server.upgrade(Duration::from_secs(300), |server| {
+        let (status, _, body) = console(server, "GET", &my_page, Some(&admin), None);
+        assert_eq!(status, 200, "after the upgrade: {body}");
+        assert!(
+            body.contains("Waiting") && body.contains("waiting: another deploy of main"),
+            "{body}"
+        );
+        assert_eq!(console(server, "GET", &her_page, Some(&admin), None).0, 404);
+        assert_eq!(console(server, "GET", &her_page, Some(&ada), None).0, 200);
+        drop(holder.stdin.take());
+        assert!(holder.wait().unwrap().success());
+        ended = Some((
+            ended_activity(server, &admin, &mine),
+            ended_activity(server, &ada, &hers),
+        ));
+    });
+    let ((mine, my_activity), (hers, her_activity)) = ended.expect("both ended");
+    let o = ssh.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let said = text(&o);
+    // Each answer went to exactly its own activity: by its starter, none the SSH one.
+    assert!(my_activity.contains("By me,"), "{my_activity}");
+    assert!(her_activity.contains("By ada,"), "{her_activity}");
+    for page in [&my_activity, &her_activity] {
+        assert!(page.contains("success: redeploy of main"), "{page}");
+    }
+    assert_ne!(mine, hers);
+    for id in [&mine, &hers] {
+        assert!(!said.contains(&format!("(activity {id})")), "{id}: {said}");
+    }
+    assert!(said.contains("(activity "), "{said}");
+    // A waiting page expires with its action's record; a number never issued is not found.
+    assert_eq!(
+        console(&server, "GET", "/started/999", Some(&admin), None).0,
+        404
+    );
+
+    // Pruning: the push's log (the 4th newest) went; its page says so, as `activity log`.
+    eventually("the push's log pruned", || {
+        log_pruned(&server, &admin, &pushed)
+    });
+    let o = server.ssh(&server.key, "git", &format!("activity log {pushed}"));
+    assert!(text(&o).contains("log pruned"), "{}", text(&o));
+    for id in [&mine, &hers] {
+        assert!(!log_pruned(&server, &admin, id), "{id}");
+    }
+    // A cron run that runs on while three newer activities end keeps its log while it
+    // runs, and loses it once it ended.
+    let mut slow = {
+        let mut cmd = std::process::Command::new("ssh");
+        for a in server.ssh_command(&server.key).split_whitespace().skip(1) {
+            cmd.arg(a);
+        }
+        cmd.args(["-p", &server.ssh_port.to_string(), "git@127.0.0.1"])
+            .arg("cron run demo main slow")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("ssh")
+    };
+    let activities = || text(&server.ssh(&server.key, "git", "activity demo main"));
+    let mut slow_id = String::new();
+    eventually("the slow cron runs", || {
+        let list = activities();
+        match list
+            .lines()
+            .find(|l| l.contains("\tcron\t") && l.contains("\trunning\t"))
+        {
+            Some(l) => {
+                slow_id = l.split('\t').next().unwrap().to_string();
+                true
+            }
+            None => false,
+        }
+    });
+    for _ in 0..3 {
+        let o = server.ssh(&server.key, "git", "cron run demo main quick");
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    eventually("the redeploys' logs pruned", || {
+        [&mine, &hers]
+            .iter()
+            .all(|id| log_pruned(&server, &admin, id))
+    });
+    let (_, _, body) = console(
+        &server,
+        "GET",
+        &format!("/activity/{slow_id}"),
+        Some(&admin),
+        None,
+    );
+    assert!(
+        body.contains("running:") && body.contains("slow began") && !body.contains("Log pruned"),
+        "the running cron keeps its log: {body}"
+    );
+    assert_eq!(server.get(APP_HOST, "/go").map(|(s, _)| s), Some(200));
+    assert!(slow.wait().unwrap().success());
+    eventually("the slow cron's log pruned once it ended", || {
+        log_pruned(&server, &admin, &slow_id)
+    });
+    for id in &newest_ids(&server, 3) {
+        assert!(
+            !log_pruned(&server, &admin, id),
+            "{id} is among the newest 3"
+        );
+    }
+}

@@ -306,6 +306,7 @@ pub(crate) fn finish(
                     id: None,
                     attributes: Default::default(),
                     hsts: None,
+                    tls: Default::default(),
                 }]
             } else {
                 Vec::new()

@@ -5,7 +5,8 @@ use crate::diag::Diagnostic;
 use crate::files::normalize;
 use crate::keypath::KeyPath;
 use crate::model::{
-    Application, BuildCache, Hooks, Hsts, Route, RouteKind, Service, Web, BUILD_FLAVORS,
+    Application, BuildCache, Hooks, Hsts, Route, RouteKind, RouteTls, Service,
+    StrictTransportSecurity, Web, BUILD_FLAVORS,
 };
 use crate::yaml::{Kind, Node, Pos};
 use std::collections::BTreeMap;
@@ -855,6 +856,38 @@ fn hsts(route: &Node, url: &str, path: &KeyPath, diags: &mut Vec<Diagnostic>) ->
     Some(hsts)
 }
 
+/// A route's `tls` as written, for `PLATFORM_ROUTES` (its types are checked by the route's
+/// shape; a value of another type reads as unset).
+fn route_tls(route: &Node) -> RouteTls {
+    let Some(tls) = route.get("tls") else {
+        return RouteTls::default();
+    };
+    let flag = |k: &str| match tls.get("strict_transport_security").and_then(|s| s.get(k)) {
+        Some(Node {
+            kind: Kind::Bool(b),
+            ..
+        }) => Some(*b),
+        _ => None,
+    };
+    let authorities = match tls.get("client_certificate_authorities").map(|n| &n.kind) {
+        Some(Kind::Seq(items)) => items
+            .iter()
+            .filter_map(|n| n.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    };
+    RouteTls {
+        strict_transport_security: StrictTransportSecurity {
+            enabled: flag("enabled"),
+            include_subdomains: flag("include_subdomains"),
+            preload: flag("preload"),
+        },
+        min_version: str_at(tls, &["min_version"]).map(str::to_string),
+        client_authentication: str_at(tls, &["client_authentication"]).map(str::to_string),
+        client_certificate_authorities: authorities,
+    }
+}
+
 /// Build the routes of a `routes` mapping.
 pub(crate) fn routes(node: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>) -> Vec<RouteRecord> {
     let mut out = Vec::new();
@@ -937,6 +970,7 @@ pub(crate) fn routes(node: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>) -
                 id: str_at(v, &["id"]).map(str::to_string),
                 attributes: json_map(v.get("attributes")),
                 hsts,
+                tls: route_tls(v),
             },
             pos: e.key_pos.clone(),
             path: p,

@@ -520,6 +520,7 @@ mod tests {
             id: None,
             attributes: Default::default(),
             hsts: None,
+            tls: Default::default(),
         }
     }
 

@@ -320,6 +320,65 @@ pub struct Route {
     /// `Strict-Transport-Security` header on the route's HTTPS answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hsts: Option<Hsts>,
+    /// `tls` as written, passed to the app in `PLATFORM_ROUTES` in Platform.sh's shape.
+    #[serde(default, skip_serializing_if = "RouteTls::is_unset")]
+    pub tls: RouteTls,
+}
+
+/// A route's `tls` as written (unset keys `null`, as Platform.sh gives them to apps in
+/// `PLATFORM_ROUTES`); only its HSTS is acted on ([`Route::hsts`]).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteTls {
+    /// `strict_transport_security`.
+    #[serde(default)]
+    pub strict_transport_security: StrictTransportSecurity,
+    /// `min_version`, e.g. `TLSv1.2`.
+    #[serde(default)]
+    pub min_version: Option<String>,
+    /// `client_authentication`: `request` or `require`.
+    #[serde(default)]
+    pub client_authentication: Option<String>,
+    /// `client_certificate_authorities`: the CAs' certificates (PEM) as written.
+    #[serde(default)]
+    pub client_certificate_authorities: Vec<String>,
+}
+
+/// A route's `tls.strict_transport_security` as written.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StrictTransportSecurity {
+    /// `enabled`.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// `include_subdomains`.
+    #[serde(default)]
+    pub include_subdomains: Option<bool>,
+    /// `preload`.
+    #[serde(default)]
+    pub preload: Option<bool>,
+}
+
+impl RouteTls {
+    /// Whether nothing of it was written (every route without `tls`).
+    pub fn is_unset(&self) -> bool {
+        *self == RouteTls::default()
+    }
+
+    /// Its `PLATFORM_ROUTES` value: every key present, `null` where unset.
+    pub fn to_json(&self) -> serde_json::Value {
+        let sts = &self.strict_transport_security;
+        serde_json::json!({
+            "client_authentication": self.client_authentication,
+            "min_version": self.min_version,
+            "client_certificate_authorities": self.client_certificate_authorities,
+            "strict_transport_security": {
+                "enabled": sts.enabled,
+                "include_subdomains": sts.include_subdomains,
+                "preload": sts.preload,
+            },
+        })
+    }
 }
 
 /// A route's HSTS (`tls.strict_transport_security`, Platform.sh's shape), when enabled.

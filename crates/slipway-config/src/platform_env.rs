@@ -125,6 +125,7 @@ pub fn routes_json(topology: &Topology, base: &UrlBase) -> Value {
             "restrict_robots": false,
             "cache": {"enabled": false},
             "ssi": {"enabled": false},
+            "tls": r.tls.to_json(),
         });
         if let Value::Object(m) = &mut v {
             match &r.kind {
@@ -324,6 +325,7 @@ mod tests {
             id: None,
             attributes: Default::default(),
             hsts: None,
+            tls: Default::default(),
         }
     }
 
@@ -424,6 +426,43 @@ mod tests {
         assert_eq!(www["to"], "http://main.demo.localhost:8080/");
         assert_eq!(www["primary"], false);
         assert_eq!(v["http://main.demo.localhost:8080/api"]["upstream"], "api");
+    }
+
+    #[test]
+    fn each_route_has_its_tls_in_platform_shape() {
+        let mut files = crate::source::MemSource::default();
+        files.insert(
+            ".platform.app.yaml",
+            "name: app\ntype: python:3.11\nweb:\n  commands:\n    start: python3 app.py\n",
+        );
+        files.insert(
+            ".platform/routes.yaml",
+            "\"https://{default}/\":\n  type: upstream\n  upstream: app:http\n  tls:\n    min_version: TLSv1.3\n    strict_transport_security:\n      enabled: true\n      preload: false\n    client_authentication: require\n    client_certificate_authorities:\n      - \"-----BEGIN CERTIFICATE-----\"\n\"https://www.{default}/\":\n  type: redirect\n  to: \"https://{default}/\"\n",
+        );
+        let loaded = crate::load(&files).expect("loads");
+        let v = routes_json(&loaded.topology, &base());
+        let main = &v["http://main.demo.localhost:8080/"];
+        assert_eq!(
+            main["tls"],
+            json!({
+                "client_authentication": "require",
+                "min_version": "TLSv1.3",
+                "client_certificate_authorities": ["-----BEGIN CERTIFICATE-----"],
+                "strict_transport_security": {"enabled": true, "include_subdomains": null, "preload": false},
+            }),
+            "{v:#}"
+        );
+        // A route without `tls` has every key, null or empty, as on Platform.sh.
+        assert_eq!(
+            v["http://www.main.demo.localhost:8080/"]["tls"],
+            json!({
+                "client_authentication": null,
+                "min_version": null,
+                "client_certificate_authorities": [],
+                "strict_transport_security": {"enabled": null, "include_subdomains": null, "preload": null},
+            }),
+            "{v:#}"
+        );
     }
 
     #[test]

@@ -2,23 +2,29 @@
 //! redeploy (also a variable change's redeploy). After the confirmation and the CSRF
 //! check, [`Cx::start_in_env`] starts one on its own task (it runs to its end even if the
 //! browser goes away) and answers with a 303 to its activity, whose page streams the log
-//! live and replays it after (a reload shows it without JavaScript).
+//! live and replays it after (a reload shows it without JavaScript). The operation itself
+//! tells the id of the activity it records ([`slipway_deploy::output::Watch`]), so the
+//! answer goes to exactly that activity, whoever else starts one at the same moment.
 //!
 //! An action's activity exists only once it holds the environment's deploy lock. While it
 //! waits for another deploy of the environment, the answer is its waiting page
 //! (`/started/N`, its starter's only), which says so, reloads itself (no JavaScript
-//! needed) and goes on to the activity once it exists. An action refused before it began
-//! (e.g. a sync of the parent) is answered with its message, as over SSH.
+//! needed) and goes on to the activity once it exists. Where the action is lives in the
+//! state database ([`slipway_state::ConsoleAction`]), so the waiting page survives a
+//! restart and `serve --upgrade` (the old server runs its actions to their end while it
+//! drains: [`crate::Console::wait_idle`]) and expires after [`ACTION_LIFETIME`]. An
+//! action refused before it began (e.g. a sync of the parent) is answered with its
+//! message, as over SSH.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::StatusCode;
 use maud::html;
-use slipway_deploy::Platform;
+use slipway_deploy::output::{ActivityStarted, Sink, Watch};
+use slipway_state::{ActionProgress, ConsoleAction};
 
 use crate::handlers::{failed, not_found, Answer, Cx, EnvJob};
 use crate::http::{page, see_other};
@@ -27,147 +33,55 @@ use crate::pages::{layout, refusal};
 /// How long a POST waits for its action's activity before answering with the waiting page.
 const WAIT_FOR_ACTIVITY: Duration = Duration::from_secs(3);
 
-/// How often the activity is looked for meanwhile.
-const LOOK_EVERY: Duration = Duration::from_millis(100);
-
-/// How many started actions are remembered (the oldest finished ones go first).
-const REMEMBERED: usize = 1000;
+/// How long a started action's waiting page is remembered (seconds).
+pub(crate) const ACTION_LIFETIME: i64 = 86_400;
 
 /// How many of an action's lines from before its activity existed are kept.
 const EARLY_LINES: usize = 100;
 
-/// The actions started from the console of one server, by number.
+/// The actions this server runs for the console.
 #[derive(Default)]
 pub(crate) struct Started {
-    next: AtomicU64,
-    actions: Mutex<HashMap<u64, Arc<Action>>>,
+    /// How many run now.
+    running: AtomicUsize,
 }
 
-/// One action started from the console.
-struct Action {
-    /// The user who started it (the only one who sees its waiting page).
-    user: String,
-    project: String,
-    env: String,
-    /// Its activity's kind (`backup`, `restore`, `sync`, `rollback`, `redeploy`).
-    kind: &'static str,
-    /// The newest activity of the environment when it started: its own comes after.
-    after: i64,
-    /// What it is, for its pages ("the backup").
-    what: String,
-    progress: Mutex<Progress>,
-}
+/// One running action, counted in [`Started::running`] while it lives.
+struct Running(Arc<Started>);
 
-/// Where an action is.
-#[derive(Default)]
-struct Progress {
-    /// What it said before its activity existed (e.g. that it waits for a deploy).
-    early: Vec<String>,
-    /// Its activity, once found.
-    activity: Option<i64>,
-    /// Its result (a summary or why it failed), once it ended.
-    outcome: Option<Result<String, String>>,
-}
-
-/// What [`Started::look`] found.
-enum Found {
-    /// The action's activity.
-    Activity(i64),
-    /// It ended without an activity: refused before it began.
-    Refused(String),
-    /// It ended well without an activity (not expected; said as it is).
-    Done(String),
-    /// No activity yet: what it said so far.
-    Waiting(Vec<String>),
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Started {
-    fn add(&self, action: Action) -> (u64, Arc<Action>) {
-        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        let action = Arc::new(action);
-        let mut actions = self.actions.lock().unwrap_or_else(|e| e.into_inner());
-        if actions.len() >= REMEMBERED {
-            let mut ended: Vec<u64> = actions
-                .iter()
-                .filter(|(_, a)| a.progress().outcome.is_some())
-                .map(|(id, _)| *id)
-                .collect();
-            ended.sort_unstable();
-            for old in ended.iter().take(REMEMBERED / 2) {
-                actions.remove(old);
+    /// Wait until no action runs here, at most `within`; returns how many still run.
+    pub(crate) async fn wait_idle(&self, within: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let running = self.running.load(Ordering::Acquire);
+            if running == 0 || tokio::time::Instant::now() >= deadline {
+                return running;
             }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        actions.insert(id, Arc::clone(&action));
-        (id, action)
-    }
-
-    fn get(&self, id: u64) -> Option<Arc<Action>> {
-        let actions = self.actions.lock().unwrap_or_else(|e| e.into_inner());
-        actions.get(&id).cloned()
-    }
-
-    /// The activity ids other actions of `of` took already.
-    fn claimed(&self, of: &Action) -> Vec<i64> {
-        let actions = self.actions.lock().unwrap_or_else(|e| e.into_inner());
-        actions
-            .values()
-            .filter(|a| !std::ptr::eq(Arc::as_ptr(a), of))
-            .filter_map(|a| a.progress().activity)
-            .collect()
-    }
-
-    /// Where `action` is: its activity (the first of its kind by its user in its
-    /// environment after it started that no other action took), else its outcome.
-    fn look(&self, platform: &Platform, action: &Action) -> Result<Found, String> {
-        let (early, outcome) = {
-            let p = action.progress();
-            if let Some(id) = p.activity {
-                return Ok(Found::Activity(id));
-            }
-            // Read before the activities: an outcome seen here came after its activity
-            // (if any) was recorded, so none found below means there is none.
-            (p.early.clone(), p.outcome.clone())
-        };
-        let claimed = self.claimed(action);
-        let mine = platform
-            .state()
-            .activities(&action.project, Some(&action.env), 50)
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .filter(|a| {
-                a.id > action.after
-                    && a.kind == action.kind
-                    && a.user.as_deref() == Some(action.user.as_str())
-                    && !claimed.contains(&a.id)
-            })
-            .map(|a| a.id)
-            .min();
-        if let Some(id) = mine {
-            action.progress().activity = Some(id);
-            return Ok(Found::Activity(id));
-        }
-        Ok(match outcome {
-            Some(Err(m)) => Found::Refused(m),
-            Some(Ok(summary)) => Found::Done(summary),
-            None => Found::Waiting(early),
-        })
     }
 }
 
-impl Action {
-    fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
-        self.progress.lock().unwrap_or_else(|e| e.into_inner())
-    }
+/// Whether the server with process id `pid` still runs (the action it runs may go on).
+fn server_runs(pid: u32) -> bool {
+    pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 impl Cx<'_> {
-    /// Start `work` (an action making an activity of `kind` on `env` of `project`) as this
-    /// session's user on its own task, and answer with its activity (303), its waiting
-    /// page (303) if it waits for another deploy, or, if it was refused before it began,
-    /// its message under `refused_title` (409).
+    /// Start `work` (an action making an activity on `env` of `project`) as this session's
+    /// user on its own task, and answer with its activity (303), its waiting page (303)
+    /// if it waits for another deploy, or, if it was refused before it began, its message
+    /// under `refused_title` (409).
     pub(crate) async fn start_in_env<F, Fut>(
         &self,
-        (kind, what, refused_title): (&'static str, &str, &str),
+        (what, refused_title): (&str, &str),
         project: &str,
         env: &str,
         work: F,
@@ -176,93 +90,150 @@ impl Cx<'_> {
         F: FnOnce(EnvJob) -> Fut,
         Fut: Future<Output = Result<String, String>> + Send + 'static,
     {
-        let after = match self.platform.state().activities(project, Some(env), 1) {
-            Ok(newest) => newest.first().map(|a| a.id).unwrap_or(0),
+        let user = self.session.user.name.clone();
+        let number = match self.platform.state().start_console_action(
+            &user,
+            (project, env),
+            what,
+            std::process::id(),
+            crate::sessions::now() + ACTION_LIFETIME,
+        ) {
+            Ok(n) => n,
             Err(e) => return failed(&e.to_string()),
         };
-        let (number, action) = self.started.add(Action {
-            user: self.session.user.name.clone(),
-            project: project.to_string(),
-            env: env.to_string(),
-            kind,
-            after,
-            what: what.to_string(),
-            progress: Mutex::default(),
-        });
-        let sink: slipway_deploy::output::Sink = {
-            let action = Arc::clone(&action);
+        let (progress, mut seen) = tokio::sync::watch::channel(ActionProgress::Waiting);
+        let progress = Arc::new(progress);
+        let lines: Sink = {
+            let (platform, progress) = (Arc::clone(self.platform), Arc::clone(&progress));
+            let said = AtomicUsize::new(0);
             Arc::new(move |l: &str| {
-                let mut p = action.progress();
-                if p.activity.is_none() && p.early.len() < EARLY_LINES {
-                    p.early.push(l.to_string());
+                if *progress.borrow() == ActionProgress::Waiting
+                    && said.fetch_add(1, Ordering::Relaxed) < EARLY_LINES
+                {
+                    if let Err(e) = platform.state().console_action_line(number, l) {
+                        tracing::warn!(action = number, "console action: {e}");
+                    }
                 }
+            })
+        };
+        let started: ActivityStarted = {
+            let (platform, progress) = (Arc::clone(self.platform), Arc::clone(&progress));
+            Arc::new(move |activity: i64| {
+                if let Err(e) = platform.state().console_action_activity(number, activity) {
+                    tracing::warn!(action = number, "console action: {e}");
+                }
+                progress.send_replace(ActionProgress::Activity(activity));
             })
         };
         let job = EnvJob {
             platform: Arc::clone(self.platform),
             project: project.to_string(),
             env: env.to_string(),
-            user: self.session.user.name.clone(),
-            sink,
+            user,
+            watch: Watch {
+                lines: Some(lines),
+                started: Some(started),
+            },
         };
+        self.started.running.fetch_add(1, Ordering::AcqRel);
+        let running = Running(Arc::clone(self.started));
         let task = tokio::spawn(work(job));
         {
-            let action = Arc::clone(&action);
+            let (platform, progress) = (Arc::clone(self.platform), Arc::clone(&progress));
             let what = what.to_string();
             tokio::spawn(async move {
+                let _running = running;
                 let outcome = task
                     .await
                     .unwrap_or_else(|_| Err(format!("{what} stopped unexpectedly")));
-                action.progress().outcome = Some(outcome);
+                if let Err(e) = platform.state().console_action_ended(number, &outcome) {
+                    tracing::warn!(action = number, "console action: {e}");
+                }
+                progress.send_modify(|p| {
+                    if *p == ActionProgress::Waiting {
+                        *p = match outcome {
+                            Ok(summary) => ActionProgress::Done(summary),
+                            Err(why) => ActionProgress::Refused(why),
+                        };
+                    }
+                });
             });
         }
-        let deadline = tokio::time::Instant::now() + WAIT_FOR_ACTIVITY;
-        loop {
-            match self.started.look(self.platform, &action) {
-                Ok(Found::Waiting(_)) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(LOOK_EVERY).await
+        let found = tokio::time::timeout(
+            WAIT_FOR_ACTIVITY,
+            seen.wait_for(|p| *p != ActionProgress::Waiting),
+        )
+        .await;
+        match found {
+            Ok(Ok(p)) => {
+                let progress = p.clone();
+                drop(p);
+                match self
+                    .platform
+                    .state()
+                    .console_action(number, &self.session.user.name)
+                {
+                    Ok(Some(action)) => self.show_action(&action, &progress, refused_title),
+                    Ok(None) => not_found(),
+                    Err(e) => failed(&e.to_string()),
                 }
-                Ok(Found::Waiting(_)) => return see_other(&format!("/started/{number}"), None),
-                Ok(found) => return self.show_found(&action, found, refused_title),
-                Err(e) => return failed(&e),
             }
+            _ => see_other(&format!("/started/{number}"), None),
         }
     }
 
     /// `/started/N`: the action's activity (303) once it has one; meanwhile what it said,
-    /// reloading itself.
-    pub(crate) fn started_page(&self, number: u64) -> Answer {
-        let Some(action) = self
-            .started
-            .get(number)
-            .filter(|a| a.user == self.session.user.name)
-        else {
-            return not_found();
-        };
-        match self.started.look(self.platform, &action) {
-            Ok(found) => self.show_found(&action, found, "Not done"),
-            Err(e) => failed(&e),
+    /// reloading itself. Only its starter's; gone once expired.
+    pub(crate) fn started_page(&self, number: i64) -> Answer {
+        match self
+            .platform
+            .state()
+            .console_action(number, &self.session.user.name)
+        {
+            Ok(Some(action)) => {
+                let progress = action.progress.clone();
+                self.show_action(&action, &progress, "Not done")
+            }
+            Ok(None) => not_found(),
+            Err(e) => failed(&e.to_string()),
         }
     }
 
-    fn show_found(&self, action: &Action, found: Found, refused_title: &str) -> Answer {
-        let back = format!("/p/{}/e/{}", action.project, action.env);
+    fn show_action(
+        &self,
+        action: &ConsoleAction,
+        progress: &ActionProgress,
+        refused_title: &str,
+    ) -> Answer {
+        let env = &action.environment;
+        let back = format!("/p/{}/e/{env}", action.project);
         let activity = format!("/p/{}/activity", action.project);
-        match found {
-            Found::Activity(id) => see_other(&format!("/activity/{id}"), None),
-            Found::Refused(m) => page(
+        match progress {
+            ActionProgress::Activity(id) => see_other(&format!("/activity/{id}"), None),
+            ActionProgress::Refused(m) => page(
                 StatusCode::CONFLICT,
                 refusal(
                     refused_title,
                     &format!("{m}."),
-                    Some(html! { p { a href=(back) { "Back to " (action.env) } } }),
+                    Some(html! { p { a href=(back) { "Back to " (env) } } }),
                 ),
             ),
-            Found::Done(summary) => self.show(
+            ActionProgress::Done(summary) => self.show(
                 "Done",
-                html! { h1 { "Done" } div class="notice" { p id="status" { (summary) } } p { a href=(back) { "Back to " (action.env) } } },
+                html! { h1 { "Done" } div class="notice" { p id="status" { (summary) } } p { a href=(back) { "Back to " (env) } } },
             ),
-            Found::Waiting(early) => page(
+            ActionProgress::Waiting if !server_runs(action.server_pid) => page(
+                StatusCode::CONFLICT,
+                refusal(
+                    "Not done",
+                    &format!(
+                        "{} of {env} of {} never began: the server running it (pid {}) stopped before the environment was free. Nothing was done; start it again.",
+                        action.what, action.project, action.server_pid
+                    ),
+                    Some(html! { p { a href=(back) { "Back to " (env) } } }),
+                ),
+            ),
+            ActionProgress::Waiting => page(
                 StatusCode::OK,
                 layout(
                     "Waiting",
@@ -270,10 +241,10 @@ impl Cx<'_> {
                     html! {
                         meta http-equiv="refresh" content="2";
                         h1 { "Waiting" }
-                        p id="status" { "Started: " (action.what) " of " (action.env) " of " (action.project)
+                        p id="status" { "Started: " (action.what) " of " (env) " of " (action.project)
                             " begins once the environment is free. This page goes on to its activity then." }
-                        p { a href=(activity) { "Activity of " (action.project) } " · " a href=(back) { "Back to " (action.env) } }
-                        @if !early.is_empty() { pre class="log" id="log" { @for l in &early { (l) "\n" } } }
+                        p { a href=(activity) { "Activity of " (action.project) } " · " a href=(back) { "Back to " (env) } }
+                        @if !action.early.is_empty() { pre class="log" id="log" { @for l in &action.early { (l) "\n" } } }
                     },
                 ),
             ),

@@ -82,16 +82,11 @@ impl Cx<'_> {
                 &here,
             );
         }
-        self.start_in_env(
-            ("backup", "the backup", "No backup"),
-            project,
-            env,
-            |j| async move {
-                backups::create(&j.platform, &j.project, &j.env, &j.user, Some(j.sink))
-                    .await
-                    .map(|b| backups::taken(&b))
-            },
-        )
+        self.start_in_env(("the backup", "No backup"), project, env, |j| async move {
+            backups::create(&j.platform, &j.project, &j.env, &j.user, j.watch)
+                .await
+                .map(|b| backups::taken(&b))
+        })
         .await
     }
 
@@ -126,11 +121,11 @@ impl Cx<'_> {
             );
         }
         self.start_in_env(
-            ("restore", "the restore", "Not restored"),
+            ("the restore", "Not restored"),
             project,
             env,
             move |j| async move {
-                backups::restore(&j.platform, &j.project, &j.env, id, &j.user, Some(j.sink)).await
+                backups::restore(&j.platform, &j.project, &j.env, id, &j.user, j.watch).await
             },
         )
         .await

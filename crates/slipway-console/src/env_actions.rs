@@ -90,8 +90,8 @@ impl Cx<'_> {
                 &back,
             );
         }
-        self.start_in_env(("sync", "the sync", "Not synced"), project, env, |j| async move {
-            sync::run(&j.platform, &j.project, &j.env, &j.user, Some(j.sink)).await
+        self.start_in_env(("the sync", "Not synced"), project, env, |j| async move {
+            sync::run(&j.platform, &j.project, &j.env, &j.user, j.watch).await
         })
         .await
     }

@@ -192,7 +192,7 @@ pub(crate) async fn answer(
             Ok(id) => cx.activity(id),
             Err(_) => not_found(),
         },
-        (&Method::GET, ["started", number]) => match number.parse::<u64>() {
+        (&Method::GET, ["started", number]) => match number.parse::<i64>() {
             Ok(number) => cx.started_page(number),
             Err(_) => not_found(),
         },
@@ -276,8 +276,9 @@ pub(crate) struct EnvJob {
     pub env: String,
     /// The logged-in user who asked for it.
     pub user: String,
-    /// Where its output lines go (kept for its waiting page until its activity exists).
-    pub sink: slipway_deploy::output::Sink,
+    /// Where its output lines go (kept for its waiting page until its activity exists)
+    /// and who is told its activity's id.
+    pub watch: slipway_deploy::output::Watch,
 }
 
 pub(crate) fn failed(why: &str) -> Answer {
@@ -330,7 +331,7 @@ pub(crate) struct Cx<'a> {
     pub(crate) platform: &'a Arc<Platform>,
     pub(crate) session: &'a ConsoleSession,
     /// The actions started from this console ([`Cx::start_in_env`]).
-    pub(crate) started: &'a Started,
+    pub(crate) started: &'a Arc<Started>,
 }
 
 impl Cx<'_> {
@@ -582,12 +583,12 @@ impl Cx<'_> {
     /// Start `op` as this session's user ([`Cx::start_in_env`]): off to its activity.
     async fn start_operation(&self, project: &str, env: &str, op: Operation) -> Answer {
         let kind = match op {
-            Operation::Rollback(_) => ("rollback", "the rollback", "Not rolled back"),
-            Operation::Redeploy => ("redeploy", "the redeploy", "Not redeployed"),
+            Operation::Rollback(_) => ("the rollback", "Not rolled back"),
+            Operation::Redeploy => ("the redeploy", "Not redeployed"),
         };
         self.start_in_env(kind, project, env, move |j| async move {
             let author = slipway_state::ReleaseAuthor::user(&j.user);
-            operations::run(&j.platform, &j.project, &j.env, op, &author, Some(j.sink))
+            operations::run(&j.platform, &j.project, &j.env, op, &author, j.watch)
                 .await
                 .map(|n| format!("release {n} of {} is live", j.env))
         })
@@ -776,6 +777,10 @@ impl Cx<'_> {
             return refused(&format!("activity {id} not found"));
         };
         let running = a.status == "running";
+        let pruned = match self.platform.state().activity_log_pruned_at(id) {
+            Ok(p) => p,
+            Err(e) => return failed(&e.to_string()),
+        };
         self.show(
             &format!("Activity {id}"),
             html! {
@@ -783,7 +788,11 @@ impl Cx<'_> {
                 h1 { (a.kind) " " (a.environment.as_deref().unwrap_or("")) " · activity " (id) }
                 p { "By " (a.user.as_deref().unwrap_or("-")) ", started " (time(a.started_at)) ". "
                     span id="status" { (a.status) ": " (a.summary) } }
-                pre class="log" id="log" { (log) }
+                @if let Some(at) = pruned {
+                    div class="notice" id="pruned" { p { "Log pruned " (time(at)) ": the server keeps the logs of the newest activities of each environment and of the last days only." } }
+                } @else {
+                    pre class="log" id="log" { (log) }
+                }
                 @if running {
                     (pages::follow_script(&format!("/activity/{id}/events?from={}", log.len())))
                     // Without JavaScript the page reloads itself until the activity ends.

@@ -11,8 +11,9 @@
 //! The router hands each request of the console's host to [`Console`] (a
 //! [`slipway_router::ConsoleSite`]); the console answers it on the server's main runtime,
 //! so the router's worker threads only pass bytes. A long action (backup, restore, sync,
-//! rollback, redeploy) runs in the background and the answer goes to its activity, which
-//! streams its log ([`background`]); it keeps running if its client goes away.
+//! rollback, redeploy) runs in the background and the answer goes to exactly its activity
+//! (the operation hands its id over), which streams its log ([`background`]); it keeps
+//! running if its client goes away, and its waiting page is kept in the state database.
 
 mod background;
 mod backups;
@@ -49,6 +50,13 @@ impl Console {
             runtime,
             started: Arc::default(),
         })
+    }
+
+    /// Wait until the actions this server runs for the console (backups, restores, syncs,
+    /// rollbacks, redeploys) ended, at most `within`, as an upgraded server does before it
+    /// exits; returns how many still run.
+    pub async fn wait_idle(&self, within: std::time::Duration) -> usize {
+        self.started.wait_idle(within).await
     }
 
     /// Serve the console at `console.DOMAIN` on the platform's router.

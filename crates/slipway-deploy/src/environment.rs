@@ -473,6 +473,7 @@ mod tests {
                 id: None,
                 attributes: Default::default(),
                 hsts: None,
+                tls: Default::default(),
             }],
         };
         let cx = EnvContext {

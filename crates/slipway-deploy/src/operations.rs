@@ -13,7 +13,7 @@ use slipway_git::{ObjectId, Repo};
 use slipway_state::{Release, ReleaseAuthor};
 
 use crate::build::{decode_slug, BuiltApp};
-use crate::output::{Output, Sink};
+use crate::output::{Output, Watch};
 use crate::pipeline::{self, DeployTarget, PhaseError};
 use crate::release_record;
 use crate::{tenancy, Platform};
@@ -47,23 +47,21 @@ impl Operation {
 }
 
 /// Run `op` on environment `env` of `project` for `author` (the acting user, or the
-/// server), streaming its output to `sink`. The new release records `author`.
-/// Returns the number of the new live release, or a message for the user.
+/// server), streaming its output to `watch` (told the activity's id once recorded). The
+/// new release records `author`. Returns the number of the new live release, or a message
+/// for the user.
 pub async fn run(
     platform: &Arc<Platform>,
     project: &str,
     env: &str,
     op: Operation,
     author: &ReleaseAuthor,
-    sink: Option<Sink>,
+    watch: impl Into<Watch>,
 ) -> Result<i64, String> {
+    let watch: Watch = watch.into();
     let state = platform.state();
     let _guard = platform
-        .lock_env(project, env, |l| {
-            if let Some(s) = &sink {
-                s(l);
-            }
-        })
+        .lock_env(project, env, |l| watch.say(l))
         .await
         .map_err(|e| e.to_string())?;
     _guard.doing(&format!("a {} of {env} of {project}", op.kind()));
@@ -109,7 +107,8 @@ pub async fn run(
     let activity = state
         .start_activity(project, Some(env), op.kind(), author.user_name(), &summary)
         .map_err(|e| e.to_string())?;
-    let out = Output::with_sink(platform.clone(), activity, sink);
+    watch.activity_started(activity);
+    let out = Output::with_sink(platform.clone(), activity, watch.lines);
     out.line(&format!("-----> {summary} (activity {activity})"));
     let result = activate_release(
         platform,

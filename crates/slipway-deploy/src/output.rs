@@ -15,6 +15,47 @@ use crate::Platform;
 /// Where live lines go besides the activity log.
 pub type Sink = Arc<dyn Fn(&str) + Send + Sync>;
 
+/// Told the id of an operation's activity as soon as it is recorded, before its first line.
+pub type ActivityStarted = Arc<dyn Fn(i64) + Send + Sync>;
+
+/// Who follows an operation (rollback, redeploy, sync, backup create and restore): its
+/// live lines, and its activity's id once it exists, so a caller that answers before the
+/// operation ends (the web console) goes to exactly that activity. `Some(sink)` converts
+/// into a watch of the lines only (the SSH commands, whose lines name the activity).
+#[derive(Clone, Default)]
+pub struct Watch {
+    /// Where its lines go live, also those said before its activity exists (e.g. that it
+    /// waits for another deploy).
+    pub lines: Option<Sink>,
+    /// Told its activity's id once recorded.
+    pub started: Option<ActivityStarted>,
+}
+
+impl Watch {
+    /// Say `line` to the watcher (a line of no activity: e.g. while waiting for the lock).
+    pub fn say(&self, line: &str) {
+        if let Some(s) = &self.lines {
+            s(line);
+        }
+    }
+
+    /// Tell the watcher the operation recorded activity `id`.
+    pub fn activity_started(&self, id: i64) {
+        if let Some(s) = &self.started {
+            s(id);
+        }
+    }
+}
+
+impl From<Option<Sink>> for Watch {
+    fn from(lines: Option<Sink>) -> Watch {
+        Watch {
+            lines,
+            started: None,
+        }
+    }
+}
+
 /// The output of one activity.
 #[derive(Clone)]
 pub struct Output {

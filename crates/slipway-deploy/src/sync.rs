@@ -15,17 +15,18 @@
 use std::sync::Arc;
 
 use crate::mounts::PARENT_ENV;
-use crate::output::{Output, Sink};
+use crate::output::{Output, Watch};
 use crate::{provision, restore, services, Platform};
 
 /// Copy the parent's volumes over `env`'s for `user`, recorded as an activity whose log
-/// `sink` also gets; returns a summary line, or a message for the user.
+/// `watch` also gets (told the activity's id once recorded); returns a summary line, or a
+/// message for the user.
 pub async fn run(
     platform: &Arc<Platform>,
     project: &str,
     env: &str,
     user: &str,
-    sink: Option<Sink>,
+    watch: impl Into<Watch>,
 ) -> Result<String, String> {
     if env == PARENT_ENV {
         return Err(format!(
@@ -38,7 +39,7 @@ pub async fn run(
         env,
         ("sync", &format!("sync of {env} from its parent")),
         user,
-        sink,
+        watch.into(),
         |out| async move {
             let summary = copy_parent(platform, project, env, &out).await?;
             Ok((summary.clone(), summary))

@@ -191,7 +191,14 @@ where
                         .unwrap_or_default()
                         + "\n")
                 } else {
-                    Ok(log)
+                    match state.activity_log_pruned_at(a.id) {
+                        Ok(Some(_)) => Ok(format!(
+                            "log pruned: activity {} ({}: {}) is older than the logs this server keeps\n",
+                            a.id, a.status, a.summary
+                        )),
+                        Ok(None) => Ok(log),
+                        Err(e) => Err((3, format!("slipway: {e}\n"))),
+                    }
                 }
             }
             _ => Err((1, format!("slipway: activity {id} not found\n"))),

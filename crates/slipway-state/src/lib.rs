@@ -15,8 +15,10 @@
 mod backups;
 mod built_slugs;
 mod console;
+mod console_actions;
 mod domains;
 mod entropy;
+mod pruning;
 mod release_author;
 mod schema;
 mod services;
@@ -32,7 +34,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 pub use console::{ConsoleLogin, ConsoleSession};
+pub use console_actions::{ActionProgress, ConsoleAction};
 pub use domains::Domain;
+pub use pruning::ActivityRetention;
 pub use release_author::ReleaseAuthor;
 pub use services::{ServiceRecord, ServiceState};
 pub use variables::{Variable, VariableValue};

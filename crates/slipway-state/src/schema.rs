@@ -180,6 +180,31 @@ CREATE TABLE project_entropy (
 ALTER TABLE releases ADD COLUMN author TEXT
     CHECK (author IS NULL OR author = 'server' OR (author LIKE 'user:%' AND length(author) > 5));
 "#,
+    // console_actions (console-activity): the actions started from the web console, so that
+    // an action's waiting page (`/started/N`, its starter's only) survives a restart or
+    // `serve --upgrade`; `activity` once the action recorded one, else its outcome once it
+    // ended before it began; rows are forgotten once expired.
+    r#"
+CREATE TABLE console_actions (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    user        TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    project     TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    what        TEXT NOT NULL,
+    server_pid  INTEGER NOT NULL,
+    early       TEXT NOT NULL DEFAULT '',
+    activity    INTEGER,
+    outcome     TEXT CHECK (outcome IS NULL OR outcome IN ('done', 'refused')),
+    message     TEXT,
+    started_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL
+);
+"#,
+    // activity.log_pruned_at (console-activity): when an old activity's log was pruned (its
+    // lines deleted, the row kept with its summary); NULL while the log is kept.
+    r#"
+ALTER TABLE activity ADD COLUMN log_pruned_at INTEGER;
+"#,
 ];
 
 /// Bring the schema to the newest version (tracked in `PRAGMA user_version`).

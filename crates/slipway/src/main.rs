@@ -238,6 +238,16 @@ struct ServeArgs {
     /// and builds.
     #[arg(long, env = "SLIPWAY_METRICS_LISTEN")]
     metrics_listen: Option<String>,
+    /// The newest this many activities of each environment keep their logs (older logs
+    /// are pruned, their activities listed still, saying "log pruned").
+    #[arg(long, env = "SLIPWAY_ACTIVITY_KEEP", default_value_t = slipway_deploy::activity_prune::KEEP_NEWEST)]
+    activity_keep: usize,
+    /// Every activity that ended less than this many days ago keeps its log too.
+    #[arg(long, env = "SLIPWAY_ACTIVITY_KEEP_DAYS", default_value_t = slipway_deploy::activity_prune::KEEP_DAYS)]
+    activity_keep_days: u32,
+    /// Seconds between two prunings of old activity logs (the first at start).
+    #[arg(long, env = "SLIPWAY_ACTIVITY_PRUNE_EVERY", default_value_t = slipway_deploy::activity_prune::PRUNE_EVERY, value_parser = clap::value_parser!(u64).range(1..))]
+    activity_prune_every: u64,
     /// How the server logs to stderr: `human` lines or `json` objects (one a line, for log
     /// shippers).
     #[arg(long, env = "SLIPWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
@@ -810,7 +820,9 @@ async fn serve_until_stopped(
         }
     };
     // The web console at console.DOMAIN, on both listeners.
-    slipway_console::Console::new(platform.clone(), tokio::runtime::Handle::current()).install();
+    let console =
+        slipway_console::Console::new(platform.clone(), tokio::runtime::Handle::current());
+    console.install();
     let router = platform.router().clone();
     let http_task = tokio::spawn({
         let s = stopped(stop_rx.clone());
@@ -873,6 +885,14 @@ async fn serve_until_stopped(
         ));
     }
     let log_rotation = tokio::spawn(slipway_deploy::app_logs::rotate_forever(platform.clone()));
+    let activity_pruning = tokio::spawn(slipway_deploy::activity_prune::prune_forever(
+        platform.clone(),
+        slipway_state::ActivityRetention {
+            keep_newest: args.activity_keep,
+            keep_days: args.activity_keep_days,
+        },
+        std::time::Duration::from_secs(args.activity_prune_every),
+    ));
     let advisories_refresh = tokio::spawn(advisories::refresh_forever(
         platform.data().root().to_path_buf(),
         args.advisories_url.clone(),
@@ -976,6 +996,7 @@ async fn serve_until_stopped(
         f.abort();
     }
     log_rotation.abort();
+    activity_pruning.abort();
     advisories_refresh.abort();
     cron_scheduler.abort();
     supervisor.abort();
@@ -989,9 +1010,16 @@ async fn serve_until_stopped(
             let _ = tokio::time::timeout(grace + extra, ssh_task).await;
         }
     };
-    let ((), still) = tokio::join!(sessions, slipway_deploy::crons::wait_idle(&platform, grace));
+    let ((), still, actions) = tokio::join!(
+        sessions,
+        slipway_deploy::crons::wait_idle(&platform, grace),
+        console.wait_idle(grace)
+    );
     if still > 0 {
         tracing::warn!(runs = still, "cron runs still going at exit are cut short");
+    }
+    if actions > 0 {
+        tracing::warn!(actions, "console actions still going at exit are cut short");
     }
     let drain = platform.settings().drain_timeout;
     let _ = tokio::time::timeout(drain + extra, http_task).await;

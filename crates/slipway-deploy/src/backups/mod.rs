@@ -25,7 +25,7 @@ use std::time::Instant;
 use slipway_slug::{ArtifactPart, Digest};
 use slipway_state::{Backup, BackupManifest, BackupPart, PartKind};
 
-use crate::output::{Output, Sink};
+use crate::output::{Output, Watch};
 use crate::{provision, restore, Platform};
 
 /// The media type of a backup's config blob (its manifest, as JSON).
@@ -53,32 +53,24 @@ pub fn retained(
     rank < keep_newest || now - backup.created_at < keep_days * 86_400
 }
 
-/// Take `env`'s deploy lock (saying on `sink` while it waits for a deploy that runs now),
-/// then run `f` with an activity `(kind, summary)` recorded for it, its lines streamed to
-/// `sink` (backups, restores, and `sync`'s).
+/// Take `env`'s deploy lock (saying on `watch` while it waits for a deploy that runs now),
+/// then run `f` with an activity `(kind, summary)` recorded for it (its id told to
+/// `watch`), its lines streamed to `watch` (backups, restores, and `sync`'s).
 pub(crate) async fn with_activity<T, F, Fut>(
     platform: &Arc<Platform>,
     project: &str,
     env: &str,
     (kind, summary): (&str, &str),
     user: &str,
-    sink: Option<Sink>,
+    watch: Watch,
     f: F,
 ) -> Result<T, String>
 where
     F: FnOnce(Output) -> Fut,
     Fut: std::future::Future<Output = Result<(T, String), String>>,
 {
-    let say = {
-        let sink = sink.clone();
-        move |l: &str| {
-            if let Some(s) = &sink {
-                s(l);
-            }
-        }
-    };
     let _guard = platform
-        .lock_env(project, env, say)
+        .lock_env(project, env, |l| watch.say(l))
         .await
         .map_err(|e| e.to_string())?;
     _guard.doing(&format!("{summary} by {user}"));
@@ -86,7 +78,8 @@ where
         .state()
         .start_activity(project, Some(env), kind, Some(user), summary)
         .map_err(|e| e.to_string())?;
-    let out = Output::with_sink(platform.clone(), activity, sink);
+    watch.activity_started(activity);
+    let out = Output::with_sink(platform.clone(), activity, watch.lines);
     let result = f(out.clone()).await;
     out.flush();
     let state = platform.state();
@@ -109,7 +102,7 @@ pub async fn create(
     project: &str,
     env: &str,
     user: &str,
-    sink: Option<Sink>,
+    watch: impl Into<Watch>,
 ) -> Result<Backup, String> {
     with_activity(
         platform,
@@ -117,7 +110,7 @@ pub async fn create(
         env,
         ("backup", &format!("backup of {env}")),
         user,
-        sink,
+        watch.into(),
         |out| async move {
             let b = take(platform, project, env, user, &out).await?;
             let done = format!("backup {} of {env}", b.id);
@@ -306,7 +299,7 @@ pub async fn restore(
     env: &str,
     id: i64,
     user: &str,
-    sink: Option<Sink>,
+    watch: impl Into<Watch>,
 ) -> Result<String, String> {
     let backup = of_environment(platform, project, env, id)?;
     with_activity(
@@ -315,7 +308,7 @@ pub async fn restore(
         env,
         ("restore", &format!("restore of {env} from backup {id}")),
         user,
-        sink,
+        watch.into(),
         |out| async move {
             let summary = restore_locked(platform, project, env, &backup, &out).await?;
             Ok((summary.clone(), summary))
