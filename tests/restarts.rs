@@ -566,17 +566,20 @@ fn systemd_units_serve_and_reload() {
 
     // Requests keep being answered through every reload below.
     let stop = Arc::new(AtomicBool::new(false));
-    let (answered, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let failed: Arc<Mutex<Vec<String>>> = Arc::default();
     let loader = {
         let (stop, answered, failed) = (stop.clone(), answered.clone(), failed.clone());
         let network = machine.network();
         std::thread::spawn(move || {
             slipway_e2e::nspawn::enter_network(&network);
             while !stop.load(Ordering::SeqCst) {
-                match slipway_e2e::http_get(8080, "nothing.localhost", "/") {
-                    Some((404, _)) => answered.fetch_add(1, Ordering::SeqCst),
-                    _ => failed.fetch_add(1, Ordering::SeqCst),
-                };
+                match get_once(8080) {
+                    Ok(404) => {
+                        answered.fetch_add(1, Ordering::SeqCst);
+                    }
+                    other => failed.lock().expect("failures").push(format!("{other:?}")),
+                }
                 std::thread::sleep(Duration::from_millis(20));
             }
         })
@@ -655,12 +658,29 @@ fn systemd_units_serve_and_reload() {
     wait_answers(10);
     stop.store(true, Ordering::SeqCst);
     loader.join().expect("load thread");
-    assert_eq!(
-        failed.load(Ordering::SeqCst),
-        0,
-        "requests failed during the reloads ({} answered)",
+    let failed = failed.lock().expect("failures");
+    assert!(
+        failed.is_empty(),
+        "requests failed during the reloads ({} answered): {failed:?}",
         answered.load(Ordering::SeqCst)
     );
+}
+
+/// One GET of an unknown host on 127.0.0.1:`port`: its status, or what went wrong.
+fn get_once(port: u16) -> Result<u16, String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: nothing.localhost\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("write: {e}"))?;
+    let mut head = String::new();
+    BufReader::new(s)
+        .read_line(&mut head)
+        .map_err(|e| format!("read: {e}"))?;
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("answer {head:?}"))
 }
 
 /// systemd socket activation without systemd: a wrapper holds the HTTP and SSH
