@@ -578,7 +578,12 @@ fn systemd_units_serve_and_reload() {
                     Ok(404) => {
                         answered.fetch_add(1, Ordering::SeqCst);
                     }
-                    other => failed.lock().expect("failures").push(format!("{other:?}")),
+                    other => failed.lock().expect("failures").push(format!(
+                        "{:?}: {other:?}",
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .unwrap_or_default()
+                    )),
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -661,8 +666,9 @@ fn systemd_units_serve_and_reload() {
     let failed = failed.lock().expect("failures");
     assert!(
         failed.is_empty(),
-        "requests failed during the reloads ({} answered): {failed:?}",
-        answered.load(Ordering::SeqCst)
+        "requests failed during the reloads ({} answered; at seconds since the epoch): {failed:?}\n{}",
+        answered.load(Ordering::SeqCst),
+        text(&sh("journalctl -u slipway --no-pager -o short-unix"))
     );
 }
 
