@@ -9,6 +9,8 @@
 
 #![warn(missing_docs)]
 
+pub mod nspawn;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -18,6 +18,9 @@
 //!
 //! If the new server fails before `ready` (the connection closes), the old one keeps
 //! serving and accepts a later upgrade.
+//!
+//! `slipway reload` connects and sends `reload` instead: the running server starts the
+//! new server itself and answers with the outcome ([`crate::reload`]).
 
 use std::io::{IoSlice, IoSliceMut, Read as _, Write as _};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd as _, OwnedFd, RawFd};
@@ -29,6 +32,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags, UnixAddr};
+
+use crate::reload::Relauncher;
 
 /// The handover socket of a data dir.
 pub fn socket_path(data_dir: &Path) -> PathBuf {
@@ -113,13 +118,15 @@ impl Sockets {
     }
 }
 
-/// Serve upgrade requests on `serve.sock` (a stale socket file from a crash is
-/// replaced: the caller holds the data dir's lock). `handed_over` is notified once a
-/// new server said `ready`: then this server must stop accepting and drain.
+/// Serve upgrade and reload requests on `serve.sock` (a stale socket file from a crash
+/// is replaced: the caller holds the data dir's lock). `handed_over` is notified once a
+/// new server said `ready`: then this server must stop accepting and drain. A reload
+/// starts the new server with `relauncher`.
 pub fn listen(
     data_dir: &Path,
     sockets: Sockets,
     handed_over: Arc<tokio::sync::Notify>,
+    relauncher: Arc<Relauncher>,
 ) -> Result<()> {
     let path = socket_path(data_dir);
     match std::fs::remove_file(&path) {
@@ -139,10 +146,17 @@ pub fn listen(
                 let busy = busy.clone();
                 let handed_over = handed_over.clone();
                 let sockets = sockets.clone();
+                let relauncher = relauncher.clone();
                 let spawned = std::thread::Builder::new()
                     .name("handover-conn".into())
                     .spawn(move || {
-                        if let Err(e) = answer(conn, &sockets, &busy, &handed_over) {
+                        let asked = Asked {
+                            sockets: &sockets,
+                            busy: &busy,
+                            handed_over: &handed_over,
+                            relauncher: &relauncher,
+                        };
+                        if let Err(e) = answer(conn, asked) {
                             tracing::warn!("upgrade request: {e:#}");
                         }
                     });
@@ -155,15 +169,33 @@ pub fn listen(
     Ok(())
 }
 
+/// What the running server answers requests with.
+struct Asked<'a> {
+    sockets: &'a Sockets,
+    /// An upgrade is under way or done.
+    busy: &'a AtomicBool,
+    handed_over: &'a tokio::sync::Notify,
+    relauncher: &'a Relauncher,
+}
+
 /// The running server's side of one connection.
-fn answer(
-    mut conn: UnixStream,
-    sockets: &Sockets,
-    busy: &AtomicBool,
-    handed_over: &tokio::sync::Notify,
-) -> Result<()> {
+fn answer(mut conn: UnixStream, asked: Asked<'_>) -> Result<()> {
+    let Asked {
+        sockets,
+        busy,
+        handed_over,
+        relauncher,
+    } = asked;
     conn.set_read_timeout(Some(HELLO_TIMEOUT))?;
     let hello = read_line(&mut conn)?;
+    if hello == "reload" {
+        if busy.load(Ordering::Acquire) {
+            let why = "another upgrade of this server is under way (or it was upgraded and drains)";
+            conn.write_all(format!("failed {}\n{why}\n", std::process::id()).as_bytes())?;
+            return Ok(());
+        }
+        return crate::reload::answer(&mut conn, relauncher);
+    }
     let Some(words) = hello.strip_prefix("upgrade ") else {
         bail!("unexpected {hello:?}");
     };

@@ -61,6 +61,10 @@ enum Cmd {
     Archive(ArchiveCmd),
     /// Stop every container and network namespace of this data dir; all data stays.
     Down(DataDirArg),
+    /// Upgrade the running server to the binary at its path (graceful, like `serve
+    /// --upgrade` with its flags) and wait: exits 0 once the new server serves, else 1
+    /// saying why (the old server goes on serving). `systemctl reload slipway` runs this.
+    Reload(DataDirArg),
     /// List and build stacks: the root file systems apps run on (`type: LANGUAGE:VERSION`).
     #[command(subcommand)]
     Stack(StackCmd),
@@ -445,6 +449,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     }
     match cli.command {
         Cmd::Serve(args) => {
+            reload::take_report();
             let rt = tokio::runtime::Runtime::new().map_err(internal)?;
             rt.block_on(serve(*args))
         }
@@ -466,6 +471,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Cmd::Archive(cmd) => archive(cmd),
         Cmd::Stack(cmd) => stack(cmd),
         Cmd::Advisories(cmd) => advisories::run(cmd),
+        Cmd::Reload(data) => {
+            let said = reload::request(&data.data_dir).map_err(user_error)?;
+            println!("{said}");
+            Ok(0)
+        }
         Cmd::Down(data) => {
             // A running server is stopped first (it would start again what this stops),
             // and its lock held meanwhile.
@@ -503,11 +513,14 @@ fn open_platform(
 
 /// `slipway serve`: [`serve_until_stopped`]; a server taking over with `--upgrade` that
 /// fails before the old one stops accepting says that the old one goes on serving.
+/// A server started by a reload reports how its start ended to the server that started
+/// it ([`reload::report`]).
 async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     let mut taking_over_from = None;
     serve_until_stopped(args, &mut taking_over_from)
         .await
         .map_err(|mut f| {
+            reload::report(Err(&format!("{:#}", f.error)));
             if let Some(pid) = taking_over_from {
                 f.error = f.error.context(format!(
                     "the upgrade failed; slipway serve (pid {pid}) goes on serving"
@@ -915,11 +928,14 @@ async fn serve_until_stopped(
     let _ = std::io::stdout().flush();
 
     let handed_over = Arc::new(tokio::sync::Notify::new());
+    let relauncher = Arc::new(reload::Relauncher::capture().map_err(internal)?);
     let mut follow = None;
     match handshake {
         None => {
-            handover::listen(&data_dir, sockets, handed_over.clone()).map_err(internal)?;
+            handover::listen(&data_dir, sockets, handed_over.clone(), relauncher.clone())
+                .map_err(internal)?;
             reload::notify_ready(false);
+            reload::report(Ok(()));
         }
         Some((handshake, old_pid)) => {
             let old_exited = handshake
@@ -929,16 +945,18 @@ async fn serve_until_stopped(
             *taking_over_from = None;
             tracing::info!(old_pid, "upgrade: serving; the old server drains");
             reload::notify_ready(true);
+            reload::report(Ok(()));
             let p = platform.clone();
             let data_dir = data_dir.clone();
             let handed_over = handed_over.clone();
+            let relauncher = relauncher.clone();
             follow = Some(tokio::spawn(async move {
                 slipway_deploy::restore::follow(&p, async move {
                     let _ = old_exited.await;
                 })
                 .await;
                 tracing::info!(old_pid, "upgrade: the old server exited");
-                if let Err(e) = handover::listen(&data_dir, sockets, handed_over) {
+                if let Err(e) = handover::listen(&data_dir, sockets, handed_over, relauncher) {
                     tracing::error!("serving upgrade requests: {e:#}");
                 }
             }));
@@ -953,15 +971,16 @@ async fn serve_until_stopped(
         .map_err(internal)?;
     let mut hup =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(internal)?;
-    let relauncher = reload::Relauncher::capture().map_err(internal)?;
     let upgrade_grace = std::time::Duration::from_secs(args.upgrade_grace);
     let (ssh_failed, grace) = loop {
         break tokio::select! {
             _ = hup.recv() => {
-                match relauncher.spawn() {
-                    Ok(pid) => tracing::info!(pid, "SIGHUP: upgrading to a new server"),
-                    Err(e) => tracing::error!("SIGHUP: could not start the new server: {e:#}"),
-                }
+                tracing::info!("SIGHUP: upgrading to a new server");
+                let relauncher = relauncher.clone();
+                std::thread::spawn(move || match relauncher.upgrade() {
+                    Ok(up) => tracing::info!(pid = up.pid, "SIGHUP: the new server serves"),
+                    Err(e) => tracing::error!("SIGHUP: the upgrade failed: {e:#}; still serving"),
+                });
                 continue;
             }
             _ = term.recv() => { tracing::info!("SIGTERM: stopping"); (None, std::time::Duration::ZERO) }
@@ -1026,6 +1045,10 @@ async fn serve_until_stopped(
     if let Some(task) = https_task {
         let _ = tokio::time::timeout(drain + extra, task).await;
     }
+    // A `slipway reload` that upgraded this server gets its answer before this one exits.
+    tokio::task::spawn_blocking(move || reload::wait_answered(extra))
+        .await
+        .map_err(internal)?;
     if let Some(why) = ssh_failed {
         return Err(internal(anyhow::anyhow!(
             "the SSH listener ended ({why}); containers keep running and are adopted at the next start"
