@@ -322,23 +322,37 @@ impl Router {
                             }
                         } else {
                             // HTTP/2 (h2c, prior knowledge) or HTTP/1.1: the first bytes say.
-                            let h2 = tokio::select! {
-                                detected = speaks_h2(&stream) => match detected {
-                                    Ok(h2) => h2,
-                                    Err(err) => {
-                                        tracing::debug!(%peer, error = %err, "client connection failed before a request");
-                                        return;
+                            let mut stopping = false;
+                            let detected = tokio::select! {
+                                detected = speaks_h2(&stream) => detected,
+                                why = &mut end => match why {
+                                    End::Idle => return,
+                                    // A client accepted just before the stop whose request is
+                                    // not in yet still gets it answered: closing now would
+                                    // reset the connection under a request on its way.
+                                    End::Stop => {
+                                        stopping = true;
+                                        match tokio::time::timeout(h1::LAST_REQUEST_WAIT, speaks_h2(&stream)).await {
+                                            Ok(detected) => detected,
+                                            Err(_) => return,
+                                        }
                                     }
                                 },
-                                _ = &mut end => return,
+                            };
+                            let h2 = match detected {
+                                Ok(h2) => h2,
+                                Err(err) => {
+                                    tracing::debug!(%peer, error = %err, "client connection failed before a request");
+                                    return;
+                                }
                             };
                             if h2 {
-                                drive!(h2_builder.serve_connection(TokioIo::new(stream), service), false)
+                                drive!(h2_builder.serve_connection(TokioIo::new(stream), service), stopping)
                             } else {
                                 // The common requests are served by the router's own HTTP/1.1
                                 // path; the first other one hands the connection to hyper.
                                 let mut stream = stream;
-                                match h1::serve(&raw_router, &raw_client, &mut stream, &activity, end.as_mut(), false).await {
+                                match h1::serve(&raw_router, &raw_client, &mut stream, &activity, end.as_mut(), stopping).await {
                                     h1::Served::Closed => return,
                                     h1::Served::Handover(read) => {
                                         let io = TokioIo::new(Rewind { read, io: stream });
