@@ -258,15 +258,22 @@ fn a_go_procfile_app_is_detected_from_go_mod_and_built_offline() {
 }
 
 /// A Ruby web server (stdlib `socket` only) on 127.0.0.1:$PORT answering
-/// `RUBY_VERSION UID`.
+/// `RUBY_VERSION UID GEM`, GEM the file the `slipway_hello` gem was loaded from (`-` when the
+/// bundle has no such gem).
 const RUBY_SERVER: &str = r##"require "socket"
+begin
+  require "slipway_hello"
+  gem = SlipwayHello.file
+rescue LoadError
+  gem = "-"
+end
 
 server = TCPServer.new("127.0.0.1", Integer(ENV.fetch("PORT")))
 loop do
   client = server.accept
   while (line = client.gets) && line != "\r\n"
   end
-  body = "#{RUBY_VERSION} #{`id -u`.strip}\n"
+  body = "#{RUBY_VERSION} #{`id -u`.strip} #{gem}\n"
   client.write("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: #{body.bytesize}\r\nConnection: close\r\n\r\n#{body}")
   client.close
 end
@@ -275,58 +282,85 @@ end
 /// A Gemfile without gems: `bundle install` needs no gem server.
 const EMPTY_GEMFILE: &str = "source \"https://rubygems.org\"\n";
 
+/// A gem of the app's own, `slipway_hello`: its gemspec and code, below `hello/`.
+const HELLO_GEM: [(&str, &str); 2] = [
+    (
+        "hello/slipway_hello.gemspec",
+        "Gem::Specification.new do |s|\n  s.name = \"slipway_hello\"\n  s.version = \"1.0.0\"\n  s.summary = \"hello\"\n  s.authors = [\"slipway\"]\n  s.files = [\"lib/slipway_hello.rb\"]\nend\n",
+    ),
+    (
+        "hello/lib/slipway_hello.rb",
+        "module SlipwayHello\n  def self.file\n    __FILE__\n  end\nend\n",
+    ),
+];
+
+/// A Gemfile asking for `slipway_hello`, which the build finds in `vendor/cache`.
+const HELLO_GEMFILE: &str = "source \"https://rubygems.org\"\ngem \"slipway_hello\"\n";
+
+/// The app of [`a_ruby_bundle_installs_into_the_slug`] on `ruby`: its build hook makes
+/// `slipway_hello`'s `.gem` and vendors it in `vendor/cache` (rubygems.org does not answer
+/// here), then runs a `bundle install` with no bundle path of its own; the start command
+/// runs under `bundle exec`.
+fn vendored_gem_app(server: &Server, name: &str, ruby: &str) -> App {
+    let yaml = format!(
+        "name: app\ntype: ruby:{ruby}\nhooks:\n  build: |\n    set -e\n    ruby --version\n    (cd hello && gem build slipway_hello.gemspec)\n    mkdir -p vendor/cache\n    mv hello/slipway_hello-1.0.0.gem vendor/cache/\n    bundle install --local\nweb:\n  commands:\n    start: bundle exec ruby app.rb\n"
+    );
+    let mut files = vec![
+        (".platform.app.yaml", yaml.as_str()),
+        ("Gemfile", HELLO_GEMFILE),
+        ("app.rb", RUBY_SERVER),
+    ];
+    files.extend(HELLO_GEM);
+    app_of(server, name, &files)
+}
+
+/// Ruby's answer: its version, its uid, and where `slipway_hello` was loaded from, which
+/// must be the slug's bundle (Slipway's default `BUNDLE_PATH`, `/app/vendor/bundle`)
+/// for ruby `abi` (`3.3.0`).
+fn assert_gem_from_the_slug(server: &Server, project: &str, ruby: &str, abi: &str) {
+    let (code, body) = server
+        .get(&format!("main.{project}.localhost"), "/")
+        .expect("the app answers");
+    assert_eq!(code, 200, "{body}");
+    let (version, uid) = answer(server, project);
+    assert!(version.starts_with(&format!("{ruby}.")), "{version}");
+    assert_ne!(uid, 0);
+    assert_eq!(
+        body.split_whitespace().nth(2),
+        Some(
+            format!("/app/vendor/bundle/ruby/{abi}/gems/slipway_hello-1.0.0/lib/slipway_hello.rb")
+                .as_str()
+        ),
+        "{body}"
+    );
+}
+
 #[test]
-fn a_ruby_app_installs_its_bundle_offline_and_reports_its_ruby_version_as_non_root() {
+fn a_ruby_bundle_installs_into_the_slug_and_is_found_at_run_time() {
     cached_stack("ruby:3.3");
     let server = Server::start();
-    let app = app_of(
-        &server,
-        "ruby-app",
-        &[
-            (
-                ".platform.app.yaml",
-                "name: app\ntype: ruby:3.3\nhooks:\n  build: |\n    set -e\n    ruby --version\n    bundle install\nweb:\n  commands:\n    start: ruby app.rb\n",
-            ),
-            ("Gemfile", EMPTY_GEMFILE),
-            ("app.rb", RUBY_SERVER),
-        ],
-    );
+    let app = vendored_gem_app(&server, "ruby-app", "3.3");
     let out = push(&server, &app, "rubyapp");
     assert!(out.contains("app | ruby 3.3."), "{out}");
     assert!(out.contains("app | Bundle complete!"), "{out}");
-    let (version, uid) = answer(&server, "rubyapp");
-    assert!(version.starts_with("3.3."), "{version}");
-    assert_ne!(uid, 0);
+    assert_gem_from_the_slug(&server, "rubyapp", "3.3", "3.3.0");
 }
 
 /// Ruby 2.7, which only Debian 11 (bullseye) has (the Rails template asks for it): built on
-/// demand, its bundler installs offline, and the push warns that bullseye gets no security
-/// updates any more. Bundler 2.2 takes a lock in the gem folder it installs to: the app
-/// installs into `vendor/bundle`, as the Rails template's `BUNDLE_DEPLOYMENT` does (the
-/// stack's own gem folder is read-only).
+/// demand, and the push warns that bullseye gets no security updates any more. Bundler 2.2
+/// takes a lock in the gem folder it installs to, which a plain `bundle install` into the
+/// stack's read-only gem folder fails on: the default `BUNDLE_PATH` in the slug lets it
+/// install, and `bundle exec` find the gems at run time.
 #[test]
 fn a_ruby_2_7_app_runs_on_bullseyes_ruby_with_a_warning_that_it_gets_no_security_updates() {
     cached_stack("ruby:2.7");
     let server = Server::start();
-    let app = app_of(
-        &server,
-        "ruby27-app",
-        &[
-            (
-                ".platform.app.yaml",
-                "name: app\ntype: ruby:2.7\nhooks:\n  build: |\n    set -e\n    ruby --version\n    bundle config set --local path vendor/bundle\n    bundle install\nweb:\n  commands:\n    start: ruby app.rb\n",
-            ),
-            ("Gemfile", EMPTY_GEMFILE),
-            ("app.rb", RUBY_SERVER),
-        ],
-    );
+    let app = vendored_gem_app(&server, "ruby27-app", "2.7");
     let warning = "ruby:2.7 comes from Debian 11 (bullseye), which no longer receives security updates; move to a newer version (ruby:3.1, ruby:3.3)";
     let out = push_warned(&server, &app, "ruby27", warning);
     assert!(out.contains("app | ruby 2.7."), "{out}");
     assert!(out.contains("app | Bundle complete!"), "{out}");
-    let (version, uid) = answer(&server, "ruby27");
-    assert!(version.starts_with("2.7."), "{version}");
-    assert_ne!(uid, 0);
+    assert_gem_from_the_slug(&server, "ruby27", "2.7", "2.7.0");
 }
 
 #[test]

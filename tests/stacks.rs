@@ -620,3 +620,199 @@ fn the_host_root_is_an_explicit_unsafe_opt_in_and_its_releases_never_run_on_a_st
         Some((200, "stack\n".to_string()))
     );
 }
+
+/// The stacks no other test builds that real configs ask for most (the corpus of
+/// `platform-configs`: postgresql 12/13 run on postgresql:13, nodejs 18, golang 1.14/1.18 on
+/// golang:1.19, nodejs 16, python 3.8/3.9 on python:3.9), as `(stack, app name)`; the
+/// service is checked apart. Each is built on demand into the shared cache.
+const UNTESTED_STACKS: [(&str, &str); 4] = [
+    ("nodejs:18", "n18"),
+    ("nodejs:16", "n16"),
+    ("golang:1.19", "go"),
+    ("python:3.9", "py"),
+];
+
+/// A Node.js server answering `process.version`.
+const NODE_VERSION_SERVER: &str = "require('http').createServer((q, r) => r.end(process.version + '\\n')).listen(process.env.PORT, '127.0.0.1');\n";
+
+/// A Go server answering `runtime.Version()`.
+const GO_VERSION_SERVER: &str = "package main\n\nimport (\n\t\"fmt\"\n\t\"net/http\"\n\t\"os\"\n\t\"runtime\"\n)\n\nfunc main() {\n\thttp.HandleFunc(\"/\", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, runtime.Version()) })\n\thttp.ListenAndServe(\"127.0.0.1:\"+os.Getenv(\"PORT\"), nil)\n}\n";
+
+/// A Python server answering its version at `/` and the `database` relationship's URL at
+/// `/dburl`.
+const PY_VERSION_SERVER: &str = r#"import base64, http.server, json, os, sys
+rels = json.loads(base64.b64decode(os.environ["PLATFORM_RELATIONSHIPS"]))
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/dburl":
+            d = rels["database"][0]
+            body = "postgresql://%s:%s@%s:%d/%s" % (d["username"], d["password"], d["ip"], d["port"], d["path"])
+        else:
+            body = "%d.%d.%d" % sys.version_info[:3]
+        body = body.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+/// PostgreSQL 13's `psql` in the `db` service's container of project `cover`.
+fn psql13(server: &Server, url: &str, sql: &str) -> String {
+    let o = run(Command::new("runc")
+        .arg("--root")
+        .arg(server.data.join("runtime/state"))
+        .args(["exec", "cover.main.db.service"])
+        .args(["/usr/lib/postgresql/13/bin/psql", "-tA", url, "-c", sql]));
+    assert!(o.status.success(), "psql {sql}: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// Every app's answer: (app, body), asserting each answered 200.
+fn answers(server: &Server) -> Vec<(&'static str, String)> {
+    UNTESTED_STACKS
+        .iter()
+        .map(|(_, app)| {
+            let (code, body) = server
+                .get(&format!("{app}.main.cover.localhost"), "/")
+                .unwrap_or_else(|| panic!("{app} does not answer:\n{}", server.server_log()));
+            assert_eq!(code, 200, "{app}: {body}");
+            (*app, body.trim().to_string())
+        })
+        .collect()
+}
+
+/// The stacks real configs ask for that no other test builds: each built on demand (its
+/// time printed), an app on each answers with its runtime's version, and PostgreSQL 13
+/// keeps a row through a redeploy and a restart of every container.
+#[test]
+fn stacks_real_configs_ask_for_build_and_apps_and_postgresql_13_run_on_them() {
+    for (stack, _) in UNTESTED_STACKS {
+        cached_stack(stack);
+    }
+    let stacks = cached_stack("postgresql:13");
+    let mut server = Server::start_with(&[("SLIPWAY_STACKS_DIR", &stacks.to_string_lossy())]);
+    let dir = server.dir.path().join("cover");
+    std::fs::create_dir_all(&dir).unwrap();
+    let app = App { dir };
+    let mut config = String::from("applications:\n");
+    let mut routes = String::from("routes:\n");
+    for (stack, name) in UNTESTED_STACKS {
+        let (start, build, files): (&str, &str, Vec<(&str, &str)>) = match stack.split(':').next() {
+            Some("nodejs") => (
+                "node server.js",
+                "",
+                vec![("server.js", NODE_VERSION_SERVER)],
+            ),
+            Some("golang") => (
+                "./server",
+                "    hooks:\n      build: go build -o server .\n",
+                vec![
+                    ("go.mod", "module hello\n\ngo 1.19\n"),
+                    ("main.go", GO_VERSION_SERVER),
+                ],
+            ),
+            _ => (
+                "python3 server.py",
+                "    relationships:\n      database: 'db:postgresql'\n",
+                vec![("server.py", PY_VERSION_SERVER)],
+            ),
+        };
+        config.push_str(&format!(
+            "  {name}:\n    type: '{stack}'\n    source:\n      root: {name}\n{build}    web:\n      commands:\n        start: {start}\n"
+        ));
+        routes.push_str(&format!(
+            "  'http://{name}.{{default}}/': {{type: upstream, upstream: '{name}:http'}}\n"
+        ));
+        for (file, content) in files {
+            app.write(&format!("{name}/{file}"), content);
+        }
+    }
+    config.push_str("services:\n  db:\n    type: postgresql:13\n");
+    config.push_str(&routes);
+    app.write(".upsun/config.yaml", &config);
+    app.git_ok(&["init", "-q", "-b", "main"]);
+    app.commit("one app per stack");
+    let o = server.git(&app.dir, &["push", &server.remote("cover"), "main"]);
+    let out = text(&o);
+    assert!(o.status.success(), "push: {out}\n{}", server.server_log());
+    let versions = |server: &Server| {
+        let got = answers(server);
+        for ((stack, _), (app, body)) in UNTESTED_STACKS.iter().zip(&got) {
+            let want = match *stack {
+                "nodejs:18" => "v18.",
+                "nodejs:16" => "v16.20.2",
+                "golang:1.19" => "go1.19.",
+                _ => "3.9.",
+            };
+            assert!(body.starts_with(want), "{app} on {stack}: {body}");
+        }
+    };
+    versions(&server);
+
+    // PostgreSQL 13 (bullseye's) takes a row, which a redeploy and a restart of every
+    // container (`slipway down`, then `serve`) keep.
+    let (code, url) = server.get("py.main.cover.localhost", "/dburl").unwrap();
+    assert_eq!(code, 200, "{url}");
+    assert!(
+        psql13(&server, &url, "SHOW server_version_num").starts_with("13"),
+        "not PostgreSQL 13"
+    );
+    psql13(
+        &server,
+        &url,
+        "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('from 13')",
+    );
+    app.write("py/VERSION", "2\n");
+    app.commit("redeploy");
+    let o = server.git(&app.dir, &["push", &server.remote("cover"), "main"]);
+    assert!(o.status.success(), "push 2: {}", text(&o));
+    assert_eq!(psql13(&server, &url, "SELECT v FROM kept"), "from 13");
+    server.stop();
+    let o = server.slipway(&["down"]);
+    assert!(o.status.success(), "down: {}", text(&o));
+    server.serve();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while server.get("py.main.cover.localhost", "/").map(|(c, _)| c) != Some(200) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not back within 120s:\n{}",
+            server.server_log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    versions(&server);
+    assert_eq!(psql13(&server, &url, "SELECT v FROM kept"), "from 13");
+}
+
+/// `slipway stack check` of one stack resolves it against the real mirror and npm
+/// registry; a mirror that cannot be reached is an error naming the suite, not a pass.
+#[test]
+fn stack_check_resolves_a_stack_against_its_sources() {
+    let o = run(Command::new(slipway_bin()).args(["stack", "check", "nodejs:16"]));
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.starts_with("nodejs:16: ok (") && out.contains(" packages from bookworm)"),
+        "{out}"
+    );
+    let o = run(Command::new(slipway_bin()).args([
+        "stack",
+        "check",
+        "python:3.11",
+        "--debian-mirror",
+        "http://127.0.0.1:1/debian",
+        "--debian-security-mirror",
+        "none",
+    ]));
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(
+        text(&o).contains("fetching Debian bookworm's package lists"),
+        "{}",
+        text(&o)
+    );
+    let o = run(Command::new(slipway_bin()).args(["stack", "check", "pyhton:3.11"]));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+}

@@ -322,6 +322,12 @@ pub const POETRY_VIRTUALENVS: &str = "/app/.cache/pypoetry/virtualenvs";
 /// or a deploy hook's `corepack yarn build` runs what the build fetched, without the network.
 pub const COREPACK_HOME: &str = "/app/.cache/node/corepack";
 
+/// Where bundler installs an app's gems (`BUNDLE_PATH`) unless the app says otherwise: in
+/// the slug, below `/app`, where the build (`HOME=/app`) can write and the app's containers
+/// find them, since the stack's own gem folder is read-only (bundler 2.2 on ruby:2.7 even
+/// refuses a plain `bundle install` there, for the lock it takes in that folder).
+pub const BUNDLE_PATH: &str = "/app/vendor/bundle";
+
 /// `PLATFORM_DOCUMENT_ROOT`: the folder the `/` location serves (`/app` joined with its
 /// `root`), `/app` when it has none.
 pub fn document_root(app: &Application) -> String {
@@ -381,6 +387,9 @@ pub fn sourcing_environment(command: &str) -> String {
 /// Poetry's virtualenvs are where the build made them ([`PIPENV_VIRTUALENVS`],
 /// [`POETRY_VIRTUALENVS`]) though `HOME` differs at run time; `variables.env` may move them.
 ///
+/// Ruby: `bundle install` of the build hook installs into the slug ([`BUNDLE_PATH`]), where
+/// `bundle exec` of the start command, deploy hooks and shells finds the gems.
+///
 /// Node.js: corepack's downloads are where the build made them ([`COREPACK_HOME`]), and a
 /// project without `packageManager` gets the version corepack pins, checked against its
 /// hash (`COREPACK_DEFAULT_TO_LATEST=0`), not whatever the registry calls latest: the build
@@ -397,6 +406,7 @@ pub(crate) fn container_env(
     env.insert("POETRY_VIRTUALENVS_PATH".into(), POETRY_VIRTUALENVS.into());
     env.insert("COREPACK_HOME".into(), COREPACK_HOME.into());
     env.insert("COREPACK_DEFAULT_TO_LATEST".into(), "0".into());
+    env.insert("BUNDLE_PATH".into(), BUNDLE_PATH.into());
     env.extend(crate::build::dependencies::env(app));
     env.extend(app.env_vars());
     let application = slipway_config::platform_env::application_json(app);
@@ -539,6 +549,7 @@ mod tests {
             );
             assert_eq!(e["COREPACK_HOME"], "/app/.cache/node/corepack");
             assert_eq!(e["COREPACK_DEFAULT_TO_LATEST"], "0");
+            assert_eq!(e["BUNDLE_PATH"], "/app/vendor/bundle");
         }
         let mut moved = app.clone();
         moved

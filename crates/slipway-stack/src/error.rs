@@ -38,6 +38,14 @@ pub enum StackError {
         /// What went wrong, from mmdebstrap's and apt's error lines.
         cause: String,
     },
+    /// A suite's package lists could not be fetched to check stacks against.
+    #[error("fetching Debian {suite}'s package lists: {cause}")]
+    IndexFetch {
+        /// The Debian suite.
+        suite: String,
+        /// apt's error lines.
+        cause: String,
+    },
     /// A tool a build needs is missing.
     #[error("`{tool}` is not installed: {hint}")]
     ToolMissing {

@@ -12,6 +12,7 @@
 
 pub mod build;
 pub mod catalog;
+pub mod check;
 pub mod compose;
 mod error;
 mod import;

@@ -89,6 +89,15 @@ enum StackCmd {
         #[command(flatten)]
         sources: StackSources,
     },
+    /// Check that stacks would build, without building them: each one's Debian packages
+    /// resolve on its suite and are served by the mirror, and its pinned npm tarballs are
+    /// the registry's (every catalog stack, or the one named); exits 1 if one would not.
+    Check {
+        /// The stack, e.g. `postgresql:13`; none: every stack of the catalog.
+        stack: Option<String>,
+        #[command(flatten)]
+        sources: StackSources,
+    },
     /// Import a stack from an OCI image layout folder or OCI archive file (`PATH`, or
     /// `PATH:TAG` for one of several images), e.g. made by `skopeo copy docker://IMAGE
     /// oci:DIR:TAG` (or `oci-archive:FILE:TAG`); a version the catalog lacks becomes a
@@ -1305,7 +1314,7 @@ fn stack_store(data_dir: &Path) -> Result<slipway_stack::StackStore, Failure> {
     Ok(slipway_stack::StackStore::new(archive, &dir.stacks()))
 }
 
-/// `slipway stack ls|build`.
+/// `slipway stack ls|build|check|import`.
 fn stack(cmd: StackCmd) -> Result<u8, Failure> {
     match cmd {
         StackCmd::Ls(data) => {
@@ -1363,6 +1372,30 @@ fn stack(cmd: StackCmd) -> Result<u8, Failure> {
                 root.display()
             );
             Ok(0)
+        }
+        StackCmd::Check { stack, sources } => {
+            let stacks: Vec<&slipway_stack::Stack> = match &stack {
+                Some(name) => {
+                    let resolved = slipway_stack::resolve_any(name).map_err(user_error)?;
+                    if let Some(w) = resolved.warning() {
+                        eprintln!("warning: {w}");
+                    }
+                    vec![resolved.stack]
+                }
+                None => slipway_stack::CATALOG.iter().collect(),
+            };
+            let work = tempfile::tempdir().map_err(internal)?;
+            let checks = slipway_stack::check::check(
+                &stacks,
+                &sources.options(),
+                work.path(),
+                &mut |line| eprintln!("{line}"),
+            )
+            .map_err(internal)?;
+            for c in &checks {
+                println!("{c}");
+            }
+            Ok(if checks.iter().all(|c| c.ok()) { 0 } else { 1 })
         }
         StackCmd::Import { data, stack, image } => {
             // A catalog version is replaced; another version of a catalog language becomes
