@@ -115,7 +115,11 @@ const DJANGO_ROUTES: &str = r#""https://{default}/":
   to: "https://{default}/"
 "#;
 
-const DJANGO_REQUIREMENTS: &str = "Django>=4.2,<6\ngunicorn\npsycopg2-binary\nplatformshconfig\n";
+/// gunicorn as the templates' lock files pin it (wagtail's 21.2.0; django4's 20.1.0 is the
+/// same here): before 22 it masks the worker's gid with `0x7FFF_FFFF` and calls `setgid`
+/// when that differs, so its workers only boot when the project's gid is below 2^31.
+const DJANGO_REQUIREMENTS: &str =
+    "Django>=4.2,<6\ngunicorn==21.2.0\npsycopg2-binary\nplatformshconfig\n";
 
 const DJANGO_ENVIRONMENT: &str =
     "# Sourced before the start command, hooks and shells.\nexport GREETING_SOURCE=dot-environment\nexport PATH=\"/app/.local/bin:$PATH\"\n";

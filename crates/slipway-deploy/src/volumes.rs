@@ -552,7 +552,17 @@ impl Volume {
             }
             path.push(part);
             match std::fs::symlink_metadata(&path) {
-                Ok(m) if m.is_dir() => {}
+                Ok(m) if m.is_dir() => {
+                    // A folder made for the project under another uid (by a Slipway whose
+                    // project uids were in another range) is given to the project's user.
+                    if i + 1 == parts.len() && std::os::unix::fs::MetadataExt::uid(&m) != owner.uid
+                    {
+                        owner.own_tree(&path).map_err(|e| VolumeError::Io {
+                            what: format!("giving {} to the project", path.display()),
+                            source: std::io::Error::other(e.to_string()),
+                        })?;
+                    }
+                }
                 Ok(_) => return Err(VolumeError::NotAFolder(path)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     std::fs::create_dir(&path)
@@ -715,6 +725,15 @@ mod tests {
         assert_eq!(std::fs::metadata(&data).unwrap().uid(), owner.uid);
         assert_eq!(std::fs::metadata(v.dir.join("files")).unwrap().uid(), 0);
         std::fs::write(data.join("a.txt"), "hello").unwrap();
+        // A mount folder left by another uid (an older project uid range) is given back.
+        std::os::unix::fs::chown(&data, Some(4_000_000_000), Some(4_000_000_000)).unwrap();
+        std::os::unix::fs::chown(data.join("a.txt"), Some(4_000_000_000), None).unwrap();
+        v.folder("uploads", owner).unwrap();
+        assert_eq!(std::fs::metadata(&data).unwrap().uid(), owner.uid);
+        assert_eq!(
+            std::fs::metadata(data.join("a.txt")).unwrap().uid(),
+            owner.uid
+        );
 
         // A symlink in place of a folder is refused, never followed.
         std::os::unix::fs::symlink("/etc", data.join("evil")).unwrap();

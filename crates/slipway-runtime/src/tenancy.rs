@@ -12,11 +12,15 @@ use crate::error::RuntimeError;
 
 /// The name of the user every container process runs as, inside the container.
 pub const WEB_USER: &str = "web";
-/// Lowest host uid (and gid) given to a project; far above any distribution's or
-/// `/etc/subuid`'s usual ranges.
-pub const FIRST_PROJECT_UID: u32 = 3_000_000_000;
-/// How many distinct project uids there are (`FIRST_PROJECT_UID..FIRST_PROJECT_UID + this`).
-pub const PROJECT_UIDS: u32 = 1 << 28;
+/// Lowest host uid (and gid) given to a project (`0x7000_0000`): far above any distribution's
+/// or `/etc/subuid`'s usual ranges and above systemd's container range (which ends at
+/// `0x6FFF_FFFF`), yet below 2^31, since software that keeps a uid or gid in a signed 32-bit
+/// int breaks above it (gunicorn before 22 masks the gid with `0x7FFF_FFFF` and its workers
+/// then fail `setgid`).
+pub const FIRST_PROJECT_UID: u32 = 0x7000_0000;
+/// How many distinct project uids there are (`FIRST_PROJECT_UID..FIRST_PROJECT_UID + this`,
+/// all below `0x7800_0000`).
+pub const PROJECT_UIDS: u32 = 1 << 27;
 /// Where the init (tini, statically linked) appears inside every container.
 pub const INIT_PATH: &str = "/.slipway/init";
 /// Where the init is looked for on the host, in order (Debian's `tini` package).
@@ -285,6 +289,9 @@ mod tests {
             let u = RunAs::for_project(p);
             assert!(u.uid >= FIRST_PROJECT_UID && u.uid < FIRST_PROJECT_UID + PROJECT_UIDS);
             assert_eq!(u.uid, u.gid);
+            // A signed 32-bit int holds it (software masking with 0x7FFF_FFFF sees the same id).
+            assert!(i32::try_from(u.uid).is_ok(), "{}", u.uid);
+            assert_eq!(u.gid & 0x7FFF_FFFF, u.gid);
         }
         assert!(a.passwd().contains(&format!("web:x:{}:{}:", a.uid, a.gid)));
         assert!(a.group().contains(&format!("web:x:{}:", a.gid)));
