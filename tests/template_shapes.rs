@@ -1104,19 +1104,28 @@ http.createServer((req, res) => {
 }).listen(port, "127.0.0.1", () => console.log(`ready on ${port}, build ${buildId}`));
 "#;
 
-const HANDLE_MOUNTS: &str = r#"#!/bin/sh
-# The build's .next is hidden by the .next mount at run time: the build hook moves it
-# aside, the deploy hook (which has PLATFORM_BRANCH) copies it into the mount.
-set -e
-if [ -z "${PLATFORM_BRANCH:-}" ]; then
-    rm -rf _next_build
-    mv .next _next_build
-    mkdir .next
-else
-    find .next -mindepth 1 -maxdepth 1 ! -name cache -exec rm -rf {} +
-    cp -R _next_build/. .next/
-    echo "copied the build's .next into the mount"
-fi
+const HANDLE_MOUNTS: &str = r#"#!/usr/bin/env bash
+# The nextjs template's way with mounts: the build's files in a soon-to-be mount are moved
+# aside (the build has no PLATFORM_BRANCH) and copied back into the mount by the deploy
+# hook. The mounts come from PLATFORM_APPLICATION, read with jq as the template does.
+MOUNT_TMP=platformsh-mounts
+clean_mount_defn() {
+    MOUNT=$1
+    if [[ ${MOUNT:0:1} == "/" ]]; then echo "${MOUNT:1}"; else echo "$MOUNT"; fi
+}
+MOUNTS=$(echo "$PLATFORM_APPLICATION" | base64 --decode | jq '.mounts | keys')
+for mount in $(echo "${MOUNTS}" | jq -r '.[]'); do
+    MOUNT=$(clean_mount_defn "$mount")
+    if [ -z "${PLATFORM_BRANCH}" ]; then
+        mkdir -p "$PLATFORM_APP_DIR/$MOUNT_TMP/$MOUNT-tmp"
+        mv "$PLATFORM_APP_DIR/$MOUNT"/* "$PLATFORM_APP_DIR/$MOUNT_TMP/$MOUNT-tmp"
+        echo "staged $MOUNT"
+    elif [ -d "$PLATFORM_APP_DIR/$MOUNT_TMP/$MOUNT-tmp" ]; then
+        find "$PLATFORM_APP_DIR/$MOUNT" -mindepth 1 -maxdepth 1 ! -name cache -exec rm -rf {} +
+        cp -r "$PLATFORM_APP_DIR/$MOUNT_TMP/$MOUNT-tmp"/* "$PLATFORM_APP_DIR/$MOUNT"
+        echo "copied the build's $MOUNT into the mount"
+    fi
+done
 "#;
 
 const SHOP_BUILD: &str = r#"// The build: README.md rendered into dist/, with its stylesheet.
@@ -1187,8 +1196,8 @@ fn nextjs_with_yarn_and_npm_build_start_shapes() {
     );
     assert!(out.contains("built dist/index.html"), "{out}");
     assert!(
-        out.contains("copied the build's .next into the mount"),
-        "{out}"
+        out.contains("staged .next") && out.contains("copied the build's .next into the mount"),
+        "the template's handle_mounts.sh finds the mounts with jq: {out}"
     );
     let first_build = build_id(&out);
 

@@ -311,9 +311,11 @@ const PHP74: &[&str] = php_packages!("7.4": "curl", "gd", "gmp", "intl", "ldap",
     "mysql", "opcache", "pgsql", "readline", "xml", "zip");
 const PYTHON: &[&str] = &["python3", "python3-venv", "python3-pip"];
 /// Debian's `yarnpkg` is yarn 1.x (its command `yarnpkg`; the stack links `yarn` to it).
-const NODEJS_DEBIAN: &[&str] = &["nodejs", "npm", "yarnpkg"];
-/// What the official Node.js binary links against (glibc comes with the base).
-const NODEJS_NPM: &[&str] = &["libstdc++6"];
+/// jq: the Node.js templates' `handle_mounts.sh` reads the mounts from
+/// `PLATFORM_APPLICATION` with it in their build and deploy hooks, as Platform.sh's images have.
+const NODEJS_DEBIAN: &[&str] = &["nodejs", "npm", "yarnpkg", "jq"];
+/// What the official Node.js binary links against (glibc comes with the base), and jq.
+const NODEJS_NPM: &[&str] = &["libstdc++6", "jq"];
 const RUBY27: &[&str] = &["ruby2.7", "ruby-dev", "bundler", "build-essential"];
 const RUBY31: &[&str] = &["ruby3.1", "ruby-dev", "bundler", "build-essential"];
 const RUBY33: &[&str] = &["ruby3.3", "ruby-dev", "bundler", "build-essential"];
@@ -586,6 +588,13 @@ mod tests {
             find(Language::Nodejs, "18").unwrap().source(),
             "bookworm + npm registry (corepack 0.33.0)"
         );
+    }
+
+    #[test]
+    fn every_nodejs_stack_has_jq_for_the_templates_mount_scripts() {
+        for s in versions(Language::Nodejs) {
+            assert!(s.packages.contains(&"jq"), "{s} has no jq");
+        }
     }
 
     #[test]
