@@ -18,7 +18,9 @@ mod console;
 mod domains;
 mod entropy;
 mod release_author;
+mod restarts;
 mod schema;
+mod service_stacks;
 mod services;
 mod variables;
 
@@ -34,6 +36,8 @@ use serde::Serialize;
 pub use console::{ConsoleLogin, ConsoleSession};
 pub use domains::Domain;
 pub use release_author::ReleaseAuthor;
+pub use restarts::{ContainerKind, RestartRecord};
+pub use service_stacks::ServiceStack;
 pub use services::{ServiceRecord, ServiceState};
 pub use variables::{Variable, VariableValue};
 
