@@ -813,10 +813,19 @@ pub async fn remove_dropped(
             _ => continue,
         };
         match data::remove(platform, &record).await {
-            Ok(()) => out.line(&format!(
-                "       service {} removed with its data (-o allow-data-loss)",
-                svc.name
-            )),
+            Ok(()) => {
+                // A service of that name added later starts counting anew.
+                let _ = platform.state().forget_container_restarts(
+                    &record.project,
+                    &record.environment,
+                    slipway_state::ContainerKind::Service,
+                    &record.name,
+                );
+                out.line(&format!(
+                    "       service {} removed with its data (-o allow-data-loss)",
+                    svc.name
+                ))
+            }
             Err(e) => out.line(&format!(
                 "       warning: service {} not removed: {e}",
                 svc.name
