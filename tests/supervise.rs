@@ -8,7 +8,10 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use slipway_e2e::{free_port, metric_sample, run, scrape_metrics, text, App, Server};
+use slipway_e2e::{
+    free_port, header_field, metric_sample, raw_http, run, scrape_metrics, slipway_bin, text, App,
+    Server,
+};
 
 /// The host pid of a container's first process (tini), from `runc state`.
 fn container_pid(server: &Server, container: &str) -> i32 {
@@ -154,8 +157,60 @@ fn an_app_killed_from_the_host_comes_back_with_a_log_line_and_counted() {
     std::thread::sleep(Duration::from_secs(3));
     let m = scrape_metrics(metrics_port);
     assert!(!m.contains("slipway_container_restarts_total{"), "{m}");
+    // The restarts are kept in the state: the new server still says them, and counted
+    // none more.
+    let envs = admin(&server, "envs demo");
+    assert!(
+        envs.contains("restarted: hello (2 restarts; last exit signal 9 (SIGKILL))"),
+        "{envs}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&admin(&server, "envs demo --json")).expect("envs --json");
+    assert_eq!(json[0]["containers"]["hello"]["restarts"], 2, "{json}");
+    let page = console_page(&server, "/p/demo/e/main");
+    assert!(
+        page.contains("<h2>Restarts</h2>")
+            && page.contains("<code>hello</code>")
+            && page.contains("<td>2</td><td>signal 9 (SIGKILL)</td>"),
+        "{page}"
+    );
+    // A new release of the app starts counting anew.
+    app.write("VERSION", "2\n");
+    app.commit("v2");
+    server.push_ok(&app, "demo");
+    assert_eq!(server.get(host, "/"), Some((200, "built-2\n".into())));
     let envs = admin(&server, "envs demo");
     assert!(!envs.contains("restart"), "{envs}");
+}
+
+/// The console page at `path` as the server's admin (logged in through a fresh link).
+fn console_page(server: &Server, path: &str) -> String {
+    let o = server.ssh(&server.key, "git", "console");
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    let prefix = format!("http://console.localhost:{}", server.http_port);
+    let url = out
+        .split_whitespace()
+        .find(|w| w.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no login URL in {out}"));
+    let request = |path: &str, cookie: &str| {
+        raw_http(
+            server.http_port,
+            &format!(
+                "GET {path} HTTP/1.1\r\nHost: console.localhost:{}\r\nConnection: close\r\n{cookie}\r\n",
+                server.http_port
+            ),
+        )
+    };
+    let (status, head, _) = request(&url[prefix.len()..], "");
+    assert_eq!(status, 303, "{head}");
+    let cookie = header_field(&head, "set-cookie")
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    let (status, head, body) = request(path, &format!("Cookie: {cookie}\r\n"));
+    assert_eq!(status, 200, "{head}");
+    String::from_utf8_lossy(&body).into_owned()
 }
 
 /// An app that exits with code 3 at every start once `/crash` was asked (a file on its
@@ -364,7 +419,7 @@ fn psql(server: &Server, url: &str, sql: &str) -> Option<String> {
 #[test]
 fn postgresql_and_redis_killed_come_back_with_their_data() {
     // python:3.11, redis:7.0 and postgresql:15 are test stacks (the shared folder).
-    let server = Server::start();
+    let mut server = Server::start();
     let app = server.project(
         "app",
         &[
@@ -399,20 +454,39 @@ fn postgresql_and_redis_killed_come_back_with_their_data() {
 
     kill9(container_pid(&server, "demo.main.db.service"));
     kill9(container_pid(&server, "demo.main.cache.service"));
-    // PostgreSQL replays its WAL on the same volume: every row is there.
+    // Not `running` before it accepts connections: `starting` while PostgreSQL replays
+    // its WAL, and once `running` a client gets in at once.
     let deadline = Instant::now() + Duration::from_secs(90);
+    let mut seen = Vec::new();
     loop {
-        if let Some(sum) = psql(&server, &url, "SELECT count(*), sum(n) FROM rows") {
-            assert_eq!(sum, "1000|500500");
+        let json: serde_json::Value =
+            serde_json::from_str(&admin(&server, "services demo main --json")).expect("json");
+        let db = json
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["name"] == "db"))
+            .expect("db listed")
+            .clone();
+        let st = db["state"].as_str().unwrap_or_default().to_string();
+        if seen.last() != Some(&st) {
+            seen.push(st.clone());
+        }
+        if st == "running" && db["restarts"] == 1 {
+            // PostgreSQL replays its WAL on the same volume: every row is there.
+            assert_eq!(
+                psql(&server, &url, "SELECT count(*), sum(n) FROM rows").as_deref(),
+                Some("1000|500500"),
+                "said running before it answered (states seen: {seen:?})"
+            );
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "PostgreSQL not back within 90 s:\n{}",
+            "PostgreSQL not back within 90 s (states seen: {seen:?}):\n{}",
             server.server_log()
         );
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(50));
     }
+    assert!(seen.iter().any(|s| s == "starting"), "{seen:?}");
     let deadline = Instant::now() + Duration::from_secs(60);
     while server.get(host, "/get").map(|a| a.1) != Some("3".into()) {
         assert!(
@@ -440,6 +514,95 @@ fn postgresql_and_redis_killed_come_back_with_their_data() {
     );
     let json = admin(&server, "services demo main --json");
     assert!(json.contains("\"restarts\": 1"), "{json}");
+    assert!(json.contains("\"stack\": \"postgresql:15\""), "{json}");
+
+    // A record of an older Slipway, which kept no stack, whose service asked for a version
+    // that resolves to another major now (postgresql:12 -> 13; its data was made by 15):
+    // the next start records the stack its data says (PG_VERSION), starts it on 15, and
+    // its restarts are still counted.
+    assert_eq!(server.stop(), Some(0), "{}", server.server_log());
+    // Down while no server runs: the next one starts it (not adopts it).
+    kill9(container_pid(&server, "demo.main.db.service"));
+    let o = run(Command::new("sqlite3").arg(server.data.join("state.db")).arg(
+        "UPDATE services SET version = '12', stack = NULL, stack_fingerprint = NULL WHERE name = 'db'",
+    ));
+    assert!(o.status.success(), "{}", text(&o));
+    server.serve();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let (json, db) = loop {
+        let json: serde_json::Value =
+            serde_json::from_str(&admin(&server, "services demo main --json")).expect("json");
+        let db = json
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["name"] == "db"))
+            .expect("db listed")
+            .clone();
+        if db["state"] == "running" {
+            break (json, db);
+        }
+        assert!(Instant::now() < deadline, "{json}\n{}", server.server_log());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(db["stack"], "postgresql:15", "{json}");
+    assert_eq!(db["restarts"], 1, "{json}");
+    assert_eq!(
+        psql(&server, &url, "SELECT count(*), sum(n) FROM rows").as_deref(),
+        Some("1000|500500"),
+        "{}\n{}",
+        server.server_log(),
+        std::fs::read_to_string(server.data.join("logs/demo/main/services/db.log"))
+            .unwrap_or_default()
+    );
+    assert!(
+        server
+            .server_log()
+            .contains("recorded postgresql:15 (from its data)"),
+        "{}",
+        server.server_log()
+    );
+    // A backup (dumps through `runc exec`, archive writes) leaves no zombie below the
+    // server, a child subreaper.
+    admin(&server, "backup create demo main");
+    let serve = server.pid().expect("serving");
+    // A short-lived `runc` below the server is seen as a zombie now and then, until it is
+    // waited for: only one seen in each of three looks a second apart is left behind.
+    let mut left = zombie_children(serve);
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = zombie_children(serve);
+        left.retain(|z| now.contains(z));
+    }
+    assert_eq!(left, Vec::<String>::new());
+}
+
+#[test]
+fn reap_run_ends_and_waits_for_what_its_program_left_behind() {
+    // `serve` runs host helpers that may daemonize (a stack build's gpg-agent) in it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pidfile = dir.path().join("daemon.pid");
+    let o = run(Command::new(slipway_bin()).args([
+        "reap-run".as_ref(),
+        "--".as_ref(),
+        "sh".as_ref(),
+        "-c".as_ref(),
+        std::ffi::OsStr::new(&format!(
+            "setsid sleep 300 & echo $! > '{}'; exit 3",
+            pidfile.display()
+        )),
+    ]));
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let pid = std::fs::read_to_string(&pidfile).expect("pid file");
+    let pid = pid.trim();
+    assert!(!pid.is_empty());
+    // Ended and waited for: no process, not even a zombie, is left.
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "{}",
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default()
+    );
+    // The program's own exit code comes through, also for a plain run.
+    let o = run(Command::new(slipway_bin()).args(["reap-run", "--", "true"]));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
 
 /// A stdlib HTTP/1.1 server on the unix socket `$SOCKET`.

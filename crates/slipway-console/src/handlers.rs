@@ -502,6 +502,31 @@ impl Cx<'_> {
             .iter()
             .find(|r| Some(r.id) == environment.current_release);
         let url = self.env_url(project, env, live);
+        // The supervisor's word on the live release's containers and the services: their
+        // restarts and last exit, kept across server restarts.
+        let containers: Vec<(String, slipway_deploy::supervise::Health)> = live
+            .map(|r| slipway_deploy::supervise::release_health(self.platform, r))
+            .unwrap_or_default()
+            .into_iter()
+            .chain(
+                state
+                    .services(project, env)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|s| {
+                        slipway_deploy::supervise::service_health(
+                            self.platform,
+                            project,
+                            env,
+                            &s.name,
+                        )
+                        .map(|h| (format!("service {}", s.name), h))
+                    }),
+            )
+            .filter(|(_, h)| {
+                h.restarts > 0 || h.condition == slipway_deploy::supervise::Condition::Restarting
+            })
+            .collect();
         // Slugs seen in earlier releases (releases are listed newest first).
         let slugs_of = |r: &slipway_state::Release| -> Vec<(String, String)> {
             ReleaseSpec::from_json(&r.spec)
@@ -524,6 +549,20 @@ impl Cx<'_> {
                 }
                 @if may_sync {
                     p { a class="button danger" href={ "/p/" (project) "/e/" (env) "/sync" } { "Sync from parent" } }
+                }
+                @if !containers.is_empty() {
+                    h2 { "Restarts" }
+                    div class="scroll" { table {
+                        tr { th { "Container" } th { "Now" } th { "Restarts" } th { "Last exit" } }
+                        @for (name, h) in &containers {
+                            tr {
+                                td { code { (name) } }
+                                td { (h.condition.as_str()) }
+                                td { (h.restarts) }
+                                td { (h.last_exit.as_deref().unwrap_or("unknown")) }
+                            }
+                        }
+                    } }
                 }
                 h2 { "Releases" }
                 div class="scroll" { table {

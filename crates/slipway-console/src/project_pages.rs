@@ -126,12 +126,17 @@ impl Cx<'_> {
                 @if list.is_empty() { p class="muted" { (env) " has no services." } }
                 @else {
                     div class="scroll" { table {
-                        tr { th { "Name" } th { "Type" } th { "State" } th { "Disk" } }
+                        tr { th { "Name" } th { "Type" } th { "State" } th { "Restarts" } th { "Disk" } }
                         @for s in &list {
+                            @let health = slipway_deploy::supervise::service_health(self.platform, project, env, &s.name);
                             tr {
                                 td { code { (s.name) } }
                                 td { (s.service_type) ":" (s.version) }
                                 td { (s.state.as_str()) }
+                                td { @match &health {
+                                    Some(h) if h.restarts > 0 => { (h.restarts) " (last exit " (h.last_exit.as_deref().unwrap_or("unknown")) ")" },
+                                    _ => "0",
+                                } }
                                 td { @match slipway_deploy::services::data::disk(self.platform, s) {
                                     Some((used, size)) => { (format!("{:.1}", used as f64 / (1024.0 * 1024.0))) " MiB used of " (size) " MiB" },
                                     None => span class="muted" { "disk not mounted" },

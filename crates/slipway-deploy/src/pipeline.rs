@@ -144,6 +144,11 @@ async fn stage_push_inner(
         allow_data_loss: target.has_option("allow-data-loss"),
     };
     diff::run(&topology, live_topology.as_ref(), options, out)?;
+    for note in
+        crate::services::stack::notes(platform, &target.project, &target.env, &topology, options)
+    {
+        out.line(&format!("       {note}"));
+    }
 
     // build (+ slug): the changed apps, in parallel
     let build_started = Instant::now();

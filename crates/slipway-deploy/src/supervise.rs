@@ -17,10 +17,16 @@
 //! live environment) and that its container still does not run. A retired release is no
 //! longer live, a service stopped on purpose is marked stopped: neither is restarted.
 //!
+//! A service started again is `starting` (its record's state) until its recipe's ready
+//! check answers ([`services::wait_ready`], as at its first start), and only then
+//! `running`: apps never see a service called running that refuses connections.
+//!
 //! Each restart says so in the app's (service's) log ("restarted after it exited with
-//! ..."), is counted in `slipway_container_restarts` (by environment and kind) and shows
-//! in `envs` and `services` ([`health`]). What it counts lives in this server's memory:
-//! a new server starts counting from zero.
+//! ..."), is counted in `slipway_container_restarts` (by environment and kind) and in the
+//! state (`container_restarts`, with how it last exited), so `envs`, `services` and the
+//! console still show it after the server restarts ([`release_health`],
+//! [`service_health`]). An app's or worker's count belongs to its release (a deploy starts
+//! anew); a service's is kept across deploys.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -28,7 +34,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use slipway_runtime::Status;
-use slipway_state::ServiceState;
+use slipway_state::{ContainerKind, ServiceState};
 use tracing::{info, warn};
 
 use crate::environment::{AppInstance, ReleaseSpec};
@@ -55,10 +61,15 @@ pub enum Kind {
 impl Kind {
     /// The name users see (`app`, `worker`, `service`).
     pub fn as_str(self) -> &'static str {
+        self.stored().as_str()
+    }
+
+    /// As the state stores it.
+    fn stored(self) -> ContainerKind {
         match self {
-            Kind::App => "app",
-            Kind::Worker => "worker",
-            Kind::Service => "service",
+            Kind::App => ContainerKind::App,
+            Kind::Worker => ContainerKind::Worker,
+            Kind::Service => ContainerKind::Service,
         }
     }
 }
@@ -83,12 +94,12 @@ impl Condition {
     }
 }
 
-/// What the supervisor knows of one container since this server started.
+/// What the supervisor knows of one container (its restarts kept in the state).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Health {
     /// Running or restarting.
     pub condition: Condition,
-    /// How many times it was started again.
+    /// How many times it was started again (in its release, for an app or worker).
     pub restarts: u64,
     /// How it last exited ("code 1", "signal 9 (SIGKILL)", ...), when it did.
     pub last_exit: Option<String>,
@@ -184,9 +195,21 @@ fn watched() -> std::sync::MutexGuard<'static, HashMap<String, Watch>> {
     WATCHED.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// What the supervisor knows of container `id`, if it watches it.
-pub fn health(id: &str) -> Option<Health> {
-    watched().get(id).map(|w| Health {
+/// One container as the state keys its restarts.
+struct Key<'a> {
+    project: &'a str,
+    env: &'a str,
+    kind: Kind,
+    name: &'a str,
+    /// The release of an app or worker (None: a service).
+    release: Option<i64>,
+}
+
+/// What is known of container `id`: whether this server is restarting it, and its restarts
+/// as the state keeps them (this server's count if the state cannot be read). None when
+/// this server does not watch it and it never exited.
+fn health(platform: &Platform, id: &str, key: &Key<'_>) -> Option<Health> {
+    let memory = watched().get(id).map(|w| Health {
         condition: if w.next_try.is_some() || w.busy {
             Condition::Restarting
         } else {
@@ -194,29 +217,73 @@ pub fn health(id: &str) -> Option<Health> {
         },
         restarts: w.restarts,
         last_exit: w.last_exit.clone(),
-    })
+    });
+    let stored = platform.state().container_restarts(
+        key.project,
+        key.env,
+        key.kind.stored(),
+        key.name,
+        key.release,
+    );
+    match (memory, stored) {
+        (m, Ok(Some(r))) => Some(Health {
+            condition: m.map_or(Condition::Running, |m| m.condition),
+            restarts: r.restarts,
+            last_exit: r.last_exit,
+        }),
+        (m, Ok(None)) => m,
+        (m, Err(e)) => {
+            warn!(container = %id, "restart counts: {e}");
+            m
+        }
+    }
 }
 
-/// What this server knows of the supervised containers of a live release (apps, then
-/// workers), by app or worker name: only those it watches.
-pub fn release_health(release: &slipway_state::Release) -> Vec<(String, Health)> {
+/// What is known of service `name` of `project`/`env`: restarting or not, its restarts
+/// and last exit (kept across deploys and server restarts).
+pub fn service_health(platform: &Platform, project: &str, env: &str, name: &str) -> Option<Health> {
+    let key = Key {
+        project,
+        env,
+        kind: Kind::Service,
+        name,
+        release: None,
+    };
+    health(platform, &services::container_id(project, env, name), &key)
+}
+
+/// What is known of the supervised containers of a live release (apps, then workers), by
+/// app or worker name: those this server watches or that were restarted in this release.
+pub fn release_health(
+    platform: &Platform,
+    release: &slipway_state::Release,
+) -> Vec<(String, Health)> {
     let Ok(spec) = release_record::spec_of(release) else {
         return Vec::new();
     };
-    spec.apps
-        .iter()
-        .chain(spec.workers.iter().map(|w| &w.instance))
-        .filter_map(|app| Some((app.name.clone(), health(&app.container)?)))
+    let apps = spec.apps.iter().map(|a| (Kind::App, a));
+    let workers = spec.workers.iter().map(|w| (Kind::Worker, &w.instance));
+    apps.chain(workers)
+        .filter_map(|(kind, app)| {
+            let key = Key {
+                project: &release.project,
+                env: &release.environment,
+                kind,
+                name: &app.name,
+                release: Some(release.id),
+            };
+            Some((app.name.clone(), health(platform, &app.container, &key)?))
+        })
         .collect()
 }
 
 /// What `envs` says of a live release's containers: empty while none was restarted,
 /// else e.g. `\trestarting: web (2 restarts; last exit code 1)` or
 /// `\trestarted: web (1 restart; last exit signal 9 (SIGKILL))`.
-pub fn release_note(release: &slipway_state::Release) -> String {
+pub fn release_note(platform: &Platform, release: &slipway_state::Release) -> String {
     let mut restarting = Vec::new();
     let mut restarted = Vec::new();
-    for (name, h) in release_health(release) {
+    for (name, h) in release_health(platform, release) {
         let times = if h.restarts == 1 {
             "restart"
         } else {
@@ -353,7 +420,9 @@ fn expected(platform: &Platform, specs: &mut Specs) -> Vec<Expected> {
     match platform.state().all_services() {
         Ok(records) => {
             for r in records {
-                if r.state != ServiceState::Running
+                // Starting: being started again by a restart that has not seen it ready
+                // (or whose start failed), still this supervisor's to bring back.
+                if !matches!(r.state, ServiceState::Running | ServiceState::Starting)
                     || !live_envs.contains(&(r.project.clone(), r.environment.clone()))
                 {
                     continue;
@@ -473,7 +542,7 @@ async fn restart(platform: &Arc<Platform>, e: &Expected) -> Outcome {
                 Ok(Some(env)) if env.current_release.is_some()
             ) && matches!(
                 platform.state().service(&e.project, &e.env, name),
-                Ok(Some(r)) if r.state == ServiceState::Running
+                Ok(Some(r)) if matches!(r.state, ServiceState::Running | ServiceState::Starting)
             )
         }
     };
@@ -517,19 +586,38 @@ async fn restart(platform: &Arc<Platform>, e: &Expected) -> Outcome {
                     .ok_or_else(|| format!("service {name} is gone"))?;
                 let netns = crate::environment::netns_name(platform.instance(), &e.project, &e.env);
                 slipway_runtime::netns::ensure(&netns).map_err(|err| err.to_string())?;
-                services::start(platform, &record, &netns).await
+                restart_service(platform, &record, &netns).await
             }
             .await
         }
     };
     let log = e.log(platform);
+    let release = match &e.target {
+        Target::Release { release_id, .. } => Some(*release_id),
+        Target::Service { .. } => None,
+    };
+    let recorded = platform.state().record_container_exit(
+        &e.project,
+        &e.env,
+        e.kind().stored(),
+        e.name(),
+        release,
+        &how,
+        started.is_ok(),
+    );
     match started {
         Ok(()) => {
-            let restarts = watched().get(&e.id).map_or(0, |w| w.restarts) + 1;
+            let restarts = match recorded {
+                Ok(n) => n,
+                Err(err) => {
+                    warn!(container = %e.id, "restart not recorded: {err}");
+                    watched().get(&e.id).map_or(0, |w| w.restarts) + 1
+                }
+            };
             append(
                 &log,
                 &format!(
-                    "----- slipway: {} {} restarted after it exited with {how} (restart {restarts} since the server started)",
+                    "----- slipway: {} {} restarted after it exited with {how} (restart {restarts})",
                     e.kind().as_str(),
                     e.name()
                 ),
@@ -553,6 +641,36 @@ async fn restart(platform: &Arc<Platform>, e: &Expected) -> Outcome {
             Outcome::Failed(err)
         }
     }
+}
+
+/// Start service `record` again: `starting` until its recipe's ready check answers (the
+/// same as at its first start), then `running`. A start that does not get ready stops its
+/// container, so the next try (after the backoff) starts it afresh.
+async fn restart_service(
+    platform: &Arc<Platform>,
+    record: &slipway_state::ServiceRecord,
+    netns: &str,
+) -> Result<(), String> {
+    let state = platform.state();
+    let (project, env, name) = (&record.project, &record.environment, &record.name);
+    state
+        .set_service_state(project, env, name, ServiceState::Starting)
+        .map_err(|err| err.to_string())?;
+    services::start(platform, record, netns).await?;
+    if let Err(err) = services::wait_ready(
+        platform,
+        record,
+        services::ready_timeout(&record.service_type),
+    )
+    .await
+    {
+        let id = services::container_id(project, env, name);
+        let _ = platform.runtime().remove(&id, Duration::from_secs(5)).await;
+        return Err(err);
+    }
+    state
+        .set_service_state(project, env, name, ServiceState::Running)
+        .map_err(|err| err.to_string())
 }
 
 /// Record what a restart attempt came to.

@@ -17,6 +17,7 @@ mod exits;
 pub mod netns;
 mod output;
 mod process;
+pub mod reaper;
 mod runtime;
 mod spec;
 mod state;

@@ -137,7 +137,7 @@ where
                         let health: serde_json::Map<String, serde_json::Value> = e
                             .current_release
                             .and_then(|id| state.release(id).ok().flatten())
-                            .map(|r| slipway_deploy::supervise::release_health(&r))
+                            .map(|r| slipway_deploy::supervise::release_health(platform, &r))
                             .unwrap_or_default()
                             .into_iter()
                             .map(|(name, h)| (name, serde_json::to_value(h).unwrap_or_default()))
@@ -157,7 +157,7 @@ where
                         "{}\t{}\thttp://{}/\n",
                         e.name,
                         match e.current_release.map(|id| state.release(id)) {
-                            Some(Ok(Some(r))) => format!("release {} ({}){}{}", r.number, &r.commit[..r.commit.len().min(12)], workers_of(&r), slipway_deploy::supervise::release_note(&r)),
+                            Some(Ok(Some(r))) => format!("release {} ({}){}{}", r.number, &r.commit[..r.commit.len().min(12)], workers_of(&r), slipway_deploy::supervise::release_note(platform, &r)),
                             Some(Err(err)) => format!("release unreadable: {err}"),
                             None | Some(Ok(None)) => "no release".into(),
                         },

@@ -257,7 +257,8 @@ pub fn build_tar(
         .chain(stack.packages.iter())
         .copied()
         .collect();
-    let mut cmd = Command::new("mmdebstrap");
+    // Under `serve`, in its reaper: mmdebstrap's gpg-agent would stay a zombie below it.
+    let mut cmd = slipway_runtime::reaper::host_command("mmdebstrap");
     cmd.args([
         "--variant=minbase",
         "--mode=root",

@@ -20,7 +20,9 @@ mod domains;
 mod entropy;
 mod pruning;
 mod release_author;
+mod restarts;
 mod schema;
+mod service_stacks;
 mod services;
 mod variables;
 
@@ -38,6 +40,8 @@ pub use console_actions::{ActionProgress, ConsoleAction};
 pub use domains::Domain;
 pub use pruning::ActivityRetention;
 pub use release_author::ReleaseAuthor;
+pub use restarts::{ContainerKind, RestartRecord};
+pub use service_stacks::ServiceStack;
 pub use services::{ServiceRecord, ServiceState};
 pub use variables::{Variable, VariableValue};
 

@@ -205,6 +205,31 @@ CREATE TABLE console_actions (
     r#"
 ALTER TABLE activity ADD COLUMN log_pruned_at INTEGER;
 "#,
+    // service_stacks (services-lifecycle): the stack each service was made on
+    // (`postgresql:15`) and that stack's fingerprint, so that it starts on it from then on.
+    // NULL for services made before: their next start fills it from their data (PG_VERSION,
+    // mysql_upgrade_info) or the version resolved then, and says so in the server's log.
+    r#"
+ALTER TABLE services ADD COLUMN stack TEXT CHECK (stack IS NULL OR stack LIKE '_%:_%');
+ALTER TABLE services ADD COLUMN stack_fingerprint TEXT;
+"#,
+    // container_restarts (services-lifecycle): how often the supervisor started each app,
+    // worker and service container again and how it last exited, kept across server
+    // restarts; an app's or worker's count belongs to its release (a deploy starts anew).
+    r#"
+CREATE TABLE container_restarts (
+    project     TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    kind        TEXT NOT NULL CHECK (kind IN ('app', 'worker', 'service')),
+    name        TEXT NOT NULL,
+    release     INTEGER CHECK ((kind = 'service') = (release IS NULL)),
+    restarts    INTEGER NOT NULL CHECK (restarts >= 0),
+    last_exit   TEXT,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (project, environment, kind, name),
+    FOREIGN KEY (project, environment) REFERENCES environments(project, name) ON DELETE CASCADE
+);
+"#,
 ];
 
 /// Bring the schema to the newest version (tracked in `PRAGMA user_version`).

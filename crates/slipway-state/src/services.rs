@@ -9,6 +9,7 @@ use std::str::FromStr;
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
+use crate::service_stacks::{self, ServiceStack};
 use crate::{now, Result, State, StateError};
 
 /// Where a service is in its life.
@@ -76,6 +77,9 @@ pub struct ServiceRecord {
     pub password: String,
     /// Where it is in its life.
     pub state: ServiceState,
+    /// The stack it was made on and starts on (None: made before stacks were recorded,
+    /// filled at its next start; see [`crate::ServiceStack`]).
+    pub stack: Option<ServiceStack>,
 }
 
 type Row = (
@@ -88,6 +92,8 @@ type Row = (
     String,
     String,
     String,
+    Option<String>,
+    Option<String>,
 );
 
 fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
@@ -101,11 +107,30 @@ fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
         r.get(6)?,
         r.get(7)?,
         r.get(8)?,
+        r.get(9)?,
+        r.get(10)?,
     ))
 }
 
 fn decode(r: Row) -> Result<ServiceRecord> {
-    let (project, environment, name, service_type, version, address, username, password, state) = r;
+    let (
+        project,
+        environment,
+        name,
+        service_type,
+        version,
+        address,
+        username,
+        password,
+        state,
+        stack,
+        fingerprint,
+    ) = r;
+    let stack = service_stacks::decode(
+        &format!("service {project}/{environment}/{name}"),
+        stack,
+        fingerprint,
+    )?;
     let address = address.parse::<Ipv4Addr>().map_err(|e| {
         StateError::Invalid(format!(
             "service {project}/{environment}/{name}: address `{address}`: {e}"
@@ -121,11 +146,11 @@ fn decode(r: Row) -> Result<ServiceRecord> {
         address,
         username,
         password,
+        stack,
     })
 }
 
-const COLUMNS: &str =
-    "project, environment, name, type, version, address, username, password, state";
+const COLUMNS: &str = "project, environment, name, type, version, address, username, password, state, stack, stack_fingerprint";
 
 impl State {
     /// Record a new service of an environment (its first start). A service of that name
@@ -133,8 +158,8 @@ impl State {
     /// [`StateError::Conflict`].
     pub fn add_service(&self, s: &ServiceRecord) -> Result<()> {
         let n = self.db().execute(
-            "INSERT OR IGNORE INTO services(project, environment, name, type, version, address, username, password, state, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT OR IGNORE INTO services(project, environment, name, type, version, address, username, password, state, created_at, stack, stack_fingerprint)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             params![
                 s.project,
                 s.environment,
@@ -145,7 +170,9 @@ impl State {
                 s.username,
                 s.password,
                 s.state.as_str(),
-                now()
+                now(),
+                s.stack.as_ref().map(ToString::to_string),
+                s.stack.as_ref().map(|k| k.fingerprint.clone()),
             ],
         )?;
         if n == 0 {
@@ -245,6 +272,11 @@ mod tests {
             username: String::new(),
             password: "secret".into(),
             state: ServiceState::Starting,
+            stack: Some(ServiceStack {
+                software: "redis".into(),
+                version: "7.0".into(),
+                fingerprint: "0123456789ab".into(),
+            }),
         }
     }
 
@@ -282,6 +314,32 @@ mod tests {
         ));
         st.db()
             .execute("UPDATE services SET state = 'running', address = 'x'", [])
+            .unwrap();
+        assert!(matches!(
+            st.service("p", "main", "cache"),
+            Err(StateError::Invalid(_))
+        ));
+        // Made before stacks were kept: none until its next start records it.
+        st.db()
+            .execute(
+                "UPDATE services SET address = '127.1.0.2', stack = NULL, stack_fingerprint = NULL",
+                [],
+            )
+            .unwrap();
+        let old = st.service("p", "main", "cache").unwrap().unwrap();
+        assert_eq!(old.stack, None);
+        let pg = ServiceStack {
+            software: "postgresql".into(),
+            version: "15".into(),
+            fingerprint: "abcdef".into(),
+        };
+        st.set_service_stack("p", "main", "cache", &pg).unwrap();
+        assert_eq!(
+            st.service("p", "main", "cache").unwrap().unwrap().stack,
+            Some(pg)
+        );
+        st.db()
+            .execute("UPDATE services SET stack_fingerprint = NULL", [])
             .unwrap();
         assert!(matches!(
             st.service("p", "main", "cache"),

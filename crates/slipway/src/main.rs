@@ -71,6 +71,16 @@ enum Cmd {
     /// The OSV advisory database pushes are checked against (import, ls).
     #[command(subcommand)]
     Advisories(advisories::AdvisoriesCmd),
+    /// Run PROGRAM as a child subreaper, then end and wait for whatever it left behind
+    /// (`serve` runs host helpers that may daemonize, as a stack build's gpg-agent, so).
+    #[command(hide = true)]
+    ReapRun {
+        /// The program.
+        program: std::ffi::OsString,
+        /// Its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -485,6 +495,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             println!("{said}");
             Ok(0)
         }
+        Cmd::ReapRun { program, args } => slipway_runtime::reaper::run_reaped(&program, &args)
+            .map(|code| u8::try_from(code).unwrap_or(u8::MAX))
+            .map_err(|e| internal(anyhow::anyhow!("{}: {e}", program.to_string_lossy()))),
         Cmd::Down(data) => {
             // A running server is stopped first (it would start again what this stops),
             // and its lock held meanwhile.
@@ -803,6 +816,11 @@ async fn serve_until_stopped(
     // Containers this server starts stay its children: the supervisor learns how they exit.
     if let Err(e) = platform.runtime().collect_exits() {
         tracing::warn!("exit codes of containers that crash will be unknown: {e}");
+    }
+    // So host helpers that may daemonize (a stack build's gpg-agent) leave no zombie here.
+    match std::env::current_exe() {
+        Ok(exe) => slipway_runtime::reaper::use_reaper(exe, vec!["reap-run".into(), "--".into()]),
+        Err(e) => tracing::warn!("host helpers run without a reaper: {e}"),
     }
     let held =
         slipway_deploy::restore::hold_live_routes(&platform, restore_mode).map_err(internal)?;

@@ -29,11 +29,10 @@ const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 /// script with the service's password).
 pub const MARIADB_ADMIN: &str = "slipway";
 
-/// The software and stack version a service runs on.
+/// The software and stack version a service runs on (the stack it was made on).
 pub(crate) fn software(record: &ServiceRecord) -> Result<(Language, String), String> {
-    let r = slipway_stack::resolve_service(&record.service_type, &record.version)
-        .map_err(|e| format!("service {}: {e}", record.name))?;
-    Ok((r.stack.language, r.stack.version.to_string()))
+    let s = crate::services::stack::of_record(record)?;
+    Ok((s.language, s.version.to_string()))
 }
 
 fn container(record: &ServiceRecord) -> String {

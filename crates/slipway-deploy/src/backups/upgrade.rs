@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use slipway_config::catalog::{compare_versions, major};
+use slipway_config::catalog::compare_versions;
 use slipway_config::{DiffOptions, Topology};
 use slipway_state::{BackupPart, ServiceRecord, ServiceState};
 
@@ -42,9 +42,18 @@ fn upgrades(
         else {
             continue;
         };
-        if record.service_type == svc.r#type
-            && major(&record.version) != major(&svc.version)
-            && match compare_versions(&svc.version, &record.version) {
+        if record.service_type != svc.r#type {
+            continue;
+        }
+        // From the stack it was made on to the one the pushed version resolves to.
+        let from = services::stack::of_record(&record)?;
+        let to = slipway_stack::resolve_service(&svc.r#type, &svc.version)
+            .map_err(|e| format!("service {}: {e}", svc.name))?
+            .stack;
+        let software = from.language;
+        if services::stack::major(software, from.version)
+            != services::stack::major(software, to.version)
+            && match compare_versions(to.version, from.version) {
                 std::cmp::Ordering::Greater => options.allow_service_upgrade,
                 std::cmp::Ordering::Less => options.allow_data_loss,
                 std::cmp::Ordering::Equal => false,
@@ -132,6 +141,10 @@ async fn upgrade_one(
     ));
     let mut new = old.clone();
     new.version = to.to_string();
+    let made_on = slipway_stack::resolve_service(&old.service_type, to)
+        .map(|r| services::stack::made_on(r.stack))
+        .map_err(|e| format!("service {name}: {e}"))?;
+    new.stack = Some(made_on.clone());
     let state = platform.state();
     let attempt = async {
         // The configured schemas and endpoints apply at the new server's first start too (a
@@ -144,6 +157,7 @@ async fn upgrade_one(
         }
         state
             .set_service_version(project, env, name, to)
+            .and_then(|()| state.set_service_stack(project, env, name, &made_on))
             .map_err(|e| e.to_string())?;
         out.line(&format!(
             "       {name}: starting {} {to}",
@@ -173,6 +187,9 @@ async fn upgrade_one(
         let _ = std::fs::remove_dir_all(&dir);
         let _ = std::fs::rename(&aside, &dir);
         let _ = state.set_service_version(project, env, name, &old.version);
+        if let Some(was) = &old.stack {
+            let _ = state.set_service_stack(project, env, name, was);
+        }
         if services::start(platform, old, &netns).await.is_ok()
             && services::wait_ready(platform, old, services::READY_TIMEOUT)
                 .await

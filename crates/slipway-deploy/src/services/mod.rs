@@ -17,6 +17,7 @@ pub mod endpoints;
 pub mod grants;
 pub mod recipe;
 pub mod shrink;
+pub mod stack;
 pub mod varnish;
 
 use std::collections::{BTreeMap, HashSet};
@@ -28,7 +29,6 @@ use std::time::{Duration, Instant};
 
 use slipway_config::{Application, Topology};
 use slipway_runtime::{ContainerSpec, Limits, RootFs, Status};
-use slipway_stack::Resolution;
 use slipway_state::{ServiceRecord, ServiceState};
 use tracing::{info, warn};
 
@@ -202,8 +202,11 @@ fn free_address(taken: &[ServiceRecord]) -> Option<Ipv4Addr> {
         .find(|a| !taken.iter().any(|s| s.address == *a))
 }
 
-/// The stack a service runs on, unpacked (built first when missing).
-async fn stack_root(platform: &Arc<Platform>, resolved: &Resolution) -> Result<PathBuf, String> {
+/// The stack a service runs on, unpacked (built first when missing: it is in the catalog).
+async fn stack_root(
+    platform: &Arc<Platform>,
+    stack: &'static slipway_stack::Stack,
+) -> Result<PathBuf, String> {
     let store = platform
         .stack_store()
         .map_err(|e| e.to_string())?
@@ -214,7 +217,6 @@ async fn stack_root(platform: &Arc<Platform>, resolved: &Resolution) -> Result<P
         .as_ref()
         .map(|s| s.build.clone())
         .unwrap_or_default();
-    let stack = resolved.stack;
     tokio::task::spawn_blocking(move || store.ensure(stack, &options, &mut |_| {}))
         .await
         .map_err(|e| e.to_string())?
@@ -222,23 +224,15 @@ async fn stack_root(platform: &Arc<Platform>, resolved: &Resolution) -> Result<P
         .map_err(|e| e.to_string())
 }
 
-fn resolve(record: &ServiceRecord) -> Result<Resolution, String> {
-    slipway_stack::resolve_service(&record.service_type, &record.version).map_err(|e| e.to_string())
-}
-
 /// Start the container of `record` on its volume (made by [`data::prepare`]; mounted here
 /// if it is not, never replaced by a folder on the host's disk), its data folder owned by
-/// the project's user.
+/// the project's user, on the stack it was made on ([`stack`]; recorded first for a
+/// record made before stacks were).
 pub async fn start(
     platform: &Arc<Platform>,
     record: &ServiceRecord,
     netns: &str,
 ) -> Result<(), String> {
-    let resolved = resolve(record)?;
-    let software = resolved.stack.language;
-    let recipe = recipe::recipe(record, software, resolved.stack.version)
-        .ok_or_else(|| format!("service type {} has no recipe", record.service_type))?;
-    let root = stack_root(platform, &resolved).await?;
     let (project, env, name) = (&record.project, &record.environment, &record.name);
     let run_as = crate::isolation::run_as(project);
     let volume = data::volume(platform, project, env, name).map_err(|e| e.to_string())?;
@@ -246,6 +240,11 @@ pub async fn start(
     let dir = volume
         .service_data(run_as)
         .map_err(|e| format!("service {name}: {e}"))?;
+    let record = &stack::ensure_recorded(platform, record, &dir)?;
+    let on = stack::of_record(record)?;
+    let recipe = recipe::recipe(record, on.language, on.version)
+        .ok_or_else(|| format!("service type {} has no recipe", record.service_type))?;
+    let root = stack_root(platform, on).await?;
     run_as.own_tree(&dir).map_err(|e| e.to_string())?;
     let log = log_path(platform, project, env, name);
     let id = container_id(project, env, name);
@@ -288,8 +287,8 @@ pub async fn wait_ready(
     record: &ServiceRecord,
     timeout: Duration,
 ) -> Result<(), String> {
-    let resolved = resolve(record)?;
-    let recipe = recipe::recipe(record, resolved.stack.language, resolved.stack.version)
+    let on = stack::current(platform, record)?;
+    let recipe = recipe::recipe(record, on.language, on.version)
         .ok_or_else(|| format!("service type {} has no recipe", record.service_type))?;
     let id = container_id(&record.project, &record.environment, &record.name);
     let log = log_path(platform, &record.project, &record.environment, &record.name);
@@ -439,6 +438,7 @@ pub async fn converge(
                         username: username.to_string(),
                         password,
                         state: ServiceState::Starting,
+                        stack: Some(stack::made_on(resolved.stack)),
                     };
                     let found = data::legacy_dir(platform, project, env, &svc.name).exists()
                         || data::volume(platform, project, env, &svc.name)
@@ -731,12 +731,24 @@ pub async fn restore(platform: &Arc<Platform>, running: &HashSet<String>) -> Has
         let legacy = data::legacy_dir(platform, &r.project, &r.environment, &r.name).is_dir();
         if adopted && !legacy {
             info!(project = %r.project, env = %r.environment, service = %r.name, "service adopted");
+            // Running since before stacks were recorded: its data says what made it.
+            let dir = data_dir(platform, &r.project, &r.environment, &r.name);
+            if let Err(e) = stack::ensure_recorded(platform, &r, &dir) {
+                warn!(project = %r.project, env = %r.environment, service = %r.name, "{e}");
+            }
             continue;
         }
         if adopted {
             // Its data moves onto a volume: not while the server writes to it.
             stop(platform, &r).await;
         }
+        // `starting` (not the `running` a crash left in its record) until it answers.
+        let _ = platform.state().set_service_state(
+            &r.project,
+            &r.environment,
+            &r.name,
+            ServiceState::Starting,
+        );
         let netns = crate::environment::netns_name(platform.instance(), &r.project, &r.environment);
         let result = async {
             slipway_runtime::netns::ensure(&netns).map_err(|e| e.to_string())?;
@@ -801,10 +813,19 @@ pub async fn remove_dropped(
             _ => continue,
         };
         match data::remove(platform, &record).await {
-            Ok(()) => out.line(&format!(
-                "       service {} removed with its data (-o allow-data-loss)",
-                svc.name
-            )),
+            Ok(()) => {
+                // A service of that name added later starts counting anew.
+                let _ = platform.state().forget_container_restarts(
+                    &record.project,
+                    &record.environment,
+                    slipway_state::ContainerKind::Service,
+                    &record.name,
+                );
+                out.line(&format!(
+                    "       service {} removed with its data (-o allow-data-loss)",
+                    svc.name
+                ))
+            }
             Err(e) => out.line(&format!(
                 "       warning: service {} not removed: {e}",
                 svc.name
@@ -884,6 +905,7 @@ mod tests {
             username: user.into(),
             password: "s3cret".into(),
             state: ServiceState::Running,
+            stack: None,
         }
     }
 

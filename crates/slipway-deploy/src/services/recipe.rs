@@ -618,6 +618,7 @@ mod tests {
             username: username(ty).into(),
             password: "pw".into(),
             state: ServiceState::Starting,
+            stack: None,
         }
     }
 

@@ -35,15 +35,19 @@ pub(crate) fn run(
         .iter()
         .map(|s| {
             let disk = slipway_deploy::services::data::disk(platform, s);
-            let health = slipway_deploy::supervise::health(
-                &slipway_deploy::services::container_id(project, env, &s.name),
-            );
-            let restarting = health
-                .as_ref()
-                .is_some_and(|h| h.condition == slipway_deploy::supervise::Condition::Restarting);
+            let health = slipway_deploy::supervise::service_health(platform, project, env, &s.name);
+            // Down and waiting to be started again; once started it is `starting` (its
+            // record's state) until it answers.
+            let restarting = s.state == slipway_state::ServiceState::Running
+                && health.as_ref().is_some_and(|h| {
+                    h.condition == slipway_deploy::supervise::Condition::Restarting
+                });
             serde_json::json!({
                 "name": s.name,
                 "type": format!("{}:{}", s.service_type, s.version),
+                // The stack it was made on and runs on (null: not started since it is
+                // recorded).
+                "stack": s.stack.as_ref().map(ToString::to_string),
                 // Crashed and being started again by the supervisor.
                 "state": if restarting { serde_json::json!("restarting") } else { serde_json::json!(s.state) },
                 "restarts": health.as_ref().map_or(0, |h| h.restarts),
