@@ -180,6 +180,18 @@ CREATE TABLE project_entropy (
 ALTER TABLE releases ADD COLUMN author TEXT
     CHECK (author IS NULL OR author = 'server' OR (author LIKE 'user:%' AND length(author) > 5));
 "#,
+    // postdeploy_runs (heroku): the release whose deploy ran an environment's app.json
+    // `scripts.postdeploy`, which runs once per environment.
+    r#"
+CREATE TABLE postdeploy_runs (
+    project     TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    release     INTEGER NOT NULL,
+    ran_at      INTEGER NOT NULL,
+    PRIMARY KEY (project, environment),
+    FOREIGN KEY (project, environment) REFERENCES environments(project, name) ON DELETE CASCADE
+);
+"#,
 ];
 
 /// Bring the schema to the newest version (tracked in `PRAGMA user_version`).
