@@ -29,6 +29,7 @@
 
 pub mod access;
 pub mod activity_log;
+pub mod app_json;
 pub mod app_logs;
 pub mod backups;
 pub mod build;
