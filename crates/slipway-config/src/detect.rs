@@ -71,20 +71,44 @@ impl DetectedStack {
                 } else {
                     l.push("pip install .");
                 }
+                // Heroku's Python buildpack: Django's static files, then the app's own hook.
+                if has("manage.py") {
+                    l.push("if [ -z \"${DISABLE_COLLECTSTATIC:-}\" ] && python -c 'import django' 2>/dev/null; then python manage.py collectstatic --noinput; fi");
+                }
+                if has("bin/post_compile") {
+                    l.push("chmod +x bin/post_compile && bin/post_compile");
+                }
                 l
             }
             // yarn.lock: yarn 1.x, which every nodejs stack has, as the Node buildpack does.
-            Language::Nodejs => vec![
-                "export npm_config_cache=\"$PLATFORM_CACHE_DIR/npm\" NPM_CONFIG_FUND=false NPM_CONFIG_AUDIT=false NPM_CONFIG_UPDATE_NOTIFIER=false",
-                if has("yarn.lock") && !has("package-lock.json") {
+            // Heroku's Node buildpack: `heroku-prebuild` before the install, then
+            // `heroku-postbuild` instead of `build` when package.json has it.
+            Language::Nodejs => {
+                let script = |name: &str| {
+                    read(src, "package.json")
+                        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                        .is_some_and(|j| j.pointer(&format!("/scripts/{name}")).is_some())
+                };
+                let mut l = vec![
+                    "export npm_config_cache=\"$PLATFORM_CACHE_DIR/npm\" NPM_CONFIG_FUND=false NPM_CONFIG_AUDIT=false NPM_CONFIG_UPDATE_NOTIFIER=false",
+                ];
+                if script("heroku-prebuild") {
+                    l.push("npm run heroku-prebuild");
+                }
+                l.push(if has("yarn.lock") && !has("package-lock.json") {
                     "yarn install --frozen-lockfile"
                 } else if has("package-lock.json") || has("npm-shrinkwrap.json") {
                     "npm ci"
                 } else {
                     "npm install"
-                },
-                "npm run build --if-present",
-            ],
+                });
+                l.push(if script("heroku-postbuild") {
+                    "npm run heroku-postbuild"
+                } else {
+                    "npm run build --if-present"
+                });
+                l
+            }
             Language::Php => vec![
                 "export COMPOSER_CACHE_DIR=\"$PLATFORM_CACHE_DIR/composer\"",
                 "composer install --no-dev --prefer-dist --optimize-autoloader --no-interaction --no-progress",
@@ -448,6 +472,21 @@ mod tests {
         let yarn = script(&[("package.json", "{}"), ("yarn.lock", "")]);
         assert!(yarn.contains("yarn install --frozen-lockfile\n"), "{yarn}");
         assert!(!yarn.contains("npm install"), "{yarn}");
+        let django = script(&[("requirements.txt", ""), ("manage.py", "")]);
+        assert!(
+            django.contains("python manage.py collectstatic --noinput"),
+            "{django}"
+        );
+        assert!(django.contains("DISABLE_COLLECTSTATIC"), "{django}");
+        assert!(!py.contains("collectstatic"), "{py}");
+        let hook = script(&[("requirements.txt", ""), ("bin/post_compile", "")]);
+        assert!(hook.contains("bin/post_compile\n"), "{hook}");
+        let post = script(&[(
+            "package.json",
+            r#"{"scripts": {"heroku-postbuild": "x", "build": "y"}}"#,
+        )]);
+        assert!(post.contains("npm run heroku-postbuild\n"), "{post}");
+        assert!(!post.contains("npm run build"), "{post}");
         let go = script(&[("go.mod", "go 1.24\n")]);
         assert!(go.contains("go build -o bin/ ./...\n"), "{go}");
         assert!(go.contains("GOFLAGS=\"${GOFLAGS:--mod=mod}\""), "{go}");

@@ -25,6 +25,7 @@
 
 #![warn(missing_docs)]
 
+pub mod app_json;
 pub mod background;
 pub mod catalog;
 mod checks;

@@ -182,6 +182,10 @@ pub struct Application {
     /// `runtime`: PHP extensions and pool sizing (read for PHP apps only).
     #[serde(default)]
     pub runtime: crate::php::PhpRuntime,
+    /// What a Heroku `app.json` beside a Procfile asks of the environment (add-on
+    /// variables, generated secrets, required variables, `postdeploy`); None elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heroku: Option<crate::app_json::HerokuManifest>,
 }
 
 impl Application {

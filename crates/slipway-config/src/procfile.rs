@@ -28,6 +28,7 @@ pub(crate) fn load(src: &dyn ConfigSource, diags: &mut Vec<Diagnostic>) -> Topol
         ..Default::default()
     };
     let mut seen: Vec<(String, usize)> = Vec::new();
+    let mut heroku_php_app = false;
     for (i, raw) in text.lines().enumerate() {
         let line_no = i + 1;
         let line = raw.trim_end();
@@ -85,7 +86,38 @@ pub(crate) fn load(src: &dyn ConfigSource, diags: &mut Vec<Diagnostic>) -> Topol
         }
         seen.push((name.to_string(), line_no));
         match name {
-            "web" => app.web.start = Some(cmd.to_string()),
+            "web" => match heroku_php(cmd) {
+                Some(mut php) => {
+                    let htaccess = if php.root.is_empty() {
+                        ".htaccess".to_string()
+                    } else {
+                        format!("{}/.htaccess", php.root)
+                    };
+                    if matches!(src.read_file(&htaccess), Ok(Some(_))) {
+                        php.ignored.push(format!("`{htaccess}`"));
+                    }
+                    for ignored in &php.ignored {
+                        diags.push(Diagnostic::warning(
+                            PROCFILE,
+                            line_no,
+                            col,
+                            "web",
+                            format!("{ignored} is not read: the app is served by PHP-FPM behind Slipway's router, with `{}` as its document root and requests for missing files passed to /index.php", if php.root.is_empty() { "/" } else { &php.root }),
+                        ));
+                    }
+                    heroku_php_app = true;
+                    app.web.locations.insert(
+                        "/".into(),
+                        serde_json::json!({
+                            "root": php.root,
+                            "passthru": "/index.php",
+                            "scripts": true,
+                            "allow": true,
+                        }),
+                    );
+                }
+                None => app.web.start = Some(cmd.to_string()),
+            },
             "release" => app.hooks.deploy = Some(cmd.to_string()),
             other => {
                 app.workers.insert(
@@ -95,7 +127,7 @@ pub(crate) fn load(src: &dyn ConfigSource, diags: &mut Vec<Diagnostic>) -> Topol
             }
         }
     }
-    if app.web.start.is_none() && !diags.iter().any(Diagnostic::is_error) {
+    if app.web.start.is_none() && !heroku_php_app && !diags.iter().any(Diagnostic::is_error) {
         diags.push(Diagnostic::error(
             PROCFILE,
             1,
@@ -117,6 +149,19 @@ pub(crate) fn load(src: &dyn ConfigSource, diags: &mut Vec<Diagnostic>) -> Topol
         }
         Err(e) => diags.push(Diagnostic::error(e.file, 1, 1, "", e.message)),
     }
+    if heroku_php_app && !crate::php::served_by_fpm(&app) {
+        if let Some(t) = &app.r#type {
+            diags.push(Diagnostic::error(
+                PROCFILE,
+                1,
+                1,
+                "web",
+                format!("heroku-php-apache2 and heroku-php-nginx serve PHP apps, but this tree was detected as {t}; add a composer.json at the root"),
+            ));
+        }
+    }
+    // Heroku's app manifest: add-ons as services, `env`, `scripts.postdeploy`.
+    let manifest = crate::app_json::load(src, &mut app, diags);
     let pos = Pos {
         file: Arc::from(PROCFILE),
         line: 1,
@@ -126,7 +171,7 @@ pub(crate) fn load(src: &dyn ConfigSource, diags: &mut Vec<Diagnostic>) -> Topol
         app,
         name_pos: pos,
         path: KeyPath::new(),
-        relationships: Vec::new(),
+        relationships: manifest.relationships,
         source_root_pos: None,
         service_mounts: Vec::new(),
     };
@@ -138,10 +183,66 @@ pub(crate) fn load(src: &dyn ConfigSource, diags: &mut Vec<Diagnostic>) -> Topol
             routes: PROCFILE,
         },
         vec![rec],
-        Vec::new(),
+        manifest.services,
         None,
         diags,
     )
 }
 
 use crate::source::ConfigSource;
+
+/// What a Heroku PHP web command (`heroku-php-apache2 [OPTIONS] [DOCROOT]` or
+/// `heroku-php-nginx ...`) asks for.
+#[derive(Debug, PartialEq, Eq)]
+struct HerokuPhp {
+    /// The document root, relative to the app (`""`: the app's root).
+    root: String,
+    /// What the command names that Slipway does not read (`-C nginx_app.conf`, `.htaccess`).
+    ignored: Vec<String>,
+}
+
+/// The Heroku PHP boot script a `web:` command runs, if it is one: there is no such program
+/// on a Slipway stack, so the app is served by PHP-FPM behind the router instead.
+fn heroku_php(cmd: &str) -> Option<HerokuPhp> {
+    let mut words = cmd.split_whitespace();
+    let program = words.next()?;
+    let program = program.rsplit('/').next().unwrap_or(program);
+    let server = match program {
+        "heroku-php-apache2" => "Apache",
+        "heroku-php-nginx" => "Nginx",
+        _ => return None,
+    };
+    let mut ignored = Vec::new();
+    let mut root = String::new();
+    while let Some(w) = words.next() {
+        match w {
+            // Options with a file or value: -C (server config include), -F (PHP-FPM config
+            // include), -i (php.ini include), -l (log file to tail), -p (port).
+            "-C" | "-F" | "-i" | "-l" | "-p" => {
+                let file = words.next().unwrap_or_default();
+                ignored.push(format!("`{w} {file}` (a {server} or PHP option)"));
+            }
+            w if w.starts_with('-') => ignored.push(format!("`{w}`")),
+            w => root = w.trim_matches('/').trim_start_matches("./").to_string(),
+        }
+    }
+    Some(HerokuPhp { root, ignored })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heroku_php_commands_name_a_document_root() {
+        let p = heroku_php("heroku-php-apache2 public/").unwrap();
+        assert_eq!(p.root, "public");
+        assert!(p.ignored.is_empty());
+        let p = heroku_php("vendor/bin/heroku-php-nginx -C nginx_app.conf web/").unwrap();
+        assert_eq!(p.root, "web");
+        assert_eq!(p.ignored.len(), 1);
+        assert!(p.ignored[0].contains("-C nginx_app.conf"));
+        assert_eq!(heroku_php("heroku-php-nginx").unwrap().root, "");
+        assert_eq!(heroku_php("gunicorn app:app"), None);
+    }
+}

@@ -267,6 +267,8 @@ pub fn app_env(app: &Application, cx: &EnvContext<'_>) -> BTreeMap<String, Strin
     }
     let variables = platform_env::variables_json(app);
     let mut env = container_env(app, cx.tree_id, cx.entropy);
+    // A Heroku app.json's add-ons: `DATABASE_URL` and the like, from the same relationships.
+    env.extend(crate::app_json::addon_variables(app, &relationships));
     let fixed = [
         ("PORT", cx.port.to_string()),
         ("SLIPWAY_ENVIRONMENT", cx.env.to_string()),

@@ -13,7 +13,7 @@ use crate::output::Output;
 use crate::pipeline::PhaseError;
 use crate::Platform;
 
-async fn exec_hook(
+pub(crate) async fn exec_hook(
     platform: &Arc<Platform>,
     (project, env): (&str, &str),
     app: &AppInstance,

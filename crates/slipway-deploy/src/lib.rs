@@ -30,6 +30,7 @@
 pub mod access;
 pub mod activity_log;
 pub mod activity_prune;
+pub mod app_json;
 pub mod app_logs;
 pub mod backups;
 pub mod build;

@@ -125,6 +125,9 @@ async fn stage_push_inner(
     // validate
     let loaded = validate::run(platform, repo, target, out)?;
     let topology = loaded.topology;
+    // A Heroku app.json: its required variables are set, its secrets made once.
+    crate::app_json::check_required(platform, target, &topology, out)?;
+    crate::app_json::generate_secrets(platform, target, &topology, out)?;
 
     // diff
     let env = state
@@ -440,6 +443,8 @@ pub async fn commit(
         out,
     )
     .await;
+    // A Heroku app.json's scripts.postdeploy: once per environment.
+    crate::app_json::postdeploy(platform, target, release.number, &spec, &topology, out).await;
 
     // retire
     match live.as_ref().map(release_record::spec_of).transpose() {

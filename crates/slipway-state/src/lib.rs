@@ -12,6 +12,7 @@
 
 #![warn(missing_docs)]
 
+mod app_json;
 mod backups;
 mod built_slugs;
 mod console;

@@ -227,6 +227,15 @@ CREATE TABLE container_restarts (
     last_exit   TEXT,
     updated_at  INTEGER NOT NULL,
     PRIMARY KEY (project, environment, kind, name),
+    // postdeploy_runs (heroku): the release whose deploy ran an environment's app.json
+    // `scripts.postdeploy`, which runs once per environment.
+    r#"
+CREATE TABLE postdeploy_runs (
+    project     TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    release     INTEGER NOT NULL,
+    ran_at      INTEGER NOT NULL,
+    PRIMARY KEY (project, environment),
     FOREIGN KEY (project, environment) REFERENCES environments(project, name) ON DELETE CASCADE
 );
 "#,

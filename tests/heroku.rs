@@ -1,0 +1,311 @@
+//! Heroku projects pushed as they are: a `Procfile` with its `app.json` (add-ons as
+//! services with Heroku's variable names, `env` values, generated secrets and required
+//! variables, `scripts.postdeploy` once), and Heroku's PHP boot scripts
+//! (`heroku-php-apache2 public/`) served by PHP-FPM behind the router.
+
+use slipway_e2e::{http_request, text, Server};
+
+/// GET `path` on `host`: (status, head, body).
+fn get(server: &Server, host: &str, path: &str) -> (u16, String, String) {
+    http_request(server.http_port, "GET", host, path, b"")
+}
+
+/// `slipway config check` of a folder: (success, output).
+fn config_check(dir: &std::path::Path) -> (bool, String) {
+    let o = slipway_e2e::run(
+        std::process::Command::new(slipway_e2e::slipway_bin())
+            .args(["config", "check"])
+            .arg(dir),
+    );
+    (o.status.success(), text(&o))
+}
+
+const PROCFILE: &str =
+    "web: gunicorn gettingstarted.wsgi\nrelease: python manage.py migrate --noinput\n";
+
+const REQUIREMENTS: &str = "Django>=4.2,<6\ngunicorn\ndj-database-url\npsycopg[binary]\n";
+
+/// Heroku's app manifest: PostgreSQL and an add-on Slipway does not provide, a generated
+/// secret, a value, a variable the user must set, and a seed script run once.
+const APP_JSON: &str = r#"{
+  "name": "Start on Heroku: Python",
+  "description": "A barebones Django app",
+  "addons": [
+    "heroku-postgresql:essential-0",
+    "papertrail:choklad"
+  ],
+  "env": {
+    "DJANGO_SECRET_KEY": {"description": "Django's secret key", "generator": "secret"},
+    "GREETING": {"value": "hello-from-app-json"},
+    "API_TOKEN": {"description": "A token the user gives"}
+  },
+  "scripts": {
+    "postdeploy": "python manage.py shell -c \"from hello.models import Visit; Visit.objects.create(note='seed')\""
+  }
+}
+"#;
+
+const MANAGE: &str = r#"#!/usr/bin/env python
+import os
+import sys
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gettingstarted.settings")
+    from django.core.management import execute_from_command_line
+    execute_from_command_line(sys.argv)
+"#;
+
+const SETTINGS: &str = r#"import os
+
+import dj_database_url
+
+BASE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "build-time-only")
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.staticfiles", "hello"]
+MIDDLEWARE = []
+ROOT_URLCONF = "gettingstarted.urls"
+WSGI_APPLICATION = "gettingstarted.wsgi.application"
+DATABASES = {"default": dj_database_url.config(conn_max_age=0, default="sqlite:////tmp/build.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+USE_TZ = True
+STATIC_URL = "/static/"
+STATIC_ROOT = os.path.join(BASE_DIR, "staticfiles")
+"#;
+
+const URLS: &str = r#"from django.urls import path
+
+from hello import views
+
+urlpatterns = [path("", views.index)]
+"#;
+
+const WSGI: &str = r#"import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gettingstarted.settings")
+application = get_wsgi_application()
+"#;
+
+const MODELS: &str = r#"from django.db import models
+
+
+class Visit(models.Model):
+    at = models.DateTimeField(auto_now_add=True)
+    note = models.CharField(max_length=20, default="visit")
+"#;
+
+const MIGRATION: &str = r#"from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    initial = True
+    dependencies = []
+    operations = [
+        migrations.CreateModel(
+            name="Visit",
+            fields=[
+                ("id", models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("at", models.DateTimeField(auto_now_add=True)),
+                ("note", models.CharField(default="visit", max_length=20)),
+            ],
+        ),
+    ]
+"#;
+
+const VIEWS: &str = r#"import base64
+import hashlib
+import json
+import os
+
+from django.conf import settings
+from django.db import connection
+from django.http import JsonResponse
+
+from .models import Visit
+
+
+def index(request):
+    Visit.objects.create()
+    url = os.environ.get("DATABASE_URL", "")
+    rels = json.loads(base64.b64decode(os.environ["PLATFORM_RELATIONSHIPS"]))
+    return JsonResponse({
+        "vendor": connection.vendor,
+        "visits": Visit.objects.filter(note="visit").count(),
+        "seeds": Visit.objects.filter(note="seed").count(),
+        "database_url": url.split("@")[-1],
+        "database_scheme": url.split("://")[0],
+        "secret": hashlib.sha256(settings.SECRET_KEY.encode()).hexdigest()[:12],
+        "secret_length": len(settings.SECRET_KEY),
+        "greeting": os.environ.get("GREETING"),
+        "token": os.environ.get("API_TOKEN"),
+        "relationships": sorted(rels),
+    })
+"#;
+
+fn django_files() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("Procfile", PROCFILE),
+        ("app.json", APP_JSON),
+        ("requirements.txt", REQUIREMENTS),
+        (".python-version", "3.11\n"),
+        ("manage.py", MANAGE),
+        ("gettingstarted/__init__.py", ""),
+        ("gettingstarted/settings.py", SETTINGS),
+        ("gettingstarted/urls.py", URLS),
+        ("gettingstarted/wsgi.py", WSGI),
+        ("hello/__init__.py", ""),
+        ("hello/models.py", MODELS),
+        ("hello/views.py", VIEWS),
+        ("hello/migrations/__init__.py", ""),
+        ("hello/migrations/0001_initial.py", MIGRATION),
+        ("hello/static/hello/site.css", "body { color: #123456; }\n"),
+    ]
+}
+
+/// The page's JSON.
+fn page(server: &Server, host: &str) -> serde_json::Value {
+    let (status, _, body) = get(server, host, "/");
+    assert_eq!(status, 200, "{body}\n{}", server.server_log());
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+#[test]
+fn a_heroku_django_app_with_app_json_runs_as_is() {
+    let server = Server::start();
+    let app = server.project("heroku-django", &django_files());
+    let host = "main.getting-started.localhost";
+    let papertrail = "add-on `papertrail` is not provided by Slipway and is ignored";
+
+    // config check: the add-on Slipway does not provide is a warning at its line.
+    let (ok, check) = config_check(&app.dir);
+    assert!(ok, "{check}");
+    assert!(
+        check.lines().any(|l| l.starts_with("app.json:6:")
+            && l.contains("warning:")
+            && l.contains(papertrail)),
+        "{check}"
+    );
+
+    // A required variable without a value refuses the push, naming it and the command;
+    // nothing of the environment was made.
+    let o = server.git(
+        &app.dir,
+        &["push", &server.remote("getting-started"), "main"],
+    );
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("app.json requires API_TOKEN")
+            && out.contains("var set getting-started main API_TOKEN=VALUE"),
+        "{out}"
+    );
+    assert!(server.containers().is_empty(), "{:?}", server.containers());
+    assert_ne!(get(&server, host, "/").0, 200);
+
+    // Set, the same push deploys.
+    let o = server.ssh(
+        &server.key,
+        "git",
+        "var set getting-started main API_TOKEN=given-by-user",
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = server.push_ok(&app, "getting-started");
+    // The push warns exactly as config check did.
+    assert!(
+        out.lines()
+            .any(|l| l.contains("app.json:6:") && l.contains("warning:") && l.contains(papertrail)),
+        "{out}"
+    );
+    assert!(
+        out.contains("DJANGO_SECRET_KEY generated for main"),
+        "{out}"
+    );
+    // The plan picks nothing: the catalog's version, named in the diff.
+    assert!(
+        out.contains("service postgresql added (postgresql:15)"),
+        "{out}"
+    );
+    // Heroku's Python build: collectstatic; the release process migrated PostgreSQL; the
+    // postdeploy script ran.
+    assert!(out.contains("static file"), "{out}");
+    assert!(out.contains("Applying hello.0001_initial... OK"), "{out}");
+    assert!(out.contains("running app.json scripts.postdeploy"), "{out}");
+
+    let first = page(&server, host);
+    assert_eq!(first["vendor"], "postgresql", "{first}");
+    assert_eq!(first["database_scheme"], "postgres", "{first}");
+    assert_eq!(
+        first["database_url"], "postgresql.internal:5432/main",
+        "{first}"
+    );
+    assert_eq!(first["relationships"], serde_json::json!(["postgresql"]));
+    assert_eq!(first["secret_length"], 64, "{first}");
+    assert_eq!(first["greeting"], "hello-from-app-json");
+    assert_eq!(first["token"], "given-by-user");
+    assert_eq!(first["seeds"], 1, "{first}");
+    let visits = first["visits"].as_u64().expect("visits");
+
+    // A redeploy: the rows are kept, the secret is the same, postdeploy does not run again.
+    app.write("hello/static/hello/site.css", "body { color: #654321; }\n");
+    app.commit("a change");
+    let out = server.push_ok(&app, "getting-started");
+    assert!(!out.contains("scripts.postdeploy"), "{out}");
+    assert!(!out.contains("generated for"), "{out}");
+    let second = page(&server, host);
+    // (Health checks of the deploy visit `/` too: at least this visit was added.)
+    assert!(
+        second["visits"].as_u64().is_some_and(|v| v > visits),
+        "{first} then {second}"
+    );
+    assert_eq!(second["seeds"], 1, "{second}");
+    assert_eq!(second["secret"], first["secret"]);
+}
+
+#[test]
+fn a_heroku_php_procfile_is_served_by_php_fpm_with_a_front_controller() {
+    let server = Server::start();
+    let app = server.project(
+        "heroku-php",
+        &[
+            (
+                "composer.json",
+                "{\"name\": \"slipway/heroku-php\", \"require\": {\"php\": \"^8.4\"}}\n",
+            ),
+            ("Procfile", "web: heroku-php-apache2 public/\n"),
+            (
+                "public/index.php",
+                "<?php\necho 'front controller ', $_SERVER['REQUEST_URI'], ' ', PHP_VERSION;\n",
+            ),
+            ("public/style.css", "body { color: #abcdef; }\n"),
+            ("public/.htaccess", "RewriteEngine On\n"),
+        ],
+    );
+    let out = server.push_ok(&app, "heroku-php");
+    assert!(
+        out.lines().any(|l| l.contains("Procfile:1:")
+            && l.contains("warning:")
+            && l.contains("`public/.htaccess` is not read")),
+        "{out}"
+    );
+    let host = "main.heroku-php.localhost";
+    let (status, _, body) = get(&server, host, "/some/path?x=1");
+    assert_eq!(status, 200, "{body}\n{}", server.server_log());
+    assert!(
+        body.starts_with("front controller /some/path?x=1 8.4."),
+        "{body}"
+    );
+    let (status, head, body) = get(&server, host, "/style.css");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, "body { color: #abcdef; }\n");
+    assert!(
+        head.to_ascii_lowercase().contains("content-type: text/css"),
+        "{head}"
+    );
+    // PHP source is run, never sent.
+    let (status, _, body) = get(&server, host, "/index.php");
+    assert_eq!(status, 200);
+    assert!(!body.contains("<?php"), "{body}");
+}
