@@ -55,6 +55,7 @@ mod pool;
 mod probe;
 mod proxy;
 mod release;
+mod request_body;
 mod router;
 mod routes;
 mod sendfile;

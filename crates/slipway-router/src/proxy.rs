@@ -24,6 +24,7 @@ use crate::locations::{Ask, Resolved, WebSite};
 use crate::metrics::EnvStats;
 use crate::pool::Pool;
 use crate::release::{InFlightGuard, LiveRelease};
+use crate::request_body::{announced_over, linger, refusal_page, BodyFailure, BodyLimits};
 use crate::router::Router;
 use crate::table::{redirect_location, Action, HostTarget};
 use crate::upstream::{LeanBody, UpstreamError};
@@ -154,6 +155,7 @@ pub(crate) async fn handle(
                         port,
                         &request_id,
                         guard,
+                        BodyLimits::of(&router.config),
                     )
                     .await
                 }
@@ -378,6 +380,11 @@ async fn forward(
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
 
     let (mut parts, body) = req.into_parts();
+    let client_version = parts.version;
+    if announced_over(&body, BodyLimits::of(&router.config)) {
+        let refused = (BodyFailure::TooLarge, Some(body), client_version);
+        return refuse_body(refused, &parts, &router.config, &request_id);
+    }
     strip_hop_by_hop(&mut parts.headers);
     // After the stripping: a client that names `X-Request-Id` (or `X-Forwarded-*`) in
     // `Connection` cannot take them off the request the app gets.
@@ -406,7 +413,17 @@ async fn forward(
     parts.version = Version::HTTP_11;
 
     match client_upgrade {
-        None => send(router, pool, parts, body, request_id, guard).await,
+        None => {
+            send(
+                router,
+                pool,
+                (parts, client_version),
+                body,
+                request_id,
+                guard,
+            )
+            .await
+        }
         Some(client_upgrade) => {
             let upgrade = ClientUpgrade {
                 on: client_upgrade,
@@ -424,7 +441,7 @@ async fn forward(
 async fn send(
     router: &Router,
     pool: Arc<Pool>,
-    parts: Parts,
+    (parts, client_version): (Parts, Version),
     body: Incoming,
     request_id: HeaderValue,
     guard: InFlightGuard,
@@ -444,7 +461,7 @@ async fn send(
                 return upstream_failed(&pool, &err, &request_id);
             }
         };
-        let exchange = conn.exchange(&parts, &mut body);
+        let exchange = conn.exchange(&parts, &mut body, config.max_request_body);
         let Some(result) = within_request_timeout(config.request_timeout, exchange).await else {
             return gateway_timeout(&pool, &request_id);
         };
@@ -455,6 +472,10 @@ async fn send(
                 if !last && (!failure.sent || (reused && closed && repeatable)) {
                     tracing::debug!(error = %failure.error, "upstream connection failed before a response; again");
                     continue;
+                }
+                if let UpstreamError::BodyTooLarge(rest) = failure.error {
+                    let refused = (BodyFailure::TooLarge, rest, client_version);
+                    return refuse_body(refused, &parts, config, &request_id);
                 }
                 if let UpstreamError::ClientBody(err) = &failure.error {
                     tracing::debug!(error = %err, request_id = ?request_id, "the client's request body ended early");
@@ -471,6 +492,21 @@ async fn send(
         let body = LeanBody::new(conn, head.framing, head.keep_alive, pool, guard);
         return Response::from_parts(resp_parts, ProxyBody::Lean(body));
     }
+}
+
+/// Answer a request whose body the router refused (the page of [`crate::request_body`]),
+/// lingering on what the client still sends of it.
+fn refuse_body(
+    (failure, rest, client_version): (BodyFailure, Option<Incoming>, Version),
+    parts: &Parts,
+    config: &crate::RouterConfig,
+    request_id: &HeaderValue,
+) -> Response<ProxyBody> {
+    tracing::info!(request_id = ?request_id, uri = %parts.uri, "request body refused: {}", failure.text());
+    if let Some(rest) = rest {
+        linger(rest, BodyLimits::of(config));
+    }
+    refusal_page(&failure, client_version, request_id).unwrap_or_else(|| bad_gateway(request_id))
 }
 
 /// `fut` within the request timeout, if there is one: `None` when the time ran out.

@@ -66,6 +66,10 @@ pub(crate) enum UpstreamError {
     /// Reading the client's request body failed.
     #[error("reading the client's request body: {0}")]
     ClientBody(hyper::Error),
+    /// The client's request body grew past the router's cap (answered 413); the rest of
+    /// it, to linger on.
+    #[error("the client's request body is over the router's limit")]
+    BodyTooLarge(Option<Incoming>),
     /// The upstream's answer is not valid HTTP/1.1.
     #[error("invalid response from the application: {0}")]
     Protocol(&'static str),
@@ -130,11 +134,14 @@ impl Conn {
     /// once the head is written (so a request whose head could not be written can be sent
     /// again with it), and sent as it arrives while the answer is awaited, and then while
     /// the answer's body is read ([`LeanBody`]): an app may answer before it read the whole
-    /// request, or stream its answer while it reads (an echo).
+    /// request, or stream its answer while it reads (an echo). A body growing past
+    /// `max_body` bytes stops the upload ([`UpstreamError::BodyTooLarge`] before the
+    /// answer's head, an error of the answer's body after it).
     pub(crate) async fn exchange(
         &mut self,
         parts: &Parts,
         body: &mut Option<Incoming>,
+        max_body: u64,
     ) -> Result<Head, Failure> {
         let chunked = body.is_some() && !parts.headers.contains_key(header::CONTENT_LENGTH);
         write_head(&mut self.head, parts, chunked);
@@ -150,11 +157,19 @@ impl Conn {
             chunked,
             pending: VecDeque::new(),
             read_all: false,
+            received: 0,
+            max: max_body,
         });
         let mut received_any = false;
         let head = std::future::poll_fn(|cx| {
-            if let Poll::Ready(Err(UploadError::Client(err))) = self.poll_upload(cx) {
-                return Poll::Ready(Err(Failure::sent(UpstreamError::ClientBody(err))));
+            match self.poll_upload(cx) {
+                Poll::Ready(Err(UploadError::Client(err))) => {
+                    return Poll::Ready(Err(Failure::sent(UpstreamError::ClientBody(err))));
+                }
+                Poll::Ready(Err(UploadError::TooLarge(rest))) => {
+                    return Poll::Ready(Err(Failure::sent(UpstreamError::BodyTooLarge(rest))));
+                }
+                _ => {}
             }
             poll_head(&mut self.io, &mut self.buf, &mut received_any, cx, |buf| {
                 parse_head(buf, &parts.method)
@@ -250,6 +265,12 @@ impl Conn {
                 Some(Ok(frame)) => {
                     // Trailers are not forwarded.
                     if let Ok(data) = frame.into_data() {
+                        up.received += data.len() as u64;
+                        if up.received > up.max {
+                            let rest = upload.take().map(|up| up.body);
+                            *upload_failed = true;
+                            return Poll::Ready(Err(UploadError::TooLarge(rest)));
+                        }
                         if !data.is_empty() {
                             if up.chunked {
                                 up.pending
@@ -291,12 +312,18 @@ struct Upload {
     pending: VecDeque<Bytes>,
     /// Whether the client's body ended (what is left is in `pending`).
     read_all: bool,
+    /// Bytes of the body read from the client so far.
+    received: u64,
+    /// The router's cap on them.
+    max: u64,
 }
 
 /// Why sending a request body stopped.
 enum UploadError {
     /// Reading the client's body failed (the client went away, or sent a broken body).
     Client(hyper::Error),
+    /// The client's body grew past the router's cap; the rest of it.
+    TooLarge(Option<Incoming>),
     /// Writing to the app failed (logged where it happened).
     Upstream,
 }
@@ -806,10 +833,17 @@ impl Body for LeanBody {
         let this = &mut *self;
         if let Some(conn) = this.conn.as_mut() {
             // The request body goes on while the answer streams (an app may echo it).
-            if let Poll::Ready(Err(UploadError::Client(err))) = conn.poll_upload(cx) {
+            let failed = match conn.poll_upload(cx) {
+                Poll::Ready(Err(UploadError::Client(err))) => Some(io::Error::other(err)),
+                Poll::Ready(Err(UploadError::TooLarge(_))) => Some(io::Error::other(
+                    "the client's request body is over the router's limit",
+                )),
+                _ => None,
+            };
+            if let Some(err) = failed {
                 this.conn = None;
                 this.done = true;
-                return Poll::Ready(Some(Err(io::Error::other(err))));
+                return Poll::Ready(Some(Err(err)));
             }
         }
         loop {
