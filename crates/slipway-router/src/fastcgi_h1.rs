@@ -46,7 +46,9 @@ use crate::fastcgi::{
     request_head, server_name_port, AnswerHead, FastCgiError, Output, ScriptCall,
 };
 use crate::h1::{put_date, write_page, WRITE_BATCH};
-use crate::headers::{is_hop_by_hop_name, put_field, put_status_line, X_REQUEST_ID};
+use crate::headers::{
+    add_hsts, is_hop_by_hop_name, put_field, put_hsts, put_status_line, X_REQUEST_ID,
+};
 use crate::proxy::{page, Client};
 use crate::release::InFlightGuard;
 use crate::request_body::{BodyFailure, Spool, BODY_CHUNK, LINGER, LINGER_MAX};
@@ -76,6 +78,8 @@ pub(crate) struct ScriptRequest<'a, 'r> {
     pub(crate) started: Instant,
     /// The request's body, if it has one.
     pub(crate) body: Option<RequestBody<'a, 'r>>,
+    /// The route's HSTS value, over TLS (added to the answer unless the app sent one).
+    pub(crate) hsts: Option<&'a HeaderValue>,
 }
 
 /// How a request body is framed.
@@ -226,6 +230,7 @@ impl ScriptRequest<'_, '_> {
             guard,
             started,
             body,
+            hsts,
         } = self;
         let answer = Answer {
             upstream,
@@ -234,6 +239,7 @@ impl ScriptRequest<'_, '_> {
             head_only,
             close,
             started,
+            hsts,
         };
         let (chunked, spool) = match body {
             None => (false, Spool::default()),
@@ -304,6 +310,7 @@ struct Answer<'a> {
     head_only: bool,
     close: bool,
     started: Instant,
+    hsts: Option<&'a HeaderValue>,
 }
 
 impl Answer<'_> {
@@ -331,7 +338,9 @@ impl Answer<'_> {
             .stats()
             .record(status.as_u16(), self.started.elapsed());
         drop(guard);
-        write_page(stream, page(status, text, Some(self.request_id)), true, out).await?;
+        let mut page = page(status, text, Some(self.request_id));
+        add_hsts(page.headers_mut(), self.hsts);
+        write_page(stream, page, true, out).await?;
         let _ = stream.shutdown().await;
         let linger = async {
             let mut sink = vec![0u8; BODY_CHUNK];
@@ -358,7 +367,8 @@ impl Answer<'_> {
         close: bool,
     ) -> io::Result<()> {
         tracing::warn!(upstream = %self.upstream.release, script = %self.script, "FastCGI request failed: {error}");
-        let page = bad_gateway(self.request_id);
+        let mut page = bad_gateway(self.request_id);
+        add_hsts(page.headers_mut(), self.hsts);
         guard
             .stats()
             .record(page.status().as_u16(), self.started.elapsed());
@@ -399,7 +409,7 @@ impl Answer<'_> {
         guard.stats().record(status.as_u16(), started.elapsed());
         out.clear();
         put_status_line(out, status);
-        let mut has_date = false;
+        let (mut has_date, mut has_hsts) = (false, false);
         for (name, value) in &headers {
             // The framing is the router's; the request id is the router's.
             if name == header::CONTENT_LENGTH
@@ -410,12 +420,14 @@ impl Answer<'_> {
                 continue;
             }
             has_date |= name == header::DATE;
+            has_hsts |= name == header::STRICT_TRANSPORT_SECURITY;
             put_field(out, name.as_str().as_bytes(), value.as_bytes());
         }
         put_field(out, b"x-request-id", request_id.as_bytes());
         if !has_date {
             put_date(out);
         }
+        put_hsts(out, self.hsts, has_hsts);
         let bodiless = status.is_informational()
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED;

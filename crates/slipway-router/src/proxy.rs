@@ -18,7 +18,8 @@ use crate::body::{full, FileBody, GuardedBody, ProducedBody, ProxyBody};
 use crate::files::{StaticAnswer, StaticBody};
 use crate::gate::Gate;
 use crate::headers::{
-    add_forwarded, client_value, ensure_request_id, strip_hop_by_hop, wants_upgrade, X_REQUEST_ID,
+    add_forwarded, add_hsts, client_value, ensure_request_id, strip_hop_by_hop, wants_upgrade,
+    X_REQUEST_ID,
 };
 use crate::locations::{Ask, Resolved, WebSite};
 use crate::metrics::EnvStats;
@@ -170,11 +171,7 @@ pub(crate) async fn handle(
             resp
         }
     };
-    if let Some(hsts) = hsts {
-        resp.headers_mut()
-            .entry(header::STRICT_TRANSPORT_SECURITY)
-            .or_insert(hsts);
-    }
+    add_hsts(resp.headers_mut(), hsts.as_ref());
     resp
 }
 

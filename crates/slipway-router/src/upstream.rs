@@ -585,6 +585,8 @@ pub(crate) struct RawHead {
     pub(crate) has_request_id: bool,
     /// Whether the answer has a `Date`.
     pub(crate) has_date: bool,
+    /// Whether the answer has a `Strict-Transport-Security` (the app's own HSTS).
+    pub(crate) has_hsts: bool,
 }
 
 /// Parse a head from `buf` and write it for the client into `out`: the status line
@@ -599,22 +601,24 @@ fn parse_head_raw(
     let parsed = parse_answer(buf, method, |status, fields, framed| {
         out.clear();
         put_status_line(out, status);
-        let (mut has_request_id, mut has_date) = (false, false);
+        let (mut has_request_id, mut has_date, mut has_hsts) = (false, false, false);
         for field in fields.iter().filter(|f| framed.passes(f.name)) {
             has_request_id |= field.name.eq_ignore_ascii_case("x-request-id");
             has_date |= field.name.eq_ignore_ascii_case("date");
+            has_hsts |= field.name.eq_ignore_ascii_case("strict-transport-security");
             put_field(out, field.name.as_bytes(), field.value);
         }
-        Ok((status.as_u16(), has_request_id, has_date))
+        Ok((status.as_u16(), [has_request_id, has_date, has_hsts]))
     })?;
     Ok(parsed.map(|answer| {
         answer.map(
-            |((status, has_request_id, has_date), framing, keep_alive)| RawHead {
+            |((status, [has_request_id, has_date, has_hsts]), framing, keep_alive)| RawHead {
                 status,
                 framing,
                 keep_alive,
                 has_request_id,
                 has_date,
+                has_hsts,
             },
         )
     }))
