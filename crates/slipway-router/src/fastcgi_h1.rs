@@ -39,7 +39,7 @@ use hyper::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::ReadHalf;
 
-use crate::chunked::ChunkedDecoder;
+use crate::chunked::{ChunkedDecoder, Leniency};
 use crate::client_stream::BodyRead;
 use crate::fastcgi::{
     bad_gateway, buffered_output, connect, params_of_head, put_param, read_answer_head,
@@ -194,7 +194,7 @@ impl RequestBody<'_, '_> {
                 }
             }
             BodyFraming::Chunked => {
-                let mut decoder = ChunkedDecoder::new();
+                let mut decoder = ChunkedDecoder::new(Leniency::Strict);
                 end.from_buffer = feed(&mut decoder, &mut spool, buffered, max)?;
                 while !decoder.is_done() {
                     let n = next(&mut chunk, BODY_CHUNK).await?;

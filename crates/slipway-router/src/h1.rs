@@ -707,7 +707,7 @@ impl Exchange<'_> {
         put_hsts(out, hsts, head.has_hsts);
         // A body of unknown length (chunked from the app, or until it closes) goes to the
         // client chunked.
-        let chunked = matches!(head.framing, Framing::Chunked(_) | Framing::UntilClose);
+        let chunked = matches!(head.framing, Framing::Chunked | Framing::UntilClose);
         if chunked {
             out.extend_from_slice(b"transfer-encoding: chunked\r\n");
         }
