@@ -46,6 +46,7 @@ mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 mod gate;
+mod gzip_cache;
 mod h1;
 mod headers;
 mod locations;
