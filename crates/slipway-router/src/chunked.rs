@@ -1,13 +1,22 @@
-//! An incremental decoder of a chunked request body (RFC 9112 7.1), for the router's own
-//! HTTP/1.1 path: fed the client's bytes as they come, it hands back the body's data and
-//! says where the body ends, so that what follows (a pipelined request) is left alone.
+//! The router's one incremental decoder of a chunked body (RFC 9112 7.1): fed bytes as
+//! they come, it hands back the body's data and says where the body ends, so that what
+//! follows (a pipelined request, the next answer) is left alone. It reads a client's
+//! request body ([`Leniency::Strict`], the own path's PHP uploads) and an app's answer
+//! body ([`Leniency::Lenient`], [`crate::upstream::LeanBody`]).
 //!
-//! It is strict where a lenient reading could make two parsers disagree on where the
-//! body ends: every line ends in CRLF (a bare LF or CR is an error), a chunk size is 1 to
-//! 16 hex digits, a chunk's data is followed by CRLF. Chunk extensions (`;name=value`,
-//! after optional spaces or tabs) are skipped, as are trailer fields (never passed on:
-//! PHP gets the body only, as behind nginx). A size line with its extensions is at most
-//! [`MAX_LINE`] bytes and the trailer section at most [`MAX_TRAILERS`].
+//! Strict is strict where a lenient reading could make two parsers disagree on where a
+//! request body ends (request smuggling): every line ends in CRLF (a bare LF or CR is an
+//! error), a chunk size is 1 to 16 hex digits, a chunk's data is followed by CRLF. Chunk
+//! extensions (`;name=value`, after optional spaces or tabs) are skipped, as are trailer
+//! fields (never passed on: PHP gets the body only, as behind nginx). A size line with
+//! its extensions is at most [`MAX_LINE`] bytes and the trailer section at most
+//! [`MAX_TRAILERS`].
+//!
+//! Lenient reads an app's answer as the router always has, so that no app that worked
+//! breaks: a line is anything up to the first CRLF (at most [`LENIENT_MAX_LINE`] bytes);
+//! a size line's part before any `;` is 1 to 15 hex digits with ASCII whitespace around
+//! them; trailer lines are anything, without a cap on their number; a chunk's data is
+//! followed by CRLF.
 
 /// Longest chunk-size line (size and extensions), without its CRLF.
 pub(crate) const MAX_LINE: usize = 4096;
@@ -15,6 +24,20 @@ pub(crate) const MAX_LINE: usize = 4096;
 pub(crate) const MAX_TRAILERS: usize = 16 * 1024;
 /// Most hex digits of a chunk size (the size fits in a `u64`).
 const MAX_SIZE_DIGITS: u32 = 16;
+/// Longest line of a lenient body (a size line or a trailer line), without its CRLF.
+pub(crate) const LENIENT_MAX_LINE: usize = 8 * 1024;
+/// Most hex digits of a lenient body's chunk size.
+const LENIENT_MAX_SIZE_DIGITS: usize = 15;
+
+/// How strictly a chunked body is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Leniency {
+    /// A client's request body: anything a parser behind the router could read
+    /// otherwise is refused.
+    Strict,
+    /// An app's answer body: read as the router's client always read it.
+    Lenient,
+}
 
 /// Why a chunked body is malformed (the client is answered 400).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -82,17 +105,16 @@ pub(crate) struct ChunkedDecoder {
     seen_colon: bool,
     /// Data bytes decoded so far.
     decoded: u64,
-}
-
-impl Default for ChunkedDecoder {
-    fn default() -> Self {
-        ChunkedDecoder::new()
-    }
+    /// How strictly the body is read.
+    leniency: Leniency,
+    /// Lenient: the line being read (a size or trailer line), its CRLF included once it
+    /// came.
+    line_bytes: Vec<u8>,
 }
 
 impl ChunkedDecoder {
-    /// A decoder at the start of a body.
-    pub(crate) fn new() -> ChunkedDecoder {
+    /// A decoder at the start of a body read as `leniency` says.
+    pub(crate) fn new(leniency: Leniency) -> ChunkedDecoder {
         ChunkedDecoder {
             state: State::Size,
             left: 0,
@@ -101,6 +123,8 @@ impl ChunkedDecoder {
             trailer_line: 0,
             seen_colon: false,
             decoded: 0,
+            leniency,
+            line_bytes: Vec::new(),
         }
     }
 
@@ -121,6 +145,15 @@ impl ChunkedDecoder {
         let mut at = 0;
         while at < input.len() {
             let byte = input[at];
+            if self.leniency == Leniency::Lenient
+                && matches!(self.state, State::Size | State::TrailerStart)
+            {
+                at += 1;
+                if self.lenient_line_byte(byte)? {
+                    return Ok((at, &[]));
+                }
+                continue;
+            }
             match self.state {
                 State::Done => break,
                 State::Data => {
@@ -238,6 +271,39 @@ impl ChunkedDecoder {
         Ok((at, &[]))
     }
 
+    /// Lenient: take one more byte of a size or trailer line; at its CRLF, act on the
+    /// line. `true`: the body ended with it.
+    fn lenient_line_byte(&mut self, byte: u8) -> Result<bool, BadChunking> {
+        self.line_bytes.push(byte);
+        if !self.line_bytes.ends_with(b"\r\n") {
+            // The line so far (a CR at its end may be the start of its CRLF).
+            if self.line_bytes.len() > LENIENT_MAX_LINE + 1 {
+                return Err(BadChunking::LineTooLong);
+            }
+            return Ok(false);
+        }
+        let line = &self.line_bytes[..self.line_bytes.len() - 2];
+        if line.len() > LENIENT_MAX_LINE {
+            return Err(BadChunking::LineTooLong);
+        }
+        let ended = if self.state == State::Size {
+            self.left = lenient_size(line)?;
+            self.state = if self.left == 0 {
+                State::TrailerStart
+            } else {
+                State::Data
+            };
+            false
+        } else if line.is_empty() {
+            self.state = State::Done;
+            true
+        } else {
+            false
+        };
+        self.line_bytes.clear();
+        Ok(ended)
+    }
+
     /// Count one more byte of the size line.
     fn count_line(&mut self) -> Result<(), BadChunking> {
         self.line += 1;
@@ -267,6 +333,24 @@ fn hex_value(byte: u8) -> Option<u8> {
     }
 }
 
+/// The size a lenient size line gives: its part before any `;`, ASCII whitespace around
+/// it trimmed, is 1 to [`LENIENT_MAX_SIZE_DIGITS`] hex digits.
+fn lenient_size(line: &[u8]) -> Result<u64, BadChunking> {
+    let digits = line
+        .iter()
+        .position(|b| *b == b';')
+        .map_or(line, |semi| &line[..semi]);
+    let digits = digits.trim_ascii();
+    if digits.is_empty() || digits.len() > LENIENT_MAX_SIZE_DIGITS {
+        return Err(BadChunking::Size);
+    }
+    let mut size = 0u64;
+    for &d in digits {
+        size = size * 16 + u64::from(hex_value(d).ok_or(BadChunking::Size)?);
+    }
+    Ok(size)
+}
+
 /// Whether `byte` may stand in a field name (RFC 9110 `tchar`).
 fn is_token(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
@@ -278,7 +362,16 @@ pub(crate) fn decode_all(
     input: &[u8],
     step: usize,
 ) -> Result<Option<(Vec<u8>, usize)>, BadChunking> {
-    let mut decoder = ChunkedDecoder::new();
+    decode_all_as(Leniency::Strict, input, step)
+}
+
+/// [`decode_all`], read as `leniency` says.
+pub(crate) fn decode_all_as(
+    leniency: Leniency,
+    input: &[u8],
+    step: usize,
+) -> Result<Option<(Vec<u8>, usize)>, BadChunking> {
+    let mut decoder = ChunkedDecoder::new(leniency);
     let mut body = Vec::new();
     let mut at = 0;
     while at < input.len() && !decoder.is_done() {
@@ -297,8 +390,17 @@ pub(crate) fn decode_all(
 /// Check the decoder on `data` (a chunked body, maybe followed by more) against hyper's
 /// HTTP/1.1 server reading it as the body of a request, for the fuzz target and the
 /// in-tree samples: panics if the decoder takes a body hyper does not read the same way,
-/// or if feeding it in pieces changes what it decodes.
+/// or if feeding it in pieces changes what it decodes (strictly or leniently).
 pub(crate) fn check_chunked_body(data: &[u8]) {
+    // The lenient reading (answers) does not depend on the pieces either.
+    let lenient = decode_all_as(Leniency::Lenient, data, usize::MAX);
+    for step in [1, 2, 7, 4096] {
+        assert_eq!(
+            decode_all_as(Leniency::Lenient, data, step),
+            lenient,
+            "pieces of {step} bytes decode otherwise, leniently: {data:?}"
+        );
+    }
     let whole = decode_all(data, usize::MAX);
     for step in [1, 2, 7, 4096] {
         assert_eq!(
@@ -311,7 +413,7 @@ pub(crate) fn check_chunked_body(data: &[u8]) {
         return;
     };
     assert_eq!(body.len() as u64, {
-        let mut d = ChunkedDecoder::new();
+        let mut d = ChunkedDecoder::new(Leniency::Strict);
         let mut rest = &data[..used];
         while !rest.is_empty() {
             let (n, _) = d.next(rest).expect("decoded once");
@@ -426,5 +528,156 @@ mod tests {
         );
         // Sixteen digits is a size (the largest a u64 holds).
         assert_eq!(decode_all(b"FFFFFFFFFFFFFFFF\r\nab", 8), Ok(None));
+    }
+
+    /// What the lenient reading takes that the strict one refuses (an app's answer is
+    /// read as it always was), and what both refuse.
+    #[test]
+    fn lenient_reads_answers_as_before_and_strict_refuses_them() {
+        let lenient = |input: &[u8]| decode_all_as(Leniency::Lenient, input, 3);
+        for (input, body) in [
+            (&b" 5 \r\nhello\r\n0\r\n\r\n"[..], &b"hello"[..]),
+            (b"5\x0c;x\r\nhello\r\n0\r\n\r\n", b"hello"),
+            (b"5\r\r\nhello\r\n0\r\n\r\n", b"hello"),
+            (b"5;\x01\n\r\nhello\r\n0\r\n\r\n", b"hello"),
+            (b"0\r\nno colon\r\n\r\n", b""),
+            (b"0\r\nX: a\nb\r\n\r\n", b""),
+        ] {
+            assert!(decode_all(input, 3).is_err(), "strict took {input:?}");
+            assert_eq!(
+                lenient(input),
+                Ok(Some((body.to_vec(), input.len()))),
+                "{input:?}"
+            );
+        }
+        for input in [
+            &b"x\r\n"[..],
+            b"\r\n",
+            b"5 x\r\n",
+            b"5\r\nhelloX\r\n",
+            b"5\r\nhello\n0\r\n\r\n",
+        ] {
+            assert!(lenient(input).is_err(), "lenient took {input:?}");
+            assert!(decode_all(input, 3).is_err(), "strict took {input:?}");
+        }
+        // Sixteen digits: a size strictly, too many as answers were always read.
+        assert!(lenient(b"1111111111111111\r\n").is_err());
+        assert_eq!(decode_all(b"1111111111111111\r\n", 3), Ok(None));
+        let long = format!("1;{}\r\n", "e".repeat(LENIENT_MAX_LINE));
+        assert_eq!(lenient(long.as_bytes()), Err(BadChunking::LineTooLong));
+        let fifteen = format!("1;{}\r\na\r\n0\r\n\r\n", "e".repeat(LENIENT_MAX_LINE - 2));
+        assert_eq!(
+            lenient(fifteen.as_bytes()).map(|r| r.map(|r| r.0)),
+            Ok(Some(b"a".to_vec()))
+        );
+    }
+
+    /// The router's earlier decoder of answer bodies (whole-buffer, line by line), kept
+    /// here only as the reference the lenient reading must agree with: the body and where
+    /// it ended, `Ok(None)` if not ended, `Err` if refused.
+    fn reference_lenient(input: &[u8]) -> Result<Option<(Vec<u8>, usize)>, ()> {
+        let mut at = 0;
+        let mut body = Vec::new();
+        let line = |at: &mut usize| -> Result<Option<&[u8]>, ()> {
+            let rest = &input[*at..];
+            match rest.windows(2).position(|w| w == b"\r\n") {
+                Some(end) if end > LENIENT_MAX_LINE => Err(()),
+                Some(end) => {
+                    *at += end + 2;
+                    Ok(Some(&rest[..end]))
+                }
+                None if rest.len() > LENIENT_MAX_LINE => Err(()),
+                None => Ok(None),
+            }
+        };
+        loop {
+            let Some(size_line) = line(&mut at)? else {
+                return Ok(None);
+            };
+            let digits = size_line
+                .iter()
+                .position(|b| *b == b';')
+                .map_or(size_line, |semi| &size_line[..semi])
+                .trim_ascii();
+            if digits.is_empty() || digits.len() > 15 {
+                return Err(());
+            }
+            let mut size = 0u64;
+            for d in digits {
+                size = size * 16 + u64::from((*d as char).to_digit(16).ok_or(())?);
+            }
+            if size == 0 {
+                loop {
+                    match line(&mut at)? {
+                        None => return Ok(None),
+                        Some([]) => return Ok(Some((body, at))),
+                        Some(_) => {}
+                    }
+                }
+            }
+            let size = usize::try_from(size).map_err(|_| ())?;
+            if input.len() - at < size {
+                return Ok(None);
+            }
+            body.extend_from_slice(&input[at..at + size]);
+            at += size;
+            // (It waited for both bytes after a chunk's data before refusing them; the
+            // one decoder refuses a wrong first byte at once: the same answer, sooner.)
+            match &input[at..] {
+                [] | [b'\r'] => return Ok(None),
+                [b'\r', b'\n', ..] => at += 2,
+                _ => return Err(()),
+            }
+        }
+    }
+
+    /// The lenient reading agrees with the earlier answer decoder on sample answers and
+    /// on random bodies with mutations, fed whole and in pieces.
+    #[test]
+    fn lenient_agrees_with_the_earlier_answer_decoder() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let pieces: [&[u8]; 14] = [
+            b"5", b"a", b"0", b" ", b"\t", b";x=y", b"\r\n", b"\r", b"\n", b"hello", b"X: 1",
+            b"\x0c", b"ff", b";",
+        ];
+        for _ in 0..4000 {
+            let mut input = Vec::new();
+            let mut chunks = next() % 4;
+            while chunks > 0 {
+                let size = (next() % 20) as usize + 1;
+                input.extend_from_slice(format!("{size:x}\r\n").as_bytes());
+                input.extend(std::iter::repeat_n(b'd', size));
+                input.extend_from_slice(b"\r\n");
+                chunks -= 1;
+            }
+            input.extend_from_slice(b"0\r\n");
+            if next() % 2 == 0 {
+                input.extend_from_slice(b"T: v\r\n");
+            }
+            input.extend_from_slice(b"\r\nNEXT");
+            for _ in 0..(next() % 4) {
+                let at = (next() as usize) % (input.len() + 1);
+                match next() % 3 {
+                    0 if at < input.len() => {
+                        input.remove(at);
+                    }
+                    _ => {
+                        let piece = pieces[(next() as usize) % pieces.len()];
+                        input.splice(at..at, piece.iter().copied());
+                    }
+                }
+            }
+            let expected = reference_lenient(&input);
+            for step in [1, 2, 5, usize::MAX] {
+                let ours = decode_all_as(Leniency::Lenient, &input, step).map_err(|_| ());
+                assert_eq!(ours, expected, "step {step}: {input:?}");
+            }
+        }
     }
 }

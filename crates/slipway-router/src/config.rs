@@ -41,14 +41,16 @@ pub struct RouterConfig {
     /// (nginx's `open_file_cache`; default on, see [`crate::Site`]). Off: each request
     /// opens its file, as a comparison for benchmarks.
     pub open_file_cache: bool,
-    /// Largest request body a PHP script is sent on the router's own HTTP/1.1 path, like
-    /// nginx's `client_max_body_size` (default [`DEFAULT_MAX_REQUEST_BODY`]): a larger
+    /// Largest request body a PHP script is sent (on both of the router's paths), or an
+    /// app is sent on hyper's path (HTTP/2, connections handed to hyper), like nginx's
+    /// `client_max_body_size` (default [`DEFAULT_MAX_REQUEST_BODY`]): a larger
     /// `Content-Length` is answered 413 before any of it is read (no `100 Continue`), a
-    /// chunked body 413 once it grows past it.
+    /// body without one 413 once it grows past it.
     pub max_request_body: u64,
     /// How long the router waits for the next bytes of a request body it is reading for a
-    /// PHP script, like nginx's `client_body_timeout` (default 60 s); then 408 and the
-    /// connection closes. PHP-FPM is not connected to before the body is read whole.
+    /// PHP script (on both paths), like nginx's `client_body_timeout` (default 60 s); then
+    /// 408 (and an HTTP/1.1 connection closes). PHP-FPM is not connected to before the
+    /// body is read whole.
     pub request_body_timeout: Duration,
 }
 

@@ -1,10 +1,14 @@
 //! The router's FastCGI client: a request for a PHP script of an app served by PHP-FPM
 //! ([`crate::site::Site::fastcgi`]) goes to the app as one FastCGI request (role
 //! responder) on a connection of its own, with the CGI parameters nginx's
-//! `fastcgi_params` gives. The request body is streamed as `FCGI_STDIN` while the answer
-//! is read (a chunked one, of no known length, is read whole first, up to 64 MiB, since
-//! PHP reads only `CONTENT_LENGTH` bytes); the answer's CGI head (`Status:`, headers) becomes the HTTP response head and
-//! its body is streamed to the client as it comes.
+//! `fastcgi_params` gives. This module serves hyper's path (HTTP/2, and HTTP/1.1 on a
+//! connection handed to hyper); the router's own HTTP/1.1 path is [`crate::fastcgi_h1`].
+//! The request body is read whole first by the same rules and into the same spool as on
+//! the own path ([`crate::request_body`]: the cap, the body timeout, memory then an
+//! unlinked file), so PHP gets its `CONTENT_LENGTH` (it reads only that many bytes) and
+//! PHP-FPM is not connected to while a client uploads; it is then sent as `FCGI_STDIN`
+//! while the answer is read. The answer's CGI head (`Status:`, headers) becomes the HTTP
+//! response head and its body is streamed to the client as it comes.
 //!
 //! The common short request costs no more than it must: a request without a body goes
 //! to PHP-FPM in one write (no writer task), and an answer whose end came with its head
@@ -22,8 +26,7 @@
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http_body_util::BodyExt;
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Incoming;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -33,6 +36,7 @@ use tokio::task::JoinHandle;
 use crate::body::{full, BoxError, ProxyBody};
 use crate::headers::X_REQUEST_ID;
 use crate::release::InFlightGuard;
+use crate::request_body::{refuse_incoming, spool_incoming, BodyLimits, Spool};
 use crate::routes::Upstream;
 use crate::upstream_stream::UpstreamStream;
 
@@ -52,9 +56,8 @@ const REQUEST_ID: u16 = 1;
 const MAX_CONTENT: usize = 65535;
 /// Largest CGI head (status and headers) accepted from the app.
 const MAX_HEAD: usize = 64 * 1024;
-/// Largest request body without a `Content-Length` (chunked), which is read whole
-/// first: PHP reads a body only as long as `CONTENT_LENGTH` says, as behind nginx.
-const MAX_CHUNKED_BODY: usize = 64 * 1024 * 1024;
+/// A request body up to this long goes to PHP-FPM in one write with the request's head.
+const ONE_WRITE: u64 = 64 * 1024;
 /// How long connecting to PHP-FPM may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -327,12 +330,6 @@ pub(crate) enum FastCgiError {
     /// The CGI head does not parse, or is too long.
     #[error("the app's CGI head is not valid: {0}")]
     BadHead(String),
-    /// A chunked request body over [`MAX_CHUNKED_BODY`] (answered 413).
-    #[error("a chunked request body over {MAX_CHUNKED_BODY} bytes")]
-    BodyTooLarge,
-    /// The client's chunked body could not be read.
-    #[error("reading the request body: {0}")]
-    Body(String),
 }
 
 /// The CGI head of an answer: status and headers.
@@ -389,7 +386,10 @@ pub(crate) async fn connect(upstream: &Upstream) -> Result<UpstreamStream, FastC
         .map_err(FastCgiError::Connect)
 }
 
-/// Run `call` for `req` on the app `upstream` and answer with what it prints.
+/// Run `call` for `req` on the app `upstream` and answer with what it prints. The
+/// request body is read whole first by `limits` ([`crate::request_body`]: 413, 408 and
+/// 400 as on the router's own path), so PHP gets its `CONTENT_LENGTH` and a slow client
+/// holds no PHP-FPM worker while it uploads.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn respond(
     upstream: &Upstream,
@@ -400,17 +400,28 @@ pub(crate) async fn respond(
     server_port: u16,
     request_id: &HeaderValue,
     guard: InFlightGuard,
+    limits: BodyLimits,
 ) -> Response<ProxyBody> {
-    match exchange(upstream, req, &call, remote_addr, host, server_port, guard).await {
-        Ok(mut resp) => {
-            resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
-            resp
+    let (mut parts, mut body) = req.into_parts();
+    let spool = match spool_incoming(&mut body, limits).await {
+        Ok(spool) => spool,
+        Err(failure) => {
+            failure.log(&call.script_filename);
+            drop(guard);
+            return refuse_incoming(&failure, body, parts.version, limits, request_id)
+                .unwrap_or_else(|| bad_request_body(request_id));
         }
-        Err(FastCgiError::BodyTooLarge) => {
-            let mut resp = Response::new(full(
-                "413 Content Too Large: send a Content-Length with a body this large.\n",
-            ));
-            *resp.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+    };
+    drop(body);
+    if spool.len() > 0 || parts.headers.contains_key(header::CONTENT_LENGTH) {
+        // The length PHP reads the body by (a chunked or h2 body has none of its own).
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(spool.len()));
+    }
+    let cgi = (upstream, &call, remote_addr, host, server_port);
+    match exchange(cgi, &parts, spool, guard).await {
+        Ok(mut resp) => {
             resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
             resp
         }
@@ -421,36 +432,25 @@ pub(crate) async fn respond(
     }
 }
 
+/// The answer to a request whose body broke off (no one is likely to read it).
+fn bad_request_body(request_id: &HeaderValue) -> Response<ProxyBody> {
+    crate::proxy::page(
+        StatusCode::BAD_REQUEST,
+        "400 Bad Request: the request body was not sent whole.\n",
+        Some(request_id),
+    )
+}
+
+/// Where a script request goes and its CGI server variables: the app, the script, the
+/// client's address, the server name and port.
+type CgiTarget<'a> = (&'a Upstream, &'a ScriptCall, &'a str, &'a str, u16);
+
 async fn exchange(
-    upstream: &Upstream,
-    req: Request<Incoming>,
-    call: &ScriptCall,
-    remote_addr: &str,
-    host: &str,
-    server_port: u16,
+    (upstream, call, remote_addr, host, server_port): CgiTarget<'_>,
+    parts: &hyper::http::request::Parts,
+    spool: Spool,
     guard: InFlightGuard,
 ) -> Result<Response<ProxyBody>, FastCgiError> {
-    let (mut parts, body) = req.into_parts();
-    // A body of unknown length is read whole first, to give PHP its CONTENT_LENGTH.
-    let mut body = if !parts.headers.contains_key(header::CONTENT_LENGTH) && !body.is_end_stream() {
-        let whole = http_body_util::Limited::new(body, MAX_CHUNKED_BODY)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    FastCgiError::BodyTooLarge
-                } else {
-                    FastCgiError::Body(e.to_string())
-                }
-            })?
-            .to_bytes();
-        parts
-            .headers
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(whole.len()));
-        RequestBody::Whole(Some(whole))
-    } else {
-        RequestBody::Streamed(body)
-    };
     let stream = connect(upstream).await?;
     let uri = &parts.uri;
     let cgi = CgiRequest {
@@ -477,11 +477,11 @@ async fn exchange(
     );
     let mut head = request_head(&p);
     let (mut rd, writer): (Box<dyn AsyncRead + Send + Unpin>, Option<JoinHandle<_>>) =
-        if body.is_empty() {
-            // No body (a GET): the whole request in one write, as nginx sends it, and no
-            // task to write it.
+        if spool.len() <= ONE_WRITE {
+            // No body (a GET) or a short one: the whole request in one write, as nginx
+            // sends it, and no task to write it.
             let mut stream = stream;
-            put_records(&mut head, STDIN, &[]);
+            spool.send(&mut head).await?;
             stream.write_all(&head).await?;
             (Box::new(stream), None)
         } else {
@@ -490,18 +490,7 @@ async fn exchange(
             // it has read everything.
             let writer = tokio::spawn(async move {
                 wr.write_all(&head).await?;
-                let mut out = Vec::new();
-                while let Some(data) = body.next_data().await? {
-                    if data.is_empty() {
-                        continue;
-                    }
-                    out.clear();
-                    put_records(&mut out, STDIN, &data);
-                    wr.write_all(&out).await?;
-                }
-                out.clear();
-                put_records(&mut out, STDIN, &[]);
-                wr.write_all(&out).await?;
+                spool.send(&mut wr).await?;
                 Ok::<_, std::io::Error>(wr)
             });
             (Box::new(rd), Some(writer))
@@ -622,42 +611,6 @@ pub(crate) async fn read_answer_head<R: AsyncRead + Unpin + ?Sized>(
         body_start,
         ended,
     })
-}
-
-/// A request body on its way to PHP-FPM.
-enum RequestBody {
-    /// Sent as it comes (its length is known).
-    Streamed(Incoming),
-    /// Read whole already (it came chunked).
-    Whole(Option<Bytes>),
-}
-
-impl RequestBody {
-    /// Whether there is no body at all (a `GET`): nothing to stream.
-    fn is_empty(&self) -> bool {
-        match self {
-            RequestBody::Whole(b) => b.as_ref().is_none_or(Bytes::is_empty),
-            RequestBody::Streamed(body) => body.is_end_stream(),
-        }
-    }
-
-    /// The next piece of data, `None` at the end.
-    async fn next_data(&mut self) -> std::io::Result<Option<Bytes>> {
-        match self {
-            RequestBody::Whole(b) => Ok(b.take()),
-            RequestBody::Streamed(body) => loop {
-                match body.frame().await {
-                    None => return Ok(None),
-                    Some(Err(e)) => return Err(std::io::Error::other(e)),
-                    Some(Ok(frame)) => {
-                        if let Ok(data) = frame.into_data() {
-                            return Ok(Some(data));
-                        }
-                    }
-                }
-            },
-        }
-    }
 }
 
 /// What the app sent next.

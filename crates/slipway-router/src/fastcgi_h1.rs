@@ -5,7 +5,7 @@
 //!
 //! A request body (`Content-Length` or chunked) is read whole before PHP-FPM is
 //! connected to, as nginx does by default (`fastcgi_request_buffering on`): into memory up
-//! to [`SPOOL_IN_MEMORY`] bytes, beyond that into an unlinked temporary file
+//! to [`crate::request_body::SPOOL_IN_MEMORY`] bytes, beyond that into an unlinked temporary file
 //! (`tempfile::tempfile`, in `TMPDIR`), never whole in memory. So PHP gets the
 //! `CONTENT_LENGTH` it reads `php://input` by (PHP-FPM reads no more of `FCGI_STDIN`
 //! than `CONTENT_LENGTH` says: without it a chunked body reaches the script empty), and a
@@ -30,8 +30,7 @@
 //! chunked as PHP-FPM sends it. PHP-FPM not answering (no connection, no valid head) is
 //! a 502 page; an answer that breaks off after its head closes the client connection.
 
-use std::io::{self, Write as _};
-use std::os::unix::fs::FileExt as _;
+use std::io;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -40,16 +39,19 @@ use hyper::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::ReadHalf;
 
-use crate::chunked::{BadChunking, ChunkedDecoder};
+use crate::chunked::{ChunkedDecoder, Leniency};
 use crate::client_stream::BodyRead;
 use crate::fastcgi::{
-    bad_gateway, buffered_output, connect, params_of_head, put_body_end, put_param, put_stdin,
-    read_answer_head, request_head, server_name_port, AnswerHead, FastCgiError, Output, ScriptCall,
+    bad_gateway, buffered_output, connect, params_of_head, put_param, read_answer_head,
+    request_head, server_name_port, AnswerHead, FastCgiError, Output, ScriptCall,
 };
 use crate::h1::{put_date, write_page, WRITE_BATCH};
-use crate::headers::{is_hop_by_hop_name, put_field, put_status_line, X_REQUEST_ID};
+use crate::headers::{
+    add_hsts, is_hop_by_hop_name, put_field, put_hsts, put_status_line, X_REQUEST_ID,
+};
 use crate::proxy::{page, Client};
 use crate::release::InFlightGuard;
+use crate::request_body::{BodyFailure, Spool, BODY_CHUNK, LINGER, LINGER_MAX};
 use crate::routes::Upstream;
 
 /// A request for a script, on its way to PHP-FPM.
@@ -76,6 +78,8 @@ pub(crate) struct ScriptRequest<'a, 'r> {
     pub(crate) started: Instant,
     /// The request's body, if it has one.
     pub(crate) body: Option<RequestBody<'a, 'r>>,
+    /// The route's HSTS value, over TLS (added to the answer unless the app sent one).
+    pub(crate) hsts: Option<&'a HeaderValue>,
 }
 
 /// How a request body is framed.
@@ -112,90 +116,6 @@ pub(crate) struct BodyEnd {
     pub(crate) from_buffer: usize,
     /// Bytes read after the body's end.
     pub(crate) read_ahead: Vec<u8>,
-}
-
-/// Why a request body was not read whole.
-#[derive(Debug)]
-enum BodyFailure {
-    /// Over the cap: 413.
-    TooLarge,
-    /// Malformed chunking: 400.
-    Malformed(BadChunking),
-    /// Nothing came for the body timeout: 408.
-    TimedOut,
-    /// Storing it failed (the temporary file): 500.
-    Store(io::Error),
-    /// The client's side broke or ended within the body: no answer.
-    Client(io::Error),
-}
-
-/// A request body held for PHP-FPM: in memory up to [`SPOOL_IN_MEMORY`] bytes, beyond that
-/// in an unlinked temporary file.
-#[derive(Debug, Default)]
-pub(crate) struct Spool {
-    memory: Vec<u8>,
-    file: Option<std::fs::File>,
-    len: u64,
-}
-
-/// Bytes of a request body held in memory before it goes to a temporary file (nginx's
-/// `client_body_buffer_size` is 16 KiB; a form post or a JSON document stays in memory).
-pub(crate) const SPOOL_IN_MEMORY: usize = 128 * 1024;
-
-impl Spool {
-    /// Append `data` (to the file, once there is one; the file is written with plain
-    /// system calls: page-cache writes of at most [`BODY_CHUNK`] bytes).
-    fn push(&mut self, data: &[u8]) -> io::Result<()> {
-        if data.is_empty() {
-            return Ok(());
-        }
-        if self.file.is_none() && self.memory.len() + data.len() <= SPOOL_IN_MEMORY {
-            self.memory.extend_from_slice(data);
-        } else {
-            let file = match &mut self.file {
-                Some(file) => file,
-                None => {
-                    let mut file = tempfile::tempfile()?;
-                    file.write_all(&self.memory)?;
-                    self.memory = Vec::new();
-                    self.file.insert(file)
-                }
-            };
-            file.write_all(data)?;
-        }
-        self.len += data.len() as u64;
-        Ok(())
-    }
-
-    /// The body's length.
-    pub(crate) fn len(&self) -> u64 {
-        self.len
-    }
-
-    /// Send the body to PHP-FPM as `FCGI_STDIN` records, then the body's end.
-    async fn send<W: AsyncWrite + Unpin>(&self, wr: &mut W) -> io::Result<()> {
-        let mut out = Vec::with_capacity(BODY_CHUNK + 64);
-        match &self.file {
-            None => put_stdin(&mut out, &self.memory),
-            Some(file) => {
-                let mut chunk = vec![0u8; BODY_CHUNK];
-                let mut offset = 0;
-                while offset < self.len {
-                    let n = file.read_at(&mut chunk, offset)?;
-                    if n == 0 {
-                        return Err(io::ErrorKind::UnexpectedEof.into());
-                    }
-                    offset += n as u64;
-                    out.clear();
-                    put_stdin(&mut out, &chunk[..n]);
-                    wr.write_all(&out).await?;
-                }
-                out.clear();
-            }
-        }
-        put_body_end(&mut out);
-        wr.write_all(&out).await
-    }
 }
 
 /// Decode `input` into `spool` until it is all taken or the body ends: how many bytes
@@ -274,7 +194,7 @@ impl RequestBody<'_, '_> {
                 }
             }
             BodyFraming::Chunked => {
-                let mut decoder = ChunkedDecoder::new();
+                let mut decoder = ChunkedDecoder::new(Leniency::Strict);
                 end.from_buffer = feed(&mut decoder, &mut spool, buffered, max)?;
                 while !decoder.is_done() {
                     let n = next(&mut chunk, BODY_CHUNK).await?;
@@ -310,6 +230,7 @@ impl ScriptRequest<'_, '_> {
             guard,
             started,
             body,
+            hsts,
         } = self;
         let answer = Answer {
             upstream,
@@ -318,6 +239,7 @@ impl ScriptRequest<'_, '_> {
             head_only,
             close,
             started,
+            hsts,
         };
         let (chunked, spool) = match body {
             None => (false, Spool::default()),
@@ -378,26 +300,8 @@ impl ScriptRequest<'_, '_> {
     }
 }
 
-/// What a refused body's error says.
-fn failure_text(failure: &BodyFailure) -> String {
-    match failure {
-        BodyFailure::TooLarge => "the request body is over the limit".into(),
-        BodyFailure::Malformed(e) => format!("the chunked request body is malformed: {e}"),
-        BodyFailure::TimedOut => "the request body timed out".into(),
-        BodyFailure::Store(e) | BodyFailure::Client(e) => e.to_string(),
-    }
-}
-
-/// Bytes of a request body read from the client at once, and sent to PHP-FPM at once.
-const BODY_CHUNK: usize = 32 * 1024;
 /// A body up to this long goes to PHP-FPM in one write with the request's head.
 const ONE_WRITE: usize = 64 * 1024;
-/// After refusing a body: how long, and how many bytes at most, what the client still
-/// sends is read and dropped before the connection closes (so that the client reads the
-/// answer instead of a reset).
-const LINGER: Duration = Duration::from_secs(2);
-const LINGER_MAX: usize = 8 * 1024 * 1024;
-
 /// What the answer to a script request depends on.
 struct Answer<'a> {
     upstream: &'a Upstream,
@@ -406,6 +310,7 @@ struct Answer<'a> {
     head_only: bool,
     close: bool,
     started: Instant,
+    hsts: Option<&'a HeaderValue>,
 }
 
 impl Answer<'_> {
@@ -421,43 +326,21 @@ impl Answer<'_> {
         out: &mut Vec<u8>,
         timeout: Duration,
     ) -> io::Result<()> {
-        let (status, text) = match &failure {
-            BodyFailure::TooLarge => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "413 Content Too Large: the request body is over the router's limit.\n",
-            ),
-            BodyFailure::Malformed(_) => (
-                StatusCode::BAD_REQUEST,
-                "400 Bad Request: the chunked request body is malformed.\n",
-            ),
-            BodyFailure::TimedOut => (
-                StatusCode::REQUEST_TIMEOUT,
-                "408 Request Timeout: the request body stopped coming.\n",
-            ),
-            BodyFailure::Store(_) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "500 Internal Server Error: the request body could not be stored.\n",
-            ),
-            BodyFailure::Client(e) => {
-                return Err(io::Error::new(
-                    e.kind(),
-                    "the request body was not sent whole",
-                ))
-            }
+        let Some((status, text)) = failure.answer() else {
+            let kind = match &failure {
+                BodyFailure::Client(e) => e.kind(),
+                _ => io::ErrorKind::Other,
+            };
+            return Err(io::Error::new(kind, "the request body was not sent whole"));
         };
-        match &failure {
-            BodyFailure::Store(e) => {
-                tracing::error!(script = %self.script, "storing a request body: {e}")
-            }
-            other => {
-                tracing::info!(script = %self.script, "request body refused: {other:?}")
-            }
-        }
+        failure.log(self.script);
         guard
             .stats()
             .record(status.as_u16(), self.started.elapsed());
         drop(guard);
-        write_page(stream, page(status, text, Some(self.request_id)), true, out).await?;
+        let mut page = page(status, text, Some(self.request_id));
+        add_hsts(page.headers_mut(), self.hsts);
+        write_page(stream, page, true, out).await?;
         let _ = stream.shutdown().await;
         let linger = async {
             let mut sink = vec![0u8; BODY_CHUNK];
@@ -470,7 +353,7 @@ impl Answer<'_> {
             }
         };
         let _ = tokio::time::timeout(LINGER.min(timeout), linger).await;
-        Err(io::Error::other(failure_text(&failure)))
+        Err(io::Error::other(failure.text()))
     }
 
     /// Answer 502: PHP-FPM could not be reached or gave no valid head (`close`: the
@@ -484,7 +367,8 @@ impl Answer<'_> {
         close: bool,
     ) -> io::Result<()> {
         tracing::warn!(upstream = %self.upstream.release, script = %self.script, "FastCGI request failed: {error}");
-        let page = bad_gateway(self.request_id);
+        let mut page = bad_gateway(self.request_id);
+        add_hsts(page.headers_mut(), self.hsts);
         guard
             .stats()
             .record(page.status().as_u16(), self.started.elapsed());
@@ -525,7 +409,7 @@ impl Answer<'_> {
         guard.stats().record(status.as_u16(), started.elapsed());
         out.clear();
         put_status_line(out, status);
-        let mut has_date = false;
+        let (mut has_date, mut has_hsts) = (false, false);
         for (name, value) in &headers {
             // The framing is the router's; the request id is the router's.
             if name == header::CONTENT_LENGTH
@@ -536,12 +420,14 @@ impl Answer<'_> {
                 continue;
             }
             has_date |= name == header::DATE;
+            has_hsts |= name == header::STRICT_TRANSPORT_SECURITY;
             put_field(out, name.as_str().as_bytes(), value.as_bytes());
         }
         put_field(out, b"x-request-id", request_id.as_bytes());
         if !has_date {
             put_date(out);
         }
+        put_hsts(out, self.hsts, has_hsts);
         let bodiless = status.is_informational()
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED;
@@ -626,7 +512,7 @@ fn put_chunk(out: &mut Vec<u8>, data: &[u8]) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     use std::time::Duration;
@@ -676,7 +562,10 @@ mod tests {
     }
 
     /// [`fake_fpm`], counting the connections it accepts in `accepted`.
-    fn fake_fpm_counted(listener: TcpListener, accepted: Arc<AtomicUsize>) -> JoinHandle<()> {
+    pub(crate) fn fake_fpm_counted(
+        listener: TcpListener,
+        accepted: Arc<AtomicUsize>,
+    ) -> JoinHandle<()> {
         tokio::spawn(async move {
             while let Ok((mut conn, _)) = listener.accept().await {
                 accepted.fetch_add(1, Ordering::SeqCst);
@@ -713,7 +602,7 @@ mod tests {
         })
     }
 
-    fn php_site(dir: &std::path::Path) -> Site {
+    pub(crate) fn php_site(dir: &std::path::Path) -> Site {
         let mut root = Location::new("/");
         root.root = Some(String::new());
         root.scripts = true;
@@ -727,7 +616,7 @@ mod tests {
         }
     }
 
-    fn param<'a>(body: &'a str, name: &str) -> Option<&'a str> {
+    pub(crate) fn param<'a>(body: &'a str, name: &str) -> Option<&'a str> {
         body.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
     }

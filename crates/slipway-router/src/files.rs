@@ -331,7 +331,20 @@ pub(crate) fn answer(
                 body: StaticBody::Produced(Produced::Gzip(GzipStream::new(file.file, size))),
             }
         } else {
-            match gzip_file(&file.file, size) {
+            let gz = match root.cache {
+                // A slug's file: compressed once per worker ([`crate::gzip_cache`]).
+                Some(cache) => {
+                    let key = crate::gzip_cache::FileIdentity {
+                        root: std::ptr::from_ref(cache) as usize,
+                        tag_and_path: format!("{}\0{rel}", eff.tag).into(),
+                        size,
+                        modified: mtime,
+                    };
+                    crate::gzip_cache::gzipped(key, || gzip_file(&file.file, size))
+                }
+                None => gzip_file(&file.file, size),
+            };
+            match gz {
                 Ok(gz) => StaticAnswer {
                     status: StatusCode::OK,
                     headers,

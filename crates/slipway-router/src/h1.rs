@@ -45,7 +45,8 @@ use crate::fastcgi_h1::{BodyEnd, BodyFraming, RequestBody, ScriptRequest};
 use crate::file_body::Produced;
 use crate::files::{StaticAnswer, StaticBody, FILE_CHUNK};
 use crate::headers::{
-    is_hop_by_hop_name, new_request_id, put_field, put_status_line, sane_request_id,
+    add_hsts, is_hop_by_hop_name, new_request_id, put_field, put_hsts, put_status_line,
+    sane_request_id,
 };
 use crate::locations::{Ask, Resolved};
 use crate::pool::Pool;
@@ -140,11 +141,8 @@ pub(crate) async fn serve<S: ClientStream, E: Future<Output = End>>(
         request.close |= last_call.is_some();
         let text = |r: &Range<usize>| std::str::from_utf8(&buf[r.clone()]).unwrap_or("");
         let host = text(&request.host);
-        // The console is hyper's (its pages, forms and event streams), and so is, over TLS,
-        // a route with HSTS (hyper's path adds the field to its answers).
-        if router.console_for(host).is_some()
-            || (client.tls && router.hsts(host, text(&request.path)).is_some())
-        {
+        // The console is hyper's (its pages, forms and event streams).
+        if router.console_for(host).is_some() {
             if last_call.is_some() {
                 return Served::Closed;
             }
@@ -158,6 +156,13 @@ pub(crate) async fn serve<S: ClientStream, E: Future<Output = End>>(
         let (mut reader, mut writer) = stream.answer_halves();
         let started = std::time::Instant::now();
         let only_script = request.only_script();
+        // Over TLS, a route's HSTS field for every answer (never on plain HTTP).
+        let hsts = if client.tls {
+            router.hsts(host, text(&request.path))
+        } else {
+            None
+        };
+        let hsts = hsts.as_ref();
         let mut watch = Some(&mut reader);
         let body_reader = if request.has_body() {
             watch.take()
@@ -188,6 +193,7 @@ pub(crate) async fn serve<S: ClientStream, E: Future<Output = End>>(
                         request_id: &request.id,
                         close: request.close,
                         started,
+                        hsts,
                     };
                     exchange.run(&upstream_head, &mut writer, &mut out).await
                 }
@@ -230,6 +236,7 @@ pub(crate) async fn serve<S: ClientStream, E: Future<Output = End>>(
                                 guard,
                                 started,
                                 body,
+                                hsts,
                             }
                             .run(&mut writer, &mut out)
                             .await
@@ -244,10 +251,17 @@ pub(crate) async fn serve<S: ClientStream, E: Future<Output = End>>(
                                 request_id: &request.id,
                                 close: request.close,
                                 started,
+                                hsts,
                             };
                             exchange.run(&upstream_head, &mut writer, &mut out).await
                         }
-                        Resolved::Answer(answer) => {
+                        Resolved::Answer(mut answer) => {
+                            if let Some(value) = hsts {
+                                let name = hyper::header::STRICT_TRANSPORT_SECURITY;
+                                if !answer.headers.iter().any(|(n, _)| n == name) {
+                                    answer.headers.push((name, value.clone()));
+                                }
+                            }
                             guard
                                 .stats()
                                 .record(answer.status.as_u16(), started.elapsed());
@@ -266,7 +280,8 @@ pub(crate) async fn serve<S: ClientStream, E: Future<Output = End>>(
                     }
                 }
                 Picked::Answer(answer, stats) => {
-                    let page = router_answer(answer, host, &request.id);
+                    let mut page = router_answer(answer, host, &request.id);
+                    add_hsts(page.headers_mut(), hsts);
                     let stats = stats.as_deref().unwrap_or(&router.stats.unrouted);
                     stats.record(page.status().as_u16(), started.elapsed());
                     write_page(&mut writer, page, request.close, &mut out).await
@@ -609,6 +624,8 @@ struct Exchange<'a> {
     close: bool,
     /// When the request's head was read (for the latency metric).
     started: std::time::Instant,
+    /// The route's HSTS value, over TLS.
+    hsts: Option<&'a HeaderValue>,
 }
 
 impl Exchange<'_> {
@@ -631,8 +648,13 @@ impl Exchange<'_> {
             request_id,
             close,
             started,
+            hsts,
         } = self;
         let config = &router.config;
+        let with_hsts = |mut page: Response<ProxyBody>| {
+            add_hsts(page.headers_mut(), hsts);
+            page
+        };
         let record = |guard: &InFlightGuard, status: hyper::StatusCode| {
             guard.stats().record(status.as_u16(), started.elapsed())
         };
@@ -644,7 +666,7 @@ impl Exchange<'_> {
                 Ok(got) => got,
                 Err(err) => {
                     guard.stats().connect_error();
-                    let page = upstream_failed(&pool, &err, request_id);
+                    let page = with_hsts(upstream_failed(&pool, &err, request_id));
                     record(&guard, page.status());
                     // The release is done with: not counted while the page goes out.
                     drop(guard);
@@ -654,7 +676,7 @@ impl Exchange<'_> {
             let exchange = conn.exchange_raw(request, &method, out);
             let Some(result) = within_request_timeout(config.request_timeout, exchange).await
             else {
-                let page = gateway_timeout(&pool, request_id);
+                let page = with_hsts(gateway_timeout(&pool, request_id));
                 record(&guard, page.status());
                 drop(guard);
                 return write_page(stream, page, close, out).await;
@@ -667,7 +689,7 @@ impl Exchange<'_> {
                         tracing::debug!(error = %failure.error, "upstream connection failed before a response; again");
                         continue;
                     }
-                    let page = upstream_failed(&pool, &failure.error, request_id);
+                    let page = with_hsts(upstream_failed(&pool, &failure.error, request_id));
                     record(&guard, page.status());
                     drop(guard);
                     return write_page(stream, page, close, out).await;
@@ -682,9 +704,10 @@ impl Exchange<'_> {
         if !head.has_date {
             put_date(out);
         }
+        put_hsts(out, hsts, head.has_hsts);
         // A body of unknown length (chunked from the app, or until it closes) goes to the
         // client chunked.
-        let chunked = matches!(head.framing, Framing::Chunked(_) | Framing::UntilClose);
+        let chunked = matches!(head.framing, Framing::Chunked | Framing::UntilClose);
         if chunked {
             out.extend_from_slice(b"transfer-encoding: chunked\r\n");
         }
@@ -1295,5 +1318,191 @@ mod tests {
             Parsed::Simple(r) if r.body == Some(2)
         ));
         assert!(!has_bare_lf(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"));
+    }
+}
+
+#[cfg(test)]
+mod hsts_tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use crate::{
+        Certificates, EnvRoutes, LocalCa, RouteAction, RouteRule, RouteScheme, Router,
+        RouterConfig, Upstream,
+    };
+
+    /// A stand-in app: kept-alive connections; `/own` answers with its own
+    /// `Strict-Transport-Security`, anything else with a field of mixed case.
+    fn app(listener: TcpListener) {
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            if conn.read_buf(&mut buf).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            continue;
+                        };
+                        let own = buf.starts_with(b"GET /own ");
+                        buf.drain(..end + 4);
+                        let field = if own {
+                            "Strict-Transport-Security: max-age=60"
+                        } else {
+                            "X-App-Case: 1"
+                        };
+                        let answer =
+                            format!("HTTP/1.1 200 OK\r\n{field}\r\nContent-Length: 2\r\n\r\nok");
+                        if conn.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+    }
+
+    fn rule(path: &str, hsts: Option<&str>) -> RouteRule {
+        RouteRule {
+            host: "hsts.test".into(),
+            path: path.into(),
+            action: RouteAction::Upstream("app".into()),
+            scheme: RouteScheme::Any,
+            hsts: hsts.map(Into::into),
+        }
+    }
+
+    /// Send `requests` on `conn` (the last one closes) and read what comes until the end.
+    async fn exchange<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+        conn: &mut S,
+        requests: &str,
+    ) -> String {
+        conn.write_all(requests.as_bytes()).await.expect("send");
+        let mut all = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let read = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut chunk));
+            match read.await {
+                Ok(Ok(n)) if n > 0 => all.extend_from_slice(&chunk[..n]),
+                _ => break,
+            }
+        }
+        String::from_utf8_lossy(&all).to_string()
+    }
+
+    /// Over TLS, a route with HSTS is served by the router's own HTTP/1.1 path (the app's
+    /// field names reach the client as the app wrote them, which only the own path does:
+    /// hyper writes them in lowercase) with `Strict-Transport-Security` on its answers,
+    /// the app's own field kept as the only one; a route without HSTS has none, and
+    /// neither has any answer on plain HTTP.
+    #[tokio::test]
+    async fn a_route_with_hsts_stays_on_the_own_path_over_tls() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let app_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = app_listener.local_addr().expect("addr").port();
+        app(app_listener);
+        let router = Router::new(RouterConfig::default());
+        let upstream = Upstream {
+            release: "r1".into(),
+            netns: None,
+            port,
+            socket: None,
+        };
+        let mut routes = EnvRoutes::single(vec!["hsts.test".into()], upstream);
+        routes.rules = vec![
+            rule("/", Some("max-age=31536000; includeSubDomains")),
+            rule("/plain", None),
+        ];
+        router.switch("p/main", routes).expect("switch");
+        let ca = LocalCa::open_or_create(&dir.path().join("ca")).expect("ca");
+        let ca_cert = ca.cert_path().to_path_buf();
+        let certificates = Certificates::new(dir.path().join("certs"), ca).expect("certs");
+        let https = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let https_addr = https.local_addr().expect("addr");
+        let http = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let http_addr = http.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let serving = {
+            let (router, mut stopped_tls, mut stopped_plain) =
+                (Arc::clone(&router), stopped.clone(), stopped);
+            tokio::spawn(async move {
+                let tls = router.serve_tls(https, Arc::new(certificates), async move {
+                    let _ = stopped_tls.changed().await;
+                });
+                let plain = router.serve(http, async move {
+                    let _ = stopped_plain.changed().await;
+                });
+                let (a, b) = tokio::join!(tls, plain);
+                a.and(b)
+            })
+        };
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_file(&ca_cert).expect("ca pem"))
+            .expect("root");
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tcp = TcpStream::connect(https_addr).await.expect("connect");
+        let name = ServerName::try_from("hsts.test").expect("name");
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+            .connect(name, tcp)
+            .await
+            .expect("TLS handshake");
+        let answers = exchange(
+            &mut tls,
+            "GET /a HTTP/1.1\r\nHost: hsts.test\r\n\r\n\
+             GET /own HTTP/1.1\r\nHost: hsts.test\r\n\r\n\
+             GET /plain HTTP/1.1\r\nHost: hsts.test\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        let answers: Vec<&str> = answers.split("HTTP/1.1 ").skip(1).collect();
+        assert_eq!(answers.len(), 3, "{answers:?}");
+        let routed = answers[0];
+        assert!(routed.starts_with("200 "), "{routed}");
+        assert!(
+            routed.contains("\r\nX-App-Case: 1\r\n"),
+            "not the own path: {routed}"
+        );
+        assert!(
+            routed
+                .contains("\r\nstrict-transport-security: max-age=31536000; includeSubDomains\r\n"),
+            "{routed}"
+        );
+        let own = answers[1].to_ascii_lowercase();
+        assert!(
+            own.contains("strict-transport-security: max-age=60\r\n")
+                && own.matches("strict-transport-security").count() == 1,
+            "{own}"
+        );
+        assert!(
+            answers[2].starts_with("200 ") && !answers[2].to_ascii_lowercase().contains("strict"),
+            "{}",
+            answers[2]
+        );
+
+        // Plain HTTP: never.
+        let mut plain = TcpStream::connect(http_addr).await.expect("connect");
+        let answer = exchange(
+            &mut plain,
+            "GET /a HTTP/1.1\r\nHost: hsts.test\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+        assert!(answer.contains("X-App-Case: 1"), "{answer}");
+        assert!(!answer.to_ascii_lowercase().contains("strict"), "{answer}");
+        drop((tls, plain));
+        let _ = stop.send(true);
+        serving.await.expect("serve task").expect("serve");
     }
 }

@@ -78,6 +78,24 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Add `hsts` (a route's HSTS value, over TLS only) to `headers` as
+/// `Strict-Transport-Security`, unless they have that field already (an app's own stays).
+pub(crate) fn add_hsts(headers: &mut HeaderMap, hsts: Option<&HeaderValue>) {
+    if let Some(value) = hsts {
+        headers
+            .entry(header::STRICT_TRANSPORT_SECURITY)
+            .or_insert_with(|| value.clone());
+    }
+}
+
+/// Append `hsts` as a `strict-transport-security` field to a head being written, unless
+/// the head `has` one already (the router's own HTTP/1.1 path).
+pub(crate) fn put_hsts(out: &mut Vec<u8>, hsts: Option<&HeaderValue>, has: bool) {
+    if let Some(value) = hsts.filter(|_| !has) {
+        put_field(out, b"strict-transport-security", value.as_bytes());
+    }
+}
+
 /// Append the header field `name: value` and its line end to a head being written.
 pub(crate) fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);

@@ -46,6 +46,7 @@ mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 mod gate;
+mod gzip_cache;
 mod h1;
 mod headers;
 mod locations;
@@ -55,6 +56,7 @@ mod pool;
 mod probe;
 mod proxy;
 mod release;
+mod request_body;
 mod router;
 mod routes;
 mod sendfile;

@@ -690,6 +690,59 @@ mod site_tests {
         (dir, site)
     }
 
+    /// A slug's text file gzipped on the fly is compressed once per worker: the second
+    /// answer is the same bytes (not compressed again), another release's or a changed
+    /// file is compressed anew, and a site without the open-file cache (as a mount's
+    /// root) compresses at each request.
+    #[test]
+    fn gzip_on_the_fly_is_cached_per_release_and_file() {
+        use crate::files::StaticBody;
+        let (dir, site) = app();
+        let text = "line of text\n".repeat(400);
+        std::fs::write(dir.path().join("web/page.txt"), &text).unwrap();
+        let ask = |path| Ask {
+            accept_encoding: Some(b"gzip"),
+            ..get(path)
+        };
+        let gzipped = |site: &WebSite| match site.resolve(&ask("/page.txt")) {
+            Resolved::Answer(a) => {
+                assert_eq!(a.status, StatusCode::OK);
+                match a.body {
+                    StaticBody::Text(gz) => gz,
+                    _ => panic!("not compressed whole"),
+                }
+            }
+            _ => panic!("not a file"),
+        };
+        let unzip = |gz: &bytes::Bytes| {
+            let mut back = String::new();
+            std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut back)
+                .unwrap();
+            back
+        };
+        let compiled = WebSite::compile("app", &site, true).unwrap();
+        let first = gzipped(&compiled);
+        let second = gzipped(&compiled);
+        assert_eq!(unzip(&first), text);
+        assert_eq!(first.as_ptr(), second.as_ptr(), "compressed again");
+        // Another release of the same files: its own entry.
+        let next = Site {
+            tag: "def".into(),
+            ..site.clone()
+        };
+        let other = WebSite::compile("app", &next, true).unwrap();
+        assert_ne!(gzipped(&other).as_ptr(), first.as_ptr());
+        // The file changed (its size): compressed anew, the new text.
+        let longer = format!("{text}more\n");
+        std::fs::write(dir.path().join("web/page.txt"), &longer).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let changed = gzipped(&compiled);
+        assert_eq!(unzip(&changed), longer);
+        // Without the open-file cache: never kept.
+        let uncached = WebSite::compile("app", &site, false).unwrap();
+        assert_ne!(gzipped(&uncached).as_ptr(), gzipped(&uncached).as_ptr());
+    }
+
     #[test]
     fn static_files_passthru_and_rules() {
         let (_dir, site) = app();

@@ -18,12 +18,14 @@ use crate::body::{full, FileBody, GuardedBody, ProducedBody, ProxyBody};
 use crate::files::{StaticAnswer, StaticBody};
 use crate::gate::Gate;
 use crate::headers::{
-    add_forwarded, client_value, ensure_request_id, strip_hop_by_hop, wants_upgrade, X_REQUEST_ID,
+    add_forwarded, add_hsts, client_value, ensure_request_id, strip_hop_by_hop, wants_upgrade,
+    X_REQUEST_ID,
 };
 use crate::locations::{Ask, Resolved, WebSite};
 use crate::metrics::EnvStats;
 use crate::pool::Pool;
 use crate::release::{InFlightGuard, LiveRelease};
+use crate::request_body::{announced_over, linger, refusal_page, BodyFailure, BodyLimits};
 use crate::router::Router;
 use crate::table::{redirect_location, Action, HostTarget};
 use crate::upstream::{LeanBody, UpstreamError};
@@ -154,6 +156,7 @@ pub(crate) async fn handle(
                         port,
                         &request_id,
                         guard,
+                        BodyLimits::of(&router.config),
                     )
                     .await
                 }
@@ -168,11 +171,7 @@ pub(crate) async fn handle(
             resp
         }
     };
-    if let Some(hsts) = hsts {
-        resp.headers_mut()
-            .entry(header::STRICT_TRANSPORT_SECURITY)
-            .or_insert(hsts);
-    }
+    add_hsts(resp.headers_mut(), hsts.as_ref());
     resp
 }
 
@@ -378,6 +377,11 @@ async fn forward(
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
 
     let (mut parts, body) = req.into_parts();
+    let client_version = parts.version;
+    if announced_over(&body, BodyLimits::of(&router.config)) {
+        let refused = (BodyFailure::TooLarge, Some(body), client_version);
+        return refuse_body(refused, &parts, &router.config, &request_id);
+    }
     strip_hop_by_hop(&mut parts.headers);
     // After the stripping: a client that names `X-Request-Id` (or `X-Forwarded-*`) in
     // `Connection` cannot take them off the request the app gets.
@@ -406,7 +410,17 @@ async fn forward(
     parts.version = Version::HTTP_11;
 
     match client_upgrade {
-        None => send(router, pool, parts, body, request_id, guard).await,
+        None => {
+            send(
+                router,
+                pool,
+                (parts, client_version),
+                body,
+                request_id,
+                guard,
+            )
+            .await
+        }
         Some(client_upgrade) => {
             let upgrade = ClientUpgrade {
                 on: client_upgrade,
@@ -424,7 +438,7 @@ async fn forward(
 async fn send(
     router: &Router,
     pool: Arc<Pool>,
-    parts: Parts,
+    (parts, client_version): (Parts, Version),
     body: Incoming,
     request_id: HeaderValue,
     guard: InFlightGuard,
@@ -444,7 +458,7 @@ async fn send(
                 return upstream_failed(&pool, &err, &request_id);
             }
         };
-        let exchange = conn.exchange(&parts, &mut body);
+        let exchange = conn.exchange(&parts, &mut body, config.max_request_body);
         let Some(result) = within_request_timeout(config.request_timeout, exchange).await else {
             return gateway_timeout(&pool, &request_id);
         };
@@ -455,6 +469,10 @@ async fn send(
                 if !last && (!failure.sent || (reused && closed && repeatable)) {
                     tracing::debug!(error = %failure.error, "upstream connection failed before a response; again");
                     continue;
+                }
+                if let UpstreamError::BodyTooLarge(rest) = failure.error {
+                    let refused = (BodyFailure::TooLarge, rest, client_version);
+                    return refuse_body(refused, &parts, config, &request_id);
                 }
                 if let UpstreamError::ClientBody(err) = &failure.error {
                     tracing::debug!(error = %err, request_id = ?request_id, "the client's request body ended early");
@@ -471,6 +489,21 @@ async fn send(
         let body = LeanBody::new(conn, head.framing, head.keep_alive, pool, guard);
         return Response::from_parts(resp_parts, ProxyBody::Lean(body));
     }
+}
+
+/// Answer a request whose body the router refused (the page of [`crate::request_body`]),
+/// lingering on what the client still sends of it.
+fn refuse_body(
+    (failure, rest, client_version): (BodyFailure, Option<Incoming>, Version),
+    parts: &Parts,
+    config: &crate::RouterConfig,
+    request_id: &HeaderValue,
+) -> Response<ProxyBody> {
+    tracing::info!(request_id = ?request_id, uri = %parts.uri, "request body refused: {}", failure.text());
+    if let Some(rest) = rest {
+        linger(rest, BodyLimits::of(config));
+    }
+    refusal_page(&failure, client_version, request_id).unwrap_or_else(|| bad_gateway(request_id))
 }
 
 /// `fut` within the request timeout, if there is one: `None` when the time ran out.

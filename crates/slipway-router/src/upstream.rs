@@ -39,6 +39,7 @@ use hyper::http::response;
 use hyper::{Method, Response, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
+use crate::chunked::{BadChunking, ChunkedDecoder, Leniency};
 use crate::headers::{is_hop_by_hop_name, put_field, put_status_line};
 use crate::pool::Pool;
 use crate::release::InFlightGuard;
@@ -48,8 +49,6 @@ use crate::upstream_stream::UpstreamStream;
 pub(crate) const MAX_HEAD: usize = 64 * 1024;
 /// Most header fields in a response head.
 pub(crate) const MAX_HEADERS: usize = 128;
-/// Longest chunk-size line (with extensions) or trailer line accepted.
-const MAX_LINE: usize = 8 * 1024;
 /// Bytes read from the socket at once.
 const READ_SIZE: usize = 16 * 1024;
 
@@ -66,6 +65,10 @@ pub(crate) enum UpstreamError {
     /// Reading the client's request body failed.
     #[error("reading the client's request body: {0}")]
     ClientBody(hyper::Error),
+    /// The client's request body grew past the router's cap (answered 413); the rest of
+    /// it, to linger on.
+    #[error("the client's request body is over the router's limit")]
+    BodyTooLarge(Option<Incoming>),
     /// The upstream's answer is not valid HTTP/1.1.
     #[error("invalid response from the application: {0}")]
     Protocol(&'static str),
@@ -130,11 +133,14 @@ impl Conn {
     /// once the head is written (so a request whose head could not be written can be sent
     /// again with it), and sent as it arrives while the answer is awaited, and then while
     /// the answer's body is read ([`LeanBody`]): an app may answer before it read the whole
-    /// request, or stream its answer while it reads (an echo).
+    /// request, or stream its answer while it reads (an echo). A body growing past
+    /// `max_body` bytes stops the upload ([`UpstreamError::BodyTooLarge`] before the
+    /// answer's head, an error of the answer's body after it).
     pub(crate) async fn exchange(
         &mut self,
         parts: &Parts,
         body: &mut Option<Incoming>,
+        max_body: u64,
     ) -> Result<Head, Failure> {
         let chunked = body.is_some() && !parts.headers.contains_key(header::CONTENT_LENGTH);
         write_head(&mut self.head, parts, chunked);
@@ -150,11 +156,19 @@ impl Conn {
             chunked,
             pending: VecDeque::new(),
             read_all: false,
+            received: 0,
+            max: max_body,
         });
         let mut received_any = false;
         let head = std::future::poll_fn(|cx| {
-            if let Poll::Ready(Err(UploadError::Client(err))) = self.poll_upload(cx) {
-                return Poll::Ready(Err(Failure::sent(UpstreamError::ClientBody(err))));
+            match self.poll_upload(cx) {
+                Poll::Ready(Err(UploadError::Client(err))) => {
+                    return Poll::Ready(Err(Failure::sent(UpstreamError::ClientBody(err))));
+                }
+                Poll::Ready(Err(UploadError::TooLarge(rest))) => {
+                    return Poll::Ready(Err(Failure::sent(UpstreamError::BodyTooLarge(rest))));
+                }
+                _ => {}
             }
             poll_head(&mut self.io, &mut self.buf, &mut received_any, cx, |buf| {
                 parse_head(buf, &parts.method)
@@ -250,6 +264,12 @@ impl Conn {
                 Some(Ok(frame)) => {
                     // Trailers are not forwarded.
                     if let Ok(data) = frame.into_data() {
+                        up.received += data.len() as u64;
+                        if up.received > up.max {
+                            let rest = upload.take().map(|up| up.body);
+                            *upload_failed = true;
+                            return Poll::Ready(Err(UploadError::TooLarge(rest)));
+                        }
                         if !data.is_empty() {
                             if up.chunked {
                                 up.pending
@@ -291,12 +311,18 @@ struct Upload {
     pending: VecDeque<Bytes>,
     /// Whether the client's body ended (what is left is in `pending`).
     read_all: bool,
+    /// Bytes of the body read from the client so far.
+    received: u64,
+    /// The router's cap on them.
+    max: u64,
 }
 
 /// Why sending a request body stopped.
 enum UploadError {
     /// Reading the client's body failed (the client went away, or sent a broken body).
     Client(hyper::Error),
+    /// The client's body grew past the router's cap; the rest of it.
+    TooLarge(Option<Incoming>),
     /// Writing to the app failed (logged where it happened).
     Upstream,
 }
@@ -456,7 +482,7 @@ fn framed<'h>(
     {
         Framing::Length(0)
     } else if chunked {
-        Framing::Chunked(Chunk::Size)
+        Framing::Chunked
     } else if other_coding {
         Framing::UntilClose
     } else if let Some(n) = length {
@@ -558,6 +584,8 @@ pub(crate) struct RawHead {
     pub(crate) has_request_id: bool,
     /// Whether the answer has a `Date`.
     pub(crate) has_date: bool,
+    /// Whether the answer has a `Strict-Transport-Security` (the app's own HSTS).
+    pub(crate) has_hsts: bool,
 }
 
 /// Parse a head from `buf` and write it for the client into `out`: the status line
@@ -572,22 +600,24 @@ fn parse_head_raw(
     let parsed = parse_answer(buf, method, |status, fields, framed| {
         out.clear();
         put_status_line(out, status);
-        let (mut has_request_id, mut has_date) = (false, false);
+        let (mut has_request_id, mut has_date, mut has_hsts) = (false, false, false);
         for field in fields.iter().filter(|f| framed.passes(f.name)) {
             has_request_id |= field.name.eq_ignore_ascii_case("x-request-id");
             has_date |= field.name.eq_ignore_ascii_case("date");
+            has_hsts |= field.name.eq_ignore_ascii_case("strict-transport-security");
             put_field(out, field.name.as_bytes(), field.value);
         }
-        Ok((status.as_u16(), has_request_id, has_date))
+        Ok((status.as_u16(), [has_request_id, has_date, has_hsts]))
     })?;
     Ok(parsed.map(|answer| {
         answer.map(
-            |((status, has_request_id, has_date), framing, keep_alive)| RawHead {
+            |((status, [has_request_id, has_date, has_hsts]), framing, keep_alive)| RawHead {
                 status,
                 framing,
                 keep_alive,
                 has_request_id,
                 has_date,
+                has_hsts,
             },
         )
     }))
@@ -608,23 +638,10 @@ pub(crate) struct Head {
 pub(crate) enum Framing {
     /// This many bytes are left.
     Length(u64),
-    /// Chunked transfer coding, in this state.
-    Chunked(Chunk),
+    /// Chunked transfer coding (decoded by [`ChunkedDecoder`], leniently).
+    Chunked,
     /// Everything until the upstream closes the connection.
     UntilClose,
-}
-
-/// Where a chunked body's decoder is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Chunk {
-    /// Expecting a chunk-size line.
-    Size,
-    /// In a chunk's data, with this many bytes left.
-    Data(u64),
-    /// Expecting the CRLF after a chunk's data.
-    DataEnd,
-    /// After the last chunk: trailer lines until an empty one.
-    Trailers,
 }
 
 /// A response body read from its connection as the client takes it. The connection goes
@@ -633,6 +650,8 @@ pub(crate) enum Chunk {
 pub(crate) struct LeanBody {
     conn: Option<Box<Conn>>,
     framing: Framing,
+    /// The decoder of a chunked body.
+    chunks: Option<ChunkedDecoder>,
     done: bool,
     keep_alive: bool,
     pool: Arc<Pool>,
@@ -652,6 +671,8 @@ impl LeanBody {
         let mut body = LeanBody {
             conn: Some(conn),
             framing: head_framing,
+            chunks: (head_framing == Framing::Chunked)
+                .then(|| ChunkedDecoder::new(Leniency::Lenient)),
             done: false,
             keep_alive,
             pool,
@@ -677,11 +698,11 @@ impl LeanBody {
 
     /// The next piece of the body from the buffer: `Ok(Some(data))`, or `Ok(None)` when
     /// more must be read first or the body ended (then `done` is set).
-    fn decode(&mut self) -> Result<Option<Bytes>, &'static str> {
+    fn decode(&mut self) -> Result<Option<Bytes>, BadChunking> {
         let Some(conn) = self.conn.as_mut() else {
             return Ok(None);
         };
-        let (data, end) = decode(&mut self.framing, &mut conn.buf)?;
+        let (data, end) = decode(&mut self.framing, self.chunks.as_mut(), &mut conn.buf)?;
         if end {
             if !conn.buf.is_empty() {
                 // Bytes past the response: the connection is out of step; don't keep it.
@@ -693,106 +714,52 @@ impl LeanBody {
     }
 }
 
-/// Decode the next piece of a body framed by `framing` from `buf`: the data, if any, and
+/// Decode the next piece of a body framed by `framing` from `buf` (a chunked one by
+/// `chunks`, the router's one chunked decoder, read leniently): the data, if any, and
 /// whether the body ended.
 fn decode(
     framing: &mut Framing,
+    chunks: Option<&mut ChunkedDecoder>,
     buf: &mut BytesMut,
-) -> Result<(Option<Bytes>, bool), &'static str> {
-    loop {
-        match framing {
-            Framing::Length(left) => {
-                if buf.is_empty() {
-                    return Ok((None, *left == 0));
-                }
-                let n = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
-                *left -= n as u64;
-                return Ok((Some(buf.split_to(n).freeze()), *left == 0));
+) -> Result<(Option<Bytes>, bool), BadChunking> {
+    match framing {
+        Framing::Length(left) => {
+            if buf.is_empty() {
+                return Ok((None, *left == 0));
             }
-            Framing::UntilClose => {
+            let n = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
+            *left -= n as u64;
+            Ok((Some(buf.split_to(n).freeze()), *left == 0))
+        }
+        Framing::UntilClose => {
+            if buf.is_empty() {
+                return Ok((None, false));
+            }
+            Ok((Some(buf.split().freeze()), false))
+        }
+        Framing::Chunked => {
+            let Some(decoder) = chunks else {
+                return Ok((None, true));
+            };
+            loop {
+                if decoder.is_done() {
+                    return Ok((None, true));
+                }
                 if buf.is_empty() {
                     return Ok((None, false));
                 }
-                return Ok((Some(buf.split().freeze()), false));
+                let (used, len) = {
+                    let (used, data) = decoder.next(&buf[..])?;
+                    (used, data.len())
+                };
+                // The data is the end of what was taken: no copy of it.
+                buf.advance(used - len);
+                if len > 0 {
+                    return Ok((Some(buf.split_to(len).freeze()), false));
+                }
             }
-            Framing::Chunked(state) => match *state {
-                Chunk::Size => {
-                    let Some(line) = take_line(buf)? else {
-                        return Ok((None, false));
-                    };
-                    let size = chunk_size(&line)?;
-                    *state = if size == 0 {
-                        Chunk::Trailers
-                    } else {
-                        Chunk::Data(size)
-                    };
-                }
-                Chunk::Data(left) => {
-                    if buf.is_empty() {
-                        return Ok((None, false));
-                    }
-                    let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-                    let left = left - n as u64;
-                    *state = if left == 0 {
-                        Chunk::DataEnd
-                    } else {
-                        Chunk::Data(left)
-                    };
-                    return Ok((Some(buf.split_to(n).freeze()), false));
-                }
-                Chunk::DataEnd => {
-                    if buf.len() < 2 {
-                        return Ok((None, false));
-                    }
-                    if &buf[..2] != b"\r\n" {
-                        return Err("chunk data not followed by CRLF");
-                    }
-                    buf.advance(2);
-                    *state = Chunk::Size;
-                }
-                Chunk::Trailers => {
-                    let Some(line) = take_line(buf)? else {
-                        return Ok((None, false));
-                    };
-                    if line.is_empty() {
-                        return Ok((None, true));
-                    }
-                }
-            },
         }
     }
-}
-
-/// Take one CRLF-terminated line (without the CRLF) off the buffer, if it is all there.
-fn take_line(buf: &mut BytesMut) -> Result<Option<Bytes>, &'static str> {
-    match buf.windows(2).position(|w| w == b"\r\n") {
-        Some(end) if end > MAX_LINE => Err("chunk line too long"),
-        Some(end) => {
-            let line = buf.split_to(end).freeze();
-            buf.advance(2);
-            Ok(Some(line))
-        }
-        None if buf.len() > MAX_LINE => Err("chunk line too long"),
-        None => Ok(None),
-    }
-}
-
-/// The size of a chunk-size line (hex digits, then optional extensions after `;`).
-fn chunk_size(line: &[u8]) -> Result<u64, &'static str> {
-    let digits = line
-        .iter()
-        .position(|b| *b == b';')
-        .map_or(line, |semi| &line[..semi]);
-    let digits = digits.trim_ascii();
-    if digits.is_empty() || digits.len() > 15 {
-        return Err("invalid chunk size");
-    }
-    let mut size = 0u64;
-    for d in digits {
-        let v = (*d as char).to_digit(16).ok_or("invalid chunk size")?;
-        size = size * 16 + u64::from(v);
-    }
-    Ok(size)
 }
 
 impl Body for LeanBody {
@@ -806,10 +773,17 @@ impl Body for LeanBody {
         let this = &mut *self;
         if let Some(conn) = this.conn.as_mut() {
             // The request body goes on while the answer streams (an app may echo it).
-            if let Poll::Ready(Err(UploadError::Client(err))) = conn.poll_upload(cx) {
+            let failed = match conn.poll_upload(cx) {
+                Poll::Ready(Err(UploadError::Client(err))) => Some(io::Error::other(err)),
+                Poll::Ready(Err(UploadError::TooLarge(_))) => Some(io::Error::other(
+                    "the client's request body is over the router's limit",
+                )),
+                _ => None,
+            };
+            if let Some(err) = failed {
                 this.conn = None;
                 this.done = true;
-                return Poll::Ready(Some(Err(io::Error::other(err))));
+                return Poll::Ready(Some(Err(err)));
             }
         }
         loop {
@@ -916,7 +890,7 @@ pub(crate) fn check_answer_head(data: &[u8]) {
                 for (name, _) in &raw_fields {
                     assert!(!is_hop_by_hop_name(name), "{name} passed on: {data:?}");
                 }
-                let drop_length = matches!(raw.framing, Framing::Chunked(_) | Framing::UntilClose);
+                let drop_length = matches!(raw.framing, Framing::Chunked | Framing::UntilClose);
                 assert_eq!(
                     raw.has_request_id,
                     raw_fields.iter().any(|(n, _)| n == "x-request-id")
@@ -935,38 +909,5 @@ pub(crate) fn check_answer_head(data: &[u8]) {
                 raw.map(|h| h.map(|h| h.map(|h| h.framing)))
             ),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunk_sizes() {
-        assert_eq!(chunk_size(b"1a"), Ok(26));
-        assert_eq!(chunk_size(b"0"), Ok(0));
-        assert_eq!(chunk_size(b"A;name=value"), Ok(10));
-        assert_eq!(chunk_size(b"10 ; x"), Ok(16));
-        assert!(chunk_size(b"").is_err());
-        assert!(chunk_size(b"xyz").is_err());
-        assert!(chunk_size(b"-1").is_err());
-        assert!(
-            chunk_size(b"1234567890abcdef0").is_err(),
-            "overflow must be refused"
-        );
-    }
-
-    #[test]
-    fn lines() {
-        let mut buf = BytesMut::from(&b"abc\r\ndef"[..]);
-        assert_eq!(
-            take_line(&mut buf).ok().flatten().as_deref(),
-            Some(&b"abc"[..])
-        );
-        assert_eq!(take_line(&mut buf), Ok(None));
-        assert_eq!(&buf[..], b"def");
-        let mut long = BytesMut::from(vec![b'a'; MAX_LINE + 1].as_slice());
-        assert!(take_line(&mut long).is_err());
     }
 }
