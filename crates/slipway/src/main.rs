@@ -223,8 +223,9 @@ struct ServeArgs {
     /// listening socket's backlog until one closes.
     #[arg(long, env = "SLIPWAY_ROUTER_MAX_CONNECTIONS", default_value_t = slipway_router::DEFAULT_MAX_CLIENT_CONNECTIONS as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     router_max_connections: u32,
-    /// Largest request body the HTTP router sends a PHP script (like nginx's
-    /// `client_max_body_size`; larger: 413): bytes, or with a K, M or G suffix.
+    /// Largest request body the HTTP router takes, for a PHP script or an app, on HTTP/1.1
+    /// and HTTP/2 (like nginx's `client_max_body_size`; larger: 413): bytes, or with a K, M
+    /// or G suffix.
     #[arg(long, env = "SLIPWAY_ROUTER_MAX_BODY", default_value = "250M", value_parser = parse_size)]
     router_max_body: u64,
     /// Seconds the HTTP router waits for the next bytes of a request body for a PHP script
