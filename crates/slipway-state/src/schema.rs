@@ -227,6 +227,9 @@ CREATE TABLE container_restarts (
     last_exit   TEXT,
     updated_at  INTEGER NOT NULL,
     PRIMARY KEY (project, environment, kind, name),
+    FOREIGN KEY (project, environment) REFERENCES environments(project, name) ON DELETE CASCADE
+);
+"#,
     // postdeploy_runs (heroku): the release whose deploy ran an environment's app.json
     // `scripts.postdeploy`, which runs once per environment.
     r#"
