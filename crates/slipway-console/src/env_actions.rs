@@ -40,35 +40,35 @@ impl Cx<'_> {
                 &back,
             );
         }
-        // The run goes on after this answer; its first line comes once its activity exists.
-        let (started, mut first_line) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let sink: slipway_deploy::output::Sink = Arc::new(move |_: &str| {
-            let _ = started.send(());
-        });
+        // The run goes on after this answer, which goes to its activity once it is recorded.
+        let (started, mut recorded) = tokio::sync::mpsc::unbounded_channel::<i64>();
+        let watch = slipway_deploy::output::Watch {
+            lines: None,
+            started: Some(Arc::new(move |id: i64| {
+                let _ = started.send(id);
+            })),
+        };
         let mut task = {
             let (platform, cron, user) = (
                 Arc::clone(self.platform),
                 cron.clone(),
                 self.session.user.name.clone(),
             );
-            tokio::spawn(async move { crons::run(&platform, &cron, Some(&user), Some(sink)).await })
+            tokio::spawn(async move { crons::run(&platform, &cron, Some(&user), watch).await })
         };
         let id = tokio::select! {
+            biased;
+            Some(id) = recorded.recv() => id,
             done = &mut task => match done {
-                Ok(Ok((id, _))) => Some(id),
+                Ok(Ok((id, _))) => id,
                 Ok(Err(e)) => return page(
                     StatusCode::CONFLICT,
                     refusal("Not run", &format!("{e}. Nothing was run."), Some(html! { p { a href=(back) { "Back to the crons" } } })),
                 ),
                 Err(_) => return failed("the cron run stopped unexpectedly"),
             },
-            _ = first_line.recv() => None,
         };
-        // Never two runs of one cron at once: the last run is this one.
-        match id.or_else(|| crons::last_run(self.platform, &cron).map(|a| a.id)) {
-            Some(id) => see_other(&format!("/activity/{id}"), None),
-            None => failed("the cron run's activity was not found"),
-        }
+        see_other(&format!("/activity/{id}"), None)
     }
 
     /// `/p/PROJECT/e/ENV/sync`: a fresh copy of the parent's mount and service data (a

@@ -29,7 +29,7 @@ use slipway_config::background::Cron;
 use slipway_config::Topology;
 
 use crate::environment::{AppInstance, ReleaseSpec};
-use crate::output::{Output, Sink};
+use crate::output::{Output, Watch};
 use crate::release_record;
 use crate::Platform;
 
@@ -203,14 +203,16 @@ pub fn live_cron(
         })
 }
 
-/// Run `cron` now, its output to its activity (and `sink`). Refused while it runs or the
+/// Run `cron` now, its output to its activity (and `watch`'s lines; `watch` is told the
+/// activity's id as soon as it is recorded). Refused while it runs or the
 /// environment deploys. Returns the activity id and the exit status (None: it could not start).
 pub async fn run(
     platform: &Arc<Platform>,
     cron: &LiveCron,
     user: Option<&str>,
-    sink: Option<Sink>,
+    watch: impl Into<Watch>,
 ) -> Result<(i64, Option<i32>), CronError> {
+    let watch = watch.into();
     if platform.env_locked(&cron.project, &cron.env)? {
         return Err(CronError::Deploying(cron.env.clone()));
     }
@@ -249,7 +251,8 @@ pub async fn run(
         user,
         &format!("cron {}: running `{}`", c.name, c.start),
     )?;
-    let out = Output::with_sink(platform.clone(), id, sink);
+    watch.activity_started(id);
+    let out = Output::with_sink(platform.clone(), id, watch.lines);
     lock(&platform.crons.notes).insert(key.clone(), out.clone());
     out.line(&format!(
         "-----> cron {} of {} ({}): {}",
