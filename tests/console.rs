@@ -1783,28 +1783,7 @@ fn backups_are_listed_created_and_restored_from_the_console_as_over_ssh() {
     // While another deploy of main holds its lock (here: another server's, the lock file
     // held by flock(1)), the admin's backup waits in the background: the answer does not
     // wait with it but goes to its waiting page, the admin's only, which says so.
-    let lock = server.data.join("locks/demo/main/deploy.lock");
-    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
-    let mut holder = std::process::Command::new("flock")
-        .arg(&lock)
-        .arg("cat")
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("flock(1)");
-    let held = Instant::now() + Duration::from_secs(30);
-    // (`flock -n -E 9` exits 9 while another holds the lock.)
-    while std::process::Command::new("flock")
-        .args(["-n", "-E", "9"])
-        .arg(&lock)
-        .arg("true")
-        .status()
-        .unwrap()
-        .code()
-        != Some(9)
-    {
-        assert!(Instant::now() < held, "flock(1) did not take the lock");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut holder = hold_deploy_lock(&server);
     let (status, head, body) = console(
         &server,
         "POST",
