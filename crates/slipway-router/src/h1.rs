@@ -74,8 +74,14 @@ pub(crate) enum Served {
     /// or by the router (stop, idleness) between requests.
     Closed,
     /// A request this path does not serve: hyper serves the connection from here on,
-    /// reading these bytes first.
-    Handover(Bytes),
+    /// reading `read` first. `stopping`: the router stopped already (`end` resolved and
+    /// is spent), so hyper answers this request and closes.
+    Handover {
+        /// The bytes read from the client so far.
+        read: Bytes,
+        /// Whether the stop came already.
+        stopping: bool,
+    },
 }
 
 /// When the router stops, how long a kept-alive connection with no request in progress
@@ -112,11 +118,14 @@ pub(crate) async fn serve<S: ClientStream, E: Future<Output = End>>(
                     Parsed::Partial if has_bare_lf(&buf) => {
                         return refuse(stream, BARE_LF, &mut out).await;
                     }
-                    // After a stop, `end` is spent: hyper's path could not watch it.
-                    Parsed::Partial | Parsed::Other if last_call.is_some() => {
-                        return Served::Closed
+                    // After a stop, `end` is spent: hyper answers this one request and
+                    // closes.
+                    Parsed::Partial | Parsed::Other => {
+                        return Served::Handover {
+                            read: buf.freeze(),
+                            stopping: last_call.is_some(),
+                        }
                     }
-                    Parsed::Partial | Parsed::Other => return Served::Handover(buf.freeze()),
                     Parsed::Refused(why) => return refuse(stream, why, &mut out).await,
                 }
             }
@@ -143,10 +152,10 @@ pub(crate) async fn serve<S: ClientStream, E: Future<Output = End>>(
         let host = text(&request.host);
         // The console is hyper's (its pages, forms and event streams).
         if router.console_for(host).is_some() {
-            if last_call.is_some() {
-                return Served::Closed;
-            }
-            return Served::Handover(buf.freeze());
+            return Served::Handover {
+                read: buf.freeze(),
+                stopping: last_call.is_some(),
+            };
         }
         // A body: the bytes read after the head, and the client's read half to read the
         // rest from (then it cannot be watched for the client going away meanwhile); the
@@ -300,9 +309,12 @@ pub(crate) async fn serve<S: ClientStream, E: Future<Output = End>>(
         drop(open);
         match answered {
             Ok(()) => {}
-            // After a stop, `end` is spent: hyper's path could not watch it.
-            Err(e) if e.kind() == HAND_TO_HYPER && last_call.is_none() => {
-                return Served::Handover(buf.freeze())
+            // After a stop, `end` is spent: hyper answers this one request and closes.
+            Err(e) if e.kind() == HAND_TO_HYPER => {
+                return Served::Handover {
+                    read: buf.freeze(),
+                    stopping: last_call.is_some(),
+                }
             }
             Err(_) => return Served::Closed,
         }

@@ -314,9 +314,9 @@ impl Router {
                                 let mut stream = stream;
                                 match h1::serve(&raw_router, &raw_client, &mut stream, &activity, end.as_mut(), stopping).await {
                                     h1::Served::Closed => return,
-                                    h1::Served::Handover(read) => {
+                                    h1::Served::Handover { read, stopping } => {
                                         let io = TokioIo::new(Rewind { read, io: stream });
-                                        drive!(h1_builder.serve_connection(io, service).with_upgrades(), false)
+                                        drive!(h1_builder.serve_connection(io, service).with_upgrades(), stopping)
                                     }
                                 }
                             }
@@ -354,9 +354,9 @@ impl Router {
                                 let mut stream = stream;
                                 match h1::serve(&raw_router, &raw_client, &mut stream, &activity, end.as_mut(), stopping).await {
                                     h1::Served::Closed => return,
-                                    h1::Served::Handover(read) => {
+                                    h1::Served::Handover { read, stopping } => {
                                         let io = TokioIo::new(Rewind { read, io: stream });
-                                        drive!(h1_builder.serve_connection(io, service).with_upgrades(), false)
+                                        drive!(h1_builder.serve_connection(io, service).with_upgrades(), stopping)
                                     }
                                 }
                             }

@@ -702,39 +702,44 @@ async fn shutdown_lets_in_flight_requests_finish() {
 
 /// A client connected before the stop whose request comes only after it (the race of every
 /// upgrade: the old server stops accepting as clients are between connect and send) is
-/// answered, not closed under its request (which reset it).
+/// answered, not closed under its request (which reset it): on the router's own HTTP/1.1
+/// path and on hyper's (which the console's pages and anything unusual take).
 #[tokio::test]
 async fn a_connection_accepted_before_the_stop_gets_its_request_answered() {
-    let a = upstream("upstream-a").await;
-    let mut r = start_router(RouterConfig::default()).await;
-    r.router
-        .switch(
-            "demo/main",
-            EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)),
-        )
-        .unwrap();
-    let mut raw = tokio::net::TcpStream::connect(r.addr).await.unwrap();
-    // Accepted and handed to a worker, then the stop, then the request.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    r.trigger_stop();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    raw.write_all(b"GET / HTTP/1.1\r\nHost: main.demo.localhost\r\n\r\n")
-        .await
-        .unwrap();
-    let mut got = Vec::new();
-    let read = within(5, raw.read_to_end(&mut got)).await;
-    let answer = String::from_utf8_lossy(&got);
-    assert!(
-        read.is_ok(),
-        "the connection was reset: {read:?} after {answer:?}"
-    );
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    assert!(
-        answer.to_ascii_lowercase().contains("connection: close"),
-        "{answer}"
-    );
-    assert!(answer.ends_with("upstream-a"), "{answer}");
-    within(10, &mut r.served).await.unwrap().unwrap();
+    let own = "GET / HTTP/1.1\r\nHost: main.demo.localhost\r\n\r\n";
+    // A `Connection` option other than close and keep-alive: hyper's.
+    let hypers =
+        "GET / HTTP/1.1\r\nHost: main.demo.localhost\r\nConnection: te\r\nTE: trailers\r\n\r\n";
+    for request in [own, hypers] {
+        let a = upstream("upstream-a").await;
+        let mut r = start_router(RouterConfig::default()).await;
+        r.router
+            .switch(
+                "demo/main",
+                EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)),
+            )
+            .unwrap();
+        let mut raw = tokio::net::TcpStream::connect(r.addr).await.unwrap();
+        // Accepted and handed to a worker, then the stop, then the request.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        r.trigger_stop();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        raw.write_all(request.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        let read = within(5, raw.read_to_end(&mut got)).await;
+        let answer = String::from_utf8_lossy(&got);
+        assert!(
+            read.is_ok(),
+            "{request:?}: the connection was reset: {read:?} after {answer:?}"
+        );
+        assert!(answer.starts_with("HTTP/1.1 200"), "{request:?}: {answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{request:?}: {answer}"
+        );
+        assert!(answer.ends_with("upstream-a"), "{request:?}: {answer}");
+        within(10, &mut r.served).await.unwrap().unwrap();
+    }
 }
 
 #[tokio::test]
