@@ -145,13 +145,39 @@ fn secret_values_reach_apps_hooks_and_shells_but_no_file_or_command_line() {
         String::from_utf8_lossy(&o.stdout).trim(),
         format!("[{secret}]")
     );
-    // Releases, as any viewer may list them, hold no value either.
+    // Releases, as any viewer may list them, hold no value either, nor the secrets Slipway
+    // generates for the apps (the project's entropy, services' passwords): each app by its
+    // name and slug only.
+    let o = server.ssh(
+        &server.key,
+        "main.demo",
+        "echo \"$PLATFORM_PROJECT_ENTROPY\"",
+    );
+    let entropy = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(entropy.len() >= 16, "{}", text(&o));
     let o = admin(&server, "releases demo main --json");
     assert!(
-        o.status.success() && !text(&o).contains(&secret),
+        o.status.success() && !text(&o).contains(&secret) && !text(&o).contains(&entropy),
         "{}",
         text(&o)
     );
+    let releases: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(releases[0]["apps"][0]["name"], "app", "{releases}");
+    assert!(
+        releases[0]["apps"][0]["slug"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("sha256:")),
+        "{releases}"
+    );
+    // `envs` names the URL the push printed (with the port), and the live release by the
+    // number `rollback` takes.
+    let url = format!("http://{HOST}:{}/", server.http_port);
+    let o = admin(&server, "envs demo");
+    assert!(text(&o).contains(&format!("\t{url}")), "{}", text(&o));
+    let o = admin(&server, "envs demo --json");
+    let envs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(envs[0]["url"], url.as_str(), "{envs}");
+    assert_eq!(envs[0]["live_release"], releases[0]["number"], "{envs}");
 
     // Sensitive: hidden from admins too, in text and JSON, and stays sensitive when set again.
     for cmd in ["var ls demo main", "var ls demo main --json"] {

@@ -390,9 +390,7 @@ impl Cx<'_> {
     /// The URL of `env` as its live release `live` routes it (`https://` when its default
     /// host is routed so and the server serves HTTPS), else the plain one.
     fn env_url(&self, project: &str, env: &str, live: Option<&slipway_state::Release>) -> String {
-        live.and_then(|r| slipway_deploy::release_record::topology_of(r).ok())
-            .map(|t| slipway_deploy::https::env_url(self.platform, project, env, &t))
-            .unwrap_or_else(|| self.platform.env_url(project, env))
+        slipway_deploy::https::live_env_url(self.platform, project, env, live)
     }
 
     /// `/`: the projects the user may see.

@@ -31,6 +31,20 @@ pub fn env_url(platform: &Platform, project: &str, env: &str, topology: &Topolog
     }
 }
 
+/// The URL of `env` as its live release `live` routes it (`https://` when its default host
+/// is routed so and the server serves HTTPS), else the plain one: what `envs` and the
+/// console show.
+pub fn live_env_url(
+    platform: &Platform,
+    project: &str,
+    env: &str,
+    live: Option<&slipway_state::Release>,
+) -> String {
+    live.and_then(|r| crate::release_record::topology_of(r).ok())
+        .map(|t| env_url(platform, project, env, &t))
+        .unwrap_or_else(|| platform.env_url(project, env))
+}
+
 use base64::Engine as _;
 use serde_json::{Map, Value};
 

@@ -134,15 +134,22 @@ where
                     .iter()
                     .map(|e| {
                         let mut row = serde_json::to_value(e).unwrap_or_default();
-                        let health: serde_json::Map<String, serde_json::Value> = e
-                            .current_release
-                            .and_then(|id| state.release(id).ok().flatten())
-                            .map(|r| slipway_deploy::supervise::release_health(platform, &r))
+                        let live = e.current_release.and_then(|id| state.release(id).ok().flatten());
+                        let health: serde_json::Map<String, serde_json::Value> = live
+                            .as_ref()
+                            .map(|r| slipway_deploy::supervise::release_health(platform, r))
                             .unwrap_or_default()
                             .into_iter()
                             .map(|(name, h)| (name, serde_json::to_value(h).unwrap_or_default()))
                             .collect();
                         if let Some(o) = row.as_object_mut() {
+                            // The live release as users number it (`rollback` takes it), and the
+                            // URL as the push printed it.
+                            o.insert("live_release".into(), live.as_ref().map(|r| r.number).into());
+                            o.insert(
+                                "url".into(),
+                                slipway_deploy::https::live_env_url(platform, project, &e.name, live.as_ref()).into(),
+                            );
                             o.insert("containers".into(), serde_json::Value::Object(health));
                         }
                         row
@@ -153,22 +160,29 @@ where
             Ok(envs) => Ok(envs
                 .iter()
                 .map(|e| {
+                    let live = e.current_release.map(|id| state.release(id));
+                    let url = match &live {
+                        Some(Ok(Some(r))) => slipway_deploy::https::live_env_url(platform, project, &e.name, Some(r)),
+                        _ => platform.env_url(project, &e.name),
+                    };
                     format!(
-                        "{}\t{}\thttp://{}/\n",
+                        "{}\t{}\t{url}\n",
                         e.name,
-                        match e.current_release.map(|id| state.release(id)) {
+                        match live {
                             Some(Ok(Some(r))) => format!("release {} ({}){}{}", r.number, &r.commit[..r.commit.len().min(12)], workers_of(&r), slipway_deploy::supervise::release_note(platform, &r)),
                             Some(Err(err)) => format!("release unreadable: {err}"),
                             None | Some(Ok(None)) => "no release".into(),
                         },
-                        platform.env_host(project, &e.name)
                     )
                 })
                 .collect()),
             Err(e) => Err((3, format!("slipway: {e}\n"))),
         },
         ["releases", project, env] if visible(project) => match state.releases(project, env) {
-            Ok(rs) if json => Ok(serde_json::to_string_pretty(&rs).unwrap_or_default() + "\n"),
+            Ok(rs) if json => {
+                let rows: Vec<serde_json::Value> = rs.iter().map(release_json).collect();
+                Ok(serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n")
+            }
             Ok(rs) => Ok(rs
                 .iter()
                 .map(|r| {
@@ -251,6 +265,28 @@ where
             code
         }
     }
+}
+
+/// A release as `releases --json` shows it to anyone who may see the project: the stored
+/// record without its spec, whose app environments hold generated secrets (the services'
+/// passwords in `PLATFORM_RELATIONSHIPS`, `PLATFORM_PROJECT_ENTROPY`, add-on URLs) that
+/// only the apps and the people who may enter them should read; each app by its name and
+/// slug instead.
+fn release_json(release: &slipway_state::Release) -> serde_json::Value {
+    let mut row = serde_json::to_value(release).unwrap_or_default();
+    let apps: Vec<serde_json::Value> = match slipway_deploy::release_record::spec_of(release) {
+        Ok(spec) => spec
+            .apps
+            .iter()
+            .map(|a| serde_json::json!({"name": a.name, "slug": a.slug}))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    if let Some(o) = row.as_object_mut() {
+        o.remove("spec");
+        o.insert("apps".into(), apps.into());
+    }
+    row
 }
 
 /// `\tworkers: APP/WORKER, ...` for a release that has workers, nothing for one without,
