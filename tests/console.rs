@@ -1587,7 +1587,7 @@ fn run_a_cron_now_and_sync_a_branch_from_the_console_as_over_ssh() {
     let ssh_words = text(&o);
     let words = ssh_words.trim().trim_start_matches("slipway: ");
     assert!(
-        words.contains("main is the parent environment"),
+        words.contains("main is a production environment"),
         "{ssh_words}"
     );
     let (status, _, body) = console(

@@ -308,6 +308,12 @@ fn data_losing_changes_need_the_option_and_a_full_disk_is_the_apps_own_error() {
     assert!(out.contains("copied from dev"), "{out}");
     assert_eq!(get(&server, "feature", "/read?f=data/a.txt"), "dev2");
     assert_eq!(get(&server, "dev", "/write?f=data/a.txt&v=dev3"), "ok");
+    // dev moves on: its head is no longer an ancestor of feature's, and feature's parent is
+    // still dev (recorded when feature was made), not main.
+    app.write("NOTES", "more dev work\n");
+    app.commit("more dev work");
+    let (ok, out) = push_to(&server, &app, "dev", &[]);
+    assert!(ok, "{out}");
     let out = admin(&server, "sync demo feature");
     assert!(
         out.contains("feature now has a copy of dev's mount data"),
@@ -322,13 +328,19 @@ fn data_losing_changes_need_the_option_and_a_full_disk_is_the_apps_own_error() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(get(&server, "feature", "/read?f=data/a.txt"), "dev3");
-    let o = server.ssh(&server.key, "git", "sync demo main");
-    assert!(!o.status.success());
-    assert!(
-        text(&o).contains("main is the parent environment"),
-        "{}",
-        text(&o)
-    );
+    // Production has no parent: its data is never replaced by a branch's (`master` too,
+    // though its head descends from feature's and dev's).
+    let (ok, out) = push_to(&server, &app, "master", &[]);
+    assert!(ok, "{out}");
+    for env in ["main", "master"] {
+        let o = server.ssh(&server.key, "git", &format!("sync demo {env}"));
+        assert!(!o.status.success());
+        assert!(
+            text(&o).contains(&format!("{env} is a production environment")),
+            "{}",
+            text(&o)
+        );
+    }
 
     // Attack: the app turns a folder of its volume into a symlink to the host's root and
     // names it as a mount's source_path; the deploy refuses it and the host is untouched.

@@ -494,7 +494,7 @@ impl Cx<'_> {
             role >= slipway_deploy::protection::role_needed(env, Operation::Rollback(None).role());
         let may_redeploy =
             role >= slipway_deploy::protection::role_needed(env, Operation::Redeploy.role());
-        let may_sync = env != slipway_deploy::mounts::PARENT_ENV
+        let may_sync = !slipway_deploy::protection::is_production(env)
             && role >= slipway_deploy::protection::role_needed(env, access::SYNC);
         let live = releases
             .iter()

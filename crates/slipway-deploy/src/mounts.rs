@@ -97,6 +97,34 @@ pub fn parent_env(
     }
 }
 
+/// The parent of `env` of `project`: the one recorded at its first deploy if it is still
+/// an environment of the project, else [`parent_env`] of `commit` (its branch head), which
+/// is recorded then if none was. The first deploy records it, so `sync` later copies from
+/// the environment the branch was made from even after that one's head moved on (which
+/// [`parent_env`] alone would no longer see); a recorded parent that was removed since
+/// gives way to [`parent_env`] again.
+pub fn recorded_parent(
+    platform: &Platform,
+    project: &str,
+    env: &str,
+    commit: slipway_git::ObjectId,
+) -> String {
+    let state = platform.state();
+    if let Ok(Some(parent)) = state.environment_parent(project, env) {
+        if matches!(state.environment(project, &parent), Ok(Some(_))) {
+            return parent;
+        }
+    }
+    let parent = parent_env(platform, project, env, commit);
+    match state.record_environment_parent(project, env, &parent) {
+        Ok(_) => parent,
+        Err(e) => {
+            tracing::warn!(%project, %env, error = %e, "recording the environment's parent failed");
+            parent
+        }
+    }
+}
+
 /// The volume name of an app's own mounts.
 fn app_volume(app: &str) -> String {
     format!("app-{app}")

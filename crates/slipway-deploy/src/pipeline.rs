@@ -236,7 +236,7 @@ pub async fn stage(
                 target.new,
             );
             tokio::task::spawn_blocking(move || {
-                crate::mounts::parent_env(&p, &project, &env, commit)
+                crate::mounts::recorded_parent(&p, &project, &env, commit)
             })
             .await
             .ok()

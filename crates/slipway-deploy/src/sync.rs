@@ -1,6 +1,7 @@
 //! `sync PROJECT ENV`: the environment's data (its mounts' and its services') replaced by a
-//! fresh copy of its parent's ([`crate::mounts::parent_env`] of its branch head: the branch
-//! it was made from, else `main`), under the environment's deploy lock.
+//! fresh copy of its parent's ([`crate::mounts::recorded_parent`]: the environment its
+//! branch was made from, recorded at its first deploy, else `main`), under the
+//! environment's deploy lock. A production environment has no parent and is refused.
 //!
 //! The parent's volumes are copied first, each frozen only while its image is copied (see
 //! [`crate::volumes::Volume::snapshot_to`]), so the parent never stops; a service's copy is
@@ -28,9 +29,10 @@ pub async fn run(
     user: &str,
     watch: impl Into<Watch>,
 ) -> Result<String, String> {
-    if env == PARENT_ENV {
+    // Production has no parent: its data is never replaced by a copy of a branch's.
+    if env == PARENT_ENV || crate::protection::is_production(env) {
         return Err(format!(
-            "{env} is the parent environment; sync copies a parent's data into a branch's"
+            "{env} is a production environment; sync copies a parent's data into a branch's environment, never into production"
         ));
     }
     crate::backups::with_activity(
@@ -66,9 +68,10 @@ async fn copy_parent(
         .and_then(|r| r.ref_target(&format!("refs/heads/{branch}")))
         .ok()
         .flatten();
-    let parent = match head {
-        Some(commit) => crate::mounts::parent_env(platform, project, env, commit),
-        None => PARENT_ENV.to_string(),
+    let parent = match (head, state.environment_parent(project, env)) {
+        (Some(commit), _) => crate::mounts::recorded_parent(platform, project, env, commit),
+        (None, Ok(Some(parent))) => parent,
+        (None, _) => PARENT_ENV.to_string(),
     };
     let store = platform.data().volumes();
     let parents = store.volumes(project, &parent).map_err(|e| e.to_string())?;

@@ -19,6 +19,7 @@ mod console;
 mod console_actions;
 mod domains;
 mod entropy;
+mod parents;
 mod pruning;
 mod release_author;
 mod restarts;

@@ -242,6 +242,19 @@ CREATE TABLE postdeploy_runs (
     FOREIGN KEY (project, environment) REFERENCES environments(project, name) ON DELETE CASCADE
 );
 "#,
+    // environment_parents: the environment a branch's environment was made from (its data
+    // copied at its first deploy), kept so that `sync` copies from the same one later, however
+    // the branches' heads move.
+    r#"
+CREATE TABLE environment_parents (
+    project     TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    parent      TEXT NOT NULL,
+    recorded_at INTEGER NOT NULL,
+    PRIMARY KEY (project, environment),
+    FOREIGN KEY (project, environment) REFERENCES environments(project, name) ON DELETE CASCADE
+);
+"#,
 ];
 
 /// Bring the schema to the newest version (tracked in `PRAGMA user_version`).
