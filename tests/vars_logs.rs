@@ -193,14 +193,27 @@ fn secret_values_reach_apps_hooks_and_shells_but_no_file_or_command_line() {
     );
 
     // A plain variable: contributors and admins read it, viewers see its name only.
-    let o = admin(&server, "var set demo main MODE=visible-mode");
+    // A value with spaces, quoted inside the command as a shell would take it.
+    let o = admin(
+        &server,
+        "var set demo main 'MODE=visible-mode  with spaces'",
+    );
     assert!(o.status.success(), "{}", text(&o));
     let o = admin(&server, "var ls demo main");
     assert!(
-        String::from_utf8_lossy(&o.stdout).contains("MODE=visible-mode"),
+        String::from_utf8_lossy(&o.stdout).contains("MODE=visible-mode  with spaces"),
         "{}",
         text(&o)
     );
+    let body = server.get(HOST, "/").map(|(_, b)| b).unwrap_or_default();
+    assert_eq!(
+        body,
+        format!("token={secret} mode=visible-mode  with spaces\n"),
+        "the app sees the value whole"
+    );
+    let o = admin(&server, "var set demo main 'MODE=unclosed");
+    assert!(!o.status.success());
+    assert!(text(&o).contains("quoting is unbalanced"), "{}", text(&o));
     let bob = slipway_e2e::new_key(server.dir.path(), "bob");
     let o = server.slipway(&[
         "user",

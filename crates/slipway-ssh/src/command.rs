@@ -39,6 +39,9 @@ pub enum CommandError {
     /// The git service line is malformed (missing or badly quoted path).
     #[error("malformed git command: {0}")]
     Malformed(&'static str),
+    /// An admin command's quoting does not close (an odd `'` or `"`, a trailing `\\`).
+    #[error("the command's quoting is unbalanced: quote a value with spaces as 'KEY=two words' inside the command (ssh git@HOST \"var set P E 'KEY=two words'\")")]
+    Unbalanced,
 }
 
 /// The longest command line we look at.
@@ -72,7 +75,9 @@ pub fn parse(raw: &[u8]) -> Result<Command, CommandError> {
             return Ok(Command::Git { service, project });
         }
     }
-    let words: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+    // Split as the user's shell would have on a host with a login shell (OpenSSH hands the
+    // command line to it): quotes keep a value with spaces in one word.
+    let words = shlex::split(line).ok_or(CommandError::Unbalanced)?;
     Ok(Command::Admin(words))
 }
 
@@ -198,6 +203,34 @@ mod tests {
             Command::Admin(vec!["releases".into(), "demo".into(), "main".into()])
         );
         assert_eq!(parse(b"").unwrap(), Command::Admin(vec![]));
+        // Quoted as a shell would: a value with spaces (or quotes) is one word.
+        assert_eq!(
+            parse(b"var set demo main 'GREETING=hello   world' ").unwrap(),
+            Command::Admin(vec![
+                "var".into(),
+                "set".into(),
+                "demo".into(),
+                "main".into(),
+                "GREETING=hello   world".into()
+            ])
+        );
+        assert_eq!(
+            parse(br#"var set demo main "Q=it's \"x\"""#).unwrap(),
+            Command::Admin(vec![
+                "var".into(),
+                "set".into(),
+                "demo".into(),
+                "main".into(),
+                "Q=it's \"x\"".into()
+            ])
+        );
+        for bad in [
+            &b"var set demo main 'A=b"[..],
+            b"var set demo main \"A=b",
+            b"x \\",
+        ] {
+            assert_eq!(parse(bad), Err(CommandError::Unbalanced), "{bad:?}");
+        }
     }
 
     #[test]
