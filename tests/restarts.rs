@@ -1694,6 +1694,100 @@ fn slipway_reload_waits_for_the_new_server_and_fails_when_it_fails() {
     drop(servers);
 }
 
+/// Upgrading from a server of before `slipway reload`, which closes `serve.sock` on a
+/// `reload` request without a word (`SLIPWAY_TEST_AS_BEFORE_RELOAD` makes this one answer
+/// so): the new `slipway reload` (the new unit's `ExecReload`) sends SIGHUP to the server
+/// the data dir's lock names, and exits 0 once a new server took over and the old one
+/// exited, with no request lost. A lock naming a process that is no server (a pid reused
+/// after a crash) is refused, and that process is not signalled.
+#[test]
+fn slipway_reload_upgrades_a_server_of_before_reload_by_sighup() {
+    let mut server = Server::start_with(&[("SLIPWAY_TEST_AS_BEFORE_RELOAD", "1")]);
+    let app = App::demo(server.dir.path(), "app");
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "{out}");
+    let old_pid = server.pid().expect("running");
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new(Counts::default());
+    let loader = load(server.http_port, stop.clone(), counts.clone());
+    std::thread::sleep(Duration::from_millis(300));
+
+    let o = server.slipway(&["reload"]);
+    assert!(o.status.success(), "{}\n{}", text(&o), server.server_log());
+    let new_pid = lock_pid(&server);
+    let servers = Stopped(vec![new_pid]);
+    assert_ne!(new_pid, old_pid);
+    assert!(
+        text(&o).contains("reloaded by SIGHUP")
+            && text(&o).contains(&format!("slipway serve (pid {new_pid}) serves")),
+        "{}",
+        text(&o)
+    );
+    assert!(!server.running(), "the old server exited before reload did");
+    assert_eq!(server.stop(), Some(0), "{}", server.server_log());
+    assert!(alive(new_pid), "the new server runs");
+    let ok_after = counts.ok.load(Ordering::SeqCst);
+    while counts.ok.load(Ordering::SeqCst) < ok_after + 50 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::SeqCst);
+    loader.join().expect("load thread");
+    assert_eq!(
+        counts.failed(),
+        0,
+        "{}\n{}",
+        counts.report(),
+        server.server_log()
+    );
+    assert_eq!(body(&server), "built-1\n");
+    drop(servers);
+
+    // No server any more; the lock is held by a process that is no server, whose pid it
+    // names, and something answers on serve.sock as an old server would.
+    let lock = server.data.join("serve.lock");
+    let mut holder = std::process::Command::new("flock")
+        .arg(&lock)
+        .args(["sh", "-c", "echo $$ > \"$0\" && exec sleep 60"])
+        .arg(&lock)
+        .spawn()
+        .expect("flock");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let named = loop {
+        let pid = std::fs::read_to_string(&lock)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok());
+        match pid {
+            Some(pid) if pid != new_pid => break pid,
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "the lock file names no new pid");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let sock = server.data.join("serve.sock");
+    let _ = std::fs::remove_file(&sock);
+    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("serve.sock");
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut line = String::new();
+            let _ = BufReader::new(conn).read_line(&mut line);
+        }
+    });
+    let o = server.slipway(&["reload"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("which is no running slipway serve"),
+        "{}",
+        text(&o)
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        alive(named) && matches!(holder.try_wait(), Ok(None)),
+        "the process the lock names was not signalled"
+    );
+    let _ = slipway_e2e::run(std::process::Command::new("kill").arg(named.to_string()));
+    let _ = holder.wait();
+}
+
 /// `systemctl reload` (SIGHUP) when the binary installed at the server's path is broken
 /// (exits 1): the old server goes on serving every request and logs why; once a working
 /// binary is installed there, the next SIGHUP upgrades to it.
