@@ -107,8 +107,10 @@ fn host_has_systemd() -> bool {
 
 /// The cgroup folders to run the container in where PID 1 is not systemd: under this
 /// process's cgroup in the `name=systemd` hierarchy and in the unified one, each mounted
-/// where the host mounts it.
-fn own_cgroups(name: &str) -> Vec<PathBuf> {
+/// where the host mounts it; with `every_controller`, in each cgroup v1 controller's too (the
+/// container's cgroup namespace then starts there, so what runc makes inside is below
+/// them, apart from other machines' and removed with them).
+fn own_cgroups(name: &str, every_controller: bool) -> Vec<PathBuf> {
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let mut dirs = Vec::new();
     for line in own.lines() {
@@ -118,11 +120,12 @@ fn own_cgroups(name: &str) -> Vec<PathBuf> {
             continue;
         };
         let mount = match controllers {
-            "name=systemd" => Path::new("/sys/fs/cgroup/systemd"),
+            "name=systemd" => PathBuf::from("/sys/fs/cgroup/systemd"),
             "" if Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() => {
-                Path::new("/sys/fs/cgroup/unified")
+                PathBuf::from("/sys/fs/cgroup/unified")
             }
-            "" => Path::new("/sys/fs/cgroup"),
+            "" => PathBuf::from("/sys/fs/cgroup"),
+            c if every_controller && !c.starts_with("name=") => Path::new("/sys/fs/cgroup").join(c),
             _ => continue,
         };
         if mount.join("cgroup.procs").exists() {
@@ -220,11 +223,19 @@ impl Machine {
             Vec::new()
         } else {
             args.push("--keep-unit".into());
-            own_cgroups(&format!("{name}.nspawn"))
+            own_cgroups(&format!("{name}.nspawn"), options.runc)
         };
         args.push("--boot".into());
         for dir in &cgroups {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            // A new cpuset cgroup takes no process before it has CPUs and memory nodes.
+            for file in ["cpuset.cpus", "cpuset.mems"] {
+                if let Some(parent) = dir.parent().filter(|p| p.join(file).exists()) {
+                    let value = std::fs::read_to_string(parent.join(file)).unwrap_or_default();
+                    std::fs::write(dir.join(file), value.trim())
+                        .map_err(|e| format!("{}/{file}: {e}", dir.display()))?;
+                }
+            }
         }
         // The shell moves itself into the container's cgroups, then becomes nspawn.
         let mut script = String::new();
