@@ -6,6 +6,18 @@
 //! root or the host. Where PID 1 of the host is not systemd, nspawn cannot ask it for a
 //! scope: the container then runs in a cgroup of its own made here (`--keep-unit`),
 //! removed when it stops.
+//!
+//! runc inside the container ([`Options::runc`]) needs two things nspawn refuses by
+//! default (found by trying on a cgroup v1 "hybrid" host, systemd 252): the `@keyring`
+//! system calls (runc gives each container a new session keyring; nspawn's filter
+//! answers `keyctl` with EPERM, which runc only forgives as ENOSYS: "unable to join
+//! session keyring: unable to create session key: operation not permitted"), and
+//! writable cgroup v1 controllers (nspawn mounts them read-only when it uses no user
+//! namespace: "unable to apply cgroup configuration: mkdir /sys/fs/cgroup/cpuset/ID:
+//! read-only file system"). The first is `--system-call-filter=@keyring`; the second
+//! has no flag: the controllers' mounts are remounted read-write inside the container
+//! ([`WRITABLE_CGROUPS`], `mount -o remount,bind,rw`, a change of those mounts only),
+//! which the container's root may do (it keeps `CAP_SYS_ADMIN`).
 
 use std::io::Read as _;
 use std::os::fd::AsRawFd as _;
@@ -95,8 +107,10 @@ fn host_has_systemd() -> bool {
 
 /// The cgroup folders to run the container in where PID 1 is not systemd: under this
 /// process's cgroup in the `name=systemd` hierarchy and in the unified one, each mounted
-/// where the host mounts it.
-fn own_cgroups(name: &str) -> Vec<PathBuf> {
+/// where the host mounts it; with `every_controller`, in each cgroup v1 controller's too (the
+/// container's cgroup namespace then starts there, so what runc makes inside is below
+/// them, apart from other machines' and removed with them).
+fn own_cgroups(name: &str, every_controller: bool) -> Vec<PathBuf> {
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let mut dirs = Vec::new();
     for line in own.lines() {
@@ -106,11 +120,12 @@ fn own_cgroups(name: &str) -> Vec<PathBuf> {
             continue;
         };
         let mount = match controllers {
-            "name=systemd" => Path::new("/sys/fs/cgroup/systemd"),
+            "name=systemd" => PathBuf::from("/sys/fs/cgroup/systemd"),
             "" if Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() => {
-                Path::new("/sys/fs/cgroup/unified")
+                PathBuf::from("/sys/fs/cgroup/unified")
             }
-            "" => Path::new("/sys/fs/cgroup"),
+            "" => PathBuf::from("/sys/fs/cgroup"),
+            c if every_controller && !c.starts_with("name=") => Path::new("/sys/fs/cgroup").join(c),
             _ => continue,
         };
         if mount.join("cgroup.procs").exists() {
@@ -141,11 +156,47 @@ pub struct Machine {
     log: PathBuf,
 }
 
+/// A shell script remounting read-write each cgroup v1 controller nspawn mounted
+/// read-only (nothing where the host has cgroup v2 only), for runc inside the container:
+/// run by the container's root, e.g. as an `ExecStartPre=` of the unit starting runc.
+pub const WRITABLE_CGROUPS: &str = r#"#!/bin/sh
+set -e
+for m in /sys/fs/cgroup/*/; do
+    m=${m%/}
+    if grep -q " $m cgroup ro," /proc/self/mounts; then
+        mount -o remount,bind,rw "$m"
+    fi
+done
+"#;
+
+/// How to boot a [`Machine`].
+#[derive(Default)]
+pub struct Options<'a> {
+    /// Each `(host path, container path)` is mounted read-only in the container.
+    pub binds: &'a [(&'a Path, &'a str)],
+    /// Let runc run containers inside: the `@keyring` system calls are allowed (the
+    /// cgroup controllers stay read-only until [`WRITABLE_CGROUPS`] runs inside).
+    pub runc: bool,
+}
+
 impl Machine {
     /// Boot `root` (see [`systemd_root`]) with each `(host path, container path)` of
     /// `binds` mounted read-only; waits until systemd finished booting. Nspawn's and the
     /// container's console output go to `log`.
     pub fn boot(root: &Path, binds: &[(&Path, &str)], log: &Path) -> Result<Machine, String> {
+        Machine::boot_with(
+            root,
+            &Options {
+                binds,
+                ..Options::default()
+            },
+            log,
+        )
+    }
+
+    /// [`Machine::boot`] with `options`.
+    pub fn boot_with(root: &Path, options: &Options<'_>, log: &Path) -> Result<Machine, String> {
+        let binds = options.binds;
         if !Path::new("/usr/bin/systemd-nspawn").exists() {
             return Err(
                 "systemd-nspawn is not installed (apt-get install systemd-container; scripts/install-deps)"
@@ -165,15 +216,26 @@ impl Machine {
         for (host, inside) in binds {
             args.push(format!("--bind-ro={}:{inside}", host.display()));
         }
+        if options.runc {
+            args.push("--system-call-filter=@keyring".into());
+        }
         let cgroups = if host_has_systemd() {
             Vec::new()
         } else {
             args.push("--keep-unit".into());
-            own_cgroups(&format!("{name}.nspawn"))
+            own_cgroups(&format!("{name}.nspawn"), options.runc)
         };
         args.push("--boot".into());
         for dir in &cgroups {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            // A new cpuset cgroup takes no process before it has CPUs and memory nodes.
+            for file in ["cpuset.cpus", "cpuset.mems"] {
+                if let Some(parent) = dir.parent().filter(|p| p.join(file).exists()) {
+                    let value = std::fs::read_to_string(parent.join(file)).unwrap_or_default();
+                    std::fs::write(dir.join(file), value.trim())
+                        .map_err(|e| format!("{}/{file}: {e}", dir.display()))?;
+                }
+            }
         }
         // The shell moves itself into the container's cgroups, then becomes nspawn.
         let mut script = String::new();
@@ -315,7 +377,19 @@ impl Drop for Machine {
 /// Boot a container for test `test`, or say why it cannot boot here: then the test
 /// skips, except under `CI=true`, where it fails.
 pub fn boot_or_skip(test: &str, binds: &[(&Path, &str)], log: &Path) -> Option<Machine> {
-    let booted = systemd_root().and_then(|root| Machine::boot(&root, binds, log));
+    boot_or_skip_with(
+        test,
+        &Options {
+            binds,
+            ..Options::default()
+        },
+        log,
+    )
+}
+
+/// [`boot_or_skip`] with `options`.
+pub fn boot_or_skip_with(test: &str, options: &Options<'_>, log: &Path) -> Option<Machine> {
+    let booted = systemd_root().and_then(|root| Machine::boot_with(&root, options, log));
     match booted {
         Ok(m) => Some(m),
         Err(why) if std::env::var("CI").as_deref() == Ok("true") => {

@@ -93,6 +93,12 @@ fn not_exist(msg: &str) -> bool {
     msg.contains("does not exist") || msg.contains("not found") || msg.contains("No such file")
 }
 
+/// Variables systemd gives the server (`Type=notify`) that the OCI runtime must not see:
+/// with `NOTIFY_SOCKET` set, runc bind-mounts that socket into the container (at
+/// `/run/notify`, which fails on a read-only stack) and passes the container's
+/// `READY=1` on to the service manager with the container's pid as `MAINPID=`.
+const SERVICE_MANAGER_VARS: [&str; 1] = ["NOTIFY_SOCKET"];
+
 /// Deletes a container synchronously if dropped while armed (a cancelled `run`/`start`).
 struct Guard<'a> {
     runtime: &'a Runtime,
@@ -161,12 +167,15 @@ impl Runtime {
         }
     }
 
-    /// `RUNTIME --root STATE` with JSON logging.
+    /// `RUNTIME --root STATE` with JSON logging, without [`SERVICE_MANAGER_VARS`].
     fn command(&self) -> Command {
         let mut cmd = Command::new(&self.runtime);
         cmd.arg("--root")
             .arg(&self.state_root)
             .args(["--log-format", "json"]);
+        for var in SERVICE_MANAGER_VARS {
+            cmd.env_remove(var);
+        }
         cmd.stdin(Stdio::null());
         cmd
     }
@@ -189,6 +198,9 @@ impl Runtime {
         let process = exec_process(&self.paths(id).bundle, args, env, cwd, tty)?;
         let mut cmd = Command::new(&self.runtime);
         cmd.arg("--root").arg(&self.state_root).arg("exec");
+        for var in SERVICE_MANAGER_VARS {
+            cmd.env_remove(var);
+        }
         ProcessFile::new(&process)?.attach(&mut cmd);
         cmd.arg(id);
         Ok(cmd)

@@ -169,6 +169,11 @@ pub fn listen(
     Ok(())
 }
 
+/// Set (to anything) in a test's server environment: `reload` is answered as a server of
+/// before `slipway reload` answered it (the connection closed without a word), so that a
+/// test can reload such a server ([`crate::reload_signal`]).
+const AS_BEFORE_RELOAD_HOOK: &str = "SLIPWAY_TEST_AS_BEFORE_RELOAD";
+
 /// What the running server answers requests with.
 struct Asked<'a> {
     sockets: &'a Sockets,
@@ -188,7 +193,7 @@ fn answer(mut conn: UnixStream, asked: Asked<'_>) -> Result<()> {
     } = asked;
     conn.set_read_timeout(Some(HELLO_TIMEOUT))?;
     let hello = read_line(&mut conn)?;
-    if hello == "reload" {
+    if hello == "reload" && std::env::var_os(AS_BEFORE_RELOAD_HOOK).is_none() {
         if busy.load(Ordering::Acquire) {
             let why = "another upgrade of this server is under way (or it was upgraded and drains)";
             conn.write_all(format!("failed {}\n{why}\n", std::process::id()).as_bytes())?;

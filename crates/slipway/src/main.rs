@@ -17,6 +17,7 @@ mod advisories;
 mod handover;
 mod lock;
 mod reload;
+mod reload_signal;
 
 /// mimalloc: the router proxies a request in about 6 % fewer instructions than with the
 /// system allocator (header maps, buffers, tasks; see docs/BENCHMARKS.md).

@@ -11,7 +11,8 @@
 //! `failed` and why before it exits; a server that exits without a word (a broken
 //! binary) is reported with its exit status. `slipway reload` asks the running server
 //! through `serve.sock` (`reload`) and prints that outcome: it exits 0 only when the new
-//! server serves.
+//! server serves. A server of before `slipway reload` (it closes the connection on
+//! `reload`) is reloaded by SIGHUP instead ([`crate::reload_signal`]).
 
 use std::ffi::OsString;
 use std::io::{Read as _, Write as _};
@@ -184,9 +185,8 @@ pub fn request(data_dir: &Path) -> Result<String> {
             "{}; slipway serve (pid {old}) goes on serving",
             rest.trim()
         )),
-        _ if answer.trim().is_empty() => Err(anyhow!(
-            "the running server ended the request without an answer (a slipway of before `slipway reload`: reload it once with `kill -HUP`)"
-        )),
+        // A server of before `slipway reload` closes the connection on `reload`.
+        _ if answer.trim().is_empty() => crate::reload_signal::reload(data_dir),
         _ => Err(anyhow!("the running server answered {:?}", answer.trim())),
     }
 }
