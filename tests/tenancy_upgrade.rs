@@ -190,6 +190,11 @@ fn data_left_under_an_older_project_uid_is_given_to_the_new_one_and_nothing_is_l
             .arg(&at));
         assert!(o.status.success(), "mount {}: {}", img.display(), text(&o));
         given.push((image, give_to_old_uid(&at, uid)));
+        if image == "app-hello" {
+            // The folder already given but not what is in it (a walk cut short, or the old
+            // release's container writing under its old uid meanwhile): found all the same.
+            std::os::unix::fs::lchown(at.join("files/uploads"), Some(uid), Some(uid)).unwrap();
+        }
         let o = run(Command::new("umount").arg(&at));
         assert!(o.status.success(), "umount: {}", text(&o));
     }
