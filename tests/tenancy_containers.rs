@@ -367,3 +367,78 @@ fn a_project_name_sharing_a_user_with_another_project_is_refused() {
     let o = server.git(&app.dir, &["push", &server.remote("shop-193-69"), "main"]);
     assert!(o.status.success(), "{}", text(&o));
 }
+
+/// Prints, each line prefixed with `WHO FILE`, what a process learns of where it runs: its
+/// mounts, its mount table with roots, its cgroup and its environment (`env`).
+const WHERE_PROBE: &str = r#"who=$1
+for f in /proc/self/mounts /proc/self/mountinfo /proc/self/cgroup; do sed "s|^|$who $f |" $f; done
+env | sed "s|^|$who environ |"
+"#;
+
+/// Lines of `out` printed by `who`'s probe from `file` (at least one).
+fn probe_lines<'o>(out: &'o str, who: &str, file: &str) -> Vec<&'o str> {
+    let prefix = format!("{who} {file} ");
+    let lines: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_once(&prefix).map(|(_, rest)| rest))
+        .collect();
+    assert!(!lines.is_empty(), "no {file} from {who} in:\n{out}");
+    lines
+}
+
+/// What a build, an app and a shell read in `/proc/self/mounts`, `/proc/self/cgroup` and
+/// their environment names nothing of the host's data dir, and the mount table names no
+/// volume image: a mount of the app's volume shows only its path inside that volume. (The
+/// roots of the other bind mounts in `/proc/self/mountinfo` still do: ARCHITECTURE's
+/// "The container's boundary".)
+#[test]
+fn a_container_reads_no_host_path_in_its_mounts_cgroup_or_environment() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    app.write("where.sh", WHERE_PROBE);
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nmounts:\n  uploads: {source: local, source_path: uploads}\n\
+         hooks:\n  build: |\n    set -e\n    echo \"built-$(cat VERSION)\" > build.txt\n    sh where.sh build\n\
+         web:\n  commands:\n    start: sh where.sh app > /tmp/where.txt 2>&1; exec python3 server.py\n",
+    );
+    app.commit("where probe");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let build = text(&o);
+    assert!(o.status.success(), "{build}\n{}", server.server_log());
+    let o = server.ssh(&server.key, "main.demo", "cat /tmp/where.txt");
+    assert!(o.status.success(), "{}", text(&o));
+    let app_out = String::from_utf8_lossy(&o.stdout).to_string();
+    let o = server.ssh(&server.key, "main.demo", "sh /app/where.sh shell");
+    assert!(o.status.success(), "{}", text(&o));
+    let shell = String::from_utf8_lossy(&o.stdout).to_string();
+
+    let data = server.data.display().to_string();
+    let temp = server.dir.path().display().to_string();
+    for (who, out) in [("build", &build), ("app", &app_out), ("shell", &shell)] {
+        for file in ["/proc/self/mounts", "/proc/self/cgroup", "environ"] {
+            for line in probe_lines(out, who, file) {
+                assert!(
+                    !line.contains(&data) && !line.contains(&temp),
+                    "{who} reads a host path in {file}: {line}"
+                );
+            }
+        }
+        for line in probe_lines(out, who, "/proc/self/mountinfo") {
+            assert!(!line.contains(".img"), "{who} sees a volume image: {line}");
+        }
+    }
+    // The app's mount shows where it is on its volume, nothing above it.
+    for (who, out) in [("app", &app_out), ("shell", &shell)] {
+        let line = probe_lines(out, who, "/proc/self/mountinfo")
+            .into_iter()
+            .find(|l| l.split(' ').nth(4) == Some("/app/uploads"))
+            .unwrap_or_else(|| panic!("no /app/uploads mount for {who}:\n{out}"));
+        assert_eq!(line.split(' ').nth(3), Some("/files/uploads"), "{line}");
+    }
+    // The legitimate path still works.
+    assert_eq!(
+        server.get("main.demo.localhost", "/"),
+        Some((200, "built-1\n".into()))
+    );
+}

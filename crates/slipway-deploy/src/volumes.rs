@@ -553,10 +553,12 @@ impl Volume {
             path.push(part);
             match std::fs::symlink_metadata(&path) {
                 Ok(m) if m.is_dir() => {
-                    // A folder made for the project under another uid (by a Slipway whose
-                    // project uids were in another range) is given to the project's user.
-                    if i + 1 == parts.len() && std::os::unix::fs::MetadataExt::uid(&m) != owner.uid
-                    {
+                    // What is in it under another uid (left by a Slipway whose project uids
+                    // were in another range, or written by a container of the project still
+                    // running under its old uid while the folder was given) is given to the
+                    // project's user: the whole tree, at every open, changing only what
+                    // another uid owns.
+                    if i + 1 == parts.len() {
                         owner.own_tree(&path).map_err(|e| VolumeError::Io {
                             what: format!("giving {} to the project", path.display()),
                             source: std::io::Error::other(e.to_string()),

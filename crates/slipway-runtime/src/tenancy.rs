@@ -1,6 +1,7 @@
 //! The container's boundary: who its processes run as ([`RunAs`]), what the kernel lets them
 //! use ([`Limits`]), the seccomp filter, the `web` user's `/etc/passwd`, and the init (pid 1).
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
@@ -50,26 +51,106 @@ impl RunAs {
         RunAs { uid, gid: uid }
     }
 
-    /// Gives `path` and everything below it to this user (symlinks themselves, never what
-    /// they point to; nothing outside `path` is touched). For folders a container writes to.
-    pub fn own_tree(&self, path: &Path) -> Result<(), RuntimeError> {
-        let mut stack = vec![path.to_path_buf()];
-        while let Some(p) = stack.pop() {
-            let meta = std::fs::symlink_metadata(&p)
-                .map_err(|e| RuntimeError::io(format!("reading {}", p.display()), e))?;
-            std::os::unix::fs::lchown(&p, Some(self.uid), Some(self.gid))
-                .map_err(|e| RuntimeError::io(format!("changing owner of {}", p.display()), e))?;
-            if meta.is_dir() {
-                let entries = std::fs::read_dir(&p)
-                    .map_err(|e| RuntimeError::io(format!("reading {}", p.display()), e))?;
-                for entry in entries {
-                    let entry = entry
-                        .map_err(|e| RuntimeError::io(format!("reading {}", p.display()), e))?;
-                    stack.push(entry.path());
+    /// Gives `path` and everything below it to this user (and group); returns how many
+    /// entries changed owner. For folders a container writes to, also while another
+    /// container of the project runs and changes them: the walk goes through descriptors
+    /// (`openat` with `O_NOFOLLOW | O_DIRECTORY`, `fchownat` with `AT_SYMLINK_NOFOLLOW`), so a
+    /// folder swapped for a symbolic link meanwhile is never followed and nothing outside
+    /// `path` is touched (a symbolic link itself is given, never what it points to). Entries
+    /// already owned are left as they are, and each folder is given after what it holds, so
+    /// a walk cut short (a crash, an error) leaves `path` under its old owner and is finished
+    /// by the next one. For the same reason a walk of an owned tree only reads it.
+    pub fn own_tree(&self, path: &Path) -> Result<u64, RuntimeError> {
+        use rustix::fs::{AtFlags, Mode, OFlags};
+        let failed = |what: &str, at: &Path, e: rustix::io::Errno| {
+            RuntimeError::io(
+                format!("{what} {}", at.display()),
+                std::io::Error::from_raw_os_error(e.raw_os_error()),
+            )
+        };
+        let (uid, gid) = (
+            rustix::fs::Uid::from_raw(self.uid),
+            rustix::fs::Gid::from_raw(self.gid),
+        );
+        let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let top = match rustix::fs::open(path, dir_flags, Mode::empty()) {
+            Ok(fd) => fd,
+            // Not a folder (or a link to one): the entry itself only.
+            Err(rustix::io::Errno::NOTDIR) | Err(rustix::io::Errno::LOOP) => {
+                let st = rustix::fs::lstat(path).map_err(|e| failed("reading", path, e))?;
+                if (st.st_uid, st.st_gid) == (self.uid, self.gid) {
+                    return Ok(0);
                 }
+                rustix::fs::chownat(
+                    rustix::fs::CWD,
+                    path,
+                    Some(uid),
+                    Some(gid),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(|e| failed("changing owner of", path, e))?;
+                return Ok(1);
+            }
+            Err(e) => return Err(failed("opening", path, e)),
+        };
+        let mut changed = 0;
+        // Each open folder with the path it is known by (for messages) and its entries.
+        let mut stack = vec![(
+            path.to_path_buf(),
+            rustix::fs::Dir::new(top).map_err(|e| failed("reading", path, e))?,
+        )];
+        while let Some((at, dir)) = stack.last_mut() {
+            let next = dir.read();
+            let fd = dir.fd().map_err(|e| failed("reading", at, e))?;
+            let Some(entry) = next else {
+                // Every entry is given: now the folder itself.
+                let st = rustix::fs::fstat(fd).map_err(|e| failed("reading", at, e))?;
+                if (st.st_uid, st.st_gid) != (self.uid, self.gid) {
+                    rustix::fs::fchown(fd, Some(uid), Some(gid))
+                        .map_err(|e| failed("changing owner of", at, e))?;
+                    changed += 1;
+                }
+                stack.pop();
+                continue;
+            };
+            let entry = entry.map_err(|e| failed("reading", at, e))?;
+            let name = entry.file_name();
+            if name == c"." || name == c".." {
+                continue;
+            }
+            let child_path = at.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+            match rustix::fs::openat(fd, name, dir_flags, Mode::empty()) {
+                Ok(child) => {
+                    let d = rustix::fs::Dir::new(child)
+                        .map_err(|e| failed("reading", &child_path, e))?;
+                    stack.push((child_path, d));
+                }
+                Err(rustix::io::Errno::NOTDIR) | Err(rustix::io::Errno::LOOP) => {
+                    let st = match rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                        Ok(st) => st,
+                        // Removed meanwhile by a running container: nothing to give.
+                        Err(rustix::io::Errno::NOENT) => continue,
+                        Err(e) => return Err(failed("reading", &child_path, e)),
+                    };
+                    if (st.st_uid, st.st_gid) != (self.uid, self.gid) {
+                        match rustix::fs::chownat(
+                            fd,
+                            name,
+                            Some(uid),
+                            Some(gid),
+                            AtFlags::SYMLINK_NOFOLLOW,
+                        ) {
+                            Ok(()) => changed += 1,
+                            Err(rustix::io::Errno::NOENT) => {}
+                            Err(e) => return Err(failed("changing owner of", &child_path, e)),
+                        }
+                    }
+                }
+                Err(rustix::io::Errno::NOENT) => {}
+                Err(e) => return Err(failed("opening", &child_path, e)),
             }
         }
-        Ok(())
+        Ok(changed)
     }
 
     /// The container's `/etc/passwd`: `root`, `nobody` and `web` (home `/tmp`).
@@ -295,6 +376,67 @@ mod tests {
         }
         assert!(a.passwd().contains(&format!("web:x:{}:{}:", a.uid, a.gid)));
         assert!(a.group().contains(&format!("web:x:{}:", a.gid)));
+    }
+
+    /// A tree left under another uid is given whole, links themselves and never what they
+    /// point to; an owned tree is only read.
+    #[test]
+    fn own_tree_gives_what_another_uid_owns_and_never_follows_a_link() {
+        use std::os::unix::fs::MetadataExt;
+        if unsafe { libc::geteuid() } != 0 {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "needs root under CI"
+            );
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let (tree, outside) = (tmp.path().join("tree"), tmp.path().join("outside"));
+        std::fs::create_dir_all(tree.join("a/b/c")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(tree.join("a/b/c/kept.txt"), "kept").unwrap();
+        std::fs::write(outside.join("host.txt"), "host").unwrap();
+        std::os::unix::fs::symlink(&outside, tree.join("a/to-dir")).unwrap();
+        std::os::unix::fs::symlink(outside.join("host.txt"), tree.join("a/b/to-file")).unwrap();
+        let old = 3_000_000_007;
+        for p in [
+            "",
+            "a",
+            "a/b",
+            "a/b/c",
+            "a/b/c/kept.txt",
+            "a/to-dir",
+            "a/b/to-file",
+        ] {
+            std::os::unix::fs::lchown(tree.join(p), Some(old), Some(old)).unwrap();
+        }
+        let user = RunAs::for_project("owntree");
+        assert_eq!(user.own_tree(&tree).unwrap(), 7);
+        for p in [
+            "",
+            "a",
+            "a/b",
+            "a/b/c",
+            "a/b/c/kept.txt",
+            "a/to-dir",
+            "a/b/to-file",
+        ] {
+            let m = std::fs::symlink_metadata(tree.join(p)).unwrap();
+            assert_eq!((m.uid(), m.gid()), (user.uid, user.gid), "{p}");
+        }
+        for p in [outside.clone(), outside.join("host.txt")] {
+            assert_eq!(std::fs::metadata(&p).unwrap().uid(), 0, "{}", p.display());
+        }
+        assert_eq!(
+            std::fs::read_to_string(tree.join("a/b/c/kept.txt")).unwrap(),
+            "kept"
+        );
+        // Owned: nothing to change. A link given as the top is given itself only.
+        assert_eq!(user.own_tree(&tree).unwrap(), 0);
+        std::os::unix::fs::lchown(tree.join("a/to-dir"), Some(old), Some(old)).unwrap();
+        assert_eq!(user.own_tree(&tree.join("a/to-dir")).unwrap(), 1);
+        assert_eq!(std::fs::metadata(&outside).unwrap().uid(), 0);
     }
 
     #[test]
