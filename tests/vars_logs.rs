@@ -169,6 +169,14 @@ fn secret_values_reach_apps_hooks_and_shells_but_no_file_or_command_line() {
             .is_some_and(|s| s.starts_with("sha256:")),
         "{releases}"
     );
+    // An environment that does not exist is said so, as `services` says it.
+    let o = admin(&server, "releases demo nope");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("environment 'nope' of project 'demo' not found"),
+        "{}",
+        text(&o)
+    );
     // `envs` names the URL the push printed (with the port), and the live release by the
     // number `rollback` takes.
     let url = format!("http://{HOST}:{}/", server.http_port);

@@ -178,6 +178,11 @@ where
                 .collect()),
             Err(e) => Err((3, format!("slipway: {e}\n"))),
         },
+        ["releases", project, env] if visible(project) && !matches!(state.environment(project, env), Ok(Some(_))) => {
+            // As `services`: an environment that does not exist is said so, not shown as one
+            // without releases.
+            Err((1, format!("slipway: environment '{env}' of project '{project}' not found\n")))
+        }
         ["releases", project, env] if visible(project) => match state.releases(project, env) {
             Ok(rs) if json => {
                 let rows: Vec<serde_json::Value> = rs.iter().map(release_json).collect();
