@@ -1152,4 +1152,29 @@ fn a_native_addon_from_npm_compiles_with_node_gyp_against_the_stacks_headers_and
     assert!(!slug.join(".cache/node-gyp").exists(), "headers downloaded");
     let (_, body) = server.get("main.native.localhost", "/").expect("answers");
     assert_eq!(body.trim(), "true false $2b$", "{body}");
+
+    // yarn 1.x as the strapi templates install (`build.flavor: none`): node-pre-gyp under
+    // yarn runs `node-gyp` from PATH, which gets the same headers.
+    app.write(
+        ".platform.app.yaml",
+        &NATIVE_APP
+            .replace(
+                "type: 'nodejs:22'\n",
+                "type: 'nodejs:22'\nbuild:\n    flavor: none\n",
+            )
+            .replace(
+                "        set -e\n",
+                "        set -e\n        yarn install\n        ls yarn.lock\n",
+            ),
+    );
+    app.commit("yarn");
+    let out = push(&server, &app, "native");
+    assert!(out.contains("app | yarn.lock"), "{out}");
+    let slug = slug_of(&server, &out, "app");
+    assert!(slug
+        .join("node_modules/bcrypt/lib/binding/napi-v3/bcrypt_lib.node")
+        .is_file());
+    assert!(!slug.join(".cache/node-gyp").exists(), "headers downloaded");
+    let (_, body) = server.get("main.native.localhost", "/").expect("answers");
+    assert_eq!(body.trim(), "true false $2b$", "{body}");
 }
