@@ -1081,3 +1081,100 @@ fn an_upsun_stack_list_of_python_and_nodejs_gives_the_app_both() {
         "{body}"
     );
 }
+
+// Native addons (issue 13): the nodejs stacks carry a C/C++ toolchain, make and python3, and
+// node-gyp compiles against the Node.js headers in the stack, as on Platform.sh's images.
+
+/// An app whose dependency is a native addon from the npm registry: bcrypt 5, whose install
+/// script (node-pre-gyp) tries a prebuilt binary from GitHub, which builds cannot reach, and
+/// falls back to compiling it with node-gyp; `.npmrc` shows the install scripts' output.
+const NATIVE_APP: &str = r#"name: app
+type: 'nodejs:22'
+web:
+    commands:
+        start: node server.js
+hooks:
+    build: |
+        set -e
+        echo "toolchain: $(command -v g++) $(command -v make) $(command -v python3) $(command -v node-gyp)"
+"#;
+
+const NATIVE_PACKAGE: &str = r#"{
+  "name": "native-shape",
+  "version": "1.0.0",
+  "private": true,
+  "dependencies": {
+    "bcrypt": "5.1.1"
+  }
+}
+"#;
+
+/// Answers `MATCHES WRONG_MATCHES PREFIX` for a hash bcrypt made at start.
+const NATIVE_SERVER: &str = r#"const bcrypt = require("bcrypt");
+const http = require("http");
+const hash = bcrypt.hashSync("correct horse", 4);
+http.createServer((req, res) => {
+  const body = `${bcrypt.compareSync("correct horse", hash)} ${bcrypt.compareSync("wrong", hash)} ${hash.slice(0, 4)}\n`;
+  res.writeHead(200, { "Content-Type": "text/plain", "Content-Length": Buffer.byteLength(body) });
+  res.end(body);
+}).listen(Number(process.env.PORT), "127.0.0.1");
+"#;
+
+#[test]
+fn a_native_addon_from_npm_compiles_with_node_gyp_against_the_stacks_headers_and_runs() {
+    cached_stack("nodejs:22");
+    let server = Server::start();
+    let app = app_of(
+        &server,
+        "native-app",
+        &[
+            (".platform.app.yaml", NATIVE_APP),
+            ("package.json", NATIVE_PACKAGE),
+            (".npmrc", "foreground-scripts=true\n"),
+            ("server.js", NATIVE_SERVER),
+        ],
+    );
+    let out = push(&server, &app, "native");
+    assert!(
+        out.contains(
+            "app | toolchain: /usr/bin/g++ /usr/bin/make /usr/bin/python3 /usr/local/bin/node-gyp"
+        ),
+        "{out}"
+    );
+    // The prebuilt binary's download failed (GitHub is not a registry builds reach) and
+    // node-gyp compiled the addon against the stack's headers, downloading none.
+    assert!(out.contains("falling back to source compile"), "{out}");
+    assert!(out.contains("gyp info ok"), "{out}");
+    let slug = slug_of(&server, &out, "app");
+    assert!(slug
+        .join("node_modules/bcrypt/lib/binding/napi-v3/bcrypt_lib.node")
+        .is_file());
+    assert!(!slug.join(".cache/node-gyp").exists(), "headers downloaded");
+    let (_, body) = server.get("main.native.localhost", "/").expect("answers");
+    assert_eq!(body.trim(), "true false $2b$", "{body}");
+
+    // yarn 1.x as the strapi templates install (`build.flavor: none`): node-pre-gyp under
+    // yarn runs `node-gyp` from PATH, which gets the same headers.
+    app.write(
+        ".platform.app.yaml",
+        &NATIVE_APP
+            .replace(
+                "type: 'nodejs:22'\n",
+                "type: 'nodejs:22'\nbuild:\n    flavor: none\n",
+            )
+            .replace(
+                "        set -e\n",
+                "        set -e\n        yarn install\n        ls yarn.lock\n",
+            ),
+    );
+    app.commit("yarn");
+    let out = push(&server, &app, "native");
+    assert!(out.contains("app | yarn.lock"), "{out}");
+    let slug = slug_of(&server, &out, "app");
+    assert!(slug
+        .join("node_modules/bcrypt/lib/binding/napi-v3/bcrypt_lib.node")
+        .is_file());
+    assert!(!slug.join(".cache/node-gyp").exists(), "headers downloaded");
+    let (_, body) = server.get("main.native.localhost", "/").expect("answers");
+    assert_eq!(body.trim(), "true false $2b$", "{body}");
+}

@@ -6,7 +6,8 @@
 //! `/cache`, empty `/etc/hosts` and `/etc/resolv.conf`, user `web`) and, for Node.js from
 //! the npm registry, the pinned `node` and `npm` tarballs checked against their sha512, and
 //! the stack's npm tools (yarn, corepack) likewise, each under
-//! `/usr/local/lib/node_modules` with its commands linked into `/usr/local/bin`.
+//! `/usr/local/lib/node_modules` with its commands linked into `/usr/local/bin`, and npm's
+//! own node-gyp linked there too (yarn 1.x runs `node-gyp` from `PATH` for native addons).
 
 use std::fmt::Write as _;
 use std::fs;
@@ -137,7 +138,9 @@ fn customize_script(
              mkdir -p \"$R/usr/local/lib/node_modules/npm\"\n\
              tar -xzf {npm} -C \"$R/usr/local/lib/node_modules/npm\" --strip-components=1 --no-same-owner\n\
              ln -sf ../lib/node_modules/npm/bin/npm-cli.js \"$R/usr/local/bin/npm\"\n\
-             ln -sf ../lib/node_modules/npm/bin/npx-cli.js \"$R/usr/local/bin/npx\"",
+             ln -sf ../lib/node_modules/npm/bin/npx-cli.js \"$R/usr/local/bin/npx\"\n\
+             chmod 755 \"$R/usr/local/lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js\"\n\
+             ln -sf ../lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js \"$R/usr/local/bin/node-gyp\"",
             node = sh_quote(&node.to_string_lossy()),
             npm = sh_quote(&npm.to_string_lossy()),
         );
@@ -359,6 +362,10 @@ mod tests {
             "{script}"
         );
         assert!(script.contains("'/w/it'\\''s.tgz'"), "{script}");
+        assert!(
+            script.contains("ln -sf ../lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js \"$R/usr/local/bin/node-gyp\""),
+            "{script}"
+        );
         assert!(script.contains("web:x:10000:10000"), "{script}");
     }
 

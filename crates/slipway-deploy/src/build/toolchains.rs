@@ -11,6 +11,11 @@
 //! | `python` | `PIP_CACHE_DIR`, `PIPENV_CACHE_DIR` in the cache (pip's downloads and built wheels, pipenv's) |
 //! | `nodejs` | `npm_config_cache`, `YARN_CACHE_FOLDER` in the cache; `YARN_DISABLE_SELF_UPDATE_CHECK=true`; `COREPACK_ENABLE_DOWNLOAD_PROMPT=0` |
 //!
+//! Any stack with Node.js from the npm registry (a `nodejs` type, or a composed stack that
+//! has one) also gets node-gyp's `nodedir` pointing at the headers in the stack
+//! ([`slipway_stack::Stack::node_gyp_env`]), so native addons compile without fetching
+//! headers from nodejs.org.
+//!
 //! Poetry's cache is left where it is (`$HOME/.cache/pypoetry`): its virtualenvs live below
 //! it and must ship in the slug. So does corepack's
 //! ([`crate::environment::COREPACK_HOME`]): the yarn or pnpm it fetched runs again in deploy
@@ -61,7 +66,16 @@ pub fn env(app: &Application) -> Vec<(String, String)> {
         ],
         _ => Vec::new(),
     };
-    vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    let node_gyp = app
+        .r#type
+        .as_deref()
+        .and_then(|t| slipway_stack::resolve_type(t).ok())
+        .map(|r| r.stack.node_gyp_env())
+        .unwrap_or_default();
+    vars.into_iter()
+        .chain(node_gyp.into_iter().map(|(k, v)| (k, v.to_string())))
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
 }
 
 /// Maven's global settings file of java builds, in the build cache.
@@ -138,6 +152,19 @@ mod tests {
         assert!(
             !node.contains_key("COREPACK_HOME"),
             "corepack's yarn runs at run time"
+        );
+        assert_eq!(node["npm_package_config_node_gyp_nodedir"], "/usr/local");
+        assert_eq!(node["npm_config_nodedir"], "/usr/local");
+        // npm 11 warns about `npm_config_nodedir`; its node-gyp reads the other name.
+        let node24 = env_of("nodejs:24");
+        assert_eq!(node24["npm_package_config_node_gyp_nodedir"], "/usr/local");
+        assert!(!node24.contains_key("npm_config_nodedir"));
+        // Debian's Node.js: Debian's node-gyp finds Debian's headers itself.
+        assert!(!env_of("nodejs:18").contains_key("npm_package_config_node_gyp_nodedir"));
+        // A composed stack with Node.js from the npm registry gets it too.
+        assert_eq!(
+            env_of("python:3.13+nodejs:22")["npm_package_config_node_gyp_nodedir"],
+            "/usr/local"
         );
         assert!(env_of("php:8.4").is_empty());
         assert!(env(&Application::default()).is_empty());
