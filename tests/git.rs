@@ -284,6 +284,25 @@ fn access_roles_and_admin_commands() {
         "{}",
         text(&o)
     );
+    // A push by him says how projects come to be, in the same words for a project that
+    // exists (demo) and one that does not (fresh): nothing says which.
+    let refusal = |project: &str| {
+        let o = server.git_as(
+            &victor,
+            &app.dir,
+            &["push", &server.remote(project), "main:main"],
+        );
+        assert!(!o.status.success(), "{}", text(&o));
+        let said = text(&o);
+        let line = said
+            .lines()
+            .find(|l| l.contains("slipway:"))
+            .unwrap_or_else(|| panic!("{said}"))
+            .replace(project, "P");
+        assert!(line.contains("a server admin's first push"), "{said}");
+        line
+    };
+    assert_eq!(refusal("demo"), refusal("fresh"));
     let o = server.ssh(&server.key, "git", "user rm alice");
     assert!(o.status.success(), "{}", text(&o));
     let o = server.ssh(&alice, "git", "help");

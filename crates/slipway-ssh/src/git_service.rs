@@ -18,6 +18,14 @@ fn not_found(project: &str) -> String {
     format!("slipway: repository '{project}.git' not found (or you have no access to it)\n")
 }
 
+/// [`not_found`] for a push, with how projects come to be: the same words whether the
+/// project exists or not, so they say nothing of which.
+fn not_found_for_push(project: &str) -> String {
+    format!(
+        "slipway: repository '{project}.git' not found (or you have no access to it); a new project is made by a server admin's first push to it, and an admin of a project gives access with `access grant`\n"
+    )
+}
+
 /// Run one git service on the channel; returns the exit status for the client.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn run<R, W, E>(
@@ -60,7 +68,7 @@ where
         GitService::ReceivePack => {
             if !exists {
                 if !user.admin {
-                    say(stderr, &not_found(project)).await;
+                    say(stderr, &not_found_for_push(project)).await;
                     return 1;
                 }
                 if let Err(e) = platform.create_project(project, &user.name) {
@@ -76,7 +84,7 @@ where
             } else {
                 match role {
                     None => {
-                        say(stderr, &not_found(project)).await;
+                        say(stderr, &not_found_for_push(project)).await;
                         return 1;
                     }
                     Some(Role::Viewer) => {
