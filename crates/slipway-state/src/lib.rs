@@ -21,6 +21,7 @@ mod domains;
 mod entropy;
 mod pruning;
 mod release_author;
+mod release_variables;
 mod restarts;
 mod schema;
 mod service_stacks;
