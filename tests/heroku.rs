@@ -254,9 +254,7 @@ fn a_heroku_django_app_with_app_json_runs_as_is() {
     );
     let out = server.push_ok(&app, "getting-started");
     assert!(
-        out.contains(
-            "variables set on main before its first deploy: API_TOKEN, DJANGO_SECRET_KEY\n"
-        ),
+        out.contains("variables set on main before its first deploy: API_TOKEN, DJANGO_SECRET_KEY"),
         "{out}"
     );
     assert!(!out.contains("given-by-user"), "{out}");
