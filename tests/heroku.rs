@@ -204,15 +204,60 @@ fn a_heroku_django_app_with_app_json_runs_as_is() {
     );
     assert!(server.containers().is_empty(), "{:?}", server.containers());
     assert_ne!(get(&server, host, "/").0, 200);
+    // Bad input changed nothing: the project has no environment to list.
+    let o = server.ssh(&server.key, "git", "envs getting-started --json");
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).ok(),
+        Some(serde_json::json!([])),
+        "{}",
+        text(&o)
+    );
+    // A name no environment can have is still refused, and a viewer still cannot set.
+    let o = server.ssh(
+        &server.key,
+        "git",
+        "var set getting-started Main API_TOKEN=x",
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("not found"), "{}", text(&o));
+    let viewer = server.add_user_with_role("val", "getting-started", "viewer");
+    let o = server.ssh(
+        &viewer,
+        "git",
+        "var set getting-started main API_TOKEN=from-a-viewer",
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("permission denied"), "{}", text(&o));
 
-    // Set, the same push deploys.
+    // Set on the environment not deployed yet: said so, still no environment; then the
+    // same push deploys, its log naming the variables set before it (never a value).
     let o = server.ssh(
         &server.key,
         "git",
         "var set getting-started main API_TOKEN=given-by-user",
     );
     assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("main has not been deployed yet: it applies from its first deploy"),
+        "{}",
+        text(&o)
+    );
+    let o = server.ssh(&server.key, "git", "envs getting-started");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "", "{}", text(&o));
+    let o = server.ssh(&server.key, "git", "var ls getting-started main");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "API_TOKEN=given-by-user\n",
+        "{}",
+        text(&o)
+    );
     let out = server.push_ok(&app, "getting-started");
+    assert!(
+        out.contains("variables set on main before its first deploy: API_TOKEN, DJANGO_SECRET_KEY"),
+        "{out}"
+    );
+    assert!(!out.contains("given-by-user"), "{out}");
     // The push warns exactly as config check did.
     assert!(
         out.lines()

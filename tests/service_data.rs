@@ -11,19 +11,7 @@ use std::time::{Duration, Instant};
 
 use slipway_e2e::{run, text, App, Server};
 
-const SERVER_PY: &str = r#"import http.server, os
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        body = b"ok"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#;
+const SERVER_PY: &str = slipway_e2e::py_app!("", "        body = b\"ok\"\n");
 
 fn app_yaml(deploy_hook: &str) -> String {
     format!("name: hello\ntype: python:3.11\nhooks:\n  deploy: {deploy_hook}\nweb:\n  commands:\n    start: python3 server.py\n")

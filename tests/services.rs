@@ -10,41 +10,22 @@ use slipway_e2e::{run, text, App, Server};
 
 /// The app: `/` increments a counter in Redis (`cache` relationship, over a socket) and
 /// answers with it and the relationships it sees.
-const APP_SERVER: &str = r#"import base64, http.server, json, os, socket
-rels = json.loads(base64.b64decode(os.environ["PLATFORM_RELATIONSHIPS"]))
-def redis(*args):
-    c = rels["cache"][0]
-    s = socket.create_connection((c["host"], c["port"]), timeout=5)
-    cmd = "*%d\r\n" % len(args) + "".join("$%d\r\n%s\r\n" % (len(a), a) for a in args)
-    s.sendall(cmd.encode())
-    reply = s.recv(4096).decode()
-    s.close()
-    lines = reply.split("\r\n")
-    return lines[1] if lines[0].startswith("$") else lines[0].lstrip(":+")
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        if self.path == "/incr":
+const APP_SERVER: &str = slipway_e2e::py_app!(
+    concat!(slipway_e2e::py_redis!(), slipway_e2e::py_dburl!()),
+    r#"        if self.path == "/incr":
             body = redis("INCR", "hits")
         elif self.path == "/get":
             body = redis("GET", "hits")
         elif self.path == "/dburl":
-            d = rels["database"][0]
-            body = "postgresql://%s:%s@%s:%d/%s" % (d["username"], d["password"], d["ip"], d["port"], d["path"])
+            body = dburl()
         elif self.path == "/summary":
             d, c = rels["database"][0], rels["cache"][0]
             body = "%s %s %s %d %s" % (d["host"], d["scheme"], d["username"], len(d["password"]), c["host"])
         else:
             body = json.dumps(rels)
         body = body.encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#;
+"#
+);
 
 const APP_YAML: &str = "name: hello\ntype: python:3.11\nhooks:\n  build: echo built > build.txt\nrelationships:\n  cache: 'cache:redis'\n  database: 'db:postgresql'\nweb:\n  commands:\n    start: python3 server.py\n";
 

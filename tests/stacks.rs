@@ -640,24 +640,15 @@ const GO_VERSION_SERVER: &str = "package main\n\nimport (\n\t\"fmt\"\n\t\"net/ht
 
 /// A Python server answering its version at `/` and the `database` relationship's URL at
 /// `/dburl`.
-const PY_VERSION_SERVER: &str = r#"import base64, http.server, json, os, sys
-rels = json.loads(base64.b64decode(os.environ["PLATFORM_RELATIONSHIPS"]))
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        if self.path == "/dburl":
-            d = rels["database"][0]
-            body = "postgresql://%s:%s@%s:%d/%s" % (d["username"], d["password"], d["ip"], d["port"], d["path"])
+const PY_VERSION_SERVER: &str = slipway_e2e::py_app!(
+    concat!(slipway_e2e::py_relationships!(), slipway_e2e::py_dburl!()),
+    r#"        if self.path == "/dburl":
+            body = dburl()
         else:
             body = "%d.%d.%d" % sys.version_info[:3]
         body = body.encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#;
+"#
+);
 
 /// PostgreSQL 13's `psql` in the `db` service's container of project `cover`.
 fn psql13(server: &Server, url: &str, sql: &str) -> String {

@@ -215,25 +215,17 @@ fn console_page(server: &Server, path: &str) -> String {
 
 /// An app that exits with code 3 at every start once `/crash` was asked (a file on its
 /// mount says so), and on `/crash` itself.
-const CRASHING_SERVER: &str = r#"import http.server, os, sys
-if os.path.exists("data/crash"):
+const CRASHING_SERVER: &str = slipway_e2e::py_app!(
+    r#"if os.path.exists("data/crash"):
     print("crashing at start on purpose", flush=True)
     sys.exit(3)
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        if self.path == "/crash":
+"#,
+    r#"        if self.path == "/crash":
             open("data/crash", "w").close()
             os._exit(3)
         body = b"up\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#;
+"#
+);
 
 #[test]
 fn an_app_that_exits_at_every_start_is_restarted_ever_more_slowly() {
@@ -364,38 +356,19 @@ fn a_deploy_racing_a_crash_ends_with_one_container_and_no_restart_of_the_retired
 
 /// An app whose `/dburl` says how to reach PostgreSQL and whose `/incr` and `/get`
 /// count in Redis.
-const SERVICES_APP: &str = r#"import base64, http.server, json, os, socket
-rels = json.loads(base64.b64decode(os.environ["PLATFORM_RELATIONSHIPS"]))
-def redis(*args):
-    c = rels["cache"][0]
-    s = socket.create_connection((c["host"], c["port"]), timeout=5)
-    cmd = "*%d\r\n" % len(args) + "".join("$%d\r\n%s\r\n" % (len(a), a) for a in args)
-    s.sendall(cmd.encode())
-    reply = s.recv(4096).decode()
-    s.close()
-    lines = reply.split("\r\n")
-    return lines[1] if lines[0].startswith("$") else lines[0].lstrip(":+")
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        if self.path == "/incr":
+const SERVICES_APP: &str = slipway_e2e::py_app!(
+    concat!(slipway_e2e::py_redis!(), slipway_e2e::py_dburl!()),
+    r#"        if self.path == "/incr":
             body = redis("INCR", "hits")
         elif self.path == "/get":
             body = redis("GET", "hits")
         elif self.path == "/dburl":
-            d = rels["database"][0]
-            body = "postgresql://%s:%s@%s:%d/%s" % (d["username"], d["password"], d["ip"], d["port"], d["path"])
+            body = dburl()
         else:
             body = "up"
         body = body.encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#;
+"#
+);
 
 /// `psql -tA URL -c SQL` in the PostgreSQL container; None when it fails (not up yet).
 fn psql(server: &Server, url: &str, sql: &str) -> Option<String> {

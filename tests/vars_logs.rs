@@ -79,6 +79,11 @@ fn secret_values_reach_apps_hooks_and_shells_but_no_file_or_command_line() {
         "the deploy hook sees it: {out}"
     );
     assert!(!out.contains(&secret), "{out}");
+    // The redeploy that applies it names it, never its value.
+    assert!(
+        out.contains("variables changed since release 1: API_TOKEN (new)"),
+        "{out}"
+    );
     let body = server.get(HOST, "/").map(|(_, b)| b).unwrap_or_default();
     assert_eq!(body, format!("token={secret} mode=\n"), "the app sees it");
 
@@ -207,6 +212,26 @@ fn secret_values_reach_apps_hooks_and_shells_but_no_file_or_command_line() {
         "var set demo main 'MODE=visible-mode  with spaces'",
     );
     assert!(o.status.success(), "{}", text(&o));
+    // Its redeploy names MODE only (API_TOKEN did not change since), and so does the
+    // activity's stored log, as the console replays it.
+    let out = text(&o);
+    assert!(
+        out.contains("variables changed since release 3: MODE (new)\n"),
+        "{out}"
+    );
+    let newest = String::from_utf8_lossy(&admin(&server, "activity demo main").stdout)
+        .split('\t')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let o = admin(&server, &format!("activity log {newest}"));
+    let log = text(&o);
+    assert!(
+        log.contains("variables changed since release 3: MODE (new)\n")
+            && !log.contains("visible-mode")
+            && !log.contains(&secret),
+        "{log}"
+    );
     let o = admin(&server, "var ls demo main");
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("MODE=visible-mode  with spaces"),
@@ -242,6 +267,113 @@ fn secret_values_reach_apps_hooks_and_shells_but_no_file_or_command_line() {
     }
     let o = server.ssh(&bob, "git", "var set demo main MODE=x");
     assert!(!o.status.success(), "a viewer cannot set: {}", text(&o));
+}
+
+/// The ids in the first column of `activity demo` (newest first).
+fn activity_ids(server: &Server) -> Vec<String> {
+    let o = admin(server, "activity demo");
+    assert!(o.status.success(), "{}", text(&o));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| l.split('\t').next().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn server_admins_prune_activity_logs_over_ssh_and_others_cannot() {
+    // No pruning by the server itself while the test runs (the first, at start, finds
+    // nothing).
+    let server = Server::start_with(&[("SLIPWAY_ACTIVITY_PRUNE_EVERY", "100000")]);
+    // Three pushes, each refused at validate: three activities with logs, nothing built.
+    let app = server.project(
+        "demo",
+        &[(
+            ".platform.app.yaml",
+            "name: app\ntype: python:3.11\nweb:\n  commands:\n    start: [not a command]\n",
+        )],
+    );
+    for _ in 0..3 {
+        let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+        assert!(!o.status.success(), "{}", text(&o));
+    }
+    let ids = activity_ids(&server);
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    let log_of = |id: &str| text(&admin(&server, &format!("activity log {id}")));
+    let pruned = |id: &str| log_of(id).contains("log pruned");
+    assert!(ids.iter().all(|id| !pruned(id)), "{}", log_of(&ids[2]));
+
+    // A project admin who is no server admin is refused, and nothing goes.
+    let ada = server.add_user_with_role("ada", "demo", "admin");
+    let o = server.ssh(&ada, "git", "activity prune --keep 0 --keep-days 0");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("permission denied"), "{}", text(&o));
+    // Bad flags are usage errors (exit 2), naming the form.
+    for bad in [
+        "activity prune --keep lots",
+        "activity prune --keep -1",
+        "activity prune --keep-days",
+        "activity prune demo",
+        "activity prune --keep 1 --keep 2",
+    ] {
+        let o = admin(&server, bad);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", text(&o));
+        assert!(
+            text(&o).contains("usage: activity prune [--keep N] [--keep-days D] [--dry-run]"),
+            "{bad}: {}",
+            text(&o)
+        );
+    }
+    assert!(ids.iter().all(|id| !pruned(id)));
+    // The server's own rules (the newest 200, 30 days) keep everything.
+    let o = admin(&server, "activity prune");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).starts_with("pruned the logs of 0 activities: each environment keeps the logs of its newest 200 activities and of all that ended within 30 days"),
+        "{}",
+        text(&o)
+    );
+    // A dry run names the two older ones and deletes nothing.
+    let o = admin(&server, "activity prune --keep 1 --keep-days=0 --dry-run");
+    assert!(o.status.success(), "{}", text(&o));
+    let said = String::from_utf8_lossy(&o.stdout).into_owned();
+    let listed: Vec<&str> = said
+        .lines()
+        .filter(|l| l.contains("\tdemo\tmain\tpush\tfailure\tended "))
+        .map(|l| l.split('\t').next().unwrap_or(""))
+        .collect();
+    assert_eq!(listed, vec![ids[2].as_str(), ids[1].as_str()], "{said}");
+    assert!(
+        said.contains("would prune the logs of 2 activities"),
+        "{said}"
+    );
+    assert!(said.contains("dry run: nothing was deleted"), "{said}");
+    assert!(ids.iter().all(|id| !pruned(id)));
+    // The real thing, as JSON: the same two go, the newest keeps its log.
+    let o = admin(&server, "activity prune --keep 1 --keep-days 0 --json");
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v["dry_run"], false, "{v}");
+    let gone: Vec<String> = v["pruned"]
+        .as_array()
+        .expect("pruned")
+        .iter()
+        .map(|a| a["id"].to_string())
+        .collect();
+    assert_eq!(gone, vec![ids[2].clone(), ids[1].clone()], "{v}");
+    assert!(pruned(&ids[1]) && pruned(&ids[2]));
+    assert!(
+        !pruned(&ids[0]) && log_of(&ids[0]).contains("start"),
+        "{}",
+        log_of(&ids[0])
+    );
+    // Done once: nothing more to prune; the activities are still listed.
+    let o = admin(&server, "activity prune --keep 1 --keep-days 0");
+    assert!(
+        text(&o).starts_with("pruned the logs of 0 activities"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(activity_ids(&server), ids);
 }
 
 #[test]

@@ -482,10 +482,11 @@ impl App {
 /// 127.0.0.1:$PORT that answers every GET with 200 and the bytes its handler leaves in
 /// `body`. `$answer` is the handler's python lines, indented by 8 spaces, with `self` the
 /// request; `$prelude` (top-level python lines) runs once first. base64, json, os, shutil,
-/// subprocess and sys are imported.
+/// subprocess and sys are imported. Both are string literals or macros making one
+/// ([`py_relationships!`], [`py_redis!`], [`py_dburl!`], or `concat!` of them).
 #[macro_export]
 macro_rules! py_app {
-    ($prelude:literal, $answer:literal) => {
+    ($prelude:expr, $answer:expr) => {
         concat!(
             "import base64, http.server, json, os, shutil, subprocess, sys\n",
             $prelude,
@@ -500,6 +501,50 @@ macro_rules! py_app {
             "    def log_message(self, *a):\n",
             "        pass\n",
             "http.server.ThreadingHTTPServer((\"127.0.0.1\", int(os.environ[\"PORT\"])), H).serve_forever()\n",
+        )
+    };
+}
+
+/// Top-level python lines for [`py_app!`]: `rels`, the app's relationships (decoded
+/// `PLATFORM_RELATIONSHIPS`).
+#[macro_export]
+macro_rules! py_relationships {
+    () => {
+        "rels = json.loads(base64.b64decode(os.environ[\"PLATFORM_RELATIONSHIPS\"]))\n"
+    };
+}
+
+/// Top-level python lines for [`py_app!`]: `rels` ([`py_relationships!`]) and
+/// `redis(*args)`, which sends one command to the `cache` relationship's Redis over a
+/// socket and returns its reply (a bulk string's value, or an integer's or status's text).
+#[macro_export]
+macro_rules! py_redis {
+    () => {
+        concat!(
+            $crate::py_relationships!(),
+            "import socket\n",
+            "def redis(*args):\n",
+            "    c = rels[\"cache\"][0]\n",
+            "    s = socket.create_connection((c[\"host\"], c[\"port\"]), timeout=5)\n",
+            "    cmd = \"*%d\\r\\n\" % len(args) + \"\".join(\"$%d\\r\\n%s\\r\\n\" % (len(a), a) for a in args)\n",
+            "    s.sendall(cmd.encode())\n",
+            "    reply = s.recv(4096).decode()\n",
+            "    s.close()\n",
+            "    lines = reply.split(\"\\r\\n\")\n",
+            "    return lines[1] if lines[0].startswith(\"$\") else lines[0].lstrip(\":+\")\n",
+        )
+    };
+}
+
+/// Top-level python lines for [`py_app!`], after [`py_relationships!`]: `dburl()`, the
+/// `database` relationship as `postgresql://USER:PASSWORD@IP:PORT/PATH`.
+#[macro_export]
+macro_rules! py_dburl {
+    () => {
+        concat!(
+            "def dburl():\n",
+            "    d = rels[\"database\"][0]\n",
+            "    return \"postgresql://%s:%s@%s:%d/%s\" % (d[\"username\"], d[\"password\"], d[\"ip\"], d[\"port\"], d[\"path\"])\n",
         )
     };
 }

@@ -85,6 +85,43 @@ pub fn check(
     Ok(role)
 }
 
+/// [`check`] for `var set|unset|ls`, which also work on an environment not deployed yet:
+/// a push refused for a missing variable (a Heroku `app.json` `required` one) records no
+/// environment, since bad input changes nothing (invariant 5) and an environment row
+/// would list, route and count an environment that never ran; its variables wait, keyed
+/// by name, for the branch's first push. `env` must then be an environment name (a DNS
+/// label). Ok is the user's role and whether the environment exists.
+pub fn check_variables(
+    platform: &Platform,
+    user: &User,
+    project: &str,
+    env: &str,
+    need: Role,
+) -> Result<(Role, bool), String> {
+    match check(platform, user, project, env, need) {
+        Ok(role) => Ok((role, true)),
+        Err(m) => {
+            let state = platform.state();
+            if state.environment(project, env).ok().flatten().is_some() {
+                return Err(m);
+            }
+            // Not found: the same role check, on a name an environment may have.
+            let role = visible_role(platform, user, project).ok_or_else(|| {
+                format!("project '{project}' not found (or you have no access to it)")
+            })?;
+            if role < protection::role_needed(env, need) {
+                return Err(m);
+            }
+            if !crate::environment::is_dns_label(env) {
+                return Err(format!(
+                    "environment '{env}' of project '{project}' not found, and no environment can have that name: environments are named as DNS labels (a-z, 0-9, '-'), as the push of a branch says"
+                ));
+            }
+            Ok((role, false))
+        }
+    }
+}
+
 /// The role `user` holds on `project`, if the project exists and the user may see it.
 pub fn visible_role(platform: &Platform, user: &User, project: &str) -> Option<Role> {
     let state = platform.state();

@@ -81,12 +81,9 @@ pub fn check_required(
     let Some(first) = missing.first() else {
         return Ok(());
     };
-    // The environment is recorded (no release, nothing running, as after a failed first
-    // build) so that `var set` can name it.
-    platform
-        .state()
-        .ensure_environment(&target.project, &target.env, &target.branch)
-        .map_err(|e| PhaseError::new("validate", e.to_string()))?;
+    // Nothing is recorded: `var set` works on an environment not deployed yet
+    // ([`crate::access::check_variables`]), so the refused push leaves no environment
+    // that would list, route or count without ever having run.
     let names = missing
         .iter()
         .map(|k| k.as_str())

@@ -68,6 +68,7 @@ pub mod switch;
 pub mod sync;
 pub mod tenancy;
 pub mod validate;
+pub mod variable_changes;
 pub mod variables;
 pub mod volume_shrink;
 pub mod volumes;
@@ -158,6 +159,9 @@ pub struct Settings {
     pub build_egress: egress::EgressPolicy,
     /// Apps build and run on the stacks their `type` names; `None`: on the host stack.
     pub stacks: Option<StackSettings>,
+    /// Which activity logs the server keeps (`--activity-keep`, `--activity-keep-days`):
+    /// the hourly pruning and `activity prune` without flags go by it.
+    pub activity_retention: slipway_state::ActivityRetention,
 }
 
 /// Where stacks are kept and built from, when apps run on them.
@@ -189,6 +193,10 @@ impl Settings {
             stacks: None,
             app_log_max_size: 10 << 20,
             build_egress: egress::EgressPolicy::host_default(),
+            activity_retention: slipway_state::ActivityRetention {
+                keep_newest: activity_prune::KEEP_NEWEST,
+                keep_days: activity_prune::KEEP_DAYS,
+            },
         }
     }
 }

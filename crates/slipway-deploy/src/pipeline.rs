@@ -222,6 +222,15 @@ pub async fn stage(
         .map(release_record::spec_of)
         .transpose()
         .map_err(|e| PhaseError::new("deploy", refused_over(e)))?;
+    // variables: those changed since the live release (set without a redeploy) are named.
+    let variables = crate::variable_changes::current(platform, &target.project, &target.env)
+        .map_err(internal)?;
+    if let Some(note) =
+        crate::variable_changes::note(platform, &target.env, live.as_ref(), &variables)
+            .map_err(internal)?
+    {
+        out.line(&format!("       {note}"));
+    }
 
     // services: the topology's services run and answer before any app of it starts; a new
     // environment's start on a copy of its parent's data, as its mounts do.
@@ -264,6 +273,9 @@ pub async fn stage(
             &topo_json,
             &target.author,
         )
+        .map_err(internal)?;
+    state
+        .record_release_variables(release.id, &variables)
         .map_err(internal)?;
     let entropy = crate::environment::project_entropy(platform, &target.project)
         .map_err(|e| PhaseError::new("deploy", e.to_string()))?;

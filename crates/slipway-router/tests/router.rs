@@ -141,13 +141,7 @@ async fn routes_by_host_and_adds_forwarding_headers() {
 #[tokio::test]
 async fn unknown_host_is_404_and_missing_host_is_400() {
     let a = upstream("upstream-a").await;
-    let r = start_router(RouterConfig::default()).await;
-    r.router
-        .switch(
-            "demo/main",
-            EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)),
-        )
-        .unwrap();
+    let r = start_router_to(RouterConfig::default(), &a).await;
     let answer = get_once(r.addr, "other.demo.localhost", "/").await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND);
     assert!(answer.body.starts_with("404 Not Found"), "{}", answer.body);
@@ -337,13 +331,7 @@ async fn slow_upstream_headers_are_504_after_request_timeout() {
 #[tokio::test]
 async fn bodies_stream_both_ways() {
     let a = upstream("upstream-a").await;
-    let r = start_router(RouterConfig::default()).await;
-    r.router
-        .switch(
-            "demo/main",
-            EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)),
-        )
-        .unwrap();
+    let r = start_router_to(RouterConfig::default(), &a).await;
     let mut c = client(r.addr).await;
 
     // Request body: 8 MiB in chunks, echoed back.
@@ -509,13 +497,7 @@ async fn switch_under_load_loses_no_request() {
 async fn slow_request_finishes_on_old_release_after_switch() {
     let a = upstream("upstream-a").await;
     let b = upstream("upstream-b").await;
-    let r = start_router(RouterConfig::default()).await;
-    r.router
-        .switch(
-            "demo/main",
-            EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)),
-        )
-        .unwrap();
+    let r = start_router_to(RouterConfig::default(), &a).await;
 
     let addr = r.addr;
     let slow = tokio::spawn(async move { get_once(addr, "main.demo.localhost", "/slow").await });
@@ -562,13 +544,7 @@ async fn slow_request_finishes_on_old_release_after_switch() {
 #[tokio::test]
 async fn h2c_clients_are_served() {
     let a = upstream("upstream-a").await;
-    let r = start_router(RouterConfig::default()).await;
-    r.router
-        .switch(
-            "demo/main",
-            EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)),
-        )
-        .unwrap();
+    let r = start_router_to(RouterConfig::default(), &a).await;
     let stream = tokio::net::TcpStream::connect(r.addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http2::handshake::<_, _, TestBody>(
         hyper_util::rt::TokioExecutor::new(),
@@ -621,13 +597,7 @@ fn open_upgrades(router: &Arc<slipway_router::Router>, env: &str) -> Option<f64>
 #[tokio::test]
 async fn upgrade_is_passed_through() {
     let a = upstream("upstream-a").await;
-    let r = start_router(RouterConfig::default()).await;
-    r.router
-        .switch(
-            "demo/main",
-            EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)),
-        )
-        .unwrap();
+    let r = start_router_to(RouterConfig::default(), &a).await;
     let mut raw = tokio::net::TcpStream::connect(r.addr).await.unwrap();
     raw.write_all(b"GET /ws HTTP/1.1\r\nHost: main.demo.localhost\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n").await.unwrap();
     let mut buf = vec![0u8; 4096];
@@ -668,13 +638,7 @@ async fn upgrade_is_passed_through() {
 #[tokio::test]
 async fn shutdown_lets_in_flight_requests_finish() {
     let a = upstream("upstream-a").await;
-    let mut r = start_router(RouterConfig::default()).await;
-    r.router
-        .switch(
-            "demo/main",
-            EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)),
-        )
-        .unwrap();
+    let mut r = start_router_to(RouterConfig::default(), &a).await;
     let addr = r.addr;
     // An idle keep-alive connection must not hold the shutdown up.
     let mut idle = client(addr).await;
@@ -712,13 +676,7 @@ async fn a_connection_accepted_before_the_stop_gets_its_request_answered() {
         "GET / HTTP/1.1\r\nHost: main.demo.localhost\r\nConnection: te\r\nTE: trailers\r\n\r\n";
     for request in [own, hypers] {
         let a = upstream("upstream-a").await;
-        let mut r = start_router(RouterConfig::default()).await;
-        r.router
-            .switch(
-                "demo/main",
-                EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)),
-            )
-            .unwrap();
+        let mut r = start_router_to(RouterConfig::default(), &a).await;
         let mut raw = tokio::net::TcpStream::connect(r.addr).await.unwrap();
         // Accepted and handed to a worker, then the stop, then the request.
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -749,13 +707,7 @@ async fn shutdown_gives_up_after_drain_timeout() {
         drain_timeout: Duration::from_millis(300),
         ..RouterConfig::default()
     };
-    let mut r = start_router(config).await;
-    r.router
-        .switch(
-            "demo/main",
-            EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)),
-        )
-        .unwrap();
+    let mut r = start_router_to(config, &a).await;
     let addr = r.addr;
     let slow = tokio::spawn(async move {
         let mut c = client(addr).await;
@@ -818,13 +770,7 @@ async fn probe_reports_status_or_error() {
 #[tokio::test]
 async fn client_going_away_ends_the_in_flight_request() {
     let a = upstream("upstream-a").await;
-    let r = start_router(RouterConfig::default()).await;
-    r.router
-        .switch(
-            "demo/main",
-            EnvRoutes::single(vec!["main.demo.localhost".into()], up("r-a", a.port)),
-        )
-        .unwrap();
+    let r = start_router_to(RouterConfig::default(), &a).await;
     let addr = r.addr;
 
     // Waiting for headers.

@@ -9,6 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::say;
 
 mod access;
+mod activity_prune;
 mod console;
 mod domains;
 mod services;
@@ -30,6 +31,8 @@ Commands (ssh -p PORT git@HOST COMMAND, each takes --json):
   services PROJECT ENV            services of an environment: type, state, disk used
   activity PROJECT [ENV]          pushes and deploys
   activity log ID                 the whole log of one activity
+  activity prune [--keep N] [--keep-days D] [--dry-run]
+                                  delete old activity logs now, listing them (server admins)
   rollback PROJECT ENV [RELEASE]  back to the previous (or the given) release, in a second
   redeploy PROJECT ENV            the live release again, in fresh containers
   sync PROJECT ENV                a fresh copy of the parent's mount and service data (they restart; admins)
@@ -203,6 +206,9 @@ where
                 .collect()),
             Err(e) => Err((3, format!("slipway: {e}\n"))),
         },
+        ["activity", "prune", rest @ ..] => {
+            activity_prune::run(platform, user, rest, json).await
+        }
         ["activity", "log", id] => match id.parse::<i64>().ok().and_then(|id| state.activity(id).ok().flatten()) {
             Some((a, log)) if visible(&a.project) => {
                 if json {

@@ -110,27 +110,29 @@ where
                 .map_err(fail)
             }
         },
-        ["var", "ls", project, env] => match check(platform, user, project, env, Role::Viewer) {
-            Err(m) => Err(fail(m)),
-            Ok(()) => {
-                let state = platform.state();
-                let role = state.role(project, user).ok().flatten();
-                match state.variable_list(project, env) {
-                    Err(e) => Err((3, format!("slipway: {e}\n"))),
-                    Ok(vars) => Ok(crate::variables::listing(
-                        &vars,
-                        role.is_some_and(|r| r >= Role::Contributor),
-                        json,
-                    )),
+        ["var", "ls", project, env] => {
+            match access::check_variables(platform, user, project, env, Role::Viewer) {
+                Err(m) => Err(fail(m)),
+                Ok((role, _)) => {
+                    let state = platform.state();
+                    let role = Some(role);
+                    match state.variable_list(project, env) {
+                        Err(e) => Err((3, format!("slipway: {e}\n"))),
+                        Ok(vars) => Ok(crate::variables::listing(
+                            &vars,
+                            role.is_some_and(|r| r >= Role::Contributor),
+                            json,
+                        )),
+                    }
                 }
             }
-        },
+        }
         ["var", verb @ "set", "--sensitive", project, env, kv]
         | ["var", verb @ ("set" | "unset"), project, env, kv] => {
             let sensitive = args.get(2) == Some(&"--sensitive");
-            match check(platform, user, project, env, access::CHANGE_VARIABLES) {
+            match access::check_variables(platform, user, project, env, access::CHANGE_VARIABLES) {
                 Err(m) => Err(fail(m)),
-                Ok(()) => {
+                Ok((_, deployed)) => {
                     let (key, value) = match (*verb, kv.split_once('=')) {
                         ("set", Some((k, v))) => (k, Some(v)),
                         ("set", None) => {
@@ -179,8 +181,10 @@ where
                                         .await
                                         .map(|_| String::new())
                                         .map_err(fail)
-                                } else {
+                                } else if deployed {
                                     Ok("it applies from the next deploy\n".into())
+                                } else {
+                                    Ok(format!("{env} has not been deployed yet: it applies from its first deploy, which names it\n"))
                                 }
                             }
                         }

@@ -22,6 +22,7 @@ mod entropy;
 mod parents;
 mod pruning;
 mod release_author;
+mod release_variables;
 mod restarts;
 mod schema;
 mod service_stacks;

@@ -8,7 +8,7 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use crate::{Result, State};
+use crate::{activity_row, Activity, Result, State, ACTIVITY_COLS};
 
 /// How many activities do not go in one transaction (so that a first prune of a large
 /// database does not hold the write lock for long).
@@ -25,41 +25,41 @@ pub struct ActivityRetention {
 
 impl State {
     /// Delete the logs of the activities `retention` does not keep at time `now` (unix
-    /// seconds), each batch in one transaction; returns the ids pruned.
-    pub fn prune_activity_logs(&self, retention: ActivityRetention, now: i64) -> Result<Vec<i64>> {
-        let cutoff = now - i64::from(retention.keep_days) * 86_400;
-        let keep = i64::try_from(retention.keep_newest).unwrap_or(i64::MAX);
+    /// seconds), each batch in one transaction; returns those activities, oldest first.
+    pub fn prune_activity_logs(
+        &self,
+        retention: ActivityRetention,
+        now: i64,
+    ) -> Result<Vec<Activity>> {
         let mut pruned = Vec::new();
         loop {
             let mut db = self.db();
             let tx = db.transaction()?;
-            let ids: Vec<i64> = {
-                let mut st = tx.prepare(
-                    "SELECT id FROM (
-                         SELECT id, status, finished_at, started_at, log_pruned_at,
-                                ROW_NUMBER() OVER (PARTITION BY project, environment ORDER BY id DESC) AS rank
-                         FROM activity)
-                     WHERE rank > ?1 AND status != 'running' AND log_pruned_at IS NULL
-                       AND COALESCE(finished_at, started_at) <= ?2
-                     ORDER BY id LIMIT ?3",
-                )?;
-                let rows = st.query_map(params![keep, cutoff, BATCH], |r| r.get(0))?;
-                rows.collect::<rusqlite::Result<_>>()?
-            };
-            for id in &ids {
-                tx.execute("DELETE FROM activity_lines WHERE activity = ?1", [id])?;
+            let batch = prunable(&tx, retention, now, BATCH)?;
+            for a in &batch {
+                tx.execute("DELETE FROM activity_lines WHERE activity = ?1", [a.id])?;
                 tx.execute(
                     "UPDATE activity SET log = '', log_pruned_at = ?2 WHERE id = ?1",
-                    params![id, now],
+                    params![a.id, now],
                 )?;
             }
             tx.commit()?;
-            let last = (ids.len() as i64) < BATCH;
-            pruned.extend(ids);
+            let last = (batch.len() as i64) < BATCH;
+            pruned.extend(batch);
             if last {
                 return Ok(pruned);
             }
         }
+    }
+
+    /// The activities whose logs [`State::prune_activity_logs`] would delete at time
+    /// `now`, oldest first, deleting nothing (`activity prune --dry-run`).
+    pub fn activity_logs_to_prune(
+        &self,
+        retention: ActivityRetention,
+        now: i64,
+    ) -> Result<Vec<Activity>> {
+        prunable(&self.db(), retention, now, -1)
     }
 
     /// When the log of activity `id` was pruned (unix seconds), if it was.
@@ -74,6 +74,28 @@ impl State {
             .optional()?
             .flatten())
     }
+}
+
+/// The activities (at most `limit`; -1: all) whose logs `retention` does not keep at
+/// `now`, oldest first.
+fn prunable(
+    db: &rusqlite::Connection,
+    retention: ActivityRetention,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<Activity>> {
+    let cutoff = now - i64::from(retention.keep_days) * 86_400;
+    let keep = i64::try_from(retention.keep_newest).unwrap_or(i64::MAX);
+    let mut st = db.prepare(&format!(
+        "SELECT {ACTIVITY_COLS} FROM (
+             SELECT *, ROW_NUMBER() OVER (PARTITION BY project, environment ORDER BY id DESC) AS rank
+             FROM activity)
+         WHERE rank > ?1 AND status != 'running' AND log_pruned_at IS NULL
+           AND COALESCE(finished_at, started_at) <= ?2
+         ORDER BY id LIMIT ?3"
+    ))?;
+    let rows = st.query_map(params![keep, cutoff, limit], activity_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 #[cfg(test)]
@@ -110,14 +132,21 @@ mod tests {
             keep_days: 1,
         };
         assert!(st.prune_activity_logs(young, now).unwrap().is_empty());
+        let ids_of = |list: Vec<Activity>| list.iter().map(|a| a.id).collect::<Vec<_>>();
         let two = ActivityRetention {
             keep_newest: 2,
             keep_days: 0,
         };
         // The two oldest finished ones of main go; the running one and the newest two of
         // main, and feature's only one, stay.
+        // A dry run names them and deletes nothing.
         assert_eq!(
-            st.prune_activity_logs(two, now).unwrap(),
+            ids_of(st.activity_logs_to_prune(two, now).unwrap()),
+            vec![ids[1], ids[2]]
+        );
+        assert!(st.activity_log_pruned_at(ids[1]).unwrap().is_none());
+        assert_eq!(
+            ids_of(st.prune_activity_logs(two, now).unwrap()),
             vec![ids[1], ids[2]]
         );
         for (i, id) in ids.iter().enumerate() {
@@ -134,7 +163,7 @@ mod tests {
         st.finish_activity(ids[0], "failure", "interrupted")
             .unwrap();
         assert_eq!(
-            st.prune_activity_logs(two, crate::now()).unwrap(),
+            ids_of(st.prune_activity_logs(two, crate::now()).unwrap()),
             vec![ids[0]]
         );
         assert_eq!(st.activity_log_pruned_at(999).unwrap(), None);

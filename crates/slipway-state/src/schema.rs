@@ -255,6 +255,15 @@ CREATE TABLE environment_parents (
     FOREIGN KEY (project, environment) REFERENCES environments(project, name) ON DELETE CASCADE
 );
 "#,
+    // release_variables (polish): the environment's variables a release's containers
+    // started with, as names and value digests (never values), so that the next deploy can
+    // say which changed since the live release.
+    r#"
+CREATE TABLE release_variables (
+    release     INTEGER PRIMARY KEY REFERENCES releases(id) ON DELETE CASCADE,
+    digests     TEXT NOT NULL
+);
+"#,
 ];
 
 /// Bring the schema to the newest version (tracked in `PRAGMA user_version`).

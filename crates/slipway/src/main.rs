@@ -641,6 +641,10 @@ async fn serve_until_stopped(
         });
     }
     settings.app_log_max_size = args.app_log_max_size;
+    settings.activity_retention = slipway_state::ActivityRetention {
+        keep_newest: args.activity_keep,
+        keep_days: args.activity_keep_days,
+    };
     settings.build_egress.allowed = args.build_egress_allow.clone();
     let http_addr: std::net::SocketAddr = args
         .http_listen
@@ -929,10 +933,7 @@ async fn serve_until_stopped(
     let log_rotation = tokio::spawn(slipway_deploy::app_logs::rotate_forever(platform.clone()));
     let activity_pruning = tokio::spawn(slipway_deploy::activity_prune::prune_forever(
         platform.clone(),
-        slipway_state::ActivityRetention {
-            keep_newest: args.activity_keep,
-            keep_days: args.activity_keep_days,
-        },
+        platform.settings().activity_retention,
         std::time::Duration::from_secs(args.activity_prune_every),
     ));
     let advisories_refresh = tokio::spawn(advisories::refresh_forever(

@@ -235,6 +235,22 @@ pub async fn start_router(config: RouterConfig) -> TestRouter {
     }
 }
 
+/// [`start_router`], with environment `demo/main` routing `main.demo.localhost` to
+/// `upstream` (as release `r-a`): the setup most tests start from.
+pub async fn start_router_to(config: RouterConfig, upstream: &TestUpstream) -> TestRouter {
+    let r = start_router(config).await;
+    r.router
+        .switch(
+            "demo/main",
+            slipway_router::EnvRoutes::single(
+                vec!["main.demo.localhost".into()],
+                up("r-a", upstream.port),
+            ),
+        )
+        .unwrap();
+    r
+}
+
 /// A keep-alive HTTP/1.1 client connection to `addr`.
 pub async fn client(addr: SocketAddr) -> SendRequest<TestBody> {
     let stream = TcpStream::connect(addr).await.unwrap();
