@@ -261,14 +261,21 @@ pub(crate) fn answer(
             None => (file, None),
         },
     };
+    let wants_gzip =
+        encoding.is_none() && compressible(content_type) && file.size >= GZIP_MIN && accepts_gzip();
+    // A text file the per-worker memory cache does not hold (a mount's, or over
+    // GZIP_MAX): its gzipped copy on disk ([`crate::gzip_store`]), whole or ranges of it,
+    // if the router keeps copies and has (or now made) one of this version.
+    let stored = match eff.gzip_store {
+        Some(store) if wants_gzip && (root.cache.is_none() || file.size > GZIP_MAX) => {
+            store.copy_of(&file.file, file.size)
+        }
+        _ => None,
+    };
     // On the fly: text the client takes gzipped, whole (a range is not), in memory up to
     // GZIP_MAX, streamed above.
-    let on_the_fly = encoding.is_none()
-        && ask.range.is_none()
-        && compressible(content_type)
-        && file.size >= GZIP_MIN
-        && accepts_gzip();
-    if on_the_fly {
+    let on_the_fly = stored.is_none() && wants_gzip && ask.range.is_none();
+    if on_the_fly || stored.is_some() {
         encoding = Some("gzip");
     }
     let size = file.size;
@@ -280,6 +287,8 @@ pub(crate) fn answer(
             None => "",
             Some("br") => "-br",
             Some(_) if on_the_fly => "-gzip",
+            // The stored copy's bytes (ranges are of them): its own validator.
+            Some(_) if stored.is_some() => "-gzs",
             Some(_) => "-gz",
         }
     );
@@ -366,6 +375,18 @@ pub(crate) fn answer(
             answer
         };
     }
+    // From here on the representation is the stored copy's bytes, if there is one.
+    let (file, size) = match stored {
+        Some(copy) => (
+            OpenFile {
+                file: Arc::new(copy.file),
+                size: copy.len,
+                modified: mtime,
+            },
+            copy.len,
+        ),
+        None => (file, size),
+    };
     let range_applies = match ask.if_range {
         None => true,
         Some(v) => v == etag.as_bytes() || v == last_modified.as_bytes(),
