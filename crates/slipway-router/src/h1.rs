@@ -56,7 +56,7 @@ use crate::proxy::{
 };
 use crate::release::InFlightGuard;
 use crate::router::Router;
-use crate::sendfile::{send_file, send_head, FileSink, SENDFILE_MIN};
+use crate::sendfile::{send_file, send_head, send_parts, FileSink, SENDFILE_MIN};
 use crate::server::{Activity, End, OpenRequest};
 use crate::upstream::{Framing, LeanBody, UpstreamError};
 
@@ -854,6 +854,12 @@ async fn write_static<W: FileSink>(
     match answer.body {
         StaticBody::Empty => {}
         StaticBody::Text(text) => out.extend_from_slice(&text),
+        StaticBody::Produced(Produced::Parts(parts)) if stream.plain_tcp().is_some() => {
+            if let Some(tcp) = stream.plain_tcp() {
+                // Each part's bytes from the page cache, as a single range's.
+                send_parts(tcp, parts, out).await?;
+            }
+        }
         StaticBody::Produced(body) => write_produced(stream, body, chunked, out).await?,
         StaticBody::File { file, offset, len } if len >= SENDFILE_MIN => {
             if let Some(tcp) = stream.plain_tcp() {
