@@ -3,9 +3,12 @@
 //! byte ranges (206/416; several as `multipart/byteranges`), `expires` as
 //! `Cache-Control`/`Expires`, the location's `headers`, and a precompressed `.br`/`.gz`
 //! sibling when the client accepts it, else gzip on the fly for text of [`GZIP_MIN`]
-//! bytes and more (in memory up to [`GZIP_MAX`], streamed and chunked above).
+//! bytes and more (in memory up to [`GZIP_MAX`], streamed and chunked above), or from a
+//! gzipped copy kept on disk for a mount's file or one over [`GZIP_MAX`]
+//! ([`crate::gzip_store`]).
 //!
-//! Ranges are always of the file as it is (identity encoding). Several ranges in one
+//! Ranges are of the file as it is (identity encoding), or of its stored gzipped copy
+//! for a client that accepts gzip. Several ranges in one
 //! `Range` field get a `multipart/byteranges` answer (RFC 9110 14.6) when they are at
 //! most [`MAX_RANGES`], in ascending order and do not overlap; otherwise the whole file,
 //! 200 (RFC 9110 14.2 lets a server ignore such requests, which make it do much work for

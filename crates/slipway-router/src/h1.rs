@@ -822,8 +822,9 @@ pub(crate) async fn write_page<W: AsyncWrite + Unpin>(
 
 /// Write a static answer: head, then the body. A file of at least [`SENDFILE_MIN`] bytes
 /// on a plain TCP connection goes from the page cache to the socket (`sendfile(2)`, see
-/// [`crate::sendfile`]); on any other stream it is read in chunks of [`FILE_CHUNK`] and
-/// written as read; a small one goes out with the head in one write.
+/// [`crate::sendfile`]), as do the parts of a `multipart/byteranges` answer; on any
+/// other stream it is read in chunks of [`FILE_CHUNK`] and written as read; a small one
+/// goes out with the head in one write.
 async fn write_static<W: FileSink>(
     stream: &mut W,
     answer: StaticAnswer,
