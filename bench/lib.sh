@@ -94,11 +94,14 @@ start_nginx() {
 }
 
 # run_wrk PORT CONNECTIONS [PATH]: "requests/s p99_ms" (and " ERR ..." on errors) of a wrk
-# run of SECS seconds with keep-alive GETs for Host HOST.
+# run of SECS seconds with keep-alive GETs for Host HOST (and the header WRK_HEADER, if
+# set, e.g. "Accept-Encoding: gzip").
 run_wrk() {
     local threads=1
     [ "$2" -gt 1 ] && threads=$NPROC
-    wrk -t"$threads" -c"$2" -d"${SECS}s" --latency -H "Host: $HOST" "http://127.0.0.1:$1${3:-/}" 2>&1 |
+    local extra=()
+    [ -n "${WRK_HEADER:-}" ] && extra=(-H "$WRK_HEADER")
+    wrk -t"$threads" -c"$2" -d"${SECS}s" --latency -H "Host: $HOST" "${extra[@]}" "http://127.0.0.1:$1${3:-/}" 2>&1 |
         wrk_summary
 }
 

@@ -2,7 +2,11 @@
 # Benchmark: static files served by Slipway's router (web.locations) against nginx
 # serving the same files.
 #
-# The same folder holds a 1 KiB and a 1 MiB file. Slipway's router (the `router_bench`
+# The same folder holds a 1 KiB and a 1 MiB file, and a 2 MiB text file (gz/2m.txt)
+# asked for with `Accept-Encoding: gzip`: nginx answers it with `gzip_static on` from a
+# `.gz` made beforehand (`gzip -1`, in nginx's own copy of the folder), Slipway's router
+# from the gzipped copy it makes itself (SLIPWAY_BENCH_GZIP_DIR, as `slipway serve`'s
+# DATA/router/gzip). Slipway's router (the `router_bench`
 # example with a STATIC_DIR: one location `/` rooted there, passthru false, the code and
 # runtime of `slipway serve`) and two nginx (`root` on the folder, sendfile on, the same
 # validators it always sends): `nginx` with one worker per CPU and `nginx-same` with as
@@ -29,6 +33,10 @@ NGX=$(free_port); NGS=$(free_port); SLW=$(free_port); NOAPP=$(free_port)
 mkdir -p "$WORK/www"
 head -c 1024 /dev/urandom | base64 -w 0 | head -c 1024 > "$WORK/www/1k.txt"
 head -c 1048576 /dev/urandom > "$WORK/www/1m.bin"
+mkdir -p "$WORK/www/gz" "$WORK/ngx/gz"
+python3 -c 'import sys; sys.stdout.write("".join("line %07d of a text file served gzipped\n" % i for i in range(52429)))' > "$WORK/www/gz/2m.txt"
+cp "$WORK/www/gz/2m.txt" "$WORK/ngx/gz/2m.txt"
+gzip -1 -k "$WORK/ngx/gz/2m.txt"
 
 static_nginx_conf() { # DIR WORKERS PORT
     nginx_conf "$1" "$2" "    sendfile on;
@@ -38,11 +46,12 @@ static_nginx_conf() { # DIR WORKERS PORT
         listen 127.0.0.1:$3;
         server_name $HOST;
         location / { root $WORK/www; expires 1h; }
+        location /gz/ { root $WORK/ngx; gzip_static on; expires 1h; }
     }"
 }
 
 # Not daemonized (see bench/router.sh: one session, a fair share of the CPU).
-"$BIN" "127.0.0.1:$SLW" "$HOST" "$NOAPP" "$WORK/www" > "$WORK/slipway.log" 2>&1 &
+SLIPWAY_BENCH_GZIP_DIR="$WORK/gzip" "$BIN" "127.0.0.1:$SLW" "$HOST" "$NOAPP" "$WORK/www" > "$WORK/slipway.log" 2>&1 &
 PIDS+=($!)
 wait_port "$SLW" || { cat "$WORK/slipway.log" >&2; exit 1; }
 router_workers "$WORK/slipway.log"
@@ -54,7 +63,7 @@ wait_port "$NGS" || exit 1
 
 # The same bytes from each.
 for p in "$NGX" "$NGS" "$SLW"; do
-    for f in 1k.txt 1m.bin; do
+    for f in 1k.txt 1m.bin gz/2m.txt; do
         got=$(python3 - "$p" "$HOST" "/$f" <<'PY'
 import http.client, sys, hashlib
 c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=5)
@@ -66,15 +75,32 @@ PY
         want="200 $(sha256sum "$WORK/www/$f" | cut -d' ' -f1)"
         [ "$got" = "$want" ] || { echo "port $p /$f answered $got" >&2; exit 1; }
     done
+    # Gzipped, with a length (Slipway: once its copy is made, in the background).
+    for try in $(seq 50); do
+        got=$(python3 - "$p" "$HOST" /gz/2m.txt <<'PY'
+import http.client, sys, hashlib, gzip
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=5)
+c.request("GET", sys.argv[3], headers={"Host": sys.argv[2], "Accept-Encoding": "gzip"})
+r = c.getresponse(); b = r.read()
+ok = r.getheader("content-encoding") == "gzip" and r.getheader("content-length") is not None
+print(r.status, hashlib.sha256(gzip.decompress(b) if ok else b).hexdigest())
+PY
+)
+        [ "$got" = "200 $(sha256sum "$WORK/www/gz/2m.txt" | cut -d' ' -f1)" ] && break
+        sleep 0.2
+    done
+    [ "$try" -lt 50 ] || { echo "port $p /gz/2m.txt gzipped answered $got" >&2; exit 1; }
 done
 
 bench_machine
 echo "$(nginx -v 2>&1), $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2); ${ROUNDS} rounds of ${SECS}s per target, file and connection count"
 echo "workers: slipway $WORKERS, nginx $NPROC (auto), nginx-same $WORKERS"
-printf '%-7s %-6s %-10s %14s %10s\n' file conns target "requests/s" "p99 ms"
+printf '%-9s %-6s %-10s %14s %10s\n' file conns target "requests/s" "p99 ms"
 RATIOS=""
 NOISE=""
-for f in 1k.txt 1m.bin; do
+for f in 1k.txt 1m.bin gz/2m.txt; do
+    WRK_HEADER=""
+    case $f in gz/*) WRK_HEADER="Accept-Encoding: gzip" ;; esac
     for conns in 1 64; do
         for who in slipway nginx nginx-same; do : > "$WORK/res.$who"; done
         run_wrk "$NGX" "$conns" "/$f" > /dev/null   # warm-up
@@ -89,15 +115,15 @@ for f in 1k.txt 1m.bin; do
         for who in slipway nginx nginx-same; do
             rps=$(cut -d' ' -f1 "$WORK/res.$who" | median)
             p99=$(cut -d' ' -f2 "$WORK/res.$who" | median)
-            printf '%-7s %-6s %-10s %14.0f %10.3f\n' "$f" "$conns" "$who" "$rps" "$p99"
+            printf '%-9s %-6s %-10s %14.0f %10.3f\n' "$f" "$conns" "$who" "$rps" "$p99"
             eval "${who//-/_}_rps=$rps; ${who//-/_}_p99=$p99"
         done
         RATIOS+=$(awk -v f="$f" -v c="$conns" -v s="$slipway_rps" -v n="$nginx_rps" -v m="$nginx_same_rps" \
             -v sp="$slipway_p99" -v np="$nginx_p99" -v mp="$nginx_same_p99" \
-            'BEGIN { printf "%-7s c=%-3s vs nginx: requests/s %.2f  p99 %.2f   vs nginx-same: requests/s %.2f  p99 %.2f", f, c, s / n, sp / np, s / m, sp / mp }')
+            'BEGIN { printf "%-9s c=%-3s vs nginx: requests/s %.2f  p99 %.2f   vs nginx-same: requests/s %.2f  p99 %.2f", f, c, s / n, sp / np, s / m, sp / mp }')
         RATIOS+=$'\n'
         NOISE+=$(awk -v f="$f" -v c="$conns" -v n="$nginx_rps" -v m="$nginx_same_rps" -v np="$nginx_p99" -v mp="$nginx_same_p99" \
-            'BEGIN { printf "%-7s c=%-3s nginx/nginx-same: requests/s %.2f  p99 %.2f", f, c, n / m, np / mp }')
+            'BEGIN { printf "%-9s c=%-3s nginx/nginx-same: requests/s %.2f  p99 %.2f", f, c, n / m, np / mp }')
         NOISE+=$'\n'
     done
 done

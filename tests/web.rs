@@ -351,6 +351,13 @@ class H(http.server.BaseHTTPRequestHandler):
         with open(up + "/" + name, "w") as f:
             f.write("new file " + name + "\n")
         self.answer()
+    def do_PUT(self):
+        # Rewrites the mount's file in place (same inode), with the request's body.
+        name = self.path.split("?", 1)[1]
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        with open(up + "/" + name, "wb") as f:
+            f.write(body)
+        self.answer()
     def do_GET(self):
         self.answer()
     def answer(self):
@@ -503,11 +510,7 @@ web:
         body.len(),
         big.len()
     );
-    let (status, head, body) = get(
-        port,
-        "/big.txt",
-        "Accept-Encoding: gzip\r\nRange: bytes=1000005-1100004\r\n",
-    );
+    let (status, head, body) = get(port, "/big.txt", "Range: bytes=1000005-1100004\r\n");
     assert_eq!(status, 206, "{head}");
     assert_eq!(field(&head, "content-encoding"), None, "{head}");
     assert!(body == big.as_bytes()[1_000_005..1_100_005]);
@@ -556,9 +559,122 @@ web:
     assert_eq!(status, 404);
     let hostname = std::fs::read("/etc/hostname").unwrap_or_default();
     assert!(hostname.is_empty() || body != hostname);
+
+    gzipped_copies_of_a_mount_file_and_a_large_file(&server, &big);
+
     // The rest of the app's folder is still the slug's.
     let (status, _, body) = get(port, "/small.txt", "");
     assert_eq!((status, body.as_slice()), (200, &b"short\n"[..]));
+}
+
+/// The gzipped copies in the router's store (`DATA/router/gzip`), each gunzipped.
+fn stored_copies(server: &Server) -> Vec<Vec<u8>> {
+    let dir = server.data.join("router/gzip");
+    let mut copies = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("the router's gzip folder") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "gz") {
+            copies.push(gunzip(&std::fs::read(&path).expect("a copy")));
+        }
+    }
+    copies
+}
+
+/// A text file of a mount is gzipped once per version into the router's store and
+/// served from there (its length known, ranges of the gzipped bytes); the app rewriting
+/// it in place (same inode, same size) is answered with the new text at once, never the
+/// old copy, and the old copy goes; a file over 1 MiB gets its copy in the background.
+fn gzipped_copies_of_a_mount_file_and_a_large_file(server: &Server, big: &str) {
+    let port = server.http_port;
+    let put = |name: &str, body: &str| {
+        let (status, _, answer) = raw(
+            port,
+            &format!(
+                "PUT /put?{name} HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ),
+        );
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    };
+    let gz_get = |extra: &str| {
+        get(
+            port,
+            "/uploads/notes.txt",
+            &format!("Accept-Encoding: gzip\r\n{extra}"),
+        )
+    };
+    let first = "the first version of the notes\n".repeat(300);
+    let second = "THE OTHER VERSION OF THE NOTES\n".repeat(300);
+    assert_eq!(first.len(), second.len());
+    put("notes.txt", &first);
+    // Written a moment ago: compressed for the request, as before.
+    let (status, head, body) = gz_get("");
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(field(&head, "content-encoding"), Some("gzip"), "{head}");
+    assert_eq!(gunzip(&body), first.as_bytes());
+    // Settled: from its stored copy, with its length and its own validator.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let (status, head, whole) = gz_get("");
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(field(&head, "content-encoding"), Some("gzip"), "{head}");
+    assert_eq!(
+        field(&head, "content-length"),
+        Some(whole.len().to_string().as_str()),
+        "{head}"
+    );
+    let etag = field(&head, "etag").expect("etag").to_string();
+    assert!(etag.ends_with("-gzs\""), "{head}");
+    assert_eq!(gunzip(&whole), first.as_bytes());
+    assert!(
+        stored_copies(server).iter().any(|c| c == first.as_bytes()),
+        "a copy in the store"
+    );
+    // A range of the gzipped bytes, for the same validator.
+    let (status, head, part) = gz_get(&format!("Range: bytes=10-99\r\nIf-Range: {etag}\r\n"));
+    assert_eq!(status, 206, "{head}");
+    assert_eq!(field(&head, "content-encoding"), Some("gzip"), "{head}");
+    assert_eq!(
+        field(&head, "content-range"),
+        Some(format!("bytes 10-99/{}", whole.len()).as_str())
+    );
+    assert_eq!(part, whole[10..100]);
+
+    // Rewritten in place, same size, right away: the new text, never the old copy.
+    put("notes.txt", &second);
+    let (status, head, body) = gz_get("");
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(gunzip(&body), second.as_bytes());
+    let (status, head, body) = gz_get(&format!("If-None-Match: {etag}\r\n"));
+    assert_eq!(status, 200, "not the old version's 304: {head}");
+    assert_eq!(gunzip(&body), second.as_bytes());
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let (status, head, body) = gz_get("");
+    assert_eq!(status, 200, "{head}");
+    assert!(field(&head, "content-length").is_some(), "stored: {head}");
+    assert_eq!(gunzip(&body), second.as_bytes());
+    let copies = stored_copies(server);
+    assert!(copies.iter().any(|c| c == second.as_bytes()));
+    assert!(
+        !copies.iter().any(|c| c == first.as_bytes()),
+        "the old version's copy was removed"
+    );
+    // Without gzip: the file as it is.
+    let (status, _, body) = get(port, "/uploads/notes.txt", "");
+    assert_eq!((status, body.as_slice()), (200, second.as_bytes()));
+
+    // Over 1 MiB: the copy is made in the background, then answered with its length.
+    let mut stored = None;
+    for _ in 0..100 {
+        let (status, head, body) = get(port, "/big.txt", "Accept-Encoding: gzip\r\n");
+        assert_eq!(status, 200, "{head}");
+        if field(&head, "content-length").is_some() {
+            stored = Some(body);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let stored = stored.expect("a stored copy of big.txt");
+    assert!(gunzip(&stored) == big.as_bytes(), "the text back");
 }
 
 /// The slug folders (`DATA/slugs/HEX`) that `slipway serve` (process `pid`) holds

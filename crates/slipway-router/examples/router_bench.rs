@@ -13,7 +13,8 @@
 //! --https-listen` does, with the certificates of `DIR/certs` (`HOST.pem` + `HOST.key`)
 //! and the local CA of `DIR/ca` for any other host.
 //! With `SLIPWAY_OPEN_FILE_CACHE=off`, static files are opened at each request (the
-//! open-file cache off, to compare with it on).
+//! open-file cache off, to compare with it on). With `SLIPWAY_BENCH_GZIP_DIR=DIR`, gzipped
+//! copies of static files are kept in `DIR` (as `slipway serve` does in `DATA/router/gzip`).
 
 use std::process::ExitCode;
 
@@ -68,6 +69,9 @@ fn main() -> ExitCode {
         // SLIPWAY_OPEN_FILE_CACHE=off: static files opened at each request (a comparison).
         config.open_file_cache =
             std::env::var_os("SLIPWAY_OPEN_FILE_CACHE").is_none_or(|v| v != "off");
+        // SLIPWAY_BENCH_GZIP_DIR=DIR: gzipped copies of static files kept there, as
+        // `slipway serve` keeps them in DATA/router/gzip.
+        config.gzip_dir = std::env::var_os("SLIPWAY_BENCH_GZIP_DIR").map(Into::into);
         let workers = config.worker_count();
         let router = Router::new(config);
         let upstream = Upstream {

@@ -1,5 +1,6 @@
 //! Router settings.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Timeouts and limits of the router.
@@ -52,7 +53,19 @@ pub struct RouterConfig {
     /// 408 (and an HTTP/1.1 connection closes). PHP-FPM is not connected to before the
     /// body is read whole.
     pub request_body_timeout: Duration,
+    /// The folder of gzipped copies of static files (nginx's `gzip_static`, see
+    /// docs/ARCHITECTURE.md "Static files"): text files of mounts and files over 1 MiB
+    /// are compressed once per version instead of at every request. `None` (the
+    /// default): no copies, such files are compressed at each request. `slipway serve`
+    /// sets `DATA/router/gzip`; the folder is emptied when the router starts.
+    pub gzip_dir: Option<PathBuf>,
+    /// The most bytes of gzipped copies kept in `gzip_dir` (default
+    /// [`DEFAULT_GZIP_STORE_BYTES`]); the least recently used go first.
+    pub gzip_dir_max_bytes: u64,
 }
+
+/// The default bound on the gzipped copies of static files: 256 MiB.
+pub const DEFAULT_GZIP_STORE_BYTES: u64 = crate::gzip_store::DEFAULT_GZIP_STORE_BYTES;
 
 /// The default cap on a request body for PHP: 250 MiB, room for large uploads (the app's
 /// own `upload_max_filesize`/`post_max_size` are its business).
@@ -108,6 +121,8 @@ impl Default for RouterConfig {
             open_file_cache: true,
             max_request_body: DEFAULT_MAX_REQUEST_BODY,
             request_body_timeout: Duration::from_secs(60),
+            gzip_dir: None,
+            gzip_dir_max_bytes: DEFAULT_GZIP_STORE_BYTES,
         }
     }
 }

@@ -5,7 +5,9 @@
 //!   the answer is chunked);
 //! - [`Parts`]: a `multipart/byteranges` answer to several ranges (RFC 9110 14.6): each
 //!   part's head, then its bytes read from the file, then the closing delimiter; its
-//!   length is known before the first byte.
+//!   length is known before the first byte. On a plain TCP connection of the router's
+//!   own path each part's bytes go with `sendfile(2)` instead
+//!   ([`crate::sendfile::send_parts`]).
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -117,8 +119,10 @@ impl GzipStream {
 
 /// One piece of a [`Parts`] body.
 #[derive(Debug)]
-enum Piece {
+pub(crate) enum Piece {
+    /// A part's head, or the closing delimiter.
     Text(Bytes),
+    /// A part's bytes: `len` bytes of the file from `offset`.
     File { offset: u64, len: u64 },
 }
 
@@ -130,6 +134,12 @@ pub(crate) struct Parts {
 }
 
 impl Parts {
+    /// The file and the pieces, in order, for a sender that sends the file's bytes
+    /// itself ([`crate::sendfile::send_parts`]).
+    pub(crate) fn into_pieces(self) -> (Arc<File>, VecDeque<Piece>) {
+        (self.file, self.pieces)
+    }
+
     fn next_chunk(&mut self) -> Option<io::Result<Bytes>> {
         match self.pieces.pop_front()? {
             Piece::Text(text) => Some(Ok(text)),
@@ -306,6 +316,112 @@ mod tests {
             parts.push((range, rest[..len].to_vec()));
             rest = &rest[len..];
         }
+    }
+
+    /// Many ranges, as `multipart/byteranges` on the router's own path over plain TCP:
+    /// each part byte for byte, the long parts sent with `sendfile(2)`, short ones with
+    /// the heads; overlapping, descending or too many ranges keep today's whole file,
+    /// none within the file 416, one within it a single range.
+    #[tokio::test]
+    async fn many_ranges_go_out_part_by_part_with_sendfile_byte_for_byte() {
+        use crate::test_client::ask;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let content: Vec<u8> = (0..3 * 1024 * 1024 + 11u32)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        std::fs::write(dir.path().join("big.bin"), &content).expect("write");
+        let (addr, stop_tx, serving) = crate::test_client::serve_site(
+            "files.test",
+            9,
+            crate::test_client::static_site(dir.path()),
+        )
+        .await;
+        let size = content.len() as u64;
+        let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut buf = Vec::new();
+        let get = |range: &str| {
+            format!("GET /big.bin HTTP/1.1\r\nHost: files.test\r\nRange: bytes={range}\r\n\r\n")
+        };
+        // 16 ranges (the most served): short and long ones (distinct lengths, to find
+        // them among the lengths sent with sendfile), a suffix, one to the end.
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
+        for i in 0..14u64 {
+            let start = i * 200_000 + i;
+            let len = if i % 2 == 0 {
+                10 + i
+            } else {
+                70_000 + i * 1000
+            };
+            ranges.push((start, start + len - 1));
+        }
+        ranges.push((2_900_000, 2_990_000));
+        ranges.push((size - 99_999, size - 1));
+        let spec: Vec<String> = ranges[..15]
+            .iter()
+            .map(|(a, b)| format!("{a}-{b}"))
+            .chain(std::iter::once("-99999".to_string()))
+            .collect();
+        for round in 0..2 {
+            let several = ask(&mut conn, &mut buf, &get(&spec.join(",")), false).await;
+            assert_eq!(several.status, 206, "round {round}");
+            let parts = split_parts(several.field("content-type").expect("type"), &several.body);
+            assert_eq!(parts.len(), ranges.len());
+            for ((range, bytes), (start, end)) in parts.iter().zip(&ranges) {
+                assert_eq!(range, &format!("{start}-{end}/{size}"));
+                assert!(
+                    bytes[..] == content[*start as usize..=*end as usize],
+                    "part {start}-{end} differs"
+                );
+            }
+            assert_eq!(
+                several.field("content-length"),
+                Some(several.body.len().to_string().as_str())
+            );
+        }
+        let sent = crate::sendfile::tests::SENT_LENGTHS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for (start, end) in &ranges {
+            let len = end - start + 1;
+            if len >= crate::sendfile::SENDFILE_MIN {
+                assert!(sent.contains(&len), "part of {len} with sendfile: {sent:?}");
+            } else {
+                assert!(!sent.contains(&len), "short part of {len} copied: {sent:?}");
+            }
+        }
+
+        // Overlapping, descending, too many: the whole file, 200, as before.
+        let too_many: Vec<String> = (0..=crate::files::MAX_RANGES as u64)
+            .map(|i| format!("{}-{}", i * 1000, i * 1000 + 1))
+            .collect();
+        for spec in [
+            "0-70000,60000-140000".to_string(),
+            "140000-210000,0-70000".to_string(),
+            too_many.join(","),
+        ] {
+            let whole = ask(&mut conn, &mut buf, &get(&spec), false).await;
+            assert_eq!(whole.status, 200, "{spec}");
+            assert!(whole.body == content, "{spec}");
+        }
+        // None within the file: 416; one within it: that range alone.
+        let beyond = ask(&mut conn, &mut buf, &get("9000000-,9100000-9200000"), false).await;
+        assert_eq!(beyond.status, 416);
+        assert_eq!(
+            beyond.field("content-range"),
+            Some(format!("bytes */{size}").as_str())
+        );
+        let one = ask(&mut conn, &mut buf, &get("100-80099,9000000-"), false).await;
+        assert_eq!(one.status, 206);
+        assert_eq!(
+            one.field("content-range"),
+            Some(format!("bytes 100-80099/{size}").as_str())
+        );
+        assert!(one.body[..] == content[100..80100]);
+        assert!(buf.is_empty(), "{} stray bytes", buf.len());
+        drop(conn);
+        let _ = stop_tx.send(());
+        serving.await.expect("serve task").expect("serve");
     }
 
     /// A large text file gzipped on the fly (chunked), ranges of it on the identity

@@ -3,9 +3,12 @@
 //! byte ranges (206/416; several as `multipart/byteranges`), `expires` as
 //! `Cache-Control`/`Expires`, the location's `headers`, and a precompressed `.br`/`.gz`
 //! sibling when the client accepts it, else gzip on the fly for text of [`GZIP_MIN`]
-//! bytes and more (in memory up to [`GZIP_MAX`], streamed and chunked above).
+//! bytes and more (in memory up to [`GZIP_MAX`], streamed and chunked above), or from a
+//! gzipped copy kept on disk for a mount's file or one over [`GZIP_MAX`]
+//! ([`crate::gzip_store`]).
 //!
-//! Ranges are always of the file as it is (identity encoding). Several ranges in one
+//! Ranges are of the file as it is (identity encoding), or of its stored gzipped copy
+//! for a client that accepts gzip. Several ranges in one
 //! `Range` field get a `multipart/byteranges` answer (RFC 9110 14.6) when they are at
 //! most [`MAX_RANGES`], in ascending order and do not overlap; otherwise the whole file,
 //! 200 (RFC 9110 14.2 lets a server ignore such requests, which make it do much work for
@@ -261,14 +264,21 @@ pub(crate) fn answer(
             None => (file, None),
         },
     };
+    let wants_gzip =
+        encoding.is_none() && compressible(content_type) && file.size >= GZIP_MIN && accepts_gzip();
+    // A text file the per-worker memory cache does not hold (a mount's, or over
+    // GZIP_MAX): its gzipped copy on disk ([`crate::gzip_store`]), whole or ranges of it,
+    // if the router keeps copies and has (or now made) one of this version.
+    let stored = match eff.gzip_store {
+        Some(store) if wants_gzip && (root.cache.is_none() || file.size > GZIP_MAX) => {
+            store.copy_of(&file.file, file.size)
+        }
+        _ => None,
+    };
     // On the fly: text the client takes gzipped, whole (a range is not), in memory up to
     // GZIP_MAX, streamed above.
-    let on_the_fly = encoding.is_none()
-        && ask.range.is_none()
-        && compressible(content_type)
-        && file.size >= GZIP_MIN
-        && accepts_gzip();
-    if on_the_fly {
+    let on_the_fly = stored.is_none() && wants_gzip && ask.range.is_none();
+    if on_the_fly || stored.is_some() {
         encoding = Some("gzip");
     }
     let size = file.size;
@@ -280,6 +290,8 @@ pub(crate) fn answer(
             None => "",
             Some("br") => "-br",
             Some(_) if on_the_fly => "-gzip",
+            // The stored copy's bytes (ranges are of them): its own validator.
+            Some(_) if stored.is_some() => "-gzs",
             Some(_) => "-gz",
         }
     );
@@ -366,6 +378,18 @@ pub(crate) fn answer(
             answer
         };
     }
+    // From here on the representation is the stored copy's bytes, if there is one.
+    let (file, size) = match stored {
+        Some(copy) => (
+            OpenFile {
+                file: Arc::new(copy.file),
+                size: copy.len,
+                modified: mtime,
+            },
+            copy.len,
+        ),
+        None => (file, size),
+    };
     let range_applies = match ask.if_range {
         None => true,
         Some(v) => v == etag.as_bytes() || v == last_modified.as_bytes(),

@@ -2,7 +2,8 @@
 //! [`crate::files::GZIP_MIN`] to [`crate::files::GZIP_MAX`] bytes), one per router worker
 //! thread (no lock), so that a second request for the same file does not compress it
 //! again. Only files of a slug's root are cached (read-only: the release's unpacked slug);
-//! a mount's files, which the app may change, are compressed at each request.
+//! a mount's files, which the app may change, have gzipped copies on disk instead
+//! ([`crate::gzip_store`]).
 //!
 //! An entry is keyed by the file's identity: its root (the root's open-file cache, which
 //! belongs to the release's compiled site), the release's tag, its path beneath the

@@ -56,7 +56,7 @@ use crate::proxy::{
 };
 use crate::release::InFlightGuard;
 use crate::router::Router;
-use crate::sendfile::{send_file, send_head, FileSink, SENDFILE_MIN};
+use crate::sendfile::{send_file, send_head, send_parts, FileSink, SENDFILE_MIN};
 use crate::server::{Activity, End, OpenRequest};
 use crate::upstream::{Framing, LeanBody, UpstreamError};
 
@@ -822,8 +822,9 @@ pub(crate) async fn write_page<W: AsyncWrite + Unpin>(
 
 /// Write a static answer: head, then the body. A file of at least [`SENDFILE_MIN`] bytes
 /// on a plain TCP connection goes from the page cache to the socket (`sendfile(2)`, see
-/// [`crate::sendfile`]); on any other stream it is read in chunks of [`FILE_CHUNK`] and
-/// written as read; a small one goes out with the head in one write.
+/// [`crate::sendfile`]), as do the parts of a `multipart/byteranges` answer; on any
+/// other stream it is read in chunks of [`FILE_CHUNK`] and written as read; a small one
+/// goes out with the head in one write.
 async fn write_static<W: FileSink>(
     stream: &mut W,
     answer: StaticAnswer,
@@ -854,6 +855,12 @@ async fn write_static<W: FileSink>(
     match answer.body {
         StaticBody::Empty => {}
         StaticBody::Text(text) => out.extend_from_slice(&text),
+        StaticBody::Produced(Produced::Parts(parts)) if stream.plain_tcp().is_some() => {
+            if let Some(tcp) = stream.plain_tcp() {
+                // Each part's bytes from the page cache, as a single range's.
+                send_parts(tcp, parts, out).await?;
+            }
+        }
         StaticBody::Produced(body) => write_produced(stream, body, chunked, out).await?,
         StaticBody::File { file, offset, len } if len >= SENDFILE_MIN => {
             if let Some(tcp) = stream.plain_tcp() {

@@ -47,6 +47,7 @@ mod files;
 pub mod fuzzing;
 mod gate;
 mod gzip_cache;
+mod gzip_store;
 mod h1;
 mod headers;
 mod locations;
@@ -70,7 +71,8 @@ mod upstream;
 mod upstream_stream;
 
 pub use config::{
-    RouterConfig, DEFAULT_MAX_CLIENT_CONNECTIONS, DEFAULT_MAX_REQUEST_BODY, MAX_DEFAULT_WORKERS,
+    RouterConfig, DEFAULT_GZIP_STORE_BYTES, DEFAULT_MAX_CLIENT_CONNECTIONS,
+    DEFAULT_MAX_REQUEST_BODY, MAX_DEFAULT_WORKERS,
 };
 pub use console::{ConsoleBody, ConsoleFuture, ConsoleSite};
 pub use gate::Hold;

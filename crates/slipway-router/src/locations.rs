@@ -15,6 +15,7 @@
 
 use std::os::fd::OwnedFd;
 use std::path::Path;
+use std::sync::Arc;
 
 use fancy_regex::Regex;
 use hyper::header::{HeaderName, HeaderValue};
@@ -23,6 +24,7 @@ use hyper::{Method, StatusCode};
 use crate::fastcgi::ScriptCall;
 use crate::file_cache::OpenFileCache;
 use crate::files::{self, Beneath, Opened, StaticAnswer};
+use crate::gzip_store::GzipStore;
 use crate::routes::RouteError;
 use crate::site::{Expires, Passthru, Site, SiteMount};
 use crate::table::path_matches;
@@ -40,6 +42,8 @@ pub(crate) struct WebSite {
     fastcgi: bool,
     /// Longest prefix first.
     locations: Box<[WebLocation]>,
+    /// The router's gzipped copies of static files ([`crate::gzip_store`]), if any.
+    gzip_store: Option<Arc<GzipStore>>,
 }
 
 #[derive(Debug)]
@@ -200,6 +204,8 @@ pub(crate) struct Effective<'s> {
     pub(crate) expires: Expires,
     pub(crate) headers: &'s [(HeaderName, HeaderValue)],
     pub(crate) tag: &'s str,
+    /// The router's gzipped copies of static files, if any.
+    pub(crate) gzip_store: Option<&'s GzipStore>,
 }
 
 impl WebSite {
@@ -270,7 +276,15 @@ impl WebSite {
             tag: site.tag.clone().into_boxed_str(),
             fastcgi: site.fastcgi,
             locations: locations.into_boxed_slice(),
+            gzip_store: None,
         })
+    }
+
+    /// This site, with its text files of mounts and over [`files::GZIP_MAX`] answered
+    /// from gzipped copies in `store` (none: compressed at each request).
+    pub(crate) fn with_gzip_store(mut self, store: Option<Arc<GzipStore>>) -> WebSite {
+        self.gzip_store = store;
+        self
     }
 
     /// Decide what becomes of the request `ask`. Reads the file system (a few system
@@ -309,6 +323,7 @@ impl WebSite {
                 .and_then(|r| r.headers.as_deref())
                 .unwrap_or(&loc.headers),
             tag: &self.tag,
+            gzip_store: self.gzip_store.as_deref(),
         };
         let elsewhere = |status: StatusCode| match passthru {
             Passthru::Off => Resolved::Answer(StaticAnswer::status_page(status)),
@@ -369,6 +384,7 @@ impl WebSite {
                             .and_then(|r| r.headers.as_deref())
                             .unwrap_or(&loc.headers),
                         tag: &self.tag,
+                        gzip_store: self.gzip_store.as_deref(),
                     };
                     return Resolved::Answer(files::answer(
                         root, &candidate, file, ask, &effective,

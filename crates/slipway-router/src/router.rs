@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use crate::config::RouterConfig;
 use crate::console::{Console, ConsoleSite};
 use crate::gate::{Gate, Hold};
+use crate::gzip_store::GzipStore;
 use crate::locations::WebSite;
 use crate::metrics::AllStats;
 use crate::release::LiveRelease;
@@ -26,12 +27,27 @@ pub struct Router {
     pub(crate) stats: AllStats,
     /// The router's own site at one host (the web console), once set.
     console: OnceLock<Console>,
+    /// The gzipped copies of static files, if [`RouterConfig::gzip_dir`] is set.
+    gzip_store: Option<Arc<GzipStore>>,
 }
 
 impl Router {
     /// A router with an empty route table.
     pub fn new(config: RouterConfig) -> Arc<Router> {
+        let gzip_store = config.gzip_dir.as_deref().and_then(|dir| {
+            match GzipStore::open(dir, config.gzip_dir_max_bytes) {
+                Ok(store) => Some(Arc::new(store)),
+                Err(e) => {
+                    tracing::warn!(
+                        dir = %dir.display(),
+                        "no gzipped copies of static files (compressed at each request): {e}"
+                    );
+                    None
+                }
+            }
+        });
         Arc::new(Router {
+            gzip_store,
             config,
             table: ArcSwap::from_pointee(RouteTable::default()),
             writer: Mutex::new(HashMap::new()),
@@ -93,7 +109,10 @@ impl Router {
             .map(|(app, site)| {
                 Ok((
                     app.clone(),
-                    Arc::new(WebSite::compile(app, site, self.config.open_file_cache)?),
+                    Arc::new(
+                        WebSite::compile(app, site, self.config.open_file_cache)?
+                            .with_gzip_store(self.gzip_store.clone()),
+                    ),
                 ))
             })
             .collect::<Result<Vec<_>, RouteError>>()?;

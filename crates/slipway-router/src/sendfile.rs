@@ -8,8 +8,10 @@
 //! other stream keeps the copying path). The file was opened beneath the release's root
 //! before the answer's head was written, and stays open until its last byte is sent:
 //! the switch guarantee (one release's files per request) and the path checks are the
-//! opening's, not changed here. Bodies made in memory (gzip on the fly, the router's
-//! pages) never come here.
+//! opening's, not changed here. Several ranges (`multipart/byteranges`) go the same
+//! way, part by part ([`send_parts`]). Bodies made in memory (gzip on the fly, the
+//! router's pages) never come here; a stored gzipped copy
+//! ([`crate::gzip_store`]) is a file like any other.
 
 use std::fs::File;
 use std::io;
@@ -165,8 +167,46 @@ pub(crate) async fn send_file(
     Ok(())
 }
 
+/// Send a `multipart/byteranges` body (its answer's head is in `out`): the part heads
+/// gathered in `out` and sent with `MSG_MORE` ([`send_head`]), each part's bytes of at
+/// least [`SENDFILE_MIN`] with [`send_file`], shorter parts read into `out` with the
+/// heads (fewer system calls and segments, as a single short range). What is left in
+/// `out` at the end (the closing delimiter) is for the caller to write, which pushes
+/// it all out. Errors as [`send_file`]'s: the caller must close the connection.
+pub(crate) async fn send_parts(
+    stream: &TcpStream,
+    parts: crate::file_body::Parts,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    use crate::file_body::{read_chunk, Piece};
+    let (file, pieces) = parts.into_pieces();
+    for piece in pieces {
+        match piece {
+            Piece::Text(text) => out.extend_from_slice(&text),
+            Piece::File { offset, len } if len >= SENDFILE_MIN => {
+                send_head(stream, out).await?;
+                out.clear();
+                send_file(stream, &file, offset, len).await?;
+            }
+            Piece::File { offset, len } => {
+                let mut done = 0;
+                while done < len {
+                    let chunk = read_chunk(&file, offset + done, len - done)?;
+                    done += chunk.len() as u64;
+                    out.extend_from_slice(&chunk);
+                }
+                if out.len() >= crate::files::FILE_CHUNK {
+                    send_head(stream, out).await?;
+                    out.clear();
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Write as _;
     use tokio::io::AsyncReadExt;
@@ -174,7 +214,7 @@ mod tests {
 
     /// The lengths of the bodies [`send_file`] sent whole, for the tests to see that an
     /// answer went this way.
-    pub(super) static SENT_LENGTHS: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
+    pub(crate) static SENT_LENGTHS: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
 
     /// A connected pair: the router's side and the client's.
     async fn pair() -> (TcpStream, TcpStream) {
