@@ -225,12 +225,27 @@ impl Router {
                         let activity = Arc::new(Activity::default());
                         let requests = Arc::clone(&activity);
                         let (raw_router, raw_client) = (Arc::clone(&router), Arc::clone(&client));
-                        let service = service_fn(move |req| {
+                        let stopping = stop.clone();
+                        let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                             let router = Arc::clone(&router);
                             let client = Arc::clone(&client);
                             let open = OpenRequest::new(&requests);
+                            let stopping = stopping.clone();
                             async move {
-                                let resp = proxy::handle(&router, &client, req).await;
+                                let http1 = req.version() < hyper::Version::HTTP_2;
+                                let mut resp = proxy::handle(&router, &client, req).await;
+                                // A stopping router's HTTP/1.1 answers say the connection
+                                // closes, as the own path's do: the client opens its next
+                                // request elsewhere instead of racing the close.
+                                if http1
+                                    && *stopping.borrow()
+                                    && resp.status() != hyper::StatusCode::SWITCHING_PROTOCOLS
+                                {
+                                    resp.headers_mut().insert(
+                                        hyper::header::CONNECTION,
+                                        hyper::header::HeaderValue::from_static("close"),
+                                    );
+                                }
                                 Ok::<_, Infallible>(resp.map(|body| TrackedBody { body, _open: open }))
                             }
                         });
