@@ -358,7 +358,7 @@ fn two_heroku_postgresql_addons_without_as_get_heroku_colour_names() {
     let out = server.push_ok(&app, "two-dbs");
     assert!(
         out.contains("service postgresql added (postgresql:15)")
-            && out.contains("service heroku_postgresql_amber added (postgresql:15)"),
+            && out.contains("service heroku-postgresql-amber added (postgresql:15)"),
         "{out}"
     );
     let host = "main.two-dbs.localhost";
@@ -386,7 +386,7 @@ fn two_heroku_postgresql_addons_without_as_get_heroku_colour_names() {
     app.commit("again");
     let out = server.push_ok(&app, "two-dbs");
     assert!(
-        !out.contains("service postgresql") && !out.contains("service heroku_postgresql"),
+        !out.contains("service postgresql") && !out.contains("service heroku-postgresql"),
         "{out}"
     );
     assert_eq!(page(&server, host)["HEROKU_POSTGRESQL_AMBER_URL"], *amber);

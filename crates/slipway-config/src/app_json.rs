@@ -311,6 +311,12 @@ fn valid_variable_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// The service (and relationship) an attachment names: lower-case, `_` as `-`, since it
+/// is a host name too (`heroku-postgresql-amber.internal`).
+fn service_name(attachment: &str) -> String {
+    attachment.to_ascii_lowercase().replace('_', "-")
+}
+
 fn read_addons(
     r: &mut Reader<'_>,
     off: usize,
@@ -410,13 +416,13 @@ fn read_addons(
         // a kind after the service type (its attachment's name when another kind has that
         // name) and each further one after its colour attachment, as Heroku names it.
         let (attachment, rel) = match &attach_as {
-            Some(a) => (a.clone(), a.to_ascii_lowercase()),
+            Some(a) => (a.clone(), service_name(a)),
             None => {
                 let seen = plain.entry(addon.name).or_default();
                 *seen += 1;
                 if *seen == 1 {
                     let rel = if taken(addon.service_type) {
-                        addon.attachment.to_ascii_lowercase()
+                        service_name(addon.attachment)
                     } else {
                         addon.service_type.to_string()
                     };
@@ -426,7 +432,7 @@ fn read_addons(
                         .iter()
                         .skip(*seen - 2)
                         .map(|c| format!("{}_{c}", addon.further))
-                        .find(|a| !taken(&a.to_ascii_lowercase()));
+                        .find(|a| !taken(&service_name(a)));
                     let Some(a) = free else {
                         r.error(
                             at,
@@ -435,7 +441,7 @@ fn read_addons(
                         );
                         continue;
                     };
-                    let rel = a.to_ascii_lowercase();
+                    let rel = service_name(&a);
                     (a, rel)
                 }
             }
@@ -713,17 +719,17 @@ mod tests {
             vec![
                 "postgresql",
                 "redis",
-                "heroku_postgresql_amber",
-                "heroku_postgresql_black",
+                "heroku-postgresql-amber",
+                "heroku-postgresql-black",
                 // BLACK is taken by the `as`: the next colour.
-                "heroku_postgresql_blue",
-                "heroku_redis_amber",
+                "heroku-postgresql-blue",
+                "heroku-redis-amber",
                 "mariadb",
                 // Another kind of the same service type: its own attachment's name.
-                "cleardb_database",
-                "jawsdb_amber",
+                "cleardb-database",
+                "jawsdb-amber",
                 "memcached",
-                "memcachier_amber",
+                "memcachier-amber",
             ]
         );
         let h = app.heroku.unwrap();
@@ -731,18 +737,18 @@ mod tests {
         assert_eq!(var("DATABASE_URL"), Some("postgresql"));
         assert_eq!(
             var("HEROKU_POSTGRESQL_AMBER_URL"),
-            Some("heroku_postgresql_amber")
+            Some("heroku-postgresql-amber")
         );
         assert_eq!(
             var("HEROKU_POSTGRESQL_BLUE_URL"),
-            Some("heroku_postgresql_blue")
+            Some("heroku-postgresql-blue")
         );
         assert_eq!(var("REDIS_URL"), Some("redis"));
-        assert_eq!(var("HEROKU_REDIS_AMBER_URL"), Some("heroku_redis_amber"));
+        assert_eq!(var("HEROKU_REDIS_AMBER_URL"), Some("heroku-redis-amber"));
         assert_eq!(var("JAWSDB_URL"), Some("mariadb"));
-        assert_eq!(var("CLEARDB_DATABASE_URL"), Some("cleardb_database"));
-        assert_eq!(var("JAWSDB_AMBER_URL"), Some("jawsdb_amber"));
-        assert_eq!(var("MEMCACHIER_AMBER_SERVERS"), Some("memcachier_amber"));
+        assert_eq!(var("CLEARDB_DATABASE_URL"), Some("cleardb-database"));
+        assert_eq!(var("JAWSDB_AMBER_URL"), Some("jawsdb-amber"));
+        assert_eq!(var("MEMCACHIER_AMBER_SERVERS"), Some("memcachier-amber"));
         // The same names on every read (every push).
         let (again, _, _) = read(json);
         assert_eq!(again.heroku.unwrap(), h);
