@@ -354,3 +354,85 @@ fn a_heroku_php_procfile_is_served_by_php_fpm_with_a_front_controller() {
     assert_eq!(status, 200);
     assert!(!body.contains("<?php"), "{body}");
 }
+
+/// Two databases as Heroku names them: the app's `/` answers, for each of its two URLs,
+/// the server it reaches and the rows that database holds.
+const TWO_DATABASES_APP: &str = r#"import http.server, json, os
+import psycopg
+NAMES = ["DATABASE_URL", "HEROKU_POSTGRESQL_AMBER_URL"]
+for name in NAMES:
+    with psycopg.connect(os.environ[name]) as c:
+        c.execute("CREATE TABLE IF NOT EXISTS seen (name text)")
+        c.execute("DELETE FROM seen")
+        c.execute("INSERT INTO seen VALUES (%s)", (name,))
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        out = {}
+        for name in NAMES:
+            with psycopg.connect(os.environ[name]) as c:
+                server = c.execute("SELECT inet_server_addr()::text").fetchone()[0]
+                rows = [r[0] for r in c.execute("SELECT name FROM seen")]
+            out[name] = {"server": server, "rows": rows}
+        out["colour_vars"] = sorted(k for k in os.environ if k.startswith("HEROKU_POSTGRESQL_"))
+        body = json.dumps(out).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+#[test]
+fn two_heroku_postgresql_addons_without_as_get_heroku_colour_names() {
+    let server = Server::start();
+    let app = server.project(
+        "two-dbs",
+        &[
+            ("Procfile", "web: python app.py\n"),
+            (
+                "app.json",
+                r#"{"addons": ["heroku-postgresql", "heroku-postgresql:essential-0"]}"#,
+            ),
+            ("requirements.txt", "psycopg[binary]\n"),
+            (".python-version", "3.11\n"),
+            ("app.py", TWO_DATABASES_APP),
+        ],
+    );
+    let (ok, check) = config_check(&app.dir);
+    assert!(ok, "{check}");
+    let out = server.push_ok(&app, "two-dbs");
+    assert!(
+        out.contains("service postgresql added (postgresql:15)")
+            && out.contains("service heroku-postgresql-amber added (postgresql:15)"),
+        "{out}"
+    );
+    let host = "main.two-dbs.localhost";
+    let first = page(&server, host);
+    let (main, amber) = (
+        &first["DATABASE_URL"],
+        &first["HEROKU_POSTGRESQL_AMBER_URL"],
+    );
+    // Two servers, each holding only what was written through its own URL.
+    assert_ne!(main["server"], amber["server"], "{first}");
+    assert_eq!(main["rows"], serde_json::json!(["DATABASE_URL"]), "{first}");
+    assert_eq!(
+        amber["rows"],
+        serde_json::json!(["HEROKU_POSTGRESQL_AMBER_URL"]),
+        "{first}"
+    );
+    assert_eq!(
+        first["colour_vars"],
+        serde_json::json!(["HEROKU_POSTGRESQL_AMBER_URL"]),
+        "{first}"
+    );
+
+    // The same names on the next push: no service is added or removed.
+    app.write("VERSION", "2\n");
+    app.commit("again");
+    let out = server.push_ok(&app, "two-dbs");
+    assert!(
+        !out.contains("service postgresql") && !out.contains("service heroku-postgresql"),
+        "{out}"
+    );
+    assert_eq!(page(&server, host)["HEROKU_POSTGRESQL_AMBER_URL"], *amber);
+}

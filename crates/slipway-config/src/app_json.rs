@@ -79,6 +79,9 @@ struct Addon {
     version: &'static str,
     /// The attachment name without `as` (its variable is `NAME_URL` / `NAME_SERVERS`).
     attachment: &'static str,
+    /// The start of a further attachment's name without `as`: Heroku names a second
+    /// `heroku-postgresql` `HEROKU_POSTGRESQL_<COLOUR>` ([`COLOURS`]).
+    further: &'static str,
     /// The variable's shape.
     form: fn() -> AddonVariableForm,
 }
@@ -96,6 +99,7 @@ const ADDONS: &[Addon] = &[
         service_type: "postgresql",
         version: "15",
         attachment: "DATABASE",
+        further: "HEROKU_POSTGRESQL",
         form: || url("postgres"),
     },
     Addon {
@@ -103,6 +107,7 @@ const ADDONS: &[Addon] = &[
         service_type: "redis",
         version: "7.0",
         attachment: "REDIS",
+        further: "HEROKU_REDIS",
         form: || url("redis"),
     },
     Addon {
@@ -110,6 +115,7 @@ const ADDONS: &[Addon] = &[
         service_type: "mariadb",
         version: "10.11",
         attachment: "JAWSDB",
+        further: "JAWSDB",
         form: || url("mysql"),
     },
     Addon {
@@ -117,6 +123,7 @@ const ADDONS: &[Addon] = &[
         service_type: "mariadb",
         version: "10.11",
         attachment: "JAWSDB_MARIA",
+        further: "JAWSDB_MARIA",
         form: || url("mysql"),
     },
     Addon {
@@ -124,6 +131,7 @@ const ADDONS: &[Addon] = &[
         service_type: "mariadb",
         version: "10.11",
         attachment: "CLEARDB_DATABASE",
+        further: "CLEARDB_DATABASE",
         form: || url("mysql"),
     },
     Addon {
@@ -131,8 +139,18 @@ const ADDONS: &[Addon] = &[
         service_type: "memcached",
         version: "1.6",
         attachment: "MEMCACHIER",
+        further: "MEMCACHIER",
         form: || AddonVariableForm::Servers,
     },
+];
+
+/// The colours Heroku names a further attachment of an add-on by
+/// (`HEROKU_POSTGRESQL_AMBER_URL`): the second add-on of a kind without `as` gets the first,
+/// the third the next, and so on, in the order of `addons` (the same on every push).
+pub const COLOURS: &[&str] = &[
+    "AMBER", "BLACK", "BLUE", "BRONZE", "CHARCOAL", "COBALT", "COPPER", "CRIMSON", "CYAN", "GOLD",
+    "GRAY", "GREEN", "IVORY", "JADE", "MAROON", "MAUVE", "NAVY", "OLIVE", "ONYX", "ORANGE", "PINK",
+    "PUCE", "PURPLE", "RED", "ROSE", "SILVER", "TEAL", "VIOLET", "WHITE", "YELLOW",
 ];
 
 /// Top-level keys that only describe the app (shown by Heroku's deploy button): accepted.
@@ -293,6 +311,12 @@ fn valid_variable_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// The service (and relationship) an attachment names: lower-case, `_` as `-`, since it
+/// is a host name too (`heroku-postgresql-amber.internal`).
+fn service_name(attachment: &str) -> String {
+    attachment.to_ascii_lowercase().replace('_', "-")
+}
+
 fn read_addons(
     r: &mut Reader<'_>,
     off: usize,
@@ -310,6 +334,8 @@ fn read_addons(
     };
     let mut cursor = off;
     let mut has_database = false;
+    // How many add-ons of each kind (`plan` before `:`) came without `as` so far.
+    let mut plain: BTreeMap<&'static str, usize> = BTreeMap::new();
     for (i, item) in list.iter().enumerate() {
         let kp = format!("addons.{i}");
         let (plan, attach_as) = match item {
@@ -385,17 +411,46 @@ fn read_addons(
                 continue;
             }
         }
-        let attachment = attach_as.as_deref().unwrap_or(addon.attachment);
-        // The relationship (and the service) is named after `as`, else the service type.
-        let rel = match &attach_as {
-            Some(a) => a.to_ascii_lowercase(),
-            None => addon.service_type.to_string(),
+        let taken = |name: &str| out.services.iter().any(|s| s.service.name == name);
+        // The relationship (and the service) is named after `as`; else the first add-on of
+        // a kind after the service type (its attachment's name when another kind has that
+        // name) and each further one after its colour attachment, as Heroku names it.
+        let (attachment, rel) = match &attach_as {
+            Some(a) => (a.clone(), service_name(a)),
+            None => {
+                let seen = plain.entry(addon.name).or_default();
+                *seen += 1;
+                if *seen == 1 {
+                    let rel = if taken(addon.service_type) {
+                        service_name(addon.attachment)
+                    } else {
+                        addon.service_type.to_string()
+                    };
+                    (addon.attachment.to_string(), rel)
+                } else {
+                    let free = COLOURS
+                        .iter()
+                        .skip(*seen - 2)
+                        .map(|c| format!("{}_{c}", addon.further))
+                        .find(|a| !taken(&service_name(a)));
+                    let Some(a) = free else {
+                        r.error(
+                            at,
+                            &kp,
+                            format!("more add-ons `{}` without `as` than Heroku has colours ({}): give them `as`", addon.name, COLOURS.len() + 1),
+                        );
+                        continue;
+                    };
+                    let rel = service_name(&a);
+                    (a, rel)
+                }
+            }
         };
-        if out.services.iter().any(|s| s.service.name == rel) {
+        if taken(&rel) {
             r.error(
                 at,
                 &kp,
-                format!("a second add-on named `{rel}`: give each add-on of a type its own `as` (e.g. `\"as\": \"SECOND_DATABASE\"`)"),
+                format!("a second add-on named `{rel}`: give each add-on its own `as` (e.g. `\"as\": \"SECOND_DATABASE\"`)"),
             );
             continue;
         }
@@ -642,12 +697,61 @@ mod tests {
         assert_eq!(h.addon_variables.len(), 5);
         assert_eq!(d.len(), 1, "{d:?}");
         assert!(d[0].message.contains("add-on `papertrail` is not provided"));
-        // A second add-on of a type needs its own `as`.
-        let (_, _, d) = read(r#"{"addons": ["heroku-redis", "heroku-redis"]}"#);
+        // An `as` naming an add-on's service twice is refused.
+        let (_, _, d) =
+            read(r#"{"addons": ["heroku-redis", {"plan": "heroku-redis", "as": "REDIS"}]}"#);
         assert!(
             d[0].message.contains("second add-on named `redis`"),
             "{d:?}"
         );
+    }
+
+    #[test]
+    fn further_addons_of_a_kind_get_heroku_colour_names() {
+        let json = r#"{"addons": ["heroku-postgresql", "heroku-redis", "heroku-postgresql:standard-0",
+            {"plan": "heroku-postgresql", "as": "HEROKU_POSTGRESQL_BLACK"}, "heroku-postgresql",
+            "heroku-redis", "jawsdb", "cleardb", "jawsdb", "memcachier", "memcachier"]}"#;
+        let (app, m, d) = read(json);
+        assert!(d.is_empty(), "{d:?}");
+        let names: Vec<&str> = m.services.iter().map(|s| s.service.name.as_str()).collect();
+        assert_eq!(
+            names,
+            vec![
+                "postgresql",
+                "redis",
+                "heroku-postgresql-amber",
+                "heroku-postgresql-black",
+                // BLACK is taken by the `as`: the next colour.
+                "heroku-postgresql-blue",
+                "heroku-redis-amber",
+                "mariadb",
+                // Another kind of the same service type: its own attachment's name.
+                "cleardb-database",
+                "jawsdb-amber",
+                "memcached",
+                "memcachier-amber",
+            ]
+        );
+        let h = app.heroku.unwrap();
+        let var = |n: &str| h.addon_variables.get(n).map(|v| v.relationship.as_str());
+        assert_eq!(var("DATABASE_URL"), Some("postgresql"));
+        assert_eq!(
+            var("HEROKU_POSTGRESQL_AMBER_URL"),
+            Some("heroku-postgresql-amber")
+        );
+        assert_eq!(
+            var("HEROKU_POSTGRESQL_BLUE_URL"),
+            Some("heroku-postgresql-blue")
+        );
+        assert_eq!(var("REDIS_URL"), Some("redis"));
+        assert_eq!(var("HEROKU_REDIS_AMBER_URL"), Some("heroku-redis-amber"));
+        assert_eq!(var("JAWSDB_URL"), Some("mariadb"));
+        assert_eq!(var("CLEARDB_DATABASE_URL"), Some("cleardb-database"));
+        assert_eq!(var("JAWSDB_AMBER_URL"), Some("jawsdb-amber"));
+        assert_eq!(var("MEMCACHIER_AMBER_SERVERS"), Some("memcachier-amber"));
+        // The same names on every read (every push).
+        let (again, _, _) = read(json);
+        assert_eq!(again.heroku.unwrap(), h);
     }
 
     #[test]

@@ -721,7 +721,8 @@ fn stack_list(list: &Node, app: &mut Application, path: &KeyPath, diags: &mut Ve
     }
 }
 
-/// A service type and version are in the catalog (spec: the supported service types).
+/// A service type and version are in the catalog (spec: the supported service types), or
+/// the version is a stack imported into the server's stacks.
 fn check_catalog(
     kind: &str,
     version: &str,
@@ -747,17 +748,46 @@ fn check_catalog(
             };
             diags.push(path.error(pos, format!("unknown service type `{kind}`{hint}")));
         }
-        Some(k) if !k.versions.contains(&version) => {
+        Some(k) if !k.versions.contains(&version) && !imported_version(kind, version) => {
+            let imported = imported_versions(kind, k.versions);
             diags.push(path.error(
                 pos,
                 format!(
-                    "{kind} version `{version}` is not supported; use one of: {}",
-                    k.versions.join(", ")
+                    "{kind} version `{version}` is not supported; use one of: {}{}",
+                    k.versions.join(", "),
+                    if imported.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " (or one imported into this server: {})",
+                            imported.join(", ")
+                        )
+                    }
                 ),
             ));
         }
         Some(_) => runs_here(kind, version, path, pos, diags),
     }
+}
+
+/// Whether `version` of service type `kind` is a stack imported into the server's stacks
+/// (`slipway stack import postgresql:16 IMAGE`), registered for this process.
+fn imported_version(kind: &str, version: &str) -> bool {
+    slipway_stack::service_software(kind)
+        .is_some_and(|l| slipway_stack::imported::find(l, version).is_some())
+}
+
+/// The versions of service type `kind` imported into the server's stacks that Platform.sh's
+/// `versions` lack, ascending.
+fn imported_versions(kind: &str, versions: &[&str]) -> Vec<&'static str> {
+    let Some(software) = slipway_stack::service_software(kind) else {
+        return Vec::new();
+    };
+    slipway_stack::imported::versions(software)
+        .into_iter()
+        .filter(|s| slipway_stack::imported::is_imported(s) && !versions.contains(&s.version))
+        .map(|s| s.version)
+        .collect()
 }
 
 /// The keys of a service's `configuration` that Slipway acts on, by service type

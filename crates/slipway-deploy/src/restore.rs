@@ -142,6 +142,11 @@ pub async fn restore(
     } = held;
     let environments = held.len();
     let state = platform.state();
+    // The versions imported into the server's stacks, before any service made on one
+    // looks its stack up ([`crate::services::stack::catalog_stack`]).
+    if let Err(e) = platform.stack_store() {
+        warn!("reading the server's stacks: {e}");
+    }
     // One `runc list` for every container, instead of one `runc state` per container.
     let containers: HashMap<String, slipway_runtime::Status> = platform
         .runtime()

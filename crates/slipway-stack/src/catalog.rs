@@ -103,6 +103,15 @@ impl Language {
     pub fn from_name(name: &str) -> Option<Language> {
         Language::ALL.into_iter().find(|l| l.name() == name)
     }
+
+    /// The app language or service software named `name` (`python`, `postgresql`,
+    /// `chrome-headless`): what `slipway stack import` and archive tags name.
+    pub fn from_stack_name(name: &str) -> Option<Language> {
+        Language::ALL
+            .into_iter()
+            .chain(Language::SERVICES)
+            .find(|l| l.name() == name)
+    }
 }
 
 impl fmt::Display for Language {

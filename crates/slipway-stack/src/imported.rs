@@ -4,7 +4,8 @@
 //! The catalog is fixed at compile time; an imported `LANGUAGE:VERSION` exists only in a
 //! server's archive (an image tagged `stack-LANGUAGE-VERSION`). [`crate::StackStore::register_imported`]
 //! reads those tags and registers each such version here, for the whole process: from then
-//! on resolution ([`crate::resolve()`]) knows it beside the catalog's versions, for config
+//! on resolution ([`crate::resolve()`], [`crate::resolve_service`] for a service's
+//! software) knows it beside the catalog's versions, for config
 //! validation (`config check` pointed at the server's stacks, the push's validate phase)
 //! and builds alike. A registered stack is interned: registering it again gives the same
 //! `&'static Stack`, so a long-running server leaks one small entry per imported version.
@@ -79,6 +80,11 @@ pub fn versions(language: Language) -> Vec<&'static Stack> {
     all
 }
 
+/// The stack `language:version` of the catalog, else the imported one registered.
+pub fn find_any(language: Language, version: &str) -> Option<&'static Stack> {
+    catalog::find(language, version).or_else(|| find(language, version))
+}
+
 /// Whether `stack` is an imported one (registered here): it has no Debian recipe.
 pub fn is_imported(stack: &Stack) -> bool {
     catalog::find(stack.language, stack.version).is_none()
@@ -86,13 +92,14 @@ pub fn is_imported(stack: &Stack) -> bool {
 }
 
 /// The stack `slipway stack import TYPE:VERSION` fills: the catalog's entry, or for a
-/// language of the catalog and a version it lacks, a new imported stack (registered).
+/// language or service software of the catalog (`postgresql:16`) and a version it lacks,
+/// a new imported stack (registered).
 pub fn import_target(type_value: &str) -> Result<&'static Stack, ResolveError> {
     let (language, version) = type_value
         .split_once(':')
         .filter(|(l, v)| !l.is_empty() && !v.is_empty())
         .ok_or_else(|| ResolveError::Malformed(type_value.to_string()))?;
-    let lang = match Language::from_name(language) {
+    let lang = match Language::from_stack_name(language) {
         Some(l) => l,
         // An unknown language: the same error (and did-you-mean) as resolution gives.
         None => return crate::resolve(language, version).map(|r| r.stack),
@@ -107,11 +114,14 @@ pub fn import_target(type_value: &str) -> Result<&'static Stack, ResolveError> {
 }
 
 /// The `LANGUAGE:VERSION` an archive tag `stack-LANGUAGE-VERSION` names, if it names an
-/// app language and a version the catalog lacks.
+/// app language or a service's software and a version the catalog lacks.
 pub fn parse_tag(tag: &str) -> Option<(Language, &str)> {
     let rest = tag.strip_prefix("stack-")?;
-    Language::ALL.into_iter().find_map(|l| {
-        let version = rest.strip_prefix(l.name())?.strip_prefix('-')?;
-        (is_version(version) && catalog::find(l, version).is_none()).then_some((l, version))
-    })
+    Language::ALL
+        .into_iter()
+        .chain(Language::SERVICES)
+        .find_map(|l| {
+            let version = rest.strip_prefix(l.name())?.strip_prefix('-')?;
+            (is_version(version) && catalog::find(l, version).is_none()).then_some((l, version))
+        })
 }

@@ -243,16 +243,19 @@ fn majors_compatible(software: Language) -> bool {
 
 /// Resolve a service's `type: NAME:VERSION` (split) to the stack it runs on, by the same
 /// rule as languages: exact, else the nearest newer of the same major with a warning.
+/// The versions imported into the server's stacks ([`crate::imported`]) count as the
+/// catalog's do.
 pub fn resolve_service(service_type: &str, version: &str) -> Result<Resolution, ResolveError> {
     let software = service_software(service_type).ok_or_else(|| ResolveError::UnknownService {
         service: service_type.to_string(),
     })?;
     match resolve_version(software, version) {
-        // A service is created once per environment from what the server has: a version of
-        // another major is used too (the nearest newer, else the newest), with the warning.
+        // A service is created once per environment from what the server has (the
+        // catalog's versions and the imported ones): a version of another major is used
+        // too (the nearest newer, else the newest), with the warning.
         Err(ResolveError::UnknownVersion { .. }) => {
             let asked = version_key(version);
-            let all: Vec<&'static Stack> = catalog::versions(software).collect();
+            let all: Vec<&'static Stack> = crate::imported::versions(software);
             let stack = all
                 .iter()
                 .find(|s| version_key(s.version) > asked)

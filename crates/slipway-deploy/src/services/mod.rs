@@ -15,6 +15,7 @@
 pub mod data;
 pub mod endpoints;
 pub mod grants;
+pub mod ports;
 pub mod recipe;
 pub mod shrink;
 pub mod stack;
@@ -195,11 +196,10 @@ fn generate_password() -> std::io::Result<String> {
     Ok(hex::encode(bytes))
 }
 
-/// The lowest loopback address `127.1.0.N` no service of the environment has.
+/// The lowest loopback address `127.1.0.N` no service of the environment has (each
+/// service's ports follow from it, [`ports`]).
 fn free_address(taken: &[ServiceRecord]) -> Option<Ipv4Addr> {
-    (2..=254u8)
-        .map(|n| Ipv4Addr::new(127, 1, 0, n))
-        .find(|a| !taken.iter().any(|s| s.address == *a))
+    ports::addresses().find(|a| !taken.iter().any(|s| s.address == *a))
 }
 
 /// The stack a service runs on, unpacked (built first when missing: it is in the catalog).

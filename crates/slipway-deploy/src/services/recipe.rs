@@ -372,9 +372,9 @@ fn tcp_probe(addr: impl std::fmt::Display, port: u16) -> Vec<String> {
 
 /// The port Chromium's DevTools listens on at 127.0.0.1 in the environment's network
 /// namespace (Chromium binds nothing else); `socat` publishes it on the service's address,
-/// port 9222. Below the apps' ports (10000 and up), one per service address.
+/// port 9222. One per service address, in its block of [`super::ports`].
 pub fn chromium_inner_port(address: std::net::Ipv4Addr) -> u16 {
-    9300 + u16::from(address.octets()[3])
+    super::ports::private(super::ports::Private::ChromiumDevtools, address)
 }
 
 /// How one service runs.
@@ -413,6 +413,8 @@ fn persistent(service_type: &str) -> bool {
 /// stack's own version, e.g. `15`, which may be newer than the configured one).
 pub fn recipe(record: &ServiceRecord, software: Language, stack_version: &str) -> Option<Recipe> {
     let addr = record.address;
+    // The relationships' port, on the service's own address ([`super::ports`]).
+    let port = super::ports::public(&record.service_type)?;
     Some(match software {
         Language::Postgresql => {
             let bin = format!("/usr/lib/postgresql/{stack_version}/bin");
@@ -445,7 +447,7 @@ if [ -s /app/{EXTENSIONS_FILE} ]; then
     echo "CREATE EXTENSION IF NOT EXISTS \"$ext\""
   done < /app/{EXTENSIONS_FILE} | {bin}/postgres --single -D "$D" main >/dev/null
 fi
-exec {bin}/postgres -D "$D" -c listen_addresses={addr} -c port=5432 -c unix_socket_directories=/tmp
+exec {bin}/postgres -D "$D" -c listen_addresses={addr} -c port={port} -c unix_socket_directories=/tmp
 "#
                 ),
                 ready: Some(vec![
@@ -454,7 +456,7 @@ exec {bin}/postgres -D "$D" -c listen_addresses={addr} -c port=5432 -c unix_sock
                     "-h".into(),
                     addr.to_string(),
                     "-p".into(),
-                    "5432".into(),
+                    port.to_string(),
                 ]),
                 ready_output: None,
             }
@@ -483,7 +485,7 @@ if [ -f /app/{ENDPOINTS_FILE} ]; then
 else
   printf '%s\n' 'CREATE DATABASE IF NOT EXISTS main;' "GRANT ALL PRIVILEGES ON main.* TO 'user'@'%';" >> /tmp/init.sql
 fi
-exec mariadbd --no-defaults --datadir="$D" --bind-address={addr} --port=3306 --socket=/tmp/mysqld.sock --pid-file=/tmp/mysqld.pid --init-file=/tmp/init.sql --skip-name-resolve
+exec mariadbd --no-defaults --datadir="$D" --bind-address={addr} --port={port} --socket=/tmp/mysqld.sock --pid-file=/tmp/mysqld.pid --init-file=/tmp/init.sql --skip-name-resolve
 "#
             ),
             ready: Some(vec![
@@ -508,29 +510,30 @@ exec mariadbd --no-defaults --datadir="$D" --bind-address={addr} --port=3306 --s
             };
             Recipe {
                 start: format!(
-                    "exec {server} --bind {addr} --port 6379 --dir /app --protected-mode no --daemonize no {persistence}\n"
+                    "exec {server} --bind {addr} --port {port} --dir /app --protected-mode no --daemonize no {persistence}\n"
                 ),
                 ready: Some(vec![
                     cli.into(),
                     "-h".into(),
                     addr.to_string(),
                     "-p".into(),
-                    "6379".into(),
+                    port.to_string(),
                     "ping".into(),
                 ]),
                 ready_output: Some("PONG"),
             }
         }
         Language::Memcached => Recipe {
-            start: format!("exec memcached -l {addr} -p 11211 -U 0 -m 64\n"),
-            ready: Some(memcached_probe(addr, 11211)),
+            start: format!("exec memcached -l {addr} -p {port} -U 0 -m 64\n"),
+            ready: Some(memcached_probe(addr, port)),
             ready_output: Some("VERSION "),
         },
         Language::Rabbitmq => {
             // One Erlang node name and distribution port per service address: the
             // environment's services share one port-mapper daemon (epmd) on 127.0.0.1.
             let node = addr.octets()[3];
-            let dist_port = 25000 + u16::from(node);
+            let dist_port =
+                super::ports::private(super::ports::Private::RabbitmqDistribution, addr);
             Recipe {
                 // The Debian wrapper in /usr/sbin insists on the `rabbitmq` user: the server's own
                 // script runs as the project's user, everything under /app (data, Erlang cookie)
@@ -546,7 +549,7 @@ umask 077
 mkdir -p /tmp/log
 echo '[].' > /tmp/enabled_plugins
 cat > /tmp/rabbitmq.conf <<CONF
-listeners.tcp.default = {addr}:5672
+listeners.tcp.default = {addr}:{port}
 loopback_users = none
 vm_memory_high_watermark.absolute = 512MiB
 load_definitions = /app/{DEFINITIONS_FILE}
@@ -554,7 +557,7 @@ CONF
 exec /usr/lib/rabbitmq/bin/rabbitmq-server
 "#
                 ),
-                ready: Some(tcp_probe(addr, 5672)),
+                ready: Some(tcp_probe(addr, port)),
                 ready_output: None,
             }
         }
@@ -563,24 +566,24 @@ exec /usr/lib/rabbitmq/bin/rabbitmq-server
             Recipe {
                 start: format!(
                     r#"export HOME=/tmp
-socat TCP-LISTEN:9222,bind={addr},fork,reuseaddr TCP:127.0.0.1:{inner} &
+socat TCP-LISTEN:{port},bind={addr},fork,reuseaddr TCP:127.0.0.1:{inner} &
 exec chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run --user-data-dir=/tmp/chromium --remote-debugging-port={inner} '--remote-allow-origins=*' about:blank
 "#
                 ),
-                ready: Some(http_probe(addr, 9222, "/json/version")),
+                ready: Some(http_probe(addr, port, "/json/version")),
                 ready_output: Some("webSocketDebuggerUrl"),
             }
         }
         Language::Influxdb => Recipe {
             start: format!(
                 r#"export HOME=/tmp INFLUXDB_META_DIR=/app/meta INFLUXDB_DATA_DIR=/app/data \
-  INFLUXDB_DATA_WAL_DIR=/app/wal INFLUXDB_HTTP_BIND_ADDRESS={addr}:8086 \
+  INFLUXDB_DATA_WAL_DIR=/app/wal INFLUXDB_HTTP_BIND_ADDRESS={addr}:{port} \
   INFLUXDB_BIND_ADDRESS={addr}:8088 INFLUXDB_REPORTING_DISABLED=true \
   INFLUXDB_DATA_QUERY_LOG_ENABLED=false
 exec influxd
 "#
             ),
-            ready: Some(http_probe(addr, 8086, "/ping")),
+            ready: Some(http_probe(addr, port, "/ping")),
             ready_output: Some(" 204 "),
         },
         Language::Varnish => Recipe {

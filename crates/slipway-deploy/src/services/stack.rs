@@ -41,9 +41,9 @@ pub fn made_on(stack: &'static Stack) -> ServiceStack {
     }
 }
 
-/// The catalog stack `recorded` names: that version, else (a catalog whose version of
-/// that major changed, e.g. `10.11` to a later `10.11`-compatible entry) one of the same
-/// major; never another major.
+/// The catalog stack (or the imported one, [`slipway_stack::imported`]) `recorded` names:
+/// that version, else (a catalog whose version of that major changed, e.g. `10.11` to a
+/// later `10.11`-compatible entry) one of the same major; never another major.
 pub fn catalog_stack(service: &str, recorded: &ServiceStack) -> Result<&'static Stack, String> {
     let software = Language::SERVICES
         .into_iter()
@@ -51,17 +51,21 @@ pub fn catalog_stack(service: &str, recorded: &ServiceStack) -> Result<&'static 
         .ok_or_else(|| {
             format!("service {service} was made on {recorded}, which this Slipway does not know")
         })?;
-    if let Some(s) = slipway_stack::catalog::find(software, &recorded.version) {
+    if let Some(s) = slipway_stack::imported::find_any(software, &recorded.version) {
         return Ok(s);
     }
     let want = major(software, &recorded.version);
-    slipway_stack::catalog::versions(software)
-        .filter(|s| major(software, s.version) == want)
-        .last()
+    let known = slipway_stack::imported::versions(software);
+    known
+        .iter()
+        .rev()
+        .find(|s| major(software, s.version) == want)
+        .copied()
         .ok_or_else(|| {
             format!(
-                "service {service} was made on {recorded}, which this Slipway's catalog no longer has (it has {}); it is not started on another major: run a Slipway that has it, or restore a backup into a new service",
-                slipway_stack::catalog::versions(software)
+                "service {service} was made on {recorded}, which this Slipway's catalog no longer has (it has {}); it is not started on another major: run a Slipway that has it, import it (`slipway stack import {recorded} IMAGE`), or restore a backup into a new service",
+                known
+                    .iter()
                     .map(|s| format!("{software}:{}", s.version))
                     .collect::<Vec<_>>()
                     .join(", ")
@@ -113,7 +117,8 @@ pub fn version_in_data(software: Language, data: &Path) -> Option<String> {
         return None;
     }
     let want = major(software, &number);
-    slipway_stack::catalog::versions(software)
+    slipway_stack::imported::versions(software)
+        .into_iter()
         .find(|s| major(software, s.version) == want)
         .map(|s| s.version.to_string())
 }
@@ -132,7 +137,7 @@ pub fn ensure_recorded(
         .ok_or_else(|| format!("service type {} has no stack", record.service_type))?;
     let (stack, from) = match version_in_data(software, data) {
         Some(v) => (
-            slipway_stack::catalog::find(software, &v)
+            slipway_stack::imported::find_any(software, &v)
                 .ok_or_else(|| format!("service {}: no stack {software}:{v}", record.name))?,
             "its data",
         ),

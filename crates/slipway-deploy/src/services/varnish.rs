@@ -45,17 +45,17 @@ pub const WORK_DIR: &str = "/tmp/varnish";
 pub const PORT: u16 = 8080;
 
 /// The port varnish also listens on at `127.0.0.1` in the environment's network namespace,
-/// for the router's routes to it: one per service address, between chrome-headless's inner
-/// ports (9300 + N) and the apps' ports (10000 and up).
+/// for the router's routes to it: one per service address, in its block of
+/// [`super::ports`] (below the apps' ports).
 pub fn route_port(address: Ipv4Addr) -> u16 {
-    9500 + u16::from(address.octets()[3])
+    super::ports::private(super::ports::Private::VarnishRoute, address)
 }
 
 /// The port of varnishd's admin interface (`varnishadm`, secret in [`WORK_DIR`]) at
 /// `127.0.0.1`: fixed below the apps' ports, so that it never takes a port a later
 /// release's app is given (a random one could).
 pub fn admin_port(address: Ipv4Addr) -> u16 {
-    9700 + u16::from(address.octets()[3])
+    super::ports::private(super::ports::Private::VarnishAdmin, address)
 }
 
 /// Whether `name` is a VCL identifier Slipway can name a backend and director after.
