@@ -31,7 +31,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 
-pub use crate::acme_challenges::{Challenges, CHALLENGE_PATH};
+use crate::acme_challenges::Challenges;
 use crate::router::Router;
 use crate::tls::{CertificateSource, Certificates};
 
