@@ -362,7 +362,7 @@ fn https_routes_get_acme_certificates_kept_across_restarts_and_failures_fall_bac
     assert_eq!(
         lines_with(
             &log[before..],
-            &["ordering an ACME certificate", &format!("{HOST}\"")]
+            &["ordering an ACME certificate", &format!("host=\"{HOST}\"")]
         ),
         0,
         "no new order after a restart:\n{}",
