@@ -23,8 +23,15 @@ pub fn slipway_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        // The e2e crate's `acme` feature (tests/acme.rs) builds the binary with ACME.
+        let features: &[&str] = if cfg!(feature = "acme") {
+            &["--features", "acme"]
+        } else {
+            &[]
+        };
         let status = Command::new(env!("CARGO"))
             .args(["build", "-q", "-p", "slipway"])
+            .args(features)
             .current_dir(&root)
             .status()
             .expect("running cargo build");

@@ -40,6 +40,11 @@ impl Console {
         }
     }
 
+    /// The console's host, normalized.
+    pub(crate) fn host(&self) -> &str {
+        &self.host
+    }
+
     /// Whether `host` as a client sent it (any case, maybe a port or a trailing dot) is
     /// the console's: a comparison, no allocation.
     pub(crate) fn is_for(&self, host: &str) -> bool {

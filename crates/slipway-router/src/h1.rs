@@ -150,8 +150,11 @@ pub(crate) async fn serve<S: ClientStream, E: Future<Output = End>>(
         request.close |= last_call.is_some();
         let text = |r: &Range<usize>| std::str::from_utf8(&buf[r.clone()]).unwrap_or("");
         let host = text(&request.host);
-        // The console is hyper's (its pages, forms and event streams).
-        if router.console_for(host).is_some() {
+        // The console is hyper's (its pages, forms and event streams), and so is an ACME
+        // challenge in progress (plain HTTP, any host).
+        if router.console_for(host).is_some()
+            || (!client.tls && router.acme_answer(text(&request.path)).is_some())
+        {
             return Served::Handover {
                 read: buf.freeze(),
                 stopping: last_call.is_some(),

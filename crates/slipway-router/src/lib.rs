@@ -28,11 +28,16 @@
 //! - Router answers: a head with two `Host` fields or a bare-LF line end 400, unknown
 //!   host 404, first deploy in progress 503 + `Retry-After: 5`, upstream unreachable 502,
 //!   upstream headers too slow 504; short plain text.
+//! - ACME (`acme.rs`, cargo feature `acme`: `serve --acme-directory`): certificates ordered for `https://`
+//!   hosts, the HTTP-01 challenge answered on plain HTTP before anything else.
 //! - One host may be the router's own site, the web console ([`Router::set_console`]):
 //!   a host comparison on each request, before the route table.
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "acme")]
+mod acme;
+mod acme_challenges;
 mod body;
 mod chunked;
 mod client_stream;
@@ -70,6 +75,11 @@ mod tls;
 mod upstream;
 mod upstream_stream;
 
+#[cfg(feature = "acme")]
+pub use acme::{
+    Acme, AcmeCertificates, AcmeError, AcmeSettings, FIRST_RETRY, LAST_RETRY, LOOK_EVERY, RENEW_AT,
+};
+pub use acme_challenges::{Challenges, CHALLENGE_PATH};
 pub use config::{
     RouterConfig, DEFAULT_GZIP_STORE_BYTES, DEFAULT_MAX_CLIENT_CONNECTIONS,
     DEFAULT_MAX_REQUEST_BODY, MAX_DEFAULT_WORKERS,

@@ -93,6 +93,15 @@ pub(crate) async fn handle(
             None,
         );
     };
+    // An ACME challenge in progress: answered on plain HTTP for any host, before the
+    // console, the routes and their redirects.
+    if !client.tls {
+        if let Some(key_authorization) = router.acme_answer(req.uri().path()) {
+            let mut resp = page(StatusCode::OK, "", None);
+            *resp.body_mut() = full(key_authorization);
+            return resp;
+        }
+    }
     if let Some(console) = router.console_for(host) {
         let site = Arc::clone(&console.site);
         return site.serve(req, client.tls).await.map(ProxyBody::Console);

@@ -29,6 +29,8 @@ pub struct Router {
     console: OnceLock<Console>,
     /// The gzipped copies of static files, if [`RouterConfig::gzip_dir`] is set.
     gzip_store: Option<Arc<GzipStore>>,
+    /// The answers to ACME HTTP-01 challenges, once the server orders certificates.
+    acme: OnceLock<Arc<crate::acme_challenges::Challenges>>,
 }
 
 impl Router {
@@ -53,6 +55,7 @@ impl Router {
             writer: Mutex::new(HashMap::new()),
             stats: AllStats::default(),
             console: OnceLock::new(),
+            acme: OnceLock::new(),
         })
     }
 
@@ -70,6 +73,33 @@ impl Router {
     /// The console, if `host` (as a client sent it) is its host.
     pub(crate) fn console_for(&self, host: &str) -> Option<&Console> {
         self.console.get().filter(|c| c.is_for(host))
+    }
+
+    /// Answer ACME HTTP-01 challenges from `challenges` on plain HTTP, for any host,
+    /// before the console and the route table. Set once: false if set already.
+    pub fn answer_acme_challenges(
+        &self,
+        challenges: Arc<crate::acme_challenges::Challenges>,
+    ) -> bool {
+        self.acme.set(challenges).is_ok()
+    }
+
+    /// The key authorization answering a plain HTTP request for `path`, if it is an ACME
+    /// challenge in progress.
+    pub(crate) fn acme_answer(&self, path: &str) -> Option<String> {
+        self.acme.get()?.answer(path)
+    }
+
+    /// The hosts the HTTPS listener needs a certificate for: those with a route written
+    /// `https://`, and the console's (normalized, sorted).
+    pub fn https_hosts(&self) -> Vec<String> {
+        let mut hosts = self.table.load().https_hosts();
+        if let Some(console) = self.console.get() {
+            hosts.push(console.host().to_string());
+        }
+        hosts.sort();
+        hosts.dedup();
+        hosts
     }
 
     /// The `Strict-Transport-Security` value of a request over TLS for `path` on `host`,

@@ -138,6 +138,20 @@ impl RouteTable {
             .unwrap_or_default()
     }
 
+    /// The hosts with a live rule of a route written `https://` (unsorted).
+    pub(crate) fn https_hosts(&self) -> Vec<String> {
+        self.hosts
+            .iter()
+            .filter(|(_, entry)| match &entry.target {
+                HostTarget::Live { rules, .. } => {
+                    rules.iter().any(|r| r.scheme == RouteScheme::Https)
+                }
+                HostTarget::Deploying => false,
+            })
+            .map(|(host, _)| host.clone())
+            .collect()
+    }
+
     /// The environment that routes `host` (normalized), live or being deployed.
     pub(crate) fn owner_of(&self, host: &str) -> Option<&str> {
         self.envs

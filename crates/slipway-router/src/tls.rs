@@ -251,6 +251,12 @@ impl Certificates {
         Some((modified(&pem)?, modified(&key)?))
     }
 
+    /// Whether the operator put certificate files for `host` (both `.pem` and `.key`).
+    #[cfg_attr(not(feature = "acme"), allow(dead_code))]
+    pub(crate) fn has_files(&self, host: &str) -> bool {
+        self.stamp(host).is_some()
+    }
+
     /// The certificate and key of `host` from its files.
     fn load(&self, host: &str) -> Result<CertifiedKey, TlsError> {
         let (pem, key) = self.files(host);

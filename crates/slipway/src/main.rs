@@ -258,6 +258,23 @@ struct ServeArgs {
     /// made on first start (DATA/ca/ca.pem, printed at start: trust it in clients).
     #[arg(long, env = "SLIPWAY_HTTPS_LISTEN")]
     https_listen: Option<String>,
+    /// ACME directory URL (off unless given; needs --https-listen), e.g.
+    /// https://acme-v02.api.letsencrypt.org/directory: hosts of `https://` routes and the
+    /// console without a file in DATA/certs get certificates ordered there (HTTP-01,
+    /// answered on the HTTP listener), kept in DATA/acme and renewed; the local CA's
+    /// meanwhile.
+    #[cfg(feature = "acme")]
+    #[arg(long, env = "SLIPWAY_ACME_DIRECTORY")]
+    acme_directory: Option<String>,
+    /// Contact address of the ACME account (with --acme-directory).
+    #[cfg(feature = "acme")]
+    #[arg(long, env = "SLIPWAY_ACME_EMAIL", requires = "acme_directory")]
+    acme_email: Option<String>,
+    /// PEM file of the CA to trust for the ACME server's own HTTPS (a private or test
+    /// ACME server), instead of the system's.
+    #[cfg(feature = "acme")]
+    #[arg(long, env = "SLIPWAY_ACME_CA_CERT", requires = "acme_directory")]
+    acme_ca_cert: Option<PathBuf>,
     /// Address serving Prometheus metrics (off unless given), e.g. 127.0.0.1:9100: the
     /// router's requests, latencies and upstream errors per environment, pushes, deploys
     /// and builds.
@@ -668,6 +685,9 @@ async fn serve_until_stopped(
         ),
     };
     settings.https_port = https_addr.map(|a| a.port());
+    #[cfg(feature = "acme")]
+    let acme =
+        acme_settings(&args, https_addr.is_some()).map_err(|e| Failure { code: 2, error: e })?;
     let metrics_addr: Option<std::net::SocketAddr> = match &args.metrics_listen {
         None => None,
         Some(addr) => Some(
@@ -897,6 +917,27 @@ async fn serve_until_stopped(
                     .unwrap_or_default(),
                 certificates.ca_cert_path().display()
             );
+            #[cfg(feature = "acme")]
+            let certificates: Arc<dyn slipway_router::CertificateSource> = match acme {
+                None => certificates,
+                Some(settings) => {
+                    https_note.push_str(&format!(", ACME {}", settings.directory));
+                    let acme =
+                        slipway_router::Acme::new(settings, data_dir.join("acme"), certificates)
+                            .context("the ACME folder")
+                            .map_err(user_error)?;
+                    platform.router().answer_acme_challenges(acme.challenges());
+                    let s = stopped(stop_rx.clone());
+                    tokio::spawn(Arc::clone(&acme).run(
+                        platform.router().clone(),
+                        Vec::new(),
+                        async move {
+                            s.await;
+                        },
+                    ));
+                    acme.certificates()
+                }
+            };
             let router = platform.router().clone();
             let s = stopped(stop_rx.clone());
             Some(tokio::spawn(async move {
@@ -1089,6 +1130,31 @@ async fn serve_until_stopped(
     }
     println!("slipway stopped; containers keep running and are adopted at the next start");
     Ok(0)
+}
+
+#[cfg(feature = "acme")]
+/// The ACME settings of `serve`, if `--acme-directory` is given (it needs the HTTPS
+/// listener, and a CA file given must be readable).
+fn acme_settings(args: &ServeArgs, https: bool) -> Result<Option<slipway_router::AcmeSettings>> {
+    let Some(directory) = &args.acme_directory else {
+        return Ok(None);
+    };
+    if !https {
+        anyhow::bail!("--acme-directory {directory}: needs --https-listen (certificates are for the HTTPS listener)");
+    }
+    if !directory.starts_with("https://") {
+        anyhow::bail!(
+            "--acme-directory {directory}: not a URL like https://acme.example/directory"
+        );
+    }
+    if let Some(ca) = &args.acme_ca_cert {
+        std::fs::metadata(ca).with_context(|| format!("--acme-ca-cert {}", ca.display()))?;
+    }
+    Ok(Some(slipway_router::AcmeSettings {
+        directory: directory.clone(),
+        email: args.acme_email.clone(),
+        ca_cert: args.acme_ca_cert.clone(),
+    }))
 }
 
 /// The certificates the HTTPS listener serves: files in DATA/certs, else issued by the
