@@ -188,6 +188,9 @@ impl Runtime {
 
     /// Remove the staging mounts of container `id`'s pinned bind sources (logged on error).
     fn unpin(&self, id: &str) {
+        if validate_id(id).is_err() {
+            return;
+        }
         if let Err(e) = crate::pinned::unpin_all(&self.binds.join(id)) {
             tracing::warn!(container = id, "removing pinned bind sources: {e}");
         }
@@ -458,8 +461,11 @@ impl Runtime {
     /// Start detached (apps): `runc run -d`; the container's stdout/stderr are appended to
     /// `log_file`. Returns once the container process runs; the container outlives this process.
     pub async fn start(&self, spec: &ContainerSpec, log_file: &Path) -> Result<(), RuntimeError> {
-        self.ensure_new(spec).await?;
         let id = spec.id.as_str();
+        if let Err(e) = self.ensure_new(spec).await {
+            self.unpin(id);
+            return Err(e);
+        }
         let mut guard = Guard {
             runtime: self,
             id: id.to_string(),
