@@ -445,18 +445,28 @@ fn a_container_reads_no_host_path_in_its_mounts_cgroup_or_environment() {
 
 /// Run by the live release of [`a_nested_mount_swapped_for_a_link_during_a_deploy_binds_no_host_folder`]:
 /// makes `/app/x/y` (a folder of the `x` mount), waits for the host to open it twice (the
-/// next deploy walks `x`, then checks `x/y`), then swaps it for a link to `/etc` at once
-/// (`renameat2(RENAME_EXCHANGE)`): after the host's checks, before runc binds it.
-const SWAP_ON_OPEN: &str = r#"import ctypes, os
+/// next deploy walks `x`, then checks `x/y`: its `lstat` saw a folder), then swaps it for a
+/// link to `/etc` at once (`renameat2(RENAME_EXCHANGE)`): after the host's check, before
+/// runc binds it.
+const SWAP_ON_OPEN: &str = r#"import ctypes, os, struct, sys
+if open("/app/VERSION").read().strip() != "1":
+    sys.exit()  # only the release that mounts x alone attacks
 libc = ctypes.CDLL(None, use_errno=True)
 x = "/app/x"
 y = x + "/y"
 os.makedirs(y, exist_ok=True)
 fd = libc.inotify_init1(0)
-assert libc.inotify_add_watch(fd, y.encode(), 0x20) >= 0  # IN_OPEN
+# IN_OPEN | IN_CLOSE_NOWRITE: opens alternate with closes, so none is merged with the last.
+assert libc.inotify_add_watch(fd, y.encode(), 0x20 | 0x10) >= 0
 open(x + "/armed", "w").write("armed\n")
-for _ in range(2):
-    os.read(fd, 4096)
+opens = 0
+while opens < 2:
+    buf = os.read(fd, 4096)
+    at = 0
+    while at < len(buf):
+        _, mask, _, size = struct.unpack_from("iIII", buf, at)
+        opens += 1 if mask & 0x20 else 0
+        at += 16 + size
 os.symlink("/etc", x + "/y.lnk")
 r = libc.renameat2(-100, (x + "/y.lnk").encode(), -100, y.encode(), 2)  # RENAME_EXCHANGE
 open(x + "/swapped", "w").write("swapped %d %d\n" % (r, ctypes.get_errno()))
@@ -501,7 +511,20 @@ fn a_nested_mount_swapped_for_a_link_during_a_deploy_binds_no_host_folder() {
     let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
     let out = text(&o);
     let folder = server.data.join("volumes/demo/main/app-hello/files/x");
-    let swapped = std::fs::read_to_string(folder.join("swapped")).unwrap_or_default();
+    // The swap may land after the new container was pinned: wait for it, or for the old
+    // release to be gone (retired before it swapped).
+    let waited = Instant::now();
+    let swapped = loop {
+        let swapped = std::fs::read_to_string(folder.join("swapped")).unwrap_or_default();
+        let r1_runs = server
+            .containers()
+            .iter()
+            .any(|(id, _)| id == "demo.main.hello.r1");
+        if !swapped.is_empty() || !r1_runs || waited.elapsed() > Duration::from_secs(20) {
+            break swapped;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     if o.status.success() {
         // Pinned before the swap: the new container binds the folder resolved then.
         let o = server.ssh(
