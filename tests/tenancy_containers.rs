@@ -442,3 +442,168 @@ fn a_container_reads_no_host_path_in_its_mounts_cgroup_or_environment() {
         Some((200, "built-1\n".into()))
     );
 }
+
+/// Run by the live release of [`a_nested_mount_swapped_for_a_link_during_a_deploy_binds_no_host_folder`]:
+/// makes `/app/x/y` (a folder of the `x` mount), waits for the host to open it twice (the
+/// next deploy walks `x`, then checks `x/y`: its `lstat` saw a folder), then swaps it for a
+/// link to `/etc` at once (`renameat2(RENAME_EXCHANGE)`): after the host's check, before
+/// runc binds it.
+const SWAP_ON_OPEN: &str = r#"import ctypes, os, struct, sys
+if open("/app/VERSION").read().strip() != "1":
+    sys.exit()  # only the release that mounts x alone attacks
+libc = ctypes.CDLL(None, use_errno=True)
+x = "/app/x"
+y = x + "/y"
+os.makedirs(y, exist_ok=True)
+fd = libc.inotify_init1(0)
+# IN_OPEN | IN_CLOSE_NOWRITE: opens alternate with closes, so none is merged with the last.
+assert libc.inotify_add_watch(fd, y.encode(), 0x20 | 0x10) >= 0
+open(x + "/armed", "w").write("armed\n")
+opens = 0
+while opens < 2:
+    buf = os.read(fd, 4096)
+    at = 0
+    while at < len(buf):
+        _, mask, _, size = struct.unpack_from("iIII", buf, at)
+        opens += 1 if mask & 0x20 else 0
+        at += 16 + size
+os.symlink("/etc", x + "/y.lnk")
+r = libc.renameat2(-100, (x + "/y.lnk").encode(), -100, y.encode(), 2)  # RENAME_EXCHANGE
+open(x + "/swapped", "w").write("swapped %d %d\n" % (r, ctypes.get_errno()))
+"#;
+
+/// Invariant 6, mounts: a live container of the project swaps the folder of a nested mount
+/// (`x/y`, inside the `x` mount's folder) for a link to the host's `/etc` while the next
+/// deploy starts its container. The new container never sees the host's `/etc` there: the
+/// deploy refuses naming the mount, or binds the folder it resolved. Nested mounts still
+/// keep what the app writes across deploys.
+#[test]
+fn a_nested_mount_swapped_for_a_link_during_a_deploy_binds_no_host_folder() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    app.write("swap.py", SWAP_ON_OPEN);
+    let config = |mounts: &str| {
+        format!(
+            "name: hello\ntype: python:3.11\nmounts:\n{mounts}\
+             hooks:\n  build: |\n    set -e\n    echo \"built-$(cat VERSION)\" > build.txt\n\
+             web:\n  commands:\n    start: python3 swap.py > /tmp/swap.txt 2>&1 & exec python3 server.py\n"
+        )
+    };
+    let x = "  x: {source: local, source_path: x}\n";
+    let xy = "  x/y: {source: local, source_path: x/y}\n";
+    app.write(".platform.app.yaml", &config(x));
+    app.commit("mount x");
+    server.push_ok(&app, "demo");
+    let armed = Instant::now();
+    loop {
+        let o = server.ssh(&server.key, "main.demo", "cat /app/x/armed");
+        if String::from_utf8_lossy(&o.stdout).contains("armed") {
+            break;
+        }
+        assert!(armed.elapsed() < Duration::from_secs(30), "{}", text(&o));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // The attack: the next release mounts x/y, and the live one swaps it as it starts.
+    app.write(".platform.app.yaml", &config(&format!("{x}{xy}")));
+    app.write("VERSION", "2\n");
+    app.commit("mount x/y too");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    let folder = server.data.join("volumes/demo/main/app-hello/files/x");
+    // The swap may land after the new container was pinned: wait for it, or for the old
+    // release to be gone (retired before it swapped).
+    let waited = Instant::now();
+    let swapped = loop {
+        let swapped = std::fs::read_to_string(folder.join("swapped")).unwrap_or_default();
+        let r1_runs = server
+            .containers()
+            .iter()
+            .any(|(id, _)| id == "demo.main.hello.r1");
+        if !swapped.is_empty() || !r1_runs || waited.elapsed() > Duration::from_secs(20) {
+            break swapped;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    if o.status.success() {
+        // Pinned before the swap: the new container binds the folder resolved then.
+        let o = server.ssh(
+            &server.key,
+            "main.demo",
+            "test -e /app/x/y/shadow && echo HOST-ETC; ls /app/x/y",
+        );
+        let seen = text(&o);
+        assert!(
+            !seen.contains("HOST-ETC") && !seen.contains("passwd"),
+            "the host's /etc is bound at /app/x/y:\n{seen}\npush:\n{out}"
+        );
+    } else {
+        // Refused, naming the mount; the new container does not run.
+        assert!(
+            out.contains("mount `x/y`") && out.contains("symbolic link"),
+            "{out}\n{}",
+            server.server_log()
+        );
+        assert!(
+            !server
+                .containers()
+                .iter()
+                .any(|(id, status)| id == "demo.main.hello.r2" && status == "running"),
+            "{:?}",
+            server.containers()
+        );
+    }
+    eprintln!(
+        "swap: {swapped}; deploy {}",
+        if o.status.success() {
+            "went on"
+        } else {
+            "refused"
+        }
+    );
+
+    // Undo the swap on the host (whichever release is live), then the legitimate path.
+    if std::fs::symlink_metadata(folder.join("y")).is_ok_and(|m| m.file_type().is_symlink()) {
+        std::fs::remove_file(folder.join("y")).expect("remove the link");
+        std::fs::rename(folder.join("y.lnk"), folder.join("y")).expect("put y back");
+    }
+    let o = server.ssh(
+        &server.key,
+        "main.demo",
+        "echo kept > /app/x/y/kept.txt && echo top > /app/x/top.txt",
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    app.write("VERSION", "3\n");
+    app.commit("v3");
+    server.push_ok(&app, "demo");
+    let o = server.ssh(
+        &server.key,
+        "main.demo",
+        "cat /app/x/y/kept.txt /app/x/top.txt; test -e /app/x/y/shadow && echo HOST-ETC",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "kept\ntop\n",
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(folder.join("y/kept.txt")).unwrap_or_default(),
+        "kept\n"
+    );
+    assert_eq!(
+        server.get("main.demo.localhost", "/"),
+        Some((200, "built-3\n".into()))
+    );
+    // No staging mount stays once the containers started.
+    let binds = server.data.join("runtime/binds");
+    let left: Vec<_> = std::fs::read_dir(&binds)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    assert!(
+        !mountinfo.contains(&binds.display().to_string()),
+        "{mountinfo}"
+    );
+}

@@ -362,7 +362,12 @@ pub fn prepare(
 }
 
 /// The bind mounts of `app`'s container: each volume is mounted (when it is not already, as
-/// after a reboot) and each folder made, owned by the project's user.
+/// after a reboot) and each folder made, owned by the project's user. Each folder is then
+/// pinned ([`slipway_runtime::Runtime::pin_bind_source`]): the project's running containers
+/// write to these volumes, and with nested mounts (`x` and `x/y`) one of them could swap
+/// `y` for a symbolic link between the checks here and runc's bind, which follows links on
+/// the host. The container binds the pinned folder, resolved without following any link; a
+/// link on the way fails the start naming the mount.
 pub fn bind_mounts(
     platform: &Platform,
     (project, env): (&str, &str),
@@ -379,6 +384,17 @@ pub fn bind_mounts(
         } else {
             v.folder(&m.folder, owner)?
         };
+        let relative = source
+            .strip_prefix(&v.dir)
+            .map_err(|_| VolumeError::BadName(m.folder.clone()))?;
+        let source = platform
+            .runtime()
+            .pin_bind_source(&app.container, &v.dir, relative)
+            .map_err(|e| VolumeError::UnsafeMount {
+                mount: m.path.clone(),
+                volume: m.volume.clone(),
+                reason: e.to_string(),
+            })?;
         out.push(BindMount {
             source,
             destination: format!("/app/{}", m.path),

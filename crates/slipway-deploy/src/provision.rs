@@ -195,6 +195,12 @@ pub async fn start_app(
     crate::app_logs::append_line(&log, &format!("{START_MARKER}{}", app.container))
         .map_err(fail)?;
     let mut container = container_spec(spec, app, dir, crate::isolation::run_as(project));
+    // A container of that id left by an interrupted attempt is not ours to keep; removed
+    // before its mounts are pinned, which removing it would unpin.
+    let _ = platform
+        .runtime()
+        .remove(&app.container, Duration::from_secs(2))
+        .await;
     let p = platform.clone();
     let (proj, e, a) = (project.to_string(), env.to_string(), app.clone());
     container.mounts =
@@ -209,11 +215,6 @@ pub async fn start_app(
     }
     container.env = crate::variables::with_environment_variables(platform, project, env, &app.env)
         .map_err(|e| fail(format!("variables of {env}: {e}")))?;
-    // A container of that id left by an interrupted attempt is not ours to keep.
-    let _ = platform
-        .runtime()
-        .remove(&app.container, Duration::from_secs(2))
-        .await;
     platform
         .runtime()
         .start(&container, &log)

@@ -89,6 +89,10 @@ pub fn hold_live_routes(platform: &Platform, mode: RestoreMode) -> Result<Held, 
             Ok(n) => warn!("{n} volume(s) left frozen by an interrupted copy thawed"),
             Err(e) => warn!("thawing volumes: {e}"),
         }
+        // Before any container starts: staging mounts of mount folders a crash left pinned.
+        if let Err(e) = platform.runtime().unpin_stale() {
+            warn!("removing pinned bind sources: {e}");
+        }
         // Before any container starts on them: volume shrinks a stop or crash interrupted.
         let settled = crate::volume_shrink::recover(platform);
         if settled > 0 {

@@ -69,6 +69,17 @@ pub enum VolumeError {
     /// A folder of a mount is a symbolic link (or not a folder): never followed on the host.
     #[error("{0} is not a plain folder (a symbolic link?); refusing to mount it")]
     NotAFolder(PathBuf),
+    /// A mount's folder could not be pinned for its container (a symbolic link on the way,
+    /// see [`crate::mounts::bind_mounts`]).
+    #[error("mount `{mount}` (volume {volume}): {reason}")]
+    UnsafeMount {
+        /// The mount's path below `/app`.
+        mount: String,
+        /// The volume holding it.
+        volume: String,
+        /// Why.
+        reason: String,
+    },
     /// A name that cannot be a file name.
     #[error("bad volume or folder name {0:?}")]
     BadName(String),

@@ -87,6 +87,50 @@ fn mount_point(target: &Path, source: &Path) -> Result<(), RuntimeError> {
         .map_err(|e| RuntimeError::io(format!("creating {}", target.display()), e))
 }
 
+/// Creates the mount point `relative` of a declared mount below the app folder `app_dir`
+/// (the slug, whose content the tenant's build chose) without following a symbolic link on
+/// the way: a slug with `x -> /etc` and a mount `x/y` would otherwise have the host's
+/// `/etc/y` made. A link as the last part is left to runc, which resolves a destination
+/// inside the container's root.
+fn app_mount_point(
+    id: &str,
+    app_dir: &Path,
+    relative: &Path,
+    source: &Path,
+) -> Result<(), RuntimeError> {
+    let parts: Vec<_> = relative.components().collect();
+    let mut at = app_dir.to_path_buf();
+    for (i, part) in parts.iter().enumerate() {
+        at.push(part);
+        let last = i + 1 == parts.len();
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.is_dir() || last => {}
+            Ok(_) => {
+                return Err(RuntimeError::InvalidSpec {
+                    id: id.to_string(),
+                    reason: format!(
+                        "mount point /app/{} goes through {}, which is not a folder (a symbolic link?) in the app",
+                        relative.display(),
+                        at.strip_prefix(app_dir).unwrap_or(&at).display()
+                    ),
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if last && !source.is_dir() {
+                    std::fs::File::create(&at)
+                        .map(drop)
+                        .map_err(|e| RuntimeError::io(format!("creating {}", at.display()), e))?;
+                } else {
+                    std::fs::create_dir(&at)
+                        .map_err(|e| RuntimeError::io(format!("creating {}", at.display()), e))?;
+                }
+            }
+            Err(e) => return Err(RuntimeError::io(format!("reading {}", at.display()), e)),
+        }
+    }
+    Ok(())
+}
+
 fn bind(dest: &str, source: &Path, writable: bool) -> Result<Mount, RuntimeError> {
     let mut options = vec![
         "rbind".to_string(),
@@ -245,8 +289,10 @@ pub(crate) fn write_bundle(
         let rel: PathBuf = parts.iter().collect();
         match parts[0].as_str() {
             // Inside /app: the mount point has to exist in the app folder itself.
-            "app" => mount_point(
-                &spec.app_dir.join(parts[1..].iter().collect::<PathBuf>()),
+            "app" => app_mount_point(
+                &spec.id,
+                &spec.app_dir,
+                &parts[1..].iter().collect::<PathBuf>(),
                 &m.source,
             )?,
             // Inside /tmp (a tmpfs): the runtime creates it.
@@ -422,4 +468,31 @@ pub(crate) fn write_bundle(
     })?;
     // Owner-only: until its container runs, it holds the process's variables.
     crate::process::write_private(&paths.bundle.join("config.json"), &json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A mount point below a link in the app is refused, never made through it; a plain
+    /// path is made, folders for a folder source and a file for a file.
+    #[test]
+    fn an_app_mount_point_is_never_made_through_a_link() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (app, outside) = (tmp.path().join("app"), tmp.path().join("outside"));
+        std::fs::create_dir_all(&app).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, app.join("x")).unwrap();
+        let err = app_mount_point("c", &app, Path::new("x/y"), tmp.path()).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert!(!outside.join("y").exists());
+        // A link as the last part is left as it is.
+        app_mount_point("c", &app, Path::new("x"), tmp.path()).unwrap();
+        app_mount_point("c", &app, Path::new("a/b"), tmp.path()).unwrap();
+        assert!(app.join("a/b").is_dir());
+        let file = tmp.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        app_mount_point("c", &app, Path::new("a/f"), &file).unwrap();
+        assert!(app.join("a/f").is_file());
+    }
 }

@@ -56,6 +56,17 @@ pub enum RuntimeError {
         /// What could not be parsed.
         message: String,
     },
+    /// A bind mount's source below a folder a tenant can write holds a symbolic link (or
+    /// something that is not a folder, or another file system) on the way: never bound.
+    #[error("{} in {}: {reason}; refusing to mount it", relative.display(), root.display())]
+    UnsafeBindSource {
+        /// The folder the source was resolved from (a volume's root).
+        root: PathBuf,
+        /// The source, relative to `root`.
+        relative: PathBuf,
+        /// What was found on the way.
+        reason: String,
+    },
     /// A file system or process error.
     #[error("{context}: {source}")]
     Io {

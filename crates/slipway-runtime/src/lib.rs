@@ -16,6 +16,7 @@ mod error;
 mod exits;
 pub mod netns;
 mod output;
+mod pinned;
 mod process;
 pub mod reaper;
 mod runtime;

@@ -37,6 +37,9 @@ pub struct Runtime {
     bundles: PathBuf,
     rootfs: PathBuf,
     scratch: PathBuf,
+    /// Staging folders of pinned bind sources, one folder per container
+    /// ([`Runtime::pin_bind_source`]).
+    binds: PathBuf,
     cgroup_parent: String,
     /// The host's statically linked tini, bound into every container as its pid 1.
     init: PathBuf,
@@ -121,6 +124,7 @@ impl Drop for Guard<'_> {
             .stderr(Stdio::null())
             .status();
         let _ = self.runtime.paths(&self.id).remove();
+        self.runtime.unpin(&self.id);
     }
 }
 
@@ -141,6 +145,7 @@ impl Runtime {
             bundles: base.join("bundles"),
             rootfs: base.join("rootfs"),
             scratch: base.join("tmp"),
+            binds: base.join("binds"),
             cgroup_parent: format!(
                 "slipway-{}",
                 short_hash(base.as_os_str().as_encoded_bytes())
@@ -149,10 +154,59 @@ impl Runtime {
             counter: AtomicU64::new(0),
             exits: Exits::default(),
         };
-        for dir in [&rt.state_root, &rt.bundles, &rt.rootfs, &rt.scratch] {
+        for dir in [
+            &rt.state_root,
+            &rt.bundles,
+            &rt.rootfs,
+            &rt.scratch,
+            &rt.binds,
+        ] {
             mkdirs(dir)?;
         }
         Ok(rt)
+    }
+
+    /// Pin the bind source `relative` below `root` (a folder a tenant can write, such as a
+    /// volume) for container `id`: resolved from `root` without following any link and
+    /// bound at a staging folder `DATA_DIR/runtime/binds/ID/N` that only root reaches; give
+    /// the returned path to the container's [`crate::BindMount`] instead of
+    /// `root/relative`, so runc binds exactly the folder resolved here (see
+    /// the `pinned` module). The staging mounts go once the container started, when it is
+    /// removed, or at the next [`Runtime::unpin_stale`].
+    pub fn pin_bind_source(
+        &self,
+        id: &str,
+        root: &Path,
+        relative: &Path,
+    ) -> Result<PathBuf, RuntimeError> {
+        validate_id(id)?;
+        let dir = self.binds.join(id);
+        mkdirs(&dir)?;
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        crate::pinned::pin(root, relative, &dir.join(format!("{n}")))
+    }
+
+    /// Remove the staging mounts of container `id`'s pinned bind sources (logged on error).
+    fn unpin(&self, id: &str) {
+        if validate_id(id).is_err() {
+            return;
+        }
+        if let Err(e) = crate::pinned::unpin_all(&self.binds.join(id)) {
+            tracing::warn!(container = id, "removing pinned bind sources: {e}");
+        }
+    }
+
+    /// Remove the staging mounts every container's pinned bind sources left (`serve` start,
+    /// before it starts any container: a crash between a pin and its container's start).
+    pub fn unpin_stale(&self) -> Result<(), RuntimeError> {
+        let entries = std::fs::read_dir(&self.binds)
+            .map_err(|e| RuntimeError::io(format!("reading {}", self.binds.display()), e))?;
+        for entry in entries {
+            let entry = entry
+                .map_err(|e| RuntimeError::io(format!("reading {}", self.binds.display()), e))?;
+            crate::pinned::unpin_all(&entry.path())?;
+        }
+        Ok(())
     }
 
     /// The runtime's state root (`DATA_DIR/runtime/state`).
@@ -407,8 +461,11 @@ impl Runtime {
     /// Start detached (apps): `runc run -d`; the container's stdout/stderr are appended to
     /// `log_file`. Returns once the container process runs; the container outlives this process.
     pub async fn start(&self, spec: &ContainerSpec, log_file: &Path) -> Result<(), RuntimeError> {
-        self.ensure_new(spec).await?;
         let id = spec.id.as_str();
+        if let Err(e) = self.ensure_new(spec).await {
+            self.unpin(id);
+            return Err(e);
+        }
         let mut guard = Guard {
             runtime: self,
             id: id.to_string(),
@@ -418,6 +475,8 @@ impl Runtime {
         if result.is_err() {
             let _ = self.destroy(id).await;
         }
+        // Started: the container holds its own binds of the pinned sources.
+        self.unpin(id);
         guard.armed = false;
         result
     }
@@ -624,6 +683,7 @@ impl Runtime {
     /// `delete --force` (missing is fine), then removes the bundle and rootfs folders.
     async fn destroy(&self, id: &str) -> Result<(), RuntimeError> {
         self.delete_force(id).await?;
+        self.unpin(id);
         self.paths(id).remove()
     }
 

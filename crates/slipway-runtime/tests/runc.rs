@@ -885,3 +885,57 @@ async fn init_reaps_orphans_and_forwards_signals() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("got TERM"), "{text}");
 }
+
+/// A pinned bind source is the folder resolved when it was pinned: swapped for a link to
+/// the host's `/etc` before the container starts, the container still sees that folder;
+/// the staging mounts go with the container, and [`Runtime::unpin_stale`] removes leftovers.
+#[tokio::test]
+async fn a_pinned_bind_source_is_the_folder_resolved_at_pin_time() {
+    if !can_run() {
+        return;
+    }
+    let f = fixture();
+    let vol = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(vol.path().join("files/x/y")).unwrap();
+    std::fs::write(vol.path().join("files/x/y/kept.txt"), "kept\n").unwrap();
+    let mut s = spec(
+        &f,
+        &sh("cat /data/kept.txt; test -e /data/passwd && echo HOST-ETC; true"),
+    );
+    let pinned =
+        f.rt.pin_bind_source(&s.id, vol.path(), Path::new("files/x/y"))
+            .unwrap();
+    let binds = f.data_dir.join("runtime/binds");
+    assert!(pinned.starts_with(&binds), "{}", pinned.display());
+    // The tenant swaps the folder for a link after the pin.
+    let x = vol.path().join("files/x");
+    std::fs::rename(x.join("y"), x.join("moved")).unwrap();
+    std::os::unix::fs::symlink("/etc", x.join("y")).unwrap();
+    s.mounts = vec![BindMount {
+        source: pinned,
+        destination: "/data".into(),
+        writable: true,
+    }];
+    let (r, lines) = run_lines(&f.rt, &s).await;
+    assert_eq!(r.unwrap(), 0, "{lines:?}");
+    assert_eq!(lines, ["kept"]);
+    assert!(!binds.join(&s.id).exists());
+    // A link is refused at pin time, naming the path.
+    let err =
+        f.rt.pin_bind_source("other", vol.path(), Path::new("files/x/y"))
+            .unwrap_err();
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    // A pin whose container never started is removed at the next serve start.
+    let left =
+        f.rt.pin_bind_source("left", vol.path(), Path::new("files/x/moved"))
+            .unwrap();
+    f.rt.unpin_stale().unwrap();
+    assert!(!left.exists());
+    assert!(std::fs::read_dir(&binds).unwrap().next().is_none());
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mountinfo.contains(&binds.display().to_string()));
+    assert_eq!(
+        std::fs::read_to_string(x.join("moved/kept.txt")).unwrap(),
+        "kept\n"
+    );
+}
