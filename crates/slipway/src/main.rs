@@ -991,6 +991,12 @@ async fn serve_until_stopped(
         slipway_ssh::SshLimits::from_env(),
         stopped(stop_rx.clone()),
     ));
+    // SIGTERM and SIGHUP are taken before the server says it serves: one sent as soon as
+    // it said so (a supervisor, a test) stops or upgrades it instead of killing it.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(internal)?;
+    let mut hup =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(internal)?;
     let workers = platform.router().config().worker_count();
     println!(
         "slipway serving: ssh {} (host key {fp}), http {} ({workers} router worker{}){https_note}{metrics_note}, data dir {}",
@@ -1041,10 +1047,6 @@ async fn serve_until_stopped(
     // when the old server stops its own scheduler (below), so one cron never runs in both.
     let cron_scheduler = tokio::spawn(slipway_deploy::crons::run_forever(platform.clone()));
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(internal)?;
-    let mut hup =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(internal)?;
     let upgrade_grace = std::time::Duration::from_secs(args.upgrade_grace);
     let (ssh_failed, grace) = loop {
         break tokio::select! {
