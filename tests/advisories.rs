@@ -240,6 +240,48 @@ fn committed_secrets_are_refused_at_their_line_and_masked() {
     );
     app.write("VERSION", "2\n");
     app.commit("v2 with credentials");
+    // `config check` refuses the same tree for the same findings, masked too; a file the
+    // repository ignores is not looked at, as a push never carries it.
+    app.write(".gitignore", "local.pem\n");
+    app.write(
+        "local.pem",
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----\n",
+    );
+    let check = |allow: &[&str]| {
+        let mut args = vec!["config", "check", app.dir.to_str().expect("utf-8")];
+        for a in allow {
+            args.extend(["--allow-secret", a]);
+        }
+        server.slipway(&args)
+    };
+    let o = check(&[]);
+    let said = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("config/aws.env:3: error: aws-access-key-id AKIA************ committed"),
+        "{said}"
+    );
+    assert!(
+        said.contains("deploy/id_ed25519:1: error: private-key"),
+        "{said}"
+    );
+    assert!(
+        said.contains("2 committed secrets: a push would be refused"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("local.pem") && !said.contains(&aws_key),
+        "{said}"
+    );
+    let o = check(&["config/aws.env:3", "deploy/id_ed25519:1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("(allowed by allow-secret=config/aws.env:3)"),
+        "{}",
+        text(&o)
+    );
+    std::fs::remove_file(app.dir.join("local.pem")).unwrap();
+    std::fs::remove_file(app.dir.join(".gitignore")).unwrap();
     let (ok, out) = push(&server, &app, &[]);
     assert!(!ok, "{out}");
     assert!(

@@ -243,6 +243,42 @@ pub fn scan(path: &str, bytes: &[u8]) -> Vec<SecretFinding> {
     out
 }
 
+/// Scan a working tree as a first push of it would be scanned: every file git would
+/// commit there (hidden ones included; `.git` and what `.gitignore`, `.git/info/exclude`
+/// and the global excludes leave out are skipped), up to [`MAX_SCANNED_FILE`] each. Paths
+/// are relative to `dir` with `/`, as in a push. What `slipway config check` runs.
+pub fn scan_folder(dir: &std::path::Path) -> Result<Vec<SecretFinding>, ignore::Error> {
+    let mut found = Vec::new();
+    let walk = ignore::WalkBuilder::new(dir)
+        .hidden(false)
+        .parents(false)
+        .require_git(false)
+        .follow_links(false)
+        .filter_entry(|e| e.file_name() != ".git")
+        .build();
+    for entry in walk {
+        let entry = entry?;
+        if !entry.file_type().is_some_and(|t| t.is_file()) {
+            continue;
+        }
+        let Ok(rel) = entry.path().strip_prefix(dir) else {
+            continue;
+        };
+        if entry.metadata().map(|m| m.len()).unwrap_or(u64::MAX) > MAX_SCANNED_FILE as u64 {
+            continue;
+        }
+        let path = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        let bytes = std::fs::read(entry.path()).map_err(ignore::Error::from)?;
+        found.extend(scan(&path, &bytes));
+    }
+    found.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    Ok(found)
+}
+
 /// The `FILE:LINE` locations of `-o allow-secret=FILE:LINE[,FILE:LINE]` push options.
 pub fn allowed_locations(options: &[String]) -> Vec<String> {
     options
@@ -257,6 +293,23 @@ pub fn allowed_locations(options: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folder_is_scanned_as_git_would_commit_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let key =
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbg==\n-----END OPENSSH PRIVATE KEY-----\n";
+        std::fs::create_dir_all(dir.path().join("deploy")).unwrap();
+        std::fs::create_dir_all(dir.path().join(".git")).unwrap();
+        std::fs::write(dir.path().join("deploy/id_ed25519"), key).unwrap();
+        std::fs::write(dir.path().join(".hidden_key"), format!("x\n{key}")).unwrap();
+        std::fs::write(dir.path().join("ignored.pem"), key).unwrap();
+        std::fs::write(dir.path().join(".git/key"), key).unwrap();
+        std::fs::write(dir.path().join(".gitignore"), "*.pem\n").unwrap();
+        let found = scan_folder(dir.path()).unwrap();
+        let at: Vec<String> = found.iter().map(|f| f.location()).collect();
+        assert_eq!(at, [".hidden_key:2", "deploy/id_ed25519:1"]);
+    }
 
     #[test]
     fn rules_find_each_kind_at_its_line_and_mask_it() {

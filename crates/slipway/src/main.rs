@@ -377,6 +377,10 @@ enum ConfigCmd {
         /// Advisory ids (or aliases) not to fail on, like `git push -o allow-vulnerable=ID`.
         #[arg(long, value_delimiter = ',')]
         allow_vulnerable: Vec<String>,
+        /// Committed secrets not to fail on, `FILE:LINE`, like `git push -o
+        /// allow-secret=FILE:LINE`.
+        #[arg(long, value_delimiter = ',')]
+        allow_secret: Vec<String>,
     },
 }
 
@@ -498,12 +502,14 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             data,
             no_advisories,
             allow_vulnerable,
+            allow_secret,
             stacks_dir,
         }) => config_check(
             &dir,
             json,
             stacks_dir.as_deref().unwrap_or(&data.data_dir),
             (!no_advisories).then_some((data.data_dir.as_path(), allow_vulnerable.as_slice())),
+            &allow_secret,
         ),
         Cmd::Slug(SlugCmd::Pack { dir, output, level }) => slug_pack(&dir, &output, level),
         Cmd::Archive(cmd) => archive(cmd),
@@ -1299,6 +1305,7 @@ fn config_check(
     json: bool,
     stacks: &Path,
     advisories: Option<(&Path, &[String])>,
+    allowed_secrets: &[String],
 ) -> Result<u8, Failure> {
     if !dir.is_dir() {
         return Err(user_error(anyhow::anyhow!(
@@ -1330,6 +1337,26 @@ fn config_check(
                     eprintln!("error: a critical advisory affects a pinned package: a push would be refused");
                     return Ok(1);
                 }
+            }
+            // Committed secrets, as a first push of this tree would find them.
+            let mut found = slipway_advisories::secrets::scan_folder(dir).map_err(|e| {
+                internal(anyhow::anyhow!(
+                    "scanning {} for secrets: {e}",
+                    dir.display()
+                ))
+            })?;
+            for f in &mut found {
+                f.allowed = allowed_secrets.contains(&f.location());
+                eprintln!("{}", f.message());
+            }
+            let refusing = found.iter().filter(|f| !f.allowed).count();
+            if refusing > 0 {
+                eprintln!(
+                    "error: {refusing} committed secret{}: a push would be refused (remove {}, or --allow-secret FILE:LINE as -o allow-secret=FILE:LINE)",
+                    if refusing == 1 { "" } else { "s" },
+                    if refusing == 1 { "it" } else { "them" },
+                );
+                return Ok(1);
             }
             if !json && loaded.format == slipway_config::Format::Procfile {
                 if let Ok(d) = slipway_config::detect::detect_stack(&source) {
