@@ -98,13 +98,16 @@ fn app_mount_point(
     relative: &Path,
     source: &Path,
 ) -> Result<(), RuntimeError> {
-    let parts: Vec<_> = relative.components().collect();
     let mut at = app_dir.to_path_buf();
-    for (i, part) in parts.iter().enumerate() {
+    let mut parts = relative.components().peekable();
+    while let Some(part) = parts.next() {
         at.push(part);
-        let last = i + 1 == parts.len();
+        if parts.peek().is_none() {
+            // The last part: as any other mount point.
+            return mount_point(&at, source);
+        }
         match std::fs::symlink_metadata(&at) {
-            Ok(m) if m.is_dir() || last => {}
+            Ok(m) if m.is_dir() => {}
             Ok(_) => {
                 return Err(RuntimeError::InvalidSpec {
                     id: id.to_string(),
@@ -115,16 +118,8 @@ fn app_mount_point(
                     ),
                 })
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if last && !source.is_dir() {
-                    std::fs::File::create(&at)
-                        .map(drop)
-                        .map_err(|e| RuntimeError::io(format!("creating {}", at.display()), e))?;
-                } else {
-                    std::fs::create_dir(&at)
-                        .map_err(|e| RuntimeError::io(format!("creating {}", at.display()), e))?;
-                }
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir(&at)
+                .map_err(|e| RuntimeError::io(format!("creating {}", at.display()), e))?,
             Err(e) => return Err(RuntimeError::io(format!("reading {}", at.display()), e)),
         }
     }
