@@ -61,7 +61,7 @@ impl RunAs {
     /// a walk cut short (a crash, an error) leaves `path` under its old owner and is finished
     /// by the next one. For the same reason a walk of an owned tree only reads it.
     pub fn own_tree(&self, path: &Path) -> Result<u64, RuntimeError> {
-        use rustix::fs::{AtFlags, Mode, OFlags};
+        use rustix::fs::{Mode, OFlags};
         let failed = |what: &str, at: &Path, e: rustix::io::Errno| {
             RuntimeError::io(
                 format!("{what} {}", at.display()),
@@ -77,19 +77,9 @@ impl RunAs {
             Ok(fd) => fd,
             // Not a folder (or a link to one): the entry itself only.
             Err(rustix::io::Errno::NOTDIR) | Err(rustix::io::Errno::LOOP) => {
-                let st = rustix::fs::lstat(path).map_err(|e| failed("reading", path, e))?;
-                if (st.st_uid, st.st_gid) == (self.uid, self.gid) {
-                    return Ok(0);
-                }
-                rustix::fs::chownat(
-                    rustix::fs::CWD,
-                    path,
-                    Some(uid),
-                    Some(gid),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .map_err(|e| failed("changing owner of", path, e))?;
-                return Ok(1);
+                return self
+                    .give_entry(rustix::fs::CWD, path)
+                    .map_err(|(what, e)| failed(what, path, e));
             }
             Err(e) => return Err(failed("opening", path, e)),
         };
@@ -126,24 +116,11 @@ impl RunAs {
                     stack.push((child_path, d));
                 }
                 Err(rustix::io::Errno::NOTDIR) | Err(rustix::io::Errno::LOOP) => {
-                    let st = match rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW) {
-                        Ok(st) => st,
+                    match self.give_entry(fd, name) {
+                        Ok(n) => changed += n,
                         // Removed meanwhile by a running container: nothing to give.
-                        Err(rustix::io::Errno::NOENT) => continue,
-                        Err(e) => return Err(failed("reading", &child_path, e)),
-                    };
-                    if (st.st_uid, st.st_gid) != (self.uid, self.gid) {
-                        match rustix::fs::chownat(
-                            fd,
-                            name,
-                            Some(uid),
-                            Some(gid),
-                            AtFlags::SYMLINK_NOFOLLOW,
-                        ) {
-                            Ok(()) => changed += 1,
-                            Err(rustix::io::Errno::NOENT) => {}
-                            Err(e) => return Err(failed("changing owner of", &child_path, e)),
-                        }
+                        Err((_, rustix::io::Errno::NOENT)) => {}
+                        Err((what, e)) => return Err(failed(what, &child_path, e)),
                     }
                 }
                 Err(rustix::io::Errno::NOENT) => {}
@@ -151,6 +128,31 @@ impl RunAs {
             }
         }
         Ok(changed)
+    }
+
+    /// Give the entry `name` of the folder `dir` that is not a folder (a file, or a link
+    /// itself, never what it points to) to the project: 1 if it was given, 0 if it was the
+    /// project's already; an error with what was being done.
+    fn give_entry<P: rustix::path::Arg + Copy>(
+        &self,
+        dir: std::os::fd::BorrowedFd<'_>,
+        name: P,
+    ) -> Result<u64, (&'static str, rustix::io::Errno)> {
+        use rustix::fs::AtFlags;
+        let st =
+            rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| ("reading", e))?;
+        if (st.st_uid, st.st_gid) == (self.uid, self.gid) {
+            return Ok(0);
+        }
+        rustix::fs::chownat(
+            dir,
+            name,
+            Some(rustix::fs::Uid::from_raw(self.uid)),
+            Some(rustix::fs::Gid::from_raw(self.gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| ("changing owner of", e))?;
+        Ok(1)
     }
 
     /// The container's `/etc/passwd`: `root`, `nobody` and `web` (home `/tmp`).
