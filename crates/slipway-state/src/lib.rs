@@ -27,6 +27,7 @@ mod restarts;
 mod schema;
 mod service_stacks;
 mod services;
+mod unborn;
 mod variables;
 
 pub use backups::{Backup, BackupManifest, BackupPart, PartKind};
