@@ -23,6 +23,7 @@ mod runtime;
 mod spec;
 mod state;
 mod tenancy;
+pub mod testing;
 
 pub use error::RuntimeError;
 pub use exits::Exit;

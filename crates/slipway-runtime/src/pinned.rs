@@ -144,18 +144,7 @@ pub(crate) fn unpin_all(dir: &Path) -> Result<(), RuntimeError> {
 mod tests {
     use super::*;
 
-    fn root() -> bool {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
-            return true;
-        }
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "needs root under CI"
-        );
-        eprintln!("skipped: needs root");
-        false
-    }
+    use crate::testing::root;
 
     /// A link anywhere on the way is refused (never followed); a plain folder is opened.
     #[test]
