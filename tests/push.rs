@@ -641,3 +641,186 @@ fn deleting_a_branch_stops_its_environment_for_good() {
     );
     assert!(server.containers().is_empty(), "{:?}", server.containers());
 }
+
+/// `ssh git@HOST COMMAND --json` as the admin, parsed.
+fn admin_json(server: &Server, command: &str) -> serde_json::Value {
+    let o = server.ssh(&server.key, "git", &format!("{command} --json"));
+    assert!(o.status.success(), "{command}: {}", text(&o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{command}: {e}: {}", text(&o)))
+}
+
+/// The `name` of each row of a JSON list.
+fn names(rows: &serde_json::Value) -> Vec<String> {
+    rows.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_refused_first_push_leaves_no_project_and_the_name_free() {
+    let server = Server::start();
+    let other = slipway_e2e::new_key(server.dir.path(), "other");
+    let pubkey = std::fs::read(other.with_extension("pub")).expect("pub key");
+    let o = server.ssh_with_input(&server.key, "git", "user add other --admin", &pubkey);
+    assert!(o.status.success(), "user add: {}", text(&o));
+
+    // A build that fails: the environment was recorded (diff) and built in, then refused.
+    let app = App::demo(server.dir.path(), "app");
+    let good = app.git_ok(&["rev-parse", "HEAD"]);
+    let yaml = std::fs::read_to_string(app.dir.join(".platform.app.yaml")).unwrap_or_default();
+    app.write(
+        ".platform.app.yaml",
+        &yaml.replace("set -e\n", "set -e\n    exit 7\n"),
+    );
+    app.commit("build fails");
+    let (ok, out) = push(&server, &app);
+    assert!(!ok, "{out}");
+    assert!(out.contains("(build failed: "), "{out}");
+    assert!(
+        out.contains("project demo was not created: nothing of its first push was accepted"),
+        "{out}"
+    );
+    assert_eq!(admin_json(&server, "projects"), serde_json::json!([]));
+    assert!(!slipway_e2e::repo_dir(&server, "demo").exists());
+    assert!(!server.data.join("volumes").join("demo").exists());
+    assert!(server.containers().is_empty(), "{:?}", server.containers());
+
+    // Another admin makes the project with that name: theirs alone (the first pusher holds
+    // no role granted on it).
+    app.git_ok(&["reset", "-q", "--hard", &good]);
+    let o = server.git_as(&other, &app.dir, &["push", &server.remote("demo"), "main"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(body(&server), "built-1\n");
+    assert_eq!(admin_json(&server, "projects"), serde_json::json!(["demo"]));
+    let access = admin_json(&server, "access ls demo");
+    let members: Vec<&str> = access
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["server_admin"] == false)
+        .filter_map(|e| e["user"].as_str())
+        .collect();
+    assert_eq!(members, ["other"], "{access}");
+
+    // A bad config refused at validate, then the same pusher's good push makes it.
+    let again = App::demo(server.dir.path(), "again");
+    again.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nweb: [\n",
+    );
+    again.commit("bad config");
+    let o = server.git(&again.dir, &["push", &server.remote("again"), "main"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert_eq!(admin_json(&server, "projects"), serde_json::json!(["demo"]));
+    again.git_ok(&["reset", "-q", "--hard", "HEAD~1"]);
+    server.push_ok(&again, "again");
+    assert_eq!(
+        admin_json(&server, "projects"),
+        serde_json::json!(["again", "demo"])
+    );
+    assert_eq!(
+        server.get("main.again.localhost", "/"),
+        Some((200, "built-1\n".to_string()))
+    );
+}
+
+/// Answers with what `data/first.txt` holds: written by the deploy hook of the first
+/// environment whose volume lacks it.
+const FIRST_WRITER: &str = slipway_e2e::py_app!(
+    "",
+    "        body = open(\"data/first.txt\").read().encode()\n"
+);
+
+#[test]
+fn a_failed_push_removes_the_services_it_added_and_a_new_branch_it_made() {
+    let server = Server::start_with(&[("SLIPWAY_HEALTH_TIMEOUT", "4")]);
+    let app = App::demo(server.dir.path(), "app");
+    let hooks = "hooks:\n  build: echo built > build.txt\n  deploy: |\n    set -e\n    [ -f data/first.txt ] || echo \"$PLATFORM_BRANCH\" > data/first.txt\n";
+    let config = |extra: &str| {
+        format!("name: hello\ntype: python:3.11\ndisk: 64\nmounts:\n  data: {{source: local, source_path: data}}\n{hooks}{extra}web:\n  commands:\n    start: python3 server.py\n")
+    };
+    app.write(".platform.app.yaml", &config(""));
+    app.write("server.py", FIRST_WRITER);
+    app.commit("writes data/first.txt");
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "{out}");
+    assert_eq!(body(&server), "main\n");
+    let good = app.git_ok(&["rev-parse", "HEAD"]);
+    let envs_before = names(&admin_json(&server, "envs demo"));
+    assert_eq!(envs_before, ["main"]);
+
+    // A push adding a Redis service whose deploy hook then fails: the service goes again.
+    app.write(".platform/services.yaml", "cache:\n  type: redis:7.0\n");
+    app.write(
+        ".platform.app.yaml",
+        &config("relationships:\n  cache: 'cache:redis'\n").replace(
+            "  deploy: |\n    set -e\n",
+            "  deploy: |\n    set -e\n    exit 5\n",
+        ),
+    );
+    app.commit("adds redis, deploy hook fails");
+    let (ok, out) = push(&server, &app);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("service cache"),
+        "the service was started: {out}"
+    );
+    assert!(out.contains("(deploy hook failed"), "{out}");
+    assert!(
+        out.contains("services this push added were removed: cache"),
+        "{out}"
+    );
+    assert_eq!(
+        admin_json(&server, "services demo main"),
+        serde_json::json!([])
+    );
+    assert_eq!(names(&admin_json(&server, "envs demo")), envs_before);
+    assert!(
+        !server
+            .containers()
+            .iter()
+            .any(|(id, _)| id.ends_with(".service")),
+        "{:?}",
+        server.containers()
+    );
+    assert!(!server
+        .data
+        .join("volumes/demo/main/service-cache.img")
+        .exists());
+    assert_eq!(body(&server), "main\n", "the live release still serves");
+    app.git_ok(&["reset", "-q", "--hard", &good]);
+
+    // The first push of branch `feature` fails its health check: no environment, no copy
+    // of main's volume.
+    app.git_ok(&["checkout", "-q", "-b", "feature"]);
+    let good_feature = app.git_ok(&["rev-parse", "HEAD"]);
+    app.write("server.py", "import sys\nsys.exit(3)\n");
+    app.commit("exits at start");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "feature"]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("(health check failed"), "{out}");
+    assert!(
+        out.contains("environment feature removed again: it never went live"),
+        "{out}"
+    );
+    assert_eq!(names(&admin_json(&server, "envs demo")), ["main"]);
+    assert!(!server.data.join("volumes/demo/feature").exists());
+
+    // A good push of it then deploys, on a copy of main's data made then.
+    app.git_ok(&["reset", "-q", "--hard", &good_feature]);
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "feature"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        names(&admin_json(&server, "envs demo")),
+        ["feature", "main"]
+    );
+    assert_eq!(
+        server.get("feature.demo.localhost", "/"),
+        Some((200, "main\n".to_string()))
+    );
+}

@@ -97,7 +97,7 @@ pub fn check_required(
         project = target.project,
     );
     out.line(&format!("       {why}"));
-    Err(PhaseError::new("validate", why))
+    Err(PhaseError::awaiting_input("validate", why))
 }
 
 /// Give each `generator: secret` variable of the topology's apps a value on the

@@ -151,6 +151,20 @@ pub async fn remove(platform: &std::sync::Arc<Platform>, project: &str, env: &st
     }
     // Nothing of it runs on them any more (again, after a start that found the marker).
     crate::services::data::stop_environment(platform, project, env).await;
+    let removed = remove_stopped(platform, project, env).await;
+    info!(project, env, volumes = ?removed, "volumes of a deleted environment removed");
+    removed
+}
+
+/// Remove every volume of `env` (its services stopped and its volumes unmounted,
+/// [`crate::services::data::stop_environment`]), then its removal marker when all went, then
+/// its folder when nothing is left in it. The caller holds the environment's lock. Returns
+/// the names of the volumes removed.
+pub async fn remove_stopped(
+    platform: &std::sync::Arc<Platform>,
+    project: &str,
+    env: &str,
+) -> Vec<String> {
     let (p, project, env) = (platform.clone(), project.to_string(), env.to_string());
     tokio::task::spawn_blocking(move || {
         let store = p.data().volumes();
@@ -179,7 +193,6 @@ pub async fn remove(platform: &std::sync::Arc<Platform>, project: &str, env: &st
             let _ = std::fs::remove_file(marker(&p, &project, &env));
         }
         let _ = std::fs::remove_dir(store.env_dir(&project, &env));
-        info!(project, env, volumes = ?removed, "volumes of a deleted environment removed");
         removed
     })
     .await

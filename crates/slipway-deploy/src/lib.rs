@@ -67,6 +67,7 @@ pub mod supervise;
 pub mod switch;
 pub mod sync;
 pub mod tenancy;
+pub mod unborn;
 pub mod validate;
 pub mod variable_changes;
 pub mod variables;
@@ -276,6 +277,17 @@ impl DataDir {
     /// see [`sockets`]).
     pub fn app_sockets(&self) -> PathBuf {
         self.root.join("run")
+    }
+    /// The folders holding only `project`'s things besides its volumes (its repository,
+    /// build caches and logs): what goes with a project removed again
+    /// ([`unborn::discard_project`]).
+    pub fn project_dirs(&self, project: &str) -> Vec<PathBuf> {
+        vec![
+            self.repo(project),
+            self.root.join("cache").join(project),
+            self.root.join("build-caches").join(project),
+            self.root.join("logs").join(project),
+        ]
     }
     /// The output of an app's containers.
     pub fn app_log(&self, project: &str, env: &str, app: &str) -> PathBuf {

@@ -3,7 +3,9 @@
 //! validate -> diff -> build (+ slug) -> services -> volumes -> provision -> deploy hook
 //! -> health -> switch routes -> post_deploy -> retire. Until the switch, nothing of the
 //! running cluster or its routes is touched; a failure on the way removes
-//! every container the attempt started and leaves the branch where it was.
+//! every container the attempt started and every service it added, removes an
+//! environment that never went live ([`crate::unborn`]), and leaves the branch where it
+//! was.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,6 +26,10 @@ pub struct PhaseError {
     pub phase: &'static str,
     /// Why.
     pub reason: String,
+    /// Whether the refusal asks the pusher to set something on the server (a variable of
+    /// the environment) before pushing again: a first push refused so keeps its project,
+    /// where that is set ([`crate::unborn`]).
+    pub awaits_input: bool,
 }
 
 impl PhaseError {
@@ -32,6 +38,16 @@ impl PhaseError {
         PhaseError {
             phase,
             reason: reason.into(),
+            awaits_input: false,
+        }
+    }
+
+    /// A refusal of `phase` that asks the pusher to set something on the server first
+    /// ([`PhaseError::awaits_input`]).
+    pub fn awaiting_input(phase: &'static str, reason: impl Into<String>) -> PhaseError {
+        PhaseError {
+            awaits_input: true,
+            ..PhaseError::new(phase, reason)
         }
     }
 }
@@ -84,6 +100,8 @@ pub struct Staged {
     pub live: Option<slipway_state::Release>,
     /// When the deploy started.
     pub t0: Instant,
+    /// The services this deploy added: removed again if it does not go live.
+    pub added_services: Vec<services::Added>,
 }
 
 /// Deploy `target.new` to the environment. The caller holds the environment's lock.
@@ -107,9 +125,14 @@ pub async fn stage_push(
 ) -> Result<Staged, PhaseError> {
     let span =
         info_span!("deploy", project = %target.project, env = %target.env, commit = %target.new);
-    stage_push_inner(platform, repo, target, out)
+    let staged = stage_push_inner(platform, repo, target, out)
         .instrument(span)
-        .await
+        .await;
+    if staged.is_err() {
+        // A refused first deploy leaves no environment.
+        crate::unborn::discard_environment(platform, &target.project, &target.env, Some(out)).await;
+    }
+    staged
 }
 
 async fn stage_push_inner(
@@ -251,7 +274,7 @@ pub async fn stage(
             .ok()
         }
     };
-    let services = services::converge(
+    let (services, added_services) = services::converge(
         platform,
         (&target.project, &target.env),
         parent.as_deref(),
@@ -262,30 +285,40 @@ pub async fn stage(
     .await?;
 
     // provision
-    let topo_json = serde_json::to_value(&topology)
-        .map_err(|e| PhaseError::new("deploy", format!("recording the topology: {e}")))?;
-    let release = state
-        .create_release(
-            &target.project,
-            &target.env,
-            &target.new.to_string(),
-            &serde_json::json!({}),
-            &topo_json,
-            &target.author,
-        )
-        .map_err(internal)?;
-    state
-        .record_release_variables(release.id, &variables)
-        .map_err(internal)?;
-    let entropy = crate::environment::project_entropy(platform, &target.project)
-        .map_err(|e| PhaseError::new("deploy", e.to_string()))?;
-    let mut spec = provision::plan(
-        platform, target, &release, built, &topology, netns, &services, &entropy,
-    );
-    // Recorded before anything starts, so an interrupted deploy can be cleaned up.
-    state
-        .set_release_spec(release.id, &spec.to_json())
-        .map_err(internal)?;
+    let planned = (|| {
+        let topo_json = serde_json::to_value(&topology)
+            .map_err(|e| PhaseError::new("deploy", format!("recording the topology: {e}")))?;
+        let release = state
+            .create_release(
+                &target.project,
+                &target.env,
+                &target.new.to_string(),
+                &serde_json::json!({}),
+                &topo_json,
+                &target.author,
+            )
+            .map_err(internal)?;
+        state
+            .record_release_variables(release.id, &variables)
+            .map_err(internal)?;
+        let entropy = crate::environment::project_entropy(platform, &target.project)
+            .map_err(|e| PhaseError::new("deploy", e.to_string()))?;
+        let spec = provision::plan(
+            platform, target, &release, built, &topology, netns, &services, &entropy,
+        );
+        // Recorded before anything starts, so an interrupted deploy can be cleaned up.
+        state
+            .set_release_spec(release.id, &spec.to_json())
+            .map_err(internal)?;
+        Ok((release, spec))
+    })();
+    let (release, mut spec) = match planned {
+        Ok(p) => p,
+        Err(e) => {
+            services::remove_added(platform, &added_services).await;
+            return Err(e);
+        }
+    };
     if live.is_none() {
         switch::mark_deploying(platform, &target.project, &target.env, &topology);
     }
@@ -348,6 +381,7 @@ pub async fn stage(
         topology,
         live,
         t0,
+        added_services,
     };
     match result {
         Ok(()) => Ok(staged),
@@ -358,8 +392,10 @@ pub async fn stage(
     }
 }
 
-/// Drop a staged release that will not go live: its containers go, it is
-/// marked failed, and the live release is left exactly as it was.
+/// Drop a staged release that will not go live: its containers go, the services its deploy
+/// added go, it is marked failed, and the live release and every service that was there
+/// before are left exactly as they were. An environment that never went live goes
+/// ([`crate::unborn::discard_environment`]).
 pub async fn abort(
     platform: &Arc<Platform>,
     target: &DeployTarget,
@@ -393,6 +429,19 @@ pub async fn abort(
             .router()
             .remove(&switch::env_key(&target.project, &target.env));
     }
+    if !staged.added_services.is_empty() {
+        services::remove_added(platform, &staged.added_services).await;
+        let names: Vec<&str> = staged
+            .added_services
+            .iter()
+            .map(|a| a.record.name.as_str())
+            .collect();
+        out.line(&format!(
+            "       services this push added were removed: {}",
+            names.join(", ")
+        ));
+    }
+    crate::unborn::discard_environment(platform, &target.project, &target.env, Some(out)).await;
 }
 
 /// switch routes -> post_deploy -> retire: the staged release goes live.
@@ -434,6 +483,7 @@ pub async fn commit(
         topology,
         live,
         t0,
+        added_services: _,
     } = staged;
     // Live: the old disks of volumes shrunk for it go.
     let (p, project, env, id) = (

@@ -24,6 +24,9 @@ pub struct PushPipeline {
     platform: Arc<Platform>,
     project: String,
     user: User,
+    /// Set when a deploy of this push was refused asking the pusher to set something on
+    /// the server first ([`PhaseError::awaits_input`]).
+    awaits_input: std::sync::atomic::AtomicBool,
 }
 
 /// What one ref update asks for, once checked.
@@ -70,7 +73,15 @@ impl PushPipeline {
             platform,
             project,
             user,
+            awaits_input: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Whether a deploy of this push was refused asking the pusher to set something on the
+    /// server (a variable) before pushing again: the first push of a project refused so
+    /// keeps the project, where that is set.
+    pub fn awaits_input(&self) -> bool {
+        self.awaits_input.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Permission, ref kind and environment of one update.
@@ -229,6 +240,10 @@ impl PushPipeline {
                 Ok(())
             }
             Err(e) => {
+                if e.awaits_input {
+                    self.awaits_input
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 let _ = state.finish_activity(attempt.activity, "failure", &e.to_string());
                 Err(one_line(&e.to_string()))
             }

@@ -52,13 +52,13 @@ where
             return 3;
         }
     };
-    let role = if exists {
-        state.role(project, user).ok().flatten()
-    } else {
-        None
-    };
     match service {
         GitService::UploadPack => {
+            let role = if exists {
+                state.role(project, user).ok().flatten()
+            } else {
+                None
+            };
             if role.is_none() {
                 say(stderr, &not_found(project)).await;
                 return 1;
@@ -66,6 +66,23 @@ where
             upload_pack(platform, project, git_protocol, stdin, stdout, stderr).await
         }
         GitService::ReceivePack => {
+            if !exists && !user.admin {
+                say(stderr, &not_found_for_push(project)).await;
+                return 1;
+            }
+            // A first push of the project under way may yet remove it: wait for it to end,
+            // then look again.
+            let Some(first_push) = lock_first_push(platform, project, stderr).await else {
+                return 3;
+            };
+            let exists = match state.project_exists(project) {
+                Ok(e) => e,
+                Err(e) => {
+                    warn!("state database: {e}");
+                    say(stderr, "slipway: internal error, see the server log\n").await;
+                    return 3;
+                }
+            };
             if !exists {
                 if !user.admin {
                     say(stderr, &not_found_for_push(project)).await;
@@ -81,27 +98,83 @@ where
                     return 3;
                 }
                 info!(project, user = %user.name, "project created by first push");
-            } else {
-                match role {
-                    None => {
-                        say(stderr, &not_found_for_push(project)).await;
-                        return 1;
-                    }
-                    Some(Role::Viewer) => {
+                let (code, awaits_input) =
+                    receive_pack(platform, user, project, stdin, stdout, stderr).await;
+                // Nothing of it landed: the project goes again, its name free (unless the
+                // refusal asks for a variable set on it first).
+                let discarded = if awaits_input {
+                    Ok(false)
+                } else {
+                    slipway_deploy::unborn::discard_project(platform, project).await
+                };
+                match discarded {
+                    Ok(true) => {
                         say(
                             stderr,
-                            &format!(
-                                "slipway: permission denied: {} is a viewer of project {project} and may not push (ask an admin for the contributor role)\n",
-                                user.name
-                            ),
+                            &format!("slipway: project {project} was not created: nothing of its first push was accepted\n"),
                         )
-                        .await;
-                        return 1;
+                        .await
                     }
-                    Some(_) => {}
+                    Ok(false) => {}
+                    Err(e) => warn!(project, "a refused first push's project not removed: {e}"),
                 }
+                drop(first_push);
+                return code;
             }
-            receive_pack(platform, user, project, stdin, stdout, stderr).await
+            drop(first_push);
+            let role = state.role(project, user).ok().flatten();
+            match role {
+                None => {
+                    say(stderr, &not_found_for_push(project)).await;
+                    return 1;
+                }
+                Some(Role::Viewer) => {
+                    say(
+                        stderr,
+                        &format!(
+                            "slipway: permission denied: {} is a viewer of project {project} and may not push (ask an admin for the contributor role)\n",
+                            user.name
+                        ),
+                    )
+                    .await;
+                    return 1;
+                }
+                Some(_) => {}
+            }
+            receive_pack(platform, user, project, stdin, stdout, stderr)
+                .await
+                .0
+        }
+    }
+}
+
+/// [`Platform::lock_first_push`], saying on `stderr` when it waits; `None` (said, logged)
+/// when it could not be taken.
+async fn lock_first_push<E>(
+    platform: &Platform,
+    project: &str,
+    stderr: &mut E,
+) -> Option<slipway_deploy::unborn::FirstPushLock>
+where
+    E: AsyncWrite + Unpin + Send,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let lock = platform.lock_first_push(project, move |l| {
+        let _ = tx.send(l.to_string());
+    });
+    tokio::pin!(lock);
+    let taken = loop {
+        tokio::select! {
+            r = &mut lock => break r,
+            Some(line) = rx.recv() => say(stderr, &format!("{line}\n")).await,
+        }
+    };
+    match taken {
+        Ok(l) => Some(l),
+        Err(e) => {
+            warn!(project, "first push lock: {e}");
+            say(stderr, &format!("slipway: push refused: {e}\n")).await;
+            None
         }
     }
 }
@@ -157,6 +230,9 @@ where
     crate::pipe::run_piped(child, stdin, stdout, stderr).await
 }
 
+/// Receive a push and deploy it; returns the exit status for the client and whether a
+/// refusal asks the pusher to set something on the server first
+/// ([`slipway_deploy::push::PushPipeline::awaits_input`]).
 async fn receive_pack<R, W, E>(
     platform: &std::sync::Arc<Platform>,
     user: &User,
@@ -164,7 +240,7 @@ async fn receive_pack<R, W, E>(
     stdin: R,
     stdout: &mut W,
     stderr: &mut E,
-) -> i32
+) -> (i32, bool)
 where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
@@ -179,7 +255,7 @@ where
                 "slipway: could not open the repository on the server\n",
             )
             .await;
-            return 3;
+            return (3, false);
         }
     };
     let handler = platform.push_handler(project, user);
@@ -189,12 +265,12 @@ where
         .instrument(span)
         .await
     {
-        Ok(_) => 0,
+        Ok(_) => (0, handler.awaits_input()),
         Err(e) => {
             info!(project, "push ended with an error: {e}");
             let _ = stdout.flush().await;
             say(stderr, &format!("slipway: push failed: {e}\n")).await;
-            1
+            (1, handler.awaits_input())
         }
     }
 }

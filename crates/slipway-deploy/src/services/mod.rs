@@ -375,7 +375,8 @@ async fn running(platform: &Platform, record: &ServiceRecord) -> bool {
 /// A service that fails its first start is removed again with every other service this
 /// call added (and the volumes this call made for them; data found there stays),
 /// so the push is rejected with nothing changed.
-/// Returns the environment's services. Services no longer in the topology keep running
+/// Returns the environment's services and those this call added, which the deploy removes
+/// ([`remove_added`]) when a later phase fails. Services no longer in the topology keep running
 /// with their data (removed only by [`data::remove`] after a deploy pushed with
 /// `-o allow-data-loss` is live).
 pub async fn converge(
@@ -385,11 +386,11 @@ pub async fn converge(
     netns: &str,
     topology: &Topology,
     out: &Output,
-) -> Result<Vec<ServiceRecord>, PhaseError> {
+) -> Result<(Vec<ServiceRecord>, Vec<Added>), PhaseError> {
     let fail = |m: String| PhaseError::new("services", m);
     let state = platform.state();
     // Services this call added, and whether their data was there already.
-    let mut added: Vec<(ServiceRecord, bool)> = Vec::new();
+    let mut added: Vec<Added> = Vec::new();
     let result = async {
         for svc in &topology.services {
             if svc.r#type == "network-storage" {
@@ -446,7 +447,10 @@ pub async fn converge(
                     state
                         .add_service(&record)
                         .map_err(|e| fail(e.to_string()))?;
-                    added.push((record.clone(), found));
+                    added.push(Added {
+                        record: record.clone(),
+                        data_found: found,
+                    });
                     (record, true)
                 }
             };
@@ -608,22 +612,47 @@ pub async fn converge(
     }
     .await;
     if let Err(e) = result {
-        for (r, found) in &added {
-            let id = container_id(project, env, &r.name);
-            let _ = platform.runtime().remove(&id, Duration::from_secs(5)).await;
-            let _ = state.remove_service(project, env, &r.name);
-            // Only what this start made goes: data found there is never removed.
-            if !found {
-                if let Ok(v) = data::volume(platform, project, env, &r.name) {
-                    let _ = v.remove();
-                }
-            }
-        }
+        remove_added(platform, &added).await;
         return Err(e);
     }
-    state
+    let services = state
         .services(project, env)
-        .map_err(|e| fail(e.to_string()))
+        .map_err(|e| fail(e.to_string()));
+    match services {
+        Ok(services) => Ok((services, added)),
+        Err(e) => {
+            remove_added(platform, &added).await;
+            Err(e)
+        }
+    }
+}
+
+/// A service a deploy added to its environment (none of that name was there before).
+#[derive(Debug, Clone)]
+pub struct Added {
+    /// Its record.
+    pub record: ServiceRecord,
+    /// Whether data was found where its volume goes (never removed with it).
+    pub data_found: bool,
+}
+
+/// Remove services a deploy added, once the deploy failed: their containers, their records
+/// and the volumes made for them (they never held data from before the push; data found
+/// there stays). Every other service is left as it is.
+pub async fn remove_added(platform: &Platform, added: &[Added]) {
+    for a in added {
+        let r = &a.record;
+        let id = container_id(&r.project, &r.environment, &r.name);
+        let _ = platform.runtime().remove(&id, Duration::from_secs(5)).await;
+        let _ = platform
+            .state()
+            .remove_service(&r.project, &r.environment, &r.name);
+        if !a.data_found {
+            if let Ok(v) = data::volume(platform, &r.project, &r.environment, &r.name) {
+                let _ = v.remove();
+            }
+        }
+    }
 }
 
 /// A service whose `disk` is now smaller than its volume (the push had
