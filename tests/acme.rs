@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use slipway_e2e::{free_port, http_get, run, text, App, Server};
+use slipway_e2e::{curl_https, free_port, http_get, run, text, App, Server};
 
 const HOST: &str = "main.acme.localhost";
 /// A host of the same app whose DNS (at pebble's resolver) points where no router is.
@@ -175,21 +175,6 @@ impl Pebble {
     }
 }
 
-/// curl over HTTPS to `host` on `port` trusting `ca`: (success, body, stderr).
-fn curl_https(port: u16, host: &str, ca: &Path) -> (bool, String, String) {
-    let o = run(Command::new("curl")
-        .args(["-sS", "--max-time", "10", "--cacert"])
-        .arg(ca)
-        .arg("--resolve")
-        .arg(format!("{host}:{port}:127.0.0.1"))
-        .arg(format!("https://{host}:{port}/")));
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).to_string(),
-        String::from_utf8_lossy(&o.stderr).to_string(),
-    )
-}
-
 /// The log lines (from `from` on) that contain all of `words`.
 fn lines_with(log: &str, words: &[&str]) -> usize {
     log.lines()
@@ -224,10 +209,8 @@ fn mode_of(path: &Path) -> u32 {
 
 #[test]
 fn https_routes_get_acme_certificates_kept_across_restarts_and_failures_fall_back() {
-    let https_port = free_port();
-    let listen = format!("127.0.0.1:{https_port}");
     // The server's HTTP port is pebble's challenge port: started once to know it.
-    let mut server = Server::start_with(&[("SLIPWAY_HTTPS_LISTEN", &listen)]);
+    let (mut server, https_port) = Server::start_https(&[]);
     server.stop();
     let pebble = Pebble::start(server.http_port);
     pebble.point(WRONG, "127.0.0.2");
@@ -267,11 +250,11 @@ fn https_routes_get_acme_certificates_kept_across_restarts_and_failures_fall_bac
         Duration::from_secs(60),
     );
     let root = pebble.root();
-    let (ok, out, err) = curl_https(https_port, HOST, &root);
+    let (ok, out, err) = curl_https(https_port, HOST, "/", &root, &[]);
     assert!(ok, "HTTPS verified by pebble's root: {out} {err}");
     assert_eq!(out, "proto=https");
     // The local CA no longer signs what this host gets.
-    let (ok, _, _) = curl_https(https_port, HOST, &local_ca);
+    let (ok, _, _) = curl_https(https_port, HOST, "/", &local_ca, &[]);
     assert!(!ok, "the ACME certificate, not the local CA's, is served");
     let stored = server
         .data
@@ -330,7 +313,7 @@ fn https_routes_get_acme_certificates_kept_across_restarts_and_failures_fall_bac
         failed.contains("127.0.0.2") || failed.contains("connection"),
         "the ACME error is said: {failed}"
     );
-    let (ok, out, err) = curl_https(https_port, WRONG, &local_ca);
+    let (ok, out, err) = curl_https(https_port, WRONG, "/", &local_ca, &[]);
     assert!(
         ok,
         "local CA still served for the failing host: {out} {err}"
@@ -356,7 +339,7 @@ fn https_routes_get_acme_certificates_kept_across_restarts_and_failures_fall_bac
         1,
         Duration::from_secs(30),
     );
-    let (ok, out, err) = curl_https(https_port, HOST, &root);
+    let (ok, out, err) = curl_https(https_port, HOST, "/", &root, &[]);
     assert!(ok, "after a restart: {out} {err}\n{}", server.server_log());
     let log = server.server_log();
     assert_eq!(
@@ -377,14 +360,9 @@ fn https_routes_get_acme_certificates_kept_across_restarts_and_failures_fall_bac
 
 #[test]
 fn an_unreachable_acme_server_leaves_the_local_ca_and_says_why() {
-    let https_port = free_port();
-    let listen = format!("127.0.0.1:{https_port}");
     // Nothing listens there.
     let directory = format!("https://127.0.0.1:{}/dir", free_port());
-    let mut server = Server::start_with(&[
-        ("SLIPWAY_HTTPS_LISTEN", &listen),
-        ("SLIPWAY_ACME_DIRECTORY", &directory),
-    ]);
+    let (mut server, https_port) = Server::start_https(&[("SLIPWAY_ACME_DIRECTORY", &directory)]);
     // The console's host is ordered at start: fails, said with the host and the server,
     // and retried.
     wait_for_log(
@@ -399,22 +377,14 @@ fn an_unreachable_acme_server_leaves_the_local_ca_and_says_why() {
         Duration::from_secs(30),
     );
     let local_ca = server.data.join("ca").join("ca.pem");
-    let o = run(Command::new("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "10",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--cacert",
-        ])
-        .arg(&local_ca)
-        .arg("--resolve")
-        .arg(format!("console.localhost:{https_port}:127.0.0.1"))
-        .arg(format!("https://console.localhost:{https_port}/")));
-    assert!(o.status.success(), "local CA served: {}", text(&o));
+    let (ok, out, err) = curl_https(
+        https_port,
+        "console.localhost",
+        "/",
+        &local_ca,
+        &["-o", "/dev/null", "-w", "%{http_code}"],
+    );
+    assert!(ok, "local CA served: {out}{err}");
     assert!(server.running());
 
     // Flags that cannot work are refused at start.

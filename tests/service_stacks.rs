@@ -12,8 +12,10 @@ use slipway_e2e::{cached_stack, run, slipway_bin, text, App, Server};
 
 /// The app: `/set/REL/VALUE` and `/get/REL` on the Redis of relationship REL (RESP over a
 /// socket to the relationship's host and port).
-const APP_SERVER: &str = r#"import base64, http.server, json, os, socket
-rels = json.loads(base64.b64decode(os.environ["PLATFORM_RELATIONSHIPS"]))
+const APP_SERVER: &str = slipway_e2e::py_app!(
+    concat!(
+        slipway_e2e::py_relationships!(),
+        r#"import socket
 def redis(rel, *args):
     c = rels[rel][0]
     s = socket.create_connection((c["host"], c["port"]), timeout=5)
@@ -25,10 +27,9 @@ def redis(rel, *args):
     if lines[0] == "$-1":
         return "(nil)"
     return lines[1] if lines[0].startswith("$") else lines[0].lstrip(":+")
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        parts = self.path.strip("/").split("/")
+"#
+    ),
+    r#"        parts = self.path.strip("/").split("/")
         if parts[0] == "set":
             body = redis(parts[1], "SET", "k", parts[2])
         elif parts[0] == "get":
@@ -36,14 +37,8 @@ class H(http.server.BaseHTTPRequestHandler):
         else:
             body = "%s:%d" % (rels["cache"][0]["ip"], rels["cache"][0]["port"])
         body = body.encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#;
+"#
+);
 
 fn app_yaml(relationships: &[&str]) -> String {
     let rels: String = relationships

@@ -14,12 +14,9 @@ use slipway_e2e::{run, text, App, Server};
 
 /// Writes one file per mount (`/write`, the uploads one readable by its owner only), then
 /// reads, appends to and adds a file in each (`/check`); every start appends to `starts.txt`.
-const SERVER_PY: &str = r#"import http.server, os
-MOUNTS = ["uploads", "shared", "scratch"]
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        out = []
+const SERVER_PY: &str = slipway_e2e::py_app!(
+    "MOUNTS = [\"uploads\", \"shared\", \"scratch\"]\n",
+    r#"        out = []
         for m in MOUNTS:
             p = "/app/%s/kept.txt" % m
             try:
@@ -42,14 +39,8 @@ class H(http.server.BaseHTTPRequestHandler):
             except OSError as e:
                 out.append("%s FAILED %s" % (m, e))
         body = ("\n".join(out) + "\n").encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#;
+"#
+);
 
 /// The build hook reports what an earlier build left in `/cache`, then adds to it (a file
 /// only its owner may read or write).

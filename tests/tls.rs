@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use slipway_e2e::{free_port, run, text, App, Server};
+use slipway_e2e::{curl_https, free_port, run, text, App, Server};
 
 /// The app: answers with the `X-Forwarded-Proto` it got (`/routes`: the URLs of its
 /// `PLATFORM_ROUTES`).
@@ -24,28 +24,12 @@ const PROTO_SERVER: &str = slipway_e2e::py_app!(
 
 const HOST: &str = "main.tls.localhost";
 
-/// `curl` over HTTPS to `HOST` on the server's HTTPS port, trusting `ca`:
-/// (success, "HTTP_VERSION STATUS BODY", stderr).
-fn curl_https(port: u16, host: &str, ca: &Path) -> (bool, String, String) {
-    let o = run(Command::new("curl")
-        .args(["-sS", "--max-time", "10", "--http2", "--cacert"])
-        .arg(ca)
-        .arg("--resolve")
-        .arg(format!("{host}:{port}:127.0.0.1"))
-        .args(["-w", " %{http_version} %{http_code}"])
-        .arg(format!("https://{host}:{port}/")));
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).to_string(),
-        String::from_utf8_lossy(&o.stderr).to_string(),
-    )
-}
+/// `curl_https` arguments: over h2, the HTTP version and status written after the body.
+const H2: &[&str] = &["--http2", "-w", " %{http_version} %{http_code}"];
 
 #[test]
 fn https_routes_are_served_with_the_local_ca_h2_and_a_redirect() {
-    let https_port = free_port();
-    let listen = format!("127.0.0.1:{https_port}");
-    let server = Server::start_with(&[("SLIPWAY_HTTPS_LISTEN", &listen)]);
+    let (server, https_port) = Server::start_https(&[]);
     // The CA is made on first start and its path printed.
     let ca = server.data.join("ca").join("ca.pem");
     let log = server.server_log();
@@ -74,33 +58,28 @@ fn https_routes_are_served_with_the_local_ca_h2_and_a_redirect() {
     assert!(o.status.success(), "push: {}", text(&o));
 
     // HTTPS with the printed CA: the app, over h2, told it was https.
-    let (ok, out, err) = curl_https(https_port, HOST, &ca);
+    let (ok, out, err) = curl_https(https_port, HOST, "/", &ca, H2);
     assert!(ok, "curl https: {out} {err}\n{}", server.server_log());
     assert_eq!(out, "proto=https 2 200");
 
     // The app's PLATFORM_ROUTES has the https:// route at its HTTPS URL.
-    let o = run(Command::new("curl")
-        .args(["-sS", "--max-time", "10", "--cacert"])
-        .arg(&ca)
-        .arg("--resolve")
-        .arg(format!("{HOST}:{https_port}:127.0.0.1"))
-        .arg(format!("https://{HOST}:{https_port}/routes")));
+    let (_, out, err) = curl_https(https_port, HOST, "/routes", &ca, &[]);
     // (The http:// redirect of the same host and path shares its key: the https:// one is kept.)
     assert_eq!(
-        text(&o),
+        format!("{out}{err}"),
         format!("https://{HOST}:{https_port}/"),
         "PLATFORM_ROUTES"
     );
 
     // HTTP/1.1 over TLS too (ALPN http/1.1).
-    let o = run(Command::new("curl")
-        .args(["-sS", "--max-time", "10", "--http1.1", "--cacert"])
-        .arg(&ca)
-        .arg("--resolve")
-        .arg(format!("{HOST}:{https_port}:127.0.0.1"))
-        .args(["-w", " %{http_version} %{http_code}"])
-        .arg(format!("https://{HOST}:{https_port}/")));
-    assert_eq!(text(&o), "proto=https 1.1 200");
+    let (_, out, err) = curl_https(
+        https_port,
+        HOST,
+        "/",
+        &ca,
+        &["--http1.1", "-w", " %{http_version} %{http_code}"],
+    );
+    assert_eq!(format!("{out}{err}"), "proto=https 1.1 200");
 
     // Plain HTTP: the http:// route redirects to https:// with the HTTPS port.
     let o = run(Command::new("curl")
@@ -115,7 +94,7 @@ fn https_routes_are_served_with_the_local_ca_h2_and_a_redirect() {
     );
 
     // A host no route knows gets no certificate (nothing issued for arbitrary names).
-    let (ok, out, _) = curl_https(https_port, "evil.localhost", &ca);
+    let (ok, out, _) = curl_https(https_port, "evil.localhost", "/", &ca, H2);
     assert!(!ok, "handshake for an unknown host refused: {out}");
     assert!(!server
         .data
@@ -128,7 +107,7 @@ fn https_routes_are_served_with_the_local_ca_h2_and_a_redirect() {
     std::fs::write(certs.join(format!("{HOST}.pem")), "not a certificate").expect("pem");
     std::fs::write(certs.join(format!("{HOST}.key")), "not a key").expect("key");
     std::thread::sleep(Duration::from_millis(2500));
-    let (ok, out, err) = curl_https(https_port, HOST, &ca);
+    let (ok, out, err) = curl_https(https_port, HOST, "/", &ca, H2);
     assert!(
         ok && out == "proto=https 2 200",
         "still served: {out} {err}"
@@ -167,7 +146,7 @@ fn https_routes_are_served_with_the_local_ca_h2_and_a_redirect() {
     std::fs::copy(own.join("cert.pem"), certs.join(format!("{HOST}.pem"))).expect("cert");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (ok, out, err) = curl_https(https_port, HOST, &own.join("cert.pem"));
+        let (ok, out, err) = curl_https(https_port, HOST, "/", &own.join("cert.pem"), H2);
         if ok {
             assert_eq!(out, "proto=https 2 200");
             break;
@@ -179,7 +158,7 @@ fn https_routes_are_served_with_the_local_ca_h2_and_a_redirect() {
         std::thread::sleep(Duration::from_millis(300));
     }
     // And the local CA's certificate is no longer what this host presents.
-    let (ok, _, _) = curl_https(https_port, HOST, &ca);
+    let (ok, _, _) = curl_https(https_port, HOST, "/", &ca, H2);
     assert!(!ok, "the host now presents the dropped certificate");
 }
 
@@ -224,9 +203,7 @@ fn heads_over_https(port: u16, ca: &Path, args: &[&str], urls: &[&str]) -> Strin
 
 #[test]
 fn hsts_is_sent_on_https_answers_only_and_the_url_says_https() {
-    let https_port = free_port();
-    let listen = format!("127.0.0.1:{https_port}");
-    let server = Server::start_with(&[("SLIPWAY_HTTPS_LISTEN", &listen)]);
+    let (server, https_port) = Server::start_https(&[]);
     let ca = server.data.join("ca").join("ca.pem");
     let app = App::demo(server.dir.path(), "hsts-app");
     app.write("server.py", URL_SERVER);
@@ -244,13 +221,8 @@ fn hsts_is_sent_on_https_answers_only_and_the_url_says_https() {
         "{}",
         text(&o)
     );
-    let o = run(Command::new("curl")
-        .args(["-sS", "--max-time", "10", "--cacert"])
-        .arg(&ca)
-        .arg("--resolve")
-        .arg(format!("{HOST}:{https_port}:127.0.0.1"))
-        .arg(format!("{url}url")));
-    assert_eq!(text(&o), url, "SLIPWAY_URL");
+    let (_, out, err) = curl_https(https_port, HOST, "/url", &ca, &[]);
+    assert_eq!(format!("{out}{err}"), url, "SLIPWAY_URL");
 
     let hsts = "strict-transport-security: max-age=31536000; includesubdomains\r\n";
     // Over h2, and over HTTP/1.1 for two requests on one kept-alive connection.
@@ -325,11 +297,9 @@ fn log_format_json_writes_one_object_a_line() {
 
 /// The app: `/ws` switches protocols and echoes what it gets; anything else answers
 /// `release-VERSION`.
-const WS_SERVER: &str = r#"import http.server, os
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        if self.path == "/ws":
+const WS_SERVER: &str = slipway_e2e::py_app!(
+    "",
+    r#"        if self.path == "/ws":
             self.send_response(101)
             self.send_header("Upgrade", "websocket")
             self.send_header("Connection", "Upgrade")
@@ -343,14 +313,8 @@ class H(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             return
         body = ("release-" + open("VERSION").read().strip()).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#;
+"#
+);
 
 /// A client that upgrades `/ws` over TLS (ALPN http/1.1), prints the status line, then
 /// sends `ping-over-tls` and prints what comes back.
@@ -381,9 +345,7 @@ print(got.decode())
 
 #[test]
 fn a_websocket_upgrade_and_a_switch_hold_over_tls() {
-    let https_port = free_port();
-    let listen = format!("127.0.0.1:{https_port}");
-    let server = Server::start_with(&[("SLIPWAY_HTTPS_LISTEN", &listen)]);
+    let (server, https_port) = Server::start_https(&[]);
     let ca = server.data.join("ca").join("ca.pem");
     let app = App::demo(server.dir.path(), "ws-app");
     app.write("server.py", WS_SERVER);
@@ -417,7 +379,7 @@ fn a_websocket_upgrade_and_a_switch_hold_over_tls() {
         std::thread::spawn(move || {
             let mut answers = Vec::new();
             while asking.load(std::sync::atomic::Ordering::Relaxed) {
-                let (ok, out, err) = curl_https(https_port, HOST, &ca);
+                let (ok, out, err) = curl_https(https_port, HOST, "/", &ca, H2);
                 answers.push(if ok { out } else { err });
             }
             answers
@@ -427,7 +389,7 @@ fn a_websocket_upgrade_and_a_switch_hold_over_tls() {
     app.commit("v2");
     let o = server.git(&app.dir, &["push", &server.remote("tls"), "main"]);
     assert!(o.status.success(), "push v2: {}", text(&o));
-    let (ok, out, _) = curl_https(https_port, HOST, &ca);
+    let (ok, out, _) = curl_https(https_port, HOST, "/", &ca, H2);
     assert!(ok && out == "release-2 2 200", "v2 live over TLS: {out}");
     asking.store(false, std::sync::atomic::Ordering::Relaxed);
     let answers = answers.join().expect("asking thread");
@@ -455,14 +417,10 @@ fn listening_sockets(port: u16) -> usize {
 
 #[test]
 fn https_and_metrics_sockets_are_handed_over_by_serve_upgrade_and_no_request_fails() {
-    let https_port = free_port();
     let metrics_port = free_port();
-    let https_listen = format!("127.0.0.1:{https_port}");
     let metrics_listen = format!("127.0.0.1:{metrics_port}");
-    let mut server = Server::start_with(&[
-        ("SLIPWAY_HTTPS_LISTEN", &https_listen),
-        ("SLIPWAY_METRICS_LISTEN", &metrics_listen),
-    ]);
+    let (mut server, https_port) =
+        Server::start_https(&[("SLIPWAY_METRICS_LISTEN", &metrics_listen)]);
     let ca = server.data.join("ca").join("ca.pem");
     let app = App::demo(server.dir.path(), "up-app");
     app.write("server.py", PROTO_SERVER);
@@ -473,7 +431,10 @@ fn https_and_metrics_sockets_are_handed_over_by_serve_upgrade_and_no_request_fai
     app.commit("https");
     let o = server.git(&app.dir, &["push", &server.remote("tls"), "main"]);
     assert!(o.status.success(), "push: {}", text(&o));
-    assert_eq!(curl_https(https_port, HOST, &ca).1, "proto=https 2 200");
+    assert_eq!(
+        curl_https(https_port, HOST, "/", &ca, H2).1,
+        "proto=https 2 200"
+    );
     assert_eq!(listening_sockets(https_port), 1);
     assert_eq!(listening_sockets(metrics_port), 1);
 
@@ -486,7 +447,7 @@ fn https_and_metrics_sockets_are_handed_over_by_serve_upgrade_and_no_request_fai
             std::thread::spawn(move || {
                 let mut answers = Vec::new();
                 while asking.load(std::sync::atomic::Ordering::Relaxed) {
-                    let (ok, out, err) = curl_https(https_port, HOST, &ca);
+                    let (ok, out, err) = curl_https(https_port, HOST, "/", &ca, H2);
                     answers.push(if ok { out } else { err });
                 }
                 answers
@@ -509,7 +470,7 @@ fn https_and_metrics_sockets_are_handed_over_by_serve_upgrade_and_no_request_fai
             "the metrics socket was not handed over\n{}",
             s.server_log()
         );
-        let (ok, out, err) = curl_https(https_port, HOST, &ca);
+        let (ok, out, err) = curl_https(https_port, HOST, "/", &ca, H2);
         assert!(
             ok,
             "https while the old server drains: {out} {err}\n{}",
@@ -550,7 +511,10 @@ fn https_and_metrics_sockets_are_handed_over_by_serve_upgrade_and_no_request_fai
         "{} HTTPS requests during the upgrade, 0 failed",
         answers.len()
     );
-    assert_eq!(curl_https(https_port, HOST, &ca).1, "proto=https 2 200");
+    assert_eq!(
+        curl_https(https_port, HOST, "/", &ca, H2).1,
+        "proto=https 2 200"
+    );
     assert_eq!(listening_sockets(https_port), 1);
     assert_eq!(listening_sockets(metrics_port), 1);
 }

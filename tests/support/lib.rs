@@ -1027,6 +1027,42 @@ impl Server {
     }
 }
 
+/// `curl` over HTTPS to `https://HOST:PORT{path}`, `host` resolved to 127.0.0.1 and only
+/// `ca` trusted, with `args` before the URL (`--http2`, `-w FORMAT`, ...): (success, stdout,
+/// stderr).
+pub fn curl_https(
+    port: u16,
+    host: &str,
+    path: &str,
+    ca: &Path,
+    args: &[&str],
+) -> (bool, String, String) {
+    let o = run(Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(ca)
+        .arg("--resolve")
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .args(args)
+        .arg(format!("https://{host}:{port}{path}")));
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).to_string(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    )
+}
+
+impl Server {
+    /// A server that also serves HTTPS (`SLIPWAY_HTTPS_LISTEN` on a free port, certificates
+    /// of its local CA, `DATA/ca/ca.pem`), with `env` besides; returns it and the HTTPS port.
+    pub fn start_https(env: &[(&str, &str)]) -> (Server, u16) {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut all = vec![("SLIPWAY_HTTPS_LISTEN", listen.as_str())];
+        all.extend_from_slice(env);
+        (Server::start_with(&all), port)
+    }
+}
+
 /// One raw HTTP request to the router on 127.0.0.1:`port` (bytes as given, no
 /// normalization), read to the end; (status, head, body).
 pub fn raw_http(port: u16, request: &str) -> (u16, String, Vec<u8>) {
