@@ -10,7 +10,12 @@
 //! test server runs with no `SLIPWAY_BUILD_EGRESS_ALLOW`: the well-known registries pass by
 //! name out of the box, as a user pushing a template expects.
 
-use slipway_e2e::{dechunk, header_field, http_request, raw_http, text, Server};
+use std::process::Command;
+
+use slipway_e2e::{
+    cached_stack, dechunk, header_field, http_request, raw_http, run, slipway_bin, text, App,
+    Server,
+};
 
 /// A test server with the default build egress (package registries by name).
 fn server() -> Server {
@@ -533,5 +538,75 @@ fn express_with_mariadb_and_platformsh_config() {
     assert!(
         status == 301 || status == 302,
         "www redirects: {status}\n{head}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// A template's first push on a new server: its database's stack is built during the push
+// (minutes), and the push output shows that build as it does an app's stack's, instead of
+// minutes of silence after `service db: ... new`.
+
+/// The demo app with a Redis relationship (a template's database, on a stack of its own).
+const WITH_REDIS_APP: &str = "name: hello\ntype: python:3.11\nrelationships:\n  rediscache: \"cache:redis\"\nhooks:\n  build: |\n    set -e\n    echo \"built-$(cat VERSION)\" > build.txt\nweb:\n  commands:\n    start: python3 server.py\n";
+
+#[test]
+fn a_first_push_shows_the_build_of_its_services_stack() {
+    // The server's stacks: the app's python:3.11 (imported from the shared build), no
+    // redis:7.0. Its Debian mirror does not answer, so the redis stack's build fails fast
+    // after its first steps; the push shows them, then the failure, and moves nothing.
+    let shared = cached_stack("python:3.11");
+    let work = tempfile::tempdir().unwrap();
+    let stacks = work.path().join("stacks");
+    let o = run(Command::new(slipway_bin())
+        .args(["stack", "import", "python:3.11"])
+        .arg(format!(
+            "{}:stack-python-3.11",
+            shared.join("archive").display()
+        ))
+        .arg("--data-dir")
+        .arg(&stacks));
+    assert!(o.status.success(), "stack import: {}", text(&o));
+    let server = Server::start_with(&[
+        ("SLIPWAY_STACKS_DIR", &stacks.to_string_lossy()),
+        ("SLIPWAY_DEBIAN_MIRROR", "http://127.0.0.1:1/"),
+        ("SLIPWAY_DEBIAN_SECURITY_MIRROR", "none"),
+    ]);
+    let app = App::demo(server.dir.path(), "app");
+    app.write(".platform.app.yaml", WITH_REDIS_APP);
+    app.write(".platform/services.yaml", "cache:\n  type: redis:7.0\n");
+    app.commit("with redis");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("remote: -----> build hello: built"),
+        "the app builds on its stack first:\n{out}\n{}",
+        server.server_log()
+    );
+    let build = out
+        .find("remote: -----> stack redis:7.0: building stack redis:7.0 from Debian bookworm")
+        .unwrap_or_else(|| panic!("the push does not show the redis stack's build:\n{out}"));
+    let service = out
+        .find("service cache: 512 MB disk, new")
+        .unwrap_or_else(|| panic!("no services phase:\n{out}"));
+    assert!(
+        service < build,
+        "the build is shown in the services phase:\n{out}"
+    );
+    for want in [
+        "remote: -----> stack redis:7.0: running apt-get update...",
+        "remote: -----> stack redis:7.0: failed: building stack redis:7.0: mmdebstrap failed: ",
+    ] {
+        assert!(out.contains(want), "push output lacks {want:?}:\n{out}");
+    }
+    let o = server.git(
+        &app.dir,
+        &["ls-remote", &server.remote("demo"), "refs/heads/main"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "",
+        "the branch moved"
     );
 }

@@ -203,9 +203,13 @@ fn free_address(taken: &[ServiceRecord]) -> Option<Ipv4Addr> {
 }
 
 /// The stack a service runs on, unpacked (built first when missing: it is in the catalog).
+/// A build, or a wait for another process's build of it, is told to `out` as the apps'
+/// stacks are (`-----> stack postgresql:17: ...`, then `ready`), so the first push of a
+/// service on a new server is not minutes of silence; an unpacked stack says nothing.
 async fn stack_root(
     platform: &Arc<Platform>,
     stack: &'static slipway_stack::Stack,
+    out: Option<&Output>,
 ) -> Result<PathBuf, String> {
     let store = platform
         .stack_store()
@@ -217,11 +221,31 @@ async fn stack_root(
         .as_ref()
         .map(|s| s.build.clone())
         .unwrap_or_default();
-    tokio::task::spawn_blocking(move || store.ensure(stack, &options, &mut |_| {}))
-        .await
-        .map_err(|e| e.to_string())?
-        .map(|(_, root)| root)
-        .map_err(|e| e.to_string())
+    let phase = format!("stack {}", stack.type_name());
+    let started = Instant::now();
+    let progress = out.cloned().map(|o| (o, phase.clone()));
+    let (root, said) = tokio::task::spawn_blocking(move || {
+        let mut said = false;
+        let ensured = store.ensure(stack, &options, &mut |line| {
+            if let Some((o, phase)) = &progress {
+                o.phase(phase, line);
+                said = true;
+            }
+        });
+        ensured.map(|(_, root)| (root, said))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| {
+        if let Some(o) = out {
+            o.phase(&phase, &format!("failed: {e}"));
+        }
+        e.to_string()
+    })?;
+    if let (Some(o), true) = (out, said) {
+        o.phase_done(&phase, "ready", started);
+    }
+    Ok(root)
 }
 
 /// Start the container of `record` on its volume (made by [`data::prepare`]; mounted here
@@ -232,6 +256,16 @@ pub async fn start(
     platform: &Arc<Platform>,
     record: &ServiceRecord,
     netns: &str,
+) -> Result<(), String> {
+    start_telling(platform, record, netns, None).await
+}
+
+/// [`start`], telling `out` (a push's output) about a build of the service's stack.
+async fn start_telling(
+    platform: &Arc<Platform>,
+    record: &ServiceRecord,
+    netns: &str,
+    out: Option<&Output>,
 ) -> Result<(), String> {
     let (project, env, name) = (&record.project, &record.environment, &record.name);
     let run_as = crate::isolation::run_as(project);
@@ -244,7 +278,7 @@ pub async fn start(
     let on = stack::of_record(record)?;
     let recipe = recipe::recipe(record, on.language, on.version)
         .ok_or_else(|| format!("service type {} has no recipe", record.service_type))?;
-    let root = stack_root(platform, on).await?;
+    let root = stack_root(platform, on, out).await?;
     run_as.own_tree(&dir).map_err(|e| e.to_string())?;
     let log = log_path(platform, project, env, name);
     let id = container_id(project, env, name);
@@ -572,7 +606,9 @@ pub async fn converge(
                 }
                 continue;
             }
-            start(platform, &record, netns).await.map_err(fail)?;
+            start_telling(platform, &record, netns, Some(out))
+                .await
+                .map_err(fail)?;
             wait_ready(platform, &record, ready_timeout(&record.service_type))
                 .await
                 .map_err(|m| {
