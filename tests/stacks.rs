@@ -71,6 +71,32 @@ fn stack_ls_shows_what_is_available_and_what_is_built() {
         "rebuilt: {}",
         text(&out)
     );
+
+    // With `--stacks-dir` (or SLIPWAY_STACKS_DIR), as `serve` is given its stacks, ls and
+    // build use that folder and never the data dir: the stack is built there already.
+    let work = tempfile::tempdir().unwrap();
+    let elsewhere = work.path().join("data");
+    let stacks_dir = data.display().to_string();
+    let out = slipway(&["stack", "ls", "--stacks-dir", &stacks_dir], &elsewhere);
+    assert!(
+        text(&out).contains("\npython:3.11\tbookworm\tbuilt\t"),
+        "{}",
+        text(&out)
+    );
+    let out = run(Command::new(slipway_bin())
+        .args(["stack", "build", "python:3.11", "--data-dir"])
+        .arg(&elsewhere)
+        .env("SLIPWAY_STACKS_DIR", &data));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !text(&out).contains("mmdebstrap"),
+        "rebuilt: {}",
+        text(&out)
+    );
+    // The same stack, unpacked in the same folder, as a build in that folder prints.
+    let here = slipway(&["stack", "build", "python:3.11"], &data);
+    assert_eq!(out.stdout, here.stdout);
+    assert!(!elsewhere.exists(), "the data dir was used");
 }
 
 #[test]
@@ -354,8 +380,23 @@ fn stack_import_of_a_version_the_catalog_lacks_is_accepted_and_run() {
     let ls = text(&slipway(&["stack", "ls"], &data));
     assert!(!ls.contains("python:3.12"), "{ls}");
 
-    let out = slipway(&["stack", "import", "python:3.12", &image], &data);
+    // Imported into the server's stacks folder (`--stacks-dir`, as `serve` is given it),
+    // never into the data dir.
+    let admin = work.path().join("admin");
+    let stacks_dir = data.display().to_string();
+    let out = slipway(
+        &[
+            "stack",
+            "import",
+            "python:3.12",
+            &image,
+            "--stacks-dir",
+            &stacks_dir,
+        ],
+        &admin,
+    );
     assert!(out.status.success(), "{}", text(&out));
+    assert!(!admin.exists(), "imported into the data dir");
     let ls = text(&slipway(&["stack", "ls"], &data));
     assert!(
         ls.contains(&format!(
