@@ -1178,3 +1178,57 @@ fn a_native_addon_from_npm_compiles_with_node_gyp_against_the_stacks_headers_and
     let (_, body) = server.get("main.native.localhost", "/").expect("answers");
     assert_eq!(body.trim(), "true false $2b$", "{body}");
 }
+
+// Image resizing with sharp (issue 13), as the strapi, directus and gatsby templates need:
+// sharp 0.33 and later install prebuilt libvips from the npm registry
+// (`@img/sharp-libvips-linux-x64`), which builds reach.
+
+/// An app whose dependency is sharp 0.33.
+const SHARP_PACKAGE: &str = r#"{
+  "name": "sharp-shape",
+  "version": "1.0.0",
+  "private": true,
+  "dependencies": {
+    "sharp": "0.33.5"
+  }
+}
+"#;
+
+/// Makes a 64x48 PNG and resizes it to 16 pixels wide at each request; answers
+/// `FORMAT WIDTHxHEIGHT LIBVIPS_VERSION`.
+const SHARP_SERVER: &str = r#"const http = require("http");
+const sharp = require("sharp");
+http.createServer(async (req, res) => {
+  const png = await sharp({ create: { width: 64, height: 48, channels: 3, background: { r: 51, g: 102, b: 255 } } }).png().toBuffer();
+  const { info } = await sharp(png).resize(16).toBuffer({ resolveWithObject: true });
+  const body = `${info.format} ${info.width}x${info.height} ${sharp.versions.vips}\n`;
+  res.writeHead(200, { "Content-Type": "text/plain", "Content-Length": Buffer.byteLength(body) });
+  res.end(body);
+}).listen(Number(process.env.PORT), "127.0.0.1");
+"#;
+
+#[test]
+fn a_sharp_app_installs_prebuilt_libvips_from_the_npm_registry_and_resizes_an_image() {
+    cached_stack("nodejs:22");
+    let server = Server::start();
+    let app = app_of(
+        &server,
+        "sharp-app",
+        &[
+            (
+                ".platform.app.yaml",
+                "name: app\ntype: 'nodejs:22'\nweb:\n    commands:\n        start: node server.js\n",
+            ),
+            ("package.json", SHARP_PACKAGE),
+            ("server.js", SHARP_SERVER),
+        ],
+    );
+    let out = push(&server, &app, "sharp");
+    let slug = slug_of(&server, &out, "app");
+    assert!(slug
+        .join("node_modules/@img/sharp-libvips-linux-x64/package.json")
+        .is_file());
+    let (code, body) = server.get("main.sharp.localhost", "/").expect("answers");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.starts_with("png 16x12 8."), "{body}");
+}

@@ -71,6 +71,32 @@ fn stack_ls_shows_what_is_available_and_what_is_built() {
         "rebuilt: {}",
         text(&out)
     );
+
+    // With `--stacks-dir` (or SLIPWAY_STACKS_DIR), as `serve` is given its stacks, ls and
+    // build use that folder and never the data dir: the stack is built there already.
+    let work = tempfile::tempdir().unwrap();
+    let elsewhere = work.path().join("data");
+    let stacks_dir = data.display().to_string();
+    let out = slipway(&["stack", "ls", "--stacks-dir", &stacks_dir], &elsewhere);
+    assert!(
+        text(&out).contains("\npython:3.11\tbookworm\tbuilt\t"),
+        "{}",
+        text(&out)
+    );
+    let out = run(Command::new(slipway_bin())
+        .args(["stack", "build", "python:3.11", "--data-dir"])
+        .arg(&elsewhere)
+        .env("SLIPWAY_STACKS_DIR", &data));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !text(&out).contains("mmdebstrap"),
+        "rebuilt: {}",
+        text(&out)
+    );
+    // The same stack, unpacked in the same folder, as a build in that folder prints.
+    let here = slipway(&["stack", "build", "python:3.11"], &data);
+    assert_eq!(out.stdout, here.stdout);
+    assert!(!elsewhere.exists(), "the data dir was used");
 }
 
 #[test]
@@ -354,8 +380,23 @@ fn stack_import_of_a_version_the_catalog_lacks_is_accepted_and_run() {
     let ls = text(&slipway(&["stack", "ls"], &data));
     assert!(!ls.contains("python:3.12"), "{ls}");
 
-    let out = slipway(&["stack", "import", "python:3.12", &image], &data);
+    // Imported into the server's stacks folder (`--stacks-dir`, as `serve` is given it),
+    // never into the data dir.
+    let admin = work.path().join("admin");
+    let stacks_dir = data.display().to_string();
+    let out = slipway(
+        &[
+            "stack",
+            "import",
+            "python:3.12",
+            &image,
+            "--stacks-dir",
+            &stacks_dir,
+        ],
+        &admin,
+    );
     assert!(out.status.success(), "{}", text(&out));
+    assert!(!admin.exists(), "imported into the data dir");
     let ls = text(&slipway(&["stack", "ls"], &data));
     assert!(
         ls.contains(&format!(
@@ -625,7 +666,7 @@ fn the_host_root_is_an_explicit_unsafe_opt_in_and_its_releases_never_run_on_a_st
 /// `platform-configs`: postgresql 12/13 run on postgresql:13, nodejs 18, golang 1.14/1.18 on
 /// golang:1.19, nodejs 16, python 3.8/3.9 on python:3.9), as `(stack, app name)`; the
 /// service is checked apart. Each is built on demand into the shared cache.
-const UNTESTED_STACKS: [(&str, &str); 4] = [
+const REAL_CONFIG_STACKS: [(&str, &str); 4] = [
     ("nodejs:18", "n18"),
     ("nodejs:16", "n16"),
     ("golang:1.19", "go"),
@@ -650,47 +691,42 @@ const PY_VERSION_SERVER: &str = slipway_e2e::py_app!(
 "#
 );
 
-/// PostgreSQL 13's `psql` in the `db` service's container of project `cover`.
-fn psql13(server: &Server, url: &str, sql: &str) -> String {
-    let o = run(Command::new("runc")
-        .arg("--root")
-        .arg(server.data.join("runtime/state"))
-        .args(["exec", "cover.main.db.service"])
-        .args(["/usr/lib/postgresql/13/bin/psql", "-tA", url, "-c", sql]));
-    assert!(o.status.success(), "psql {sql}: {}", text(&o));
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
+/// A Ruby server answering `RUBY_VERSION`.
+const RUBY_VERSION_SERVER: &str = r##"require "socket"
+server = TCPServer.new("127.0.0.1", Integer(ENV.fetch("PORT")))
+loop do
+  c = server.accept
+  while (l = c.gets) && l != "\r\n"
+  end
+  body = "#{RUBY_VERSION}\n"
+  c.write("HTTP/1.1 200 OK\r\nContent-Length: #{body.bytesize}\r\nConnection: close\r\n\r\n#{body}")
+  c.close
+end
+"##;
 
-/// Every app's answer: (app, body), asserting each answered 200.
-fn answers(server: &Server) -> Vec<(&'static str, String)> {
-    UNTESTED_STACKS
-        .iter()
-        .map(|(_, app)| {
-            let (code, body) = server
-                .get(&format!("{app}.main.cover.localhost"), "/")
-                .unwrap_or_else(|| panic!("{app} does not answer:\n{}", server.server_log()));
-            assert_eq!(code, 200, "{app}: {body}");
-            (*app, body.trim().to_string())
-        })
-        .collect()
-}
-
-/// The stacks real configs ask for that no other test builds: each built on demand (its
-/// time printed), an app on each answers with its runtime's version, and PostgreSQL 13
-/// keeps a row through a redeploy and a restart of every container.
-#[test]
-fn stacks_real_configs_ask_for_build_and_apps_and_postgresql_13_run_on_them() {
-    for (stack, _) in UNTESTED_STACKS {
-        cached_stack(stack);
+/// A Java server answering `java.version`.
+const JAVA_VERSION_SERVER: &str = r#"public class Version {
+    public static void main(String[] args) throws Exception {
+        int port = Integer.parseInt(System.getenv("PORT"));
+        var server = com.sun.net.httpserver.HttpServer.create(new java.net.InetSocketAddress("127.0.0.1", port), 0);
+        server.createContext("/", x -> {
+            byte[] body = (System.getProperty("java.version") + "\n").getBytes();
+            x.sendResponseHeaders(200, body.length);
+            x.getResponseBody().write(body);
+            x.close();
+        });
+        server.start();
     }
-    let stacks = cached_stack("postgresql:13");
-    let mut server = Server::start_with(&[("SLIPWAY_STACKS_DIR", &stacks.to_string_lossy())]);
-    let dir = server.dir.path().join("cover");
-    std::fs::create_dir_all(&dir).unwrap();
-    let app = App { dir };
+}
+"#;
+
+/// One app per `(stack, name)` in `app`'s tree (below `NAME/`), each answering its
+/// runtime's version on `http://NAME.{default}/`: the `applications:` and `routes:` of its
+/// config (a Python app gets relationship `database` to service `db`).
+fn version_apps(app: &App, stacks: &[(&str, &str)]) -> (String, String) {
     let mut config = String::from("applications:\n");
     let mut routes = String::from("routes:\n");
-    for (stack, name) in UNTESTED_STACKS {
+    for (stack, name) in stacks {
         let (start, build, files): (&str, &str, Vec<(&str, &str)>) = match stack.split(':').next() {
             Some("nodejs") => (
                 "node server.js",
@@ -704,6 +740,16 @@ fn stacks_real_configs_ask_for_build_and_apps_and_postgresql_13_run_on_them() {
                     ("go.mod", "module hello\n\ngo 1.19\n"),
                     ("main.go", GO_VERSION_SERVER),
                 ],
+            ),
+            Some("ruby") => (
+                "ruby server.rb",
+                "",
+                vec![("server.rb", RUBY_VERSION_SERVER)],
+            ),
+            Some("java") => (
+                "java -cp classes Version",
+                "    hooks:\n      build: javac -d classes Version.java\n",
+                vec![("Version.java", JAVA_VERSION_SERVER)],
             ),
             _ => (
                 "python3 server.py",
@@ -721,6 +767,52 @@ fn stacks_real_configs_ask_for_build_and_apps_and_postgresql_13_run_on_them() {
             app.write(&format!("{name}/{file}"), content);
         }
     }
+    (config, routes)
+}
+
+/// PostgreSQL 13's `psql` in the `db` service's container of project `cover`.
+fn psql13(server: &Server, url: &str, sql: &str) -> String {
+    let o = run(Command::new("runc")
+        .arg("--root")
+        .arg(server.data.join("runtime/state"))
+        .args(["exec", "cover.main.db.service"])
+        .args(["/usr/lib/postgresql/13/bin/psql", "-tA", url, "-c", sql]));
+    assert!(o.status.success(), "psql {sql}: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// Every app's answer in project `project`: (app, body), asserting each answered 200.
+fn answers<'a>(
+    server: &Server,
+    project: &str,
+    stacks: &[(&str, &'a str)],
+) -> Vec<(&'a str, String)> {
+    stacks
+        .iter()
+        .map(|(_, app)| {
+            let (code, body) = server
+                .get(&format!("{app}.main.{project}.localhost"), "/")
+                .unwrap_or_else(|| panic!("{app} does not answer:\n{}", server.server_log()));
+            assert_eq!(code, 200, "{app}: {body}");
+            (*app, body.trim().to_string())
+        })
+        .collect()
+}
+
+/// The stacks real configs ask for that no other test builds: each built on demand (its
+/// time printed), an app on each answers with its runtime's version, and PostgreSQL 13
+/// keeps a row through a redeploy and a restart of every container.
+#[test]
+fn stacks_real_configs_ask_for_build_and_apps_and_postgresql_13_run_on_them() {
+    for (stack, _) in REAL_CONFIG_STACKS {
+        cached_stack(stack);
+    }
+    let stacks = cached_stack("postgresql:13");
+    let mut server = Server::start_with(&[("SLIPWAY_STACKS_DIR", &stacks.to_string_lossy())]);
+    let dir = server.dir.path().join("cover");
+    std::fs::create_dir_all(&dir).unwrap();
+    let app = App { dir };
+    let (mut config, routes) = version_apps(&app, &REAL_CONFIG_STACKS);
     config.push_str("services:\n  db:\n    type: postgresql:13\n");
     config.push_str(&routes);
     app.write(".upsun/config.yaml", &config);
@@ -730,8 +822,8 @@ fn stacks_real_configs_ask_for_build_and_apps_and_postgresql_13_run_on_them() {
     let out = text(&o);
     assert!(o.status.success(), "push: {out}\n{}", server.server_log());
     let versions = |server: &Server| {
-        let got = answers(server);
-        for ((stack, _), (app, body)) in UNTESTED_STACKS.iter().zip(&got) {
+        let got = answers(server, "cover", &REAL_CONFIG_STACKS);
+        for ((stack, _), (app, body)) in REAL_CONFIG_STACKS.iter().zip(&got) {
             let want = match *stack {
                 "nodejs:18" => "v18.",
                 "nodejs:16" => "v16.20.2",
@@ -806,4 +898,143 @@ fn stack_check_resolves_a_stack_against_its_sources() {
     );
     let o = run(Command::new(slipway_bin()).args(["stack", "check", "pyhton:3.11"]));
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+}
+
+/// Build each of `stacks` (`(stack, app name)`) once per machine into the shared cache (its
+/// time printed), push one project `project` with an app on each, and return each app's
+/// answer: its runtime's version.
+fn versions_on(project: &str, stacks: &[(&str, &'static str)]) -> Vec<(&'static str, String)> {
+    for (stack, _) in stacks {
+        cached_stack(stack);
+    }
+    let server = Server::start();
+    let dir = server.dir.path().join(project);
+    std::fs::create_dir_all(&dir).unwrap();
+    let app = App { dir };
+    let (config, routes) = version_apps(&app, stacks);
+    app.write(".upsun/config.yaml", &format!("{config}{routes}"));
+    app.git_ok(&["init", "-q", "-b", "main"]);
+    app.commit("one app per stack");
+    let o = server.git(&app.dir, &["push", &server.remote(project), "main"]);
+    assert!(
+        o.status.success(),
+        "push: {}\n{}",
+        text(&o),
+        server.server_log()
+    );
+    answers(&server, project, stacks)
+}
+
+/// The Node.js stacks no other test builds (issue 13): 12, 14, 21 and 24 from the npm
+/// registry on bookworm, 20 Debian's on trixie; an app on each answers `process.version`.
+#[test]
+fn nodejs_12_14_20_21_and_24_build_and_their_apps_run_the_node_asked_for() {
+    let got = versions_on(
+        "nodes",
+        &[
+            ("nodejs:12", "n12"),
+            ("nodejs:14", "n14"),
+            ("nodejs:20", "n20"),
+            ("nodejs:21", "n21"),
+            ("nodejs:24", "n24"),
+        ],
+    );
+    let want = ["v12.22.12", "v14.21.3", "v20.", "v21.7.3", "v24.22.3"];
+    for ((app, body), want) in got.iter().zip(want) {
+        assert!(body.starts_with(want), "{app}: {body}");
+    }
+}
+
+/// Ruby 3.1 (bookworm), Java 17 (bookworm) and Java 25 (trixie), which no other test builds
+/// (issue 13): an app on each answers `RUBY_VERSION` or `java.version` (compiled by the
+/// build hook's `javac`).
+#[test]
+fn ruby_3_1_java_17_and_java_25_build_and_their_apps_run_the_version_asked_for() {
+    let got = versions_on(
+        "jvmruby",
+        &[("ruby:3.1", "rb31"), ("java:17", "j17"), ("java:25", "j25")],
+    );
+    let want = ["3.1.", "17.", "25"];
+    for ((app, body), want) in got.iter().zip(want) {
+        assert!(body.starts_with(want), "{app}: {body}");
+    }
+}
+
+/// A Node.js server answering, on `/`, the `valkey_version` of `INFO server` of its `cache`
+/// relationship.
+const VALKEY_INFO_SERVER: &str = r#"const http = require("http");
+const net = require("net");
+const rels = JSON.parse(Buffer.from(process.env.PLATFORM_RELATIONSHIPS, "base64").toString());
+http.createServer((req, res) => {
+  const { host, port } = rels.cache[0];
+  let got = "";
+  const c = net.connect(port, host, () => c.write("INFO server\r\n"));
+  c.on("data", (d) => {
+    got += d;
+    const m = got.match(/valkey_version:(\S+)/);
+    if (m) {
+      c.destroy();
+      res.end(m[1] + "\n");
+    }
+  });
+  c.on("end", () => res.end("no valkey_version in " + got + "\n"));
+  c.on("error", (e) => res.end("error " + e.message + "\n"));
+}).listen(Number(process.env.PORT), "127.0.0.1");
+"#;
+
+/// Valkey 8.1 (trixie), which no other test builds (issue 13): the service starts on its
+/// stack and an app reads the version from its `INFO server`.
+#[test]
+fn valkey_8_1_builds_and_an_app_reads_its_version_from_info_server() {
+    cached_stack("valkey:8.1");
+    let server = Server::start();
+    let dir = server.dir.path().join("kv");
+    std::fs::create_dir_all(&dir).unwrap();
+    let app = App { dir };
+    app.write(
+        ".platform.app.yaml",
+        "name: app\ntype: 'nodejs:22'\nrelationships:\n  cache: 'cache:valkey'\nweb:\n  commands:\n    start: node server.js\n",
+    );
+    app.write(".platform/services.yaml", "cache:\n  type: valkey:8.1\n");
+    app.write(
+        ".platform/routes.yaml",
+        "'http://{default}/': {type: upstream, upstream: 'app:http'}\n",
+    );
+    app.write("server.js", VALKEY_INFO_SERVER);
+    app.git_ok(&["init", "-q", "-b", "main"]);
+    app.commit("valkey");
+    let o = server.git(&app.dir, &["push", &server.remote("kv"), "main"]);
+    assert!(
+        o.status.success(),
+        "push: {}\n{}",
+        text(&o),
+        server.server_log()
+    );
+    let (code, body) = server.get("main.kv.localhost", "/").expect("answers");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.starts_with("8.1."), "{body}");
+}
+
+/// Every stack of the catalog is built and run by some test: its `TYPE:VERSION` is named in
+/// a test file of this folder.
+#[test]
+fn every_catalog_stack_is_built_by_some_test() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut sources = String::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        if entry.path().extension().is_some_and(|e| e == "rs") {
+            sources.push_str(&std::fs::read_to_string(entry.path()).unwrap());
+        }
+    }
+    sources.push_str(&slipway_e2e::TEST_STACKS.join("\n"));
+    let untested: Vec<String> = slipway_stack::CATALOG
+        .iter()
+        .map(|s| s.type_name())
+        .filter(|t| {
+            !(sources.contains(&format!("\"{t}\""))
+                || sources.contains(&format!("'{t}'"))
+                || sources.contains(&format!("type: {t}\\n")))
+        })
+        .collect();
+    assert!(untested.is_empty(), "built by no test: {untested:?}");
 }

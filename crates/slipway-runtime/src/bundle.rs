@@ -370,6 +370,8 @@ pub(crate) fn write_bundle(
         LinuxNamespaceType::Ipc,
         LinuxNamespaceType::Uts,
         LinuxNamespaceType::Mount,
+        // Its own cgroup as `/` in /proc/self/cgroup: the host's cgroup layout is not shown.
+        LinuxNamespaceType::Cgroup,
     ] {
         namespaces.push(
             LinuxNamespaceBuilder::default()

@@ -940,3 +940,28 @@ async fn a_pinned_bind_source_is_the_folder_resolved_at_pin_time() {
         "kept\n"
     );
 }
+
+/// A container has its own cgroup namespace: `/proc/self/cgroup` shows its cgroup as `/`
+/// in every hierarchy (v1 controllers and the v2 one alike), not the host's path to it;
+/// its `/sys/fs/cgroup` still shows its own limits.
+#[tokio::test]
+async fn a_container_sees_its_own_cgroup_as_the_root() {
+    if !can_run() {
+        return;
+    }
+    let f = fixture();
+    let mut s = spec(
+        &f,
+        &sh("cat /proc/self/cgroup; \
+            echo pids.max=$(cat /sys/fs/cgroup/pids/pids.max || cat /sys/fs/cgroup/pids.max)"),
+    );
+    s.limits.pids = 48;
+    let (r, lines) = run_lines(&f.rt, &s).await;
+    assert_eq!(r.unwrap(), 0, "{lines:?}");
+    let (limit, cgroups) = lines.split_last().expect("output");
+    assert_eq!(limit, "pids.max=48", "{lines:?}");
+    assert!(!cgroups.is_empty());
+    for l in cgroups {
+        assert!(l.ends_with(":/"), "a host cgroup path shows: {lines:?}");
+    }
+}

@@ -1,14 +1,17 @@
 //! Importing a stack from an OCI image layout (`skopeo copy ... oci:DIR:TAG` makes one):
 //! its layers, applied in order with their whiteouts, become the stack's one layer.
 
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use slipway_slug::Digest;
 
 use crate::build::WEB_UID;
 use crate::error::StackError;
+use crate::rootfs::{one_part, RootFs};
 
 /// A layer of the image being imported: its blob and how it is compressed.
 struct ImageLayer {
@@ -124,7 +127,11 @@ fn inside(path: &Path) -> Option<PathBuf> {
 
 /// Apply the layers of the image in `layout` to the empty folder `root`: whiteouts
 /// (`.wh.NAME`, `.wh..wh..opq`) remove what lower layers made; device nodes are skipped.
+/// Nothing outside `root` is ever written or removed: an entry whose folder is a link
+/// pointing out is refused (the `tar` crate checks the resolved folder), whiteouts and the
+/// files added afterwards go through [`RootFs`] (links resolved inside the root).
 pub(crate) fn flatten(layout: &Path, tag: Option<&str>, root: &Path) -> Result<(), StackError> {
+    let rootfs = RootFs::open(root, layout)?;
     for layer in image_layers(layout, tag)? {
         let mut tar = tar::Archive::new(layer_reader(layout, &layer)?);
         tar.set_preserve_permissions(true);
@@ -141,20 +148,17 @@ pub(crate) fn flatten(layout: &Path, tag: Option<&str>, root: &Path) -> Result<(
                 }
                 return Err(fail(format!("entry {} leaves the root", raw.display())));
             };
-            let name = rel.file_name().map(|n| n.to_string_lossy().to_string());
-            if let Some(name) = name.as_deref().and_then(|n| n.strip_prefix(".wh.")) {
-                let parent = rel
-                    .parent()
-                    .map(|p| root.join(p))
-                    .unwrap_or(root.to_path_buf());
-                if name == ".wh..opq" {
-                    if let Ok(rd) = fs::read_dir(&parent) {
-                        for e in rd.flatten() {
-                            remove(&e.path())?;
-                        }
-                    }
+            let name = rel.file_name().unwrap_or_default();
+            if let Some(name) = name.as_bytes().strip_prefix(b".wh.") {
+                let parent = rel.parent().unwrap_or(Path::new(""));
+                if name == b".wh..opq" {
+                    rootfs.empty(parent)?;
                 } else {
-                    remove(&parent.join(name))?;
+                    let name = OsStr::from_bytes(name);
+                    if !one_part(name) {
+                        return Err(fail(format!("whiteout {} names no file", raw.display())));
+                    }
+                    rootfs.remove(parent, name)?;
                 }
                 continue;
             }
@@ -174,13 +178,10 @@ pub(crate) fn flatten(layout: &Path, tag: Option<&str>, root: &Path) -> Result<(
     for dir in [
         "app", "cache", "tmp", "proc", "dev", "sys", "run", "etc", "home/web",
     ] {
-        fs::create_dir_all(root.join(dir)).map_err(StackError::io(root.join(dir)))?;
+        rootfs.make_folder(Path::new(dir))?;
     }
     for file in ["etc/hosts", "etc/resolv.conf"] {
-        let p = root.join(file);
-        if fs::symlink_metadata(&p).is_err() {
-            File::create(&p).map_err(StackError::io(&p))?;
-        }
+        rootfs.create_missing(Path::new(file))?;
     }
     for (file, line) in [
         (
@@ -189,16 +190,7 @@ pub(crate) fn flatten(layout: &Path, tag: Option<&str>, root: &Path) -> Result<(
         ),
         ("etc/group", format!("web:x:{WEB_UID}:\n")),
     ] {
-        let p = root.join(file);
-        let text = fs::read_to_string(&p).unwrap_or_default();
-        if !text.lines().any(|l| l.starts_with("web:")) {
-            let sep = if text.is_empty() || text.ends_with('\n') {
-                ""
-            } else {
-                "\n"
-            };
-            fs::write(&p, format!("{text}{sep}{line}")).map_err(StackError::io(&p))?;
-        }
+        rootfs.append_unless(Path::new(file), "web:", &line)?;
     }
     Ok(())
 }
@@ -250,15 +242,6 @@ fn with_causes(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     text
-}
-
-fn remove(path: &Path) -> Result<(), StackError> {
-    let r = match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
-        Ok(_) => fs::remove_file(path),
-        Err(_) => return Ok(()),
-    };
-    r.map_err(StackError::io(path))
 }
 
 /// The tar stream of folder `root` (entries relative to it, symlinks kept, owners and

@@ -18,6 +18,7 @@ mod error;
 mod import;
 pub mod imported;
 pub mod resolve;
+mod rootfs;
 mod store;
 mod unpack;
 

@@ -34,9 +34,9 @@ fn blob(layout: &Path, bytes: &[u8]) -> String {
     format!("sha256:{hex}")
 }
 
-/// An OCI image layout at `layout` with one gzip layer holding `entries` (name, data; a
-/// name ending in `/` is a folder), tagged `img`. Returns the layer's digest.
-fn image(layout: &Path, entries: &[(&[u8], &[u8])]) -> String {
+/// A layer's tar: `entries` (name, data; a name ending in `/` is a folder), then `links`
+/// (name, target) as symbolic links.
+fn layer(entries: &[(&[u8], &[u8])], links: &[(&str, &str)]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (name, data) in entries {
         let kind = if name.ends_with(b"/") {
@@ -46,11 +46,38 @@ fn image(layout: &Path, entries: &[(&[u8], &[u8])]) -> String {
         };
         entry(&mut b, name, kind, data);
     }
-    let tar = b.into_inner().unwrap();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(&tar).unwrap();
-    let gz = gz.finish().unwrap();
-    let layer = blob(layout, &gz);
+    for (name, target) in links {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        b.append_link(&mut h, name, target).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// An OCI image layout at `layout` with one gzip layer holding `entries` (name, data; a
+/// name ending in `/` is a folder), tagged `img`. Returns the layer's digest.
+fn image(layout: &Path, entries: &[(&[u8], &[u8])]) -> String {
+    layered_image(layout, &[layer(entries, &[])]).remove(0)
+}
+
+/// An OCI image layout at `layout` with one gzip layer per tar of `layers` (lowest first),
+/// tagged `img`. Returns the layers' digests.
+fn layered_image(layout: &Path, layers: &[Vec<u8>]) -> Vec<String> {
+    let mut digests = Vec::new();
+    let mut described = Vec::new();
+    for tar in layers {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(tar).unwrap();
+        let gz = gz.finish().unwrap();
+        let digest = blob(layout, &gz);
+        described.push(serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest, "size": gz.len()}));
+        digests.push(digest);
+    }
     let config = blob(
         layout,
         br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
@@ -59,7 +86,7 @@ fn image(layout: &Path, entries: &[(&[u8], &[u8])]) -> String {
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 0},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer, "size": gz.len()}],
+        "layers": described,
     });
     let manifest_bytes = serde_json::to_vec(&manifest).unwrap();
     let manifest_digest = blob(layout, &manifest_bytes);
@@ -82,7 +109,7 @@ fn image(layout: &Path, entries: &[(&[u8], &[u8])]) -> String {
         br#"{"imageLayoutVersion":"1.0.0"}"#,
     )
     .unwrap();
-    layer
+    digests
 }
 
 const GOOD: &[(&[u8], &[u8])] = &[
@@ -263,4 +290,119 @@ fn an_oci_archive_imports_like_its_layout_and_a_hostile_one_is_refused() {
             .type_name(),
         "nodejs:19"
     );
+}
+
+/// A folder outside the import holding files an image must never reach: `x`, `y`,
+/// `inner/z` and `passwd`.
+fn victim(dir: &Path) -> std::path::PathBuf {
+    let v = dir.join("victim");
+    std::fs::create_dir_all(v.join("inner")).unwrap();
+    for f in ["x", "y", "inner/z"] {
+        std::fs::write(v.join(f), "host\n").unwrap();
+    }
+    std::fs::write(v.join("passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    v
+}
+
+/// Asserts the victim folder holds exactly what [`victim`] put there.
+fn untouched(v: &Path) {
+    let mut names: Vec<String> = std::fs::read_dir(v)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["inner", "passwd", "x", "y"], "{}", v.display());
+    for f in ["x", "y", "inner/z"] {
+        assert_eq!(std::fs::read_to_string(v.join(f)).unwrap(), "host\n", "{f}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(v.join("passwd")).unwrap(),
+        "root:x:0:0:root:/root:/bin/sh\n"
+    );
+    assert_eq!(std::fs::read_dir(v.join("inner")).unwrap().count(), 1);
+}
+
+/// An image whose lower layer makes a folder a link out of the root (Debian images ship
+/// `var/run -> /run`) and whose upper layer then whites out, empties, writes through it, or
+/// whose `etc/passwd`, `etc` or `home` is such a link: the import is refused or applies the
+/// link as the image's containers would see it (inside the root), and never removes or
+/// writes a file outside the root.
+#[test]
+fn an_image_whose_links_point_out_of_the_root_never_changes_the_host() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let v = victim(d.path());
+    let out = v.to_str().unwrap();
+    let stack = imported::import_target("ruby:3.2").unwrap();
+
+    // Whiteouts below the link: applied inside the root, where there is nothing to remove.
+    let whiteouts = d.path().join("whiteouts");
+    let inner = format!("{out}/inner");
+    layered_image(
+        &whiteouts,
+        &[
+            layer(&[(b"var/", b"")], &[("var/run", out), ("var/lock", &inner)]),
+            layer(
+                &[
+                    (b"var/run/.wh.x", b""),
+                    (b"var/run/.wh.inner", b""),
+                    (b"var/lock/.wh..wh..opq", b""),
+                ],
+                &[],
+            ),
+        ],
+    );
+    let (_, root) = store(&data)
+        .import(stack, &whiteouts, Some("img"), &mut |_| {})
+        .unwrap();
+    untouched(&v);
+    assert_eq!(std::fs::read_link(root.join("var/run")).unwrap(), v);
+
+    // A whiteout naming the folder's parent (`.wh..`): `var/run/..` would be the victim's
+    // parent.
+    let dotdot = d.path().join("dotdot");
+    layered_image(
+        &dotdot,
+        &[
+            layer(&[(b"var/", b"")], &[("var/run", &inner)]),
+            layer(&[(b"var/run/.wh..", b"")], &[]),
+        ],
+    );
+    let e = refused(&store(&data), stack, &dotdot);
+    assert!(e.contains("whiteout var/run/.wh.. names no file"), "{e}");
+    untouched(&v);
+
+    // A file written through the link.
+    let through = d.path().join("through");
+    layered_image(
+        &through,
+        &[
+            layer(&[(b"var/", b"")], &[("var/run", out)]),
+            layer(&[(b"var/run/x", b"evil\n")], &[]),
+        ],
+    );
+    let e = refused(&store(&data), stack, &through);
+    assert!(e.contains("var/run/x"), "{e}");
+    untouched(&v);
+
+    // The `web` user's lines appended through a link.
+    let passwd = d.path().join("passwd");
+    let target = format!("{out}/passwd");
+    layered_image(
+        &passwd,
+        &[layer(&[(b"etc/", b"")], &[("etc/passwd", &target)])],
+    );
+    let e = refused(&store(&data), stack, &passwd);
+    assert!(e.contains("its etc/passwd is a symbolic link"), "{e}");
+    untouched(&v);
+
+    // `etc` and `home` themselves links out: `etc/hosts`, `home/web` would be made there.
+    for folder in ["etc", "home"] {
+        let linked = d.path().join(format!("linked-{folder}"));
+        layered_image(&linked, &[layer(&[], &[(folder, out)])]);
+        let e = refused(&store(&data), stack, &linked);
+        assert!(e.contains(&format!("its {folder} is not a folder")), "{e}");
+        untouched(&v);
+    }
 }

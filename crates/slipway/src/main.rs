@@ -84,14 +84,37 @@ enum Cmd {
     },
 }
 
+/// The server's stacks folder, as `serve --stacks-dir` names it.
+#[derive(Args)]
+struct StacksDirArg {
+    /// Where the server keeps its stacks (a folder with `archive/` and `stacks/`), as
+    /// `serve --stacks-dir` names it; default: the data dir.
+    #[arg(long, env = "SLIPWAY_STACKS_DIR")]
+    stacks_dir: Option<PathBuf>,
+}
+
+impl StacksDirArg {
+    /// The stacks folder: `--stacks-dir`, else the data dir.
+    fn store(&self, data: &DataDirArg) -> Result<slipway_stack::StackStore, Failure> {
+        stack_store(self.stacks_dir.as_deref().unwrap_or(&data.data_dir))
+    }
+}
+
 #[derive(Subcommand)]
 enum StackCmd {
     /// Every stack this server can provide, and which are built, with their sizes.
-    Ls(DataDirArg),
+    Ls {
+        #[command(flatten)]
+        data: DataDirArg,
+        #[command(flatten)]
+        stacks: StacksDirArg,
+    },
     /// Build a stack from Debian packages (ahead of the first push that needs it).
     Build {
         #[command(flatten)]
         data: DataDirArg,
+        #[command(flatten)]
+        stacks: StacksDirArg,
         /// The stack, as an app's `type:` names it, e.g. `python:3.11`.
         stack: String,
         /// Build it again even if it is built.
@@ -116,6 +139,8 @@ enum StackCmd {
     Import {
         #[command(flatten)]
         data: DataDirArg,
+        #[command(flatten)]
+        stacks: StacksDirArg,
         /// The stack it becomes: a version of the catalog (replaced), or another version of
         /// one of its languages (a stack of its own), e.g. `python:3.12`.
         stack: String,
@@ -1436,8 +1461,8 @@ fn stack_store(data_dir: &Path) -> Result<slipway_stack::StackStore, Failure> {
 /// `slipway stack ls|build|check|import`.
 fn stack(cmd: StackCmd) -> Result<u8, Failure> {
     match cmd {
-        StackCmd::Ls(data) => {
-            let store = stack_store(&data.data_dir)?;
+        StackCmd::Ls { data, stacks } => {
+            let store = stacks.store(&data)?;
             println!("STACK\tSOURCE\tBUILT\tARCHIVE\tUNPACKED");
             for (stack, built) in store.list().map_err(internal)? {
                 let (state, archive, unpacked) = match &built {
@@ -1462,11 +1487,12 @@ fn stack(cmd: StackCmd) -> Result<u8, Failure> {
         }
         StackCmd::Build {
             data,
+            stacks,
             stack,
             force,
             sources,
         } => {
-            let store = stack_store(&data.data_dir)?;
+            let store = stacks.store(&data)?;
             store.register_imported().map_err(internal)?;
             let resolved = slipway_stack::resolve_any(&stack).map_err(user_error)?;
             if let Some(w) = resolved.warning() {
@@ -1516,7 +1542,12 @@ fn stack(cmd: StackCmd) -> Result<u8, Failure> {
             }
             Ok(if checks.iter().all(|c| c.ok()) { 0 } else { 1 })
         }
-        StackCmd::Import { data, stack, image } => {
+        StackCmd::Import {
+            data,
+            stacks,
+            stack,
+            image,
+        } => {
             // A catalog version is replaced; another version of a catalog language becomes
             // a stack of its own, which config validation and pushes then accept.
             let target = slipway_stack::imported::import_target(&stack).map_err(user_error)?;
@@ -1531,7 +1562,7 @@ fn stack(cmd: StackCmd) -> Result<u8, Failure> {
                     dir.display()
                 )));
             }
-            let store = stack_store(&data.data_dir)?;
+            let store = stacks.store(&data)?;
             let mut progress = |line: &str| eprintln!("{target}: {line}");
             let (built, root) =
                 store
