@@ -141,7 +141,7 @@ async fn activate_release(
     out: &Output,
 ) -> Result<i64, PhaseError> {
     let t0 = Instant::now();
-    let fail = |m: String| PhaseError::new("deploy", m);
+    let fail = |m: String| PhaseError::new("validate", m);
     let topology = release_record::topology_of(source).map_err(|e| fail(e.to_string()))?;
     let spec = release_record::spec_of(source).map_err(|e| fail(e.to_string()))?;
     // Hosts may have changed owners since the release was pushed (`domain rm`).
@@ -168,10 +168,13 @@ async fn activate_release(
             })
             .find(|s| s.digest.as_str() == app.slug && platform.archive().has_blob(&s.digest))
             .ok_or_else(|| {
-                fail(format!(
-                    "the slug of {} in release {} is no longer in the archive",
-                    app.name, source.number
-                ))
+                PhaseError::new(
+                    "build",
+                    format!(
+                        "the slug of {} in release {} is no longer in the archive",
+                        app.name, source.number
+                    ),
+                )
             })?;
         out.phase(
             &format!("build {}", app.name),
