@@ -110,6 +110,7 @@ pub async fn run(
     watch.activity_started(activity);
     let out = Output::with_sink(platform.clone(), activity, watch.lines);
     out.line(&format!("-----> {summary} (activity {activity})"));
+    let started = Instant::now();
     let result = activate_release(
         platform,
         (project, &environment.branch, env),
@@ -119,6 +120,7 @@ pub async fn run(
         &out,
     )
     .await;
+    crate::metrics::deploy_ended(op.kind(), result.is_ok(), started.elapsed());
     out.flush();
     match &result {
         Ok(n) => {

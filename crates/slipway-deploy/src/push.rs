@@ -216,7 +216,7 @@ impl PushPipeline {
         let state = self.platform.state();
         let t = &attempt.target;
         attempt.out.flush();
-        crate::metrics::deploy_ended(result.is_ok(), attempt.started.elapsed());
+        crate::metrics::deploy_ended("push", result.is_ok(), attempt.started.elapsed());
         match result {
             Ok(number) => {
                 let _ = state.finish_activity(
