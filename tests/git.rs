@@ -253,7 +253,7 @@ fn access_roles_and_admin_commands() {
     let o = server.git_as(&alice, &app.dir, &["push", &server.remote("demo"), "main"]);
     assert!(!o.status.success(), "{}", text(&o));
     assert!(
-        text(&o).contains("main is a protected environment"),
+        text(&o).contains("(validate failed: main is a protected environment"),
         "{}",
         text(&o)
     );

@@ -1,6 +1,7 @@
 //! Prometheus metrics (issue 15, spec section 11): `serve --metrics-listen` serves the
 //! router's requests by environment and status class, latencies, in-flight requests and
-//! upstream connect errors, and pushes, deploys and builds by result.
+//! upstream connect errors, pushes, deploys by kind (push, rollback, redeploy) and result,
+//! and builds by result.
 
 use std::time::{Duration, Instant};
 
@@ -50,7 +51,10 @@ fn metrics_count_pushes_deploys_builds_and_router_requests() {
     let m = scrape_metrics(metrics_port);
     assert_eq!(metric_sample(&m, "slipway_pushes_total"), Some(1.0), "{m}");
     assert_eq!(
-        metric_sample(&m, "slipway_deploys_total{result=\"success\"}"),
+        metric_sample(
+            &m,
+            "slipway_deploys_total{kind=\"push\",result=\"success\"}"
+        ),
         Some(1.0),
         "{m}"
     );
@@ -62,7 +66,7 @@ fn metrics_count_pushes_deploys_builds_and_router_requests() {
     assert_eq!(
         metric_sample(
             &m,
-            "slipway_deploy_duration_seconds_count{result=\"success\"}"
+            "slipway_deploy_duration_seconds_count{kind=\"push\",result=\"success\"}"
         ),
         Some(1.0),
         "{m}"
@@ -148,6 +152,30 @@ fn metrics_count_pushes_deploys_builds_and_router_requests() {
         .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
     assert!(volume.unwrap_or(0.0) > 0.0, "volume disk use: {m}");
     assert!(m.trim_end().ends_with("# EOF"), "{m}");
+
+    // Redeploys (one asked for, one a variable change makes) and a rollback are deploys too.
+    for command in ["redeploy m main", "var set m main X=1", "rollback m main"] {
+        let o = server.ssh(&server.key, "git", command);
+        assert!(o.status.success(), "{command}: {}", text(&o));
+    }
+    let m = scrape_metrics(metrics_port);
+    for (kind, n) in [("push", 1.0), ("redeploy", 2.0), ("rollback", 1.0)] {
+        let labels = format!("{{kind=\"{kind}\",result=\"success\"}}");
+        assert_eq!(
+            metric_sample(&m, &format!("slipway_deploys_total{labels}")),
+            Some(n),
+            "{kind}: {m}"
+        );
+        assert_eq!(
+            metric_sample(
+                &m,
+                &format!("slipway_deploy_duration_seconds_count{labels}")
+            ),
+            Some(n),
+            "{kind}: {m}"
+        );
+    }
+    assert_eq!(metric_sample(&m, "slipway_pushes_total"), Some(1.0), "{m}");
 
     // Containers stopped on purpose (`down`) and started again by the next serve are no
     // restarts: only a container that exits while serving counts (tests/supervise.rs).

@@ -101,6 +101,12 @@ fn rollback_and_redeploy_reuse_slugs_and_move_the_branch() {
 fn variables_shells_and_logs() {
     let server = Server::start();
     let app = App::demo(server.dir.path(), "app");
+    // Sourced before commands and shells alike.
+    app.write(
+        ".environment",
+        "export FROM_ENVIRONMENT=sourced\nexport PATH=\"/app/bin:$PATH\"\n",
+    );
+    app.commit("with an .environment");
     push(&server, &app);
 
     // A command in the container: its output and exit status come back.
@@ -156,16 +162,36 @@ fn variables_shells_and_logs() {
         .spawn()
         .expect("ssh");
     if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(b"tty; exit 5\n");
+        let _ =
+            stdin.write_all(b"tty; echo \"PATH=$PATH\"; echo \"ENV=$FROM_ENVIRONMENT\"; exit 5\n");
         std::thread::sleep(std::time::Duration::from_secs(2));
     }
     let o = child.wait_with_output().expect("ssh output");
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("/dev/pts/"),
-        "{}",
-        text(&o)
+    let shell = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(shell.contains("/dev/pts/"), "{}", text(&o));
+    // The interactive shell has exactly the PATH and variables a command gets: the
+    // container's PATH with `.environment` sourced once, not the stack's /etc/profile one.
+    let o = server.ssh(
+        &server.key,
+        "main.demo",
+        "echo \"PATH=$PATH\"; echo \"ENV=$FROM_ENVIRONMENT\"",
     );
+    let command = String::from_utf8_lossy(&o.stdout).to_string();
+    let line = |out: &str, prefix: &str| {
+        out.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .map(str::to_string)
+    };
+    let path = line(&command, "PATH=/app/bin:").unwrap_or_else(|| panic!("{command}"));
+    assert_eq!(line(&shell, "PATH=/"), Some(path), "{shell}");
+    assert_eq!(
+        line(&command, "ENV="),
+        Some("ENV=sourced".into()),
+        "{command}"
+    );
+    assert_eq!(line(&shell, "ENV=s"), Some("ENV=sourced".into()), "{shell}");
 
     // Shells need the contributor role, and admin on a protected environment.
     let bob = slipway_e2e::new_key(server.dir.path(), "bob");

@@ -520,10 +520,31 @@ fn the_infrastructure_diff_refuses_data_losing_changes() {
     );
     assert!(!out.contains("-----> build"), "nothing is built: {out}");
     assert_eq!(remote_main(&server, &app), good);
+    // A misspelled option is refused at validate, naming it, never ignored.
     let o = server.git(
         &app.dir,
         &[
             "push",
+            "-o",
+            "allow-service-upgrad",
+            &server.remote("demo"),
+            "main",
+        ],
+    );
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("(validate failed: unknown push option `allow-service-upgrad`; did you mean `allow-service-upgrade`?"),
+        "{out}"
+    );
+    assert_eq!(remote_main(&server, &app), good);
+    // An option for another host (a `push.pushOption` meant for GitLab) is warned about.
+    let o = server.git(
+        &app.dir,
+        &[
+            "push",
+            "-o",
+            "ci.skip",
             "-o",
             "allow-service-upgrade",
             &server.remote("demo"),
@@ -531,6 +552,11 @@ fn the_infrastructure_diff_refuses_data_losing_changes() {
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("warning: push option `ci.skip` is not Slipway's and is ignored"),
+        "{}",
+        text(&o)
+    );
     assert!(
         text(&o).contains("db"),
         "the diff shows the service change: {}",

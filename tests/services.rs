@@ -206,7 +206,7 @@ fn apps_reach_their_services_and_data_outlives_deploys_and_restarts() {
     let out = text(&o);
     assert!(!o.status.success(), "{out}");
     assert!(
-        out.contains("services failed: service broken exited at start"),
+        out.contains("(provision failed: service broken exited at start"),
         "{out}"
     );
     let moved = server

@@ -78,7 +78,10 @@ fn a_push_cannot_take_another_projects_host() {
     // production, so it is protected.
     let (ok, out) = push(&server, &carol, &a, "a", "master");
     assert!(!ok, "{out}");
-    assert!(out.contains("master is a protected environment"), "{out}");
+    assert!(
+        out.contains("(validate failed: master is a protected environment"),
+        "{out}"
+    );
     // The same policy guards master's operations and shells.
     for command in ["redeploy a master", "var set a master X=1"] {
         let o = server.ssh(&carol, "git", command);

@@ -243,37 +243,20 @@ pub fn scan(path: &str, bytes: &[u8]) -> Vec<SecretFinding> {
     out
 }
 
-/// Scan a working tree as a first push of it would be scanned: every file git would
-/// commit there (hidden ones included; `.git` and what `.gitignore`, `.git/info/exclude`
-/// and the global excludes leave out are skipped), up to [`MAX_SCANNED_FILE`] each. Paths
-/// are relative to `dir` with `/`, as in a push. What `slipway config check` runs.
-pub fn scan_folder(dir: &std::path::Path) -> Result<Vec<SecretFinding>, ignore::Error> {
+/// Scan the files of a working tree a first push of it would carry (`files`: paths relative
+/// to `dir` with `/`, as `slipway_config::DirSource::files` lists what git would commit), each
+/// up to [`MAX_SCANNED_FILE`]; a symbolic link is not followed (a push carries the link). What
+/// `slipway config check` runs.
+pub fn scan_files(dir: &std::path::Path, files: &[String]) -> std::io::Result<Vec<SecretFinding>> {
     let mut found = Vec::new();
-    let walk = ignore::WalkBuilder::new(dir)
-        .hidden(false)
-        .parents(false)
-        .require_git(false)
-        .follow_links(false)
-        .filter_entry(|e| e.file_name() != ".git")
-        .build();
-    for entry in walk {
-        let entry = entry?;
-        if !entry.file_type().is_some_and(|t| t.is_file()) {
+    for path in files {
+        let full = dir.join(path);
+        let meta = std::fs::symlink_metadata(&full)?;
+        if !meta.is_file() || meta.len() > MAX_SCANNED_FILE as u64 {
             continue;
         }
-        let Ok(rel) = entry.path().strip_prefix(dir) else {
-            continue;
-        };
-        if entry.metadata().map(|m| m.len()).unwrap_or(u64::MAX) > MAX_SCANNED_FILE as u64 {
-            continue;
-        }
-        let path = rel
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy())
-            .collect::<Vec<_>>()
-            .join("/");
-        let bytes = std::fs::read(entry.path()).map_err(ignore::Error::from)?;
-        found.extend(scan(&path, &bytes));
+        let bytes = std::fs::read(&full)?;
+        found.extend(scan(path, &bytes));
     }
     found.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     Ok(found)
@@ -295,18 +278,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_folder_is_scanned_as_git_would_commit_it() {
+    fn the_files_given_are_scanned_and_links_are_not_followed() {
         let dir = tempfile::tempdir().unwrap();
         let key =
             "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbg==\n-----END OPENSSH PRIVATE KEY-----\n";
         std::fs::create_dir_all(dir.path().join("deploy")).unwrap();
-        std::fs::create_dir_all(dir.path().join(".git")).unwrap();
         std::fs::write(dir.path().join("deploy/id_ed25519"), key).unwrap();
         std::fs::write(dir.path().join(".hidden_key"), format!("x\n{key}")).unwrap();
-        std::fs::write(dir.path().join("ignored.pem"), key).unwrap();
-        std::fs::write(dir.path().join(".git/key"), key).unwrap();
-        std::fs::write(dir.path().join(".gitignore"), "*.pem\n").unwrap();
-        let found = scan_folder(dir.path()).unwrap();
+        std::fs::write(dir.path().join("not-given.pem"), key).unwrap();
+        std::os::unix::fs::symlink("deploy/id_ed25519", dir.path().join("link")).unwrap();
+        let files = [".hidden_key", "deploy/id_ed25519", "link"].map(String::from);
+        let found = scan_files(dir.path(), &files).unwrap();
         let at: Vec<String> = found.iter().map(|f| f.location()).collect();
         assert_eq!(at, [".hidden_key:2", "deploy/id_ed25519:1"]);
     }

@@ -16,10 +16,9 @@ const SKIP_DIRS: &[&str] = &[
     ".magento",
     ".slipway",
 ];
-/// How deep app files are searched for.
-const MAX_DEPTH: usize = 6;
-/// How many folders are looked at, at most.
-const MAX_DIRS: usize = 5_000;
+/// How many folders are looked at, at most, when searching for app files; a tree with more
+/// is refused (an app beyond could be missed), the same in `config check` and a push.
+pub(crate) const MAX_DIRS: usize = 50_000;
 
 /// The UTF-8 text of a file, None if missing; an error diagnostic if unreadable, too large or not UTF-8.
 pub(crate) fn read_text(src: &dyn ConfigSource, path: &str) -> Result<Option<String>, Diagnostic> {
@@ -120,23 +119,35 @@ pub(crate) fn normalize(base: &str, path: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
-/// Every file named `name` in the tree (root first, then sorted by path), skipping dependency folders.
+/// Every file named `name` in the tree (root first, then sorted by path), skipping dependency
+/// folders, at any depth; an error if the tree has more than [`MAX_DIRS`] folders to search.
 pub(crate) fn find_files(src: &dyn ConfigSource, name: &str) -> Result<Vec<String>, Diagnostic> {
     let mut found = Vec::new();
-    let mut queue = vec![(String::new(), 0usize)];
+    let mut queue = vec![String::new()];
     let mut visited = 0usize;
-    while let Some((dir, depth)) = queue.pop() {
+    while let Some(dir) = queue.pop() {
         visited += 1;
         if visited > MAX_DIRS {
-            break;
+            return Err(Diagnostic::error(
+                "",
+                0,
+                0,
+                "",
+                format!(
+                    "the tree has more than {MAX_DIRS} folders to search for {name} files \
+                     (node_modules, vendor and the config folders not counted); an app beyond \
+                     could be missed, so it is refused: commit fewer folders (build output, \
+                     dependencies)"
+                ),
+            ));
         }
         let entries = src.list_dir(&dir).map_err(|e| {
             Diagnostic::error(&dir, 0, 0, "", format!("cannot list the folder: {e}"))
         })?;
         for e in entries {
             if e.is_dir {
-                if depth < MAX_DEPTH && !SKIP_DIRS.contains(&e.name.as_str()) {
-                    queue.push((join(&dir, &e.name), depth + 1));
+                if !SKIP_DIRS.contains(&e.name.as_str()) {
+                    queue.push(join(&dir, &e.name));
                 }
             } else if e.name == name {
                 found.push(join(&dir, &e.name));
@@ -150,6 +161,44 @@ pub(crate) fn find_files(src: &dyn ConfigSource, name: &str) -> Result<Vec<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn app_files_are_found_at_any_depth_and_a_huge_tree_is_refused() {
+        let mut m = crate::MemSource::new();
+        m.insert("a/b/c/d/e/f/g/h/.platform.app.yaml", "x");
+        m.insert(".platform.app.yaml", "x");
+        m.insert("node_modules/p/.platform.app.yaml", "x");
+        assert_eq!(
+            find_files(&m, ".platform.app.yaml").unwrap(),
+            [".platform.app.yaml", "a/b/c/d/e/f/g/h/.platform.app.yaml"]
+        );
+        // A root with MAX_DIRS folders: with the root, one more than may be searched.
+        struct Wide;
+        impl ConfigSource for Wide {
+            fn read_file(&self, _: &str) -> std::io::Result<Option<Vec<u8>>> {
+                Ok(None)
+            }
+            fn list_dir(&self, path: &str) -> std::io::Result<Vec<crate::DirEntry>> {
+                Ok(if path.is_empty() {
+                    (0..MAX_DIRS)
+                        .map(|i| crate::DirEntry {
+                            name: format!("d{i}"),
+                            is_dir: true,
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                })
+            }
+        }
+        let big = Wide;
+        let e = find_files(&big, ".platform.app.yaml").unwrap_err();
+        assert!(
+            e.message.contains("more than 50000 folders"),
+            "{}",
+            e.message
+        );
+    }
 
     #[test]
     fn normalize_paths() {

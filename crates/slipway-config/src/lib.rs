@@ -49,7 +49,7 @@ mod procfile;
 pub mod schemas;
 mod shape;
 mod source;
-mod suggest;
+pub mod suggest;
 mod tables;
 mod validate;
 pub mod web_locations;

@@ -1,7 +1,7 @@
 //! "Did you mean ...?" suggestions for misspelled keys.
 
 /// The known name closest to `input`, if it is close enough to be a likely typo.
-pub(crate) fn closest<'a>(input: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+pub fn closest<'a>(input: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let lower = input.to_ascii_lowercase();
     let mut best: Option<(usize, &str)> = None;
     for k in known {

@@ -37,17 +37,86 @@ const WEB_UPSTREAM: Shape = Shape::Obj(&[
     ),
 ]);
 
+/// One entry of a location's `rules`: the location keys a rule may override (Platform.sh: all
+/// but `root`, `index`, `rules` and `request_buffering`).
+const RULE: Shape = Shape::Obj(&[
+    acted(
+        "allow",
+        Shape::Bool,
+        "Whether static files matching the rule are served.",
+    ),
+    acted(
+        "expires",
+        Shape::OneOf(&[Shape::Str, Shape::Scalar]),
+        "Cache lifetime of static files matching the rule (e.g. `1h`, `-1`).",
+    ),
+    acted(
+        "passthru",
+        Shape::OneOf(&[Shape::Bool, Shape::Str]),
+        "Forward matching requests to the app (true) or to this URL path.",
+    ),
+    acted(
+        "scripts",
+        Shape::Bool,
+        "Whether scripts (PHP) matching the rule may run.",
+    ),
+    acted(
+        "headers",
+        Shape::Map(&Shape::Str, "A header value."),
+        "Extra response headers for static files matching the rule.",
+    ),
+]);
+
 /// One entry of `web.locations`.
 const LOCATION: Shape = Shape::Obj(&[
-    acted("root", STR_OR_NULL, "Folder (relative to the app's source root) served for this path."),
-    acted("passthru", Shape::OneOf(&[Shape::Bool, Shape::Str]), "Forward requests that match no static file to the app (true) or to this URL path."),
-    acted("index", Shape::OneOf(&[Shape::Seq(&Shape::Str, "An index file name."), Shape::Null]), "Files tried for a directory request."),
-    acted("expires", Shape::OneOf(&[Shape::Str, Shape::Scalar]), "Cache lifetime of static files (e.g. `1h`, `-1`)."),
-    acted("scripts", Shape::Bool, "Whether scripts (PHP) may run under this path."),
-    acted("allow", Shape::Bool, "Whether static files not matched by a rule are served."),
-    acted("headers", Shape::Map(&Shape::Str, "A header value."), "Extra response headers for static files."),
-    acted("rules", Shape::Map(&Shape::Any, "Overrides (allow, expires, passthru, scripts, headers) for paths matching this regular expression."), "Per-regular-expression overrides."),
-    ignored("request_buffering", Shape::Any, "Request body buffering settings."),
+    acted(
+        "root",
+        STR_OR_NULL,
+        "Folder (relative to the app's source root) served for this path.",
+    ),
+    acted(
+        "passthru",
+        Shape::OneOf(&[Shape::Bool, Shape::Str]),
+        "Forward requests that match no static file to the app (true) or to this URL path.",
+    ),
+    acted(
+        "index",
+        Shape::OneOf(&[Shape::Seq(&Shape::Str, "An index file name."), Shape::Null]),
+        "Files tried for a directory request.",
+    ),
+    acted(
+        "expires",
+        Shape::OneOf(&[Shape::Str, Shape::Scalar]),
+        "Cache lifetime of static files (e.g. `1h`, `-1`).",
+    ),
+    acted(
+        "scripts",
+        Shape::Bool,
+        "Whether scripts (PHP) may run under this path.",
+    ),
+    acted(
+        "allow",
+        Shape::Bool,
+        "Whether static files not matched by a rule are served.",
+    ),
+    acted(
+        "headers",
+        Shape::Map(&Shape::Str, "A header value."),
+        "Extra response headers for static files.",
+    ),
+    acted(
+        "rules",
+        Shape::Map(
+            &RULE,
+            "Overrides for paths matching this regular expression.",
+        ),
+        "Per-regular-expression overrides.",
+    ),
+    ignored(
+        "request_buffering",
+        Shape::Any,
+        "Request body buffering settings.",
+    ),
 ]);
 
 /// One entry of `runtime.extensions` or `runtime.disabled_extensions`.

@@ -59,6 +59,40 @@ fn bad_locations_are_refused_at_their_values() {
 }
 
 #[test]
+fn mistakes_inside_a_rule_are_refused_at_their_keys() {
+    let errs = errors(concat!(
+        "name: app\n",
+        "type: 'python:3.13'\n",
+        "web:\n",
+        "  commands: {start: 'python -m http.server $PORT'}\n",
+        "  locations:\n",
+        "    '/':\n",
+        "      root: public\n",
+        "      rules:\n",
+        "        '\\.css$': {expire: 1h}\n",
+        "        '\\.env$': {allow: 'no'}\n",
+        "        '\\.txt$': {root: other}\n",
+        "        '\\.js$':\n",
+        "          headers: {X-A: [1]}\n",
+        "        '\\.map$': deny\n",
+    ));
+    let joined = errs.join("\n");
+    for want in [
+        ".platform.app.yaml:9:20: error: unknown key `expire`; did you mean `expires`?",
+        ".platform.app.yaml:10:27: error: expected a boolean",
+        ".platform.app.yaml:11:20: error: unknown key `root`",
+        ".platform.app.yaml:13:26: error: expected a string",
+        ".platform.app.yaml:14:19: error: expected a mapping",
+    ] {
+        assert!(joined.contains(want), "missing {want:?} in:\n{joined}");
+    }
+    assert!(
+        joined.contains("(at web.locations.\"/\".rules.\"\\\\.css$\".expire)"),
+        "{joined}"
+    );
+}
+
+#[test]
 fn legacy_keys_become_the_root_location() {
     let d = tree(concat!(
         "name: app\n",

@@ -42,6 +42,9 @@ pub enum CronError {
     /// No live release, or no cron of that name in it.
     #[error("{0}")]
     NotFound(String),
+    /// Several apps have a cron of that name: (the name, each `APP/NAME`).
+    #[error("several apps have a cron '{0}': name one of {1}")]
+    Ambiguous(String, String),
     /// A run of it is going on.
     #[error("cron {0} is running now; try again when it is done")]
     Busy(String),
@@ -188,19 +191,42 @@ pub fn live_crons(
     Ok(crons_of(project, env, &spec, &topology))
 }
 
-/// The cron `name` of the live release of `env` (as `cron run` and the console find it).
+/// The cron `name` of the live release of `env` (as `cron run` and the console find it):
+/// `NAME`, or `APP/NAME` to pick one app's of several crons of that name (a bare name that
+/// several apps use is refused, listing them).
 pub fn live_cron(
     platform: &Platform,
     project: &str,
     env: &str,
     name: &str,
 ) -> Result<LiveCron, CronError> {
-    live_crons(platform, project, env)?
+    pick_cron(live_crons(platform, project, env)?, env, name)
+}
+
+/// The cron `name` (`NAME` or `APP/NAME`) among `crons`.
+fn pick_cron(crons: Vec<LiveCron>, env: &str, name: &str) -> Result<LiveCron, CronError> {
+    let (app, cron) = match name.split_once('/') {
+        Some((app, cron)) => (Some(app), cron),
+        None => (None, name),
+    };
+    let mut found: Vec<LiveCron> = crons
         .into_iter()
-        .find(|c| c.cron.name == name)
-        .ok_or_else(|| {
-            CronError::NotFound(format!("no cron '{name}' in the live release of {env}"))
-        })
+        .filter(|c| c.cron.name == cron && app.is_none_or(|a| c.app.name == a))
+        .collect();
+    match found.len() {
+        0 => Err(CronError::NotFound(format!(
+            "no cron '{name}' in the live release of {env}"
+        ))),
+        1 => Ok(found.remove(0)),
+        _ => Err(CronError::Ambiguous(
+            name.to_string(),
+            found
+                .iter()
+                .map(|c| format!("{}/{cron}", c.app.name))
+                .collect::<Vec<_>>()
+                .join(", "),
+        )),
+    }
 }
 
 /// Run `cron` now, its output to its activity (and `watch`'s lines; `watch` is told the
@@ -490,4 +516,66 @@ pub fn last_run(platform: &Platform, cron: &LiveCron) -> Option<slipway_state::A
         .ok()?
         .into_iter()
         .find(|a| a.kind == "cron" && a.summary.starts_with(&prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The live crons of two apps that both have a cron `report`, and `a` one `only`.
+    fn two_apps() -> Vec<LiveCron> {
+        let mut src = slipway_config::MemSource::new();
+        src.insert(
+            ".platform/applications.yaml",
+            "- name: a\n  type: python:3.11\n  source: {root: a}\n  web: {commands: {start: x}}\n  crons:\n    report: {spec: '@daily', cmd: echo a}\n    only: {spec: '@daily', cmd: echo only}\n\
+             - name: b\n  type: python:3.11\n  source: {root: b}\n  web: {commands: {start: x}}\n  crons:\n    report: {spec: '@daily', cmd: echo b}\n",
+        );
+        src.insert("a/x", "");
+        src.insert("b/x", "");
+        src.insert(
+            ".platform/routes.yaml",
+            "'http://{default}/': {type: upstream, upstream: 'a:http'}\n'http://b.{default}/': {type: upstream, upstream: 'b:http'}\n",
+        );
+        let topology = slipway_config::load(&src).unwrap().topology;
+        let mut out = Vec::new();
+        for app in &topology.applications {
+            let instance: AppInstance = serde_json::from_value(serde_json::json!({
+                "name": app.name, "slug": "", "manifest": null, "container": app.name,
+                "port": 1, "start": "", "env": {}, "tree": "", "build_key": "",
+            }))
+            .unwrap();
+            for cron in slipway_config::background::crons(app).unwrap() {
+                out.push(LiveCron {
+                    project: "demo".into(),
+                    env: "main".into(),
+                    app: instance.clone(),
+                    cron,
+                    zone: slipway_config::background::cron_zone(app),
+                    zone_name: "UTC".into(),
+                });
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_cron_name_two_apps_use_is_refused_and_app_slash_name_picks_one() {
+        let e = pick_cron(two_apps(), "main", "report").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "several apps have a cron 'report': name one of a/report, b/report"
+        );
+        let b = pick_cron(two_apps(), "main", "b/report").unwrap();
+        assert_eq!(
+            (b.app.name.as_str(), b.cron.start.as_str()),
+            ("b", "echo b")
+        );
+        let only = pick_cron(two_apps(), "main", "only").unwrap();
+        assert_eq!(only.app.name, "a");
+        let e = pick_cron(two_apps(), "main", "b/only").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "no cron 'b/only' in the live release of main"
+        );
+    }
 }

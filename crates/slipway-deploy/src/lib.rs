@@ -56,6 +56,7 @@ pub mod project_access;
 pub mod protection;
 pub mod provision;
 pub mod push;
+pub mod push_options;
 pub mod push_protection;
 pub mod release_record;
 pub mod restore;

@@ -26,6 +26,15 @@ impl Outcome {
     }
 }
 
+/// What a deploy was and how it ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeployLabels {
+    /// `push`, `rollback` or `redeploy` (a `var set|unset` redeploys too).
+    pub kind: &'static str,
+    /// `success` or `failure`.
+    pub result: &'static str,
+}
+
 /// Upper bounds (seconds) of the deploy and build duration buckets.
 const DURATION_BUCKETS: [f64; 10] = [1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 900.0];
 
@@ -33,15 +42,16 @@ fn durations() -> Histogram {
     Histogram::new(DURATION_BUCKETS)
 }
 
-/// Duration histograms by outcome.
-type Durations = Family<Outcome, Histogram, fn() -> Histogram>;
+/// Duration histograms by labels.
+type Durations<L = Outcome> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Pushes received (one per `git push`, whatever its refs).
 static PUSHES: LazyLock<Counter> = LazyLock::new(Counter::default);
-/// Deploys (one per branch deployed by a push) by result.
-static DEPLOYS: LazyLock<Family<Outcome, Counter>> = LazyLock::new(Family::default);
-/// Deploy durations by result.
-static DEPLOY_SECONDS: LazyLock<Durations> =
+/// Deploys (one per branch deployed by a push, and each rollback and redeploy) by kind and
+/// result.
+static DEPLOYS: LazyLock<Family<DeployLabels, Counter>> = LazyLock::new(Family::default);
+/// Deploy durations by kind and result.
+static DEPLOY_SECONDS: LazyLock<Durations<DeployLabels>> =
     LazyLock::new(|| Family::new_with_constructor(durations as fn() -> Histogram));
 /// Builds (the build phase of a deploy: every changed app) by result.
 static BUILDS: LazyLock<Family<Outcome, Counter>> = LazyLock::new(Family::default);
@@ -79,11 +89,16 @@ pub fn push_received() {
     PUSHES.inc();
 }
 
-/// Count a deploy that ended (`ok`: its release went live) after `took`.
-pub fn deploy_ended(ok: bool, took: Duration) {
-    DEPLOYS.get_or_create(&Outcome::of(ok)).inc();
+/// Count a deploy of `kind` (`push`, `rollback`, `redeploy`) that ended (`ok`: its release
+/// went live) after `took`.
+pub fn deploy_ended(kind: &'static str, ok: bool, took: Duration) {
+    let labels = DeployLabels {
+        kind,
+        result: Outcome::of(ok).result,
+    };
+    DEPLOYS.get_or_create(&labels).inc();
     DEPLOY_SECONDS
-        .get_or_create(&Outcome::of(ok))
+        .get_or_create(&labels)
         .observe(took.as_secs_f64());
 }
 
@@ -98,10 +113,14 @@ pub fn build_ended(ok: bool, took: Duration) {
 /// Add the metrics of pushes, deploys and builds to `registry` (prefix `slipway_`).
 pub fn register(registry: &mut Registry) {
     registry.register("slipway_pushes", "Pushes received", PUSHES.clone());
-    registry.register("slipway_deploys", "Deploys by result", DEPLOYS.clone());
+    registry.register(
+        "slipway_deploys",
+        "Deploys by kind (push, rollback, redeploy) and result",
+        DEPLOYS.clone(),
+    );
     registry.register(
         "slipway_deploy_duration_seconds",
-        "Deploy durations (push to live, or to failure) by result",
+        "Deploy durations (start to live, or to failure) by kind and result",
         DEPLOY_SECONDS.clone(),
     );
     registry.register(

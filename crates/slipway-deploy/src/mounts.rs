@@ -275,7 +275,7 @@ pub fn prepare(
     out: &Output,
 ) -> Result<(), PhaseError> {
     let store = platform.data().volumes();
-    let fail = |e: VolumeError| PhaseError::new("volumes", e.to_string());
+    let fail = |e: VolumeError| PhaseError::new("provision", e.to_string());
     if let Some(parent) = parent.filter(|p| *p != env) {
         // Volume by volume: a copy interrupted by a crash is made again at the next push,
         // and a volume the environment already has is never overwritten.
@@ -325,7 +325,7 @@ pub fn prepare(
                 .unwrap_or_else(|| "the mounts".into());
             let shrunk = crate::volume_shrink::check(&v, wanted, shrinks.allowed, &users)
                 .and_then(|()| crate::volume_shrink::shrink(&v, wanted, shrinks.release, &users))
-                .map_err(|e| PhaseError::new("volumes", e.to_string()))?;
+                .map_err(|e| PhaseError::new("provision", e.to_string()))?;
             out.phase_done(
                 &format!("volume {}", s.name),
                 &format!(

@@ -110,6 +110,7 @@ pub async fn run(
     watch.activity_started(activity);
     let out = Output::with_sink(platform.clone(), activity, watch.lines);
     out.line(&format!("-----> {summary} (activity {activity})"));
+    let started = Instant::now();
     let result = activate_release(
         platform,
         (project, &environment.branch, env),
@@ -119,6 +120,7 @@ pub async fn run(
         &out,
     )
     .await;
+    crate::metrics::deploy_ended(op.kind(), result.is_ok(), started.elapsed());
     out.flush();
     match &result {
         Ok(n) => {
@@ -141,7 +143,7 @@ async fn activate_release(
     out: &Output,
 ) -> Result<i64, PhaseError> {
     let t0 = Instant::now();
-    let fail = |m: String| PhaseError::new("deploy", m);
+    let fail = |m: String| PhaseError::new("validate", m);
     let topology = release_record::topology_of(source).map_err(|e| fail(e.to_string()))?;
     let spec = release_record::spec_of(source).map_err(|e| fail(e.to_string()))?;
     // Hosts may have changed owners since the release was pushed (`domain rm`).
@@ -168,10 +170,13 @@ async fn activate_release(
             })
             .find(|s| s.digest.as_str() == app.slug && platform.archive().has_blob(&s.digest))
             .ok_or_else(|| {
-                fail(format!(
-                    "the slug of {} in release {} is no longer in the archive",
-                    app.name, source.number
-                ))
+                PhaseError::new(
+                    "build",
+                    format!(
+                        "the slug of {} in release {} is no longer in the archive",
+                        app.name, source.number
+                    ),
+                )
             })?;
         out.phase(
             &format!("build {}", app.name),

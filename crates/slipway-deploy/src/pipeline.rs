@@ -1,7 +1,8 @@
 //! The deploy pipeline: one environment to one commit, phase after phase.
 //!
-//! validate -> diff -> build (+ slug) -> services -> volumes -> provision -> deploy hook
-//! -> health -> switch routes -> post_deploy -> retire. Until the switch, nothing of the
+//! validate -> diff -> build (+ slug) -> provision (services, volumes, containers) -> deploy
+//! hook -> health check -> switch routes -> post_deploy -> retire; a failure names one of
+//! [`PHASES`]. Until the switch, nothing of the
 //! running cluster or its routes is touched; a failure on the way removes
 //! every container the attempt started and every service it added, removes an
 //! environment that never went live ([`crate::unborn`]), and leaves the branch where it
@@ -32,9 +33,25 @@ pub struct PhaseError {
     pub awaits_input: bool,
 }
 
+/// The phases of spec section 5, the only ones a rejection names.
+pub const PHASES: &[&str] = &[
+    "validate",
+    "diff",
+    "build",
+    "provision",
+    "deploy hook",
+    "health check",
+    "switch routes",
+    "post_deploy",
+];
+
 impl PhaseError {
-    /// A failure of `phase`.
+    /// A failure of `phase`, one of [`PHASES`].
     pub fn new(phase: &'static str, reason: impl Into<String>) -> PhaseError {
+        debug_assert!(
+            PHASES.contains(&phase),
+            "`{phase}` is not a phase of a push"
+        );
         PhaseError {
             phase,
             reason: reason.into(),
@@ -143,7 +160,7 @@ async fn stage_push_inner(
 ) -> Result<Staged, PhaseError> {
     let t0 = Instant::now();
     let state = platform.state();
-    let internal = |e: slipway_state::StateError| PhaseError::new("deploy", e.to_string());
+    let internal = |e: slipway_state::StateError| PhaseError::new("diff", e.to_string());
 
     // validate
     let loaded = validate::run(platform, repo, target, out)?;
@@ -239,12 +256,12 @@ pub async fn stage(
     t0: Instant,
 ) -> Result<Staged, PhaseError> {
     let state = platform.state();
-    let internal = |e: slipway_state::StateError| PhaseError::new("deploy", e.to_string());
+    let internal = |e: slipway_state::StateError| PhaseError::new("provision", e.to_string());
     let live_spec = live
         .as_ref()
         .map(release_record::spec_of)
         .transpose()
-        .map_err(|e| PhaseError::new("deploy", refused_over(e)))?;
+        .map_err(|e| PhaseError::new("provision", refused_over(e)))?;
     // variables: those changed since the live release (set without a redeploy) are named.
     let variables = crate::variable_changes::current(platform, &target.project, &target.env)
         .map_err(internal)?;
@@ -287,7 +304,7 @@ pub async fn stage(
     // provision
     let planned = (|| {
         let topo_json = serde_json::to_value(&topology)
-            .map_err(|e| PhaseError::new("deploy", format!("recording the topology: {e}")))?;
+            .map_err(|e| PhaseError::new("provision", format!("recording the topology: {e}")))?;
         let release = state
             .create_release(
                 &target.project,
@@ -302,7 +319,7 @@ pub async fn stage(
             .record_release_variables(release.id, &variables)
             .map_err(internal)?;
         let entropy = crate::environment::project_entropy(platform, &target.project)
-            .map_err(|e| PhaseError::new("deploy", e.to_string()))?;
+            .map_err(|e| PhaseError::new("provision", e.to_string()))?;
         let spec = provision::plan(
             platform, target, &release, built, &topology, netns, &services, &entropy,
         );
@@ -356,7 +373,7 @@ pub async fn stage(
             )
         })
         .await
-        .map_err(|e| PhaseError::new("volumes", e.to_string()))??;
+        .map_err(|e| PhaseError::new("provision", e.to_string()))??;
         provision::run(platform, target, &release, &mut spec, built, out).await?;
         let _ = state.set_release_spec(release.id, &spec.to_json());
         hooks::deploy(

@@ -93,13 +93,15 @@ impl PushPipeline {
             .ok()
             .flatten();
         if role.is_none() || role == Some(Role::Viewer) {
-            return Err("permission denied: you may not push to this project".into());
+            return Err(refused(
+                "permission denied: you may not push to this project",
+            ));
         }
         let Some(branch) = update.branch().map(str::to_string) else {
             if update.refname.starts_with("refs/tags/") {
                 return Ok(Plan::Tag(update.clone()));
             }
-            return Err("only branches and tags can be pushed".into());
+            return Err(refused("only branches and tags can be pushed"));
         };
         let (env, mapped) = env_name_of_branch(&branch);
         if mapped {
@@ -108,9 +110,9 @@ impl PushPipeline {
             ));
         }
         if role < Some(protection::role_needed(&env, Role::Contributor)) {
-            return Err(format!(
+            return Err(refused(&format!(
                 "{env} is a protected environment: only project admins may push to it"
-            ));
+            )));
         }
         Ok(if update.is_delete() {
             Plan::Delete {
@@ -165,9 +167,9 @@ impl PushPipeline {
                     update.old = now;
                 }
                 _ => {
-                    return Err(format!(
+                    return Err(refused(&format!(
                         "{branch} changed while this push waited (fetch first, then push again)"
-                    ))
+                    )))
                 }
             }
         }
@@ -225,7 +227,7 @@ impl PushPipeline {
         let state = self.platform.state();
         let t = &attempt.target;
         attempt.out.flush();
-        crate::metrics::deploy_ended(result.is_ok(), attempt.started.elapsed());
+        crate::metrics::deploy_ended("push", result.is_ok(), attempt.started.elapsed());
         match result {
             Ok(number) => {
                 let _ = state.finish_activity(
@@ -400,7 +402,7 @@ impl PushPipeline {
                     Some((_, other)) => {
                         return Some((
                             *i,
-                            format!("{host} is routed by both {other} and {env} in this push: a host belongs to one environment"),
+                            refused(&format!("{host} is routed by both {other} and {env} in this push: a host belongs to one environment")),
                         ))
                     }
                     None => claimed.push((host, env)),
@@ -413,7 +415,7 @@ impl PushPipeline {
     /// Drop every staged release of an atomic push that will not go live.
     async fn abort_all(&self, staged: Vec<(usize, Attempt, Staged)>, why: &str) {
         for (_, attempt, s) in staged {
-            let e = PhaseError::new("deploy", why.to_string());
+            let e = PhaseError::new("switch routes", why.to_string());
             pipeline::abort(&self.platform, &attempt.target, &s, &attempt.out, &e).await;
             let _ = self.finish(&attempt, Err(e));
         }
@@ -531,4 +533,10 @@ impl PushHandler for PushPipeline {
         }
         results
     }
+}
+
+/// A refusal before anything of the pipeline ran (roles, ref kinds, a branch moved, a host
+/// two branches route): the `validate failed: WHY` reason of the spec's rejections.
+fn refused(why: &str) -> String {
+    PhaseError::new("validate", why).to_string()
 }

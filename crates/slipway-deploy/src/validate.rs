@@ -23,6 +23,18 @@ pub fn run(
     out: &Output,
 ) -> Result<Loaded, PhaseError> {
     let t = Instant::now();
+    // A misspelled push option refuses the push before anything is read.
+    match crate::push_options::check(&target.options) {
+        Ok(warnings) => {
+            for w in warnings {
+                out.line(&format!("       {w}"));
+            }
+        }
+        Err(why) => {
+            out.line(&format!("       error: {why}"));
+            return Err(PhaseError::new("validate", why));
+        }
+    }
     // The versions imported into the server's stacks are valid `type:`s, as `slipway
     // config check --stacks-dir` accepts them.
     platform

@@ -45,7 +45,7 @@ Commands (ssh -p PORT git@HOST COMMAND, each takes --json):
   var unset PROJECT ENV KEY       remove one (redeploys a live environment)
   logs PROJECT ENV [APP] [-f]     what the app (or a worker) prints (-f: keep following)
   cron ls PROJECT ENV             crons: schedule, next run, last status
-  cron run PROJECT ENV NAME       run a cron now, showing its output
+  cron run PROJECT ENV [APP/]NAME run a cron now, showing its output
   access ls PROJECT               who has which role (project admins)
   access grant PROJECT USER ROLE  ROLE: viewer, contributor or admin (project admins)
   access revoke PROJECT USER      (project admins)

@@ -232,7 +232,7 @@ where
             }
         }
         ["cron", ..] => {
-            return Some(usage(err, "cron ls PROJECT ENV | cron run PROJECT ENV NAME").await)
+            return Some(usage(err, "cron ls PROJECT ENV | cron run PROJECT ENV [APP/]NAME").await)
         }
         _ => return None,
     };

@@ -112,20 +112,18 @@ where
             return 1;
         }
     };
-    let args: Vec<String> = match &command {
-        Some(c) => vec![
-            "/bin/sh".into(),
-            "-c".into(),
-            slipway_deploy::environment::sourcing_environment(c),
-        ],
-        None => vec!["/bin/sh".into(), "-l".into()],
-    };
+    // A shell is a command too: `.environment` sourced, then `sh` (interactive on a
+    // terminal), so it has exactly the PATH and variables a command gets. Not a login shell:
+    // the stack's /etc/profile would reset PATH.
+    let args: Vec<String> = vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        slipway_deploy::environment::sourcing_environment(
+            command.as_deref().unwrap_or("exec /bin/sh"),
+        ),
+    ];
     if let Some(p) = &pty {
         env.push(("TERM".into(), p.term.clone()));
-    }
-    if command.is_none() {
-        // An interactive shell sources `$ENV`: the app's `.environment`, when it has one.
-        env.push(("ENV".into(), "/app/.environment".into()));
     }
     let mut cmd =
         match platform

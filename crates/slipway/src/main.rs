@@ -1364,12 +1364,15 @@ fn config_check(
                 }
             }
             // Committed secrets, as a first push of this tree would find them.
-            let mut found = slipway_advisories::secrets::scan_folder(dir).map_err(|e| {
-                internal(anyhow::anyhow!(
-                    "scanning {} for secrets: {e}",
-                    dir.display()
-                ))
-            })?;
+            let mut found = source
+                .files()
+                .and_then(|files| slipway_advisories::secrets::scan_files(dir, &files))
+                .map_err(|e| {
+                    internal(anyhow::anyhow!(
+                        "scanning {} for secrets: {e}",
+                        dir.display()
+                    ))
+                })?;
             for f in &mut found {
                 f.allowed = allowed_secrets.contains(&f.location());
                 eprintln!("{}", f.message());

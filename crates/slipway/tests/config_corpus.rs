@@ -123,3 +123,67 @@ fn config_check_and_the_push_say_the_same_of_every_corpus_config() {
     assert!(compared >= 70, "only {compared} corpus configs compared");
     assert!(warned > 0, "no corpus config was warned about at all");
 }
+
+/// A tree whose app files sit in an ignored folder and very deep: `config check` sees the
+/// files a push of it carries (`.gitignore` respected), and both find an app at any depth.
+#[test]
+fn config_check_reads_the_tree_a_push_carries() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let write = |path: &str, text: &str| {
+        let p = d.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    write(".gitignore", "/build/\n");
+    write(
+        "web/.platform.app.yaml",
+        "name: web\ntype: python:3.11\nweb:\n  commands:\n    start: python -m http.server $PORT\n",
+    );
+    // Ignored: a push never carries these, so config check must not read them either.
+    write(
+        "build/x/.platform.app.yaml",
+        "name: stale\ntype: python:3.11\nweb:\n  comands: {}\n",
+    );
+    // Deeper than the old search went (6 folders): an app there is found by both.
+    write(
+        "a/b/c/d/e/f/g/api/.platform.app.yaml",
+        "name: api\ntype: python:3.11\nweb:\n  commands:\n    start: python -m http.server $PORT\n",
+    );
+    write(
+        ".platform/routes.yaml",
+        "\"http://{default}/\":\n  type: upstream\n  upstream: \"web:http\"\n\"http://api.{default}/\":\n  type: upstream\n  upstream: \"api:http\"\n",
+    );
+
+    let check = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["config", "check", "--no-advisories", "--json"])
+        .arg(d)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stderr).to_string();
+    assert_eq!(check.status.code(), Some(0), "{said}");
+    let check_lines: Vec<String> = said
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    let topology: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+
+    let (work, commit) = commit_of(d);
+    let repo = slipway_git::Repo::open(&work.path().join(".git")).unwrap();
+    let (_, checked) = load_commit_config(&repo, commit).unwrap_or_else(|e| panic!("{}", e.reason));
+    assert_eq!(check_lines, config_lines(&checked));
+    let loaded = checked.unwrap_or_else(|e| panic!("{e}"));
+    let pushed = serde_json::to_value(&loaded.topology).unwrap();
+    assert_eq!(
+        topology, pushed,
+        "config check (left) and the push (right) differ"
+    );
+    let apps: Vec<&str> = loaded
+        .topology
+        .applications
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect();
+    assert_eq!(apps, ["web", "api"]);
+}

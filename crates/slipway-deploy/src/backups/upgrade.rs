@@ -76,7 +76,7 @@ pub async fn run(
     options: DiffOptions,
     out: &Output,
 ) -> Result<(), PhaseError> {
-    let fail = |m: String| PhaseError::new("service upgrade", m);
+    let fail = |m: String| PhaseError::new("provision", m);
     let list = upgrades(platform, project, env, topology, options).map_err(fail)?;
     if list.is_empty() {
         return Ok(());

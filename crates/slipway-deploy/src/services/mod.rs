@@ -421,7 +421,7 @@ pub async fn converge(
     topology: &Topology,
     out: &Output,
 ) -> Result<(Vec<ServiceRecord>, Vec<Added>), PhaseError> {
-    let fail = |m: String| PhaseError::new("services", m);
+    let fail = |m: String| PhaseError::new("provision", m);
     let state = platform.state();
     // Services this call added, and whether their data was there already.
     let mut added: Vec<Added> = Vec::new();
