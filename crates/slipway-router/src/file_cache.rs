@@ -18,20 +18,25 @@
 //! - No descriptor outlives its release: the cache is dropped with the site, once the
 //!   route table no longer has it and its last request ended, closing every descriptor
 //!   of every worker.
+//! - A file's gzipped copy ([`crate::gzip_store`]) is kept with its entry once the store
+//!   gave it ([`gzipped_copy`]): it is of the version the entry opened (a slug's file
+//!   never changes) and goes with the entry, so it is validated as the file is.
 //! - Bounded: an entry is used for [`VALID`] after the opening it came from, then the
-//!   path is opened again; at most [`MAX_ENTRIES`] per worker and root, and at most
-//!   [`MAX_OPEN_FILES`] descriptors in all caches of the process (beyond, files are
-//!   served without caching).
+//!   path is opened again (and its copy asked of the store again); at most [`MAX_ENTRIES`] per worker and root, and at most
+//!   [`MAX_OPEN_FILES`] descriptors in all caches of the process, files' and copies'
+//!   (beyond, files are served without caching).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use thread_local::ThreadLocal;
 
-use crate::files::{self, Opened};
+use crate::files::{self, OpenFile, Opened};
+use crate::gzip_store::{Copy, GzipStore};
 
 /// How long an entry answers for its path before the path is opened again.
 pub(crate) const VALID: Duration = Duration::from_secs(1);
@@ -103,7 +108,10 @@ impl OpenFileCache {
                 return entry.opened.clone();
             }
         }
-        let opened = files::open_beneath(dir, rel);
+        let mut opened = files::open_beneath(dir, rel);
+        if let Opened::File(file) = &mut opened {
+            file.kept_gzip = Some(Arc::default());
+        }
         entries.keep(rel, &opened, now);
         opened
     }
@@ -113,6 +121,37 @@ impl OpenFileCache {
     pub(crate) fn len_here(&self) -> usize {
         self.workers.get().map_or(0, |e| e.borrow().map.len())
     }
+}
+
+/// A file's gzipped copy kept with its open-file cache entry (in
+/// [`OpenFile::kept_gzip`]): found in the store once, then answered from here, without
+/// the store's lock, `open`, `fstat` and `close`, until the entry is opened again.
+#[derive(Debug)]
+pub(crate) struct KeptCopy {
+    copy: Copy,
+    /// The copy's descriptor's share of [`OPEN_FILES`].
+    _held: Held,
+}
+
+/// The gzipped copy of `file` (see [`GzipStore::copy_of`]): the one kept with its
+/// open-file cache entry, else the store's, then kept with the entry if it has one and
+/// a descriptor is to spare. The entry is of this version of the file for as long as it
+/// lives (a slug's file never changes; a mount's has no entry), so its copy is too.
+pub(crate) fn gzipped_copy(file: &OpenFile, store: &GzipStore) -> Option<Copy> {
+    if let Some(kept) = file.kept_gzip.as_ref().and_then(|slot| slot.get()) {
+        return Some(kept.copy.clone());
+    }
+    let copy = store.copy_of(&file.file, file.id)?;
+    if let Some(slot) = &file.kept_gzip {
+        if let Some(held) = Held::take() {
+            // Another request of this worker may have kept one first: either serves.
+            let _ = slot.set(KeptCopy {
+                copy: copy.clone(),
+                _held: held,
+            });
+        }
+    }
+    Some(copy)
 }
 
 impl Entries {
@@ -171,7 +210,7 @@ mod tests {
         use std::os::unix::fs::FileExt;
         match opened {
             Opened::File(f) => {
-                let mut buf = vec![0; f.size as usize];
+                let mut buf = vec![0; f.id.size as usize];
                 f.file.read_exact_at(&mut buf, 0).ok()?;
                 String::from_utf8(buf).ok()
             }

@@ -28,7 +28,7 @@ use hyper::StatusCode;
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 use crate::file_body::{self, GzipStream, Produced};
-use crate::file_cache::OpenFileCache;
+use crate::file_cache::{KeptCopy, OpenFileCache};
 use crate::locations::{Ask, Effective};
 use crate::site::Expires;
 
@@ -58,19 +58,64 @@ pub(crate) enum Opened {
     Missing,
 }
 
+/// Which version of which file: device, inode, size, and mtime and ctime to the
+/// nanosecond, as its metadata said when it was opened. What its `ETag` is made of, and
+/// the key of its gzipped copy ([`crate::gzip_store`]). Any change of the file (written,
+/// truncated, renamed over, `touch`ed) sets its ctime to the current time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Identity {
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+    pub(crate) size: u64,
+    /// mtime in nanoseconds since the epoch.
+    pub(crate) mtime_ns: i128,
+    /// ctime in nanoseconds since the epoch.
+    pub(crate) ctime_ns: i128,
+}
+
+impl Identity {
+    /// The identity of an open file, from its metadata now.
+    pub(crate) fn of(file: &File) -> io::Result<Identity> {
+        Ok(Identity::of_metadata(&file.metadata()?))
+    }
+
+    /// The identity `meta` gives.
+    pub(crate) fn of_metadata(meta: &std::fs::Metadata) -> Identity {
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        Identity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// The later of its mtime and ctime, in nanoseconds since the epoch. Slugs give every
+    /// file one fixed mtime (reproducible packing), so the mtime alone would call a file
+    /// of a new release unmodified since the old one; the ctime is set when the slug is
+    /// unpacked (a folder per content).
+    pub(crate) fn changed_ns(&self) -> i128 {
+        self.mtime_ns.max(self.ctime_ns)
+    }
+
+    /// [`Identity::changed_ns`] in whole seconds (`Last-Modified` is an HTTP date).
+    pub(crate) fn changed_secs(&self) -> u64 {
+        u64::try_from(self.changed_ns().div_euclid(1_000_000_000)).unwrap_or(0)
+    }
+}
+
 /// A regular file opened beneath a root, with what its answers need of its metadata.
 /// Cloned out of the open-file cache ([`crate::file_cache`]): the descriptor is shared.
 #[derive(Clone, Debug)]
 pub(crate) struct OpenFile {
     /// The open file.
     pub(crate) file: Arc<File>,
-    /// Its size in bytes.
-    pub(crate) size: u64,
-    /// The later of its mtime and ctime, in seconds since the epoch. Slugs give every
-    /// file one fixed mtime (reproducible packing), so the mtime alone would call a file
-    /// of a new release unmodified since the old one; the ctime is set when the slug is
-    /// unpacked (a folder per content).
-    pub(crate) modified: u64,
+    /// Its identity when it was opened (its size is `id.size`).
+    pub(crate) id: Identity,
+    /// Where the open-file cache keeps the file's gzipped copy with its entry (the same
+    /// slot in every clone of the entry); `None` for a file opened without the cache.
+    pub(crate) kept_gzip: Option<Arc<std::sync::OnceLock<KeptCopy>>>,
 }
 
 /// A location's root folder for one request, and how files are opened beneath it:
@@ -81,6 +126,9 @@ pub(crate) struct Beneath<'a> {
     pub(crate) dir: &'a OwnedFd,
     /// The root's open-file cache, if it has one.
     pub(crate) cache: Option<&'a OpenFileCache>,
+    /// Whether the root is a slug's: read-only, a file there never changes once
+    /// unpacked (a mount's files may change at any time, twice within one second too).
+    pub(crate) read_only: bool,
 }
 
 impl Beneath<'_> {
@@ -131,9 +179,9 @@ pub(crate) fn open_beneath(dir: &OwnedFd, rel: &str) -> Opened {
     let file = File::from(fd);
     match file.metadata() {
         Ok(meta) if meta.is_file() => Opened::File(OpenFile {
-            size: meta.len(),
-            modified: meta.mtime().max(meta.ctime()).max(0) as u64,
+            id: Identity::of_metadata(&meta),
             file: Arc::new(file),
+            kept_gzip: None,
         }),
         Ok(meta) if meta.is_dir() => Opened::Dir,
         _ => Opened::Missing,
@@ -264,14 +312,17 @@ pub(crate) fn answer(
             None => (file, None),
         },
     };
-    let wants_gzip =
-        encoding.is_none() && compressible(content_type) && file.size >= GZIP_MIN && accepts_gzip();
+    let wants_gzip = encoding.is_none()
+        && compressible(content_type)
+        && file.id.size >= GZIP_MIN
+        && accepts_gzip();
     // A text file the per-worker memory cache does not hold (a mount's, or over
     // GZIP_MAX): its gzipped copy on disk ([`crate::gzip_store`]), whole or ranges of it,
-    // if the router keeps copies and has (or now made) one of this version.
+    // if the router keeps copies and has (or now made) one of this version; the one the
+    // open-file cache keeps with the file's entry, if it does.
     let stored = match eff.gzip_store {
-        Some(store) if wants_gzip && (root.cache.is_none() || file.size > GZIP_MAX) => {
-            store.copy_of(&file.file, file.size)
+        Some(store) if wants_gzip && (root.cache.is_none() || file.id.size > GZIP_MAX) => {
+            crate::file_cache::gzipped_copy(&file, store)
         }
         _ => None,
     };
@@ -281,11 +332,15 @@ pub(crate) fn answer(
     if on_the_fly || stored.is_some() {
         encoding = Some("gzip");
     }
-    let size = file.size;
-    let mtime = file.modified;
+    let size = file.id.size;
+    let changed_secs = file.id.changed_secs();
+    // To the nanosecond, with the inode (as Caddy's, where nginx's has whole seconds): a
+    // mount's file written twice within one second at the same size gets a new one.
     let etag = format!(
-        "\"{}-{mtime:x}-{size:x}{}\"",
+        "\"{}-{:x}-{:x}-{size:x}{}\"",
         eff.tag,
+        file.id.ino,
+        file.id.changed_ns(),
         match encoding {
             None => "",
             Some("br") => "-br",
@@ -295,8 +350,18 @@ pub(crate) fn answer(
             Some(_) => "-gz",
         }
     );
-    let modified = UNIX_EPOCH + Duration::from_secs(mtime);
-    let last_modified = last_modified_value(mtime);
+    let last_modified = last_modified_value(changed_secs);
+    // Whether the file is unchanged since the HTTP date `since` (whole seconds). A
+    // slug's file never changes: its second says. A mount's may have changed twice
+    // within that second, after the client's copy: only if it changed at or before the
+    // date's very instant (its `ETag`, to the nanosecond, is the exact validator).
+    let unchanged_since = |since: u64| {
+        if root.read_only {
+            changed_secs <= since
+        } else {
+            file.id.changed_ns() <= i128::from(since) * 1_000_000_000
+        }
+    };
 
     let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(10);
     let value = |s: &str| HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static(""));
@@ -318,7 +383,8 @@ pub(crate) fn answer(
             .if_modified_since
             .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(|v| httpdate::parse_http_date(v).ok())
-            .is_some_and(|since| modified <= since),
+            .and_then(|since| since.duration_since(UNIX_EPOCH).ok())
+            .is_some_and(|since| unchanged_since(since.as_secs())),
     };
     if not_modified {
         return StaticAnswer {
@@ -350,7 +416,7 @@ pub(crate) fn answer(
                         root: std::ptr::from_ref(cache) as usize,
                         tag_and_path: format!("{}\0{rel}", eff.tag).into(),
                         size,
-                        modified: mtime,
+                        changed_ns: file.id.changed_ns(),
                     };
                     crate::gzip_cache::gzipped(key, || gzip_file(&file.file, size))
                 }
@@ -379,20 +445,16 @@ pub(crate) fn answer(
         };
     }
     // From here on the representation is the stored copy's bytes, if there is one.
-    let (file, size) = match stored {
-        Some(copy) => (
-            OpenFile {
-                file: Arc::new(copy.file),
-                size: copy.len,
-                modified: mtime,
-            },
-            copy.len,
-        ),
-        None => (file, size),
+    let (body, size) = match stored {
+        Some(copy) => (copy.file, copy.len),
+        None => (file.file, size),
     };
+    // A date names this version only if it is the file's whole change time.
     let range_applies = match ask.if_range {
         None => true,
-        Some(v) => v == etag.as_bytes() || v == last_modified.as_bytes(),
+        Some(v) => {
+            v == etag.as_bytes() || (v == last_modified.as_bytes() && unchanged_since(changed_secs))
+        }
     };
     let range = ask
         .range
@@ -425,7 +487,7 @@ pub(crate) fn answer(
                 headers,
                 length: Some(end - start + 1),
                 body: StaticBody::File {
-                    file: file.file,
+                    file: body,
                     offset: start,
                     len: end - start + 1,
                 },
@@ -433,7 +495,7 @@ pub(crate) fn answer(
         }
         Some(Range::Several(ranges)) => {
             let (boundary, length, parts) =
-                file_body::byteranges(file.file, size, content_type, &ranges);
+                file_body::byteranges(body, size, content_type, &ranges);
             headers.push((
                 header::CONTENT_TYPE,
                 value(&format!("multipart/byteranges; boundary={boundary}")),
@@ -452,7 +514,7 @@ pub(crate) fn answer(
                 headers,
                 length: Some(size),
                 body: StaticBody::File {
-                    file: file.file,
+                    file: body,
                     offset: 0,
                     len: size,
                 },

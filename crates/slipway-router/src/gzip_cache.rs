@@ -31,8 +31,8 @@ pub(crate) struct FileIdentity {
     pub(crate) tag_and_path: Box<str>,
     /// The file's size in bytes.
     pub(crate) size: u64,
-    /// The later of its mtime and ctime (seconds).
-    pub(crate) modified: u64,
+    /// The later of its mtime and ctime (nanoseconds since the epoch).
+    pub(crate) changed_ns: i128,
 }
 
 #[derive(Default)]

@@ -4,7 +4,8 @@
 //! [`crate::files::GZIP_MAX`], which were compressed again at every request.
 //!
 //! - Keyed by the file's identity ([`Identity`]): device, inode, size, and mtime and
-//!   ctime to the nanosecond, read from the descriptor the request opened. Any change
+//!   ctime to the nanosecond, read from the descriptor the request opened when it was
+//!   opened (at each request for a mount's file). Any change
 //!   of the file (written, truncated, renamed over, `touch`ed) sets its ctime to the
 //!   current time, so it gets a new key: a changed file is never answered from an old
 //!   copy.
@@ -25,6 +26,11 @@
 //!   misses (level 1: at most about 10 ms); larger ones by one background thread of the
 //!   store, while their request is compressed on the fly as before.
 //!
+//! A copy found for a slug's file is kept, descriptor and length, with the file's entry
+//! in the open-file cache ([`crate::file_cache::gzipped_copy`]): later requests within
+//! the entry's life are answered from it without the store (its lock, `open`, `fstat`,
+//! `close`), as nginx's `gzip_static` with `open_file_cache` opens only the `.gz`.
+//!
 //! A copy is served as any file: its length known, with `sendfile(2)` on a plain TCP
 //! connection, and byte ranges of the compressed bytes (RFC 9110: a range is of the
 //! selected representation; its `ETag` names the encoding).
@@ -32,14 +38,14 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, FileExt as _, MetadataExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::files::{FILE_CHUNK, GZIP_MAX};
+use crate::files::{Identity, FILE_CHUNK, GZIP_MAX};
 
 /// How long ago a file's last change must be for a copy of it to be kept.
 pub(crate) const SETTLE: Duration = Duration::from_secs(2);
@@ -50,54 +56,27 @@ pub(crate) const DEFAULT_GZIP_STORE_BYTES: u64 = 256 * 1024 * 1024;
 /// Files waiting for the background thread at most; more are not copied (yet).
 const QUEUE: usize = 64;
 
-/// Which version of which file a copy is of.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct Identity {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    /// mtime in nanoseconds since the epoch.
-    mtime_ns: i128,
-    /// ctime in nanoseconds since the epoch.
-    ctime_ns: i128,
+/// Whether the file of `id` last changed at least [`SETTLE`] before `now`.
+fn settled(id: &Identity, now: SystemTime) -> bool {
+    let now_ns = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128);
+    id.ctime_ns + SETTLE.as_nanos() as i128 <= now_ns
 }
 
-impl Identity {
-    /// The identity of an open file, from its metadata now.
-    pub(crate) fn of(file: &File) -> io::Result<Identity> {
-        let meta = file.metadata()?;
-        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
-        Ok(Identity {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
-            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
-        })
-    }
-
-    /// Whether the file's last change is at least [`SETTLE`] before `now`.
-    fn settled(&self, now: SystemTime) -> bool {
-        let now_ns = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i128);
-        self.ctime_ns + SETTLE.as_nanos() as i128 <= now_ns
-    }
-
-    /// The copy's file name in the store's folder.
-    fn file_name(&self) -> String {
-        format!(
-            "{:x}-{:x}-{:x}-{:x}-{:x}.gz",
-            self.dev, self.ino, self.size, self.mtime_ns, self.ctime_ns
-        )
-    }
+/// The name of the copy of `id` in the store's folder.
+fn file_name(id: &Identity) -> String {
+    format!(
+        "{:x}-{:x}-{:x}-{:x}-{:x}.gz",
+        id.dev, id.ino, id.size, id.mtime_ns, id.ctime_ns
+    )
 }
 
 /// A copy found or made: the open compressed file and its length.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Copy {
     /// The gzipped bytes.
-    pub(crate) file: File,
+    pub(crate) file: Arc<File>,
     /// Their length.
     pub(crate) len: u64,
 }
@@ -171,13 +150,13 @@ impl GzipStore {
         Ok(GzipStore { shared, queue })
     }
 
-    /// The gzipped copy of `file` (open, of `size` bytes at opening) if the store has
-    /// it or makes it now; `None`: compress it for this request (the file is not
+    /// The gzipped copy of `file` (open, of identity `id` at its opening) if the store
+    /// has it or makes it now; `None`: compress it for this request (the file is not
     /// settled, too large, changed while read, or its copy is being made in the
     /// background).
-    pub(crate) fn copy_of(&self, file: &Arc<File>, size: u64) -> Option<Copy> {
-        let id = Identity::of(file).ok()?;
-        if id.size != size || !id.settled(SystemTime::now()) || size > self.shared.max_bytes / 2 {
+    pub(crate) fn copy_of(&self, file: &Arc<File>, id: Identity) -> Option<Copy> {
+        let size = id.size;
+        if !settled(&id, SystemTime::now()) || size > self.shared.max_bytes / 2 {
             return None;
         }
         if let Some(copy) = self.shared.get(&id) {
@@ -240,10 +219,13 @@ impl Shared {
             }
             entry.used = clock;
         }
-        match File::open(self.dir.join(id.file_name())) {
+        match File::open(self.dir.join(file_name(&id))) {
             Ok(file) => {
                 let len = file.metadata().ok()?.len();
-                Some(Copy { file, len })
+                Some(Copy {
+                    file: Arc::new(file),
+                    len,
+                })
             }
             Err(_) => {
                 // Removed beneath the index (evicted meanwhile): forget it.
@@ -306,7 +288,7 @@ impl Shared {
             let _ = std::fs::remove_file(&tmp);
             return Ok(None);
         }
-        let path = self.dir.join(id.file_name());
+        let path = self.dir.join(file_name(&id));
         if let Err(e) = std::fs::rename(&tmp, &path) {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
@@ -314,7 +296,7 @@ impl Shared {
         let len = out.metadata()?.len();
         self.keep(id, len);
         // Reopened read-only: the copy served is the one of the name.
-        let file = File::open(&path)?;
+        let file = Arc::new(File::open(&path)?);
         Ok(Some(Copy { file, len }))
     }
 
@@ -359,7 +341,7 @@ impl Shared {
             }
         }
         for gone in remove {
-            let _ = std::fs::remove_file(self.dir.join(gone.file_name()));
+            let _ = std::fs::remove_file(self.dir.join(file_name(&gone)));
         }
     }
 }
@@ -372,6 +354,11 @@ mod tests {
     fn text_file(path: &Path, text: &str) -> Arc<File> {
         std::fs::write(path, text).expect("write");
         Arc::new(File::open(path).expect("open"))
+    }
+
+    /// The identity of `file` now (as a request opening it now sees it).
+    fn now_id(file: &File) -> Identity {
+        Identity::of(file).expect("identity")
     }
 
     fn gunzip(copy: &Copy) -> String {
@@ -392,14 +379,15 @@ mod tests {
         let file = text_file(&path, &first);
 
         // Just written: not settled, no copy (compressed per request by the caller).
-        assert!(store.copy_of(&file, first.len() as u64).is_none());
+        let first_id = now_id(&file);
+        assert!(store.copy_of(&file, first_id).is_none());
         assert!(store.names().is_empty(), "{:?}", store.names());
 
         std::thread::sleep(SETTLE + Duration::from_millis(100));
-        let made = store.copy_of(&file, first.len() as u64).expect("made");
+        let made = store.copy_of(&file, now_id(&file)).expect("made");
         assert_eq!(gunzip(&made), first);
         assert_eq!(store.names().len(), 1, "{:?}", store.names());
-        let again = store.copy_of(&file, first.len() as u64).expect("found");
+        let again = store.copy_of(&file, now_id(&file)).expect("found");
         assert_eq!(gunzip(&again), first);
         assert_eq!(store.names().len(), 1, "not made twice");
 
@@ -408,16 +396,17 @@ mod tests {
         let second = "other version\n".repeat(200);
         assert_eq!(second.len(), first.len());
         std::fs::write(&path, &second).expect("rewrite");
-        assert!(store.copy_of(&file, second.len() as u64).is_none());
+        assert!(store.copy_of(&file, now_id(&file)).is_none());
         std::thread::sleep(SETTLE + Duration::from_millis(100));
-        let made = store.copy_of(&file, second.len() as u64).expect("made");
+        let made = store.copy_of(&file, now_id(&file)).expect("made");
         assert_eq!(gunzip(&made), second);
         // The older version's copy was removed with it.
         assert_eq!(store.names().len(), 1, "{:?}", store.names());
 
-        // The size the request saw differs from the file's now (changed since its
-        // opening): no copy.
-        assert!(store.copy_of(&file, 5).is_none());
+        // The identity the request saw is of an older version (changed since its
+        // opening): no copy, neither the newer one nor one made now.
+        assert!(store.copy_of(&file, first_id).is_none());
+        assert_eq!(store.names().len(), 1, "{:?}", store.names());
 
         // A new store empties the folder (a copy torn by a crash is never served).
         std::fs::write(tmp.path().join("store/.tmp-1-1"), "torn").expect("write");
@@ -445,22 +434,20 @@ mod tests {
             files.push((text_file(&path, &text), text));
         }
         std::thread::sleep(SETTLE + Duration::from_millis(100));
-        for (file, text) in &files[..3] {
-            assert!(store.copy_of(file, text.len() as u64).is_some());
+        for (file, _) in &files[..3] {
+            assert!(store.copy_of(file, now_id(file)).is_some());
         }
         for (file, text) in &files[3..] {
             // The first stays in use all along.
-            assert!(store
-                .copy_of(&files[0].0, files[0].1.len() as u64)
-                .is_some());
-            let copy = store.copy_of(file, text.len() as u64).expect("made");
+            assert!(store.copy_of(&files[0].0, now_id(&files[0].0)).is_some());
+            let copy = store.copy_of(file, now_id(file)).expect("made");
             assert_eq!(&gunzip(&copy), text);
             assert!(store.bytes() <= 8 * 4096, "{}", store.bytes());
             assert!(store.names().len() <= 8, "{:?}", store.names());
         }
         let names = store.names();
-        let first = Identity::of(&files[0].0).expect("id").file_name();
-        let second = Identity::of(&files[1].0).expect("id").file_name();
+        let first = file_name(&now_id(&files[0].0));
+        let second = file_name(&now_id(&files[1].0));
         assert!(names.contains(&first), "recently used stays: {names:?}");
         assert!(
             !names.contains(&second),
@@ -470,7 +457,7 @@ mod tests {
         let big = "0123456789abcdef".repeat(2048 + 1);
         let big_file = text_file(&tmp.path().join("big.txt"), &big);
         std::thread::sleep(SETTLE + Duration::from_millis(100));
-        assert!(store.copy_of(&big_file, big.len() as u64).is_none());
+        assert!(store.copy_of(&big_file, now_id(&big_file)).is_none());
     }
 
     #[test]
@@ -482,12 +469,12 @@ mod tests {
         let file = text_file(&tmp.path().join("large.txt"), &text);
         std::thread::sleep(SETTLE + Duration::from_millis(100));
         assert!(
-            store.copy_of(&file, text.len() as u64).is_none(),
+            store.copy_of(&file, now_id(&file)).is_none(),
             "not made on the request"
         );
         let mut copy = None;
         for _ in 0..100 {
-            copy = store.copy_of(&file, text.len() as u64);
+            copy = store.copy_of(&file, now_id(&file));
             if copy.is_some() {
                 break;
             }

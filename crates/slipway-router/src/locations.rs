@@ -123,6 +123,7 @@ impl RootDir {
             RootDir::Slug(dir, cache) => Some(Beneath {
                 dir,
                 cache: cache.as_deref(),
+                read_only: true,
             }),
             RootDir::Mount { volume_files, rel } => {
                 let files = files::open_dir(volume_files).ok()?;
@@ -130,6 +131,7 @@ impl RootDir {
                 Some(Beneath {
                     dir: opened.insert(dir),
                     cache: None,
+                    read_only: false,
                 })
             }
         }
@@ -704,6 +706,98 @@ mod site_tests {
             mounts: Vec::new(),
         };
         (dir, site)
+    }
+
+    /// A mount's file rewritten in place twice within one second at the same size: the
+    /// first version's validators (its `ETag`, its `Last-Modified` date, either as
+    /// `If-Range`) do not validate the second, which is answered whole with its new
+    /// bytes (whole-second validators called it unmodified); its own `ETag` still does.
+    #[test]
+    fn a_mount_file_rewritten_within_one_second_is_answered_anew() {
+        use std::io::Write as _;
+        use std::os::unix::fs::MetadataExt as _;
+        let (dir, mut site) = app();
+        let volume_files = dir.path().join("volume/files");
+        std::fs::create_dir_all(volume_files.join("uploads")).unwrap();
+        std::fs::create_dir_all(dir.path().join("web/uploads")).unwrap();
+        let mut uploads = Location::new("/uploads");
+        uploads.root = Some("web/uploads".into());
+        site.locations.push(uploads);
+        site.mounts = vec![SiteMount {
+            path: "web/uploads".into(),
+            volume_files: volume_files.clone(),
+            folder: "uploads".into(),
+        }];
+        let site = WebSite::compile("app", &site, true).unwrap();
+        let path = volume_files.join("uploads/note.txt");
+        // In place: the same inode, the same size.
+        let write = |text: &str| {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .unwrap();
+            f.write_all(text.as_bytes()).unwrap();
+        };
+        let changed_secs = || {
+            let m = std::fs::metadata(&path).unwrap();
+            (m.mtime().max(m.ctime()), m.ino())
+        };
+        // Both writes within one second (the clock may tick between them: again).
+        let (etag, modified) = (0..20)
+            .find_map(|_| {
+                write("version 1");
+                let before = changed_secs();
+                let r = site.resolve(&get("/uploads/note.txt"));
+                let etag = header(&r, "etag").unwrap().to_string();
+                let modified = header(&r, "last-modified").unwrap().to_string();
+                assert_eq!(body(r), b"version 1");
+                write("version 2");
+                (changed_secs() == before).then_some((etag, modified))
+            })
+            .expect("two writes within one second");
+
+        let r = site.resolve(&Ask {
+            if_none_match: Some(etag.as_bytes()),
+            ..get("/uploads/note.txt")
+        });
+        assert_eq!(status(&r), Some(StatusCode::OK), "not 304 for the old ETag");
+        let new_etag = header(&r, "etag").unwrap().to_string();
+        assert_ne!(new_etag, etag);
+        assert_eq!(header(&r, "last-modified"), Some(modified.as_str()));
+        assert_eq!(body(r), b"version 2");
+
+        let r = site.resolve(&Ask {
+            if_modified_since: Some(modified.as_bytes()),
+            ..get("/uploads/note.txt")
+        });
+        assert_eq!(status(&r), Some(StatusCode::OK), "not 304 for the date");
+        assert_eq!(body(r), b"version 2");
+
+        for if_range in [&etag, &modified] {
+            let r = site.resolve(&Ask {
+                range: Some(b"bytes=0-6"),
+                if_range: Some(if_range.as_bytes()),
+                ..get("/uploads/note.txt")
+            });
+            assert_eq!(status(&r), Some(StatusCode::OK), "If-Range: {if_range}");
+            assert_eq!(body(r), b"version 2");
+        }
+
+        // The new version's own ETag validates it.
+        let r = site.resolve(&Ask {
+            if_none_match: Some(new_etag.as_bytes()),
+            ..get("/uploads/note.txt")
+        });
+        assert_eq!(status(&r), Some(StatusCode::NOT_MODIFIED));
+        let r = site.resolve(&Ask {
+            range: Some(b"bytes=0-6"),
+            if_range: Some(new_etag.as_bytes()),
+            ..get("/uploads/note.txt")
+        });
+        assert_eq!(status(&r), Some(StatusCode::PARTIAL_CONTENT));
+        assert_eq!(body(r), b"version");
     }
 
     /// A slug's text file gzipped on the fly is compressed once per worker: the second
