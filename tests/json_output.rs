@@ -67,7 +67,7 @@ fn every_admin_command_prints_one_json_document() {
     // The help text says so; `help --json` lists the commands this test goes through.
     let help = text(&admin(&server, "help"));
     assert!(help.contains("--json"), "{help}");
-    assert!(help.contains("one JSON object per line"), "{help}");
+    assert!(help.contains("--json (after any command)"), "{help}");
     let (help_json, _) = json(&server, "help", b"");
     assert_eq!(
         help_json["projects"],
