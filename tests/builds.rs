@@ -43,13 +43,16 @@ fn archive_files(server: &Server) -> BTreeMap<String, u64> {
     out
 }
 
-/// `slipway archive ls`: the tags.
+/// `slipway archive ls --json`: the tags.
 fn tags(server: &Server) -> Vec<String> {
-    let o = server.slipway(&["archive", "ls"]);
+    let o = server.slipway(&["archive", "ls", "--json"]);
     assert!(o.status.success(), "archive ls: {}", text(&o));
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter_map(|l| l.split('\t').next().map(str::to_string))
+    let listing: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    listing["tags"]
+        .as_array()
+        .expect("tags")
+        .iter()
+        .filter_map(|t| t["tag"].as_str().map(str::to_string))
         .collect()
 }
 

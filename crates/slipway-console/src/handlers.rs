@@ -351,8 +351,12 @@ impl Cx<'_> {
         env: &str,
         need: Role,
     ) -> Result<Role, Box<Answer>> {
-        access::check(self.platform, &self.session.user, project, env, need)
-            .map_err(|m| Box::new(refused(&m)))
+        access::check(self.platform, &self.session.user, project, env, need).map_err(|e| {
+            Box::new(match e {
+                access::CheckError::Refused(m) => refused(&m),
+                access::CheckError::State(e) => failed(&e.to_string()),
+            })
+        })
     }
 
     /// The user's role on `project` if the project exists and the user has one (for the

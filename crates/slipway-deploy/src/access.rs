@@ -45,28 +45,49 @@ pub fn settable_variable(name: &str) -> Result<(), String> {
     }
 }
 
+/// Why [`check`] or [`check_variables`] said no.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// The user may not, or the project or environment is not there: the message for
+    /// the user (a project the user may not see is "not found", as one that does not
+    /// exist).
+    #[error("{0}")]
+    Refused(String),
+    /// The state database failed while checking: an internal failure, not a refusal.
+    #[error("reading the state database: {0}")]
+    State(#[from] slipway_state::StateError),
+}
+
+impl CheckError {
+    /// The exit status of a command refused so (spec section 7): 1 refused, 3 internal.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CheckError::Refused(_) => 1,
+            CheckError::State(_) => 3,
+        }
+    }
+}
+
 /// Whether `user` holds `need` on `project` (raised by [`protection::role_needed`]: admin
 /// to change a production environment) and `env` exists. Ok is the user's role on the
-/// project; Err is the message for the user (a project the user may not see is "not
-/// found", as one that does not exist).
+/// project; Err is the refusal for the user, or a failure of the state database.
 pub fn check(
     platform: &Platform,
     user: &User,
     project: &str,
     env: &str,
     need: Role,
-) -> Result<Role, String> {
+) -> Result<Role, CheckError> {
     let state = platform.state();
-    let role = state
-        .project_exists(project)
-        .ok()
-        .filter(|e| *e)
-        .and_then(|_| state.role(project, user).ok().flatten())
-        .ok_or_else(|| format!("project '{project}' not found (or you have no access to it)"))?;
+    let role = visible_role_checked(platform, user, project)?.ok_or_else(|| {
+        CheckError::Refused(format!(
+            "project '{project}' not found (or you have no access to it)"
+        ))
+    })?;
     let need = protection::role_needed(env, need);
     let protected = protection::is_production(env) && need == Role::Admin;
     if role < need {
-        return Err(format!(
+        return Err(CheckError::Refused(format!(
             "permission denied: this needs the {} role on {project}{}; you are {}",
             need.as_str(),
             if protected {
@@ -75,12 +96,12 @@ pub fn check(
                 String::new()
             },
             role.as_str()
-        ));
+        )));
     }
-    if state.environment(project, env).ok().flatten().is_none() {
-        return Err(format!(
+    if state.environment(project, env)?.is_none() {
+        return Err(CheckError::Refused(format!(
             "environment '{env}' of project '{project}' not found"
-        ));
+        )));
     }
     Ok(role)
 }
@@ -97,36 +118,49 @@ pub fn check_variables(
     project: &str,
     env: &str,
     need: Role,
-) -> Result<(Role, bool), String> {
+) -> Result<(Role, bool), CheckError> {
     match check(platform, user, project, env, need) {
         Ok(role) => Ok((role, true)),
-        Err(m) => {
+        Err(CheckError::State(e)) => Err(CheckError::State(e)),
+        Err(refused) => {
             let state = platform.state();
-            if state.environment(project, env).ok().flatten().is_some() {
-                return Err(m);
+            if state.environment(project, env)?.is_some() {
+                return Err(refused);
             }
             // Not found: the same role check, on a name an environment may have.
-            let role = visible_role(platform, user, project).ok_or_else(|| {
-                format!("project '{project}' not found (or you have no access to it)")
+            let role = visible_role_checked(platform, user, project)?.ok_or_else(|| {
+                CheckError::Refused(format!(
+                    "project '{project}' not found (or you have no access to it)"
+                ))
             })?;
             if role < protection::role_needed(env, need) {
-                return Err(m);
+                return Err(refused);
             }
             if !crate::environment::is_dns_label(env) {
-                return Err(format!(
+                return Err(CheckError::Refused(format!(
                     "environment '{env}' of project '{project}' not found, and no environment can have that name: environments are named as DNS labels (a-z, 0-9, '-'), as the push of a branch says"
-                ));
+                )));
             }
             Ok((role, false))
         }
     }
 }
 
+/// The role `user` holds on `project`, if the project exists and the user may see it;
+/// Err when the state database fails.
+pub fn visible_role_checked(
+    platform: &Platform,
+    user: &User,
+    project: &str,
+) -> Result<Option<Role>, slipway_state::StateError> {
+    let state = platform.state();
+    if !state.project_exists(project)? {
+        return Ok(None);
+    }
+    state.role(project, user)
+}
+
 /// The role `user` holds on `project`, if the project exists and the user may see it.
 pub fn visible_role(platform: &Platform, user: &User, project: &str) -> Option<Role> {
-    let state = platform.state();
-    if !state.project_exists(project).unwrap_or(false) {
-        return None;
-    }
-    state.role(project, user).ok().flatten()
+    visible_role_checked(platform, user, project).ok().flatten()
 }

@@ -18,50 +18,151 @@ pub(crate) mod users;
 /// A refusal or failure of an admin command: (exit status, message for stderr).
 type Refusal = (i32, String);
 
-const HELP: &str = "\
+/// Before the command list in `help`.
+const HELP_HEAD: &str = "\
 Slipway: push with git, look around with ssh.
 
   git remote add slipway ssh://git@HOST:PORT/PROJECT.git
   git push slipway main          deploy branch main as environment main
 
-Commands (ssh -p PORT git@HOST COMMAND, each takes --json):
-  projects                        projects you can see
-  envs PROJECT                    environments of a project
-  releases PROJECT ENV            releases of an environment, newest first, and who made each
-  services PROJECT ENV            services of an environment: type, state, disk used
-  activity PROJECT [ENV]          pushes and deploys
-  activity log ID                 the whole log of one activity
-  activity prune [--keep N] [--keep-days D] [--dry-run]
-                                  delete old activity logs now, listing them (server admins)
-  rollback PROJECT ENV [RELEASE]  back to the previous (or the given) release, in a second
-  redeploy PROJECT ENV            the live release again, in fresh containers
-  sync PROJECT ENV                a fresh copy of the parent's mount and service data (they restart; admins)
-  backup create PROJECT ENV       dumps of every service and a tar of every mount, kept in the archive
-  backup ls PROJECT ENV           backups of an environment, newest first
-  backup restore PROJECT ENV ID   services and mounts back as backup ID has them (the apps restart; admins)
-  var ls PROJECT ENV              variables of an environment (viewers: names only)
-  var set PROJECT ENV KEY=VALUE   set one (redeploys a live environment)
-  var set --sensitive PROJECT ENV KEY=VALUE   the same, the value never shown again
-  var unset PROJECT ENV KEY       remove one (redeploys a live environment)
-  logs PROJECT ENV [APP] [-f]     what the app (or a worker) prints (-f: keep following)
-  cron ls PROJECT ENV             crons: schedule, next run, last status
-  cron run PROJECT ENV [APP/]NAME run a cron now, showing its output
-  access ls PROJECT               who has which role (project admins)
-  access grant PROJECT USER ROLE  ROLE: viewer, contributor or admin (project admins)
-  access revoke PROJECT USER      (project admins)
-  domain ls [PROJECT]             hosts assigned to projects (server admins)
-  domain add PROJECT HOST         let PROJECT route HOST, outside PROJECT.DOMAIN (server admins)
-  domain rm [PROJECT] HOST        take HOST back (server admins)
-  user ls                         users and their keys (server admins)
-  user add NAME [--admin] < KEY   add a user, or a key to a user (server admins)
-  user rm NAME                    remove a user and its keys (server admins)
-  console                         a one-time link to the web console (valid 10 minutes)
-  help                            this text
+Commands (ssh -p PORT git@HOST COMMAND [--json]):
+";
+
+/// After the command list in `help`.
+const HELP_TAIL: &str = "
+--json (after any command): one JSON document on stdout (an object or an array; progress
+of a deploy, sync, backup or cron run goes to stderr); `logs -f --json` prints one JSON
+object per line instead, as lines come. Errors stay a message on stderr with exit status
+1 (refused), 2 (bad usage) or 3 (internal failure).
 
 Shells: ssh -t -p PORT ENV.PROJECT@HOST (APP.ENV.PROJECT@HOST picks one app of several,
 WORKER.ENV.PROJECT@HOST a worker);
 with a command, ssh -p PORT ENV.PROJECT@HOST 'ls /app' runs it and returns its status.
 ";
+
+/// Every admin command as `help` lists it: (usage, what it does). `help --json` gives
+/// the same list; each takes `--json`.
+pub(crate) const COMMANDS: &[(&str, &str)] = &[
+    ("projects", "projects you can see"),
+    ("envs PROJECT", "environments of a project"),
+    (
+        "releases PROJECT ENV",
+        "releases of an environment, newest first, and who made each",
+    ),
+    (
+        "services PROJECT ENV",
+        "services of an environment: type, state, disk used",
+    ),
+    ("activity PROJECT [ENV]", "pushes and deploys"),
+    ("activity log ID", "the whole log of one activity"),
+    (
+        "activity prune [--keep N] [--keep-days D] [--dry-run]",
+        "delete old activity logs now, listing them (server admins)",
+    ),
+    (
+        "rollback PROJECT ENV [RELEASE]",
+        "back to the previous (or the given) release, in a second",
+    ),
+    (
+        "redeploy PROJECT ENV",
+        "the live release again, in fresh containers",
+    ),
+    (
+        "sync PROJECT ENV",
+        "a fresh copy of the parent's mount and service data (they restart; admins)",
+    ),
+    (
+        "backup create PROJECT ENV",
+        "dumps of every service and a tar of every mount, kept in the archive",
+    ),
+    (
+        "backup ls PROJECT ENV",
+        "backups of an environment, newest first",
+    ),
+    (
+        "backup restore PROJECT ENV ID",
+        "services and mounts back as backup ID has them (the apps restart; admins)",
+    ),
+    (
+        "var ls PROJECT ENV",
+        "variables of an environment (viewers: names only)",
+    ),
+    (
+        "var set PROJECT ENV KEY=VALUE",
+        "set one (redeploys a live environment)",
+    ),
+    (
+        "var set --sensitive PROJECT ENV KEY=VALUE",
+        "the same, the value never shown again",
+    ),
+    (
+        "var unset PROJECT ENV KEY",
+        "remove one (redeploys a live environment)",
+    ),
+    (
+        "logs PROJECT ENV [APP] [-f]",
+        "what the app (or a worker) prints (-f: keep following; with --json one object a line)",
+    ),
+    (
+        "cron ls PROJECT ENV",
+        "crons: schedule, next run, last status",
+    ),
+    (
+        "cron run PROJECT ENV [APP/]NAME",
+        "run a cron now, showing its output",
+    ),
+    ("access ls PROJECT", "who has which role (project admins)"),
+    (
+        "access grant PROJECT USER ROLE",
+        "ROLE: viewer, contributor or admin (project admins)",
+    ),
+    ("access revoke PROJECT USER", "(project admins)"),
+    (
+        "domain ls [PROJECT]",
+        "hosts assigned to projects (server admins)",
+    ),
+    (
+        "domain add PROJECT HOST",
+        "let PROJECT route HOST, outside PROJECT.DOMAIN (server admins)",
+    ),
+    ("domain rm [PROJECT] HOST", "take HOST back (server admins)"),
+    ("user ls", "users and their keys (server admins)"),
+    (
+        "user add NAME [--admin] < KEY",
+        "add a user, or a key to a user (server admins)",
+    ),
+    ("user rm NAME", "remove a user and its keys (server admins)"),
+    (
+        "console",
+        "a one-time link to the web console (valid 10 minutes)",
+    ),
+    ("help", "this text"),
+];
+
+/// The `help` text: [`COMMANDS`] between [`HELP_HEAD`] and [`HELP_TAIL`], then the
+/// projects `user` may see.
+fn help_text(projects: &[String]) -> String {
+    const WIDTH: usize = 32;
+    let mut s = HELP_HEAD.to_string();
+    for (usage, what) in COMMANDS {
+        if usage.len() < WIDTH {
+            s.push_str(&format!("  {usage:<WIDTH$}{what}\n"));
+        } else {
+            s.push_str(&format!("  {usage}\n  {:WIDTH$}{what}\n", ""));
+        }
+    }
+    s.push_str(HELP_TAIL);
+    s.push_str("\nYour projects:");
+    if projects.is_empty() {
+        s.push_str(" none yet (push to create one)");
+    }
+    for p in projects {
+        s.push_str("\n  ");
+        s.push_str(p);
+    }
+    s.push('\n');
+    s
+}
 
 /// Run an admin command; returns the exit status.
 pub(crate) async fn run<R, W, E>(
@@ -95,41 +196,33 @@ where
         state.project_exists(project).unwrap_or(false)
             && state.role(project, user).ok().flatten().is_some()
     };
+    // The projects the user may see; a database that fails is an internal failure, not
+    // an empty list.
+    let visible_projects = || -> Result<Vec<String>, Refusal> {
+        let all = state
+            .projects()
+            .map_err(|e| (3, format!("slipway: {e}\n")))?;
+        Ok(all.into_iter().filter(|p| visible(p)).collect())
+    };
     let not_found =
         |p: &str| format!("slipway: project '{p}' not found (or you have no access to it)\n");
     let result: Result<String, (i32, String)> = match args.as_slice() {
-        [] | ["help"] => {
-            let projects: Vec<String> = state
-                .projects()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|p| visible(p))
-                .collect();
-            let mut s = HELP.to_string();
-            s.push_str("\nYour projects:");
-            if projects.is_empty() {
-                s.push_str(" none yet (push to create one)");
+        [] | ["help"] => match visible_projects() {
+            Err(e) => Err(e),
+            Ok(projects) if json => {
+                let commands: Vec<serde_json::Value> = COMMANDS
+                    .iter()
+                    .map(|(usage, what)| serde_json::json!({"usage": usage, "description": what}))
+                    .collect();
+                Ok(pretty(&serde_json::json!({"commands": commands, "projects": projects})))
             }
-            for p in &projects {
-                s.push_str("\n  ");
-                s.push_str(p);
-            }
-            s.push('\n');
-            Ok(s)
-        }
-        ["projects"] => {
-            let projects: Vec<String> = state
-                .projects()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|p| visible(p))
-                .collect();
-            if json {
-                Ok(serde_json::to_string_pretty(&projects).unwrap_or_default() + "\n")
-            } else {
-                Ok(projects.iter().map(|p| format!("{p}\n")).collect())
-            }
-        }
+            Ok(projects) => Ok(help_text(&projects)),
+        },
+        ["projects"] => match visible_projects() {
+            Err(e) => Err(e),
+            Ok(projects) if json => Ok(pretty(&projects)),
+            Ok(projects) => Ok(projects.iter().map(|p| format!("{p}\n")).collect()),
+        },
         ["envs", project] if visible(project) => match state.environments(Some(project)) {
             Ok(envs) if json => {
                 // Each with what the supervisor knows of its live release's containers.
@@ -158,7 +251,7 @@ where
                         row
                     })
                     .collect();
-                Ok(serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n")
+                Ok(pretty(&rows))
             }
             Ok(envs) => Ok(envs
                 .iter()
@@ -189,7 +282,7 @@ where
         ["releases", project, env] if visible(project) => match state.releases(project, env) {
             Ok(rs) if json => {
                 let rows: Vec<serde_json::Value> = rs.iter().map(release_json).collect();
-                Ok(serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n")
+                Ok(pretty(&rows))
             }
             Ok(rs) => Ok(rs
                 .iter()
@@ -209,12 +302,11 @@ where
         ["activity", "prune", rest @ ..] => {
             activity_prune::run(platform, user, rest, json).await
         }
-        ["activity", "log", id] => match id.parse::<i64>().ok().and_then(|id| state.activity(id).ok().flatten()) {
-            Some((a, log)) if visible(&a.project) => {
+        ["activity", "log", id] => match id.parse::<i64>().ok().map(|id| state.activity(id)) {
+            Some(Err(e)) => Err((3, format!("slipway: {e}\n"))),
+            Some(Ok(Some((a, log)))) if visible(&a.project) => {
                 if json {
-                    Ok(serde_json::to_string_pretty(&serde_json::json!({"activity": a, "log": log}))
-                        .unwrap_or_default()
-                        + "\n")
+                    Ok(pretty(&serde_json::json!({"activity": a, "log": log})))
                 } else {
                     match state.activity_log_pruned_at(a.id) {
                         Ok(Some(_)) => Ok(format!(
@@ -231,7 +323,7 @@ where
         ["activity", project] | ["activity", project, _] if visible(project) => {
             let env = args.get(2).copied();
             match state.activities(project, env, 50) {
-                Ok(list) if json => Ok(serde_json::to_string_pretty(&list).unwrap_or_default() + "\n"),
+                Ok(list) if json => Ok(pretty(&list)),
                 Ok(list) => Ok(list
                     .iter()
                     .map(|a| {
@@ -276,6 +368,11 @@ where
             code
         }
     }
+}
+
+/// `value` as pretty JSON and a newline: what every `--json` output is.
+pub(crate) fn pretty<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default() + "\n"
 }
 
 /// A release as `releases --json` shows it to anyone who may see the project: the stored

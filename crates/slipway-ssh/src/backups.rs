@@ -2,8 +2,8 @@
 //! role (admin on a production environment, as `redeploy`), `ls` any role of the project,
 //! `restore` the admin role (it goes back in data, as `sync` and `rollback` are gated):
 //! [`access::CREATE_BACKUPS`], [`access::LIST_BACKUPS`], [`access::RESTORE_BACKUPS`], which
-//! the web console checks too. Output of create and restore streams live; `--json` prints
-//! the backup(s) at the end.
+//! the web console checks too. Output of create and restore streams live (to stderr with
+//! `--json`, whose stdout holds only the backup(s) or what was restored, at the end).
 
 use std::sync::Arc;
 
@@ -33,26 +33,28 @@ where
     let fail = |m: String| (1, format!("slipway: {m}\n"));
     let result: Result<String, (i32, String)> = match &args[1..] {
         ["ls", project, env] => match check(platform, user, project, env, access::LIST_BACKUPS) {
-            Err(m) => Err(fail(m)),
+            Err(r) => Err(r),
             Ok(()) => match platform.state().backups(project, env) {
                 Err(e) => Err((3, format!("slipway: {e}\n"))),
-                Ok(list) if json => {
-                    Ok(serde_json::to_string_pretty(&list).unwrap_or_default() + "\n")
-                }
+                Ok(list) if json => Ok(crate::admin::pretty(&list)),
                 Ok(list) if list.is_empty() => Ok(format!("{}\n", backups::none_yet(project, env))),
                 Ok(list) => Ok(list.iter().map(line).collect()),
             },
         },
         ["create", project, env] => {
             match check(platform, user, project, env, access::CREATE_BACKUPS) {
-                Err(m) => Err(fail(m)),
+                Err(r) => Err(r),
                 Ok(()) => {
                     let (sink, mut rx) = sink();
                     let task = backups::create(platform, project, env, &user.name, Some(sink));
-                    let r = stream(task, &mut rx, out).await;
+                    let r = if json {
+                        stream(task, &mut rx, err).await
+                    } else {
+                        stream(task, &mut rx, out).await
+                    };
                     r.map(|b| {
                         if json {
-                            serde_json::to_string_pretty(&b).unwrap_or_default() + "\n"
+                            crate::admin::pretty(&b)
                         } else {
                             format!("{}\n", backups::taken(&b))
                         }
@@ -67,20 +69,28 @@ where
                 return Some(2);
             };
             match check(platform, user, project, env, access::RESTORE_BACKUPS) {
-                Err(m) => Err(fail(m)),
+                Err(r) => Err(r),
                 Ok(()) => {
                     let (sink, mut rx) = sink();
                     let task = backups::restore(platform, project, env, id, &user.name, Some(sink));
-                    stream(task, &mut rx, out)
-                        .await
-                        .map(|summary| {
-                            if json {
-                                format!("{{\"restored\": {id}}}\n")
-                            } else {
-                                format!("{summary}\n")
-                            }
-                        })
-                        .map_err(fail)
+                    let r = if json {
+                        stream(task, &mut rx, err).await
+                    } else {
+                        stream(task, &mut rx, out).await
+                    };
+                    r.map(|summary| {
+                        if json {
+                            crate::admin::pretty(&serde_json::json!({
+                                "project": project,
+                                "env": env,
+                                "restored": id,
+                                "summary": summary,
+                            }))
+                        } else {
+                            format!("{summary}\n")
+                        }
+                    })
+                    .map_err(fail)
                 }
             }
         }

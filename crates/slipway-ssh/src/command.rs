@@ -44,6 +44,18 @@ pub enum CommandError {
     Unbalanced,
 }
 
+impl CommandError {
+    /// The exit status for this refusal (spec section 7): 1 for a repository that is not
+    /// one of this server's (refused input), 2 for a command line that cannot be read as
+    /// one (bad usage).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CommandError::BadRepository(_) => 1,
+            CommandError::NotText | CommandError::Malformed(_) | CommandError::Unbalanced => 2,
+        }
+    }
+}
+
 /// The longest command line we look at.
 const MAX_COMMAND: usize = 4096;
 
@@ -230,6 +242,7 @@ mod tests {
             b"x \\",
         ] {
             assert_eq!(parse(bad), Err(CommandError::Unbalanced), "{bad:?}");
+            assert_eq!(CommandError::Unbalanced.exit_code(), 2);
         }
     }
 

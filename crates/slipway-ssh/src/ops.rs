@@ -15,15 +15,23 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
 use crate::say;
 
 /// Whether `user` holds `need` on `project` and `env` exists ([`access::check`]); Err is
-/// the message.
+/// the exit status and message ([`refused`]).
 pub(crate) fn check(
     platform: &Platform,
     user: &User,
     project: &str,
     env: &str,
     need: Role,
-) -> Result<(), String> {
-    access::check(platform, user, project, env, need).map(|_| ())
+) -> Result<(), (i32, String)> {
+    access::check(platform, user, project, env, need)
+        .map(|_| ())
+        .map_err(refused)
+}
+
+/// A refusal of the access check as a command's exit status (1 refused, 3 the database
+/// failed) and message for stderr.
+pub(crate) fn refused(e: access::CheckError) -> (i32, String) {
+    (e.exit_code(), format!("slipway: {e}\n"))
 }
 
 /// Run a deploy operation, streaming its lines to `out`.
@@ -65,44 +73,53 @@ where
                 }
             };
             match check(platform, user, project, env, Operation::Rollback(to).role()) {
-                Err(m) => Err(fail(m)),
-                Ok(()) => operate(platform, user, project, env, Operation::Rollback(to), out)
-                    .await
-                    .map(|n| {
-                        if json {
-                            format!("{{\"release\": {n}}}\n")
-                        } else {
-                            String::new()
-                        }
-                    })
-                    .map_err(fail),
+                Err(r) => Err(r),
+                Ok(()) => {
+                    let op = Operation::Rollback(to);
+                    let r = if json {
+                        operate(platform, user, project, env, op, err).await
+                    } else {
+                        operate(platform, user, project, env, op, out).await
+                    };
+                    r.map(|n| deployed(project, env, "rollback", n, json))
+                        .map_err(fail)
+                }
             }
         }
         ["redeploy", project, env] => {
             match check(platform, user, project, env, Operation::Redeploy.role()) {
-                Err(m) => Err(fail(m)),
-                Ok(()) => operate(platform, user, project, env, Operation::Redeploy, out)
-                    .await
-                    .map(|n| {
-                        if json {
-                            format!("{{\"release\": {n}}}\n")
-                        } else {
-                            String::new()
-                        }
-                    })
-                    .map_err(fail),
+                Err(r) => Err(r),
+                Ok(()) => {
+                    let op = Operation::Redeploy;
+                    let r = if json {
+                        operate(platform, user, project, env, op, err).await
+                    } else {
+                        operate(platform, user, project, env, op, out).await
+                    };
+                    r.map(|n| deployed(project, env, "redeploy", n, json))
+                        .map_err(fail)
+                }
             }
         }
         ["sync", project, env] => match check(platform, user, project, env, access::SYNC) {
-            Err(m) => Err(fail(m)),
+            Err(r) => Err(r),
             Ok(()) => {
                 let (sink, mut rx) = sink();
                 let task =
                     slipway_deploy::sync::run(platform, project, env, &user.name, Some(sink));
-                let r = stream(task, &mut rx, out).await;
+                let r = if json {
+                    stream(task, &mut rx, err).await
+                } else {
+                    stream(task, &mut rx, out).await
+                };
                 r.map(|summary| {
                     if json {
-                        "{\"synced\": true}\n".to_string()
+                        crate::admin::pretty(&serde_json::json!({
+                            "project": project,
+                            "env": env,
+                            "synced": true,
+                            "summary": summary,
+                        }))
                     } else {
                         format!("{summary}\n")
                     }
@@ -112,7 +129,7 @@ where
         },
         ["var", "ls", project, env] => {
             match access::check_variables(platform, user, project, env, Role::Viewer) {
-                Err(m) => Err(fail(m)),
+                Err(e) => Err(refused(e)),
                 Ok((role, _)) => {
                     let state = platform.state();
                     let role = Some(role);
@@ -131,7 +148,7 @@ where
         | ["var", verb @ ("set" | "unset"), project, env, kv] => {
             let sensitive = args.get(2) == Some(&"--sensitive");
             match access::check_variables(platform, user, project, env, access::CHANGE_VARIABLES) {
-                Err(m) => Err(fail(m)),
+                Err(e) => Err(refused(e)),
                 Ok((_, deployed)) => {
                     let (key, value) = match (*verb, kv.split_once('=')) {
                         ("set", Some((k, v))) => (k, Some(v)),
@@ -163,24 +180,55 @@ where
                                     .flatten()
                                     .and_then(|e| e.current_release)
                                     .is_some();
-                                say(
-                                    out,
-                                    &format!(
-                                        "{key} {} on {env}{}\n",
-                                        if value.is_some() { "set" } else { "unset" },
-                                        if sensitive {
-                                            " (sensitive: its value reaches the apps but is never shown again)"
-                                        } else {
-                                            ""
-                                        }
-                                    ),
-                                )
-                                .await;
+                                let said = format!(
+                                    "{key} {} on {env}{}\n",
+                                    if value.is_some() { "set" } else { "unset" },
+                                    if sensitive {
+                                        " (sensitive: its value reaches the apps but is never shown again)"
+                                    } else {
+                                        ""
+                                    }
+                                );
+                                let done = |release: Option<i64>, applies: &str| {
+                                    crate::admin::pretty(&serde_json::json!({
+                                        "project": project,
+                                        "env": env,
+                                        "key": key,
+                                        "set": value.is_some(),
+                                        "sensitive": sensitive,
+                                        "release": release,
+                                        "applies": applies,
+                                    }))
+                                };
+                                if json {
+                                    say(err, &said).await;
+                                } else {
+                                    say(out, &said).await;
+                                }
                                 if live {
-                                    operate(platform, user, project, env, Operation::Redeploy, out)
-                                        .await
-                                        .map(|_| String::new())
-                                        .map_err(fail)
+                                    let op = Operation::Redeploy;
+                                    let r = if json {
+                                        operate(platform, user, project, env, op, err).await
+                                    } else {
+                                        operate(platform, user, project, env, op, out).await
+                                    };
+                                    r.map(|n| {
+                                        if json {
+                                            done(Some(n), "now")
+                                        } else {
+                                            String::new()
+                                        }
+                                    })
+                                    .map_err(fail)
+                                } else if json {
+                                    Ok(done(
+                                        None,
+                                        if deployed {
+                                            "next deploy"
+                                        } else {
+                                            "first deploy"
+                                        },
+                                    ))
                                 } else if deployed {
                                     Ok("it applies from the next deploy\n".into())
                                 } else {
@@ -199,36 +247,49 @@ where
                 return Some(usage(err, "logs PROJECT ENV [APP] [-f]").await);
             }
             match check(platform, user, project, env, Role::Viewer) {
-                Err(m) => Err(fail(m)),
+                Err(r) => Err(r),
                 Ok(()) => {
                     match live_app(platform, project, env, app.first().map(|a| **a), "name one") {
                         Err(m) => Err(fail(m)),
                         Ok(app) => {
                             let path = platform.data().app_log(project, env, &app.name);
-                            logs(&path, follow, out).await;
-                            Ok(String::new())
+                            let mut shown = LogOutput::new(out, &app.name, json, follow);
+                            logs(&path, follow, &mut shown).await;
+                            Ok(shown.finish().await)
                         }
                     }
                 }
             }
         }
         ["cron", "ls", project, env] => match check(platform, user, project, env, Role::Viewer) {
-            Err(m) => Err(fail(m)),
-            Ok(()) => cron_ls(platform, project, env, json).map_err(fail),
+            Err(r) => Err(r),
+            Ok(()) => cron_ls(platform, project, env, json)
+                .map_err(|(code, m)| (code, format!("slipway: {m}\n"))),
         },
         ["cron", "run", project, env, name] => {
             match check(platform, user, project, env, access::RUN_CRONS) {
-                Err(m) => Err(fail(m)),
-                Ok(()) => cron_run(platform, user, project, env, name, out)
-                    .await
-                    .map(|(id, code)| {
+                Err(r) => Err(r),
+                Ok(()) => {
+                    let r = if json {
+                        cron_run(platform, user, project, env, name, err).await
+                    } else {
+                        cron_run(platform, user, project, env, name, out).await
+                    };
+                    r.map(|(id, code)| {
                         if json {
-                            format!("{{\"activity\": {id}, \"exit_status\": {code}}}\n")
+                            crate::admin::pretty(&serde_json::json!({
+                                "project": project,
+                                "env": env,
+                                "cron": name,
+                                "activity": id,
+                                "exit_status": code,
+                            }))
                         } else {
                             String::new()
                         }
                     })
-                    .map_err(|(code, m)| (code, format!("slipway: {m}\n"))),
+                    .map_err(|(code, m)| (code, format!("slipway: {m}\n")))
+                }
             }
         }
         ["cron", ..] => {
@@ -246,6 +307,21 @@ where
             code
         }
     })
+}
+
+/// What `rollback` and `redeploy` print when done: nothing (the deploy's lines said it),
+/// or with `--json` the environment and the release now live.
+fn deployed(project: &str, env: &str, action: &str, release: i64, json: bool) -> String {
+    if json {
+        crate::admin::pretty(&serde_json::json!({
+            "project": project,
+            "env": env,
+            "action": action,
+            "release": release,
+        }))
+    } else {
+        String::new()
+    }
 }
 
 async fn usage<E: AsyncWrite + Unpin>(err: &mut E, form: &str) -> i32 {
@@ -301,18 +377,96 @@ pub(crate) fn live_app(
     })
 }
 
+/// Where `logs` writes what it reads: the bytes as they are, or with `--json` each line
+/// as an object `{"app", "line"}` (the container writes its stdout and stderr into one
+/// file, so which stream a line came from is not known and not given): gathered into
+/// one array, or with `-f` printed one object per line as lines complete.
+pub(crate) struct LogOutput<'a, W> {
+    out: &'a mut W,
+    app: String,
+    json: bool,
+    follow: bool,
+    /// The start of a line not ended yet (`--json`).
+    pending: Vec<u8>,
+    /// The lines so far (`--json` without `-f`).
+    lines: Vec<serde_json::Value>,
+}
+
+impl<'a, W: AsyncWrite + Unpin> LogOutput<'a, W> {
+    /// Output of `app`'s log to `out`.
+    pub(crate) fn new(out: &'a mut W, app: &str, json: bool, follow: bool) -> Self {
+        LogOutput {
+            out,
+            app: app.to_string(),
+            json,
+            follow,
+            pending: Vec::new(),
+            lines: Vec::new(),
+        }
+    }
+
+    fn line(&self, bytes: &[u8]) -> serde_json::Value {
+        let line = String::from_utf8_lossy(bytes);
+        serde_json::json!({"app": self.app, "line": line.strip_suffix('\r').unwrap_or(&line)})
+    }
+
+    /// Take `chunk`; Err when the client went away.
+    async fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        if !self.json {
+            self.out.write_all(chunk).await?;
+            return self.out.flush().await;
+        }
+        self.pending.extend_from_slice(chunk);
+        let Some(end) = self.pending.iter().rposition(|b| *b == b'\n') else {
+            return Ok(());
+        };
+        let done: Vec<u8> = self.pending.drain(..=end).collect();
+        let mut text = String::new();
+        for l in done[..done.len() - 1].split(|b| *b == b'\n') {
+            let v = self.line(l);
+            if self.follow {
+                text.push_str(&v.to_string());
+                text.push('\n');
+            } else {
+                self.lines.push(v);
+            }
+        }
+        if !text.is_empty() {
+            self.out.write_all(text.as_bytes()).await?;
+            self.out.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// What is left to print once the log is read: with `--json` and without `-f`, the
+    /// array of lines (an unended last line included).
+    pub(crate) async fn finish(mut self) -> String {
+        if !self.json || self.follow {
+            return String::new();
+        }
+        if !self.pending.is_empty() {
+            let v = self.line(&self.pending);
+            self.lines.push(v);
+        }
+        crate::admin::pretty(&self.lines)
+    }
+}
+
 /// The last part of a log (and, with `follow`, what comes after, until the client goes away).
-async fn logs<W: AsyncWrite + Unpin>(path: &std::path::Path, follow: bool, out: &mut W) {
+async fn logs<W: AsyncWrite + Unpin>(
+    path: &std::path::Path,
+    follow: bool,
+    out: &mut LogOutput<'_, W>,
+) {
     const TAIL: u64 = 64 * 1024;
     let Ok(mut f) = tokio::fs::File::open(path).await else {
-        say(out, "").await;
         return;
     };
     let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
     if len < TAIL {
         // Just rotated: the end of the previous part first.
         let earlier = slipway_deploy::app_logs::rotated_tail(path, TAIL - len);
-        if out.write_all(&earlier).await.is_err() {
+        if out.write(&earlier).await.is_err() {
             return;
         }
     }
@@ -332,7 +486,9 @@ async fn logs<W: AsyncWrite + Unpin>(path: &std::path::Path, follow: bool, out: 
                 let pos = f.stream_position().await.unwrap_or(0);
                 if let Ok(Some(old)) = slipway_deploy::app_logs::after_rotation(path, pos) {
                     let mut old = tokio::fs::File::from_std(old);
-                    if tokio::io::copy(&mut old, out).await.is_err() || out.flush().await.is_err() {
+                    let mut rest = Vec::new();
+                    if old.read_to_end(&mut rest).await.is_err() || out.write(&rest).await.is_err()
+                    {
                         return;
                     }
                     let _ = f.seek(std::io::SeekFrom::Start(0)).await;
@@ -347,7 +503,7 @@ async fn logs<W: AsyncWrite + Unpin>(path: &std::path::Path, follow: bool, out: 
                         chunk = &chunk[i + 1..];
                     }
                 }
-                if out.write_all(chunk).await.is_err() || out.flush().await.is_err() {
+                if out.write(chunk).await.is_err() {
                     return;
                 }
             }
@@ -356,9 +512,14 @@ async fn logs<W: AsyncWrite + Unpin>(path: &std::path::Path, follow: bool, out: 
 }
 
 /// `cron ls`: name, app, schedule, next run (in the app's time zone) and the last run's status of each cron.
-fn cron_ls(platform: &Platform, project: &str, env: &str, json: bool) -> Result<String, String> {
+fn cron_ls(
+    platform: &Platform,
+    project: &str,
+    env: &str,
+    json: bool,
+) -> Result<String, (i32, String)> {
     use slipway_deploy::crons;
-    let list = crons::live_crons(platform, project, env).map_err(|e| e.to_string())?;
+    let list = crons::live_crons(platform, project, env).map_err(cron_refusal)?;
     let now = crons::minute_now();
     let rows: Vec<serde_json::Value> = list
         .iter()
@@ -374,7 +535,7 @@ fn cron_ls(platform: &Platform, project: &str, env: &str, json: bool) -> Result<
         })
         .collect();
     if json {
-        return Ok(serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n");
+        return Ok(crate::admin::pretty(&rows));
     }
     if rows.is_empty() {
         return Ok(format!("{env} has no crons\n"));
@@ -404,7 +565,7 @@ async fn cron_run<W: AsyncWrite + Unpin + Send>(
     out: &mut W,
 ) -> Result<(i64, i32), (i32, String)> {
     use slipway_deploy::crons;
-    let cron = crons::live_cron(platform, project, env, name).map_err(|e| (1, e.to_string()))?;
+    let cron = crons::live_cron(platform, project, env, name).map_err(cron_refusal)?;
     let (sink, mut rx) = sink();
     let task = crons::run(platform, &cron, Some(&user.name), Some(sink));
     let result = stream(task, &mut rx, out).await;
@@ -420,8 +581,22 @@ async fn cron_run<W: AsyncWrite + Unpin + Send>(
             }
         }
         Ok((id, None)) => Err((1, format!("cron {name} could not run (activity {id})"))),
-        Err(e) => Err((1, e.to_string())),
+        Err(e) => Err(cron_refusal(e)),
     }
+}
+
+/// A cron command's failure as (exit status, message): 1 when the cron or its release is
+/// not there or busy, 3 when the database, a stored record or a lock file failed.
+fn cron_refusal(e: slipway_deploy::crons::CronError) -> (i32, String) {
+    use slipway_deploy::crons::CronError;
+    let code = match e {
+        CronError::NotFound(_)
+        | CronError::Busy(_)
+        | CronError::Deploying(_)
+        | CronError::NotRunning(_) => 1,
+        CronError::State(_) | CronError::Record(_) | CronError::Lock(_) => 3,
+    };
+    (code, e.to_string())
 }
 
 /// The lines of an operation, as its [`sink`] sends them.
@@ -457,5 +632,46 @@ pub(crate) async fn stream<T, W: AsyncWrite + Unpin + Send>(
                 let _ = out.flush().await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogOutput;
+
+    /// Feeds `chunks` through a [`LogOutput`] and returns what it printed.
+    async fn shown(json: bool, follow: bool, chunks: &[&[u8]]) -> String {
+        let mut out: Vec<u8> = Vec::new();
+        let mut log = LogOutput::new(&mut out, "web", json, follow);
+        for c in chunks {
+            log.write(c).await.unwrap();
+        }
+        let rest = log.finish().await;
+        String::from_utf8(out).unwrap() + &rest
+    }
+
+    #[tokio::test]
+    async fn json_logs_are_whole_lines_of_one_app() {
+        let chunks: &[&[u8]] = &[b"one\ntw", b"o\r\nthr", b"ee"];
+        assert_eq!(shown(false, false, chunks).await, "one\ntwo\r\nthree");
+        let array: serde_json::Value =
+            serde_json::from_str(&shown(true, false, chunks).await).unwrap();
+        assert_eq!(
+            array,
+            serde_json::json!([
+                {"app": "web", "line": "one"},
+                {"app": "web", "line": "two"},
+                {"app": "web", "line": "three"},
+            ])
+        );
+        // -f: one object per ended line, as they end; an unended one waits.
+        let lines = shown(true, true, chunks).await;
+        let objects: Vec<serde_json::Value> = lines
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(objects.len(), 2, "{lines}");
+        assert_eq!(objects[1]["line"], "two");
+        assert_eq!(shown(true, false, &[]).await, "[]\n");
     }
 }

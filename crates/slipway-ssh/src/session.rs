@@ -374,7 +374,7 @@ impl Connection {
             let code = match crate::command::parse(&command) {
                 Err(e) => {
                     crate::say(&mut stderr, &format!("slipway: {e}\n")).await;
-                    1
+                    e.exit_code()
                 }
                 Ok(crate::command::Command::Git { service, project }) => {
                     let stdin = read.make_reader();

@@ -76,7 +76,7 @@ fn resolve(
     t: &ShellTarget,
 ) -> Result<(String, Vec<(String, String)>), String> {
     crate::ops::check(platform, user, &t.project, &t.env, Role::Contributor)
-        .map_err(|m| format!("slipway: {m}"))?;
+        .map_err(|(_, m)| m.trim_end().to_string())?;
     let how = format!("pick one with ssh APP.{}.{}@HOST", t.env, t.project);
     let app = crate::ops::live_app(platform, &t.project, &t.env, t.app.as_deref(), &how)
         .map_err(|m| format!("slipway: {m}"))?;

@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod activation;
 mod advisories;
+mod archive_listing;
 mod handover;
 mod lock;
 mod reload;
@@ -44,6 +45,23 @@ struct DataDirArg {
     data_dir: PathBuf,
 }
 
+/// The OCI runtime `serve` runs containers with; `down` and `archive gc` ask the same one.
+#[derive(Args, Clone)]
+struct RuntimeArg {
+    /// The OCI runtime CLI (runc, crun, youki).
+    #[arg(long, env = "SLIPWAY_RUNTIME", default_value = "runc")]
+    runtime: PathBuf,
+}
+
+/// `slipway down`'s arguments.
+#[derive(Args, Clone)]
+struct DownArgs {
+    #[command(flatten)]
+    data: DataDirArg,
+    #[command(flatten)]
+    runtime: RuntimeArg,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the server: SSH (git, admin commands) and the HTTP router.
@@ -61,7 +79,7 @@ enum Cmd {
     #[command(subcommand)]
     Archive(ArchiveCmd),
     /// Stop every container and network namespace of this data dir; all data stays.
-    Down(DataDirArg),
+    Down(DownArgs),
     /// Upgrade the running server to the binary at its path (graceful, like `serve
     /// --upgrade` with its flags) and wait: exits 0 once the new server serves, else 1
     /// saying why (the old server goes on serving). `systemctl reload slipway` runs this.
@@ -198,9 +216,8 @@ struct ServeArgs {
     /// Environments answer at ENV.PROJECT.DOMAIN.
     #[arg(long, env = "SLIPWAY_DOMAIN", default_value = "localhost")]
     domain: String,
-    /// The OCI runtime CLI (runc, crun, youki).
-    #[arg(long, env = "SLIPWAY_RUNTIME", default_value = "runc")]
-    runtime: PathBuf,
+    #[command(flatten)]
+    runtime: RuntimeArg,
     /// Seconds an app may take to answer on $PORT after it starts.
     #[arg(long, env = "SLIPWAY_HEALTH_TIMEOUT", default_value_t = 30)]
     health_timeout: u64,
@@ -426,14 +443,23 @@ enum SlugCmd {
 
 #[derive(Subcommand)]
 enum ArchiveCmd {
-    /// List the release images in the archive.
-    Ls(DataDirArg),
+    /// List the slugs (with the releases using each), the releases (with their slugs),
+    /// the stack images and the backups in the archive.
+    Ls {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Print one JSON object instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Re-check the digest of every blob.
     Verify(DataDirArg),
     /// Drop what no kept release needs.
     Gc {
         #[command(flatten)]
         data: DataDirArg,
+        #[command(flatten)]
+        runtime: RuntimeArg,
         /// Releases kept per environment: the newest ones that went live (rollback targets),
         /// besides the live one, a deploy in progress, and any release still running.
         #[arg(long, default_value_t = 10)]
@@ -548,16 +574,17 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Cmd::ReapRun { program, args } => slipway_runtime::reaper::run_reaped(&program, &args)
             .map(|code| u8::try_from(code).unwrap_or(u8::MAX))
             .map_err(|e| internal(anyhow::anyhow!("{}: {e}", program.to_string_lossy()))),
-        Cmd::Down(data) => {
+        Cmd::Down(DownArgs { data, runtime }) => {
+            existing_data_dir(&data.data_dir)?;
             // A running server is stopped first (it would start again what this stops),
             // and its lock held meanwhile.
             let _serve_lock = down_lock(&data.data_dir)?;
             let rt = tokio::runtime::Runtime::new().map_err(internal)?;
             rt.block_on(async {
-                let platform = open_platform(
-                    slipway_deploy::Settings::new(data.data_dir),
-                    slipway_router::RouterConfig::default(),
-                )?;
+                let mut settings = slipway_deploy::Settings::new(data.data_dir);
+                settings.runtime = runtime.runtime;
+                let platform =
+                    open_platform(settings, slipway_router::RouterConfig::default())?;
                 let n = slipway_deploy::restore::down(&platform)
                     .await
                     .map_err(internal)?;
@@ -566,6 +593,18 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             })
         }
     }
+}
+
+/// Refuses a data dir that does not exist (exit 1): a command that reads or stops what a
+/// server made must not make an empty one and report on it (a typo in `--data-dir`).
+fn existing_data_dir(dir: &Path) -> Result<(), Failure> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    Err(user_error(anyhow::anyhow!(
+        "no data dir at {}: pass the server's --data-dir (or set SLIPWAY_DATA_DIR)",
+        dir.display()
+    )))
 }
 
 /// The platform on the data dir of `settings`, its HTTP router made from `router` (its
@@ -665,7 +704,7 @@ async fn serve_until_stopped(
 ) -> Result<u8, Failure> {
     let mut settings = slipway_deploy::Settings::new(args.data.data_dir.clone());
     settings.domain = args.domain.clone();
-    settings.runtime = args.runtime.clone();
+    settings.runtime = args.runtime.runtime.clone();
     settings.health_timeout = std::time::Duration::from_secs(args.health_timeout);
     settings.drain_timeout = std::time::Duration::from_secs(args.drain_timeout);
     settings.lock_wait = std::time::Duration::from_secs(
@@ -705,6 +744,16 @@ async fn serve_until_stopped(
         })
         .map_err(|e| Failure { code: 2, error: e })?;
     settings.http_port = http_addr.port();
+    let ssh_addr: std::net::SocketAddr = args
+        .ssh_listen
+        .parse()
+        .with_context(|| {
+            format!(
+                "--ssh-listen {}: not an address like 127.0.0.1:2222",
+                args.ssh_listen
+            )
+        })
+        .map_err(|e| Failure { code: 2, error: e })?;
     let https_addr: Option<std::net::SocketAddr> = match &args.https_listen {
         None => None,
         Some(addr) => Some(
@@ -810,15 +859,10 @@ async fn serve_until_stopped(
             let mut activated = activation::systemd_listeners()
                 .context("systemd socket activation")
                 .map_err(internal)?;
-            let ssh = match args
-                .ssh_listen
-                .parse()
-                .ok()
-                .and_then(|a| activation::take(&mut activated, a))
-            {
+            let ssh = match activation::take(&mut activated, ssh_addr) {
                 Some(l) => l,
-                None => std::net::TcpListener::bind(&args.ssh_listen)
-                    .with_context(|| format!("listening for SSH on {}", args.ssh_listen))
+                None => std::net::TcpListener::bind(ssh_addr)
+                    .with_context(|| format!("listening for SSH on {ssh_addr}"))
                     .map_err(user_error)?,
             };
             let http = match activation::take(&mut activated, http_addr) {
@@ -1302,6 +1346,7 @@ fn user(cmd: UserCmd) -> Result<u8, Failure> {
             Ok(0)
         }
         UserCmd::Ls(data) => {
+            existing_data_dir(&data.data_dir)?;
             let state = open_state(&data.data_dir)?;
             for (u, keys) in state.users().map_err(internal)? {
                 println!(
@@ -1313,6 +1358,7 @@ fn user(cmd: UserCmd) -> Result<u8, Failure> {
             Ok(0)
         }
         UserCmd::Rm { name, data } => {
+            existing_data_dir(&data.data_dir)?;
             let state = open_state(&data.data_dir)?;
             state.remove_user(&name).map_err(user_error)?;
             println!("user {name} removed");
@@ -1465,6 +1511,7 @@ fn stack_store(data_dir: &Path) -> Result<slipway_stack::StackStore, Failure> {
 fn stack(cmd: StackCmd) -> Result<u8, Failure> {
     match cmd {
         StackCmd::Ls { data, stacks } => {
+            existing_data_dir(&data.data_dir)?;
             let store = stacks.store(&data)?;
             println!("STACK\tSOURCE\tBUILT\tARCHIVE\tUNPACKED");
             for (stack, built) in store.list().map_err(internal)? {
@@ -1587,15 +1634,24 @@ fn stack(cmd: StackCmd) -> Result<u8, Failure> {
 
 fn archive(cmd: ArchiveCmd) -> Result<u8, Failure> {
     let data_dir = match &cmd {
-        ArchiveCmd::Ls(d) | ArchiveCmd::Verify(d) => d.data_dir.clone(),
-        ArchiveCmd::Gc { data, .. } => data.data_dir.clone(),
+        ArchiveCmd::Ls { data, .. } | ArchiveCmd::Verify(data) | ArchiveCmd::Gc { data, .. } => {
+            data.data_dir.clone()
+        }
     };
+    existing_data_dir(&data_dir)?;
     let dir = slipway_deploy::DataDir::new(data_dir);
     let archive = slipway_slug::Archive::open(&dir.archive()).map_err(internal)?;
     match cmd {
-        ArchiveCmd::Ls(_) => {
-            for t in archive.list().map_err(internal)? {
-                println!("{}\t{}", t.tag, t.manifest);
+        ArchiveCmd::Ls { json, .. } => {
+            let state = open_state(dir.root())?;
+            let listing = archive_listing::list(&archive, &state).map_err(internal)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&listing).map_err(internal)?
+                );
+            } else {
+                print!("{}", listing.text());
             }
             Ok(0)
         }
@@ -1643,10 +1699,11 @@ fn archive(cmd: ArchiveCmd) -> Result<u8, Failure> {
             keep,
             keep_backups,
             keep_backup_days,
+            runtime,
             ..
         } => {
             let dropped = backups_gc(&dir, keep_backups, keep_backup_days)?;
-            archive_gc(&dir, &archive, keep, &dropped)
+            archive_gc(&dir, &archive, &runtime.runtime, keep, &dropped)
         }
     }
 }
@@ -1697,12 +1754,13 @@ const GC_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
 fn archive_gc(
     dir: &slipway_deploy::DataDir,
     archive: &slipway_slug::Archive,
+    runtime: &Path,
     keep: usize,
     dropped_backups: &std::collections::HashSet<String>,
 ) -> Result<u8, Failure> {
     use std::collections::HashSet;
     let state = open_state(dir.root())?;
-    let (running_containers, running_slugs) = running(dir)?;
+    let (running_containers, running_slugs) = running(dir, runtime)?;
     // Backups the state knows (and was not told to drop), and those being written now (a
     // tag is written just before its state row).
     let backup_tags: HashSet<String> = state
@@ -1809,9 +1867,11 @@ fn archive_gc(
     Ok(0)
 }
 
-/// Ids of the running containers of this data dir, and the slugs they use.
+/// Ids of the running containers of this data dir, and the slugs they use, as the OCI
+/// runtime `runtime` lists them.
 fn running(
     dir: &slipway_deploy::DataDir,
+    runtime: &Path,
 ) -> Result<
     (
         std::collections::HashSet<String>,
@@ -1824,7 +1884,7 @@ fn running(
     if !dir.root().join("runtime").is_dir() {
         return Ok((ids, slugs));
     }
-    let runtime = match slipway_runtime::Runtime::new(Path::new("runc"), dir.root()) {
+    let runtime = match slipway_runtime::Runtime::new(runtime, dir.root()) {
         Ok(r) => r,
         // Without the runtime no container of ours can run.
         Err(_) => return Ok((ids, slugs)),

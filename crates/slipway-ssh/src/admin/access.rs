@@ -29,7 +29,7 @@ pub(crate) fn run(
         ["ls", project] => {
             let list = project_access::list(platform, me, project).map_err(refusal)?;
             if json {
-                return Ok(serde_json::to_string_pretty(&list).unwrap_or_default() + "\n");
+                return Ok(crate::admin::pretty(&list));
             }
             Ok(list
                 .iter()
@@ -49,11 +49,25 @@ pub(crate) fn run(
         }
         ["grant", project, user, role] => {
             let role = project_access::grant(platform, me, project, user, role).map_err(refusal)?;
+            if json {
+                return Ok(crate::admin::pretty(
+                    &serde_json::json!({"project": project, "user": user, "role": role.as_str()}),
+                ));
+            }
             Ok(format!("{user} is now {} of {project}\n", role.as_str()))
         }
         ["revoke", project, user] => {
             let server_admin =
                 project_access::revoke(platform, me, project, user).map_err(refusal)?;
+            if json {
+                // A server admin keeps the admin role on every project.
+                return Ok(crate::admin::pretty(&serde_json::json!({
+                    "project": project,
+                    "user": user,
+                    "revoked": true,
+                    "server_admin": server_admin,
+                })));
+            }
             let note = if server_admin {
                 " (still admin of every project as a server admin)"
             } else {

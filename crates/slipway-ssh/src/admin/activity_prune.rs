@@ -20,61 +20,47 @@ struct Request {
     dry_run: bool,
 }
 
+/// The flags of `activity prune`, as clap parses them.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "activity prune",
+    no_binary_name = true,
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
+struct Flags {
+    /// Activities kept per environment, newest first.
+    #[arg(long)]
+    keep: Option<usize>,
+    /// Days within which every ended activity is kept.
+    #[arg(long)]
+    keep_days: Option<u32>,
+    /// List what would go, delete nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
 /// Parse the words after `activity prune` (`--json` removed); `defaults` is the server's
 /// retention. Each flag at most once; `--keep` and `--keep-days` take a whole number
-/// (`--keep 5` or `--keep=5`). Err is the usage refusal.
+/// (`--keep 5` or `--keep=5`). Err is the usage refusal: clap's first line (what is
+/// wrong), then the usage.
 fn parse(args: &[&str], defaults: ActivityRetention) -> Result<Request, Refusal> {
-    let bad = |why: String| (2, format!("slipway: {why}\n{USAGE}"));
-    let mut keep: Option<usize> = None;
-    let mut keep_days: Option<u32> = None;
-    let mut dry_run = false;
-    let mut words = args.iter();
-    while let Some(word) = words.next() {
-        let (flag, inline) = match word.split_once('=') {
-            Some((f, v)) => (f, Some(v)),
-            None => (*word, None),
-        };
-        match flag {
-            "--dry-run" if inline.is_none() && !dry_run => dry_run = true,
-            "--keep" | "--keep-days" => {
-                let value = match inline {
-                    Some(v) => v,
-                    None => words
-                        .next()
-                        .copied()
-                        .ok_or_else(|| bad(format!("{flag} needs a number")))?,
-                };
-                let number = |what: &str| {
-                    bad(format!(
-                        "{flag} takes a whole number of {what}, not '{}'",
-                        value.chars().take(40).collect::<String>()
-                    ))
-                };
-                match flag {
-                    "--keep" if keep.is_none() => {
-                        keep = Some(value.parse().map_err(|_| number("activities"))?)
-                    }
-                    "--keep-days" if keep_days.is_none() => {
-                        keep_days = Some(value.parse().map_err(|_| number("days"))?)
-                    }
-                    _ => return Err(bad(format!("{flag} given twice"))),
-                }
-            }
-            "--dry-run" => return Err(bad("--dry-run given twice or with a value".into())),
-            _ => {
-                return Err(bad(format!(
-                    "unknown argument '{}'",
-                    word.chars().take(40).collect::<String>()
-                )))
-            }
-        }
-    }
+    use clap::Parser;
+    let flags = Flags::try_parse_from(args).map_err(|e| {
+        let rendered = e.render().to_string();
+        let why = rendered
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("error: ");
+        (2, format!("slipway: {why}\n{USAGE}"))
+    })?;
     Ok(Request {
         retention: ActivityRetention {
-            keep_newest: keep.unwrap_or(defaults.keep_newest),
-            keep_days: keep_days.unwrap_or(defaults.keep_days),
+            keep_newest: flags.keep.unwrap_or(defaults.keep_newest),
+            keep_days: flags.keep_days.unwrap_or(defaults.keep_days),
         },
-        dry_run,
+        dry_run: flags.dry_run,
     })
 }
 
@@ -110,14 +96,12 @@ fn report(list: &[Activity], request: Request, json: bool) -> String {
         keep_days,
     } = request.retention;
     if json {
-        return serde_json::to_string_pretty(&serde_json::json!({
+        return crate::admin::pretty(&serde_json::json!({
             "dry_run": request.dry_run,
             "keep": keep_newest,
             "keep_days": keep_days,
             "pruned": list,
-        }))
-        .unwrap_or_default()
-            + "\n";
+        }));
     }
     let mut out = String::new();
     for a in list {
@@ -189,6 +173,10 @@ mod tests {
             let (code, msg) = parse(bad, SERVER).unwrap_err();
             assert_eq!(code, 2, "{bad:?}: {msg}");
             assert!(msg.contains("usage: activity prune"), "{msg}");
+            assert!(
+                msg.lines().count() == 2,
+                "what is wrong, then the usage: {msg}"
+            );
         }
     }
 }

@@ -10,9 +10,9 @@ pub(super) fn run(platform: &Platform, user: &User, json: bool) -> Result<String
         .map_err(|e| (3, format!("slipway: {e}\n")))?;
     let minutes = slipway_console::LOGIN_VALID.as_secs() / 60;
     if json {
-        return Ok(
-            serde_json::json!({"url": url, "valid_seconds": minutes * 60}).to_string() + "\n",
-        );
+        return Ok(super::pretty(
+            &serde_json::json!({"user": user.name, "url": url, "valid_seconds": minutes * 60}),
+        ));
     }
     Ok(format!(
         "Open this link to log in to the web console as {} (valid {minutes} minutes, once):\n{url}\n",

@@ -8,7 +8,7 @@ use slipway_deploy::domain_admin::{self, DomainError};
 use slipway_deploy::Platform;
 use slipway_state::User;
 
-use super::Refusal;
+use super::{pretty, Refusal};
 
 const USAGE: &str =
     "slipway: usage: domain add PROJECT HOST | domain rm [PROJECT] HOST | domain ls [PROJECT]\n";
@@ -20,10 +20,6 @@ fn refusal(e: DomainError) -> Refusal {
         1
     };
     (code, format!("slipway: {e}\n"))
-}
-
-fn pretty(v: serde_json::Value) -> String {
-    serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
 }
 
 /// Runs `domain ARGS` (args after `domain`, `--json` removed).
@@ -38,7 +34,7 @@ pub(crate) fn run(
             let (host, added) = domain_admin::add(platform, me, project, host).map_err(refusal)?;
             if json {
                 return Ok(pretty(
-                    serde_json::json!({"host": host, "project": project, "added": added}),
+                    &serde_json::json!({"host": host, "project": project, "added": added}),
                 ));
             }
             Ok(if added {
@@ -54,7 +50,7 @@ pub(crate) fn run(
         ["ls"] | ["ls", _] => {
             let list = domain_admin::list(platform, me, args.get(1).copied()).map_err(refusal)?;
             if json {
-                return Ok(pretty(serde_json::to_value(&list).unwrap_or_default()));
+                return Ok(pretty(&list));
             }
             Ok(list
                 .iter()
@@ -84,7 +80,7 @@ fn remove(
 ) -> Result<String, Refusal> {
     let removed = domain_admin::remove(platform, me, project, host).map_err(refusal)?;
     if json {
-        return Ok(pretty(serde_json::json!({
+        return Ok(pretty(&serde_json::json!({
             "host": removed.host,
             "project": removed.project,
             "removed": true,

@@ -59,7 +59,7 @@ pub(crate) fn run(
         })
         .collect();
     if json {
-        return Ok(serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n");
+        return Ok(crate::admin::pretty(&rows));
     }
     if rows.is_empty() {
         return Ok(format!("{env} has no services\n"));

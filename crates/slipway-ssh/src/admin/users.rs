@@ -53,7 +53,7 @@ pub(crate) async fn run<R: AsyncRead + Unpin + Send>(
                     .iter()
                     .map(|(u, keys)| serde_json::json!({"name": u.name, "admin": u.admin, "keys": keys}))
                     .collect();
-                return Ok(serde_json::to_string_pretty(&list).unwrap_or_default() + "\n");
+                return Ok(crate::admin::pretty(&list));
             }
             Ok(users
                 .iter()
@@ -97,6 +97,11 @@ pub(crate) async fn run<R: AsyncRead + Unpin + Send>(
                 e => internal(e),
             })?;
             let kind = key.split_whitespace().next().unwrap_or("");
+            if json {
+                return Ok(crate::admin::pretty(
+                    &serde_json::json!({"user": name, "admin": admin, "key_type": kind}),
+                ));
+            }
             Ok(format!(
                 "user {name} added{} with key {kind}\n",
                 if admin { " as server admin" } else { "" }
@@ -113,6 +118,13 @@ pub(crate) async fn run<R: AsyncRead + Unpin + Send>(
                 Ok(()) => {
                     // Its open connections end now, not at their next command.
                     let closed = connections.close_user(name);
+                    if json {
+                        return Ok(crate::admin::pretty(&serde_json::json!({
+                            "user": name,
+                            "removed": true,
+                            "connections_closed": closed,
+                        })));
+                    }
                     Ok(format!(
                         "user {name} removed{}\n",
                         match closed {
