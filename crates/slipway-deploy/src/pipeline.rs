@@ -177,6 +177,10 @@ async fn stage_push_inner(
         )
         .await?;
     }
+    // A service whose stack changed under it (rebuilt, imported, another minor): a backup,
+    // then a restart on it.
+    crate::backups::upgrade::restack(platform, &target.project, &target.env, &topology, out)
+        .await?;
 
     stage(platform, target, topology, &built, live, out, t0).await
 }
