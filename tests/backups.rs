@@ -833,7 +833,10 @@ fn a_service_whose_stack_changed_under_it_is_moved_onto_it_after_a_backup() {
         "{out}"
     );
     assert!(out.contains("backup: backup 1"), "{out}");
-    assert!(out.contains("service upgrade cache: restarted on redis:7.0"), "{out}");
+    assert!(
+        out.contains("service upgrade cache: restarted on redis:7.0"),
+        "{out}"
+    );
     let list = backups(&server, "demo");
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     assert_eq!(list[0]["created_by"], "slipway");

@@ -397,7 +397,10 @@ fn influxdb_points_and_rabbitmq_messages_are_backed_up_and_restored() {
         text(&o)
     };
     // A point, and a persistent message waiting in a durable queue.
-    assert_eq!(get(&server, "/influx/write?value=0.64"), (200, "204 ".into()));
+    assert_eq!(
+        get(&server, "/influx/write?value=0.64"),
+        (200, "204 ".into())
+    );
     assert_eq!(get(&server, "/amqp/publish?msg=before"), (200, "ok".into()));
 
     let out = admin("backup create demo main");
@@ -424,7 +427,10 @@ fn influxdb_points_and_rabbitmq_messages_are_backed_up_and_restored() {
     assert_eq!(get(&server, "/amqp/get"), (200, "before".into()));
 
     // Both change; the restore gives back exactly what the backup holds.
-    assert_eq!(get(&server, "/influx/write?value=0.99"), (200, "204 ".into()));
+    assert_eq!(
+        get(&server, "/influx/write?value=0.99"),
+        (200, "204 ".into())
+    );
     assert_eq!(get(&server, "/amqp/publish?msg=after"), (200, "ok".into()));
     let out = admin("backup restore demo main 1");
     assert!(out.contains("restored from backup 1"), "{out}");

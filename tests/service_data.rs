@@ -352,7 +352,11 @@ fn postgresql_data_is_on_a_sized_volume_and_branches_get_a_consistent_copy() {
     // (saying how), dev keeps serving on its data.
     let dev_sum = psql(&server, "dev", "db", checksum);
     let o = server.git(&app.dir, &["push", &server.remote("demo"), ":dev"]);
-    assert!(!o.status.success(), "deleted without the option: {}", text(&o));
+    assert!(
+        !o.status.success(),
+        "deleted without the option: {}",
+        text(&o)
+    );
     assert!(
         text(&o).contains("would delete the data of environment dev (")
             && text(&o).contains("service-db")
@@ -370,7 +374,13 @@ fn postgresql_data_is_on_a_sized_volume_and_branches_get_a_consistent_copy() {
     // data stays.
     let o = server.git(
         &app.dir,
-        &["push", "-o", "allow-data-loss", &server.remote("demo"), ":dev"],
+        &[
+            "push",
+            "-o",
+            "allow-data-loss",
+            &server.remote("demo"),
+            ":dev",
+        ],
     );
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("service-db ("), "{}", text(&o));

@@ -750,7 +750,13 @@ fn a_worker_has_its_own_mounts_disk_and_relationships_and_a_deleted_branch_loses
     assert!(feature.join("worker-hello.queue.img").exists());
     let o = server.git(
         &app.dir,
-        &["push", "-o", "allow-data-loss", &server.remote("demo"), ":feature"],
+        &[
+            "push",
+            "-o",
+            "allow-data-loss",
+            &server.remote("demo"),
+            ":feature",
+        ],
     );
     let out = text(&o);
     assert!(o.status.success(), "{out}");
@@ -819,7 +825,11 @@ fn a_deleted_branchs_volume_removal_killed_midway_finishes_at_the_next_start_and
     // Deleting it would delete its mounts' data: refused without -o allow-data-loss, the
     // branch and its environment kept, serving its data.
     let o = server.git(&app.dir, &["push", &server.remote("demo"), ":feature"]);
-    assert!(!o.status.success(), "deleted without the option: {}", text(&o));
+    assert!(
+        !o.status.success(),
+        "deleted without the option: {}",
+        text(&o)
+    );
     assert!(
         text(&o).contains("would delete the data of environment feature (app-hello")
             && text(&o).contains("git push -o allow-data-loss"),
@@ -836,7 +846,13 @@ fn a_deleted_branchs_volume_removal_killed_midway_finishes_at_the_next_start_and
     std::fs::write(&hold, "").unwrap();
     let o = server.git(
         &app.dir,
-        &["push", "-o", "allow-data-loss", &server.remote("demo"), ":feature"],
+        &[
+            "push",
+            "-o",
+            "allow-data-loss",
+            &server.remote("demo"),
+            ":feature",
+        ],
     );
     assert!(o.status.success(), "{}", text(&o));
     let deadline = Instant::now() + Duration::from_secs(60);

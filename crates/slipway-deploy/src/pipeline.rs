@@ -72,9 +72,9 @@ impl DeployTarget {
 
 /// Whether push options `options` hold `name` (`-o name` or `-o name=true`).
 pub fn has_option(options: &[String], name: &str) -> bool {
-    options
-        .iter()
-        .any(|o| o == name || o.strip_prefix(name).and_then(|r| r.strip_prefix('=')) == Some("true"))
+    options.iter().any(|o| {
+        o == name || o.strip_prefix(name).and_then(|r| r.strip_prefix('=')) == Some("true")
+    })
 }
 
 /// A release started beside the live one and healthy, not yet switched to.

@@ -422,7 +422,9 @@ impl PushPipeline {
             .data()
             .volumes()
             .volumes(&self.project, env)
-            .map_err(|e| format!("the volumes of {env} are not listed: {e}; nothing was deleted"))?;
+            .map_err(|e| {
+                format!("the volumes of {env} are not listed: {e}; nothing was deleted")
+            })?;
         if volumes.is_empty() {
             return Ok(());
         }
