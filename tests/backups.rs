@@ -781,3 +781,79 @@ fn a_backup_keeps_its_endpoint_roles_and_restores_after_one_left_the_configurati
     );
     assert_eq!(pg_sum(&server), now);
 }
+
+#[test]
+fn a_service_whose_stack_changed_under_it_is_moved_onto_it_after_a_backup() {
+    // redis:7.0 and python:3.11 are test stacks.
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nrelationships:\n  cache: 'cache:redis'\nhooks:\n  build: echo built > build.txt\nweb:\n  commands:\n    start: python3 -m http.server $PORT --bind 127.0.0.1\n",
+    );
+    app.write(
+        ".platform/services.yaml",
+        "cache:\n  type: redis-persistent:7.0\n",
+    );
+    app.commit("redis");
+    let push = |what: &str| {
+        app.write("VERSION", &format!("{what}\n"));
+        app.commit(what);
+        let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+        assert!(
+            o.status.success(),
+            "{what}: {}\n{}",
+            text(&o),
+            server.server_log()
+        );
+        text(&o)
+    };
+    push("1");
+    let services: serde_json::Value =
+        serde_json::from_str(&admin(&server, "services demo main --json")).unwrap();
+    let addr = services[0]["address"].as_str().unwrap().to_string();
+    redis(&server, &addr, &["SET", "k", "kept"]);
+    // As if made on an earlier build of its stack (a stack built again with newer
+    // packages, one imported over it, or a newer Slipway's recipe): another fingerprint.
+    let db = rusqlite::Connection::open(server.data.join("state.db")).unwrap();
+    let n = db
+        .execute(
+            "UPDATE services SET stack_fingerprint = '000000000000' WHERE name = 'cache'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+
+    // The next deploy takes a backup, then restarts it on its stack as it is now, saying so.
+    let out = push("2");
+    assert!(
+        out.contains(
+            "service upgrade: cache runs on redis:7.0 (build 000000000000), its stack is redis:7.0 (build "
+        ) && out.contains("a backup first"),
+        "{out}"
+    );
+    assert!(out.contains("backup: backup 1"), "{out}");
+    assert!(
+        out.contains("service upgrade cache: restarted on redis:7.0"),
+        "{out}"
+    );
+    let list = backups(&server, "demo");
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["created_by"], "slipway");
+    assert_eq!(list[0]["manifest"]["parts"][0]["name"], "cache");
+    assert!(admin(&server, "backup ls demo main").contains("cache"));
+    assert_eq!(redis(&server, &addr, &["GET", "k"]), "kept");
+    let fingerprint: String = db
+        .query_row(
+            "SELECT stack_fingerprint FROM services WHERE name = 'cache'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_ne!(fingerprint, "000000000000");
+
+    // Moved: the deploy after it takes none.
+    let out = push("3");
+    assert!(!out.contains("service upgrade"), "{out}");
+    assert_eq!(backups(&server, "demo").as_array().unwrap().len(), 1);
+}

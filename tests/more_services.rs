@@ -3,7 +3,8 @@
 //! uses each through its relationship: it publishes and consumes an AMQP message, loads a
 //! page through Chromium's DevTools endpoint, writes and reads InfluxDB points, and sets
 //! and gets a memcached key (the service ready once it answers `version`). A type
-//! whose version Debian cannot provide (InfluxDB 2) is refused at push.
+//! whose version Debian cannot provide (InfluxDB 2) is refused at push. A backup keeps
+//! InfluxDB's points and RabbitMQ's queued messages, and a restore gives them back.
 
 use slipway_e2e::{cached_stack, text, App, Server};
 
@@ -373,4 +374,79 @@ fn memcached_is_ready_once_it_answers_and_an_app_sets_and_gets_a_key() {
         (200, "STORED VALUE k 0 5 hello END"),
         "{body}"
     );
+}
+
+#[test]
+fn influxdb_points_and_rabbitmq_messages_are_backed_up_and_restored() {
+    cached_stack("rabbitmq:3.10");
+    cached_stack("influxdb:1.6");
+    let server = Server::start();
+    push_app(
+        &server,
+        "  queue: 'queue:rabbitmq'\n  influx: 'metrics:influxdb'\n",
+        "queue:\n  type: rabbitmq:3.10\n  disk: 512\nmetrics:\n  type: influxdb:1.6\n  disk: 256\n",
+    );
+    let admin = |command: &str| {
+        let o = server.ssh(&server.key, "git", command);
+        assert!(
+            o.status.success(),
+            "{command}: {}\n{}",
+            text(&o),
+            server.server_log()
+        );
+        text(&o)
+    };
+    // A point, and a persistent message waiting in a durable queue.
+    assert_eq!(
+        get(&server, "/influx/write?value=0.64"),
+        (200, "204 ".into())
+    );
+    assert_eq!(get(&server, "/amqp/publish?msg=before"), (200, "ok".into()));
+
+    let out = admin("backup create demo main");
+    assert!(
+        out.contains("backup metrics") && out.contains("backup queue"),
+        "{out}"
+    );
+    assert!(!out.contains("holds no data to keep"), "{out}");
+    let ls = admin("backup ls demo main");
+    assert!(ls.contains("metrics") && ls.contains("queue"), "{ls}");
+    let o = server.ssh(&server.key, "git", "backup ls demo main --json");
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let kinds: Vec<&str> = list[0]["manifest"]["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"influxdb-portable") && kinds.contains(&"rabbitmq-data"),
+        "{kinds:?}"
+    );
+    // The node came back after its copy: messages go in and out.
+    assert_eq!(get(&server, "/amqp/get"), (200, "before".into()));
+
+    // Both change; the restore gives back exactly what the backup holds.
+    assert_eq!(
+        get(&server, "/influx/write?value=0.99"),
+        (200, "204 ".into())
+    );
+    assert_eq!(get(&server, "/amqp/publish?msg=after"), (200, "ok".into()));
+    let out = admin("backup restore demo main 1");
+    assert!(out.contains("restored from backup 1"), "{out}");
+    // The apps started again by the restore answer.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let (status, body) = loop {
+        match server.get(HOST, "/influx/read") {
+            Some((200, b)) => break (200, b),
+            other if std::time::Instant::now() > deadline => {
+                panic!("{other:?}\n{}", server.server_log())
+            }
+            _ => std::thread::sleep(std::time::Duration::from_millis(300)),
+        }
+    };
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("0.64") && !body.contains("0.99"), "{body}");
+    assert_eq!(get(&server, "/amqp/get"), (200, "before".into()));
+    assert_eq!(get(&server, "/amqp/get"), (200, "empty".into()));
 }

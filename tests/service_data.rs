@@ -348,9 +348,40 @@ fn postgresql_data_is_on_a_sized_volume_and_branches_get_a_consistent_copy() {
     assert!(!t.contains("full\t"), "{t}");
     assert_eq!(psql(&server, "main", "db", checksum), main_sum);
 
-    // A deleted branch: its services stop and its volumes are removed (the push says so);
-    // main's data stays.
+    // Deleting the branch would delete its data: refused without -o allow-data-loss
+    // (saying how), dev keeps serving on its data.
+    let dev_sum = psql(&server, "dev", "db", checksum);
     let o = server.git(&app.dir, &["push", &server.remote("demo"), ":dev"]);
+    assert!(
+        !o.status.success(),
+        "deleted without the option: {}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains("would delete the data of environment dev (")
+            && text(&o).contains("service-db")
+            && text(&o).contains("git push -o allow-data-loss"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(psql(&server, "dev", "db", checksum), dev_sum);
+    assert!(server
+        .containers()
+        .iter()
+        .any(|(id, _)| id == "demo.dev.db.service"));
+
+    // With it: its services stop and its volumes are removed (the push says so); main's
+    // data stays.
+    let o = server.git(
+        &app.dir,
+        &[
+            "push",
+            "-o",
+            "allow-data-loss",
+            &server.remote("demo"),
+            ":dev",
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("service-db ("), "{}", text(&o));
     let dev_vols = server.data.join("volumes/demo/dev");

@@ -748,7 +748,16 @@ fn a_worker_has_its_own_mounts_disk_and_relationships_and_a_deleted_branch_loses
     assert_eq!(get(&server, "feature", "/read?f=data/a.txt"), "main");
     let feature = server.data.join("volumes/demo/feature");
     assert!(feature.join("worker-hello.queue.img").exists());
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), ":feature"]);
+    let o = server.git(
+        &app.dir,
+        &[
+            "push",
+            "-o",
+            "allow-data-loss",
+            &server.remote("demo"),
+            ":feature",
+        ],
+    );
     let out = text(&o);
     assert!(o.status.success(), "{out}");
     assert!(
@@ -813,10 +822,38 @@ fn a_deleted_branchs_volume_removal_killed_midway_finishes_at_the_next_start_and
     let feature = server.data.join("volumes/demo/feature");
     assert!(feature.join("app-hello.img").exists());
 
-    // The branch is deleted; the server is killed after the removal was recorded and
-    // before any volume went.
-    std::fs::write(&hold, "").unwrap();
+    // Deleting it would delete its mounts' data: refused without -o allow-data-loss, the
+    // branch and its environment kept, serving its data.
     let o = server.git(&app.dir, &["push", &server.remote("demo"), ":feature"]);
+    assert!(
+        !o.status.success(),
+        "deleted without the option: {}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains("would delete the data of environment feature (app-hello")
+            && text(&o).contains("git push -o allow-data-loss"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(get(&server, "feature", "/read?f=data/b.txt"), "feature");
+    assert!(!feature.join(".removing").exists());
+    let o = server.git(&app.dir, &["ls-remote", &server.remote("demo"), "feature"]);
+    assert!(text(&o).contains("refs/heads/feature"), "{}", text(&o));
+
+    // The branch is deleted (with the option); the server is killed after the removal was
+    // recorded and before any volume went.
+    std::fs::write(&hold, "").unwrap();
+    let o = server.git(
+        &app.dir,
+        &[
+            "push",
+            "-o",
+            "allow-data-loss",
+            &server.remote("demo"),
+            ":feature",
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o));
     let deadline = Instant::now() + Duration::from_secs(60);
     while !server.server_log().contains("volume removal held") {

@@ -99,10 +99,15 @@ pub struct DeployTarget {
 impl DeployTarget {
     /// Whether the push carried option `name` (`-o name` or `-o name=true`).
     pub fn has_option(&self, name: &str) -> bool {
-        self.options.iter().any(|o| {
-            o == name || o.strip_prefix(name).and_then(|r| r.strip_prefix('=')) == Some("true")
-        })
+        has_option(&self.options, name)
     }
+}
+
+/// Whether push options `options` hold `name` (`-o name` or `-o name=true`).
+pub fn has_option(options: &[String], name: &str) -> bool {
+    options.iter().any(|o| {
+        o == name || o.strip_prefix(name).and_then(|r| r.strip_prefix('=')) == Some("true")
+    })
 }
 
 /// A release started beside the live one and healthy, not yet switched to.
@@ -212,6 +217,10 @@ async fn stage_push_inner(
         )
         .await?;
     }
+    // A service whose stack changed under it (rebuilt, imported, another minor): a backup,
+    // then a restart on it.
+    crate::backups::upgrade::restack(platform, &target.project, &target.env, &topology, out)
+        .await?;
 
     stage(platform, target, topology, &built, live, out, t0).await
 }

@@ -269,6 +269,7 @@ impl PushPipeline {
             } => {
                 let _guard = self.lock(&env, progress).await?;
                 let update = Self::reconcile(repo, &update, &branch, progress)?;
+                self.data_loss_allowed(&env, &branch, push)?;
                 self.delete_branch(repo, &update, &env, progress).await
             }
             Plan::Deploy {
@@ -331,6 +332,11 @@ impl PushPipeline {
                 match Self::reconcile(repo, update, branch, progress) {
                     Ok(u) => *update = u,
                     Err(e) => return refused(i, &e),
+                }
+            }
+            if let Plan::Delete { env, branch, .. } = p {
+                if let Err(e) = self.data_loss_allowed(env, branch, push) {
+                    return refused(i, &e);
                 }
             }
         }
@@ -419,6 +425,32 @@ impl PushPipeline {
             pipeline::abort(&self.platform, &attempt.target, &s, &attempt.out, &e).await;
             let _ = self.finish(&attempt, Err(e));
         }
+    }
+
+    /// Deleting `branch` deletes its environment's volumes (its services' data and its
+    /// mounts): refused, with nothing changed, unless the push carries `-o
+    /// allow-data-loss` or the environment has none (the caller holds its lock).
+    fn data_loss_allowed(&self, env: &str, branch: &str, push: &Push) -> Result<(), String> {
+        if pipeline::has_option(&push.options, "allow-data-loss") {
+            return Ok(());
+        }
+        let volumes = self
+            .platform
+            .data()
+            .volumes()
+            .volumes(&self.project, env)
+            .map_err(|e| {
+                format!("the volumes of {env} are not listed: {e}; nothing was deleted")
+            })?;
+        if volumes.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&str> = volumes.iter().map(|v| v.name.as_str()).collect();
+        Err(format!(
+            "deleting branch {branch} would delete the data of environment {env} ({}); nothing was deleted. Take a backup first if you may want it back (`backup create {} {env}`), then delete the branch with: git push -o allow-data-loss REMOTE :{branch}",
+            names.join(", "),
+            self.project
+        ))
     }
 
     /// A deleted branch: its environment stops serving; once its apps stopped, its services

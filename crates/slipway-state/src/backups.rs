@@ -25,6 +25,13 @@ pub enum PartKind {
     RedisRdb,
     /// A tar of a mount's volume, taken while it was frozen.
     MountTar,
+    /// An InfluxDB 1.x service's `influxd backup -portable` folder as a tar (every
+    /// database but `_internal`, restored with `influxd restore -portable`).
+    InfluxdbPortable,
+    /// A tar of a RabbitMQ service's data folder (its node's database: users, vhosts,
+    /// queues, exchanges, bindings, policies, and the messages of durable queues), taken
+    /// while the node was stopped.
+    RabbitmqData,
 }
 
 impl PartKind {
@@ -36,6 +43,8 @@ impl PartKind {
             PartKind::MariadbDump => "application/vnd.slipway.backup.mariadb-dump+sql",
             PartKind::RedisRdb => "application/vnd.slipway.backup.redis-rdb",
             PartKind::MountTar => "application/vnd.slipway.backup.mount+tar",
+            PartKind::InfluxdbPortable => "application/vnd.slipway.backup.influxdb-portable+tar",
+            PartKind::RabbitmqData => "application/vnd.slipway.backup.rabbitmq-data+tar",
         }
     }
 }

@@ -4,8 +4,13 @@
 //! its endpoint roles and their privileges made from the configuration around it;
 //! MariaDB `mariadb-dump --single-transaction --all-databases --routines --events` and the
 //! SQL loaded back after every user database is dropped; Redis/Valkey `BGSAVE` and the RDB
-//! file, put back while the server is stopped; a mount's volume as a tar taken while it is
-//! frozen. Dumps stream from the container straight into a temp file of the archive.
+//! file, put back while the server is stopped; InfluxDB `influxd backup -portable` (online,
+//! every database's shards as of one moment) as a tar, loaded with `influxd restore
+//! -portable` into the server started again on an empty data folder; RabbitMQ its data
+//! folder as a tar taken while the node is stopped (RabbitMQ keeps messages consistent on
+//! disk only on a stopped node), put back while it is stopped; a mount's volume as a tar
+//! taken while it is frozen. Dumps stream from the container straight into a temp file of
+//! the archive.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -172,7 +177,7 @@ fn part(kind: PartKind, record: &ServiceRecord, database: Option<String>) -> Bac
 /// Take the parts of one service; empty for a service that holds nothing to keep
 /// (memcached).
 pub(crate) async fn take_service(
-    platform: &Platform,
+    platform: &std::sync::Arc<Platform>,
     record: &ServiceRecord,
 ) -> Result<Vec<Taken>, String> {
     let (software, version) = software(record)?;
@@ -297,9 +302,139 @@ pub(crate) async fn take_service(
                 note: None,
             });
         }
+        Language::Influxdb => {
+            let file = new_file()?;
+            let dir = INFLUX_BACKUP_DIR;
+            // The portable backup into a folder of the service's own data folder (its disk,
+            // not the container's small /tmp), tarred to stdout and removed.
+            let script = format!(
+                "set -e\nD={dir}\ntrap 'rm -rf \"$D\"' EXIT\nrm -rf \"$D\"\ninfluxd backup -portable -host \"$1\" \"$D\" >&2\ntar -C \"$D\" -cf - .\n"
+            );
+            exec(
+                platform,
+                record,
+                &strings(&["/bin/sh", "-c", &script, "sh", &influx_rpc(record)]),
+                &[],
+                None,
+                Some(file.file()),
+            )
+            .await?;
+            out.push(Taken {
+                part: part(PartKind::InfluxdbPortable, record, None),
+                file,
+                note: None,
+            });
+        }
+        Language::Rabbitmq => {
+            let file = new_file()?;
+            let volume = crate::services::data::volume(
+                platform,
+                &record.project,
+                &record.environment,
+                &record.name,
+            )
+            .map_err(|e| e.to_string())?;
+            let dir = volume
+                .service_data(crate::isolation::run_as(&record.project))
+                .map_err(|e| format!("service {}: {e}", record.name))?;
+            crate::services::stop(platform, record).await;
+            let f = file.file().try_clone().map_err(|e| e.to_string())?;
+            let tarred = tokio::task::spawn_blocking(move || tar_dir(&dir, &f))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r);
+            // Started again whether the tar worked or not.
+            let started = start_again(platform, record).await;
+            tarred.map_err(|e| format!("service {}: {e}", record.name))?;
+            started?;
+            out.push(Taken {
+                part: part(PartKind::RabbitmqData, record, None),
+                file,
+                note: Some(
+                    "stopped while its data folder was copied (RabbitMQ keeps its messages consistent on disk only on a stopped node), and started again".into(),
+                ),
+            });
+        }
         _ => {}
     }
     Ok(out)
+}
+
+/// The folder (in an InfluxDB service's `/app`) its portable backup is written to and its
+/// restore read from, removed after each.
+const INFLUX_BACKUP_DIR: &str = "/app/.slipway-backup";
+
+/// The address of an InfluxDB service's backup and restore (RPC) service: its own address,
+/// port 8088 (the recipe's `INFLUXDB_BIND_ADDRESS`).
+fn influx_rpc(record: &ServiceRecord) -> String {
+    format!("{}:8088", record.address)
+}
+
+/// Start service `record` again (its container, in its environment's network namespace),
+/// wait until it answers, and record it running.
+async fn start_again(
+    platform: &std::sync::Arc<Platform>,
+    record: &ServiceRecord,
+) -> Result<(), String> {
+    let netns =
+        crate::environment::netns_name(platform.instance(), &record.project, &record.environment);
+    crate::services::start(platform, record, &netns).await?;
+    crate::services::wait_ready(
+        platform,
+        record,
+        crate::services::ready_timeout(&record.service_type),
+    )
+    .await?;
+    platform
+        .state()
+        .set_service_state(
+            &record.project,
+            &record.environment,
+            &record.name,
+            slipway_state::ServiceState::Running,
+        )
+        .map_err(|e| e.to_string())
+}
+
+/// The databases an InfluxDB portable backup (the tar `blob`) holds shards of, from its
+/// `.manifest` file, `_internal` (the server's own statistics, made again by every server)
+/// left out.
+fn influx_databases(blob: &Path) -> Result<Vec<String>, String> {
+    let o = std::process::Command::new("tar")
+        .args(["-xOf"])
+        .arg(blob)
+        .args(["--wildcards", "*.manifest"])
+        .output()
+        .map_err(|e| format!("tar: {e}"))?;
+    if !o.status.success() {
+        return Err(format!(
+            "the InfluxDB backup has no manifest: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ));
+    }
+    databases_of_manifest(&o.stdout)
+}
+
+/// The databases of an `influxd backup -portable` manifest (JSON; one per backup), sorted,
+/// `_internal` left out. A manifest that does not decode is an error.
+fn databases_of_manifest(json: &[u8]) -> Result<Vec<String>, String> {
+    #[derive(serde::Deserialize)]
+    struct Manifest {
+        files: Vec<Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        database: String,
+    }
+    let m: Manifest = serde_json::from_slice(json)
+        .map_err(|e| format!("the InfluxDB backup's manifest does not decode: {e}"))?;
+    let set: BTreeSet<String> = m
+        .files
+        .into_iter()
+        .map(|e| e.database)
+        .filter(|d| d != "_internal")
+        .collect();
+    Ok(set.into_iter().collect())
 }
 
 /// The roles part of PostgreSQL service `record` ([`pg_roles`]): its configured endpoints'
@@ -355,11 +490,18 @@ fn configured_endpoints(
     Ok(layout.endpoints.into_keys().collect())
 }
 
-/// Whether a service of this type holds data a backup keeps.
+/// Whether a service of this type holds data a backup keeps. Those that do not: memcached
+/// and varnish (caches in memory), chrome-headless (a browser whose profile is in its
+/// `/tmp`); network-storage has no service record (its volume is kept as a mount).
 pub(crate) fn has_data(record: &ServiceRecord) -> bool {
     matches!(
         software(record).map(|(s, _)| s),
-        Ok(Language::Postgresql | Language::Mariadb | Language::Redis | Language::Valkey)
+        Ok(Language::Postgresql
+            | Language::Mariadb
+            | Language::Redis
+            | Language::Valkey
+            | Language::Influxdb
+            | Language::Rabbitmq)
     )
 }
 
@@ -593,6 +735,70 @@ pub(crate) async fn load_service(
                 )
                 .map_err(|e| e.to_string())?;
         }
+        Language::Influxdb => {
+            let Some(p) = parts.first() else {
+                return Ok(notes);
+            };
+            let src = blob(p)?;
+            let b = src.clone();
+            let databases = tokio::task::spawn_blocking(move || influx_databases(&b))
+                .await
+                .map_err(|e| e.to_string())??;
+            // The server again on an empty data folder: `restore -portable` makes each
+            // database anew (it refuses one that exists).
+            let dir = crate::services::data_dir(
+                platform,
+                &record.project,
+                &record.environment,
+                &record.name,
+            );
+            crate::services::stop(platform, record).await;
+            for sub in ["meta", "data", "wal"] {
+                let d = dir.join(sub);
+                if d.exists() {
+                    std::fs::remove_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+                }
+            }
+            start_again(platform, record).await?;
+            let mut script = format!(
+                "set -e\nD={INFLUX_BACKUP_DIR}\ntrap 'rm -rf \"$D\"' EXIT\nrm -rf \"$D\"\nmkdir \"$D\"\ntar -C \"$D\" -xf -\nH=\"$1\"\nshift\n"
+            );
+            script.push_str(
+                "for db in \"$@\"; do influxd restore -portable -host \"$H\" -db \"$db\" \"$D\" >&2; done\n",
+            );
+            let mut args = strings(&["/bin/sh", "-c", &script, "sh", &influx_rpc(record)]);
+            args.extend(databases);
+            exec(platform, record, &args, &[], Some(&src), None).await?;
+        }
+        Language::Rabbitmq => {
+            let Some(p) = parts.first() else {
+                return Ok(notes);
+            };
+            let src = blob(p)?;
+            let volume = crate::services::data::volume(
+                platform,
+                &record.project,
+                &record.environment,
+                &record.name,
+            )
+            .map_err(|e| e.to_string())?;
+            let dir = volume
+                .service_data(crate::isolation::run_as(&record.project))
+                .map_err(|e| format!("service {}: {e}", record.name))?;
+            crate::services::stop(platform, record).await;
+            // Its users, vhosts and permissions stay those of the configuration now (the
+            // definitions file each deploy writes), not the backup's.
+            let file = crate::services::recipe::DEFINITIONS_FILE;
+            let keep: Vec<&str> = if dir.join(file).exists() {
+                vec![file]
+            } else {
+                vec![]
+            };
+            tokio::task::spawn_blocking(move || untar_dir(&dir, &src, &keep))
+                .await
+                .map_err(|e| e.to_string())??;
+            start_again(platform, record).await?;
+        }
         _ => {}
     }
     Ok(notes)
@@ -606,19 +812,21 @@ pub(crate) fn take_mount(volume: &Volume, file: &File) -> Result<(), String> {
     if !volume.is_mounted().map_err(|e| e.to_string())? {
         volume.mount().map_err(|e| e.to_string())?;
     }
-    let dir = &volume.dir;
+    volume
+        .while_frozen(|| tar_dir(&volume.dir, file))
+        .map_err(|e| e.to_string())?
+}
+
+/// Tar the content of `dir` (owners as numbers, extended attributes kept) into `file`.
+fn tar_dir(dir: &Path, file: &File) -> Result<(), String> {
     let out = file.try_clone().map_err(|e| e.to_string())?;
-    let tarred = volume
-        .while_frozen(|| {
-            std::process::Command::new("tar")
-                .args(["--numeric-owner", "--xattrs", "-C"])
-                .arg(dir)
-                .args(["-cf", "-", "."])
-                .stdout(Stdio::from(out))
-                .output()
-        })
-        .map_err(|e| e.to_string())?;
-    let o = tarred.map_err(|e| format!("tar: {e}"))?;
+    let o = std::process::Command::new("tar")
+        .args(["--numeric-owner", "--xattrs", "-C"])
+        .arg(dir)
+        .args(["-cf", "-", "."])
+        .stdout(Stdio::from(out))
+        .output()
+        .map_err(|e| format!("tar: {e}"))?;
     if !o.status.success() {
         return Err(format!(
             "tar of {}: {}",
@@ -634,10 +842,16 @@ pub(crate) fn load_mount(volume: &Volume, blob: &Path) -> Result<(), String> {
     if !volume.is_mounted().map_err(|e| e.to_string())? {
         volume.mount().map_err(|e| e.to_string())?;
     }
-    let dir = &volume.dir;
+    untar_dir(&volume.dir, blob, &[])
+}
+
+/// Replace the content of `dir` with the tar `blob` (nothing writes to it meanwhile),
+/// `lost+found` and the files named in `keep` (top-level names) left as they are.
+fn untar_dir(dir: &Path, blob: &Path, keep: &[&str]) -> Result<(), String> {
     for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
         let entry = entry.map_err(|e| e.to_string())?;
-        if entry.file_name() == "lost+found" {
+        let name = entry.file_name();
+        if name == "lost+found" || keep.iter().any(|k| name == *k) {
             continue;
         }
         let p = entry.path();
@@ -648,13 +862,15 @@ pub(crate) fn load_mount(volume: &Volume, blob: &Path) -> Result<(), String> {
         };
         removed.map_err(|e| format!("{}: {e}", p.display()))?;
     }
-    let o = std::process::Command::new("tar")
-        .args(["--numeric-owner", "--xattrs", "-xpf"])
+    let mut cmd = std::process::Command::new("tar");
+    cmd.args(["--numeric-owner", "--xattrs", "-xpf"])
         .arg(blob)
         .arg("-C")
-        .arg(dir)
-        .output()
-        .map_err(|e| format!("tar: {e}"))?;
+        .arg(dir);
+    for k in keep {
+        cmd.arg(format!("--exclude=./{k}"));
+    }
+    let o = cmd.output().map_err(|e| format!("tar: {e}"))?;
     if !o.status.success() {
         return Err(format!(
             "restoring {}: {}",
@@ -674,5 +890,20 @@ mod tests {
         assert_eq!(pg_ident("a\"b"), "\"a\"\"b\"");
         assert_eq!(pg_dbname("it's"), "dbname='it\\'s'");
         assert_eq!(pg_dbname("main"), "dbname='main'");
+    }
+
+    #[test]
+    fn an_influxdb_manifest_names_its_databases_without_internal() {
+        let json = br#"{"meta":{"fileName":"20240101T000000Z.meta","size":10},"limit":0,"files":[
+            {"database":"metrics","policy":"autogen","shardID":2,"fileName":"a","size":1,"lastModified":0},
+            {"database":"_internal","policy":"monitor","shardID":1,"fileName":"b","size":1,"lastModified":0},
+            {"database":"metrics","policy":"autogen","shardID":3,"fileName":"c","size":1,"lastModified":0},
+            {"database":"audit","policy":"autogen","shardID":4,"fileName":"d","size":1,"lastModified":0}]}"#;
+        assert_eq!(
+            databases_of_manifest(json).unwrap(),
+            vec!["audit".to_string(), "metrics".to_string()]
+        );
+        assert!(databases_of_manifest(b"{\"files\": 3}").is_err());
+        assert!(databases_of_manifest(b"not json").is_err());
     }
 }

@@ -113,6 +113,108 @@ pub async fn run(
     Ok(())
 }
 
+/// The running services of `topology` (holding data) whose stack changed since they
+/// started on it, with the stack they start on now: the same catalog version built anew
+/// (`slipway stack build` again, `slipway stack import` over it, or a newer Slipway whose
+/// recipe or packages differ: another fingerprint), or another version of the same major
+/// (`redis:7.0` gone from the catalog, `7.2` in its place).
+fn restacked(
+    platform: &Platform,
+    project: &str,
+    env: &str,
+    topology: &Topology,
+) -> Result<Vec<(ServiceRecord, slipway_state::ServiceStack)>, String> {
+    let mut out = Vec::new();
+    for svc in &topology.services {
+        let Some(record) = platform
+            .state()
+            .service(project, env, &svc.name)
+            .map_err(|e| e.to_string())?
+        else {
+            continue;
+        };
+        let Some(recorded) = &record.stack else {
+            continue;
+        };
+        if record.service_type != svc.r#type
+            || record.state != ServiceState::Running
+            || !parts::has_data(&record)
+        {
+            continue;
+        }
+        let now = services::stack::made_on(services::stack::of_record(&record)?);
+        if now != *recorded {
+            out.push((record, now));
+        }
+    }
+    Ok(out)
+}
+
+/// Before a deploy's services step: every running service whose stack changed under it
+/// ([`restacked`]) is moved onto it now, a backup of the environment taken first (the
+/// caller holds the environment's deploy lock): it stops, starts on the new stack and
+/// its record names that stack. Every step is a line of the push's output. A service that
+/// does not come back on it fails the push (its data as it was, in that backup).
+pub async fn restack(
+    platform: &Arc<Platform>,
+    project: &str,
+    env: &str,
+    topology: &Topology,
+    out: &Output,
+) -> Result<(), PhaseError> {
+    let fail = |m: String| PhaseError::new("service upgrade", m);
+    let list = restacked(platform, project, env, topology).map_err(fail)?;
+    if list.is_empty() {
+        return Ok(());
+    }
+    let described = |s: &slipway_state::ServiceStack| format!("{s} (build {})", s.fingerprint);
+    for (r, to) in &list {
+        let was = r.stack.as_ref().map(described).unwrap_or_default();
+        out.line(&format!(
+            "-----> service upgrade: {} runs on {was}, its stack is {} now: a backup first",
+            r.name,
+            described(to)
+        ));
+    }
+    let backup = super::take(platform, project, env, "slipway", out)
+        .await
+        .map_err(fail)?;
+    let state = platform.state();
+    for (record, to) in &list {
+        let t = Instant::now();
+        services::stop(platform, record).await;
+        state
+            .set_service_stack(project, env, &record.name, to)
+            .map_err(|e| fail(e.to_string()))?;
+        let mut moved = record.clone();
+        moved.stack = Some(to.clone());
+        let netns = crate::environment::netns_name(platform.instance(), project, env);
+        services::start(platform, &moved, &netns)
+            .await
+            .map_err(|e| fail(format!("service {}: {e}", record.name)))?;
+        services::wait_ready(
+            platform,
+            &moved,
+            services::ready_timeout(&moved.service_type),
+        )
+        .await
+        .map_err(|e| fail(format!("service {}: {e}", record.name)))?;
+        state
+            .set_service_state(project, env, &record.name, ServiceState::Running)
+            .map_err(|e| fail(e.to_string()))?;
+        out.phase_done(
+            &format!("service upgrade {}", record.name),
+            &format!(
+                "restarted on {} (backup {} holds its data as it was)",
+                described(to),
+                backup.id
+            ),
+            t,
+        );
+    }
+    Ok(())
+}
+
 async fn upgrade_one(
     platform: &Arc<Platform>,
     old: &ServiceRecord,

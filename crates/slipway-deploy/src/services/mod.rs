@@ -748,15 +748,24 @@ async fn shrink_disk(
 }
 
 /// The `disk` of a service in its environment's live release (None: unset, or no live
-/// release).
-fn live_disk(platform: &Platform, record: &ServiceRecord) -> Option<u64> {
+/// release). A state error or a live release whose topology does not decode is the error,
+/// never "no disk set" (which would size the volume to the default).
+fn live_disk(platform: &Platform, record: &ServiceRecord) -> Result<Option<u64>, String> {
     let state = platform.state();
-    let env = state
+    let Some(env) = state
         .environment(&record.project, &record.environment)
-        .ok()??;
-    let release = state.release(env.current_release?).ok()??;
-    let topology: Topology = serde_json::from_value(release.topology).ok()?;
-    topology.service(&record.name)?.disk
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    let Some(id) = env.current_release else {
+        return Ok(None);
+    };
+    let Some(release) = state.release(id).map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    let topology = crate::release_record::topology_of(&release).map_err(|e| e.to_string())?;
+    Ok(topology.service(&record.name).and_then(|s| s.disk))
 }
 
 /// At `serve` start, before any app: adopt every service still running and start the
@@ -817,7 +826,7 @@ pub async fn restore(platform: &Arc<Platform>, running: &HashSet<String>) -> Has
         let netns = crate::environment::netns_name(platform.instance(), &r.project, &r.environment);
         let result = async {
             slipway_runtime::netns::ensure(&netns).map_err(|e| e.to_string())?;
-            let (p, rec, disk) = (platform.clone(), r.clone(), live_disk(platform, &r));
+            let (p, rec, disk) = (platform.clone(), r.clone(), live_disk(platform, &r)?);
             let notes = tokio::task::spawn_blocking(move || data::prepare(&p, &rec, disk, None))
                 .await
                 .map_err(|e| e.to_string())?
