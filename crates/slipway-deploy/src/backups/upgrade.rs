@@ -162,7 +162,7 @@ pub async fn restack(
     topology: &Topology,
     out: &Output,
 ) -> Result<(), PhaseError> {
-    let fail = |m: String| PhaseError::new("service upgrade", m);
+    let fail = |m: String| PhaseError::new("provision", m);
     let list = restacked(platform, project, env, topology).map_err(fail)?;
     if list.is_empty() {
         return Ok(());
