@@ -560,7 +560,9 @@ mod tests {
 
     #[test]
     fn a_cron_name_two_apps_use_is_refused_and_app_slash_name_picks_one() {
-        let e = pick_cron(two_apps(), "main", "report").unwrap_err();
+        let Err(e) = pick_cron(two_apps(), "main", "report") else {
+            panic!("an ambiguous name was picked")
+        };
         assert_eq!(
             e.to_string(),
             "several apps have a cron 'report': name one of a/report, b/report"
@@ -572,7 +574,9 @@ mod tests {
         );
         let only = pick_cron(two_apps(), "main", "only").unwrap();
         assert_eq!(only.app.name, "a");
-        let e = pick_cron(two_apps(), "main", "b/only").unwrap_err();
+        let Err(e) = pick_cron(two_apps(), "main", "b/only") else {
+            panic!("a cron of another app was picked")
+        };
         assert_eq!(
             e.to_string(),
             "no cron 'b/only' in the live release of main"

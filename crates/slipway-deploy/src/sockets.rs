@@ -136,7 +136,7 @@ mod tests {
         info.lines()
             .filter(|l| l.split(' ').nth(4) == Some(dir.as_str()))
             .filter_map(|l| l.split_once(" - ")?.1.split(' ').next().map(String::from))
-            .last()
+            .next_back()
     }
 
     /// Needs root (a tmpfs is mounted): not skipped, the crate's tests run as root.

@@ -219,7 +219,7 @@ impl Shared {
             }
             entry.used = clock;
         }
-        match File::open(self.dir.join(file_name(&id))) {
+        match File::open(self.dir.join(file_name(id))) {
             Ok(file) => {
                 let len = file.metadata().ok()?.len();
                 Some(Copy {

@@ -586,11 +586,12 @@ async fn cron_run<W: AsyncWrite + Unpin + Send>(
 }
 
 /// A cron command's failure as (exit status, message): 1 when the cron or its release is
-/// not there or busy, 3 when the database, a stored record or a lock file failed.
+/// not there, ambiguous or busy, 3 when the database, a stored record or a lock file failed.
 fn cron_refusal(e: slipway_deploy::crons::CronError) -> (i32, String) {
     use slipway_deploy::crons::CronError;
     let code = match e {
         CronError::NotFound(_)
+        | CronError::Ambiguous(..)
         | CronError::Busy(_)
         | CronError::Deploying(_)
         | CronError::NotRunning(_) => 1,
