@@ -797,7 +797,7 @@ fn a_service_whose_stack_changed_under_it_is_moved_onto_it_after_a_backup() {
     );
     app.commit("redis");
     let push = |what: &str| {
-        app.write("VERSION", &format!("{what}\n"));
+        app.write("VERSION", &format!("push {what}\n"));
         app.commit(what);
         let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
         assert!(

@@ -384,7 +384,7 @@ fn influxdb_points_and_rabbitmq_messages_are_backed_up_and_restored() {
     push_app(
         &server,
         "  queue: 'queue:rabbitmq'\n  influx: 'metrics:influxdb'\n",
-        "queue:\n  type: rabbitmq:3.10\n  disk: 512\nmetrics:\n  type: influxdb:1.6\n  disk: 256\n",
+        "queue:\n  type: rabbitmq:3.10\n  disk: 512\nmetrics:\n  type: influxdb:1.8\n  disk: 256\n",
     );
     let admin = |command: &str| {
         let o = server.ssh(&server.key, "git", command);
