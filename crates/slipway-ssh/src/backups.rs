@@ -11,7 +11,7 @@ use slipway_deploy::{access, backups, Platform};
 use slipway_state::{Backup, User};
 use tokio::io::AsyncWrite;
 
-use crate::ops::{check, sink, stream};
+use crate::ops::{check, sink, stream_progress};
 use crate::say;
 
 /// Run `args` if it is a `backup` command; None otherwise.
@@ -47,11 +47,7 @@ where
                 Ok(()) => {
                     let (sink, mut rx) = sink();
                     let task = backups::create(platform, project, env, &user.name, Some(sink));
-                    let r = if json {
-                        stream(task, &mut rx, err).await
-                    } else {
-                        stream(task, &mut rx, out).await
-                    };
+                    let r = stream_progress(task, &mut rx, json, out, err).await;
                     r.map(|b| {
                         if json {
                             crate::admin::pretty(&b)
@@ -73,11 +69,7 @@ where
                 Ok(()) => {
                     let (sink, mut rx) = sink();
                     let task = backups::restore(platform, project, env, id, &user.name, Some(sink));
-                    let r = if json {
-                        stream(task, &mut rx, err).await
-                    } else {
-                        stream(task, &mut rx, out).await
-                    };
+                    let r = stream_progress(task, &mut rx, json, out, err).await;
                     r.map(|summary| {
                         if json {
                             crate::admin::pretty(&serde_json::json!({

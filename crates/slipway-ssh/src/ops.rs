@@ -107,11 +107,7 @@ where
                 let (sink, mut rx) = sink();
                 let task =
                     slipway_deploy::sync::run(platform, project, env, &user.name, Some(sink));
-                let r = if json {
-                    stream(task, &mut rx, err).await
-                } else {
-                    stream(task, &mut rx, out).await
-                };
+                let r = stream_progress(task, &mut rx, json, out, err).await;
                 r.map(|summary| {
                     if json {
                         crate::admin::pretty(&serde_json::json!({
@@ -610,6 +606,26 @@ pub(crate) fn sink() -> (slipway_deploy::output::Sink, Lines) {
         let _ = tx.send(format!("{l}\n"));
     });
     (sink, rx)
+}
+
+/// [`stream`] an operation's progress to `out`, or to `err` under `--json`, where stdout
+/// holds only the JSON document.
+pub(crate) async fn stream_progress<T, W, E>(
+    task: impl std::future::Future<Output = T>,
+    rx: &mut Lines,
+    json: bool,
+    out: &mut W,
+    err: &mut E,
+) -> T
+where
+    W: AsyncWrite + Unpin + Send,
+    E: AsyncWrite + Unpin + Send,
+{
+    if json {
+        stream(task, rx, err).await
+    } else {
+        stream(task, rx, out).await
+    }
 }
 
 /// Drive `task`, writing its lines to `out` as they come.

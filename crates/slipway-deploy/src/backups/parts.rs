@@ -327,17 +327,7 @@ pub(crate) async fn take_service(
         }
         Language::Rabbitmq => {
             let file = new_file()?;
-            let volume = crate::services::data::volume(
-                platform,
-                &record.project,
-                &record.environment,
-                &record.name,
-            )
-            .map_err(|e| e.to_string())?;
-            let dir = volume
-                .service_data(crate::isolation::run_as(&record.project))
-                .map_err(|e| format!("service {}: {e}", record.name))?;
-            crate::services::stop(platform, record).await;
+            let dir = stopped_data(platform, record).await?;
             let f = file.file().try_clone().map_err(|e| e.to_string())?;
             let tarred = tokio::task::spawn_blocking(move || tar_dir(&dir, &f))
                 .await
@@ -488,6 +478,22 @@ fn configured_endpoints(
         .unwrap_or_else(|| Ok(Default::default()))
         .map_err(|e| format!("service {}: {e}", record.name))?;
     Ok(layout.endpoints.into_keys().collect())
+}
+
+/// The data folder of service `record`, given to its project's uid, once the service is
+/// stopped (RabbitMQ's data is copied from, or put back into, a stopped node only).
+async fn stopped_data(
+    platform: &Platform,
+    record: &ServiceRecord,
+) -> Result<std::path::PathBuf, String> {
+    let volume =
+        crate::services::data::volume(platform, &record.project, &record.environment, &record.name)
+            .map_err(|e| e.to_string())?;
+    let dir = volume
+        .service_data(crate::isolation::run_as(&record.project))
+        .map_err(|e| format!("service {}: {e}", record.name))?;
+    crate::services::stop(platform, record).await;
+    Ok(dir)
 }
 
 /// Whether a service of this type holds data a backup keeps. Those that do not: memcached
@@ -775,17 +781,7 @@ pub(crate) async fn load_service(
                 return Ok(notes);
             };
             let src = blob(p)?;
-            let volume = crate::services::data::volume(
-                platform,
-                &record.project,
-                &record.environment,
-                &record.name,
-            )
-            .map_err(|e| e.to_string())?;
-            let dir = volume
-                .service_data(crate::isolation::run_as(&record.project))
-                .map_err(|e| format!("service {}: {e}", record.name))?;
-            crate::services::stop(platform, record).await;
+            let dir = stopped_data(platform, record).await?;
             // Its users, vhosts and permissions stay those of the configuration now (the
             // definitions file each deploy writes), not the backup's.
             let file = crate::services::recipe::DEFINITIONS_FILE;
