@@ -20,15 +20,21 @@ const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(120);
 /// drain (the unit's `TimeoutStartSec` bounds `ExecReload` too).
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Whether `pid` runs (a zombie, exited but not yet reaped, does not).
+/// Whether `pid` runs (a zombie, exited but not yet reaped, does not). A thread-group
+/// leader shows `Z` as soon as its own thread exited, while the process's other threads
+/// may still be exiting (its parent cannot reap it yet): it runs until they are gone.
 fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+    let leader_runs = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| {
             s.rsplit_once(')')
                 .and_then(|(_, rest)| rest.split_whitespace().next().map(|st| st != "Z"))
         })
-        .unwrap_or(false)
+        .unwrap_or(false);
+    leader_runs
+        || std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|tasks| tasks.count() > 1)
+            .unwrap_or(false)
 }
 
 /// The command line of `pid`, its arguments separated by spaces.
