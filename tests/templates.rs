@@ -599,11 +599,12 @@ fn a_first_push_shows_the_build_of_its_services_stack() {
     ] {
         assert!(out.contains(want), "push output lacks {want:?}:\n{out}");
     }
+    // A refused first push leaves no project, so no branch of it either.
+    assert!(out.contains("project demo was not created"), "{out}");
     let o = server.git(
         &app.dir,
         &["ls-remote", &server.remote("demo"), "refs/heads/main"],
     );
-    assert!(o.status.success(), "{}", text(&o));
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).trim(),
         "",

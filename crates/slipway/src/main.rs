@@ -1511,7 +1511,8 @@ fn stack_store(data_dir: &Path) -> Result<slipway_stack::StackStore, Failure> {
 fn stack(cmd: StackCmd) -> Result<u8, Failure> {
     match cmd {
         StackCmd::Ls { data, stacks } => {
-            existing_data_dir(&data.data_dir)?;
+            // It reads the stacks folder: the data dir unless `--stacks-dir` names another.
+            existing_data_dir(stacks.stacks_dir.as_deref().unwrap_or(&data.data_dir))?;
             let store = stacks.store(&data)?;
             println!("STACK\tSOURCE\tBUILT\tARCHIVE\tUNPACKED");
             for (stack, built) in store.list().map_err(internal)? {
