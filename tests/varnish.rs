@@ -211,7 +211,7 @@ fn an_app_behind_varnish_is_cached_follows_deploys_without_a_failed_request_and_
     let (ok, out) = push(&server, &app);
     assert!(!ok, "a VCL that does not compile was accepted:\n{out}");
     assert!(
-        out.contains("services") && out.contains("VCL does not compile"),
+        out.contains("(provision failed: service varnish") && out.contains("VCL does not compile"),
         "{out}"
     );
     assert!(
