@@ -11,7 +11,7 @@ use slipway_deploy::{access, backups, Platform};
 use slipway_state::{Backup, User};
 use tokio::io::AsyncWrite;
 
-use crate::ops::{check, sink, stream_progress};
+use crate::ops::{check, done, progress, sink, stream};
 use crate::say;
 
 /// Run `args` if it is a `backup` command; None otherwise.
@@ -47,7 +47,7 @@ where
                 Ok(()) => {
                     let (sink, mut rx) = sink();
                     let task = backups::create(platform, project, env, &user.name, Some(sink));
-                    let r = stream_progress(task, &mut rx, json, out, err).await;
+                    let r = stream(task, &mut rx, &mut progress(json, out, err)).await;
                     r.map(|b| {
                         if json {
                             crate::admin::pretty(&b)
@@ -69,18 +69,10 @@ where
                 Ok(()) => {
                     let (sink, mut rx) = sink();
                     let task = backups::restore(platform, project, env, id, &user.name, Some(sink));
-                    let r = stream_progress(task, &mut rx, json, out, err).await;
+                    let r = stream(task, &mut rx, &mut progress(json, out, err)).await;
                     r.map(|summary| {
-                        if json {
-                            crate::admin::pretty(&serde_json::json!({
-                                "project": project,
-                                "env": env,
-                                "restored": id,
-                                "summary": summary,
-                            }))
-                        } else {
-                            format!("{summary}\n")
-                        }
+                        let fields = serde_json::json!({"restored": id, "summary": summary});
+                        done(project, env, fields, format!("{summary}\n"), json)
                     })
                     .map_err(fail)
                 }

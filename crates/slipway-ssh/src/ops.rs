@@ -76,11 +76,15 @@ where
                 Err(r) => Err(r),
                 Ok(()) => {
                     let op = Operation::Rollback(to);
-                    let r = if json {
-                        operate(platform, user, project, env, op, err).await
-                    } else {
-                        operate(platform, user, project, env, op, out).await
-                    };
+                    let r = operate(
+                        platform,
+                        user,
+                        project,
+                        env,
+                        op,
+                        &mut progress(json, out, err),
+                    )
+                    .await;
                     r.map(|n| deployed(project, env, "rollback", n, json))
                         .map_err(fail)
                 }
@@ -91,11 +95,15 @@ where
                 Err(r) => Err(r),
                 Ok(()) => {
                     let op = Operation::Redeploy;
-                    let r = if json {
-                        operate(platform, user, project, env, op, err).await
-                    } else {
-                        operate(platform, user, project, env, op, out).await
-                    };
+                    let r = operate(
+                        platform,
+                        user,
+                        project,
+                        env,
+                        op,
+                        &mut progress(json, out, err),
+                    )
+                    .await;
                     r.map(|n| deployed(project, env, "redeploy", n, json))
                         .map_err(fail)
                 }
@@ -107,18 +115,10 @@ where
                 let (sink, mut rx) = sink();
                 let task =
                     slipway_deploy::sync::run(platform, project, env, &user.name, Some(sink));
-                let r = stream_progress(task, &mut rx, json, out, err).await;
+                let r = stream(task, &mut rx, &mut progress(json, out, err)).await;
                 r.map(|summary| {
-                    if json {
-                        crate::admin::pretty(&serde_json::json!({
-                            "project": project,
-                            "env": env,
-                            "synced": true,
-                            "summary": summary,
-                        }))
-                    } else {
-                        format!("{summary}\n")
-                    }
+                    let fields = serde_json::json!({"synced": true, "summary": summary});
+                    done(project, env, fields, format!("{summary}\n"), json)
                 })
                 .map_err(fail)
             }
@@ -185,50 +185,44 @@ where
                                         ""
                                     }
                                 );
-                                let done = |release: Option<i64>, applies: &str| {
-                                    crate::admin::pretty(&serde_json::json!({
-                                        "project": project,
-                                        "env": env,
+                                // What was done, under `--json`.
+                                let fields = |release: Option<i64>, applies: &str| {
+                                    serde_json::json!({
                                         "key": key,
                                         "set": value.is_some(),
                                         "sensitive": sensitive,
                                         "release": release,
                                         "applies": applies,
-                                    }))
+                                    })
                                 };
-                                if json {
-                                    say(err, &said).await;
-                                } else {
-                                    say(out, &said).await;
-                                }
+                                say(&mut progress(json, out, err), &said).await;
                                 if live {
                                     let op = Operation::Redeploy;
-                                    let r = if json {
-                                        operate(platform, user, project, env, op, err).await
-                                    } else {
-                                        operate(platform, user, project, env, op, out).await
-                                    };
+                                    let r = operate(
+                                        platform,
+                                        user,
+                                        project,
+                                        env,
+                                        op,
+                                        &mut progress(json, out, err),
+                                    )
+                                    .await;
                                     r.map(|n| {
-                                        if json {
-                                            done(Some(n), "now")
-                                        } else {
-                                            String::new()
-                                        }
+                                        done(
+                                            project,
+                                            env,
+                                            fields(Some(n), "now"),
+                                            String::new(),
+                                            json,
+                                        )
                                     })
                                     .map_err(fail)
-                                } else if json {
-                                    Ok(done(
-                                        None,
-                                        if deployed {
-                                            "next deploy"
-                                        } else {
-                                            "first deploy"
-                                        },
-                                    ))
                                 } else if deployed {
-                                    Ok("it applies from the next deploy\n".into())
+                                    let text = "it applies from the next deploy\n".to_string();
+                                    Ok(done(project, env, fields(None, "next deploy"), text, json))
                                 } else {
-                                    Ok(format!("{env} has not been deployed yet: it applies from its first deploy, which names it\n"))
+                                    let text = format!("{env} has not been deployed yet: it applies from its first deploy, which names it\n");
+                                    Ok(done(project, env, fields(None, "first deploy"), text, json))
                                 }
                             }
                         }
@@ -266,23 +260,19 @@ where
             match check(platform, user, project, env, access::RUN_CRONS) {
                 Err(r) => Err(r),
                 Ok(()) => {
-                    let r = if json {
-                        cron_run(platform, user, project, env, name, err).await
-                    } else {
-                        cron_run(platform, user, project, env, name, out).await
-                    };
+                    let r = cron_run(
+                        platform,
+                        user,
+                        project,
+                        env,
+                        name,
+                        &mut progress(json, out, err),
+                    )
+                    .await;
                     r.map(|(id, code)| {
-                        if json {
-                            crate::admin::pretty(&serde_json::json!({
-                                "project": project,
-                                "env": env,
-                                "cron": name,
-                                "activity": id,
-                                "exit_status": code,
-                            }))
-                        } else {
-                            String::new()
-                        }
+                        let fields =
+                            serde_json::json!({"cron": name, "activity": id, "exit_status": code});
+                        done(project, env, fields, String::new(), json)
                     })
                     .map_err(|(code, m)| (code, format!("slipway: {m}\n")))
                 }
@@ -305,19 +295,35 @@ where
     })
 }
 
+/// What an operation prints when done: `text`, or under `--json` one object naming the
+/// environment and `fields` (what was done).
+pub(crate) fn done(
+    project: &str,
+    env: &str,
+    fields: serde_json::Value,
+    text: String,
+    json: bool,
+) -> String {
+    if !json {
+        return text;
+    }
+    let mut object = serde_json::json!({"project": project, "env": env});
+    if let (Some(o), serde_json::Value::Object(f)) = (object.as_object_mut(), fields) {
+        o.extend(f);
+    }
+    crate::admin::pretty(&object)
+}
+
 /// What `rollback` and `redeploy` print when done: nothing (the deploy's lines said it),
 /// or with `--json` the environment and the release now live.
 fn deployed(project: &str, env: &str, action: &str, release: i64, json: bool) -> String {
-    if json {
-        crate::admin::pretty(&serde_json::json!({
-            "project": project,
-            "env": env,
-            "action": action,
-            "release": release,
-        }))
-    } else {
-        String::new()
-    }
+    done(
+        project,
+        env,
+        serde_json::json!({"action": action, "release": release}),
+        String::new(),
+        json,
+    )
 }
 
 async fn usage<E: AsyncWrite + Unpin>(err: &mut E, form: &str) -> i32 {
@@ -608,23 +614,21 @@ pub(crate) fn sink() -> (slipway_deploy::output::Sink, Lines) {
     (sink, rx)
 }
 
-/// [`stream`] an operation's progress to `out`, or to `err` under `--json`, where stdout
-/// holds only the JSON document.
-pub(crate) async fn stream_progress<T, W, E>(
-    task: impl std::future::Future<Output = T>,
-    rx: &mut Lines,
+/// Where an operation's progress goes: `out`, or `err` under `--json`, where stdout holds
+/// only the JSON document.
+pub(crate) fn progress<'a, W, E>(
     json: bool,
-    out: &mut W,
-    err: &mut E,
-) -> T
+    out: &'a mut W,
+    err: &'a mut E,
+) -> &'a mut (dyn AsyncWrite + Unpin + Send)
 where
     W: AsyncWrite + Unpin + Send,
     E: AsyncWrite + Unpin + Send,
 {
     if json {
-        stream(task, rx, err).await
+        err
     } else {
-        stream(task, rx, out).await
+        out
     }
 }
 
