@@ -824,7 +824,7 @@ fn imported_versions(kind: &str, versions: &[&str]) -> Vec<&'static str> {
 /// ignored, so none is silently dropped.
 fn acted_configuration(kind: &str) -> &'static [&'static str] {
     match kind {
-        "mariadb" | "mysql" => &["schemas", "endpoints"],
+        t if crate::catalog::runs_mariadb(t) => &["schemas", "endpoints"],
         "postgresql" => &["extensions", "schemas", "databases", "endpoints"],
         "rabbitmq" => &["vhosts"],
         "varnish" => &["vcl"],
@@ -862,13 +862,21 @@ fn check_service_configuration(
 }
 
 /// A service type Platform.sh knows but no stack of this server provides is accepted with
-/// a warning (the service is not started; relationships to it get no host), and a version
-/// the server lacks names the one used, in config check and push alike.
+/// a warning (the service will not run; relationships to it get no host), `oracle-mysql`
+/// runs on MariaDB with a warning saying so, and a version the server lacks names the one
+/// used, in config check and push alike.
 fn runs_here(kind: &str, version: &str, path: &KeyPath, pos: &Pos, diags: &mut Vec<Diagnostic>) {
     if kind == "network-storage" {
         return;
     }
     match slipway_stack::resolve_service(kind, version) {
+        Ok(r) if kind == "oracle-mysql" => diags.push(path.warning(
+            pos,
+            format!(
+                "this server runs `oracle-mysql:{version}` on MariaDB ({}): the same wire protocol, clients and dump tools, and apps see it as written (`scheme: mysql`), but what only Oracle's MySQL has is missing or behaves as MariaDB's",
+                r.stack.type_name()
+            ),
+        )),
         Ok(r) => {
             if let Some(w) = r.warning() {
                 diags.push(path.warning(pos, w));
@@ -880,7 +888,7 @@ fn runs_here(kind: &str, version: &str, path: &KeyPath, pos: &Pos, diags: &mut V
         Err(_) => diags.push(path.warning(
             pos,
             format!(
-                "this server does not run `{kind}` services (it runs {}, network-storage): the service is not started and its relationships get no host",
+                "this server does not run `{kind}` services (it runs {}, network-storage): this service will NOT run, and apps will not reach it (its relationships get no host)",
                 slipway_stack::resolve::SERVICE_TYPES.join(", ")
             ),
         )),
