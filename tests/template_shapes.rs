@@ -943,6 +943,96 @@ fn pelican_static_site_served_by_locations_only() {
 }
 
 // ---------------------------------------------------------------------------------------
+// akeneo's shape: a PHP app whose `database` relationship is an `oracle-mysql:8.0` service
+// (run on MariaDB, with a warning saying so) beside an `elasticsearch` service the server
+// does not run (warned: it will not run, the app will not reach it), and
+// `dependencies.php: composer/composer: "^2"` as the PHP templates write it: the stack's
+// composer 2 satisfies it, so nothing asks packagist (unreachable here) for it.
+
+const AKENEO_APP: &str = r#"# The shape of akeneo's .platform.app.yaml.
+name: app
+type: php:8.4
+dependencies:
+    php:
+        composer/composer: "^2"
+build:
+    flavor: none
+relationships:
+    database: "db:mysql"
+    essearch: "search:elasticsearch"
+web:
+    locations:
+        "/":
+            root: "public"
+            passthru: "/index.php"
+disk: 1024
+"#;
+
+const AKENEO_SERVICES: &str = r#"db:
+    type: oracle-mysql:8.0
+    disk: 1024
+search:
+    type: elasticsearch:7.5
+    disk: 512
+"#;
+
+const AKENEO_INDEX: &str = r#"<?php
+// The database as akeneo's parameters read it: a PDO DSN from the relationship's scheme.
+$relationships = json_decode(base64_decode(getenv('PLATFORM_RELATIONSHIPS')), true);
+$db = $relationships['database'][0];
+$dsn = sprintf('%s:host=%s;port=%d;dbname=%s', $db['scheme'], $db['host'], $db['port'], $db['path']);
+$pdo = new PDO($dsn, $db['username'], $db['password']);
+$pdo->exec('CREATE TABLE IF NOT EXISTS pim_visits (id INT AUTO_INCREMENT PRIMARY KEY)');
+$pdo->exec('INSERT INTO pim_visits () VALUES ()');
+$n = $pdo->query('SELECT COUNT(*) FROM pim_visits')->fetchColumn();
+$server = $pdo->query('SELECT VERSION()')->fetchColumn();
+header('Content-Type: text/plain');
+echo "{$db['scheme']} {$db['type']} {$db['host']} visit $n on $server\n";
+"#;
+
+#[test]
+fn akeneo_shape_reaches_oracle_mysql_run_on_mariadb_and_keeps_the_stacks_composer() {
+    let server = server();
+    let app = server.project(
+        "akeneo",
+        &[
+            (".platform.app.yaml", AKENEO_APP),
+            (".platform/services.yaml", AKENEO_SERVICES),
+            (
+                ".platform/routes.yaml",
+                "\"https://{default}/\":\n    type: upstream\n    upstream: \"app:http\"\n",
+            ),
+            ("public/index.php", AKENEO_INDEX),
+        ],
+    );
+    let out = server.push_ok(&app, "akeneo");
+    assert!(
+        out.contains("warning: this server runs `oracle-mysql:8.0` on MariaDB (mariadb:10.11)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("does not run `elasticsearch` services")
+            && out.contains("this service will NOT run, and apps will not reach it"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "dependencies.php: composer/composer:^2 is not installed: the stack's composer 2."
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("composer global require"), "{out}");
+    let host = "main.akeneo.localhost";
+    let first = page(&server, host, "/");
+    assert!(
+        first.starts_with("mysql oracle-mysql:8.0 database.internal visit 1 on 10.11.")
+            && first.contains("MariaDB"),
+        "{first:?}"
+    );
+    assert_eq!(visit(&page(&server, host, "/products/1")), 2);
+}
+
+// ---------------------------------------------------------------------------------------
 // Node: the nextjs template's shape with yarn (`build.flavor: none`, yarn from
 // `dependencies.nodejs`, `yarn` and `yarn build` in the build hook, the build's `.next`
 // moved aside by `handle_mounts.sh` because `.next` is a mount at run time, and copied into
