@@ -1038,7 +1038,7 @@ fn build_spec(
             writable: true,
         }],
         netns: Some(netns.to_path_buf()),
-        hostname: format!("build-{}", app.name),
+        hostname: crate::environment::host_name(&format!("build-{}", app.name)),
         hosts: Vec::new(),
         annotations: Default::default(),
         run_as,
