@@ -225,28 +225,28 @@ pub fn composer_satisfies(constraint: &str, version: &semver::Version) -> bool {
             !parts.is_empty()
                 && parts
                     .iter()
-                    .all(|p| composer_part(p).is_some_and(|ok| ok(version)))
+                    .all(|p| composer_part(p, version) == Some(true))
         })
 }
 
-/// One comparison of a Composer constraint as a test of a version; None: not understood.
-fn composer_part(part: &str) -> Option<Box<dyn Fn(&semver::Version) -> bool>> {
+/// Whether `version` passes one comparison of a Composer constraint; None: not understood.
+fn composer_part(part: &str, version: &semver::Version) -> Option<bool> {
     // Composer reads a partial version as zeros (`>2` is `>2.0.0`), semver as a range.
     let bare = |v: &str| {
         let v = v.trim().trim_start_matches(['v', 'V']);
         let missing = 3usize.saturating_sub(v.split('.').count());
         format!("{v}{}", ".0".repeat(missing))
     };
-    let req = |text: String| -> Option<Box<dyn Fn(&semver::Version) -> bool>> {
-        let req = semver::VersionReq::parse(&text).ok()?;
-        Some(Box::new(move |v: &semver::Version| req.matches(v)))
+    let req = |text: String| {
+        semver::VersionReq::parse(&text)
+            .ok()
+            .map(|r| r.matches(version))
     };
     if part == "*" {
-        return Some(Box::new(|_| true));
+        return Some(true);
     }
     if let Some(v) = part.strip_prefix("!=") {
-        let not = semver::VersionReq::parse(&format!("={}", bare(v))).ok()?;
-        return Some(Box::new(move |x: &semver::Version| !not.matches(x)));
+        return req(format!("={}", bare(v))).map(|equal| !equal);
     }
     if let Some(v) = part.strip_prefix('~') {
         // Composer's tilde: the last given part may grow (`~2.1` is `>=2.1 <3`).
