@@ -274,6 +274,13 @@ pub fn service_kind(name: &str) -> Option<&'static ServiceKind> {
     SERVICES.iter().find(|k| k.name == name)
 }
 
+/// Whether a service of `service_type` is a MariaDB server (`mariadb`, `mysql`, and
+/// `oracle-mysql`, which Slipway runs on MariaDB: the same wire protocol, clients and dump
+/// tools), with its schemas, endpoints and accounts.
+pub fn runs_mariadb(service_type: &str) -> bool {
+    matches!(service_type, "mariadb" | "mysql" | "oracle-mysql")
+}
+
 /// Whether two service kinds store data the same way (`mysql` is a name of `mariadb`).
 pub fn same_family(a: &str, b: &str) -> bool {
     let family = |n: &str| {

@@ -648,7 +648,10 @@ fn check_stack(tnode: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>) {
 /// absent or `composable:*`, each resolved like `type:`, the first the app's language: one
 /// stack with them all, typed `LANGUAGE:VERSION+LANGUAGE:VERSION...` (refused at the entry
 /// that cannot share it). Entries that name no language of a stack (Nix packages such as
-/// `clamav`) are reported as ignored.
+/// `clamav`) are reported as ignored; but when the list is the app's stack and none of its
+/// entries names a language (`[bun@1]`, `[deno]`, `[clamav]`), the app has nothing to run on:
+/// refused at its first ignored entry, as an unknown `type` is (the languages there are and
+/// a did-you-mean), in config check and push alike, never a push failing mid-build.
 fn stack_list(list: &Node, app: &mut Application, path: &KeyPath, diags: &mut Vec<Diagnostic>) {
     let Kind::Seq(items) = &list.kind else { return };
     let takes_type = app
@@ -656,6 +659,9 @@ fn stack_list(list: &Node, app: &mut Application, path: &KeyPath, diags: &mut Ve
         .as_deref()
         .is_none_or(|t| t.starts_with("composable:"));
     let mut chosen: Option<String> = None;
+    // The first entry reported as ignored: (its index in `diags`, the refusal it becomes
+    // when no entry gives the app a stack).
+    let mut first_ignored: Option<(usize, Diagnostic)> = None;
     for (i, item) in items.iter().enumerate() {
         let (name, pos) = match (&item.kind, item.entries()) {
             (Kind::Str(s), _) => (s.as_str(), &item.pos),
@@ -668,17 +674,37 @@ fn stack_list(list: &Node, app: &mut Application, path: &KeyPath, diags: &mut Ve
             .filter(|(l, _)| slipway_stack::Language::from_name(l).is_some());
         let Some((language, version)) = language else {
             if let Some(l) = slipway_stack::Language::from_name(name) {
+                let example = format!(
+                    "{name}@{}",
+                    slipway_stack::resolve::available(l)
+                        .rsplit(", ")
+                        .next()
+                        .unwrap_or_default()
+                );
+                if first_ignored.is_none() {
+                    let refusal = p.error(
+                        pos,
+                        format!("`{name}` names no version (e.g. `{example}`), and no other entry of `stack` names a language: app {} has no stack to run on", app.name),
+                    );
+                    first_ignored = Some((diags.len(), refusal));
+                }
                 diags.push(p.warning(
                     pos,
-                    format!(
-                            "`{name}` names no version (e.g. `{name}@{}`); it is ignored",
-                            slipway_stack::resolve::available(l)
-                                .rsplit(", ")
-                                .next()
-                                .unwrap_or_default()
-                        ),
+                    format!("`{name}` names no version (e.g. `{example}`); it is ignored"),
                 ));
                 continue;
+            }
+            if first_ignored.is_none() {
+                let unknown = name.split_once('@').map_or(name, |(l, _)| l);
+                let why = slipway_stack::resolve(unknown, "0")
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                let refusal = p.error(
+                    pos,
+                    format!("{why}; no entry of `stack` names one (LANGUAGE@VERSION): app {} has no stack to run on", app.name),
+                );
+                first_ignored = Some((diags.len(), refusal));
             }
             diags.push(p.warning(
                 pos,
@@ -716,8 +742,11 @@ fn stack_list(list: &Node, app: &mut Application, path: &KeyPath, diags: &mut Ve
             }
         }
     }
-    if chosen.is_some() {
-        app.r#type = chosen;
+    match (chosen, first_ignored) {
+        (Some(t), _) => app.r#type = Some(t),
+        // No language among the entries: the app would have no stack.
+        (None, Some((at, refusal))) if takes_type => diags[at] = refusal,
+        (None, _) => {}
     }
 }
 
@@ -795,7 +824,7 @@ fn imported_versions(kind: &str, versions: &[&str]) -> Vec<&'static str> {
 /// ignored, so none is silently dropped.
 fn acted_configuration(kind: &str) -> &'static [&'static str] {
     match kind {
-        "mariadb" | "mysql" => &["schemas", "endpoints"],
+        t if crate::catalog::runs_mariadb(t) => &["schemas", "endpoints"],
         "postgresql" => &["extensions", "schemas", "databases", "endpoints"],
         "rabbitmq" => &["vhosts"],
         "varnish" => &["vcl"],
@@ -833,13 +862,21 @@ fn check_service_configuration(
 }
 
 /// A service type Platform.sh knows but no stack of this server provides is accepted with
-/// a warning (the service is not started; relationships to it get no host), and a version
-/// the server lacks names the one used, in config check and push alike.
+/// a warning (the service will not run; relationships to it get no host), `oracle-mysql`
+/// runs on MariaDB with a warning saying so, and a version the server lacks names the one
+/// used, in config check and push alike.
 fn runs_here(kind: &str, version: &str, path: &KeyPath, pos: &Pos, diags: &mut Vec<Diagnostic>) {
     if kind == "network-storage" {
         return;
     }
     match slipway_stack::resolve_service(kind, version) {
+        Ok(r) if kind == "oracle-mysql" => diags.push(path.warning(
+            pos,
+            format!(
+                "this server runs `oracle-mysql:{version}` on MariaDB ({}): the same wire protocol, clients and dump tools, and apps see it as written (`scheme: mysql`), but what only Oracle's MySQL has is missing or behaves as MariaDB's",
+                r.stack.type_name()
+            ),
+        )),
         Ok(r) => {
             if let Some(w) = r.warning() {
                 diags.push(path.warning(pos, w));
@@ -851,7 +888,7 @@ fn runs_here(kind: &str, version: &str, path: &KeyPath, pos: &Pos, diags: &mut V
         Err(_) => diags.push(path.warning(
             pos,
             format!(
-                "this server does not run `{kind}` services (it runs {}, network-storage): the service is not started and its relationships get no host",
+                "this server does not run `{kind}` services (it runs {}, network-storage): this service will NOT run, and apps will not reach it (its relationships get no host)",
                 slipway_stack::resolve::SERVICE_TYPES.join(", ")
             ),
         )),

@@ -104,7 +104,7 @@ pub fn plain_name(s: &str) -> bool {
 /// the service's own user; None for other types.
 pub fn default_endpoint(service_type: &str) -> Option<&'static str> {
     match service_type {
-        "mariadb" | "mysql" => Some("mysql"),
+        t if crate::catalog::runs_mariadb(t) => Some("mysql"),
         "postgresql" => Some("postgresql"),
         _ => None,
     }
@@ -114,7 +114,7 @@ pub fn default_endpoint(service_type: &str) -> Option<&'static str> {
 fn reserved(service_type: &str) -> &'static [&'static str] {
     match service_type {
         "postgresql" => &["main", "postgres", "public"],
-        "mariadb" | "mysql" => &["user", "slipway", "root", "mysql"],
+        t if crate::catalog::runs_mariadb(t) => &["user", "slipway", "root", "mysql"],
         _ => &[],
     }
 }

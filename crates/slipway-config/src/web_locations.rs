@@ -115,6 +115,53 @@ pub fn rule_regex(pattern: &str) -> Result<fancy_regex::Regex, String> {
         })
 }
 
+/// Whether anything can send a request to `app`'s web process, so that it is expected to
+/// listen (the health check probes `$PORT` or `$SOCKET`; otherwise it only checks that the
+/// process keeps running, as Platform.sh expects nothing of a process nobody reaches):
+/// another app's or a service's relationship names it (`APP:http`), or a route's
+/// `upstream` is the app and its locations pass some request through to the process (it
+/// has no locations, some path matches no location, or a location or one of its rules has
+/// a `passthru`).
+pub fn process_reached(topology: &crate::Topology, app: &crate::Application) -> bool {
+    let names_app = |rels: &BTreeMap<String, String>| {
+        rels.values()
+            .any(|target| target.split(':').next() == Some(app.name.as_str()))
+    };
+    let related = topology
+        .applications
+        .iter()
+        .filter(|a| a.name != app.name)
+        .any(|a| names_app(&a.relationships))
+        || topology
+            .services
+            .iter()
+            .any(|s| names_app(&s.relationships));
+    let routed = topology
+        .routes
+        .iter()
+        .any(|r| matches!(&r.kind, crate::RouteKind::Upstream { app: to, .. } if *to == app.name));
+    related || (routed && passes_through(&app.web.locations))
+}
+
+/// Whether some request reaches the app through `locations` (as [`locations`] gives them):
+/// none at all, no `/` location (a path no location matches goes to the app), or a
+/// `passthru` that is not `false` on a location or a rule.
+fn passes_through(locations: &BTreeMap<String, Value>) -> bool {
+    let passthru = |v: &Value| {
+        v.get("passthru")
+            .is_some_and(|p| !matches!(p, Value::Bool(false) | Value::Null))
+    };
+    locations.is_empty()
+        || !locations.contains_key("/")
+        || locations.values().any(|loc| {
+            passthru(loc)
+                || loc
+                    .get("rules")
+                    .and_then(Value::as_object)
+                    .is_some_and(|rules| rules.values().any(passthru))
+        })
+}
+
 /// The locations of an app's `web`: `web.locations` as written, or, without it, the legacy
 /// keys as a `/` location; empty when there are neither.
 pub(crate) fn locations(web: Option<&Node>) -> BTreeMap<String, Value> {

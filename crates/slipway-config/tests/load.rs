@@ -545,6 +545,60 @@ fn app_types_resolve_to_stacks() {
     assert!(!e.contains("applications.ok"), "nodejs:22 is provided: {e}");
 }
 
+/// An Upsun app whose `stack:` names no language Slipway has (demo-js's `[bun@1]` and
+/// `[deno]`, demo-clamav's `[clamav]`) has nothing to run on: refused at validate at its
+/// first entry with the languages there are (a did-you-mean where one is close), its other
+/// ignored entries still warned about; never accepted to fail mid-push.
+#[test]
+fn an_upsun_stack_without_a_language_is_refused_at_its_entry() {
+    for (list, col, start) in [
+        ("[bun@1]", 13, "unknown language `bun`"),
+        ("[deno]", 13, "unknown language `deno`"),
+        (
+            "[clamav, nodePackages.npm]",
+            13,
+            "unknown language `clamav`",
+        ),
+        (
+            "[pyhton@3.13]",
+            13,
+            "unknown language `pyhton` (did you mean `python`?)",
+        ),
+        ("[nodejs]", 13, "`nodejs` names no version (e.g. `nodejs@"),
+    ] {
+        let config = format!(
+            "applications:\n  app:\n    stack: {list}\n    web: {{commands: {{start: x}}}}\n"
+        );
+        let d = tree(&[(".upsun/config.yaml", config.as_bytes())]);
+        let e = load(&DirSource::new(d.path())).unwrap_err();
+        let errors: Vec<String> = e.errors().map(|d| d.to_string()).collect();
+        assert_eq!(errors.len(), 1, "{list}: {e}");
+        assert!(
+            errors[0].starts_with(&format!(".upsun/config.yaml:3:{col}: error: {start}"))
+                && errors[0].contains("app app has no stack to run on")
+                && errors[0].ends_with("(at applications.app.stack.0)"),
+            "{list}: {e}"
+        );
+        if list.contains("nodePackages") {
+            assert!(
+                e.to_string()
+                    .contains("`nodePackages.npm` names no language Slipway has stacks for"),
+                "{e}"
+            );
+        }
+    }
+    // A language beside them: the app runs on it, the others are ignored with a warning.
+    let d = tree(&[(
+        ".upsun/config.yaml",
+        b"applications:\n  app:\n    stack: [clamav, nodejs@22]\n    web: {commands: {start: x}}\n",
+    )]);
+    let l = load(&DirSource::new(d.path())).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        l.topology.application("app").unwrap().r#type.as_deref(),
+        Some("nodejs:22")
+    );
+}
+
 /// Upsun's `stack:` list: its `LANGUAGE@VERSION` entries make the app's stack (each resolved
 /// like `type:`, the first the app's language); Nix packages are ignored with a warning;
 /// languages that cannot share one stack are refused at the entry.

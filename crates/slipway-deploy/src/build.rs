@@ -636,7 +636,14 @@ async fn build_one(
         .map_err(|e| fail(format!("checking out {}: {e}", app.name)))?
         .map_err(|e| fail(format!("checking out {}: {e}", app.name)))?;
 
-    let mut steps = dependencies::steps(app).map_err(fail)?;
+    let stack_composer = stack
+        .root
+        .as_deref()
+        .and_then(|root| dependencies::stack_package_version(root, "composer"));
+    let (mut steps, notes) = dependencies::steps(app, stack_composer.as_ref()).map_err(fail)?;
+    for note in &notes {
+        out.phase(&phase, note);
+    }
     steps.extend(flavor::steps(app, &dir).map_err(fail)?);
     let hook = app.hooks.build.as_deref().filter(|h| !h.trim().is_empty());
     let (planned, mut cache_fed) =
@@ -1031,7 +1038,7 @@ fn build_spec(
             writable: true,
         }],
         netns: Some(netns.to_path_buf()),
-        hostname: format!("build-{}", app.name),
+        hostname: crate::environment::host_name(&format!("build-{}", app.name)),
         hosts: Vec::new(),
         annotations: Default::default(),
         run_as,

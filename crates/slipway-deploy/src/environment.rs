@@ -46,6 +46,22 @@ pub fn env_name_of_branch(branch: &str) -> (String, bool) {
     (name, true)
 }
 
+/// The host name a container of the app, worker or service `name` gets: the name with
+/// each character a host name cannot hold (`_` of demo-js's `main_app`) as `-`, at most 63
+/// characters.
+pub fn host_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(63)
+        .collect()
+}
+
 /// Whether `s` is a DNS label.
 pub fn is_dns_label(s: &str) -> bool {
     let b = s.as_bytes();
@@ -140,10 +156,18 @@ pub struct AppInstance {
     pub fastcgi: bool,
     /// No web process: a static site (no start command, not PHP: only `web.locations`, which
     /// the router serves) or an app of workers and crons only. Its container only holds the
-    /// release's place (hooks, crons, shells, retire, restore); no health probe, and a
-    /// passthru to it has nothing to answer (502).
+    /// release's place (hooks, crons, shells, retire, restore); no health probe, and the
+    /// router answers what would go to it ([`slipway_router::Site::no_web_process`]: a
+    /// passthru path is a rewrite to that file, `passthru: true` is 404).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_web_process: bool,
+    /// A web process that nothing reaches (no route's locations pass a request through to
+    /// it and no relationship names it, [`slipway_config::web_locations::process_reached`]),
+    /// e.g. `start: sleep infinity` beside a static `root`: it need not listen, and the
+    /// health check only checks that it keeps running. Absent (false) in releases made
+    /// before, which were probed on `$PORT`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unreached: bool,
     /// The host path of its unix socket (`web.upstream.socket_family: unix`,
     /// [`crate::sockets`]): it listens on `$SOCKET` instead of `$PORT`, and the router and
     /// the health check connect there. Absent for TCP apps and in releases made before
@@ -436,6 +460,13 @@ pub(crate) fn container_env(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn container_host_names_hold_only_host_name_characters() {
+        assert_eq!(host_name("main_app"), "main-app");
+        assert_eq!(host_name("build-in-app_clamav"), "build-in-app-clamav");
+        assert_eq!(host_name(&"a".repeat(80)).len(), 63);
+    }
 
     #[test]
     fn branch_names_map_to_dns_labels() {

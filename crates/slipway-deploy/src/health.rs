@@ -1,6 +1,8 @@
 //! Phase **health**: every app of the new release must answer HTTP on its
 //! `$PORT` (or its unix socket `$SOCKET`, [`crate::sockets`]) within the health timeout. An app whose process exits fails the
-//! check at once (not after the timeout), with the end of its output.
+//! check at once (not after the timeout), with the end of its output. An app whose web
+//! process nothing reaches ([`AppInstance::unreached`]) need not listen: it passes once its
+//! process has kept running for [`UNREACHED_SETTLE`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +31,10 @@ pub fn tail(path: &std::path::Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// How long the process of an app that nothing reaches must keep running to pass the
+/// health check (a start command that fails at once fails the push).
+pub const UNREACHED_SETTLE: Duration = Duration::from_secs(2);
+
 /// Wait until `app` answers; Err(reason) if it exits or the timeout passes.
 pub async fn wait_app(
     platform: &Platform,
@@ -37,7 +43,8 @@ pub async fn wait_app(
     timeout: Duration,
     log: &std::path::Path,
 ) -> Result<u16, String> {
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
+    let deadline = started + timeout;
     let ns = netns_path(&spec.netns);
     let mut pause = Duration::from_millis(50);
     loop {
@@ -61,6 +68,15 @@ pub async fn wait_app(
             // A static site (the router serves its files) or workers only: nothing
             // listens on $PORT.
             return Ok(0);
+        }
+        if app.unreached {
+            // Nothing sends it requests: it only has to keep running.
+            if started.elapsed() >= UNREACHED_SETTLE {
+                return Ok(0);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+            continue;
         }
         if let (true, Some(socket)) = (app.fastcgi, &app.socket) {
             // PHP-FPM on its unix socket: it must answer FCGI_GET_VALUES there.
@@ -156,6 +172,11 @@ pub async fn run(
             &format!("health check {}", app.name),
             &if app.no_web_process {
                 "no web process (static files served by the router)".to_string()
+            } else if app.unreached {
+                format!(
+                    "running for {}s; not probed on $PORT: no route's locations pass requests through to it and no relationship names it",
+                    UNREACHED_SETTLE.as_secs()
+                )
             } else if app.fastcgi && app.socket.is_some() {
                 format!(
                     "PHP-FPM answering FastCGI on unix socket {}",

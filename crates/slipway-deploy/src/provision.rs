@@ -105,6 +105,9 @@ pub fn plan(
             },
             fastcgi: crate::php::serves(app),
             no_web_process: slipway_config::php::no_web_process(app),
+            unreached: !crate::php::serves(app)
+                && !slipway_config::php::no_web_process(app)
+                && !slipway_config::web_locations::process_reached(topology, app),
             env,
             tree: b.tree.clone(),
             build_key: b.build_key.clone(),
@@ -158,7 +161,7 @@ pub fn container_spec(
         app_writable: false,
         mounts: vec![],
         netns: Some(netns_path(&spec.netns)),
-        hostname: app.name.clone(),
+        hostname: environment::host_name(&app.name),
         hosts: app.hosts.iter().map(|(n, ip)| (n.clone(), *ip)).collect(),
         annotations,
         run_as,

@@ -12,7 +12,8 @@ use crate::environment::AppInstance;
 use crate::Platform;
 
 /// The site of `app` (running as `instance` in the environment `env` of `project`), if it
-/// has locations.
+/// has locations, is PHP-FPM or runs no web process (then the router answers every request
+/// itself: a static site with no locations answers 404, never a dead upstream's 502).
 pub fn site_of(
     platform: &Platform,
     (project, env): (&str, &str),
@@ -20,7 +21,7 @@ pub fn site_of(
     instance: &AppInstance,
 ) -> Option<Site> {
     let fastcgi = instance.fastcgi;
-    if app.web.locations.is_empty() && !fastcgi {
+    if app.web.locations.is_empty() && !fastcgi && !instance.no_web_process {
         return None;
     }
     let digest = match slipway_slug::Digest::parse(&instance.slug) {
@@ -34,7 +35,7 @@ pub fn site_of(
     Some(Site {
         app_dir: platform.data().unpacked_slugs().join(digest.hex()),
         tag,
-        locations: if app.web.locations.is_empty() {
+        locations: if app.web.locations.is_empty() && fastcgi {
             vec![default_php_location()]
         } else {
             app.web
@@ -50,6 +51,7 @@ pub fn site_of(
                 .collect()
         },
         fastcgi,
+        no_web_process: instance.no_web_process,
         mounts: site_mounts(platform, (project, env), instance),
     })
 }

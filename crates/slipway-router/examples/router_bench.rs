@@ -97,6 +97,7 @@ fn main() -> ExitCode {
                     tag: "bench".into(),
                     locations: vec![root],
                     fastcgi,
+                    no_web_process: false,
                     mounts: Vec::new(),
                 },
             )];

@@ -815,6 +815,7 @@ mod tests {
                 tag: "t1".into(),
                 locations: vec![root],
                 fastcgi: true,
+                no_web_process: false,
                 mounts: Vec::new(),
             },
         )

@@ -612,6 +612,7 @@ pub(crate) mod tests {
             tag: "t1".into(),
             locations: vec![root],
             fastcgi: true,
+            no_web_process: false,
             mounts: Vec::new(),
         }
     }

@@ -284,6 +284,7 @@ mod tests {
             tag: tag.into(),
             locations: vec![root, uploads],
             fastcgi: false,
+            no_web_process: false,
             mounts,
         }
     }

@@ -40,6 +40,8 @@ pub(crate) struct WebSite {
     tag: Box<str>,
     /// The app is PHP-FPM: requests for the app run a script over FastCGI.
     fastcgi: bool,
+    /// The app runs no web process ([`Site::no_web_process`]): nothing goes to it.
+    no_web_process: bool,
     /// Longest prefix first.
     locations: Box<[WebLocation]>,
     /// The router's gzipped copies of static files ([`crate::gzip_store`]), if any.
@@ -277,6 +279,7 @@ impl WebSite {
         Ok(WebSite {
             tag: site.tag.clone().into_boxed_str(),
             fastcgi: site.fastcgi,
+            no_web_process: site.no_web_process,
             locations: locations.into_boxed_slice(),
             gzip_store: None,
         })
@@ -292,7 +295,14 @@ impl WebSite {
     /// Decide what becomes of the request `ask`. Reads the file system (a few system
     /// calls on the page cache; slugs are local and unpacked).
     pub(crate) fn resolve(&self, ask: &Ask<'_>) -> Resolved {
-        let Ok(path) = decode_path(ask.path) else {
+        self.resolve_path(ask, ask.path, false)
+    }
+
+    /// [`Self::resolve`] for the path `asked` (percent-encoded): the request's, or the
+    /// `passthru` file of a static site it was rewritten to (`rewritten`: no further
+    /// passthru, a missing file is 404).
+    fn resolve_path(&self, ask: &Ask<'_>, asked: &str, rewritten: bool) -> Resolved {
+        let Ok(path) = decode_path(asked) else {
             return Resolved::Answer(StaticAnswer::page(
                 StatusCode::BAD_REQUEST,
                 "400 Bad Request: the path is not valid.\n",
@@ -303,7 +313,7 @@ impl WebSite {
             .iter()
             .find(|l| path_matches(&l.prefix, &path.decoded))
         else {
-            return if self.fastcgi {
+            return if self.fastcgi || self.no_web_process {
                 Resolved::Answer(StaticAnswer::status_page(StatusCode::NOT_FOUND))
             } else {
                 Resolved::Forward
@@ -314,11 +324,15 @@ impl WebSite {
             .rules
             .iter()
             .find(|r| r.regex.is_match(&path.decoded).unwrap_or(false));
-        let passthru = rule
-            .and_then(|r| r.passthru.as_ref())
-            .unwrap_or(&loc.passthru);
+        let passthru = if rewritten {
+            &Passthru::Off
+        } else {
+            rule.and_then(|r| r.passthru.as_ref())
+                .unwrap_or(&loc.passthru)
+        };
         let allow = rule.and_then(|r| r.allow).unwrap_or(loc.allow);
-        let scripts = rule.and_then(|r| r.scripts).unwrap_or(loc.scripts);
+        // A static site runs no scripts: its `.php` files are files.
+        let scripts = !self.no_web_process && rule.and_then(|r| r.scripts).unwrap_or(loc.scripts);
         let effective = Effective {
             expires: rule.and_then(|r| r.expires).unwrap_or(loc.expires),
             headers: rule
@@ -329,7 +343,7 @@ impl WebSite {
         };
         let elsewhere = |status: StatusCode| match passthru {
             Passthru::Off => Resolved::Answer(StaticAnswer::status_page(status)),
-            Passthru::App | Passthru::Script(_) => self.to_app(passthru),
+            Passthru::App | Passthru::Script(_) => self.to_app(ask, passthru),
         };
         let rel = relative_to(&loc.prefix, &path.decoded);
         if scripts && is_script(rel) && loc.root_path.is_some() {
@@ -338,7 +352,7 @@ impl WebSite {
         if !ask.readable {
             return match passthru {
                 Passthru::Off => Resolved::Answer(StaticAnswer::not_allowed()),
-                _ => self.to_app(passthru),
+                _ => self.to_app(ask, passthru),
             };
         }
         let mut opened = None;
@@ -402,8 +416,19 @@ impl WebSite {
 impl WebSite {
     /// A request that goes to the app through `passthru` (not [`Passthru::Off`]): as it is
     /// (an HTTP app), or, for PHP-FPM, running the passthru script (`passthru: true`
-    /// runs `/index.php`), found through the locations like a request for it.
-    fn to_app(&self, passthru: &Passthru) -> Resolved {
+    /// runs `/index.php`), found through the locations like a request for it. A static
+    /// site ([`Site::no_web_process`]) has no app: a passthru path is an internal rewrite
+    /// to that file (served as a request for it would be, nginx's `try_files $uri
+    /// PATH`), `passthru: true` is 404.
+    fn to_app(&self, ask: &Ask<'_>, passthru: &Passthru) -> Resolved {
+        if self.no_web_process {
+            return match passthru {
+                Passthru::Script(file) => self.resolve_path(ask, file, true),
+                Passthru::App | Passthru::Off => {
+                    Resolved::Answer(StaticAnswer::status_page(StatusCode::NOT_FOUND))
+                }
+            };
+        }
         if !self.fastcgi {
             return Resolved::Forward;
         }
@@ -703,9 +728,76 @@ mod site_tests {
             tag: "abc".into(),
             locations: vec![root, statics],
             fastcgi: false,
+            no_web_process: false,
             mounts: Vec::new(),
         };
         (dir, site)
+    }
+
+    /// A static site (no web process) of the bigfoot admin's shape: `passthru:
+    /// "/admin/index.html"` on `/admin` serves that file for a path that is no file (a
+    /// single-page app's fallback), `passthru: true` and a path no location matches are
+    /// 404, a `.php` file with `scripts` is a file, and nothing is forwarded.
+    #[test]
+    fn a_static_sites_passthru_is_a_rewrite_to_a_file_never_the_app() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // `/admin/X` is `build/X` (the location's prefix is not part of the file's path).
+        std::fs::create_dir_all(d.join("build")).unwrap();
+        std::fs::create_dir_all(d.join("dist")).unwrap();
+        std::fs::write(d.join("build/index.html"), "<div id=root>").unwrap();
+        std::fs::write(d.join("build/app.js"), "run()").unwrap();
+        std::fs::write(d.join("build/x.php"), "<?php").unwrap();
+        std::fs::write(d.join("dist/index.html"), "<h1>main</h1>").unwrap();
+        let mut admin = Location::new("/admin");
+        admin.root = Some("build".into());
+        admin.index = vec!["index.html".into()];
+        admin.scripts = true;
+        admin.passthru = Passthru::Script("/admin/index.html".into());
+        let mut main = Location::new("/main");
+        main.root = Some("dist".into());
+        main.index = vec!["index.html".into()];
+        main.passthru = Passthru::App;
+        let site = Site {
+            app_dir: d.to_path_buf(),
+            tag: "abc".into(),
+            locations: vec![admin, main],
+            fastcgi: false,
+            no_web_process: true,
+            mounts: Vec::new(),
+        };
+        let web = WebSite::compile("admin", &site, false).unwrap();
+        assert_eq!(body(web.resolve(&get("/admin/app.js"))), b"run()");
+        for path in ["/admin/users/42", "/admin/", "/admin/no-such.js"] {
+            let r = web.resolve(&get(path));
+            assert_eq!(status(&r), Some(StatusCode::OK), "{path}");
+            assert_eq!(body(r), b"<div id=root>", "{path}");
+        }
+        assert_eq!(body(web.resolve(&get("/admin/x.php"))), b"<?php");
+        assert_eq!(body(web.resolve(&get("/main/"))), b"<h1>main</h1>");
+        for path in ["/main/route", "/elsewhere"] {
+            let r = web.resolve(&get(path));
+            assert_eq!(status(&r), Some(StatusCode::NOT_FOUND), "{path}");
+        }
+        let post = Ask {
+            path: "/admin/users",
+            ..Ask::default()
+        };
+        assert_eq!(
+            status(&web.resolve(&post)),
+            Some(StatusCode::METHOD_NOT_ALLOWED)
+        );
+        // The same locations of an app with a web process go to it.
+        let with_app = Site {
+            no_web_process: false,
+            ..site
+        };
+        let web = WebSite::compile("admin", &with_app, false).unwrap();
+        assert!(matches!(
+            web.resolve(&get("/admin/users/42")),
+            Resolved::Forward
+        ));
+        assert!(matches!(web.resolve(&get("/elsewhere")), Resolved::Forward));
     }
 
     /// A mount's file rewritten in place twice within one second at the same size: the

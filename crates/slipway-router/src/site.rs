@@ -18,6 +18,11 @@ pub struct Site {
     /// Whether the app is PHP-FPM: what goes to the app goes as FastCGI, running the
     /// requested `.php` script or the `passthru` script.
     pub fastcgi: bool,
+    /// The app runs no web process (a static site: no start command, not PHP): the router
+    /// answers what would go to it. A `passthru` path is an internal rewrite to that
+    /// file of the locations (a single-page app's fallback), `passthru: true` and a path
+    /// no location matches are 404, and `.php` files are files.
+    pub no_web_process: bool,
     /// The app's persistent mounts: a location whose root is a mount's path (or beneath
     /// one) serves the mount's current files, not the slug's folder under it.
     pub mounts: Vec<SiteMount>,

@@ -117,6 +117,7 @@ pub(crate) fn static_site(dir: &std::path::Path) -> crate::Site {
         tag: "t1".into(),
         locations: vec![root],
         fastcgi: false,
+        no_web_process: false,
         mounts: Vec::new(),
     }
 }

@@ -206,7 +206,8 @@ pub fn resolve(language: &str, version: &str) -> Result<Resolution, ResolveError
 pub fn service_software(service_type: &str) -> Option<Language> {
     Some(match service_type {
         "postgresql" => Language::Postgresql,
-        "mariadb" | "mysql" => Language::Mariadb,
+        // oracle-mysql too: MariaDB speaks its protocol and reads its dumps.
+        "mariadb" | "mysql" | "oracle-mysql" => Language::Mariadb,
         "redis" | "redis-persistent" => Language::Redis,
         "valkey" | "valkey-persistent" => Language::Valkey,
         "memcached" => Language::Memcached,
@@ -223,6 +224,7 @@ pub const SERVICE_TYPES: &[&str] = &[
     "postgresql",
     "mariadb",
     "mysql",
+    "oracle-mysql",
     "redis",
     "redis-persistent",
     "valkey",

@@ -14,6 +14,12 @@
 //! A version `*` means any version. For pip a bare version means `==VERSION`, one starting
 //! with an operator (`>=1.2`, `~=2.0`) is used as written; npm and composer constraints
 //! (`^2`, `~1.4`) pass through as written.
+//!
+//! `php: composer/composer` is not installed when the composer the stack ships (every PHP
+//! stack has Debian's composer 2) satisfies its constraint ([`composer_satisfies`]): the
+//! build says so instead of asking packagist for a copy of what it has.
+
+use std::path::Path;
 
 use slipway_config::Application;
 
@@ -174,10 +180,110 @@ pub(crate) fn step_env() -> Vec<(String, String)> {
     .collect()
 }
 
-/// The install steps of `app`, one per language with packages (in the languages' alphabetical order).
+/// The Composer package that is composer itself.
+const COMPOSER_PACKAGE: &str = "composer/composer";
+
+/// The version of the Debian package `package` installed in the stack whose root file system
+/// is `root` (from its `var/lib/dpkg/status`, without epoch and Debian revision), if it is
+/// there and reads as a version.
+pub(crate) fn stack_package_version(root: &Path, package: &str) -> Option<semver::Version> {
+    let status = std::fs::read_to_string(root.join("var/lib/dpkg/status")).ok()?;
+    let paragraph = status.split("\n\n").find(|p| {
+        p.lines()
+            .any(|l| l.strip_prefix("Package:").map(str::trim) == Some(package))
+    })?;
+    let version = paragraph
+        .lines()
+        .find_map(|l| l.strip_prefix("Version:"))?
+        .trim();
+    let upstream = version.split_once(':').map_or(version, |(_, v)| v);
+    let upstream = upstream.split(['-', '+', '~']).next()?;
+    let parts: Vec<&str> = upstream.split('.').collect();
+    let padded = match parts.len() {
+        1 => format!("{upstream}.0.0"),
+        2 => format!("{upstream}.0"),
+        _ => parts[..3].join("."),
+    };
+    semver::Version::parse(&padded).ok()
+}
+
+/// Whether `version` satisfies the Composer constraint `constraint` by Composer's rules:
+/// `*`, `^2`, `~2.1` (`>=2.1 <3`), `~2.1.3` (`>=2.1.3 <2.2`), `2.*`, `>=2.2 <3`, `!=2.0.1`,
+/// an exact version, alternatives joined by `||` and `@stable` flags. A constraint it does not
+/// read (a hyphen range, a branch name) is not satisfied, so the package is installed as
+/// written.
+pub fn composer_satisfies(constraint: &str, version: &semver::Version) -> bool {
+    constraint
+        .split("||")
+        .flat_map(|a| a.split('|'))
+        .any(|alternative| {
+            let parts: Vec<&str> = alternative
+                .split([',', ' '])
+                .map(|p| p.split('@').next().unwrap_or(p).trim())
+                .filter(|p| !p.is_empty())
+                .collect();
+            !parts.is_empty()
+                && parts
+                    .iter()
+                    .all(|p| composer_part(p, version) == Some(true))
+        })
+}
+
+/// Whether `version` passes one comparison of a Composer constraint; None: not understood.
+fn composer_part(part: &str, version: &semver::Version) -> Option<bool> {
+    // Composer reads a partial version as zeros (`>2` is `>2.0.0`), semver as a range.
+    let bare = |v: &str| {
+        let v = v.trim().trim_start_matches(['v', 'V']);
+        let missing = 3usize.saturating_sub(v.split('.').count());
+        format!("{v}{}", ".0".repeat(missing))
+    };
+    let req = |text: String| {
+        semver::VersionReq::parse(&text)
+            .ok()
+            .map(|r| r.matches(version))
+    };
+    if part == "*" {
+        return Some(true);
+    }
+    if let Some(v) = part.strip_prefix("!=") {
+        return req(format!("={}", bare(v))).map(|equal| !equal);
+    }
+    if let Some(v) = part.strip_prefix('~') {
+        // Composer's tilde: the last given part may grow (`~2.1` is `>=2.1 <3`).
+        let given = v.trim().trim_start_matches(['v', 'V']);
+        let v = bare(given);
+        let nums: Vec<u64> = given
+            .split('.')
+            .map(|n| n.parse().ok())
+            .collect::<Option<_>>()?;
+        let upper = match nums.as_slice() {
+            [major] | [major, _] => format!("<{}.0.0", major + 1),
+            [major, minor, ..] => format!("<{major}.{}.0", minor + 1),
+            [] => return None,
+        };
+        return req(format!(">={v}, {upper}"));
+    }
+    if part.starts_with(['^', '>', '<', '=']) {
+        let (op, v) = part.split_at(part.find(|c: char| c.is_ascii_alphanumeric())?);
+        return req(format!("{op}{}", bare(v)));
+    }
+    if part.contains('*') {
+        return req(part.trim_start_matches(['v', 'V']).to_string());
+    }
+    // An exact version (`2.5.5`, `2.5` as 2.5.0).
+    req(format!("={}", bare(part)))
+}
+
+/// The install steps of `app`, one per language with packages (in the languages' alphabetical
+/// order), and the lines the build prints about packages it leaves out: `composer/composer`
+/// when `stack_composer`, the version of composer on the app's stack, satisfies it.
 /// Err: a language Slipway does not know (the message names the app and the language).
-pub(crate) fn steps(app: &Application) -> Result<Vec<Step>, String> {
+pub(crate) fn steps(
+    app: &Application,
+    stack_composer: Option<&semver::Version>,
+) -> Result<(Vec<Step>, Vec<String>), String> {
     let mut steps = Vec::new();
+    let mut notes = Vec::new();
     for (language, packages) in &app.dependencies {
         let Some(packages) = packages.as_object().filter(|m| !m.is_empty()) else {
             continue;
@@ -197,7 +303,19 @@ pub(crate) fn steps(app: &Application) -> Result<Vec<Step>, String> {
                     app.name
                 ));
             }
-            list.push((name.as_str(), version_text(version)));
+            let version = version_text(version);
+            if language == "php" && name.eq_ignore_ascii_case(COMPOSER_PACKAGE) {
+                if let Some(have) = stack_composer.filter(|v| composer_satisfies(&version, v)) {
+                    notes.push(format!(
+                        "dependencies.php: {name}:{version} is not installed: the stack's composer {have} satisfies it"
+                    ));
+                    continue;
+                }
+            }
+            list.push((name.as_str(), version));
+        }
+        if list.is_empty() {
+            continue;
         }
         let shown: Vec<String> = list.iter().map(|(n, v)| (inst.show)(n, v)).collect();
         steps.push(Step {
@@ -210,7 +328,7 @@ pub(crate) fn steps(app: &Application) -> Result<Vec<Step>, String> {
             script: (inst.command)(inst.tool, &list),
         });
     }
-    Ok(steps)
+    Ok((steps, notes))
 }
 
 #[cfg(test)]
@@ -241,10 +359,13 @@ mod tests {
 
     #[test]
     fn each_language_gets_its_installer() {
-        let steps = steps(&app_with(
-            "python3",
-            serde_json::json!({"pipenv": "2018.10.13", "poetry": "*"}),
-        ))
+        let (steps, _) = steps(
+            &app_with(
+                "python3",
+                serde_json::json!({"pipenv": "2018.10.13", "poetry": "*"}),
+            ),
+            None,
+        )
         .unwrap();
         assert_eq!(steps.len(), 1);
         assert_eq!(
@@ -296,7 +417,9 @@ mod tests {
     }
 
     fn steps_of(language: &str, packages: serde_json::Value) -> Vec<Step> {
-        steps(&app_with(language, packages)).unwrap_or_else(|e| panic!("{e}"))
+        steps(&app_with(language, packages), None)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .0
     }
 
     #[test]
@@ -310,24 +433,118 @@ mod tests {
     }
 
     #[test]
+    fn composer_constraints_follow_composer() {
+        let v = |s: &str| semver::Version::parse(s).unwrap();
+        let (v255, v288) = (v("2.5.5"), v("2.8.8"));
+        for yes in [
+            "*",
+            "^2",
+            "2.*",
+            "^2.5",
+            "~2.1",
+            ">=2.2 <3",
+            ">=2.2,<3.0",
+            "^1 || ^2",
+            "^1|^2",
+            "~2.5.1",
+            "2.5.5",
+            "v2.5.5",
+            "^2@stable",
+            "!=2.0.1",
+            ">2",
+        ] {
+            assert!(composer_satisfies(yes, &v255), "{yes}");
+        }
+        for no in [
+            "^1",
+            "1.*",
+            "^2.6",
+            "~2.6",
+            "~2.4.1",
+            ">=3",
+            "2.5.4",
+            "<2",
+            "dev-main",
+            "2.0 - 2.4",
+            "",
+            "!=2.5.5",
+        ] {
+            assert!(!composer_satisfies(no, &v255), "{no}");
+        }
+        assert!(composer_satisfies("^2.6", &v288));
+    }
+
+    #[test]
+    fn composer_is_not_installed_when_the_stacks_satisfies_it() {
+        let app = app_with(
+            "php",
+            serde_json::json!({"composer/composer": "^2", "drush/drush": "^12"}),
+        );
+        let (planned, notes) = steps(&app, Some(&semver::Version::new(2, 5, 5))).unwrap();
+        assert_eq!(
+            notes,
+            vec!["dependencies.php: composer/composer:^2 is not installed: the stack's composer 2.5.5 satisfies it"]
+        );
+        assert_eq!(
+            planned[0].script,
+            "composer global require --no-interaction --no-progress --no-ansi 'drush/drush:^12'"
+        );
+        // composer 1 is asked for: installed as written.
+        let app = app_with("php", serde_json::json!({"composer/composer": "^1"}));
+        let (planned, notes) = steps(&app, Some(&semver::Version::new(2, 5, 5))).unwrap();
+        assert!(notes.is_empty());
+        assert_eq!(planned.len(), 1);
+        // Alone and satisfied: no step at all.
+        let app = app_with("php", serde_json::json!({"composer/composer": "2.*"}));
+        assert!(steps(&app, Some(&semver::Version::new(2, 8, 8)))
+            .unwrap()
+            .0
+            .is_empty());
+    }
+
+    #[test]
+    fn a_stacks_package_version_comes_from_its_dpkg_status() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("var/lib/dpkg")).unwrap();
+        std::fs::write(
+            root.path().join("var/lib/dpkg/status"),
+            "Package: composer-x\nVersion: 9.9.9\n\nPackage: composer\nStatus: install ok installed\nVersion: 2.8.8-1+deb13u4\n\nPackage: php\nVersion: 2:8.4+96\n",
+        )
+        .unwrap();
+        assert_eq!(
+            stack_package_version(root.path(), "composer"),
+            Some(semver::Version::new(2, 8, 8))
+        );
+        assert_eq!(
+            stack_package_version(root.path(), "php"),
+            Some(semver::Version::new(8, 4, 0))
+        );
+        assert_eq!(stack_package_version(root.path(), "nope"), None);
+    }
+
+    #[test]
     fn unknown_languages_and_option_like_names_are_refused() {
-        let e = steps(&app_with("cobol", serde_json::json!({"x": "*"})))
+        let e = steps(&app_with("cobol", serde_json::json!({"x": "*"})), None)
             .err()
             .unwrap_or_default();
         assert!(
             e.contains("app web: dependencies.cobol") && e.contains("python3"),
             "{e}"
         );
-        let e = steps(&app_with(
-            "python3",
-            serde_json::json!({"--index-url=http://evil": "*"}),
-        ))
+        let e = steps(
+            &app_with(
+                "python3",
+                serde_json::json!({"--index-url=http://evil": "*"}),
+            ),
+            None,
+        )
         .err()
         .unwrap_or_default();
         assert!(e.contains("not valid"), "{e}");
         // No packages: nothing to do, whatever the language.
-        assert!(steps(&app_with("cobol", serde_json::json!({})))
+        assert!(steps(&app_with("cobol", serde_json::json!({})), None)
             .unwrap()
+            .0
             .is_empty());
     }
 

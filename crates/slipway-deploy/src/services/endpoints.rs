@@ -69,7 +69,7 @@ pub async fn drop_removed(
     old: &serde_json::Value,
     new: &serde_json::Value,
 ) -> Result<(), String> {
-    if matches!(record.service_type.as_str(), "mariadb" | "mysql") {
+    if slipway_config::catalog::runs_mariadb(&record.service_type) {
         let script = recipe::mysql_removed_sql(old, new)?;
         let dir = super::data_dir(platform, &record.project, &record.environment, &record.name);
         let file = dir.join(MYSQL_SCRIPT_FILE);

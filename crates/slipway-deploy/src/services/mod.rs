@@ -433,7 +433,7 @@ pub async fn converge(
             if slipway_stack::service_software(&svc.r#type).is_none() {
                 // Warned at validate as well: accepted, never started.
                 out.line(&format!(
-                    "       warning: service {}: this server does not run `{}` services; not started",
+                    "       warning: service {}: this server does not run `{}` services; it is NOT started and apps do not reach it",
                     svc.name, svc.r#type
                 ));
                 continue;
@@ -525,7 +525,7 @@ pub async fn converge(
             for n in notes {
                 out.line(&format!("       service {}: {n}", record.name));
             }
-            if matches!(record.service_type.as_str(), "mariadb" | "mysql") {
+            if slipway_config::catalog::runs_mariadb(&record.service_type) {
                 // Schemas and endpoints: applied at each start of the service.
                 let sql = recipe::mysql_endpoints_sql(&svc.configuration, &record.password)
                     .map_err(|m| fail(format!("service {}: {m}", svc.name)))?;
@@ -592,7 +592,7 @@ pub async fn converge(
                         .await
                         .map_err(|m| fail(format!("service {}: {m}", svc.name)))?;
                 }
-                if matches!(record.service_type.as_str(), "mariadb" | "mysql") {
+                if slipway_config::catalog::runs_mariadb(&record.service_type) {
                     // A server started by an older Slipway has no local account yet: its
                     // init file applies them at its next start.
                     if let Err(m) =

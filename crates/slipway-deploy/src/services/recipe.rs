@@ -394,7 +394,7 @@ pub struct Recipe {
 pub fn username(service_type: &str) -> &'static str {
     match service_type {
         "postgresql" => "main",
-        "mariadb" | "mysql" => "user",
+        t if slipway_config::catalog::runs_mariadb(t) => "user",
         "rabbitmq" => "guest",
         _ => "",
     }
