@@ -102,19 +102,26 @@ enum Cmd {
     },
 }
 
-/// The server's stacks folder, as `serve --stacks-dir` names it.
-#[derive(Args)]
+/// The server's stacks folder, as `serve --stacks-dir` names it: `serve`, `config check`
+/// and the `stack` commands take the same option.
+#[derive(Args, Clone)]
 struct StacksDirArg {
     /// Where the server keeps its stacks (a folder with `archive/` and `stacks/`), as
-    /// `serve --stacks-dir` names it; default: the data dir.
+    /// `serve --stacks-dir` names it; default: the data dir. A push needing a stack that is
+    /// not built there builds it.
     #[arg(long, env = "SLIPWAY_STACKS_DIR")]
     stacks_dir: Option<PathBuf>,
 }
 
 impl StacksDirArg {
+    /// The stacks folder's path: `--stacks-dir`, else the data dir.
+    fn dir<'a>(&'a self, data: &'a DataDirArg) -> &'a Path {
+        self.stacks_dir.as_deref().unwrap_or(&data.data_dir)
+    }
+
     /// The stacks folder: `--stacks-dir`, else the data dir.
     fn store(&self, data: &DataDirArg) -> Result<slipway_stack::StackStore, Failure> {
-        stack_store(self.stacks_dir.as_deref().unwrap_or(&data.data_dir))
+        stack_store(self.dir(data))
     }
 }
 
@@ -248,10 +255,8 @@ struct ServeArgs {
     /// has; never use it on a server that runs anyone else's code.
     #[arg(long, env = "SLIPWAY_UNSAFE_HOST_ROOT")]
     unsafe_host_root: bool,
-    /// Where stacks are kept (a folder with `archive/` and `stacks/`); default: the data dir.
-    /// A push needing a stack that is not built there builds it.
-    #[arg(long, env = "SLIPWAY_STACKS_DIR")]
-    stacks_dir: Option<PathBuf>,
+    #[command(flatten)]
+    stacks_dir: StacksDirArg,
     #[command(flatten)]
     stack_sources: StackSources,
     /// An app log (logs/PROJECT/ENV/APP.log) bigger than this is rotated to APP.log.1
@@ -411,11 +416,10 @@ enum ConfigCmd {
         /// `--data-dir`.
         #[arg(long)]
         no_advisories: bool,
-        /// The server's stacks, as `serve --stacks-dir` names them (default: `--data-dir`):
-        /// the versions imported there are accepted as the push accepts them. Without an
-        /// archive there, only the catalog's versions are known.
-        #[arg(long, env = "SLIPWAY_STACKS_DIR")]
-        stacks_dir: Option<PathBuf>,
+        // The server's stacks: the versions imported there are accepted as the push
+        // accepts them. Without an archive there, only the catalog's versions are known.
+        #[command(flatten)]
+        stacks: StacksDirArg,
         /// Advisory ids (or aliases) not to fail on, like `git push -o allow-vulnerable=ID`.
         #[arg(long, value_delimiter = ',')]
         allow_vulnerable: Vec<String>,
@@ -554,11 +558,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             no_advisories,
             allow_vulnerable,
             allow_secret,
-            stacks_dir,
+            stacks,
         }) => config_check(
             &dir,
             json,
-            stacks_dir.as_deref().unwrap_or(&data.data_dir),
+            stacks.dir(&data),
             (!no_advisories).then_some((data.data_dir.as_path(), allow_vulnerable.as_slice())),
             &allow_secret,
         ),
@@ -720,10 +724,7 @@ async fn serve_until_stopped(
         );
     } else {
         settings.stacks = Some(slipway_deploy::StackSettings {
-            store: args
-                .stacks_dir
-                .clone()
-                .unwrap_or_else(|| args.data.data_dir.clone()),
+            store: args.stacks_dir.dir(&args.data).to_path_buf(),
             build: args.stack_sources.options(),
         });
     }
@@ -1512,7 +1513,7 @@ fn stack(cmd: StackCmd) -> Result<u8, Failure> {
     match cmd {
         StackCmd::Ls { data, stacks } => {
             // It reads the stacks folder: the data dir unless `--stacks-dir` names another.
-            existing_data_dir(stacks.stacks_dir.as_deref().unwrap_or(&data.data_dir))?;
+            existing_data_dir(stacks.dir(&data))?;
             let store = stacks.store(&data)?;
             println!("STACK\tSOURCE\tBUILT\tARCHIVE\tUNPACKED");
             for (stack, built) in store.list().map_err(internal)? {
