@@ -9,15 +9,7 @@ use slipway_e2e::{text, App, Server};
 const HOST: &str = "main.demo.localhost";
 
 fn push(server: &Server, app: &App, options: &[&str]) -> (bool, String) {
-    let mut args = vec!["push"];
-    for o in options {
-        args.push("-o");
-        args.push(o);
-    }
-    let remote = server.remote("demo");
-    args.push(&remote);
-    args.push("main");
-    let o = server.git(&app.dir, &args);
+    let o = server.push_with(app, "demo", "main", options);
     (o.status.success(), text(&o))
 }
 
