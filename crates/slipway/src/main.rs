@@ -1704,8 +1704,10 @@ fn archive(cmd: ArchiveCmd) -> Result<u8, Failure> {
             runtime,
             ..
         } => {
+            // What runs first: a gc that cannot see it refuses before it forgets any backup.
+            let running = running(&dir, &runtime.runtime)?;
             let dropped = backups_gc(&dir, keep_backups, keep_backup_days)?;
-            archive_gc(&dir, &archive, &runtime.runtime, keep, &dropped)
+            archive_gc(&dir, &archive, running, keep, &dropped)
         }
     }
 }
@@ -1752,17 +1754,17 @@ const GC_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
 /// (rollback targets), the live one, a deploy in progress and every release with a
 /// container still running; drop the other release tags, every blob no kept release needs,
 /// and the unpacked slug folders whose slug is gone and that no container uses. Reports
-/// what it freed.
+/// what it freed. `running` is what [`running`] says runs: the containers and their slugs.
 fn archive_gc(
     dir: &slipway_deploy::DataDir,
     archive: &slipway_slug::Archive,
-    runtime: &Path,
+    running: Running,
     keep: usize,
     dropped_backups: &std::collections::HashSet<String>,
 ) -> Result<u8, Failure> {
     use std::collections::HashSet;
     let state = open_state(dir.root())?;
-    let (running_containers, running_slugs) = running(dir, runtime)?;
+    let (running_containers, running_slugs) = running;
     // Backups the state knows (and was not told to drop), and those being written now (a
     // tag is written just before its state row).
     let backup_tags: HashSet<String> = state
@@ -1869,28 +1871,28 @@ fn archive_gc(
     Ok(0)
 }
 
+/// Ids of the running containers of a data dir, and the slugs they use.
+type Running = (
+    std::collections::HashSet<String>,
+    std::collections::HashSet<String>,
+);
+
 /// Ids of the running containers of this data dir, and the slugs they use, as the OCI
-/// runtime `runtime` lists them.
-fn running(
-    dir: &slipway_deploy::DataDir,
-    runtime: &Path,
-) -> Result<
-    (
-        std::collections::HashSet<String>,
-        std::collections::HashSet<String>,
-    ),
-    Failure,
-> {
+/// runtime `runtime` lists them; refused (exit 1) when containers ran here and the runtime
+/// cannot be asked.
+fn running(dir: &slipway_deploy::DataDir, runtime: &Path) -> Result<Running, Failure> {
     let mut ids = std::collections::HashSet::new();
     let mut slugs = std::collections::HashSet::new();
     if !dir.root().join("runtime").is_dir() {
         return Ok((ids, slugs));
     }
-    let runtime = match slipway_runtime::Runtime::new(runtime, dir.root()) {
-        Ok(r) => r,
-        // Without the runtime no container of ours can run.
-        Err(_) => return Ok((ids, slugs)),
-    };
+    // Containers ran here: one may still run. A gc that cannot ask the runtime which could
+    // drop a live release's slug, so it refuses.
+    let runtime = slipway_runtime::Runtime::new(runtime, dir.root()).map_err(|e| {
+        user_error(anyhow::anyhow!(
+            "archive gc refused: it cannot see which containers run, and could drop the slug of one that does: {e}"
+        ))
+    })?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
