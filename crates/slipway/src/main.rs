@@ -1405,7 +1405,13 @@ fn config_check(
                 eprintln!("{w}");
             }
             if let Some((data_dir, allowed)) = advisories {
-                if advisories::check_working_tree(dir, data_dir, &loaded.topology, allowed, json)? {
+                if advisories::check_working_tree(
+                    &source,
+                    data_dir,
+                    &loaded.topology,
+                    allowed,
+                    json,
+                )? {
                     eprintln!("error: a critical advisory affects a pinned package: a push would be refused");
                     return Ok(1);
                 }
