@@ -4,20 +4,14 @@
 //! lockfile costs no lookup), `slipway config check` with the same verdict, and committed
 //! secrets refused at their line, masked, unless `-o allow-secret=FILE:LINE`.
 
-use slipway_e2e::{text, App, Server};
+use std::process::Command;
+
+use slipway_e2e::{run, slipway_bin, text, App, Server};
 
 const HOST: &str = "main.demo.localhost";
 
 fn push(server: &Server, app: &App, options: &[&str]) -> (bool, String) {
-    let mut args = vec!["push"];
-    for o in options {
-        args.push("-o");
-        args.push(o);
-    }
-    let remote = server.remote("demo");
-    args.push(&remote);
-    args.push("main");
-    let o = server.git(&app.dir, &args);
+    let o = server.push_with(app, "demo", "main", options);
     (o.status.success(), text(&o))
 }
 
@@ -214,6 +208,43 @@ fn vulnerable_lockfiles_are_refused_warned_or_allowed_at_validate() {
     assert!(text(&o).contains("zz-broken.json"), "{}", text(&o));
     let o = server.slipway(&["advisories", "ls"]);
     assert!(text(&o).contains("npm\t2\t2"), "{}", text(&o));
+}
+
+/// `config check` reads the lockfiles a push of the tree would carry: one `.gitignore`
+/// leaves out is not checked, the same file once it is no longer ignored is.
+#[test]
+fn config_check_leaves_out_a_gitignored_lockfile() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let osv = dir.path().join("osv");
+    write_advisories(&osv);
+    let slipway = |args: &[&str]| {
+        run(Command::new(slipway_bin())
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data))
+    };
+    let o = slipway(&["advisories", "import", osv.to_str().expect("utf-8")]);
+    assert!(o.status.success(), "{}", text(&o));
+    let app = App::demo(dir.path(), "app");
+    app.write(".gitignore", "package-lock.json\n");
+    app.write("package-lock.json", PACKAGE_LOCK);
+    app.commit("an ignored lockfile");
+    let tree = app.dir.to_str().expect("utf-8");
+    let o = slipway(&["config", "check", tree]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("minimist"), "{}", text(&o));
+
+    app.write(".gitignore", "");
+    app.commit("the lockfile committed");
+    let o = slipway(&["config", "check", tree]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o)
+            .contains("package-lock.json: error: minimist 1.2.5 is affected by GHSA-test-minimist"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]

@@ -127,12 +127,6 @@ fn shell(server: &Server, command: &str) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
-fn admin(server: &Server, command: &str) -> String {
-    let o = server.ssh(&server.key, "git", command);
-    assert!(o.status.success(), "{command}: {}", text(&o));
-    text(&o)
-}
-
 fn refused(server: &Server, command: &str) -> String {
     let o = server.ssh(&server.key, "git", command);
     assert!(!o.status.success(), "{command} was accepted: {}", text(&o));
@@ -171,7 +165,7 @@ fn backup_and_restore_give_back_exactly_the_backed_up_data() {
     );
     let host = "main.demo.localhost";
     let services: serde_json::Value =
-        serde_json::from_str(&admin(&server, "services demo main --json")).unwrap();
+        serde_json::from_str(&server.admin_ok("services demo main --json")).unwrap();
     // An environment that does not exist is said so, not listed as one without services.
     assert!(
         refused(&server, "services demo nope")
@@ -204,7 +198,7 @@ fn backup_and_restore_give_back_exactly_the_backed_up_data() {
     assert!(pg0.starts_with("5000:"), "{pg0}");
 
     // backup create: each part named with its time; the app keeps answering.
-    let out = admin(&server, "backup create demo main");
+    let out = server.admin_ok("backup create demo main");
     assert!(
         out.contains("backup db") && out.contains("backup mount"),
         "{out}"
@@ -217,7 +211,7 @@ fn backup_and_restore_give_back_exactly_the_backed_up_data() {
     for k in ["postgresql-dump", "mariadb-dump", "redis-rdb", "mount-tar"] {
         assert!(kinds.contains(&k), "{kinds:?}");
     }
-    let ls = admin(&server, "backup ls demo main");
+    let ls = server.admin_ok("backup ls demo main");
     assert!(ls.starts_with("1\t") && ls.contains("db/main"), "{ls}");
 
     // More writes everywhere, then restore: exactly the backed-up data again.
@@ -236,7 +230,7 @@ fn backup_and_restore_give_back_exactly_the_backed_up_data() {
         "echo after > /app/data/f.txt; echo new > /app/data/g.txt",
     );
     assert_ne!(pg_sum(&server), pg0);
-    let out = admin(&server, "backup restore demo main 1");
+    let out = server.admin_ok("backup restore demo main 1");
     assert!(out.contains("restored from backup 1"), "{out}");
     assert_eq!(pg_sum(&server), pg0);
     assert_eq!(
@@ -256,7 +250,7 @@ fn backup_and_restore_give_back_exactly_the_backed_up_data() {
     // A second backup whose PostgreSQL dump gets corrupted: the restore is refused before
     // anything changes, and `archive verify` names the blob.
     psql(&server, "demo", "INSERT INTO rows VALUES (7000, 'second')");
-    admin(&server, "backup create demo main");
+    server.admin_ok("backup create demo main");
     psql(&server, "demo", "INSERT INTO rows VALUES (7001, 'third')");
     let current = pg_sum(&server);
     let list = backups(&server, "demo");
@@ -301,7 +295,7 @@ fn backup_and_restore_give_back_exactly_the_backed_up_data() {
         "other",
         "CREATE TABLE rows (n int PRIMARY KEY, t text)",
     );
-    admin(&server, "backup create other main");
+    server.admin_ok("backup create other main");
     assert_eq!(backups(&server, "other")[0]["id"], 3);
     let why = refused(&server, "backup restore demo main 3");
     assert!(
@@ -370,7 +364,7 @@ fn backup_and_restore_give_back_exactly_the_backed_up_data() {
         bob.with_extension("pub").to_str().unwrap_or(""),
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    admin(&server, "access grant demo bob viewer");
+    server.admin_ok("access grant demo bob viewer");
     let o = server.ssh(&bob, "git", "backup ls demo main");
     assert!(
         o.status.success() && text(&o).starts_with("2\t"),
@@ -416,20 +410,13 @@ fn a_major_service_upgrade_needs_its_option_and_keeps_every_row() {
     let out = text(&o);
     assert!(!o.status.success(), "{out}");
     assert!(out.contains("allow-service-upgrade"), "{out}");
-    assert!(admin(&server, "services demo main").contains("postgresql:15"));
+    assert!(server
+        .admin_ok("services demo main")
+        .contains("postgresql:15"));
     assert_eq!(pg_sum(&server), before);
 
     // With it: a backup, then dump and restore into 17; every row is there.
-    let o = server.git(
-        &app.dir,
-        &[
-            "push",
-            "-o",
-            "allow-service-upgrade",
-            &server.remote("demo"),
-            "main",
-        ],
-    );
+    let o = server.push_with(&app, "demo", "main", &["allow-service-upgrade"]);
     let out = text(&o);
     assert!(o.status.success(), "{out}\n{}", server.server_log());
     for step in [
@@ -440,7 +427,9 @@ fn a_major_service_upgrade_needs_its_option_and_keeps_every_row() {
     ] {
         assert!(out.contains(step), "{step}: {out}");
     }
-    assert!(admin(&server, "services demo main").contains("postgresql:17"));
+    assert!(server
+        .admin_ok("services demo main")
+        .contains("postgresql:17"));
     let version = psql_of(&server, "demo", "17", "SHOW server_version_num");
     assert!(version.starts_with("17"), "{version}");
     let after = psql_of(&server, "demo", "17", PG_SUM);
@@ -458,23 +447,16 @@ fn a_major_service_upgrade_needs_its_option_and_keeps_every_row() {
     app.commit("postgresql 15 again");
     let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
     assert!(!o.status.success(), "{}", text(&o));
-    let o = server.git(
-        &app.dir,
-        &[
-            "push",
-            "-o",
-            "allow-data-loss",
-            &server.remote("demo"),
-            "main",
-        ],
-    );
+    let o = server.push_with(&app, "demo", "main", &["allow-data-loss"]);
     let out = text(&o);
     assert!(!o.status.success(), "a downgrade 15 cannot load: {out}");
     assert!(
         out.contains("db postgresql 17 -> 15") && out.contains("comes back on its data"),
         "{out}"
     );
-    assert!(admin(&server, "services demo main").contains("postgresql:17"));
+    assert!(server
+        .admin_ok("services demo main")
+        .contains("postgresql:17"));
     let again = psql_of(&server, "demo", "17", PG_SUM);
     assert_eq!(again, before);
 }
@@ -504,7 +486,7 @@ fn a_restore_that_fails_halfway_puts_every_service_back_as_it_was() {
         &server,
         "CREATE TABLE items (n INT PRIMARY KEY, t TEXT); INSERT INTO items VALUES (1, 'a'), (2, 'b')",
     );
-    let out = admin(&server, "backup create demo main");
+    let out = server.admin_ok("backup create demo main");
     assert!(out.contains("backup 1 of main taken"), "{out}");
 
     // Writes after the backup, in both databases.
@@ -552,7 +534,7 @@ fn a_restore_that_fails_halfway_puts_every_service_back_as_it_was() {
     );
 
     // With every server up, the same restore goes through.
-    let out = admin(&server, "backup restore demo main 1");
+    let out = server.admin_ok("backup restore demo main 1");
     assert!(out.contains("restored from backup 1"), "{out}");
     let pg = pg_sum(&server);
     assert!(pg.starts_with("1000:"), "{pg}");
@@ -593,19 +575,12 @@ fn a_mariadb_major_upgrade_goes_through_a_backup_and_dump_and_restore() {
         !o.status.success() && out.contains("allow-service-upgrade"),
         "{out}"
     );
-    assert!(admin(&server, "services demo main").contains("mariadb:10.11"));
+    assert!(server
+        .admin_ok("services demo main")
+        .contains("mariadb:10.11"));
 
     // With it: a backup, the dump, then the restore into 11.8; every row is there.
-    let o = server.git(
-        &app.dir,
-        &[
-            "push",
-            "-o",
-            "allow-service-upgrade",
-            &server.remote("demo"),
-            "main",
-        ],
-    );
+    let o = server.push_with(&app, "demo", "main", &["allow-service-upgrade"]);
     let out = text(&o);
     assert!(o.status.success(), "{out}\n{}", server.server_log());
     for step in [
@@ -617,7 +592,9 @@ fn a_mariadb_major_upgrade_goes_through_a_backup_and_dump_and_restore() {
     ] {
         assert!(out.contains(step), "{step}: {out}");
     }
-    assert!(admin(&server, "services demo main").contains("mariadb:11.8"));
+    assert!(server
+        .admin_ok("services demo main")
+        .contains("mariadb:11.8"));
     let version = mariadb(&server, "SELECT VERSION()");
     assert!(version.starts_with("11.8"), "{version}");
     assert_eq!(maria_sum(&server), before);
@@ -673,7 +650,7 @@ fn a_backup_keeps_its_endpoint_roles_and_restores_after_one_left_the_configurati
 
     // The backup holds the two endpoint roles, without any password and without the
     // superuser, in a blob of its own under its digest.
-    let out = admin(&server, "backup create demo main");
+    let out = server.admin_ok("backup create demo main");
     assert!(out.contains("backup 1 of main taken"), "{out}");
     assert!(out.contains("service db: roles admin, reporter"), "{out}");
     let list = backups(&server, "demo");
@@ -718,16 +695,7 @@ fn a_backup_keeps_its_endpoint_roles_and_restores_after_one_left_the_configurati
         ),
     );
     app.commit("no reporter");
-    let o = server.git(
-        &app.dir,
-        &[
-            "push",
-            "-o",
-            "allow-data-loss",
-            &server.remote("demo"),
-            "main",
-        ],
-    );
+    let o = server.push_with(&app, "demo", "main", &["allow-data-loss"]);
     assert!(o.status.success(), "{}\n{}", text(&o), server.server_log());
     assert_eq!(role_state(&server, "reporter"), "none");
     psql(
@@ -739,7 +707,7 @@ fn a_backup_keeps_its_endpoint_roles_and_restores_after_one_left_the_configurati
 
     // The restore makes the role again before the data (its grant applies), keeps it
     // disabled, and says so; every row is the backup's.
-    let out = admin(&server, "backup restore demo main 1");
+    let out = server.admin_ok("backup restore demo main 1");
     assert!(out.contains("restored from backup 1"), "{out}");
     assert!(
         out.contains("role reporter (in the backup, no longer an endpoint of db): kept disabled"),
@@ -810,7 +778,7 @@ fn a_service_whose_stack_changed_under_it_is_moved_onto_it_after_a_backup() {
     };
     push("1");
     let services: serde_json::Value =
-        serde_json::from_str(&admin(&server, "services demo main --json")).unwrap();
+        serde_json::from_str(&server.admin_ok("services demo main --json")).unwrap();
     let addr = services[0]["address"].as_str().unwrap().to_string();
     redis(&server, &addr, &["SET", "k", "kept"]);
     // As if made on an earlier build of its stack (a stack built again with newer
@@ -841,7 +809,7 @@ fn a_service_whose_stack_changed_under_it_is_moved_onto_it_after_a_backup() {
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     assert_eq!(list[0]["created_by"], "slipway");
     assert_eq!(list[0]["manifest"]["parts"][0]["name"], "cache");
-    assert!(admin(&server, "backup ls demo main").contains("cache"));
+    assert!(server.admin_ok("backup ls demo main").contains("cache"));
     assert_eq!(redis(&server, &addr, &["GET", "k"]), "kept");
     let fingerprint: String = db
         .query_row(

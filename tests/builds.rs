@@ -326,6 +326,25 @@ fn gc_keeps_the_newest_releases_and_what_runs() {
     // Bad usage is refused.
     let o = server.slipway(&["archive", "gc", "--keep", "many"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    // A gc that cannot ask the runtime what runs refuses, and drops nothing.
+    let o = server.slipway(&[
+        "archive",
+        "gc",
+        "--keep",
+        "1",
+        "--runtime",
+        "/nonexistent/runc",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("archive gc refused: it cannot see which containers run"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        tags(&server).contains(&"demo.main.r1.hello".to_string()),
+        "dropped without seeing what runs"
+    );
 
     let o = server.slipway(&["archive", "gc", "--keep", "1"]);
     assert!(o.status.success(), "gc: {}", text(&o));

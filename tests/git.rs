@@ -914,19 +914,14 @@ fn every_kind_of_push() {
     app.git_ok(&["checkout", "-q", "-b", "feature"]);
     app.write("VERSION", "2\n");
     let v2 = app.commit("v2");
-    let (ok, out) = push(
-        &server,
-        &app.dir,
-        &[
-            "-o",
-            "ticket=OPS-1",
-            "-o",
-            "reason=test run",
-            &remote,
-            "feature",
-        ],
+    let o = server.push_with(
+        &app,
+        "demo",
+        "feature",
+        &["ticket=OPS-1", "reason=test run"],
     );
-    assert!(ok, "{out}");
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
     assert!(
         out.contains("* [new branch]      feature -> feature"),
         "{out}"

@@ -6,7 +6,7 @@
 //! fails the test. `slipway archive ls` lists slugs, releases and backups (spec section 7).
 
 use std::io::BufRead;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 use slipway_e2e::{text, App, Server};
@@ -31,10 +31,6 @@ fn json(server: &Server, command: &str, input: &[u8]) -> (Value, String) {
     });
     assert!(value.is_object() || value.is_array(), "{command}: {value}");
     (value, String::from_utf8_lossy(&o.stderr).into_owned())
-}
-
-fn admin(server: &Server, command: &str) -> Output {
-    server.ssh(&server.key, "git", command)
 }
 
 /// The live release number of `env`, as `envs --json` says.
@@ -65,7 +61,7 @@ fn every_admin_command_prints_one_json_document() {
     let carol_pub = std::fs::read(carol.with_extension("pub")).expect("carol.pub");
 
     // The help text says so; `help --json` lists the commands this test goes through.
-    let help = text(&admin(&server, "help"));
+    let help = text(&server.admin("help"));
     assert!(help.contains("--json"), "{help}");
     assert!(help.contains("--json (after any command)"), "{help}");
     let (help_json, _) = json(&server, "help", b"");
@@ -270,7 +266,7 @@ fn every_admin_command_prints_one_json_document() {
         ("frobnicate --json", 2),
         ("var set demo main 'A=b --json", 2),
     ] {
-        let o = admin(&server, command);
+        let o = server.admin(command);
         assert_eq!(o.status.code(), Some(code), "{command}: {}", text(&o));
         assert!(o.stdout.is_empty(), "{command}: {}", text(&o));
         assert!(

@@ -18,10 +18,6 @@ fn body(server: &Server) -> String {
     server.get(HOST, "/").map(|(_, b)| b).unwrap_or_default()
 }
 
-fn admin(server: &Server, command: &str) -> std::process::Output {
-    server.ssh(&server.key, "git", command)
-}
-
 fn remote_main(server: &Server, app: &App) -> String {
     let o = server.git(
         &app.dir,
@@ -46,7 +42,7 @@ fn rollback_and_redeploy_reuse_slugs_and_move_the_branch() {
     assert_eq!(body(&server), "built-2\n");
 
     // Back to the previous release: no build, the branch says what is live.
-    let o = admin(&server, "rollback demo main");
+    let o = server.admin("rollback demo main");
     assert!(o.status.success(), "{}", text(&o));
     let out = text(&o);
     assert!(out.contains("rollback of main to release 1"), "{out}");
@@ -57,7 +53,7 @@ fn rollback_and_redeploy_reuse_slugs_and_move_the_branch() {
     assert_eq!(remote_main(&server, &app), v1);
 
     // Forward again to a named release.
-    let o = admin(&server, "rollback demo main 2");
+    let o = server.admin("rollback demo main 2");
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(body(&server), "built-2\n");
     assert_eq!(remote_main(&server, &app), v2);
@@ -72,18 +68,18 @@ fn rollback_and_redeploy_reuse_slugs_and_move_the_branch() {
         ("rollback other main", "project 'other' not found"),
         ("rollback demo main x", "usage: rollback"),
     ] {
-        let o = admin(&server, cmd);
+        let o = server.admin(cmd);
         assert!(!o.status.success(), "{cmd}");
         assert!(text(&o).contains(msg), "{cmd}: {}", text(&o));
     }
     assert_eq!(body(&server), "built-2\n");
 
     // Redeploy: a new release of the same slug.
-    let o = admin(&server, "redeploy demo main");
+    let o = server.admin("redeploy demo main");
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("release 5"), "{}", text(&o));
     assert_eq!(body(&server), "built-2\n");
-    let o = admin(&server, "releases demo main");
+    let o = server.admin("releases demo main");
     let listing = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(
         listing.lines().next().unwrap_or("").starts_with("5\tlive"),
@@ -213,7 +209,7 @@ fn variables_shells_and_logs() {
             "needs the admin role on demo (main is protected); you are contributor",
         ),
     ] {
-        let o = admin(&server, &format!("access grant demo bob {role}"));
+        let o = server.admin(&format!("access grant demo bob {role}"));
         assert!(o.status.success(), "{}", text(&o));
         let o = server.ssh(&bob, "main.demo", "echo inside");
         assert!(!o.status.success(), "{role}: {}", text(&o));
@@ -222,29 +218,29 @@ fn variables_shells_and_logs() {
     }
 
     // Variables: set one, the environment redeploys, the app sees it.
-    let o = admin(&server, "var set demo main GREETING=hello-there");
+    let o = server.admin("var set demo main GREETING=hello-there");
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("redeploy of main"), "{}", text(&o));
     let o = server.ssh(&server.key, "main.demo", "echo $GREETING");
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "hello-there");
-    let o = admin(&server, "var ls demo main");
+    let o = server.admin("var ls demo main");
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).trim(),
         "GREETING=hello-there"
     );
-    let o = admin(&server, "var set demo main PORT=1");
+    let o = server.admin("var set demo main PORT=1");
     assert!(
         !o.status.success() && text(&o).contains("belong to the platform"),
         "{}",
         text(&o)
     );
-    let o = admin(&server, "var unset demo main GREETING");
+    let o = server.admin("var unset demo main GREETING");
     assert!(o.status.success(), "{}", text(&o));
     let o = server.ssh(&server.key, "main.demo", "echo \"[$GREETING]\"");
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "[]");
 
     // Logs: what the app printed.
-    let o = admin(&server, "logs demo main");
+    let o = server.admin("logs demo main");
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("hello listening on"),

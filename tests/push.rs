@@ -521,16 +521,7 @@ fn the_infrastructure_diff_refuses_data_losing_changes() {
     assert!(!out.contains("-----> build"), "nothing is built: {out}");
     assert_eq!(remote_main(&server, &app), good);
     // A misspelled option is refused at validate, naming it, never ignored.
-    let o = server.git(
-        &app.dir,
-        &[
-            "push",
-            "-o",
-            "allow-service-upgrad",
-            &server.remote("demo"),
-            "main",
-        ],
-    );
+    let o = server.push_with(&app, "demo", "main", &["allow-service-upgrad"]);
     let out = text(&o);
     assert!(!o.status.success(), "{out}");
     assert!(
@@ -539,18 +530,7 @@ fn the_infrastructure_diff_refuses_data_losing_changes() {
     );
     assert_eq!(remote_main(&server, &app), good);
     // An option for another host (a `push.pushOption` meant for GitLab) is warned about.
-    let o = server.git(
-        &app.dir,
-        &[
-            "push",
-            "-o",
-            "ci.skip",
-            "-o",
-            "allow-service-upgrade",
-            &server.remote("demo"),
-            "main",
-        ],
-    );
+    let o = server.push_with(&app, "demo", "main", &["ci.skip", "allow-service-upgrade"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         text(&o).contains("warning: push option `ci.skip` is not Slipway's and is ignored"),

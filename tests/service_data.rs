@@ -31,15 +31,7 @@ fn new_app(server: &Server, services: &str) -> App {
 }
 
 fn push_to(server: &Server, app: &App, branch: &str, options: &[&str]) -> (bool, String) {
-    let mut args = vec!["push".to_string()];
-    for o in options {
-        args.push("-o".into());
-        args.push(o.to_string());
-    }
-    args.push(server.remote("demo"));
-    args.push(format!("HEAD:refs/heads/{branch}"));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let o = server.git(&app.dir, &args);
+    let o = server.push_with(app, "demo", &format!("HEAD:refs/heads/{branch}"), options);
     (o.status.success(), text(&o))
 }
 
@@ -88,13 +80,6 @@ fn psql(server: &Server, env: &str, service: &str, sql: &str) -> String {
     out
 }
 
-fn admin(server: &Server, command: &str) -> String {
-    let o = server.ssh(&server.key, "git", command);
-    let t = text(&o);
-    assert!(o.status.success(), "{command}: {t}");
-    t
-}
-
 fn mounted(path: &std::path::Path) -> bool {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let p = path.to_string_lossy().to_string();
@@ -136,12 +121,12 @@ fn postgresql_data_is_on_a_sized_volume_and_branches_get_a_consistent_copy() {
     );
     assert!(mounted(&vols.join("service-db")));
     assert!(vols.join("service-db/data/pgdata/PG_VERSION").is_file());
-    let t = admin(&server, "services demo main");
+    let t = server.admin_ok("services demo main");
     assert!(
         t.contains("db\tpostgresql:15\trunning\t") && t.contains("used of 256 MiB"),
         "{t}"
     );
-    let t = admin(&server, "services demo main --json");
+    let t = server.admin_ok("services demo main --json");
     assert!(t.contains("\"disk_size_mb\": 64"), "{t}");
 
     psql(
@@ -308,7 +293,7 @@ fn postgresql_data_is_on_a_sized_volume_and_branches_get_a_consistent_copy() {
         "INSERT INTO rows VALUES (5000, 'later')",
     );
     let main_sum = psql(&server, "main", "db", checksum);
-    let t = admin(&server, "sync demo dev");
+    let t = server.admin_ok("sync demo dev");
     assert!(
         t.contains("dev now has a copy of main's mount data and service data"),
         "{t}"
@@ -344,7 +329,7 @@ fn postgresql_data_is_on_a_sized_volume_and_branches_get_a_consistent_copy() {
         .containers()
         .iter()
         .any(|(id, _)| id == "demo.main.full.service"));
-    let t = admin(&server, "services demo main");
+    let t = server.admin_ok("services demo main");
     assert!(!t.contains("full\t"), "{t}");
     assert_eq!(psql(&server, "main", "db", checksum), main_sum);
 
@@ -372,16 +357,7 @@ fn postgresql_data_is_on_a_sized_volume_and_branches_get_a_consistent_copy() {
 
     // With it: its services stop and its volumes are removed (the push says so); main's
     // data stays.
-    let o = server.git(
-        &app.dir,
-        &[
-            "push",
-            "-o",
-            "allow-data-loss",
-            &server.remote("demo"),
-            ":dev",
-        ],
-    );
+    let o = server.push_with(&app, "demo", ":dev", &["allow-data-loss"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("service-db ("), "{}", text(&o));
     let dev_vols = server.data.join("volumes/demo/dev");
@@ -449,7 +425,7 @@ fn the_plain_folder_of_an_older_slipway_moves_onto_a_volume_at_serve() {
     assert_eq!(std::fs::metadata(&image).unwrap().len(), 32 * MIB);
     assert!(mounted(&vols.join("service-cache")));
     assert!(!legacy.exists());
-    let t = admin(&server, "services demo main");
+    let t = server.admin_ok("services demo main");
     assert!(t.contains("used of 32 MiB"), "{t}");
 }
 
@@ -507,9 +483,9 @@ fn service_data_survives_deploys_failures_rollbacks_restarts_down_and_kill() {
         assert_eq!(ok, !failing, "deploy {i}: {out}");
         check(&server, i, &format!("deploy {i}"));
     }
-    admin(&server, "rollback demo main");
+    server.admin_ok("rollback demo main");
     check(&server, 20, "a rollback");
-    admin(&server, "redeploy demo main");
+    server.admin_ok("redeploy demo main");
     check(&server, 20, "a redeploy");
     let up = |server: &Server| {
         wait_for("the services answer", server, || {

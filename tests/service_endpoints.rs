@@ -35,13 +35,7 @@ const SERVICES: &str = "db:
 const CONTAINER: &str = "demo.main.db.service";
 
 fn push(server: &Server, app: &App, options: &[&str]) -> (bool, String) {
-    let mut args = vec!["push"];
-    for o in options {
-        args.extend(["-o", o]);
-    }
-    let remote = server.remote("demo");
-    args.extend([remote.as_str(), "main"]);
-    let o = server.git(&app.dir, &args);
+    let o = server.push_with(app, "demo", "main", options);
     (o.status.success(), text(&o))
 }
 

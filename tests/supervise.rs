@@ -65,13 +65,6 @@ fn zombie_children(pid: u32) -> Vec<String> {
     zombies
 }
 
-fn admin(server: &Server, command: &str) -> String {
-    let o = server.ssh(&server.key, "git", command);
-    let t = text(&o);
-    assert!(o.status.success(), "{command}: {t}");
-    t
-}
-
 #[test]
 fn an_app_killed_from_the_host_comes_back_with_a_log_line_and_counted() {
     let metrics_port = free_port();
@@ -91,7 +84,7 @@ fn an_app_killed_from_the_host_comes_back_with_a_log_line_and_counted() {
     assert_ne!(container_pid(&server, container), pid, "a new process");
     assert_eq!(server.get(host, "/"), Some((200, "built-1\n".into())));
 
-    let logs = admin(&server, "logs demo main");
+    let logs = server.admin_ok("logs demo main");
     assert!(
         logs.contains("app hello restarted after it exited with signal 9 (SIGKILL)"),
         "{logs}"
@@ -105,13 +98,13 @@ fn an_app_killed_from_the_host_comes_back_with_a_log_line_and_counted() {
         Some(1.0),
         "{m}"
     );
-    let envs = admin(&server, "envs demo");
+    let envs = server.admin_ok("envs demo");
     assert!(
         envs.contains("restarted: hello (1 restart; last exit signal 9 (SIGKILL))"),
         "{envs}"
     );
     let json: serde_json::Value =
-        serde_json::from_str(&admin(&server, "envs demo --json")).expect("envs --json");
+        serde_json::from_str(&server.admin_ok("envs demo --json")).expect("envs --json");
     let hello = &json[0]["containers"]["hello"];
     assert_eq!(hello["condition"], "running", "{json}");
     assert_eq!(hello["restarts"], 1, "{json}");
@@ -159,13 +152,13 @@ fn an_app_killed_from_the_host_comes_back_with_a_log_line_and_counted() {
     assert!(!m.contains("slipway_container_restarts_total{"), "{m}");
     // The restarts are kept in the state: the new server still says them, and counted
     // none more.
-    let envs = admin(&server, "envs demo");
+    let envs = server.admin_ok("envs demo");
     assert!(
         envs.contains("restarted: hello (2 restarts; last exit signal 9 (SIGKILL))"),
         "{envs}"
     );
     let json: serde_json::Value =
-        serde_json::from_str(&admin(&server, "envs demo --json")).expect("envs --json");
+        serde_json::from_str(&server.admin_ok("envs demo --json")).expect("envs --json");
     assert_eq!(json[0]["containers"]["hello"]["restarts"], 2, "{json}");
     let page = console_page(&server, "/p/demo/e/main");
     assert!(
@@ -179,7 +172,7 @@ fn an_app_killed_from_the_host_comes_back_with_a_log_line_and_counted() {
     app.commit("v2");
     server.push_ok(&app, "demo");
     assert_eq!(server.get(host, "/"), Some((200, "built-2\n".into())));
-    let envs = admin(&server, "envs demo");
+    let envs = server.admin_ok("envs demo");
     assert!(!envs.contains("restart"), "{envs}");
 }
 
@@ -264,7 +257,7 @@ fn an_app_that_exits_at_every_start_is_restarted_ever_more_slowly() {
         assert_ne!(server.get(host, "/").map(|a| a.0), Some(200));
         assert!(server.running(), "{}", server.server_log());
         if !restarting_seen {
-            restarting_seen = admin(&server, "envs loop").contains("restarting: hello");
+            restarting_seen = server.admin_ok("envs loop").contains("restarting: hello");
         }
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -277,13 +270,13 @@ fn an_app_that_exits_at_every_start_is_restarted_ever_more_slowly() {
         "{restarts} restarts in 25 s:\n{}",
         server.server_log()
     );
-    let logs = admin(&server, "logs loop main");
+    let logs = server.admin_ok("logs loop main");
     assert!(logs.contains("crashing at start on purpose"), "{logs}");
     assert!(
         logs.contains("app hello restarted after it exited with code 3"),
         "{logs}"
     );
-    let envs = admin(&server, "envs loop");
+    let envs = server.admin_ok("envs loop");
     assert!(envs.contains("last exit code 3"), "{envs}");
     let _ = &mut server;
 }
@@ -346,7 +339,7 @@ fn a_deploy_racing_a_crash_ends_with_one_container_and_no_restart_of_the_retired
         app_containers(&server),
         vec![("demo.main.hello.r2".to_string(), "running".to_string())]
     );
-    let logs = admin(&server, "logs demo main");
+    let logs = server.admin_ok("logs demo main");
     assert!(!logs.contains("restarted after"), "{logs}");
     // Release 1's killed process and its retired container were waited for.
     let serve = server.pid().expect("serving");
@@ -433,7 +426,7 @@ fn postgresql_and_redis_killed_come_back_with_their_data() {
     let mut seen = Vec::new();
     loop {
         let json: serde_json::Value =
-            serde_json::from_str(&admin(&server, "services demo main --json")).expect("json");
+            serde_json::from_str(&server.admin_ok("services demo main --json")).expect("json");
         let db = json
             .as_array()
             .and_then(|a| a.iter().find(|s| s["name"] == "db"))
@@ -472,7 +465,7 @@ fn postgresql_and_redis_killed_come_back_with_their_data() {
     }
     assert_eq!(server.get(host, "/incr"), Some((200, "4".into())));
 
-    let services = admin(&server, "services demo main");
+    let services = server.admin_ok("services demo main");
     assert!(
         services.contains("db\tpostgresql:15\trunning\t")
             && services
@@ -485,7 +478,7 @@ fn postgresql_and_redis_killed_come_back_with_their_data() {
         log.contains("service db restarted after it exited with signal 9 (SIGKILL)"),
         "{log}"
     );
-    let json = admin(&server, "services demo main --json");
+    let json = server.admin_ok("services demo main --json");
     assert!(json.contains("\"restarts\": 1"), "{json}");
     assert!(json.contains("\"stack\": \"postgresql:15\""), "{json}");
 
@@ -504,7 +497,7 @@ fn postgresql_and_redis_killed_come_back_with_their_data() {
     let deadline = Instant::now() + Duration::from_secs(90);
     let (json, db) = loop {
         let json: serde_json::Value =
-            serde_json::from_str(&admin(&server, "services demo main --json")).expect("json");
+            serde_json::from_str(&server.admin_ok("services demo main --json")).expect("json");
         let db = json
             .as_array()
             .and_then(|a| a.iter().find(|s| s["name"] == "db"))
@@ -535,7 +528,7 @@ fn postgresql_and_redis_killed_come_back_with_their_data() {
     );
     // A backup (dumps through `runc exec`, archive writes) leaves no zombie below the
     // server, a child subreaper.
-    admin(&server, "backup create demo main");
+    server.admin_ok("backup create demo main");
     let serve = server.pid().expect("serving");
     // A short-lived `runc` below the server is seen as a zombie now and then, until it is
     // waited for: only one seen in each of three looks a second apart is left behind.
@@ -645,7 +638,7 @@ fn a_php_app_and_an_app_on_a_unix_socket_come_back_after_kill() {
             assert!(after.starts_with(body), "{after}");
         }
         let project = host.split('.').nth(1).expect("project");
-        let logs = admin(&server, &format!("logs {project} main"));
+        let logs = server.admin_ok(&format!("logs {project} main"));
         assert!(
             logs.contains("app app restarted after it exited with signal 9 (SIGKILL)"),
             "{logs}"
@@ -671,7 +664,7 @@ fn an_app_killed_for_its_memory_limit_comes_back_and_its_log_says_out_of_memory(
     // Over the default 1 GiB: the kernel kills it, the request gets no answer from it.
     assert_ne!(server.get(host, "/hog").map(|a| a.0), Some(200));
     wait_200(&server, host, Duration::from_secs(30));
-    let logs = admin(&server, "logs demo main");
+    let logs = server.admin_ok("logs demo main");
     assert!(
         logs.contains("app hello restarted after it exited with code 137 (SIGKILL), out of memory"),
         "{logs}"
@@ -698,7 +691,7 @@ fn after_serve_upgrade_only_the_new_server_restarts_a_crashed_app_and_only_once(
         app_containers(&server),
         vec![("demo.main.hello.r1".to_string(), "running".to_string())]
     );
-    let logs = admin(&server, "logs demo main");
+    let logs = server.admin_ok("logs demo main");
     // Started by the old server: the new one is not its parent and cannot know how it
     // ended, and says so.
     assert_eq!(

@@ -7,12 +7,6 @@ use std::path::Path;
 use slipway_e2e::{text, App, Server};
 
 /// An admin SSH command that must succeed; its stdout.
-fn admin(server: &Server, key: &Path, command: &str) -> String {
-    let o = server.ssh(key, "git", command);
-    assert!(o.status.success(), "{command}: {}", text(&o));
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
-
 /// The demo app of `project`, answering `built-VERSION`.
 fn app(server: &Server, project: &str, version: &str) -> App {
     let app = App::demo(server.dir.path(), &format!("{project}-app"));
@@ -70,8 +64,8 @@ fn a_push_cannot_take_another_projects_host() {
     assert!(ok, "{out}\n{}", server.server_log());
     let dave = server.add_user("dave");
     let carol = server.add_user("carol");
-    admin(&server, &me, "access grant a dave admin");
-    admin(&server, &me, "access grant a carol contributor");
+    server.admin_stdout("access grant a dave admin");
+    server.admin_stdout("access grant a carol contributor");
     route(&a, "http://main.b.localhost/");
 
     // The audit's attack: a contributor of a pushes master routing b's host. master is
@@ -162,7 +156,7 @@ fn server_admins_assign_hosts_to_projects() {
     let (ok, out) = push(&server, &me, &a, "a", "main");
     assert!(ok, "{out}\n{}", server.server_log());
     let dave = server.add_user("dave");
-    admin(&server, &me, "access grant a dave admin");
+    server.admin_stdout("access grant a dave admin");
 
     // A host outside the domain is nobody's until a server admin assigns it.
     route(&a, "http://www.shop.test/");
@@ -202,7 +196,7 @@ fn server_admins_assign_hosts_to_projects() {
     );
 
     // Assigned (in any case): a's production routes it and it is served.
-    let out = admin(&server, &me, "domain add a WWW.Shop.Test.");
+    let out = server.admin_stdout("domain add a WWW.Shop.Test.");
     assert!(out.contains("www.shop.test is assigned to a"), "{out}");
     let (ok, out) = push(&server, &dave, &a, "a", "main");
     assert!(ok, "{out}\n{}", server.server_log());
@@ -238,12 +232,12 @@ fn server_admins_assign_hosts_to_projects() {
     );
     assert_eq!(body(&server, "www.shop.test"), "built-a\n");
 
-    let ls = admin(&server, &me, "domain ls --json");
+    let ls = server.admin_stdout("domain ls --json");
     assert!(ls.contains("\"host\": \"www.shop.test\""), "{ls}");
     assert!(ls.contains("\"project\": \"a\""), "{ls}");
     assert!(ls.contains("\"assigned_by\": \"me\""), "{ls}");
     assert!(ls.contains("\"routed_by\": \"a/main\""), "{ls}");
-    assert_eq!(admin(&server, &me, "domain ls b --json").trim(), "[]");
+    assert_eq!(server.admin_stdout("domain ls b --json").trim(), "[]");
 
     // domain rm: the assignment goes; a keeps serving until its next deploy, and while
     // it routes the host no other project takes it, even once assigned.
@@ -253,15 +247,15 @@ fn server_admins_assign_hosts_to_projects() {
         "{}",
         text(&o)
     );
-    let out = admin(&server, &me, "domain rm www.shop.test");
+    let out = server.admin_stdout("domain rm www.shop.test");
     assert!(
         out.contains("www.shop.test is no longer assigned to a (a/main still routes it"),
         "{out}"
     );
-    assert_eq!(admin(&server, &me, "domain ls --json").trim(), "[]");
+    assert_eq!(server.admin_stdout("domain ls --json").trim(), "[]");
     let o = server.ssh(&me, "git", "domain rm www.shop.test");
     assert!(text(&o).contains("assigned to no project"), "{}", text(&o));
-    admin(&server, &me, "domain add b www.shop.test");
+    server.admin_stdout("domain add b www.shop.test");
     let (ok, out) = push(&server, &me, &b, "b", "main");
     assert!(!ok, "{out}");
     assert!(

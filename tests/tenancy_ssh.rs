@@ -70,18 +70,6 @@ fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
     false
 }
 
-/// The `ssh` arguments for `key`, without host and command.
-fn ssh_args(server: &Server, key: &Path) -> Vec<String> {
-    let mut args: Vec<String> = server
-        .ssh_command(key)
-        .split_whitespace()
-        .skip(1)
-        .map(String::from)
-        .collect();
-    args.extend(["-p".into(), server.ssh_port.to_string()]);
-    args
-}
-
 /// An SSH connection held open by an OpenSSH control master, for commands to share.
 struct Master {
     child: Child,
@@ -95,7 +83,8 @@ impl Master {
         let socket = server.dir.path().join(format!("{name}.mux"));
         let log = server.dir.path().join(format!("{name}.master.log"));
         // At level INFO the master logs why the server refused a channel.
-        let args = ssh_args(server, key)
+        let args = server
+            .ssh_args(key)
             .into_iter()
             .map(|a| a.replace("LogLevel=ERROR", "LogLevel=INFO"));
         let child = Command::new("ssh")
@@ -123,7 +112,7 @@ impl Master {
     /// own: were the master to refuse, the client would fall back to port 1, where nothing
     /// listens.
     fn args(&self, server: &Server, key: &Path) -> Vec<String> {
-        let mut args = ssh_args(server, key);
+        let mut args = server.ssh_args(key);
         let port = args.len() - 1;
         args[port] = "1".into();
         args.extend([
@@ -451,7 +440,7 @@ fn shells_count_as_sessions_and_are_limited_per_key() {
     assert!(o.status.success(), "push: {}", text(&o));
     let shell = |command: &str| {
         Command::new("ssh")
-            .args(ssh_args(&server, &server.key))
+            .args(server.ssh_args(&server.key))
             .args(["main.demo@127.0.0.1", command])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -463,7 +452,7 @@ fn shells_count_as_sessions_and_are_limited_per_key() {
     let idle: Vec<Child> = (0..3)
         .map(|_| {
             Command::new("ssh")
-                .args(ssh_args(&server, &server.key))
+                .args(server.ssh_args(&server.key))
                 .args(["git@127.0.0.1", "git-upload-pack '/demo.git'"])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
@@ -535,7 +524,7 @@ fn shells_count_as_sessions_and_are_limited_per_key() {
 fn subsystems_are_refused_at_once() {
     let server = Server::start();
     let started = Instant::now();
-    let mut args = ssh_args(&server, &server.key);
+    let mut args = server.ssh_args(&server.key);
     // sftp takes -P for the port.
     let port = args.len() - 2;
     args[port] = "-P".into();
@@ -557,7 +546,7 @@ fn subsystems_are_refused_at_once() {
     let o = run(Command::new("timeout")
         .arg("20")
         .arg("ssh")
-        .args(ssh_args(&server, &server.key))
+        .args(server.ssh_args(&server.key))
         .args(["-s", "git@127.0.0.1", "anything"]));
     assert!(
         !o.status.success() && o.status.code() != Some(124),

@@ -12,10 +12,6 @@ use slipway_e2e::{run, text, App, Server};
 
 const HOST: &str = "main.demo.localhost";
 
-fn admin(server: &Server, command: &str) -> std::process::Output {
-    server.ssh(&server.key, "git", command)
-}
-
 fn push(server: &Server, app: &App) -> String {
     let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
     assert!(o.status.success(), "push: {}", text(&o));
@@ -67,10 +63,7 @@ fn secret_values_reach_apps_hooks_and_shells_but_no_file_or_command_line() {
     push(&server, &app);
     let secret = format!("s3cret-{}-value", std::process::id());
 
-    let o = admin(
-        &server,
-        &format!("var set --sensitive demo main API_TOKEN={secret}"),
-    );
+    let o = server.admin(&format!("var set --sensitive demo main API_TOKEN={secret}"));
     assert!(o.status.success(), "{}", text(&o));
     let out = text(&o);
     assert!(out.contains("never shown again"), "{out}");
@@ -160,7 +153,7 @@ fn secret_values_reach_apps_hooks_and_shells_but_no_file_or_command_line() {
     );
     let entropy = String::from_utf8_lossy(&o.stdout).trim().to_string();
     assert!(entropy.len() >= 16, "{}", text(&o));
-    let o = admin(&server, "releases demo main --json");
+    let o = server.admin("releases demo main --json");
     assert!(
         o.status.success() && !text(&o).contains(&secret) && !text(&o).contains(&entropy),
         "{}",
@@ -175,7 +168,7 @@ fn secret_values_reach_apps_hooks_and_shells_but_no_file_or_command_line() {
         "{releases}"
     );
     // An environment that does not exist is said so, as `services` says it.
-    let o = admin(&server, "releases demo nope");
+    let o = server.admin("releases demo nope");
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
         text(&o).contains("environment 'nope' of project 'demo' not found"),
@@ -185,21 +178,21 @@ fn secret_values_reach_apps_hooks_and_shells_but_no_file_or_command_line() {
     // `envs` names the URL the push printed (with the port), and the live release by the
     // number `rollback` takes.
     let url = format!("http://{HOST}:{}/", server.http_port);
-    let o = admin(&server, "envs demo");
+    let o = server.admin("envs demo");
     assert!(text(&o).contains(&format!("\t{url}")), "{}", text(&o));
-    let o = admin(&server, "envs demo --json");
+    let o = server.admin("envs demo --json");
     let envs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(envs[0]["url"], url.as_str(), "{envs}");
     assert_eq!(envs[0]["live_release"], releases[0]["number"], "{envs}");
 
     // Sensitive: hidden from admins too, in text and JSON, and stays sensitive when set again.
     for cmd in ["var ls demo main", "var ls demo main --json"] {
-        let o = admin(&server, cmd);
+        let o = server.admin(cmd);
         assert!(o.status.success(), "{}", text(&o));
         assert!(text(&o).contains("API_TOKEN"), "{}", text(&o));
         assert!(!text(&o).contains(&secret), "{}", text(&o));
     }
-    let o = admin(&server, "var ls demo main");
+    let o = server.admin("var ls demo main");
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).trim(),
         "API_TOKEN (sensitive: value hidden)"
@@ -207,10 +200,7 @@ fn secret_values_reach_apps_hooks_and_shells_but_no_file_or_command_line() {
 
     // A plain variable: contributors and admins read it, viewers see its name only.
     // A value with spaces, quoted inside the command as a shell would take it.
-    let o = admin(
-        &server,
-        "var set demo main 'MODE=visible-mode  with spaces'",
-    );
+    let o = server.admin("var set demo main 'MODE=visible-mode  with spaces'");
     assert!(o.status.success(), "{}", text(&o));
     // Its redeploy names MODE only (API_TOKEN did not change since), and so does the
     // activity's stored log, as the console replays it.
@@ -219,12 +209,12 @@ fn secret_values_reach_apps_hooks_and_shells_but_no_file_or_command_line() {
         out.contains("variables changed since release 3: MODE (new)\n"),
         "{out}"
     );
-    let newest = String::from_utf8_lossy(&admin(&server, "activity demo main").stdout)
+    let newest = String::from_utf8_lossy(&server.admin("activity demo main").stdout)
         .split('\t')
         .next()
         .unwrap_or("")
         .to_string();
-    let o = admin(&server, &format!("activity log {newest}"));
+    let o = server.admin(&format!("activity log {newest}"));
     let log = text(&o);
     assert!(
         log.contains("variables changed since release 3: MODE (new)\n")
@@ -232,7 +222,7 @@ fn secret_values_reach_apps_hooks_and_shells_but_no_file_or_command_line() {
             && !log.contains(&secret),
         "{log}"
     );
-    let o = admin(&server, "var ls demo main");
+    let o = server.admin("var ls demo main");
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("MODE=visible-mode  with spaces"),
         "{}",
@@ -244,7 +234,7 @@ fn secret_values_reach_apps_hooks_and_shells_but_no_file_or_command_line() {
         format!("token={secret} mode=visible-mode  with spaces\n"),
         "the app sees the value whole"
     );
-    let o = admin(&server, "var set demo main 'MODE=unclosed");
+    let o = server.admin("var set demo main 'MODE=unclosed");
     assert!(!o.status.success());
     assert!(text(&o).contains("quoting is unbalanced"), "{}", text(&o));
     let bob = slipway_e2e::new_key(server.dir.path(), "bob");
@@ -256,7 +246,7 @@ fn secret_values_reach_apps_hooks_and_shells_but_no_file_or_command_line() {
         bob.with_extension("pub").to_str().unwrap_or(""),
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    let o = admin(&server, "access grant demo bob viewer");
+    let o = server.admin("access grant demo bob viewer");
     assert!(o.status.success(), "{}", text(&o));
     for cmd in ["var ls demo main", "var ls demo main --json"] {
         let o = server.ssh(&bob, "git", cmd);
@@ -271,7 +261,7 @@ fn secret_values_reach_apps_hooks_and_shells_but_no_file_or_command_line() {
 
 /// The ids in the first column of `activity demo` (newest first).
 fn activity_ids(server: &Server) -> Vec<String> {
-    let o = admin(server, "activity demo");
+    let o = server.admin("activity demo");
     assert!(o.status.success(), "{}", text(&o));
     String::from_utf8_lossy(&o.stdout)
         .lines()
@@ -311,7 +301,7 @@ fn server_admins_prune_activity_logs_over_ssh_and_others_cannot() {
     assert_eq!(all.len(), 4, "{all:?}");
     // main's three, newest first.
     let ids = all[..3].to_vec();
-    let log_of = |id: &str| text(&admin(&server, &format!("activity log {id}")));
+    let log_of = |id: &str| text(&server.admin(&format!("activity log {id}")));
     let pruned = |id: &str| log_of(id).contains("log pruned");
     assert!(ids.iter().all(|id| !pruned(id)), "{}", log_of(&ids[2]));
 
@@ -328,7 +318,7 @@ fn server_admins_prune_activity_logs_over_ssh_and_others_cannot() {
         "activity prune demo",
         "activity prune --keep 1 --keep 2",
     ] {
-        let o = admin(&server, bad);
+        let o = server.admin(bad);
         assert_eq!(o.status.code(), Some(2), "{bad}: {}", text(&o));
         assert!(
             text(&o).contains("usage: activity prune [--keep N] [--keep-days D] [--dry-run]"),
@@ -338,7 +328,7 @@ fn server_admins_prune_activity_logs_over_ssh_and_others_cannot() {
     }
     assert!(ids.iter().all(|id| !pruned(id)));
     // The server's own rules (the newest 200, 30 days) keep everything.
-    let o = admin(&server, "activity prune");
+    let o = server.admin("activity prune");
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         text(&o).starts_with("pruned the logs of 0 activities: each environment keeps the logs of its newest 200 activities and of all that ended within 30 days"),
@@ -346,7 +336,7 @@ fn server_admins_prune_activity_logs_over_ssh_and_others_cannot() {
         text(&o)
     );
     // A dry run names the two older ones and deletes nothing.
-    let o = admin(&server, "activity prune --keep 1 --keep-days=0 --dry-run");
+    let o = server.admin("activity prune --keep 1 --keep-days=0 --dry-run");
     assert!(o.status.success(), "{}", text(&o));
     let said = String::from_utf8_lossy(&o.stdout).into_owned();
     let listed: Vec<&str> = said
@@ -362,7 +352,7 @@ fn server_admins_prune_activity_logs_over_ssh_and_others_cannot() {
     assert!(said.contains("dry run: nothing was deleted"), "{said}");
     assert!(ids.iter().all(|id| !pruned(id)));
     // The real thing, as JSON: the same two go, the newest keeps its log.
-    let o = admin(&server, "activity prune --keep 1 --keep-days 0 --json");
+    let o = server.admin("activity prune --keep 1 --keep-days 0 --json");
     assert!(o.status.success(), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
     assert_eq!(v["dry_run"], false, "{v}");
@@ -380,7 +370,7 @@ fn server_admins_prune_activity_logs_over_ssh_and_others_cannot() {
         log_of(&ids[0])
     );
     // Done once: nothing more to prune; the activities are still listed.
-    let o = admin(&server, "activity prune --keep 1 --keep-days 0");
+    let o = server.admin("activity prune --keep 1 --keep-days 0");
     assert!(
         text(&o).starts_with("pruned the logs of 0 activities"),
         "{}",
@@ -424,7 +414,7 @@ fn a_build_printing_a_million_lines_keeps_a_capped_log_and_others_are_served() {
     let mut answered = 0;
     while !pusher.is_finished() {
         let t = Instant::now();
-        let o = admin(&server, "projects");
+        let o = server.admin("projects");
         assert!(o.status.success(), "{}", text(&o));
         assert!(
             t.elapsed() < Duration::from_secs(20),
@@ -446,13 +436,13 @@ fn a_build_printing_a_million_lines_keeps_a_capped_log_and_others_are_served() {
         Some("built-1\n")
     );
 
-    let o = admin(&server, "activity demo");
+    let o = server.admin("activity demo");
     let id = String::from_utf8_lossy(&o.stdout)
         .split_whitespace()
         .next()
         .unwrap_or("")
         .to_string();
-    let o = admin(&server, &format!("activity log {id}"));
+    let o = server.admin(&format!("activity log {id}"));
     assert!(o.status.success(), "{}", text(&o));
     let log = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(log.contains("noise line 1\n"), "the head");

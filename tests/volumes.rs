@@ -78,15 +78,7 @@ fn new_app(server: &Server, disk: u64) -> App {
 }
 
 fn push_to(server: &Server, app: &App, branch: &str, options: &[&str]) -> (bool, String) {
-    let mut args = vec!["push".to_string()];
-    for o in options {
-        args.push("-o".into());
-        args.push(o.to_string());
-    }
-    args.push(server.remote("demo"));
-    args.push(format!("HEAD:refs/heads/{branch}"));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let o = server.git(&app.dir, &args);
+    let o = server.push_with(app, "demo", &format!("HEAD:refs/heads/{branch}"), options);
     (o.status.success(), text(&o))
 }
 
@@ -134,12 +126,6 @@ fn serve_again(server: &mut Server) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn admin(server: &Server, command: &str) -> String {
-    let o = server.ssh(&server.key, "git", command);
-    assert!(o.status.success(), "{command}: {}", text(&o));
-    text(&o)
 }
 
 #[test]
@@ -206,10 +192,10 @@ fn mount_data_survives_deploys_failures_rollbacks_restarts_down_and_kill() {
     app.commit("fixed");
 
     // Rollback and redeploy change code, never data.
-    admin(&server, "rollback demo main");
+    server.admin_ok("rollback demo main");
     assert_eq!(get(&server, "main", "/"), "built-5\n");
     check(&server, &expected, "a rollback");
-    admin(&server, "redeploy demo main");
+    server.admin_ok("redeploy demo main");
     check(&server, &expected, "a redeploy");
 
     // Restart: the volume stays mounted, the containers are adopted.
@@ -282,7 +268,7 @@ fn data_losing_changes_need_the_option_and_a_full_disk_is_the_apps_own_error() {
 
     // `sync` copies main's data again (admins only); main keeps running.
     assert_eq!(get(&server, "main", "/write?f=data/b.txt&v=later"), "ok");
-    let out = admin(&server, "sync demo dev");
+    let out = server.admin_ok("sync demo dev");
     assert!(
         out.contains("dev now has a copy of main's mount data"),
         "{out}"
@@ -314,7 +300,7 @@ fn data_losing_changes_need_the_option_and_a_full_disk_is_the_apps_own_error() {
     app.commit("more dev work");
     let (ok, out) = push_to(&server, &app, "dev", &[]);
     assert!(ok, "{out}");
-    let out = admin(&server, "sync demo feature");
+    let out = server.admin_ok("sync demo feature");
     assert!(
         out.contains("feature now has a copy of dev's mount data"),
         "{out}"
@@ -552,16 +538,8 @@ fn image_mb(server: &Server) -> u64 {
 
 /// Push `git push -o allow-data-loss` in the background.
 fn push_in_background(server: &Server, app: &App) -> std::process::Child {
-    Command::new("git")
-        .args([
-            "push",
-            "-o",
-            "allow-data-loss",
-            &server.remote("demo"),
-            "HEAD:refs/heads/main",
-        ])
-        .current_dir(&app.dir)
-        .env("GIT_SSH_COMMAND", server.ssh_command(&server.key))
+    server
+        .push_command(app, "demo", "HEAD:refs/heads/main", &["allow-data-loss"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -748,16 +726,7 @@ fn a_worker_has_its_own_mounts_disk_and_relationships_and_a_deleted_branch_loses
     assert_eq!(get(&server, "feature", "/read?f=data/a.txt"), "main");
     let feature = server.data.join("volumes/demo/feature");
     assert!(feature.join("worker-hello.queue.img").exists());
-    let o = server.git(
-        &app.dir,
-        &[
-            "push",
-            "-o",
-            "allow-data-loss",
-            &server.remote("demo"),
-            ":feature",
-        ],
-    );
+    let o = server.push_with(&app, "demo", ":feature", &["allow-data-loss"]);
     let out = text(&o);
     assert!(o.status.success(), "{out}");
     assert!(
@@ -844,16 +813,7 @@ fn a_deleted_branchs_volume_removal_killed_midway_finishes_at_the_next_start_and
     // The branch is deleted (with the option); the server is killed after the removal was
     // recorded and before any volume went.
     std::fs::write(&hold, "").unwrap();
-    let o = server.git(
-        &app.dir,
-        &[
-            "push",
-            "-o",
-            "allow-data-loss",
-            &server.remote("demo"),
-            ":feature",
-        ],
-    );
+    let o = server.push_with(&app, "demo", ":feature", &["allow-data-loss"]);
     assert!(o.status.success(), "{}", text(&o));
     let deadline = Instant::now() + Duration::from_secs(60);
     while !server.server_log().contains("volume removal held") {
@@ -936,7 +896,7 @@ fn a_mount_backup_and_a_branch_copy_of_the_same_volume_at_once_both_go_through()
 
     // The last backup holds every byte: restored after main's files change.
     assert_eq!(get(&server, "main", "/write?f=data/a.txt&v=changed"), "ok");
-    let out = admin(&server, &format!("backup restore demo main {backups}"));
+    let out = server.admin_ok(&format!("backup restore demo main {backups}"));
     assert!(
         out.contains(&format!("restored from backup {backups}")),
         "{out}"

@@ -10,23 +10,13 @@ use slipway_e2e::{new_key, text, App, Server};
 
 const HOST: &str = "main.demo.localhost";
 
-fn admin(server: &Server, command: &str) -> std::process::Output {
-    server.ssh(&server.key, "git", command)
-}
-
-fn admin_ok(server: &Server, command: &str) -> String {
-    let o = admin(server, command);
-    assert!(o.status.success(), "{command}: {}", text(&o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 /// A user `name` with `role` on demo; returns their key.
 fn user_with_role(server: &Server, name: &str, role: &str) -> std::path::PathBuf {
     let key = new_key(server.dir.path(), name);
     let pubkey = std::fs::read(key.with_extension("pub")).expect("pub key");
     let o = server.ssh_with_input(&server.key, "git", &format!("user add {name}"), &pubkey);
     assert!(o.status.success(), "user add {name}: {}", text(&o));
-    admin_ok(server, &format!("access grant demo {name} {role}"));
+    server.admin_stdout(&format!("access grant demo {name} {role}"));
     key
 }
 
@@ -83,9 +73,11 @@ fn a_worker_consumes_work_survives_its_crash_and_retires_with_its_release() {
     );
 
     // releases and envs show it.
-    let releases = admin_ok(&server, "releases demo main");
+    let releases = server.admin_stdout("releases demo main");
     assert!(releases.contains("workers: hello/queue"), "{releases}");
-    assert!(admin_ok(&server, "envs demo").contains("workers: hello/queue"));
+    assert!(server
+        .admin_stdout("envs demo")
+        .contains("workers: hello/queue"));
 
     // A worker without mounts of its own has the app's (spec section 10): the app reads
     // what the worker wrote.
@@ -105,9 +97,11 @@ fn a_worker_consumes_work_survives_its_crash_and_retires_with_its_release() {
     let o = server.ssh(&server.key, "queue.main.demo", "touch /tmp/inbox/job1");
     assert!(o.status.success(), "shell into the worker: {}", text(&o));
     wait_for(20, "job1 processed", || {
-        admin_ok(&server, "logs demo main queue").contains("processed job1")
+        server
+            .admin_stdout("logs demo main queue")
+            .contains("processed job1")
     });
-    let log = admin_ok(&server, "logs demo main queue");
+    let log = server.admin_stdout("logs demo main queue");
     assert!(
         log.contains("port none app hello queue jobs mode app-mode"),
         "no $PORT, the app's variables, its own over them: {log}"
@@ -121,13 +115,15 @@ fn a_worker_consumes_work_survives_its_crash_and_retires_with_its_release() {
     );
     assert!(o.status.success(), "kill: {}", text(&o));
     wait_for(20, "the worker restarted", || {
-        let log = admin_ok(&server, "logs demo main queue");
+        let log = server.admin_stdout("logs demo main queue");
         log.contains("worker exited with status 137") && log.matches("worker up pid").count() >= 2
     });
     let o = server.ssh(&server.key, "queue.main.demo", "touch /tmp/inbox/job2");
     assert!(o.status.success(), "{}", text(&o));
     wait_for(20, "job2 processed", || {
-        admin_ok(&server, "logs demo main queue").contains("processed job2")
+        server
+            .admin_stdout("logs demo main queue")
+            .contains("processed job2")
     });
 
     // A new release: the old worker retires with its release, the new one runs.
@@ -196,7 +192,7 @@ fn a_worker_consumes_work_survives_its_crash_and_retires_with_its_release() {
 }
 
 fn activities(server: &Server) -> Vec<serde_json::Value> {
-    let out = admin_ok(server, "activity demo main --json");
+    let out = server.admin_stdout("activity demo main --json");
     serde_json::from_str::<Vec<serde_json::Value>>(&out).expect("activity json")
 }
 
@@ -246,17 +242,15 @@ fn crons_run_as_activities_never_overlap_pause_during_deploys_and_run_on_demand(
     }
     // Runs due meanwhile were skipped, and the running run's log says so.
     let first = slow[0]["id"].as_i64().unwrap();
-    let log = admin_ok(&server, &format!("activity log {first}"));
+    let log = server.admin_stdout(&format!("activity log {first}"));
     assert!(log.contains("slow start"), "{log}");
     assert!(log.contains("slow done"), "{log}");
     assert!(log.contains("exit status 0"), "{log}");
     assert!(log.contains("was skipped"), "{log}");
     let fast = cron_runs(&all, "fast");
     assert!(fast.len() >= 3, "fast runs every 2s: {fast:?}");
-    let fast_log = admin_ok(
-        &server,
-        &format!("activity log {}", fast[0]["id"].as_i64().unwrap()),
-    );
+    let fast_log =
+        server.admin_stdout(&format!("activity log {}", fast[0]["id"].as_i64().unwrap()));
     assert!(fast_log.contains("fast from hello"), "{fast_log}");
 
     // cron ls shows each with its schedule, next run and last status (a last run may be
@@ -264,7 +258,7 @@ fn crons_run_as_activities_never_overlap_pause_during_deploys_and_run_on_demand(
     // for a moment where one of them shows its finished run).
     let mut ls = String::new();
     wait_for(30, "cron ls showing a finished last run", || {
-        ls = admin_ok(&server, "cron ls demo main");
+        ls = server.admin_stdout("cron ls demo main");
         ls.contains("success")
     });
     assert!(ls.contains("slow\thello\t* * * * *\t"), "{ls}");
@@ -277,7 +271,7 @@ fn crons_run_as_activities_never_overlap_pause_during_deploys_and_run_on_demand(
     );
 
     // cron run streams the output and returns the status; it is an activity too.
-    let o = admin(&server, "cron run demo main yearly");
+    let o = server.admin("cron run demo main yearly");
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert!(text(&o).contains("manual run"), "{}", text(&o));
     let all = activities(&server);
@@ -287,7 +281,7 @@ fn crons_run_as_activities_never_overlap_pause_during_deploys_and_run_on_demand(
     assert_eq!(yearly[0]["user"], "me");
     // Past its timeout: commands.stop, then SIGTERM (which it survives), then SIGKILL.
     let t = Instant::now();
-    let o = admin(&server, "cron run demo main bounded");
+    let o = server.admin("cron run demo main bounded");
     let out = text(&o);
     assert_eq!(o.status.code(), Some(137), "{out}");
     for line in [
@@ -322,7 +316,8 @@ fn crons_run_as_activities_never_overlap_pause_during_deploys_and_run_on_demand(
         1,
         "refused runs leave no activity"
     );
-    assert!(admin(&server, "cron run demo main nosuch")
+    assert!(server
+        .admin("cron run demo main nosuch")
         .status
         .code()
         .is_some_and(|c| c != 0));
@@ -408,7 +403,9 @@ fn a_restarted_server_adopts_running_workers_and_starts_stopped_ones() {
     );
     assert!(o.status.success(), "{}", text(&o));
     wait_for(20, "work after the restart", || {
-        admin_ok(&server, "logs demo main queue").contains("processed after-restart")
+        server
+            .admin_stdout("logs demo main queue")
+            .contains("processed after-restart")
     });
 
     // `slipway down` stops it with everything else.

@@ -334,24 +334,57 @@ impl Server {
 
     /// Run git in `dir` with `key`.
     pub fn git_as(&self, key: &Path, dir: &Path, args: &[&str]) -> Output {
-        run(Command::new("git")
-            .args(args)
+        run(&mut self.git_command(key, dir, args))
+    }
+
+    /// `git ARGS` in `dir` reaching this server with `key`, to run or spawn.
+    pub fn git_command(&self, key: &Path, dir: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new("git");
+        cmd.args(args)
             .current_dir(dir)
             .env("GIT_SSH_COMMAND", self.ssh_command(key))
-            .env("GIT_TERMINAL_PROMPT", "0"))
+            .env("GIT_TERMINAL_PROMPT", "0");
+        cmd
+    }
+
+    /// The `ssh` arguments reaching this server with `key` ([`Server::ssh_command`]'s
+    /// options and `-p PORT`), without the destination and command.
+    pub fn ssh_args(&self, key: &Path) -> Vec<String> {
+        let mut args: Vec<String> = self
+            .ssh_command(key)
+            .split_whitespace()
+            .skip(1)
+            .map(String::from)
+            .collect();
+        args.extend(["-p".into(), self.ssh_port.to_string()]);
+        args
     }
 
     /// `ssh -p PORT git@127.0.0.1 COMMAND` with `key`.
     pub fn ssh(&self, key: &Path, user: &str, command: &str) -> Output {
-        let mut cmd = Command::new("ssh");
-        for a in self.ssh_command(key).split_whitespace().skip(1) {
-            cmd.arg(a);
-        }
-        run(cmd
-            .arg("-p")
-            .arg(self.ssh_port.to_string())
+        run(Command::new("ssh")
+            .args(self.ssh_args(key))
             .arg(format!("{user}@127.0.0.1"))
             .arg(command))
+    }
+
+    /// The admin command `command` (`ssh git@HOST COMMAND`) as the admin user.
+    pub fn admin(&self, command: &str) -> Output {
+        self.ssh(&self.key, "git", command)
+    }
+
+    /// [`Server::admin`], which must succeed: its stdout and stderr.
+    pub fn admin_ok(&self, command: &str) -> String {
+        let o = self.admin(command);
+        assert!(o.status.success(), "{command}: {}", text(&o));
+        text(&o)
+    }
+
+    /// [`Server::admin`], which must succeed: its stdout.
+    pub fn admin_stdout(&self, command: &str) -> String {
+        let o = self.admin(command);
+        assert!(o.status.success(), "{command}: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
     /// GET `path` with `Host: host` through the router; (status, body).
@@ -568,7 +601,6 @@ pub fn repo_dir(server: &Server, project: &str) -> PathBuf {
 }
 
 impl Server {
-    /// Adds a user `name` with a fresh key through `ssh git@HOST user add NAME` (by the
     /// A project in this server's folder with `files`, committed on `main`.
     pub fn project(&self, name: &str, files: &[(&str, &str)]) -> App {
         let dir = self.dir.path().join(name);
@@ -582,9 +614,32 @@ impl Server {
         app
     }
 
+    /// `git push [-o OPTION]... REMOTE REFSPEC` of `app` to project `project` as the admin
+    /// user, each of `options` a push option (`allow-data-loss`, `key=value`).
+    pub fn push_with(&self, app: &App, project: &str, refspec: &str, options: &[&str]) -> Output {
+        run(&mut self.push_command(app, project, refspec, options))
+    }
+
+    /// [`Server::push_with`]'s command, to spawn (a push in the background).
+    pub fn push_command(
+        &self,
+        app: &App,
+        project: &str,
+        refspec: &str,
+        options: &[&str],
+    ) -> Command {
+        let remote = self.remote(project);
+        let mut args = vec!["push"];
+        for o in options {
+            args.extend(["-o", o]);
+        }
+        args.extend([remote.as_str(), refspec]);
+        self.git_command(&self.key, &app.dir, &args)
+    }
+
     /// Push `app`'s `main` to project `name`; the push output, failing with the server's log.
     pub fn push_ok(&self, app: &App, name: &str) -> String {
-        let o = self.git(&app.dir, &["push", &self.remote(name), "main"]);
+        let o = self.push_with(app, name, "main", &[]);
         let out = text(&o);
         assert!(
             o.status.success(),
@@ -594,6 +649,7 @@ impl Server {
         out
     }
 
+    /// Adds a user `name` with a fresh key through `ssh git@HOST user add NAME` (by the
     /// server admin); returns the key.
     pub fn add_user(&self, name: &str) -> PathBuf {
         let key = new_key(self.dir.path(), name);
@@ -618,11 +674,7 @@ impl Server {
     /// `ssh -p PORT USER@127.0.0.1 COMMAND` with `key`, feeding `input` on stdin.
     pub fn ssh_with_input(&self, key: &Path, user: &str, command: &str, input: &[u8]) -> Output {
         let mut cmd = Command::new("ssh");
-        for a in self.ssh_command(key).split_whitespace().skip(1) {
-            cmd.arg(a);
-        }
-        cmd.arg("-p")
-            .arg(self.ssh_port.to_string())
+        cmd.args(self.ssh_args(key))
             .arg(format!("{user}@127.0.0.1"))
             .arg(command)
             .stdin(Stdio::piped())
@@ -652,11 +704,7 @@ impl Server {
         pack: &[u8],
     ) -> Output {
         let mut cmd = Command::new("ssh");
-        for a in self.ssh_command(key).split_whitespace().skip(1) {
-            cmd.arg(a);
-        }
-        cmd.arg("-p")
-            .arg(self.ssh_port.to_string())
+        cmd.args(self.ssh_args(key))
             .arg("git@127.0.0.1")
             .arg(format!("git-receive-pack '/{project}.git'"))
             .stdin(Stdio::piped())

@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+mod beneath;
 mod bundle;
 mod cli;
 mod error;
@@ -25,6 +26,7 @@ mod state;
 mod tenancy;
 pub mod testing;
 
+pub use beneath::open_folder_at;
 pub use error::RuntimeError;
 pub use exits::Exit;
 pub use runtime::{Runtime, OOM_LINE};

@@ -48,12 +48,11 @@ pub(crate) fn open_beneath(root: &Path, relative: &Path) -> Result<OwnedFd, Runt
         Mode::empty(),
     )
     .map_err(|e| RuntimeError::io(format!("opening {}", root.display()), errno_io(e)))?;
-    rustix::fs::openat2(
+    crate::open_folder_at(
         &dir,
         relative,
         // No O_NOFOLLOW: RESOLVE_NO_SYMLINKS refuses a link as the last part too (ELOOP).
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
+        OFlags::PATH,
         ResolveFlags::BENEATH
             | ResolveFlags::NO_SYMLINKS
             | ResolveFlags::NO_MAGICLINKS

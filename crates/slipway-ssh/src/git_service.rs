@@ -44,13 +44,8 @@ where
     E: AsyncWrite + Unpin + Send,
 {
     let state = platform.state();
-    let exists = match state.project_exists(project) {
-        Ok(e) => e,
-        Err(e) => {
-            warn!("state database: {e}");
-            say(stderr, "slipway: internal error, see the server log\n").await;
-            return 3;
-        }
+    let Some(exists) = project_exists(platform, project, stderr).await else {
+        return 3;
     };
     match service {
         GitService::UploadPack => {
@@ -75,13 +70,8 @@ where
             let Some(first_push) = lock_first_push(platform, project, stderr).await else {
                 return 3;
             };
-            let exists = match state.project_exists(project) {
-                Ok(e) => e,
-                Err(e) => {
-                    warn!("state database: {e}");
-                    say(stderr, "slipway: internal error, see the server log\n").await;
-                    return 3;
-                }
+            let Some(exists) = project_exists(platform, project, stderr).await else {
+                return 3;
             };
             if !exists {
                 if !user.admin {
@@ -144,6 +134,22 @@ where
             receive_pack(platform, user, project, stdin, stdout, stderr)
                 .await
                 .0
+        }
+    }
+}
+
+/// Whether `project` exists; `None` (said on `stderr`, logged) when the state database
+/// could not tell.
+async fn project_exists<E>(platform: &Platform, project: &str, stderr: &mut E) -> Option<bool>
+where
+    E: AsyncWrite + Unpin + Send,
+{
+    match platform.state().project_exists(project) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            warn!("state database: {e}");
+            say(stderr, "slipway: internal error, see the server log\n").await;
+            None
         }
     }
 }

@@ -87,7 +87,7 @@ impl RootFs {
         } else {
             rel
         };
-        match rustix::fs::openat2(&self.fd, rel, FOLDER, Mode::empty(), IN_ROOT) {
+        match slipway_runtime::open_folder_at(&self.fd, rel, OFlags::RDONLY, IN_ROOT) {
             Ok(fd) => Ok(Some(fd)),
             Err(Errno::NOENT) | Err(Errno::NOTDIR) => Ok(None),
             Err(e) => Err(io_err(&self.shown(rel), e)),

@@ -171,11 +171,13 @@ fn scan_secrets(paths: &[PathBuf]) -> Result<u8, Failure> {
     Ok(u8::from(found > 0))
 }
 
-/// The lockfiles of each app root of a working tree (paths relative to `dir`).
+/// The lockfiles of each app root of a working tree, as a push of it would carry them
+/// (`source`'s walk: what `.gitignore` leaves out is not there); paths relative to its root.
 fn working_tree_lockfiles(
-    dir: &Path,
+    source: &slipway_config::DirSource,
     topology: &slipway_config::Topology,
 ) -> Result<Vec<Lockfile>, Failure> {
+    use slipway_config::ConfigSource;
     let mut roots: Vec<String> = topology
         .applications
         .iter()
@@ -191,11 +193,11 @@ fn working_tree_lockfiles(
             } else {
                 format!("{root}/{name}")
             };
-            let path = dir.join(&rel);
-            if path.is_file() {
-                let bytes = std::fs::read(&path)
-                    .with_context(|| format!("reading {}", path.display()))
-                    .map_err(user_error)?;
+            let read = source
+                .read_file(&rel)
+                .with_context(|| format!("reading {rel}"))
+                .map_err(user_error)?;
+            if let Some(bytes) = read {
                 out.push(Lockfile { path: rel, bytes });
             }
         }
@@ -203,10 +205,10 @@ fn working_tree_lockfiles(
     Ok(out)
 }
 
-/// The advisory check of `slipway config check`: prints the findings; `Ok(true)` when a
-/// critical one (not named by `allowed`) would refuse a push.
+/// The advisory check of `slipway config check` of the working tree `source`: prints the
+/// findings; `Ok(true)` when a critical one (not named by `allowed`) would refuse a push.
 pub fn check_working_tree(
-    dir: &Path,
+    source: &slipway_config::DirSource,
     data_dir: &Path,
     topology: &slipway_config::Topology,
     allowed: &[String],
@@ -219,7 +221,7 @@ pub fn check_working_tree(
         );
         return Ok(false);
     }
-    let files = working_tree_lockfiles(dir, topology)?;
+    let files = working_tree_lockfiles(source, topology)?;
     let db = Database::open(data_dir).map_err(internal)?;
     let report = slipway_advisories::audit(&db, &files, allowed).map_err(internal)?;
     if json {

@@ -102,19 +102,26 @@ enum Cmd {
     },
 }
 
-/// The server's stacks folder, as `serve --stacks-dir` names it.
-#[derive(Args)]
+/// The server's stacks folder, as `serve --stacks-dir` names it: `serve`, `config check`
+/// and the `stack` commands take the same option.
+#[derive(Args, Clone)]
 struct StacksDirArg {
     /// Where the server keeps its stacks (a folder with `archive/` and `stacks/`), as
-    /// `serve --stacks-dir` names it; default: the data dir.
+    /// `serve --stacks-dir` names it; default: the data dir. A push needing a stack that is
+    /// not built there builds it.
     #[arg(long, env = "SLIPWAY_STACKS_DIR")]
     stacks_dir: Option<PathBuf>,
 }
 
 impl StacksDirArg {
+    /// The stacks folder's path: `--stacks-dir`, else the data dir.
+    fn dir<'a>(&'a self, data: &'a DataDirArg) -> &'a Path {
+        self.stacks_dir.as_deref().unwrap_or(&data.data_dir)
+    }
+
     /// The stacks folder: `--stacks-dir`, else the data dir.
     fn store(&self, data: &DataDirArg) -> Result<slipway_stack::StackStore, Failure> {
-        stack_store(self.stacks_dir.as_deref().unwrap_or(&data.data_dir))
+        stack_store(self.dir(data))
     }
 }
 
@@ -248,10 +255,8 @@ struct ServeArgs {
     /// has; never use it on a server that runs anyone else's code.
     #[arg(long, env = "SLIPWAY_UNSAFE_HOST_ROOT")]
     unsafe_host_root: bool,
-    /// Where stacks are kept (a folder with `archive/` and `stacks/`); default: the data dir.
-    /// A push needing a stack that is not built there builds it.
-    #[arg(long, env = "SLIPWAY_STACKS_DIR")]
-    stacks_dir: Option<PathBuf>,
+    #[command(flatten)]
+    stacks_dir: StacksDirArg,
     #[command(flatten)]
     stack_sources: StackSources,
     /// An app log (logs/PROJECT/ENV/APP.log) bigger than this is rotated to APP.log.1
@@ -411,11 +416,10 @@ enum ConfigCmd {
         /// `--data-dir`.
         #[arg(long)]
         no_advisories: bool,
-        /// The server's stacks, as `serve --stacks-dir` names them (default: `--data-dir`):
-        /// the versions imported there are accepted as the push accepts them. Without an
-        /// archive there, only the catalog's versions are known.
-        #[arg(long, env = "SLIPWAY_STACKS_DIR")]
-        stacks_dir: Option<PathBuf>,
+        // The server's stacks: the versions imported there are accepted as the push
+        // accepts them. Without an archive there, only the catalog's versions are known.
+        #[command(flatten)]
+        stacks: StacksDirArg,
         /// Advisory ids (or aliases) not to fail on, like `git push -o allow-vulnerable=ID`.
         #[arg(long, value_delimiter = ',')]
         allow_vulnerable: Vec<String>,
@@ -554,11 +558,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             no_advisories,
             allow_vulnerable,
             allow_secret,
-            stacks_dir,
+            stacks,
         }) => config_check(
             &dir,
             json,
-            stacks_dir.as_deref().unwrap_or(&data.data_dir),
+            stacks.dir(&data),
             (!no_advisories).then_some((data.data_dir.as_path(), allow_vulnerable.as_slice())),
             &allow_secret,
         ),
@@ -720,10 +724,7 @@ async fn serve_until_stopped(
         );
     } else {
         settings.stacks = Some(slipway_deploy::StackSettings {
-            store: args
-                .stacks_dir
-                .clone()
-                .unwrap_or_else(|| args.data.data_dir.clone()),
+            store: args.stacks_dir.dir(&args.data).to_path_buf(),
             build: args.stack_sources.options(),
         });
     }
@@ -1404,7 +1405,13 @@ fn config_check(
                 eprintln!("{w}");
             }
             if let Some((data_dir, allowed)) = advisories {
-                if advisories::check_working_tree(dir, data_dir, &loaded.topology, allowed, json)? {
+                if advisories::check_working_tree(
+                    &source,
+                    data_dir,
+                    &loaded.topology,
+                    allowed,
+                    json,
+                )? {
                     eprintln!("error: a critical advisory affects a pinned package: a push would be refused");
                     return Ok(1);
                 }
@@ -1512,7 +1519,7 @@ fn stack(cmd: StackCmd) -> Result<u8, Failure> {
     match cmd {
         StackCmd::Ls { data, stacks } => {
             // It reads the stacks folder: the data dir unless `--stacks-dir` names another.
-            existing_data_dir(stacks.stacks_dir.as_deref().unwrap_or(&data.data_dir))?;
+            existing_data_dir(stacks.dir(&data))?;
             let store = stacks.store(&data)?;
             println!("STACK\tSOURCE\tBUILT\tARCHIVE\tUNPACKED");
             for (stack, built) in store.list().map_err(internal)? {
@@ -1703,8 +1710,10 @@ fn archive(cmd: ArchiveCmd) -> Result<u8, Failure> {
             runtime,
             ..
         } => {
+            // What runs first: a gc that cannot see it refuses before it forgets any backup.
+            let running = running(&dir, &runtime.runtime)?;
             let dropped = backups_gc(&dir, keep_backups, keep_backup_days)?;
-            archive_gc(&dir, &archive, &runtime.runtime, keep, &dropped)
+            archive_gc(&dir, &archive, running, keep, &dropped)
         }
     }
 }
@@ -1751,17 +1760,17 @@ const GC_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
 /// (rollback targets), the live one, a deploy in progress and every release with a
 /// container still running; drop the other release tags, every blob no kept release needs,
 /// and the unpacked slug folders whose slug is gone and that no container uses. Reports
-/// what it freed.
+/// what it freed. `running` is what [`running`] says runs: the containers and their slugs.
 fn archive_gc(
     dir: &slipway_deploy::DataDir,
     archive: &slipway_slug::Archive,
-    runtime: &Path,
+    running: Running,
     keep: usize,
     dropped_backups: &std::collections::HashSet<String>,
 ) -> Result<u8, Failure> {
     use std::collections::HashSet;
     let state = open_state(dir.root())?;
-    let (running_containers, running_slugs) = running(dir, runtime)?;
+    let (running_containers, running_slugs) = running;
     // Backups the state knows (and was not told to drop), and those being written now (a
     // tag is written just before its state row).
     let backup_tags: HashSet<String> = state
@@ -1868,28 +1877,28 @@ fn archive_gc(
     Ok(0)
 }
 
+/// Ids of the running containers of a data dir, and the slugs they use.
+type Running = (
+    std::collections::HashSet<String>,
+    std::collections::HashSet<String>,
+);
+
 /// Ids of the running containers of this data dir, and the slugs they use, as the OCI
-/// runtime `runtime` lists them.
-fn running(
-    dir: &slipway_deploy::DataDir,
-    runtime: &Path,
-) -> Result<
-    (
-        std::collections::HashSet<String>,
-        std::collections::HashSet<String>,
-    ),
-    Failure,
-> {
+/// runtime `runtime` lists them; refused (exit 1) when containers ran here and the runtime
+/// cannot be asked.
+fn running(dir: &slipway_deploy::DataDir, runtime: &Path) -> Result<Running, Failure> {
     let mut ids = std::collections::HashSet::new();
     let mut slugs = std::collections::HashSet::new();
     if !dir.root().join("runtime").is_dir() {
         return Ok((ids, slugs));
     }
-    let runtime = match slipway_runtime::Runtime::new(runtime, dir.root()) {
-        Ok(r) => r,
-        // Without the runtime no container of ours can run.
-        Err(_) => return Ok((ids, slugs)),
-    };
+    // Containers ran here: one may still run. A gc that cannot ask the runtime which could
+    // drop a live release's slug, so it refuses.
+    let runtime = slipway_runtime::Runtime::new(runtime, dir.root()).map_err(|e| {
+        user_error(anyhow::anyhow!(
+            "archive gc refused: it cannot see which containers run, and could drop the slug of one that does: {e}"
+        ))
+    })?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -128,29 +128,60 @@ pub(crate) fn pg_env() -> Vec<(String, String)> {
     ]
 }
 
+/// Run the SQL `sql` with the `psql` of `bin` (the server's binaries' folder) as the
+/// superuser on database `postgres` of PostgreSQL service `record`; its output (tuples
+/// only, unaligned).
+async fn pg_sql(
+    platform: &Platform,
+    record: &ServiceRecord,
+    bin: &str,
+    sql: &str,
+) -> Result<String, String> {
+    let args = strings(&[
+        &format!("{bin}/psql"),
+        "-AtX",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-d",
+        "postgres",
+        "-c",
+        sql,
+    ]);
+    exec(platform, record, &args, &pg_env(), None, None).await
+}
+
 /// The databases of a PostgreSQL service (all but `postgres` and the templates).
 async fn pg_databases(
     platform: &Platform,
     record: &ServiceRecord,
     bin: &str,
 ) -> Result<Vec<String>, String> {
-    let out = exec(
+    let out = pg_sql(
         platform,
         record,
-        &strings(&[
-            &format!("{bin}/psql"),
-            "-AtX",
-            "-d",
-            "postgres",
-            "-c",
-            "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate AND datname <> 'postgres' ORDER BY 1",
-        ]),
-        &pg_env(),
-        None,
-        None,
+        bin,
+        "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate AND datname <> 'postgres' ORDER BY 1",
     )
     .await?;
     Ok(out.lines().map(str::to_string).collect())
+}
+
+/// The `mariadb` client as the service's local account [`MARIADB_ADMIN`], over the
+/// server's socket, with `extra` arguments (its password in [`mariadb_env`]).
+pub(crate) fn mariadb_client(extra: &[&str]) -> Vec<String> {
+    let mut args = strings(&[
+        "mariadb",
+        "--no-defaults",
+        "--socket=/tmp/mysqld.sock",
+        &format!("--user={MARIADB_ADMIN}"),
+    ]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// The environment of [`MARIADB_ADMIN`]'s clients: the password, never on a command line.
+pub(crate) fn mariadb_env(record: &ServiceRecord) -> Vec<(String, String)> {
+    vec![("MYSQL_PWD".to_string(), record.password.clone())]
 }
 
 /// A part taken into `file` of the archive, to be stored by the caller.
@@ -221,7 +252,7 @@ pub(crate) async fn take_service(
                     "--routines",
                     "--events",
                 ]),
-                &[("MYSQL_PWD".into(), record.password.clone())],
+                &mariadb_env(record),
                 None,
                 Some(file.file()),
             )
@@ -249,30 +280,16 @@ pub(crate) async fn take_service(
                     .find_map(|l| l.trim().strip_prefix("rdb_saves:"))
                     .and_then(|n| n.trim().parse::<u64>().ok())
             };
-            let info = exec(
-                platform,
-                record,
-                &ask(&["INFO", "persistence"]),
-                &[],
-                None,
-                None,
-            )
-            .await?;
+            let info_persistence = ask(&["INFO", "persistence"]);
+            let persistence = || exec(platform, record, &info_persistence, &[], None, None);
+            let info = persistence().await?;
             let before = saves(&info).ok_or_else(|| {
                 format!("service {}: INFO persistence has no rdb_saves", record.name)
             })?;
             exec(platform, record, &ask(&["BGSAVE"]), &[], None, None).await?;
             let deadline = std::time::Instant::now() + Duration::from_secs(3600);
             loop {
-                let info = exec(
-                    platform,
-                    record,
-                    &ask(&["INFO", "persistence"]),
-                    &[],
-                    None,
-                    None,
-                )
-                .await?;
+                let info = persistence().await?;
                 let busy = info.contains("rdb_bgsave_in_progress:1");
                 if !busy && saves(&info).is_some_and(|n| n > before) {
                     if !info.contains("rdb_last_bgsave_status:ok") {
@@ -573,16 +590,8 @@ pub(crate) async fn load_service(
             crate::services::endpoints::apply(platform, record, &configuration).await?;
             let bin = format!("/usr/lib/postgresql/{version}/bin");
             let psql = |sql: String| {
-                strings(&[
-                    &format!("{bin}/psql"),
-                    "-AtX",
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-d",
-                    "postgres",
-                    "-c",
-                    &sql,
-                ])
+                let bin = &bin;
+                async move { pg_sql(platform, record, bin, &sql).await }
             };
             // The databases come back as they were: those made since are dropped too.
             let wanted: Vec<&str> = parts.iter().filter_map(|p| p.database.as_deref()).collect();
@@ -590,7 +599,7 @@ pub(crate) async fn load_service(
             for db in pg_databases(platform, record, &bin).await? {
                 if !wanted.contains(&db.as_str()) && !db.ends_with(".slipway-restore") {
                     let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", pg_ident(&db));
-                    exec(platform, record, &psql(sql), &pg_env(), None, None).await?;
+                    psql(sql).await?;
                 }
             }
             for p in dumps {
@@ -604,17 +613,9 @@ pub(crate) async fn load_service(
                     "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                     pg_ident(&loading)
                 );
-                exec(
-                    platform,
-                    record,
-                    &psql(drop_loading.clone()),
-                    &pg_env(),
-                    None,
-                    None,
-                )
-                .await?;
+                psql(drop_loading.clone()).await?;
                 let create = format!("CREATE DATABASE {} TEMPLATE template0", pg_ident(&loading));
-                exec(platform, record, &psql(create), &pg_env(), None, None).await?;
+                psql(create).await?;
                 let loaded = exec(
                     platform,
                     record,
@@ -631,37 +632,26 @@ pub(crate) async fn load_service(
                 )
                 .await;
                 if let Err(e) = loaded {
-                    let _ =
-                        exec(platform, record, &psql(drop_loading), &pg_env(), None, None).await;
+                    let _ = psql(drop_loading).await;
                     return Err(e);
                 }
                 let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", pg_ident(db));
-                exec(platform, record, &psql(drop), &pg_env(), None, None).await?;
+                psql(drop).await?;
                 let rename = format!(
                     "ALTER DATABASE {} RENAME TO {}",
                     pg_ident(&loading),
                     pg_ident(db)
                 );
-                exec(platform, record, &psql(rename), &pg_env(), None, None).await?;
+                psql(rename).await?;
             }
             crate::services::endpoints::apply(platform, record, &configuration).await?;
         }
         Language::Mariadb => {
-            let admin = [("MYSQL_PWD".to_string(), record.password.clone())];
-            let client = |extra: &[&str]| {
-                let mut a = strings(&[
-                    "mariadb",
-                    "--no-defaults",
-                    "--socket=/tmp/mysqld.sock",
-                    &format!("--user={MARIADB_ADMIN}"),
-                ]);
-                a.extend(extra.iter().map(|s| s.to_string()));
-                a
-            };
+            let admin = mariadb_env(record);
             let dbs = exec(
                 platform,
                 record,
-                &client(&["-N", "-B", "-e", "SHOW DATABASES"]),
+                &mariadb_client(&["-N", "-B", "-e", "SHOW DATABASES"]),
                 &admin,
                 None,
                 None,
@@ -674,13 +664,21 @@ pub(crate) async fn load_service(
                 )
             }) {
                 let sql = format!("DROP DATABASE `{}`", db.replace('`', "``"));
-                exec(platform, record, &client(&["-e", &sql]), &admin, None, None).await?;
+                exec(
+                    platform,
+                    record,
+                    &mariadb_client(&["-e", &sql]),
+                    &admin,
+                    None,
+                    None,
+                )
+                .await?;
             }
             for p in parts {
                 exec(
                     platform,
                     record,
-                    &client(&[]),
+                    &mariadb_client(&[]),
                     &admin,
                     Some(&blob(p)?),
                     None,
@@ -724,22 +722,7 @@ pub(crate) async fn load_service(
                 )
                 .map_err(|e| format!("{}: {e}", aof.display()))?;
             }
-            let netns = crate::environment::netns_name(
-                platform.instance(),
-                &record.project,
-                &record.environment,
-            );
-            crate::services::start(platform, record, &netns).await?;
-            crate::services::wait_ready(platform, record, crate::services::READY_TIMEOUT).await?;
-            platform
-                .state()
-                .set_service_state(
-                    &record.project,
-                    &record.environment,
-                    &record.name,
-                    slipway_state::ServiceState::Running,
-                )
-                .map_err(|e| e.to_string())?;
+            start_again(platform, record).await?;
         }
         Language::Influxdb => {
             let Some(p) = parts.first() else {

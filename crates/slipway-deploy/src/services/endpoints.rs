@@ -96,9 +96,16 @@ pub async fn apply_mysql(
     let layout = slipway_config::databases::layout(&record.service_type, configuration)
         .unwrap_or_else(|| Ok(Default::default()))
         .map_err(|e| e.to_string())?;
-    let mut args = mysql_client();
-    args.extend(["-N", "-B", "-e", grants::HELD_QUERY].map(str::to_string));
-    let out = parts::exec(platform, record, &args, &mysql_env(record), None, None).await?;
+    let args = parts::mariadb_client(&["-N", "-B", "-e", grants::HELD_QUERY]);
+    let out = parts::exec(
+        platform,
+        record,
+        &args,
+        &parts::mariadb_env(record),
+        None,
+        None,
+    )
+    .await?;
     let held = grants::Held::parse(&out).map_err(|e| e.to_string())?;
     let script = recipe::mysql_accounts_sql(configuration, &record.password)?
         + &grants::changes_sql(&layout, &held);
@@ -142,22 +149,6 @@ pub async fn after_mysql_restore(
     apply_mysql(platform, record, configuration).await
 }
 
-/// The `mariadb` client as the service's local account [`parts::MARIADB_ADMIN`], over the
-/// server's socket (its password in [`mysql_env`]).
-fn mysql_client() -> Vec<String> {
-    vec![
-        "mariadb".to_string(),
-        "--no-defaults".into(),
-        "--socket=/tmp/mysqld.sock".into(),
-        format!("--user={}", parts::MARIADB_ADMIN),
-    ]
-}
-
-/// The client's environment: the password, never on a command line.
-fn mysql_env(record: &ServiceRecord) -> [(String, String); 1] {
-    [("MYSQL_PWD".to_string(), record.password.clone())]
-}
-
 /// Run the SQL in `file` (in the data folder of MariaDB service `record`) on its running
 /// server, as its local account [`parts::MARIADB_ADMIN`] over the server's socket.
 async fn run_mysql(
@@ -168,8 +159,8 @@ async fn run_mysql(
     parts::exec(
         platform,
         record,
-        &mysql_client(),
-        &mysql_env(record),
+        &parts::mariadb_client(&[]),
+        &parts::mariadb_env(record),
         Some(file),
         None,
     )
