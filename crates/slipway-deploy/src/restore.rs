@@ -363,7 +363,7 @@ fn follow_once(platform: &Arc<Platform>) -> Result<(), DeployError> {
 }
 
 /// Stop every container and network namespace this data dir started, and unmount its
-/// volumes. Data stays.
+/// volumes and its containers' socket folders. Data stays.
 pub async fn down(platform: &Platform) -> Result<usize, DeployError> {
     let containers = platform.runtime().list().await?;
     let n = containers.len();
@@ -384,6 +384,7 @@ pub async fn down(platform: &Platform) -> Result<usize, DeployError> {
     for ns in slipway_runtime::netns::list(&netns_prefix(platform.instance()))? {
         slipway_runtime::netns::delete(&ns)?;
     }
+    crate::sockets::remove_leftovers(&platform.data().app_sockets(), |_| false);
     platform.data().volumes().unmount_all()?;
     Ok(n)
 }

@@ -8,8 +8,10 @@
 //! only. The router connects to `DATA/run/CONTAINER/app.sock` from the host, never
 //! following a symbolic link the app may put there (`slipway_router`'s `connect_unix`); no
 //! other container sees the folder (another tenant cannot reach the socket), and the
-//! container sees nothing of the host there. Retiring (or failing) the release removes the
-//! folder.
+//! container sees nothing of the host there. The folder is a tmpfs of [`RUN_BYTES`] mounted
+//! there, so what the app writes to `/run` never fills the host's disk (its pages count
+//! against the container's memory). Retiring (or failing) the release unmounts and removes
+//! the folder.
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -26,12 +28,24 @@ pub const SOCKET_DIR: &str = "/run";
 /// The socket's file name in its folder.
 const SOCKET_NAME: &str = "app.sock";
 
+/// Size of the tmpfs at a container's `/run`: room for sockets and pid files, not data.
+pub const RUN_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Why an app's socket folder could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
     /// The socket path has no folder.
     #[error("the unix socket path {} has no folder", .0.display())]
     NoFolder(PathBuf),
+    /// Mounting the folder's tmpfs failed.
+    #[error("mounting a tmpfs on {}: {source}", path.display())]
+    Mount {
+        /// The folder.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: nix::Error,
+    },
     /// Making, clearing or owning the folder failed.
     #[error("{what} {}: {source}", path.display())]
     Io {
@@ -51,8 +65,8 @@ pub fn host_socket(sockets: &Path, container: &str) -> PathBuf {
 }
 
 /// Make the socket folder of `socket` (a [`host_socket`] path) afresh, empty, owned by
-/// `owner` with mode 0700 (its parent, `DATA/run`, root's 0700), and return its bind
-/// mount at [`SOCKET_DIR`].
+/// `owner` with mode 0700 (its parent, `DATA/run`, root's 0700), a tmpfs of [`RUN_BYTES`],
+/// and return its bind mount at [`SOCKET_DIR`].
 pub fn prepare(socket: &Path, owner: RunAs) -> Result<BindMount, SocketError> {
     let Some(dir) = socket.parent() else {
         return Err(SocketError::NoFolder(socket.to_path_buf()));
@@ -68,12 +82,31 @@ pub fn prepare(socket: &Path, owner: RunAs) -> Result<BindMount, SocketError> {
     }
     // A folder left by an earlier start of this container (a crash, a restart) may hold a
     // stale socket, which would look like an app that listens.
+    unmount(dir);
     match std::fs::remove_dir_all(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(io("clearing", dir)(e)),
     }
     std::fs::create_dir(dir).map_err(io("creating", dir))?;
+    use nix::mount::MsFlags;
+    nix::mount::mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some(
+            format!(
+                "size={RUN_BYTES},mode=0700,uid={},gid={}",
+                owner.uid, owner.gid
+            )
+            .as_str(),
+        ),
+    )
+    .map_err(|source| SocketError::Mount {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     std::os::unix::fs::chown(dir, Some(owner.uid), Some(owner.gid)).map_err(io("owning", dir))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .map_err(io("setting the mode of", dir))?;
@@ -88,11 +121,23 @@ pub fn prepare(socket: &Path, owner: RunAs) -> Result<BindMount, SocketError> {
 /// is fine.
 pub fn remove(socket: &Path) {
     if let Some(dir) = socket.parent() {
+        unmount(dir);
         match std::fs::remove_dir_all(dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => tracing::warn!(dir = %dir.display(), "removing a socket folder: {e}"),
         }
+    }
+}
+
+/// Detach the tmpfs of a socket folder, if one is mounted there.
+fn unmount(dir: &Path) {
+    match nix::mount::umount2(
+        dir,
+        nix::mount::MntFlags::MNT_DETACH | nix::mount::MntFlags::UMOUNT_NOFOLLOW,
+    ) {
+        Ok(()) | Err(nix::Error::EINVAL | nix::Error::ENOENT) => {}
+        Err(e) => tracing::warn!(dir = %dir.display(), "unmounting a socket folder: {e}"),
     }
 }
 
