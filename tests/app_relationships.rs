@@ -118,7 +118,10 @@ fn an_app_reaches_another_app_of_its_release_at_rel_internal_and_no_other_projec
     assert!(out.contains("hook saw: back v2"), "{out}");
     assert_eq!(get(&server, host, "/"), "front got: back v2");
     let new_addr = get(&server, host, "/addr");
-    assert_ne!(old_addr, new_addr, "each release's apps have their own addresses");
+    assert_ne!(
+        old_addr, new_addr,
+        "each release's apps have their own addresses"
+    );
     assert_eq!(get(&server, host, &format!("/probe/{new_addr}")), "reached");
 
     // Another project's app resolves no `back.internal` and does not reach `duo`'s

@@ -103,7 +103,10 @@ pub async fn deploy(
             let t = Instant::now();
             let phase = format!("deploy hook {}", app.name);
             for name in related_apps(topology, &app.name) {
-                let Some(other) = spec.apps.iter().find(|a| a.name == name && a.name != app.name)
+                let Some(other) = spec
+                    .apps
+                    .iter()
+                    .find(|a| a.name == name && a.name != app.name)
                 else {
                     continue;
                 };

@@ -118,8 +118,7 @@ pub fn plan(
                     instance.env.insert(k.to_string(), b64.clone());
                 }
                 let ports = apps.iter().map(|a| (a.name.clone(), a.port)).collect();
-                instance.hosts =
-                    crate::services::relationship_hosts(&effective, services, &ports);
+                instance.hosts = crate::services::relationship_hosts(&effective, services, &ports);
             }
             instance.start = supervisor(&w.start);
             if w.size.is_some() {

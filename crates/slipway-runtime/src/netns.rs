@@ -100,8 +100,25 @@ pub fn forward(name: &str, address: Ipv4Addr, port: u16, to: u16) -> Result<(), 
     );
     let rule = |op: &'static str| -> Vec<&str> {
         vec![
-            "netns", "exec", name, "iptables", "-w", "-t", "nat", op, "OUTPUT", "-d", &dest,
-            "-p", "tcp", "--dport", &dport, "-j", "DNAT", "--to-destination", &target,
+            "netns",
+            "exec",
+            name,
+            "iptables",
+            "-w",
+            "-t",
+            "nat",
+            op,
+            "OUTPUT",
+            "-d",
+            &dest,
+            "-p",
+            "tcp",
+            "--dport",
+            &dport,
+            "-j",
+            "DNAT",
+            "--to-destination",
+            &target,
         ]
     };
     if ip(name, &rule("-C")).is_ok() {

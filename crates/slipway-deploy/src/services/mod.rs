@@ -1001,7 +1001,8 @@ mod tests {
             .insert("database".into(), "db:postgresql".into());
         app.relationships.insert("other".into(), "nothere:x".into());
         let services = vec![record("db", 3, "main")];
-        app.relationships.insert("api".into(), "backend:http".into());
+        app.relationships
+            .insert("api".into(), "backend:http".into());
         let hosts = relationship_hosts(&app, &services, &BTreeMap::new());
         assert_eq!(hosts.len(), 1);
         assert_eq!(
