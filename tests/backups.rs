@@ -287,7 +287,7 @@ fn backup_and_restore_give_back_exactly_the_backed_up_data() {
         text(&o)
     );
 
-    // Another project's backup is not this environment's.
+    // Another project's backup is not this project's.
     let o = server.git(&app.dir, &["push", &server.remote("other"), "main"]);
     assert!(o.status.success(), "push other:\n{}", text(&o));
     psql(
@@ -299,13 +299,13 @@ fn backup_and_restore_give_back_exactly_the_backed_up_data() {
     assert_eq!(backups(&server, "other")[0]["id"], 3);
     let why = refused(&server, "backup restore demo main 3");
     assert!(
-        why.contains("backup 3 is not a backup of demo/main"),
+        why.contains("backup 3 is not a backup of project demo"),
         "{why}"
     );
     assert_eq!(pg_sum(&server), current);
     let why = refused(&server, "backup restore demo main 99");
     assert!(
-        why.contains("backup 99 is not a backup of demo/main"),
+        why.contains("backup 99 is not a backup of project demo"),
         "{why}"
     );
 

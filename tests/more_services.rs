@@ -135,6 +135,10 @@ class H(http.server.BaseHTTPRequestHandler):
                     got += more
                 m.close()
                 body = got.decode().replace("\r\n", " ").strip()
+            elif u.path == "/influx/create":
+                body = influx("/query", "q=" + urllib.parse.quote("CREATE DATABASE " + q["db"]))
+            elif u.path == "/influx/databases":
+                body = influx("/query?q=" + urllib.parse.quote("SHOW DATABASES"))
             elif u.path == "/influx/read":
                 body = influx("/query?db=metrics&q=" + urllib.parse.quote("SELECT value FROM cpu"))
             else:
@@ -402,6 +406,9 @@ fn influxdb_points_and_rabbitmq_messages_are_backed_up_and_restored() {
         (200, "204 ".into())
     );
     assert_eq!(get(&server, "/amqp/publish?msg=before"), (200, "ok".into()));
+    // A database with no point yet (no shard) is kept too.
+    let (status, body) = get(&server, "/influx/create?db=empty_yet");
+    assert_eq!(status, 200, "{body}");
 
     let out = admin("backup create demo main");
     assert!(
@@ -447,6 +454,86 @@ fn influxdb_points_and_rabbitmq_messages_are_backed_up_and_restored() {
     };
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("0.64") && !body.contains("0.99"), "{body}");
+    let (status, body) = get(&server, "/influx/databases");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("\"empty_yet\"") && body.contains("\"metrics\""),
+        "{body}"
+    );
     assert_eq!(get(&server, "/amqp/get"), (200, "before".into()));
     assert_eq!(get(&server, "/amqp/get"), (200, "empty".into()));
+}
+
+#[test]
+fn a_rabbitmq_node_keeps_its_messages_in_a_branch_whose_service_has_another_address_and_a_backup_of_main_restores_into_it(
+) {
+    cached_stack("rabbitmq:3.10");
+    cached_stack("redis:7.0");
+    let server = Server::start();
+    let (app, _) = push_app(
+        &server,
+        "  queue: 'queue:rabbitmq'\n",
+        "queue:\n  type: rabbitmq:3.10\n  disk: 512\n",
+    );
+    let admin = |command: &str| {
+        let o = server.ssh(&server.key, "git", command);
+        assert!(
+            o.status.success(),
+            "{command}: {}\n{}",
+            text(&o),
+            server.server_log()
+        );
+        text(&o)
+    };
+    let dev = |path: &str| {
+        server
+            .get("dev.demo.localhost", path)
+            .unwrap_or_else(|| panic!("no answer to {path}:\n{}", server.server_log()))
+    };
+    assert_eq!(
+        get(&server, "/amqp/publish?msg=from-main"),
+        (200, "ok".into())
+    );
+    let out = admin("backup create demo main");
+    assert!(out.contains("backup queue"), "{out}");
+
+    // Branch dev has a service before the queue: its queue gets another address (the
+    // Erlang node's name was made from it) and starts on a copy of main's data.
+    app.git_ok(&["checkout", "-q", "-b", "dev"]);
+    app.write(
+        ".platform/services.yaml",
+        "cache:\n  type: redis:7.0\n  disk: 256\nqueue:\n  type: rabbitmq:3.10\n  disk: 512\n",
+    );
+    app.commit("dev with a cache");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "dev"]);
+    assert!(o.status.success(), "push dev:\n{}", text(&o));
+    let ip = |rels: &str| -> String {
+        let v: serde_json::Value = serde_json::from_str(rels).unwrap();
+        v["queue"][0]["ip"].as_str().unwrap().to_string()
+    };
+    let (main_ip, dev_ip) = (ip(&get(&server, "/rels").1), ip(&dev("/rels").1));
+    assert_ne!(
+        main_ip, dev_ip,
+        "the test needs dev's queue on another address"
+    );
+    // The copy's message is there.
+    assert_eq!(dev("/amqp/get"), (200, "from-main".into()));
+    assert_eq!(dev("/amqp/get"), (200, "empty".into()));
+
+    // Main's backup restores into dev: its message is back there.
+    let out = admin("backup restore demo dev 1");
+    assert!(out.contains("restored from backup 1"), "{out}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let got = loop {
+        match server.get("dev.demo.localhost", "/amqp/get") {
+            Some((200, b)) => break b,
+            other if std::time::Instant::now() > deadline => {
+                panic!("{other:?}\n{}", server.server_log())
+            }
+            _ => std::thread::sleep(std::time::Duration::from_millis(300)),
+        }
+    };
+    assert_eq!(got, "from-main");
+    // Main's queue was not touched by dev's restore.
+    assert_eq!(get(&server, "/amqp/get"), (200, "from-main".into()));
 }

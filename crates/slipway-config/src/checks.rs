@@ -185,7 +185,19 @@ pub(crate) fn finish(
                     (None, _) => default_endpoint(&s.service.r#type).to_string(),
                 }
             } else if app_names.contains(&svc) {
-                endpoint.unwrap_or_else(|| "http".to_string())
+                match endpoint {
+                    Some(ep) if ep != "http" => {
+                        diags.push(Diagnostic::error(
+                            &pos.file,
+                            pos.line,
+                            pos.col,
+                            &kp,
+                            format!("relationship `{rel}` names endpoint `{ep}` of app `{svc}`; an app's endpoint is `http`: did you mean `{svc}:http`?"),
+                        ));
+                        continue;
+                    }
+                    _ => "http".to_string(),
+                }
             } else {
                 let names = services
                     .iter()
@@ -207,6 +219,52 @@ pub(crate) fn finish(
             rec.app
                 .relationships
                 .insert(rel.clone(), format!("{svc}:{endpoint}"));
+        }
+    }
+    // Relationships between apps are not circular (as on Platform.sh): an app's deploy hook
+    // may call the apps it has a relationship to, which deploy first.
+    let app_edges: Vec<(String, Vec<String>)> = apps
+        .iter()
+        .map(|rec| {
+            let targets = rec
+                .app
+                .relationships
+                .values()
+                .filter_map(|t| t.split_once(':').map(|(n, _)| n.to_string()))
+                .filter(|n| {
+                    app_names.contains(n)
+                        && *n != rec.app.name
+                        && !services.iter().any(|s| &s.service.name == n)
+                })
+                .collect();
+            (rec.app.name.clone(), targets)
+        })
+        .collect();
+    for rec in &apps {
+        for (rel, pos, _) in &rec.relationships {
+            let Some(target) = rec
+                .app
+                .relationships
+                .get(rel)
+                .and_then(|t| t.split_once(':').map(|(n, _)| n))
+            else {
+                continue;
+            };
+            let back = app_path(&app_edges, target, &rec.app.name);
+            if let (Some(path), true) = (back, target != rec.app.name) {
+                diags.push(Diagnostic::error(
+                    &pos.file,
+                    pos.line,
+                    pos.col,
+                    &rec.path.with("relationships").with(rel).render(),
+                    format!(
+                        "relationship `{rel}` of app `{}` names app `{target}`, which has a relationship back to it ({} -> {}); relationships between apps cannot be circular (share data through a service instead)",
+                        rec.app.name,
+                        rec.app.name,
+                        path.join(" -> ")
+                    ),
+                ));
+            }
         }
     }
     // Network storage mounts name a network-storage service.
@@ -418,4 +476,27 @@ fn check_routes(
     }
     let _ = file;
     routes.into_iter().map(|r| r.route).collect()
+}
+
+/// The path of app relationships from app `from` to app `to` (`edges`: each app's related
+/// apps), both named, when there is one.
+fn app_path(edges: &[(String, Vec<String>)], from: &str, to: &str) -> Option<Vec<String>> {
+    let mut seen = vec![from.to_string()];
+    let mut stack = vec![vec![from.to_string()]];
+    while let Some(path) = stack.pop() {
+        let last = path.last().map(String::as_str).unwrap_or_default();
+        if last == to {
+            return Some(path);
+        }
+        let next = edges.iter().find(|(n, _)| n == last).map(|(_, t)| t);
+        for n in next.into_iter().flatten() {
+            if !seen.contains(n) || n == to {
+                seen.push(n.clone());
+                let mut p = path.clone();
+                p.push(n.clone());
+                stack.push(p);
+            }
+        }
+    }
+    None
 }

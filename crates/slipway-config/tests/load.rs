@@ -1007,3 +1007,57 @@ fn route_hsts_is_acted_on_typed_and_client_certificates_stay_warned() {
         "{warnings:?}"
     );
 }
+
+#[test]
+fn an_app_relationship_names_an_app_and_its_http_endpoint() {
+    let config = |rels: &str| {
+        format!(
+            "applications:\n  front:\n    type: 'python:3.13'\n    web: {{commands: {{start: ./serve}}}}\n    relationships:\n{rels}  back:\n    type: 'python:3.13'\n    web: {{commands: {{start: ./serve}}}}\nroutes:\n  'http://{{default}}/': {{type: upstream, upstream: 'front:http'}}\n"
+        )
+    };
+    // An app has one endpoint, `http`: any other is refused where it is written.
+    let d = tree(&[(
+        ".upsun/config.yaml",
+        config("      api: 'back:api'\n").as_bytes(),
+    )]);
+    let e = errors_of(d.path());
+    assert!(
+        e.iter().any(|m| m.starts_with(".upsun/config.yaml:6:")
+            && m.contains("names endpoint `api` of app `back`")
+            && m.contains("did you mean `back:http`?")),
+        "{e:?}"
+    );
+    // An app that does not exist: the nearest name.
+    let d = tree(&[(
+        ".upsun/config.yaml",
+        config("      api: 'bakc:http'\n").as_bytes(),
+    )]);
+    let e = errors_of(d.path());
+    assert!(
+        e.iter().any(|m| m.starts_with(".upsun/config.yaml:6:")
+            && m.contains("names `bakc`, which is no service or app; did you mean `back`?")),
+        "{e:?}"
+    );
+    // Circular relationships between apps are refused, as on Platform.sh.
+    let d = tree(&[(
+        ".upsun/config.yaml",
+        b"applications:\n  front:\n    type: 'python:3.13'\n    web: {commands: {start: ./serve}}\n    relationships:\n      api: 'back:http'\n  back:\n    type: 'python:3.13'\n    web: {commands: {start: ./serve}}\n    relationships:\n      front: 'front:http'\n",
+    )]);
+    let e = errors_of(d.path());
+    assert!(
+        e.iter().any(|m| m.starts_with(".upsun/config.yaml:6:")
+            && m.contains("(front -> back -> front)")
+            && m.contains("cannot be circular")),
+        "{e:?}"
+    );
+    // `back:http` and the long form both load, as `back:http`.
+    for rels in [
+        "      api: 'back:http'\n",
+        "      api: {service: back, endpoint: http}\n",
+    ] {
+        let d = tree(&[(".upsun/config.yaml", config(rels).as_bytes())]);
+        let loaded = load(&DirSource::new(d.path())).expect("loads");
+        let front = loaded.topology.application("front").unwrap();
+        assert_eq!(front.relationships["api"], "back:http");
+    }
+}

@@ -107,6 +107,21 @@ pub fn port_for(release_number: i64, app_index: usize) -> u16 {
     (10000 + slot % 55000) as u16
 }
 
+/// The port an app-to-app relationship reaches the target app's web server on, as on
+/// Platform.sh (`http://REL.internal/`).
+pub const APP_RELATIONSHIP_PORT: u16 = 80;
+
+/// The address `REL.internal` resolves to for a relationship to the app of a release that
+/// listens on `port` ([`port_for`]): `127.4.(port / 256).(port % 256)` in the environment's
+/// network namespace, whose port [`APP_RELATIONSHIP_PORT`] is forwarded to `127.0.0.1:port`
+/// (`slipway_runtime::netns::forward`, when that app starts). The address is a function of
+/// the port, and the port of the release: a release's apps reach the apps of the same
+/// release, old ones the old, new ones the new, while both run.
+pub fn app_address(port: u16) -> std::net::Ipv4Addr {
+    let [hi, lo] = port.to_be_bytes();
+    std::net::Ipv4Addr::new(127, 4, hi, lo)
+}
+
 /// One app of a release, as stored in the release's spec.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AppInstance {
@@ -147,7 +162,8 @@ pub struct AppInstance {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<crate::mounts::AppMount>,
     /// What its `/etc/hosts` resolves: `REL.internal` -> the address of the service a
-    /// relationship names (absent in releases made before services ran).
+    /// relationship names, or of the app of the same release it names ([`app_address`])
+    /// (absent in releases made before services ran).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub hosts: BTreeMap<String, std::net::IpAddr>,
     /// Whether the app is PHP-FPM ([`crate::php`]): the router speaks FastCGI to it and

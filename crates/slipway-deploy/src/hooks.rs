@@ -59,7 +59,38 @@ fn hook_of<'a>(topology: &'a Topology, app: &str, post: bool) -> Option<&'a str>
     h.as_deref().filter(|s| !s.trim().is_empty())
 }
 
-/// Run `hooks.deploy` of every app that has one.
+/// The apps of `topology` that app `name` has a relationship to (not services).
+fn related_apps<'a>(topology: &'a Topology, name: &str) -> Vec<&'a str> {
+    let Some(app) = topology.application(name) else {
+        return Vec::new();
+    };
+    app.relationships
+        .values()
+        .map(|t| t.split_once(':').map_or(t.as_str(), |(n, _)| n))
+        .filter(|n| topology.service(n).is_none() && topology.application(n).is_some())
+        .filter_map(|n| topology.application(n).map(|a| a.name.as_str()))
+        .collect()
+}
+
+/// The release's apps in the order their deploy hooks run: an app after the apps it has a
+/// relationship to (their hooks first), otherwise in the configuration's order. A cycle
+/// (which Platform.sh refuses) keeps the configuration's order for the apps on it.
+fn hook_order<'a>(spec: &'a ReleaseSpec, topology: &Topology) -> Vec<&'a AppInstance> {
+    let mut done: Vec<&AppInstance> = Vec::new();
+    let mut left: Vec<&AppInstance> = spec.apps.iter().collect();
+    while !left.is_empty() {
+        let ready = left.iter().position(|a| {
+            related_apps(topology, &a.name)
+                .iter()
+                .all(|n| !left.iter().any(|l| l.name == *n) || *n == a.name)
+        });
+        done.push(left.remove(ready.unwrap_or(0)));
+    }
+    done
+}
+
+/// Run `hooks.deploy` of every app that has one, an app's after those of the apps it has a
+/// relationship to, once those answer (a deploy hook may call them at `REL.internal`).
 pub async fn deploy(
     platform: &Arc<Platform>,
     (project, env): (&str, &str),
@@ -67,10 +98,38 @@ pub async fn deploy(
     topology: &Topology,
     out: &Output,
 ) -> Result<(), PhaseError> {
-    for app in &spec.apps {
+    for app in hook_order(spec, topology) {
         if let Some(script) = hook_of(topology, &app.name, false) {
             let t = Instant::now();
             let phase = format!("deploy hook {}", app.name);
+            for name in related_apps(topology, &app.name) {
+                let Some(other) = spec
+                    .apps
+                    .iter()
+                    .find(|a| a.name == name && a.name != app.name)
+                else {
+                    continue;
+                };
+                out.phase(&phase, &format!("waiting for {name} to answer"));
+                let log = platform.data().app_log(project, env, name);
+                crate::health::wait_app(
+                    platform,
+                    spec,
+                    other,
+                    platform.settings().health_timeout,
+                    &log,
+                )
+                .await
+                .map_err(|m| {
+                    for l in m.lines().skip(1) {
+                        out.app_line(name, l);
+                    }
+                    PhaseError::new(
+                        "health check",
+                        m.lines().next().unwrap_or_default().to_string(),
+                    )
+                })?;
+            }
             out.phase(&phase, "running hooks.deploy");
             exec_hook(platform, (project, env), app, script, "hooks.deploy", out)
                 .await

@@ -50,6 +50,15 @@ pub fn plan(
     entropy: &str,
 ) -> ReleaseSpec {
     let url = platform.env_url(&target.project, &target.env);
+    // The ports of this release's apps: an app's relationship to another reaches this
+    // release's one (`environment::app_address`).
+    let app_ports: BTreeMap<String, u16> = topology
+        .applications
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| built.iter().any(|b| b.name == a.name))
+        .map(|(i, a)| (a.name.clone(), environment::port_for(release.number, i)))
+        .collect();
     let mut apps = Vec::new();
     for (i, app) in topology.applications.iter().enumerate() {
         let Some(b) = built.iter().find(|b| b.name == app.name) else {
@@ -116,7 +125,7 @@ pub fn plan(
             size: app.size,
             resources: app.resources,
             mounts: crate::mounts::plan(app),
-            hosts: crate::services::relationship_hosts(app, services),
+            hosts: crate::services::relationship_hosts(app, services, &app_ports),
             socket,
         });
     }
@@ -197,6 +206,18 @@ pub async fn start_app(
     let log = platform.data().app_log(project, env, &app.name);
     crate::app_logs::append_line(&log, &format!("{START_MARKER}{}", app.container))
         .map_err(fail)?;
+    if app.socket.is_none() && app.port != 0 {
+        // Its address for other apps' relationships (`REL.internal:80`), in the
+        // namespace, before it starts: another app's deploy hook may call it.
+        let address = environment::app_address(app.port);
+        slipway_runtime::netns::forward(
+            &spec.netns,
+            address,
+            environment::APP_RELATIONSHIP_PORT,
+            app.port,
+        )
+        .map_err(|e| fail(format!("address {address} of {}: {e}", app.name)))?;
+    }
     let mut container = container_spec(spec, app, dir, crate::isolation::run_as(project));
     // A container of that id left by an interrupted attempt is not ours to keep; removed
     // before its mounts are pinned, which removing it would unpin.

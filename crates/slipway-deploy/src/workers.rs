@@ -117,7 +117,8 @@ pub fn plan(
                 for k in ["PLATFORM_RELATIONSHIPS", "SLIPWAY_RELATIONSHIPS"] {
                     instance.env.insert(k.to_string(), b64.clone());
                 }
-                instance.hosts = crate::services::relationship_hosts(&effective, services);
+                let ports = apps.iter().map(|a| (a.name.clone(), a.port)).collect();
+                instance.hosts = crate::services::relationship_hosts(&effective, services, &ports);
             }
             instance.start = supervisor(&w.start);
             if w.size.is_some() {

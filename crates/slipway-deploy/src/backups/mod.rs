@@ -291,8 +291,24 @@ pub fn of_environment(
         })
 }
 
+/// Backup `id` if it is one of any environment of `project` (a backup of `main` restores
+/// into `dev` too: each service of the backup must be in the environment restored, of
+/// the same type and version); Err is the message for the user.
+pub fn of_project(platform: &Platform, project: &str, id: i64) -> Result<Backup, String> {
+    platform
+        .state()
+        .backup(id)
+        .map_err(|e| e.to_string())?
+        .filter(|b| b.project == project)
+        .ok_or_else(|| {
+            format!(
+                "backup {id} is not a backup of project {project} (`backup ls {project} ENV` lists them); nothing was changed"
+            )
+        })
+}
+
 /// `backup restore PROJECT ENV ID`: put `env`'s services and mounts back as backup `id`
-/// has them. Returns a summary line.
+/// (of `env` or of another environment of the project) has them. Returns a summary line.
 pub async fn restore(
     platform: &Arc<Platform>,
     project: &str,
@@ -301,12 +317,20 @@ pub async fn restore(
     user: &str,
     watch: impl Into<Watch>,
 ) -> Result<String, String> {
-    let backup = of_environment(platform, project, env, id)?;
+    let backup = of_project(platform, project, id)?;
+    let from = if backup.environment == env {
+        String::new()
+    } else {
+        format!(" of {}", backup.environment)
+    };
     with_activity(
         platform,
         project,
         env,
-        ("restore", &format!("restore of {env} from backup {id}")),
+        (
+            "restore",
+            &format!("restore of {env} from backup {id}{from}"),
+        ),
         user,
         watch.into(),
         |out| async move {

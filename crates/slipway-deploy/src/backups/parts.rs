@@ -730,7 +730,8 @@ pub(crate) async fn load_service(
             };
             let src = blob(p)?;
             let b = src.clone();
-            let databases = tokio::task::spawn_blocking(move || influx_databases(&b))
+            // A backup without a manifest that decodes is refused before the data goes.
+            tokio::task::spawn_blocking(move || influx_databases(&b))
                 .await
                 .map_err(|e| e.to_string())??;
             // The server again on an empty data folder: `restore -portable` makes each
@@ -752,11 +753,10 @@ pub(crate) async fn load_service(
             let mut script = format!(
                 "set -e\nD={INFLUX_BACKUP_DIR}\ntrap 'rm -rf \"$D\"' EXIT\nrm -rf \"$D\"\nmkdir \"$D\"\ntar -C \"$D\" -xf -\nH=\"$1\"\nshift\n"
             );
-            script.push_str(
-                "for db in \"$@\"; do influxd restore -portable -host \"$H\" -db \"$db\" \"$D\" >&2; done\n",
-            );
-            let mut args = strings(&["/bin/sh", "-c", &script, "sh", &influx_rpc(record)]);
-            args.extend(databases);
+            // Every database of the backup's meta store, those without a point (no shard in
+            // the manifest) too; `_internal`'s shards are skipped (the server's own).
+            script.push_str("influxd restore -portable -host \"$H\" \"$D\" >&2\n");
+            let args = strings(&["/bin/sh", "-c", &script, "sh", &influx_rpc(record)]);
             exec(platform, record, &args, &[], Some(&src), None).await?;
         }
         Language::Rabbitmq => {

@@ -100,17 +100,25 @@ pub fn limits() -> Limits {
     }
 }
 
-/// The names an app resolves to its services: `REL.internal` for each relationship to a
-/// service of the environment.
+/// The names an app resolves to its services and apps: `REL.internal` for each
+/// relationship to a service of the environment (its address) or to an app of the same
+/// release (`app_ports`: the release's apps' ports by name; the address
+/// [`crate::environment::app_address`] of its port).
 pub fn relationship_hosts(
     app: &Application,
     services: &[ServiceRecord],
+    app_ports: &BTreeMap<String, u16>,
 ) -> BTreeMap<String, IpAddr> {
     let mut out = BTreeMap::new();
     for (rel, target) in &app.relationships {
         let name = target.split_once(':').map_or(target.as_str(), |(s, _)| s);
         if let Some(s) = services.iter().find(|s| s.name == name) {
             out.insert(format!("{rel}.internal"), IpAddr::V4(s.address));
+        } else if let Some(port) = app_ports.get(name) {
+            out.insert(
+                format!("{rel}.internal"),
+                IpAddr::V4(crate::environment::app_address(*port)),
+            );
         }
     }
     out
@@ -993,11 +1001,21 @@ mod tests {
             .insert("database".into(), "db:postgresql".into());
         app.relationships.insert("other".into(), "nothere:x".into());
         let services = vec![record("db", 3, "main")];
-        let hosts = relationship_hosts(&app, &services);
+        app.relationships
+            .insert("api".into(), "backend:http".into());
+        let hosts = relationship_hosts(&app, &services, &BTreeMap::new());
         assert_eq!(hosts.len(), 1);
         assert_eq!(
             hosts["database.internal"],
             IpAddr::V4(Ipv4Addr::new(127, 1, 0, 3))
+        );
+        // An app of the release: the address of its port (10001 = 39 * 256 + 17).
+        let ports = BTreeMap::from([("backend".to_string(), 10001)]);
+        let hosts = relationship_hosts(&app, &services, &ports);
+        assert_eq!(hosts.len(), 2);
+        assert_eq!(
+            hosts["api.internal"],
+            IpAddr::V4(Ipv4Addr::new(127, 4, 39, 17))
         );
         let mut rels = serde_json::json!({"database": [{
             "service": "db", "scheme": "pgsql", "host": "database.internal", "port": 5432,

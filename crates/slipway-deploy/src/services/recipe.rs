@@ -531,6 +531,11 @@ exec mariadbd --no-defaults --datadir="$D" --bind-address={addr} --port={port} -
         Language::Rabbitmq => {
             // One Erlang node name and distribution port per service address: the
             // environment's services share one port-mapper daemon (epmd) on 127.0.0.1.
+            // A node's data is bound to its name: data made by a node of another name (a
+            // copy of the parent environment's, a `sync`, a backup of another environment
+            // restored, where the service's address differs) keeps the name it was made
+            // under (the one node folder in /app/mnesia), so its messages are not left
+            // behind in a folder the node never reads.
             let node = addr.octets()[3];
             let dist_port =
                 super::ports::private(super::ports::Private::RabbitmqDistribution, addr);
@@ -540,8 +545,14 @@ exec mariadbd --no-defaults --datadir="$D" --bind-address={addr} --port={port} -
                 // or /tmp (generated configuration).
                 start: format!(
                     r#"set -e
+NODE=rabbit{node}@localhost
+if [ ! -d "/app/mnesia/$NODE" ]; then
+  for d in /app/mnesia/rabbit*@localhost; do
+    if [ -d "$d" ]; then NODE="${{d##*/}}"; fi
+  done
+fi
 export HOME=/app RABBITMQ_MNESIA_BASE=/app/mnesia RABBITMQ_LOG_BASE=/tmp/log RABBITMQ_LOGS=- \
-  RABBITMQ_NODENAME=rabbit{node}@localhost RABBITMQ_CONFIG_FILE=/tmp/rabbitmq.conf \
+  RABBITMQ_NODENAME="$NODE" RABBITMQ_CONFIG_FILE=/tmp/rabbitmq.conf \
   RABBITMQ_ADVANCED_CONFIG_FILE=/tmp/advanced.config RABBITMQ_CONF_ENV_FILE=/tmp/rabbitmq-env.conf \
   RABBITMQ_ENABLED_PLUGINS_FILE=/tmp/enabled_plugins RABBITMQ_PID_FILE=/tmp/rabbitmq.pid \
   RABBITMQ_DIST_PORT={dist_port} ERL_EPMD_ADDRESS=127.0.0.1
