@@ -16,6 +16,7 @@ mod error;
 mod exits;
 pub mod netns;
 mod output;
+mod ownfs;
 mod pinned;
 mod process;
 pub mod reaper;
@@ -27,6 +28,7 @@ pub mod testing;
 
 pub use error::RuntimeError;
 pub use exits::Exit;
+pub use ownfs::{mount_private_tmpfs, unmount_all};
 pub use runtime::{Runtime, OOM_LINE};
 pub use spec::{validate_id, BindMount, ContainerSpec, RootFs};
 pub use state::{ContainerState, Status};
