@@ -371,9 +371,23 @@ fn a_project_name_sharing_a_user_with_another_project_is_refused() {
 /// Prints, each line prefixed with `WHO FILE`, what a process learns of where it runs: its
 /// mounts, its mount table with roots, its cgroup and its environment (`env`).
 const WHERE_PROBE: &str = r#"who=$1
-for f in /proc/self/mounts /proc/self/mountinfo /proc/self/cgroup; do sed "s|^|$who $f |" $f; done
+for f in /proc/self/mounts /proc/self/mountinfo /proc/1/mountinfo /proc/self/cgroup /proc/self/maps; do
+  sed "s|^|$who $f |" $f
+done
+for l in /proc/self/cwd /proc/self/root /proc/self/exe /proc/self/fd/*; do
+  echo "$who links $l -> $(readlink $l)"
+done
 env | sed "s|^|$who environ |"
 "#;
+
+/// Whether a mount table line (`/proc/self/mountinfo`'s or `/proc/self/mounts`') is of a
+/// build's writable `/app` or `/cache`: still binds of their data-dir folders.
+fn is_build_writable_bind(line: &str) -> bool {
+    let point = line
+        .split(' ')
+        .nth(if line.contains(" - ") { 4 } else { 1 });
+    matches!(point, Some("/app") | Some("/cache"))
+}
 
 /// Lines of `out` printed by `who`'s probe from `file` (at least one).
 fn probe_lines<'o>(out: &'o str, who: &str, file: &str) -> Vec<&'o str> {
@@ -386,11 +400,14 @@ fn probe_lines<'o>(out: &'o str, who: &str, file: &str) -> Vec<&'o str> {
     lines
 }
 
-/// What a build, an app and a shell read in `/proc/self/mounts`, `/proc/self/cgroup` and
-/// their environment names nothing of the host's data dir, and the mount table names no
-/// volume image: a mount of the app's volume shows only its path inside that volume. (The
-/// roots of the other bind mounts in `/proc/self/mountinfo` still do: ARCHITECTURE's
-/// "The container's boundary".)
+/// What a build, an app and a shell read in their mount table (`/proc/self/mounts`,
+/// `/proc/self/mountinfo` and `/proc/1/mountinfo`: every mount's root in its file system
+/// and its super options), `/proc/self/cgroup`, `maps`, the `cwd`, `root`, `exe` and `fd`
+/// links and their environment names nothing of the host's data dir or stacks folder,
+/// nor the host's `/usr` or `/etc` as a mount's root (ARCHITECTURE's "The container's
+/// boundary"): a mount of the app's volume shows only its path inside that volume. Known
+/// gap: a build's writable `/app` and `/cache` are binds of their data-dir folders (the
+/// host writes into the cache while a build runs), whose mountinfo root names that folder.
 #[test]
 fn a_container_reads_no_host_path_in_its_mounts_cgroup_or_environment() {
     let server = Server::start();
@@ -413,19 +430,57 @@ fn a_container_reads_no_host_path_in_its_mounts_cgroup_or_environment() {
     assert!(o.status.success(), "{}", text(&o));
     let shell = String::from_utf8_lossy(&o.stdout).to_string();
 
-    let data = server.data.display().to_string();
-    let temp = server.dir.path().display().to_string();
+    let host = [
+        server.data.display().to_string(),
+        server.dir.path().display().to_string(),
+        slipway_e2e::shared_stacks_dir().display().to_string(),
+    ];
     for (who, out) in [("build", &build), ("app", &app_out), ("shell", &shell)] {
-        for file in ["/proc/self/mounts", "/proc/self/cgroup", "environ"] {
+        for file in [
+            "/proc/self/mounts",
+            "/proc/self/mountinfo",
+            "/proc/1/mountinfo",
+            "/proc/self/cgroup",
+            "/proc/self/maps",
+            "links",
+            "environ",
+        ] {
             for line in probe_lines(out, who, file) {
+                if who == "build" && is_build_writable_bind(line) {
+                    continue;
+                }
+                for path in &host {
+                    assert!(
+                        !line.contains(path.as_str()),
+                        "{who} reads the host path {path} in {file}: {line}"
+                    );
+                }
+            }
+        }
+        for file in ["/proc/self/mountinfo", "/proc/1/mountinfo"] {
+            for line in probe_lines(out, who, file) {
+                assert!(!line.contains(".img"), "{who} sees a volume image: {line}");
+                // The root of the mount in its file system: never a host folder.
+                let root = line.split(' ').nth(3).unwrap_or("");
                 assert!(
-                    !line.contains(&data) && !line.contains(&temp),
-                    "{who} reads a host path in {file}: {line}"
+                    !root.starts_with("/usr/") && !root.starts_with("/etc/") && root != "/usr",
+                    "{who} sees a host folder in {file}: {line}"
                 );
             }
         }
-        for line in probe_lines(out, who, "/proc/self/mountinfo") {
-            assert!(!line.contains(".img"), "{who} sees a volume image: {line}");
+        // The root, /app (read-only: not a build's), and the generated files come from
+        // file systems of their own.
+        let app_root = ("/app", "/");
+        let own = [("/", "/"), app_root, ("/etc/passwd", "/passwd")];
+        for (point, root) in own.into_iter().filter(|p| who != "build" || *p != app_root) {
+            assert!(
+                probe_lines(out, who, "/proc/self/mountinfo")
+                    .iter()
+                    .any(
+                        |l| l.split(' ').nth(4) == Some(point) && l.split(' ').nth(3) == Some(root)
+                    ),
+                "{who}: no {point} mount with root {root}:\n{out}"
+            );
         }
     }
     // The app's mount shows where it is on its volume, nothing above it.

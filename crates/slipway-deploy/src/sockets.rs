@@ -3,15 +3,16 @@
 //!
 //! Such an app listens on `$SOCKET` = [`SOCKET`] (`/run/app.sock`, as on Platform.sh) instead
 //! of `$PORT`. The container's `/run` is a folder of its own on the host,
-//! `DATA/run/CONTAINER/` ([`crate::DataDir::app_sockets`]): made afresh at each start, owned
-//! by the project's user (`web` inside) with mode 0700, bound at `/run` of that container
-//! only. The router connects to `DATA/run/CONTAINER/app.sock` from the host, never
+//! `DATA/run/CONTAINER/` ([`crate::DataDir::app_sockets`]): made afresh at each start, a
+//! tmpfs of its own mounted there ([`RUN_BYTES`], so the container's mount table shows
+//! `/`, not the folder's host path; an overlay would not do: a socket made through one
+//! cannot be reached by its host path), owned by the project's user (`web` inside) with
+//! mode 0700, bound at `/run` of that container only. The router connects to `DATA/run/CONTAINER/app.sock` from the host, never
 //! following a symbolic link the app may put there (`slipway_router`'s `connect_unix`); no
 //! other container sees the folder (another tenant cannot reach the socket), and the
-//! container sees nothing of the host there. The folder is a tmpfs of [`RUN_BYTES`] mounted
-//! there, so what the app writes to `/run` never fills the host's disk (its pages count
-//! against the container's memory). Retiring (or failing) the release unmounts and removes
-//! the folder.
+//! container sees nothing of the host there. What the app writes to `/run` never fills the
+//! host's disk (the tmpfs is capped, its pages count against the container's memory).
+//! Retiring (or failing) the release unmounts and removes the folder.
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -25,11 +26,11 @@ pub const SOCKET: &str = "/run/app.sock";
 /// The container folder bound from the host: the folder of [`SOCKET`].
 pub const SOCKET_DIR: &str = "/run";
 
+/// Room on a container's `/run` tmpfs (memory, counted to the container that writes it).
+pub const RUN_BYTES: u64 = 16 * 1024 * 1024;
+
 /// The socket's file name in its folder.
 const SOCKET_NAME: &str = "app.sock";
-
-/// Size of the tmpfs at a container's `/run`: room for sockets and pid files, not data.
-pub const RUN_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Why an app's socket folder could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -37,15 +38,9 @@ pub enum SocketError {
     /// The socket path has no folder.
     #[error("the unix socket path {} has no folder", .0.display())]
     NoFolder(PathBuf),
-    /// Mounting the folder's tmpfs failed.
-    #[error("mounting a tmpfs on {}: {source}", path.display())]
-    Mount {
-        /// The folder.
-        path: PathBuf,
-        /// The error.
-        #[source]
-        source: nix::Error,
-    },
+    /// Mounting or unmounting the folder's tmpfs failed.
+    #[error(transparent)]
+    Mount(#[from] slipway_runtime::RuntimeError),
     /// Making, clearing or owning the folder failed.
     #[error("{what} {}: {source}", path.display())]
     Io {
@@ -65,8 +60,8 @@ pub fn host_socket(sockets: &Path, container: &str) -> PathBuf {
 }
 
 /// Make the socket folder of `socket` (a [`host_socket`] path) afresh, empty, owned by
-/// `owner` with mode 0700 (its parent, `DATA/run`, root's 0700), a tmpfs of [`RUN_BYTES`],
-/// and return its bind mount at [`SOCKET_DIR`].
+/// `owner` with mode 0700 (its parent, `DATA/run`, root's 0700), and return its bind
+/// mount at [`SOCKET_DIR`].
 pub fn prepare(socket: &Path, owner: RunAs) -> Result<BindMount, SocketError> {
     let Some(dir) = socket.parent() else {
         return Err(SocketError::NoFolder(socket.to_path_buf()));
@@ -82,34 +77,17 @@ pub fn prepare(socket: &Path, owner: RunAs) -> Result<BindMount, SocketError> {
     }
     // A folder left by an earlier start of this container (a crash, a restart) may hold a
     // stale socket, which would look like an app that listens.
-    unmount(dir);
+    slipway_runtime::unmount_all(dir)?;
     match std::fs::remove_dir_all(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(io("clearing", dir)(e)),
     }
     std::fs::create_dir(dir).map_err(io("creating", dir))?;
-    use nix::mount::MsFlags;
-    nix::mount::mount(
-        Some("tmpfs"),
-        dir,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some(
-            format!(
-                "size={RUN_BYTES},mode=0700,uid={},gid={}",
-                owner.uid, owner.gid
-            )
-            .as_str(),
-        ),
-    )
-    .map_err(|source| SocketError::Mount {
-        path: dir.to_path_buf(),
-        source,
-    })?;
     std::os::unix::fs::chown(dir, Some(owner.uid), Some(owner.gid)).map_err(io("owning", dir))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .map_err(io("setting the mode of", dir))?;
+    slipway_runtime::mount_private_tmpfs(dir, owner, RUN_BYTES)?;
     Ok(BindMount {
         source: dir.to_path_buf(),
         destination: SOCKET_DIR.to_string(),
@@ -121,23 +99,15 @@ pub fn prepare(socket: &Path, owner: RunAs) -> Result<BindMount, SocketError> {
 /// is fine.
 pub fn remove(socket: &Path) {
     if let Some(dir) = socket.parent() {
-        unmount(dir);
+        if let Err(e) = slipway_runtime::unmount_all(dir) {
+            tracing::warn!(dir = %dir.display(), "unmounting a socket folder: {e}");
+            return;
+        }
         match std::fs::remove_dir_all(dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => tracing::warn!(dir = %dir.display(), "removing a socket folder: {e}"),
         }
-    }
-}
-
-/// Detach the tmpfs of a socket folder, if one is mounted there.
-fn unmount(dir: &Path) {
-    match nix::mount::umount2(
-        dir,
-        nix::mount::MntFlags::MNT_DETACH | nix::mount::MntFlags::UMOUNT_NOFOLLOW,
-    ) {
-        Ok(()) | Err(nix::Error::EINVAL | nix::Error::ENOENT) => {}
-        Err(e) => tracing::warn!(dir = %dir.display(), "unmounting a socket folder: {e}"),
     }
 }
 
@@ -160,18 +130,24 @@ mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
 
+    /// The file system type mounted at `dir`, if any (this process's mount namespace).
+    fn mounted_at(dir: &Path) -> Option<String> {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let dir = dir.display().to_string();
+        info.lines()
+            .filter(|l| l.split(' ').nth(4) == Some(dir.as_str()))
+            .filter_map(|l| l.split_once(" - ")?.1.split(' ').next().map(String::from))
+            .next_back()
+    }
+
+    /// Needs root (a tmpfs is mounted): not skipped, the crate's tests run as root.
     #[test]
     fn prepares_a_private_folder_afresh_and_removes_it() {
         let data = tempfile::tempdir().unwrap();
         let sockets = data.path().join("run");
         let socket = host_socket(&sockets, "demo.main.app.r1");
         assert!(socket.ends_with("run/demo.main.app.r1/app.sock"));
-        // Owned by the current user so the test runs unprivileged too.
-        let mine = std::fs::metadata(data.path()).unwrap();
-        let me = RunAs {
-            uid: mine.uid(),
-            gid: mine.gid(),
-        };
+        let me = RunAs::for_project("sockets-tests");
         let mount = prepare(&socket, me).unwrap();
         assert_eq!(mount.destination, "/run");
         assert!(mount.writable);
@@ -180,6 +156,8 @@ mod tests {
         let meta = std::fs::metadata(dir).unwrap();
         assert_eq!(meta.mode() & 0o777, 0o700);
         assert_eq!(meta.uid(), me.uid);
+        // A tmpfs of its own: the container's mount table shows its root, not this path.
+        assert_eq!(mounted_at(dir).as_deref(), Some("tmpfs"));
         assert_eq!(
             std::fs::metadata(&sockets).unwrap().mode() & 0o777,
             0o700,
@@ -191,6 +169,7 @@ mod tests {
         assert!(!socket.exists());
         remove(&socket);
         assert!(!dir.exists());
+        assert_eq!(mounted_at(dir), None);
         remove(&socket);
         // Leftovers: only the folders of needed containers stay.
         let kept = host_socket(&sockets, "demo.main.app.r2");
@@ -199,5 +178,7 @@ mod tests {
         remove_leftovers(&sockets, |c| c == "demo.main.app.r2");
         assert!(!dir.exists());
         assert!(kept.parent().unwrap().exists());
+        remove(&kept);
+        assert_eq!(mounted_at(kept.parent().unwrap()), None);
     }
 }

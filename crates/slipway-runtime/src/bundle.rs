@@ -1,5 +1,8 @@
-//! Writing an OCI bundle for a [`ContainerSpec`]: the rootfs folder (empty, with mount points)
-//! and `config.json` describing Slipway's host stack.
+//! Writing an OCI bundle for a [`ContainerSpec`]: `config.json`, and the file systems of the
+//! container's own its mounts come from (`ownfs`): the root (a read-only overlay of the
+//! stack, or a tmpfs with mount points for the host stack), the generated files' tmpfs,
+//! read-only overlays of `/app` and of other read-only host folders (writable ones are
+//! bound as they are).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -13,6 +16,7 @@ use oci_spec::runtime::{
 };
 
 use crate::error::RuntimeError;
+use crate::ownfs::Staging;
 use crate::spec::{destination_parts, ContainerSpec, RootFs};
 use crate::tenancy::{seccomp, CPU_PERIOD_US, INIT_PATH};
 
@@ -28,13 +32,20 @@ const MASKED_HOST_PATHS: &[&str] = &["/etc/shadow", "/etc/gshadow", "/etc/ssh", 
 pub(crate) struct BundlePaths {
     /// The bundle folder (holds `config.json`).
     pub bundle: PathBuf,
-    /// The container's (empty) root file system folder.
+    /// The mount point of the container's root (unmounted once the container started;
+    /// the empty folder stays, `runc exec` starts in it).
     pub rootfs: PathBuf,
 }
 
 impl BundlePaths {
-    /// Removes the bundle and rootfs folders (missing is fine).
+    /// Unmounts the root's mount point (nothing mounted is fine).
+    pub fn unmount_root(&self) -> Result<(), RuntimeError> {
+        crate::ownfs::unmount_all(&self.rootfs)
+    }
+
+    /// Removes the bundle and root folders (missing is fine).
     pub fn remove(&self) -> Result<(), RuntimeError> {
+        self.unmount_root()?;
         for dir in [&self.bundle, &self.rootfs] {
             match std::fs::remove_dir_all(dir) {
                 Ok(()) => {}
@@ -183,74 +194,139 @@ fn write_file(path: &Path, text: &str) -> Result<(), RuntimeError> {
         .map_err(|e| RuntimeError::io(format!("writing {}", path.display()), e))
 }
 
-/// Creates the rootfs folder (mount points, merged-usr symlinks), the `web` user's
-/// `/etc/passwd` and `/etc/group`, and writes `config.json`. `init` is the host's tini.
+/// Makes the container's root (a read-only overlay of its stack, or for the host stack a
+/// tmpfs with mount points and merged-usr symlinks), its tmpfs of generated files (the `web`
+/// user's `/etc/passwd` and `/etc/group`, `/etc/hosts`), the mounts of `/app` and the
+/// declared mounts, each read-only one from a file system of its own where the kernel
+/// allows (`ownfs`), and writes `config.json`.
+/// `init` is the host's tini.
 pub(crate) fn write_bundle(
     spec: &ContainerSpec,
     paths: &BundlePaths,
+    stage: &Staging,
     cgroups_path: &str,
     init: &Path,
 ) -> Result<(), RuntimeError> {
     paths.remove()?;
     mkdirs(&paths.bundle)?;
-    mkdirs(&paths.rootfs)?;
-    for d in ["usr", "etc", "proc", "dev", "sys", "tmp", "app"] {
-        mkdirs(&paths.rootfs.join(d))?;
-    }
-    // runc gives a tmpfs the mode of its mount point: `/tmp` must be world-writable and sticky.
-    let tmp = paths.rootfs.join("tmp");
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777))
-        .map_err(|e| RuntimeError::io(format!("setting the mode of {}", tmp.display()), e))?;
-    // The init's mount point: in the per-container root, or once in a stack's shared root.
-    let init_point = match &spec.root {
-        RootFs::Stack(dir) => dir.join(INIT_PATH.trim_start_matches('/')),
-        RootFs::Host => paths.rootfs.join(INIT_PATH.trim_start_matches('/')),
-    };
-    if !init_point.exists() {
-        mount_point(&init_point, init)?;
-    }
-    let (passwd, group) = (paths.bundle.join("passwd"), paths.bundle.join("group"));
-    write_file(&passwd, &spec.run_as.passwd())?;
-    write_file(&group, &spec.run_as.group())?;
-
-    let mut mounts = get_default_mounts();
-    // A stack is the root itself (read-only, shared); the host stack is bound into an
-    // empty per-container root.
+    // A stack is the root (read-only, shared: its mount points are made when it is built);
+    // the host stack is bound into a tmpfs root of the container's own, made here.
     let stack_root = match &spec.root {
         RootFs::Stack(dir) => Some(dir.as_path()),
         RootFs::Host => None,
     };
-    let root_path = stack_root.unwrap_or(&paths.rootfs).to_path_buf();
+    let root_dir = match stack_root {
+        Some(dir) => dir.to_path_buf(),
+        None => {
+            let root = stage.tmpfs(0o755, Some(&paths.rootfs))?;
+            for d in ["usr", "etc", "proc", "dev", "sys", "tmp", "app"] {
+                mkdirs(&root.join(d))?;
+            }
+            // runc gives a tmpfs the mode of its mount point: `/tmp` must be world-writable
+            // and sticky.
+            let tmp = root.join("tmp");
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)).map_err(
+                |e| RuntimeError::io(format!("setting the mode of {}", tmp.display()), e),
+            )?;
+            root
+        }
+    };
+    // The init's mount point: in the per-container root, or once in a stack's shared root.
+    let init_point = root_dir.join(INIT_PATH.trim_start_matches('/'));
+    if !init_point.exists() {
+        mount_point(&init_point, init)?;
+    }
+
+    // Declared mounts, parents before children; their mount points first (in the slug
+    // before its overlay is made, so that the overlay has them).
+    let mut declared: Vec<_> = spec
+        .mounts
+        .iter()
+        .filter_map(|m| destination_parts(&m.destination).map(|p| (p, m)))
+        .collect();
+    declared.sort_by_key(|(parts, _)| parts.len());
+    for (parts, m) in &declared {
+        let rel: PathBuf = parts.iter().collect();
+        match parts[0].as_str() {
+            // Inside /app: the mount point has to exist in the app folder itself.
+            "app" => app_mount_point(
+                &spec.id,
+                &spec.app_dir,
+                &parts[1..].iter().collect::<PathBuf>(),
+                &m.source,
+            )?,
+            // Inside /tmp (a tmpfs): the runtime creates it.
+            "tmp" => {}
+            _ => {
+                // Not below another declared mount: create it in the root.
+                let below_other = declared
+                    .iter()
+                    .any(|(p, _)| p.len() < parts.len() && parts.starts_with(p));
+                if below_other {
+                } else if stack_root.is_none() {
+                    mount_point(&root_dir.join(&rel), &m.source)?;
+                } else if std::fs::symlink_metadata(root_dir.join(&rel)).is_err() {
+                    // Never write into a shared stack: its mount points are made at build.
+                    return Err(RuntimeError::InvalidSpec {
+                        id: spec.id.clone(),
+                        reason: format!("mount point /{} is not in the stack", rel.display()),
+                    });
+                }
+            }
+        }
+    }
+
+    let root_path = match stack_root {
+        Some(stack) => stage.read_only(stack, Some(&paths.rootfs))?,
+        None => root_dir,
+    };
+    // Generated and copied files, on a tmpfs of the container's own.
+    let files = stage.tmpfs(0o755, None)?;
+    let generated = |name: &str, text: &str| -> Result<PathBuf, RuntimeError> {
+        let path = files.join(name);
+        write_file(&path, text)?;
+        Ok(path)
+    };
+    let passwd = generated("passwd", &spec.run_as.passwd())?;
+    let group = generated("group", &spec.run_as.group())?;
+    let source = |path: &Path, writable: bool, name: &str| -> Result<PathBuf, RuntimeError> {
+        stage.source(path, writable, &files, name)
+    };
+
+    let mut mounts = get_default_mounts();
     if stack_root.is_none() {
         mounts.push(bind("/usr", Path::new("/usr"), false)?);
         mounts.push(bind("/etc", Path::new("/etc"), false)?);
     } else if spec.netns.is_none() && Path::new("/etc/resolv.conf").exists() {
         // On the host network (builds) names resolve as on the host: its resolv.conf,
         // read-only, over the stack's empty one; nothing else of the host's /etc.
-        mounts.push(bind(
-            "/etc/resolv.conf",
-            Path::new("/etc/resolv.conf"),
-            false,
-        )?);
+        let copy = source(Path::new("/etc/resolv.conf"), false, "resolv.conf")?;
+        mounts.push(bind("/etc/resolv.conf", &copy, false)?);
     }
     if !spec.hosts.is_empty() {
-        let hosts = paths.bundle.join("hosts");
-        write_file(&hosts, &hosts_file(&spec.hosts))?;
+        let hosts = generated("hosts", &hosts_file(&spec.hosts))?;
         mounts.push(bind("/etc/hosts", &hosts, false)?);
     }
     mounts.push(bind("/etc/passwd", &passwd, false)?);
     mounts.push(bind("/etc/group", &group, false)?);
-    mounts.push(bind(INIT_PATH, init, false)?);
+    // The init's folder in an overlay of its own: the container binds only the init of it.
+    let init_name = init.file_name().unwrap_or_default();
+    let init_dir = init.parent().unwrap_or(Path::new("/"));
+    mounts.push(bind(
+        INIT_PATH,
+        &stage.read_only(init_dir, None)?.join(init_name),
+        false,
+    )?);
     for name in LIB_DIRS.iter().filter(|_| stack_root.is_none()) {
         match host_dir(name) {
             Some(HostDir::Symlink(target)) => {
-                let link = paths.rootfs.join(name);
+                let link = root_path.join(name);
                 std::os::unix::fs::symlink(&target, &link).map_err(|e| {
                     RuntimeError::io(format!("creating symlink {}", link.display()), e)
                 })?;
             }
             Some(HostDir::Dir) => {
-                mkdirs(&paths.rootfs.join(name))?;
+                mkdirs(&root_path.join(name))?;
                 let host = Path::new("/").join(name);
                 mounts.push(bind(&format!("/{name}"), &host, false)?);
             }
@@ -271,49 +347,16 @@ pub(crate) fn write_bundle(
             .build()
             .map_err(oci_err)?,
     );
-    mounts.push(bind("/app", &spec.app_dir, spec.app_writable)?);
-
-    // Declared mounts, parents before children.
-    let mut declared: Vec<_> = spec
-        .mounts
-        .iter()
-        .filter_map(|m| destination_parts(&m.destination).map(|p| (p, m)))
-        .collect();
-    declared.sort_by_key(|(parts, _)| parts.len());
-    for (parts, m) in &declared {
-        let rel: PathBuf = parts.iter().collect();
-        match parts[0].as_str() {
-            // Inside /app: the mount point has to exist in the app folder itself.
-            "app" => app_mount_point(
-                &spec.id,
-                &spec.app_dir,
-                &parts[1..].iter().collect::<PathBuf>(),
-                &m.source,
-            )?,
-            // Inside /tmp (a tmpfs): the runtime creates it.
-            "tmp" => {}
-            _ => {
-                // Not below another declared mount: create it in the rootfs.
-                let below_other = declared
-                    .iter()
-                    .any(|(p, _)| p.len() < parts.len() && parts.starts_with(p));
-                if below_other {
-                } else if let Some(stack) = stack_root {
-                    // Never write into a shared stack: its mount points are made at build.
-                    if std::fs::symlink_metadata(stack.join(&rel)).is_err() {
-                        return Err(RuntimeError::InvalidSpec {
-                            id: spec.id.clone(),
-                            reason: format!("mount point /{} is not in the stack", rel.display()),
-                        });
-                    }
-                } else {
-                    mount_point(&paths.rootfs.join(&rel), &m.source)?;
-                }
-            }
-        }
+    let app = source(&spec.app_dir, spec.app_writable, "app")?;
+    mounts.push(bind("/app", &app, spec.app_writable)?);
+    for (n, (parts, m)) in declared.iter().enumerate() {
+        let name = format!(
+            "{n}-{}",
+            parts.last().map(String::as_str).unwrap_or("mount")
+        );
         mounts.push(bind(
             &format!("/{}", parts.join("/")),
-            &m.source,
+            &source(&m.source, m.writable, &name)?,
             m.writable,
         )?);
     }

@@ -22,13 +22,10 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
-use rustix::mount::{MoveMountFlags, OpenTreeFlags, UnmountFlags};
+use rustix::mount::{OpenTreeFlags, UnmountFlags};
 
 use crate::error::RuntimeError;
-
-fn errno_io(e: Errno) -> std::io::Error {
-    std::io::Error::from_raw_os_error(e.raw_os_error())
-}
+use crate::ownfs::errno_io;
 
 /// Open the folder `relative` below `root` without following any link: `root` itself is
 /// the host's (a volume's mount point), everything below it may have been written by a
@@ -87,22 +84,7 @@ pub(crate) fn pin(root: &Path, relative: &Path, staging: &Path) -> Result<PathBu
             errno_io(e),
         )
     })?;
-    std::fs::create_dir(staging)
-        .map_err(|e| RuntimeError::io(format!("creating {}", staging.display()), e))?;
-    if let Err(e) = rustix::mount::move_mount(
-        &tree,
-        "",
-        rustix::fs::CWD,
-        staging,
-        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-    ) {
-        let _ = std::fs::remove_dir(staging);
-        return Err(RuntimeError::io(
-            format!("attaching {} at {}", relative.display(), staging.display()),
-            errno_io(e),
-        ));
-    }
-    Ok(staging.to_path_buf())
+    crate::ownfs::attach(&tree, staging, &relative.display().to_string())
 }
 
 /// Unmount and remove every staging folder in `dir`, then `dir` itself; a missing `dir` is

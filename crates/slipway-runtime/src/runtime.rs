@@ -13,6 +13,7 @@ use crate::cli::{message, messages, resolve_runtime, short_hash};
 use crate::error::RuntimeError;
 use crate::exits::{become_subreaper, Exit, Exits};
 use crate::output::stream_lines;
+use crate::ownfs::Staging;
 use crate::process::{exec_process, forget_env, ProcessFile};
 use crate::spec::{validate_id, ContainerSpec};
 use crate::state::{parse_list, parse_state, ContainerState, Status};
@@ -35,10 +36,13 @@ pub struct Runtime {
     runtime: PathBuf,
     state_root: PathBuf,
     bundles: PathBuf,
+    /// Mount points of containers' roots, one folder per container.
     rootfs: PathBuf,
+    /// An empty folder only root writes: the other layer of read-only overlays (`ownfs`).
+    empty: PathBuf,
     scratch: PathBuf,
-    /// Staging folders of pinned bind sources, one folder per container
-    /// ([`Runtime::pin_bind_source`]).
+    /// Staging folders of pinned bind sources and of the file systems of a container's own
+    /// (`ownfs`), one folder per container ([`Runtime::pin_bind_source`]).
     binds: PathBuf,
     cgroup_parent: String,
     /// The host's statically linked tini, bound into every container as its pid 1.
@@ -130,7 +134,7 @@ impl Drop for Guard<'_> {
 
 impl Runtime {
     /// `runtime` = path or name of the OCI runtime CLI; `data_dir` = Slipway's data dir
-    /// (uses `data_dir/runtime/{state,bundles,rootfs}`).
+    /// (uses `data_dir/runtime/{state,bundles,rootfs,binds,empty,tmp}`).
     pub fn new(runtime: &Path, data_dir: &Path) -> Result<Runtime, RuntimeError> {
         let runtime = resolve_runtime(runtime)?;
         let init = find_init()?;
@@ -144,6 +148,7 @@ impl Runtime {
             state_root: base.join("state"),
             bundles: base.join("bundles"),
             rootfs: base.join("rootfs"),
+            empty: base.join("empty"),
             scratch: base.join("tmp"),
             binds: base.join("binds"),
             cgroup_parent: format!(
@@ -158,6 +163,7 @@ impl Runtime {
             &rt.state_root,
             &rt.bundles,
             &rt.rootfs,
+            &rt.empty,
             &rt.scratch,
             &rt.binds,
         ] {
@@ -180,13 +186,20 @@ impl Runtime {
         relative: &Path,
     ) -> Result<PathBuf, RuntimeError> {
         validate_id(id)?;
-        let dir = self.binds.join(id);
-        mkdirs(&dir)?;
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        crate::pinned::pin(root, relative, &dir.join(format!("{n}")))
+        crate::pinned::pin(root, relative, &self.staging(id).next()?)
     }
 
-    /// Remove the staging mounts of container `id`'s pinned bind sources (logged on error).
+    /// Container `id`'s staging mounts (pinned sources, file systems of its own).
+    fn staging(&self, id: &str) -> Staging<'_> {
+        Staging {
+            dir: self.binds.join(id),
+            empty: &self.empty,
+            counter: &self.counter,
+        }
+    }
+
+    /// Remove the staging mounts of container `id`'s pinned bind sources and file systems
+    /// of its own, and unmount its root's mount point (logged on error).
     fn unpin(&self, id: &str) {
         if validate_id(id).is_err() {
             return;
@@ -194,10 +207,14 @@ impl Runtime {
         if let Err(e) = crate::pinned::unpin_all(&self.binds.join(id)) {
             tracing::warn!(container = id, "removing pinned bind sources: {e}");
         }
+        if let Err(e) = self.paths(id).unmount_root() {
+            tracing::warn!(container = id, "unmounting its root: {e}");
+        }
     }
 
-    /// Remove the staging mounts every container's pinned bind sources left (`serve` start,
-    /// before it starts any container: a crash between a pin and its container's start).
+    /// Remove the staging mounts every container's pinned bind sources and file systems of
+    /// its own left, and unmount roots still mounted (`serve` start, before it starts any
+    /// container: a crash between a pin and its container's start).
     pub fn unpin_stale(&self) -> Result<(), RuntimeError> {
         let entries = std::fs::read_dir(&self.binds)
             .map_err(|e| RuntimeError::io(format!("reading {}", self.binds.display()), e))?;
@@ -205,6 +222,14 @@ impl Runtime {
             let entry = entry
                 .map_err(|e| RuntimeError::io(format!("reading {}", self.binds.display()), e))?;
             crate::pinned::unpin_all(&entry.path())?;
+        }
+        // A started container holds its own root: what is still mounted was never started.
+        let entries = std::fs::read_dir(&self.rootfs)
+            .map_err(|e| RuntimeError::io(format!("reading {}", self.rootfs.display()), e))?;
+        for entry in entries {
+            let entry = entry
+                .map_err(|e| RuntimeError::io(format!("reading {}", self.rootfs.display()), e))?;
+            crate::ownfs::unmount_all(&entry.path())?;
         }
         Ok(())
     }
@@ -337,8 +362,15 @@ impl Runtime {
             return Err(RuntimeError::AlreadyExists(spec.id.clone()));
         }
         let paths = self.paths(&spec.id);
-        let written = write_bundle(spec, &paths, &self.cgroups_path(&spec.id), &self.init);
+        let written = write_bundle(
+            spec,
+            &paths,
+            &self.staging(&spec.id),
+            &self.cgroups_path(&spec.id),
+            &self.init,
+        );
         if written.is_err() {
+            self.unpin(&spec.id);
             let _ = paths.remove();
         }
         written
@@ -680,7 +712,7 @@ impl Runtime {
         self.destroy(id).await
     }
 
-    /// `delete --force` (missing is fine), then removes the bundle and rootfs folders.
+    /// `delete --force` (missing is fine), then removes the bundle and root folders.
     async fn destroy(&self, id: &str) -> Result<(), RuntimeError> {
         self.delete_force(id).await?;
         self.unpin(id);

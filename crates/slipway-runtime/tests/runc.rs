@@ -130,6 +130,7 @@ async fn run_streams_output_and_returns_exit_code() {
     assert_eq!(f.rt.state(&s.id).await.unwrap(), None);
     assert!(!f.data_dir.join("runtime/bundles").join(&s.id).exists());
     assert!(!f.data_dir.join("runtime/rootfs").join(&s.id).exists());
+    assert!(!f.data_dir.join("runtime/binds").join(&s.id).exists());
     // A clean exit.
     let (r, _) = run_lines(&f.rt, &spec(&f, &["/bin/true"])).await;
     assert_eq!(r.unwrap(), 0);
@@ -226,6 +227,81 @@ async fn file_system_rules_env_and_cwd() {
     let (r, lines) = run_lines(&f.rt, &spec(&f, &sh("ls /tmp | wc -l"))).await;
     assert_eq!(r.unwrap(), 0);
     assert_eq!(lines, vec!["0"]);
+}
+
+/// Every read-only mount of a container comes from a file system of its own: no line of its
+/// mount table (`/proc/self/mountinfo`, `/proc/1/mountinfo`, `/proc/self/mounts`), root
+/// field or super options alike, names the data dir, the app folder or a read-only
+/// declared mount's folder or file, for a build (`/app` writable) and an app. Writable
+/// folders (a build's `/app`, `/data` here) are bound as they are and are the only lines
+/// that may name their folder.
+#[tokio::test]
+async fn the_mount_table_names_no_data_app_or_mount_folder() {
+    if !can_run() {
+        return;
+    }
+    let f = fixture();
+    let rw = tempfile::tempdir().unwrap();
+    f.run_as.own_tree(rw.path()).unwrap();
+    let ro = tempfile::tempdir().unwrap();
+    let file = ro.path().join("ca.crt");
+    std::fs::write(&file, "certificate\n").unwrap();
+    let script = "cat /proc/self/mountinfo /proc/1/mountinfo /proc/self/mounts; \
+                  cat /ro.crt; echo w > /data/w.txt && echo DATA-RW";
+    for app_writable in [false, true] {
+        let mut s = spec(&f, &sh(script));
+        s.app_writable = app_writable;
+        s.hosts = vec![("db.internal".into(), "10.0.0.2".parse().unwrap())];
+        s.mounts = vec![
+            BindMount {
+                source: rw.path().into(),
+                destination: "/data".into(),
+                writable: true,
+            },
+            BindMount {
+                source: ro.path().into(),
+                destination: "/app/ro".into(),
+                writable: false,
+            },
+            BindMount {
+                source: file.clone(),
+                destination: "/ro.crt".into(),
+                writable: false,
+            },
+        ];
+        let (r, lines) = run_lines(&f.rt, &s).await;
+        assert_eq!(r.unwrap(), 0, "{lines:?}");
+        for want in ["certificate", "DATA-RW"] {
+            assert!(lines.iter().any(|l| l == want), "{want}: {lines:?}");
+        }
+        let host: Vec<String> = [f.data_dir.as_path(), f.app.path(), rw.path(), ro.path()]
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        let mut roots = 0;
+        for line in &lines {
+            // The mount point: `/proc/self/mountinfo`'s fifth field, `/proc/self/mounts`' second.
+            let point = line
+                .split(' ')
+                .nth(if line.contains(" - ") { 4 } else { 1 });
+            if point == Some("/data") || (app_writable && point == Some("/app")) {
+                continue;
+            }
+            for path in &host {
+                assert!(!line.contains(path.as_str()), "{path} in: {line}");
+            }
+            roots += usize::from(line.split(' ').nth(3) == Some("/"));
+        }
+        // The root, /app/ro, the generated files' tmpfs, /proc and /dev at least.
+        assert!(roots >= 5, "{lines:#?}");
+        assert_eq!(
+            std::fs::read_to_string(rw.path().join("w.txt")).unwrap(),
+            "w\n"
+        );
+    }
+    // Nothing staged stays behind.
+    let binds = f.data_dir.join("runtime/binds");
+    assert_eq!(std::fs::read_dir(&binds).unwrap().count(), 0);
 }
 
 #[tokio::test]
