@@ -640,9 +640,12 @@ impl Cx<'_> {
     /// `/p/PROJECT/e/ENV/vars`: names for viewers, values for contributors and admins,
     /// never the values of sensitive variables.
     fn variables(&self, project: &str, env: &str) -> Answer {
-        let role = match self.allowed(project, env, Role::Viewer) {
-            Ok(r) => r,
-            Err(refusal) => return *refusal,
+        // As `var ls`: also of an environment not deployed yet.
+        let user = &self.session.user;
+        let role = match access::check_variables(self.platform, user, project, env, Role::Viewer) {
+            Ok((r, _)) => r,
+            Err(access::CheckError::Refused(m)) => return refused(&m),
+            Err(e) => return failed(&e.to_string()),
         };
         let vars = match self.platform.state().variable_list(project, env) {
             Ok(v) => v,
