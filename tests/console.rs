@@ -2250,3 +2250,43 @@ fn actions_go_to_their_own_activity_waiting_pages_survive_an_upgrade_and_old_log
         );
     }
 }
+
+/// `var set` in the console on an environment not deployed yet does what it does over SSH
+/// (issue 15): the variables page shows, the variable is set and waits for the branch's
+/// first push, which names it; a name no environment can have is refused as over SSH.
+#[test]
+fn console_var_set_works_on_an_environment_not_deployed_yet() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    push(&server, &app);
+    let session = log_in(&server, &server.key);
+    let (status, _, page) = console(&server, "GET", "/p/demo/e/later/vars", Some(&session), None);
+    assert_eq!(status, 200, "{page}");
+    let csrf = csrf_of(&page);
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        "/p/demo/e/later/vars/set",
+        Some(&session),
+        Some(&format!("csrf={csrf}&key=EARLY&value=1&confirmed=yes")),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("first deploy"), "{body}");
+    let o = server.ssh(&server.key, "git", "var ls demo later");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("EARLY=1"),
+        "{}",
+        text(&o)
+    );
+    // As over SSH: no environment can be named so.
+    let (status, _, body) = console(
+        &server,
+        "POST",
+        "/p/demo/e/Not_A_Label/vars/set",
+        Some(&session),
+        Some(&format!("csrf={csrf}&key=EARLY&value=1&confirmed=yes")),
+    );
+    assert_ne!(status, 200, "{body}");
+    assert!(body.contains("no environment can have that name"), "{body}");
+}

@@ -248,3 +248,57 @@ fn variables_shells_and_logs() {
         text(&o)
     );
 }
+
+/// Spec section 7's exit codes for operations (issue 15): a refused operation (an unknown
+/// release or backup, nothing to roll back to) exits 1, bad usage 2, and a failure inside
+/// the operation, here a backup whose parts cannot be stored because the archive's blob
+/// folder is not a folder, exits 3 with its message on stderr; once the folder is back the
+/// same command works.
+#[test]
+fn operations_exit_1_refused_2_bad_usage_3_internal_failure() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\ndisk: 64\nmounts:\n  data:\n    source: local\n    source_path: data\nhooks:\n  build: echo \"built-$(cat VERSION)\" > build.txt\nweb:\n  commands:\n    start: python3 server.py\n",
+    );
+    app.commit("a mount");
+    push(&server, &app);
+
+    for (command, code) in [
+        ("rollback demo main", 1),
+        ("rollback demo main 9", 1),
+        ("backup restore demo main 9", 1),
+        ("sync demo main", 1),
+        ("backup restore demo main nine", 2),
+        ("rollback demo main nine", 2),
+        ("backup frobnicate", 2),
+    ] {
+        let o = admin(&server, command);
+        assert_eq!(o.status.code(), Some(code), "{command}: {}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("slipway: "),
+            "{command}: {}",
+            text(&o)
+        );
+    }
+
+    // The archive cannot store the backup's parts: an internal failure, not a refusal.
+    let blobs = server.data.join("archive/blobs/sha256");
+    let aside = server.data.join("archive/blobs/sha256.aside");
+    std::fs::rename(&blobs, &aside).expect("move the blobs aside");
+    std::fs::write(&blobs, b"not a folder").expect("a file in its place");
+    let o = admin(&server, "backup create demo main");
+    std::fs::remove_file(&blobs).expect("remove the file");
+    std::fs::rename(&aside, &blobs).expect("the blobs back");
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("slipway: ") && err.contains("sha256"),
+        "{}",
+        text(&o)
+    );
+
+    let o = admin(&server, "backup create demo main");
+    assert!(o.status.success(), "{}", text(&o));
+}

@@ -414,3 +414,102 @@ pub(crate) fn detect(src: &dyn ConfigSource) -> Result<Option<Format>, Diagnosti
     }
     Ok(None)
 }
+
+/// The files of layouts after `used` in the order of spec section 4 that the tree holds
+/// too: they are not read, so each gets a warning naming the layout read instead (no key
+/// dropped silently, invariant 7). A `.platform.app.yaml` (or `.magento.app.yaml`) is
+/// found in any folder, as detection finds it.
+pub(crate) fn ignored_layouts(src: &dyn ConfigSource, used: Format) -> Vec<Diagnostic> {
+    let exists = |p: &str| matches!(src.read_file(p), Ok(Some(_)));
+    let found_anywhere = |name: &str| find_files(src, name).unwrap_or_default();
+    let mut ignored = Vec::new();
+    for format in Format::ALL.into_iter().skip_while(|f| *f != used).skip(1) {
+        let files: Vec<String> = match format {
+            Format::Slipway => Vec::new(),
+            Format::Upsun => vec![".upsun/config.yaml".to_string()],
+            Format::PlatformSh => {
+                let mut f = found_anywhere(".platform.app.yaml");
+                f.extend(
+                    [
+                        ".platform/applications.yaml",
+                        ".platform/services.yaml",
+                        ".platform/routes.yaml",
+                    ]
+                    .map(String::from),
+                );
+                f
+            }
+            Format::MagentoCloud => {
+                let mut f = found_anywhere(".magento.app.yaml");
+                f.extend([".magento/services.yaml", ".magento/routes.yaml"].map(String::from));
+                f
+            }
+            Format::Procfile => vec!["Procfile".to_string()],
+        };
+        for file in files.into_iter().filter(|f| exists(f)) {
+            ignored.push(Diagnostic::warning(
+                &file,
+                1,
+                1,
+                "",
+                format!(
+                    "ignored: the configuration is read from the {used} layout, which comes first; move what this file says there, or remove it"
+                ),
+            ));
+        }
+    }
+    ignored
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use crate::source::MemSource;
+
+    const UPSUN: &str = "applications:\n  app:\n    type: python:3.11\n    web:\n      commands:\n        start: python3 app.py\n";
+    const APP: &str =
+        "name: app\ntype: python:3.11\nweb:\n  commands:\n    start: python3 app.py\n";
+
+    fn warnings(files: &[(&str, &str)]) -> Vec<String> {
+        let mut src = MemSource::default();
+        for (p, c) in files {
+            src.insert(p, *c);
+        }
+        let loaded = crate::load(&src).expect("loads");
+        loaded
+            .warnings
+            .iter()
+            .filter(|d| d.message.starts_with("ignored:"))
+            .map(|d| d.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_layout_not_read_is_a_warning_naming_the_one_read() {
+        let w = warnings(&[
+            (".upsun/config.yaml", UPSUN),
+            (".platform.app.yaml", APP),
+            ("api/.platform.app.yaml", APP),
+            (".platform/routes.yaml", "{}\n"),
+        ]);
+        assert_eq!(w.len(), 3, "{w:?}");
+        for f in [
+            ".platform.app.yaml",
+            "api/.platform.app.yaml",
+            ".platform/routes.yaml",
+        ] {
+            assert!(
+                w.iter()
+                    .any(|l| l.starts_with(&format!("{f}:1:1: warning: ignored"))
+                        && l.contains("Upsun (.upsun/config.yaml)")),
+                "{f}: {w:?}"
+            );
+        }
+        let w = warnings(&[
+            (".platform.app.yaml", APP),
+            ("Procfile", "web: python3 app.py\n"),
+        ]);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with("Procfile:1:1: warning: ignored"), "{w:?}");
+        assert!(warnings(&[(".platform.app.yaml", APP)]).is_empty());
+    }
+}

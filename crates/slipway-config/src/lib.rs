@@ -94,9 +94,20 @@ pub fn detect(source: &dyn ConfigSource) -> Result<Format, Diagnostics> {
 }
 
 /// Load and validate. Ok carries the topology and warnings; Err carries every problem found (errors and warnings).
+/// The files of other layouts the tree holds, which are not read, are warnings too.
 pub fn load(source: &dyn ConfigSource) -> Result<Loaded, Diagnostics> {
     let format = detect(source)?;
-    load_as(source, format)
+    let ignored = formats::ignored_layouts(source, format);
+    match load_as(source, format) {
+        Ok(mut loaded) => {
+            loaded.warnings.extend(ignored);
+            Ok(loaded)
+        }
+        Err(Diagnostics(mut all)) => {
+            all.extend(ignored);
+            Err(Diagnostics(all))
+        }
+    }
 }
 
 /// Load the configuration of one given layout, ignoring detection (e.g. to check the `.platform/`

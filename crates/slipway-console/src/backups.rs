@@ -86,6 +86,7 @@ impl Cx<'_> {
             backups::create(&j.platform, &j.project, &j.env, &j.user, j.watch)
                 .await
                 .map(|b| backups::taken(&b))
+                .map_err(|e| e.to_string())
         })
         .await
     }
@@ -125,7 +126,9 @@ impl Cx<'_> {
             project,
             env,
             move |j| async move {
-                backups::restore(&j.platform, &j.project, &j.env, id, &j.user, j.watch).await
+                backups::restore(&j.platform, &j.project, &j.env, id, &j.user, j.watch)
+                    .await
+                    .map_err(|e| e.to_string())
             },
         )
         .await

@@ -13,7 +13,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use maud::{html, Markup};
 use slipway_deploy::environment::ReleaseSpec;
 use slipway_deploy::operations::{self, Operation};
-use slipway_deploy::{access, Platform};
+use slipway_deploy::{access, variables, Platform};
 use slipway_router::ConsoleBody;
 use slipway_state::{ConsoleSession, ReleaseAuthor, Role, VariableValue};
 
@@ -632,6 +632,7 @@ impl Cx<'_> {
             operations::run(&j.platform, &j.project, &j.env, op, &author, j.watch)
                 .await
                 .map(|n| format!("release {n} of {} is live", j.env))
+                .map_err(|e| e.to_string())
         })
         .await
     }
@@ -639,9 +640,12 @@ impl Cx<'_> {
     /// `/p/PROJECT/e/ENV/vars`: names for viewers, values for contributors and admins,
     /// never the values of sensitive variables.
     fn variables(&self, project: &str, env: &str) -> Answer {
-        let role = match self.allowed(project, env, Role::Viewer) {
-            Ok(r) => r,
-            Err(refusal) => return *refusal,
+        // As `var ls`: also of an environment not deployed yet.
+        let user = &self.session.user;
+        let role = match access::check_variables(self.platform, user, project, env, Role::Viewer) {
+            Ok((r, _)) => r,
+            Err(access::CheckError::Refused(m)) => return refused(&m),
+            Err(e) => return failed(&e.to_string()),
         };
         let vars = match self.platform.state().variable_list(project, env) {
             Ok(v) => v,
@@ -695,18 +699,11 @@ impl Cx<'_> {
         change: Change,
         confirmed: bool,
     ) -> Answer {
-        if let Err(refusal) = self.allowed(project, env, access::CHANGE_VARIABLES) {
-            return *refusal;
-        }
-        if let Err(m) = access::settable_variable(key) {
-            return page(
-                StatusCode::BAD_REQUEST,
-                refusal(
-                    "Not a variable name",
-                    &format!("{m}. Nothing was changed."),
-                    None,
-                ),
-            );
+        // The checks `var set|unset` makes over SSH: also on an environment not deployed
+        // yet (its variables wait for the branch's first push).
+        if let Err(e) = variables::may_change(self.platform, &self.session.user, project, env, key)
+        {
+            return variable_refused(e);
         }
         let back = format!("/p/{project}/e/{env}/vars");
         if !confirmed {
@@ -733,45 +730,30 @@ impl Cx<'_> {
             };
             return self.confirm(&question, &action, &fields, "Confirm", &back);
         }
-        let state = self.platform.state();
+        let done = match &change {
+            Change::Set { .. } => format!("{key} set on {env}."),
+            Change::Unset => format!("{key} unset on {env}."),
+        };
         let changed = match &change {
-            Change::Set {
+            Change::Set { value, sensitive } => variables::Change::Set {
                 value,
-                sensitive: true,
-            } => state
-                .set_sensitive_variable(project, env, key, value)
-                .map(|_| true),
-            Change::Set {
-                value,
-                sensitive: false,
-            } => state.set_variable(project, env, key, value).map(|_| true),
-            Change::Unset => state.unset_variable(project, env, key),
+                sensitive: *sensitive,
+            },
+            Change::Unset => variables::Change::Unset,
         };
-        let done = match (changed, &change) {
-            (Err(e), _) => return failed(&e.to_string()),
-            (Ok(false), _) => {
-                return page(
-                    StatusCode::NOT_FOUND,
-                    refusal(
-                        "Not set",
-                        &format!("{key} is not set on {env}. Nothing was changed."),
-                        None,
-                    ),
-                )
+        let user = &self.session.user;
+        let later = match variables::change(self.platform, user, project, env, key, changed) {
+            Err(e) => return variable_refused(e),
+            Ok(variables::Applies::Now) => None,
+            Ok(variables::Applies::NextDeploy) => Some("It applies from the next deploy."),
+            Ok(variables::Applies::FirstDeploy) => {
+                Some("The environment has not been deployed yet: it applies from its first deploy.")
             }
-            (Ok(true), Change::Set { .. }) => format!("{key} set on {env}."),
-            (Ok(true), Change::Unset) => format!("{key} unset on {env}."),
         };
-        let live = state
-            .environment(project, env)
-            .ok()
-            .flatten()
-            .and_then(|e| e.current_release)
-            .is_some();
-        if !live {
+        if let Some(later) = later {
             return self.show(
                 "Done",
-                html! { h1 { "Done" } div class="notice" { p { (done) " It applies from the next deploy." } } p { a href=(back) { "Back to the variables" } } },
+                html! { h1 { "Done" } div class="notice" { p { (done) " " (later) } } p { a href=(back) { "Back to the variables" } } },
             );
         }
         // The change is in the variables list; the redeploy's activity shows it applied.
@@ -904,6 +886,27 @@ impl Cx<'_> {
         };
         let path = self.platform.data().app_log(project, env, app);
         crate::events::app_log(path, from)
+    }
+}
+
+/// A refused or failed variable change as a page, in the words `var set|unset` uses.
+fn variable_refused(e: variables::VariableError) -> Answer {
+    use variables::VariableError;
+    match e {
+        VariableError::Check(access::CheckError::Refused(m)) => refused(&m),
+        VariableError::Name(m) => page(
+            StatusCode::BAD_REQUEST,
+            refusal(
+                "Not a variable name",
+                &format!("{m}. Nothing was changed."),
+                None,
+            ),
+        ),
+        e @ VariableError::NotSet { .. } => page(
+            StatusCode::NOT_FOUND,
+            refusal("Not set", &format!("{e}. Nothing was changed."), None),
+        ),
+        e @ (VariableError::Check(_) | VariableError::State(_)) => failed(&e.to_string()),
     }
 }
 

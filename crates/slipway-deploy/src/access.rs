@@ -59,12 +59,17 @@ pub enum CheckError {
 }
 
 impl CheckError {
-    /// The exit status of a command refused so (spec section 7): 1 refused, 3 internal.
-    pub fn exit_code(&self) -> i32 {
+    /// Which kind of failure it is: a refusal, or the database failed.
+    pub fn kind(&self) -> crate::failure::Kind {
         match self {
-            CheckError::Refused(_) => 1,
-            CheckError::State(_) => 3,
+            CheckError::Refused(_) => crate::failure::Kind::Refused,
+            CheckError::State(_) => crate::failure::Kind::Internal,
         }
+    }
+
+    /// The exit status of a command refused so ([`crate::failure::Kind::exit_code`]).
+    pub fn exit_code(&self) -> i32 {
+        self.kind().exit_code()
     }
 }
 

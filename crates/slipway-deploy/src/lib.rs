@@ -41,6 +41,7 @@ pub mod egress;
 pub mod env_lock;
 pub mod env_volumes;
 pub mod environment;
+pub mod failure;
 pub mod health;
 pub mod hooks;
 pub mod https;

@@ -13,6 +13,7 @@ use slipway_git::{ObjectId, Repo};
 use slipway_state::{Release, ReleaseAuthor};
 
 use crate::build::{decode_slug, BuiltApp};
+use crate::failure::OpError;
 use crate::output::{Output, Watch};
 use crate::pipeline::{self, DeployTarget, PhaseError};
 use crate::release_record;
@@ -48,8 +49,9 @@ impl Operation {
 
 /// Run `op` on environment `env` of `project` for `author` (the acting user, or the
 /// server), streaming its output to `watch` (told the activity's id once recorded). The
-/// new release records `author`. Returns the number of the new live release, or a message
-/// for the user.
+/// new release records `author`. Returns the number of the new live release; Err is a
+/// refusal (no such release, nothing to roll back to, the app fails its deploy hook or
+/// health check) or an internal failure ([`OpError`]).
 pub async fn run(
     platform: &Arc<Platform>,
     project: &str,
@@ -57,56 +59,60 @@ pub async fn run(
     op: Operation,
     author: &ReleaseAuthor,
     watch: impl Into<Watch>,
-) -> Result<i64, String> {
+) -> Result<i64, OpError> {
     let watch: Watch = watch.into();
     let state = platform.state();
     let _guard = platform
         .lock_env(project, env, |l| watch.say(l))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| OpError::Internal(e.to_string()))?;
     _guard.doing(&format!("a {} of {env} of {project}", op.kind()));
-    let environment = state
-        .environment(project, env)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("environment '{env}' of project '{project}' not found"))?;
+    let environment = state.environment(project, env)?.ok_or_else(|| {
+        OpError::refused(format!(
+            "environment '{env}' of project '{project}' not found"
+        ))
+    })?;
     let current = environment
         .current_release
         .map(|id| state.release(id))
-        .transpose()
-        .map_err(|e| e.to_string())?
+        .transpose()?
         .flatten()
-        .ok_or_else(|| format!("environment '{env}' has no live release"))?;
+        .ok_or_else(|| OpError::refused(format!("environment '{env}' has no live release")))?;
     let source = match op {
         Operation::Redeploy => current.clone(),
-        Operation::Rollback(Some(n)) => state
-            .release_by_number(project, env, n)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| {
-                format!("release {n} of {env} not found (`releases {project} {env}` lists them)")
-            })?,
+        Operation::Rollback(Some(n)) => {
+            state.release_by_number(project, env, n)?.ok_or_else(|| {
+                OpError::refused(format!(
+                    "release {n} of {env} not found (`releases {project} {env}` lists them)"
+                ))
+            })?
+        }
         Operation::Rollback(None) => state
-            .releases(project, env)
-            .map_err(|e| e.to_string())?
+            .releases(project, env)?
             .into_iter()
             .find(|r| r.number < current.number && r.status == "retired")
-            .ok_or_else(|| format!("{env} has no earlier release to roll back to"))?,
+            .ok_or_else(|| {
+                OpError::refused(format!("{env} has no earlier release to roll back to"))
+            })?,
     };
     if matches!(op, Operation::Rollback(_)) && source.id == current.id {
-        return Err(format!("release {} is already live", source.number));
+        return Err(OpError::refused(format!(
+            "release {} is already live",
+            source.number
+        )));
     }
     if source.status == "failed" || source.status == "pending" {
-        return Err(format!(
+        return Err(OpError::refused(format!(
             "release {} never went live ({}); only releases that were live can be rolled back to",
             source.number, source.status
-        ));
+        )));
     }
     let summary = match op {
         Operation::Rollback(_) => format!("rollback of {env} to release {}", source.number),
         Operation::Redeploy => format!("redeploy of {env} (release {})", source.number),
     };
-    let activity = state
-        .start_activity(project, Some(env), op.kind(), author.user_name(), &summary)
-        .map_err(|e| e.to_string())?;
+    let activity =
+        state.start_activity(project, Some(env), op.kind(), author.user_name(), &summary)?;
     watch.activity_started(activity);
     let out = Output::with_sink(platform.clone(), activity, watch.lines);
     out.line(&format!("-----> {summary} (activity {activity})"));
@@ -131,7 +137,18 @@ pub async fn run(
             let _ = state.finish_activity(activity, "failure", &e.to_string());
         }
     }
-    result.map_err(|e| e.to_string())
+    result
+}
+
+/// A failed phase of an operation's deploy as an [`OpError`]: the app's own failures
+/// (its deploy hook, health check or post_deploy hook, a route whose host changed owner,
+/// a slug gone from the archive) are refusals; a failure to start containers or switch
+/// routes is internal.
+fn phase_failure(e: PhaseError) -> OpError {
+    match e.phase {
+        "provision" | "switch routes" => OpError::Internal(e.to_string()),
+        _ => OpError::Refused(e.to_string()),
+    }
 }
 
 async fn activate_release(
@@ -141,16 +158,20 @@ async fn activate_release(
     current: &Release,
     author: &ReleaseAuthor,
     out: &Output,
-) -> Result<i64, PhaseError> {
+) -> Result<i64, OpError> {
     let t0 = Instant::now();
-    let fail = |m: String| PhaseError::new("validate", m);
+    // A stored record that does not decode, the repository: internal.
+    let fail = |m: String| OpError::Internal(format!("validate failed: {m}"));
     let topology = release_record::topology_of(source).map_err(|e| fail(e.to_string()))?;
     let spec = release_record::spec_of(source).map_err(|e| fail(e.to_string()))?;
     // Hosts may have changed owners since the release was pushed (`domain rm`).
     match tenancy::refused_route(platform, project, env, &topology) {
         Ok(None) => {}
         Ok(Some((url, why))) => {
-            return Err(PhaseError::new("validate", format!("route `{url}`: {why}")))
+            return Err(phase_failure(PhaseError::new(
+                "validate",
+                format!("route `{url}`: {why}"),
+            )))
         }
         Err(e) => return Err(fail(e.to_string())),
     }
@@ -170,13 +191,10 @@ async fn activate_release(
             })
             .find(|s| s.digest.as_str() == app.slug && platform.archive().has_blob(&s.digest))
             .ok_or_else(|| {
-                PhaseError::new(
-                    "build",
-                    format!(
-                        "the slug of {} in release {} is no longer in the archive",
-                        app.name, source.number
-                    ),
-                )
+                OpError::refused(format!(
+                    "build failed: the slug of {} in release {} is no longer in the archive",
+                    app.name, source.number
+                ))
             })?;
         out.phase(
             &format!("build {}", app.name),
@@ -222,4 +240,5 @@ async fn activate_release(
         t0,
     )
     .await
+    .map_err(phase_failure)
 }

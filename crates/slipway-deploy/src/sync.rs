@@ -15,25 +15,26 @@
 
 use std::sync::Arc;
 
+use crate::failure::OpError;
 use crate::mounts::PARENT_ENV;
 use crate::output::{Output, Watch};
 use crate::{provision, restore, services, Platform};
 
 /// Copy the parent's volumes over `env`'s for `user`, recorded as an activity whose log
-/// `watch` also gets (told the activity's id once recorded); returns a summary line, or a
-/// message for the user.
+/// `watch` also gets (told the activity's id once recorded); returns a summary line; Err
+/// is a refusal (production, a parent without data) or an internal failure.
 pub async fn run(
     platform: &Arc<Platform>,
     project: &str,
     env: &str,
     user: &str,
     watch: impl Into<Watch>,
-) -> Result<String, String> {
+) -> Result<String, OpError> {
     // Production has no parent: its data is never replaced by a copy of a branch's.
     if env == PARENT_ENV || crate::protection::is_production(env) {
-        return Err(format!(
+        return Err(OpError::refused(format!(
             "{env} is a production environment; sync copies a parent's data into a branch's environment, never into production"
-        ));
+        )));
     }
     crate::backups::with_activity(
         platform,
@@ -56,7 +57,7 @@ async fn copy_parent(
     project: &str,
     env: &str,
     out: &Output,
-) -> Result<String, String> {
+) -> Result<String, OpError> {
     let say = |l: &str| out.line(l);
     let state = platform.state();
     let branch = state
@@ -76,7 +77,9 @@ async fn copy_parent(
     let store = platform.data().volumes();
     let parents = store.volumes(project, &parent).map_err(|e| e.to_string())?;
     if parents.is_empty() {
-        return Err(format!("{parent} has no mount data to copy"));
+        return Err(OpError::refused(format!(
+            "{parent} has no mount data to copy"
+        )));
     }
 
     let (live, spec) = crate::release_record::live_with_spec(state, project, env)?;

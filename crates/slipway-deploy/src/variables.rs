@@ -37,6 +37,135 @@ fn merge(
     all.into_iter().collect()
 }
 
+/// A change of one variable (`var set|unset`, the console's variables page).
+#[derive(Debug, Clone, Copy)]
+pub enum Change<'a> {
+    /// Set it to the value; a sensitive value reaches the apps but is never shown again.
+    Set {
+        /// The value.
+        value: &'a str,
+        /// Whether it is sensitive.
+        sensitive: bool,
+    },
+    /// Remove it.
+    Unset,
+}
+
+/// When a changed variable reaches the apps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applies {
+    /// The environment is live: the caller redeploys it now (`operations::run` with
+    /// `Redeploy`, streamed over SSH, a job in the console).
+    Now,
+    /// The environment exists but runs no release: at its next deploy.
+    NextDeploy,
+    /// The environment was never deployed: at the branch's first push.
+    FirstDeploy,
+}
+
+impl Applies {
+    /// The word `--json` gives (`applies`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Applies::Now => "now",
+            Applies::NextDeploy => "next deploy",
+            Applies::FirstDeploy => "first deploy",
+        }
+    }
+}
+
+/// Why a variable could not be changed.
+#[derive(Debug, thiserror::Error)]
+pub enum VariableError {
+    /// The user may not change variables there, or the project or environment is not
+    /// there (and no environment can have that name).
+    #[error(transparent)]
+    Check(#[from] crate::access::CheckError),
+    /// The name is not one users may set ([`crate::access::settable_variable`]).
+    #[error("{0}")]
+    Name(String),
+    /// `unset` of a variable that is not set.
+    #[error("{key} is not set on {env}")]
+    NotSet {
+        /// The variable.
+        key: String,
+        /// The environment.
+        env: String,
+    },
+    /// The state database failed.
+    #[error("reading the state database: {0}")]
+    State(#[from] StateError),
+}
+
+impl crate::failure::Failure for VariableError {
+    fn kind(&self) -> crate::failure::Kind {
+        match self {
+            VariableError::Check(e) => e.kind(),
+            VariableError::Name(_) | VariableError::NotSet { .. } => crate::failure::Kind::Refused,
+            VariableError::State(_) => crate::failure::Kind::Internal,
+        }
+    }
+}
+
+/// Whether `user` may change variable `key` of `env` of `project`
+/// ([`crate::access::check_variables`]: also on an environment not deployed yet) and `key`
+/// may be set: what `var set|unset` and the console check before asking or changing.
+pub fn may_change(
+    platform: &Platform,
+    user: &slipway_state::User,
+    project: &str,
+    env: &str,
+    key: &str,
+) -> Result<(), VariableError> {
+    crate::access::check_variables(
+        platform,
+        user,
+        project,
+        env,
+        crate::access::CHANGE_VARIABLES,
+    )?;
+    crate::access::settable_variable(key).map_err(VariableError::Name)
+}
+
+/// `var set|unset` for `user` (over SSH and in the console alike): [`may_change`], then
+/// the change in the state. Ok says when it reaches the apps; [`Applies::Now`] asks the
+/// caller to redeploy the live release.
+pub fn change(
+    platform: &Platform,
+    user: &slipway_state::User,
+    project: &str,
+    env: &str,
+    key: &str,
+    change: Change<'_>,
+) -> Result<Applies, VariableError> {
+    may_change(platform, user, project, env, key)?;
+    let state = platform.state();
+    let changed = match change {
+        Change::Set {
+            value,
+            sensitive: true,
+        } => state
+            .set_sensitive_variable(project, env, key, value)
+            .map(|_| true)?,
+        Change::Set {
+            value,
+            sensitive: false,
+        } => state.set_variable(project, env, key, value).map(|_| true)?,
+        Change::Unset => state.unset_variable(project, env, key)?,
+    };
+    if !changed {
+        return Err(VariableError::NotSet {
+            key: key.to_string(),
+            env: env.to_string(),
+        });
+    }
+    Ok(match state.environment(project, env)? {
+        Some(e) if e.current_release.is_some() => Applies::Now,
+        Some(_) => Applies::NextDeploy,
+        None => Applies::FirstDeploy,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -199,11 +199,21 @@ where
     // The projects the user may see; a database that fails is an internal failure, not
     // an empty list.
     let visible_projects = || -> Result<Vec<String>, Refusal> {
-        let all = state
-            .projects()
-            .map_err(|e| (3, format!("slipway: {e}\n")))?;
+        let all = state.projects().map_err(crate::ops::failure)?;
         Ok(all.into_iter().filter(|p| visible(p)).collect())
     };
+    // A database that fails while the project is looked up is an internal failure, not
+    // a project "not found" (`visible` below answers no then).
+    if let ["envs" | "releases" | "services" | "activity", project, ..] = args.as_slice() {
+        if let Err(e) = state
+            .project_exists(project)
+            .and_then(|_| state.role(project, user))
+        {
+            let (code, msg) = crate::ops::failure(e);
+            say(err, &msg).await;
+            return code;
+        }
+    }
     let not_found =
         |p: &str| format!("slipway: project '{p}' not found (or you have no access to it)\n");
     let result: Result<String, (i32, String)> = match args.as_slice() {
@@ -272,7 +282,7 @@ where
                     )
                 })
                 .collect()),
-            Err(e) => Err((3, format!("slipway: {e}\n"))),
+            Err(e) => Err(crate::ops::failure(e)),
         },
         ["releases", project, env] if visible(project) && !matches!(state.environment(project, env), Ok(Some(_))) => {
             // As `services`: an environment that does not exist is said so, not shown as one
@@ -297,13 +307,13 @@ where
                     )
                 })
                 .collect()),
-            Err(e) => Err((3, format!("slipway: {e}\n"))),
+            Err(e) => Err(crate::ops::failure(e)),
         },
         ["activity", "prune", rest @ ..] => {
             activity_prune::run(platform, user, rest, json).await
         }
         ["activity", "log", id] => match id.parse::<i64>().ok().map(|id| state.activity(id)) {
-            Some(Err(e)) => Err((3, format!("slipway: {e}\n"))),
+            Some(Err(e)) => Err(crate::ops::failure(e)),
             Some(Ok(Some((a, log)))) if visible(&a.project) => {
                 if json {
                     Ok(pretty(&serde_json::json!({"activity": a, "log": log})))
@@ -314,7 +324,7 @@ where
                             a.id, a.status, a.summary
                         )),
                         Ok(None) => Ok(log),
-                        Err(e) => Err((3, format!("slipway: {e}\n"))),
+                        Err(e) => Err(crate::ops::failure(e)),
                     }
                 }
             }
@@ -337,7 +347,7 @@ where
                         )
                     })
                     .collect()),
-                Err(e) => Err((3, format!("slipway: {e}\n"))),
+                Err(e) => Err(crate::ops::failure(e)),
             }
         }
         ["services", project, env] if visible(project) => services::run(platform, project, env, json),

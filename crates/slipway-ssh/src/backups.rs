@@ -11,7 +11,7 @@ use slipway_deploy::{access, backups, Platform};
 use slipway_state::{Backup, User};
 use tokio::io::AsyncWrite;
 
-use crate::ops::{check, done, progress, sink, stream};
+use crate::ops::{check, done, failure, progress, sink, stream};
 use crate::say;
 
 /// Run `args` if it is a `backup` command; None otherwise.
@@ -30,12 +30,11 @@ where
     if args.first() != Some(&"backup") {
         return None;
     }
-    let fail = |m: String| (1, format!("slipway: {m}\n"));
     let result: Result<String, (i32, String)> = match &args[1..] {
         ["ls", project, env] => match check(platform, user, project, env, access::LIST_BACKUPS) {
             Err(r) => Err(r),
             Ok(()) => match platform.state().backups(project, env) {
-                Err(e) => Err((3, format!("slipway: {e}\n"))),
+                Err(e) => Err(failure(e)),
                 Ok(list) if json => Ok(crate::admin::pretty(&list)),
                 Ok(list) if list.is_empty() => Ok(format!("{}\n", backups::none_yet(project, env))),
                 Ok(list) => Ok(list.iter().map(line).collect()),
@@ -55,7 +54,7 @@ where
                             format!("{}\n", backups::taken(&b))
                         }
                     })
-                    .map_err(fail)
+                    .map_err(failure)
                 }
             }
         }
@@ -74,7 +73,7 @@ where
                         let fields = serde_json::json!({"restored": id, "summary": summary});
                         done(project, env, fields, format!("{summary}\n"), json)
                     })
-                    .map_err(fail)
+                    .map_err(failure)
                 }
             }
         }

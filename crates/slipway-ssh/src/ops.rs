@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use slipway_deploy::access;
 use slipway_deploy::environment::AppInstance;
+use slipway_deploy::failure::{Failure, OpError};
 use slipway_deploy::operations::{self, Operation};
 use slipway_deploy::Platform;
 use slipway_state::{Role, User};
@@ -31,7 +32,13 @@ pub(crate) fn check(
 /// A refusal of the access check as a command's exit status (1 refused, 3 the database
 /// failed) and message for stderr.
 pub(crate) fn refused(e: access::CheckError) -> (i32, String) {
-    (e.exit_code(), format!("slipway: {e}\n"))
+    failure(e)
+}
+
+/// A command's typed failure as its exit status (by its kind,
+/// [`slipway_deploy::failure::Kind::exit_code`]) and message for stderr.
+pub(crate) fn failure(e: impl Failure) -> (i32, String) {
+    (e.kind().exit_code(), format!("slipway: {e}\n"))
 }
 
 /// Run a deploy operation, streaming its lines to `out`.
@@ -42,7 +49,7 @@ async fn operate<W: AsyncWrite + Unpin + Send>(
     env: &str,
     op: Operation,
     out: &mut W,
-) -> Result<i64, String> {
+) -> Result<i64, OpError> {
     let (sink, mut rx) = sink();
     let author = slipway_state::ReleaseAuthor::user(&user.name);
     let task = operations::run(platform, project, env, op, &author, Some(sink));
@@ -62,7 +69,6 @@ where
     W: AsyncWrite + Unpin + Send,
     E: AsyncWrite + Unpin + Send,
 {
-    let fail = |m: String| (1, format!("slipway: {m}\n"));
     let result: Result<String, (i32, String)> = match args {
         ["rollback", project, env] | ["rollback", project, env, _] => {
             let to = match args.get(3).map(|n| n.parse::<i64>()) {
@@ -86,7 +92,7 @@ where
                     )
                     .await;
                     r.map(|n| deployed(project, env, "rollback", n, json))
-                        .map_err(fail)
+                        .map_err(failure)
                 }
             }
         }
@@ -105,7 +111,7 @@ where
                     )
                     .await;
                     r.map(|n| deployed(project, env, "redeploy", n, json))
-                        .map_err(fail)
+                        .map_err(failure)
                 }
             }
         }
@@ -120,7 +126,7 @@ where
                     let fields = serde_json::json!({"synced": true, "summary": summary});
                     done(project, env, fields, format!("{summary}\n"), json)
                 })
-                .map_err(fail)
+                .map_err(failure)
             }
         },
         ["var", "ls", project, env] => {
@@ -130,7 +136,7 @@ where
                     let state = platform.state();
                     let role = Some(role);
                     match state.variable_list(project, env) {
-                        Err(e) => Err((3, format!("slipway: {e}\n"))),
+                        Err(e) => Err(failure(e)),
                         Ok(vars) => Ok(crate::variables::listing(
                             &vars,
                             role.is_some_and(|r| r >= Role::Contributor),
@@ -142,89 +148,64 @@ where
         }
         ["var", verb @ "set", "--sensitive", project, env, kv]
         | ["var", verb @ ("set" | "unset"), project, env, kv] => {
+            use slipway_deploy::variables::{self, Applies, Change};
             let sensitive = args.get(2) == Some(&"--sensitive");
-            match access::check_variables(platform, user, project, env, access::CHANGE_VARIABLES) {
-                Err(e) => Err(refused(e)),
-                Ok((_, deployed)) => {
-                    let (key, value) = match (*verb, kv.split_once('=')) {
-                        ("set", Some((k, v))) => (k, Some(v)),
-                        ("set", None) => {
-                            return Some(
-                                usage(err, "var set [--sensitive] PROJECT ENV KEY=VALUE").await,
-                            )
+            let (key, change) = match (*verb, kv.split_once('=')) {
+                ("set", Some((k, value))) => (k, Change::Set { value, sensitive }),
+                ("set", None) => {
+                    return Some(usage(err, "var set [--sensitive] PROJECT ENV KEY=VALUE").await)
+                }
+                (_, _) => (*kv, Change::Unset),
+            };
+            match variables::change(platform, user, project, env, key, change) {
+                Err(e) => Err(failure(e)),
+                Ok(applies) => {
+                    let said = format!(
+                        "{key} {} on {env}{}\n",
+                        if matches!(change, Change::Set { .. }) {
+                            "set"
+                        } else {
+                            "unset"
+                        },
+                        if sensitive {
+                            " (sensitive: its value reaches the apps but is never shown again)"
+                        } else {
+                            ""
                         }
-                        (_, _) => (*kv, None),
+                    );
+                    // What was done, under `--json`.
+                    let fields = |release: Option<i64>| {
+                        serde_json::json!({
+                            "key": key,
+                            "set": matches!(change, Change::Set { .. }),
+                            "sensitive": sensitive,
+                            "release": release,
+                            "applies": applies.as_str(),
+                        })
                     };
-                    if let Err(m) = access::settable_variable(key) {
-                        Err(fail(m))
-                    } else {
-                        let state = platform.state();
-                        let changed = match value {
-                            Some(v) if sensitive => state
-                                .set_sensitive_variable(project, env, key, v)
-                                .map(|_| true),
-                            Some(v) => state.set_variable(project, env, key, v).map(|_| true),
-                            None => state.unset_variable(project, env, key),
-                        };
-                        match changed {
-                            Err(e) => Err((3, format!("slipway: {e}\n"))),
-                            Ok(false) => Err(fail(format!("{key} is not set on {env}"))),
-                            Ok(true) => {
-                                let live = state
-                                    .environment(project, env)
-                                    .ok()
-                                    .flatten()
-                                    .and_then(|e| e.current_release)
-                                    .is_some();
-                                let said = format!(
-                                    "{key} {} on {env}{}\n",
-                                    if value.is_some() { "set" } else { "unset" },
-                                    if sensitive {
-                                        " (sensitive: its value reaches the apps but is never shown again)"
-                                    } else {
-                                        ""
-                                    }
-                                );
-                                // What was done, under `--json`.
-                                let fields = |release: Option<i64>, applies: &str| {
-                                    serde_json::json!({
-                                        "key": key,
-                                        "set": value.is_some(),
-                                        "sensitive": sensitive,
-                                        "release": release,
-                                        "applies": applies,
-                                    })
-                                };
-                                say(&mut progress(json, out, err), &said).await;
-                                if live {
-                                    let op = Operation::Redeploy;
-                                    let r = operate(
-                                        platform,
-                                        user,
-                                        project,
-                                        env,
-                                        op,
-                                        &mut progress(json, out, err),
-                                    )
-                                    .await;
-                                    r.map(|n| {
-                                        done(
-                                            project,
-                                            env,
-                                            fields(Some(n), "now"),
-                                            String::new(),
-                                            json,
-                                        )
-                                    })
-                                    .map_err(fail)
-                                } else if deployed {
-                                    let text = "it applies from the next deploy\n".to_string();
-                                    Ok(done(project, env, fields(None, "next deploy"), text, json))
-                                } else {
-                                    let text = format!("{env} has not been deployed yet: it applies from its first deploy, which names it\n");
-                                    Ok(done(project, env, fields(None, "first deploy"), text, json))
-                                }
-                            }
+                    say(&mut progress(json, out, err), &said).await;
+                    match applies {
+                        Applies::Now => {
+                            let op = Operation::Redeploy;
+                            let r = operate(
+                                platform,
+                                user,
+                                project,
+                                env,
+                                op,
+                                &mut progress(json, out, err),
+                            )
+                            .await;
+                            r.map(|n| done(project, env, fields(Some(n)), String::new(), json))
+                                .map_err(failure)
+                        }
+                        Applies::NextDeploy => {
+                            let text = "it applies from the next deploy\n".to_string();
+                            Ok(done(project, env, fields(None), text, json))
+                        }
+                        Applies::FirstDeploy => {
+                            let text = format!("{env} has not been deployed yet: it applies from its first deploy, which names it\n");
+                            Ok(done(project, env, fields(None), text, json))
                         }
                     }
                 }
@@ -240,7 +221,7 @@ where
                 Err(r) => Err(r),
                 Ok(()) => {
                     match live_app(platform, project, env, app.first().map(|a| **a), "name one") {
-                        Err(m) => Err(fail(m)),
+                        Err(e) => Err(failure(e)),
                         Ok(app) => {
                             let path = platform.data().app_log(project, env, &app.name);
                             let mut shown = LogOutput::new(out, &app.name, json, follow);
@@ -339,18 +320,17 @@ pub(crate) fn live_app(
     env: &str,
     app: Option<&str>,
     how_to_pick: &str,
-) -> Result<AppInstance, String> {
+) -> Result<AppInstance, OpError> {
     let state = platform.state();
     let release = state
-        .environment(project, env)
-        .map_err(|e| e.to_string())?
+        .environment(project, env)?
         .and_then(|e| e.current_release)
         .map(|id| state.release(id))
-        .transpose()
-        .map_err(|e| e.to_string())?
+        .transpose()?
         .flatten()
-        .ok_or_else(|| format!("{env} has no live release yet: push first"))?;
-    let spec = slipway_deploy::release_record::spec_of(&release).map_err(|e| e.to_string())?;
+        .ok_or_else(|| OpError::refused(format!("{env} has no live release yet: push first")))?;
+    let spec = slipway_deploy::release_record::spec_of(&release)
+        .map_err(|e| OpError::Internal(e.to_string()))?;
     let names: Vec<&str> = spec.apps.iter().map(|a| a.name.as_str()).collect();
     let mut names = names.join(", ");
     if !spec.workers.is_empty() {
@@ -369,13 +349,17 @@ pub(crate) fn live_app(
                 .find(|x| x.name == a)
         }),
         None if spec.apps.len() == 1 => spec.apps.first(),
-        None => return Err(format!("{env} runs several apps ({names}): {how_to_pick}")),
+        None => {
+            return Err(OpError::refused(format!(
+                "{env} runs several apps ({names}): {how_to_pick}"
+            )))
+        }
     };
     found.cloned().ok_or_else(|| {
-        format!(
+        OpError::refused(format!(
             "no app '{}' in {env}: its apps are {names}",
             app.unwrap_or_default()
-        )
+        ))
     })
 }
 
@@ -590,16 +574,7 @@ async fn cron_run<W: AsyncWrite + Unpin + Send>(
 /// A cron command's failure as (exit status, message): 1 when the cron or its release is
 /// not there, ambiguous or busy, 3 when the database, a stored record or a lock file failed.
 fn cron_refusal(e: slipway_deploy::crons::CronError) -> (i32, String) {
-    use slipway_deploy::crons::CronError;
-    let code = match e {
-        CronError::NotFound(_)
-        | CronError::Ambiguous(..)
-        | CronError::Busy(_)
-        | CronError::Deploying(_)
-        | CronError::NotRunning(_) => 1,
-        CronError::State(_) | CronError::Record(_) | CronError::Lock(_) => 3,
-    };
-    (code, e.to_string())
+    (e.kind().exit_code(), e.to_string())
 }
 
 /// The lines of an operation, as its [`sink`] sends them.

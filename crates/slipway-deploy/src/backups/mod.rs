@@ -25,6 +25,7 @@ use std::time::Instant;
 use slipway_slug::{ArtifactPart, Digest};
 use slipway_state::{Backup, BackupManifest, BackupPart, PartKind};
 
+use crate::failure::OpError;
 use crate::output::{Output, Watch};
 use crate::{provision, restore, Platform};
 
@@ -64,20 +65,20 @@ pub(crate) async fn with_activity<T, F, Fut>(
     user: &str,
     watch: Watch,
     f: F,
-) -> Result<T, String>
+) -> Result<T, OpError>
 where
     F: FnOnce(Output) -> Fut,
-    Fut: std::future::Future<Output = Result<(T, String), String>>,
+    Fut: std::future::Future<Output = Result<(T, String), OpError>>,
 {
     let _guard = platform
         .lock_env(project, env, |l| watch.say(l))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| OpError::Internal(e.to_string()))?;
     _guard.doing(&format!("{summary} by {user}"));
-    let activity = platform
-        .state()
-        .start_activity(project, Some(env), kind, Some(user), summary)
-        .map_err(|e| e.to_string())?;
+    let activity =
+        platform
+            .state()
+            .start_activity(project, Some(env), kind, Some(user), summary)?;
     watch.activity_started(activity);
     let out = Output::with_sink(platform.clone(), activity, watch.lines);
     let result = f(out.clone()).await;
@@ -89,21 +90,22 @@ where
             Ok(v)
         }
         Err(e) => {
-            let _ = state.finish_activity(activity, "failure", &e);
+            let _ = state.finish_activity(activity, "failure", &e.to_string());
             Err(e)
         }
     }
 }
 
 /// `backup create PROJECT ENV`: take a backup (waiting for a deploy of the environment
-/// that runs now). Returns it.
+/// that runs now). Returns it; every failure of a backup is internal (a service that
+/// fails to dump, I/O, the archive).
 pub async fn create(
     platform: &Arc<Platform>,
     project: &str,
     env: &str,
     user: &str,
     watch: impl Into<Watch>,
-) -> Result<Backup, String> {
+) -> Result<Backup, OpError> {
     with_activity(
         platform,
         project,
@@ -284,31 +286,35 @@ pub fn of_environment(
         .backup(id)
         .map_err(|e| e.to_string())?
         .filter(|b| b.project == project && b.environment == env)
-        .ok_or_else(|| {
-            format!(
-                "backup {id} is not a backup of {project}/{env} (`backup ls {project} {env}` lists them); nothing was changed"
-            )
-        })
+        .ok_or_else(|| not_of_environment(project, env, id))
+}
+
+/// What a refused backup id says.
+fn not_of_environment(project: &str, env: &str, id: i64) -> String {
+    format!(
+        "backup {id} is not a backup of {project}/{env} (`backup ls {project} {env}` lists them); nothing was changed"
+    )
 }
 
 /// Backup `id` if it is one of any environment of `project` (a backup of `main` restores
 /// into `dev` too: each service of the backup must be in the environment restored, of
 /// the same type and version); Err is the message for the user.
-pub fn of_project(platform: &Platform, project: &str, id: i64) -> Result<Backup, String> {
+pub fn of_project(platform: &Platform, project: &str, id: i64) -> Result<Backup, OpError> {
     platform
         .state()
-        .backup(id)
-        .map_err(|e| e.to_string())?
+        .backup(id)?
         .filter(|b| b.project == project)
         .ok_or_else(|| {
-            format!(
+            OpError::refused(format!(
                 "backup {id} is not a backup of project {project} (`backup ls {project} ENV` lists them); nothing was changed"
-            )
+            ))
         })
 }
 
 /// `backup restore PROJECT ENV ID`: put `env`'s services and mounts back as backup `id`
-/// (of `env` or of another environment of the project) has them. Returns a summary line.
+/// (of `env` or of another environment of the project) has them. Returns a summary line;
+/// Err is a refusal (no such backup of the project, services it no longer has alike) or an
+/// internal failure (a damaged backup, a part that fails to load).
 pub async fn restore(
     platform: &Arc<Platform>,
     project: &str,
@@ -316,7 +322,7 @@ pub async fn restore(
     id: i64,
     user: &str,
     watch: impl Into<Watch>,
-) -> Result<String, String> {
+) -> Result<String, OpError> {
     let backup = of_project(platform, project, id)?;
     let from = if backup.environment == env {
         String::new()
@@ -347,7 +353,7 @@ async fn restore_locked(
     env: &str,
     backup: &Backup,
     out: &Output,
-) -> Result<String, String> {
+) -> Result<String, OpError> {
     let t0 = Instant::now();
     let state = platform.state();
     let p = platform.clone();
@@ -376,17 +382,17 @@ async fn restore_locked(
             .iter()
             .find(|s| s.name == part.name)
             .ok_or_else(|| {
-                format!(
+                OpError::refused(format!(
                     "backup {} has service {} ({}), which {env} no longer has; nothing was changed",
                     backup.id, part.name, part.service
-                )
+                ))
             })?;
         let now = format!("{}:{}", record.service_type, record.version);
         if now != part.service {
-            return Err(format!(
+            return Err(OpError::refused(format!(
                 "service {} is {now} now, backup {} holds {}: a backup restores into the same type and version; nothing was changed",
                 part.name, backup.id, part.service
-            ));
+            )));
         }
         match by_service.iter_mut().find(|(r, _)| r.name == record.name) {
             Some((_, list)) => list.push(part),

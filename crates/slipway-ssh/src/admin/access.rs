@@ -10,12 +10,7 @@ use slipway_state::User;
 use super::Refusal;
 
 fn refusal(e: AccessError) -> Refusal {
-    let code = if matches!(e, AccessError::State(_)) {
-        3
-    } else {
-        1
-    };
-    (code, format!("slipway: {e}\n"))
+    crate::ops::failure(e)
 }
 
 /// Runs `access ARGS` (args after `access`, `--json` removed).

@@ -6,8 +6,7 @@ use slipway_state::User;
 
 /// The command's output, or (exit status, message).
 pub(super) fn run(platform: &Platform, user: &User, json: bool) -> Result<String, (i32, String)> {
-    let url = slipway_console::issue_login(platform, &user.name)
-        .map_err(|e| (3, format!("slipway: {e}\n")))?;
+    let url = slipway_console::issue_login(platform, &user.name).map_err(crate::ops::failure)?;
     let minutes = slipway_console::LOGIN_VALID.as_secs() / 60;
     if json {
         return Ok(super::pretty(

@@ -14,12 +14,7 @@ const USAGE: &str =
     "slipway: usage: domain add PROJECT HOST | domain rm [PROJECT] HOST | domain ls [PROJECT]\n";
 
 fn refusal(e: DomainError) -> Refusal {
-    let code = if matches!(e, DomainError::State(_)) {
-        3
-    } else {
-        1
-    };
-    (code, format!("slipway: {e}\n"))
+    crate::ops::failure(e)
 }
 
 /// Runs `domain ARGS` (args after `domain`, `--json` removed).

@@ -25,12 +25,12 @@ pub(crate) fn run(
                 format!("slipway: environment '{env}' of project '{project}' not found\n"),
             ))
         }
-        Err(e) => return Err((3, format!("slipway: {e}\n"))),
+        Err(e) => return Err(crate::ops::failure(e)),
     }
     let records = platform
         .state()
         .services(project, env)
-        .map_err(|e| (3, format!("slipway: {e}\n")))?;
+        .map_err(crate::ops::failure)?;
     let rows: Vec<serde_json::Value> = records
         .iter()
         .map(|s| {

@@ -1,0 +1,145 @@
+//! What kind of failure an error is, and the exit status each kind gives (spec section 7:
+//! 0 ok, 1 a user error, 2 bad usage, 3 an internal failure). Every command's typed error
+//! says its [`Kind`]; [`Kind::exit_code`] is the one place kinds become exit statuses
+//! (bad usage is found by the commands' parsers, before any of these errors exists).
+
+/// Whether a failure is the user's to fix or the server's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Refused input: an unknown project, environment, release or backup, a role the user
+    /// lacks, an operation that does not apply to the environment as it is.
+    Refused,
+    /// The server failed: the state database, I/O, the OCI runtime, a service that fails
+    /// to dump or load, a stored record that does not decode.
+    Internal,
+}
+
+impl Kind {
+    /// The exit status of a command that failed so: 1 refused, 3 internal.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Kind::Refused => 1,
+            Kind::Internal => 3,
+        }
+    }
+}
+
+/// Why an operation on an environment failed (`rollback`, `redeploy`, `sync`,
+/// `backup create|restore`): refused, or an internal failure, with the message for the
+/// user.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    /// The operation does not apply: unknown release or backup, nothing to roll back to,
+    /// production has no parent, a backup of services the environment no longer has, an
+    /// app that fails its deploy hook or health check.
+    #[error("{0}")]
+    Refused(String),
+    /// The state database failed.
+    #[error("reading the state database: {0}")]
+    State(#[from] slipway_state::StateError),
+    /// Anything else failed inside the operation: I/O, the OCI runtime, a service that
+    /// fails to dump or load, a stored record that does not decode.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl OpError {
+    /// A refusal saying `m`.
+    pub fn refused(m: impl Into<String>) -> OpError {
+        OpError::Refused(m.into())
+    }
+
+    /// Which kind of failure it is.
+    pub fn kind(&self) -> Kind {
+        match self {
+            OpError::Refused(_) => Kind::Refused,
+            OpError::State(_) | OpError::Internal(_) => Kind::Internal,
+        }
+    }
+
+    /// The exit status ([`Kind::exit_code`]).
+    pub fn exit_code(&self) -> i32 {
+        self.kind().exit_code()
+    }
+
+    /// The same kind of failure with `context` before its message.
+    pub fn context(self, context: &str) -> OpError {
+        match self {
+            OpError::Refused(m) => OpError::Refused(format!("{context}{m}")),
+            e => OpError::Internal(format!("{context}{e}")),
+        }
+    }
+
+    /// The same kind of failure with `suffix` after its message.
+    pub fn suffixed(self, suffix: &str) -> OpError {
+        match self {
+            OpError::Refused(m) => OpError::Refused(format!("{m}{suffix}")),
+            e => OpError::Internal(format!("{e}{suffix}")),
+        }
+    }
+}
+
+/// A failure below an operation, told as a message (I/O, the runtime, a service's dump):
+/// internal. Refusals are made with [`OpError::refused`] where they are decided.
+impl From<String> for OpError {
+    fn from(m: String) -> OpError {
+        OpError::Internal(m)
+    }
+}
+
+/// A typed error that says which [`Kind`] of failure it is: what a command's exit status
+/// is made from.
+pub trait Failure: std::fmt::Display {
+    /// Which kind of failure it is.
+    fn kind(&self) -> Kind;
+}
+
+impl Failure for OpError {
+    fn kind(&self) -> Kind {
+        OpError::kind(self)
+    }
+}
+
+impl Failure for crate::access::CheckError {
+    fn kind(&self) -> Kind {
+        crate::access::CheckError::kind(self)
+    }
+}
+
+impl Failure for crate::crons::CronError {
+    fn kind(&self) -> Kind {
+        use crate::crons::CronError;
+        match self {
+            CronError::NotFound(_)
+            | CronError::Ambiguous(..)
+            | CronError::Busy(_)
+            | CronError::Deploying(_)
+            | CronError::NotRunning(_) => Kind::Refused,
+            CronError::State(_) | CronError::Record(_) | CronError::Lock(_) => Kind::Internal,
+        }
+    }
+}
+
+impl Failure for crate::project_access::AccessError {
+    fn kind(&self) -> Kind {
+        match self {
+            crate::project_access::AccessError::State(_) => Kind::Internal,
+            _ => Kind::Refused,
+        }
+    }
+}
+
+impl Failure for crate::domain_admin::DomainError {
+    fn kind(&self) -> Kind {
+        match self {
+            crate::domain_admin::DomainError::State(_) => Kind::Internal,
+            _ => Kind::Refused,
+        }
+    }
+}
+
+impl Failure for slipway_state::StateError {
+    fn kind(&self) -> Kind {
+        Kind::Internal
+    }
+}
