@@ -274,7 +274,7 @@ fn operations_exit_1_refused_2_bad_usage_3_internal_failure() {
         ("rollback demo main nine", 2),
         ("backup frobnicate", 2),
     ] {
-        let o = admin(&server, command);
+        let o = server.admin(command);
         assert_eq!(o.status.code(), Some(code), "{command}: {}", text(&o));
         assert!(
             String::from_utf8_lossy(&o.stderr).contains("slipway: "),
@@ -288,7 +288,7 @@ fn operations_exit_1_refused_2_bad_usage_3_internal_failure() {
     let aside = server.data.join("archive/blobs/sha256.aside");
     std::fs::rename(&blobs, &aside).expect("move the blobs aside");
     std::fs::write(&blobs, b"not a folder").expect("a file in its place");
-    let o = admin(&server, "backup create demo main");
+    let o = server.admin("backup create demo main");
     std::fs::remove_file(&blobs).expect("remove the file");
     std::fs::rename(&aside, &blobs).expect("the blobs back");
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
@@ -299,6 +299,6 @@ fn operations_exit_1_refused_2_bad_usage_3_internal_failure() {
         text(&o)
     );
 
-    let o = admin(&server, "backup create demo main");
+    let o = server.admin("backup create demo main");
     assert!(o.status.success(), "{}", text(&o));
 }
