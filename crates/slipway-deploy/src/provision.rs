@@ -206,10 +206,12 @@ pub async fn start_app(
     let log = platform.data().app_log(project, env, &app.name);
     crate::app_logs::append_line(&log, &format!("{START_MARKER}{}", app.container))
         .map_err(fail)?;
-    if app.socket.is_none() && app.port != 0 {
+    let address = environment::app_address(app.port);
+    if app.socket.is_none() && app.port != 0 && is_related(spec, address) {
         // Its address for other apps' relationships (`REL.internal:80`), in the
-        // namespace, before it starts: another app's deploy hook may call it.
-        let address = environment::app_address(app.port);
+        // namespace, before it starts: another app's deploy hook may call it. Only for an
+        // app that some app or worker of the release relates to: the others need no rule
+        // (nor `iptables`).
         slipway_runtime::netns::forward(
             &spec.netns,
             address,
@@ -319,4 +321,14 @@ pub async fn remove_release(platform: &Platform, spec: &ReleaseSpec, grace: Dura
             crate::sockets::remove(socket);
         }
     }
+}
+
+/// Whether some app or worker of `spec` relates to the app at `address`
+/// ([`environment::app_address`]): its `/etc/hosts` names that address.
+fn is_related(spec: &ReleaseSpec, address: std::net::Ipv4Addr) -> bool {
+    let address = std::net::IpAddr::V4(address);
+    spec.apps
+        .iter()
+        .chain(spec.workers.iter().map(|w| &w.instance))
+        .any(|other| other.hosts.values().any(|a| *a == address))
 }
