@@ -382,6 +382,26 @@ fn hostile_commands_and_env_requests_are_refused() {
         app.git_ok(&["rev-parse", "HEAD"])
     );
 
+    // One spelling per repository (spec section 3): `/PROJECT.git` and `PROJECT.git`
+    // (an scp-like remote sends no leading `/`), nothing else, from a real git client.
+    let o = server.ssh(&server.key, "git", "git-upload-pack 'demo.git'");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("refs/tags/v1"),
+        "PROJECT.git without the leading /: {}",
+        text(&o)
+    );
+    for path in ["demo", "demo/", "demo.git/"] {
+        let url = format!("ssh://git@127.0.0.1:{}/{path}", server.ssh_port);
+        let o = server.git(&app.dir, &["ls-remote", &url]);
+        assert!(!o.status.success(), "{path} was accepted: {}", text(&o));
+        assert!(
+            text(&o).contains("is not a repository of this server")
+                && text(&o).contains("PROJECT.git"),
+            "{path}: {}",
+            text(&o)
+        );
+    }
+
     // GIT_PROTOCOL is passed through: a clone speaks protocol v2.
     let dest = server.dir.path().join("v2");
     let o = run(Command::new("git")

@@ -104,6 +104,37 @@ fn metrics_count_pushes_deploys_builds_and_router_requests() {
         Some(1.0),
         "{m}"
     );
+    // By status too: the same answers, each under its own status.
+    assert_eq!(
+        metric_sample(
+            &m,
+            &format!("slipway_router_responses_total{{{env},status=\"200\"}}")
+        ),
+        Some(3.0),
+        "{m}"
+    );
+    assert!(
+        m.lines().any(|l| l.starts_with(&format!(
+            "slipway_router_responses_total{{{env},status=\"30"
+        ))),
+        "the redirect under its own 3xx status: {m}"
+    );
+    assert_eq!(
+        metric_sample(
+            &m,
+            "slipway_router_responses_total{environment=\"\",status=\"404\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric_sample(
+            &m,
+            &format!("slipway_router_responses_total{{{env},status=\"500\"}}")
+        ),
+        None,
+        "a status never answered has no series: {m}"
+    );
     assert_eq!(
         metric_sample(
             &m,

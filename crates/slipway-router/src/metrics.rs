@@ -1,5 +1,5 @@
-//! The router's Prometheus metrics: per environment, requests by status class, a latency
-//! histogram, requests in flight, upgraded (WebSocket) connections open and upstream
+//! The router's Prometheus metrics: per environment, requests by status class and by
+//! status, a latency histogram, requests in flight, upgraded (WebSocket) connections open and upstream
 //! connect errors.
 //!
 //! Counting costs a few relaxed atomic additions per request on counters the request's
@@ -29,11 +29,21 @@ pub const LATENCY_BUCKETS: [f64; 11] = [
 /// deploy in progress).
 pub const ROUTER_ENVIRONMENT: &str = "";
 
+/// The lowest status counted by its own value ([`EnvStats::statuses`]).
+const FIRST_STATUS: u16 = 100;
+
+/// How many statuses are counted by their own value: 100 to 599.
+const STATUSES: usize = 500;
+
 /// The request counters of one environment.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct EnvStats {
     /// Answers by status class: 1xx (and anything else), 2xx, 3xx, 4xx, 5xx.
     classes: [AtomicU64; 5],
+    /// Answers by status, 100 to 599 (one counter each, made with the environment, so
+    /// counting one is an index and an atomic addition); a status outside that range
+    /// counts under its class only.
+    statuses: Box<[AtomicU64; STATUSES]>,
     /// Requests per latency bucket (the last one: above every bound).
     buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
     /// Sum of the latencies, in microseconds.
@@ -53,6 +63,19 @@ impl Drop for OpenUpgrade {
     }
 }
 
+impl Default for EnvStats {
+    fn default() -> Self {
+        EnvStats {
+            classes: Default::default(),
+            statuses: Box::new(std::array::from_fn(|_| AtomicU64::new(0))),
+            buckets: Default::default(),
+            sum_micros: AtomicU64::new(0),
+            connect_errors: AtomicU64::new(0),
+            open_upgrades: AtomicU64::new(0),
+        }
+    }
+}
+
 impl EnvStats {
     /// Count one answer with `status`, `elapsed` after the request head was read.
     pub(crate) fn record(&self, status: u16, elapsed: Duration) {
@@ -64,6 +87,12 @@ impl EnvStats {
             _ => 0,
         };
         self.classes[class].fetch_add(1, Ordering::Relaxed);
+        if let Some(counter) = status
+            .checked_sub(FIRST_STATUS)
+            .and_then(|i| self.statuses.get(usize::from(i)))
+        {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
         let secs = elapsed.as_secs_f64();
         let bucket = LATENCY_BUCKETS
             .iter()
@@ -149,6 +178,25 @@ impl Collector for RouterCollector {
                 for (i, class) in CLASSES.iter().enumerate() {
                     let labels = [("environment", env.as_str()), ("class", class)];
                     let value = stats.classes[i].load(Ordering::Relaxed);
+                    ConstCounter::new(value).encode(metric.encode_family(&labels)?)?;
+                }
+            }
+        }
+        {
+            let mut metric = encoder.encode_descriptor(
+                "slipway_router_responses",
+                "Requests answered, by environment (PROJECT/ENV; empty: no environment) and status (those answered at least once)",
+                None,
+                MetricType::Counter,
+            )?;
+            for (env, stats) in &all {
+                for (i, counter) in stats.statuses.iter().enumerate() {
+                    let value = counter.load(Ordering::Relaxed);
+                    if value == 0 {
+                        continue;
+                    }
+                    let status = (FIRST_STATUS as usize + i).to_string();
+                    let labels = [("environment", env.as_str()), ("status", status.as_str())];
                     ConstCounter::new(value).encode(metric.encode_family(&labels)?)?;
                 }
             }

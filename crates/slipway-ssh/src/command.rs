@@ -133,16 +133,16 @@ fn unquote(s: &str) -> Result<String, CommandError> {
     }
 }
 
-/// `/demo.git`, `demo.git`, `/demo`, `demo` -> `demo`; anything else is refused.
+/// `/demo.git` (what git sends for `ssh://git@HOST:PORT/demo.git`) and `demo.git` (for
+/// `git@HOST:demo.git`) -> `demo`; anything else (`/demo`, `demo/`, `/demo.git/`, ...) is
+/// refused, as spec section 3 says: one spelling of each repository, so no two remotes
+/// name one project differently.
 fn project_of_path(path: &str) -> Result<String, CommandError> {
     let shown: String = path.chars().take(80).collect();
     let p = path.strip_prefix('/').unwrap_or(path);
-    let p = p.strip_suffix('/').unwrap_or(p);
-    let p = p.strip_suffix(".git").unwrap_or(p);
-    if is_dns_label(p) {
-        Ok(p.to_string())
-    } else {
-        Err(CommandError::BadRepository(shown))
+    match p.strip_suffix(".git") {
+        Some(p) if is_dns_label(p) => Ok(p.to_string()),
+        _ => Err(CommandError::BadRepository(shown)),
     }
 }
 
@@ -169,7 +169,7 @@ mod tests {
             git(UploadPack, "demo")
         );
         assert_eq!(
-            parse(b"git upload-pack '/my-app'").unwrap(),
+            parse(b"git upload-pack '/my-app.git'").unwrap(),
             git(UploadPack, "my-app")
         );
         assert_eq!(
@@ -193,6 +193,13 @@ mod tests {
             b"git-upload-pack \"demo.git\"",
             b"git-upload-pack ''",
             b"git-upload-pack '/demo\0.git'",
+            // One spelling per repository: PROJECT.git, with or without the leading `/`.
+            b"git-upload-pack '/demo'",
+            b"git-upload-pack 'demo'",
+            b"git-upload-pack 'demo/'",
+            b"git-upload-pack '/demo.git/'",
+            b"git-upload-pack '//demo.git'",
+            b"git-upload-pack '/demo.git.git'",
         ] {
             assert!(
                 parse(bad).is_err(),
