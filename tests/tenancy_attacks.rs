@@ -77,7 +77,12 @@ for pid in os.listdir("/proc"):
     if not pid.isdigit(): continue
     try:
         uid = int([l for l in open("/proc/%s/status" % pid) if l.startswith("Uid:")][0].split()[1])
-        if uid != me: foreign.append(pid)
+        # `runc init` (root, for a moment) is the start of a `runc exec` into this
+        # container (a shell, a cron, a hook), not a process of the host or another
+        # project: it leaves as it becomes the exec's command, as this project's user.
+        argv = open("/proc/%s/cmdline" % pid).read().split("\0")
+        if uid != me and argv[:2] != ["runc", "init"] and not (argv[0].endswith("/runc") and argv[1:2] == ["init"]):
+            foreign.append(pid)
     except (OSError, IndexError):
         pass
     for link in ("root", "cwd"):
