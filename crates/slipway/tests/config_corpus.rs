@@ -114,7 +114,8 @@ fn config_check_and_the_push_say_the_same_of_every_corpus_config() {
             for w in &loaded.warnings {
                 let whole_file = w.line == 1
                     && w.column == 1
-                    && w.message.starts_with("ignored: the configuration is read from");
+                    && w.message
+                        .starts_with("ignored: the configuration is read from");
                 assert!(
                     !w.key_path.is_empty() || whole_file,
                     "{name}: a warning names no key: {w}"
