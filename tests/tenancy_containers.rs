@@ -122,9 +122,10 @@ fn builds_hooks_apps_and_shells_run_as_web_without_privileges() {
     assert_eq!(assert_unprivileged(&shell_out, "shell"), build);
 
     // What the build wrote on the host belongs to that user, not to root.
-    let cached = server.data.join("cache/demo/main/hello/from-build");
-    let meta = std::fs::metadata(&cached).expect("the build wrote its cache");
+    let cache = server.build_cache("demo", "main", "hello");
+    let meta = std::fs::metadata(cache.path.join("from-build")).expect("the build wrote its cache");
     assert_eq!((meta.uid(), meta.gid()), (build, build));
+    drop(cache);
 
     // The default size (M): 1 CPU, 1 GiB, 1024 tasks, as the kernel sees them.
     let limits =
