@@ -183,6 +183,8 @@ fn a_go_app_builds_with_go_build_and_reports_its_go_version_as_non_root() {
         "{}",
         cache.display()
     );
+    // Unmounted before the next build mounts it.
+    drop(build_cache);
 
     // A go.mod asking for a newer Go than the stack's fails the build at once, naming both
     // versions, instead of downloading a toolchain; the running release keeps serving.
