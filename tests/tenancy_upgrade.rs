@@ -191,7 +191,11 @@ fn data_left_under_an_older_project_uid_is_given_to_the_new_one_and_nothing_is_l
     }
     // The build cache is a disk of its own too.
     let img = server.data.join("cache/demo/main/hello.img");
-    let o = run(Command::new("mount").arg("-o").arg("loop").arg(&img).arg(&at));
+    let o = run(Command::new("mount")
+        .arg("-o")
+        .arg("loop")
+        .arg(&img)
+        .arg(&at));
     assert!(o.status.success(), "mount {}: {}", img.display(), text(&o));
     given.push(("cache", give_to_old_uid(&at.join("files"), uid)));
     let o = run(Command::new("umount").arg(&at));
