@@ -245,7 +245,7 @@ fn remove_file(path: &Path) -> Result<(), VolumeError> {
 
 /// `8 GiB`, `64 MiB`: whole GiB when it is, MiB otherwise.
 fn human_size(bytes: u64) -> String {
-    if bytes >= 1 << 30 && bytes % (1 << 30) == 0 {
+    if bytes >= 1 << 30 && bytes.is_multiple_of(1 << 30) {
         format!("{} GiB", bytes >> 30)
     } else {
         format!("{} MiB", bytes.div_ceil(MIB))
