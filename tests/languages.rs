@@ -176,12 +176,15 @@ fn a_go_app_builds_with_go_build_and_reports_its_go_version_as_non_root() {
         out.contains("app | go build cache: /cache/go-build, none in /app"),
         "{out}"
     );
-    let cache = server.data.join("cache/goapp/main/app/go-build");
+    let build_cache = server.build_cache("goapp", "main", "app");
+    let cache = build_cache.path.join("go-build");
     assert!(
         std::fs::read_dir(&cache).is_ok_and(|mut d| d.next().is_some()),
         "{}",
         cache.display()
     );
+    // Unmounted before the next build mounts it.
+    drop(build_cache);
 
     // A go.mod asking for a newer Go than the stack's fails the build at once, naming both
     // versions, instead of downloading a toolchain; the running release keeps serving.
@@ -668,7 +671,12 @@ fn a_yarn_lock_app_builds_with_the_stacks_yarn_and_its_second_push_uses_the_yarn
         out.contains("app | yarn cache: /cache/yarn/v6, none in /app"),
         "{out}"
     );
-    assert!(non_empty(&server.data.join("cache/yarnapp/main/app/yarn")));
+    assert!(non_empty(
+        &server
+            .build_cache("yarnapp", "main", "app")
+            .path
+            .join("yarn")
+    ));
     let slug = slug_of(&server, &out, "app");
     assert!(slug.join("node_modules/marked/package.json").is_file());
     assert!(!slug.join(".cache/yarn").exists());
@@ -811,9 +819,8 @@ fn python_3_11_and_3_13_side_by_side_with_pips_cache_outside_the_slug() {
             slug.join(".local/lib").is_dir(),
             "termcolor is not in the slug"
         );
-        let cache = server
-            .data
-            .join(format!("cache/pythons/main/{name}/pip/wheels"));
+        let build_cache = server.build_cache("pythons", "main", name);
+        let cache = build_cache.path.join("pip/wheels");
         assert!(non_empty(&cache), "{} is empty:\n{out}", cache.display());
     }
     // Each app runs on its own Python, from its own Debian release.

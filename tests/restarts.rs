@@ -1118,7 +1118,9 @@ fn race_pushes_through_an_upgrade(descends: bool) {
     let old_pid = server.pid().expect("running");
 
     // A: v2, whose build waits for the test.
-    let cache = server.data.join("cache/demo/main/hello");
+    // The build's /cache, as the host writes into it while the build runs (its disk is
+    // mounted there).
+    let cache = server.data.join("cache/demo/main/hello/files");
     app.write(".platform.app.yaml", GATED_BUILD);
     app.write("VERSION", "2\n");
     let a = app.commit("v2 (gated build)");

@@ -246,18 +246,24 @@ fn caches_keep_no_set_id_file_and_the_data_dir_is_private() {
     assert_eq!(get(&server, "main.s.localhost", "/").1, "ok\n");
 
     // On the host: the files are there, without a set-id bit.
-    for dir in ["build-caches/s", "cache/s"] {
-        let found = files(&server.data.join(dir));
+    let cache = server.build_cache("s", "main", "web");
+    for dir in [server.data.join("build-caches/s"), cache.path.clone()] {
+        let found = files(&dir);
         let planted: Vec<_> = found
             .iter()
             .filter(|(p, _)| p.ends_with("root-true"))
             .collect();
-        assert!(!planted.is_empty(), "no root-true under {dir}: {found:?}");
+        assert!(
+            !planted.is_empty(),
+            "no root-true under {}: {found:?}",
+            dir.display()
+        );
         for (p, m) in planted {
             assert_eq!(m & 0o6000, 0, "{} is {m:o}", p.display());
             assert_eq!(m & 0o777, 0o755, "{}", p.display());
         }
     }
+    drop(cache);
 
     // Private: the data dir, the state database, the runtime bundles (they hold values).
     assert_eq!(mode(&server.data), 0o700);
@@ -287,4 +293,100 @@ fn caches_keep_no_set_id_file_and_the_data_dir_is_private() {
     server.serve();
     assert_eq!(mode(&server.data), 0o700);
     assert_eq!(mode(&server.data.join("state.db")), 0o600);
+}
+
+/// Issue 13: a build cannot fill the host's disk. Its `/app` and its `/cache` are disks of
+/// their own (64 MiB here): a build hook writing past either fails the push with a message
+/// naming the limit, writes no more than the limit on the host, and leaves the live release
+/// and other projects as they were; a full cache is emptied at the next build.
+#[test]
+fn a_build_filling_its_disk_fails_alone_and_leaves_the_host_disk_alone() {
+    let server = Server::start_with(&[
+        ("SLIPWAY_BUILD_DISK", "64M"),
+        ("SLIPWAY_BUILD_CACHE_DISK", "64M"),
+    ]);
+    let a = site(
+        &server.dir.path().join("a"),
+        "",
+        "set -e\necho v1 > index.html",
+    );
+    let (ok, out) = push_as(&server, &server.key, &a, "a", "main");
+    assert!(ok, "{out}\n{}", server.server_log());
+    assert_eq!(get(&server, "main.a.localhost", "/").1, "v1\n");
+
+    // /app: the write stops at the disk's size; the push fails naming it.
+    write_config(
+        &a,
+        "",
+        "set -e\necho v2 > index.html\ndd if=/dev/zero of=big bs=1M count=256 2>/dev/null || { echo \"wrote $(du -m big | cut -f1) MiB\"; exit 1; }",
+    );
+    a.commit("fills /app");
+    let (ok, out) = push_as(&server, &server.key, &a, "a", "main");
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("build failed: the build's disk (64 MiB) is full: hooks.build of web exited with status 1"),
+        "{out}"
+    );
+    assert!(out.contains("--build-disk"), "{out}");
+    let wrote: u64 = out
+        .lines()
+        .find_map(|l| l.split_once("web | wrote ").map(|(_, w)| w))
+        .and_then(|w| w.trim().trim_end_matches(" MiB").parse().ok())
+        .unwrap_or_else(|| panic!("no size written:\n{out}"));
+    assert!(wrote <= 64, "wrote {wrote} MiB: {out}");
+    assert_eq!(get(&server, "main.a.localhost", "/").1, "v1\n");
+    // Nothing of the build is left on the host.
+    let left: Vec<_> = std::fs::read_dir(server.data.join("builds"))
+        .expect("builds")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // /cache alike.
+    write_config(
+        &a,
+        "",
+        "set -e\necho v3 > index.html\ndd if=/dev/zero of=\"$PLATFORM_CACHE_DIR/big\" bs=1M count=256 2>/dev/null",
+    );
+    a.commit("fills /cache");
+    let (ok, out) = push_as(&server, &server.key, &a, "a", "main");
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("build failed: the build cache's disk (64 MiB) is full: hooks.build of web exited with status 1"),
+        "{out}"
+    );
+    assert_eq!(get(&server, "main.a.localhost", "/").1, "v1\n");
+
+    // The next build finds room in its cache again.
+    write_config(
+        &a,
+        "",
+        "set -e\necho v4 > index.html\necho kept > \"$PLATFORM_CACHE_DIR/kept\"",
+    );
+    a.commit("fits");
+    let (ok, out) = push_as(&server, &server.key, &a, "a", "main");
+    assert!(ok, "{out}\n{}", server.server_log());
+    assert!(
+        out.contains("the build cache's disk (64 MiB) was full: emptied"),
+        "{out}"
+    );
+    assert_eq!(get(&server, "main.a.localhost", "/").1, "v4\n");
+    let cache = server.build_cache("a", "main", "web");
+    assert_eq!(
+        std::fs::read_to_string(cache.path.join("kept")).expect("kept"),
+        "kept\n"
+    );
+    assert!(!cache.path.join("big").exists());
+    drop(cache);
+
+    // Another project builds and deploys as ever.
+    let b = site(
+        &server.dir.path().join("b"),
+        "",
+        "set -e\necho b > index.html",
+    );
+    let (ok, out) = push_as(&server, &server.key, &b, "b", "main");
+    assert!(ok, "{out}\n{}", server.server_log());
+    assert_eq!(get(&server, "main.b.localhost", "/").1, "b\n");
 }

@@ -122,9 +122,10 @@ fn builds_hooks_apps_and_shells_run_as_web_without_privileges() {
     assert_eq!(assert_unprivileged(&shell_out, "shell"), build);
 
     // What the build wrote on the host belongs to that user, not to root.
-    let cached = server.data.join("cache/demo/main/hello/from-build");
-    let meta = std::fs::metadata(&cached).expect("the build wrote its cache");
+    let cache = server.build_cache("demo", "main", "hello");
+    let meta = std::fs::metadata(cache.path.join("from-build")).expect("the build wrote its cache");
     assert_eq!((meta.uid(), meta.gid()), (build, build));
+    drop(cache);
 
     // The default size (M): 1 CPU, 1 GiB, 1024 tasks, as the kernel sees them.
     let limits =
@@ -380,15 +381,6 @@ done
 env | sed "s|^|$who environ |"
 "#;
 
-/// Whether a mount table line (`/proc/self/mountinfo`'s or `/proc/self/mounts`') is of a
-/// build's writable `/app` or `/cache`: still binds of their data-dir folders.
-fn is_build_writable_bind(line: &str) -> bool {
-    let point = line
-        .split(' ')
-        .nth(if line.contains(" - ") { 4 } else { 1 });
-    matches!(point, Some("/app") | Some("/cache"))
-}
-
 /// Lines of `out` printed by `who`'s probe from `file` (at least one).
 fn probe_lines<'o>(out: &'o str, who: &str, file: &str) -> Vec<&'o str> {
     let prefix = format!("{who} {file} ");
@@ -405,9 +397,8 @@ fn probe_lines<'o>(out: &'o str, who: &str, file: &str) -> Vec<&'o str> {
 /// and its super options), `/proc/self/cgroup`, `maps`, the `cwd`, `root`, `exe` and `fd`
 /// links and their environment names nothing of the host's data dir or stacks folder,
 /// nor the host's `/usr` or `/etc` as a mount's root (ARCHITECTURE's "The container's
-/// boundary"): a mount of the app's volume shows only its path inside that volume. Known
-/// gap: a build's writable `/app` and `/cache` are binds of their data-dir folders (the
-/// host writes into the cache while a build runs), whose mountinfo root names that folder.
+/// boundary"): a mount of the app's volume shows only its path inside that volume, and a
+/// build's writable `/app` and `/cache` their folder on their own disks.
 #[test]
 fn a_container_reads_no_host_path_in_its_mounts_cgroup_or_environment() {
     let server = Server::start();
@@ -446,9 +437,6 @@ fn a_container_reads_no_host_path_in_its_mounts_cgroup_or_environment() {
             "environ",
         ] {
             for line in probe_lines(out, who, file) {
-                if who == "build" && is_build_writable_bind(line) {
-                    continue;
-                }
                 for path in &host {
                     assert!(
                         !line.contains(path.as_str()),
@@ -470,9 +458,18 @@ fn a_container_reads_no_host_path_in_its_mounts_cgroup_or_environment() {
         }
         // The root, /app (read-only: not a build's), and the generated files come from
         // file systems of their own.
-        let app_root = ("/app", "/");
-        let own = [("/", "/"), app_root, ("/etc/passwd", "/passwd")];
-        for (point, root) in own.into_iter().filter(|p| who != "build" || *p != app_root) {
+        // A build's /app and /cache: the folder of the files on their disks.
+        let own = if who == "build" {
+            vec![
+                ("/", "/"),
+                ("/app", "/files"),
+                ("/cache", "/files"),
+                ("/etc/passwd", "/passwd"),
+            ]
+        } else {
+            vec![("/", "/"), ("/app", "/"), ("/etc/passwd", "/passwd")]
+        };
+        for (point, root) in own {
             assert!(
                 probe_lines(out, who, "/proc/self/mountinfo")
                     .iter()

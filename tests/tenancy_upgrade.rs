@@ -189,10 +189,17 @@ fn data_left_under_an_older_project_uid_is_given_to_the_new_one_and_nothing_is_l
         let o = run(Command::new("umount").arg(&at));
         assert!(o.status.success(), "umount: {}", text(&o));
     }
-    given.push((
-        "cache",
-        give_to_old_uid(&server.data.join("cache/demo"), uid),
-    ));
+    // The build cache is a disk of its own too.
+    let img = server.data.join("cache/demo/main/hello.img");
+    let o = run(Command::new("mount")
+        .arg("-o")
+        .arg("loop")
+        .arg(&img)
+        .arg(&at));
+    assert!(o.status.success(), "mount {}: {}", img.display(), text(&o));
+    given.push(("cache", give_to_old_uid(&at.join("files"), uid)));
+    let o = run(Command::new("umount").arg(&at));
+    assert!(o.status.success(), "umount: {}", text(&o));
     for (what, n) in &given {
         assert!(*n > 0, "nothing of {what} was the project's: {given:?}");
     }
@@ -237,14 +244,13 @@ fn data_left_under_an_older_project_uid_is_given_to_the_new_one_and_nothing_is_l
     let out = text(&o);
     assert!(o.status.success(), "{out}\n{}", server.server_log());
     assert!(out.contains("cache-had build-1"), "{out}");
+    let cache = server.build_cache("demo", "main", "hello");
     assert_eq!(
-        std::fs::read_to_string(server.data.join("cache/demo/main/hello/seen")).unwrap(),
+        std::fs::read_to_string(cache.path.join("seen")).unwrap(),
         "build-1\nbuild-2\n"
     );
-    assert_eq!(
-        owned_by(&server.data.join("cache/demo"), OLD_UID),
-        Vec::<String>::new()
-    );
+    assert_eq!(owned_by(&cache.path, OLD_UID), Vec::<String>::new());
+    drop(cache);
     let checked = get(&server, "/check");
     assert!(
         checked.contains("uploads read='kept-uploads\\nmore\\n' appended"),

@@ -600,6 +600,55 @@ pub fn repo_dir(server: &Server, project: &str) -> PathBuf {
     server.data.join("git").join(format!("{project}.git"))
 }
 
+/// An app's build cache as the host holds it between builds: its disk mounted read-only
+/// in a folder of its own (unmounted when this is dropped), or the plain folder of a server
+/// whose kernel refused loop mounts. Only between builds: a build mounts that disk itself.
+pub struct BuildCache {
+    /// Where the cache's files are (what builds see as `/cache`).
+    pub path: PathBuf,
+    mounted: Option<tempfile::TempDir>,
+}
+
+impl Drop for BuildCache {
+    fn drop(&mut self) {
+        if let Some(at) = &self.mounted {
+            let o = run(Command::new("umount").arg(at.path()));
+            if !o.status.success() {
+                eprintln!("unmounting {}: {}", at.path().display(), text(&o));
+            }
+        }
+    }
+}
+
+impl Server {
+    /// The build cache of `app` in `project`'s `env` (see [`BuildCache`]).
+    pub fn build_cache(&self, project: &str, env: &str, app: &str) -> BuildCache {
+        let dir = self.data.join("cache").join(project).join(env).join(app);
+        let image = dir.with_extension("img");
+        if !image.exists() {
+            return BuildCache {
+                path: dir.join("files"),
+                mounted: None,
+            };
+        }
+        let at = tempfile::tempdir().expect("tempdir");
+        let o = run(Command::new("mount")
+            .args(["-t", "ext4", "-o", "loop,ro,noload"])
+            .arg(&image)
+            .arg(at.path()));
+        assert!(
+            o.status.success(),
+            "mounting {}: {}",
+            image.display(),
+            text(&o)
+        );
+        BuildCache {
+            path: at.path().join("files"),
+            mounted: Some(at),
+        }
+    }
+}
+
 impl Server {
     /// A project in this server's folder with `files`, committed on `main`.
     pub fn project(&self, name: &str, files: &[(&str, &str)]) -> App {

@@ -37,10 +37,11 @@ pub const ROOT_PACKAGES: &[&str] = &[
     "tini",
     "git",
     "iproute2",
+    "iptables",
 ];
 
 /// Version of the root's recipe (packages, options): part of its folder's name.
-const RECIPE: u32 = 2;
+const RECIPE: u32 = 3;
 
 /// The Debian suite of the host (the slipway binary's glibc must be there): bookworm
 /// unless the host is trixie.

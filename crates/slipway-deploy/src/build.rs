@@ -50,6 +50,7 @@ use slipway_git::{ObjectId, Repo};
 use slipway_runtime::{BindMount, ContainerSpec, RunAs, RuntimeError};
 use slipway_slug::{Digest, SlugInfo};
 
+use crate::build_disk::BuildDisk;
 use crate::output::{format_duration, Output};
 use crate::pipeline::{DeployTarget, PhaseError};
 use crate::protection::PRODUCTION;
@@ -430,19 +431,6 @@ pub async fn run(
         .ok_or_else(|| PhaseError::new("build", format!("{} was not built", app.name)))
 }
 
-/// Removes a build folder when dropped (success, failure, or a cancelled build).
-struct BuildDir(PathBuf);
-
-impl Drop for BuildDir {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.0) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(dir = %self.0.display(), "removing a build folder: {e}");
-            }
-        }
-    }
-}
-
 /// Sets a flag when dropped: tells a packing thread its build was cancelled.
 pub(crate) struct CancelOnDrop(pub(crate) Arc<AtomicBool>);
 
@@ -502,6 +490,8 @@ struct BuildContext<'a> {
     tree: ObjectId,
     dir: &'a Path,
     cache: &'a Path,
+    /// The disks of `dir` and `cache`: a step that fails with one full says so.
+    disks: [&'a BuildDisk; 2],
     /// The project's user, who owns `dir` and `cache` while the build runs.
     run_as: RunAs,
     /// The build's own network namespace (its proxy runs there).
@@ -599,6 +589,18 @@ impl BuildContext<'_> {
             )));
         }
         if code != 0 {
+            if let Some(size) = self.disks[0].full() {
+                return Err(self.fail(format!(
+                    "the build's disk ({size}) is full: {what} exited with status {code}; \
+                     write less into /app or raise the limit (slipway serve --build-disk SIZE)"
+                )));
+            }
+            if let Some(size) = self.disks[1].full() {
+                return Err(self.fail(format!(
+                    "the build cache's disk ({size}) is full: {what} exited with status {code}; \
+                     write less into /cache or raise the limit (slipway serve --build-cache-disk SIZE)"
+                )));
+            }
             return Err(self.fail(format!("{what} exited with status {code}")));
         }
         Ok(())
@@ -623,12 +625,17 @@ async fn build_one(
         out.phase(&phase, &format!("failed: {msg}"));
         PhaseError::new("build", msg)
     };
-    let dir = platform
-        .data()
-        .builds()
-        .join(format!("{}-{}", out.activity(), app.name));
-    let _ = std::fs::remove_dir_all(&dir);
-    let _cleanup = BuildDir(dir.clone());
+    // The build writes into a disk of its own, deleted when it ends (whatever happens).
+    let (data, id, size) = (
+        platform.data().clone(),
+        format!("{}-{}", out.activity(), app.name),
+        platform.settings().build_disk,
+    );
+    let build_disk = tokio::task::spawn_blocking(move || BuildDisk::build(&data, &id, size))
+        .await
+        .map_err(|e| fail(format!("making the build's disk: {e}")))?
+        .map_err(|e| fail(format!("making the build's disk: {e}")))?;
+    let dir = build_disk.folder();
 
     let (r, d) = (repo.clone(), dir.clone());
     tokio::task::spawn_blocking(move || r.checkout(tree, &d))
@@ -656,9 +663,28 @@ async fn build_one(
         .map_err(|e| fail(format!("preparing the python user site: {e}")))?;
 
     if !steps.is_empty() || hook.is_some() {
-        let cache = platform.data().build_cache(project, env, &app.name);
-        std::fs::create_dir_all(&cache)
-            .map_err(|e| fail(format!("creating the build cache {}: {e}", cache.display())))?;
+        let (data, p, e, a, size) = (
+            platform.data().clone(),
+            project.to_string(),
+            env.to_string(),
+            app.name.clone(),
+            platform.settings().build_cache_disk,
+        );
+        let cache_disk =
+            tokio::task::spawn_blocking(move || BuildDisk::cache(&data, &p, &e, &a, size))
+                .await
+                .map_err(|e| fail(format!("mounting the build cache: {e}")))?
+                .map_err(|e| fail(format!("mounting the build cache: {e}")))?;
+        let cache = cache_disk.folder();
+        if let Some(size) = cache_disk
+            .empty_if_full()
+            .map_err(|e| fail(format!("emptying the full build cache: {e}")))?
+        {
+            out.phase(
+                &phase,
+                &format!("the build cache's disk ({size}) was full: emptied"),
+            );
+        }
         // What an earlier build left there may shape this one.
         cache_fed |= std::fs::read_dir(&cache)
             .map(|mut d| d.next().is_some())
@@ -697,6 +723,7 @@ async fn build_one(
             tree,
             dir: &dir,
             cache: &cache,
+            disks: [&build_disk, &cache_disk],
             run_as,
             netns: &network.path,
             out,

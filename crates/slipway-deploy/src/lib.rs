@@ -34,6 +34,7 @@ pub mod app_json;
 pub mod app_logs;
 pub mod backups;
 pub mod build;
+pub mod build_disk;
 pub mod crons;
 pub mod diff;
 pub mod domain_admin;
@@ -156,6 +157,10 @@ pub struct Settings {
     pub slug_level: i32,
     /// Largest compressed slug a build may produce (bytes).
     pub slug_max_size: u64,
+    /// The size of a build's disk, its writable `/app` (bytes; see [`build_disk`]).
+    pub build_disk: u64,
+    /// The size of an app's build cache disk, its builds' `/cache` (bytes).
+    pub build_cache_disk: u64,
     /// An app log bigger than this is rotated (bytes; see [`app_logs`]).
     pub app_log_max_size: u64,
     /// Where builds may connect besides public addresses on ports 80 and 443.
@@ -193,6 +198,8 @@ impl Settings {
             lock_wait: Duration::from_secs(660),
             slug_level: 3,
             slug_max_size: slipway_slug::DEFAULT_MAX_SIZE,
+            build_disk: build_disk::DEFAULT_BUILD_DISK,
+            build_cache_disk: build_disk::DEFAULT_CACHE_DISK,
             stacks: None,
             app_log_max_size: 10 << 20,
             build_egress: egress::EgressPolicy::host_default(),

@@ -237,6 +237,14 @@ struct ServeArgs {
     /// Largest compressed slug a build may produce: bytes, or with a K, M or G suffix (KiB, MiB, GiB).
     #[arg(long, env = "SLIPWAY_SLUG_MAX_SIZE", default_value = "2G", value_parser = parse_size)]
     slug_max_size: u64,
+    /// Size of a build's disk, its writable /app: a build writing more fails (bytes, or
+    /// with a K, M or G suffix).
+    #[arg(long, env = "SLIPWAY_BUILD_DISK", default_value = "8G", value_parser = parse_size)]
+    build_disk: u64,
+    /// Size of an app's build cache disk, its builds' /cache, kept between builds (bytes,
+    /// or with a K, M or G suffix).
+    #[arg(long, env = "SLIPWAY_BUILD_CACHE_DISK", default_value = "4G", value_parser = parse_size)]
+    build_cache_disk: u64,
     /// `HOST:PORT`s builds may reach through their proxy besides public addresses on ports
     /// 80 and 443 (comma-separated; e.g. a package mirror on this machine).
     #[arg(long, env = "SLIPWAY_BUILD_EGRESS_ALLOW", value_delimiter = ',')]
@@ -717,6 +725,8 @@ async fn serve_until_stopped(
     );
     settings.build_timeout = std::time::Duration::from_secs(args.build_timeout.max(1));
     settings.slug_max_size = args.slug_max_size;
+    settings.build_disk = args.build_disk;
+    settings.build_cache_disk = args.build_cache_disk;
     settings.slug_level = args.slug_level;
     if args.unsafe_host_root {
         tracing::warn!(
