@@ -390,16 +390,7 @@ fn influxdb_points_and_rabbitmq_messages_are_backed_up_and_restored() {
         "  queue: 'queue:rabbitmq'\n  influx: 'metrics:influxdb'\n",
         "queue:\n  type: rabbitmq:3.10\n  disk: 512\nmetrics:\n  type: influxdb:1.8\n  disk: 256\n",
     );
-    let admin = |command: &str| {
-        let o = server.ssh(&server.key, "git", command);
-        assert!(
-            o.status.success(),
-            "{command}: {}\n{}",
-            text(&o),
-            server.server_log()
-        );
-        text(&o)
-    };
+    let admin = |command: &str| server.admin_ok(command);
     // A point, and a persistent message waiting in a durable queue.
     assert_eq!(
         get(&server, "/influx/write?value=0.64"),
@@ -475,16 +466,7 @@ fn a_rabbitmq_node_keeps_its_messages_in_a_branch_whose_service_has_another_addr
         "  queue: 'queue:rabbitmq'\n",
         "queue:\n  type: rabbitmq:3.10\n  disk: 512\n",
     );
-    let admin = |command: &str| {
-        let o = server.ssh(&server.key, "git", command);
-        assert!(
-            o.status.success(),
-            "{command}: {}\n{}",
-            text(&o),
-            server.server_log()
-        );
-        text(&o)
-    };
+    let admin = |command: &str| server.admin_ok(command);
     let dev = |path: &str| {
         server
             .get("dev.demo.localhost", path)

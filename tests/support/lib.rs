@@ -373,10 +373,16 @@ impl Server {
         self.ssh(&self.key, "git", command)
     }
 
-    /// [`Server::admin`], which must succeed: its stdout and stderr.
+    /// [`Server::admin`], which must succeed: its stdout and stderr (on failure, the
+    /// server's log too).
     pub fn admin_ok(&self, command: &str) -> String {
         let o = self.admin(command);
-        assert!(o.status.success(), "{command}: {}", text(&o));
+        assert!(
+            o.status.success(),
+            "{command}: {}\n{}",
+            text(&o),
+            self.server_log()
+        );
         text(&o)
     }
 
