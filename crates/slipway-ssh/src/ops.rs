@@ -70,18 +70,23 @@ where
     E: AsyncWrite + Unpin + Send,
 {
     let result: Result<String, (i32, String)> = match args {
-        ["rollback", project, env] | ["rollback", project, env, _] => {
-            let to = match args.get(3).map(|n| n.parse::<i64>()) {
-                None => None,
-                Some(Ok(n)) => Some(n),
-                Some(Err(_)) => {
-                    return Some(usage(err, "rollback PROJECT ENV [RELEASE-NUMBER]").await)
+        [verb @ "rollback", project, env]
+        | [verb @ "rollback", project, env, _]
+        | [verb @ "redeploy", project, env] => {
+            let op = if *verb == "redeploy" {
+                Operation::Redeploy
+            } else {
+                match args.get(3).map(|n| n.parse::<i64>()) {
+                    None => Operation::Rollback(None),
+                    Some(Ok(n)) => Operation::Rollback(Some(n)),
+                    Some(Err(_)) => {
+                        return Some(usage(err, "rollback PROJECT ENV [RELEASE-NUMBER]").await)
+                    }
                 }
             };
-            match check(platform, user, project, env, Operation::Rollback(to).role()) {
+            match check(platform, user, project, env, op.role()) {
                 Err(r) => Err(r),
                 Ok(()) => {
-                    let op = Operation::Rollback(to);
                     let r = operate(
                         platform,
                         user,
@@ -91,26 +96,7 @@ where
                         &mut progress(json, out, err),
                     )
                     .await;
-                    r.map(|n| deployed(project, env, "rollback", n, json))
-                        .map_err(failure)
-                }
-            }
-        }
-        ["redeploy", project, env] => {
-            match check(platform, user, project, env, Operation::Redeploy.role()) {
-                Err(r) => Err(r),
-                Ok(()) => {
-                    let op = Operation::Redeploy;
-                    let r = operate(
-                        platform,
-                        user,
-                        project,
-                        env,
-                        op,
-                        &mut progress(json, out, err),
-                    )
-                    .await;
-                    r.map(|n| deployed(project, env, "redeploy", n, json))
+                    r.map(|n| deployed(project, env, verb, n, json))
                         .map_err(failure)
                 }
             }
