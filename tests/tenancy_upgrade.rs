@@ -172,16 +172,26 @@ fn data_left_under_an_older_project_uid_is_given_to_the_new_one_and_nothing_is_l
     let at = server.dir.path().join("image");
     std::fs::create_dir_all(&at).unwrap();
     let mut given = Vec::new();
-    for image in ["app-hello", "storage", "service-db"] {
-        let img = vols.join(format!("{image}.img"));
+    // The volumes, and the build cache: a disk of its own too, whose `files/` is the cache.
+    let images = [
+        ("app-hello", vols.join("app-hello.img"), ""),
+        ("storage", vols.join("storage.img"), ""),
+        ("service-db", vols.join("service-db.img"), ""),
+        (
+            "cache",
+            server.data.join("cache/demo/main/hello.img"),
+            "files",
+        ),
+    ];
+    for (image, img, inside) in &images {
         let o = run(Command::new("mount")
             .arg("-o")
             .arg("loop")
-            .arg(&img)
+            .arg(img)
             .arg(&at));
         assert!(o.status.success(), "mount {}: {}", img.display(), text(&o));
-        given.push((image, give_to_old_uid(&at, uid)));
-        if image == "app-hello" {
+        given.push((*image, give_to_old_uid(&at.join(inside), uid)));
+        if *image == "app-hello" {
             // The folder already given but not what is in it (a walk cut short, or the old
             // release's container writing under its old uid meanwhile): found all the same.
             std::os::unix::fs::lchown(at.join("files/uploads"), Some(uid), Some(uid)).unwrap();
@@ -189,17 +199,6 @@ fn data_left_under_an_older_project_uid_is_given_to_the_new_one_and_nothing_is_l
         let o = run(Command::new("umount").arg(&at));
         assert!(o.status.success(), "umount: {}", text(&o));
     }
-    // The build cache is a disk of its own too.
-    let img = server.data.join("cache/demo/main/hello.img");
-    let o = run(Command::new("mount")
-        .arg("-o")
-        .arg("loop")
-        .arg(&img)
-        .arg(&at));
-    assert!(o.status.success(), "mount {}: {}", img.display(), text(&o));
-    given.push(("cache", give_to_old_uid(&at.join("files"), uid)));
-    let o = run(Command::new("umount").arg(&at));
-    assert!(o.status.success(), "umount: {}", text(&o));
     for (what, n) in &given {
         assert!(*n > 0, "nothing of {what} was the project's: {given:?}");
     }
