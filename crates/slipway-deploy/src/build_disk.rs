@@ -13,7 +13,7 @@
 //! plain folders at the same paths, as before, and the log says so once: the build is never
 //! failed for it, but is not capped either.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -37,7 +37,7 @@ static SAID_UNCAPPED: AtomicBool = AtomicBool::new(false);
 
 /// How many builds of this server use each mounted build cache (by its folder): the last
 /// one to end unmounts it.
-static CACHE_USERS: Mutex<Option<HashMap<PathBuf, usize>>> = Mutex::new(None);
+static CACHE_USERS: Mutex<BTreeMap<PathBuf, usize>> = Mutex::new(BTreeMap::new());
 
 /// Which disk of a build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +92,6 @@ impl BuildDisk {
             remove_plain(&volume)?;
         }
         let mut users = CACHE_USERS.lock().unwrap_or_else(|e| e.into_inner());
-        let users = users.get_or_insert_with(HashMap::new);
         let n = users.get(&volume.dir).copied().unwrap_or(0);
         let disk = if n > 0 && volume.is_mounted()? {
             // Another build of this server uses it now: no growth under it.
@@ -201,7 +200,6 @@ impl Drop for BuildDisk {
             }),
             Kind::Cache => {
                 let mut users = CACHE_USERS.lock().unwrap_or_else(|e| e.into_inner());
-                let users = users.get_or_insert_with(HashMap::new);
                 let left = users
                     .get(&self.volume.dir)
                     .map_or(0, |n| n.saturating_sub(1));
