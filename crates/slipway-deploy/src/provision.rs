@@ -65,6 +65,8 @@ pub fn plan(
             continue;
         };
         let port = environment::port_for(release.number, i);
+        let fastcgi = crate::php::serves(app);
+        let no_web_process = slipway_config::php::no_web_process(app);
         let cx = EnvContext {
             project: &target.project,
             env: &target.env,
@@ -89,12 +91,10 @@ pub fn plan(
         // no socket_family of their own; the config keeps them on TCP). PHP-FPM always
         // listens on the socket (the app's environment is left as it was: PHP-FPM, not
         // the app, listens there).
-        let fpm = crate::php::serves(app);
-        let socket = (fpm
-            || (app.web.socket_family == slipway_config::SocketFamily::Unix
-                && !slipway_config::php::no_web_process(app)))
-        .then(|| crate::sockets::host_socket(&platform.data().app_sockets(), &container));
-        if socket.is_some() && !fpm {
+        let socket = (fastcgi
+            || (app.web.socket_family == slipway_config::SocketFamily::Unix && !no_web_process))
+            .then(|| crate::sockets::host_socket(&platform.data().app_sockets(), &container));
+        if socket.is_some() && !fastcgi {
             env.remove("PORT");
             env.insert("SOCKET".into(), crate::sockets::SOCKET.into());
         }
@@ -112,10 +112,10 @@ pub fn plan(
             } else {
                 app.web.start.clone().unwrap_or_default()
             },
-            fastcgi: crate::php::serves(app),
-            no_web_process: slipway_config::php::no_web_process(app),
-            unreached: !crate::php::serves(app)
-                && !slipway_config::php::no_web_process(app)
+            fastcgi,
+            no_web_process,
+            unreached: !fastcgi
+                && !no_web_process
                 && !slipway_config::web_locations::process_reached(topology, app),
             env,
             tree: b.tree.clone(),
