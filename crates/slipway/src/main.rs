@@ -714,6 +714,9 @@ async fn serve_until_stopped(
     args: ServeArgs,
     taking_over_from: &mut Option<u32>,
 ) -> Result<u8, Failure> {
+    // Taken first, while the binary at this path is still the one running: the path is
+    // replaced by an install as soon as the server says it serves.
+    let relauncher = Arc::new(reload::Relauncher::capture().map_err(internal)?);
     let mut settings = slipway_deploy::Settings::new(args.data.data_dir.clone());
     settings.domain = args.domain.clone();
     settings.runtime = args.runtime.runtime.clone();
@@ -1094,7 +1097,6 @@ async fn serve_until_stopped(
     let _ = std::io::stdout().flush();
 
     let handed_over = Arc::new(tokio::sync::Notify::new());
-    let relauncher = Arc::new(reload::Relauncher::capture().map_err(internal)?);
     let mut follow = None;
     match handshake {
         None => {

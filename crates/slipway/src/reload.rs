@@ -45,9 +45,14 @@ pub struct Upgraded {
 
 impl Relauncher {
     /// The binary's path and this process's arguments, taken at start (once the binary
-    /// is replaced, `/proc/self/exe` names the deleted file).
+    /// is replaced, `/proc/self/exe` names the deleted file: then the path it was at,
+    /// where the replacement now is, is the one taken).
     pub fn capture() -> Result<Relauncher> {
         let exe = std::env::current_exe().context("finding the slipway binary")?;
+        let exe = match exe.to_str().and_then(|e| e.strip_suffix(" (deleted)")) {
+            Some(was) => PathBuf::from(was),
+            None => exe,
+        };
         let mut args: Vec<OsString> = std::env::args_os()
             .skip(1)
             .filter(|a| a != "--upgrade")
