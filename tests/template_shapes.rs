@@ -1498,3 +1498,100 @@ fn nextjs_with_yarn_and_npm_build_start_shapes() {
         "the cache in the .next mount kept the earlier requests: {head}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// pink-rabbit's shape: a PHP app whose build hook renders its front end with `npm install`
+// and `npm run build` on the Node.js every PHP stack carries (as Platform.sh's PHP images
+// do), and whose deploy hook loads its MariaDB with the `mysql` client, its credentials
+// read from `PLATFORM_RELATIONSHIPS` with `jq`. The build also checks the tools every app
+// stack has (curl, wget, rsync, unzip, xz, jq, git, file, ps, mysql, psql).
+
+const PINK_RABBIT_APP: &str = r#"name: app
+type: 'php:8.4'
+relationships:
+    database: 'db:mysql'
+web:
+    locations:
+        '/':
+            root: 'public'
+            passthru: '/index.php'
+hooks:
+    build: |
+        set -e
+        echo "node $(node --version), npm $(npm --version), yarn $(yarn --version)"
+        npm install
+        npm run build
+        for tool in curl wget rsync unzip xz jq git file ps mysql psql; do
+            command -v "$tool" > /dev/null || { echo "no $tool on the stack"; exit 1; }
+        done
+        echo "every tool is there"
+    deploy: |
+        set -e
+        db() { echo "$PLATFORM_RELATIONSHIPS" | base64 -d | jq -r ".database[0].$1"; }
+        mysql --host="$(db host)" --port="$(db port)" --user="$(db username)" \
+            --password="$(db password)" "$(db path)" \
+            -e 'CREATE TABLE IF NOT EXISTS carrots (n INT); INSERT INTO carrots VALUES (42);'
+        echo "carrots loaded by $(mysql --version | cut -d' ' -f1-3)"
+"#;
+
+const PINK_RABBIT_PACKAGE: &str = r#"{
+  "name": "pink-rabbit-shape",
+  "version": "1.0.0",
+  "private": true,
+  "scripts": { "build": "node build.js" },
+  "dependencies": { "marked": "^12.0.0" }
+}
+"#;
+
+const PINK_RABBIT_BUILD: &str = r##"const fs = require("fs");
+const { marked } = require("marked");
+fs.writeFileSync("public/page.html", marked.parse("# Hello from *npm*"));
+console.log("rendered public/page.html on node " + process.version);
+"##;
+
+const PINK_RABBIT_INDEX: &str = r#"<?php
+$db = json_decode(base64_decode(getenv('PLATFORM_RELATIONSHIPS')), true)['database'][0];
+$pdo = new PDO("mysql:host={$db['host']};port={$db['port']};dbname={$db['path']}", $db['username'], $db['password']);
+$carrots = $pdo->query('SELECT SUM(n) FROM carrots')->fetchColumn();
+header('Content-Type: text/plain');
+echo trim(file_get_contents(__DIR__ . '/page.html')) . " and $carrots carrots\n";
+"#;
+
+#[test]
+fn pink_rabbit_shape_builds_its_front_end_with_npm_and_loads_mariadb_with_the_mysql_client() {
+    let server = server();
+    let app = server.project(
+        "rabbit",
+        &[
+            (".platform.app.yaml", PINK_RABBIT_APP),
+            (".platform/services.yaml", "db:\n    type: mariadb:10.11\n"),
+            (
+                ".platform/routes.yaml",
+                "\"https://{default}/\":\n    type: upstream\n    upstream: \"app:http\"\n",
+            ),
+            ("package.json", PINK_RABBIT_PACKAGE),
+            ("build.js", PINK_RABBIT_BUILD),
+            ("public/index.php", PINK_RABBIT_INDEX),
+        ],
+    );
+    let out = server.push_ok(&app, "rabbit");
+    // Trixie's Node.js 20 with npm 10 and yarn 1 from the npm registry.
+    assert!(out.contains("app | node v20."), "{out}");
+    assert!(out.contains(", npm 10.9.4, yarn 1.22.22"), "{out}");
+    assert!(
+        out.contains("app | rendered public/page.html on node v20."),
+        "{out}"
+    );
+    assert!(out.contains("app | every tool is there"), "{out}");
+    assert!(out.contains("carrots loaded by mysql  Ver"), "{out}");
+    let host = "main.rabbit.localhost";
+    assert_eq!(
+        page(&server, host, "/"),
+        "<h1>Hello from <em>npm</em></h1> and 42 carrots\n"
+    );
+    // The rendered page is a static file of the root too.
+    assert_eq!(
+        page(&server, host, "/page.html"),
+        "<h1>Hello from <em>npm</em></h1>\n"
+    );
+}

@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 
 use sha2::{Digest as _, Sha512};
 
-use crate::catalog::{NpmTarball, NpmTool, Stack, BASE_PACKAGES};
+use crate::catalog::{NpmTarball, NpmTool, Stack};
 use crate::error::StackError;
 
 /// The `SOURCE_DATE_EPOCH` of every stack build (2025-01-01T00:00:00Z).
@@ -255,11 +255,7 @@ pub fn build_tar(
     )
     .map_err(StackError::io(&script))?;
     let suite = stack.suite.codename();
-    let packages: Vec<&str> = BASE_PACKAGES
-        .iter()
-        .chain(stack.packages.iter())
-        .copied()
-        .collect();
+    let packages = stack.debian_packages();
     // Under `serve`, in its reaper: mmdebstrap's gpg-agent would stay a zombie below it.
     let mut cmd = slipway_runtime::reaper::host_command("mmdebstrap");
     cmd.args([

@@ -257,8 +257,15 @@ impl Stack {
     /// differently, so caches of built stacks can be keyed by it.
     pub fn fingerprint(&self) -> String {
         use sha2::Digest as _;
+        // An app stack's common tools are named only where it has them: a service stack's
+        // fingerprint stays what it was before they existed, so its built copies are kept.
+        let tools = if self.language.is_service() {
+            String::new()
+        } else {
+            format!(" {APP_TOOLS:?}")
+        };
         let text = format!(
-            "{self:?} {BASE_PACKAGES:?} {} {}",
+            "{self:?} {BASE_PACKAGES:?}{tools} {} {}",
             crate::build::SOURCE_DATE_EPOCH,
             crate::build::RECIPE
         );
@@ -290,6 +297,23 @@ impl Stack {
         env
     }
 
+    /// Every Debian package it installs: [`BASE_PACKAGES`], an app stack's [`APP_TOOLS`],
+    /// then its own [`Stack::packages`], each once.
+    pub fn debian_packages(&self) -> Vec<&'static str> {
+        let tools: &[&str] = if self.language.is_service() {
+            &[]
+        } else {
+            APP_TOOLS
+        };
+        let mut all: Vec<&'static str> = Vec::new();
+        for p in BASE_PACKAGES.iter().chain(tools).chain(self.packages) {
+            if !all.contains(p) {
+                all.push(p);
+            }
+        }
+        all
+    }
+
     /// Where its packages come from, for `stack ls`: `bookworm` or `bookworm + npm
     /// registry (node 22.23.5, yarn 1.22.22, corepack 0.34.6)`.
     pub fn source(&self) -> String {
@@ -317,9 +341,31 @@ impl fmt::Display for Stack {
 /// Packages every stack gets: certificates, so package managers reach registries over TLS.
 pub const BASE_PACKAGES: &[&str] = &["ca-certificates"];
 
+/// The tools every app stack has besides its language, as Platform.sh's images have them:
+/// build and deploy hooks fetch with `curl` or `wget`, copy with `rsync`, unpack with
+/// `unzip` and `xz`, read `PLATFORM_RELATIONSHIPS` and `PLATFORM_APPLICATION` with `jq`,
+/// ask `file` what a file is, look at processes with `ps`, and load or dump their
+/// databases with the `mysql` (MariaDB's) and `psql` clients.
+pub const APP_TOOLS: &[&str] = &[
+    "curl",
+    "wget",
+    "rsync",
+    "unzip",
+    "xz-utils",
+    "jq",
+    "git",
+    "file",
+    "procps",
+    "mariadb-client",
+    "postgresql-client",
+];
+
 /// The packages of a PHP stack of Debian's `phpVERSION` packages: PHP-FPM, the CLI, the
 /// listed extensions (`phpVERSION-EXT`), then the extensions Debian packages once for
-/// every version, composer, and the tools composer needs.
+/// every version, composer (git and unzip, which it needs, are [`APP_TOOLS`]), and the
+/// suite's Node.js for the front-end builds PHP projects run in their build hook
+/// (`npm install && npm run build`), as Platform.sh's PHP images carry one; npm, yarn and
+/// corepack for it come from the npm registry ([`php`]).
 macro_rules! php_packages {
     ($version:literal: $($ext:literal),*) => {
         &[
@@ -331,8 +377,7 @@ macro_rules! php_packages {
             "php-imagick",
             "php-redis",
             "composer",
-            "git",
-            "unzip",
+            "nodejs",
         ]
     };
 }
@@ -504,6 +549,28 @@ const fn debian(
     }
 }
 
+/// npm `version` as a tool on a Debian Node.js that comes without it (a PHP stack's).
+const fn npm_tool(tarball: NpmTarball) -> NpmTool {
+    NpmTool {
+        tarball,
+        commands: &[("npm", "bin/npm-cli.js"), ("npx", "bin/npx-cli.js")],
+    }
+}
+
+/// A PHP stack: Debian's PHP and Node.js, with npm, yarn 1.x and (where the suite's Node.js
+/// runs it) corepack from the npm registry.
+const fn php(
+    version: &'static str,
+    suite: Suite,
+    packages: &'static [&'static str],
+    tools: &'static [NpmTool],
+) -> Stack {
+    Stack {
+        npm_tools: tools,
+        ..debian(Language::Php, version, suite, packages)
+    }
+}
+
 /// Debian's Node.js (and its yarn 1.x), with `tools` from the npm registry.
 const fn debian_node(version: &'static str, suite: Suite, tools: &'static [NpmTool]) -> Stack {
     Stack {
@@ -533,9 +600,10 @@ pub const CATALOG: &[Stack] = &[
     debian(Language::Python, "3.9", Suite::Bullseye, PYTHON),
     debian(Language::Python, "3.11", Suite::Bookworm, PYTHON),
     debian(Language::Python, "3.13", Suite::Trixie, PYTHON),
-    debian(Language::Php, "7.4", Suite::Bullseye, PHP74),
-    debian(Language::Php, "8.2", Suite::Bookworm, PHP82),
-    debian(Language::Php, "8.4", Suite::Trixie, PHP84),
+    // Debian's Node.js: 12 on bullseye (npm 6), 18 on bookworm, 20 on trixie (npm 10).
+    php("7.4", Suite::Bullseye, PHP74, &[npm_tool(NPM6), YARN]),
+    php("8.2", Suite::Bookworm, PHP82, &[npm_tool(NPM10), YARN, COREPACK18]),
+    php("8.4", Suite::Trixie, PHP84, &[npm_tool(NPM10), YARN, COREPACK20]),
     node_npm("12", node("12.22.12", "26ce65f5f3894073e7457153c585921362a0ee067b5a4da366834842f4486b1bb85eae46f49a61cf38dcefc7e88c0367448b13e15a14c998b2731b672b5c8ce3"), NPM6, &[YARN]),
     node_npm("14", node("14.21.3", "93f55600a1cae3fcd7d3a55c149ace2ad94412e3b5f12e0cbab16f75edcbc10c4e5f52b58d717647a506a71d29c73345d40fb2083df69136da3306df7a45d51e"), NPM6, &[YARN, COREPACK14]),
     node_npm("16", node("16.20.2", "a313a151079123c54fd92f77dcace9a56a104d713f6e1b37aec931ac05d0034c5f228cbe5aa571e3ba1eeaea54b02a8e45fbc01dc6dd7fd93ed6217266771ea9"), NPM8, &[YARN, COREPACK16]),
@@ -642,23 +710,40 @@ mod tests {
     }
 
     #[test]
-    fn stacks_without_npm_tools_keep_their_fingerprints() {
-        // As built before npm tools existed: their built copies stay valid.
+    fn service_stacks_keep_their_fingerprints_and_app_stacks_have_the_app_tools() {
+        // As built before app stacks had their common tools: their built copies stay valid.
         assert_eq!(
+            find(Language::Postgresql, "15").unwrap().fingerprint(),
+            "c8159e5c285a"
+        );
+        assert_eq!(
+            find(Language::Redis, "7.0").unwrap().fingerprint(),
+            "e78e85c90c48"
+        );
+        // App stacks got them, so they build anew.
+        assert_ne!(
             find(Language::Python, "3.11").unwrap().fingerprint(),
             "cd42adbcbcd3"
         );
-        assert_eq!(
-            find(Language::Python, "3.13").unwrap().fingerprint(),
-            "b4959752e322"
-        );
-        assert_eq!(
-            find(Language::Php, "8.4").unwrap().fingerprint(),
-            "e051daffb65d"
-        );
-        assert_ne!(
-            find(Language::Nodejs, "22").unwrap().fingerprint(),
-            "133de242de85"
-        );
+        for s in CATALOG {
+            let all = s.debian_packages();
+            if s.language.is_service() {
+                let own: Vec<&str> = BASE_PACKAGES.iter().chain(s.packages).copied().collect();
+                assert_eq!(all, own, "{s}");
+            } else {
+                for tool in APP_TOOLS {
+                    assert!(all.contains(tool), "{s} lacks {tool}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn php_stacks_carry_node_with_npm_and_yarn() {
+        for s in versions(Language::Php) {
+            assert!(s.packages.contains(&"nodejs"), "{s}");
+            let tools: Vec<&str> = s.npm_tools.iter().map(|t| t.tarball.package).collect();
+            assert_eq!(tools[..2], ["npm", "yarn"], "{s}");
+        }
     }
 }

@@ -21,7 +21,7 @@ use std::process::{Command, Stdio};
 use base64::Engine as _;
 
 use crate::build::BuildOptions;
-use crate::catalog::{NpmTarball, Stack, Suite, BASE_PACKAGES};
+use crate::catalog::{NpmTarball, Stack, Suite};
 use crate::error::StackError;
 
 /// One reason a stack would not build.
@@ -366,11 +366,7 @@ pub fn check(
     let mut urls: Vec<Vec<String>> = Vec::new();
     for stack in stacks {
         progress(&format!("resolving {stack}'s packages on {}", stack.suite));
-        let packages: Vec<&str> = BASE_PACKAGES
-            .iter()
-            .chain(stack.packages.iter())
-            .copied()
-            .collect();
+        let packages = stack.debian_packages();
         let mut check = StackCheck {
             stack: stack.type_name(),
             suite: stack.suite,

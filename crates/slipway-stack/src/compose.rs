@@ -8,7 +8,7 @@
 
 use std::sync::RwLock;
 
-use crate::catalog::{NpmTool, Stack, Suite};
+use crate::catalog::{Language, NpmTool, Stack, Suite};
 use crate::resolve::ResolveError;
 
 /// What separates the languages of a composed type (`python:3.13+nodejs:22`).
@@ -64,16 +64,23 @@ pub fn compose(parts: &[&'static Stack]) -> Result<&'static Stack, ResolveError>
     {
         return Ok(s);
     }
+    // With a Node.js stack in the list, its Node.js and npm tools are the stack's: another
+    // language's own (a PHP stack's Debian Node.js and its npm, yarn and corepack) are left
+    // out, so that one Node.js and one npm are installed.
+    let with_node = parts.iter().any(|p| p.language == Language::Nodejs);
+    let carries_node = |p: &Stack| with_node && p.language != Language::Nodejs;
     let mut packages: Vec<&'static str> = Vec::new();
     for p in parts {
         for pkg in p.packages {
-            if !packages.contains(pkg) {
+            let replaced = carries_node(p) && *pkg == "nodejs";
+            if !replaced && !packages.contains(pkg) {
                 packages.push(pkg);
             }
         }
     }
     let npm_tools: Vec<NpmTool> = parts
         .iter()
+        .filter(|p| !carries_node(p))
         .flat_map(|p| p.npm_tools.iter().copied())
         .collect();
     let stack: &'static Stack = Box::leak(Box::new(Stack {
@@ -119,6 +126,26 @@ mod tests {
         let s = resolve_type("php:8.3+nodejs:20").unwrap().stack;
         assert_eq!(s.type_name(), "php:8.4+nodejs:20");
         assert_eq!(s.suite, Suite::Trixie);
+    }
+
+    #[test]
+    fn a_nodejs_stack_in_the_list_replaces_the_node_a_php_stack_carries() {
+        let php = resolve_type("php:8.4").unwrap().stack;
+        assert!(php.packages.contains(&"nodejs"));
+        let npm =
+            |s: &Stack| -> Vec<&str> { s.npm_tools.iter().map(|t| t.tarball.package).collect() };
+        assert_eq!(npm(php), ["npm", "yarn", "corepack"]);
+        // With nodejs:22 from the npm registry: its node, npm, yarn and corepack only.
+        let s = resolve_type("php:8.4+nodejs:22").unwrap().stack;
+        let node = resolve_type("nodejs:22").unwrap().stack;
+        assert!(!s.packages.contains(&"nodejs"), "{:?}", s.packages);
+        assert_eq!(s.npm_tools, node.npm_tools);
+        assert_eq!(s.node_from_npm, node.node_from_npm);
+        assert!(s.packages.contains(&"php8.4-fpm"));
+        // With Debian's nodejs:20: Debian's nodejs once, the node stack's tools.
+        let s = resolve_type("php:8.4+nodejs:20").unwrap().stack;
+        assert_eq!(s.packages.iter().filter(|p| **p == "nodejs").count(), 1);
+        assert_eq!(npm(s), ["corepack"]);
     }
 
     #[test]
