@@ -1177,7 +1177,12 @@ fn crons_services_access_and_domains_pages_check_as_ssh_does() {
     with_cron_and_service(&app);
     push(&server, &app);
     let o = server.ssh(&server.key, "git", "cron run demo main report");
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("failed with exit status 3"),
+        "{}",
+        text(&o)
+    );
     let admin = log_in(&server, &server.key);
     let (_, _, home) = console(&server, "GET", "/", Some(&admin), None);
     let csrf = csrf_of(&home);

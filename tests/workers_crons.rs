@@ -270,9 +270,14 @@ fn crons_run_as_activities_never_overlap_pause_during_deploys_and_run_on_demand(
         "in the app's time zone: {ls}"
     );
 
-    // cron run streams the output and returns the status; it is an activity too.
+    // cron run streams the output; a failed run exits 1 naming its status; an activity too.
     let o = server.admin("cron run demo main yearly");
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("slipway: cron yearly failed with exit status 3 (activity "),
+        "{}",
+        text(&o)
+    );
     assert!(text(&o).contains("manual run"), "{}", text(&o));
     let all = activities(&server);
     let yearly = cron_runs(&all, "yearly");
@@ -283,7 +288,11 @@ fn crons_run_as_activities_never_overlap_pause_during_deploys_and_run_on_demand(
     let t = Instant::now();
     let o = server.admin("cron run demo main bounded");
     let out = text(&o);
-    assert_eq!(o.status.code(), Some(137), "{out}");
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("cron bounded failed with exit status 137"),
+        "{out}"
+    );
     for line in [
         "bounded start",
         "stop command ran",

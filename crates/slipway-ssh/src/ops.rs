@@ -527,7 +527,8 @@ fn cron_ls(
     Ok(out)
 }
 
-/// `cron run`: run the cron now, streaming its output; Ok((activity, exit status)).
+/// `cron run`: run the cron now, streaming its output; Ok((activity, exit status)), or
+/// Err((1, why)) when it ran and failed (its exit status in the message).
 async fn cron_run<W: AsyncWrite + Unpin + Send>(
     platform: &Arc<Platform>,
     user: &User,
@@ -546,9 +547,11 @@ async fn cron_run<W: AsyncWrite + Unpin + Send>(
             if code == 0 {
                 Ok((id, 0))
             } else {
+                // A failed run is the cron's own failure, a user error (exit 1) like every
+                // admin command's: its status is said, not passed on as this command's.
                 Err((
-                    code.clamp(1, 255),
-                    format!("cron {name} failed (activity {id})"),
+                    1,
+                    format!("cron {name} failed with exit status {code} (activity {id})"),
                 ))
             }
         }
