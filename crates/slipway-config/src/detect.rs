@@ -271,6 +271,12 @@ pub fn resolve_constraint(language: Language, constraint: &str) -> Result<Resolu
             substituted_for: None,
         })
     };
+    if let Some(stack) = range_pick(language, constraint) {
+        return Ok(Resolution {
+            stack,
+            substituted_for: None,
+        });
+    }
     // The first alternative of `A || B`.
     let first = constraint.split("||").next().unwrap_or("").trim();
     let (op, rest) = [">=", "~>", "^", "~", ">", "==", "=", "v"]
@@ -311,6 +317,74 @@ pub fn resolve_constraint(language: Language, constraint: &str) -> Result<Resolu
         }),
         None => slipway_stack::resolve(language.name(), &version).map_err(|e| e.to_string()),
     }
+}
+
+/// The newest stack of `language` that a range (`>=18 <21`, `^8.1 || ^8.2`, `~> 3.1`,
+/// `18 - 20`, `20.x`) allows, each stack standing for the newest release of its line
+/// (`3.11` as 3.11.x, `22` as 22.x.y). None for a bare version (`3.11.4` means that line,
+/// not "3.11.4 or newer"), a range no stack satisfies, or one that does not parse: the
+/// caller's nearest-version rules decide those.
+fn range_pick(language: Language, constraint: &str) -> Option<&'static slipway_stack::Stack> {
+    let is_range = constraint
+        .chars()
+        .any(|c| matches!(c, '<' | '>' | '^' | '~' | '*' | '|' | 'x' | 'X' | ' ' | ','));
+    if !is_range {
+        return None;
+    }
+    let reqs: Vec<semver::VersionReq> = constraint
+        .split("||")
+        .map(|alt| semver_req(language, alt))
+        .collect::<Option<_>>()?;
+    let newest_of_line = |s: &slipway_stack::Stack| -> Option<semver::Version> {
+        let mut parts = s.version.split('.').map(|p| p.parse::<u64>().ok());
+        let major = parts.next()??;
+        let minor = parts.next().unwrap_or(Some(u64::from(u32::MAX)))?;
+        Some(semver::Version::new(major, minor, u64::from(u32::MAX)))
+    };
+    slipway_stack::imported::versions(language)
+        .iter()
+        .rfind(|s| newest_of_line(s).is_some_and(|v| reqs.iter().any(|r| r.matches(&v))))
+        .copied()
+}
+
+/// One alternative of a range as a [`semver::VersionReq`]: the comparators npm separates by
+/// spaces joined by commas, `A - B` as `>=A, <=B`, and the tilde of Ruby (`~> 3.1`) and
+/// composer (`~8.1`), which on two parts allows the rest of the major, as a caret.
+fn semver_req(language: Language, alternative: &str) -> Option<semver::VersionReq> {
+    let alt = alternative.trim();
+    if let Some((low, high)) = alt.split_once(" - ") {
+        return semver::VersionReq::parse(&format!(">={}, <={}", low.trim(), high.trim())).ok();
+    }
+    // Tokens, an operator written apart from its version (`>= 18`) joined to it.
+    let mut comparators: Vec<String> = Vec::new();
+    let mut pending = String::new();
+    for token in alt.split([' ', ',']).filter(|t| !t.is_empty()) {
+        let token = format!("{pending}{token}");
+        if token
+            .bytes()
+            .all(|b| matches!(b, b'<' | b'>' | b'=' | b'^' | b'~'))
+        {
+            pending = token;
+            continue;
+        }
+        pending.clear();
+        let whole_major_tilde = |rest: &str| rest.trim().split('.').count() <= 2;
+        let token = match token.strip_prefix("~>") {
+            Some(rest) if whole_major_tilde(rest) => format!("^{}", rest.trim()),
+            Some(rest) => format!("~{}", rest.trim()),
+            None => match token.strip_prefix('~') {
+                Some(rest) if language == Language::Php && whole_major_tilde(rest) => {
+                    format!("^{rest}")
+                }
+                _ => token,
+            },
+        };
+        comparators.push(token.replace(['v', 'V'], ""));
+    }
+    if comparators.is_empty() {
+        return None;
+    }
+    semver::VersionReq::parse(&comparators.join(", ")).ok()
 }
 
 /// The stack of a Procfile app in the tree `src`.
@@ -419,6 +493,30 @@ mod tests {
         assert_eq!(
             type_of(&[("package.json", "{\"engines\": {\"node\": \">=18\"}}")]),
             "nodejs:24"
+        );
+        // Ranges with an upper bound: the newest stack inside them.
+        for (engines, want) in [
+            (">=18 <21", "nodejs:20"),
+            (">= 18.17.0 < 22", "nodejs:21"),
+            ("18 - 20", "nodejs:20"),
+            ("^16 || ^18", "nodejs:18"),
+            ("~20.11", "nodejs:20"),
+            (">=14, <17", "nodejs:16"),
+        ] {
+            let pkg = format!("{{\"engines\": {{\"node\": \"{engines}\"}}}}");
+            assert_eq!(type_of(&[("package.json", &pkg)]), want, "{engines}");
+        }
+        for (php, want) in [
+            ("~8.1", "php:8.4"),
+            ("~8.2.0", "php:8.2"),
+            (">=7.4 <8.3", "php:8.2"),
+        ] {
+            let composer = format!("{{\"require\": {{\"php\": \"{php}\"}}}}");
+            assert_eq!(type_of(&[("composer.json", &composer)]), want, "{php}");
+        }
+        assert_eq!(
+            type_of(&[("Gemfile", "source 'x'\nruby '~> 3.1.0'\n")]),
+            "ruby:3.1"
         );
         assert_eq!(
             type_of(&[("composer.json", "{\"require\": {\"php\": \"^8.1\"}}")]),
