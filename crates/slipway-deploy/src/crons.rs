@@ -327,14 +327,16 @@ async fn execute(platform: &Arc<Platform>, cron: &LiveCron, out: &Output) -> Res
         };
     // The run's process group id goes to a file of the container's /tmp (one per cron: runs
     // never overlap), so the server can SIGKILL the whole group should `timeout` not.
+    // Other bytes than letters, digits and `-` as `_XX` (hex): one file per name (`a.b`
+    // and `a_b` never share one).
     let safe: String = c
         .name
-        .chars()
-        .map(|ch| {
-            if ch.is_ascii_alphanumeric() || ch == '-' {
-                ch
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'-' {
+                char::from(b).to_string()
             } else {
-                '_'
+                format!("_{b:02x}")
             }
         })
         .collect();
