@@ -369,6 +369,21 @@ fn a_websocket_upgrade_and_a_switch_hold_over_tls() {
         "HTTP/1.1 101 Switching Protocols\nping-over-tls\n",
         "websocket over TLS"
     );
+    // The route is written only `https://`: plain HTTP is redirected to the HTTPS listener,
+    // as Platform.sh does for routes defined with HTTPS only.
+    let (status, head, _) = slipway_e2e::http_request(
+        server.http_port,
+        "GET",
+        &format!("{HOST}:{}", server.http_port),
+        "/x/y?z=1",
+        b"",
+    );
+    assert_eq!(status, 301, "{head}");
+    assert_eq!(
+        slipway_e2e::header_field(&head, "location"),
+        Some(format!("https://{HOST}:{https_port}/x/y?z=1").as_str()),
+        "{head}"
+    );
 
     // A redeploy while a client asks over TLS all along: every answer is the old or the
     // new release, never an error.

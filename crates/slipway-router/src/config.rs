@@ -62,6 +62,12 @@ pub struct RouterConfig {
     /// The most bytes of gzipped copies kept in `gzip_dir` (default
     /// [`DEFAULT_GZIP_STORE_BYTES`]); the least recently used go first.
     pub gzip_dir_max_bytes: u64,
+    /// The port of the HTTPS listener, when there is one: a request over plain HTTP whose
+    /// route is written only `https://` is then redirected there (301, same host, path and
+    /// query), as Platform.sh redirects HTTP to HTTPS for routes defined with HTTPS only.
+    /// `None` (the default; `serve` without `--https-listen`): such routes are served over
+    /// plain HTTP too, there being nothing to redirect to.
+    pub https_redirect_port: Option<u16>,
 }
 
 /// The default bound on the gzipped copies of static files: 256 MiB.
@@ -123,6 +129,7 @@ impl Default for RouterConfig {
             request_body_timeout: Duration::from_secs(60),
             gzip_dir: None,
             gzip_dir_max_bytes: DEFAULT_GZIP_STORE_BYTES,
+            https_redirect_port: None,
         }
     }
 }

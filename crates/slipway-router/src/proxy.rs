@@ -311,6 +311,26 @@ pub(crate) async fn pick(
     }
 }
 
+/// `https://HOST[:PORT]PATH[?QUERY]` for a plain-HTTP request to a route written only
+/// `https://`: the host without the port the client named, the HTTPS listener's port
+/// unless it is 443.
+fn https_location(host: &str, port: u16, path: &str, query: Option<&str>) -> Option<HeaderValue> {
+    let name = match host.rsplit_once(':') {
+        Some((name, p)) if p.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let mut location = format!("https://{name}");
+    if port != 443 {
+        location.push_str(&format!(":{port}"));
+    }
+    location.push_str(path);
+    if let Some(q) = query {
+        location.push('?');
+        location.push_str(q);
+    }
+    HeaderValue::from_str(&location).ok()
+}
+
 fn step(
     router: &Router,
     host: &str,
@@ -335,6 +355,17 @@ fn step(
     let Some(rule) = entry.rule_for(path, tls) else {
         return unknown;
     };
+    if !tls && !rule.scheme.prefers(false) {
+        if let Some(port) = router.config.https_redirect_port {
+            return match https_location(host, port, path, query) {
+                Some(location) => Step::Done(Picked::Answer(
+                    RouterAnswer::Redirect(location, hyper::StatusCode::MOVED_PERMANENTLY),
+                    Some(Arc::clone(release.stats())),
+                )),
+                None => unknown,
+            };
+        }
+    }
     match &rule.action {
         Action::Redirect { to, code } => match redirect_location(to, &rule.prefix, path, query) {
             Some(location) => Step::Done(Picked::Answer(
@@ -706,4 +737,26 @@ pub(crate) fn page(
         headers.insert(&X_REQUEST_ID, id.clone());
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::https_location;
+
+    #[test]
+    fn https_location_keeps_host_path_and_query_and_names_the_port_unless_443() {
+        let at = |host, port, path, query| {
+            https_location(host, port, path, query).map(|v| v.to_str().unwrap_or("?").to_string())
+        };
+        assert_eq!(
+            at("a.example:8080", 8443, "/x/y", Some("z=1")).as_deref(),
+            Some("https://a.example:8443/x/y?z=1")
+        );
+        assert_eq!(
+            at("a.example", 443, "/", None).as_deref(),
+            Some("https://a.example/")
+        );
+        // Nothing a header may not carry.
+        assert_eq!(at("a.example", 443, "/\n", None), None);
+    }
 }

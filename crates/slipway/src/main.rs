@@ -845,10 +845,12 @@ async fn serve_until_stopped(
     };
     // Gzipped copies of static files (mounts' text, files over 1 MiB), emptied here.
     let gzip_dir = settings.data_dir.join("router").join("gzip");
+    let https_redirect_port = settings.https_port;
     let platform = open_platform(
         settings,
         slipway_router::RouterConfig {
             gzip_dir: Some(gzip_dir),
+            https_redirect_port,
             workers: args.router_workers.map(usize::from),
             max_client_connections: args.router_max_connections as usize,
             max_request_body: args.router_max_body,
