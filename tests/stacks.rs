@@ -53,7 +53,11 @@ fn stack_ls_shows_what_is_available_and_what_is_built() {
         "sizes: {ls}"
     );
     // (The shared folder may hold other stacks too, built by other tests.)
-    assert_eq!(line("php:8.4")[1], "trixie", "{ls}");
+    assert_eq!(
+        line("php:8.4")[1],
+        "trixie + npm registry (npm 10.9.4, yarn 1.22.22, corepack 0.34.6)",
+        "{ls}"
+    );
     assert!(
         line("nodejs:22")[1].starts_with("bookworm + npm registry (node 22."),
         "{ls}"

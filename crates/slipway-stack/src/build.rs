@@ -128,6 +128,13 @@ fn customize_script(
          grep -q '^web:' \"$R/etc/group\" || echo 'web:x:{WEB_UID}:' >> \"$R/etc/group\"\n\
          chown {WEB_UID}:{WEB_UID} \"$R/home/web\""
     );
+    if !stack.language.is_service() {
+        let _ = writeln!(
+            s,
+            "mkdir -p \"$R/etc/mysql/mariadb.conf.d\"\nprintf '%s' {} > \"$R/etc/mysql/mariadb.conf.d/90-slipway-client.cnf\"",
+            sh_quote(crate::catalog::MARIADB_CLIENT_CNF)
+        );
+    }
     if stack.packages.contains(&"yarnpkg") {
         s.push_str("[ -e \"$R/usr/bin/yarn\" ] || ln -s yarnpkg \"$R/usr/bin/yarn\"\n");
     }

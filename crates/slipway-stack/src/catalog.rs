@@ -262,7 +262,7 @@ impl Stack {
         let tools = if self.language.is_service() {
             String::new()
         } else {
-            format!(" {APP_TOOLS:?}")
+            format!(" {APP_TOOLS:?} {MARIADB_CLIENT_CNF:?}")
         };
         let text = format!(
             "{self:?} {BASE_PACKAGES:?}{tools} {} {}",
@@ -340,6 +340,14 @@ impl fmt::Display for Stack {
 
 /// Packages every stack gets: certificates, so package managers reach registries over TLS.
 pub const BASE_PACKAGES: &[&str] = &["ca-certificates"];
+
+/// The MariaDB client options every app stack has (`/etc/mysql/mariadb.conf.d/`, read by
+/// the `mysql`/`mariadb` commands and `mariadb-dump`): no TLS to the database. The
+/// environment's MariaDB services are reached inside its own network namespace and offer
+/// no TLS, and MariaDB's clients from 11.4 on (trixie's) ask for TLS by default, refusing
+/// such a server ("SSL is required, but the server does not support it"). A client that
+/// wants TLS to some other server passes `--ssl`.
+pub const MARIADB_CLIENT_CNF: &str = "# Written by Slipway: the environment's MariaDB services offer no TLS.\n[client-mariadb]\nskip-ssl\n";
 
 /// The tools every app stack has besides its language, as Platform.sh's images have them:
 /// build and deploy hooks fetch with `curl` or `wget`, copy with `rsync`, unpack with
