@@ -235,7 +235,7 @@ crons:
   probe:
     spec: '@yearly'
     commands:
-      start: sh probe.sh cron
+      start: sh /app/probe.sh cron
 "#;
 
 const HOME_SERVER: &str = py_app!(
@@ -273,7 +273,7 @@ fn home_is_writable_and_the_same_in_every_kind_of_process() {
         String::from_utf8_lossy(&o.stdout).to_string()
     };
     assert_eq!(
-        shell("sh probe.sh ssh"),
+        shell("sh /app/probe.sh ssh"),
         "ssh HOME=/tmp\nssh HOME writable\n"
     );
     // The worker wrote its answer into the mount it shares with the app.
