@@ -649,9 +649,11 @@ fn check_stack(tnode: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>) {
 /// stack with them all, typed `LANGUAGE:VERSION+LANGUAGE:VERSION...` (refused at the entry
 /// that cannot share it). Entries that name no language of a stack (Nix packages such as
 /// `clamav`) are reported as ignored; but when the list is the app's stack and none of its
-/// entries names a language (`[bun@1]`, `[deno]`, `[clamav]`), the app has nothing to run on:
+/// entries names a language (`[deno]`, `[clamav]`), the app has nothing to run on:
 /// refused at its first ignored entry, as an unknown `type` is (the languages there are and
 /// a did-you-mean), in config check and push alike, never a push failing mid-build.
+/// `bun@1` (or `bun`) is a Node.js stack's, as every one carries bun 1.x: the list's
+/// `nodejs@VERSION`, else the newest Node.js stack.
 fn stack_list(list: &Node, app: &mut Application, path: &KeyPath, diags: &mut Vec<Diagnostic>) {
     let Kind::Seq(items) = &list.kind else { return };
     let takes_type = app
@@ -669,6 +671,44 @@ fn stack_list(list: &Node, app: &mut Application, path: &KeyPath, diags: &mut Ve
             _ => continue,
         };
         let p = path.with(&i.to_string());
+        // bun: every Node.js stack carries bun 1.x, so `bun@1` is a Node.js stack's: the
+        // list's own `nodejs@VERSION` when it has one, else the newest.
+        let bun_node;
+        let name = match name.strip_prefix("bun") {
+            Some(v) if v.is_empty() || v.starts_with('@') => {
+                let version = v.trim_start_matches('@');
+                if !version.is_empty()
+                    && version.split('.').next() != Some(slipway_stack::catalog::BUN_MAJOR)
+                {
+                    diags.push(p.error(
+                        pos,
+                        format!(
+                            "`{name}`: the Node.js stacks carry bun {}.x (`bun@{0}`)",
+                            slipway_stack::catalog::BUN_MAJOR
+                        ),
+                    ));
+                    return;
+                }
+                let with_node = items.iter().any(|item| {
+                    matches!(&item.kind, Kind::Str(s) if s.starts_with("nodejs@"))
+                        || matches!(item.entries(), [one] if one.key.starts_with("nodejs@"))
+                });
+                let typed_node = app
+                    .r#type
+                    .as_deref()
+                    .is_some_and(|t| t.starts_with("nodejs:"));
+                if with_node || typed_node {
+                    continue;
+                }
+                let newest = slipway_stack::catalog::versions(slipway_stack::Language::Nodejs)
+                    .last()
+                    .map(|s| s.version)
+                    .unwrap_or_default();
+                bun_node = format!("nodejs@{newest}");
+                bun_node.as_str()
+            }
+            _ => name,
+        };
         let language = name
             .split_once('@')
             .filter(|(l, _)| slipway_stack::Language::from_name(l).is_some());

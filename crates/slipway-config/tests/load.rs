@@ -545,14 +545,13 @@ fn app_types_resolve_to_stacks() {
     assert!(!e.contains("applications.ok"), "nodejs:22 is provided: {e}");
 }
 
-/// An Upsun app whose `stack:` names no language Slipway has (demo-js's `[bun@1]` and
-/// `[deno]`, demo-clamav's `[clamav]`) has nothing to run on: refused at validate at its
+/// An Upsun app whose `stack:` names no language Slipway has (demo-js's `[deno]`,
+/// demo-clamav's `[clamav]`) has nothing to run on: refused at validate at its
 /// first entry with the languages there are (a did-you-mean where one is close), its other
 /// ignored entries still warned about; never accepted to fail mid-push.
 #[test]
 fn an_upsun_stack_without_a_language_is_refused_at_its_entry() {
     for (list, col, start) in [
-        ("[bun@1]", 13, "unknown language `bun`"),
         ("[deno]", 13, "unknown language `deno`"),
         (
             "[clamav, nodePackages.npm]",
@@ -1060,4 +1059,57 @@ fn an_app_relationship_names_an_app_and_its_http_endpoint() {
         let front = loaded.topology.application("front").unwrap();
         assert_eq!(front.relationships["api"], "back:http");
     }
+}
+
+/// bun is on every Node.js stack: demo-js's `stack: [bun@1]` runs on the newest Node.js
+/// stack, a list with `nodejs@VERSION` runs on that one (bun's entry wherever it is), a
+/// `nodejs` type keeps its stack; a bun of another major is refused at its entry.
+#[test]
+fn an_upsun_bun_stack_runs_on_a_nodejs_stack() {
+    let newest = slipway_stack::resolve::available(slipway_stack::Language::Nodejs)
+        .rsplit(", ")
+        .next()
+        .unwrap()
+        .to_string();
+    for (stack, want) in [
+        ("[bun@1]".to_string(), format!("nodejs:{newest}")),
+        ("[bun]".to_string(), format!("nodejs:{newest}")),
+        ("[bun@1, nodejs@22]".to_string(), "nodejs:22".to_string()),
+        ("[nodejs@20, bun@1.2]".to_string(), "nodejs:20".to_string()),
+        (
+            "[python@3.13, bun@1]".to_string(),
+            format!("python:3.13+nodejs:{newest}"),
+        ),
+    ] {
+        let config = format!(
+            "applications:\n  app:\n    stack: {stack}\n    web: {{commands: {{start: bun start}}}}\n"
+        );
+        let d = tree(&[(".upsun/config.yaml", config.as_bytes())]);
+        let l = load(&DirSource::new(d.path())).unwrap_or_else(|e| panic!("{stack}: {e}"));
+        assert_eq!(
+            l.topology.application("app").unwrap().r#type.as_deref(),
+            Some(want.as_str()),
+            "{stack}"
+        );
+        let warnings: Vec<String> = l.warnings.iter().map(|w| w.to_string()).collect();
+        assert!(warnings.is_empty(), "{stack}: {warnings:?}");
+    }
+    let d = tree(&[(
+        ".upsun/config.yaml",
+        b"applications:\n  app:\n    type: nodejs:22\n    stack: [bun@1]\n    web: {commands: {start: x}}\n",
+    )]);
+    let l = load(&DirSource::new(d.path())).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        l.topology.application("app").unwrap().r#type.as_deref(),
+        Some("nodejs:22")
+    );
+    let d = tree(&[(
+        ".upsun/config.yaml",
+        b"applications:\n  app:\n    stack: [bun@2]\n    web: {commands: {start: x}}\n",
+    )]);
+    let e = load(&DirSource::new(d.path())).unwrap_err().to_string();
+    assert!(
+        e.contains(".upsun/config.yaml:3:13: error: `bun@2`: the Node.js stacks carry bun 1.x"),
+        "{e}"
+    );
 }

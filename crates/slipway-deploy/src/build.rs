@@ -652,6 +652,7 @@ async fn build_one(
         out.phase(&phase, note);
     }
     steps.extend(flavor::steps(app, &dir).map_err(fail)?);
+    steps.extend(pipenv_stand_in(app, stack, &dir));
     let hook = app.hooks.build.as_deref().filter(|h| !h.trim().is_empty());
     let (planned, mut cache_fed) =
         restore_caches(platform, project, env, app, &dir, out, &phase).await;
@@ -824,6 +825,56 @@ fn python_aliases(app: &Application, stack: &AppStack, dir: &Path) -> std::io::R
         std::os::unix::fs::symlink("/usr/bin/python3", bin.join(&alias))?;
     }
     Ok(())
+}
+
+/// pipenv makes a project's virtualenv with the Python its Pipfile asks for
+/// (`[requires] python_version`), and `pipenv install --deploy` refuses a virtualenv of any
+/// other (a `DeployException` after "Your Pipfile requires python_version 3.10"); but it
+/// takes a virtualenv that is already there as it is, `.venv` next to the Pipfile first.
+/// So when the app's type asks for a Python its stack stands in for (`python:3.10` on the
+/// 3.11 stack, which the type's warning says) and its Pipfile asks for that same version,
+/// a step before the build hook makes `.venv` with the stack's Python (`python3 -m venv`,
+/// with pip), where `pipenv install` and every later `pipenv run` (`/app/.venv` at run
+/// time) find it, without the user's files changed. Nothing when the tree has a `.venv`,
+/// the Pipfile asks for another version or is not a plain TOML file.
+fn pipenv_stand_in(app: &Application, stack: &AppStack, dir: &Path) -> Option<Step> {
+    let asked = app.r#type.as_deref()?.strip_prefix("python:")?;
+    let root = stack.root.as_deref()?;
+    let used = std::fs::read_link(root.join("usr/bin/python3")).ok()?;
+    let used = used
+        .file_name()?
+        .to_str()?
+        .strip_prefix("python")?
+        .to_string();
+    if used == asked || root.join("usr/bin").join(format!("python{asked}")).exists() {
+        return None;
+    }
+    let pipfile = dir.join("Pipfile");
+    if !pipfile.symlink_metadata().ok()?.is_file() || dir.join(".venv").symlink_metadata().is_ok() {
+        return None;
+    }
+    let parsed: toml::Table = std::fs::read_to_string(&pipfile).ok()?.parse().ok()?;
+    let requires = parsed.get("requires")?.as_table()?;
+    let wants = requires
+        .get("python_full_version")
+        .or_else(|| requires.get("python_version"))?
+        .as_str()?;
+    if wants != asked && !wants.starts_with(&format!("{asked}.")) {
+        return None;
+    }
+    Some(Step {
+        id: "pipenv-venv".into(),
+        headline: format!(
+            "warning: the Pipfile asks for python_version {wants}, which this server stands in \
+             for with Python {used}: its virtualenv .venv is made with Python {used}, where \
+             pipenv installs and runs"
+        ),
+        what: format!("making the pipenv virtualenv of {}", app.name),
+        tools: vec!["python3"],
+        needer: "the Pipfile's virtualenv".into(),
+        remedy: "use a `type` whose stack has it".into(),
+        script: "python3 -m venv .venv".into(),
+    })
 }
 
 /// The folder `rel` under `dir`, where every folder on the way is a plain folder of the

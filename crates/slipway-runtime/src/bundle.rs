@@ -180,6 +180,31 @@ fn oci_err(e: oci_spec::OciSpecError) -> RuntimeError {
     }
 }
 
+/// Where a container finds [`run_config`]'s text, as on Platform.sh.
+pub(crate) const RUN_CONFIG: &str = "/run/config.json";
+
+/// The text of a container's `/run/config.json`: what the kernel allows it, in
+/// Platform.sh's shape (`info.limits.memory` in MiB, `info.limits.cpu` in CPUs), so that a
+/// start command such as `java -Xmx$(jq .info.limits.memory /run/config.json)m` sizes
+/// itself from the limits really applied ([`Limits`](crate::Limits)).
+pub(crate) fn run_config(limits: &crate::Limits) -> String {
+    // Whole CPUs as integers (`2`, not `2.0`), as every `jq` prints them.
+    let cpu: serde_json::Value = if limits.cpu_millis.is_multiple_of(1000) {
+        (limits.cpu_millis / 1000).into()
+    } else {
+        (f64::from(limits.cpu_millis) / 1000.0).into()
+    };
+    serde_json::json!({
+        "info": {
+            "limits": {
+                "cpu": cpu,
+                "memory": limits.memory_bytes / (1024 * 1024),
+            }
+        }
+    })
+    .to_string()
+}
+
 /// The text of a container's `/etc/hosts`: `localhost`, then the given names.
 fn hosts_file(hosts: &[(String, std::net::IpAddr)]) -> String {
     let mut s = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost\n");
@@ -219,7 +244,7 @@ pub(crate) fn write_bundle(
         Some(dir) => dir.to_path_buf(),
         None => {
             let root = stage.tmpfs(0o755, Some(&paths.rootfs))?;
-            for d in ["usr", "etc", "proc", "dev", "sys", "tmp", "app"] {
+            for d in ["usr", "etc", "proc", "dev", "sys", "tmp", "run", "app"] {
                 mkdirs(&root.join(d))?;
             }
             // runc gives a tmpfs the mode of its mount point: `/tmp` must be world-writable
@@ -288,6 +313,7 @@ pub(crate) fn write_bundle(
         Ok(path)
     };
     let passwd = generated("passwd", &spec.run_as.passwd())?;
+    let run_config = generated("run-config.json", &run_config(&spec.limits))?;
     let group = generated("group", &spec.run_as.group())?;
     let source = |path: &Path, writable: bool, name: &str| -> Result<PathBuf, RuntimeError> {
         stage.source(path, writable, &files, name)
@@ -347,6 +373,28 @@ pub(crate) fn write_bundle(
             .build()
             .map_err(oci_err)?,
     );
+    // `/run`: the container's own (sockets) or a small root-owned tmpfs over the stack's
+    // empty folder, so that `/run/config.json` has a mount point; `web` writes neither.
+    if !declared
+        .iter()
+        .any(|(parts, _)| parts.len() == 1 && parts[0] == "run")
+    {
+        mounts.push(
+            MountBuilder::default()
+                .destination("/run")
+                .typ("tmpfs")
+                .source("tmpfs")
+                .options(vec![
+                    "nosuid".to_string(),
+                    "nodev".to_string(),
+                    "noexec".to_string(),
+                    "mode=755".to_string(),
+                    "size=64k".to_string(),
+                ])
+                .build()
+                .map_err(oci_err)?,
+        );
+    }
     let app = source(&spec.app_dir, spec.app_writable, "app")?;
     mounts.push(bind("/app", &app, spec.app_writable)?);
     for (n, (parts, m)) in declared.iter().enumerate() {
@@ -360,6 +408,9 @@ pub(crate) fn write_bundle(
             m.writable,
         )?);
     }
+
+    // After the declared mounts: over a `/run` of the container's own too.
+    mounts.push(bind(RUN_CONFIG, &run_config, false)?);
 
     let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     if !spec.env.iter().any(|(k, _)| k == "PATH") {
@@ -513,6 +564,28 @@ pub(crate) fn write_bundle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `/run/config.json` names the memory in MiB and the CPUs, as applied.
+    #[test]
+    fn run_config_names_the_limits_applied() {
+        let limits = crate::Limits {
+            pids: 512,
+            memory_bytes: 768 * 1024 * 1024,
+            cpu_millis: 500,
+            tmp_bytes: 1,
+        };
+        let v: serde_json::Value = serde_json::from_str(&run_config(&limits)).unwrap();
+        assert_eq!(v["info"]["limits"]["memory"], 768);
+        assert_eq!(v["info"]["limits"]["cpu"], 0.5);
+        let two = crate::Limits {
+            cpu_millis: 2000,
+            ..limits
+        };
+        assert_eq!(
+            run_config(&two),
+            r#"{"info":{"limits":{"cpu":2,"memory":768}}}"#
+        );
+    }
 
     /// A mount point below a link in the app is refused, never made through it; a plain
     /// path is made, folders for a folder source and a file for a file.

@@ -71,7 +71,12 @@ fn sh_quote(s: &str) -> String {
 /// Download `tarball` from `registry` into `dir` and check its sha512.
 fn fetch_npm(registry: &str, tarball: &NpmTarball, dir: &Path) -> Result<PathBuf, StackError> {
     let url = format!("{}/{}", registry.trim_end_matches('/'), tarball.path());
-    let dest = dir.join(format!("{}-{}.tgz", tarball.package, tarball.version));
+    // A scoped package's `/` is no folder here.
+    let dest = dir.join(format!(
+        "{}-{}.tgz",
+        tarball.package.replace('/', "+"),
+        tarball.version
+    ));
     let out = Command::new("curl")
         .args(["-fsSL", "--retry", "2", "--connect-timeout", "20", "-o"])
         .arg(&dest)

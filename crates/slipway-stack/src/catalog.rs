@@ -176,9 +176,11 @@ pub struct NpmTarball {
 }
 
 impl NpmTarball {
-    /// The tarball's path below the registry URL (`/PACKAGE/-/PACKAGE-VERSION.tgz`).
+    /// The tarball's path below the registry URL (`/PACKAGE/-/NAME-VERSION.tgz`, `NAME`
+    /// the package's name without its scope: `@oven/bun-linux-x64-baseline/-/bun-linux-x64-baseline-1.4.5.tgz`).
     pub fn path(&self) -> String {
-        format!("{p}/-/{p}-{v}.tgz", p = self.package, v = self.version)
+        let name = self.package.rsplit('/').next().unwrap_or(self.package);
+        format!("{p}/-/{name}-{v}.tgz", p = self.package, v = self.version)
     }
 }
 
@@ -534,6 +536,24 @@ const fn corepack(version: &'static str, sha512: &'static str) -> NpmTool {
     }
 }
 
+/// bun 1.x, which Platform.sh's and Upsun's Node.js images carry (templates' hooks run
+/// `bun install`, `bun run build`; an Upsun `stack: [bun@1]` runs on a Node.js stack): the
+/// official Linux build from the npm registry, its `baseline` variant, which runs on every
+/// x86-64 CPU (the other one needs AVX2), on glibc as all the Node.js stacks are. `bunx` is
+/// the same binary, which acts by the name it is called by.
+const BUN: NpmTool = NpmTool {
+    tarball: NpmTarball {
+        package: "@oven/bun-linux-x64-baseline",
+        version: "1.4.5",
+        sha512: "b3cc8cc187059e7ac0d7bf208e2d2065b904d965437a3fd38b5c7bef4a0f7e2871c91c5230d846862010357579dda0deada67192c76f295fd101d40109dd2a3c",
+    },
+    commands: &[("bun", "bin/bun"), ("bunx", "bin/bun")],
+};
+
+/// The major version of bun every Node.js stack carries ([`BUN`]): what an Upsun
+/// `stack: [bun@1]` asks for.
+pub const BUN_MAJOR: &str = "1";
+
 /// The newest corepack for each Node.js line (its `engines`): 0.17 runs on 14, 0.20 on 16,
 /// 0.33 on 18, 0.34 on 20 to 24. Node.js 12 predates corepack and gets none.
 const COREPACK14: NpmTool = corepack("0.17.2", "3aaa1e817bdd4884770cbf0eebe8ede6d9887b5e22eb3fbcc9c1ab23a7260bff8eaca54a8e128b0637de822f520b57988b7532f223c1eef028c8f8d251141cf9");
@@ -612,14 +632,14 @@ pub const CATALOG: &[Stack] = &[
     php("7.4", Suite::Bullseye, PHP74, &[npm_tool(NPM6), YARN]),
     php("8.2", Suite::Bookworm, PHP82, &[npm_tool(NPM10), YARN, COREPACK18]),
     php("8.4", Suite::Trixie, PHP84, &[npm_tool(NPM10), YARN, COREPACK20]),
-    node_npm("12", node("12.22.12", "26ce65f5f3894073e7457153c585921362a0ee067b5a4da366834842f4486b1bb85eae46f49a61cf38dcefc7e88c0367448b13e15a14c998b2731b672b5c8ce3"), NPM6, &[YARN]),
-    node_npm("14", node("14.21.3", "93f55600a1cae3fcd7d3a55c149ace2ad94412e3b5f12e0cbab16f75edcbc10c4e5f52b58d717647a506a71d29c73345d40fb2083df69136da3306df7a45d51e"), NPM6, &[YARN, COREPACK14]),
-    node_npm("16", node("16.20.2", "a313a151079123c54fd92f77dcace9a56a104d713f6e1b37aec931ac05d0034c5f228cbe5aa571e3ba1eeaea54b02a8e45fbc01dc6dd7fd93ed6217266771ea9"), NPM8, &[YARN, COREPACK16]),
-    debian_node("18", Suite::Bookworm, &[COREPACK18]),
-    debian_node("20", Suite::Trixie, &[COREPACK20]),
-    node_npm("21", node("21.7.3", "577098029bae30d52f68378d8d966cf99fbf9ff9c386458b94dec1960f2bdce3d80a454823b46eac2a06e7c1a875804040146d330596a7a514ca1dd0bff21cc6"), NPM10, &[YARN, COREPACK20]),
-    node_npm("22", node("22.23.5", "de3842fb07285b1299c5c46a176b144a5d1cf47117167babfe7b883f1e8ee8258a5748ce516426ec7b70e52b97aaa94c084862d1c26ac9b14f11be6185c06233"), NPM10, &[YARN, COREPACK20]),
-    node_npm("24", node("24.22.3", "287b286fe16ff587ab013bd8ba331b8b226a9d10af2edadcaff79336a46a88e486a7dec43a244fd723f8efe9271a043fc677375d8f31ce45b9f3b76567336a44"), NPM11, &[YARN, COREPACK20]),
+    node_npm("12", node("12.22.12", "26ce65f5f3894073e7457153c585921362a0ee067b5a4da366834842f4486b1bb85eae46f49a61cf38dcefc7e88c0367448b13e15a14c998b2731b672b5c8ce3"), NPM6, &[YARN, BUN]),
+    node_npm("14", node("14.21.3", "93f55600a1cae3fcd7d3a55c149ace2ad94412e3b5f12e0cbab16f75edcbc10c4e5f52b58d717647a506a71d29c73345d40fb2083df69136da3306df7a45d51e"), NPM6, &[YARN, COREPACK14, BUN]),
+    node_npm("16", node("16.20.2", "a313a151079123c54fd92f77dcace9a56a104d713f6e1b37aec931ac05d0034c5f228cbe5aa571e3ba1eeaea54b02a8e45fbc01dc6dd7fd93ed6217266771ea9"), NPM8, &[YARN, COREPACK16, BUN]),
+    debian_node("18", Suite::Bookworm, &[COREPACK18, BUN]),
+    debian_node("20", Suite::Trixie, &[COREPACK20, BUN]),
+    node_npm("21", node("21.7.3", "577098029bae30d52f68378d8d966cf99fbf9ff9c386458b94dec1960f2bdce3d80a454823b46eac2a06e7c1a875804040146d330596a7a514ca1dd0bff21cc6"), NPM10, &[YARN, COREPACK20, BUN]),
+    node_npm("22", node("22.23.5", "de3842fb07285b1299c5c46a176b144a5d1cf47117167babfe7b883f1e8ee8258a5748ce516426ec7b70e52b97aaa94c084862d1c26ac9b14f11be6185c06233"), NPM10, &[YARN, COREPACK20, BUN]),
+    node_npm("24", node("24.22.3", "287b286fe16ff587ab013bd8ba331b8b226a9d10af2edadcaff79336a46a88e486a7dec43a244fd723f8efe9271a043fc677375d8f31ce45b9f3b76567336a44"), NPM11, &[YARN, COREPACK20, BUN]),
     debian(Language::Ruby, "2.7", Suite::Bullseye, RUBY27),
     debian(Language::Ruby, "3.1", Suite::Bookworm, RUBY31),
     debian(Language::Ruby, "3.3", Suite::Trixie, RUBY33),
@@ -691,22 +711,27 @@ mod tests {
     }
 
     #[test]
-    fn every_nodejs_stack_has_yarn_and_corepack_from_node_14_on() {
+    fn every_nodejs_stack_has_yarn_and_bun_and_corepack_from_node_14_on() {
         for s in versions(Language::Nodejs) {
             let tools: Vec<&str> = s.npm_tools.iter().map(|t| t.tarball.package).collect();
             let yarn = tools.contains(&"yarn") || s.packages.contains(&"yarnpkg");
             assert!(yarn, "{s} has no yarn");
             let major: u32 = s.version.parse().unwrap();
             assert_eq!(tools.contains(&"corepack"), major >= 14, "{s}: {tools:?}");
+            assert!(tools.contains(&BUN.tarball.package), "{s} has no bun");
         }
         let n22 = find(Language::Nodejs, "22").unwrap();
         assert_eq!(
             n22.source(),
-            "bookworm + npm registry (node 22.23.5, yarn 1.22.22, corepack 0.34.6)"
+            "bookworm + npm registry (node 22.23.5, yarn 1.22.22, corepack 0.34.6, @oven/bun-linux-x64-baseline 1.4.5)"
+        );
+        assert_eq!(
+            BUN.tarball.path(),
+            "@oven/bun-linux-x64-baseline/-/bun-linux-x64-baseline-1.4.5.tgz"
         );
         assert_eq!(
             find(Language::Nodejs, "18").unwrap().source(),
-            "bookworm + npm registry (corepack 0.33.0)"
+            "bookworm + npm registry (corepack 0.33.0, @oven/bun-linux-x64-baseline 1.4.5)"
         );
     }
 

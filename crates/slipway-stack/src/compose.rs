@@ -145,7 +145,7 @@ mod tests {
         // With Debian's nodejs:20: Debian's nodejs once, the node stack's tools.
         let s = resolve_type("php:8.4+nodejs:20").unwrap().stack;
         assert_eq!(s.packages.iter().filter(|p| **p == "nodejs").count(), 1);
-        assert_eq!(npm(s), ["corepack"]);
+        assert_eq!(npm(s), ["corepack", "@oven/bun-linux-x64-baseline"]);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! | `ruby` | `BUNDLE_USER_CACHE`, `GEM_SPEC_CACHE` in the cache |
 //! | `java` | `MAVEN_OPTS=-Dmaven.repo.local=…` (Maven's local repository in the cache); `MAVEN_ARGS=-gs …` ([`MAVEN_SETTINGS`], read by Maven 3.9 and later) |
 //! | `python` | `PIP_CACHE_DIR`, `PIPENV_CACHE_DIR` in the cache (pip's downloads and built wheels, pipenv's) |
-//! | `nodejs` | `npm_config_cache`, `YARN_CACHE_FOLDER` in the cache; `YARN_DISABLE_SELF_UPDATE_CHECK=true`; `COREPACK_ENABLE_DOWNLOAD_PROMPT=0` |
+//! | `nodejs` | `npm_config_cache`, `YARN_CACHE_FOLDER`, `BUN_INSTALL_CACHE_DIR` (bun's packages, otherwise `~/.bun/install/cache`) in the cache; `YARN_DISABLE_SELF_UPDATE_CHECK=true`; `COREPACK_ENABLE_DOWNLOAD_PROMPT=0` |
 //!
 //! Any stack with Node.js from the npm registry (a `nodejs` type, or a composed stack that
 //! has one) also gets node-gyp's `nodedir` pointing at the headers in the stack
@@ -61,6 +61,7 @@ pub fn env(app: &Application) -> Vec<(String, String)> {
         "nodejs" => vec![
             ("npm_config_cache", format!("{CACHE_MOUNT}/npm")),
             ("YARN_CACHE_FOLDER", format!("{CACHE_MOUNT}/yarn")),
+            ("BUN_INSTALL_CACHE_DIR", format!("{CACHE_MOUNT}/bun")),
             ("YARN_DISABLE_SELF_UPDATE_CHECK", "true".to_string()),
             ("COREPACK_ENABLE_DOWNLOAD_PROMPT", "0".to_string()),
         ],
@@ -149,6 +150,7 @@ mod tests {
         let node = env_of("nodejs:22");
         assert_eq!(node["YARN_CACHE_FOLDER"], "/cache/yarn");
         assert_eq!(node["npm_config_cache"], "/cache/npm");
+        assert_eq!(node["BUN_INSTALL_CACHE_DIR"], "/cache/bun");
         assert!(
             !node.contains_key("COREPACK_HOME"),
             "corepack's yarn runs at run time"
