@@ -1872,7 +1872,8 @@ fn backups_are_listed_created_and_restored_from_the_console_as_over_ssh() {
         assert_eq!(status, 403, "{form}: {body}");
     }
     assert_eq!(rows(), "1=after,2=later", "nothing restored");
-    // Another environment's (or no) backup is not found, with the SSH command's words.
+    // No such backup (or one of another project, below) is not found, with the SSH
+    // command's words.
     let (status, _, body) = console(
         &server,
         "POST",
@@ -1881,9 +1882,12 @@ fn backups_are_listed_created_and_restored_from_the_console_as_over_ssh() {
         Some(&format!("csrf={csrf}")),
     );
     assert_eq!(status, 404, "{body}");
+    let o = server.ssh(&server.key, "git", "backup restore demo main 99");
+    let ssh_words = text(&o);
     assert!(
-        body.contains("backup 99 is not a backup of demo/main"),
-        "{body}"
+        ssh_words.contains("backup 99 is not a backup of project demo")
+            && body.contains("backup 99 is not a backup of project demo"),
+        "SSH said {ssh_words}; the console: {body}"
     );
     // The confirmation names what is overwritten, and restores nothing.
     let (status, _, body) = console(&server, "GET", &restore, Some(&admin), None);
@@ -1959,19 +1963,103 @@ fn backups_are_listed_created_and_restored_from_the_console_as_over_ssh() {
         Some(&format!("csrf={ccsrf}")),
     );
     assert_eq!(status, 403, "{body}");
-    // Backup 1 is main's: the feature branch cannot be restored from it.
-    let (status, _, body) = console(
-        &server,
-        "GET",
-        &format!("{page}/restore/1"),
-        Some(&admin),
-        None,
-    );
-    assert_eq!(status, 404, "{body}");
+    // Backup 1 is main's: the feature branch lists it among the project's other
+    // environments' backups, named with its environment, and an admin restores the branch
+    // from it (production's data into a staging branch), as `backup restore demo feature 1`.
+    psql(&server, "feature", "UPDATE rows SET t = 'feature'");
+    let feature_rows = || {
+        psql(
+            &server,
+            "feature",
+            "SELECT string_agg(n || '=' || t, ',' ORDER BY n) FROM rows",
+        )
+    };
+    assert_eq!(feature_rows(), "1=feature");
+    let (_, _, body) = console(&server, "GET", page, Some(&admin), None);
+    let others = body
+        .split("Backups of other environments of demo")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no other environments' backups: {body}"));
     assert!(
-        body.contains("backup 1 is not a backup of demo/feature"),
+        others.contains("<td>1</td><td>main</td>")
+            && others.contains(&format!("href=\"{page}/restore/1\"")),
         "{body}"
     );
+    let (_, _, body) = console(&server, "GET", page, Some(&contributor), None);
+    assert!(
+        body.contains("<td>1</td><td>main</td>") && !body.contains("/restore/1"),
+        "listed, but no restore for a contributor: {body}"
+    );
+    let restore = format!("{page}/restore/1");
+    for (cookie, token) in [(&viewer, &vcsrf), (&contributor, &ccsrf)] {
+        let (status, _, body) = console(
+            &server,
+            "POST",
+            &restore,
+            Some(cookie),
+            Some(&format!("csrf={token}")),
+        );
+        assert_eq!(status, 403, "{body}");
+    }
+    let (status, _, body) = console(&server, "POST", &restore, Some(&admin), Some(""));
+    assert_eq!(status, 403, "no token: {body}");
+    let (status, _, body) = console(&server, "GET", &restore, Some(&admin), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("Restoring backup 1 of main (")
+            && body.contains("replaces, in feature of demo:")
+            && body.contains("the data of service db (postgresql:15): database main"),
+        "{body}"
+    );
+    assert_eq!(
+        feature_rows(),
+        "1=feature",
+        "a confirmation restores nothing"
+    );
+    let (status, head, body) = console(
+        &server,
+        "POST",
+        &restore,
+        Some(&admin),
+        Some(&format!("csrf={csrf}")),
+    );
+    assert_eq!(status, 303, "{head}\n{body}");
+    let (_, body) = ended_activity(&server, &admin, &head);
+    assert!(
+        body.contains("success: feature restored from backup 1"),
+        "{body}"
+    );
+    assert_eq!(feature_rows(), "1=before", "main's backed-up row");
+    assert_eq!(rows(), "1=before", "main untouched");
+
+    // A backup of another project is not offered and not restored, as over SSH.
+    let other = App::demo(server.dir.path(), "other");
+    let o = server.git(&other.dir, &["push", &server.remote("other"), "main"]);
+    assert!(o.status.success(), "push: {}", text(&o));
+    let o = server.ssh(&server.key, "git", "backup create other main");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("backup 3 of main"), "{}", text(&o));
+    let (_, _, body) = console(&server, "GET", page, Some(&admin), None);
+    assert!(!body.contains("/restore/3"), "{body}");
+    let o = server.ssh(&server.key, "git", "backup restore demo feature 3");
+    assert!(!o.status.success());
+    let token = format!("csrf={csrf}");
+    for (method, form) in [("GET", None), ("POST", Some(token.as_str()))] {
+        let (status, _, body) = console(
+            &server,
+            method,
+            &format!("{page}/restore/3"),
+            Some(&admin),
+            form,
+        );
+        assert_eq!(status, 404, "{body}");
+        assert!(
+            body.contains("backup 3 is not a backup of project demo")
+                && text(&o).contains("backup 3 is not a backup of project demo"),
+            "{body}"
+        );
+    }
+    assert_eq!(feature_rows(), "1=before");
 }
 
 /// The app of the activity test: `/routes` answers its `PLATFORM_ROUTES` (JSON), `/go`

@@ -42,8 +42,8 @@ def expect(sock, cls, mid):
         raise RuntimeError("expected %s, got %s" % ((cls, mid), got))
     return payload[4:]
 
-def amqp(vhost, password=None, publish=None, get=None):
-    r = rels["queue"][0]
+def amqp(vhost, password=None, publish=None, get=None, rel="queue"):
+    r = rels[rel][0]
     s = socket.create_connection((r["host"], r["port"]), timeout=10)
     s.sendall(b"AMQP\x00\x00\x09\x01")
     expect(s, 10, 10)
@@ -103,9 +103,9 @@ class H(http.server.BaseHTTPRequestHandler):
             if u.path == "/rels":
                 body = json.dumps(rels)
             elif u.path == "/amqp/publish":
-                body = amqp(q.get("vhost", "/"), publish=q["msg"])
+                body = amqp(q.get("vhost", "/"), publish=q["msg"], rel=q.get("rel", "queue"))
             elif u.path == "/amqp/get":
-                body = amqp(q.get("vhost", "/"), get=True)
+                body = amqp(q.get("vhost", "/"), get=True, rel=q.get("rel", "queue"))
             elif u.path == "/amqp/wrong-password":
                 body = amqp("/", password="not-the-password")
             elif u.path == "/chrome/version":
@@ -517,5 +517,63 @@ fn a_rabbitmq_node_keeps_its_messages_in_a_branch_whose_service_has_another_addr
     };
     assert_eq!(got, "from-main");
     // Main's queue was not touched by dev's restore.
+    assert_eq!(get(&server, "/amqp/get"), (200, "from-main".into()));
+}
+
+#[test]
+fn two_rabbitmq_services_of_a_branch_run_side_by_side_when_one_starts_on_a_copy_whose_node_name_is_the_others(
+) {
+    cached_stack("rabbitmq:3.10");
+    let server = Server::start();
+    let (app, _) = push_app(
+        &server,
+        "  queue: 'queue:rabbitmq'\n",
+        "queue:\n  type: rabbitmq:3.10\n  disk: 512\n",
+    );
+    assert_eq!(
+        get(&server, "/amqp/publish?msg=from-main"),
+        (200, "ok".into())
+    );
+
+    // Branch dev adds a second RabbitMQ service, `events`, which takes the first address
+    // (main's queue's, whose node name the copy of queue's data keeps): without a port
+    // mapper of its own each, the second node to start finds its name taken.
+    app.git_ok(&["checkout", "-q", "-b", "dev"]);
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nrelationships:\n  events: 'events:rabbitmq'\n  queue: 'queue:rabbitmq'\nweb:\n  commands:\n    start: python3 server.py\n",
+    );
+    app.write(
+        ".platform/services.yaml",
+        "events:\n  type: rabbitmq:3.10\n  disk: 512\nqueue:\n  type: rabbitmq:3.10\n  disk: 512\n",
+    );
+    app.commit("dev with events");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "dev"]);
+    assert!(
+        o.status.success(),
+        "push dev:\n{}\n{}",
+        text(&o),
+        server.server_log()
+    );
+    let dev = |path: &str| {
+        server
+            .get("dev.demo.localhost", path)
+            .unwrap_or_else(|| panic!("no answer to {path}:\n{}", server.server_log()))
+    };
+    let rels: serde_json::Value = serde_json::from_str(&dev("/rels").1).unwrap();
+    assert_eq!(
+        rels["events"][0]["ip"],
+        serde_json::json!("127.1.0.2"),
+        "the test needs events on main's queue's address: {rels}"
+    );
+    // Both nodes serve: queue with the copy of main's message, events with its own.
+    assert_eq!(dev("/amqp/get"), (200, "from-main".into()));
+    assert_eq!(
+        dev("/amqp/publish?rel=events&msg=an-event"),
+        (200, "ok".into())
+    );
+    assert_eq!(dev("/amqp/get?rel=events"), (200, "an-event".into()));
+    assert_eq!(dev("/amqp/get"), (200, "empty".into()));
+    // Main's node was not disturbed.
     assert_eq!(get(&server, "/amqp/get"), (200, "from-main".into()));
 }

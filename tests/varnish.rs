@@ -12,16 +12,28 @@ use std::time::Duration;
 use slipway_e2e::{cached_stack, header_field, http_get, raw_http, text, App, Server};
 
 /// The app: `/cached` is cacheable (max-age 60) and says how many times the app itself
-/// answered it; `/release` is never cached and says which code answers.
-const APP_SERVER: &str = r#"import http.server, os
+/// answered it; `/release` is never cached and says which code answers;
+/// `/invalidate?method=M&host=H` sends `M /cached` (Host `H`) to varnish through the
+/// app's relationship `cache` and answers varnish's status line.
+const APP_SERVER: &str = r#"import base64, http.client, http.server, json, os, urllib.parse
 hits = {}
 release = open("release.txt").read().strip()
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
         hits[self.path] = hits.get(self.path, 0) + 1
+        u = urllib.parse.urlparse(self.path)
         if self.path == "/cached":
             body, cache = "app answered %d times" % hits[self.path], "public, max-age=60"
+        elif u.path == "/invalidate":
+            # METHOD /cached to varnish through the app's relationship `cache`, for HOST.
+            q = dict(urllib.parse.parse_qsl(u.query))
+            r = json.loads(base64.b64decode(os.environ["PLATFORM_RELATIONSHIPS"]))["cache"][0]
+            c = http.client.HTTPConnection(r["host"], r["port"], timeout=10)
+            c.request(q["method"], "/cached", headers={"Host": q["host"]})
+            got = c.getresponse()
+            got.read()
+            body, cache = "%d %s" % (got.status, got.reason), "no-store"
         else:
             body, cache = release, "no-store"
         body = body.encode()
@@ -344,4 +356,90 @@ fn a_new_varnish_on_a_vcl_that_does_not_compile_is_refused_and_nothing_starts() 
         Some((200, "dev release".into()))
     );
     assert_eq!(get(&server, "/release"), (200, "release one".into()));
+}
+
+/// The user's VCL of the purge test: purges allowed by an ACL of the loopback, as
+/// Platform.sh's users write it.
+const PURGE_VCL: &str = r#"acl purge {
+    "localhost";
+}
+
+sub vcl_recv {
+    if (req.method == "PURGE") {
+        if (client.ip !~ purge) {
+            return (synth(405, "Not in the purge ACL"));
+        }
+        return (purge);
+    }
+    set req.backend_hint = application.backend();
+}
+"#;
+
+#[test]
+fn an_app_purges_a_url_through_its_relationship_to_varnish_and_no_one_else_does() {
+    cached_stack("varnish:7.1");
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nrelationships:\n  cache: 'varnish:http'\nweb:\n  commands:\n    start: python3 server.py\n",
+    );
+    app.write(".platform/services.yaml", SERVICES);
+    app.write(".platform/config.vcl", PURGE_VCL);
+    app.write(
+        ".platform/routes.yaml",
+        "'http://{default}/': {type: upstream, upstream: 'varnish:http'}\n",
+    );
+    app.write("server.py", APP_SERVER);
+    app.write("release.txt", "release one\n");
+    app.commit("varnish in front, the app purges");
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "push failed:\n{out}\n{}", server.server_log());
+    let cached = || get(&server, "/cached");
+    assert_eq!(cached(), (200, "app answered 1 times".into()));
+    assert_eq!(cached(), (200, "app answered 1 times".into()), "cached");
+
+    // The public, through the route, neither purges nor bans, though the request reaches
+    // varnishd from the loopback, which the user's ACL allows.
+    for method in ["PURGE", "BAN"] {
+        let (status, head, _) = raw_http(
+            server.http_port,
+            &format!("{method} /cached HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!(status, 405, "{method} through the route: {head}");
+    }
+    assert_eq!(cached(), (200, "app answered 1 times".into()), "not purged");
+
+    // The app purges the URL through its relationship: the next request reaches the app.
+    assert_eq!(
+        get(&server, &format!("/invalidate?method=PURGE&host={HOST}")),
+        (200, "200 Purged".into())
+    );
+    assert_eq!(cached(), (200, "app answered 2 times".into()), "purged");
+    assert_eq!(
+        cached(),
+        (200, "app answered 2 times".into()),
+        "cached again"
+    );
+
+    // Another environment's app reaches its own varnish only: its purge of main's URL
+    // leaves main's cache as it was.
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main:dev"]);
+    assert!(o.status.success(), "push dev:\n{}", text(&o));
+    let (status, body) = server
+        .get(
+            "dev.demo.localhost",
+            &format!("/invalidate?method=PURGE&host={HOST}"),
+        )
+        .unwrap_or_else(|| panic!("no answer from dev:\n{}", server.server_log()));
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "200 Purged"),
+        "dev's own varnish"
+    );
+    assert_eq!(
+        cached(),
+        (200, "app answered 2 times".into()),
+        "main's cache kept"
+    );
 }

@@ -179,6 +179,19 @@ impl State {
         rows.into_iter().map(decode).collect()
     }
 
+    /// The backups of every environment of a project, newest first (a backup of one
+    /// environment restores into another of the project).
+    pub fn project_backups(&self, project: &str) -> Result<Vec<Backup>> {
+        let db = self.db();
+        let mut stmt = db.prepare(&format!(
+            "SELECT {COLUMNS} FROM backups WHERE project = ?1 ORDER BY id DESC"
+        ))?;
+        let rows = stmt
+            .query_map(params![project], backup_of)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter().map(decode).collect()
+    }
+
     /// Every backup on the server, newest first.
     pub fn all_backups(&self) -> Result<Vec<Backup>> {
         let db = self.db();
@@ -247,6 +260,19 @@ mod tests {
         assert_eq!((b.size, b.environment.as_str()), (42, "main"));
         assert_eq!(state.backups("p", "main").unwrap().len(), 1);
         assert!(state.backups("p", "other").unwrap().is_empty());
+        let dev = state
+            .add_backup("p", "dev", "backup.p.dev.x", &manifest, "alice")
+            .unwrap();
+        state
+            .add_backup("q", "main", "backup.q.main.x", &manifest, "alice")
+            .unwrap();
+        let of_p: Vec<(i64, String)> = state
+            .project_backups("p")
+            .unwrap()
+            .into_iter()
+            .map(|b| (b.id, b.environment))
+            .collect();
+        assert_eq!(of_p, [(dev, "dev".into()), (id, "main".into())]);
         state
             .db()
             .execute("UPDATE backups SET manifest = '{\"parts\": 3}'", [])

@@ -274,31 +274,10 @@ pub fn verify(platform: &Platform, backup: &Backup) -> Result<(), String> {
     Ok(())
 }
 
-/// Backup `id` if it is one of `env` of `project`; Err is the message for the user.
-pub fn of_environment(
-    platform: &Platform,
-    project: &str,
-    env: &str,
-    id: i64,
-) -> Result<Backup, String> {
-    platform
-        .state()
-        .backup(id)
-        .map_err(|e| e.to_string())?
-        .filter(|b| b.project == project && b.environment == env)
-        .ok_or_else(|| not_of_environment(project, env, id))
-}
-
-/// What a refused backup id says.
-fn not_of_environment(project: &str, env: &str, id: i64) -> String {
-    format!(
-        "backup {id} is not a backup of {project}/{env} (`backup ls {project} {env}` lists them); nothing was changed"
-    )
-}
-
 /// Backup `id` if it is one of any environment of `project` (a backup of `main` restores
 /// into `dev` too: each service of the backup must be in the environment restored, of
-/// the same type and version); Err is the message for the user.
+/// the same type and version); Err is the message for the user. `backup restore` and the
+/// console's "Restore" both take it.
 pub fn of_project(platform: &Platform, project: &str, id: i64) -> Result<Backup, OpError> {
     platform
         .state()

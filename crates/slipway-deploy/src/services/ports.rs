@@ -5,8 +5,7 @@
 //!   `PLATFORM_RELATIONSHIPS` names ([`public`], from the config catalog). Two services of
 //!   one type (two redis) are two addresses, never one port twice.
 //! - Private ports on `127.0.0.1`, which every container of the environment shares (the
-//!   apps' `$PORT`s, 10000 and up, [`crate::environment::port_for`]; RabbitMQ's port mapper,
-//!   4369): one block of [`BLOCK`] ports per purpose ([`Private`]), one port per service
+//!   apps' `$PORT`s, 10000 and up, [`crate::environment::port_for`]): one block of [`BLOCK`] ports per purpose ([`Private`]), one port per service
 //!   address in it. The blocks are disjoint and below the apps' ports, so no two services
 //!   (of one type or not) and no app ever want the same one.
 
@@ -33,8 +32,12 @@ pub fn addresses() -> impl Iterator<Item = Ipv4Addr> {
 /// What a private port on `127.0.0.1` is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Private {
-    /// RabbitMQ's Erlang distribution port (its node registers it with the shared epmd).
+    /// RabbitMQ's Erlang distribution port (its node registers it with its own epmd).
     RabbitmqDistribution,
+    /// The Erlang port mapper (epmd) of one RabbitMQ service: its own, so that two nodes of
+    /// one environment never meet in one name table (a node keeps the name its data was
+    /// made under, which another service of the environment may have too).
+    RabbitmqEpmd,
     /// Chromium's DevTools, published on the service's address by `socat`.
     ChromiumDevtools,
     /// Varnish's listener for the router (routes to a varnish service).
@@ -45,8 +48,9 @@ pub enum Private {
 
 impl Private {
     /// Every purpose, in block order.
-    pub const ALL: [Private; 4] = [
+    pub const ALL: [Private; 5] = [
         Private::RabbitmqDistribution,
+        Private::RabbitmqEpmd,
         Private::ChromiumDevtools,
         Private::VarnishRoute,
         Private::VarnishAdmin,
@@ -57,6 +61,7 @@ impl Private {
     fn base(self) -> u16 {
         match self {
             Private::RabbitmqDistribution => 9100,
+            Private::RabbitmqEpmd => 8900,
             Private::ChromiumDevtools => 9300,
             Private::VarnishRoute => 9500,
             Private::VarnishAdmin => 9700,

@@ -529,16 +529,19 @@ exec mariadbd --no-defaults --datadir="$D" --bind-address={addr} --port={port} -
             ready_output: Some("VERSION "),
         },
         Language::Rabbitmq => {
-            // One Erlang node name and distribution port per service address: the
-            // environment's services share one port-mapper daemon (epmd) on 127.0.0.1.
-            // A node's data is bound to its name: data made by a node of another name (a
-            // copy of the parent environment's, a `sync`, a backup of another environment
-            // restored, where the service's address differs) keeps the name it was made
-            // under (the one node folder in /app/mnesia), so its messages are not left
-            // behind in a folder the node never reads.
+            // One Erlang node name, distribution port and port-mapper daemon (epmd) per
+            // service address, the ports on the 127.0.0.1 all the environment's containers
+            // share. A node's data is bound to its name: data made by a node of another
+            // name (a copy of the parent environment's, a `sync`, a backup of another
+            // service or environment restored, where the service's address differs) keeps
+            // the name it was made under (the one node folder in /app/mnesia), so its
+            // messages are not left behind in a folder the node never reads. That name may
+            // be another service's of the environment (two `rabbitmq` services): each node
+            // registers with its own epmd, so the two never meet in one name table.
             let node = addr.octets()[3];
             let dist_port =
                 super::ports::private(super::ports::Private::RabbitmqDistribution, addr);
+            let epmd_port = super::ports::private(super::ports::Private::RabbitmqEpmd, addr);
             Recipe {
                 // The Debian wrapper in /usr/sbin insists on the `rabbitmq` user: the server's own
                 // script runs as the project's user, everything under /app (data, Erlang cookie)
@@ -555,7 +558,7 @@ export HOME=/app RABBITMQ_MNESIA_BASE=/app/mnesia RABBITMQ_LOG_BASE=/tmp/log RAB
   RABBITMQ_NODENAME="$NODE" RABBITMQ_CONFIG_FILE=/tmp/rabbitmq.conf \
   RABBITMQ_ADVANCED_CONFIG_FILE=/tmp/advanced.config RABBITMQ_CONF_ENV_FILE=/tmp/rabbitmq-env.conf \
   RABBITMQ_ENABLED_PLUGINS_FILE=/tmp/enabled_plugins RABBITMQ_PID_FILE=/tmp/rabbitmq.pid \
-  RABBITMQ_DIST_PORT={dist_port} ERL_EPMD_ADDRESS=127.0.0.1
+  RABBITMQ_DIST_PORT={dist_port} ERL_EPMD_ADDRESS=127.0.0.1 ERL_EPMD_PORT={epmd_port}
 umask 077
 mkdir -p /tmp/log
 echo '[].' > /tmp/enabled_plugins
@@ -801,6 +804,8 @@ mod tests {
             .start
             .contains("listeners.tcp.default = 127.1.0.2:5672"));
         assert!(rabbit.start.contains("rabbit2@localhost"));
+        assert!(rabbit.start.contains("ERL_EPMD_PORT=8902"));
+        assert!(rabbit.start.contains("RABBITMQ_DIST_PORT=9102"));
         let chrome = recipe(&record("chrome-headless"), Language::ChromeHeadless, "156").unwrap();
         assert!(chrome.start.contains("bind=127.1.0.2"));
         assert!(chrome.start.contains("--remote-debugging-port=9302"));

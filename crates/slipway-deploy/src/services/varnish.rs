@@ -16,9 +16,17 @@
 //!
 //! varnishd runs as the project's user with its working folder in `/tmp/varnish`
 //! (`varnishadm -n` finds its admin port and secret there), listening on the service's
-//! address, port 8080 (apps' relationships), and on `127.0.0.1:`[`route_port`] (the
-//! router's routes to the service, dialed like an app's port in the environment's network
-//! namespace).
+//! address, port 8080 (apps' relationships, the listener named [`APPS_SOCKET`]), and on
+//! `127.0.0.1:`[`route_port`] (the router's routes to the service, dialed like an app's
+//! port in the environment's network namespace).
+//!
+//! Purging: an app purges (or bans) through a relationship to the service
+//! (`cache: 'varnish:http'`), with `PURGE`/`BAN` requests the user's VCL allows by an ACL
+//! (`acl purge { "localhost"; }`, as on Platform.sh: every request reaches varnishd from
+//! the loopback, the router's too). The generated preamble's `vcl_recv`, which runs before
+//! the user's, refuses those methods on any listener but the relationship's, so the
+//! public, through a route, never purges; and the relationship's address is reached only
+//! from the environment's own network namespace, so only the environment's apps do.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -43,6 +51,13 @@ pub const WORK_DIR: &str = "/tmp/varnish";
 
 /// The port a service's own relationships reach it on (Platform.sh's `http` endpoint).
 pub const PORT: u16 = 8080;
+
+/// The name of varnishd's listener on the service's address (`local.socket` in VCL): the
+/// apps' relationships, the only listener that takes `PURGE` and `BAN`.
+pub const APPS_SOCKET: &str = "relationship";
+
+/// The generated `vcl_recv`, before the user's: cache invalidation only from the apps.
+const INVALIDATION_GUARD: &str = "sub vcl_recv {\n    if ((req.method == \"PURGE\" || req.method == \"BAN\") && local.socket != \"relationship\") {\n        return (synth(405, \"Not allowed: purge through a relationship to the service\"));\n    }\n}\n\n";
 
 /// The port varnish also listens on at `127.0.0.1` in the environment's network namespace,
 /// for the router's routes to it: one per service address, in its block of
@@ -134,6 +149,7 @@ pub fn vcl(service: &Service, ports: &BTreeMap<String, u16>) -> Result<String, S
         out.push_str("backend default none;\n\n");
     }
     out.push_str(&format!("sub vcl_init {{\n{init}}}\n\n"));
+    out.push_str(INVALIDATION_GUARD);
     out.push_str(USER_MARK);
     out.push_str(user);
     out.push('\n');
@@ -165,7 +181,7 @@ pub fn start_script(address: Ipv4Addr) -> String {
     format!(
         r#"set -e
 rm -rf {WORK_DIR}
-exec varnishd -F -j none -n {WORK_DIR} -f /app/{VCL_FILE} -a {address}:{PORT} -a 127.0.0.1:{route} -T 127.0.0.1:{admin} -s malloc,256m
+exec varnishd -F -j none -n {WORK_DIR} -f /app/{VCL_FILE} -a {APPS_SOCKET}={address}:{PORT} -a router=127.0.0.1:{route} -T 127.0.0.1:{admin} -s malloc,256m
 "#
     )
 }
@@ -456,6 +472,10 @@ mod tests {
         assert!(text.contains("new application = directors.round_robin();"));
         assert!(text.contains("application.add_backend(slipway_application);"));
         assert!(text.ends_with(user) || text.ends_with(&format!("{user}\n")));
+        // PURGE and BAN are refused, before the user's VCL, but on the apps' listener.
+        let guard = text.find(INVALIDATION_GUARD).unwrap();
+        assert!(guard < text.find(USER_MARK).unwrap(), "{text}");
+        assert!(INVALIDATION_GUARD.contains(&format!("local.socket != \"{APPS_SOCKET}\"")));
         // No release yet: a port that refuses.
         let none = vcl(&service(None), &BTreeMap::new()).unwrap();
         assert!(none.contains(".port = \"1\";"), "{none}");
@@ -488,7 +508,11 @@ mod tests {
         assert_eq!(available_vcls(list), ["slipway_1", "boot"]);
         assert_eq!(route_port(Ipv4Addr::new(127, 1, 0, 3)), 9503);
         let script = start_script(Ipv4Addr::new(127, 1, 0, 3));
-        assert!(script.contains("-a 127.0.0.1:9503"), "{script}");
+        assert!(script.contains("-a router=127.0.0.1:9503"), "{script}");
+        assert!(
+            script.contains("-a relationship=127.1.0.3:8080"),
+            "{script}"
+        );
         assert!(script.contains("-T 127.0.0.1:9703"), "{script}");
     }
 }
