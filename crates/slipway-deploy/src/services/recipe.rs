@@ -168,14 +168,31 @@ fn pg_ident(name: &str) -> String {
 /// creating a PostgreSQL service's databases (`configuration.schemas` or `databases`,
 /// default `main`) and a login role per other `configuration.endpoints` entry with exactly
 /// its `privileges` per database; every database is closed to everyone else (`PUBLIC` may
-/// neither connect nor create). Run at each deploy: what is there already is kept,
-/// privileges are set again from the configuration.
+/// neither connect nor create); each of `configuration.extensions` is created in each
+/// database (refused first when the server has not got it), and the service's own user
+/// `main` gets `service_password` (a copy of another environment's data has that one's).
+/// Run at each deploy and after each `sync`: what is there already is kept, privileges
+/// and passwords are set again from the configuration.
 pub fn postgresql_endpoints_sql(
     configuration: &serde_json::Value,
     service_password: &str,
 ) -> Result<String, String> {
     let layout = database_layout("postgresql", configuration)?;
+    let extensions = postgresql_extensions(configuration)?;
     let mut sql = String::from("\\set ON_ERROR_STOP on\n");
+    // Each extension there to be created, before anything changes.
+    for ext in extensions.lines() {
+        sql.push_str(&format!(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = '{ext}') THEN \
+             RAISE EXCEPTION 'extension {ext} is not available on this server'; END IF; END $$;\n"
+        ));
+    }
+    // The service's own user logs in with this environment's password (a branch's data,
+    // copied from its parent, holds the parent's).
+    sql.push_str(&format!(
+        "ALTER ROLE {} WITH PASSWORD '{service_password}';\n",
+        pg_ident(username("postgresql"))
+    ));
     for db in &layout.schemas {
         sql.push_str(&format!(
             "SELECT 'CREATE DATABASE {}' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '{db}')\\gexec\n",
@@ -241,6 +258,10 @@ pub fn postgresql_endpoints_sql(
             }
         }
         sql.push_str("COMMIT;\n");
+        // The configured extensions, in each database (a later push's too).
+        for ext in extensions.lines() {
+            sql.push_str(&format!("CREATE EXTENSION IF NOT EXISTS {};\n", pg_ident(ext)));
+        }
     }
     Ok(sql)
 }
