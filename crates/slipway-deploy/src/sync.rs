@@ -7,9 +7,13 @@
 //! [`crate::volumes::Volume::snapshot_to`]), so the parent never stops; a service's copy is
 //! crash-consistent, which PostgreSQL, MariaDB and Redis recover from at start. A service's
 //! volume is copied only into the same service (name, type and version) of the
-//! environment. Then the environment's apps and those services stop, its volumes are
+//! environment. A parent's volume bigger than the environment's disk for it refuses the
+//! sync, naming it, before anything is copied (volumes never shrink; a sync is a whole
+//! copy or nothing). Then the environment's apps and those services stop, its volumes are
 //! swapped for the copies, and its services and live release start again on them (the
-//! apps are down for that restart).
+//! apps are down for that restart), each service with the environment's own credentials
+//! and configuration, not the parent's the copy holds
+//! ([`services::write_start_files`] before its start, PostgreSQL's endpoints after).
 //!
 //! A sync is an activity (kind `sync`, by its user) with its log, as a push is.
 
@@ -134,9 +138,10 @@ async fn copy_parent(
             }
             let parent_mb = pv.size_mb()?;
             match ours {
-                Some(w) if w.size_mb < parent_mb => {
-                    too_big.push(format!("{} ({parent_mb} MB, {} MB here)", pv.name, w.size_mb))
-                }
+                Some(w) if w.size_mb < parent_mb => too_big.push(format!(
+                    "{} ({parent_mb} MB, {} MB here)",
+                    pv.name, w.size_mb
+                )),
                 _ => sources.push(pv),
             }
         }

@@ -260,7 +260,10 @@ pub fn postgresql_endpoints_sql(
         sql.push_str("COMMIT;\n");
         // The configured extensions, in each database (a later push's too).
         for ext in extensions.lines() {
-            sql.push_str(&format!("CREATE EXTENSION IF NOT EXISTS {};\n", pg_ident(ext)));
+            sql.push_str(&format!(
+                "CREATE EXTENSION IF NOT EXISTS {};\n",
+                pg_ident(ext)
+            ));
         }
     }
     Ok(sql)
@@ -778,6 +781,21 @@ mod tests {
         let bad = serde_json::json!({"extensions": ["x\"; DROP"]});
         assert!(postgresql_extensions(&bad).is_err());
         assert_eq!(postgresql_extensions(&serde_json::Value::Null).unwrap(), "");
+        // At each deploy: checked first, then created in each database; `main`'s password
+        // set again (a branch's copy holds its parent's).
+        let conf = serde_json::json!({"databases": ["main", "app"], "extensions": ["uuid-ossp"]});
+        let sql = postgresql_endpoints_sql(&conf, "pw").unwrap();
+        let checked = sql.find("WHERE name = 'uuid-ossp'").unwrap();
+        assert!(
+            sql.contains("ALTER ROLE \"main\" WITH PASSWORD 'pw';"),
+            "{sql}"
+        );
+        let made: Vec<_> = sql
+            .match_indices("CREATE EXTENSION IF NOT EXISTS \"uuid-ossp\";")
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(made.len(), 2, "{sql}");
+        assert!(checked < made[0] && sql.find("\\connect \"app\"").unwrap() < made[1]);
         let cache = recipe(&record("redis"), Language::Redis, "7.0").unwrap();
         assert!(cache.start.contains("--appendonly no"));
         let kept = recipe(&record("redis-persistent"), Language::Redis, "7.0").unwrap();
