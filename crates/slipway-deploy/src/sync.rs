@@ -7,9 +7,13 @@
 //! [`crate::volumes::Volume::snapshot_to`]), so the parent never stops; a service's copy is
 //! crash-consistent, which PostgreSQL, MariaDB and Redis recover from at start. A service's
 //! volume is copied only into the same service (name, type and version) of the
-//! environment. Then the environment's apps and those services stop, its volumes are
+//! environment. A parent's volume bigger than the environment's disk for it refuses the
+//! sync, naming it, before anything is copied (volumes never shrink; a sync is a whole
+//! copy or nothing). Then the environment's apps and those services stop, its volumes are
 //! swapped for the copies, and its services and live release start again on them (the
-//! apps are down for that restart).
+//! apps are down for that restart), each service with the environment's own credentials
+//! and configuration, not the parent's the copy holds
+//! ([`services::write_start_files`] before its start, PostgreSQL's endpoints after).
 //!
 //! A sync is an activity (kind `sync`, by its user) with its log, as a push is.
 
@@ -115,38 +119,59 @@ async fn copy_parent(
         .map(|r| format!("service-{}", r.name))
         .collect();
 
-    // Copies of the parent's volumes, beside the environment's own (not those bigger than
-    // this environment's disk: volumes never shrink).
+    // Copies of the parent's volumes, beside the environment's own. Volumes never shrink:
+    // a parent's volume bigger than this environment's disk for it refuses the sync before
+    // anything is copied or stopped (a sync is a whole copy or nothing).
     let p = platform.clone();
     let (proj, e) = (project.to_string(), env.to_string());
     let wanted = sizes.clone();
     let from = parent.clone();
-    let copies = tokio::task::spawn_blocking(move || {
+    let copied = tokio::task::spawn_blocking(move || {
         let store = p.data().volumes();
-        let mut copies = Vec::new();
+        let mut sources = Vec::new();
+        let mut too_big = Vec::new();
         for pv in store.volumes(&proj, &from)? {
-            let ours = wanted.iter().any(|w| w.name == pv.name);
-            if parent_services.contains(&pv.name) && !ours {
+            let ours = wanted.iter().find(|w| w.name == pv.name);
+            if parent_services.contains(&pv.name) && ours.is_none() {
                 // A service this environment does not have alike.
                 continue;
             }
             let parent_mb = pv.size_mb()?;
-            if wanted
-                .iter()
-                .any(|w| w.name == pv.name && w.size_mb < parent_mb)
-            {
-                continue;
+            match ours {
+                Some(w) if w.size_mb < parent_mb => too_big.push(format!(
+                    "{} ({parent_mb} MB, {} MB here)",
+                    pv.name, w.size_mb
+                )),
+                _ => sources.push(pv),
             }
+        }
+        if !too_big.is_empty() {
+            return Ok(Err(too_big));
+        }
+        let mut copies = Vec::new();
+        for pv in sources {
             let child = store.volume(&proj, &e, &pv.name)?;
             let tmp = child.image.with_extension("img.sync");
-            pv.snapshot_to(&tmp)?;
+            if let Err(err) = pv.snapshot_to(&tmp) {
+                for (_, t) in &copies {
+                    let _ = std::fs::remove_file(t);
+                }
+                let _ = std::fs::remove_file(&tmp);
+                return Err(err);
+            }
             copies.push((child, tmp));
         }
-        Ok::<_, crate::volumes::VolumeError>(copies)
+        Ok::<_, crate::volumes::VolumeError>(Ok(copies))
     })
     .await
     .map_err(|e| e.to_string())?
     .map_err(|e| e.to_string())?;
+    let copies = copied.map_err(|too_big| {
+        OpError::refused(format!(
+            "nothing copied: {parent}'s data does not fit this environment's disks: {}; give {env} a `disk` at least as big as {parent}'s and push, then sync again",
+            too_big.join(", ")
+        ))
+    })?;
     say(&format!(
         "-----> copied {} volume(s) of {parent}",
         copies.len()
@@ -188,8 +213,22 @@ async fn copy_parent(
             // The copy's VCL points at the parent's apps: this environment's instead.
             services::varnish::write_for_live(platform, r)?;
         }
+        // The copy's start files hold the parent's credentials: this environment's instead.
+        let configuration = topology
+            .as_ref()
+            .and_then(|t| t.service(&r.name))
+            .map(|s| s.configuration.clone())
+            .unwrap_or_default();
+        services::write_start_files(platform, r, &configuration)
+            .map_err(|m| format!("service {}: {m}", r.name))?;
         services::start(platform, r, &netns).await?;
-        services::wait_ready(platform, r, services::READY_TIMEOUT).await?;
+        services::wait_ready(platform, r, services::ready_timeout(&r.service_type)).await?;
+        if r.service_type == "postgresql" {
+            // Its own user's and its endpoints' passwords are the parent's in the copy.
+            services::endpoints::apply(platform, r, &configuration)
+                .await
+                .map_err(|m| format!("service {}: {m}", r.name))?;
+        }
         state
             .set_service_state(project, env, &r.name, slipway_state::ServiceState::Running)
             .map_err(|e| e.to_string())?;

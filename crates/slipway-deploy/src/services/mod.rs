@@ -197,6 +197,45 @@ fn write_secret(
     f.write_all(bytes)
 }
 
+/// Write the files a service of `record`'s type reads at each start from its
+/// `configuration` and its own credentials (those of `record`, never those of the
+/// environment its data was copied from): a MariaDB service's schemas, endpoints and
+/// privileges ([`recipe::ENDPOINTS_FILE`]), a PostgreSQL service's extensions
+/// ([`recipe::EXTENSIONS_FILE`]), a RabbitMQ service's users, vhosts and permissions
+/// ([`recipe::DEFINITIONS_FILE`]). A deploy writes them before the service (re)starts, and
+/// so does `sync` once the parent's copy (holding the parent's files) is in place.
+pub fn write_start_files(
+    platform: &Platform,
+    record: &ServiceRecord,
+    configuration: &serde_json::Value,
+) -> Result<(), String> {
+    let (file, content) = if slipway_config::catalog::runs_mariadb(&record.service_type) {
+        (
+            recipe::ENDPOINTS_FILE,
+            recipe::mysql_endpoints_sql(configuration, &record.password)?,
+        )
+    } else if record.service_type == "postgresql" {
+        (
+            recipe::EXTENSIONS_FILE,
+            recipe::postgresql_extensions(configuration)?,
+        )
+    } else if record.service_type == "rabbitmq" {
+        let mut salt = [0u8; 4];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut salt))
+            .map_err(|e| format!("reading random bytes: {e}"))?;
+        (
+            recipe::DEFINITIONS_FILE,
+            recipe::rabbitmq_definitions(configuration, &record.password, salt)?,
+        )
+    } else {
+        return Ok(());
+    };
+    let dir = data_dir(platform, &record.project, &record.environment, &record.name);
+    let file = dir.join(file);
+    write_secret(&dir, &file, content.as_bytes()).map_err(|e| format!("{}: {e}", file.display()))
+}
+
 /// A new password: 24 random bytes from the kernel, hex.
 fn generate_password() -> std::io::Result<String> {
     let mut bytes = [0u8; 24];
@@ -533,38 +572,8 @@ pub async fn converge(
             for n in notes {
                 out.line(&format!("       service {}: {n}", record.name));
             }
-            if slipway_config::catalog::runs_mariadb(&record.service_type) {
-                // Schemas and endpoints: applied at each start of the service.
-                let sql = recipe::mysql_endpoints_sql(&svc.configuration, &record.password)
-                    .map_err(|m| fail(format!("service {}: {m}", svc.name)))?;
-                let dir = data_dir(platform, project, env, &svc.name);
-                let file = dir.join(recipe::ENDPOINTS_FILE);
-                write_secret(&dir, &file, sql.as_bytes())
-                    .map_err(|e| fail(format!("{}: {e}", file.display())))?;
-            }
-            if record.service_type == "postgresql" {
-                // Extensions: created at each start of the service.
-                let lines = recipe::postgresql_extensions(&svc.configuration)
-                    .map_err(|m| fail(format!("service {}: {m}", svc.name)))?;
-                let dir = data_dir(platform, project, env, &svc.name);
-                let file = dir.join(recipe::EXTENSIONS_FILE);
-                write_secret(&dir, &file, lines.as_bytes())
-                    .map_err(|e| fail(format!("{}: {e}", file.display())))?;
-            }
-            if record.service_type == "rabbitmq" {
-                // Users, vhosts and permissions: imported at each start of the service.
-                let mut salt = [0u8; 4];
-                std::fs::File::open("/dev/urandom")
-                    .and_then(|mut f| f.read_exact(&mut salt))
-                    .map_err(|e| fail(format!("reading random bytes: {e}")))?;
-                let json =
-                    recipe::rabbitmq_definitions(&svc.configuration, &record.password, salt)
-                        .map_err(|m| fail(format!("service {}: {m}", svc.name)))?;
-                let dir = data_dir(platform, project, env, &svc.name);
-                let file = dir.join(recipe::DEFINITIONS_FILE);
-                write_secret(&dir, &file, json.as_bytes())
-                    .map_err(|e| fail(format!("{}: {e}", file.display())))?;
-            }
+            write_start_files(platform, &record, &svc.configuration)
+                .map_err(|m| fail(format!("service {}: {m}", svc.name)))?;
             if record.service_type == "varnish" {
                 if is_running && !legacy {
                     // Its new VCL must compile before anything else changes; it goes live

@@ -168,14 +168,31 @@ fn pg_ident(name: &str) -> String {
 /// creating a PostgreSQL service's databases (`configuration.schemas` or `databases`,
 /// default `main`) and a login role per other `configuration.endpoints` entry with exactly
 /// its `privileges` per database; every database is closed to everyone else (`PUBLIC` may
-/// neither connect nor create). Run at each deploy: what is there already is kept,
-/// privileges are set again from the configuration.
+/// neither connect nor create); each of `configuration.extensions` is created in each
+/// database (refused first when the server has not got it), and the service's own user
+/// `main` gets `service_password` (a copy of another environment's data has that one's).
+/// Run at each deploy and after each `sync`: what is there already is kept, privileges
+/// and passwords are set again from the configuration.
 pub fn postgresql_endpoints_sql(
     configuration: &serde_json::Value,
     service_password: &str,
 ) -> Result<String, String> {
     let layout = database_layout("postgresql", configuration)?;
+    let extensions = postgresql_extensions(configuration)?;
     let mut sql = String::from("\\set ON_ERROR_STOP on\n");
+    // Each extension there to be created, before anything changes.
+    for ext in extensions.lines() {
+        sql.push_str(&format!(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = '{ext}') THEN \
+             RAISE EXCEPTION 'extension {ext} is not available on this server'; END IF; END $$;\n"
+        ));
+    }
+    // The service's own user logs in with this environment's password (a branch's data,
+    // copied from its parent, holds the parent's).
+    sql.push_str(&format!(
+        "ALTER ROLE {} WITH PASSWORD '{service_password}';\n",
+        pg_ident(username("postgresql"))
+    ));
     for db in &layout.schemas {
         sql.push_str(&format!(
             "SELECT 'CREATE DATABASE {}' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '{db}')\\gexec\n",
@@ -241,6 +258,13 @@ pub fn postgresql_endpoints_sql(
             }
         }
         sql.push_str("COMMIT;\n");
+        // The configured extensions, in each database (a later push's too).
+        for ext in extensions.lines() {
+            sql.push_str(&format!(
+                "CREATE EXTENSION IF NOT EXISTS {};\n",
+                pg_ident(ext)
+            ));
+        }
     }
     Ok(sql)
 }
@@ -760,6 +784,21 @@ mod tests {
         let bad = serde_json::json!({"extensions": ["x\"; DROP"]});
         assert!(postgresql_extensions(&bad).is_err());
         assert_eq!(postgresql_extensions(&serde_json::Value::Null).unwrap(), "");
+        // At each deploy: checked first, then created in each database; `main`'s password
+        // set again (a branch's copy holds its parent's).
+        let conf = serde_json::json!({"databases": ["main", "app"], "extensions": ["uuid-ossp"]});
+        let sql = postgresql_endpoints_sql(&conf, "pw").unwrap();
+        let checked = sql.find("WHERE name = 'uuid-ossp'").unwrap();
+        assert!(
+            sql.contains("ALTER ROLE \"main\" WITH PASSWORD 'pw';"),
+            "{sql}"
+        );
+        let made: Vec<_> = sql
+            .match_indices("CREATE EXTENSION IF NOT EXISTS \"uuid-ossp\";")
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(made.len(), 2, "{sql}");
+        assert!(checked < made[0] && sql.find("\\connect \"app\"").unwrap() < made[1]);
         let cache = recipe(&record("redis"), Language::Redis, "7.0").unwrap();
         assert!(cache.start.contains("--appendonly no"));
         let kept = recipe(&record("redis-persistent"), Language::Redis, "7.0").unwrap();
