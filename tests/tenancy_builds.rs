@@ -390,3 +390,180 @@ fn a_build_filling_its_disk_fails_alone_and_leaves_the_host_disk_alone() {
     assert!(ok, "{out}\n{}", server.server_log());
     assert_eq!(get(&server, "main.b.localhost", "/").1, "b\n");
 }
+
+/// The entries of the `build.caches` store `store` (their sidecars left out).
+fn cache_entries(store: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(store)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.') && !n.ends_with(".used"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Issue 13: a project's `build.caches` entries together stay under `--build-caches-size`
+/// (1 MiB here). Past it, the least recently used entry goes, whatever its age, and the push
+/// says which: an entry restored by the last build is kept over a newer one nobody used.
+#[test]
+fn build_caches_over_the_project_cap_drop_the_least_recently_used() {
+    let server = Server::start_with(&[("SLIPWAY_BUILD_CACHES_SIZE", "1M")]);
+    let caches =
+        "        a: {directory: a, watch: [a.txt]}\n        b: {directory: b, watch: [b.txt]}\n";
+    let hook = "set -e\nmkdir -p a b\n[ -f a/blob ] || head -c 300000 /dev/urandom > a/blob\n[ -f b/blob ] || head -c 300000 /dev/urandom > b/blob\necho \"a $(md5sum < a/blob | cut -c1-8)\" > index.html";
+    let p = site(&server.dir.path().join("p"), caches, hook);
+    p.write("site/a.txt", "1\n");
+    p.write("site/b.txt", "1\n");
+    p.commit("watched files");
+    let (ok, out) = push_as(&server, &server.key, &p, "p", "main");
+    assert!(ok, "{out}\n{}", server.server_log());
+    assert!(!out.contains("dropped an entry"), "{out}");
+    let first = get(&server, "main.p.localhost", "/").1;
+    let store = |c: &str| server.data.join("build-caches/p/main/web").join(c);
+    let a1 = cache_entries(&store("a"));
+    assert_eq!(a1.len(), 1, "{a1:?}");
+    assert_eq!(cache_entries(&store("b")).len(), 1);
+
+    // `a` is restored (used now), `b` saved anew: 4 entries of 300 kB do not fit in 1 MiB.
+    p.write("site/b.txt", "2\n");
+    p.commit("b changes");
+    let (ok, out) = push_as(&server, &server.key, &p, "p", "main");
+    assert!(ok, "{out}\n{}", server.server_log());
+    assert!(out.contains("restored build cache a (a)"), "{out}");
+    assert!(
+        out.contains("dropped an entry of build cache b of web in main (293.0 KiB, the least recently used): the project's build caches are capped at 1.0 MiB (slipway serve --build-caches-size)"),
+        "{out}"
+    );
+    assert!(!out.contains("dropped an entry of build cache a"), "{out}");
+    assert_eq!(get(&server, "main.p.localhost", "/").1, first);
+    let a = cache_entries(&store("a"));
+    assert_eq!(a.len(), 2, "{a:?}");
+    assert!(a.contains(&a1[0]), "the entry used last was dropped: {a:?}");
+    assert_eq!(cache_entries(&store("b")).len(), 1);
+}
+
+/// Issue 13: a build's disk outlives no server. Killed with `kill -9` mid-build, the server
+/// leaves the build's image mounted; started again, it removes it. A server taking over by
+/// `--upgrade` while the old one builds leaves that build's image alone, and the build ends.
+#[test]
+fn a_killed_build_leaves_no_disk_and_an_upgrade_keeps_a_running_one() {
+    let mut server = Server::start();
+    let p = site(
+        &server.dir.path().join("p"),
+        "",
+        "set -e\nsleep 6\necho built > index.html",
+    );
+    let builds = server.data.join("builds");
+    let images = || -> Vec<PathBuf> {
+        std::fs::read_dir(&builds)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "img"))
+            .collect()
+    };
+    let wait_for_image = || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while images().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "no build image");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        images()
+    };
+
+    let (key, dir, remote) = (server.key.clone(), p.dir.clone(), server.remote("p"));
+    let push = {
+        let cmd = server.git_command(&key, &dir, &["push", &remote, "main"]);
+        std::thread::spawn(move || {
+            let mut cmd = cmd;
+            cmd.output().expect("git push")
+        })
+    };
+    let left = wait_for_image();
+    server.kill9();
+    let _ = push.join();
+    assert!(
+        left.iter().all(|i| i.exists()),
+        "the image went with the server"
+    );
+    server.serve();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !std::fs::read_dir(&builds)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(false)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left in {}: {:?}\n{}",
+            builds.display(),
+            std::fs::read_dir(&builds).map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>()),
+            server.server_log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    // An upgrade during a build: the new server starts (and sweeps) while the old builds.
+    let push = {
+        let cmd = server.git_command(&key, &dir, &["push", &remote, "main"]);
+        std::thread::spawn(move || {
+            let mut cmd = cmd;
+            cmd.output().expect("git push")
+        })
+    };
+    let building = wait_for_image();
+    server.upgrade(std::time::Duration::from_secs(120), |_| {
+        assert!(
+            building.iter().all(|i| i.exists()),
+            "the upgrade removed the image of a running build"
+        );
+    });
+    let o = push.join().expect("push");
+    assert!(o.status.success(), "{}\n{}", text(&o), server.server_log());
+    assert_eq!(get(&server, "main.p.localhost", "/").1, "built\n");
+    assert!(images().is_empty(), "{:?}", images());
+}
+
+/// Issue 13: a deleted branch takes its build caches with it, its `/cache` image and its
+/// `build.caches` entries, and the push says so; `main`'s stay.
+#[test]
+fn a_deleted_branch_takes_its_build_caches_with_it() {
+    let server = Server::start();
+    let caches = "        deps: {directory: deps}\n";
+    let hook = "set -e\nmkdir -p deps\necho x > deps/x\necho kept > \"$PLATFORM_CACHE_DIR/kept\"\necho ok > index.html";
+    let p = site(&server.dir.path().join("p"), caches, hook);
+    let (ok, out) = push_as(&server, &server.key, &p, "p", "main");
+    assert!(ok, "{out}\n{}", server.server_log());
+    // A commit of its own: the branch builds (main's slug is not reused).
+    p.write("site/VERSION", "2\n");
+    p.commit("v2");
+    let (ok, out) = push_as(&server, &server.key, &p, "p", "main:dev");
+    assert!(ok, "{out}\n{}", server.server_log());
+    let image = |env: &str| server.data.join(format!("cache/p/{env}/web.img"));
+    let entries = |env: &str| server.data.join(format!("build-caches/p/{env}"));
+    assert!(image("dev").is_file() && entries("dev").is_dir());
+
+    let (ok, out) = push_as(&server, &server.key, &p, "p", ":dev");
+    assert!(ok, "{out}\n{}", server.server_log());
+    assert!(
+        out.contains("dev deleted: its build caches are removed with it"),
+        "{out}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while image("dev").exists()
+        || entries("dev").exists()
+        || server.data.join("cache/p/dev").exists()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the build caches of dev stay\n{}",
+            server.server_log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(image("main").is_file() && entries("main").is_dir());
+    let (ok, out) = push_as(&server, &server.key, &p, "p", "main");
+    assert!(ok, "{out}\n{}", server.server_log());
+}

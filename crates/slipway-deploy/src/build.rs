@@ -770,7 +770,7 @@ async fn build_one(
     let slug = crate::slug::run(platform, &app.name, dir.clone(), key, &provenance, out, t)
         .await
         .inspect_err(|e| out.phase(&phase, &format!("failed: {}", e.reason)))?;
-    save_caches(planned, &dir, out, &phase).await;
+    save_caches(platform, project, planned, &dir, out, &phase).await;
     Ok(BuiltApp {
         name: app.name.clone(),
         slug,
@@ -1031,23 +1031,35 @@ async fn restore_caches(
     (planned, restored)
 }
 
-/// Save the app's `build.caches` from `dir` after a successful build; problems are reported, never fatal.
-async fn save_caches(planned: Vec<caches::Planned>, dir: &Path, out: &Output, phase: &str) {
+/// Save the app's `build.caches` from `dir` after a successful build, then keep the
+/// project's entries under `--build-caches-size` (each entry dropped is named); problems
+/// are reported, never fatal.
+async fn save_caches(
+    platform: &Arc<Platform>,
+    project: &str,
+    planned: Vec<caches::Planned>,
+    dir: &Path,
+    out: &Output,
+    phase: &str,
+) {
     if planned.is_empty() {
         return;
     }
     let dir = dir.to_path_buf();
+    let root = platform.data().project_build_caches(project);
+    let cap = platform.settings().build_caches_size;
     let done = tokio::task::spawn_blocking(move || {
-        planned
+        let saved = planned
             .into_iter()
             .map(|p| {
                 let r = caches::save(&p, &dir);
                 (p, r)
             })
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>();
+        (saved, caches::enforce_cap(&root, cap))
     })
     .await;
-    let Ok(done) = done else {
+    let Ok((done, dropped)) = done else {
         out.phase(phase, "build caches not saved: the saving task failed");
         return;
     };
@@ -1067,6 +1079,21 @@ async fn save_caches(planned: Vec<caches::Planned>, dir: &Path, out: &Output, ph
                 }
                 Err(e) => format!("build cache {name} not saved: {e}"),
             },
+        );
+    }
+    for d in dropped {
+        let of = d
+            .app
+            .map_or_else(|| "shared by the apps".to_string(), |a| format!("of {a}"));
+        out.phase(
+            phase,
+            &format!(
+                "dropped an entry of build cache {} {of} in {} ({}, the least recently used): the project's build caches are capped at {} (slipway serve --build-caches-size)",
+                d.cache,
+                d.env,
+                slipway_slug::human_size(d.size),
+                slipway_slug::human_size(cap)
+            ),
         );
     }
 }

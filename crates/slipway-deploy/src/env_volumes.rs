@@ -8,6 +8,10 @@
 //! ([`finish_removals`]); a marker of an environment that is live (pushed again) is
 //! dropped and its volumes kept. Backups of the environment stay in the archive (and its
 //! releases in the state), so what the user may want back is restored from there.
+//!
+//! The environment's build caches go with its volumes ([`remove_stopped`]): its apps'
+//! `/cache` images (`DATA/cache/PROJECT/ENV/`) and its `build.caches` entries
+//! (`DATA/build-caches/PROJECT/ENV/`); the push deleting the branch says so too.
 
 use tracing::{info, warn};
 
@@ -81,9 +85,25 @@ pub async fn finish_removals(platform: &std::sync::Arc<Platform>) -> usize {
     n
 }
 
-/// The lines a branch deletion prints about its environment's volumes (none when it has
-/// none).
+/// The lines a branch deletion prints about its environment's volumes and build caches
+/// (none when it has neither).
 pub fn removal_notice(platform: &Platform, project: &str, env: &str) -> Vec<String> {
+    let mut lines = volumes_notice(platform, project, env);
+    let data = platform.data();
+    let caches = [
+        data.build_cache_env(project, env),
+        data.project_build_caches(project).join(env),
+    ];
+    if caches.iter().any(|d| d.exists()) {
+        lines.push(format!(
+            "-----> {env} deleted: its build caches are removed with it"
+        ));
+    }
+    lines
+}
+
+/// [`removal_notice`]'s lines about the volumes.
+fn volumes_notice(platform: &Platform, project: &str, env: &str) -> Vec<String> {
     let volumes = match platform.data().volumes().volumes(project, env) {
         Ok(v) => v,
         Err(e) => return vec![format!("-----> volumes of {env} not listed: {e}")],
@@ -158,8 +178,8 @@ pub async fn remove(platform: &std::sync::Arc<Platform>, project: &str, env: &st
 
 /// Remove every volume of `env` (its services stopped and its volumes unmounted,
 /// [`crate::services::data::stop_environment`]), then its removal marker when all went, then
-/// its folder when nothing is left in it. The caller holds the environment's lock. Returns
-/// the names of the volumes removed.
+/// its folder when nothing is left in it; and its build caches (no build of it runs: the
+/// caller holds the environment's lock). Returns the names of the volumes removed.
 pub async fn remove_stopped(
     platform: &std::sync::Arc<Platform>,
     project: &str,
@@ -193,8 +213,35 @@ pub async fn remove_stopped(
             let _ = std::fs::remove_file(marker(&p, &project, &env));
         }
         let _ = std::fs::remove_dir(store.env_dir(&project, &env));
+        remove_build_caches(&p, &project, &env);
         removed
     })
     .await
     .unwrap_or_default()
+}
+
+/// Remove the build caches of a removed environment: its apps' `/cache` images and its
+/// `build.caches` entries (what fails is logged; the next removal of the name tries again).
+fn remove_build_caches(platform: &Platform, project: &str, env: &str) {
+    let data = platform.data();
+    match crate::build_disk::remove_env_caches(data, project, env) {
+        Ok(Some(bytes)) => info!(
+            project,
+            env,
+            mib = bytes.div_ceil(MIB),
+            "build cache disks of a removed environment removed"
+        ),
+        Ok(None) => {}
+        Err(e) => warn!(project, env, "build cache disks not removed: {e}"),
+    }
+    match crate::build::caches::remove_env(data, project, env) {
+        Ok(Some(bytes)) => info!(
+            project,
+            env,
+            mib = bytes.div_ceil(MIB),
+            "build.caches entries of a removed environment removed"
+        ),
+        Ok(None) => {}
+        Err(e) => warn!(project, env, "build.caches entries not removed: {e}"),
+    }
 }

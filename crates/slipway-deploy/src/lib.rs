@@ -161,6 +161,9 @@ pub struct Settings {
     pub build_disk: u64,
     /// The size of an app's build cache disk, its builds' `/cache` (bytes).
     pub build_cache_disk: u64,
+    /// The cap on one project's `build.caches` entries, all environments together (bytes;
+    /// the least recently used go first, see [`build::caches::enforce_cap`]).
+    pub build_caches_size: u64,
     /// An app log bigger than this is rotated (bytes; see [`app_logs`]).
     pub app_log_max_size: u64,
     /// Where builds may connect besides public addresses on ports 80 and 443.
@@ -200,6 +203,7 @@ impl Settings {
             slug_max_size: slipway_slug::DEFAULT_MAX_SIZE,
             build_disk: build_disk::DEFAULT_BUILD_DISK,
             build_cache_disk: build_disk::DEFAULT_CACHE_DISK,
+            build_caches_size: build::caches::DEFAULT_PROJECT_CAP,
             stacks: None,
             app_log_max_size: 10 << 20,
             build_egress: egress::EgressPolicy::host_default(),
@@ -256,7 +260,11 @@ impl DataDir {
     }
     /// The persistent build cache of an app in an environment (kept between builds).
     pub fn build_cache(&self, project: &str, env: &str, app: &str) -> PathBuf {
-        self.root.join("cache").join(project).join(env).join(app)
+        self.build_cache_env(project, env).join(app)
+    }
+    /// The persistent build caches of every app of an environment (`cache/PROJECT/ENV`).
+    pub fn build_cache_env(&self, project: &str, env: &str) -> PathBuf {
+        self.root.join("cache").join(project).join(env)
     }
     /// Where the entries of one build cache (`build.caches.NAME`) of an app are kept: per
     /// project, environment and app, or per project and environment when `shared`
@@ -269,13 +277,18 @@ impl DataDir {
         name: &str,
         shared: bool,
     ) -> PathBuf {
-        let env = self.root.join("build-caches").join(project).join(env);
+        let env = self.project_build_caches(project).join(env);
         if shared {
             // App names start with a letter or digit: `_shared` is never one.
             env.join("_shared").join(name)
         } else {
             env.join(app).join(name)
         }
+    }
+    /// Every `build.caches` entry of a project, all environments (`build-caches/PROJECT`):
+    /// what `slipway serve --build-caches-size` caps.
+    pub fn project_build_caches(&self, project: &str) -> PathBuf {
+        self.root.join("build-caches").join(project)
     }
     /// The volumes of environments (`volumes/PROJECT/ENV/NAME.img`, mounted at
     /// `volumes/PROJECT/ENV/NAME/`; see [`volumes`]).
@@ -294,7 +307,7 @@ impl DataDir {
         vec![
             self.repo(project),
             self.root.join("cache").join(project),
-            self.root.join("build-caches").join(project),
+            self.project_build_caches(project),
             self.root.join("logs").join(project),
         ]
     }

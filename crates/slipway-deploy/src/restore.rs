@@ -234,6 +234,20 @@ pub async fn restore(
             info!("the volumes of {removed} deleted environment(s) a stop left removed");
         }
     }
+    // Disks of builds a dead server left; an upgrade leaves the old server's own (locked)
+    // and those it cannot tell from them (made before build locks).
+    let data = platform.data().clone();
+    let unlocked_too = mode == RestoreMode::Start;
+    match tokio::task::spawn_blocking(move || crate::build_disk::sweep_builds(&data, unlocked_too))
+        .await
+    {
+        Ok(Ok(ids)) if !ids.is_empty() => {
+            info!(builds = ?ids, "removed the disks of builds a stopped or killed server left")
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => warn!("disks of builds a stopped or killed server left: {e}"),
+        Err(e) => warn!("disks of builds a stopped or killed server left: {e}"),
+    }
     Ok(())
 }
 

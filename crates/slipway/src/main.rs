@@ -245,6 +245,11 @@ struct ServeArgs {
     /// or with a K, M or G suffix).
     #[arg(long, env = "SLIPWAY_BUILD_CACHE_DISK", default_value = "4G", value_parser = parse_size)]
     build_cache_disk: u64,
+    /// Cap on one project's `build.caches` entries, all its environments together: after a
+    /// build the least recently used go until the rest fit, and the push says which (bytes,
+    /// or with a K, M or G suffix).
+    #[arg(long, env = "SLIPWAY_BUILD_CACHES_SIZE", default_value = "4G", value_parser = parse_size)]
+    build_caches_size: u64,
     /// `HOST:PORT`s builds may reach through their proxy besides public addresses on ports
     /// 80 and 443 (comma-separated; e.g. a package mirror on this machine).
     #[arg(long, env = "SLIPWAY_BUILD_EGRESS_ALLOW", value_delimiter = ',')]
@@ -730,6 +735,7 @@ async fn serve_until_stopped(
     settings.slug_max_size = args.slug_max_size;
     settings.build_disk = args.build_disk;
     settings.build_cache_disk = args.build_cache_disk;
+    settings.build_caches_size = args.build_caches_size;
     settings.slug_level = args.slug_level;
     if args.unsafe_host_root {
         tracing::warn!(

@@ -17,6 +17,14 @@
 //! - After a successful build ([`save`]), the directory is copied into a temporary folder
 //!   that is then renamed into place, so a reader never sees half an entry.
 //!
+//! - A project's entries together are capped (`slipway serve --build-caches-size`, per
+//!   project, so one project never evicts another's): after a save, the least recently
+//!   used entries of the project (any environment, app or cache; restored or saved last
+//!   longest ago) are dropped until the rest fit ([`enforce_cap`]), and the push says which.
+//!   Each entry has a sidecar `NANOS-KEY.used` beside it holding its size, whose
+//!   modification time is its last use; an entry without one (a server older than the cap)
+//!   counts by its own time and is measured once.
+//!
 //! A cache only speeds builds up: it is not part of the build key, and a cache that cannot
 //! be restored or saved is reported and skipped, never failing the build.
 
@@ -31,6 +39,13 @@ use crate::DataDir;
 
 /// How many entries of one cache are kept (the newest).
 pub const KEEP: usize = 3;
+
+/// The default cap on one project's build cache entries, all environments (bytes):
+/// `slipway serve --build-caches-size`.
+pub const DEFAULT_PROJECT_CAP: u64 = 4 << 30;
+
+/// The suffix of an entry's sidecar: its size, and its last use as its modification time.
+const USED: &str = ".used";
 
 /// Temporary folders of a save older than this are leftovers of an interrupted one.
 const STALE_TEMP: Duration = Duration::from_secs(24 * 3600);
@@ -257,6 +272,7 @@ pub fn restore(p: &Planned, build_dir: &Path, scratch: &Path) -> Result<Restored
     let _cleanup = RemoveOnDrop(scratch.to_path_buf());
     let _ = std::fs::remove_dir_all(scratch);
     copy_tree(&entry, scratch)?;
+    mark_used(&entry, None);
     // The build folder is gone when the build was cancelled meanwhile: never make it again.
     if !build_dir.is_dir() {
         return Err(CacheError::NotAFolder(build_dir.display().to_string()));
@@ -295,11 +311,167 @@ pub fn save(p: &Planned, build_dir: &Path) -> Result<Saved, CacheError> {
         entry.display()
     )))?;
     drop(cleanup);
+    mark_used(&entry, Some(size));
     let all = entries(&p.store);
     for old in all.iter().take(all.len().saturating_sub(KEEP)) {
-        let _ = std::fs::remove_dir_all(p.store.join(old));
+        remove_entry(&p.store.join(old));
     }
     Ok(Saved::Saved(size))
+}
+
+/// The sidecar of an entry.
+fn sidecar(entry: &Path) -> PathBuf {
+    let mut name = entry.as_os_str().to_owned();
+    name.push(USED);
+    PathBuf::from(name)
+}
+
+/// Record that `entry` was used now: its sidecar's time, and its size when known (a
+/// failure only leaves the entry counted as older).
+fn mark_used(entry: &Path, size: Option<u64>) {
+    let path = sidecar(entry);
+    let done = match size {
+        Some(size) => std::fs::write(&path, format!("{size}\n")),
+        None => std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(SystemTime::now())),
+    };
+    if let Err(e) = done {
+        tracing::debug!(entry = %entry.display(), "recording the cache entry's use: {e}");
+    }
+}
+
+/// Remove an entry and its sidecar (what is already gone is no error).
+fn remove_entry(entry: &Path) {
+    let _ = std::fs::remove_dir_all(entry);
+    let _ = std::fs::remove_file(sidecar(entry));
+}
+
+/// An entry dropped by [`enforce_cap`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct Dropped {
+    /// The environment whose entry it was.
+    pub env: String,
+    /// The app it was of; `None` for a cache shared between the apps.
+    pub app: Option<String>,
+    /// The cache's name.
+    pub cache: String,
+    /// Its size (bytes).
+    pub size: u64,
+}
+
+/// One entry of a project, as [`enforce_cap`] weighs it.
+struct Weighed {
+    used: SystemTime,
+    path: PathBuf,
+    size: u64,
+    dropped: Dropped,
+}
+
+/// Drop the least recently used entries of the project whose stores are under `root`
+/// (`DATA/build-caches/PROJECT`, [`crate::DataDir::project_build_caches`]) until they hold
+/// no more than `cap` bytes together. Returns what was dropped, least recently used first.
+pub fn enforce_cap(root: &Path, cap: u64) -> Vec<Dropped> {
+    let mut all = Vec::new();
+    let dirs = |p: &Path| -> Vec<(String, PathBuf)> {
+        std::fs::read_dir(p)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
+            .filter(|(n, _)| !n.starts_with('.'))
+            .collect()
+    };
+    for (env, env_dir) in dirs(root) {
+        for (owner, owner_dir) in dirs(&env_dir) {
+            for (cache, store) in dirs(&owner_dir) {
+                for name in entries(&store) {
+                    let path = store.join(&name);
+                    let (size, used) = weigh(&path);
+                    all.push(Weighed {
+                        used,
+                        path,
+                        size,
+                        dropped: Dropped {
+                            env: env.clone(),
+                            app: (owner != "_shared").then(|| owner.clone()),
+                            cache: cache.clone(),
+                            size,
+                        },
+                    });
+                }
+            }
+        }
+    }
+    let mut total: u64 = all.iter().map(|w| w.size).sum();
+    // Least recently used first; the entry's own name (its time) breaks ties.
+    all.sort_by(|a, b| a.used.cmp(&b.used).then_with(|| a.path.cmp(&b.path)));
+    let mut dropped = Vec::new();
+    for w in all {
+        if total <= cap {
+            break;
+        }
+        remove_entry(&w.path);
+        total = total.saturating_sub(w.size);
+        dropped.push(w.dropped);
+    }
+    dropped
+}
+
+/// An entry's size and last use, from its sidecar; without one (or with a bad one) the
+/// entry is measured, the sidecar written with its own time, and that time is its last use.
+fn weigh(entry: &Path) -> (u64, SystemTime) {
+    let side = sidecar(entry);
+    let recorded = std::fs::read_to_string(&side)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    if let (Some(size), Ok(used)) = (
+        recorded,
+        std::fs::metadata(&side).and_then(|m| m.modified()),
+    ) {
+        return (size, used);
+    }
+    let used = std::fs::symlink_metadata(entry)
+        .and_then(|m| m.modified())
+        .unwrap_or(UNIX_EPOCH);
+    let size = tree_size(entry);
+    if std::fs::write(&side, format!("{size}\n")).is_ok() {
+        let _ = std::fs::File::options()
+            .write(true)
+            .open(&side)
+            .and_then(|f| f.set_modified(used));
+    }
+    (size, used)
+}
+
+/// The bytes of the files under `dir` (links never followed), as [`copy_tree`] counts them.
+fn tree_size(dir: &Path) -> u64 {
+    let mut size = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(t) if t.is_file() => size += e.metadata().map_or(0, |m| m.len()),
+                _ => {}
+            }
+        }
+    }
+    size
+}
+
+/// Remove every cache entry of `project`'s `env` (its branch was deleted). Returns the
+/// bytes removed (`None` when it had none).
+pub fn remove_env(data: &DataDir, project: &str, env: &str) -> Result<Option<u64>, CacheError> {
+    let dir = data.project_build_caches(project).join(env);
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let size = tree_size(&dir);
+    std::fs::remove_dir_all(&dir).map_err(io(format!("removing {}", dir.display())))?;
+    Ok(Some(size))
 }
 
 /// Temporary folders of saves interrupted long ago.
@@ -715,5 +887,93 @@ mod tests {
             restore_into(&dev, "b2"),
             (Restored::Fresh, Some("dev".into()))
         );
+    }
+
+    /// An entry of `size` bytes in `store`, last used `age` seconds ago.
+    fn aged_entry(store: &Path, n: u32, size: usize, age: u64) -> PathBuf {
+        let entry = store.join(format!("{n:020}-{}", "a".repeat(64)));
+        std::fs::create_dir_all(&entry).unwrap();
+        std::fs::write(entry.join("blob"), vec![0u8; size]).unwrap();
+        mark_used(&entry, Some(size as u64));
+        let when = SystemTime::now() - Duration::from_secs(age);
+        std::fs::File::options()
+            .write(true)
+            .open(sidecar(&entry))
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+        entry
+    }
+
+    #[test]
+    fn the_cap_drops_the_least_recently_used_entries_of_the_project() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("build-caches/demo");
+        // Oldest by name, used last: kept.
+        let old_used = aged_entry(&root.join("main/web/deps"), 1, 400, 10);
+        // Newer by name, unused for long: dropped first.
+        let stale = aged_entry(&root.join("dev/_shared/pip"), 2, 400, 1000);
+        let middle = aged_entry(&root.join("main/web/deps"), 3, 400, 100);
+        // An entry of an older server: no sidecar, measured, counted by its own time.
+        let unmeasured = root
+            .join("main/web/deps")
+            .join(format!("{:020}-{}", 4, "b".repeat(64)));
+        std::fs::create_dir_all(&unmeasured).unwrap();
+        std::fs::write(unmeasured.join("blob"), vec![0u8; 400]).unwrap();
+
+        assert_eq!(enforce_cap(&root, 1600), Vec::new(), "all fit");
+        let dropped = enforce_cap(&root, 1000);
+        assert_eq!(
+            dropped,
+            vec![
+                Dropped {
+                    env: "dev".into(),
+                    app: None,
+                    cache: "pip".into(),
+                    size: 400
+                },
+                Dropped {
+                    env: "main".into(),
+                    app: Some("web".into()),
+                    cache: "deps".into(),
+                    size: 400
+                }
+            ]
+        );
+        assert!(!stale.exists() && !sidecar(&stale).exists());
+        assert!(!middle.exists());
+        assert!(old_used.exists() && unmeasured.exists());
+        assert_eq!(
+            std::fs::read_to_string(sidecar(&unmeasured)).unwrap(),
+            "400\n"
+        );
+    }
+
+    #[test]
+    fn a_restore_counts_as_a_use() {
+        let t = tempfile::tempdir().unwrap();
+        let build = t.path().join("build");
+        std::fs::create_dir_all(&build).unwrap();
+        let store = t.path().join("store");
+        let p = planned(&store, cache("deps", &[], false), &build);
+        let entry = store.join(format!("{:020}-{}", 1, p.key));
+        std::fs::create_dir_all(&entry).unwrap();
+        mark_used(&entry, Some(0));
+        let long_ago = SystemTime::now() - Duration::from_secs(1000);
+        std::fs::File::options()
+            .write(true)
+            .open(sidecar(&entry))
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        assert_eq!(
+            restore(&p, &build, &t.path().join("scratch")).unwrap(),
+            Restored::Fresh
+        );
+        let used = std::fs::metadata(sidecar(&entry))
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert!(used > long_ago + Duration::from_secs(500));
     }
 }
