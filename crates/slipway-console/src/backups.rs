@@ -86,7 +86,6 @@ impl Cx<'_> {
             backups::create(&j.platform, &j.project, &j.env, &j.user, j.watch)
                 .await
                 .map(|b| backups::taken(&b))
-                .map_err(|e| e.to_string())
         })
         .await
     }
@@ -128,7 +127,6 @@ impl Cx<'_> {
             move |j| async move {
                 backups::restore(&j.platform, &j.project, &j.env, id, &j.user, j.watch)
                     .await
-                    .map_err(|e| e.to_string())
             },
         )
         .await
