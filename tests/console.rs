@@ -2321,7 +2321,11 @@ fn a_failed_console_action_says_what_ssh_says_refused_or_internal() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let said = "release 9 of main not found";
     assert!(body.contains(said), "{body}");
-    assert!(String::from_utf8_lossy(&o.stderr).contains(said), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(said),
+        "{}",
+        text(&o)
+    );
 
     // Internal: the same words in both, the detail only in the server's log.
     let lock = server.data.join("locks/demo/main/deploy.lock");
@@ -2335,7 +2339,10 @@ fn a_failed_console_action_says_what_ssh_says_refused_or_internal() {
         body.contains("internal error, see the server log"),
         "{body}"
     );
-    assert!(!body.contains("deploy.lock"), "no detail on the page: {body}");
+    assert!(
+        !body.contains("deploy.lock"),
+        "no detail on the page: {body}"
+    );
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(

@@ -125,8 +125,7 @@ impl Cx<'_> {
             project,
             env,
             move |j| async move {
-                backups::restore(&j.platform, &j.project, &j.env, id, &j.user, j.watch)
-                    .await
+                backups::restore(&j.platform, &j.project, &j.env, id, &j.user, j.watch).await
             },
         )
         .await

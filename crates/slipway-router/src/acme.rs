@@ -789,8 +789,7 @@ mod tests {
     fn a_tls_alpn_challenge_certificate_names_the_host_and_holds_the_digest() {
         let digest = [0xab; 32];
         let key = alpn_certificate("a.example", &digest).expect("certificate");
-        let (_, cert) =
-            x509_parser::parse_x509_certificate(key.cert[0].as_ref()).expect("parses");
+        let (_, cert) = x509_parser::parse_x509_certificate(key.cert[0].as_ref()).expect("parses");
         let ext = cert
             .extensions()
             .iter()

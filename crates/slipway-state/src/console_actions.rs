@@ -210,8 +210,11 @@ mod tests {
         let refused = st
             .start_console_action("bob", ("demo", "main"), "the sync", 42, later)
             .unwrap();
-        st.console_action_ended(refused, &ActionOutcome::Refused("main is the parent".into()))
-            .unwrap();
+        st.console_action_ended(
+            refused,
+            &ActionOutcome::Refused("main is the parent".into()),
+        )
+        .unwrap();
         assert_eq!(
             st.console_action(refused, "bob").unwrap().unwrap().progress,
             ActionProgress::Refused("main is the parent".into())
