@@ -4,7 +4,9 @@
 //! verifies against pebble's root, stored with its key (0600) and served without a
 //! restart; a restart reuses it (no new order); a host whose challenge fails (its DNS
 //! points elsewhere) is retried and logged and keeps the local CA's certificate; a
-//! server whose ACME server does not answer serves with the local CA and says why.
+//! server whose ACME server does not answer serves with the local CA and says why. With
+//! `--acme-challenge tls-alpn-01` the challenge is answered on the HTTPS listener instead
+//! (RFC 8737), with nothing listening on pebble's HTTP-01 port.
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -57,9 +59,9 @@ fn wait_listening(port: u16, what: &str, log: &Path) {
 }
 
 impl Pebble {
-    /// pebble validating HTTP-01 on `http_port`, resolving names with its own DNS server
-    /// (127.0.0.1 for every name unless told otherwise).
-    fn start(http_port: u16) -> Pebble {
+    /// pebble validating HTTP-01 on `http_port` and TLS-ALPN-01 on `tls_port`, resolving
+    /// names with its own DNS server (127.0.0.1 for every name unless told otherwise).
+    fn start(http_port: u16, tls_port: u16) -> Pebble {
         let dir = tempfile::Builder::new()
             .prefix("slipway-pebble-")
             .tempdir()
@@ -90,7 +92,7 @@ impl Pebble {
             "certificate": dir.path().join("cert.pem"),
             "privateKey": dir.path().join("key.pem"),
             "httpPort": http_port,
-            "tlsPort": free_port(),
+            "tlsPort": tls_port,
             "ocspResponderURL": "",
             "externalAccountBindingRequired": false,
         }});
@@ -212,7 +214,7 @@ fn https_routes_get_acme_certificates_kept_across_restarts_and_failures_fall_bac
     // The server's HTTP port is pebble's challenge port: started once to know it.
     let (mut server, https_port) = Server::start_https(&[]);
     server.stop();
-    let pebble = Pebble::start(server.http_port);
+    let pebble = Pebble::start(server.http_port, free_port());
     pebble.point(WRONG, "127.0.0.2");
     server.env.extend([
         (
@@ -395,4 +397,66 @@ fn an_unreachable_acme_server_leaves_the_local_ca_and_says_why() {
         .args(["--acme-directory", "https://127.0.0.1:1/dir"]));
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("needs --https-listen"), "{}", text(&o));
+}
+
+/// The subject of the certificate the HTTPS listener on `port` presents for `host` to a
+/// handshake offering ALPN `alpn` (openssl s_client), or what it said if none.
+fn presented(port: u16, host: &str, alpn: &str) -> String {
+    let o = run(Command::new("sh").arg("-c").arg(format!(
+        "openssl s_client -connect 127.0.0.1:{port} -servername {host} -alpn {alpn} </dev/null 2>&1 | openssl x509 -noout -subject -ext subjectAltName 2>&1"
+    )));
+    text(&o)
+}
+
+#[test]
+fn tls_alpn_01_is_answered_on_the_https_listener() {
+    // pebble validates TLS-ALPN-01 on the server's HTTPS port; its HTTP-01 port is one
+    // where nothing listens, so only the TLS-ALPN-01 answer can get the certificate.
+    let (mut server, https_port) = Server::start_https(&[]);
+    server.stop();
+    let pebble = Pebble::start(free_port(), https_port);
+    server.env.extend([
+        (
+            "SLIPWAY_ACME_DIRECTORY".to_string(),
+            pebble.directory.clone(),
+        ),
+        (
+            "SLIPWAY_ACME_CA_CERT".to_string(),
+            pebble.https_ca.display().to_string(),
+        ),
+        (
+            "SLIPWAY_ACME_CHALLENGE".to_string(),
+            "tls-alpn-01".to_string(),
+        ),
+    ]);
+    server.serve();
+    let app = App::demo(server.dir.path(), "acme-app");
+    app.write("server.py", PROTO_SERVER);
+    app.write(
+        ".platform/routes.yaml",
+        "\"https://{default}/\":\n    type: upstream\n    upstream: \"hello:http\"\n",
+    );
+    app.commit("an https route");
+    let o = server.git(&app.dir, &["push", &server.remote("acme"), "main"]);
+    assert!(o.status.success(), "push: {}", text(&o));
+
+    wait_for_log(
+        &server,
+        0,
+        &["ACME certificate issued", HOST],
+        1,
+        Duration::from_secs(60),
+    );
+    let root = pebble.root();
+    let (ok, out, err) = curl_https(https_port, HOST, "/", &root, &[]);
+    assert!(ok, "HTTPS verified by pebble's root: {out} {err}");
+    assert_eq!(out, "proto=https");
+    // With no validation in progress, a handshake offering acme-tls/1 gets no certificate
+    // (the issued one is for h2 and HTTP/1.1), and the listener still serves the rest.
+    let said = presented(https_port, HOST, "acme-tls/1");
+    assert!(!said.contains(HOST), "no challenge certificate now: {said}");
+    let said = presented(https_port, HOST, "http/1.1");
+    assert!(said.contains(HOST), "the issued certificate: {said}");
+    assert!(server.running());
+    server.stop();
 }

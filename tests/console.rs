@@ -2383,3 +2383,78 @@ fn console_var_set_works_on_an_environment_not_deployed_yet() {
     assert_ne!(status, 200, "{body}");
     assert!(body.contains("no environment can have that name"), "{body}");
 }
+
+/// A console action that fails before it began is told as SSH tells the same failure
+/// (issue 15): a refusal with its own message (409), an internal failure (here the
+/// environment's deploy lock cannot be opened: a folder sits where its file goes) with
+/// "internal error, see the server log" (500), the failure itself in the server's log
+/// and never on the page; once the lock is back the same redeploy works.
+#[test]
+fn a_failed_console_action_says_what_ssh_says_refused_or_internal() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    push(&server, &app);
+    let session = log_in(&server, &server.key);
+    let (_, _, home) = console(&server, "GET", "/", Some(&session), None);
+    let csrf = csrf_of(&home);
+    let post = |path: &str| {
+        console(
+            &server,
+            "POST",
+            path,
+            Some(&session),
+            Some(&format!("csrf={csrf}")),
+        )
+    };
+
+    // Refused: the message, as over SSH.
+    let (status, _, body) = post("/p/demo/e/main/rollback/9");
+    assert_eq!(status, 409, "{body}");
+    let o = server.admin("rollback demo main 9");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let said = "release 9 of main not found";
+    assert!(body.contains(said), "{body}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(said),
+        "{}",
+        text(&o)
+    );
+
+    // Internal: the same words in both, the detail only in the server's log.
+    let lock = server.data.join("locks/demo/main/deploy.lock");
+    let _ = std::fs::remove_file(&lock);
+    std::fs::create_dir_all(&lock).expect("a folder where the lock file goes");
+    let (status, _, body) = post("/p/demo/e/main/redeploy");
+    let o = server.admin("redeploy demo main");
+    std::fs::remove_dir(&lock).expect("the folder away");
+    assert_eq!(status, 500, "{body}\n{}", server.server_log());
+    assert!(
+        body.contains("internal error, see the server log"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("deploy.lock"),
+        "no detail on the page: {body}"
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("slipway: internal error, see the server log"),
+        "{}",
+        text(&o)
+    );
+    assert!(!err.contains("deploy.lock"), "no detail over SSH: {err}");
+    let log = server.server_log();
+    assert!(
+        log.lines()
+            .filter(|l| l.contains("internal failure") && l.contains("deploy.lock"))
+            .count()
+            >= 2,
+        "the detail in the server's log, for both: {log}"
+    );
+
+    let (status, head, body) = post("/p/demo/e/main/redeploy");
+    assert_eq!(status, 303, "{body}");
+    let (_, body) = ended_activity(&server, &session, &head);
+    assert!(body.contains("release 2 live"), "{body}");
+}

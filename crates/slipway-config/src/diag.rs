@@ -13,6 +13,18 @@ pub enum Severity {
     Warning,
 }
 
+/// What a diagnostic is about.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// A key or value at its position (LINE:COL, and its key path when it has one).
+    #[default]
+    At,
+    /// A whole file (e.g. one of a layout that is not read): printed at its 1:1, naming
+    /// no key.
+    File,
+}
+
 /// One problem found in a configuration, with its position.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -28,6 +40,8 @@ pub struct Diagnostic {
     pub message: String,
     /// Dotted path of the offending key, e.g. `web.commands.start` ("" when none).
     pub key_path: String,
+    /// A key or value at its position, or a whole file.
+    pub scope: Scope,
 }
 
 impl Diagnostic {
@@ -46,6 +60,7 @@ impl Diagnostic {
             severity: Severity::Error,
             message: message.into(),
             key_path: key_path.to_string(),
+            scope: Scope::At,
         }
     }
 
@@ -60,6 +75,14 @@ impl Diagnostic {
         Diagnostic {
             severity: Severity::Warning,
             ..Diagnostic::error(file, line, column, key_path, message)
+        }
+    }
+
+    /// A warning about the whole of `file` (printed at its 1:1, naming no key).
+    pub fn file_warning(file: &str, message: impl Into<String>) -> Self {
+        Diagnostic {
+            scope: Scope::File,
+            ..Diagnostic::warning(file, 1, 1, "", message)
         }
     }
 

@@ -447,11 +447,8 @@ pub(crate) fn ignored_layouts(src: &dyn ConfigSource, used: Format) -> Vec<Diagn
             Format::Procfile => vec!["Procfile".to_string()],
         };
         for file in files.into_iter().filter(|f| exists(f)) {
-            ignored.push(Diagnostic::warning(
+            ignored.push(Diagnostic::file_warning(
                 &file,
-                1,
-                1,
-                "",
                 format!(
                     "ignored: the configuration is read from the {used} layout, which comes first; move what this file says there, or remove it"
                 ),
@@ -478,7 +475,7 @@ mod layout_tests {
         loaded
             .warnings
             .iter()
-            .filter(|d| d.message.starts_with("ignored:"))
+            .filter(|d| d.scope == crate::Scope::File)
             .map(|d| d.to_string())
             .collect()
     }

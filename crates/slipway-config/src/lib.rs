@@ -55,7 +55,7 @@ mod validate;
 pub mod web_locations;
 mod yaml;
 
-pub use diag::{Diagnostic, Diagnostics, Severity};
+pub use diag::{Diagnostic, Diagnostics, Scope, Severity};
 pub use diff::{diff, DiffOptions, Refusal, TopologyDiff};
 pub use files::MAX_FILE_SIZE;
 pub use model::{

@@ -13,8 +13,10 @@
 //! state database ([`slipway_state::ConsoleAction`]), so the waiting page survives a
 //! restart and `serve --upgrade` (the old server runs its actions to their end while it
 //! drains: [`crate::Console::wait_idle`]) and expires after [`ACTION_LIFETIME`]. An
-//! action refused before it began (e.g. a sync of the parent) is answered with its
-//! message, as over SSH.
+//! action that failed before it began is answered as over SSH: a refusal (e.g. a sync of
+//! the parent) with its message, an internal failure with
+//! [`slipway_deploy::failure::INTERNAL_MESSAGE`], the failure itself in the server's log
+//! ([`Failure::told`]).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,8 +25,9 @@ use std::time::Duration;
 
 use hyper::StatusCode;
 use maud::html;
+use slipway_deploy::failure::{Failure, Kind, INTERNAL_MESSAGE};
 use slipway_deploy::output::{ActivityStarted, Sink, Watch};
-use slipway_state::{ActionProgress, ConsoleAction};
+use slipway_state::{ActionOutcome, ActionProgress, ConsoleAction};
 
 use crate::handlers::{failed, not_found, Answer, Cx, EnvJob};
 use crate::http::{page, see_other};
@@ -78,8 +81,8 @@ impl Cx<'_> {
     /// Start `work` (an action making an activity on `env` of `project`) as this session's
     /// user on its own task, and answer with its activity (303), its waiting page (303)
     /// if it waits for another deploy, or, if it was refused before it began, its message
-    /// under `refused_title` (409).
-    pub(crate) async fn start_in_env<F, Fut>(
+    /// under `refused_title` (409), or the words for an internal failure (500).
+    pub(crate) async fn start_in_env<F, Fut, E>(
         &self,
         (what, refused_title): (&str, &str),
         project: &str,
@@ -88,7 +91,8 @@ impl Cx<'_> {
     ) -> Answer
     where
         F: FnOnce(EnvJob) -> Fut,
-        Fut: Future<Output = Result<String, String>> + Send + 'static,
+        Fut: Future<Output = Result<String, E>> + Send + 'static,
+        E: Failure + Send + 'static,
     {
         let user = self.session.user.name.clone();
         let number = match self.platform.state().start_console_action(
@@ -143,17 +147,29 @@ impl Cx<'_> {
             let what = what.to_string();
             tokio::spawn(async move {
                 let _running = running;
-                let outcome = task
-                    .await
-                    .unwrap_or_else(|_| Err(format!("{what} stopped unexpectedly")));
+                let outcome = match task.await {
+                    Ok(Ok(summary)) => ActionOutcome::Done(summary),
+                    Ok(Err(e)) => {
+                        let told = e.told(&format!("console action {number}: {what}"));
+                        match e.kind() {
+                            Kind::Refused => ActionOutcome::Refused(told),
+                            Kind::Internal => ActionOutcome::Failed,
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(action = number, "console action: {what} stopped: {e}");
+                        ActionOutcome::Failed
+                    }
+                };
                 if let Err(e) = platform.state().console_action_ended(number, &outcome) {
                     tracing::warn!(action = number, "console action: {e}");
                 }
                 progress.send_modify(|p| {
                     if *p == ActionProgress::Waiting {
                         *p = match outcome {
-                            Ok(summary) => ActionProgress::Done(summary),
-                            Err(why) => ActionProgress::Refused(why),
+                            ActionOutcome::Done(summary) => ActionProgress::Done(summary),
+                            ActionOutcome::Refused(why) => ActionProgress::Refused(why),
+                            ActionOutcome::Failed => ActionProgress::Failed,
                         };
                     }
                 });
@@ -215,6 +231,14 @@ impl Cx<'_> {
                 refusal(
                     refused_title,
                     &format!("{m}."),
+                    Some(html! { p { a href=(back) { "Back to " (env) } } }),
+                ),
+            ),
+            ActionProgress::Failed => page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                refusal(
+                    refused_title,
+                    &format!("{INTERNAL_MESSAGE}."),
                     Some(html! { p { a href=(back) { "Back to " (env) } } }),
                 ),
             ),

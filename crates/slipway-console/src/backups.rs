@@ -110,7 +110,6 @@ impl Cx<'_> {
             backups::create(&j.platform, &j.project, &j.env, &j.user, j.watch)
                 .await
                 .map(|b| backups::taken(&b))
-                .map_err(|e| e.to_string())
         })
         .await
     }
@@ -154,9 +153,7 @@ impl Cx<'_> {
             project,
             env,
             move |j| async move {
-                backups::restore(&j.platform, &j.project, &j.env, id, &j.user, j.watch)
-                    .await
-                    .map_err(|e| e.to_string())
+                backups::restore(&j.platform, &j.project, &j.env, id, &j.user, j.watch).await
             },
         )
         .await

@@ -91,9 +91,7 @@ impl Cx<'_> {
             );
         }
         self.start_in_env(("the sync", "Not synced"), project, env, |j| async move {
-            sync::run(&j.platform, &j.project, &j.env, &j.user, j.watch)
-                .await
-                .map_err(|e| e.to_string())
+            sync::run(&j.platform, &j.project, &j.env, &j.user, j.watch).await
         })
         .await
     }

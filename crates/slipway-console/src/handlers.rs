@@ -632,7 +632,6 @@ impl Cx<'_> {
             operations::run(&j.platform, &j.project, &j.env, op, &author, j.watch)
                 .await
                 .map(|n| format!("release {n} of {} is live", j.env))
-                .map_err(|e| e.to_string())
         })
         .await
     }

@@ -87,11 +87,28 @@ impl From<String> for OpError {
     }
 }
 
+/// What a user is told of an internal failure, over SSH and in the console alike; the
+/// failure itself goes to the server's log ([`Failure::told`]).
+pub const INTERNAL_MESSAGE: &str = "internal error, see the server log";
+
 /// A typed error that says which [`Kind`] of failure it is: what a command's exit status
 /// is made from.
 pub trait Failure: std::fmt::Display {
     /// Which kind of failure it is.
     fn kind(&self) -> Kind;
+
+    /// What the user is told of it (SSH's stderr, the console's page): a refusal's own
+    /// message, or for an internal failure [`INTERNAL_MESSAGE`], the failure itself logged
+    /// at error level with `what` (the command or action that failed).
+    fn told(&self, what: &str) -> String {
+        match self.kind() {
+            Kind::Refused => self.to_string(),
+            Kind::Internal => {
+                tracing::error!(what, error = %self, "internal failure");
+                INTERNAL_MESSAGE.to_string()
+            }
+        }
+    }
 }
 
 impl Failure for OpError {

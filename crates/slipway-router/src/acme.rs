@@ -3,8 +3,11 @@
 //! - [`Acme::run`] looks at the hosts the HTTPS listener answers for (hosts of routes
 //!   written `https://`, plus the console's) every [`LOOK_EVERY`]; a host with no
 //!   certificate file of the operator (`DATA/certs/HOST.pem`) and no valid ACME
-//!   certificate gets one ordered, with the HTTP-01 challenge answered by the router
-//!   itself on plain HTTP ([`Challenges`], before the route table and any redirect).
+//!   certificate gets one ordered, with the challenge of [`AcmeSettings::challenge`]
+//!   answered by the router itself ([`Challenges`]): HTTP-01 on plain HTTP (before the
+//!   route table and any redirect), or TLS-ALPN-01 on the HTTPS listener (a handshake
+//!   offering `acme-tls/1` gets the host's challenge certificate). DNS-01 is a seam
+//!   ([`DnsChallengeRecords`]) with no implementation yet.
 //! - A certificate is kept in `DATA/acme/certs/HOST.pem` (its key first, then the chain;
 //!   mode 0600, written to a temporary file and renamed: never half written) and used at
 //!   once, without a restart ([`AcmeCertificates`]); it is renewed at [`RENEW_AT`] of its
@@ -20,6 +23,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -60,6 +64,81 @@ pub struct AcmeSettings {
     /// A PEM file of the CA that signed the ACME server's own HTTPS certificate, when it
     /// is not one the system trusts (a test or private ACME server).
     pub ca_cert: Option<PathBuf>,
+    /// The challenge the router answers to prove it serves a host.
+    pub challenge: ChallengeKind,
+}
+
+/// The ACME challenge the router answers (`serve --acme-challenge`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChallengeKind {
+    /// HTTP-01 (RFC 8555 section 8.3): a token on plain HTTP, port 80 to the ACME server.
+    #[default]
+    Http01,
+    /// TLS-ALPN-01 (RFC 8737): a challenge certificate on the HTTPS listener, port 443 to
+    /// the ACME server, for a server whose port 80 is not reachable.
+    TlsAlpn01,
+}
+
+impl ChallengeKind {
+    /// Its name in ACME and on the command line: `http-01`, `tls-alpn-01`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChallengeKind::Http01 => "http-01",
+            ChallengeKind::TlsAlpn01 => "tls-alpn-01",
+        }
+    }
+
+    fn acme_type(self) -> ChallengeType {
+        match self {
+            ChallengeKind::Http01 => ChallengeType::Http01,
+            ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
+        }
+    }
+}
+
+impl fmt::Display for ChallengeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A challenge name that is not one the router answers.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown ACME challenge '{0}': http-01 or tls-alpn-01 (dns-01 is not implemented)")]
+pub struct UnknownChallenge(String);
+
+impl std::str::FromStr for ChallengeKind {
+    type Err = UnknownChallenge;
+
+    fn from_str(s: &str) -> Result<ChallengeKind, UnknownChallenge> {
+        match s {
+            "http-01" => Ok(ChallengeKind::Http01),
+            "tls-alpn-01" => Ok(ChallengeKind::TlsAlpn01),
+            other => Err(UnknownChallenge(other.to_string())),
+        }
+    }
+}
+
+/// What the DNS-01 challenge (RFC 8555 section 8.4) needs of a DNS provider: a TXT record
+/// `_acme-challenge.HOST` with the key authorization's digest put while the ACME server
+/// validates it, and removed after. The seam for wildcard hosts and servers with neither
+/// port 80 nor 443 reachable; no provider implements it yet, and
+/// [`ChallengeKind`] has no DNS-01 until one does.
+pub trait DnsChallengeRecords: Send + Sync + fmt::Debug {
+    /// Put the TXT record `name` (`_acme-challenge.HOST.`) with `value` (base64url of the
+    /// SHA-256 of the key authorization), resolving once the provider serves it.
+    fn put_txt<'a>(
+        &'a self,
+        name: &'a str,
+        value: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<(), AcmeError>> + Send + 'a>>;
+
+    /// Remove the TXT record `name` with `value` (the validation ended, however).
+    fn remove_txt<'a>(
+        &'a self,
+        name: &'a str,
+        value: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<(), AcmeError>> + Send + 'a>>;
 }
 
 /// An error getting or keeping an ACME certificate.
@@ -116,16 +195,21 @@ pub enum AcmeError {
     },
 }
 
-/// The tokens of one order, forgotten when it ends however it ends.
+/// The answers of one order (HTTP-01 tokens, TLS-ALPN-01 hosts), forgotten when it ends
+/// however it ends.
 struct Answering<'a> {
     challenges: &'a Challenges,
     tokens: Vec<String>,
+    alpn_hosts: Vec<String>,
 }
 
 impl Drop for Answering<'_> {
     fn drop(&mut self) {
         for token in &self.tokens {
             self.challenges.remove(token);
+        }
+        for host in &self.alpn_hosts {
+            self.challenges.remove_alpn(host);
         }
     }
 }
@@ -135,6 +219,7 @@ impl Drop for Answering<'_> {
 pub struct AcmeCertificates {
     fallback: Arc<Certificates>,
     issued: RwLock<HashMap<String, Arc<CertifiedKey>>>,
+    challenges: Arc<Challenges>,
 }
 
 impl fmt::Debug for AcmeCertificates {
@@ -166,6 +251,10 @@ impl CertificateSource for AcmeCertificates {
             }
         }
         self.fallback.certificate(host)
+    }
+
+    fn challenge_certificate(&self, host: &str) -> Option<Arc<CertifiedKey>> {
+        self.challenges.alpn_certificate(host)
     }
 }
 
@@ -240,13 +329,15 @@ impl Acme {
         let certs = dir.join("certs");
         create_private_dir(&dir)?;
         create_private_dir(&certs)?;
+        let challenges: Arc<Challenges> = Arc::default();
         Ok(Arc::new(Acme {
             settings,
             dir,
-            challenges: Arc::default(),
+            challenges: Arc::clone(&challenges),
             certificates: Arc::new(AcmeCertificates {
                 fallback: Arc::clone(&files),
                 issued: RwLock::default(),
+                challenges,
             }),
             files,
             account: tokio::sync::Mutex::new(None),
@@ -449,7 +540,9 @@ impl Acme {
         let mut answering = Answering {
             challenges: &self.challenges,
             tokens: Vec::new(),
+            alpn_hosts: Vec::new(),
         };
+        let kind = self.settings.challenge;
         let mut authorizations = order.authorizations();
         while let Some(authz) = authorizations.next().await {
             let mut authz = authz.map_err(server)?;
@@ -465,15 +558,25 @@ impl Acme {
             }
             let mut challenge =
                 authz
-                    .challenge(ChallengeType::Http01)
+                    .challenge(kind.acme_type())
                     .ok_or_else(|| AcmeError::Refused {
                         directory: directory.clone(),
-                        reason: format!("no http-01 challenge offered for {host}"),
+                        reason: format!("no {kind} challenge offered for {host}"),
                     })?;
-            let token = challenge.token.clone();
-            self.challenges
-                .insert(&token, challenge.key_authorization().as_str());
-            answering.tokens.push(token);
+            match kind {
+                ChallengeKind::Http01 => {
+                    let token = challenge.token.clone();
+                    self.challenges
+                        .insert(&token, challenge.key_authorization().as_str());
+                    answering.tokens.push(token);
+                }
+                ChallengeKind::TlsAlpn01 => {
+                    let digest = challenge.key_authorization().digest();
+                    let certificate = alpn_certificate(host, digest.as_ref())?;
+                    self.challenges.insert_alpn(host, Arc::new(certificate));
+                    answering.alpn_hosts.push(host.to_string());
+                }
+            }
             challenge.set_ready().await.map_err(server)?;
         }
         let polling = RetryPolicy::new()
@@ -512,6 +615,33 @@ impl Acme {
     }
 }
 
+/// The TLS-ALPN-01 challenge certificate of `host` (RFC 8737 section 3): self-signed,
+/// naming only `host`, with the critical acmeIdentifier extension holding `digest` (the
+/// SHA-256 of the key authorization).
+fn alpn_certificate(host: &str, digest: &[u8]) -> Result<CertifiedKey, AcmeError> {
+    let cert_err = |reason: String| AcmeError::Certificate {
+        host: host.to_string(),
+        reason,
+    };
+    if digest.len() != 32 {
+        return Err(cert_err(format!(
+            "a key authorization digest of {} bytes, not 32",
+            digest.len()
+        )));
+    }
+    let key = rcgen::KeyPair::generate().map_err(|e| cert_err(e.to_string()))?;
+    let mut params = rcgen::CertificateParams::new(vec![host.to_string()])
+        .map_err(|e| cert_err(e.to_string()))?;
+    params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| cert_err(e.to_string()))?;
+    let der = PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let signing = rustls::crypto::aws_lc_rs::sign::any_supported_type(&der)
+        .map_err(|e| cert_err(e.to_string()))?;
+    Ok(CertifiedKey::new(vec![cert.der().clone()], signing))
+}
+
 /// The problem the ACME server gave for a failed challenge of `order`, if it said one.
 async fn challenge_problem(order: &mut instant_acme::Order) -> Option<String> {
     let mut authorizations = order.authorizations();
@@ -526,7 +656,8 @@ async fn challenge_problem(order: &mut instant_acme::Order) -> Option<String> {
     None
 }
 
-/// Whether `host` can be ordered over HTTP-01: a DNS name, not a wildcard or an address.
+/// Whether `host` can be ordered over HTTP-01 or TLS-ALPN-01: a DNS name, not a wildcard
+/// or an address.
 fn is_orderable(host: &str) -> bool {
     !host.is_empty()
         && host.contains('.')
@@ -636,16 +767,53 @@ mod tests {
     }
 
     #[test]
-    fn an_order_forgets_its_tokens() {
+    fn an_order_forgets_its_tokens_and_challenge_certificates() {
         let c = Challenges::default();
         c.insert("tok-1", "tok-1.thumb");
+        let cert = alpn_certificate("a.example", &[7; 32]).expect("certificate");
+        c.insert_alpn("a.example", Arc::new(cert));
+        assert!(c.alpn_certificate("a.example").is_some());
+        assert!(c.alpn_certificate("b.example").is_none());
         {
             let _a = Answering {
                 challenges: &c,
                 tokens: vec!["tok-1".into()],
+                alpn_hosts: vec!["a.example".into()],
             };
         }
         assert_eq!(c.answer("/.well-known/acme-challenge/tok-1"), None);
+        assert!(c.alpn_certificate("a.example").is_none());
+    }
+
+    #[test]
+    fn a_tls_alpn_challenge_certificate_names_the_host_and_holds_the_digest() {
+        let digest = [0xab; 32];
+        let key = alpn_certificate("a.example", &digest).expect("certificate");
+        let (_, cert) = x509_parser::parse_x509_certificate(key.cert[0].as_ref()).expect("parses");
+        let ext = cert
+            .extensions()
+            .iter()
+            .find(|e| e.oid.to_id_string() == "1.3.6.1.5.5.7.1.31")
+            .expect("acmeIdentifier extension");
+        assert!(ext.critical, "RFC 8737: the extension is critical");
+        // DER OCTET STRING of the 32-byte SHA-256 digest.
+        let mut want = vec![0x04, 32];
+        want.extend_from_slice(&digest);
+        assert_eq!(ext.value, want.as_slice());
+        let names = cert
+            .subject_alternative_name()
+            .expect("SAN")
+            .expect("present");
+        assert_eq!(
+            names.value.general_names,
+            vec![x509_parser::extensions::GeneralName::DNSName("a.example")]
+        );
+        assert!(alpn_certificate("a.example", &[1; 31]).is_err());
+        assert_eq!(
+            "tls-alpn-01".parse::<ChallengeKind>().expect("known"),
+            ChallengeKind::TlsAlpn01
+        );
+        assert!("dns-01".parse::<ChallengeKind>().is_err());
     }
 
     #[test]

@@ -29,7 +29,9 @@
 //!   host 404, first deploy in progress 503 + `Retry-After: 5`, upstream unreachable 502,
 //!   upstream headers too slow 504; short plain text.
 //! - ACME (`acme.rs`, cargo feature `acme`: `serve --acme-directory`): certificates ordered for `https://`
-//!   hosts, the HTTP-01 challenge answered on plain HTTP before anything else.
+//!   hosts, the HTTP-01 challenge answered on plain HTTP before anything else, or
+//!   TLS-ALPN-01 (`--acme-challenge tls-alpn-01`) on the HTTPS listener; DNS-01 is a
+//!   seam ([`DnsChallengeRecords`]) with no implementation.
 //! - One host may be the router's own site, the web console ([`Router::set_console`]):
 //!   a host comparison on each request, before the route table.
 
@@ -77,9 +79,10 @@ mod upstream_stream;
 
 #[cfg(feature = "acme")]
 pub use acme::{
-    Acme, AcmeCertificates, AcmeError, AcmeSettings, FIRST_RETRY, LAST_RETRY, LOOK_EVERY, RENEW_AT,
+    Acme, AcmeCertificates, AcmeError, AcmeSettings, ChallengeKind, DnsChallengeRecords,
+    UnknownChallenge, FIRST_RETRY, LAST_RETRY, LOOK_EVERY, RENEW_AT,
 };
-pub use acme_challenges::{Challenges, CHALLENGE_PATH};
+pub use acme_challenges::{Challenges, ACME_TLS_ALPN, CHALLENGE_PATH};
 pub use config::{
     RouterConfig, DEFAULT_GZIP_STORE_BYTES, DEFAULT_MAX_CLIENT_CONNECTIONS,
     DEFAULT_MAX_REQUEST_BODY, MAX_DEFAULT_WORKERS,

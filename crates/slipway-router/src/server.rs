@@ -321,7 +321,12 @@ impl Router {
                                     return;
                                 }
                             };
-                            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                            let alpn = stream.get_ref().1.alpn_protocol();
+                            if alpn == Some(crate::acme_challenges::ACME_TLS_ALPN) {
+                                // A TLS-ALPN-01 validation: the handshake was all (RFC 8737).
+                                return;
+                            }
+                            let h2 = alpn == Some(b"h2");
                             if h2 {
                                 drive!(h2_builder.serve_connection(TokioIo::new(stream), service), stopping)
                             } else {

@@ -66,11 +66,20 @@ pub enum TlsError {
 }
 
 /// Where the HTTPS listener gets the certificate of a host (e.g. files, a local CA, or
-/// later ACME).
+/// ACME).
 pub trait CertificateSource: Send + Sync + fmt::Debug {
     /// The certificate (with its key) for `host`, a normalized host name the route table
     /// knows; `None` ends the handshake.
     fn certificate(&self, host: &str) -> Option<Arc<CertifiedKey>>;
+
+    /// The TLS-ALPN-01 challenge certificate (RFC 8737) for `host` while an ACME
+    /// validation of it is in progress, for a handshake offering
+    /// [`crate::acme_challenges::ACME_TLS_ALPN`]; `None` (the default: a source that
+    /// orders nothing) ends such a handshake.
+    fn challenge_certificate(&self, host: &str) -> Option<Arc<CertifiedKey>> {
+        let _ = host;
+        None
+    }
 }
 
 /// The local certificate authority: `DATA/ca/ca.pem` (give it to clients to trust) and
@@ -358,6 +367,10 @@ impl ResolvesServerCert for SniResolver {
         let name = hello.server_name()?;
         let router = self.router.upgrade()?;
         let host = crate::table::normalize_host(name);
+        if crate::acme_challenges::is_alpn_validation(hello.alpn()) {
+            // An ACME server validating TLS-ALPN-01: the challenge certificate or nothing.
+            return self.source.challenge_certificate(&host);
+        }
         if router.table.load().lookup(&host).is_none() && router.console_for(&host).is_none() {
             tracing::debug!(host = %host, "TLS handshake for a host no route knows: refused");
             return None;
@@ -367,7 +380,8 @@ impl ResolvesServerCert for SniResolver {
 }
 
 /// The rustls server configuration of the HTTPS listener: certificates by SNI from
-/// `source`, h2 and HTTP/1.1 by ALPN, session resumption by tickets.
+/// `source`, h2 and HTTP/1.1 by ALPN (and `acme-tls/1` for TLS-ALPN-01 validations,
+/// closed once shaken hands), session resumption by tickets.
 pub(crate) fn server_config(
     router: &Arc<Router>,
     source: Arc<dyn CertificateSource>,
@@ -383,7 +397,11 @@ pub(crate) fn server_config(
     .unwrap_or_else(|_| rustls::ServerConfig::builder())
     .with_no_client_auth()
     .with_cert_resolver(Arc::new(resolver));
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![
+        b"h2".to_vec(),
+        b"http/1.1".to_vec(),
+        crate::acme_challenges::ACME_TLS_ALPN.to_vec(),
+    ];
     // Resumption: a client that comes back skips the certificate and key exchange work.
     // TLS 1.3 by stateless tickets (one per handshake is enough for a client that reuses
     // connections), TLS 1.2 by the default in-memory session cache.

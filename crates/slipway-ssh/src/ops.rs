@@ -36,9 +36,14 @@ pub(crate) fn refused(e: access::CheckError) -> (i32, String) {
 }
 
 /// A command's typed failure as its exit status (by its kind,
-/// [`slipway_deploy::failure::Kind::exit_code`]) and message for stderr.
+/// [`slipway_deploy::failure::Kind::exit_code`]) and message for stderr: a refusal's
+/// message, or for an internal failure the words the console shows too, the failure in
+/// the server's log ([`Failure::told`]).
 pub(crate) fn failure(e: impl Failure) -> (i32, String) {
-    (e.kind().exit_code(), format!("slipway: {e}\n"))
+    (
+        e.kind().exit_code(),
+        format!("slipway: {}\n", e.told("an SSH command")),
+    )
 }
 
 /// Run a deploy operation, streaming its lines to `out`.
@@ -563,7 +568,7 @@ async fn cron_run<W: AsyncWrite + Unpin + Send>(
 /// A cron command's failure as (exit status, message): 1 when the cron or its release is
 /// not there, ambiguous or busy, 3 when the database, a stored record or a lock file failed.
 fn cron_refusal(e: slipway_deploy::crons::CronError) -> (i32, String) {
-    (e.kind().exit_code(), e.to_string())
+    (e.kind().exit_code(), e.told("a cron command"))
 }
 
 /// The lines of an operation, as its [`sink`] sends them.

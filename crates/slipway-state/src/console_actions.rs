@@ -20,6 +20,20 @@ pub enum ActionProgress {
     Done(String),
     /// It was refused before it began (why).
     Refused(String),
+    /// It failed inside before it began (an internal failure, which the server's log
+    /// tells; the user is told no more).
+    Failed,
+}
+
+/// How a console action ended ([`State::console_action_ended`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionOutcome {
+    /// Well (its summary).
+    Done(String),
+    /// Refused (why, for the user).
+    Refused(String),
+    /// An internal failure (the server's log tells).
+    Failed,
 }
 
 /// One action started from the console.
@@ -87,16 +101,13 @@ impl State {
         Ok(())
     }
 
-    /// Record how action `id` ended: its summary, or why it failed (shown only if it
-    /// recorded no activity, which then says it all).
-    pub fn console_action_ended(
-        &self,
-        id: i64,
-        outcome: &std::result::Result<String, String>,
-    ) -> Result<()> {
+    /// Record how action `id` ended (shown only if it recorded no activity, which then
+    /// says it all).
+    pub fn console_action_ended(&self, id: i64, outcome: &ActionOutcome) -> Result<()> {
         let (kind, message) = match outcome {
-            Ok(m) => ("done", m),
-            Err(m) => ("refused", m),
+            ActionOutcome::Done(m) => ("done", Some(m)),
+            ActionOutcome::Refused(m) => ("refused", Some(m)),
+            ActionOutcome::Failed => ("failed", None),
         };
         self.db().execute(
             "UPDATE console_actions SET outcome = ?2, message = ?3 WHERE id = ?1",
@@ -144,9 +155,10 @@ impl State {
             (None, None, _) => ActionProgress::Waiting,
             (None, Some("done"), Some(m)) => ActionProgress::Done(m),
             (None, Some("refused"), Some(m)) => ActionProgress::Refused(m),
-            (None, other, _) => {
+            (None, Some("failed"), None) => ActionProgress::Failed,
+            (None, other, message) => {
                 return Err(StateError::Invalid(format!(
-                    "console action {id} has outcome {other:?} without a message"
+                    "console action {id} has outcome {other:?} with message {message:?}"
                 )))
             }
         };
@@ -190,7 +202,7 @@ mod tests {
         st.console_action_activity(id, 7).unwrap();
         st.console_action_line(id, "not kept: the activity has it")
             .unwrap();
-        st.console_action_ended(id, &Err("failed".into())).unwrap();
+        st.console_action_ended(id, &ActionOutcome::Failed).unwrap();
         let a = st.console_action(id, "ann").unwrap().unwrap();
         assert_eq!(a.early, vec!["waiting: another deploy".to_string()]);
         assert_eq!(a.progress, ActionProgress::Activity(7));
@@ -198,11 +210,23 @@ mod tests {
         let refused = st
             .start_console_action("bob", ("demo", "main"), "the sync", 42, later)
             .unwrap();
-        st.console_action_ended(refused, &Err("main is the parent".into()))
-            .unwrap();
+        st.console_action_ended(
+            refused,
+            &ActionOutcome::Refused("main is the parent".into()),
+        )
+        .unwrap();
         assert_eq!(
             st.console_action(refused, "bob").unwrap().unwrap().progress,
             ActionProgress::Refused("main is the parent".into())
+        );
+        let failed = st
+            .start_console_action("bob", ("demo", "main"), "the redeploy", 42, later)
+            .unwrap();
+        st.console_action_ended(failed, &ActionOutcome::Failed)
+            .unwrap();
+        assert_eq!(
+            st.console_action(failed, "bob").unwrap().unwrap().progress,
+            ActionProgress::Failed
         );
         // Expired: gone, and forgotten when the next one starts.
         let old = st
@@ -218,6 +242,17 @@ mod tests {
             .unwrap();
         assert!(matches!(
             st.console_action(refused, "bob"),
+            Err(StateError::Invalid(_))
+        ));
+        // An internal failure keeps no message; one that has one does not decode.
+        st.db()
+            .execute(
+                "UPDATE console_actions SET message = 'detail' WHERE id = ?1",
+                [failed],
+            )
+            .unwrap();
+        assert!(matches!(
+            st.console_action(failed, "bob"),
             Err(StateError::Invalid(_))
         ));
     }

@@ -264,6 +264,27 @@ CREATE TABLE release_variables (
     digests     TEXT NOT NULL
 );
 "#,
+    // console_actions.outcome 'failed' (console15): an action that failed inside before it
+    // began (an internal failure: the server's log tells, the row keeps no message).
+    r#"
+CREATE TABLE console_actions_next (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    user        TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    project     TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    what        TEXT NOT NULL,
+    server_pid  INTEGER NOT NULL,
+    early       TEXT NOT NULL DEFAULT '',
+    activity    INTEGER,
+    outcome     TEXT CHECK (outcome IS NULL OR outcome IN ('done', 'refused', 'failed')),
+    message     TEXT,
+    started_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL
+);
+INSERT INTO console_actions_next SELECT * FROM console_actions;
+DROP TABLE console_actions;
+ALTER TABLE console_actions_next RENAME TO console_actions;
+"#,
 ];
 
 /// Bring the schema to the newest version (tracked in `PRAGMA user_version`).

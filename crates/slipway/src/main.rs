@@ -320,9 +320,8 @@ struct ServeArgs {
     https_listen: Option<String>,
     /// ACME directory URL (off unless given; needs --https-listen), e.g.
     /// https://acme-v02.api.letsencrypt.org/directory: hosts of `https://` routes and the
-    /// console without a file in DATA/certs get certificates ordered there (HTTP-01,
-    /// answered on the HTTP listener), kept in DATA/acme and renewed; the local CA's
-    /// meanwhile.
+    /// console without a file in DATA/certs get certificates ordered there (the challenge
+    /// of --acme-challenge), kept in DATA/acme and renewed; the local CA's meanwhile.
     #[cfg(feature = "acme")]
     #[arg(long, env = "SLIPWAY_ACME_DIRECTORY")]
     acme_directory: Option<String>,
@@ -335,6 +334,17 @@ struct ServeArgs {
     #[cfg(feature = "acme")]
     #[arg(long, env = "SLIPWAY_ACME_CA_CERT", requires = "acme_directory")]
     acme_ca_cert: Option<PathBuf>,
+    /// The ACME challenge answered (with --acme-directory): http-01 (on the HTTP
+    /// listener: the ACME server must reach its port 80) or tls-alpn-01 (on the HTTPS
+    /// listener: its port 443).
+    #[cfg(feature = "acme")]
+    #[arg(
+        long,
+        env = "SLIPWAY_ACME_CHALLENGE",
+        default_value = "http-01",
+        requires = "acme_directory"
+    )]
+    acme_challenge: slipway_router::ChallengeKind,
     /// Address serving Prometheus metrics (off unless given), e.g. 127.0.0.1:9100: the
     /// router's requests, latencies and upstream errors per environment, pushes, deploys
     /// and builds.
@@ -1018,7 +1028,10 @@ async fn serve_until_stopped(
             let certificates: Arc<dyn slipway_router::CertificateSource> = match acme {
                 None => certificates,
                 Some(settings) => {
-                    https_note.push_str(&format!(", ACME {}", settings.directory));
+                    https_note.push_str(&format!(
+                        ", ACME {} ({})",
+                        settings.directory, settings.challenge
+                    ));
                     let acme =
                         slipway_router::Acme::new(settings, data_dir.join("acme"), certificates)
                             .context("the ACME folder")
@@ -1252,6 +1265,7 @@ fn acme_settings(args: &ServeArgs, https: bool) -> Result<Option<slipway_router:
         directory: directory.clone(),
         email: args.acme_email.clone(),
         ca_cert: args.acme_ca_cert.clone(),
+        challenge: args.acme_challenge,
     }))
 }
 
