@@ -30,6 +30,9 @@
 //!   upstream headers too slow 504; short plain text.
 //! - ACME (`acme.rs`, cargo feature `acme`: `serve --acme-directory`): certificates ordered for `https://`
 //!   hosts, the HTTP-01 challenge answered on plain HTTP before anything else.
+//! - An app's relationship address ([`Router::listen_app`]): the router listens on
+//!   `ADDRESS:80` inside the environment's network namespace and answers there with the
+//!   app's web layer (locations, static files, FastCGI, its process), as a route to it.
 //! - One host may be the router's own site, the web console ([`Router::set_console`]):
 //!   a host comparison on each request, before the route table.
 
@@ -38,6 +41,7 @@
 #[cfg(feature = "acme")]
 mod acme;
 mod acme_challenges;
+mod app_listener;
 mod body;
 mod chunked;
 mod client_stream;
@@ -80,6 +84,7 @@ pub use acme::{
     Acme, AcmeCertificates, AcmeError, AcmeSettings, FIRST_RETRY, LAST_RETRY, LOOK_EVERY, RENEW_AT,
 };
 pub use acme_challenges::{Challenges, CHALLENGE_PATH};
+pub use app_listener::{ListenError, APP_LISTENER_PORT};
 pub use config::{
     RouterConfig, DEFAULT_GZIP_STORE_BYTES, DEFAULT_MAX_CLIENT_CONNECTIONS,
     DEFAULT_MAX_REQUEST_BODY, MAX_DEFAULT_WORKERS,
