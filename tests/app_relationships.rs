@@ -143,3 +143,160 @@ fn an_app_reaches_another_app_of_its_release_at_rel_internal_and_no_other_projec
     let probe = get(&server, host, &format!("/probe/{new_addr}"));
     assert!(probe.starts_with("unreachable"), "{probe}");
 }
+
+/// `front` answers `/call/NAME/PATH` with what `http://NAME.internal/PATH` answers (or
+/// `status N`, `failed: WHY`).
+const CALLER: &str = py_app!(
+    concat!(
+        "import urllib.error, urllib.request\n",
+        "def call(path):\n",
+        "    name, _, rest = path[6:].partition(\"/\")\n",
+        "    try:\n",
+        "        return urllib.request.urlopen(\"http://%s.internal/%s\" % (name, rest), timeout=20).read()\n",
+        "    except urllib.error.HTTPError as e:\n",
+        "        return (\"status %d\" % e.code).encode()\n",
+        "    except OSError as e:\n",
+        "        return (\"failed: %s\" % e).encode()\n",
+    ),
+    "        body = call(self.path)\n"
+);
+
+/// An HTTP server on the unix socket `$SOCKET` answering `sock` and the caller's
+/// `X-Forwarded-For`.
+const SOCKET_SERVER: &str = r#"import http.server, os, socketserver
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = ("sock " + self.path + " " + self.headers.get("X-Forwarded-For", "-")).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+class S(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+S(os.environ["SOCKET"], H).serve_forever()
+"#;
+
+/// `front` relates to three apps that run no HTTP server on a port of their own: `php`
+/// (PHP-FPM, no start command: the router speaks FastCGI to it), `sock` (on a unix
+/// socket) and `site` (a static site: locations only, no process).
+const KINDS: &str = "applications:
+  front:
+    type: python:3.11
+    source: {root: front}
+    relationships:
+      php: 'php:http'
+      sock: 'sock:http'
+      site: 'site:http'
+    web: {commands: {start: python3 server.py}}
+  php:
+    type: php:8.2
+    source: {root: php}
+    web:
+      locations:
+        '/':
+          root: web
+          passthru: /index.php
+  sock:
+    type: python:3.11
+    source: {root: sock}
+    web:
+      upstream: {socket_family: unix}
+      commands: {start: python3 server.py}
+  site:
+    type: python:3.11
+    source: {root: site}
+    web:
+      locations:
+        '/':
+          root: public
+          index: [index.html]
+          passthru: false
+routes:
+  'http://{default}/': {type: upstream, upstream: 'front:http'}
+";
+
+const INDEX_PHP: &str = "<?php\necho 'php ', trim(file_get_contents(__DIR__ . '/../VERSION')), ' ', $_SERVER['REQUEST_URI'], ' ', $_SERVER['HTTP_HOST'], ' ', $_SERVER['REMOTE_ADDR'];\n";
+
+#[test]
+fn a_php_a_unix_socket_and_a_static_app_answer_at_rel_internal_through_deploys_and_restarts() {
+    let mut server = Server::start();
+    let kinds = server.project(
+        "kinds",
+        &[
+            (".upsun/config.yaml", KINDS),
+            ("front/server.py", CALLER),
+            ("php/web/index.php", INDEX_PHP),
+            ("php/web/style.css", "body{}\n"),
+            ("php/VERSION", "v1\n"),
+            ("sock/server.py", SOCKET_SERVER),
+            ("site/public/index.html", "<h1>site</h1>\n"),
+        ],
+    );
+    server.push_ok(&kinds, "kinds");
+    let host = "main.kinds.localhost";
+    let check_all = |server: &Server, version: &str| {
+        // PHP-FPM: its locations (a passthru to index.php, a static file) as its route
+        // would serve them, the caller's Host and address given to the script.
+        let php = get(server, host, "/call/php/a/b?x=1");
+        let prefix = format!("php {version} /a/b?x=1 php.internal 127.");
+        assert!(php.starts_with(&prefix), "{php}");
+        assert_eq!(get(server, host, "/call/php/style.css"), "body{}\n");
+        // The unix-socket app, with the caller's address forwarded.
+        let sock = get(server, host, "/call/sock/x");
+        assert!(sock.starts_with("sock /x 127."), "{sock}");
+        // The static site: its index, and its 404 (no process behind it).
+        assert_eq!(get(server, host, "/call/site/"), "<h1>site</h1>\n");
+        assert_eq!(get(server, host, "/call/site/missing.html"), "status 404");
+    };
+    check_all(&server, "v1");
+
+    // A deploy of `php` while `front` calls it in a loop: no call fails; the old front
+    // reaches the old php until the switch, the new front the new one after.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let port = server.http_port;
+    let caller = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let answer = slipway_e2e::http_get(port, host, "/call/php/");
+                seen.push(answer);
+            }
+            seen
+        })
+    };
+    kinds.write("php/VERSION", "v2\n");
+    kinds.commit("php v2");
+    server.push_ok(&kinds, "kinds");
+    // Calls after the switch, then the old release's retirement.
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = caller.join().unwrap();
+    let failed: Vec<_> = seen
+        .iter()
+        .filter(|a| {
+            !matches!(a, Some((200, body)) if body.starts_with("php v1 ") || body.starts_with("php v2 "))
+        })
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} calls failed, e.g. {:?}",
+        failed.len(),
+        seen.len(),
+        failed.first()
+    );
+    assert!(
+        seen.iter()
+            .any(|a| a.as_ref().is_some_and(|(_, b)| b.starts_with("php v2 "))),
+        "no call reached the new php"
+    );
+    check_all(&server, "v2");
+
+    // A server restart: the listeners are made again for the live release.
+    server.stop();
+    server.serve();
+    check_all(&server, "v2");
+}

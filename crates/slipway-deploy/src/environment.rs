@@ -107,14 +107,14 @@ pub fn port_for(release_number: i64, app_index: usize) -> u16 {
     (10000 + slot % 55000) as u16
 }
 
-/// The port an app-to-app relationship reaches the target app's web server on, as on
-/// Platform.sh (`http://REL.internal/`).
-pub const APP_RELATIONSHIP_PORT: u16 = 80;
+/// The port an app-to-app relationship reaches the target app's web layer on, as on
+/// Platform.sh (`http://REL.internal/`): the router's listener there.
+pub const APP_RELATIONSHIP_PORT: u16 = slipway_router::APP_LISTENER_PORT;
 
 /// The address `REL.internal` resolves to for a relationship to the app of a release that
 /// listens on `port` ([`port_for`]): `127.4.(port / 256).(port % 256)` in the environment's
-/// network namespace, whose port [`APP_RELATIONSHIP_PORT`] is forwarded to `127.0.0.1:port`
-/// (`slipway_runtime::netns::forward`, when that app starts). The address is a function of
+/// network namespace, on whose port [`APP_RELATIONSHIP_PORT`] the router answers with that
+/// app's web layer (`provision::listen_related`). The address is a function of
 /// the port, and the port of the release: a release's apps reach the apps of the same
 /// release, old ones the old, new ones the new, while both run.
 pub fn app_address(port: u16) -> std::net::Ipv4Addr {

@@ -385,6 +385,9 @@ pub async fn stage(
         .map_err(|e| PhaseError::new("provision", e.to_string()))??;
         provision::run(platform, target, &release, &mut spec, built, out).await?;
         let _ = state.set_release_spec(release.id, &spec.to_json());
+        provision::listen_related(platform, &release, &spec)
+            .await
+            .map_err(|e| PhaseError::new("provision", e))?;
         hooks::deploy(
             platform,
             (&target.project, &target.env),

@@ -206,20 +206,6 @@ pub async fn start_app(
     let log = platform.data().app_log(project, env, &app.name);
     crate::app_logs::append_line(&log, &format!("{START_MARKER}{}", app.container))
         .map_err(fail)?;
-    let address = environment::app_address(app.port);
-    if app.socket.is_none() && app.port != 0 && is_related(spec, address) {
-        // Its address for other apps' relationships (`REL.internal:80`), in the
-        // namespace, before it starts: another app's deploy hook may call it. Only for an
-        // app that some app or worker of the release relates to: the others need no rule
-        // (nor `iptables`).
-        slipway_runtime::netns::forward(
-            &spec.netns,
-            address,
-            environment::APP_RELATIONSHIP_PORT,
-            app.port,
-        )
-        .map_err(|e| fail(format!("address {address} of {}: {e}", app.name)))?;
-    }
     let mut container = container_spec(spec, app, dir, crate::isolation::run_as(project));
     // A container of that id left by an interrupted attempt is not ours to keep; removed
     // before its mounts are pinned, which removing it would unpin.
@@ -310,8 +296,62 @@ pub async fn run(
     Ok(())
 }
 
-/// Stop and remove every container of a release (a failed attempt, or a retired release).
+/// Have the router listen on the relationship address
+/// ([`environment::app_address`]) of every app of the release that some app or worker of
+/// it relates to, inside the environment's network namespace, answering there with the
+/// app's web layer as a route to it would (locations, static files, PHP-FPM, its process
+/// on its port or unix socket): `REL.internal:80`. Call it once the apps run, before
+/// any deploy hook (another app's hook may call them). A release's listeners go with its
+/// containers ([`remove_release`]).
+pub async fn listen_related(
+    platform: &Platform,
+    release: &Release,
+    spec: &ReleaseSpec,
+) -> Result<(), String> {
+    let related: Vec<&AppInstance> = spec
+        .apps
+        .iter()
+        .filter(|app| is_related(spec, environment::app_address(app.port)))
+        .collect();
+    if related.is_empty() {
+        return Ok(());
+    }
+    let topology = crate::release_record::topology_of(release).map_err(|e| e.to_string())?;
+    let (project, env) = (release.project.as_str(), release.environment.as_str());
+    // What a route to each app would lead to: its upstream and its locations.
+    let routes = crate::switch::env_routes(platform, project, env, "", spec, Some(&topology));
+    let key = crate::switch::env_key(project, env);
+    let netns = netns_path(&spec.netns);
+    for app in related {
+        let address = environment::app_address(app.port);
+        let Some((_, upstream)) = routes.upstreams.iter().find(|(n, _)| *n == app.name) else {
+            continue;
+        };
+        let site = routes
+            .sites
+            .iter()
+            .find(|(n, _)| *n == app.name)
+            .map(|(_, s)| s);
+        platform
+            .router()
+            .listen_app(&key, &netns, address, &app.name, upstream.clone(), site)
+            .await
+            .map_err(|e| format!("address {address} of {}: {e}", app.name))?;
+    }
+    Ok(())
+}
+
+/// Stop and remove every container of a release (a failed attempt, or a retired release),
+/// after the router stopped listening on its apps' relationship addresses and the
+/// requests under way there finished (at most the drain timeout).
 pub async fn remove_release(platform: &Platform, spec: &ReleaseSpec, grace: Duration) {
+    let netns = netns_path(&spec.netns);
+    for app in &spec.apps {
+        let address = environment::app_address(app.port);
+        if let Some(listened) = platform.router().unlisten_app(&netns, address) {
+            crate::retire::drain(&listened, platform.settings().drain_timeout).await;
+        }
+    }
     let workers = spec.workers.iter().map(|w| &w.instance);
     for app in workers.chain(&spec.apps) {
         if let Err(e) = platform.runtime().remove(&app.container, grace).await {

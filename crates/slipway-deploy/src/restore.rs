@@ -311,6 +311,7 @@ pub(crate) async fn bring_up(
             .await?;
         }
     }
+    provision::listen_related(platform, release, spec).await?;
     switch::route(platform, release, spec);
     // Workers: adopted when running, started again otherwise (their supervisor restarts
     // their command from then on).
@@ -340,7 +341,7 @@ pub async fn follow(platform: &Arc<Platform>, until: impl std::future::Future<Ou
             () = &mut until => true,
             () = tokio::time::sleep(Duration::from_millis(100)) => false,
         };
-        if let Err(e) = follow_once(platform) {
+        if let Err(e) = follow_once(platform).await {
             warn!("following the old server's deploys: {e}");
         }
         if done {
@@ -350,7 +351,7 @@ pub async fn follow(platform: &Arc<Platform>, until: impl std::future::Future<Ou
 }
 
 /// Route every live release newer than the one the router has for its environment.
-fn follow_once(platform: &Arc<Platform>) -> Result<(), DeployError> {
+async fn follow_once(platform: &Arc<Platform>) -> Result<(), DeployError> {
     for release in platform.state().live_releases()? {
         let key = env_key(&release.project, &release.environment);
         // Only newer: a deploy of this server may have switched its routes already and
@@ -370,6 +371,11 @@ fn follow_once(platform: &Arc<Platform>) -> Result<(), DeployError> {
             }
         };
         info!(project = %release.project, env = %release.environment, "routing release {} made live by the old server", release.number);
+        // Its apps' relationship addresses too: the old server's listeners close when it
+        // stops.
+        if let Err(e) = provision::listen_related(platform, &release, &spec).await {
+            warn!(project = %release.project, env = %release.environment, "relationship addresses of release {}: {e}", release.number);
+        }
         // The release it replaces is retired by the old server, which started it.
         let _ = switch::route(platform, &release, &spec);
     }

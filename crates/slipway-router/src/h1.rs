@@ -152,8 +152,9 @@ pub(crate) async fn serve<S: ClientStream, E: Future<Output = End>>(
         let host = text(&request.host);
         // The console is hyper's (its pages, forms and event streams), and so is an ACME
         // challenge in progress (plain HTTP, any host).
-        if router.console_for(host).is_some()
-            || (!client.tls && router.acme_answer(text(&request.path)).is_some())
+        if client.fixed.is_none()
+            && (router.console_for(host).is_some()
+                || (!client.tls && router.acme_answer(text(&request.path)).is_some()))
         {
             return Served::Handover {
                 read: buf.freeze(),
@@ -184,6 +185,7 @@ pub(crate) async fn serve<S: ClientStream, E: Future<Output = End>>(
         let answer = async {
             match pick(
                 router,
+                client.fixed.as_ref(),
                 host,
                 text(&request.path),
                 request.query.as_ref().map(text),

@@ -32,6 +32,9 @@
 //!   hosts, the HTTP-01 challenge answered on plain HTTP before anything else, or
 //!   TLS-ALPN-01 (`--acme-challenge tls-alpn-01`) on the HTTPS listener; DNS-01 is a
 //!   seam ([`DnsChallengeRecords`]) with no implementation.
+//! - An app's relationship address ([`Router::listen_app`]): the router listens on
+//!   `ADDRESS:80` inside the environment's network namespace and answers there with the
+//!   app's web layer (locations, static files, FastCGI, its process), as a route to it.
 //! - One host may be the router's own site, the web console ([`Router::set_console`]):
 //!   a host comparison on each request, before the route table.
 
@@ -40,6 +43,7 @@
 #[cfg(feature = "acme")]
 mod acme;
 mod acme_challenges;
+mod app_listener;
 mod body;
 mod chunked;
 mod client_stream;
@@ -83,6 +87,7 @@ pub use acme::{
     UnknownChallenge, FIRST_RETRY, LAST_RETRY, LOOK_EVERY, RENEW_AT,
 };
 pub use acme_challenges::{Challenges, ACME_TLS_ALPN, CHALLENGE_PATH};
+pub use app_listener::{ListenError, APP_LISTENER_PORT};
 pub use config::{
     RouterConfig, DEFAULT_GZIP_STORE_BYTES, DEFAULT_MAX_CLIENT_CONNECTIONS,
     DEFAULT_MAX_REQUEST_BODY, MAX_DEFAULT_WORKERS,

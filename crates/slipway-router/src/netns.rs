@@ -26,8 +26,18 @@ use tokio::sync::oneshot;
 /// How long a namespace thread waits for work before it exits.
 const WORKER_IDLE: Duration = Duration::from_secs(60);
 
-/// A request to a namespace thread: create one socket and send it back.
-type Job = oneshot::Sender<io::Result<OwnedFd>>;
+/// A request to a namespace thread: create one socket (to listen on, or to connect) and
+/// send it back.
+type Job = (Purpose, oneshot::Sender<io::Result<OwnedFd>>);
+
+/// What a namespace thread's socket is for.
+#[derive(Clone, Copy)]
+enum Purpose {
+    Connect,
+    /// A listening socket: the namespace also gets `net.ipv4.tcp_migrate_req` (what a
+    /// closing `SO_REUSEPORT` listener has queued moves to another one of the group).
+    Listen,
+}
 
 /// A live namespace thread.
 struct Worker {
@@ -51,7 +61,7 @@ pub async fn connect(netns: Option<&Path>, port: u16) -> io::Result<TcpStream> {
     let stream = match netns {
         None => TcpStream::connect(addr).await?,
         Some(path) => {
-            let fd = socket_in(path).await?;
+            let fd = socket_in(path, Purpose::Connect).await?;
             let socket = TcpSocket::from_std_stream(std::net::TcpStream::from(fd));
             socket.connect(addr).await?
         }
@@ -80,8 +90,15 @@ fn lock_registry() -> std::sync::MutexGuard<'static, HashMap<PathBuf, Worker>> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// A new non-blocking, close-on-exec TCP socket created inside the namespace at `path`,
+/// to bind and listen on; the namespace migrates a closed listener's queued connections
+/// to another listener of its `SO_REUSEPORT` group (`net.ipv4.tcp_migrate_req`).
+pub(crate) async fn listening_socket_in(path: &Path) -> io::Result<OwnedFd> {
+    socket_in(path, Purpose::Listen).await
+}
+
 /// A new non-blocking, close-on-exec TCP socket created inside the namespace at `path`.
-async fn socket_in(path: &Path) -> io::Result<OwnedFd> {
+async fn socket_in(path: &Path, purpose: Purpose) -> io::Result<OwnedFd> {
     let meta = std::fs::metadata(path)?;
     let id = (meta.dev(), meta.ino());
     // A thread may have exited (idle, or its set-up failed) between lookup and send:
@@ -89,7 +106,7 @@ async fn socket_in(path: &Path) -> io::Result<OwnedFd> {
     for _ in 0..2 {
         let jobs = worker_for(path, id)?;
         let (tx, rx) = oneshot::channel();
-        if jobs.send(tx).is_err() {
+        if jobs.send((purpose, tx)).is_err() {
             drop_worker(path, id);
             continue;
         }
@@ -148,13 +165,19 @@ fn worker_main(path: &Path, jobs: mpsc::Receiver<Job>) {
         // Answer every job with the error until idle, like a working thread answers with
         // sockets: a caller whose job arrives just after the queue was drained would
         // otherwise find it closed, with no word of the cause.
-        while let Ok(job) = jobs.recv_timeout(WORKER_IDLE) {
+        while let Ok((_, job)) = jobs.recv_timeout(WORKER_IDLE) {
             let _ = job.send(Err(io::Error::new(err.kind(), err.to_string())));
         }
         return;
     }
     tracing::debug!(netns = %path.display(), "network namespace thread started");
-    while let Ok(job) = jobs.recv_timeout(WORKER_IDLE) {
+    while let Ok((purpose, job)) = jobs.recv_timeout(WORKER_IDLE) {
+        if let Purpose::Listen = purpose {
+            // This thread's /proc/sys/net is its namespace's.
+            if let Err(err) = std::fs::write("/proc/sys/net/ipv4/tcp_migrate_req", "1") {
+                tracing::debug!(netns = %path.display(), error = %err, "tcp_migrate_req not set");
+            }
+        }
         let _ = job.send(new_socket());
     }
     tracing::debug!(netns = %path.display(), "network namespace thread exits");

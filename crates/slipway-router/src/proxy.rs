@@ -27,7 +27,7 @@ use crate::pool::Pool;
 use crate::release::{InFlightGuard, LiveRelease};
 use crate::request_body::{announced_over, linger, refusal_page, BodyFailure, BodyLimits};
 use crate::router::Router;
-use crate::table::{redirect_location, Action, HostTarget};
+use crate::table::{redirect_location, Action, HostEntry, HostTarget};
 use crate::upstream::{LeanBody, UpstreamError};
 
 /// How often route selection retries when a switch happens while it picks a release.
@@ -48,6 +48,10 @@ pub(crate) struct Client {
     place: Option<Arc<OwnedSemaphorePermit>>,
     /// Whether the client connection is TLS (the HTTPS listener).
     pub(crate) tls: bool,
+    /// The one app a connection on an app's relationship address is for
+    /// ([`Router::listen_app`]): its requests go there whatever their `Host`, never to the
+    /// route table, the console or an ACME answer.
+    pub(crate) fixed: Option<Arc<HostEntry>>,
 }
 
 impl Client {
@@ -57,6 +61,7 @@ impl Client {
             forwarded_for: client_value(addr.ip()),
             place: None,
             tls: false,
+            fixed: None,
         }
     }
 
@@ -95,14 +100,14 @@ pub(crate) async fn handle(
     };
     // An ACME challenge in progress: answered on plain HTTP for any host, before the
     // console, the routes and their redirects.
-    if !client.tls {
+    if !client.tls && client.fixed.is_none() {
         if let Some(key_authorization) = router.acme_answer(req.uri().path()) {
             let mut resp = page(StatusCode::OK, "", None);
             *resp.body_mut() = full(key_authorization);
             return resp;
         }
     }
-    if let Some(console) = router.console_for(host) {
+    if let Some(console) = router.console_for(host).filter(|_| client.fixed.is_none()) {
         let site = Arc::clone(&console.site);
         return site.serve(req, client.tls).await.map(ProxyBody::Console);
     }
@@ -115,6 +120,7 @@ pub(crate) async fn handle(
         .flatten();
     let mut resp = match pick(
         router,
+        client.fixed.as_ref(),
         host,
         req.uri().path(),
         req.uri().query(),
@@ -276,11 +282,13 @@ enum Step {
     Retry,
 }
 
-/// Find the rule for a request of `path` (and `query`) on `host` and, for an upstream,
-/// count the request in on its release. Waits (bounded) while the environment's routes
-/// are held.
+/// Find the rule for a request of `path` (and `query`) on `host` (or in `fixed`, the
+/// entry of a connection to an app's relationship address) and, for an upstream, count
+/// the request in on its release. Waits (bounded) while the environment's routes are
+/// held.
 pub(crate) async fn pick(
     router: &Router,
+    fixed: Option<&Arc<HostEntry>>,
     host: &str,
     path: &str,
     query: Option<&str>,
@@ -292,6 +300,7 @@ pub(crate) async fn pick(
         attempt += 1;
         match step(
             router,
+            fixed,
             host,
             path,
             query,
@@ -331,8 +340,10 @@ fn https_location(host: &str, port: u16, path: &str, query: Option<&str>) -> Opt
     HeaderValue::from_str(&location).ok()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn step(
     router: &Router,
+    fixed: Option<&Arc<HostEntry>>,
     host: &str,
     path: &str,
     query: Option<&str>,
@@ -341,9 +352,16 @@ fn step(
     last: bool,
 ) -> Step {
     let unknown = Step::Done(Picked::Answer(RouterAnswer::Unknown, None));
-    let table = router.table.load();
-    let Some(entry) = table.lookup(host) else {
-        return unknown;
+    let table;
+    let entry = match fixed {
+        Some(entry) => entry,
+        None => {
+            table = router.table.load();
+            let Some(entry) = table.lookup(host) else {
+                return unknown;
+            };
+            entry
+        }
     };
     if may_wait && entry.gate.is_closed() {
         return Step::Wait(Arc::clone(&entry.gate));
@@ -355,7 +373,8 @@ fn step(
     let Some(rule) = entry.rule_for(path, tls) else {
         return unknown;
     };
-    if !tls && !rule.scheme.prefers(false) {
+    // Not on an app's relationship listener (`fixed`): apps call each other over plain HTTP.
+    if fixed.is_none() && !tls && !rule.scheme.prefers(false) {
         if let Some(port) = router.config.https_redirect_port {
             return match https_location(host, port, path, query) {
                 Some(location) => Step::Done(Picked::Answer(

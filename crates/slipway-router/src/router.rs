@@ -31,6 +31,8 @@ pub struct Router {
     gzip_store: Option<Arc<GzipStore>>,
     /// The answers to ACME HTTP-01 challenges, once the server orders certificates.
     acme: OnceLock<Arc<crate::acme_challenges::Challenges>>,
+    /// Apps' relationship addresses the router listens on ([`Router::listen_app`]).
+    pub(crate) app_listeners: crate::app_listener::AppListeners,
 }
 
 impl Router {
@@ -56,6 +58,7 @@ impl Router {
             stats: AllStats::default(),
             console: OnceLock::new(),
             acme: OnceLock::new(),
+            app_listeners: Default::default(),
         })
     }
 
@@ -136,15 +139,7 @@ impl Router {
         let sites = routes
             .sites
             .iter()
-            .map(|(app, site)| {
-                Ok((
-                    app.clone(),
-                    Arc::new(
-                        WebSite::compile(app, site, self.config.open_file_cache)?
-                            .with_gzip_store(self.gzip_store.clone()),
-                    ),
-                ))
-            })
+            .map(|(app, site)| Ok((app.clone(), self.compile_site(app, site)?)))
             .collect::<Result<Vec<_>, RouteError>>()?;
         let mut gates = self.lock_writer();
         let gate = gate_of(&mut gates, env);
@@ -182,6 +177,18 @@ impl Router {
             old.retire();
         }
         Ok(previous)
+    }
+
+    /// App `app`'s locations compiled to be served (roots opened, rules compiled).
+    pub(crate) fn compile_site(
+        &self,
+        app: &str,
+        site: &crate::site::Site,
+    ) -> Result<Arc<WebSite>, RouteError> {
+        Ok(Arc::new(
+            WebSite::compile(app, site, self.config.open_file_cache)?
+                .with_gzip_store(self.gzip_store.clone()),
+        ))
     }
 
     /// Mark `hosts` of environment `env`, being deployed for the first time: they answer

@@ -21,9 +21,10 @@ use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::app_listener::{Accepted, Intake};
 use crate::body::{BoxError, ProxyBody};
 use crate::h1;
 use crate::pool::set_worker;
@@ -31,14 +32,6 @@ use crate::proxy;
 use crate::router::Router;
 use crate::tls::{self, CertificateSource};
 use tokio_rustls::TlsAcceptor;
-
-/// An accepted client connection on its way to a worker, with its place under the cap on
-/// open client connections (given back when the connection ends).
-type Accepted = (
-    std::io::Result<std::net::TcpStream>,
-    std::net::SocketAddr,
-    OwnedSemaphorePermit,
-);
 
 impl Router {
     /// Serve HTTP/1.1 (keep-alive) and h2c on `listener` until `shutdown` resolves; then
@@ -129,6 +122,15 @@ impl Router {
                 Err(err) => tracing::warn!(error = %err, "starting a router worker thread"),
             }
         }
+        // The plain HTTP listener's workers also serve the apps' relationship addresses
+        // (`app_listener.rs`).
+        if tls.is_none() {
+            *self.app_listeners.intake() = Some(Intake {
+                queues: queues.clone(),
+                places: Arc::clone(&places),
+                next: 0,
+            });
+        }
         // Accept here and hand connections to the workers in turn: an even spread, which
         // a shared accepting socket does not give.
         tokio::pin!(shutdown);
@@ -156,7 +158,7 @@ impl Router {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         next = (next + 1) % queues.len();
-                        if queues[next].send((stream.into_std(), peer, place)).is_err() {
+                        if queues[next].send((stream.into_std(), peer, place, None)).is_err() {
                             tracing::error!(worker = next, "a router worker is gone; connection dropped");
                         }
                     }
@@ -168,6 +170,12 @@ impl Router {
             }
         }
         drop(listener);
+        if tls.is_none() {
+            // The apps' relationship addresses stop accepting with the public listener
+            // (in an upgrade, the new server's listeners beside them take over).
+            *self.app_listeners.intake() = None;
+            self.app_listeners.close_all();
+        }
         let _ = stop_tx.send(true);
         drop(queues);
         for worker in done {
@@ -199,7 +207,7 @@ impl Router {
                 // queue, are served too (their `end` is a stop already: one request
                 // each); the queue closes as the accepting loop stops.
                 accepted = queue.recv() => {
-                    let Some((stream, peer, place)) = accepted else { break };
+                    let Some((stream, peer, place, fixed)) = accepted else { break };
                     let stream = match stream.and_then(|s| {
                         s.set_nonblocking(true)?;
                         tokio::net::TcpStream::from_std(s)
@@ -221,6 +229,7 @@ impl Router {
                         // for an upgraded connection, its tunnel).
                         let mut client = proxy::Client::with_place(peer, place);
                         client.tls = tls.is_some();
+                        client.fixed = fixed;
                         let client = Arc::new(client);
                         let activity = Arc::new(Activity::default());
                         let requests = Arc::clone(&activity);

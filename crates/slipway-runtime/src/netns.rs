@@ -1,7 +1,6 @@
 //! Named persistent network namespaces (`/run/netns/NAME`, as `ip netns` manages them),
 //! one per environment.
 
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -84,53 +83,6 @@ pub fn delete(name: &str) -> Result<(), RuntimeError> {
         Err(_) if std::fs::symlink_metadata(&path).is_err() => Ok(()),
         Err(e) => Err(e),
     }
-}
-
-/// Makes TCP connections to `address:port` inside namespace `name` go to `127.0.0.1:to`
-/// there (an `iptables` DNAT rule in the namespace's own `nat` table, chain `OUTPUT`: the
-/// kernel rewrites each connection, no process stays in between). Idempotent: a rule
-/// already there is not added twice. Only root (the server) changes a namespace's rules;
-/// its containers have no `CAP_NET_ADMIN`.
-pub fn forward(name: &str, address: Ipv4Addr, port: u16, to: u16) -> Result<(), RuntimeError> {
-    validate(name)?;
-    let (dest, dport, target) = (
-        format!("{address}/32"),
-        port.to_string(),
-        format!("127.0.0.1:{to}"),
-    );
-    let rule = |op: &'static str| -> Vec<&str> {
-        vec![
-            "netns",
-            "exec",
-            name,
-            "iptables",
-            "-w",
-            "-t",
-            "nat",
-            op,
-            "OUTPUT",
-            "-d",
-            &dest,
-            "-p",
-            "tcp",
-            "--dport",
-            &dport,
-            "-j",
-            "DNAT",
-            "--to-destination",
-            &target,
-        ]
-    };
-    if ip(name, &rule("-C")).is_ok() {
-        return Ok(());
-    }
-    ip(name, &rule("-A")).map_err(|e| match e {
-        RuntimeError::Netns { name, message } => RuntimeError::Netns {
-            name,
-            message: format!("{message} (is iptables installed?)"),
-        },
-        other => other,
-    })
 }
 
 /// Names under `/run/netns` starting with `prefix`, sorted.
