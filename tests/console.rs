@@ -2384,11 +2384,11 @@ fn console_var_set_works_on_an_environment_not_deployed_yet() {
     assert!(body.contains("no environment can have that name"), "{body}");
 }
 
-/// A console action that fails before it began is told as SSH tells the same failure
-/// (issue 15): a refusal with its own message (409), an internal failure (here the
-/// environment's deploy lock cannot be opened: a folder sits where its file goes) with
-/// "internal error, see the server log" (500), the failure itself in the server's log
-/// and never on the page; once the lock is back the same redeploy works.
+/// A console action that fails before it began (issue 15): a refusal with its own
+/// message, as SSH says it (409); an internal failure (here the environment's deploy lock
+/// cannot be opened: a folder sits where its file goes) with "internal error, see the
+/// server log" (500), the failure itself in the server's log and never on the page, while
+/// SSH exits 3 with the failure's own words; once the lock is back the same redeploy works.
 #[test]
 fn a_failed_console_action_says_what_ssh_says_refused_or_internal() {
     let server = Server::start();
@@ -2436,21 +2436,20 @@ fn a_failed_console_action_says_what_ssh_says_refused_or_internal() {
         !body.contains("deploy.lock"),
         "no detail on the page: {body}"
     );
+    // Over SSH the same failure exits 3 with its own words: the user at the terminal acts
+    // on them; the page keeps them to the server's log.
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("slipway: internal error, see the server log"),
+        err.contains("slipway: ") && err.contains("deploy.lock"),
         "{}",
         text(&o)
     );
-    assert!(!err.contains("deploy.lock"), "no detail over SSH: {err}");
     let log = server.server_log();
     assert!(
         log.lines()
-            .filter(|l| l.contains("internal failure") && l.contains("deploy.lock"))
-            .count()
-            >= 2,
-        "the detail in the server's log, for both: {log}"
+            .any(|l| l.contains("internal failure") && l.contains("deploy.lock")),
+        "the detail in the server's log: {log}"
     );
 
     let (status, head, body) = post("/p/demo/e/main/redeploy");

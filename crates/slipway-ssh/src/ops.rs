@@ -36,14 +36,12 @@ pub(crate) fn refused(e: access::CheckError) -> (i32, String) {
 }
 
 /// A command's typed failure as its exit status (by its kind,
-/// [`slipway_deploy::failure::Kind::exit_code`]) and message for stderr: a refusal's
-/// message, or for an internal failure the words the console shows too, the failure in
-/// the server's log ([`Failure::told`]).
+/// [`slipway_deploy::failure::Kind::exit_code`]) and message for stderr: the failure
+/// itself, internal ones too ("backup 1 is damaged: ... nothing was changed"), since the
+/// user at the terminal needs its words to act on it. (The web console says "internal
+/// error, see the server log" instead: [`Failure::told`].)
 pub(crate) fn failure(e: impl Failure) -> (i32, String) {
-    (
-        e.kind().exit_code(),
-        format!("slipway: {}\n", e.told("an SSH command")),
-    )
+    (e.kind().exit_code(), format!("slipway: {e}\n"))
 }
 
 /// Run a deploy operation, streaming its lines to `out`.
@@ -568,7 +566,7 @@ async fn cron_run<W: AsyncWrite + Unpin + Send>(
 /// A cron command's failure as (exit status, message): 1 when the cron or its release is
 /// not there, ambiguous or busy, 3 when the database, a stored record or a lock file failed.
 fn cron_refusal(e: slipway_deploy::crons::CronError) -> (i32, String) {
-    (e.kind().exit_code(), e.told("a cron command"))
+    (e.kind().exit_code(), e.to_string())
 }
 
 /// The lines of an operation, as its [`sink`] sends them.
