@@ -145,7 +145,7 @@ fn an_app_reaches_another_app_of_its_release_at_rel_internal_and_no_other_projec
 }
 
 /// `front` answers `/call/NAME/PATH` with what `http://NAME.internal/PATH` answers (or
-/// `status N`, `failed: WHY`).
+/// `status N`, `failed: WHY`), and anything else (the health check's `/`) at once.
 const CALLER: &str = py_app!(
     concat!(
         "import urllib.error, urllib.request\n",
@@ -158,7 +158,7 @@ const CALLER: &str = py_app!(
         "    except OSError as e:\n",
         "        return (\"failed: %s\" % e).encode()\n",
     ),
-    "        body = call(self.path)\n"
+    "        body = call(self.path) if self.path.startswith(\"/call/\") else b\"front\"\n"
 );
 
 /// An HTTP server on the unix socket `$SOCKET` answering `sock` and the caller's
