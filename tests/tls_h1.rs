@@ -50,7 +50,9 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve
 
 const APP_CONFIG: &str = "name: hello\ntype: python:3.11\nweb:\n  commands:\n    start: python3 server.py\n  locations:\n    '/static':\n      root: public/static\n      passthru: false\n";
 
-const ROUTES: &str = "\"https://{default}/\":\n    type: upstream\n    upstream: \"hello:http\"\n";
+/// The app over HTTPS, and over plain HTTP too (a route written only `https://` would
+/// redirect plain HTTP to the HTTPS listener, as on Platform.sh).
+const ROUTES: &str = "\"https://{default}/\":\n    type: upstream\n    upstream: \"hello:http\"\n\"http://{default}/\":\n    type: upstream\n    upstream: \"hello:http\"\n";
 
 /// The client: `client.py HOST PORT CA MODE [ARG]`, HTTP/1.1 over TLS (ALPN http/1.1),
 /// printing what it saw one fact a line.

@@ -321,8 +321,12 @@ fn an_app_on_a_unix_socket_serves_switches_under_load_and_fails_health_clearly()
     let env: serde_json::Value = serde_json::from_str(&env).expect("json");
     assert_eq!(env["SOCKET"], "/run/app.sock");
     assert_eq!(env["PORT"], serde_json::Value::Null, "no $PORT: {env}");
-    // The container's /run holds its socket and nothing of the host's.
-    assert_eq!(env["run"], serde_json::json!(["app.sock"]), "{env}");
+    // The container's /run holds its socket and its config.json, nothing of the host's.
+    assert_eq!(
+        env["run"],
+        serde_json::json!(["app.sock", "config.json"]),
+        "{env}"
+    );
     // A request body (hyper's path) goes through the socket whole.
     let upload: String = (0..100_000)
         .map(|i| (b'a' + (i % 26) as u8) as char)
