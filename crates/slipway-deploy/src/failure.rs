@@ -87,8 +87,8 @@ impl From<String> for OpError {
     }
 }
 
-/// What a user is told of an internal failure, over SSH and in the console alike; the
-/// failure itself goes to the server's log ([`Failure::told`]).
+/// What the web console tells a user of an internal failure; the failure itself goes to
+/// the server's log ([`Failure::told`]). (SSH tells the failure's own words, exit 3.)
 pub const INTERNAL_MESSAGE: &str = "internal error, see the server log";
 
 /// A typed error that says which [`Kind`] of failure it is: what a command's exit status
@@ -97,7 +97,7 @@ pub trait Failure: std::fmt::Display {
     /// Which kind of failure it is.
     fn kind(&self) -> Kind;
 
-    /// What the user is told of it (SSH's stderr, the console's page): a refusal's own
+    /// What the console's page tells the user of it: a refusal's own
     /// message, or for an internal failure [`INTERNAL_MESSAGE`], the failure itself logged
     /// at error level with `what` (the command or action that failed).
     fn told(&self, what: &str) -> String {
