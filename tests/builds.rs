@@ -346,10 +346,27 @@ fn gc_keeps_the_newest_releases_and_what_runs() {
         "dropped without seeing what runs"
     );
 
+    // Unpacked stacks of the data dir: one whose layer is gone from the archive (a stack
+    // built anew leaves its old folder), one whose layer is there, and a build in progress.
+    let stacks = server.data.join("stacks");
+    let orphan = stacks.join("ab".repeat(32));
+    let in_archive = stacks.join(&slugs[2]);
+    let building = stacks.join(".build-x");
+    for d in [&orphan, &in_archive, &building] {
+        std::fs::create_dir_all(d.join("usr/bin")).unwrap();
+        std::fs::write(d.join("usr/bin/tool"), vec![0u8; 4096]).unwrap();
+    }
+
     let o = server.slipway(&["archive", "gc", "--keep", "1"]);
     assert!(o.status.success(), "gc: {}", text(&o));
     let report = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(report.contains("dropped demo.main.r1.hello"), "{report}");
+    assert!(
+        report.contains("1 unpacked stack folder(s) (4.0 KiB)"),
+        "{report}"
+    );
+    assert!(!orphan.exists(), "the old stack folder is still there");
+    assert!(in_archive.is_dir() && building.is_dir(), "{report}");
     assert!(report.contains("freed"), "{report}");
     let t = tags(&server);
     assert!(

@@ -225,6 +225,10 @@ fn write_file(path: &Path, text: &str) -> Result<(), RuntimeError> {
 /// declared mounts, each read-only one from a file system of its own where the kernel
 /// allows (`ownfs`), and writes `config.json`.
 /// `init` is the host's tini.
+/// The annotation naming the stack folder a container's root is (absent on the host root):
+/// `slipway archive gc` keeps every unpacked stack a container uses.
+pub const STACK_ROOT_ANNOTATION: &str = "dev.slipway.stack-root";
+
 pub(crate) fn write_bundle(
     spec: &ContainerSpec,
     paths: &BundlePaths,
@@ -544,12 +548,18 @@ pub(crate) fn write_bundle(
         .mounts(mounts)
         .process(process)
         .hostname(hostname)
-        .annotations(
-            spec.annotations
+        .annotations({
+            let mut a = spec
+                .annotations
                 .clone()
                 .into_iter()
-                .collect::<std::collections::HashMap<_, _>>(),
-        )
+                .collect::<std::collections::HashMap<_, _>>();
+            // Which unpacked stack this container's root is: `archive gc` keeps it.
+            if let Some(dir) = stack_root {
+                a.insert(STACK_ROOT_ANNOTATION.to_string(), dir.display().to_string());
+            }
+            a
+        })
         .linux(linux)
         .build()
         .map_err(oci_err)?;

@@ -28,6 +28,7 @@ mod tenancy;
 pub mod testing;
 
 pub use beneath::open_folder_at;
+pub use bundle::STACK_ROOT_ANNOTATION;
 pub use error::RuntimeError;
 pub use exits::Exit;
 pub use ownfs::{mount_private_tmpfs, unmount_all};

@@ -1793,7 +1793,8 @@ const GC_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
 /// `slipway archive gc`: per environment keep the `keep` newest releases that went live
 /// (rollback targets), the live one, a deploy in progress and every release with a
 /// container still running; drop the other release tags, every blob no kept release needs,
-/// and the unpacked slug folders whose slug is gone and that no container uses. Reports
+/// the unpacked slug folders whose slug is gone and that no container uses, and the
+/// unpacked stack folders whose layer is gone and that no container's root is. Reports
 /// what it freed. `running` is what [`running`] says runs: the containers and their slugs.
 fn archive_gc(
     dir: &slipway_deploy::DataDir,
@@ -1804,7 +1805,6 @@ fn archive_gc(
 ) -> Result<u8, Failure> {
     use std::collections::HashSet;
     let state = open_state(dir.root())?;
-    let (running_containers, running_slugs) = running;
     // Backups the state knows (and was not told to drop), and those being written now (a
     // tag is written just before its state row).
     let backup_tags: HashSet<String> = state
@@ -1834,7 +1834,7 @@ fn archive_gc(
                 Ok(s) => s
                     .apps
                     .iter()
-                    .any(|a| running_containers.contains(&a.container)),
+                    .any(|a| running.containers.contains(&a.container)),
                 Err(e) => {
                     eprintln!("slipway: its slug is kept: {e}");
                     true
@@ -1875,7 +1875,7 @@ fn archive_gc(
             let Ok(digest) = slipway_slug::Digest::parse(&format!("sha256:{name}")) else {
                 continue; // a temp folder of an unpack in progress, or not ours
             };
-            if archive.has_blob(&digest) || running_slugs.contains(digest.as_str()) {
+            if archive.has_blob(&digest) || running.slugs.contains(digest.as_str()) {
                 continue;
             }
             let path = entry.path();
@@ -1889,16 +1889,21 @@ fn archive_gc(
             }
         }
     }
+    // Unpacked stacks: a folder per layer; a stack built anew leaves its old one.
+    let (stacks_removed, stacks_bytes) =
+        sweep_unpacked_stacks(&dir.root().join("stacks"), archive, &running);
     println!(
-        "gc: dropped {} release tag(s), kept {}; removed {} blob(s) ({}) and {} unpacked slug folder(s) ({}); \
-         freed {} in all{}",
+        "gc: dropped {} release tag(s), kept {}; removed {} blob(s) ({}), {} unpacked slug folder(s) ({}) \
+         and {} unpacked stack folder(s) ({}); freed {} in all{}",
         report.tags_removed.len(),
         archive.list().map_err(internal)?.len(),
         report.blobs_removed,
         slipway_slug::human_size(report.bytes_freed),
         unpacked_removed,
         slipway_slug::human_size(unpacked_bytes),
-        slipway_slug::human_size(report.bytes_freed + unpacked_bytes),
+        stacks_removed,
+        slipway_slug::human_size(stacks_bytes),
+        slipway_slug::human_size(report.bytes_freed + unpacked_bytes + stacks_bytes),
         if report.young_blobs_kept > 0 {
             format!(
                 "; kept {} unreferenced blob(s) younger than an hour (a deploy may be writing them)",
@@ -1911,20 +1916,23 @@ fn archive_gc(
     Ok(0)
 }
 
-/// Ids of the running containers of a data dir, and the slugs they use.
-type Running = (
-    std::collections::HashSet<String>,
-    std::collections::HashSet<String>,
-);
+/// What runs in a data dir, as `archive gc` must keep it.
+#[derive(Debug, Default)]
+struct Running {
+    /// Ids of the running containers.
+    containers: std::collections::HashSet<String>,
+    /// The slugs they use (digests).
+    slugs: std::collections::HashSet<String>,
+    /// The unpacked stack folders their roots are.
+    stack_roots: std::collections::HashSet<PathBuf>,
+}
 
-/// Ids of the running containers of this data dir, and the slugs they use, as the OCI
-/// runtime `runtime` lists them; refused (exit 1) when containers ran here and the runtime
-/// cannot be asked.
+/// What runs in this data dir ([`Running`]), as the OCI runtime `runtime` lists it; refused
+/// (exit 1) when containers ran here and the runtime cannot be asked.
 fn running(dir: &slipway_deploy::DataDir, runtime: &Path) -> Result<Running, Failure> {
-    let mut ids = std::collections::HashSet::new();
-    let mut slugs = std::collections::HashSet::new();
+    let mut running = Running::default();
     if !dir.root().join("runtime").is_dir() {
-        return Ok((ids, slugs));
+        return Ok(running);
     }
     // Containers ran here: one may still run. A gc that cannot ask the runtime which could
     // drop a live release's slug, so it refuses.
@@ -1941,12 +1949,48 @@ fn running(dir: &slipway_deploy::DataDir, runtime: &Path) -> Result<Running, Fai
     for c in list {
         if c.status != slipway_runtime::Status::Stopped {
             if let Some(s) = c.annotations.get("dev.slipway.slug") {
-                slugs.insert(s.clone());
+                running.slugs.insert(s.clone());
             }
-            ids.insert(c.id);
+            if let Some(r) = c.annotations.get(slipway_runtime::STACK_ROOT_ANNOTATION) {
+                running.stack_roots.insert(PathBuf::from(r));
+            }
+            running.containers.insert(c.id);
         }
     }
-    Ok((ids, slugs))
+    Ok(running)
+}
+
+/// Remove the unpacked stack folders (`stacks/HEX`) of `stacks` whose layer is no longer in
+/// `archive` (a stack built anew, or gone with the last release using it) and that no
+/// running container's root is. Returns how many folders and bytes went.
+fn sweep_unpacked_stacks(
+    stacks: &Path,
+    archive: &slipway_slug::Archive,
+    running: &Running,
+) -> (usize, u64) {
+    let mut removed = (0usize, 0u64);
+    let Ok(entries) = std::fs::read_dir(stacks) else {
+        return removed;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Ok(digest) = slipway_slug::Digest::parse(&format!("sha256:{name}")) else {
+            continue; // a lock, a build or unpack in progress, or not ours
+        };
+        let path = entry.path();
+        if archive.has_blob(&digest) || running.stack_roots.contains(&path) {
+            continue;
+        }
+        let size = dir_size(&path);
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => {
+                removed.0 += 1;
+                removed.1 += size;
+            }
+            Err(e) => eprintln!("slipway: could not remove {}: {e}", path.display()),
+        }
+    }
+    removed
 }
 
 /// Bytes of the regular files below `path` (symlinks not followed).
