@@ -111,6 +111,18 @@ pub fn cached_stack(type_name: &str) -> PathBuf {
         text(&out)
     );
     std::fs::write(&marker, stack.fingerprint()).expect("writing the stack's marker");
+    if !fresh {
+        // Built anew: its old layer and unpacked folder are garbage (gigabytes a stack).
+        let out = run(Command::new(slipway_bin())
+            .args(["archive", "gc", "--data-dir"])
+            .arg(&dir));
+        assert!(
+            out.status.success(),
+            "archive gc of {}: {}",
+            dir.display(),
+            text(&out)
+        );
+    }
     drop(lock);
     eprintln!("stack {type_name}: ready in {:.1?}", started.elapsed());
     dir
