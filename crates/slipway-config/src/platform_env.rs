@@ -22,6 +22,15 @@ use crate::catalog;
 use crate::model::{Application, Route, RouteKind, Topology};
 use serde_json::{json, Map, Value};
 
+/// Names an app's environment gets from the platform (`PORT`, `SOCKET`, `PATH`, `HOME`,
+/// `PLATFORM_*`, `SLIPWAY_*`), which variables set by users never replace: a config's
+/// `variables.env` entry of one is warned about, `var set` refuses one.
+pub fn is_reserved_variable(name: &str) -> bool {
+    matches!(name, "PORT" | "SOCKET" | "PATH" | "HOME")
+        || name.starts_with("SLIPWAY_")
+        || name.starts_with("PLATFORM_")
+}
+
 /// Where the environment is reached: what `{default}` expands to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UrlBase {

@@ -242,16 +242,7 @@ pub fn routed_app(topology: &Topology) -> Option<String> {
     topology.applications.first().map(|a| a.name.clone())
 }
 
-/// Names an app's environment gets from the platform, which variables set by
-/// users never replace.
-pub fn is_reserved_variable(name: &str) -> bool {
-    name == "PORT"
-        || name == "SOCKET"
-        || name == "PATH"
-        || name == "HOME"
-        || name.starts_with("SLIPWAY_")
-        || name.starts_with("PLATFORM_")
-}
+pub use slipway_config::platform_env::is_reserved_variable;
 
 /// What an app's container sees (spec section 4).
 pub struct EnvContext<'a> {
