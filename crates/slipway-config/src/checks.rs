@@ -441,7 +441,7 @@ fn check_routes(
                     ),
                 };
                 diags.push(r.path.with("upstream").error(
-                    &r.pos,
+                    &r.upstream_pos,
                     format!("route upstream `{app}` is no application or varnish service{hint}"),
                 ));
             }
@@ -457,7 +457,7 @@ fn check_routes(
         for &i in &primaries[1..] {
             let r = &routes[i];
             diags.push(r.path.with("primary").error(
-                &r.pos,
+                &r.primary_pos,
                 format!(
                     "only one route may be primary; `{}` is already",
                     routes[primaries[0]].route.url

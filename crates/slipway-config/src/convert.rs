@@ -27,14 +27,17 @@ pub(crate) struct AppRecord {
     pub service_mounts: Vec<(String, Pos, String)>,
 }
 
-/// A route plus its position.
+/// A route plus where its parts were written.
 #[derive(Debug)]
 pub(crate) struct RouteRecord {
     pub route: Route,
-    pub pos: Pos,
     pub path: KeyPath,
     /// Whether `primary` was written.
     pub explicit_primary: bool,
+    /// Where `upstream` was written (else the route's key).
+    pub upstream_pos: Pos,
+    /// Where `primary` was written (else the route's key).
+    pub primary_pos: Pos,
 }
 
 /// A service as read.
@@ -183,6 +186,20 @@ pub(crate) fn application(
             if let Kind::Map(_) = e.value.kind {
                 app.variables
                     .insert(e.key.clone(), json_map(Some(&e.value)));
+            }
+            if e.key == "env" {
+                for v in e.value.entries() {
+                    if crate::platform_env::is_reserved_variable(&v.key) {
+                        let p = path.with("variables").with("env").with(&v.key);
+                        diags.push(p.warning(
+                            &v.key_pos,
+                            format!(
+                                "`{}` is set by the platform for every app; this value is ignored",
+                                v.key
+                            ),
+                        ));
+                    }
+                }
             }
         }
     }
@@ -1079,9 +1096,14 @@ pub(crate) fn routes(node: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>) -
                 hsts,
                 tls: route_tls(v),
             },
-            pos: e.key_pos.clone(),
             path: p,
             explicit_primary: v.get("primary").is_some(),
+            upstream_pos: v
+                .get("upstream")
+                .map_or_else(|| e.key_pos.clone(), |n| n.pos.clone()),
+            primary_pos: v
+                .get("primary")
+                .map_or_else(|| e.key_pos.clone(), |n| n.pos.clone()),
         });
     }
     out
