@@ -436,3 +436,32 @@ fn two_heroku_postgresql_addons_without_as_get_heroku_colour_names() {
     );
     assert_eq!(page(&server, host)["HEROKU_POSTGRESQL_AMBER_URL"], *amber);
 }
+
+#[test]
+fn a_procfile_of_workers_only_deploys_and_its_worker_runs() {
+    let server = Server::start();
+    let app = server.project(
+        "jobs",
+        &[
+            ("Procfile", "worker: python3 -u worker.py\n"),
+            ("requirements.txt", "\n"),
+            (".python-version", "3.11\n"),
+            (
+                "worker.py",
+                "import time\nn = 0\nwhile True:\n    n += 1\n    print(f\"tick {n}\")\n    time.sleep(0.5)\n",
+            ),
+        ],
+    );
+    let (ok, check) = config_check(&app.dir);
+    assert!(ok, "{check}");
+    server.push_ok(&app, "jobs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let log = server.admin_stdout("logs jobs main worker");
+        if log.contains("tick 2") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no ticks: {log}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}

@@ -13,7 +13,8 @@ use std::sync::Arc;
 /// The file name.
 pub(crate) const PROCFILE: &str = "Procfile";
 
-/// Load a Procfile: `web:` is the start command, `release:` the deploy hook, other process types workers.
+/// Load a Procfile: `web:` is the start command, `release:` the deploy hook, other process types
+/// workers (an app of workers only has no `web:`, as on Heroku).
 pub(crate) fn load(src: &dyn ConfigSource, diags: &mut Vec<Diagnostic>) -> Topology {
     let text = match read_text(src, PROCFILE) {
         Ok(Some(t)) => t,
@@ -127,13 +128,19 @@ pub(crate) fn load(src: &dyn ConfigSource, diags: &mut Vec<Diagnostic>) -> Topol
             }
         }
     }
-    if app.web.start.is_none() && !heroku_php_app && !diags.iter().any(Diagnostic::is_error) {
+    // Without `web:`, as on Heroku, the app runs its other process types (workers) only;
+    // a Procfile with neither has nothing to run.
+    if app.web.start.is_none()
+        && !heroku_php_app
+        && app.workers.is_empty()
+        && !diags.iter().any(Diagnostic::is_error)
+    {
         diags.push(Diagnostic::error(
             PROCFILE,
             1,
             1,
             "web",
-            "the Procfile has no `web:` line; add `web: COMMAND` that listens on $PORT",
+            "the Procfile has no `web:` line and no other process type; add `web: COMMAND` that listens on $PORT",
         ));
     }
     // The stack and the dependency install, as Heroku's buildpacks detect and do them.

@@ -216,7 +216,26 @@ fn procfile_alone() {
         ("Procfile", b"release: ./migrate\n"),
         ("go.mod", b"go 1.24\n"),
     ]);
-    assert_eq!(errors_of(d.path()), ["Procfile:1:1: error: the Procfile has no `web:` line; add `web: COMMAND` that listens on $PORT (at web)"]);
+    assert_eq!(errors_of(d.path()), ["Procfile:1:1: error: the Procfile has no `web:` line and no other process type; add `web: COMMAND` that listens on $PORT (at web)"]);
+
+    // Workers only, as Heroku allows: accepted, with no web process.
+    let d = tree(&[
+        (
+            "Procfile",
+            b"worker: python3 worker.py
+release: ./migrate
+",
+        ),
+        ("requirements.txt", b"\n"),
+    ]);
+    let l = load(&DirSource::new(d.path())).unwrap_or_else(|e| panic!("{e}"));
+    let a = &l.topology.applications[0];
+    assert_eq!(a.web.start, None);
+    assert_eq!(
+        a.workers["worker"]["commands"]["start"],
+        "python3 worker.py"
+    );
+    assert!(slipway_config::php::no_web_process(a));
 
     // No language file: refused, naming the files to add.
     let d = tree(&[("Procfile", b"web: ./serve\n")]);
@@ -1111,5 +1130,53 @@ fn an_upsun_bun_stack_runs_on_a_nodejs_stack() {
     assert!(
         e.contains(".upsun/config.yaml:3:13: error: `bun@2`: the Node.js stacks carry bun 1.x"),
         "{e}"
+    );
+}
+
+#[test]
+fn variables_the_platform_sets_are_warned_about_at_their_key() {
+    let dir = tree(&[(
+        ".platform.app.yaml",
+        b"name: app\ntype: python:3.11\nvariables:\n  env:\n    MODE: fast\n    PORT: '8888'\n    PLATFORM_RELATIONSHIPS: x\n  php:\n    PORT: 1\nweb:\n  commands:\n    start: python3 -m http.server $PORT\n",
+    )]);
+    let l = load(&DirSource::new(dir.path())).expect("loads");
+    let warnings: Vec<String> = l.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with(".platform.app.yaml:6:5: warning: `PORT` is set by the platform")
+            && warnings[0].ends_with("(at variables.env.PORT)"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[1].starts_with(".platform.app.yaml:7:5:")
+            && warnings[1].contains("`PLATFORM_RELATIONSHIPS`"),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn a_bad_upstream_and_a_second_primary_are_refused_where_they_are_written() {
+    let dir = tree(&[
+        (
+            ".platform.app.yaml",
+            b"name: app\ntype: python:3.11\nweb:\n  commands:\n    start: python3 -m http.server $PORT\n",
+        ),
+        (
+            ".platform/routes.yaml",
+            b"'https://{default}/':\n  type: upstream\n  upstream: 'nope:http'\n'https://www.{default}/':\n  type: upstream\n  upstream: 'app:http'\n  primary: true\n'https://api.{default}/':\n  type: upstream\n  upstream: 'app:http'\n  primary: true\n",
+        ),
+    ]);
+    let e = errors_of(dir.path());
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with(".platform/routes.yaml:3:13:")
+                && m.contains("route upstream `nope` is no application")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with(".platform/routes.yaml:11:12:")
+                && m.contains("only one route may be primary")),
+        "{e:?}"
     );
 }
