@@ -302,3 +302,92 @@ fn operations_exit_1_refused_2_bad_usage_3_internal_failure() {
     let o = server.admin("backup create demo main");
     assert!(o.status.success(), "{}", text(&o));
 }
+
+/// Runs `ssh ARGS...` on a pseudo-terminal of 30x100 and drives it as a user at a terminal
+/// does: the size, a resize of the window, Ctrl-C on a running command. Prints what the
+/// remote shell printed, with `=== STEP` lines between the steps.
+const TERMINAL_DRIVER: &str = r#"
+import fcntl, os, pty, select, struct, sys, termios, time
+def size(fd, rows, cols):
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp("ssh", ["ssh"] + sys.argv[1:])
+size(fd, 30, 100)
+out = bytearray()
+def read_until(marker, seconds):
+    end = time.time() + seconds
+    while marker not in out and time.time() < end:
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if r:
+            try:
+                out.extend(os.read(fd, 4096))
+            except OSError:
+                return
+def step(name, data, marker, seconds=20):
+    out.extend(("\n=== " + name + "\n").encode())
+    os.write(fd, data)
+    read_until(marker.encode(), seconds)
+step("size", b"stty size; echo size-done-$((40+2))\n", "size-done-42")
+size(fd, 40, 120)
+time.sleep(1)
+step("resized", b"stty size; echo resized-done-$((40+2))\n", "resized-done-42")
+step("sleep", b"echo sleeping-$((1+1)); sleep 300\n", "sleeping-2")
+time.sleep(1)
+step("interrupt", b"\x03", "xx-never", 2)
+step("alive", b"echo alive-$((1+1))\n", "alive-2", 10)
+step("exit", b"exit 0\n", "xx-never", 3)
+sys.stdout.write(out.decode(errors="replace"))
+"#;
+
+#[test]
+fn a_terminal_shell_follows_window_resizes_and_ctrl_c_interrupts_a_command() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    push(&server, &app);
+    let mut args: Vec<String> = server
+        .ssh_command(&server.key)
+        .split_whitespace()
+        .skip(1)
+        .map(String::from)
+        .collect();
+    args.extend([
+        "-tt".into(),
+        "-p".into(),
+        server.ssh_port.to_string(),
+        "main.demo@127.0.0.1".into(),
+    ]);
+    let o = slipway_e2e::run(
+        Command::new("python3")
+            .arg("-c")
+            .arg(TERMINAL_DRIVER)
+            .args(&args),
+    );
+    let shell = String::from_utf8_lossy(&o.stdout).replace('\r', "");
+    let section = |name: &str| {
+        shell
+            .split(&format!("=== {name}\n"))
+            .nth(1)
+            .and_then(|s| s.split("\n=== ").next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    // The terminal's size when the shell opened, then after the window grew.
+    assert!(
+        section("size")
+            .lines()
+            .any(|l| l.trim().ends_with(" 30 100") || l.trim() == "30 100"),
+        "{shell}"
+    );
+    assert!(
+        section("resized")
+            .lines()
+            .any(|l| l.trim().ends_with(" 40 120") || l.trim() == "40 120"),
+        "{shell}"
+    );
+    // Ctrl-C stopped `sleep 300`: the next command ran at once.
+    assert!(
+        section("alive").lines().any(|l| l.trim() == "alive-2"),
+        "{shell}"
+    );
+}
