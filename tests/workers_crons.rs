@@ -42,7 +42,7 @@ const WORKER: &str = r#"import os, time
 os.makedirs("/tmp/inbox", exist_ok=True)
 open("/app/data/from-worker.txt", "w").write("written by the worker")
 open("/tmp/worker.pid", "w").write(str(os.getpid()))
-print("worker up pid", os.getpid(), "port", os.environ.get("PORT", "none"), "app", os.environ.get("PLATFORM_APPLICATION_NAME", "?"), "queue", os.environ.get("QUEUE_NAME", "?"), "mode", os.environ.get("MODE", "?"), flush=True)
+print("worker up pid", os.getpid(), "port", os.environ.get("PORT", "none"), "app", os.environ.get("PLATFORM_APPLICATION_NAME", "?"), "queue", os.environ.get("QUEUE_NAME", "?"), "mode", os.environ.get("MODE", "?"), "sourced", os.environ.get("FROM_ENVIRONMENT", "no"), flush=True)
 while True:
     for name in sorted(os.listdir("/tmp/inbox")):
         os.remove(os.path.join("/tmp/inbox", name))
@@ -62,6 +62,8 @@ fn a_worker_consumes_work_survives_its_crash_and_retires_with_its_release() {
     let app = App::demo(server.dir.path(), "app");
     app.write(".platform.app.yaml", &worker_config("python3 worker.py"));
     app.write("worker.py", WORKER);
+    // `.environment` is sourced before the worker starts, as before the app's start.
+    app.write(".environment", "export FROM_ENVIRONMENT=sourced-$((1+1))\n");
     app.commit("with a worker");
     let o = push(&server, &app);
     assert!(o.status.success(), "push: {}", text(&o));
@@ -103,7 +105,7 @@ fn a_worker_consumes_work_survives_its_crash_and_retires_with_its_release() {
     });
     let log = server.admin_stdout("logs demo main queue");
     assert!(
-        log.contains("port none app hello queue jobs mode app-mode"),
+        log.contains("port none app hello queue jobs mode app-mode sourced sourced-2"),
         "no $PORT, the app's variables, its own over them: {log}"
     );
 
@@ -213,10 +215,12 @@ fn crons_run_as_activities_never_overlap_pause_during_deploys_and_run_on_demand(
     let app = App::demo(server.dir.path(), "app");
     let config = |hook: &str| {
         format!(
-            "name: hello\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    echo \"built-$(cat VERSION)\" > build.txt\n  deploy: {hook}\nweb:\n  commands:\n    start: python3 server.py\ntimezone: Europe/Paris\ncrons:\n  slow:\n    spec: '* * * * *'\n    commands:\n      start: 'echo \"slow start $(date +%s)\"; sleep 5; echo slow done'\n  fast:\n    spec: '* * * * *'\n    cmd: 'echo fast from $PLATFORM_APPLICATION_NAME'\n  yearly:\n    spec: '@yearly'\n    commands:\n      start: 'echo manual run; exit 3'\n  bounded:\n    spec: '0 0 1 1 *'\n    timeout: 2\n    shutdown_timeout: 2\n    commands:\n      start: 'trap \"echo got TERM\" TERM; echo bounded start; sleep 60 & wait; echo still here; sleep 60 & wait; echo never'\n      stop: 'echo stop command ran'\n"
+            "name: hello\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    echo \"built-$(cat VERSION)\" > build.txt\n  deploy: {hook}\nweb:\n  commands:\n    start: python3 server.py\ntimezone: Europe/Paris\ncrons:\n  slow:\n    spec: '* * * * *'\n    commands:\n      start: 'echo \"slow start $(date +%s)\"; sleep 5; echo slow done'\n  fast:\n    spec: '* * * * *'\n    cmd: 'echo fast from $PLATFORM_APPLICATION_NAME $FROM_ENVIRONMENT'\n  yearly:\n    spec: '@yearly'\n    commands:\n      start: 'echo manual run; exit 3'\n  bounded:\n    spec: '0 0 1 1 *'\n    timeout: 2\n    shutdown_timeout: 2\n    commands:\n      start: 'trap \"echo got TERM\" TERM; echo bounded start; sleep 60 & wait; echo still here; sleep 60 & wait; echo never'\n      stop: 'echo stop command ran'\n"
         )
     };
     app.write(".platform.app.yaml", &config("'true'"));
+    // `.environment` is sourced before each cron run, as before the app's start.
+    app.write(".environment", "export FROM_ENVIRONMENT=sourced-$((1+1))\n");
     app.commit("with crons");
     let o = push(&server, &app);
     assert!(o.status.success(), "push: {}", text(&o));
@@ -251,7 +255,7 @@ fn crons_run_as_activities_never_overlap_pause_during_deploys_and_run_on_demand(
     assert!(fast.len() >= 3, "fast runs every 2s: {fast:?}");
     let fast_log =
         server.admin_stdout(&format!("activity log {}", fast[0]["id"].as_i64().unwrap()));
-    assert!(fast_log.contains("fast from hello"), "{fast_log}");
+    assert!(fast_log.contains("fast from hello sourced-2"), "{fast_log}");
 
     // cron ls shows each with its schedule, next run and last status (a last run may be
     // one still going: `slow` runs 5 s of every 6, `fast` for a moment every 2 s, so wait
