@@ -321,6 +321,79 @@ fn a_push_needing_an_unbuilt_stack_builds_it_and_shows_progress() {
     );
 }
 
+/// A stacks folder of its own holding only `tags` (e.g. `stack-python-3.11`) of the shared
+/// one: its blobs hard-linked, its `index.json` naming those images only.
+fn stacks_with_only(tags: &[&str]) -> tempfile::TempDir {
+    let shared = cached_stack("python:3.11").join("archive");
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    let blobs = archive.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    for e in std::fs::read_dir(shared.join("blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        std::fs::hard_link(e.path(), blobs.join(e.file_name())).unwrap();
+    }
+    std::fs::copy(shared.join("oci-layout"), archive.join("oci-layout")).unwrap();
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(shared.join("index.json")).unwrap()).unwrap();
+    index["manifests"].as_array_mut().unwrap().retain(|m| {
+        tags.contains(
+            &m["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .unwrap_or(""),
+        )
+    });
+    assert_eq!(index["manifests"].as_array().unwrap().len(), tags.len());
+    std::fs::write(archive.join("index.json"), index.to_string()).unwrap();
+    dir
+}
+
+#[test]
+fn a_stack_build_that_fails_leaves_the_live_release_serving() {
+    // python:3.11 is there, nothing else is, and the mirror is unreachable.
+    let stacks = stacks_with_only(&["stack-python-3.11"]);
+    let stacks_dir = stacks.path().to_string_lossy().to_string();
+    let server = Server::start_with(&[
+        ("SLIPWAY_STACKS_DIR", &stacks_dir),
+        ("SLIPWAY_DEBIAN_MIRROR", "http://127.0.0.1:1/"),
+        ("SLIPWAY_DEBIAN_SECURITY_MIRROR", "none"),
+    ]);
+    let app = App::demo(server.dir.path(), "app");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let live = server.get("main.demo.localhost", "/");
+    assert_eq!(live.as_ref().map(|(c, _)| *c), Some(200), "{live:?}");
+    let remote_main = || {
+        let o = server.git(
+            &app.dir,
+            &["ls-remote", &server.remote("demo"), "refs/heads/main"],
+        );
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let before = remote_main();
+
+    // The next push moves to python:3.13, which must be built, and its build fails.
+    let config = std::fs::read_to_string(app.dir.join(".platform.app.yaml")).unwrap();
+    app.write(
+        ".platform.app.yaml",
+        &config.replace("python:3.11", "python:3.13"),
+    );
+    app.write("VERSION", "2\n");
+    app.commit("python 3.13");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("stack python:3.13: failed: building stack python:3.13: mmdebstrap failed: "),
+        "{out}"
+    );
+    // The live release answers as before, its containers untouched; the branch did not move.
+    assert_eq!(server.get("main.demo.localhost", "/"), live);
+    assert_eq!(remote_main(), before, "the branch moved");
+    let releases = server.admin_stdout("releases demo main");
+    assert_eq!(releases.matches("live").count(), 1, "{releases}");
+}
+
 /// An app of `type: python:3.12` whose build records the Python it ran on; it answers
 /// `built-1 PYTHON_VERSION`.
 const PY312_APP: &str = "name: hello\ntype: python:3.12\nhooks:\n  build: |\n    set -e\n    echo \"built-$(cat VERSION) $(python3 -c 'import platform; print(platform.python_version())')\" > build.txt\nweb:\n  commands:\n    start: python3 server.py\n";
