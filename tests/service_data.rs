@@ -599,3 +599,36 @@ fn a_disk_shrinks_with_allow_data_loss_when_its_data_fits() {
     assert_eq!(std::fs::metadata(&image).unwrap().len(), 128 << 20);
     assert!(psql(&server, "main", "db", "SELECT count(*) FROM rows") == "20001");
 }
+
+#[test]
+fn a_service_whose_disk_the_host_cannot_hold_is_refused_and_changes_nothing() {
+    // python:3.11 and redis:7.0 are test stacks.
+    let server = Server::start();
+    let app = new_app(&server, "cache:\n  type: redis:7.0\n");
+    let (ok, out) = push_to(&server, &app, "main", &[]);
+    assert!(ok, "{out}\n{}", server.server_log());
+    let live = server.get("main.demo.localhost", "/");
+    assert_eq!(live.as_ref().map(|(c, _)| *c), Some(200), "{live:?}");
+
+    // A second service asking for 100 TB: more than any disk here has free.
+    app.write(
+        ".platform/services.yaml",
+        "cache:\n  type: redis:7.0\ndb:\n  type: postgresql:15\n  disk: 100000000\n",
+    );
+    app.commit("a huge disk");
+    let (ok, out) = push_to(&server, &app, "main", &[]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("service db: the host's disk has ")
+            && out.contains("MB free, less than its disk of 100000000 MB"),
+        "{out}"
+    );
+    // Nothing was made for it, and the live release answers as before.
+    assert!(!server
+        .data
+        .join("volumes/demo/main/service-db.img")
+        .exists());
+    assert_eq!(server.get("main.demo.localhost", "/"), live);
+    let services = server.admin_stdout("services demo main");
+    assert!(!services.contains("db"), "{services}");
+}
