@@ -300,7 +300,25 @@ fn failed_pushes_leave_the_old_release_serving() {
         out.contains("(health check failed: app hello did not answer HTTP on $PORT"),
         "{out}"
     );
+    assert!(!out.contains("instead"), "{out}");
     check_untouched(&out, "never answers");
+    app.git_ok(&["reset", "-q", "--hard", &good]);
+
+    // 3b. The app listens on a port of its own (Platform.sh's 8888, written in its code):
+    // the failure says where it listens.
+    app.write(
+        "server.py",
+        "import http.server\nhttp.server.HTTPServer(('127.0.0.1', 8888), http.server.SimpleHTTPRequestHandler).serve_forever()\n",
+    );
+    app.commit("fixed port");
+    let (ok, out) = push(&server, &app);
+    assert!(!ok);
+    assert!(
+        out.contains("did not answer HTTP on $PORT (")
+            && out.contains("; it listens on 127.0.0.1:8888 instead: make it listen on $PORT)"),
+        "{out}"
+    );
+    check_untouched(&out, "a fixed port");
     app.git_ok(&["reset", "-q", "--hard", &good]);
 
     // 4. Broken YAML is refused before any build, naming the file, line and column.

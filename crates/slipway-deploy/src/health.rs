@@ -127,16 +127,116 @@ pub async fn wait_app(
             return Ok(status);
         }
         if Instant::now() >= deadline {
-            return Err(format!(
+            // Where it listens instead, if anywhere (a port written in its code or config).
+            let elsewhere = match platform.runtime().state(&app.container).await {
+                Ok(Some(s)) => s.pid.map(listening_addresses).unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            let mut m = format!(
                 "app {} did not answer HTTP on $PORT ({}) within {}s",
                 app.name,
                 app.port,
                 timeout.as_secs()
-            ));
+            );
+            if !elsewhere.is_empty() {
+                let at: Vec<String> = elsewhere.iter().map(|a| a.to_string()).collect();
+                m.push_str(&format!(
+                    "; it listens on {} instead: make it listen on $PORT",
+                    at.join(", ")
+                ));
+            }
+            return Err(m);
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(500));
     }
+}
+
+/// The TCP addresses the processes of a container listen on, from its init's `pid`: the
+/// socket inodes its process tree holds, looked up in its network namespace's
+/// `/proc/PID/net/tcp` and `tcp6`. Empty when nothing listens or `/proc` cannot tell.
+fn listening_addresses(pid: i32) -> Vec<std::net::SocketAddr> {
+    let mut inodes = std::collections::HashSet::new();
+    let mut todo = vec![pid];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(p) = todo.pop() {
+        if !seen.insert(p) || seen.len() > 4096 {
+            continue;
+        }
+        if let Ok(fds) = std::fs::read_dir(format!("/proc/{p}/fd")) {
+            for fd in fds.flatten() {
+                if let Ok(target) = std::fs::read_link(fd.path()) {
+                    let t = target.to_string_lossy();
+                    if let Some(i) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                        if let Ok(i) = i.parse::<u64>() {
+                            inodes.insert(i);
+                        }
+                    }
+                }
+            }
+        }
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
+            for t in tasks.flatten() {
+                if let Ok(children) = std::fs::read_to_string(t.path().join("children")) {
+                    todo.extend(
+                        children
+                            .split_whitespace()
+                            .filter_map(|c| c.parse::<i32>().ok()),
+                    );
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) {
+            out.extend(listening_in(&text, &inodes));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The listening (`0A`) sockets of a `/proc/net/tcp` or `tcp6` table whose inode is in
+/// `inodes`, as addresses.
+fn listening_in(table: &str, inodes: &std::collections::HashSet<u64>) -> Vec<std::net::SocketAddr> {
+    let mut out = Vec::new();
+    for line in table.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(local), Some(state), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
+            continue;
+        };
+        if *state != "0A" || !inode.parse::<u64>().is_ok_and(|i| inodes.contains(&i)) {
+            continue;
+        }
+        let Some((addr, port)) = local.split_once(':') else {
+            continue;
+        };
+        let Ok(port) = u16::from_str_radix(port, 16) else {
+            continue;
+        };
+        // The kernel prints each 32-bit word of the address in host (little-endian) order.
+        let words: Option<Vec<u32>> = (0..addr.len() / 8)
+            .map(|i| {
+                addr.get(i * 8..i * 8 + 8)
+                    .and_then(|w| u32::from_str_radix(w, 16).ok())
+            })
+            .collect();
+        let ip = match words.as_deref() {
+            Some([w]) => std::net::IpAddr::V4(std::net::Ipv4Addr::from(w.to_le_bytes())),
+            Some([a, b, c, d]) => {
+                let mut bytes = [0u8; 16];
+                for (i, w) in [a, b, c, d].iter().enumerate() {
+                    bytes[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
+                }
+                std::net::IpAddr::V6(std::net::Ipv6Addr::from(bytes))
+            }
+            _ => continue,
+        };
+        out.push(std::net::SocketAddr::new(ip, port));
+    }
+    out
 }
 
 /// Check every app of the release.
@@ -193,4 +293,33 @@ pub async fn run(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listening_sockets_are_read_from_the_kernels_tables() {
+        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:22B8 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 4242 1 0000000000000000 100 0 0 10 0
+   1: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 999 1 0000000000000000 100 0 0 10 0
+   2: 0100007F:22B8 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000  1000        0 4243 1 0000000000000000 20 4 30 10 -1
+";
+        let ours: std::collections::HashSet<u64> = [4242, 4243].into();
+        // Only the listening socket of ours: 127.0.0.1:8888 (not another process's :8080,
+        // nor an established connection).
+        assert_eq!(
+            listening_in(tcp, &ours),
+            vec!["127.0.0.1:8888".parse::<std::net::SocketAddr>().unwrap()]
+        );
+        let tcp6 = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000001000000:22B8 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 4242 1 0000000000000000 100 0 0 10 0
+";
+        assert_eq!(
+            listening_in(tcp6, &ours),
+            vec!["[::1]:8888".parse::<std::net::SocketAddr>().unwrap()]
+        );
+        assert!(listening_in("header\ngarbage line\n", &ours).is_empty());
+    }
 }
