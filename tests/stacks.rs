@@ -284,17 +284,22 @@ fn an_app_builds_and_runs_on_its_stack() {
     assert!(o.status.success(), "skopeo copy: {}", text(&o));
 }
 
+/// A server whose stacks are in `stacks` and whose Debian mirror is unreachable: a stack
+/// it lacks fails to build.
+fn server_without_mirror(stacks: &Path) -> Server {
+    Server::start_with(&[
+        ("SLIPWAY_STACKS_DIR", &stacks.to_string_lossy()),
+        ("SLIPWAY_DEBIAN_MIRROR", "http://127.0.0.1:1/"),
+        ("SLIPWAY_DEBIAN_SECURITY_MIRROR", "none"),
+    ])
+}
+
 #[test]
 fn a_push_needing_an_unbuilt_stack_builds_it_and_shows_progress() {
     // The mirror is unreachable: the push shows the build's progress, then its failure,
     // and is refused; nothing is deployed.
     let stacks = tempfile::tempdir().unwrap();
-    let stacks_dir = stacks.path().to_string_lossy().to_string();
-    let server = Server::start_with(&[
-        ("SLIPWAY_STACKS_DIR", &stacks_dir),
-        ("SLIPWAY_DEBIAN_MIRROR", "http://127.0.0.1:1/"),
-        ("SLIPWAY_DEBIAN_SECURITY_MIRROR", "none"),
-    ]);
+    let server = server_without_mirror(stacks.path());
     let app = App::demo(server.dir.path(), "app");
     let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
     let out = text(&o);
@@ -352,12 +357,7 @@ fn stacks_with_only(tags: &[&str]) -> tempfile::TempDir {
 fn a_stack_build_that_fails_leaves_the_live_release_serving() {
     // python:3.11 is there, nothing else is, and the mirror is unreachable.
     let stacks = stacks_with_only(&["stack-python-3.11"]);
-    let stacks_dir = stacks.path().to_string_lossy().to_string();
-    let server = Server::start_with(&[
-        ("SLIPWAY_STACKS_DIR", &stacks_dir),
-        ("SLIPWAY_DEBIAN_MIRROR", "http://127.0.0.1:1/"),
-        ("SLIPWAY_DEBIAN_SECURITY_MIRROR", "none"),
-    ]);
+    let server = server_without_mirror(stacks.path());
     let app = App::demo(server.dir.path(), "app");
     let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
     assert!(o.status.success(), "{}", text(&o));
