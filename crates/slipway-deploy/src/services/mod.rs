@@ -609,6 +609,21 @@ pub async fn converge(
                         .await
                         .map_err(|m| fail(format!("service {}: {m}", svc.name)))?;
                 }
+                if record.service_type == "rabbitmq" {
+                    // Vhosts a later push added, made on the running node (a restart would
+                    // import them from the definitions file just written).
+                    match endpoints::apply_rabbitmq(platform, &record, &svc.configuration).await {
+                        Ok(made) => {
+                            for v in made {
+                                out.line(&format!("       service {}: vhost {v} added", svc.name));
+                            }
+                        }
+                        Err(m) => out.line(&format!(
+                            "       warning: service {}: its vhosts apply at its next start: {m}",
+                            svc.name
+                        )),
+                    }
+                }
                 if slipway_config::catalog::runs_mariadb(&record.service_type) {
                     // A server started by an older Slipway has no local account yet: its
                     // init file applies them at its next start.
