@@ -600,7 +600,10 @@ fn a_rabbitmq_vhost_added_by_a_later_push_is_made_on_the_running_service_which_k
     let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
     let out = text(&o);
     assert!(o.status.success(), "push:\n{out}\n{}", server.server_log());
-    assert!(out.contains("service queue configuration changed"), "{out}");
+    assert!(
+        out.contains("service queue configuration changed (vhost orders added)"),
+        "{out}"
+    );
     assert!(out.contains("service queue: vhost orders added"), "{out}");
     // Made on the running node: it was not restarted.
     assert!(!out.contains("restarted on"), "{out}");
