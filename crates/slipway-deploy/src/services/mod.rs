@@ -540,8 +540,21 @@ pub async fn converge(
                     .await
                     .map_err(|m| fail(format!("service {}: {m}", record.name)))?;
             }
-            let is_running = running(platform, &record).await;
+            let mut is_running = running(platform, &record).await;
             let legacy = data::legacy_dir(platform, project, env, &record.name).is_dir();
+            if is_running
+                && record.service_type == "varnish"
+                && matches!(varnish::listens_for_apps(platform, &record).await, Ok(false))
+            {
+                // Started by an older Slipway, without the listener apps purge through: its
+                // VCL refuses every PURGE until varnishd starts again on today's listeners.
+                out.line(&format!(
+                    "       service {}: restarting it with a listener for its apps' purges (started by an older Slipway; its cache starts empty)",
+                    record.name
+                ));
+                stop(platform, &record).await;
+                is_running = false;
+            }
             if is_running && legacy {
                 // Its data moves onto a volume: not while the server writes to it.
                 out.line(&format!(
