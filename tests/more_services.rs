@@ -61,9 +61,13 @@ def amqp(vhost, password=None, publish=None, get=None, rel="queue"):
     out = "ok"
     if publish is not None:
         body = publish.encode()
+        # Publisher confirms: the broker acks a persistent message once it is on disk.
+        s.sendall(method(1, 85, 10, b"\x00"))
+        expect(s, 85, 11)
         s.sendall(method(1, 60, 40, b"\x00\x00" + short("") + short("jobs") + b"\x00"))
         s.sendall(frame(2, 1, struct.pack(">HHQH", 60, 0, len(body), 0x1000) + b"\x02"))
         s.sendall(frame(3, 1, body))
+        expect(s, 60, 80)
         # channel.close and its close-ok: the broker has handled the publish before it.
         s.sendall(method(1, 20, 40, struct.pack(">H", 200) + short("") + struct.pack(">HH", 0, 0)))
         expect(s, 20, 41)
@@ -654,7 +658,8 @@ fn a_branchs_rabbitmq_after_sync_has_its_parents_messages_its_own_password_and_i
         "each environment its own password"
     );
 
-    // Main's messages since the branch was made come with the sync.
+    // Main's messages since the branch was made come with the sync (those the broker
+    // confirmed: a copy of a running node holds what it had written to disk).
     assert_eq!(
         get(&server, "/amqp/publish?vhost=orders&msg=order-from-main"),
         (200, "ok".into())
