@@ -124,17 +124,26 @@ pub async fn apply_mysql(
 /// (a later push added them), with their permissions: `rabbitmqctl list_vhosts` on its
 /// node, then, when one is missing, `rabbitmqctl import_definitions` of the definitions
 /// file this deploy wrote ([`recipe::DEFINITIONS_FILE`], what a restart would import), so
-/// the node, its queues and messages stay as they are. The vhosts made, by name.
+/// the node, its queues and messages stay as they are. `previous`: that file as it was
+/// before this deploy (what the node imported at its start or a deploy since); when it
+/// names every configured vhost already, the node is not asked. The vhosts made, by name.
 pub async fn apply_rabbitmq(
     platform: &Platform,
     record: &ServiceRecord,
     configuration: &serde_json::Value,
+    previous: Option<&str>,
 ) -> Result<Vec<String>, String> {
     #[derive(serde::Deserialize)]
     struct Vhost {
         name: String,
     }
     let wanted = recipe::rabbitmq_vhosts(configuration)?;
+    if previous
+        .and_then(recipe::definitions_vhosts)
+        .is_some_and(|had| wanted.iter().all(|v| had.contains(v)))
+    {
+        return Ok(Vec::new());
+    }
     let args = recipe::rabbitmqctl(
         record.address,
         &["-q", "list_vhosts", "name", "--formatter", "json"],

@@ -585,6 +585,17 @@ pub async fn converge(
             for n in notes {
                 out.line(&format!("       service {}: {n}", record.name));
             }
+            // The definitions a running RabbitMQ node imported (its vhosts), before they
+            // are written again from this push's configuration.
+            let previous_definitions = (record.service_type == "rabbitmq")
+                .then(|| {
+                    std::fs::read_to_string(
+                        data_dir(platform, project, env, &record.name)
+                            .join(recipe::DEFINITIONS_FILE),
+                    )
+                    .ok()
+                })
+                .flatten();
             write_start_files(platform, &record, &svc.configuration)
                 .map_err(|m| fail(format!("service {}: {m}", svc.name)))?;
             if record.service_type == "varnish" {
@@ -625,7 +636,13 @@ pub async fn converge(
                 if record.service_type == "rabbitmq" {
                     // Vhosts a later push added, made on the running node (a restart would
                     // import them from the definitions file just written).
-                    match endpoints::apply_rabbitmq(platform, &record, &svc.configuration).await {
+                    match endpoints::apply_rabbitmq(
+                        platform,
+                        &record,
+                        &svc.configuration,
+                        previous_definitions.as_deref(),
+                    )
+                    .await {
                         Ok(made) => {
                             for v in made {
                                 out.line(&format!("       service {}: vhost {v} added", svc.name));

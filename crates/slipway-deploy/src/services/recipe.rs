@@ -336,6 +336,17 @@ pub fn rabbitmq_vhosts(configuration: &serde_json::Value) -> Result<Vec<String>,
     Ok(vhosts)
 }
 
+/// The vhosts named in a definitions file [`rabbitmq_definitions`] wrote (None: not such a
+/// file).
+pub fn definitions_vhosts(text: &str) -> Option<Vec<String>> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    v.get("vhosts")?
+        .as_array()?
+        .iter()
+        .map(|h| h.get("name")?.as_str().map(str::to_string))
+        .collect()
+}
+
 /// The definitions a RabbitMQ service imports at each start: the user apps connect as
 /// (`guest`, Platform.sh's name, with the service's generated password, stored as RabbitMQ's
 /// salted SHA-256 hash), the default vhost `/` and each of `configuration.vhosts`, with
@@ -840,6 +851,11 @@ mod tests {
         use base64::Engine as _;
         let conf = serde_json::json!({"vhosts": ["orders", "/"]});
         let json = rabbitmq_definitions(&conf, "pw", [1, 2, 3, 4]).unwrap();
+        assert_eq!(
+            definitions_vhosts(&json).unwrap(),
+            rabbitmq_vhosts(&conf).unwrap()
+        );
+        assert_eq!(definitions_vhosts("{}"), None);
         let d: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(d["users"][0]["name"], "guest");
         let hash = base64::engine::general_purpose::STANDARD
