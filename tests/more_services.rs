@@ -61,9 +61,13 @@ def amqp(vhost, password=None, publish=None, get=None, rel="queue"):
     out = "ok"
     if publish is not None:
         body = publish.encode()
+        # Publisher confirms: the broker acks a persistent message once it is on disk.
+        s.sendall(method(1, 85, 10, b"\x00"))
+        expect(s, 85, 11)
         s.sendall(method(1, 60, 40, b"\x00\x00" + short("") + short("jobs") + b"\x00"))
         s.sendall(frame(2, 1, struct.pack(">HHQH", 60, 0, len(body), 0x1000) + b"\x02"))
         s.sendall(frame(3, 1, body))
+        expect(s, 60, 80)
         # channel.close and its close-ok: the broker has handled the publish before it.
         s.sendall(method(1, 20, 40, struct.pack(">H", 200) + short("") + struct.pack(">HH", 0, 0)))
         expect(s, 20, 41)
@@ -103,9 +107,9 @@ class H(http.server.BaseHTTPRequestHandler):
             if u.path == "/rels":
                 body = json.dumps(rels)
             elif u.path == "/amqp/publish":
-                body = amqp(q.get("vhost", "/"), publish=q["msg"], rel=q.get("rel", "queue"))
+                body = amqp(q.get("vhost", "/"), password=q.get("password"), publish=q["msg"], rel=q.get("rel", "queue"))
             elif u.path == "/amqp/get":
-                body = amqp(q.get("vhost", "/"), get=True, rel=q.get("rel", "queue"))
+                body = amqp(q.get("vhost", "/"), password=q.get("password"), get=True, rel=q.get("rel", "queue"))
             elif u.path == "/amqp/wrong-password":
                 body = amqp("/", password="not-the-password")
             elif u.path == "/chrome/version":
@@ -187,6 +191,21 @@ fn get(server: &Server, path: &str) -> (u16, String) {
     server
         .get(HOST, path)
         .unwrap_or_else(|| panic!("no answer to {path}:\n{}", server.server_log()))
+}
+
+/// `path` of environment `host` once its apps answer it with 200 (they restart after a
+/// `sync` or a restore); its body.
+fn get_when_up(server: &Server, host: &str, path: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match server.get(host, path) {
+            Some((200, b)) => break b,
+            other if std::time::Instant::now() > deadline => {
+                panic!("{path}: {other:?}\n{}", server.server_log())
+            }
+            _ => std::thread::sleep(std::time::Duration::from_millis(300)),
+        }
+    }
 }
 
 #[test]
@@ -433,17 +452,7 @@ fn influxdb_points_and_rabbitmq_messages_are_backed_up_and_restored() {
     let out = admin("backup restore demo main 1");
     assert!(out.contains("restored from backup 1"), "{out}");
     // The apps started again by the restore answer.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let (status, body) = loop {
-        match server.get(HOST, "/influx/read") {
-            Some((200, b)) => break (200, b),
-            other if std::time::Instant::now() > deadline => {
-                panic!("{other:?}\n{}", server.server_log())
-            }
-            _ => std::thread::sleep(std::time::Duration::from_millis(300)),
-        }
-    };
-    assert_eq!(status, 200, "{body}");
+    let body = get_when_up(&server, HOST, "/influx/read");
     assert!(body.contains("0.64") && !body.contains("0.99"), "{body}");
     let (status, body) = get(&server, "/influx/databases");
     assert_eq!(status, 200, "{body}");
@@ -505,17 +514,10 @@ fn a_rabbitmq_node_keeps_its_messages_in_a_branch_whose_service_has_another_addr
     // Main's backup restores into dev: its message is back there.
     let out = admin("backup restore demo dev 1");
     assert!(out.contains("restored from backup 1"), "{out}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let got = loop {
-        match server.get("dev.demo.localhost", "/amqp/get") {
-            Some((200, b)) => break b,
-            other if std::time::Instant::now() > deadline => {
-                panic!("{other:?}\n{}", server.server_log())
-            }
-            _ => std::thread::sleep(std::time::Duration::from_millis(300)),
-        }
-    };
-    assert_eq!(got, "from-main");
+    assert_eq!(
+        get_when_up(&server, "dev.demo.localhost", "/amqp/get"),
+        "from-main"
+    );
     // Main's queue was not touched by dev's restore.
     assert_eq!(get(&server, "/amqp/get"), (200, "from-main".into()));
 }
@@ -576,4 +578,118 @@ fn two_rabbitmq_services_of_a_branch_run_side_by_side_when_one_starts_on_a_copy_
     assert_eq!(dev("/amqp/get"), (200, "empty".into()));
     // Main's node was not disturbed.
     assert_eq!(get(&server, "/amqp/get"), (200, "from-main".into()));
+}
+
+#[test]
+fn a_rabbitmq_vhost_added_by_a_later_push_is_made_on_the_running_service_which_keeps_its_messages()
+{
+    cached_stack("rabbitmq:3.10");
+    let server = Server::start();
+    let (app, _) = push_app(
+        &server,
+        "  queue: 'queue:rabbitmq'\n",
+        "queue:\n  type: rabbitmq:3.10\n  disk: 512\n",
+    );
+    assert_eq!(get(&server, "/amqp/publish?msg=kept"), (200, "ok".into()));
+    // No vhost `orders` yet.
+    let (status, body) = get(&server, "/amqp/publish?vhost=orders&msg=x");
+    assert_eq!(status, 500, "an unknown vhost was accepted: {body}");
+
+    // A push that changes only the service's configuration: a vhost more.
+    app.write(
+        ".platform/services.yaml",
+        "queue:\n  type: rabbitmq:3.10\n  disk: 512\n  configuration:\n    vhosts:\n      - orders\n",
+    );
+    app.commit("a vhost for orders");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    assert!(o.status.success(), "push:\n{out}\n{}", server.server_log());
+    assert!(
+        out.contains("service queue configuration changed (vhost orders added)"),
+        "{out}"
+    );
+    assert!(out.contains("service queue: vhost orders added"), "{out}");
+    // Made on the running node: it was not restarted.
+    assert!(!out.contains("restarted on"), "{out}");
+
+    // The app publishes and consumes on the new vhost; the old vhost's message is there.
+    assert_eq!(
+        get(&server, "/amqp/publish?vhost=orders&msg=order-1"),
+        (200, "ok".into())
+    );
+    assert_eq!(
+        get(&server, "/amqp/get?vhost=orders"),
+        (200, "order-1".into())
+    );
+    assert_eq!(get(&server, "/amqp/get"), (200, "kept".into()));
+    assert_eq!(get(&server, "/amqp/get"), (200, "empty".into()));
+    // A vhost never configured is still refused.
+    let (status, body) = get(&server, "/amqp/publish?vhost=nope&msg=x");
+    assert_eq!(status, 500, "an unknown vhost was accepted: {body}");
+}
+
+#[test]
+fn a_branchs_rabbitmq_after_sync_has_its_parents_messages_its_own_password_and_its_own_vhosts() {
+    cached_stack("rabbitmq:3.10");
+    let server = Server::start();
+    let (app, _) = push_app(
+        &server,
+        "  queue: 'queue:rabbitmq'\n",
+        "queue:\n  type: rabbitmq:3.10\n  disk: 512\n  configuration:\n    vhosts:\n      - orders\n",
+    );
+    const DEV: &str = "dev.demo.localhost";
+    // Branch dev has a vhost main has not.
+    app.git_ok(&["checkout", "-q", "-b", "dev"]);
+    app.write(
+        ".platform/services.yaml",
+        "queue:\n  type: rabbitmq:3.10\n  disk: 512\n  configuration:\n    vhosts:\n      - orders\n      - audit\n",
+    );
+    app.commit("dev audits");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "dev"]);
+    assert!(o.status.success(), "push dev:\n{}", text(&o));
+    let password = |rels: &str| -> String {
+        let v: serde_json::Value = serde_json::from_str(rels).unwrap();
+        v["queue"][0]["password"].as_str().unwrap().to_string()
+    };
+    let main_password = password(&get(&server, "/rels").1);
+    let dev_password = password(&get_when_up(&server, DEV, "/rels"));
+    assert_ne!(
+        main_password, dev_password,
+        "each environment its own password"
+    );
+
+    // Main's messages since the branch was made come with the sync (those the broker
+    // confirmed: a copy of a running node holds what it had written to disk).
+    assert_eq!(
+        get(&server, "/amqp/publish?vhost=orders&msg=order-from-main"),
+        (200, "ok".into())
+    );
+    let out = server.admin_ok("sync demo dev");
+    assert!(out.contains("queue"), "{out}");
+    assert_eq!(
+        get_when_up(&server, DEV, "/amqp/get?vhost=orders"),
+        "order-from-main",
+        "{out}\n{}",
+        server.server_log()
+    );
+    // Dev's own vhost, which main's data never had, is there after the sync.
+    assert_eq!(
+        get_when_up(&server, DEV, "/amqp/publish?vhost=audit&msg=a1"),
+        "ok"
+    );
+    assert_eq!(get_when_up(&server, DEV, "/amqp/get?vhost=audit"), "a1");
+    // Dev's app logs in with dev's password; main's does not open dev's broker.
+    let (status, body) = server
+        .get(DEV, &format!("/amqp/get?password={main_password}"))
+        .unwrap();
+    assert_eq!(status, 500, "main's password opened dev's broker: {body}");
+    // Main's broker is untouched: its message is still there, dev's vhost is not.
+    assert_eq!(
+        get(&server, "/amqp/get?vhost=orders"),
+        (200, "order-from-main".into())
+    );
+    let (status, body) = get(&server, "/amqp/get?vhost=audit");
+    assert_eq!(status, 500, "dev's vhost appeared in main: {body}");
+    let (status, body) = get(&server, &format!("/amqp/get?password={dev_password}"));
+    assert_eq!(status, 500, "dev's password opened main's broker: {body}");
 }

@@ -443,3 +443,57 @@ fn an_app_purges_a_url_through_its_relationship_to_varnish_and_no_one_else_does(
         "main's cache kept"
     );
 }
+
+#[test]
+fn an_app_given_a_relationship_to_a_running_varnish_purges_right_after_its_push() {
+    cached_stack("varnish:7.1");
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    let app_yaml = |relationships: &str| {
+        format!("name: hello\ntype: python:3.11\n{relationships}web:\n  commands:\n    start: python3 server.py\n")
+    };
+    app.write(".platform.app.yaml", &app_yaml(""));
+    app.write(".platform/services.yaml", SERVICES);
+    app.write(".platform/config.vcl", PURGE_VCL);
+    app.write(
+        ".platform/routes.yaml",
+        "'http://{default}/': {type: upstream, upstream: 'varnish:http'}\n",
+    );
+    app.write("server.py", APP_SERVER);
+    app.write("release.txt", "release one\n");
+    app.commit("varnish in front, no relationship to it yet");
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "push failed:\n{out}\n{}", server.server_log());
+    assert_eq!(get(&server, "/release"), (200, "release one".into()));
+
+    // The app's relationship to the varnish already running: nothing but the app changes.
+    app.write(
+        ".platform.app.yaml",
+        &app_yaml("relationships:\n  cache: 'varnish:http'\n"),
+    );
+    app.write("release.txt", "release two\n");
+    app.commit("the app may purge");
+    let (ok, out) = push(&server, &app);
+    assert!(ok, "push failed:\n{out}\n{}", server.server_log());
+    assert!(!out.contains("restarted on"), "varnish restarted:\n{out}");
+    assert_eq!(get(&server, "/release"), (200, "release two".into()));
+    let cached = || get(&server, "/cached");
+    assert_eq!(cached(), (200, "app answered 1 times".into()));
+    assert_eq!(cached(), (200, "app answered 1 times".into()), "cached");
+
+    // The public still neither purges nor bans.
+    for method in ["PURGE", "BAN"] {
+        let (status, head, _) = raw_http(
+            server.http_port,
+            &format!("{method} /cached HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!(status, 405, "{method} through the route: {head}");
+    }
+    assert_eq!(cached(), (200, "app answered 1 times".into()), "not purged");
+    // The app purges at once, through its new relationship.
+    assert_eq!(
+        get(&server, &format!("/invalidate?method=PURGE&host={HOST}")),
+        (200, "200 Purged".into())
+    );
+    assert_eq!(cached(), (200, "app answered 2 times".into()), "purged");
+}

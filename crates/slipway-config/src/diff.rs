@@ -314,8 +314,11 @@ fn services(old: &Topology, new: &Topology, options: &DiffOptions, d: &mut Topol
             }
         }
         if o.configuration != s.configuration {
-            d.lines
-                .push(format!("service {} configuration changed", s.name));
+            d.lines.push(format!(
+                "service {} configuration changed{}",
+                s.name,
+                vhost_changes(o, s)
+            ));
             databases_removed(o, s, d);
         }
     }
@@ -333,6 +336,43 @@ fn services(old: &Topology, new: &Topology, options: &DiffOptions, d: &mut Topol
                 how_to_proceed: format!("keep `{}` in the services (a push never deletes a service's data); drop only the relationships to it", o.name),
             });
         }
+    }
+}
+
+/// The vhosts a RabbitMQ service's configuration gains and drops, as ` (vhost A added,
+/// vhost B no longer configured)`; empty for another type or the same vhosts. A vhost no
+/// longer configured is kept on the server with its messages (nothing deletes it).
+fn vhost_changes(o: &Service, s: &Service) -> String {
+    if s.r#type != "rabbitmq" || o.r#type != "rabbitmq" {
+        return String::new();
+    }
+    let names = |svc: &Service| -> Vec<String> {
+        svc.configuration
+            .get("vhosts")
+            .and_then(|v| v.as_array())
+            .map(|list| {
+                list.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (before, after) = (names(o), names(s));
+    let mut parts: Vec<String> = after
+        .iter()
+        .filter(|v| !before.contains(v))
+        .map(|v| format!("vhost {v} added"))
+        .collect();
+    parts.extend(
+        before
+            .iter()
+            .filter(|v| !after.contains(v))
+            .map(|v| format!("vhost {v} no longer configured")),
+    );
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
     }
 }
 
@@ -638,6 +678,24 @@ mod tests {
             ]
         );
         // Minor upgrades, a volatile cache's major upgrade, growing disks, dropping memcached: all fine.
+        assert!(d.refusals.is_empty(), "{:?}", d.refusals);
+    }
+
+    #[test]
+    fn a_rabbitmq_configuration_change_names_the_vhosts_added_and_dropped() {
+        let mut old = svc("queue", "rabbitmq", "3.10", None);
+        old.configuration = serde_json::json!({"vhosts": ["orders", "legacy"]});
+        let mut new = svc("queue", "rabbitmq", "3.10", None);
+        new.configuration = serde_json::json!({"vhosts": ["orders", "audit"]});
+        let d = diff(
+            &topo(vec![], vec![old], vec![]),
+            &topo(vec![], vec![new], vec![]),
+            &NO,
+        );
+        assert_eq!(
+            d.lines,
+            ["service queue configuration changed (vhost audit added, vhost legacy no longer configured)"]
+        );
         assert!(d.refusals.is_empty(), "{:?}", d.refusals);
     }
 

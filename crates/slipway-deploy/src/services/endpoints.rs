@@ -5,6 +5,8 @@
 //! A running MariaDB service gets its schemas and endpoints the same way, its privileges
 //! changed without a gap ([`apply_mysql`]; at its start they come from its init file), and
 //! loses the removed ones the same way, their open sessions closed ([`drop_removed`]).
+//! A running RabbitMQ service gets the vhosts a later push added ([`apply_rabbitmq`]; at
+//! its start they come from its definitions file).
 
 use slipway_state::ServiceRecord;
 
@@ -116,6 +118,55 @@ pub async fn apply_mysql(
     let result = run_mysql(platform, record, &file).await;
     let _ = std::fs::remove_file(&file);
     result
+}
+
+/// Make the vhosts of `configuration` that the running RabbitMQ service `record` lacks
+/// (a later push added them), with their permissions: `rabbitmqctl list_vhosts` on its
+/// node, then, when one is missing, `rabbitmqctl import_definitions` of the definitions
+/// file this deploy wrote ([`recipe::DEFINITIONS_FILE`], what a restart would import), so
+/// the node, its queues and messages stay as they are. `previous`: that file as it was
+/// before this deploy (what the node imported at its start or a deploy since); when it
+/// names every configured vhost already, the node is not asked. The vhosts made, by name.
+pub async fn apply_rabbitmq(
+    platform: &Platform,
+    record: &ServiceRecord,
+    configuration: &serde_json::Value,
+    previous: Option<&str>,
+) -> Result<Vec<String>, String> {
+    #[derive(serde::Deserialize)]
+    struct Vhost {
+        name: String,
+    }
+    let wanted = recipe::rabbitmq_vhosts(configuration)?;
+    if previous
+        .and_then(recipe::definitions_vhosts)
+        .is_some_and(|had| wanted.iter().all(|v| had.contains(v)))
+    {
+        return Ok(Vec::new());
+    }
+    let args = recipe::rabbitmqctl(
+        record.address,
+        &["-q", "list_vhosts", "name", "--formatter", "json"],
+    );
+    let out = parts::exec(platform, record, &args, &[], None, None).await?;
+    let held: Vec<Vhost> = serde_json::from_str(out.trim()).map_err(|e| {
+        format!(
+            "service {}: rabbitmqctl list_vhosts said {:?}: {e}",
+            record.name,
+            out.trim()
+        )
+    })?;
+    let missing: Vec<String> = wanted
+        .into_iter()
+        .filter(|v| !held.iter().any(|h| &h.name == v))
+        .collect();
+    if missing.is_empty() {
+        return Ok(missing);
+    }
+    let file = format!("/app/{}", recipe::DEFINITIONS_FILE);
+    let args = recipe::rabbitmqctl(record.address, &["-q", "import_definitions", &file]);
+    parts::exec(platform, record, &args, &[], None, None).await?;
+    Ok(missing)
 }
 
 /// After a dump was loaded into the running MariaDB service `record` (its `mysql` tables

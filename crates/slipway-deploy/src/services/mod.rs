@@ -540,8 +540,21 @@ pub async fn converge(
                     .await
                     .map_err(|m| fail(format!("service {}: {m}", record.name)))?;
             }
-            let is_running = running(platform, &record).await;
+            let mut is_running = running(platform, &record).await;
             let legacy = data::legacy_dir(platform, project, env, &record.name).is_dir();
+            if is_running
+                && record.service_type == "varnish"
+                && matches!(varnish::listens_for_apps(platform, &record).await, Ok(false))
+            {
+                // Started by an older Slipway, without the listener apps purge through: its
+                // VCL refuses every PURGE until varnishd starts again on today's listeners.
+                out.line(&format!(
+                    "       service {}: restarting it with a listener for its apps' purges (started by an older Slipway; its cache starts empty)",
+                    record.name
+                ));
+                stop(platform, &record).await;
+                is_running = false;
+            }
             if is_running && legacy {
                 // Its data moves onto a volume: not while the server writes to it.
                 out.line(&format!(
@@ -572,6 +585,17 @@ pub async fn converge(
             for n in notes {
                 out.line(&format!("       service {}: {n}", record.name));
             }
+            // The definitions a running RabbitMQ node imported (its vhosts), before they
+            // are written again from this push's configuration.
+            let previous_definitions = (record.service_type == "rabbitmq")
+                .then(|| {
+                    std::fs::read_to_string(
+                        data_dir(platform, project, env, &record.name)
+                            .join(recipe::DEFINITIONS_FILE),
+                    )
+                    .ok()
+                })
+                .flatten();
             write_start_files(platform, &record, &svc.configuration)
                 .map_err(|m| fail(format!("service {}: {m}", svc.name)))?;
             if record.service_type == "varnish" {
@@ -608,6 +632,27 @@ pub async fn converge(
                     endpoints::apply(platform, &record, &svc.configuration)
                         .await
                         .map_err(|m| fail(format!("service {}: {m}", svc.name)))?;
+                }
+                if record.service_type == "rabbitmq" {
+                    // Vhosts a later push added, made on the running node (a restart would
+                    // import them from the definitions file just written).
+                    match endpoints::apply_rabbitmq(
+                        platform,
+                        &record,
+                        &svc.configuration,
+                        previous_definitions.as_deref(),
+                    )
+                    .await {
+                        Ok(made) => {
+                            for v in made {
+                                out.line(&format!("       service {}: vhost {v} added", svc.name));
+                            }
+                        }
+                        Err(m) => out.line(&format!(
+                            "       warning: service {}: its vhosts apply at its next start: {m}",
+                            svc.name
+                        )),
+                    }
                 }
                 if slipway_config::catalog::runs_mariadb(&record.service_type) {
                     // A server started by an older Slipway has no local account yet: its

@@ -315,16 +315,9 @@ pub fn postgresql_removed_sql(
     Ok(sql)
 }
 
-/// The definitions a RabbitMQ service imports at each start: the user apps connect as
-/// (`guest`, Platform.sh's name, with the service's generated password, stored as RabbitMQ's
-/// salted SHA-256 hash), the default vhost `/` and each of `configuration.vhosts`, with
-/// all permissions on each. `salt`: 4 random bytes.
-pub fn rabbitmq_definitions(
-    configuration: &serde_json::Value,
-    service_password: &str,
-    salt: [u8; 4],
-) -> Result<String, String> {
-    use base64::Engine as _;
+/// The vhosts of a RabbitMQ service: the default `/` and each of `configuration.vhosts`
+/// (names of 1 to 255 characters, none a control character), once each.
+pub fn rabbitmq_vhosts(configuration: &serde_json::Value) -> Result<Vec<String>, String> {
     let mut vhosts = vec!["/".to_string()];
     if let Some(list) = configuration.get("vhosts") {
         let list = list
@@ -340,6 +333,31 @@ pub fn rabbitmq_definitions(
             }
         }
     }
+    Ok(vhosts)
+}
+
+/// The vhosts named in a definitions file [`rabbitmq_definitions`] wrote (None: not such a
+/// file).
+pub fn definitions_vhosts(text: &str) -> Option<Vec<String>> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    v.get("vhosts")?
+        .as_array()?
+        .iter()
+        .map(|h| h.get("name")?.as_str().map(str::to_string))
+        .collect()
+}
+
+/// The definitions a RabbitMQ service imports at each start: the user apps connect as
+/// (`guest`, Platform.sh's name, with the service's generated password, stored as RabbitMQ's
+/// salted SHA-256 hash), the default vhost `/` and each of `configuration.vhosts`, with
+/// all permissions on each. `salt`: 4 random bytes.
+pub fn rabbitmq_definitions(
+    configuration: &serde_json::Value,
+    service_password: &str,
+    salt: [u8; 4],
+) -> Result<String, String> {
+    use base64::Engine as _;
+    let vhosts = rabbitmq_vhosts(configuration)?;
     let mut hashed = salt.to_vec();
     hashed.extend(Sha256::digest(
         [&salt[..], service_password.as_bytes()].concat(),
@@ -431,6 +449,50 @@ fn persistent(service_type: &str) -> bool {
         service_type,
         "redis" | "valkey" | "memcached" | "chrome-headless" | "varnish"
     )
+}
+
+/// The shell lines choosing a RabbitMQ node's name and exporting what its server and its
+/// `rabbitmqctl` share (node name, Erlang cookie in `/app`, port mapper): one Erlang node
+/// name, distribution port and port-mapper daemon (epmd) per service address `addr`, the
+/// ports on the 127.0.0.1 all the environment's containers share. A node's data is bound
+/// to its name: data made by a node of another name (a copy of the parent environment's,
+/// a `sync`, a backup of another service or environment restored, where the service's
+/// address differs) keeps the name it was made under (the one node folder in
+/// /app/mnesia), so its messages are not left behind in a folder the node never reads.
+/// That name may be another service's of the environment (two `rabbitmq` services): each
+/// node registers with its own epmd, so the two never meet in one name table.
+fn rabbitmq_env(addr: std::net::Ipv4Addr) -> String {
+    let node = addr.octets()[3];
+    let dist_port = super::ports::private(super::ports::Private::RabbitmqDistribution, addr);
+    let epmd_port = super::ports::private(super::ports::Private::RabbitmqEpmd, addr);
+    format!(
+        r#"NODE=rabbit{node}@localhost
+if [ ! -d "/app/mnesia/$NODE" ]; then
+  for d in /app/mnesia/rabbit*@localhost; do
+    if [ -d "$d" ]; then NODE="${{d##*/}}"; fi
+  done
+fi
+export HOME=/app RABBITMQ_MNESIA_BASE=/app/mnesia RABBITMQ_LOG_BASE=/tmp/log RABBITMQ_LOGS=- \
+  RABBITMQ_NODENAME="$NODE" RABBITMQ_CONFIG_FILE=/tmp/rabbitmq.conf \
+  RABBITMQ_ADVANCED_CONFIG_FILE=/tmp/advanced.config RABBITMQ_CONF_ENV_FILE=/tmp/rabbitmq-env.conf \
+  RABBITMQ_ENABLED_PLUGINS_FILE=/tmp/enabled_plugins RABBITMQ_PID_FILE=/tmp/rabbitmq.pid \
+  RABBITMQ_DIST_PORT={dist_port} ERL_EPMD_ADDRESS=127.0.0.1 ERL_EPMD_PORT={epmd_port}"#
+    )
+}
+
+/// The command (`sh -c`) running `rabbitmqctl ARGS` (each a plain word or path, not
+/// quoted) against the running RabbitMQ node of the service at `addr`, inside its
+/// container, with the node's own name, cookie and port mapper ([`rabbitmq_env`]).
+pub fn rabbitmqctl(addr: std::net::Ipv4Addr, args: &[&str]) -> Vec<String> {
+    vec![
+        "sh".into(),
+        "-c".into(),
+        format!(
+            "set -e\n{}\nexec /usr/lib/rabbitmq/bin/rabbitmqctl {}\n",
+            rabbitmq_env(addr),
+            args.join(" ")
+        ),
+    ]
 }
 
 /// The recipe of `record`, running on the stack of `software` at `stack_version` (the
@@ -553,36 +615,13 @@ exec mariadbd --no-defaults --datadir="$D" --bind-address={addr} --port={port} -
             ready_output: Some("VERSION "),
         },
         Language::Rabbitmq => {
-            // One Erlang node name, distribution port and port-mapper daemon (epmd) per
-            // service address, the ports on the 127.0.0.1 all the environment's containers
-            // share. A node's data is bound to its name: data made by a node of another
-            // name (a copy of the parent environment's, a `sync`, a backup of another
-            // service or environment restored, where the service's address differs) keeps
-            // the name it was made under (the one node folder in /app/mnesia), so its
-            // messages are not left behind in a folder the node never reads. That name may
-            // be another service's of the environment (two `rabbitmq` services): each node
-            // registers with its own epmd, so the two never meet in one name table.
-            let node = addr.octets()[3];
-            let dist_port =
-                super::ports::private(super::ports::Private::RabbitmqDistribution, addr);
-            let epmd_port = super::ports::private(super::ports::Private::RabbitmqEpmd, addr);
             Recipe {
                 // The Debian wrapper in /usr/sbin insists on the `rabbitmq` user: the server's own
                 // script runs as the project's user, everything under /app (data, Erlang cookie)
                 // or /tmp (generated configuration).
                 start: format!(
                     r#"set -e
-NODE=rabbit{node}@localhost
-if [ ! -d "/app/mnesia/$NODE" ]; then
-  for d in /app/mnesia/rabbit*@localhost; do
-    if [ -d "$d" ]; then NODE="${{d##*/}}"; fi
-  done
-fi
-export HOME=/app RABBITMQ_MNESIA_BASE=/app/mnesia RABBITMQ_LOG_BASE=/tmp/log RABBITMQ_LOGS=- \
-  RABBITMQ_NODENAME="$NODE" RABBITMQ_CONFIG_FILE=/tmp/rabbitmq.conf \
-  RABBITMQ_ADVANCED_CONFIG_FILE=/tmp/advanced.config RABBITMQ_CONF_ENV_FILE=/tmp/rabbitmq-env.conf \
-  RABBITMQ_ENABLED_PLUGINS_FILE=/tmp/enabled_plugins RABBITMQ_PID_FILE=/tmp/rabbitmq.pid \
-  RABBITMQ_DIST_PORT={dist_port} ERL_EPMD_ADDRESS=127.0.0.1 ERL_EPMD_PORT={epmd_port}
+{env}
 umask 077
 mkdir -p /tmp/log
 echo '[].' > /tmp/enabled_plugins
@@ -593,7 +632,8 @@ vm_memory_high_watermark.absolute = 512MiB
 load_definitions = /app/{DEFINITIONS_FILE}
 CONF
 exec /usr/lib/rabbitmq/bin/rabbitmq-server
-"#
+"#,
+                    env = rabbitmq_env(addr)
                 ),
                 ready: Some(tcp_probe(addr, port)),
                 ready_output: None,
@@ -811,6 +851,11 @@ mod tests {
         use base64::Engine as _;
         let conf = serde_json::json!({"vhosts": ["orders", "/"]});
         let json = rabbitmq_definitions(&conf, "pw", [1, 2, 3, 4]).unwrap();
+        assert_eq!(
+            definitions_vhosts(&json).unwrap(),
+            rabbitmq_vhosts(&conf).unwrap()
+        );
+        assert_eq!(definitions_vhosts("{}"), None);
         let d: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(d["users"][0]["name"], "guest");
         let hash = base64::engine::general_purpose::STANDARD
@@ -845,6 +890,13 @@ mod tests {
         assert!(rabbit.start.contains("rabbit2@localhost"));
         assert!(rabbit.start.contains("ERL_EPMD_PORT=8902"));
         assert!(rabbit.start.contains("RABBITMQ_DIST_PORT=9102"));
+        // rabbitmqctl reaches that node: its name, cookie (HOME) and port mapper.
+        let ctl = rabbitmqctl(r.address, &["-q", "list_vhosts"]);
+        assert_eq!(ctl[..2], ["sh", "-c"]);
+        assert!(ctl[2].contains(&rabbitmq_env(r.address)), "{}", ctl[2]);
+        assert!(rabbit.start.contains(&rabbitmq_env(r.address)));
+        assert!(ctl[2].contains("ERL_EPMD_PORT=8902") && ctl[2].contains("HOME=/app"));
+        assert!(ctl[2].ends_with("exec /usr/lib/rabbitmq/bin/rabbitmqctl -q list_vhosts\n"));
         let chrome = recipe(&record("chrome-headless"), Language::ChromeHeadless, "156").unwrap();
         assert!(chrome.start.contains("bind=127.1.0.2"));
         assert!(chrome.start.contains("--remote-debugging-port=9302"));

@@ -284,6 +284,24 @@ async fn admin(
     }
 }
 
+/// Whether `debug.listen_address` output (`NAME ADDRESS PORT` per listener) names the
+/// apps' listener [`APPS_SOCKET`]: a varnishd started by a Slipway before its listeners
+/// were named has `a0` and `a1`, where the generated `vcl_recv` refuses every `PURGE`.
+fn names_apps_socket(listeners: &str) -> bool {
+    listeners
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(APPS_SOCKET))
+}
+
+/// Whether the running varnishd of `record` has the listener apps purge through
+/// ([`APPS_SOCKET`]); false for one started by an older Slipway (unnamed listeners), which
+/// must start again on [`start_script`] for its apps to purge.
+pub async fn listens_for_apps(platform: &Platform, record: &ServiceRecord) -> Result<bool, String> {
+    admin(platform, record, &["debug.listen_address"])
+        .await
+        .map(|l| names_apps_socket(&l))
+}
+
 /// A name for a VCL loaded now (`vcl.load` names must be unique in a varnishd).
 fn fresh_name(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -514,5 +532,12 @@ mod tests {
             "{script}"
         );
         assert!(script.contains("-T 127.0.0.1:9703"), "{script}");
+        // varnishadm debug.listen_address of varnishd 7.1, named and not.
+        assert!(names_apps_socket(
+            "relationship 127.1.0.3 8080\nrouter 127.0.0.1 9503\n\n"
+        ));
+        assert!(!names_apps_socket(
+            "a0 127.1.0.3 8080\na1 127.0.0.1 9503\n\n"
+        ));
     }
 }
