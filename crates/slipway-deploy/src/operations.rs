@@ -68,7 +68,7 @@ pub async fn run(
         .map_err(|e| OpError::Internal(e.to_string()))?;
     _guard.doing(&format!("a {} of {env} of {project}", op.kind()));
     let environment = state.environment(project, env)?.ok_or_else(|| {
-        OpError::refused(format!(
+        OpError::not_found(format!(
             "environment '{env}' of project '{project}' not found"
         ))
     })?;
@@ -82,7 +82,7 @@ pub async fn run(
         Operation::Redeploy => current.clone(),
         Operation::Rollback(Some(n)) => {
             state.release_by_number(project, env, n)?.ok_or_else(|| {
-                OpError::refused(format!(
+                OpError::not_found(format!(
                     "release {n} of {env} not found (`releases {project} {env}` lists them)"
                 ))
             })?
@@ -147,7 +147,7 @@ pub async fn run(
 fn phase_failure(e: PhaseError) -> OpError {
     match e.phase {
         "provision" | "switch routes" => OpError::Internal(e.to_string()),
-        _ => OpError::Refused(e.to_string()),
+        _ => OpError::refused(e.to_string()),
     }
 }
 

@@ -284,7 +284,7 @@ pub fn of_project(platform: &Platform, project: &str, id: i64) -> Result<Backup,
         .backup(id)?
         .filter(|b| b.project == project)
         .ok_or_else(|| {
-            OpError::refused(format!(
+            OpError::not_found(format!(
                 "backup {id} is not a backup of project {project} (`backup ls {project} ENV` lists them); nothing was changed"
             ))
         })
