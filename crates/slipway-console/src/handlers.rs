@@ -913,9 +913,12 @@ fn variable_refused(e: variables::VariableError) -> Answer {
         VariableError::Check(_) | VariableError::State(_) => return failure_page(&e),
     };
     match e.kind() {
-        Kind::Refused(why) => {
-            refusal_page(why, Some(title), &format!("{e}. Nothing was changed."), None)
-        }
+        Kind::Refused(why) => refusal_page(
+            why,
+            Some(title),
+            &format!("{e}. Nothing was changed."),
+            None,
+        ),
         Kind::Internal => failed(&e.to_string()),
     }
 }

@@ -169,9 +169,7 @@ impl Cx<'_> {
                 return failure_page(&e);
             }
             if Role::parse(role).is_none() {
-                return failure_page(&AccessError::UnknownRole(
-                    role.chars().take(80).collect(),
-                ));
+                return failure_page(&AccessError::UnknownRole(role.chars().take(80).collect()));
             }
             let question = format!("Make {user} {role} of {project}?");
             return self.confirm(

@@ -86,28 +86,33 @@ pub fn check(
 ) -> Result<Role, CheckError> {
     let state = platform.state();
     let role = visible_role_checked(platform, user, project)?.ok_or_else(|| {
-        CheckError::Refused(Refusal::NotFound, format!(
-            "project '{project}' not found (or you have no access to it)"
-        ))
+        CheckError::Refused(
+            Refusal::NotFound,
+            format!("project '{project}' not found (or you have no access to it)"),
+        )
     })?;
     let need = protection::role_needed(env, need);
     let protected = protection::is_production(env) && need == Role::Admin;
     if role < need {
-        return Err(CheckError::Refused(Refusal::Forbidden, format!(
-            "permission denied: this needs the {} role on {project}{}; you are {}",
-            need.as_str(),
-            if protected {
-                format!(" ({env} is protected)")
-            } else {
-                String::new()
-            },
-            role.as_str()
-        )));
+        return Err(CheckError::Refused(
+            Refusal::Forbidden,
+            format!(
+                "permission denied: this needs the {} role on {project}{}; you are {}",
+                need.as_str(),
+                if protected {
+                    format!(" ({env} is protected)")
+                } else {
+                    String::new()
+                },
+                role.as_str()
+            ),
+        ));
     }
     if state.environment(project, env)?.is_none() {
-        return Err(CheckError::Refused(Refusal::NotFound, format!(
-            "environment '{env}' of project '{project}' not found"
-        )));
+        return Err(CheckError::Refused(
+            Refusal::NotFound,
+            format!("environment '{env}' of project '{project}' not found"),
+        ));
     }
     Ok(role)
 }
@@ -135,9 +140,10 @@ pub fn check_variables(
             }
             // Not found: the same role check, on a name an environment may have.
             let role = visible_role_checked(platform, user, project)?.ok_or_else(|| {
-                CheckError::Refused(Refusal::NotFound, format!(
-                    "project '{project}' not found (or you have no access to it)"
-                ))
+                CheckError::Refused(
+                    Refusal::NotFound,
+                    format!("project '{project}' not found (or you have no access to it)"),
+                )
             })?;
             if role < protection::role_needed(env, need) {
                 return Err(refused);

@@ -127,6 +127,9 @@ pub async fn run(
     )
     .await;
     crate::metrics::deploy_ended(op.kind(), result.is_ok(), started.elapsed());
+    if let Err(e) = &result {
+        out.failed(&summary, &e.to_string());
+    }
     out.flush();
     match &result {
         Ok(n) => {
@@ -134,7 +137,11 @@ pub async fn run(
                 state.finish_activity(activity, "success", &format!("{summary}: release {n} live"));
         }
         Err(e) => {
-            let _ = state.finish_activity(activity, "failure", &e.to_string());
+            let _ = state.finish_activity(
+                activity,
+                "failure",
+                &crate::output::failed_summary(&summary, &e.to_string()),
+            );
         }
     }
     result
