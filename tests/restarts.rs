@@ -1958,13 +1958,20 @@ fn systemd_units_pass_systemd_analyze_verify() {
 }
 
 /// `front` answers `/` with what `http://back.internal/` answers (`failed: WHY` when the
-/// call fails, answered 502); `back` answers `back` and its VERSION.
-const DUO_SERVER: &str = r#"import http.server, os, urllib.request
+/// call fails, answered 502); `back` answers `back` and its VERSION; `/probe/ADDR` says
+/// whether port 80 of ADDR accepts a connection.
+const DUO_SERVER: &str = r#"import http.server, os, socket, urllib.request
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
         status = 200
-        if os.environ["PLATFORM_APPLICATION_NAME"] == "back":
+        if self.path.startswith("/probe/"):
+            try:
+                socket.create_connection((self.path[7:], 80), timeout=5).close()
+                body = b"reached"
+            except OSError as e:
+                body = ("unreachable: %s" % e).encode()
+        elif os.environ["PLATFORM_APPLICATION_NAME"] == "back":
             body = ("back " + open("VERSION").read().strip()).encode()
         else:
             try:
@@ -2014,7 +2021,8 @@ routes:
 /// old server when it stops accepting deploys there, after its workers stopped: the
 /// listeners of its new release are made then, and its deploy hook's call to
 /// `back.internal` is answered all the same (the old server serves what they accept
-/// itself), so the push completes and `front` reaches the new `back`.
+/// itself), so the push completes and `front` reaches the new `back`; the new server then
+/// stops listening on release 1's addresses once its containers are gone.
 #[test]
 fn relationship_calls_lose_nothing_through_an_upgrade_and_a_deploy_in_flight_reaches_its_apps() {
     let mut server = Server::start();
@@ -2111,6 +2119,27 @@ fn relationship_calls_lose_nothing_through_an_upgrade_and_a_deploy_in_flight_rea
             server.server_log()
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+    // Release 1's addresses, which the new server listened on since it took over, close
+    // once the old server stopped release 1's containers: nothing stays listening there
+    // for a later release on the same ports (release 56) to find.
+    let [hi, lo] = 11_001u16.to_be_bytes(); // `back` of release 1: port 10000 + 1000 + 1
+    let old_back = format!("/probe/127.4.{hi}.{lo}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let probe = server
+            .get(DUO, &old_back)
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        if probe.starts_with("unreachable") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "release 1's back address still answers: {probe}\n{}",
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
     let ok_after = counts.ok.load(Ordering::SeqCst);
     while counts.ok.load(Ordering::SeqCst) < ok_after + 50 {
