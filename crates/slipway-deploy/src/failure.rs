@@ -200,3 +200,85 @@ impl Failure for slipway_state::StateError {
         Kind::Internal
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crons::CronError;
+    use crate::domain_admin::DomainError;
+    use crate::project_access::AccessError;
+
+    #[test]
+    fn each_refusal_says_why_and_every_refusal_exits_1() {
+        let cases = [
+            (
+                Failure::kind(&AccessError::NotFound("demo".into())),
+                Refusal::NotFound,
+            ),
+            (
+                Failure::kind(&AccessError::NotAdmin {
+                    user: "ada".into(),
+                    role: "viewer",
+                    project: "demo".into(),
+                }),
+                Refusal::Forbidden,
+            ),
+            (
+                Failure::kind(&AccessError::UnknownRole("owner".into())),
+                Refusal::Invalid,
+            ),
+            (
+                Failure::kind(&DomainError::NotServerAdmin("ada".into())),
+                Refusal::Forbidden,
+            ),
+            (
+                Failure::kind(&DomainError::NoProject("demo".into())),
+                Refusal::NotFound,
+            ),
+            (
+                Failure::kind(&DomainError::Reserved("console.example".into())),
+                Refusal::Invalid,
+            ),
+            (
+                Failure::kind(&CronError::NotFound("no cron 'x'".into())),
+                Refusal::NotFound,
+            ),
+            (
+                Failure::kind(&CronError::Ambiguous("x".into(), "a/x, b/x".into())),
+                Refusal::Invalid,
+            ),
+            (
+                Failure::kind(&CronError::Busy("x".into())),
+                Refusal::Conflict,
+            ),
+            (
+                OpError::not_found("release 9 of main not found").kind(),
+                Refusal::NotFound,
+            ),
+            (
+                OpError::refused("main has no earlier release to roll back to").kind(),
+                Refusal::Conflict,
+            ),
+            // Context keeps the kind of refusal.
+            (
+                OpError::not_found("backup 9 not found")
+                    .context("restore: ")
+                    .kind(),
+                Refusal::NotFound,
+            ),
+        ];
+        for (i, (kind, why)) in cases.into_iter().enumerate() {
+            assert_eq!(kind, Kind::Refused(why), "case {i}");
+            assert_eq!(kind.exit_code(), 1, "case {i}");
+        }
+        let internal = OpError::Internal("the archive failed".into());
+        assert_eq!(internal.kind(), Kind::Internal);
+        assert_eq!(internal.exit_code(), 3);
+        assert_eq!(
+            OpError::not_found("x")
+                .suffixed("; nothing was changed")
+                .to_string(),
+            "x; nothing was changed"
+        );
+    }
+}
