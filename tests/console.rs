@@ -2457,3 +2457,117 @@ fn a_failed_console_action_says_what_ssh_says_refused_or_internal() {
     let (_, body) = ended_activity(&server, &session, &head);
     assert!(body.contains("release 2 live"), "{body}");
 }
+
+/// Undo the escaping maud does of a page's text.
+fn unescaped(html: &str) -> String {
+    html.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// Issue 15: an operation that fails once its activity exists sums it up in one short
+/// line, what failed and the start of why ("rollback of main to release 1 failed: ..."),
+/// on `ssh git@HOST activity` and the console's activity pages; the whole failure is in
+/// its log (`activity log ID`, the activity's page). Here release 1's slug is damaged in
+/// the archive (and no longer unpacked), so the rollback to it fails starting its
+/// containers, with a message naming both digests; the live release stays.
+#[test]
+fn a_failed_rollback_is_summed_up_in_one_line_and_its_log_has_the_whole_failure() {
+    let server = Server::start();
+    let app = App::demo(server.dir.path(), "app");
+    push(&server, &app);
+    app.write("VERSION", "2\n");
+    app.commit("v2");
+    push(&server, &app);
+    let o = server.admin("releases demo main --json");
+    assert!(o.status.success(), "{}", text(&o));
+    let releases: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let first = releases
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["number"] == 1)
+        .unwrap_or_else(|| panic!("release 1 in {releases}"));
+    let slug = first["apps"][0]["slug"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let blob = server.data.join("archive/blobs/sha256").join(&slug);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&blob, bytes).unwrap();
+    let unpacked = server.data.join("slugs").join(&slug);
+    if unpacked.exists() {
+        std::fs::remove_dir_all(&unpacked).unwrap();
+    }
+
+    let o = server.admin("rollback demo main 1");
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    // SSH tells the whole failure at once.
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let whole = err
+        .lines()
+        .find_map(|l| l.strip_prefix("slipway: "))
+        .unwrap_or_else(|| panic!("no failure in {}", text(&o)))
+        .to_string();
+    assert!(whole.len() > 150, "a failure with its detail: {whole}");
+    assert_eq!(app_body(&server), "built-2\n", "release 2 stays live");
+
+    let o = server.admin("activity demo main --json");
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rollback = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "rollback")
+        .unwrap_or_else(|| panic!("a rollback in {list}"));
+    assert_eq!(rollback["status"], "failure", "{rollback}");
+    let id = rollback["id"].as_i64().unwrap();
+    let summary = rollback["summary"].as_str().unwrap().to_string();
+    assert!(
+        summary.starts_with("rollback of main to release 1 failed: "),
+        "{summary}"
+    );
+    assert!(
+        !summary.contains('\n') && summary.chars().count() <= 150 && summary.ends_with("..."),
+        "one short line: {summary}"
+    );
+    // The text listing keeps one line per activity.
+    let listing = server.admin_ok("activity demo main");
+    assert!(
+        listing.lines().all(|l| l
+            .split('\t')
+            .next()
+            .is_some_and(|id| id.parse::<i64>().is_ok())),
+        "{listing}"
+    );
+    assert!(
+        listing.contains(&format!("{id}\trollback\tmain\tfailure\t{summary}\n")),
+        "{listing}"
+    );
+    let log = server.admin_ok(&format!("activity log {id}"));
+    assert!(log.contains(&whole), "the whole failure in the log:\n{log}");
+
+    // The console: the list shows the line, the activity's page the whole failure too.
+    let admin = log_in(&server, &server.key);
+    let (status, _, page) = console(&server, "GET", "/p/demo/activity", Some(&admin), None);
+    assert_eq!(status, 200, "{page}");
+    let page = unescaped(&page);
+    assert!(page.contains(&summary), "{page}");
+    assert!(!page.contains(&whole), "{page}");
+    let (status, _, page) = console(
+        &server,
+        "GET",
+        &format!("/activity/{id}"),
+        Some(&admin),
+        None,
+    );
+    assert_eq!(status, 200, "{page}");
+    let page = unescaped(&page);
+    assert!(page.contains(&format!("failure: {summary}")), "{page}");
+    assert!(page.contains(&whole), "{page}");
+}

@@ -253,7 +253,8 @@ fn variables_shells_and_logs() {
 /// release or backup, nothing to roll back to) exits 1, bad usage 2, and a failure inside
 /// the operation, here a backup whose parts cannot be stored because the archive's blob
 /// folder is not a folder, exits 3 with its message on stderr; once the folder is back the
-/// same command works.
+/// same command works. The failed backup's activity sums it up in one line, its log has
+/// the whole failure.
 #[test]
 fn operations_exit_1_refused_2_bad_usage_3_internal_failure() {
     let server = Server::start();
@@ -298,6 +299,30 @@ fn operations_exit_1_refused_2_bad_usage_3_internal_failure() {
         "{}",
         text(&o)
     );
+    // Its activity sums it up in one line; its log has the whole failure (issue 15).
+    let whole = err
+        .lines()
+        .find_map(|l| l.strip_prefix("slipway: "))
+        .unwrap()
+        .to_string();
+    let o = server.admin("activity demo main --json");
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let backup = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "backup")
+        .unwrap_or_else(|| panic!("a backup in {list}"));
+    assert_eq!(backup["status"], "failure", "{backup}");
+    let summary = backup["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("backup of main failed: ")
+            && !summary.contains('\n')
+            && summary.chars().count() <= 150,
+        "{summary}"
+    );
+    let log = server.admin_ok(&format!("activity log {}", backup["id"]));
+    assert!(log.contains(&whole), "{log}");
 
     let o = server.admin("backup create demo main");
     assert!(o.status.success(), "{}", text(&o));

@@ -1956,3 +1956,207 @@ fn systemd_units_pass_systemd_analyze_verify() {
     let o = verify(&service.replace("/usr/local/bin/slipway", "/nonexistent/slipway"));
     assert!(!o.status.success(), "{}", text(&o));
 }
+
+/// `front` answers `/` with what `http://back.internal/` answers (`failed: WHY` when the
+/// call fails, answered 502); `back` answers `back` and its VERSION; `/probe/ADDR` says
+/// whether port 80 of ADDR accepts a connection.
+const DUO_SERVER: &str = r#"import http.server, os, socket, urllib.request
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        status = 200
+        if self.path.startswith("/probe/"):
+            try:
+                socket.create_connection((self.path[7:], 80), timeout=5).close()
+                body = b"reached"
+            except OSError as e:
+                body = ("unreachable: %s" % e).encode()
+        elif os.environ["PLATFORM_APPLICATION_NAME"] == "back":
+            body = ("back " + open("VERSION").read().strip()).encode()
+        else:
+            try:
+                body = urllib.request.urlopen("http://back.internal/", timeout=20).read()
+            except OSError as e:
+                status, body = 502, ("failed: %s" % e).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+/// `front` relates to `back`; its deploy hook calls `back` (`BUILD` is `front`'s build
+/// hook).
+fn duo_config(build: &str) -> String {
+    format!(
+        "applications:
+  front:
+    type: python:3.11
+    source: {{root: front}}
+    relationships:
+      back: 'back:http'
+    hooks:
+      build: |
+{build}
+      deploy: |
+        set -e
+        echo \"hook saw: $(python3 -c 'import urllib.request; print(urllib.request.urlopen(\"http://back.internal/\", timeout=20).read().decode())')\"
+    web: {{commands: {{start: python3 server.py}}}}
+  back:
+    type: python:3.11
+    source: {{root: back}}
+    web: {{commands: {{start: python3 server.py}}}}
+routes:
+  'http://{{default}}/': {{type: upstream, upstream: 'front:http'}}
+"
+    )
+}
+
+/// Issue 18 with app relationships: the router's listeners on an environment's app
+/// addresses (`back.internal:80`) are handed over in a graceful upgrade as the public
+/// ones are. A caller loops on the relationship (`front` calls `back` for every request)
+/// through `serve --upgrade`: no call fails. A push whose build is still running in the
+/// old server when it stops accepting deploys there, after its workers stopped: the
+/// listeners of its new release are made then, and its deploy hook's call to
+/// `back.internal` is answered all the same (the old server serves what they accept
+/// itself), so the push completes and `front` reaches the new `back`; the new server then
+/// stops listening on release 1's addresses once its containers are gone.
+#[test]
+fn relationship_calls_lose_nothing_through_an_upgrade_and_a_deploy_in_flight_reaches_its_apps() {
+    let mut server = Server::start();
+    let plain = "        true";
+    let duo = server.project(
+        "duo",
+        &[
+            (".upsun/config.yaml", &duo_config(plain)),
+            ("front/server.py", DUO_SERVER),
+            ("back/server.py", DUO_SERVER),
+            ("back/VERSION", "v1\n"),
+        ],
+    );
+    let out = server.push_ok(&duo, "duo");
+    assert!(out.contains("hook saw: back v1"), "{out}");
+    const DUO: &str = "main.duo.localhost";
+    assert_eq!(
+        server.get(DUO, "/").map(|(_, b)| b).as_deref(),
+        Some("back v1")
+    );
+    let old_pid = server.pid().expect("running");
+
+    // v2: `back` changes; `front`'s build waits for the test.
+    let cache = server.data.join("cache/duo/main/front/files");
+    let gated = "        set -e\n        touch /cache/building\n        n=0\n        while [ ! -e /cache/go ]; do sleep 0.2; n=$((n+1)); [ $n -lt 900 ] || exit 1; done\n        rm -f /cache/go /cache/building";
+    duo.write(".upsun/config.yaml", &duo_config(gated));
+    duo.write("back/VERSION", "v2\n");
+    duo.commit("back v2, a gated build");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new(Counts::default());
+    let loader = load_host(server.http_port, DUO, stop.clone(), counts.clone());
+    std::thread::sleep(Duration::from_millis(300));
+
+    let pushing = {
+        let dir = duo.dir.clone();
+        let remote = server.remote("duo");
+        let ssh = server.ssh_command(&server.key);
+        std::thread::spawn(move || {
+            slipway_e2e::run(
+                std::process::Command::new("git")
+                    .args(["push", &remote, "main"])
+                    .current_dir(dir)
+                    .env("GIT_SSH_COMMAND", ssh)
+                    .env("GIT_TERMINAL_PROMPT", "0"),
+            )
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !cache.join("building").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the build of v2 did not start:\n{}",
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let code = server.upgrade(Duration::from_secs(300), |s| {
+        // Once the old server stopped accepting, its build goes on.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !s.server_log().contains("upgraded: stopping accepting") {
+            assert!(
+                Instant::now() < deadline,
+                "the old server did not stop accepting:\n{}",
+                s.server_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        std::fs::write(cache.join("go"), b"").expect("let the build go on");
+    });
+    assert_eq!(
+        code,
+        Some(0),
+        "the old server exits 0\n{}",
+        server.server_log()
+    );
+    assert_ne!(server.pid(), Some(old_pid));
+
+    let o = pushing.join().expect("push thread");
+    assert!(
+        o.status.success() && text(&o).contains("hook saw: back v2"),
+        "the push in flight deploys, its hook reaching the new back: {}\n{}",
+        text(&o),
+        server.server_log()
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.get(DUO, "/").map(|(_, b)| b).as_deref() != Some("back v2") {
+        assert!(
+            Instant::now() < deadline,
+            "front does not reach back v2: {:?}\n{}",
+            server.get(DUO, "/"),
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Release 1's addresses, which the new server listened on since it took over, close
+    // once the old server stopped release 1's containers: nothing stays listening there
+    // for a later release on the same ports (release 56) to find.
+    let [hi, lo] = 11_001u16.to_be_bytes(); // `back` of release 1: port 10000 + 1000 + 1
+    let old_back = format!("/probe/127.4.{hi}.{lo}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let probe = server
+            .get(DUO, &old_back)
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        if probe.starts_with("unreachable") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "release 1's back address still answers: {probe}\n{}",
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let ok_after = counts.ok.load(Ordering::SeqCst);
+    while counts.ok.load(Ordering::SeqCst) < ok_after + 50 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::SeqCst);
+    loader.join().expect("load thread");
+    eprintln!(
+        "relationship calls through an upgrade: {} ({} failed)",
+        counts.report(),
+        counts.failed()
+    );
+    assert_eq!(
+        counts.failed(),
+        0,
+        "{}\n{}",
+        counts.report(),
+        server.server_log()
+    );
+}

@@ -25,11 +25,11 @@ use std::time::Duration;
 
 use hyper::StatusCode;
 use maud::html;
-use slipway_deploy::failure::{Failure, Kind, INTERNAL_MESSAGE};
+use slipway_deploy::failure::{Failure, Kind, Refusal, INTERNAL_MESSAGE};
 use slipway_deploy::output::{ActivityStarted, Sink, Watch};
 use slipway_state::{ActionOutcome, ActionProgress, ConsoleAction};
 
-use crate::handlers::{failed, not_found, Answer, Cx, EnvJob};
+use crate::handlers::{failed, not_found, refusal_page, Answer, Cx, EnvJob};
 use crate::http::{page, see_other};
 use crate::pages::{layout, refusal};
 
@@ -152,7 +152,7 @@ impl Cx<'_> {
                     Ok(Err(e)) => {
                         let told = e.told(&format!("console action {number}: {what}"));
                         match e.kind() {
-                            Kind::Refused => ActionOutcome::Refused(told),
+                            Kind::Refused(_) => ActionOutcome::Refused(told),
                             Kind::Internal => ActionOutcome::Failed,
                         }
                     }
@@ -226,13 +226,12 @@ impl Cx<'_> {
         let activity = format!("/p/{}/activity", action.project);
         match progress {
             ActionProgress::Activity(id) => see_other(&format!("/activity/{id}"), None),
-            ActionProgress::Refused(m) => page(
-                StatusCode::CONFLICT,
-                refusal(
-                    refused_title,
-                    &format!("{m}."),
-                    Some(html! { p { a href=(back) { "Back to " (env) } } }),
-                ),
+            // What refused an action once it had begun is of the environment as it was.
+            ActionProgress::Refused(m) => refusal_page(
+                Refusal::Conflict,
+                Some(refused_title),
+                &format!("{m}."),
+                Some(html! { p { a href=(back) { "Back to " (env) } } }),
             ),
             ActionProgress::Failed => page(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -246,16 +245,14 @@ impl Cx<'_> {
                 "Done",
                 html! { h1 { "Done" } div class="notice" { p id="status" { (summary) } } p { a href=(back) { "Back to " (env) } } },
             ),
-            ActionProgress::Waiting if !server_runs(action.server_pid) => page(
-                StatusCode::CONFLICT,
-                refusal(
-                    "Not done",
-                    &format!(
-                        "{} of {env} of {} never began: the server running it (pid {}) stopped before the environment was free. Nothing was done; start it again.",
-                        action.what, action.project, action.server_pid
-                    ),
-                    Some(html! { p { a href=(back) { "Back to " (env) } } }),
+            ActionProgress::Waiting if !server_runs(action.server_pid) => refusal_page(
+                Refusal::Conflict,
+                Some("Not done"),
+                &format!(
+                    "{} of {env} of {} never began: the server running it (pid {}) stopped before the environment was free. Nothing was done; start it again.",
+                    action.what, action.project, action.server_pid
                 ),
+                Some(html! { p { a href=(back) { "Back to " (env) } } }),
             ),
             ActionProgress::Waiting => page(
                 StatusCode::OK,

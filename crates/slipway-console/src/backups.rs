@@ -128,8 +128,8 @@ impl Cx<'_> {
         }
         let backup = match backups::of_project(self.platform, project, id) {
             Ok(b) => b,
-            Err(OpError::Refused(m)) => {
-                return refused(m.trim_end_matches("; nothing was changed"))
+            Err(OpError::Refused(why, m)) => {
+                return refused(why, m.trim_end_matches("; nothing was changed"))
             }
             Err(e) => return failed(&e.to_string()),
         };

@@ -5,14 +5,13 @@
 
 use std::sync::Arc;
 
-use hyper::StatusCode;
 use maud::html;
-use slipway_deploy::crons::{self, CronError};
+use slipway_deploy::crons;
+use slipway_deploy::failure::{Failure, Kind};
 use slipway_deploy::{access, sync};
 
-use crate::handlers::{failed, refused, Answer, Cx};
-use crate::http::{page, see_other};
-use crate::pages::refusal;
+use crate::handlers::{failed, failure_page, refusal_page, Answer, Cx};
+use crate::http::see_other;
 
 impl Cx<'_> {
     /// `/p/PROJECT/e/ENV/crons/run/NAME`: run the cron now, then go to its activity,
@@ -23,8 +22,7 @@ impl Cx<'_> {
         }
         let cron = match crons::live_cron(self.platform, project, env, name) {
             Ok(c) => c,
-            Err(CronError::NotFound(m)) => return refused(&m),
-            Err(e) => return failed(&e.to_string()),
+            Err(e) => return failure_page(&e),
         };
         let back = format!("/p/{project}/e/{env}/crons");
         if !run {
@@ -61,10 +59,10 @@ impl Cx<'_> {
             Some(id) = recorded.recv() => id,
             done = &mut task => match done {
                 Ok(Ok((id, _))) => id,
-                Ok(Err(e)) => return page(
-                    StatusCode::CONFLICT,
-                    refusal("Not run", &format!("{e}. Nothing was run."), Some(html! { p { a href=(back) { "Back to the crons" } } })),
-                ),
+                Ok(Err(e)) => return match e.kind() {
+                    Kind::Refused(why) => refusal_page(why, Some("Not run"), &format!("{e}. Nothing was run."), Some(html! { p { a href=(back) { "Back to the crons" } } })),
+                    Kind::Internal => failed(&e.to_string()),
+                },
                 Err(_) => return failed("the cron run stopped unexpectedly"),
             },
         };

@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use maud::{html, Markup};
 use slipway_deploy::environment::ReleaseSpec;
+use slipway_deploy::failure::{Failure, Kind, Refusal};
 use slipway_deploy::operations::{self, Operation};
 use slipway_deploy::{access, variables, Platform};
 use slipway_router::ConsoleBody;
@@ -293,22 +294,41 @@ pub(crate) fn failed(why: &str) -> Answer {
     )
 }
 
-/// A refusal by the role check: its message, as over SSH.
-pub(crate) fn refused(message: &str) -> Answer {
-    let status = if message.starts_with("permission denied") {
-        StatusCode::FORBIDDEN
-    } else {
-        StatusCode::NOT_FOUND
-    };
-    let title = if status == StatusCode::FORBIDDEN {
-        "Not allowed"
-    } else {
-        "Not found"
-    };
-    page(
-        status,
-        refusal(title, &format!("{message}. Nothing was changed."), None),
-    )
+/// The status and title of a refusal of kind `why`: the one place the console turns
+/// refusals into HTTP statuses (the SSH commands exit 1 for all of them).
+fn refusal_status(why: Refusal) -> (StatusCode, &'static str) {
+    match why {
+        Refusal::Forbidden => (StatusCode::FORBIDDEN, "Not allowed"),
+        Refusal::NotFound => (StatusCode::NOT_FOUND, "Not found"),
+        Refusal::Invalid => (StatusCode::BAD_REQUEST, "Refused"),
+        Refusal::Conflict => (StatusCode::CONFLICT, "Refused"),
+    }
+}
+
+/// A refusal of kind `why` as a page: `message` as it is, under `title` (else the kind's
+/// own), then `next` (where to go from here).
+pub(crate) fn refusal_page(
+    why: Refusal,
+    title: Option<&str>,
+    message: &str,
+    next: Option<Markup>,
+) -> Answer {
+    let (status, own_title) = refusal_status(why);
+    page(status, refusal(title.unwrap_or(own_title), message, next))
+}
+
+/// A refusal of kind `why` saying `message`, as over SSH, and that nothing was changed.
+pub(crate) fn refused(why: Refusal, message: &str) -> Answer {
+    refusal_page(why, None, &format!("{message}. Nothing was changed."), None)
+}
+
+/// A command's typed failure as a page: a refusal in its own words under the status its
+/// kind says ([`refused`]), an internal failure as [`failed`].
+pub(crate) fn failure_page(e: &impl Failure) -> Answer {
+    match e.kind() {
+        Kind::Refused(why) => refused(why, &e.to_string()),
+        Kind::Internal => failed(&e.to_string()),
+    }
 }
 
 async fn read_form(body: Incoming) -> Option<HashMap<String, String>> {
@@ -351,12 +371,8 @@ impl Cx<'_> {
         env: &str,
         need: Role,
     ) -> Result<Role, Box<Answer>> {
-        access::check(self.platform, &self.session.user, project, env, need).map_err(|e| {
-            Box::new(match e {
-                access::CheckError::Refused(m) => refused(&m),
-                access::CheckError::State(e) => failed(&e.to_string()),
-            })
-        })
+        access::check(self.platform, &self.session.user, project, env, need)
+            .map_err(|e| Box::new(failure_page(&e)))
     }
 
     /// The user's role on `project` if the project exists and the user has one (for the
@@ -364,9 +380,10 @@ impl Cx<'_> {
     /// project that does not exist.
     pub(crate) fn member(&self, project: &str) -> Result<Role, Box<Answer>> {
         access::visible_role(self.platform, &self.session.user, project).ok_or_else(|| {
-            Box::new(refused(&format!(
-                "project '{project}' not found (or you have no access to it)"
-            )))
+            Box::new(refused(
+                Refusal::NotFound,
+                &format!("project '{project}' not found (or you have no access to it)"),
+            ))
         })
     }
 
@@ -643,8 +660,7 @@ impl Cx<'_> {
         let user = &self.session.user;
         let role = match access::check_variables(self.platform, user, project, env, Role::Viewer) {
             Ok((r, _)) => r,
-            Err(access::CheckError::Refused(m)) => return refused(&m),
-            Err(e) => return failed(&e.to_string()),
+            Err(e) => return failure_page(&e),
         };
         let vars = match self.platform.state().variable_list(project, env) {
             Ok(v) => v,
@@ -796,7 +812,7 @@ impl Cx<'_> {
     /// JavaScript, on a reload every few seconds).
     fn activity(&self, id: i64) -> Answer {
         let Some((a, log)) = self.visible_activity(id) else {
-            return refused(&format!("activity {id} not found"));
+            return refused(Refusal::NotFound, &format!("activity {id} not found"));
         };
         let running = a.status == "running";
         let pruned = match self.platform.state().activity_log_pruned_at(id) {
@@ -834,7 +850,7 @@ impl Cx<'_> {
     /// the activity ends.
     fn activity_events(&self, id: i64, from: Option<usize>) -> Answer {
         if self.visible_activity(id).is_none() {
-            return refused(&format!("activity {id} not found"));
+            return refused(Refusal::NotFound, &format!("activity {id} not found"));
         }
         crate::events::activity(Arc::clone(self.platform), id, from.unwrap_or(0))
     }
@@ -852,7 +868,7 @@ impl Cx<'_> {
             );
         };
         if !apps.contains(&app) {
-            return refused(&format!("no app '{app}' in {env}"));
+            return refused(Refusal::NotFound, &format!("no app '{app}' in {env}"));
         }
         let path = self.platform.data().app_log(project, env, &app);
         let (text, end) = crate::events::log_tail(&path);
@@ -881,7 +897,7 @@ impl Cx<'_> {
         }
         let apps = live_apps(self.platform, project, env);
         let Some(app) = app.filter(|a| apps.iter().any(|x| x == a)) else {
-            return refused(&format!("no such app in {env}"));
+            return refused(Refusal::NotFound, &format!("no such app in {env}"));
         };
         let path = self.platform.data().app_log(project, env, app);
         crate::events::app_log(path, from)
@@ -891,21 +907,19 @@ impl Cx<'_> {
 /// A refused or failed variable change as a page, in the words `var set|unset` uses.
 fn variable_refused(e: variables::VariableError) -> Answer {
     use variables::VariableError;
-    match e {
-        VariableError::Check(access::CheckError::Refused(m)) => refused(&m),
-        VariableError::Name(m) => page(
-            StatusCode::BAD_REQUEST,
-            refusal(
-                "Not a variable name",
-                &format!("{m}. Nothing was changed."),
-                None,
-            ),
+    let title = match &e {
+        VariableError::Name(_) => "Not a variable name",
+        VariableError::NotSet { .. } => "Not set",
+        VariableError::Check(_) | VariableError::State(_) => return failure_page(&e),
+    };
+    match e.kind() {
+        Kind::Refused(why) => refusal_page(
+            why,
+            Some(title),
+            &format!("{e}. Nothing was changed."),
+            None,
         ),
-        e @ VariableError::NotSet { .. } => page(
-            StatusCode::NOT_FOUND,
-            refusal("Not set", &format!("{e}. Nothing was changed."), None),
-        ),
-        e @ (VariableError::Check(_) | VariableError::State(_)) => failed(&e.to_string()),
+        Kind::Internal => failed(&e.to_string()),
     }
 }
 

@@ -4,16 +4,14 @@
 //! the SSH commands use ([`slipway_deploy::access`], [`project_access`], [`domain_admin`]);
 //! changes are confirmed on a page of their own, then POSTed with the CSRF token.
 
-use hyper::StatusCode;
 use maud::{html, Markup};
-use slipway_deploy::domain_admin::{self, DomainError};
+use slipway_deploy::domain_admin;
 use slipway_deploy::project_access::{self, AccessError};
 use slipway_deploy::{access, crons};
 use slipway_state::Role;
 
-use crate::handlers::{failed, Answer, Cx};
-use crate::http::page;
-use crate::pages::{refusal, time};
+use crate::handlers::{failed, failure_page, Answer, Cx};
+use crate::pages::time;
 
 /// Crumbs: Projects / PROJECT[ / ENV] / what.
 fn crumbs(project: &str, env: Option<&str>, what: &str) -> Markup {
@@ -24,34 +22,6 @@ fn crumbs(project: &str, env: Option<&str>, what: &str) -> Markup {
             (what)
         }
     }
-}
-
-/// A refusal of an access command: its words, as over SSH, and a status that says why.
-fn access_refused(e: AccessError) -> Answer {
-    let (status, title) = match &e {
-        AccessError::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
-        AccessError::NotAdmin { .. } => (StatusCode::FORBIDDEN, "Not allowed"),
-        AccessError::State(e) => return failed(&e.to_string()),
-        _ => (StatusCode::BAD_REQUEST, "Refused"),
-    };
-    page(
-        status,
-        refusal(title, &format!("{e}. Nothing was changed."), None),
-    )
-}
-
-/// A refusal of a domain command, as over SSH.
-fn domain_refused(e: DomainError) -> Answer {
-    let (status, title) = match &e {
-        DomainError::NotServerAdmin(_) => (StatusCode::FORBIDDEN, "Not allowed"),
-        DomainError::NoProject(_) => (StatusCode::NOT_FOUND, "Not found"),
-        DomainError::State(e) => return failed(&e.to_string()),
-        _ => (StatusCode::BAD_REQUEST, "Refused"),
-    };
-    page(
-        status,
-        refusal(title, &format!("{e}. Nothing was changed."), None),
-    )
 }
 
 impl Cx<'_> {
@@ -154,7 +124,7 @@ impl Cx<'_> {
     pub(crate) fn access(&self, project: &str) -> Answer {
         let list = match project_access::list(self.platform, &self.session.user, project) {
             Ok(l) => l,
-            Err(e) => return access_refused(e),
+            Err(e) => return failure_page(&e),
         };
         let csrf = &self.session.csrf;
         self.show(
@@ -196,10 +166,10 @@ impl Cx<'_> {
         if !confirmed {
             // The same checks before the question: a non-admin is refused here already.
             if let Err(e) = project_access::check_admin(self.platform, me, project) {
-                return access_refused(e);
+                return failure_page(&e);
             }
             if Role::parse(role).is_none() {
-                return access_refused(AccessError::UnknownRole(role.chars().take(80).collect()));
+                return failure_page(&AccessError::UnknownRole(role.chars().take(80).collect()));
             }
             let question = format!("Make {user} {role} of {project}?");
             return self.confirm(
@@ -216,7 +186,7 @@ impl Cx<'_> {
                 &format!("/p/{project}/access"),
                 "Back to access",
             ),
-            Err(e) => access_refused(e),
+            Err(e) => failure_page(&e),
         }
     }
 
@@ -225,7 +195,7 @@ impl Cx<'_> {
         let me = &self.session.user;
         if !run {
             if let Err(e) = project_access::check_admin(self.platform, me, project) {
-                return access_refused(e);
+                return failure_page(&e);
             }
             let question = format!("Revoke {user}'s role on {project}?");
             return self.confirm(
@@ -249,7 +219,7 @@ impl Cx<'_> {
                 &format!("/p/{project}/access"),
                 "Back to access",
             ),
-            Err(e) => access_refused(e),
+            Err(e) => failure_page(&e),
         }
     }
 
@@ -262,7 +232,7 @@ impl Cx<'_> {
         }
         let list = match domain_admin::of_project(self.platform, &self.session.user, project) {
             Ok(l) => l,
-            Err(e) => return domain_refused(e),
+            Err(e) => return failure_page(&e),
         };
         let manage = domain_admin::check_admin(&self.session.user).is_ok();
         let domain = &self.platform.settings().domain;
@@ -309,7 +279,7 @@ impl Cx<'_> {
         let me = &self.session.user;
         if !confirmed {
             if let Err(e) = domain_admin::check_admin(me) {
-                return domain_refused(e);
+                return failure_page(&e);
             }
             let question = format!(
                 "Assign {host} to {project}? Its production environments may then route it."
@@ -335,7 +305,7 @@ impl Cx<'_> {
                 &format!("/p/{project}/domains"),
                 "Back to domains",
             ),
-            Err(e) => domain_refused(e),
+            Err(e) => failure_page(&e),
         }
     }
 
@@ -344,7 +314,7 @@ impl Cx<'_> {
         let me = &self.session.user;
         if !run {
             if let Err(e) = domain_admin::check_admin(me) {
-                return domain_refused(e);
+                return failure_page(&e);
             }
             let question = format!("Take {host} back from {project}? An environment routing it keeps it until its next deploy, which will be refused.");
             return self.confirm(
@@ -370,7 +340,7 @@ impl Cx<'_> {
                 &format!("/p/{project}/domains"),
                 "Back to domains",
             ),
-            Err(e) => domain_refused(e),
+            Err(e) => failure_page(&e),
         }
     }
 

@@ -3,6 +3,7 @@
 
 use slipway_state::{Role, User};
 
+use crate::failure::Refusal;
 use crate::protection;
 use crate::Platform;
 
@@ -48,11 +49,11 @@ pub fn settable_variable(name: &str) -> Result<(), String> {
 /// Why [`check`] or [`check_variables`] said no.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
-    /// The user may not, or the project or environment is not there: the message for
-    /// the user (a project the user may not see is "not found", as one that does not
-    /// exist).
-    #[error("{0}")]
-    Refused(String),
+    /// The user may not ([`Refusal::Forbidden`]), or the project or environment is not
+    /// there ([`Refusal::NotFound`]): which, and the message for the user (a project the
+    /// user may not see is "not found", as one that does not exist).
+    #[error("{1}")]
+    Refused(Refusal, String),
     /// The state database failed while checking: an internal failure, not a refusal.
     #[error("reading the state database: {0}")]
     State(#[from] slipway_state::StateError),
@@ -62,7 +63,7 @@ impl CheckError {
     /// Which kind of failure it is: a refusal, or the database failed.
     pub fn kind(&self) -> crate::failure::Kind {
         match self {
-            CheckError::Refused(_) => crate::failure::Kind::Refused,
+            CheckError::Refused(r, _) => crate::failure::Kind::Refused(*r),
             CheckError::State(_) => crate::failure::Kind::Internal,
         }
     }
@@ -85,28 +86,33 @@ pub fn check(
 ) -> Result<Role, CheckError> {
     let state = platform.state();
     let role = visible_role_checked(platform, user, project)?.ok_or_else(|| {
-        CheckError::Refused(format!(
-            "project '{project}' not found (or you have no access to it)"
-        ))
+        CheckError::Refused(
+            Refusal::NotFound,
+            format!("project '{project}' not found (or you have no access to it)"),
+        )
     })?;
     let need = protection::role_needed(env, need);
     let protected = protection::is_production(env) && need == Role::Admin;
     if role < need {
-        return Err(CheckError::Refused(format!(
-            "permission denied: this needs the {} role on {project}{}; you are {}",
-            need.as_str(),
-            if protected {
-                format!(" ({env} is protected)")
-            } else {
-                String::new()
-            },
-            role.as_str()
-        )));
+        return Err(CheckError::Refused(
+            Refusal::Forbidden,
+            format!(
+                "permission denied: this needs the {} role on {project}{}; you are {}",
+                need.as_str(),
+                if protected {
+                    format!(" ({env} is protected)")
+                } else {
+                    String::new()
+                },
+                role.as_str()
+            ),
+        ));
     }
     if state.environment(project, env)?.is_none() {
-        return Err(CheckError::Refused(format!(
-            "environment '{env}' of project '{project}' not found"
-        )));
+        return Err(CheckError::Refused(
+            Refusal::NotFound,
+            format!("environment '{env}' of project '{project}' not found"),
+        ));
     }
     Ok(role)
 }
@@ -134,15 +140,16 @@ pub fn check_variables(
             }
             // Not found: the same role check, on a name an environment may have.
             let role = visible_role_checked(platform, user, project)?.ok_or_else(|| {
-                CheckError::Refused(format!(
-                    "project '{project}' not found (or you have no access to it)"
-                ))
+                CheckError::Refused(
+                    Refusal::NotFound,
+                    format!("project '{project}' not found (or you have no access to it)"),
+                )
             })?;
             if role < protection::role_needed(env, need) {
                 return Err(refused);
             }
             if !crate::environment::is_dns_label(env) {
-                return Err(CheckError::Refused(format!(
+                return Err(CheckError::Refused(Refusal::NotFound, format!(
                     "environment '{env}' of project '{project}' not found, and no environment can have that name: environments are named as DNS labels (a-z, 0-9, '-'), as the push of a branch says"
                 )));
             }

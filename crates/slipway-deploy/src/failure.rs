@@ -7,18 +7,37 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// Refused input: an unknown project, environment, release or backup, a role the user
-    /// lacks, an operation that does not apply to the environment as it is.
-    Refused,
+    /// lacks, an operation that does not apply to the environment as it is; which of
+    /// these, in the [`Refusal`].
+    Refused(Refusal),
     /// The server failed: the state database, I/O, the OCI runtime, a service that fails
     /// to dump or load, a stored record that does not decode.
     Internal,
+}
+
+/// Why a request was refused: what the web console's status code is made from (403, 404,
+/// 400 or 409, in one place there); over SSH every refusal exits 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The user lacks the role it needs ("permission denied: ...").
+    Forbidden,
+    /// No such project (or one the user may not see), environment, release, backup,
+    /// app, cron or variable.
+    NotFound,
+    /// The request itself is malformed: not a variable name, an unknown role, a bad
+    /// domain.
+    Invalid,
+    /// The operation does not apply to the environment as it is: nothing to roll back
+    /// to, production has no parent, a backup of services it no longer has, an app that
+    /// fails its deploy hook or health check, a cron already running.
+    Conflict,
 }
 
 impl Kind {
     /// The exit status of a command that failed so: 1 refused, 3 internal.
     pub fn exit_code(self) -> i32 {
         match self {
-            Kind::Refused => 1,
+            Kind::Refused(_) => 1,
             Kind::Internal => 3,
         }
     }
@@ -29,11 +48,12 @@ impl Kind {
 /// user.
 #[derive(Debug, thiserror::Error)]
 pub enum OpError {
-    /// The operation does not apply: unknown release or backup, nothing to roll back to,
-    /// production has no parent, a backup of services the environment no longer has, an
-    /// app that fails its deploy hook or health check.
-    #[error("{0}")]
-    Refused(String),
+    /// The operation does not apply: unknown release or backup ([`Refusal::NotFound`]),
+    /// nothing to roll back to, production has no parent, a backup of services the
+    /// environment no longer has, an app that fails its deploy hook or health check
+    /// ([`Refusal::Conflict`]).
+    #[error("{1}")]
+    Refused(Refusal, String),
     /// The state database failed.
     #[error("reading the state database: {0}")]
     State(#[from] slipway_state::StateError),
@@ -44,15 +64,21 @@ pub enum OpError {
 }
 
 impl OpError {
-    /// A refusal saying `m`.
+    /// A refusal saying `m`: the operation does not apply to the environment as it is
+    /// ([`Refusal::Conflict`]).
     pub fn refused(m: impl Into<String>) -> OpError {
-        OpError::Refused(m.into())
+        OpError::Refused(Refusal::Conflict, m.into())
+    }
+
+    /// A refusal saying `m`: what it names is not there ([`Refusal::NotFound`]).
+    pub fn not_found(m: impl Into<String>) -> OpError {
+        OpError::Refused(Refusal::NotFound, m.into())
     }
 
     /// Which kind of failure it is.
     pub fn kind(&self) -> Kind {
         match self {
-            OpError::Refused(_) => Kind::Refused,
+            OpError::Refused(r, _) => Kind::Refused(*r),
             OpError::State(_) | OpError::Internal(_) => Kind::Internal,
         }
     }
@@ -65,7 +91,7 @@ impl OpError {
     /// The same kind of failure with `context` before its message.
     pub fn context(self, context: &str) -> OpError {
         match self {
-            OpError::Refused(m) => OpError::Refused(format!("{context}{m}")),
+            OpError::Refused(r, m) => OpError::Refused(r, format!("{context}{m}")),
             e => OpError::Internal(format!("{context}{e}")),
         }
     }
@@ -73,7 +99,7 @@ impl OpError {
     /// The same kind of failure with `suffix` after its message.
     pub fn suffixed(self, suffix: &str) -> OpError {
         match self {
-            OpError::Refused(m) => OpError::Refused(format!("{m}{suffix}")),
+            OpError::Refused(r, m) => OpError::Refused(r, format!("{m}{suffix}")),
             e => OpError::Internal(format!("{e}{suffix}")),
         }
     }
@@ -102,7 +128,7 @@ pub trait Failure: std::fmt::Display {
     /// at error level with `what` (the command or action that failed).
     fn told(&self, what: &str) -> String {
         match self.kind() {
-            Kind::Refused => self.to_string(),
+            Kind::Refused(_) => self.to_string(),
             Kind::Internal => {
                 tracing::error!(what, error = %self, "internal failure");
                 INTERNAL_MESSAGE.to_string()
@@ -127,11 +153,11 @@ impl Failure for crate::crons::CronError {
     fn kind(&self) -> Kind {
         use crate::crons::CronError;
         match self {
-            CronError::NotFound(_)
-            | CronError::Ambiguous(..)
-            | CronError::Busy(_)
-            | CronError::Deploying(_)
-            | CronError::NotRunning(_) => Kind::Refused,
+            CronError::NotFound(_) => Kind::Refused(Refusal::NotFound),
+            CronError::Ambiguous(..) => Kind::Refused(Refusal::Invalid),
+            CronError::Busy(_) | CronError::Deploying(_) | CronError::NotRunning(_) => {
+                Kind::Refused(Refusal::Conflict)
+            }
             CronError::State(_) | CronError::Record(_) | CronError::Lock(_) => Kind::Internal,
         }
     }
@@ -139,18 +165,32 @@ impl Failure for crate::crons::CronError {
 
 impl Failure for crate::project_access::AccessError {
     fn kind(&self) -> Kind {
+        use crate::project_access::AccessError;
         match self {
-            crate::project_access::AccessError::State(_) => Kind::Internal,
-            _ => Kind::Refused,
+            AccessError::NotFound(_) => Kind::Refused(Refusal::NotFound),
+            AccessError::NotAdmin { .. } => Kind::Refused(Refusal::Forbidden),
+            AccessError::UnknownRole(_)
+            | AccessError::UnknownUser(_)
+            | AccessError::NoRole { .. }
+            | AccessError::LastAdmin(_) => Kind::Refused(Refusal::Invalid),
+            AccessError::State(_) => Kind::Internal,
         }
     }
 }
 
 impl Failure for crate::domain_admin::DomainError {
     fn kind(&self) -> Kind {
+        use crate::domain_admin::DomainError;
         match self {
-            crate::domain_admin::DomainError::State(_) => Kind::Internal,
-            _ => Kind::Refused,
+            DomainError::NotServerAdmin(_) => Kind::Refused(Refusal::Forbidden),
+            DomainError::NoProject(_) => Kind::Refused(Refusal::NotFound),
+            DomainError::Host(_)
+            | DomainError::ByName { .. }
+            | DomainError::Reserved(_)
+            | DomainError::Taken { .. }
+            | DomainError::Unassigned(_)
+            | DomainError::OtherProject { .. } => Kind::Refused(Refusal::Invalid),
+            DomainError::State(_) => Kind::Internal,
         }
     }
 }
@@ -158,5 +198,87 @@ impl Failure for crate::domain_admin::DomainError {
 impl Failure for slipway_state::StateError {
     fn kind(&self) -> Kind {
         Kind::Internal
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crons::CronError;
+    use crate::domain_admin::DomainError;
+    use crate::project_access::AccessError;
+
+    #[test]
+    fn each_refusal_says_why_and_every_refusal_exits_1() {
+        let cases = [
+            (
+                Failure::kind(&AccessError::NotFound("demo".into())),
+                Refusal::NotFound,
+            ),
+            (
+                Failure::kind(&AccessError::NotAdmin {
+                    user: "ada".into(),
+                    role: "viewer",
+                    project: "demo".into(),
+                }),
+                Refusal::Forbidden,
+            ),
+            (
+                Failure::kind(&AccessError::UnknownRole("owner".into())),
+                Refusal::Invalid,
+            ),
+            (
+                Failure::kind(&DomainError::NotServerAdmin("ada".into())),
+                Refusal::Forbidden,
+            ),
+            (
+                Failure::kind(&DomainError::NoProject("demo".into())),
+                Refusal::NotFound,
+            ),
+            (
+                Failure::kind(&DomainError::Reserved("console.example".into())),
+                Refusal::Invalid,
+            ),
+            (
+                Failure::kind(&CronError::NotFound("no cron 'x'".into())),
+                Refusal::NotFound,
+            ),
+            (
+                Failure::kind(&CronError::Ambiguous("x".into(), "a/x, b/x".into())),
+                Refusal::Invalid,
+            ),
+            (
+                Failure::kind(&CronError::Busy("x".into())),
+                Refusal::Conflict,
+            ),
+            (
+                OpError::not_found("release 9 of main not found").kind(),
+                Refusal::NotFound,
+            ),
+            (
+                OpError::refused("main has no earlier release to roll back to").kind(),
+                Refusal::Conflict,
+            ),
+            // Context keeps the kind of refusal.
+            (
+                OpError::not_found("backup 9 not found")
+                    .context("restore: ")
+                    .kind(),
+                Refusal::NotFound,
+            ),
+        ];
+        for (i, (kind, why)) in cases.into_iter().enumerate() {
+            assert_eq!(kind, Kind::Refused(why), "case {i}");
+            assert_eq!(kind.exit_code(), 1, "case {i}");
+        }
+        let internal = OpError::Internal("the archive failed".into());
+        assert_eq!(internal.kind(), Kind::Internal);
+        assert_eq!(internal.exit_code(), 3);
+        assert_eq!(
+            OpError::not_found("x")
+                .suffixed("; nothing was changed")
+                .to_string(),
+            "x; nothing was changed"
+        );
     }
 }

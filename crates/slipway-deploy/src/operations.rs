@@ -68,7 +68,7 @@ pub async fn run(
         .map_err(|e| OpError::Internal(e.to_string()))?;
     _guard.doing(&format!("a {} of {env} of {project}", op.kind()));
     let environment = state.environment(project, env)?.ok_or_else(|| {
-        OpError::refused(format!(
+        OpError::not_found(format!(
             "environment '{env}' of project '{project}' not found"
         ))
     })?;
@@ -82,7 +82,7 @@ pub async fn run(
         Operation::Redeploy => current.clone(),
         Operation::Rollback(Some(n)) => {
             state.release_by_number(project, env, n)?.ok_or_else(|| {
-                OpError::refused(format!(
+                OpError::not_found(format!(
                     "release {n} of {env} not found (`releases {project} {env}` lists them)"
                 ))
             })?
@@ -127,6 +127,9 @@ pub async fn run(
     )
     .await;
     crate::metrics::deploy_ended(op.kind(), result.is_ok(), started.elapsed());
+    if let Err(e) = &result {
+        out.failed(&summary, &e.to_string());
+    }
     out.flush();
     match &result {
         Ok(n) => {
@@ -134,7 +137,11 @@ pub async fn run(
                 state.finish_activity(activity, "success", &format!("{summary}: release {n} live"));
         }
         Err(e) => {
-            let _ = state.finish_activity(activity, "failure", &e.to_string());
+            let _ = state.finish_activity(
+                activity,
+                "failure",
+                &crate::output::failed_summary(&summary, &e.to_string()),
+            );
         }
     }
     result
@@ -147,7 +154,7 @@ pub async fn run(
 fn phase_failure(e: PhaseError) -> OpError {
     match e.phase {
         "provision" | "switch routes" => OpError::Internal(e.to_string()),
-        _ => OpError::Refused(e.to_string()),
+        _ => OpError::refused(e.to_string()),
     }
 }
 

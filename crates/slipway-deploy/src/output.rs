@@ -114,10 +114,48 @@ impl Output {
         self.log.flush_pending();
     }
 
+    /// The end of an activity that failed: `what` (the activity's summary, e.g. "rollback
+    /// of main to release 3") failed with `error`, all of it, into the log and the sink;
+    /// the activity's summary is the short line [`failed_summary`] makes of it.
+    pub fn failed(&self, what: &str, error: &str) {
+        self.line(&format!("-----> {what} failed: {error}"));
+    }
+
     /// A line of an app's own output (build, hooks), indented and prefixed with the app.
     pub fn app_line(&self, app: &str, text: &str) {
         self.line(&format!("       {app} | {text}"));
     }
+}
+
+/// How many characters of a failure an activity's summary carries ([`failed_summary`]).
+const SUMMARY_CAUSE: usize = 100;
+
+/// The summary of an activity `what` (e.g. "rollback of main to release 3") that failed
+/// with `error`: one short line saying what failed and the start of why ("rollback of
+/// main to release 3 failed: provision failed: ..."), cut at [`SUMMARY_CAUSE`]
+/// characters; the whole failure goes into the activity's log ([`Output::failed`]).
+pub fn failed_summary(what: &str, error: &str) -> String {
+    format!("{what} failed: {}", one_line(error, SUMMARY_CAUSE))
+}
+
+/// `s` on one line (its line breaks as spaces) of at most `max` characters, cut at a
+/// word where it can be, "..." marking the cut.
+pub fn one_line(s: &str, max: usize) -> String {
+    let line = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() <= max {
+        return line;
+    }
+    let cut = line
+        .char_indices()
+        .nth(max)
+        .map_or(line.len(), |(at, _)| at);
+    let kept = &line[..cut];
+    // At the last space of the second half, so no word is cut in two.
+    let kept = match kept.rfind(' ') {
+        Some(space) if space >= cut / 2 => &kept[..space],
+        _ => kept,
+    };
+    format!("{}...", kept.trim_end_matches([' ', ',', ';', ':']))
 }
 
 /// `0.42s`, `12.3s`, `2m05s`.
@@ -129,5 +167,38 @@ pub fn format_duration(d: std::time::Duration) -> String {
         format!("{s:.1}s")
     } else {
         format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_activity_is_summed_up_in_one_short_line() {
+        let detail = format!(
+            "provision failed: unpacking the slug of hello: sha256:{} is damaged:\nits blob hashes to sha256:{}; nothing was changed",
+            "a".repeat(64),
+            "b".repeat(64)
+        );
+        let summary = failed_summary("rollback of main to release 3", &detail);
+        assert!(
+            summary.starts_with("rollback of main to release 3 failed: provision failed: "),
+            "{summary}"
+        );
+        assert!(!summary.contains('\n'), "{summary}");
+        assert!(summary.ends_with("..."), "{summary}");
+        assert!(
+            summary.chars().count() <= "rollback of main to release 3 failed: ".len() + 103,
+            "{summary}"
+        );
+        // A short failure is told whole.
+        assert_eq!(
+            failed_summary("backup of main", "pg_dump exited 1"),
+            "backup of main failed: pg_dump exited 1"
+        );
+        // A cut falls between words, and never inside a character.
+        assert_eq!(one_line("aaa bbb ccc", 9), "aaa bbb...");
+        assert_eq!(one_line("ééééé", 3), "ééé...");
     }
 }

@@ -247,7 +247,7 @@ impl PushPipeline {
                         .store(true, std::sync::atomic::Ordering::Relaxed);
                 }
                 let _ = state.finish_activity(attempt.activity, "failure", &e.to_string());
-                Err(one_line(&e.to_string()))
+                Err(crate::output::one_line(&e.to_string(), 300))
             }
         }
     }
@@ -514,20 +514,6 @@ fn store_tag(repo: &Repo, u: &RefUpdate) -> Result<(), String> {
     let new = (!u.is_delete()).then_some(u.new);
     repo.update_ref(&u.refname, expected, new, "slipway: push tag")
         .map_err(|e| format!("{e}"))
-}
-
-/// A reason fit for one `ng` line.
-fn one_line(s: &str) -> String {
-    let mut reason = s.replace('\n', " ");
-    if reason.len() > 300 {
-        let mut cut = 300;
-        while !reason.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        reason.truncate(cut);
-        reason.push_str("...");
-    }
-    reason
 }
 
 /// Whether `commit` has `ancestor` in its history (a fast-forward from it).

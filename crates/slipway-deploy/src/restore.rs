@@ -41,6 +41,7 @@ use crate::environment::{netns_prefix, ReleaseSpec};
 use crate::release_record;
 use crate::switch::env_key;
 use crate::{health, provision, services, switch, DeployError, Platform};
+use slipway_router::LiveRelease;
 
 /// Why the server starts: what [`restore`] may clean up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -376,10 +377,65 @@ async fn follow_once(platform: &Arc<Platform>) -> Result<(), DeployError> {
         if let Err(e) = provision::listen_related(platform, &release, &spec).await {
             warn!(project = %release.project, env = %release.environment, "relationship addresses of release {}: {e}", release.number);
         }
-        // The release it replaces is retired by the old server, which started it.
-        let _ = switch::route(platform, &release, &spec);
+        // The release it replaces is retired by the old server, which started it; its
+        // relationship addresses, which this server listens on since it restored it, close
+        // here once its containers are gone.
+        let replaced = switch::route(platform, &release, &spec);
+        let previous = match routed {
+            Some(n) => {
+                platform
+                    .state()
+                    .release_by_number(&release.project, &release.environment, n)?
+            }
+            None => None,
+        };
+        if let Some(previous) = previous {
+            match release_record::spec_of(&previous) {
+                Ok(old) => {
+                    let platform = Arc::clone(platform);
+                    tokio::spawn(async move { unlisten_retired(&platform, old, replaced).await });
+                }
+                Err(e) => {
+                    warn!(project = %release.project, env = %release.environment, "relationship addresses of release {} stay: {e}", previous.number)
+                }
+            }
+        }
     }
     Ok(())
+}
+
+/// How long [`unlisten_retired`] waits at most for the old server to stop a retired
+/// release's containers (its drain and removal delay are much shorter).
+const RETIRED_WAIT: Duration = Duration::from_secs(600);
+
+/// Stop listening on the relationship addresses of release `old`, which the old server of
+/// an upgrade retired (`replaced`: its public routes here, drained first): once its apps'
+/// containers are gone (the old server stops them after its own drain), so that a request
+/// still under way in them reaches the apps it relates to until then, and the addresses
+/// are free for a later release on the same ports.
+async fn unlisten_retired(
+    platform: &Platform,
+    old: ReleaseSpec,
+    replaced: Option<Arc<LiveRelease>>,
+) {
+    if let Some(replaced) = replaced {
+        crate::retire::drain(&replaced, platform.settings().drain_timeout).await;
+    }
+    let deadline = tokio::time::Instant::now() + RETIRED_WAIT;
+    for app in &old.apps {
+        while tokio::time::Instant::now() < deadline
+            && matches!(platform.runtime().state(&app.container).await, Ok(Some(_)))
+        {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    let netns = provision::netns_path(&old.netns);
+    for app in &old.apps {
+        let address = crate::environment::app_address(app.port);
+        if let Some(listened) = platform.router().unlisten_app(&netns, address) {
+            crate::retire::drain(&listened, platform.settings().drain_timeout).await;
+        }
+    }
 }
 
 /// Stop every container and network namespace this data dir started, and unmount its

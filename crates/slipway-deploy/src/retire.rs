@@ -7,7 +7,7 @@
 //! drain timeout ends; then the router closes them in order, and the
 //! containers stop.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,9 +33,41 @@ pub fn delay_removals(delay: Duration) {
     REMOVAL_DELAY_MS.store(ms, Ordering::Relaxed);
 }
 
+/// How many retirements started by [`spawn`] run now: the old server of an upgrade waits
+/// for them ([`wait_idle`]) before it exits, so that the release a deploy completing
+/// while it drained replaced stops too, instead of running on with nobody to stop it.
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// One retirement, counted in [`RUNNING`] while it lives.
+struct Counted;
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        RUNNING.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Retire `old` (the spec of the release that was live) after draining `release`.
 pub fn spawn(platform: Arc<Platform>, old: ReleaseSpec, release: Option<Arc<LiveRelease>>) {
-    tokio::spawn(async move { run(&platform, old, release).await });
+    RUNNING.fetch_add(1, Ordering::AcqRel);
+    let counted = Counted;
+    tokio::spawn(async move {
+        let _counted = counted;
+        run(&platform, old, release).await
+    });
+}
+
+/// Wait until no retirement started by [`spawn`] runs, at most `within`; returns how
+/// many still run.
+pub async fn wait_idle(within: Duration) -> usize {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let running = RUNNING.load(Ordering::Acquire);
+        if running == 0 || tokio::time::Instant::now() >= deadline {
+            return running;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Retire `old` after draining `release`, and return once its containers stopped.

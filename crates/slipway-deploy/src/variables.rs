@@ -101,7 +101,12 @@ impl crate::failure::Failure for VariableError {
     fn kind(&self) -> crate::failure::Kind {
         match self {
             VariableError::Check(e) => e.kind(),
-            VariableError::Name(_) | VariableError::NotSet { .. } => crate::failure::Kind::Refused,
+            VariableError::Name(_) => {
+                crate::failure::Kind::Refused(crate::failure::Refusal::Invalid)
+            }
+            VariableError::NotSet { .. } => {
+                crate::failure::Kind::Refused(crate::failure::Refusal::NotFound)
+            }
             VariableError::State(_) => crate::failure::Kind::Internal,
         }
     }

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::gate::Gate;
+use crate::proxy;
 use crate::release::LiveRelease;
 use crate::router::Router;
 use crate::routes::{RouteError, RouteScheme, Upstream};
@@ -92,6 +94,9 @@ impl AppListener {
 pub(crate) struct AppListeners {
     listeners: Mutex<HashMap<(PathBuf, Ipv4Addr), AppListener>>,
     pub(crate) intake: Mutex<Option<Intake>>,
+    /// Whether the HTTP listener stopped ([`AppListeners::close_all`]): its workers take
+    /// no more connections, so a listener made since serves what it accepts itself.
+    stopped: AtomicBool,
 }
 
 impl AppListeners {
@@ -109,9 +114,16 @@ impl AppListeners {
     }
 
     /// Close every app listener (the router stops serving HTTP); their releases are
-    /// returned, to drain.
+    /// returned, to drain. A listener made after this (a deploy still running in the old
+    /// server of an upgrade) serves its connections on its own ([`Router::serve_alone`]).
     pub(crate) fn close_all(&self) -> Vec<Arc<LiveRelease>> {
+        self.stopped.store(true, Ordering::Release);
         self.listeners().drain().map(|(_, l)| l.close()).collect()
+    }
+
+    /// Whether the HTTP listener stopped.
+    fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
     }
 }
 
@@ -242,7 +254,7 @@ impl Router {
                     let entry = Arc::clone(&entry);
                     // Waiting for a place under the cap (or for the workers) holds this
                     // connection only, not the accepting.
-                    tokio::spawn(async move { router.hand_to_worker(stream, peer, entry).await });
+                    tokio::spawn(router.hand_to_worker(stream, peer, entry));
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "accepting on an app's relationship address failed");
@@ -253,9 +265,10 @@ impl Router {
     }
 
     /// Give an accepted connection to one of the HTTP listener's workers, once it has a
-    /// place under the cap on client connections.
+    /// place under the cap on client connections; once the HTTP listener stopped, serve
+    /// it here ([`Router::serve_alone`]).
     async fn hand_to_worker(
-        &self,
+        self: Arc<Self>,
         stream: tokio::net::TcpStream,
         peer: SocketAddr,
         entry: Arc<HostEntry>,
@@ -264,6 +277,9 @@ impl Router {
         let places = loop {
             if let Some(intake) = self.app_listeners.intake().as_ref() {
                 break Arc::clone(&intake.places);
+            }
+            if self.app_listeners.stopped() {
+                return self.serve_alone(stream, peer, entry).await;
             }
             if tokio::time::Instant::now() >= deadline {
                 tracing::warn!(%peer, "no HTTP worker took a connection to an app's relationship address");
@@ -274,19 +290,61 @@ impl Router {
         let Ok(place) = places.acquire_owned().await else {
             return;
         };
-        let mut intake = self.app_listeners.intake();
-        let Some(intake) = intake.as_mut() else {
-            return;
+        let unsent = {
+            let mut intake = self.app_listeners.intake();
+            match intake.as_mut() {
+                // The HTTP listener stopped meanwhile.
+                None => Some(stream),
+                Some(intake) => {
+                    intake.next = (intake.next + 1) % intake.queues.len().max(1);
+                    match intake.queues.get(intake.next) {
+                        Some(queue) => {
+                            if queue
+                                .send((stream.into_std(), peer, place, Some(entry.clone())))
+                                .is_err()
+                            {
+                                tracing::error!("a router worker is gone; connection dropped");
+                            }
+                            None
+                        }
+                        None => return,
+                    }
+                }
+            }
         };
-        intake.next = (intake.next + 1) % intake.queues.len().max(1);
-        let Some(queue) = intake.queues.get(intake.next) else {
-            return;
-        };
-        if queue
-            .send((stream.into_std(), peer, place, Some(entry)))
-            .is_err()
-        {
-            tracing::error!("a router worker is gone; connection dropped");
+        if let Some(stream) = unsent {
+            self.serve_alone(stream, peer, entry).await;
+        }
+    }
+
+    /// Serve a connection to an app's relationship address on this task, without the
+    /// HTTP listener's workers, which stopped: in a graceful upgrade a deploy still
+    /// running in the old server makes its new release's listeners after that, and its
+    /// deploy hook and health check call them before the new server routes the release
+    /// (then both servers listen there, each serving what it accepts, until the old one
+    /// exits). One request per connection (`connection: close`), so that none stays open
+    /// when the old server exits.
+    async fn serve_alone(
+        self: Arc<Self>,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        entry: Arc<HostEntry>,
+    ) {
+        let _ = stream.set_nodelay(true);
+        let mut client = proxy::Client::new(peer);
+        client.fixed = Some(entry);
+        let client = Arc::new(client);
+        let service = hyper::service::service_fn(move |req| {
+            let (router, client) = (Arc::clone(&self), Arc::clone(&client));
+            async move { Ok::<_, std::convert::Infallible>(proxy::handle(&router, &client, req).await) }
+        });
+        let served = hyper::server::conn::http1::Builder::new()
+            .keep_alive(false)
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+            .with_upgrades()
+            .await;
+        if let Err(err) = served {
+            tracing::debug!(%peer, error = %err, "connection to an app's relationship address ended with an error");
         }
     }
 }

@@ -345,7 +345,7 @@ pub(crate) fn live_app(
         }
     };
     found.cloned().ok_or_else(|| {
-        OpError::refused(format!(
+        OpError::not_found(format!(
             "no app '{}' in {env}: its apps are {names}",
             app.unwrap_or_default()
         ))

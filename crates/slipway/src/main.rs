@@ -1226,6 +1226,15 @@ async fn serve_until_stopped(
         tracing::warn!(actions, "console actions still going at exit are cut short");
     }
     let drain = platform.settings().drain_timeout;
+    // The releases that deploys completing here replaced stop (after their drain and, in
+    // an upgrade, the removal delay) before this server exits: no one else would.
+    let retiring = slipway_deploy::retire::wait_idle(drain + extra).await;
+    if retiring > 0 {
+        tracing::warn!(
+            retiring,
+            "retired releases whose containers still run at exit are removed at the next start"
+        );
+    }
     let _ = tokio::time::timeout(drain + extra, http_task).await;
     if let Some(task) = https_task {
         let _ = tokio::time::timeout(drain + extra, task).await;

@@ -82,6 +82,9 @@ where
     watch.activity_started(activity);
     let out = Output::with_sink(platform.clone(), activity, watch.lines);
     let result = f(out.clone()).await;
+    if let Err(e) = &result {
+        out.failed(summary, &e.to_string());
+    }
     out.flush();
     let state = platform.state();
     match result {
@@ -90,7 +93,8 @@ where
             Ok(v)
         }
         Err(e) => {
-            let _ = state.finish_activity(activity, "failure", &e.to_string());
+            let summary = crate::output::failed_summary(summary, &e.to_string());
+            let _ = state.finish_activity(activity, "failure", &summary);
             Err(e)
         }
     }
@@ -284,7 +288,7 @@ pub fn of_project(platform: &Platform, project: &str, id: i64) -> Result<Backup,
         .backup(id)?
         .filter(|b| b.project == project)
         .ok_or_else(|| {
-            OpError::refused(format!(
+            OpError::not_found(format!(
                 "backup {id} is not a backup of project {project} (`backup ls {project} ENV` lists them); nothing was changed"
             ))
         })
