@@ -28,12 +28,25 @@ pub const PROXY_PORT: u16 = 3128;
 /// `NO_PROXY` of builds: nothing, since their namespace holds nothing but the proxy (so
 /// an allowed mirror on the host's `127.0.0.1:PORT` is reached through it).
 pub const BUILD_NO_PROXY: &str = "";
-/// `NO_PROXY` of an environment's processes: what they reach in their own namespace
-/// without the proxy: loopback, the `REL.internal` names of their relationships, the
-/// services' addresses (`127.1.0.N`, `services::ports`) and the apps' relationship
-/// addresses (`127.4.X.Y`, [`crate::environment::app_address`]).
+/// The start of `NO_PROXY` of an environment's processes ([`environment_no_proxy`]):
+/// loopback, the `REL.internal` names of their relationships, and as ranges the
+/// services' addresses (`127.1.0.N`, [`crate::services::ports`]) and the apps'
+/// relationship addresses (`127.4.X.Y`, [`crate::environment::app_address`]).
 pub const ENVIRONMENT_NO_PROXY: &str =
     "localhost,127.0.0.1,::1,.internal,127.1.0.0/16,127.4.0.0/16";
+
+/// `NO_PROXY` of an environment's processes: what they reach in their own namespace
+/// without the proxy, [`ENVIRONMENT_NO_PROXY`] and then every service address one by one,
+/// since many clients read no ranges there (Python's urllib, Node's proxy-from-env) and
+/// `PLATFORM_RELATIONSHIPS` gives a service's `ip` too.
+pub fn environment_no_proxy() -> String {
+    let mut out = ENVIRONMENT_NO_PROXY.to_string();
+    for a in crate::services::ports::addresses() {
+        out.push(',');
+        out.push_str(&a.to_string());
+    }
+    out
+}
 /// Largest request head the proxy reads.
 const MAX_HEAD: usize = 16 * 1024;
 /// How long a client may take to send its request head.
@@ -246,7 +259,7 @@ impl BuildNetwork {
 
 /// The variables that send a process's HTTP(S) traffic through the proxy at
 /// [`PROXY_ADDR`] (upper and lower case, as tools differ), except for `no_proxy`
-/// ([`BUILD_NO_PROXY`], [`ENVIRONMENT_NO_PROXY`]).
+/// ([`BUILD_NO_PROXY`], [`environment_no_proxy`]).
 pub fn proxy_env(no_proxy: &str) -> Vec<(String, String)> {
     let url = format!("http://{PROXY_ADDR}");
     ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"]
@@ -262,9 +275,9 @@ pub fn proxy_env(no_proxy: &str) -> Vec<(String, String)> {
 
 /// What an environment's apps, hooks, workers, crons and shells get
 /// ([`crate::variables::with_environment_variables`]): [`proxy_env`] with
-/// [`ENVIRONMENT_NO_PROXY`].
+/// [`environment_no_proxy`].
 pub fn environment_env() -> Vec<(String, String)> {
-    proxy_env(ENVIRONMENT_NO_PROXY)
+    proxy_env(&environment_no_proxy())
 }
 
 /// Accepts on `listener` until aborted, serving each client with `policy`; `who` names
@@ -611,6 +624,10 @@ mod tests {
         assert!(in_range(crate::environment::app_address(10_000)));
         assert!(in_range(crate::environment::app_address(64_999)));
         assert!(in_range(crate::services::ports::address(2)));
+        // Each service address is there as written too (for clients without ranges).
+        for a in crate::services::ports::addresses() {
+            assert!(no_proxy.contains(&a.to_string().as_str()), "{a}");
+        }
         // A host address that is no part of the environment goes through the proxy.
         assert!(!in_range(Ipv4Addr::new(127, 0, 0, 2)));
         let build: HashMap<String, String> = BuildNetwork::env().into_iter().collect();

@@ -191,7 +191,7 @@ mod tests {
         assert_eq!(env["TOKEN"], "t");
         // Every process of the environment goes out through its egress proxy.
         assert_eq!(env["HTTPS_PROXY"], "http://127.0.0.1:3128");
-        assert_eq!(env["no_proxy"], crate::egress::ENVIRONMENT_NO_PROXY);
+        assert_eq!(env["no_proxy"], crate::egress::environment_no_proxy());
         assert_eq!(env.len(), 3 + 6, "each name once");
     }
 }
