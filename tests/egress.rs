@@ -1,4 +1,4 @@
-//! Egress of environments (issues 13/14): an app, its deploy hook and an SSH shell reach
+//! Egress of environments (issues 13/14): an app, its deploy hook, a cron and an SSH shell reach
 //! the outside through the egress proxy Slipway runs in their environment's network
 //! namespace (`HTTP_PROXY` and the like set for them), as on Platform.sh and Heroku, and
 //! never the host's own listeners (SSH endpoint, router) nor another environment's apps;
@@ -134,7 +134,7 @@ fn assert_egress(out: &str, who: &str, server: &Server, other: &[String]) {
 }
 
 #[test]
-fn apps_hooks_and_shells_reach_the_outside_but_not_the_host_or_other_environments() {
+fn apps_hooks_crons_and_shells_reach_the_outside_but_not_the_host_or_other_environments() {
     let outside = outside_server();
     let mut server = Server::start_with(&[("SLIPWAY_EGRESS_ALLOW", outside.as_str())]);
 
@@ -170,7 +170,8 @@ fn apps_hooks_and_shells_reach_the_outside_but_not_the_host_or_other_environment
         ".platform.app.yaml",
         "name: hello\ntype: python:3.11\nhooks:\n  deploy: |\n    set -e\n    \
          python3 net.py deploy\n    echo \"curl $(curl -sS http://OUTSIDE/)\"\n\
-         web:\n  commands:\n    start: python3 server.py\n"
+         web:\n  commands:\n    start: python3 server.py\n\
+         crons:\n  probe:\n    spec: '0 0 1 1 *'\n    cmd: python3 net.py cron\n"
             .replace("OUTSIDE", &outside)
             .as_str(),
     );
@@ -195,6 +196,11 @@ fn apps_hooks_and_shells_reach_the_outside_but_not_the_host_or_other_environment
     let o = server.ssh(&server.key, "main.demo", "python3 /app/net.py shell");
     assert!(o.status.success(), "{}", text(&o));
     assert_egress(&String::from_utf8_lossy(&o.stdout), "shell", &server, &[]);
+
+    // A cron, run now.
+    let o = server.admin("cron run demo main probe");
+    assert!(o.status.success(), "{}", text(&o));
+    assert_egress(&text(&o), "cron", &server, &[]);
 
     // The server logs each refusal with its reason.
     let log = server.server_log();
