@@ -533,7 +533,7 @@ impl BuildContext<'_> {
             self.entropy,
         );
         spec.root = self.stack.root_fs();
-        let egress = &self.platform.settings().build_egress;
+        let egress = &self.platform.settings().egress;
         if let Some(ca) = &egress.ca_certificates {
             spec.mounts.push(BindMount {
                 source: ca.clone(),
@@ -715,7 +715,7 @@ async fn build_one(
             hex::encode(&Sha256::digest(format!("{}/{}", out.activity(), app.name))[..5])
         );
         let network =
-            crate::egress::BuildNetwork::create(&netns, platform.settings().build_egress.clone())
+            crate::egress::BuildNetwork::create(&netns, platform.settings().egress.clone())
                 .await
                 .map_err(|e| fail(format!("the build's network: {e}")))?;
         let cx = BuildContext {

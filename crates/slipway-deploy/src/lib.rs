@@ -166,8 +166,9 @@ pub struct Settings {
     pub build_caches_size: u64,
     /// An app log bigger than this is rotated (bytes; see [`app_logs`]).
     pub app_log_max_size: u64,
-    /// Where builds may connect besides public addresses on ports 80 and 443.
-    pub build_egress: egress::EgressPolicy,
+    /// Where builds and environments may connect through their egress proxy besides
+    /// public addresses on ports 80 and 443 ([`egress`]).
+    pub egress: egress::EgressPolicy,
     /// Apps build and run on the stacks their `type` names; `None`: on the host stack.
     pub stacks: Option<StackSettings>,
     /// Which activity logs the server keeps (`--activity-keep`, `--activity-keep-days`):
@@ -206,7 +207,7 @@ impl Settings {
             build_caches_size: build::caches::DEFAULT_PROJECT_CAP,
             stacks: None,
             app_log_max_size: 10 << 20,
-            build_egress: egress::EgressPolicy::host_default(),
+            egress: egress::EgressPolicy::host_default(),
             activity_retention: slipway_state::ActivityRetention {
                 keep_newest: activity_prune::KEEP_NEWEST,
                 keep_days: activity_prune::KEEP_DAYS,
@@ -336,6 +337,8 @@ pub struct Platform {
     instance: String,
     /// Crons running now ([`crons`]).
     crons: crons::Running,
+    /// The environments' egress proxies ([`Platform::env_network`]).
+    egress: egress::EnvProxies,
 }
 
 impl Platform {
@@ -380,6 +383,7 @@ impl Platform {
             env_locks: Mutex::new(HashMap::new()),
             instance,
             crons: crons::Running::default(),
+            egress: egress::EnvProxies::default(),
         }))
     }
 

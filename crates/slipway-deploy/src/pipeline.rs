@@ -283,7 +283,7 @@ pub async fn stage(
 
     // services: the topology's services run and answer before any app of it starts; a new
     // environment's start on a copy of its parent's data, as its mounts do.
-    let netns = provision::ensure_netns(platform, target)?;
+    let netns = provision::ensure_netns(platform, target).await?;
     let parent = match live {
         Some(_) => None,
         None => {

@@ -29,10 +29,16 @@ pub fn netns_path(name: &str) -> PathBuf {
     Path::new("/run/netns").join(name)
 }
 
-/// Make sure the environment's network namespace exists.
-pub fn ensure_netns(platform: &Platform, target: &DeployTarget) -> Result<String, PhaseError> {
+/// Make sure the environment's network namespace exists, with its egress proxy
+/// ([`Platform::env_network`]).
+pub async fn ensure_netns(
+    platform: &Platform,
+    target: &DeployTarget,
+) -> Result<String, PhaseError> {
     let name = environment::netns_name(platform.instance(), &target.project, &target.env);
-    slipway_runtime::netns::ensure(&name)
+    platform
+        .env_network(&name)
+        .await
         .map_err(|e| PhaseError::new("provision", format!("network namespace {name}: {e}")))?;
     Ok(name)
 }

@@ -292,9 +292,10 @@ pub(crate) async fn bring_up(
         }
     }
     let adopted = spec.apps.iter().all(|a| running.contains(&a.container));
+    // Running containers keep their namespace alive, but this server's egress proxy
+    // listens in it anew.
+    platform.env_network(&spec.netns).await?;
     if !adopted {
-        // Running containers keep their namespace alive: only a start needs it ensured.
-        slipway_runtime::netns::ensure(&spec.netns).map_err(|e| e.to_string())?;
         for app in spec.apps.iter().filter(|a| !running.contains(&a.container)) {
             provision::start_app(platform, project, env, spec, app)
                 .await
@@ -321,7 +322,6 @@ pub(crate) async fn bring_up(
         .iter()
         .filter(|w| !running.contains(&w.instance.container))
     {
-        slipway_runtime::netns::ensure(&spec.netns).map_err(|e| e.to_string())?;
         provision::start_app(platform, project, env, spec, &w.instance)
             .await
             .map_err(|e| e.to_string())?;
@@ -458,6 +458,7 @@ pub async fn down(platform: &Platform) -> Result<usize, DeployError> {
             .await?;
     }
     for ns in slipway_runtime::netns::list(&netns_prefix(platform.instance()))? {
+        platform.forget_env_network(&ns);
         slipway_runtime::netns::delete(&ns)?;
     }
     crate::sockets::remove_leftovers(&platform.data().app_sockets(), |_| false);

@@ -570,7 +570,7 @@ async fn restart(platform: &Arc<Platform>, e: &Expected) -> Outcome {
     let started = match &e.target {
         Target::Release { spec, app, .. } => {
             async {
-                slipway_runtime::netns::ensure(&spec.netns).map_err(|err| err.to_string())?;
+                platform.env_network(&spec.netns).await?;
                 crate::provision::start_app(platform, &e.project, &e.env, spec, app)
                     .await
                     .map_err(|err| err.to_string())
@@ -585,7 +585,7 @@ async fn restart(platform: &Arc<Platform>, e: &Expected) -> Outcome {
                     .map_err(|err| err.to_string())?
                     .ok_or_else(|| format!("service {name} is gone"))?;
                 let netns = crate::environment::netns_name(platform.instance(), &e.project, &e.env);
-                slipway_runtime::netns::ensure(&netns).map_err(|err| err.to_string())?;
+                platform.env_network(&netns).await?;
                 restart_service(platform, &record, &netns).await
             }
             .await

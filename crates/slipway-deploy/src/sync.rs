@@ -208,7 +208,7 @@ async fn copy_parent(
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-        slipway_runtime::netns::ensure(&netns).map_err(|e| e.to_string())?;
+        platform.env_network(&netns).await?;
         if r.service_type == "varnish" {
             // The copy's VCL points at the parent's apps: this environment's instead.
             services::varnish::write_for_live(platform, r)?;

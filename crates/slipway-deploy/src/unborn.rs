@@ -60,6 +60,7 @@ pub async fn discard_environment(
     crate::services::data::stop_environment(platform, project, env).await;
     let removed = crate::env_volumes::remove_stopped(platform, project, env).await;
     let ns = crate::environment::netns_name(platform.instance(), project, env);
+    platform.forget_env_network(&ns);
     if slipway_runtime::netns::list(&ns).is_ok_and(|l| l.contains(&ns)) {
         if let Err(e) = slipway_runtime::netns::delete(&ns) {
             warn!(project, env, "network namespace {ns} not removed: {e}");

@@ -11,9 +11,12 @@ use slipway_state::StateError;
 use crate::environment::is_reserved_variable;
 use crate::Platform;
 
-/// What a container or command of an app sees: the release's own variables (the platform's
-/// and the config's, from the release spec), and the environment's variables as set now,
-/// which win over the config's but never over the platform's own names.
+/// What a container or command of an app sees (its start command, worker, cron, deploy and
+/// post_deploy hooks, SSH shell): the release's own variables (the platform's and the
+/// config's, from the release spec), the environment's variables as set now, which win
+/// over the config's but never over the platform's own names, and the variables that send
+/// HTTP(S) through the environment's egress proxy ([`crate::egress::environment_env`]),
+/// which win over both.
 pub fn with_environment_variables(
     platform: &Platform,
     project: &str,
@@ -34,6 +37,7 @@ fn merge(
             all.insert(k, v);
         }
     }
+    all.extend(crate::egress::environment_env());
     all.into_iter().collect()
 }
 
@@ -184,11 +188,15 @@ mod tests {
             ("MODE".to_string(), "set".to_string()),
             ("PORT".to_string(), "1".to_string()),
             ("TOKEN".to_string(), "t".to_string()),
+            ("HTTPS_PROXY".to_string(), "http://elsewhere:1".to_string()),
         ];
         let env: BTreeMap<_, _> = merge(&release, set).into_iter().collect();
         assert_eq!(env["MODE"], "set");
         assert_eq!(env["PORT"], "10001");
         assert_eq!(env["TOKEN"], "t");
-        assert_eq!(env.len(), 3, "each name once");
+        // Every process of the environment goes out through its egress proxy.
+        assert_eq!(env["HTTPS_PROXY"], "http://127.0.0.1:3128");
+        assert_eq!(env["no_proxy"], crate::egress::environment_no_proxy());
+        assert_eq!(env.len(), 3 + 6, "each name once");
     }
 }

@@ -92,8 +92,9 @@ fn lock_registry() -> std::sync::MutexGuard<'static, HashMap<PathBuf, Worker>> {
 
 /// A new non-blocking, close-on-exec TCP socket created inside the namespace at `path`,
 /// to bind and listen on; the namespace migrates a closed listener's queued connections
-/// to another listener of its `SO_REUSEPORT` group (`net.ipv4.tcp_migrate_req`).
-pub(crate) async fn listening_socket_in(path: &Path) -> io::Result<OwnedFd> {
+/// to another listener of its `SO_REUSEPORT` group (`net.ipv4.tcp_migrate_req`). The
+/// router's app listeners and the environments' egress proxy (slipway-deploy) listen on it.
+pub async fn listening_socket_in(path: &Path) -> io::Result<OwnedFd> {
     socket_in(path, Purpose::Listen).await
 }
 

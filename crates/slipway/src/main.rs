@@ -250,9 +250,19 @@ struct ServeArgs {
     /// or with a K, M or G suffix).
     #[arg(long, env = "SLIPWAY_BUILD_CACHES_SIZE", default_value = "4G", value_parser = parse_size)]
     build_caches_size: u64,
-    /// `HOST:PORT`s builds may reach through their proxy besides public addresses on ports
-    /// 80 and 443 (comma-separated; e.g. a package mirror on this machine).
-    #[arg(long, env = "SLIPWAY_BUILD_EGRESS_ALLOW", value_delimiter = ',')]
+    /// `HOST:PORT`s builds and apps (their hooks, workers, crons, shells) may reach through
+    /// their egress proxy besides public addresses on ports 80 and 443 (comma-separated;
+    /// e.g. a package mirror on this machine).
+    #[arg(long, env = "SLIPWAY_EGRESS_ALLOW", value_delimiter = ',')]
+    egress_allow: Vec<String>,
+    /// The former name of `--egress-allow` (`SLIPWAY_BUILD_EGRESS_ALLOW`), still taken:
+    /// both lists together are allowed.
+    #[arg(
+        long,
+        env = "SLIPWAY_BUILD_EGRESS_ALLOW",
+        value_delimiter = ',',
+        hide = true
+    )]
     build_egress_allow: Vec<String>,
     /// zstd level of slugs (1 to 22).
     #[arg(long, env = "SLIPWAY_SLUG_LEVEL", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
@@ -762,7 +772,12 @@ async fn serve_until_stopped(
         keep_newest: args.activity_keep,
         keep_days: args.activity_keep_days,
     };
-    settings.build_egress.allowed = args.build_egress_allow.clone();
+    settings.egress.allowed = args
+        .egress_allow
+        .iter()
+        .chain(&args.build_egress_allow)
+        .cloned()
+        .collect();
     let http_addr: std::net::SocketAddr = args
         .http_listen
         .parse()
@@ -1175,6 +1190,8 @@ async fn serve_until_stopped(
                 // The new server schedules crons and restarts crashed containers from now on.
                 cron_scheduler.abort();
                 supervisor.abort();
+                // The new server's egress proxies take the environments' new connections.
+                platform.close_egress();
                 // Give the new server a moment to route what a deploy still running here
                 // makes live before the release it replaces stops.
                 slipway_deploy::retire::delay_removals(std::time::Duration::from_secs(2));

@@ -887,7 +887,7 @@ pub async fn restore(platform: &Arc<Platform>, running: &HashSet<String>) -> Has
         );
         let netns = crate::environment::netns_name(platform.instance(), &r.project, &r.environment);
         let result = async {
-            slipway_runtime::netns::ensure(&netns).map_err(|e| e.to_string())?;
+            platform.env_network(&netns).await?;
             let (p, rec, disk) = (platform.clone(), r.clone(), live_disk(platform, &r)?);
             let notes = tokio::task::spawn_blocking(move || data::prepare(&p, &rec, disk, None))
                 .await
