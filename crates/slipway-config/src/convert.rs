@@ -749,6 +749,28 @@ fn stack_list(list: &Node, app: &mut Application, path: &KeyPath, diags: &mut Ve
                 ));
                 continue;
             }
+            // Nix names that are no package here: PHP extensions (the php entry's
+            // `extensions` and the PHP stacks' own), the Upsun CLI (for Upsun's API).
+            let php_extension = name.strip_prefix("php").is_some_and(|r| {
+                r.split_once("Extensions.")
+                    .is_some_and(|(v, _)| v.bytes().all(|b| b.is_ascii_digit()))
+            });
+            if php_extension || name == "upsun" {
+                let why = if php_extension {
+                    "a PHP extension is the PHP stack's (its `extensions`)"
+                } else {
+                    "the Upsun CLI manages projects on Upsun, not here"
+                };
+                diags.push(p.warning(pos, format!("`{name}` is ignored: {why}")));
+                continue;
+            }
+            // LANGUAGE@VERSION of a language there is not: refused as an unknown `type` is.
+            if let Some((l, v)) = name.split_once('@') {
+                if let Err(e) = slipway_stack::resolve(l, v) {
+                    diags.push(p.error(pos, e.to_string()));
+                    return;
+                }
+            }
             match slipway_stack::resolve::package(name) {
                 Ok(package) if takes_type => packages.push(package.name),
                 Ok(_) => diags.push(p.warning(
