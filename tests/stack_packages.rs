@@ -3,7 +3,7 @@
 //! `stack: ["clamav"]` (no language: the base stack with ClamAV's Debian packages),
 //! demo-js's `deno_app` (`stack: [deno]`, Deno 2 from the npm registry) and the lisp
 //! template's `type: lisp:2.1` (SBCL 2.2 with a warning, built by the default flavor's
-//! `asdf:make`). Each app answers with the version of what it runs on.
+//! `asdf:make`), and the same as an Upsun `stack: [sbcl]` (SBCL 2.5). Each app answers with the version of what it runs on.
 //!
 //! Their stacks are not in the tests' shared list (`TEST_STACKS`): a push builds them into
 //! the test store (`SLIPWAY_TEST_STACKS_DIR`), minutes each the first time.
@@ -65,7 +65,10 @@ fn an_upsun_stack_of_clamav_only_runs_on_the_base_stack_with_clamavs_packages() 
         ],
     );
     let out = server.push_ok(&app, "clamav");
-    assert!(out.contains("stack base:13+clamav"), "{out}");
+    assert!(
+        out.contains(&format!("stack {}", "base:13+clamav")),
+        "{out}"
+    );
     let body = page(&server, "main.clamav.localhost", "/");
     let lines: Vec<&str> = body.lines().collect();
     assert_eq!(lines.len(), 3, "{body}");
@@ -118,7 +121,7 @@ fn an_upsun_deno_app_runs_on_deno_2_from_the_npm_registry() {
         ],
     );
     let out = server.push_ok(&app, "denojs");
-    assert!(out.contains("stack deno:2"), "{out}");
+    assert!(out.contains(&format!("stack {}", "deno:2")), "{out}");
     let body = page(&server, "main.denojs.localhost", "/");
     assert!(body.starts_with("deno 2."), "{body}\n{out}");
 }
@@ -196,7 +199,33 @@ fn the_lisp_template_runs_on_sbcl_2_2_built_by_asdf_make_with_a_warning() {
             && l.contains("lisp:2.1 is not available on this server; using lisp:2.2")),
         "{out}"
     );
+    assert!(out.contains(&format!("stack {}", "lisp:2.2")), "{out}");
     assert!(out.contains("asdf:make :app"), "{out}");
     let body = page(&server, "main.lisp.localhost", "/");
     assert!(body.starts_with("SBCL 2.2."), "{body}\n{out}");
+    // The same app as an Upsun `stack: [sbcl]`: trixie's SBCL 2.5.
+    let app = server.project(
+        "sbcl",
+        &[
+            (".upsun/config.yaml", SBCL_CONFIG),
+            ("app.asd", LISP_ASD),
+            ("app.lisp", LISP_APP),
+        ],
+    );
+    let out = server.push_ok(&app, "sbcl");
+    assert!(out.contains(&format!("stack {}", "lisp:2.5")), "{out}");
+    let body = page(&server, "main.sbcl.localhost", "/");
+    assert!(body.starts_with("SBCL 2.5."), "{body}\n{out}");
 }
+
+const SBCL_CONFIG: &str = r#"applications:
+    app:
+        stack: [sbcl]
+        web:
+            commands:
+                start: ./example
+routes:
+    "http://{default}/":
+        type: upstream
+        upstream: "app:http"
+"#;

@@ -688,8 +688,7 @@ fn stack_list(list: &Node, app: &mut Application, path: &KeyPath, diags: &mut Ve
         let name = match name.strip_prefix("bun") {
             Some(v) if v.is_empty() || v.starts_with('@') => {
                 let version = v.trim_start_matches('@');
-                if !version.is_empty() && version.split('.').next() != Some(catalog::BUN_MAJOR)
-                {
+                if !version.is_empty() && version.split('.').next() != Some(catalog::BUN_MAJOR) {
                     diags.push(p.error(
                         pos,
                         format!(

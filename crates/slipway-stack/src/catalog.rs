@@ -880,7 +880,11 @@ mod tests {
             ("java:21", "c7d3cfade524"),
             ("ruby:3.3", "d19339eff255"),
         ] {
-            assert_eq!(crate::resolve_type(t).unwrap().stack.fingerprint(), f, "{t}");
+            assert_eq!(
+                crate::resolve_type(t).unwrap().stack.fingerprint(),
+                f,
+                "{t}"
+            );
         }
     }
 
@@ -894,7 +898,10 @@ mod tests {
             find_package("clamav").unwrap().debian,
             ["clamav", "clamav-daemon", "clamav-freshclam"]
         );
-        assert_eq!(find_package("poppler_utils").unwrap().debian, ["poppler-utils"]);
+        assert_eq!(
+            find_package("poppler_utils").unwrap().debian,
+            ["poppler-utils"]
+        );
         assert!(find_package("python").is_none());
     }
 

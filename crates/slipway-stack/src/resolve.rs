@@ -231,10 +231,13 @@ pub fn package(name: &str) -> Result<&'static crate::catalog::Package, ResolveEr
 /// Upsun `stack:` of packages only runs on.
 pub fn resolve(language: &str, version: &str) -> Result<Resolution, ResolveError> {
     let base = (language == Language::Base.name()).then_some(Language::Base);
-    let lang = Language::from_name(language).or(base).ok_or_else(|| ResolveError::UnknownLanguage {
-        language: language.to_string(),
-        suggestion: closest_language(language),
-    })?;
+    let lang =
+        Language::from_name(language)
+            .or(base)
+            .ok_or_else(|| ResolveError::UnknownLanguage {
+                language: language.to_string(),
+                suggestion: closest_language(language),
+            })?;
     resolve_version(lang, version)
 }
 
@@ -407,14 +410,16 @@ fn closest_language(input: &str) -> Option<&'static str> {
 }
 
 /// The name of `names` nearest `input` (case-insensitive), if near enough to be a typo.
-fn closest(
-    input: &str,
-    names: impl IntoIterator<Item = &'static str>,
-) -> Option<&'static str> {
+fn closest(input: &str, names: impl IntoIterator<Item = &'static str>) -> Option<&'static str> {
     let lower = input.to_ascii_lowercase();
     names
         .into_iter()
-        .map(|k| (strsim::damerau_levenshtein(&lower, &k.to_ascii_lowercase()), k))
+        .map(|k| {
+            (
+                strsim::damerau_levenshtein(&lower, &k.to_ascii_lowercase()),
+                k,
+            )
+        })
         .filter(|(d, k)| *d <= (k.len().max(input.len()) / 3).clamp(1, 3))
         .min()
         .map(|(_, k)| k)

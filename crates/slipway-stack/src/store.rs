@@ -106,13 +106,16 @@ impl StackStore {
                     return None;
                 }
                 let base = [crate::catalog::Language::Base];
-                crate::catalog::Language::ALL.into_iter().chain(base).find_map(|l| {
-                    let version = rest.strip_prefix(l.name())?.strip_prefix('-')?;
-                    crate::resolve_type(&format!("{l}:{version}"))
-                        .ok()
-                        .map(|r| r.stack)
-                        .filter(|s| s.tag() == t.tag)
-                })
+                crate::catalog::Language::ALL
+                    .into_iter()
+                    .chain(base)
+                    .find_map(|l| {
+                        let version = rest.strip_prefix(l.name())?.strip_prefix('-')?;
+                        crate::resolve_type(&format!("{l}:{version}"))
+                            .ok()
+                            .map(|r| r.stack)
+                            .filter(|s| s.tag() == t.tag)
+                    })
             })
             .collect())
     }

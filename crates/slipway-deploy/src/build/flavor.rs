@@ -140,7 +140,10 @@ mod tests {
         // lisp: the app's own ASDF system, when its .asd is there.
         assert!(scripts(&app("lisp:2.2", None), both.path()).is_empty());
         std::fs::write(both.path().join("web.asd"), "").unwrap();
-        assert_eq!(scripts(&app("lisp:2.2", None), both.path()), vec![lisp_make("web")]);
+        assert_eq!(
+            scripts(&app("lisp:2.2", None), both.path()),
+            vec![lisp_make("web")]
+        );
         assert!(lisp_make("web").ends_with("(asdf:make \"web\")'"));
         assert!(scripts(&app("nodejs:20", Some("none")), both.path()).is_empty());
         assert!(scripts(&app("php:8.3", Some("none")), both.path()).is_empty());
