@@ -664,22 +664,33 @@ fn check_stack(tnode: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>) {
 /// or the key of a one-key mapping holding its options) are the app's stack when `type` is
 /// absent or `composable:*`, each resolved like `type:`, the first the app's language: one
 /// stack with them all, typed `LANGUAGE:VERSION+LANGUAGE:VERSION...` (refused at the entry
-/// that cannot share it). Entries that name no language of a stack (Nix packages such as
-/// `clamav`) are reported as ignored; but when the list is the app's stack and none of its
-/// entries names a language (`[deno]`, `[clamav]`), the app has nothing to run on:
-/// refused at its first ignored entry, as an unknown `type` is (the languages there are and
-/// a did-you-mean), in config check and push alike, never a push failing mid-build.
-/// `bun@1` (or `bun`) is a Node.js stack's, as every one carries bun 1.x: the list's
-/// `nodejs@VERSION`, else the newest Node.js stack.
+/// that cannot share it). Entries that name no language are Nix packages: those of the
+/// table ([`slipway_stack::catalog::PACKAGES`]: `clamav`, `imagemagick`, ...) are Debian
+/// packages added to the stack (`+clamav` after the languages; a list of packages only
+/// runs on the base stack, `base:13+clamav`); any other is refused at its entry with a
+/// did-you-mean, never dropped. Nix packages that are a language's runtime (`deno`,
+/// `sbcl`) are that language's newest stack. `bun@1` (or `bun`), `nodePackages.npm` and
+/// `nodePackages.yarn` are a Node.js stack's, as every one carries them: the list's
+/// `nodejs@VERSION`, else the newest Node.js stack. A language named without a version
+/// (`python`) is ignored with a warning; when nothing else gives the app a stack it is
+/// refused there, in config check and push alike, never a push failing mid-build.
 fn stack_list(list: &Node, app: &mut Application, path: &KeyPath, diags: &mut Vec<Diagnostic>) {
+    use slipway_stack::{catalog, Language};
     let Kind::Seq(items) = &list.kind else { return };
     let takes_type = app
         .r#type
         .as_deref()
         .is_none_or(|t| t.starts_with("composable:"));
+    let newest = |l: Language| {
+        catalog::versions(l)
+            .last()
+            .map(|s| s.version)
+            .unwrap_or_default()
+    };
     let mut chosen: Option<String> = None;
-    // The first entry reported as ignored: (its index in `diags`, the refusal it becomes
-    // when no entry gives the app a stack).
+    let mut packages: Vec<&'static str> = Vec::new();
+    // The first language named without a version: (its index in `diags`, the refusal it
+    // becomes when no entry gives the app a stack).
     let mut first_ignored: Option<(usize, Diagnostic)> = None;
     for (i, item) in items.iter().enumerate() {
         let (name, pos) = match (&item.kind, item.entries()) {
@@ -688,24 +699,28 @@ fn stack_list(list: &Node, app: &mut Application, path: &KeyPath, diags: &mut Ve
             _ => continue,
         };
         let p = path.with(&i.to_string());
-        // bun: every Node.js stack carries bun 1.x, so `bun@1` is a Node.js stack's: the
+        // Tools every Node.js stack carries (bun 1.x, npm, yarn): a Node.js stack's, the
         // list's own `nodejs@VERSION` when it has one, else the newest.
-        let bun_node;
+        let runtime;
         let name = match name.strip_prefix("bun") {
             Some(v) if v.is_empty() || v.starts_with('@') => {
                 let version = v.trim_start_matches('@');
-                if !version.is_empty()
-                    && version.split('.').next() != Some(slipway_stack::catalog::BUN_MAJOR)
-                {
+                if !version.is_empty() && version.split('.').next() != Some(catalog::BUN_MAJOR) {
                     diags.push(p.error(
                         pos,
                         format!(
                             "`{name}`: the Node.js stacks carry bun {}.x (`bun@{0}`)",
-                            slipway_stack::catalog::BUN_MAJOR
+                            catalog::BUN_MAJOR
                         ),
                     ));
                     return;
                 }
+                "nodePackages.npm"
+            }
+            _ => name,
+        };
+        let name = match name {
+            "nodePackages.npm" | "nodePackages.yarn" => {
                 let with_node = items.iter().any(|item| {
                     matches!(&item.kind, Kind::Str(s) if s.starts_with("nodejs@"))
                         || matches!(item.entries(), [one] if one.key.starts_with("nodejs@"))
@@ -717,31 +732,30 @@ fn stack_list(list: &Node, app: &mut Application, path: &KeyPath, diags: &mut Ve
                 if with_node || typed_node {
                     continue;
                 }
-                let newest = slipway_stack::catalog::versions(slipway_stack::Language::Nodejs)
-                    .last()
-                    .map(|s| s.version)
-                    .unwrap_or_default();
-                bun_node = format!("nodejs@{newest}");
-                bun_node.as_str()
+                runtime = format!("nodejs@{}", newest(Language::Nodejs));
+                runtime.as_str()
+            }
+            // Nix packages that are a language's runtime.
+            "deno" => {
+                runtime = format!("deno@{}", newest(Language::Deno));
+                runtime.as_str()
+            }
+            "sbcl" => {
+                runtime = format!("lisp@{}", newest(Language::Lisp));
+                runtime.as_str()
             }
             _ => name,
         };
         let language = name
             .split_once('@')
-            .filter(|(l, _)| slipway_stack::Language::from_name(l).is_some());
+            .filter(|(l, _)| Language::from_name(l).is_some());
         let Some((language, version)) = language else {
-            if let Some(l) = slipway_stack::Language::from_name(name) {
-                let example = format!(
-                    "{name}@{}",
-                    slipway_stack::resolve::available(l)
-                        .rsplit(", ")
-                        .next()
-                        .unwrap_or_default()
-                );
+            if let Some(l) = Language::from_name(name) {
+                let example = format!("{name}@{}", newest(l));
                 if first_ignored.is_none() {
                     let refusal = p.error(
                         pos,
-                        format!("`{name}` names no version (e.g. `{example}`), and no other entry of `stack` names a language: app {} has no stack to run on", app.name),
+                        format!("`{name}` names no version (e.g. `{example}`), and no other entry of `stack` names a language or a package: app {} has no stack to run on", app.name),
                     );
                     first_ignored = Some((diags.len(), refusal));
                 }
@@ -751,22 +765,39 @@ fn stack_list(list: &Node, app: &mut Application, path: &KeyPath, diags: &mut Ve
                 ));
                 continue;
             }
-            if first_ignored.is_none() {
-                let unknown = name.split_once('@').map_or(name, |(l, _)| l);
-                let why = slipway_stack::resolve(unknown, "0")
-                    .err()
-                    .map(|e| e.to_string())
-                    .unwrap_or_default();
-                let refusal = p.error(
-                    pos,
-                    format!("{why}; no entry of `stack` names one (LANGUAGE@VERSION): app {} has no stack to run on", app.name),
-                );
-                first_ignored = Some((diags.len(), refusal));
+            // Nix names that are no package here: PHP extensions (the php entry's
+            // `extensions` and the PHP stacks' own), the Upsun CLI (for Upsun's API).
+            let php_extension = name.strip_prefix("php").is_some_and(|r| {
+                r.split_once("Extensions.")
+                    .is_some_and(|(v, _)| v.bytes().all(|b| b.is_ascii_digit()))
+            });
+            if php_extension || name == "upsun" {
+                let why = if php_extension {
+                    "a PHP extension is the PHP stack's (its `extensions`)"
+                } else {
+                    "the Upsun CLI manages projects on Upsun, not here"
+                };
+                diags.push(p.warning(pos, format!("`{name}` is ignored: {why}")));
+                continue;
             }
-            diags.push(p.warning(
-                pos,
-                format!("`{name}` names no language Slipway has stacks for (LANGUAGE@VERSION with one of python, php, nodejs, ruby, golang, java); it is ignored"),
-            ));
+            // LANGUAGE@VERSION of a language there is not: refused as an unknown `type` is.
+            if let Some((l, v)) = name.split_once('@') {
+                if let Err(e) = slipway_stack::resolve(l, v) {
+                    diags.push(p.error(pos, e.to_string()));
+                    return;
+                }
+            }
+            match slipway_stack::resolve::package(name) {
+                Ok(package) if takes_type => packages.push(package.name),
+                Ok(_) => diags.push(p.warning(
+                    pos,
+                    format!("`{name}` is ignored: the app runs on the stack its `type` names"),
+                )),
+                Err(e) => {
+                    diags.push(p.error(pos, e.to_string()));
+                    return;
+                }
+            }
             continue;
         };
         if !takes_type {
@@ -799,9 +830,20 @@ fn stack_list(list: &Node, app: &mut Application, path: &KeyPath, diags: &mut Ve
             }
         }
     }
+    // Packages only: the base stack carries them.
+    if chosen.is_none() && !packages.is_empty() {
+        chosen = Some(format!("{}:{}", Language::Base, newest(Language::Base)));
+    }
     match (chosen, first_ignored) {
-        (Some(t), _) => app.r#type = Some(t),
-        // No language among the entries: the app would have no stack.
+        (Some(t), _) => {
+            let mut t = t;
+            for package in packages {
+                t.push(slipway_stack::compose::SEPARATOR);
+                t.push_str(package);
+            }
+            app.r#type = Some(t);
+        }
+        // No language nor package among the entries: the app would have no stack.
         (None, Some((at, refusal))) if takes_type => diags[at] = refusal,
         (None, _) => {}
     }

@@ -135,8 +135,11 @@ impl DetectedStack {
             Language::Java => vec![
                 "mvn -B -q -gs \"$PLATFORM_CACHE_DIR/.slipway-maven-settings.xml\" -Dmaven.repo.local=\"$PLATFORM_CACHE_DIR/m2\" -DskipTests clean package",
             ],
-            // Service stacks are never detected for an app (DETECTORS names languages only).
-            Language::Postgresql
+            // Never detected for an app (DETECTORS names none of these).
+            Language::Lisp
+            | Language::Deno
+            | Language::Base
+            | Language::Postgresql
             | Language::Mariadb
             | Language::Redis
             | Language::Valkey
@@ -237,7 +240,10 @@ fn asked_version(src: &dyn ConfigSource, language: Language) -> Option<(&'static
                 Some(("system.properties", v.trim().to_string()))
             })
         }),
-        Language::Postgresql
+        Language::Lisp
+        | Language::Deno
+        | Language::Base
+        | Language::Postgresql
         | Language::Mariadb
         | Language::Redis
         | Language::Valkey
@@ -253,7 +259,7 @@ fn asked_version(src: &dyn ConfigSource, language: Language) -> Option<(&'static
 /// `22` for nodejs).
 fn stack_parts(language: Language) -> usize {
     match language {
-        Language::Nodejs | Language::Java => 1,
+        Language::Nodejs | Language::Java | Language::Deno => 1,
         _ => 2,
     }
 }

@@ -9,17 +9,14 @@ mod corpus;
 use corpus::{config_root, corpus, snapshots};
 
 /// Snapshots refused only because an app's `type` names a version nothing provides:
-/// `java:8` (Debian ships 11 in bullseye, 17, 21, 25) and `lisp` (no stack), or because an
-/// Upsun app's `stack:` names no language at all (demo-js's `deno`, demo-clamav's
-/// `clamav`: the app would have nothing to run on; the spec refuses it at validate). The `php:7.4`,
+/// `java:8` (Debian ships 11 in bullseye, 17, 21, 25). Lisp's `lisp:2.1` runs on SBCL 2.2,
+/// demo-js's `stack: [deno]` on deno 2 and demo-clamav's `stack: [clamav]` on the base
+/// stack with ClamAV's packages. The `php:7.4`,
 /// `java:11`, `ruby:2.7` and `python:3.8` (run on 3.9) ones load, on Debian 11 (bullseye)
 /// stacks, with a warning that bullseye gets no security updates.
 const REFUSED_FOR_THEIR_STACK: &[&str] = &[
-    "platformsh-templates__lisp",
     "platformsh-templates__microprofile-piranha@update",
     "platformsh-templates__xwiki",
-    "upsun__demo-clamav",
-    "upsun__demo-js",
     "upsun__service-examples",
 ];
 

@@ -28,6 +28,13 @@ pub enum Language {
     Golang,
     /// A JDK with maven.
     Java,
+    /// Common Lisp: SBCL, with the ASDF it bundles (Platform.sh's `lisp` type is SBCL).
+    Lisp,
+    /// Deno, the official Linux build from the npm registry (`@deno/linux-x64-glibc`).
+    Deno,
+    /// No language: Debian with the app tools, for an Upsun app whose `stack:` names only
+    /// packages ([`PACKAGES`]); not a `type:` of Platform.sh's (never listed as a language).
+    Base,
     /// PostgreSQL server and client (service types `postgresql`).
     Postgresql,
     /// MariaDB server and client (service types `mariadb`, `mysql`).
@@ -50,13 +57,15 @@ pub enum Language {
 
 impl Language {
     /// Every language an app can run on, in the order `stack ls` shows them.
-    pub const ALL: [Language; 6] = [
+    pub const ALL: [Language; 8] = [
         Language::Python,
         Language::Php,
         Language::Nodejs,
         Language::Ruby,
         Language::Golang,
         Language::Java,
+        Language::Lisp,
+        Language::Deno,
     ];
 
     /// Every service software, in the order `stack ls` shows them.
@@ -86,6 +95,9 @@ impl Language {
             Language::Ruby => "ruby",
             Language::Golang => "golang",
             Language::Java => "java",
+            Language::Lisp => "lisp",
+            Language::Deno => "deno",
+            Language::Base => "base",
             Language::Postgresql => "postgresql",
             Language::Mariadb => "mariadb",
             Language::Redis => "redis",
@@ -104,11 +116,13 @@ impl Language {
         Language::ALL.into_iter().find(|l| l.name() == name)
     }
 
-    /// The app language or service software named `name` (`python`, `postgresql`,
-    /// `chrome-headless`): what `slipway stack import` and archive tags name.
+    /// The app language, the base stack or the service software named `name` (`python`,
+    /// `base`, `postgresql`, `chrome-headless`): what `slipway stack import` and archive
+    /// tags name.
     pub fn from_stack_name(name: &str) -> Option<Language> {
         Language::ALL
             .into_iter()
+            .chain([Language::Base])
             .chain(Language::SERVICES)
             .find(|l| l.name() == name)
     }
@@ -550,6 +564,77 @@ const BUN: NpmTool = NpmTool {
     commands: &[("bun", "bin/bun"), ("bunx", "bin/bun")],
 };
 
+/// Deno 2.x, Upsun's `stack: [deno]` (or `deno@2`): the official Linux build from the
+/// npm registry (the `deno` package's binary for x86-64 glibc), a single static-enough
+/// binary that runs on bookworm's and trixie's glibc alike.
+const DENO: NpmTool = NpmTool {
+    tarball: NpmTarball {
+        package: "@deno/linux-x64-glibc",
+        version: "2.9.6",
+        sha512: "de67784ca2c2bb3b0b0e67cea02e4a37b34065ac525643209bae2f83a7e80f4d090400c2a584b6ff942a5dfce09cfe59433de22cff6f05026d120735d7a380a1",
+    },
+    commands: &[("deno", "deno")],
+};
+
+/// SBCL from Debian (bookworm 2.2.x, trixie 2.5.x), with the ASDF and UIOP it bundles
+/// (`(require :asdf)`); Quicklisp is not packaged (nor reachable here).
+const LISP: &[&str] = &["sbcl"];
+
+/// An extra package of an app's stack named by an Upsun `stack:` entry that names no
+/// language: its Nix name and the Debian packages that provide it, in every suite the
+/// catalog's app stacks come from (bookworm and trixie).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Package {
+    /// The Nix package name an Upsun `stack:` entry uses (`clamav`, `poppler_utils`).
+    pub name: &'static str,
+    /// The Debian packages installed for it.
+    pub debian: &'static [&'static str],
+}
+
+const fn package(name: &'static str, debian: &'static [&'static str]) -> Package {
+    Package { name, debian }
+}
+
+/// Every Upsun `stack:` package Slipway maps to Debian packages, by Nix name (sorted).
+/// The app tools every app stack has ([`APP_TOOLS`]: curl, git, jq, ...) are here too, so
+/// a list naming them is accepted; they add nothing.
+pub const PACKAGES: &[Package] = &[
+    package("clamav", &["clamav", "clamav-daemon", "clamav-freshclam"]),
+    package("curl", &["curl"]),
+    package("duplicity", &["duplicity"]),
+    package("exiftool", &["libimage-exiftool-perl"]),
+    package("ffmpeg", &["ffmpeg"]),
+    package("gettext", &["gettext"]),
+    package("ghostscript", &["ghostscript"]),
+    package("git", &["git"]),
+    package("gnupg", &["gnupg"]),
+    package("graphviz", &["graphviz"]),
+    package("imagemagick", &["imagemagick"]),
+    package("jpegoptim", &["jpegoptim"]),
+    package("jq", &["jq"]),
+    package("libwebp", &["webp"]),
+    package("openssh", &["openssh-client"]),
+    package("optipng", &["optipng"]),
+    package("pandoc", &["pandoc"]),
+    package("patch", &["patch"]),
+    package("pngquant", &["pngquant"]),
+    package("poppler_utils", &["poppler-utils"]),
+    package("python3", &["python3"]),
+    package("python3Packages.boto3", &["python3-boto3"]),
+    package("python3Packages.numpy", &["python3-numpy"]),
+    package("rsync", &["rsync"]),
+    package("sqlite", &["sqlite3"]),
+    package("tesseract", &["tesseract-ocr"]),
+    package("unzip", &["unzip"]),
+    package("wget", &["wget"]),
+    package("zip", &["zip"]),
+];
+
+/// The package an Upsun `stack:` entry names (its Nix name, exact), if the table has it.
+pub fn find_package(name: &str) -> Option<&'static Package> {
+    PACKAGES.iter().find(|p| p.name == name)
+}
+
 /// The major version of bun every Node.js stack carries ([`BUN`]): what an Upsun
 /// `stack: [bun@1]` asks for.
 pub const BUN_MAJOR: &str = "1";
@@ -649,6 +734,15 @@ pub const CATALOG: &[Stack] = &[
     debian(Language::Java, "17", Suite::Bookworm, JAVA17),
     debian(Language::Java, "21", Suite::Trixie, JAVA21),
     debian(Language::Java, "25", Suite::Trixie, JAVA25),
+    // SBCL: Platform.sh's `lisp:2.x` (its 2.1 runs on bookworm's 2.2 with a warning).
+    debian(Language::Lisp, "2.2", Suite::Bookworm, LISP),
+    debian(Language::Lisp, "2.5", Suite::Trixie, LISP),
+    Stack {
+        npm_tools: &[DENO],
+        ..debian(Language::Deno, "2", Suite::Trixie, &[])
+    },
+    // Debian 13 and the app tools: the stack of an app whose `stack:` names packages only.
+    debian(Language::Base, "13", Suite::Trixie, &[]),
     debian(Language::Postgresql, "13", Suite::Bullseye, POSTGRESQL13),
     debian(Language::Postgresql, "15", Suite::Bookworm, POSTGRESQL15),
     debian(Language::Postgresql, "17", Suite::Trixie, POSTGRESQL17),
@@ -683,7 +777,11 @@ mod tests {
 
     #[test]
     fn catalog_is_sorted_unique_and_tags_are_valid() {
-        for l in Language::ALL.into_iter().chain(Language::SERVICES) {
+        for l in Language::ALL
+            .into_iter()
+            .chain([Language::Base])
+            .chain(Language::SERVICES)
+        {
             let v: Vec<_> = versions(l)
                 .map(|s| crate::resolve::version_key(s.version))
                 .collect();
@@ -769,6 +867,42 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn existing_stacks_keep_their_fingerprints() {
+        // As built before lisp, deno, the base stack and packages existed: their built
+        // copies (the tests' shared store, servers' archives) stay valid.
+        for (t, f) in [
+            ("python:3.11", "2f518ddf96f4"),
+            ("nodejs:22", "6d85e6e6f859"),
+            ("php:8.4", "5995b9bf2268"),
+            ("java:21", "c7d3cfade524"),
+            ("ruby:3.3", "d19339eff255"),
+        ] {
+            assert_eq!(
+                crate::resolve_type(t).unwrap().stack.fingerprint(),
+                f,
+                "{t}"
+            );
+        }
+    }
+
+    #[test]
+    fn packages_are_sorted_unique_and_name_debian_packages() {
+        assert!(PACKAGES.windows(2).all(|w| w[0].name < w[1].name));
+        for p in PACKAGES {
+            assert!(!p.debian.is_empty(), "{}", p.name);
+        }
+        assert_eq!(
+            find_package("clamav").unwrap().debian,
+            ["clamav", "clamav-daemon", "clamav-freshclam"]
+        );
+        assert_eq!(
+            find_package("poppler_utils").unwrap().debian,
+            ["poppler-utils"]
+        );
+        assert!(find_package("python").is_none());
     }
 
     #[test]

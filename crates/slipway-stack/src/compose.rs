@@ -5,10 +5,15 @@
 //! from the npm registry fits either. A composed stack is interned for the process (one
 //! small leaked entry per distinct list) and built like a catalog stack, tagged
 //! `stack-python-3.13+nodejs:22`.
+//!
+//! The list's packages ([`crate::catalog::PACKAGES`], named by their Nix names) come last:
+//! `python:3.13+imagemagick`, or `base:13+clamav` for an app whose list names no language.
+//! Their Debian packages are the stack's too, so its tag and fingerprint name them; a
+//! stack without packages is the same as before they existed.
 
 use std::sync::RwLock;
 
-use crate::catalog::{Language, NpmTool, Stack, Suite};
+use crate::catalog::{Language, NpmTool, Package, Stack, Suite};
 use crate::resolve::ResolveError;
 
 /// What separates the languages of a composed type (`python:3.13+nodejs:22`).
@@ -26,10 +31,26 @@ fn needs_suite(stack: &Stack) -> Option<Suite> {
 /// One stack with the languages of `parts` (the first is the app's), or why they cannot
 /// share one: a language named twice, or Debian packages of two releases.
 pub fn compose(parts: &[&'static Stack]) -> Result<&'static Stack, ResolveError> {
+    compose_with(parts, &[])
+}
+
+/// One stack with the languages of `parts` (the first is the app's) and the Debian
+/// packages of `packages` (each once, in the order named), or why the languages cannot
+/// share one.
+pub fn compose_with(
+    parts: &[&'static Stack],
+    packages: &[&'static Package],
+) -> Result<&'static Stack, ResolveError> {
     let [first, rest @ ..] = parts else {
         return Err(ResolveError::Uncomposable("an empty stack list".into()));
     };
-    if rest.is_empty() {
+    let mut extras: Vec<&'static Package> = Vec::new();
+    for p in packages {
+        if !extras.iter().any(|q| q.name == p.name) {
+            extras.push(p);
+        }
+    }
+    if rest.is_empty() && extras.is_empty() {
         return Ok(first);
     }
     for (i, p) in parts.iter().enumerate() {
@@ -55,6 +76,7 @@ pub fn compose(parts: &[&'static Stack]) -> Result<&'static Stack, ResolveError>
     }
     let version = std::iter::once(first.version.to_string())
         .chain(rest.iter().map(|p| p.type_name()))
+        .chain(extras.iter().map(|p| p.name.to_string()))
         .collect::<Vec<_>>()
         .join(&SEPARATOR.to_string());
     let mut all = COMPOSED.write().unwrap_or_else(|e| e.into_inner());
@@ -70,12 +92,17 @@ pub fn compose(parts: &[&'static Stack]) -> Result<&'static Stack, ResolveError>
     let with_node = parts.iter().any(|p| p.language == Language::Nodejs);
     let carries_node = |p: &Stack| with_node && p.language != Language::Nodejs;
     let mut packages: Vec<&'static str> = Vec::new();
-    for p in parts {
+    for p in parts.iter() {
         for pkg in p.packages {
             let replaced = carries_node(p) && *pkg == "nodejs";
             if !replaced && !packages.contains(pkg) {
                 packages.push(pkg);
             }
+        }
+    }
+    for pkg in extras.iter().flat_map(|p| p.debian) {
+        if !packages.contains(pkg) {
+            packages.push(pkg);
         }
     }
     let npm_tools: Vec<NpmTool> = parts
@@ -146,6 +173,28 @@ mod tests {
         let s = resolve_type("php:8.4+nodejs:20").unwrap().stack;
         assert_eq!(s.packages.iter().filter(|p| **p == "nodejs").count(), 1);
         assert_eq!(npm(s), ["corepack", "@oven/bun-linux-x64-baseline"]);
+    }
+
+    #[test]
+    fn packages_are_in_the_stacks_packages_tag_and_fingerprint() {
+        let python = resolve_type("python:3.13").unwrap().stack;
+        let s = resolve_type("python:3.13+imagemagick+poppler_utils")
+            .unwrap()
+            .stack;
+        assert_eq!(s.type_name(), "python:3.13+imagemagick+poppler_utils");
+        assert_eq!(s.tag(), "stack-python-3.13+imagemagick+poppler_utils");
+        slipway_slug::validate_tag(&s.tag()).unwrap();
+        assert!(s.packages.contains(&"imagemagick") && s.packages.contains(&"poppler-utils"));
+        assert_eq!(s.suite, python.suite);
+        assert_ne!(s.fingerprint(), python.fingerprint());
+        // Packages only: the base stack, Debian 13 and the app tools.
+        let s = resolve_type("base:13+clamav").unwrap().stack;
+        assert_eq!(s.tag(), "stack-base-13+clamav");
+        assert_eq!(s.packages, ["clamav", "clamav-daemon", "clamav-freshclam"]);
+        assert!(s.debian_packages().contains(&"curl"));
+        // A package named twice is installed once.
+        let s = resolve_type("base:13+clamav+clamav").unwrap().stack;
+        assert_eq!(s.type_name(), "base:13+clamav");
     }
 
     #[test]

@@ -119,6 +119,14 @@ pub enum ResolveError {
         /// The versions there are.
         available: String,
     },
+    /// A package of an Upsun `stack:` list that Slipway does not map to Debian packages.
+    #[error("`{name}` is neither a language (LANGUAGE@VERSION with one of {}) nor a package Slipway installs{}; packages: {}", known_languages(), suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default(), crate::catalog::PACKAGES.iter().map(|p| p.name).collect::<Vec<_>>().join(", "))]
+    UnknownPackage {
+        /// The entry as written.
+        name: String,
+        /// The closest package name, if it looks like a typo.
+        suggestion: Option<&'static str>,
+    },
     /// Languages of one stack list that cannot share one root file system.
     #[error("{0}")]
     Uncomposable(String),
@@ -161,13 +169,15 @@ pub(crate) fn version_key(version: &str) -> Vec<u64> {
 /// Resolve `LANGUAGE:VERSION` (the whole `type:` value), or several joined by `+`
 /// (`python:3.13+nodejs:22`, an Upsun `stack:` list): each is resolved alike and the stacks
 /// are composed into one ([`crate::compose`]); the warnings of substitutes are then the
-/// parts' ([`resolve_parts`]).
+/// parts' ([`resolve_parts`]). Parts without `:` after the first are packages of the stack
+/// ([`crate::catalog::PACKAGES`], by Nix name): `python:3.13+imagemagick`, `base:13+clamav`.
 pub fn resolve_type(type_value: &str) -> Result<Resolution, ResolveError> {
     if type_value.contains(crate::compose::SEPARATOR) {
         let parts = resolve_parts(type_value)?;
         let stacks: Vec<&'static Stack> = parts.iter().map(|r| r.stack).collect();
+        let packages = type_packages(type_value)?;
         return Ok(Resolution {
-            stack: crate::compose::compose(&stacks)?,
+            stack: crate::compose::compose_with(&stacks, &packages)?,
             substituted_for: None,
         });
     }
@@ -178,11 +188,14 @@ pub fn resolve_type(type_value: &str) -> Result<Resolution, ResolveError> {
     resolve(language, version)
 }
 
-/// Each `LANGUAGE:VERSION` of a type joined by `+`, resolved on its own.
+/// Each `LANGUAGE:VERSION` of a type joined by `+`, resolved on its own (its packages left
+/// out: [`type_packages`]).
 pub fn resolve_parts(type_value: &str) -> Result<Vec<Resolution>, ResolveError> {
     type_value
         .split(crate::compose::SEPARATOR)
-        .map(|part| {
+        .enumerate()
+        .filter(|(i, part)| *i == 0 || part.contains(':'))
+        .map(|(_, part)| {
             let (language, version) = part
                 .split_once(':')
                 .filter(|(l, v)| !l.is_empty() && !v.is_empty())
@@ -192,12 +205,39 @@ pub fn resolve_parts(type_value: &str) -> Result<Vec<Resolution>, ResolveError> 
         .collect()
 }
 
+/// The packages of a type joined by `+`: its parts without `:` after the first.
+pub fn type_packages(
+    type_value: &str,
+) -> Result<Vec<&'static crate::catalog::Package>, ResolveError> {
+    type_value
+        .split(crate::compose::SEPARATOR)
+        .skip(1)
+        .filter(|part| !part.contains(':'))
+        .map(package)
+        .collect()
+}
+
+/// The package an Upsun `stack:` entry names by its Nix name, or why not: the packages
+/// there are, with a did-you-mean.
+pub fn package(name: &str) -> Result<&'static crate::catalog::Package, ResolveError> {
+    crate::catalog::find_package(name).ok_or_else(|| ResolveError::UnknownPackage {
+        name: name.to_string(),
+        suggestion: closest(name, crate::catalog::PACKAGES.iter().map(|p| p.name)),
+    })
+}
+
 /// Resolve a language name and version.
+/// `base` is the stack of Debian and the app tools only ([`Language::Base`]), which an
+/// Upsun `stack:` of packages only runs on.
 pub fn resolve(language: &str, version: &str) -> Result<Resolution, ResolveError> {
-    let lang = Language::from_name(language).ok_or_else(|| ResolveError::UnknownLanguage {
-        language: language.to_string(),
-        suggestion: closest_language(language),
-    })?;
+    let base = (language == Language::Base.name()).then_some(Language::Base);
+    let lang =
+        Language::from_name(language)
+            .or(base)
+            .ok_or_else(|| ResolveError::UnknownLanguage {
+                language: language.to_string(),
+                suggestion: closest_language(language),
+            })?;
     resolve_version(lang, version)
 }
 
@@ -315,6 +355,19 @@ fn resolve_version(lang: Language, version: &str) -> Result<Resolution, ResolveE
         && version
             .split('.')
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    // A patch (or minor) within a stack's version is that stack: `python:3.11.4` runs on
+    // python:3.11, `nodejs:22.1` on nodejs:22 (the longest such version, without warning).
+    let within = known
+        .iter()
+        .filter(|s| well_formed && asked.starts_with(&version_key(s.version)))
+        .max_by_key(|s| s.version.split('.').count())
+        .copied();
+    if let Some(stack) = within {
+        return Ok(Resolution {
+            stack,
+            substituted_for: None,
+        });
+    }
     let newer_same_major = known
         .iter()
         .filter(|s| well_formed && major(s.version) == major(version))
@@ -353,10 +406,20 @@ fn closest_language(input: &str) -> Option<&'static str> {
     if alias.is_some() {
         return alias;
     }
-    Language::ALL
-        .map(Language::name)
+    closest(&lower, Language::ALL.map(Language::name))
+}
+
+/// The name of `names` nearest `input` (case-insensitive), if near enough to be a typo.
+fn closest(input: &str, names: impl IntoIterator<Item = &'static str>) -> Option<&'static str> {
+    let lower = input.to_ascii_lowercase();
+    names
         .into_iter()
-        .map(|k| (strsim::damerau_levenshtein(&lower, k), k))
+        .map(|k| {
+            (
+                strsim::damerau_levenshtein(&lower, &k.to_ascii_lowercase()),
+                k,
+            )
+        })
         .filter(|(d, k)| *d <= (k.len().max(input.len()) / 3).clamp(1, 3))
         .min()
         .map(|(_, k)| k)
@@ -504,13 +567,69 @@ mod tests {
     }
 
     #[test]
+    fn a_patch_version_runs_on_its_major_minor_stack() {
+        // Was python:3.13: 3.11.4 sorts after 3.11, so "the nearest newer 3.x" was 3.13.
+        let r = resolve_type("python:3.11.4").unwrap();
+        assert_eq!(r.stack.type_name(), "python:3.11");
+        assert_eq!(r.warning(), None);
+        assert_eq!(resolve_type("python:3.13.1").unwrap().stack.version, "3.13");
+        assert_eq!(resolve_type("nodejs:22.1.0").unwrap().stack.version, "22");
+        assert_eq!(resolve_type("php:8.2.7").unwrap().stack.version, "8.2");
+        assert_eq!(
+            resolve_service("postgresql", "15.4").unwrap().stack.version,
+            "15"
+        );
+        // A patch of a missing minor still takes the nearest newer one, with the warning.
+        let r = resolve_type("python:3.12.1").unwrap();
+        assert_eq!(r.stack.version, "3.13");
+        assert!(r.warning().unwrap().contains("python:3.12.1"));
+        assert!(resolve_type("python:3.14.0").is_err());
+    }
+
+    #[test]
+    fn lisp_is_sbcl_and_deno_comes_from_the_npm_registry() {
+        let r = resolve_type("lisp:2.1").unwrap();
+        assert_eq!(r.stack.type_name(), "lisp:2.2");
+        assert!(r.stack.packages.contains(&"sbcl"));
+        let w = r.warning().unwrap();
+        assert!(w.contains("lisp:2.1") && w.contains("lisp:2.2"), "{w}");
+        assert_eq!(resolve_type("lisp:2.5").unwrap().warning(), None);
+        let m = resolve_type("lisp:1.5").unwrap_err().to_string();
+        assert!(m.contains("available: 2.2, 2.5"), "{m}");
+        let deno = resolve_type("deno:2").unwrap().stack;
+        let tools: Vec<&str> = deno.npm_tools.iter().map(|t| t.tarball.package).collect();
+        assert_eq!(tools, ["@deno/linux-x64-glibc"]);
+        assert_eq!(resolve_type("deno:2.5").unwrap().stack.version, "2");
+        assert!(resolve_type("deno:1").is_err());
+    }
+
+    #[test]
+    fn packages_of_a_type_are_the_tables_and_unknown_ones_get_a_did_you_mean() {
+        let r = resolve_type("base:13+clamav").unwrap();
+        assert_eq!(r.stack.language, Language::Base);
+        assert!(r.stack.packages.contains(&"clamav-daemon"));
+        let m = resolve_type("base:13+clamv").unwrap_err().to_string();
+        assert!(m.contains("`clamv` is neither a language"), "{m}");
+        assert!(m.contains("(did you mean `clamav`?)"), "{m}");
+        let m = package("popler_utils").unwrap_err().to_string();
+        assert!(m.contains("did you mean `poppler_utils`?"), "{m}");
+        assert!(matches!(
+            resolve_type("clamav+python:3.13"),
+            Err(ResolveError::Malformed(_))
+        ));
+    }
+
+    #[test]
     fn an_unknown_language_gets_a_did_you_mean() {
         let m = resolve_type("pyhton:3.11").unwrap_err().to_string();
         assert!(m.contains("did you mean `python`?"), "{m}");
-        assert!(m.contains("python, php, nodejs, ruby, golang, java"), "{m}");
+        assert!(
+            m.contains("python, php, nodejs, ruby, golang, java, lisp, deno"),
+            "{m}"
+        );
         let m = resolve_type("node:20").unwrap_err().to_string();
         assert!(m.contains("did you mean `nodejs`?"), "{m}");
-        let m = resolve_type("lisp:2.1").unwrap_err().to_string();
+        let m = resolve_type("cobol:2.1").unwrap_err().to_string();
         assert!(!m.contains("did you mean"), "{m}");
         assert!(matches!(
             resolve_type("python"),

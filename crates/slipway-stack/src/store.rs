@@ -93,8 +93,8 @@ impl StackStore {
             .collect()
     }
 
-    /// The stacks of several languages this archive has (tags `stack-LANGUAGE-VERSION+...`
-    /// that still resolve).
+    /// The stacks of several languages or with packages this archive has (tags
+    /// `stack-LANGUAGE-VERSION+...` that still resolve).
     fn composed(&self) -> Result<Vec<&'static Stack>, SlugError> {
         Ok(self
             .archive
@@ -105,13 +105,17 @@ impl StackStore {
                 if !rest.contains(crate::compose::SEPARATOR) {
                     return None;
                 }
-                crate::catalog::Language::ALL.into_iter().find_map(|l| {
-                    let version = rest.strip_prefix(l.name())?.strip_prefix('-')?;
-                    crate::resolve_type(&format!("{l}:{version}"))
-                        .ok()
-                        .map(|r| r.stack)
-                        .filter(|s| s.tag() == t.tag)
-                })
+                let base = [crate::catalog::Language::Base];
+                crate::catalog::Language::ALL
+                    .into_iter()
+                    .chain(base)
+                    .find_map(|l| {
+                        let version = rest.strip_prefix(l.name())?.strip_prefix('-')?;
+                        crate::resolve_type(&format!("{l}:{version}"))
+                            .ok()
+                            .map(|r| r.stack)
+                            .filter(|s| s.tag() == t.tag)
+                    })
             })
             .collect())
     }

@@ -4,6 +4,7 @@
 //! | flavor | steps |
 //! |---|---|
 //! | `default` or absent | by the app's type: `php` as `composer`; `nodejs`: `npm prune --userconfig .npmrc && npm install --userconfig .npmrc` when `package.json` exists; other types: none |
+//! | `default` for `lisp` | when `NAME.asd` exists (`NAME` the app's name): `sbcl --non-interactive` loading it with the ASDF SBCL bundles and running `(asdf:make :NAME)` ([`lisp_make`]); dependencies are found below the app folder (vendored systems) and SBCL's contribs, never fetched (no Quicklisp) |
 //! | `composer` | `composer --no-ansi --no-interaction install --no-progress --prefer-dist --optimize-autoloader` when `composer.json` exists |
 //! | `none` | none |
 
@@ -19,6 +20,15 @@ pub const COMPOSER_INSTALL: &str =
 
 /// The npm steps of the nodejs default flavor.
 pub const NPM_INSTALL: &str = "npm prune --userconfig .npmrc && npm install --userconfig .npmrc";
+
+/// The default lisp flavor's step for app `name` (its ASDF system, `NAME.asd`): load it
+/// with SBCL's bundled ASDF, every system below the app folder findable, and
+/// `(asdf:make :NAME)` (its `:build-operation`, e.g. `program-op` writing an executable).
+pub fn lisp_make(name: &str) -> String {
+    format!(
+        "sbcl --non-interactive --no-userinit --eval '(require :asdf)' --eval '(asdf:initialize-source-registry (list :source-registry (list :tree (uiop:getcwd)) :inherit-configuration))' --eval '(asdf:make \"{name}\")'"
+    )
+}
 
 /// The runtime of an app's type: `nodejs` of `nodejs:20`.
 fn runtime(app: &Application) -> &str {
@@ -57,6 +67,15 @@ pub(crate) fn steps(app: &Application, dir: &Path) -> Result<Vec<Step>, String> 
         ("none", _) => None,
         ("composer", _) | ("default", "php") => exists(dir, "composer.json").then(composer),
         ("default", "nodejs") => exists(dir, "package.json").then(npm),
+        ("default", "lisp") => exists(dir, &format!("{}.asd", app.name)).then(|| Step {
+            id: "flavor".into(),
+            headline: format!("running build flavor default (asdf:make :{})", app.name),
+            what: format!("build flavor default of {}", app.name),
+            tools: vec!["sbcl"],
+            needer: "the lisp build flavor".into(),
+            remedy: "use a `type` whose stack has it, or set `build.flavor: none`".into(),
+            script: lisp_make(&app.name),
+        }),
         ("default", _) => None,
         (other, _) => {
             return Err(format!(
@@ -118,6 +137,14 @@ mod tests {
             vec![COMPOSER_INSTALL]
         );
         assert!(scripts(&app("python:3.11", None), both.path()).is_empty());
+        // lisp: the app's own ASDF system, when its .asd is there.
+        assert!(scripts(&app("lisp:2.2", None), both.path()).is_empty());
+        std::fs::write(both.path().join("web.asd"), "").unwrap();
+        assert_eq!(
+            scripts(&app("lisp:2.2", None), both.path()),
+            vec![lisp_make("web")]
+        );
+        assert!(lisp_make("web").ends_with("(asdf:make \"web\")'"));
         assert!(scripts(&app("nodejs:20", Some("none")), both.path()).is_empty());
         assert!(scripts(&app("php:8.3", Some("none")), both.path()).is_empty());
         let no_type = Application {

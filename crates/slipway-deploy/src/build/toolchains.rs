@@ -9,6 +9,7 @@
 //! | `ruby` | `BUNDLE_USER_CACHE`, `GEM_SPEC_CACHE` in the cache |
 //! | `java` | `MAVEN_OPTS=-Dmaven.repo.local=…` (Maven's local repository in the cache); `MAVEN_ARGS=-gs …` ([`MAVEN_SETTINGS`], read by Maven 3.9 and later) |
 //! | `python` | `PIP_CACHE_DIR`, `PIPENV_CACHE_DIR` in the cache (pip's downloads and built wheels, pipenv's) |
+//! | `lisp` | `XDG_CACHE_HOME` in the cache (ASDF's compiled files, otherwise `~/.cache/common-lisp`) |
 //! | `nodejs` | `npm_config_cache`, `YARN_CACHE_FOLDER`, `BUN_INSTALL_CACHE_DIR` (bun's packages, otherwise `~/.bun/install/cache`) in the cache; `YARN_DISABLE_SELF_UPDATE_CHECK=true`; `COREPACK_ENABLE_DOWNLOAD_PROMPT=0` |
 //!
 //! Any stack with Node.js from the npm registry (a `nodejs` type, or a composed stack that
@@ -58,6 +59,7 @@ pub fn env(app: &Application) -> Vec<(String, String)> {
             ("PIP_CACHE_DIR", format!("{CACHE_MOUNT}/pip")),
             ("PIPENV_CACHE_DIR", format!("{CACHE_MOUNT}/pipenv")),
         ],
+        "lisp" => vec![("XDG_CACHE_HOME", format!("{CACHE_MOUNT}/xdg"))],
         "nodejs" => vec![
             ("npm_config_cache", format!("{CACHE_MOUNT}/npm")),
             ("YARN_CACHE_FOLDER", format!("{CACHE_MOUNT}/yarn")),
