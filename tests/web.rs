@@ -629,15 +629,16 @@ fn gzipped_copies_of_a_mount_file_and_a_large_file(server: &Server, big: &str) {
         stored_copies(server).iter().any(|c| c == first.as_bytes()),
         "a copy in the store"
     );
-    // A range of the gzipped bytes, for the same validator.
-    let (status, head, part) = gz_get(&format!("Range: bytes=10-99\r\nIf-Range: {etag}\r\n"));
+    // A range of the gzipped bytes, for the same validator (the copy is some 90 bytes).
+    assert!(whole.len() > 50, "{} gzipped bytes", whole.len());
+    let (status, head, part) = gz_get(&format!("Range: bytes=10-49\r\nIf-Range: {etag}\r\n"));
     assert_eq!(status, 206, "{head}");
     assert_eq!(field(&head, "content-encoding"), Some("gzip"), "{head}");
     assert_eq!(
         field(&head, "content-range"),
-        Some(format!("bytes 10-99/{}", whole.len()).as_str())
+        Some(format!("bytes 10-49/{}", whole.len()).as_str())
     );
-    assert_eq!(part, whole[10..100]);
+    assert_eq!(part, whole[10..50]);
 
     // Rewritten in place, same size, right away: the new text, never the old copy.
     put("notes.txt", &second);

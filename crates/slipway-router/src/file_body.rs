@@ -56,8 +56,8 @@ pub(crate) fn read_chunk(file: &File, offset: u64, left: u64) -> io::Result<Vec<
     Ok(buf)
 }
 
-/// The first `len` bytes of a file, gzipped (level 1, as nginx's `gzip_comp_level`
-/// default) one [`FILE_CHUNK`] at a time: memory stays at the encoder's state and one
+/// The first `len` bytes of a file, gzipped (at [`crate::files::GZIP_LEVEL`]) one
+/// [`FILE_CHUNK`] at a time: memory stays at the encoder's state and one
 /// chunk, whatever the file's size.
 pub(crate) struct GzipStream {
     file: Arc<File>,
@@ -85,7 +85,7 @@ impl GzipStream {
             left: len,
             encoder: Some(flate2::write::GzEncoder::new(
                 Vec::with_capacity(FILE_CHUNK / 2),
-                flate2::Compression::fast(),
+                flate2::Compression::new(crate::files::GZIP_LEVEL),
             )),
         }
     }
@@ -418,6 +418,113 @@ mod tests {
             Some(format!("bytes 100-80099/{size}").as_str())
         );
         assert!(one.body[..] == content[100..80100]);
+        assert!(buf.is_empty(), "{} stray bytes", buf.len());
+        drop(conn);
+        let _ = stop_tx.send(());
+        serving.await.expect("serve task").expect("serve");
+    }
+
+    /// A text file gzipped in memory (up to `GZIP_MAX`, with its length), written beside
+    /// its head in one vectored write on the router's own path: whole and byte for byte,
+    /// twice on one kept-alive connection, then its HEAD (the same length, no body), a
+    /// range of it (the identity encoding) and a short answer on it (a stray or missing
+    /// byte would break the next answer).
+    #[tokio::test]
+    async fn a_gzipped_body_kept_in_memory_goes_out_beside_its_head() {
+        use crate::test_client::ask;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut x = 11u32;
+        let text: Vec<u8> = (0..600 * 1024)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                b"abcdefghijklmnopqrstuvwxyz \n"[(x >> 16) as usize % 28]
+            })
+            .collect();
+        std::fs::write(dir.path().join("mid.txt"), &text).expect("write");
+        std::fs::write(dir.path().join("small.txt"), "small\n").expect("write");
+        let (addr, stop_tx, serving) = crate::test_client::serve_site(
+            "files.test",
+            9,
+            crate::test_client::static_site(dir.path()),
+        )
+        .await;
+        let req = |path: &str, extra: &str| {
+            format!("GET {path} HTTP/1.1\r\nHost: files.test\r\n{extra}\r\n")
+        };
+        let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut buf = Vec::new();
+        let mut gz_len = 0;
+        for round in 0..2 {
+            let gz = ask(
+                &mut conn,
+                &mut buf,
+                &req("/mid.txt", "Accept-Encoding: gzip\r\n"),
+                false,
+            )
+            .await;
+            assert_eq!(gz.status, 200, "{round}");
+            assert_eq!(gz.field("content-encoding"), Some("gzip"), "{round}");
+            assert_eq!(
+                gz.field("content-length"),
+                Some(gz.body.len().to_string().as_str()),
+                "{round}"
+            );
+            // Far above the shortest body written beside its head (4 KiB).
+            assert!(
+                gz.body.len() > 64 * 1024,
+                "{round}: {} bytes",
+                gz.body.len()
+            );
+            let mut back = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz.body[..]), &mut back)
+                .expect("gunzip");
+            assert!(back == text, "{round}: the same text back");
+            let beside = crate::h1::BESIDE_LENGTHS
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            assert!(
+                beside.contains(&gz.body.len()),
+                "written beside its head: {beside:?}"
+            );
+            gz_len = gz.body.len();
+        }
+        // HEAD: the same head, no body.
+        let head = ask(
+            &mut conn,
+            &mut buf,
+            "HEAD /mid.txt HTTP/1.1\r\nHost: files.test\r\nAccept-Encoding: gzip\r\n\r\n",
+            true,
+        )
+        .await;
+        assert_eq!(head.status, 200);
+        assert_eq!(head.field("content-encoding"), Some("gzip"));
+        assert_eq!(
+            head.field("content-length"),
+            Some(gz_len.to_string().as_str())
+        );
+        assert!(head.body.is_empty());
+        // A range: of the identity encoding, as before.
+        let range = ask(
+            &mut conn,
+            &mut buf,
+            &req(
+                "/mid.txt",
+                "Accept-Encoding: gzip\r\nRange: bytes=1000-70999\r\n",
+            ),
+            false,
+        )
+        .await;
+        assert_eq!(range.status, 206);
+        assert_eq!(range.field("content-encoding"), None);
+        assert_eq!(
+            range.field("content-range"),
+            Some(format!("bytes 1000-70999/{}", text.len()).as_str())
+        );
+        assert!(range.body[..] == text[1000..71000]);
+        let small = ask(&mut conn, &mut buf, &req("/small.txt", ""), false).await;
+        assert_eq!(small.status, 200);
+        assert_eq!(&small.body[..], b"small\n");
         assert!(buf.is_empty(), "{} stray bytes", buf.len());
         drop(conn);
         let _ = stop_tx.send(());

@@ -23,7 +23,7 @@
 //!   recently used go. A copy of an older version of a file (same device and inode) is
 //!   removed as soon as a newer one is made. A file over half the bound is not copied.
 //! - Small files (up to [`crate::files::GZIP_MAX`]) are compressed on the request that
-//!   misses (level 1: at most about 10 ms); larger ones by one background thread of the
+//!   misses ([`crate::files::GZIP_LEVEL`]: a few ms); larger ones by one background thread of the
 //!   store, while their request is compressed on the fly as before.
 //!
 //! A copy found for a slug's file is kept, descriptor and length, with the file's entry
@@ -45,7 +45,7 @@ use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::files::{Identity, FILE_CHUNK, GZIP_MAX};
+use crate::files::{Identity, FILE_CHUNK, GZIP_LEVEL, GZIP_MAX};
 
 /// How long ago a file's last change must be for a copy of it to be kept.
 pub(crate) const SETTLE: Duration = Duration::from_secs(2);
@@ -261,7 +261,7 @@ impl Shared {
                 .open(&tmp)?;
             let mut gz = flate2::write::GzEncoder::new(
                 io::BufWriter::with_capacity(FILE_CHUNK, out),
-                flate2::Compression::fast(),
+                flate2::Compression::new(GZIP_LEVEL),
             );
             let mut buf = vec![0u8; FILE_CHUNK];
             let mut offset = 0u64;

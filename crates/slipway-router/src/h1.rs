@@ -825,11 +825,22 @@ pub(crate) async fn write_page<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// The shortest body made in memory that [`write_static`] writes beside the answer's head
+/// (a vectored write) rather than copying it after the head: below, the copy costs less
+/// than it saves.
+const TEXT_BESIDE: usize = 4096;
+
+/// The lengths of the bodies [`write_static`] wrote beside their head, for the tests to
+/// see that an answer went this way.
+#[cfg(test)]
+pub(crate) static BESIDE_LENGTHS: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+
 /// Write a static answer: head, then the body. A file of at least [`SENDFILE_MIN`] bytes
 /// on a plain TCP connection goes from the page cache to the socket (`sendfile(2)`, see
 /// [`crate::sendfile`]), as do the parts of a `multipart/byteranges` answer; on any
 /// other stream it is read in chunks of [`FILE_CHUNK`] and written as read; a small one
-/// goes out with the head in one write.
+/// goes out with the head in one write. A body made in memory of [`TEXT_BESIDE`] bytes
+/// or more goes out beside the head (one `writev`) on a plain TCP connection.
 async fn write_static<W: FileSink>(
     stream: &mut W,
     answer: StaticAnswer,
@@ -859,6 +870,21 @@ async fn write_static<W: FileSink>(
     out.extend_from_slice(b"\r\n");
     match answer.body {
         StaticBody::Empty => {}
+        // A long body made in memory (a gzipped file the worker keeps) on a plain TCP
+        // connection: written beside the head in one vectored write, instead of copied
+        // into the head's buffer (which would also stay that large for the connection).
+        StaticBody::Text(text) if text.len() >= TEXT_BESIDE && stream.plain_tcp().is_some() => {
+            #[cfg(test)]
+            BESIDE_LENGTHS
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(text.len());
+            stream
+                .write_all_buf(&mut Buf::chain(&out[..], text))
+                .await?;
+            out.clear();
+            return Ok(());
+        }
         StaticBody::Text(text) => out.extend_from_slice(&text),
         StaticBody::Produced(Produced::Parts(parts)) if stream.plain_tcp().is_some() => {
             if let Some(tcp) = stream.plain_tcp() {
