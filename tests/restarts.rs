@@ -33,6 +33,25 @@ struct Counts {
 }
 
 impl Counts {
+    /// Waits until `n` more requests than now were answered 200.
+    fn wait_for_more_ok(&self, n: usize) {
+        let now = self.ok.load(Ordering::SeqCst);
+        while self.ok.load(Ordering::SeqCst) < now + n {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Asserts that no request failed, with the counts and the server's log if one did.
+    fn assert_none_failed(&self, server: &Server) {
+        assert_eq!(
+            self.failed(),
+            0,
+            "{}\n{}",
+            self.report(),
+            server.server_log()
+        );
+    }
+
     fn failed(&self) -> usize {
         self.not_found.load(Ordering::SeqCst)
             + self.other.load(Ordering::SeqCst)
@@ -228,10 +247,7 @@ fn restart_and_crash_never_answer_404_for_a_live_host() {
         }
         server.serve();
         wait_ok(&server);
-        let ok_after = counts.ok.load(Ordering::SeqCst);
-        while counts.ok.load(Ordering::SeqCst) < ok_after + 50 {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        counts.wait_for_more_ok(50);
         stop.store(true, Ordering::SeqCst);
         for l in loaders {
             l.join().expect("load thread");
@@ -365,10 +381,7 @@ fn upgrade_loses_no_request_and_a_push_in_flight_completes() {
     wait_ok(&server);
     assert_eq!(body(&server), "built-2\n", "{}", server.server_log());
 
-    let ok_after = counts.ok.load(Ordering::SeqCst);
-    while counts.ok.load(Ordering::SeqCst) < ok_after + 50 {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    counts.wait_for_more_ok(50);
     stop.store(true, Ordering::SeqCst);
     loader.join().expect("load thread");
     eprintln!(
@@ -376,13 +389,7 @@ fn upgrade_loses_no_request_and_a_push_in_flight_completes() {
         counts.report(),
         counts.failed()
     );
-    assert_eq!(
-        counts.failed(),
-        0,
-        "{}\n{}",
-        counts.report(),
-        server.server_log()
-    );
+    counts.assert_none_failed(&server);
     // Not even a kept-alive connection closed under a request: the old server answered
     // each connection's next request with `connection: close` instead.
     assert_eq!(
@@ -447,10 +454,7 @@ fn sighup_upgrades_to_a_new_server_with_the_same_flags() {
     let new_pid = lock_pid(&server);
     assert_ne!(new_pid, old_pid);
     assert!(alive(new_pid), "the new server runs");
-    let ok_after = counts.ok.load(Ordering::SeqCst);
-    while counts.ok.load(Ordering::SeqCst) < ok_after + 50 {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    counts.wait_for_more_ok(50);
     stop.store(true, Ordering::SeqCst);
     loader.join().expect("load thread");
     eprintln!(
@@ -1535,10 +1539,7 @@ fn a_failed_upgrade_under_load_loses_no_request_and_says_why() {
         assert!(Instant::now() < deadline, "{}", server.server_log());
         std::thread::sleep(Duration::from_millis(50));
     }
-    let ok_after = counts.ok.load(Ordering::SeqCst);
-    while counts.ok.load(Ordering::SeqCst) < ok_after + 50 {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    counts.wait_for_more_ok(50);
     assert!(server.running(), "the old server still runs");
     assert_eq!(server.pid(), Some(old_pid));
 
@@ -1546,10 +1547,7 @@ fn a_failed_upgrade_under_load_loses_no_request_and_says_why() {
     assert_eq!(server.upgrade(Duration::from_secs(60), |_| {}), Some(0));
     assert_ne!(server.pid(), Some(old_pid));
     wait_ok(&server);
-    let ok_after = counts.ok.load(Ordering::SeqCst);
-    while counts.ok.load(Ordering::SeqCst) < ok_after + 50 {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    counts.wait_for_more_ok(50);
     stop.store(true, Ordering::SeqCst);
     loader.join().expect("load thread");
     eprintln!(
@@ -1557,13 +1555,7 @@ fn a_failed_upgrade_under_load_loses_no_request_and_says_why() {
         counts.report(),
         counts.failed()
     );
-    assert_eq!(
-        counts.failed(),
-        0,
-        "{}\n{}",
-        counts.report(),
-        server.server_log()
-    );
+    counts.assert_none_failed(&server);
 }
 
 /// Servers stopped (SIGTERM, then waited for) when dropped.
@@ -1728,19 +1720,10 @@ fn slipway_reload_upgrades_a_server_of_before_reload_by_sighup() {
     assert!(!server.running(), "the old server exited before reload did");
     assert_eq!(server.stop(), Some(0), "{}", server.server_log());
     assert!(alive(new_pid), "the new server runs");
-    let ok_after = counts.ok.load(Ordering::SeqCst);
-    while counts.ok.load(Ordering::SeqCst) < ok_after + 50 {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    counts.wait_for_more_ok(50);
     stop.store(true, Ordering::SeqCst);
     loader.join().expect("load thread");
-    assert_eq!(
-        counts.failed(),
-        0,
-        "{}\n{}",
-        counts.report(),
-        server.server_log()
-    );
+    counts.assert_none_failed(&server);
     assert_eq!(body(&server), "built-1\n");
     drop(servers);
 
@@ -1842,10 +1825,7 @@ fn a_reload_onto_a_broken_binary_leaves_the_old_server_serving() {
     let log = server.server_log();
     assert!(log.contains("broken binary: refusing to start"), "{log}");
     assert!(log.contains("exited with code 1 without serving"), "{log}");
-    let ok_after = counts.ok.load(Ordering::SeqCst);
-    while counts.ok.load(Ordering::SeqCst) < ok_after + 50 {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    counts.wait_for_more_ok(50);
     assert!(matches!(old.try_wait(), Ok(None)), "the old server serves");
     assert_eq!(lock_pid(&server), old.id());
 
@@ -1865,10 +1845,7 @@ fn a_reload_onto_a_broken_binary_leaves_the_old_server_serving() {
     let new_pid = lock_pid(&server);
     servers.0.push(new_pid);
     wait_ok(&server);
-    let ok_after = counts.ok.load(Ordering::SeqCst);
-    while counts.ok.load(Ordering::SeqCst) < ok_after + 50 {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    counts.wait_for_more_ok(50);
     stop.store(true, Ordering::SeqCst);
     loader.join().expect("load thread");
     drop(servers);
@@ -1879,13 +1856,7 @@ fn a_reload_onto_a_broken_binary_leaves_the_old_server_serving() {
     );
     assert_eq!(status.code(), Some(0), "{}", server.server_log());
     assert_ne!(new_pid, old.id());
-    assert_eq!(
-        counts.failed(),
-        0,
-        "{}\n{}",
-        counts.report(),
-        server.server_log()
-    );
+    counts.assert_none_failed(&server);
 }
 
 /// `contrib/slipway.service` and `.socket` pass `systemd-analyze verify` (which reads unit
@@ -2141,10 +2112,7 @@ fn relationship_calls_lose_nothing_through_an_upgrade_and_a_deploy_in_flight_rea
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let ok_after = counts.ok.load(Ordering::SeqCst);
-    while counts.ok.load(Ordering::SeqCst) < ok_after + 50 {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    counts.wait_for_more_ok(50);
     stop.store(true, Ordering::SeqCst);
     loader.join().expect("load thread");
     eprintln!(
@@ -2152,11 +2120,5 @@ fn relationship_calls_lose_nothing_through_an_upgrade_and_a_deploy_in_flight_rea
         counts.report(),
         counts.failed()
     );
-    assert_eq!(
-        counts.failed(),
-        0,
-        "{}\n{}",
-        counts.report(),
-        server.server_log()
-    );
+    counts.assert_none_failed(&server);
 }
