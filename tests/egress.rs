@@ -197,6 +197,28 @@ fn apps_hooks_crons_and_shells_reach_the_outside_but_not_the_host_or_other_envir
     assert!(o.status.success(), "{}", text(&o));
     assert_egress(&String::from_utf8_lossy(&o.stdout), "shell", &server, &[]);
 
+    // HTTPS to a package registry, as a deploy hook's `npm install` or an app's API call
+    // does: through the proxy, trusting the host's CA bundle (a registry behind a
+    // TLS-inspecting proxy with a private CA, as on this machine, is trusted too).
+    let o = server.ssh(
+        &server.key,
+        "main.demo",
+        "echo \"ca=$SSL_CERT_FILE\"; sha256sum < \"$SSL_CERT_FILE\"; curl -sS -o /dev/null -w 'https %{http_code}\\n' https://registry.npmjs.org/is-number",
+    );
+    let shell = String::from_utf8_lossy(&o.stdout).to_string();
+    let host_ca = slipway_e2e::run(
+        std::process::Command::new("sh")
+            .args(["-c", "sha256sum < /etc/ssl/certs/ca-certificates.crt"]),
+    );
+    let host_ca = String::from_utf8_lossy(&host_ca.stdout).to_string();
+    assert!(
+        shell.contains("ca=/tmp/.slipway/ca-certificates.crt")
+            && shell.contains(host_ca.trim())
+            && shell.contains("https 200"),
+        "{}",
+        text(&o)
+    );
+
     // A cron, run now.
     let o = server.admin("cron run demo main probe");
     assert!(o.status.success(), "{}", text(&o));

@@ -534,12 +534,8 @@ impl BuildContext<'_> {
         );
         spec.root = self.stack.root_fs();
         let egress = &self.platform.settings().egress;
-        if let Some(ca) = &egress.ca_certificates {
-            spec.mounts.push(BindMount {
-                source: ca.clone(),
-                destination: crate::egress::CA_MOUNT.into(),
-                writable: false,
-            });
+        if let Some(ca) = egress.ca_mount() {
+            spec.mounts.push(ca);
             // What the app's variables set wins.
             for (k, v) in egress.ca_env() {
                 if !spec.env.iter().any(|(have, _)| *have == k) {

@@ -78,6 +78,20 @@ impl EgressPolicy {
         }
     }
 
+    /// The read-only mount of the host's CA bundle at [`CA_MOUNT`], when there is one: in
+    /// every build container and every app and worker container (whose deploy hooks,
+    /// crons and shells run in them), so that what goes out through the egress proxy
+    /// trusts what the host trusts.
+    pub fn ca_mount(&self) -> Option<slipway_runtime::BindMount> {
+        self.ca_certificates
+            .as_ref()
+            .map(|ca| slipway_runtime::BindMount {
+                source: ca.clone(),
+                destination: CA_MOUNT.into(),
+                writable: false,
+            })
+    }
+
     /// The variables pointing a build's package managers at [`CA_MOUNT`] (pip, requests,
     /// OpenSSL-based tools, Node.js and npm, git, curl), when there is a bundle to mount.
     pub fn ca_env(&self) -> Vec<(String, String)> {

@@ -231,6 +231,9 @@ pub async fn start_app(
             .map_err(|e| fail(format!("unix socket of {}: {e}", app.name)))?;
         container.mounts.push(mount);
     }
+    container
+        .mounts
+        .extend(platform.settings().egress.ca_mount());
     container.env = crate::variables::with_environment_variables(platform, project, env, &app.env)
         .map_err(|e| fail(format!("variables of {env}: {e}")))?;
     platform

@@ -24,12 +24,15 @@ pub fn with_environment_variables(
     release_env: &BTreeMap<String, String>,
 ) -> Result<Vec<(String, String)>, StateError> {
     let set = platform.state().variables(project, env)?;
-    Ok(merge(release_env, set))
+    Ok(merge(release_env, set, platform.settings().egress.ca_env()))
 }
 
+/// The release's variables, then those set (`var set`), then the egress proxy's; the host's
+/// CA bundle variables (`ca`) where neither the release nor a set variable names them.
 fn merge(
     release_env: &BTreeMap<String, String>,
     set: Vec<(String, String)>,
+    ca: Vec<(String, String)>,
 ) -> Vec<(String, String)> {
     let mut all = release_env.clone();
     for (k, v) in set {
@@ -38,6 +41,9 @@ fn merge(
         }
     }
     all.extend(crate::egress::environment_env());
+    for (k, v) in ca {
+        all.entry(k).or_insert(v);
+    }
     all.into_iter().collect()
 }
 
@@ -189,14 +195,28 @@ mod tests {
             ("PORT".to_string(), "1".to_string()),
             ("TOKEN".to_string(), "t".to_string()),
             ("HTTPS_PROXY".to_string(), "http://elsewhere:1".to_string()),
+            ("CURL_CA_BUNDLE".to_string(), "/app/my-ca.pem".to_string()),
         ];
-        let env: BTreeMap<_, _> = merge(&release, set).into_iter().collect();
+        let ca = vec![
+            (
+                "SSL_CERT_FILE".to_string(),
+                crate::egress::CA_MOUNT.to_string(),
+            ),
+            (
+                "CURL_CA_BUNDLE".to_string(),
+                crate::egress::CA_MOUNT.to_string(),
+            ),
+        ];
+        let env: BTreeMap<_, _> = merge(&release, set, ca).into_iter().collect();
         assert_eq!(env["MODE"], "set");
         assert_eq!(env["PORT"], "10001");
         assert_eq!(env["TOKEN"], "t");
         // Every process of the environment goes out through its egress proxy.
         assert_eq!(env["HTTPS_PROXY"], "http://127.0.0.1:3128");
         assert_eq!(env["no_proxy"], crate::egress::environment_no_proxy());
-        assert_eq!(env.len(), 3 + 6, "each name once");
+        // The host's CA bundle, unless a variable names another one.
+        assert_eq!(env["SSL_CERT_FILE"], crate::egress::CA_MOUNT);
+        assert_eq!(env["CURL_CA_BUNDLE"], "/app/my-ca.pem");
+        assert_eq!(env.len(), 4 + 6 + 1, "each name once");
     }
 }
