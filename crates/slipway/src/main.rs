@@ -1192,9 +1192,11 @@ async fn serve_until_stopped(
                 supervisor.abort();
                 // The new server's egress proxies take the environments' new connections.
                 platform.close_egress();
-                // Give the new server a moment to route what a deploy still running here
-                // makes live before the release it replaces stops.
-                slipway_deploy::retire::delay_removals(std::time::Duration::from_secs(2));
+                // Give the new server time to route what a deploy still running here makes
+                // live, and to finish the requests it still sends the release that one
+                // replaces (an app calling another of that release through its
+                // relationship), before that release stops: 2 s lost a call under load.
+                slipway_deploy::retire::delay_removals(std::time::Duration::from_secs(8));
                 (None, upgrade_grace)
             }
             // The SSH listener never ends on its own: if it does, the server must not go on
