@@ -193,6 +193,30 @@ fn get(server: &Server, path: &str) -> (u16, String) {
         .unwrap_or_else(|| panic!("no answer to {path}:\n{}", server.server_log()))
 }
 
+/// A new branch `branch` of `app` with `files` written, committed and pushed: what the push
+/// printed (it must succeed).
+fn push_new_branch(server: &Server, app: &App, branch: &str, files: &[(&str, &str)]) -> String {
+    app.git_ok(&["checkout", "-q", "-b", branch]);
+    for (path, content) in files {
+        app.write(path, content);
+    }
+    app.commit(&format!("{branch}'s own"));
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), branch]);
+    assert!(
+        o.status.success(),
+        "push {branch}:\n{}\n{}",
+        text(&o),
+        server.server_log()
+    );
+    text(&o)
+}
+
+/// Field `key` of the `queue` relationship's first endpoint in a `/rels` answer.
+fn queue_field(rels: &str, key: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(rels).expect("relationships JSON");
+    v["queue"][0][key].as_str().unwrap_or_default().to_string()
+}
+
 /// `path` of environment `host` once its apps answer it with 200 (they restart after a
 /// `sync` or a restore); its body.
 fn get_when_up(server: &Server, host: &str, path: &str) -> String {
@@ -490,19 +514,19 @@ fn a_rabbitmq_node_keeps_its_messages_in_a_branch_whose_service_has_another_addr
 
     // Branch dev has a service before the queue: its queue gets another address (the
     // Erlang node's name was made from it) and starts on a copy of main's data.
-    app.git_ok(&["checkout", "-q", "-b", "dev"]);
-    app.write(
-        ".platform/services.yaml",
-        "cache:\n  type: redis:7.0\n  disk: 256\nqueue:\n  type: rabbitmq:3.10\n  disk: 512\n",
+    push_new_branch(
+        &server,
+        &app,
+        "dev",
+        &[(
+            ".platform/services.yaml",
+            "cache:\n  type: redis:7.0\n  disk: 256\nqueue:\n  type: rabbitmq:3.10\n  disk: 512\n",
+        )],
     );
-    app.commit("dev with a cache");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "dev"]);
-    assert!(o.status.success(), "push dev:\n{}", text(&o));
-    let ip = |rels: &str| -> String {
-        let v: serde_json::Value = serde_json::from_str(rels).unwrap();
-        v["queue"][0]["ip"].as_str().unwrap().to_string()
-    };
-    let (main_ip, dev_ip) = (ip(&get(&server, "/rels").1), ip(&dev("/rels").1));
+    let (main_ip, dev_ip) = (
+        queue_field(&get(&server, "/rels").1, "ip"),
+        queue_field(&dev("/rels").1, "ip"),
+    );
     assert_ne!(
         main_ip, dev_ip,
         "the test needs dev's queue on another address"
@@ -540,22 +564,20 @@ fn two_rabbitmq_services_of_a_branch_run_side_by_side_when_one_starts_on_a_copy_
     // Branch dev adds a second RabbitMQ service, `events`, which takes the first address
     // (main's queue's, whose node name the copy of queue's data keeps): without a port
     // mapper of its own each, the second node to start finds its name taken.
-    app.git_ok(&["checkout", "-q", "-b", "dev"]);
-    app.write(
-        ".platform.app.yaml",
-        "name: hello\ntype: python:3.11\nrelationships:\n  events: 'events:rabbitmq'\n  queue: 'queue:rabbitmq'\nweb:\n  commands:\n    start: python3 server.py\n",
-    );
-    app.write(
-        ".platform/services.yaml",
-        "events:\n  type: rabbitmq:3.10\n  disk: 512\nqueue:\n  type: rabbitmq:3.10\n  disk: 512\n",
-    );
-    app.commit("dev with events");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "dev"]);
-    assert!(
-        o.status.success(),
-        "push dev:\n{}\n{}",
-        text(&o),
-        server.server_log()
+    push_new_branch(
+        &server,
+        &app,
+        "dev",
+        &[
+            (
+                ".platform.app.yaml",
+                "name: hello\ntype: python:3.11\nrelationships:\n  events: 'events:rabbitmq'\n  queue: 'queue:rabbitmq'\nweb:\n  commands:\n    start: python3 server.py\n",
+            ),
+            (
+                ".platform/services.yaml",
+                "events:\n  type: rabbitmq:3.10\n  disk: 512\nqueue:\n  type: rabbitmq:3.10\n  disk: 512\n",
+            ),
+        ],
     );
     let dev = |path: &str| {
         server
@@ -639,20 +661,17 @@ fn a_branchs_rabbitmq_after_sync_has_its_parents_messages_its_own_password_and_i
     );
     const DEV: &str = "dev.demo.localhost";
     // Branch dev has a vhost main has not.
-    app.git_ok(&["checkout", "-q", "-b", "dev"]);
-    app.write(
-        ".platform/services.yaml",
-        "queue:\n  type: rabbitmq:3.10\n  disk: 512\n  configuration:\n    vhosts:\n      - orders\n      - audit\n",
+    push_new_branch(
+        &server,
+        &app,
+        "dev",
+        &[(
+            ".platform/services.yaml",
+            "queue:\n  type: rabbitmq:3.10\n  disk: 512\n  configuration:\n    vhosts:\n      - orders\n      - audit\n",
+        )],
     );
-    app.commit("dev audits");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "dev"]);
-    assert!(o.status.success(), "push dev:\n{}", text(&o));
-    let password = |rels: &str| -> String {
-        let v: serde_json::Value = serde_json::from_str(rels).unwrap();
-        v["queue"][0]["password"].as_str().unwrap().to_string()
-    };
-    let main_password = password(&get(&server, "/rels").1);
-    let dev_password = password(&get_when_up(&server, DEV, "/rels"));
+    let main_password = queue_field(&get(&server, "/rels").1, "password");
+    let dev_password = queue_field(&get_when_up(&server, DEV, "/rels"), "password");
     assert_ne!(
         main_password, dev_password,
         "each environment its own password"
