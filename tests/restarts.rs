@@ -14,6 +14,27 @@ use slipway_e2e::{text, App, Server};
 
 const HOST: &str = "main.demo.localhost";
 
+/// `git push` of `app`'s `main` to `project` on a thread of its own (the test meanwhile
+/// upgrades or restarts the server); joining it gives the push's output.
+fn push_in_background(
+    server: &Server,
+    app: &App,
+    project: &str,
+) -> JoinHandle<std::process::Output> {
+    let dir = app.dir.clone();
+    let remote = server.remote(project);
+    let ssh = server.ssh_command(&server.key);
+    std::thread::spawn(move || {
+        slipway_e2e::run(
+            std::process::Command::new("git")
+                .args(["push", &remote, "main"])
+                .current_dir(dir)
+                .env("GIT_SSH_COMMAND", ssh)
+                .env("GIT_TERMINAL_PROMPT", "0"),
+        )
+    })
+}
+
 /// What a load loop saw.
 #[derive(Default)]
 struct Counts {
@@ -333,20 +354,7 @@ fn upgrade_loses_no_request_and_a_push_in_flight_completes() {
     let loader = load(server.http_port, stop.clone(), counts.clone());
     std::thread::sleep(Duration::from_millis(300));
 
-    let pushing = {
-        let dir = app.dir.clone();
-        let remote = server.remote("demo");
-        let ssh = server.ssh_command(&server.key);
-        std::thread::spawn(move || {
-            slipway_e2e::run(
-                std::process::Command::new("git")
-                    .args(["push", &remote, "main"])
-                    .current_dir(dir)
-                    .env("GIT_SSH_COMMAND", ssh)
-                    .env("GIT_TERMINAL_PROMPT", "0"),
-            )
-        })
-    };
+    let pushing = push_in_background(&server, &app, "demo");
     std::thread::sleep(Duration::from_millis(1500));
 
     let mut refused_upgrade = None;
@@ -923,20 +931,7 @@ fn a_deploy_interrupted_by_a_crash_is_cleaned_up_and_the_live_release_stays() {
     );
     app.write("VERSION", "2\n");
     app.commit("v2");
-    let pushing = {
-        let dir = app.dir.clone();
-        let remote = server.remote("demo");
-        let ssh = server.ssh_command(&server.key);
-        std::thread::spawn(move || {
-            slipway_e2e::run(
-                std::process::Command::new("git")
-                    .args(["push", &remote, "main"])
-                    .current_dir(dir)
-                    .env("GIT_SSH_COMMAND", ssh)
-                    .env("GIT_TERMINAL_PROMPT", "0"),
-            )
-        })
-    };
+    let pushing = push_in_background(&server, &app, "demo");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !server.server_log().contains("build") || server.containers().len() <= live.len() {
         assert!(
@@ -2028,20 +2023,7 @@ fn relationship_calls_lose_nothing_through_an_upgrade_and_a_deploy_in_flight_rea
     let loader = load_host(server.http_port, DUO, stop.clone(), counts.clone());
     std::thread::sleep(Duration::from_millis(300));
 
-    let pushing = {
-        let dir = duo.dir.clone();
-        let remote = server.remote("duo");
-        let ssh = server.ssh_command(&server.key);
-        std::thread::spawn(move || {
-            slipway_e2e::run(
-                std::process::Command::new("git")
-                    .args(["push", &remote, "main"])
-                    .current_dir(dir)
-                    .env("GIT_SSH_COMMAND", ssh)
-                    .env("GIT_TERMINAL_PROMPT", "0"),
-            )
-        })
-    };
+    let pushing = push_in_background(&server, &duo, "duo");
     let deadline = Instant::now() + Duration::from_secs(180);
     while !cache.join("building").exists() {
         assert!(
