@@ -8,18 +8,7 @@
 //! Their stacks are not in the tests' shared list (`TEST_STACKS`): a push builds them into
 //! the test store (`SLIPWAY_TEST_STACKS_DIR`), minutes each the first time.
 
-use slipway_e2e::{http_request, Server};
-
-fn page(server: &Server, host: &str, path: &str) -> String {
-    let (status, head, body) = http_request(server.http_port, "GET", host, path, b"");
-    assert_eq!(
-        status,
-        200,
-        "GET {host}{path}: {head}\n{body}\nserver log:\n{}",
-        server.server_log()
-    );
-    body
-}
+use slipway_e2e::Server;
 
 /// demo-clamav's app, with a web server (perl-base's sockets: the base stack has no
 /// language) answering with what ClamAV's commands say their version is.
@@ -69,7 +58,7 @@ fn an_upsun_stack_of_clamav_only_runs_on_the_base_stack_with_clamavs_packages() 
         out.contains(&format!("stack {}", "base:13+clamav")),
         "{out}"
     );
-    let body = page(&server, "main.clamav.localhost", "/");
+    let body = server.page("main.clamav.localhost", "/");
     let lines: Vec<&str> = body.lines().collect();
     assert_eq!(lines.len(), 3, "{body}");
     assert!(lines[0].starts_with("ClamAV 1."), "{body}");
@@ -122,7 +111,7 @@ fn an_upsun_deno_app_runs_on_deno_2_from_the_npm_registry() {
     );
     let out = server.push_ok(&app, "denojs");
     assert!(out.contains(&format!("stack {}", "deno:2")), "{out}");
-    let body = page(&server, "main.denojs.localhost", "/");
+    let body = server.page("main.denojs.localhost", "/");
     assert!(body.starts_with("deno 2."), "{body}\n{out}");
 }
 
@@ -206,7 +195,7 @@ fn the_lisp_template_runs_on_sbcl_2_2_built_by_asdf_make_with_a_warning() {
     );
     assert!(out.contains(&format!("stack {}", "lisp:2.2")), "{out}");
     assert!(out.contains("asdf:make :app"), "{out}");
-    let body = page(&server, "main.lisp.localhost", "/");
+    let body = server.page("main.lisp.localhost", "/");
     assert!(body.starts_with("SBCL 2.2."), "{body}\n{out}");
     // The same app as an Upsun `stack: [sbcl]`: trixie's SBCL 2.5.
     let app = server.project(
@@ -220,7 +209,7 @@ fn the_lisp_template_runs_on_sbcl_2_2_built_by_asdf_make_with_a_warning() {
     );
     let out = server.push_ok(&app, "sbcl");
     assert!(out.contains(&format!("stack {}", "lisp:2.5")), "{out}");
-    let body = page(&server, "main.sbcl.localhost", "/");
+    let body = server.page("main.sbcl.localhost", "/");
     assert!(body.starts_with("SBCL 2.5."), "{body}\n{out}");
 }
 

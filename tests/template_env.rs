@@ -3,19 +3,7 @@
 //! `HOME` in every kind of process, the stacks' tools. Small apps of our own in the shapes
 //! of the real configs, pushed as a user would.
 
-use slipway_e2e::{http_request, py_app, Server};
-
-/// GET `path` on `host` and expect 200, failing with the server's log.
-fn page(server: &Server, host: &str, path: &str) -> String {
-    let (status, head, body) = http_request(server.http_port, "GET", host, path, b"");
-    assert_eq!(
-        status,
-        200,
-        "GET {host}{path}: {head}\n{body}\nserver log:\n{}",
-        server.server_log()
-    );
-    body
-}
+use slipway_e2e::{py_app, Server};
 
 // ---------------------------------------------------------------------------------------
 // /run/config.json: jenkins', microprofile-payara's and microprofile-piranha's start
@@ -100,13 +88,13 @@ fn start_commands_size_themselves_from_run_config_json() {
     assert!(out.contains("deploy hook sees 512 MiB"), "{out}");
     let host = "main.sized.localhost";
     assert_eq!(
-        page(&server, host, "/"),
+        server.page(host, "/"),
         "args -Xmx512m 0.5 read-only",
         "{out}"
     );
     // `size: L`: 2 GiB and 2 CPUs, with the file over the app's own `/run`.
     assert_eq!(
-        page(&server, &format!("sock.{host}"), "/"),
+        server.page(&format!("sock.{host}"), "/"),
         "args -Xmx2048m 2 read-only",
         "{out}"
     );
@@ -184,7 +172,7 @@ fn django3_pipfile_asking_python_3_10_deploys_on_3_11() {
     assert!(out.contains("build runs (3, 11) in /app/.venv"), "{out}");
     assert!(out.contains("deploy runs (3, 11) in /app/.venv"), "{out}");
     assert_eq!(
-        page(&server, "main.django3.localhost", "/"),
+        server.page("main.django3.localhost", "/"),
         "gunicorn on 3.11 from /app/.venv"
     );
     // The user's files are as they were committed.
@@ -265,7 +253,7 @@ fn home_is_writable_and_the_same_in_every_kind_of_process() {
     ] {
         assert!(out.contains(line), "{line}:\n{out}");
     }
-    let app_page = page(&server, "main.home.localhost", "/");
+    let app_page = server.page("main.home.localhost", "/");
     assert_eq!(app_page, "app HOME=/tmp\napp HOME writable\n");
     let shell = |command: &str| {
         let o = server.ssh(&server.key, "main.home", command);
@@ -388,12 +376,12 @@ fn bun_runs_an_upsun_bun_stack_and_a_nodejs_front_end_build() {
     );
     let out = server.push_ok(&app, "bunjs");
     let host = "main.bunjs.localhost";
-    let front = page(&server, host, "/");
+    let front = server.page(host, "/");
     assert!(
         front.starts_with("built by bun 1.") && front.ends_with(": 1m\n"),
         "{front}\n{out}"
     );
-    let bun = page(&server, &format!("bun.{host}"), "/");
+    let bun = server.page(&format!("bun.{host}"), "/");
     assert!(
         bun.starts_with("bun 1.") && bun.ends_with(" says a day is 1d"),
         "{bun}\n{out}"

@@ -32,18 +32,6 @@ fn visit(body: &str) -> u32 {
         .unwrap_or_else(|| panic!("no visit number in {body:?}"))
 }
 
-/// GET `path` on `host` and expect 200, failing with the server's log.
-fn page(server: &Server, host: &str, path: &str) -> String {
-    let (status, head, body) = get(server, host, path);
-    assert_eq!(
-        status,
-        200,
-        "GET {host}{path}: {head}\n{body}\nserver log:\n{}",
-        server.server_log()
-    );
-    body
-}
-
 // ---------------------------------------------------------------------------------------
 // django4's pipenv and Poetry variants, as two apps of one project sharing one PostgreSQL
 // service (as a user trying both variants would): pipenv from `dependencies.python3`,
@@ -315,13 +303,13 @@ fn django_pipenv_and_poetry_share_postgresql() {
     // put it, the visits of both apps counted in the one PostgreSQL database.
     let host = "main.djangos.localhost";
     let poetry_host = format!("poetry.{host}");
-    let first = page(&server, host, "/");
+    let first = server.page(host, "/");
     assert!(
         first.starts_with("Django via pipenv on postgresql: visit ")
             && first.contains(" with django from /app/.local/share/virtualenvs/"),
         "{first}"
     );
-    let second = page(&server, &poetry_host, "/");
+    let second = server.page(&poetry_host, "/");
     assert!(
         second.starts_with("Django via poetry on postgresql: visit ")
             && second.contains(" with django from /app/.local/lib/python3.11/site-packages/"),
@@ -564,25 +552,25 @@ fn flask_poetry_and_fastapi_pipenv_share_mariadb() {
 
     let host = "main.pyweb.localhost";
     let flask_host = format!("flask.{host}");
-    let first = page(&server, &flask_host, "/");
+    let first = server.page(&flask_host, "/");
     assert!(
         first.starts_with("Flask on ")
             && first.contains("MariaDB")
             && first.ends_with(" from /app/.venv\n"),
         "flask through `poetry run` in the in-project virtualenv, MariaDB through the relationship: {first:?}"
     );
-    let again = page(&server, &flask_host, "/");
+    let again = server.page(&flask_host, "/");
     assert_eq!(visit(&again), visit(&first) + 1, "{first}{again}");
 
-    let first = page(&server, host, "/");
+    let first = server.page(host, "/");
     assert!(
         first.starts_with("FastAPI on uvicorn: visit ")
             && first.contains(" from /app/.local/share/virtualenvs/"),
         "{first:?}"
     );
-    let again = page(&server, host, "/");
+    let again = server.page(host, "/");
     assert_eq!(visit(&again), visit(&first) + 1, "{first}{again}");
-    let item = page(&server, host, "/items/21");
+    let item = server.page(host, "/items/21");
     let item: serde_json::Value =
         serde_json::from_str(&item).unwrap_or_else(|e| panic!("{e}: {item}"));
     assert_eq!(item, serde_json::json!({"item_id": 21, "twice": 42}));
@@ -730,7 +718,7 @@ fn wordpress_vanilla_shape_on_php_fpm_with_mariadb_and_uploads() {
     let host = "main.wordpress.localhost";
 
     // The front controller answers `/` and pretty permalinks (missing files), through mysqli.
-    let first = page(&server, host, "/");
+    let first = server.page(host, "/");
     assert!(
         first.starts_with("WordPress-shaped on PHP 8.4.")
             && first.contains("-MariaDB")
@@ -738,7 +726,7 @@ fn wordpress_vanilla_shape_on_php_fpm_with_mariadb_and_uploads() {
             && first.ends_with(" of /\n"),
         "{first:?}"
     );
-    let permalink = page(&server, host, "/2024/01/hello-world/?replytocom=3");
+    let permalink = server.page(host, "/2024/01/hello-world/?replytocom=3");
     assert_eq!(visit(&permalink), visit(&first) + 1, "{permalink}");
     assert!(
         permalink.ends_with(" of /2024/01/hello-world/?replytocom=3\n"),
@@ -746,7 +734,7 @@ fn wordpress_vanilla_shape_on_php_fpm_with_mariadb_and_uploads() {
     );
     // `index: [index.php]` for the wp-admin folder; a .php file runs where scripts are on.
     assert_eq!(
-        page(&server, host, "/wp-admin/"),
+        server.page(host, "/wp-admin/"),
         "dashboard of /wp-admin/index.php\n"
     );
     // A static asset with the location's expires (600 s).
@@ -759,7 +747,7 @@ fn wordpress_vanilla_shape_on_php_fpm_with_mariadb_and_uploads() {
     );
     // Files a rule disallows go to the front controller, never served as they are.
     for path in ["/readme.html", "/license.txt"] {
-        let body = page(&server, host, path);
+        let body = server.page(host, path);
         assert!(
             body.starts_with("WordPress-shaped") && body.ends_with(&format!(" of {path}\n")),
             "{path}: {body:?}"
@@ -902,7 +890,7 @@ fn pelican_static_site_served_by_locations_only() {
     assert!(out.contains("not probed on $PORT"), "{out}");
     let host = "main.pelican.localhost";
 
-    let index = page(&server, host, "/");
+    let index = server.page(host, "/");
     assert!(
         index.contains("A Pelican-shaped site") && index.contains("Launching on Slipway"),
         "{index}"
@@ -929,7 +917,7 @@ fn pelican_static_site_served_by_locations_only() {
         "{head}"
     );
     assert_eq!(
-        page(&server, host, "/robots.txt"),
+        server.page(host, "/robots.txt"),
         "User-agent: *\nDisallow:\n"
     );
     // What the rules do not allow (the feeds' XML) and what does not exist: not served.
@@ -1080,7 +1068,7 @@ fn bigfoot_static_apps_answer_their_passthru_file_and_a_process_nobody_reaches_o
     );
 
     // main_app: its files, and 404 (not a dead upstream's 502) for what is no file.
-    assert_eq!(page(&server, host, "/"), "<h1>demo-js main</h1>\n");
+    assert_eq!(server.page(host, "/"), "<h1>demo-js main</h1>\n");
     for path in ["/no-such-page", "/api/items"] {
         let (status, head, _) = get(&server, host, path);
         assert_eq!(status, 404, "{path}: {head}");
@@ -1170,13 +1158,13 @@ fn akeneo_shape_reaches_oracle_mysql_run_on_mariadb_and_keeps_the_stacks_compose
     );
     assert!(!out.contains("composer global require"), "{out}");
     let host = "main.akeneo.localhost";
-    let first = page(&server, host, "/");
+    let first = server.page(host, "/");
     assert!(
         first.starts_with("mysql oracle-mysql:8.0 database.internal visit 1 on 10.11.")
             && first.contains("MariaDB"),
         "{first:?}"
     );
-    assert_eq!(visit(&page(&server, host, "/products/1")), 2);
+    assert_eq!(visit(&server.page(host, "/products/1")), 2);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1459,7 +1447,7 @@ fn nextjs_with_yarn_and_npm_build_start_shapes() {
     assert_eq!(status, 404);
 
     let shop_host = format!("shop.{host}");
-    let shop = page(&server, &shop_host, "/cart");
+    let shop = server.page(&shop_host, "/cart");
     assert!(
         shop.starts_with("<h1>The shop</h1>") && shop.contains("served by start at /cart"),
         "{shop}"
@@ -1587,12 +1575,12 @@ fn pink_rabbit_shape_builds_its_front_end_with_npm_and_loads_mariadb_with_the_my
     assert!(out.contains("carrots loaded by mysql from 11."), "{out}");
     let host = "main.rabbit.localhost";
     assert_eq!(
-        page(&server, host, "/"),
+        server.page(host, "/"),
         "<h1>Hello from <em>npm</em></h1> and 42 carrots\n"
     );
     // The rendered page is a static file of the root too.
     assert_eq!(
-        page(&server, host, "/page.html"),
+        server.page(host, "/page.html"),
         "<h1>Hello from <em>npm</em></h1>\n"
     );
 }

@@ -405,6 +405,19 @@ impl Server {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
+    /// The body of GET `path` with `Host: host` through the router, which must answer 200
+    /// (else the test fails with the answer and the server's log).
+    pub fn page(&self, host: &str, path: &str) -> String {
+        let (status, head, body) = http_request(self.http_port, "GET", host, path, b"");
+        assert_eq!(
+            status,
+            200,
+            "GET {host}{path}: {head}\n{body}\nserver log:\n{}",
+            self.server_log()
+        );
+        body
+    }
+
     /// GET `path` with `Host: host` through the router; (status, body).
     pub fn get(&self, host: &str, path: &str) -> Option<(u16, String)> {
         http_get(self.http_port, host, path)
