@@ -389,7 +389,9 @@ pub async fn wait_ready(
     loop {
         match platform.runtime().state(&id).await {
             Ok(Some(s)) if s.status == Status::Stopped => return Err(exited("exited at start")),
-            Ok(None) => return Err(format!("service {}: its container is gone", record.name)),
+            // Gone before it was ready: it exited at start and the runtime already
+            // removed it (its output says why).
+            Ok(None) => return Err(exited("exited at start (its container is gone)")),
             Ok(Some(_)) => {}
             Err(e) => return Err(format!("service {}: {e}", record.name)),
         }
