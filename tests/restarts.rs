@@ -35,6 +35,20 @@ fn push_in_background(
     })
 }
 
+/// Wait (at most 60 s) until the old server of an upgrade in progress says it stopped
+/// accepting: from then on every new connection reaches the new server.
+fn wait_until_the_old_server_stops_accepting(server: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !server.server_log().contains("upgraded: stopping accepting") {
+        assert!(
+            Instant::now() < deadline,
+            "the old server did not stop accepting:\n{}",
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// What a load loop saw.
 #[derive(Default)]
 struct Counts {
@@ -1161,15 +1175,7 @@ fn race_pushes_through_an_upgrade(descends: bool) {
     let code = server.upgrade(Duration::from_secs(300), |s| {
         // The old server stops accepting once the new one said `ready`: from then on
         // every SSH connection reaches the new server.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !s.server_log().contains("upgraded: stopping accepting") {
-            assert!(
-                Instant::now() < deadline,
-                "the old server did not stop accepting:\n{}",
-                s.server_log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until_the_old_server_stops_accepting(s);
         std::thread::sleep(Duration::from_millis(300));
         let (pushing_b, b_waits) = push_watching(s, &b_app.dir);
         // B waits for A, which still builds in the old server.
@@ -1458,11 +1464,7 @@ fn an_upgraded_server_drains_ssh_sessions_and_cron_runs_together_under_one_grace
 
     let mut stopped_accepting = None;
     let code = server.upgrade(Duration::from_secs(120), |s| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !s.server_log().contains("upgraded: stopping accepting") {
-            assert!(Instant::now() < deadline, "{}", s.server_log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until_the_old_server_stops_accepting(s);
         stopped_accepting = Some(Instant::now());
     });
     let drained_in = stopped_accepting.expect("seen").elapsed();
@@ -2036,15 +2038,7 @@ fn relationship_calls_lose_nothing_through_an_upgrade_and_a_deploy_in_flight_rea
 
     let code = server.upgrade(Duration::from_secs(300), |s| {
         // Once the old server stopped accepting, its build goes on.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !s.server_log().contains("upgraded: stopping accepting") {
-            assert!(
-                Instant::now() < deadline,
-                "the old server did not stop accepting:\n{}",
-                s.server_log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until_the_old_server_stops_accepting(s);
         std::thread::sleep(Duration::from_millis(500));
         std::fs::write(cache.join("go"), b"").expect("let the build go on");
     });
