@@ -38,15 +38,20 @@ pub const ENVIRONMENT_NO_PROXY: &str =
 /// `NO_PROXY` of an environment's processes: what they reach in their own namespace
 /// without the proxy, [`ENVIRONMENT_NO_PROXY`] and then every service address one by one,
 /// since many clients read no ranges there (Python's urllib, Node's proxy-from-env) and
-/// `PLATFORM_RELATIONSHIPS` gives a service's `ip` too.
-pub fn environment_no_proxy() -> String {
-    let mut out = ENVIRONMENT_NO_PROXY.to_string();
-    for a in crate::services::ports::addresses() {
-        out.push(',');
-        out.push_str(&a.to_string());
-    }
-    out
+/// `PLATFORM_RELATIONSHIPS` gives a service's `ip` too. Made once: every process's
+/// environment carries it.
+pub fn environment_no_proxy() -> &'static str {
+    static NO_PROXY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let mut out = ENVIRONMENT_NO_PROXY.to_string();
+        for a in crate::services::ports::addresses() {
+            out.push(',');
+            out.push_str(&a.to_string());
+        }
+        out
+    });
+    &NO_PROXY
 }
+
 /// Largest request head the proxy reads.
 const MAX_HEAD: usize = 16 * 1024;
 /// How long a client may take to send its request head.
@@ -291,7 +296,7 @@ pub fn proxy_env(no_proxy: &str) -> Vec<(String, String)> {
 /// ([`crate::variables::with_environment_variables`]): [`proxy_env`] with
 /// [`environment_no_proxy`].
 pub fn environment_env() -> Vec<(String, String)> {
-    proxy_env(&environment_no_proxy())
+    proxy_env(environment_no_proxy())
 }
 
 /// Accepts on `listener` until aborted, serving each client with `policy`; `who` names
