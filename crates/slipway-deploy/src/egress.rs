@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::Platform;
 
@@ -384,12 +384,9 @@ impl Platform {
         {
             return Ok(());
         }
-        let fd = slipway_router::listening_socket_in(netns).await?;
-        let socket = TcpSocket::from_std_stream(std::net::TcpStream::from(fd));
-        socket.set_reuseaddr(true)?;
-        socket.set_reuseport(true)?;
-        socket.bind(SocketAddr::from((Ipv4Addr::LOCALHOST, PROXY_PORT)))?;
-        let listener = socket.listen(1024)?;
+        let listener =
+            slipway_router::listen_in(netns, SocketAddr::from((Ipv4Addr::LOCALHOST, PROXY_PORT)))
+                .await?;
         let mut proxies = self.egress.lock();
         if proxies.get(netns).is_some_and(|p| p.netns_id == netns_id) {
             // Another call made it meanwhile: this socket closes.

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::gate::Gate;
@@ -168,7 +168,10 @@ impl Router {
             }
         }
         let site = site.map(|s| self.compile_site(app, s)).transpose()?;
-        let listener = listen_in(netns, address).await.map_err(socket_error)?;
+        let listener =
+            crate::netns::listen_in(netns, SocketAddr::from((address, APP_LISTENER_PORT)))
+                .await
+                .map_err(socket_error)?;
         let release = LiveRelease::with_stats(
             format!("{} at {address}", upstream.release),
             &[(app.to_string(), upstream)],
@@ -347,14 +350,4 @@ impl Router {
             tracing::debug!(%peer, error = %err, "connection to an app's relationship address ended with an error");
         }
     }
-}
-
-/// A listening socket on `address:80` inside the namespace at `netns`.
-async fn listen_in(netns: &Path, address: Ipv4Addr) -> std::io::Result<TcpListener> {
-    let fd = crate::netns::listening_socket_in(netns).await?;
-    let socket = TcpSocket::from_std_stream(std::net::TcpStream::from(fd));
-    socket.set_reuseaddr(true)?;
-    socket.set_reuseport(true)?;
-    socket.bind(SocketAddr::from((address, APP_LISTENER_PORT)))?;
-    socket.listen(1024)
 }

@@ -96,7 +96,7 @@ pub use console::{ConsoleBody, ConsoleFuture, ConsoleSite};
 pub use gate::Hold;
 pub use locations::MAX_RULE_REGEX_SIZE;
 pub use metrics::{serve_metrics, RouterCollector, LATENCY_BUCKETS, ROUTER_ENVIRONMENT};
-pub use netns::{connect, forget_netns, listening_socket_in, netns_threads};
+pub use netns::{connect, forget_netns, listen_in, netns_threads};
 pub use probe::{probe_fastcgi, probe_fastcgi_unix, probe_http, probe_http_unix, ProbeError};
 pub use release::LiveRelease;
 pub use router::Router;

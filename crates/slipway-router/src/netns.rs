@@ -90,12 +90,18 @@ fn lock_registry() -> std::sync::MutexGuard<'static, HashMap<PathBuf, Worker>> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A new non-blocking, close-on-exec TCP socket created inside the namespace at `path`,
-/// to bind and listen on; the namespace migrates a closed listener's queued connections
-/// to another listener of its `SO_REUSEPORT` group (`net.ipv4.tcp_migrate_req`). The
-/// router's app listeners and the environments' egress proxy (slipway-deploy) listen on it.
-pub async fn listening_socket_in(path: &Path) -> io::Result<OwnedFd> {
-    socket_in(path, Purpose::Listen).await
+/// A TCP listener on `addr` inside the namespace at `path`, with `SO_REUSEADDR` and
+/// `SO_REUSEPORT`: during `serve --upgrade` the new server listens beside the old one, and
+/// the namespace migrates a closed listener's queued connections to another listener of
+/// its `SO_REUSEPORT` group (`net.ipv4.tcp_migrate_req`). The router's app listeners and
+/// the environments' egress proxy (slipway-deploy) listen through it.
+pub async fn listen_in(path: &Path, addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
+    let fd = socket_in(path, Purpose::Listen).await?;
+    let socket = TcpSocket::from_std_stream(std::net::TcpStream::from(fd));
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 /// A new non-blocking, close-on-exec TCP socket created inside the namespace at `path`.
