@@ -1080,7 +1080,7 @@ fn bigfoot_static_apps_answer_their_passthru_file_and_a_process_nobody_reaches_o
 // ---------------------------------------------------------------------------------------
 // akeneo's shape: a PHP app whose `database` relationship is an `oracle-mysql:8.0` service
 // (run on MariaDB, with a warning saying so) beside an `elasticsearch` service the server
-// does not run (warned: it will not run, the app will not reach it), and
+// cannot run (refused at validate, naming the types it runs; the push without it deploys), and
 // `dependencies.php: composer/composer: "^2"` as the PHP templates write it: the stack's
 // composer 2 satisfies it, so nothing asks packagist (unreachable here) for it.
 
@@ -1140,14 +1140,34 @@ fn akeneo_shape_reaches_oracle_mysql_run_on_mariadb_and_keeps_the_stacks_compose
             ("public/index.php", AKENEO_INDEX),
         ],
     );
+    // As written, with `elasticsearch`: refused before anything is built, at the service's
+    // `type`, naming what the server runs.
+    let refused = server.push_with(&app, "akeneo", "main", &[]);
+    let out = text(&refused);
+    assert!(!refused.status.success(), "{out}");
+    assert!(
+        out.contains(".platform/services.yaml:5:11: error: this server cannot run `elasticsearch` services; it runs postgresql, mariadb")
+            && !out.contains("-----> build"),
+        "{out}"
+    );
+    assert_eq!(
+        server.get("main.akeneo.localhost", "/").map(|(s, _)| s),
+        Some(404),
+        "nothing deployed"
+    );
+    // Without the search service (and its relationship), it deploys.
+    app.write(
+        ".platform.app.yaml",
+        &AKENEO_APP.replace("    essearch: \"search:elasticsearch\"\n", ""),
+    );
+    app.write(
+        ".platform/services.yaml",
+        AKENEO_SERVICES.split("search:").next().unwrap(),
+    );
+    app.commit("no search");
     let out = server.push_ok(&app, "akeneo");
     assert!(
         out.contains("warning: this server runs `oracle-mysql:8.0` on MariaDB (mariadb:10.11)"),
-        "{out}"
-    );
-    assert!(
-        out.contains("does not run `elasticsearch` services")
-            && out.contains("this service will NOT run, and apps will not reach it"),
         "{out}"
     );
     assert!(

@@ -960,10 +960,10 @@ fn check_service_configuration(
     }
 }
 
-/// A service type Platform.sh knows but no stack of this server provides is accepted with
-/// a warning (the service will not run; relationships to it get no host), `oracle-mysql`
-/// runs on MariaDB with a warning saying so, and a version the server lacks names the one
-/// used, in config check and push alike.
+/// A service type Platform.sh knows but no stack of this server provides is refused (spec
+/// section 9), naming the types this server runs; `oracle-mysql` runs on MariaDB with a
+/// warning saying so, and a version the server lacks names the one used, in config check
+/// and push alike.
 fn runs_here(kind: &str, version: &str, path: &KeyPath, pos: &Pos, diags: &mut Vec<Diagnostic>) {
     if kind == "network-storage" {
         return;
@@ -984,10 +984,10 @@ fn runs_here(kind: &str, version: &str, path: &KeyPath, pos: &Pos, diags: &mut V
         Err(e @ slipway_stack::ResolveError::IncompatibleMajor { .. }) => {
             diags.push(path.error(pos, e.to_string()))
         }
-        Err(_) => diags.push(path.warning(
+        Err(_) => diags.push(path.error(
             pos,
             format!(
-                "this server does not run `{kind}` services (it runs {}, network-storage): this service will NOT run, and apps will not reach it (its relationships get no host)",
+                "this server cannot run `{kind}` services; it runs {}, network-storage: remove this service and the relationships to it, or use one of those",
                 slipway_stack::resolve::SERVICE_TYPES.join(", ")
             ),
         )),

@@ -32,28 +32,22 @@ fn platform_app_at_root_with_services_and_routes() {
     let d = tree(&[
         (
             ".platform.app.yaml",
-            b"name: app\ntype: 'python:3.13'\nsource:\n  root: src\nbuild:\n  flavor: none\n  caches:\n    npm: {directory: ./node_modules/, watch: [package.json, ./locks//npm.lock], allow_stale: true}\n    shared: {directory: .cache/pip, share_between_apps: true}\ndependencies:\n  python3: {poetry: '*'}\nhooks:\n  build: |\n    pip install -r requirements.txt\n  deploy: ./migrate\n  post_deploy: echo done\nweb:\n  commands: {start: 'gunicorn -b 127.0.0.1:$PORT app:app'}\n  locations:\n    /static: {root: static, allow: true}\nvariables:\n  env: {DEBUG: false, WORKERS: 4, RATIO: 1.5, NAME: demo, EMPTY: ~}\n  php: {memory_limit: 256M}\nmounts:\n  uploads: {source: local, source_path: uploads}\ndisk: 512\nrelationships:\n  database: 'db:postgresql'\n  cache:\n  search: {service: es, endpoint: elasticsearch}\nworkers:\n  queue: {commands: {start: ./worker}}\ncrons:\n  nightly: {spec: '0 3 * * *', commands: {start: ./nightly}}\n",
+            b"name: app\ntype: 'python:3.13'\nsource:\n  root: src\nbuild:\n  flavor: none\n  caches:\n    npm: {directory: ./node_modules/, watch: [package.json, ./locks//npm.lock], allow_stale: true}\n    shared: {directory: .cache/pip, share_between_apps: true}\ndependencies:\n  python3: {poetry: '*'}\nhooks:\n  build: |\n    pip install -r requirements.txt\n  deploy: ./migrate\n  post_deploy: echo done\nweb:\n  commands: {start: 'gunicorn -b 127.0.0.1:$PORT app:app'}\n  locations:\n    /static: {root: static, allow: true}\nvariables:\n  env: {DEBUG: false, WORKERS: 4, RATIO: 1.5, NAME: demo, EMPTY: ~}\n  php: {memory_limit: 256M}\nmounts:\n  uploads: {source: local, source_path: uploads}\ndisk: 512\nrelationships:\n  database: 'db:postgresql'\n  cache:\n  search: {service: es, endpoint: memcached}\nworkers:\n  queue: {commands: {start: ./worker}}\ncrons:\n  nightly: {spec: '0 3 * * *', commands: {start: ./nightly}}\n",
         ),
         ("src/app.py", b"print(1)\n"),
-        (".platform/services.yaml", b"db:\n  type: postgresql:16\n  disk: 1024\n  configuration: {extensions: [pg_trgm]}\ncache:\n  type: redis:7.0\nes:\n  type: elasticsearch:8.5\n"),
+        (".platform/services.yaml", b"db:\n  type: postgresql:16\n  disk: 1024\n  configuration: {extensions: [pg_trgm]}\ncache:\n  type: redis:7.0\nes:\n  type: memcached:1.6\n"),
         (".platform/routes.yaml", b"'https://{default}/':\n  type: upstream\n  upstream: 'app:http'\n  id: main\n'https://www.{default}/':\n  type: redirect\n  to: 'https://{default}/'\n"),
     ]);
     let l = load(&DirSource::new(d.path())).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(l.format, Format::PlatformSh);
-    // A service version the server lacks names the one used; a type it does not run is
-    // accepted with a warning (never silently).
+    // A service version the server lacks names the one used.
     let warnings: Vec<String> = l.warnings.iter().map(|w| w.to_string()).collect();
     // A service's `disk` is enforced (its data is on a sized volume): no warning.
-    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
         warnings[0].contains(".platform/services.yaml:2:9")
             && warnings[0]
                 .contains("postgresql:16 is not available on this server; using postgresql:17"),
-        "{warnings:?}"
-    );
-    assert!(
-        warnings[1].contains(".platform/services.yaml:8:9")
-            && warnings[1].contains("does not run `elasticsearch` services"),
         "{warnings:?}"
     );
     let t = &l.topology;
@@ -97,7 +91,7 @@ fn platform_app_at_root_with_services_and_routes() {
         a.relationships["cache"], "cache:redis",
         "null relationship = same-name service, default endpoint"
     );
-    assert_eq!(a.relationships["search"], "es:elasticsearch");
+    assert_eq!(a.relationships["search"], "es:memcached");
     assert_eq!(a.workers["queue"]["commands"]["start"], "./worker");
     assert_eq!(a.crons["nightly"]["spec"], "0 3 * * *");
     assert_eq!(a.variables["php"]["memory_limit"], "256M");
@@ -135,6 +129,43 @@ fn platform_app_at_root_with_services_and_routes() {
     let json = serde_json::to_string(t).unwrap();
     let back: Topology = serde_json::from_str(&json).unwrap();
     assert_eq!(&back, t);
+}
+
+/// A service type Platform.sh offers but no stack of this server provides (spec section 9)
+/// is refused at its `type`, naming the types the server runs, and so is the push (the
+/// same `load`); a relationship to it is not what is blamed.
+#[test]
+fn a_service_type_the_server_cannot_run_is_refused_naming_those_it_can() {
+    for kind in [
+        "elasticsearch:8.5",
+        "opensearch:2",
+        "mongodb:3.6",
+        "kafka:2.5",
+        "solr:8.6",
+    ] {
+        let service = kind.split(':').next().unwrap();
+        let app = format!("name: app\ntype: python:3.13\nweb:\n  commands: {{start: 'python3 -m http.server $PORT'}}\nrelationships:\n  database: 'db:postgresql'\n  search: 'search:{service}'\n");
+        let services = format!(
+            "db:\n  type: postgresql:15\n  disk: 256\nsearch:\n  type: {kind}\n  disk: 256\n"
+        );
+        let d = tree(&[
+            (".platform.app.yaml", app.as_bytes()),
+            (".platform/services.yaml", services.as_bytes()),
+            (
+                ".platform/routes.yaml",
+                b"'https://{default}/':\n  type: upstream\n  upstream: 'app:http'\n",
+            ),
+        ]);
+        let errors = errors_of(d.path());
+        assert_eq!(errors.len(), 1, "{kind}: {errors:?}");
+        assert!(
+            errors[0].starts_with(".platform/services.yaml:5:9: error:")
+                && errors[0].contains(&format!("this server cannot run `{service}` services"))
+                && errors[0].contains("it runs postgresql, mariadb, mysql")
+                && errors[0].contains("network-storage"),
+            "{kind}: {errors:?}"
+        );
+    }
 }
 
 #[test]
@@ -431,7 +462,7 @@ fn includes_are_read_relative_to_the_including_file() {
         (".platform/web.app.yaml", b"name: web\ntype: nodejs:20\nsource: {root: web}\nweb: {commands: {start: x}}\n"),
         ("web/index.js", b""),
         (".platform/routes.yaml", b"'https://{default}/': {type: upstream, upstream: 'web:http'}\n'https://api.{default}/': {type: upstream, upstream: 'api:http'}\n"),
-        (".platform/services.yaml", b"solr:\n  type: solr:9.1\n  configuration:\n    conf_dir: !archive \"solr-conf\"\n"),
+        (".platform/services.yaml", b"cache:\n  type: redis:7.0\n  configuration:\n    conf_dir: !archive \"solr-conf\"\n"),
     ]);
     let l = load(&DirSource::new(d.path())).unwrap_or_else(|e| panic!("{e}"));
     let t = &l.topology;

@@ -480,12 +480,11 @@ pub async fn converge(
                 continue;
             }
             if slipway_stack::service_software(&svc.r#type).is_none() {
-                // Warned at validate as well: accepted, never started.
-                out.line(&format!(
-                    "       warning: service {}: this server does not run `{}` services; it is NOT started and apps do not reach it",
+                // Refused at validate: this is a topology that did not go through it.
+                return Err(fail(format!(
+                    "service {}: this server cannot run `{}` services",
                     svc.name, svc.r#type
-                ));
-                continue;
+                )));
             }
             let t = Instant::now();
             let existing = state
