@@ -275,6 +275,31 @@ fn a_fork_bomb_and_a_memory_hog_hit_their_limits_and_the_neighbours_keep_serving
         Some((200, "built-1\n".into())),
         "the old release keeps serving"
     );
+
+    // An app that goes over its memory limit as it starts (`size: S`: 512 MiB) is killed,
+    // and the push's health phase says so (before: "exited at start" after a bare
+    // `Killed`, the cause left to guess).
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nsize: S\nweb:\n  commands:\n    \
+         start: python3 -c 'b = bytearray(b\"x\") * (1024 * 1024 * 1024); print(len(b))'\n",
+    );
+    app.write("VERSION", "3\n");
+    app.commit("hog at start");
+    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("health check failed")
+            && out.contains("app hello ran out of memory at start")
+            && out.contains("memory limit of 512 MiB"),
+        "{out}"
+    );
+    assert_eq!(
+        server.get("main.demo.localhost", "/"),
+        Some((200, "built-1\n".into())),
+        "the old release keeps serving"
+    );
 }
 
 /// What a build can reach: the host's listeners directly, the router and an allowed

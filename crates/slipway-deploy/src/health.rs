@@ -51,6 +51,13 @@ pub async fn wait_app(
         match platform.runtime().state(&app.container).await {
             Ok(Some(s)) if s.status == Status::Stopped => {
                 let t = tail(log, 20);
+                if let Some(n) = platform
+                    .runtime()
+                    .oom_kills(&app.container)
+                    .filter(|n| *n > 0)
+                {
+                    return Err(out_of_memory(app, n, &t));
+                }
                 return Err(if t.is_empty() {
                     format!("app {} exited at start, printing nothing", app.name)
                 } else {
@@ -150,6 +157,21 @@ pub async fn wait_app(
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(500));
     }
+}
+
+/// The health phase's refusal of an app the kernel killed for going over its memory
+/// limit before it answered (issue 13: "killed, reported as such"), with the limit its
+/// `size`/`resources` gave it and the end of its output.
+fn out_of_memory(app: &AppInstance, kills: u64, tail: &str) -> String {
+    let limit = crate::isolation::app_limits(app.size, app.resources).memory_bytes >> 20;
+    let mut m = format!(
+        "app {} ran out of memory at start: the kernel killed {kills} process(es) of it for going over its memory limit of {limit} MiB (from its `size` and `resources`): give it a larger `size` or make it use less",
+        app.name
+    );
+    if !tail.is_empty() {
+        m.push_str(&format!(" (its output is above)\n{tail}"));
+    }
+    m
 }
 
 /// The TCP addresses the processes of a container listen on, from its init's `pid`: the
