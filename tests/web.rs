@@ -252,7 +252,7 @@ fn a_location_root_outside_the_app_is_refused_at_push() {
     let app = App::demo(server.dir.path(), "bad");
     app.write(
         ".platform.app.yaml",
-        "name: hello\ntype: python:3.11\nweb:\n  commands:\n    start: python3 server.py\n  locations:\n    '/':\n      root: '../..'\n      rules:\n        '(': {allow: false}\n",
+        "name: hello\ntype: python:3.11\nweb:\n  commands:\n    start: python3 server.py\n  locations:\n    '/':\n      root: '../..'\n      rules:\n        '(': {allow: false}\n        '^/([a-z]+/?)+$': {allow: false}\n",
     );
     app.commit("bad locations");
     let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
@@ -266,6 +266,10 @@ fn a_location_root_outside_the_app_is_refused_at_push() {
         out.contains(".platform.app.yaml:10:9: error: `(` is not a valid regular expression"),
         "{out}"
     );
+    assert!(
+        out.contains(".platform.app.yaml:11:9: error: the regular expression `^/([a-z]+/?)+$` could take exponential time"),
+        "{out}"
+    );
     // config check says the same.
     let o = run(Command::new(slipway_bin())
         .args(["config", "check"])
@@ -274,6 +278,10 @@ fn a_location_root_outside_the_app_is_refused_at_push() {
     assert!(!o.status.success(), "{out}");
     assert!(
         out.contains(".platform.app.yaml:8:13: error: root"),
+        "{out}"
+    );
+    assert!(
+        out.contains(".platform.app.yaml:11:9: error: the regular expression `^/([a-z]+/?)+$`"),
         "{out}"
     );
 }

@@ -115,6 +115,218 @@ pub fn rule_regex(pattern: &str) -> Result<fancy_regex::Regex, String> {
         })
 }
 
+/// A rule's regular expression as validate checks it: it compiles as the router compiles
+/// it ([`rule_regex`]), and it cannot take exponential time in a backtracking engine
+/// (issue 17: "a regular expression that ... could be catastrophic" is refused). Platform.sh
+/// runs rules with PCRE, which backtracks on every pattern; the router's engine backtracks
+/// only where look-around or backreferences need it (and stops at
+/// [`RULE_BACKTRACK_LIMIT`], counting the rule as not matching), so a pattern refused here
+/// is one that a crafted path could make slow on Platform.sh or skip here. Refused: an
+/// unbounded repetition of something that itself repeats without bound where one run of
+/// text can be split between iterations in several ways (`(a+)+`, `(.*)*`, but not
+/// `([a-z]+/)*`) or of alternatives that can begin with the same character (`(a|aa)+`, `(\w|\d)*`).
+pub fn check_rule_pattern(pattern: &str) -> Result<(), String> {
+    rule_regex(pattern)?;
+    let tree = fancy_regex::Expr::parse_tree(pattern)
+        .map_err(|e| format!("`{pattern}` is not a valid regular expression: {e}"))?;
+    match catastrophic(&tree.expr, false) {
+        Some(why) => Err(format!(
+            "the regular expression `{pattern}` could take exponential time on a crafted path ({why}): a backtracking engine (PCRE on Platform.sh) tries every way of splitting the input; write it without the nested or ambiguous repetition"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Why `expr` could backtrack catastrophically, if it could; `in_unbounded` says whether an
+/// enclosing repetition is unbounded.
+fn catastrophic(expr: &fancy_regex::Expr, in_unbounded: bool) -> Option<&'static str> {
+    use fancy_regex::Expr;
+    match expr {
+        Expr::Repeat { child, hi, .. } if *hi == usize::MAX => {
+            if ambiguous_iteration(child) {
+                return Some(
+                    "an unbounded repetition inside another whose iterations can split the same text in several ways, like `(a+)+`",
+                );
+            }
+            catastrophic(child, true)
+        }
+        Expr::Alt(branches) if in_unbounded => {
+            let firsts: Vec<FirstChars> = branches.iter().map(first_chars).collect();
+            for (i, a) in firsts.iter().enumerate() {
+                if firsts[i + 1..].iter().any(|b| a.overlaps(b)) {
+                    return Some(
+                        "a repeated choice whose alternatives can begin with the same character, like `(a|aa)+`",
+                    );
+                }
+            }
+            branches.iter().find_map(|b| catastrophic(b, true))
+        }
+        // A look-around is matched on its own, whatever repeats around it.
+        Expr::LookAround(child, _) => catastrophic(child, false),
+        e => e
+            .children_iter()
+            .find_map(|c| catastrophic(c, in_unbounded)),
+    }
+}
+
+/// Whether the body of an unbounded repetition holds an unbounded repetition that what
+/// follows it (the rest of the body, or the next iteration) can continue: `(a+)+`,
+/// `(.*)*`, `([a-z]+/?)+` can split one run of text between iterations in exponentially
+/// many ways; `([a-z]+/)*` cannot, as each iteration ends at a `/` the inner one never eats.
+fn ambiguous_iteration(body: &fancy_regex::Expr) -> bool {
+    tail_conflict(body, &first_chars(body))
+}
+
+/// Whether an unbounded repetition in `expr` can match a character that `follow` (what
+/// may come right after `expr`) can begin with.
+fn tail_conflict(expr: &fancy_regex::Expr, follow: &FirstChars) -> bool {
+    use fancy_regex::Expr;
+    match expr {
+        Expr::Group(child) => tail_conflict(child, follow),
+        Expr::Repeat { child, hi, .. } if *hi == usize::MAX => first_chars(child).overlaps(follow),
+        Expr::Alt(branches) => branches.iter().any(|b| tail_conflict(b, follow)),
+        Expr::Concat(items) => (0..items.len()).any(|i| {
+            let mut after = FirstChars::none();
+            let mut open = true;
+            for item in &items[i + 1..] {
+                after.add(&first_chars(item));
+                if !nullable(item) {
+                    open = false;
+                    break;
+                }
+            }
+            if open {
+                after.add(follow);
+            }
+            tail_conflict(&items[i], &after)
+        }),
+        _ => false,
+    }
+}
+
+/// The characters a match of an expression can begin with: each ASCII character, and
+/// whether any other (a non-ASCII one, or one this analysis cannot tell) can.
+#[derive(Clone)]
+struct FirstChars {
+    ascii: [bool; 128],
+    other: bool,
+}
+
+impl FirstChars {
+    fn none() -> Self {
+        FirstChars {
+            ascii: [false; 128],
+            other: false,
+        }
+    }
+    fn all() -> Self {
+        FirstChars {
+            ascii: [true; 128],
+            other: true,
+        }
+    }
+    fn add(&mut self, o: &FirstChars) {
+        for (a, b) in self.ascii.iter_mut().zip(o.ascii.iter()) {
+            *a |= *b;
+        }
+        self.other |= o.other;
+    }
+    fn overlaps(&self, o: &FirstChars) -> bool {
+        (self.other && o.other) || self.ascii.iter().zip(o.ascii.iter()).any(|(a, b)| *a && *b)
+    }
+}
+
+/// [`FirstChars`] of `expr` (a superset where it cannot tell).
+fn first_chars(expr: &fancy_regex::Expr) -> FirstChars {
+    use fancy_regex::Expr;
+    match expr {
+        Expr::Empty | Expr::Assertion(_) | Expr::LookAround(..) => FirstChars::none(),
+        Expr::Literal { val, casei } => {
+            let mut f = FirstChars::none();
+            match val.chars().next() {
+                Some(c) if c.is_ascii() => {
+                    f.ascii[c as usize] = true;
+                    if *casei {
+                        f.ascii[c.to_ascii_lowercase() as usize] = true;
+                        f.ascii[c.to_ascii_uppercase() as usize] = true;
+                    }
+                }
+                Some(_) => f.other = true,
+                None => {}
+            }
+            f
+        }
+        Expr::Delegate { inner, casei } => {
+            let re = regex::RegexBuilder::new(&format!("^(?:{inner})$"))
+                .case_insensitive(*casei)
+                .build();
+            match re {
+                Ok(re) => {
+                    let mut f = FirstChars::none();
+                    let mut buf = [0u8; 4];
+                    for c in 0u8..128 {
+                        f.ascii[c as usize] = re.is_match((c as char).encode_utf8(&mut buf));
+                    }
+                    // Whether it can match a non-ASCII character: assume so unless it is
+                    // a class of ASCII only, which a sample of common letters cannot tell.
+                    f.other = ["é", "ß", "ж", "中", "\u{1F600}"]
+                        .iter()
+                        .any(|c| re.is_match(c));
+                    f
+                }
+                Err(_) => FirstChars::all(),
+            }
+        }
+        Expr::Concat(items) => {
+            let mut f = FirstChars::none();
+            for item in items {
+                f.add(&first_chars(item));
+                if !nullable(item) {
+                    break;
+                }
+            }
+            f
+        }
+        Expr::Alt(branches) => {
+            let mut f = FirstChars::none();
+            for b in branches {
+                f.add(&first_chars(b));
+            }
+            f
+        }
+        Expr::Group(child) => first_chars(child),
+        Expr::Repeat { child, .. } => first_chars(child),
+        e => {
+            // Anything else (`.`, backreferences, atomic groups, conditionals): a
+            // superset, from its children where it has any.
+            let mut children = e.children_iter().peekable();
+            if children.peek().is_none() {
+                return FirstChars::all();
+            }
+            let mut f = FirstChars::none();
+            for c in children {
+                f.add(&first_chars(c));
+            }
+            f
+        }
+    }
+}
+
+/// Whether `expr` can match the empty string (a superset where it cannot tell: `false`
+/// only when it surely consumes a character).
+fn nullable(expr: &fancy_regex::Expr) -> bool {
+    use fancy_regex::Expr;
+    match expr {
+        Expr::Literal { val, .. } => val.is_empty(),
+        Expr::Delegate { .. } | Expr::Any { .. } => false,
+        Expr::Concat(items) => items.iter().all(nullable),
+        Expr::Alt(branches) => branches.iter().any(nullable),
+        Expr::Group(child) => nullable(child),
+        Expr::Repeat { child, lo, .. } => *lo == 0 || nullable(child),
+        _ => true,
+    }
+}
+
 /// Whether anything can send a request to `app`'s web process, so that it is expected to
 /// listen (the health check probes `$PORT` or `$SOCKET`; otherwise it only checks that the
 /// process keeps running, as Platform.sh expects nothing of a process nobody reaches):
@@ -282,7 +494,7 @@ pub(crate) fn check(web: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>) {
         if let Some(Kind::Seq(items)) = web.get(key).map(|n| &n.kind) {
             for (i, item) in items.iter().enumerate() {
                 if let Some(p) = item.as_str() {
-                    if let Err(why) = rule_regex(p) {
+                    if let Err(why) = check_rule_pattern(p) {
                         diags.push(path.with(key).with(&i.to_string()).error(&item.pos, why));
                     }
                 }
@@ -299,7 +511,7 @@ fn check_location(loc: &Node, path: &KeyPath, diags: &mut Vec<Diagnostic>) {
     if let Some(rules) = loc.get("rules") {
         for e in rules.entries() {
             let at = path.with("rules").with(&e.key);
-            if let Err(why) = rule_regex(&e.key) {
+            if let Err(why) = check_rule_pattern(&e.key) {
                 diags.push(at.error(&e.key_pos, why));
             }
             check_overrides(&e.value, &at, diags);
@@ -382,6 +594,33 @@ mod tests {
         assert!(e(json!("-5m")).is_err());
         assert!(e(json!("1x")).is_err());
         assert!(e(json!(true)).is_err());
+    }
+
+    #[test]
+    fn catastrophic_patterns_are_refused_and_ordinary_ones_pass() {
+        for p in [
+            r"^/(a+)+$",
+            r"^/(a|aa)+(?=\.env)",
+            r"(.*)*x",
+            r"^/(\w|\d)*\.php$",
+            r"^/([a-z]+/?)+$",
+            r"(?i)(A|ab)*$",
+        ] {
+            let e = check_rule_pattern(p).expect_err(p);
+            assert!(e.contains("could take exponential time"), "{p}: {e}");
+        }
+        for p in [
+            r"\.(jpe?g|png|gif|svgz?|css|js|map|ico|bmp|eot|woff2?|otf|ttf)$",
+            r"^/wp-content/cache/",
+            r"^/(foo|bar)+$",
+            r"^/(\w|-)*\.php$",
+            r"^/sites/[^/]+/files/(css|js)/",
+            r"/\.(?!well-known)",
+            r"^/([a-z]+/)*index\.php$",
+            r"(?:[^/]+/)*[^/]+\.(?:ini|log|conf)$",
+        ] {
+            assert_eq!(check_rule_pattern(p), Ok(()), "{p}");
+        }
     }
 
     #[test]

@@ -43,6 +43,7 @@ fn bad_locations_are_refused_at_their_values() {
         "      rules:\n",
         "        '(unclosed': {allow: false}\n",
         "        '\\w{1000}\\w{1000}\\w{1000}': {expires: 1h}\n",
+        "        '^/(a|aa)+$': {allow: true}\n",
         "    'static': {root: public}\n",
     ));
     let joined = errs.join("\n");
@@ -52,7 +53,8 @@ fn bad_locations_are_refused_at_their_values() {
         ".platform.app.yaml:9:17: error: passthru `index.php` must be",
         ".platform.app.yaml:11:9: error: `(unclosed` is not a valid regular expression",
         ".platform.app.yaml:12:9: error: the regular expression",
-        ".platform.app.yaml:13:5: error: location `static` must be a URL path",
+        ".platform.app.yaml:13:9: error: the regular expression `^/(a|aa)+$` could take exponential time",
+        ".platform.app.yaml:14:5: error: location `static` must be a URL path",
     ] {
         assert!(joined.contains(want), "missing {want:?} in:\n{joined}");
     }
