@@ -49,6 +49,14 @@ pub(crate) async fn exec_hook(
     }
 }
 
+/// Whether the app's container has stopped (its start command exited).
+async fn app_stopped(platform: &Platform, app: &AppInstance) -> bool {
+    matches!(
+        platform.runtime().state(&app.container).await,
+        Ok(Some(s)) if s.status == slipway_runtime::Status::Stopped
+    )
+}
+
 fn hook_of<'a>(topology: &'a Topology, app: &str, post: bool) -> Option<&'a str> {
     let a = topology.applications.iter().find(|a| a.name == app)?;
     let h = if post {
@@ -131,9 +139,30 @@ pub async fn deploy(
                 })?;
             }
             out.phase(&phase, "running hooks.deploy");
-            exec_hook(platform, (project, env), app, script, "hooks.deploy", out)
-                .await
-                .map_err(|m| PhaseError::new("deploy hook", m))?;
+            let mut ran =
+                exec_hook(platform, (project, env), app, script, "hooks.deploy", out).await;
+            if app_stopped(platform, app).await {
+                // The start command exited while the hook ran, as a start command that
+                // reads what the hook writes (a build id copied into a mount) does when it
+                // comes first. Platform.sh starts such a command again; here the exit took
+                // the container, and a hook still running in it, down: start the app
+                // again, and run a hook that was cut short once more.
+                let cut_short = ran.is_err();
+                out.phase(
+                    &phase,
+                    &if cut_short {
+                        format!("{} exited while hooks.deploy ran, cutting it short: starting the app again and running hooks.deploy again", app.name)
+                    } else {
+                        format!("{} exited while hooks.deploy ran: starting it again now that the hook is done", app.name)
+                    },
+                );
+                crate::provision::start_app(platform, project, env, spec, app).await?;
+                if cut_short {
+                    ran =
+                        exec_hook(platform, (project, env), app, script, "hooks.deploy", out).await;
+                }
+            }
+            ran.map_err(|m| PhaseError::new("deploy hook", m))?;
             out.phase_done(&phase, "done", t);
         }
     }
