@@ -8,7 +8,7 @@
 //! Their stacks are not in the tests' shared list (`TEST_STACKS`): a push builds them into
 //! the test store (`SLIPWAY_TEST_STACKS_DIR`), minutes each the first time.
 
-use slipway_e2e::Server;
+use slipway_e2e::{App, Server};
 
 /// demo-clamav's app, with a web server (perl-base's sockets: the base stack has no
 /// language) answering with what ClamAV's commands say their version is.
@@ -115,14 +115,15 @@ fn an_upsun_deno_app_runs_on_deno_2_from_the_npm_registry() {
     assert!(body.starts_with("deno 2."), "{body}\n{out}");
 }
 
-/// The lisp template's app shape (`type: lisp:2.1`, no build hook), with an ASDF system
-/// `app`, compiled by the build (`asdf:make`) and loaded by `start.sh`: a web server on SBCL's
-/// sockets answering with the Lisp it runs on.
+/// The lisp template's app (`type: lisp:2.1`, `start: ./example`, no build hook), with an
+/// ASDF system `app` whose `program-op` (SBCL's `save-lisp-and-die :executable t`) writes
+/// `example`: a web server on SBCL's sockets answering with the Lisp it runs on and the
+/// push's `+version+` (`version.lisp`).
 const LISP_APP_YAML: &str = r#"name: app
 type: lisp:2.1
 web:
     commands:
-        start: sh start.sh
+        start: ./example
     locations:
         /:
             allow: false
@@ -137,18 +138,13 @@ const LISP_ROUTES: &str = r#""http://{default}/":
 
 const LISP_ASD: &str = r#"(defsystem "app"
   :depends-on ((:require "sb-bsd-sockets"))
-  :components ((:file "app")))
+  :components ((:file "version") (:file "app"))
+  :build-operation "program-op"
+  :build-pathname "example"
+  :entry-point "app:main")
 "#;
 
-/// The start command's script: SBCL loads the system the build compiled and runs it. (Not
-/// an executable saved by `program-op`: SBCL's `save-lisp-and-die` crashes in most builds
-/// inside Slipway's containers, "interrupt already pending when sig23 received"; see
-/// CRATE-STATUS.)
-const LISP_START: &str = r#"exec sbcl --non-interactive --no-userinit --eval '(require :asdf)' --eval '(asdf:initialize-source-registry (list :source-registry (list :tree (uiop:getcwd)) :inherit-configuration))' --eval '(asdf:load-system "app")' --eval '(app:main)'
-"#;
-
-const LISP_APP: &str = r#"(defpackage :app (:use :cl) (:export #:main))
-(in-package :app)
+const LISP_APP: &str = r#"(in-package :app)
 
 (defun main ()
   (let ((port (parse-integer (sb-ext:posix-getenv "PORT")))
@@ -166,51 +162,80 @@ const LISP_APP: &str = r#"(defpackage :app (:use :cl) (:export #:main))
              (progn
                (loop for line = (read-line stream nil "")
                      until (or (string= line "") (string= line (string #\Return))))
-               (let ((body (format nil "~a ~a" (lisp-implementation-type)
-                                   (lisp-implementation-version))))
+               (let ((body (format nil "~a ~a, push ~a" (lisp-implementation-type)
+                                   (lisp-implementation-version) +version+)))
                  (format stream "HTTP/1.0 200 OK~aContent-Length: ~d~a~a~a"
                          crlf (length body) crlf crlf body)
                  (finish-output stream)))
           (sb-bsd-sockets:socket-close client))))))
 "#;
 
+/// The `version.lisp` of push `n`: the package, and `+version+` the app answers with.
+fn lisp_version(n: u32) -> String {
+    format!("(defpackage :app (:use :cl) (:export #:main))\n(in-package :app)\n(defparameter +version+ {n})\n")
+}
+
+/// Pushes `app` (project `name`) twice, the second time with a changed `version.lisp` so that
+/// it builds again: each build saves `./example` (`program-op`) and the app started by
+/// `./example` answers `SBCL <sbcl>` with that push's number. Returns the first push's output.
+fn push_lisp_twice(server: &Server, app: &App, name: &str, sbcl: &str) -> String {
+    let mut first = String::new();
+    for n in 1..=2 {
+        if n > 1 {
+            app.write("version.lisp", &lisp_version(n));
+            app.commit(&format!("v{n}"));
+        }
+        let out = server.push_ok(app, name);
+        assert!(out.contains("asdf:make :app"), "{out}");
+        let body = server.page(&format!("main.{name}.localhost"), "/");
+        assert!(
+            body.starts_with(&format!("SBCL {sbcl}")) && body.ends_with(&format!(", push {n}")),
+            "{body}\n{out}"
+        );
+        if n == 1 {
+            first = out;
+        }
+    }
+    first
+}
+
+/// The lisp template as it is: `program-op` saves an executable in the build container, started
+/// by `web.commands.start`, twice per SBCL version. (SBCL's `save-lisp-and-die` aborted when a
+/// SIGURG of runc's Go runtime, forwarded by the foreground `runc run`, reached it; see
+/// `RUNTIME_GODEBUG` in slipway-runtime.)
 #[test]
 fn the_lisp_template_runs_on_sbcl_2_2_built_by_asdf_make_with_a_warning() {
     let server = Server::start_with(&[]);
+    let version = lisp_version(1);
     let app = server.project(
         "lisp",
         &[
             (".platform.app.yaml", LISP_APP_YAML),
             (".platform/routes.yaml", LISP_ROUTES),
             ("app.asd", LISP_ASD),
+            ("version.lisp", &version),
             ("app.lisp", LISP_APP),
-            ("start.sh", LISP_START),
         ],
     );
-    let out = server.push_ok(&app, "lisp");
+    let out = push_lisp_twice(&server, &app, "lisp", "2.2.");
     assert!(
         out.lines().any(|l| l.contains("warning:")
             && l.contains("lisp:2.1 is not available on this server; using lisp:2.2")),
         "{out}"
     );
     assert!(out.contains(&format!("stack {}", "lisp:2.2")), "{out}");
-    assert!(out.contains("asdf:make :app"), "{out}");
-    let body = server.page("main.lisp.localhost", "/");
-    assert!(body.starts_with("SBCL 2.2."), "{body}\n{out}");
     // The same app as an Upsun `stack: [sbcl]`: trixie's SBCL 2.5.
     let app = server.project(
         "sbcl",
         &[
             (".upsun/config.yaml", SBCL_CONFIG),
             ("app.asd", LISP_ASD),
+            ("version.lisp", &version),
             ("app.lisp", LISP_APP),
-            ("start.sh", LISP_START),
         ],
     );
-    let out = server.push_ok(&app, "sbcl");
+    let out = push_lisp_twice(&server, &app, "sbcl", "2.5.");
     assert!(out.contains(&format!("stack {}", "lisp:2.5")), "{out}");
-    let body = server.page("main.sbcl.localhost", "/");
-    assert!(body.starts_with("SBCL 2.5."), "{body}\n{out}");
 }
 
 const SBCL_CONFIG: &str = r#"applications:
@@ -218,7 +243,7 @@ const SBCL_CONFIG: &str = r#"applications:
         stack: [sbcl]
         web:
             commands:
-                start: sh start.sh
+                start: ./example
 routes:
     "http://{default}/":
         type: upstream

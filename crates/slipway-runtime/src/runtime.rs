@@ -106,6 +106,30 @@ fn not_exist(msg: &str) -> bool {
 /// `READY=1` on to the service manager with the container's pid as `MAINPID=`.
 const SERVICE_MANAGER_VARS: [&str; 1] = ["NOTIFY_SOCKET"];
 
+/// Added to the OCI runtime CLI's `GODEBUG`: no asynchronous preemption in a runtime written in
+/// Go (runc). Go preempts its own threads with SIGURG, and a foreground `runc run` (builds) or
+/// `runc exec` (hooks, shells) forwards every signal it receives to the container's process:
+/// runc releases before opencontainers/runc#3368 (Debian 12's 1.1.5 among them) forward
+/// SIGURG too, one to three per build, which tini passes on to the app's process group. SBCL
+/// interrupts its own threads with SIGURG, and one arriving while `save-lisp-and-die` stops
+/// them aborts the save ("interrupt already pending when sig23 received"): the lisp
+/// template's `program-op` build. Docker and Podman never forward it (containerd's shim and
+/// conmon do not); Delve sets the same for the programs it debugs.
+const RUNTIME_GODEBUG: &str = "asyncpreemptoff=1";
+
+/// The OCI runtime CLI's environment: the server's, without [`SERVICE_MANAGER_VARS`], with
+/// [`RUNTIME_GODEBUG`] after any `GODEBUG` of the server's own.
+fn runtime_env(cmd: &mut Command) {
+    for var in SERVICE_MANAGER_VARS {
+        cmd.env_remove(var);
+    }
+    let godebug = match std::env::var("GODEBUG") {
+        Ok(own) if !own.is_empty() => format!("{own},{RUNTIME_GODEBUG}"),
+        _ => RUNTIME_GODEBUG.to_string(),
+    };
+    cmd.env("GODEBUG", godebug);
+}
+
 /// Deletes a container synchronously if dropped while armed (a cancelled `run`/`start`).
 struct Guard<'a> {
     runtime: &'a Runtime,
@@ -246,15 +270,13 @@ impl Runtime {
         }
     }
 
-    /// `RUNTIME --root STATE` with JSON logging, without [`SERVICE_MANAGER_VARS`].
+    /// `RUNTIME --root STATE` with JSON logging, in the environment of [`runtime_env`].
     fn command(&self) -> Command {
         let mut cmd = Command::new(&self.runtime);
         cmd.arg("--root")
             .arg(&self.state_root)
             .args(["--log-format", "json"]);
-        for var in SERVICE_MANAGER_VARS {
-            cmd.env_remove(var);
-        }
+        runtime_env(&mut cmd);
         cmd.stdin(Stdio::null());
         cmd
     }
@@ -277,9 +299,7 @@ impl Runtime {
         let process = exec_process(&self.paths(id).bundle, args, env, cwd, tty)?;
         let mut cmd = Command::new(&self.runtime);
         cmd.arg("--root").arg(&self.state_root).arg("exec");
-        for var in SERVICE_MANAGER_VARS {
-            cmd.env_remove(var);
-        }
+        runtime_env(&mut cmd);
         ProcessFile::new(&process)?.attach(&mut cmd);
         cmd.arg(id);
         Ok(cmd)
@@ -728,5 +748,33 @@ impl Runtime {
                 message,
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The runtime CLI runs without Go's preemption signals (which a foreground runc forwards
+    /// into the container) and without systemd's notify socket.
+    #[test]
+    fn the_runtime_cli_never_preempts_by_signal() {
+        let mut cmd = Command::new("runc");
+        runtime_env(&mut cmd);
+        let envs: Vec<_> = cmd.as_std().get_envs().collect();
+        let godebug = envs
+            .iter()
+            .find(|(k, _)| *k == "GODEBUG")
+            .and_then(|(_, v)| *v)
+            .and_then(|v| v.to_str());
+        assert!(
+            godebug.is_some_and(|v| v.ends_with(RUNTIME_GODEBUG)),
+            "{envs:?}"
+        );
+        assert!(
+            envs.iter()
+                .any(|(k, v)| *k == "NOTIFY_SOCKET" && v.is_none()),
+            "{envs:?}"
+        );
     }
 }
