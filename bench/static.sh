@@ -6,12 +6,13 @@
 # `Accept-Encoding: gzip`: a 2 MiB one (gz/2m.txt), which Slipway's router answers from
 # the gzipped copy it makes itself on disk (SLIPWAY_BENCH_GZIP_DIR, as `slipway serve`'s
 # DATA/router/gzip), and a 512 KiB script (gz/512k.js), which it answers from the
-# gzipped body its worker keeps in memory; nginx answers both with `gzip_static on` from
-# a `.gz` made beforehand (`gzip -1`, in nginx's own copy of the folder). The length of
-# each one's gzipped answers is printed (fewer bytes are less work for both sides).
-# Slipway's router (the `router_bench`
-# example with a STATIC_DIR: one location `/` rooted there, passthru false, the code and
-# runtime of `slipway serve`) and two nginx (`root` on the folder, sendfile on, the same
+# gzipped body its worker keeps (in a sealed memfd, sent with sendfile as a file: since
+# session 17; in memory and written beside the head before); nginx answers both with
+# `gzip_static on` from a `.gz` made beforehand (`gzip -1`, in nginx's own copy of the
+# folder). The length of each one's gzipped answers is printed (fewer bytes are less
+# work for both sides). Slipway's router (the `router_bench` example with a STATIC_DIR:
+# one location `/` rooted there, passthru false, the code and runtime of `slipway
+# serve`) and two nginx (`root` on the folder, sendfile on, the same
 # validators it always sends): `nginx` with one worker per CPU and `nginx-same` with as
 # many workers as the router. wrk (keep-alive GETs) runs against them in turn, the order
 # rotating every round, with 1 and 64 connections, for each file. Prints the median

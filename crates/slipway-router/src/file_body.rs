@@ -219,6 +219,18 @@ mod tests {
         Ok(out)
     }
 
+    /// Letters of a simple generator from `seed`: text that gzips to about 60 %, so
+    /// that a body's gzipped length is roughly known.
+    fn letters(seed: u32, len: usize) -> Vec<u8> {
+        let mut x = seed;
+        (0..len)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                b"abcdefghijklmnopqrstuvwxyz \n"[(x >> 16) as usize % 28]
+            })
+            .collect()
+    }
+
     fn temp_file(content: &[u8]) -> Arc<File> {
         let mut f = tempfile::tempfile().expect("temp file");
         f.write_all(content).expect("write");
@@ -229,13 +241,7 @@ mod tests {
     fn a_large_file_is_gzipped_in_chunks_and_a_short_one_fails() {
         // Text that compresses to about half (letters of a simple generator), so that
         // the encoder gives output all along.
-        let mut x = 12345u32;
-        let text: Vec<u8> = (0..3 * 1024 * 1024 + 17)
-            .map(|_| {
-                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                b"abcdefghijklmnopqrstuvwxyz \n"[(x >> 16) as usize % 28]
-            })
-            .collect();
+        let text = letters(12345, 3 * 1024 * 1024 + 17);
         let file = temp_file(&text);
         let mut stream = Produced::Gzip(GzipStream::new(Arc::clone(&file), text.len() as u64));
         let mut chunks = 0;
@@ -424,23 +430,22 @@ mod tests {
         serving.await.expect("serve task").expect("serve");
     }
 
-    /// A text file gzipped in memory (up to `GZIP_MAX`, with its length), written beside
-    /// its head in one vectored write on the router's own path: whole and byte for byte,
-    /// twice on one kept-alive connection, then its HEAD (the same length, no body), a
-    /// range of it (the identity encoding) and a short answer on it (a stray or missing
-    /// byte would break the next answer).
+    /// A text file gzipped on the fly (up to `GZIP_MAX`, with its length) whose gzipped
+    /// body is `SENDFILE_MIN` or more: kept by the worker in a sealed memfd and sent
+    /// after its head with `sendfile(2)` on the router's own path, whole and byte for
+    /// byte (gunzip gives the file), twice on one kept-alive connection; then its HEAD
+    /// and 304 (the same length and ETag, no body), a range of it (the identity encoding,
+    /// sendfile of the file itself), a shorter gzipped body (written beside its head, from
+    /// memory) and the same body on hyper's path (read from the memfd). A stray or
+    /// missing byte would break the next answer.
     #[tokio::test]
-    async fn a_gzipped_body_kept_in_memory_goes_out_beside_its_head() {
+    async fn a_long_gzipped_body_goes_out_with_sendfile_from_its_sealed_memfd() {
         use crate::test_client::ask;
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut x = 11u32;
-        let text: Vec<u8> = (0..600 * 1024)
-            .map(|_| {
-                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                b"abcdefghijklmnopqrstuvwxyz \n"[(x >> 16) as usize % 28]
-            })
-            .collect();
-        std::fs::write(dir.path().join("mid.txt"), &text).expect("write");
+        let text = letters(11, 600 * 1024);
+        let mid = letters(13, 24 * 1024);
+        std::fs::write(dir.path().join("big.txt"), &text).expect("write");
+        std::fs::write(dir.path().join("mid.txt"), &mid).expect("write");
         std::fs::write(dir.path().join("small.txt"), "small\n").expect("write");
         let (addr, stop_tx, serving) = crate::test_client::serve_site(
             "files.test",
@@ -451,66 +456,107 @@ mod tests {
         let req = |path: &str, extra: &str| {
             format!("GET {path} HTTP/1.1\r\nHost: files.test\r\n{extra}\r\n")
         };
+        let gunzip = |gz: &[u8]| {
+            let mut back = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut back)
+                .expect("gunzip");
+            back
+        };
+        let sent = || {
+            crate::sendfile::tests::SENT_LENGTHS
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+        };
+        let beside = || {
+            crate::h1::BESIDE_LENGTHS
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+        };
         let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let mut buf = Vec::new();
-        let mut gz_len = 0;
+        let mut first: Option<(Vec<u8>, String)> = None;
         for round in 0..2 {
             let gz = ask(
                 &mut conn,
                 &mut buf,
-                &req("/mid.txt", "Accept-Encoding: gzip\r\n"),
+                &req("/big.txt", "Accept-Encoding: gzip\r\n"),
                 false,
             )
             .await;
             assert_eq!(gz.status, 200, "{round}");
             assert_eq!(gz.field("content-encoding"), Some("gzip"), "{round}");
+            assert_eq!(gz.field("vary"), Some("Accept-Encoding"), "{round}");
+            assert_eq!(gz.field("transfer-encoding"), None, "{round}");
             assert_eq!(
                 gz.field("content-length"),
                 Some(gz.body.len().to_string().as_str()),
                 "{round}"
             );
-            // Far above the shortest body written beside its head (4 KiB).
+            let etag = gz.field("etag").expect("an etag").to_string();
+            assert!(etag.ends_with("-gzip\""), "{round}: {etag}");
             assert!(
-                gz.body.len() > 64 * 1024,
+                gz.body.len() as u64 >= crate::sendfile::SENDFILE_MIN,
                 "{round}: {} bytes",
                 gz.body.len()
             );
-            let mut back = Vec::new();
-            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz.body[..]), &mut back)
-                .expect("gunzip");
-            assert!(back == text, "{round}: the same text back");
-            let beside = crate::h1::BESIDE_LENGTHS
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone();
+            assert!(gunzip(&gz.body) == text, "{round}: the same text back");
             assert!(
-                beside.contains(&gz.body.len()),
-                "written beside its head: {beside:?}"
+                sent().contains(&(gz.body.len() as u64)),
+                "{round}: sent with sendfile: {:?}",
+                sent()
             );
-            gz_len = gz.body.len();
+            assert!(
+                !beside().contains(&gz.body.len()),
+                "{round}: not written from memory"
+            );
+            match &first {
+                None => first = Some((gz.body.clone(), etag)),
+                Some((body, tag)) => {
+                    assert!(*body == gz.body, "the same bytes each time");
+                    assert_eq!(*tag, etag);
+                }
+            }
         }
+        let (gz_body, etag) = first.expect("answered");
         // HEAD: the same head, no body.
         let head = ask(
             &mut conn,
             &mut buf,
-            "HEAD /mid.txt HTTP/1.1\r\nHost: files.test\r\nAccept-Encoding: gzip\r\n\r\n",
+            "HEAD /big.txt HTTP/1.1\r\nHost: files.test\r\nAccept-Encoding: gzip\r\n\r\n",
             true,
         )
         .await;
         assert_eq!(head.status, 200);
         assert_eq!(head.field("content-encoding"), Some("gzip"));
+        assert_eq!(head.field("etag"), Some(etag.as_str()));
         assert_eq!(
             head.field("content-length"),
-            Some(gz_len.to_string().as_str())
+            Some(gz_body.len().to_string().as_str())
         );
         assert!(head.body.is_empty());
-        // A range: of the identity encoding, as before.
+        // Conditional: 304, no body.
+        let cached = ask(
+            &mut conn,
+            &mut buf,
+            &req(
+                "/big.txt",
+                &format!("Accept-Encoding: gzip\r\nIf-None-Match: {etag}\r\n"),
+            ),
+            false,
+        )
+        .await;
+        assert_eq!(cached.status, 304);
+        assert!(cached.body.is_empty());
+        // A range: of the identity encoding, as before (the file's own bytes, sent with
+        // sendfile from the file).
         let range = ask(
             &mut conn,
             &mut buf,
             &req(
-                "/mid.txt",
-                "Accept-Encoding: gzip\r\nRange: bytes=1000-70999\r\n",
+                "/big.txt",
+                "Accept-Encoding: gzip\r\nRange: bytes=1000-81234\r\n",
             ),
             false,
         )
@@ -519,12 +565,47 @@ mod tests {
         assert_eq!(range.field("content-encoding"), None);
         assert_eq!(
             range.field("content-range"),
-            Some(format!("bytes 1000-70999/{}", text.len()).as_str())
+            Some(format!("bytes 1000-81234/{}", text.len()).as_str())
         );
-        assert!(range.body[..] == text[1000..71000]);
+        assert!(range.body[..] == text[1000..81235]);
+        assert!(sent().contains(&80_235), "{:?}", sent());
+        // A gzipped body shorter than SENDFILE_MIN: from memory, beside its head.
+        let short = ask(
+            &mut conn,
+            &mut buf,
+            &req("/mid.txt", "Accept-Encoding: gzip\r\n"),
+            false,
+        )
+        .await;
+        assert_eq!(short.status, 200);
+        assert_eq!(short.field("content-encoding"), Some("gzip"));
+        assert!((4096..crate::sendfile::SENDFILE_MIN as usize).contains(&short.body.len()));
+        assert!(gunzip(&short.body) == mid);
+        assert!(beside().contains(&short.body.len()), "{:?}", beside());
         let small = ask(&mut conn, &mut buf, &req("/small.txt", ""), false).await;
         assert_eq!(small.status, 200);
         assert_eq!(&small.body[..], b"small\n");
+        assert!(buf.is_empty(), "{} stray bytes", buf.len());
+
+        // hyper's path (after another method): the same bytes, read from the memfd.
+        let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut buf = Vec::new();
+        let post = "POST /big.txt HTTP/1.1\r\nHost: files.test\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(ask(&mut conn, &mut buf, post, false).await.status, 405);
+        let gz = ask(
+            &mut conn,
+            &mut buf,
+            &req("/big.txt", "Accept-Encoding: gzip\r\n"),
+            false,
+        )
+        .await;
+        assert_eq!(gz.status, 200);
+        assert_eq!(gz.field("content-encoding"), Some("gzip"));
+        assert_eq!(
+            gz.field("content-length"),
+            Some(gz_body.len().to_string().as_str())
+        );
+        assert!(gz.body == gz_body, "the same bytes on hyper's path");
         assert!(buf.is_empty(), "{} stray bytes", buf.len());
         drop(conn);
         let _ = stop_tx.send(());
@@ -539,13 +620,7 @@ mod tests {
     async fn large_gzip_and_several_ranges_on_both_paths() {
         use crate::test_client::ask;
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut x = 7u32;
-        let text: Vec<u8> = (0..3 * 1024 * 1024 + 5)
-            .map(|_| {
-                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                b"abcdefghijklmnopqrstuvwxyz \n"[(x >> 16) as usize % 28]
-            })
-            .collect();
+        let text = letters(7, 3 * 1024 * 1024 + 5);
         std::fs::write(dir.path().join("big.txt"), &text).expect("write");
         std::fs::write(dir.path().join("small.txt"), "small\n").expect("write");
         let (addr, stop_tx, serving) = crate::test_client::serve_site(

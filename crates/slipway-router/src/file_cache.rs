@@ -23,8 +23,9 @@
 //!   never changes) and goes with the entry, so it is validated as the file is.
 //! - Bounded: an entry is used for [`VALID`] after the opening it came from, then the
 //!   path is opened again (and its copy asked of the store again); at most [`MAX_ENTRIES`] per worker and root, and at most
-//!   [`MAX_OPEN_FILES`] descriptors in all caches of the process, files' and copies'
-//!   (beyond, files are served without caching).
+//!   [`MAX_OPEN_FILES`] descriptors in all caches of the process, files' and copies',
+//!   and the sealed gzipped bodies of [`crate::gzip_cache`] (beyond, files are served
+//!   without caching, and gzipped bodies from memory).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -74,13 +75,14 @@ struct Entry {
     _held: Option<Held>,
 }
 
-/// One descriptor counted in [`OPEN_FILES`], uncounted when dropped.
+/// One descriptor counted in [`OPEN_FILES`], uncounted when dropped: a cached file's,
+/// its gzipped copy's, or a sealed gzipped body's ([`crate::gzip_cache`]).
 #[derive(Debug)]
-struct Held;
+pub(crate) struct Held;
 
 impl Held {
     /// Count one more descriptor, unless the process-wide bound is reached.
-    fn take() -> Option<Held> {
+    pub(crate) fn take() -> Option<Held> {
         let before = OPEN_FILES.fetch_add(1, Ordering::Relaxed);
         if before >= MAX_OPEN_FILES {
             OPEN_FILES.fetch_sub(1, Ordering::Relaxed);

@@ -29,6 +29,7 @@ use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 use crate::file_body::{self, GzipStream, Produced};
 use crate::file_cache::{KeptCopy, OpenFileCache};
+use crate::gzip_cache::Gzipped;
 use crate::locations::{Ask, Effective};
 use crate::site::Expires;
 
@@ -201,11 +202,14 @@ pub(crate) fn open_beneath(dir: &OwnedFd, rel: &str) -> Opened {
 pub(crate) enum StaticBody {
     /// No body (304, HEAD).
     Empty,
-    /// A short text of the router's.
+    /// A body in memory: a short text of the router's, or a gzipped body made in
+    /// memory ([`crate::gzip_cache::Gzipped::Memory`]).
     Text(Bytes),
     /// Made while it is sent (gzip of a large file, several ranges).
     Produced(Produced),
-    /// `len` bytes of `file` from `offset`.
+    /// `len` bytes of `file` from `offset`: a file beneath a root, its stored gzipped
+    /// copy, or a gzipped body kept in a sealed `memfd`
+    /// ([`crate::gzip_cache::Gzipped::Sealed`]).
     File {
         file: Arc<File>,
         offset: u64,
@@ -418,7 +422,8 @@ pub(crate) fn answer(
             }
         } else {
             let gz = match root.cache {
-                // A slug's file: compressed once per worker ([`crate::gzip_cache`]).
+                // A slug's file: compressed once per worker ([`crate::gzip_cache`]), a
+                // long body kept in a sealed memfd.
                 Some(cache) => {
                     let key = crate::gzip_cache::FileIdentity {
                         root: std::ptr::from_ref(cache) as usize,
@@ -428,14 +433,26 @@ pub(crate) fn answer(
                     };
                     crate::gzip_cache::gzipped(key, || gzip_file(&file.file, size))
                 }
-                None => gzip_file(&file.file, size),
+                None => gzip_file(&file.file, size).map(Gzipped::Memory),
             };
             match gz {
-                Ok(gz) => StaticAnswer {
+                Ok(Gzipped::Memory(gz)) => StaticAnswer {
                     status: StatusCode::OK,
                     headers,
                     length: Some(gz.len() as u64),
                     body: StaticBody::Text(gz),
+                },
+                // Kept in a sealed memfd: answered as a file (`sendfile(2)` on the
+                // router's own path over plain TCP).
+                Ok(Gzipped::Sealed { file, len }) => StaticAnswer {
+                    status: StatusCode::OK,
+                    headers,
+                    length: Some(len),
+                    body: StaticBody::File {
+                        file,
+                        offset: 0,
+                        len,
+                    },
                 },
                 Err(e) => {
                     tracing::warn!(file = rel, "compressing a file: {e}");

@@ -840,7 +840,9 @@ pub(crate) static BESIDE_LENGTHS: std::sync::Mutex<Vec<usize>> = std::sync::Mute
 /// [`crate::sendfile`]), as do the parts of a `multipart/byteranges` answer; on any
 /// other stream it is read in chunks of [`FILE_CHUNK`] and written as read; a small one
 /// goes out with the head in one write. A body made in memory of [`TEXT_BESIDE`] bytes
-/// or more goes out beside the head (one `writev`) on a plain TCP connection.
+/// or more goes out beside the head (one `writev`) on a plain TCP connection; a gzipped
+/// body a worker keeps of [`SENDFILE_MIN`] bytes or more is a file (a sealed `memfd`,
+/// [`crate::gzip_cache`]) and goes with `sendfile(2)`.
 async fn write_static<W: FileSink>(
     stream: &mut W,
     answer: StaticAnswer,
@@ -870,8 +872,8 @@ async fn write_static<W: FileSink>(
     out.extend_from_slice(b"\r\n");
     match answer.body {
         StaticBody::Empty => {}
-        // A long body made in memory (a gzipped file the worker keeps) on a plain TCP
-        // connection: written beside the head in one vectored write, instead of copied
+        // A long body made in memory (a gzipped file shorter than SENDFILE_MIN, or one
+        // not kept) on a plain TCP connection: written beside the head in one vectored write, instead of copied
         // into the head's buffer (which would also stay that large for the connection).
         StaticBody::Text(text) if text.len() >= TEXT_BESIDE && stream.plain_tcp().is_some() => {
             #[cfg(test)]

@@ -9,9 +9,10 @@
 //! before the answer's head was written, and stays open until its last byte is sent:
 //! the switch guarantee (one release's files per request) and the path checks are the
 //! opening's, not changed here. Several ranges (`multipart/byteranges`) go the same
-//! way, part by part ([`send_parts`]). Bodies made in memory (gzip on the fly, the
-//! router's pages) never come here; a stored gzipped copy
-//! ([`crate::gzip_store`]) is a file like any other.
+//! way, part by part ([`send_parts`]). A stored gzipped copy ([`crate::gzip_store`]) is
+//! a file like any other, and so is a gzipped body of [`SENDFILE_MIN`] bytes or more that
+//! a worker keeps in a sealed `memfd` ([`crate::gzip_cache`]); other bodies made in
+//! memory (shorter gzip on the fly, the router's pages) never come here.
 
 use std::fs::File;
 use std::io;
