@@ -119,10 +119,10 @@ enum Answer {
     Broken,
 }
 
-/// One GET of `host` on a kept-alive connection: the status, and whether the server
-/// closes it.
-fn get_on(conn: &mut BufReader<TcpStream>, host: &str) -> Answer {
-    let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: slipway-e2e\r\n\r\n");
+/// One GET of `path` on `host` on a kept-alive connection: the status, and whether the
+/// server closes it.
+fn get_on(conn: &mut BufReader<TcpStream>, host: &str, path: &str) -> Answer {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: slipway-e2e\r\n\r\n");
     if conn.get_mut().write_all(req.as_bytes()).is_err() {
         return Answer::Nothing;
     }
@@ -198,7 +198,7 @@ fn load_loop(port: u16, host: &str, pause: Duration, stop: &AtomicBool, counts: 
                 }
             },
         };
-        match get_on(&mut c, host) {
+        match get_on(&mut c, host, "/") {
             Answer::Status(status, close) => {
                 match status {
                     200 => counts.ok.fetch_add(1, Ordering::SeqCst),
@@ -1927,23 +1927,40 @@ fn systemd_units_pass_systemd_analyze_verify() {
 
 /// `front` answers `/` with what `http://back.internal/` answers (`failed: WHY` when the
 /// call fails, answered 502); `back` answers `back` and its VERSION; `/probe/ADDR` says
-/// whether port 80 of ADDR accepts a connection.
-const DUO_SERVER: &str = r#"import http.server, os, socket, urllib.request
+/// whether port 80 of ADDR accepts a connection. `front`'s `/slow` answers what `back`'s
+/// `/slow` does: 200 once `back` got `/release` (504 if it does not within 100 s);
+/// `front`'s `/call/ADDR/PATH` answers what `http://ADDR/PATH` does (not through the
+/// egress proxy).
+const DUO_SERVER: &str = r#"import http.server, os, socket, threading, urllib.request
+released = threading.Event()
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
         status = 200
+        back = os.environ["PLATFORM_APPLICATION_NAME"] == "back"
         if self.path.startswith("/probe/"):
             try:
                 socket.create_connection((self.path[7:], 80), timeout=5).close()
                 body = b"reached"
             except OSError as e:
                 body = ("unreachable: %s" % e).encode()
-        elif os.environ["PLATFORM_APPLICATION_NAME"] == "back":
+        elif back and self.path == "/slow":
+            status, body = (200, b"released") if released.wait(100) else (504, b"never released")
+        elif back and self.path == "/release":
+            released.set()
+            body = b"released"
+        elif back:
             body = ("back " + open("VERSION").read().strip()).encode()
         else:
+            url, timeout, open_url = "http://back.internal/", 20, urllib.request.urlopen
+            if self.path == "/slow":
+                url, timeout = "http://back.internal/slow", 120
+            elif self.path.startswith("/call/"):
+                # Straight there: the egress proxy takes only what is outside.
+                url = "http://" + self.path[6:]
+                open_url = urllib.request.build_opener(urllib.request.ProxyHandler({})).open
             try:
-                body = urllib.request.urlopen("http://back.internal/", timeout=20).read()
+                body = open_url(url, timeout=timeout).read()
             except OSError as e:
                 status, body = 502, ("failed: %s" % e).encode()
         self.send_response(status)
@@ -1989,8 +2006,10 @@ routes:
 /// old server when it stops accepting deploys there, after its workers stopped: the
 /// listeners of its new release are made then, and its deploy hook's call to
 /// `back.internal` is answered all the same (the old server serves what they accept
-/// itself), so the push completes and `front` reaches the new `back`; the new server then
-/// stops listening on release 1's addresses once its containers are gone.
+/// itself), so the push completes and `front` reaches the new `back`. Release 1, which that
+/// deploy replaced, is stopped by the new server, which routed it last, once its own
+/// requests to it finished: a request it had under way to release 1 (over the old
+/// server's exit) is answered in full; then it stops listening on release 1's addresses.
 #[test]
 fn relationship_calls_lose_nothing_through_an_upgrade_and_a_deploy_in_flight_reaches_its_apps() {
     let mut server = Server::start();
@@ -2036,9 +2055,21 @@ fn relationship_calls_lose_nothing_through_an_upgrade_and_a_deploy_in_flight_rea
         std::thread::sleep(Duration::from_millis(50));
     }
 
+    let mut slow = None;
     let code = server.upgrade(Duration::from_secs(300), |s| {
-        // Once the old server stopped accepting, its build goes on.
+        // Once the old server stopped accepting, a request reaches release 1 through the
+        // new server and stays there until the test ends it; then the build goes on.
         wait_until_the_old_server_stops_accepting(s);
+        let port = s.http_port;
+        slow = Some(std::thread::spawn(move || {
+            let conn = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            conn.set_read_timeout(Some(Duration::from_secs(200)))
+                .expect("timeout");
+            match get_on(&mut BufReader::new(conn), DUO, "/slow") {
+                Answer::Status(status, _) => Some(status),
+                Answer::Nothing | Answer::Broken => None,
+            }
+        }));
         std::thread::sleep(Duration::from_millis(500));
         std::fs::write(cache.join("go"), b"").expect("let the build go on");
     });
@@ -2049,6 +2080,23 @@ fn relationship_calls_lose_nothing_through_an_upgrade_and_a_deploy_in_flight_rea
         server.server_log()
     );
     assert_ne!(server.pid(), Some(old_pid));
+    // The old server exited, its deploy having replaced release 1: release 1 still runs,
+    // as the new server has a request under way to it (its `front` calling its `back`).
+    // Its `back` is let go through its relationship address (from release 2's `front`),
+    // and the request is answered in full. (The old server stopped release 1 8 s after
+    // its switch, whatever the new server still sent it.)
+    let [hi, lo] = 11_001u16.to_be_bytes(); // `back` of release 1: port 10000 + 1000 + 1
+    let released = server.get(DUO, &format!("/call/127.4.{hi}.{lo}/release"));
+    let slow = slow
+        .expect("the slow request started")
+        .join()
+        .expect("slow request thread");
+    assert_eq!(
+        slow,
+        Some(200),
+        "a request to release 1 under way when the old server exited is answered in full (letting it go: {released:?})\n{}",
+        server.server_log()
+    );
 
     let o = pushing.join().expect("push thread");
     assert!(
@@ -2068,9 +2116,9 @@ fn relationship_calls_lose_nothing_through_an_upgrade_and_a_deploy_in_flight_rea
         std::thread::sleep(Duration::from_millis(100));
     }
     // Release 1's addresses, which the new server listened on since it took over, close
-    // once the old server stopped release 1's containers: nothing stays listening there
-    // for a later release on the same ports (release 56) to find.
-    let [hi, lo] = 11_001u16.to_be_bytes(); // `back` of release 1: port 10000 + 1000 + 1
+    // once its requests to release 1 finished, before it stops release 1's containers:
+    // nothing stays listening there for a later release on the same ports (release 56)
+    // to find.
     let old_back = format!("/probe/127.4.{hi}.{lo}");
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
