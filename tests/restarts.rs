@@ -2136,6 +2136,17 @@ fn relationship_calls_lose_nothing_through_an_upgrade_and_a_deploy_in_flight_rea
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // And the new server stops release 1's containers: nothing is left running.
+    let release_1 = |id: &str| id.starts_with("duo.main.") && id.ends_with(".r1");
+    while server.containers().iter().any(|(id, _)| release_1(id)) {
+        assert!(
+            Instant::now() < deadline,
+            "release 1's containers still run: {:?}\n{}",
+            server.containers(),
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     counts.wait_for_more_ok(50);
     stop.store(true, Ordering::SeqCst);
     loader.join().expect("load thread");

@@ -17,7 +17,9 @@
 //!    containers no live release needs are removed once the live ones are routed
 //!    (never those of a push that started since). During a graceful upgrade
 //!    ([`RestoreMode::Upgrade`]) the old server still runs its pushes: nothing is
-//!    cleaned up, containers are only adopted.
+//!    cleaned up, containers are only adopted; [`follow`] then routes what the old
+//!    server's deploys make live, and once it exited [`retire_for_old_server`] retires
+//!    the releases those replaced.
 //!
 //! Services belong to the environment, not to a release: step 2 first adopts every
 //! service still running and starts the others (before any app), and their containers
