@@ -1928,10 +1928,11 @@ fn systemd_units_pass_systemd_analyze_verify() {
 /// `front` answers `/` with what `http://back.internal/` answers (`failed: WHY` when the
 /// call fails, answered 502); `back` answers `back` and its VERSION; `/probe/ADDR` says
 /// whether port 80 of ADDR accepts a connection. `front`'s `/slow` answers what `back`'s
-/// `/slow` does: 200 once `back` got `/release` (504 if it does not within 100 s);
+/// `/slow` does: it makes `/tmp/waiting`, then answers 200 once `back` got `/release` or
+/// `/tmp/go` exists (504 if neither within 100 s);
 /// `front`'s `/call/ADDR/PATH` answers what `http://ADDR/PATH` does (not through the
 /// egress proxy).
-const DUO_SERVER: &str = r#"import http.server, os, socket, threading, urllib.request
+const DUO_SERVER: &str = r#"import http.server, os, socket, threading, time, urllib.request
 released = threading.Event()
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -1945,7 +1946,12 @@ class H(http.server.BaseHTTPRequestHandler):
             except OSError as e:
                 body = ("unreachable: %s" % e).encode()
         elif back and self.path == "/slow":
-            status, body = (200, b"released") if released.wait(100) else (504, b"never released")
+            open("/tmp/waiting", "w").close()
+            let_go = lambda: released.is_set() or os.path.exists("/tmp/go")
+            deadline = time.time() + 100
+            while not let_go() and time.time() < deadline:
+                time.sleep(0.1)
+            status, body = (200, b"released") if let_go() else (504, b"never released")
         elif back and self.path == "/release":
             released.set()
             body = b"released"
@@ -1971,6 +1977,53 @@ class H(http.server.BaseHTTPRequestHandler):
         pass
 http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
 "#;
+
+/// The environment of [`duo_config`]'s project `duo`.
+const DUO: &str = "main.duo.localhost";
+
+/// GET `/slow` of [`DUO`] on a thread of its own (see [`DUO_SERVER`]); joining it gives
+/// the status answered (`None`: no answer).
+fn slow_request(port: u16) -> JoinHandle<Option<u16>> {
+    std::thread::spawn(move || {
+        let conn = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        conn.set_read_timeout(Some(Duration::from_secs(200)))
+            .expect("timeout");
+        match get_on(&mut BufReader::new(conn), DUO, "/slow") {
+            Answer::Status(status, _) => Some(status),
+            Answer::Nothing | Answer::Broken => None,
+        }
+    })
+}
+
+/// The path, seen from the host, of `path` in the running container `id` of `server`
+/// (through its process's root: its `/tmp` is a tmpfs of its own).
+fn in_container(server: &Server, id: &str, path: &str) -> std::path::PathBuf {
+    let o = slipway_e2e::run(
+        std::process::Command::new("runc")
+            .arg("--root")
+            .arg(server.data.join("runtime").join("state"))
+            .args(["state", id]),
+    );
+    let state: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("runc state {id}: {e}: {}", text(&o)));
+    let pid = state["pid"].as_u64().expect("a running container's pid");
+    std::path::PathBuf::from(format!("/proc/{pid}/root{path}"))
+}
+
+/// Wait (at most 120 s) until `server` has no container of release 1 of [`DUO`].
+fn wait_until_duo_release_1_stopped(server: &Server) {
+    let release_1 = |id: &str| id.starts_with("duo.main.") && id.ends_with(".r1");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while server.containers().iter().any(|(id, _)| release_1(id)) {
+        assert!(
+            Instant::now() < deadline,
+            "release 1's containers still run: {:?}\n{}",
+            server.containers(),
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
 
 /// `front` relates to `back`; its deploy hook calls `back` (`BUILD` is `front`'s build
 /// hook).
@@ -2025,7 +2078,6 @@ fn relationship_calls_lose_nothing_through_an_upgrade_and_a_deploy_in_flight_rea
     );
     let out = server.push_ok(&duo, "duo");
     assert!(out.contains("hook saw: back v1"), "{out}");
-    const DUO: &str = "main.duo.localhost";
     assert_eq!(
         server.get(DUO, "/").map(|(_, b)| b).as_deref(),
         Some("back v1")
@@ -2060,16 +2112,7 @@ fn relationship_calls_lose_nothing_through_an_upgrade_and_a_deploy_in_flight_rea
         // Once the old server stopped accepting, a request reaches release 1 through the
         // new server and stays there until the test ends it; then the build goes on.
         wait_until_the_old_server_stops_accepting(s);
-        let port = s.http_port;
-        slow = Some(std::thread::spawn(move || {
-            let conn = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-            conn.set_read_timeout(Some(Duration::from_secs(200)))
-                .expect("timeout");
-            match get_on(&mut BufReader::new(conn), DUO, "/slow") {
-                Answer::Status(status, _) => Some(status),
-                Answer::Nothing | Answer::Broken => None,
-            }
-        }));
+        slow = Some(slow_request(s.http_port));
         std::thread::sleep(Duration::from_millis(500));
         std::fs::write(cache.join("go"), b"").expect("let the build go on");
     });
@@ -2137,16 +2180,7 @@ fn relationship_calls_lose_nothing_through_an_upgrade_and_a_deploy_in_flight_rea
         std::thread::sleep(Duration::from_millis(200));
     }
     // And the new server stops release 1's containers: nothing is left running.
-    let release_1 = |id: &str| id.starts_with("duo.main.") && id.ends_with(".r1");
-    while server.containers().iter().any(|(id, _)| release_1(id)) {
-        assert!(
-            Instant::now() < deadline,
-            "release 1's containers still run: {:?}\n{}",
-            server.containers(),
-            server.server_log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until_duo_release_1_stopped(&server);
     counts.wait_for_more_ok(50);
     stop.store(true, Ordering::SeqCst);
     loader.join().expect("load thread");
@@ -2156,4 +2190,72 @@ fn relationship_calls_lose_nothing_through_an_upgrade_and_a_deploy_in_flight_rea
         counts.failed()
     );
     counts.assert_none_failed(&server);
+}
+
+/// A release retired in the old server before an upgrade, still draining a request when
+/// the old server hands over (the new server restored its successor and never routed it),
+/// is drained by the old server, left running and named to the new one, which stops it
+/// once the old server exited: the request is answered in full and nothing of release 1
+/// is left running.
+#[test]
+fn a_release_still_draining_in_the_old_server_at_an_upgrade_is_stopped_by_the_new_one() {
+    let mut server = Server::start();
+    let duo = server.project(
+        "duo",
+        &[
+            (".upsun/config.yaml", &duo_config("        true")),
+            ("front/server.py", DUO_SERVER),
+            ("back/server.py", DUO_SERVER),
+            ("back/VERSION", "v1\n"),
+        ],
+    );
+    server.push_ok(&duo, "duo");
+    // A request to release 1 (its `front` calling its `back`), held in `back`.
+    let slow = slow_request(server.http_port);
+    let waiting = in_container(&server, "duo.main.back.r1", "/tmp/waiting");
+    let go = in_container(&server, "duo.main.back.r1", "/tmp/go");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !waiting.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the slow request did not reach back:\n{}",
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Release 2 goes live: release 1 drains in this server.
+    duo.write("back/VERSION", "v2\n");
+    duo.commit("back v2");
+    let out = server.push_ok(&duo, "duo");
+    assert!(out.contains("hook saw: back v2"), "{out}");
+    let old_pid = server.pid().expect("running");
+    let code = server.upgrade(Duration::from_secs(300), |s| {
+        wait_until_the_old_server_stops_accepting(s);
+        std::fs::write(&go, b"").expect("let the slow request go");
+    });
+    assert_eq!(
+        code,
+        Some(0),
+        "the old server exits 0\n{}",
+        server.server_log()
+    );
+    assert_ne!(server.pid(), Some(old_pid));
+    let slow = slow.join().expect("slow request thread");
+    assert_eq!(
+        slow,
+        Some(200),
+        "the request to release 1 is answered in full\n{}",
+        server.server_log()
+    );
+    wait_until_duo_release_1_stopped(&server);
+    let log = server.server_log();
+    assert!(
+        log.contains("the new server stops it once this one exited")
+            && log.contains("retiring release 1 for the old server"),
+        "the new server stops release 1:\n{log}"
+    );
+    assert_eq!(
+        server.get(DUO, "/").map(|(_, b)| b).as_deref(),
+        Some("back v2")
+    );
 }
