@@ -119,10 +119,10 @@ enum Answer {
     Broken,
 }
 
-/// One GET of `host` on a kept-alive connection: the status, and whether the server
-/// closes it.
-fn get_on(conn: &mut BufReader<TcpStream>, host: &str) -> Answer {
-    let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: slipway-e2e\r\n\r\n");
+/// One GET of `path` on `host` on a kept-alive connection: the status, and whether the
+/// server closes it.
+fn get_on(conn: &mut BufReader<TcpStream>, host: &str, path: &str) -> Answer {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: slipway-e2e\r\n\r\n");
     if conn.get_mut().write_all(req.as_bytes()).is_err() {
         return Answer::Nothing;
     }
@@ -198,7 +198,7 @@ fn load_loop(port: u16, host: &str, pause: Duration, stop: &AtomicBool, counts: 
                 }
             },
         };
-        match get_on(&mut c, host) {
+        match get_on(&mut c, host, "/") {
             Answer::Status(status, close) => {
                 match status {
                     200 => counts.ok.fetch_add(1, Ordering::SeqCst),
@@ -1927,23 +1927,46 @@ fn systemd_units_pass_systemd_analyze_verify() {
 
 /// `front` answers `/` with what `http://back.internal/` answers (`failed: WHY` when the
 /// call fails, answered 502); `back` answers `back` and its VERSION; `/probe/ADDR` says
-/// whether port 80 of ADDR accepts a connection.
-const DUO_SERVER: &str = r#"import http.server, os, socket, urllib.request
+/// whether port 80 of ADDR accepts a connection. `front`'s `/slow` answers what `back`'s
+/// `/slow` does: it makes `/tmp/waiting`, then answers 200 once `back` got `/release` or
+/// `/tmp/go` exists (504 if neither within 100 s);
+/// `front`'s `/call/ADDR/PATH` answers what `http://ADDR/PATH` does (not through the
+/// egress proxy).
+const DUO_SERVER: &str = r#"import http.server, os, socket, threading, time, urllib.request
+released = threading.Event()
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
         status = 200
+        back = os.environ["PLATFORM_APPLICATION_NAME"] == "back"
         if self.path.startswith("/probe/"):
             try:
                 socket.create_connection((self.path[7:], 80), timeout=5).close()
                 body = b"reached"
             except OSError as e:
                 body = ("unreachable: %s" % e).encode()
-        elif os.environ["PLATFORM_APPLICATION_NAME"] == "back":
+        elif back and self.path == "/slow":
+            open("/tmp/waiting", "w").close()
+            let_go = lambda: released.is_set() or os.path.exists("/tmp/go")
+            deadline = time.time() + 100
+            while not let_go() and time.time() < deadline:
+                time.sleep(0.1)
+            status, body = (200, b"released") if let_go() else (504, b"never released")
+        elif back and self.path == "/release":
+            released.set()
+            body = b"released"
+        elif back:
             body = ("back " + open("VERSION").read().strip()).encode()
         else:
+            url, timeout, open_url = "http://back.internal/", 20, urllib.request.urlopen
+            if self.path == "/slow":
+                url, timeout = "http://back.internal/slow", 120
+            elif self.path.startswith("/call/"):
+                # Straight there: the egress proxy takes only what is outside.
+                url = "http://" + self.path[6:]
+                open_url = urllib.request.build_opener(urllib.request.ProxyHandler({})).open
             try:
-                body = urllib.request.urlopen("http://back.internal/", timeout=20).read()
+                body = open_url(url, timeout=timeout).read()
             except OSError as e:
                 status, body = 502, ("failed: %s" % e).encode()
         self.send_response(status)
@@ -1954,6 +1977,53 @@ class H(http.server.BaseHTTPRequestHandler):
         pass
 http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
 "#;
+
+/// The environment of [`duo_config`]'s project `duo`.
+const DUO: &str = "main.duo.localhost";
+
+/// GET `/slow` of [`DUO`] on a thread of its own (see [`DUO_SERVER`]); joining it gives
+/// the status answered (`None`: no answer).
+fn slow_request(port: u16) -> JoinHandle<Option<u16>> {
+    std::thread::spawn(move || {
+        let conn = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        conn.set_read_timeout(Some(Duration::from_secs(200)))
+            .expect("timeout");
+        match get_on(&mut BufReader::new(conn), DUO, "/slow") {
+            Answer::Status(status, _) => Some(status),
+            Answer::Nothing | Answer::Broken => None,
+        }
+    })
+}
+
+/// The path, seen from the host, of `path` in the running container `id` of `server`
+/// (through its process's root: its `/tmp` is a tmpfs of its own).
+fn in_container(server: &Server, id: &str, path: &str) -> std::path::PathBuf {
+    let o = slipway_e2e::run(
+        std::process::Command::new("runc")
+            .arg("--root")
+            .arg(server.data.join("runtime").join("state"))
+            .args(["state", id]),
+    );
+    let state: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("runc state {id}: {e}: {}", text(&o)));
+    let pid = state["pid"].as_u64().expect("a running container's pid");
+    std::path::PathBuf::from(format!("/proc/{pid}/root{path}"))
+}
+
+/// Wait (at most 120 s) until `server` has no container of release 1 of [`DUO`].
+fn wait_until_duo_release_1_stopped(server: &Server) {
+    let release_1 = |id: &str| id.starts_with("duo.main.") && id.ends_with(".r1");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while server.containers().iter().any(|(id, _)| release_1(id)) {
+        assert!(
+            Instant::now() < deadline,
+            "release 1's containers still run: {:?}\n{}",
+            server.containers(),
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
 
 /// `front` relates to `back`; its deploy hook calls `back` (`BUILD` is `front`'s build
 /// hook).
@@ -1989,8 +2059,10 @@ routes:
 /// old server when it stops accepting deploys there, after its workers stopped: the
 /// listeners of its new release are made then, and its deploy hook's call to
 /// `back.internal` is answered all the same (the old server serves what they accept
-/// itself), so the push completes and `front` reaches the new `back`; the new server then
-/// stops listening on release 1's addresses once its containers are gone.
+/// itself), so the push completes and `front` reaches the new `back`. Release 1, which that
+/// deploy replaced, is stopped by the new server, which routed it last, once its own
+/// requests to it finished: a request it had under way to release 1 (over the old
+/// server's exit) is answered in full; then it stops listening on release 1's addresses.
 #[test]
 fn relationship_calls_lose_nothing_through_an_upgrade_and_a_deploy_in_flight_reaches_its_apps() {
     let mut server = Server::start();
@@ -2006,7 +2078,6 @@ fn relationship_calls_lose_nothing_through_an_upgrade_and_a_deploy_in_flight_rea
     );
     let out = server.push_ok(&duo, "duo");
     assert!(out.contains("hook saw: back v1"), "{out}");
-    const DUO: &str = "main.duo.localhost";
     assert_eq!(
         server.get(DUO, "/").map(|(_, b)| b).as_deref(),
         Some("back v1")
@@ -2036,9 +2107,12 @@ fn relationship_calls_lose_nothing_through_an_upgrade_and_a_deploy_in_flight_rea
         std::thread::sleep(Duration::from_millis(50));
     }
 
+    let mut slow = None;
     let code = server.upgrade(Duration::from_secs(300), |s| {
-        // Once the old server stopped accepting, its build goes on.
+        // Once the old server stopped accepting, a request reaches release 1 through the
+        // new server and stays there until the test ends it; then the build goes on.
         wait_until_the_old_server_stops_accepting(s);
+        slow = Some(slow_request(s.http_port));
         std::thread::sleep(Duration::from_millis(500));
         std::fs::write(cache.join("go"), b"").expect("let the build go on");
     });
@@ -2049,6 +2123,23 @@ fn relationship_calls_lose_nothing_through_an_upgrade_and_a_deploy_in_flight_rea
         server.server_log()
     );
     assert_ne!(server.pid(), Some(old_pid));
+    // The old server exited, its deploy having replaced release 1: release 1 still runs,
+    // as the new server has a request under way to it (its `front` calling its `back`).
+    // Its `back` is let go through its relationship address (from release 2's `front`),
+    // and the request is answered in full. (The old server stopped release 1 8 s after
+    // its switch, whatever the new server still sent it.)
+    let [hi, lo] = 11_001u16.to_be_bytes(); // `back` of release 1: port 10000 + 1000 + 1
+    let released = server.get(DUO, &format!("/call/127.4.{hi}.{lo}/release"));
+    let slow = slow
+        .expect("the slow request started")
+        .join()
+        .expect("slow request thread");
+    assert_eq!(
+        slow,
+        Some(200),
+        "a request to release 1 under way when the old server exited is answered in full (letting it go: {released:?})\n{}",
+        server.server_log()
+    );
 
     let o = pushing.join().expect("push thread");
     assert!(
@@ -2068,9 +2159,9 @@ fn relationship_calls_lose_nothing_through_an_upgrade_and_a_deploy_in_flight_rea
         std::thread::sleep(Duration::from_millis(100));
     }
     // Release 1's addresses, which the new server listened on since it took over, close
-    // once the old server stopped release 1's containers: nothing stays listening there
-    // for a later release on the same ports (release 56) to find.
-    let [hi, lo] = 11_001u16.to_be_bytes(); // `back` of release 1: port 10000 + 1000 + 1
+    // once its requests to release 1 finished, before it stops release 1's containers:
+    // nothing stays listening there for a later release on the same ports (release 56)
+    // to find.
     let old_back = format!("/probe/127.4.{hi}.{lo}");
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -2088,6 +2179,8 @@ fn relationship_calls_lose_nothing_through_an_upgrade_and_a_deploy_in_flight_rea
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // And the new server stops release 1's containers: nothing is left running.
+    wait_until_duo_release_1_stopped(&server);
     counts.wait_for_more_ok(50);
     stop.store(true, Ordering::SeqCst);
     loader.join().expect("load thread");
@@ -2097,4 +2190,72 @@ fn relationship_calls_lose_nothing_through_an_upgrade_and_a_deploy_in_flight_rea
         counts.failed()
     );
     counts.assert_none_failed(&server);
+}
+
+/// A release retired in the old server before an upgrade, still draining a request when
+/// the old server hands over (the new server restored its successor and never routed it),
+/// is drained by the old server, left running and named to the new one, which stops it
+/// once the old server exited: the request is answered in full and nothing of release 1
+/// is left running.
+#[test]
+fn a_release_still_draining_in_the_old_server_at_an_upgrade_is_stopped_by_the_new_one() {
+    let mut server = Server::start();
+    let duo = server.project(
+        "duo",
+        &[
+            (".upsun/config.yaml", &duo_config("        true")),
+            ("front/server.py", DUO_SERVER),
+            ("back/server.py", DUO_SERVER),
+            ("back/VERSION", "v1\n"),
+        ],
+    );
+    server.push_ok(&duo, "duo");
+    // A request to release 1 (its `front` calling its `back`), held in `back`.
+    let slow = slow_request(server.http_port);
+    let waiting = in_container(&server, "duo.main.back.r1", "/tmp/waiting");
+    let go = in_container(&server, "duo.main.back.r1", "/tmp/go");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !waiting.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the slow request did not reach back:\n{}",
+            server.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Release 2 goes live: release 1 drains in this server.
+    duo.write("back/VERSION", "v2\n");
+    duo.commit("back v2");
+    let out = server.push_ok(&duo, "duo");
+    assert!(out.contains("hook saw: back v2"), "{out}");
+    let old_pid = server.pid().expect("running");
+    let code = server.upgrade(Duration::from_secs(300), |s| {
+        wait_until_the_old_server_stops_accepting(s);
+        std::fs::write(&go, b"").expect("let the slow request go");
+    });
+    assert_eq!(
+        code,
+        Some(0),
+        "the old server exits 0\n{}",
+        server.server_log()
+    );
+    assert_ne!(server.pid(), Some(old_pid));
+    let slow = slow.join().expect("slow request thread");
+    assert_eq!(
+        slow,
+        Some(200),
+        "the request to release 1 is answered in full\n{}",
+        server.server_log()
+    );
+    wait_until_duo_release_1_stopped(&server);
+    let log = server.server_log();
+    assert!(
+        log.contains("the new server stops it once this one exited")
+            && log.contains("retiring release 1 for the old server"),
+        "the new server stops release 1:\n{log}"
+    );
+    assert_eq!(
+        server.get(DUO, "/").map(|(_, b)| b).as_deref(),
+        Some("back v2")
+    );
 }

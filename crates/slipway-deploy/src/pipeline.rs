@@ -541,14 +541,12 @@ pub async fn commit(
     match live.as_ref().map(release_record::spec_of).transpose() {
         Err(e) => out.phase("retire", &format!("nothing retired: {e}")),
         Ok(Some(old)) => {
+            let (id, number) = live.as_ref().map(|r| (r.id, r.number)).unwrap_or_default();
             out.phase(
                 "retire",
-                &format!(
-                    "release {} stops once its in-flight requests are done",
-                    live.as_ref().map(|r| r.number).unwrap_or_default()
-                ),
+                &format!("release {number} stops once its in-flight requests are done"),
             );
-            retire::spawn(platform.clone(), old, old_route);
+            retire::spawn(platform.clone(), id, old, old_route);
         }
         Ok(None) => out.phase("retire", "nothing to retire"),
     }

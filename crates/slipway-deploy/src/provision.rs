@@ -354,6 +354,13 @@ pub async fn listen_related(
 /// after the router stopped listening on its apps' relationship addresses and the
 /// requests under way there finished (at most the drain timeout).
 pub async fn remove_release(platform: &Platform, spec: &ReleaseSpec, grace: Duration) {
+    unlisten_release(platform, spec).await;
+    stop_release(platform, spec, grace).await;
+}
+
+/// Stop listening on the relationship addresses of a release's apps in this server, and
+/// wait until the calls under way there finished (at most the drain timeout).
+pub async fn unlisten_release(platform: &Platform, spec: &ReleaseSpec) {
     let netns = netns_path(&spec.netns);
     for app in &spec.apps {
         let address = environment::app_address(app.port);
@@ -361,6 +368,11 @@ pub async fn remove_release(platform: &Platform, spec: &ReleaseSpec, grace: Dura
             crate::retire::drain(&listened, platform.settings().drain_timeout).await;
         }
     }
+}
+
+/// Stop and remove the containers (workers first, then apps) of a release nothing calls
+/// any more ([`unlisten_release`]), and their unix sockets.
+pub async fn stop_release(platform: &Platform, spec: &ReleaseSpec, grace: Duration) {
     let workers = spec.workers.iter().map(|w| &w.instance);
     for app in workers.chain(&spec.apps) {
         if let Err(e) = platform.runtime().remove(&app.container, grace).await {

@@ -476,7 +476,7 @@ impl PushPipeline {
                     .router()
                     .remove(&switch::env_key(&self.project, env));
                 match crate::release_record::spec_of(&r) {
-                    Ok(spec) => old = Some((spec, routed)),
+                    Ok(spec) => old = Some((r.id, spec, routed)),
                     Err(e) => tracing::warn!("its containers are left running: {e}"),
                 }
             }
@@ -491,8 +491,8 @@ impl PushPipeline {
             let (platform, project, env) =
                 (self.platform.clone(), self.project.clone(), env.to_string());
             tokio::spawn(async move {
-                if let Some((spec, routed)) = old {
-                    retire::run(&platform, spec, routed).await;
+                if let Some((id, spec, routed)) = old {
+                    retire::run(&platform, id, spec, routed).await;
                 }
                 crate::services::data::stop_environment(&platform, &project, &env).await;
                 crate::env_volumes::remove(&platform, &project, &env).await;

@@ -17,7 +17,9 @@
 //!    containers no live release needs are removed once the live ones are routed
 //!    (never those of a push that started since). During a graceful upgrade
 //!    ([`RestoreMode::Upgrade`]) the old server still runs its pushes: nothing is
-//!    cleaned up, containers are only adopted.
+//!    cleaned up, containers are only adopted; [`follow`] then routes what the old
+//!    server's deploys make live, and once it exited [`retire_for_old_server`] retires
+//!    the releases those replaced.
 //!
 //! Services belong to the environment, not to a release: step 2 first adopts every
 //! service still running and starts the others (before any app), and their containers
@@ -330,29 +332,45 @@ pub(crate) async fn bring_up(
     Ok(())
 }
 
+/// A release that a deploy completing in the old server of an upgrade replaced, which this
+/// server routed until [`follow`] routed the new one: its routes here, to drain.
+pub struct Replaced {
+    release: slipway_state::Release,
+    routed: Option<Arc<LiveRelease>>,
+}
+
 /// During a graceful upgrade, while the old server drains: route the releases that its
 /// running deploys make live (it records them in the state), so that this server, which
-/// now gets the requests, routes them before the old release's containers stop (the old
-/// server waits a moment for this: [`crate::retire::delay_removals`]). Checks every
-/// 100 ms; resolves when `until` does, after one last pass.
-pub async fn follow(platform: &Arc<Platform>, until: impl std::future::Future<Output = ()>) {
+/// now gets the requests, sends them to the new release. Checks every 100 ms; resolves
+/// when `until` does, after one last pass, with `until`'s output and the releases it
+/// replaced so, which this server retires once the old one exited
+/// ([`retire_for_old_server`]).
+pub async fn follow<T>(
+    platform: &Arc<Platform>,
+    until: impl std::future::Future<Output = T>,
+) -> (T, Vec<Replaced>) {
     tokio::pin!(until);
+    let mut replaced = Vec::new();
     loop {
         let done = tokio::select! {
-            () = &mut until => true,
-            () = tokio::time::sleep(Duration::from_millis(100)) => false,
+            out = &mut until => Some(out),
+            () = tokio::time::sleep(Duration::from_millis(100)) => None,
         };
-        if let Err(e) = follow_once(platform).await {
+        if let Err(e) = follow_once(platform, &mut replaced).await {
             warn!("following the old server's deploys: {e}");
         }
-        if done {
-            return;
+        if let Some(out) = done {
+            return (out, replaced);
         }
     }
 }
 
-/// Route every live release newer than the one the router has for its environment.
-async fn follow_once(platform: &Arc<Platform>) -> Result<(), DeployError> {
+/// Route every live release newer than the one the router has for its environment;
+/// what it replaces goes to `replaced`.
+async fn follow_once(
+    platform: &Arc<Platform>,
+    replaced: &mut Vec<Replaced>,
+) -> Result<(), DeployError> {
     for release in platform.state().live_releases()? {
         let key = env_key(&release.project, &release.environment);
         // Only newer: a deploy of this server may have switched its routes already and
@@ -377,10 +395,7 @@ async fn follow_once(platform: &Arc<Platform>) -> Result<(), DeployError> {
         if let Err(e) = provision::listen_related(platform, &release, &spec).await {
             warn!(project = %release.project, env = %release.environment, "relationship addresses of release {}: {e}", release.number);
         }
-        // The release it replaces is retired by the old server, which started it; its
-        // relationship addresses, which this server listens on since it restored it, close
-        // here once its containers are gone.
-        let replaced = switch::route(platform, &release, &spec);
+        let routes = switch::route(platform, &release, &spec);
         let previous = match routed {
             Some(n) => {
                 platform
@@ -390,50 +405,89 @@ async fn follow_once(platform: &Arc<Platform>) -> Result<(), DeployError> {
             None => None,
         };
         if let Some(previous) = previous {
-            match release_record::spec_of(&previous) {
-                Ok(old) => {
-                    let platform = Arc::clone(platform);
-                    tokio::spawn(async move { unlisten_retired(&platform, old, replaced).await });
-                }
-                Err(e) => {
-                    warn!(project = %release.project, env = %release.environment, "relationship addresses of release {} stay: {e}", previous.number)
-                }
-            }
+            replaced.push(Replaced {
+                release: previous,
+                routed: routes,
+            });
         }
     }
     Ok(())
 }
 
-/// How long [`unlisten_retired`] waits at most for the old server to stop a retired
-/// release's containers (its drain and removal delay are much shorter).
-const RETIRED_WAIT: Duration = Duration::from_secs(600);
-
-/// Stop listening on the relationship addresses of release `old`, which the old server of
-/// an upgrade retired (`replaced`: its public routes here, drained first): once its apps'
-/// containers are gone (the old server stops them after its own drain), so that a request
-/// still under way in them reaches the apps it relates to until then, and the addresses
-/// are free for a later release on the same ports.
-async fn unlisten_retired(
-    platform: &Platform,
-    old: ReleaseSpec,
-    replaced: Option<Arc<LiveRelease>>,
-) {
-    if let Some(replaced) = replaced {
-        crate::retire::drain(&replaced, platform.settings().drain_timeout).await;
-    }
-    let deadline = tokio::time::Instant::now() + RETIRED_WAIT;
-    for app in &old.apps {
-        while tokio::time::Instant::now() < deadline
-            && matches!(platform.runtime().state(&app.container).await, Ok(Some(_)))
-        {
-            tokio::time::sleep(Duration::from_secs(1)).await;
+/// Once the old server of an upgrade exited: retire, as a deploy's retire phase does
+/// ([`crate::retire::spawn`]: drain, then stop), every release its deploys replaced
+/// (`replaced`, which this server routed until [`follow`] moved their routes on) and every
+/// release it retired and left to this server (`left`, release ids: it drained what it
+/// sent them and stopped no container, [`crate::retire::hand_over`]). The old server is
+/// gone, so nothing but this server's own requests and relationship calls can still use
+/// them. A release named twice is retired once; one the state says is live is left alone.
+/// The routes of an environment the old server deleted (its branch) go too, drained first.
+pub fn retire_for_old_server(platform: &Arc<Platform>, replaced: Vec<Replaced>, left: Vec<i64>) {
+    let mut routes: HashMap<i64, Arc<LiveRelease>> = HashMap::new();
+    let mut ids = Vec::new();
+    for r in replaced {
+        if let Some(routed) = r.routed {
+            routes.insert(r.release.id, routed);
         }
+        ids.push(r.release.id);
     }
-    let netns = provision::netns_path(&old.netns);
-    for app in &old.apps {
-        let address = crate::environment::app_address(app.port);
-        if let Some(listened) = platform.router().unlisten_app(&netns, address) {
-            crate::retire::drain(&listened, platform.settings().drain_timeout).await;
+    ids.extend(left);
+    let mut seen = HashSet::new();
+    for id in ids.into_iter().filter(|id| seen.insert(*id)) {
+        let release = match platform.state().release(id) {
+            Ok(Some(release)) => release,
+            Ok(None) => {
+                warn!(
+                    release = id,
+                    "the old server left a release the state does not know"
+                );
+                continue;
+            }
+            Err(e) => {
+                warn!(release = id, "a release the old server left: {e}");
+                continue;
+            }
+        };
+        if release.status == "live" {
+            continue;
+        }
+        let spec = match release_record::spec_of(&release) {
+            Ok(spec) => spec,
+            Err(e) => {
+                warn!(project = %release.project, env = %release.environment, "release {} left running: {e}", release.number);
+                continue;
+            }
+        };
+        let mut routed = routes.remove(&id);
+        if routed.is_none() {
+            routed = unroute_deleted(platform, &release);
+        }
+        info!(project = %release.project, env = %release.environment, "retiring release {} for the old server, which exited", release.number);
+        crate::retire::spawn(Arc::clone(platform), id, spec, routed);
+    }
+}
+
+/// The routes of `release`'s environment, taken out of the router, if the router routes
+/// that release and the environment has no live release any more (the old server deleted
+/// its branch).
+fn unroute_deleted(
+    platform: &Platform,
+    release: &slipway_state::Release,
+) -> Option<Arc<LiveRelease>> {
+    let key = env_key(&release.project, &release.environment);
+    let name = format!("release {}", release.number);
+    if platform.router().current(&key)?.name() != name {
+        return None;
+    }
+    match platform
+        .state()
+        .environment(&release.project, &release.environment)
+    {
+        Ok(Some(e)) if e.current_release.is_some() => None,
+        Ok(_) => platform.router().remove(&key),
+        Err(e) => {
+            warn!(project = %release.project, env = %release.environment, "its routes stay: {e}");
+            None
         }
     }
 }

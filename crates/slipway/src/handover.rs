@@ -13,8 +13,13 @@
 //!    starts accepting on the same sockets, and sends `ready`.
 //! 4. The old server answers `stopping`, stops accepting and drains: in-flight HTTP
 //!    requests and WebSockets up to the drain timeout, SSH sessions (running pushes and
-//!    their deploys) up to the upgrade grace; then it exits 0, which closes the
-//!    connection: the new server then serves `serve.sock` itself.
+//!    their deploys) up to the upgrade grace. A release it retires meanwhile (a deploy
+//!    completing there replaced it) it drains of its own requests and leaves running,
+//!    writing `retired ID` (the release id) on the connection: the new server, which
+//!    may route it still, stops it ([`slipway_deploy::retire`]). Then it exits 0, which
+//!    closes the connection: the new server retires what it was told and what its own
+//!    routes moved on from ([`slipway_deploy::restore::retire_for_old_server`]), and
+//!    serves `serve.sock` itself.
 //!
 //! If the new server fails before `ready` (the connection closes), the old one keeps
 //! serving and accepts a later upgrade.
@@ -22,7 +27,7 @@
 //! `slipway reload` connects and sends `reload` instead: the running server starts the
 //! new server itself and answers with the outcome ([`crate::reload`]).
 
-use std::io::{IoSlice, IoSliceMut, Read as _, Write as _};
+use std::io::{BufRead as _, IoSlice, IoSliceMut, Read as _, Write as _};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd as _, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -230,12 +235,36 @@ fn answer(mut conn: UnixStream, asked: Asked<'_>) -> Result<()> {
         busy.store(false, Ordering::Release);
         bail!("sending the listening sockets: {e}");
     }
-    conn.set_read_timeout(Some(RESTORE_TIMEOUT))?;
-    match read_line(&mut conn) {
+    // The new server may route a release retired here from now on: who stops it waits
+    // for the outcome.
+    slipway_deploy::retire::handing_over();
+    let ready = conn
+        .set_read_timeout(Some(RESTORE_TIMEOUT))
+        .and_then(|()| read_line(&mut conn));
+    match ready {
         Ok(line) if line == "ready" => {
             tracing::info!(new_pid, "upgrade: the new server is ready; stopping");
             handed_over.notify_one();
-            conn.write_all(b"stopping\n")?;
+            if let Err(e) = conn.write_all(b"stopping\n") {
+                // The new server is gone: nobody else would stop what retires here.
+                slipway_deploy::retire::stop_here();
+                return Err(e.into());
+            }
+            // The releases this server retires from now on are stopped by the new one,
+            // which routed them last, once this one exited: each is named to it.
+            let tell = std::sync::Mutex::new(conn.try_clone()?);
+            slipway_deploy::retire::hand_over(move |id| {
+                let told = match tell.lock() {
+                    Ok(mut conn) => conn.write_all(format!("{RETIRED} {id}\n").as_bytes()),
+                    Err(_) => Err(std::io::Error::other("poisoned")),
+                };
+                if let Err(e) = told {
+                    tracing::warn!(
+                        release = id,
+                        "telling the new server to stop a retired release: {e}; it is removed at the next start"
+                    );
+                }
+            });
             // The connection stays open until this process exits: the new server waits
             // for its end.
             let mut rest = Vec::new();
@@ -244,6 +273,7 @@ fn answer(mut conn: UnixStream, asked: Asked<'_>) -> Result<()> {
             Ok(())
         }
         other => {
+            slipway_deploy::retire::stop_here();
             busy.store(false, Ordering::Release);
             let why = match other {
                 Ok(line) if line.is_empty() => "it stopped".to_string(),
@@ -372,8 +402,9 @@ pub fn take_over(data_dir: &Path) -> Result<TakenOver> {
 impl Handshake {
     /// Tell the old server this one serves: it stops accepting and drains. Returns a
     /// future that resolves when the old server exited (its end of the connection
-    /// closed).
-    pub fn ready(self) -> Result<tokio::task::JoinHandle<()>> {
+    /// closed), with the ids of the releases it retired meanwhile and left to this server
+    /// to stop (`retired ID` lines).
+    pub fn ready(self) -> Result<tokio::task::JoinHandle<Vec<i64>>> {
         let mut conn = self.conn;
         conn.set_read_timeout(Some(HELLO_TIMEOUT))?;
         conn.write_all(b"ready\n")?;
@@ -383,10 +414,25 @@ impl Handshake {
         }
         conn.set_read_timeout(None)?;
         Ok(tokio::task::spawn_blocking(move || {
-            let mut rest = Vec::new();
-            let _ = conn.read_to_end(&mut rest);
+            let mut left = Vec::new();
+            for line in std::io::BufReader::new(conn).lines() {
+                let Ok(line) = line else { break };
+                match parse_retired(&line) {
+                    Some(id) => left.push(id),
+                    None => tracing::warn!("the old server said {line:?}: ignored"),
+                }
+            }
+            left
         }))
     }
+}
+
+/// The word of the old server naming a release it retired and left to the new server.
+const RETIRED: &str = "retired";
+
+/// The release id of a `retired ID` line.
+fn parse_retired(line: &str) -> Option<i64> {
+    line.strip_prefix(RETIRED)?.strip_prefix(' ')?.parse().ok()
 }
 
 /// One line (without its newline); empty at the end of the stream.

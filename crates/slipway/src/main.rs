@@ -1155,11 +1155,14 @@ async fn serve_until_stopped(
             let handed_over = handed_over.clone();
             let relauncher = relauncher.clone();
             follow = Some(tokio::spawn(async move {
-                slipway_deploy::restore::follow(&p, async move {
-                    let _ = old_exited.await;
+                let (left, replaced) = slipway_deploy::restore::follow(&p, async move {
+                    old_exited.await.unwrap_or_default()
                 })
                 .await;
                 tracing::info!(old_pid, "upgrade: the old server exited");
+                // What the old server retired while it drained, and what this server
+                // routed until its deploys completed, stop here, after their drain.
+                slipway_deploy::restore::retire_for_old_server(&p, replaced, left);
                 if let Err(e) = handover::listen(&data_dir, sockets, handed_over, relauncher) {
                     tracing::error!("serving upgrade requests: {e:#}");
                 }
@@ -1192,11 +1195,8 @@ async fn serve_until_stopped(
                 supervisor.abort();
                 // The new server's egress proxies take the environments' new connections.
                 platform.close_egress();
-                // Give the new server time to route what a deploy still running here makes
-                // live, and to finish the requests it still sends the release that one
-                // replaces (an app calling another of that release through its
-                // relationship), before that release stops: 2 s lost a call under load.
-                slipway_deploy::retire::delay_removals(std::time::Duration::from_secs(8));
+                // A release a deploy completing here retires from now on is left to the
+                // new server once drained here (`slipway_deploy::retire::hand_over`).
                 (None, upgrade_grace)
             }
             // The SSH listener never ends on its own: if it does, the server must not go on
@@ -1245,8 +1245,8 @@ async fn serve_until_stopped(
         tracing::warn!(actions, "console actions still going at exit are cut short");
     }
     let drain = platform.settings().drain_timeout;
-    // The releases that deploys completing here replaced stop (after their drain and, in
-    // an upgrade, the removal delay) before this server exits: no one else would.
+    // The releases that deploys completing here replaced drain before this server exits,
+    // and stop (after an upgrade: are left to the new server, which stops them).
     let retiring = slipway_deploy::retire::wait_idle(drain + extra).await;
     if retiring > 0 {
         tracing::warn!(
