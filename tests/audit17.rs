@@ -122,3 +122,51 @@ fn an_app_killed_for_memory_at_start_fails_the_push_saying_out_of_memory() {
         "the push does not say the app went over its memory limit:\n{out}"
     );
 }
+
+/// Spec 9: apps reach a service "at the relationship's host (`NAME.internal`) and port".
+/// One push changing service `cache` from redis:7.0 to memcached:1.6 is accepted (the diff
+/// says `service cache replaced: redis:7.0 -> memcached:1.6`), but `services::converge`
+/// (slipway-deploy services/mod.rs) takes the existing record of that name as it is, never
+/// comparing its type: redis keeps running and the app's memcached relationship (port
+/// 11211) reaches nothing.
+#[test]
+fn a_service_replaced_by_another_type_in_one_push_runs_the_new_type() {
+    let server = Server::start();
+    let app = project(&server, &files(Some(("redis:7.0", "redis"))));
+    server.push_ok(&app, "demo");
+    let out = push_files(
+        &server,
+        &app,
+        &files(Some(("memcached:1.6", "memcached"))),
+        "memcached",
+    );
+    assert!(
+        out.contains("service cache replaced: redis:7.0 -> memcached:1.6"),
+        "{out}"
+    );
+    let services = server.admin_ok("services demo main");
+    assert!(services.contains("cache\tmemcached:1.6"), "{services}");
+}
+
+/// Spec 9: "service data ... survive[s] deploys, ..., restarts". Changing `cache` from
+/// redis:7.0 to redis-persistent:7.0 (the diff says `type changed`) keeps the old container,
+/// started with `--appendonly no --save ''`: what the app writes to its "persistent" redis
+/// is lost at the next restart. Same cause as the test above (`services::converge`).
+#[test]
+fn a_redis_made_persistent_runs_as_redis_persistent() {
+    let server = Server::start();
+    let app = project(&server, &files(Some(("redis:7.0", "redis"))));
+    server.push_ok(&app, "demo");
+    let mut next = files(Some(("redis-persistent:7.0", "redis")));
+    next[1].1.push_str("  disk: 256\n");
+    let out = push_files(&server, &app, &next, "persistent");
+    assert!(
+        out.contains("service cache type changed (redis -> redis-persistent)"),
+        "{out}"
+    );
+    let services = server.admin_ok("services demo main");
+    assert!(
+        services.contains("cache\tredis-persistent:7.0"),
+        "{services}"
+    );
+}
