@@ -170,3 +170,24 @@ fn a_redis_made_persistent_runs_as_redis_persistent() {
         "{services}"
     );
 }
+
+/// Spec 9: "`services PROJECT ENV`: each service, its type, state, disk used and size."
+/// A network-storage service (a 512 MB volume the push makes, `volume service-files`) is
+/// not listed: `services` shows only the records of started containers
+/// (slipway-ssh admin/services.rs), and answers `main has no services`.
+#[test]
+fn services_lists_a_network_storage_service() {
+    let server = Server::start();
+    let config = "applications:\n  app:\n    type: python:3.11\n    web:\n      commands:\n        start: python3 -m http.server $PORT --bind 127.0.0.1\n    mounts:\n      shared:\n        source: service\n        service: files\n        source_path: x\nservices:\n  files:\n    type: network-storage:2.0\n";
+    let app = server.project("demo", &[(".upsun/config.yaml", config)]);
+    let out = server.push_ok(&app, "demo");
+    assert!(
+        out.contains("service files added (network-storage:2.0)"),
+        "{out}"
+    );
+    let services = server.admin_ok("services demo main");
+    assert!(
+        services.contains("files\tnetwork-storage:2.0"),
+        "{services}"
+    );
+}
