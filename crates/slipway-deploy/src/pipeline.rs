@@ -512,7 +512,7 @@ pub async fn commit(
         topology,
         live,
         t0,
-        added_services: _,
+        added_services,
     } = staged;
     // Live: the old disks of volumes shrunk for it go.
     let (p, project, env, id) = (
@@ -552,9 +552,15 @@ pub async fn commit(
         }
         Ok(None) => out.phase("retire", "nothing to retire"),
     }
-    if target.has_option("allow-data-loss") {
-        services::remove_dropped(platform, live.as_ref(), &topology, out).await;
-    }
+    services::forget_replaced(platform, &added_services, out).await;
+    services::remove_dropped(
+        platform,
+        live.as_ref(),
+        &topology,
+        target.has_option("allow-data-loss"),
+        out,
+    )
+    .await;
     info!(release = release.number, "live");
     out.line(&format!(
         "-----> live: {} (release {}, {})",

@@ -223,6 +223,11 @@ fn migrate(v: &Volume, legacy: &Path) -> Result<u64, VolumeError> {
 /// The disk a service's data uses and its size (bytes, MB), from its volume while mounted.
 pub fn disk(platform: &Platform, record: &ServiceRecord) -> Option<(u64, u64)> {
     let v = volume(platform, &record.project, &record.environment, &record.name).ok()?;
+    volume_disk(&v)
+}
+
+/// The bytes volume `v` uses and its size (MB); None while it is not mounted.
+pub fn volume_disk(v: &Volume) -> Option<(u64, u64)> {
     if !v.exists() || !v.is_mounted().ok()? {
         return None;
     }

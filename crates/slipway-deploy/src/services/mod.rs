@@ -490,6 +490,18 @@ pub async fn converge(
             let existing = state
                 .service(project, env, &svc.name)
                 .map_err(|e| fail(e.to_string()))?;
+            // A service whose type this push changes: the old one stops (brought back if
+            // the push fails, see [`remove_added`]) and the new one starts as an added one.
+            let replaced = match &existing {
+                Some(r) if r.service_type != svc.r#type => {
+                    set_aside(platform, r, &svc.r#type, &svc.version, out)
+                        .await
+                        .map_err(|m| fail(format!("service {}: {m}", svc.name)))?;
+                    Some(r.clone())
+                }
+                _ => None,
+            };
+            let existing = if replaced.is_some() { None } else { existing };
             let (record, new) = match existing {
                 Some(r) => (r, false),
                 None => {
@@ -505,7 +517,15 @@ pub async fn converge(
                         fail("no loopback address left for another service".into())
                     })?;
                     let username = recipe::username(&svc.r#type);
-                    let password = if username.is_empty() {
+                    // Of the same family (mysql -> mariadb): the same server on the same
+                    // data, whose users have the passwords they had.
+                    let kept = replaced.as_ref().filter(|o| {
+                        slipway_config::catalog::same_family(&o.service_type, &svc.r#type)
+                            && o.username == username
+                    });
+                    let password = if let Some(o) = kept {
+                        o.password.clone()
+                    } else if username.is_empty() {
                         String::new()
                     } else {
                         generate_password()
@@ -532,6 +552,7 @@ pub async fn converge(
                     added.push(Added {
                         record: record.clone(),
                         data_found: found,
+                        replaced,
                     });
                     (record, true)
                 }
@@ -733,12 +754,134 @@ pub struct Added {
     pub record: ServiceRecord,
     /// Whether data was found where its volume goes (never removed with it).
     pub data_found: bool,
+    /// The service of that name it replaced (its type changed): stopped, with its data set
+    /// aside ([`set_aside`]); brought back by [`remove_added`] when the deploy fails, its
+    /// data deleted by [`forget_replaced`] once the deploy is live.
+    pub replaced: Option<ServiceRecord>,
+}
+
+/// The name of the volume a replaced service's data waits in while the push that replaced
+/// it is not live yet.
+fn aside_volume(name: &str) -> String {
+    format!("service-{name}.replaced")
+}
+
+/// A service whose type a push changes to `new_type`: it stops, and its record goes (a
+/// service of the new type takes its name). Its data stays where it is for a type of the
+/// same family (`mysql` -> `mariadb`, `redis` -> `redis-persistent`: the same server's
+/// data), else its volume is set aside under [`aside_volume`] so the new service starts on
+/// an empty one.
+async fn set_aside(
+    platform: &Arc<Platform>,
+    record: &ServiceRecord,
+    new_type: &str,
+    new_version: &str,
+    out: &Output,
+) -> Result<(), String> {
+    let (project, env, name) = (&record.project, &record.environment, &record.name);
+    if data::legacy_dir(platform, project, env, name).exists() {
+        return Err(format!(
+            "its data is still in a folder of an older Slipway: push once without changing its type (it moves onto a volume), then change it"
+        ));
+    }
+    out.line(&format!(
+        "       service {name}: stopping {}:{} for {new_type}:{new_version} (it starts again if this push fails)",
+        record.service_type, record.version
+    ));
+    stop(platform, record).await;
+    if !slipway_config::catalog::same_family(&record.service_type, new_type) {
+        let v = data::volume(platform, project, env, name).map_err(|e| e.to_string())?;
+        if v.exists() {
+            if let Err(e) = v.rename(&aside_volume(name)) {
+                bring_back(platform, record).await;
+                return Err(e.to_string());
+            }
+        }
+    }
+    platform
+        .state()
+        .remove_service(project, env, name)
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// A service [`set_aside`] by a push that failed: its data back where it was, its record
+/// back, started and waited for as at `serve` start.
+async fn bring_back(platform: &Arc<Platform>, record: &ServiceRecord) {
+    let (project, env, name) = (&record.project, &record.environment, &record.name);
+    let result = async {
+        let volumes = platform.data().volumes();
+        let aside = volumes
+            .volume(project, env, &aside_volume(name))
+            .map_err(|e| e.to_string())?;
+        if aside.exists() {
+            aside
+                .rename(&format!("service-{name}"))
+                .map_err(|e| e.to_string())?;
+        }
+        match platform.state().service(project, env, name) {
+            Ok(Some(_)) => {}
+            _ => platform
+                .state()
+                .add_service(record)
+                .map_err(|e| e.to_string())?,
+        }
+        let netns = crate::environment::netns_name(platform.instance(), project, env);
+        let disk = live_disk(platform, record)?;
+        let (p, r) = (platform.clone(), record.clone());
+        tokio::task::spawn_blocking(move || data::prepare(&p, &r, disk, None))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        if record.service_type == "varnish" {
+            varnish::write_for_live(platform, record)?;
+        }
+        platform.env_network(&netns).await?;
+        start(platform, record, &netns).await?;
+        wait_ready(platform, record, ready_timeout(&record.service_type)).await
+    }
+    .await;
+    let st = match result {
+        Ok(()) => ServiceState::Running,
+        Err(e) => {
+            warn!(project = %project, env = %env, service = %name, "the service a failed push replaced did not come back: {e}");
+            ServiceState::Failed
+        }
+    };
+    let _ = platform.state().set_service_state(project, env, name, st);
+}
+
+/// Once a deploy is live: the data of the services it replaced by another type
+/// ([`set_aside`]) is deleted, and their restarts forgotten.
+pub async fn forget_replaced(platform: &Platform, added: &[Added], out: &Output) {
+    for a in added {
+        let Some(old) = &a.replaced else { continue };
+        let (project, env, name) = (&old.project, &old.environment, &old.name);
+        let removed = platform
+            .data()
+            .volumes()
+            .volume(project, env, &aside_volume(name))
+            .and_then(|v| v.remove());
+        if let Err(e) = removed {
+            out.line(&format!(
+                "       warning: service {name}: the data of the {} it replaced was not deleted: {e}",
+                old.service_type
+            ));
+        }
+        // The new type starts counting anew.
+        let _ = platform.state().forget_container_restarts(
+            project,
+            env,
+            slipway_state::ContainerKind::Service,
+            name,
+        );
+    }
 }
 
 /// Remove services a deploy added, once the deploy failed: their containers, their records
 /// and the volumes made for them (they never held data from before the push; data found
 /// there stays). Every other service is left as it is.
-pub async fn remove_added(platform: &Platform, added: &[Added]) {
+pub async fn remove_added(platform: &Arc<Platform>, added: &[Added]) {
     for a in added {
         let r = &a.record;
         let id = container_id(&r.project, &r.environment, &r.name);
@@ -750,6 +893,9 @@ pub async fn remove_added(platform: &Platform, added: &[Added]) {
             if let Ok(v) = data::volume(platform, &r.project, &r.environment, &r.name) {
                 let _ = v.remove();
             }
+        }
+        if let Some(old) = &a.replaced {
+            bring_back(platform, old).await;
         }
     }
 }
@@ -921,14 +1067,18 @@ pub async fn restore(platform: &Arc<Platform>, running: &HashSet<String>) -> Has
     keep
 }
 
-/// After a deploy pushed with `-o allow-data-loss` went live: the services of `live`'s
-/// topology (the release it replaced) that the new `topology` no longer has are stopped and
-/// their data deleted ([`data::remove`]). Never before the deploy is live: a failed deploy
-/// leaves them running with their data. Rollbacks and redeploys never get here.
+/// After a deploy went live: the services of `live`'s topology (the release it replaced)
+/// that the new `topology` no longer has are stopped and their data deleted
+/// ([`data::remove`]): those holding no data (redis, memcached, ...) always, the others only
+/// with `allow_data_loss` (`-o allow-data-loss`; the infrastructure diff refuses the push
+/// without it). Databases a kept service no longer configures are dropped only with it.
+/// Never before the deploy is live: a failed deploy leaves them running with their data.
+/// Rollbacks and redeploys never get here.
 pub async fn remove_dropped(
     platform: &Platform,
     live: Option<&slipway_state::Release>,
     topology: &Topology,
+    allow_data_loss: bool,
     out: &Output,
 ) {
     let Some(live) = live else { return };
@@ -937,9 +1087,15 @@ pub async fn remove_dropped(
     };
     for svc in &old.services {
         if let Some(kept) = topology.service(&svc.name) {
-            if svc.r#type == kept.r#type {
+            if allow_data_loss && svc.r#type == kept.r#type {
                 drop_removed_databases(platform, live, svc, kept, out).await;
             }
+            continue;
+        }
+        let holds_data =
+            slipway_config::catalog::service_kind(&svc.r#type).is_none_or(|k| k.holds_data);
+        if holds_data && !allow_data_loss {
+            // Refused by the infrastructure diff: never deleted without the option.
             continue;
         }
         let record = match platform
@@ -958,10 +1114,14 @@ pub async fn remove_dropped(
                     slipway_state::ContainerKind::Service,
                     &record.name,
                 );
-                out.line(&format!(
-                    "       service {} removed with its data (-o allow-data-loss)",
-                    svc.name
-                ))
+                out.line(&if holds_data {
+                    format!(
+                        "       service {} removed with its data (-o allow-data-loss)",
+                        svc.name
+                    )
+                } else {
+                    format!("       service {} stopped and removed", svc.name)
+                })
             }
             Err(e) => out.line(&format!(
                 "       warning: service {} not removed: {e}",
