@@ -218,6 +218,7 @@ fn a_type_change_that_would_lose_data_is_refused_without_allow_data_loss() {
         "{out}"
     );
     let mut db_as_redis = first.clone();
+    db_as_redis[0].1 = db_as_redis[0].1.replace("db:postgresql", "db:redis");
     db_as_redis[1].1 = db_as_redis[1].1.replace("postgresql:15", "redis:7.0");
     let (ok, out) = push_files(&server, &app, &db_as_redis, "db as redis", &[]);
     assert!(!ok, "{out}");

@@ -306,6 +306,7 @@ pub async fn stage(
         parent.as_deref(),
         &netns,
         &topology,
+        target.has_option("allow-data-loss"),
         out,
     )
     .await?;

@@ -458,6 +458,9 @@ async fn running(platform: &Platform, record: &ServiceRecord) -> bool {
 /// A service that fails its first start is removed again with every other service this
 /// call added (and the volumes this call made for them; data found there stays),
 /// so the push is rejected with nothing changed.
+/// A service whose type changed is replaced ([`set_aside`]: the old one stops, brought
+/// back when the deploy fails); one holding data whose data the new type would not keep
+/// only with `allow_data_loss` (a push's `-o allow-data-loss`; never in a rollback).
 /// Returns the environment's services and those this call added, which the deploy removes
 /// ([`remove_added`]) when a later phase fails. Services no longer in the topology keep running
 /// with their data (removed only by [`data::remove`] after a deploy pushed with
@@ -468,6 +471,7 @@ pub async fn converge(
     parent: Option<&str>,
     netns: &str,
     topology: &Topology,
+    allow_data_loss: bool,
     out: &Output,
 ) -> Result<(Vec<ServiceRecord>, Vec<Added>), PhaseError> {
     let fail = |m: String| PhaseError::new("provision", m);
@@ -494,6 +498,18 @@ pub async fn converge(
             // the push fails, see [`remove_added`]) and the new one starts as an added one.
             let replaced = match &existing {
                 Some(r) if r.service_type != svc.r#type => {
+                    let holds = |t: &str| {
+                        slipway_config::catalog::service_kind(t).is_none_or(|k| k.holds_data)
+                    };
+                    let keeps = slipway_config::catalog::same_family(&r.service_type, &svc.r#type)
+                        && holds(&svc.r#type);
+                    if holds(&r.service_type) && !keeps && !allow_data_loss {
+                        // A push's diff refuses it; a rollback or redeploy never deletes data.
+                        return Err(fail(format!(
+                            "service {}: changing it from {} to {} would delete its data; push the change with -o allow-data-loss",
+                            svc.name, r.service_type, svc.r#type
+                        )));
+                    }
                     set_aside(platform, r, &svc.r#type, &svc.version, out)
                         .await
                         .map_err(|m| fail(format!("service {}: {m}", svc.name)))?;
@@ -767,10 +783,10 @@ fn aside_volume(name: &str) -> String {
 }
 
 /// A service whose type a push changes to `new_type`: it stops, and its record goes (a
-/// service of the new type takes its name). Its data stays where it is for a type of the
-/// same family (`mysql` -> `mariadb`, `redis` -> `redis-persistent`: the same server's
-/// data), else its volume is set aside under [`aside_volume`] so the new service starts on
-/// an empty one.
+/// service of the new type takes its name). The data of a service holding data stays where
+/// it is for a type of the same family (`mysql` -> `mariadb`: the same server's data);
+/// else its volume is set aside under [`aside_volume`] so the new service starts on an
+/// empty one (`redis` -> `redis-persistent` too: a plain redis keeps nothing).
 async fn set_aside(
     platform: &Arc<Platform>,
     record: &ServiceRecord,
@@ -789,7 +805,9 @@ async fn set_aside(
         record.service_type, record.version
     ));
     stop(platform, record).await;
-    if !slipway_config::catalog::same_family(&record.service_type, new_type) {
+    let holds_data =
+        slipway_config::catalog::service_kind(&record.service_type).is_none_or(|k| k.holds_data);
+    if !(holds_data && slipway_config::catalog::same_family(&record.service_type, new_type)) {
         let v = data::volume(platform, project, env, name).map_err(|e| e.to_string())?;
         if v.exists() {
             if let Err(e) = v.rename(&aside_volume(name)) {
