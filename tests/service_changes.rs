@@ -168,6 +168,42 @@ fn a_failed_push_after_a_type_change_leaves_the_old_service_serving() {
     assert!(answer.contains("PONG"), "redis does not answer: {answer}");
 }
 
+/// A rollback to the release before a type change runs that release's type again: redis
+/// back at `cache.internal:6379` (memcached, holding no data, goes). A rollback never
+/// deletes data: from redis-persistent back to a release with a plain redis it is refused
+/// and the persistent one keeps running.
+#[test]
+fn a_rollback_over_a_type_change_runs_the_old_type_unless_that_would_lose_data() {
+    let server = Server::start();
+    let app = project(&server, &files(Some(("redis:7.0", "redis"))));
+    server.push_ok(&app, "demo");
+    let (ok, out) = push_files(
+        &server,
+        &app,
+        &files(Some(("memcached:1.6", "memcached"))),
+        "memcached",
+        &[],
+    );
+    assert!(ok, "{out}");
+    server.admin_ok("rollback demo main");
+    let services = server.admin_ok("services demo main");
+    assert!(services.contains("cache\tredis:7.0\trunning"), "{services}");
+    let answer = ask(&server, "cache.internal", 6379, "PING");
+    assert!(answer.contains("PONG"), "{answer}");
+    let mut next = files(Some(("redis-persistent:7.0", "redis")));
+    next[1].1.push_str("  disk: 256\n");
+    let (ok, out) = push_files(&server, &app, &next, "persistent", &[]);
+    assert!(ok, "{out}");
+    let o = server.admin("rollback demo main");
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("would delete its data"), "{}", text(&o));
+    let services = server.admin_ok("services demo main");
+    assert!(
+        services.contains("cache\tredis-persistent:7.0\trunning"),
+        "{services}"
+    );
+}
+
 /// Spec 9: "service data ... survive[s] deploys, ..., restarts". Changing `cache` from
 /// redis:7.0 to redis-persistent:7.0 (the diff says `type changed`) runs it as
 /// redis-persistent, which keeps what it is given across a restart of the service.

@@ -463,8 +463,7 @@ async fn running(platform: &Platform, record: &ServiceRecord) -> bool {
 /// only with `allow_data_loss` (a push's `-o allow-data-loss`; never in a rollback).
 /// Returns the environment's services and those this call added, which the deploy removes
 /// ([`remove_added`]) when a later phase fails. Services no longer in the topology keep running
-/// with their data (removed only by [`data::remove`] after a deploy pushed with
-/// `-o allow-data-loss` is live).
+/// with their data (removed by [`remove_dropped`] once the deploy is live).
 pub async fn converge(
     platform: &Arc<Platform>,
     (project, env): (&str, &str),
@@ -1091,7 +1090,7 @@ pub async fn restore(platform: &Arc<Platform>, running: &HashSet<String>) -> Has
 /// with `allow_data_loss` (`-o allow-data-loss`; the infrastructure diff refuses the push
 /// without it). Databases a kept service no longer configures are dropped only with it.
 /// Never before the deploy is live: a failed deploy leaves them running with their data.
-/// Rollbacks and redeploys never get here.
+/// A rollback (never pushed with the option) stops only those holding no data.
 pub async fn remove_dropped(
     platform: &Platform,
     live: Option<&slipway_state::Release>,
