@@ -795,9 +795,7 @@ async fn set_aside(
 ) -> Result<(), String> {
     let (project, env, name) = (&record.project, &record.environment, &record.name);
     if data::legacy_dir(platform, project, env, name).exists() {
-        return Err(format!(
-            "its data is still in a folder of an older Slipway: push once without changing its type (it moves onto a volume), then change it"
-        ));
+        return Err("its data is still in a folder of an older Slipway: push once without changing its type (it moves onto a volume), then change it".to_string());
     }
     out.line(&format!(
         "       service {name}: stopping {}:{} for {new_type}:{new_version} (it starts again if this push fails)",
