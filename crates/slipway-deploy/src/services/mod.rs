@@ -509,9 +509,7 @@ pub async fn converge(
                             svc.name, r.service_type, svc.r#type
                         )));
                     }
-                    set_aside(platform, r, &svc.r#type, &svc.version, out)
-                        .await
-                        .map_err(|m| fail(format!("service {}: {m}", svc.name)))?;
+                    // Set aside below, once the new one's record is made.
                     Some(r.clone())
                 }
                 _ => None,
@@ -528,9 +526,13 @@ pub async fn converge(
                     let taken = state
                         .services(project, env)
                         .map_err(|e| fail(e.to_string()))?;
-                    let address = free_address(&taken).ok_or_else(|| {
-                        fail("no loopback address left for another service".into())
-                    })?;
+                    // A replacing service takes the address of the one it replaces.
+                    let address = match &replaced {
+                        Some(o) => o.address,
+                        None => free_address(&taken).ok_or_else(|| {
+                            fail("no loopback address left for another service".into())
+                        })?,
+                    };
                     let username = recipe::username(&svc.r#type);
                     // Of the same family (mysql -> mariadb): the same server on the same
                     // data, whose users have the passwords they had.
@@ -558,12 +560,20 @@ pub async fn converge(
                         state: ServiceState::Starting,
                         stack: Some(stack::made_on(resolved.stack)),
                     };
+                    if let Some(o) = &replaced {
+                        set_aside(platform, o, &svc.r#type, &svc.version, out)
+                            .await
+                            .map_err(|m| fail(format!("service {}: {m}", svc.name)))?;
+                    }
                     let found = data::legacy_dir(platform, project, env, &svc.name).exists()
                         || data::volume(platform, project, env, &svc.name)
                             .is_ok_and(|v| v.exists());
-                    state
-                        .add_service(&record)
-                        .map_err(|e| fail(e.to_string()))?;
+                    if let Err(e) = state.add_service(&record) {
+                        if let Some(o) = &replaced {
+                            bring_back(platform, o).await;
+                        }
+                        return Err(fail(e.to_string()));
+                    }
                     added.push(Added {
                         record: record.clone(),
                         data_found: found,
@@ -804,19 +814,23 @@ async fn set_aside(
     stop(platform, record).await;
     let holds_data =
         slipway_config::catalog::service_kind(&record.service_type).is_none_or(|k| k.holds_data);
-    if !(holds_data && slipway_config::catalog::same_family(&record.service_type, new_type)) {
-        let v = data::volume(platform, project, env, name).map_err(|e| e.to_string())?;
-        if v.exists() {
-            if let Err(e) = v.rename(&aside_volume(name)) {
-                bring_back(platform, record).await;
-                return Err(e.to_string());
+    let moved = async {
+        if !(holds_data && slipway_config::catalog::same_family(&record.service_type, new_type)) {
+            let v = data::volume(platform, project, env, name).map_err(|e| e.to_string())?;
+            if v.exists() {
+                v.rename(&aside_volume(name)).map_err(|e| e.to_string())?;
             }
         }
+        platform
+            .state()
+            .remove_service(project, env, name)
+            .map_err(|e| e.to_string())
     }
-    platform
-        .state()
-        .remove_service(project, env, name)
-        .map_err(|e| e.to_string())?;
+    .await;
+    if let Err(e) = moved {
+        bring_back(platform, record).await;
+        return Err(e);
+    }
     Ok(())
 }
 
