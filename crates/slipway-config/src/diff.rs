@@ -299,6 +299,18 @@ fn services(old: &Topology, new: &Topology, options: &DiffOptions, d: &mut Topol
             }
         } else {
             version_change(o, s, options, d);
+            if holds_data(o) && !holds_data(s) {
+                d.refusals.push(Refusal {
+                    reason: format!(
+                        "changing service `{}` from {} to {} would delete its data ({} keeps none)",
+                        s.name, o.r#type, s.r#type, s.r#type
+                    ),
+                    how_to_proceed: format!(
+                        "keep `{}` as {}:{} and add the new service under another name",
+                        s.name, o.r#type, o.version
+                    ),
+                });
+            }
         }
         if o.disk != s.disk {
             d.lines.push(format!(
@@ -782,6 +794,30 @@ mod tests {
         let d = diff(&old, &new, &NO);
         assert_eq!(d.lines, vec!["service db type changed (mysql -> mariadb)"]);
         assert!(d.refusals.is_empty());
+    }
+
+    #[test]
+    fn a_persistent_redis_made_plain_is_refused_and_the_other_way_is_not() {
+        let persistent = topo(
+            vec![],
+            vec![svc("cache", "redis-persistent", "7.0", Some(256))],
+            vec![],
+        );
+        let plain = topo(
+            vec![],
+            vec![svc("cache", "redis", "7.0", Some(256))],
+            vec![],
+        );
+        let d = diff(&persistent, &plain, &NO);
+        assert_eq!(
+            d.lines,
+            vec!["service cache type changed (redis-persistent -> redis)"]
+        );
+        assert_eq!(
+            d.refusals.iter().map(|r| r.reason.as_str()).collect::<Vec<_>>(),
+            vec!["changing service `cache` from redis-persistent to redis would delete its data (redis keeps none)"]
+        );
+        assert!(diff(&plain, &persistent, &NO).refusals.is_empty());
     }
 
     #[test]

@@ -306,6 +306,7 @@ pub async fn stage(
         parent.as_deref(),
         &netns,
         &topology,
+        target.has_option("allow-data-loss"),
         out,
     )
     .await?;
@@ -512,7 +513,7 @@ pub async fn commit(
         topology,
         live,
         t0,
-        added_services: _,
+        added_services,
     } = staged;
     // Live: the old disks of volumes shrunk for it go.
     let (p, project, env, id) = (
@@ -550,9 +551,15 @@ pub async fn commit(
         }
         Ok(None) => out.phase("retire", "nothing to retire"),
     }
-    if target.has_option("allow-data-loss") {
-        services::remove_dropped(platform, live.as_ref(), &topology, out).await;
-    }
+    services::forget_replaced(platform, &added_services, out).await;
+    services::remove_dropped(
+        platform,
+        live.as_ref(),
+        &topology,
+        target.has_option("allow-data-loss"),
+        out,
+    )
+    .await;
     info!(release = release.number, "live");
     out.line(&format!(
         "-----> live: {} (release {}, {})",

@@ -383,6 +383,43 @@ impl Volume {
         Ok(())
     }
 
+    /// Unmount it and give it the name `to` of the same environment (its image and a
+    /// pending growth move; its data stays as it is), returning the volume by its new name.
+    /// Refused when a volume `to` exists.
+    pub fn rename(&self, to: &str) -> Result<Volume, VolumeError> {
+        check_name(to)?;
+        let dir = self.dir.parent().unwrap_or(&self.dir).join(to);
+        let moved = Volume {
+            name: to.to_string(),
+            image: dir.with_file_name(format!("{to}.img")),
+            dir,
+        };
+        if moved.exists() {
+            return Err(VolumeError::Io {
+                what: format!("renaming {} to {}", self.name, moved.image.display()),
+                source: std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+            });
+        }
+        let _not_while_copied = FREEZING.lock().unwrap_or_else(|e| e.into_inner());
+        self.unmount()?;
+        std::fs::rename(&self.image, &moved.image)
+            .map_err(io(format!("renaming {}", self.image.display())))?;
+        match std::fs::rename(self.pending_growth(), moved.pending_growth()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(io(format!("renaming {}", self.pending_growth().display()))(
+                    e,
+                ))
+            }
+        }
+        match std::fs::remove_dir(&self.dir) {
+            Ok(()) => Ok(moved),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(moved),
+            Err(e) => Err(io(format!("removing {}", self.dir.display()))(e)),
+        }
+    }
+
     /// Unmount it (nothing to do when it is not mounted).
     pub fn unmount(&self) -> Result<(), VolumeError> {
         if !self.is_mounted()? {

@@ -7,8 +7,8 @@
 //!   cannot hold it), copied from the parent environment's at a branch's first deploy,
 //!   mounted and grown to the service's `disk`; data an older Slipway kept in a plain
 //!   folder (`DATA/volumes/PROJECT/ENV/services/NAME`) is moved onto it first.
-//! - [`remove`]: a service removed from the config with `-o allow-data-loss`, once the
-//!   deploy that removed it is live.
+//! - [`remove`]: a service removed from the config (one holding data: with
+//!   `-o allow-data-loss`), once the deploy that removed it is live.
 //! - [`stop_environment`]: a deleted branch; its services stop and its volumes are
 //!   unmounted, their data kept (as the environment's record and releases are).
 
@@ -223,13 +223,19 @@ fn migrate(v: &Volume, legacy: &Path) -> Result<u64, VolumeError> {
 /// The disk a service's data uses and its size (bytes, MB), from its volume while mounted.
 pub fn disk(platform: &Platform, record: &ServiceRecord) -> Option<(u64, u64)> {
     let v = volume(platform, &record.project, &record.environment, &record.name).ok()?;
+    volume_disk(&v)
+}
+
+/// The bytes volume `v` uses and its size (MB); None while it is not mounted.
+pub fn volume_disk(v: &Volume) -> Option<(u64, u64)> {
     if !v.exists() || !v.is_mounted().ok()? {
         return None;
     }
     Some((v.used_bytes().ok()?, v.size_mb().ok()?))
 }
 
-/// A service removed from the config with `-o allow-data-loss`, once that deploy is live:
+/// A service removed from the config (one holding data: with `-o allow-data-loss`), once
+/// that deploy is live:
 /// its container stops, its record goes, and its volume (its data) is deleted.
 pub async fn remove(platform: &Platform, record: &ServiceRecord) -> Result<(), String> {
     let (project, env, name) = (&record.project, &record.environment, &record.name);

@@ -458,16 +458,19 @@ async fn running(platform: &Platform, record: &ServiceRecord) -> bool {
 /// A service that fails its first start is removed again with every other service this
 /// call added (and the volumes this call made for them; data found there stays),
 /// so the push is rejected with nothing changed.
+/// A service whose type changed is replaced ([`set_aside`]: the old one stops, brought
+/// back when the deploy fails); one holding data whose data the new type would not keep
+/// only with `allow_data_loss` (a push's `-o allow-data-loss`; never in a rollback).
 /// Returns the environment's services and those this call added, which the deploy removes
 /// ([`remove_added`]) when a later phase fails. Services no longer in the topology keep running
-/// with their data (removed only by [`data::remove`] after a deploy pushed with
-/// `-o allow-data-loss` is live).
+/// with their data (removed by [`remove_dropped`] once the deploy is live).
 pub async fn converge(
     platform: &Arc<Platform>,
     (project, env): (&str, &str),
     parent: Option<&str>,
     netns: &str,
     topology: &Topology,
+    allow_data_loss: bool,
     out: &Output,
 ) -> Result<(Vec<ServiceRecord>, Vec<Added>), PhaseError> {
     let fail = |m: String| PhaseError::new("provision", m);
@@ -490,6 +493,28 @@ pub async fn converge(
             let existing = state
                 .service(project, env, &svc.name)
                 .map_err(|e| fail(e.to_string()))?;
+            // A service whose type this push changes: the old one stops (brought back if
+            // the push fails, see [`remove_added`]) and the new one starts as an added one.
+            let replaced = match &existing {
+                Some(r) if r.service_type != svc.r#type => {
+                    let holds = |t: &str| {
+                        slipway_config::catalog::service_kind(t).is_none_or(|k| k.holds_data)
+                    };
+                    let keeps = slipway_config::catalog::same_family(&r.service_type, &svc.r#type)
+                        && holds(&svc.r#type);
+                    if holds(&r.service_type) && !keeps && !allow_data_loss {
+                        // A push's diff refuses it; a rollback or redeploy never deletes data.
+                        return Err(fail(format!(
+                            "service {}: changing it from {} to {} would delete its data; push the change with -o allow-data-loss",
+                            svc.name, r.service_type, svc.r#type
+                        )));
+                    }
+                    // Set aside below, once the new one's record is made.
+                    Some(r.clone())
+                }
+                _ => None,
+            };
+            let existing = if replaced.is_some() { None } else { existing };
             let (record, new) = match existing {
                 Some(r) => (r, false),
                 None => {
@@ -501,11 +526,23 @@ pub async fn converge(
                     let taken = state
                         .services(project, env)
                         .map_err(|e| fail(e.to_string()))?;
-                    let address = free_address(&taken).ok_or_else(|| {
-                        fail("no loopback address left for another service".into())
-                    })?;
+                    // A replacing service takes the address of the one it replaces.
+                    let address = match &replaced {
+                        Some(o) => o.address,
+                        None => free_address(&taken).ok_or_else(|| {
+                            fail("no loopback address left for another service".into())
+                        })?,
+                    };
                     let username = recipe::username(&svc.r#type);
-                    let password = if username.is_empty() {
+                    // Of the same family (mysql -> mariadb): the same server on the same
+                    // data, whose users have the passwords they had.
+                    let kept = replaced.as_ref().filter(|o| {
+                        slipway_config::catalog::same_family(&o.service_type, &svc.r#type)
+                            && o.username == username
+                    });
+                    let password = if let Some(o) = kept {
+                        o.password.clone()
+                    } else if username.is_empty() {
                         String::new()
                     } else {
                         generate_password()
@@ -523,15 +560,24 @@ pub async fn converge(
                         state: ServiceState::Starting,
                         stack: Some(stack::made_on(resolved.stack)),
                     };
+                    if let Some(o) = &replaced {
+                        set_aside(platform, o, &svc.r#type, &svc.version, out)
+                            .await
+                            .map_err(|m| fail(format!("service {}: {m}", svc.name)))?;
+                    }
                     let found = data::legacy_dir(platform, project, env, &svc.name).exists()
                         || data::volume(platform, project, env, &svc.name)
                             .is_ok_and(|v| v.exists());
-                    state
-                        .add_service(&record)
-                        .map_err(|e| fail(e.to_string()))?;
+                    if let Err(e) = state.add_service(&record) {
+                        if let Some(o) = &replaced {
+                            bring_back(platform, o).await;
+                        }
+                        return Err(fail(e.to_string()));
+                    }
                     added.push(Added {
                         record: record.clone(),
                         data_found: found,
+                        replaced,
                     });
                     (record, true)
                 }
@@ -733,12 +779,138 @@ pub struct Added {
     pub record: ServiceRecord,
     /// Whether data was found where its volume goes (never removed with it).
     pub data_found: bool,
+    /// The service of that name it replaced (its type changed): stopped, with its data set
+    /// aside ([`set_aside`]); brought back by [`remove_added`] when the deploy fails, its
+    /// data deleted by [`forget_replaced`] once the deploy is live.
+    pub replaced: Option<ServiceRecord>,
+}
+
+/// The name of the volume a replaced service's data waits in while the push that replaced
+/// it is not live yet.
+fn aside_volume(name: &str) -> String {
+    format!("service-{name}.replaced")
+}
+
+/// A service whose type a push changes to `new_type`: it stops, and its record goes (a
+/// service of the new type takes its name). The data of a service holding data stays where
+/// it is for a type of the same family (`mysql` -> `mariadb`: the same server's data);
+/// else its volume is set aside under [`aside_volume`] so the new service starts on an
+/// empty one (`redis` -> `redis-persistent` too: a plain redis keeps nothing).
+async fn set_aside(
+    platform: &Arc<Platform>,
+    record: &ServiceRecord,
+    new_type: &str,
+    new_version: &str,
+    out: &Output,
+) -> Result<(), String> {
+    let (project, env, name) = (&record.project, &record.environment, &record.name);
+    if data::legacy_dir(platform, project, env, name).exists() {
+        return Err("its data is still in a folder of an older Slipway: push once without changing its type (it moves onto a volume), then change it".to_string());
+    }
+    out.line(&format!(
+        "       service {name}: stopping {}:{} for {new_type}:{new_version} (it starts again if this push fails)",
+        record.service_type, record.version
+    ));
+    stop(platform, record).await;
+    let holds_data =
+        slipway_config::catalog::service_kind(&record.service_type).is_none_or(|k| k.holds_data);
+    let moved = async {
+        if !(holds_data && slipway_config::catalog::same_family(&record.service_type, new_type)) {
+            let v = data::volume(platform, project, env, name).map_err(|e| e.to_string())?;
+            if v.exists() {
+                v.rename(&aside_volume(name)).map_err(|e| e.to_string())?;
+            }
+        }
+        platform
+            .state()
+            .remove_service(project, env, name)
+            .map_err(|e| e.to_string())
+    }
+    .await;
+    if let Err(e) = moved {
+        bring_back(platform, record).await;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// A service [`set_aside`] by a push that failed: its data back where it was, its record
+/// back, started and waited for as at `serve` start.
+async fn bring_back(platform: &Arc<Platform>, record: &ServiceRecord) {
+    let (project, env, name) = (&record.project, &record.environment, &record.name);
+    let result = async {
+        let volumes = platform.data().volumes();
+        let aside = volumes
+            .volume(project, env, &aside_volume(name))
+            .map_err(|e| e.to_string())?;
+        if aside.exists() {
+            aside
+                .rename(&format!("service-{name}"))
+                .map_err(|e| e.to_string())?;
+        }
+        match platform.state().service(project, env, name) {
+            Ok(Some(_)) => {}
+            _ => platform
+                .state()
+                .add_service(record)
+                .map_err(|e| e.to_string())?,
+        }
+        let netns = crate::environment::netns_name(platform.instance(), project, env);
+        let disk = live_disk(platform, record)?;
+        let (p, r) = (platform.clone(), record.clone());
+        tokio::task::spawn_blocking(move || data::prepare(&p, &r, disk, None))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        if record.service_type == "varnish" {
+            varnish::write_for_live(platform, record)?;
+        }
+        platform.env_network(&netns).await?;
+        start(platform, record, &netns).await?;
+        wait_ready(platform, record, ready_timeout(&record.service_type)).await
+    }
+    .await;
+    let st = match result {
+        Ok(()) => ServiceState::Running,
+        Err(e) => {
+            warn!(project = %project, env = %env, service = %name, "the service a failed push replaced did not come back: {e}");
+            ServiceState::Failed
+        }
+    };
+    let _ = platform.state().set_service_state(project, env, name, st);
+}
+
+/// Once a deploy is live: the data of the services it replaced by another type
+/// ([`set_aside`]) is deleted, and their restarts forgotten.
+pub async fn forget_replaced(platform: &Platform, added: &[Added], out: &Output) {
+    for a in added {
+        let Some(old) = &a.replaced else { continue };
+        let (project, env, name) = (&old.project, &old.environment, &old.name);
+        let removed = platform
+            .data()
+            .volumes()
+            .volume(project, env, &aside_volume(name))
+            .and_then(|v| v.remove());
+        if let Err(e) = removed {
+            out.line(&format!(
+                "       warning: service {name}: the data of the {} it replaced was not deleted: {e}",
+                old.service_type
+            ));
+        }
+        // The new type starts counting anew.
+        let _ = platform.state().forget_container_restarts(
+            project,
+            env,
+            slipway_state::ContainerKind::Service,
+            name,
+        );
+    }
 }
 
 /// Remove services a deploy added, once the deploy failed: their containers, their records
 /// and the volumes made for them (they never held data from before the push; data found
 /// there stays). Every other service is left as it is.
-pub async fn remove_added(platform: &Platform, added: &[Added]) {
+pub async fn remove_added(platform: &Arc<Platform>, added: &[Added]) {
     for a in added {
         let r = &a.record;
         let id = container_id(&r.project, &r.environment, &r.name);
@@ -750,6 +922,9 @@ pub async fn remove_added(platform: &Platform, added: &[Added]) {
             if let Ok(v) = data::volume(platform, &r.project, &r.environment, &r.name) {
                 let _ = v.remove();
             }
+        }
+        if let Some(old) = &a.replaced {
+            bring_back(platform, old).await;
         }
     }
 }
@@ -921,14 +1096,18 @@ pub async fn restore(platform: &Arc<Platform>, running: &HashSet<String>) -> Has
     keep
 }
 
-/// After a deploy pushed with `-o allow-data-loss` went live: the services of `live`'s
-/// topology (the release it replaced) that the new `topology` no longer has are stopped and
-/// their data deleted ([`data::remove`]). Never before the deploy is live: a failed deploy
-/// leaves them running with their data. Rollbacks and redeploys never get here.
+/// After a deploy went live: the services of `live`'s topology (the release it replaced)
+/// that the new `topology` no longer has are stopped and their data deleted
+/// ([`data::remove`]): those holding no data (redis, memcached, ...) always, the others only
+/// with `allow_data_loss` (`-o allow-data-loss`; the infrastructure diff refuses the push
+/// without it). Databases a kept service no longer configures are dropped only with it.
+/// Never before the deploy is live: a failed deploy leaves them running with their data.
+/// A rollback (never pushed with the option) stops only those holding no data.
 pub async fn remove_dropped(
     platform: &Platform,
     live: Option<&slipway_state::Release>,
     topology: &Topology,
+    allow_data_loss: bool,
     out: &Output,
 ) {
     let Some(live) = live else { return };
@@ -937,9 +1116,15 @@ pub async fn remove_dropped(
     };
     for svc in &old.services {
         if let Some(kept) = topology.service(&svc.name) {
-            if svc.r#type == kept.r#type {
+            if allow_data_loss && svc.r#type == kept.r#type {
                 drop_removed_databases(platform, live, svc, kept, out).await;
             }
+            continue;
+        }
+        let holds_data =
+            slipway_config::catalog::service_kind(&svc.r#type).is_none_or(|k| k.holds_data);
+        if holds_data && !allow_data_loss {
+            // Refused by the infrastructure diff: never deleted without the option.
             continue;
         }
         let record = match platform
@@ -958,10 +1143,14 @@ pub async fn remove_dropped(
                     slipway_state::ContainerKind::Service,
                     &record.name,
                 );
-                out.line(&format!(
-                    "       service {} removed with its data (-o allow-data-loss)",
-                    svc.name
-                ))
+                out.line(&if holds_data {
+                    format!(
+                        "       service {} removed with its data (-o allow-data-loss)",
+                        svc.name
+                    )
+                } else {
+                    format!("       service {} stopped and removed", svc.name)
+                })
             }
             Err(e) => out.line(&format!(
                 "       warning: service {} not removed: {e}",

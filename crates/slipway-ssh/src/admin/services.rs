@@ -17,8 +17,8 @@ pub(crate) fn run(
 ) -> Result<String, Refusal> {
     // As the console's services page: an environment that does not exist is said so,
     // not shown as one without services.
-    match platform.state().environment(project, env) {
-        Ok(Some(_)) => {}
+    let environment = match platform.state().environment(project, env) {
+        Ok(Some(e)) => e,
         Ok(None) => {
             return Err((
                 1,
@@ -26,12 +26,12 @@ pub(crate) fn run(
             ))
         }
         Err(e) => return Err(crate::ops::failure(e)),
-    }
+    };
     let records = platform
         .state()
         .services(project, env)
         .map_err(crate::ops::failure)?;
-    let rows: Vec<serde_json::Value> = records
+    let rows = records
         .iter()
         .map(|s| {
             let disk = slipway_deploy::services::data::disk(platform, s);
@@ -57,7 +57,8 @@ pub(crate) fn run(
                 "disk_size_mb": disk.map(|(_, size)| size),
             })
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let rows = [rows, network_storage(platform, &environment)?].concat();
     if json {
         return Ok(crate::admin::pretty(&rows));
     }
@@ -85,6 +86,48 @@ pub(crate) fn run(
                 r["type"].as_str().unwrap_or_default(),
                 r["state"].as_str().unwrap_or_default(),
             )
+        })
+        .collect())
+}
+
+/// The network-storage services of the environment's live release: no container, only
+/// their volume `service-NAME` (state `ready` while it is mounted, else `not mounted`).
+fn network_storage(
+    platform: &Arc<Platform>,
+    environment: &slipway_state::Environment,
+) -> Result<Vec<serde_json::Value>, Refusal> {
+    let Some(id) = environment.current_release else {
+        return Ok(Vec::new());
+    };
+    let Some(release) = platform.state().release(id).map_err(crate::ops::failure)? else {
+        return Ok(Vec::new());
+    };
+    let topology = slipway_deploy::release_record::topology_of(&release)
+        .map_err(|e| crate::ops::failure(slipway_deploy::failure::OpError::from(e.to_string())))?;
+    Ok(topology
+        .services
+        .iter()
+        .filter(|s| s.r#type == "network-storage")
+        .map(|s| {
+            let disk = slipway_deploy::services::data::volume(
+                platform,
+                &environment.project,
+                &environment.name,
+                &s.name,
+            )
+            .ok()
+            .and_then(|v| slipway_deploy::services::data::volume_disk(&v));
+            serde_json::json!({
+                "name": s.name,
+                "type": format!("{}:{}", s.r#type, s.version),
+                "stack": null,
+                "state": if disk.is_some() { "ready" } else { "not mounted" },
+                "restarts": 0,
+                "last_exit": null,
+                "address": null,
+                "disk_used": disk.map_or(0, |(used, _)| used),
+                "disk_size_mb": disk.map(|(_, size)| size),
+            })
         })
         .collect())
 }
