@@ -572,23 +572,7 @@ fn reap_run_ends_and_waits_for_what_its_program_left_behind() {
 }
 
 /// A stdlib HTTP/1.1 server on the unix socket `$SOCKET`.
-const UNIX_SERVER: &str = r#"import http.server, os, socketserver
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def address_string(self):
-        return "unix"
-    def do_GET(self):
-        body = b"unix-up\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-class S(socketserver.ThreadingUnixStreamServer):
-    daemon_threads = True
-S(os.environ["SOCKET"], H).serve_forever()
-"#;
+const UNIX_SERVER: &str = slipway_e2e::py_socket_app!("", "        body = b\"unix-up\\n\"\n");
 
 #[test]
 fn a_php_app_and_an_app_on_a_unix_socket_come_back_after_kill() {

@@ -555,9 +555,18 @@ impl App {
 /// request; `$prelude` (top-level python lines) runs once first. base64, json, os, shutil,
 /// subprocess and sys are imported. Both are string literals or macros making one
 /// ([`py_relationships!`], [`py_redis!`], [`py_dburl!`], or `concat!` of them).
+/// [`py_socket_app!`] is the same app on a unix socket.
 #[macro_export]
 macro_rules! py_app {
     ($prelude:expr, $answer:expr) => {
+        $crate::py_app!(
+            @serve $prelude,
+            $answer,
+            "http.server.ThreadingHTTPServer((\"127.0.0.1\", int(os.environ[\"PORT\"])), H).serve_forever()\n"
+        )
+    };
+    // The app whose handler class `H` the python lines `$serve` serve.
+    (@serve $prelude:expr, $answer:expr, $serve:expr) => {
         concat!(
             "import base64, http.server, json, os, shutil, subprocess, sys\n",
             $prelude,
@@ -571,7 +580,26 @@ macro_rules! py_app {
             "        self.wfile.write(body)\n",
             "    def log_message(self, *a):\n",
             "        pass\n",
-            "http.server.ThreadingHTTPServer((\"127.0.0.1\", int(os.environ[\"PORT\"])), H).serve_forever()\n",
+            $serve,
+        )
+    };
+}
+
+/// [`py_app!`] on the unix socket `$SOCKET` (an app with `upstream: {socket_family: unix}`)
+/// instead of a port: the same `$prelude` and `$answer`, served by a threaded
+/// `socketserver.ThreadingUnixStreamServer`.
+#[macro_export]
+macro_rules! py_socket_app {
+    ($prelude:expr, $answer:expr) => {
+        $crate::py_app!(
+            @serve $prelude,
+            $answer,
+            concat!(
+                "import socketserver\n",
+                "class S(socketserver.ThreadingUnixStreamServer):\n",
+                "    daemon_threads = True\n",
+                "S(os.environ[\"SOCKET\"], H).serve_forever()\n",
+            )
         )
     };
 }
