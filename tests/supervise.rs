@@ -8,10 +8,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use slipway_e2e::{
-    free_port, header_field, metric_sample, raw_http, run, scrape_metrics, slipway_bin, text, App,
-    Server,
-};
+use slipway_e2e::{free_port, metric_sample, run, scrape_metrics, slipway_bin, text, App, Server};
 
 /// The host pid of a container's first process (tini), from `runc state`.
 fn container_pid(server: &Server, container: &str) -> i32 {
@@ -178,32 +175,11 @@ fn an_app_killed_from_the_host_comes_back_with_a_log_line_and_counted() {
 
 /// The console page at `path` as the server's admin (logged in through a fresh link).
 fn console_page(server: &Server, path: &str) -> String {
-    let o = server.ssh(&server.key, "git", "console");
-    let out = text(&o);
-    assert!(o.status.success(), "{out}");
-    let prefix = format!("http://console.localhost:{}", server.http_port);
-    let url = out
-        .split_whitespace()
-        .find(|w| w.starts_with(&prefix))
-        .unwrap_or_else(|| panic!("no login URL in {out}"));
-    let request = |path: &str, cookie: &str| {
-        raw_http(
-            server.http_port,
-            &format!(
-                "GET {path} HTTP/1.1\r\nHost: console.localhost:{}\r\nConnection: close\r\n{cookie}\r\n",
-                server.http_port
-            ),
-        )
-    };
-    let (status, head, _) = request(&url[prefix.len()..], "");
-    assert_eq!(status, 303, "{head}");
-    let cookie = header_field(&head, "set-cookie")
-        .and_then(|c| c.split(';').next())
-        .expect("a session cookie")
-        .to_string();
-    let (status, head, body) = request(path, &format!("Cookie: {cookie}\r\n"));
+    let set_cookie = server.console_log_in(&server.key);
+    let cookie = set_cookie.split(';').next().expect("a session cookie");
+    let (status, head, body) = server.console("GET", path, Some(cookie), None);
     assert_eq!(status, 200, "{head}");
-    String::from_utf8_lossy(&body).into_owned()
+    body
 }
 
 /// An app that exits with code 3 at every start once `/crash` was asked (a file on its

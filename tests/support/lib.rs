@@ -1288,3 +1288,59 @@ pub fn header_field<'h>(head: &'h str, name: &str) -> Option<&'h str> {
         n.eq_ignore_ascii_case(name).then(|| v.trim())
     })
 }
+
+impl Server {
+    /// A request to the web console (Host `console.localhost:PORT`), as `cookie` when
+    /// given, with `form` as an urlencoded body when given: (status, head, body as text).
+    pub fn console(
+        &self,
+        method: &str,
+        path: &str,
+        cookie: Option<&str>,
+        form: Option<&str>,
+    ) -> (u16, String, String) {
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: console.localhost:{}\r\nConnection: close\r\n",
+            self.http_port
+        );
+        if let Some(c) = cookie {
+            req.push_str(&format!("Cookie: {c}\r\n"));
+        }
+        match form {
+            Some(body) => req.push_str(&format!(
+                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )),
+            None => req.push_str("\r\n"),
+        }
+        let (status, head, body) = raw_http(self.http_port, &req);
+        (status, head, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// `ssh git@HOST console` as `key` (it must succeed): the path of the one-time login
+    /// URL it prints (`/login/TOKEN`).
+    pub fn console_login_path(&self, key: &Path) -> String {
+        let o = self.ssh(key, "git", "console");
+        assert!(o.status.success(), "{}", text(&o));
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        let prefix = format!("http://console.localhost:{}", self.http_port);
+        let url = out
+            .split_whitespace()
+            .find(|w| w.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no login URL in {out}"));
+        url[prefix.len()..].to_string()
+    }
+
+    /// Logs in to the console as `key` through a fresh one-time link, which must answer
+    /// `303` to `/` with a session cookie: the answer's whole `Set-Cookie` field (the cookie
+    /// to send is its part before the first `;`).
+    pub fn console_log_in(&self, key: &Path) -> String {
+        let path = self.console_login_path(key);
+        let (status, head, body) = self.console("GET", &path, None, None);
+        assert_eq!(status, 303, "{head}\n{body}");
+        assert_eq!(header_field(&head, "location"), Some("/"));
+        header_field(&head, "set-cookie")
+            .expect("a session cookie")
+            .to_string()
+    }
+}
