@@ -45,15 +45,7 @@ const APP_JSON: &str = r#"{
 }
 "#;
 
-const MANAGE: &str = r#"#!/usr/bin/env python
-import os
-import sys
-
-if __name__ == "__main__":
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gettingstarted.settings")
-    from django.core.management import execute_from_command_line
-    execute_from_command_line(sys.argv)
-"#;
+const MANAGE: &str = slipway_e2e::django_manage!("gettingstarted");
 
 const SETTINGS: &str = r#"import os
 
@@ -81,13 +73,7 @@ from hello import views
 urlpatterns = [path("", views.index)]
 "#;
 
-const WSGI: &str = r#"import os
-
-from django.core.wsgi import get_wsgi_application
-
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gettingstarted.settings")
-application = get_wsgi_application()
-"#;
+const WSGI: &str = slipway_e2e::django_wsgi!("gettingstarted");
 
 const MODELS: &str = r#"from django.db import models
 

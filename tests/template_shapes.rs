@@ -132,15 +132,7 @@ const DJANGOS_ROUTES: &str = r#""https://{default}/":
 const POETRY_ENVIRONMENT: &str =
     "# As django4's: Poetry's command for the deploy hook, start command and shells.\nexport PATH=\"/app/.local/bin:$PATH\"\n";
 
-const DJANGO_MANAGE: &str = r#"#!/usr/bin/env python
-import os
-import sys
-
-if __name__ == "__main__":
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myapp.settings")
-    from django.core.management import execute_from_command_line
-    execute_from_command_line(sys.argv)
-"#;
+const DJANGO_MANAGE: &str = slipway_e2e::django_manage!("myapp");
 
 const DJANGO_SETTINGS: &str = r#"import base64
 import json
@@ -194,13 +186,7 @@ def home(request):
 urlpatterns = [path("", home)]
 "#;
 
-const DJANGO_WSGI: &str = r#"import os
-
-from django.core.wsgi import get_wsgi_application
-
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myapp.settings")
-application = get_wsgi_application()
-"#;
+const DJANGO_WSGI: &str = slipway_e2e::django_wsgi!("myapp");
 
 const DJANGO_MIGRATION: &str = r#"from django.db import migrations
 

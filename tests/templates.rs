@@ -129,15 +129,7 @@ const DJANGO_REQUIREMENTS: &str =
 const DJANGO_ENVIRONMENT: &str =
     "# Sourced before the start command, hooks and shells.\nexport GREETING_SOURCE=dot-environment\nexport PATH=\"/app/.local/bin:$PATH\"\n";
 
-const DJANGO_MANAGE: &str = r#"#!/usr/bin/env python
-import os
-import sys
-
-if __name__ == "__main__":
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myapp.settings")
-    from django.core.management import execute_from_command_line
-    execute_from_command_line(sys.argv)
-"#;
+const DJANGO_MANAGE: &str = slipway_e2e::django_manage!("myapp");
 
 const DJANGO_SETTINGS: &str = r#"import os
 from urllib.parse import urlparse
@@ -188,13 +180,7 @@ urlpatterns = [
 ]
 "#;
 
-const DJANGO_WSGI: &str = r#"import os
-
-from django.core.wsgi import get_wsgi_application
-
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myapp.settings")
-application = get_wsgi_application()
-"#;
+const DJANGO_WSGI: &str = slipway_e2e::django_wsgi!("myapp");
 
 const DJANGO_MODELS: &str = r#"from django.db import models
 

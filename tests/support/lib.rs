@@ -604,6 +604,44 @@ macro_rules! py_socket_app {
     };
 }
 
+/// The `manage.py` of a Django test project (a `&'static str`) whose settings module is
+/// `$project.settings`, as `django-admin startproject` writes it.
+#[macro_export]
+macro_rules! django_manage {
+    ($project:literal) => {
+        concat!(
+            "#!/usr/bin/env python\n",
+            "import os\n",
+            "import sys\n",
+            "\n",
+            "if __name__ == \"__main__\":\n",
+            "    os.environ.setdefault(\"DJANGO_SETTINGS_MODULE\", \"",
+            $project,
+            ".settings\")\n",
+            "    from django.core.management import execute_from_command_line\n",
+            "    execute_from_command_line(sys.argv)\n",
+        )
+    };
+}
+
+/// The `$project/wsgi.py` of a Django test project (a `&'static str`): the WSGI
+/// `application` of the settings module `$project.settings`.
+#[macro_export]
+macro_rules! django_wsgi {
+    ($project:literal) => {
+        concat!(
+            "import os\n",
+            "\n",
+            "from django.core.wsgi import get_wsgi_application\n",
+            "\n",
+            "os.environ.setdefault(\"DJANGO_SETTINGS_MODULE\", \"",
+            $project,
+            ".settings\")\n",
+            "application = get_wsgi_application()\n",
+        )
+    };
+}
+
 /// Top-level python lines for [`py_app!`]: `rels`, the app's relationships (decoded
 /// `PLATFORM_RELATIONSHIPS`).
 #[macro_export]
