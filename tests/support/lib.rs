@@ -1382,3 +1382,141 @@ impl Server {
             .to_string()
     }
 }
+
+/// What the load threads of a deploy-under-load test saw (shared behind an `Arc`): the
+/// answers that were whole, the failures, the releases that answered and what their
+/// WebSockets did.
+#[derive(Default)]
+pub struct LoadTally {
+    /// Answers that were whole and from one release.
+    pub ok: std::sync::atomic::AtomicUsize,
+    /// What went wrong, one line each.
+    pub failures: std::sync::Mutex<Vec<String>>,
+    /// The releases that answered.
+    pub releases: std::sync::Mutex<std::collections::BTreeSet<u32>>,
+    /// WebSocket messages echoed as they should be.
+    pub ws_messages: std::sync::atomic::AtomicUsize,
+    /// WebSocket connections the router closed in order (a retired release's drain timeout).
+    pub ws_closed_by_server: std::sync::atomic::AtomicUsize,
+}
+
+impl LoadTally {
+    /// Counts a failure, `what` saying which.
+    pub fn fail(&self, what: String) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(what);
+    }
+
+    /// Counts a whole answer from `release`.
+    pub fn saw(&self, release: u32) {
+        self.ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.releases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(release);
+    }
+
+    /// Asserts that nothing failed (the message shows the first ten failures): the number
+    /// of whole answers.
+    pub fn assert_none_failed(&self) -> usize {
+        let failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let ok = self.ok.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            failures.is_empty(),
+            "{} of {} requests failed; first ones: {:#?}",
+            failures.len(),
+            ok + failures.len(),
+            &failures[..failures.len().min(10)]
+        );
+        ok
+    }
+
+    /// The releases that answered.
+    pub fn releases_seen(&self) -> std::collections::BTreeSet<u32> {
+        self.releases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// A minimal WebSocket client through the router (text frames, masked as clients must).
+pub struct Ws {
+    stream: TcpStream,
+}
+
+impl Ws {
+    /// Opens `GET /ws` on `host` through the router on 127.0.0.1:`port` (30 s read
+    /// timeout); an error unless the answer is a `101` with the right accept key.
+    pub fn connect(port: u16, host: &str) -> std::io::Result<Ws> {
+        let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        write!(
+            stream,
+            "GET /ws HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )?;
+        // Read the head byte by byte so that no frame byte is consumed.
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut b = [0u8; 1];
+            if stream.read(&mut b)? == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "closed in the handshake",
+                ));
+            }
+            head.push(b[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        if !head.starts_with("http/1.1 101")
+            || !head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=")
+        {
+            return Err(std::io::Error::other(format!("bad handshake: {head}")));
+        }
+        Ok(Ws { stream })
+    }
+
+    /// Sends `payload` as one text frame.
+    pub fn send(&mut self, payload: &[u8]) -> std::io::Result<()> {
+        let mask = [0x12u8, 0x34, 0x56, 0x78];
+        let mut f = vec![0x81u8];
+        if payload.len() < 126 {
+            f.push(0x80 | payload.len() as u8);
+        } else {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        }
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.stream.write_all(&f)
+    }
+
+    /// The next frame, (opcode, payload): `Ok(None)` on an orderly end of stream at a frame
+    /// boundary.
+    pub fn recv(&mut self) -> std::io::Result<Option<(u8, Vec<u8>)>> {
+        let mut head = [0u8; 2];
+        match self.stream.read(&mut head[..1])? {
+            0 => return Ok(None),
+            _ => self.stream.read_exact(&mut head[1..])?,
+        }
+        let mut n = (head[1] & 127) as usize;
+        if n == 126 {
+            let mut b = [0u8; 2];
+            self.stream.read_exact(&mut b)?;
+            n = u16::from_be_bytes(b) as usize;
+        } else if n == 127 {
+            let mut b = [0u8; 8];
+            self.stream.read_exact(&mut b)?;
+            n = u64::from_be_bytes(b) as usize;
+        }
+        let mut data = vec![0u8; n];
+        self.stream.read_exact(&mut data)?;
+        Ok(Some((head[0] & 15, data)))
+    }
+}
