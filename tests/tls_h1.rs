@@ -260,12 +260,7 @@ const PHP_INDEX: &str = "<?php\necho 'https=' . ($_SERVER['HTTPS'] ?? '') . ' sc
 
 #[test]
 fn php_over_tls_is_told_https_on_a_kept_alive_connection_with_static_files() {
-    let https_port = free_port();
-    let listen = format!("127.0.0.1:{https_port}");
-    let server = Server::start_with(&[
-        ("SLIPWAY_HTTPS_LISTEN", &listen),
-        ("SLIPWAY_ROUTER_MAX_BODY", "1M"),
-    ]);
+    let (server, https_port) = Server::start_https(&[("SLIPWAY_ROUTER_MAX_BODY", "1M")]);
     let ca = server.data.join("ca").join("ca.pem");
     let app = App::demo(server.dir.path(), "tlsh1-php");
     std::fs::remove_file(app.dir.join("server.py")).expect("no python server");
@@ -334,11 +329,7 @@ fn php_over_tls_is_told_https_on_a_kept_alive_connection_with_static_files() {
 /// A server with `--https-listen` and the app pushed: (server, HTTPS port, CA file,
 /// client script, app).
 fn deployed(env: &[(&str, &str)]) -> (Server, u16, PathBuf, PathBuf, App) {
-    let https_port = free_port();
-    let listen = format!("127.0.0.1:{https_port}");
-    let mut env = env.to_vec();
-    env.push(("SLIPWAY_HTTPS_LISTEN", &listen));
-    let server = Server::start_with(&env);
+    let (server, https_port) = Server::start_https(env);
     let ca = server.data.join("ca").join("ca.pem");
     let app = App::demo(server.dir.path(), "tlsh1-app");
     app.write("server.py", APP_SERVER);
