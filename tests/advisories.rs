@@ -15,19 +15,6 @@ fn push(server: &Server, app: &App, options: &[&str]) -> (bool, String) {
     (o.status.success(), text(&o))
 }
 
-fn remote_main(server: &Server, app: &App) -> String {
-    let o = server.git(
-        &app.dir,
-        &["ls-remote", &server.remote("demo"), "refs/heads/main"],
-    );
-    assert!(o.status.success(), "ls-remote: {}", text(&o));
-    String::from_utf8_lossy(&o.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_string()
-}
-
 fn body(server: &Server) -> String {
     match server.get(HOST, "/") {
         Some((200, b)) => b,
@@ -128,7 +115,11 @@ fn vulnerable_lockfiles_are_refused_warned_or_allowed_at_validate() {
         "{out}"
     );
     assert!(!out.contains("-----> build"), "nothing is built: {out}");
-    assert_eq!(remote_main(&server, &app), v1, "the branch did not move");
+    assert_eq!(
+        server.branch_head(&app.dir, "demo", "main"),
+        v1,
+        "the branch did not move"
+    );
     assert_eq!(body(&server), "built-1\n", "the old release still serves");
 
     // config check of the working tree says the same, with the server's database.
@@ -347,7 +338,7 @@ fn committed_secrets_are_refused_at_their_line_and_masked() {
     );
     assert!(!log.contains(&aws_key), "activity {id}: {log}");
     assert!(!out.contains("-----> build"), "{out}");
-    assert_eq!(remote_main(&server, &app), v1);
+    assert_eq!(server.branch_head(&app.dir, "demo", "main"), v1);
     assert_eq!(body(&server), "built-1\n");
 
     // Allowing one location is not enough; allowing both deploys.

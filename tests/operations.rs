@@ -18,18 +18,6 @@ fn body(server: &Server) -> String {
     server.get(HOST, "/").map(|(_, b)| b).unwrap_or_default()
 }
 
-fn remote_main(server: &Server, app: &App) -> String {
-    let o = server.git(
-        &app.dir,
-        &["ls-remote", &server.remote("demo"), "refs/heads/main"],
-    );
-    String::from_utf8_lossy(&o.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_string()
-}
-
 #[test]
 fn rollback_and_redeploy_reuse_slugs_and_move_the_branch() {
     let server = Server::start();
@@ -50,13 +38,13 @@ fn rollback_and_redeploy_reuse_slugs_and_move_the_branch() {
     assert!(!out.contains("running hooks.build"), "{out}");
     assert!(out.contains("-----> live:"), "{out}");
     assert_eq!(body(&server), "built-1\n");
-    assert_eq!(remote_main(&server, &app), v1);
+    assert_eq!(server.branch_head(&app.dir, "demo", "main"), v1);
 
     // Forward again to a named release.
     let o = server.admin("rollback demo main 2");
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(body(&server), "built-2\n");
-    assert_eq!(remote_main(&server, &app), v2);
+    assert_eq!(server.branch_head(&app.dir, "demo", "main"), v2);
 
     // Bad requests change nothing.
     for (cmd, msg) in [

@@ -16,19 +16,6 @@ fn push(server: &Server, app: &App) -> (bool, String) {
     (o.status.success(), text(&o))
 }
 
-fn remote_main(server: &Server, app: &App) -> String {
-    let o = server.git(
-        &app.dir,
-        &["ls-remote", &server.remote("demo"), "refs/heads/main"],
-    );
-    assert!(o.status.success(), "ls-remote: {}", text(&o));
-    String::from_utf8_lossy(&o.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_string()
-}
-
 fn body(server: &Server) -> String {
     match server.get(HOST, "/") {
         Some((200, b)) => b,
@@ -99,7 +86,7 @@ fn push_builds_runs_serves_and_clones() {
 
     assert_eq!(body(&server), "built-1\n");
     let head = app.git_ok(&["rev-parse", "HEAD"]);
-    assert_eq!(remote_main(&server, &app), head);
+    assert_eq!(server.branch_head(&app.dir, "demo", "main"), head);
 
     // An unknown host gets a plain 404 naming no internals.
     let (status, b) = server
@@ -242,7 +229,11 @@ fn failed_pushes_leave_the_old_release_serving() {
             out.contains("error: failed to push some refs"),
             "{what}: {out}"
         );
-        assert_eq!(remote_main(&server, &app), good, "{what}: the branch moved");
+        assert_eq!(
+            server.branch_head(&app.dir, "demo", "main"),
+            good,
+            "{what}: the branch moved"
+        );
         assert_eq!(
             body(&server),
             "built-1\n",
@@ -505,7 +496,7 @@ fn a_push_during_a_deploy_waits_then_deploys() {
         "the second push says it waits: {second}"
     );
     assert!(second.contains("builds on it, deploying"), "{second}");
-    assert_eq!(remote_main(&server, &app), v3);
+    assert_eq!(server.branch_head(&app.dir, "demo", "main"), v3);
     assert_eq!(body(&server), "built-3\n");
     assert_only_live_containers(&server, 3);
 }
@@ -537,7 +528,7 @@ fn the_infrastructure_diff_refuses_data_losing_changes() {
         "the refusal says how to proceed: {out}"
     );
     assert!(!out.contains("-----> build"), "nothing is built: {out}");
-    assert_eq!(remote_main(&server, &app), good);
+    assert_eq!(server.branch_head(&app.dir, "demo", "main"), good);
     // A misspelled option is refused at validate, naming it, never ignored.
     let o = server.push_with(&app, "demo", "main", &["allow-service-upgrad"]);
     let out = text(&o);
@@ -546,7 +537,7 @@ fn the_infrastructure_diff_refuses_data_losing_changes() {
         out.contains("(validate failed: unknown push option `allow-service-upgrad`; did you mean `allow-service-upgrade`?"),
         "{out}"
     );
-    assert_eq!(remote_main(&server, &app), good);
+    assert_eq!(server.branch_head(&app.dir, "demo", "main"), good);
     // An option for another host (a `push.pushOption` meant for GitLab) is warned about.
     let o = server.push_with(&app, "demo", "main", &["ci.skip", "allow-service-upgrade"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -602,14 +593,14 @@ fn an_atomic_push_deploys_every_branch_or_none() {
         out.contains("main -> main (atomic push refused: refs/heads/dev failed)"),
         "{out}"
     );
-    assert_eq!(remote_main(&server, &app), v1, "main did not move");
-    assert_eq!(body(&server), "built-1\n", "main still serves v1");
-    let o = server.git(
-        &app.dir,
-        &["ls-remote", &server.remote("demo"), "refs/heads/dev"],
+    assert_eq!(
+        server.branch_head(&app.dir, "demo", "main"),
+        v1,
+        "main did not move"
     );
+    assert_eq!(body(&server), "built-1\n", "main still serves v1");
     assert!(
-        String::from_utf8_lossy(&o.stdout).trim().is_empty(),
+        server.branch_head(&app.dir, "demo", "dev").is_empty(),
         "dev was not created"
     );
     assert_only_live_containers(&server, 1);

@@ -363,13 +363,7 @@ fn a_stack_build_that_fails_leaves_the_live_release_serving() {
     assert!(o.status.success(), "{}", text(&o));
     let live = server.get("main.demo.localhost", "/");
     assert_eq!(live.as_ref().map(|(c, _)| *c), Some(200), "{live:?}");
-    let remote_main = || {
-        let o = server.git(
-            &app.dir,
-            &["ls-remote", &server.remote("demo"), "refs/heads/main"],
-        );
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
-    };
+    let remote_main = || server.branch_head(&app.dir, "demo", "main");
     let before = remote_main();
 
     // The next push moves to python:3.13, which must be built, and its build fails.

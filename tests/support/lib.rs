@@ -423,6 +423,25 @@ impl Server {
         http_get(self.http_port, host, path)
     }
 
+    /// The commit branch `branch` of project `project` is at on this server (`git ls-remote`
+    /// run in `dir`, which must succeed), or "" when the project has no such branch.
+    pub fn branch_head(&self, dir: &Path, project: &str, branch: &str) -> String {
+        let o = self.git(
+            dir,
+            &[
+                "ls-remote",
+                &self.remote(project),
+                &format!("refs/heads/{branch}"),
+            ],
+        );
+        assert!(o.status.success(), "ls-remote: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_string()
+    }
+
     /// The containers of this data dir, as `runc list` shows them: (id, status).
     pub fn containers(&self) -> Vec<(String, String)> {
         let o = run(Command::new("runc")
