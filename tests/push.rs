@@ -16,13 +16,6 @@ fn push(server: &Server, app: &App) -> (bool, String) {
     (o.status.success(), text(&o))
 }
 
-fn body(server: &Server) -> String {
-    match server.get(HOST, "/") {
-        Some((200, b)) => b,
-        other => panic!("GET http://{HOST}/ gave {other:?}\n{}", server.server_log()),
-    }
-}
-
 /// Only the containers of the live release run; nothing of failed attempts is left.
 fn assert_only_live_containers(server: &Server, release: u32) {
     // Retiring the previous release happens in the background after its requests drained.
@@ -84,7 +77,7 @@ fn push_builds_runs_serves_and_clones() {
     );
     assert!(out.contains("* [new branch]      main -> main"), "{out}");
 
-    assert_eq!(body(&server), "built-1\n");
+    assert_eq!(server.page(HOST, "/"), "built-1\n");
     let head = app.git_ok(&["rev-parse", "HEAD"]);
     assert_eq!(server.branch_head(&app.dir, "demo", "main"), head);
 
@@ -130,7 +123,7 @@ fn push_builds_runs_serves_and_clones() {
     assert!(ok, "{out}");
     assert!(out.contains("build hello: reused sha256:"), "{out}");
     assert!(!out.contains("running hooks.build"), "{out}");
-    assert_eq!(body(&server), "built-1\n");
+    assert_eq!(server.page(HOST, "/"), "built-1\n");
 
     // The activity log replays what the pusher saw.
     let o = server.ssh(&server.key, "git", "activity demo main");
@@ -213,7 +206,7 @@ fn second_push_switches_without_losing_a_request() {
         total.load(Ordering::Relaxed) > 20,
         "too few requests to say anything"
     );
-    assert_eq!(body(&server), "built-2\n");
+    assert_eq!(server.page(HOST, "/"), "built-2\n");
 }
 
 #[test]
@@ -235,7 +228,7 @@ fn failed_pushes_leave_the_old_release_serving() {
             "{what}: the branch moved"
         );
         assert_eq!(
-            body(&server),
+            server.page(HOST, "/"),
             "built-1\n",
             "{what}: the old release stopped answering"
         );
@@ -369,7 +362,7 @@ fn failed_pushes_leave_the_old_release_serving() {
     app.commit("v3");
     let (ok, out) = push(&server, &app);
     assert!(ok, "{out}");
-    assert_eq!(body(&server), "built-3\n");
+    assert_eq!(server.page(HOST, "/"), "built-3\n");
 }
 
 #[test]
@@ -378,7 +371,7 @@ fn restart_adopts_and_down_then_serve_brings_back() {
     let app = App::demo(server.dir.path(), "app");
     let (ok, out) = push(&server, &app);
     assert!(ok, "{out}");
-    assert_eq!(body(&server), "built-1\n");
+    assert_eq!(server.page(HOST, "/"), "built-1\n");
     let before = server.containers();
 
     // SIGTERM: the server exits 0, containers keep running, the next start adopts them.
@@ -393,7 +386,7 @@ fn restart_adopts_and_down_then_serve_brings_back() {
     while server.get(HOST, "/").map(|(s, _)| s) != Some(200) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(body(&server), "built-1\n");
+    assert_eq!(server.page(HOST, "/"), "built-1\n");
     assert_eq!(
         server.containers(),
         before,
@@ -410,7 +403,7 @@ fn restart_adopts_and_down_then_serve_brings_back() {
     while server.get(HOST, "/").map(|(s, _)| s) != Some(200) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(body(&server), "built-1\n");
+    assert_eq!(server.page(HOST, "/"), "built-1\n");
     assert_eq!(server.containers().len(), 1);
 }
 
@@ -497,7 +490,7 @@ fn a_push_during_a_deploy_waits_then_deploys() {
     );
     assert!(second.contains("builds on it, deploying"), "{second}");
     assert_eq!(server.branch_head(&app.dir, "demo", "main"), v3);
-    assert_eq!(body(&server), "built-3\n");
+    assert_eq!(server.page(HOST, "/"), "built-3\n");
     assert_only_live_containers(&server, 3);
 }
 
@@ -558,7 +551,7 @@ fn the_infrastructure_diff_refuses_data_losing_changes() {
     let (ok, out) = push(&server, &app);
     assert!(!ok, "{out}");
     assert!(out.contains("(diff failed:"), "{out}");
-    assert_eq!(body(&server), "built-1\n");
+    assert_eq!(server.page(HOST, "/"), "built-1\n");
 }
 
 #[test]
@@ -598,7 +591,7 @@ fn an_atomic_push_deploys_every_branch_or_none() {
         v1,
         "main did not move"
     );
-    assert_eq!(body(&server), "built-1\n", "main still serves v1");
+    assert_eq!(server.page(HOST, "/"), "built-1\n", "main still serves v1");
     assert!(
         server.branch_head(&app.dir, "demo", "dev").is_empty(),
         "dev was not created"
@@ -614,7 +607,7 @@ fn an_atomic_push_deploys_every_branch_or_none() {
         &["push", "--atomic", &server.remote("demo"), "main", "dev"],
     );
     assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(body(&server), "built-2\n");
+    assert_eq!(server.page(HOST, "/"), "built-2\n");
     assert_eq!(
         server.get("dev.demo.localhost", "/").map(|(_, b)| b),
         Some("built-dev\n".to_string())
@@ -709,7 +702,7 @@ fn a_refused_first_push_leaves_no_project_and_the_name_free() {
     app.git_ok(&["reset", "-q", "--hard", &good]);
     let o = server.git_as(&other, &app.dir, &["push", &server.remote("demo"), "main"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(body(&server), "built-1\n");
+    assert_eq!(server.page(HOST, "/"), "built-1\n");
     assert_eq!(admin_json(&server, "projects"), serde_json::json!(["demo"]));
     let access = admin_json(&server, "access ls demo");
     let members: Vec<&str> = access
@@ -763,7 +756,7 @@ fn a_failed_push_removes_the_services_it_added_and_a_new_branch_it_made() {
     app.commit("writes data/first.txt");
     let (ok, out) = push(&server, &app);
     assert!(ok, "{out}");
-    assert_eq!(body(&server), "main\n");
+    assert_eq!(server.page(HOST, "/"), "main\n");
     let good = app.git_ok(&["rev-parse", "HEAD"]);
     let envs_before = names(&admin_json(&server, "envs demo"));
     assert_eq!(envs_before, ["main"]);
@@ -806,7 +799,11 @@ fn a_failed_push_removes_the_services_it_added_and_a_new_branch_it_made() {
         .data
         .join("volumes/demo/main/service-cache.img")
         .exists());
-    assert_eq!(body(&server), "main\n", "the live release still serves");
+    assert_eq!(
+        server.page(HOST, "/"),
+        "main\n",
+        "the live release still serves"
+    );
     app.git_ok(&["reset", "-q", "--hard", &good]);
 
     // The first push of branch `feature` fails its health check: no environment, no copy
