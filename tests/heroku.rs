@@ -3,12 +3,7 @@
 //! variables, `scripts.postdeploy` once), and Heroku's PHP boot scripts
 //! (`heroku-php-apache2 public/`) served by PHP-FPM behind the router.
 
-use slipway_e2e::{http_request, text, Server};
-
-/// GET `path` on `host`: (status, head, body).
-fn get(server: &Server, host: &str, path: &str) -> (u16, String, String) {
-    http_request(server.http_port, "GET", host, path, b"")
-}
+use slipway_e2e::{text, Server};
 
 /// `slipway config check` of a folder: (success, output).
 fn config_check(dir: &std::path::Path) -> (bool, String) {
@@ -153,7 +148,7 @@ fn django_files() -> Vec<(&'static str, &'static str)> {
 
 /// The page's JSON.
 fn page(server: &Server, host: &str) -> serde_json::Value {
-    let (status, _, body) = get(server, host, "/");
+    let (status, _, body) = server.get_with_head(host, "/");
     assert_eq!(status, 200, "{body}\n{}", server.server_log());
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
@@ -189,7 +184,7 @@ fn a_heroku_django_app_with_app_json_runs_as_is() {
         "{out}"
     );
     assert!(server.containers().is_empty(), "{:?}", server.containers());
-    assert_ne!(get(&server, host, "/").0, 200);
+    assert_ne!(server.get_with_head(host, "/").0, 200);
     // Bad input changed nothing: the project has no environment to list.
     let o = server.ssh(&server.key, "git", "envs getting-started --json");
     assert!(o.status.success(), "{}", text(&o));
@@ -322,13 +317,13 @@ fn a_heroku_php_procfile_is_served_by_php_fpm_with_a_front_controller() {
         "{out}"
     );
     let host = "main.heroku-php.localhost";
-    let (status, _, body) = get(&server, host, "/some/path?x=1");
+    let (status, _, body) = server.get_with_head(host, "/some/path?x=1");
     assert_eq!(status, 200, "{body}\n{}", server.server_log());
     assert!(
         body.starts_with("front controller /some/path?x=1 8.4."),
         "{body}"
     );
-    let (status, head, body) = get(&server, host, "/style.css");
+    let (status, head, body) = server.get_with_head(host, "/style.css");
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, "body { color: #abcdef; }\n");
     assert!(
@@ -336,7 +331,7 @@ fn a_heroku_php_procfile_is_served_by_php_fpm_with_a_front_controller() {
         "{head}"
     );
     // PHP source is run, never sent.
-    let (status, _, body) = get(&server, host, "/index.php");
+    let (status, _, body) = server.get_with_head(host, "/index.php");
     assert_eq!(status, 200);
     assert!(!body.contains("<?php"), "{body}");
 }

@@ -418,6 +418,12 @@ impl Server {
         body
     }
 
+    /// GET `path` with `Host: host` through the router ([`http_request`]): (status, head,
+    /// body).
+    pub fn get_with_head(&self, host: &str, path: &str) -> (u16, String, String) {
+        http_request(self.http_port, "GET", host, path, b"")
+    }
+
     /// GET `path` with `Host: host` through the router; (status, body).
     pub fn get(&self, host: &str, path: &str) -> Option<(u16, String)> {
         http_get(self.http_port, host, path)
@@ -1295,6 +1301,16 @@ pub fn raw_http(port: u16, request: &str) -> (u16, String, Vec<u8>) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     (status, head, buf[end + 4..].to_vec())
+}
+
+/// The number after `visit ` in a page (the visit counters of the template tests' apps);
+/// the test fails when there is none.
+pub fn visit_number(body: &str) -> u32 {
+    body.split("visit ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no visit number in {body:?}"))
 }
 
 /// `method` `path` on `host` with `body`, one request to the router on 127.0.0.1:`port`:
