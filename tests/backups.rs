@@ -383,6 +383,23 @@ fn backup_and_restore_give_back_exactly_the_backed_up_data() {
     assert_eq!(backups(&server, "demo").as_array().unwrap().len(), 1);
 }
 
+/// Asserts that `services demo main` lists a service on `stack` (e.g. `postgresql:17`).
+fn assert_service_runs(server: &Server, stack: &str) {
+    let services = server.admin_ok("services demo main");
+    assert!(services.contains(stack), "{stack}: {services}");
+}
+
+/// Pushes `app` to `demo` with `-o allow-service-upgrade`, which must succeed and say each
+/// of `steps`.
+fn push_service_upgrade(server: &Server, app: &App, steps: &[&str]) {
+    let o = server.push_with(app, "demo", "main", &["allow-service-upgrade"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}\n{}", server.server_log());
+    for step in steps {
+        assert!(out.contains(step), "{step}: {out}");
+    }
+}
+
 #[test]
 fn a_major_service_upgrade_needs_its_option_and_keeps_every_row() {
     // postgresql:17 is not a test stack: this push builds it (once per machine).
@@ -410,26 +427,21 @@ fn a_major_service_upgrade_needs_its_option_and_keeps_every_row() {
     let out = text(&o);
     assert!(!o.status.success(), "{out}");
     assert!(out.contains("allow-service-upgrade"), "{out}");
-    assert!(server
-        .admin_ok("services demo main")
-        .contains("postgresql:15"));
+    assert_service_runs(&server, "postgresql:15");
     assert_eq!(pg_sum(&server), before);
 
     // With it: a backup, then dump and restore into 17; every row is there.
-    let o = server.push_with(&app, "demo", "main", &["allow-service-upgrade"]);
-    let out = text(&o);
-    assert!(o.status.success(), "{out}\n{}", server.server_log());
-    for step in [
-        "service upgrade: db postgresql 15 -> 17: a backup first",
-        "backup: backup 1",
-        "db: starting postgresql 17",
-        "service upgrade db: postgresql 15 -> 17 by dump and restore",
-    ] {
-        assert!(out.contains(step), "{step}: {out}");
-    }
-    assert!(server
-        .admin_ok("services demo main")
-        .contains("postgresql:17"));
+    push_service_upgrade(
+        &server,
+        &app,
+        &[
+            "service upgrade: db postgresql 15 -> 17: a backup first",
+            "backup: backup 1",
+            "db: starting postgresql 17",
+            "service upgrade db: postgresql 15 -> 17 by dump and restore",
+        ],
+    );
+    assert_service_runs(&server, "postgresql:17");
     let version = psql_of(&server, "demo", "17", "SHOW server_version_num");
     assert!(version.starts_with("17"), "{version}");
     let after = psql_of(&server, "demo", "17", PG_SUM);
@@ -454,9 +466,7 @@ fn a_major_service_upgrade_needs_its_option_and_keeps_every_row() {
         out.contains("db postgresql 17 -> 15") && out.contains("comes back on its data"),
         "{out}"
     );
-    assert!(server
-        .admin_ok("services demo main")
-        .contains("postgresql:17"));
+    assert_service_runs(&server, "postgresql:17");
     let again = psql_of(&server, "demo", "17", PG_SUM);
     assert_eq!(again, before);
 }
@@ -575,26 +585,21 @@ fn a_mariadb_major_upgrade_goes_through_a_backup_and_dump_and_restore() {
         !o.status.success() && out.contains("allow-service-upgrade"),
         "{out}"
     );
-    assert!(server
-        .admin_ok("services demo main")
-        .contains("mariadb:10.11"));
+    assert_service_runs(&server, "mariadb:10.11");
 
     // With it: a backup, the dump, then the restore into 11.8; every row is there.
-    let o = server.push_with(&app, "demo", "main", &["allow-service-upgrade"]);
-    let out = text(&o);
-    assert!(o.status.success(), "{out}\n{}", server.server_log());
-    for step in [
-        "service upgrade: mdb mariadb 10.11 -> 11.8: a backup first",
-        "backup mdb",
-        "backup: backup 1",
-        "mdb: starting mariadb 11.8",
-        "service upgrade mdb: mariadb 10.11 -> 11.8 by dump and restore",
-    ] {
-        assert!(out.contains(step), "{step}: {out}");
-    }
-    assert!(server
-        .admin_ok("services demo main")
-        .contains("mariadb:11.8"));
+    push_service_upgrade(
+        &server,
+        &app,
+        &[
+            "service upgrade: mdb mariadb 10.11 -> 11.8: a backup first",
+            "backup mdb",
+            "backup: backup 1",
+            "mdb: starting mariadb 11.8",
+            "service upgrade mdb: mariadb 10.11 -> 11.8 by dump and restore",
+        ],
+    );
+    assert_service_runs(&server, "mariadb:11.8");
     let version = mariadb(&server, "SELECT VERSION()");
     assert!(version.starts_with("11.8"), "{version}");
     assert_eq!(maria_sum(&server), before);
