@@ -110,15 +110,7 @@ fn redis(server: &Server, addr: &str, args: &[&str]) -> String {
 
 /// Wait until `host` answers 200 (the apps start again after a restore).
 fn answers(server: &Server, host: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while server.get(host, "/").map(|(s, _)| s) != Some(200) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{host} does not answer:\n{}",
-            server.server_log()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    server.wait_for_page(host, "/", std::time::Duration::from_secs(60));
 }
 
 fn shell(server: &Server, command: &str) -> String {

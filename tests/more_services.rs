@@ -241,16 +241,7 @@ fn queue_field(rels: &str, key: &str) -> String {
 /// `path` of environment `host` once its apps answer it with 200 (they restart after a
 /// `sync` or a restore); its body.
 fn get_when_up(server: &Server, host: &str, path: &str) -> String {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        match server.get(host, path) {
-            Some((200, b)) => break b,
-            other if std::time::Instant::now() > deadline => {
-                panic!("{path}: {other:?}\n{}", server.server_log())
-            }
-            _ => std::thread::sleep(std::time::Duration::from_millis(300)),
-        }
-    }
+    server.wait_for_page(host, path, std::time::Duration::from_secs(60))
 }
 
 #[test]

@@ -69,15 +69,7 @@ fn start_time(server: &Server, container: &str) -> String {
 
 /// Wait until the environment answers again after `serve` (services first, then apps).
 fn wait_up(server: &Server, host: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-    while server.get(host, "/summary").map(|(s, _)| s) != Some(200) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not back within 90s:\n{}",
-            server.server_log()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    server.wait_for_page(host, "/summary", std::time::Duration::from_secs(90));
 }
 
 fn psql(server: &Server, url: &str, sql: &str) -> String {

@@ -32,14 +32,7 @@ fn kill9(pid: i32) {
 /// Wait until `host` answers `/` with 200, at most `within`; returns how long it took.
 fn wait_200(server: &Server, host: &str, within: Duration) -> Duration {
     let start = Instant::now();
-    while server.get(host, "/").map(|a| a.0) != Some(200) {
-        assert!(
-            start.elapsed() < within,
-            "{host} did not answer 200 within {within:?}:\n{}",
-            server.server_log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    server.wait_for_page(host, "/", within);
     start.elapsed()
 }
 

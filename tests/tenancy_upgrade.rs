@@ -8,7 +8,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use slipway_e2e::{run, text, App, Server};
 
@@ -117,18 +117,7 @@ fn psql(server: &Server, sql: &str) -> String {
 
 /// The app's answer to `path`, waiting (up to 90 s) for it to answer 200.
 fn get(server: &Server, path: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        match server.get("main.demo.localhost", path) {
-            Some((200, body)) => return body,
-            other => assert!(
-                Instant::now() < deadline,
-                "{path}: {other:?}\n{}",
-                server.server_log()
-            ),
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    server.wait_for_page("main.demo.localhost", path, Duration::from_secs(90))
 }
 
 #[test]

@@ -117,15 +117,7 @@ fn mounted(dir: &Path) -> bool {
 /// `slipway serve` again, until main answers.
 fn serve_again(server: &mut Server) {
     server.serve();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while server.get("main.demo.localhost", "/").map(|(s, _)| s) != Some(200) {
-        assert!(
-            Instant::now() < deadline,
-            "main did not come back\n{}",
-            server.server_log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    server.wait_for_page("main.demo.localhost", "/", Duration::from_secs(60));
 }
 
 #[test]
@@ -273,14 +265,7 @@ fn data_losing_changes_need_the_option_and_a_full_disk_is_the_apps_own_error() {
         out.contains("dev now has a copy of main's mount data"),
         "{out}"
     );
-    let dev_back = Instant::now() + Duration::from_secs(30);
-    while server.get("dev.demo.localhost", "/").map(|(s, _)| s) != Some(200) {
-        assert!(
-            Instant::now() < dev_back,
-            "dev did not come back after sync"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    server.wait_for_page("dev.demo.localhost", "/", Duration::from_secs(30));
     assert_eq!(get(&server, "dev", "/read?f=data/a.txt"), "kept");
     assert_eq!(get(&server, "dev", "/read?f=data/b.txt"), "later");
     // A branch made from dev (not main) starts with a copy of dev's data.
@@ -305,14 +290,7 @@ fn data_losing_changes_need_the_option_and_a_full_disk_is_the_apps_own_error() {
         out.contains("feature now has a copy of dev's mount data"),
         "{out}"
     );
-    let back = Instant::now() + Duration::from_secs(30);
-    while server.get("feature.demo.localhost", "/").map(|(s, _)| s) != Some(200) {
-        assert!(
-            Instant::now() < back,
-            "feature did not come back after sync"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    server.wait_for_page("feature.demo.localhost", "/", Duration::from_secs(30));
     assert_eq!(get(&server, "feature", "/read?f=data/a.txt"), "dev3");
     // Production has no parent: its data is never replaced by a branch's (`master` too,
     // though its head descends from feature's and dev's).

@@ -424,6 +424,24 @@ impl Server {
         http_request(self.http_port, "GET", host, path, b"")
     }
 
+    /// The body of GET `path` on `host` once the router answers it with 200 (asked every
+    /// 200 ms, e.g. while apps start again after a restart, a restore or a sync); the test
+    /// fails with the last answer and the server's log if that takes longer than `within`.
+    pub fn wait_for_page(&self, host: &str, path: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            match self.get(host, path) {
+                Some((200, body)) => return body,
+                other => assert!(
+                    Instant::now() < deadline,
+                    "GET {host}{path} did not answer 200 within {within:?}: {other:?}\n{}",
+                    self.server_log()
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// GET `path` with `Host: host` through the router; (status, body).
     pub fn get(&self, host: &str, path: &str) -> Option<(u16, String)> {
         http_get(self.http_port, host, path)
