@@ -5,16 +5,6 @@
 
 use slipway_e2e::{text, Server};
 
-/// `slipway config check` of a folder: (success, output).
-fn config_check(dir: &std::path::Path) -> (bool, String) {
-    let o = slipway_e2e::run(
-        std::process::Command::new(slipway_e2e::slipway_bin())
-            .args(["config", "check"])
-            .arg(dir),
-    );
-    (o.status.success(), text(&o))
-}
-
 const PROCFILE: &str =
     "web: gunicorn gettingstarted.wsgi\nrelease: python manage.py migrate --noinput\n";
 
@@ -161,8 +151,7 @@ fn a_heroku_django_app_with_app_json_runs_as_is() {
     let papertrail = "add-on `papertrail` is not provided by Slipway and is ignored";
 
     // config check: the add-on Slipway does not provide is a warning at its line.
-    let (ok, check) = config_check(&app.dir);
-    assert!(ok, "{check}");
+    let check = slipway_e2e::config_check_ok(&app.dir);
     assert!(
         check.lines().any(|l| l.starts_with("app.json:6:")
             && l.contains("warning:")
@@ -379,8 +368,7 @@ fn two_heroku_postgresql_addons_without_as_get_heroku_colour_names() {
             ("app.py", TWO_DATABASES_APP),
         ],
     );
-    let (ok, check) = config_check(&app.dir);
-    assert!(ok, "{check}");
+    slipway_e2e::config_check_ok(&app.dir);
     let out = server.push_ok(&app, "two-dbs");
     assert!(
         out.contains("service postgresql added (postgresql:15)")
@@ -433,8 +421,7 @@ fn a_procfile_of_workers_only_deploys_and_its_worker_runs() {
             ),
         ],
     );
-    let (ok, check) = config_check(&app.dir);
-    assert!(ok, "{check}");
+    slipway_e2e::config_check_ok(&app.dir);
     server.push_ok(&app, "jobs");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {

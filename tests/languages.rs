@@ -48,7 +48,7 @@ fn push_warned(server: &Server, app: &App, project: &str, warning: &str) -> Stri
 /// Expect `slipway config check` of `app` to pass, warning `warning` at line 2 of `file`
 /// (the `type` key of the app files here).
 fn config_check_warns(app: &App, file: &str, warning: &str) {
-    let check = config_check(app);
+    let check = slipway_e2e::config_check_ok(&app.dir);
     let at = format!("{file}:2:");
     assert!(
         check
@@ -214,7 +214,7 @@ fn a_go_procfile_app_is_detected_from_go_mod_and_built_offline() {
             ("Procfile", "web: bin/hello\n"),
         ],
     );
-    let check = config_check(&app);
+    let check = slipway_e2e::config_check_ok(&app.dir);
     assert!(
         check.contains("app: stack golang:1.24 (detected from go.mod, 1.24 asked by go.mod)"),
         "{check}"
@@ -380,7 +380,7 @@ fn a_ruby_procfile_app_is_detected_from_its_gemfile_and_runs_under_bundle_exec()
             ("Procfile", "web: bundle exec ruby app.rb\n"),
         ],
     );
-    let check = config_check(&app);
+    let check = slipway_e2e::config_check_ok(&app.dir);
     assert!(
         check.contains("app: stack ruby:3.3 (detected from Gemfile, 3.3 asked by .ruby-version)"),
         "{check}"
@@ -390,17 +390,6 @@ fn a_ruby_procfile_app_is_detected_from_its_gemfile_and_runs_under_bundle_exec()
     let (version, uid) = answer(&server, "rubyhello");
     assert!(version.starts_with("3.3."), "{version}");
     assert_ne!(uid, 0);
-}
-
-/// `slipway config check` of the app's tree; asserts it passed and returns its output.
-fn config_check(app: &App) -> String {
-    let check = slipway_e2e::run(
-        std::process::Command::new(slipway_e2e::slipway_bin())
-            .args(["config", "check"])
-            .arg(&app.dir),
-    );
-    assert!(check.status.success(), "{}", text(&check));
-    text(&check)
 }
 
 /// A Java web server (`com.sun.net.httpserver`) on 127.0.0.1:$PORT answering
@@ -499,7 +488,7 @@ fn a_php_procfile_app_is_detected_from_composer_json_and_runs_the_builtin_server
             ("Procfile", "web: php -S 127.0.0.1:$PORT -t public\n"),
         ],
     );
-    let check = config_check(&app);
+    let check = slipway_e2e::config_check_ok(&app.dir);
     assert!(
         check.contains(
             "app: stack php:8.4 (detected from composer.json, ^8.4 asked by composer.json)"
@@ -544,7 +533,7 @@ fn a_java_procfile_app_is_detected_from_pom_xml_and_packaged_by_maven_offline() 
             ("Procfile", "web: java -cp target/app-1.0.jar App\n"),
         ],
     );
-    let check = config_check(&app);
+    let check = slipway_e2e::config_check_ok(&app.dir);
     assert!(
         check.contains("app: stack java:21 (detected from pom.xml, 21 asked by system.properties)"),
         "{check}"
@@ -726,7 +715,7 @@ fn a_yarn_procfile_app_is_installed_by_yarn_from_its_lock_file() {
             ("Procfile", "web: node server.js\n"),
         ],
     );
-    let check = config_check(&app);
+    let check = slipway_e2e::config_check_ok(&app.dir);
     assert!(check.contains("app: stack nodejs:22"), "{check}");
     let out = push(&server, &app, "yarnproc");
     assert!(out.contains("app | yarn install v1.22.22"), "{out}");
@@ -945,11 +934,7 @@ fn php_8_2_and_8_4_side_by_side_and_php_8_3_runs_on_8_4_with_a_warning() {
     );
     app.commit("php 9.1");
     let refusal = "php:9.1 is not available: no php 9.x at or above 9.1 (did you mean `php:8.4`?); available: 7.4, 8.2, 8.4";
-    let check = slipway_e2e::run(
-        std::process::Command::new(slipway_e2e::slipway_bin())
-            .args(["config", "check"])
-            .arg(&app.dir),
-    );
+    let check = slipway_e2e::config_check(&app.dir);
     let check_out = text(&check);
     assert_eq!(check.status.code(), Some(1), "{check_out}");
     assert!(
@@ -1067,7 +1052,7 @@ fn an_upsun_stack_list_of_python_and_nodejs_gives_the_app_both() {
             ("server.py", PY_NODE_SERVER),
         ],
     );
-    let check = config_check(&app);
+    let check = slipway_e2e::config_check_ok(&app.dir);
     assert!(!check.contains("ignored"), "{check}");
     let out = push(&server, &app, "pynode");
     assert!(

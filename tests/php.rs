@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use slipway_e2e::{header_field as field, raw_http, run, slipway_bin, text, App, Server};
+use slipway_e2e::{header_field as field, raw_http, run, text, App, Server};
 
 const HOST: &str = "main.demo.localhost";
 
@@ -312,9 +312,7 @@ fn an_unknown_php_extension_and_a_missing_start_are_refused_at_push_and_config_c
     assert!(!o.status.success(), "{out}");
     let want = ".platform.app.yaml:6:7: error: unknown PHP extension `nosuchext`";
     assert!(out.contains(want), "{out}");
-    let o = run(Command::new(slipway_bin())
-        .args(["config", "check"])
-        .arg(&app.dir));
+    let o = slipway_e2e::config_check(&app.dir);
     let out = text(&o);
     assert!(!o.status.success(), "{out}");
     assert!(out.contains(want), "{out}");
@@ -330,9 +328,7 @@ fn an_unknown_php_extension_and_a_missing_start_are_refused_at_push_and_config_c
     assert!(!o.status.success(), "{out}");
     let want = ".platform.app.yaml:5:12: error: app 'app' has no start command";
     assert!(out.contains(want), "{out}");
-    let o = run(Command::new(slipway_bin())
-        .args(["config", "check"])
-        .arg(&app.dir));
+    let o = slipway_e2e::config_check(&app.dir);
     let out = text(&o);
     assert!(!o.status.success(), "{out}");
     assert!(out.contains(want), "{out}");
@@ -342,9 +338,7 @@ fn an_unknown_php_extension_and_a_missing_start_are_refused_at_push_and_config_c
         ".platform.app.yaml",
         "name: app\ntype: php:8.4\nruntime:\n  extensions:\n    - redis\n",
     );
-    let o = run(Command::new(slipway_bin())
-        .args(["config", "check"])
-        .arg(&app.dir));
+    let o = slipway_e2e::config_check(&app.dir);
     assert!(o.status.success(), "{}", text(&o));
 }
 

@@ -2,12 +2,11 @@
 //! does: `slipway user add`, `slipway serve`, `git push` over OpenSSH, HTTP
 //! requests through the router, `git clone`, stop and restart, `slipway down`.
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use slipway_e2e::{run, slipway_bin, text, App, Server};
+use slipway_e2e::{text, App, Server};
 
 const HOST: &str = "main.demo.localhost";
 
@@ -339,9 +338,7 @@ fn failed_pushes_leave_the_old_release_serving() {
     );
     let at = format!(".platform.app.yaml:{line}:18:");
     let why = "mount source_path `../../../../etc` leaves the mount's source";
-    let checked = run(Command::new(slipway_bin())
-        .args(["config", "check"])
-        .arg(&app.dir));
+    let checked = slipway_e2e::config_check(&app.dir);
     assert!(!checked.status.success(), "{}", text(&checked));
     assert!(
         text(&checked).contains(&format!("{at} error: {why}")),

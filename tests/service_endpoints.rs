@@ -9,7 +9,7 @@
 
 use std::process::Command;
 
-use slipway_e2e::{cached_stack, run, slipway_bin, text, App, Server};
+use slipway_e2e::{cached_stack, run, text, App, Server};
 
 /// Three relationships, one per endpoint (line 4 names the `reporter` endpoint).
 const APP_YAML: &str = "name: hello\ntype: python:3.11\nrelationships:\n  database: 'db:admin'\n  reports: 'db:reporter'\n  imports: 'db:importer'\nweb:\n  commands:\n    start: python3 -m http.server $PORT --bind 127.0.0.1\n";
@@ -175,9 +175,7 @@ fn postgresql_endpoints_get_their_own_roles_with_exactly_their_privileges() {
         ".platform.app.yaml",
         &APP_YAML.replace("'db:reporter'", "'db:reporters'"),
     );
-    let checked = run(Command::new(slipway_bin())
-        .args(["config", "check"])
-        .arg(&app.dir));
+    let checked = slipway_e2e::config_check(&app.dir);
     assert!(!checked.status.success(), "{}", text(&checked));
     let why = "relationship `reports` names endpoint `reporters` of `db` (postgresql), which has no such endpoint; did you mean `db:reporter`?";
     assert!(

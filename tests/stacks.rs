@@ -124,9 +124,7 @@ fn unknown_types_and_versions_are_refused_with_a_did_you_mean() {
         "applications:\n  web:\n    type: 'php:5.6'\n  api:\n    type: golang:1.21\n",
     )
     .unwrap();
-    let out = run(Command::new(slipway_bin())
-        .args(["config", "check"])
-        .arg(tree.path()));
+    let out = slipway_e2e::config_check(tree.path());
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(
@@ -598,9 +596,7 @@ fn procfile_apps_get_the_stack_of_their_language_and_their_dependencies_installe
     py.write("server.py", PROCFILE_PY_SERVER);
     py.git_ok(&["init", "-q", "-b", "main"]);
     py.commit("a procfile python app");
-    let out = run(Command::new(slipway_bin())
-        .args(["config", "check"])
-        .arg(&py.dir));
+    let out = slipway_e2e::config_check(&py.dir);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains(
@@ -638,9 +634,7 @@ fn procfile_apps_get_the_stack_of_their_language_and_their_dependencies_installe
     );
     node.git_ok(&["init", "-q", "-b", "main"]);
     node.commit("a procfile node app");
-    let out = run(Command::new(slipway_bin())
-        .args(["config", "check"])
-        .arg(&node.dir));
+    let out = slipway_e2e::config_check(&node.dir);
     assert!(
         text(&out).contains(
             "app: stack nodejs:22 (detected from package.json, 22.x asked by package.json)"

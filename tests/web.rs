@@ -6,7 +6,7 @@
 
 use std::process::Command;
 
-use slipway_e2e::{header_field as field, raw_http as raw, run, slipway_bin, text, App, Server};
+use slipway_e2e::{header_field as field, raw_http as raw, text, App, Server};
 
 const HOST: &str = "main.demo.localhost";
 const SECRET: &str = "top-secret-outside-the-root";
@@ -267,9 +267,7 @@ fn a_location_root_outside_the_app_is_refused_at_push() {
         "{out}"
     );
     // config check says the same.
-    let o = run(Command::new(slipway_bin())
-        .args(["config", "check"])
-        .arg(&app.dir));
+    let o = slipway_e2e::config_check(&app.dir);
     let out = text(&o);
     assert!(!o.status.success(), "{out}");
     assert!(
@@ -328,9 +326,7 @@ web:
     let (status, _, _) = get(port, "/missing.html", "");
     assert_eq!(status, 404);
     // config check accepts the same tree.
-    let o = run(Command::new(slipway_bin())
-        .args(["config", "check"])
-        .arg(&app.dir));
+    let o = slipway_e2e::config_check(&app.dir);
     assert!(o.status.success(), "{}", text(&o));
 }
 

@@ -171,11 +171,7 @@ fn a_worker_consumes_work_survives_its_crash_and_retires_with_its_release() {
     app.commit("worker without start");
     let o = push(&server, &app);
     assert!(!o.status.success());
-    let check = slipway_e2e::run(
-        std::process::Command::new(slipway_e2e::slipway_bin())
-            .args(["config", "check"])
-            .arg(&app.dir),
-    );
+    let check = slipway_e2e::config_check(&app.dir);
     assert!(!check.status.success());
     for out in [text(&o), text(&check)] {
         assert!(

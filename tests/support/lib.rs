@@ -44,6 +44,20 @@ pub fn slipway_bin() -> PathBuf {
     .clone()
 }
 
+/// `slipway config check DIR` (the push's validation of a source tree, run locally).
+pub fn config_check(dir: &Path) -> Output {
+    run(Command::new(slipway_bin())
+        .args(["config", "check"])
+        .arg(dir))
+}
+
+/// [`config_check`] of `dir`, which must pass: its output.
+pub fn config_check_ok(dir: &Path) -> String {
+    let o = config_check(dir);
+    assert!(o.status.success(), "{}", text(&o));
+    text(&o)
+}
+
 /// The stacks every test server runs its apps on (`Server` builds them once per machine,
 /// see [`cached_stack`]); a test app's `type` must name one of these.
 pub const TEST_STACKS: &[&str] = &[
