@@ -14,25 +14,7 @@ const SERVICES: &str = "db:\n  type: postgresql:15\ncache:\n  type: redis-persis
 
 /// Run `args` in a service's container; its stdout, trimmed.
 fn in_service(server: &Server, container: &str, args: &[&str]) -> String {
-    in_service_with(server, container, args, &[])
-}
-
-fn in_service_with(
-    server: &Server,
-    container: &str,
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> String {
-    let mut cmd = Command::new("runc");
-    cmd.arg("--root")
-        .arg(server.data.join("runtime/state"))
-        .arg("exec");
-    for (k, v) in env {
-        cmd.args(["--env", &format!("{k}={v}")]);
-    }
-    let o = run(cmd.arg(container).args(args));
-    assert!(o.status.success(), "{args:?} in {container}: {}", text(&o));
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
+    server.in_container(container, args, &[])
 }
 
 /// SQL on the `main` database of project `project`'s PostgreSQL 15 (over its socket).
@@ -77,8 +59,7 @@ fn mariadb(server: &Server, sql: &str) -> String {
     let rels = shell(server, "echo $PLATFORM_RELATIONSHIPS | base64 -d");
     let rels: serde_json::Value = serde_json::from_str(&rels).unwrap();
     let password = rels["mysql"][0]["password"].as_str().unwrap().to_string();
-    in_service_with(
-        server,
+    server.in_container(
         "demo.main.mdb.service",
         &[
             "mariadb",
@@ -504,9 +485,8 @@ fn a_restore_that_fails_halfway_puts_every_service_back_as_it_was() {
     // The MariaDB server dies after the checks: its part (loaded after PostgreSQL's, by
     // service name) fails, and PostgreSQL is put back as it was before the restore, not
     // left with the backup's rows.
-    let o = run(Command::new("runc")
-        .arg("--root")
-        .arg(server.data.join("runtime/state"))
+    let o = run(server
+        .runc()
         .args(["kill", "demo.main.mdb.service", "KILL"]));
     assert!(o.status.success(), "{}", text(&o));
     let o = server.ssh(&server.key, "git", "backup restore demo main 1");

@@ -1546,9 +1546,8 @@ fn with_postgresql(app: &App) {
 /// SQL on the `main` database of `env`'s PostgreSQL 15 in project demo; its output.
 fn psql(server: &Server, env: &str, sql: &str) -> String {
     let o = slipway_e2e::run(
-        std::process::Command::new("runc")
-            .arg("--root")
-            .arg(server.data.join("runtime/state"))
+        server
+            .runc()
             .arg("exec")
             .arg(format!("demo.{env}.db.service"))
             .args([

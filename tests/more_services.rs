@@ -379,24 +379,19 @@ fn postgresql_creates_its_configured_extensions_and_refuses_missing_ones() {
     let server = Server::start();
     let services = "db:\n  type: postgresql:15\n  configuration:\n    extensions:\n      - pg_trgm\n      - hstore\n";
     let (app, _) = push_app(&server, "  database: 'db:postgresql'\n", services);
-    let o = slipway_e2e::run(
-        std::process::Command::new("runc")
-            .arg("--root")
-            .arg(server.data.join("runtime/state"))
-            .args([
-                "exec",
-                "demo.main.db.service",
-                "/usr/lib/postgresql/15/bin/psql",
-                "-tA",
-                "-h",
-                "/tmp",
-                "-U",
-                "main",
-                "main",
-                "-c",
-                "SELECT string_agg(extname, ',' ORDER BY extname) FROM pg_extension",
-            ]),
-    );
+    let o = slipway_e2e::run(server.runc().args([
+        "exec",
+        "demo.main.db.service",
+        "/usr/lib/postgresql/15/bin/psql",
+        "-tA",
+        "-h",
+        "/tmp",
+        "-U",
+        "main",
+        "main",
+        "-c",
+        "SELECT string_agg(extname, ',' ORDER BY extname) FROM pg_extension",
+    ]));
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).trim(),

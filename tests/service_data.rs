@@ -37,12 +37,7 @@ fn push_to(server: &Server, app: &App, branch: &str, options: &[&str]) -> (bool,
 
 /// Run `args` in a container (as its own unprivileged user): (succeeded, stdout, stderr).
 fn exec(server: &Server, container: &str, args: &[&str]) -> (bool, String, String) {
-    let o = run(Command::new("runc")
-        .arg("--root")
-        .arg(server.data.join("runtime/state"))
-        .arg("exec")
-        .arg(container)
-        .args(args));
+    let o = run(server.runc().arg("exec").arg(container).args(args));
     (
         o.status.success(),
         String::from_utf8_lossy(&o.stdout).trim().to_string(),

@@ -96,9 +96,8 @@ fn sql_as(
     sql: &str,
 ) -> Result<String, String> {
     let ip = server_ip(server);
-    let o = run(Command::new("runc")
-        .arg("--root")
-        .arg(server.data.join("runtime/state"))
+    let o = run(server
+        .runc()
         .args([
             "exec",
             "--env",
@@ -354,9 +353,8 @@ fn postgresql_endpoints_get_their_own_roles_with_exactly_their_privileges() {
     // An open session of the endpoint that goes: closed with it.
     let late = &rels["late"][0];
     let mut session = Killed(
-        Command::new("runc")
-            .arg("--root")
-            .arg(server.data.join("runtime/state"))
+        server
+            .runc()
             .args([
                 "exec",
                 "--env",
@@ -460,9 +458,8 @@ fn maria_via(
     sql: &str,
 ) -> Result<String, String> {
     let e = &rels[rel][0];
-    let o = run(Command::new("runc")
-        .arg("--root")
-        .arg(server.data.join("runtime/state"))
+    let o = run(server
+        .runc()
         .args([
             "exec",
             "--env",
@@ -652,15 +649,13 @@ fn mariadb_drops_a_removed_schema_and_endpoint_only_with_allow_data_loss() {
 
 /// `runc exec` into MariaDB service `mdb` of `demo/main` with `MYSQL_PWD=password`.
 fn in_mdb(server: &Server, password: &str) -> Command {
-    let mut cmd = Command::new("runc");
-    cmd.arg("--root")
-        .arg(server.data.join("runtime/state"))
-        .args([
-            "exec",
-            "--env",
-            &format!("MYSQL_PWD={password}"),
-            "demo.main.mdb.service",
-        ]);
+    let mut cmd = server.runc();
+    cmd.args([
+        "exec",
+        "--env",
+        &format!("MYSQL_PWD={password}"),
+        "demo.main.mdb.service",
+    ]);
     cmd
 }
 

@@ -833,11 +833,13 @@ fn version_apps(app: &App, stacks: &[(&str, &str)]) -> (String, String) {
 
 /// PostgreSQL 13's `psql` in the `db` service's container of project `cover`.
 fn psql13(server: &Server, url: &str, sql: &str) -> String {
-    let o = run(Command::new("runc")
-        .arg("--root")
-        .arg(server.data.join("runtime/state"))
-        .args(["exec", "cover.main.db.service"])
-        .args(["/usr/lib/postgresql/13/bin/psql", "-tA", url, "-c", sql]));
+    let o = run(server.runc().args(["exec", "cover.main.db.service"]).args([
+        "/usr/lib/postgresql/13/bin/psql",
+        "-tA",
+        url,
+        "-c",
+        sql,
+    ]));
     assert!(o.status.success(), "psql {sql}: {}", text(&o));
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }

@@ -10,19 +10,6 @@ use std::time::{Duration, Instant};
 
 use slipway_e2e::{free_port, metric_sample, run, scrape_metrics, slipway_bin, text, App, Server};
 
-/// The host pid of a container's first process (tini), from `runc state`.
-fn container_pid(server: &Server, container: &str) -> i32 {
-    let o = run(Command::new("runc")
-        .arg("--root")
-        .arg(server.data.join("runtime/state"))
-        .args(["state", container]));
-    assert!(o.status.success(), "runc state {container}: {}", text(&o));
-    let state: serde_json::Value = serde_json::from_slice(&o.stdout).expect("runc state JSON");
-    let pid = state["pid"].as_i64().expect("a pid") as i32;
-    assert!(pid > 0, "{state}");
-    pid
-}
-
 /// `kill -9 PID` from the host.
 fn kill9(pid: i32) {
     let o = run(Command::new("kill").args(["-9", &pid.to_string()]));
@@ -66,12 +53,12 @@ fn an_app_killed_from_the_host_comes_back_with_a_log_line_and_counted() {
     assert_eq!(server.get(host, "/"), Some((200, "built-1\n".into())));
     let container = "demo.main.hello.r1";
 
-    let pid = container_pid(&server, container);
+    let pid = server.container_pid(container);
     kill9(pid);
     // Down (502/503) or back: never 404.
     let took = wait_200(&server, host, Duration::from_secs(30));
     eprintln!("answered again {took:?} after kill -9");
-    assert_ne!(container_pid(&server, container), pid, "a new process");
+    assert_ne!(server.container_pid(container), pid, "a new process");
     assert_eq!(server.get(host, "/"), Some((200, "built-1\n".into())));
 
     let logs = server.admin_ok("logs demo main");
@@ -101,7 +88,7 @@ fn an_app_killed_from_the_host_comes_back_with_a_log_line_and_counted() {
     assert_eq!(hello["last_exit"], "signal 9 (SIGKILL)", "{json}");
     // The server is the parent of the containers it starts: the killed one was waited for.
     let serve = server.pid().expect("serving");
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", container_pid(&server, container)))
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.container_pid(container)))
         .expect("stat");
     let ppid = stat
         .rsplit_once(") ")
@@ -110,7 +97,7 @@ fn an_app_killed_from_the_host_comes_back_with_a_log_line_and_counted() {
     assert_eq!(zombie_children(serve), Vec::<String>::new());
 
     // Killed again at once: still comes back (1 s, then 2 s of backoff).
-    kill9(container_pid(&server, container));
+    kill9(server.container_pid(container));
     wait_200(&server, host, Duration::from_secs(30));
     let m = scrape_metrics(metrics_port);
     assert_eq!(
@@ -280,7 +267,7 @@ fn a_deploy_racing_a_crash_ends_with_one_container_and_no_restart_of_the_retired
                 .iter()
                 .any(|(id, _)| id == "demo.main.hello.r2")
             {
-                kill9(container_pid(&server, "demo.main.hello.r1"));
+                kill9(server.container_pid("demo.main.hello.r1"));
                 killed = true;
                 break;
             }
@@ -334,18 +321,15 @@ const SERVICES_APP: &str = slipway_e2e::py_app!(
 
 /// `psql -tA URL -c SQL` in the PostgreSQL container; None when it fails (not up yet).
 fn psql(server: &Server, url: &str, sql: &str) -> Option<String> {
-    let o = run(Command::new("runc")
-        .arg("--root")
-        .arg(server.data.join("runtime/state"))
-        .args([
-            "exec",
-            "demo.main.db.service",
-            "/usr/lib/postgresql/15/bin/psql",
-            "-tA",
-            url,
-            "-c",
-            sql,
-        ]));
+    let o = run(server.runc().args([
+        "exec",
+        "demo.main.db.service",
+        "/usr/lib/postgresql/15/bin/psql",
+        "-tA",
+        url,
+        "-c",
+        sql,
+    ]));
     o.status
         .success()
         .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
@@ -387,8 +371,8 @@ fn postgresql_and_redis_killed_come_back_with_their_data() {
     // Redis writes its append-only file every second.
     std::thread::sleep(Duration::from_secs(2));
 
-    kill9(container_pid(&server, "demo.main.db.service"));
-    kill9(container_pid(&server, "demo.main.cache.service"));
+    kill9(server.container_pid("demo.main.db.service"));
+    kill9(server.container_pid("demo.main.cache.service"));
     // Not `running` before it accepts connections: `starting` while PostgreSQL replays
     // its WAL, and once `running` a client gets in at once.
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -457,7 +441,7 @@ fn postgresql_and_redis_killed_come_back_with_their_data() {
     // its restarts are still counted.
     assert_eq!(server.stop(), Some(0), "{}", server.server_log());
     // Down while no server runs: the next one starts it (not adopts it).
-    kill9(container_pid(&server, "demo.main.db.service"));
+    kill9(server.container_pid("demo.main.db.service"));
     let o = run(Command::new("sqlite3").arg(server.data.join("state.db")).arg(
         "UPDATE services SET version = '12', stack = NULL, stack_fingerprint = NULL WHERE name = 'db'",
     ));
@@ -576,11 +560,11 @@ fn a_php_app_and_an_app_on_a_unix_socket_come_back_after_kill() {
         let (status, before) = server.get(host, "/").expect("an answer");
         assert_eq!(status, 200, "{before}");
         assert!(before.starts_with(body), "{before}");
-        let pid = container_pid(&server, container);
+        let pid = server.container_pid(container);
         kill9(pid);
         wait_200(&server, host, Duration::from_secs(30));
         assert_ne!(
-            container_pid(&server, container),
+            server.container_pid(container),
             pid,
             "a new container process"
         );
@@ -637,7 +621,7 @@ fn after_serve_upgrade_only_the_new_server_restarts_a_crashed_app_and_only_once(
         server.server_log()
     );
     assert_eq!(server.get(host, "/"), Some((200, "built-1\n".into())));
-    kill9(container_pid(&server, "demo.main.hello.r1"));
+    kill9(server.container_pid("demo.main.hello.r1"));
     wait_200(&server, host, Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(

@@ -71,22 +71,6 @@ fn assert_unprivileged(out: &str, who: &str) -> u32 {
     uid
 }
 
-/// The host pid of a running container's pid 1 (`runc state`).
-fn container_pid(server: &Server, id: &str) -> u32 {
-    let o = slipway_e2e::run(
-        std::process::Command::new("runc")
-            .arg("--root")
-            .arg(server.data.join("runtime/state"))
-            .args(["state", id]),
-    );
-    let st = String::from_utf8_lossy(&o.stdout);
-    st.split("\"pid\": ")
-        .nth(1)
-        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no pid for {id}: {}", text(&o)))
-}
-
 #[test]
 fn builds_hooks_apps_and_shells_run_as_web_without_privileges() {
     let server = Server::start();
@@ -104,7 +88,7 @@ fn builds_hooks_apps_and_shells_run_as_web_without_privileges() {
     assert!(o.status.success(), "{}", text(&o));
     let app_out = String::from_utf8_lossy(&o.stdout).to_string();
     assert_eq!(assert_unprivileged(&app_out, "app"), build);
-    let pid = container_pid(&server, "demo.main.hello.r1");
+    let pid = server.container_pid("demo.main.hello.r1");
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
     let host_uid = status
         .lines()

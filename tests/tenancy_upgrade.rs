@@ -94,9 +94,8 @@ fn owned_by(dir: &Path, uid: u32) -> Vec<String> {
 
 /// `sql` in the PostgreSQL service, as its own user, over its local socket.
 fn psql(server: &Server, sql: &str) -> String {
-    let o = run(Command::new("runc")
-        .arg("--root")
-        .arg(server.data.join("runtime/state"))
+    let o = run(server
+        .runc()
         .args(["exec", "demo.main.db.service"])
         .args([
             "/usr/lib/postgresql/15/bin/psql",

@@ -391,12 +391,12 @@ fn a_restarted_server_adopts_running_workers_and_starts_stopped_ones() {
 
     // Its container gone while the server was down: started again at start.
     server.stop();
-    let o = slipway_e2e::run(
-        std::process::Command::new("runc")
-            .arg("--root")
-            .arg(server.data.join("runtime").join("state"))
-            .args(["delete", "--force", "demo.main.hello.w-queue.r1"]),
-    );
+    let o =
+        slipway_e2e::run(
+            server
+                .runc()
+                .args(["delete", "--force", "demo.main.hello.w-queue.r1"]),
+        );
     assert!(o.status.success(), "{}", text(&o));
     server.serve();
     wait_for(30, "the worker started again", || {

@@ -480,22 +480,49 @@ impl Server {
             .to_string()
     }
 
+    /// `runc --root DATA/runtime/state`: a runc command on this server's containers, to
+    /// which the caller adds the subcommand (`exec ID ...`, `state ID`, `kill ID KILL`).
+    pub fn runc(&self) -> Command {
+        let mut cmd = Command::new("runc");
+        cmd.arg("--root")
+            .arg(self.data.join("runtime").join("state"));
+        cmd
+    }
+
+    /// `args` run in container `container` (`runc exec`, as the container's own user) with
+    /// the variables `env`, which must succeed: its stdout, trimmed.
+    pub fn in_container(&self, container: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+        let mut cmd = self.runc();
+        cmd.arg("exec");
+        for (k, v) in env {
+            cmd.args(["--env", &format!("{k}={v}")]);
+        }
+        let o = run(cmd.arg(container).args(args));
+        assert!(o.status.success(), "{args:?} in {container}: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    /// The host pid of container `id`'s first process, from `runc state` (which must
+    /// succeed).
+    pub fn container_pid(&self, id: &str) -> i32 {
+        let o = run(self.runc().args(["state", id]));
+        assert!(o.status.success(), "runc state {id}: {}", text(&o));
+        let state: serde_json::Value = serde_json::from_slice(&o.stdout).expect("runc state JSON");
+        let pid = state["pid"].as_i64().expect("a pid") as i32;
+        assert!(pid > 0, "{state}");
+        pid
+    }
+
     /// The containers of this data dir, as `runc list` shows them: (id, status).
     pub fn containers(&self) -> Vec<(String, String)> {
-        let o = run(Command::new("runc")
-            .arg("--root")
-            .arg(self.data.join("runtime").join("state"))
-            .args(["list", "-q"]));
+        let o = run(self.runc().args(["list", "-q"]));
         let ids: Vec<String> = String::from_utf8_lossy(&o.stdout)
             .lines()
             .map(str::to_string)
             .collect();
         ids.into_iter()
             .map(|id| {
-                let o = run(Command::new("runc")
-                    .arg("--root")
-                    .arg(self.data.join("runtime").join("state"))
-                    .args(["state", &id]));
+                let o = run(self.runc().args(["state", &id]));
                 let st = String::from_utf8_lossy(&o.stdout);
                 let status = st
                     .split("\"status\": \"")
