@@ -327,17 +327,16 @@ fn a_heroku_php_procfile_is_served_by_php_fpm_with_a_front_controller() {
 
 /// Two databases as Heroku names them: the app's `/` answers, for each of its two URLs,
 /// the server it reaches and the rows that database holds.
-const TWO_DATABASES_APP: &str = r#"import http.server, json, os
-import psycopg
+const TWO_DATABASES_APP: &str = slipway_e2e::py_app!(
+    r#"import psycopg
 NAMES = ["DATABASE_URL", "HEROKU_POSTGRESQL_AMBER_URL"]
 for name in NAMES:
     with psycopg.connect(os.environ[name]) as c:
         c.execute("CREATE TABLE IF NOT EXISTS seen (name text)")
         c.execute("DELETE FROM seen")
         c.execute("INSERT INTO seen VALUES (%s)", (name,))
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        out = {}
+"#,
+    r#"        out = {}
         for name in NAMES:
             with psycopg.connect(os.environ[name]) as c:
                 server = c.execute("SELECT inet_server_addr()::text").fetchone()[0]
@@ -345,12 +344,8 @@ class H(http.server.BaseHTTPRequestHandler):
             out[name] = {"server": server, "rows": rows}
         out["colour_vars"] = sorted(k for k in os.environ if k.startswith("HEROKU_POSTGRESQL_"))
         body = json.dumps(out).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#;
+"#
+);
 
 #[test]
 fn two_heroku_postgresql_addons_without_as_get_heroku_colour_names() {

@@ -752,17 +752,13 @@ const PYTHONS_ROUTES: &str = r#""https://{default}/":
 "#;
 
 /// Answers `PYTHON_VERSION UID termcolor=VERSION`.
-const PYTHON_SERVER: &str = r#"import http.server, importlib.metadata, os, platform, termcolor
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        version = importlib.metadata.version("termcolor")
+const PYTHON_SERVER: &str = slipway_e2e::py_app!(
+    r#"import importlib.metadata, platform, termcolor
+"#,
+    r#"        version = importlib.metadata.version("termcolor")
         body = f"{platform.python_version()} {os.getuid()} termcolor={version}\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#;
+"#
+);
 
 /// termcolor 1.1.0 is a source distribution only: pip builds its wheel and keeps it in its
 /// cache (PyPI's mirror here sends no caching headers, so downloads are never cached).
@@ -1008,18 +1004,14 @@ const PY_NODE_CONFIG: &str = r#"applications:
 "#;
 
 /// Answers `PYTHON_VERSION UID NODE_VERSION` (node's from the build and from a run now).
-const PY_NODE_SERVER: &str = r#"import http.server, os, platform, subprocess
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        built = open("node.txt").read().strip()
+const PY_NODE_SERVER: &str = slipway_e2e::py_app!(
+    r#"import platform
+"#,
+    r#"        built = open("node.txt").read().strip()
         now = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
         body = f"{platform.python_version()} {os.getuid()} {built} {now}\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#;
+"#
+);
 
 #[test]
 fn an_upsun_stack_list_of_python_and_nodejs_gives_the_app_both() {

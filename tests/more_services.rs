@@ -10,7 +10,8 @@ use slipway_e2e::{cached_stack, text, App, Server};
 
 /// The app: one path per service it talks to, with nothing but Python's standard library
 /// (AMQP 0-9-1 spoken over a raw socket).
-const APP_SERVER: &str = r#"import base64, http.server, json, os, socket, struct, time, urllib.parse, urllib.request
+const APP_SERVER: &str = slipway_e2e::py_app!(
+    r#"import socket, struct, time, urllib.parse, urllib.request
 rels = json.loads(base64.b64decode(os.environ["PLATFORM_RELATIONSHIPS"]))
 
 def frame(kind, channel, payload):
@@ -98,10 +99,8 @@ def influx(path, data=None):
     with urllib.request.urlopen(req, timeout=20) as r:
         return "%d %s" % (r.status, r.read().decode())
 
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        u = urllib.parse.urlparse(self.path)
+"#,
+    r#"        u = urllib.parse.urlparse(self.path)
         q = dict(urllib.parse.parse_qsl(u.query))
         try:
             if u.path == "/rels":
@@ -151,14 +150,8 @@ class H(http.server.BaseHTTPRequestHandler):
         except Exception as e:
             body, status = "error: %r" % (e,), 500
         body = body.encode()
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#;
+"#
+);
 
 const HOST: &str = "main.demo.localhost";
 

@@ -410,24 +410,19 @@ fn postgresql_endpoints_get_their_own_roles_with_exactly_their_privileges() {
 
 /// An app asking PostGIS for its version through its relationship (pg8000, pure Python,
 /// installed from PyPI by the build hook).
-const POSTGIS_APP: &str = r#"import base64, http.server, json, os
-import pg8000.native
+const POSTGIS_APP: &str = slipway_e2e::py_app!(
+    r#"import pg8000.native
 rels = json.loads(base64.b64decode(os.environ["PLATFORM_RELATIONSHIPS"]))
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        e = rels["database"][0]
+"#,
+    r#"        e = rels["database"][0]
         try:
             c = pg8000.native.Connection(e["username"], host=e["host"], port=e["port"], password=e["password"], database=e["path"])
             body = str(c.run("SELECT postgis_full_version()")[0][0]).encode()
             status = 200
         except Exception as err:
             body, status = repr(err).encode(), 500
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#;
+"#
+);
 
 #[test]
 fn postgis_answers_an_app_on_postgresql_17() {

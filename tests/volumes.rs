@@ -14,11 +14,10 @@ use slipway_e2e::{run, text, App, Server};
 /// Writes and reads files of its mounts: `/write?f=PATH&v=TEXT`, `/read?f=PATH`,
 /// `/fill?f=PATH&mb=N` (writes N MB, answers with the error), `/ro` (a write outside the mounts),
 /// `/rels` (the names of its relationships).
-const SERVER: &str = r#"import base64, http.server, json, os, urllib.parse
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        u = urllib.parse.urlparse(self.path)
+const SERVER: &str = slipway_e2e::py_app!(
+    r#"import urllib.parse
+"#,
+    r#"        u = urllib.parse.urlparse(self.path)
         q = dict(urllib.parse.parse_qsl(u.query))
         try:
             if u.path == "/write":
@@ -49,15 +48,9 @@ class H(http.server.BaseHTTPRequestHandler):
                 body = open("build.txt").read()
         except Exception as e:
             body = "error %r" % e
-        b = body.encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(b)))
-        self.end_headers()
-        self.wfile.write(b)
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#;
+        body = body.encode()
+"#
+);
 
 /// The app's config: `disk` MB, the mounts given (YAML lines), a deploy hook.
 fn config(disk: u64, mounts: &str, deploy_hook: &str) -> String {

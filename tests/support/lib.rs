@@ -634,9 +634,10 @@ impl App {
 }
 
 /// The source of a python3 test app (a `&'static str`): an HTTP/1.1 server on
-/// 127.0.0.1:$PORT that answers every GET with 200 and the bytes its handler leaves in
-/// `body`. `$answer` is the handler's python lines, indented by 8 spaces, with `self` the
-/// request; `$prelude` (top-level python lines) runs once first. base64, json, os, shutil,
+/// 127.0.0.1:$PORT that answers every GET with the bytes its handler leaves in `body`, with
+/// the status it leaves in `status` (200 unless it sets another). `$answer` is the
+/// handler's python lines, indented by 8 spaces, with `self` the request; `$prelude`
+/// (top-level python lines) runs once first. base64, json, os, shutil,
 /// subprocess and sys are imported. Both are string literals or macros making one
 /// ([`py_relationships!`], [`py_redis!`], [`py_dburl!`], or `concat!` of them).
 /// [`py_socket_app!`] is the same app on a unix socket.
@@ -657,8 +658,9 @@ macro_rules! py_app {
             "class H(http.server.BaseHTTPRequestHandler):\n",
             "    protocol_version = \"HTTP/1.1\"\n",
             "    def do_GET(self):\n",
+            "        status = 200\n",
             $answer,
-            "        self.send_response(200)\n",
+            "        self.send_response(status)\n",
             "        self.send_header(\"Content-Length\", str(len(body)))\n",
             "        self.end_headers()\n",
             "        self.wfile.write(body)\n",
