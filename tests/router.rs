@@ -14,81 +14,21 @@ use slipway_e2e::{text, App, LoadTally, Server, Ws};
 
 const HOST: &str = "main.demo.localhost";
 
-/// The load test's app: `GET /` answers `release-N|` repeated over ~4 KB (`GET /slow`
+/// The load test's app ([`slipway_e2e::py_release_app!`] on `$PORT`): `GET /` answers `release-N|` repeated over ~4 KB (`GET /slow`
 /// too, after 0.4 s: it is in flight when the routes switch); `POST /echo`
 /// answers `release-N:` + the body; `GET /ws` is a WebSocket answering each text frame
 /// with `release-N:` + its payload. Keep-alive: HTTP/1.1 with Content-Length.
-const SERVER: &str = r#"import base64, hashlib, http.server, os, struct, time
-VERSION = open("build.txt").read().strip()
-UNIT = (VERSION + "|").encode()
-PAGE = UNIT * (4096 // len(UNIT))
-GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-def frame(op, data):
-    n = len(data)
-    if n < 126:
-        head = struct.pack("!BB", 0x80 | op, n)
-    elif n < 65536:
-        head = struct.pack("!BBH", 0x80 | op, 126, n)
-    else:
-        head = struct.pack("!BBQ", 0x80 | op, 127, n)
-    return head + data
-
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    def answer(self, body):
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def do_GET(self):
-        if self.headers.get("Upgrade", "").lower() == "websocket":
-            return self.websocket()
-        if self.path == "/slow":
-            time.sleep(0.4)
-        self.answer(PAGE)
-    def do_POST(self):
-        data = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        self.answer(VERSION.encode() + b":" + data)
-    def websocket(self):
-        key = self.headers["Sec-WebSocket-Key"]
-        accept = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
-        self.send_response(101)
-        self.send_header("Upgrade", "websocket")
-        self.send_header("Connection", "Upgrade")
-        self.send_header("Sec-WebSocket-Accept", accept)
-        self.end_headers()
-        self.close_connection = True
-        r, w = self.rfile, self.wfile
-        while True:
-            head = r.read(2)
-            if len(head) < 2:
-                return
-            op, n = head[0] & 15, head[1] & 127
-            if n == 126:
-                n = struct.unpack("!H", r.read(2))[0]
-            elif n == 127:
-                n = struct.unpack("!Q", r.read(8))[0]
-            mask = r.read(4) if head[1] & 128 else b"\0\0\0\0"
-            data = bytes(b ^ mask[i % 4] for i, b in enumerate(r.read(n)))
-            if op == 8:
-                w.write(frame(8, data[:2]))
-                return
-            if op == 9:
-                w.write(frame(10, data))
-            elif op in (1, 2):
-                w.write(frame(op, VERSION.encode() + b":" + data))
-    def log_message(self, *a):
-        pass
+const SERVER: &str = slipway_e2e::py_release_app!(
+    4096,
+    r#"H.disable_nagle_algorithm = True
 
 class S(http.server.ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
 
 S(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#;
+"#
+);
 
 const APP_YAML: &str = "name: hello\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    echo \"release-$(cat VERSION)\" > build.txt\nweb:\n  commands:\n    start: python3 server.py\n";
 

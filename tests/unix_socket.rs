@@ -16,71 +16,21 @@ use slipway_e2e::{text, App, LoadTally, Server, Ws};
 
 const HOST: &str = "main.demo.localhost";
 
-/// A stdlib HTTP/1.1 server on the unix socket `$SOCKET`: `GET /` answers
-/// `release-N|` repeated (keep-alive, Content-Length), `GET /env` what it sees of
-/// `PORT` and `SOCKET`, `GET /ws` is a WebSocket echoing each text frame as
+/// The app ([`slipway_e2e::py_release_app!`]) on the unix socket `$SOCKET`: `GET /`
+/// answers `release-N|` repeated over 2 KB (keep-alive, Content-Length), `GET /env` what it
+/// sees of `PORT` and `SOCKET`, `GET /ws` is a WebSocket echoing each text frame as
 /// `release-N:PAYLOAD`.
-const SERVER: &str = r#"import base64, hashlib, http.server, json, os, socketserver, struct
-VERSION = open("build.txt").read().strip()
-UNIT = (VERSION + "|").encode()
-PAGE = UNIT * (2048 // len(UNIT))
-GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-def frame(op, data):
-    return struct.pack("!BB", 0x80 | op, len(data)) + data
-
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def address_string(self):
-        return "unix"
-    def answer(self, body):
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def do_GET(self):
-        if self.headers.get("Upgrade", "").lower() == "websocket":
-            return self.websocket()
-        if self.path == "/env":
-            return self.answer(json.dumps({"PORT": os.environ.get("PORT"), "SOCKET": os.environ.get("SOCKET"), "run": sorted(os.listdir("/run"))}).encode())
-        self.answer(PAGE)
-    def do_POST(self):
-        data = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        self.answer(VERSION.encode() + b":" + data)
-    def websocket(self):
-        key = self.headers["Sec-WebSocket-Key"]
-        accept = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
-        self.send_response(101)
-        self.send_header("Upgrade", "websocket")
-        self.send_header("Connection", "Upgrade")
-        self.send_header("Sec-WebSocket-Accept", accept)
-        self.end_headers()
-        self.close_connection = True
-        r, w = self.rfile, self.wfile
-        while True:
-            head = r.read(2)
-            if len(head) < 2:
-                return
-            op, n = head[0] & 15, head[1] & 127
-            mask = r.read(4) if head[1] & 128 else b"\0\0\0\0"
-            data = bytes(b ^ mask[i % 4] for i, b in enumerate(r.read(n)))
-            if op == 8:
-                w.write(frame(8, data[:2]))
-                return
-            w.write(frame(1, VERSION.encode() + b":" + data))
-            w.flush()
-    def log_message(self, *a):
-        pass
-
-class S(socketserver.ThreadingUnixStreamServer):
+const SERVER: &str = slipway_e2e::py_release_app!(
+    2048,
+    r#"class S(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
     request_queue_size = 256
 
 path = os.environ["SOCKET"]
 print("listening on", path, flush=True)
 S(path, H).serve_forever()
-"#;
+"#
+);
 
 const APP_YAML: &str = "name: app\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    echo \"release-$(cat VERSION)\" > build.txt\nweb:\n  upstream:\n    socket_family: unix\n  commands:\n    start: python3 server.py\n";
 

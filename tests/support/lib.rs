@@ -728,6 +728,93 @@ macro_rules! django_wsgi {
     };
 }
 
+/// The source of the deploy-under-load tests' python3 app (a `&'static str`), a release
+/// named by its `build.txt` (`release-N`): `GET /` answers `release-N|` repeated over about
+/// `$page` bytes (`GET /slow` too, after 0.4 s), `GET /env` its `PORT`, `SOCKET` and what
+/// `/run` holds (JSON), `POST` `release-N:` and the body, and a `GET` asking
+/// `Upgrade: websocket` is a WebSocket answering each text or binary frame with
+/// `release-N:` and its payload, a ping with a pong. Keep-alive HTTP/1.1 with
+/// Content-Length. `$serve` is the python lines that serve the handler class `H` (on
+/// `$PORT` or on a unix socket).
+#[macro_export]
+macro_rules! py_release_app {
+    ($page:literal, $serve:expr) => {
+        concat!(
+            r#"import base64, hashlib, http.server, json, os, socketserver, struct, time
+VERSION = open("build.txt").read().strip()
+UNIT = (VERSION + "|").encode()
+PAGE = UNIT * ("#,
+            $page,
+            r#" // len(UNIT))
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+def frame(op, data):
+    n = len(data)
+    if n < 126:
+        head = struct.pack("!BB", 0x80 | op, n)
+    elif n < 65536:
+        head = struct.pack("!BBH", 0x80 | op, 126, n)
+    else:
+        head = struct.pack("!BBQ", 0x80 | op, 127, n)
+    return head + data
+
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def answer(self, body):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_GET(self):
+        if self.headers.get("Upgrade", "").lower() == "websocket":
+            return self.websocket()
+        if self.path == "/env":
+            return self.answer(json.dumps({"PORT": os.environ.get("PORT"), "SOCKET": os.environ.get("SOCKET"), "run": sorted(os.listdir("/run"))}).encode())
+        if self.path == "/slow":
+            time.sleep(0.4)
+        self.answer(PAGE)
+    def do_POST(self):
+        data = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.answer(VERSION.encode() + b":" + data)
+    def websocket(self):
+        key = self.headers["Sec-WebSocket-Key"]
+        accept = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.end_headers()
+        self.close_connection = True
+        r, w = self.rfile, self.wfile
+        while True:
+            head = r.read(2)
+            if len(head) < 2:
+                return
+            op, n = head[0] & 15, head[1] & 127
+            if n == 126:
+                n = struct.unpack("!H", r.read(2))[0]
+            elif n == 127:
+                n = struct.unpack("!Q", r.read(8))[0]
+            mask = r.read(4) if head[1] & 128 else b"\0\0\0\0"
+            data = bytes(b ^ mask[i % 4] for i, b in enumerate(r.read(n)))
+            if op == 8:
+                w.write(frame(8, data[:2]))
+                return
+            if op == 9:
+                w.write(frame(10, data))
+            elif op in (1, 2):
+                w.write(frame(op, VERSION.encode() + b":" + data))
+            w.flush()
+    def log_message(self, *a):
+        pass
+
+"#,
+            $serve,
+        )
+    };
+}
+
 /// Top-level python lines for [`py_app!`]: `rels`, the app's relationships (decoded
 /// `PLATFORM_RELATIONSHIPS`).
 #[macro_export]
