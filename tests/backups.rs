@@ -121,13 +121,7 @@ fn backups(server: &Server, project: &str) -> serde_json::Value {
 fn backup_and_restore_give_back_exactly_the_backed_up_data() {
     // python:3.11, postgresql:15, redis:7.0 and mariadb:10.11 are test stacks.
     let server = Server::start();
-    let app = App::demo(server.dir.path(), "app");
-    app.write(".platform.app.yaml", APP_YAML);
-    app.write(".platform/services.yaml", SERVICES);
-    app.write(
-        ".platform/routes.yaml",
-        "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
-    );
+    let app = App::with_services(server.dir.path(), APP_YAML, SERVICES);
     app.commit("with services");
     let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
     assert!(
@@ -449,13 +443,7 @@ fn a_restore_that_fails_halfway_puts_every_service_back_as_it_was() {
     // python:3.11, postgresql:15, redis:7.0 and mariadb:10.11 are test stacks. MariaDB
     // is killed below and must stay dead until the restore reaches it: no supervision.
     let server = Server::start_with(&[("SLIPWAY_TEST_NO_SUPERVISION", "1")]);
-    let app = App::demo(server.dir.path(), "app");
-    app.write(".platform.app.yaml", APP_YAML);
-    app.write(".platform/services.yaml", SERVICES);
-    app.write(
-        ".platform/routes.yaml",
-        "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
-    );
+    let app = App::with_services(server.dir.path(), APP_YAML, SERVICES);
     app.commit("with services");
     let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
     assert!(o.status.success(), "{}\n{}", text(&o), server.server_log());
@@ -606,14 +594,8 @@ fn role_state(server: &Server, role: &str) -> String {
 fn a_backup_keeps_its_endpoint_roles_and_restores_after_one_left_the_configuration() {
     // python:3.11 and postgresql:15 are test stacks.
     let server = Server::start();
-    let app = App::demo(server.dir.path(), "app");
     let app_yaml = "name: hello\ntype: python:3.11\nrelationships:\n  database: 'db:admin'\n  reports: 'db:reporter'\nweb:\n  commands:\n    start: python3 -m http.server $PORT --bind 127.0.0.1\n";
-    app.write(".platform.app.yaml", app_yaml);
-    app.write(".platform/services.yaml", ENDPOINT_SERVICES);
-    app.write(
-        ".platform/routes.yaml",
-        "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
-    );
+    let app = App::with_services(server.dir.path(), app_yaml, ENDPOINT_SERVICES);
     app.commit("two endpoints");
     let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
     assert!(o.status.success(), "{}\n{}", text(&o), server.server_log());

@@ -18,13 +18,7 @@ fn app_yaml(deploy_hook: &str) -> String {
 }
 
 fn new_app(server: &Server, services: &str) -> App {
-    let app = App::demo(server.dir.path(), "app");
-    app.write(".platform.app.yaml", &app_yaml("'true'"));
-    app.write(".platform/services.yaml", services);
-    app.write(
-        ".platform/routes.yaml",
-        "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
-    );
+    let app = App::with_services(server.dir.path(), &app_yaml("'true'"), services);
     app.write("server.py", SERVER_PY);
     app.commit("with services");
     app

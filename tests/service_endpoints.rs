@@ -34,19 +34,6 @@ const SERVICES: &str = "db:
 
 const CONTAINER: &str = "demo.main.db.service";
 
-/// A demo app in `server`'s folder with `app_yaml`, the services file `services` and the
-/// route to `hello`, not committed yet.
-fn demo_app(server: &Server, app_yaml: &str, services: &str) -> App {
-    let app = App::demo(server.dir.path(), "app");
-    app.write(".platform.app.yaml", app_yaml);
-    app.write(".platform/services.yaml", services);
-    app.write(
-        ".platform/routes.yaml",
-        "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
-    );
-    app
-}
-
 /// The service removed with its data (the app without relationships, `-o allow-data-loss`),
 /// then added again as `app_yaml` and `services` say: two pushes, which must succeed.
 fn removed_and_added_again(server: &Server, app: &App, app_yaml: &str, services: &str) {
@@ -166,7 +153,7 @@ fn denied(r: Result<String, String>, what: &str) {
 fn postgresql_endpoints_get_their_own_roles_with_exactly_their_privileges() {
     // python:3.11 and postgresql:15 are test stacks.
     let server = Server::start();
-    let app = demo_app(&server, APP_YAML, SERVICES);
+    let app = App::with_services(server.dir.path(), APP_YAML, SERVICES);
 
     // A relationship to an endpoint the service does not have: refused at its position by
     // config check and push alike, nothing deployed.
@@ -429,8 +416,7 @@ fn postgis_answers_an_app_on_postgresql_17() {
     // postgresql:17 is not a test stack: built once per machine (with postgis).
     cached_stack("postgresql:17");
     let server = Server::start();
-    let app = demo_app(
-        &server,
+    let app = App::with_services(server.dir.path(),
         "name: hello\ntype: python:3.11\nrelationships:\n  database: 'db:postgresql'\nhooks:\n  build: pip install pg8000\nweb:\n  commands:\n    start: python3 server.py\n",
         "db:\n  type: postgresql:17\n  configuration:\n    extensions: [postgis]\n",
     );
@@ -486,7 +472,7 @@ fn mariadb_schemas_and_endpoints_added_later_reach_the_running_service() {
     // python:3.11 and mariadb:10.11 are test stacks.
     let server = Server::start();
     let yaml = "name: hello\ntype: python:3.11\nrelationships:\n  database: 'mdb:mysql'\nweb:\n  commands:\n    start: python3 -m http.server $PORT --bind 127.0.0.1\n";
-    let app = demo_app(&server, yaml, "mdb:\n  type: mariadb:10.11\n");
+    let app = App::with_services(server.dir.path(), yaml, "mdb:\n  type: mariadb:10.11\n");
     app.commit("mariadb");
     push_ok(&server, &app, &[]);
     let rels = relationships(&server);
@@ -558,8 +544,8 @@ fn mariadb_drops_a_removed_schema_and_endpoint_only_with_allow_data_loss() {
     let yaml = "name: hello\ntype: python:3.11\nrelationships:\n  database: 'mdb:admin'\nweb:\n  commands:\n    start: python3 -m http.server $PORT --bind 127.0.0.1\n";
     let kept = "mdb:\n  type: mariadb:10.11\n  configuration:\n    schemas: [main]\n    endpoints:\n      admin:\n        default_schema: main\n        privileges: {main: admin}\n";
     let more = "mdb:\n  type: mariadb:10.11\n  configuration:\n    schemas: [main, extra]\n    endpoints:\n      admin:\n        default_schema: main\n        privileges: {main: admin, extra: admin}\n      reader:\n        privileges: {extra: ro}\n";
-    let app = demo_app(
-        &server,
+    let app = App::with_services(
+        server.dir.path(),
         &yaml.replace(
             "relationships:\n",
             "relationships:\n  reports: 'mdb:reader'\n",
@@ -745,7 +731,7 @@ fn mariadb_privileges_change_without_a_gap_and_a_dropped_endpoint_loses_its_sess
             if gone { "      gone:\n        privileges: {app_1: ro}\n" } else { "" }
         )
     };
-    let app = demo_app(&server, &yaml(true), &services("ro", true));
+    let app = App::with_services(server.dir.path(), &yaml(true), &services("ro", true));
     app.commit("mariadb with schema app_1 and three endpoints");
     push_ok(&server, &app, &[]);
     let rels = relationships(&server);
@@ -917,7 +903,7 @@ fn mariadb_privileges_change_without_a_gap_and_a_dropped_endpoint_loses_its_sess
 fn a_postgresql_restore_into_a_fresh_service_gives_back_its_endpoints_and_privileges() {
     // python:3.11 and postgresql:15 are test stacks.
     let server = Server::start();
-    let app = demo_app(&server, APP_YAML, SERVICES);
+    let app = App::with_services(server.dir.path(), APP_YAML, SERVICES);
     app.commit("databases and endpoints");
     push_ok(&server, &app, &[]);
     let rels = relationships(&server);
@@ -1012,7 +998,7 @@ fn a_mariadb_restore_into_a_fresh_service_keeps_its_passwords_endpoints_and_priv
     let server = Server::start();
     let yaml = "name: hello\ntype: python:3.11\nrelationships:\n  own: 'mdb:mysql'\n  database: 'mdb:writer'\n  reports: 'mdb:reader'\nweb:\n  commands:\n    start: python3 -m http.server $PORT --bind 127.0.0.1\n";
     let services = "mdb:\n  type: mariadb:10.11\n  configuration:\n    schemas: [app]\n    endpoints:\n      writer:\n        default_schema: app\n        privileges: {app: rw}\n      reader:\n        privileges: {app: ro}\n";
-    let app = demo_app(&server, yaml, services);
+    let app = App::with_services(server.dir.path(), yaml, services);
     app.commit("mariadb with endpoints");
     push_ok(&server, &app, &[]);
     let rels = relationships(&server);

@@ -600,6 +600,20 @@ impl App {
         app
     }
 
+    /// [`App::demo`] `app` in `parent` with `app_yaml` as its `.platform.app.yaml`, the
+    /// services file `services` and the route `http://{default}/` to the app `hello`, not
+    /// committed yet.
+    pub fn with_services(parent: &Path, app_yaml: &str, services: &str) -> App {
+        let app = App::demo(parent, "app");
+        app.write(".platform.app.yaml", app_yaml);
+        app.write(".platform/services.yaml", services);
+        app.write(
+            ".platform/routes.yaml",
+            "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
+        );
+        app
+    }
+
     /// Write a file (creating folders).
     pub fn write(&self, path: &str, content: &str) {
         let p = self.dir.join(path);
