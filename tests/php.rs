@@ -11,10 +11,10 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use slipway_e2e::{header_field as field, raw_http, run, text, App, Server};
+use slipway_e2e::{header_field as field, raw_http, run, text, App, LoadTally, Server};
 
 const HOST: &str = "main.demo.localhost";
 
@@ -190,14 +190,7 @@ fn a_php_app_is_served_by_php_fpm_behind_its_locations() {
 
 /// One client of the load: `kind` 0 PHP GET, 1 PHP POST, 2 static file. Records the
 /// release each answer came from, and every failure.
-fn load_loop(
-    port: u16,
-    kind: usize,
-    stop: &AtomicBool,
-    seen: &Mutex<BTreeSet<String>>,
-    failures: &Mutex<Vec<String>>,
-    ok: &AtomicUsize,
-) {
+fn load_loop(port: u16, kind: usize, stop: &AtomicBool, tally: &LoadTally) {
     let mut i = 0u64;
     while !stop.load(Ordering::Relaxed) {
         i += 1;
@@ -215,21 +208,15 @@ fn load_loop(
         let version = body
             .lines()
             .find_map(|l| l.strip_prefix("release="))
-            .map(str::to_string);
+            .and_then(|v| v.parse().ok());
         let expected = match kind {
             0 => body.contains(&format!("uri=/load/{i}?n={i}\n")),
             1 => body.contains(&format!("body=x={i}|{i}\n")),
             _ => true,
         };
         match version {
-            Some(v) if status == 200 && expected => {
-                seen.lock().unwrap().insert(v);
-                ok.fetch_add(1, Ordering::Relaxed);
-            }
-            _ => failures
-                .lock()
-                .unwrap()
-                .push(format!("kind {kind} #{i}: {status} {head} {body}")),
+            Some(v) if status == 200 && expected => tally.saw(v),
+            _ => tally.fail(format!("kind {kind} #{i}: {status} {head} {body}")),
         }
     }
 }
@@ -258,15 +245,12 @@ fn deploys_under_mixed_php_and_static_load_lose_nothing() {
     };
     release(1);
     let stop = Arc::new(AtomicBool::new(false));
-    let seen = Arc::new(Mutex::new(BTreeSet::new()));
-    let failures = Arc::new(Mutex::new(Vec::new()));
-    let ok = Arc::new(AtomicUsize::new(0));
+    let tally = Arc::new(LoadTally::default());
     let port = server.http_port;
     let threads: Vec<_> = (0..6)
         .map(|i| {
-            let (stop, seen, failures, ok) =
-                (stop.clone(), seen.clone(), failures.clone(), ok.clone());
-            std::thread::spawn(move || load_loop(port, i % 3, &stop, &seen, &failures, &ok))
+            let (stop, tally) = (stop.clone(), tally.clone());
+            std::thread::spawn(move || load_loop(port, i % 3, &stop, &tally))
         })
         .collect();
     std::thread::sleep(Duration::from_millis(500));
@@ -278,21 +262,13 @@ fn deploys_under_mixed_php_and_static_load_lose_nothing() {
     for t in threads {
         t.join().expect("load thread");
     }
-    let failures = failures.lock().unwrap().clone();
-    let ok = ok.load(Ordering::Relaxed);
-    assert!(
-        failures.is_empty(),
-        "{} of {} requests failed; first: {:#?}",
-        failures.len(),
-        ok + failures.len(),
-        &failures[..failures.len().min(5)]
-    );
+    let ok = tally.assert_none_failed();
     assert!(ok > 50, "only {ok} requests answered");
-    let seen = seen.lock().unwrap().clone();
-    let live: BTreeSet<String> = (1..=4).map(|n| n.to_string()).collect();
+    let seen = tally.releases_seen();
+    let live: BTreeSet<u32> = (1..=4).collect();
     assert!(seen.is_subset(&live), "{seen:?}");
     assert!(
-        seen.contains("4"),
+        seen.contains(&4),
         "the last release never answered: {seen:?}"
     );
 }
