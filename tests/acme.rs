@@ -254,8 +254,7 @@ fn push_until_issued(server: &Server, https_port: u16, pebble: &Pebble, routes: 
     app.write("server.py", PROTO_SERVER);
     app.write(".platform/routes.yaml", routes);
     app.commit("https routes");
-    let o = server.git(&app.dir, &["push", &server.remote("acme"), "main"]);
-    assert!(o.status.success(), "push: {}", text(&o));
+    server.push_ok(&app, "acme");
     wait_for_log(
         server,
         0,

@@ -123,13 +123,7 @@ fn backup_and_restore_give_back_exactly_the_backed_up_data() {
     let server = Server::start();
     let app = App::with_services(server.dir.path(), APP_YAML, SERVICES);
     app.commit("with services");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    assert!(
-        o.status.success(),
-        "push failed:\n{}\n{}",
-        text(&o),
-        server.server_log()
-    );
+    server.push_ok(&app, "demo");
     let host = "main.demo.localhost";
     let services: serde_json::Value =
         serde_json::from_str(&server.admin_ok("services demo main --json")).unwrap();
@@ -378,8 +372,7 @@ fn a_major_service_upgrade_needs_its_option_and_keeps_every_row() {
     );
     app.write(".platform/services.yaml", "db:\n  type: postgresql:15\n");
     app.commit("postgresql 15");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    assert!(o.status.success(), "push:\n{}", text(&o));
+    server.push_ok(&app, "demo");
     psql(
         &server,
         "demo",
@@ -527,8 +520,7 @@ fn a_mariadb_major_upgrade_goes_through_a_backup_and_dump_and_restore() {
     );
     app.write(".platform/services.yaml", "mdb:\n  type: mariadb:10.11\n");
     app.commit("mariadb 10.11");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    assert!(o.status.success(), "push:\n{}", text(&o));
+    server.push_ok(&app, "demo");
     mariadb(
         &server,
         "CREATE TABLE items (n INT PRIMARY KEY, t TEXT); INSERT INTO items SELECT seq, MD5(seq) FROM seq_1_to_2000",

@@ -46,8 +46,7 @@ fn app_body(server: &Server) -> String {
 }
 
 fn push(server: &Server, app: &App) {
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    assert!(o.status.success(), "push: {}", text(&o));
+    server.push_ok(&app, "demo");
 }
 
 #[test]

@@ -34,8 +34,7 @@ fn metrics_count_pushes_deploys_builds_and_router_requests() {
         "\"http://{default}/\":\n    type: upstream\n    upstream: \"hello:http\"\n\"http://{default}/old\":\n    type: redirect\n    to: \"http://{default}/\"\n",
     );
     app.commit("with a volume and a redirect");
-    let o = server.git(&app.dir, &["push", &server.remote("m"), "main"]);
-    assert!(o.status.success(), "push: {}", text(&o));
+    server.push_ok(&app, "m");
     for _ in 0..3 {
         assert_eq!(
             server.get("main.m.localhost", "/"),

@@ -170,13 +170,7 @@ fn push_app(server: &Server, relationships: &str, services: &str) -> (App, Strin
     );
     app.write("server.py", APP_SERVER);
     app.commit("with services");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    let out = text(&o);
-    assert!(
-        o.status.success(),
-        "push failed:\n{out}\n{}",
-        server.server_log()
-    );
+    let out = server.push_ok(&app, "demo");
     (app, out)
 }
 

@@ -95,13 +95,7 @@ fn a_php_app_is_served_by_php_fpm_behind_its_locations() {
         "<?php echo 'EXE' . 'CUTED';\n",
     );
     app.commit("a php app");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    let out = text(&o);
-    assert!(
-        o.status.success(),
-        "push failed:\n{out}\n{}",
-        server.server_log()
-    );
+    let out = server.push_ok(&app, "demo");
     assert!(out.contains("PHP-FPM answering FastCGI"), "{out}");
     let port = server.http_port;
 

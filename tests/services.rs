@@ -67,13 +67,7 @@ fn apps_reach_their_services_and_data_outlives_deploys_and_restarts() {
     );
     app.write("server.py", APP_SERVER);
     app.commit("with services");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    let out = text(&o);
-    assert!(
-        o.status.success(),
-        "push failed:\n{out}\n{}",
-        server.server_log()
-    );
+    let out = server.push_ok(&app, "demo");
     assert!(out.contains("service db"), "{out}");
     let host = "main.demo.localhost";
 
@@ -234,13 +228,7 @@ fn mariadb_rows_survive_a_code_deploy_and_a_rollback() {
     );
     app.write("server.py", DB_URL_SERVER);
     app.commit("with mariadb");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    let out = text(&o);
-    assert!(
-        o.status.success(),
-        "push failed:\n{out}\n{}",
-        server.server_log()
-    );
+    let out = server.push_ok(&app, "demo");
     assert!(out.contains("mariadb:10.11"), "{out}");
     let host = "main.demo.localhost";
     let (_, info) = server.get(host, "/").unwrap();

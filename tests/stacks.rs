@@ -207,13 +207,7 @@ fn an_app_builds_and_runs_on_its_stack() {
         ),
     );
     app.commit("on its stack");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    let out = text(&o);
-    assert!(
-        o.status.success(),
-        "push failed:\n{out}\n{}",
-        server.server_log()
-    );
+    let out = server.push_ok(&app, "demo");
     // python:3.10 is not in Debian: the nearest newer 3.x, with a warning naming both.
     assert!(
         out.contains("warning: python:3.10 is not available on this server; using python:3.11, the nearest newer python 3.x"),
@@ -357,8 +351,7 @@ fn a_stack_build_that_fails_leaves_the_live_release_serving() {
     let stacks = stacks_with_only(&["stack-python-3.11"]);
     let server = server_without_mirror(stacks.path());
     let app = App::demo(server.dir.path(), "app");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    assert!(o.status.success(), "{}", text(&o));
+    server.push_ok(&app, "demo");
     let live = server.get("main.demo.localhost", "/");
     assert_eq!(live.as_ref().map(|(c, _)| *c), Some(200), "{live:?}");
     let remote_main = || server.branch_head(&app.dir, "demo", "main");

@@ -75,9 +75,7 @@ fn assert_unprivileged(out: &str, who: &str) -> u32 {
 fn builds_hooks_apps_and_shells_run_as_web_without_privileges() {
     let server = Server::start();
     let app = probing_app(&server);
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    let out = text(&o);
-    assert!(o.status.success(), "{out}\n{}", server.server_log());
+    let out = server.push_ok(&app, "demo");
 
     let build = assert_unprivileged(&out, "build");
     let deploy = assert_unprivileged(&out, "deploy");
@@ -196,8 +194,7 @@ fn a_fork_bomb_and_a_memory_hog_hit_their_limits_and_the_neighbours_keep_serving
     let app = App::demo(server.dir.path(), "app");
     app.write("bomb.py", FORK_BOMB);
     app.commit("bomb");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    assert!(o.status.success(), "{}", text(&o));
+    server.push_ok(&app, "demo");
     let neighbour = App::demo(&server.dir.path().join("n"), "app");
     let o = server.git(&neighbour.dir, &["push", &server.remote("other"), "main"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -313,9 +310,7 @@ fn builds_reach_allowed_registries_but_not_the_hosts_services() {
          web:\n  commands:\n    start: python3 server.py\n",
     );
     app.commit("net probe");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    let out = text(&o);
-    assert!(o.status.success(), "{out}\n{}", server.server_log());
+    let out = server.push_ok(&app, "demo");
     for want in [
         "net direct-ssh closed",
         "net direct-router closed",

@@ -227,9 +227,7 @@ fn data_left_under_an_older_project_uid_is_given_to_the_new_one_and_nothing_is_l
     // The next build reads and extends its cache, left under the old uid too.
     app.write("VERSION", "2\n");
     app.commit("v2");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    let out = text(&o);
-    assert!(o.status.success(), "{out}\n{}", server.server_log());
+    let out = server.push_ok(&app, "demo");
     assert!(out.contains("cache-had build-1"), "{out}");
     let cache = server.build_cache("demo", "main", "hello");
     assert_eq!(

@@ -269,8 +269,7 @@ fn php_over_tls_is_told_https_on_a_kept_alive_connection_with_static_files() {
     app.write("web/index.php", PHP_INDEX);
     app.write("web/hello.txt", "static over tls\n");
     app.commit("php over tls");
-    let o = server.git(&app.dir, &["push", &server.remote("tlsh1"), "main"]);
-    assert!(o.status.success(), "push: {}", text(&o));
+    server.push_ok(&app, "tlsh1");
     let script = server.dir.path().join("h1_client.py");
     std::fs::write(&script, CLIENT).expect("client script");
     // A static file, PHP (FastCGI) and a static file again, all on the router's own path,
@@ -337,8 +336,7 @@ fn deployed(env: &[(&str, &str)]) -> (Server, u16, PathBuf, PathBuf, App) {
     app.write(".platform/routes.yaml", ROUTES);
     app.write("public/static/small.txt", "small static file\n");
     app.commit("h1 over tls");
-    let o = server.git(&app.dir, &["push", &server.remote("tlsh1"), "main"]);
-    assert!(o.status.success(), "push: {}", text(&o));
+    server.push_ok(&app, "tlsh1");
     let client = server.dir.path().join("h1_client.py");
     std::fs::write(&client, CLIENT).expect("client script");
     (server, https_port, ca, client, app)
@@ -400,8 +398,7 @@ fn http1_over_tls_keeps_alive_pipelines_serves_files_hands_over_and_refuses_bad_
         .collect();
     std::fs::write(app.dir.join("public/static/big.bin"), &big).expect("big file");
     app.commit("big file");
-    let o = server.git(&app.dir, &["push", &server.remote("tlsh1"), "main"]);
-    assert!(o.status.success(), "push: {}", text(&o));
+    server.push_ok(&app, "tlsh1");
     let sum = run(Command::new("sha256sum").arg(app.dir.join("public/static/big.bin")));
     let sum = String::from_utf8_lossy(&sum.stdout)
         .split(' ')

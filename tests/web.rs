@@ -87,13 +87,7 @@ fn site(server: &Server) -> App {
 fn static_files_rules_passthru_and_traversal() {
     let server = Server::start();
     let app = site(&server);
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    assert!(
-        o.status.success(),
-        "push failed:\n{}\n{}",
-        text(&o),
-        server.server_log()
-    );
+    server.push_ok(&app, "demo");
     let port = server.http_port;
 
     // The index file of /, with the location's expires and headers and validators.
@@ -301,9 +295,7 @@ web:
     app.write("public/data.json", "{}\n");
     app.write("public/package-lock.json", "{}\n");
     app.commit("a static site");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    let out = text(&o);
-    assert!(o.status.success(), "{out}\n{}", server.server_log());
+    let out = server.push_ok(&app, "demo");
     assert!(out.contains("no web process"), "{out}");
     let port = server.http_port;
     let (status, head, body) = get(port, "/", "");
@@ -429,13 +421,7 @@ web:
     let big: String = (0..120_000).map(|i| format!("line {i:06}\n")).collect();
     app.write("web/big.txt", &big);
     app.commit("gzip and a mount");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    assert!(
-        o.status.success(),
-        "push failed:\n{}\n{}",
-        text(&o),
-        server.server_log()
-    );
+    server.push_ok(&app, "demo");
     let port = server.http_port;
 
     // On the fly, for a client that takes gzip.
