@@ -400,19 +400,7 @@ fn a_push_log_streams_live_and_is_replayed_after() {
     );
     app.write("VERSION", "2\n");
     app.commit("v2");
-    let pusher = {
-        let dir = app.dir.clone();
-        let remote = server.remote("demo");
-        let ssh = server.ssh_command(&server.key);
-        std::thread::spawn(move || {
-            std::process::Command::new("git")
-                .args(["push", &remote, "main"])
-                .current_dir(dir)
-                .env("GIT_SSH_COMMAND", ssh)
-                .output()
-                .unwrap()
-        })
-    };
+    let pusher = server.push_in_background(&app, "demo");
     // The running push shows up in the activity list.
     let db = rusqlite::Connection::open(server.data.join("state.db")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -830,21 +818,7 @@ fn chromium_logs_in_watches_a_push_rolls_back_and_a_viewer_is_refused() {
     );
     app.write("VERSION", "3\n");
     app.commit("v3");
-    let pusher = {
-        let (dir, remote, ssh) = (
-            app.dir.clone(),
-            server.remote("demo"),
-            server.ssh_command(&server.key),
-        );
-        std::thread::spawn(move || {
-            std::process::Command::new("git")
-                .args(["push", &remote, "main"])
-                .current_dir(dir)
-                .env("GIT_SSH_COMMAND", ssh)
-                .output()
-                .unwrap()
-        })
-    };
+    let pusher = server.push_in_background(&app, "demo");
     let db = rusqlite::Connection::open(server.data.join("state.db")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     let id: i64 = loop {

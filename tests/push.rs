@@ -463,17 +463,7 @@ fn a_push_during_a_deploy_waits_then_deploys() {
     );
     app.write("VERSION", "2\n");
     app.commit("v2, slow build");
-    let remote = server.remote("demo");
-    let ssh = server.ssh_command(&server.key);
-    let dir = app.dir.clone();
-    let first = std::thread::spawn(move || {
-        slipway_e2e::run(
-            std::process::Command::new("git")
-                .args(["push", &remote, "main"])
-                .current_dir(dir)
-                .env("GIT_SSH_COMMAND", ssh),
-        )
-    });
+    let first = server.push_in_background(&app, "demo");
     std::thread::sleep(Duration::from_millis(1500));
     app.write("VERSION", "3\n");
     let v3 = app.commit("v3");

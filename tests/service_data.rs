@@ -498,10 +498,8 @@ fn service_data_survives_deploys_failures_rollbacks_restarts_down_and_kill() {
     app.write(".platform.app.yaml", &app_yaml("sleep 60"));
     app.commit("slow hook");
     let log = server.dir.path().join("push-killed.log");
-    let mut pusher = Command::new("git")
-        .args(["push", &server.remote("demo"), "HEAD:refs/heads/main"])
-        .current_dir(&app.dir)
-        .env("GIT_SSH_COMMAND", server.ssh_command(&server.key))
+    let mut pusher = server
+        .push_command(&app, "demo", "HEAD:refs/heads/main", &[])
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()

@@ -393,17 +393,7 @@ fn a_build_printing_a_million_lines_keeps_a_capped_log_and_others_are_served() {
             .sum::<u64>()
     };
     let before = db_size();
-    let pusher = {
-        let (dir, remote) = (app.dir.clone(), server.remote("demo"));
-        let ssh = server.ssh_command(&server.key);
-        std::thread::spawn(move || {
-            run(Command::new("git")
-                .args(["push", &remote, "main"])
-                .current_dir(dir)
-                .env("GIT_SSH_COMMAND", ssh)
-                .env("GIT_TERMINAL_PROMPT", "0"))
-        })
-    };
+    let pusher = server.push_in_background(&app, "demo");
     // Meanwhile another user's commands answer (generously soon).
     let mut answered = 0;
     while !pusher.is_finished() {

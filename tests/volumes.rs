@@ -207,10 +207,8 @@ fn mount_data_survives_deploys_failures_rollbacks_restarts_down_and_kill() {
         ),
     );
     app.commit("slow hook");
-    let mut pusher = Command::new("git")
-        .args(["push", &server.remote("demo"), "HEAD:refs/heads/main"])
-        .current_dir(&app.dir)
-        .env("GIT_SSH_COMMAND", server.ssh_command(&server.key))
+    let mut pusher = server
+        .push_command(&app, "demo", "HEAD:refs/heads/main", &[])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -432,10 +430,8 @@ fn sync_streams_its_output_while_it_runs() {
     // A deploy of dev that holds its lock for a while: sync waits for it, and says so at once.
     app.write(".platform.app.yaml", &config(32, MOUNTS, "    sleep 8\n"));
     app.commit("slow deploy hook");
-    let mut pusher = Command::new("git")
-        .args(["push", &server.remote("demo"), "HEAD:refs/heads/dev"])
-        .current_dir(&app.dir)
-        .env("GIT_SSH_COMMAND", server.ssh_command(&server.key))
+    let mut pusher = server
+        .push_command(&app, "demo", "HEAD:refs/heads/dev", &[])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -953,6 +953,13 @@ impl Server {
         run(&mut self.push_command(app, project, refspec, options))
     }
 
+    /// `git push` of `app`'s `main` to project `project` in a thread of its own (the test
+    /// goes on while the server builds and deploys): join it for the push's output.
+    pub fn push_in_background(&self, app: &App, project: &str) -> std::thread::JoinHandle<Output> {
+        let mut push = self.push_command(app, project, "main", &[]);
+        std::thread::spawn(move || run(&mut push))
+    }
+
     /// [`Server::push_with`]'s command, to spawn (a push in the background).
     pub fn push_command(
         &self,
