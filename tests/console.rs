@@ -46,7 +46,7 @@ fn app_body(server: &Server) -> String {
 }
 
 fn push(server: &Server, app: &App) {
-    server.push_ok(&app, "demo");
+    server.push_ok(app, "demo");
 }
 
 #[test]
