@@ -209,13 +209,20 @@ fn mode_of(path: &Path) -> u32 {
     ) & 0o777
 }
 
-#[test]
-fn https_routes_get_acme_certificates_kept_across_restarts_and_failures_fall_back() {
-    // The server's HTTP port is pebble's challenge port: started once to know it.
+/// A server with an HTTPS listener ordering its certificates from a fresh pebble (its
+/// directory and CA in the server's environment, `env` besides): pebble validates HTTP-01
+/// on the server's HTTP port or, with `tls_alpn_01`, TLS-ALPN-01 on its HTTPS port
+/// (`SLIPWAY_ACME_CHALLENGE=tls-alpn-01`), the other challenge's port being one where
+/// nothing listens. The server, its HTTPS port and pebble.
+fn served_by_pebble(tls_alpn_01: bool, env: &[(&str, &str)]) -> (Server, u16, Pebble) {
+    // pebble's challenge port is the server's: started once to know it.
     let (mut server, https_port) = Server::start_https(&[]);
     server.stop();
-    let pebble = Pebble::start(server.http_port, free_port());
-    pebble.point(WRONG, "127.0.0.2");
+    let pebble = if tls_alpn_01 {
+        Pebble::start(free_port(), https_port)
+    } else {
+        Pebble::start(server.http_port, free_port())
+    };
     server.env.extend([
         (
             "SLIPWAY_ACME_DIRECTORY".to_string(),
@@ -225,27 +232,31 @@ fn https_routes_get_acme_certificates_kept_across_restarts_and_failures_fall_bac
             "SLIPWAY_ACME_CA_CERT".to_string(),
             pebble.https_ca.display().to_string(),
         ),
-        (
-            "SLIPWAY_ACME_EMAIL".to_string(),
-            "ops@example.com".to_string(),
-        ),
     ]);
+    if tls_alpn_01 {
+        server.env.push((
+            "SLIPWAY_ACME_CHALLENGE".to_string(),
+            "tls-alpn-01".to_string(),
+        ));
+    }
+    server
+        .env
+        .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     server.serve();
-    let local_ca = server.data.join("ca").join("ca.pem");
+    (server, https_port, pebble)
+}
 
+/// Pushes the app ([`PROTO_SERVER`]) with `routes` to project `acme` and waits for
+/// [`HOST`]'s ACME certificate: once issued, HTTPS to the app verifies against pebble's
+/// root (returned) and the app sees `https`.
+fn push_until_issued(server: &Server, https_port: u16, pebble: &Pebble, routes: &str) -> PathBuf {
     let app = App::demo(server.dir.path(), "acme-app");
     app.write("server.py", PROTO_SERVER);
-    app.write(
-        ".platform/routes.yaml",
-        "\"https://{default}/\":\n    type: upstream\n    upstream: \"hello:http\"\n\"http://{default}/\":\n    type: redirect\n    to: \"https://{default}/\"\n\"https://wrong.{default}/\":\n    type: upstream\n    upstream: \"hello:http\"\n",
-    );
+    app.write(".platform/routes.yaml", routes);
     app.commit("https routes");
-    let o = server.git(&app.dir, &["push", &server.remote("acme"), "main"]);
-    assert!(o.status.success(), "push: {}", text(&o));
-
-    // Ordered, answered over HTTP-01 by the router, stored and served without a restart.
+    server.push_ok(&app, "acme");
     wait_for_log(
-        &server,
+        server,
         0,
         &["ACME certificate issued", HOST],
         1,
@@ -255,6 +266,23 @@ fn https_routes_get_acme_certificates_kept_across_restarts_and_failures_fall_bac
     let (ok, out, err) = curl_https(https_port, HOST, "/", &root, &[]);
     assert!(ok, "HTTPS verified by pebble's root: {out} {err}");
     assert_eq!(out, "proto=https");
+    root
+}
+
+#[test]
+fn https_routes_get_acme_certificates_kept_across_restarts_and_failures_fall_back() {
+    let (mut server, https_port, pebble) =
+        served_by_pebble(false, &[("SLIPWAY_ACME_EMAIL", "ops@example.com")]);
+    pebble.point(WRONG, "127.0.0.2");
+    let local_ca = server.data.join("ca").join("ca.pem");
+
+    // Ordered, answered over HTTP-01 by the router, stored and served without a restart.
+    let root = push_until_issued(
+        &server,
+        https_port,
+        &pebble,
+        "\"https://{default}/\":\n    type: upstream\n    upstream: \"hello:http\"\n\"http://{default}/\":\n    type: redirect\n    to: \"https://{default}/\"\n\"https://wrong.{default}/\":\n    type: upstream\n    upstream: \"hello:http\"\n",
+    );
     // The local CA no longer signs what this host gets.
     let (ok, _, _) = curl_https(https_port, HOST, "/", &local_ca, &[]);
     assert!(!ok, "the ACME certificate, not the local CA's, is served");
@@ -412,45 +440,13 @@ fn presented(port: u16, host: &str, alpn: &str) -> String {
 fn tls_alpn_01_is_answered_on_the_https_listener() {
     // pebble validates TLS-ALPN-01 on the server's HTTPS port; its HTTP-01 port is one
     // where nothing listens, so only the TLS-ALPN-01 answer can get the certificate.
-    let (mut server, https_port) = Server::start_https(&[]);
-    server.stop();
-    let pebble = Pebble::start(free_port(), https_port);
-    server.env.extend([
-        (
-            "SLIPWAY_ACME_DIRECTORY".to_string(),
-            pebble.directory.clone(),
-        ),
-        (
-            "SLIPWAY_ACME_CA_CERT".to_string(),
-            pebble.https_ca.display().to_string(),
-        ),
-        (
-            "SLIPWAY_ACME_CHALLENGE".to_string(),
-            "tls-alpn-01".to_string(),
-        ),
-    ]);
-    server.serve();
-    let app = App::demo(server.dir.path(), "acme-app");
-    app.write("server.py", PROTO_SERVER);
-    app.write(
-        ".platform/routes.yaml",
+    let (mut server, https_port, pebble) = served_by_pebble(true, &[]);
+    push_until_issued(
+        &server,
+        https_port,
+        &pebble,
         "\"https://{default}/\":\n    type: upstream\n    upstream: \"hello:http\"\n",
     );
-    app.commit("an https route");
-    let o = server.git(&app.dir, &["push", &server.remote("acme"), "main"]);
-    assert!(o.status.success(), "push: {}", text(&o));
-
-    wait_for_log(
-        &server,
-        0,
-        &["ACME certificate issued", HOST],
-        1,
-        Duration::from_secs(60),
-    );
-    let root = pebble.root();
-    let (ok, out, err) = curl_https(https_port, HOST, "/", &root, &[]);
-    assert!(ok, "HTTPS verified by pebble's root: {out} {err}");
-    assert_eq!(out, "proto=https");
     // With no validation in progress, a handshake offering acme-tls/1 gets no certificate
     // (the issued one is for h2 and HTTP/1.1), and the listener still serves the rest.
     let said = presented(https_port, HOST, "acme-tls/1");

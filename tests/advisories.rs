@@ -15,26 +15,6 @@ fn push(server: &Server, app: &App, options: &[&str]) -> (bool, String) {
     (o.status.success(), text(&o))
 }
 
-fn remote_main(server: &Server, app: &App) -> String {
-    let o = server.git(
-        &app.dir,
-        &["ls-remote", &server.remote("demo"), "refs/heads/main"],
-    );
-    assert!(o.status.success(), "ls-remote: {}", text(&o));
-    String::from_utf8_lossy(&o.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_string()
-}
-
-fn body(server: &Server) -> String {
-    match server.get(HOST, "/") {
-        Some((200, b)) => b,
-        other => panic!("GET http://{HOST}/ gave {other:?}\n{}", server.server_log()),
-    }
-}
-
 /// Three advisories: a critical one (CVSS 9.8) on guzzlehttp/psr7, a critical one (the
 /// database's rating) on minimist, a high one on lodash.
 fn write_advisories(dir: &std::path::Path) {
@@ -103,7 +83,7 @@ fn vulnerable_lockfiles_are_refused_warned_or_allowed_at_validate() {
         "no lockfile, no lookup: {out}"
     );
     let v1 = app.git_ok(&["rev-parse", "HEAD"]);
-    assert_eq!(body(&server), "built-1\n");
+    assert_eq!(server.page(HOST, "/"), "built-1\n");
 
     // Lockfiles pinning affected versions: the critical ones refuse before any build.
     app.write("composer.lock", COMPOSER_LOCK);
@@ -128,8 +108,16 @@ fn vulnerable_lockfiles_are_refused_warned_or_allowed_at_validate() {
         "{out}"
     );
     assert!(!out.contains("-----> build"), "nothing is built: {out}");
-    assert_eq!(remote_main(&server, &app), v1, "the branch did not move");
-    assert_eq!(body(&server), "built-1\n", "the old release still serves");
+    assert_eq!(
+        server.branch_head(&app.dir, "demo", "main"),
+        v1,
+        "the branch did not move"
+    );
+    assert_eq!(
+        server.page(HOST, "/"),
+        "built-1\n",
+        "the old release still serves"
+    );
 
     // config check of the working tree says the same, with the server's database.
     let o = server.slipway(&["config", "check", app.dir.to_str().expect("utf-8")]);
@@ -168,7 +156,7 @@ fn vulnerable_lockfiles_are_refused_warned_or_allowed_at_validate() {
         out.contains("allowed by allow-vulnerable=GHSA-test-psr7"),
         "{out}"
     );
-    assert_eq!(body(&server), "built-2\n");
+    assert_eq!(server.page(HOST, "/"), "built-2\n");
 
     // A push that does not touch the lockfiles does no advisory work, even with criticals.
     app.write("VERSION", "3\n");
@@ -177,7 +165,7 @@ fn vulnerable_lockfiles_are_refused_warned_or_allowed_at_validate() {
     assert!(ok, "{out}");
     assert!(!out.contains("advisories:"), "{out}");
     assert!(!out.contains("is affected by"), "{out}");
-    assert_eq!(body(&server), "built-3\n");
+    assert_eq!(server.page(HOST, "/"), "built-3\n");
 
     // Upgrading to fixed versions passes without options.
     app.write("composer.lock", &COMPOSER_LOCK.replace("1.8.1", "1.8.4"));
@@ -347,8 +335,8 @@ fn committed_secrets_are_refused_at_their_line_and_masked() {
     );
     assert!(!log.contains(&aws_key), "activity {id}: {log}");
     assert!(!out.contains("-----> build"), "{out}");
-    assert_eq!(remote_main(&server, &app), v1);
-    assert_eq!(body(&server), "built-1\n");
+    assert_eq!(server.branch_head(&app.dir, "demo", "main"), v1);
+    assert_eq!(server.page(HOST, "/"), "built-1\n");
 
     // Allowing one location is not enough; allowing both deploys.
     let (ok, out) = push(&server, &app, &["allow-secret=config/aws.env:3"]);
@@ -367,7 +355,7 @@ fn committed_secrets_are_refused_at_their_line_and_masked() {
     );
     assert!(ok, "{out}");
     assert!(!out.contains(&aws_key), "{out}");
-    assert_eq!(body(&server), "built-2\n");
+    assert_eq!(server.page(HOST, "/"), "built-2\n");
 
     // The next push scans only what it adds: the allowed files are not flagged again.
     app.write("VERSION", "3\n");
@@ -375,7 +363,7 @@ fn committed_secrets_are_refused_at_their_line_and_masked() {
     let (ok, out) = push(&server, &app, &[]);
     assert!(ok, "{out}");
     assert!(!out.contains("aws.env"), "{out}");
-    assert_eq!(body(&server), "built-3\n");
+    assert_eq!(server.page(HOST, "/"), "built-3\n");
 }
 
 #[test]

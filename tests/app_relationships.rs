@@ -6,7 +6,7 @@
 //! after the switch; another project's app neither resolves the name nor reaches the
 //! address.
 
-use slipway_e2e::{py_app, text, Server};
+use slipway_e2e::{py_app, py_socket_app, text, Server};
 
 /// Every app of the test runs this: `front` answers `/` with what `back.internal` answers,
 /// `/rel` with its relationship's description, `/addr` with the address the name resolves
@@ -163,21 +163,10 @@ const CALLER: &str = py_app!(
 
 /// An HTTP server on the unix socket `$SOCKET` answering `sock` and the caller's
 /// `X-Forwarded-For`.
-const SOCKET_SERVER: &str = r#"import http.server, os, socketserver
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        body = ("sock " + self.path + " " + self.headers.get("X-Forwarded-For", "-")).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-class S(socketserver.ThreadingUnixStreamServer):
-    daemon_threads = True
-S(os.environ["SOCKET"], H).serve_forever()
-"#;
+const SOCKET_SERVER: &str = py_socket_app!(
+    "",
+    "        body = (\"sock \" + self.path + \" \" + self.headers.get(\"X-Forwarded-For\", \"-\")).encode()\n"
+);
 
 /// `front` relates to three apps that run no HTTP server on a port of their own: `php`
 /// (PHP-FPM, no start command: the router speaks FastCGI to it), `sock` (on a unix

@@ -14,25 +14,7 @@ const SERVICES: &str = "db:\n  type: postgresql:15\ncache:\n  type: redis-persis
 
 /// Run `args` in a service's container; its stdout, trimmed.
 fn in_service(server: &Server, container: &str, args: &[&str]) -> String {
-    in_service_with(server, container, args, &[])
-}
-
-fn in_service_with(
-    server: &Server,
-    container: &str,
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> String {
-    let mut cmd = Command::new("runc");
-    cmd.arg("--root")
-        .arg(server.data.join("runtime/state"))
-        .arg("exec");
-    for (k, v) in env {
-        cmd.args(["--env", &format!("{k}={v}")]);
-    }
-    let o = run(cmd.arg(container).args(args));
-    assert!(o.status.success(), "{args:?} in {container}: {}", text(&o));
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
+    server.in_container(container, args, &[])
 }
 
 /// SQL on the `main` database of project `project`'s PostgreSQL 15 (over its socket).
@@ -77,8 +59,7 @@ fn mariadb(server: &Server, sql: &str) -> String {
     let rels = shell(server, "echo $PLATFORM_RELATIONSHIPS | base64 -d");
     let rels: serde_json::Value = serde_json::from_str(&rels).unwrap();
     let password = rels["mysql"][0]["password"].as_str().unwrap().to_string();
-    in_service_with(
-        server,
+    server.in_container(
         "demo.main.mdb.service",
         &[
             "mariadb",
@@ -110,15 +91,7 @@ fn redis(server: &Server, addr: &str, args: &[&str]) -> String {
 
 /// Wait until `host` answers 200 (the apps start again after a restore).
 fn answers(server: &Server, host: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while server.get(host, "/").map(|(s, _)| s) != Some(200) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{host} does not answer:\n{}",
-            server.server_log()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    server.wait_for_page(host, "/", std::time::Duration::from_secs(60));
 }
 
 fn shell(server: &Server, command: &str) -> String {
@@ -148,21 +121,9 @@ fn backups(server: &Server, project: &str) -> serde_json::Value {
 fn backup_and_restore_give_back_exactly_the_backed_up_data() {
     // python:3.11, postgresql:15, redis:7.0 and mariadb:10.11 are test stacks.
     let server = Server::start();
-    let app = App::demo(server.dir.path(), "app");
-    app.write(".platform.app.yaml", APP_YAML);
-    app.write(".platform/services.yaml", SERVICES);
-    app.write(
-        ".platform/routes.yaml",
-        "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
-    );
+    let app = App::with_services(server.dir.path(), APP_YAML, SERVICES);
     app.commit("with services");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    assert!(
-        o.status.success(),
-        "push failed:\n{}\n{}",
-        text(&o),
-        server.server_log()
-    );
+    server.push_ok(&app, "demo");
     let host = "main.demo.localhost";
     let services: serde_json::Value =
         serde_json::from_str(&server.admin_ok("services demo main --json")).unwrap();
@@ -383,6 +344,23 @@ fn backup_and_restore_give_back_exactly_the_backed_up_data() {
     assert_eq!(backups(&server, "demo").as_array().unwrap().len(), 1);
 }
 
+/// Asserts that `services demo main` lists a service on `stack` (e.g. `postgresql:17`).
+fn assert_service_runs(server: &Server, stack: &str) {
+    let services = server.admin_ok("services demo main");
+    assert!(services.contains(stack), "{stack}: {services}");
+}
+
+/// Pushes `app` to `demo` with `-o allow-service-upgrade`, which must succeed and say each
+/// of `steps`.
+fn push_service_upgrade(server: &Server, app: &App, steps: &[&str]) {
+    let o = server.push_with(app, "demo", "main", &["allow-service-upgrade"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}\n{}", server.server_log());
+    for step in steps {
+        assert!(out.contains(step), "{step}: {out}");
+    }
+}
+
 #[test]
 fn a_major_service_upgrade_needs_its_option_and_keeps_every_row() {
     // postgresql:17 is not a test stack: this push builds it (once per machine).
@@ -394,8 +372,7 @@ fn a_major_service_upgrade_needs_its_option_and_keeps_every_row() {
     );
     app.write(".platform/services.yaml", "db:\n  type: postgresql:15\n");
     app.commit("postgresql 15");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    assert!(o.status.success(), "push:\n{}", text(&o));
+    server.push_ok(&app, "demo");
     psql(
         &server,
         "demo",
@@ -410,26 +387,21 @@ fn a_major_service_upgrade_needs_its_option_and_keeps_every_row() {
     let out = text(&o);
     assert!(!o.status.success(), "{out}");
     assert!(out.contains("allow-service-upgrade"), "{out}");
-    assert!(server
-        .admin_ok("services demo main")
-        .contains("postgresql:15"));
+    assert_service_runs(&server, "postgresql:15");
     assert_eq!(pg_sum(&server), before);
 
     // With it: a backup, then dump and restore into 17; every row is there.
-    let o = server.push_with(&app, "demo", "main", &["allow-service-upgrade"]);
-    let out = text(&o);
-    assert!(o.status.success(), "{out}\n{}", server.server_log());
-    for step in [
-        "service upgrade: db postgresql 15 -> 17: a backup first",
-        "backup: backup 1",
-        "db: starting postgresql 17",
-        "service upgrade db: postgresql 15 -> 17 by dump and restore",
-    ] {
-        assert!(out.contains(step), "{step}: {out}");
-    }
-    assert!(server
-        .admin_ok("services demo main")
-        .contains("postgresql:17"));
+    push_service_upgrade(
+        &server,
+        &app,
+        &[
+            "service upgrade: db postgresql 15 -> 17: a backup first",
+            "backup: backup 1",
+            "db: starting postgresql 17",
+            "service upgrade db: postgresql 15 -> 17 by dump and restore",
+        ],
+    );
+    assert_service_runs(&server, "postgresql:17");
     let version = psql_of(&server, "demo", "17", "SHOW server_version_num");
     assert!(version.starts_with("17"), "{version}");
     let after = psql_of(&server, "demo", "17", PG_SUM);
@@ -454,9 +426,7 @@ fn a_major_service_upgrade_needs_its_option_and_keeps_every_row() {
         out.contains("db postgresql 17 -> 15") && out.contains("comes back on its data"),
         "{out}"
     );
-    assert!(server
-        .admin_ok("services demo main")
-        .contains("postgresql:17"));
+    assert_service_runs(&server, "postgresql:17");
     let again = psql_of(&server, "demo", "17", PG_SUM);
     assert_eq!(again, before);
 }
@@ -466,13 +436,7 @@ fn a_restore_that_fails_halfway_puts_every_service_back_as_it_was() {
     // python:3.11, postgresql:15, redis:7.0 and mariadb:10.11 are test stacks. MariaDB
     // is killed below and must stay dead until the restore reaches it: no supervision.
     let server = Server::start_with(&[("SLIPWAY_TEST_NO_SUPERVISION", "1")]);
-    let app = App::demo(server.dir.path(), "app");
-    app.write(".platform.app.yaml", APP_YAML);
-    app.write(".platform/services.yaml", SERVICES);
-    app.write(
-        ".platform/routes.yaml",
-        "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
-    );
+    let app = App::with_services(server.dir.path(), APP_YAML, SERVICES);
     app.commit("with services");
     let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
     assert!(o.status.success(), "{}\n{}", text(&o), server.server_log());
@@ -502,9 +466,8 @@ fn a_restore_that_fails_halfway_puts_every_service_back_as_it_was() {
     // The MariaDB server dies after the checks: its part (loaded after PostgreSQL's, by
     // service name) fails, and PostgreSQL is put back as it was before the restore, not
     // left with the backup's rows.
-    let o = run(Command::new("runc")
-        .arg("--root")
-        .arg(server.data.join("runtime/state"))
+    let o = run(server
+        .runc()
         .args(["kill", "demo.main.mdb.service", "KILL"]));
     assert!(o.status.success(), "{}", text(&o));
     let o = server.ssh(&server.key, "git", "backup restore demo main 1");
@@ -557,8 +520,7 @@ fn a_mariadb_major_upgrade_goes_through_a_backup_and_dump_and_restore() {
     );
     app.write(".platform/services.yaml", "mdb:\n  type: mariadb:10.11\n");
     app.commit("mariadb 10.11");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    assert!(o.status.success(), "push:\n{}", text(&o));
+    server.push_ok(&app, "demo");
     mariadb(
         &server,
         "CREATE TABLE items (n INT PRIMARY KEY, t TEXT); INSERT INTO items SELECT seq, MD5(seq) FROM seq_1_to_2000",
@@ -575,26 +537,21 @@ fn a_mariadb_major_upgrade_goes_through_a_backup_and_dump_and_restore() {
         !o.status.success() && out.contains("allow-service-upgrade"),
         "{out}"
     );
-    assert!(server
-        .admin_ok("services demo main")
-        .contains("mariadb:10.11"));
+    assert_service_runs(&server, "mariadb:10.11");
 
     // With it: a backup, the dump, then the restore into 11.8; every row is there.
-    let o = server.push_with(&app, "demo", "main", &["allow-service-upgrade"]);
-    let out = text(&o);
-    assert!(o.status.success(), "{out}\n{}", server.server_log());
-    for step in [
-        "service upgrade: mdb mariadb 10.11 -> 11.8: a backup first",
-        "backup mdb",
-        "backup: backup 1",
-        "mdb: starting mariadb 11.8",
-        "service upgrade mdb: mariadb 10.11 -> 11.8 by dump and restore",
-    ] {
-        assert!(out.contains(step), "{step}: {out}");
-    }
-    assert!(server
-        .admin_ok("services demo main")
-        .contains("mariadb:11.8"));
+    push_service_upgrade(
+        &server,
+        &app,
+        &[
+            "service upgrade: mdb mariadb 10.11 -> 11.8: a backup first",
+            "backup mdb",
+            "backup: backup 1",
+            "mdb: starting mariadb 11.8",
+            "service upgrade mdb: mariadb 10.11 -> 11.8 by dump and restore",
+        ],
+    );
+    assert_service_runs(&server, "mariadb:11.8");
     let version = mariadb(&server, "SELECT VERSION()");
     assert!(version.starts_with("11.8"), "{version}");
     assert_eq!(maria_sum(&server), before);
@@ -629,14 +586,8 @@ fn role_state(server: &Server, role: &str) -> String {
 fn a_backup_keeps_its_endpoint_roles_and_restores_after_one_left_the_configuration() {
     // python:3.11 and postgresql:15 are test stacks.
     let server = Server::start();
-    let app = App::demo(server.dir.path(), "app");
     let app_yaml = "name: hello\ntype: python:3.11\nrelationships:\n  database: 'db:admin'\n  reports: 'db:reporter'\nweb:\n  commands:\n    start: python3 -m http.server $PORT --bind 127.0.0.1\n";
-    app.write(".platform.app.yaml", app_yaml);
-    app.write(".platform/services.yaml", ENDPOINT_SERVICES);
-    app.write(
-        ".platform/routes.yaml",
-        "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
-    );
+    let app = App::with_services(server.dir.path(), app_yaml, ENDPOINT_SERVICES);
     app.commit("two endpoints");
     let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
     assert!(o.status.success(), "{}\n{}", text(&o), server.server_log());

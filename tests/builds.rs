@@ -14,13 +14,6 @@ fn push(server: &Server, app: &App, refspec: &str) -> (bool, String) {
     (o.status.success(), text(&o))
 }
 
-fn body(server: &Server, host: &str) -> String {
-    match server.get(host, "/") {
-        Some((200, b)) => b,
-        other => panic!("GET http://{host}/ gave {other:?}\n{}", server.server_log()),
-    }
-}
-
 /// Every file of the archive except index.json, with its size.
 fn archive_files(server: &Server) -> BTreeMap<String, u64> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, u64>) {
@@ -109,7 +102,7 @@ fn only_changed_apps_build_in_parallel_and_an_unchanged_push_adds_no_blob() {
         out.contains("web | cache runs 1") && out.contains("api | cache runs 1"),
         "{out}"
     );
-    assert_eq!(body(&server, "main.demo.localhost"), "web-1\n");
+    assert_eq!(server.page("main.demo.localhost", "/"), "web-1\n");
 
     // Only api changes: only api builds; its build cache survived the previous build.
     app.write("api/VERSION", "2\n");
@@ -127,7 +120,7 @@ fn only_changed_apps_build_in_parallel_and_an_unchanged_push_adds_no_blob() {
         "the build cache was not kept:\n{out}"
     );
     assert!(!out.contains("in parallel"), "{out}");
-    assert_eq!(body(&server, "main.demo.localhost"), "web-1\n");
+    assert_eq!(server.page("main.demo.localhost", "/"), "web-1\n");
 
     // A push that changes no app: nothing builds and no byte is added to the archive's
     // blobs; index.json only gains the new release's tags.
@@ -163,7 +156,7 @@ fn only_changed_apps_build_in_parallel_and_an_unchanged_push_adds_no_blob() {
     ]);
     expected.sort();
     assert_eq!(tags(&server), expected);
-    assert_eq!(body(&server, "main.demo.localhost"), "web-1\n");
+    assert_eq!(server.page("main.demo.localhost", "/"), "web-1\n");
 }
 
 #[test]
@@ -179,7 +172,7 @@ fn promotion_reuses_the_slug_and_tools_read_the_archive() {
     assert!(ok, "{out}\n{}", server.server_log());
     assert!(out.contains("build hello: reused sha256:"), "{out}");
     assert!(!out.contains("running hooks.build"), "{out}");
-    assert_eq!(body(&server, "staging.demo.localhost"), "built-1\n");
+    assert_eq!(server.page("staging.demo.localhost", "/"), "built-1\n");
     assert_eq!(
         tags(&server),
         vec!["demo.main.r1.hello", "demo.staging.r1.hello"]
@@ -304,7 +297,7 @@ fn gc_keeps_the_newest_releases_and_what_runs() {
             .to_string();
         slugs.push(slug);
     }
-    assert_eq!(body(&server, "main.demo.localhost"), "built-3\n");
+    assert_eq!(server.page("main.demo.localhost", "/"), "built-3\n");
     let blobs = server.data.join("archive/blobs/sha256");
     assert!(slugs.iter().all(|s| blobs.join(s).is_file()));
     assert!(
@@ -386,7 +379,7 @@ fn gc_keeps_the_newest_releases_and_what_runs() {
     );
     let o = server.slipway(&["archive", "verify"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert_eq!(body(&server, "main.demo.localhost"), "built-3\n");
+    assert_eq!(server.page("main.demo.localhost", "/"), "built-3\n");
 
     // An old tree pushed again builds again (its slug is gone), and deploys.
     app.write("VERSION", "1\n");
@@ -397,7 +390,7 @@ fn gc_keeps_the_newest_releases_and_what_runs() {
         out.contains(&format!("build hello: built sha256:{}", slugs[0])),
         "{out}"
     );
-    assert_eq!(body(&server, "main.demo.localhost"), "built-1\n");
+    assert_eq!(server.page("main.demo.localhost", "/"), "built-1\n");
 }
 
 /// Entries of a folder (none if it does not exist).
@@ -569,7 +562,7 @@ fn dependencies_are_installed_into_the_slug_and_work_in_the_build_and_at_run_tim
     assert!(out.contains("hello | hello from a wheel"), "{out}");
     // So do the app's containers: the commands come from /app/.global in the slug.
     assert_eq!(
-        body(&server, "main.demo.localhost"),
+        server.page("main.demo.localhost", "/"),
         "/app/.global/bin/slipway-hello: hello from a wheel\n"
     );
     // And shells into the app.
@@ -689,7 +682,7 @@ fn a_missing_tool_or_a_failed_install_fails_the_build_and_leaves_nothing() {
     let (ok, out) = push(&server, &app, "main");
     assert!(ok, "{out}\n{}", server.server_log());
     assert!(!out.contains("build flavor"), "{out}");
-    assert_eq!(body(&server, "main.demo.localhost"), "built-php\n");
+    assert_eq!(server.page("main.demo.localhost", "/"), "built-php\n");
 }
 
 #[test]
@@ -731,7 +724,7 @@ fn the_nodejs_default_flavor_runs_npm_install_unless_none() {
     );
     assert!(out.contains("hello | added 1 package"), "{out}");
     assert_eq!(
-        body(&server, "main.demo.localhost"),
+        server.page("main.demo.localhost", "/"),
         "hello from npm\nglobal /app/.global/bin/slipway-hello-js: hello from npm\n"
     );
 
@@ -741,7 +734,7 @@ fn the_nodejs_default_flavor_runs_npm_install_unless_none() {
     assert!(ok, "{out}\n{}", server.server_log());
     assert!(!out.contains("build flavor"), "{out}");
     assert_eq!(
-        body(&server, "main.demo.localhost"),
+        server.page("main.demo.localhost", "/"),
         "no-node-modules\nglobal /app/.global/bin/slipway-hello-js: hello from npm\n"
     );
 }
@@ -771,7 +764,7 @@ fn build_caches_come_back_while_the_watched_files_stay_the_same() {
         saved > line_of(&out, "build hello: built sha256:"),
         "saved before the slug was built:\n{out}"
     );
-    assert_eq!(body(&server, "main.demo.localhost"), "build-1\n");
+    assert_eq!(server.page("main.demo.localhost", "/"), "build-1\n");
 
     // Another change, same watched file: the second build finds what the first one left.
     app.write("VERSION", "2\n");
@@ -784,7 +777,7 @@ fn build_caches_come_back_while_the_watched_files_stay_the_same() {
         "{out}"
     );
     assert!(out.contains("hello | found build-1"), "{out}");
-    assert_eq!(body(&server, "main.demo.localhost"), "build-1\n");
+    assert_eq!(server.page("main.demo.localhost", "/"), "build-1\n");
 
     // The watched file changes: the build starts without the cache.
     app.write("VERSION", "3\n");
@@ -794,7 +787,7 @@ fn build_caches_come_back_while_the_watched_files_stay_the_same() {
     assert!(ok, "{out}");
     assert!(!out.contains("restored build cache"), "{out}");
     assert!(out.contains("hello | fresh"), "{out}");
-    assert_eq!(body(&server, "main.demo.localhost"), "build-3\n");
+    assert_eq!(server.page("main.demo.localhost", "/"), "build-3\n");
 
     // Unless stale content is allowed: then the newest saved folder comes back.
     app.write(".platform.app.yaml", &config(true));
@@ -805,7 +798,7 @@ fn build_caches_come_back_while_the_watched_files_stay_the_same() {
     assert!(ok, "{out}");
     assert!(out.contains("build hello: restored build cache deps (cached/deps; stale: the watched files changed)"), "{out}");
     assert!(out.contains("hello | found build-3"), "{out}");
-    assert_eq!(body(&server, "main.demo.localhost"), "build-3\n");
+    assert_eq!(server.page("main.demo.localhost", "/"), "build-3\n");
 
     // Kept per project, environment, app and name; at most a few entries.
     let store = server.data.join("build-caches/demo/main/hello/deps");

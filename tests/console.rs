@@ -6,56 +6,13 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use slipway_e2e::{header_field, raw_http, text, App, Server};
+use slipway_e2e::{header_field, text, App, Server};
 
 const APP_HOST: &str = "main.demo.localhost";
 
-/// A request to the console's host; (status, head, body).
-fn console(
-    server: &Server,
-    method: &str,
-    path: &str,
-    cookie: Option<&str>,
-    form: Option<&str>,
-) -> (u16, String, String) {
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: console.localhost:{}\r\nConnection: close\r\n",
-        server.http_port
-    );
-    if let Some(c) = cookie {
-        req.push_str(&format!("Cookie: {c}\r\n"));
-    }
-    match form {
-        Some(body) => req.push_str(&format!(
-            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )),
-        None => req.push_str("\r\n"),
-    }
-    let (status, head, body) = raw_http(server.http_port, &req);
-    (status, head, String::from_utf8_lossy(&body).into_owned())
-}
-
-/// `ssh git@HOST console` as `key`: the login URL's path.
-fn login_path(server: &Server, key: &std::path::Path) -> String {
-    let o = server.ssh(key, "git", "console");
-    assert!(o.status.success(), "{}", text(&o));
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    let prefix = format!("http://console.localhost:{}", server.http_port);
-    let url = out
-        .split_whitespace()
-        .find(|w| w.starts_with(&prefix))
-        .unwrap_or_else(|| panic!("no login URL in {out}"));
-    url[prefix.len()..].to_string()
-}
-
 /// Log in through a fresh link; the cookie to send.
 fn log_in(server: &Server, key: &std::path::Path) -> String {
-    let path = login_path(server, key);
-    let (status, head, body) = console(server, "GET", &path, None, None);
-    assert_eq!(status, 303, "{head}\n{body}");
-    assert_eq!(header_field(&head, "location"), Some("/"));
-    let cookie = header_field(&head, "set-cookie").expect("a session cookie");
+    let cookie = server.console_log_in(key);
     for part in ["HttpOnly", "SameSite=Strict", "Max-Age=", "Path=/"] {
         assert!(cookie.contains(part), "{cookie}");
     }
@@ -64,6 +21,15 @@ fn log_in(server: &Server, key: &std::path::Path) -> String {
         "no Secure over plain HTTP: {cookie}"
     );
     cookie.split(';').next().unwrap().to_string()
+}
+
+/// Log in through a fresh link ([`log_in`]): the cookie to send and the CSRF token of the
+/// console's home page for it.
+fn session(server: &Server, key: &std::path::Path) -> (String, String) {
+    let cookie = log_in(server, key);
+    let (_, _, home) = server.console("GET", "/", Some(&cookie), None);
+    let csrf = csrf_of(&home);
+    (cookie, csrf)
 }
 
 /// The CSRF token in a page's form.
@@ -80,8 +46,7 @@ fn app_body(server: &Server) -> String {
 }
 
 fn push(server: &Server, app: &App) {
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    assert!(o.status.success(), "push: {}", text(&o));
+    server.push_ok(app, "demo");
 }
 
 #[test]
@@ -103,7 +68,7 @@ fn login_pages_rollback_and_every_bad_input() {
     assert!(o.status.success(), "{}", text(&o));
 
     // Not logged in: a page saying how, no stack trace.
-    let (status, _, body) = console(&server, "GET", "/", None, None);
+    let (status, _, body) = server.console("GET", "/", None, None);
     assert_eq!(status, 401);
     assert!(body.contains("ssh git@HOST console"), "{body}");
 
@@ -112,15 +77,15 @@ fn login_pages_rollback_and_every_bad_input() {
         format!("/login/{}", "ab".repeat(32)),
         "/login/not-a-token".to_string(),
     ] {
-        let (status, head, body) = console(&server, "GET", &path, None, None);
+        let (status, head, body) = server.console("GET", &path, None, None);
         assert_eq!(status, 403, "{path}: {body}");
         assert!(header_field(&head, "set-cookie").is_none(), "{head}");
         assert!(body.contains("login link is not valid"), "{body}");
     }
 
     // The link logs in once.
-    let path = login_path(&server, &server.key);
-    let (status, head, _) = console(&server, "GET", &path, None, None);
+    let path = server.console_login_path(&server.key);
+    let (status, head, _) = server.console("GET", &path, None, None);
     assert_eq!(status, 303, "{head}");
     let admin = header_field(&head, "set-cookie")
         .unwrap()
@@ -128,13 +93,13 @@ fn login_pages_rollback_and_every_bad_input() {
         .next()
         .unwrap()
         .to_string();
-    let (status, head, body) = console(&server, "GET", &path, None, None);
+    let (status, head, body) = server.console("GET", &path, None, None);
     assert_eq!(status, 403, "a reused link: {body}");
     assert!(header_field(&head, "set-cookie").is_none(), "{head}");
     assert!(body.contains("already used"), "{body}");
 
     // An expired link (its ten minutes passed). Only the hash of a link is stored.
-    let path = login_path(&server, &server.key);
+    let path = server.console_login_path(&server.key);
     let token = path.trim_start_matches("/login/").to_string();
     let db = rusqlite::Connection::open(server.data.join("state.db")).unwrap();
     let count = |sql: &str| -> i64 { db.query_row(sql, [&token], |r| r.get(0)).unwrap() };
@@ -148,19 +113,19 @@ fn login_pages_rollback_and_every_bad_input() {
     );
     db.execute("UPDATE console_logins SET expires_at = 1", [])
         .unwrap();
-    let (status, _, body) = console(&server, "GET", &path, None, None);
+    let (status, _, body) = server.console("GET", &path, None, None);
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("expired"), "{body}");
 
     // Pages: projects, the project's environments, releases.
-    let (status, head, body) = console(&server, "GET", "/", Some(&admin), None);
+    let (status, head, body) = server.console("GET", "/", Some(&admin), None);
     assert_eq!(status, 200, "{body}");
     assert!(header_field(&head, "content-type")
         .unwrap()
         .starts_with("text/html"));
     assert!(body.contains("href=\"/p/demo\""), "{body}");
     assert!(body.contains("width=device-width"), "{body}");
-    let (status, _, body) = console(&server, "GET", "/p/demo", Some(&admin), None);
+    let (status, _, body) = server.console("GET", "/p/demo", Some(&admin), None);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("release 4"), "{body}");
     assert!(
@@ -168,13 +133,13 @@ fn login_pages_rollback_and_every_bad_input() {
         "{body}"
     );
     assert!(body.contains("live"), "{body}");
-    let (status, _, body) = console(&server, "GET", "/p/demo/e/main", Some(&admin), None);
+    let (status, _, body) = server.console("GET", "/p/demo/e/main", Some(&admin), None);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("Roll back to 1"), "{body}");
     assert!(body.contains("reused") && body.contains("built"), "{body}");
     assert!(body.contains(">me<"), "who pushed: {body}");
     // Variables: the plain value for an admin, never the sensitive one.
-    let (status, _, body) = console(&server, "GET", "/p/demo/e/main/vars", Some(&admin), None);
+    let (status, _, body) = server.console("GET", "/p/demo/e/main/vars", Some(&admin), None);
     assert_eq!(status, 200, "{body}");
     assert!(
         body.contains("plain-value") && body.contains("TOKEN"),
@@ -182,7 +147,7 @@ fn login_pages_rollback_and_every_bad_input() {
     );
     assert!(!body.contains("s3cret-value"), "{body}");
     // The app's log, with the script that follows it.
-    let (status, _, body) = console(&server, "GET", "/p/demo/e/main/logs", Some(&admin), None);
+    let (status, _, body) = server.console("GET", "/p/demo/e/main/logs", Some(&admin), None);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("hello listening on"), "{body}");
     assert!(
@@ -190,10 +155,10 @@ fn login_pages_rollback_and_every_bad_input() {
         "{body}"
     );
     // Activity, replayed.
-    let (status, _, body) = console(&server, "GET", "/p/demo/activity", Some(&admin), None);
+    let (status, _, body) = server.console("GET", "/p/demo/activity", Some(&admin), None);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("href=\"/activity/1\""), "{body}");
-    let (status, _, body) = console(&server, "GET", "/activity/1", Some(&admin), None);
+    let (status, _, body) = server.console("GET", "/activity/1", Some(&admin), None);
     assert_eq!(status, 200, "{body}");
     assert!(
         body.contains("-----&gt;") || body.contains("-----"),
@@ -201,13 +166,8 @@ fn login_pages_rollback_and_every_bad_input() {
     );
 
     // Rollback: a confirmation page, then a POST with the CSRF token.
-    let (status, _, confirm) = console(
-        &server,
-        "GET",
-        "/p/demo/e/main/rollback/1",
-        Some(&admin),
-        None,
-    );
+    let (status, _, confirm) =
+        server.console("GET", "/p/demo/e/main/rollback/1", Some(&admin), None);
     assert_eq!(status, 200, "{confirm}");
     assert!(confirm.contains("method=\"post\""), "{confirm}");
     let csrf = csrf_of(&confirm);
@@ -228,13 +188,8 @@ fn login_pages_rollback_and_every_bad_input() {
         (None, format!("csrf={csrf}"), 401),
         (Some("slipway_console=forged"), format!("csrf={csrf}"), 401),
     ] {
-        let (status, _, body) = console(
-            &server,
-            "POST",
-            "/p/demo/e/main/rollback/1",
-            cookie,
-            Some(&form),
-        );
+        let (status, _, body) =
+            server.console("POST", "/p/demo/e/main/rollback/1", cookie, Some(&form));
         assert_eq!(status, want, "{cookie:?} {form}: {body}");
         assert!(
             !body.contains("panicked") && !body.contains("RUST_BACKTRACE"),
@@ -243,8 +198,7 @@ fn login_pages_rollback_and_every_bad_input() {
         assert_eq!(app_body(&server), "built-2\n");
     }
     // It runs in the background: the answer goes to its activity, which ends live.
-    let (status, head, body) = console(
-        &server,
+    let (status, head, body) = server.console(
         "POST",
         "/p/demo/e/main/rollback/1",
         Some(&admin),
@@ -265,13 +219,8 @@ fn login_pages_rollback_and_every_bad_input() {
     // Variables from the console: confirmed first, then set and redeployed; a platform
     // name refused.
     let form = format!("csrf={csrf}&key=FROM_CONSOLE&value=a+b%26c");
-    let (status, _, body) = console(
-        &server,
-        "POST",
-        "/p/demo/e/main/vars/set",
-        Some(&admin),
-        Some(&form),
-    );
+    let (status, _, body) =
+        server.console("POST", "/p/demo/e/main/vars/set", Some(&admin), Some(&form));
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("Set FROM_CONSOLE on main of demo?"), "{body}");
     let var_ls = || text(&server.ssh(&server.key, "git", "var ls demo main"));
@@ -279,8 +228,7 @@ fn login_pages_rollback_and_every_bad_input() {
         !var_ls().contains("FROM_CONSOLE"),
         "a confirmation page changes nothing"
     );
-    let (status, head, body) = console(
-        &server,
+    let (status, head, body) = server.console(
         "POST",
         "/p/demo/e/main/vars/set",
         Some(&admin),
@@ -294,8 +242,7 @@ fn login_pages_rollback_and_every_bad_input() {
         "{body}"
     );
     assert!(var_ls().contains("FROM_CONSOLE=a b&c"), "{}", var_ls());
-    let (status, _, body) = console(
-        &server,
+    let (status, _, body) = server.console(
         "POST",
         "/p/demo/e/main/vars/set",
         Some(&admin),
@@ -303,16 +250,14 @@ fn login_pages_rollback_and_every_bad_input() {
     );
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("belong to the platform"), "{body}");
-    let (status, _, body) = console(
-        &server,
+    let (status, _, body) = server.console(
         "GET",
         "/p/demo/e/main/vars/unset/FROM_CONSOLE",
         Some(&admin),
         None,
     );
     assert_eq!(status, 200, "{body}");
-    let (status, head, body) = console(
-        &server,
+    let (status, head, body) = server.console(
         "POST",
         "/p/demo/e/main/vars/unset/FROM_CONSOLE",
         Some(&admin),
@@ -327,30 +272,23 @@ fn login_pages_rollback_and_every_bad_input() {
     // A viewer sees, and is refused the button.
     let val = server.add_user_with_role("val", "demo", "viewer");
     let viewer = log_in(&server, &val);
-    let (status, _, body) = console(&server, "GET", "/p/demo/e/main", Some(&viewer), None);
+    let (status, _, body) = server.console("GET", "/p/demo/e/main", Some(&viewer), None);
     assert_eq!(status, 200, "{body}");
     assert!(
         !body.contains("Roll back to"),
         "no rollback button for a viewer: {body}"
     );
-    let (status, _, body) = console(&server, "GET", "/p/demo/e/main/vars", Some(&viewer), None);
+    let (status, _, body) = server.console("GET", "/p/demo/e/main/vars", Some(&viewer), None);
     assert_eq!(status, 200, "{body}");
     assert!(
         body.contains("MODE") && !body.contains("plain-value") && !body.contains("s3cret-value"),
         "{body}"
     );
-    let (status, _, body) = console(
-        &server,
-        "GET",
-        "/p/demo/e/main/rollback/4",
-        Some(&viewer),
-        None,
-    );
+    let (status, _, body) = server.console("GET", "/p/demo/e/main/rollback/4", Some(&viewer), None);
     assert_eq!(status, 403, "{body}");
-    let (_, _, home) = console(&server, "GET", "/", Some(&viewer), None);
+    let (_, _, home) = server.console("GET", "/", Some(&viewer), None);
     let viewer_csrf = csrf_of(&home);
-    let (status, _, body) = console(
-        &server,
+    let (status, _, body) = server.console(
         "POST",
         "/p/demo/e/main/rollback/4",
         Some(&viewer),
@@ -362,8 +300,7 @@ fn login_pages_rollback_and_every_bad_input() {
         "{body}"
     );
     assert_eq!(app_body(&server), "built-1\n", "nothing changed");
-    let (status, _, body) = console(
-        &server,
+    let (status, _, body) = server.console(
         "POST",
         "/p/demo/e/main/vars/set",
         Some(&viewer),
@@ -372,8 +309,7 @@ fn login_pages_rollback_and_every_bad_input() {
     assert_eq!(status, 403, "{body}");
     assert!(!var_ls().contains("X="), "{}", var_ls());
     // Another session's token is no good either.
-    let (status, _, _) = console(
-        &server,
+    let (status, _, _) = server.console(
         "POST",
         "/p/demo/e/main/rollback/4",
         Some(&viewer),
@@ -381,13 +317,13 @@ fn login_pages_rollback_and_every_bad_input() {
     );
     assert_eq!(status, 403);
     // A project the viewer has no access to does not exist for it.
-    let (status, _, _) = console(&server, "GET", "/p/other", Some(&viewer), None);
+    let (status, _, _) = server.console("GET", "/p/other", Some(&viewer), None);
     assert_eq!(status, 404);
 
     // A removed user's session is refused.
     let o = server.slipway(&["user", "rm", "val"]);
     assert!(o.status.success(), "{}", text(&o));
-    let (status, head, body) = console(&server, "GET", "/p/demo", Some(&viewer), None);
+    let (status, head, body) = server.console("GET", "/p/demo", Some(&viewer), None);
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("session has ended"), "{body}");
     assert!(
@@ -396,15 +332,14 @@ fn login_pages_rollback_and_every_bad_input() {
     );
 
     // Logging out ends the session.
-    let (status, _, _) = console(
-        &server,
+    let (status, _, _) = server.console(
         "POST",
         "/logout",
         Some(&admin),
         Some(&format!("csrf={csrf}")),
     );
     assert_eq!(status, 200);
-    let (status, _, _) = console(&server, "GET", "/", Some(&admin), None);
+    let (status, _, _) = server.console("GET", "/", Some(&admin), None);
     assert_eq!(status, 401);
     assert_eq!(app_body(&server), "built-1\n");
 }
@@ -465,19 +400,7 @@ fn a_push_log_streams_live_and_is_replayed_after() {
     );
     app.write("VERSION", "2\n");
     app.commit("v2");
-    let pusher = {
-        let dir = app.dir.clone();
-        let remote = server.remote("demo");
-        let ssh = server.ssh_command(&server.key);
-        std::thread::spawn(move || {
-            std::process::Command::new("git")
-                .args(["push", &remote, "main"])
-                .current_dir(dir)
-                .env("GIT_SSH_COMMAND", ssh)
-                .output()
-                .unwrap()
-        })
-    };
+    let pusher = server.push_in_background(&app, "demo");
     // The running push shows up in the activity list.
     let db = rusqlite::Connection::open(server.data.join("state.db")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -495,13 +418,7 @@ fn a_push_log_streams_live_and_is_replayed_after() {
         assert!(Instant::now() < deadline, "no running push");
         std::thread::sleep(Duration::from_millis(100));
     };
-    let (status, _, page) = console(
-        &server,
-        "GET",
-        &format!("/activity/{id}"),
-        Some(&admin),
-        None,
-    );
+    let (status, _, page) = server.console("GET", &format!("/activity/{id}"), Some(&admin), None);
     assert_eq!(status, 200, "{page}");
     assert!(
         page.contains("EventSource"),
@@ -526,13 +443,7 @@ fn a_push_log_streams_live_and_is_replayed_after() {
     assert!(end.starts_with("success"), "{end}");
     assert_eq!(app_body(&server), "built-2\n");
     // Replayed afterwards: the page holds the whole log and follows nothing.
-    let (_, _, page) = console(
-        &server,
-        "GET",
-        &format!("/activity/{id}"),
-        Some(&admin),
-        None,
-    );
+    let (_, _, page) = server.console("GET", &format!("/activity/{id}"), Some(&admin), None);
     assert!(page.contains("slow-step-6"), "{page}");
     assert!(!page.contains("EventSource"), "{page}");
     let (events, end) = read_events(&server, &format!("/activity/{id}/events"), &admin, || false);
@@ -841,7 +752,7 @@ fn chromium_logs_in_watches_a_push_rolls_back_and_a_viewer_is_refused() {
     let admin = b.tab(true);
     b.open(
         &admin,
-        &format!("{base}{}", login_path(&server, &server.key)),
+        &format!("{base}{}", server.console_login_path(&server.key)),
     );
     b.wait(
         &admin,
@@ -907,21 +818,7 @@ fn chromium_logs_in_watches_a_push_rolls_back_and_a_viewer_is_refused() {
     );
     app.write("VERSION", "3\n");
     app.commit("v3");
-    let pusher = {
-        let (dir, remote, ssh) = (
-            app.dir.clone(),
-            server.remote("demo"),
-            server.ssh_command(&server.key),
-        );
-        std::thread::spawn(move || {
-            std::process::Command::new("git")
-                .args(["push", &remote, "main"])
-                .current_dir(dir)
-                .env("GIT_SSH_COMMAND", ssh)
-                .output()
-                .unwrap()
-        })
-    };
+    let pusher = server.push_in_background(&app, "demo");
     let db = rusqlite::Connection::open(server.data.join("state.db")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     let id: i64 = loop {
@@ -984,7 +881,10 @@ fn chromium_logs_in_watches_a_push_rolls_back_and_a_viewer_is_refused() {
     // A viewer, in a browser context of its own: no button, and the action refused.
     let val = server.add_user_with_role("val", "demo", "viewer");
     let viewer = b.tab(true);
-    b.open(&viewer, &format!("{base}{}", login_path(&server, &val)));
+    b.open(
+        &viewer,
+        &format!("{base}{}", server.console_login_path(&val)),
+    );
     b.wait(&viewer, "location.pathname === '/'");
     b.open(&viewer, &format!("{base}/p/demo/e/main"));
     assert!(
@@ -1094,11 +994,8 @@ fn releases_record_who_made_them_over_ssh_and_in_the_console() {
     let cora = server.add_user_with_role("cora", "demo", "contributor");
     let o = server.ssh(&cora, "git", "redeploy demo dev");
     assert!(o.status.success(), "{}", text(&o));
-    let session = log_in(&server, &cora);
-    let (_, _, home) = console(&server, "GET", "/", Some(&session), None);
-    let csrf = csrf_of(&home);
-    let (status, head, body) = console(
-        &server,
+    let (session, csrf) = session(&server, &cora);
+    let (status, head, body) = server.console(
         "POST",
         "/p/demo/e/dev/vars/set",
         Some(&session),
@@ -1148,7 +1045,7 @@ fn releases_record_who_made_them_over_ssh_and_in_the_console() {
     assert_eq!(json[2]["author"], serde_json::json!({"kind": "unknown"}));
 
     // The console's releases page shows the same.
-    let (status, _, body) = console(&server, "GET", "/p/demo/e/dev", Some(&session), None);
+    let (status, _, body) = server.console("GET", "/p/demo/e/dev", Some(&session), None);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("<td>cora</td>"), "{body}");
     assert!(body.contains(">unknown<"), "{body}");
@@ -1156,7 +1053,7 @@ fn releases_record_who_made_them_over_ssh_and_in_the_console() {
         !body.contains("<td>me</td>"),
         "nobody else is named: {body}"
     );
-    let (_, _, body) = console(&server, "GET", "/p/demo/e/main", Some(&session), None);
+    let (_, _, body) = server.console("GET", "/p/demo/e/main", Some(&session), None);
     assert!(body.contains("<td>me</td>"), "{body}");
 }
 
@@ -1183,12 +1080,10 @@ fn crons_services_access_and_domains_pages_check_as_ssh_does() {
         "{}",
         text(&o)
     );
-    let admin = log_in(&server, &server.key);
-    let (_, _, home) = console(&server, "GET", "/", Some(&admin), None);
-    let csrf = csrf_of(&home);
+    let (admin, csrf) = session(&server, &server.key);
 
     // Crons: schedule, next run, the last run's exit status and a link to its log.
-    let (status, _, body) = console(&server, "GET", "/p/demo/e/main/crons", Some(&admin), None);
+    let (status, _, body) = server.console("GET", "/p/demo/e/main/crons", Some(&admin), None);
     assert_eq!(status, 200, "{body}");
     assert!(
         body.contains("report") && body.contains("@yearly"),
@@ -1203,23 +1098,11 @@ fn crons_services_access_and_domains_pages_check_as_ssh_does() {
         .chars()
         .take_while(char::is_ascii_digit)
         .collect();
-    let (status, _, log) = console(
-        &server,
-        "GET",
-        &format!("/activity/{id}"),
-        Some(&admin),
-        None,
-    );
+    let (status, _, log) = server.console("GET", &format!("/activity/{id}"), Some(&admin), None);
     assert_eq!(status, 200);
     assert!(log.contains("report ran"), "{log}");
     // Services: type, state, disk, as `services` says.
-    let (status, _, body) = console(
-        &server,
-        "GET",
-        "/p/demo/e/main/services",
-        Some(&admin),
-        None,
-    );
+    let (status, _, body) = server.console("GET", "/p/demo/e/main/services", Some(&admin), None);
     assert_eq!(status, 200, "{body}");
     assert!(
         body.contains("redis:7.0") && body.contains("running") && body.contains("MiB used of"),
@@ -1231,14 +1114,12 @@ fn crons_services_access_and_domains_pages_check_as_ssh_does() {
     // A viewer sees crons, services and domains (read-only), not access, and cannot grant.
     let val = server.add_user_with_role("val", "demo", "viewer");
     server.add_user("wes");
-    let viewer = log_in(&server, &val);
-    let (_, _, vhome) = console(&server, "GET", "/", Some(&viewer), None);
-    let vcsrf = csrf_of(&vhome);
+    let (viewer, vcsrf) = session(&server, &val);
     for path in ["/p/demo/e/main/crons", "/p/demo/e/main/services"] {
-        let (status, _, body) = console(&server, "GET", path, Some(&viewer), None);
+        let (status, _, body) = server.console("GET", path, Some(&viewer), None);
         assert_eq!(status, 200, "{path}: {body}");
     }
-    let (status, _, body) = console(&server, "GET", "/p/demo/access", Some(&viewer), None);
+    let (status, _, body) = server.console("GET", "/p/demo/access", Some(&viewer), None);
     assert_eq!(status, 403, "{body}");
     assert!(
         body.contains(
@@ -1258,7 +1139,7 @@ fn crons_services_access_and_domains_pages_check_as_ssh_does() {
         ),
         ("/p/demo/access/revoke/me", format!("csrf={vcsrf}")),
     ] {
-        let (status, _, body) = console(&server, "POST", path, Some(&viewer), Some(&form));
+        let (status, _, body) = server.console("POST", path, Some(&viewer), Some(&form));
         assert_eq!(status, 403, "{path} {form}: {body}");
     }
     let ls = access_ls();
@@ -1266,17 +1147,16 @@ fn crons_services_access_and_domains_pages_check_as_ssh_does() {
         !ls.contains("wes") && ls.contains("val\tviewer"),
         "nothing changed: {ls}"
     );
-    let (_, _, body) = console(&server, "GET", "/p/demo", Some(&viewer), None);
+    let (_, _, body) = server.console("GET", "/p/demo", Some(&viewer), None);
     assert!(body.contains("href=\"/p/demo/domains\""), "{body}");
-    let (status, _, body) = console(&server, "GET", "/p/demo/domains", Some(&viewer), None);
+    let (status, _, body) = server.console("GET", "/p/demo/domains", Some(&viewer), None);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("No host assigned"), "{body}");
     assert!(
         !body.contains("Assign a host"),
         "no form for a viewer: {body}"
     );
-    let (status, _, body) = console(
-        &server,
+    let (status, _, body) = server.console(
         "POST",
         "/p/demo/domains/add",
         Some(&viewer),
@@ -1290,29 +1170,23 @@ fn crons_services_access_and_domains_pages_check_as_ssh_does() {
         "/p/other/domains",
         "/p/other/e/main/crons",
     ] {
-        let (status, _, _) = console(&server, "GET", path, Some(&viewer), None);
+        let (status, _, _) = server.console("GET", path, Some(&viewer), None);
         assert_eq!(status, 404, "{path}");
     }
 
     // The admin: the access list, a grant confirmed first, without a CSRF token refused.
-    let (status, _, body) = console(&server, "GET", "/p/demo/access", Some(&admin), None);
+    let (status, _, body) = server.console("GET", "/p/demo/access", Some(&admin), None);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("val") && body.contains("viewer"), "{body}");
     let grant = "user=wes&role=contributor&confirmed=yes".to_string();
     for form in [grant.clone(), format!("csrf={}&{grant}", "0".repeat(64))] {
-        let (status, _, body) = console(
-            &server,
-            "POST",
-            "/p/demo/access/grant",
-            Some(&admin),
-            Some(&form),
-        );
+        let (status, _, body) =
+            server.console("POST", "/p/demo/access/grant", Some(&admin), Some(&form));
         assert_eq!(status, 403, "{form}: {body}");
         assert!(body.contains("security token"), "{body}");
     }
     assert!(!access_ls().contains("wes"), "{}", access_ls());
-    let (status, _, body) = console(
-        &server,
+    let (status, _, body) = server.console(
         "POST",
         "/p/demo/access/grant",
         Some(&admin),
@@ -1324,8 +1198,7 @@ fn crons_services_access_and_domains_pages_check_as_ssh_does() {
         !access_ls().contains("wes"),
         "a confirmation changes nothing"
     );
-    let (status, _, body) = console(
-        &server,
+    let (status, _, body) = server.console(
         "POST",
         "/p/demo/access/grant",
         Some(&admin),
@@ -1339,8 +1212,7 @@ fn crons_services_access_and_domains_pages_check_as_ssh_does() {
         ("user=nobody&role=viewer", "user 'nobody' not found"),
         ("user=wes&role=owner", "unknown role 'owner'"),
     ] {
-        let (status, _, body) = console(
-            &server,
+        let (status, _, body) = server.console(
             "POST",
             "/p/demo/access/grant",
             Some(&admin),
@@ -1349,20 +1221,13 @@ fn crons_services_access_and_domains_pages_check_as_ssh_does() {
         assert_eq!(status, 400, "{form}: {body}");
         assert!(body.contains(want), "{body}");
     }
-    let (status, _, body) = console(
-        &server,
-        "GET",
-        "/p/demo/access/revoke/wes",
-        Some(&admin),
-        None,
-    );
+    let (status, _, body) = server.console("GET", "/p/demo/access/revoke/wes", Some(&admin), None);
     assert_eq!(status, 200, "{body}");
     assert!(
         access_ls().contains("wes"),
         "a confirmation changes nothing"
     );
-    let (status, _, body) = console(
-        &server,
+    let (status, _, body) = server.console(
         "POST",
         "/p/demo/access/revoke/wes",
         Some(&admin),
@@ -1373,8 +1238,7 @@ fn crons_services_access_and_domains_pages_check_as_ssh_does() {
 
     // Domains (a server admin): assigned, listed with their state, removed.
     let domain_ls = || text(&server.ssh(&server.key, "git", "domain ls demo"));
-    let (status, _, body) = console(
-        &server,
+    let (status, _, body) = server.console(
         "POST",
         "/p/demo/domains/add",
         Some(&admin),
@@ -1387,14 +1251,14 @@ fn crons_services_access_and_domains_pages_check_as_ssh_does() {
         "{}",
         domain_ls()
     );
-    let (_, _, body) = console(&server, "GET", "/p/demo/domains", Some(&admin), None);
+    let (_, _, body) = server.console("GET", "/p/demo/domains", Some(&admin), None);
     assert!(
         body.contains("www.shop.test") && body.contains("not routed"),
         "{body}"
     );
     assert!(body.contains("/p/demo/domains/rm/www.shop.test"), "{body}");
     // The viewer reads the project's domain, without the actions, and cannot remove it.
-    let (status, _, body) = console(&server, "GET", "/p/demo/domains", Some(&viewer), None);
+    let (status, _, body) = server.console("GET", "/p/demo/domains", Some(&viewer), None);
     assert_eq!(status, 200, "{body}");
     assert!(
         body.contains("www.shop.test") && body.contains("not routed"),
@@ -1404,8 +1268,7 @@ fn crons_services_access_and_domains_pages_check_as_ssh_does() {
         !body.contains("/domains/rm/") && !body.contains("Assign a host"),
         "{body}"
     );
-    let (status, _, body) = console(
-        &server,
+    let (status, _, body) = server.console(
         "POST",
         "/p/demo/domains/rm/www.shop.test",
         Some(&viewer),
@@ -1418,8 +1281,7 @@ fn crons_services_access_and_domains_pages_check_as_ssh_does() {
         ("main.demo.localhost", "belongs to project demo by its name"),
         ("not_a_host", "is not a host name"),
     ] {
-        let (status, _, body) = console(
-            &server,
+        let (status, _, body) = server.console(
             "POST",
             "/p/demo/domains/add",
             Some(&admin),
@@ -1428,8 +1290,7 @@ fn crons_services_access_and_domains_pages_check_as_ssh_does() {
         assert_eq!(status, 400, "{host}: {body}");
         assert!(body.contains(want), "{body}");
     }
-    let (status, _, _) = console(
-        &server,
+    let (status, _, _) = server.console(
         "POST",
         "/p/demo/domains/rm/www.shop.test",
         Some(&admin),
@@ -1437,8 +1298,7 @@ fn crons_services_access_and_domains_pages_check_as_ssh_does() {
     );
     assert_eq!(status, 403, "no CSRF token, no removal");
     assert!(domain_ls().contains("www.shop.test"));
-    let (status, _, body) = console(
-        &server,
+    let (status, _, body) = server.console(
         "POST",
         "/p/demo/domains/rm/www.shop.test",
         Some(&admin),
@@ -1467,7 +1327,7 @@ fn ended_activity(server: &Server, cookie: &str, head: &str) -> (String, String)
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         assert!(Instant::now() < deadline, "{location} did not end");
-        let (status, head, body) = console(server, "GET", &location, Some(cookie), None);
+        let (status, head, body) = server.console("GET", &location, Some(cookie), None);
         if status == 303 {
             location = activity_of(&head);
             location.insert_str(0, "/activity/");
@@ -1489,18 +1349,19 @@ fn run_a_cron_now_and_sync_a_branch_from_the_console_as_over_ssh() {
     let app = App::demo(server.dir.path(), "app");
     with_cron_and_service(&app);
     push(&server, &app);
-    let admin = log_in(&server, &server.key);
-    let (_, _, home) = console(&server, "GET", "/", Some(&admin), None);
-    let csrf = csrf_of(&home);
-    let crons_page =
-        |cookie: &str| console(&server, "GET", "/p/demo/e/main/crons", Some(cookie), None).2;
+    let (admin, csrf) = session(&server, &server.key);
+    let crons_page = |cookie: &str| {
+        server
+            .console("GET", "/p/demo/e/main/crons", Some(cookie), None)
+            .2
+    };
     let run = "/p/demo/e/main/crons/run/report";
 
     // The crons page has a "Run now" button; it asks first, and asking runs nothing.
     let body = crons_page(&admin);
     assert!(body.contains(&format!("href=\"{run}\"")), "{body}");
     assert!(body.contains("not run yet"), "{body}");
-    let (status, _, body) = console(&server, "GET", run, Some(&admin), None);
+    let (status, _, body) = server.console("GET", run, Some(&admin), None);
     assert_eq!(status, 200, "{body}");
     assert!(
         body.contains("Run cron report of main of demo now"),
@@ -1510,23 +1371,16 @@ fn run_a_cron_now_and_sync_a_branch_from_the_console_as_over_ssh() {
 
     // Without a CSRF token, or with a wrong one: refused, nothing run.
     for form in [String::new(), format!("csrf={}", "0".repeat(64))] {
-        let (status, _, body) = console(&server, "POST", run, Some(&admin), Some(&form));
+        let (status, _, body) = server.console("POST", run, Some(&admin), Some(&form));
         assert_eq!(status, 403, "{form}: {body}");
         assert!(body.contains("security token"), "{body}");
     }
     // A viewer sees no button and is refused as `cron run` refuses over SSH, nothing run.
     let val = server.add_user_with_role("val", "demo", "viewer");
-    let viewer = log_in(&server, &val);
-    let (_, _, vhome) = console(&server, "GET", "/", Some(&viewer), None);
-    let vcsrf = csrf_of(&vhome);
+    let (viewer, vcsrf) = session(&server, &val);
     assert!(!crons_page(&viewer).contains(&format!("href=\"{run}\"")));
-    let (status, _, body) = console(
-        &server,
-        "POST",
-        run,
-        Some(&viewer),
-        Some(&format!("csrf={vcsrf}")),
-    );
+    let (status, _, body) =
+        server.console("POST", run, Some(&viewer), Some(&format!("csrf={vcsrf}")));
     assert_eq!(status, 403, "{body}");
     let o = server.ssh(&val, "git", "cron run demo main report");
     assert!(!o.status.success());
@@ -1538,8 +1392,7 @@ fn run_a_cron_now_and_sync_a_branch_from_the_console_as_over_ssh() {
     );
     assert!(crons_page(&admin).contains("not run yet"), "nothing ran");
     // An unknown cron is not found.
-    let (status, _, _) = console(
-        &server,
+    let (status, _, _) = server.console(
         "POST",
         "/p/demo/e/main/crons/run/nope",
         Some(&admin),
@@ -1548,24 +1401,14 @@ fn run_a_cron_now_and_sync_a_branch_from_the_console_as_over_ssh() {
     assert_eq!(status, 404);
 
     // The admin runs it: off to its activity, which ends with the exit status and output.
-    let (status, head, body) = console(
-        &server,
-        "POST",
-        run,
-        Some(&admin),
-        Some(&format!("csrf={csrf}")),
-    );
+    let (status, head, body) =
+        server.console("POST", run, Some(&admin), Some(&format!("csrf={csrf}")));
     assert_eq!(status, 303, "{head}\n{body}");
     let id = activity_of(&head);
     let deadline = Instant::now() + Duration::from_secs(60);
     let log = loop {
-        let (status, _, log) = console(
-            &server,
-            "GET",
-            &format!("/activity/{id}"),
-            Some(&admin),
-            None,
-        );
+        let (status, _, log) =
+            server.console("GET", &format!("/activity/{id}"), Some(&admin), None);
         assert_eq!(status, 200, "{log}");
         if !log.contains("running:") {
             break log;
@@ -1576,7 +1419,7 @@ fn run_a_cron_now_and_sync_a_branch_from_the_console_as_over_ssh() {
     assert!(log.contains("failure: cron report: exit status 3"), "{log}");
     assert!(log.contains("report ran"), "{log}");
     assert!(log.contains("By me,"), "who ran it: {log}");
-    let (_, _, list) = console(&server, "GET", "/p/demo/activity", Some(&admin), None);
+    let (_, _, list) = server.console("GET", "/p/demo/activity", Some(&admin), None);
     assert!(
         list.contains(&format!("href=\"/activity/{id}\""))
             && list.contains("cron report: exit status 3"),
@@ -1585,7 +1428,7 @@ fn run_a_cron_now_and_sync_a_branch_from_the_console_as_over_ssh() {
     assert!(crons_page(&admin).contains("failure: exit status 3"));
 
     // Sync: main has no button and is refused with the SSH command's words.
-    let (_, _, body) = console(&server, "GET", "/p/demo/e/main", Some(&admin), None);
+    let (_, _, body) = server.console("GET", "/p/demo/e/main", Some(&admin), None);
     assert!(!body.contains("Sync from parent"), "{body}");
     let o = server.ssh(&server.key, "git", "sync demo main");
     assert!(!o.status.success());
@@ -1595,8 +1438,7 @@ fn run_a_cron_now_and_sync_a_branch_from_the_console_as_over_ssh() {
         words.contains("main is a production environment"),
         "{ssh_words}"
     );
-    let (status, _, body) = console(
-        &server,
+    let (status, _, body) = server.console(
         "POST",
         "/p/demo/e/main/sync",
         Some(&admin),
@@ -1612,32 +1454,22 @@ fn run_a_cron_now_and_sync_a_branch_from_the_console_as_over_ssh() {
     let o = server.git(&app.dir, &["push", &server.remote("demo"), "main:feature"]);
     assert!(o.status.success(), "push: {}", text(&o));
     let sync = "/p/demo/e/feature/sync";
-    let (_, _, body) = console(&server, "GET", "/p/demo/e/feature", Some(&admin), None);
+    let (_, _, body) = server.console("GET", "/p/demo/e/feature", Some(&admin), None);
     assert!(body.contains(&format!("href=\"{sync}\"")), "{body}");
-    let (status, _, body) = console(&server, "GET", sync, Some(&admin), None);
+    let (status, _, body) = server.console("GET", sync, Some(&admin), None);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("fresh copy of its parent"), "{body}");
-    let (status, _, body) = console(&server, "POST", sync, Some(&admin), None);
+    let (status, _, body) = server.console("POST", sync, Some(&admin), None);
     assert_eq!(status, 403, "{body}");
-    let (status, _, body) = console(
-        &server,
-        "POST",
-        sync,
-        Some(&viewer),
-        Some(&format!("csrf={vcsrf}")),
-    );
+    let (status, _, body) =
+        server.console("POST", sync, Some(&viewer), Some(&format!("csrf={vcsrf}")));
     assert_eq!(status, 403, "{body}");
     assert!(
         body.contains("permission denied: this needs the admin role on demo"),
         "{body}"
     );
-    let (status, head, body) = console(
-        &server,
-        "POST",
-        sync,
-        Some(&admin),
-        Some(&format!("csrf={csrf}")),
-    );
+    let (status, head, body) =
+        server.console("POST", sync, Some(&admin), Some(&format!("csrf={csrf}")));
     // It runs in the background: the answer goes to its activity, by the admin, with its
     // log: shown, listed, replayed.
     assert_eq!(status, 303, "{head}\n{body}");
@@ -1657,7 +1489,7 @@ fn run_a_cron_now_and_sync_a_branch_from_the_console_as_over_ssh() {
     );
     assert!(log.contains("copied 1 volume(s) of main"), "{log}");
     assert!(log.contains("success: feature now has a copy"), "{log}");
-    let (_, _, list) = console(&server, "GET", "/p/demo/activity", Some(&admin), None);
+    let (_, _, list) = server.console("GET", "/p/demo/activity", Some(&admin), None);
     assert!(list.contains(&format!("href=\"/activity/{id}\"")), "{list}");
     // Over SSH too: a sync there is listed beside it, and its log replays.
     let o = server.ssh(&server.key, "git", "sync demo feature");
@@ -1687,9 +1519,8 @@ fn with_postgresql(app: &App) {
 /// SQL on the `main` database of `env`'s PostgreSQL 15 in project demo; its output.
 fn psql(server: &Server, env: &str, sql: &str) -> String {
     let o = slipway_e2e::run(
-        std::process::Command::new("runc")
-            .arg("--root")
-            .arg(server.data.join("runtime/state"))
+        server
+            .runc()
             .arg("exec")
             .arg(format!("demo.{env}.db.service"))
             .args([
@@ -1731,22 +1562,20 @@ fn backups_are_listed_created_and_restored_from_the_console_as_over_ssh() {
         )
     };
     let backup_ls = || text(&server.ssh(&server.key, "git", "backup ls demo main"));
-    let admin = log_in(&server, &server.key);
-    let (_, _, home) = console(&server, "GET", "/", Some(&admin), None);
-    let csrf = csrf_of(&home);
+    let (admin, csrf) = session(&server, &server.key);
     let val = server.add_user_with_role("val", "demo", "viewer");
     let cody = server.add_user_with_role("cody", "demo", "contributor");
     let viewer = log_in(&server, &val);
     let contributor = log_in(&server, &cody);
-    let vcsrf = csrf_of(&console(&server, "GET", "/", Some(&viewer), None).2);
-    let ccsrf = csrf_of(&console(&server, "GET", "/", Some(&contributor), None).2);
+    let vcsrf = csrf_of(&server.console("GET", "/", Some(&viewer), None).2);
+    let ccsrf = csrf_of(&server.console("GET", "/", Some(&contributor), None).2);
     let page = "/p/demo/e/main/backups";
     let create = "/p/demo/e/main/backups/create";
 
     // The environment links its backups; a viewer sees the list, without buttons.
-    let (_, _, body) = console(&server, "GET", "/p/demo/e/main", Some(&viewer), None);
+    let (_, _, body) = server.console("GET", "/p/demo/e/main", Some(&viewer), None);
     assert!(body.contains(&format!("href=\"{page}\"")), "{body}");
-    let (status, _, body) = console(&server, "GET", page, Some(&viewer), None);
+    let (status, _, body) = server.console("GET", page, Some(&viewer), None);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("main has no backups"), "{body}");
     assert!(!body.contains(&format!("href=\"{create}\"")), "{body}");
@@ -1757,13 +1586,8 @@ fn backups_are_listed_created_and_restored_from_the_console_as_over_ssh() {
         let ssh_words = text(&o);
         let words = ssh_words.trim().trim_start_matches("slipway: ");
         assert!(words.starts_with("permission denied"), "{ssh_words}");
-        let (status, _, body) = console(
-            &server,
-            "POST",
-            create,
-            Some(cookie),
-            Some(&format!("csrf={token}")),
-        );
+        let (status, _, body) =
+            server.console("POST", create, Some(cookie), Some(&format!("csrf={token}")));
         assert_eq!(status, 403, "{body}");
         assert!(
             body.contains(words),
@@ -1772,11 +1596,11 @@ fn backups_are_listed_created_and_restored_from_the_console_as_over_ssh() {
     }
     // A missing or forged token is refused; a confirmation takes nothing.
     for form in [String::new(), format!("csrf={}", "0".repeat(64))] {
-        let (status, _, body) = console(&server, "POST", create, Some(&admin), Some(&form));
+        let (status, _, body) = server.console("POST", create, Some(&admin), Some(&form));
         assert_eq!(status, 403, "{form}: {body}");
         assert!(body.contains("security token"), "{body}");
     }
-    let (status, _, body) = console(&server, "GET", create, Some(&admin), None);
+    let (status, _, body) = server.console("GET", create, Some(&admin), None);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("Take a backup of main of demo now"), "{body}");
     assert!(
@@ -1789,17 +1613,12 @@ fn backups_are_listed_created_and_restored_from_the_console_as_over_ssh() {
     // held by flock(1)), the admin's backup waits in the background: the answer does not
     // wait with it but goes to its waiting page, the admin's only, which says so.
     let mut holder = hold_deploy_lock(&server);
-    let (status, head, body) = console(
-        &server,
-        "POST",
-        create,
-        Some(&admin),
-        Some(&format!("csrf={csrf}")),
-    );
+    let (status, head, body) =
+        server.console("POST", create, Some(&admin), Some(&format!("csrf={csrf}")));
     assert_eq!(status, 303, "{head}\n{body}");
     let waiting = header_field(&head, "location").unwrap().to_string();
     assert!(waiting.starts_with("/started/"), "{head}");
-    let (status, _, body) = console(&server, "GET", &waiting, Some(&admin), None);
+    let (status, _, body) = server.console("GET", &waiting, Some(&admin), None);
     assert_eq!(status, 200, "{body}");
     assert!(
         body.contains("Waiting") && body.contains("waiting: another deploy of main"),
@@ -1809,7 +1628,7 @@ fn backups_are_listed_created_and_restored_from_the_console_as_over_ssh() {
         body.contains("http-equiv=\"refresh\""),
         "no JavaScript needed: {body}"
     );
-    let (status, _, body) = console(&server, "GET", &waiting, Some(&contributor), None);
+    let (status, _, body) = server.console("GET", &waiting, Some(&contributor), None);
     assert_eq!(status, 404, "another user's waiting page: {body}");
     assert!(
         backup_ls().contains("main has no backups"),
@@ -1824,11 +1643,11 @@ fn backups_are_listed_created_and_restored_from_the_console_as_over_ssh() {
     assert!(body.contains("success: backup 1 of main"), "{body}");
     assert!(body.contains("-----&gt; backup db"), "its output: {body}");
     assert!(body.contains("By me,"), "{body}");
-    let (status, head, _) = console(&server, "GET", &waiting, Some(&admin), None);
+    let (status, head, _) = server.console("GET", &waiting, Some(&admin), None);
     assert_eq!(status, 303);
     assert_eq!(activity_of(&head), id);
     assert!(backup_ls().starts_with("1\t"), "{}", backup_ls());
-    let (_, _, body) = console(&server, "GET", page, Some(&admin), None);
+    let (_, _, body) = server.console("GET", page, Some(&admin), None);
     assert!(
         body.contains("db/main") && body.contains("<td>me</td>"),
         "{body}"
@@ -1837,7 +1656,7 @@ fn backups_are_listed_created_and_restored_from_the_console_as_over_ssh() {
         body.contains(&format!("href=\"{page}/restore/1\"")),
         "{body}"
     );
-    let (_, _, body) = console(&server, "GET", page, Some(&contributor), None);
+    let (_, _, body) = server.console("GET", page, Some(&contributor), None);
     assert!(body.contains("db/main"), "{body}");
     assert!(
         !body.contains("/restore/1"),
@@ -1854,8 +1673,7 @@ fn backups_are_listed_created_and_restored_from_the_console_as_over_ssh() {
     let restore = format!("{page}/restore/1");
     // Restoring is an admin's: a viewer and a contributor are refused, nothing restored.
     for (cookie, token) in [(&viewer, &vcsrf), (&contributor, &ccsrf)] {
-        let (status, _, body) = console(
-            &server,
+        let (status, _, body) = server.console(
             "POST",
             &restore,
             Some(cookie),
@@ -1868,14 +1686,13 @@ fn backups_are_listed_created_and_restored_from_the_console_as_over_ssh() {
         );
     }
     for form in [String::new(), format!("csrf={}", "1".repeat(64))] {
-        let (status, _, body) = console(&server, "POST", &restore, Some(&admin), Some(&form));
+        let (status, _, body) = server.console("POST", &restore, Some(&admin), Some(&form));
         assert_eq!(status, 403, "{form}: {body}");
     }
     assert_eq!(rows(), "1=after,2=later", "nothing restored");
     // No such backup (or one of another project, below) is not found, with the SSH
     // command's words.
-    let (status, _, body) = console(
-        &server,
+    let (status, _, body) = server.console(
         "POST",
         &format!("{page}/restore/99"),
         Some(&admin),
@@ -1890,7 +1707,7 @@ fn backups_are_listed_created_and_restored_from_the_console_as_over_ssh() {
         "SSH said {ssh_words}; the console: {body}"
     );
     // The confirmation names what is overwritten, and restores nothing.
-    let (status, _, body) = console(&server, "GET", &restore, Some(&admin), None);
+    let (status, _, body) = server.console("GET", &restore, Some(&admin), None);
     assert_eq!(status, 200, "{body}");
     assert!(
         body.contains("the data of service db (postgresql:15): database main"),
@@ -1898,8 +1715,7 @@ fn backups_are_listed_created_and_restored_from_the_console_as_over_ssh() {
     );
     assert_eq!(rows(), "1=after,2=later");
     // The restore runs in the background; its activity's log streams live, then ends.
-    let (status, head, body) = console(
-        &server,
+    let (status, head, body) = server.console(
         "POST",
         &restore,
         Some(&admin),
@@ -1937,11 +1753,10 @@ fn backups_are_listed_created_and_restored_from_the_console_as_over_ssh() {
     let o = server.git(&app.dir, &["push", &server.remote("demo"), "main:feature"]);
     assert!(o.status.success(), "push: {}", text(&o));
     let page = "/p/demo/e/feature/backups";
-    let (status, _, body) = console(&server, "GET", page, Some(&contributor), None);
+    let (status, _, body) = server.console("GET", page, Some(&contributor), None);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&format!("href=\"{page}/create\"")), "{body}");
-    let (status, head, body) = console(
-        &server,
+    let (status, head, body) = server.console(
         "POST",
         &format!("{page}/create"),
         Some(&contributor),
@@ -1950,13 +1765,12 @@ fn backups_are_listed_created_and_restored_from_the_console_as_over_ssh() {
     assert_eq!(status, 303, "{head}\n{body}");
     let (_, body) = ended_activity(&server, &contributor, &head);
     assert!(body.contains("success: backup 2 of feature"), "{body}");
-    let (_, _, body) = console(&server, "GET", page, Some(&contributor), None);
+    let (_, _, body) = server.console("GET", page, Some(&contributor), None);
     assert!(
         body.contains("<td>cody</td>") && !body.contains("/restore/2"),
         "{body}"
     );
-    let (status, _, body) = console(
-        &server,
+    let (status, _, body) = server.console(
         "POST",
         &format!("{page}/restore/2"),
         Some(&contributor),
@@ -1975,7 +1789,7 @@ fn backups_are_listed_created_and_restored_from_the_console_as_over_ssh() {
         )
     };
     assert_eq!(feature_rows(), "1=feature");
-    let (_, _, body) = console(&server, "GET", page, Some(&admin), None);
+    let (_, _, body) = server.console("GET", page, Some(&admin), None);
     let others = body
         .split("Backups of other environments of demo")
         .nth(1)
@@ -1985,15 +1799,14 @@ fn backups_are_listed_created_and_restored_from_the_console_as_over_ssh() {
             && others.contains(&format!("href=\"{page}/restore/1\"")),
         "{body}"
     );
-    let (_, _, body) = console(&server, "GET", page, Some(&contributor), None);
+    let (_, _, body) = server.console("GET", page, Some(&contributor), None);
     assert!(
         body.contains("<td>1</td><td>main</td>") && !body.contains("/restore/1"),
         "listed, but no restore for a contributor: {body}"
     );
     let restore = format!("{page}/restore/1");
     for (cookie, token) in [(&viewer, &vcsrf), (&contributor, &ccsrf)] {
-        let (status, _, body) = console(
-            &server,
+        let (status, _, body) = server.console(
             "POST",
             &restore,
             Some(cookie),
@@ -2001,9 +1814,9 @@ fn backups_are_listed_created_and_restored_from_the_console_as_over_ssh() {
         );
         assert_eq!(status, 403, "{body}");
     }
-    let (status, _, body) = console(&server, "POST", &restore, Some(&admin), Some(""));
+    let (status, _, body) = server.console("POST", &restore, Some(&admin), Some(""));
     assert_eq!(status, 403, "no token: {body}");
-    let (status, _, body) = console(&server, "GET", &restore, Some(&admin), None);
+    let (status, _, body) = server.console("GET", &restore, Some(&admin), None);
     assert_eq!(status, 200, "{body}");
     assert!(
         body.contains("Restoring backup 1 of main (")
@@ -2016,8 +1829,7 @@ fn backups_are_listed_created_and_restored_from_the_console_as_over_ssh() {
         "1=feature",
         "a confirmation restores nothing"
     );
-    let (status, head, body) = console(
-        &server,
+    let (status, head, body) = server.console(
         "POST",
         &restore,
         Some(&admin),
@@ -2039,19 +1851,14 @@ fn backups_are_listed_created_and_restored_from_the_console_as_over_ssh() {
     let o = server.ssh(&server.key, "git", "backup create other main");
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("backup 3 of main"), "{}", text(&o));
-    let (_, _, body) = console(&server, "GET", page, Some(&admin), None);
+    let (_, _, body) = server.console("GET", page, Some(&admin), None);
     assert!(!body.contains("/restore/3"), "{body}");
     let o = server.ssh(&server.key, "git", "backup restore demo feature 3");
     assert!(!o.status.success());
     let token = format!("csrf={csrf}");
     for (method, form) in [("GET", None), ("POST", Some(token.as_str()))] {
-        let (status, _, body) = console(
-            &server,
-            method,
-            &format!("{page}/restore/3"),
-            Some(&admin),
-            form,
-        );
+        let (status, _, body) =
+            server.console(method, &format!("{page}/restore/3"), Some(&admin), form);
         assert_eq!(status, 404, "{body}");
         assert!(
             body.contains("backup 3 is not a backup of project demo")
@@ -2104,13 +1911,7 @@ fn hold_deploy_lock(server: &Server) -> std::process::Child {
 
 /// Whether activity `id`'s page says its log was pruned (and shows no log).
 fn log_pruned(server: &Server, cookie: &str, id: &str) -> bool {
-    let (status, _, body) = console(
-        server,
-        "GET",
-        &format!("/activity/{id}"),
-        Some(cookie),
-        None,
-    );
+    let (status, _, body) = server.console("GET", &format!("/activity/{id}"), Some(cookie), None);
     assert_eq!(status, 200, "{body}");
     let pruned = body.contains("id=\"pruned\"") && body.contains("Log pruned");
     assert_eq!(pruned, !body.contains("id=\"log\""), "{body}");
@@ -2182,11 +1983,9 @@ fn actions_go_to_their_own_activity_waiting_pages_survive_an_upgrade_and_old_log
         "{routes:#}"
     );
 
-    let admin = log_in(&server, &server.key);
-    let csrf = csrf_of(&console(&server, "GET", "/", Some(&admin), None).2);
+    let (admin, csrf) = session(&server, &server.key);
     let ada_key = server.add_user_with_role("ada", "demo", "admin");
-    let ada = log_in(&server, &ada_key);
-    let ada_csrf = csrf_of(&console(&server, "GET", "/", Some(&ada), None).2);
+    let (ada, ada_csrf) = session(&server, &ada_key);
 
     // While another deploy holds main, two users redeploy from the console and the admin
     // over SSH at the same moment: all three wait.
@@ -2204,8 +2003,7 @@ fn actions_go_to_their_own_activity_waiting_pages_survive_an_upgrade_and_old_log
             .expect("ssh")
     };
     let post = |cookie: &str, token: &str| {
-        let (status, head, body) = console(
-            &server,
+        let (status, head, body) = server.console(
             "POST",
             "/p/demo/e/main/redeploy",
             Some(cookie),
@@ -2226,26 +2024,26 @@ fn actions_go_to_their_own_activity_waiting_pages_survive_an_upgrade_and_old_log
         assert!(page.starts_with("/started/"), "{page}");
     }
     assert_ne!(my_page, her_page);
-    let (status, _, body) = console(&server, "GET", &my_page, Some(&admin), None);
+    let (status, _, body) = server.console("GET", &my_page, Some(&admin), None);
     assert_eq!(status, 200, "{body}");
     assert!(
         body.contains("Waiting") && body.contains("waiting: another deploy of main"),
         "{body}"
     );
-    assert_eq!(console(&server, "GET", &my_page, Some(&ada), None).0, 404);
+    assert_eq!(server.console("GET", &my_page, Some(&ada), None).0, 404);
 
     // `serve --upgrade`: the new server shows the same waiting pages (each to its starter
     // only); the old one runs the actions once main is free, then exits.
     let mut ended = None;
     server.upgrade(Duration::from_secs(300), |server| {
-        let (status, _, body) = console(server, "GET", &my_page, Some(&admin), None);
+        let (status, _, body) = server.console("GET", &my_page, Some(&admin), None);
         assert_eq!(status, 200, "after the upgrade: {body}");
         assert!(
             body.contains("Waiting") && body.contains("waiting: another deploy of main"),
             "{body}"
         );
-        assert_eq!(console(server, "GET", &her_page, Some(&admin), None).0, 404);
-        assert_eq!(console(server, "GET", &her_page, Some(&ada), None).0, 200);
+        assert_eq!(server.console("GET", &her_page, Some(&admin), None).0, 404);
+        assert_eq!(server.console("GET", &her_page, Some(&ada), None).0, 200);
         drop(holder.stdin.take());
         assert!(holder.wait().unwrap().success());
         ended = Some((
@@ -2270,7 +2068,7 @@ fn actions_go_to_their_own_activity_waiting_pages_survive_an_upgrade_and_old_log
     assert!(said.contains("(activity "), "{said}");
     // A waiting page expires with its action's record; a number never issued is not found.
     assert_eq!(
-        console(&server, "GET", "/started/999", Some(&admin), None).0,
+        server.console("GET", "/started/999", Some(&admin), None).0,
         404
     );
 
@@ -2320,13 +2118,7 @@ fn actions_go_to_their_own_activity_waiting_pages_survive_an_upgrade_and_old_log
             .iter()
             .all(|id| log_pruned(&server, &admin, id))
     });
-    let (_, _, body) = console(
-        &server,
-        "GET",
-        &format!("/activity/{slow_id}"),
-        Some(&admin),
-        None,
-    );
+    let (_, _, body) = server.console("GET", &format!("/activity/{slow_id}"), Some(&admin), None);
     assert!(
         body.contains("running:") && body.contains("slow began") && !body.contains("Log pruned"),
         "the running cron keeps its log: {body}"
@@ -2353,11 +2145,10 @@ fn console_var_set_works_on_an_environment_not_deployed_yet() {
     let app = App::demo(server.dir.path(), "app");
     push(&server, &app);
     let session = log_in(&server, &server.key);
-    let (status, _, page) = console(&server, "GET", "/p/demo/e/later/vars", Some(&session), None);
+    let (status, _, page) = server.console("GET", "/p/demo/e/later/vars", Some(&session), None);
     assert_eq!(status, 200, "{page}");
     let csrf = csrf_of(&page);
-    let (status, _, body) = console(
-        &server,
+    let (status, _, body) = server.console(
         "POST",
         "/p/demo/e/later/vars/set",
         Some(&session),
@@ -2373,8 +2164,7 @@ fn console_var_set_works_on_an_environment_not_deployed_yet() {
         text(&o)
     );
     // As over SSH: no environment can be named so.
-    let (status, _, body) = console(
-        &server,
+    let (status, _, body) = server.console(
         "POST",
         "/p/demo/e/Not_A_Label/vars/set",
         Some(&session),
@@ -2394,18 +2184,9 @@ fn a_failed_console_action_says_what_ssh_says_refused_or_internal() {
     let server = Server::start();
     let app = App::demo(server.dir.path(), "app");
     push(&server, &app);
-    let session = log_in(&server, &server.key);
-    let (_, _, home) = console(&server, "GET", "/", Some(&session), None);
-    let csrf = csrf_of(&home);
-    let post = |path: &str| {
-        console(
-            &server,
-            "POST",
-            path,
-            Some(&session),
-            Some(&format!("csrf={csrf}")),
-        )
-    };
+    let (session, csrf) = session(&server, &server.key);
+    let post =
+        |path: &str| server.console("POST", path, Some(&session), Some(&format!("csrf={csrf}")));
 
     // Refused: the message, as over SSH.
     let (status, _, body) = post("/p/demo/e/main/rollback/9");
@@ -2554,18 +2335,12 @@ fn a_failed_rollback_is_summed_up_in_one_line_and_its_log_has_the_whole_failure(
 
     // The console: the list shows the line, the activity's page the whole failure too.
     let admin = log_in(&server, &server.key);
-    let (status, _, page) = console(&server, "GET", "/p/demo/activity", Some(&admin), None);
+    let (status, _, page) = server.console("GET", "/p/demo/activity", Some(&admin), None);
     assert_eq!(status, 200, "{page}");
     let page = unescaped(&page);
     assert!(page.contains(&summary), "{page}");
     assert!(!page.contains(&whole), "{page}");
-    let (status, _, page) = console(
-        &server,
-        "GET",
-        &format!("/activity/{id}"),
-        Some(&admin),
-        None,
-    );
+    let (status, _, page) = server.console("GET", &format!("/activity/{id}"), Some(&admin), None);
     assert_eq!(status, 200, "{page}");
     let page = unescaped(&page);
     assert!(page.contains(&format!("failure: {summary}")), "{page}");

@@ -3,22 +3,7 @@
 //! variables, `scripts.postdeploy` once), and Heroku's PHP boot scripts
 //! (`heroku-php-apache2 public/`) served by PHP-FPM behind the router.
 
-use slipway_e2e::{http_request, text, Server};
-
-/// GET `path` on `host`: (status, head, body).
-fn get(server: &Server, host: &str, path: &str) -> (u16, String, String) {
-    http_request(server.http_port, "GET", host, path, b"")
-}
-
-/// `slipway config check` of a folder: (success, output).
-fn config_check(dir: &std::path::Path) -> (bool, String) {
-    let o = slipway_e2e::run(
-        std::process::Command::new(slipway_e2e::slipway_bin())
-            .args(["config", "check"])
-            .arg(dir),
-    );
-    (o.status.success(), text(&o))
-}
+use slipway_e2e::{text, Server};
 
 const PROCFILE: &str =
     "web: gunicorn gettingstarted.wsgi\nrelease: python manage.py migrate --noinput\n";
@@ -45,15 +30,7 @@ const APP_JSON: &str = r#"{
 }
 "#;
 
-const MANAGE: &str = r#"#!/usr/bin/env python
-import os
-import sys
-
-if __name__ == "__main__":
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gettingstarted.settings")
-    from django.core.management import execute_from_command_line
-    execute_from_command_line(sys.argv)
-"#;
+const MANAGE: &str = slipway_e2e::django_manage!("gettingstarted");
 
 const SETTINGS: &str = r#"import os
 
@@ -81,13 +58,7 @@ from hello import views
 urlpatterns = [path("", views.index)]
 "#;
 
-const WSGI: &str = r#"import os
-
-from django.core.wsgi import get_wsgi_application
-
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gettingstarted.settings")
-application = get_wsgi_application()
-"#;
+const WSGI: &str = slipway_e2e::django_wsgi!("gettingstarted");
 
 const MODELS: &str = r#"from django.db import models
 
@@ -167,7 +138,7 @@ fn django_files() -> Vec<(&'static str, &'static str)> {
 
 /// The page's JSON.
 fn page(server: &Server, host: &str) -> serde_json::Value {
-    let (status, _, body) = get(server, host, "/");
+    let (status, _, body) = server.get_with_head(host, "/");
     assert_eq!(status, 200, "{body}\n{}", server.server_log());
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
@@ -180,8 +151,7 @@ fn a_heroku_django_app_with_app_json_runs_as_is() {
     let papertrail = "add-on `papertrail` is not provided by Slipway and is ignored";
 
     // config check: the add-on Slipway does not provide is a warning at its line.
-    let (ok, check) = config_check(&app.dir);
-    assert!(ok, "{check}");
+    let check = slipway_e2e::config_check_ok(&app.dir);
     assert!(
         check.lines().any(|l| l.starts_with("app.json:6:")
             && l.contains("warning:")
@@ -203,7 +173,7 @@ fn a_heroku_django_app_with_app_json_runs_as_is() {
         "{out}"
     );
     assert!(server.containers().is_empty(), "{:?}", server.containers());
-    assert_ne!(get(&server, host, "/").0, 200);
+    assert_ne!(server.get_with_head(host, "/").0, 200);
     // Bad input changed nothing: the project has no environment to list.
     let o = server.ssh(&server.key, "git", "envs getting-started --json");
     assert!(o.status.success(), "{}", text(&o));
@@ -336,13 +306,13 @@ fn a_heroku_php_procfile_is_served_by_php_fpm_with_a_front_controller() {
         "{out}"
     );
     let host = "main.heroku-php.localhost";
-    let (status, _, body) = get(&server, host, "/some/path?x=1");
+    let (status, _, body) = server.get_with_head(host, "/some/path?x=1");
     assert_eq!(status, 200, "{body}\n{}", server.server_log());
     assert!(
         body.starts_with("front controller /some/path?x=1 8.4."),
         "{body}"
     );
-    let (status, head, body) = get(&server, host, "/style.css");
+    let (status, head, body) = server.get_with_head(host, "/style.css");
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, "body { color: #abcdef; }\n");
     assert!(
@@ -350,24 +320,23 @@ fn a_heroku_php_procfile_is_served_by_php_fpm_with_a_front_controller() {
         "{head}"
     );
     // PHP source is run, never sent.
-    let (status, _, body) = get(&server, host, "/index.php");
+    let (status, _, body) = server.get_with_head(host, "/index.php");
     assert_eq!(status, 200);
     assert!(!body.contains("<?php"), "{body}");
 }
 
 /// Two databases as Heroku names them: the app's `/` answers, for each of its two URLs,
 /// the server it reaches and the rows that database holds.
-const TWO_DATABASES_APP: &str = r#"import http.server, json, os
-import psycopg
+const TWO_DATABASES_APP: &str = slipway_e2e::py_app!(
+    r#"import psycopg
 NAMES = ["DATABASE_URL", "HEROKU_POSTGRESQL_AMBER_URL"]
 for name in NAMES:
     with psycopg.connect(os.environ[name]) as c:
         c.execute("CREATE TABLE IF NOT EXISTS seen (name text)")
         c.execute("DELETE FROM seen")
         c.execute("INSERT INTO seen VALUES (%s)", (name,))
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        out = {}
+"#,
+    r#"        out = {}
         for name in NAMES:
             with psycopg.connect(os.environ[name]) as c:
                 server = c.execute("SELECT inet_server_addr()::text").fetchone()[0]
@@ -375,12 +344,8 @@ class H(http.server.BaseHTTPRequestHandler):
             out[name] = {"server": server, "rows": rows}
         out["colour_vars"] = sorted(k for k in os.environ if k.startswith("HEROKU_POSTGRESQL_"))
         body = json.dumps(out).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#;
+"#
+);
 
 #[test]
 fn two_heroku_postgresql_addons_without_as_get_heroku_colour_names() {
@@ -398,8 +363,7 @@ fn two_heroku_postgresql_addons_without_as_get_heroku_colour_names() {
             ("app.py", TWO_DATABASES_APP),
         ],
     );
-    let (ok, check) = config_check(&app.dir);
-    assert!(ok, "{check}");
+    slipway_e2e::config_check_ok(&app.dir);
     let out = server.push_ok(&app, "two-dbs");
     assert!(
         out.contains("service postgresql added (postgresql:15)")
@@ -452,8 +416,7 @@ fn a_procfile_of_workers_only_deploys_and_its_worker_runs() {
             ),
         ],
     );
-    let (ok, check) = config_check(&app.dir);
-    assert!(ok, "{check}");
+    slipway_e2e::config_check_ok(&app.dir);
     server.push_ok(&app, "jobs");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {

@@ -26,17 +26,9 @@ fn app_of(server: &Server, name: &str, files: &[(&str, &str)]) -> App {
     app
 }
 
-/// Push `app` as project `project`; asserts the push succeeded and returns its output.
-fn push(server: &Server, app: &App, project: &str) -> String {
-    let o = server.git(&app.dir, &["push", &server.remote(project), "main"]);
-    let out = text(&o);
-    assert!(o.status.success(), "push: {out}\n{}", server.server_log());
-    out
-}
-
-/// Push `app` to `project` as [`push`] does, and expect a `warning:` line saying `warning`.
+/// Push `app` to `project` as [`Server::push_ok`] does, and expect a `warning:` line saying `warning`.
 fn push_warned(server: &Server, app: &App, project: &str, warning: &str) -> String {
-    let out = push(server, app, project);
+    let out = server.push_ok(app, project);
     assert!(
         out.lines()
             .any(|l| l.contains("warning:") && l.contains(warning)),
@@ -48,7 +40,7 @@ fn push_warned(server: &Server, app: &App, project: &str, warning: &str) -> Stri
 /// Expect `slipway config check` of `app` to pass, warning `warning` at line 2 of `file`
 /// (the `type` key of the app files here).
 fn config_check_warns(app: &App, file: &str, warning: &str) {
-    let check = config_check(app);
+    let check = slipway_e2e::config_check_ok(&app.dir);
     let at = format!("{file}:2:");
     assert!(
         check
@@ -159,7 +151,7 @@ fn a_go_app_builds_with_go_build_and_reports_its_go_version_as_non_root() {
             ("server.go", GO_SERVER),
         ],
     );
-    let out = push(&server, &app, "goapp");
+    let out = server.push_ok(&app, "goapp");
     assert!(out.contains("app | go version go1.24"), "{out}");
     let (version, uid) = answer(&server, "goapp");
     assert!(version.starts_with("go1.24"), "{version}");
@@ -214,13 +206,13 @@ fn a_go_procfile_app_is_detected_from_go_mod_and_built_offline() {
             ("Procfile", "web: bin/hello\n"),
         ],
     );
-    let check = config_check(&app);
+    let check = slipway_e2e::config_check_ok(&app.dir);
     assert!(
         check.contains("app: stack golang:1.24 (detected from go.mod, 1.24 asked by go.mod)"),
         "{check}"
     );
     let started = std::time::Instant::now();
-    push(&server, &app, "gohello");
+    server.push_ok(&app, "gohello");
     // A stdlib-only module never waits on the Go module proxy.
     assert!(
         started.elapsed() < std::time::Duration::from_secs(240),
@@ -343,7 +335,7 @@ fn a_ruby_bundle_installs_into_the_slug_and_is_found_at_run_time() {
     cached_stack("ruby:3.3");
     let server = Server::start();
     let app = vendored_gem_app(&server, "ruby-app", "3.3");
-    let out = push(&server, &app, "rubyapp");
+    let out = server.push_ok(&app, "rubyapp");
     assert!(out.contains("app | ruby 3.3."), "{out}");
     assert!(out.contains("app | Bundle complete!"), "{out}");
     assert_gem_from_the_slug(&server, "rubyapp", "3.3", "3.3.0");
@@ -380,27 +372,16 @@ fn a_ruby_procfile_app_is_detected_from_its_gemfile_and_runs_under_bundle_exec()
             ("Procfile", "web: bundle exec ruby app.rb\n"),
         ],
     );
-    let check = config_check(&app);
+    let check = slipway_e2e::config_check_ok(&app.dir);
     assert!(
         check.contains("app: stack ruby:3.3 (detected from Gemfile, 3.3 asked by .ruby-version)"),
         "{check}"
     );
-    let out = push(&server, &app, "rubyhello");
+    let out = server.push_ok(&app, "rubyhello");
     assert!(out.contains("app | Bundle complete!"), "{out}");
     let (version, uid) = answer(&server, "rubyhello");
     assert!(version.starts_with("3.3."), "{version}");
     assert_ne!(uid, 0);
-}
-
-/// `slipway config check` of the app's tree; asserts it passed and returns its output.
-fn config_check(app: &App) -> String {
-    let check = slipway_e2e::run(
-        std::process::Command::new(slipway_e2e::slipway_bin())
-            .args(["config", "check"])
-            .arg(&app.dir),
-    );
-    assert!(check.status.success(), "{}", text(&check));
-    text(&check)
 }
 
 /// A Java web server (`com.sun.net.httpserver`) on 127.0.0.1:$PORT answering
@@ -443,7 +424,7 @@ fn a_java_app_compiled_with_javac_and_packaged_by_maven_reports_its_java_version
             ("src/main/java/App.java", JAVA_SERVER),
         ],
     );
-    let out = push(&server, &app, "javaapp");
+    let out = server.push_ok(&app, "javaapp");
     assert!(out.contains("app | javac 21."), "{out}");
     // Maven in the build hook packages offline too (Debian's repository first).
     assert!(out.contains("app | target/app-1.0.jar"), "{out}");
@@ -499,14 +480,14 @@ fn a_php_procfile_app_is_detected_from_composer_json_and_runs_the_builtin_server
             ("Procfile", "web: php -S 127.0.0.1:$PORT -t public\n"),
         ],
     );
-    let check = config_check(&app);
+    let check = slipway_e2e::config_check_ok(&app.dir);
     assert!(
         check.contains(
             "app: stack php:8.4 (detected from composer.json, ^8.4 asked by composer.json)"
         ),
         "{check}"
     );
-    let out = push(&server, &app, "phphello");
+    let out = server.push_ok(&app, "phphello");
     assert!(
         out.contains("app | Generating optimized autoload files"),
         "{out}"
@@ -544,12 +525,12 @@ fn a_java_procfile_app_is_detected_from_pom_xml_and_packaged_by_maven_offline() 
             ("Procfile", "web: java -cp target/app-1.0.jar App\n"),
         ],
     );
-    let check = config_check(&app);
+    let check = slipway_e2e::config_check_ok(&app.dir);
     assert!(
         check.contains("app: stack java:21 (detected from pom.xml, 21 asked by system.properties)"),
         "{check}"
     );
-    push(&server, &app, "javahello");
+    server.push_ok(&app, "javahello");
     let (version, uid) = answer(&server, "javahello");
     assert!(version.starts_with("21."), "{version}");
     assert_ne!(uid, 0);
@@ -658,7 +639,7 @@ fn a_yarn_lock_app_builds_with_the_stacks_yarn_and_its_second_push_uses_the_yarn
             ("README.md", "# Hello from yarn\n"),
         ],
     );
-    let out = push(&server, &app, "yarnapp");
+    let out = server.push_ok(&app, "yarnapp");
     // yarn 1.x and corepack come with the stack, from the npm registry.
     assert!(
         out.contains("app | yarn 1.22.22 at /usr/local/bin/yarn, corepack 0.34.6"),
@@ -700,7 +681,7 @@ fn a_yarn_lock_app_builds_with_the_stacks_yarn_and_its_second_push_uses_the_yarn
     );
     app.write("README.md", "# Hello again\n");
     app.commit("offline");
-    let out = push(&server, &app, "yarnapp");
+    let out = server.push_ok(&app, "yarnapp");
     assert!(out.contains("app | rendered page.html"), "{out}");
     let (_, body) = server.get("main.yarnapp.localhost", "/").expect("answers");
     assert!(body.contains("<h1>Hello again</h1>"), "{body}");
@@ -726,9 +707,9 @@ fn a_yarn_procfile_app_is_installed_by_yarn_from_its_lock_file() {
             ("Procfile", "web: node server.js\n"),
         ],
     );
-    let check = config_check(&app);
+    let check = slipway_e2e::config_check_ok(&app.dir);
     assert!(check.contains("app: stack nodejs:22"), "{check}");
-    let out = push(&server, &app, "yarnproc");
+    let out = server.push_ok(&app, "yarnproc");
     assert!(out.contains("app | yarn install v1.22.22"), "{out}");
     assert!(!out.contains("app | added "), "npm installed: {out}");
     assert!(out.contains("app | rendered page.html"), "{out}");
@@ -763,17 +744,13 @@ const PYTHONS_ROUTES: &str = r#""https://{default}/":
 "#;
 
 /// Answers `PYTHON_VERSION UID termcolor=VERSION`.
-const PYTHON_SERVER: &str = r#"import http.server, importlib.metadata, os, platform, termcolor
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        version = importlib.metadata.version("termcolor")
+const PYTHON_SERVER: &str = slipway_e2e::py_app!(
+    r#"import importlib.metadata, platform, termcolor
+"#,
+    r#"        version = importlib.metadata.version("termcolor")
         body = f"{platform.python_version()} {os.getuid()} termcolor={version}\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#;
+"#
+);
 
 /// termcolor 1.1.0 is a source distribution only: pip builds its wheel and keeps it in its
 /// cache (PyPI's mirror here sends no caching headers, so downloads are never cached).
@@ -804,7 +781,7 @@ fn python_3_11_and_3_13_side_by_side_with_pips_cache_outside_the_slug() {
             ("py313/server.py", PYTHON_SERVER),
         ],
     );
-    let out = push(&server, &app, "pythons");
+    let out = server.push_ok(&app, "pythons");
     for name in ["py311", "py313"] {
         for line in [
             format!("{name} |   Stored in directory: /cache/pip/wheels/"),
@@ -839,7 +816,7 @@ fn python_3_11_and_3_13_side_by_side_with_pips_cache_outside_the_slug() {
     // A changed requirements file: the wheel built before comes from pip's cache.
     app.write("py311/requirements.txt", "termcolor==1.1.0\nsix==1.16.0\n");
     app.commit("six");
-    let out = push(&server, &app, "pythons");
+    let out = server.push_ok(&app, "pythons");
     assert!(
         out.contains("py311 |   Using cached termcolor-1.1.0-py3-none-any.whl"),
         "{out}"
@@ -945,11 +922,7 @@ fn php_8_2_and_8_4_side_by_side_and_php_8_3_runs_on_8_4_with_a_warning() {
     );
     app.commit("php 9.1");
     let refusal = "php:9.1 is not available: no php 9.x at or above 9.1 (did you mean `php:8.4`?); available: 7.4, 8.2, 8.4";
-    let check = slipway_e2e::run(
-        std::process::Command::new(slipway_e2e::slipway_bin())
-            .args(["config", "check"])
-            .arg(&app.dir),
-    );
+    let check = slipway_e2e::config_check(&app.dir);
     let check_out = text(&check);
     assert_eq!(check.status.code(), Some(1), "{check_out}");
     assert!(
@@ -1023,18 +996,14 @@ const PY_NODE_CONFIG: &str = r#"applications:
 "#;
 
 /// Answers `PYTHON_VERSION UID NODE_VERSION` (node's from the build and from a run now).
-const PY_NODE_SERVER: &str = r#"import http.server, os, platform, subprocess
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        built = open("node.txt").read().strip()
+const PY_NODE_SERVER: &str = slipway_e2e::py_app!(
+    r#"import platform
+"#,
+    r#"        built = open("node.txt").read().strip()
         now = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
         body = f"{platform.python_version()} {os.getuid()} {built} {now}\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#;
+"#
+);
 
 #[test]
 fn an_upsun_stack_list_of_python_and_nodejs_gives_the_app_both() {
@@ -1067,9 +1036,9 @@ fn an_upsun_stack_list_of_python_and_nodejs_gives_the_app_both() {
             ("server.py", PY_NODE_SERVER),
         ],
     );
-    let check = config_check(&app);
+    let check = slipway_e2e::config_check_ok(&app.dir);
     assert!(!check.contains("ignored"), "{check}");
-    let out = push(&server, &app, "pynode");
+    let out = server.push_ok(&app, "pynode");
     assert!(
         out.contains("app | build on Python 3.13.")
             && out.contains(&format!(" and node v{node}, npm ")),
@@ -1141,7 +1110,7 @@ fn a_native_addon_from_npm_compiles_with_node_gyp_against_the_stacks_headers_and
             ("server.js", NATIVE_SERVER),
         ],
     );
-    let out = push(&server, &app, "native");
+    let out = server.push_ok(&app, "native");
     assert!(
         out.contains(
             "app | toolchain: /usr/bin/g++ /usr/bin/make /usr/bin/python3 /usr/local/bin/node-gyp"
@@ -1175,7 +1144,7 @@ fn a_native_addon_from_npm_compiles_with_node_gyp_against_the_stacks_headers_and
             ),
     );
     app.commit("yarn");
-    let out = push(&server, &app, "native");
+    let out = server.push_ok(&app, "native");
     assert!(out.contains("app | yarn.lock"), "{out}");
     let slug = slug_of(&server, &out, "app");
     assert!(slug
@@ -1230,7 +1199,7 @@ fn a_sharp_app_installs_prebuilt_libvips_from_the_npm_registry_and_resizes_an_im
             ("server.js", SHARP_SERVER),
         ],
     );
-    let out = push(&server, &app, "sharp");
+    let out = server.push_ok(&app, "sharp");
     let slug = slug_of(&server, &out, "app");
     assert!(slug
         .join("node_modules/@img/sharp-libvips-linux-x64/package.json")

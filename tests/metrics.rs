@@ -3,7 +3,7 @@
 //! upstream connect errors, pushes, deploys by kind (push, rollback, redeploy) and result,
 //! and builds by result.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use slipway_e2e::{free_port, metric_sample, scrape_metrics, text, App, Server};
 
@@ -34,8 +34,7 @@ fn metrics_count_pushes_deploys_builds_and_router_requests() {
         "\"http://{default}/\":\n    type: upstream\n    upstream: \"hello:http\"\n\"http://{default}/old\":\n    type: redirect\n    to: \"http://{default}/\"\n",
     );
     app.commit("with a volume and a redirect");
-    let o = server.git(&app.dir, &["push", &server.remote("m"), "main"]);
-    assert!(o.status.success(), "push: {}", text(&o));
+    server.push_ok(&app, "m");
     for _ in 0..3 {
         assert_eq!(
             server.get("main.m.localhost", "/"),
@@ -215,15 +214,7 @@ fn metrics_count_pushes_deploys_builds_and_router_requests() {
     let o = server.slipway(&["down"]);
     assert!(o.status.success(), "down: {}", text(&o));
     server.serve();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while server.get("main.m.localhost", "/").map(|a| a.0) != Some(200) {
-        assert!(
-            Instant::now() < deadline,
-            "not back: {}",
-            server.server_log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    server.wait_for_page("main.m.localhost", "/", Duration::from_secs(60));
     let m = scrape_metrics(metrics_port);
     assert!(!m.contains("slipway_container_restarts_total{"), "{m}");
 }

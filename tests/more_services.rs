@@ -10,7 +10,8 @@ use slipway_e2e::{cached_stack, text, App, Server};
 
 /// The app: one path per service it talks to, with nothing but Python's standard library
 /// (AMQP 0-9-1 spoken over a raw socket).
-const APP_SERVER: &str = r#"import base64, http.server, json, os, socket, struct, time, urllib.parse, urllib.request
+const APP_SERVER: &str = slipway_e2e::py_app!(
+    r#"import socket, struct, time, urllib.parse, urllib.request
 rels = json.loads(base64.b64decode(os.environ["PLATFORM_RELATIONSHIPS"]))
 
 def frame(kind, channel, payload):
@@ -98,10 +99,8 @@ def influx(path, data=None):
     with urllib.request.urlopen(req, timeout=20) as r:
         return "%d %s" % (r.status, r.read().decode())
 
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        u = urllib.parse.urlparse(self.path)
+"#,
+    r#"        u = urllib.parse.urlparse(self.path)
         q = dict(urllib.parse.parse_qsl(u.query))
         try:
             if u.path == "/rels":
@@ -151,14 +150,8 @@ class H(http.server.BaseHTTPRequestHandler):
         except Exception as e:
             body, status = "error: %r" % (e,), 500
         body = body.encode()
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#;
+"#
+);
 
 const HOST: &str = "main.demo.localhost";
 
@@ -177,19 +170,34 @@ fn push_app(server: &Server, relationships: &str, services: &str) -> (App, Strin
     );
     app.write("server.py", APP_SERVER);
     app.commit("with services");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    let out = text(&o);
-    assert!(
-        o.status.success(),
-        "push failed:\n{out}\n{}",
-        server.server_log()
-    );
+    let out = server.push_ok(&app, "demo");
     (app, out)
 }
 
+/// The RabbitMQ service `queue` of most tests: `rabbitmq:3.10` on 512 MB, no configuration.
+const QUEUE: &str = "queue:\n  type: rabbitmq:3.10\n  disk: 512\n";
+
+/// A server running the app with the relationship `queue` to the RabbitMQ service
+/// [`QUEUE`] (with `configuration`, its YAML lines, after it), pushed once.
+fn with_a_queue(configuration: &str) -> (Server, App) {
+    cached_stack("rabbitmq:3.10");
+    let server = Server::start();
+    let (app, _) = push_app(
+        &server,
+        "  queue: 'queue:rabbitmq'\n",
+        &format!("{QUEUE}{configuration}"),
+    );
+    (server, app)
+}
+
 fn get(server: &Server, path: &str) -> (u16, String) {
+    get_at(server, HOST, path)
+}
+
+/// `path` of environment `host`: status and body (there must be an answer).
+fn get_at(server: &Server, host: &str, path: &str) -> (u16, String) {
     server
-        .get(HOST, path)
+        .get(host, path)
         .unwrap_or_else(|| panic!("no answer to {path}:\n{}", server.server_log()))
 }
 
@@ -220,16 +228,7 @@ fn queue_field(rels: &str, key: &str) -> String {
 /// `path` of environment `host` once its apps answer it with 200 (they restart after a
 /// `sync` or a restore); its body.
 fn get_when_up(server: &Server, host: &str, path: &str) -> String {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        match server.get(host, path) {
-            Some((200, b)) => break b,
-            other if std::time::Instant::now() > deadline => {
-                panic!("{path}: {other:?}\n{}", server.server_log())
-            }
-            _ => std::thread::sleep(std::time::Duration::from_millis(300)),
-        }
-    }
+    server.wait_for_page(host, path, std::time::Duration::from_secs(60))
 }
 
 #[test]
@@ -367,24 +366,19 @@ fn postgresql_creates_its_configured_extensions_and_refuses_missing_ones() {
     let server = Server::start();
     let services = "db:\n  type: postgresql:15\n  configuration:\n    extensions:\n      - pg_trgm\n      - hstore\n";
     let (app, _) = push_app(&server, "  database: 'db:postgresql'\n", services);
-    let o = slipway_e2e::run(
-        std::process::Command::new("runc")
-            .arg("--root")
-            .arg(server.data.join("runtime/state"))
-            .args([
-                "exec",
-                "demo.main.db.service",
-                "/usr/lib/postgresql/15/bin/psql",
-                "-tA",
-                "-h",
-                "/tmp",
-                "-U",
-                "main",
-                "main",
-                "-c",
-                "SELECT string_agg(extname, ',' ORDER BY extname) FROM pg_extension",
-            ]),
-    );
+    let o = slipway_e2e::run(server.runc().args([
+        "exec",
+        "demo.main.db.service",
+        "/usr/lib/postgresql/15/bin/psql",
+        "-tA",
+        "-h",
+        "/tmp",
+        "-U",
+        "main",
+        "main",
+        "-c",
+        "SELECT string_agg(extname, ',' ORDER BY extname) FROM pg_extension",
+    ]));
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).trim(),
@@ -491,20 +485,10 @@ fn influxdb_points_and_rabbitmq_messages_are_backed_up_and_restored() {
 #[test]
 fn a_rabbitmq_node_keeps_its_messages_in_a_branch_whose_service_has_another_address_and_a_backup_of_main_restores_into_it(
 ) {
-    cached_stack("rabbitmq:3.10");
     cached_stack("redis:7.0");
-    let server = Server::start();
-    let (app, _) = push_app(
-        &server,
-        "  queue: 'queue:rabbitmq'\n",
-        "queue:\n  type: rabbitmq:3.10\n  disk: 512\n",
-    );
+    let (server, app) = with_a_queue("");
     let admin = |command: &str| server.admin_ok(command);
-    let dev = |path: &str| {
-        server
-            .get("dev.demo.localhost", path)
-            .unwrap_or_else(|| panic!("no answer to {path}:\n{}", server.server_log()))
-    };
+    let dev = |path: &str| get_at(&server, "dev.demo.localhost", path);
     assert_eq!(
         get(&server, "/amqp/publish?msg=from-main"),
         (200, "ok".into())
@@ -520,7 +504,7 @@ fn a_rabbitmq_node_keeps_its_messages_in_a_branch_whose_service_has_another_addr
         "dev",
         &[(
             ".platform/services.yaml",
-            "cache:\n  type: redis:7.0\n  disk: 256\nqueue:\n  type: rabbitmq:3.10\n  disk: 512\n",
+            &format!("cache:\n  type: redis:7.0\n  disk: 256\n{QUEUE}"),
         )],
     );
     let (main_ip, dev_ip) = (
@@ -549,13 +533,7 @@ fn a_rabbitmq_node_keeps_its_messages_in_a_branch_whose_service_has_another_addr
 #[test]
 fn two_rabbitmq_services_of_a_branch_run_side_by_side_when_one_starts_on_a_copy_whose_node_name_is_the_others(
 ) {
-    cached_stack("rabbitmq:3.10");
-    let server = Server::start();
-    let (app, _) = push_app(
-        &server,
-        "  queue: 'queue:rabbitmq'\n",
-        "queue:\n  type: rabbitmq:3.10\n  disk: 512\n",
-    );
+    let (server, app) = with_a_queue("");
     assert_eq!(
         get(&server, "/amqp/publish?msg=from-main"),
         (200, "ok".into())
@@ -575,15 +553,11 @@ fn two_rabbitmq_services_of_a_branch_run_side_by_side_when_one_starts_on_a_copy_
             ),
             (
                 ".platform/services.yaml",
-                "events:\n  type: rabbitmq:3.10\n  disk: 512\nqueue:\n  type: rabbitmq:3.10\n  disk: 512\n",
+                &format!("events:\n  type: rabbitmq:3.10\n  disk: 512\n{QUEUE}"),
             ),
         ],
     );
-    let dev = |path: &str| {
-        server
-            .get("dev.demo.localhost", path)
-            .unwrap_or_else(|| panic!("no answer to {path}:\n{}", server.server_log()))
-    };
+    let dev = |path: &str| get_at(&server, "dev.demo.localhost", path);
     let rels: serde_json::Value = serde_json::from_str(&dev("/rels").1).unwrap();
     assert_eq!(
         rels["events"][0]["ip"],
@@ -605,13 +579,7 @@ fn two_rabbitmq_services_of_a_branch_run_side_by_side_when_one_starts_on_a_copy_
 #[test]
 fn a_rabbitmq_vhost_added_by_a_later_push_is_made_on_the_running_service_which_keeps_its_messages()
 {
-    cached_stack("rabbitmq:3.10");
-    let server = Server::start();
-    let (app, _) = push_app(
-        &server,
-        "  queue: 'queue:rabbitmq'\n",
-        "queue:\n  type: rabbitmq:3.10\n  disk: 512\n",
-    );
+    let (server, app) = with_a_queue("");
     assert_eq!(get(&server, "/amqp/publish?msg=kept"), (200, "ok".into()));
     // No vhost `orders` yet.
     let (status, body) = get(&server, "/amqp/publish?vhost=orders&msg=x");
@@ -620,7 +588,7 @@ fn a_rabbitmq_vhost_added_by_a_later_push_is_made_on_the_running_service_which_k
     // A push that changes only the service's configuration: a vhost more.
     app.write(
         ".platform/services.yaml",
-        "queue:\n  type: rabbitmq:3.10\n  disk: 512\n  configuration:\n    vhosts:\n      - orders\n",
+        &format!("{QUEUE}  configuration:\n    vhosts:\n      - orders\n"),
     );
     app.commit("a vhost for orders");
     let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
@@ -652,13 +620,7 @@ fn a_rabbitmq_vhost_added_by_a_later_push_is_made_on_the_running_service_which_k
 
 #[test]
 fn a_branchs_rabbitmq_after_sync_has_its_parents_messages_its_own_password_and_its_own_vhosts() {
-    cached_stack("rabbitmq:3.10");
-    let server = Server::start();
-    let (app, _) = push_app(
-        &server,
-        "  queue: 'queue:rabbitmq'\n",
-        "queue:\n  type: rabbitmq:3.10\n  disk: 512\n  configuration:\n    vhosts:\n      - orders\n",
-    );
+    let (server, app) = with_a_queue("  configuration:\n    vhosts:\n      - orders\n");
     const DEV: &str = "dev.demo.localhost";
     // Branch dev has a vhost main has not.
     push_new_branch(
@@ -667,7 +629,7 @@ fn a_branchs_rabbitmq_after_sync_has_its_parents_messages_its_own_password_and_i
         "dev",
         &[(
             ".platform/services.yaml",
-            "queue:\n  type: rabbitmq:3.10\n  disk: 512\n  configuration:\n    vhosts:\n      - orders\n      - audit\n",
+            &format!("{QUEUE}  configuration:\n    vhosts:\n      - orders\n      - audit\n"),
         )],
     );
     let main_password = queue_field(&get(&server, "/rels").1, "password");
@@ -698,9 +660,7 @@ fn a_branchs_rabbitmq_after_sync_has_its_parents_messages_its_own_password_and_i
     );
     assert_eq!(get_when_up(&server, DEV, "/amqp/get?vhost=audit"), "a1");
     // Dev's app logs in with dev's password; main's does not open dev's broker.
-    let (status, body) = server
-        .get(DEV, &format!("/amqp/get?password={main_password}"))
-        .unwrap();
+    let (status, body) = get_at(&server, DEV, &format!("/amqp/get?password={main_password}"));
     assert_eq!(status, 500, "main's password opened dev's broker: {body}");
     // Main's broker is untouched: its message is still there, dev's vhost is not.
     assert_eq!(

@@ -8,37 +8,19 @@ use slipway_e2e::{text, App, Server};
 
 const HOST: &str = "main.demo.localhost";
 
-fn push(server: &Server, app: &App) -> String {
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    assert!(o.status.success(), "push: {}", text(&o));
-    text(&o)
-}
-
 fn body(server: &Server) -> String {
     server.get(HOST, "/").map(|(_, b)| b).unwrap_or_default()
-}
-
-fn remote_main(server: &Server, app: &App) -> String {
-    let o = server.git(
-        &app.dir,
-        &["ls-remote", &server.remote("demo"), "refs/heads/main"],
-    );
-    String::from_utf8_lossy(&o.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_string()
 }
 
 #[test]
 fn rollback_and_redeploy_reuse_slugs_and_move_the_branch() {
     let server = Server::start();
     let app = App::demo(server.dir.path(), "app");
-    push(&server, &app);
+    server.push_ok(&app, "demo");
     let v1 = app.git_ok(&["rev-parse", "HEAD"]);
     app.write("VERSION", "2\n");
     let v2 = app.commit("v2");
-    push(&server, &app);
+    server.push_ok(&app, "demo");
     assert_eq!(body(&server), "built-2\n");
 
     // Back to the previous release: no build, the branch says what is live.
@@ -50,13 +32,13 @@ fn rollback_and_redeploy_reuse_slugs_and_move_the_branch() {
     assert!(!out.contains("running hooks.build"), "{out}");
     assert!(out.contains("-----> live:"), "{out}");
     assert_eq!(body(&server), "built-1\n");
-    assert_eq!(remote_main(&server, &app), v1);
+    assert_eq!(server.branch_head(&app.dir, "demo", "main"), v1);
 
     // Forward again to a named release.
     let o = server.admin("rollback demo main 2");
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(body(&server), "built-2\n");
-    assert_eq!(remote_main(&server, &app), v2);
+    assert_eq!(server.branch_head(&app.dir, "demo", "main"), v2);
 
     // Bad requests change nothing.
     for (cmd, msg) in [
@@ -89,7 +71,7 @@ fn rollback_and_redeploy_reuse_slugs_and_move_the_branch() {
     // The next push builds on the branch as it is now.
     app.write("VERSION", "3\n");
     app.commit("v3");
-    push(&server, &app);
+    server.push_ok(&app, "demo");
     assert_eq!(body(&server), "built-3\n");
 }
 
@@ -103,7 +85,7 @@ fn variables_shells_and_logs() {
         "export FROM_ENVIRONMENT=sourced\nexport PATH=\"/app/bin:$PATH\"\n",
     );
     app.commit("with an .environment");
-    push(&server, &app);
+    server.push_ok(&app, "demo");
 
     // A command in the container: its output and exit status come back.
     let o = server.ssh(
@@ -264,7 +246,7 @@ fn operations_exit_1_refused_2_bad_usage_3_internal_failure() {
         "name: hello\ntype: python:3.11\ndisk: 64\nmounts:\n  data:\n    source: local\n    source_path: data\nhooks:\n  build: echo \"built-$(cat VERSION)\" > build.txt\nweb:\n  commands:\n    start: python3 server.py\n",
     );
     app.commit("a mount");
-    push(&server, &app);
+    server.push_ok(&app, "demo");
 
     for (command, code) in [
         ("rollback demo main", 1),
@@ -369,7 +351,7 @@ sys.stdout.write(out.decode(errors="replace"))
 fn a_terminal_shell_follows_window_resizes_and_ctrl_c_interrupts_a_command() {
     let server = Server::start();
     let app = App::demo(server.dir.path(), "app");
-    push(&server, &app);
+    server.push_ok(&app, "demo");
     let mut args: Vec<String> = server
         .ssh_command(&server.key)
         .split_whitespace()

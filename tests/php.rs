@@ -11,10 +11,10 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use slipway_e2e::{header_field as field, raw_http, run, slipway_bin, text, App, Server};
+use slipway_e2e::{header_field as field, raw_http, run, text, App, LoadTally, Server};
 
 const HOST: &str = "main.demo.localhost";
 
@@ -95,13 +95,7 @@ fn a_php_app_is_served_by_php_fpm_behind_its_locations() {
         "<?php echo 'EXE' . 'CUTED';\n",
     );
     app.commit("a php app");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    let out = text(&o);
-    assert!(
-        o.status.success(),
-        "push failed:\n{out}\n{}",
-        server.server_log()
-    );
+    let out = server.push_ok(&app, "demo");
     assert!(out.contains("PHP-FPM answering FastCGI"), "{out}");
     let port = server.http_port;
 
@@ -190,14 +184,7 @@ fn a_php_app_is_served_by_php_fpm_behind_its_locations() {
 
 /// One client of the load: `kind` 0 PHP GET, 1 PHP POST, 2 static file. Records the
 /// release each answer came from, and every failure.
-fn load_loop(
-    port: u16,
-    kind: usize,
-    stop: &AtomicBool,
-    seen: &Mutex<BTreeSet<String>>,
-    failures: &Mutex<Vec<String>>,
-    ok: &AtomicUsize,
-) {
+fn load_loop(port: u16, kind: usize, stop: &AtomicBool, tally: &LoadTally) {
     let mut i = 0u64;
     while !stop.load(Ordering::Relaxed) {
         i += 1;
@@ -215,21 +202,15 @@ fn load_loop(
         let version = body
             .lines()
             .find_map(|l| l.strip_prefix("release="))
-            .map(str::to_string);
+            .and_then(|v| v.parse().ok());
         let expected = match kind {
             0 => body.contains(&format!("uri=/load/{i}?n={i}\n")),
             1 => body.contains(&format!("body=x={i}|{i}\n")),
             _ => true,
         };
         match version {
-            Some(v) if status == 200 && expected => {
-                seen.lock().unwrap().insert(v);
-                ok.fetch_add(1, Ordering::Relaxed);
-            }
-            _ => failures
-                .lock()
-                .unwrap()
-                .push(format!("kind {kind} #{i}: {status} {head} {body}")),
+            Some(v) if status == 200 && expected => tally.saw(v),
+            _ => tally.fail(format!("kind {kind} #{i}: {status} {head} {body}")),
         }
     }
 }
@@ -258,15 +239,12 @@ fn deploys_under_mixed_php_and_static_load_lose_nothing() {
     };
     release(1);
     let stop = Arc::new(AtomicBool::new(false));
-    let seen = Arc::new(Mutex::new(BTreeSet::new()));
-    let failures = Arc::new(Mutex::new(Vec::new()));
-    let ok = Arc::new(AtomicUsize::new(0));
+    let tally = Arc::new(LoadTally::default());
     let port = server.http_port;
     let threads: Vec<_> = (0..6)
         .map(|i| {
-            let (stop, seen, failures, ok) =
-                (stop.clone(), seen.clone(), failures.clone(), ok.clone());
-            std::thread::spawn(move || load_loop(port, i % 3, &stop, &seen, &failures, &ok))
+            let (stop, tally) = (stop.clone(), tally.clone());
+            std::thread::spawn(move || load_loop(port, i % 3, &stop, &tally))
         })
         .collect();
     std::thread::sleep(Duration::from_millis(500));
@@ -278,21 +256,13 @@ fn deploys_under_mixed_php_and_static_load_lose_nothing() {
     for t in threads {
         t.join().expect("load thread");
     }
-    let failures = failures.lock().unwrap().clone();
-    let ok = ok.load(Ordering::Relaxed);
-    assert!(
-        failures.is_empty(),
-        "{} of {} requests failed; first: {:#?}",
-        failures.len(),
-        ok + failures.len(),
-        &failures[..failures.len().min(5)]
-    );
+    let ok = tally.assert_none_failed();
     assert!(ok > 50, "only {ok} requests answered");
-    let seen = seen.lock().unwrap().clone();
-    let live: BTreeSet<String> = (1..=4).map(|n| n.to_string()).collect();
+    let seen = tally.releases_seen();
+    let live: BTreeSet<u32> = (1..=4).collect();
     assert!(seen.is_subset(&live), "{seen:?}");
     assert!(
-        seen.contains("4"),
+        seen.contains(&4),
         "the last release never answered: {seen:?}"
     );
 }
@@ -312,9 +282,7 @@ fn an_unknown_php_extension_and_a_missing_start_are_refused_at_push_and_config_c
     assert!(!o.status.success(), "{out}");
     let want = ".platform.app.yaml:6:7: error: unknown PHP extension `nosuchext`";
     assert!(out.contains(want), "{out}");
-    let o = run(Command::new(slipway_bin())
-        .args(["config", "check"])
-        .arg(&app.dir));
+    let o = slipway_e2e::config_check(&app.dir);
     let out = text(&o);
     assert!(!o.status.success(), "{out}");
     assert!(out.contains(want), "{out}");
@@ -330,9 +298,7 @@ fn an_unknown_php_extension_and_a_missing_start_are_refused_at_push_and_config_c
     assert!(!o.status.success(), "{out}");
     let want = ".platform.app.yaml:5:12: error: app 'app' has no start command";
     assert!(out.contains(want), "{out}");
-    let o = run(Command::new(slipway_bin())
-        .args(["config", "check"])
-        .arg(&app.dir));
+    let o = slipway_e2e::config_check(&app.dir);
     let out = text(&o);
     assert!(!o.status.success(), "{out}");
     assert!(out.contains(want), "{out}");
@@ -342,9 +308,7 @@ fn an_unknown_php_extension_and_a_missing_start_are_refused_at_push_and_config_c
         ".platform.app.yaml",
         "name: app\ntype: php:8.4\nruntime:\n  extensions:\n    - redis\n",
     );
-    let o = run(Command::new(slipway_bin())
-        .args(["config", "check"])
-        .arg(&app.dir));
+    let o = slipway_e2e::config_check(&app.dir);
     assert!(o.status.success(), "{}", text(&o));
 }
 

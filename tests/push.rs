@@ -2,38 +2,17 @@
 //! does: `slipway user add`, `slipway serve`, `git push` over OpenSSH, HTTP
 //! requests through the router, `git clone`, stop and restart, `slipway down`.
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use slipway_e2e::{run, slipway_bin, text, App, Server};
+use slipway_e2e::{text, App, Server};
 
 const HOST: &str = "main.demo.localhost";
 
 fn push(server: &Server, app: &App) -> (bool, String) {
     let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
     (o.status.success(), text(&o))
-}
-
-fn remote_main(server: &Server, app: &App) -> String {
-    let o = server.git(
-        &app.dir,
-        &["ls-remote", &server.remote("demo"), "refs/heads/main"],
-    );
-    assert!(o.status.success(), "ls-remote: {}", text(&o));
-    String::from_utf8_lossy(&o.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_string()
-}
-
-fn body(server: &Server) -> String {
-    match server.get(HOST, "/") {
-        Some((200, b)) => b,
-        other => panic!("GET http://{HOST}/ gave {other:?}\n{}", server.server_log()),
-    }
 }
 
 /// Only the containers of the live release run; nothing of failed attempts is left.
@@ -97,9 +76,9 @@ fn push_builds_runs_serves_and_clones() {
     );
     assert!(out.contains("* [new branch]      main -> main"), "{out}");
 
-    assert_eq!(body(&server), "built-1\n");
+    assert_eq!(server.page(HOST, "/"), "built-1\n");
     let head = app.git_ok(&["rev-parse", "HEAD"]);
-    assert_eq!(remote_main(&server, &app), head);
+    assert_eq!(server.branch_head(&app.dir, "demo", "main"), head);
 
     // An unknown host gets a plain 404 naming no internals.
     let (status, b) = server
@@ -143,7 +122,7 @@ fn push_builds_runs_serves_and_clones() {
     assert!(ok, "{out}");
     assert!(out.contains("build hello: reused sha256:"), "{out}");
     assert!(!out.contains("running hooks.build"), "{out}");
-    assert_eq!(body(&server), "built-1\n");
+    assert_eq!(server.page(HOST, "/"), "built-1\n");
 
     // The activity log replays what the pusher saw.
     let o = server.ssh(&server.key, "git", "activity demo main");
@@ -226,7 +205,7 @@ fn second_push_switches_without_losing_a_request() {
         total.load(Ordering::Relaxed) > 20,
         "too few requests to say anything"
     );
-    assert_eq!(body(&server), "built-2\n");
+    assert_eq!(server.page(HOST, "/"), "built-2\n");
 }
 
 #[test]
@@ -242,9 +221,13 @@ fn failed_pushes_leave_the_old_release_serving() {
             out.contains("error: failed to push some refs"),
             "{what}: {out}"
         );
-        assert_eq!(remote_main(&server, &app), good, "{what}: the branch moved");
         assert_eq!(
-            body(&server),
+            server.branch_head(&app.dir, "demo", "main"),
+            good,
+            "{what}: the branch moved"
+        );
+        assert_eq!(
+            server.page(HOST, "/"),
             "built-1\n",
             "{what}: the old release stopped answering"
         );
@@ -355,9 +338,7 @@ fn failed_pushes_leave_the_old_release_serving() {
     );
     let at = format!(".platform.app.yaml:{line}:18:");
     let why = "mount source_path `../../../../etc` leaves the mount's source";
-    let checked = run(Command::new(slipway_bin())
-        .args(["config", "check"])
-        .arg(&app.dir));
+    let checked = slipway_e2e::config_check(&app.dir);
     assert!(!checked.status.success(), "{}", text(&checked));
     assert!(
         text(&checked).contains(&format!("{at} error: {why}")),
@@ -378,7 +359,7 @@ fn failed_pushes_leave_the_old_release_serving() {
     app.commit("v3");
     let (ok, out) = push(&server, &app);
     assert!(ok, "{out}");
-    assert_eq!(body(&server), "built-3\n");
+    assert_eq!(server.page(HOST, "/"), "built-3\n");
 }
 
 #[test]
@@ -387,7 +368,7 @@ fn restart_adopts_and_down_then_serve_brings_back() {
     let app = App::demo(server.dir.path(), "app");
     let (ok, out) = push(&server, &app);
     assert!(ok, "{out}");
-    assert_eq!(body(&server), "built-1\n");
+    assert_eq!(server.page(HOST, "/"), "built-1\n");
     let before = server.containers();
 
     // SIGTERM: the server exits 0, containers keep running, the next start adopts them.
@@ -402,7 +383,7 @@ fn restart_adopts_and_down_then_serve_brings_back() {
     while server.get(HOST, "/").map(|(s, _)| s) != Some(200) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(body(&server), "built-1\n");
+    assert_eq!(server.page(HOST, "/"), "built-1\n");
     assert_eq!(
         server.containers(),
         before,
@@ -419,7 +400,7 @@ fn restart_adopts_and_down_then_serve_brings_back() {
     while server.get(HOST, "/").map(|(s, _)| s) != Some(200) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(body(&server), "built-1\n");
+    assert_eq!(server.page(HOST, "/"), "built-1\n");
     assert_eq!(server.containers().len(), 1);
 }
 
@@ -482,17 +463,7 @@ fn a_push_during_a_deploy_waits_then_deploys() {
     );
     app.write("VERSION", "2\n");
     app.commit("v2, slow build");
-    let remote = server.remote("demo");
-    let ssh = server.ssh_command(&server.key);
-    let dir = app.dir.clone();
-    let first = std::thread::spawn(move || {
-        slipway_e2e::run(
-            std::process::Command::new("git")
-                .args(["push", &remote, "main"])
-                .current_dir(dir)
-                .env("GIT_SSH_COMMAND", ssh),
-        )
-    });
+    let first = server.push_in_background(&app, "demo");
     std::thread::sleep(Duration::from_millis(1500));
     app.write("VERSION", "3\n");
     let v3 = app.commit("v3");
@@ -505,8 +476,8 @@ fn a_push_during_a_deploy_waits_then_deploys() {
         "the second push says it waits: {second}"
     );
     assert!(second.contains("builds on it, deploying"), "{second}");
-    assert_eq!(remote_main(&server, &app), v3);
-    assert_eq!(body(&server), "built-3\n");
+    assert_eq!(server.branch_head(&app.dir, "demo", "main"), v3);
+    assert_eq!(server.page(HOST, "/"), "built-3\n");
     assert_only_live_containers(&server, 3);
 }
 
@@ -537,7 +508,7 @@ fn the_infrastructure_diff_refuses_data_losing_changes() {
         "the refusal says how to proceed: {out}"
     );
     assert!(!out.contains("-----> build"), "nothing is built: {out}");
-    assert_eq!(remote_main(&server, &app), good);
+    assert_eq!(server.branch_head(&app.dir, "demo", "main"), good);
     // A misspelled option is refused at validate, naming it, never ignored.
     let o = server.push_with(&app, "demo", "main", &["allow-service-upgrad"]);
     let out = text(&o);
@@ -546,7 +517,7 @@ fn the_infrastructure_diff_refuses_data_losing_changes() {
         out.contains("(validate failed: unknown push option `allow-service-upgrad`; did you mean `allow-service-upgrade`?"),
         "{out}"
     );
-    assert_eq!(remote_main(&server, &app), good);
+    assert_eq!(server.branch_head(&app.dir, "demo", "main"), good);
     // An option for another host (a `push.pushOption` meant for GitLab) is warned about.
     let o = server.push_with(&app, "demo", "main", &["ci.skip", "allow-service-upgrade"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -567,7 +538,7 @@ fn the_infrastructure_diff_refuses_data_losing_changes() {
     let (ok, out) = push(&server, &app);
     assert!(!ok, "{out}");
     assert!(out.contains("(diff failed:"), "{out}");
-    assert_eq!(body(&server), "built-1\n");
+    assert_eq!(server.page(HOST, "/"), "built-1\n");
 }
 
 #[test]
@@ -602,14 +573,14 @@ fn an_atomic_push_deploys_every_branch_or_none() {
         out.contains("main -> main (atomic push refused: refs/heads/dev failed)"),
         "{out}"
     );
-    assert_eq!(remote_main(&server, &app), v1, "main did not move");
-    assert_eq!(body(&server), "built-1\n", "main still serves v1");
-    let o = server.git(
-        &app.dir,
-        &["ls-remote", &server.remote("demo"), "refs/heads/dev"],
+    assert_eq!(
+        server.branch_head(&app.dir, "demo", "main"),
+        v1,
+        "main did not move"
     );
+    assert_eq!(server.page(HOST, "/"), "built-1\n", "main still serves v1");
     assert!(
-        String::from_utf8_lossy(&o.stdout).trim().is_empty(),
+        server.branch_head(&app.dir, "demo", "dev").is_empty(),
         "dev was not created"
     );
     assert_only_live_containers(&server, 1);
@@ -623,7 +594,7 @@ fn an_atomic_push_deploys_every_branch_or_none() {
         &["push", "--atomic", &server.remote("demo"), "main", "dev"],
     );
     assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(body(&server), "built-2\n");
+    assert_eq!(server.page(HOST, "/"), "built-2\n");
     assert_eq!(
         server.get("dev.demo.localhost", "/").map(|(_, b)| b),
         Some("built-dev\n".to_string())
@@ -718,7 +689,7 @@ fn a_refused_first_push_leaves_no_project_and_the_name_free() {
     app.git_ok(&["reset", "-q", "--hard", &good]);
     let o = server.git_as(&other, &app.dir, &["push", &server.remote("demo"), "main"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(body(&server), "built-1\n");
+    assert_eq!(server.page(HOST, "/"), "built-1\n");
     assert_eq!(admin_json(&server, "projects"), serde_json::json!(["demo"]));
     let access = admin_json(&server, "access ls demo");
     let members: Vec<&str> = access
@@ -772,7 +743,7 @@ fn a_failed_push_removes_the_services_it_added_and_a_new_branch_it_made() {
     app.commit("writes data/first.txt");
     let (ok, out) = push(&server, &app);
     assert!(ok, "{out}");
-    assert_eq!(body(&server), "main\n");
+    assert_eq!(server.page(HOST, "/"), "main\n");
     let good = app.git_ok(&["rev-parse", "HEAD"]);
     let envs_before = names(&admin_json(&server, "envs demo"));
     assert_eq!(envs_before, ["main"]);
@@ -815,7 +786,11 @@ fn a_failed_push_removes_the_services_it_added_and_a_new_branch_it_made() {
         .data
         .join("volumes/demo/main/service-cache.img")
         .exists());
-    assert_eq!(body(&server), "main\n", "the live release still serves");
+    assert_eq!(
+        server.page(HOST, "/"),
+        "main\n",
+        "the live release still serves"
+    );
     app.git_ok(&["reset", "-q", "--hard", &good]);
 
     // The first push of branch `feature` fails its health check: no environment, no copy

@@ -6,89 +6,29 @@
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use slipway_e2e::{text, App, Server};
+use slipway_e2e::{text, App, LoadTally, Server, Ws};
 
 const HOST: &str = "main.demo.localhost";
 
-/// The load test's app: `GET /` answers `release-N|` repeated over ~4 KB (`GET /slow`
+/// The load test's app ([`slipway_e2e::py_release_app!`] on `$PORT`): `GET /` answers `release-N|` repeated over ~4 KB (`GET /slow`
 /// too, after 0.4 s: it is in flight when the routes switch); `POST /echo`
 /// answers `release-N:` + the body; `GET /ws` is a WebSocket answering each text frame
 /// with `release-N:` + its payload. Keep-alive: HTTP/1.1 with Content-Length.
-const SERVER: &str = r#"import base64, hashlib, http.server, os, struct, time
-VERSION = open("build.txt").read().strip()
-UNIT = (VERSION + "|").encode()
-PAGE = UNIT * (4096 // len(UNIT))
-GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-def frame(op, data):
-    n = len(data)
-    if n < 126:
-        head = struct.pack("!BB", 0x80 | op, n)
-    elif n < 65536:
-        head = struct.pack("!BBH", 0x80 | op, 126, n)
-    else:
-        head = struct.pack("!BBQ", 0x80 | op, 127, n)
-    return head + data
-
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    def answer(self, body):
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def do_GET(self):
-        if self.headers.get("Upgrade", "").lower() == "websocket":
-            return self.websocket()
-        if self.path == "/slow":
-            time.sleep(0.4)
-        self.answer(PAGE)
-    def do_POST(self):
-        data = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        self.answer(VERSION.encode() + b":" + data)
-    def websocket(self):
-        key = self.headers["Sec-WebSocket-Key"]
-        accept = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
-        self.send_response(101)
-        self.send_header("Upgrade", "websocket")
-        self.send_header("Connection", "Upgrade")
-        self.send_header("Sec-WebSocket-Accept", accept)
-        self.end_headers()
-        self.close_connection = True
-        r, w = self.rfile, self.wfile
-        while True:
-            head = r.read(2)
-            if len(head) < 2:
-                return
-            op, n = head[0] & 15, head[1] & 127
-            if n == 126:
-                n = struct.unpack("!H", r.read(2))[0]
-            elif n == 127:
-                n = struct.unpack("!Q", r.read(8))[0]
-            mask = r.read(4) if head[1] & 128 else b"\0\0\0\0"
-            data = bytes(b ^ mask[i % 4] for i, b in enumerate(r.read(n)))
-            if op == 8:
-                w.write(frame(8, data[:2]))
-                return
-            if op == 9:
-                w.write(frame(10, data))
-            elif op in (1, 2):
-                w.write(frame(op, VERSION.encode() + b":" + data))
-    def log_message(self, *a):
-        pass
+const SERVER: &str = slipway_e2e::py_release_app!(
+    4096,
+    r#"H.disable_nagle_algorithm = True
 
 class S(http.server.ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
 
 S(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#;
+"#
+);
 
 const APP_YAML: &str = "name: hello\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    echo \"release-$(cat VERSION)\" > build.txt\nweb:\n  commands:\n    start: python3 server.py\n";
 
@@ -228,102 +168,6 @@ fn page_release(body: &[u8]) -> Result<u32, String> {
     Ok(n)
 }
 
-/// A minimal WebSocket client (text frames, masked as clients must).
-struct Ws {
-    stream: TcpStream,
-}
-
-impl Ws {
-    fn connect(port: u16) -> std::io::Result<Ws> {
-        let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-        write!(
-            stream,
-            "GET /ws HTTP/1.1\r\nHost: {HOST}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-        )?;
-        // Read the head byte by byte so that no frame byte is consumed.
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            let mut b = [0u8; 1];
-            if stream.read(&mut b)? == 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "closed in the handshake",
-                ));
-            }
-            head.push(b[0]);
-        }
-        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
-        if !head.starts_with("http/1.1 101")
-            || !head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=")
-        {
-            return Err(std::io::Error::other(format!("bad handshake: {head}")));
-        }
-        Ok(Ws { stream })
-    }
-
-    fn send(&mut self, payload: &[u8]) -> std::io::Result<()> {
-        let mask = [0x12u8, 0x34, 0x56, 0x78];
-        let mut f = vec![0x81u8];
-        if payload.len() < 126 {
-            f.push(0x80 | payload.len() as u8);
-        } else {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-        }
-        f.extend_from_slice(&mask);
-        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        self.stream.write_all(&f)
-    }
-
-    /// The next frame: Ok(None) on an orderly end of stream at a frame boundary.
-    fn recv(&mut self) -> std::io::Result<Option<(u8, Vec<u8>)>> {
-        let mut head = [0u8; 2];
-        match self.stream.read(&mut head[..1])? {
-            0 => return Ok(None),
-            _ => self.stream.read_exact(&mut head[1..])?,
-        }
-        let mut n = (head[1] & 127) as usize;
-        if n == 126 {
-            let mut b = [0u8; 2];
-            self.stream.read_exact(&mut b)?;
-            n = u16::from_be_bytes(b) as usize;
-        } else if n == 127 {
-            let mut b = [0u8; 8];
-            self.stream.read_exact(&mut b)?;
-            n = u64::from_be_bytes(b) as usize;
-        }
-        let mut data = vec![0u8; n];
-        self.stream.read_exact(&mut data)?;
-        Ok(Some((head[0] & 15, data)))
-    }
-}
-
-#[derive(Default)]
-struct Tally {
-    ok: AtomicUsize,
-    failures: Mutex<Vec<String>>,
-    releases: Mutex<BTreeSet<u32>>,
-    ws_messages: AtomicUsize,
-    ws_closed_by_server: AtomicUsize,
-}
-
-impl Tally {
-    fn fail(&self, what: String) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(what);
-    }
-    fn saw(&self, release: u32) {
-        self.ok.fetch_add(1, Ordering::Relaxed);
-        self.releases
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(release);
-    }
-}
-
 fn release_prefix(data: &[u8]) -> Option<(u32, &[u8])> {
     let colon = data.iter().position(|b| *b == b':')?;
     let n = std::str::from_utf8(&data[..colon])
@@ -334,7 +178,7 @@ fn release_prefix(data: &[u8]) -> Option<(u32, &[u8])> {
     Some((n, &data[colon + 1..]))
 }
 
-fn get_loop(port: u16, path: &str, stop: &AtomicBool, tally: &Tally) {
+fn get_loop(port: u16, path: &str, stop: &AtomicBool, tally: &LoadTally) {
     let Ok(mut c) = Client::connect(port) else {
         return tally.fail("GET client could not connect".into());
     };
@@ -361,7 +205,7 @@ fn get_loop(port: u16, path: &str, stop: &AtomicBool, tally: &Tally) {
     }
 }
 
-fn post_loop(port: u16, seed: usize, stop: &AtomicBool, tally: &Tally) {
+fn post_loop(port: u16, seed: usize, stop: &AtomicBool, tally: &LoadTally) {
     let Ok(mut c) = Client::connect(port) else {
         return tally.fail("POST client could not connect".into());
     };
@@ -399,10 +243,10 @@ fn post_loop(port: u16, seed: usize, stop: &AtomicBool, tally: &Tally) {
 /// One long-lived WebSocket: a message every 50 ms, each echoed by the release it is on.
 /// The router may close it (in order) once its release is retired and the drain timeout
 /// passed; then a new one is opened.
-fn ws_loop(port: u16, stop: &AtomicBool, tally: &Tally) {
+fn ws_loop(port: u16, stop: &AtomicBool, tally: &LoadTally) {
     let mut seq = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let mut ws = match Ws::connect(port) {
+        let mut ws = match Ws::connect(port, HOST) {
             Ok(ws) => ws,
             Err(e) => return tally.fail(format!("WebSocket: {e}")),
         };
@@ -466,7 +310,7 @@ fn twenty_deploys_under_load_lose_nothing() {
     assert!(ok, "first push failed:\n{out}\n{}", server.server_log());
 
     let stop = Arc::new(AtomicBool::new(false));
-    let tally = Arc::new(Tally::default());
+    let tally = Arc::new(LoadTally::default());
     let port = server.http_port;
     let mut load = Vec::new();
     for i in 0..8 {
@@ -512,24 +356,8 @@ fn twenty_deploys_under_load_lose_nothing() {
         t.join().expect("load thread");
     }
 
-    let failures = tally
-        .failures
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    let ok = tally.ok.load(Ordering::Relaxed);
-    assert!(
-        failures.is_empty(),
-        "{} of {} requests failed; first ones: {:#?}",
-        failures.len(),
-        ok + failures.len(),
-        &failures[..failures.len().min(10)]
-    );
-    let seen = tally
-        .releases
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let ok = tally.assert_none_failed();
+    let seen = tally.releases_seen();
     assert!(
         seen.is_subset(&live),
         "responses from releases {:?} that never went live",

@@ -18,13 +18,7 @@ fn app_yaml(deploy_hook: &str) -> String {
 }
 
 fn new_app(server: &Server, services: &str) -> App {
-    let app = App::demo(server.dir.path(), "app");
-    app.write(".platform.app.yaml", &app_yaml("'true'"));
-    app.write(".platform/services.yaml", services);
-    app.write(
-        ".platform/routes.yaml",
-        "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
-    );
+    let app = App::with_services(server.dir.path(), &app_yaml("'true'"), services);
     app.write("server.py", SERVER_PY);
     app.commit("with services");
     app
@@ -37,12 +31,7 @@ fn push_to(server: &Server, app: &App, branch: &str, options: &[&str]) -> (bool,
 
 /// Run `args` in a container (as its own unprivileged user): (succeeded, stdout, stderr).
 fn exec(server: &Server, container: &str, args: &[&str]) -> (bool, String, String) {
-    let o = run(Command::new("runc")
-        .arg("--root")
-        .arg(server.data.join("runtime/state"))
-        .arg("exec")
-        .arg(container)
-        .args(args));
+    let o = run(server.runc().arg("exec").arg(container).args(args));
     (
         o.status.success(),
         String::from_utf8_lossy(&o.stdout).trim().to_string(),
@@ -509,10 +498,8 @@ fn service_data_survives_deploys_failures_rollbacks_restarts_down_and_kill() {
     app.write(".platform.app.yaml", &app_yaml("sleep 60"));
     app.commit("slow hook");
     let log = server.dir.path().join("push-killed.log");
-    let mut pusher = Command::new("git")
-        .args(["push", &server.remote("demo"), "HEAD:refs/heads/main"])
-        .current_dir(&app.dir)
-        .env("GIT_SSH_COMMAND", server.ssh_command(&server.key))
+    let mut pusher = server
+        .push_command(&app, "demo", "HEAD:refs/heads/main", &[])
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()

@@ -9,7 +9,7 @@
 
 use std::process::Command;
 
-use slipway_e2e::{cached_stack, run, slipway_bin, text, App, Server};
+use slipway_e2e::{cached_stack, run, text, App, Server};
 
 /// Three relationships, one per endpoint (line 4 names the `reporter` endpoint).
 const APP_YAML: &str = "name: hello\ntype: python:3.11\nrelationships:\n  database: 'db:admin'\n  reports: 'db:reporter'\n  imports: 'db:importer'\nweb:\n  commands:\n    start: python3 -m http.server $PORT --bind 127.0.0.1\n";
@@ -33,6 +33,29 @@ const SERVICES: &str = "db:
 ";
 
 const CONTAINER: &str = "demo.main.db.service";
+
+/// The service removed with its data (the app without relationships, `-o allow-data-loss`),
+/// then added again as `app_yaml` and `services` say: two pushes, which must succeed.
+fn removed_and_added_again(server: &Server, app: &App, app_yaml: &str, services: &str) {
+    app.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: python:3.11\nweb:\n  commands:\n    start: python3 -m http.server $PORT --bind 127.0.0.1\n",
+    );
+    app.write(".platform/services.yaml", "{}\n");
+    app.commit("without the database");
+    push_ok(server, app, &["allow-data-loss"]);
+    app.write(".platform.app.yaml", app_yaml);
+    app.write(".platform/services.yaml", services);
+    app.commit("the database again");
+    push_ok(server, app, &[]);
+}
+
+/// [`push`] that must succeed: what it printed.
+fn push_ok(server: &Server, app: &App, options: &[&str]) -> String {
+    let (ok, out) = push(server, app, options);
+    assert!(ok, "{out}\n{}", server.server_log());
+    out
+}
 
 fn push(server: &Server, app: &App, options: &[&str]) -> (bool, String) {
     let o = server.push_with(app, "demo", "main", options);
@@ -60,9 +83,8 @@ fn sql_as(
     sql: &str,
 ) -> Result<String, String> {
     let ip = server_ip(server);
-    let o = run(Command::new("runc")
-        .arg("--root")
-        .arg(server.data.join("runtime/state"))
+    let o = run(server
+        .runc()
         .args([
             "exec",
             "--env",
@@ -131,13 +153,7 @@ fn denied(r: Result<String, String>, what: &str) {
 fn postgresql_endpoints_get_their_own_roles_with_exactly_their_privileges() {
     // python:3.11 and postgresql:15 are test stacks.
     let server = Server::start();
-    let app = App::demo(server.dir.path(), "app");
-    app.write(".platform.app.yaml", APP_YAML);
-    app.write(".platform/services.yaml", SERVICES);
-    app.write(
-        ".platform/routes.yaml",
-        "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
-    );
+    let app = App::with_services(server.dir.path(), APP_YAML, SERVICES);
 
     // A relationship to an endpoint the service does not have: refused at its position by
     // config check and push alike, nothing deployed.
@@ -145,9 +161,7 @@ fn postgresql_endpoints_get_their_own_roles_with_exactly_their_privileges() {
         ".platform.app.yaml",
         &APP_YAML.replace("'db:reporter'", "'db:reporters'"),
     );
-    let checked = run(Command::new(slipway_bin())
-        .args(["config", "check"])
-        .arg(&app.dir));
+    let checked = slipway_e2e::config_check(&app.dir);
     assert!(!checked.status.success(), "{}", text(&checked));
     let why = "relationship `reports` names endpoint `reporters` of `db` (postgresql), which has no such endpoint; did you mean `db:reporter`?";
     assert!(
@@ -165,8 +179,7 @@ fn postgresql_endpoints_get_their_own_roles_with_exactly_their_privileges() {
 
     app.write(".platform.app.yaml", APP_YAML);
     app.commit("databases and endpoints");
-    let (ok, out) = push(&server, &app, &[]);
-    assert!(ok, "{out}\n{}", server.server_log());
+    let out = push_ok(&server, &app, &[]);
     assert!(!out.contains("does not act on"), "{out}");
 
     // PLATFORM_RELATIONSHIPS: each endpoint its own user, password and default database.
@@ -277,8 +290,7 @@ fn postgresql_endpoints_get_their_own_roles_with_exactly_their_privileges() {
         &APP_YAML.replace("relationships:\n", "relationships:\n  late: 'db:late'\n"),
     );
     app.commit("a database and an endpoint more");
-    let (ok, out) = push(&server, &app, &[]);
-    assert!(ok, "{out}\n{}", server.server_log());
+    push_ok(&server, &app, &[]);
     assert_eq!(
         sql_via(
             &server,
@@ -328,9 +340,8 @@ fn postgresql_endpoints_get_their_own_roles_with_exactly_their_privileges() {
     // An open session of the endpoint that goes: closed with it.
     let late = &rels["late"][0];
     let mut session = Killed(
-        Command::new("runc")
-            .arg("--root")
-            .arg(server.data.join("runtime/state"))
+        server
+            .runc()
             .args([
                 "exec",
                 "--env",
@@ -356,8 +367,7 @@ fn postgresql_endpoints_get_their_own_roles_with_exactly_their_privileges() {
         assert!(std::time::Instant::now() < deadline, "no session opened");
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    let (ok, out) = push(&server, &app, &["allow-data-loss"]);
-    assert!(ok, "{out}\n{}", server.server_log());
+    let out = push_ok(&server, &app, &["allow-data-loss"]);
     assert!(
         out.contains("dropped database `extra`, endpoint `late`"),
         "{out}"
@@ -387,47 +397,32 @@ fn postgresql_endpoints_get_their_own_roles_with_exactly_their_privileges() {
 
 /// An app asking PostGIS for its version through its relationship (pg8000, pure Python,
 /// installed from PyPI by the build hook).
-const POSTGIS_APP: &str = r#"import base64, http.server, json, os
-import pg8000.native
+const POSTGIS_APP: &str = slipway_e2e::py_app!(
+    r#"import pg8000.native
 rels = json.loads(base64.b64decode(os.environ["PLATFORM_RELATIONSHIPS"]))
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        e = rels["database"][0]
+"#,
+    r#"        e = rels["database"][0]
         try:
             c = pg8000.native.Connection(e["username"], host=e["host"], port=e["port"], password=e["password"], database=e["path"])
             body = str(c.run("SELECT postgis_full_version()")[0][0]).encode()
             status = 200
         except Exception as err:
             body, status = repr(err).encode(), 500
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#;
+"#
+);
 
 #[test]
 fn postgis_answers_an_app_on_postgresql_17() {
     // postgresql:17 is not a test stack: built once per machine (with postgis).
     cached_stack("postgresql:17");
     let server = Server::start();
-    let app = App::demo(server.dir.path(), "app");
-    app.write(
-        ".platform.app.yaml",
+    let app = App::with_services(server.dir.path(),
         "name: hello\ntype: python:3.11\nrelationships:\n  database: 'db:postgresql'\nhooks:\n  build: pip install pg8000\nweb:\n  commands:\n    start: python3 server.py\n",
-    );
-    app.write(
-        ".platform/services.yaml",
         "db:\n  type: postgresql:17\n  configuration:\n    extensions: [postgis]\n",
-    );
-    app.write(
-        ".platform/routes.yaml",
-        "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
     );
     app.write("server.py", POSTGIS_APP);
     app.commit("postgis");
-    let (ok, out) = push(&server, &app, &[]);
-    assert!(ok, "{out}\n{}", server.server_log());
+    push_ok(&server, &app, &[]);
     let (status, body) = server
         .get("main.demo.localhost", "/")
         .expect("the app answers");
@@ -444,9 +439,8 @@ fn maria_via(
     sql: &str,
 ) -> Result<String, String> {
     let e = &rels[rel][0];
-    let o = run(Command::new("runc")
-        .arg("--root")
-        .arg(server.data.join("runtime/state"))
+    let o = run(server
+        .runc()
         .args([
             "exec",
             "--env",
@@ -477,17 +471,10 @@ fn maria_via(
 fn mariadb_schemas_and_endpoints_added_later_reach_the_running_service() {
     // python:3.11 and mariadb:10.11 are test stacks.
     let server = Server::start();
-    let app = App::demo(server.dir.path(), "app");
     let yaml = "name: hello\ntype: python:3.11\nrelationships:\n  database: 'mdb:mysql'\nweb:\n  commands:\n    start: python3 -m http.server $PORT --bind 127.0.0.1\n";
-    app.write(".platform.app.yaml", yaml);
-    app.write(".platform/services.yaml", "mdb:\n  type: mariadb:10.11\n");
-    app.write(
-        ".platform/routes.yaml",
-        "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
-    );
+    let app = App::with_services(server.dir.path(), yaml, "mdb:\n  type: mariadb:10.11\n");
     app.commit("mariadb");
-    let (ok, out) = push(&server, &app, &[]);
-    assert!(ok, "{out}\n{}", server.server_log());
+    push_ok(&server, &app, &[]);
     let rels = relationships(&server);
     maria_via(
         &server,
@@ -516,8 +503,7 @@ fn mariadb_schemas_and_endpoints_added_later_reach_the_running_service() {
         ),
     );
     app.commit("a schema and an endpoint more");
-    let (ok, out) = push(&server, &app, &[]);
-    assert!(ok, "{out}\n{}", server.server_log());
+    let out = push_ok(&server, &app, &[]);
     assert!(!out.contains("apply at its next start"), "{out}");
     let rels = relationships(&server);
     let up1: u64 = maria_via(&server, &rels, "database", "main", uptime)
@@ -555,25 +541,19 @@ fn mariadb_schemas_and_endpoints_added_later_reach_the_running_service() {
 fn mariadb_drops_a_removed_schema_and_endpoint_only_with_allow_data_loss() {
     // python:3.11 and mariadb:10.11 are test stacks.
     let server = Server::start();
-    let app = App::demo(server.dir.path(), "app");
     let yaml = "name: hello\ntype: python:3.11\nrelationships:\n  database: 'mdb:admin'\nweb:\n  commands:\n    start: python3 -m http.server $PORT --bind 127.0.0.1\n";
     let kept = "mdb:\n  type: mariadb:10.11\n  configuration:\n    schemas: [main]\n    endpoints:\n      admin:\n        default_schema: main\n        privileges: {main: admin}\n";
     let more = "mdb:\n  type: mariadb:10.11\n  configuration:\n    schemas: [main, extra]\n    endpoints:\n      admin:\n        default_schema: main\n        privileges: {main: admin, extra: admin}\n      reader:\n        privileges: {extra: ro}\n";
-    app.write(
-        ".platform.app.yaml",
+    let app = App::with_services(
+        server.dir.path(),
         &yaml.replace(
             "relationships:\n",
             "relationships:\n  reports: 'mdb:reader'\n",
         ),
-    );
-    app.write(".platform/services.yaml", more);
-    app.write(
-        ".platform/routes.yaml",
-        "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
+        more,
     );
     app.commit("mariadb with two schemas and a reader");
-    let (ok, out) = push(&server, &app, &[]);
-    assert!(ok, "{out}\n{}", server.server_log());
+    push_ok(&server, &app, &[]);
     let rels = relationships(&server);
     // An endpoint without a default schema: `path` is null, as on Platform.sh.
     assert_eq!(
@@ -621,8 +601,7 @@ fn mariadb_drops_a_removed_schema_and_endpoint_only_with_allow_data_loss() {
 
     // With it: once live, the schema is dropped and the reader can no longer log in;
     // the kept schema's rows are intact.
-    let (ok, out) = push(&server, &app, &["allow-data-loss"]);
-    assert!(ok, "{out}\n{}", server.server_log());
+    let out = push_ok(&server, &app, &["allow-data-loss"]);
     assert!(
         out.contains("service mdb: dropped database `extra`, endpoint `reader`"),
         "{out}"
@@ -651,15 +630,13 @@ fn mariadb_drops_a_removed_schema_and_endpoint_only_with_allow_data_loss() {
 
 /// `runc exec` into MariaDB service `mdb` of `demo/main` with `MYSQL_PWD=password`.
 fn in_mdb(server: &Server, password: &str) -> Command {
-    let mut cmd = Command::new("runc");
-    cmd.arg("--root")
-        .arg(server.data.join("runtime/state"))
-        .args([
-            "exec",
-            "--env",
-            &format!("MYSQL_PWD={password}"),
-            "demo.main.mdb.service",
-        ]);
+    let mut cmd = server.runc();
+    cmd.args([
+        "exec",
+        "--env",
+        &format!("MYSQL_PWD={password}"),
+        "demo.main.mdb.service",
+    ]);
     cmd
 }
 
@@ -741,14 +718,12 @@ impl Drop for Killed {
 fn mariadb_privileges_change_without_a_gap_and_a_dropped_endpoint_loses_its_sessions() {
     // python:3.11 and mariadb:10.11 are test stacks.
     let server = Server::start();
-    let app = App::demo(server.dir.path(), "app");
     let yaml = |gone: bool| {
         format!(
             "name: hello\ntype: python:3.11\nrelationships:\n  own: 'mdb:mysql'\n  database: 'mdb:writer'\n  reports: 'mdb:reader'\n{}web:\n  commands:\n    start: python3 -m http.server $PORT --bind 127.0.0.1\n",
             if gone { "  old: 'mdb:gone'\n" } else { "" }
         )
     };
-    app.write(".platform.app.yaml", &yaml(true));
     // Schemas given without `main`: only those are made (as on Platform.sh).
     let services = |reader: &str, gone: bool| {
         format!(
@@ -756,14 +731,9 @@ fn mariadb_privileges_change_without_a_gap_and_a_dropped_endpoint_loses_its_sess
             if gone { "      gone:\n        privileges: {app_1: ro}\n" } else { "" }
         )
     };
-    app.write(".platform/services.yaml", &services("ro", true));
-    app.write(
-        ".platform/routes.yaml",
-        "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
-    );
+    let app = App::with_services(server.dir.path(), &yaml(true), &services("ro", true));
     app.commit("mariadb with schema app_1 and three endpoints");
-    let (ok, out) = push(&server, &app, &[]);
-    assert!(ok, "{out}\n{}", server.server_log());
+    push_ok(&server, &app, &[]);
     let rels = relationships(&server);
     let schemas = maria_admin(&server, &rels, "SHOW DATABASES");
     assert!(
@@ -822,16 +792,14 @@ fn mariadb_privileges_change_without_a_gap_and_a_dropped_endpoint_loses_its_sess
             // A deploy that changes no endpoint: no GRANT, no REVOKE.
             app.write("index.html", "code only\n");
             app.commit("a code-only change");
-            let (ok, out) = push(server, &app, &[]);
-            assert!(ok, "{out}\n{}", server.server_log());
+            let out = push_ok(server, &app, &[]);
             assert!(!out.contains("apply at its next start"), "{out}");
             assert_eq!(maria_admin(server, rels, grants), before);
             // The reader raised to rw, then lowered to ro again: its reads never refused.
             for level in ["rw", "ro"] {
                 app.write(".platform/services.yaml", &services(level, true));
                 app.commit(&format!("reader {level}"));
-                let (ok, out) = push(server, &app, &[]);
-                assert!(ok, "{out}\n{}", server.server_log());
+                let out = push_ok(server, &app, &[]);
                 assert!(!out.contains("apply at its next start"), "{out}");
                 // Applied on the running server: it writes exactly while it is rw.
                 let wrote = maria_via(server, rels, "reports", "app_1", "INSERT INTO t VALUES (8)");
@@ -896,8 +864,7 @@ fn mariadb_privileges_change_without_a_gap_and_a_dropped_endpoint_loses_its_sess
     app.write(".platform/services.yaml", &services("ro", false));
     app.write(".platform.app.yaml", &yaml(false));
     app.commit("without the gone endpoint");
-    let (ok, out) = push(&server, &app, &["allow-data-loss"]);
-    assert!(ok, "{out}\n{}", server.server_log());
+    let out = push_ok(&server, &app, &["allow-data-loss"]);
     assert!(out.contains("dropped endpoint `gone`"), "{out}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let status = loop {
@@ -936,16 +903,9 @@ fn mariadb_privileges_change_without_a_gap_and_a_dropped_endpoint_loses_its_sess
 fn a_postgresql_restore_into_a_fresh_service_gives_back_its_endpoints_and_privileges() {
     // python:3.11 and postgresql:15 are test stacks.
     let server = Server::start();
-    let app = App::demo(server.dir.path(), "app");
-    app.write(".platform.app.yaml", APP_YAML);
-    app.write(".platform/services.yaml", SERVICES);
-    app.write(
-        ".platform/routes.yaml",
-        "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
-    );
+    let app = App::with_services(server.dir.path(), APP_YAML, SERVICES);
     app.commit("databases and endpoints");
-    let (ok, out) = push(&server, &app, &[]);
-    assert!(ok, "{out}\n{}", server.server_log());
+    push_ok(&server, &app, &[]);
     let rels = relationships(&server);
     sql_via(
         &server,
@@ -967,19 +927,7 @@ fn a_postgresql_restore_into_a_fresh_service_gives_back_its_endpoints_and_privil
     assert!(o.status.success(), "{}", text(&o));
 
     // The service removed with its data, then added again: a fresh cluster.
-    app.write(
-        ".platform.app.yaml",
-        "name: hello\ntype: python:3.11\nweb:\n  commands:\n    start: python3 -m http.server $PORT --bind 127.0.0.1\n",
-    );
-    app.write(".platform/services.yaml", "{}\n");
-    app.commit("without the database");
-    let (ok, out) = push(&server, &app, &["allow-data-loss"]);
-    assert!(ok, "{out}\n{}", server.server_log());
-    app.write(".platform.app.yaml", APP_YAML);
-    app.write(".platform/services.yaml", SERVICES);
-    app.commit("the database again");
-    let (ok, out) = push(&server, &app, &[]);
-    assert!(ok, "{out}\n{}", server.server_log());
+    removed_and_added_again(&server, &app, APP_YAML, SERVICES);
     let rels = relationships(&server);
     let e = sql_via(&server, &rels, "reports", "main", "SELECT count(*) FROM t").unwrap_err();
     assert!(e.contains("does not exist"), "a fresh service: {e}");
@@ -1048,18 +996,11 @@ fn a_postgresql_restore_into_a_fresh_service_gives_back_its_endpoints_and_privil
 fn a_mariadb_restore_into_a_fresh_service_keeps_its_passwords_endpoints_and_privileges() {
     // python:3.11 and mariadb:10.11 are test stacks.
     let server = Server::start();
-    let app = App::demo(server.dir.path(), "app");
     let yaml = "name: hello\ntype: python:3.11\nrelationships:\n  own: 'mdb:mysql'\n  database: 'mdb:writer'\n  reports: 'mdb:reader'\nweb:\n  commands:\n    start: python3 -m http.server $PORT --bind 127.0.0.1\n";
     let services = "mdb:\n  type: mariadb:10.11\n  configuration:\n    schemas: [app]\n    endpoints:\n      writer:\n        default_schema: app\n        privileges: {app: rw}\n      reader:\n        privileges: {app: ro}\n";
-    app.write(".platform.app.yaml", yaml);
-    app.write(".platform/services.yaml", services);
-    app.write(
-        ".platform/routes.yaml",
-        "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
-    );
+    let app = App::with_services(server.dir.path(), yaml, services);
     app.commit("mariadb with endpoints");
-    let (ok, out) = push(&server, &app, &[]);
-    assert!(ok, "{out}\n{}", server.server_log());
+    push_ok(&server, &app, &[]);
     let rels = relationships(&server);
     maria_via(
         &server,
@@ -1073,19 +1014,7 @@ fn a_mariadb_restore_into_a_fresh_service_keeps_its_passwords_endpoints_and_priv
     assert!(o.status.success(), "{}", text(&o));
 
     // The service removed with its data, then added again: new passwords.
-    app.write(
-        ".platform.app.yaml",
-        "name: hello\ntype: python:3.11\nweb:\n  commands:\n    start: python3 -m http.server $PORT --bind 127.0.0.1\n",
-    );
-    app.write(".platform/services.yaml", "{}\n");
-    app.commit("without the database");
-    let (ok, out) = push(&server, &app, &["allow-data-loss"]);
-    assert!(ok, "{out}\n{}", server.server_log());
-    app.write(".platform.app.yaml", yaml);
-    app.write(".platform/services.yaml", services);
-    app.commit("the database again");
-    let (ok, out) = push(&server, &app, &[]);
-    assert!(ok, "{out}\n{}", server.server_log());
+    removed_and_added_again(&server, &app, yaml, services);
     let fresh = relationships(&server);
     assert_ne!(
         rels["reports"][0]["password"],

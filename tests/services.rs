@@ -4,8 +4,6 @@
 //! to start rejects the push and leaves everything running as it was, and data survives a
 //! server restart.
 
-use std::process::Command;
-
 use slipway_e2e::{run, text, App, Server};
 
 /// The app: `/` increments a counter in Redis (`cache` relationship, over a socket) and
@@ -29,36 +27,9 @@ const APP_SERVER: &str = slipway_e2e::py_app!(
 
 const APP_YAML: &str = "name: hello\ntype: python:3.11\nhooks:\n  build: echo built > build.txt\nrelationships:\n  cache: 'cache:redis'\n  database: 'db:postgresql'\nweb:\n  commands:\n    start: python3 server.py\n";
 
-/// Run `args` in a service's container (as its own unprivileged user), e.g. `psql`.
-fn in_service(server: &Server, container: &str, args: &[&str], env: &[(&str, &str)]) -> String {
-    let mut cmd = Command::new("runc");
-    cmd.arg("--root")
-        .arg(server.data.join("runtime/state"))
-        .arg("exec");
-    for (k, v) in env {
-        cmd.args(["--env", &format!("{k}={v}")]);
-    }
-    let o = run(cmd.arg(container).args(args));
-    assert!(o.status.success(), "{args:?} in {container}: {}", text(&o));
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
 /// The start time of a service's main process (`/proc/PID/stat` field 22), by its container.
 fn start_time(server: &Server, container: &str) -> String {
-    let o = run(Command::new("runc")
-        .arg("--root")
-        .arg(server.data.join("runtime/state"))
-        .args(["state", container]));
-    assert!(o.status.success(), "runc state {container}: {}", text(&o));
-    let state = String::from_utf8_lossy(&o.stdout).to_string();
-    let pid: String = state
-        .split("\"pid\":")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no pid in {state}"))
-        .trim_start()
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
+    let pid = server.container_pid(container);
     // tini is pid 1 of the container; its child is the server.
     let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
     let child = children.split_whitespace().next().unwrap().to_string();
@@ -69,20 +40,11 @@ fn start_time(server: &Server, container: &str) -> String {
 
 /// Wait until the environment answers again after `serve` (services first, then apps).
 fn wait_up(server: &Server, host: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-    while server.get(host, "/summary").map(|(s, _)| s) != Some(200) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not back within 90s:\n{}",
-            server.server_log()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    server.wait_for_page(host, "/summary", std::time::Duration::from_secs(90));
 }
 
 fn psql(server: &Server, url: &str, sql: &str) -> String {
-    in_service(
-        server,
+    server.in_container(
         "demo.main.db.service",
         &["/usr/lib/postgresql/15/bin/psql", "-tA", url, "-c", sql],
         &[],
@@ -105,13 +67,7 @@ fn apps_reach_their_services_and_data_outlives_deploys_and_restarts() {
     );
     app.write("server.py", APP_SERVER);
     app.commit("with services");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    let out = text(&o);
-    assert!(
-        o.status.success(),
-        "push failed:\n{out}\n{}",
-        server.server_log()
-    );
+    let out = server.push_ok(&app, "demo");
     assert!(out.contains("service db"), "{out}");
     let host = "main.demo.localhost";
 
@@ -140,25 +96,22 @@ fn apps_reach_their_services_and_data_outlives_deploys_and_restarts() {
     assert_eq!(psql(&server, &url, "SELECT sum(n) FROM rows"), "6");
     let at = url.rsplit_once('@').unwrap().1;
     let wrong = format!("postgresql://main:nope@{at}");
-    let o = run(Command::new("runc")
-        .arg("--root")
-        .arg(server.data.join("runtime/state"))
-        .args([
-            "exec",
-            "demo.main.db.service",
-            "/usr/lib/postgresql/15/bin/psql",
-            "-tA",
-            &wrong,
-            "-c",
-            "SELECT 1",
-        ]));
+    let o = run(server.runc().args([
+        "exec",
+        "demo.main.db.service",
+        "/usr/lib/postgresql/15/bin/psql",
+        "-tA",
+        &wrong,
+        "-c",
+        "SELECT 1",
+    ]));
     assert!(
         !o.status.success(),
         "a wrong password was accepted: {}",
         text(&o)
     );
     // The service runs as the project's unprivileged user.
-    let uid = in_service(&server, "demo.main.db.service", &["id", "-u"], &[]);
+    let uid = server.in_container("demo.main.db.service", &["id", "-u"], &[]);
     assert_ne!(uid, "0");
 
     // `services PROJECT ENV`: type, state, disk used; --json.
@@ -275,13 +228,7 @@ fn mariadb_rows_survive_a_code_deploy_and_a_rollback() {
     );
     app.write("server.py", DB_URL_SERVER);
     app.commit("with mariadb");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    let out = text(&o);
-    assert!(
-        o.status.success(),
-        "push failed:\n{out}\n{}",
-        server.server_log()
-    );
+    let out = server.push_ok(&app, "demo");
     assert!(out.contains("mariadb:10.11"), "{out}");
     let host = "main.demo.localhost";
     let (_, info) = server.get(host, "/").unwrap();
@@ -307,9 +254,8 @@ fn mariadb_rows_survive_a_code_deploy_and_a_rollback() {
     let (password, ip) = (f[2].to_string(), f[3].to_string());
     assert_eq!(password.len(), 48, "{info}");
     let as_user = |user: &str, schema: &str, sql: &str, pw: &str| {
-        run(Command::new("runc")
-            .arg("--root")
-            .arg(server.data.join("runtime/state"))
+        run(server
+            .runc()
             .args([
                 "exec",
                 "demo.main.db.service",

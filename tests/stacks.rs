@@ -124,9 +124,7 @@ fn unknown_types_and_versions_are_refused_with_a_did_you_mean() {
         "applications:\n  web:\n    type: 'php:5.6'\n  api:\n    type: golang:1.21\n",
     )
     .unwrap();
-    let out = run(Command::new(slipway_bin())
-        .args(["config", "check"])
-        .arg(tree.path()));
+    let out = slipway_e2e::config_check(tree.path());
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(
@@ -209,13 +207,7 @@ fn an_app_builds_and_runs_on_its_stack() {
         ),
     );
     app.commit("on its stack");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    let out = text(&o);
-    assert!(
-        o.status.success(),
-        "push failed:\n{out}\n{}",
-        server.server_log()
-    );
+    let out = server.push_ok(&app, "demo");
     // python:3.10 is not in Debian: the nearest newer 3.x, with a warning naming both.
     assert!(
         out.contains("warning: python:3.10 is not available on this server; using python:3.11, the nearest newer python 3.x"),
@@ -359,17 +351,10 @@ fn a_stack_build_that_fails_leaves_the_live_release_serving() {
     let stacks = stacks_with_only(&["stack-python-3.11"]);
     let server = server_without_mirror(stacks.path());
     let app = App::demo(server.dir.path(), "app");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    assert!(o.status.success(), "{}", text(&o));
+    server.push_ok(&app, "demo");
     let live = server.get("main.demo.localhost", "/");
     assert_eq!(live.as_ref().map(|(c, _)| *c), Some(200), "{live:?}");
-    let remote_main = || {
-        let o = server.git(
-            &app.dir,
-            &["ls-remote", &server.remote("demo"), "refs/heads/main"],
-        );
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
-    };
+    let remote_main = || server.branch_head(&app.dir, "demo", "main");
     let before = remote_main();
 
     // The next push moves to python:3.13, which must be built, and its build fails.
@@ -604,9 +589,7 @@ fn procfile_apps_get_the_stack_of_their_language_and_their_dependencies_installe
     py.write("server.py", PROCFILE_PY_SERVER);
     py.git_ok(&["init", "-q", "-b", "main"]);
     py.commit("a procfile python app");
-    let out = run(Command::new(slipway_bin())
-        .args(["config", "check"])
-        .arg(&py.dir));
+    let out = slipway_e2e::config_check(&py.dir);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains(
@@ -644,9 +627,7 @@ fn procfile_apps_get_the_stack_of_their_language_and_their_dependencies_installe
     );
     node.git_ok(&["init", "-q", "-b", "main"]);
     node.commit("a procfile node app");
-    let out = run(Command::new(slipway_bin())
-        .args(["config", "check"])
-        .arg(&node.dir));
+    let out = slipway_e2e::config_check(&node.dir);
     assert!(
         text(&out).contains(
             "app: stack nodejs:22 (detected from package.json, 22.x asked by package.json)"
@@ -845,11 +826,13 @@ fn version_apps(app: &App, stacks: &[(&str, &str)]) -> (String, String) {
 
 /// PostgreSQL 13's `psql` in the `db` service's container of project `cover`.
 fn psql13(server: &Server, url: &str, sql: &str) -> String {
-    let o = run(Command::new("runc")
-        .arg("--root")
-        .arg(server.data.join("runtime/state"))
-        .args(["exec", "cover.main.db.service"])
-        .args(["/usr/lib/postgresql/13/bin/psql", "-tA", url, "-c", sql]));
+    let o = run(server.runc().args(["exec", "cover.main.db.service"]).args([
+        "/usr/lib/postgresql/13/bin/psql",
+        "-tA",
+        url,
+        "-c",
+        sql,
+    ]));
     assert!(o.status.success(), "psql {sql}: {}", text(&o));
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }

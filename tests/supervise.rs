@@ -8,23 +8,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use slipway_e2e::{
-    free_port, header_field, metric_sample, raw_http, run, scrape_metrics, slipway_bin, text, App,
-    Server,
-};
-
-/// The host pid of a container's first process (tini), from `runc state`.
-fn container_pid(server: &Server, container: &str) -> i32 {
-    let o = run(Command::new("runc")
-        .arg("--root")
-        .arg(server.data.join("runtime/state"))
-        .args(["state", container]));
-    assert!(o.status.success(), "runc state {container}: {}", text(&o));
-    let state: serde_json::Value = serde_json::from_slice(&o.stdout).expect("runc state JSON");
-    let pid = state["pid"].as_i64().expect("a pid") as i32;
-    assert!(pid > 0, "{state}");
-    pid
-}
+use slipway_e2e::{free_port, metric_sample, run, scrape_metrics, slipway_bin, text, App, Server};
 
 /// `kill -9 PID` from the host.
 fn kill9(pid: i32) {
@@ -35,14 +19,7 @@ fn kill9(pid: i32) {
 /// Wait until `host` answers `/` with 200, at most `within`; returns how long it took.
 fn wait_200(server: &Server, host: &str, within: Duration) -> Duration {
     let start = Instant::now();
-    while server.get(host, "/").map(|a| a.0) != Some(200) {
-        assert!(
-            start.elapsed() < within,
-            "{host} did not answer 200 within {within:?}:\n{}",
-            server.server_log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    server.wait_for_page(host, "/", within);
     start.elapsed()
 }
 
@@ -76,12 +53,12 @@ fn an_app_killed_from_the_host_comes_back_with_a_log_line_and_counted() {
     assert_eq!(server.get(host, "/"), Some((200, "built-1\n".into())));
     let container = "demo.main.hello.r1";
 
-    let pid = container_pid(&server, container);
+    let pid = server.container_pid(container);
     kill9(pid);
     // Down (502/503) or back: never 404.
     let took = wait_200(&server, host, Duration::from_secs(30));
     eprintln!("answered again {took:?} after kill -9");
-    assert_ne!(container_pid(&server, container), pid, "a new process");
+    assert_ne!(server.container_pid(container), pid, "a new process");
     assert_eq!(server.get(host, "/"), Some((200, "built-1\n".into())));
 
     let logs = server.admin_ok("logs demo main");
@@ -111,7 +88,7 @@ fn an_app_killed_from_the_host_comes_back_with_a_log_line_and_counted() {
     assert_eq!(hello["last_exit"], "signal 9 (SIGKILL)", "{json}");
     // The server is the parent of the containers it starts: the killed one was waited for.
     let serve = server.pid().expect("serving");
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", container_pid(&server, container)))
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.container_pid(container)))
         .expect("stat");
     let ppid = stat
         .rsplit_once(") ")
@@ -120,7 +97,7 @@ fn an_app_killed_from_the_host_comes_back_with_a_log_line_and_counted() {
     assert_eq!(zombie_children(serve), Vec::<String>::new());
 
     // Killed again at once: still comes back (1 s, then 2 s of backoff).
-    kill9(container_pid(&server, container));
+    kill9(server.container_pid(container));
     wait_200(&server, host, Duration::from_secs(30));
     let m = scrape_metrics(metrics_port);
     assert_eq!(
@@ -178,32 +155,11 @@ fn an_app_killed_from_the_host_comes_back_with_a_log_line_and_counted() {
 
 /// The console page at `path` as the server's admin (logged in through a fresh link).
 fn console_page(server: &Server, path: &str) -> String {
-    let o = server.ssh(&server.key, "git", "console");
-    let out = text(&o);
-    assert!(o.status.success(), "{out}");
-    let prefix = format!("http://console.localhost:{}", server.http_port);
-    let url = out
-        .split_whitespace()
-        .find(|w| w.starts_with(&prefix))
-        .unwrap_or_else(|| panic!("no login URL in {out}"));
-    let request = |path: &str, cookie: &str| {
-        raw_http(
-            server.http_port,
-            &format!(
-                "GET {path} HTTP/1.1\r\nHost: console.localhost:{}\r\nConnection: close\r\n{cookie}\r\n",
-                server.http_port
-            ),
-        )
-    };
-    let (status, head, _) = request(&url[prefix.len()..], "");
-    assert_eq!(status, 303, "{head}");
-    let cookie = header_field(&head, "set-cookie")
-        .and_then(|c| c.split(';').next())
-        .expect("a session cookie")
-        .to_string();
-    let (status, head, body) = request(path, &format!("Cookie: {cookie}\r\n"));
+    let set_cookie = server.console_log_in(&server.key);
+    let cookie = set_cookie.split(';').next().expect("a session cookie");
+    let (status, head, body) = server.console("GET", path, Some(cookie), None);
     assert_eq!(status, 200, "{head}");
-    String::from_utf8_lossy(&body).into_owned()
+    body
 }
 
 /// An app that exits with code 3 at every start once `/crash` was asked (a file on its
@@ -311,7 +267,7 @@ fn a_deploy_racing_a_crash_ends_with_one_container_and_no_restart_of_the_retired
                 .iter()
                 .any(|(id, _)| id == "demo.main.hello.r2")
             {
-                kill9(container_pid(&server, "demo.main.hello.r1"));
+                kill9(server.container_pid("demo.main.hello.r1"));
                 killed = true;
                 break;
             }
@@ -365,18 +321,15 @@ const SERVICES_APP: &str = slipway_e2e::py_app!(
 
 /// `psql -tA URL -c SQL` in the PostgreSQL container; None when it fails (not up yet).
 fn psql(server: &Server, url: &str, sql: &str) -> Option<String> {
-    let o = run(Command::new("runc")
-        .arg("--root")
-        .arg(server.data.join("runtime/state"))
-        .args([
-            "exec",
-            "demo.main.db.service",
-            "/usr/lib/postgresql/15/bin/psql",
-            "-tA",
-            url,
-            "-c",
-            sql,
-        ]));
+    let o = run(server.runc().args([
+        "exec",
+        "demo.main.db.service",
+        "/usr/lib/postgresql/15/bin/psql",
+        "-tA",
+        url,
+        "-c",
+        sql,
+    ]));
     o.status
         .success()
         .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
@@ -418,8 +371,8 @@ fn postgresql_and_redis_killed_come_back_with_their_data() {
     // Redis writes its append-only file every second.
     std::thread::sleep(Duration::from_secs(2));
 
-    kill9(container_pid(&server, "demo.main.db.service"));
-    kill9(container_pid(&server, "demo.main.cache.service"));
+    kill9(server.container_pid("demo.main.db.service"));
+    kill9(server.container_pid("demo.main.cache.service"));
     // Not `running` before it accepts connections: `starting` while PostgreSQL replays
     // its WAL, and once `running` a client gets in at once.
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -488,7 +441,7 @@ fn postgresql_and_redis_killed_come_back_with_their_data() {
     // its restarts are still counted.
     assert_eq!(server.stop(), Some(0), "{}", server.server_log());
     // Down while no server runs: the next one starts it (not adopts it).
-    kill9(container_pid(&server, "demo.main.db.service"));
+    kill9(server.container_pid("demo.main.db.service"));
     let o = run(Command::new("sqlite3").arg(server.data.join("state.db")).arg(
         "UPDATE services SET version = '12', stack = NULL, stack_fingerprint = NULL WHERE name = 'db'",
     ));
@@ -572,23 +525,7 @@ fn reap_run_ends_and_waits_for_what_its_program_left_behind() {
 }
 
 /// A stdlib HTTP/1.1 server on the unix socket `$SOCKET`.
-const UNIX_SERVER: &str = r#"import http.server, os, socketserver
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def address_string(self):
-        return "unix"
-    def do_GET(self):
-        body = b"unix-up\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-class S(socketserver.ThreadingUnixStreamServer):
-    daemon_threads = True
-S(os.environ["SOCKET"], H).serve_forever()
-"#;
+const UNIX_SERVER: &str = slipway_e2e::py_socket_app!("", "        body = b\"unix-up\\n\"\n");
 
 #[test]
 fn a_php_app_and_an_app_on_a_unix_socket_come_back_after_kill() {
@@ -623,11 +560,11 @@ fn a_php_app_and_an_app_on_a_unix_socket_come_back_after_kill() {
         let (status, before) = server.get(host, "/").expect("an answer");
         assert_eq!(status, 200, "{before}");
         assert!(before.starts_with(body), "{before}");
-        let pid = container_pid(&server, container);
+        let pid = server.container_pid(container);
         kill9(pid);
         wait_200(&server, host, Duration::from_secs(30));
         assert_ne!(
-            container_pid(&server, container),
+            server.container_pid(container),
             pid,
             "a new container process"
         );
@@ -684,7 +621,7 @@ fn after_serve_upgrade_only_the_new_server_restarts_a_crashed_app_and_only_once(
         server.server_log()
     );
     assert_eq!(server.get(host, "/"), Some((200, "built-1\n".into())));
-    kill9(container_pid(&server, "demo.main.hello.r1"));
+    kill9(server.container_pid("demo.main.hello.r1"));
     wait_200(&server, host, Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(

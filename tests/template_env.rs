@@ -3,7 +3,7 @@
 //! `HOME` in every kind of process, the stacks' tools. Small apps of our own in the shapes
 //! of the real configs, pushed as a user would.
 
-use slipway_e2e::{py_app, Server};
+use slipway_e2e::{py_app, py_socket_app, Server};
 
 // ---------------------------------------------------------------------------------------
 // /run/config.json: jenkins', microprofile-payara's and microprofile-piranha's start
@@ -53,34 +53,18 @@ macro_rules! sized_answer {
 const SIZED_SERVER: &str = py_app!("", sized_answer!());
 
 /// The same answer on `$SOCKET`.
-const SOCK_SERVER: &str = r#"import http.server, os, socketserver, sys
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def address_string(self):
-        return "unix"
-    def do_GET(self):
-ANSWER        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-class S(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-S(os.environ["SOCKET"], H).serve_forever()
-"#;
+const SOCK_SERVER: &str = py_socket_app!("", sized_answer!());
 
 #[test]
 fn start_commands_size_themselves_from_run_config_json() {
     let server = Server::start_with(&[]);
-    let sock = SOCK_SERVER.replace("ANSWER", sized_answer!());
     let app = server.project(
         "sized",
         &[
             (".platform/applications.yaml", SIZED_APPS),
             (".platform/routes.yaml", SIZED_ROUTES),
             ("server.py", SIZED_SERVER),
-            ("sock.py", &sock),
+            ("sock.py", SOCK_SERVER),
         ],
     );
     let out = server.push_ok(&app, "sized");

@@ -11,26 +11,7 @@
 //! simple index as their source: the PyPI mirror reachable here answers the simple index but
 //! not Poetry's per-version JSON API.
 
-use slipway_e2e::{header_field, http_request, text, Server};
-
-/// A test server with the default build egress (package registries by name).
-fn server() -> Server {
-    Server::start_with(&[])
-}
-
-/// GET `path` on `host`: (status, head, body).
-fn get(server: &Server, host: &str, path: &str) -> (u16, String, String) {
-    http_request(server.http_port, "GET", host, path, b"")
-}
-
-/// The number after `visit ` in a page.
-fn visit(body: &str) -> u32 {
-    body.split("visit ")
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no visit number in {body:?}"))
-}
+use slipway_e2e::{header_field, http_request, text, visit_number, Server};
 
 // ---------------------------------------------------------------------------------------
 // django4's pipenv and Poetry variants, as two apps of one project sharing one PostgreSQL
@@ -132,15 +113,7 @@ const DJANGOS_ROUTES: &str = r#""https://{default}/":
 const POETRY_ENVIRONMENT: &str =
     "# As django4's: Poetry's command for the deploy hook, start command and shells.\nexport PATH=\"/app/.local/bin:$PATH\"\n";
 
-const DJANGO_MANAGE: &str = r#"#!/usr/bin/env python
-import os
-import sys
-
-if __name__ == "__main__":
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myapp.settings")
-    from django.core.management import execute_from_command_line
-    execute_from_command_line(sys.argv)
-"#;
+const DJANGO_MANAGE: &str = slipway_e2e::django_manage!("myapp");
 
 const DJANGO_SETTINGS: &str = r#"import base64
 import json
@@ -194,13 +167,7 @@ def home(request):
 urlpatterns = [path("", home)]
 "#;
 
-const DJANGO_WSGI: &str = r#"import os
-
-from django.core.wsgi import get_wsgi_application
-
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myapp.settings")
-application = get_wsgi_application()
-"#;
+const DJANGO_WSGI: &str = slipway_e2e::django_wsgi!("myapp");
 
 const DJANGO_MIGRATION: &str = r#"from django.db import migrations
 
@@ -235,7 +202,7 @@ fn django_files(root: &str) -> Vec<(String, &'static str)> {
 
 #[test]
 fn django_pipenv_and_poetry_share_postgresql() {
-    let server = server();
+    let server = Server::start();
     let mut files: Vec<(String, &str)> = vec![
         (".platform/applications.yaml".into(), DJANGOS_APPLICATIONS),
         (".platform/pipenv.app.yaml".into(), DJANGO_PIPENV_APP),
@@ -315,11 +282,15 @@ fn django_pipenv_and_poetry_share_postgresql() {
             && second.contains(" with django from /app/.local/lib/python3.11/site-packages/"),
         "{second}"
     );
-    assert_eq!(visit(&second), visit(&first) + 1, "{first}{second}");
+    assert_eq!(
+        visit_number(&second),
+        visit_number(&first) + 1,
+        "{first}{second}"
+    );
 
     // collectstatic's output through each app's /static location.
     for h in [host, poetry_host.as_str()] {
-        let (status, head, body) = get(&server, h, "/static/hello/site.css");
+        let (status, head, body) = server.get_with_head(h, "/static/hello/site.css");
         assert_eq!((status, body.as_str()), (200, DJANGO_CSS), "{h}: {head}");
         assert_eq!(
             header_field(&head, "cache-control"),
@@ -501,7 +472,7 @@ if __name__ == "__main__":
 
 #[test]
 fn flask_poetry_and_fastapi_pipenv_share_mariadb() {
-    let server = server();
+    let server = Server::start();
     let app = server.project(
         "pyweb",
         &[
@@ -560,7 +531,11 @@ fn flask_poetry_and_fastapi_pipenv_share_mariadb() {
         "flask through `poetry run` in the in-project virtualenv, MariaDB through the relationship: {first:?}"
     );
     let again = server.page(&flask_host, "/");
-    assert_eq!(visit(&again), visit(&first) + 1, "{first}{again}");
+    assert_eq!(
+        visit_number(&again),
+        visit_number(&first) + 1,
+        "{first}{again}"
+    );
 
     let first = server.page(host, "/");
     assert!(
@@ -569,12 +544,16 @@ fn flask_poetry_and_fastapi_pipenv_share_mariadb() {
         "{first:?}"
     );
     let again = server.page(host, "/");
-    assert_eq!(visit(&again), visit(&first) + 1, "{first}{again}");
+    assert_eq!(
+        visit_number(&again),
+        visit_number(&first) + 1,
+        "{first}{again}"
+    );
     let item = server.page(host, "/items/21");
     let item: serde_json::Value =
         serde_json::from_str(&item).unwrap_or_else(|e| panic!("{e}: {item}"));
     assert_eq!(item, serde_json::json!({"item_id": 21, "twice": 42}));
-    let (status, _, body) = get(&server, host, "/items/twenty-one");
+    let (status, _, body) = server.get_with_head(host, "/items/twenty-one");
     assert_eq!(status, 422, "FastAPI validates the path parameter: {body}");
 }
 
@@ -693,7 +672,7 @@ const WP_CSS: &str = ".dashicons { display: inline-block; }\n";
 
 #[test]
 fn wordpress_vanilla_shape_on_php_fpm_with_mariadb_and_uploads() {
-    let server = server();
+    let server = Server::start();
     let app = server.project(
         "wordpress",
         &[
@@ -727,7 +706,11 @@ fn wordpress_vanilla_shape_on_php_fpm_with_mariadb_and_uploads() {
         "{first:?}"
     );
     let permalink = server.page(host, "/2024/01/hello-world/?replytocom=3");
-    assert_eq!(visit(&permalink), visit(&first) + 1, "{permalink}");
+    assert_eq!(
+        visit_number(&permalink),
+        visit_number(&first) + 1,
+        "{permalink}"
+    );
     assert!(
         permalink.ends_with(" of /2024/01/hello-world/?replytocom=3\n"),
         "{permalink:?}"
@@ -738,7 +721,7 @@ fn wordpress_vanilla_shape_on_php_fpm_with_mariadb_and_uploads() {
         "dashboard of /wp-admin/index.php\n"
     );
     // A static asset with the location's expires (600 s).
-    let (status, head, body) = get(&server, host, "/wp-includes/css/dashicons.css");
+    let (status, head, body) = server.get_with_head(host, "/wp-includes/css/dashicons.css");
     assert_eq!((status, body.as_str()), (200, WP_CSS), "{head}");
     assert_eq!(
         header_field(&head, "cache-control"),
@@ -775,7 +758,7 @@ fn wordpress_vanilla_shape_on_php_fpm_with_mariadb_and_uploads() {
     upload("shell.php", b"<?php echo 'exec' . 'uted';");
     upload("notes.txt", b"private notes");
     upload("export-lock.json", b"{\"locked\": true}");
-    let (status, head, body) = get(&server, host, "/wp-content/uploads/photo.png");
+    let (status, head, body) = server.get_with_head(host, "/wp-content/uploads/photo.png");
     assert_eq!((status, body.as_str()), (200, "not really a PNG"), "{head}");
     assert_eq!(
         header_field(&head, "content-type"),
@@ -788,7 +771,8 @@ fn wordpress_vanilla_shape_on_php_fpm_with_mariadb_and_uploads() {
         "{head}"
     );
     for path in ["shell.php", "notes.txt", "export-lock.json"] {
-        let (status, head, body) = get(&server, host, &format!("/wp-content/uploads/{path}"));
+        let (status, head, body) =
+            server.get_with_head(host, &format!("/wp-content/uploads/{path}"));
         assert!(
             (status == 403 || status == 404)
                 && !body.contains("executed")
@@ -802,10 +786,12 @@ fn wordpress_vanilla_shape_on_php_fpm_with_mariadb_and_uploads() {
     app.write("wordpress/wp-includes/css/dashicons.css", ".dashicons {}\n");
     app.commit("css");
     server.push_ok(&app, "wordpress");
-    let (status, _, body) = get(&server, host, "/wp-content/uploads/photo.png");
+    let (status, _, body) = server.get_with_head(host, "/wp-content/uploads/photo.png");
     assert_eq!((status, body.as_str()), (200, "not really a PNG"));
     assert_eq!(
-        get(&server, host, "/wp-includes/css/dashicons.css").2,
+        server
+            .get_with_head(host, "/wp-includes/css/dashicons.css")
+            .2,
         ".dashicons {}\n"
     );
 }
@@ -868,7 +854,7 @@ const PELICAN_POST: &str = "Launching on Slipway\n####################\n\n:date:
 
 #[test]
 fn pelican_static_site_served_by_locations_only() {
-    let server = server();
+    let server = Server::start();
     let app = server.project(
         "pelican",
         &[
@@ -895,7 +881,7 @@ fn pelican_static_site_served_by_locations_only() {
         index.contains("A Pelican-shaped site") && index.contains("Launching on Slipway"),
         "{index}"
     );
-    let (status, head, article) = get(&server, host, "/launching-on-slipway.html");
+    let (status, head, article) = server.get_with_head(host, "/launching-on-slipway.html");
     assert_eq!(status, 200, "{head}");
     assert!(
         article.contains("This article was generated by the build hook."),
@@ -910,7 +896,7 @@ fn pelican_static_site_served_by_locations_only() {
         header_field(&head, "content-type").is_some_and(|t| t.starts_with("text/html")),
         "{head}"
     );
-    let (status, head, _) = get(&server, host, "/theme/css/main.css");
+    let (status, head, _) = server.get_with_head(host, "/theme/css/main.css");
     assert_eq!(status, 200, "{head}");
     assert!(
         header_field(&head, "content-type").is_some_and(|t| t.starts_with("text/css")),
@@ -922,7 +908,7 @@ fn pelican_static_site_served_by_locations_only() {
     );
     // What the rules do not allow (the feeds' XML) and what does not exist: not served.
     for path in ["/feeds/all.atom.xml", "/no-such-page.html"] {
-        let (status, head, body) = get(&server, host, path);
+        let (status, head, body) = server.get_with_head(host, path);
         assert!(
             status == 403 || status == 404,
             "{path}: {status}\n{head}\n{body}"
@@ -1015,7 +1001,7 @@ http://{default}/admin:
 
 #[test]
 fn bigfoot_static_apps_answer_their_passthru_file_and_a_process_nobody_reaches_only_runs() {
-    let server = server();
+    let server = Server::start();
     let app = server.project(
         "bigfoot",
         &[
@@ -1045,7 +1031,7 @@ fn bigfoot_static_apps_answer_their_passthru_file_and_a_process_nobody_reaches_o
 
     // The admin's client-side routes are no files: its index.html answers them.
     for path in ["/admin/users/42", "/admin/settings?tab=2", "/admin/"] {
-        let (status, head, body) = get(&server, host, path);
+        let (status, head, body) = server.get_with_head(host, path);
         assert_eq!(
             (status, body.as_str()),
             (200, "<div id=\"root\">bigfoot admin</div>\n"),
@@ -1058,7 +1044,7 @@ fn bigfoot_static_apps_answer_their_passthru_file_and_a_process_nobody_reaches_o
             "{path}: {head}"
         );
     }
-    let (status, head, js) = get(&server, host, "/admin/static/main.js");
+    let (status, head, js) = server.get_with_head(host, "/admin/static/main.js");
     assert_eq!(status, 200, "{head}");
     assert_eq!(js, "render(document.getElementById(\"root\"))\n");
     assert_eq!(
@@ -1070,7 +1056,7 @@ fn bigfoot_static_apps_answer_their_passthru_file_and_a_process_nobody_reaches_o
     // main_app: its files, and 404 (not a dead upstream's 502) for what is no file.
     assert_eq!(server.page(host, "/"), "<h1>demo-js main</h1>\n");
     for path in ["/no-such-page", "/api/items"] {
-        let (status, head, _) = get(&server, host, path);
+        let (status, head, _) = server.get_with_head(host, path);
         assert_eq!(status, 404, "{path}: {head}");
     }
     let (status, head, _) = http_request(server.http_port, "POST", host, "/admin/users", b"x=1");
@@ -1127,7 +1113,7 @@ echo "{$db['scheme']} {$db['type']} {$db['host']} visit $n on $server\n";
 
 #[test]
 fn akeneo_shape_reaches_oracle_mysql_run_on_mariadb_and_keeps_the_stacks_composer() {
-    let server = server();
+    let server = Server::start();
     let app = server.project(
         "akeneo",
         &[
@@ -1184,7 +1170,7 @@ fn akeneo_shape_reaches_oracle_mysql_run_on_mariadb_and_keeps_the_stacks_compose
             && first.contains("MariaDB"),
         "{first:?}"
     );
-    assert_eq!(visit(&server.page(host, "/products/1")), 2);
+    assert_eq!(visit_number(&server.page(host, "/products/1")), 2);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1404,7 +1390,7 @@ fn build_id(out: &str) -> String {
 
 #[test]
 fn nextjs_with_yarn_and_npm_build_start_shapes() {
-    let server = server();
+    let server = Server::start();
     let next_package = MARKED_PACKAGE.replace("NAME", "nextjs-shape");
     let shop_package = MARKED_PACKAGE.replace("NAME", "shop");
     let app = server.project(
@@ -1447,7 +1433,7 @@ fn nextjs_with_yarn_and_npm_build_start_shapes() {
     let first_build = build_id(&out);
 
     let host = "main.node.localhost";
-    let (status, head, body) = get(&server, host, "/");
+    let (status, head, body) = server.get_with_head(host, "/");
     assert_eq!(status, 200, "{head}\n{body}\n{}", server.server_log());
     assert!(
         body.contains("<h1>Hello from a Next-shaped app</h1>"),
@@ -1458,12 +1444,12 @@ fn nextjs_with_yarn_and_npm_build_start_shapes() {
         Some(first_build.as_str()),
         "{head}"
     );
-    let (_, _, about) = get(&server, host, "/about");
+    let (_, _, about) = server.get_with_head(host, "/about");
     assert!(
         about.contains("Built by <code>yarn build</code>."),
         "{about}"
     );
-    let (status, _, _) = get(&server, host, "/missing");
+    let (status, _, _) = server.get_with_head(host, "/missing");
     assert_eq!(status, 404);
 
     let shop_host = format!("shop.{host}");
@@ -1472,7 +1458,7 @@ fn nextjs_with_yarn_and_npm_build_start_shapes() {
         shop.starts_with("<h1>The shop</h1>") && shop.contains("served by start at /cart"),
         "{shop}"
     );
-    let (status, head, css) = get(&server, &shop_host, "/assets/shop.css");
+    let (status, head, css) = server.get_with_head(&shop_host, "/assets/shop.css");
     assert_eq!(
         (status, css.as_str()),
         (200, "h1 { color: teal; }\n"),
@@ -1490,7 +1476,7 @@ fn nextjs_with_yarn_and_npm_build_start_shapes() {
     let out = server.push_ok(&app, "node");
     let second_build = build_id(&out);
     assert_ne!(first_build, second_build);
-    let (status, head, body) = get(&server, host, "/");
+    let (status, head, body) = server.get_with_head(host, "/");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("<h1>Hello again</h1>"), "{body}");
     assert_eq!(
@@ -1567,7 +1553,7 @@ echo trim(file_get_contents(__DIR__ . '/page.html')) . " and $carrots carrots\n"
 
 #[test]
 fn pink_rabbit_shape_builds_its_front_end_with_npm_and_loads_mariadb_with_the_mysql_client() {
-    let server = server();
+    let server = Server::start();
     let app = server.project(
         "rabbit",
         &[

@@ -13,28 +13,9 @@
 use std::process::Command;
 
 use slipway_e2e::{
-    cached_stack, dechunk, header_field, http_request, raw_http, run, slipway_bin, text, App,
+    cached_stack, dechunk, header_field, raw_http, run, slipway_bin, text, visit_number, App,
     Server,
 };
-
-/// A test server with the default build egress (package registries by name).
-fn server() -> Server {
-    Server::start_with(&[])
-}
-
-/// GET `path` on `host`: (status, head, body).
-fn get(server: &Server, host: &str, path: &str) -> (u16, String, String) {
-    http_request(server.http_port, "GET", host, path, b"")
-}
-
-/// The visit number in the Django page.
-fn visit(body: &str) -> u32 {
-    body.split("visit ")
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no visit number in {body:?}"))
-}
 
 /// POST `body` to `path` on `host`: (status, body).
 fn post(server: &Server, host: &str, path: &str, body: &str) -> (u16, String) {
@@ -129,15 +110,7 @@ const DJANGO_REQUIREMENTS: &str =
 const DJANGO_ENVIRONMENT: &str =
     "# Sourced before the start command, hooks and shells.\nexport GREETING_SOURCE=dot-environment\nexport PATH=\"/app/.local/bin:$PATH\"\n";
 
-const DJANGO_MANAGE: &str = r#"#!/usr/bin/env python
-import os
-import sys
-
-if __name__ == "__main__":
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myapp.settings")
-    from django.core.management import execute_from_command_line
-    execute_from_command_line(sys.argv)
-"#;
+const DJANGO_MANAGE: &str = slipway_e2e::django_manage!("myapp");
 
 const DJANGO_SETTINGS: &str = r#"import os
 from urllib.parse import urlparse
@@ -188,13 +161,7 @@ urlpatterns = [
 ]
 "#;
 
-const DJANGO_WSGI: &str = r#"import os
-
-from django.core.wsgi import get_wsgi_application
-
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myapp.settings")
-application = get_wsgi_application()
-"#;
+const DJANGO_WSGI: &str = slipway_e2e::django_wsgi!("myapp");
 
 const DJANGO_MODELS: &str = r#"from django.db import models
 
@@ -301,7 +268,7 @@ fn django_files() -> Vec<(&'static str, &'static str)> {
 
 #[test]
 fn django_pip_with_postgresql_and_platformshconfig() {
-    let server = server();
+    let server = Server::start();
     let app = server.project("django", &django_files());
     let out = server.push_ok(&app, "demo");
     let host = "main.demo.localhost";
@@ -329,19 +296,19 @@ fn django_pip_with_postgresql_and_platformshconfig() {
 
     // The page: Django answers through gunicorn, counts visits in PostgreSQL, and sees what
     // `.environment` exported.
-    let (status, _, body) = get(&server, host, "/");
+    let (status, _, body) = server.get_with_head(host, "/");
     assert_eq!(status, 200, "{body}\n{}", server.server_log());
     assert!(
         body.starts_with("Hello from Django on postgresql: visit ")
             && body.ends_with(" (dot-environment)"),
         "{body}"
     );
-    let first = visit(&body);
-    let (_, _, body) = get(&server, host, "/");
-    assert_eq!(visit(&body), first + 1, "{body}");
+    let first = visit_number(&body);
+    let (_, _, body) = server.get_with_head(host, "/");
+    assert_eq!(visit_number(&body), first + 1, "{body}");
 
     // platformshconfig at run time: every variable it reads, in Platform.sh's shapes.
-    let (status, _, body) = get(&server, host, "/platform");
+    let (status, _, body) = server.get_with_head(host, "/platform");
     assert_eq!(status, 200, "{body}");
     let p: serde_json::Value =
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
@@ -377,7 +344,7 @@ fn django_pip_with_postgresql_and_platformshconfig() {
     assert!(field(&p, "port").parse::<u16>().is_ok(), "{body}");
 
     // collectstatic's output, served by the /static location with its expires.
-    let (status, head, body) = get(&server, host, "/static/hello/site.css");
+    let (status, head, body) = server.get_with_head(host, "/static/hello/site.css");
     assert_eq!((status, body.as_str()), (200, DJANGO_CSS), "{head}");
     assert_eq!(
         header_field(&head, "cache-control"),
@@ -394,7 +361,7 @@ fn django_pip_with_postgresql_and_platformshconfig() {
         post(&server, host, "/upload?name=note.txt", "uploaded bytes"),
         (200, "stored note.txt".to_string())
     );
-    let (status, _, body) = get(&server, host, "/media/note.txt");
+    let (status, _, body) = server.get_with_head(host, "/media/note.txt");
     assert_eq!(
         (status, body.as_str()),
         (200, "uploaded bytes"),
@@ -416,15 +383,15 @@ fn django_pip_with_postgresql_and_platformshconfig() {
     app.write("hello/static/hello/site.css", "body { color: red; }\n");
     app.commit("red");
     server.push_ok(&app, "demo");
-    let (_, _, body) = get(&server, host, "/platform");
+    let (_, _, body) = server.get_with_head(host, "/platform");
     let p: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(field(&p, "entropy"), build_entropy, "{body}");
-    let (_, _, body) = get(&server, host, "/");
+    let (_, _, body) = server.get_with_head(host, "/");
     assert!(
-        visit(&body) > first + 1,
+        visit_number(&body) > first + 1,
         "the visits stay in PostgreSQL: {body}"
     );
-    let (_, _, body) = get(&server, host, "/static/hello/site.css");
+    let (_, _, body) = server.get_with_head(host, "/static/hello/site.css");
     assert_eq!(body, "body { color: red; }\n");
 }
 
@@ -496,7 +463,7 @@ app.listen(config.port, () => console.log(`listening on ${config.port}`));
 
 #[test]
 fn express_with_mariadb_and_platformsh_config() {
-    let server = server();
+    let server = Server::start();
     let app = server.project(
         "express",
         &[
@@ -518,7 +485,7 @@ fn express_with_mariadb_and_platformsh_config() {
     );
 
     let host = "main.express.localhost";
-    let (status, _, first) = get(&server, host, "/");
+    let (status, _, first) = server.get_with_head(host, "/");
     assert_eq!(status, 200, "{first}\nserver log:\n{}", server.server_log());
     // (The health check's requests count visits too.)
     assert!(
@@ -526,15 +493,15 @@ fn express_with_mariadb_and_platformsh_config() {
             && first.contains(" of mysql://database.internal:3306/main"),
         "the real platformsh-config library finds the app, branch, port and credentials: {first:?}"
     );
-    let (_, _, second) = get(&server, host, "/");
+    let (_, _, second) = server.get_with_head(host, "/");
     assert_eq!(
-        visit(&second),
-        visit(&first) + 1,
+        visit_number(&second),
+        visit_number(&first) + 1,
         "rows are kept in MariaDB: {first:?} then {second:?}"
     );
 
     // The www route redirects to the default one.
-    let (status, head, _) = get(&server, &format!("www.{host}"), "/");
+    let (status, head, _) = server.get_with_head(&format!("www.{host}"), "/");
     assert!(
         status == 301 || status == 302,
         "www redirects: {status}\n{head}"

@@ -456,29 +456,19 @@ fn hostile_code_in_every_kind_of_process_reaches_nothing_of_the_host_or_other_pr
 
 /// An app on a unix socket (as every PHP app is): answers `GET /headers` with the request's
 /// `X-Forwarded-*` fields (one per line), anything else with `hog`.
-const HOG_SERVER: &str = r#"import http.server, os, socketserver
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def address_string(self):
-        return "unix"
-    def do_GET(self):
-        if self.path == "/headers":
-            body = "".join("%s: %s\n" % (k.lower(), v) for k, v in self.headers.items() if k.lower().startswith("x-forwarded")).encode()
-        else:
-            body = b"hog"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-class S(socketserver.ThreadingUnixStreamServer):
-    daemon_threads = True
-path = os.environ["SOCKET"]
-if os.path.exists(path):
-    os.unlink(path)
-S(path, H).serve_forever()
-"#;
+const HOG_SERVER: &str = slipway_e2e::py_socket_app!(
+    concat!(
+        "path = os.environ[\"SOCKET\"]\n",
+        "if os.path.exists(path):\n",
+        "    os.unlink(path)\n",
+    ),
+    concat!(
+        "        if self.path == \"/headers\":\n",
+        "            body = \"\".join(\"%s: %s\\n\" % (k.lower(), v) for k, v in self.headers.items() if k.lower().startswith(\"x-forwarded\")).encode()\n",
+        "        else:\n",
+        "            body = b\"hog\"\n",
+    )
+);
 
 /// What `dd` of `mib` MiB into `path` did in `ENV.PROJECT`'s shell: `full` when the file
 /// system ran out of space, `written` when all went in.

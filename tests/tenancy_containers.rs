@@ -71,29 +71,11 @@ fn assert_unprivileged(out: &str, who: &str) -> u32 {
     uid
 }
 
-/// The host pid of a running container's pid 1 (`runc state`).
-fn container_pid(server: &Server, id: &str) -> u32 {
-    let o = slipway_e2e::run(
-        std::process::Command::new("runc")
-            .arg("--root")
-            .arg(server.data.join("runtime/state"))
-            .args(["state", id]),
-    );
-    let st = String::from_utf8_lossy(&o.stdout);
-    st.split("\"pid\": ")
-        .nth(1)
-        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no pid for {id}: {}", text(&o)))
-}
-
 #[test]
 fn builds_hooks_apps_and_shells_run_as_web_without_privileges() {
     let server = Server::start();
     let app = probing_app(&server);
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    let out = text(&o);
-    assert!(o.status.success(), "{out}\n{}", server.server_log());
+    let out = server.push_ok(&app, "demo");
 
     let build = assert_unprivileged(&out, "build");
     let deploy = assert_unprivileged(&out, "deploy");
@@ -104,7 +86,7 @@ fn builds_hooks_apps_and_shells_run_as_web_without_privileges() {
     assert!(o.status.success(), "{}", text(&o));
     let app_out = String::from_utf8_lossy(&o.stdout).to_string();
     assert_eq!(assert_unprivileged(&app_out, "app"), build);
-    let pid = container_pid(&server, "demo.main.hello.r1");
+    let pid = server.container_pid("demo.main.hello.r1");
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
     let host_uid = status
         .lines()
@@ -212,8 +194,7 @@ fn a_fork_bomb_and_a_memory_hog_hit_their_limits_and_the_neighbours_keep_serving
     let app = App::demo(server.dir.path(), "app");
     app.write("bomb.py", FORK_BOMB);
     app.commit("bomb");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    assert!(o.status.success(), "{}", text(&o));
+    server.push_ok(&app, "demo");
     let neighbour = App::demo(&server.dir.path().join("n"), "app");
     let o = server.git(&neighbour.dir, &["push", &server.remote("other"), "main"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -354,9 +335,7 @@ fn builds_reach_allowed_registries_but_not_the_hosts_services() {
          web:\n  commands:\n    start: python3 server.py\n",
     );
     app.commit("net probe");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    let out = text(&o);
-    assert!(o.status.success(), "{out}\n{}", server.server_log());
+    let out = server.push_ok(&app, "demo");
     for want in [
         "net direct-ssh closed",
         "net direct-router closed",

@@ -436,8 +436,7 @@ fn shells_count_as_sessions_and_are_limited_per_key() {
         ("SLIPWAY_SSH_MAX_SHELLS_PER_KEY", "2"),
     ]);
     let app = App::demo(server.dir.path(), "app");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    assert!(o.status.success(), "push: {}", text(&o));
+    server.push_ok(&app, "demo");
     let shell = |command: &str| {
         Command::new("ssh")
             .args(server.ssh_args(&server.key))

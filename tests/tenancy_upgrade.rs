@@ -8,7 +8,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use slipway_e2e::{run, text, App, Server};
 
@@ -94,9 +94,8 @@ fn owned_by(dir: &Path, uid: u32) -> Vec<String> {
 
 /// `sql` in the PostgreSQL service, as its own user, over its local socket.
 fn psql(server: &Server, sql: &str) -> String {
-    let o = run(Command::new("runc")
-        .arg("--root")
-        .arg(server.data.join("runtime/state"))
+    let o = run(server
+        .runc()
         .args(["exec", "demo.main.db.service"])
         .args([
             "/usr/lib/postgresql/15/bin/psql",
@@ -117,18 +116,7 @@ fn psql(server: &Server, sql: &str) -> String {
 
 /// The app's answer to `path`, waiting (up to 90 s) for it to answer 200.
 fn get(server: &Server, path: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        match server.get("main.demo.localhost", path) {
-            Some((200, body)) => return body,
-            other => assert!(
-                Instant::now() < deadline,
-                "{path}: {other:?}\n{}",
-                server.server_log()
-            ),
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    server.wait_for_page("main.demo.localhost", path, Duration::from_secs(90))
 }
 
 #[test]
@@ -239,9 +227,7 @@ fn data_left_under_an_older_project_uid_is_given_to_the_new_one_and_nothing_is_l
     // The next build reads and extends its cache, left under the old uid too.
     app.write("VERSION", "2\n");
     app.commit("v2");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    let out = text(&o);
-    assert!(o.status.success(), "{out}\n{}", server.server_log());
+    let out = server.push_ok(&app, "demo");
     assert!(out.contains("cache-had build-1"), "{out}");
     let cache = server.build_cache("demo", "main", "hello");
     assert_eq!(

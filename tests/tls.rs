@@ -27,6 +27,24 @@ const HOST: &str = "main.tls.localhost";
 /// `curl_https` arguments: over h2, the HTTP version and status written after the body.
 const H2: &[&str] = &["--http2", "-w", " %{http_version} %{http_code}"];
 
+/// The app `name` in `server`'s folder, `server_py` with `routes`, committed as `message`
+/// and pushed to project `tls`, which must succeed: the app and what the push printed.
+fn push_app(
+    server: &Server,
+    name: &str,
+    server_py: &str,
+    routes: &str,
+    message: &str,
+) -> (App, String) {
+    let app = App::demo(server.dir.path(), name);
+    app.write("server.py", server_py);
+    app.write(".platform/routes.yaml", routes);
+    app.commit(message);
+    let o = server.git(&app.dir, &["push", &server.remote("tls"), "main"]);
+    assert!(o.status.success(), "push: {}", text(&o));
+    (app, text(&o))
+}
+
 #[test]
 fn https_routes_are_served_with_the_local_ca_h2_and_a_redirect() {
     let (server, https_port) = Server::start_https(&[]);
@@ -47,15 +65,13 @@ fn https_routes_are_served_with_the_local_ca_h2_and_a_redirect() {
     );
     assert_eq!(key_mode & 0o777, 0o600, "the CA key is private");
 
-    let app = App::demo(server.dir.path(), "tls-app");
-    app.write("server.py", PROTO_SERVER);
-    app.write(
-        ".platform/routes.yaml",
+    push_app(
+        &server,
+        "tls-app",
+        PROTO_SERVER,
         "\"https://{default}/\":\n    type: upstream\n    upstream: \"hello:http\"\n\"http://{default}/\":\n    type: redirect\n    to: \"https://{default}/\"\n",
+        "https routes",
     );
-    app.commit("https routes");
-    let o = server.git(&app.dir, &["push", &server.remote("tls"), "main"]);
-    assert!(o.status.success(), "push: {}", text(&o));
 
     // HTTPS with the printed CA: the app, over h2, told it was https.
     let (ok, out, err) = curl_https(https_port, HOST, "/", &ca, H2);
@@ -205,21 +221,18 @@ fn heads_over_https(port: u16, ca: &Path, args: &[&str], urls: &[&str]) -> Strin
 fn hsts_is_sent_on_https_answers_only_and_the_url_says_https() {
     let (server, https_port) = Server::start_https(&[]);
     let ca = server.data.join("ca").join("ca.pem");
-    let app = App::demo(server.dir.path(), "hsts-app");
-    app.write("server.py", URL_SERVER);
-    app.write(
-        ".platform/routes.yaml",
+    let (_, pushed) = push_app(
+        &server,
+        "hsts-app",
+        URL_SERVER,
         "\"https://{default}/\":\n  type: upstream\n  upstream: \"hello:http\"\n  tls:\n    strict_transport_security:\n      enabled: true\n      include_subdomains: true\n\"http://{default}/\":\n  type: redirect\n  to: \"https://{default}/\"\n\"http://{default}/plain\":\n  type: upstream\n  upstream: \"hello:http\"\n",
+        "https routes with HSTS",
     );
-    app.commit("https routes with HSTS");
-    let o = server.git(&app.dir, &["push", &server.remote("tls"), "main"]);
-    assert!(o.status.success(), "push: {}", text(&o));
     let url = format!("https://{HOST}:{https_port}/");
     // The push output and SLIPWAY_URL name the environment's https:// URL.
     assert!(
-        text(&o).contains(&format!("-----> live: {url} (release 1")),
-        "{}",
-        text(&o)
+        pushed.contains(&format!("-----> live: {url} (release 1")),
+        "{pushed}"
     );
     let (_, out, err) = curl_https(https_port, HOST, "/url", &ca, &[]);
     assert_eq!(format!("{out}{err}"), url, "SLIPWAY_URL");
@@ -347,15 +360,13 @@ print(got.decode())
 fn a_websocket_upgrade_and_a_switch_hold_over_tls() {
     let (server, https_port) = Server::start_https(&[]);
     let ca = server.data.join("ca").join("ca.pem");
-    let app = App::demo(server.dir.path(), "ws-app");
-    app.write("server.py", WS_SERVER);
-    app.write(
-        ".platform/routes.yaml",
+    let (app, _) = push_app(
+        &server,
+        "ws-app",
+        WS_SERVER,
         "\"https://{default}/\":\n    type: upstream\n    upstream: \"hello:http\"\n",
+        "ws",
     );
-    app.commit("ws");
-    let o = server.git(&app.dir, &["push", &server.remote("tls"), "main"]);
-    assert!(o.status.success(), "push: {}", text(&o));
 
     let client = server.dir.path().join("ws_client.py");
     std::fs::write(&client, WS_CLIENT).expect("client");
@@ -437,15 +448,13 @@ fn https_and_metrics_sockets_are_handed_over_by_serve_upgrade_and_no_request_fai
     let (mut server, https_port) =
         Server::start_https(&[("SLIPWAY_METRICS_LISTEN", &metrics_listen)]);
     let ca = server.data.join("ca").join("ca.pem");
-    let app = App::demo(server.dir.path(), "up-app");
-    app.write("server.py", PROTO_SERVER);
-    app.write(
-        ".platform/routes.yaml",
+    push_app(
+        &server,
+        "up-app",
+        PROTO_SERVER,
         "\"https://{default}/\":\n    type: upstream\n    upstream: \"hello:http\"\n",
+        "https",
     );
-    app.commit("https");
-    let o = server.git(&app.dir, &["push", &server.remote("tls"), "main"]);
-    assert!(o.status.success(), "push: {}", text(&o));
     assert_eq!(
         curl_https(https_port, HOST, "/", &ca, H2).1,
         "proto=https 2 200"

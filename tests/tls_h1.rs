@@ -260,12 +260,7 @@ const PHP_INDEX: &str = "<?php\necho 'https=' . ($_SERVER['HTTPS'] ?? '') . ' sc
 
 #[test]
 fn php_over_tls_is_told_https_on_a_kept_alive_connection_with_static_files() {
-    let https_port = free_port();
-    let listen = format!("127.0.0.1:{https_port}");
-    let server = Server::start_with(&[
-        ("SLIPWAY_HTTPS_LISTEN", &listen),
-        ("SLIPWAY_ROUTER_MAX_BODY", "1M"),
-    ]);
+    let (server, https_port) = Server::start_https(&[("SLIPWAY_ROUTER_MAX_BODY", "1M")]);
     let ca = server.data.join("ca").join("ca.pem");
     let app = App::demo(server.dir.path(), "tlsh1-php");
     std::fs::remove_file(app.dir.join("server.py")).expect("no python server");
@@ -274,8 +269,7 @@ fn php_over_tls_is_told_https_on_a_kept_alive_connection_with_static_files() {
     app.write("web/index.php", PHP_INDEX);
     app.write("web/hello.txt", "static over tls\n");
     app.commit("php over tls");
-    let o = server.git(&app.dir, &["push", &server.remote("tlsh1"), "main"]);
-    assert!(o.status.success(), "push: {}", text(&o));
+    server.push_ok(&app, "tlsh1");
     let script = server.dir.path().join("h1_client.py");
     std::fs::write(&script, CLIENT).expect("client script");
     // A static file, PHP (FastCGI) and a static file again, all on the router's own path,
@@ -334,11 +328,7 @@ fn php_over_tls_is_told_https_on_a_kept_alive_connection_with_static_files() {
 /// A server with `--https-listen` and the app pushed: (server, HTTPS port, CA file,
 /// client script, app).
 fn deployed(env: &[(&str, &str)]) -> (Server, u16, PathBuf, PathBuf, App) {
-    let https_port = free_port();
-    let listen = format!("127.0.0.1:{https_port}");
-    let mut env = env.to_vec();
-    env.push(("SLIPWAY_HTTPS_LISTEN", &listen));
-    let server = Server::start_with(&env);
+    let (server, https_port) = Server::start_https(env);
     let ca = server.data.join("ca").join("ca.pem");
     let app = App::demo(server.dir.path(), "tlsh1-app");
     app.write("server.py", APP_SERVER);
@@ -346,8 +336,7 @@ fn deployed(env: &[(&str, &str)]) -> (Server, u16, PathBuf, PathBuf, App) {
     app.write(".platform/routes.yaml", ROUTES);
     app.write("public/static/small.txt", "small static file\n");
     app.commit("h1 over tls");
-    let o = server.git(&app.dir, &["push", &server.remote("tlsh1"), "main"]);
-    assert!(o.status.success(), "push: {}", text(&o));
+    server.push_ok(&app, "tlsh1");
     let client = server.dir.path().join("h1_client.py");
     std::fs::write(&client, CLIENT).expect("client script");
     (server, https_port, ca, client, app)
@@ -409,8 +398,7 @@ fn http1_over_tls_keeps_alive_pipelines_serves_files_hands_over_and_refuses_bad_
         .collect();
     std::fs::write(app.dir.join("public/static/big.bin"), &big).expect("big file");
     app.commit("big file");
-    let o = server.git(&app.dir, &["push", &server.remote("tlsh1"), "main"]);
-    assert!(o.status.success(), "push: {}", text(&o));
+    server.push_ok(&app, "tlsh1");
     let sum = run(Command::new("sha256sum").arg(app.dir.join("public/static/big.bin")));
     let sum = String::from_utf8_lossy(&sum.stdout)
         .split(' ')

@@ -9,78 +9,28 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use slipway_e2e::{text, App, Server};
+use slipway_e2e::{text, App, LoadTally, Server, Ws};
 
 const HOST: &str = "main.demo.localhost";
 
-/// A stdlib HTTP/1.1 server on the unix socket `$SOCKET`: `GET /` answers
-/// `release-N|` repeated (keep-alive, Content-Length), `GET /env` what it sees of
-/// `PORT` and `SOCKET`, `GET /ws` is a WebSocket echoing each text frame as
+/// The app ([`slipway_e2e::py_release_app!`]) on the unix socket `$SOCKET`: `GET /`
+/// answers `release-N|` repeated over 2 KB (keep-alive, Content-Length), `GET /env` what it
+/// sees of `PORT` and `SOCKET`, `GET /ws` is a WebSocket echoing each text frame as
 /// `release-N:PAYLOAD`.
-const SERVER: &str = r#"import base64, hashlib, http.server, json, os, socketserver, struct
-VERSION = open("build.txt").read().strip()
-UNIT = (VERSION + "|").encode()
-PAGE = UNIT * (2048 // len(UNIT))
-GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-def frame(op, data):
-    return struct.pack("!BB", 0x80 | op, len(data)) + data
-
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def address_string(self):
-        return "unix"
-    def answer(self, body):
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def do_GET(self):
-        if self.headers.get("Upgrade", "").lower() == "websocket":
-            return self.websocket()
-        if self.path == "/env":
-            return self.answer(json.dumps({"PORT": os.environ.get("PORT"), "SOCKET": os.environ.get("SOCKET"), "run": sorted(os.listdir("/run"))}).encode())
-        self.answer(PAGE)
-    def do_POST(self):
-        data = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        self.answer(VERSION.encode() + b":" + data)
-    def websocket(self):
-        key = self.headers["Sec-WebSocket-Key"]
-        accept = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
-        self.send_response(101)
-        self.send_header("Upgrade", "websocket")
-        self.send_header("Connection", "Upgrade")
-        self.send_header("Sec-WebSocket-Accept", accept)
-        self.end_headers()
-        self.close_connection = True
-        r, w = self.rfile, self.wfile
-        while True:
-            head = r.read(2)
-            if len(head) < 2:
-                return
-            op, n = head[0] & 15, head[1] & 127
-            mask = r.read(4) if head[1] & 128 else b"\0\0\0\0"
-            data = bytes(b ^ mask[i % 4] for i, b in enumerate(r.read(n)))
-            if op == 8:
-                w.write(frame(8, data[:2]))
-                return
-            w.write(frame(1, VERSION.encode() + b":" + data))
-            w.flush()
-    def log_message(self, *a):
-        pass
-
-class S(socketserver.ThreadingUnixStreamServer):
+const SERVER: &str = slipway_e2e::py_release_app!(
+    2048,
+    r#"class S(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
     request_queue_size = 256
 
 path = os.environ["SOCKET"]
 print("listening on", path, flush=True)
 S(path, H).serve_forever()
-"#;
+"#
+);
 
 const APP_YAML: &str = "name: app\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    echo \"release-$(cat VERSION)\" > build.txt\nweb:\n  upstream:\n    socket_family: unix\n  commands:\n    start: python3 server.py\n";
 
@@ -105,32 +55,8 @@ fn page_release(body: &[u8]) -> Option<u32> {
     (s.len() >= 1000 && s.split('|').filter(|u| !u.is_empty()).all(|u| u == unit)).then_some(n)
 }
 
-#[derive(Default)]
-struct Tally {
-    ok: AtomicUsize,
-    ws_messages: AtomicUsize,
-    failures: Mutex<Vec<String>>,
-    releases: Mutex<std::collections::BTreeSet<u32>>,
-}
-
-impl Tally {
-    fn fail(&self, what: String) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(what);
-    }
-    fn saw(&self, n: u32) {
-        self.ok.fetch_add(1, Ordering::Relaxed);
-        self.releases
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(n);
-    }
-}
-
 /// Keep-alive GETs of `/` on one client connection until `stop`.
-fn get_loop(port: u16, stop: &AtomicBool, tally: &Tally) {
+fn get_loop(port: u16, stop: &AtomicBool, tally: &LoadTally) {
     let connect = || -> std::io::Result<TcpStream> {
         let s = TcpStream::connect(("127.0.0.1", port))?;
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
@@ -190,61 +116,18 @@ fn keep_alive_get(conn: &mut TcpStream) -> std::io::Result<(u16, Vec<u8>)> {
     Ok((status, body))
 }
 
-/// A WebSocket client through the router (text frames, masked).
-fn ws_connect(port: u16) -> std::io::Result<TcpStream> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        s,
-        "GET /ws HTTP/1.1\r\nHost: {HOST}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-    )?;
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut b = [0u8; 1];
-        if s.read(&mut b)? == 0 {
-            return Err(std::io::Error::other("closed in the handshake"));
-        }
-        head.push(b[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
-    if !head.starts_with("http/1.1 101")
-        || !head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=")
-    {
-        return Err(std::io::Error::other(format!("bad handshake: {head}")));
-    }
-    Ok(s)
-}
-
-/// Send one text frame and read its echo: `Ok(None)` when the router closed the
-/// connection in order (a retired release's drain timeout).
-fn ws_echo(s: &mut TcpStream, msg: &[u8]) -> std::io::Result<Option<Vec<u8>>> {
-    let mask = [0x12u8, 0x34, 0x56, 0x78];
-    let mut f = vec![0x81u8, 0x80 | msg.len() as u8];
-    f.extend_from_slice(&mask);
-    f.extend(msg.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    s.write_all(&f)?;
-    let mut head = [0u8; 2];
-    if s.read(&mut head[..1])? == 0 {
-        return Ok(None);
-    }
-    s.read_exact(&mut head[1..])?;
-    let mut data = vec![0u8; (head[1] & 127) as usize];
-    s.read_exact(&mut data)?;
-    Ok(Some(data))
-}
-
-fn ws_loop(port: u16, stop: &AtomicBool, tally: &Tally) {
+fn ws_loop(port: u16, stop: &AtomicBool, tally: &LoadTally) {
     let mut seq = 0u32;
     while !stop.load(Ordering::Relaxed) {
-        let mut ws = match ws_connect(port) {
+        let mut ws = match Ws::connect(port, HOST) {
             Ok(ws) => ws,
             Err(e) => return tally.fail(format!("WebSocket: {e}")),
         };
         while !stop.load(Ordering::Relaxed) {
             seq += 1;
             let msg = format!("m{seq}");
-            match ws_echo(&mut ws, msg.as_bytes()) {
-                Ok(Some(data)) => {
+            match ws.send(msg.as_bytes()).and_then(|()| ws.recv()) {
+                Ok(Some((_, data))) => {
                     let text = String::from_utf8_lossy(&data).to_string();
                     match text.split_once(':') {
                         Some((rel, echoed)) if echoed == msg && rel.starts_with("release-") => {
@@ -365,7 +248,7 @@ fn an_app_on_a_unix_socket_serves_switches_under_load_and_fails_health_clearly()
 
     // Redeploys under load: keep-alive GETs and a WebSocket, no failed request.
     let stop = Arc::new(AtomicBool::new(false));
-    let tally = Arc::new(Tally::default());
+    let tally = Arc::new(LoadTally::default());
     let mut load = Vec::new();
     for i in 0..4 {
         let (stop, tally) = (stop.clone(), tally.clone());
@@ -386,24 +269,8 @@ fn an_app_on_a_unix_socket_serves_switches_under_load_and_fails_health_clearly()
     for t in load {
         t.join().expect("load thread");
     }
-    let failures = tally
-        .failures
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    let ok = tally.ok.load(Ordering::Relaxed);
-    assert!(
-        failures.is_empty(),
-        "{} of {} requests failed: {:#?}",
-        failures.len(),
-        ok + failures.len(),
-        &failures[..failures.len().min(10)]
-    );
-    let seen = tally
-        .releases
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let ok = tally.assert_none_failed();
+    let seen = tally.releases_seen();
     assert!(
         seen.contains(&4),
         "the last release never answered: {seen:?}"

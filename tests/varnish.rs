@@ -63,6 +63,42 @@ const SERVICES: &str = "varnish:\n  type: varnish:7.1\n  relationships:\n    app
 
 const HOST: &str = "main.demo.localhost";
 
+/// The app's `.platform.app.yaml`: the app `hello` on python:3.11, with `relationships`
+/// (top-level YAML lines, or "").
+fn app_yaml(relationships: &str) -> String {
+    format!("name: hello\ntype: python:3.11\n{relationships}web:\n  commands:\n    start: python3 server.py\n")
+}
+
+/// A demo app in `server`'s folder, not committed yet, behind varnish: the app `hello`
+/// ([`app_yaml`] with `relationships`, [`APP_SERVER`] at `release one`), the varnish
+/// service [`SERVICES`] on `vcl`, and the route `http://{default}/` to varnish.
+fn behind_varnish(server: &Server, relationships: &str, vcl: &str) -> App {
+    let app = App::demo(server.dir.path(), "app");
+    app.write(".platform.app.yaml", &app_yaml(relationships));
+    app.write(".platform/services.yaml", SERVICES);
+    app.write(".platform/config.vcl", vcl);
+    app.write(
+        ".platform/routes.yaml",
+        "'http://{default}/': {type: upstream, upstream: 'varnish:http'}\n",
+    );
+    app.write("server.py", APP_SERVER);
+    app.write("release.txt", "release one\n");
+    app
+}
+
+/// Asserts that the public, through the route, neither purges nor bans: `PURGE` and `BAN`
+/// of `/cached` are answered 405, though they reach varnishd from the loopback (which
+/// the purge test's ACL allows).
+fn assert_the_public_neither_purges_nor_bans(server: &Server) {
+    for method in ["PURGE", "BAN"] {
+        let (status, head, _) = raw_http(
+            server.http_port,
+            &format!("{method} /cached HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!(status, 405, "{method} through the route: {head}");
+    }
+}
+
 fn push(server: &Server, app: &App) -> (bool, String) {
     let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
     (o.status.success(), text(&o))
@@ -79,20 +115,12 @@ fn an_app_behind_varnish_is_cached_follows_deploys_without_a_failed_request_and_
 ) {
     cached_stack("varnish:7.1");
     let mut server = Server::start();
-    let app = App::demo(server.dir.path(), "app");
-    app.write(
-        ".platform.app.yaml",
-        "name: hello\ntype: python:3.11\nweb:\n  commands:\n    start: python3 server.py\n",
-    );
-    app.write(".platform/services.yaml", SERVICES);
-    app.write(".platform/config.vcl", VCL);
+    let app = behind_varnish(&server, "", VCL);
     // A route to a service that does not exist is refused where it is written.
     app.write(
         ".platform/routes.yaml",
         "'http://{default}/': {type: upstream, upstream: 'varnsh:http'}\n",
     );
-    app.write("server.py", APP_SERVER);
-    app.write("release.txt", "release one\n");
     app.commit("varnish in front, a typo in the route");
     let (ok, out) = push(&server, &app);
     assert!(!ok, "a route to no app or service was accepted:\n{out}");
@@ -288,17 +316,7 @@ fn an_app_behind_varnish_is_cached_follows_deploys_without_a_failed_request_and_
 fn a_new_varnish_on_a_vcl_that_does_not_compile_is_refused_and_nothing_starts() {
     cached_stack("varnish:7.1");
     let server = Server::start();
-    let app = App::demo(server.dir.path(), "app");
-    app.write(
-        ".platform.app.yaml",
-        "name: hello\ntype: python:3.11\nweb:\n  commands:\n    start: python3 server.py\n",
-    );
-    app.write("server.py", APP_SERVER);
-    app.write("release.txt", "release one\n");
-    app.write(
-        ".platform/routes.yaml",
-        "'http://{default}/': {type: upstream, upstream: 'varnish:http'}\n",
-    );
+    let app = behind_varnish(&server, "", VCL);
     // A relationship of the service to an app that does not exist is refused first.
     app.write(
         ".platform/services.yaml",
@@ -379,19 +397,11 @@ sub vcl_recv {
 fn an_app_purges_a_url_through_its_relationship_to_varnish_and_no_one_else_does() {
     cached_stack("varnish:7.1");
     let server = Server::start();
-    let app = App::demo(server.dir.path(), "app");
-    app.write(
-        ".platform.app.yaml",
-        "name: hello\ntype: python:3.11\nrelationships:\n  cache: 'varnish:http'\nweb:\n  commands:\n    start: python3 server.py\n",
+    let app = behind_varnish(
+        &server,
+        "relationships:\n  cache: 'varnish:http'\n",
+        PURGE_VCL,
     );
-    app.write(".platform/services.yaml", SERVICES);
-    app.write(".platform/config.vcl", PURGE_VCL);
-    app.write(
-        ".platform/routes.yaml",
-        "'http://{default}/': {type: upstream, upstream: 'varnish:http'}\n",
-    );
-    app.write("server.py", APP_SERVER);
-    app.write("release.txt", "release one\n");
     app.commit("varnish in front, the app purges");
     let (ok, out) = push(&server, &app);
     assert!(ok, "push failed:\n{out}\n{}", server.server_log());
@@ -401,13 +411,7 @@ fn an_app_purges_a_url_through_its_relationship_to_varnish_and_no_one_else_does(
 
     // The public, through the route, neither purges nor bans, though the request reaches
     // varnishd from the loopback, which the user's ACL allows.
-    for method in ["PURGE", "BAN"] {
-        let (status, head, _) = raw_http(
-            server.http_port,
-            &format!("{method} /cached HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"),
-        );
-        assert_eq!(status, 405, "{method} through the route: {head}");
-    }
+    assert_the_public_neither_purges_nor_bans(&server);
     assert_eq!(cached(), (200, "app answered 1 times".into()), "not purged");
 
     // The app purges the URL through its relationship: the next request reaches the app.
@@ -448,19 +452,7 @@ fn an_app_purges_a_url_through_its_relationship_to_varnish_and_no_one_else_does(
 fn an_app_given_a_relationship_to_a_running_varnish_purges_right_after_its_push() {
     cached_stack("varnish:7.1");
     let server = Server::start();
-    let app = App::demo(server.dir.path(), "app");
-    let app_yaml = |relationships: &str| {
-        format!("name: hello\ntype: python:3.11\n{relationships}web:\n  commands:\n    start: python3 server.py\n")
-    };
-    app.write(".platform.app.yaml", &app_yaml(""));
-    app.write(".platform/services.yaml", SERVICES);
-    app.write(".platform/config.vcl", PURGE_VCL);
-    app.write(
-        ".platform/routes.yaml",
-        "'http://{default}/': {type: upstream, upstream: 'varnish:http'}\n",
-    );
-    app.write("server.py", APP_SERVER);
-    app.write("release.txt", "release one\n");
+    let app = behind_varnish(&server, "", PURGE_VCL);
     app.commit("varnish in front, no relationship to it yet");
     let (ok, out) = push(&server, &app);
     assert!(ok, "push failed:\n{out}\n{}", server.server_log());
@@ -482,13 +474,7 @@ fn an_app_given_a_relationship_to_a_running_varnish_purges_right_after_its_push(
     assert_eq!(cached(), (200, "app answered 1 times".into()), "cached");
 
     // The public still neither purges nor bans.
-    for method in ["PURGE", "BAN"] {
-        let (status, head, _) = raw_http(
-            server.http_port,
-            &format!("{method} /cached HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"),
-        );
-        assert_eq!(status, 405, "{method} through the route: {head}");
-    }
+    assert_the_public_neither_purges_nor_bans(&server);
     assert_eq!(cached(), (200, "app answered 1 times".into()), "not purged");
     // The app purges at once, through its new relationship.
     assert_eq!(

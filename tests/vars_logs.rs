@@ -12,12 +12,6 @@ use slipway_e2e::{run, text, App, Server};
 
 const HOST: &str = "main.demo.localhost";
 
-fn push(server: &Server, app: &App) -> String {
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    assert!(o.status.success(), "push: {}", text(&o));
-    text(&o)
-}
-
 /// Files under `dir` holding `needle` (grep -rl).
 fn files_with(dir: &std::path::Path, needle: &str) -> String {
     let o = run(Command::new("grep").arg("-rlF").arg(needle).arg(dir));
@@ -60,7 +54,7 @@ fn env_app(server: &Server) -> App {
 fn secret_values_reach_apps_hooks_and_shells_but_no_file_or_command_line() {
     let server = Server::start();
     let app = env_app(&server);
-    push(&server, &app);
+    server.push_ok(&app, "demo");
     let secret = format!("s3cret-{}-value", std::process::id());
 
     let o = server.admin(&format!("var set --sensitive demo main API_TOKEN={secret}"));
@@ -399,17 +393,7 @@ fn a_build_printing_a_million_lines_keeps_a_capped_log_and_others_are_served() {
             .sum::<u64>()
     };
     let before = db_size();
-    let pusher = {
-        let (dir, remote) = (app.dir.clone(), server.remote("demo"));
-        let ssh = server.ssh_command(&server.key);
-        std::thread::spawn(move || {
-            run(Command::new("git")
-                .args(["push", &remote, "main"])
-                .current_dir(dir)
-                .env("GIT_SSH_COMMAND", ssh)
-                .env("GIT_TERMINAL_PROMPT", "0"))
-        })
-    };
+    let pusher = server.push_in_background(&app, "demo");
     // Meanwhile another user's commands answer (generously soon).
     let mut answered = 0;
     while !pusher.is_finished() {
@@ -479,7 +463,7 @@ fn app_logs_rotate_by_size_and_logs_f_follows_across_rotations() {
         ),
     );
     app.commit("ticking app");
-    push(&server, &app);
+    server.push_ok(&app, "demo");
     let log = server.data.join("logs/demo/main/hello.log");
 
     let mut cmd = Command::new("ssh");

@@ -14,11 +14,10 @@ use slipway_e2e::{run, text, App, Server};
 /// Writes and reads files of its mounts: `/write?f=PATH&v=TEXT`, `/read?f=PATH`,
 /// `/fill?f=PATH&mb=N` (writes N MB, answers with the error), `/ro` (a write outside the mounts),
 /// `/rels` (the names of its relationships).
-const SERVER: &str = r#"import base64, http.server, json, os, urllib.parse
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        u = urllib.parse.urlparse(self.path)
+const SERVER: &str = slipway_e2e::py_app!(
+    r#"import urllib.parse
+"#,
+    r#"        u = urllib.parse.urlparse(self.path)
         q = dict(urllib.parse.parse_qsl(u.query))
         try:
             if u.path == "/write":
@@ -49,15 +48,9 @@ class H(http.server.BaseHTTPRequestHandler):
                 body = open("build.txt").read()
         except Exception as e:
             body = "error %r" % e
-        b = body.encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(b)))
-        self.end_headers()
-        self.wfile.write(b)
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#;
+        body = body.encode()
+"#
+);
 
 /// The app's config: `disk` MB, the mounts given (YAML lines), a deploy hook.
 fn config(disk: u64, mounts: &str, deploy_hook: &str) -> String {
@@ -117,15 +110,7 @@ fn mounted(dir: &Path) -> bool {
 /// `slipway serve` again, until main answers.
 fn serve_again(server: &mut Server) {
     server.serve();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while server.get("main.demo.localhost", "/").map(|(s, _)| s) != Some(200) {
-        assert!(
-            Instant::now() < deadline,
-            "main did not come back\n{}",
-            server.server_log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    server.wait_for_page("main.demo.localhost", "/", Duration::from_secs(60));
 }
 
 #[test]
@@ -222,10 +207,8 @@ fn mount_data_survives_deploys_failures_rollbacks_restarts_down_and_kill() {
         ),
     );
     app.commit("slow hook");
-    let mut pusher = Command::new("git")
-        .args(["push", &server.remote("demo"), "HEAD:refs/heads/main"])
-        .current_dir(&app.dir)
-        .env("GIT_SSH_COMMAND", server.ssh_command(&server.key))
+    let mut pusher = server
+        .push_command(&app, "demo", "HEAD:refs/heads/main", &[])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -273,14 +256,7 @@ fn data_losing_changes_need_the_option_and_a_full_disk_is_the_apps_own_error() {
         out.contains("dev now has a copy of main's mount data"),
         "{out}"
     );
-    let dev_back = Instant::now() + Duration::from_secs(30);
-    while server.get("dev.demo.localhost", "/").map(|(s, _)| s) != Some(200) {
-        assert!(
-            Instant::now() < dev_back,
-            "dev did not come back after sync"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    server.wait_for_page("dev.demo.localhost", "/", Duration::from_secs(30));
     assert_eq!(get(&server, "dev", "/read?f=data/a.txt"), "kept");
     assert_eq!(get(&server, "dev", "/read?f=data/b.txt"), "later");
     // A branch made from dev (not main) starts with a copy of dev's data.
@@ -305,14 +281,7 @@ fn data_losing_changes_need_the_option_and_a_full_disk_is_the_apps_own_error() {
         out.contains("feature now has a copy of dev's mount data"),
         "{out}"
     );
-    let back = Instant::now() + Duration::from_secs(30);
-    while server.get("feature.demo.localhost", "/").map(|(s, _)| s) != Some(200) {
-        assert!(
-            Instant::now() < back,
-            "feature did not come back after sync"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    server.wait_for_page("feature.demo.localhost", "/", Duration::from_secs(30));
     assert_eq!(get(&server, "feature", "/read?f=data/a.txt"), "dev3");
     // Production has no parent: its data is never replaced by a branch's (`master` too,
     // though its head descends from feature's and dev's).
@@ -461,10 +430,8 @@ fn sync_streams_its_output_while_it_runs() {
     // A deploy of dev that holds its lock for a while: sync waits for it, and says so at once.
     app.write(".platform.app.yaml", &config(32, MOUNTS, "    sleep 8\n"));
     app.commit("slow deploy hook");
-    let mut pusher = Command::new("git")
-        .args(["push", &server.remote("demo"), "HEAD:refs/heads/dev"])
-        .current_dir(&app.dir)
-        .env("GIT_SSH_COMMAND", server.ssh_command(&server.key))
+    let mut pusher = server
+        .push_command(&app, "demo", "HEAD:refs/heads/dev", &[])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -6,7 +6,7 @@
 
 use std::process::Command;
 
-use slipway_e2e::{header_field as field, raw_http as raw, run, slipway_bin, text, App, Server};
+use slipway_e2e::{header_field as field, raw_http as raw, text, App, Server};
 
 const HOST: &str = "main.demo.localhost";
 const SECRET: &str = "top-secret-outside-the-root";
@@ -87,13 +87,7 @@ fn site(server: &Server) -> App {
 fn static_files_rules_passthru_and_traversal() {
     let server = Server::start();
     let app = site(&server);
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    assert!(
-        o.status.success(),
-        "push failed:\n{}\n{}",
-        text(&o),
-        server.server_log()
-    );
+    server.push_ok(&app, "demo");
     let port = server.http_port;
 
     // The index file of /, with the location's expires and headers and validators.
@@ -271,9 +265,7 @@ fn a_location_root_outside_the_app_is_refused_at_push() {
         "{out}"
     );
     // config check says the same.
-    let o = run(Command::new(slipway_bin())
-        .args(["config", "check"])
-        .arg(&app.dir));
+    let o = slipway_e2e::config_check(&app.dir);
     let out = text(&o);
     assert!(!o.status.success(), "{out}");
     assert!(
@@ -311,9 +303,7 @@ web:
     app.write("public/data.json", "{}\n");
     app.write("public/package-lock.json", "{}\n");
     app.commit("a static site");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    let out = text(&o);
-    assert!(o.status.success(), "{out}\n{}", server.server_log());
+    let out = server.push_ok(&app, "demo");
     assert!(out.contains("no web process"), "{out}");
     let port = server.http_port;
     let (status, head, body) = get(port, "/", "");
@@ -336,9 +326,7 @@ web:
     let (status, _, _) = get(port, "/missing.html", "");
     assert_eq!(status, 404);
     // config check accepts the same tree.
-    let o = run(Command::new(slipway_bin())
-        .args(["config", "check"])
-        .arg(&app.dir));
+    let o = slipway_e2e::config_check(&app.dir);
     assert!(o.status.success(), "{}", text(&o));
 }
 
@@ -441,13 +429,7 @@ web:
     let big: String = (0..120_000).map(|i| format!("line {i:06}\n")).collect();
     app.write("web/big.txt", &big);
     app.commit("gzip and a mount");
-    let o = server.git(&app.dir, &["push", &server.remote("demo"), "main"]);
-    assert!(
-        o.status.success(),
-        "push failed:\n{}\n{}",
-        text(&o),
-        server.server_log()
-    );
+    server.push_ok(&app, "demo");
     let port = server.http_port;
 
     // On the fly, for a client that takes gzip.

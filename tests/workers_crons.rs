@@ -171,11 +171,7 @@ fn a_worker_consumes_work_survives_its_crash_and_retires_with_its_release() {
     app.commit("worker without start");
     let o = push(&server, &app);
     assert!(!o.status.success());
-    let check = slipway_e2e::run(
-        std::process::Command::new(slipway_e2e::slipway_bin())
-            .args(["config", "check"])
-            .arg(&app.dir),
-    );
+    let check = slipway_e2e::config_check(&app.dir);
     assert!(!check.status.success());
     for out in [text(&o), text(&check)] {
         assert!(
@@ -395,12 +391,12 @@ fn a_restarted_server_adopts_running_workers_and_starts_stopped_ones() {
 
     // Its container gone while the server was down: started again at start.
     server.stop();
-    let o = slipway_e2e::run(
-        std::process::Command::new("runc")
-            .arg("--root")
-            .arg(server.data.join("runtime").join("state"))
-            .args(["delete", "--force", "demo.main.hello.w-queue.r1"]),
-    );
+    let o =
+        slipway_e2e::run(
+            server
+                .runc()
+                .args(["delete", "--force", "demo.main.hello.w-queue.r1"]),
+        );
     assert!(o.status.success(), "{}", text(&o));
     server.serve();
     wait_for(30, "the worker started again", || {

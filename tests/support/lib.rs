@@ -44,6 +44,20 @@ pub fn slipway_bin() -> PathBuf {
     .clone()
 }
 
+/// `slipway config check DIR` (the push's validation of a source tree, run locally).
+pub fn config_check(dir: &Path) -> Output {
+    run(Command::new(slipway_bin())
+        .args(["config", "check"])
+        .arg(dir))
+}
+
+/// [`config_check`] of `dir`, which must pass: its output.
+pub fn config_check_ok(dir: &Path) -> String {
+    let o = config_check(dir);
+    assert!(o.status.success(), "{}", text(&o));
+    text(&o)
+}
+
 /// The stacks every test server runs its apps on (`Server` builds them once per machine,
 /// see [`cached_stack`]); a test app's `type` must name one of these.
 pub const TEST_STACKS: &[&str] = &[
@@ -418,27 +432,97 @@ impl Server {
         body
     }
 
+    /// GET `path` with `Host: host` through the router ([`http_request`]): (status, head,
+    /// body).
+    pub fn get_with_head(&self, host: &str, path: &str) -> (u16, String, String) {
+        http_request(self.http_port, "GET", host, path, b"")
+    }
+
+    /// The body of GET `path` on `host` once the router answers it with 200 (asked every
+    /// 200 ms, e.g. while apps start again after a restart, a restore or a sync); the test
+    /// fails with the last answer and the server's log if that takes longer than `within`.
+    pub fn wait_for_page(&self, host: &str, path: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            match self.get(host, path) {
+                Some((200, body)) => return body,
+                other => assert!(
+                    Instant::now() < deadline,
+                    "GET {host}{path} did not answer 200 within {within:?}: {other:?}\n{}",
+                    self.server_log()
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// GET `path` with `Host: host` through the router; (status, body).
     pub fn get(&self, host: &str, path: &str) -> Option<(u16, String)> {
         http_get(self.http_port, host, path)
     }
 
+    /// The commit branch `branch` of project `project` is at on this server (`git ls-remote`
+    /// run in `dir`, which must succeed), or "" when the project has no such branch.
+    pub fn branch_head(&self, dir: &Path, project: &str, branch: &str) -> String {
+        let o = self.git(
+            dir,
+            &[
+                "ls-remote",
+                &self.remote(project),
+                &format!("refs/heads/{branch}"),
+            ],
+        );
+        assert!(o.status.success(), "ls-remote: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    /// `runc --root DATA/runtime/state`: a runc command on this server's containers, to
+    /// which the caller adds the subcommand (`exec ID ...`, `state ID`, `kill ID KILL`).
+    pub fn runc(&self) -> Command {
+        let mut cmd = Command::new("runc");
+        cmd.arg("--root")
+            .arg(self.data.join("runtime").join("state"));
+        cmd
+    }
+
+    /// `args` run in container `container` (`runc exec`, as the container's own user) with
+    /// the variables `env`, which must succeed: its stdout, trimmed.
+    pub fn in_container(&self, container: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+        let mut cmd = self.runc();
+        cmd.arg("exec");
+        for (k, v) in env {
+            cmd.args(["--env", &format!("{k}={v}")]);
+        }
+        let o = run(cmd.arg(container).args(args));
+        assert!(o.status.success(), "{args:?} in {container}: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    /// The host pid of container `id`'s first process, from `runc state` (which must
+    /// succeed).
+    pub fn container_pid(&self, id: &str) -> i32 {
+        let o = run(self.runc().args(["state", id]));
+        assert!(o.status.success(), "runc state {id}: {}", text(&o));
+        let state: serde_json::Value = serde_json::from_slice(&o.stdout).expect("runc state JSON");
+        let pid = state["pid"].as_i64().expect("a pid") as i32;
+        assert!(pid > 0, "{state}");
+        pid
+    }
+
     /// The containers of this data dir, as `runc list` shows them: (id, status).
     pub fn containers(&self) -> Vec<(String, String)> {
-        let o = run(Command::new("runc")
-            .arg("--root")
-            .arg(self.data.join("runtime").join("state"))
-            .args(["list", "-q"]));
+        let o = run(self.runc().args(["list", "-q"]));
         let ids: Vec<String> = String::from_utf8_lossy(&o.stdout)
             .lines()
             .map(str::to_string)
             .collect();
         ids.into_iter()
             .map(|id| {
-                let o = run(Command::new("runc")
-                    .arg("--root")
-                    .arg(self.data.join("runtime").join("state"))
-                    .args(["state", &id]));
+                let o = run(self.runc().args(["state", &id]));
                 let st = String::from_utf8_lossy(&o.stdout);
                 let status = st
                     .split("\"status\": \"")
@@ -516,6 +600,20 @@ impl App {
         app
     }
 
+    /// [`App::demo`] `app` in `parent` with `app_yaml` as its `.platform.app.yaml`, the
+    /// services file `services` and the route `http://{default}/` to the app `hello`, not
+    /// committed yet.
+    pub fn with_services(parent: &Path, app_yaml: &str, services: &str) -> App {
+        let app = App::demo(parent, "app");
+        app.write(".platform.app.yaml", app_yaml);
+        app.write(".platform/services.yaml", services);
+        app.write(
+            ".platform/routes.yaml",
+            "'http://{default}/': {type: upstream, upstream: 'hello:http'}\n",
+        );
+        app
+    }
+
     /// Write a file (creating folders).
     pub fn write(&self, path: &str, content: &str) {
         let p = self.dir.join(path);
@@ -550,28 +648,183 @@ impl App {
 }
 
 /// The source of a python3 test app (a `&'static str`): an HTTP/1.1 server on
-/// 127.0.0.1:$PORT that answers every GET with 200 and the bytes its handler leaves in
-/// `body`. `$answer` is the handler's python lines, indented by 8 spaces, with `self` the
-/// request; `$prelude` (top-level python lines) runs once first. base64, json, os, shutil,
+/// 127.0.0.1:$PORT that answers every GET with the bytes its handler leaves in `body`, with
+/// the status it leaves in `status` (200 unless it sets another). `$answer` is the
+/// handler's python lines, indented by 8 spaces, with `self` the request; `$prelude`
+/// (top-level python lines) runs once first. base64, json, os, shutil,
 /// subprocess and sys are imported. Both are string literals or macros making one
 /// ([`py_relationships!`], [`py_redis!`], [`py_dburl!`], or `concat!` of them).
+/// [`py_socket_app!`] is the same app on a unix socket.
 #[macro_export]
 macro_rules! py_app {
     ($prelude:expr, $answer:expr) => {
+        $crate::py_app!(
+            @serve $prelude,
+            $answer,
+            "http.server.ThreadingHTTPServer((\"127.0.0.1\", int(os.environ[\"PORT\"])), H).serve_forever()\n"
+        )
+    };
+    // The app whose handler class `H` the python lines `$serve` serve.
+    (@serve $prelude:expr, $answer:expr, $serve:expr) => {
         concat!(
             "import base64, http.server, json, os, shutil, subprocess, sys\n",
             $prelude,
             "class H(http.server.BaseHTTPRequestHandler):\n",
             "    protocol_version = \"HTTP/1.1\"\n",
             "    def do_GET(self):\n",
+            "        status = 200\n",
             $answer,
-            "        self.send_response(200)\n",
+            "        self.send_response(status)\n",
             "        self.send_header(\"Content-Length\", str(len(body)))\n",
             "        self.end_headers()\n",
             "        self.wfile.write(body)\n",
             "    def log_message(self, *a):\n",
             "        pass\n",
-            "http.server.ThreadingHTTPServer((\"127.0.0.1\", int(os.environ[\"PORT\"])), H).serve_forever()\n",
+            $serve,
+        )
+    };
+}
+
+/// [`py_app!`] on the unix socket `$SOCKET` (an app with `upstream: {socket_family: unix}`)
+/// instead of a port: the same `$prelude` and `$answer`, served by a threaded
+/// `socketserver.ThreadingUnixStreamServer`.
+#[macro_export]
+macro_rules! py_socket_app {
+    ($prelude:expr, $answer:expr) => {
+        $crate::py_app!(
+            @serve $prelude,
+            $answer,
+            concat!(
+                "import socketserver\n",
+                "class S(socketserver.ThreadingUnixStreamServer):\n",
+                "    daemon_threads = True\n",
+                "S(os.environ[\"SOCKET\"], H).serve_forever()\n",
+            )
+        )
+    };
+}
+
+/// The `manage.py` of a Django test project (a `&'static str`) whose settings module is
+/// `$project.settings`, as `django-admin startproject` writes it.
+#[macro_export]
+macro_rules! django_manage {
+    ($project:literal) => {
+        concat!(
+            "#!/usr/bin/env python\n",
+            "import os\n",
+            "import sys\n",
+            "\n",
+            "if __name__ == \"__main__\":\n",
+            "    os.environ.setdefault(\"DJANGO_SETTINGS_MODULE\", \"",
+            $project,
+            ".settings\")\n",
+            "    from django.core.management import execute_from_command_line\n",
+            "    execute_from_command_line(sys.argv)\n",
+        )
+    };
+}
+
+/// The `$project/wsgi.py` of a Django test project (a `&'static str`): the WSGI
+/// `application` of the settings module `$project.settings`.
+#[macro_export]
+macro_rules! django_wsgi {
+    ($project:literal) => {
+        concat!(
+            "import os\n",
+            "\n",
+            "from django.core.wsgi import get_wsgi_application\n",
+            "\n",
+            "os.environ.setdefault(\"DJANGO_SETTINGS_MODULE\", \"",
+            $project,
+            ".settings\")\n",
+            "application = get_wsgi_application()\n",
+        )
+    };
+}
+
+/// The source of the deploy-under-load tests' python3 app (a `&'static str`), a release
+/// named by its `build.txt` (`release-N`): `GET /` answers `release-N|` repeated over about
+/// `$page` bytes (`GET /slow` too, after 0.4 s), `GET /env` its `PORT`, `SOCKET` and what
+/// `/run` holds (JSON), `POST` `release-N:` and the body, and a `GET` asking
+/// `Upgrade: websocket` is a WebSocket answering each text or binary frame with
+/// `release-N:` and its payload, a ping with a pong. Keep-alive HTTP/1.1 with
+/// Content-Length. `$serve` is the python lines that serve the handler class `H` (on
+/// `$PORT` or on a unix socket).
+#[macro_export]
+macro_rules! py_release_app {
+    ($page:literal, $serve:expr) => {
+        concat!(
+            r#"import base64, hashlib, http.server, json, os, socketserver, struct, time
+VERSION = open("build.txt").read().strip()
+UNIT = (VERSION + "|").encode()
+PAGE = UNIT * ("#,
+            $page,
+            r#" // len(UNIT))
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+def frame(op, data):
+    n = len(data)
+    if n < 126:
+        head = struct.pack("!BB", 0x80 | op, n)
+    elif n < 65536:
+        head = struct.pack("!BBH", 0x80 | op, 126, n)
+    else:
+        head = struct.pack("!BBQ", 0x80 | op, 127, n)
+    return head + data
+
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def answer(self, body):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_GET(self):
+        if self.headers.get("Upgrade", "").lower() == "websocket":
+            return self.websocket()
+        if self.path == "/env":
+            return self.answer(json.dumps({"PORT": os.environ.get("PORT"), "SOCKET": os.environ.get("SOCKET"), "run": sorted(os.listdir("/run"))}).encode())
+        if self.path == "/slow":
+            time.sleep(0.4)
+        self.answer(PAGE)
+    def do_POST(self):
+        data = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.answer(VERSION.encode() + b":" + data)
+    def websocket(self):
+        key = self.headers["Sec-WebSocket-Key"]
+        accept = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.end_headers()
+        self.close_connection = True
+        r, w = self.rfile, self.wfile
+        while True:
+            head = r.read(2)
+            if len(head) < 2:
+                return
+            op, n = head[0] & 15, head[1] & 127
+            if n == 126:
+                n = struct.unpack("!H", r.read(2))[0]
+            elif n == 127:
+                n = struct.unpack("!Q", r.read(8))[0]
+            mask = r.read(4) if head[1] & 128 else b"\0\0\0\0"
+            data = bytes(b ^ mask[i % 4] for i, b in enumerate(r.read(n)))
+            if op == 8:
+                w.write(frame(8, data[:2]))
+                return
+            if op == 9:
+                w.write(frame(10, data))
+            elif op in (1, 2):
+                w.write(frame(op, VERSION.encode() + b":" + data))
+            w.flush()
+    def log_message(self, *a):
+        pass
+
+"#,
+            $serve,
         )
     };
 }
@@ -698,6 +951,13 @@ impl Server {
     /// user, each of `options` a push option (`allow-data-loss`, `key=value`).
     pub fn push_with(&self, app: &App, project: &str, refspec: &str, options: &[&str]) -> Output {
         run(&mut self.push_command(app, project, refspec, options))
+    }
+
+    /// `git push` of `app`'s `main` to project `project` in a thread of its own (the test
+    /// goes on while the server builds and deploys): join it for the push's output.
+    pub fn push_in_background(&self, app: &App, project: &str) -> std::thread::JoinHandle<Output> {
+        let mut push = self.push_command(app, project, "main", &[]);
+        std::thread::spawn(move || run(&mut push))
     }
 
     /// [`Server::push_with`]'s command, to spawn (a push in the background).
@@ -1212,6 +1472,16 @@ pub fn raw_http(port: u16, request: &str) -> (u16, String, Vec<u8>) {
     (status, head, buf[end + 4..].to_vec())
 }
 
+/// The number after `visit ` in a page (the visit counters of the template tests' apps);
+/// the test fails when there is none.
+pub fn visit_number(body: &str) -> u32 {
+    body.split("visit ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no visit number in {body:?}"))
+}
+
 /// `method` `path` on `host` with `body`, one request to the router on 127.0.0.1:`port`:
 /// (status, head, body as text, a chunked body joined).
 pub fn http_request(
@@ -1259,4 +1529,198 @@ pub fn header_field<'h>(head: &'h str, name: &str) -> Option<&'h str> {
         let (n, v) = l.split_once(':')?;
         n.eq_ignore_ascii_case(name).then(|| v.trim())
     })
+}
+
+impl Server {
+    /// A request to the web console (Host `console.localhost:PORT`), as `cookie` when
+    /// given, with `form` as an urlencoded body when given: (status, head, body as text).
+    pub fn console(
+        &self,
+        method: &str,
+        path: &str,
+        cookie: Option<&str>,
+        form: Option<&str>,
+    ) -> (u16, String, String) {
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: console.localhost:{}\r\nConnection: close\r\n",
+            self.http_port
+        );
+        if let Some(c) = cookie {
+            req.push_str(&format!("Cookie: {c}\r\n"));
+        }
+        match form {
+            Some(body) => req.push_str(&format!(
+                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )),
+            None => req.push_str("\r\n"),
+        }
+        let (status, head, body) = raw_http(self.http_port, &req);
+        (status, head, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// `ssh git@HOST console` as `key` (it must succeed): the path of the one-time login
+    /// URL it prints (`/login/TOKEN`).
+    pub fn console_login_path(&self, key: &Path) -> String {
+        let o = self.ssh(key, "git", "console");
+        assert!(o.status.success(), "{}", text(&o));
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        let prefix = format!("http://console.localhost:{}", self.http_port);
+        let url = out
+            .split_whitespace()
+            .find(|w| w.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no login URL in {out}"));
+        url[prefix.len()..].to_string()
+    }
+
+    /// Logs in to the console as `key` through a fresh one-time link, which must answer
+    /// `303` to `/` with a session cookie: the answer's whole `Set-Cookie` field (the cookie
+    /// to send is its part before the first `;`).
+    pub fn console_log_in(&self, key: &Path) -> String {
+        let path = self.console_login_path(key);
+        let (status, head, body) = self.console("GET", &path, None, None);
+        assert_eq!(status, 303, "{head}\n{body}");
+        assert_eq!(header_field(&head, "location"), Some("/"));
+        header_field(&head, "set-cookie")
+            .expect("a session cookie")
+            .to_string()
+    }
+}
+
+/// What the load threads of a deploy-under-load test saw (shared behind an `Arc`): the
+/// answers that were whole, the failures, the releases that answered and what their
+/// WebSockets did.
+#[derive(Default)]
+pub struct LoadTally {
+    /// Answers that were whole and from one release.
+    pub ok: std::sync::atomic::AtomicUsize,
+    /// What went wrong, one line each.
+    pub failures: std::sync::Mutex<Vec<String>>,
+    /// The releases that answered.
+    pub releases: std::sync::Mutex<std::collections::BTreeSet<u32>>,
+    /// WebSocket messages echoed as they should be.
+    pub ws_messages: std::sync::atomic::AtomicUsize,
+    /// WebSocket connections the router closed in order (a retired release's drain timeout).
+    pub ws_closed_by_server: std::sync::atomic::AtomicUsize,
+}
+
+impl LoadTally {
+    /// Counts a failure, `what` saying which.
+    pub fn fail(&self, what: String) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(what);
+    }
+
+    /// Counts a whole answer from `release`.
+    pub fn saw(&self, release: u32) {
+        self.ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.releases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(release);
+    }
+
+    /// Asserts that nothing failed (the message shows the first ten failures): the number
+    /// of whole answers.
+    pub fn assert_none_failed(&self) -> usize {
+        let failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let ok = self.ok.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            failures.is_empty(),
+            "{} of {} requests failed; first ones: {:#?}",
+            failures.len(),
+            ok + failures.len(),
+            &failures[..failures.len().min(10)]
+        );
+        ok
+    }
+
+    /// The releases that answered.
+    pub fn releases_seen(&self) -> std::collections::BTreeSet<u32> {
+        self.releases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// A minimal WebSocket client through the router (text frames, masked as clients must).
+pub struct Ws {
+    stream: TcpStream,
+}
+
+impl Ws {
+    /// Opens `GET /ws` on `host` through the router on 127.0.0.1:`port` (30 s read
+    /// timeout); an error unless the answer is a `101` with the right accept key.
+    pub fn connect(port: u16, host: &str) -> std::io::Result<Ws> {
+        let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        write!(
+            stream,
+            "GET /ws HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )?;
+        // Read the head byte by byte so that no frame byte is consumed.
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut b = [0u8; 1];
+            if stream.read(&mut b)? == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "closed in the handshake",
+                ));
+            }
+            head.push(b[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        if !head.starts_with("http/1.1 101")
+            || !head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=")
+        {
+            return Err(std::io::Error::other(format!("bad handshake: {head}")));
+        }
+        Ok(Ws { stream })
+    }
+
+    /// Sends `payload` as one text frame.
+    pub fn send(&mut self, payload: &[u8]) -> std::io::Result<()> {
+        let mask = [0x12u8, 0x34, 0x56, 0x78];
+        let mut f = vec![0x81u8];
+        if payload.len() < 126 {
+            f.push(0x80 | payload.len() as u8);
+        } else {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        }
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.stream.write_all(&f)
+    }
+
+    /// The next frame, (opcode, payload): `Ok(None)` on an orderly end of stream at a frame
+    /// boundary.
+    pub fn recv(&mut self) -> std::io::Result<Option<(u8, Vec<u8>)>> {
+        let mut head = [0u8; 2];
+        match self.stream.read(&mut head[..1])? {
+            0 => return Ok(None),
+            _ => self.stream.read_exact(&mut head[1..])?,
+        }
+        let mut n = (head[1] & 127) as usize;
+        if n == 126 {
+            let mut b = [0u8; 2];
+            self.stream.read_exact(&mut b)?;
+            n = u16::from_be_bytes(b) as usize;
+        } else if n == 127 {
+            let mut b = [0u8; 8];
+            self.stream.read_exact(&mut b)?;
+            n = u64::from_be_bytes(b) as usize;
+        }
+        let mut data = vec![0u8; n];
+        self.stream.read_exact(&mut data)?;
+        Ok(Some((head[0] & 15, data)))
+    }
 }
