@@ -144,6 +144,12 @@ fn imported_service_versions_run_and_a_service_stays_on_the_stack_it_was_made_on
         service_stacks(&server),
         vec![("cache".into(), "redis:7.0".into())]
     );
+    // `services` says what it asked for and what runs.
+    let listed = text(&server.ssh(&server.key, "git", "services demo main"));
+    assert!(
+        listed.contains("cache\tredis-persistent:7.2 (runs 7.0)\trunning\t"),
+        "{listed}"
+    );
 
     // Before the import, redis:8 is refused, naming the versions there are.
     app.write(".platform.app.yaml", &app_yaml(&["cache", "second"]));

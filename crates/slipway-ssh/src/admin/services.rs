@@ -80,10 +80,17 @@ pub(crate) fn run(
                     r["last_exit"].as_str().unwrap_or("an unknown status")
                 ),
             };
+            // A version this server lacks runs on the nearest it has (config check
+            // warned so): say which, as `postgresql:16 (runs 17)`.
+            let ty = r["type"].as_str().unwrap_or_default();
+            let version = |t: &str| t.split_once(':').map(|(_, v)| v.to_string());
+            let ty = match r["stack"].as_str().and_then(version) {
+                Some(runs) if Some(&runs) != version(ty).as_ref() => format!("{ty} (runs {runs})"),
+                _ => ty.to_string(),
+            };
             format!(
-                "{}\t{}\t{}\t{disk}{restarts}\n",
+                "{}\t{ty}\t{}\t{disk}{restarts}\n",
                 r["name"].as_str().unwrap_or_default(),
-                r["type"].as_str().unwrap_or_default(),
                 r["state"].as_str().unwrap_or_default(),
             )
         })
