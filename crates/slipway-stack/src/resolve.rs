@@ -130,6 +130,16 @@ pub enum ResolveError {
     /// Languages of one stack list that cannot share one root file system.
     #[error("{0}")]
     Uncomposable(String),
+    /// A known language, but a version that is not a version number (`latest`, `3.x`).
+    #[error("{language}:{version} is not available: `{version}` is not a version number; name one this server runs (did you mean `{language}:{suggestion}`?); available: {available}", available = available(*language))]
+    NotAVersion {
+        /// The language.
+        language: Language,
+        /// The version as written.
+        version: String,
+        /// The newest available version.
+        suggestion: &'static str,
+    },
     /// A known language, but no version of the asked major at or above the asked version.
     #[error("{language}:{version} is not available: no {language} {major}.x at or above {version} (did you mean `{language}:{suggestion}`?); available: {available}", major = major(version), available = available(*language))]
     UnknownVersion {
@@ -379,6 +389,14 @@ fn resolve_version(lang: Language, version: &str) -> Result<Resolution, ResolveE
             substituted_for: Some(version.to_string()),
         });
     }
+    if !well_formed {
+        // `latest`, `stable`, `3.x`: not a version number; the newest is the likeliest meant.
+        return Err(ResolveError::NotAVersion {
+            language: lang,
+            version: version.to_string(),
+            suggestion: known.last().map(|s| s.version).unwrap_or_default(),
+        });
+    }
     // Did-you-mean: the nearest newer version of any major, else the newest there is.
     let suggestion = known
         .iter()
@@ -509,6 +527,18 @@ mod tests {
             m.contains("influxdb:2.7") && m.contains("influxdb:1.6"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn a_word_for_a_version_is_refused_as_not_a_number_suggesting_the_newest() {
+        for v in ["latest", "3.x", "stable"] {
+            let m = resolve_type(&format!("python:{v}"))
+                .unwrap_err()
+                .to_string();
+            assert!(m.contains(&format!("`{v}` is not a version number")), "{m}");
+            assert!(m.contains("did you mean `python:3.13`?"), "{m}");
+            assert!(m.contains("available: 3.9, 3.11, 3.13"), "{m}");
+        }
     }
 
     #[test]
