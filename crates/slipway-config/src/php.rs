@@ -273,7 +273,8 @@ pub fn no_web_process(app: &crate::Application) -> bool {
 /// The refusal of an app that is not PHP, has no start command, no `web.locations` to
 /// serve (a static site) and is not a background-only app (no `web`, workers or crons),
 /// at the deepest of
-/// `web.commands.start`, `web.commands`, `web` that is written (else at the app's name).
+/// `web.commands.start`, `web.commands`, `web` that is written (else at the app's name, or
+/// its key in an Upsun config).
 pub(crate) fn missing_start(
     app: &crate::Application,
     node: &Node,
@@ -299,6 +300,8 @@ pub(crate) fn missing_start(
         (_, _, Some(s)) => (&s.pos, path.with("web").with("commands").with("start")),
         (_, Some(c), None) => (&c.pos, path.with("web").with("commands")),
         (Some(w), None, None) => (&w.pos, path.with("web")),
+        // Upsun's apps are named by their key, not a `name:`: the app's own key then.
+        (None, None, None) if node.get("name").is_none() => (name_pos, path.clone()),
         (None, None, None) => (name_pos, path.with("name")),
     };
     Some(kp.error(

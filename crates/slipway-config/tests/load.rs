@@ -364,7 +364,19 @@ fn an_app_without_a_start_command_is_refused_unless_php() {
         [".platform.app.yaml:5:12: error: app 'app' has no start command: set web.commands.start (or a `web:` line in the Procfile) (at web.commands.start)"]
     );
     let d = tree(&[(".platform.app.yaml", b"name: app\ntype: python:3.11\n")]);
-    assert_eq!(errors_of(d.path()).len(), 1);
+    assert_eq!(
+        errors_of(d.path()),
+        [".platform.app.yaml:1:7: error: app 'app' has no start command: set web.commands.start (or a `web:` line in the Procfile) (at name)"]
+    );
+    // Upsun names an app by its key: the refusal is at that key, not at a `name` it lacks.
+    let d = tree(&[(
+        ".upsun/config.yaml",
+        b"applications:\n  app:\n    type: python:3.11\nroutes:\n  'https://{default}/': {type: upstream, upstream: 'app:http'}\n",
+    )]);
+    assert_eq!(
+        errors_of(d.path()),
+        [".upsun/config.yaml:2:3: error: app 'app' has no start command: set web.commands.start (or a `web:` line in the Procfile) (at applications.app)"]
+    );
     let d = tree(&[(".platform.app.yaml", b"name: app\ntype: php:8.4\n")]);
     assert!(load(&DirSource::new(d.path())).is_ok());
     // PHP-FPM is FastCGI on TCP: no warning for saying so.
