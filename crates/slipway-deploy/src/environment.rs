@@ -407,6 +407,38 @@ pub fn sourcing_environment(command: &str) -> String {
     )
 }
 
+/// While this file exists in an app's container, its start command is started again when it
+/// exits ([`restarted_until_deployed`]); the deploy hook phase removes it when the app's
+/// hook is done. In the container's own `/tmp` (a tmpfs per container), which `web` writes.
+pub const DEPLOY_HOOK_RUNNING: &str = "/tmp/.slipway-deploy-hook-running";
+
+/// The start script of an app that has a deploy hook, at its deploy: the app's start
+/// script ([`sourcing_environment`]) started again 1 s after it exits for as long as
+/// [`DEPLOY_HOOK_RUNNING`] exists. Platform.sh runs the start command and the deploy hook
+/// side by side and starts the command again when it exits, so a start command that
+/// reads what the hook writes (the nextjs template's `.next` copied into a mount) exits
+/// the first time and runs the next; here the container would end with it, and the hook
+/// running in it too. Once the hook is done an exit ends the container as before (the
+/// health check reports it, or the supervisor starts it again with backoff). `SIGTERM` and
+/// `SIGINT` reach the app (the init signals the whole process group) and end the loop;
+/// the app's exit status is the container's.
+pub fn restarted_until_deployed(start_script: &str) -> String {
+    format!(
+        ": > {marker}\n\
+         trap 'stop=1' TERM INT\n\
+         while :; do\n\
+         /bin/sh -c {script}\n\
+         code=$?\n\
+         if [ -n \"$stop\" ] || [ ! -e {marker} ]; then exit $code; fi\n\
+         echo \"----- slipway: the start command exited with status $code while the deploy hook runs; starting it again in 1 s\"\n\
+         sleep 1\n\
+         if [ -n \"$stop\" ]; then exit $code; fi\n\
+         done\n",
+        marker = DEPLOY_HOOK_RUNNING,
+        script = crate::build::sh_quote(start_script),
+    )
+}
+
 /// The variables every container of `app` sees, build and run alike, later ones winning:
 /// what the app's global packages need ([`crate::build::dependencies::env`]), the app's
 /// `variables.env`, then the platform's own (`PATH` with the global packages first,
@@ -620,6 +652,53 @@ mod tests {
         std::fs::write(dir.path().join(".environment"), "export GREETING=hi\n").unwrap();
         assert!(run().starts_with("hi it's "), "{}", run());
         assert!(sourcing_environment("gunicorn app").contains("exec /bin/sh -c 'gunicorn app'"));
+    }
+
+    #[test]
+    fn a_start_command_is_started_again_until_the_deploy_hook_is_done_and_stops_on_sigterm() {
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("hook-running");
+        let count = dir.path().join("count");
+        let wrapped = |start: &str| {
+            restarted_until_deployed(&sourcing_environment(start))
+                .replace(DEPLOY_HOOK_RUNNING, &marker.display().to_string())
+        };
+        // Exits at once while the hook runs: started again each second, until the hook is
+        // done; then its exit is the script's.
+        let script = wrapped(&format!("echo run >> {}; exit 3", count.display()));
+        let child = std::process::Command::new("/bin/sh")
+            .args(["-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        std::fs::remove_file(&marker).unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(3));
+        let runs = std::fs::read_to_string(&count).unwrap().lines().count();
+        assert!(runs >= 3, "started {runs} times");
+        let said = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            said.contains("exited with status 3 while the deploy hook runs"),
+            "{said}"
+        );
+
+        // SIGTERM to the process group (as the init sends it) ends the app and the loop,
+        // though the hook still runs.
+        let mut child = std::process::Command::new("/bin/sh")
+            .args(["-c", &wrapped("sleep 30")])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let pgid = nix::unistd::Pid::from_raw(-(child.id() as i32));
+        nix::sys::signal::kill(pgid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let t = std::time::Instant::now();
+        let status = child.wait().unwrap();
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
+        assert!(!status.success());
+        assert!(marker.exists(), "the hook was still running");
     }
 
     #[test]

@@ -49,12 +49,40 @@ pub(crate) async fn exec_hook(
     }
 }
 
-/// Whether the app's container has stopped (its start command exited).
-async fn app_stopped(platform: &Platform, app: &AppInstance) -> bool {
-    matches!(
-        platform.runtime().state(&app.container).await,
-        Ok(Some(s)) if s.status == slipway_runtime::Status::Stopped
-    )
+/// The apps of `topology` that have a deploy hook.
+pub(crate) fn with_deploy_hook(topology: &Topology) -> Vec<&str> {
+    topology
+        .applications
+        .iter()
+        .filter(|a| hook_of(topology, &a.name, false).is_some())
+        .map(|a| a.name.as_str())
+        .collect()
+}
+
+/// Tell the app's container that its deploy hook is done: remove
+/// [`crate::environment::DEPLOY_HOOK_RUNNING`].
+async fn hook_done(platform: &Platform, app: &AppInstance) -> Result<(), String> {
+    let marker = crate::environment::DEPLOY_HOOK_RUNNING;
+    let code = platform
+        .runtime()
+        .exec(
+            &app.container,
+            &["/bin/rm".into(), "-f".into(), marker.into()],
+            &[],
+            "/app",
+            std::time::Duration::from_secs(30),
+            &mut |_| {},
+        )
+        .await
+        .map_err(|e| format!("{}: ending its deploy hook: {e}", app.name))?;
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: ending its deploy hook: rm {marker} exited with status {code}",
+            app.name
+        ))
+    }
 }
 
 fn hook_of<'a>(topology: &'a Topology, app: &str, post: bool) -> Option<&'a str> {
@@ -139,30 +167,15 @@ pub async fn deploy(
                 })?;
             }
             out.phase(&phase, "running hooks.deploy");
-            let mut ran =
-                exec_hook(platform, (project, env), app, script, "hooks.deploy", out).await;
-            if app_stopped(platform, app).await {
-                // The start command exited while the hook ran, as a start command that
-                // reads what the hook writes (a build id copied into a mount) does when it
-                // comes first. Platform.sh starts such a command again; here the exit took
-                // the container, and a hook still running in it, down: start the app
-                // again, and run a hook that was cut short once more.
-                let cut_short = ran.is_err();
-                out.phase(
-                    &phase,
-                    &if cut_short {
-                        format!("{} exited while hooks.deploy ran, cutting it short: starting the app again and running hooks.deploy again", app.name)
-                    } else {
-                        format!("{} exited while hooks.deploy ran: starting it again now that the hook is done", app.name)
-                    },
-                );
-                crate::provision::start_app(platform, project, env, spec, app).await?;
-                if cut_short {
-                    ran =
-                        exec_hook(platform, (project, env), app, script, "hooks.deploy", out).await;
-                }
+            exec_hook(platform, (project, env), app, script, "hooks.deploy", out)
+                .await
+                .map_err(|m| PhaseError::new("deploy hook", m))?;
+            // From now on an exit of the start command ends the container (see
+            // `environment::restarted_until_deployed`).
+            // A container that ended meanwhile is the health check's to report.
+            if let Err(e) = hook_done(platform, app).await {
+                tracing::warn!("{e}");
             }
-            ran.map_err(|m| PhaseError::new("deploy hook", m))?;
             out.phase_done(&phase, "done", t);
         }
     }

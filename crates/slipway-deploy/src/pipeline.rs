@@ -384,7 +384,8 @@ pub async fn stage(
         })
         .await
         .map_err(|e| PhaseError::new("provision", e.to_string()))??;
-        provision::run(platform, target, &release, &mut spec, built, out).await?;
+        let hooked = hooks::with_deploy_hook(&topology);
+        provision::run(platform, target, &release, &mut spec, built, &hooked, out).await?;
         let _ = state.set_release_spec(release.id, &spec.to_json());
         provision::listen_related(platform, &release, &spec)
             .await

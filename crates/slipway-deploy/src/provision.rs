@@ -192,6 +192,18 @@ pub async fn start_app(
     spec: &ReleaseSpec,
     app: &AppInstance,
 ) -> Result<(), PhaseError> {
+    start_app_with(platform, (project, env), spec, app, false).await
+}
+
+/// [`start_app`]; with `deploy_hook_to_run`, its start command is started again when it
+/// exits until its deploy hook is done ([`environment::restarted_until_deployed`]).
+async fn start_app_with(
+    platform: &Arc<Platform>,
+    (project, env): (&str, &str),
+    spec: &ReleaseSpec,
+    app: &AppInstance,
+    deploy_hook_to_run: bool,
+) -> Result<(), PhaseError> {
     let fail = |m: String| PhaseError::new("provision", m);
     // A release made on the host's root (before stacks, or under --unsafe-host-root)
     // never starts on a server whose apps run on stacks.
@@ -213,6 +225,12 @@ pub async fn start_app(
     crate::app_logs::append_line(&log, &format!("{START_MARKER}{}", app.container))
         .map_err(fail)?;
     let mut container = container_spec(spec, app, dir, crate::isolation::run_as(project));
+    if deploy_hook_to_run {
+        let script = container.args.pop().unwrap_or_default();
+        container
+            .args
+            .push(environment::restarted_until_deployed(&script));
+    }
     // A container of that id left by an interrupted attempt is not ours to keep; removed
     // before its mounts are pinned, which removing it would unpin.
     let _ = platform
@@ -244,12 +262,15 @@ pub async fn start_app(
 }
 
 /// Start every app of the release; writes the release image of each app into the archive.
+/// The apps named in `with_deploy_hook` run their start command again when it exits until
+/// their deploy hook is done ([`crate::hooks::deploy`]).
 pub async fn run(
     platform: &Arc<Platform>,
     target: &DeployTarget,
     release: &Release,
     spec: &mut ReleaseSpec,
     built: &[BuiltApp],
+    with_deploy_hook: &[&str],
     out: &Output,
 ) -> Result<(), PhaseError> {
     for i in 0..spec.apps.len() {
@@ -288,7 +309,8 @@ pub async fn run(
             spec.apps[i].manifest = Some(manifest.to_string());
         }
         let app = &spec.apps[i];
-        start_app(platform, &target.project, &target.env, spec, app).await?;
+        let hooked = with_deploy_hook.contains(&app.name.as_str());
+        start_app_with(platform, (&target.project, &target.env), spec, app, hooked).await?;
         out.phase_done(
             &format!("provision {}", app.name),
             &match &app.socket {
