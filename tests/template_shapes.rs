@@ -1317,7 +1317,10 @@ const http = require("http");
 
 const args = process.argv.slice(2);
 const port = Number(args[args.indexOf("-p") + 1] || process.env.PORT);
-const buildId = fs.readFileSync(".next/BUILD_ID", "utf8");
+// Read at start (it exits when the mount has none yet), and again per answer: the deploy
+// hook may copy a new one in after the start.
+const buildId = () => fs.readFileSync(".next/BUILD_ID", "utf8");
+buildId();
 
 http.createServer((req, res) => {
   const name = req.url === "/" ? "index" : req.url.slice(1).replace(/[^a-z0-9-]/g, "");
@@ -1326,13 +1329,13 @@ http.createServer((req, res) => {
   const served = fs.readFileSync(".next/cache/requests.log", "utf8").split("\n").length - 1;
   try {
     const html = fs.readFileSync(`.next/server/pages/${name}.html`, "utf8");
-    res.writeHead(200, { "Content-Type": "text/html", "X-Build-Id": buildId, "X-Served": String(served) });
+    res.writeHead(200, { "Content-Type": "text/html", "X-Build-Id": buildId(), "X-Served": String(served) });
     res.end(html);
   } catch (e) {
     res.writeHead(404, { "Content-Type": "text/plain" });
     res.end("404: This page could not be found.\n");
   }
-}).listen(port, "127.0.0.1", () => console.log(`ready on ${port}, build ${buildId}`));
+}).listen(port, "127.0.0.1", () => console.log(`ready on ${port}, build ${buildId()}`));
 "#;
 
 const HANDLE_MOUNTS: &str = r#"#!/usr/bin/env bash
@@ -1490,6 +1493,53 @@ fn nextjs_with_yarn_and_npm_build_start_shapes() {
     assert!(
         served >= 4,
         "the cache in the .next mount kept the earlier requests: {head}"
+    );
+}
+
+/// The nextjs template's start command reads what its deploy hook copies into a mount: on a
+/// first deploy it exits, as the mount is still empty. Platform.sh starts it again; so does
+/// Slipway while the app's deploy hook runs (before, the exit ended the container and the
+/// hook running in it, and the push failed). Here the hook takes 3 s and the start command
+/// exits at once until the file is there.
+#[test]
+fn a_start_command_that_needs_what_the_deploy_hook_writes_is_started_again_until_it_is_there() {
+    let server = Server::start();
+    let app = server.project(
+        "demo",
+        &[
+            (
+                ".platform.app.yaml",
+                "name: app\ntype: python:3.11\ndisk: 64\nmounts:\n  data:\n    source: local\n    source_path: data\nhooks:\n  deploy: |\n    sleep 3\n    echo \"written by the deploy hook\" > data/ready.txt\nweb:\n  commands:\n    start: |\n      test -e data/ready.txt || { echo \"data/ready.txt is not there yet\"; exit 1; }\n      exec python3 -m http.server $PORT --bind 127.0.0.1 --directory data\n",
+            ),
+            (
+                ".platform/routes.yaml",
+                "'https://{default}/':\n  type: upstream\n  upstream: 'app:http'\n",
+            ),
+        ],
+    );
+    let out = server.push_ok(&app, "demo");
+    assert!(out.contains("deploy hook app: done"), "{out}");
+    assert_eq!(
+        server.page("main.demo.localhost", "/ready.txt"),
+        "written by the deploy hook\n"
+    );
+    let log = server.admin_stdout("logs demo main app");
+    assert!(log.contains("data/ready.txt is not there yet"), "{log}");
+    assert!(
+        log.contains("exited with status 1 while the deploy hook runs; starting it again in 1 s"),
+        "{log}"
+    );
+    // Once the hook is done, an exit is the app's own failure: a start command that exits
+    // fails the deploy as before, and the live release stays.
+    app.write(".platform.app.yaml", "name: app\ntype: python:3.11\ndisk: 64\nmounts:\n  data:\n    source: local\n    source_path: data\nhooks:\n  deploy: echo hook done\nweb:\n  commands:\n    start: exit 4\n");
+    app.commit("a start command that exits");
+    let o = server.push_with(&app, "demo", "main", &[]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("app app exited at start"), "{out}");
+    assert_eq!(
+        server.page("main.demo.localhost", "/ready.txt"),
+        "written by the deploy hook\n"
     );
 }
 
