@@ -10,10 +10,28 @@ use std::time::{Duration, Instant};
 
 use slipway_e2e::{free_port, metric_sample, run, scrape_metrics, slipway_bin, text, App, Server};
 
-/// `kill -9 PID` from the host.
+/// `kill -9 PID` from the host, then wait until the process has ended (gone, or a zombie
+/// waiting for its parent): a container's init ends only after every process of its
+/// namespace did, so nothing of the killed container answers a request after this (a
+/// `wait_200` right after the kill could otherwise be answered by the dying app).
 fn kill9(pid: i32) {
     let o = run(Command::new("kill").args(["-9", &pid.to_string()]));
     assert!(o.status.success(), "kill -9 {pid}: {}", text(&o));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.chars().next()))
+            .flatten();
+        if matches!(state, None | Some('Z') | Some('X')) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{pid} still runs 20 s after kill -9"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Wait until `host` answers `/` with 200, at most `within`; returns how long it took.
