@@ -58,7 +58,7 @@ pub(crate) fn finish(
     for (i, rec) in apps.iter().enumerate() {
         let name = &rec.app.name;
         let p = &rec.name_pos;
-        let kp = rec.path.with("name").render();
+        let kp = rec.name_path.render();
         if !valid_app_name(name) {
             diags.push(Diagnostic::error(
                 &p.file,

@@ -17,6 +17,9 @@ pub(crate) struct AppRecord {
     pub app: Application,
     /// Where the name was written (the `name:` value or the key under `applications:`).
     pub name_pos: Pos,
+    /// The key path of the name: `name`, or the app's own key when it has no `name:` (an
+    /// Upsun app, named by its key under `applications:`).
+    pub name_path: KeyPath,
     /// Key path of the app's root in its file ("" for a `.platform.app.yaml`).
     pub path: KeyPath,
     /// Relationship name -> (position, target as written; None for a null relationship).
@@ -334,9 +337,15 @@ pub(crate) fn application(
     if let Some(d) = crate::php::missing_start(&app, node, &name_pos, &path) {
         diags.push(d);
     }
+    let name_path = if node.get("name").is_some() {
+        path.with("name")
+    } else {
+        path.clone()
+    };
     AppRecord {
         app,
         name_pos,
+        name_path,
         path,
         relationships: rels,
         source_root_pos,

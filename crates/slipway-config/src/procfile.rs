@@ -177,6 +177,7 @@ pub(crate) fn load(src: &dyn ConfigSource, diags: &mut Vec<Diagnostic>) -> Topol
     let rec = AppRecord {
         app,
         name_pos: pos,
+        name_path: KeyPath::new().with("name"),
         path: KeyPath::new(),
         relationships: manifest.relationships,
         source_root_pos: None,
