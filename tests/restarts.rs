@@ -39,7 +39,14 @@ fn push_in_background(
 /// accepting: from then on every new connection reaches the new server.
 fn wait_until_the_old_server_stops_accepting(server: &Server) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !server.server_log().contains("upgraded: stopping accepting") {
+    // Its router's own line, once its listeners are closed (the server's "upgraded:
+    // stopping accepting" comes before: a connection made right after it could still be
+    // accepted by the old server), after the last time a server said it would stop.
+    let stopped = |log: &str| {
+        log.rfind("upgraded: stopping accepting")
+            .is_some_and(|at| log[at..].contains("HTTP router stopped accepting"))
+    };
+    while !stopped(&server.server_log()) {
         assert!(
             Instant::now() < deadline,
             "the old server did not stop accepting:\n{}",

@@ -176,6 +176,10 @@ impl Router {
             *self.app_listeners.intake() = None;
             self.app_listeners.close_all();
         }
+        tracing::info!(
+            scheme = if tls.is_some() { "https" } else { "http" },
+            "HTTP router stopped accepting; draining its connections"
+        );
         let _ = stop_tx.send(true);
         drop(queues);
         for worker in done {
