@@ -51,6 +51,33 @@ fn push_files(
     (o.status.success(), text(&o))
 }
 
+/// A project `demo` with a redis `cache`, pushed (which must succeed).
+fn with_redis(server: &Server) -> slipway_e2e::App {
+    let app = project(server, &files(Some(("redis:7.0", "redis"))));
+    server.push_ok(&app, "demo");
+    app
+}
+
+/// [`files`] with `cache` a redis-persistent of 256 MB.
+fn persistent_redis() -> Vec<(&'static str, String)> {
+    let mut files = files(Some(("redis-persistent:7.0", "redis")));
+    files[1].1.push_str("  disk: 256\n");
+    files
+}
+
+/// Push `cache` as memcached (which must succeed); the push output.
+fn push_memcached(server: &Server, app: &slipway_e2e::App) -> String {
+    let (ok, out) = push_files(
+        server,
+        app,
+        &files(Some(("memcached:1.6", "memcached"))),
+        "memcached",
+        &[],
+    );
+    assert!(ok, "{out}");
+    out
+}
+
 /// What `host:port` answers to `request`, asked from the app's container of `main`.
 fn ask(server: &Server, host: &str, port: u16, request: &str) -> String {
     let probe = format!(
@@ -94,18 +121,10 @@ fn a_service_removed_from_the_config_without_data_stops_running() {
 #[test]
 fn a_service_name_reused_for_another_type_runs_that_type() {
     let server = Server::start();
-    let app = project(&server, &files(Some(("redis:7.0", "redis"))));
-    server.push_ok(&app, "demo");
+    let app = with_redis(&server);
     let (ok, out) = push_files(&server, &app, &files(None), "without redis", &[]);
     assert!(ok, "{out}");
-    let (ok, out) = push_files(
-        &server,
-        &app,
-        &files(Some(("memcached:1.6", "memcached"))),
-        "memcached",
-        &[],
-    );
-    assert!(ok, "{out}");
+    let out = push_memcached(&server, &app);
     assert!(out.contains("service cache added (memcached:1.6)"), "{out}");
     let services = server.admin_ok("services demo main");
     assert!(services.contains("cache\tmemcached:1.6"), "{services}");
@@ -122,16 +141,8 @@ fn a_service_name_reused_for_another_type_runs_that_type() {
 #[test]
 fn a_service_replaced_by_another_type_in_one_push_runs_the_new_type() {
     let server = Server::start();
-    let app = project(&server, &files(Some(("redis:7.0", "redis"))));
-    server.push_ok(&app, "demo");
-    let (ok, out) = push_files(
-        &server,
-        &app,
-        &files(Some(("memcached:1.6", "memcached"))),
-        "memcached",
-        &[],
-    );
-    assert!(ok, "{out}");
+    let app = with_redis(&server);
+    let out = push_memcached(&server, &app);
     assert!(
         out.contains("service cache replaced: redis:7.0 -> memcached:1.6"),
         "{out}"
@@ -151,8 +162,7 @@ fn a_service_replaced_by_another_type_in_one_push_runs_the_new_type() {
 #[test]
 fn a_failed_push_after_a_type_change_leaves_the_old_service_serving() {
     let server = Server::start();
-    let app = project(&server, &files(Some(("redis:7.0", "redis"))));
-    server.push_ok(&app, "demo");
+    let app = with_redis(&server);
     let (ok, out) = push_files(
         &server,
         &app,
@@ -175,24 +185,14 @@ fn a_failed_push_after_a_type_change_leaves_the_old_service_serving() {
 #[test]
 fn a_rollback_over_a_type_change_runs_the_old_type_unless_that_would_lose_data() {
     let server = Server::start();
-    let app = project(&server, &files(Some(("redis:7.0", "redis"))));
-    server.push_ok(&app, "demo");
-    let (ok, out) = push_files(
-        &server,
-        &app,
-        &files(Some(("memcached:1.6", "memcached"))),
-        "memcached",
-        &[],
-    );
-    assert!(ok, "{out}");
+    let app = with_redis(&server);
+    push_memcached(&server, &app);
     server.admin_ok("rollback demo main");
     let services = server.admin_ok("services demo main");
     assert!(services.contains("cache\tredis:7.0\t"), "{services}");
     let answer = ask(&server, "cache.internal", 6379, "PING");
     assert!(answer.contains("PONG"), "{answer}");
-    let mut next = files(Some(("redis-persistent:7.0", "redis")));
-    next[1].1.push_str("  disk: 256\n");
-    let (ok, out) = push_files(&server, &app, &next, "persistent", &[]);
+    let (ok, out) = push_files(&server, &app, &persistent_redis(), "persistent", &[]);
     assert!(ok, "{out}");
     let o = server.admin("rollback demo main");
     assert!(!o.status.success(), "{}", text(&o));
@@ -210,11 +210,8 @@ fn a_rollback_over_a_type_change_runs_the_old_type_unless_that_would_lose_data()
 #[test]
 fn a_redis_made_persistent_runs_as_redis_persistent() {
     let server = Server::start();
-    let app = project(&server, &files(Some(("redis:7.0", "redis"))));
-    server.push_ok(&app, "demo");
-    let mut next = files(Some(("redis-persistent:7.0", "redis")));
-    next[1].1.push_str("  disk: 256\n");
-    let (ok, out) = push_files(&server, &app, &next, "persistent", &[]);
+    let app = with_redis(&server);
+    let (ok, out) = push_files(&server, &app, &persistent_redis(), "persistent", &[]);
     assert!(ok, "{out}");
     assert!(
         out.contains("service cache type changed (redis -> redis-persistent)"),
@@ -235,8 +232,7 @@ fn a_redis_made_persistent_runs_as_redis_persistent() {
 #[test]
 fn a_type_change_that_would_lose_data_is_refused_without_allow_data_loss() {
     let server = Server::start();
-    let mut first = files(Some(("redis-persistent:7.0", "redis")));
-    first[1].1.push_str("  disk: 256\n");
+    let first = persistent_redis();
     let app = project(&server, &first);
     server.push_ok(&app, "demo");
     let (ok, out) = push_files(
