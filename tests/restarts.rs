@@ -56,6 +56,18 @@ fn wait_until_the_old_server_stops_accepting(server: &Server) {
     }
 }
 
+/// The old server of an upgrade exited 0 (`code`, as [`Server::upgrade`] returns it) and
+/// the new one (not `old_pid`) serves.
+fn assert_the_old_server_exited(server: &Server, code: Option<i32>, old_pid: u32) {
+    assert_eq!(
+        code,
+        Some(0),
+        "the old server exits 0\n{}",
+        server.server_log()
+    );
+    assert_ne!(server.pid(), Some(old_pid));
+}
+
 /// What a load loop saw.
 #[derive(Default)]
 struct Counts {
@@ -393,13 +405,7 @@ fn upgrade_loses_no_request_and_a_push_in_flight_completes() {
                 .arg(format!("127.0.0.1:{}", s.http_port)),
         ));
     });
-    assert_eq!(
-        code,
-        Some(0),
-        "the old server exits 0\n{}",
-        server.server_log()
-    );
-    assert_ne!(server.pid(), Some(old_pid));
+    assert_the_old_server_exited(&server, code, old_pid);
 
     let o = pushing.join().expect("push thread");
     assert!(
@@ -1191,13 +1197,7 @@ fn race_pushes_through_an_upgrade(descends: bool) {
         std::fs::write(cache.join("go"), "").expect("let the build of v2 go on");
         b_push = Some((pushing_b, waiting, a_running));
     });
-    assert_eq!(
-        code,
-        Some(0),
-        "the old server exits 0\n{}",
-        server.server_log()
-    );
-    assert_ne!(server.pid(), Some(old_pid));
+    assert_the_old_server_exited(&server, code, old_pid);
 
     let (pushing_b, waiting, a_running) = b_push.expect("B pushed");
     let (a_ok, a_out) = pushing_a.join().expect("push A");
@@ -2123,13 +2123,7 @@ fn relationship_calls_lose_nothing_through_an_upgrade_and_a_deploy_in_flight_rea
         std::thread::sleep(Duration::from_millis(500));
         std::fs::write(cache.join("go"), b"").expect("let the build go on");
     });
-    assert_eq!(
-        code,
-        Some(0),
-        "the old server exits 0\n{}",
-        server.server_log()
-    );
-    assert_ne!(server.pid(), Some(old_pid));
+    assert_the_old_server_exited(&server, code, old_pid);
     // The old server exited, its deploy having replaced release 1: release 1 still runs,
     // as the new server has a request under way to it (its `front` calling its `back`).
     // Its `back` is let go through its relationship address (from release 2's `front`),
@@ -2240,13 +2234,7 @@ fn a_release_still_draining_in_the_old_server_at_an_upgrade_is_stopped_by_the_ne
         wait_until_the_old_server_stops_accepting(s);
         std::fs::write(&go, b"").expect("let the slow request go");
     });
-    assert_eq!(
-        code,
-        Some(0),
-        "the old server exits 0\n{}",
-        server.server_log()
-    );
-    assert_ne!(server.pid(), Some(old_pid));
+    assert_the_old_server_exited(&server, code, old_pid);
     let slow = slow.join().expect("slow request thread");
     assert_eq!(
         slow,
