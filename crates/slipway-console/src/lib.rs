@@ -15,6 +15,8 @@
 //! (the operation hands its id over), which streams its log ([`background`]); it keeps
 //! running if its client goes away, and its waiting page is kept in the state database.
 
+#![warn(missing_docs)]
+
 mod background;
 mod backups;
 mod env_actions;
