@@ -285,6 +285,29 @@ INSERT INTO console_actions_next SELECT * FROM console_actions;
 DROP TABLE console_actions;
 ALTER TABLE console_actions_next RENAME TO console_actions;
 "#,
+    // replaced_services (issue 14): a service a push replaces by one of another type waits
+    // here, its columns those of `services`, until the push is live (then forgotten) or
+    // failed (then back in `services`); a server killed in between finds it at its next
+    // start and settles it by what the live release configures. The replacing service
+    // takes its address, so no UNIQUE on the address here.
+    r#"
+CREATE TABLE replaced_services (
+    project           TEXT NOT NULL,
+    environment       TEXT NOT NULL,
+    name              TEXT NOT NULL,
+    type              TEXT NOT NULL,
+    version           TEXT NOT NULL,
+    address           TEXT NOT NULL,
+    username          TEXT NOT NULL,
+    password          TEXT NOT NULL,
+    state             TEXT NOT NULL,
+    created_at        INTEGER NOT NULL,
+    stack             TEXT,
+    stack_fingerprint TEXT,
+    PRIMARY KEY (project, environment, name),
+    FOREIGN KEY (project, environment) REFERENCES environments(project, name) ON DELETE CASCADE
+);
+"#,
 ];
 
 /// Bring the schema to the newest version (tracked in `PRAGMA user_version`).

@@ -247,6 +247,84 @@ impl State {
         Ok(())
     }
 
+    /// Set a service aside, as a push replaces it by one of another type: its record moves
+    /// to the replaced services, where it waits until the push is live
+    /// ([`State::forget_replaced_service`]) or failed ([`State::restore_replaced_service`]).
+    /// A service of that name that is not there is a [`StateError::NotFound`].
+    pub fn set_service_aside(&self, project: &str, env: &str, name: &str) -> Result<()> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let n = tx.execute(
+            "INSERT OR REPLACE INTO replaced_services SELECT * FROM services WHERE project = ?1 AND environment = ?2 AND name = ?3",
+            params![project, env, name],
+        )?;
+        if n == 0 {
+            return Err(StateError::NotFound(format!(
+                "service {name} of {project}/{env}"
+            )));
+        }
+        tx.execute(
+            "DELETE FROM services WHERE project = ?1 AND environment = ?2 AND name = ?3",
+            params![project, env, name],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every service set aside by a push that is neither live nor failed yet.
+    pub fn replaced_services(&self) -> Result<Vec<ServiceRecord>> {
+        let rows: Vec<Row> = {
+            let db = self.db();
+            let mut st = db.prepare(&format!(
+                "SELECT {COLUMNS} FROM replaced_services ORDER BY project, environment, name"
+            ))?;
+            let v = st.query_map([], row_of)?.collect::<rusqlite::Result<_>>()?;
+            v
+        };
+        rows.into_iter().map(decode).collect()
+    }
+
+    /// Put a service set aside back in place of the one that replaced it (whose record
+    /// goes): the push that replaced it failed. Whether one was set aside.
+    pub fn restore_replaced_service(&self, project: &str, env: &str, name: &str) -> Result<bool> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let aside = tx
+            .query_row(
+                "SELECT 1 FROM replaced_services WHERE project = ?1 AND environment = ?2 AND name = ?3",
+                params![project, env, name],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        if !aside {
+            return Ok(false);
+        }
+        tx.execute(
+            "DELETE FROM services WHERE project = ?1 AND environment = ?2 AND name = ?3",
+            params![project, env, name],
+        )?;
+        tx.execute(
+            "INSERT INTO services SELECT * FROM replaced_services WHERE project = ?1 AND environment = ?2 AND name = ?3",
+            params![project, env, name],
+        )?;
+        tx.execute(
+            "DELETE FROM replaced_services WHERE project = ?1 AND environment = ?2 AND name = ?3",
+            params![project, env, name],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Forget a service set aside: the push that replaced it is live.
+    pub fn forget_replaced_service(&self, project: &str, env: &str, name: &str) -> Result<()> {
+        self.db().execute(
+            "DELETE FROM replaced_services WHERE project = ?1 AND environment = ?2 AND name = ?3",
+            params![project, env, name],
+        )?;
+        Ok(())
+    }
+
     /// Forget a service (its first start failed, so it holds no data anyone wrote).
     pub fn remove_service(&self, project: &str, env: &str, name: &str) -> Result<()> {
         self.db().execute(
@@ -278,6 +356,39 @@ mod tests {
                 fingerprint: "0123456789ab".into(),
             }),
         }
+    }
+
+    #[test]
+    fn a_service_set_aside_comes_back_in_place_of_its_replacement_or_is_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = State::open(&dir.path().join("s.db")).unwrap();
+        st.add_user_key("alice", "ssh-ed25519 AAAA", false).unwrap();
+        st.create_project("p", "alice").unwrap();
+        st.ensure_environment("p", "main", "main").unwrap();
+        let old = record("cache", 2);
+        st.add_service(&old).unwrap();
+        st.set_service_aside("p", "main", "cache").unwrap();
+        assert_eq!(st.service("p", "main", "cache").unwrap(), None);
+        assert_eq!(st.replaced_services().unwrap(), vec![old.clone()]);
+        // Its replacement takes its name and address.
+        let mut new = record("cache", 2);
+        new.service_type = "memcached".into();
+        new.password = String::new();
+        st.add_service(&new).unwrap();
+        assert!(st.restore_replaced_service("p", "main", "cache").unwrap());
+        assert_eq!(st.service("p", "main", "cache").unwrap(), Some(old.clone()));
+        assert!(st.replaced_services().unwrap().is_empty());
+        assert!(!st.restore_replaced_service("p", "main", "cache").unwrap());
+        // Set aside again, then the push is live: forgotten, the replacement stays.
+        st.set_service_aside("p", "main", "cache").unwrap();
+        st.add_service(&new).unwrap();
+        st.forget_replaced_service("p", "main", "cache").unwrap();
+        assert!(st.replaced_services().unwrap().is_empty());
+        assert_eq!(st.service("p", "main", "cache").unwrap(), Some(new));
+        assert!(matches!(
+            st.set_service_aside("p", "main", "nothing"),
+            Err(StateError::NotFound(_))
+        ));
     }
 
     #[test]
