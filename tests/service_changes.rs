@@ -289,3 +289,69 @@ fn services_lists_a_network_storage_service() {
     assert_eq!(rows[0]["name"], "files", "{json}");
     assert_eq!(rows[0]["disk_size_mb"], 512, "{json}");
 }
+
+/// Invariant 1 across a crash: the server is killed (`kill -9`) while a push that changes
+/// `cache` from redis to memcached runs its deploy hook, after the redis was stopped for
+/// the memcached. At the next start the live release's redis is back at
+/// `cache.internal:6379` and listed as it was, the memcached gone; the change pushed again
+/// then goes live.
+#[test]
+fn a_server_killed_while_a_push_replaces_a_service_brings_the_old_one_back() {
+    let mut server = Server::start();
+    let app = with_redis(&server);
+    let mut next = files(Some(("memcached:1.6", "memcached")));
+    next[0].1.push_str("hooks:\n  deploy: sleep 600\n");
+    for (p, c) in &next {
+        app.write(p, c);
+    }
+    app.commit("memcached, and a deploy hook that waits");
+    let mut pushing = server
+        .push_command(&app, "demo", "main", &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("push");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    while !server.server_log().contains("sleep 600") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deploy hook did not start:\n{}",
+            server.server_log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    server.kill9();
+    let _ = pushing.kill();
+    let _ = pushing.wait();
+
+    server.serve();
+    // Services come back in the background of a start, before the apps.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let services = server.admin_ok("services demo main");
+        if services.contains("cache\tredis:7.0\trunning") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{services}\n{}",
+            server.server_log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let answer = ask(&server, "cache.internal", 6379, "PING");
+    assert!(answer.contains("PONG"), "redis is not back: {answer}");
+    let answer = ask(&server, "cache.internal", 11211, "version");
+    assert!(
+        !answer.contains("VERSION"),
+        "memcached still answers: {answer}"
+    );
+
+    let out = push_memcached(&server, &app);
+    assert!(
+        out.contains("service cache replaced: redis:7.0 -> memcached:1.6"),
+        "{out}"
+    );
+    let answer = ask(&server, "cache.internal", 11211, "version");
+    assert!(answer.contains("VERSION"), "{answer}");
+}

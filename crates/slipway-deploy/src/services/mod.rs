@@ -821,9 +821,11 @@ async fn set_aside(
                 v.rename(&aside_volume(name)).map_err(|e| e.to_string())?;
             }
         }
+        // Kept aside in the state too: a server killed before the push is live or failed
+        // finds it at its next start ([`settle_replaced`]).
         platform
             .state()
-            .remove_service(project, env, name)
+            .set_service_aside(project, env, name)
             .map_err(|e| e.to_string())
     }
     .await;
@@ -839,22 +841,7 @@ async fn set_aside(
 async fn bring_back(platform: &Arc<Platform>, record: &ServiceRecord) {
     let (project, env, name) = (&record.project, &record.environment, &record.name);
     let result = async {
-        let volumes = platform.data().volumes();
-        let aside = volumes
-            .volume(project, env, &aside_volume(name))
-            .map_err(|e| e.to_string())?;
-        if aside.exists() {
-            aside
-                .rename(&format!("service-{name}"))
-                .map_err(|e| e.to_string())?;
-        }
-        match platform.state().service(project, env, name) {
-            Ok(Some(_)) => {}
-            _ => platform
-                .state()
-                .add_service(record)
-                .map_err(|e| e.to_string())?,
-        }
+        put_back(platform, record)?;
         let netns = crate::environment::netns_name(platform.instance(), project, env);
         let disk = live_disk(platform, record)?;
         let (p, r) = (platform.clone(), record.clone());
@@ -880,6 +867,33 @@ async fn bring_back(platform: &Arc<Platform>, record: &ServiceRecord) {
     let _ = platform.state().set_service_state(project, env, name, st);
 }
 
+/// A service [`set_aside`]: its data back where it was and its record back (in place of
+/// its replacement's), not started.
+fn put_back(platform: &Platform, record: &ServiceRecord) -> Result<(), String> {
+    let (project, env, name) = (&record.project, &record.environment, &record.name);
+    let aside = platform
+        .data()
+        .volumes()
+        .volume(project, env, &aside_volume(name))
+        .map_err(|e| e.to_string())?;
+    if aside.exists() {
+        aside
+            .rename(&format!("service-{name}"))
+            .map_err(|e| e.to_string())?;
+    }
+    let restored = platform
+        .state()
+        .restore_replaced_service(project, env, name)
+        .map_err(|e| e.to_string())?;
+    if !restored && !matches!(platform.state().service(project, env, name), Ok(Some(_))) {
+        platform
+            .state()
+            .add_service(record)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 /// Once a deploy is live: the data of the services it replaced by another type
 /// ([`set_aside`]) is deleted, and their restarts forgotten.
 pub async fn forget_replaced(platform: &Platform, added: &[Added], out: &Output) {
@@ -897,6 +911,9 @@ pub async fn forget_replaced(platform: &Platform, added: &[Added], out: &Output)
                 old.service_type
             ));
         }
+        if let Err(e) = platform.state().forget_replaced_service(project, env, name) {
+            warn!(project = %project, env = %env, service = %name, "the service it replaced stays recorded: {e}");
+        }
         // The new type starts counting anew.
         let _ = platform.state().forget_container_restarts(
             project,
@@ -905,6 +922,76 @@ pub async fn forget_replaced(platform: &Platform, added: &[Added], out: &Output)
             name,
         );
     }
+}
+
+/// At `serve` start, before the services are restored: a service set aside by a push
+/// that then neither went live nor failed (the server was killed in between: its type
+/// changed, [`set_aside`]) comes back, the service that replaced it stopped and its fresh
+/// volume removed, when the live release still configures the old type (a failed or
+/// interrupted deploy changes nothing); when the live release configures another type
+/// (killed after the switch), its data set aside is deleted, as [`forget_replaced`] does.
+/// Returns the containers it removed (of the replacements).
+async fn settle_replaced(platform: &Arc<Platform>) -> HashSet<String> {
+    let mut removed = HashSet::new();
+    let records = match platform.state().replaced_services() {
+        Ok(r) => r,
+        Err(e) => {
+            warn!("services replaced by an interrupted push not looked at: {e}");
+            return removed;
+        }
+    };
+    for old in records {
+        let (project, env, name) = (&old.project, &old.environment, &old.name);
+        let live_type = platform
+            .state()
+            .environment(project, env)
+            .ok()
+            .flatten()
+            .and_then(|e| e.current_release)
+            .and_then(|id| platform.state().release(id).ok().flatten())
+            .and_then(|r| crate::release_record::topology_of(&r).ok())
+            .and_then(|t| t.service(name).map(|s| s.r#type.clone()));
+        if live_type.as_deref() == Some(old.service_type.as_str()) {
+            info!(project = %project, env = %env, service = %name, "a push interrupted while it replaced this service: it comes back as {}", old.service_type);
+            if let Ok(Some(new)) = platform.state().service(project, env, name) {
+                let id = container_id(project, env, name);
+                let _ = platform.runtime().remove(&id, STOP_GRACE).await;
+                removed.insert(id);
+                let aside = platform
+                    .data()
+                    .volumes()
+                    .volume(project, env, &aside_volume(name))
+                    .is_ok_and(|v| v.exists());
+                // The replacement's own volume, made empty by that push; a service of the
+                // same family kept its data in place, and the volume stays.
+                if aside {
+                    if let Ok(v) = data::volume(platform, project, env, &new.name) {
+                        if let Err(e) = v.remove() {
+                            warn!(project = %project, env = %env, service = %name, "the replacement's volume stays: {e}");
+                        }
+                    }
+                }
+            }
+            // Started by the restore that follows, as every service is.
+            if let Err(e) = put_back(platform, &old) {
+                warn!(project = %project, env = %env, service = %name, "not brought back: {e}");
+            }
+        } else {
+            info!(project = %project, env = %env, service = %name, "a push that replaced this {} went live before the server stopped: its data set aside goes", old.service_type);
+            let removed_aside = platform
+                .data()
+                .volumes()
+                .volume(project, env, &aside_volume(name))
+                .and_then(|v| if v.exists() { v.remove() } else { Ok(()) });
+            if let Err(e) = removed_aside {
+                warn!(project = %project, env = %env, service = %name, "data set aside not deleted: {e}");
+            }
+            if let Err(e) = platform.state().forget_replaced_service(project, env, name) {
+                warn!(project = %project, env = %env, service = %name, "{e}");
+            }
+        }
+    }
+    removed
 }
 
 /// Remove services a deploy added, once the deploy failed: their containers, their records
@@ -1013,6 +1100,7 @@ fn live_disk(platform: &Platform, record: &ServiceRecord) -> Result<Option<u64>,
 /// `runc list`), so adopting costs no `runc state` per service. The services of an
 /// environment with no live release (a deleted branch) stay stopped.
 pub async fn restore(platform: &Arc<Platform>, running: &HashSet<String>) -> HashSet<String> {
+    let replaced = settle_replaced(platform).await;
     let mut keep = HashSet::new();
     let records = match platform.state().all_services() {
         Ok(r) => r,
@@ -1038,7 +1126,7 @@ pub async fn restore(platform: &Arc<Platform>, running: &HashSet<String>) -> Has
             continue;
         }
         let id = container_id(&r.project, &r.environment, &r.name);
-        let adopted = running.contains(&id);
+        let adopted = running.contains(&id) && !replaced.contains(&id);
         keep.insert(id);
         let legacy = data::legacy_dir(platform, &r.project, &r.environment, &r.name).is_dir();
         if adopted && !legacy {
