@@ -201,10 +201,15 @@ impl State {
 
     /// Every service of every environment (restore at start, `slipway down`).
     pub fn all_services(&self) -> Result<Vec<ServiceRecord>> {
+        self.every_record_of("services")
+    }
+
+    /// Every record of `table` (`services` or `replaced_services`, of the same columns).
+    fn every_record_of(&self, table: &str) -> Result<Vec<ServiceRecord>> {
         let rows: Vec<Row> = {
             let db = self.db();
             let mut st = db.prepare(&format!(
-                "SELECT {COLUMNS} FROM services ORDER BY project, environment, name"
+                "SELECT {COLUMNS} FROM {table} ORDER BY project, environment, name"
             ))?;
             let v = st.query_map([], row_of)?.collect::<rusqlite::Result<_>>()?;
             v
@@ -273,15 +278,7 @@ impl State {
 
     /// Every service set aside by a push that is neither live nor failed yet.
     pub fn replaced_services(&self) -> Result<Vec<ServiceRecord>> {
-        let rows: Vec<Row> = {
-            let db = self.db();
-            let mut st = db.prepare(&format!(
-                "SELECT {COLUMNS} FROM replaced_services ORDER BY project, environment, name"
-            ))?;
-            let v = st.query_map([], row_of)?.collect::<rusqlite::Result<_>>()?;
-            v
-        };
-        rows.into_iter().map(decode).collect()
+        self.every_record_of("replaced_services")
     }
 
     /// Put a service set aside back in place of the one that replaced it (whose record
