@@ -153,12 +153,7 @@ impl VolumeStore {
     /// The volume `name` of an environment (it may not exist yet).
     pub fn volume(&self, project: &str, env: &str, name: &str) -> Result<Volume, VolumeError> {
         check_name(name)?;
-        let dir = self.env_dir(project, env);
-        Ok(Volume {
-            name: name.to_string(),
-            image: dir.join(format!("{name}.img")),
-            dir: dir.join(name),
-        })
+        Ok(Volume::in_env_dir(&self.env_dir(project, env), name))
     }
 
     /// The volumes an environment has (one per image file), by name.
@@ -383,17 +378,22 @@ impl Volume {
         Ok(())
     }
 
+    /// Volume `name` of the environment whose folder is `env_dir`: its image `NAME.img` and
+    /// its mount point `NAME` there.
+    fn in_env_dir(env_dir: &Path, name: &str) -> Volume {
+        Volume {
+            name: name.to_string(),
+            image: env_dir.join(format!("{name}.img")),
+            dir: env_dir.join(name),
+        }
+    }
+
     /// Unmount it and give it the name `to` of the same environment (its image and a
     /// pending growth move; its data stays as it is), returning the volume by its new name.
     /// Refused when a volume `to` exists.
     pub fn rename(&self, to: &str) -> Result<Volume, VolumeError> {
         check_name(to)?;
-        let dir = self.dir.parent().unwrap_or(&self.dir).join(to);
-        let moved = Volume {
-            name: to.to_string(),
-            image: dir.with_file_name(format!("{to}.img")),
-            dir,
-        };
+        let moved = Volume::in_env_dir(self.dir.parent().unwrap_or(&self.dir), to);
         if moved.exists() {
             return Err(VolumeError::Io {
                 what: format!("renaming {} to {}", self.name, moved.image.display()),
