@@ -274,6 +274,12 @@ pub fn service_kind(name: &str) -> Option<&'static ServiceKind> {
     SERVICES.iter().find(|k| k.name == name)
 }
 
+/// Whether a service of `service_type` holds data a user wrote (a type the catalog does not
+/// know counts as holding data: nothing is deleted on a guess).
+pub fn holds_data(service_type: &str) -> bool {
+    service_kind(service_type).is_none_or(|k| k.holds_data)
+}
+
 /// Whether a service of `service_type` is a MariaDB server (`mariadb`, `mysql`, and
 /// `oracle-mysql`, which Slipway runs on MariaDB: the same wire protocol, clients and dump
 /// tools), with its schemas, endpoints and accounts.

@@ -268,7 +268,7 @@ fn disk_shrink(what: &str, name: &str, old: Option<u64>, new: Option<u64>) -> Op
 }
 
 fn holds_data(s: &Service) -> bool {
-    catalog::service_kind(&s.r#type).is_none_or(|k| k.holds_data)
+    catalog::holds_data(&s.r#type)
 }
 
 fn services(old: &Topology, new: &Topology, options: &DiffOptions, d: &mut TopologyDiff) {

@@ -497,12 +497,10 @@ pub async fn converge(
             // the push fails, see [`remove_added`]) and the new one starts as an added one.
             let replaced = match &existing {
                 Some(r) if r.service_type != svc.r#type => {
-                    let holds = |t: &str| {
-                        slipway_config::catalog::service_kind(t).is_none_or(|k| k.holds_data)
-                    };
-                    let keeps = slipway_config::catalog::same_family(&r.service_type, &svc.r#type)
-                        && holds(&svc.r#type);
-                    if holds(&r.service_type) && !keeps && !allow_data_loss {
+                    use slipway_config::catalog::{holds_data, same_family};
+                    let keeps =
+                        same_family(&r.service_type, &svc.r#type) && holds_data(&svc.r#type);
+                    if holds_data(&r.service_type) && !keeps && !allow_data_loss {
                         // A push's diff refuses it; a rollback or redeploy never deletes data.
                         return Err(fail(format!(
                             "service {}: changing it from {} to {} would delete its data; push the change with -o allow-data-loss",
@@ -785,16 +783,52 @@ pub struct Added {
     pub replaced: Option<ServiceRecord>,
 }
 
-/// The name of the volume a replaced service's data waits in while the push that replaced
-/// it is not live yet.
+/// The volume a replaced service's data waits in (`service-NAME.replaced`) while the push
+/// that replaced it is not live yet.
+fn aside(
+    platform: &Platform,
+    (project, env, name): (&str, &str, &str),
+) -> Result<crate::volumes::Volume, String> {
+    platform
+        .data()
+        .volumes()
+        .volume(project, env, &aside_volume(name))
+        .map_err(|e| e.to_string())
+}
+
+/// The name of that volume.
 fn aside_volume(name: &str) -> String {
     format!("service-{name}.replaced")
+}
+
+/// A service set aside whose replacement is live: the data it left aside is deleted and
+/// its record forgotten (each tried, whatever the other did).
+fn forget_aside(platform: &Platform, record: &ServiceRecord) -> Result<(), String> {
+    let (project, env, name) = (&record.project, &record.environment, &record.name);
+    let removed = aside(platform, (project, env, name)).and_then(|v| {
+        v.remove().map_err(|e| {
+            format!(
+                "the data of the {} it replaced was not deleted: {e}",
+                record.service_type
+            )
+        })
+    });
+    let forgotten = platform
+        .state()
+        .forget_replaced_service(project, env, name)
+        .map_err(|e| {
+            format!(
+                "the {} it replaced stays recorded: {e}",
+                record.service_type
+            )
+        });
+    removed.and(forgotten)
 }
 
 /// A service whose type a push changes to `new_type`: it stops, and its record goes (a
 /// service of the new type takes its name). The data of a service holding data stays where
 /// it is for a type of the same family (`mysql` -> `mariadb`: the same server's data);
-/// else its volume is set aside under [`aside_volume`] so the new service starts on an
+/// else its volume is set aside ([`aside`]) so the new service starts on an
 /// empty one (`redis` -> `redis-persistent` too: a plain redis keeps nothing).
 async fn set_aside(
     platform: &Arc<Platform>,
@@ -812,8 +846,7 @@ async fn set_aside(
         record.service_type, record.version
     ));
     stop(platform, record).await;
-    let holds_data =
-        slipway_config::catalog::service_kind(&record.service_type).is_none_or(|k| k.holds_data);
+    let holds_data = slipway_config::catalog::holds_data(&record.service_type);
     let moved = async {
         if !(holds_data && slipway_config::catalog::same_family(&record.service_type, new_type)) {
             let v = data::volume(platform, project, env, name).map_err(|e| e.to_string())?;
@@ -871,11 +904,7 @@ async fn bring_back(platform: &Arc<Platform>, record: &ServiceRecord) {
 /// its replacement's), not started.
 fn put_back(platform: &Platform, record: &ServiceRecord) -> Result<(), String> {
     let (project, env, name) = (&record.project, &record.environment, &record.name);
-    let aside = platform
-        .data()
-        .volumes()
-        .volume(project, env, &aside_volume(name))
-        .map_err(|e| e.to_string())?;
+    let aside = aside(platform, (project, env, name))?;
     if aside.exists() {
         aside
             .rename(&format!("service-{name}"))
@@ -900,19 +929,8 @@ pub async fn forget_replaced(platform: &Platform, added: &[Added], out: &Output)
     for a in added {
         let Some(old) = &a.replaced else { continue };
         let (project, env, name) = (&old.project, &old.environment, &old.name);
-        let removed = platform
-            .data()
-            .volumes()
-            .volume(project, env, &aside_volume(name))
-            .and_then(|v| v.remove());
-        if let Err(e) = removed {
-            out.line(&format!(
-                "       warning: service {name}: the data of the {} it replaced was not deleted: {e}",
-                old.service_type
-            ));
-        }
-        if let Err(e) = platform.state().forget_replaced_service(project, env, name) {
-            warn!(project = %project, env = %env, service = %name, "the service it replaced stays recorded: {e}");
+        if let Err(e) = forget_aside(platform, old) {
+            out.line(&format!("       warning: service {name}: {e}"));
         }
         // The new type starts counting anew.
         let _ = platform.state().forget_container_restarts(
@@ -957,14 +975,9 @@ async fn settle_replaced(platform: &Arc<Platform>) -> HashSet<String> {
                 let id = container_id(project, env, name);
                 let _ = platform.runtime().remove(&id, STOP_GRACE).await;
                 removed.insert(id);
-                let aside = platform
-                    .data()
-                    .volumes()
-                    .volume(project, env, &aside_volume(name))
-                    .is_ok_and(|v| v.exists());
                 // The replacement's own volume, made empty by that push; a service of the
                 // same family kept its data in place, and the volume stays.
-                if aside {
+                if aside(platform, (project, env, name)).is_ok_and(|v| v.exists()) {
                     if let Ok(v) = data::volume(platform, project, env, &new.name) {
                         if let Err(e) = v.remove() {
                             warn!(project = %project, env = %env, service = %name, "the replacement's volume stays: {e}");
@@ -978,15 +991,7 @@ async fn settle_replaced(platform: &Arc<Platform>) -> HashSet<String> {
             }
         } else {
             info!(project = %project, env = %env, service = %name, "a push that replaced this {} went live before the server stopped: its data set aside goes", old.service_type);
-            let removed_aside = platform
-                .data()
-                .volumes()
-                .volume(project, env, &aside_volume(name))
-                .and_then(|v| if v.exists() { v.remove() } else { Ok(()) });
-            if let Err(e) = removed_aside {
-                warn!(project = %project, env = %env, service = %name, "data set aside not deleted: {e}");
-            }
-            if let Err(e) = platform.state().forget_replaced_service(project, env, name) {
+            if let Err(e) = forget_aside(platform, &old) {
                 warn!(project = %project, env = %env, service = %name, "{e}");
             }
         }
@@ -1209,8 +1214,7 @@ pub async fn remove_dropped(
             }
             continue;
         }
-        let holds_data =
-            slipway_config::catalog::service_kind(&svc.r#type).is_none_or(|k| k.holds_data);
+        let holds_data = slipway_config::catalog::holds_data(&svc.r#type);
         if holds_data && !allow_data_loss {
             // Refused by the infrastructure diff: never deleted without the option.
             continue;
