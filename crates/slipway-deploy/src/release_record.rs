@@ -68,6 +68,22 @@ pub fn topology_of(release: &Release) -> Result<Topology, ReleaseRecordError> {
         .map_err(|e| ReleaseRecordError::of(release, RecordPart::Topology, e))
 }
 
+/// The live release of `env` of `project`, if one is live.
+pub fn live_release(
+    state: &slipway_state::State,
+    project: &str,
+    env: &str,
+) -> Result<Option<Release>, String> {
+    Ok(state
+        .environment(project, env)
+        .map_err(|e| e.to_string())?
+        .and_then(|en| en.current_release)
+        .map(|id| state.release(id))
+        .transpose()
+        .map_err(|e| e.to_string())?
+        .flatten())
+}
+
 /// The live release of `env` of `project` (if one is live) and the spec it was recorded
 /// with; a state error or a spec that does not decode is the error.
 pub fn live_with_spec(
@@ -75,14 +91,7 @@ pub fn live_with_spec(
     project: &str,
     env: &str,
 ) -> Result<(Option<Release>, Option<ReleaseSpec>), String> {
-    let live = state
-        .environment(project, env)
-        .map_err(|e| e.to_string())?
-        .and_then(|en| en.current_release)
-        .map(|id| state.release(id))
-        .transpose()
-        .map_err(|e| e.to_string())?
-        .flatten();
+    let live = live_release(state, project, env)?;
     let spec = live
         .as_ref()
         .map(spec_of)

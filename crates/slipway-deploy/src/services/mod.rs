@@ -960,15 +960,20 @@ async fn settle_replaced(platform: &Arc<Platform>) -> HashSet<String> {
     };
     for old in records {
         let (project, env, name) = (&old.project, &old.environment, &old.name);
-        let live_type = platform
-            .state()
-            .environment(project, env)
-            .ok()
-            .flatten()
-            .and_then(|e| e.current_release)
-            .and_then(|id| platform.state().release(id).ok().flatten())
-            .and_then(|r| crate::release_record::topology_of(&r).ok())
-            .and_then(|t| t.service(name).map(|s| s.r#type.clone()));
+        // What the live release configures for the name; left for the next start when
+        // the state cannot say (never deleted on a guess).
+        let live =
+            crate::release_record::live_release(platform.state(), project, env).and_then(|r| {
+                r.map(|r| crate::release_record::topology_of(&r).map_err(|e| e.to_string()))
+                    .transpose()
+            });
+        let live_type = match live {
+            Ok(topology) => topology.and_then(|t| t.service(name).map(|s| s.r#type.clone())),
+            Err(e) => {
+                warn!(project = %project, env = %env, service = %name, "a service set aside by an interrupted push stays as it is: {e}");
+                continue;
+            }
+        };
         if live_type.as_deref() == Some(old.service_type.as_str()) {
             info!(project = %project, env = %env, service = %name, "a push interrupted while it replaced this service: it comes back as {}", old.service_type);
             if let Ok(Some(new)) = platform.state().service(project, env, name) {
