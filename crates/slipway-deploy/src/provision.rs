@@ -226,10 +226,10 @@ async fn start_app_with(
         .map_err(fail)?;
     let mut container = container_spec(spec, app, dir, crate::isolation::run_as(project));
     if deploy_hook_to_run {
-        let script = container.args.pop().unwrap_or_default();
-        container
-            .args
-            .push(environment::restarted_until_deployed(&script));
+        // The start script (`sh -c SCRIPT`'s last argument), wrapped.
+        if let Some(script) = container.args.last_mut() {
+            *script = environment::restarted_until_deployed(script);
+        }
     }
     // A container of that id left by an interrupted attempt is not ours to keep; removed
     // before its mounts are pinned, which removing it would unpin.
