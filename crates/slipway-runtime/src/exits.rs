@@ -93,6 +93,9 @@ impl Exits {
                 }
             }
         }
+        for pid in ended_orphans(&inner.children) {
+            let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
+        }
         n
     }
 
@@ -107,6 +110,53 @@ impl Exits {
     }
 }
 
+/// The zombie children of this process that ran inside a container and are not a
+/// container's first process (`known`): a process `runc exec` started whose runc was
+/// killed before it (an exec given up on, a console whose connection dropped) is given to
+/// this subreaper. Left a zombie, it keeps its container's first process from ever
+/// finishing its exit (the kernel waits until every process of a pid namespace is
+/// reaped), and the container looks running for good. The server's own children (the
+/// runtime CLI, git) run in its pid namespace and are never among them: whoever spawned
+/// them waits for them.
+fn ended_orphans(known: &HashMap<i32, String>) -> Vec<i32> {
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| !known.contains_key(pid))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| zombie_parent(&stat))
+                == Some(me)
+        })
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .is_ok_and(|status| in_a_child_pid_namespace(&status))
+        })
+        .collect()
+}
+
+/// The parent pid of a process whose `/proc/PID/stat` is `stat`, when it is a zombie.
+fn zombie_parent(stat: &str) -> Option<u32> {
+    // `pid (comm) state ppid ...`; the command name may hold spaces and parentheses.
+    let mut rest = stat.get(stat.rfind(')')? + 1..)?.split_ascii_whitespace();
+    let state = rest.next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    (state == "Z").then_some(ppid)
+}
+
+/// Whether a process whose `/proc/PID/status` is `status` has a pid in a namespace below
+/// this one (its `NSpid` line names more than one).
+fn in_a_child_pid_namespace(status: &str) -> bool {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .is_some_and(|pids| pids.split_ascii_whitespace().count() > 1)
+}
+
 /// Make this process a child subreaper: containers it starts detached stay its children.
 pub(crate) fn become_subreaper() -> Result<(), RuntimeError> {
     nix::sys::prctl::set_child_subreaper(true)
@@ -116,6 +166,25 @@ pub(crate) fn become_subreaper() -> Result<(), RuntimeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zombie_and_its_parent_are_read_from_its_stat() {
+        assert_eq!(zombie_parent("41 (sleep) Z 7 41 41 0 -1"), Some(7));
+        assert_eq!(zombie_parent("41 (a) (b) Z 9 41 0"), Some(9));
+        assert_eq!(zombie_parent("41 (a) Z (b) S 9 41 0"), None);
+        assert_eq!(zombie_parent("41 (sleep) S 7 41 41 0 -1"), None);
+        assert_eq!(zombie_parent("41 (sleep"), None);
+        assert_eq!(zombie_parent("41 (sleep) Z x"), None);
+    }
+
+    #[test]
+    fn a_process_in_a_container_has_two_pids() {
+        assert!(in_a_child_pid_namespace(
+            "Name:\tsleep\nNSpid:\t4127\t7\nNSpgid:\t1\n"
+        ));
+        assert!(!in_a_child_pid_namespace("Name:\trunc\nNSpid:\t4127\n"));
+        assert!(!in_a_child_pid_namespace("Name:\trunc\n"));
+    }
 
     #[test]
     fn exits_say_the_code_or_the_signal() {

@@ -607,6 +607,8 @@ impl Runtime {
     /// Reap (without blocking) the first processes of detached containers this process
     /// started that ended since the last call; returns how many. Containers started
     /// before [`Runtime::collect_exits`] (or by another process) are not reaped here.
+    /// Also reaps the ended processes of containers that a killed `runc exec` left to
+    /// this subreaper: unreaped, they would keep their container from ever stopping.
     pub fn reap_exited(&self) -> usize {
         self.exits.reap()
     }

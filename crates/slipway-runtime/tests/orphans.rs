@@ -1,0 +1,110 @@
+//! A subreaper (`slipway serve`) and the processes a killed `runc exec` leaves to it, under
+//! the real runc (needs root; never skips when `CI=true`). A test binary of its own: it
+//! makes its whole process a child subreaper.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use slipway_runtime::{ContainerSpec, Limits, RootFs, RunAs, Runtime, Status};
+
+/// The parent pid and state letter of process `pid`, from `/proc/PID/stat`.
+fn parent_and_state(pid: u32) -> Option<(u32, String)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut rest = stat.get(stat.rfind(')')? + 1..)?.split_ascii_whitespace();
+    let state = rest.next()?.to_string();
+    Some((rest.next()?.parse().ok()?, state))
+}
+
+/// The pid of a `sleep 1000` whose parent is `parent`.
+fn sleep_under(parent: u32) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            parent_and_state(*pid).is_some_and(|(p, _)| p == parent)
+                && std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c == b"sleep\x001000\x00")
+        })
+}
+
+#[tokio::test]
+async fn a_process_a_killed_exec_left_behind_does_not_keep_its_container_running() {
+    if !slipway_runtime::testing::root() {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let app = tempfile::tempdir().unwrap();
+    let rt = Runtime::new(Path::new("runc"), data.path()).unwrap();
+    rt.collect_exits().unwrap();
+    let run_as = RunAs::for_project("runtime-orphans");
+    run_as.own_tree(app.path()).unwrap();
+    let id = format!("orphans-{}", std::process::id());
+    let spec = ContainerSpec {
+        root: RootFs::Host,
+        id: id.clone(),
+        // Ends by itself a while after the exec below started.
+        args: vec!["/bin/sh".into(), "-c".into(), "sleep 4".into()],
+        env: vec![],
+        cwd: "/app".into(),
+        app_dir: app.path().to_path_buf(),
+        app_writable: false,
+        mounts: vec![],
+        netns: None,
+        hostname: "orphans".into(),
+        hosts: Vec::new(),
+        annotations: BTreeMap::new(),
+        run_as,
+        limits: Limits::default(),
+    };
+    rt.start(&spec, &data.path().join("orphans.log"))
+        .await
+        .unwrap();
+
+    // An exec whose runc is killed while its command runs: the command is given to this
+    // process, the subreaper.
+    let mut exec = std::process::Command::new("runc")
+        .arg("--root")
+        .arg(rt.state_root())
+        .args(["exec", &id, "sleep", "1000"])
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let sleep = loop {
+        if let Some(pid) = sleep_under(exec.id()) {
+            break pid;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "the exec never ran");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    exec.kill().unwrap();
+    exec.wait().unwrap();
+    let t0 = Instant::now();
+    while parent_and_state(sleep).map(|(p, _)| p) != Some(std::process::id()) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "the exec's command was not given to the subreaper: {:?}",
+            parent_and_state(sleep)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The container's first process ends; the kernel kills the orphan with it, and the
+    // container stops once the subreaper reaps what is left.
+    let t0 = Instant::now();
+    loop {
+        rt.reap_exited();
+        match rt.state(&id).await.unwrap() {
+            Some(s) if s.status == Status::Stopped => break,
+            None => break,
+            Some(s) => assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "the container still runs: {s:?}; its orphan: {:?}",
+                parent_and_state(sleep)
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(parent_and_state(sleep), None, "the orphan was not reaped");
+    rt.remove(&id, Duration::from_secs(2)).await.unwrap();
+}
