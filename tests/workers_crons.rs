@@ -303,6 +303,12 @@ fn crons_run_as_activities_never_overlap_pause_during_deploys_and_run_on_demand(
         assert!(out.contains(line), "{line}: {out}");
     }
     assert!(!out.lines().any(|l| l.trim() == "never"), "{out}");
+    // One SIGTERM: a second one would end the run's second wait.
+    assert_eq!(
+        out.lines().filter(|l| l.trim() == "got TERM").count(),
+        1,
+        "{out}"
+    );
     let took = t.elapsed();
     assert!(
         took >= Duration::from_secs(6) && took < Duration::from_secs(30),

@@ -288,7 +288,8 @@ pub async fn run(
     let code = execute(platform, cron, &out).await;
     let (status, summary) = match &code {
         Ok(0) => ("success", format!("cron {}: exit status 0", c.name)),
-        Ok(124) | Ok(137) if t0.elapsed() >= Duration::from_secs(c.timeout) => (
+        // 137: SIGKILL (`timeout`'s or the server's); 143: it ended on the SIGTERM.
+        Ok(137) | Ok(143) if t0.elapsed() >= Duration::from_secs(c.timeout) => (
             "failure",
             format!(
                 "cron {}: stopped after its timeout of {}s",
@@ -317,8 +318,8 @@ async fn execute(platform: &Arc<Platform>, cron: &LiveCron, out: &Output) -> Res
         &cron.app.env,
     )
     .map_err(|e| e.to_string())?;
-    // SIGTERM at the timeout (plus the stop command's time when there is one), SIGKILL
-    // shutdown_timeout later.
+    // SIGTERM at the timeout (plus the stop command's time when there is one), once, to
+    // every process of the run; SIGKILL shutdown_timeout later.
     let term_after = c.timeout
         + if c.stop.is_some() {
             c.shutdown_timeout
@@ -326,7 +327,10 @@ async fn execute(platform: &Arc<Platform>, cron: &LiveCron, out: &Output) -> Res
             0
         };
     // The run's process group id goes to a file of the container's /tmp (one per cron: runs
-    // never overlap), so the server can SIGKILL the whole group should `timeout` not.
+    // never overlap), so that the server can signal the whole group. `timeout` makes the
+    // group (it leads it) and bounds the run with SIGKILL even without the server; the
+    // SIGTERM is the server's own: `timeout` sends its signal to its child and then to its
+    // group, and a command whose trap ran in between got two.
     // Other bytes than letters, digits and `-` as `_XX` (hex): one file per name (`a.b`
     // and `a_b` never share one).
     let safe: String = c
@@ -345,8 +349,8 @@ async fn execute(platform: &Arc<Platform>, cron: &LiveCron, out: &Output) -> Res
         "/bin/sh".into(),
         "-c".into(),
         format!(
-            "echo $$ > {pid_file}; exec timeout -k {}s {term_after}s /bin/sh -c \"$0\"",
-            c.shutdown_timeout
+            "echo $$ > {pid_file}; exec timeout -s KILL {}s /bin/sh -c \"$0\"",
+            term_after + c.shutdown_timeout
         ),
         crate::environment::sourcing_environment(&c.start),
     ];
@@ -386,8 +390,12 @@ async fn execute(platform: &Arc<Platform>, cron: &LiveCron, out: &Output) -> Res
                 ));
                 exec(vec!["/bin/sh".into(), "-c".into(), stop], grace).await;
             }
-            // `timeout` sends SIGTERM at `term_after` and SIGKILL `grace` later; one more
-            // second, then the server kills what is left of the run's process group.
+            // SIGTERM to every process of the run's group but `timeout` (which would pass
+            // it on to its child a second time).
+            tokio::time::sleep_until(started + Duration::from_secs(term_after)).await;
+            exec(vec!["/bin/sh".into(), "-c".into(), term_run(&pid_file)], 5).await;
+            // `timeout` sends SIGKILL `grace` later; one more second, then the server
+            // kills what is left of the run's process group.
             tokio::time::sleep_until(started + Duration::from_secs(term_after + grace + 1)).await;
             let kill = format!("kill -KILL -- -$(cat {pid_file}) 2>/dev/null; true");
             exec(vec!["/bin/sh".into(), "-c".into(), kill], 5).await;
@@ -409,6 +417,22 @@ async fn execute(platform: &Arc<Platform>, cron: &LiveCron, out: &Output) -> Res
         .map_err(|e| e.to_string());
     watchdog.abort();
     result
+}
+
+/// A script that sends SIGTERM once to every process of the cron run whose group id is in
+/// `pid_file`, but the group's leader (`timeout`).
+fn term_run(pid_file: &str) -> String {
+    format!(
+        r#"g=$(cat {pid_file}) || exit 0
+for d in /proc/[0-9]*; do
+  p=${{d#/proc/}}
+  [ "$p" = "$g" ] && continue
+  {{ read -r l < "$d/stat"; }} 2>/dev/null || continue
+  set -- ${{l##*) }}
+  [ "$3" = "$g" ] && kill -TERM "$p" 2>/dev/null
+done
+true"#
+    )
 }
 
 /// The scheduler: at every minute (see [`tick`]), start the runs due in every live release.
