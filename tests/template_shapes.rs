@@ -927,7 +927,8 @@ fn pelican_static_site_served_by_locations_only() {
 // root and no process), and the `update-submodule` app whose `start: sleep infinity`
 // listens nowhere and that no route nor relationship reaches. Platform.sh serves the first
 // two as static sites (a passthru path is an internal rewrite to that file; `passthru: true`
-// with nothing behind it is 404) and expects nothing of the third but to keep running.
+// with nothing behind it is 404, and warned about) and expects nothing of the third but to
+// keep running.
 
 const BIGFOOT_APPLICATIONS: &str = r#"admin:
   type: nodejs:22
@@ -1020,7 +1021,15 @@ fn bigfoot_static_apps_answer_their_passthru_file_and_a_process_nobody_reaches_o
         ],
     );
     let out = server.push_ok(&app, "bigfoot");
-    assert!(!out.contains("warning:"), "nothing to warn about: {out}");
+    // One thing to warn about: main_app's `passthru: true`, which nothing answers.
+    let warnings: Vec<&str> = out.lines().filter(|l| l.contains("warning:")).collect();
+    assert_eq!(warnings.len(), 1, "{out}");
+    assert!(
+        warnings[0].contains(".platform/applications.yaml:")
+            && warnings[0].contains("app `main_app` has no start command and is not PHP")
+            && warnings[0].contains(r#"(at main_app.web.locations."/".passthru)"#),
+        "{out}"
+    );
     assert!(
         out.contains("health check update-submodule")
             && out

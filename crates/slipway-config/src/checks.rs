@@ -381,6 +381,7 @@ pub(crate) fn finish(
         routes,
     };
     worker_relationships(&topology, &places, diags);
+    passthru_to_no_process(&topology, &places, diags);
     topology
 }
 
@@ -411,6 +412,50 @@ fn worker_relationships(
                     pos.col,
                     &kp,
                     format!("relationship `{relationship}` of worker `{}` names `{target}`, which is no service or app", w.name),
+                ));
+            }
+        }
+    }
+}
+
+/// A warning at each `passthru: true` (of a location or one of its rules) of an app that runs
+/// no web process (no start command, not PHP): a static site has no app to pass requests to,
+/// so they get 404 (a `passthru` path is a rewrite to that file there, as on Platform.sh).
+/// Reported at the app's name (locations keep no positions). Only for a configuration refused
+/// for nothing else: a start command of the wrong shape is refused at its key.
+fn passthru_to_no_process(
+    topology: &Topology,
+    places: &[(Pos, KeyPath)],
+    diags: &mut Vec<Diagnostic>,
+) {
+    if diags.iter().any(Diagnostic::is_error) {
+        return;
+    }
+    let on = |v: &serde_json::Value| v.get("passthru") == Some(&serde_json::Value::Bool(true));
+    for (app, (pos, path)) in topology.applications.iter().zip(places) {
+        if !crate::php::no_web_process(app) {
+            continue;
+        }
+        for (prefix, location) in &app.web.locations {
+            let at = path.with("web").with("locations").with(prefix);
+            let rules = location.get("rules").and_then(serde_json::Value::as_object);
+            let keys = on(location).then(|| at.with("passthru")).into_iter().chain(
+                rules
+                    .into_iter()
+                    .flatten()
+                    .filter(|(_, r)| on(r))
+                    .map(|(pattern, _)| at.with("rules").with(pattern).with("passthru")),
+            );
+            for key in keys {
+                diags.push(key.warning(
+                    pos,
+                    format!(
+                        "app `{}` has no start command and is not PHP: no process answers \
+                         what `passthru: true` passes to it, so those requests get 404; set \
+                         web.commands.start, or name a file to serve instead (`passthru: \
+                         /index.html`)",
+                        app.name
+                    ),
                 ));
             }
         }

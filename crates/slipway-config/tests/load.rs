@@ -389,6 +389,48 @@ fn an_app_without_a_start_command_is_refused_unless_php() {
 }
 
 #[test]
+fn a_static_site_that_passes_requests_through_to_no_process_is_warned_about() {
+    let warnings = |app: &str| -> Vec<String> {
+        let d = tree(&[(".platform.app.yaml", app.as_bytes())]);
+        let l = load(&DirSource::new(d.path())).unwrap();
+        l.warnings.iter().map(|w| w.to_string()).collect()
+    };
+    let site = |location: &str| {
+        format!("name: site\ntype: nodejs:22\nweb:\n  locations:\n    '/':\n      root: public\n{location}")
+    };
+    // `passthru: true` on a location and on one of its rules, and no start command:
+    // nothing answers what passes through.
+    let w = warnings(&site(
+        "      passthru: true\n      rules:\n        '\\.map$':\n          passthru: true\n        '\\.css$':\n          passthru: false\n",
+    ));
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(
+        w[0].starts_with(
+            ".platform.app.yaml:1:7: warning: app `site` has no start command and is not PHP"
+        ) && w[0].contains("those requests get 404")
+            && w[0].ends_with(r#"(at web.locations."/".passthru)"#),
+        "{w:?}"
+    );
+    assert!(
+        w[1].ends_with(r#"(at web.locations."/".rules."\\.map$".passthru)"#),
+        "{w:?}"
+    );
+    // A passthru path is a rewrite to that file on a static site (an SPA's `/index.html`),
+    // `passthru: false` serves files only, and an app with a start command has a process.
+    for quiet in [
+        site("      passthru: /index.html\n"),
+        site("      passthru: false\n"),
+        format!(
+            "{}  commands:\n    start: node server.js\n",
+            site("      passthru: true\n")
+        ),
+    ] {
+        let w = warnings(&quiet);
+        assert!(w.is_empty(), "{quiet}: {w:?}");
+    }
+}
+
+#[test]
 fn socket_family_unix_is_acted_on_and_an_unknown_one_refused_at_its_position() {
     let d = tree(&[(
         ".platform.app.yaml",
