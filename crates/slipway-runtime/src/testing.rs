@@ -15,3 +15,38 @@ pub fn root() -> bool {
     eprintln!("skipped: needs root");
     false
 }
+
+/// A container spec for a test: `args` run on `root` as `run_as`, with `app_dir` read-only
+/// at `/app` (the working folder), no variables, mounts, network namespace, annotations
+/// nor limits of its own; `hostname` is also the id's start (`HOSTNAME-PID-N`, unique in
+/// this process).
+pub fn spec(
+    root: crate::RootFs,
+    hostname: &str,
+    args: &[&str],
+    app_dir: &std::path::Path,
+    run_as: crate::RunAs,
+) -> crate::ContainerSpec {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    crate::ContainerSpec {
+        root,
+        id: format!(
+            "{hostname}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ),
+        args: args.iter().map(|s| s.to_string()).collect(),
+        env: vec![],
+        cwd: "/app".into(),
+        app_dir: app_dir.to_path_buf(),
+        app_writable: false,
+        mounts: vec![],
+        netns: None,
+        hostname: hostname.into(),
+        hosts: Vec::new(),
+        annotations: std::collections::BTreeMap::new(),
+        run_as,
+        limits: crate::Limits::default(),
+    }
+}

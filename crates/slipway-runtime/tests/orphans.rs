@@ -2,11 +2,10 @@
 //! the real runc (needs root; never skips when `CI=true`). A test binary of its own: it
 //! makes its whole process a child subreaper.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use slipway_runtime::{ContainerSpec, Limits, RootFs, RunAs, Runtime, Status};
+use slipway_runtime::{RootFs, RunAs, Runtime, Status};
 
 /// The parent pid and state letter of process `pid`, from `/proc/PID/stat`.
 fn parent_and_state(pid: u32) -> Option<(u32, String)> {
@@ -39,24 +38,15 @@ async fn a_process_a_killed_exec_left_behind_does_not_keep_its_container_running
     rt.collect_exits().unwrap();
     let run_as = RunAs::for_project("runtime-orphans");
     run_as.own_tree(app.path()).unwrap();
-    let id = format!("orphans-{}", std::process::id());
-    let spec = ContainerSpec {
-        root: RootFs::Host,
-        id: id.clone(),
-        // Ends by itself a while after the exec below started.
-        args: vec!["/bin/sh".into(), "-c".into(), "sleep 4".into()],
-        env: vec![],
-        cwd: "/app".into(),
-        app_dir: app.path().to_path_buf(),
-        app_writable: false,
-        mounts: vec![],
-        netns: None,
-        hostname: "orphans".into(),
-        hosts: Vec::new(),
-        annotations: BTreeMap::new(),
+    // Ends by itself a while after the exec below started.
+    let spec = slipway_runtime::testing::spec(
+        RootFs::Host,
+        "orphans",
+        &["/bin/sh", "-c", "sleep 4"],
+        app.path(),
         run_as,
-        limits: Limits::default(),
-    };
+    );
+    let id = spec.id.clone();
     rt.start(&spec, &data.path().join("orphans.log"))
         .await
         .unwrap();

@@ -1,6 +1,5 @@
 //! Real containers under the real runc (needs root). These never skip when `CI=true`.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -60,22 +59,7 @@ fn fixture() -> Fixture {
 }
 
 fn spec(f: &Fixture, args: &[&str]) -> ContainerSpec {
-    ContainerSpec {
-        root: RootFs::Host,
-        id: unique("t"),
-        args: args.iter().map(|s| s.to_string()).collect(),
-        env: vec![],
-        cwd: "/app".into(),
-        app_dir: f.app.path().to_path_buf(),
-        app_writable: false,
-        mounts: vec![],
-        netns: None,
-        hostname: "testbox".into(),
-        hosts: Vec::new(),
-        annotations: BTreeMap::new(),
-        run_as: f.run_as,
-        limits: Limits::default(),
-    }
+    slipway_runtime::testing::spec(RootFs::Host, "testbox", args, f.app.path(), f.run_as)
 }
 
 async fn run_lines(rt: &Runtime, spec: &ContainerSpec) -> (Result<i32, RuntimeError>, Vec<String>) {

@@ -4,11 +4,10 @@
 //! and fingerprint marker, so a changed catalog entry builds anew and a stack built by
 //! either is reused by both).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use slipway_runtime::{ContainerSpec, RootFs, Runtime};
+use slipway_runtime::{RootFs, Runtime};
 
 use slipway_slug::Archive;
 use slipway_stack::catalog::find;
@@ -66,22 +65,13 @@ fn run_in_stack(root: &Path, script: &str) -> (i32, Vec<String>) {
     let app = tempfile::tempdir().unwrap();
     std::fs::write(app.path().join("hello.txt"), "hello from app\n").unwrap();
     let rt = Runtime::new(Path::new("runc"), data.path()).unwrap();
-    let spec = ContainerSpec {
-        root: RootFs::Stack(root.to_path_buf()),
-        id: format!("stacktest-{}-{}", std::process::id(), rand_suffix()),
-        args: vec!["/bin/sh".into(), "-c".into(), script.into()],
-        env: vec![],
-        cwd: "/app".into(),
-        app_dir: app.path().to_path_buf(),
-        app_writable: false,
-        mounts: vec![],
-        netns: None,
-        hostname: "stacktest".into(),
-        hosts: Vec::new(),
-        annotations: BTreeMap::new(),
-        run_as: slipway_runtime::RunAs::for_project("stacktest"),
-        limits: slipway_runtime::Limits::default(),
-    };
+    let spec = slipway_runtime::testing::spec(
+        RootFs::Stack(root.to_path_buf()),
+        "stacktest",
+        &["/bin/sh", "-c", script],
+        app.path(),
+        slipway_runtime::RunAs::for_project("stacktest"),
+    );
     let mut lines = Vec::new();
     let code = tokio::runtime::Runtime::new()
         .unwrap()
@@ -94,13 +84,6 @@ fn run_in_stack(root: &Path, script: &str) -> (i32, Vec<String>) {
         }))
         .unwrap_or_else(|e| panic!("{e}"));
     (code, lines)
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
 }
 
 /// A file on the host that no container may see.
