@@ -110,14 +110,16 @@ impl Exits {
     }
 }
 
-/// The zombie children of this process that ran inside a container and are not a
-/// container's first process (`known`): a process `runc exec` started whose runc was
-/// killed before it (an exec given up on, a console whose connection dropped) is given to
-/// this subreaper. Left a zombie, it keeps its container's first process from ever
-/// finishing its exit (the kernel waits until every process of a pid namespace is
-/// reaped), and the container looks running for good. The server's own children (the
-/// runtime CLI, git) run in its pid namespace and are never among them: whoever spawned
-/// them waits for them.
+/// The zombie children of this process that are runc's leftovers: processes of a
+/// container that are not its first process (`known`), and runc's own setup stages. A
+/// process `runc exec` started is given to this subreaper when its runc dies first (an
+/// exec given up on, a console whose connection dropped, an exec racing its container's
+/// exit), and so is runc's `runc:[1:CHILD]` stage when the exec fails that way. Left a
+/// zombie, a container's process keeps the container's first process from ever finishing
+/// its exit (the kernel waits until every process of a pid namespace is reaped): the
+/// container looks running for good; and every such zombie holds a pid. The server's own
+/// children (the runtime CLI, git) run in its pid namespace under their own names and are
+/// never among them: whoever spawned them waits for them.
 fn ended_orphans(known: &HashMap<i32, String>) -> Vec<i32> {
     let me = std::process::id();
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -127,17 +129,20 @@ fn ended_orphans(known: &HashMap<i32, String>) -> Vec<i32> {
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| !known.contains_key(pid))
         .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| zombie_parent(&stat))
-                == Some(me)
-        })
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/status"))
-                .is_ok_and(|status| in_a_child_pid_namespace(&status))
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            zombie_parent(&stat) == Some(me)
+                && (command_name(&stat).is_some_and(|c| c.starts_with(RUNC_STAGE))
+                    || std::fs::read_to_string(format!("/proc/{pid}/status"))
+                        .is_ok_and(|status| in_a_child_pid_namespace(&status)))
         })
         .collect()
 }
+
+/// How runc names the stages of its container setup (`runc:[0:PARENT]`, `runc:[1:CHILD]`,
+/// `runc:[2:INIT]`).
+const RUNC_STAGE: &str = "runc:[";
 
 /// The parent pid of a process whose `/proc/PID/stat` is `stat`, when it is a zombie.
 fn zombie_parent(stat: &str) -> Option<u32> {
@@ -146,6 +151,11 @@ fn zombie_parent(stat: &str) -> Option<u32> {
     let state = rest.next()?;
     let ppid = rest.next()?.parse().ok()?;
     (state == "Z").then_some(ppid)
+}
+
+/// The command name of a process whose `/proc/PID/stat` is `stat`.
+fn command_name(stat: &str) -> Option<&str> {
+    stat.get(stat.find('(')? + 1..stat.rfind(')')?)
 }
 
 /// Whether a process whose `/proc/PID/status` is `status` has a pid in a namespace below
@@ -175,6 +185,16 @@ mod tests {
         assert_eq!(zombie_parent("41 (sleep) S 7 41 41 0 -1"), None);
         assert_eq!(zombie_parent("41 (sleep"), None);
         assert_eq!(zombie_parent("41 (sleep) Z x"), None);
+    }
+
+    #[test]
+    fn a_command_name_is_read_from_its_stat() {
+        assert_eq!(
+            command_name("41 (runc:[1:CHILD]) Z 7 41"),
+            Some("runc:[1:CHILD]")
+        );
+        assert_eq!(command_name("41 (a) (b) Z 7 41"), Some("a) (b"));
+        assert_eq!(command_name("41 runc Z 7"), None);
     }
 
     #[test]

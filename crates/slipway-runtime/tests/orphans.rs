@@ -1,6 +1,6 @@
-//! A subreaper (`slipway serve`) and the processes a killed `runc exec` leaves to it, under
-//! the real runc (needs root; never skips when `CI=true`). A test binary of its own: it
-//! makes its whole process a child subreaper.
+//! A subreaper (`slipway serve`) and the processes a killed `runc exec` (or one racing its
+//! container's exit) leaves to it, under the real runc (needs root; never skips when
+//! `CI=true`). A test binary of its own: it makes its whole process a child subreaper.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -27,11 +27,24 @@ fn sleep_under(parent: u32) -> Option<u32> {
         })
 }
 
+/// The zombie children of this process.
+fn zombies() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| parent_and_state(*pid) == Some((std::process::id(), "Z".into())))
+        .collect()
+}
+
+/// The tests of this file one at a time: each counts the zombies of the whole process.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn a_process_a_killed_exec_left_behind_does_not_keep_its_container_running() {
     if !slipway_runtime::testing::root() {
         return;
     }
+    let _one = ONE_AT_A_TIME.lock().await;
     let data = tempfile::tempdir().unwrap();
     let app = tempfile::tempdir().unwrap();
     let rt = Runtime::new(Path::new("runc"), data.path()).unwrap();
@@ -97,4 +110,99 @@ async fn a_process_a_killed_exec_left_behind_does_not_keep_its_container_running
     }
     assert_eq!(parent_and_state(sleep), None, "the orphan was not reaped");
     rt.remove(&id, Duration::from_secs(2)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn execs_racing_their_containers_exit_leave_no_container_running_and_no_zombie() {
+    if !slipway_runtime::testing::root() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let data = tempfile::tempdir().unwrap();
+    let app = tempfile::tempdir().unwrap();
+    let rt = std::sync::Arc::new(Runtime::new(Path::new("runc"), data.path()).unwrap());
+    rt.collect_exits().unwrap();
+    let run_as = RunAs::for_project("runtime-orphans");
+    run_as.own_tree(app.path()).unwrap();
+    // As `serve` does, once a second.
+    let reaper = {
+        let rt = rt.clone();
+        tokio::spawn(async move {
+            loop {
+                rt.reap_exited();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
+    // A readiness check's `runc exec` racing a service that exits at start, ten times over:
+    // runc sometimes dies before the command it started (or its own setup stage).
+    for round in 0..10 {
+        let spec = slipway_runtime::testing::spec(
+            RootFs::Host,
+            "racing",
+            &["/bin/sh", "-c", "sleep 0.5"],
+            app.path(),
+            run_as,
+        );
+        rt.start(&spec, &data.path().join("racing.log"))
+            .await
+            .unwrap();
+        let t0 = Instant::now();
+        let execs: Vec<_> = (0..4)
+            .map(|_| {
+                let (rt, id) = (rt.clone(), spec.id.clone());
+                tokio::spawn(async move {
+                    while t0.elapsed() < Duration::from_millis(1500) {
+                        let _ = rt
+                            .exec(
+                                &id,
+                                &["/bin/true".into()],
+                                &[],
+                                "",
+                                Duration::from_secs(5),
+                                &mut |_| {},
+                            )
+                            .await;
+                    }
+                })
+            })
+            .collect();
+        for e in execs {
+            e.await.unwrap();
+        }
+        let t1 = Instant::now();
+        loop {
+            match rt.state(&spec.id).await.unwrap() {
+                Some(s) if s.status == Status::Running => assert!(
+                    t1.elapsed() < Duration::from_secs(5),
+                    "round {round}: the container still runs 5 s after its process ended; \
+                     zombies of this process: {:?}",
+                    zombies()
+                ),
+                _ => break,
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        rt.remove(&spec.id, Duration::from_secs(2)).await.unwrap();
+    }
+    // Nothing is left a zombie (each would hold a pid for the server's lifetime).
+    let t0 = Instant::now();
+    loop {
+        rt.reap_exited();
+        let left = zombies();
+        if left.is_empty() {
+            break;
+        }
+        let mut names = std::collections::BTreeMap::<String, usize>::new();
+        for p in &left {
+            let name = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+            *names.entry(name.trim().to_string()).or_default() += 1;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "zombies left: {names:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    reaper.abort();
 }
