@@ -2175,7 +2175,8 @@ fn console_var_set_works_on_an_environment_not_deployed_yet() {
 }
 
 /// A console action that fails before it began (issue 15): a refusal with its own
-/// message, as SSH says it (409); an internal failure (here the environment's deploy lock
+/// message, as SSH says it, and its kind's status (a release that is not there: 404; the
+/// sync of production, in `run_a_cron_now_and_sync...`: 409); an internal failure (here the environment's deploy lock
 /// cannot be opened: a folder sits where its file goes) with "internal error, see the
 /// server log" (500), the failure itself in the server's log and never on the page, while
 /// SSH exits 3 with the failure's own words; once the lock is back the same redeploy works.
@@ -2188,9 +2189,9 @@ fn a_failed_console_action_says_what_ssh_says_refused_or_internal() {
     let post =
         |path: &str| server.console("POST", path, Some(&session), Some(&format!("csrf={csrf}")));
 
-    // Refused: the message, as over SSH.
+    // Refused: the message, as over SSH, and what kind of refusal it is (nothing there).
     let (status, _, body) = post("/p/demo/e/main/rollback/9");
-    assert_eq!(status, 409, "{body}");
+    assert_eq!(status, 404, "{body}");
     let o = server.admin("rollback demo main 9");
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let said = "release 9 of main not found";

@@ -81,7 +81,7 @@ impl Cx<'_> {
     /// Start `work` (an action making an activity on `env` of `project`) as this session's
     /// user on its own task, and answer with its activity (303), its waiting page (303)
     /// if it waits for another deploy, or, if it was refused before it began, its message
-    /// under `refused_title` (409), or the words for an internal failure (500).
+    /// under `refused_title` (403, 404, 400 or 409 by its kind), or the words for an internal failure (500).
     pub(crate) async fn start_in_env<F, Fut, E>(
         &self,
         (what, refused_title): (&str, &str),
@@ -152,7 +152,7 @@ impl Cx<'_> {
                     Ok(Err(e)) => {
                         let told = e.told(&format!("console action {number}: {what}"));
                         match e.kind() {
-                            Kind::Refused(_) => ActionOutcome::Refused(told),
+                            Kind::Refused(why) => ActionOutcome::Refused(why.into(), told),
                             Kind::Internal => ActionOutcome::Failed,
                         }
                     }
@@ -168,7 +168,7 @@ impl Cx<'_> {
                     if *p == ActionProgress::Waiting {
                         *p = match outcome {
                             ActionOutcome::Done(summary) => ActionProgress::Done(summary),
-                            ActionOutcome::Refused(why) => ActionProgress::Refused(why),
+                            ActionOutcome::Refused(kind, why) => ActionProgress::Refused(kind, why),
                             ActionOutcome::Failed => ActionProgress::Failed,
                         };
                     }
@@ -226,9 +226,9 @@ impl Cx<'_> {
         let activity = format!("/p/{}/activity", action.project);
         match progress {
             ActionProgress::Activity(id) => see_other(&format!("/activity/{id}"), None),
-            // What refused an action once it had begun is of the environment as it was.
-            ActionProgress::Refused(m) => refusal_page(
-                Refusal::Conflict,
+            // Refused before it began: the refusal's own kind (403, 404, 400 or 409).
+            ActionProgress::Refused(kind, m) => refusal_page(
+                Refusal::from(*kind),
                 Some(refused_title),
                 &format!("{m}."),
                 Some(html! { p { a href=(back) { "Back to " (env) } } }),

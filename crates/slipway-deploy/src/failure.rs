@@ -33,6 +33,30 @@ pub enum Refusal {
     Conflict,
 }
 
+/// A refusal's kind as the state keeps it for a console action that ended before it began.
+impl From<Refusal> for slipway_state::RefusedAs {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Forbidden => slipway_state::RefusedAs::Forbidden,
+            Refusal::NotFound => slipway_state::RefusedAs::NotFound,
+            Refusal::Invalid => slipway_state::RefusedAs::Invalid,
+            Refusal::Conflict => slipway_state::RefusedAs::Conflict,
+        }
+    }
+}
+
+/// A refusal's kind read back from the state.
+impl From<slipway_state::RefusedAs> for Refusal {
+    fn from(r: slipway_state::RefusedAs) -> Self {
+        match r {
+            slipway_state::RefusedAs::Forbidden => Refusal::Forbidden,
+            slipway_state::RefusedAs::NotFound => Refusal::NotFound,
+            slipway_state::RefusedAs::Invalid => Refusal::Invalid,
+            slipway_state::RefusedAs::Conflict => Refusal::Conflict,
+        }
+    }
+}
+
 impl Kind {
     /// The exit status of a command that failed so: 1 refused, 3 internal.
     pub fn exit_code(self) -> i32 {

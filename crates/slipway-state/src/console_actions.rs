@@ -18,11 +18,49 @@ pub enum ActionProgress {
     Activity(i64),
     /// It ended well without an activity (its summary).
     Done(String),
-    /// It was refused before it began (why).
-    Refused(String),
+    /// It was refused before it began (what kind of refusal, why).
+    Refused(RefusedAs, String),
     /// It failed inside before it began (an internal failure, which the server's log
     /// tells; the user is told no more).
     Failed,
+}
+
+/// What kind of refusal ended a console action before it began: what its page's status is
+/// made from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusedAs {
+    /// The user lacks the role it needs.
+    Forbidden,
+    /// What it names is not there.
+    NotFound,
+    /// The request itself is malformed.
+    Invalid,
+    /// The environment's state forbids it now.
+    Conflict,
+}
+
+impl RefusedAs {
+    /// As the state stores it.
+    fn as_str(self) -> &'static str {
+        match self {
+            RefusedAs::Forbidden => "forbidden",
+            RefusedAs::NotFound => "not-found",
+            RefusedAs::Invalid => "invalid",
+            RefusedAs::Conflict => "conflict",
+        }
+    }
+
+    /// From how the state stores it.
+    fn parse(s: &str) -> Option<RefusedAs> {
+        [
+            RefusedAs::Forbidden,
+            RefusedAs::NotFound,
+            RefusedAs::Invalid,
+            RefusedAs::Conflict,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
 }
 
 /// How a console action ended ([`State::console_action_ended`]).
@@ -30,8 +68,8 @@ pub enum ActionProgress {
 pub enum ActionOutcome {
     /// Well (its summary).
     Done(String),
-    /// Refused (why, for the user).
-    Refused(String),
+    /// Refused (what kind of refusal, why, for the user).
+    Refused(RefusedAs, String),
     /// An internal failure (the server's log tells).
     Failed,
 }
@@ -104,14 +142,14 @@ impl State {
     /// Record how action `id` ended (shown only if it recorded no activity, which then
     /// says it all).
     pub fn console_action_ended(&self, id: i64, outcome: &ActionOutcome) -> Result<()> {
-        let (kind, message) = match outcome {
-            ActionOutcome::Done(m) => ("done", Some(m)),
-            ActionOutcome::Refused(m) => ("refused", Some(m)),
-            ActionOutcome::Failed => ("failed", None),
+        let (kind, refused_as, message) = match outcome {
+            ActionOutcome::Done(m) => ("done", None, Some(m)),
+            ActionOutcome::Refused(r, m) => ("refused", Some(r.as_str()), Some(m)),
+            ActionOutcome::Failed => ("failed", None, None),
         };
         self.db().execute(
-            "UPDATE console_actions SET outcome = ?2, message = ?3 WHERE id = ?1",
-            params![id, kind, message],
+            "UPDATE console_actions SET outcome = ?2, refused_as = ?3, message = ?4 WHERE id = ?1",
+            params![id, kind, refused_as, message],
         )?;
         Ok(())
     }
@@ -122,7 +160,7 @@ impl State {
             .db()
             .query_row(
                 "SELECT id, user, project, environment, what, server_pid, early, activity,
-                        outcome, message, started_at
+                        outcome, message, started_at, refused_as
                  FROM console_actions WHERE id = ?1 AND user = ?2 AND expires_at > ?3",
                 params![id, user, crate::now()],
                 |r| {
@@ -141,6 +179,7 @@ impl State {
                             r.get::<_, Option<String>>(8)?,
                             r.get::<_, Option<String>>(9)?,
                             r.get::<_, i64>(10)?,
+                            r.get::<_, Option<String>>(11)?,
                         ),
                     ))
                 },
@@ -149,16 +188,17 @@ impl State {
         let Some(((id, user, project, environment, what, pid), rest)) = row else {
             return Ok(None);
         };
-        let (early, activity, outcome, message, started_at) = rest;
-        let progress = match (activity, outcome.as_deref(), message) {
-            (Some(a), _, _) => ActionProgress::Activity(a),
-            (None, None, _) => ActionProgress::Waiting,
-            (None, Some("done"), Some(m)) => ActionProgress::Done(m),
-            (None, Some("refused"), Some(m)) => ActionProgress::Refused(m),
-            (None, Some("failed"), None) => ActionProgress::Failed,
-            (None, other, message) => {
+        let (early, activity, outcome, message, started_at, refused_as) = rest;
+        let refused_as = refused_as.as_deref().map(RefusedAs::parse);
+        let progress = match (activity, outcome.as_deref(), message, refused_as) {
+            (Some(a), _, _, _) => ActionProgress::Activity(a),
+            (None, None, _, None) => ActionProgress::Waiting,
+            (None, Some("done"), Some(m), None) => ActionProgress::Done(m),
+            (None, Some("refused"), Some(m), Some(Some(r))) => ActionProgress::Refused(r, m),
+            (None, Some("failed"), None, None) => ActionProgress::Failed,
+            (None, other, message, refused_as) => {
                 return Err(StateError::Invalid(format!(
-                    "console action {id} has outcome {other:?} with message {message:?}"
+                    "console action {id} has outcome {other:?} (refused as {refused_as:?}) with message {message:?}"
                 )))
             }
         };
@@ -182,6 +222,36 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_refusals_of_an_older_server_read_as_conflicts_after_the_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let before = crate::schema::MIGRATIONS.len() - 1;
+        {
+            // A database as it was before the refusal kinds, with a refused action.
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            for sql in &crate::schema::MIGRATIONS[..before] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", before as i64)
+                .unwrap();
+            conn.execute_batch(&format!(
+                "INSERT INTO users(name) VALUES ('ann');
+                 INSERT INTO console_actions(user, project, environment, what, server_pid,
+                     outcome, message, started_at, expires_at)
+                 VALUES ('ann', 'demo', 'main', 'the sync', 42, 'refused', 'busy', 0, {});",
+                crate::now() + 3600
+            ))
+            .unwrap();
+        }
+        let st = State::open(&path).expect("migrating");
+        let a = st.console_action(1, "ann").unwrap().unwrap();
+        assert_eq!(
+            a.progress,
+            ActionProgress::Refused(RefusedAs::Conflict, "busy".into())
+        );
+    }
 
     #[test]
     fn an_action_is_its_starters_only_and_says_where_it_is() {
@@ -212,13 +282,30 @@ mod tests {
             .unwrap();
         st.console_action_ended(
             refused,
-            &ActionOutcome::Refused("main is the parent".into()),
+            &ActionOutcome::Refused(RefusedAs::Conflict, "main is the parent".into()),
         )
         .unwrap();
         assert_eq!(
             st.console_action(refused, "bob").unwrap().unwrap().progress,
-            ActionProgress::Refused("main is the parent".into())
+            ActionProgress::Refused(RefusedAs::Conflict, "main is the parent".into())
         );
+        // Each kind of refusal comes back as it went in.
+        for kind in [
+            RefusedAs::Forbidden,
+            RefusedAs::NotFound,
+            RefusedAs::Invalid,
+            RefusedAs::Conflict,
+        ] {
+            let n = st
+                .start_console_action("bob", ("demo", "main"), "the rollback", 42, later)
+                .unwrap();
+            st.console_action_ended(n, &ActionOutcome::Refused(kind, "no".into()))
+                .unwrap();
+            assert_eq!(
+                st.console_action(n, "bob").unwrap().unwrap().progress,
+                ActionProgress::Refused(kind, "no".into())
+            );
+        }
         let failed = st
             .start_console_action("bob", ("demo", "main"), "the redeploy", 42, later)
             .unwrap();
@@ -242,6 +329,20 @@ mod tests {
             .unwrap();
         assert!(matches!(
             st.console_action(refused, "bob"),
+            Err(StateError::Invalid(_))
+        ));
+        // A refusal without its kind does not decode either.
+        let kindless = st
+            .start_console_action("bob", ("demo", "main"), "the sync", 42, later)
+            .unwrap();
+        st.db()
+            .execute(
+                "UPDATE console_actions SET outcome = 'refused', message = 'no' WHERE id = ?1",
+                [kindless],
+            )
+            .unwrap();
+        assert!(matches!(
+            st.console_action(kindless, "bob"),
             Err(StateError::Invalid(_))
         ));
         // An internal failure keeps no message; one that has one does not decode.

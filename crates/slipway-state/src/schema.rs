@@ -308,6 +308,14 @@ CREATE TABLE replaced_services (
     FOREIGN KEY (project, environment) REFERENCES environments(project, name) ON DELETE CASCADE
 );
 "#,
+    // console_actions.refused_as (console refusals): what kind of refusal ended an action
+    // before it began, for the status of its page (403, 404, 400 or 409). The refusals of
+    // older servers were all shown as 409: they are conflicts.
+    r#"
+ALTER TABLE console_actions ADD COLUMN refused_as TEXT
+    CHECK (refused_as IS NULL OR refused_as IN ('forbidden', 'not-found', 'invalid', 'conflict'));
+UPDATE console_actions SET refused_as = 'conflict' WHERE outcome = 'refused';
+"#,
 ];
 
 /// Bring the schema to the newest version (tracked in `PRAGMA user_version`).
