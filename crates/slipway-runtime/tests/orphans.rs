@@ -36,21 +36,47 @@ fn zombies() -> Vec<u32> {
         .collect()
 }
 
-/// The tests of this file one at a time: each counts the zombies of the whole process.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// What the tests here run containers with: a runtime whose process is a child subreaper
+/// (as `serve`'s), its data folder, the app folder and the containers' user.
+struct Subreaper {
+    data: tempfile::TempDir,
+    app: tempfile::TempDir,
+    rt: std::sync::Arc<Runtime>,
+    run_as: RunAs,
+}
 
-#[tokio::test]
-async fn a_process_a_killed_exec_left_behind_does_not_keep_its_container_running() {
-    if !slipway_runtime::testing::root() {
-        return;
-    }
-    let _one = ONE_AT_A_TIME.lock().await;
+fn subreaper() -> Subreaper {
     let data = tempfile::tempdir().unwrap();
     let app = tempfile::tempdir().unwrap();
     let rt = Runtime::new(Path::new("runc"), data.path()).unwrap();
     rt.collect_exits().unwrap();
     let run_as = RunAs::for_project("runtime-orphans");
     run_as.own_tree(app.path()).unwrap();
+    Subreaper {
+        data,
+        app,
+        rt: std::sync::Arc::new(rt),
+        run_as,
+    }
+}
+
+/// The tests of this file one at a time: each counts the zombies of the whole process.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A test's start: None (it is skipped) without root, else its turn and its subreaper.
+async fn start() -> Option<(tokio::sync::MutexGuard<'static, ()>, Subreaper)> {
+    if !slipway_runtime::testing::root() {
+        return None;
+    }
+    Some((ONE_AT_A_TIME.lock().await, subreaper()))
+}
+
+#[tokio::test]
+async fn a_process_a_killed_exec_left_behind_does_not_keep_its_container_running() {
+    let Some((_one, s)) = start().await else {
+        return;
+    };
+    let (data, app, rt, run_as) = (s.data, s.app, s.rt, s.run_as);
     // Ends by itself a while after the exec below started.
     let spec = slipway_runtime::testing::spec(
         RootFs::Host,
@@ -114,16 +140,10 @@ async fn a_process_a_killed_exec_left_behind_does_not_keep_its_container_running
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn execs_racing_their_containers_exit_leave_no_container_running_and_no_zombie() {
-    if !slipway_runtime::testing::root() {
+    let Some((_one, s)) = start().await else {
         return;
-    }
-    let _one = ONE_AT_A_TIME.lock().await;
-    let data = tempfile::tempdir().unwrap();
-    let app = tempfile::tempdir().unwrap();
-    let rt = std::sync::Arc::new(Runtime::new(Path::new("runc"), data.path()).unwrap());
-    rt.collect_exits().unwrap();
-    let run_as = RunAs::for_project("runtime-orphans");
-    run_as.own_tree(app.path()).unwrap();
+    };
+    let (data, app, rt, run_as) = (s.data, s.app, s.rt, s.run_as);
     // As `serve` does, once a second.
     let reaper = {
         let rt = rt.clone();

@@ -223,6 +223,20 @@ impl State {
 mod tests {
     use super::*;
 
+    /// Bob's action `id`, its row changed by `set` (an SQL `SET` list), does not decode.
+    fn assert_undecodable(st: &State, id: i64, set: &str) {
+        st.db()
+            .execute(
+                &format!("UPDATE console_actions SET {set} WHERE id = ?1"),
+                [id],
+            )
+            .unwrap();
+        assert!(
+            matches!(st.console_action(id, "bob"), Err(StateError::Invalid(_))),
+            "{set}"
+        );
+    }
+
     #[test]
     fn the_refusals_of_an_older_server_read_as_conflicts_after_the_migration() {
         let dir = tempfile::tempdir().unwrap();
@@ -321,40 +335,13 @@ mod tests {
             .unwrap();
         assert_eq!(st.console_action(old, "ann").unwrap(), None);
         // A record that does not decode is an error, never a default.
-        st.db()
-            .execute(
-                "UPDATE console_actions SET outcome = 'done', message = NULL WHERE id = ?1",
-                [refused],
-            )
-            .unwrap();
-        assert!(matches!(
-            st.console_action(refused, "bob"),
-            Err(StateError::Invalid(_))
-        ));
+        assert_undecodable(&st, refused, "outcome = 'done', message = NULL");
         // A refusal without its kind does not decode either.
         let kindless = st
             .start_console_action("bob", ("demo", "main"), "the sync", 42, later)
             .unwrap();
-        st.db()
-            .execute(
-                "UPDATE console_actions SET outcome = 'refused', message = 'no' WHERE id = ?1",
-                [kindless],
-            )
-            .unwrap();
-        assert!(matches!(
-            st.console_action(kindless, "bob"),
-            Err(StateError::Invalid(_))
-        ));
+        assert_undecodable(&st, kindless, "outcome = 'refused', message = 'no'");
         // An internal failure keeps no message; one that has one does not decode.
-        st.db()
-            .execute(
-                "UPDATE console_actions SET message = 'detail' WHERE id = ?1",
-                [failed],
-            )
-            .unwrap();
-        assert!(matches!(
-            st.console_action(failed, "bob"),
-            Err(StateError::Invalid(_))
-        ));
+        assert_undecodable(&st, failed, "message = 'detail'");
     }
 }
