@@ -111,7 +111,8 @@ impl Exits {
 }
 
 /// The zombie children of this process that are runc's leftovers: processes of a
-/// container that are not its first process (`known`), and runc's own setup stages. A
+/// container that are not its first process (neither `known` nor pid 1 there), and runc's
+/// own setup stages. A
 /// process `runc exec` started is given to this subreaper when its runc dies first (an
 /// exec given up on, a console whose connection dropped, an exec racing its container's
 /// exit), and so is runc's `runc:[1:CHILD]` stage when the exec fails that way. Left a
@@ -135,7 +136,7 @@ fn ended_orphans(known: &HashMap<i32, String>) -> Vec<i32> {
             zombie_parent(&stat) == Some(me)
                 && (command_name(&stat).is_some_and(|c| c.starts_with(RUNC_STAGE))
                     || std::fs::read_to_string(format!("/proc/{pid}/status"))
-                        .is_ok_and(|status| in_a_child_pid_namespace(&status)))
+                        .is_ok_and(|status| a_containers_later_process(&status)))
         })
         .collect()
 }
@@ -158,13 +159,17 @@ fn command_name(stat: &str) -> Option<&str> {
     stat.get(stat.find('(')? + 1..stat.rfind(')')?)
 }
 
-/// Whether a process whose `/proc/PID/status` is `status` has a pid in a namespace below
-/// this one (its `NSpid` line names more than one).
-fn in_a_child_pid_namespace(status: &str) -> bool {
+/// Whether a process whose `/proc/PID/status` is `status` runs in a container, and is not
+/// its first process: it has a pid in a namespace below this one (its `NSpid` line names
+/// more than one) and that pid is not 1. A container's first process is never taken
+/// here, not even in the moment between runc starting it and [`Exits::started`]
+/// remembering it: how it ends is for [`Exits::reap`] to tell.
+fn a_containers_later_process(status: &str) -> bool {
     status
         .lines()
         .find_map(|l| l.strip_prefix("NSpid:"))
-        .is_some_and(|pids| pids.split_ascii_whitespace().count() > 1)
+        .map(|pids| pids.split_ascii_whitespace().collect::<Vec<_>>())
+        .is_some_and(|pids| pids.len() > 1 && pids.last() != Some(&"1"))
 }
 
 /// Make this process a child subreaper: containers it starts detached stay its children.
@@ -198,12 +203,15 @@ mod tests {
     }
 
     #[test]
-    fn a_process_in_a_container_has_two_pids() {
-        assert!(in_a_child_pid_namespace(
+    fn a_process_in_a_container_has_two_pids_and_its_first_is_pid_1_there() {
+        assert!(a_containers_later_process(
             "Name:\tsleep\nNSpid:\t4127\t7\nNSpgid:\t1\n"
         ));
-        assert!(!in_a_child_pid_namespace("Name:\trunc\nNSpid:\t4127\n"));
-        assert!(!in_a_child_pid_namespace("Name:\trunc\n"));
+        assert!(!a_containers_later_process(
+            "Name:\ttini-static\nNSpid:\t4120\t1\n"
+        ));
+        assert!(!a_containers_later_process("Name:\trunc\nNSpid:\t4127\n"));
+        assert!(!a_containers_later_process("Name:\trunc\n"));
     }
 
     #[test]
