@@ -152,7 +152,7 @@ impl Cx<'_> {
                     Ok(Err(e)) => {
                         let told = e.told(&format!("console action {number}: {what}"));
                         match e.kind() {
-                            Kind::Refused(why) => ActionOutcome::Refused(why.into(), told),
+                            Kind::Refused(why) => ActionOutcome::Refused(why, told),
                             Kind::Internal => ActionOutcome::Failed,
                         }
                     }
@@ -228,7 +228,7 @@ impl Cx<'_> {
             ActionProgress::Activity(id) => see_other(&format!("/activity/{id}"), None),
             // Refused before it began: the refusal's own kind (403, 404, 400 or 409).
             ActionProgress::Refused(kind, m) => refusal_page(
-                Refusal::from(*kind),
+                *kind,
                 Some(refused_title),
                 &format!("{m}."),
                 Some(html! { p { a href=(back) { "Back to " (env) } } }),

@@ -15,47 +15,9 @@ pub enum Kind {
     Internal,
 }
 
-/// Why a request was refused: what the web console's status code is made from (403, 404,
-/// 400 or 409, in one place there); over SSH every refusal exits 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// The user lacks the role it needs ("permission denied: ...").
-    Forbidden,
-    /// No such project (or one the user may not see), environment, release, backup,
-    /// app, cron or variable.
-    NotFound,
-    /// The request itself is malformed: not a variable name, an unknown role, a bad
-    /// domain.
-    Invalid,
-    /// The operation does not apply to the environment as it is: nothing to roll back
-    /// to, production has no parent, a backup of services it no longer has, an app that
-    /// fails its deploy hook or health check, a cron already running.
-    Conflict,
-}
-
-/// A refusal's kind as the state keeps it for a console action that ended before it began.
-impl From<Refusal> for slipway_state::RefusedAs {
-    fn from(r: Refusal) -> Self {
-        match r {
-            Refusal::Forbidden => slipway_state::RefusedAs::Forbidden,
-            Refusal::NotFound => slipway_state::RefusedAs::NotFound,
-            Refusal::Invalid => slipway_state::RefusedAs::Invalid,
-            Refusal::Conflict => slipway_state::RefusedAs::Conflict,
-        }
-    }
-}
-
-/// A refusal's kind read back from the state.
-impl From<slipway_state::RefusedAs> for Refusal {
-    fn from(r: slipway_state::RefusedAs) -> Self {
-        match r {
-            slipway_state::RefusedAs::Forbidden => Refusal::Forbidden,
-            slipway_state::RefusedAs::NotFound => Refusal::NotFound,
-            slipway_state::RefusedAs::Invalid => Refusal::Invalid,
-            slipway_state::RefusedAs::Conflict => Refusal::Conflict,
-        }
-    }
-}
+/// Why a request was refused (403, 404, 400 or 409 in the web console, exit 1 over SSH).
+/// Defined in the state, which keeps it for a console action refused before it began.
+pub use slipway_state::Refusal;
 
 impl Kind {
     /// The exit status of a command that failed so: 1 refused, 3 internal.

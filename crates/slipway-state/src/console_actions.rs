@@ -19,44 +19,50 @@ pub enum ActionProgress {
     /// It ended well without an activity (its summary).
     Done(String),
     /// It was refused before it began (what kind of refusal, why).
-    Refused(RefusedAs, String),
+    Refused(Refusal, String),
     /// It failed inside before it began (an internal failure, which the server's log
     /// tells; the user is told no more).
     Failed,
 }
 
-/// What kind of refusal ended a console action before it began: what its page's status is
-/// made from.
+/// Why a request was refused: what the web console's status code is made from (403, 404,
+/// 400 or 409, in one place there); over SSH every refusal exits 1. Kept here for a
+/// console action refused before it began; `slipway_deploy::failure` says which errors
+/// are which.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefusedAs {
-    /// The user lacks the role it needs.
+pub enum Refusal {
+    /// The user lacks the role it needs ("permission denied: ...").
     Forbidden,
-    /// What it names is not there.
+    /// No such project (or one the user may not see), environment, release, backup,
+    /// app, cron or variable.
     NotFound,
-    /// The request itself is malformed.
+    /// The request itself is malformed: not a variable name, an unknown role, a bad
+    /// domain.
     Invalid,
-    /// The environment's state forbids it now.
+    /// The operation does not apply to the environment as it is: nothing to roll back
+    /// to, production has no parent, a backup of services it no longer has, an app that
+    /// fails its deploy hook or health check, a cron already running.
     Conflict,
 }
 
-impl RefusedAs {
+impl Refusal {
     /// As the state stores it.
     fn as_str(self) -> &'static str {
         match self {
-            RefusedAs::Forbidden => "forbidden",
-            RefusedAs::NotFound => "not-found",
-            RefusedAs::Invalid => "invalid",
-            RefusedAs::Conflict => "conflict",
+            Refusal::Forbidden => "forbidden",
+            Refusal::NotFound => "not-found",
+            Refusal::Invalid => "invalid",
+            Refusal::Conflict => "conflict",
         }
     }
 
     /// From how the state stores it.
-    fn parse(s: &str) -> Option<RefusedAs> {
+    fn parse(s: &str) -> Option<Refusal> {
         [
-            RefusedAs::Forbidden,
-            RefusedAs::NotFound,
-            RefusedAs::Invalid,
-            RefusedAs::Conflict,
+            Refusal::Forbidden,
+            Refusal::NotFound,
+            Refusal::Invalid,
+            Refusal::Conflict,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)
@@ -69,7 +75,7 @@ pub enum ActionOutcome {
     /// Well (its summary).
     Done(String),
     /// Refused (what kind of refusal, why, for the user).
-    Refused(RefusedAs, String),
+    Refused(Refusal, String),
     /// An internal failure (the server's log tells).
     Failed,
 }
@@ -189,7 +195,7 @@ impl State {
             return Ok(None);
         };
         let (early, activity, outcome, message, started_at, refused_as) = rest;
-        let refused_as = refused_as.as_deref().map(RefusedAs::parse);
+        let refused_as = refused_as.as_deref().map(Refusal::parse);
         let progress = match (activity, outcome.as_deref(), message, refused_as) {
             (Some(a), _, _, _) => ActionProgress::Activity(a),
             (None, None, _, None) => ActionProgress::Waiting,
@@ -263,7 +269,7 @@ mod tests {
         let a = st.console_action(1, "ann").unwrap().unwrap();
         assert_eq!(
             a.progress,
-            ActionProgress::Refused(RefusedAs::Conflict, "busy".into())
+            ActionProgress::Refused(Refusal::Conflict, "busy".into())
         );
     }
 
@@ -296,19 +302,19 @@ mod tests {
             .unwrap();
         st.console_action_ended(
             refused,
-            &ActionOutcome::Refused(RefusedAs::Conflict, "main is the parent".into()),
+            &ActionOutcome::Refused(Refusal::Conflict, "main is the parent".into()),
         )
         .unwrap();
         assert_eq!(
             st.console_action(refused, "bob").unwrap().unwrap().progress,
-            ActionProgress::Refused(RefusedAs::Conflict, "main is the parent".into())
+            ActionProgress::Refused(Refusal::Conflict, "main is the parent".into())
         );
         // Each kind of refusal comes back as it went in.
         for kind in [
-            RefusedAs::Forbidden,
-            RefusedAs::NotFound,
-            RefusedAs::Invalid,
-            RefusedAs::Conflict,
+            Refusal::Forbidden,
+            Refusal::NotFound,
+            Refusal::Invalid,
+            Refusal::Conflict,
         ] {
             let n = st
                 .start_console_action("bob", ("demo", "main"), "the rollback", 42, later)

@@ -40,7 +40,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 pub use console::{ConsoleLogin, ConsoleSession};
-pub use console_actions::{ActionOutcome, ActionProgress, ConsoleAction, RefusedAs};
+pub use console_actions::{ActionOutcome, ActionProgress, ConsoleAction, Refusal};
 pub use domains::Domain;
 pub use pruning::ActivityRetention;
 pub use release_author::ReleaseAuthor;
