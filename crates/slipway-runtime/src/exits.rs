@@ -74,6 +74,11 @@ impl Exits {
     /// Wait (without blocking) for every remembered container process that ended;
     /// returns how many did.
     pub(crate) fn reap(&self) -> usize {
+        // runc's leftovers first, without the lock (a scan of `/proc`): never a container's
+        // first process, whose exit is told below.
+        for pid in ended_orphans() {
+            let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
+        }
         let mut inner = self.lock();
         let pids: Vec<i32> = inner.children.keys().copied().collect();
         let mut n = 0;
@@ -93,9 +98,6 @@ impl Exits {
                 }
             }
         }
-        for pid in ended_orphans(&inner.children) {
-            let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
-        }
         n
     }
 
@@ -111,9 +113,8 @@ impl Exits {
 }
 
 /// The zombie children of this process that are runc's leftovers: processes of a
-/// container that are not its first process (neither `known` nor pid 1 there), and runc's
-/// own setup stages. A
-/// process `runc exec` started is given to this subreaper when its runc dies first (an
+/// container that are not its first process (pid 1 there), and runc's own setup stages.
+/// A process `runc exec` started is given to this subreaper when its runc dies first (an
 /// exec given up on, a console whose connection dropped, an exec racing its container's
 /// exit), and so is runc's `runc:[1:CHILD]` stage when the exec fails that way. Left a
 /// zombie, a container's process keeps the container's first process from ever finishing
@@ -121,14 +122,13 @@ impl Exits {
 /// container looks running for good; and every such zombie holds a pid. The server's own
 /// children (the runtime CLI, git) run in its pid namespace under their own names and are
 /// never among them: whoever spawned them waits for them.
-fn ended_orphans(known: &HashMap<i32, String>) -> Vec<i32> {
+fn ended_orphans() -> Vec<i32> {
     let me = std::process::id();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| !known.contains_key(pid))
         .filter(|pid| {
             let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
                 return false;
